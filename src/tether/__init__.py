@@ -1,0 +1,71 @@
+"""tether: durable workflows for AI-agent harnesses.
+
+The public API is what this module exports; everything else is internal.
+"""
+
+from __future__ import annotations
+
+from .app import App, RunResult, WorkflowDef, open_workflow, run_workflow
+from .clock import Clock, FakeClock, SystemClock
+from .errors import (
+    ForEachError,
+    IncompatibleStoreError,
+    InvalidArgumentError,
+    LeaseConflictError,
+    MutexTimeoutError,
+    NotSerializableError,
+    RunNotFoundError,
+    StaleOwnerError,
+    StepFailedError,
+    StoreError,
+    StoreUnavailableError,
+    TetherError,
+    WorkflowNotFoundError,
+)
+from .fanout import ForEachSummary, ItemResult, ItemStatus
+from .record import EventRecord, HeartbeatRecord, LeaseRecord, RunRecord, StepRecord
+from .retry import RetryPolicy
+from .store import Durability, RunStatus, StepStatus
+from .workflow import MutexHandle, StepContext, Workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "Clock",
+    "Durability",
+    "EventRecord",
+    "FakeClock",
+    "ForEachError",
+    "ForEachSummary",
+    "HeartbeatRecord",
+    "IncompatibleStoreError",
+    "InvalidArgumentError",
+    "ItemResult",
+    "ItemStatus",
+    "LeaseConflictError",
+    "LeaseRecord",
+    "MutexHandle",
+    "MutexTimeoutError",
+    "NotSerializableError",
+    "RetryPolicy",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunResult",
+    "RunStatus",
+    "StaleOwnerError",
+    "StepContext",
+    "StepFailedError",
+    "StepRecord",
+    "StepStatus",
+    "StoreError",
+    "StoreUnavailableError",
+    "SystemClock",
+    "TetherError",
+    "Workflow",
+    "WorkflowDef",
+    "WorkflowNotFoundError",
+    "__version__",
+    "open_workflow",
+    "run_workflow",
+]

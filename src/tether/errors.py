@@ -1,0 +1,163 @@
+"""Every public tether exception.
+
+The tree::
+
+    TetherError
+    ├── InvalidArgumentError (also ValueError)  bad input to a public call
+    ├── NotSerializableError (also TypeError)   a value JSON cannot hold
+    ├── StoreError                              the database failed or is unusable
+    │   ├── StoreUnavailableError               cannot reach / open the database
+    │   ├── IncompatibleStoreError              foreign file or newer schema
+    │   └── StaleOwnerError                     a fenced write from a superseded owner
+    ├── RunNotFoundError (also LookupError)     no run with that workflow id
+    ├── WorkflowNotFoundError (also LookupError) no workflow registered under a name
+    ├── LeaseConflictError                      a lease is held by someone else
+    ├── MutexTimeoutError (also TimeoutError)   a mutex was not acquired in time
+    ├── StepFailedError                         a step exhausted its attempts
+    └── ForEachError                            a for_each item failed (carries the summary)
+
+Errors carry the facts a caller needs as attributes, and their message says
+what was wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .fanout import ForEachSummary
+
+__all__ = [
+    "ForEachError",
+    "IncompatibleStoreError",
+    "InvalidArgumentError",
+    "LeaseConflictError",
+    "MutexTimeoutError",
+    "NotSerializableError",
+    "RunNotFoundError",
+    "StaleOwnerError",
+    "StepFailedError",
+    "StoreError",
+    "StoreUnavailableError",
+    "TetherError",
+    "WorkflowNotFoundError",
+]
+
+
+class TetherError(Exception):
+    """Root of every error tether raises on purpose."""
+
+
+class InvalidArgumentError(TetherError, ValueError):
+    """A public call got an argument it cannot use."""
+
+
+class NotSerializableError(TetherError, TypeError):
+    """A value that must be stored as JSON cannot be."""
+
+    def __init__(self, what: str, offending_type: type, path: str = "") -> None:
+        self.what = what
+        self.offending_type = offending_type
+        self.path = path
+        where = f" at {path}" if path else ""
+        super().__init__(
+            f"{what} cannot be stored as JSON: value of type "
+            f"{offending_type.__module__}.{offending_type.__qualname__}{where} is not "
+            "JSON-serialisable. Return JSON data (dict, list, str, int, float, bool, None), "
+            "a pydantic model, or a dataclass instead."
+        )
+
+
+class StoreError(TetherError):
+    """The store failed or cannot be used."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be opened or reached."""
+
+
+class IncompatibleStoreError(StoreError):
+    """The database is not a tether database, or was written by a newer tether."""
+
+
+class StaleOwnerError(StoreError):
+    """A write came from an owner whose generation was superseded; nothing was written."""
+
+    def __init__(self, workflow_id: str, generation: int | None) -> None:
+        self.workflow_id = workflow_id
+        self.generation = generation
+        super().__init__(
+            f"run {workflow_id!r}: this process no longer owns the run (generation "
+            f"{generation} was superseded by a newer owner); its write was refused"
+        )
+
+
+class RunNotFoundError(TetherError, LookupError):
+    """No run exists with the given workflow id."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(
+            f"no run with workflow id {workflow_id!r}; `tether runs list` shows the known runs"
+        )
+
+
+class WorkflowNotFoundError(TetherError, LookupError):
+    """No workflow is registered under the given name."""
+
+
+class LeaseConflictError(TetherError):
+    """The lease is held by another holder and has not expired."""
+
+    def __init__(
+        self, key: str, holder: str, current_holder: str, expires_at: datetime | None
+    ) -> None:
+        self.key = key
+        self.holder = holder
+        self.current_holder = current_holder
+        self.expires_at = expires_at
+        until = f" until {expires_at.isoformat()}" if expires_at else ""
+        super().__init__(
+            f"lease {key!r} is held by {current_holder!r}{until}; "
+            f"{holder!r} cannot take it before it expires or is released"
+        )
+
+
+class MutexTimeoutError(TetherError, TimeoutError):
+    """A mutex could not be acquired within its timeout."""
+
+    def __init__(self, key: str, timeout: float, holder: str | None) -> None:
+        self.key = key
+        self.timeout = timeout
+        self.holder = holder
+        by = f" (held by {holder!r})" if holder else ""
+        super().__init__(
+            f"mutex {key!r} was not acquired within {timeout:g}s{by}; raise `timeout=` "
+            "or check for a holder that never releases"
+        )
+
+
+class StepFailedError(TetherError):
+    """A step failed and will not be retried (attempts exhausted or not retryable)."""
+
+    def __init__(self, step: str, attempts: int, error_type: str, message: str) -> None:
+        self.step = step
+        self.attempts = attempts
+        self.error_type = error_type
+        self.error_message = message
+        super().__init__(
+            f"step {step!r} failed after {attempts} attempt(s): {error_type}: {message}"
+        )
+
+
+class ForEachError(TetherError):
+    """At least one item of a for_each failed; `summary` holds every item's outcome."""
+
+    def __init__(self, summary: ForEachSummary[Any, Any], first_error: BaseException) -> None:
+        self.summary = summary
+        self.first_error = first_error
+        super().__init__(
+            f"for_each: {summary.rejected} item(s) failed, {summary.fulfilled} succeeded; "
+            f"first error: {type(first_error).__name__}: {first_error}"
+        )

@@ -1,0 +1,213 @@
+"""RunRecord: everything known about one run, and its JSON export.
+
+The export keeps the shape of the iso-orchestrator record (version, workflow
+id, status, timestamps, state, steps by name, events, heartbeats, leases,
+last error) so inspectors written for that format keep working.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .store import EventRow, HeartbeatRow, LockRow, RunRow, RunStatus, StepRow, StepStatus
+
+__all__ = ["EventRecord", "HeartbeatRecord", "LeaseRecord", "RunRecord", "StepRecord"]
+
+RECORD_VERSION = 1
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    name: str
+    status: StepStatus
+    attempts: int
+    idempotency_key: str | None
+    result: Any
+    error: dict[str, Any] | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: StepRow) -> StepRecord:
+        return cls(
+            name=row.name,
+            status=row.status,
+            attempts=row.attempts,
+            idempotency_key=row.idempotency_key,
+            result=_load(row.result),
+            error=_load(row.error),
+            started_at=row.started_at,
+            completed_at=row.completed_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "idempotencyKey": self.idempotency_key,
+            "result": self.result,
+            "error": self.error,
+            "startedAt": _iso(self.started_at),
+            "completedAt": _iso(self.completed_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    seq: int
+    type: str
+    at: datetime
+    message: str | None
+    detail: Any
+
+    @classmethod
+    def from_row(cls, row: EventRow) -> EventRecord:
+        return cls(row.seq, row.type, row.at, row.message, _load(row.detail))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seq": self.seq, "type": self.type, "at": _iso(self.at)}
+        if self.message is not None:
+            out["message"] = self.message
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRecord:
+    key: str
+    at: datetime
+    detail: Any
+
+    @classmethod
+    def from_row(cls, row: HeartbeatRow) -> HeartbeatRecord:
+        return cls(row.key, row.at, _load(row.detail))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": _iso(self.at), "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """A lease as last written: who holds it and until when."""
+
+    key: str
+    holder: str
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+    released_at: datetime | None
+    detail: Any
+
+    @classmethod
+    def from_row(cls, row: LockRow) -> LeaseRecord:
+        return cls(
+            key=row.key,
+            holder=row.holder,
+            acquired_at=row.acquired_at,
+            renewed_at=row.heartbeat_at,
+            expires_at=row.expires_at,
+            released_at=row.released_at,
+            detail=_load(row.detail),
+        )
+
+    def active_at(self, now: datetime) -> bool:
+        return self.released_at is None and self.expires_at > now
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "holder": self.holder,
+            "acquiredAt": _iso(self.acquired_at),
+            "renewedAt": _iso(self.renewed_at),
+            "expiresAt": _iso(self.expires_at),
+            "releasedAt": _iso(self.released_at),
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run: its definition, status, state, steps, events, heartbeats and leases."""
+
+    workflow_id: str
+    workflow_name: str
+    workflow_version: str | None
+    status: RunStatus
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    input: Any
+    output: Any
+    state: Any
+    last_error: dict[str, Any] | None
+    generation: int
+    steps: dict[str, StepRecord]
+    events: tuple[EventRecord, ...]
+    heartbeats: dict[str, HeartbeatRecord]
+    leases: dict[str, LeaseRecord]
+
+    @classmethod
+    def build(
+        cls,
+        run: RunRow,
+        steps: list[StepRow],
+        events: list[EventRow],
+        heartbeats: list[HeartbeatRow],
+        leases: list[LockRow],
+    ) -> RunRecord:
+        return cls(
+            workflow_id=run.workflow_id,
+            workflow_name=run.workflow_name,
+            workflow_version=run.workflow_version,
+            status=run.status,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            input=_load(run.input),
+            output=_load(run.output),
+            state=_load(run.state),
+            last_error=_load(run.error),
+            generation=run.generation,
+            steps={s.key: StepRecord.from_row(s) for s in steps},
+            events=tuple(EventRecord.from_row(e) for e in events),
+            heartbeats={h.key: HeartbeatRecord.from_row(h) for h in heartbeats},
+            leases={lk.key: LeaseRecord.from_row(lk) for lk in leases},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record in the iso-orchestrator JSON shape (camelCase keys)."""
+        return {
+            "version": RECORD_VERSION,
+            "workflowId": self.workflow_id,
+            "workflowName": self.workflow_name,
+            "workflowVersion": self.workflow_version,
+            "status": self.status.value,
+            "createdAt": _iso(self.created_at),
+            "updatedAt": _iso(self.updated_at),
+            "startedAt": _iso(self.started_at),
+            "finishedAt": _iso(self.finished_at),
+            "input": self.input,
+            "output": self.output,
+            "state": self.state,
+            "steps": {name: s.to_dict() for name, s in self.steps.items()},
+            "events": [e.to_dict() for e in self.events],
+            "heartbeats": {k: h.to_dict() for k, h in self.heartbeats.items()},
+            "leases": {k: lease.to_dict() for k, lease in self.leases.items()},
+            "lastError": self.last_error,
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)

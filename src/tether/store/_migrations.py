@@ -1,0 +1,42 @@
+"""Numbered SQL migrations, packaged as data: `schema/<dialect>/NNNN_name.sql`."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+__all__ = ["Migration", "latest_version", "migrations"]
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+@functools.cache
+def migrations(dialect: str) -> tuple[Migration, ...]:
+    """Every migration of `dialect`, in version order."""
+    folder = resources.files("tether.store").joinpath("schema", dialect)
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        m = _NAME.match(entry.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), entry.read_text("utf-8")))
+    found.sort(key=lambda mig: mig.version)
+    for expected, mig in enumerate(found, start=1):
+        if mig.version != expected:
+            raise RuntimeError(
+                f"{dialect} migrations are not numbered 1..n: missing {expected:04d}"
+            )
+    return tuple(found)
+
+
+def latest_version(dialect: str) -> int:
+    found = migrations(dialect)
+    return found[-1].version if found else 0

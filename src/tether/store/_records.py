@@ -1,0 +1,175 @@
+"""Values that cross the store port: frozen rows out, small specs in.
+
+JSON columns travel as JSON *text* both ways: the engine serialises once on
+the way in and parses (and validates into the caller's type) on the way out,
+so the store never re-serialises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+__all__ = [
+    "EventRow",
+    "Fence",
+    "HeartbeatRow",
+    "LockOutcome",
+    "LockResult",
+    "LockRow",
+    "NewEvent",
+    "NewRun",
+    "RunRow",
+    "RunStatus",
+    "StepRow",
+    "StepStatus",
+]
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {
+        RunStatus.COMPLETED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.COMPENSATED,
+        RunStatus.COMPENSATION_FAILED,
+    }
+)
+
+
+class StepStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class LockOutcome(StrEnum):
+    ACQUIRED = "acquired"
+    RENEWED = "renewed"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Who writes for a run. `generation=None` writes without fencing (an observer)."""
+
+    workflow_id: str
+    generation: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    type: str
+    message: str | None = None
+    detail: str | None = None  # JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    workflow_id: str
+    workflow_name: str
+    workflow_version: str | None = None
+    input: str | None = None  # JSON text
+    state: str | None = None  # JSON text
+    priority: int = 0
+    tags: tuple[str, ...] = ()
+    tenant: str | None = None
+    parent_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    workflow_id: str
+    workflow_name: str
+    workflow_version: str | None
+    status: RunStatus
+    input: str | None
+    output: str | None
+    error: str | None
+    state: str | None
+    priority: int
+    tags: tuple[str, ...]
+    tenant: str | None
+    parent_id: str | None
+    idempotency_key: str | None
+    owner: str | None
+    generation: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    workflow_id: str
+    key: str
+    name: str
+    status: StepStatus
+    attempts: int
+    idempotency_key: str | None
+    result: str | None
+    error: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    workflow_id: str
+    seq: int
+    type: str
+    message: str | None
+    detail: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LockRow:
+    scope: str
+    key: str
+    holder: str
+    generation: int
+    run_id: str | None
+    detail: str | None
+    acquired_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    released_at: datetime | None
+
+    def active_at(self, now: datetime) -> bool:
+        return self.released_at is None and self.expires_at > now
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRow:
+    workflow_id: str
+    key: str
+    at: datetime
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LockResult:
+    """What `acquire_lock` did; `row` is the holder's row after the call."""
+
+    outcome: LockOutcome
+    row: LockRow

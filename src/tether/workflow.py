@@ -1,0 +1,597 @@
+"""The `Workflow` context handed to workflow code.
+
+A workflow function runs from the top on every resume (checkpoint, don't
+replay code): a step that completed returns its recorded result at once; only
+unfinished work runs again. Completed steps are loaded once when the run is
+opened, so a cached step costs a dictionary lookup and a fresh step costs two
+small transactions (start marker, completion), whatever the run's length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import inspect
+import os
+import socket
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar, cast
+
+from .clock import Clock
+from .errors import (
+    InvalidArgumentError,
+    LeaseConflictError,
+    MutexTimeoutError,
+    StepFailedError,
+)
+from .fanout import ForEachSummary, run_for_each
+from .record import LeaseRecord, RunRecord
+from .retry import RetryPolicy, as_policy
+from .serde import dump_json, load_json, return_type_of
+from .store import Fence, LockOutcome, NewEvent, RunRow, StepRow, StepStatus, Store
+
+__all__ = ["MutexHandle", "StepContext", "Workflow"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+MUTEX_SCOPE = "mutex"
+DEFAULT_MUTEX_TTL = 30.0
+
+
+def lease_scope(workflow_id: str) -> str:
+    return f"lease:{workflow_id}"
+
+
+def process_owner() -> str:
+    """A name for this process that is unique across machines and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Handed to a step function that accepts one argument."""
+
+    name: str
+    attempt: int
+    max_attempts: int
+    workflow_id: str
+
+
+@dataclass(slots=True)
+class MutexHandle:
+    """A held mutex. `lost` turns true if renewal found another holder."""
+
+    key: str
+    holder: str
+    lost: bool = False
+
+
+class Waker:
+    """Wakes in-process mutex waiters when a holder in this process releases.
+
+    Waiters in other processes fall back to polling; this only saves the
+    common case of contention between tasks of one process from spinning.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    async def wait(self, key: str, timeout: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                if fut in waiters:
+                    waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[key]
+
+    def notify(self, key: str) -> None:
+        for fut in self._waiters.get(key, ()):
+            if not fut.done():
+                fut.get_loop().call_soon_threadsafe(_resolve, fut)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+@dataclass
+class Runtime:
+    """What every Workflow of one App shares."""
+
+    store: Store
+    clock: Clock
+    owner: str = field(default_factory=process_owner)
+    waker: Waker = field(default_factory=Waker)
+
+
+EventHook = Callable[[str, str, "str | None", Any], None]
+
+
+@functools.lru_cache(maxsize=4096)
+def _accepts_context(fn: Callable[..., Any]) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    params = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(params) >= 1
+
+
+def _wants_context(fn: Callable[..., Any]) -> bool:
+    try:
+        return _accepts_context(fn)
+    except TypeError:  # unhashable callable
+        return _accepts_context.__wrapped__(fn)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004
+    )
+
+
+def error_json(exc: BaseException) -> str:
+    return dump_json(
+        {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "traceback": "".join(traceback.format_exception(exc)),
+        },
+        what="error",
+    )
+
+
+def _check_key(what: str, key: object) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidArgumentError(f"{what} must be a non-empty string, got {key!r}")
+    return key
+
+
+class Workflow:
+    """The durable context of one run: steps, mutexes, leases, heartbeats, state."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        run: RunRow,
+        *,
+        generation: int | None,
+        steps: Iterable[StepRow] = (),
+        on_event: EventHook | None = None,
+        owns_store: bool = False,
+    ) -> None:
+        self._rt = runtime
+        self._store = runtime.store
+        self._clock = runtime.clock
+        self._run = run
+        self._fence = Fence(run.workflow_id, generation)
+        self._steps: dict[str, StepRow] = {s.key: s for s in steps}
+        self._step_locks: dict[str, asyncio.Lock] = {}
+        self._state: Any = load_json(run.state)
+        self._on_event = on_event
+        self._owns_store = owns_store
+
+    # -- identity ------------------------------------------------------------------
+
+    @property
+    def workflow_id(self) -> str:
+        return self._run.workflow_id
+
+    @property
+    def workflow_name(self) -> str:
+        return self._run.workflow_name
+
+    @property
+    def workflow_version(self) -> str | None:
+        return self._run.workflow_version
+
+    @property
+    def generation(self) -> int | None:
+        """The owner generation this context writes with (None: unfenced observer)."""
+        return self._fence.generation
+
+    @property
+    def state(self) -> Any:
+        """The durable state as last written by this context (or loaded)."""
+        return self._state
+
+    def _emit(self, type_: str, message: str | None = None, detail: Any = None) -> None:
+        if self._on_event is not None:
+            self._on_event(self.workflow_id, type_, message, detail)
+
+    # -- steps ---------------------------------------------------------------------
+
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[T]] | Callable[..., T],
+        *,
+        idempotency_key: str | None = None,
+        retry: int | RetryPolicy | None = None,
+    ) -> T:
+        """Run `fn` once for this run and record its result; return the record on replay.
+
+        `fn` may be sync (run in a worker thread) or async, and receives a
+        `StepContext` if it takes an argument. The result must be JSON data, a
+        pydantic model or anything pydantic can dump; if `fn` declares its
+        return type, a cached result is validated back into that type.
+        """
+        tp = return_type_of(fn)
+        done = self._steps.get(name)
+        if (
+            done is not None
+            and done.status is StepStatus.COMPLETED
+            and done.idempotency_key == idempotency_key
+        ):
+            return cast(T, load_json(done.result, tp))
+        _check_key("step name", name)
+        if idempotency_key is not None and not isinstance(idempotency_key, str):
+            raise InvalidArgumentError(
+                f"idempotency_key of step {name!r} must be a str, got {type(idempotency_key).__name__}"
+            )
+        policy = as_policy(retry)
+        lock = self._step_locks.get(name)
+        if lock is None:
+            lock = self._step_locks[name] = asyncio.Lock()
+        async with lock:
+            return cast(T, await self._execute(name, fn, idempotency_key, policy, tp))
+
+    async def _execute(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        idempotency_key: str | None,
+        policy: RetryPolicy,
+        tp: Any,
+    ) -> Any:
+        prior_row = self._steps.get(name)
+        if prior_row is not None and prior_row.idempotency_key == idempotency_key:
+            if prior_row.status is StepStatus.COMPLETED:  # finished while we waited
+                return load_json(prior_row.result, tp)
+            prior = prior_row.attempts
+        else:
+            prior = 0
+        if prior >= policy.attempts and prior_row is not None:
+            err = load_json(prior_row.error) or {}
+            raise StepFailedError(
+                name,
+                prior,
+                err.get("type", "Interrupted"),
+                err.get("message", "attempts were used up by an earlier process"),
+            )
+        with_ctx = _wants_context(fn)
+        is_async = _is_async(fn)
+        while True:
+            attempt = prior + 1
+            row = await self._store.start_step(
+                self._fence,
+                name,
+                idempotency_key=idempotency_key,
+                at=self._clock.now(),
+                event=NewEvent("step.started", name, f'{{"attempt":{attempt}}}'),
+            )
+            self._steps[name] = row
+            attempt = row.attempts
+            self._emit("step.started", name, {"attempt": attempt})
+            args = (
+                (StepContext(name, attempt, policy.attempts, self.workflow_id),) if with_ctx else ()
+            )
+            try:
+                if is_async:
+                    result = await fn(*args)
+                else:
+                    result = await asyncio.to_thread(fn, *args)
+                    if inspect.isawaitable(result):
+                        result = await result
+            except Exception as exc:
+                again = attempt < policy.attempts and policy.retries(exc)
+                await self._store.fail_step(
+                    self._fence,
+                    name,
+                    error=error_json(exc),
+                    final=not again,
+                    at=self._clock.now(),
+                    event=NewEvent(
+                        "step.retrying" if again else "step.failed",
+                        name,
+                        dump_json(
+                            {"attempt": attempt, "error": f"{type(exc).__name__}: {exc}"},
+                            what="event detail",
+                        ),
+                    ),
+                )
+                self._steps[name] = replace(row, status=StepStatus.FAILED, error=error_json(exc))
+                self._emit("step.retrying" if again else "step.failed", name, {"attempt": attempt})
+                if not again:
+                    raise
+                await self._clock.sleep(policy.delay(attempt))
+                prior = attempt
+                continue
+            try:
+                text = dump_json(result, what=f"the result of step {name!r}", tp=tp)
+            except Exception as exc:
+                await self._store.fail_step(
+                    self._fence,
+                    name,
+                    error=error_json(exc),
+                    final=True,
+                    at=self._clock.now(),
+                    event=NewEvent("step.failed", name, f'{{"attempt":{attempt}}}'),
+                )
+                self._emit("step.failed", name, {"attempt": attempt})
+                raise
+            now = self._clock.now()
+            await self._store.complete_step(
+                self._fence,
+                name,
+                result=text,
+                at=now,
+                event=NewEvent("step.completed", name, f'{{"attempt":{attempt}}}'),
+            )
+            self._steps[name] = replace(
+                row, status=StepStatus.COMPLETED, result=text, completed_at=now
+            )
+            self._emit("step.completed", name, {"attempt": attempt})
+            return result
+
+    # -- mutexes -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def mutex(
+        self,
+        key: str,
+        timeout: float = 30.0,
+        poll: float = 0.05,
+        stale_after: float | None = None,
+    ) -> AsyncIterator[MutexHandle]:
+        """Hold the keyed mutex `key` across every process sharing the store.
+
+        The holder renews its claim every `stale_after / 3` seconds while the
+        block runs; another process may evict it only once it stopped renewing
+        for `stale_after` seconds (default 30), i.e. when it died.
+        """
+        _check_key("mutex key", key)
+        if timeout < 0:
+            raise InvalidArgumentError(f"mutex timeout must be >= 0 seconds, got {timeout!r}")
+        if poll <= 0:
+            raise InvalidArgumentError(f"mutex poll must be > 0 seconds, got {poll!r}")
+        if stale_after is not None and stale_after <= 0:
+            raise InvalidArgumentError(f"stale_after must be > 0 seconds, got {stale_after!r}")
+        ttl = DEFAULT_MUTEX_TTL if stale_after is None else float(stale_after)
+        handle = MutexHandle(key, f"{self._rt.owner}:{uuid.uuid4().hex[:8]}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            res = await self._store.acquire_lock(
+                MUTEX_SCOPE,
+                key,
+                handle.holder,
+                ttl=ttl,
+                now=self._clock.store_time(),
+                fence=self._fence,
+                on_acquire=NewEvent("mutex.acquired", key),
+                at=self._clock.now(),
+            )
+            if res.outcome is not LockOutcome.CONFLICT:
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise MutexTimeoutError(key, timeout, res.row.holder)
+            await self._rt.waker.wait(key, min(poll, remaining))
+        self._emit("mutex.acquired", key)
+        renewer = asyncio.ensure_future(self._renew(handle, ttl))
+        try:
+            yield handle
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            await asyncio.shield(self._release_mutex(handle))
+
+    async def _renew(self, handle: MutexHandle, ttl: float) -> None:
+        while True:
+            await asyncio.sleep(ttl / 3)
+            row = await self._store.renew_lock(
+                MUTEX_SCOPE, handle.key, handle.holder, ttl=ttl, now=self._clock.store_time()
+            )
+            if row is None:
+                handle.lost = True
+                return
+
+    async def _release_mutex(self, handle: MutexHandle) -> None:
+        try:
+            await self._store.release_lock(
+                MUTEX_SCOPE,
+                handle.key,
+                handle.holder,
+                now=self._clock.store_time(),
+                fence=self._fence,
+                event=NewEvent("mutex.released", handle.key),
+                at=self._clock.now(),
+            )
+        finally:
+            self._rt.waker.notify(handle.key)
+        self._emit("mutex.released", handle.key)
+
+    async def with_mutex(
+        self,
+        key: str,
+        fn: Callable[[], Awaitable[T]] | Callable[[], T],
+        *,
+        timeout: float = 30.0,
+        poll: float = 0.05,
+        stale_after: float | None = None,
+    ) -> T:
+        """Call `fn` while holding mutex `key`; sync `fn` runs in a worker thread."""
+        async with self.mutex(key, timeout=timeout, poll=poll, stale_after=stale_after):
+            if _is_async(fn):
+                return await cast(Callable[[], Awaitable[T]], fn)()
+            out = await asyncio.to_thread(fn)
+            if inspect.isawaitable(out):
+                return cast(T, await out)
+            return cast(T, out)
+
+    # -- heartbeats and leases --------------------------------------------------------
+
+    async def heartbeat(self, key: str, detail: Any = None) -> None:
+        """Record that `key` (a worker, a phase) is alive, with an optional detail."""
+        _check_key("heartbeat key", key)
+        text = None if detail is None else dump_json(detail, what=f"heartbeat {key!r} detail")
+        await self._store.record_heartbeat(
+            self._fence, key, text, self._clock.now(), NewEvent("heartbeat.recorded", key, text)
+        )
+        self._emit("heartbeat.recorded", key, detail)
+
+    async def touch_lease(
+        self, key: str, *, holder: str, ttl: float, detail: Any = None
+    ) -> LeaseRecord:
+        """Acquire lease `key` for `holder` for `ttl` seconds, or renew it in place.
+
+        Raises `LeaseConflictError` while another holder's lease is active.
+        """
+        _check_key("lease key", key)
+        _check_key("lease holder", holder)
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
+            raise InvalidArgumentError(f"lease ttl must be a number of seconds > 0, got {ttl!r}")
+        text = None if detail is None else dump_json(detail, what=f"lease {key!r} detail")
+        res = await self._store.acquire_lock(
+            lease_scope(self.workflow_id),
+            key,
+            holder,
+            ttl=float(ttl),
+            now=self._clock.store_time(),
+            fence=self._fence,
+            detail=text,
+            on_acquire=NewEvent("lease.acquired", key, dump_json({"holder": holder}, what="event")),
+            on_renew=NewEvent("lease.renewed", key, dump_json({"holder": holder}, what="event")),
+            at=self._clock.now(),
+        )
+        if res.outcome is LockOutcome.CONFLICT:
+            raise LeaseConflictError(key, holder, res.row.holder, res.row.expires_at)
+        self._emit(f"lease.{res.outcome.value}", key, {"holder": holder})
+        return LeaseRecord.from_row(res.row)
+
+    async def release_lease(self, key: str, holder: str | None = None) -> bool:
+        """Release lease `key`; with `holder`, only if that holder holds it.
+
+        Returns False when there was no active lease to release.
+        """
+        _check_key("lease key", key)
+        if holder is not None:
+            _check_key("lease holder", holder)
+        res = await self._store.release_lock(
+            lease_scope(self.workflow_id),
+            key,
+            holder,
+            now=self._clock.store_time(),
+            fence=self._fence,
+            event=NewEvent("lease.released", key),
+            at=self._clock.now(),
+        )
+        if res is None:
+            return False
+        if res.outcome is LockOutcome.CONFLICT:
+            raise LeaseConflictError(key, holder or "", res.row.holder, res.row.expires_at)
+        self._emit("lease.released", key)
+        return True
+
+    # -- fan-out -----------------------------------------------------------------------
+
+    async def for_each(
+        self,
+        items: Iterable[T],
+        fn: Callable[[T], Awaitable[R]] | Callable[[T], R],
+        *,
+        max_parallel: int = 1,
+        mutex_key: Callable[[T], str] | None = None,
+        stop_on_error: bool = True,
+    ) -> ForEachSummary[T, R]:
+        """Run `fn(item)` for each item, at most `max_parallel` at once.
+
+        Items with equal `mutex_key(item)` never overlap (here or in any other
+        process using the same key). Returns every outcome in input order; with
+        `stop_on_error`, the first failure stops new items from starting and
+        raises `ForEachError` carrying the summary.
+        """
+        return await run_for_each(
+            items,
+            fn,
+            max_parallel=max_parallel,
+            mutex_key=mutex_key,
+            stop_on_error=stop_on_error,
+            hold=lambda key: self.mutex(key, timeout=3600.0),
+        )
+
+    # -- state and events ----------------------------------------------------------------
+
+    async def update_state(self, value_or_fn: Any) -> Any:
+        """Replace the durable state with a value, or with `fn(current_state)`."""
+        if callable(value_or_fn):
+            new = value_or_fn(copy.deepcopy(self._state))
+            if inspect.isawaitable(new):
+                new = await new
+        else:
+            new = value_or_fn
+        text = dump_json(new, what="workflow state")
+        await self._store.set_state(self._fence, text, self._clock.now(), NewEvent("state.updated"))
+        self._state = load_json(text)
+        self._emit("state.updated")
+        return self._state
+
+    async def append_event(self, type: str, message: str | None = None, detail: Any = None) -> None:
+        """Append a custom event to the run's history."""
+        _check_key("event type", type)
+        text = None if detail is None else dump_json(detail, what=f"event {type!r} detail")
+        await self._store.append_events(
+            self._fence, [NewEvent(type, message, text)], self._clock.now()
+        )
+        self._emit(type, message, detail)
+
+    async def get_record(self) -> RunRecord:
+        """Everything recorded about this run, read fresh from the store."""
+        return await load_record(self._store, self.workflow_id)
+
+    # -- lifecycle of a standalone context (open_workflow) ---------------------------
+
+    async def aclose(self) -> None:
+        if self._owns_store:
+            await self._store.close()
+
+    async def __aenter__(self) -> Workflow:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def load_record(store: Store, workflow_id: str) -> RunRecord:
+    from .errors import RunNotFoundError
+
+    run = await store.get_run(workflow_id)
+    if run is None:
+        raise RunNotFoundError(workflow_id)
+    steps, events, heartbeats, leases = await asyncio.gather(
+        store.load_steps(workflow_id),
+        store.list_events(workflow_id),
+        store.list_heartbeats(workflow_id),
+        store.list_locks(lease_scope(workflow_id)),
+    )
+    return RunRecord.build(run, steps, events, heartbeats, leases)
