@@ -19,6 +19,12 @@ class RetryPolicy:
     capped at `max_delay`, then spread by up to ±`jitter` (a fraction) so
     many failing callers do not retry in lock-step. `should_retry(error)`
     decides per error; by default every `Exception` is retried.
+
+    Attempts are counted durably, so the limit holds across processes. An
+    attempt cut short by a crash (its process died mid-step) counts too, but
+    never stops the step from running again after the crash: such a step may
+    start up to `interrupted_reruns` attempts beyond `attempts`, which bounds a
+    step that kills its process every time.
     """
 
     attempts: int = 1
@@ -27,6 +33,7 @@ class RetryPolicy:
     max_delay: float = 30.0
     jitter: float = 0.2
     should_retry: Callable[[BaseException], bool] | None = None
+    interrupted_reruns: int = 3
 
     def __post_init__(self) -> None:
         if not isinstance(self.attempts, int) or self.attempts < 1:
@@ -37,6 +44,10 @@ class RetryPolicy:
             raise InvalidArgumentError("retry backoff and max_delay must be >= 0 seconds")
         if self.multiplier < 1:
             raise InvalidArgumentError(f"retry multiplier must be >= 1, got {self.multiplier!r}")
+        if not isinstance(self.interrupted_reruns, int) or self.interrupted_reruns < 0:
+            raise InvalidArgumentError(
+                f"interrupted_reruns must be an integer >= 0, got {self.interrupted_reruns!r}"
+            )
         if not 0 <= self.jitter <= 1:
             raise InvalidArgumentError(f"retry jitter must be within 0..1, got {self.jitter!r}")
 

@@ -268,9 +268,11 @@ class Workflow:
             if prior_row.status is StepStatus.COMPLETED:  # finished while we waited
                 return load_json(prior_row.result, tp)
             prior = prior_row.attempts
+            interrupted = prior_row.status is StepStatus.RUNNING
         else:
-            prior = 0
-        if prior >= policy.attempts and prior_row is not None:
+            prior, interrupted = 0, False
+        budget = policy.attempts + (policy.interrupted_reruns if interrupted else 0)
+        if prior >= budget and prior_row is not None:
             err = load_json(prior_row.error) or {}
             raise StepFailedError(
                 name,

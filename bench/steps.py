@@ -1,0 +1,161 @@
+"""Durable step cost on SQLite, as a ratio to one raw durable commit.
+
+Run: ``make bench`` (or ``.venv/bin/python bench/steps.py``). Absolute times
+drift on shared machines, so every figure is printed beside the raw limit
+measured in the same run: one fully durable SQLite commit of a small row
+(WAL, ``synchronous=FULL``) on the same disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import tether
+
+
+def raw_commit_us(folder: Path, n: int) -> float:
+    """µs per fully durable commit of one small row (the floor a step sits on)."""
+    conn = sqlite3.connect(folder / "raw.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, run TEXT, v TEXT)")
+    t0 = time.perf_counter()
+    for i in range(n):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t (run, v) VALUES (?, ?)", ("run", f'{{"i":{i}}}'))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed / n * 1e6
+
+
+async def step_run(
+    app: tether.App, n_steps: int, workflow_id: str, sync_fn: bool
+) -> tuple[float, float]:
+    """(seconds spent in the step loop, seconds for the whole run) of `n_steps` trivial steps.
+
+    The loop time is what a step costs; the whole run adds the fixed cost of
+    creating and claiming the run and reading its record back.
+    """
+
+    async def trivial_async() -> int:
+        return 1
+
+    def trivial_sync() -> int:
+        return 1
+
+    fn = trivial_sync if sync_fn else trivial_async
+    loop_time = 0.0
+    marks: list[float] = []
+
+    async def flow(wf: tether.Workflow) -> int:
+        nonlocal loop_time
+        total = 0
+        t0 = time.perf_counter()
+        for i in range(n_steps):
+            marks.append(time.perf_counter())
+            total += await wf.step(f"s{i}", fn)
+        marks.append(time.perf_counter())
+        loop_time = time.perf_counter() - t0
+        return total
+
+    t0 = time.perf_counter()
+    await app.arun(flow, workflow_id=workflow_id)
+    whole = time.perf_counter() - t0
+    if n_steps >= 10_000:
+        LAST_MARKS[:] = marks
+    return loop_time, whole
+
+
+LAST_MARKS: list[float] = []
+FRESH_MARKS: list[float] = []
+POSITION: list[float] = []  # µs/step of steps 1-100 and of the last 100, in one long run
+
+
+def window_us(marks: list[float], start: int, count: int) -> float:
+    """Mean µs per step of steps start+1 .. start+count of one run."""
+    return (marks[start + count] - marks[start]) / count * 1e6
+
+
+async def measure(url: str, sizes: list[int], repeat: int, sync_fn: bool) -> dict[int, list[float]]:
+    """Per size: medians of (µs/step, whole-run µs/step, replay steps/s, whole replay steps/s).
+
+    One long-lived App and database, as in use: the first run warms up the
+    interpreter and grows the WAL file to its working size, so no figure pays
+    for either.
+    """
+    app = tether.App(url)
+    await step_run(app, 2000, "warm-up", sync_fn)
+    out: dict[int, list[float]] = {}
+    for n in sizes:
+        fresh, fresh_whole, replay, replay_whole = [], [], [], []
+        for r in range(repeat):
+            wid = f"run-{n}-{r}"
+            loop_s, whole_s = await step_run(app, n, wid, sync_fn)
+            FRESH_MARKS[:] = LAST_MARKS
+            fresh.append(loop_s / n * 1e6)
+            fresh_whole.append(whole_s / n * 1e6)
+            loop_s, whole_s = await step_run(app, n, wid, sync_fn)
+            replay.append(n / loop_s)
+            replay_whole.append(n / whole_s)
+            if n >= 10_000 and r == 0:
+                POSITION.extend(
+                    [window_us(FRESH_MARKS, 0, 100), window_us(FRESH_MARKS, n - 100, 100)]
+                )
+        out[n] = [statistics.median(x) for x in (fresh, fresh_whole, replay, replay_whole)]
+    await app.aclose()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,10000", help="workflow lengths in steps")
+    parser.add_argument("--raw", type=int, default=2000, help="raw commits to time")
+    parser.add_argument("--repeat", type=int, default=3, help="repeats per size (median kept)")
+    parser.add_argument("--sync-fn", action="store_true", help="time a sync step function")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="tether-bench-", dir=".") as tmp:
+        folder = Path(tmp)
+        raw = raw_commit_us(folder, args.raw)
+        print(f"raw durable SQLite commit (WAL, synchronous=FULL): {raw:8.1f} µs")
+        print(f"step function: {'sync (worker thread)' if args.sync_fn else 'async'}")
+        print()
+        print(
+            f"{'steps':>7} {'µs/step':>9} {'× raw':>7} {'whole run µs/step':>18} "
+            f"{'cached replay steps/s':>22} {'whole replay steps/s':>21}"
+        )
+        results = asyncio.run(
+            measure(f"sqlite:///{folder}/bench.db", sizes, args.repeat, args.sync_fn)
+        )
+        per_step: dict[int, float] = {}
+        for n, (step_us, whole_us, replay, replay_whole) in results.items():
+            per_step[n] = step_us
+            print(
+                f"{n:>7} {step_us:>9.1f} {step_us / raw:>7.2f} {whole_us:>18.1f} "
+                f"{replay:>22,.0f} {replay_whole:>21,.0f}"
+            )
+        if len(sizes) > 1:
+            first, last = per_step[sizes[0]], per_step[sizes[-1]]
+            print()
+            print(
+                f"per-step cost at {sizes[-1]:,} steps vs {sizes[0]:,}: "
+                f"{(last / first - 1) * 100:+.1f}%"
+            )
+        if POSITION:
+            early, late = POSITION
+            print(
+                f"within one {max(sizes):,}-step run: steps 1-100 {early:.1f} µs/step, "
+                f"last 100 steps {late:.1f} µs/step ({(late / early - 1) * 100:+.1f}%)"
+            )
+
+
+if __name__ == "__main__":
+    main()

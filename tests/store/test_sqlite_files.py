@@ -1,0 +1,123 @@
+"""The SQLite file: bad files are refused clearly, durability options, WAL."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import tether
+from tether import App, Workflow
+from tether.store import open_store
+
+
+async def _noop(wf: Workflow) -> None:
+    return None
+
+
+async def test_garbage_file_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "junk.db"
+    db.write_bytes(b"this is not a database at all" * 100)
+    app = App(f"sqlite:///{db}")
+    with pytest.raises(tether.IncompatibleStoreError, match="not a readable SQLite database"):
+        await app.arun(_noop, workflow_id="x")
+    await app.aclose()
+    assert db.read_bytes().startswith(b"this is not")  # nothing overwritten
+
+
+async def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers (name) VALUES ('ada')")
+    app = App(f"sqlite:///{db}")
+    with pytest.raises(tether.IncompatibleStoreError, match="did not create"):
+        await app.arun(_noop, workflow_id="x")
+    await app.aclose()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT name FROM customers").fetchall() == [("ada",)]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "runs" not in tables
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    app = App(url)
+    await app.arun(_noop, workflow_id="kept")
+    await app.aclose()
+    with sqlite3.connect(tmp_path / "t.db") as conn:
+        conn.execute(
+            "INSERT INTO schema_version (version, name, applied_at) VALUES (999, 'future', 0)"
+        )
+    app = App(url)
+    with pytest.raises(tether.IncompatibleStoreError, match="newer tether .*999"):
+        await app.aget_record("kept")
+    await app.aclose()
+    with sqlite3.connect(tmp_path / "t.db") as conn:  # the recorded run is still there
+        assert conn.execute("SELECT id FROM runs").fetchall() == [("kept",)]
+
+
+async def test_directory_instead_of_file(tmp_path: Path) -> None:
+    app = App(f"sqlite:///{tmp_path}")
+    with pytest.raises(tether.StoreUnavailableError, match="is a directory"):
+        await app.aget_record("x")
+    await app.aclose()
+
+
+async def test_unwritable_location(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    app = App(f"sqlite:///{blocker}/sub/t.db")
+    with pytest.raises(tether.StoreUnavailableError, match="cannot create the folder"):
+        await app.aget_record("x")
+    await app.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("sqlite://host/x.db", "use three slashes"),
+        ("sqlite:///x.db?durability=sometimes", "durability must be 'full' or 'normal'"),
+        ("sqlite:///x.db?colour=blue", "unknown sqlite URL option"),
+        ("mysql://localhost/db", "unsupported database URL"),
+    ],
+)
+def test_bad_urls(url: str, match: str) -> None:
+    with pytest.raises(tether.InvalidArgumentError, match=match):
+        open_store(url)
+
+
+async def test_wal_and_durability_options(tmp_path: Path) -> None:
+    full = open_store(f"sqlite:///{tmp_path}/a.db")
+    normal = open_store(f"sqlite:///{tmp_path}/b.db?durability=normal")
+    override = open_store(f"sqlite:///{tmp_path}/c.db?durability=normal", durability="full")
+    try:
+        for store in (full, normal, override):
+            await store.open()
+        assert full.config.durability is tether.Durability.FULL  # type: ignore[attr-defined]
+        assert normal.config.durability is tether.Durability.NORMAL  # type: ignore[attr-defined]
+        assert override.config.durability is tether.Durability.FULL  # type: ignore[attr-defined]
+        with sqlite3.connect(tmp_path / "a.db") as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        for store in (full, normal, override):
+            await store.close()
+
+
+async def test_memory_store_works_and_is_private(clock: tether.FakeClock) -> None:
+    a = App("sqlite:///:memory:", clock=clock)
+    b = App("sqlite:///:memory:", clock=clock)
+    try:
+        await a.arun(_noop, workflow_id="only-in-a")
+        assert [r.workflow_id for r in await a.alist_runs()] == ["only-in-a"]
+        assert await b.alist_runs() == []
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+def test_testing_fixture_gives_a_fresh_memory_app(tether_app: App) -> None:
+    assert tether_app.store.url == "sqlite:///:memory:"
+    assert isinstance(tether_app.clock, tether.FakeClock)
+    assert tether_app.list_runs() == []

@@ -1,0 +1,274 @@
+"""App: registry, run identity, input, state and events, record export, fencing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel
+
+import tether
+from tether import App, FakeClock, RunStatus, Workflow
+
+
+class Job(BaseModel):
+    company: str
+    role: str
+
+
+async def test_registered_workflow_name_version_and_typed_input(app: App) -> None:
+    @app.workflow(name="apply-batch", version="2")
+    async def apply_batch(wf: Workflow, jobs: list[Job]) -> int:
+        assert all(isinstance(j, Job) for j in jobs)
+        return len(jobs)
+
+    jobs = [Job(company="A", role="x"), Job(company="B", role="y")]
+    res = await app.arun(apply_batch, jobs, workflow_id="batch-1")
+    assert res.value == 2
+    assert res.record.workflow_name == "apply-batch"
+    assert res.record.workflow_version == "2"
+    assert res.record.input == [{"company": "A", "role": "x"}, {"company": "B", "role": "y"}]
+    # resuming without input uses the recorded one, validated into list[Job]
+    again = await app.arun(apply_batch, workflow_id="batch-1")
+    assert again.value == 2
+    assert app.get_workflow("apply-batch").fn is apply_batch
+
+
+async def test_resume_with_different_input_is_refused(app: App) -> None:
+    @app.workflow
+    async def echo(wf: Workflow, n: int) -> int:
+        return n
+
+    await app.arun(echo, 1, workflow_id="echo-1")
+    with pytest.raises(tether.InvalidArgumentError, match="different input"):
+        await app.arun(echo, 2, workflow_id="echo-1")
+
+
+async def test_workflow_id_names_one_definition(app: App) -> None:
+    async def one(wf: Workflow) -> None:
+        return None
+
+    async def two(wf: Workflow) -> None:
+        return None
+
+    await app.arun(one, workflow_id="shared-id")
+    with pytest.raises(tether.InvalidArgumentError, match="already names a run of workflow"):
+        await app.arun(two, workflow_id="shared-id")
+
+
+async def test_generated_workflow_id(app: App) -> None:
+    async def gen(wf: Workflow) -> str:
+        return wf.workflow_id
+
+    res = await app.arun(gen)
+    assert res.value.startswith("test_generated_workflow_id.<locals>.gen-")
+    assert res.workflow_id == res.value
+
+
+async def test_input_to_workflow_without_parameter(app: App) -> None:
+    async def no_input(wf: Workflow) -> None:
+        return None
+
+    with pytest.raises(tether.InvalidArgumentError, match="takes no input"):
+        await app.arun(no_input, 5, workflow_id="x")
+
+
+async def test_non_async_workflow_rejected(app: App) -> None:
+    def not_async(wf: Workflow) -> None:
+        return None
+
+    with pytest.raises(tether.InvalidArgumentError, match="async def"):
+        await app.arun(not_async, workflow_id="x")  # type: ignore[arg-type]
+    with pytest.raises(tether.InvalidArgumentError, match="async def"):
+        app.workflow(not_async)
+
+
+async def test_state_updates_and_custom_events(app: App) -> None:
+    async def flow(wf: Workflow) -> object:
+        await wf.update_state({"applied": 0, "skipped": 0})
+        await wf.update_state(lambda s: {**s, "applied": s["applied"] + 2})
+        await wf.append_event("job.found", "Staff Engineer", {"company": "Anthropic"})
+        return wf.state
+
+    res = await app.arun(flow, workflow_id="state-1", initial_state={"applied": 0})
+    assert res.value == {"applied": 2, "skipped": 0}
+    assert res.record.state == {"applied": 2, "skipped": 0}
+    custom = [e for e in res.record.events if e.type == "job.found"]
+    assert custom[0].message == "Staff Engineer" and custom[0].detail == {"company": "Anthropic"}
+    assert [e.type for e in res.record.events].count("state.updated") == 2
+
+
+async def test_unserialisable_state_writes_nothing(app: App) -> None:
+    async def flow(wf: Workflow) -> None:
+        await wf.update_state({"ok": 1})
+        with pytest.raises(tether.NotSerializableError, match="workflow state"):
+            await wf.update_state({"bad": object()})
+
+    res = await app.arun(flow, workflow_id="state-bad")
+    assert res.record.state == {"ok": 1}
+
+
+async def test_failed_workflow_records_error_and_reraises(app: App) -> None:
+    async def flow(wf: Workflow) -> None:
+        await wf.step("ok", lambda: 1)
+        raise LookupError("no such job")
+
+    with pytest.raises(LookupError):
+        await app.arun(flow, workflow_id="fail-1")
+    rec = await app.aget_record("fail-1")
+    assert rec.status is RunStatus.FAILED
+    assert rec.last_error is not None
+    assert rec.last_error["type"] == "LookupError"
+    assert rec.last_error["message"] == "no such job"
+
+
+async def test_record_exports_seed_shape(app: App) -> None:
+    async def flow(wf: Workflow) -> str:
+        await wf.step("a", lambda: {"x": 1}, idempotency_key="k")
+        await wf.heartbeat("w", "alive")
+        await wf.touch_lease("slot", holder="me", ttl=10)
+        return "done"
+
+    res = await app.arun(flow, workflow_id="export-1", initial_state={"n": 1})
+    data = json.loads(res.record.to_json())
+    for key in (
+        "version",
+        "workflowId",
+        "status",
+        "createdAt",
+        "updatedAt",
+        "state",
+        "steps",
+        "events",
+        "heartbeats",
+        "leases",
+        "lastError",
+    ):
+        assert key in data
+    assert data["version"] == 1
+    assert data["workflowId"] == "export-1"
+    assert data["status"] == "completed"
+    assert data["steps"]["a"] == {
+        "status": "completed",
+        "attempts": 1,
+        "idempotencyKey": "k",
+        "result": {"x": 1},
+        "error": None,
+        "startedAt": data["steps"]["a"]["startedAt"],
+        "completedAt": data["steps"]["a"]["completedAt"],
+    }
+    assert data["steps"]["a"]["completedAt"].endswith("Z")
+    assert data["leases"]["slot"]["holder"] == "me"
+    assert data["heartbeats"]["w"]["detail"] == "alive"
+    assert data["events"][0]["type"] == "workflow.running"
+    assert data["lastError"] is None
+
+
+async def test_list_and_get_runs(app: App, clock: FakeClock) -> None:
+    async def ok(wf: Workflow) -> None:
+        return None
+
+    async def bad(wf: Workflow) -> None:
+        raise RuntimeError("x")
+
+    await app.arun(ok, workflow_id="r1")
+    clock.advance(1)
+    with pytest.raises(RuntimeError):
+        await app.arun(bad, workflow_id="r2")
+    runs = await app.alist_runs()
+    assert [r.workflow_id for r in runs] == ["r2", "r1"]
+    failed = await app.alist_runs(status="failed")
+    assert [r.workflow_id for r in failed] == ["r2"]
+    with pytest.raises(tether.InvalidArgumentError, match="unknown run status"):
+        await app.alist_runs(status="bogus")
+    with pytest.raises(tether.RunNotFoundError, match="nope"):
+        await app.aget_record("nope")
+    assert (await app.aget_run("r1")).status is RunStatus.COMPLETED
+
+
+async def test_new_owner_fences_out_the_old_one(database_url: str, clock: FakeClock) -> None:
+    first = App(database_url, clock=clock)
+    second = App(database_url, clock=clock)
+    try:
+        steps_done: list[str] = []
+
+        async def flow(wf: Workflow) -> None:
+            await wf.step("one", lambda: steps_done.append("one"))
+            # another process takes the run over (the old owner was presumed dead)
+            await second.arun(flow_other, workflow_id="fenced")
+            await wf.step("two", lambda: steps_done.append("two"))
+
+        async def flow_other(wf: Workflow) -> str:
+            return "taken"
+
+        flow_other.__qualname__ = flow.__qualname__
+        with pytest.raises(tether.StaleOwnerError):
+            await first.arun(flow, workflow_id="fenced")
+        rec = await second.aget_record("fenced")
+        assert "two" not in rec.steps  # the stale owner's write did not land
+        assert rec.status is RunStatus.COMPLETED  # and it did not mark the run failed
+        assert rec.output == "taken"
+        assert steps_done == ["one"]  # the fenced start marker stopped it before running
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+def test_sync_facade_runs_and_refuses_inside_a_loop(tmp_path: object) -> None:
+    import asyncio
+
+    app = App(f"sqlite:///{tmp_path}/sync.db")
+
+    async def flow(wf: Workflow) -> int:
+        return await wf.step("a", lambda: 5)
+
+    try:
+        assert app.run(flow, workflow_id="sync-1").value == 5
+        assert app.run(flow, workflow_id="sync-1").value == 5  # a second loop, same store
+        assert [r.workflow_id for r in app.list_runs()] == ["sync-1"]
+        assert app.get_record("sync-1").status is RunStatus.COMPLETED
+
+        async def inside() -> None:
+            with pytest.raises(tether.TetherError, match="await app.arun"):
+                app.run(flow, workflow_id="sync-2")
+
+        asyncio.run(inside())
+    finally:
+        app.close()
+
+
+async def test_open_workflow_functional_form(tmp_path: object, clock: FakeClock) -> None:
+    url = f"sqlite:///{tmp_path}/fn.db"
+
+    async def flow(wf: Workflow) -> int:
+        return await wf.step("a", lambda: 3)
+
+    res = await tether.run_workflow(
+        flow, workflow_id="fn-1", initial_state={"a": 1}, database_url=url, clock=clock
+    )
+    assert res.value == 3 and res.record.state == {"a": 1}
+    async with await tether.open_workflow(workflow_id="fn-1", database_url=url) as wf:
+        assert wf.state == {"a": 1}
+        assert await wf.step("a", lambda: 99) == 3  # answered from the record
+        assert wf.workflow_name == res.record.workflow_name
+
+
+def test_default_url_uses_env_then_dot_tether(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    monkeypatch.chdir(str(tmp_path))
+    monkeypatch.delenv("TETHER_DATABASE_URL", raising=False)
+    app = App()
+    assert app.store.url == "sqlite:///.tether/tether.db"
+    app.close()
+    monkeypatch.setenv("TETHER_DATABASE_URL", f"sqlite:///{tmp_path}/env.db")
+    app = App()
+
+    async def flow(wf: Workflow) -> None:
+        return None
+
+    app.run(flow, workflow_id="env")
+    app.close()
+    assert Path(f"{tmp_path}/env.db").exists()

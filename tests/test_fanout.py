@@ -1,0 +1,141 @@
+"""for_each: bound on parallelism, per-key exclusion, input order, error summary."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import tether
+from tether import App, ItemStatus, Workflow
+
+
+async def test_seed_case_max_parallel_and_mutex_keys(app: App) -> None:
+    keys = ["alpha", "alpha", "beta", "beta", "gamma"]
+    active: set[str] = set()
+    running = 0
+    peak = 0
+    overlaps: list[str] = []
+
+    async def flow(wf: Workflow) -> list[str]:
+        async def work(item: tuple[int, str]) -> str:
+            nonlocal running, peak
+            idx, key = item
+            if key in active:
+                overlaps.append(key)
+            active.add(key)
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.02)
+            running -= 1
+            active.discard(key)
+            return f"{idx}:{key}"
+
+        summary = await wf.for_each(
+            list(enumerate(keys)), work, max_parallel=3, mutex_key=lambda it: it[1]
+        )
+        assert summary.fulfilled == 5 and summary.rejected == 0
+        return [str(v) for v in summary.values]
+
+    res = await app.arun(flow, workflow_id="fe-seed")
+    assert res.value == [f"{i}:{k}" for i, k in enumerate(keys)]
+    assert overlaps == []
+    assert peak <= 3
+    assert peak >= 2  # it really ran in parallel
+    types = [e.type for e in res.record.events]
+    assert types.count("mutex.acquired") == 5 and types.count("mutex.released") == 5
+
+
+async def test_never_more_than_max_parallel(app: App) -> None:
+    running = 0
+    peak = 0
+
+    async def flow(wf: Workflow) -> int:
+        async def work(i: int) -> int:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.005)
+            running -= 1
+            return i * 2
+
+        summary = await wf.for_each(range(20), work, max_parallel=4)
+        return sum(v for v in summary.values if v is not None)
+
+    assert (await app.arun(flow, workflow_id="fe-bound")).value == sum(range(20)) * 2
+    assert peak == 4
+
+
+async def test_stop_on_error_raises_with_summary(app: App) -> None:
+    async def flow(wf: Workflow) -> None:
+        async def work(i: int) -> int:
+            if i == 1:
+                raise ValueError("item 1 broke")
+            await asyncio.sleep(0.001)
+            return i
+
+        await wf.for_each([0, 1, 2, 3], work, max_parallel=1)
+
+    with pytest.raises(tether.ForEachError) as info:
+        await app.arun(flow, workflow_id="fe-stop")
+    summary = info.value.summary
+    assert [r.status for r in summary.results] == [
+        ItemStatus.FULFILLED,
+        ItemStatus.REJECTED,
+        ItemStatus.SKIPPED,
+        ItemStatus.SKIPPED,
+    ]
+    assert summary.fulfilled == 1 and summary.rejected == 1
+    assert isinstance(info.value.first_error, ValueError)
+    assert isinstance(summary.results[1].error, ValueError)
+
+
+async def test_without_stop_on_error_everything_runs(app: App) -> None:
+    async def flow(wf: Workflow) -> tuple[int, int]:
+        def work(i: int) -> int:
+            if i % 2:
+                raise ValueError(str(i))
+            return i
+
+        s = await wf.for_each(range(6), work, max_parallel=2, stop_on_error=False)
+        assert [r.index for r in s.results] == list(range(6))
+        return s.fulfilled, s.rejected
+
+    assert (await app.arun(flow, workflow_id="fe-all")).value == (3, 3)
+
+
+async def test_for_each_steps_resume_from_record(app: App) -> None:
+    calls: list[str] = []
+
+    async def flow(wf: Workflow) -> int:
+        async def item(name: str) -> str:
+            async def do() -> str:
+                calls.append(name)
+                return name.upper()
+
+            return await wf.step(f"apply:{name}", do, idempotency_key=name)
+
+        s = await wf.for_each(["a", "b", "a"], item, max_parallel=2, mutex_key=lambda n: n)
+        return s.fulfilled
+
+    assert (await app.arun(flow, workflow_id="fe-resume")).value == 3
+    assert sorted(calls) == ["a", "b"]  # the duplicate "a" came from the record
+    await app.arun(flow, workflow_id="fe-resume")
+    assert sorted(calls) == ["a", "b"]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+async def test_bad_max_parallel(app: App, bad: object) -> None:
+    async def flow(wf: Workflow) -> None:
+        await wf.for_each([1], lambda i: i, max_parallel=bad)  # type: ignore[arg-type]
+
+    with pytest.raises(tether.InvalidArgumentError, match="max_parallel must be an integer >= 1"):
+        await app.arun(flow, workflow_id=f"fe-bad-{bad}")
+
+
+async def test_bad_mutex_key_result(app: App) -> None:
+    async def flow(wf: Workflow) -> None:
+        await wf.for_each([1], lambda i: i, mutex_key=lambda i: "")
+
+    with pytest.raises(tether.InvalidArgumentError, match="non-empty str"):
+        await app.arun(flow, workflow_id="fe-bad-key")

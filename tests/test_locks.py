@@ -1,0 +1,181 @@
+"""Mutexes, leases and heartbeats within one process (cross-process: test_processes.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+import tether
+from tether import App, FakeClock, Workflow
+
+
+async def test_lease_lifecycle_on_fake_clock(app: App, clock: FakeClock) -> None:
+    wf = await app.aopen("leases")
+    first = await wf.touch_lease("slot", holder="worker-a", ttl=30, detail={"pid": 1})
+    assert first.holder == "worker-a"
+    assert first.expires_at == clock.now() + timedelta(seconds=30)
+
+    clock.advance(10)
+    renewed = await wf.touch_lease("slot", holder="worker-a", ttl=30)
+    assert renewed.expires_at == clock.now() + timedelta(seconds=30)
+    assert renewed.acquired_at == first.acquired_at  # renewed in place
+
+    with pytest.raises(tether.LeaseConflictError) as info:
+        await wf.touch_lease("slot", holder="worker-b", ttl=30)
+    err = info.value
+    assert (err.key, err.holder, err.current_holder) == ("slot", "worker-b", "worker-a")
+    assert err.expires_at == renewed.expires_at
+
+    clock.advance(31)  # worker-a stopped renewing: its lease expired
+    taken = await wf.touch_lease("slot", holder="worker-b", ttl=5)
+    assert taken.holder == "worker-b"
+
+    with pytest.raises(tether.LeaseConflictError):
+        await wf.release_lease("slot", holder="worker-a")
+    assert await wf.release_lease("slot", holder="worker-b") is True
+    assert await wf.release_lease("slot", holder="worker-b") is False
+
+    again = await wf.touch_lease("slot", holder="worker-c", ttl=5)  # released: free
+    assert again.holder == "worker-c"
+
+    rec = await wf.get_record()
+    assert rec.leases["slot"].holder == "worker-c"
+    types = [e.type for e in rec.events]
+    assert types == [
+        "lease.acquired",
+        "lease.renewed",
+        "lease.acquired",
+        "lease.released",
+        "lease.acquired",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"holder": "", "ttl": 5}, "lease holder must be a non-empty string"),
+        ({"holder": "   ", "ttl": 5}, "lease holder must be a non-empty string"),
+        ({"holder": "a", "ttl": 0}, "ttl must be a number of seconds > 0"),
+        ({"holder": "a", "ttl": -3}, "ttl must be a number of seconds > 0"),
+        ({"holder": "a", "ttl": "10"}, "ttl must be a number of seconds > 0"),
+    ],
+)
+async def test_lease_bad_input(app: App, kwargs: dict[str, object], match: str) -> None:
+    wf = await app.aopen("lease-bad")
+    with pytest.raises(tether.InvalidArgumentError, match=match):
+        await wf.touch_lease("slot", **kwargs)  # type: ignore[arg-type]
+    # nothing was recorded for the bad call
+    assert (await wf.get_record()).leases == {}
+
+
+async def test_heartbeat_persisted(app: App, clock: FakeClock) -> None:
+    async def flow(wf: Workflow) -> None:
+        await wf.heartbeat("worker-1", {"phase": "apply", "done": 3})
+        clock.advance(5)
+        await wf.heartbeat("worker-1", {"phase": "apply", "done": 4})
+
+    await app.arun(flow, workflow_id="hb")
+    rec = await app.aget_record("hb")
+    hb = rec.heartbeats["worker-1"]
+    assert hb.detail == {"phase": "apply", "done": 4}
+    assert hb.at == clock.now()
+    assert [e.type for e in rec.events].count("heartbeat.recorded") == 2
+    exported = rec.to_dict()["heartbeats"]["worker-1"]
+    assert exported["detail"] == {"phase": "apply", "done": 4}
+
+
+async def test_mutex_excludes_tasks_and_releases(app: App) -> None:
+    inside = 0
+    peak = 0
+
+    async def flow(wf: Workflow) -> None:
+        async def critical() -> None:
+            nonlocal inside, peak
+            async with wf.mutex("company:role", timeout=5):
+                inside += 1
+                peak = max(peak, inside)
+                await asyncio.sleep(0.01)
+                inside -= 1
+
+        await asyncio.gather(*(critical() for _ in range(5)))
+
+    await app.arun(flow, workflow_id="mx")
+    assert peak == 1
+    rec = await app.aget_record("mx")
+    assert [e.type for e in rec.events].count("mutex.acquired") == 5
+
+
+async def test_mutex_timeout_names_holder(app: App) -> None:
+    async def flow(wf: Workflow) -> None:
+        async with wf.mutex("busy"):
+            with pytest.raises(tether.MutexTimeoutError) as info:
+                async with wf.mutex("busy", timeout=0.05, poll=0.01):
+                    pass
+            assert info.value.key == "busy"
+            assert info.value.holder is not None
+
+    await app.arun(flow, workflow_id="mx-timeout")
+
+
+async def test_with_mutex_returns_value(app: App) -> None:
+    async def flow(wf: Workflow) -> int:
+        return await wf.with_mutex("k", lambda: 41) + 1
+
+    assert (await app.arun(flow, workflow_id="mx-with")).value == 42
+
+
+async def test_stale_mutex_holder_is_evicted(app: App, clock: FakeClock) -> None:
+    # a holder that stopped renewing (its process died) is evicted after stale_after
+    from tether.store import NewEvent
+
+    await app.store.open()
+    wf = await app.aopen("mx-stale")
+    dead = await app.store.acquire_lock(
+        "mutex",
+        "entity",
+        "dead-process",
+        ttl=10,
+        now=clock.now(),
+        on_acquire=NewEvent("x"),
+        at=clock.now(),
+    )
+    assert dead.row.holder == "dead-process"
+    with pytest.raises(tether.MutexTimeoutError):
+        async with wf.mutex("entity", timeout=0.05, poll=0.01, stale_after=10):
+            pass
+    clock.advance(11)
+    async with wf.mutex("entity", timeout=0.05, poll=0.01, stale_after=10) as handle:
+        assert handle.holder != "dead-process"
+
+
+async def test_release_checks_the_holder(app: App, clock: FakeClock) -> None:
+    # a mutex taken over after expiry is not released by the old holder's exit
+    wf = await app.aopen("mx-holder")
+    async with wf.mutex("k", stale_after=5) as old:
+        clock.advance(6)  # fake time jumps past the expiry before renewal
+        new = await app.store.acquire_lock(
+            "mutex", "k", "someone-else", ttl=5, now=clock.now(), at=clock.now()
+        )
+        assert new.row.holder == "someone-else"
+    lock = await app.store.get_lock("mutex", "k")
+    assert lock is not None
+    assert lock.holder == "someone-else" and lock.released_at is None
+    assert old.holder != "someone-else"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"key": ""}, "mutex key must be a non-empty string"),
+        ({"key": "k", "timeout": -1}, "timeout must be >= 0"),
+        ({"key": "k", "poll": 0}, "poll must be > 0"),
+        ({"key": "k", "stale_after": 0}, "stale_after must be > 0"),
+    ],
+)
+async def test_mutex_bad_input(app: App, kwargs: dict[str, object], match: str) -> None:
+    wf = await app.aopen("mx-bad")
+    with pytest.raises(tether.InvalidArgumentError, match=match):
+        async with wf.mutex(**kwargs):  # type: ignore[arg-type]
+            pass

@@ -1,0 +1,65 @@
+"""The public surface is pinned: an accidental change to it fails here."""
+
+from __future__ import annotations
+
+import tether
+import tether.errors
+
+EXPECTED = {
+    "App",
+    "Clock",
+    "Durability",
+    "EventRecord",
+    "FakeClock",
+    "ForEachError",
+    "ForEachSummary",
+    "HeartbeatRecord",
+    "IncompatibleStoreError",
+    "InvalidArgumentError",
+    "ItemResult",
+    "ItemStatus",
+    "LeaseConflictError",
+    "LeaseRecord",
+    "MutexHandle",
+    "MutexTimeoutError",
+    "NotSerializableError",
+    "RetryPolicy",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunResult",
+    "RunStatus",
+    "StaleOwnerError",
+    "StepContext",
+    "StepFailedError",
+    "StepRecord",
+    "StepStatus",
+    "StoreError",
+    "StoreUnavailableError",
+    "SystemClock",
+    "TetherError",
+    "Workflow",
+    "WorkflowDef",
+    "WorkflowNotFoundError",
+    "__version__",
+    "open_workflow",
+    "run_workflow",
+}
+
+
+def test_exported_names_are_pinned() -> None:
+    assert set(tether.__all__) == EXPECTED
+    for name in tether.__all__:
+        assert hasattr(tether, name), name
+
+
+def test_every_error_is_a_tether_error_and_reexported() -> None:
+    for name in tether.errors.__all__:
+        cls = getattr(tether.errors, name)
+        assert issubclass(cls, tether.TetherError)
+        assert getattr(tether, name) is cls
+
+
+def test_package_is_typed() -> None:
+    from importlib import resources
+
+    assert resources.files("tether").joinpath("py.typed").is_file()

@@ -1,0 +1,76 @@
+"""JSON at rest: dumping through pydantic, typed loading, clear refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from enum import Enum
+
+import pytest
+from pydantic import BaseModel
+
+from tether import NotSerializableError
+from tether.serde import dump_json, load_json, return_type_of
+
+
+class M(BaseModel):
+    a: int
+    when: datetime
+
+
+@dataclasses.dataclass
+class D:
+    x: int
+    tags: set[str]
+
+
+class Colour(Enum):
+    RED = "red"
+
+
+def test_models_dataclasses_enums_and_datetimes_dump_to_json() -> None:
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    text = dump_json({"m": M(a=1, when=when), "d": D(1, {"t"}), "c": Colour.RED}, what="v")
+    assert load_json(text) == {
+        "m": {"a": 1, "when": "2026-01-02T00:00:00Z"},
+        "d": {"x": 1, "tags": ["t"]},
+        "c": "red",
+    }
+
+
+def test_typed_round_trip() -> None:
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    text = dump_json([M(a=1, when=when)], what="v", tp=list[M])
+    back = load_json(text, list[M])
+    assert back == [M(a=1, when=when)]
+
+
+def test_refusal_names_what_type_and_path() -> None:
+    class Handle:
+        pass
+
+    with pytest.raises(NotSerializableError) as info:
+        dump_json({"ok": [1, {"h": Handle()}]}, what="the result of step 'x'")
+    assert info.value.offending_type is Handle
+    assert info.value.path == "$.ok[1].h"
+    assert "the result of step 'x'" in str(info.value)
+
+
+def test_non_finite_float_refused() -> None:
+    with pytest.raises(NotSerializableError, match=r"\$\.v"):
+        dump_json({"v": float("inf")}, what="x")
+
+
+def test_return_type_detection() -> None:
+    async def a() -> M: ...
+
+    def b() -> list[int]:
+        return []
+
+    def c():  # type: ignore[no-untyped-def]
+        return 1
+
+    assert return_type_of(a) is M
+    assert return_type_of(b) == list[int]
+    assert return_type_of(c) is None
+    assert return_type_of(lambda: 1) is None

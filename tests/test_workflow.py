@@ -1,0 +1,314 @@
+"""Steps: caching, idempotency keys, retries, typed results, serialisation errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel
+
+import tether
+from tether import App, FakeClock, RetryPolicy, StepContext, StepStatus, Workflow
+
+
+class Outcome(BaseModel):
+    company: str
+    applied: bool
+
+
+async def test_idempotent_step_runs_once_across_two_runs(app: App) -> None:
+    calls: list[str] = []
+
+    async def flow(wf: Workflow) -> dict[str, object]:
+        async def apply() -> dict[str, object]:
+            calls.append("apply")
+            return {"ok": True}
+
+        return await wf.step("apply", apply, idempotency_key="job-1")
+
+    first = await app.arun(flow, workflow_id="wf-1")
+    second = await app.arun(flow, workflow_id="wf-1")
+    assert first.value == second.value == {"ok": True}
+    assert calls == ["apply"]
+    assert second.record.steps["apply"].attempts == 1
+    assert second.record.steps["apply"].status is StepStatus.COMPLETED
+
+
+async def test_different_idempotency_key_runs_again(app: App) -> None:
+    calls: list[str] = []
+
+    def make(key: str):  # type: ignore[no-untyped-def]
+        async def flow(wf: Workflow) -> str:
+            def work() -> str:
+                calls.append(key)
+                return key
+
+            return await wf.step("apply", work, idempotency_key=key)
+
+        flow.__qualname__ = "flow"
+        return flow
+
+    await app.arun(make("a"), workflow_id="wf-keys")
+    await app.arun(make("a"), workflow_id="wf-keys")
+    res = await app.arun(make("b"), workflow_id="wf-keys")
+    assert calls == ["a", "b"]
+    assert res.value == "b"
+    assert res.record.steps["apply"].idempotency_key == "b"
+    assert res.record.steps["apply"].attempts == 1
+
+
+async def test_retries_fail_twice_then_succeed(app: App, clock: FakeClock) -> None:
+    seen: list[int] = []
+
+    async def flow(wf: Workflow) -> str:
+        def flaky(ctx: StepContext) -> str:
+            seen.append(ctx.attempt)
+            assert ctx.max_attempts == 3
+            if ctx.attempt < 3:
+                raise RuntimeError(f"transient {ctx.attempt}")
+            return "done"
+
+        return await wf.step("flaky", flaky, retry=3)
+
+    res = await app.arun(flow, workflow_id="wf-retry")
+    assert res.value == "done"
+    assert seen == [1, 2, 3]
+    step = res.record.steps["flaky"]
+    assert step.attempts == 3
+    assert step.status is StepStatus.COMPLETED
+    types = [e.type for e in res.record.events if e.message == "flaky"]
+    assert types == [
+        "step.started",
+        "step.retrying",
+        "step.started",
+        "step.retrying",
+        "step.started",
+        "step.completed",
+    ]
+    # back-off waited on the injected clock, growing between attempts
+    assert len(clock.slept) == 2 and clock.slept[1] > clock.slept[0] > 0
+
+
+async def test_retry_policy_should_retry_stops_early(app: App) -> None:
+    calls = 0
+
+    async def flow(wf: Workflow) -> None:
+        async def fatal() -> None:
+            nonlocal calls
+            calls += 1
+            raise PermissionError("no")
+
+        policy = RetryPolicy(attempts=5, should_retry=lambda e: not isinstance(e, PermissionError))
+        await wf.step("fatal", fatal, retry=policy)
+
+    with pytest.raises(PermissionError):
+        await app.arun(flow, workflow_id="wf-fatal")
+    assert calls == 1
+    rec = await app.aget_record("wf-fatal")
+    assert rec.status is tether.RunStatus.FAILED
+    assert rec.steps["fatal"].status is StepStatus.FAILED
+    assert rec.steps["fatal"].error is not None
+    assert rec.steps["fatal"].error["type"] == "PermissionError"
+    assert "Traceback" in rec.steps["fatal"].error["traceback"]
+    assert rec.last_error is not None and rec.last_error["type"] == "PermissionError"
+    assert [e.type for e in rec.events][-1] == "workflow.failed"
+
+
+async def test_attempts_are_counted_durably_across_runs(app: App) -> None:
+    async def flow(wf: Workflow) -> str:
+        def always_fails() -> str:
+            raise RuntimeError("boom")
+
+        return await wf.step("s", always_fails, retry=RetryPolicy(attempts=2, backoff=0))
+
+    with pytest.raises(RuntimeError):
+        await app.arun(flow, workflow_id="wf-durable-attempts")
+    # a later run does not get a fresh budget: the limit holds across processes
+    with pytest.raises(tether.StepFailedError) as info:
+        await app.arun(flow, workflow_id="wf-durable-attempts")
+    assert info.value.attempts == 2
+    assert "RuntimeError" in str(info.value)
+    rec = await app.aget_record("wf-durable-attempts")
+    assert rec.steps["s"].attempts == 2
+
+
+async def test_step_returning_none_is_cached(app: App) -> None:
+    calls = 0
+
+    async def flow(wf: Workflow) -> None:
+        def nothing() -> None:
+            nonlocal calls
+            calls += 1
+
+        assert await wf.step("nothing", nothing) is None
+
+    await app.arun(flow, workflow_id="wf-none")
+    await app.arun(flow, workflow_id="wf-none")
+    assert calls == 1
+
+
+async def test_typed_result_comes_back_as_its_type(app: App) -> None:
+    async def flow(wf: Workflow) -> list[str]:
+        async def apply() -> Outcome:
+            return Outcome(company="Anthropic", applied=True)
+
+        def many() -> list[Outcome]:
+            return [Outcome(company="A", applied=False)]
+
+        one = await wf.step("one", apply)
+        lst = await wf.step("many", many)
+        assert isinstance(one, Outcome)
+        assert isinstance(lst[0], Outcome)
+        return [one.company, lst[0].company]
+
+    assert (await app.arun(flow, workflow_id="wf-typed")).value == ["Anthropic", "A"]
+    # replay: both steps come from the record and still validate into Outcome
+    assert (await app.arun(flow, workflow_id="wf-typed")).value == ["Anthropic", "A"]
+    rec = await app.aget_record("wf-typed")
+    assert rec.steps["one"].result == {"company": "Anthropic", "applied": True}
+
+
+async def test_unserialisable_result_names_step_and_type(app: App) -> None:
+    class Opaque:
+        pass
+
+    async def flow(wf: Workflow) -> None:
+        await wf.step("bad", lambda: {"handle": Opaque()})
+
+    with pytest.raises(tether.NotSerializableError) as info:
+        await app.arun(flow, workflow_id="wf-bad")
+    msg = str(info.value)
+    assert "'bad'" in msg and "Opaque" in msg and "$.handle" in msg
+    assert info.value.offending_type is Opaque
+    rec = await app.aget_record("wf-bad")
+    assert rec.steps["bad"].status is not StepStatus.COMPLETED
+    assert rec.steps["bad"].result is None
+
+
+async def test_nan_result_is_rejected(app: App) -> None:
+    async def flow(wf: Workflow) -> None:
+        await wf.step("nan", lambda: [1.0, float("nan")])
+
+    with pytest.raises(tether.NotSerializableError, match=r"\$\[1\]"):
+        await app.arun(flow, workflow_id="wf-nan")
+
+
+async def test_sync_step_runs_off_the_event_loop(app: App) -> None:
+    import threading
+
+    loop_thread = threading.get_ident()
+
+    async def flow(wf: Workflow) -> bool:
+        return await wf.step("thread", lambda: threading.get_ident() != loop_thread)
+
+    assert (await app.arun(flow, workflow_id="wf-thread")).value is True
+
+
+async def test_same_step_name_concurrently_runs_once(app: App) -> None:
+    calls = 0
+
+    async def flow(wf: Workflow) -> list[int]:
+        async def slow() -> int:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.01)
+            return 7
+
+        return list(await asyncio.gather(wf.step("x", slow), wf.step("x", slow)))
+
+    assert (await app.arun(flow, workflow_id="wf-conc")).value == [7, 7]
+    assert calls == 1
+
+
+async def test_completed_workflow_reruns_from_record(app: App) -> None:
+    calls = 0
+
+    async def flow(wf: Workflow) -> int:
+        async def one() -> int:
+            nonlocal calls
+            calls += 1
+            return 1
+
+        return await wf.step("one", one) + 1
+
+    first = await app.arun(flow, workflow_id="wf-again")
+    second = await app.arun(flow, workflow_id="wf-again")
+    assert first.value == second.value == 2
+    assert calls == 1
+    assert second.record.status is tether.RunStatus.COMPLETED
+    assert [e.type for e in second.record.events].count("workflow.completed") == 2
+
+
+async def test_initial_state_only_applies_on_create(app: App) -> None:
+    async def flow(wf: Workflow) -> object:
+        return wf.state
+
+    first = await app.arun(flow, workflow_id="wf-state", initial_state={"applied": 0})
+    second = await app.arun(flow, workflow_id="wf-state", initial_state={"applied": 99})
+    assert first.value == second.value == {"applied": 0}
+
+
+async def test_step_events_and_workflow_lifecycle(app: App) -> None:
+    async def flow(wf: Workflow) -> None:
+        await wf.step("a", lambda: 1)
+
+    res = await app.arun(flow, workflow_id="wf-events")
+    assert [e.type for e in res.record.events] == [
+        "workflow.running",
+        "step.started",
+        "step.completed",
+        "workflow.completed",
+    ]
+    seqs = [e.seq for e in res.record.events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+async def test_interrupted_attempt_reruns_but_crash_loops_are_bounded(app: App) -> None:
+    from tether.store import NewEvent
+
+    async def flow(wf: Workflow) -> str:
+        return await wf.step("fragile", lambda: "ran")
+
+    async def crash_once() -> None:
+        # what a process that died mid-step leaves: a start marker, no outcome
+        run = await app.aget_run("wf-crashy")
+        await app.store.start_step(
+            tether.store.Fence("wf-crashy", run.generation),
+            "fragile",
+            idempotency_key=None,
+            at=app.clock.now(),
+            event=NewEvent("step.started", "fragile"),
+        )
+
+    async def noop(wf: Workflow) -> None:
+        return None
+
+    noop.__qualname__ = flow.__qualname__
+    await app.arun(noop, workflow_id="wf-crashy")
+    await crash_once()
+    assert (await app.arun(flow, workflow_id="wf-crashy")).value == "ran"
+
+    # a step that kills its process every time: 1 attempt + 3 interrupted reruns, then stop
+    run_id = "wf-crashy"
+    await app.store.start_step(
+        tether.store.Fence(run_id, (await app.aget_run(run_id)).generation),
+        "always-dies",
+        idempotency_key=None,
+        at=app.clock.now(),
+        event=NewEvent("step.started"),
+    )
+    for _ in range(3):
+        await app.store.start_step(
+            tether.store.Fence(run_id, (await app.aget_run(run_id)).generation),
+            "always-dies",
+            idempotency_key=None,
+            at=app.clock.now(),
+            event=NewEvent("step.started"),
+        )
+
+    async def dies(wf: Workflow) -> str:
+        return await wf.step("always-dies", lambda: "never")
+
+    dies.__qualname__ = flow.__qualname__
+    with pytest.raises(tether.StepFailedError, match="always-dies"):
+        await app.arun(dies, workflow_id=run_id)
