@@ -229,7 +229,7 @@ def test_sync_facade_runs_and_refuses_inside_a_loop(tmp_path: object) -> None:
         assert app.get_record("sync-1").status is RunStatus.COMPLETED
 
         async def inside() -> None:
-            with pytest.raises(tether.TetherError, match="await app.arun"):
+            with pytest.raises(tether.TetherError, match=r"await app\.arun"):
                 app.run(flow, workflow_id="sync-2")
 
         asyncio.run(inside())

@@ -7,6 +7,7 @@ behind: side-effect logs and enter/exit timestamps.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -142,7 +143,7 @@ def test_mutex_excludes_across_processes(tmp_path: Path, database_url: str) -> N
             intervals.append((float(start), float(end)))
     assert len(intervals) == n_procs * rounds
     intervals.sort()
-    for (_s1, e1), (s2, _e2) in zip(intervals, intervals[1:], strict=False):
+    for (_s1, e1), (s2, _e2) in itertools.pairwise(intervals):
         assert s2 >= e1, f"critical sections overlap: one ended at {e1}, next began at {s2}"
 
 

@@ -51,7 +51,7 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
             "INSERT INTO schema_version (version, name, applied_at) VALUES (999, 'future', 0)"
         )
     app = App(url)
-    with pytest.raises(tether.IncompatibleStoreError, match="newer tether .*999"):
+    with pytest.raises(tether.IncompatibleStoreError, match=r"newer tether .*999"):
         await app.aget_record("kept")
     await app.aclose()
     with sqlite3.connect(tmp_path / "t.db") as conn:  # the recorded run is still there
