@@ -1,7 +1,8 @@
 """App: a workflow registry bound to a store, and the functional entry points.
 
 The engine is async; every sync method here drives the async one of the same
-name with an ``a`` prefix (``run`` -> ``arun``), so there is one body, not two.
+name with an ``a`` prefix (``run`` -> ``arun``) on the App's own loop thread,
+so there is one body, not two.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
+from ._loop import LoopThread
 from .clock import Clock, SystemClock
-from .errors import InvalidArgumentError, NotSerializableError, RunNotFoundError, TetherError
+from .errors import InvalidArgumentError, NotSerializableError, RunNotFoundError
 from .record import RunRecord
 from .serde import dump_json, load_json, return_type_of
 from .store import Durability, NewEvent, NewRun, RunRow, RunStatus, Store, open_store
@@ -92,18 +94,6 @@ class RunResult(Generic[T]):
         return self.record.status
 
 
-def _sync(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    coro.close()
-    raise TetherError(
-        "this is the sync facade and an event loop is already running here; "
-        "use the async method (`await app.arun(...)`, `await app.aget_record(...)`, ...)"
-    )
-
-
 class App:
     """Workflows registered on one store.
 
@@ -126,6 +116,7 @@ class App:
         self.clock: Clock = clock or SystemClock()
         self._runtime = Runtime(self.store, self.clock)
         self._registry: dict[str, WorkflowDef] = {}
+        self._loop = LoopThread()
 
     # -- registry -------------------------------------------------------------------
 
@@ -245,7 +236,7 @@ class App:
         on_event: EventHook | None = None,
     ) -> RunResult[T]:
         """Sync facade of `arun`."""
-        return _sync(
+        return self._loop.run(
             self.arun(
                 workflow,
                 input,
@@ -330,7 +321,7 @@ class App:
         return await load_record(self.store, workflow_id)
 
     def get_record(self, workflow_id: str) -> RunRecord:
-        return _sync(self.aget_record(workflow_id))
+        return self._loop.run(self.aget_record(workflow_id))
 
     async def aget_run(self, workflow_id: str) -> RunRow:
         """The run's row (status, owner, timestamps) without its history."""
@@ -356,13 +347,17 @@ class App:
         return await self.store.list_runs(status=status, limit=limit)
 
     def list_runs(self, *, status: RunStatus | str | None = None, limit: int = 100) -> list[RunRow]:
-        return _sync(self.alist_runs(status=status, limit=limit))
+        return self._loop.run(self.alist_runs(status=status, limit=limit))
 
     async def aclose(self) -> None:
         await self.store.close()
 
     def close(self) -> None:
-        _sync(self.aclose())
+        if self._loop.loop is not None:
+            self._loop.run(self.aclose())
+            self._loop.stop()
+        else:
+            asyncio.run(self.aclose())
 
     async def __aenter__(self) -> App:
         return self

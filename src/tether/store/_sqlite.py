@@ -10,8 +10,8 @@ transaction to a thread costs more (a wake-up of the event loop, ~0.1-0.2 ms
 on a VM) than the fsync it would hide. So a transaction first runs right on
 the event loop with no busy wait; only if another process holds the write
 lock does it move to a helper thread that waits for the lock (up to
-`busy_timeout`) without blocking the loop. An asyncio lock keeps the two
-paths from ever using the connection at once.
+`busy_timeout`) without blocking the loop. A lock keeps the two paths (and
+loops in other threads sharing the store) from using the connection at once.
 
 Durability per transaction: WAL mode, and ``synchronous`` switched per
 transaction. A step's start marker only has to survive a process crash, so it
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -162,6 +163,8 @@ class SQLiteStore:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        # held while a transaction uses the connection, whichever thread runs it
+        self._conn_lock = threading.Lock()
         self._sync: str | None = None
         self._full = "FULL" if self.config.durability is Durability.FULL else "NORMAL"
 
@@ -180,10 +183,13 @@ class SQLiteStore:
         if self._conn is None:
             await self.open()
         async with self._lock():
-            try:
-                return self._guard(fn)
-            except _Busy:
-                pass
+            if self._conn_lock.acquire(blocking=False):
+                try:
+                    return self._guard(fn)
+                except _Busy:
+                    pass
+                finally:
+                    self._conn_lock.release()
             assert self._executor is not None
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, self._patient, fn)
@@ -203,7 +209,8 @@ class SQLiteStore:
         delay = 0.0005
         while True:
             try:
-                return self._guard(fn)
+                with self._conn_lock:
+                    return self._guard(fn)
             except _Busy:
                 if time.monotonic() >= deadline:
                     raise StoreError(
