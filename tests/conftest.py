@@ -17,7 +17,9 @@ from tether import App, FakeClock
 
 from ._postgres import PostgresServer, find_postgres
 
-BACKENDS = [b.strip() for b in os.environ.get("TETHER_TEST_BACKENDS", "sqlite,postgresql").split(",")]
+BACKENDS = [
+    b.strip() for b in os.environ.get("TETHER_TEST_BACKENDS", "sqlite,postgresql").split(",")
+]
 
 
 @pytest.fixture(scope="session")

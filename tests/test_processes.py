@@ -212,3 +212,61 @@ async def test_dead_holder_is_evicted_after_stale_after(tmp_path: Path, database
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+APPROVAL_MODULE = textwrap.dedent(
+    """
+    import os
+    import tether
+
+    app = tether.App(os.environ["DB_URL"])
+    EFFECTS = os.environ["EFFECTS"]
+
+    def effect(name):
+        with open(EFFECTS, "a") as f:
+            f.write(name + "\\n")
+        return name
+
+    @app.workflow(name="publish", version="1")
+    async def publish(wf: tether.Workflow, doc: str) -> str:
+        await wf.step("draft", lambda: effect("draft"))
+        decision = await wf.wait_for_signal("approval")
+        await wf.step("publish", lambda: effect("publish:" + decision["by"]))
+        return doc + " approved by " + decision["by"]
+    """
+)
+
+
+def test_human_approval_across_processes(tmp_path: Path, database_url: str) -> None:
+    (tmp_path / "flows.py").write_text(APPROVAL_MODULE)
+    env = {
+        **os.environ,
+        "DB_URL": database_url,
+        "EFFECTS": str(tmp_path / "effects.log"),
+        "PYTHONPATH": str(tmp_path),
+    }
+    start = (
+        "from flows import app, publish\n"
+        "r = app.run(publish, 'q3-report', workflow_id='doc-1')\n"
+        "print(r.status.value)\n"
+        "app.close()\n"
+    )
+    first = subprocess.run(
+        [sys.executable, "-c", start], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "waiting"  # parked, and the process exited
+
+    approve = (
+        "from flows import app\n"
+        "app.signal('doc-1', 'approval', {'by': 'ada'})\n"
+        "r = app.result('doc-1', timeout=60)\n"
+        "print(r.status.value, '|', r.value)\n"
+        "app.close()\n"
+    )
+    second = subprocess.run(
+        [sys.executable, "-c", approve], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "completed | q3-report approved by ada"
+    assert (tmp_path / "effects.log").read_text().split() == ["draft", "publish:ada"]

@@ -8,30 +8,38 @@ from __future__ import annotations
 from .app import App, RunResult, WorkflowDef, open_workflow, run_workflow
 from .clock import Clock, FakeClock, SystemClock
 from .errors import (
+    ChildRunError,
     ForEachError,
     IncompatibleStoreError,
     InvalidArgumentError,
     LeaseConflictError,
     MutexTimeoutError,
     NotSerializableError,
+    RunCancelledError,
+    RunFinishedError,
     RunNotFoundError,
     StaleOwnerError,
     StepFailedError,
     StoreError,
     StoreUnavailableError,
     TetherError,
+    TokenNotFoundError,
+    WaitTimeout,
     WorkflowNotFoundError,
+    WorkflowTimeoutError,
+    WorkflowVersionError,
 )
 from .fanout import ForEachSummary, ItemResult, ItemStatus
 from .record import EventRecord, HeartbeatRecord, LeaseRecord, RunRecord, StepRecord
 from .retry import RetryPolicy
-from .store import Durability, RunStatus, StepStatus
+from .store import Durability, RunRow, RunStatus, StepStatus, WaitRow, WaitStatus
 from .workflow import MutexHandle, StepContext, Workflow
 
 __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "ChildRunError",
     "Clock",
     "Durability",
     "EventRecord",
@@ -49,9 +57,12 @@ __all__ = [
     "MutexTimeoutError",
     "NotSerializableError",
     "RetryPolicy",
+    "RunCancelledError",
+    "RunFinishedError",
     "RunNotFoundError",
     "RunRecord",
     "RunResult",
+    "RunRow",
     "RunStatus",
     "StaleOwnerError",
     "StepContext",
@@ -62,9 +73,15 @@ __all__ = [
     "StoreUnavailableError",
     "SystemClock",
     "TetherError",
+    "TokenNotFoundError",
+    "WaitRow",
+    "WaitStatus",
+    "WaitTimeout",
     "Workflow",
     "WorkflowDef",
     "WorkflowNotFoundError",
+    "WorkflowTimeoutError",
+    "WorkflowVersionError",
     "__version__",
     "open_workflow",
     "run_workflow",

@@ -8,90 +8,27 @@ so there is one body, not two.
 from __future__ import annotations
 
 import asyncio
-import inspect
-import typing
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, overload
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
+from typing import Any, TypeVar, overload
 
 from ._loop import LoopThread
+from ._runner import Runner
 from .clock import Clock, SystemClock
-from .errors import InvalidArgumentError, NotSerializableError, RunNotFoundError
+from .definition import DEF_ATTR, RunResult, WorkflowDef
+from .errors import InvalidArgumentError, RunNotFoundError, WorkflowNotFoundError
 from .record import RunRecord
-from .serde import dump_json, load_json, return_type_of
-from .store import Durability, NewEvent, NewRun, RunRow, RunStatus, Store, open_store
-from .workflow import EventHook, Runtime, Workflow, error_json, load_record
+from .serde import dump_json
+from .store import Durability, NewRun, RunRow, RunStatus, Store, WaitRow, open_store
+from .waiting import MISSING
+from .workflow import EventHook, Runtime, Workflow, load_record
 
 __all__ = ["App", "RunResult", "WorkflowDef", "open_workflow", "run_workflow"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-_MISSING: Any = object()
-_DEF_ATTR = "__tether_workflow__"
-
-
-@dataclass(frozen=True)
-class WorkflowDef:
-    """A workflow definition: a function registered under a name and a version."""
-
-    name: str
-    version: str | None
-    fn: Callable[..., Awaitable[Any]]
-
-    @property
-    def takes_input(self) -> bool:
-        return len(_positional(self.fn)) >= 2
-
-    @property
-    def input_type(self) -> Any:
-        params = _positional(self.fn)
-        if len(params) < 2:
-            return None
-        try:
-            hints = typing.get_type_hints(self.fn)
-        except Exception:
-            return None
-        return hints.get(params[1].name)
-
-    @classmethod
-    def of(cls, fn: Callable[..., Any]) -> WorkflowDef:
-        """The definition attached by ``@app.workflow``, or one derived from `fn`."""
-        found = getattr(fn, _DEF_ATTR, None)
-        if isinstance(found, WorkflowDef):
-            return found
-        if not callable(fn):
-            raise InvalidArgumentError(f"a workflow must be an async function, got {fn!r}")
-        if not inspect.iscoroutinefunction(fn):
-            raise InvalidArgumentError(
-                f"workflow {getattr(fn, '__qualname__', fn)!r} must be an `async def` "
-                "function taking a tether.Workflow first"
-            )
-        return cls(fn.__qualname__, None, fn)
-
-
-def _positional(fn: Callable[..., Any]) -> list[inspect.Parameter]:
-    return [
-        p
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-
-
-@dataclass(frozen=True)
-class RunResult(Generic[T]):
-    """What a run returned, and its record as it stands after the run."""
-
-    value: T
-    record: RunRecord
-
-    @property
-    def workflow_id(self) -> str:
-        return self.record.workflow_id
-
-    @property
-    def status(self) -> RunStatus:
-        return self.record.status
+_MISSING: Any = MISSING
 
 
 class App:
@@ -102,6 +39,14 @@ class App:
     ("full" by default, or "normal") trades power-cut safety of the last
     completed steps for speed on SQLite. `clock` injects time (tests pass
     `tether.testing.FakeClock`).
+
+    In-process execution: `inline_wait` (seconds, default 5) lets `run` wait
+    out a timer that is due that soon instead of returning a parked run;
+    with `resume_woken` (default on) a run that this App wakes (a signal, an
+    event, a token, a due timer, a child ending) and whose workflow is
+    registered here is driven on in the background of this process. Events
+    and signals that reach no waiting run are kept for `inbox_retention`
+    seconds (default 7 days).
     """
 
     def __init__(
@@ -111,12 +56,23 @@ class App:
         clock: Clock | None = None,
         durability: str | Durability | None = None,
         store: Store | None = None,
+        inline_wait: float = 5.0,
+        resume_woken: bool = True,
+        inbox_retention: float = 7 * 24 * 3600.0,
     ) -> None:
+        if inbox_retention <= 0:
+            raise InvalidArgumentError(
+                f"inbox_retention must be > 0 seconds, got {inbox_retention!r}"
+            )
         self.store: Store = store or open_store(database_url, durability=durability)
         self.clock: Clock = clock or SystemClock()
+        self.inbox_retention = float(inbox_retention)
         self._runtime = Runtime(self.store, self.clock)
         self._registry: dict[str, WorkflowDef] = {}
         self._loop = LoopThread()
+        self._runner = Runner(
+            self._runtime, self.get_workflow, inline_wait=inline_wait, resume_woken=resume_woken
+        )
 
     # -- registry -------------------------------------------------------------------
 
@@ -125,7 +81,14 @@ class App:
 
     @overload
     def workflow(
-        self, fn: None = None, /, *, name: str | None = None, version: str | None = None
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        compatible: Iterable[str] = (),
+        timeout: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def workflow(
@@ -135,15 +98,20 @@ class App:
         *,
         name: str | None = None,
         version: str | None = None,
+        compatible: Iterable[str] = (),
+        timeout: float | None = None,
     ) -> Any:
-        """Register an ``async def fn(wf, input)`` as a workflow (usable bare or called)."""
+        """Register an ``async def fn(wf, input)`` as a workflow (usable bare or called).
+
+        `version` is recorded on each run; a run resumes only under the same
+        version or one that lists it in `compatible`. `timeout` bounds the
+        seconds a run spends executing; time parked does not count.
+        """
 
         def register(f: F) -> F:
-            if not inspect.iscoroutinefunction(f):
-                raise InvalidArgumentError(
-                    f"@app.workflow needs an `async def` function, got {f!r}"
-                )
-            defn = WorkflowDef(name or f.__qualname__, version, f)
+            defn = WorkflowDef.make(
+                f, name=name, version=version, compatible=compatible, timeout=timeout
+            )
             existing = self._registry.get(defn.name)
             if existing is not None and existing.fn is not f:
                 raise InvalidArgumentError(
@@ -151,27 +119,81 @@ class App:
                     "pass name= to tell them apart"
                 )
             self._registry[defn.name] = defn
-            setattr(f, _DEF_ATTR, defn)
+            setattr(f, DEF_ATTR, defn)
             return f
 
         return register(fn) if fn is not None else register
 
     def get_workflow(self, name: str) -> WorkflowDef:
-        from .errors import WorkflowNotFoundError
-
         try:
             return self._registry[name]
         except KeyError:
             known = ", ".join(sorted(self._registry)) or "none"
             raise WorkflowNotFoundError(
-                f"no workflow registered as {name!r} (registered: {known})"
+                f"no workflow registered as {name!r} (registered: {known}); register it with "
+                "@app.workflow in the process that resumes its runs"
             ) from None
 
     @property
     def workflows(self) -> dict[str, WorkflowDef]:
         return dict(self._registry)
 
-    # -- running ----------------------------------------------------------------------
+    # -- starting and running ---------------------------------------------------------
+
+    async def _create(
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        input: Any,
+        *,
+        workflow_id: str | None,
+        initial_state: Any,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        tags: Iterable[str] = (),
+        tenant: str | None = None,
+    ) -> tuple[WorkflowDef, RunRow, bool]:
+        defn = WorkflowDef.of(workflow)
+        wid = workflow_id or f"{defn.name}-{uuid.uuid4().hex[:12]}"
+        if not isinstance(wid, str) or not wid.strip():
+            raise InvalidArgumentError(f"workflow_id must be a non-empty string, got {wid!r}")
+        if input is not _MISSING and not defn.takes_input:
+            raise InvalidArgumentError(
+                f"workflow {defn.name!r} takes no input (its function has one parameter, "
+                "the Workflow); drop the input or add a parameter"
+            )
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key
+        ):
+            raise InvalidArgumentError("idempotency_key must be a non-empty str")
+        tag_tuple = tuple(tags)
+        if not all(isinstance(t, str) for t in tag_tuple):
+            raise InvalidArgumentError("tags must be strings")
+        input_text = (
+            None
+            if input is _MISSING
+            else dump_json(input, what=f"the input of workflow {defn.name!r}", tp=defn.input_type)
+        )
+        run, created = await self.store.create_run(
+            NewRun(
+                workflow_id=wid,
+                workflow_name=defn.name,
+                workflow_version=defn.version,
+                input=input_text,
+                state=dump_json(initial_state, what="initial_state"),
+                priority=priority,
+                tags=tag_tuple,
+                tenant=tenant,
+                idempotency_key=idempotency_key,
+            ),
+            self.clock.now(),
+        )
+        if not created:
+            _check_same_run(run, defn, input_text if idempotency_key is None else None)
+        if defn.takes_input and run.input is None and input is _MISSING:
+            raise InvalidArgumentError(
+                f"workflow {defn.name!r} takes an input and run {wid!r} has none recorded; pass one"
+            )
+        return defn, run, created
 
     async def arun(
         self,
@@ -182,49 +204,18 @@ class App:
         initial_state: Any = None,
         on_event: EventHook | None = None,
     ) -> RunResult[T]:
-        """Run (or resume) a workflow to its end in this process.
+        """Run (or resume) a workflow in this process until it ends or parks.
 
         The same `workflow_id` always names the same run: running it again
         resumes it, completed steps answering from the record. `initial_state`
-        applies only when the run is created.
+        applies only when the run is created. A run that must wait (for a
+        signal, an event, a token, a long timer) is parked and returned with
+        status ``waiting``; a failed run raises its error.
         """
-        defn = WorkflowDef.of(workflow)
-        wid = workflow_id or f"{defn.name}-{uuid.uuid4().hex[:12]}"
-        if not isinstance(wid, str) or not wid.strip():
-            raise InvalidArgumentError(f"workflow_id must be a non-empty string, got {wid!r}")
-        if input is not _MISSING and not defn.takes_input:
-            raise InvalidArgumentError(
-                f"workflow {defn.name!r} takes no input (its function has one parameter, "
-                "the Workflow); drop the input or add a parameter"
-            )
-        input_text = (
-            None
-            if input is _MISSING
-            else dump_json(input, what=f"the input of workflow {defn.name!r}", tp=defn.input_type)
+        defn, run, _ = await self._create(
+            workflow, input, workflow_id=workflow_id, initial_state=initial_state
         )
-        state_text = dump_json(initial_state, what="initial_state")
-        run, created = await self.store.create_run(
-            NewRun(
-                workflow_id=wid,
-                workflow_name=defn.name,
-                workflow_version=defn.version,
-                input=input_text,
-                state=state_text,
-            ),
-            self.clock.now(),
-        )
-        if not created:
-            _check_same_run(run, defn, input_text)
-        if defn.takes_input and run.input is None and input is _MISSING:
-            raise InvalidArgumentError(
-                f"workflow {defn.name!r} takes an input and run {wid!r} has none recorded; pass one"
-            )
-        wf = await self._claim(run.workflow_id, on_event)
-        args: tuple[Any, ...] = (wf,)
-        if defn.takes_input:
-            args = (wf, input if input is not _MISSING else load_json(run.input, defn.input_type))
-        value = await self._drive(wf, defn, args)
-        return RunResult(value, await self.aget_record(wid))
+        return await self._runner.drive(run.workflow_id, defn=defn, input=input, on_event=on_event)
 
     def run(
         self,
@@ -246,46 +237,181 @@ class App:
             )
         )
 
-    async def _claim(self, workflow_id: str, on_event: EventHook | None) -> Workflow:
-        run = await self.store.claim_run(
-            workflow_id, self._runtime.owner, self.clock.now(), NewEvent("workflow.running")
-        )
-        steps = await self.store.load_steps(workflow_id)
-        wf = Workflow(self._runtime, run, generation=run.generation, steps=steps, on_event=on_event)
-        wf._emit("workflow.running")
-        return wf
+    async def astart(
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        input: Any = _MISSING,
+        *,
+        workflow_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        tags: Iterable[str] = (),
+        tenant: str | None = None,
+        initial_state: Any = None,
+    ) -> str:
+        """Create a run and drive it in the background of this process; its id at once.
 
-    async def _drive(self, wf: Workflow, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
-        fence = wf._fence
-        try:
-            value = await defn.fn(*args)
-            output = dump_json(
-                value,
-                what=f"the result of workflow {defn.name!r}",
-                tp=return_type_of(defn.fn),
-            )
-        except Exception as exc:
-            if isinstance(exc, NotSerializableError) or not _is_stale(exc):
-                await self.store.finish_run(
-                    fence,
-                    RunStatus.FAILED,
-                    output=None,
-                    error=error_json(exc),
-                    at=self.clock.now(),
-                    event=NewEvent("workflow.failed", f"{type(exc).__name__}: {exc}"),
-                )
-                wf._emit("workflow.failed", str(exc))
-            raise
-        await self.store.finish_run(
-            fence,
-            RunStatus.COMPLETED,
-            output=output,
-            error=None,
-            at=self.clock.now(),
-            event=NewEvent("workflow.completed"),
+        The same `idempotency_key` returns the same run instead of starting a
+        second one, also when callers race: only the caller that created the
+        run drives it.
+        """
+        _, run, created = await self._create(
+            workflow,
+            input,
+            workflow_id=workflow_id,
+            initial_state=initial_state,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            tags=tags,
+            tenant=tenant,
         )
-        wf._emit("workflow.completed")
-        return value
+        if created:
+            self._runner.spawn(run.workflow_id)
+        return run.workflow_id
+
+    def start(
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        input: Any = _MISSING,
+        *,
+        workflow_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        tags: Iterable[str] = (),
+        tenant: str | None = None,
+        initial_state: Any = None,
+    ) -> str:
+        """Sync facade of `astart` (the run proceeds on the App's loop thread)."""
+        return self._loop.run(
+            self.astart(
+                workflow,
+                input,
+                workflow_id=workflow_id,
+                idempotency_key=idempotency_key,
+                priority=priority,
+                tags=tags,
+                tenant=tenant,
+                initial_state=initial_state,
+            )
+        )
+
+    async def aresume(
+        self, workflow_id: str, *, on_event: EventHook | None = None
+    ) -> RunResult[Any]:
+        """Drive a run of a workflow registered here until it ends or parks again."""
+        return await self._runner.drive(workflow_id, on_event=on_event)
+
+    def resume(self, workflow_id: str, *, on_event: EventHook | None = None) -> RunResult[Any]:
+        return self._loop.run(self.aresume(workflow_id, on_event=on_event))
+
+    async def aresult(self, workflow_id: str, timeout: float | None = None) -> RunResult[Any]:
+        """Wait until the run reaches a terminal status; its result.
+
+        Raises `TimeoutError` if it has not within `timeout` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            run = await self.aget_run(workflow_id)
+            if run.status.terminal:
+                defn = self._registry.get(run.workflow_name)
+                return await self._runner.result_of(workflow_id, defn)
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(
+                    f"run {workflow_id!r} is still {run.status.value} after {timeout:g}s"
+                )
+            await asyncio.sleep(0.02 if deadline is None else min(0.02, deadline - loop.time()))
+
+    def result(self, workflow_id: str, timeout: float | None = None) -> RunResult[Any]:
+        return self._loop.run(self.aresult(workflow_id, timeout))
+
+    # -- resolving waits from outside -------------------------------------------------------
+
+    def _expiry(self) -> Any:
+        return self.clock.now() + timedelta(seconds=self.inbox_retention)
+
+    async def asend_event(self, event_type: str, payload: Any = None) -> list[str]:
+        """Send an event to every run waiting for it; kept for runs that wait later.
+
+        Returns the ids of the runs it woke.
+        """
+        if not isinstance(event_type, str) or not event_type:
+            raise InvalidArgumentError(f"event_type must be a non-empty str, got {event_type!r}")
+        text = None if payload is None else dump_json(payload, what=f"event {event_type!r} payload")
+        woken = await self.store.send_event(
+            event_type, text, at=self.clock.now(), expires_at=self._expiry()
+        )
+        self._runner.woken(woken)
+        return woken
+
+    def send_event(self, event_type: str, payload: Any = None) -> list[str]:
+        return self._loop.run(self.asend_event(event_type, payload))
+
+    async def asignal(self, workflow_id: str, name: str, payload: Any = None) -> bool:
+        """Send signal `name` to a run; True if it woke the run, False if kept for later."""
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentError(f"signal name must be a non-empty str, got {name!r}")
+        text = None if payload is None else dump_json(payload, what=f"signal {name!r} payload")
+        woken = await self.store.send_signal(
+            workflow_id, name, text, at=self.clock.now(), expires_at=self._expiry()
+        )
+        self._runner.woken(woken)
+        return bool(woken)
+
+    def signal(self, workflow_id: str, name: str, payload: Any = None) -> bool:
+        return self._loop.run(self.asignal(workflow_id, name, payload))
+
+    async def acomplete_token(self, token_id: str, payload: Any = None) -> str:
+        """Complete a token made by `wf.create_token()`; the id of the run it belongs to."""
+        if not isinstance(token_id, str) or not token_id:
+            raise InvalidArgumentError(f"token_id must be a non-empty str, got {token_id!r}")
+        text = None if payload is None else dump_json(payload, what="token payload")
+        run_id = await self.store.complete_token(token_id, text, at=self.clock.now())
+        run = await self.store.get_run(run_id)
+        if run is not None and run.status is RunStatus.PENDING:
+            self._runner.woken([run_id])
+        return run_id
+
+    def complete_token(self, token_id: str, payload: Any = None) -> str:
+        return self._loop.run(self.acomplete_token(token_id, payload))
+
+    async def afire_due_timers(self) -> list[str]:
+        """Wake runs whose timers or wait timeouts are due; the ids woken."""
+        woken = await self.store.fire_due(now=self.clock.store_time(), at=self.clock.now())
+        self._runner.woken(woken)
+        return woken
+
+    def fire_due_timers(self) -> list[str]:
+        return self._loop.run(self.afire_due_timers())
+
+    async def acancel(
+        self, workflow_id: str, reason: str | None = None, *, compensate: bool = False
+    ) -> list[str]:
+        """Cancel a run, its pending waits and the children it waits on; the ids cancelled.
+
+        A step that finishes after this has its result discarded. With
+        `compensate`, the compensations of completed steps run (here, if the
+        workflow is registered; else when the run is next resumed).
+        """
+        cancelled = await self.store.cancel_run(
+            workflow_id, reason=reason, compensate=compensate, at=self.clock.now()
+        )
+        if compensate:
+            for rid in cancelled:
+                run = await self.store.get_run(rid)
+                if run is not None and run.workflow_name in self._registry:
+                    self._runner.woken([rid])
+        return cancelled
+
+    def cancel(
+        self, workflow_id: str, reason: str | None = None, *, compensate: bool = False
+    ) -> list[str]:
+        return self._loop.run(self.acancel(workflow_id, reason, compensate=compensate))
+
+    async def alist_waits(self, workflow_id: str) -> list[WaitRow]:
+        """The run's waitpoints (pending and resolved)."""
+        await self.aget_run(workflow_id)
+        return await self.store.list_waits(workflow_id)
 
     # -- opening and inspecting ----------------------------------------------------------
 
@@ -349,7 +475,11 @@ class App:
     def list_runs(self, *, status: RunStatus | str | None = None, limit: int = 100) -> list[RunRow]:
         return self._loop.run(self.alist_runs(status=status, limit=limit))
 
+    def get_run(self, workflow_id: str) -> RunRow:
+        return self._loop.run(self.aget_run(workflow_id))
+
     async def aclose(self) -> None:
+        await self._runner.stop()
         await self.store.close()
 
     def close(self) -> None:
@@ -364,12 +494,6 @@ class App:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _is_stale(exc: BaseException) -> bool:
-    from .errors import StaleOwnerError
-
-    return isinstance(exc, StaleOwnerError)
 
 
 def _check_same_run(run: RunRow, defn: WorkflowDef, input_text: str | None) -> None:

@@ -14,7 +14,19 @@ The tree::
     ├── LeaseConflictError                      a lease is held by someone else
     ├── MutexTimeoutError (also TimeoutError)   a mutex was not acquired in time
     ├── StepFailedError                         a step exhausted its attempts
-    └── ForEachError                            a for_each item failed (carries the summary)
+    ├── ForEachError                            a for_each item failed (carries the summary)
+    ├── WaitTimeout (also TimeoutError)         a wait reached its timeout (raised in the workflow)
+    ├── TokenNotFoundError (also LookupError)   no completion token with that id
+    ├── RunFinishedError                        the run is already terminal (cancel, signal, ...)
+    ├── WorkflowVersionError                    resuming under an incompatible workflow version
+    ├── WorkflowTimeoutError (also TimeoutError) the run executed longer than its timeout
+    └── ChildRunError                           a child run ended without a result
+
+Engine control flow is not an error and derives from BaseException, so a
+user's ``except Exception`` cannot swallow it:
+
+    asyncio.CancelledError
+    └── RunCancelledError                       the run was cancelled; seen at a step boundary
 
 Errors carry the facts a caller needs as attributes, and their message says
 what was wrong and how to fix it.
@@ -22,6 +34,7 @@ what was wrong and how to fix it.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,19 +42,26 @@ if TYPE_CHECKING:
     from .fanout import ForEachSummary
 
 __all__ = [
+    "ChildRunError",
     "ForEachError",
     "IncompatibleStoreError",
     "InvalidArgumentError",
     "LeaseConflictError",
     "MutexTimeoutError",
     "NotSerializableError",
+    "RunCancelledError",
+    "RunFinishedError",
     "RunNotFoundError",
     "StaleOwnerError",
     "StepFailedError",
     "StoreError",
     "StoreUnavailableError",
     "TetherError",
+    "TokenNotFoundError",
+    "WaitTimeout",
     "WorkflowNotFoundError",
+    "WorkflowTimeoutError",
+    "WorkflowVersionError",
 ]
 
 
@@ -161,3 +181,73 @@ class ForEachError(TetherError):
             f"for_each: {summary.rejected} item(s) failed, {summary.fulfilled} succeeded; "
             f"first error: {type(first_error).__name__}: {first_error}"
         )
+
+
+class WaitTimeout(TetherError, TimeoutError):
+    """A wait in a workflow reached its timeout before it was resolved."""
+
+    def __init__(self, key: str, kind: str) -> None:
+        self.key = key
+        self.kind = kind
+        super().__init__(f"{kind} wait {key!r} timed out; pass default= to get a value instead")
+
+
+class TokenNotFoundError(TetherError, LookupError):
+    """No completion token exists with the given id."""
+
+    def __init__(self, token_id: str) -> None:
+        self.token_id = token_id
+        super().__init__(
+            f"no completion token {token_id!r}; tokens come from `await wf.create_token()`"
+        )
+
+
+class RunFinishedError(TetherError):
+    """The run already reached a terminal status, so it cannot take this action."""
+
+    def __init__(self, workflow_id: str, status: str, action: str) -> None:
+        self.workflow_id = workflow_id
+        self.status = status
+        super().__init__(f"cannot {action} run {workflow_id!r}: it already ended ({status})")
+
+
+class WorkflowVersionError(TetherError):
+    """A run started under one version cannot resume under an incompatible one."""
+
+    def __init__(self, workflow_id: str, recorded: str | None, current: str | None) -> None:
+        self.workflow_id = workflow_id
+        self.recorded = recorded
+        self.current = current
+        super().__init__(
+            f"run {workflow_id!r} started under workflow version {recorded!r}; the registered "
+            f"version is {current!r}. Resume it with the old code, or declare the new version "
+            f"compatible: @app.workflow(version={current!r}, compatible=[{recorded!r}])"
+        )
+
+
+class WorkflowTimeoutError(TetherError, TimeoutError):
+    """The run spent longer executing than its workflow's `timeout=` (parked time excluded)."""
+
+    def __init__(self, workflow_id: str, timeout: float) -> None:
+        self.workflow_id = workflow_id
+        self.timeout = timeout
+        super().__init__(f"run {workflow_id!r} executed for more than its timeout of {timeout:g}s")
+
+
+class ChildRunError(TetherError):
+    """A child run ended failed or cancelled; its error is attached."""
+
+    def __init__(self, child_id: str, status: str, error: dict[str, object] | None) -> None:
+        self.child_id = child_id
+        self.status = status
+        self.error = error
+        what = f": {error.get('type')}: {error.get('message')}" if error else ""
+        super().__init__(f"child run {child_id!r} ended {status}{what}")
+
+
+class RunCancelledError(asyncio.CancelledError):
+    """The run was cancelled; raised at the next step boundary of code still running it."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(f"run {workflow_id!r} was cancelled")

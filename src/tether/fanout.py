@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from ._control import Suspend
 from .errors import ForEachError, InvalidArgumentError
 
 __all__ = ["ForEachSummary", "ItemResult", "ItemStatus", "run_for_each"]
@@ -109,9 +110,10 @@ async def run_for_each(
     busy: set[str] = set()
     running: dict[asyncio.Task[R], int] = {}
     first_error: BaseException | None = None
+    suspended: Suspend | None = None
     try:
         while waiting or running:
-            if first_error is None or not stop_on_error:
+            if suspended is None and (first_error is None or not stop_on_error):
                 for i in list(waiting):
                     if len(running) >= max_parallel:
                         break
@@ -135,6 +137,10 @@ async def run_for_each(
                     outcomes[i] = ItemResult(i, seq[i], ItemStatus.REJECTED, error=exc)
                     if first_error is None:
                         first_error = exc
+                elif isinstance(exc, Suspend):
+                    # an item must wait: start no more, but let the running ones reach
+                    # their own waits too, so the run parks on all of them at once
+                    suspended = suspended or exc
                 else:
                     raise exc
     finally:
@@ -143,6 +149,8 @@ async def run_for_each(
         if running:
             await asyncio.gather(*running, return_exceptions=True)
 
+    if suspended is not None:
+        raise suspended
     summary = ForEachSummary(
         tuple(
             out if out is not None else ItemResult(i, seq[i], ItemStatus.SKIPPED)

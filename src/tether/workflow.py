@@ -27,6 +27,7 @@ from .errors import (
     InvalidArgumentError,
     LeaseConflictError,
     MutexTimeoutError,
+    RunCancelledError,
     StepFailedError,
 )
 from .fanout import ForEachSummary, run_for_each
@@ -34,6 +35,7 @@ from .record import LeaseRecord, RunRecord
 from .retry import RetryPolicy, as_policy
 from .serde import dump_json, load_json, return_type_of
 from .store import Fence, LockOutcome, NewEvent, RunRow, StepRow, StepStatus, Store
+from .waiting import Host, WaitsMixin
 
 __all__ = ["MutexHandle", "StepContext", "Workflow"]
 
@@ -166,8 +168,8 @@ def _check_key(what: str, key: object) -> str:
     return key
 
 
-class Workflow:
-    """The durable context of one run: steps, mutexes, leases, heartbeats, state."""
+class Workflow(WaitsMixin):
+    """The durable context of one run: steps, waits, mutexes, leases, heartbeats, state."""
 
     def __init__(
         self,
@@ -178,23 +180,30 @@ class Workflow:
         steps: Iterable[StepRow] = (),
         on_event: EventHook | None = None,
         owns_store: bool = False,
+        host: Host | None = None,
+        timeout: float | None = None,
+        compensating: bool = False,
     ) -> None:
         self._rt = runtime
         self._store = runtime.store
         self._clock = runtime.clock
         self._run = run
-        self._fence = Fence(run.workflow_id, generation)
+        self._fence = Fence(run.workflow_id, generation, compensating)
         self._steps: dict[str, StepRow] = {s.key: s for s in steps}
         self._step_locks: dict[str, asyncio.Lock] = {}
         self._state: Any = load_json(run.state)
         self._on_event = on_event
         self._owns_store = owns_store
+        self._host = host
+        self._counters: dict[str, int] = {}
+        self._blocked_on: list[str] = []
+        self._compensations: list[tuple[str, Callable[[Any], Any], Any]] = []
+        self._compensating = compensating
+        self._timeout = timeout
+        self._compute_before = run.compute_seconds
+        self._exec_started = runtime.clock.now()
 
     # -- identity ------------------------------------------------------------------
-
-    @property
-    def workflow_id(self) -> str:
-        return self._run.workflow_id
 
     @property
     def workflow_name(self) -> str:
@@ -227,6 +236,7 @@ class Workflow:
         *,
         idempotency_key: str | None = None,
         retry: int | RetryPolicy | None = None,
+        compensate: Callable[[T], Any] | None = None,
     ) -> T:
         """Run `fn` once for this run and record its result; return the record on replay.
 
@@ -234,6 +244,10 @@ class Workflow:
         `StepContext` if it takes an argument. The result must be JSON data, a
         pydantic model or anything pydantic can dump; if `fn` declares its
         return type, a cached result is validated back into that type.
+
+        `compensate(result)` undoes the step if the run later fails (or is
+        cancelled with compensation): compensations of completed steps run in
+        reverse order, each once, recorded like steps.
         """
         tp = return_type_of(fn)
         done = self._steps.get(name)
@@ -242,8 +256,16 @@ class Workflow:
             and done.status is StepStatus.COMPLETED
             and done.idempotency_key == idempotency_key
         ):
-            return cast(T, load_json(done.result, tp))
+            value = cast(T, load_json(done.result, tp))
+            if compensate is not None:
+                self._compensations.append((name, compensate, value))
+            return value
         _check_key("step name", name)
+        if compensate is not None and not callable(compensate):
+            raise InvalidArgumentError(f"compensate of step {name!r} must be callable")
+        if self._compensating:
+            raise RunCancelledError(self.workflow_id)
+        self._check_budget()
         if idempotency_key is not None and not isinstance(idempotency_key, str):
             raise InvalidArgumentError(
                 f"idempotency_key of step {name!r} must be a str, got {type(idempotency_key).__name__}"
@@ -253,7 +275,10 @@ class Workflow:
         if lock is None:
             lock = self._step_locks[name] = asyncio.Lock()
         async with lock:
-            return cast(T, await self._execute(name, fn, idempotency_key, policy, tp))
+            value = cast(T, await self._execute(name, fn, idempotency_key, policy, tp))
+        if compensate is not None:
+            self._compensations.append((name, compensate, value))
+        return value
 
     async def _execute(
         self,

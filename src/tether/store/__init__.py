@@ -19,10 +19,14 @@ from ._records import (
     LockRow,
     NewEvent,
     NewRun,
+    NewWait,
     RunRow,
     RunStatus,
     StepRow,
     StepStatus,
+    WaitKind,
+    WaitRow,
+    WaitStatus,
 )
 from ._url import DEFAULT_URL, Durability, resolve_url
 
@@ -37,11 +41,15 @@ __all__ = [
     "LockRow",
     "NewEvent",
     "NewRun",
+    "NewWait",
     "RunRow",
     "RunStatus",
     "StepRow",
     "StepStatus",
     "Store",
+    "WaitKind",
+    "WaitRow",
+    "WaitStatus",
     "open_store",
     "resolve_url",
 ]

@@ -27,9 +27,11 @@ from ._records import (
     LockRow,
     NewEvent,
     NewRun,
+    NewWait,
     RunRow,
     RunStatus,
     StepRow,
+    WaitRow,
 )
 
 __all__ = ["Store"]
@@ -49,7 +51,11 @@ class Store(Protocol):
     # -- runs ------------------------------------------------------------------
 
     async def create_run(self, run: NewRun, at: datetime) -> tuple[RunRow, bool]:
-        """Insert the run unless one with its id exists; (row, created)."""
+        """Insert the run unless one with its id (or its idempotency key) exists.
+
+        Returns (row, created); the row is the existing run when not created,
+        so two callers racing with one idempotency key get the same run.
+        """
         ...
 
     async def get_run(self, workflow_id: str) -> RunRow | None: ...
@@ -59,9 +65,20 @@ class Store(Protocol):
         ...
 
     async def claim_run(
-        self, workflow_id: str, owner: str, at: datetime, event: NewEvent
+        self,
+        workflow_id: str,
+        owner: str,
+        at: datetime,
+        event: NewEvent,
+        *,
+        compensating: bool = False,
     ) -> RunRow:
-        """Take ownership: generation + 1, status running. Fences out any older owner."""
+        """Take ownership: generation + 1, status running. Fences out any older owner.
+
+        A cancelled (or compensated) run cannot be claimed: `RunFinishedError`.
+        With `compensating`, only a run cancelled with compensation pending can
+        be, and it stays cancelled while its compensations run.
+        """
         ...
 
     async def finish_run(
@@ -73,7 +90,10 @@ class Store(Protocol):
         error: str | None,
         at: datetime,
         event: NewEvent,
-    ) -> None: ...
+        compute_seconds: float = 0.0,
+    ) -> None:
+        """End the run; add `compute_seconds` of execution; wake a parent waiting on it."""
+        ...
 
     async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None: ...
 
@@ -187,3 +207,74 @@ class Store(Protocol):
     ) -> None: ...
 
     async def list_heartbeats(self, workflow_id: str) -> list[HeartbeatRow]: ...
+
+    # -- parked runs: waitpoints, inbox, cancellation ----------------------------
+    #
+    # A run that waits registers a waitpoint and parks (status waiting). Whatever
+    # resolves a waitpoint (an event, a signal, a token, a due timer, a child
+    # run ending) makes its run runnable again (waiting -> pending) in the same
+    # transaction. Events and signals that find no waiter are kept in an inbox
+    # until they expire, so one that arrives just before its wait registers
+    # is not lost.
+
+    async def register_wait(self, fence: Fence, wait: NewWait, at: datetime) -> WaitRow:
+        """Record the waitpoint unless the run already has one under `wait.key`.
+
+        A pending waitpoint is resolved at once if what it waits for is already
+        there: an unconsumed signal in the inbox, an inbox event sent since the
+        run was created that no other wait of the run took, a child run that
+        ended. Returns the waitpoint as it stands.
+        """
+        ...
+
+    async def list_waits(self, workflow_id: str) -> list[WaitRow]: ...
+
+    async def park_run(
+        self, fence: Fence, keys: Sequence[str], *, compute_seconds: float, at: datetime
+    ) -> bool:
+        """Park the run (status waiting) unless one of the waitpoints `keys` resolved.
+
+        Returns False, and leaves the run running, when one already resolved:
+        the caller resumes at once instead of sleeping on a wake-up that came.
+        """
+        ...
+
+    async def send_event(
+        self, type: str, payload: str | None, *, at: datetime, expires_at: datetime
+    ) -> list[str]:
+        """Resolve every pending event wait it matches; keep it in the inbox. Woken run ids."""
+        ...
+
+    async def send_signal(
+        self,
+        workflow_id: str,
+        name: str,
+        payload: str | None,
+        *,
+        at: datetime,
+        expires_at: datetime,
+    ) -> list[str]:
+        """Resolve the run's oldest pending wait for `name`, or keep it in the inbox."""
+        ...
+
+    async def complete_token(self, token_id: str, payload: str | None, *, at: datetime) -> str:
+        """Resolve the token's waitpoint; the run id. Completing it twice is an error."""
+        ...
+
+    async def fire_due(self, *, now: datetime | None, at: datetime) -> list[str]:
+        """Resolve due timers, time out waits past their timeout, drop expired inbox items."""
+        ...
+
+    async def cancel_run(
+        self, workflow_id: str, *, reason: str | None, compensate: bool, at: datetime
+    ) -> list[str]:
+        """Cancel the run, its pending waits, and (recursively) the children it waits on.
+
+        One transaction. Returns the cancelled run ids, the run first. A run
+        already terminal raises `RunFinishedError`.
+        """
+        ...
+
+    async def save_value(self, fence: Fence, key: str, value: str, at: datetime) -> None:
+        """Record a completed step that had no side effect (a recorded now(), uuid(), ...)."""
+        ...

@@ -20,10 +20,14 @@ __all__ = [
     "LockRow",
     "NewEvent",
     "NewRun",
+    "NewWait",
     "RunRow",
     "RunStatus",
     "StepRow",
     "StepStatus",
+    "WaitKind",
+    "WaitRow",
+    "WaitStatus",
 ]
 
 
@@ -67,10 +71,57 @@ class LockOutcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Fence:
-    """Who writes for a run. `generation=None` writes without fencing (an observer)."""
+    """Who writes for a run. `generation=None` writes without fencing (an observer).
+
+    A fenced write to a cancelled run raises `RunCancelledError`, except with
+    `compensating=True`: the compensations of a cancelled run still record.
+    """
 
     workflow_id: str
     generation: int | None = None
+    compensating: bool = False
+
+
+class WaitKind(StrEnum):
+    EVENT = "event"
+    SIGNAL = "signal"
+    TOKEN = "token"
+    TIMER = "timer"
+    RUN = "run"
+
+
+class WaitStatus(StrEnum):
+    PENDING = "pending"
+    RESOLVED = "resolved"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class NewWait:
+    """A waitpoint to register; `key` names it within its run, stable across replays."""
+
+    key: str
+    kind: WaitKind
+    name: str | None = None  # event type, signal name, child run id
+    match: str | None = None  # JSON object: payload fields an event must equal
+    due_at: datetime | None = None  # timer due time, or the wait's timeout
+    wait_id: str | None = None  # given for tokens (the token id), else generated
+
+
+@dataclass(frozen=True, slots=True)
+class WaitRow:
+    id: str
+    workflow_id: str
+    key: str
+    kind: WaitKind
+    name: str | None
+    match: str | None
+    status: WaitStatus
+    payload: str | None
+    due_at: datetime | None
+    created_at: datetime
+    resolved_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +166,8 @@ class RunRow:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    compute_seconds: float = 0.0
+    cancel_requested: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

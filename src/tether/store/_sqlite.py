@@ -26,6 +26,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -34,11 +35,16 @@ from typing import Any, TypeVar
 
 from ..errors import (
     IncompatibleStoreError,
+    InvalidArgumentError,
+    RunCancelledError,
+    RunFinishedError,
     RunNotFoundError,
     StaleOwnerError,
     StoreError,
     StoreUnavailableError,
+    TokenNotFoundError,
 )
+from ._match import matches
 from ._migrations import latest_version, migrations
 from ._records import (
     EventRow,
@@ -49,10 +55,14 @@ from ._records import (
     LockRow,
     NewEvent,
     NewRun,
+    NewWait,
     RunRow,
     RunStatus,
     StepRow,
     StepStatus,
+    WaitKind,
+    WaitRow,
+    WaitStatus,
 )
 from ._url import Durability, parse_sqlite_url
 
@@ -73,8 +83,13 @@ APPLICATION_ID = 0x54455448
 _RUN_COLS = (
     "id, workflow_name, workflow_version, status, input, output, error, state, priority, "
     "tags, tenant, parent_id, idempotency_key, owner, owner_generation, created_at, "
-    "updated_at, started_at, finished_at"
+    "updated_at, started_at, finished_at, compute_seconds, cancel_requested"
 )
+_WAIT_COLS = (
+    "id, run_id, wait_key, kind, name, match, status, payload, due_at, created_at, resolved_at"
+)
+_CLOSED = "('cancelled', 'compensated', 'compensation_failed')"
+_TERMINAL = "('completed', 'failed', 'cancelled', 'compensated', 'compensation_failed')"
 _STEP_COLS = (
     "run_id, step_key, name, status, attempts, idempotency_key, result, error, "
     "started_at, completed_at, updated_at"
@@ -118,6 +133,24 @@ def _run(r: Sequence[Any]) -> RunRow:
         updated_at=_dt(r[16]),
         started_at=_odt(r[17]),
         finished_at=_odt(r[18]),
+        compute_seconds=r[19],
+        cancel_requested=r[20],
+    )
+
+
+def _wait(r: Sequence[Any]) -> WaitRow:
+    return WaitRow(
+        id=r[0],
+        workflow_id=r[1],
+        key=r[2],
+        kind=WaitKind(r[3]),
+        name=r[4],
+        match=r[5],
+        status=WaitStatus(r[6]),
+        payload=r[7],
+        due_at=_odt(r[8]),
+        created_at=_dt(r[9]),
+        resolved_at=_odt(r[10]),
     )
 
 
@@ -356,19 +389,28 @@ class SQLiteStore:
                 "RETURNING event_seq",
                 (n_events, at, fence.workflow_id),
             ).fetchone()
-        else:
+        elif fence.compensating:
             row = conn.execute(
                 "UPDATE runs SET event_seq = event_seq + ?, updated_at = ? "
                 "WHERE id = ? AND owner_generation = ? RETURNING event_seq",
                 (n_events, at, fence.workflow_id, fence.generation),
             ).fetchone()
-        if row is None:
-            exists = conn.execute(
-                "SELECT 1 FROM runs WHERE id = ?", (fence.workflow_id,)
+        else:
+            row = conn.execute(
+                "UPDATE runs SET event_seq = event_seq + ?, updated_at = ? "
+                f"WHERE id = ? AND owner_generation = ? AND status NOT IN {_CLOSED} "
+                "RETURNING event_seq",
+                (n_events, at, fence.workflow_id, fence.generation),
             ).fetchone()
-            if exists is None:
+        if row is None:
+            found = conn.execute(
+                "SELECT owner_generation FROM runs WHERE id = ?", (fence.workflow_id,)
+            ).fetchone()
+            if found is None:
                 raise RunNotFoundError(fence.workflow_id)
-            raise StaleOwnerError(fence.workflow_id, fence.generation)
+            if found[0] != fence.generation:
+                raise StaleOwnerError(fence.workflow_id, fence.generation)
+            raise RunCancelledError(fence.workflow_id)
         return int(row[0]) - n_events + 1
 
     def _events(
@@ -417,11 +459,11 @@ class SQLiteStore:
                 row = conn.execute(
                     f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run.workflow_id,)
                 ).fetchone()
-                if row is None:
-                    raise StoreError(
-                        f"run {run.workflow_id!r} could not be created: its idempotency key "
-                        f"{run.idempotency_key!r} already names another run"
-                    )
+                if row is None:  # the idempotency key names an existing run
+                    row = conn.execute(
+                        f"SELECT {_RUN_COLS} FROM runs WHERE idempotency_key = ?",
+                        (run.idempotency_key,),
+                    ).fetchone()
                 return _run(row), created
 
             return self._write(conn, self._full, tx)
@@ -454,22 +496,44 @@ class SQLiteStore:
         return await self._call(go)
 
     async def claim_run(
-        self, workflow_id: str, owner: str, at: datetime, event: NewEvent
+        self,
+        workflow_id: str,
+        owner: str,
+        at: datetime,
+        event: NewEvent,
+        *,
+        compensating: bool = False,
     ) -> RunRow:
         ts = _ts(at)
+        if compensating:
+            sql = (
+                "UPDATE runs SET owner = ?, owner_generation = owner_generation + 1, "
+                "updated_at = ? WHERE id = ? AND status = 'cancelled' "
+                f"AND cancel_requested = 'compensate' RETURNING {_RUN_COLS}"
+            )
+            params: tuple[Any, ...] = (owner, ts, workflow_id)
+        else:
+            sql = (
+                "UPDATE runs SET owner = ?, owner_generation = owner_generation + 1, "
+                "status = 'running', started_at = COALESCE(started_at, ?), finished_at = NULL, "
+                f"updated_at = ? WHERE id = ? AND status NOT IN {_CLOSED} RETURNING {_RUN_COLS}"
+            )
+            params = (owner, ts, ts, workflow_id)
 
         def go(conn: sqlite3.Connection) -> RunRow:
             def tx() -> RunRow:
-                row = conn.execute(
-                    "UPDATE runs SET owner = ?, owner_generation = owner_generation + 1, "
-                    "status = 'running', started_at = COALESCE(started_at, ?), finished_at = NULL, "
-                    f"updated_at = ? WHERE id = ? RETURNING {_RUN_COLS}",
-                    (owner, ts, ts, workflow_id),
-                ).fetchone()
+                row = conn.execute(sql, params).fetchone()
                 if row is None:
-                    raise RunNotFoundError(workflow_id)
+                    found = conn.execute(
+                        "SELECT status FROM runs WHERE id = ?", (workflow_id,)
+                    ).fetchone()
+                    if found is None:
+                        raise RunNotFoundError(workflow_id)
+                    raise RunFinishedError(workflow_id, found[0], "resume")
                 claimed = _run(row)
-                self._events(conn, Fence(workflow_id, claimed.generation), [event], ts)
+                self._events(
+                    conn, Fence(workflow_id, claimed.generation, compensating), [event], ts
+                )
                 return claimed
 
             return self._write(conn, self._full, tx)
@@ -485,6 +549,7 @@ class SQLiteStore:
         error: str | None,
         at: datetime,
         event: NewEvent,
+        compute_seconds: float = 0.0,
     ) -> None:
         ts = _ts(at)
 
@@ -493,9 +558,12 @@ class SQLiteStore:
                 self._events(conn, fence, [event], ts)
                 conn.execute(
                     "UPDATE runs SET status = ?, output = ?, error = COALESCE(?, error), "
-                    "finished_at = ? WHERE id = ?",
-                    (status.value, output, error, ts, fence.workflow_id),
+                    "finished_at = ?, compute_seconds = compute_seconds + ?, "
+                    "cancel_requested = NULL WHERE id = ?",
+                    (status.value, output, error, ts, compute_seconds, fence.workflow_id),
                 )
+                if status.terminal:
+                    self._child_ended(conn, fence.workflow_id, status, output, error, ts)
 
             self._write(conn, self._full, tx)
 
@@ -787,6 +855,371 @@ class SQLiteStore:
             return [HeartbeatRow(r[0], r[1], _dt(r[2]), r[3]) for r in rows]
 
         return await self._call(go)
+
+    # -- parked runs -----------------------------------------------------------------------
+
+    def _wake(
+        self, conn: sqlite3.Connection, waits: Sequence[tuple[str, str, str]], at: float
+    ) -> list[str]:
+        """Record resolutions (run id, wait key, outcome) and make waiting runs runnable."""
+        woken: list[str] = []
+        for run_id, key, outcome in waits:
+            self._events(
+                conn,
+                Fence(run_id),
+                [NewEvent(f"wait.{outcome}", key)],
+                at,
+            )
+            row = conn.execute(
+                "UPDATE runs SET status = 'pending' WHERE id = ? AND status = 'waiting' "
+                "RETURNING id",
+                (run_id,),
+            ).fetchone()
+            if row is not None and run_id not in woken:
+                woken.append(run_id)
+        return woken
+
+    def _child_ended(
+        self,
+        conn: sqlite3.Connection,
+        child_id: str,
+        status: RunStatus,
+        output: str | None,
+        error: str | None,
+        at: float,
+    ) -> list[str]:
+        payload = _outcome(status.value, output, error)
+        rows = conn.execute(
+            "UPDATE waitpoints SET status = 'resolved', payload = ?, resolved_at = ? "
+            "WHERE kind = 'run' AND name = ? AND status = 'pending' RETURNING run_id, wait_key",
+            (payload, at, child_id),
+        ).fetchall()
+        return self._wake(conn, [(r[0], r[1], "resolved") for r in rows], at)
+
+    def _try_resolve(self, conn: sqlite3.Connection, w: WaitRow, at: float) -> WaitRow:
+        """Resolve a fresh pending waitpoint from what already arrived, if anything did."""
+        payload: str | None = None
+        inbox_id: int | None = None
+        if w.kind is WaitKind.SIGNAL:
+            hit = conn.execute(
+                "SELECT id, payload FROM inbox WHERE kind = 'signal' AND name = ? AND target = ? "
+                "AND consumed_by IS NULL AND expires_at > ? ORDER BY id LIMIT 1",
+                (w.name, w.workflow_id, at),
+            ).fetchone()
+            if hit is None:
+                return w
+            inbox_id, payload = hit
+            conn.execute("UPDATE inbox SET consumed_by = ? WHERE id = ?", (w.id, inbox_id))
+        elif w.kind is WaitKind.EVENT:
+            created = conn.execute(
+                "SELECT created_at FROM runs WHERE id = ?", (w.workflow_id,)
+            ).fetchone()[0]
+            rows = conn.execute(
+                "SELECT id, payload FROM inbox WHERE kind = 'event' AND name = ? "
+                "AND created_at >= ? AND expires_at > ? AND id NOT IN "
+                "(SELECT inbox_id FROM waitpoints WHERE run_id = ? AND inbox_id IS NOT NULL) "
+                "ORDER BY id",
+                (w.name, created, at, w.workflow_id),
+            )
+            for iid, body in rows:
+                if matches(w.match, body):
+                    inbox_id, payload = iid, body
+                    break
+            else:
+                return w
+        elif w.kind is WaitKind.RUN:
+            child = conn.execute(
+                "SELECT status, output, error FROM runs WHERE id = ?", (w.name,)
+            ).fetchone()
+            if child is None or not RunStatus(child[0]).terminal:
+                return w
+            payload = _outcome(child[0], child[1], child[2])
+        else:
+            return w
+        row = conn.execute(
+            "UPDATE waitpoints SET status = 'resolved', payload = ?, inbox_id = ?, "
+            f"resolved_at = ? WHERE id = ? RETURNING {_WAIT_COLS}",
+            (payload, inbox_id, at, w.id),
+        ).fetchone()
+        return _wait(row)
+
+    async def register_wait(self, fence: Fence, wait: NewWait, at: datetime) -> WaitRow:
+        ts = _ts(at)
+
+        def go(conn: sqlite3.Connection) -> WaitRow:
+            def tx() -> WaitRow:
+                found = conn.execute(
+                    f"SELECT {_WAIT_COLS} FROM waitpoints WHERE run_id = ? AND wait_key = ?",
+                    (fence.workflow_id, wait.key),
+                ).fetchone()
+                if found is not None:
+                    existing = _wait(found)
+                    if existing.status is WaitStatus.PENDING:
+                        return self._try_resolve(conn, existing, ts)
+                    return existing
+                self._events(conn, fence, [NewEvent("wait.registered", wait.key)], ts)
+                row = conn.execute(
+                    "INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, "
+                    "due_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
+                    f"RETURNING {_WAIT_COLS}",
+                    (
+                        wait.wait_id or uuid.uuid4().hex,
+                        fence.workflow_id,
+                        wait.key,
+                        wait.kind.value,
+                        wait.name,
+                        wait.match,
+                        None if wait.due_at is None else _ts(wait.due_at),
+                        ts,
+                    ),
+                ).fetchone()
+                return self._try_resolve(conn, _wait(row), ts)
+
+            return self._write(conn, "NORMAL", tx)
+
+        return await self._call(go)
+
+    async def list_waits(self, workflow_id: str) -> list[WaitRow]:
+        def go(conn: sqlite3.Connection) -> list[WaitRow]:
+            rows = conn.execute(
+                f"SELECT {_WAIT_COLS} FROM waitpoints WHERE run_id = ? ORDER BY created_at, wait_key",
+                (workflow_id,),
+            )
+            return [_wait(r) for r in rows]
+
+        return await self._call(go)
+
+    async def park_run(
+        self, fence: Fence, keys: Sequence[str], *, compute_seconds: float, at: datetime
+    ) -> bool:
+        ts = _ts(at)
+
+        def go(conn: sqlite3.Connection) -> bool:
+            def tx() -> bool:
+                marks = ",".join("?" * len(keys))
+                ready = conn.execute(
+                    f"SELECT 1 FROM waitpoints WHERE run_id = ? AND wait_key IN ({marks}) "
+                    "AND status != 'pending' LIMIT 1",
+                    (fence.workflow_id, *keys),
+                ).fetchone()
+                if ready is not None:
+                    return False
+                self._events(conn, fence, [NewEvent("workflow.waiting", ", ".join(keys))], ts)
+                conn.execute(
+                    "UPDATE runs SET status = 'waiting', compute_seconds = compute_seconds + ? "
+                    "WHERE id = ?",
+                    (compute_seconds, fence.workflow_id),
+                )
+                return True
+
+            return self._write(conn, self._full, tx)
+
+        return await self._call(go)
+
+    async def send_event(
+        self, type: str, payload: str | None, *, at: datetime, expires_at: datetime
+    ) -> list[str]:
+        ts = _ts(at)
+
+        def go(conn: sqlite3.Connection) -> list[str]:
+            def tx() -> list[str]:
+                inbox_id = conn.execute(
+                    "INSERT INTO inbox (kind, name, payload, created_at, expires_at) "
+                    "VALUES ('event', ?, ?, ?, ?) RETURNING id",
+                    (type, payload, ts, _ts(expires_at)),
+                ).fetchone()[0]
+                pending = conn.execute(
+                    "SELECT id, run_id, wait_key, match FROM waitpoints "
+                    "WHERE kind = 'event' AND name = ? AND status = 'pending' ORDER BY created_at",
+                    (type,),
+                ).fetchall()
+                resolved: list[tuple[str, str, str]] = []
+                seen_runs: set[str] = set()
+                for wid, run_id, key, match in pending:
+                    if run_id in seen_runs or not matches(match, payload):
+                        continue  # one event resolves at most one wait per run
+                    seen_runs.add(run_id)
+                    conn.execute(
+                        "UPDATE waitpoints SET status = 'resolved', payload = ?, inbox_id = ?, "
+                        "resolved_at = ? WHERE id = ?",
+                        (payload, inbox_id, ts, wid),
+                    )
+                    resolved.append((run_id, key, "resolved"))
+                return self._wake(conn, resolved, ts)
+
+            return self._write(conn, self._full, tx)
+
+        return await self._call(go)
+
+    async def send_signal(
+        self,
+        workflow_id: str,
+        name: str,
+        payload: str | None,
+        *,
+        at: datetime,
+        expires_at: datetime,
+    ) -> list[str]:
+        ts = _ts(at)
+
+        def go(conn: sqlite3.Connection) -> list[str]:
+            def tx() -> list[str]:
+                run = conn.execute(
+                    "SELECT status FROM runs WHERE id = ?", (workflow_id,)
+                ).fetchone()
+                if run is None:
+                    raise RunNotFoundError(workflow_id)
+                if RunStatus(run[0]).terminal:
+                    raise RunFinishedError(workflow_id, run[0], f"signal {name!r} to")
+                wait = conn.execute(
+                    "SELECT id, wait_key FROM waitpoints WHERE run_id = ? AND kind = 'signal' "
+                    "AND name = ? AND status = 'pending' ORDER BY created_at LIMIT 1",
+                    (workflow_id, name),
+                ).fetchone()
+                if wait is None:
+                    conn.execute(
+                        "INSERT INTO inbox (kind, target, name, payload, created_at, expires_at) "
+                        "VALUES ('signal', ?, ?, ?, ?, ?)",
+                        (workflow_id, name, payload, ts, _ts(expires_at)),
+                    )
+                    self._events(conn, Fence(workflow_id), [NewEvent("signal.kept", name)], ts)
+                    return []
+                conn.execute(
+                    "UPDATE waitpoints SET status = 'resolved', payload = ?, resolved_at = ? "
+                    "WHERE id = ?",
+                    (payload, ts, wait[0]),
+                )
+                return self._wake(conn, [(workflow_id, wait[1], "resolved")], ts)
+
+            return self._write(conn, self._full, tx)
+
+        return await self._call(go)
+
+    async def complete_token(self, token_id: str, payload: str | None, *, at: datetime) -> str:
+        ts = _ts(at)
+
+        def go(conn: sqlite3.Connection) -> str:
+            def tx() -> str:
+                row = conn.execute(
+                    "SELECT run_id, wait_key, status FROM waitpoints WHERE id = ? AND kind = 'token'",
+                    (token_id,),
+                ).fetchone()
+                if row is None:
+                    raise TokenNotFoundError(token_id)
+                if row[2] != "pending":
+                    raise InvalidArgumentError(
+                        f"token {token_id!r} was already {row[2].replace('_', ' ')}; "
+                        "a token completes once"
+                    )
+                conn.execute(
+                    "UPDATE waitpoints SET status = 'resolved', payload = ?, resolved_at = ? "
+                    "WHERE id = ?",
+                    (payload, ts, token_id),
+                )
+                self._wake(conn, [(row[0], row[1], "resolved")], ts)
+                return str(row[0])
+
+            return self._write(conn, self._full, tx)
+
+        return await self._call(go)
+
+    async def fire_due(self, *, now: datetime | None, at: datetime) -> list[str]:
+        ts = _ts(at)
+
+        def go(conn: sqlite3.Connection) -> list[str]:
+            def tx() -> list[str]:
+                now_ts = time.time() if now is None else _ts(now)
+                rows = conn.execute(
+                    "UPDATE waitpoints SET status = CASE kind WHEN 'timer' THEN 'resolved' "
+                    "ELSE 'timed_out' END, resolved_at = ? "
+                    "WHERE status = 'pending' AND due_at IS NOT NULL AND due_at <= ? "
+                    "RETURNING run_id, wait_key, status",
+                    (ts, now_ts),
+                ).fetchall()
+                conn.execute("DELETE FROM inbox WHERE expires_at <= ?", (now_ts,))
+                return self._wake(conn, [(r[0], r[1], r[2]) for r in rows], ts)
+
+            return self._write(conn, self._full, tx)
+
+        return await self._call(go)
+
+    async def cancel_run(
+        self, workflow_id: str, *, reason: str | None, compensate: bool, at: datetime
+    ) -> list[str]:
+        ts = _ts(at)
+        error = json.dumps(
+            {"type": "Cancelled", "message": reason or "cancelled", "traceback": None}
+        )
+
+        def go(conn: sqlite3.Connection) -> list[str]:
+            def tx() -> list[str]:
+                run = conn.execute(
+                    "SELECT status FROM runs WHERE id = ?", (workflow_id,)
+                ).fetchone()
+                if run is None:
+                    raise RunNotFoundError(workflow_id)
+                if RunStatus(run[0]).terminal:
+                    raise RunFinishedError(workflow_id, run[0], "cancel")
+                cancelled: list[str] = []
+                todo = [workflow_id]
+                while todo:
+                    rid = todo.pop(0)
+                    row = conn.execute(
+                        "UPDATE runs SET status = 'cancelled', error = ?, finished_at = ?, "
+                        "cancel_requested = ? "
+                        f"WHERE id = ? AND status NOT IN {_TERMINAL} RETURNING id",
+                        (error, ts, "compensate" if compensate else None, rid),
+                    ).fetchone()
+                    if row is None:
+                        continue
+                    cancelled.append(rid)
+                    self._events(conn, Fence(rid), [NewEvent("workflow.cancelled", reason)], ts)
+                    children = conn.execute(
+                        "UPDATE waitpoints SET status = 'cancelled', resolved_at = ? "
+                        "WHERE run_id = ? AND status = 'pending' RETURNING kind, name",
+                        (ts, rid),
+                    ).fetchall()
+                    todo.extend(name for kind, name in children if kind == "run")
+                    for parent in self._child_ended(
+                        conn, rid, RunStatus.CANCELLED, None, error, ts
+                    ):
+                        del parent  # a parent waiting on a cancelled child is woken to see it
+                return cancelled
+
+            return self._write(conn, self._full, tx)
+
+        return await self._call(go)
+
+    async def save_value(self, fence: Fence, key: str, value: str, at: datetime) -> None:
+        ts = _ts(at)
+
+        def go(conn: sqlite3.Connection) -> None:
+            def tx() -> None:
+                self._bump(conn, fence, 0, ts)
+                conn.execute(
+                    "INSERT INTO steps (run_id, step_key, name, status, attempts, result, "
+                    "started_at, completed_at, updated_at) "
+                    "VALUES (?, ?, ?, 'completed', 1, ?, ?, ?, ?) "
+                    "ON CONFLICT (run_id, step_key) DO NOTHING",
+                    (fence.workflow_id, key, key, value, ts, ts, ts),
+                )
+
+            self._write(conn, self._full, tx)
+
+        await self._call(go)
+
+
+def _outcome(status: str, output: str | None, error: str | None) -> str:
+    """The payload a parent's wait on a child run resolves with."""
+    return (
+        '{"status":'
+        + json.dumps(status)
+        + ',"output":'
+        + (output if output is not None else "null")
+        + ',"error":'
+        + (error if error is not None else "null")
+        + "}"
+    )
 
 
 def _statements(script: str) -> list[str]:

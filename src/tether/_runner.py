@@ -1,0 +1,400 @@
+"""Driving a run: claim it, execute its function, then complete, fail, park or compensate.
+
+One `Runner` per App. It is also the `Host` that workflows use to start and
+drive child runs in this process, and it keeps the runs this process is
+driving so that one run is never driven twice at once here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+from ._control import Suspend
+from .clock import SystemClock
+from .definition import RunResult, WorkflowDef
+from .errors import (
+    RunCancelledError,
+    RunNotFoundError,
+    StaleOwnerError,
+    WorkflowNotFoundError,
+    WorkflowTimeoutError,
+)
+from .serde import dump_json, load_json, return_type_of
+from .store import Fence, NewEvent, NewRun, RunRow, RunStatus, WaitStatus
+from .waiting import MISSING
+from .workflow import EventHook, Runtime, Workflow, error_json, load_record
+
+__all__ = ["Runner"]
+
+log = logging.getLogger("tether")
+
+_SUSPENDED = object()
+_CANCELLED = object()
+
+
+class Runner:
+    def __init__(
+        self,
+        runtime: Runtime,
+        lookup: Callable[[str], WorkflowDef],
+        *,
+        inline_wait: float,
+        resume_woken: bool,
+    ) -> None:
+        self._rt = runtime
+        self._store = runtime.store
+        self._clock = runtime.clock
+        self._lookup = lookup
+        self.inline_wait = inline_wait
+        self.resume_woken = resume_woken
+        self._active: dict[str, asyncio.Event] = {}
+        self._rewake: set[str] = set()  # woken while being driven here: drive again after
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- the Host port used by workflows --------------------------------------------
+
+    async def create_child(
+        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str
+    ) -> None:
+        text = (
+            None
+            if input is MISSING
+            else dump_json(
+                input, what=f"the input of child workflow {defn.name!r}", tp=defn.input_type
+            )
+        )
+        await self._store.create_run(
+            NewRun(
+                workflow_id=workflow_id,
+                workflow_name=defn.name,
+                workflow_version=defn.version,
+                input=text,
+                state="null",
+                parent_id=parent_id,
+            ),
+            self._clock.now(),
+        )
+
+    async def drive_child(self, workflow_id: str) -> None:
+        try:
+            await self.drive(workflow_id)
+        except Exception as exc:  # recorded on the child; the parent reads it from there
+            log.debug("child run %s ended with %r", workflow_id, exc)
+
+    def detach_child(self, workflow_id: str) -> None:
+        self.spawn(workflow_id)
+
+    # -- background driving -------------------------------------------------------------
+
+    def spawn(self, workflow_id: str) -> None:
+        """Drive a run in the background of this process (a woken or detached run)."""
+        self._track(self._drive_quietly(workflow_id))
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def woken(self, run_ids: list[str]) -> None:
+        if not self.resume_woken:
+            return
+        for rid in run_ids:
+            if rid in self._active:
+                self._rewake.add(rid)
+            else:
+                self.spawn(rid)
+
+    async def _drive_quietly(self, workflow_id: str) -> None:
+        try:
+            await self.drive(workflow_id)
+        except WorkflowNotFoundError:
+            log.debug("run %s woke but its workflow is not registered here", workflow_id)
+        except Exception:
+            log.exception("run %s failed", workflow_id)
+
+    async def stop(self) -> None:
+        tasks = list(self._background)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- driving ----------------------------------------------------------------------------
+
+    async def drive(
+        self,
+        workflow_id: str,
+        *,
+        defn: WorkflowDef | None = None,
+        input: Any = MISSING,
+        on_event: EventHook | None = None,
+    ) -> RunResult[Any]:
+        """Run `workflow_id` until it ends or parks; its result as it then stands."""
+        busy = self._active.get(workflow_id)
+        if busy is not None:  # already driven by this process: wait for that instead
+            await busy.wait()
+            return await self.result_of(workflow_id, defn)
+        done = self._active[workflow_id] = asyncio.Event()
+        try:
+            return await self._drive(workflow_id, defn, input, on_event)
+        finally:
+            del self._active[workflow_id]
+            done.set()
+            if workflow_id in self._rewake:
+                self._rewake.discard(workflow_id)
+                self.spawn(workflow_id)
+
+    async def _drive(
+        self,
+        workflow_id: str,
+        defn: WorkflowDef | None,
+        input: Any,
+        on_event: EventHook | None,
+    ) -> RunResult[Any]:
+        while True:
+            run = await self._store.get_run(workflow_id)
+            if run is None:
+                raise RunNotFoundError(workflow_id)
+            the_def = defn or self._lookup(run.workflow_name)
+            if run.status is RunStatus.CANCELLED:
+                if run.cancel_requested == "compensate":
+                    await self._compensate_cancelled(run, the_def, on_event)
+                return await self.result_of(workflow_id, the_def)
+            if run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED):
+                return await self.result_of(workflow_id, the_def)
+            the_def.check_version(run)
+            claimed = await self._store.claim_run(
+                workflow_id, self._rt.owner, self._clock.now(), NewEvent("workflow.running")
+            )
+            wf = await self._context(claimed, the_def, on_event, compensating=False)
+            wf._emit("workflow.running")
+            args: tuple[Any, ...] = (wf,)
+            if the_def.takes_input:
+                value = (
+                    input if input is not MISSING else load_json(claimed.input, the_def.input_type)
+                )
+                args = (wf, value)
+            outcome = await self._execute(wf, the_def, args)
+            if outcome is _SUSPENDED:
+                if await self._park(wf):
+                    if await self._wait_inline(workflow_id):
+                        continue
+                    return await self.result_of(workflow_id, the_def)
+                continue  # a wait resolved while we were parking: run again now
+            if outcome is _CANCELLED:
+                return await self.result_of(workflow_id, the_def)
+            return RunResult(outcome, await load_record(self._store, workflow_id))
+
+    async def _context(
+        self,
+        run: RunRow,
+        defn: WorkflowDef,
+        on_event: EventHook | None,
+        *,
+        compensating: bool,
+    ) -> Workflow:
+        steps = await self._store.load_steps(run.workflow_id)
+        return Workflow(
+            self._rt,
+            run,
+            generation=run.generation,
+            steps=steps,
+            on_event=on_event,
+            host=self,
+            timeout=defn.timeout,
+            compensating=compensating,
+        )
+
+    async def _execute(self, wf: Workflow, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
+        try:
+            value = await self._call(wf, defn, args)
+            output = dump_json(
+                value, what=f"the result of workflow {defn.name!r}", tp=return_type_of(defn.fn)
+            )
+        except Suspend:
+            return _SUSPENDED
+        except RunCancelledError:
+            run = await self._store.get_run(wf.workflow_id)
+            if run is not None and run.cancel_requested == "compensate":
+                await self._finish_compensation(wf, run)
+            wf._emit("workflow.cancelled")
+            return _CANCELLED
+        except StaleOwnerError:
+            raise  # another owner has the run now; it is theirs to finish
+        except Exception as exc:
+            status = RunStatus.FAILED
+            if wf._compensations:
+                ok = await self._compensate(wf)
+                status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
+            await self._store.finish_run(
+                wf._fence,
+                status,
+                output=None,
+                error=error_json(exc),
+                at=self._clock.now(),
+                event=NewEvent("workflow.failed", f"{type(exc).__name__}: {exc}"),
+                compute_seconds=self._elapsed(wf),
+            )
+            wf._emit("workflow.failed", str(exc))
+            self._wake_parent(wf.workflow_id)
+            raise
+        await self._store.finish_run(
+            wf._fence,
+            RunStatus.COMPLETED,
+            output=output,
+            error=None,
+            at=self._clock.now(),
+            event=NewEvent("workflow.completed"),
+            compute_seconds=self._elapsed(wf),
+        )
+        wf._emit("workflow.completed")
+        self._wake_parent(wf.workflow_id)
+        return value
+
+    async def _call(self, wf: Workflow, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
+        if defn.timeout is None or not isinstance(self._clock, SystemClock):
+            return await defn.fn(*args)  # a fake clock is checked at step boundaries only
+        remaining = max(0.0, defn.timeout - wf._compute_before)
+        try:
+            async with asyncio.timeout(remaining):
+                return await defn.fn(*args)
+        except TimeoutError as exc:
+            if wf._executed() >= defn.timeout:
+                raise WorkflowTimeoutError(wf.workflow_id, defn.timeout) from exc
+            raise
+
+    def _elapsed(self, wf: Workflow) -> float:
+        return max(0.0, (self._clock.now() - wf._exec_started).total_seconds())
+
+    def _wake_parent(self, workflow_id: str) -> None:
+        # finish_run woke a parent waiting on this run (waiting -> pending); drive it here
+        # only when it is not already being driven by this process (an inline child)
+        if self.resume_woken:
+            self._track(self._wake_parent_of(workflow_id))
+
+    async def _wake_parent_of(self, workflow_id: str) -> None:
+        run = await self._store.get_run(workflow_id)
+        if run is None or run.parent_id is None:
+            return
+        parent = await self._store.get_run(run.parent_id)
+        if parent is not None and parent.status is RunStatus.PENDING:
+            self.woken([parent.workflow_id])
+
+    async def _park(self, wf: Workflow) -> bool:
+        parked = await self._store.park_run(
+            wf._fence,
+            list(dict.fromkeys(wf._blocked_on)),
+            compute_seconds=self._elapsed(wf),
+            at=self._clock.now(),
+        )
+        if parked:
+            wf._emit("workflow.waiting", ", ".join(wf._blocked_on))
+        return parked
+
+    async def _wait_inline(self, workflow_id: str) -> bool:
+        """For a brief timer, wait here instead of returning `waiting`; True if it woke."""
+        if self.inline_wait <= 0:
+            return False
+        due: list[datetime] = [
+            w.due_at
+            for w in await self._store.list_waits(workflow_id)
+            if w.status is WaitStatus.PENDING and w.due_at is not None
+        ]
+        if not due:
+            return False
+        delay = (min(due) - self._clock.now()).total_seconds()
+        if delay > self.inline_wait:
+            return False
+        await self._clock.sleep(max(0.0, delay))
+        woken = await self._store.fire_due(now=self._clock.store_time(), at=self._clock.now())
+        self.woken([r for r in woken if r != workflow_id])
+        run = await self._store.get_run(workflow_id)
+        return run is not None and run.status is RunStatus.PENDING
+
+    # -- compensation -------------------------------------------------------------------------
+
+    async def _compensate(self, wf: Workflow) -> bool:
+        """Run the registered compensations newest first, each once; True if all succeeded."""
+        ok = True
+        for name, fn, value in reversed(wf._compensations):
+            try:
+                await wf.step(f"compensate:{name}", _compensation(fn, value))
+            except Exception as exc:
+                log.warning(
+                    "compensation of step %r in run %s failed: %r", name, wf.workflow_id, exc
+                )
+                ok = False
+        return ok
+
+    async def _finish_compensation(self, wf: Workflow, run: RunRow) -> None:
+        """Compensate a run cancelled with compensate=True, then record how that went."""
+        wf._fence = Fence(wf.workflow_id, wf.generation, compensating=True)
+        wf._compensating = False
+        ok = await self._compensate(wf)
+        await self._store.finish_run(
+            wf._fence,
+            RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED,
+            output=None,
+            error=None,
+            at=self._clock.now(),
+            event=NewEvent("workflow.compensated" if ok else "workflow.compensation_failed"),
+            compute_seconds=self._elapsed(wf),
+        )
+
+    async def _compensate_cancelled(
+        self, run: RunRow, defn: WorkflowDef, on_event: EventHook | None
+    ) -> None:
+        # replay the function to learn the compensations of completed steps; the first
+        # step that did not complete stops it (RunCancelledError), then compensate
+        claimed = await self._store.claim_run(
+            run.workflow_id,
+            self._rt.owner,
+            self._clock.now(),
+            NewEvent("workflow.compensating"),
+            compensating=True,
+        )
+        wf = await self._context(claimed, defn, on_event, compensating=True)
+        args: tuple[Any, ...] = (wf,)
+        if defn.takes_input:
+            args = (wf, load_json(claimed.input, defn.input_type))
+        try:
+            await defn.fn(*args)
+        except (RunCancelledError, Suspend):
+            pass
+        except Exception as exc:
+            log.debug("replay for compensation of %s stopped: %r", run.workflow_id, exc)
+        await self._finish_compensation(wf, claimed)
+
+    # -- results --------------------------------------------------------------------------------
+
+    async def result_of(self, workflow_id: str, defn: WorkflowDef | None) -> RunResult[Any]:
+        record = await load_record(self._store, workflow_id)
+        value: Any = None
+        if record.status is RunStatus.COMPLETED:
+            tp = return_type_of(defn.fn) if defn is not None else None
+            value = (
+                record.output
+                if tp is None
+                else load_json(dump_json(record.output, what="output"), tp)
+            )
+        return RunResult(value, record)
+
+
+def _compensation(fn: Callable[[Any], Any], value: Any) -> Callable[[], Any]:
+    if inspect.iscoroutinefunction(fn):
+
+        async def run_async() -> None:
+            await fn(value)
+
+        return run_async
+
+    def run_sync() -> None:
+        out = fn(value)
+        if inspect.isawaitable(out):
+            raise TypeError("a sync compensation returned an awaitable; make it `async def`")
+
+    return run_sync

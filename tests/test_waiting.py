@@ -1,0 +1,508 @@
+"""Runs that park and resume: signals, events, tokens, timers, children, cancel, sagas."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+import tether
+from tether import App, FakeClock, RunStatus, WaitStatus, Workflow
+
+
+async def test_signal_parks_then_resumes(app: App) -> None:
+    calls: list[str] = []
+
+    @app.workflow
+    async def approve(wf: Workflow, doc: str) -> str:
+        await wf.step("draft", lambda: calls.append("draft"))
+        decision = await wf.wait_for_signal("approval")
+        await wf.step("publish", lambda: calls.append("publish"))
+        return f"{doc}:{decision['by']}"
+
+    res = await app.arun(approve, "doc-1", workflow_id="hitl")
+    assert res.status is RunStatus.WAITING and res.value is None
+    waits = await app.alist_waits("hitl")
+    assert [(w.kind.value, w.name, w.status) for w in waits] == [
+        ("signal", "approval", WaitStatus.PENDING)
+    ]
+    assert await app.asignal("hitl", "approval", {"by": "ada"}) is True
+    done = await app.aresult("hitl", timeout=10)
+    assert done.status is RunStatus.COMPLETED
+    assert done.value == "doc-1:ada"
+    assert calls == ["draft", "publish"]  # draft was not repeated on resume
+    types = [e.type for e in done.record.events]
+    assert "workflow.waiting" in types and "wait.resolved" in types
+
+
+async def test_signal_sent_before_the_wait_is_kept(app: App) -> None:
+    gate = asyncio.Event()
+
+    @app.workflow
+    async def late(wf: Workflow) -> object:
+        await wf.step("slow", gate.wait)
+        return await wf.wait_for_signal("go")
+
+    task = asyncio.ensure_future(app.arun(late, workflow_id="early-signal"))
+    while True:
+        run = await app.store.get_run("early-signal")
+        if run is not None and run.status is RunStatus.RUNNING:
+            break
+        await asyncio.sleep(0.001)
+    assert await app.asignal("early-signal", "go", {"n": 1}) is False  # nobody waiting yet: kept
+    gate.set()
+    res = await task
+    assert res.status is RunStatus.COMPLETED and res.value == {"n": 1}
+
+
+async def test_event_matched_by_payload_filter(app: App) -> None:
+    @app.workflow
+    async def batch(wf: Workflow) -> object:
+        return await wf.wait_for_event("batch.done", match={"batch.id": "b-7"})
+
+    await app.arun(batch, workflow_id="ev")
+    assert await app.asend_event("batch.done", {"batch": {"id": "b-1"}}) == []
+    assert (await app.aget_run("ev")).status is RunStatus.WAITING
+    assert await app.asend_event("batch.done", {"batch": {"id": "b-7"}, "rows": 3}) == ["ev"]
+    res = await app.aresult("ev", timeout=10)
+    assert res.value == {"batch": {"id": "b-7"}, "rows": 3}
+
+
+async def test_event_sent_before_wait_but_after_start_is_kept(app: App) -> None:
+    @app.workflow
+    async def flow(wf: Workflow) -> object:
+        await wf.step("kick", lambda: None)
+        return await wf.wait_for_event("hook", match={"k": 1})
+
+    # the event arrives after the run exists but before it reaches its wait
+    await app.store.create_run(
+        tether.store.NewRun("ev-early", flow.__qualname__, state="null"), app.clock.now()
+    )
+    await app.asend_event("hook", {"k": 1})
+    res = await app.arun(flow, workflow_id="ev-early")
+    assert res.status is RunStatus.COMPLETED and res.value == {"k": 1}
+
+
+async def test_token_completed_by_id(app: App) -> None:
+    tokens: list[str] = []
+
+    @app.workflow
+    async def review(wf: Workflow) -> object:
+        token = await wf.create_token()
+        await wf.step("notify", lambda: tokens.append(token))
+        return await wf.wait_for_token(token)
+
+    res = await app.arun(review, workflow_id="tok")
+    assert res.status is RunStatus.WAITING
+    assert len(tokens) == 1
+    assert await app.acomplete_token(tokens[0], {"ok": True}) == "tok"
+    done = await app.aresult("tok", timeout=10)
+    assert done.value == {"ok": True}
+    assert tokens == [tokens[0]]  # replay reused the recorded token
+    with pytest.raises(tether.InvalidArgumentError, match="already resolved"):
+        await app.acomplete_token(tokens[0], {})
+    with pytest.raises(tether.TokenNotFoundError):
+        await app.acomplete_token("no-such-token")
+
+
+async def test_durable_sleep_on_fake_clock(app: App, clock: FakeClock) -> None:
+    @app.workflow
+    async def nap(wf: Workflow) -> str:
+        await wf.sleep(3600)
+        return "rested"
+
+    start = clock.now()
+    res = await app.arun(nap, workflow_id="nap")
+    assert res.status is RunStatus.WAITING
+    assert await app.afire_due_timers() == []  # not due yet
+    clock.advance(3599)
+    assert await app.afire_due_timers() == []
+    clock.advance(2)
+    assert await app.afire_due_timers() == ["nap"]
+    done = await app.aresult("nap", timeout=10)
+    assert done.value == "rested"
+    assert clock.now() - start == timedelta(seconds=3601)
+
+
+async def test_brief_sleep_simply_waits_in_run(app: App, clock: FakeClock) -> None:
+    @app.workflow
+    async def blink(wf: Workflow) -> str:
+        await wf.sleep(2)
+        return "awake"
+
+    res = await app.arun(blink, workflow_id="blink")
+    assert res.status is RunStatus.COMPLETED and res.value == "awake"
+    assert clock.slept == [2.0]
+
+
+async def test_wait_timeout_raises_or_returns_default(app: App, clock: FakeClock) -> None:
+    @app.workflow
+    async def impatient(wf: Workflow) -> str:
+        try:
+            await wf.wait_for_signal("reply", timeout=60)
+        except tether.WaitTimeout:
+            return "gave up"
+        return "answered"
+
+    @app.workflow
+    async def lenient(wf: Workflow) -> object:
+        return await wf.wait_for_event("never", timeout=60, default="fallback")
+
+    assert (await app.arun(impatient, workflow_id="t1")).status is RunStatus.WAITING
+    assert (await app.arun(lenient, workflow_id="t2")).status is RunStatus.WAITING
+    clock.advance(61)
+    assert sorted(await app.afire_due_timers()) == ["t1", "t2"]
+    assert (await app.aresult("t1", timeout=10)).value == "gave up"
+    assert (await app.aresult("t2", timeout=10)).value == "fallback"
+
+
+async def test_child_that_waits_resumes_its_parent(app: App) -> None:
+    @app.workflow
+    async def child(wf: Workflow, n: int) -> int:
+        bonus = await wf.wait_for_signal("bonus")
+        return n * 10 + int(bonus)
+
+    @app.workflow
+    async def parent(wf: Workflow) -> int:
+        value = await wf.child(child, 4, workflow_id="kid")
+        return value + 1
+
+    res = await app.arun(parent, workflow_id="mom")
+    assert res.status is RunStatus.WAITING
+    kid = await app.aget_run("kid")
+    assert kid.status is RunStatus.WAITING and kid.parent_id == "mom"
+    await app.asignal("kid", "bonus", 2)
+    assert (await app.aresult("kid", timeout=10)).value == 42
+    done = await app.aresult("mom", timeout=10)
+    assert done.status is RunStatus.COMPLETED and done.value == 43
+
+
+async def test_child_completing_inline_returns_at_once(app: App) -> None:
+    @app.workflow(name="double")
+    async def double(wf: Workflow, n: int) -> int:
+        return await wf.step("x2", lambda: n * 2)
+
+    @app.workflow
+    async def parent(wf: Workflow) -> list[int]:
+        return [await wf.child(double, 1), await wf.child(double, 2)]
+
+    res = await app.arun(parent, workflow_id="p-inline")
+    assert res.value == [2, 4]
+    assert {r.workflow_id for r in await app.alist_runs()} == {
+        "p-inline",
+        "p-inline/double#1",
+        "p-inline/double#2",
+    }
+
+
+async def test_failed_child_raises_in_parent(app: App) -> None:
+    @app.workflow
+    async def broken(wf: Workflow) -> None:
+        raise ValueError("child broke")
+
+    @app.workflow
+    async def parent(wf: Workflow) -> str:
+        try:
+            await wf.child(broken)
+        except tether.ChildRunError as exc:
+            return f"{exc.status}:{(exc.error or {}).get('message')}"
+        return "no"
+
+    assert (await app.arun(parent, workflow_id="p-fail")).value == "failed:child broke"
+
+
+async def test_cancel_while_waiting(app: App) -> None:
+    @app.workflow
+    async def waits(wf: Workflow) -> None:
+        await wf.wait_for_signal("never")
+
+    await app.arun(waits, workflow_id="c1")
+    assert await app.acancel("c1", "no longer needed") == ["c1"]
+    run = await app.aget_run("c1")
+    assert run.status is RunStatus.CANCELLED
+    assert [w.status for w in await app.alist_waits("c1")] == [WaitStatus.CANCELLED]
+    rec = await app.aget_record("c1")
+    assert rec.last_error is not None and rec.last_error["message"] == "no longer needed"
+    with pytest.raises(tether.RunFinishedError, match="already ended"):
+        await app.acancel("c1")
+    with pytest.raises(tether.RunFinishedError):
+        await app.asignal("c1", "never", 1)
+    again = await app.arun(waits, workflow_id="c1")  # a cancelled run is not revived
+    assert again.status is RunStatus.CANCELLED
+
+
+async def test_cancel_while_a_step_executes_discards_its_result(app: App) -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    seen: list[BaseException] = []
+
+    @app.workflow
+    async def busy(wf: Workflow) -> str:
+        async def long_step() -> str:
+            entered.set()
+            await release.wait()
+            return "late result"
+
+        try:
+            await wf.step("long", long_step)
+        except asyncio.CancelledError as exc:
+            seen.append(exc)
+            raise
+        await wf.step("after", lambda: "never")
+        return "done"
+
+    task = asyncio.ensure_future(app.arun(busy, workflow_id="c2"))
+    await entered.wait()
+    await app.acancel("c2")
+    release.set()
+    res = await task
+    assert res.status is RunStatus.CANCELLED
+    assert isinstance(seen[0], tether.RunCancelledError)
+    rec = await app.aget_record("c2")
+    assert rec.steps["long"].status is not tether.StepStatus.COMPLETED
+    assert rec.steps["long"].result is None  # the late result was discarded
+    assert "after" not in rec.steps
+
+
+async def test_cancelling_a_parent_cancels_waited_children(app: App) -> None:
+    @app.workflow
+    async def kid(wf: Workflow) -> None:
+        await wf.wait_for_signal("x")
+
+    @app.workflow
+    async def parent(wf: Workflow) -> None:
+        await wf.start_child(kid, workflow_id="detached")
+        await wf.child(kid, workflow_id="attached")
+
+    await app.arun(parent, workflow_id="p-cancel")
+    for _ in range(200):  # the detached child runs in the background until it parks
+        if (await app.aget_run("detached")).status is RunStatus.WAITING:
+            break
+        await asyncio.sleep(0.005)
+    cancelled = await app.acancel("p-cancel")
+    assert cancelled == ["p-cancel", "attached"]
+    assert (await app.aget_run("attached")).status is RunStatus.CANCELLED
+    assert (await app.aget_run("detached")).status is RunStatus.WAITING
+
+
+async def test_saga_compensates_in_reverse_order(app: App) -> None:
+    undone: list[str] = []
+
+    @app.workflow
+    async def trip(wf: Workflow) -> None:
+        await wf.step("flight", lambda: "F1", compensate=lambda r: undone.append(f"flight:{r}"))
+        await wf.step("hotel", lambda: "H1", compensate=lambda r: undone.append(f"hotel:{r}"))
+
+        async def cancel_car(r: str) -> None:
+            undone.append(f"car:{r}")
+
+        await wf.step("car", lambda: "C1", compensate=cancel_car)
+        await wf.step("pay", _fail_payment)
+
+    with pytest.raises(RuntimeError, match="card declined"):
+        await app.arun(trip, workflow_id="saga")
+    assert undone == ["car:C1", "hotel:H1", "flight:F1"]
+    rec = await app.aget_record("saga")
+    assert rec.status is RunStatus.COMPENSATED
+    assert rec.last_error is not None and rec.last_error["message"] == "card declined"
+    assert rec.steps["compensate:hotel"].status is tether.StepStatus.COMPLETED
+    # resuming does not compensate twice
+    with pytest.raises(tether.RunFinishedError):
+        await app.acancel("saga")
+
+
+def _fail_payment() -> None:
+    raise RuntimeError("card declined")
+
+
+async def test_failing_compensation_does_not_stop_the_others(app: App) -> None:
+    undone: list[str] = []
+
+    def bad(_: object) -> None:
+        raise OSError("refund api down")
+
+    @app.workflow
+    async def trip(wf: Workflow) -> None:
+        await wf.step("a", lambda: 1, compensate=lambda r: undone.append("a"))
+        await wf.step("b", lambda: 2, compensate=bad)
+        await wf.step("c", lambda: 3, compensate=lambda r: undone.append("c"))
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await app.arun(trip, workflow_id="saga2")
+    assert undone == ["c", "a"]
+    rec = await app.aget_record("saga2")
+    assert rec.status is RunStatus.COMPENSATION_FAILED
+    assert rec.last_error is not None and rec.last_error["type"] == "ValueError"
+    assert rec.steps["compensate:b"].status is tether.StepStatus.FAILED
+
+
+async def test_cancel_with_compensation(app: App) -> None:
+    undone: list[object] = []
+
+    @app.workflow
+    async def order(wf: Workflow) -> None:
+        await wf.step("reserve", lambda: "R", compensate=undone.append)
+        await wf.wait_for_signal("confirm")
+        await wf.step("ship", lambda: "S", compensate=undone.append)
+
+    await app.arun(order, workflow_id="c-comp")
+    await app.acancel("c-comp", "customer left", compensate=True)
+    for _ in range(500):
+        if (await app.aget_run("c-comp")).status is not RunStatus.CANCELLED:
+            break
+        await asyncio.sleep(0.005)
+    run = await app.aget_run("c-comp")
+    assert run.status is RunStatus.COMPENSATED
+    assert undone == ["R"]
+
+
+async def test_idempotent_start_under_concurrent_callers(
+    database_url: str, clock: FakeClock
+) -> None:
+    apps = [App(database_url, clock=clock) for _ in range(4)]
+    runs = 0
+    try:
+        for a in apps:
+
+            @a.workflow(name="once")
+            async def once(wf: Workflow, n: int) -> int:
+                nonlocal runs
+                runs += 1
+                return n
+
+        ids = await asyncio.gather(
+            *(a.astart(a.get_workflow("once").fn, 5, idempotency_key="order-9") for a in apps)
+        )
+        assert len(set(ids)) == 1
+        res = await apps[0].aresult(ids[0], timeout=10)
+        assert res.value == 5
+        assert len(await apps[0].alist_runs()) == 1
+        await asyncio.sleep(0.05)
+        assert runs == 1
+    finally:
+        for a in apps:
+            await a.aclose()
+
+
+async def test_version_mismatch_is_refused(database_url: str, clock: FakeClock) -> None:
+    v1 = App(database_url, clock=clock)
+    v2 = App(database_url, clock=clock)
+    v3 = App(database_url, clock=clock)
+    try:
+
+        @v1.workflow(name="onboard", version="1")
+        async def onboard_v1(wf: Workflow) -> str:
+            await wf.wait_for_signal("go")
+            return "v1"
+
+        @v2.workflow(name="onboard", version="2")
+        async def onboard_v2(wf: Workflow) -> str:
+            await wf.wait_for_signal("go")
+            return "v2"
+
+        @v3.workflow(name="onboard", version="3", compatible=["1"])
+        async def onboard_v3(wf: Workflow) -> str:
+            await wf.wait_for_signal("go")
+            return "v3"
+
+        await v1.arun(onboard_v1, workflow_id="ob")
+        await v1.aclose()
+        with pytest.raises(tether.WorkflowVersionError, match="compatible"):
+            await v2.aresume("ob")
+        await v3.asignal("ob", "go")
+        assert (await v3.aresult("ob", timeout=10)).value == "v3"
+    finally:
+        await v2.aclose()
+        await v3.aclose()
+
+
+async def test_several_waits_pending_at_once(app: App) -> None:
+    @app.workflow
+    async def gather(wf: Workflow) -> list[object]:
+        async def one(name: str) -> object:
+            return await wf.wait_for_signal(name)
+
+        s = await wf.for_each(["a", "b", "c"], one, max_parallel=3)
+        return s.values
+
+    await app.arun(gather, workflow_id="many")
+    pending = {w.name for w in await app.alist_waits("many") if w.status is WaitStatus.PENDING}
+    assert pending == {"a", "b", "c"}
+    await app.asignal("many", "b", 2)
+    for _ in range(500):
+        if (await app.aget_run("many")).status is RunStatus.WAITING:
+            waits = {w.name: w.status for w in await app.alist_waits("many")}
+            if waits["b"] is WaitStatus.RESOLVED:
+                break
+        await asyncio.sleep(0.005)
+    waits = {w.name: w.status for w in await app.alist_waits("many")}
+    assert waits == {"a": WaitStatus.PENDING, "b": WaitStatus.RESOLVED, "c": WaitStatus.PENDING}
+    await app.asignal("many", "a", 1)
+    await app.asignal("many", "c", 3)
+    assert (await app.aresult("many", timeout=10)).value == [1, 2, 3]
+
+
+async def test_recorded_values_replay_the_same(app: App, clock: FakeClock) -> None:
+    seen: list[tuple[object, ...]] = []
+
+    @app.workflow
+    async def values(wf: Workflow) -> None:
+        now, r, u = await wf.now(), await wf.random(), await wf.uuid()
+        seen.append((now, r, u))
+        await wf.wait_for_signal("next")
+
+    await app.arun(values, workflow_id="vals")
+    clock.advance(100)
+    await app.asignal("vals", "next")
+    await app.aresult("vals", timeout=10)
+    assert len(seen) == 2 and seen[0] == seen[1]
+    assert seen[0][0] == clock.now() - timedelta(seconds=100)
+
+
+async def test_parked_time_does_not_count_against_timeout(app: App, clock: FakeClock) -> None:
+    @app.workflow(timeout=30)
+    async def patient(wf: Workflow) -> str:
+        await wf.step("a", lambda: clock.advance(10))
+        await wf.sleep(86400)  # a day parked
+        await wf.step("b", lambda: clock.advance(10))
+        return "ok"
+
+    @app.workflow(timeout=30)
+    async def slow(wf: Workflow) -> str:
+        await wf.step("a", lambda: clock.advance(20))
+        await wf.sleep(60)
+        await wf.step("b", lambda: clock.advance(20))
+        await wf.step("c", lambda: None)
+        return "never"
+
+    await app.arun(patient, workflow_id="patient")
+    clock.advance(86400)
+    await app.afire_due_timers()
+    assert (await app.aresult("patient", timeout=10)).value == "ok"
+
+    await app.arun(slow, workflow_id="slow")
+    clock.advance(60)
+    await app.afire_due_timers()
+    res = await app.aresult("slow", timeout=10)
+    assert res.status is RunStatus.FAILED
+    assert res.record.last_error is not None
+    assert res.record.last_error["type"] == "WorkflowTimeoutError"
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda wf: wf.wait_for_signal(""), "signal name"),
+        (lambda wf: wf.wait_for_event("e", timeout=-1), "timeout"),
+        (lambda wf: wf.sleep(-5), "sleep seconds"),
+        (lambda wf: wf.wait_for_event("e", match=["x"]), "match must be a dict"),
+    ],
+)
+async def test_bad_wait_arguments(app: App, call: object, match: str) -> None:
+    async def flow(wf: Workflow) -> None:
+        await call(wf)  # type: ignore[operator]
+
+    with pytest.raises(tether.InvalidArgumentError, match=match):
+        await app.arun(flow, workflow_id="bad-wait")
