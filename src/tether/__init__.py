@@ -10,6 +10,7 @@ from .clock import Clock, FakeClock, SystemClock
 from .errors import (
     ChildRunError,
     ForEachError,
+    IdempotencyInProgressError,
     IncompatibleStoreError,
     InvalidArgumentError,
     LeaseConflictError,
@@ -46,6 +47,7 @@ __all__ = [
     "FakeClock",
     "ForEachError",
     "ForEachSummary",
+    "IdempotencyInProgressError",
     "HeartbeatRecord",
     "IncompatibleStoreError",
     "InvalidArgumentError",

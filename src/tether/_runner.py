@@ -25,7 +25,7 @@ from .errors import (
     WorkflowTimeoutError,
 )
 from .serde import dump_json, load_json, return_type_of
-from .store import Fence, NewEvent, NewRun, RunRow, RunStatus, WaitStatus
+from .store import Fence, NewEvent, NewJob, NewRun, RunRow, RunStatus, WaitStatus
 from .waiting import MISSING
 from .workflow import EventHook, Runtime, Workflow, error_json, load_record
 
@@ -59,8 +59,11 @@ class Runner:
     # -- the Host port used by workflows --------------------------------------------
 
     async def create_child(
-        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str
+        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str, *, detached: bool
     ) -> None:
+        # a child of a queued run is queued too, so workers (not this process) resume it
+        parent = await self._store.get_run(parent_id)
+        queue = parent.queue if parent is not None else None
         text = (
             None
             if input is MISSING
@@ -68,26 +71,27 @@ class Runner:
                 input, what=f"the input of child workflow {defn.name!r}", tp=defn.input_type
             )
         )
-        await self._store.create_run(
-            NewRun(
-                workflow_id=workflow_id,
-                workflow_name=defn.name,
-                workflow_version=defn.version,
-                input=text,
-                state="null",
-                parent_id=parent_id,
-            ),
-            self._clock.now(),
+        run = NewRun(
+            workflow_id=workflow_id,
+            workflow_name=defn.name,
+            workflow_version=defn.version,
+            input=text,
+            state="null",
+            parent_id=parent_id,
+            queue=queue,
         )
+        if detached and queue is not None:
+            await self._store.submit_run(run, NewJob(queue=queue), self._clock.now())
+            return
+        _, created = await self._store.create_run(run, self._clock.now())
+        if detached and created:
+            self.spawn(workflow_id)
 
     async def drive_child(self, workflow_id: str) -> None:
         try:
             await self.drive(workflow_id)
         except Exception as exc:  # recorded on the child; the parent reads it from there
             log.debug("child run %s ended with %r", workflow_id, exc)
-
-    def detach_child(self, workflow_id: str) -> None:
-        self.spawn(workflow_id)
 
     # -- background driving -------------------------------------------------------------
 
@@ -107,7 +111,13 @@ class Runner:
             if rid in self._active:
                 self._rewake.add(rid)
             else:
-                self.spawn(rid)
+                self._track(self._drive_if_local(rid))
+
+    async def _drive_if_local(self, workflow_id: str) -> None:
+        run = await self._store.get_run(workflow_id)
+        if run is None or run.queue is not None:
+            return  # a queued run got a job in the same transaction: workers drive it
+        await self._drive_quietly(workflow_id)
 
     async def _drive_quietly(self, workflow_id: str) -> None:
         try:
@@ -146,7 +156,7 @@ class Runner:
             done.set()
             if workflow_id in self._rewake:
                 self._rewake.discard(workflow_id)
-                self.spawn(workflow_id)
+                self._track(self._drive_if_local(workflow_id))
 
     async def _drive(
         self,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from ._loop import LoopThread
@@ -18,9 +18,21 @@ from ._runner import Runner
 from .clock import Clock, SystemClock
 from .definition import DEF_ATTR, RunResult, WorkflowDef
 from .errors import InvalidArgumentError, RunNotFoundError, WorkflowNotFoundError
+from .kernel import (
+    EventSink,
+    Kernel,
+    RunCancel,
+    RunCancelled,
+    RunCreate,
+    RunCreated,
+    RunResume,
+    RunResumed,
+    TimersFire,
+    Woken,
+)
 from .record import RunRecord
 from .serde import dump_json
-from .store import Durability, NewRun, RunRow, RunStatus, Store, WaitRow, open_store
+from .store import Durability, NewRun, QueueLimit, RunRow, RunStatus, Store, WaitRow, open_store
 from .waiting import MISSING
 from .workflow import EventHook, Runtime, Workflow, load_record
 
@@ -47,6 +59,11 @@ class App:
     registered here is driven on in the background of this process. Events
     and signals that reach no waiting run are kept for `inbox_retention`
     seconds (default 7 days).
+
+    Distributed execution: `submit` queues a run for workers (``tether
+    worker``); `sinks` receive the published events (the outbox);
+    `job_visibility` is the lease a worker holds on a job while it runs.
+    Every state change goes through `kernel` (`app.kernel.dispatch(command)`).
     """
 
     def __init__(
@@ -59,6 +76,8 @@ class App:
         inline_wait: float = 5.0,
         resume_woken: bool = True,
         inbox_retention: float = 7 * 24 * 3600.0,
+        sinks: Sequence[EventSink] = (),
+        job_visibility: float = 30.0,
     ) -> None:
         if inbox_retention <= 0:
             raise InvalidArgumentError(
@@ -73,6 +92,8 @@ class App:
         self._runner = Runner(
             self._runtime, self.get_workflow, inline_wait=inline_wait, resume_woken=resume_woken
         )
+        self._queues: dict[str, QueueLimit] = {}
+        self.kernel = Kernel(self, sinks=sinks, job_visibility=job_visibility)
 
     # -- registry -------------------------------------------------------------------
 
@@ -137,6 +158,38 @@ class App:
     @property
     def workflows(self) -> dict[str, WorkflowDef]:
         return dict(self._registry)
+
+    def _ensure_registered(self, workflow: Callable[..., Awaitable[Any]]) -> WorkflowDef:
+        defn = WorkflowDef.of(workflow)
+        known = self._registry.get(defn.name)
+        if known is None:
+            self._registry[defn.name] = defn
+            return defn
+        if known.fn is not defn.fn:
+            raise InvalidArgumentError(
+                f"a different workflow is already registered as {defn.name!r}; "
+                "pass name= to tell them apart"
+            )
+        return known
+
+    def _new_id(self, name: str) -> str:
+        return f"{name}-{uuid.uuid4().hex[:12]}"
+
+    def queue(
+        self, name: str, *, concurrency: int | None = None, rate_per_second: float | None = None
+    ) -> None:
+        """Cap queue `name` across all workers: jobs at once, and starts per second."""
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentError("queue name must be a non-empty str")
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+            raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        if rate_per_second is not None and rate_per_second <= 0:
+            raise InvalidArgumentError(f"rate_per_second must be > 0, got {rate_per_second!r}")
+        self._queues[name] = QueueLimit(concurrency, rate_per_second)
+
+    @property
+    def queue_limits(self) -> dict[str, QueueLimit]:
+        return dict(self._queues)
 
     # -- starting and running ---------------------------------------------------------
 
@@ -255,19 +308,21 @@ class App:
         second one, also when callers race: only the caller that created the
         run drives it.
         """
-        _, run, created = await self._create(
-            workflow,
-            input,
-            workflow_id=workflow_id,
-            initial_state=initial_state,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            tags=tags,
-            tenant=tenant,
+        defn = self._ensure_registered(workflow)
+        result = await self.kernel.adispatch(
+            RunCreate(
+                workflow=defn.name,
+                input=None if input is _MISSING else input,
+                workflow_id=workflow_id,
+                idempotency_key=idempotency_key,
+                priority=priority,
+                tags=tuple(tags),
+                tenant=tenant,
+                initial_state=initial_state,
+            )
         )
-        if created:
-            self._runner.spawn(run.workflow_id)
-        return run.workflow_id
+        assert isinstance(result, RunCreated)
+        return result.workflow_id
 
     def start(
         self,
@@ -292,6 +347,82 @@ class App:
                 tags=tags,
                 tenant=tenant,
                 initial_state=initial_state,
+            )
+        )
+
+    async def asubmit(
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        input: Any = _MISSING,
+        *,
+        workflow_id: str | None = None,
+        queue: str = "default",
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        tags: Iterable[str] = (),
+        tenant: str | None = None,
+        initial_state: Any = None,
+        max_attempts: int = 10,
+        run_after: datetime | None = None,
+    ) -> str:
+        """Queue a run for workers and return its id at once.
+
+        `concurrency_key` (an issue id, a customer) keeps two runs with the
+        same key from executing at the same time across all workers; a higher
+        `priority` is claimed first. Wait for it with `result`.
+        """
+        defn = self._ensure_registered(workflow)
+        result = await self.kernel.adispatch(
+            RunCreate(
+                workflow=defn.name,
+                input=None if input is _MISSING else input,
+                workflow_id=workflow_id,
+                queue=queue,
+                idempotency_key=idempotency_key,
+                priority=priority,
+                concurrency_key=concurrency_key,
+                tags=tuple(tags),
+                tenant=tenant,
+                initial_state=initial_state,
+                max_attempts=max_attempts,
+                run_after=run_after,
+            )
+        )
+        assert isinstance(result, RunCreated)
+        return result.workflow_id
+
+    def submit(
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        input: Any = _MISSING,
+        *,
+        workflow_id: str | None = None,
+        queue: str = "default",
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        tags: Iterable[str] = (),
+        tenant: str | None = None,
+        initial_state: Any = None,
+        max_attempts: int = 10,
+        run_after: datetime | None = None,
+    ) -> str:
+        """Sync facade of `asubmit`."""
+        return self._loop.run(
+            self.asubmit(
+                workflow,
+                input,
+                workflow_id=workflow_id,
+                queue=queue,
+                idempotency_key=idempotency_key,
+                priority=priority,
+                concurrency_key=concurrency_key,
+                tags=tags,
+                tenant=tenant,
+                initial_state=initial_state,
+                max_attempts=max_attempts,
+                run_after=run_after,
             )
         )
 
@@ -327,9 +458,6 @@ class App:
 
     # -- resolving waits from outside -------------------------------------------------------
 
-    def _expiry(self) -> Any:
-        return self.clock.now() + timedelta(seconds=self.inbox_retention)
-
     async def asend_event(self, event_type: str, payload: Any = None) -> list[str]:
         """Send an event to every run waiting for it; kept for runs that wait later.
 
@@ -337,12 +465,11 @@ class App:
         """
         if not isinstance(event_type, str) or not event_type:
             raise InvalidArgumentError(f"event_type must be a non-empty str, got {event_type!r}")
-        text = None if payload is None else dump_json(payload, what=f"event {event_type!r} payload")
-        woken = await self.store.send_event(
-            event_type, text, at=self.clock.now(), expires_at=self._expiry()
+        result = await self.kernel.adispatch(
+            RunResume(kind="event", name=event_type, payload=payload)
         )
-        self._runner.woken(woken)
-        return woken
+        assert isinstance(result, RunResumed)
+        return result.woken
 
     def send_event(self, event_type: str, payload: Any = None) -> list[str]:
         return self._loop.run(self.asend_event(event_type, payload))
@@ -351,12 +478,11 @@ class App:
         """Send signal `name` to a run; True if it woke the run, False if kept for later."""
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"signal name must be a non-empty str, got {name!r}")
-        text = None if payload is None else dump_json(payload, what=f"signal {name!r} payload")
-        woken = await self.store.send_signal(
-            workflow_id, name, text, at=self.clock.now(), expires_at=self._expiry()
+        result = await self.kernel.adispatch(
+            RunResume(kind="signal", name=name, workflow_id=workflow_id, payload=payload)
         )
-        self._runner.woken(woken)
-        return bool(woken)
+        assert isinstance(result, RunResumed)
+        return bool(result.woken)
 
     def signal(self, workflow_id: str, name: str, payload: Any = None) -> bool:
         return self._loop.run(self.asignal(workflow_id, name, payload))
@@ -365,21 +491,20 @@ class App:
         """Complete a token made by `wf.create_token()`; the id of the run it belongs to."""
         if not isinstance(token_id, str) or not token_id:
             raise InvalidArgumentError(f"token_id must be a non-empty str, got {token_id!r}")
-        text = None if payload is None else dump_json(payload, what="token payload")
-        run_id = await self.store.complete_token(token_id, text, at=self.clock.now())
-        run = await self.store.get_run(run_id)
-        if run is not None and run.status is RunStatus.PENDING:
-            self._runner.woken([run_id])
-        return run_id
+        result = await self.kernel.adispatch(
+            RunResume(kind="token", name=token_id, payload=payload)
+        )
+        assert isinstance(result, RunResumed) and result.workflow_id is not None
+        return result.workflow_id
 
     def complete_token(self, token_id: str, payload: Any = None) -> str:
         return self._loop.run(self.acomplete_token(token_id, payload))
 
     async def afire_due_timers(self) -> list[str]:
         """Wake runs whose timers or wait timeouts are due; the ids woken."""
-        woken = await self.store.fire_due(now=self.clock.store_time(), at=self.clock.now())
-        self._runner.woken(woken)
-        return woken
+        result = await self.kernel.adispatch(TimersFire())
+        assert isinstance(result, Woken)
+        return result.woken
 
     def fire_due_timers(self) -> list[str]:
         return self._loop.run(self.afire_due_timers())
@@ -393,15 +518,11 @@ class App:
         `compensate`, the compensations of completed steps run (here, if the
         workflow is registered; else when the run is next resumed).
         """
-        cancelled = await self.store.cancel_run(
-            workflow_id, reason=reason, compensate=compensate, at=self.clock.now()
+        result = await self.kernel.adispatch(
+            RunCancel(workflow_id=workflow_id, reason=reason, compensate=compensate)
         )
-        if compensate:
-            for rid in cancelled:
-                run = await self.store.get_run(rid)
-                if run is not None and run.workflow_name in self._registry:
-                    self._runner.woken([rid])
-        return cancelled
+        assert isinstance(result, RunCancelled)
+        return result.cancelled
 
     def cancel(
         self, workflow_id: str, reason: str | None = None, *, compensate: bool = False

@@ -20,7 +20,8 @@ The tree::
     ├── RunFinishedError                        the run is already terminal (cancel, signal, ...)
     ├── WorkflowVersionError                    resuming under an incompatible workflow version
     ├── WorkflowTimeoutError (also TimeoutError) the run executed longer than its timeout
-    └── ChildRunError                           a child run ended without a result
+    ├── ChildRunError                           a child run ended without a result
+    └── IdempotencyInProgressError              a command with that key is still running
 
 Engine control flow is not an error and derives from BaseException, so a
 user's ``except Exception`` cannot swallow it:
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChildRunError",
     "ForEachError",
+    "IdempotencyInProgressError",
     "IncompatibleStoreError",
     "InvalidArgumentError",
     "LeaseConflictError",
@@ -243,6 +245,18 @@ class ChildRunError(TetherError):
         self.error = error
         what = f": {error.get('type')}: {error.get('message')}" if error else ""
         super().__init__(f"child run {child_id!r} ended {status}{what}")
+
+
+class IdempotencyInProgressError(TetherError):
+    """A command with the same idempotency key is still being executed."""
+
+    def __init__(self, command: str, key: str) -> None:
+        self.command = command
+        self.key = key
+        super().__init__(
+            f"command {command!r} with idempotency key {key!r} is still in flight; "
+            "retry later to get its result"
+        )
 
 
 class RunCancelledError(asyncio.CancelledError):

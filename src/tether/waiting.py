@@ -40,12 +40,12 @@ class Host(Protocol):
     """What a workflow needs from the App that runs it, to start and drive children."""
 
     async def create_child(
-        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str
-    ) -> None: ...
+        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str, *, detached: bool
+    ) -> None:
+        """Create the child run (once); a detached one is also set going."""
+        ...
 
     async def drive_child(self, workflow_id: str) -> None: ...
-
-    def detach_child(self, workflow_id: str) -> None: ...
 
 
 def _seconds(what: str, value: float | None) -> float | None:
@@ -204,7 +204,7 @@ class WaitsMixin:
         defn = WorkflowDef.of(workflow)
         cid = workflow_id or f"{self.workflow_id}/{self._next_key(defn.name)}"
         host = self._require_host()
-        await host.create_child(defn, input, cid, self.workflow_id)
+        await host.create_child(defn, input, cid, self.workflow_id, detached=False)
         wait = NewWait(f"child:{cid}", WaitKind.RUN, cid)
         try:
             row = await self._wait(wait, MISSING)
@@ -233,8 +233,7 @@ class WaitsMixin:
         defn = WorkflowDef.of(workflow)
         cid = workflow_id or f"{self.workflow_id}/{self._next_key(defn.name)}"
         host = self._require_host()
-        await host.create_child(defn, input, cid, self.workflow_id)
-        host.detach_child(cid)
+        await host.create_child(defn, input, cid, self.workflow_id, detached=True)
         return cid
 
     def _require_host(self) -> Host:

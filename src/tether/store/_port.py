@@ -23,11 +23,15 @@ from ._records import (
     EventRow,
     Fence,
     HeartbeatRow,
+    JobRow,
     LockResult,
     LockRow,
     NewEvent,
+    NewJob,
     NewRun,
     NewWait,
+    OutboxRow,
+    QueueLimit,
     RunRow,
     RunStatus,
     StepRow,
@@ -277,4 +281,108 @@ class Store(Protocol):
 
     async def save_value(self, fence: Fence, key: str, value: str, at: datetime) -> None:
         """Record a completed step that had no side effect (a recorded now(), uuid(), ...)."""
+        ...
+
+    # -- the job queue ------------------------------------------------------------
+    #
+    # A run submitted to a queue is driven by jobs. A job is claimed by one
+    # worker at a time under a visibility lease the worker renews; an expired
+    # lease puts the job back. Delivery is at least once; the run's owner
+    # fencing and its recorded steps make it effectively once. Waking a queued
+    # run (a signal, a timer, ...) enqueues its next job in the same transaction.
+
+    async def submit_run(self, run: NewRun, job: NewJob, at: datetime) -> tuple[RunRow, bool]:
+        """Create the run (as `create_run`) and, if created, queue its first job."""
+        ...
+
+    async def claim_jobs(
+        self,
+        worker: str,
+        queues: Sequence[str],
+        *,
+        limit: int,
+        visibility: float,
+        limits: dict[str, QueueLimit],
+        now: datetime | None,
+        at: datetime,
+    ) -> list[JobRow]:
+        """Claim up to `limit` ready jobs, best priority first.
+
+        One atomic transition admits one runner: queued -> claimed with this
+        worker and a lease until now + `visibility`. Never more than one
+        claimed job per concurrency key, nor more than a queue's limits.
+        """
+        ...
+
+    async def renew_job(
+        self, job_id: int, worker: str, *, visibility: float, now: datetime | None
+    ) -> bool:
+        """Extend the lease if `worker` still holds the job."""
+        ...
+
+    async def finish_job(
+        self, job_id: int, worker: str, *, error: str | None, ghost: bool, at: datetime
+    ) -> None:
+        """Close a job: done (or failed with `error`); back to the queue if its run was
+        woken meanwhile. A `ghost` is a job whose run was cancelled under it."""
+        ...
+
+    async def release_job(self, job_id: int, worker: str, *, at: datetime) -> None:
+        """Hand a claimed job back at once (graceful shutdown)."""
+        ...
+
+    async def reap_jobs(self, *, now: datetime | None, at: datetime) -> int:
+        """Return jobs with expired leases to the queue (or fail them past max attempts)."""
+        ...
+
+    async def reap_stuck_runs(
+        self, *, idle_for: float, now: datetime | None, at: datetime
+    ) -> list[str]:
+        """Queue a job for runs left running, idle for `idle_for` s, with no open job."""
+        ...
+
+    async def list_jobs(
+        self, *, workflow_id: str | None = None, status: str | None = None, limit: int = 1000
+    ) -> list[JobRow]: ...
+
+    async def rerun_from(self, workflow_id: str, step: str, *, at: datetime) -> None:
+        """Forget `step` and every step started after it; the run becomes runnable."""
+        ...
+
+    # -- the outbox -----------------------------------------------------------------
+
+    async def outbox_pending(self, *, limit: int, now: datetime | None) -> list[OutboxRow]:
+        """Undelivered events due for an attempt, in order within each run."""
+        ...
+
+    async def outbox_mark(
+        self,
+        *,
+        delivered: Sequence[tuple[str, int]],
+        failed: Sequence[tuple[str, int, str, datetime | None]],
+        at: datetime,
+    ) -> None:
+        """Record deliveries; a failure carries its error and next attempt (None: dead)."""
+        ...
+
+    async def outbox_replay_dead(self, *, limit: int, at: datetime) -> int:
+        """Put dead-lettered events back for delivery; how many."""
+        ...
+
+    async def outbox_dead(self, *, limit: int) -> list[OutboxRow]: ...
+
+    # -- idempotent commands ------------------------------------------------------------
+
+    async def idempotency_begin(
+        self, command: str, key: str, *, at: datetime, stale_after: float
+    ) -> str | None:
+        """Reserve (command, key). None if reserved now; the stored result (JSON text)
+        if it completed before; `IdempotencyInProgressError` if it is in flight (and not
+        older than `stale_after` seconds, after which it is taken over)."""
+        ...
+
+    async def idempotency_finish(
+        self, command: str, key: str, *, result: str | None, at: datetime
+    ) -> None:
+        """Store the result, or (with None) release the reservation after a failure."""
         ...

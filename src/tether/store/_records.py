@@ -15,12 +15,17 @@ __all__ = [
     "EventRow",
     "Fence",
     "HeartbeatRow",
+    "JobRow",
+    "JobStatus",
     "LockOutcome",
     "LockResult",
     "LockRow",
     "NewEvent",
+    "NewJob",
     "NewRun",
     "NewWait",
+    "OutboxRow",
+    "QueueLimit",
     "RunRow",
     "RunStatus",
     "StepRow",
@@ -143,6 +148,7 @@ class NewRun:
     tenant: str | None = None
     parent_id: str | None = None
     idempotency_key: str | None = None
+    queue: str | None = None  # runs with a queue are driven by jobs (workers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +174,7 @@ class RunRow:
     finished_at: datetime | None
     compute_seconds: float = 0.0
     cancel_requested: str | None = None
+    queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,3 +233,59 @@ class LockResult:
 
     outcome: LockOutcome
     row: LockRow
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job that drives a run on a worker: where it queues and how it is scheduled."""
+
+    queue: str = "default"
+    priority: int = 0
+    concurrency_key: str | None = None
+    max_attempts: int = 10
+    run_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: int
+    workflow_id: str
+    queue: str
+    status: JobStatus
+    priority: int
+    attempt: int
+    max_attempts: int
+    concurrency_key: str | None
+    worker: str | None
+    locked_until: datetime | None
+    run_after: datetime
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimit:
+    """Caps on a queue across all workers: claimed jobs at once, claims per second."""
+
+    concurrency: int | None = None
+    rate_per_second: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An event awaiting delivery to the sinks."""
+
+    workflow_id: str
+    seq: int
+    type: str
+    message: str | None
+    detail: str | None
+    at: datetime
+    attempts: int

@@ -1,0 +1,312 @@
+"""The kernel: one dispatcher through which every state change of a run goes.
+
+Each command is carried out by the store verb(s) that change the run and
+write the events it causes in one transaction; the kernel adds validation,
+idempotency keys and the in-process follow-ups (driving a woken run here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from pydantic import TypeAdapter
+
+from ..errors import (
+    InvalidArgumentError,
+    RunCancelledError,
+    StaleOwnerError,
+    WorkflowNotFoundError,
+)
+from ..serde import dump_json
+from ..store import NewJob, NewRun, RunStatus
+from .commands import (
+    Command,
+    CommandResult,
+    JobExecute,
+    JobExecuted,
+    LeaseReapStale,
+    OutboxFlush,
+    OutboxFlushed,
+    OutboxReplayDead,
+    Reaped,
+    Replayed,
+    RunCancel,
+    RunCancelled,
+    RunCreate,
+    RunCreated,
+    RunReapStuck,
+    RunRerunFrom,
+    RunResume,
+    RunResumed,
+    TimersFire,
+    Woken,
+)
+from .outbox import OutboxPolicy, flush
+from .sinks import EventSink
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["Kernel"]
+
+log = logging.getLogger("tether.kernel")
+
+R = TypeVar("R")
+_COMMAND: TypeAdapter[Any] = TypeAdapter(Command)
+_RESULTS: dict[str, type[CommandResult]] = {
+    "run.create": RunCreated,
+    "run.cancel": RunCancelled,
+    "run.resume": RunResumed,
+    "run.rerun_from": Woken,
+    "job.execute": JobExecuted,
+    "timers.fire": Woken,
+    "lease.reap_stale": Reaped,
+    "run.reap_stuck": Reaped,
+    "outbox.flush": OutboxFlushed,
+    "outbox.replay_dead": Replayed,
+}
+
+
+class Kernel:
+    """Dispatches commands against one App's store and registry.
+
+    `sinks` receive published events (`outbox.flush`); `job_visibility` is
+    the lease a worker holds on a claimed job, renewed every third of it.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        sinks: Sequence[EventSink] = (),
+        outbox: OutboxPolicy | None = None,
+        job_visibility: float = 30.0,
+        idempotency_stale_after: float = 300.0,
+    ) -> None:
+        if job_visibility <= 0:
+            raise InvalidArgumentError(
+                f"job_visibility must be > 0 seconds, got {job_visibility!r}"
+            )
+        self.app = app
+        self.sinks: list[EventSink] = list(sinks)
+        self.outbox = outbox or OutboxPolicy()
+        self.job_visibility = job_visibility
+        self._stale_after = idempotency_stale_after
+
+    # -- dispatch --------------------------------------------------------------------
+
+    async def adispatch(self, command: Command | dict[str, Any]) -> CommandResult:
+        """Carry out one command; replaying its idempotency key returns the first result."""
+        cmd = _COMMAND.validate_python(command) if isinstance(command, dict) else command
+        key = cmd.idempotency_key
+        if key is None:
+            return await self._handle(cmd)
+        store, clock = self.app.store, self.app.clock
+        earlier = await store.idempotency_begin(
+            cmd.type, key, at=clock.now(), stale_after=self._stale_after
+        )
+        if earlier is not None:
+            return _RESULTS[cmd.type].model_validate_json(earlier)
+        try:
+            result = await self._handle(cmd)
+        except BaseException:
+            await asyncio.shield(
+                store.idempotency_finish(cmd.type, key, result=None, at=clock.now())
+            )
+            raise
+        await store.idempotency_finish(
+            cmd.type, key, result=result.model_dump_json(), at=clock.now()
+        )
+        return result
+
+    def dispatch(self, command: Command | dict[str, Any]) -> CommandResult:
+        """Sync facade of `adispatch`."""
+        return self.app._loop.run(self.adispatch(command))
+
+    async def _handle(self, cmd: Command) -> CommandResult:
+        handler = cast(
+            Callable[[Any], Awaitable[CommandResult]],
+            getattr(self, "_" + cmd.type.replace(".", "_")),
+        )
+        return await handler(cmd)
+
+    # -- runs --------------------------------------------------------------------------
+
+    async def _run_create(self, cmd: RunCreate) -> RunCreated:
+        app = self.app
+        defn = app.get_workflow(cmd.workflow)
+        wid = cmd.workflow_id or app._new_id(defn.name)
+        if cmd.input is not None and not defn.takes_input:
+            raise InvalidArgumentError(
+                f"workflow {defn.name!r} takes no input; drop the input or add a parameter"
+            )
+        input_text = (
+            dump_json(cmd.input, what=f"the input of workflow {defn.name!r}", tp=defn.input_type)
+            if defn.takes_input
+            else None
+        )
+        run = NewRun(
+            workflow_id=wid,
+            workflow_name=defn.name,
+            workflow_version=defn.version,
+            input=input_text,
+            state=dump_json(cmd.initial_state, what="initial_state"),
+            priority=cmd.priority,
+            tags=cmd.tags,
+            tenant=cmd.tenant,
+            idempotency_key=cmd.idempotency_key,
+            queue=cmd.queue,
+        )
+        if cmd.queue is None:
+            row, created = await app.store.create_run(run, app.clock.now())
+            if created:
+                app._runner.spawn(row.workflow_id)
+        else:
+            job = NewJob(
+                queue=cmd.queue,
+                priority=cmd.priority,
+                concurrency_key=cmd.concurrency_key,
+                max_attempts=cmd.max_attempts,
+                run_after=cmd.run_after,
+            )
+            row, created = await app.store.submit_run(run, job, app.clock.now())
+        if row.workflow_name != defn.name:
+            raise InvalidArgumentError(
+                f"workflow id {row.workflow_id!r} already names a run of {row.workflow_name!r}"
+            )
+        return RunCreated(workflow_id=row.workflow_id, created=created)
+
+    async def _run_cancel(self, cmd: RunCancel) -> RunCancelled:
+        app = self.app
+        cancelled = await app.store.cancel_run(
+            cmd.workflow_id, reason=cmd.reason, compensate=cmd.compensate, at=app.clock.now()
+        )
+        if cmd.compensate:
+            app._runner.woken(cancelled)
+        return RunCancelled(cancelled=cancelled)
+
+    async def _run_resume(self, cmd: RunResume) -> RunResumed:
+        app = self.app
+        at = app.clock.now()
+        payload = (
+            None if cmd.payload is None else dump_json(cmd.payload, what=f"{cmd.kind} payload")
+        )
+        expires = at + timedelta(seconds=app.inbox_retention)
+        if cmd.kind == "event":
+            woken = await app.store.send_event(cmd.name, payload, at=at, expires_at=expires)
+            app._runner.woken(woken)
+            return RunResumed(woken=woken)
+        if cmd.kind == "signal":
+            if cmd.workflow_id is None:
+                raise InvalidArgumentError("a signal needs the workflow_id of the run it is for")
+            woken = await app.store.send_signal(
+                cmd.workflow_id, cmd.name, payload, at=at, expires_at=expires
+            )
+            app._runner.woken(woken)
+            return RunResumed(woken=woken, workflow_id=cmd.workflow_id)
+        run_id = await app.store.complete_token(cmd.name, payload, at=at)
+        run = await app.store.get_run(run_id)
+        woken = [run_id] if run is not None and run.status is RunStatus.PENDING else []
+        app._runner.woken(woken)
+        return RunResumed(woken=woken, workflow_id=run_id)
+
+    async def _run_rerun_from(self, cmd: RunRerunFrom) -> Woken:
+        app = self.app
+        await app.store.rerun_from(cmd.workflow_id, cmd.step, at=app.clock.now())
+        app._runner.woken([cmd.workflow_id])
+        return Woken(woken=[cmd.workflow_id])
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    async def _job_execute(self, cmd: JobExecute) -> JobExecuted:
+        """Drive the job's run under its lease (renewed meanwhile), then close the job.
+
+        A run cancelled under the job ends it as a ghost: its late result was
+        discarded at the step boundary. If the lease is lost (this worker
+        stalled past it), the drive is cancelled: another worker owns the run.
+        """
+        app = self.app
+        store = app.store
+        renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker))
+        drive = asyncio.ensure_future(app._runner.drive(cmd.workflow_id))
+        error: str | None = None
+        try:
+            done, _ = await asyncio.wait({drive, renewer}, return_when=asyncio.FIRST_COMPLETED)
+            if drive not in done:  # lease lost: stop writing, the run belongs to another
+                drive.cancel()
+                await asyncio.gather(drive, return_exceptions=True)
+                return JobExecuted(status="lease_lost", error="the job's lease expired")
+            try:
+                drive.result()
+            except (StaleOwnerError, RunCancelledError):
+                pass
+            except WorkflowNotFoundError as exc:
+                error = str(exc)
+            except Exception as exc:  # the run failed: recorded on the run, the job is done
+                log.info("run %s failed: %r", cmd.workflow_id, exc)
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+        run = await store.get_run(cmd.workflow_id)
+        status = run.status.value if run is not None else "missing"
+        # its queued job is cancelled with the run, so a claimed job whose run ended
+        # cancelled had the run cancelled under it: a ghost
+        ghost = run is not None and (
+            run.status is RunStatus.CANCELLED
+            or (
+                run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
+                and _was_cancelled(run.error)
+            )
+        )
+        await store.finish_job(cmd.job_id, cmd.worker, error=error, ghost=ghost, at=app.clock.now())
+        return JobExecuted(status=status, ghost=ghost, error=error)
+
+    async def _renew(self, job_id: int, worker: str) -> None:
+        store, clock = self.app.store, self.app.clock
+        while True:
+            await asyncio.sleep(self.job_visibility / 3)
+            ok = await store.renew_job(
+                job_id, worker, visibility=self.job_visibility, now=clock.store_time()
+            )
+            if not ok:
+                return
+
+    # -- maintenance ---------------------------------------------------------------------
+
+    async def _timers_fire(self, cmd: TimersFire) -> Woken:
+        app = self.app
+        woken = await app.store.fire_due(now=app.clock.store_time(), at=app.clock.now())
+        app._runner.woken(woken)
+        return Woken(woken=woken)
+
+    async def _lease_reap_stale(self, cmd: LeaseReapStale) -> Reaped:
+        app = self.app
+        count = await app.store.reap_jobs(now=app.clock.store_time(), at=app.clock.now())
+        return Reaped(count=count)
+
+    async def _run_reap_stuck(self, cmd: RunReapStuck) -> Reaped:
+        app = self.app
+        runs = await app.store.reap_stuck_runs(
+            idle_for=cmd.idle_for, now=app.clock.store_time(), at=app.clock.now()
+        )
+        return Reaped(count=len(runs), runs=runs)
+
+    async def _outbox_flush(self, cmd: OutboxFlush) -> OutboxFlushed:
+        delivered, failed, dead = await flush(
+            self.app.store, self.sinks, self.app.clock, self.outbox, max_events=cmd.max_events
+        )
+        return OutboxFlushed(delivered=delivered, failed=failed, dead=dead)
+
+    async def _outbox_replay_dead(self, cmd: OutboxReplayDead) -> Replayed:
+        count = await self.app.store.outbox_replay_dead(
+            limit=cmd.max_events, at=self.app.clock.now()
+        )
+        return Replayed(count=count)
+
+
+def _was_cancelled(error: str | None) -> bool:
+    return error is not None and '"type":"Cancelled"' in error.replace(" ", "")

@@ -1,0 +1,178 @@
+"""The kernel's commands and their results: typed, validated at the API edge.
+
+Every state change of a run is one of these. A command carrying an
+`idempotency_key` runs once: dispatching the same key again returns the first
+result, and dispatching it while the first is still in flight raises
+`IdempotencyInProgressError`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Command",
+    "CommandResult",
+    "JobExecute",
+    "JobExecuted",
+    "LeaseReapStale",
+    "OutboxFlush",
+    "OutboxFlushed",
+    "OutboxReplayDead",
+    "Reaped",
+    "Replayed",
+    "RunCancel",
+    "RunCancelled",
+    "RunCreate",
+    "RunCreated",
+    "RunReapStuck",
+    "RunRerunFrom",
+    "RunResume",
+    "RunResumed",
+    "TimersFire",
+    "Woken",
+]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    idempotency_key: str | None = Field(default=None, min_length=1)
+
+
+class RunCreate(_Command):
+    """Create a run of a registered workflow; queue it (`queue`) or drive it here."""
+
+    type: Literal["run.create"] = "run.create"
+    workflow: str = Field(min_length=1, description="registered workflow name")
+    input: Any = None  # passed to workflows that take an input
+    workflow_id: str | None = Field(default=None, min_length=1)
+    queue: str | None = Field(default=None, min_length=1)
+    priority: int = 0
+    tags: tuple[str, ...] = ()
+    tenant: str | None = None
+    concurrency_key: str | None = Field(default=None, min_length=1)
+    max_attempts: int = Field(default=10, ge=1)
+    run_after: datetime | None = None
+    initial_state: Any = None
+
+
+class RunCancel(_Command):
+    type: Literal["run.cancel"] = "run.cancel"
+    workflow_id: str = Field(min_length=1)
+    reason: str | None = None
+    compensate: bool = False
+
+
+class RunResume(_Command):
+    """Resolve a wait from outside: an event (broadcast), a signal (to a run), a token."""
+
+    type: Literal["run.resume"] = "run.resume"
+    kind: Literal["event", "signal", "token"]
+    name: str = Field(min_length=1, description="event type, signal name or token id")
+    workflow_id: str | None = Field(default=None, min_length=1, description="signals only")
+    payload: Any = None
+
+
+class RunRerunFrom(_Command):
+    type: Literal["run.rerun_from"] = "run.rerun_from"
+    workflow_id: str = Field(min_length=1)
+    step: str = Field(min_length=1)
+
+
+class JobExecute(_Command):
+    """Drive the run of a claimed job, then close the job."""
+
+    type: Literal["job.execute"] = "job.execute"
+    job_id: int
+    workflow_id: str = Field(min_length=1)
+    worker: str = Field(min_length=1)
+
+
+class TimersFire(_Command):
+    type: Literal["timers.fire"] = "timers.fire"
+
+
+class LeaseReapStale(_Command):
+    type: Literal["lease.reap_stale"] = "lease.reap_stale"
+
+
+class RunReapStuck(_Command):
+    type: Literal["run.reap_stuck"] = "run.reap_stuck"
+    idle_for: float = Field(default=300.0, gt=0)
+
+
+class OutboxFlush(_Command):
+    type: Literal["outbox.flush"] = "outbox.flush"
+    max_events: int = Field(default=500, ge=1)
+
+
+class OutboxReplayDead(_Command):
+    type: Literal["outbox.replay_dead"] = "outbox.replay_dead"
+    max_events: int = Field(default=1000, ge=1)
+
+
+Command = Annotated[
+    RunCreate
+    | RunCancel
+    | RunResume
+    | RunRerunFrom
+    | JobExecute
+    | TimersFire
+    | LeaseReapStale
+    | RunReapStuck
+    | OutboxFlush
+    | OutboxReplayDead,
+    Field(discriminator="type"),
+]
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RunCreated(_Result):
+    workflow_id: str
+    created: bool
+
+
+class RunCancelled(_Result):
+    cancelled: list[str]
+
+
+class RunResumed(_Result):
+    woken: list[str]
+    workflow_id: str | None = None  # the token's run, for tokens
+
+
+class JobExecuted(_Result):
+    status: str  # the run's status after the job
+    ghost: bool = False  # the run was cancelled under the job; its late result was discarded
+    error: str | None = None
+
+
+class Woken(_Result):
+    woken: list[str]
+
+
+class Reaped(_Result):
+    count: int
+    runs: list[str] = []
+
+
+class OutboxFlushed(_Result):
+    delivered: int
+    failed: int
+    dead: int
+
+
+class Replayed(_Result):
+    count: int
+
+
+CommandResult = (
+    RunCreated | RunCancelled | RunResumed | JobExecuted | Woken | Reaped | OutboxFlushed | Replayed
+)

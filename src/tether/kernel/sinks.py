@@ -1,0 +1,188 @@
+"""The event-sink port and its adapters.
+
+The outbox hands each event to every sink; a sink that raises makes the
+delivery fail, and the outbox retries it later with back-off, in order per
+run, until it is dead-lettered. Delivery is at least once: a sink may see an
+event again after a failure, and should be idempotent on
+``(workflow_id, seq)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import inspect
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import InvalidArgumentError
+
+__all__ = [
+    "CallableSink",
+    "CollectingSink",
+    "EventSink",
+    "LoggingSink",
+    "OutboxEvent",
+    "WebhookSink",
+    "sign",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One event as delivered: the run, its order within the run, and what happened."""
+
+    workflow_id: str
+    seq: int
+    type: str
+    message: str | None
+    detail: Any
+    at: datetime
+    attempt: int
+
+    @property
+    def delivery_id(self) -> str:
+        return f"{self.workflow_id}:{self.seq}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workflowId": self.workflow_id,
+            "seq": self.seq,
+            "type": self.type,
+            "message": self.message,
+            "detail": self.detail,
+            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "attempt": self.attempt,
+        }
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Where published events go."""
+
+    async def publish(self, event: OutboxEvent) -> None:
+        """Deliver one event; raise to have it retried later."""
+        ...
+
+
+class LoggingSink:
+    """Writes each event to a `logging` logger (structured in `extra`)."""
+
+    def __init__(self, logger: logging.Logger | None = None, level: int = logging.INFO) -> None:
+        self._log = logger or logging.getLogger("tether.events")
+        self._level = level
+
+    async def publish(self, event: OutboxEvent) -> None:
+        self._log.log(
+            self._level,
+            "%s %s#%d %s",
+            event.type,
+            event.workflow_id,
+            event.seq,
+            event.message or "",
+            extra={"tether_event": event.to_dict()},
+        )
+
+
+class CollectingSink:
+    """Keeps every delivered event in `events` (for tests)."""
+
+    def __init__(self) -> None:
+        self.events: list[OutboxEvent] = []
+
+    async def publish(self, event: OutboxEvent) -> None:
+        self.events.append(event)
+
+    def of(self, workflow_id: str) -> list[OutboxEvent]:
+        return [e for e in self.events if e.workflow_id == workflow_id]
+
+
+class CallableSink:
+    """Calls a plain function (sync or async) with each event: the plugin sink."""
+
+    def __init__(self, fn: Callable[[OutboxEvent], Any]) -> None:
+        if not callable(fn):
+            raise InvalidArgumentError("CallableSink needs a callable taking an OutboxEvent")
+        self._fn = fn
+
+    async def publish(self, event: OutboxEvent) -> None:
+        out = self._fn(event)
+        if inspect.isawaitable(out):
+            await out
+
+
+def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
+    """The signature header value for `body` sent at `timestamp` (unix seconds).
+
+    HMAC-SHA256 over ``timestamp + "." + body``; receivers recompute it and
+    reject stale timestamps to stop replays.
+    """
+    key = secret.encode() if isinstance(secret, str) else secret
+    digest = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+class WebhookSink:
+    """POSTs each event as JSON to a URL, signed with HMAC-SHA256.
+
+    Headers: ``X-Tether-Timestamp`` (unix seconds), ``X-Tether-Signature``
+    (``sha256=<hex>``, see `sign`), ``X-Tether-Event`` (the type) and
+    ``X-Tether-Delivery`` (``workflow_id:seq``, stable across retries). Any
+    non-2xx answer or network error fails the delivery; the outbox retries it
+    with back-off.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        secret: str | bytes,
+        *,
+        timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise InvalidArgumentError(f"webhook url must be http(s)://..., got {url!r}")
+        if not secret:
+            raise InvalidArgumentError("webhook secret must not be empty")
+        self.url = url
+        self._secret = secret
+        self._timeout = timeout
+        self._headers = dict(headers or {})
+        self._clock = clock
+
+    def request(self, event: OutboxEvent) -> urllib.request.Request:
+        body = json.dumps(event.to_dict(), separators=(",", ":")).encode()
+        ts = str(int(self._clock()))
+        headers = {
+            **self._headers,
+            "Content-Type": "application/json",
+            "User-Agent": "tether-webhook/1",
+            "X-Tether-Timestamp": ts,
+            "X-Tether-Signature": sign(self._secret, ts, body),
+            "X-Tether-Event": event.type,
+            "X-Tether-Delivery": event.delivery_id,
+        }
+        return urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+
+    def _send(self, req: urllib.request.Request) -> None:
+        try:
+            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            raise ConnectionError(f"webhook {self.url} answered HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ConnectionError(f"webhook {self.url} unreachable: {exc}") from None
+        if not 200 <= status < 300:
+            raise ConnectionError(f"webhook {self.url} answered HTTP {status}")
+
+    async def publish(self, event: OutboxEvent) -> None:
+        await asyncio.to_thread(self._send, self.request(event))
