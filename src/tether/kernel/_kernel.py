@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from ..errors import (
     InvalidArgumentError,
@@ -101,7 +101,13 @@ class Kernel:
 
     async def adispatch(self, command: Command | dict[str, Any]) -> CommandResult:
         """Carry out one command; replaying its idempotency key returns the first result."""
-        cmd = _COMMAND.validate_python(command) if isinstance(command, dict) else command
+        if isinstance(command, dict):
+            try:
+                cmd = _COMMAND.validate_python(command)
+            except ValidationError as exc:
+                raise InvalidArgumentError(f"invalid command: {exc}") from None
+        else:
+            cmd = command
         key = cmd.idempotency_key
         if key is None:
             return await self._handle(cmd)

@@ -1,0 +1,87 @@
+"""Maintenance chores, each done by one worker at a time.
+
+A chore is guarded by a lock (scope ``chore``) that its holder renews every
+tick; other workers skip the chore while the lock is held, and take it over
+when the holder stops renewing (it died).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..kernel import (
+    LeaseReapStale,
+    OutboxFlush,
+    OutboxFlushed,
+    Reaped,
+    RunReapStuck,
+    TimersFire,
+    Woken,
+)
+from ..store import LockOutcome
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["MaintenanceReport", "maintenance_tick"]
+
+log = logging.getLogger("tether.worker")
+
+CHORES = ("timers", "leases", "stuck", "outbox")
+
+
+@dataclass
+class MaintenanceReport:
+    """What one maintenance tick did (chores skipped because another worker holds them
+    are listed in `skipped`)."""
+
+    timers_woken: list[str] = field(default_factory=list)
+    leases_reaped: int = 0
+    stuck_requeued: list[str] = field(default_factory=list)
+    outbox_delivered: int = 0
+    outbox_failed: int = 0
+    outbox_dead: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+async def _hold(app: App, chore: str, holder: str, ttl: float) -> bool:
+    res = await app.store.acquire_lock(
+        "chore", chore, holder, ttl=ttl, now=app.clock.store_time(), at=app.clock.now()
+    )
+    return res.outcome is not LockOutcome.CONFLICT
+
+
+async def maintenance_tick(
+    app: App, holder: str, *, chore_ttl: float = 30.0, stuck_after: float = 300.0
+) -> MaintenanceReport:
+    """Fire due timers, reap expired job leases, requeue stuck runs, flush the outbox."""
+    report = MaintenanceReport()
+    kernel = app.kernel
+    for chore in CHORES:
+        if not await _hold(app, chore, holder, chore_ttl):
+            report.skipped.append(chore)
+            continue
+        try:
+            if chore == "timers":
+                woken = await kernel.adispatch(TimersFire())
+                assert isinstance(woken, Woken)
+                report.timers_woken = woken.woken
+            elif chore == "leases":
+                reaped = await kernel.adispatch(LeaseReapStale())
+                assert isinstance(reaped, Reaped)
+                report.leases_reaped = reaped.count
+            elif chore == "stuck":
+                stuck = await kernel.adispatch(RunReapStuck(idle_for=stuck_after))
+                assert isinstance(stuck, Reaped)
+                report.stuck_requeued = stuck.runs
+            else:
+                flushed = await kernel.adispatch(OutboxFlush())
+                assert isinstance(flushed, OutboxFlushed)
+                report.outbox_delivered = flushed.delivered
+                report.outbox_failed = flushed.failed
+                report.outbox_dead = flushed.dead
+        except Exception:
+            log.exception("maintenance chore %s failed", chore)
+    return report

@@ -1,0 +1,89 @@
+"""The serverless host: stateless calls for queue-driven platforms.
+
+Wire the platform's glue around these: a queue trigger calls
+`process_available_jobs`, a cron trigger calls `maintenance_tick`. Each
+call is independent; state lives in the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..kernel import JobExecute, JobExecuted
+from ..store import JobRow
+from ..workflow import process_owner
+from ._maintenance import MaintenanceReport, maintenance_tick
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["ProcessReport", "ServerlessHost"]
+
+
+@dataclass(frozen=True)
+class ProcessReport:
+    processed: int
+    succeeded: int
+    failed: int
+
+
+class ServerlessHost:
+    """Claims and executes jobs on demand, and runs maintenance on a schedule."""
+
+    def __init__(
+        self, app: App, *, queues: tuple[str, ...] = ("default",), worker_id: str | None = None
+    ) -> None:
+        self.app = app
+        self.queues = queues
+        self.worker_id = worker_id or process_owner()
+
+    async def aclaim(self, limit: int = 1) -> list[JobRow]:
+        """Claim up to `limit` ready jobs for this host."""
+        app = self.app
+        return await app.store.claim_jobs(
+            self.worker_id,
+            self.queues,
+            limit=limit,
+            visibility=app.kernel.job_visibility,
+            limits=app.queue_limits,
+            now=app.clock.store_time(),
+            at=app.clock.now(),
+        )
+
+    async def ahandle_job(self, job: JobRow) -> JobExecuted:
+        """Execute one job this host claimed (drive its run, then close the job)."""
+        result = await self.app.kernel.adispatch(
+            JobExecute(job_id=job.id, workflow_id=job.workflow_id, worker=self.worker_id)
+        )
+        assert isinstance(result, JobExecuted)
+        return result
+
+    async def aprocess_available_jobs(self, limit: int = 10) -> ProcessReport:
+        """Claim and execute up to `limit` jobs, one after another."""
+        processed = succeeded = failed = 0
+        while processed < limit:
+            jobs = await self.aclaim(1)
+            if not jobs:
+                break
+            processed += 1
+            result = await self.ahandle_job(jobs[0])
+            if result.error is None and result.status != "failed":
+                succeeded += 1
+            else:
+                failed += 1
+        return ProcessReport(processed, succeeded, failed)
+
+    async def amaintenance_tick(self) -> MaintenanceReport:
+        return await maintenance_tick(self.app, self.worker_id)
+
+    # sync faces, for platforms whose handlers are plain functions
+
+    def handle_job(self, job: JobRow) -> JobExecuted:
+        return self.app._loop.run(self.ahandle_job(job))
+
+    def process_available_jobs(self, limit: int = 10) -> ProcessReport:
+        return self.app._loop.run(self.aprocess_available_jobs(limit))
+
+    def maintenance_tick(self) -> MaintenanceReport:
+        return self.app._loop.run(self.amaintenance_tick())

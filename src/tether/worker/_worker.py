@@ -1,0 +1,264 @@
+"""The long-running worker host: claims jobs, drives their runs, does maintenance.
+
+Shutdown is graceful: on SIGTERM/SIGINT (or `stop()`) the worker stops
+claiming, lets running jobs finish within `grace` seconds, then cancels what
+is left and hands those jobs back to the queue at once, so another worker
+picks them up without waiting for their leases to expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidArgumentError
+from ..kernel import JobExecute, JobExecuted
+from ..store import JobRow
+from ..workflow import process_owner
+from ._maintenance import maintenance_tick
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("tether.worker")
+
+
+class Worker:
+    """Runs queued jobs of `queues` with at most `concurrency` at once."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: Sequence[str] = ("default",),
+        concurrency: int = 4,
+        worker_id: str | None = None,
+        poll_interval: float = 0.5,
+        maintenance_interval: float = 5.0,
+        grace: float = 30.0,
+        stuck_after: float = 300.0,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        if not queues or not all(isinstance(q, str) and q for q in queues):
+            raise InvalidArgumentError("queues must be one or more non-empty names")
+        if poll_interval <= 0 or maintenance_interval <= 0 or grace < 0:
+            raise InvalidArgumentError(
+                "poll_interval and maintenance_interval must be > 0, grace >= 0"
+            )
+        self.app = app
+        self.queues = tuple(queues)
+        self.concurrency = concurrency
+        self.worker_id = worker_id or process_owner()
+        self.poll_interval = poll_interval
+        self.maintenance_interval = maintenance_interval
+        self.grace = grace
+        self.stuck_after = stuck_after
+        self._running: dict[asyncio.Task[JobExecuted], JobRow] = {}
+        self._stopping: asyncio.Event | None = None
+        self._kick: asyncio.Event | None = None
+        self.executed = 0
+        self.abandoned = 0  # jobs cancelled at shutdown and handed back
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Run as this process's main loop until SIGTERM/SIGINT, then exit.
+
+        A step running in a worker thread cannot be interrupted; if shutdown
+        had to abandon such steps (their jobs are already handed back and
+        their runs fenced), the process exits without waiting for them.
+        """
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self.run())
+        finally:
+            if self.abandoned:
+                logging.shutdown()
+                os._exit(0)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def stop(self) -> None:
+        """Ask the worker to shut down gracefully (safe from a signal handler)."""
+        if self._stopping is not None:
+            self._stopping.set()
+        if self._kick is not None:
+            self._kick.set()
+
+    async def run(self, *, install_signals: bool = True) -> None:
+        """Work until `stop()` (or SIGTERM/SIGINT when `install_signals`)."""
+        self._stopping = asyncio.Event()
+        self._kick = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        await self.app.store.open()
+        log.info(
+            "worker started",
+            extra={
+                "worker": self.worker_id,
+                "queues": list(self.queues),
+                "concurrency": self.concurrency,
+            },
+        )
+        chores = asyncio.ensure_future(self._maintenance())
+        try:
+            await self._claim_loop()
+        finally:
+            chores.cancel()
+            await asyncio.gather(chores, return_exceptions=True)
+            await self._drain()
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            log.info("worker stopped", extra={"worker": self.worker_id, "executed": self.executed})
+
+    # -- claiming -----------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        assert self._stopping is not None and self._kick is not None
+        app = self.app
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._running)
+            jobs: list[JobRow] = []
+            if free > 0:
+                jobs = await app.store.claim_jobs(
+                    self.worker_id,
+                    self.queues,
+                    limit=free,
+                    visibility=app.kernel.job_visibility,
+                    limits=app.queue_limits,
+                    now=app.clock.store_time(),
+                    at=app.clock.now(),
+                )
+                for job in jobs:
+                    self._start(job)
+            if jobs:
+                continue
+            self._kick.clear()
+            await self._idle(self.poll_interval)
+
+    async def _idle(self, timeout: float) -> None:
+        """Sleep until a job slot frees, new work is announced, or `timeout` passes."""
+        assert self._kick is not None
+        waiter = getattr(self.app.store, "wait_for_change", None)
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._kick.wait())}
+        if waiter is not None:
+            waits.add(asyncio.ensure_future(waiter("jobs", timeout)))
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    def _start(self, job: JobRow) -> None:
+        log.info(
+            "claimed",
+            extra={
+                "worker": self.worker_id,
+                "job": job.id,
+                "run": job.workflow_id,
+                "queue": job.queue,
+                "attempt": job.attempt,
+            },
+        )
+        task = asyncio.ensure_future(self._execute(job))
+        self._running[task] = job
+        task.add_done_callback(self._finished)
+
+    async def _execute(self, job: JobRow) -> JobExecuted:
+        result = await self.app.kernel.adispatch(
+            JobExecute(job_id=job.id, workflow_id=job.workflow_id, worker=self.worker_id)
+        )
+        assert isinstance(result, JobExecuted)
+        return result
+
+    def _finished(self, task: asyncio.Task[JobExecuted]) -> None:
+        job = self._running.pop(task, None)
+        if self._kick is not None:
+            self._kick.set()
+        if job is None or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error(
+                "job failed",
+                extra={
+                    "worker": self.worker_id,
+                    "job": job.id,
+                    "run": job.workflow_id,
+                    "error": repr(exc),
+                },
+            )
+            return
+        self.executed += 1
+        result = task.result()
+        log.info(
+            "finished",
+            extra={
+                "worker": self.worker_id,
+                "job": job.id,
+                "run": job.workflow_id,
+                "status": result.status,
+                "ghost": result.ghost,
+            },
+        )
+
+    # -- maintenance and shutdown ---------------------------------------------------------
+
+    async def _maintenance(self) -> None:
+        while True:
+            try:
+                report = await maintenance_tick(
+                    self.app,
+                    self.worker_id,
+                    chore_ttl=self.maintenance_interval * 3,
+                    stuck_after=self.stuck_after,
+                )
+                if report.timers_woken or report.leases_reaped or report.stuck_requeued:
+                    log.info(
+                        "maintenance",
+                        extra={
+                            "worker": self.worker_id,
+                            "timers_woken": len(report.timers_woken),
+                            "leases_reaped": report.leases_reaped,
+                            "stuck_requeued": len(report.stuck_requeued),
+                        },
+                    )
+            except Exception:
+                log.exception("maintenance tick failed")
+            await asyncio.sleep(self.maintenance_interval)
+
+    async def _drain(self) -> None:
+        """Let running jobs finish within the grace period; hand the rest back."""
+        if not self._running:
+            return
+        tasks = list(self._running)
+        deadline = time.monotonic() + self.grace
+        _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+        left = [(t, self._running.get(t)) for t in pending]
+        self.abandoned = len(left)
+        for t, _ in left:
+            t.cancel()
+        await asyncio.gather(*(t for t, _ in left), return_exceptions=True)
+        for _, job in left:
+            if job is None:
+                continue
+            with contextlib.suppress(Exception):
+                await self.app.store.release_job(job.id, self.worker_id, at=self.app.clock.now())
+            log.info(
+                "handed back",
+                extra={"worker": self.worker_id, "job": job.id, "run": job.workflow_id},
+            )

@@ -1,0 +1,121 @@
+"""The command kernel: typed commands, idempotency keys, rerun_from."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import tether
+from tether import App, RunStatus, Workflow
+from tether.kernel import RunCancel, RunCreate, RunCreated, RunRerunFrom, RunResume, Woken
+
+
+async def test_commands_from_dicts_and_models(app: App) -> None:
+    @app.workflow(name="hello")
+    async def hello(wf: Workflow, name: str) -> str:
+        return f"hi {name}"
+
+    created = await app.kernel.adispatch(
+        {"type": "run.create", "workflow": "hello", "input": "ada"}
+    )
+    assert isinstance(created, RunCreated) and created.created
+    assert (await app.aresult(created.workflow_id, timeout=10)).value == "hi ada"
+    with pytest.raises(tether.InvalidArgumentError, match="run.create"):
+        await app.kernel.adispatch({"type": "run.create", "workflow": ""})
+    with pytest.raises(tether.InvalidArgumentError, match="type"):
+        await app.kernel.adispatch({"type": "run.explode"})
+    with pytest.raises(tether.WorkflowNotFoundError, match="nope"):
+        await app.kernel.adispatch(RunCreate(workflow="nope"))
+
+
+async def test_replaying_an_idempotency_key_returns_the_first_result(app: App) -> None:
+    @app.workflow(name="job")
+    async def job(wf: Workflow) -> None:
+        await wf.wait_for_signal("go")
+
+    first = await app.kernel.adispatch(RunCreate(workflow="job", idempotency_key="k1"))
+    again = await app.kernel.adispatch(RunCreate(workflow="job", idempotency_key="k1"))
+    assert first == again
+    assert len(await app.alist_runs()) == 1
+    cancel = RunCancel(workflow_id=first.workflow_id, idempotency_key="c1")  # type: ignore[union-attr]
+    assert await app.kernel.adispatch(cancel) == await app.kernel.adispatch(cancel)
+    # without the key, cancelling again is an error: the run already ended
+    with pytest.raises(tether.RunFinishedError):
+        await app.kernel.adispatch(RunCancel(workflow_id=first.workflow_id))  # type: ignore[union-attr]
+
+
+async def test_same_key_in_flight_raises_and_concurrent_dispatch_runs_once(app: App) -> None:
+    release = asyncio.Event()
+    started = 0
+    store = app.store
+    original = store.send_event
+
+    async def slow_send_event(*args: object, **kwargs: object) -> list[str]:
+        nonlocal started
+        started += 1
+        await release.wait()
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.send_event = slow_send_event  # type: ignore[method-assign]
+    cmd = RunResume(kind="event", name="ping", payload={"n": 1}, idempotency_key="ev-1")
+    first = asyncio.ensure_future(app.kernel.adispatch(cmd))
+    while started == 0:
+        await asyncio.sleep(0.001)
+    with pytest.raises(tether.IdempotencyInProgressError, match="ev-1"):
+        await app.kernel.adispatch(cmd)
+    release.set()
+    result = await first
+    assert await app.kernel.adispatch(cmd) == result
+    assert started == 1
+
+
+async def test_concurrent_dispatch_across_apps(database_url: str) -> None:
+    apps = [App(database_url) for _ in range(4)]
+    try:
+        for a in apps:
+
+            @a.workflow(name="w")
+            async def w(wf: Workflow) -> int:
+                return 1
+
+        cmd = RunCreate(workflow="w", idempotency_key="same", workflow_id="only-one")
+        outcomes = await asyncio.gather(
+            *(a.kernel.adispatch(cmd) for a in apps), return_exceptions=True
+        )
+        ok = [o for o in outcomes if isinstance(o, RunCreated)]
+        busy = [o for o in outcomes if isinstance(o, tether.IdempotencyInProgressError)]
+        assert len(ok) + len(busy) == 4 and ok
+        assert all(o == ok[0] for o in ok)  # replays return the first result
+        assert ok[0].workflow_id == "only-one" and ok[0].created
+        assert len(await apps[0].alist_runs()) == 1
+    finally:
+        for a in apps:
+            await a.aclose()
+
+
+async def test_rerun_from_forgets_that_step_and_later_ones(app: App) -> None:
+    calls: list[str] = []
+
+    @app.workflow(name="pipeline")
+    async def pipeline(wf: Workflow) -> list[str]:
+        out = []
+        for name in ("extract", "summarise", "publish"):
+            out.append(await wf.step(name, lambda n=name: calls.append(n) or n))
+            app.clock.advance(1)  # type: ignore[attr-defined]
+        return out
+
+    res = await app.arun(pipeline, workflow_id="p")
+    assert res.value == ["extract", "summarise", "publish"]
+    woken = await app.kernel.adispatch(RunRerunFrom(workflow_id="p", step="summarise"))
+    assert isinstance(woken, Woken)
+    done = await app.aresult("p", timeout=10)
+    for _ in range(200):
+        done = await app.aresult("p", timeout=10)
+        if len(calls) == 5:
+            break
+        await asyncio.sleep(0.005)
+    assert calls == ["extract", "summarise", "publish", "summarise", "publish"]
+    assert done.status is RunStatus.COMPLETED
+    with pytest.raises(tether.InvalidArgumentError, match="no step 'nope'"):
+        await app.kernel.adispatch(RunRerunFrom(workflow_id="p", step="nope"))

@@ -1,0 +1,310 @@
+"""Workers: real OS processes sharing one store claim, execute, crash and hand back jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import tether
+from tether import App, RunStatus, Workflow
+from tether.worker import ServerlessHost, Worker
+
+FLOWS = textwrap.dedent(
+    """
+    import os, time
+    import tether
+
+    app = tether.App(os.environ["DB_URL"], job_visibility=float(os.environ.get("VIS", "30")))
+    EFFECTS = os.environ["EFFECTS"]
+
+    def effect(line):
+        fd = os.open(EFFECTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, (line + "\\n").encode())
+        finally:
+            os.close(fd)
+
+    @app.workflow(name="five")
+    async def five(wf: tether.Workflow, n: int) -> int:
+        total = 0
+        for i in range(5):
+            def step(i=i):
+                effect(f"{wf.workflow_id}:{i}")
+                return 1
+            total += await wf.step(f"s{i}", step)
+        return total + n
+
+    @app.workflow(name="stall")
+    async def stall(wf: tether.Workflow, marker: str) -> str:
+        for i in range(2):
+            await wf.step(f"s{i}", lambda i=i: effect(f"{wf.workflow_id}:{i}"))
+        def slow():
+            effect(f"{wf.workflow_id}:2")
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                time.sleep(600)  # the first worker is killed or stopped in here
+            return "done"
+        return await wf.step("s2", slow)
+
+    @app.workflow(name="keyed")
+    async def keyed(wf: tether.Workflow, key: str) -> None:
+        def critical():
+            start = time.time()
+            time.sleep(0.03)
+            effect(f"{key} {start!r} {time.time()!r}")
+        await wf.step("critical", critical)
+    """
+)
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, sys.argv[1])
+    from flows import app
+    from tether.worker import Worker
+    worker = Worker(app, concurrency=int(sys.argv[2]), poll_interval=0.02,
+                    maintenance_interval=0.2, grace=float(sys.argv[3]))
+    worker.serve()
+    """
+)
+
+
+@pytest.fixture
+def flows(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "flows.py").write_text(FLOWS)
+    (tmp_path / "worker.py").write_text(WORKER)
+    monkeypatch.setenv("DB_URL", database_url)
+    monkeypatch.setenv("EFFECTS", str(tmp_path / "effects.log"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("flows",):
+        sys.modules.pop(name, None)
+    return tmp_path
+
+
+def _worker(
+    folder: Path, concurrency: int = 4, grace: float = 5.0, vis: float = 30.0
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "VIS": str(vis)}
+    log = (folder / f"worker-{time.monotonic_ns()}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(folder / "worker.py"), str(folder), str(concurrency), str(grace)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    return proc
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _load_app() -> App:
+    import flows  # type: ignore[import-not-found]
+
+    return flows.app  # type: ignore[no-any-return]
+
+
+def test_many_runs_by_several_workers_execute_exactly_once(flows: Path, backend: str) -> None:
+    app = _load_app()
+    n_runs = 1000 if backend == "postgresql" else 300
+    procs = [_worker(flows) for _ in range(3)]
+    try:
+        five = app.get_workflow("five").fn
+        ids = [app.submit(five, i, workflow_id=f"r{i}") for i in range(n_runs)]
+        for wid in ids:
+            assert app.result(wid, timeout=120).status is RunStatus.COMPLETED
+    finally:
+        _stop(procs)
+    lines = (flows / "effects.log").read_text().split()
+    counts = Counter(lines)
+    assert len(counts) == n_runs * 5
+    assert set(counts.values()) == {1}, [k for k, v in counts.items() if v > 1][:5]
+    assert [r.value for r in (app.result(f"r{i}") for i in range(3))] == [5, 6, 7]
+    assert app._loop.run(app.store.list_jobs(status="claimed")) == []
+    app.close()
+
+
+def test_killed_worker_run_is_finished_by_another(flows: Path) -> None:
+    app = _load_app()
+    marker = flows / "in-slow-step"
+    first = _worker(flows, vis=1.0)
+    try:
+        wid = app.submit(app.get_workflow("stall").fn, str(marker), workflow_id="stalled")
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the first worker never reached the slow step"
+            time.sleep(0.01)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        second = _worker(flows, vis=1.0)
+        try:
+            res = app.result(wid, timeout=60)
+        finally:
+            _stop([second])
+    finally:
+        _stop([first])
+    assert res.status is RunStatus.COMPLETED and res.value == "done"
+    lines = (flows / "effects.log").read_text().split()
+    assert Counter(lines) == {"stalled:0": 1, "stalled:1": 1, "stalled:2": 2}
+    events = [e.type for e in res.record.events]
+    assert "job.lease_expired" in events
+    app.close()
+
+
+def test_graceful_shutdown_hands_work_back_at_once(flows: Path) -> None:
+    app = _load_app()
+    marker = flows / "in-slow-step"
+    first = _worker(flows, grace=0.2, vis=120.0)  # a lease far longer than the test
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        wid = app.submit(app.get_workflow("stall").fn, str(marker), workflow_id="handed")
+        while not marker.exists():
+            time.sleep(0.01)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+        started = time.monotonic()
+        second = _worker(flows, vis=120.0)
+        res = app.result(wid, timeout=60)
+        assert time.monotonic() - started < 30  # well before the 120 s lease would expire
+    finally:
+        _stop([first] + ([second] if second else []))
+    assert res.status is RunStatus.COMPLETED
+    assert "job.lease_expired" not in [e.type for e in res.record.events]
+    app.close()
+
+
+def test_same_concurrency_key_never_overlaps_across_workers(flows: Path) -> None:
+    app = _load_app()
+    procs = [_worker(flows, concurrency=4) for _ in range(2)]
+    try:
+        keyed = app.get_workflow("keyed").fn
+        ids = [
+            app.submit(keyed, f"issue-{i % 3}", concurrency_key=f"issue-{i % 3}") for i in range(18)
+        ]
+        for wid in ids:
+            assert app.result(wid, timeout=120).status is RunStatus.COMPLETED
+    finally:
+        _stop(procs)
+    by_key: dict[str, list[tuple[float, float]]] = {}
+    for line in (flows / "effects.log").read_text().splitlines():
+        key, start, end = line.split()
+        by_key.setdefault(key, []).append((float(start), float(end)))
+    assert {k: len(v) for k, v in by_key.items()} == {"issue-0": 6, "issue-1": 6, "issue-2": 6}
+    for spans in by_key.values():
+        spans.sort()
+        for (_, e1), (s2, _) in itertools.pairwise(spans):
+            assert s2 >= e1
+    app.close()
+
+
+# -- in-process hosts -------------------------------------------------------------
+
+
+async def test_queue_concurrency_limit_and_cancel_cascade(app: App) -> None:
+    running = 0
+    peak = 0
+
+    @app.workflow(name="slow")
+    async def slow(wf: Workflow) -> None:
+        async def work() -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.02)
+            running -= 1
+
+        await wf.step("work", work)
+
+    app.queue("narrow", concurrency=1)
+    ids = [await app.asubmit(slow, queue="narrow") for _ in range(5)]
+    doomed = await app.asubmit(slow, queue="narrow", run_after=app.clock.now().replace(year=2030))
+    assert await app.acancel(doomed) == [doomed]
+    assert [j.status.value for j in await app.store.list_jobs(workflow_id=doomed)] == ["cancelled"]
+    worker = Worker(app, queues=["narrow"], concurrency=4, poll_interval=0.01)
+    task = asyncio.ensure_future(worker.run(install_signals=False))
+    try:
+        for wid in ids:
+            assert (await app.aresult(wid, timeout=30)).status is RunStatus.COMPLETED
+    finally:
+        worker.stop()
+        await task
+    assert peak == 1
+    assert (await app.aget_run(doomed)).status is RunStatus.CANCELLED
+
+
+async def test_cancel_under_a_running_job_makes_a_ghost(app: App) -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    @app.workflow(name="long")
+    async def long(wf: Workflow) -> str:
+        async def work() -> str:
+            entered.set()
+            await release.wait()
+            return "late"
+
+        return await wf.step("work", work)
+
+    wid = await app.asubmit(long)
+    host = ServerlessHost(app)
+    jobs = await host.aclaim(5)
+    assert [j.workflow_id for j in jobs] == [wid]
+    execution = asyncio.ensure_future(host.ahandle_job(jobs[0]))
+    await entered.wait()
+    await app.acancel(wid, "changed my mind")
+    release.set()
+    result = await execution
+    assert result.ghost and result.status == "cancelled"
+    rec = await app.aget_record(wid)
+    assert rec.steps["work"].result is None
+    assert "job.ghost" in [e.type for e in rec.events]
+
+
+async def test_serverless_host_processes_and_maintains(app: App, clock: tether.FakeClock) -> None:
+    @app.workflow(name="nap")
+    async def nap(wf: Workflow, n: int) -> int:
+        await wf.sleep(3600)
+        return n
+
+    host = ServerlessHost(app)
+    ids = [await app.asubmit(nap, i) for i in range(3)]
+    report = await host.aprocess_available_jobs(limit=10)
+    assert (report.processed, report.succeeded, report.failed) == (3, 3, 0)
+    assert {(await app.aget_run(w)).status for w in ids} == {RunStatus.WAITING}
+    clock.advance(3601)
+    tick = await host.amaintenance_tick()
+    assert sorted(tick.timers_woken) == sorted(ids)
+    assert tick.outbox_delivered > 0
+    assert (await host.aprocess_available_jobs(limit=10)).processed == 3
+    assert [(await app.aresult(w, timeout=5)).value for w in ids] == [0, 1, 2]
+    other = ServerlessHost(app, worker_id="other")
+    assert set((await other.amaintenance_tick()).skipped) == {"timers", "leases", "stuck", "outbox"}
+
+
+async def test_worker_bad_configuration(app: App) -> None:
+    with pytest.raises(tether.InvalidArgumentError, match="concurrency"):
+        Worker(app, concurrency=0)
+    with pytest.raises(tether.InvalidArgumentError, match="queues"):
+        Worker(app, queues=[])
+    with pytest.raises(tether.InvalidArgumentError, match="concurrency"):
+        app.queue("q", concurrency=0)
