@@ -59,7 +59,9 @@ def _try(admin_url: str) -> str | None:
             conn.execute("SELECT 1")
         return None
     except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        return (
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        )
 
 
 def _create_db(admin_url: str, closers: list[object] | None = None) -> PostgresServer:
@@ -91,4 +93,6 @@ def find_postgres() -> PostgresServer:
     local_test = "postgresql://127.0.0.1:5432/test"
     if _try(local_test) is None:
         return _create_db(local_test)
-    return _unavailable(f"no server at 127.0.0.1:5432 ({err}) and no throwaway cluster could be started")
+    return _unavailable(
+        f"no server at 127.0.0.1:5432 ({err}) and no throwaway cluster could be started"
+    )

@@ -21,7 +21,7 @@ async def test_commands_from_dicts_and_models(app: App) -> None:
     )
     assert isinstance(created, RunCreated) and created.created
     assert (await app.aresult(created.workflow_id, timeout=10)).value == "hi ada"
-    with pytest.raises(tether.InvalidArgumentError, match="run.create"):
+    with pytest.raises(tether.InvalidArgumentError, match=r"run\.create"):
         await app.kernel.adispatch({"type": "run.create", "workflow": ""})
     with pytest.raises(tether.InvalidArgumentError, match="type"):
         await app.kernel.adispatch({"type": "run.explode"})

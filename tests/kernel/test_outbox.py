@@ -8,6 +8,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -124,7 +125,7 @@ async def test_collecting_and_callable_sinks(app: App) -> None:
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
     fail_next = 0
 
     def do_POST(self) -> None:
