@@ -1,0 +1,215 @@
+"""Worker throughput and latency, beside the raw claim-and-complete limit.
+
+Run: ``.venv/bin/python bench/workers.py --url postgresql://...`` (or a
+sqlite:/// URL). Prints, in one run:
+
+- the raw rate of a bare queue table: claim one row (``FOR UPDATE SKIP
+  LOCKED`` on PostgreSQL, a write transaction on SQLite), commit, mark it
+  done, commit; with the same number of processes as workers;
+- runs/s of a 5-step no-op workflow with 1, 2 and 4 worker processes, and
+  that as a percentage of the raw rate (a run needs at least 7 commits where
+  the raw loop needs 2);
+- submit-to-result latency (p50, p99) of one run at a time on an idle system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+HERE = Path(__file__).resolve().parent
+
+
+# -- the raw limit ------------------------------------------------------------------
+
+
+def _pg_dsn(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    schema = dict(parse_qsl(parts.query)).get("schema", "tether")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), schema
+
+
+def _raw_worker_pg(url: str, table: str, stop_at: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    import psycopg
+
+    dsn, _ = _pg_dsn(url)
+    done = 0
+    with psycopg.connect(dsn) as conn:
+        while time.perf_counter() < stop_at:
+            with conn.transaction():
+                row = conn.execute(
+                    f"SELECT id FROM {table} WHERE status = 'queued' ORDER BY id "
+                    "FOR UPDATE SKIP LOCKED LIMIT 1"
+                ).fetchone()
+                if row is None:
+                    break
+                conn.execute(f"UPDATE {table} SET status = 'claimed' WHERE id = %s", row)
+            with conn.transaction():
+                conn.execute(f"UPDATE {table} SET status = 'done' WHERE id = %s", row)
+            done += 1
+    out.put(done)
+
+
+def raw_rate_pg(url: str, procs: int, seconds: float) -> float:
+    import psycopg
+
+    dsn, _ = _pg_dsn(url)
+    table = f"bench_raw_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, status text NOT NULL)")
+        conn.execute(
+            f"INSERT INTO {table} (status) SELECT 'queued' FROM generate_series(1, 200000)"
+        )
+    try:
+        out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+        stop_at = time.perf_counter() + seconds
+        workers = [
+            mp.Process(target=_raw_worker_pg, args=(url, table, stop_at, out)) for _ in range(procs)
+        ]
+        t0 = time.perf_counter()
+        for w in workers:
+            w.start()
+        total = sum(out.get() for _ in workers)
+        for w in workers:
+            w.join()
+        return total / (time.perf_counter() - t0)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE {table}")
+
+
+def raw_rate_sqlite(folder: Path, seconds: float) -> float:
+    import sqlite3
+
+    conn = sqlite3.connect(folder / "raw.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE q (id INTEGER PRIMARY KEY, status TEXT NOT NULL)")
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO q (status) VALUES ('queued')", [()] * 50000)
+    conn.execute("COMMIT")
+    done = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        conn.execute("BEGIN IMMEDIATE")
+        (job,) = conn.execute(
+            "SELECT id FROM q WHERE status = 'queued' ORDER BY id LIMIT 1"
+        ).fetchone()
+        conn.execute("UPDATE q SET status = 'claimed' WHERE id = ?", (job,))
+        conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE q SET status = 'done' WHERE id = ?", (job,))
+        conn.execute("COMMIT")
+        done += 1
+    rate = done / (time.perf_counter() - t0)
+    conn.close()
+    return rate
+
+
+# -- tether ------------------------------------------------------------------------
+
+
+def _start_workers(url: str, n: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from flows import app; from tether.worker import Worker;"
+        "Worker(app, concurrency=int(sys.argv[2]), poll_interval=0.05,"
+        " maintenance_interval=1.0, grace=5).serve()"
+    )
+    env = {**os.environ, "BENCH_URL": url}
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(HERE), str(concurrency)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(n)
+    ]
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=60)
+
+
+def runs_per_second(url: str, workers: int, runs: int, concurrency: int) -> float:
+    os.environ["BENCH_URL"] = url
+    sys.path.insert(0, str(HERE))
+    from flows import app, five_steps  # type: ignore[import-not-found]
+
+    procs = _start_workers(url, workers, concurrency)
+    try:
+        time.sleep(1.5)  # let the workers import and go idle
+        t0 = time.perf_counter()
+        ids = [app.submit(five_steps) for _ in range(runs)]
+        for wid in ids:
+            app.result(wid, timeout=600)
+        return runs / (time.perf_counter() - t0)
+    finally:
+        _stop(procs)
+
+
+def latency_ms(url: str, samples: int) -> tuple[float, float]:
+    os.environ["BENCH_URL"] = url
+    sys.path.insert(0, str(HERE))
+    from flows import app, five_steps
+
+    procs = _start_workers(url, 1, 1)
+    try:
+        time.sleep(1.5)
+        for _ in range(5):  # warm up
+            app.result(app.submit(five_steps), timeout=60)
+        out = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            app.result(app.submit(five_steps), timeout=60)
+            out.append((time.perf_counter() - t0) * 1000)
+            time.sleep(0.01)
+        out.sort()
+        return statistics.median(out), out[min(len(out) - 1, int(len(out) * 0.99))]
+    finally:
+        _stop(procs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="worker throughput and latency")
+    parser.add_argument("--url", required=True, help="postgresql://... or sqlite:///path.db")
+    parser.add_argument("--runs", type=int, default=400)
+    parser.add_argument("--workers", default="1,2,4", help="worker process counts (PostgreSQL)")
+    parser.add_argument("--concurrency", type=int, default=4, help="jobs at once per worker")
+    parser.add_argument("--samples", type=int, default=100, help="latency samples")
+    parser.add_argument("--raw-seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    is_pg = args.url.startswith(("postgresql://", "postgres://"))
+    counts = [int(x) for x in args.workers.split(",")] if is_pg else [1]
+    print(f"store: {args.url}")
+    with tempfile.TemporaryDirectory(prefix="tether-bench-", dir=".") as tmp:
+        for n in counts:
+            raw = (
+                raw_rate_pg(args.url, n, args.raw_seconds)
+                if is_pg
+                else raw_rate_sqlite(Path(tmp), args.raw_seconds)
+            )
+            rps = runs_per_second(args.url, n, args.runs, args.concurrency)
+            print(
+                f"{n} worker(s) x {args.concurrency}: {rps:8.1f} runs/s   raw claim+complete "
+                f"({n} proc): {raw:8.1f}/s   ratio {rps / raw * 100:5.1f}%"
+            )
+    p50, p99 = latency_ms(args.url, args.samples)
+    print(f"submit -> result latency, idle: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
