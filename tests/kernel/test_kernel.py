@@ -8,7 +8,15 @@ import pytest
 
 import tether
 from tether import App, RunStatus, Workflow
-from tether.kernel import RunCancel, RunCreate, RunCreated, RunRerunFrom, RunResume, Woken
+from tether.kernel import (
+    RunCancel,
+    RunCreate,
+    RunCreated,
+    RunRerunFrom,
+    RunResume,
+    RunResumed,
+    Woken,
+)
 
 
 async def test_commands_from_dicts_and_models(app: App) -> None:
@@ -36,7 +44,8 @@ async def test_replaying_an_idempotency_key_returns_the_first_result(app: App) -
 
     first = await app.kernel.adispatch(RunCreate(workflow="job", idempotency_key="k1"))
     again = await app.kernel.adispatch(RunCreate(workflow="job", idempotency_key="k1"))
-    assert first == again
+    assert isinstance(first, RunCreated) and isinstance(again, RunCreated)
+    assert (first.workflow_id, first.created) == (again.workflow_id, True) != (again.created,)
     assert len(await app.alist_runs()) == 1
     cancel = RunCancel(workflow_id=first.workflow_id, idempotency_key="c1")  # type: ignore[union-attr]
     assert await app.kernel.adispatch(cancel) == await app.kernel.adispatch(cancel)
@@ -76,19 +85,23 @@ async def test_concurrent_dispatch_across_apps(database_url: str) -> None:
         for a in apps:
 
             @a.workflow(name="w")
-            async def w(wf: Workflow) -> int:
-                return 1
+            async def w(wf: Workflow) -> None:
+                await wf.wait_for_signal("go")
 
-        cmd = RunCreate(workflow="w", idempotency_key="same", workflow_id="only-one")
+        await apps[0].arun(apps[0].get_workflow("w").fn, workflow_id="only-one")
+        cmd = RunResume(kind="signal", name="go", workflow_id="only-one", idempotency_key="once")
         outcomes = await asyncio.gather(
             *(a.kernel.adispatch(cmd) for a in apps), return_exceptions=True
         )
-        ok = [o for o in outcomes if isinstance(o, RunCreated)]
+        ok = [o for o in outcomes if isinstance(o, RunResumed)]
         busy = [o for o in outcomes if isinstance(o, tether.IdempotencyInProgressError)]
         assert len(ok) + len(busy) == 4 and ok
         assert all(o == ok[0] for o in ok)  # replays return the first result
-        assert ok[0].workflow_id == "only-one" and ok[0].created
-        assert len(await apps[0].alist_runs()) == 1
+        assert ok[0].woken == ["only-one"]  # the signal was sent once: it woke the run
+        waits = await apps[0].alist_waits("only-one")
+        assert [w.status.value for w in waits] == ["resolved"]
+        types = [e.type for e in (await apps[0].aget_record("only-one")).events]
+        assert types.count("wait.resolved") == 1 and "signal.kept" not in types
     finally:
         for a in apps:
             await a.aclose()

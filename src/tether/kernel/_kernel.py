@@ -109,7 +109,9 @@ class Kernel:
         else:
             cmd = command
         key = cmd.idempotency_key
-        if key is None:
+        if key is None or isinstance(cmd, RunCreate):
+            # a run's idempotency key is unique on the run itself: callers that race
+            # with one key all get that run (created=False for all but the first)
             return await self._handle(cmd)
         store, clock = self.app.store, self.app.clock
         earlier = await store.idempotency_begin(

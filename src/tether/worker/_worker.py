@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, StoreError
 from ..kernel import JobExecute, JobExecuted
 from ..store import JobRow
 from ..workflow import process_owner
@@ -85,6 +85,7 @@ class Worker:
             if self.abandoned:
                 logging.shutdown()
                 os._exit(0)
+            loop.run_until_complete(self.app.aclose())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
@@ -133,15 +134,20 @@ class Worker:
             free = self.concurrency - len(self._running)
             jobs: list[JobRow] = []
             if free > 0:
-                jobs = await app.store.claim_jobs(
-                    self.worker_id,
-                    self.queues,
-                    limit=free,
-                    visibility=app.kernel.job_visibility,
-                    limits=app.queue_limits,
-                    now=app.clock.store_time(),
-                    at=app.clock.now(),
-                )
+                try:
+                    jobs = await app.store.claim_jobs(
+                        self.worker_id,
+                        self.queues,
+                        limit=free,
+                        visibility=app.kernel.job_visibility,
+                        limits=app.queue_limits,
+                        now=app.clock.store_time(),
+                        at=app.clock.now(),
+                    )
+                except StoreError as exc:  # the database blinked: keep going, a bit later
+                    log.warning("claim failed: %s", exc, extra={"worker": self.worker_id})
+                    await asyncio.sleep(self.poll_interval)
+                    continue
                 for job in jobs:
                     self._start(job)
             if jobs:

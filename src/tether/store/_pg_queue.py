@@ -1,0 +1,399 @@
+"""The PostgreSQL adapter, part three: job queue, outbox, idempotent commands.
+
+A claim is one transaction: ready rows are locked with ``FOR UPDATE SKIP
+LOCKED`` (claimers never wait on each other) and flipped to claimed. A
+concurrency key is guarded twice: an advisory lock on the key while claiming,
+and a unique index that admits one claimed job per key; a claim that loses
+that race claims nothing this round. A queue with limits is claimed under an
+advisory lock on the queue, so its caps hold across workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+import psycopg
+
+from ..errors import (
+    IdempotencyInProgressError,
+    InvalidArgumentError,
+    RunNotFoundError,
+    StoreError,
+)
+from ._pg_base import JOB_COLS, NOW, Conn, PgBase, job_row
+from ._records import Fence, JobRow, NewEvent, NewJob, NewRun, OutboxRow, QueueLimit, RunRow
+
+__all__ = ["PgQueueOps"]
+
+
+class PgQueueOps(PgBase):
+    """Queue, outbox and idempotency verbs of `PostgresStore`."""
+
+    # -- queue -------------------------------------------------------------------------
+
+    async def submit_run(self, run: NewRun, job: NewJob, at: datetime) -> tuple[RunRow, bool]:
+        async def go(conn: Conn) -> tuple[RunRow, bool]:
+            queued = replace(run, queue=job.queue)
+            row, created = await self._insert_run(conn, queued, at)
+            if created:
+                await conn.execute(
+                    "UPDATE runs SET concurrency_key = %s WHERE id = %s",
+                    (job.concurrency_key, row.workflow_id),
+                )
+                await conn.execute(
+                    "INSERT INTO jobs (run_id, queue, status, priority, max_attempts, "
+                    "concurrency_key, run_after, created_at, updated_at) "
+                    "VALUES (%s, %s, 'queued', %s, %s, %s, %s, %s, %s)",
+                    (
+                        row.workflow_id,
+                        job.queue,
+                        job.priority,
+                        job.max_attempts,
+                        job.concurrency_key,
+                        job.run_after or at,
+                        at,
+                        at,
+                    ),
+                )
+                await self._bump(
+                    conn, Fence(row.workflow_id), [NewEvent("workflow.submitted", job.queue)], at
+                )
+                await self._notify(conn, "jobs")
+            return row, created
+
+        return await self._with(go, tx=True)
+
+    async def claim_jobs(
+        self,
+        worker: str,
+        queues: Sequence[str],
+        *,
+        limit: int,
+        visibility: float,
+        limits: dict[str, QueueLimit],
+        now: datetime | None,
+        at: datetime,
+    ) -> list[JobRow]:
+        if limit < 1 or not queues:
+            return []
+
+        async def go(conn: Conn) -> list[JobRow]:
+            picked: list[int] = []
+            keys: set[str] = set()
+            for queue in queues:
+                room = limit - len(picked)
+                if room <= 0:
+                    break
+                cap = limits.get(queue)
+                if cap is not None and (cap.concurrency is not None or cap.rate_per_second):
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tether-queue:{queue}",)
+                    )
+                    cur = await conn.execute(
+                        "SELECT count(*) FILTER (WHERE status = 'claimed'), count(*) FILTER "
+                        f"(WHERE claimed_at > {NOW} - interval '1 second') FROM jobs "
+                        "WHERE queue = %(q)s",
+                        {"q": queue, "now": now},
+                    )
+                    counts = await cur.fetchone()
+                    assert counts is not None
+                    if cap.concurrency is not None:
+                        room = min(room, cap.concurrency - counts[0])
+                    if cap.rate_per_second is not None:
+                        room = min(room, int(cap.rate_per_second) - counts[1])
+                if room <= 0:
+                    continue
+                cur = await conn.execute(
+                    "SELECT j.id, j.concurrency_key FROM jobs j WHERE j.queue = %(q)s "
+                    "AND j.status = 'queued' "
+                    f"AND j.run_after <= {NOW} AND (j.concurrency_key IS NULL OR "
+                    "(pg_try_advisory_xact_lock(hashtext('tether-key:' || j.concurrency_key)) "
+                    "AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.concurrency_key = "
+                    "j.concurrency_key AND k.status = 'claimed'))) "
+                    "ORDER BY j.priority DESC, j.id LIMIT %(room)s FOR UPDATE SKIP LOCKED",
+                    {"q": queue, "now": now, "room": room * 4},
+                )
+                taken = 0
+                for job_id, key in await cur.fetchall():
+                    if taken >= room:
+                        break
+                    if key is not None:
+                        if key in keys:
+                            continue  # one claimed job per key, also within this claim
+                        keys.add(key)
+                    picked.append(job_id)
+                    taken += 1
+            if not picked:
+                return []
+            cur = await conn.execute(
+                f"WITH t AS (SELECT {NOW} AS n) UPDATE jobs SET status = 'claimed', "
+                "worker = %(w)s, locked_until = t.n + make_interval(secs => %(vis)s), "
+                "attempt = attempt + 1, claimed_at = t.n, updated_at = %(at)s FROM t "
+                f"WHERE id = ANY(%(ids)s) RETURNING {', '.join('jobs.' + c.strip() for c in JOB_COLS.split(','))}",
+                {"now": now, "w": worker, "vis": visibility, "at": at, "ids": picked},
+            )
+            rows = [job_row(r) for r in await cur.fetchall()]
+            return sorted(rows, key=lambda j: picked.index(j.id))
+
+        try:
+            return await self._with(go, tx=True)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                return []  # lost a race for a concurrency key; the next round claims again
+            raise
+
+    async def renew_job(
+        self, job_id: int, worker: str, *, visibility: float, now: datetime | None
+    ) -> bool:
+        row = await self._one(
+            f"UPDATE jobs SET locked_until = {NOW} + make_interval(secs => %(vis)s) "
+            "WHERE id = %(id)s AND worker = %(w)s AND status = 'claimed' RETURNING 1",
+            {"now": now, "vis": visibility, "id": job_id, "w": worker},
+        )
+        return row is not None
+
+    async def finish_job(
+        self, job_id: int, worker: str, *, error: str | None, ghost: bool, at: datetime
+    ) -> None:
+        async def go(conn: Conn) -> None:
+            cur = await conn.execute(
+                "SELECT j.run_id, r.status FROM jobs j JOIN runs r ON r.id = j.run_id "
+                "WHERE j.id = %s AND j.worker = %s AND j.status = 'claimed' FOR UPDATE OF j",
+                (job_id, worker),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return  # the lease expired and the job moved on: nothing of ours to close
+            run_id, run_status = row
+            if error is None and run_status == "pending":
+                status = "queued"  # woken while we drove it: drive it again
+            else:
+                status = "done" if error is None else "failed"
+            await conn.execute(
+                "UPDATE jobs SET status = %s, last_error = %s, locked_until = NULL, "
+                "run_after = %s, updated_at = %s WHERE id = %s",
+                (status, error, at, at, job_id),
+            )
+            if status == "queued":
+                await self._notify(conn, "jobs")
+            if ghost:
+                await self._bump(conn, Fence(run_id), [NewEvent("job.ghost", worker)], at)
+
+        await self._with(go, tx=True)
+
+    async def release_job(self, job_id: int, worker: str, *, at: datetime) -> None:
+        async def go(conn: Conn) -> None:
+            await conn.execute(
+                "UPDATE jobs SET status = 'queued', worker = NULL, locked_until = NULL, "
+                "attempt = GREATEST(attempt - 1, 0), run_after = %s, updated_at = %s "
+                "WHERE id = %s AND worker = %s AND status = 'claimed'",
+                (at, at, job_id, worker),
+            )
+            await self._notify(conn, "jobs")
+
+        await self._with(go, tx=True)
+
+    async def reap_jobs(self, *, now: datetime | None, at: datetime) -> int:
+        async def go(conn: Conn) -> int:
+            cur = await conn.execute(
+                "UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' "
+                "ELSE 'queued' END, last_error = 'lease expired (worker ' || "
+                "COALESCE(worker, '?') || ' stopped renewing)', worker = NULL, "
+                "locked_until = NULL, run_after = %(at)s, updated_at = %(at)s "
+                f"WHERE status = 'claimed' AND locked_until <= {NOW} RETURNING run_id",
+                {"at": at, "now": now},
+            )
+            rows = await cur.fetchall()
+            for (run_id,) in rows:
+                await self._bump(conn, Fence(run_id), [NewEvent("job.lease_expired")], at)
+            if rows:
+                await self._notify(conn, "jobs")
+            return len(rows)
+
+        return await self._with(go, tx=True)
+
+    async def reap_stuck_runs(
+        self, *, idle_for: float, now: datetime | None, at: datetime
+    ) -> list[str]:
+        async def go(conn: Conn) -> list[str]:
+            cur = await conn.execute(
+                "SELECT id FROM runs r WHERE status IN ('running', 'pending') AND queue IS NOT "
+                f"NULL AND updated_at <= {NOW} - make_interval(secs => %(idle)s) AND NOT EXISTS "
+                "(SELECT 1 FROM jobs j WHERE j.run_id = r.id AND j.status IN ('queued', 'claimed')) "
+                "FOR UPDATE SKIP LOCKED",
+                {"now": now, "idle": idle_for},
+            )
+            stuck = [r[0] for r in await cur.fetchall()]
+            for run_id in stuck:
+                await self._enqueue_next(conn, run_id, at)
+                await self._bump(conn, Fence(run_id), [NewEvent("run.requeued", "stuck")], at)
+            return stuck
+
+        return await self._with(go, tx=True)
+
+    async def list_jobs(
+        self, *, workflow_id: str | None = None, status: str | None = None, limit: int = 1000
+    ) -> list[JobRow]:
+        rows = await self._all(
+            f"SELECT {JOB_COLS} FROM jobs WHERE (%(w)s::text IS NULL OR run_id = %(w)s) "
+            "AND (%(s)s::text IS NULL OR status = %(s)s) ORDER BY id LIMIT %(lim)s",
+            {"w": workflow_id, "s": status, "lim": limit},
+        )
+        return [job_row(r) for r in rows]
+
+    async def rerun_from(self, workflow_id: str, step: str, *, at: datetime) -> None:
+        async def go(conn: Conn) -> None:
+            cur = await conn.execute(
+                "SELECT status FROM runs WHERE id = %s FOR UPDATE", (workflow_id,)
+            )
+            run = await cur.fetchone()
+            if run is None:
+                raise RunNotFoundError(workflow_id)
+            if run[0] in ("running", "cancelled"):
+                raise InvalidArgumentError(
+                    f"run {workflow_id!r} is {run[0]}; rerun_from needs a run that is not "
+                    "executing (cancel it first, or wait for it to end or park)"
+                )
+            cur = await conn.execute(
+                "SELECT started_at FROM steps WHERE run_id = %s AND step_key = %s",
+                (workflow_id, step),
+            )
+            found = await cur.fetchone()
+            if found is None:
+                raise InvalidArgumentError(f"run {workflow_id!r} has no step {step!r}")
+            await conn.execute(
+                "DELETE FROM steps WHERE run_id = %s AND started_at >= %s", (workflow_id, found[0])
+            )
+            await conn.execute(
+                "DELETE FROM waitpoints WHERE run_id = %s AND created_at >= %s",
+                (workflow_id, found[0]),
+            )
+            await conn.execute(
+                "UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL "
+                "WHERE id = %s",
+                (workflow_id,),
+            )
+            await self._bump(conn, Fence(workflow_id), [NewEvent("run.rerun_from", step)], at)
+            await self._enqueue_next(conn, workflow_id, at)
+
+        await self._with(go, tx=True)
+
+    # -- outbox --------------------------------------------------------------------------
+
+    async def outbox_pending(self, *, limit: int, now: datetime | None) -> list[OutboxRow]:
+        rows = await self._all(
+            "SELECT run_id, seq, type, message, detail::text, at, attempts, "
+            f"(next_attempt_at IS NOT NULL AND next_attempt_at > {NOW}) FROM events "
+            "WHERE published_at IS NULL AND dead_at IS NULL ORDER BY at, run_id, seq "
+            "LIMIT %(lim)s",
+            {"now": now, "lim": limit},
+        )
+        out: list[OutboxRow] = []
+        blocked: set[str] = set()
+        for r in rows:
+            if r[0] in blocked:
+                continue
+            if r[7]:
+                blocked.add(r[0])  # an earlier event of this run waits for its retry
+                continue
+            out.append(OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6]))
+        return out
+
+    async def outbox_mark(
+        self,
+        *,
+        delivered: Sequence[tuple[str, int]],
+        failed: Sequence[tuple[str, int, str, datetime | None]],
+        at: datetime,
+    ) -> None:
+        async def go(conn: Conn) -> None:
+            async with conn.cursor() as cur:
+                if delivered:
+                    await cur.executemany(
+                        "UPDATE events SET published_at = %s, attempts = attempts + 1 "
+                        "WHERE run_id = %s AND seq = %s",
+                        [(at, run, seq) for run, seq in delivered],
+                    )
+                if failed:
+                    await cur.executemany(
+                        "UPDATE events SET attempts = attempts + 1, last_error = %s, "
+                        "next_attempt_at = %s, dead_at = %s WHERE run_id = %s AND seq = %s",
+                        [
+                            (err, nxt, at if nxt is None else None, run, seq)
+                            for run, seq, err, nxt in failed
+                        ],
+                    )
+
+        await self._with(go, tx=True)
+
+    async def outbox_replay_dead(self, *, limit: int, at: datetime) -> int:
+        async def go(conn: Conn) -> int:
+            cur = await conn.execute(
+                "UPDATE events SET dead_at = NULL, attempts = 0, next_attempt_at = NULL "
+                "WHERE (run_id, seq) IN (SELECT run_id, seq FROM events WHERE dead_at IS NOT NULL "
+                "ORDER BY dead_at, run_id, seq LIMIT %s)",
+                (limit,),
+            )
+            return cur.rowcount
+
+        return await self._with(go, tx=True)
+
+    async def outbox_dead(self, *, limit: int) -> list[OutboxRow]:
+        rows = await self._all(
+            "SELECT run_id, seq, type, message, detail::text, at, attempts FROM events "
+            "WHERE dead_at IS NOT NULL ORDER BY dead_at, run_id, seq LIMIT %s",
+            (limit,),
+        )
+        return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+    # -- idempotency -----------------------------------------------------------------------
+
+    async def idempotency_begin(
+        self, command: str, key: str, *, at: datetime, stale_after: float
+    ) -> str | None:
+        async def go(conn: Conn) -> str | None:
+            await conn.execute(
+                "INSERT INTO idempotency (command, key, status, created_at, updated_at) "
+                "VALUES (%s, %s, 'new', %s, %s) ON CONFLICT DO NOTHING",
+                (command, key, at, at),
+            )
+            cur = await conn.execute(
+                "SELECT status, result::text, updated_at > %s - make_interval(secs => %s) "
+                "FROM idempotency WHERE command = %s AND key = %s FOR UPDATE",
+                (at, stale_after, command, key),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            status, result, fresh = row
+            if status == "done":
+                return str(result) if result is not None else "null"
+            if status == "in_progress" and fresh:
+                raise IdempotencyInProgressError(command, key)
+            await conn.execute(
+                "UPDATE idempotency SET status = 'in_progress', updated_at = %s "
+                "WHERE command = %s AND key = %s",
+                (at, command, key),
+            )
+            return None
+
+        return await self._with(go, tx=True)
+
+    async def idempotency_finish(
+        self, command: str, key: str, *, result: str | None, at: datetime
+    ) -> None:
+        if result is None:
+            await self._with(
+                lambda conn: conn.execute(
+                    "DELETE FROM idempotency WHERE command = %s AND key = %s", (command, key)
+                )
+            )
+            return
+        await self._with(
+            lambda conn: conn.execute(
+                "UPDATE idempotency SET status = 'done', result = %s::jsonb, updated_at = %s "
+                "WHERE command = %s AND key = %s",
+                (result, at, command, key),
+            )
+        )
