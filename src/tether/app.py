@@ -438,7 +438,9 @@ class App:
     async def aresult(self, workflow_id: str, timeout: float | None = None) -> RunResult[Any]:
         """Wait until the run reaches a terminal status; its result.
 
-        Raises `TimeoutError` if it has not within `timeout` seconds.
+        On PostgreSQL the wait wakes on the run's notification, within
+        milliseconds of its end; elsewhere it polls. Raises `TimeoutError` if
+        the run has not ended within `timeout` seconds.
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -447,11 +449,15 @@ class App:
             if run.status.terminal:
                 defn = self._registry.get(run.workflow_name)
                 return await self._runner.result_of(workflow_id, defn)
-            if deadline is not None and loop.time() >= deadline:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
                 raise TimeoutError(
                     f"run {workflow_id!r} is still {run.status.value} after {timeout:g}s"
                 )
-            await asyncio.sleep(0.02 if deadline is None else min(0.02, deadline - loop.time()))
+            # a notification may race our read: re-read at least every second
+            await self.store.wait_for_change(
+                f"run:{workflow_id}", 1.0 if left is None else min(1.0, left)
+            )
 
     def result(self, workflow_id: str, timeout: float | None = None) -> RunResult[Any]:
         return self._loop.run(self.aresult(workflow_id, timeout))

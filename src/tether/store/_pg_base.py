@@ -588,3 +588,6 @@ class PgBase:
             return True
         except TimeoutError:
             return False
+        finally:
+            if channel.startswith("run:"):  # one-off channels: do not keep their events
+                self._changes.pop(channel, None)

@@ -204,6 +204,18 @@ class Store(Protocol):
 
     async def list_locks(self, scope: str) -> list[LockRow]: ...
 
+    # -- change notifications ------------------------------------------------------
+
+    async def wait_for_change(self, channel: str, timeout: float) -> bool:
+        """Wait (at most `timeout` s) for a write that concerns `channel`.
+
+        Channels: ``"jobs"`` (work became available) and ``"run:<id>"`` (the
+        run ended or parked). True when woken by such a write; False on
+        timeout. PostgreSQL wakes at once (LISTEN/NOTIFY); SQLite polls, so a
+        caller re-reads what it waits for either way.
+        """
+        ...
+
     # -- heartbeats --------------------------------------------------------------
 
     async def record_heartbeat(

@@ -443,6 +443,11 @@ class SQLiteBase:
             ],
         )
 
+    async def wait_for_change(self, channel: str, timeout: float) -> bool:
+        """SQLite has no notifications: wait one short poll interval."""
+        await asyncio.sleep(max(0.0, min(timeout, 0.05)))
+        return False
+
     # -- shared by the verbs -------------------------------------------------------
 
     def _insert_run(self, conn: sqlite3.Connection, run: NewRun, ts: float) -> tuple[RunRow, bool]:

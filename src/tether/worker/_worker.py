@@ -158,10 +158,10 @@ class Worker:
     async def _idle(self, timeout: float) -> None:
         """Sleep until a job slot frees, new work is announced, or `timeout` passes."""
         assert self._kick is not None
-        waiter = getattr(self.app.store, "wait_for_change", None)
-        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._kick.wait())}
-        if waiter is not None:
-            waits.add(asyncio.ensure_future(waiter("jobs", timeout)))
+        waits: set[asyncio.Future[Any]] = {
+            asyncio.ensure_future(self._kick.wait()),
+            asyncio.ensure_future(self.app.store.wait_for_change("jobs", timeout)),
+        }
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
