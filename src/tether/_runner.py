@@ -35,6 +35,7 @@ log = logging.getLogger("tether")
 
 _SUSPENDED = object()
 _CANCELLED = object()
+_UNKNOWN: Any = object()
 
 
 class Runner:
@@ -144,10 +145,31 @@ class Runner:
         on_event: EventHook | None = None,
     ) -> RunResult[Any]:
         """Run `workflow_id` until it ends or parks; its result as it then stands."""
+        status, value = await self.run_until_rest(
+            workflow_id, defn=defn, input=input, on_event=on_event
+        )
+        if status is RunStatus.COMPLETED and value is not _UNKNOWN:
+            return RunResult(value, await load_record(self._store, workflow_id))
+        return await self.result_of(workflow_id, defn)
+
+    async def run_until_rest(
+        self,
+        workflow_id: str,
+        *,
+        defn: WorkflowDef | None = None,
+        input: Any = MISSING,
+        on_event: EventHook | None = None,
+    ) -> tuple[RunStatus | None, Any]:
+        """Drive the run until it ends or parks, without reading its record back.
+
+        Returns (status, value) as far as known here: the status is None, and
+        the value `_UNKNOWN`, when only the store knows (another task drove it,
+        or it ended through cancellation).
+        """
         busy = self._active.get(workflow_id)
         if busy is not None:  # already driven by this process: wait for that instead
             await busy.wait()
-            return await self.result_of(workflow_id, defn)
+            return None, _UNKNOWN
         done = self._active[workflow_id] = asyncio.Event()
         try:
             return await self._drive(workflow_id, defn, input, on_event)
@@ -164,7 +186,7 @@ class Runner:
         defn: WorkflowDef | None,
         input: Any,
         on_event: EventHook | None,
-    ) -> RunResult[Any]:
+    ) -> tuple[RunStatus | None, Any]:
         while True:
             run = await self._store.get_run(workflow_id)
             if run is None:
@@ -173,9 +195,10 @@ class Runner:
             if run.status is RunStatus.CANCELLED:
                 if run.cancel_requested == "compensate":
                     await self._compensate_cancelled(run, the_def, on_event)
-                return await self.result_of(workflow_id, the_def)
+                    return None, _UNKNOWN
+                return run.status, _UNKNOWN
             if run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED):
-                return await self.result_of(workflow_id, the_def)
+                return run.status, _UNKNOWN
             the_def.check_version(run)
             claimed = await self._store.claim_run(
                 workflow_id, self._rt.owner, self._clock.now(), NewEvent("workflow.running")
@@ -193,11 +216,11 @@ class Runner:
                 if await self._park(wf):
                     if await self._wait_inline(workflow_id):
                         continue
-                    return await self.result_of(workflow_id, the_def)
+                    return RunStatus.WAITING, _UNKNOWN
                 continue  # a wait resolved while we were parking: run again now
             if outcome is _CANCELLED:
-                return await self.result_of(workflow_id, the_def)
-            return RunResult(outcome, await load_record(self._store, workflow_id))
+                return None, _UNKNOWN
+            return RunStatus.COMPLETED, outcome
 
     async def _context(
         self,
@@ -250,7 +273,7 @@ class Runner:
                 compute_seconds=self._elapsed(wf),
             )
             wf._emit("workflow.failed", str(exc))
-            self._wake_parent(wf.workflow_id)
+            self._wake_parent(wf)
             raise
         await self._store.finish_run(
             wf._fence,
@@ -262,7 +285,7 @@ class Runner:
             compute_seconds=self._elapsed(wf),
         )
         wf._emit("workflow.completed")
-        self._wake_parent(wf.workflow_id)
+        self._wake_parent(wf)
         return value
 
     async def _call(self, wf: Workflow, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
@@ -280,11 +303,11 @@ class Runner:
     def _elapsed(self, wf: Workflow) -> float:
         return max(0.0, (self._clock.now() - wf._exec_started).total_seconds())
 
-    def _wake_parent(self, workflow_id: str) -> None:
+    def _wake_parent(self, wf: Workflow) -> None:
         # finish_run woke a parent waiting on this run (waiting -> pending); drive it here
         # only when it is not already being driven by this process (an inline child)
-        if self.resume_woken:
-            self._track(self._wake_parent_of(workflow_id))
+        if self.resume_woken and wf._run.parent_id is not None:
+            self._track(self._wake_parent_of(wf.workflow_id))
 
     async def _wake_parent_of(self, workflow_id: str) -> None:
         run = await self._store.get_run(workflow_id)

@@ -240,8 +240,9 @@ class Kernel:
         app = self.app
         store = app.store
         renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker))
-        drive = asyncio.ensure_future(app._runner.drive(cmd.workflow_id))
+        drive = asyncio.ensure_future(app._runner.run_until_rest(cmd.workflow_id))
         error: str | None = None
+        status: RunStatus | None = None
         try:
             done, _ = await asyncio.wait({drive, renewer}, return_when=asyncio.FIRST_COMPLETED)
             if drive not in done:  # lease lost: stop writing, the run belongs to another
@@ -249,7 +250,7 @@ class Kernel:
                 await asyncio.gather(drive, return_exceptions=True)
                 return JobExecuted(status="lease_lost", error="the job's lease expired")
             try:
-                drive.result()
+                status, _ = drive.result()
             except (StaleOwnerError, RunCancelledError):
                 pass
             except WorkflowNotFoundError as exc:
@@ -259,19 +260,23 @@ class Kernel:
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
-        run = await store.get_run(cmd.workflow_id)
-        status = run.status.value if run is not None else "missing"
-        # its queued job is cancelled with the run, so a claimed job whose run ended
-        # cancelled had the run cancelled under it: a ghost
-        ghost = run is not None and (
-            run.status is RunStatus.CANCELLED
-            or (
-                run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
-                and _was_cancelled(run.error)
+        ghost = False
+        if status not in (RunStatus.COMPLETED, RunStatus.WAITING):  # rare: ask the store
+            run = await store.get_run(cmd.workflow_id)
+            status = None if run is None else run.status
+            # its queued job is cancelled with the run, so a claimed job whose run ended
+            # cancelled had the run cancelled under it: a ghost
+            ghost = run is not None and (
+                run.status is RunStatus.CANCELLED
+                or (
+                    run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
+                    and _was_cancelled(run.error)
+                )
             )
-        )
         await store.finish_job(cmd.job_id, cmd.worker, error=error, ghost=ghost, at=app.clock.now())
-        return JobExecuted(status=status, ghost=ghost, error=error)
+        return JobExecuted(
+            status="missing" if status is None else status.value, ghost=ghost, error=error
+        )
 
     async def _renew(self, job_id: int, worker: str) -> None:
         store, clock = self.app.store, self.app.clock

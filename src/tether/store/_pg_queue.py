@@ -10,6 +10,7 @@ advisory lock on the queue, so its caps hold across workers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -22,7 +23,7 @@ from ..errors import (
     RunNotFoundError,
     StoreError,
 )
-from ._pg_base import JOB_COLS, NOW, Conn, PgBase, job_row
+from ._pg_base import JOB_COLS, NOW, RUN_COLS, Conn, PgBase, job_row, run_row
 from ._records import Fence, JobRow, NewEvent, NewJob, NewRun, OutboxRow, QueueLimit, RunRow
 
 __all__ = ["PgQueueOps"]
@@ -34,36 +35,49 @@ class PgQueueOps(PgBase):
     # -- queue -------------------------------------------------------------------------
 
     async def submit_run(self, run: NewRun, job: NewJob, at: datetime) -> tuple[RunRow, bool]:
-        async def go(conn: Conn) -> tuple[RunRow, bool]:
-            queued = replace(run, queue=job.queue)
-            row, created = await self._insert_run(conn, queued, at)
-            if created:
-                await conn.execute(
-                    "UPDATE runs SET concurrency_key = %s WHERE id = %s",
-                    (job.concurrency_key, row.workflow_id),
-                )
-                await conn.execute(
-                    "INSERT INTO jobs (run_id, queue, status, priority, max_attempts, "
-                    "concurrency_key, run_after, created_at, updated_at) "
-                    "VALUES (%s, %s, 'queued', %s, %s, %s, %s, %s, %s)",
-                    (
-                        row.workflow_id,
-                        job.queue,
-                        job.priority,
-                        job.max_attempts,
-                        job.concurrency_key,
-                        job.run_after or at,
-                        at,
-                        at,
-                    ),
-                )
-                await self._bump(
-                    conn, Fence(row.workflow_id), [NewEvent("workflow.submitted", job.queue)], at
-                )
-                await self._notify(conn, "jobs")
-            return row, created
+        # one statement: the run, its first job, its first event and the wake-up call
+        sql = (
+            "WITH r AS (INSERT INTO runs (id, workflow_name, workflow_version, status, input, "
+            "state, priority, tags, tenant, parent_id, idempotency_key, queue, concurrency_key, "
+            "event_seq, created_at, updated_at) VALUES (%(id)s, %(name)s, %(version)s, 'pending', "
+            "%(input)s::jsonb, %(state)s::jsonb, %(prio)s, %(tags)s::jsonb, %(tenant)s, "
+            "%(parent)s, %(ikey)s, %(queue)s, %(ckey)s, 1, %(at)s, %(at)s) ON CONFLICT DO NOTHING "
+            f"RETURNING {RUN_COLS}), "
+            "j AS (INSERT INTO jobs (run_id, queue, status, priority, max_attempts, "
+            "concurrency_key, run_after, created_at, updated_at) SELECT id, %(queue)s, 'queued', "
+            "%(prio)s, %(maxa)s, %(ckey)s, %(after)s, %(at)s, %(at)s FROM r), "
+            "e AS (INSERT INTO events (run_id, seq, type, message, at) "
+            "SELECT id, 1, 'workflow.submitted', %(queue)s, %(at)s FROM r), "
+            "n AS (SELECT pg_notify(%(chan)s, 'jobs') FROM r) "
+            f"SELECT {RUN_COLS.replace('::text', '')}, (SELECT count(*) FROM n) FROM r"
+        )
+        params = {
+            "id": run.workflow_id,
+            "name": run.workflow_name,
+            "version": run.workflow_version,
+            "input": run.input,
+            "state": run.state,
+            "prio": job.priority,
+            "tags": json.dumps(list(run.tags)),
+            "tenant": run.tenant,
+            "parent": run.parent_id,
+            "ikey": run.idempotency_key,
+            "queue": job.queue,
+            "ckey": job.concurrency_key,
+            "maxa": job.max_attempts,
+            "after": job.run_after or at,
+            "at": at,
+            "chan": self.config.channel,
+        }
 
-        return await self._with(go, tx=True)
+        async def go(conn: Conn) -> tuple[RunRow, bool]:
+            cur = await conn.execute(sql, params)
+            row = await cur.fetchone()
+            if row is not None:
+                return run_row(row[:-1]), True
+            return await self._insert_run(conn, replace(run, queue=job.queue), at)
+
+        return await self._with(go)
 
     async def claim_jobs(
         self,

@@ -246,9 +246,21 @@ class PgWaitOps(PgBase):
                 f"AND due_at IS NOT NULL AND due_at <= {NOW} RETURNING run_id, wait_key, status",
                 {"at": at, "now": now},
             )
-            rows = await cur.fetchall()
+            waits = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+            # waits on a child that ended but whose end did not reach them (its process
+            # died between finishing and waking the parent)
+            cur = await conn.execute(
+                "SELECT w.name, c.status, c.output::text, c.error::text FROM waitpoints w "
+                "JOIN runs c ON c.id = w.name WHERE w.kind = 'run' AND w.status = 'pending' "
+                f"AND c.status IN {TERMINAL}"
+            )
+            woken = [
+                rid
+                for name, st, out, err in await cur.fetchall()
+                for rid in await self._child_ended(conn, name, st, out, err, at)
+            ]
             await conn.execute(f"DELETE FROM inbox WHERE expires_at <= {NOW}", {"now": now})
-            return await self._wake(conn, [(r[0], r[1], r[2]) for r in rows], at)
+            return woken + await self._wake(conn, waits, at)
 
         return await self._with(go, tx=True)
 

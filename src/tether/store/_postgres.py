@@ -143,35 +143,38 @@ class PostgresStore(PgWaitOps, PgQueueOps):
         event: NewEvent,
         compute_seconds: float = 0.0,
     ) -> None:
-        async def go(conn: Conn) -> None:
-            # the run row changes inside the fencing CTE: PostgreSQL applies only one
-            # update to a row per statement
-            cur = await conn.execute(
-                "WITH r AS (UPDATE runs SET event_seq = event_seq + 1, updated_at = %(at)s, "
-                "status = %(st)s, output = %(out)s::jsonb, error = COALESCE(%(err)s::jsonb, "
-                "error), finished_at = %(at)s, compute_seconds = compute_seconds + %(cs)s, "
-                f"cancel_requested = NULL WHERE {FENCE} RETURNING event_seq), "
-                "e AS (INSERT INTO events (run_id, seq, type, message, detail, at) "
-                "SELECT %(wid)s, r.event_seq, %(etype)s, %(emsg)s, %(edetail)s::jsonb, %(at)s "
-                "FROM r) SELECT 1 FROM r",
-                {
-                    **fence_params(fence),
-                    **event_params(event),
-                    "at": at,
-                    "st": status.value,
-                    "out": output,
-                    "err": error,
-                    "cs": compute_seconds,
-                },
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise await self._fence_failure(conn, fence)
-            if status.terminal:
+        # one statement: the run row changes inside the fencing CTE (PostgreSQL applies
+        # one update per row per statement), the event, the notification
+        sql = (
+            "WITH r AS (UPDATE runs SET event_seq = event_seq + 1, updated_at = %(at)s, "
+            "status = %(st)s, output = %(out)s::jsonb, error = COALESCE(%(err)s::jsonb, "
+            "error), finished_at = %(at)s, compute_seconds = compute_seconds + %(cs)s, "
+            f"cancel_requested = NULL WHERE {FENCE} RETURNING event_seq, parent_id), "
+            "e AS (INSERT INTO events (run_id, seq, type, message, detail, at) "
+            "SELECT %(wid)s, r.event_seq, %(etype)s, %(emsg)s, %(edetail)s::jsonb, %(at)s "
+            "FROM r), n AS (SELECT pg_notify(%(chan)s, %(note)s) FROM r) "
+            "SELECT r.parent_id, (SELECT count(*) FROM n) FROM r"
+        )
+        params = {
+            **fence_params(fence),
+            **event_params(event),
+            "at": at,
+            "st": status.value,
+            "out": output,
+            "err": error,
+            "cs": compute_seconds,
+            "chan": self.config.channel,
+            "note": f"run:{fence.workflow_id}",
+        }
+        row = await self._fenced(sql, params, fence)
+        if row[0] is not None and status.terminal:
+            # a parent may wait on this run: resolve its wait and wake it. Should this
+            # process die between the two transactions, maintenance (fire_due) finds
+            # the pending wait on an ended child and resolves it then.
+            async def wake(conn: Conn) -> None:
                 await self._child_ended(conn, fence.workflow_id, status.value, output, error, at)
-                await self._notify(conn, f"run:{fence.workflow_id}")
 
-        await self._with(go, tx=True)
+            await self._with(wake, tx=True)
 
     async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:
         await self._fenced(
