@@ -92,6 +92,24 @@ class PgQueueOps(PgBase):
     ) -> list[JobRow]:
         if limit < 1 or not queues:
             return []
+        jobs: list[JobRow] = []
+        free = [q for q in queues if q not in limits]
+        if free:
+            # the common case in one statement: jobs without a key, in queues without caps
+            rows = await self._all(
+                "WITH c AS (SELECT id FROM jobs WHERE queue = ANY(%(qs)s) AND status = 'queued' "
+                f"AND concurrency_key IS NULL AND run_after <= {NOW} ORDER BY priority DESC, id "
+                "LIMIT %(n)s FOR UPDATE SKIP LOCKED), t AS (SELECT "
+                f"{NOW} AS n) UPDATE jobs SET status = 'claimed', worker = %(w)s, "
+                "locked_until = t.n + make_interval(secs => %(vis)s), attempt = attempt + 1, "
+                "claimed_at = t.n, updated_at = %(at)s FROM c, t WHERE jobs.id = c.id "
+                f"RETURNING {', '.join('jobs.' + c.strip() for c in JOB_COLS.split(','))}",
+                {"qs": free, "n": limit, "now": now, "w": worker, "vis": visibility, "at": at},
+            )
+            jobs = sorted((job_row(r) for r in rows), key=lambda j: (-j.priority, j.id))
+            limit -= len(jobs)
+            if limit < 1 or not await self._has_keyed_or_capped(queues, limits):
+                return jobs
 
         async def go(conn: Conn) -> list[JobRow]:
             picked: list[int] = []
@@ -152,11 +170,23 @@ class PgQueueOps(PgBase):
             return sorted(rows, key=lambda j: picked.index(j.id))
 
         try:
-            return await self._with(go, tx=True)
+            return jobs + await self._with(go, tx=True)
         except StoreError as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
-                return []  # lost a race for a concurrency key; the next round claims again
+                return jobs  # lost a race for a concurrency key; the next round claims again
             raise
+
+    async def _has_keyed_or_capped(
+        self, queues: Sequence[str], limits: dict[str, QueueLimit]
+    ) -> bool:
+        if any(q in limits for q in queues):
+            return True
+        row = await self._one(
+            "SELECT 1 FROM jobs WHERE queue = ANY(%s) AND status = 'queued' "
+            "AND concurrency_key IS NOT NULL LIMIT 1",
+            (list(queues),),
+        )
+        return row is not None
 
     async def renew_job(
         self, job_id: int, worker: str, *, visibility: float, now: datetime | None
@@ -171,31 +201,24 @@ class PgQueueOps(PgBase):
     async def finish_job(
         self, job_id: int, worker: str, *, error: str | None, ghost: bool, at: datetime
     ) -> None:
-        async def go(conn: Conn) -> None:
-            cur = await conn.execute(
-                "SELECT j.run_id, r.status FROM jobs j JOIN runs r ON r.id = j.run_id "
-                "WHERE j.id = %s AND j.worker = %s AND j.status = 'claimed' FOR UPDATE OF j",
-                (job_id, worker),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                return  # the lease expired and the job moved on: nothing of ours to close
-            run_id, run_status = row
-            if error is None and run_status == "pending":
-                status = "queued"  # woken while we drove it: drive it again
-            else:
-                status = "done" if error is None else "failed"
-            await conn.execute(
-                "UPDATE jobs SET status = %s, last_error = %s, locked_until = NULL, "
-                "run_after = %s, updated_at = %s WHERE id = %s",
-                (status, error, at, at, job_id),
-            )
-            if status == "queued":
-                await self._notify(conn, "jobs")
-            if ghost:
-                await self._bump(conn, Fence(run_id), [NewEvent("job.ghost", worker)], at)
+        # back to the queue if the run was woken while we drove it, else done (or failed)
+        row = await self._one(
+            "WITH j AS (SELECT j.id, j.run_id, r.status AS run_status FROM jobs j JOIN runs r "
+            "ON r.id = j.run_id WHERE j.id = %(id)s AND j.worker = %(w)s AND j.status = 'claimed' "
+            "FOR UPDATE OF j), u AS (UPDATE jobs SET status = CASE WHEN %(err)s::text IS NULL "
+            "AND j.run_status = 'pending' THEN 'queued' WHEN %(err)s::text IS NULL THEN 'done' "
+            "ELSE 'failed' END, last_error = %(err)s, locked_until = NULL, run_after = %(at)s, "
+            "updated_at = %(at)s FROM j WHERE jobs.id = j.id RETURNING jobs.status, jobs.run_id), "
+            "n AS (SELECT pg_notify(%(chan)s, 'jobs') FROM u WHERE u.status = 'queued') "
+            "SELECT u.run_id, (SELECT count(*) FROM n) FROM u",
+            {"id": job_id, "w": worker, "err": error, "at": at, "chan": self.config.channel},
+        )
+        if row is not None and ghost:
 
-        await self._with(go, tx=True)
+            async def mark(conn: Conn) -> None:
+                await self._bump(conn, Fence(row[0]), [NewEvent("job.ghost", worker)], at)
+
+            await self._with(mark, tx=True)
 
     async def release_job(self, job_id: int, worker: str, *, at: datetime) -> None:
         async def go(conn: Conn) -> None:
