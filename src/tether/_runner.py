@@ -206,11 +206,10 @@ class Runner:
             wf = await self._context(claimed, the_def, on_event, compensating=False)
             wf._emit("workflow.running")
             args: tuple[Any, ...] = (wf,)
-            if the_def.takes_input:
-                value = (
-                    input if input is not MISSING else load_json(claimed.input, the_def.input_type)
-                )
-                args = (wf, value)
+            if input is not MISSING:
+                args = (wf, input)
+            elif the_def.takes_input and (claimed.input is not None or the_def.input_required):
+                args = (wf, load_json(claimed.input, the_def.input_type))
             outcome = await self._execute(wf, the_def, args)
             if outcome is _SUSPENDED:
                 if await self._park(wf):
@@ -392,7 +391,7 @@ class Runner:
         )
         wf = await self._context(claimed, defn, on_event, compensating=True)
         args: tuple[Any, ...] = (wf,)
-        if defn.takes_input:
+        if defn.takes_input and (claimed.input is not None or defn.input_required):
             args = (wf, load_json(claimed.input, defn.input_type))
         try:
             await defn.fn(*args)

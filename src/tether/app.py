@@ -242,7 +242,7 @@ class App:
         )
         if not created:
             _check_same_run(run, defn, input_text if idempotency_key is None else None)
-        if defn.takes_input and run.input is None and input is _MISSING:
+        if defn.input_required and run.input is None and input is _MISSING:
             raise InvalidArgumentError(
                 f"workflow {defn.name!r} takes an input and run {wid!r} has none recorded; pass one"
             )

@@ -58,6 +58,11 @@ class WorkflowDef:
         return len(_positional(self.fn)) >= 2
 
     @property
+    def input_required(self) -> bool:
+        params = _positional(self.fn)
+        return len(params) >= 2 and params[1].default is inspect.Parameter.empty
+
+    @property
     def input_type(self) -> Any:
         params = _positional(self.fn)
         if len(params) < 2:

@@ -154,7 +154,7 @@ class Kernel:
             )
         input_text = (
             dump_json(cmd.input, what=f"the input of workflow {defn.name!r}", tp=defn.input_type)
-            if defn.takes_input
+            if defn.takes_input and (cmd.input is not None or defn.input_required)
             else None
         )
         run = NewRun(

@@ -1,0 +1,100 @@
+"""The apply-batch flow: a bot applies to jobs through a (simulated) agent adapter.
+
+    python examples/apply_batch.py           # run it; run it again: nothing is re-applied
+    python examples/apply_batch.py --fresh   # a new run
+    tether run examples/apply_batch.py:apply_batch --id batch-1
+
+What tether guarantees here, whatever crashes in between:
+- each application is one step with an idempotency key: done once, never twice;
+- two jobs at the same company and role never run at once (mutex key);
+- at most two applications in flight (max_parallel);
+- the adapter's transient failures are retried with back-off;
+- a heartbeat and a lease say who works on the batch and whether it is alive.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+import uuid
+
+from pydantic import BaseModel
+
+import tether
+
+
+class Job(BaseModel):
+    company: str
+    role: str
+
+
+class Outcome(BaseModel):
+    outcome: str
+    company: str
+    role: str
+    attempt: int
+
+
+JOBS = [
+    Job(company="Anthropic", role="Staff Engineer"),
+    Job(company="OpenAI", role="Member of Technical Staff"),
+    Job(company="Anthropic", role="Staff Engineer"),  # a duplicate: answered from the record
+    Job(company="DeepMind", role="Research Engineer"),
+    Job(company="Mistral", role="Platform Engineer"),
+]
+
+app = tether.App()  # .tether/tether.db in the working directory
+adapter_calls = 0
+
+
+def apply_with_agent(job: Job, ctx: tether.StepContext) -> Outcome:
+    """The simulated agent adapter: slow, and flaky on a first attempt now and then."""
+    global adapter_calls
+    adapter_calls += 1
+    time.sleep(random.uniform(0.005, 0.03))
+    if ctx.attempt == 1 and random.random() < 0.3:
+        raise ConnectionError(f"browser session for {job.company} dropped")
+    return Outcome(outcome="APPLIED", company=job.company, role=job.role, attempt=ctx.attempt)
+
+
+@app.workflow(name="apply-batch", version="1")
+async def apply_batch(wf: tether.Workflow, jobs: list[Job] | None = None) -> dict[str, int]:
+    todo = jobs or JOBS
+    await wf.touch_lease("batch-slot", holder="apply-bot", ttl=300)
+    await wf.step("cleanup-browser", lambda: {"ok": True})
+
+    async def apply(job: Job) -> Outcome:
+        await wf.heartbeat("apply-bot", {"company": job.company})
+        return await wf.step(
+            f"apply:{job.company}:{job.role}",
+            lambda ctx: apply_with_agent(job, ctx),
+            idempotency_key=f"{job.company}:{job.role}",
+            retry=tether.RetryPolicy(attempts=4, backoff=0.05),
+        )
+
+    summary = await wf.for_each(
+        todo, apply, max_parallel=2, mutex_key=lambda j: f"{j.company}:{j.role}"
+    )
+    await wf.update_state({"applied": summary.fulfilled, "skipped": summary.rejected})
+    await wf.release_lease("batch-slot", holder="apply-bot")
+    return {"applied": summary.fulfilled, "failed": summary.rejected}
+
+
+def main() -> None:
+    run_id = f"apply-batch-{uuid.uuid4().hex[:6]}" if "--fresh" in sys.argv else "apply-batch-demo"
+    result = app.run(apply_batch, workflow_id=run_id, initial_state={"applied": 0, "skipped": 0})
+    record = result.record
+    print(f"run {run_id}: {record.status.value}, result {result.value}")
+    for name, step in record.steps.items():
+        if name.startswith("apply:"):
+            print(f"  {name:<45} attempts {step.attempts}  {step.result['outcome']}")
+    print(f"agent adapter calls in this process: {adapter_calls}")
+    print(f"state: {record.state}; events recorded: {len(record.events)}")
+    if adapter_calls == 0:
+        print("every application came from the record: nothing was applied twice")
+    app.close()
+
+
+if __name__ == "__main__":
+    main()
