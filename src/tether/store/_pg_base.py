@@ -406,21 +406,37 @@ class PgBase:
         return await self._with(go)
 
     async def _with(self, fn: Callable[[Conn], Awaitable[T]], *, tx: bool = False) -> T:
-        """Run `fn` on a pooled connection (inside a transaction if `tx`)."""
+        """Run `fn` on a pooled connection (inside a transaction if `tx`).
+
+        A connection found dead (the server restarted, an admin terminated the
+        backend) is dropped and `fn` runs once more on a fresh one: its
+        transaction either never reached the server or was rolled back with
+        the connection, and the verbs are written to tolerate a replay of one
+        that did commit (a repeated start marker counts one attempt more).
+        """
         await self.open()
         assert self._pool is not None
-        try:
-            async with self._pool.connection() as conn:
-                if tx:
-                    async with conn.transaction():
+        for attempt in (1, 2):
+            broken = False
+            try:
+                async with self._pool.connection() as conn:
+                    try:
+                        if tx:
+                            async with conn.transaction():
+                                return await fn(conn)
                         return await fn(conn)
-                return await fn(conn)
-        except (TetherError, RunCancelledError):
-            raise
-        except psycopg.OperationalError as exc:
-            raise StoreError(self._describe(exc)) from exc
-        except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL error: {str(exc).strip()}") from exc
+                    except psycopg.OperationalError:
+                        broken = conn.broken or conn.closed
+                        raise
+            except (TetherError, RunCancelledError):
+                raise
+            except psycopg.OperationalError as exc:
+                if broken and attempt == 1:
+                    continue
+                raise StoreError(self._describe(exc)) from exc
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL error: {str(exc).strip()}") from exc
+        raise AssertionError("unreachable")
 
     async def _one(self, sql: str, params: dict[str, Any] | Sequence[Any]) -> Any:
         async def go(conn: Conn) -> Any:

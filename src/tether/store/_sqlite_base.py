@@ -389,9 +389,11 @@ class SQLiteBase:
             raise
         conn.execute("COMMIT")
 
-    def schema_version(self) -> int:
-        assert self._conn is not None
-        return int(self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+    async def schema_version(self) -> int:
+        def go(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+
+        return await self._call(go)
 
     # -- fencing and event sequence ------------------------------------------------------
 

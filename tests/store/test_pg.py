@@ -1,0 +1,240 @@
+"""What only PostgreSQL does: URLs and errors, schemas, concurrent migration,
+cluster-wide leases, and dropped connections."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tether
+from tether import App, RunStatus, Workflow
+from tether.store import open_store
+
+from .._postgres import PostgresServer
+
+
+@pytest.fixture
+def pg(postgres: PostgresServer) -> Iterator[str]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield postgres.url_with_schema(schema)
+    postgres.drop_schema(schema)
+
+
+def _psql(postgres: PostgresServer, sql: str) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        cur = conn.execute(sql)
+        return list(cur.fetchall()) if cur.description else []
+
+
+async def test_unreachable_server_names_host_and_database() -> None:
+    app = App("postgresql://nobody@127.0.0.1:1/nowhere")
+    with pytest.raises(tether.StoreUnavailableError) as info:
+        await app.alist_runs()
+    msg = str(info.value)
+    assert "127.0.0.1:1" in msg and "'nowhere'" in msg and "Traceback" not in msg
+    await app.aclose()
+
+
+async def test_missing_database_is_a_clear_error(postgres: PostgresServer) -> None:
+    url = postgres.url.rsplit("/", 1)[0] + "/no_such_db_here"
+    app = App(url)
+    with pytest.raises(tether.StoreUnavailableError, match="no_such_db_here"):
+        await app.alist_runs()
+    await app.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("postgresql://127.0.0.1/db?schema=bad-name", "plain identifier"),
+        ("postgresql://127.0.0.1/db?pool_size=0", "pool_size"),
+        ("postgresql://127.0.0.1/db?pool_size=many", "pool_size"),
+        ("postgresql://127.0.0.1/db?colour=red", "unknown PostgreSQL URL option"),
+        ("postgres://127.0.0.1/db?durability=maybe", "durability"),
+    ],
+)
+def test_bad_url_options(url: str, match: str) -> None:
+    with pytest.raises(tether.InvalidArgumentError, match=match):
+        open_store(url)
+
+
+async def test_everything_lives_in_its_schema(postgres: PostgresServer, pg: str) -> None:
+    other = postgres.url_with_schema(f"t_{uuid.uuid4().hex[:12]}")
+
+    async def flow(wf: Workflow) -> int:
+        return 1
+
+    a, b = App(pg), App(other)
+    try:
+        await a.arun(flow, workflow_id="only-in-a")
+        assert await b.alist_runs() == []
+        schema = pg.split("schema=")[1]
+        tables = {
+            r[0]
+            for r in _psql(
+                postgres,
+                f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}'",
+            )
+        }
+        assert {
+            "runs",
+            "steps",
+            "events",
+            "locks",
+            "jobs",
+            "waitpoints",
+            "schema_version",
+        } <= tables
+        assert not _psql(
+            postgres,
+            "SELECT 1 FROM information_schema.tables WHERE "
+            "table_schema = 'public' AND table_name = 'runs'",
+        )
+    finally:
+        await a.aclose()
+        await b.aclose()
+        postgres.drop_schema(other.split("schema=")[1])
+
+
+async def test_newer_schema_is_refused(postgres: PostgresServer, pg: str) -> None:
+    app = App(pg)
+    await app.alist_runs()
+    await app.aclose()
+    schema = pg.split("schema=")[1]
+    _psql(postgres, f"INSERT INTO {schema}.schema_version (version, name) VALUES (999, 'future')")
+    again = App(pg)
+    with pytest.raises(tether.IncompatibleStoreError, match="newer tether"):
+        await again.alist_runs()
+    await again.aclose()
+
+
+MIGRATE = textwrap.dedent(
+    """
+    import asyncio, sys
+    from tether.store import open_store
+    async def main():
+        s = open_store(sys.argv[1]); await s.open(); print(await s.schema_version()); await s.close()
+    asyncio.run(main())
+    """
+)
+
+
+def test_concurrent_migration_from_several_processes(postgres: PostgresServer, pg: str) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATE, pg],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(5)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    assert len({o.strip() for o, _ in outs}) == 1
+    schema = pg.split("schema=")[1]
+    rows = _psql(
+        postgres, f"SELECT version, count(*) FROM {schema}.schema_version GROUP BY version"
+    )
+    assert all(count == 1 for _, count in rows) and len(rows) >= 3
+
+
+LEASE = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    import tether
+    async def main():
+        app = tether.App(sys.argv[1])
+        wf = await app.aopen("shared-slot-owner")
+        await asyncio.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # start together
+        try:
+            await wf.touch_lease("slot", holder=sys.argv[2], ttl=60)
+            print("won")
+        except tether.LeaseConflictError as exc:
+            print("lost to", exc.current_holder)
+        await app.aclose()
+    asyncio.run(main())
+    """
+)
+
+
+def test_one_lease_holder_across_processes(pg: str, tmp_path: Path) -> None:
+    import time
+
+    start_at = time.time() + 2.0  # all processes try at about the same moment
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                LEASE.replace(
+                    "float(sys.argv[3])", f"max(0, {start_at} - __import__('time').time())"
+                ),
+                pg,
+                f"holder-{i}",
+                "0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(5)
+    ]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    winners = [o for o in outs if o == "won"]
+    assert len(winners) == 1, outs
+    holder = next(f"holder-{i}" for i, o in enumerate(outs) if o == "won")
+    assert all(o == f"lost to {holder}" for o in outs if o != "won")
+
+
+async def test_connection_dropped_mid_step_keeps_the_record_consistent(
+    postgres: PostgresServer, pg: str
+) -> None:
+    calls = 0
+
+    def kill_my_connections() -> None:
+        # an admin (or a failover) terminates every backend of this database but ours
+        _psql(
+            postgres,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{postgres.dbname}' AND pid <> pg_backend_pid()",
+        )
+
+    async def flow(wf: Workflow) -> int:
+        nonlocal calls
+        await wf.step("before", lambda: 1)
+
+        def doomed() -> int:
+            nonlocal calls
+            calls += 1
+            kill_my_connections()
+            return 42
+
+        value = await wf.step("during", doomed)
+        await wf.step("after", lambda: 2)
+        return value
+
+    app = App(pg)
+    try:
+        res = await app.arun(flow, workflow_id="dropped")
+        assert res.value == 42 and res.status is RunStatus.COMPLETED
+        assert calls == 1
+        rec = res.record
+        assert {k: s.status.value for k, s in rec.steps.items()} == {
+            "before": "completed",
+            "during": "completed",
+            "after": "completed",
+        }
+        seqs = [e.seq for e in rec.events]
+        assert seqs == list(range(1, len(seqs) + 1))
+    finally:
+        await app.aclose()
