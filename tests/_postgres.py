@@ -75,6 +75,78 @@ def _create_db(admin_url: str, closers: list[object] | None = None) -> PostgresS
     return PostgresServer(admin_url, url, dbname, closers or [])
 
 
+def _throwaway_cluster() -> PostgresServer | str:
+    """Start a private cluster from installed server binaries; a reason string if we cannot."""
+    import glob
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or (
+        [shutil.which("initdb")] if shutil.which("initdb") else []
+    )
+    if not bins or bins[-1] is None:
+        return "no PostgreSQL server binaries (initdb) are installed"
+    bindir = os.path.dirname(bins[-1])
+    prefix: list[str] = []
+    folder = tempfile.mkdtemp(prefix="tether-pg-")
+    if os.geteuid() == 0:  # initdb refuses to run as root: run the cluster as postgres
+        if shutil.which("runuser") is None:
+            return "running as root without runuser to start a cluster as another user"
+        prefix = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = os.path.join(folder, "data")
+    try:
+        subprocess.run(
+            [*prefix, f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *prefix,
+                f"{bindir}/pg_ctl",
+                "-D",
+                data,
+                "-w",
+                "-l",
+                os.path.join(folder, "log"),
+                "-o",
+                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        return f"could not start a throwaway cluster: {exc}"
+
+    def stop() -> None:
+        subprocess.run(
+            [*prefix, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        time.sleep(0.1)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    err = _try(admin)
+    if err is not None:
+        stop()
+        return f"the throwaway cluster did not answer ({err})"
+    return _create_db(admin, [stop])
+
+
 def find_postgres() -> PostgresServer:
     try:
         import psycopg  # noqa: F401
@@ -86,13 +158,16 @@ def find_postgres() -> PostgresServer:
         if err:
             return _unavailable(f"TETHER_TEST_POSTGRES_URL={explicit} is unreachable ({err})")
         return _create_db(explicit)
-    local = "postgresql://postgres@127.0.0.1:5432/postgres"
-    err = _try(local)
-    if err is None:
-        return _create_db(local)
-    local_test = "postgresql://127.0.0.1:5432/test"
-    if _try(local_test) is None:
-        return _create_db(local_test)
-    return _unavailable(
-        f"no server at 127.0.0.1:5432 ({err}) and no throwaway cluster could be started"
-    )
+    local_err = "skipped (TETHER_TEST_POSTGRES_THROWAWAY=1)"
+    if os.environ.get("TETHER_TEST_POSTGRES_THROWAWAY") != "1":
+        for local in (
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+            "postgresql://127.0.0.1:5432/test",
+        ):
+            local_err = _try(local) or ""
+            if not local_err:
+                return _create_db(local)
+    cluster = _throwaway_cluster()
+    if isinstance(cluster, PostgresServer):
+        return cluster
+    return _unavailable(f"no server at 127.0.0.1:5432 ({local_err}) and {cluster}")
