@@ -1,9 +1,11 @@
-"""Durable step cost on SQLite, as a ratio to one raw durable commit.
+"""Durable step cost, as a ratio to one raw durable commit, on SQLite or PostgreSQL.
 
-Run: ``make bench`` (or ``.venv/bin/python bench/steps.py``). Absolute times
-drift on shared machines, so every figure is printed beside the raw limit
-measured in the same run: one fully durable SQLite commit of a small row
-(WAL, ``synchronous=FULL``) on the same disk.
+Run: ``make bench`` (or ``.venv/bin/python bench/steps.py [--url postgresql://...]``).
+Absolute times drift on shared machines, so every figure is printed beside
+the raw limit measured in the same run: on SQLite one fully durable commit of
+a small row (WAL, ``synchronous=FULL``) on the same disk; on PostgreSQL one
+committed INSERT of a small row over one connection to the same server.
+Also prints mutex acquire/release round trips per second.
 """
 
 from __future__ import annotations
@@ -33,6 +35,50 @@ def raw_commit_us(folder: Path, n: int) -> float:
     elapsed = time.perf_counter() - t0
     conn.close()
     return elapsed / n * 1e6
+
+
+def raw_insert_pg_us(url: str, n: int) -> float:
+    """µs per committed INSERT of one small row over one connection (autocommit).
+
+    Measured with the same driver and event loop tether uses (psycopg's
+    async connection), so the ratio compares like with like.
+    """
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    table = f"bench_raw_{uuid.uuid4().hex[:8]}"
+
+    async def loop() -> float:
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        await conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, run text, v jsonb)")
+        sql = f"INSERT INTO {table} (run, v) VALUES (%s, %s::jsonb)"
+        try:
+            for _ in range(50):  # warm up the connection and the prepared statement
+                await conn.execute(sql, ("run", "{}"))
+            t0 = time.perf_counter()
+            for i in range(n):
+                await conn.execute(sql, ("run", f'{{"i":{i}}}'))
+            return (time.perf_counter() - t0) / n * 1e6
+        finally:
+            await conn.execute(f"DROP TABLE {table}")
+            await conn.close()
+
+    return asyncio.run(loop())
+
+
+async def mutex_round_trips(app: tether.App, seconds: float) -> float:
+    """Acquire/release pairs of one uncontended mutex per second."""
+    wf = await app.aopen("bench-mutex")
+    count = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        async with wf.mutex("bench-key"):
+            count += 1
+    return count / (time.perf_counter() - t0)
 
 
 async def step_run(
@@ -91,7 +137,7 @@ async def measure(url: str, sizes: list[int], repeat: int, sync_fn: bool) -> dic
     for either.
     """
     app = tether.App(url)
-    await step_run(app, 2000, "warm-up", sync_fn)
+    await step_run(app, 2000 if url.startswith("sqlite") else 500, "warm-up", sync_fn)
     out: dict[int, list[float]] = {}
     for n in sizes:
         fresh, fresh_whole, replay, replay_whole = [], [], [], []
@@ -109,8 +155,12 @@ async def measure(url: str, sizes: list[int], repeat: int, sync_fn: bool) -> dic
                     [window_us(FRESH_MARKS, 0, 100), window_us(FRESH_MARKS, n - 100, 100)]
                 )
         out[n] = [statistics.median(x) for x in (fresh, fresh_whole, replay, replay_whole)]
+    MUTEX.append(await mutex_round_trips(app, 2.0))
     await app.aclose()
     return out
+
+
+MUTEX: list[float] = []
 
 
 def main() -> None:
@@ -119,22 +169,26 @@ def main() -> None:
     parser.add_argument("--raw", type=int, default=2000, help="raw commits to time")
     parser.add_argument("--repeat", type=int, default=3, help="repeats per size (median kept)")
     parser.add_argument("--sync-fn", action="store_true", help="time a sync step function")
+    parser.add_argument("--url", default=None, help="postgresql://... (default: a SQLite file)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="tether-bench-", dir=".") as tmp:
         folder = Path(tmp)
-        raw = raw_commit_us(folder, args.raw)
-        print(f"raw durable SQLite commit (WAL, synchronous=FULL): {raw:8.1f} µs")
+        url = args.url or f"sqlite:///{folder}/bench.db"
+        if args.url:
+            raw = raw_insert_pg_us(args.url, args.raw)
+            print(f"raw committed PostgreSQL INSERT (one connection): {raw:8.1f} µs")
+        else:
+            raw = raw_commit_us(folder, args.raw)
+            print(f"raw durable SQLite commit (WAL, synchronous=FULL): {raw:8.1f} µs")
         print(f"step function: {'sync (worker thread)' if args.sync_fn else 'async'}")
         print()
         print(
             f"{'steps':>7} {'µs/step':>9} {'× raw':>7} {'whole run µs/step':>18} "
             f"{'cached replay steps/s':>22} {'whole replay steps/s':>21}"
         )
-        results = asyncio.run(
-            measure(f"sqlite:///{folder}/bench.db", sizes, args.repeat, args.sync_fn)
-        )
+        results = asyncio.run(measure(url, sizes, args.repeat, args.sync_fn))
         per_step: dict[int, float] = {}
         for n, (step_us, whole_us, replay, replay_whole) in results.items():
             per_step[n] = step_us
@@ -155,6 +209,7 @@ def main() -> None:
                 f"within one {max(sizes):,}-step run: steps 1-100 {early:.1f} µs/step, "
                 f"last 100 steps {late:.1f} µs/step ({(late / early - 1) * 100:+.1f}%)"
             )
+        print(f"mutex acquire+release round trips: {MUTEX[0]:,.0f}/s")
 
 
 if __name__ == "__main__":
