@@ -18,6 +18,7 @@ dedicated connection, so workers and `App.result` wake at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -283,6 +284,8 @@ class PgBase:
         self._listen_task: asyncio.Task[None] | None = None
         self._changes: dict[str, asyncio.Event] = {}
         self._sync_off = self.config.durability is Durability.NORMAL
+        self._hot: Conn | None = None  # a connection kept out of the pool for the hot path
+        self._hot_busy = False
 
     # -- connections ---------------------------------------------------------------------
 
@@ -324,13 +327,18 @@ class PgBase:
             )
             try:
                 await pool.open(wait=True, timeout=15)
+                hot = await AsyncConnection.connect(
+                    self.config.conninfo, autocommit=True, connect_timeout=10
+                )
+                await self._configure(hot)
             except Exception as exc:
                 await pool.close()
                 raise StoreUnavailableError(self._describe(exc)) from None
-            self._pool, self._loop = pool, loop
+            self._pool, self._loop, self._hot = pool, loop, hot
 
     async def _discard(self) -> None:
         pool, self._pool = self._pool, None
+        hot, self._hot = self._hot, None
         task, self._listen_task = self._listen_task, None
         listener, self._listener = self._listener, None
         self._changes = {}
@@ -339,6 +347,8 @@ class PgBase:
                 task.cancel()
             if listener is not None:
                 await listener.close()
+            if hot is not None:
+                await hot.close()
             if pool is not None:
                 await pool.close(timeout=1)
         except Exception:  # the old loop is gone; its sockets die with it
@@ -419,6 +429,23 @@ class PgBase:
         for attempt in (1, 2):
             broken = False
             try:
+                hot = self._hot
+                if hot is not None and not self._hot_busy and not hot.closed:
+                    # the common case, one verb at a time: skip the pool's bookkeeping
+                    self._hot_busy = True
+                    try:
+                        if tx:
+                            async with hot.transaction():
+                                return await fn(hot)
+                        return await fn(hot)
+                    except psycopg.OperationalError:
+                        # the hot connection is not worth saving: drop it, retry on the pool
+                        broken, self._hot = True, None
+                        with contextlib.suppress(Exception):
+                            await hot.close()
+                        raise
+                    finally:
+                        self._hot_busy = False
                 async with self._pool.connection() as conn:
                     try:
                         if tx:
@@ -432,6 +459,10 @@ class PgBase:
                 raise
             except psycopg.OperationalError as exc:
                 if broken and attempt == 1:
+                    # whatever killed this connection may have killed its siblings too:
+                    # let the pool test its idle ones before we take another
+                    with contextlib.suppress(Exception):
+                        await self._pool.check()
                     continue
                 raise StoreError(self._describe(exc)) from exc
             except psycopg.Error as exc:
