@@ -28,8 +28,10 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# make bench [BENCH_URL=postgresql://...]
 bench: $(STAMP)
-	$(BIN)/python bench/steps.py
+	$(BIN)/python bench/steps.py $(if $(BENCH_URL),--url '$(BENCH_URL)')
+	$(if $(BENCH_URL),$(BIN)/python bench/workers.py --url '$(BENCH_URL)')
 
 clean:
 	rm -rf $(VENV) .tether .pytest_cache .mypy_cache .ruff_cache
