@@ -308,3 +308,20 @@ async def test_worker_bad_configuration(app: App) -> None:
         Worker(app, queues=[])
     with pytest.raises(tether.InvalidArgumentError, match="concurrency"):
         app.queue("q", concurrency=0)
+
+
+async def test_queue_rate_limit_caps_starts_per_second(app: App, clock: tether.FakeClock) -> None:
+    @app.workflow(name="quick")
+    async def quick(wf: Workflow) -> None:
+        return None
+
+    app.queue("metered", rate_per_second=2)
+    for _ in range(5):
+        await app.asubmit(quick, queue="metered")
+    host = ServerlessHost(app, queues=("metered",))
+    assert len(await host.aclaim(10)) == 2  # two starts in this second, no more
+    assert await host.aclaim(10) == []
+    clock.advance(1.5)
+    assert len(await host.aclaim(10)) == 2
+    clock.advance(1.5)
+    assert len(await host.aclaim(10)) == 1
