@@ -164,10 +164,6 @@ def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConf
     )
 
 
-def jtext(value: str | None) -> str | None:
-    return value
-
-
 def run_row(r: Sequence[Any]) -> RunRow:
     return RunRow(
         workflow_id=r[0],

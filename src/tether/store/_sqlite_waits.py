@@ -329,10 +329,8 @@ class WaitOps(SQLiteBase):
                         (ts, rid),
                     ).fetchall()
                     todo.extend(name for kind, name in children if kind == "run")
-                    for parent in self._child_ended(
-                        conn, rid, RunStatus.CANCELLED, None, error, ts
-                    ):
-                        del parent  # a parent waiting on a cancelled child is woken to see it
+                    # a parent waiting on this run is woken to see it cancelled
+                    self._child_ended(conn, rid, RunStatus.CANCELLED, None, error, ts)
                 return cancelled
 
             return self._write(conn, self._full, tx)
