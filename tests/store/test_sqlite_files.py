@@ -121,3 +121,38 @@ def test_testing_fixture_gives_a_fresh_memory_app(tether_app: App) -> None:
     assert tether_app.store.url == "sqlite:///:memory:"
     assert isinstance(tether_app.clock, tether.FakeClock)
     assert tether_app.list_runs() == []
+
+
+def test_many_processes_open_a_new_file_at_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    start_at = time.time() + 1.5
+    code = (
+        "import asyncio, sys, time\n"
+        "from tether.store import open_store\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "async def main():\n"
+        "    s = open_store(sys.argv[1]); await s.open(); print(await s.schema_version())\n"
+        "    await s.close()\n"
+        "asyncio.run(main())\n"
+    )
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url, str(start_at)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs if e]
+    assert len({o.strip() for o, _ in outs}) == 1
+    with sqlite3.connect(tmp_path / "fresh.db") as conn:
+        rows = conn.execute(
+            "SELECT version, COUNT(*) FROM schema_version GROUP BY version"
+        ).fetchall()
+    assert all(n == 1 for _, n in rows) and len(rows) >= 3

@@ -350,13 +350,31 @@ class SQLiteBase:
             )
         try:
             if not self.config.in_memory:
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._enable_wal(conn)
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(self.config.busy_timeout * 1000)}")
             self._migrate(conn)
             conn.execute("PRAGMA busy_timeout=0")  # from here on, _call handles waiting
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"cannot prepare SQLite database {path!r}: {exc}") from exc
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, waiting out other processes that open the same new file.
+
+        Changing the journal mode needs an exclusive lock and SQLite does not
+        run the busy handler for it, so the wait is ours.
+        """
+        deadline = time.monotonic() + self.config.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode not in _BUSY_CODES or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         known = latest_version(self.dialect)
