@@ -40,19 +40,11 @@ from ..errors import (
 from ._migrations import latest_version, migrations
 from ._records import (
     Fence,
-    JobRow,
-    JobStatus,
-    LockRow,
     NewEvent,
     NewRun,
     RunRow,
-    RunStatus,
-    StepRow,
-    StepStatus,
-    WaitKind,
-    WaitRow,
-    WaitStatus,
 )
+from ._rows import PG_ROWS
 from ._url import Durability
 
 try:
@@ -164,95 +156,11 @@ def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConf
     )
 
 
-def run_row(r: Sequence[Any]) -> RunRow:
-    return RunRow(
-        workflow_id=r[0],
-        workflow_name=r[1],
-        workflow_version=r[2],
-        status=RunStatus(r[3]),
-        input=r[4],
-        output=r[5],
-        error=r[6],
-        state=r[7],
-        priority=r[8],
-        tags=tuple(json.loads(r[9])),
-        tenant=r[10],
-        parent_id=r[11],
-        idempotency_key=r[12],
-        owner=r[13],
-        generation=r[14],
-        created_at=r[15],
-        updated_at=r[16],
-        started_at=r[17],
-        finished_at=r[18],
-        compute_seconds=r[19],
-        cancel_requested=r[20],
-        queue=r[21],
-    )
-
-
-def step_row(r: Sequence[Any]) -> StepRow:
-    return StepRow(
-        workflow_id=r[0],
-        key=r[1],
-        name=r[2],
-        status=StepStatus(r[3]),
-        attempts=r[4],
-        idempotency_key=r[5],
-        result=r[6],
-        error=r[7],
-        started_at=r[8],
-        completed_at=r[9],
-        updated_at=r[10],
-    )
-
-
-def lock_row(r: Sequence[Any]) -> LockRow:
-    return LockRow(
-        scope=r[0],
-        key=r[1],
-        holder=r[2],
-        generation=r[3],
-        run_id=r[4],
-        detail=r[5],
-        acquired_at=r[6],
-        heartbeat_at=r[7],
-        expires_at=r[8],
-        released_at=r[9],
-    )
-
-
-def wait_row(r: Sequence[Any]) -> WaitRow:
-    return WaitRow(
-        id=r[0],
-        workflow_id=r[1],
-        key=r[2],
-        kind=WaitKind(r[3]),
-        name=r[4],
-        match=r[5],
-        status=WaitStatus(r[6]),
-        payload=r[7],
-        due_at=r[8],
-        created_at=r[9],
-        resolved_at=r[10],
-    )
-
-
-def job_row(r: Sequence[Any]) -> JobRow:
-    return JobRow(
-        id=r[0],
-        workflow_id=r[1],
-        queue=r[2],
-        status=JobStatus(r[3]),
-        priority=r[4],
-        attempt=r[5],
-        max_attempts=r[6],
-        concurrency_key=r[7],
-        worker=r[8],
-        locked_until=r[9],
-        run_after=r[10],
-        last_error=r[11],
-    )
+run_row = PG_ROWS.run
+step_row = PG_ROWS.step
+lock_row = PG_ROWS.lock
+wait_row = PG_ROWS.wait
+job_row = PG_ROWS.job
 
 
 def fence_params(fence: Fence) -> dict[str, Any]:

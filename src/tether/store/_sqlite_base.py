@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..errors import (
     IncompatibleStoreError,
@@ -43,19 +43,12 @@ from ..errors import (
 from ._migrations import latest_version, migrations
 from ._records import (
     Fence,
-    JobRow,
-    JobStatus,
-    LockRow,
     NewEvent,
     NewRun,
     RunRow,
     RunStatus,
-    StepRow,
-    StepStatus,
-    WaitKind,
-    WaitRow,
-    WaitStatus,
 )
+from ._rows import SQLITE_ROWS
 from ._url import Durability, parse_sqlite_url
 
 __all__ = ["SQLiteBase"]
@@ -108,95 +101,11 @@ def _odt(x: float | None) -> datetime | None:
     return None if x is None else datetime.fromtimestamp(x, UTC)
 
 
-def _run(r: Sequence[Any]) -> RunRow:
-    return RunRow(
-        workflow_id=r[0],
-        workflow_name=r[1],
-        workflow_version=r[2],
-        status=RunStatus(r[3]),
-        input=r[4],
-        output=r[5],
-        error=r[6],
-        state=r[7],
-        priority=r[8],
-        tags=tuple(json.loads(r[9])),
-        tenant=r[10],
-        parent_id=r[11],
-        idempotency_key=r[12],
-        owner=r[13],
-        generation=r[14],
-        created_at=_dt(r[15]),
-        updated_at=_dt(r[16]),
-        started_at=_odt(r[17]),
-        finished_at=_odt(r[18]),
-        compute_seconds=r[19],
-        cancel_requested=r[20],
-        queue=r[21],
-    )
-
-
-def _job(r: Sequence[Any]) -> JobRow:
-    return JobRow(
-        id=r[0],
-        workflow_id=r[1],
-        queue=r[2],
-        status=JobStatus(r[3]),
-        priority=r[4],
-        attempt=r[5],
-        max_attempts=r[6],
-        concurrency_key=r[7],
-        worker=r[8],
-        locked_until=_odt(r[9]),
-        run_after=_dt(r[10]),
-        last_error=r[11],
-    )
-
-
-def _wait(r: Sequence[Any]) -> WaitRow:
-    return WaitRow(
-        id=r[0],
-        workflow_id=r[1],
-        key=r[2],
-        kind=WaitKind(r[3]),
-        name=r[4],
-        match=r[5],
-        status=WaitStatus(r[6]),
-        payload=r[7],
-        due_at=_odt(r[8]),
-        created_at=_dt(r[9]),
-        resolved_at=_odt(r[10]),
-    )
-
-
-def _step(r: Sequence[Any]) -> StepRow:
-    return StepRow(
-        workflow_id=r[0],
-        key=r[1],
-        name=r[2],
-        status=StepStatus(r[3]),
-        attempts=r[4],
-        idempotency_key=r[5],
-        result=r[6],
-        error=r[7],
-        started_at=_odt(r[8]),
-        completed_at=_odt(r[9]),
-        updated_at=_dt(r[10]),
-    )
-
-
-def _lock(r: Sequence[Any]) -> LockRow:
-    return LockRow(
-        scope=r[0],
-        key=r[1],
-        holder=r[2],
-        generation=r[3],
-        run_id=r[4],
-        detail=r[5],
-        acquired_at=_dt(r[6]),
-        heartbeat_at=_dt(r[7]),
-        expires_at=_dt(r[8]),
-        released_at=_odt(r[9]),
-    )
+_run = SQLITE_ROWS.run
+_job = SQLITE_ROWS.job
+_wait = SQLITE_ROWS.wait
+_step = SQLITE_ROWS.step
+_lock = SQLITE_ROWS.lock
 
 
 class SQLiteBase:
