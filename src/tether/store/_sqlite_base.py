@@ -364,13 +364,12 @@ class SQLiteBase:
         at: float,
     ) -> None:
         first = self._bump(conn, fence, len(events), at)
-        conn.executemany(
-            "INSERT INTO events (run_id, seq, type, message, detail, at) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (fence.workflow_id, first + i, e.type, e.message, e.detail, at)
-                for i, e in enumerate(events)
-            ],
-        )
+        for i, e in enumerate(events):  # one or two: plain executes beat executemany
+            conn.execute(
+                "INSERT INTO events (run_id, seq, type, message, detail, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (fence.workflow_id, first + i, e.type, e.message, e.detail, at),
+            )
 
     async def wait_for_change(self, channel: str, timeout: float) -> bool:
         """SQLite has no notifications: wait one short poll interval."""
