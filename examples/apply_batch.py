@@ -1,8 +1,8 @@
 """The apply-batch flow: a bot applies to jobs through a (simulated) agent adapter.
 
     python examples/apply_batch.py           # run it; run it again: nothing is re-applied
-    python examples/apply_batch.py --fresh   # a new run
-    tether run examples/apply_batch.py:apply_batch --id batch-1
+    python examples/apply_batch.py --fresh   # a new run under a new id
+    tether run examples/apply_batch.py:apply_batch --id batch-1 --input @jobs.json
 
 What tether guarantees here, whatever crashes in between:
 - each application is one step with an idempotency key: done once, never twice;
@@ -14,9 +14,9 @@ What tether guarantees here, whatever crashes in between:
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import random
-import sys
-import time
 import uuid
 
 from pydantic import BaseModel
@@ -44,15 +44,15 @@ JOBS = [
     Job(company="Mistral", role="Platform Engineer"),
 ]
 
-app = tether.App()  # .tether/tether.db in the working directory
-adapter_calls = 0
+app = tether.App()  # $TETHER_DATABASE_URL, else .tether/tether.db in the working directory
+adapter_calls = 0  # how often the agent was really asked, in this process
 
 
-def apply_with_agent(job: Job, ctx: tether.StepContext) -> Outcome:
-    """The simulated agent adapter: slow, and flaky on a first attempt now and then."""
+async def apply_with_agent(job: Job, ctx: tether.StepContext) -> Outcome:
+    """The simulated agent adapter: a few ms of work, and a flaky first attempt now and then."""
     global adapter_calls
     adapter_calls += 1
-    time.sleep(random.uniform(0.005, 0.03))
+    await asyncio.sleep(random.uniform(0.002, 0.01))
     if ctx.attempt == 1 and random.random() < 0.3:
         raise ConnectionError(f"browser session for {job.company} dropped")
     return Outcome(outcome="APPLIED", company=job.company, role=job.role, attempt=ctx.attempt)
@@ -60,40 +60,55 @@ def apply_with_agent(job: Job, ctx: tether.StepContext) -> Outcome:
 
 @app.workflow(name="apply-batch", version="1")
 async def apply_batch(wf: tether.Workflow, jobs: list[Job] | None = None) -> dict[str, int]:
-    todo = jobs or JOBS
+    """Apply to every job once; the input defaults to the demo's job list."""
+    todo = JOBS if jobs is None else jobs
     await wf.touch_lease("batch-slot", holder="apply-bot", ttl=300)
     await wf.step("cleanup-browser", lambda: {"ok": True})
 
     async def apply(job: Job) -> Outcome:
-        await wf.heartbeat("apply-bot", {"company": job.company})
+        await wf.heartbeat("apply-bot", {"company": job.company, "role": job.role})
         return await wf.step(
             f"apply:{job.company}:{job.role}",
             lambda ctx: apply_with_agent(job, ctx),
             idempotency_key=f"{job.company}:{job.role}",
-            retry=tether.RetryPolicy(attempts=4, backoff=0.05),
+            retry=tether.RetryPolicy(attempts=4, backoff=0.02),
         )
 
     summary = await wf.for_each(
         todo, apply, max_parallel=2, mutex_key=lambda j: f"{j.company}:{j.role}"
     )
-    await wf.update_state({"applied": summary.fulfilled, "skipped": summary.rejected})
+    await wf.update_state(
+        lambda state: {**(state or {}), "applied": summary.fulfilled, "skipped": summary.rejected}
+    )
     await wf.release_lease("batch-slot", holder="apply-bot")
     return {"applied": summary.fulfilled, "failed": summary.rejected}
 
 
 def main() -> None:
-    run_id = f"apply-batch-{uuid.uuid4().hex[:6]}" if "--fresh" in sys.argv else "apply-batch-demo"
-    result = app.run(apply_batch, workflow_id=run_id, initial_state={"applied": 0, "skipped": 0})
+    parser = argparse.ArgumentParser(description="Apply to a batch of jobs, durably.")
+    parser.add_argument("--fresh", action="store_true", help="start a new run (a new id)")
+    run_id = (
+        f"apply-batch-{uuid.uuid4().hex[:6]}" if parser.parse_args().fresh else "apply-batch-demo"
+    )
+    try:
+        result = app.run(
+            apply_batch, workflow_id=run_id, initial_state={"applied": 0, "skipped": 0}
+        )
+    finally:
+        app.close()
     record = result.record
-    print(f"run {run_id}: {record.status.value}, result {result.value}")
-    for name, step in record.steps.items():
-        if name.startswith("apply:"):
-            print(f"  {name:<45} attempts {step.attempts}  {step.result['outcome']}")
+    print(f"run {run_id}: {record.status.value}, result {result.value}, state {record.state}")
+    distinct = list(dict.fromkeys(f"apply:{j.company}:{j.role}" for j in JOBS))
+    for name in distinct:
+        step = record.steps[name]
+        print(f"  {name:<42} {step.result['outcome']} after {step.attempts} attempt(s)")
+    print(f"{len(JOBS)} jobs, {len(distinct)} distinct: the duplicate was answered from the record")
     print(f"agent adapter calls in this process: {adapter_calls}")
-    print(f"state: {record.state}; events recorded: {len(record.events)}")
     if adapter_calls == 0:
         print("every application came from the record: nothing was applied twice")
-    app.close()
+    else:
+        print("run it again: completed applications come from the record, none is repeated")
+    print(f"inspect it: tether runs show {run_id}")
 
 
 if __name__ == "__main__":

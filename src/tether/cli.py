@@ -1,54 +1,53 @@
 """The `tether` command: run workflows, inspect and steer runs, start workers.
 
-Exit codes:
-  0  success
-  1  the workflow failed (its error is printed on one line)
-  2  bad usage or input: a missing file, module or function, input that is not JSON
+Exit codes (scripts can rely on them):
+  0  success (a run that parks to wait also prints its result and exits 0)
+  1  the workflow failed or was cancelled: its error on one line (--traceback for more)
+  2  bad usage or input: a missing file, module or function, input that is not
+     JSON or does not fit the workflow, an unknown status (typer's own usage
+     errors are 2 as well)
   3  no such run (or token)
   4  store error: the database cannot be opened or is not a tether database
+  130  interrupted (Ctrl-C); the run resumes with the same --id
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
+import os
 import sys
-import time
+import traceback as tb
 import uuid
 from collections.abc import Callable
-from pathlib import Path
+from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
-from .app import App
+from ._cli_load import UsageError, load_target, parse_json, validate_input
+from ._cli_progress import Progress
+from .app import App, RunResult
 from .definition import WorkflowDef
-from .errors import (
-    InvalidArgumentError,
-    RunFinishedError,
-    RunNotFoundError,
-    StoreError,
-    TetherError,
-    TokenNotFoundError,
-    WorkflowNotFoundError,
-)
+from .errors import RunNotFoundError, StoreError, TetherError, TokenNotFoundError
 from .record import RunRecord
-from .store import RunRow
+from .store import RunRow, RunStatus
 
 __all__ = ["app", "main"]
 
-EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_STORE = 1, 2, 3, 4
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_STORE, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 
 app = typer.Typer(
     name="tether",
-    help="Durable workflows for AI-agent harnesses. Exit codes: 0 ok, 1 workflow failed, "
-    "2 bad usage or input, 3 unknown run, 4 store error.",
+    help="Durable workflows for AI-agent harnesses.\n\n"
+    "Exit codes: 0 ok; 1 the workflow failed or was cancelled; 2 bad usage or input; "
+    "3 unknown run; 4 store error (unreachable, or not a tether database); 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -57,6 +56,8 @@ app.add_typer(runs_app, name="runs")
 
 out = Console()
 err = Console(stderr=True)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    out.width = 200  # piped into grep or a file: a row per line beats folding to 80 columns
 _state: dict[str, Any] = {"db": None}
 
 DbOption = Annotated[
@@ -70,13 +71,13 @@ DbOption = Annotated[
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"tether {__version__}")
+        print(f"tether {__version__}")
         raise typer.Exit()
 
 
@@ -93,182 +94,210 @@ def _root(
 def _app(db: str | None = None) -> App:
     try:
         return App(db or _state["db"])
-    except InvalidArgumentError as exc:
-        _fail(EXIT_USAGE, str(exc))
-
-
-def _guard(fn: Callable[[], Any]) -> Any:
-    """Turn tether's errors into a message and an exit code, never a traceback."""
-    try:
-        return fn()
-    except (RunNotFoundError, TokenNotFoundError) as exc:
-        _fail(EXIT_NOT_FOUND, str(exc))
     except StoreError as exc:
         _fail(EXIT_STORE, str(exc))
-    except (InvalidArgumentError, WorkflowNotFoundError, RunFinishedError) as exc:
+    except TetherError as exc:
         _fail(EXIT_USAGE, str(exc))
 
 
-# -- loading workflows and input --------------------------------------------------------
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit code for one of tether's errors outside a workflow's own failure."""
+    if isinstance(exc, RunNotFoundError | TokenNotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, StoreError):
+        return EXIT_STORE
+    if isinstance(exc, UsageError | TetherError):
+        return EXIT_USAGE  # InvalidArgument, WorkflowNotFound, WorkflowVersion, RunFinished ...
+    return None
 
 
-def _load_object(target: str) -> Any:
-    """``path/to/file.py:NAME`` or ``package.module:NAME``."""
-    if ":" not in target:
-        _fail(EXIT_USAGE, f"{target!r}: give FILE.py:NAME or MODULE:NAME")
-    where, _, name = target.rpartition(":")
-    if where.endswith(".py") or "/" in where:
-        path = Path(where)
-        if not path.is_file():
-            _fail(EXIT_USAGE, f"no such file: {where}")
-        sys.path.insert(0, str(path.resolve().parent))
-        spec = importlib.util.spec_from_file_location(f"_tether_{uuid.uuid4().hex[:8]}", path)
-        if spec is None or spec.loader is None:
-            _fail(EXIT_USAGE, f"cannot load {where} as Python")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    else:
-        sys.path.insert(0, str(Path.cwd()))
-        try:
-            module = importlib.import_module(where)
-        except ImportError as exc:
-            _fail(EXIT_USAGE, f"cannot import module {where!r}: {exc}")
+def _guard(fn: Callable[[], Any], *, traceback: bool = False) -> Any:
+    """Turn tether's errors into a message and an exit code; a traceback only if asked."""
     try:
-        return getattr(module, name)
-    except AttributeError:
-        _fail(EXIT_USAGE, f"{where} has no {name!r}")
+        return fn()
+    except (UsageError, TetherError) as exc:
+        if traceback:  # of the cause: where a file being loaded raised, say
+            sys.stderr.write("".join(tb.format_exception(exc.__cause__ or exc)))
+        _fail(_exit_code(exc) or EXIT_USAGE, str(exc))
+
+
+def _load_object(target: str, *, traceback: bool = False) -> Any:
+    """``path/to/file.py:NAME`` or ``package.module:NAME``."""
+    return _guard(lambda: load_target(target), traceback=traceback)
 
 
 def _parse_json(text: str | None, what: str) -> Any:
-    if text is None:
-        return None
-    if text.startswith("@"):
-        path = Path(text[1:])
-        if not path.is_file():
-            _fail(EXIT_USAGE, f"{what} file not found: {path}")
-        text = path.read_text()
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        _fail(
-            EXIT_USAGE,
-            f"{what} is not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg} "
-            "(pass JSON, e.g. --input '{\"n\": 1}', or @file.json)",
-        )
+    return _guard(lambda: parse_json(text, what))
 
 
-# -- progress ---------------------------------------------------------------------------
-
-
-class _Progress:
-    """Counts step events for the live display."""
-
-    def __init__(self) -> None:
-        self.done = 0
-        self.failed = 0
-        self.running: dict[str, None] = {}
-        self.started = time.monotonic()
-        self.status = "running"
-
-    def __call__(self, workflow_id: str, type_: str, message: str | None, detail: Any) -> None:
-        name = message or ""
-        if type_ == "step.started":
-            self.running[name] = None
-        elif type_ == "step.completed":
-            self.running.pop(name, None)
-            self.done += 1
-        elif type_ == "step.failed":
-            self.running.pop(name, None)
-            self.failed += 1
-        elif type_.startswith("workflow."):
-            self.status = type_.split(".", 1)[1]
-
-    def table(self) -> Table:
-        t = Table.grid(padding=(0, 2))
-        t.add_row(
-            f"[bold]{self.status}[/bold]",
-            f"steps done [green]{self.done}[/green]",
-            f"running [yellow]{len(self.running)}[/yellow]",
-            f"failed [red]{self.failed}[/red]",
-            f"elapsed {time.monotonic() - self.started:.1f}s",
-        )
-        if self.running:
-            t.add_row("", "now: " + ", ".join(list(self.running)[-3:]), "", "", "")
-        return t
+# -- run --------------------------------------------------------------------------------
 
 
 @app.command()
 def run(
     target: Annotated[
-        str, typer.Argument(help="FILE.py:FUNC or MODULE:FUNC of an async workflow.")
+        str,
+        typer.Argument(
+            help="FILE.py:FUNC or MODULE:FUNC of `async def f(wf)` or `async def f(wf, input)`."
+        ),
     ],
     input: Annotated[
-        str | None, typer.Option("--input", "-i", help="Input as JSON, or @file.json.")
+        str | None,
+        typer.Option("--input", "-i", help="Input as JSON, or @file.json (new runs only)."),
     ] = None,
     id: Annotated[
         str | None, typer.Option("--id", help="Workflow id; running the same id again resumes.")
     ] = None,
     state: Annotated[
-        str | None, typer.Option("--state", help="Initial state as JSON (new runs only).")
+        str | None, typer.Option("--state", help="Initial state as JSON, or @file.json.")
     ] = None,
-    traceback: Annotated[bool, typer.Option(help="Print the traceback of a failure.")] = False,
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Print the traceback of a failure.")
+    ] = False,
 ) -> None:
-    """Run a workflow in this process, showing progress; print its result as JSON."""
-    fn = _load_object(target)
+    """Run (or resume) a workflow in this process and print its result as JSON.
+
+    Progress is shown live on a terminal; otherwise one summary line goes to
+    stderr, so stdout carries only the JSON. Completed steps of a resumed
+    run are answered from the record, not run again.
+    """
+    if id is not None and not id.strip():
+        _fail(EXIT_USAGE, "--id must not be blank; leave it out for a new id")
+    fn = _load_object(target, traceback=traceback)
     value = _parse_json(input, "input")
     initial = _parse_json(state, "state")
-    try:
-        defn = WorkflowDef.of(fn)
-    except InvalidArgumentError as exc:
-        _fail(EXIT_USAGE, str(exc))
+    defn: WorkflowDef = _guard(lambda: WorkflowDef.of(fn))
+    args: tuple[Any, ...] = ()
+    if input is not None:
+        args = (_guard(lambda: validate_input(defn, value)),)
+    workflow_id = id or f"{defn.name}-{uuid.uuid4().hex[:12]}"
     the_app = _app()
-    progress = _Progress()
-    args: tuple[Any, ...] = () if input is None else (value,)
 
-    def call() -> Any:
-        return the_app.run(defn.fn, *args, workflow_id=id, initial_state=initial, on_event=progress)
+    def call(progress: Progress) -> RunResult[Any]:
+        if input is None and defn.input_required:
+            _require_recorded_input(the_app, defn, id)
+        return the_app.run(
+            defn.fn, *args, workflow_id=workflow_id, initial_state=initial, on_event=progress
+        )
 
-    def execute() -> Any:
-        if not out.is_terminal:
-            return call()
-        with Live(get_renderable=progress.table, console=out, refresh_per_second=8):
-            return call()
+    _drive(the_app, workflow_id, call, f"tether run {target} --id {workflow_id}", traceback)
 
+
+def _drive(
+    the_app: App,
+    workflow_id: str,
+    call: Callable[[Progress], RunResult[Any]],
+    again: str,
+    traceback: bool,
+) -> None:
+    """Drive a run with live progress (on a terminal), print its result, exit by outcome."""
+    progress = Progress(workflow_id)
     try:
-        result = _guard(execute)
-    except typer.Exit:
-        raise
+        if out.is_terminal:
+            with Live(progress, console=out, refresh_per_second=8, transient=True):
+                result = call(progress)
+        else:
+            result = call(progress)
+    except KeyboardInterrupt:
+        _fail(
+            EXIT_INTERRUPTED,
+            f"interrupted; run {workflow_id} keeps its completed steps: resume it with `{again}`",
+        )
     except Exception as exc:
-        if traceback:
-            err.print_exception()
-        _fail(EXIT_FAILED, f"workflow failed: {type(exc).__name__}: {exc}")
+        _run_failed(exc, progress, workflow_id, traceback)
     finally:
         the_app.close()
-    if not out.is_terminal:
-        err.print(
-            f"{result.workflow_id}: {result.status.value}, {progress.done} step(s) run here, "
-            f"{progress.failed} failed",
-            highlight=False,
+    err.print(progress.summary(result.record), highlight=False, soft_wrap=True)
+    print(
+        json.dumps(
+            {
+                "workflowId": result.workflow_id,
+                "status": result.status.value,
+                "result": result.record.output,
+            },
+            indent=2,
+            default=str,
         )
-    summary = {
-        "workflowId": result.workflow_id,
-        "status": result.status.value,
-        "result": result.record.output,
-    }
-    print(json.dumps(summary, indent=2, default=str))
+    )
+    if result.status is RunStatus.CANCELLED:
+        _fail(EXIT_FAILED, f"run {workflow_id} was cancelled")
+
+
+def _require_recorded_input(the_app: App, defn: WorkflowDef, workflow_id: str | None) -> None:
+    """Refuse before a run is created: the engine would create it, then find no input."""
+    hint = "pass --input JSON or --input @file.json"
+    if workflow_id is None:
+        raise UsageError(f"workflow {defn.name!r} takes an input; {hint}")
+    try:
+        the_app.get_run(workflow_id)
+    except RunNotFoundError:
+        raise UsageError(
+            f"workflow {defn.name!r} takes an input and run {workflow_id!r} does not exist yet; "
+            f"{hint}"
+        ) from None
+
+
+def _run_failed(exc: Exception, progress: Progress, workflow_id: str, traceback: bool) -> NoReturn:
+    """Exit 1 if the workflow's own failure was recorded, else 2/3/4 by the error's kind."""
+    if traceback:
+        sys.stderr.write("".join(tb.format_exception(exc)))  # unwrapped: paths stay whole
+    if progress.run_failed:
+        _fail(EXIT_FAILED, f"run {workflow_id} failed: {type(exc).__name__}: {_one_line(exc)}")
+    code = _exit_code(exc)
+    if code is None:  # not tether's: a bug somewhere, reported all the same
+        _fail(EXIT_FAILED, f"run {workflow_id} stopped: {type(exc).__name__}: {_one_line(exc)}")
+    _fail(code, _one_line(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return " ".join(text.split()) if text else "(no message)"
 
 
 # -- runs ---------------------------------------------------------------------------------
 
 
-def _ts(value: Any) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+def _ts(value: datetime | None, *, zone: bool = False) -> str:
+    """Local time (the zone is in the column header unless `zone`): how the reader's clock reads."""
+    if value is None:
+        return ""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S" + (" %Z" if zone else ""))
+
+
+def _zoned(column: str) -> str:
+    return f"{column} ({datetime.now().astimezone().strftime('%Z')})"
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _table(*columns: str) -> Table:
+    """Ids and names fold rather than lose their end to an ellipsis: they get copied."""
+    table = Table(header_style="bold", title_justify="left")
+    for name in columns:
+        table.add_column(name, overflow="fold", no_wrap=name in _NO_WRAP)
+    return table
+
+
+_NO_WRAP = {"seq", "status", "attempts", "type"}
+
+
+def _row(table: Table, *cells: str) -> None:
+    """Add a row as plain text: ids, step names and messages are not rich markup."""
+    table.add_row(*(Text(c) for c in cells))
+
+
+def _error_text(error: dict[str, Any] | None) -> str:
+    return "" if not error else f"{error.get('type')}: {error.get('message')}"
 
 
 @runs_app.command("list")
 def runs_list(
-    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only runs with this status (e.g. running, failed).")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -295,10 +324,19 @@ def runs_list(
             )
         )
         return
-    table = Table("id", "workflow", "status", "created", "updated")
+    if not rows:
+        print("no runs" + (f" with status {status}" if status else ""))
+        return
+    table = _table("id", "workflow", "status", _zoned("created"), _zoned("updated"))
+    table.columns[0].min_width = min(40, max(len(r.workflow_id) for r in rows))  # copyable
     for r in rows:
-        table.add_row(
-            r.workflow_id, r.workflow_name, r.status.value, _ts(r.created_at), _ts(r.updated_at)
+        _row(
+            table,
+            r.workflow_id,
+            r.workflow_name,
+            r.status.value,
+            _ts(r.created_at),
+            _ts(r.updated_at),
         )
     out.print(table)
 
@@ -314,30 +352,39 @@ def _record(workflow_id: str) -> RunRecord:
 
 @runs_app.command("show")
 def runs_show(workflow_id: Annotated[str, typer.Argument(help="The run's workflow id.")]) -> None:
-    """A run's summary, its steps and its last events."""
+    """A run's summary, its steps and its last 10 events."""
     rec = _record(workflow_id)
-    out.print(
-        f"[bold]{rec.workflow_id}[/bold]  workflow {rec.workflow_name}"
-        f"{'@' + rec.workflow_version if rec.workflow_version else ''}  status "
-        f"[bold]{rec.status.value}[/bold]  created {_ts(rec.created_at)}  updated {_ts(rec.updated_at)}"
-    )
-    if rec.last_error:
-        out.print(
-            f"[red]last error:[/red] {rec.last_error.get('type')}: {rec.last_error.get('message')}"
-        )
-    steps = Table("step", "status", "attempts", "completed", "error")
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    version = f" (version {rec.workflow_version})" if rec.workflow_version else ""
+    facts = [
+        ("run", rec.workflow_id),
+        ("workflow", rec.workflow_name + version),
+        ("status", rec.status.value),
+        ("created", _ts(rec.created_at, zone=True)),
+        ("updated", _ts(rec.updated_at, zone=True)),
+        ("finished", _ts(rec.finished_at, zone=True)),
+        ("input", "" if rec.input is None else _short(rec.input)),
+        ("state", "" if rec.state is None else _short(rec.state)),
+        ("result", "" if rec.output is None else _short(rec.output)),
+        ("last error", _error_text(rec.last_error)),  # kept after a resume succeeds
+    ]
+    for label, value in facts:
+        if value:
+            _row(summary, label, value)
+    out.print(summary)
+    steps = _table("step", "status", "attempts", _zoned("completed"), "error")
+    steps.title = f"steps ({len(rec.steps)})"
     for name, s in rec.steps.items():
-        steps.add_row(
-            name,
-            s.status.value,
-            str(s.attempts),
-            _ts(s.completed_at),
-            "" if not s.error else f"{s.error.get('type')}: {s.error.get('message')}",
+        _row(
+            steps, name, s.status.value, str(s.attempts), _ts(s.completed_at), _error_text(s.error)
         )
     out.print(steps)
-    events = Table("seq", "at", "type", "message")
+    events = _table("seq", _zoned("at"), "type", "message")
+    events.title = f"last {min(10, len(rec.events))} of {len(rec.events)} events"
     for e in rec.events[-10:]:
-        events.add_row(str(e.seq), _ts(e.at), e.type, e.message or "")
+        _row(events, str(e.seq), _ts(e.at), e.type, e.message or "")
     out.print(events)
 
 
@@ -351,14 +398,15 @@ def runs_events(
     if as_json:
         print(json.dumps([e.to_dict() for e in rec.events], indent=2))
         return
-    table = Table("seq", "at", "type", "message", "detail")
+    table = _table("seq", _zoned("at"), "type", "message", "detail")
     for e in rec.events:
-        table.add_row(
+        _row(
+            table,
             str(e.seq),
             _ts(e.at),
             e.type,
             e.message or "",
-            "" if e.detail is None else json.dumps(e.detail),
+            "" if e.detail is None else _short(e.detail),
         )
     out.print(table)
 
@@ -386,7 +434,7 @@ def runs_signal(
     """Send a signal to a run (kept for it if it is not waiting yet)."""
     data = _parse_json(payload, "payload")
     woke = _steer(lambda a: a.signal(workflow_id, name, data))
-    out.print(f"signal {name!r} {'woke' if woke else 'kept for'} {workflow_id}")
+    print(f"signal {name!r} {'woke' if woke else 'kept for'} {workflow_id}")
 
 
 @runs_app.command("event")
@@ -397,7 +445,7 @@ def runs_event(
     """Send an event to every run waiting for it."""
     data = _parse_json(payload, "payload")
     woken = _steer(lambda a: a.send_event(event_type, data))
-    out.print(
+    print(
         f"event {event_type!r} woke {len(woken)} run(s){': ' + ', '.join(woken) if woken else ''}"
     )
 
@@ -410,7 +458,7 @@ def runs_complete_token(
     """Complete a manual token."""
     data = _parse_json(payload, "payload")
     run_id = _steer(lambda a: a.complete_token(token_id, data))
-    out.print(f"token completed for run {run_id}")
+    print(f"token completed for run {run_id}")
 
 
 @runs_app.command("cancel")
@@ -423,7 +471,7 @@ def runs_cancel(
 ) -> None:
     """Cancel a run, its pending waits and the children it waits on."""
     cancelled = _steer(lambda a: a.cancel(workflow_id, reason, compensate=compensate))
-    out.print(f"cancelled: {', '.join(cancelled)}")
+    print(f"cancelled: {', '.join(cancelled)}")
 
 
 @runs_app.command("resume")
@@ -432,29 +480,21 @@ def runs_resume(
     app_ref: Annotated[
         str, typer.Option("--app", help="MODULE:app or FILE.py:app that registers its workflow.")
     ],
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Print the traceback of a failure.")
+    ] = False,
 ) -> None:
     """Drive a run on in this process, with the App that registers its workflow."""
-    target = _load_object(app_ref)
+    target = _load_object(app_ref, traceback=traceback)
     if not isinstance(target, App):
-        _fail(EXIT_USAGE, f"{app_ref} is not a tether.App")
-    try:
-        result = _guard(lambda: target.resume(workflow_id))
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        _fail(EXIT_FAILED, f"workflow failed: {type(exc).__name__}: {exc}")
-    finally:
-        target.close()
-    print(
-        json.dumps(
-            {
-                "workflowId": workflow_id,
-                "status": result.status.value,
-                "result": result.record.output,
-            },
-            indent=2,
-            default=str,
-        )
+        _fail(EXIT_USAGE, f"{app_ref} is not a tether.App; give the name of one, e.g. flows.py:app")
+    again = f"tether runs resume {workflow_id} --app {app_ref}"
+    _drive(
+        target,
+        workflow_id,
+        lambda progress: target.resume(workflow_id, on_event=progress),
+        again,
+        traceback,
     )
 
 

@@ -1,0 +1,173 @@
+"""What `tether run` is pointed at: a workflow function, its JSON input and state.
+
+Every failure here is the user's to fix (a path, a name, a typo in the JSON),
+so each raises `UsageError` saying what was wrong and how to fix it; the
+command turns that into exit code 2 and one line on stderr, not a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import re
+import sys
+import uuid
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from .definition import WorkflowDef
+
+__all__ = ["UsageError", "load_target", "parse_json", "validate_input"]
+
+
+class UsageError(Exception):
+    """Bad usage or input; the message says how to fix it (exit code 2)."""
+
+
+def load_target(target: str) -> Any:
+    """The object named by ``path/to/file.py:NAME`` or ``package.module:NAME``."""
+    where, sep, name = target.rpartition(":")
+    if not sep or not where or not name:
+        raise UsageError(
+            f"{target!r} names no function: give FILE.py:FUNC (a path to a Python file) "
+            "or MODULE:FUNC (an importable module), e.g. flows.py:main"
+        )
+    is_file = where.endswith(".py") or "/" in where or "\\" in where
+    module = _load_file(where) if is_file else _import_module(where)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        found = _async_functions(module)
+        hint = (
+            f"async functions there: {', '.join(found)}"
+            if found
+            else "it defines no async functions; a workflow is `async def f(wf)` or "
+            "`async def f(wf, input)`"
+        )
+        raise UsageError(f"{where} has no {name!r}; {hint}") from None
+
+
+def _load_file(where: str) -> ModuleType:
+    """Import a file under a unique name, its directory first on sys.path (sibling imports)."""
+    path = Path(where)
+    if not path.is_file():
+        what = "is a directory, not a Python file" if path.is_dir() else "does not exist"
+        raise UsageError(
+            f"no such file: {where} {what} (relative to {Path.cwd()}); "
+            "check the path before the ':'"
+        )
+    sys.path.insert(0, str(path.resolve().parent))
+    spec = importlib.util.spec_from_file_location(f"_tether_{uuid.uuid4().hex[:12]}", path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot load {where} as Python; give a .py file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # get_type_hints and pydantic resolve names through it
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[spec.name]
+        raise UsageError(
+            f"cannot load {where}: syntax error at line {exc.lineno}: {exc.msg}"
+        ) from exc
+    except Exception as exc:
+        del sys.modules[spec.name]
+        raise UsageError(
+            f"cannot load {where}: importing it raised {type(exc).__name__}: {exc}"
+        ) from exc
+    return module
+
+
+def _import_module(where: str) -> ModuleType:
+    sys.path.insert(0, str(Path.cwd()))  # as `python -m` would: modules beside you import
+    try:
+        return importlib.import_module(where)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (where == exc.name or where.startswith(exc.name + ".")):
+            raise UsageError(
+                f"no module named {where!r} (searched the working directory and sys.path); "
+                "install its package, run from its directory, or give FILE.py:FUNC"
+            ) from exc
+        raise UsageError(
+            f"cannot import module {where!r}: {exc} (a module it imports is missing)"
+        ) from exc
+    except SyntaxError as exc:
+        raise UsageError(
+            f"cannot import module {where!r}: syntax error in {exc.filename} "
+            f"at line {exc.lineno}: {exc.msg}"
+        ) from exc
+    except Exception as exc:
+        raise UsageError(
+            f"cannot import module {where!r}: importing it raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _async_functions(module: ModuleType) -> list[str]:
+    return sorted(
+        n
+        for n, v in vars(module).items()
+        if not n.startswith("_")
+        and inspect.iscoroutinefunction(v)
+        and getattr(v, "__module__", None) == module.__name__
+    )
+
+
+def parse_json(text: str | None, what: str) -> Any:
+    """JSON from the command line, or from a file when `text` is ``@path``."""
+    if text is None:
+        return None
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise UsageError(
+                f"{what} file not found: {path} (relative to {Path.cwd()}); "
+                f"--{what} @FILE reads JSON from FILE"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {what} file {path}: {exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{what} is not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
+            f"""pass JSON, e.g. --{what} '{{"n": 1}}' (strings need double quotes), """
+            f"or --{what} @file.json"
+        ) from exc
+
+
+def validate_input(defn: WorkflowDef, value: Any) -> Any:
+    """`value` as the workflow's declared input type, so it gets models, not dicts.
+
+    A resumed run gets its recorded input validated the same way, so the
+    first run and a resumed one see the same types.
+    """
+    tp = defn.input_type
+    if tp is None:
+        return value
+    try:
+        return TypeAdapter(tp).validate_python(value)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"input{_loc(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)[:3]
+        )
+        more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+        raise UsageError(
+            f"input does not fit workflow {defn.name!r}, which takes "
+            f"{_type_name(tp)}: {problems}{more}"
+        ) from exc
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+
+
+def _type_name(tp: Any) -> str:
+    """``list[Job] | None`` rather than ``list[_tether_3f2a.Job] | NoneType``."""
+    text = tp.__name__ if isinstance(tp, type) else str(tp)
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", text).replace("NoneType", "None")

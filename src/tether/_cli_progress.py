@@ -1,0 +1,101 @@
+"""The progress of `tether run`, fed by the `on_event` hook of `App.arun`.
+
+The hook is called on the App's loop thread after each committed event while
+rich redraws from a thread of its own, so the counters sit behind a lock.
+Steps answered from the record emit no events: they are not "run here".
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rich.console import Group
+from rich.text import Text
+
+from .record import RunRecord
+from .store import StepStatus
+
+__all__ = ["Progress"]
+
+_SHOWN = 4  # running step names listed before "and N more"
+
+
+class Progress:
+    """Counts step events; renders as a live line, or summarises once at the end."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        self.done = 0
+        self.failed = 0
+        self.retries = 0
+        self.status = "starting"
+        self.run_failed = False  # the workflow's failure was recorded: exit 1, not 2/3/4
+        self._running: dict[str, None] = {}  # insertion-ordered set of step names
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+
+    def __call__(self, workflow_id: str, type_: str, message: str | None, detail: Any) -> None:
+        name = message or ""
+        with self._lock:
+            if type_ == "step.started":
+                self._running[name] = None
+            elif type_ == "step.completed":
+                self._running.pop(name, None)
+                self.done += 1
+            elif type_ == "step.retrying":
+                self._running.pop(name, None)
+                self.retries += 1
+            elif type_ == "step.failed":
+                self._running.pop(name, None)
+                self.failed += 1
+            elif type_.startswith("workflow."):
+                self.status = type_.removeprefix("workflow.")
+                self.run_failed = self.run_failed or self.status == "failed"
+
+    @property
+    def running(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def __rich__(self) -> Group:
+        running = self.running
+        with self._lock:
+            line = Text.assemble(
+                (self.workflow_id, "bold"),
+                f"  {self.status}  ",
+                ("done ", "dim"),
+                (str(self.done), "green"),
+                ("  running ", "dim"),
+                (str(len(running)), "yellow"),
+                ("  failed ", "dim"),
+                (str(self.failed), "red"),
+                ("  retried ", "dim"),
+                str(self.retries),
+                (f"  {self.elapsed():.1f}s", "dim"),
+            )
+        if not running:
+            return Group(line)
+        names = ", ".join(running[:_SHOWN])
+        if len(running) > _SHOWN:
+            names += f" and {len(running) - _SHOWN} more"
+        return Group(line, Text.assemble(("  now: ", "dim"), names))
+
+    def summary(self, record: RunRecord) -> str:
+        """One line for stderr: how the run ended and what this process did."""
+        completed = sum(1 for s in record.steps.values() if s.status is StepStatus.COMPLETED)
+        parts = [f"{self.done} step(s) run here"]
+        if completed > self.done:
+            parts.append(f"{completed - self.done} completed earlier")
+        if self.retries:
+            parts.append(f"{self.retries} attempt(s) retried")
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        return (
+            f"run {record.workflow_id} {record.status.value} after {self.elapsed():.1f}s: "
+            + ", ".join(parts)
+        )
