@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -73,14 +74,44 @@ async def test_input_to_workflow_without_parameter(app: App) -> None:
         await app.arun(no_input, 5, workflow_id="x")
 
 
-async def test_non_async_workflow_rejected(app: App) -> None:
+async def test_workflow_returning_no_awaitable_is_refused(app: App) -> None:
     def not_async(wf: Workflow) -> None:
         return None
 
-    with pytest.raises(tether.InvalidArgumentError, match="async def"):
+    with pytest.raises(tether.InvalidArgumentError, match="not an awaitable"):
         await app.arun(not_async, workflow_id="x")  # type: ignore[arg-type]
-    with pytest.raises(tether.InvalidArgumentError, match="async def"):
-        app.workflow(not_async)
+    with pytest.raises(tether.InvalidArgumentError, match="must be callable"):
+        app.workflow(42)  # type: ignore[call-overload]
+
+
+async def _body(wf: Workflow, tag: str) -> str:
+    return await wf.step("s", lambda: f"done {tag}")
+
+
+class _Flow:
+    async def __call__(self, wf: Workflow, n: int) -> int:
+        return await wf.step("double", lambda: n * 2)
+
+
+async def test_any_callable_returning_an_awaitable_is_a_workflow(app: App) -> None:
+    out = await app.arun(lambda wf: _body(wf, "a"), workflow_id="lam")
+    assert out.value == "done a"
+    assert (await app.arun(functools.partial(_body, tag="b"), workflow_id="part")).value == (
+        "done b"
+    )
+    flow = app.workflow(name="doubler")(_Flow())
+    assert (await app.arun(flow, 21, workflow_id="obj")).value == 42
+    assert (await app.aget_run("obj")).workflow_name == "doubler"
+    # the input type is read from the object's __call__, a partial's function
+    assert tether.WorkflowDef.of(flow).input_type is int
+    assert tether.WorkflowDef.of(functools.partial(_Flow(), n=1)).name == "_Flow"
+
+
+async def test_run_workflow_takes_a_lambda(database_url: str, clock: tether.FakeClock) -> None:
+    result = await tether.run_workflow(
+        lambda wf: _body(wf, "c"), workflow_id="fn", database_url=database_url, clock=clock
+    )
+    assert result.value == "done c"
 
 
 async def test_state_updates_and_custom_events(app: App) -> None:
@@ -194,7 +225,11 @@ async def test_new_owner_fences_out_the_old_one(database_url: str, clock: FakeCl
 
         async def flow(wf: Workflow) -> None:
             await wf.step("one", lambda: steps_done.append("one"))
-            # another process takes the run over (the old owner was presumed dead)
+            # while the first owner's claim is live, nobody else may drive the run
+            with pytest.raises(tether.RunAlreadyRunningError, match="being driven by"):
+                await second.arun(flow_other, workflow_id="fenced")
+            # once it lapsed (the owner stopped renewing it), another process takes over
+            clock.advance(31)
             await second.arun(flow_other, workflow_id="fenced")
             await wf.step("two", lambda: steps_done.append("two"))
 

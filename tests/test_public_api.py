@@ -15,6 +15,7 @@ EXPECTED = {
     "WaitTimeout",
     "TokenNotFoundError",
     "RunFinishedError",
+    "RunAlreadyRunningError",
     "RunCancelledError",
     "ChildRunError",
     "App",

@@ -9,13 +9,13 @@ from .app import App, RunResult, WorkflowDef, open_workflow, run_workflow
 from .clock import Clock, FakeClock, SystemClock
 from .errors import (
     ChildRunError,
-    ForEachError,
     IdempotencyInProgressError,
     IncompatibleStoreError,
     InvalidArgumentError,
     LeaseConflictError,
     MutexTimeoutError,
     NotSerializableError,
+    RunAlreadyRunningError,
     RunCancelledError,
     RunFinishedError,
     RunNotFoundError,
@@ -30,7 +30,7 @@ from .errors import (
     WorkflowTimeoutError,
     WorkflowVersionError,
 )
-from .fanout import ForEachSummary, ItemResult, ItemStatus
+from .fanout import ForEachError, ForEachSummary, ItemResult, ItemStatus
 from .record import EventRecord, HeartbeatRecord, LeaseRecord, RunRecord, StepRecord
 from .retry import RetryPolicy
 from .store import Durability, RunRow, RunStatus, StepStatus, WaitRow, WaitStatus
@@ -59,6 +59,7 @@ __all__ = [
     "MutexTimeoutError",
     "NotSerializableError",
     "RetryPolicy",
+    "RunAlreadyRunningError",
     "RunCancelledError",
     "RunFinishedError",
     "RunNotFoundError",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Suspend"]
+__all__ = ["HandBack", "Suspend"]
 
 
 class Suspend(BaseException):
@@ -14,3 +14,15 @@ class Suspend(BaseException):
     def __init__(self, key: str) -> None:
         self.key = key
         super().__init__(f"waiting on {key!r}")
+
+
+class HandBack(Suspend):
+    """Unwinds a workflow at a step boundary because its process is shutting down.
+
+    The engine hands the run back (runnable at once by the next process or
+    worker) instead of starting another step. A `Suspend`, so that `for_each`
+    lets its running items reach their own boundaries before unwinding.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("shutdown")

@@ -1,16 +1,28 @@
-"""The event loop behind the sync facade.
+"""The event loop behind the sync facade, and what happens to it at exit.
 
 Each `App` drives its sync methods on one long-lived loop in a daemon thread
 rather than calling ``asyncio.run`` per call: connection pools and background
-work (a detached child run, a mutex renewal) belong to one loop for the App's
-whole life, and a run started with `App.start` keeps going between calls.
+work (a run started with `App.start`, a run woken by a signal, a mutex
+renewal) belong to one loop for the App's whole life.
+
+A daemon thread is killed mid-step when the interpreter exits, which would
+be a crash, not an exit. So the first loop started registers one exit hook
+for the process: at normal interpreter exit (and on SIGTERM, which is turned
+into a normal exit while tether's loop runs) every open loop's owner is
+closed gracefully first (`on_exit`): steps in flight finish and are
+recorded, and the runs are handed back. The hook runs before the
+interpreter joins worker threads and shuts the default executor down, so
+sync steps in flight can still finish and be recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
+import logging
+import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .errors import TetherError
@@ -18,16 +30,62 @@ from .errors import TetherError
 __all__ = ["LoopThread"]
 
 T = TypeVar("T")
+log = logging.getLogger("tether")
+
+_OPEN: set[LoopThread] = set()  # loops running now (kept alive until stopped)
+_hook_installed = False
+_hook_guard = threading.Lock()
+
+
+def _at_exit() -> None:
+    for lt in list(_OPEN):
+        try:
+            lt.exit()
+        except BaseException:  # one App failing to close must not stop the others
+            log.exception("closing tether at exit failed")
+
+
+def _install_exit_hook() -> None:
+    """Once per process: close open loops at exit, and make SIGTERM a normal exit."""
+    global _hook_installed
+    with _hook_guard:
+        if _hook_installed:
+            return
+        _hook_installed = True
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:  # runs before threads are joined and executors shut down
+        register(_at_exit)
+    else:  # pragma: no cover - every supported CPython has it
+        import atexit
+
+        atexit.register(_at_exit)
+    if threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:  # pragma: no cover - not the main interpreter
+            pass
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 class LoopThread:
-    """A loop running in a daemon thread, started on first use."""
+    """A loop running in a daemon thread, started on first use.
 
-    def __init__(self, name: str = "tether-loop") -> None:
+    `on_exit` is called (from the exiting main thread) at interpreter exit if
+    the loop still runs then; it should close its owner gracefully.
+    """
+
+    def __init__(
+        self, name: str = "tether-loop", on_exit: Callable[[], None] | None = None
+    ) -> None:
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
+        self._on_exit = on_exit
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -36,6 +94,7 @@ class LoopThread:
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._guard:
             if self._loop is None or self._loop.is_closed():
+                _install_exit_hook()
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
 
@@ -48,10 +107,16 @@ class LoopThread:
                 self._thread.start()
                 ready.wait()
                 self._loop = loop
+                _OPEN.add(self)
             return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on the loop thread and wait for its result."""
+        """Run `coro` on the loop thread and wait for its result.
+
+        Ctrl-C or SystemExit while waiting leaves `coro` running: the exit
+        hook (or the App's close) then lets its step in flight finish and
+        hands its run back, instead of abandoning the step mid-way.
+        """
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -66,15 +131,26 @@ class LoopThread:
         fut = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
             return fut.result()
+        except (KeyboardInterrupt, SystemExit):
+            raise
         except BaseException:
             fut.cancel()
             raise
+
+    def exit(self) -> None:
+        """The interpreter exits: close the owner gracefully, then stop the loop."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        if self._on_exit is not None:
+            self._on_exit()
+        self.stop()
 
     def stop(self) -> None:
         """Stop the loop (after cancelling what still runs on it) and join its thread."""
         with self._guard:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
+            _OPEN.discard(self)
         if loop is None or thread is None or loop.is_closed():
             return
 

@@ -14,13 +14,16 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
-from ._control import Suspend
+from ._control import HandBack, Suspend
+from ._owners import forget_owner, owner_is_dead
 from .clock import SystemClock
 from .definition import RunResult, WorkflowDef
 from .errors import (
+    RunAlreadyRunningError,
     RunCancelledError,
     RunNotFoundError,
     StaleOwnerError,
+    StoreError,
     WorkflowNotFoundError,
     WorkflowTimeoutError,
 )
@@ -35,6 +38,7 @@ log = logging.getLogger("tether")
 
 _SUSPENDED = object()
 _CANCELLED = object()
+_HANDED_BACK = object()
 _UNKNOWN: Any = object()
 
 
@@ -46,6 +50,7 @@ class Runner:
         *,
         inline_wait: float,
         resume_woken: bool,
+        owner_lease: float = 30.0,
     ) -> None:
         self._rt = runtime
         self._store = runtime.store
@@ -56,6 +61,9 @@ class Runner:
         self._active: dict[str, asyncio.Event] = {}
         self._rewake: set[str] = set()  # woken while being driven here: drive again after
         self._background: set[asyncio.Task[Any]] = set()
+        self.owner_lease = owner_lease
+        self._drives: set[asyncio.Task[Any]] = set()  # tasks driving a run here now
+        self._renewer: asyncio.Task[None] | None = None
 
     # -- the Host port used by workflows --------------------------------------------
 
@@ -125,14 +133,101 @@ class Runner:
             await self.drive(workflow_id)
         except WorkflowNotFoundError:
             log.debug("run %s woke but its workflow is not registered here", workflow_id)
+        except RunAlreadyRunningError as exc:
+            log.debug("run %s is driven elsewhere: %s", workflow_id, exc)
         except Exception:
             log.exception("run %s failed", workflow_id)
 
-    async def stop(self) -> None:
-        tasks = list(self._background)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def begin_drain(self) -> None:
+        """Start no more steps: every run driven here hands itself back at its next
+        step boundary (a step in flight finishes and is recorded first)."""
+        self._rt.draining = True
+
+    async def shutdown(self, grace: float) -> None:
+        """Drain, wait up to `grace` seconds for the runs driven here to hand
+        themselves back, then cancel what is left: those runs are handed back
+        with their step in flight recorded as interrupted."""
+        self.begin_drain()
+        me = asyncio.current_task()
+        tasks = [t for t in self._drives | self._background if t is not me and not t.done()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+            self._renewer = None
+        forget_owner(self._rt.owner)
+
+    # -- the owner's claim on the runs it drives -----------------------------------------
+
+    async def _claim(
+        self, workflow_id: str, event: NewEvent, *, force: bool, compensating: bool = False
+    ) -> RunRow:
+        """Claim the run for this process; a live other owner is refused, a dead one
+        taken over (at once when it is known dead, else once its claim lapsed)."""
+        self._ensure_renewer()
+        kwargs: dict[str, Any] = {
+            "compensating": compensating,
+            "lease": self.owner_lease,
+            "force": force,
+        }
+        try:
+            return await self._store.claim_run(
+                workflow_id,
+                self._rt.owner,
+                self._clock.now(),
+                event,
+                now=self._clock.store_time(),
+                **kwargs,
+            )
+        except RunAlreadyRunningError as exc:
+            if not owner_is_dead(exc.owner):
+                raise
+            return await self._store.claim_run(
+                workflow_id,
+                self._rt.owner,
+                self._clock.now(),
+                event,
+                now=self._clock.store_time(),
+                dead_owner=exc.owner,
+                **kwargs,
+            )
+
+    def _ensure_renewer(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.ensure_future(self._renew_claims())
+
+    async def _renew_claims(self) -> None:
+        """Keep this process's claims on its running runs from lapsing."""
+        while True:
+            await asyncio.sleep(self.owner_lease / 3)
+            if not self._active:
+                continue
+            try:
+                await self._store.renew_owner(
+                    self._rt.owner, lease=self.owner_lease, now=self._clock.store_time()
+                )
+            except StoreError as exc:  # try again next time; the claim has slack for it
+                log.warning("renewing run claims failed: %s", exc)
+
+    async def _hand_back(self, wf: Workflow) -> None:
+        """Give the run back (clean exit): runnable at once by the next process."""
+        interrupted = sorted(wf.in_flight)
+        detail = dump_json({"interrupted": interrupted}, what="event") if interrupted else None
+        message = "interrupted step: " + ", ".join(interrupted) if interrupted else "clean exit"
+        try:
+            await self._store.release_run(
+                wf._fence,
+                at=self._clock.now(),
+                event=NewEvent("workflow.handed_back", message, detail),
+            )
+        except StoreError as exc:  # fenced out or unreachable: its claim will lapse
+            log.warning("could not hand back run %s: %s", wf.workflow_id, exc)
+            return
+        wf._emit("workflow.handed_back", message)
 
     # -- driving ----------------------------------------------------------------------------
 
@@ -159,21 +254,29 @@ class Runner:
         defn: WorkflowDef | None = None,
         input: Any = MISSING,
         on_event: EventHook | None = None,
+        force_claim: bool = False,
     ) -> tuple[RunStatus | None, Any]:
-        """Drive the run until it ends or parks, without reading its record back.
+        """Drive the run until it ends, parks or is handed back, without reading its
+        record back.
 
         Returns (status, value) as far as known here: the status is None, and
         the value `_UNKNOWN`, when only the store knows (another task drove it,
-        or it ended through cancellation).
+        or it ended through cancellation). `force_claim` takes the run whoever
+        holds it (a worker holding the run's job lease).
         """
         busy = self._active.get(workflow_id)
         if busy is not None:  # already driven by this process: wait for that instead
             await busy.wait()
             return None, _UNKNOWN
         done = self._active[workflow_id] = asyncio.Event()
+        task = asyncio.current_task()
+        if task is not None:
+            self._drives.add(task)
         try:
-            return await self._drive(workflow_id, defn, input, on_event)
+            return await self._drive(workflow_id, defn, input, on_event, force_claim)
         finally:
+            if task is not None:
+                self._drives.discard(task)
             del self._active[workflow_id]
             done.set()
             if workflow_id in self._rewake:
@@ -186,6 +289,7 @@ class Runner:
         defn: WorkflowDef | None,
         input: Any,
         on_event: EventHook | None,
+        force_claim: bool = False,
     ) -> tuple[RunStatus | None, Any]:
         while True:
             run = await self._store.get_run(workflow_id)
@@ -200,8 +304,10 @@ class Runner:
             if run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED):
                 return run.status, _UNKNOWN
             the_def.check_version(run)
-            claimed = await self._store.claim_run(
-                workflow_id, self._rt.owner, self._clock.now(), NewEvent("workflow.running")
+            if self._rt.draining:
+                return run.status, _UNKNOWN  # shutting down: leave it for the next process
+            claimed = await self._claim(
+                workflow_id, NewEvent("workflow.running"), force=force_claim
             )
             wf = await self._context(claimed, the_def, on_event, compensating=False)
             wf._emit("workflow.running")
@@ -219,6 +325,8 @@ class Runner:
                 continue  # a wait resolved while we were parking: run again now
             if outcome is _CANCELLED:
                 return None, _UNKNOWN
+            if outcome is _HANDED_BACK:
+                return RunStatus.PENDING, _UNKNOWN
             return RunStatus.COMPLETED, outcome
 
     async def _context(
@@ -247,6 +355,9 @@ class Runner:
             output = dump_json(
                 value, what=f"the result of workflow {defn.name!r}", tp=return_type_of(defn.fn)
             )
+        except HandBack:
+            await self._hand_back(wf)
+            return _HANDED_BACK
         except Suspend:
             return _SUSPENDED
         except RunCancelledError:
@@ -255,6 +366,10 @@ class Runner:
                 await self._finish_compensation(wf, run)
             wf._emit("workflow.cancelled")
             return _CANCELLED
+        except asyncio.CancelledError:
+            if self._rt.draining:  # the grace period ran out mid-step
+                await asyncio.shield(self._hand_back(wf))
+            raise
         except StaleOwnerError:
             raise  # another owner has the run now; it is theirs to finish
         except Exception as exc:
@@ -289,11 +404,11 @@ class Runner:
 
     async def _call(self, wf: Workflow, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
         if defn.timeout is None or not isinstance(self._clock, SystemClock):
-            return await defn.fn(*args)  # a fake clock is checked at step boundaries only
+            return await defn.call(*args)  # a fake clock is checked at step boundaries only
         remaining = max(0.0, defn.timeout - wf._compute_before)
         try:
             async with asyncio.timeout(remaining):
-                return await defn.fn(*args)
+                return await defn.call(*args)
         except TimeoutError as exc:
             if wf._executed() >= defn.timeout:
                 raise WorkflowTimeoutError(wf.workflow_id, defn.timeout) from exc
@@ -329,7 +444,7 @@ class Runner:
 
     async def _wait_inline(self, workflow_id: str) -> bool:
         """For a brief timer, wait here instead of returning `waiting`; True if it woke."""
-        if self.inline_wait <= 0:
+        if self.inline_wait <= 0 or self._rt.draining:
             return False
         due: list[datetime] = [
             w.due_at
@@ -382,19 +497,15 @@ class Runner:
     ) -> None:
         # replay the function to learn the compensations of completed steps; the first
         # step that did not complete stops it (RunCancelledError), then compensate
-        claimed = await self._store.claim_run(
-            run.workflow_id,
-            self._rt.owner,
-            self._clock.now(),
-            NewEvent("workflow.compensating"),
-            compensating=True,
+        claimed = await self._claim(
+            run.workflow_id, NewEvent("workflow.compensating"), force=False, compensating=True
         )
         wf = await self._context(claimed, defn, on_event, compensating=True)
         args: tuple[Any, ...] = (wf,)
         if defn.takes_input and (claimed.input is not None or defn.input_required):
             args = (wf, load_json(claimed.input, defn.input_type))
         try:
-            await defn.fn(*args)
+            await defn.call(*args)
         except (RunCancelledError, Suspend):
             pass
         except Exception as exc:

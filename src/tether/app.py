@@ -8,7 +8,6 @@ so there is one body, not two.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
@@ -29,6 +28,7 @@ from .kernel import (
     RunResumed,
     TimersFire,
     Woken,
+    new_run_id,
 )
 from .record import RunRecord
 from .serde import dump_json
@@ -64,6 +64,19 @@ class App:
     worker``); `sinks` receive the published events (the outbox);
     `job_visibility` is the lease a worker holds on a job while it runs.
     Every state change goes through `kernel` (`app.kernel.dispatch(command)`).
+
+    Ownership and exits: a process driving a run holds a claim on it that it
+    renews while it lives; the claim lapses `owner_lease` seconds (default
+    30) after its process died, and the run may then be taken over (at once
+    by a process on the same machine, which can see the owner is gone). On
+    `close()`, at normal interpreter exit and on SIGTERM or Ctrl-C, the App
+    starts no more steps, lets the steps in flight finish and be recorded
+    for up to `shutdown_grace` seconds (default 30), and hands each run back:
+    runnable at once by the next process or worker. A step still running
+    when the grace period ends is recorded as interrupted and runs again
+    there. With `recover_orphans`, the App's first run/start/resume drives
+    (in the background) the runs of its registered workflows whose owner
+    died; `recover_orphans()` does it on demand.
     """
 
     def __init__(
@@ -78,22 +91,49 @@ class App:
         inbox_retention: float = 7 * 24 * 3600.0,
         sinks: Sequence[EventSink] = (),
         job_visibility: float = 30.0,
+        owner_lease: float = 30.0,
+        shutdown_grace: float = 30.0,
+        recover_orphans: bool = False,
     ) -> None:
         if inbox_retention <= 0:
             raise InvalidArgumentError(
                 f"inbox_retention must be > 0 seconds, got {inbox_retention!r}"
             )
+        for what, value, low in (
+            ("owner_lease", owner_lease, 1.0),
+            ("shutdown_grace", shutdown_grace, 0.0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+                raise InvalidArgumentError(
+                    f"{what} must be a number of seconds >= {low:g}, got {value!r}"
+                )
         self.store: Store = store or open_store(database_url, durability=durability)
         self.clock: Clock = clock or SystemClock()
         self.inbox_retention = float(inbox_retention)
         self._runtime = Runtime(self.store, self.clock)
         self._registry: dict[str, WorkflowDef] = {}
-        self._loop = LoopThread()
+        self._loop = LoopThread(on_exit=self.close)
         self._runner = Runner(
-            self._runtime, self.get_workflow, inline_wait=inline_wait, resume_woken=resume_woken
+            self._runtime,
+            self.get_workflow,
+            inline_wait=inline_wait,
+            resume_woken=resume_woken,
+            owner_lease=float(owner_lease),
         )
+        self.shutdown_grace = float(shutdown_grace)
+        self._recover_pending = bool(recover_orphans)
+        self._closed = False
         self._queues: dict[str, QueueLimit] = {}
-        self.kernel = Kernel(self, sinks=sinks, job_visibility=job_visibility)
+        self.kernel = Kernel(
+            self.store,
+            self.clock,
+            self,
+            self._runner,
+            sinks=sinks,
+            job_visibility=job_visibility,
+            inbox_retention=self.inbox_retention,
+            bridge=self._loop.run,
+        )
 
     # -- registry -------------------------------------------------------------------
 
@@ -172,9 +212,6 @@ class App:
             )
         return known
 
-    def _new_id(self, name: str) -> str:
-        return f"{name}-{uuid.uuid4().hex[:12]}"
-
     def queue(
         self, name: str, *, concurrency: int | None = None, rate_per_second: float | None = None
     ) -> None:
@@ -206,7 +243,7 @@ class App:
         tenant: str | None = None,
     ) -> tuple[WorkflowDef, RunRow, bool]:
         defn = WorkflowDef.of(workflow)
-        wid = workflow_id or f"{defn.name}-{uuid.uuid4().hex[:12]}"
+        wid = workflow_id or new_run_id(defn.name)
         if not isinstance(wid, str) or not wid.strip():
             raise InvalidArgumentError(f"workflow_id must be a non-empty string, got {wid!r}")
         if input is not _MISSING and not defn.takes_input:
@@ -265,6 +302,7 @@ class App:
         signal, an event, a token, a long timer) is parked and returned with
         status ``waiting``; a failed run raises its error.
         """
+        await self._maybe_recover()
         defn, run, _ = await self._create(
             workflow, input, workflow_id=workflow_id, initial_state=initial_state
         )
@@ -304,11 +342,20 @@ class App:
     ) -> str:
         """Create a run and drive it in the background of this process; its id at once.
 
+        The run continues on this App's loop while the process lives. When the
+        process exits normally (or `close()`, SIGTERM, Ctrl-C), the step in
+        flight finishes and is recorded and the run is handed back: the next
+        `run`/`resume` of its id, a worker serving its workflow, or an App
+        with `recover_orphans` continues it from there. If the process dies,
+        the same happens once its claim lapses. To run it to its end here,
+        wait with `result(id)`.
+
         The same `idempotency_key` returns the same run instead of starting a
         second one, also when callers race: only the caller that created the
         run drives it.
         """
         defn = self._ensure_registered(workflow)
+        await self._maybe_recover()
         result = await self.kernel.adispatch(
             RunCreate(
                 workflow=defn.name,
@@ -430,6 +477,7 @@ class App:
         self, workflow_id: str, *, on_event: EventHook | None = None
     ) -> RunResult[Any]:
         """Drive a run of a workflow registered here until it ends or parks again."""
+        await self._maybe_recover()
         return await self._runner.drive(workflow_id, on_event=on_event)
 
     def resume(self, workflow_id: str, *, on_event: EventHook | None = None) -> RunResult[Any]:
@@ -481,7 +529,14 @@ class App:
         return self._loop.run(self.asend_event(event_type, payload))
 
     async def asignal(self, workflow_id: str, name: str, payload: Any = None) -> bool:
-        """Send signal `name` to a run; True if it woke the run, False if kept for later."""
+        """Send signal `name` to a run; True if it woke the run, False if kept for later.
+
+        A run woken here whose workflow is registered on this App continues in
+        the background of this process (`resume_woken`), and is handed back
+        at exit like a started run (see `start`); a queued run continues on
+        a worker. Otherwise it waits, runnable, for `resume`, a worker or an
+        App with `recover_orphans`.
+        """
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"signal name must be a non-empty str, got {name!r}")
         result = await self.kernel.adispatch(
@@ -605,15 +660,51 @@ class App:
     def get_run(self, workflow_id: str) -> RunRow:
         return self._loop.run(self.aget_run(workflow_id))
 
+    # -- orphans and shutdown ---------------------------------------------------------------
+
+    async def arecover_orphans(self, *, grace: float = 5.0, limit: int = 100) -> list[str]:
+        """Drive, in the background here, runs of this App's workflows that nobody
+        drives: their owner died (its claim lapsed) or they sat runnable for more
+        than `grace` seconds. The ids taken up; two processes never both drive one.
+        """
+        self._recover_pending = False
+        if not self._registry:
+            return []
+        orphans = await self.store.orphaned_runs(
+            sorted(self._registry), grace=grace, now=self.clock.store_time(), limit=limit
+        )
+        for run in orphans:
+            self._runner.spawn(run.workflow_id)
+        return [r.workflow_id for r in orphans]
+
+    def recover_orphans(self, *, grace: float = 5.0, limit: int = 100) -> list[str]:
+        """Sync facade of `arecover_orphans`."""
+        return self._loop.run(self.arecover_orphans(grace=grace, limit=limit))
+
+    async def _maybe_recover(self) -> None:
+        if self._recover_pending:
+            await self.arecover_orphans()
+
+    def drain(self) -> None:
+        """Start no more steps: runs driven here hand themselves back at their
+        next step boundary (a step in flight finishes and is recorded first)."""
+        self._runner.begin_drain()
+
     async def aclose(self) -> None:
-        await self._runner.stop()
+        """Stop gracefully: no new steps; steps in flight finish (up to
+        `shutdown_grace` seconds) and are recorded; runs are handed back."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._runner.shutdown(self.shutdown_grace)
         await self.store.close()
 
     def close(self) -> None:
+        """Sync facade of `aclose`; also stops the App's loop thread."""
         if self._loop.loop is not None:
             self._loop.run(self.aclose())
             self._loop.stop()
-        else:
+        elif not self._closed:
             asyncio.run(self.aclose())
 
     async def __aenter__(self) -> App:

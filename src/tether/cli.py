@@ -20,7 +20,7 @@ import sys
 import traceback as tb
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -36,7 +36,7 @@ from ._cli_progress import Progress
 from .app import App, RunResult
 from .definition import WorkflowDef
 from .errors import RunNotFoundError, StoreError, TetherError, TokenNotFoundError
-from .record import RunRecord
+from .record import RunRecord, owner_gone_since
 from .store import RunRow, RunStatus
 
 __all__ = ["app", "main"]
@@ -289,6 +289,22 @@ def _row(table: Table, *cells: str) -> None:
     table.add_row(*(Text(c) for c in cells))
 
 
+def _gone(status: RunStatus, expires: datetime | None) -> datetime | None:
+    return owner_gone_since(status, expires, datetime.now(UTC))
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def _status_text(status: RunStatus, expires: datetime | None) -> str:
+    """The status, and for a running run whose owner died, since when nobody drives it."""
+    gone = _gone(status, expires)
+    if gone is None:
+        return status.value
+    return f"{status.value} (owner gone since {_ts(gone, zone=True)}; a worker or the next run takes it over)"
+
+
 def _error_text(error: dict[str, Any] | None) -> str:
     return "" if not error else f"{error.get('type')}: {error.get('message')}"
 
@@ -317,6 +333,7 @@ def runs_list(
                         "status": r.status.value,
                         "createdAt": r.created_at.isoformat(),
                         "updatedAt": r.updated_at.isoformat(),
+                        "ownerGoneSince": _iso(_gone(r.status, r.owner_expires_at)),
                     }
                     for r in rows
                 ],
@@ -334,7 +351,7 @@ def runs_list(
             table,
             r.workflow_id,
             r.workflow_name,
-            r.status.value,
+            _status_text(r.status, r.owner_expires_at),
             _ts(r.created_at),
             _ts(r.updated_at),
         )
@@ -361,7 +378,8 @@ def runs_show(workflow_id: Annotated[str, typer.Argument(help="The run's workflo
     facts = [
         ("run", rec.workflow_id),
         ("workflow", rec.workflow_name + version),
-        ("status", rec.status.value),
+        ("status", _status_text(rec.status, rec.owner_expires_at)),
+        ("owner", rec.owner if rec.status is RunStatus.RUNNING and rec.owner else ""),
         ("created", _ts(rec.created_at, zone=True)),
         ("updated", _ts(rec.updated_at, zone=True)),
         ("finished", _ts(rec.finished_at, zone=True)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Iterable
@@ -19,11 +20,29 @@ DEF_ATTR = "__tether_workflow__"
 
 
 def _positional(fn: Callable[..., Any]) -> list[inspect.Parameter]:
-    return [
-        p
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: (wf) only
+        return []
+    return [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _annotated(fn: Callable[..., Any]) -> Any:
+    """Where `fn`'s annotations live: itself, a partial's function, an object's __call__."""
+    if isinstance(fn, functools.partial):
+        return _annotated(fn.func)
+    if inspect.isfunction(fn) or inspect.ismethod(fn):
+        return fn
+    return getattr(type(fn), "__call__", fn)  # noqa: B004
+
+
+def default_name(fn: Callable[..., Any]) -> str:
+    """The registry name of a workflow given without one."""
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    name = getattr(target, "__qualname__", None)
+    if not isinstance(name, str):
+        name = type(target).__qualname__
+    return name
 
 
 @dataclass(frozen=True)
@@ -41,10 +60,10 @@ class WorkflowDef:
     timeout: float | None = None
 
     def __post_init__(self) -> None:
-        if not inspect.iscoroutinefunction(self.fn):
+        if not callable(self.fn):
             raise InvalidArgumentError(
-                f"workflow {getattr(self.fn, '__qualname__', self.fn)!r} must be an `async def` "
-                "function taking a tether.Workflow first"
+                f"a workflow must be callable (an `async def` taking a tether.Workflow first, "
+                f"or any callable returning an awaitable), got {self.fn!r}"
             )
         if self.timeout is not None and (
             isinstance(self.timeout, bool)
@@ -68,10 +87,20 @@ class WorkflowDef:
         if len(params) < 2:
             return None
         try:
-            hints = typing.get_type_hints(self.fn)
+            hints = typing.get_type_hints(_annotated(self.fn))
         except Exception:
             return None
         return hints.get(params[1].name)
+
+    def call(self, *args: Any) -> Awaitable[Any]:
+        """Call the workflow function; what it returns must be awaitable."""
+        out = self.fn(*args)
+        if not inspect.isawaitable(out):
+            raise InvalidArgumentError(
+                f"workflow {self.name!r} returned {type(out).__name__}, not an awaitable: a "
+                "workflow is an `async def`, or a callable returning a coroutine"
+            )
+        return out
 
     def check_version(self, run: RunRow) -> None:
         """Refuse to resume `run` if it started under an incompatible version."""
@@ -92,7 +121,7 @@ class WorkflowDef:
     ) -> WorkflowDef:
         if isinstance(compatible, str):
             compatible = (compatible,)
-        return cls(name or fn.__qualname__, version, fn, tuple(compatible), timeout)
+        return cls(name or default_name(fn), version, fn, tuple(compatible), timeout)
 
     @classmethod
     def of(cls, fn: Callable[..., Any]) -> WorkflowDef:
@@ -101,7 +130,10 @@ class WorkflowDef:
         if isinstance(found, WorkflowDef):
             return found
         if not callable(fn):
-            raise InvalidArgumentError(f"a workflow must be an async function, got {fn!r}")
+            raise InvalidArgumentError(
+                f"a workflow must be an async function (or a callable returning an awaitable), "
+                f"got {fn!r}"
+            )
         return cls.make(fn)
 
 

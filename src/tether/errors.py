@@ -14,10 +14,11 @@ The tree::
     ├── LeaseConflictError                      a lease is held by someone else
     ├── MutexTimeoutError (also TimeoutError)   a mutex was not acquired in time
     ├── StepFailedError                         a step exhausted its attempts
-    ├── ForEachError                            a for_each item failed (carries the summary)
+    ├── ForEachError                            a for_each item failed (in fanout, with its summary)
     ├── WaitTimeout (also TimeoutError)         a wait reached its timeout (raised in the workflow)
     ├── TokenNotFoundError (also LookupError)   no completion token with that id
     ├── RunFinishedError                        the run is already terminal (cancel, signal, ...)
+    ├── RunAlreadyRunningError                  another live process owns the run
     ├── WorkflowVersionError                    resuming under an incompatible workflow version
     ├── WorkflowTimeoutError (also TimeoutError) the run executed longer than its timeout
     ├── ChildRunError                           a child run ended without a result
@@ -37,20 +38,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .fanout import ForEachSummary
 
 __all__ = [
     "ChildRunError",
-    "ForEachError",
     "IdempotencyInProgressError",
     "IncompatibleStoreError",
     "InvalidArgumentError",
     "LeaseConflictError",
     "MutexTimeoutError",
     "NotSerializableError",
+    "RunAlreadyRunningError",
     "RunCancelledError",
     "RunFinishedError",
     "RunNotFoundError",
@@ -173,18 +170,6 @@ class StepFailedError(TetherError):
         )
 
 
-class ForEachError(TetherError):
-    """At least one item of a for_each failed; `summary` holds every item's outcome."""
-
-    def __init__(self, summary: ForEachSummary[Any, Any], first_error: BaseException) -> None:
-        self.summary = summary
-        self.first_error = first_error
-        super().__init__(
-            f"for_each: {summary.rejected} item(s) failed, {summary.fulfilled} succeeded; "
-            f"first error: {type(first_error).__name__}: {first_error}"
-        )
-
-
 class WaitTimeout(TetherError, TimeoutError):
     """A wait in a workflow reached its timeout before it was resolved."""
 
@@ -211,6 +196,23 @@ class RunFinishedError(TetherError):
         self.workflow_id = workflow_id
         self.status = status
         super().__init__(f"cannot {action} run {workflow_id!r}: it already ended ({status})")
+
+
+class RunAlreadyRunningError(TetherError):
+    """Another process that is alive (its claim on the run has not lapsed) drives the run."""
+
+    def __init__(self, workflow_id: str, owner: str | None, until: datetime | None) -> None:
+        self.workflow_id = workflow_id
+        self.owner = owner
+        self.until = until
+        lapse = (
+            "" if until is None else f" (its claim lapses at {until.isoformat()} unless renewed)"
+        )
+        super().__init__(
+            f"run {workflow_id!r} is being driven by {owner!r}{lapse}; wait for its result "
+            "(app.result), or stop that process: a dead owner's run is taken over once its "
+            "claim lapses"
+        )
 
 
 class WorkflowVersionError(TetherError):

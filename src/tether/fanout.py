@@ -11,9 +11,9 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from ._control import Suspend
-from .errors import ForEachError, InvalidArgumentError
+from .errors import InvalidArgumentError, TetherError
 
-__all__ = ["ForEachSummary", "ItemResult", "ItemStatus", "run_for_each"]
+__all__ = ["ForEachError", "ForEachSummary", "ItemResult", "ItemStatus", "run_for_each"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -160,3 +160,15 @@ async def run_for_each(
     if stop_on_error and first_error is not None:
         raise ForEachError(summary, first_error)
     return summary
+
+
+class ForEachError(TetherError):
+    """At least one item of a for_each failed; `summary` holds every item's outcome."""
+
+    def __init__(self, summary: ForEachSummary[Any, Any], first_error: BaseException) -> None:
+        self.summary = summary
+        self.first_error = first_error
+        super().__init__(
+            f"for_each: {summary.rejected} item(s) failed, {summary.fulfilled} succeeded; "
+            f"first error: {type(first_error).__name__}: {first_error}"
+        )

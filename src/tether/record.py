@@ -157,6 +157,13 @@ class RunRecord:
     events: tuple[EventRecord, ...]
     heartbeats: dict[str, HeartbeatRecord]
     leases: dict[str, LeaseRecord]
+    owner: str | None = None  # the process that drives (or last drove) the run
+    owner_expires_at: datetime | None = None  # its claim lapses then, unless renewed
+
+    def owner_gone_since(self, now: datetime) -> datetime | None:
+        """When the owner of this running run stopped renewing its claim (it died),
+        or None while the run is not running or its owner lives."""
+        return owner_gone_since(self.status, self.owner_expires_at, now)
 
     @classmethod
     def build(
@@ -185,6 +192,8 @@ class RunRecord:
             events=tuple(EventRecord.from_row(e) for e in events),
             heartbeats={h.key: HeartbeatRecord.from_row(h) for h in heartbeats},
             leases={lk.key: LeaseRecord.from_row(lk) for lk in leases},
+            owner=run.owner,
+            owner_expires_at=run.owner_expires_at,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -211,3 +220,12 @@ class RunRecord:
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+def owner_gone_since(
+    status: RunStatus, owner_expires_at: datetime | None, now: datetime
+) -> datetime | None:
+    """For a running run: since when nobody drives it (its owner's claim lapsed)."""
+    if status is not RunStatus.RUNNING or owner_expires_at is None:
+        return None
+    return owner_expires_at if owner_expires_at <= now else None

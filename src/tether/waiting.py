@@ -14,10 +14,11 @@ import random as _random
 import uuid as _uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ._control import Suspend
 from .clock import Clock
+from .definition import WorkflowDef
 from .errors import (
     ChildRunError,
     InvalidArgumentError,
@@ -25,11 +26,8 @@ from .errors import (
     WaitTimeout,
     WorkflowTimeoutError,
 )
-from .serde import dump_json, load_json
+from .serde import dump_json, load_json, return_type_of
 from .store import Fence, NewWait, StepRow, StepStatus, Store, WaitKind, WaitRow, WaitStatus
-
-if TYPE_CHECKING:
-    from .app import WorkflowDef
 
 __all__ = ["Host", "Suspend", "WaitsMixin"]
 
@@ -199,8 +197,6 @@ class WaitsMixin:
         Cancelling this run cancels the child. A child that fails or is
         cancelled raises `ChildRunError` here.
         """
-        from .app import WorkflowDef
-
         defn = WorkflowDef.of(workflow)
         cid = workflow_id or f"{self.workflow_id}/{self._next_key(defn.name)}"
         host = self._require_host()
@@ -215,8 +211,6 @@ class WaitsMixin:
         outcome = load_json(row.payload) or {}
         if outcome.get("status") != "completed":
             raise ChildRunError(cid, str(outcome.get("status")), outcome.get("error"))
-        from .serde import return_type_of
-
         tp = return_type_of(defn.fn)
         return load_json(dump_json(outcome.get("output"), what="child output"), tp)
 
@@ -228,8 +222,6 @@ class WaitsMixin:
         workflow_id: str | None = None,
     ) -> str:
         """Start a detached child run (not waited on, not cancelled with this run); its id."""
-        from .app import WorkflowDef
-
         defn = WorkflowDef.of(workflow)
         cid = workflow_id or f"{self.workflow_id}/{self._next_key(defn.name)}"
         host = self._require_host()

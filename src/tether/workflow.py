@@ -13,8 +13,6 @@ import asyncio
 import copy
 import functools
 import inspect
-import os
-import socket
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -22,6 +20,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
+from ._control import HandBack
+from ._owners import new_owner
 from .clock import Clock
 from .errors import (
     InvalidArgumentError,
@@ -48,11 +48,6 @@ DEFAULT_MUTEX_TTL = 30.0
 
 def lease_scope(workflow_id: str) -> str:
     return f"lease:{workflow_id}"
-
-
-def process_owner() -> str:
-    """A name for this process that is unique across machines and restarts."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +111,9 @@ class Runtime:
 
     store: Store
     clock: Clock
-    owner: str = field(default_factory=process_owner)
+    owner: str = field(default_factory=new_owner)
     waker: Waker = field(default_factory=Waker)
+    draining: bool = False  # the process is shutting down: start no more steps
 
 
 EventHook = Callable[[str, str, "str | None", Any], None]
@@ -202,6 +198,7 @@ class Workflow(WaitsMixin):
         self._timeout = timeout
         self._compute_before = run.compute_seconds
         self._exec_started = runtime.clock.now()
+        self.in_flight: set[str] = set()  # steps whose function is running now
 
     # -- identity ------------------------------------------------------------------
 
@@ -308,6 +305,8 @@ class Workflow(WaitsMixin):
         with_ctx = _wants_context(fn)
         is_async = _is_async(fn)
         while True:
+            if self._rt.draining:  # shutting down: hand the run back, start nothing new
+                raise HandBack()
             attempt = prior + 1
             row = await self._store.start_step(
                 self._fence,
@@ -322,6 +321,7 @@ class Workflow(WaitsMixin):
             args = (
                 (StepContext(name, attempt, policy.attempts, self.workflow_id),) if with_ctx else ()
             )
+            self.in_flight.add(name)
             try:
                 if is_async:
                     result = await fn(*args)
@@ -330,6 +330,7 @@ class Workflow(WaitsMixin):
                     if inspect.isawaitable(result):
                         result = await result
             except Exception as exc:
+                self.in_flight.discard(name)
                 again = attempt < policy.attempts and policy.retries(exc)
                 await self._store.fail_step(
                     self._fence,
@@ -353,6 +354,7 @@ class Workflow(WaitsMixin):
                 await self._clock.sleep(policy.delay(attempt))
                 prior = attempt
                 continue
+            self.in_flight.discard(name)
             try:
                 text = dump_json(result, what=f"the result of step {name!r}", tp=tp)
             except Exception as exc:
@@ -420,6 +422,8 @@ class Workflow(WaitsMixin):
             )
             if res.outcome is not LockOutcome.CONFLICT:
                 break
+            if self._rt.draining:
+                raise HandBack()
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise MutexTimeoutError(key, timeout, res.row.holder)

@@ -298,7 +298,13 @@ async def test_serverless_host_processes_and_maintains(app: App, clock: tether.F
     assert (await host.aprocess_available_jobs(limit=10)).processed == 3
     assert [(await app.aresult(w, timeout=5)).value for w in ids] == [0, 1, 2]
     other = ServerlessHost(app, worker_id="other")
-    assert set((await other.amaintenance_tick()).skipped) == {"timers", "leases", "stuck", "outbox"}
+    assert set((await other.amaintenance_tick()).skipped) == {
+        "timers",
+        "leases",
+        "stuck",
+        "orphans",
+        "outbox",
+    }
 
 
 async def test_worker_bad_configuration(app: App) -> None:

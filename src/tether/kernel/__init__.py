@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._kernel import Kernel
+from ._kernel import Kernel, new_run_id
+from ._ports import RunHost, WorkflowRegistry
 from .commands import (
     Command,
     CommandResult,
@@ -14,6 +15,7 @@ from .commands import (
     OutboxReplayDead,
     Reaped,
     Replayed,
+    RunAdoptOrphans,
     RunCancel,
     RunCancelled,
     RunCreate,
@@ -54,10 +56,12 @@ __all__ = [
     "OutboxReplayDead",
     "Reaped",
     "Replayed",
+    "RunAdoptOrphans",
     "RunCancel",
     "RunCancelled",
     "RunCreate",
     "RunCreated",
+    "RunHost",
     "RunReapStuck",
     "RunRerunFrom",
     "RunResume",
@@ -65,5 +69,7 @@ __all__ = [
     "TimersFire",
     "WebhookSink",
     "Woken",
+    "WorkflowRegistry",
+    "new_run_id",
     "sign",
 ]

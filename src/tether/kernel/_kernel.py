@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from pydantic import TypeAdapter, ValidationError
 
+from ..clock import Clock
 from ..errors import (
     InvalidArgumentError,
     RunCancelledError,
@@ -22,7 +24,8 @@ from ..errors import (
     WorkflowNotFoundError,
 )
 from ..serde import dump_json
-from ..store import NewJob, NewRun, RunStatus
+from ..store import NewJob, NewRun, RunStatus, Store
+from ._ports import RunHost, WorkflowRegistry
 from .commands import (
     Command,
     CommandResult,
@@ -34,6 +37,7 @@ from .commands import (
     OutboxReplayDead,
     Reaped,
     Replayed,
+    RunAdoptOrphans,
     RunCancel,
     RunCancelled,
     RunCreate,
@@ -47,9 +51,6 @@ from .commands import (
 )
 from .outbox import OutboxPolicy, flush
 from .sinks import EventSink
-
-if TYPE_CHECKING:
-    from ..app import App
 
 __all__ = ["Kernel"]
 
@@ -66,32 +67,51 @@ _RESULTS: dict[str, type[CommandResult]] = {
     "timers.fire": Woken,
     "lease.reap_stale": Reaped,
     "run.reap_stuck": Reaped,
+    "run.adopt_orphans": Reaped,
     "outbox.flush": OutboxFlushed,
     "outbox.replay_dead": Replayed,
 }
 
 
+def new_run_id(workflow_name: str) -> str:
+    """A fresh run id for `workflow_name`."""
+    return f"{workflow_name}-{uuid.uuid4().hex[:12]}"
+
+
 class Kernel:
-    """Dispatches commands against one App's store and registry.
+    """Dispatches commands against a store, a workflow registry and a run host.
 
     `sinks` receive published events (`outbox.flush`); `job_visibility` is
     the lease a worker holds on a claimed job, renewed every third of it.
+    Events and signals that reach no waiting run are kept for
+    `inbox_retention` seconds. `bridge` runs a coroutine to completion from
+    sync code (the App's loop thread), for the sync `dispatch`.
     """
 
     def __init__(
         self,
-        app: App,
+        store: Store,
+        clock: Clock,
+        registry: WorkflowRegistry,
+        host: RunHost,
         *,
         sinks: Sequence[EventSink] = (),
         outbox: OutboxPolicy | None = None,
         job_visibility: float = 30.0,
+        inbox_retention: float = 7 * 24 * 3600.0,
         idempotency_stale_after: float = 300.0,
+        bridge: Callable[[Coroutine[Any, Any, Any]], Any] | None = None,
     ) -> None:
         if job_visibility <= 0:
             raise InvalidArgumentError(
                 f"job_visibility must be > 0 seconds, got {job_visibility!r}"
             )
-        self.app = app
+        self.store = store
+        self.clock = clock
+        self.registry = registry
+        self.host = host
+        self.inbox_retention = inbox_retention
+        self._bridge = bridge or asyncio.run
         self.sinks: list[EventSink] = list(sinks)
         self.outbox = outbox or OutboxPolicy()
         self.job_visibility = job_visibility
@@ -113,7 +133,7 @@ class Kernel:
             # a run's idempotency key is unique on the run itself: callers that race
             # with one key all get that run (created=False for all but the first)
             return await self._handle(cmd)
-        store, clock = self.app.store, self.app.clock
+        store, clock = self.store, self.clock
         earlier = await store.idempotency_begin(
             cmd.type, key, at=clock.now(), stale_after=self._stale_after
         )
@@ -133,7 +153,7 @@ class Kernel:
 
     def dispatch(self, command: Command | dict[str, Any]) -> CommandResult:
         """Sync facade of `adispatch`."""
-        return self.app._loop.run(self.adispatch(command))
+        return cast(CommandResult, self._bridge(self.adispatch(command)))
 
     async def _handle(self, cmd: Command) -> CommandResult:
         handler = cast(
@@ -145,9 +165,8 @@ class Kernel:
     # -- runs --------------------------------------------------------------------------
 
     async def _run_create(self, cmd: RunCreate) -> RunCreated:
-        app = self.app
-        defn = app.get_workflow(cmd.workflow)
-        wid = cmd.workflow_id or app._new_id(defn.name)
+        defn = self.registry.get_workflow(cmd.workflow)
+        wid = cmd.workflow_id or new_run_id(defn.name)
         if cmd.input is not None and not defn.takes_input:
             raise InvalidArgumentError(
                 f"workflow {defn.name!r} takes no input; drop the input or add a parameter"
@@ -170,9 +189,9 @@ class Kernel:
             queue=cmd.queue,
         )
         if cmd.queue is None:
-            row, created = await app.store.create_run(run, app.clock.now())
+            row, created = await self.store.create_run(run, self.clock.now())
             if created:
-                app._runner.spawn(row.workflow_id)
+                self.host.spawn(row.workflow_id)
         else:
             job = NewJob(
                 queue=cmd.queue,
@@ -181,7 +200,7 @@ class Kernel:
                 max_attempts=cmd.max_attempts,
                 run_after=cmd.run_after,
             )
-            row, created = await app.store.submit_run(run, job, app.clock.now())
+            row, created = await self.store.submit_run(run, job, self.clock.now())
         if row.workflow_name != defn.name:
             raise InvalidArgumentError(
                 f"workflow id {row.workflow_id!r} already names a run of {row.workflow_name!r}"
@@ -189,43 +208,40 @@ class Kernel:
         return RunCreated(workflow_id=row.workflow_id, created=created)
 
     async def _run_cancel(self, cmd: RunCancel) -> RunCancelled:
-        app = self.app
-        cancelled = await app.store.cancel_run(
-            cmd.workflow_id, reason=cmd.reason, compensate=cmd.compensate, at=app.clock.now()
+        cancelled = await self.store.cancel_run(
+            cmd.workflow_id, reason=cmd.reason, compensate=cmd.compensate, at=self.clock.now()
         )
         if cmd.compensate:
-            app._runner.woken(cancelled)
+            self.host.woken(cancelled)
         return RunCancelled(cancelled=cancelled)
 
     async def _run_resume(self, cmd: RunResume) -> RunResumed:
-        app = self.app
-        at = app.clock.now()
+        at = self.clock.now()
         payload = (
             None if cmd.payload is None else dump_json(cmd.payload, what=f"{cmd.kind} payload")
         )
-        expires = at + timedelta(seconds=app.inbox_retention)
+        expires = at + timedelta(seconds=self.inbox_retention)
         if cmd.kind == "event":
-            woken = await app.store.send_event(cmd.name, payload, at=at, expires_at=expires)
-            app._runner.woken(woken)
+            woken = await self.store.send_event(cmd.name, payload, at=at, expires_at=expires)
+            self.host.woken(woken)
             return RunResumed(woken=woken)
         if cmd.kind == "signal":
             if cmd.workflow_id is None:
                 raise InvalidArgumentError("a signal needs the workflow_id of the run it is for")
-            woken = await app.store.send_signal(
+            woken = await self.store.send_signal(
                 cmd.workflow_id, cmd.name, payload, at=at, expires_at=expires
             )
-            app._runner.woken(woken)
+            self.host.woken(woken)
             return RunResumed(woken=woken, workflow_id=cmd.workflow_id)
-        run_id = await app.store.complete_token(cmd.name, payload, at=at)
-        run = await app.store.get_run(run_id)
+        run_id = await self.store.complete_token(cmd.name, payload, at=at)
+        run = await self.store.get_run(run_id)
         woken = [run_id] if run is not None and run.status is RunStatus.PENDING else []
-        app._runner.woken(woken)
+        self.host.woken(woken)
         return RunResumed(woken=woken, workflow_id=run_id)
 
     async def _run_rerun_from(self, cmd: RunRerunFrom) -> Woken:
-        app = self.app
-        await app.store.rerun_from(cmd.workflow_id, cmd.step, at=app.clock.now())
-        app._runner.woken([cmd.workflow_id])
+        await self.store.rerun_from(cmd.workflow_id, cmd.step, at=self.clock.now())
+        self.host.woken([cmd.workflow_id])
         return Woken(woken=[cmd.workflow_id])
 
     # -- jobs ----------------------------------------------------------------------------
@@ -237,10 +253,9 @@ class Kernel:
         discarded at the step boundary. If the lease is lost (this worker
         stalled past it), the drive is cancelled: another worker owns the run.
         """
-        app = self.app
-        store = app.store
+        store = self.store
         renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker))
-        drive = asyncio.ensure_future(app._runner.run_until_rest(cmd.workflow_id))
+        drive = asyncio.ensure_future(self.host.run_until_rest(cmd.workflow_id, force_claim=True))
         error: str | None = None
         status: RunStatus | None = None
         try:
@@ -273,13 +288,15 @@ class Kernel:
                     and _was_cancelled(run.error)
                 )
             )
-        await store.finish_job(cmd.job_id, cmd.worker, error=error, ghost=ghost, at=app.clock.now())
+        await store.finish_job(
+            cmd.job_id, cmd.worker, error=error, ghost=ghost, at=self.clock.now()
+        )
         return JobExecuted(
             status="missing" if status is None else status.value, ghost=ghost, error=error
         )
 
     async def _renew(self, job_id: int, worker: str) -> None:
-        store, clock = self.app.store, self.app.clock
+        store, clock = self.store, self.clock
         while True:
             await asyncio.sleep(self.job_visibility / 3)
             ok = await store.renew_job(
@@ -291,33 +308,40 @@ class Kernel:
     # -- maintenance ---------------------------------------------------------------------
 
     async def _timers_fire(self, cmd: TimersFire) -> Woken:
-        app = self.app
-        woken = await app.store.fire_due(now=app.clock.store_time(), at=app.clock.now())
-        app._runner.woken(woken)
+        woken = await self.store.fire_due(now=self.clock.store_time(), at=self.clock.now())
+        self.host.woken(woken)
         return Woken(woken=woken)
 
     async def _lease_reap_stale(self, cmd: LeaseReapStale) -> Reaped:
-        app = self.app
-        count = await app.store.reap_jobs(now=app.clock.store_time(), at=app.clock.now())
+        count = await self.store.reap_jobs(now=self.clock.store_time(), at=self.clock.now())
         return Reaped(count=count)
 
     async def _run_reap_stuck(self, cmd: RunReapStuck) -> Reaped:
-        app = self.app
-        runs = await app.store.reap_stuck_runs(
-            idle_for=cmd.idle_for, now=app.clock.store_time(), at=app.clock.now()
+        runs = await self.store.reap_stuck_runs(
+            idle_for=cmd.idle_for, now=self.clock.store_time(), at=self.clock.now()
+        )
+        return Reaped(count=len(runs), runs=runs)
+
+    async def _run_adopt_orphans(self, cmd: RunAdoptOrphans) -> Reaped:
+        if not cmd.workflows:
+            return Reaped(count=0)
+        runs = await self.store.adopt_orphans(
+            cmd.workflows,
+            queue=cmd.queue,
+            grace=cmd.grace,
+            now=self.clock.store_time(),
+            at=self.clock.now(),
         )
         return Reaped(count=len(runs), runs=runs)
 
     async def _outbox_flush(self, cmd: OutboxFlush) -> OutboxFlushed:
         delivered, failed, dead = await flush(
-            self.app.store, self.sinks, self.app.clock, self.outbox, max_events=cmd.max_events
+            self.store, self.sinks, self.clock, self.outbox, max_events=cmd.max_events
         )
         return OutboxFlushed(delivered=delivered, failed=failed, dead=dead)
 
     async def _outbox_replay_dead(self, cmd: OutboxReplayDead) -> Replayed:
-        count = await self.app.store.outbox_replay_dead(
-            limit=cmd.max_events, at=self.app.clock.now()
-        )
+        count = await self.store.outbox_replay_dead(limit=cmd.max_events, at=self.clock.now())
         return Replayed(count=count)
 
 

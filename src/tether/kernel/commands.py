@@ -24,6 +24,7 @@ __all__ = [
     "OutboxReplayDead",
     "Reaped",
     "Replayed",
+    "RunAdoptOrphans",
     "RunCancel",
     "RunCancelled",
     "RunCreate",
@@ -105,6 +106,16 @@ class RunReapStuck(_Command):
     idle_for: float = Field(default=300.0, gt=0)
 
 
+class RunAdoptOrphans(_Command):
+    """Queue, on `queue`, runs of `workflows` that nobody drives (their owner died,
+    or they sat runnable for `grace` seconds) so that workers take them up."""
+
+    type: Literal["run.adopt_orphans"] = "run.adopt_orphans"
+    queue: str = Field(min_length=1)
+    workflows: tuple[str, ...]
+    grace: float = Field(default=30.0, ge=0)
+
+
 class OutboxFlush(_Command):
     type: Literal["outbox.flush"] = "outbox.flush"
     max_events: int = Field(default=500, ge=1)
@@ -124,6 +135,7 @@ Command = Annotated[
     | TimersFire
     | LeaseReapStale
     | RunReapStuck
+    | RunAdoptOrphans
     | OutboxFlush
     | OutboxReplayDead,
     Field(discriminator="type"),

@@ -63,12 +63,26 @@ _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 CLOSED = "('cancelled', 'compensated', 'compensation_failed')"
 TERMINAL = "('completed', 'failed', 'cancelled', 'compensated', 'compensation_failed')"
 NOW = "COALESCE(%(now)s::timestamptz, clock_timestamp())"
+# a run may be claimed unless another owner's claim on it is live (see the SQLite twin)
+CLAIMABLE = (
+    "(%(force)s OR status != 'running' OR owner IS NULL OR owner = %(owner)s "
+    f"OR owner_expires_at IS NULL OR owner_expires_at <= {NOW} "
+    "OR owner IS NOT DISTINCT FROM %(dead)s::text)"
+)
+
+# a run nobody drives: its owner's claim lapsed, or it sat runnable (pending) past a grace
+# period (see the SQLite twin)
+ORPHAN = (
+    f"((status = 'running' AND (owner_expires_at <= {NOW} OR (owner_expires_at IS NULL "
+    f"AND updated_at <= {NOW} - make_interval(secs => %(grace)s)))) OR (status = 'pending' "
+    f"AND updated_at <= {NOW} - make_interval(secs => %(grace)s)))"
+)
 
 RUN_COLS = (
     "id, workflow_name, workflow_version, status, input::text, output::text, error::text, "
     "state::text, priority, tags::text, tenant, parent_id, idempotency_key, owner, "
     "owner_generation, created_at, updated_at, started_at, finished_at, compute_seconds, "
-    "cancel_requested, queue"
+    "cancel_requested, queue, owner_expires_at"
 )
 STEP_COLS = (
     "run_id, step_key, name, status, attempts, idempotency_key, result::text, error::text, "

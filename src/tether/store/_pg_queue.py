@@ -23,7 +23,7 @@ from ..errors import (
     RunNotFoundError,
     StoreError,
 )
-from ._pg_base import JOB_COLS, NOW, RUN_COLS, Conn, PgBase, job_row, run_row
+from ._pg_base import JOB_COLS, NOW, ORPHAN, RUN_COLS, Conn, PgBase, job_row, run_row
 from ._records import Fence, JobRow, NewEvent, NewJob, NewRun, OutboxRow, QueueLimit, RunRow
 
 __all__ = ["PgQueueOps"]
@@ -267,6 +267,42 @@ class PgQueueOps(PgBase):
                 await self._enqueue_next(conn, run_id, at)
                 await self._bump(conn, Fence(run_id), [NewEvent("run.requeued", "stuck")], at)
             return stuck
+
+        return await self._with(go, tx=True)
+
+    async def orphaned_runs(
+        self, workflows: Sequence[str], *, grace: float, now: datetime | None, limit: int = 100
+    ) -> list[RunRow]:
+        rows = await self._all(
+            f"SELECT {RUN_COLS} FROM runs WHERE queue IS NULL AND workflow_name = ANY(%(wf)s) "
+            f"AND {ORPHAN} ORDER BY updated_at LIMIT %(lim)s",
+            {"wf": list(workflows), "now": now, "grace": grace, "lim": limit},
+        )
+        return [run_row(r) for r in rows]
+
+    async def adopt_orphans(
+        self,
+        workflows: Sequence[str],
+        *,
+        queue: str,
+        grace: float,
+        now: datetime | None,
+        at: datetime,
+        limit: int = 100,
+    ) -> list[str]:
+        async def go(conn: Conn) -> list[str]:
+            cur = await conn.execute(
+                f"SELECT id, owner FROM runs WHERE queue IS NULL AND workflow_name = ANY(%(wf)s) "
+                f"AND {ORPHAN} ORDER BY updated_at LIMIT %(lim)s FOR UPDATE SKIP LOCKED",
+                {"wf": list(workflows), "now": now, "grace": grace, "lim": limit},
+            )
+            rows = await cur.fetchall()
+            for run_id, owner in rows:
+                await conn.execute("UPDATE runs SET queue = %s WHERE id = %s", (queue, run_id))
+                await self._enqueue_next(conn, run_id, at)
+                event = NewEvent("run.adopted", f"by queue {queue}; owner was {owner}")
+                await self._bump(conn, Fence(run_id), [event], at)
+            return [r[0] for r in rows]
 
         return await self._with(go, tx=True)
 

@@ -76,13 +76,54 @@ class Store(Protocol):
         event: NewEvent,
         *,
         compensating: bool = False,
+        lease: float | None = None,
+        force: bool = False,
+        now: datetime | None = None,
+        dead_owner: str | None = None,
     ) -> RunRow:
         """Take ownership: generation + 1, status running. Fences out any older owner.
 
+        With `lease` (seconds), the claim lapses at `now` + lease unless
+        `renew_owner` extends it (without, anyone may take the run over). A run that another owner holds with a live claim is refused
+        with `RunAlreadyRunningError`; a lapsed claim, or one held by
+        `dead_owner` (an owner known to be dead), is taken over. With `force`
+        the run is taken whoever holds it (a worker's job lease already
+        guarantees it is the only one).
         A cancelled (or compensated) run cannot be claimed: `RunFinishedError`.
         With `compensating`, only a run cancelled with compensation pending can
         be, and it stays cancelled while its compensations run.
         """
+        ...
+
+    async def renew_owner(self, owner: str, *, lease: float, now: datetime | None) -> int:
+        """Extend the claims of every running run `owner` holds; how many."""
+        ...
+
+    async def release_run(self, fence: Fence, *, at: datetime, event: NewEvent) -> bool:
+        """Hand a running run back (clean exit): status pending, no live claim, `event`
+        written; runnable at once by anyone. False if the run is no longer this
+        owner's or no longer running."""
+        ...
+
+    async def orphaned_runs(
+        self, workflows: Sequence[str], *, grace: float, now: datetime | None, limit: int = 100
+    ) -> list[RunRow]:
+        """Unqueued runs of `workflows` that nobody drives: running with a lapsed owner
+        claim, or pending for more than `grace` seconds."""
+        ...
+
+    async def adopt_orphans(
+        self,
+        workflows: Sequence[str],
+        *,
+        queue: str,
+        grace: float,
+        now: datetime | None,
+        at: datetime,
+        limit: int = 100,
+    ) -> list[str]:
+        """Put orphaned runs (as `orphaned_runs`) on `queue` with a job each, in one
+        transaction; the ids. Two adopters never take the same run."""
         ...
 
     async def finish_run(

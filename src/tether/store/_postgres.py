@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ..errors import RunFinishedError, RunNotFoundError
+from ..errors import RunAlreadyRunningError, RunFinishedError, RunNotFoundError
 from ._pg_base import (
+    CLAIMABLE,
     CLOSED,
     FENCE,
     LOCK_COLS,
@@ -96,19 +97,26 @@ class PostgresStore(PgWaitOps, PgQueueOps):
         event: NewEvent,
         *,
         compensating: bool = False,
+        lease: float | None = None,
+        force: bool = False,
+        now: datetime | None = None,
+        dead_owner: str | None = None,
     ) -> RunRow:
+        expires = "NULL" if lease is None else f"{NOW} + make_interval(secs => %(lease)s)"
         if compensating:
             change = (
                 "UPDATE runs SET owner = %(owner)s, owner_generation = owner_generation + 1, "
-                "event_seq = event_seq + 1, updated_at = %(at)s WHERE id = %(wid)s AND "
-                "status = 'cancelled' AND cancel_requested = 'compensate' "
+                f"owner_expires_at = {expires}, event_seq = event_seq + 1, updated_at = %(at)s "
+                "WHERE id = %(wid)s AND status = 'cancelled' AND cancel_requested = 'compensate' "
+                f"AND {CLAIMABLE} "
             )
         else:
             change = (
                 "UPDATE runs SET owner = %(owner)s, owner_generation = owner_generation + 1, "
-                "event_seq = event_seq + 1, status = 'running', started_at = "
-                "COALESCE(started_at, %(at)s), finished_at = NULL, updated_at = %(at)s "
-                f"WHERE id = %(wid)s AND status NOT IN {CLOSED} "
+                f"owner_expires_at = {expires}, event_seq = event_seq + 1, status = 'running', "
+                "started_at = COALESCE(started_at, %(at)s), finished_at = NULL, "
+                f"updated_at = %(at)s WHERE id = %(wid)s AND status NOT IN {CLOSED} "
+                f"AND {CLAIMABLE} "
             )
         sql = (
             f"WITH c AS ({change} RETURNING {RUN_COLS}, event_seq), "
@@ -116,21 +124,65 @@ class PostgresStore(PgWaitOps, PgQueueOps):
             "SELECT id, event_seq, %(etype)s, %(emsg)s, %(edetail)s::jsonb, %(at)s FROM c) "
             f"SELECT {RUN_COLS.replace('::text', '')} FROM c"
         )
+        params = {
+            "wid": workflow_id,
+            "owner": owner,
+            "at": at,
+            "now": now,
+            "lease": lease,
+            "force": force,
+            "dead": dead_owner,
+            **event_params(event),
+        }
 
         async def go(conn: Conn) -> RunRow:
-            cur = await conn.execute(
-                sql, {"wid": workflow_id, "owner": owner, "at": at, **event_params(event)}
-            )
+            cur = await conn.execute(sql, params)
             row = await cur.fetchone()
             if row is None:
-                cur = await conn.execute("SELECT status FROM runs WHERE id = %s", (workflow_id,))
+                cur = await conn.execute(
+                    "SELECT status, owner, owner_expires_at FROM runs WHERE id = %s",
+                    (workflow_id,),
+                )
                 found = await cur.fetchone()
                 if found is None:
                     raise RunNotFoundError(workflow_id)
+                if found[0] == "running":
+                    raise RunAlreadyRunningError(workflow_id, found[1], found[2])
                 raise RunFinishedError(workflow_id, found[0], "resume")
             return run_row(row)
 
         return await self._with(go)
+
+    async def renew_owner(self, owner: str, *, lease: float, now: datetime | None) -> int:
+        async def go(conn: Conn) -> int:
+            cur = await conn.execute(
+                f"UPDATE runs SET owner_expires_at = {NOW} + make_interval(secs => %(lease)s) "
+                "WHERE owner = %(owner)s AND status = 'running'",
+                {"now": now, "lease": lease, "owner": owner},
+            )
+            return int(cur.rowcount)
+
+        return await self._with(go)
+
+    async def release_run(self, fence: Fence, *, at: datetime, event: NewEvent) -> bool:
+        sql = (
+            "WITH r AS (UPDATE runs SET event_seq = event_seq + 1, updated_at = %(at)s, "
+            "status = 'pending', owner_expires_at = NULL WHERE id = %(wid)s AND "
+            "owner_generation = %(gen)s AND status = 'running' RETURNING event_seq), "
+            "e AS (INSERT INTO events (run_id, seq, type, message, detail, at) "
+            "SELECT %(wid)s, r.event_seq, %(etype)s, %(emsg)s, %(edetail)s::jsonb, %(at)s "
+            "FROM r), n AS (SELECT pg_notify(%(chan)s, %(note)s) FROM r) "
+            "SELECT count(*) FROM r"
+        )
+        params = {
+            **fence_params(fence),
+            **event_params(event),
+            "at": at,
+            "chan": self.config.channel,
+            "note": f"run:{fence.workflow_id}",
+        }
+        row = await self._one(sql, params)
+        return bool(row and row[0])
 
     async def finish_run(
         self,

@@ -175,6 +175,7 @@ class RunRow:
     compute_seconds: float = 0.0
     cancel_requested: str | None = None
     queue: str | None = None
+    owner_expires_at: datetime | None = None  # the owner's claim lapses then (running runs)
 
 
 @dataclass(frozen=True, slots=True)

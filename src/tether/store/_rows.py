@@ -59,6 +59,7 @@ class Rows:
             compute_seconds=r[19],
             cancel_requested=r[20],
             queue=r[21],
+            owner_expires_at=self.ot(r[22]),
         )
 
     def step(self, r: Sequence[Any]) -> StepRow:

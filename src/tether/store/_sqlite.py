@@ -13,10 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ..errors import (
-    RunFinishedError,
-    RunNotFoundError,
-)
+from ..errors import RunAlreadyRunningError, RunFinishedError, RunNotFoundError
 from ._records import (
     EventRow,
     Fence,
@@ -31,12 +28,14 @@ from ._records import (
     StepRow,
 )
 from ._sqlite_base import (
+    _CLAIMABLE,
     _CLOSED,
     _LOCK_COLS,
     _RUN_COLS,
     _STEP_COLS,
     _dt,
     _lock,
+    _odt,
     _run,
     _step,
     _ts,
@@ -93,38 +92,89 @@ class SQLiteStore(WaitOps, QueueOps):
         event: NewEvent,
         *,
         compensating: bool = False,
+        lease: float | None = None,
+        force: bool = False,
+        now: datetime | None = None,
+        dead_owner: str | None = None,
     ) -> RunRow:
         ts = _ts(at)
+        now_ts = time.time() if now is None else _ts(now)
+        expires = None if lease is None else now_ts + lease
         if compensating:
             sql = (
                 "UPDATE runs SET owner = ?, owner_generation = owner_generation + 1, "
-                "updated_at = ? WHERE id = ? AND status = 'cancelled' "
-                f"AND cancel_requested = 'compensate' RETURNING {_RUN_COLS}"
+                "owner_expires_at = ?, updated_at = ? WHERE id = ? AND status = 'cancelled' "
+                f"AND cancel_requested = 'compensate' AND {_CLAIMABLE} RETURNING {_RUN_COLS}"
             )
-            params: tuple[Any, ...] = (owner, ts, workflow_id)
         else:
             sql = (
                 "UPDATE runs SET owner = ?, owner_generation = owner_generation + 1, "
-                "status = 'running', started_at = COALESCE(started_at, ?), finished_at = NULL, "
-                f"updated_at = ? WHERE id = ? AND status NOT IN {_CLOSED} RETURNING {_RUN_COLS}"
+                "owner_expires_at = ?, status = 'running', started_at = COALESCE(started_at, ?), "
+                f"finished_at = NULL, updated_at = ? WHERE id = ? AND status NOT IN {_CLOSED} "
+                f"AND {_CLAIMABLE} RETURNING {_RUN_COLS}"
             )
-            params = (owner, ts, ts, workflow_id)
+        check = (force, owner, now_ts, dead_owner)
+        params: tuple[Any, ...] = (
+            (owner, expires, ts, workflow_id, *check)
+            if compensating
+            else (owner, expires, ts, ts, workflow_id, *check)
+        )
 
         def go(conn: sqlite3.Connection) -> RunRow:
             def tx() -> RunRow:
                 row = conn.execute(sql, params).fetchone()
                 if row is None:
                     found = conn.execute(
-                        "SELECT status FROM runs WHERE id = ?", (workflow_id,)
+                        "SELECT status, owner, owner_expires_at FROM runs WHERE id = ?",
+                        (workflow_id,),
                     ).fetchone()
                     if found is None:
                         raise RunNotFoundError(workflow_id)
+                    if found[0] == "running":
+                        raise RunAlreadyRunningError(workflow_id, found[1], _odt(found[2]))
                     raise RunFinishedError(workflow_id, found[0], "resume")
                 claimed = _run(row)
                 self._events(
                     conn, Fence(workflow_id, claimed.generation, compensating), [event], ts
                 )
                 return claimed
+
+            return self._write(conn, self._full, tx)
+
+        return await self._call(go)
+
+    async def renew_owner(self, owner: str, *, lease: float, now: datetime | None) -> int:
+        now_ts = time.time() if now is None else _ts(now)
+
+        def go(conn: sqlite3.Connection) -> int:
+            def tx() -> int:
+                cur = conn.execute(
+                    "UPDATE runs SET owner_expires_at = ? WHERE owner = ? AND status = 'running'",
+                    (now_ts + lease, owner),
+                )
+                return cur.rowcount
+
+            return self._write(conn, "NORMAL", tx)
+
+        return await self._call(go)
+
+    async def release_run(self, fence: Fence, *, at: datetime, event: NewEvent) -> bool:
+        ts = _ts(at)
+
+        def go(conn: sqlite3.Connection) -> bool:
+            def tx() -> bool:
+                found = conn.execute(
+                    "SELECT status FROM runs WHERE id = ? AND owner_generation = ?",
+                    (fence.workflow_id, fence.generation),
+                ).fetchone()
+                if found is None or found[0] != "running":
+                    return False
+                self._events(conn, fence, [event], ts)
+                conn.execute(
+                    "UPDATE runs SET status = 'pending', owner_expires_at = NULL WHERE id = ?",
+                    (fence.workflow_id,),
+                )
+                return True
 
             return self._write(conn, self._full, tx)
 

@@ -68,7 +68,8 @@ APPLICATION_ID = 0x54455448
 _RUN_COLS = (
     "id, workflow_name, workflow_version, status, input, output, error, state, priority, "
     "tags, tenant, parent_id, idempotency_key, owner, owner_generation, created_at, "
-    "updated_at, started_at, finished_at, compute_seconds, cancel_requested, queue"
+    "updated_at, started_at, finished_at, compute_seconds, cancel_requested, queue, "
+    "owner_expires_at"
 )
 _JOB_COLS = (
     "id, run_id, queue, status, priority, attempt, max_attempts, concurrency_key, worker, "
@@ -78,6 +79,18 @@ _WAIT_COLS = (
     "id, run_id, wait_key, kind, name, match, status, payload, due_at, created_at, resolved_at"
 )
 _CLOSED = "('cancelled', 'compensated', 'compensation_failed')"
+# a run may be claimed unless another owner's claim on it is live; parameters: force (no
+# check), the claimant, the time now, and an owner known to be dead (taken over by name)
+_CLAIMABLE = (
+    "(? OR status != 'running' OR owner IS NULL OR owner = ? OR owner_expires_at IS NULL "
+    "OR owner_expires_at <= ? OR owner IS ?)"
+)
+# a run nobody drives: its owner's claim lapsed, or it sat runnable (pending) past a grace
+# period; parameters: now, now - grace, now - grace
+_ORPHAN = (
+    "((status = 'running' AND (owner_expires_at <= ? OR (owner_expires_at IS NULL "
+    "AND updated_at <= ?))) OR (status = 'pending' AND updated_at <= ?))"
+)
 _TERMINAL = "('completed', 'failed', 'cancelled', 'compensated', 'compensation_failed')"
 _STEP_COLS = (
     "run_id, step_key, name, status, attempts, idempotency_key, result, error, "

@@ -25,7 +25,7 @@ from ._records import (
     QueueLimit,
     RunRow,
 )
-from ._sqlite_base import _JOB_COLS, SQLiteBase, _dt, _job, _ts
+from ._sqlite_base import _JOB_COLS, _ORPHAN, _RUN_COLS, SQLiteBase, _dt, _job, _run, _ts
 
 __all__ = ["QueueOps"]
 
@@ -256,6 +256,54 @@ class QueueOps(SQLiteBase):
                     )
                     self._events(conn, Fence(run_id), [NewEvent("run.requeued", "stuck")], ts)
                 return stuck
+
+            return self._write(conn, self._full, tx)
+
+        return await self._call(go)
+
+    async def orphaned_runs(
+        self, workflows: Sequence[str], *, grace: float, now: datetime | None, limit: int = 100
+    ) -> list[RunRow]:
+        now_ts = time.time() if now is None else _ts(now)
+        marks = ", ".join("?" for _ in workflows) or "NULL"
+
+        def go(conn: sqlite3.Connection) -> list[RunRow]:
+            rows = conn.execute(
+                f"SELECT {_RUN_COLS} FROM runs WHERE queue IS NULL AND workflow_name IN ({marks}) "
+                f"AND {_ORPHAN} ORDER BY updated_at LIMIT ?",
+                (*workflows, now_ts, now_ts - grace, now_ts - grace, limit),
+            )
+            return [_run(r) for r in rows]
+
+        return await self._call(go)
+
+    async def adopt_orphans(
+        self,
+        workflows: Sequence[str],
+        *,
+        queue: str,
+        grace: float,
+        now: datetime | None,
+        at: datetime,
+        limit: int = 100,
+    ) -> list[str]:
+        ts = _ts(at)
+        now_ts = time.time() if now is None else _ts(now)
+        marks = ", ".join("?" for _ in workflows) or "NULL"
+
+        def go(conn: sqlite3.Connection) -> list[str]:
+            def tx() -> list[str]:
+                rows = conn.execute(
+                    f"SELECT id, owner FROM runs WHERE queue IS NULL AND workflow_name IN "
+                    f"({marks}) AND {_ORPHAN} ORDER BY updated_at LIMIT ?",
+                    (*workflows, now_ts, now_ts - grace, now_ts - grace, limit),
+                ).fetchall()
+                for run_id, owner in rows:
+                    conn.execute("UPDATE runs SET queue = ? WHERE id = ?", (queue, run_id))
+                    self._enqueue_next(conn, run_id, ts)
+                    event = NewEvent("run.adopted", f"by queue {queue}; owner was {owner}")
+                    self._events(conn, Fence(run_id), [event], ts)
+                return [r[0] for r in rows]
 
             return self._write(conn, self._full, tx)
 

@@ -16,6 +16,7 @@ from ..kernel import (
     OutboxFlush,
     OutboxFlushed,
     Reaped,
+    RunAdoptOrphans,
     RunReapStuck,
     TimersFire,
     Woken,
@@ -29,7 +30,7 @@ __all__ = ["MaintenanceReport", "maintenance_tick"]
 
 log = logging.getLogger("tether.worker")
 
-CHORES = ("timers", "leases", "stuck", "outbox")
+CHORES = ("timers", "leases", "stuck", "orphans", "outbox")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class MaintenanceReport:
     timers_woken: list[str] = field(default_factory=list)
     leases_reaped: int = 0
     stuck_requeued: list[str] = field(default_factory=list)
+    orphans_adopted: list[str] = field(default_factory=list)
     outbox_delivered: int = 0
     outbox_failed: int = 0
     outbox_dead: int = 0
@@ -54,9 +56,16 @@ async def _hold(app: App, chore: str, holder: str, ttl: float) -> bool:
 
 
 async def maintenance_tick(
-    app: App, holder: str, *, chore_ttl: float = 30.0, stuck_after: float = 300.0
+    app: App,
+    holder: str,
+    *,
+    chore_ttl: float = 30.0,
+    stuck_after: float = 300.0,
+    orphan_queue: str | None = None,
+    orphan_grace: float = 30.0,
 ) -> MaintenanceReport:
-    """Fire due timers, reap expired job leases, requeue stuck runs, flush the outbox."""
+    """Fire due timers, reap expired job leases, requeue stuck runs, adopt orphaned
+    runs of the app's workflows onto `orphan_queue` (if given), flush the outbox."""
     report = MaintenanceReport()
     kernel = app.kernel
     for chore in CHORES:
@@ -72,6 +81,18 @@ async def maintenance_tick(
                 reaped = await kernel.adispatch(LeaseReapStale())
                 assert isinstance(reaped, Reaped)
                 report.leases_reaped = reaped.count
+            elif chore == "orphans":
+                if orphan_queue is None:
+                    continue
+                adopted = await kernel.adispatch(
+                    RunAdoptOrphans(
+                        queue=orphan_queue,
+                        workflows=tuple(sorted(app.workflows)),
+                        grace=orphan_grace,
+                    )
+                )
+                assert isinstance(adopted, Reaped)
+                report.orphans_adopted = adopted.runs
             elif chore == "stuck":
                 stuck = await kernel.adispatch(RunReapStuck(idle_for=stuck_after))
                 assert isinstance(stuck, Reaped)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._owners import new_owner as process_owner
 from ..kernel import JobExecute, JobExecuted
 from ..store import JobRow
-from ..workflow import process_owner
 from ._maintenance import MaintenanceReport, maintenance_tick
 
 if TYPE_CHECKING:

@@ -1,9 +1,14 @@
 """The long-running worker host: claims jobs, drives their runs, does maintenance.
 
 Shutdown is graceful: on SIGTERM/SIGINT (or `stop()`) the worker stops
-claiming, lets running jobs finish within `grace` seconds, then cancels what
-is left and hands those jobs back to the queue at once, so another worker
-picks them up without waiting for their leases to expire.
+claiming and starting steps; the steps in flight finish and are recorded
+within `grace` seconds, and each run is handed back with its job, so another
+worker picks it up at once. What is still running after `grace` is
+cancelled, recorded as interrupted and handed back the same way.
+
+Maintenance also adopts orphans: runs of the workflows registered here that
+were driven in-process (`app.run`, `app.start`) by a process that died are
+queued on this worker's first queue once their owner's claim has lapsed.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._owners import new_owner as process_owner
 from ..errors import InvalidArgumentError, StoreError
 from ..kernel import JobExecute, JobExecuted
 from ..store import JobRow
-from ..workflow import process_owner
 from ._maintenance import maintenance_tick
 
 if TYPE_CHECKING:
@@ -232,8 +237,14 @@ class Worker:
                     self.worker_id,
                     chore_ttl=self.maintenance_interval * 3,
                     stuck_after=self.stuck_after,
+                    orphan_queue=self.queues[0],
                 )
-                if report.timers_woken or report.leases_reaped or report.stuck_requeued:
+                if (
+                    report.timers_woken
+                    or report.leases_reaped
+                    or report.stuck_requeued
+                    or report.orphans_adopted
+                ):
                     log.info(
                         "maintenance",
                         extra={
@@ -241,6 +252,7 @@ class Worker:
                             "timers_woken": len(report.timers_woken),
                             "leases_reaped": report.leases_reaped,
                             "stuck_requeued": len(report.stuck_requeued),
+                            "orphans_adopted": len(report.orphans_adopted),
                         },
                     )
             except Exception:
@@ -248,7 +260,10 @@ class Worker:
             await asyncio.sleep(self.maintenance_interval)
 
     async def _drain(self) -> None:
-        """Let running jobs finish within the grace period; hand the rest back."""
+        """Start no more steps; let the steps in flight finish and their runs hand
+        themselves back (their jobs go back to the queue) within the grace period;
+        cancel what is left and hand those jobs back."""
+        self.app.drain()
         if not self._running:
             return
         tasks = list(self._running)

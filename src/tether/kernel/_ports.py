@@ -1,0 +1,40 @@
+"""What the kernel needs from its surroundings, as small protocols.
+
+The kernel changes runs through the store; it looks workflows up in a
+registry and asks a host to drive runs in this process. `App` wires the
+three together (its registry, its runner), so the kernel never imports the
+facade above it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..definition import WorkflowDef
+from ..store import RunStatus
+
+__all__ = ["RunHost", "WorkflowRegistry"]
+
+
+class WorkflowRegistry(Protocol):
+    def get_workflow(self, name: str) -> WorkflowDef:
+        """The workflow registered as `name`; `WorkflowNotFoundError` if none."""
+        ...
+
+
+class RunHost(Protocol):
+    """Drives runs in this process."""
+
+    def spawn(self, workflow_id: str) -> None:
+        """Drive a newly created run in the background."""
+        ...
+
+    def woken(self, run_ids: list[str]) -> None:
+        """Runs that became runnable: drive those that are driven here."""
+        ...
+
+    async def run_until_rest(
+        self, workflow_id: str, *, force_claim: bool = False
+    ) -> tuple[RunStatus | None, Any]:
+        """Drive the run until it ends, parks or is handed back."""
+        ...
