@@ -56,6 +56,18 @@ FLOWS = textwrap.dedent(
             return "done"
         return await wf.step("s2", slow)
 
+    @app.workflow(name="steady")
+    async def steady(wf: tether.Workflow, marker: str) -> int:
+        for i in range(4):
+            def step(i=i):
+                effect(f"{wf.workflow_id}:{i}")  # the side effect first, then a while
+                if i == 1:
+                    open(marker, "w").close()
+                time.sleep(0.3)
+                return i
+            await wf.step(f"s{i}", step)
+        return 4
+
     @app.workflow(name="keyed")
     async def keyed(wf: tether.Workflow, key: str) -> None:
         def critical():
@@ -190,6 +202,35 @@ def test_graceful_shutdown_hands_work_back_at_once(flows: Path) -> None:
         _stop([first] + ([second] if second else []))
     assert res.status is RunStatus.COMPLETED
     assert "job.lease_expired" not in [e.type for e in res.record.events]
+    app.close()
+
+
+def test_sigterm_lets_the_step_in_flight_finish_and_hands_the_run_on(flows: Path) -> None:
+    """Graceful mode: a stopped worker finishes its step, then the next worker continues
+    from the next step; no step runs twice."""
+    app = _load_app()
+    marker = flows / "in-step-1"
+    first = _worker(flows, grace=30.0, vis=120.0)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        wid = app.submit(app.get_workflow("steady").fn, str(marker), workflow_id="steady-1")
+        while not marker.exists():
+            time.sleep(0.01)
+        first.send_signal(signal.SIGTERM)  # mid-step s1
+        assert first.wait(timeout=60) == 0
+        mid = app.get_record(wid)
+        assert mid.steps["s1"].status.value == "completed"
+        assert "s2" not in mid.steps and mid.status is RunStatus.PENDING
+        jobs = app._loop.run(app.store.list_jobs(workflow_id=wid))
+        assert [j.status.value for j in jobs] == ["queued"]  # its job is back in the queue
+        second = _worker(flows, vis=120.0)
+        res = app.result(wid, timeout=60)
+    finally:
+        _stop([first] + ([second] if second else []))
+    assert res.status is RunStatus.COMPLETED
+    lines = (flows / "effects.log").read_text().split()
+    assert lines == [f"steady-1:{i}" for i in range(4)]
+    assert [e.type for e in res.record.events].count("workflow.handed_back") == 1
     app.close()
 
 
