@@ -22,7 +22,6 @@ from .errors import (
     RunAlreadyRunningError,
     RunCancelledError,
     RunNotFoundError,
-    StaleOwnerError,
     StoreError,
     WorkflowNotFoundError,
     WorkflowTimeoutError,
@@ -208,7 +207,10 @@ class Runner:
                 continue
             try:
                 await self._store.renew_owner(
-                    self._rt.owner, lease=self.owner_lease, now=self._clock.store_time()
+                    self._rt.owner,
+                    list(self._active),
+                    lease=self.owner_lease,
+                    now=self._clock.store_time(),
                 )
             except StoreError as exc:  # try again next time; the claim has slack for it
                 log.warning("renewing run claims failed: %s", exc)
@@ -370,8 +372,11 @@ class Runner:
             if self._rt.draining:  # the grace period ran out mid-step
                 await asyncio.shield(self._hand_back(wf))
             raise
-        except StaleOwnerError:
-            raise  # another owner has the run now; it is theirs to finish
+        except StoreError:
+            # another owner has the run now (StaleOwnerError), or the database failed: not
+            # the workflow's failure. The run stays running; its claim lapses, or the
+            # worker's job is retried, and it continues from its last recorded step.
+            raise
         except Exception as exc:
             status = RunStatus.FAILED
             if wf._compensations:

@@ -21,6 +21,7 @@ from ..errors import (
     InvalidArgumentError,
     RunCancelledError,
     StaleOwnerError,
+    StoreError,
     WorkflowNotFoundError,
 )
 from ..serde import dump_json
@@ -116,6 +117,7 @@ class Kernel:
         self.outbox = outbox or OutboxPolicy()
         self.job_visibility = job_visibility
         self._stale_after = idempotency_stale_after
+        self._store_failures: dict[int, int] = {}  # job id -> store errors in a row
 
     # -- dispatch --------------------------------------------------------------------
 
@@ -270,6 +272,8 @@ class Kernel:
                 pass
             except WorkflowNotFoundError as exc:
                 error = str(exc)
+            except StoreError as exc:  # the database blinked: not the workflow's failure
+                return await self._retry_later(cmd, exc)
             except Exception as exc:  # the run failed: recorded on the run, the job is done
                 log.info("run %s failed: %r", cmd.workflow_id, exc)
         finally:
@@ -295,15 +299,53 @@ class Kernel:
             status="missing" if status is None else status.value, ghost=ghost, error=error
         )
 
+    async def _retry_later(self, cmd: JobExecute, exc: StoreError) -> JobExecuted:
+        """The run stays as it is (running, its claim lapsing); its job goes back to the
+        queue after a back-off, so a worker drives it again once the database answers."""
+        attempt = self._store_failures.get(cmd.job_id, 0) + 1
+        self._store_failures[cmd.job_id] = attempt
+        delay = min(60.0, 0.5 * 2 ** (attempt - 1))
+        log.warning(
+            "run %s: store error, its job is retried in %.1fs: %s", cmd.workflow_id, delay, exc
+        )
+        at = self.clock.now()
+        try:
+            await self.store.retry_job(
+                cmd.job_id,
+                cmd.worker,
+                error=f"store error: {exc}",
+                run_after=at + timedelta(seconds=delay),
+                at=at,
+            )
+        except StoreError as again:  # still down: the job's lease will lapse and be reaped
+            log.warning("could not put job %s back: %s", cmd.job_id, again)
+        return JobExecuted(status="store_error", error=str(exc))
+
     async def _renew(self, job_id: int, worker: str) -> None:
+        """Renew the job's lease every third of it. A failed renewal is retried until
+        the lease has really lapsed: only then does the drive stop (another worker
+        may own the run by then)."""
         store, clock = self.store, self.clock
+        loop = asyncio.get_running_loop()
+        valid_until = loop.time() + self.job_visibility
         while True:
             await asyncio.sleep(self.job_visibility / 3)
-            ok = await store.renew_job(
-                job_id, worker, visibility=self.job_visibility, now=clock.store_time()
-            )
+            while True:
+                try:
+                    ok = await store.renew_job(
+                        job_id, worker, visibility=self.job_visibility, now=clock.store_time()
+                    )
+                    break
+                except StoreError as exc:
+                    left = valid_until - loop.time()
+                    if left <= 0:
+                        log.warning("job %s: lease lapsed while renewal failed: %s", job_id, exc)
+                        return
+                    log.info("job %s: renewal failed (%s); retrying", job_id, exc)
+                    await asyncio.sleep(min(1.0, left / 2, self.job_visibility / 6))
             if not ok:
                 return
+            valid_until = loop.time() + self.job_visibility
 
     # -- maintenance ---------------------------------------------------------------------
 

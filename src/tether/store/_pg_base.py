@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ except ImportError as exc:  # pragma: no cover - exercised when the extra is mis
     raise ImportError("the PostgreSQL store needs: pip install 'tether[postgres]'") from exc
 
 __all__ = ["PgBase", "PgConfig", "parse_pg_url"]
+
+log = logging.getLogger("tether.store")
 
 T = TypeVar("T")
 Conn = AsyncConnection[Any]
@@ -529,11 +532,22 @@ class PgBase:
         self._listener = conn
 
         async def pump() -> None:
-            async for note in conn.notifies():
-                for key in (note.payload, "*"):
-                    ev = self._changes.get(key)
-                    if ev is not None:
-                        ev.set()
+            try:
+                async for note in conn.notifies():
+                    for key in (note.payload, "*"):
+                        ev = self._changes.get(key)
+                        if ev is not None:
+                            ev.set()
+            except Exception as exc:  # the server dropped the connection: one line, not a trace
+                log.warning(
+                    "PostgreSQL notification connection lost (%s); listening again on the next "
+                    "wait",
+                    self._describe(exc),
+                )
+                for ev in self._changes.values():  # waiters re-read instead of sleeping on
+                    ev.set()
+                with contextlib.suppress(Exception):
+                    await conn.close()
 
         self._listen_task = asyncio.ensure_future(pump())
 

@@ -232,6 +232,20 @@ class PgQueueOps(PgBase):
 
         await self._with(go, tx=True)
 
+    async def retry_job(
+        self, job_id: int, worker: str, *, error: str, run_after: datetime, at: datetime
+    ) -> None:
+        async def go(conn: Conn) -> None:
+            await conn.execute(
+                "UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' "
+                "ELSE 'queued' END, worker = NULL, locked_until = NULL, last_error = %s, "
+                "run_after = %s, updated_at = %s "
+                "WHERE id = %s AND worker = %s AND status = 'claimed'",
+                (error, run_after, at, job_id, worker),
+            )
+
+        await self._with(go, tx=True)
+
     async def reap_jobs(self, *, now: datetime | None, at: datetime) -> int:
         async def go(conn: Conn) -> int:
             cur = await conn.execute(

@@ -95,8 +95,10 @@ class Store(Protocol):
         """
         ...
 
-    async def renew_owner(self, owner: str, *, lease: float, now: datetime | None) -> int:
-        """Extend the claims of every running run `owner` holds; how many."""
+    async def renew_owner(
+        self, owner: str, workflow_ids: Sequence[str], *, lease: float, now: datetime | None
+    ) -> int:
+        """Extend `owner`'s claims on those of `workflow_ids` it still holds; how many."""
         ...
 
     async def release_run(self, fence: Fence, *, at: datetime, event: NewEvent) -> bool:
@@ -382,6 +384,14 @@ class Store(Protocol):
 
     async def release_job(self, job_id: int, worker: str, *, at: datetime) -> None:
         """Hand a claimed job back at once (graceful shutdown)."""
+        ...
+
+    async def retry_job(
+        self, job_id: int, worker: str, *, error: str, run_after: datetime, at: datetime
+    ) -> None:
+        """Put a claimed job back after an infrastructure failure (the database, not the
+        workflow): queued again from `run_after`, its attempt counted, or failed once
+        its attempts are used up."""
         ...
 
     async def reap_jobs(self, *, now: datetime | None, at: datetime) -> int:

@@ -153,12 +153,14 @@ class PostgresStore(PgWaitOps, PgQueueOps):
 
         return await self._with(go)
 
-    async def renew_owner(self, owner: str, *, lease: float, now: datetime | None) -> int:
+    async def renew_owner(
+        self, owner: str, workflow_ids: Sequence[str], *, lease: float, now: datetime | None
+    ) -> int:
         async def go(conn: Conn) -> int:
             cur = await conn.execute(
                 f"UPDATE runs SET owner_expires_at = {NOW} + make_interval(secs => %(lease)s) "
-                "WHERE owner = %(owner)s AND status = 'running'",
-                {"now": now, "lease": lease, "owner": owner},
+                "WHERE owner = %(owner)s AND status = 'running' AND id = ANY(%(ids)s)",
+                {"now": now, "lease": lease, "owner": owner, "ids": list(workflow_ids)},
             )
             return int(cur.rowcount)
 

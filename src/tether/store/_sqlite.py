@@ -143,14 +143,19 @@ class SQLiteStore(WaitOps, QueueOps):
 
         return await self._call(go)
 
-    async def renew_owner(self, owner: str, *, lease: float, now: datetime | None) -> int:
+    async def renew_owner(
+        self, owner: str, workflow_ids: Sequence[str], *, lease: float, now: datetime | None
+    ) -> int:
         now_ts = time.time() if now is None else _ts(now)
+
+        marks = ", ".join("?" for _ in workflow_ids) or "NULL"
 
         def go(conn: sqlite3.Connection) -> int:
             def tx() -> int:
                 cur = conn.execute(
-                    "UPDATE runs SET owner_expires_at = ? WHERE owner = ? AND status = 'running'",
-                    (now_ts + lease, owner),
+                    "UPDATE runs SET owner_expires_at = ? WHERE owner = ? AND status = 'running' "
+                    f"AND id IN ({marks})",
+                    (now_ts + lease, owner, *workflow_ids),
                 )
                 return cur.rowcount
 

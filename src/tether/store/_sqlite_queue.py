@@ -209,6 +209,25 @@ class QueueOps(SQLiteBase):
 
         await self._call(go)
 
+    async def retry_job(
+        self, job_id: int, worker: str, *, error: str, run_after: datetime, at: datetime
+    ) -> None:
+        ts = _ts(at)
+
+        def go(conn: sqlite3.Connection) -> None:
+            def tx() -> None:
+                conn.execute(
+                    "UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' "
+                    "ELSE 'queued' END, worker = NULL, locked_until = NULL, last_error = ?, "
+                    "run_after = ?, updated_at = ? "
+                    "WHERE id = ? AND worker = ? AND status = 'claimed'",
+                    (error, _ts(run_after), ts, job_id, worker),
+                )
+
+            self._write(conn, self._full, tx)
+
+        await self._call(go)
+
     async def reap_jobs(self, *, now: datetime | None, at: datetime) -> int:
         ts = _ts(at)
 

@@ -1,0 +1,190 @@
+"""A database blip is not the workflow's failure (PostgreSQL).
+
+Each blip is real: another connection holds the run's (or the job's) row
+with ``SELECT ... FOR UPDATE`` while tether's statement runs into its
+``statement_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import tether
+from tether import App, FakeClock, RunStatus, Workflow
+from tether.worker import ServerlessHost
+
+from .._postgres import PostgresServer
+
+
+@pytest.fixture
+def schema(postgres: PostgresServer) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    postgres.drop_schema(name)
+
+
+# only a step's completion writes its row: the run can still be marked failed meanwhile
+STEP_ROW = "SELECT 1 FROM steps WHERE run_id = %s AND step_key = %s FOR UPDATE"
+
+
+def _url(postgres: PostgresServer, schema: str, timeout: float) -> str:
+    return postgres.url_with_schema(schema) + f"&statement_timeout={timeout}"
+
+
+class RowLock:
+    """Holds one row FOR UPDATE from another connection until released."""
+
+    def __init__(self, postgres: PostgresServer, schema: str, sql: str, *params: Any) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(postgres.url)
+        self.conn.execute(f'SET search_path TO "{schema}"')
+        self.conn.execute(sql, params)
+
+    def release(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+async def test_store_error_while_recording_a_step_leaves_the_run_running(
+    postgres: PostgresServer, schema: str
+) -> None:
+    app = App(_url(postgres, schema, 0.3), clock=FakeClock())
+    held: list[RowLock] = []
+    calls: list[str] = []
+
+    @app.workflow(name="blip")
+    async def blip(wf: Workflow) -> str:
+        await wf.step("a", lambda: calls.append("a"))
+
+        def b() -> str:
+            calls.append("b")
+            if len(calls) == 2:  # first time: hold b's row while its completion lands
+                held.append(RowLock(postgres, schema, STEP_ROW, "r1", "b"))
+            return "b"
+
+        await wf.step("b", b)
+        return "done"
+
+    try:
+        with pytest.raises(tether.StoreError):
+            await app.arun(blip, workflow_id="r1")
+        held[0].release()
+        run = await app.aget_run("r1")
+        assert run.status is RunStatus.RUNNING  # not failed: the database blinked
+        assert run.error is None
+        result = await app.arun(blip, workflow_id="r1")  # resumes from the last record
+        assert result.value == "done"
+        assert calls == ["a", "b", "b"]  # b's completion never landed, so b ran again
+    finally:
+        for lock in held:
+            if not lock.conn.closed:
+                lock.release()
+        await app.aclose()
+
+
+async def test_store_error_in_a_job_retries_the_job_later(
+    postgres: PostgresServer, schema: str
+) -> None:
+    clock = FakeClock()
+    app = App(_url(postgres, schema, 0.3), clock=clock)
+    held: list[RowLock] = []
+
+    @app.workflow(name="blip")
+    async def blip(wf: Workflow) -> str:
+        def a() -> str:
+            if not held:
+                held.append(RowLock(postgres, schema, STEP_ROW, "j1", "a"))
+            return "a"
+
+        return await wf.step("a", a)
+
+    try:
+        await app.asubmit(blip, workflow_id="j1")
+        report = await ServerlessHost(app).aprocess_available_jobs(limit=1)
+        assert report.processed == 1
+        held[0].release()
+        jobs = await app.store.list_jobs(workflow_id="j1")
+        assert [(j.status.value, (j.last_error or "")[:12]) for j in jobs] == [
+            ("queued", "store error:")
+        ]
+        assert (await app.aget_run("j1")).status is RunStatus.RUNNING
+        # not before its back-off: nothing to claim yet
+        assert (await ServerlessHost(app).aprocess_available_jobs(limit=1)).processed == 0
+        clock.advance(5)
+        assert (await ServerlessHost(app).aprocess_available_jobs(limit=1)).processed == 1
+        assert (await app.aresult("j1", timeout=5)).value == "a"
+    finally:
+        for lock in held:
+            if not lock.conn.closed:
+                lock.release()
+        await app.aclose()
+
+
+async def test_a_failed_lease_renewal_does_not_stop_a_healthy_run(
+    postgres: PostgresServer, schema: str
+) -> None:
+    app = App(_url(postgres, schema, 0.1), job_visibility=1.2)  # renewals every 0.4 s
+    ran: list[str] = []
+    release = threading.Event()
+
+    @app.workflow(name="steady")
+    async def steady(wf: Workflow) -> str:
+        def slow() -> str:
+            ran.append("slow")
+            release.wait(10)
+            return "slow"
+
+        return await wf.step("slow", slow)
+
+    try:
+        await app.asubmit(steady, workflow_id="s1")
+        host = ServerlessHost(app)
+        work = asyncio.ensure_future(host.aprocess_available_jobs(limit=1))
+        while not ran:
+            await asyncio.sleep(0.01)
+        jobs = await app.store.list_jobs(workflow_id="s1")
+        lock = RowLock(postgres, schema, "SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", jobs[0].id)
+        await asyncio.sleep(0.7)  # at least one renewal times out, well within the lease
+        lock.release()
+        await asyncio.sleep(0.5)
+        release.set()
+        report = await work
+        assert report.succeeded == 1
+        result = await app.aresult("s1", timeout=5)
+        assert result.value == "slow" and ran == ["slow"]  # never interrupted, never rerun
+    finally:
+        release.set()
+        await app.aclose()
+
+
+async def test_a_lost_notification_connection_logs_one_line(
+    postgres: PostgresServer, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import psycopg
+
+    app = App(postgres.url_with_schema(schema))
+    try:
+        await app.alist_runs()
+        waiter = asyncio.ensure_future(app.store.wait_for_change("jobs", 5.0))
+        await asyncio.sleep(0.2)
+        with psycopg.connect(postgres.url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'LISTEN%%' AND datname = current_database()"
+            )
+        with caplog.at_level(logging.WARNING, logger="tether.store"):
+            assert await waiter is True  # woken to re-read, not left sleeping
+            await asyncio.sleep(0.1)
+        lost = [r for r in caplog.records if "notification connection lost" in r.getMessage()]
+        assert len(lost) == 1 and lost[0].exc_info is None
+        assert await app.store.wait_for_change("jobs", 0.2) is False  # listening again
+    finally:
+        await app.aclose()
