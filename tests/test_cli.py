@@ -112,7 +112,7 @@ def test_run_resume_and_inspect(tmp_path: Path, flow: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert re.search(r"status\s+completed", shown.stdout)
     assert re.search(r"hello\s+│\s+completed\s+│\s+1", shown.stdout)
-    assert "last 8 of 8 events" in shown.stdout and "workflow.completed" in shown.stdout
+    assert "last 6 of 6 events" in shown.stdout and "workflow.completed" in shown.stdout
     events = json.loads(tether(tmp_path, "runs", "events", "g1", "--json").stdout)
     assert events[0]["type"] == "workflow.running" and events[-1]["type"] == "workflow.completed"
     assert "step.started" in tether(tmp_path, "runs", "events", "g1").stdout

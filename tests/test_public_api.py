@@ -17,6 +17,7 @@ EXPECTED = {
     "RunFinishedError",
     "RunAlreadyRunningError",
     "RunCancelledError",
+    "RunFailedError",
     "ChildRunError",
     "App",
     "Clock",

@@ -15,10 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from ._control import HandBack, Suspend
+from ._failure import error_json, revive_error
 from ._owners import forget_owner, owner_is_dead
 from .clock import SystemClock
 from .definition import RunResult, WorkflowDef
 from .errors import (
+    InvalidArgumentError,
     RunAlreadyRunningError,
     RunCancelledError,
     RunNotFoundError,
@@ -29,7 +31,7 @@ from .errors import (
 from .serde import dump_json, load_json, return_type_of
 from .store import Fence, NewEvent, NewJob, NewRun, RunRow, RunStatus, WaitStatus
 from .waiting import MISSING
-from .workflow import EventHook, Runtime, Workflow, error_json, load_record
+from .workflow import EventHook, Runtime, StepContext, Workflow, _is_async, load_record
 
 __all__ = ["Runner"]
 
@@ -247,7 +249,10 @@ class Runner:
         )
         if status is RunStatus.COMPLETED and value is not _UNKNOWN:
             return RunResult(value, await load_record(self._store, workflow_id))
-        return await self.result_of(workflow_id, defn)
+        result = await self.result_of(workflow_id, defn)
+        if result.status is RunStatus.FAILED:  # it failed in another task: the same answer
+            raise revive_error(workflow_id, result.record.last_error)
+        return result
 
     async def run_until_rest(
         self,
@@ -267,9 +272,12 @@ class Runner:
         holds it (a worker holding the run's job lease).
         """
         busy = self._active.get(workflow_id)
-        if busy is not None:  # already driven by this process: wait for that instead
+        while busy is not None:  # already driven by this process: wait for that instead
             await busy.wait()
-            return None, _UNKNOWN
+            run = await self._store.get_run(workflow_id)
+            if run is None or run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+                return None, _UNKNOWN  # at rest (ended, parked): that drive's answer stands
+            busy = self._active.get(workflow_id)  # it left the run runnable: drive it here
         done = self._active[workflow_id] = asyncio.Event()
         task = asyncio.current_task()
         if task is not None:
@@ -297,6 +305,10 @@ class Runner:
             run = await self._store.get_run(workflow_id)
             if run is None:
                 raise RunNotFoundError(workflow_id)
+            if run.status is RunStatus.COMPLETED:  # an answer: no body, no event
+                return run.status, _UNKNOWN
+            if run.status is RunStatus.FAILED:
+                raise revive_error(workflow_id, load_json(run.error))
             the_def = defn or self._lookup(run.workflow_name)
             if run.status is RunStatus.CANCELLED:
                 if run.cancel_requested == "compensate":
@@ -483,17 +495,23 @@ class Runner:
         return ok
 
     async def _finish_compensation(self, wf: Workflow, run: RunRow) -> None:
-        """Compensate a run cancelled with compensate=True, then record how that went."""
+        """Compensate a run cancelled with compensate=True, then record how that went
+        (with nothing to compensate it simply stays cancelled)."""
         wf._fence = Fence(wf.workflow_id, wf.generation, compensating=True)
         wf._compensating = False
-        ok = await self._compensate(wf)
+        if not wf._compensations:
+            status, event = RunStatus.CANCELLED, "workflow.cancelled"
+        else:
+            ok = await self._compensate(wf)
+            status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
+            event = "workflow.compensated" if ok else "workflow.compensation_failed"
         await self._store.finish_run(
             wf._fence,
-            RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED,
+            status,
             output=None,
             error=None,
             at=self._clock.now(),
-            event=NewEvent("workflow.compensated" if ok else "workflow.compensation_failed"),
+            event=NewEvent(event),
             compute_seconds=self._elapsed(wf),
         )
 
@@ -532,17 +550,36 @@ class Runner:
         return RunResult(value, record)
 
 
-def _compensation(fn: Callable[[Any], Any], value: Any) -> Callable[[], Any]:
-    if inspect.iscoroutinefunction(fn):
+def _compensation(fn: Callable[..., Any], value: Any) -> Callable[[StepContext], Any]:
+    """The compensation as a step function. Like a step function, a compensation
+    takes what it declares: nothing, the step's result, or the compensation
+    step's `StepContext` and the result. A sync one runs in a worker thread."""
+    arity = _required_positional(fn)
+    if arity > 2:
+        raise InvalidArgumentError(
+            f"compensation {getattr(fn, '__qualname__', fn)!r} takes {arity} arguments; it may "
+            "take none, the step's result, or a StepContext and the result"
+        )
 
-        async def run_async() -> None:
-            await fn(value)
-
-        return run_async
-
-    def run_sync() -> None:
-        out = fn(value)
+    async def undo(ctx: StepContext) -> None:
+        args = ((), (value,), (ctx, value))[arity]
+        if _is_async(fn):
+            await fn(*args)
+            return
+        out = await asyncio.to_thread(fn, *args)
         if inspect.isawaitable(out):
-            raise TypeError("a sync compensation returned an awaitable; make it `async def`")
+            await out
 
-    return run_sync
+    return undo
+
+
+def _required_positional(fn: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    return sum(
+        1
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    )

@@ -8,6 +8,7 @@ so there is one body, not two.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
@@ -16,7 +17,12 @@ from ._loop import LoopThread
 from ._runner import Runner
 from .clock import Clock, SystemClock
 from .definition import DEF_ATTR, RunResult, WorkflowDef
-from .errors import InvalidArgumentError, RunNotFoundError, WorkflowNotFoundError
+from .errors import (
+    InvalidArgumentError,
+    RunAlreadyRunningError,
+    RunNotFoundError,
+    WorkflowNotFoundError,
+)
 from .kernel import (
     EventSink,
     Kernel,
@@ -24,6 +30,7 @@ from .kernel import (
     RunCancelled,
     RunCreate,
     RunCreated,
+    RunRerunFrom,
     RunResume,
     RunResumed,
     TimersFire,
@@ -112,6 +119,7 @@ class App:
         self.inbox_retention = float(inbox_retention)
         self._runtime = Runtime(self.store, self.clock)
         self._registry: dict[str, WorkflowDef] = {}
+        self._implicit: set[str] = set()  # names registered by running them, not declared
         self._loop = LoopThread(on_exit=self.close)
         self._runner = Runner(
             self._runtime,
@@ -180,7 +188,9 @@ class App:
                     "pass name= to tell them apart"
                 )
             self._registry[defn.name] = defn
-            setattr(f, DEF_ATTR, defn)
+            self._implicit.discard(defn.name)
+            with contextlib.suppress(AttributeError, TypeError):  # a bound method, say
+                setattr(f, DEF_ATTR, defn)
             return f
 
         return register(fn) if fn is not None else register
@@ -200,10 +210,15 @@ class App:
         return dict(self._registry)
 
     def _ensure_registered(self, workflow: Callable[..., Awaitable[Any]]) -> WorkflowDef:
+        """The definition of `workflow`, registered here if it was not: a run of a function
+        this App runs is resumed here like any other (woken by a signal, recovered)."""
         defn = WorkflowDef.of(workflow)
         known = self._registry.get(defn.name)
-        if known is None:
+        if known is None or (known.fn is not defn.fn and defn.name in self._implicit):
+            # a function run without @app.workflow: the latest one run under a name wins
             self._registry[defn.name] = defn
+            if getattr(workflow, DEF_ATTR, None) is None:
+                self._implicit.add(defn.name)
             return defn
         if known.fn is not defn.fn:
             raise InvalidArgumentError(
@@ -293,20 +308,36 @@ class App:
         workflow_id: str | None = None,
         initial_state: Any = None,
         on_event: EventHook | None = None,
+        if_running: str = "raise",
     ) -> RunResult[T]:
         """Run (or resume) a workflow in this process until it ends or parks.
 
         The same `workflow_id` always names the same run: running it again
-        resumes it, completed steps answering from the record. `initial_state`
+        resumes it, completed steps answering from the record. A finished run
+        is an answer: asked again, a completed run returns its recorded
+        result without running anything, and a failed one raises the same
+        exception type again (retry one with `rerun_from`). `initial_state`
         applies only when the run is created. A run that must wait (for a
         signal, an event, a token, a long timer) is parked and returned with
-        status ``waiting``; a failed run raises its error.
+        status ``waiting``. If another live process drives the run,
+        `RunAlreadyRunningError` is raised, or with ``if_running="wait"`` its
+        result is awaited.
         """
+        if if_running not in ("raise", "wait"):
+            raise InvalidArgumentError(f'if_running must be "raise" or "wait", got {if_running!r}')
         await self._maybe_recover()
+        self._ensure_registered(workflow)
         defn, run, _ = await self._create(
             workflow, input, workflow_id=workflow_id, initial_state=initial_state
         )
-        return await self._runner.drive(run.workflow_id, defn=defn, input=input, on_event=on_event)
+        try:
+            return await self._runner.drive(
+                run.workflow_id, defn=defn, input=input, on_event=on_event
+            )
+        except RunAlreadyRunningError:
+            if if_running == "raise":
+                raise
+            return await self.aresult(run.workflow_id)
 
     def run(
         self,
@@ -316,6 +347,7 @@ class App:
         workflow_id: str | None = None,
         initial_state: Any = None,
         on_event: EventHook | None = None,
+        if_running: str = "raise",
     ) -> RunResult[T]:
         """Sync facade of `arun`."""
         return self._loop.run(
@@ -325,6 +357,7 @@ class App:
                 workflow_id=workflow_id,
                 initial_state=initial_state,
                 on_event=on_event,
+                if_running=if_running,
             )
         )
 
@@ -482,6 +515,36 @@ class App:
 
     def resume(self, workflow_id: str, *, on_event: EventHook | None = None) -> RunResult[Any]:
         return self._loop.run(self.aresume(workflow_id, on_event=on_event))
+
+    async def arerun_from(
+        self, workflow_id: str, step: str, *, on_event: EventHook | None = None
+    ) -> RunResult[Any]:
+        """Retry a finished run after a fix: forget `step` and every step recorded
+        after it (earlier results are kept), then run it again from there.
+
+        The run must have ended (completed or failed). It runs again here,
+        until it ends or parks, with the workflow registered on this App; a
+        queued run goes back to its queue for the workers instead, and this
+        returns at once (wait with `result`).
+        """
+        run = await self.aget_run(workflow_id)
+        if run.status not in (RunStatus.COMPLETED, RunStatus.FAILED):
+            raise InvalidArgumentError(
+                f"run {workflow_id!r} is {run.status.value}; rerun_from takes a run that has "
+                "ended (completed or failed): wait for it, or cancel it first"
+            )
+        if run.queue is None:
+            self.get_workflow(run.workflow_name)  # fail before changing anything
+        await self.kernel.adispatch(RunRerunFrom(workflow_id=workflow_id, step=step))
+        if run.queue is not None:
+            return await self._runner.result_of(workflow_id, self._registry.get(run.workflow_name))
+        return await self._runner.drive(workflow_id, on_event=on_event)
+
+    def rerun_from(
+        self, workflow_id: str, step: str, *, on_event: EventHook | None = None
+    ) -> RunResult[Any]:
+        """Sync facade of `arerun_from`."""
+        return self._loop.run(self.arerun_from(workflow_id, step, on_event=on_event))
 
     async def aresult(self, workflow_id: str, timeout: float | None = None) -> RunResult[Any]:
         """Wait until the run reaches a terminal status; its result.

@@ -516,6 +516,33 @@ def runs_resume(
     )
 
 
+@runs_app.command("rerun")
+def runs_rerun(
+    workflow_id: Annotated[str, typer.Argument(help="The finished run to retry.")],
+    step: Annotated[
+        str, typer.Option("--from", help="The first step to run again; later ones go too.")
+    ],
+    app_ref: Annotated[
+        str, typer.Option("--app", help="MODULE:app or FILE.py:app that registers its workflow.")
+    ],
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Print the traceback of a failure.")
+    ] = False,
+) -> None:
+    """Retry a finished run after a fix: forget STEP and every step after it, run again here."""
+    target = _load_object(app_ref, traceback=traceback)
+    if not isinstance(target, App):
+        _fail(EXIT_USAGE, f"{app_ref} is not a tether.App; give the name of one, e.g. flows.py:app")
+    again = f"tether runs resume {workflow_id} --app {app_ref}"
+    _drive(
+        target,
+        workflow_id,
+        lambda progress: target.rerun_from(workflow_id, step, on_event=progress),
+        again,
+        traceback,
+    )
+
+
 # -- worker -------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ The tree::
     ├── TokenNotFoundError (also LookupError)   no completion token with that id
     ├── RunFinishedError                        the run is already terminal (cancel, signal, ...)
     ├── RunAlreadyRunningError                  another live process owns the run
+    ├── RunFailedError                          a run failed earlier (its own error type is gone)
     ├── WorkflowVersionError                    resuming under an incompatible workflow version
     ├── WorkflowTimeoutError (also TimeoutError) the run executed longer than its timeout
     ├── ChildRunError                           a child run ended without a result
@@ -49,6 +50,7 @@ __all__ = [
     "NotSerializableError",
     "RunAlreadyRunningError",
     "RunCancelledError",
+    "RunFailedError",
     "RunFinishedError",
     "RunNotFoundError",
     "StaleOwnerError",
@@ -212,6 +214,23 @@ class RunAlreadyRunningError(TetherError):
             f"run {workflow_id!r} is being driven by {owner!r}{lapse}; wait for its result "
             "(app.result), or stop that process: a dead owner's run is taken over once its "
             "claim lapses"
+        )
+
+
+class RunFailedError(TetherError):
+    """The run failed when it ran; asked again, it answers with that failure.
+
+    Raised in place of the original exception only when its class cannot be
+    found again (it was defined in a script, say); `error_type` names it.
+    """
+
+    def __init__(self, workflow_id: str, error_type: str, message: str) -> None:
+        self.workflow_id = workflow_id
+        self.error_type = error_type
+        self.message = message
+        super().__init__(
+            f"run {workflow_id!r} failed: {error_type}: {message} (rerun it from a step with "
+            "app.rerun_from, or start a new run under another id)"
         )
 
 

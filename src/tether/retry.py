@@ -18,7 +18,9 @@ class RetryPolicy:
     The delay before attempt n+1 is ``backoff * multiplier ** (n - 1)`` seconds,
     capped at `max_delay`, then spread by up to ±`jitter` (a fraction) so
     many failing callers do not retry in lock-step. `should_retry(error)`
-    decides per error; by default every `Exception` is retried.
+    decides per error; by default every `Exception` is retried except those
+    of the `non_retryable` types (a bad request, a validation error: trying
+    again cannot help), which fail the step at once.
 
     Attempts are counted durably, so the limit holds across processes. An
     attempt cut short by a crash (its process died mid-step) counts too, but
@@ -34,6 +36,7 @@ class RetryPolicy:
     jitter: float = 0.2
     should_retry: Callable[[BaseException], bool] | None = None
     interrupted_reruns: int = 3
+    non_retryable: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.attempts, int) or self.attempts < 1:
@@ -48,6 +51,14 @@ class RetryPolicy:
             raise InvalidArgumentError(
                 f"interrupted_reruns must be an integer >= 0, got {self.interrupted_reruns!r}"
             )
+        if isinstance(self.non_retryable, type):
+            object.__setattr__(self, "non_retryable", (self.non_retryable,))
+        if not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in self.non_retryable
+        ):
+            raise InvalidArgumentError(
+                f"non_retryable must be exception types, got {self.non_retryable!r}"
+            )
         if not 0 <= self.jitter <= 1:
             raise InvalidArgumentError(f"retry jitter must be within 0..1, got {self.jitter!r}")
 
@@ -60,7 +71,7 @@ class RetryPolicy:
         return max(0.0, base)
 
     def retries(self, error: BaseException) -> bool:
-        if not isinstance(error, Exception):
+        if not isinstance(error, Exception) or isinstance(error, self.non_retryable):
             return False
         return True if self.should_retry is None else bool(self.should_retry(error))
 

@@ -162,11 +162,17 @@ class WaitsMixin:
         )
         return str(token)
 
-    async def wait_for_token(self, token: str, *, default: Any = MISSING) -> Any:
-        """The payload the token was completed with (at once if it already was)."""
+    async def wait_for_token(
+        self, token: str, *, timeout: float | None = None, default: Any = MISSING
+    ) -> Any:
+        """The payload the token was completed with (at once if it already was).
+
+        `timeout` (seconds from the first time this wait is reached) applies
+        when `create_token` set none; then `WaitTimeout`, or `default`.
+        """
         if not isinstance(token, str) or not token:
             raise InvalidArgumentError(f"token must be a token id from create_token, got {token!r}")
-        wait = NewWait(f"token:{token}", WaitKind.TOKEN, None, None, None, token)
+        wait = NewWait(f"token:{token}", WaitKind.TOKEN, None, None, self._due(timeout), token)
         row = await self._wait(wait, default)
         return default if row.status is WaitStatus.TIMED_OUT else load_json(row.payload)
 

@@ -13,7 +13,7 @@ import asyncio
 import copy
 import functools
 import inspect
-import traceback
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
 from ._control import HandBack
+from ._failure import error_json
 from ._owners import new_owner
 from .clock import Clock
 from .errors import (
@@ -34,7 +35,7 @@ from .fanout import ForEachSummary, run_for_each
 from .record import LeaseRecord, RunRecord
 from .retry import RetryPolicy, as_policy
 from .serde import dump_json, load_json, return_type_of
-from .store import Fence, LockOutcome, NewEvent, RunRow, StepRow, StepStatus, Store
+from .store import Fence, LockOutcome, LockRow, NewEvent, RunRow, StepRow, StepStatus, Store
 from .waiting import Host, WaitsMixin
 
 __all__ = ["MutexHandle", "StepContext", "Workflow"]
@@ -44,10 +45,27 @@ R = TypeVar("R")
 
 MUTEX_SCOPE = "mutex"
 DEFAULT_MUTEX_TTL = 30.0
+MUTEX_NOTE_EVERY = 5.0  # seconds between log lines while a mutex is awaited
+
+log = logging.getLogger("tether")
+
+
+LEASE_SCOPE = "lease"  # leases are exclusive across runs and processes by default
 
 
 def lease_scope(workflow_id: str) -> str:
+    """The scope of leases kept inside one run (``scope="run"``)."""
     return f"lease:{workflow_id}"
+
+
+def _lease_scope(scope: str, workflow_id: str) -> str:
+    if scope == "global":
+        return LEASE_SCOPE
+    if scope == "run":
+        return lease_scope(workflow_id)
+    raise InvalidArgumentError(
+        f'lease scope must be "global" (exclusive across runs) or "run", got {scope!r}'
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,17 +162,6 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     target = fn.func if isinstance(fn, functools.partial) else fn
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
         getattr(target, "__call__", None)  # noqa: B004
-    )
-
-
-def error_json(exc: BaseException) -> str:
-    return dump_json(
-        {
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "traceback": "".join(traceback.format_exception(exc)),
-        },
-        what="error",
     )
 
 
@@ -406,9 +413,10 @@ class Workflow(WaitsMixin):
         if stale_after is not None and stale_after <= 0:
             raise InvalidArgumentError(f"stale_after must be > 0 seconds, got {stale_after!r}")
         ttl = DEFAULT_MUTEX_TTL if stale_after is None else float(stale_after)
-        handle = MutexHandle(key, f"{self._rt.owner}:{uuid.uuid4().hex[:8]}")
+        handle = MutexHandle(key, self._mutex_holder())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        next_note = loop.time() + MUTEX_NOTE_EVERY
         while True:
             res = await self._store.acquire_lock(
                 MUTEX_SCOPE,
@@ -424,6 +432,18 @@ class Workflow(WaitsMixin):
                 break
             if self._rt.draining:
                 raise HandBack()
+            if await self._take_back(res.row):
+                continue  # this run's own dead incarnation held it
+            if loop.time() >= next_note:
+                next_note = loop.time() + MUTEX_NOTE_EVERY
+                log.info(
+                    "run %s waits for mutex %r held by %s%s (until %s unless renewed)",
+                    self.workflow_id,
+                    key,
+                    res.row.holder,
+                    f" of run {res.row.run_id}" if res.row.run_id else "",
+                    res.row.expires_at.isoformat(),
+                )
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise MutexTimeoutError(key, timeout, res.row.holder)
@@ -436,6 +456,35 @@ class Workflow(WaitsMixin):
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
             await asyncio.shield(self._release_mutex(handle))
+
+    def _mutex_holder(self) -> str:
+        """Who holds a mutex: this process, this run's owner generation, this hold."""
+        gen = "" if self.generation is None else f"/g{self.generation}"
+        return f"{self._rt.owner}{gen}/{uuid.uuid4().hex[:8]}"
+
+    async def _take_back(self, row: LockRow) -> bool:
+        """A mutex held by an earlier owner generation of this same run belongs to the
+        run: its holder died (we own the run now), so release it at once instead of
+        waiting out its claim. True if released."""
+        if row.run_id != self.workflow_id or self.generation is None:
+            return False
+        parts = row.holder.rsplit("/", 2)
+        if len(parts) != 3 or not parts[1].startswith("g") or not parts[1][1:].isdigit():
+            return False
+        if int(parts[1][1:]) >= self.generation:
+            return False  # a concurrent branch of this very incarnation
+        released = await self._store.release_lock(
+            MUTEX_SCOPE,
+            row.key,
+            row.holder,
+            now=self._clock.store_time(),
+            fence=self._fence,
+            event=NewEvent(
+                "mutex.taken_back", row.key, dump_json({"from": row.holder}, what="event")
+            ),
+            at=self._clock.now(),
+        )
+        return released is not None and released.outcome is not LockOutcome.CONFLICT
 
     async def _renew(self, handle: MutexHandle, ttl: float) -> None:
         while True:
@@ -492,19 +541,23 @@ class Workflow(WaitsMixin):
         self._emit("heartbeat.recorded", key, detail)
 
     async def touch_lease(
-        self, key: str, *, holder: str, ttl: float, detail: Any = None
+        self, key: str, *, holder: str, ttl: float, detail: Any = None, scope: str = "global"
     ) -> LeaseRecord:
         """Acquire lease `key` for `holder` for `ttl` seconds, or renew it in place.
 
-        Raises `LeaseConflictError` while another holder's lease is active.
+        Raises `LeaseConflictError` while another holder's lease is active. A
+        lease is exclusive across every run and process sharing the store;
+        with ``scope="run"`` it is kept inside this run only (the seed's
+        record), and other runs may hold a lease of the same key.
         """
+        where = _lease_scope(scope, self.workflow_id)
         _check_key("lease key", key)
         _check_key("lease holder", holder)
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
             raise InvalidArgumentError(f"lease ttl must be a number of seconds > 0, got {ttl!r}")
         text = None if detail is None else dump_json(detail, what=f"lease {key!r} detail")
         res = await self._store.acquire_lock(
-            lease_scope(self.workflow_id),
+            where,
             key,
             holder,
             ttl=float(ttl),
@@ -520,16 +573,19 @@ class Workflow(WaitsMixin):
         self._emit(f"lease.{res.outcome.value}", key, {"holder": holder})
         return LeaseRecord.from_row(res.row)
 
-    async def release_lease(self, key: str, holder: str | None = None) -> bool:
+    async def release_lease(
+        self, key: str, holder: str | None = None, *, scope: str = "global"
+    ) -> bool:
         """Release lease `key`; with `holder`, only if that holder holds it.
 
         Returns False when there was no active lease to release.
         """
+        where = _lease_scope(scope, self.workflow_id)
         _check_key("lease key", key)
         if holder is not None:
             _check_key("lease holder", holder)
         res = await self._store.release_lock(
-            lease_scope(self.workflow_id),
+            where,
             key,
             holder,
             now=self._clock.store_time(),
@@ -554,13 +610,15 @@ class Workflow(WaitsMixin):
         max_parallel: int = 1,
         mutex_key: Callable[[T], str] | None = None,
         stop_on_error: bool = True,
+        stale_after: float | None = None,
     ) -> ForEachSummary[T, R]:
         """Run `fn(item)` for each item, at most `max_parallel` at once.
 
         Items with equal `mutex_key(item)` never overlap (here or in any other
         process using the same key). Returns every outcome in input order; with
         `stop_on_error`, the first failure stops new items from starting and
-        raises `ForEachError` carrying the summary.
+        raises `ForEachError` carrying the summary. `stale_after` is passed to
+        each item's mutex (see `mutex`).
         """
         return await run_for_each(
             items,
@@ -568,7 +626,7 @@ class Workflow(WaitsMixin):
             max_parallel=max_parallel,
             mutex_key=mutex_key,
             stop_on_error=stop_on_error,
-            hold=lambda key: self.mutex(key, timeout=3600.0),
+            hold=lambda key: self.mutex(key, timeout=3600.0, stale_after=stale_after),
         )
 
     # -- state and events ----------------------------------------------------------------
@@ -619,10 +677,11 @@ async def load_record(store: Store, workflow_id: str) -> RunRecord:
     run = await store.get_run(workflow_id)
     if run is None:
         raise RunNotFoundError(workflow_id)
-    steps, events, heartbeats, leases = await asyncio.gather(
+    steps, events, heartbeats, shared, own = await asyncio.gather(
         store.load_steps(workflow_id),
         store.list_events(workflow_id),
         store.list_heartbeats(workflow_id),
+        store.list_locks(LEASE_SCOPE, run_id=workflow_id),
         store.list_locks(lease_scope(workflow_id)),
     )
-    return RunRecord.build(run, steps, events, heartbeats, leases)
+    return RunRecord.build(run, steps, events, heartbeats, [*shared, *own])

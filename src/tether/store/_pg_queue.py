@@ -344,19 +344,27 @@ class PgQueueOps(PgBase):
                     "executing (cancel it first, or wait for it to end or park)"
                 )
             cur = await conn.execute(
-                "SELECT started_at FROM steps WHERE run_id = %s AND step_key = %s",
+                "SELECT 1 FROM steps WHERE run_id = %s AND step_key = %s", (workflow_id, step)
+            )
+            if await cur.fetchone() is None:
+                raise InvalidArgumentError(f"run {workflow_id!r} has no step {step!r}")
+            # "after it" in the run's own order (its events), not by clock
+            cur = await conn.execute(
+                "SELECT COALESCE(MIN(seq), 0) FROM events WHERE run_id = %s "
+                "AND type = 'step.started' AND message = %s",
                 (workflow_id, step),
             )
-            found = await cur.fetchone()
-            if found is None:
-                raise InvalidArgumentError(f"run {workflow_id!r} has no step {step!r}")
-            await conn.execute(
-                "DELETE FROM steps WHERE run_id = %s AND started_at >= %s", (workflow_id, found[0])
-            )
-            await conn.execute(
-                "DELETE FROM waitpoints WHERE run_id = %s AND created_at >= %s",
-                (workflow_id, found[0]),
-            )
+            row = await cur.fetchone()
+            first = row[0] if row else 0
+            for table, column, kind in (
+                ("steps", "step_key", "step.started"),
+                ("waitpoints", "wait_key", "wait.registered"),
+            ):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE run_id = %s AND {column} IN (SELECT message "
+                    "FROM events WHERE run_id = %s AND type = %s AND seq >= %s)",
+                    (workflow_id, workflow_id, kind, first),
+                )
             await conn.execute(
                 "UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL "
                 "WHERE id = %s",

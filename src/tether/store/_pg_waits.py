@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from ..errors import InvalidArgumentError, RunFinishedError, RunNotFoundError, TokenNotFoundError
@@ -90,6 +91,13 @@ class PgWaitOps(PgBase):
             if found is not None:
                 existing = wait_row(found)
                 if existing.status is WaitStatus.PENDING:
+                    if existing.due_at is None and wait.due_at is not None:
+                        # a timeout given at the wait (a token made without one)
+                        await conn.execute(
+                            "UPDATE waitpoints SET due_at = %s WHERE id = %s",
+                            (wait.due_at, existing.id),
+                        )
+                        existing = replace(existing, due_at=wait.due_at)
                     return await self._try_resolve(conn, existing, at)
                 return existing
             await self._bump(conn, fence, [NewEvent("wait.registered", wait.key)], at)

@@ -245,7 +245,9 @@ class Store(Protocol):
 
     async def get_lock(self, scope: str, key: str) -> LockRow | None: ...
 
-    async def list_locks(self, scope: str) -> list[LockRow]: ...
+    async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
+        """Locks of `scope` (taken by run `run_id` only, if given), by key."""
+        ...
 
     # -- change notifications ------------------------------------------------------
 

@@ -464,10 +464,11 @@ class PostgresStore(PgWaitOps, PgQueueOps):
         )
         return None if row is None else lock_row(row)
 
-    async def list_locks(self, scope: str) -> list[LockRow]:
+    async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
         rows = await self._all(
-            f"SELECT {LOCK_COLS} FROM locks WHERE scope = %s AND generation > 0 ORDER BY key",
-            (scope,),
+            f"SELECT {LOCK_COLS} FROM locks WHERE scope = %(s)s AND generation > 0 "
+            "AND (%(r)s::text IS NULL OR run_id = %(r)s) ORDER BY key",
+            {"s": scope, "r": run_id},
         )
         return [lock_row(r) for r in rows]
 

@@ -461,10 +461,12 @@ class SQLiteStore(WaitOps, QueueOps):
 
         return await self._call(go)
 
-    async def list_locks(self, scope: str) -> list[LockRow]:
+    async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
         def go(conn: sqlite3.Connection) -> list[LockRow]:
             rows = conn.execute(
-                f"SELECT {_LOCK_COLS} FROM locks WHERE scope = ? ORDER BY key", (scope,)
+                f"SELECT {_LOCK_COLS} FROM locks WHERE scope = ? AND (? IS NULL OR run_id = ?) "
+                "ORDER BY key",
+                (scope, run_id, run_id),
             )
             return [_lock(r) for r in rows]
 

@@ -27,6 +27,20 @@ from ._records import (
 )
 from ._sqlite_base import _JOB_COLS, _ORPHAN, _RUN_COLS, SQLiteBase, _dt, _job, _run, _ts
 
+# the first start of a step, and what began from then on (see rerun_from)
+_RERUN_FIRST = (
+    "SELECT COALESCE(MIN(seq), 0) FROM events WHERE run_id = ? AND type = 'step.started' "
+    "AND message = ?"
+)
+_RERUN_STEPS = (
+    "DELETE FROM steps WHERE run_id = ? AND step_key IN (SELECT message FROM events "
+    "WHERE run_id = ? AND type = 'step.started' AND seq >= ?)"
+)
+_RERUN_WAITS = (
+    "DELETE FROM waitpoints WHERE run_id = ? AND wait_key IN (SELECT message FROM events "
+    "WHERE run_id = ? AND type = 'wait.registered' AND seq >= ?)"
+)
+
 __all__ = ["QueueOps"]
 
 
@@ -357,19 +371,15 @@ class QueueOps(SQLiteBase):
                         "executing (cancel it first, or wait for it to end or park)"
                     )
                 found = conn.execute(
-                    "SELECT started_at FROM steps WHERE run_id = ? AND step_key = ?",
-                    (workflow_id, step),
+                    "SELECT 1 FROM steps WHERE run_id = ? AND step_key = ?", (workflow_id, step)
                 ).fetchone()
                 if found is None:
                     raise InvalidArgumentError(f"run {workflow_id!r} has no step {step!r}")
-                conn.execute(
-                    "DELETE FROM steps WHERE run_id = ? AND started_at >= ?",
-                    (workflow_id, found[0]),
-                )
-                conn.execute(
-                    "DELETE FROM waitpoints WHERE run_id = ? AND created_at >= ?",
-                    (workflow_id, found[0]),
-                )
+                # "after it" in the run's own order (its events), not by clock: steps and
+                # waits begun at the same instant keep their order
+                first = conn.execute(_RERUN_FIRST, (workflow_id, step)).fetchone()[0]
+                for sql in (_RERUN_STEPS, _RERUN_WAITS):
+                    conn.execute(sql, (workflow_id, workflow_id, first))
                 conn.execute(
                     "UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL "
                     "WHERE id = ?",

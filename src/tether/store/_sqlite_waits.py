@@ -7,6 +7,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from ..errors import (
@@ -99,6 +100,13 @@ class WaitOps(SQLiteBase):
                 if found is not None:
                     existing = _wait(found)
                     if existing.status is WaitStatus.PENDING:
+                        if existing.due_at is None and wait.due_at is not None:
+                            # a timeout given at the wait (a token made without one)
+                            conn.execute(
+                                "UPDATE waitpoints SET due_at = ? WHERE id = ?",
+                                (_ts(wait.due_at), existing.id),
+                            )
+                            existing = replace(existing, due_at=wait.due_at)
                         return self._try_resolve(conn, existing, ts)
                     return existing
                 self._events(conn, fence, [NewEvent("wait.registered", wait.key)], ts)

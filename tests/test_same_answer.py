@@ -1,0 +1,258 @@
+"""Same code, same answer: a finished run is an answer, one owner per run,
+mutexes that belong to the run, leases exclusive across runs, undo and retry."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import tether
+from tether import App, FakeClock, RetryPolicy, RunStatus, StepContext, Workflow
+
+
+async def test_a_failed_run_answers_with_its_error_again(app: App) -> None:
+    class LocalError(Exception):  # defined here: its class cannot be found by name later
+        pass
+
+    calls: list[str] = []
+
+    async def builtin_error(wf: Workflow) -> None:
+        calls.append("ran")
+        raise KeyError("missing")
+
+    async def local_error(wf: Workflow) -> None:
+        raise LocalError("gone")
+
+    with pytest.raises(KeyError):
+        await app.arun(builtin_error, workflow_id="f1")
+    with pytest.raises(KeyError, match="missing"):  # the same type, not run again
+        await app.arun(builtin_error, workflow_id="f1")
+    assert calls == ["ran"]
+
+    with pytest.raises(LocalError):
+        await app.arun(local_error, workflow_id="f2")
+    with pytest.raises(tether.RunFailedError, match="LocalError: gone") as info:
+        await app.arun(local_error, workflow_id="f2")
+    assert info.value.error_type == "LocalError"
+
+
+async def test_if_running_wait_awaits_the_live_owner(database_url: str, clock: FakeClock) -> None:
+    first = App(database_url, clock=clock)
+    second = App(database_url, clock=clock)
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def flow(wf: Workflow) -> str:
+        async def slow() -> str:
+            entered.set()
+            await gate.wait()
+            return "from the first"
+
+        return await wf.step("slow", slow)
+
+    try:
+        driving = asyncio.ensure_future(first.arun(flow, workflow_id="shared"))
+        await entered.wait()
+        with pytest.raises(tether.RunAlreadyRunningError):
+            await second.arun(flow, workflow_id="shared")
+        waiting = asyncio.ensure_future(second.arun(flow, workflow_id="shared", if_running="wait"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        gate.set()
+        assert (await driving).value == "from the first"
+        assert (await waiting).value == "from the first"
+        with pytest.raises(tether.InvalidArgumentError, match="if_running"):
+            await second.arun(flow, workflow_id="shared", if_running="steal")
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_running_a_function_registers_it_so_a_signal_resumes_it(app: App) -> None:
+    async def plain(wf: Workflow) -> str:  # never decorated with @app.workflow
+        who = await wf.wait_for_signal("go")
+        return f"hi {who}"
+
+    assert (await app.arun(plain, workflow_id="p1")).status is RunStatus.WAITING
+    assert await app.asignal("p1", "go", "ada") is True
+    assert (await app.aresult("p1", timeout=10)).value == "hi ada"
+
+
+async def test_leases_are_exclusive_across_runs_unless_scoped_to_the_run(app: App) -> None:
+    async def take(wf: Workflow, args: dict[str, str]) -> str:
+        await wf.touch_lease("batch-slot", holder=args["holder"], ttl=60, scope=args["scope"])
+        return args["holder"]
+
+    await app.arun(take, {"holder": "bot-a", "scope": "global"}, workflow_id="l1")
+    with pytest.raises(tether.LeaseConflictError, match="bot-a"):
+        await app.arun(take, {"holder": "bot-b", "scope": "global"}, workflow_id="l2")
+    # kept inside one run: another run may hold its own
+    await app.arun(take, {"holder": "bot-a", "scope": "run"}, workflow_id="l3")
+    assert (await app.arun(take, {"holder": "bot-b", "scope": "run"}, workflow_id="l4")).value == (
+        "bot-b"
+    )
+    assert set((await app.aget_record("l1")).leases) == {"batch-slot"}
+    assert (await app.aget_record("l4")).leases["batch-slot"].holder == "bot-b"
+    with pytest.raises(tether.InvalidArgumentError, match="lease scope"):
+        await app.arun(take, {"holder": "x", "scope": "galaxy"}, workflow_id="l5")
+
+
+async def test_compensations_take_what_they_declare(app: App) -> None:
+    undone: list[Any] = []
+
+    def nothing() -> None:
+        undone.append("nothing")
+
+    def result_only(value: int) -> None:
+        undone.append(("result", value))
+
+    async def with_context(ctx: StepContext, value: int) -> None:
+        undone.append((ctx.name, value))
+
+    async def flow(wf: Workflow) -> None:
+        await wf.step("a", lambda: 1, compensate=nothing)
+        await wf.step("b", lambda: 2, compensate=result_only)
+        await wf.step("c", lambda: 3, compensate=with_context)
+        raise RuntimeError("later failure")
+
+    with pytest.raises(RuntimeError):
+        await app.arun(flow, workflow_id="comp")
+    assert undone == [("compensate:c", 3), ("result", 2), "nothing"]
+    assert (await app.aget_run("comp")).status is RunStatus.COMPENSATED
+
+
+async def test_cancel_with_compensation_and_nothing_to_undo_stays_cancelled(app: App) -> None:
+    async def flow(wf: Workflow) -> None:
+        await wf.wait_for_signal("never")
+
+    await app.arun(flow, workflow_id="c1")
+    await app.acancel("c1", "not needed", compensate=True)
+    for _ in range(200):
+        if (await app.aget_run("c1")).cancel_requested is None:
+            break
+        await asyncio.sleep(0.01)
+    run = await app.aget_run("c1")
+    assert run.status is RunStatus.CANCELLED and run.cancel_requested is None
+
+
+async def test_rerun_from_retries_a_finished_run_after_a_fix(app: App) -> None:
+    calls: list[str] = []
+    broken = True
+
+    async def flow(wf: Workflow) -> str:
+        await wf.step("fetch", lambda: calls.append("fetch"))
+
+        def parse() -> str:
+            calls.append("parse")
+            if broken:
+                raise ValueError("bad parser")
+            return "parsed"
+
+        out = await wf.step("parse", parse)
+        await wf.step("save", lambda: calls.append("save"))
+        return out
+
+    with pytest.raises(ValueError):
+        await app.arun(flow, workflow_id="rr")
+    broken = False  # the fix
+    result = await app.arerun_from("rr", "parse")
+    assert result.value == "parsed"
+    assert calls == ["fetch", "parse", "parse", "save"]  # fetch kept from the record
+    again = await app.arerun_from("rr", "save")
+    assert again.value == "parsed" and calls[-1] == "save" and calls.count("parse") == 2
+    with pytest.raises(tether.InvalidArgumentError, match="no step"):
+        await app.arerun_from("rr", "nope")
+
+    async def parked(wf: Workflow) -> None:
+        await wf.wait_for_signal("go")
+
+    await app.arun(parked, workflow_id="still-waiting")
+    with pytest.raises(tether.InvalidArgumentError, match="has ended"):
+        await app.arerun_from("still-waiting", "x")
+
+
+async def test_non_retryable_errors_fail_the_step_at_once(app: App) -> None:
+    attempts: list[int] = []
+
+    async def flow(wf: Workflow) -> None:
+        def bad(ctx: StepContext) -> None:
+            attempts.append(ctx.attempt)
+            raise ValueError("a bad request")
+
+        policy = RetryPolicy(attempts=5, backoff=0, non_retryable=(ValueError,))
+        await wf.step("call", bad, retry=policy)
+
+    with pytest.raises(ValueError):
+        await app.arun(flow, workflow_id="nr")
+    assert attempts == [1]
+    with pytest.raises(tether.InvalidArgumentError, match="non_retryable"):
+        RetryPolicy(non_retryable=("ValueError",))  # type: ignore[arg-type]
+
+
+async def test_wait_for_token_takes_a_timeout(app: App, clock: FakeClock) -> None:
+    async def flow(wf: Workflow) -> str:
+        token = await wf.create_token()
+        return str(await wf.wait_for_token(token, timeout=60, default="timed out"))
+
+    assert (await app.arun(flow, workflow_id="tok")).status is RunStatus.WAITING
+    clock.advance(30)
+    assert await app.afire_due_timers() == []
+    clock.advance(31)
+    assert await app.afire_due_timers() == ["tok"]
+    assert (await app.aresult("tok", timeout=10)).value == "timed out"
+
+
+MUTEX_CRASH = """
+import os, sys, time
+import tether
+
+app = tether.App(sys.argv[1])
+
+async def flow(wf: tether.Workflow) -> str:
+    async with wf.mutex("company:role"):
+        def work() -> str:
+            if os.environ.get("CRASH"):
+                open(sys.argv[2], "w").close()
+                time.sleep(600)  # killed here, holding the mutex
+            return "applied"
+        return await wf.step("apply", work)
+
+print(app.run(flow, workflow_id="bot-1").value)
+"""
+
+
+def test_a_resumed_run_takes_back_the_mutex_its_dead_incarnation_held(
+    tmp_path: Any, database_url: str
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script, marker = tmp_path / "bot.py", tmp_path / "in-step"
+    script.write_text(MUTEX_CRASH)
+    args = [sys.executable, str(script), database_url, str(marker)]
+    proc = subprocess.Popen(args, env={**os.environ, "CRASH": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "applied"
+    app = App(database_url)
+    try:
+        events = [e.type for e in app.get_record("bot-1").events]
+    finally:
+        app.close()
+    # taken back at once (not after its 30 s claim lapsed)
+    assert "mutex.taken_back" in events
