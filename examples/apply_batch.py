@@ -68,7 +68,7 @@ async def apply_batch(wf: tether.Workflow, jobs: list[Job] | None = None) -> dic
     async def apply(job: Job) -> Outcome:
         await wf.heartbeat("apply-bot", {"company": job.company, "role": job.role})
         return await wf.step(
-            f"apply:{job.company}:{job.role}",
+            "apply",  # one step per key: recorded as apply@Company:Role
             lambda ctx: apply_with_agent(job, ctx),
             idempotency_key=f"{job.company}:{job.role}",
             retry=tether.RetryPolicy(attempts=4, backoff=0.02),
@@ -98,7 +98,7 @@ def main() -> None:
         app.close()
     record = result.record
     print(f"run {run_id}: {record.status.value}, result {result.value}, state {record.state}")
-    distinct = list(dict.fromkeys(f"apply:{j.company}:{j.role}" for j in JOBS))
+    distinct = list(dict.fromkeys(f"apply@{j.company}:{j.role}" for j in JOBS))
     for name in distinct:
         step = record.steps[name]
         print(f"  {name:<42} {step.result['outcome']} after {step.attempts} attempt(s)")

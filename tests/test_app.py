@@ -179,16 +179,16 @@ async def test_record_exports_seed_shape(app: App) -> None:
     assert data["version"] == 1
     assert data["workflowId"] == "export-1"
     assert data["status"] == "completed"
-    assert data["steps"]["a"] == {
+    assert data["steps"]["a@k"] == {
         "status": "completed",
         "attempts": 1,
         "idempotencyKey": "k",
         "result": {"x": 1},
         "error": None,
-        "startedAt": data["steps"]["a"]["startedAt"],
-        "completedAt": data["steps"]["a"]["completedAt"],
+        "startedAt": data["steps"]["a@k"]["startedAt"],
+        "completedAt": data["steps"]["a@k"]["completedAt"],
     }
-    assert data["steps"]["a"]["completedAt"].endswith("Z")
+    assert data["steps"]["a@k"]["completedAt"].endswith("Z")
     assert data["leases"]["slot"]["holder"] == "me"
     assert data["heartbeats"]["w"]["detail"] == "alive"
     assert data["events"][0]["type"] == "workflow.running"

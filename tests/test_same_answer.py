@@ -256,3 +256,55 @@ def test_a_resumed_run_takes_back_the_mutex_its_dead_incarnation_held(
         app.close()
     # taken back at once (not after its 30 s claim lapsed)
     assert "mutex.taken_back" in events
+
+
+async def test_steps_inside_for_each_are_named_by_item_index(app: App) -> None:
+    calls: list[int] = []
+
+    async def flow(wf: Workflow) -> list[str]:
+        async def item(n: int) -> str:
+            async def work() -> str:
+                calls.append(n)
+                await asyncio.sleep(0.001 * (5 - n))  # later items finish first
+                return f"item {n}"
+
+            return await wf.step("work", work)
+
+        summary = await wf.for_each(range(5), item, max_parallel=5)
+        await wf.wait_for_signal("again")
+        return [r.value for r in summary.results]  # type: ignore[misc]
+
+    await app.arun(flow, workflow_id="fe")
+    await app.asignal("fe", "again")
+    result = await app.arun(flow, workflow_id="fe")
+    assert result.value == [f"item {n}" for n in range(5)]
+    assert sorted(calls) == [0, 1, 2, 3, 4]  # the replay ran nothing again
+    assert {k: v.result for k, v in result.record.steps.items()} == {
+        f"work[{n}]": f"item {n}" for n in range(5)
+    }
+
+
+async def test_runs_recorded_before_the_rule_keep_their_rule(app: App, clock: FakeClock) -> None:
+    """A history written the old way (steps by name alone) replays the old way."""
+    from tether.store import NewRun
+
+    await app.store.create_run(
+        NewRun(workflow_id="legacy", workflow_name="agent", state="null", step_rule=1),
+        clock.now(),
+    )
+    calls: list[int] = []
+
+    @app.workflow(name="agent")
+    async def agent(wf: Workflow) -> list[str]:
+        def llm(i: int) -> str:
+            calls.append(i)
+            return f"answer {i}"
+
+        return [await wf.step("call-llm", lambda i=i: llm(i)) for i in range(3)]
+
+    legacy = await app.arun(agent, workflow_id="legacy")
+    assert legacy.value == ["answer 0"] * 3 and calls == [0]  # as it was recorded then
+    assert list(legacy.record.steps) == ["call-llm"]
+    fresh = await app.arun(agent, workflow_id="fresh")
+    assert fresh.value == ["answer 0", "answer 1", "answer 2"]
+    assert (await app.aget_run("fresh")).step_rule == 2

@@ -30,8 +30,8 @@ async def test_idempotent_step_runs_once_across_two_runs(app: App) -> None:
     second = await app.arun(flow, workflow_id="wf-1")
     assert first.value == second.value == {"ok": True}
     assert calls == ["apply"]
-    assert second.record.steps["apply"].attempts == 1
-    assert second.record.steps["apply"].status is StepStatus.COMPLETED
+    assert second.record.steps["apply@job-1"].attempts == 1
+    assert second.record.steps["apply@job-1"].status is StepStatus.COMPLETED
 
 
 async def test_different_idempotency_key_runs_again(app: App) -> None:
@@ -57,8 +57,8 @@ async def test_different_idempotency_key_runs_again(app: App) -> None:
     res = await app.arun(make("b"), workflow_id="wf-keys")
     assert calls == ["a", "b"]
     assert res.value == "b"
-    assert res.record.steps["apply"].idempotency_key == "b"
-    assert res.record.steps["apply"].attempts == 1
+    assert res.record.steps["apply@b"].idempotency_key == "b"
+    assert res.record.steps["apply@b"].attempts == 1
 
 
 async def test_retries_fail_twice_then_succeed(app: App, clock: FakeClock) -> None:
@@ -207,20 +207,33 @@ async def test_sync_step_runs_off_the_event_loop(app: App) -> None:
     assert (await app.arun(flow, workflow_id="wf-thread")).value is True
 
 
-async def test_same_step_name_concurrently_runs_once(app: App) -> None:
-    calls = 0
+async def test_a_step_name_called_again_is_a_new_step(app: App) -> None:
+    """Each call of one name is its own step (name, name#2, ...), in a loop or at once;
+    a replay answers each from the record, in the same order."""
+    calls: list[int] = []
 
-    async def flow(wf: Workflow) -> list[int]:
-        async def slow() -> int:
-            nonlocal calls
-            calls += 1
-            await asyncio.sleep(0.01)
-            return 7
+    async def flow(wf: Workflow) -> list[str]:
+        def llm(i: int) -> str:
+            calls.append(i)
+            return f"answer {i}"
 
-        return list(await asyncio.gather(wf.step("x", slow), wf.step("x", slow)))
+        turns = [await wf.step("call-llm", lambda i=i: llm(i)) for i in range(3)]
 
-    assert (await app.arun(flow, workflow_id="wf-conc")).value == [7, 7]
-    assert calls == 1
+        async def slow(i: int) -> str:
+            calls.append(10 + i)
+            await asyncio.sleep(0.01 * (2 - i))  # finish in the reverse order
+            return f"fan {i}"
+
+        both = await asyncio.gather(*(wf.step("x", lambda i=i: slow(i)) for i in range(2)))
+        await wf.wait_for_signal("replay")  # park, so the next call replays from the top
+        return [*turns, *both]
+
+    await app.arun(flow, workflow_id="wf-loop")
+    await app.asignal("wf-loop", "replay")
+    result = await app.arun(flow, workflow_id="wf-loop")
+    assert result.value == ["answer 0", "answer 1", "answer 2", "fan 0", "fan 1"]
+    assert calls == [0, 1, 2, 10, 11]  # the replay called nothing again
+    assert set(result.record.steps) == {"call-llm", "call-llm#2", "call-llm#3", "x", "x#2"}
 
 
 async def test_completed_workflow_reruns_from_record(app: App) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -14,6 +15,10 @@ from ._control import Suspend
 from .errors import InvalidArgumentError, TetherError
 
 __all__ = ["ForEachError", "ForEachSummary", "ItemResult", "ItemStatus", "run_for_each"]
+
+# the for_each item indexes a step is called under (outermost first): steps named alike
+# in concurrent items get identities by item index, not by who got there first
+ITEM_PATH: ContextVar[tuple[int, ...]] = ContextVar("tether_item_path", default=())
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -93,6 +98,8 @@ async def run_for_each(
         keys.append(key)
 
     async def one(i: int) -> R:
+        ITEM_PATH.set((*ITEM_PATH.get(), i))  # this task's own context: steps inside know i
+
         async def call() -> R:
             out = fn(seq[i])
             if inspect.isawaitable(out):

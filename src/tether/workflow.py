@@ -31,7 +31,7 @@ from .errors import (
     RunCancelledError,
     StepFailedError,
 )
-from .fanout import ForEachSummary, run_for_each
+from .fanout import ITEM_PATH, ForEachSummary, run_for_each
 from .record import LeaseRecord, RunRecord
 from .retry import RetryPolicy, as_policy
 from .serde import dump_json, load_json, return_type_of
@@ -206,6 +206,7 @@ class Workflow(WaitsMixin):
         self._compute_before = run.compute_seconds
         self._exec_started = runtime.clock.now()
         self.in_flight: set[str] = set()  # steps whose function is running now
+        self._occurrences: dict[str, int] = {}  # step name -> calls so far in this drive
 
     # -- identity ------------------------------------------------------------------
 
@@ -244,6 +245,14 @@ class Workflow(WaitsMixin):
     ) -> T:
         """Run `fn` once for this run and record its result; return the record on replay.
 
+        A step is identified by its name and its occurrence: the second
+        ``step("call-llm", ...)`` of a run is a new step, recorded as
+        ``call-llm#2`` (inside `for_each` item i, ``call-llm[i]``), so a loop
+        gets a fresh answer each turn and a replay gets them back in order.
+        With an `idempotency_key` the identity is the name and the key
+        (``name@key``): a second call with both equal returns the first
+        call's result without calling `fn`.
+
         `fn` may be sync (run in a worker thread) or async, and receives a
         `StepContext` if it takes an argument. The result must be JSON data, a
         pydantic model or anything pydantic can dump; if `fn` declares its
@@ -254,6 +263,12 @@ class Workflow(WaitsMixin):
         reverse order, each once, recorded like steps.
         """
         tp = return_type_of(fn)
+        _check_key("step name", name)
+        if idempotency_key is not None and not isinstance(idempotency_key, str):
+            raise InvalidArgumentError(
+                f"idempotency_key of step {name!r} must be a str, got {type(idempotency_key).__name__}"
+            )
+        name = self._identity(name, idempotency_key)
         done = self._steps.get(name)
         if (
             done is not None
@@ -264,16 +279,11 @@ class Workflow(WaitsMixin):
             if compensate is not None:
                 self._compensations.append((name, compensate, value))
             return value
-        _check_key("step name", name)
         if compensate is not None and not callable(compensate):
             raise InvalidArgumentError(f"compensate of step {name!r} must be callable")
         if self._compensating:
             raise RunCancelledError(self.workflow_id)
         self._check_budget()
-        if idempotency_key is not None and not isinstance(idempotency_key, str):
-            raise InvalidArgumentError(
-                f"idempotency_key of step {name!r} must be a str, got {type(idempotency_key).__name__}"
-            )
         policy = as_policy(retry)
         lock = self._step_locks.get(name)
         if lock is None:
@@ -283,6 +293,20 @@ class Workflow(WaitsMixin):
         if compensate is not None:
             self._compensations.append((name, compensate, value))
         return value
+
+    def _identity(self, name: str, idempotency_key: str | None) -> str:
+        """The step's key in the run's record: its name and occurrence (``name``,
+        ``name#2``, ...; ``name[i]`` inside `for_each` item i), or its name and
+        idempotency key (``name@key``: a second call with both equal is answered
+        from the record). Runs recorded before this rule name a step by its name."""
+        if self._run.step_rule < 2:
+            return name
+        if idempotency_key is not None:
+            return f"{name}@{idempotency_key}"
+        base = name + "".join(f"[{i}]" for i in ITEM_PATH.get())
+        n = self._occurrences.get(base, 0) + 1
+        self._occurrences[base] = n
+        return base if n == 1 else f"{base}#{n}"
 
     async def _execute(
         self,

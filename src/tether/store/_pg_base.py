@@ -85,7 +85,7 @@ RUN_COLS = (
     "id, workflow_name, workflow_version, status, input::text, output::text, error::text, "
     "state::text, priority, tags::text, tenant, parent_id, idempotency_key, owner, "
     "owner_generation, created_at, updated_at, started_at, finished_at, compute_seconds, "
-    "cancel_requested, queue, owner_expires_at"
+    "cancel_requested, queue, owner_expires_at, step_rule"
 )
 STEP_COLS = (
     "run_id, step_key, name, status, attempts, idempotency_key, result::text, error::text, "
@@ -447,9 +447,9 @@ class PgBase:
     async def _insert_run(self, conn: Conn, run: NewRun, at: datetime) -> tuple[RunRow, bool]:
         cur = await conn.execute(
             "INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, "
-            "priority, tags, tenant, parent_id, idempotency_key, queue, created_at, updated_at) "
-            "VALUES (%s, %s, %s, 'pending', %s::jsonb, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s, "
-            "%s, %s) ON CONFLICT DO NOTHING",
+            "priority, tags, tenant, parent_id, idempotency_key, queue, created_at, updated_at, "
+            "step_rule) VALUES (%s, %s, %s, 'pending', %s::jsonb, %s::jsonb, %s, %s::jsonb, %s, "
+            "%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (
                 run.workflow_id,
                 run.workflow_name,
@@ -464,6 +464,7 @@ class PgBase:
                 run.queue,
                 at,
                 at,
+                run.step_rule,
             ),
         )
         created = cur.rowcount == 1

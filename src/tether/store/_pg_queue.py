@@ -39,9 +39,10 @@ class PgQueueOps(PgBase):
         sql = (
             "WITH r AS (INSERT INTO runs (id, workflow_name, workflow_version, status, input, "
             "state, priority, tags, tenant, parent_id, idempotency_key, queue, concurrency_key, "
-            "event_seq, created_at, updated_at) VALUES (%(id)s, %(name)s, %(version)s, 'pending', "
-            "%(input)s::jsonb, %(state)s::jsonb, %(prio)s, %(tags)s::jsonb, %(tenant)s, "
-            "%(parent)s, %(ikey)s, %(queue)s, %(ckey)s, 1, %(at)s, %(at)s) ON CONFLICT DO NOTHING "
+            "event_seq, created_at, updated_at, step_rule) VALUES (%(id)s, %(name)s, "
+            "%(version)s, 'pending', %(input)s::jsonb, %(state)s::jsonb, %(prio)s, "
+            "%(tags)s::jsonb, %(tenant)s, %(parent)s, %(ikey)s, %(queue)s, %(ckey)s, 1, %(at)s, "
+            "%(at)s, %(rule)s) ON CONFLICT DO NOTHING "
             f"RETURNING {RUN_COLS}), "
             "j AS (INSERT INTO jobs (run_id, queue, status, priority, max_attempts, "
             "concurrency_key, run_after, created_at, updated_at) SELECT id, %(queue)s, 'queued', "
@@ -68,6 +69,7 @@ class PgQueueOps(PgBase):
             "after": job.run_after or at,
             "at": at,
             "chan": self.config.channel,
+            "rule": run.step_rule,
         }
 
         async def go(conn: Conn) -> tuple[RunRow, bool]:

@@ -149,6 +149,7 @@ class NewRun:
     parent_id: str | None = None
     idempotency_key: str | None = None
     queue: str | None = None  # runs with a queue are driven by jobs (workers)
+    step_rule: int = 2  # new runs name steps by occurrence (see the 0005 migration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,7 @@ class RunRow:
     cancel_requested: str | None = None
     queue: str | None = None
     owner_expires_at: datetime | None = None  # the owner's claim lapses then (running runs)
+    step_rule: int = 1  # how its steps are named (see STEP_RULE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ class Rows:
             cancel_requested=r[20],
             queue=r[21],
             owner_expires_at=self.ot(r[22]),
+            step_rule=r[23],
         )
 
     def step(self, r: Sequence[Any]) -> StepRow:

@@ -69,7 +69,7 @@ _RUN_COLS = (
     "id, workflow_name, workflow_version, status, input, output, error, state, priority, "
     "tags, tenant, parent_id, idempotency_key, owner, owner_generation, created_at, "
     "updated_at, started_at, finished_at, compute_seconds, cancel_requested, queue, "
-    "owner_expires_at"
+    "owner_expires_at, step_rule"
 )
 _JOB_COLS = (
     "id, run_id, queue, status, priority, attempt, max_attempts, concurrency_key, worker, "
@@ -395,8 +395,9 @@ class SQLiteBase:
         """Insert unless the id (or idempotency key) exists; (row, created)."""
         cur = conn.execute(
             "INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, "
-            "priority, tags, tenant, parent_id, idempotency_key, queue, created_at, updated_at) "
-            "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "priority, tags, tenant, parent_id, idempotency_key, queue, created_at, updated_at, "
+            "step_rule) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             (
                 run.workflow_id,
                 run.workflow_name,
@@ -411,6 +412,7 @@ class SQLiteBase:
                 run.queue,
                 ts,
                 ts,
+                run.step_rule,
             ),
         )
         created = cur.rowcount == 1
