@@ -44,6 +44,7 @@ EXPECTED = {
     "StaleOwnerError",
     "StepContext",
     "StepFailedError",
+    "StepTimeoutError",
     "StepRecord",
     "StepStatus",
     "StoreError",

@@ -308,3 +308,45 @@ async def test_runs_recorded_before_the_rule_keep_their_rule(app: App, clock: Fa
     fresh = await app.arun(agent, workflow_id="fresh")
     assert fresh.value == ["answer 0", "answer 1", "answer 2"]
     assert (await app.aget_run("fresh")).step_rule == 2
+
+
+async def test_a_step_timeout_ends_the_attempt_and_the_policy_retries(app: App) -> None:
+    import threading
+
+    attempts: list[int] = []
+    release = threading.Event()
+
+    async def flow(wf: Workflow) -> str:
+        async def hung(ctx: StepContext) -> str:
+            attempts.append(ctx.attempt)
+            if ctx.attempt == 1:
+                await asyncio.Event().wait()  # a model call that never answers
+            return "answered"
+
+        first = await wf.step("llm", hung, timeout=0.05, retry=RetryPolicy(attempts=2, backoff=0))
+
+        def stuck_browser() -> str:
+            release.wait(10)
+            return "late"
+
+        try:
+            await wf.step("browser", stuck_browser, timeout=0.05)
+        except tether.StepTimeoutError as exc:
+            return f"{first}; browser gave up after {exc.timeout}s"
+        return "unreachable"
+
+    try:
+        result = await app.arun(flow, workflow_id="st")
+    finally:
+        release.set()
+    assert result.value == "answered; browser gave up after 0.05s"
+    assert attempts == [1, 2]
+    steps = result.record.steps
+    assert steps["llm"].attempts == 2 and steps["browser"].status.value == "failed"
+    assert "StepTimeoutError" in (steps["browser"].error or {}).get("type", "")
+    with pytest.raises(tether.InvalidArgumentError, match="timeout"):
+        await app.arun(_bad_timeout, workflow_id="st-bad")
+
+
+async def _bad_timeout(wf: Workflow) -> None:
+    await wf.step("x", lambda: 1, timeout=-1)

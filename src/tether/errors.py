@@ -14,6 +14,7 @@ The tree::
     ├── LeaseConflictError                      a lease is held by someone else
     ├── MutexTimeoutError (also TimeoutError)   a mutex was not acquired in time
     ├── StepFailedError                         a step exhausted its attempts
+    ├── StepTimeoutError (also TimeoutError)    a step attempt ran past its timeout
     ├── ForEachError                            a for_each item failed (in fanout, with its summary)
     ├── WaitTimeout (also TimeoutError)         a wait reached its timeout (raised in the workflow)
     ├── TokenNotFoundError (also LookupError)   no completion token with that id
@@ -55,6 +56,7 @@ __all__ = [
     "RunNotFoundError",
     "StaleOwnerError",
     "StepFailedError",
+    "StepTimeoutError",
     "StoreError",
     "StoreUnavailableError",
     "TetherError",
@@ -169,6 +171,18 @@ class StepFailedError(TetherError):
         self.error_message = message
         super().__init__(
             f"step {step!r} failed after {attempts} attempt(s): {error_type}: {message}"
+        )
+
+
+class StepTimeoutError(TetherError, TimeoutError):
+    """A step attempt ran longer than the step's `timeout`; retried like any failure."""
+
+    def __init__(self, name: str, timeout: float) -> None:
+        self.name = name
+        self.timeout = timeout
+        super().__init__(
+            f"step {name!r} ran past its timeout of {timeout:g}s; the attempt was abandoned "
+            "(raise the step's timeout=, or let its RetryPolicy try again)"
         )
 
 

@@ -30,6 +30,7 @@ from .errors import (
     MutexTimeoutError,
     RunCancelledError,
     StepFailedError,
+    StepTimeoutError,
 )
 from .fanout import ITEM_PATH, ForEachSummary, run_for_each
 from .record import LeaseRecord, RunRecord
@@ -165,6 +166,15 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     )
 
 
+async def _call_step(fn: Callable[..., Any], args: tuple[Any, ...], is_async: bool) -> Any:
+    if is_async:
+        return await fn(*args)
+    result = await asyncio.to_thread(fn, *args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
 def _check_key(what: str, key: object) -> str:
     if not isinstance(key, str) or not key.strip():
         raise InvalidArgumentError(f"{what} must be a non-empty string, got {key!r}")
@@ -241,7 +251,8 @@ class Workflow(WaitsMixin):
         *,
         idempotency_key: str | None = None,
         retry: int | RetryPolicy | None = None,
-        compensate: Callable[[T], Any] | None = None,
+        compensate: Callable[..., Any] | None = None,
+        timeout: float | None = None,
     ) -> T:
         """Run `fn` once for this run and record its result; return the record on replay.
 
@@ -258,10 +269,21 @@ class Workflow(WaitsMixin):
         pydantic model or anything pydantic can dump; if `fn` declares its
         return type, a cached result is validated back into that type.
 
-        `compensate(result)` undoes the step if the run later fails (or is
-        cancelled with compensation): compensations of completed steps run in
-        reverse order, each once, recorded like steps.
+        `compensate` undoes the step if the run later fails (or is cancelled
+        with compensation): compensations of completed steps run in reverse
+        order, each once, recorded like steps. Like `fn`, it takes what it
+        declares: nothing, the step's result, or a `StepContext` and the result.
+
+        `timeout` (seconds) ends an attempt that runs longer as a failed attempt
+        with `StepTimeoutError`, retried as the policy says: an async `fn` is
+        cancelled; a sync one cannot be, and its late result is discarded.
         """
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise InvalidArgumentError(
+                f"timeout of step {name!r} must be a number of seconds > 0, got {timeout!r}"
+            )
         tp = return_type_of(fn)
         _check_key("step name", name)
         if idempotency_key is not None and not isinstance(idempotency_key, str):
@@ -289,7 +311,7 @@ class Workflow(WaitsMixin):
         if lock is None:
             lock = self._step_locks[name] = asyncio.Lock()
         async with lock:
-            value = cast(T, await self._execute(name, fn, idempotency_key, policy, tp))
+            value = cast(T, await self._execute(name, fn, idempotency_key, policy, tp, timeout))
         if compensate is not None:
             self._compensations.append((name, compensate, value))
         return value
@@ -315,6 +337,7 @@ class Workflow(WaitsMixin):
         idempotency_key: str | None,
         policy: RetryPolicy,
         tp: Any,
+        timeout: float | None = None,
     ) -> Any:
         prior_row = self._steps.get(name)
         if prior_row is not None and prior_row.idempotency_key == idempotency_key:
@@ -354,12 +377,14 @@ class Workflow(WaitsMixin):
             )
             self.in_flight.add(name)
             try:
-                if is_async:
-                    result = await fn(*args)
+                if timeout is None:
+                    result = await _call_step(fn, args, is_async)
                 else:
-                    result = await asyncio.to_thread(fn, *args)
-                    if inspect.isawaitable(result):
-                        result = await result
+                    try:
+                        async with asyncio.timeout(timeout):
+                            result = await _call_step(fn, args, is_async)
+                    except TimeoutError as exc:
+                        raise StepTimeoutError(name, timeout) from exc
             except Exception as exc:
                 self.in_flight.discard(name)
                 again = attempt < policy.attempts and policy.retries(exc)
