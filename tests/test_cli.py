@@ -229,8 +229,11 @@ def test_foreign_database_exits_4(tmp_path: Path, flow: Path) -> None:
 def test_signal_resume_and_cancel(tmp_path: Path, flow: Path) -> None:
     started = tether(tmp_path, "run", f"{flow}:waits", "--id", "w1")
     assert started.returncode == 0 and json.loads(started.stdout)["status"] == "waiting"
+    shown = tether(tmp_path, "runs", "show", "w1")
+    assert re.search(r"driven by\s+nobody: no live process drives workflow 'waits'", shown.stdout)
     sent = tether(tmp_path, "runs", "signal", "w1", "go", "--payload", '{"ok": true}')
     assert sent.returncode == 0 and "woke" in sent.stdout
+    assert "note: no live process drives workflow 'waits'" in sent.stdout  # it will sit
     resumed = tether(tmp_path, "runs", "resume", "w1", "--app", f"{flow}:app")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == {

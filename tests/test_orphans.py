@@ -4,6 +4,7 @@ by an embedded App, and what `tether runs` says about it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -216,3 +217,28 @@ def test_runs_show_and_list_say_when_the_owner_is_gone(tmp_path: object) -> None
         [*tether_cmd, "runs", "list", "--json"], capture_output=True, text=True, check=False
     )
     assert '"ownerGoneSince": "' in listed.stdout, listed.stderr
+
+
+async def test_live_processes_announce_the_workflows_they_drive(
+    database_url: str, clock: FakeClock
+) -> None:
+    serving = App(database_url, clock=clock)
+    asking = App(database_url, clock=clock)
+    try:
+        _register(serving, [])
+        assert await asking.adrivers("two-steps") == []
+        await serving.aannounce()
+        for _ in range(100):  # announced by a background task of `serving`
+            if await asking.adrivers("two-steps"):
+                break
+            await asyncio.sleep(0.01)
+        assert await asking.adrivers("two-steps") == [serving._runtime.owner]
+        assert await asking.adrivers("other") == []
+        clock.advance(31)  # an announcement lapses unless renewed (its process died)
+        assert await asking.adrivers("two-steps") == []
+        clock.advance(-31)
+        await serving.aclose()  # a closed App withdraws it at once
+        assert await asking.adrivers("two-steps") == []
+    finally:
+        await serving.aclose()
+        await asking.aclose()

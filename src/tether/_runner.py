@@ -8,10 +8,11 @@ driving so that one run is never driven twice at once here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ._control import HandBack, Suspend
@@ -37,6 +38,8 @@ __all__ = ["Runner"]
 
 log = logging.getLogger("tether")
 
+PROCESS_SCOPE = "process"  # locks announcing a live process and the workflows it drives
+
 _SUSPENDED = object()
 _CANCELLED = object()
 _HANDED_BACK = object()
@@ -52,8 +55,10 @@ class Runner:
         inline_wait: float,
         resume_woken: bool,
         owner_lease: float = 30.0,
+        workflows: Callable[[], list[str]] = list,
     ) -> None:
         self._rt = runtime
+        self._workflows = workflows
         self._store = runtime.store
         self._clock = runtime.clock
         self._lookup = lookup
@@ -107,6 +112,7 @@ class Runner:
 
     def spawn(self, workflow_id: str) -> None:
         """Drive a run in the background of this process (a woken or detached run)."""
+        self.ensure_alive()
         self._track(self._drive_quietly(workflow_id))
 
     def _track(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -160,6 +166,14 @@ class Runner:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
             self._renewer = None
+            with contextlib.suppress(StoreError):  # gone: no longer a driver of anything
+                await self._store.release_lock(
+                    PROCESS_SCOPE,
+                    self._rt.owner,
+                    self._rt.owner,
+                    now=self._clock.store_time(),
+                    at=self._clock.now(),
+                )
         forget_owner(self._rt.owner)
 
     # -- the owner's claim on the runs it drives -----------------------------------------
@@ -197,25 +211,50 @@ class Runner:
                 **kwargs,
             )
 
-    def _ensure_renewer(self) -> None:
+    def ensure_alive(self) -> None:
+        """Start (once) what keeps this process known as alive: its announcement of
+        the workflows it drives, and its claims on the runs it drives now."""
         if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.ensure_future(self._renew_claims())
+            self._renewer = asyncio.ensure_future(self._keep_alive())
 
-    async def _renew_claims(self) -> None:
-        """Keep this process's claims on its running runs from lapsing."""
+    _ensure_renewer = ensure_alive
+
+    async def _keep_alive(self) -> None:
         while True:
-            await asyncio.sleep(self.owner_lease / 3)
-            if not self._active:
-                continue
             try:
-                await self._store.renew_owner(
-                    self._rt.owner,
-                    list(self._active),
-                    lease=self.owner_lease,
-                    now=self._clock.store_time(),
-                )
-            except StoreError as exc:  # try again next time; the claim has slack for it
-                log.warning("renewing run claims failed: %s", exc)
+                names = self._workflows()
+                if names:  # other processes may ask who drives a workflow (`drivers`)
+                    await self._store.acquire_lock(
+                        PROCESS_SCOPE,
+                        self._rt.owner,
+                        self._rt.owner,
+                        ttl=self.owner_lease,
+                        now=self._clock.store_time(),
+                        detail=dump_json({"workflows": names}, what="process"),
+                        at=self._clock.now(),
+                    )
+                if self._active:
+                    await self._store.renew_owner(
+                        self._rt.owner,
+                        list(self._active),
+                        lease=self.owner_lease,
+                        now=self._clock.store_time(),
+                    )
+            except StoreError as exc:  # try again next time; the claims have slack for it
+                log.warning("renewing this process's claims failed: %s", exc)
+            await asyncio.sleep(self.owner_lease / 3)
+
+    async def drivers(self, workflow_name: str) -> list[str]:
+        """The live processes (owners) that announce they drive `workflow_name`."""
+        now = self._clock.store_time() or datetime.now(UTC)
+        found = []
+        for row in await self._store.list_locks(PROCESS_SCOPE):
+            if row.released_at is not None or row.expires_at <= now:
+                continue
+            names = (load_json(row.detail) or {}).get("workflows", [])
+            if workflow_name in names:
+                found.append(row.holder)
+        return found
 
     async def _hand_back(self, wf: Workflow) -> None:
         """Give the run back (clean exit): runnable at once by the next process."""

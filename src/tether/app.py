@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
@@ -44,6 +45,8 @@ from .waiting import MISSING
 from .workflow import EventHook, Runtime, Workflow, load_record
 
 __all__ = ["App", "RunResult", "WorkflowDef", "open_workflow", "run_workflow"]
+
+log = logging.getLogger("tether")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -127,6 +130,7 @@ class App:
             inline_wait=inline_wait,
             resume_woken=resume_woken,
             owner_lease=float(owner_lease),
+            workflows=lambda: sorted(self._registry),
         )
         self.shutdown_grace = float(shutdown_grace)
         self._recover_pending = bool(recover_orphans)
@@ -606,6 +610,17 @@ class App:
             RunResume(kind="signal", name=name, workflow_id=workflow_id, payload=payload)
         )
         assert isinstance(result, RunResumed)
+        if result.woken:
+            run = await self.aget_run(workflow_id)
+            if not await self.adrivers(run.workflow_name) and not (
+                self._runner.resume_woken and run.workflow_name in self._registry
+            ):
+                log.warning(
+                    "run %s woke, but no live process drives workflow %r: it waits for "
+                    "`tether runs resume`, a worker serving it, or an App with recover_orphans",
+                    workflow_id,
+                    run.workflow_name,
+                )
         return bool(result.woken)
 
     def signal(self, workflow_id: str, name: str, payload: Any = None) -> bool:
@@ -745,8 +760,28 @@ class App:
         return self._loop.run(self.arecover_orphans(grace=grace, limit=limit))
 
     async def _maybe_recover(self) -> None:
+        self._runner.ensure_alive()
         if self._recover_pending:
             await self.arecover_orphans()
+
+    async def adrivers(self, workflow_name: str) -> list[str]:
+        """Live processes that drive runs of `workflow_name` (they announce the
+        workflows they registered while they live: workers, and Apps that run
+        or resume runs); empty when a woken run of it would wait for nobody."""
+        return await self._runner.drivers(workflow_name)
+
+    def drivers(self, workflow_name: str) -> list[str]:
+        """Sync facade of `adrivers`."""
+        return self._loop.run(self.adrivers(workflow_name))
+
+    def announce(self) -> None:
+        """Announce now (not only once a run is driven) that this process drives the
+        workflows registered here; kept up while the App lives. Workers do this."""
+        self._loop.run(self.aannounce())
+
+    async def aannounce(self) -> None:
+        """Async face of `announce`."""
+        self._runner.ensure_alive()
 
     def drain(self) -> None:
         """Start no more steps: runs driven here hand themselves back at their

@@ -305,6 +305,18 @@ def _status_text(status: RunStatus, expires: datetime | None) -> str:
     return f"{status.value} (owner gone since {_ts(gone, zone=True)}; a worker or the next run takes it over)"
 
 
+def _driven_by(rec: RunRecord, drivers: list[str]) -> str:
+    """Who will move an unfinished run on: the live processes serving its workflow."""
+    if rec.status.terminal:
+        return ""
+    if drivers:
+        return ", ".join(drivers)
+    return (
+        f"nobody: no live process drives workflow {rec.workflow_name!r} (start "
+        f"`tether worker --app ...`, or `tether runs resume {rec.workflow_id} --app ...`)"
+    )
+
+
 def _error_text(error: dict[str, Any] | None) -> str:
     return "" if not error else f"{error.get('type')}: {error.get('message')}"
 
@@ -358,11 +370,12 @@ def runs_list(
     out.print(table)
 
 
-def _record(workflow_id: str) -> RunRecord:
+def _record(workflow_id: str, *, drivers: bool = False) -> tuple[RunRecord, list[str]]:
     the_app = _app()
     try:
         rec: RunRecord = _guard(lambda: the_app.get_record(workflow_id))
-        return rec
+        found: list[str] = _guard(lambda: the_app.drivers(rec.workflow_name)) if drivers else []
+        return rec, found
     finally:
         the_app.close()
 
@@ -370,7 +383,7 @@ def _record(workflow_id: str) -> RunRecord:
 @runs_app.command("show")
 def runs_show(workflow_id: Annotated[str, typer.Argument(help="The run's workflow id.")]) -> None:
     """A run's summary, its steps and its last 10 events."""
-    rec = _record(workflow_id)
+    rec, drivers = _record(workflow_id, drivers=True)
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
@@ -380,6 +393,7 @@ def runs_show(workflow_id: Annotated[str, typer.Argument(help="The run's workflo
         ("workflow", rec.workflow_name + version),
         ("status", _status_text(rec.status, rec.owner_expires_at)),
         ("owner", rec.owner if rec.status is RunStatus.RUNNING and rec.owner else ""),
+        ("driven by", _driven_by(rec, drivers)),
         ("created", _ts(rec.created_at, zone=True)),
         ("updated", _ts(rec.updated_at, zone=True)),
         ("finished", _ts(rec.finished_at, zone=True)),
@@ -412,7 +426,7 @@ def runs_events(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every event of a run, in order."""
-    rec = _record(workflow_id)
+    rec, _ = _record(workflow_id)
     if as_json:
         print(json.dumps([e.to_dict() for e in rec.events], indent=2))
         return
@@ -432,7 +446,7 @@ def runs_events(
 @runs_app.command("export")
 def runs_export(workflow_id: Annotated[str, typer.Argument(help="The run's workflow id.")]) -> None:
     """The run's full record as JSON (iso-orchestrator record shape)."""
-    print(_record(workflow_id).to_json())
+    print(_record(workflow_id)[0].to_json())
 
 
 def _steer(action: Callable[[App], Any], db: str | None = None) -> Any:
@@ -451,8 +465,19 @@ def runs_signal(
 ) -> None:
     """Send a signal to a run (kept for it if it is not waiting yet)."""
     data = _parse_json(payload, "payload")
-    woke = _steer(lambda a: a.signal(workflow_id, name, data))
+
+    def send(a: App) -> tuple[bool, list[str], str]:
+        woke = a.signal(workflow_id, name, data)
+        run = a.get_run(workflow_id)
+        return woke, a.drivers(run.workflow_name), run.workflow_name
+
+    woke, drivers, workflow = _steer(send)
     print(f"signal {name!r} {'woke' if woke else 'kept for'} {workflow_id}")
+    if woke and not drivers:
+        print(
+            f"note: no live process drives workflow {workflow!r}; the run waits until one "
+            f"does (`tether worker --app ...`, or `tether runs resume {workflow_id} --app ...`)"
+        )
 
 
 @runs_app.command("event")

@@ -110,6 +110,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         await self.app.store.open()
+        await self.app.aannounce()
         log.info(
             "worker started",
             extra={
