@@ -166,8 +166,16 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 def _check_key(what: str, key: object) -> str:
+    shown = repr(key) if len(repr(key)) <= 80 else repr(key)[:77] + "..."
     if not isinstance(key, str) or not key.strip():
-        raise InvalidArgumentError(f"{what} must be a non-empty string, got {key!r}")
+        raise InvalidArgumentError(
+            f"{what} must be a non-empty string, got {shown}; pass a name such as 'fetch-user'"
+        )
+    if "\x00" in key or (not key.isascii() and any("\ud800" <= c <= "\udfff" for c in key)):
+        raise InvalidArgumentError(
+            f"{what} {shown} contains a NUL character or a lone surrogate, which the database "
+            "cannot store; pass valid text without '\\x00'"
+        )
     return key
 
 
