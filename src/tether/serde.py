@@ -34,8 +34,8 @@ __all__ = ["MAX_DEPTH", "dump_json", "load_json", "return_type_of", "to_json_dat
 
 _NO_TYPE: Any = object()
 
-MAX_DEPTH = 255
-"""The deepest nesting of containers a stored value may have (pydantic-core's own limit)."""
+MAX_DEPTH = 254
+"""The most containers a stored value may nest (pydantic-core refuses a 255th)."""
 
 _NESTED_FIX = (
     "Flatten it (e.g. a list of nodes that name their parent) or store the deep part as a string."
@@ -84,11 +84,20 @@ def to_json_data(value: Any, *, what: str, tp: Any = None) -> Any:
     """`value` as plain JSON data (dicts, lists, str, numbers, bool, None)."""
     try:
         if tp is not None:
-            data = _adapter(tp).dump_python(value, mode="json")
+            # warnings="error": a value that is not of the declared type would be written
+            # as it is and fail validation on replay, so it is refused now
+            data = _adapter(tp).dump_python(value, mode="json", warnings="error")
         else:
             data = to_jsonable_python(value)
-    except PydanticSerializationError:
+    except PydanticSerializationError as exc:
         _check_depth(value, what)
+        if "UnexpectedValue" in str(exc):
+            raise NotSerializableError(
+                what,
+                type(value),
+                problem=f"does not match the declared type {_type_name(tp)}",
+                fix="Pass a value of that type, or change the annotation to what is returned.",
+            ) from None
         bad, path = _find_unserialisable(value, "$")
         raise NotSerializableError(what, bad, path) from None
     except (TypeError, ValueError, RecursionError) as exc:
@@ -126,7 +135,22 @@ def dump_json(value: Any, *, what: str, tp: Any = None) -> str:
         found = _first(data, _has_nul)
         if found is not None:
             raise _nul_error(what, *found)
+    if tp is not None and "null" in text:
+        # pydantic's JSON mode turns NaN and infinities under `Any` into null, which
+        # would replay as None: look for them in a python-mode dump (only when a null
+        # was written, so the common case costs a substring search)
+        _refuse_hidden_non_finite(value, tp, what)
     return text
+
+
+def _refuse_hidden_non_finite(value: Any, tp: Any, what: str) -> None:
+    try:
+        plain = to_jsonable_python(_adapter(tp).dump_python(value, mode="python"))
+    except Exception:  # the JSON-mode dump worked; nothing more to learn here
+        return
+    found = _first(plain, _not_finite)
+    if found is not None:
+        raise _refusal(plain, what)
 
 
 def load_json(text: str | None, tp: Any = None) -> Any:
@@ -309,3 +333,7 @@ def _refusal(data: Any, what: str) -> NotSerializableError:
         fix="Return JSON data (dict, list, str, int, float, bool, None), a pydantic model, "
         "or a dataclass instead.",
     )
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__qualname__ if isinstance(tp, type) else str(tp).replace("typing.", "")

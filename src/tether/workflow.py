@@ -176,7 +176,15 @@ def _check_key(what: str, key: object) -> str:
             f"{what} {shown} contains a NUL character or a lone surrogate, which the database "
             "cannot store; pass valid text without '\\x00'"
         )
+    if len(key) > 250 and len(key.encode()) > _MAX_KEY_BYTES:  # a PostgreSQL index entry
+        raise InvalidArgumentError(
+            f"{what} {shown} is {len(key.encode())} bytes long; keep it within "
+            f"{_MAX_KEY_BYTES} bytes of UTF-8 (e.g. pass a hash of a long key)"
+        )
     return key
+
+
+_MAX_KEY_BYTES = 1000
 
 
 class Workflow(WaitsMixin):
