@@ -31,7 +31,19 @@ def new_app(url: str) -> App:
     return App(url, clock=FakeClock(), resume_woken=False)
 
 
-HINTS = ("use ", "pass ", "store it", "remove", "decode", "flatten", "return ", "keep ", "give ")
+HINTS = (
+    "use ",
+    "pass ",
+    "store it",
+    "remove",
+    "decode",
+    "flatten",
+    "return ",
+    "keep ",
+    "give ",
+    "e.g.",
+    "known:",
+)
 
 
 def assert_clear(exc: BaseException, *names: str, hint: bool = True) -> None:

@@ -86,7 +86,7 @@ def check_url(url: str, what: str = "database URL") -> SplitResult:
         parts = urlsplit(url)
     except ValueError as exc:
         hint = (
-            " (an IPv6 host goes in brackets: postgresql://user@[::1]:5432/db)"
+            " (an IPv6 host goes in brackets, e.g. postgresql://user@[::1]:5432/db)"
             if "IPv6" in str(exc)
             else ""
         )
