@@ -125,8 +125,7 @@ def test_an_unknown_or_bad_run_id_exits_2_or_3(sqlite_url: str, wid: str, comman
     args = [wid if a == "@ID" else a for a in command]
     if "@ID" not in command:
         args.append(wid)
-    if wid.startswith("-"):
-        args.insert(len(args) - 1, "--")  # an id, not an option
+    args.insert(2, "--")  # what follows is arguments: an id like '-0' is not an option
     result = invoke(sqlite_url, *args)
     assert_refused(result, 2, 3)
 
