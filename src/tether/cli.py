@@ -560,6 +560,8 @@ def runs_rerun(
     ] = False,
 ) -> None:
     """Retry a finished run after a fix: forget STEP and every step after it, run again here."""
+    _text(workflow_id, "workflow id")
+    _text(step, "--from step name")
     target = _load_object(app_ref, traceback=traceback)
     if not isinstance(target, App):
         _fail(EXIT_USAGE, f"{app_ref} is not a tether.App; give the name of one, e.g. flows.py:app")
