@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from .definition import WorkflowDef
+from .serde import MAX_DEPTH
 
 __all__ = ["UsageError", "load_target", "parse_json", "validate_input"]
 
@@ -132,13 +133,36 @@ def parse_json(text: str | None, what: str) -> Any:
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read {what} file {path}: {exc}") from exc
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"{what} is not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
             f"""pass JSON, e.g. --{what} '{{"n": 1}}' (strings need double quotes), """
             f"or --{what} @file.json"
         ) from exc
+    except _NotJSONNumber as exc:
+        raise UsageError(
+            f"{what} contains {exc}, which is not JSON (it has no NaN or infinity); "
+            f"use a finite number, null or a string in --{what}"
+        ) from None
+    except RecursionError:
+        raise UsageError(
+            f"{what} is nested too deeply to parse; tether stores values up to "
+            f"{MAX_DEPTH} levels deep: flatten the JSON given to --{what}"
+        ) from None
+    except ValueError as exc:  # an integer literal longer than Python converts
+        raise UsageError(
+            f"{what} has a number too long to read ({exc}); pass it as a string in --{what}"
+        ) from None
+
+
+class _NotJSONNumber(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    """Python's json reads NaN and Infinity; JSON (and tether's store) has neither."""
+    raise _NotJSONNumber(name)
 
 
 def validate_input(defn: WorkflowDef, value: Any) -> Any:

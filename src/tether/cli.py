@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -75,6 +76,20 @@ def _fail(code: int, message: str) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _text(value: str, what: str) -> str:
+    """An id or name from the command line: argv bytes that are not UTF-8 arrive as lone
+    surrogates, which no database can store; refuse them (and NUL) with exit code 2."""
+    if not value.strip():
+        _fail(EXIT_USAGE, f"{what} must not be blank; pass a non-blank {what}")
+    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+        _fail(
+            EXIT_USAGE,
+            f"{what} {value!r} is not valid UTF-8 text (or contains NUL); "
+            "check the terminal's encoding and pass plain text",
+        )
+    return value
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"tether {__version__}")
@@ -119,6 +134,12 @@ def _guard(fn: Callable[[], Any], *, traceback: bool = False) -> Any:
         if traceback:  # of the cause: where a file being loaded raised, say
             sys.stderr.write("".join(tb.format_exception(exc.__cause__ or exc)))
         _fail(_exit_code(exc) or EXIT_USAGE, str(exc))
+    except ValidationError as exc:  # a command the kernel refused at its typed edge
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
+            for e in exc.errors(include_url=False)[:3]
+        )
+        _fail(EXIT_USAGE, f"invalid argument: {problems}")
 
 
 def _load_object(target: str, *, traceback: bool = False) -> Any:
@@ -163,6 +184,8 @@ def run(
     """
     if id is not None and not id.strip():
         _fail(EXIT_USAGE, "--id must not be blank; leave it out for a new id")
+    if id is not None:
+        _text(id, "--id")
     fn = _load_object(target, traceback=traceback)
     value = _parse_json(input, "input")
     initial = _parse_json(state, "state")
@@ -371,6 +394,7 @@ def runs_list(
 
 
 def _record(workflow_id: str, *, drivers: bool = False) -> tuple[RunRecord, list[str]]:
+    _text(workflow_id, "workflow id")
     the_app = _app()
     try:
         rec: RunRecord = _guard(lambda: the_app.get_record(workflow_id))
@@ -464,6 +488,8 @@ def runs_signal(
     payload: Annotated[str | None, typer.Option(help="Payload as JSON, or @file.json.")] = None,
 ) -> None:
     """Send a signal to a run (kept for it if it is not waiting yet)."""
+    _text(workflow_id, "workflow id")
+    _text(name, "signal name")
     data = _parse_json(payload, "payload")
 
     def send(a: App) -> tuple[bool, list[str], str]:
@@ -486,6 +512,7 @@ def runs_event(
     payload: Annotated[str | None, typer.Option(help="Payload as JSON, or @file.json.")] = None,
 ) -> None:
     """Send an event to every run waiting for it."""
+    _text(event_type, "event type")
     data = _parse_json(payload, "payload")
     woken = _steer(lambda a: a.send_event(event_type, data))
     print(
@@ -499,6 +526,7 @@ def runs_complete_token(
     payload: Annotated[str | None, typer.Option(help="Payload as JSON, or @file.json.")] = None,
 ) -> None:
     """Complete a manual token."""
+    _text(token_id, "token id")
     data = _parse_json(payload, "payload")
     run_id = _steer(lambda a: a.complete_token(token_id, data))
     print(f"token completed for run {run_id}")
@@ -513,6 +541,7 @@ def runs_cancel(
     ] = False,
 ) -> None:
     """Cancel a run, its pending waits and the children it waits on."""
+    _text(workflow_id, "workflow id")
     cancelled = _steer(lambda a: a.cancel(workflow_id, reason, compensate=compensate))
     print(f"cancelled: {', '.join(cancelled)}")
 
@@ -528,6 +557,7 @@ def runs_resume(
     ] = False,
 ) -> None:
     """Drive a run on in this process, with the App that registers its workflow."""
+    _text(workflow_id, "workflow id")
     target = _load_object(app_ref, traceback=traceback)
     if not isinstance(target, App):
         _fail(EXIT_USAGE, f"{app_ref} is not a tether.App; give the name of one, e.g. flows.py:app")
@@ -555,6 +585,8 @@ def runs_rerun(
     ] = False,
 ) -> None:
     """Retry a finished run after a fix: forget STEP and every step after it, run again here."""
+    _text(workflow_id, "workflow id")
+    _text(step, "--from step name")
     target = _load_object(app_ref, traceback=traceback)
     if not isinstance(target, App):
         _fail(EXIT_USAGE, f"{app_ref} is not a tether.App; give the name of one, e.g. flows.py:app")

@@ -7,8 +7,12 @@ directly, so tests can drive it with `FakeClock` instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
+
+from .errors import InvalidArgumentError
 
 __all__ = ["Clock", "FakeClock", "SystemClock", "utcnow"]
 
@@ -59,9 +63,7 @@ class FakeClock:
     """
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
-        if self._now.tzinfo is None:
-            raise ValueError("FakeClock start must be timezone-aware")
+        self._now = _aware("FakeClock start", start or datetime(2026, 1, 1, tzinfo=UTC))
         self.slept: list[float] = []
 
     def now(self) -> datetime:
@@ -69,11 +71,23 @@ class FakeClock:
 
     def advance(self, seconds: float) -> datetime:
         """Move time forward by `seconds` and return the new time."""
-        self._now += timedelta(seconds=seconds)
+        number = math.nan
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            with contextlib.suppress(OverflowError):
+                number = float(seconds)
+        try:
+            if not math.isfinite(number):
+                raise OverflowError
+            self._now += timedelta(seconds=number)
+        except OverflowError:
+            raise InvalidArgumentError(
+                f"FakeClock.advance needs a finite number of seconds that keeps the clock "
+                f"within the years 1..9999, got {seconds!r}; pass e.g. advance(60)"
+            ) from None
         return self._now
 
     def set(self, when: datetime) -> None:
-        self._now = when
+        self._now = _aware("FakeClock.set", when)
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
@@ -82,3 +96,12 @@ class FakeClock:
 
     def store_time(self) -> datetime | None:
         return self._now
+
+
+def _aware(what: str, when: object) -> datetime:
+    if not isinstance(when, datetime) or when.tzinfo is None:
+        raise InvalidArgumentError(
+            f"{what} needs a timezone-aware datetime, got {when!r}; "
+            "pass e.g. datetime(2026, 1, 1, tzinfo=UTC)"
+        )
+    return when

@@ -79,17 +79,30 @@ class InvalidArgumentError(TetherError, ValueError):
 class NotSerializableError(TetherError, TypeError):
     """A value that must be stored as JSON cannot be."""
 
-    def __init__(self, what: str, offending_type: type, path: str = "") -> None:
+    def __init__(
+        self,
+        what: str,
+        offending_type: type,
+        path: str = "",
+        *,
+        problem: str | None = None,
+        fix: str | None = None,
+    ) -> None:
         self.what = what
         self.offending_type = offending_type
         self.path = path
         where = f" at {path}" if path else ""
-        super().__init__(
-            f"{what} cannot be stored as JSON: value of type "
-            f"{offending_type.__module__}.{offending_type.__qualname__}{where} is not "
-            "JSON-serialisable. Return JSON data (dict, list, str, int, float, bool, None), "
-            "a pydantic model, or a dataclass instead."
-        )
+        type_name = f"{offending_type.__module__}.{offending_type.__qualname__}"
+        if problem is None:
+            problem = f"value of type {type_name}{where} is not JSON-serialisable"
+        else:
+            problem = f"{type_name}{where} {problem}"
+        if fix is None:
+            fix = (
+                "Return JSON data (dict, list, str, int, float, bool, None), "
+                "a pydantic model, or a dataclass instead."
+            )
+        super().__init__(f"{what} cannot be stored as JSON: {problem}. {fix}")
 
 
 class StoreError(TetherError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,32 +41,43 @@ class RetryPolicy:
     non_retryable: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.attempts, int) or self.attempts < 1:
+        if not _is_int(self.attempts) or self.attempts < 1:
             raise InvalidArgumentError(
-                f"retry attempts must be an integer >= 1, got {self.attempts!r}"
+                f"retry attempts must be an integer >= 1, got {self.attempts!r}; "
+                "pass e.g. RetryPolicy(attempts=3)"
             )
-        if self.backoff < 0 or self.max_delay < 0:
-            raise InvalidArgumentError("retry backoff and max_delay must be >= 0 seconds")
-        if self.multiplier < 1:
-            raise InvalidArgumentError(f"retry multiplier must be >= 1, got {self.multiplier!r}")
-        if not isinstance(self.interrupted_reruns, int) or self.interrupted_reruns < 0:
+        for name in ("backoff", "max_delay"):
+            _check_number(name, getattr(self, name), low=0.0)
+        _check_number("multiplier", self.multiplier, low=1.0)
+        _check_number("jitter", self.jitter, low=0.0, high=1.0)
+        if not _is_int(self.interrupted_reruns) or self.interrupted_reruns < 0:
             raise InvalidArgumentError(
-                f"interrupted_reruns must be an integer >= 0, got {self.interrupted_reruns!r}"
+                f"interrupted_reruns must be an integer >= 0, got {self.interrupted_reruns!r}; "
+                "pass e.g. RetryPolicy(interrupted_reruns=3)"
+            )
+        if self.should_retry is not None and not callable(self.should_retry):
+            raise InvalidArgumentError(
+                f"retry should_retry must be a function of the error, got {self.should_retry!r}; "
+                "pass e.g. should_retry=lambda exc: isinstance(exc, TimeoutError)"
             )
         if isinstance(self.non_retryable, type):
             object.__setattr__(self, "non_retryable", (self.non_retryable,))
-        if not all(
+        if not isinstance(self.non_retryable, tuple | list | set | frozenset) or not all(
             isinstance(t, type) and issubclass(t, BaseException) for t in self.non_retryable
         ):
             raise InvalidArgumentError(
-                f"non_retryable must be exception types, got {self.non_retryable!r}"
+                f"non_retryable must be exception types, got {self.non_retryable!r}; "
+                "pass e.g. non_retryable=(ValueError, PermissionError)"
             )
-        if not 0 <= self.jitter <= 1:
-            raise InvalidArgumentError(f"retry jitter must be within 0..1, got {self.jitter!r}")
+        object.__setattr__(self, "non_retryable", tuple(self.non_retryable))
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        base = min(self.max_delay, self.backoff * self.multiplier ** max(0, attempt - 1))
+        try:
+            grown = self.backoff * self.multiplier ** max(0, attempt - 1)
+        except OverflowError:  # a float power past 1e308: the cap applies
+            grown = math.inf
+        base = min(self.max_delay, grown)
         if self.jitter and base:
             spread = base * self.jitter
             base += (rng or random).uniform(-spread, spread)
@@ -74,6 +87,24 @@ class RetryPolicy:
         if not isinstance(error, Exception) or isinstance(error, self.non_retryable):
             return False
         return True if self.should_retry is None else bool(self.should_retry(error))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_number(name: str, value: object, *, low: float, high: float = math.inf) -> None:
+    """`value` is a finite real number within [low, high] (not NaN, not a bool)."""
+    number = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an int beyond any float
+            number = float(value)
+    if not (math.isfinite(number) and low <= number <= high):
+        top = "" if high == math.inf else f" and <= {high:g}"
+        raise InvalidArgumentError(
+            f"retry {name} must be a finite number >= {low:g}{top}, got {value!r}; "
+            f"pass e.g. RetryPolicy({name}={max(low, min(high, 1.0)):g})"
+        )
 
 
 def as_policy(retry: int | RetryPolicy | None) -> RetryPolicy:

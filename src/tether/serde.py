@@ -5,6 +5,12 @@ enums become JSON) and, when the caller knows the type, validated back into
 it. Nothing is pickled. A value that cannot be stored raises
 `NotSerializableError` naming what was being stored and the offending type,
 before anything is written.
+
+What JSON (or one of the two databases) cannot carry is refused the same way
+on both backends, with the path of the offending part: NaN and infinities,
+integers too long to turn into text, lone surrogates (not valid Unicode), the
+NUL character (PostgreSQL cannot store it), and values nested more than
+`MAX_DEPTH` levels deep (or containing themselves).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import functools
 import inspect
 import json
 import math
+import sys
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,9 +30,16 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .errors import NotSerializableError
 
-__all__ = ["dump_json", "load_json", "return_type_of", "to_json_data"]
+__all__ = ["MAX_DEPTH", "dump_json", "load_json", "return_type_of", "to_json_data"]
 
 _NO_TYPE: Any = object()
+
+MAX_DEPTH = 254
+"""The most containers a stored value may nest (pydantic-core refuses a 255th)."""
+
+_NESTED_FIX = (
+    "Flatten it (e.g. a list of nodes that name their parent) or store the deep part as a string."
+)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -70,15 +84,35 @@ def to_json_data(value: Any, *, what: str, tp: Any = None) -> Any:
     """`value` as plain JSON data (dicts, lists, str, numbers, bool, None)."""
     try:
         if tp is not None:
-            data = _adapter(tp).dump_python(value, mode="json")
+            # warnings="error": a value that is not of the declared type would be written
+            # as it is and fail validation on replay, so it is refused now
+            data = _adapter(tp).dump_python(value, mode="json", warnings="error")
         else:
             data = to_jsonable_python(value)
-    except PydanticSerializationError:
+    except PydanticSerializationError as exc:
+        _check_depth(value, what)
+        if "UnexpectedValue" in str(exc):
+            raise NotSerializableError(
+                what,
+                type(value),
+                problem=f"does not match the declared type {_type_name(tp)}",
+                fix="Pass a value of that type, or change the annotation to what is returned.",
+            ) from None
         bad, path = _find_unserialisable(value, "$")
         raise NotSerializableError(what, bad, path) from None
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
+        _check_depth(value, what)
         bad, path = _find_unserialisable(value, "$")
         if bad is type(None):
+            if isinstance(exc, RecursionError) or "depth" in str(exc):
+                raise NotSerializableError(
+                    what,
+                    type(value),
+                    problem=f"is nested more than {MAX_DEPTH} levels deep (or contains itself)",
+                    fix=_NESTED_FIX,
+                ) from None
+            if _first(value, _has_surrogate) is not None:  # pydantic refuses such dict keys
+                raise _refusal(value, what) from None
             raise NotSerializableError(what, type(value)) from exc
         raise NotSerializableError(what, bad, path) from None
     return data
@@ -88,10 +122,35 @@ def dump_json(value: Any, *, what: str, tp: Any = None) -> str:
     """Serialise `value` to a JSON string, or raise `NotSerializableError`."""
     data = to_json_data(value, what=what, tp=tp)
     try:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except ValueError:
-        _, path = _find_non_finite(data, "$")
-        raise NotSerializableError(what, float, path) from None
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (ValueError, RecursionError):  # NaN/inf, or an int too long for str()
+        raise _refusal(data, what) from None
+    # cheap scans of the text; the walk that finds the path runs only on a hit
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _refusal(data, what) from None
+    if "\\u0000" in text:
+        found = _first(data, _has_nul)
+        if found is not None:
+            raise _nul_error(what, *found)
+    if tp is not None and "null" in text:
+        # pydantic's JSON mode turns NaN and infinities under `Any` into null, which
+        # would replay as None: look for them in a python-mode dump (only when a null
+        # was written, so the common case costs a substring search)
+        _refuse_hidden_non_finite(value, tp, what)
+    return text
+
+
+def _refuse_hidden_non_finite(value: Any, tp: Any, what: str) -> None:
+    try:
+        plain = to_jsonable_python(_adapter(tp).dump_python(value, mode="python"))
+    except Exception:  # the JSON-mode dump worked; nothing more to learn here
+        return
+    found = _first(plain, _not_finite)
+    if found is not None:
+        raise _refusal(plain, what)
 
 
 def load_json(text: str | None, tp: Any = None) -> Any:
@@ -135,17 +194,146 @@ def _find_unserialisable(value: Any, path: str) -> tuple[type, str]:
     return type(None), ""
 
 
-def _find_non_finite(data: Any, path: str) -> tuple[type, str]:
-    if isinstance(data, float) and not math.isfinite(data):
-        return float, path
-    if isinstance(data, dict):
-        for k, v in data.items():
-            bad, where = _find_non_finite(v, f"{path}.{k}")
-            if where:
-                return bad, where
-    if isinstance(data, list):
-        for i, v in enumerate(data):
-            bad, where = _find_non_finite(v, f"{path}[{i}]")
-            if where:
-                return bad, where
-    return type(None), ""
+def _check_depth(value: Any, what: str) -> None:
+    """Refuse `value` if its containers nest deeper than MAX_DEPTH (a cycle nests forever).
+
+    Iterative, so a value 10,000 levels deep costs no Python recursion.
+    """
+    stack: list[tuple[Any, int, str]] = [(value, 0, "$")]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, Mapping):
+            children: list[tuple[Any, str]] = [
+                (v, f"{path}{_key_path(k)}") for k, v in item.items()
+            ]
+        elif isinstance(item, list | tuple | set | frozenset):
+            children = [(v, f"{path}[{i}]") for i, v in enumerate(item)]
+        else:
+            continue
+        if depth >= MAX_DEPTH:
+            raise NotSerializableError(
+                what,
+                type(item),
+                _short_path(path),
+                problem=f"is nested more than {MAX_DEPTH} levels deep (or contains itself)",
+                fix=_NESTED_FIX,
+            )
+        stack.extend((v, depth + 1, p) for v, p in reversed(children))
+
+
+def _key_path(key: object) -> str:
+    if isinstance(key, str) and key.isidentifier() and len(key) <= 40:
+        return f".{key}"
+    text = repr(key)
+    return f"[{text if len(text) <= 40 else text[:37] + '...'}]"
+
+
+def _short_path(path: str) -> str:
+    return path if len(path) <= 120 else path[:60] + "..." + path[-57:]
+
+
+def _first(data: Any, bad: Callable[[Any], bool]) -> tuple[Any, str] | None:
+    """The first scalar or key of plain JSON `data` for which `bad` holds, and its path."""
+    stack: list[tuple[Any, str]] = [(data, "$")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for k in item:
+                if bad(k):
+                    return k, f"{path}{_key_path(k)} (the key)"
+            stack.extend((v, f"{path}{_key_path(k)}") for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
+        elif bad(item):
+            return item, path
+    return None
+
+
+def _has_nul(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" in value
+
+
+def _has_surrogate(value: Any) -> bool:
+    if not isinstance(value, str) or value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _too_long_int(value: Any) -> bool:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    limit = sys.get_int_max_str_digits()
+    # bit_length * log10(2) is within one digit of the true count; str() would raise
+    return limit > 0 and value.bit_length() * 0.30103 > limit - 1 and _str_fails(value)
+
+
+def _str_fails(value: int) -> bool:
+    try:
+        str(value)
+    except ValueError:
+        return True
+    return False
+
+
+def _nul_error(what: str, value: Any, path: str) -> NotSerializableError:
+    return NotSerializableError(
+        what,
+        type(value),
+        _short_path(path),
+        problem="contains a NUL character ('\\x00'), which PostgreSQL cannot store",
+        fix="Remove it, or encode binary data (e.g. base64) before storing it.",
+    )
+
+
+def _refusal(data: Any, what: str) -> NotSerializableError:
+    """The error for plain JSON `data` that json.dumps or UTF-8 refused: which part, and why."""
+    found = _first(data, _not_finite)
+    if found is not None:
+        return NotSerializableError(
+            what,
+            float,
+            _short_path(found[1]),
+            problem=f"is {found[0]!r}, and JSON has no NaN or infinity",
+            fix="Use a finite number, None, or a string such as 'inf'.",
+        )
+    found = _first(data, _too_long_int)
+    if found is not None:
+        limit = sys.get_int_max_str_digits()
+        return NotSerializableError(
+            what,
+            int,
+            _short_path(found[1]),
+            problem=f"has more than {limit} digits, too many to store as a JSON number",
+            fix="Store it as a string (and int() it back), or raise the limit with "
+            "sys.set_int_max_str_digits().",
+        )
+    found = _first(data, _has_surrogate)
+    if found is not None:
+        bad = next(c for c in found[0] if 0xD800 <= ord(c) <= 0xDFFF)
+        return NotSerializableError(
+            what,
+            str,
+            _short_path(found[1]),
+            problem=f"contains a lone surrogate ({bad!r}), which is not valid Unicode",
+            fix="Decode the text with errors='replace' (or fix its source) so that it is "
+            "valid UTF-8 before storing it.",
+        )
+    return NotSerializableError(
+        what,
+        type(data),
+        problem="could not be written as JSON",
+        fix="Return JSON data (dict, list, str, int, float, bool, None), a pydantic model, "
+        "or a dataclass instead.",
+    )
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__qualname__ if isinstance(tp, type) else str(tp).replace("typing.", "")

@@ -46,11 +46,21 @@ class Host(Protocol):
     async def drive_child(self, workflow_id: str) -> None: ...
 
 
+_MAX_SECONDS = 100 * 366 * 24 * 3600.0  # a century: beyond it a datetime soon overflows
+
+
 def _seconds(what: str, value: float | None) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise InvalidArgumentError(f"{what} must be a number of seconds >= 0, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= _MAX_SECONDS  # also refuses NaN
+    ):
+        raise InvalidArgumentError(
+            f"{what} must be a number of seconds from 0 to {_MAX_SECONDS:.0f} (a century), "
+            f"got {value!r}; pass a finite number such as 60"
+        )
     return float(value)
 
 

@@ -177,8 +177,29 @@ async def _call_step(fn: Callable[..., Any], args: tuple[Any, ...], is_async: bo
 
 def _check_key(what: str, key: object) -> str:
     if not isinstance(key, str) or not key.strip():
-        raise InvalidArgumentError(f"{what} must be a non-empty string, got {key!r}")
+        raise InvalidArgumentError(
+            f"{what} must be a non-empty string, got {_shown(key)}; "
+            "pass a name such as 'fetch-user'"
+        )
+    if "\x00" in key or (not key.isascii() and any("\ud800" <= c <= "\udfff" for c in key)):
+        raise InvalidArgumentError(
+            f"{what} {_shown(key)} contains a NUL character or a lone surrogate, which the "
+            "database cannot store; pass valid text without '\\x00'"
+        )
+    if len(key) > 250 and len(key.encode()) > _MAX_KEY_BYTES:  # a PostgreSQL index entry
+        raise InvalidArgumentError(
+            f"{what} {_shown(key)} is {len(key.encode())} bytes long; keep it within "
+            f"{_MAX_KEY_BYTES} bytes of UTF-8 (e.g. pass a hash of a long key)"
+        )
     return key
+
+
+def _shown(key: object) -> str:
+    text = repr(key)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_MAX_KEY_BYTES = 1000
 
 
 class Workflow(WaitsMixin):

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["DEFAULT_URL", "Durability", "SQLiteConfig", "parse_sqlite_url", "resolve_url"]
+__all__ = [
+    "DEFAULT_URL",
+    "Durability",
+    "SQLiteConfig",
+    "check_url",
+    "parse_sqlite_url",
+    "redact",
+    "resolve_url",
+]
 
 DEFAULT_URL = "sqlite:///.tether/tether.db"
 ENV_VAR = "TETHER_DATABASE_URL"
@@ -33,15 +43,86 @@ class Durability(StrEnum):
             return cls(str(value).lower())
         except ValueError:
             raise InvalidArgumentError(
-                f"durability must be 'full' or 'normal', got {value!r}"
+                f"durability must be 'full' or 'normal', got {value!r}; "
+                "e.g. ?durability=normal or durability='normal'"
             ) from None
 
 
 def resolve_url(url: str | None) -> str:
-    """The URL to use: the argument, else $TETHER_DATABASE_URL, else the default file."""
+    """The URL to use: the argument, else $TETHER_DATABASE_URL, else the default file.
+
+    A URL that cannot be parsed (a bad port, an unclosed IPv6 bracket, an option
+    that is not a number) is refused here, before any adapter sees it.
+    """
+    if url is not None and not isinstance(url, str):
+        raise InvalidArgumentError(
+            f"database URL must be a str, got {type(url).__name__} {url!r}; "
+            "pass e.g. 'sqlite:///tether.db' or 'postgresql://user@host:5432/db'"
+        )
     if url:
+        check_url(url, "database URL")
         return url
-    return os.environ.get(ENV_VAR) or DEFAULT_URL
+    env = os.environ.get(ENV_VAR)
+    if env:
+        check_url(env, f"${ENV_VAR}")
+        return env
+    return DEFAULT_URL
+
+
+def redact(url: str) -> str:
+    """`url` with its password (if any) replaced by ***, fit for an error message."""
+    return re.sub(r"^([^:/?#]+://[^:/?#@]*):[^@/?#]*@", r"\1:***@", url)
+
+
+def check_url(url: str, what: str = "database URL") -> SplitResult:
+    """Refuse what no backend can parse, naming the part that is wrong; the split URL."""
+    shown = repr(redact(url)) if len(url) <= 200 else repr(redact(url)[:200]) + "..."
+    if "\x00" in url or any("\ud800" <= c <= "\udfff" for c in url):
+        raise InvalidArgumentError(
+            f"{what} {shown} contains a NUL character or a lone surrogate; "
+            "pass a plain text URL such as sqlite:///tether.db"
+        )
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        hint = (
+            " (an IPv6 host goes in brackets, e.g. postgresql://user@[::1]:5432/db)"
+            if "IPv6" in str(exc)
+            else ""
+        )
+        raise InvalidArgumentError(f"{what} {shown} cannot be parsed: {exc}{hint}") from None
+    try:
+        parts.port  # noqa: B018 -- parsing it is the check
+    except ValueError as exc:
+        raise InvalidArgumentError(
+            f"{what} {shown} has a bad port: {exc}; give a port from 1 to 65535, "
+            "e.g. postgresql://user@localhost:5432/db"
+        ) from None
+    if parts.scheme in ("postgresql", "postgres"):
+        opts = dict(parse_qsl(parts.query))
+        if "pool_size" in opts:
+            text = opts["pool_size"]
+            if not text.strip().isdigit() or int(text) < 1:
+                raise InvalidArgumentError(
+                    f"{what}: pool_size must be an integer >= 1, got {text!r}; e.g. ?pool_size=10"
+                )
+        if "statement_timeout" in opts:
+            _option_seconds(what, "statement_timeout", opts["statement_timeout"], "30")
+    return parts
+
+
+def _option_seconds(what: str, name: str, text: str, example: str) -> float:
+    """A URL option that is a number of seconds: finite, >= 0, and at most ~24 days."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= 2_147_483):  # PostgreSQL's cap, in seconds
+        raise InvalidArgumentError(
+            f"{what}: {name} must be a number of seconds from 0 to 2147483, got {text!r}; "
+            f"e.g. ?{name}={example}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -78,11 +159,11 @@ def parse_sqlite_url(url: str, durability: str | Durability | None = None) -> SQ
         raise InvalidArgumentError(
             f"unknown sqlite URL option(s) {sorted(unknown)}; known: durability, busy_timeout"
         )
-    dur = Durability.parse(durability or opts.get("durability", "full"))
-    try:
-        busy = float(opts.get("busy_timeout", "30"))
-    except ValueError:
+    if "\x00" in path or any("\ud800" <= c <= "\udfff" for c in path):
         raise InvalidArgumentError(
-            f"busy_timeout must be a number of seconds, got {opts['busy_timeout']!r}"
-        ) from None
+            f"bad sqlite URL {url!r}: the path contains a NUL character or a lone surrogate; "
+            "give a plain file path, e.g. sqlite:///data/tether.db"
+        )
+    dur = Durability.parse(durability or opts.get("durability", "full"))
+    busy = _option_seconds("sqlite URL", "busy_timeout", opts.get("busy_timeout", "30"), "30")
     return SQLiteConfig(path=path, durability=dur, busy_timeout=busy)
