@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from ._loop import LoopThread
+from ._names import check_name
 from ._runner import Runner
 from .clock import Clock, SystemClock
 from .definition import DEF_ATTR, RunResult, WorkflowDef
@@ -262,18 +263,15 @@ class App:
         tenant: str | None = None,
     ) -> tuple[WorkflowDef, RunRow, bool]:
         defn = WorkflowDef.of(workflow)
-        wid = workflow_id or new_run_id(defn.name)
-        if not isinstance(wid, str) or not wid.strip():
-            raise InvalidArgumentError(f"workflow_id must be a non-empty string, got {wid!r}")
+        wid = new_run_id(defn.name) if workflow_id is None else workflow_id
+        check_name("workflow_id", wid)
         if input is not _MISSING and not defn.takes_input:
             raise InvalidArgumentError(
                 f"workflow {defn.name!r} takes no input (its function has one parameter, "
                 "the Workflow); drop the input or add a parameter"
             )
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not idempotency_key
-        ):
-            raise InvalidArgumentError("idempotency_key must be a non-empty str")
+        if idempotency_key is not None:
+            check_name("idempotency_key", idempotency_key)
         tag_tuple = tuple(tags)
         if not all(isinstance(t, str) for t in tag_tuple):
             raise InvalidArgumentError("tags must be strings")
@@ -391,6 +389,8 @@ class App:
         second one, also when callers race: only the caller that created the
         run drives it.
         """
+        if workflow_id is not None:
+            check_name("workflow_id", workflow_id)
         defn = self._ensure_registered(workflow)
         await self._maybe_recover()
         result = await self.kernel.adispatch(
@@ -456,6 +456,8 @@ class App:
         same key from executing at the same time across all workers; a higher
         `priority` is claimed first. Wait for it with `result`.
         """
+        if workflow_id is not None:
+            check_name("workflow_id", workflow_id)
         defn = self._ensure_registered(workflow)
         result = await self.kernel.adispatch(
             RunCreate(
@@ -584,8 +586,7 @@ class App:
 
         Returns the ids of the runs it woke.
         """
-        if not isinstance(event_type, str) or not event_type:
-            raise InvalidArgumentError(f"event_type must be a non-empty str, got {event_type!r}")
+        check_name("event_type", event_type)
         result = await self.kernel.adispatch(
             RunResume(kind="event", name=event_type, payload=payload)
         )
@@ -604,8 +605,8 @@ class App:
         a worker. Otherwise it waits, runnable, for `resume`, a worker or an
         App with `recover_orphans`.
         """
-        if not isinstance(name, str) or not name:
-            raise InvalidArgumentError(f"signal name must be a non-empty str, got {name!r}")
+        check_name("workflow_id", workflow_id)
+        check_name("signal name", name)
         result = await self.kernel.adispatch(
             RunResume(kind="signal", name=name, workflow_id=workflow_id, payload=payload)
         )
@@ -628,8 +629,7 @@ class App:
 
     async def acomplete_token(self, token_id: str, payload: Any = None) -> str:
         """Complete a token made by `wf.create_token()`; the id of the run it belongs to."""
-        if not isinstance(token_id, str) or not token_id:
-            raise InvalidArgumentError(f"token_id must be a non-empty str, got {token_id!r}")
+        check_name("token_id", token_id)
         result = await self.kernel.adispatch(
             RunResume(kind="token", name=token_id, payload=payload)
         )
@@ -657,6 +657,7 @@ class App:
         `compensate`, the compensations of completed steps run (here, if the
         workflow is registered; else when the run is next resumed).
         """
+        check_name("workflow_id", workflow_id)
         result = await self.kernel.adispatch(
             RunCancel(workflow_id=workflow_id, reason=reason, compensate=compensate)
         )
@@ -687,10 +688,7 @@ class App:
         The context writes without owner fencing; it is for inspection and for
         code that drives steps, leases and heartbeats itself.
         """
-        if not isinstance(workflow_id, str) or not workflow_id.strip():
-            raise InvalidArgumentError(
-                f"workflow_id must be a non-empty string, got {workflow_id!r}"
-            )
+        check_name("workflow_id", workflow_id)
         run, _ = await self.store.create_run(
             NewRun(
                 workflow_id=workflow_id,
@@ -704,6 +702,7 @@ class App:
 
     async def aget_record(self, workflow_id: str) -> RunRecord:
         """The full record of one run."""
+        check_name("workflow_id", workflow_id)
         return await load_record(self.store, workflow_id)
 
     def get_record(self, workflow_id: str) -> RunRecord:
@@ -711,6 +710,7 @@ class App:
 
     async def aget_run(self, workflow_id: str) -> RunRow:
         """The run's row (status, owner, timestamps) without its history."""
+        check_name("workflow_id", workflow_id)
         run = await self.store.get_run(workflow_id)
         if run is None:
             raise RunNotFoundError(workflow_id)
@@ -728,8 +728,8 @@ class App:
                 raise InvalidArgumentError(
                     f"unknown run status {status!r}; known: {known}"
                 ) from None
-        if limit < 1:
-            raise InvalidArgumentError(f"limit must be >= 1, got {limit!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidArgumentError(f"limit must be an integer >= 1, got {limit!r}")
         return await self.store.list_runs(status=status, limit=limit)
 
     def list_runs(self, *, status: RunStatus | str | None = None, limit: int = 100) -> list[RunRow]:

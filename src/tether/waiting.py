@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ._control import Suspend
+from ._names import check_name
 from .clock import Clock
 from .definition import WorkflowDef
 from .errors import (
@@ -130,8 +131,7 @@ class WaitsMixin:
         wait of this run took it. `match` names payload fields (dotted for
         nested ones) and the values they must equal.
         """
-        if not isinstance(event_type, str) or not event_type:
-            raise InvalidArgumentError(f"event_type must be a non-empty str, got {event_type!r}")
+        check_name("event_type", event_type)
         if match is not None and not isinstance(match, dict):
             raise InvalidArgumentError("match must be a dict of payload field -> value")
         wait = NewWait(
@@ -153,8 +153,7 @@ class WaitsMixin:
         key: str | None = None,
     ) -> Any:
         """The payload of the next signal `name` sent to this run (kept if sent early)."""
-        if not isinstance(name, str) or not name:
-            raise InvalidArgumentError(f"signal name must be a non-empty str, got {name!r}")
+        check_name("signal name", name)
         wait = NewWait(
             key or self._next_key(f"signal:{name}"), WaitKind.SIGNAL, name, None, self._due(timeout)
         )

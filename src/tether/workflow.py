@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 
 from ._control import HandBack
 from ._failure import error_json
+from ._names import check_name as _check_key
 from ._owners import new_owner
 from .clock import Clock
 from .errors import (
@@ -175,33 +176,6 @@ async def _call_step(fn: Callable[..., Any], args: tuple[Any, ...], is_async: bo
     return result
 
 
-def _check_key(what: str, key: object) -> str:
-    if not isinstance(key, str) or not key.strip():
-        raise InvalidArgumentError(
-            f"{what} must be a non-empty string, got {_shown(key)}; "
-            "pass a name such as 'fetch-user'"
-        )
-    if "\x00" in key or (not key.isascii() and any("\ud800" <= c <= "\udfff" for c in key)):
-        raise InvalidArgumentError(
-            f"{what} {_shown(key)} contains a NUL character or a lone surrogate, which the "
-            "database cannot store; pass valid text without '\\x00'"
-        )
-    if len(key) > 250 and len(key.encode()) > _MAX_KEY_BYTES:  # a PostgreSQL index entry
-        raise InvalidArgumentError(
-            f"{what} {_shown(key)} is {len(key.encode())} bytes long; keep it within "
-            f"{_MAX_KEY_BYTES} bytes of UTF-8 (e.g. pass a hash of a long key)"
-        )
-    return key
-
-
-def _shown(key: object) -> str:
-    text = repr(key)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-_MAX_KEY_BYTES = 1000
-
-
 class Workflow(WaitsMixin):
     """The durable context of one run: steps, waits, mutexes, leases, heartbeats, state."""
 
@@ -307,10 +281,8 @@ class Workflow(WaitsMixin):
             )
         tp = return_type_of(fn)
         _check_key("step name", name)
-        if idempotency_key is not None and not isinstance(idempotency_key, str):
-            raise InvalidArgumentError(
-                f"idempotency_key of step {name!r} must be a str, got {type(idempotency_key).__name__}"
-            )
+        if idempotency_key is not None:
+            _check_key(f"idempotency_key of step {name!r}", idempotency_key)
         name = self._identity(name, idempotency_key)
         done = self._steps.get(name)
         if (

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
-from tether import App, FakeClock, InvalidArgumentError, RetryPolicy, StoreError, Workflow
+from tether import App, FakeClock, InvalidArgumentError, RetryPolicy, Workflow
 
 from ._support import FAST, HEAVY, LIGHT, assert_clear, new_id
 from .strategies import bad_names, good_names
@@ -36,7 +35,10 @@ KEYED: dict[str, Call] = {
     "step name": lambda wf, name: wf.step(name, lambda: 1),
     "mutex key": _mutex,
     "lease key": lambda wf, key: wf.touch_lease(key, holder="h", ttl=5),
-    "lease holder": lambda wf, holder: wf.touch_lease("slot", holder=holder, ttl=5),
+    # leases are exclusive across runs: each run (example) takes a slot of its own
+    "lease holder": lambda wf, holder: wf.touch_lease(
+        f"slot-{wf.workflow_id}", holder=holder, ttl=5
+    ),
     "heartbeat key": lambda wf, key: wf.heartbeat(key),
     "event type": lambda wf, type_: wf.append_event(type_),
 }
@@ -98,15 +100,6 @@ async def test_an_unhashable_step_name_is_refused_clearly_too(sqlite_app: App) -
         assert_clear(caught.value, "step name")
 
 
-test_an_unhashable_step_name_is_refused_clearly_too = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="Workflow.step looks the name up in its dict of completed steps before "
-    "_check_key runs, so a list or dict name raises TypeError: unhashable type "
-    "(workflow.py, outside the argument-check helper)",
-)(test_an_unhashable_step_name_is_refused_clearly_too)
-
-
 bad_workflow_ids = st.one_of(
     st.text(" \t\n", min_size=1, max_size=4),
     st.integers(),
@@ -129,32 +122,14 @@ async def test_a_bad_workflow_id_is_refused_by_run_and_open(sqlite_app: App, wid
     assert await sqlite_app.alist_runs() == []
 
 
-async def test_a_workflow_id_with_nul_is_refused_on_every_backend(
-    any_app: App, backend: str, request: pytest.FixtureRequest
-) -> None:
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason="app.py checks a workflow id only for a non-blank str: SQLite stores "
-            "'a\\x00b' and PostgreSQL refuses it with a StoreError, so the backends differ",
-        )
-    )
+async def test_a_workflow_id_with_nul_is_refused_on_every_backend(any_app: App) -> None:
     with pytest.raises(InvalidArgumentError):
         await any_app.aopen("a\x00b")
 
 
-# -- names checked outside the helpers this change may touch: marked, with their cause -------
-
-_RAW = (ValidationError, UnicodeEncodeError, TypeError)
-_APP_EDGE = (
-    "app.py hands workflow ids, signal names and event types to the kernel's pydantic "
-    "commands (RunResume/RunCreate/RunCancel) or to the store without checking them for "
-    "type, blankness, NUL or lone surrogates, so a pydantic ValidationError or a "
-    "UnicodeEncodeError escapes instead of InvalidArgumentError"
-)
+# -- the App's entry points check ids and names like the Workflow does ------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=_RAW, reason=_APP_EDGE)
 @pytest.mark.parametrize(
     "call",
     [
@@ -176,12 +151,6 @@ async def test_app_entry_points_refuse_bad_ids_and_names_clearly(
         await call(sqlite_app)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="app.py's refusals of a blank signal name, event type or token id say what was "
-    "wrong ('must be a non-empty str') but not how to fix it",
-)
 @pytest.mark.parametrize(
     "call",
     [
@@ -205,20 +174,12 @@ async def _start_with_id(app: App, wid: Any) -> Any:
     return await app.astart(flow, workflow_id=wid)
 
 
-@pytest.mark.xfail(strict=True, raises=_RAW, reason=_APP_EDGE)
 @pytest.mark.parametrize("wid", [123, "", "\ud800"])
 async def test_start_refuses_a_bad_workflow_id_clearly(sqlite_app: App, wid: Any) -> None:
     with pytest.raises(InvalidArgumentError):
         await _start_with_id(sqlite_app, wid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="Workflow.wait_for_signal/wait_for_event check only for a non-empty str "
-    "(waiting.py, outside _seconds): a lone surrogate reaches the SQLite driver and "
-    "raises UnicodeEncodeError",
-)
 @pytest.mark.parametrize("which", ["signal", "event"])
 async def test_waits_refuse_a_name_with_a_lone_surrogate(sqlite_app: App, which: str) -> None:
     async def flow(wf: Workflow) -> Any:
@@ -230,22 +191,17 @@ async def test_waits_refuse_a_name_with_a_lone_surrogate(sqlite_app: App, which:
         await sqlite_app.arun(flow, workflow_id=new_id("wait"))
 
 
-async def test_long_workflow_ids_and_signal_names_work_on_every_backend(
-    any_app: App, backend: str, request: pytest.FixtureRequest
+async def test_overlong_workflow_ids_and_signal_names_are_refused_on_every_backend(
+    any_app: App,
 ) -> None:
-    if backend == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=StoreError,
-                reason="a workflow id or signal name of 10,000 incompressible bytes exceeds "
-                "PostgreSQL's index entry limit and comes back as a StoreError ('check that "
-                "the server runs'); SQLite stores it. app.py does not bound their length",
-            )
-        )
-    wid = _random_text(10_000, 3)
+    """Both backends answer alike: over the index limit, a clear refusal, nothing stored."""
+    with pytest.raises(InvalidArgumentError, match="bytes long"):
+        await any_app.aopen(_random_text(10_000, 3))
+    wid = _random_text(900, 3)
     await any_app.aopen(wid)
-    assert await any_app.asignal(wid, _random_text(10_000, 4)) is False
+    with pytest.raises(InvalidArgumentError, match="bytes long"):
+        await any_app.asignal(wid, _random_text(10_000, 4))
+    assert await any_app.asignal(wid, _random_text(200, 4)) is False
 
 
 # -- durations: timeouts, sleeps, retry policies, the fake clock ------------------------------

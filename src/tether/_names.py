@@ -1,0 +1,41 @@
+"""Names and ids: what both databases can store and index, checked once for all.
+
+Step names, keys, workflow ids, signal names and event types end up in
+indexed text columns: they must be non-blank text without NUL or lone
+surrogates (which PostgreSQL refuses and SQLite would keep), and short
+enough for an index entry.
+"""
+
+from __future__ import annotations
+
+from .errors import InvalidArgumentError
+
+__all__ = ["check_name"]
+
+
+def check_name(what: str, key: object) -> str:
+    """`key` if it is a name the database can store and index; else a clear error."""
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidArgumentError(
+            f"{what} must be a non-empty string, got {_shown(key)}; "
+            "pass a name such as 'fetch-user'"
+        )
+    if "\x00" in key or (not key.isascii() and any("\ud800" <= c <= "\udfff" for c in key)):
+        raise InvalidArgumentError(
+            f"{what} {_shown(key)} contains a NUL character or a lone surrogate, which the "
+            "database cannot store; pass valid text without '\\x00'"
+        )
+    if len(key) > 250 and len(key.encode()) > _MAX_KEY_BYTES:  # a PostgreSQL index entry
+        raise InvalidArgumentError(
+            f"{what} {_shown(key)} is {len(key.encode())} bytes long; keep it within "
+            f"{_MAX_KEY_BYTES} bytes of UTF-8 (e.g. pass a hash of a long key)"
+        )
+    return key
+
+
+def _shown(key: object) -> str:
+    text = repr(key)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_MAX_KEY_BYTES = 1000
