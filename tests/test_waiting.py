@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -464,16 +464,16 @@ async def test_recorded_values_replay_the_same(app: App, clock: FakeClock) -> No
 async def test_parked_time_does_not_count_against_timeout(app: App, clock: FakeClock) -> None:
     @app.workflow(timeout=30)
     async def patient(wf: Workflow) -> str:
-        await wf.step("a", lambda: clock.advance(10))
+        await wf.step("a", lambda: clock.advance(10), result_type=datetime)
         await wf.sleep(86400)  # a day parked
-        await wf.step("b", lambda: clock.advance(10))
+        await wf.step("b", lambda: clock.advance(10), result_type=datetime)
         return "ok"
 
     @app.workflow(timeout=30)
     async def slow(wf: Workflow) -> str:
-        await wf.step("a", lambda: clock.advance(20))
+        await wf.step("a", lambda: clock.advance(20), result_type=datetime)
         await wf.sleep(60)
-        await wf.step("b", lambda: clock.advance(20))
+        await wf.step("b", lambda: clock.advance(20), result_type=datetime)
         await wf.step("c", lambda: None)
         return "never"
 

@@ -18,6 +18,7 @@ from typing import Any
 from ._control import HandBack, Suspend
 from ._failure import error_json, revive_error
 from ._owners import forget_owner, owner_is_dead
+from ._results import dump_result, load_result
 from .clock import SystemClock
 from .definition import RunResult, WorkflowDef
 from .errors import (
@@ -83,7 +84,9 @@ class Runner:
             None
             if input is MISSING
             else dump_json(
-                input, what=f"the input of child workflow {defn.name!r}", tp=defn.input_type
+                defn.coerce_input(input),
+                what=f"the input of child workflow {defn.name!r}",
+                tp=defn.input_type,
             )
         )
         run = NewRun(
@@ -405,9 +408,9 @@ class Runner:
     async def _execute(self, wf: Workflow, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
         try:
             value = await self._call(wf, defn, args)
-            output = dump_json(
-                value, what=f"the result of workflow {defn.name!r}", tp=return_type_of(defn.fn)
-            )
+            tp = return_type_of(defn.fn)
+            output = dump_result(value, what=f"the result of workflow {defn.name!r}", tp=tp)
+            value = load_result(output, tp)  # what asking again will return
         except HandBack:
             await self._hand_back(wf)
             return _HANDED_BACK
@@ -581,11 +584,8 @@ class Runner:
         value: Any = None
         if record.status is RunStatus.COMPLETED:
             tp = return_type_of(defn.fn) if defn is not None else None
-            value = (
-                record.output
-                if tp is None
-                else load_json(dump_json(record.output, what="output"), tp)
-            )
+            run = await self._store.get_run(workflow_id)
+            value = load_result(None if run is None else run.output, tp)
         return RunResult(value, record)
 
 

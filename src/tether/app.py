@@ -261,7 +261,7 @@ class App:
         priority: int = 0,
         tags: Iterable[str] = (),
         tenant: str | None = None,
-    ) -> tuple[WorkflowDef, RunRow, bool]:
+    ) -> tuple[WorkflowDef, RunRow, bool, Any]:
         defn = WorkflowDef.of(workflow)
         wid = new_run_id(defn.name) if workflow_id is None else workflow_id
         check_name("workflow_id", wid)
@@ -275,6 +275,8 @@ class App:
         tag_tuple = tuple(tags)
         if not all(isinstance(t, str) for t in tag_tuple):
             raise InvalidArgumentError("tags must be strings")
+        if input is not _MISSING:
+            input = defn.coerce_input(input)  # before anything is created
         input_text = (
             None
             if input is _MISSING
@@ -300,7 +302,7 @@ class App:
             raise InvalidArgumentError(
                 f"workflow {defn.name!r} takes an input and run {wid!r} has none recorded; pass one"
             )
-        return defn, run, created
+        return defn, run, created, input
 
     async def arun(
         self,
@@ -329,7 +331,7 @@ class App:
             raise InvalidArgumentError(f'if_running must be "raise" or "wait", got {if_running!r}')
         await self._maybe_recover()
         self._ensure_registered(workflow)
-        defn, run, _ = await self._create(
+        defn, run, _, input = await self._create(
             workflow, input, workflow_id=workflow_id, initial_state=initial_state
         )
         try:

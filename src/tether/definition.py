@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from pydantic import TypeAdapter, ValidationError
+
 from .errors import InvalidArgumentError, WorkflowVersionError
 from .record import RunRecord
 from .store import RunRow, RunStatus
@@ -17,6 +19,11 @@ __all__ = ["RunResult", "WorkflowDef"]
 
 T = TypeVar("T")
 DEF_ATTR = "__tether_workflow__"
+
+
+@functools.lru_cache(maxsize=256)
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(tp)
 
 
 def _positional(fn: Callable[..., Any]) -> list[inspect.Parameter]:
@@ -91,6 +98,24 @@ class WorkflowDef:
         except Exception:
             return None
         return hints.get(params[1].name)
+
+    def coerce_input(self, value: Any) -> Any:
+        """`value` as the workflow's declared input type (a dict becomes its model);
+        `InvalidArgumentError` naming the field when it does not fit."""
+        tp = self.input_type
+        if tp is None:
+            return value
+        try:
+            return _adapter(tp).validate_python(value)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'the input'}: {e['msg']}"
+                for e in exc.errors()[:3]
+            )
+            raise InvalidArgumentError(
+                f"the input of workflow {self.name!r} does not fit its declared type "
+                f"{getattr(tp, '__name__', tp)}: {problems}; pass a value of that type"
+            ) from None
 
     def call(self, *args: Any) -> Awaitable[Any]:
         """Call the workflow function; what it returns must be awaitable."""

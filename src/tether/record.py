@@ -27,6 +27,14 @@ def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _load_result(text: str | None) -> Any:
+    """A recorded result as data: a value recorded with its class shows its data."""
+    data = _load(text)
+    if isinstance(data, dict) and len(data) == 2 and isinstance(data.get("$tether"), str):
+        return data.get("value")
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class StepRecord:
     name: str
@@ -45,7 +53,7 @@ class StepRecord:
             status=row.status,
             attempts=row.attempts,
             idempotency_key=row.idempotency_key,
-            result=_load(row.result),
+            result=_load_result(row.result),
             error=_load(row.error),
             started_at=row.started_at,
             completed_at=row.completed_at,
@@ -184,7 +192,7 @@ class RunRecord:
             started_at=run.started_at,
             finished_at=run.finished_at,
             input=_load(run.input),
-            output=_load(run.output),
+            output=_load_result(run.output),
             state=_load(run.state),
             last_error=_load(run.error),
             generation=run.generation,

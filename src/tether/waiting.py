@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from ._control import Suspend
 from ._names import check_name
+from ._results import load_result
 from .clock import Clock
 from .definition import WorkflowDef
 from .errors import (
@@ -227,7 +228,7 @@ class WaitsMixin:
         if outcome.get("status") != "completed":
             raise ChildRunError(cid, str(outcome.get("status")), outcome.get("error"))
         tp = return_type_of(defn.fn)
-        return load_json(dump_json(outcome.get("output"), what="child output"), tp)
+        return load_result(dump_json(outcome.get("output"), what="child output"), tp)
 
     async def start_child(
         self,

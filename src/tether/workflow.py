@@ -24,6 +24,7 @@ from ._control import HandBack
 from ._failure import error_json
 from ._names import check_name as _check_key
 from ._owners import new_owner
+from ._results import dump_result, load_result
 from .clock import Clock
 from .errors import (
     InvalidArgumentError,
@@ -248,6 +249,7 @@ class Workflow(WaitsMixin):
         retry: int | RetryPolicy | None = None,
         compensate: Callable[..., Any] | None = None,
         timeout: float | None = None,
+        result_type: Any = None,
     ) -> T:
         """Run `fn` once for this run and record its result; return the record on replay.
 
@@ -269,6 +271,12 @@ class Workflow(WaitsMixin):
         order, each once, recorded like steps. Like `fn`, it takes what it
         declares: nothing, the step's result, or a `StepContext` and the result.
 
+        The first run returns exactly what a replay will: the result typed by
+        `fn`'s declared return type or `result_type`, a pydantic model or
+        dataclass revived as its class, or plain JSON; a value that would come
+        back different (a tuple, a set, a date, a dict with int keys) without
+        a declared type is refused with `NotSerializableError`.
+
         `timeout` (seconds) ends an attempt that runs longer as a failed attempt
         with `StepTimeoutError`, retried as the policy says: an async `fn` is
         cancelled; a sync one cannot be, and its late result is discarded.
@@ -279,7 +287,7 @@ class Workflow(WaitsMixin):
             raise InvalidArgumentError(
                 f"timeout of step {name!r} must be a number of seconds > 0, got {timeout!r}"
             )
-        tp = return_type_of(fn)
+        tp = return_type_of(fn) if result_type is None else result_type
         _check_key("step name", name)
         if idempotency_key is not None:
             _check_key(f"idempotency_key of step {name!r}", idempotency_key)
@@ -290,7 +298,7 @@ class Workflow(WaitsMixin):
             and done.status is StepStatus.COMPLETED
             and done.idempotency_key == idempotency_key
         ):
-            value = cast(T, load_json(done.result, tp))
+            value = cast(T, load_result(done.result, tp))
             if compensate is not None:
                 self._compensations.append((name, compensate, value))
             return value
@@ -335,7 +343,7 @@ class Workflow(WaitsMixin):
         prior_row = self._steps.get(name)
         if prior_row is not None and prior_row.idempotency_key == idempotency_key:
             if prior_row.status is StepStatus.COMPLETED:  # finished while we waited
-                return load_json(prior_row.result, tp)
+                return load_result(prior_row.result, tp)
             prior = prior_row.attempts
             interrupted = prior_row.status is StepStatus.RUNNING
         else:
@@ -405,7 +413,7 @@ class Workflow(WaitsMixin):
                 continue
             self.in_flight.discard(name)
             try:
-                text = dump_json(result, what=f"the result of step {name!r}", tp=tp)
+                text = dump_result(result, what=f"the result of step {name!r}", tp=tp)
             except Exception as exc:
                 await self._store.fail_step(
                     self._fence,
@@ -429,7 +437,9 @@ class Workflow(WaitsMixin):
                 row, status=StepStatus.COMPLETED, result=text, completed_at=now
             )
             self._emit("step.completed", name, {"attempt": attempt})
-            return result
+            if type(result) in (str, int, bool, type(None)):
+                return result  # comes back as itself
+            return load_result(text, tp)  # what every replay will return
 
     # -- mutexes -----------------------------------------------------------------------
 

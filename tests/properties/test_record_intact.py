@@ -61,9 +61,9 @@ async def _nothing_lost(app: App, a: Any, b: Any, p: Poisoned, bad_name: Any) ->
         assert_clear(caught.value, *names, hint=hint)
 
     # from outside
-    await refused(
+    await refused(  # refused as not the declared type, or as not storable: either way, clear
         lambda: app.arun(keeper, p.value, workflow_id=wid),
-        NotSerializableError,
+        TetherError,
         "the input of workflow",
     )
     await refused(

@@ -168,16 +168,17 @@ class Kernel:
 
     async def _run_create(self, cmd: RunCreate) -> RunCreated:
         defn = self.registry.get_workflow(cmd.workflow)
-        wid = cmd.workflow_id or new_run_id(defn.name)
+        wid = new_run_id(defn.name) if cmd.workflow_id is None else cmd.workflow_id
         if cmd.input is not None and not defn.takes_input:
             raise InvalidArgumentError(
                 f"workflow {defn.name!r} takes no input; drop the input or add a parameter"
             )
-        input_text = (
-            dump_json(cmd.input, what=f"the input of workflow {defn.name!r}", tp=defn.input_type)
-            if defn.takes_input and (cmd.input is not None or defn.input_required)
-            else None
-        )
+        input_text = None
+        if defn.takes_input and (cmd.input is not None or defn.input_required):
+            value = defn.coerce_input(cmd.input)  # a missing or wrong input creates nothing
+            input_text = dump_json(
+                value, what=f"the input of workflow {defn.name!r}", tp=defn.input_type
+            )
         run = NewRun(
             workflow_id=wid,
             workflow_name=defn.name,

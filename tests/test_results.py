@@ -1,0 +1,181 @@
+"""The first run returns exactly what a replay returns, type included; a workflow's
+input is its declared type before a run exists."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import date
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+import tether
+from tether import App, NotSerializableError, RunStatus, Workflow
+
+
+class Model(BaseModel):
+    x: int
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Day(BaseModel):
+    day: date
+
+
+async def _first_and_replay(app: App, wid: str, make: Any, **step: Any) -> tuple[Any, Any]:
+    """The value a step returned the first time and on a replay of the same run."""
+    seen: list[Any] = []
+
+    async def flow(wf: Workflow) -> None:
+        seen.append(await wf.step("s", make, **step))
+        await wf.wait_for_signal("again")
+
+    await app.arun(flow, workflow_id=wid)
+    await app.asignal(wid, "again")
+    await app.arun(flow, workflow_id=wid)
+    assert len(seen) == 2
+    return seen[0], seen[1]
+
+
+def _points() -> Point:
+    return Point(1, 2)
+
+
+def _typed_tuple() -> tuple[int, int]:
+    return (1, 2)
+
+
+def _typed_set() -> set[int]:
+    return {1, 2}
+
+
+def _int_keys() -> dict[int, str]:
+    return {1: "a"}
+
+
+@pytest.mark.parametrize(
+    ("make", "step", "expected"),
+    [
+        (lambda: Model(x=2), {}, Model(x=2)),  # recorded with its class
+        (_points, {}, Point(1, 2)),
+        (lambda: date(2026, 1, 1), {"result_type": date}, date(2026, 1, 1)),
+        (_typed_tuple, {}, (1, 2)),  # the declared return type
+        (_typed_set, {}, {1, 2}),
+        (lambda: b"abc", {"result_type": bytes}, b"abc"),
+        (_int_keys, {}, {1: "a"}),
+        (lambda: [Model(x=1)], {"result_type": list[Model]}, [Model(x=1)]),
+    ],
+)
+async def test_typed_results_come_back_as_themselves(
+    app: App, make: Any, step: dict[str, Any], expected: Any
+) -> None:
+    first, replay = await _first_and_replay(app, "typed", make, **step)
+    assert first == replay == expected
+    assert type(first) is type(replay) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("make", "bad", "path"),
+    [
+        (lambda: (1, 2), "tuple", "$"),
+        (lambda: {1, 2}, "set", "$"),
+        (lambda: b"abc", "bytes", "$"),
+        (lambda: {"when": date(2026, 1, 1)}, "date", "$.when"),
+        (lambda: {1: "a"}, "int", "$ (a key)"),
+        (lambda: (i for i in range(3)), "generator", "$"),
+        (lambda: {"items": [Model(x=1)]}, "Model", "$.items[0]"),
+    ],
+)
+async def test_values_that_would_change_on_replay_are_refused_the_first_time(
+    app: App, make: Any, bad: str, path: str
+) -> None:
+    async def flow(wf: Workflow) -> None:
+        await wf.step("s", make)
+
+    with pytest.raises(NotSerializableError) as info:
+        await app.arun(flow, workflow_id=f"refused-{bad}")
+    assert info.value.offending_type.__name__ == bad and info.value.path == path
+    assert "result_type=" in str(info.value)
+
+
+async def test_a_workflow_result_is_the_same_when_asked_again(app: App) -> None:
+    async def flow(wf: Workflow) -> Model:
+        return Model(x=await wf.step("n", lambda: 4))
+
+    first = await app.arun(flow, workflow_id="wres")
+    again = await app.arun(flow, workflow_id="wres")
+    assert first.value == again.value == Model(x=4) and type(again.value) is Model
+    assert first.record.output == {"x": 4}  # the record shows the data
+
+
+plain_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15)
+    | st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text(
+                st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=8
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+lossy = st.one_of(
+    st.tuples(st.integers()),
+    st.frozensets(st.integers(), min_size=1, max_size=3),
+    st.dates(),
+    st.dictionaries(st.integers(), st.text(max_size=3), min_size=1, max_size=3),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=st.one_of(plain_json, lossy, st.builds(Model, x=st.integers(-100, 100))))
+async def test_first_run_equals_replay_for_every_value(app: App, value: Any) -> None:
+    """Whatever a step may return: refused at once, or the same (type included) on replay."""
+    wid = f"prop-{uuid.uuid4().hex}"
+    try:
+        first, replay = await _first_and_replay(app, wid, lambda: value)
+    except NotSerializableError:
+        return
+    assert first == replay and type(first) is type(replay)
+    assert first == value
+
+
+async def test_input_is_converted_to_the_declared_type_before_a_run_exists(app: App) -> None:
+    @app.workflow(name="nightly")
+    async def nightly(wf: Workflow, day: Day) -> str:
+        return day.day.isoformat()  # an attribute: the input arrives as the model
+
+    assert (await app.arun(nightly, {"day": "2026-04-25"}, workflow_id="n1")).value == (
+        "2026-04-25"
+    )
+
+    @app.workflow(name="two")
+    async def two(wf: Workflow, x: int) -> int:
+        return x * 2
+
+    with pytest.raises(tether.InvalidArgumentError, match="does not fit"):
+        await app.arun(two, "notint", workflow_id="bad-1")
+    with pytest.raises(tether.InvalidArgumentError, match="day"):
+        await app.astart(nightly, {"when": "today"})
+    with pytest.raises(tether.InvalidArgumentError, match="day"):
+        await app.asubmit(nightly, {"day": "not a date"})
+    assert [r.workflow_id for r in await app.alist_runs()] == ["n1"]  # nothing left behind
+    assert (await app.aget_run("n1")).status is RunStatus.COMPLETED
