@@ -242,6 +242,16 @@ def test_signal_resume_and_cancel(tmp_path: Path, flow: Path) -> None:
         "result": {"ok": True},
     }
 
+    rerun_done = tether(
+        tmp_path, "runs", "rerun", "w1", "--from", "signal:go#1", "--app", f"{flow}:app"
+    )
+    assert rerun_done.returncode == 2 and "has no step" in rerun_done.stderr
+    failed = tether(tmp_path, "run", f"{flow}:broken", "--id", "b1")
+    assert failed.returncode == 1
+    rerun = tether(tmp_path, "runs", "rerun", "b1", "--from", "ok", "--app", f"{flow}:app")
+    assert rerun.returncode == 1 and "the agent gave up" in rerun.stderr  # ran again, same end
+    assert "run.rerun_from" in tether(tmp_path, "runs", "events", "b1").stdout
+
     tether(tmp_path, "run", f"{flow}:waits", "--id", "w2")
     cancelled = tether(tmp_path, "runs", "cancel", "w2", "--reason", "not needed")
     assert cancelled.returncode == 0 and "w2" in cancelled.stdout

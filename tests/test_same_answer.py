@@ -350,3 +350,53 @@ async def test_a_step_timeout_ends_the_attempt_and_the_policy_retries(app: App) 
 
 async def _bad_timeout(wf: Workflow) -> None:
     await wf.step("x", lambda: 1, timeout=-1)
+
+
+CHARGE = """
+import os, sys, time
+import tether
+
+app = tether.App(sys.argv[1])
+
+async def checkout(wf: tether.Workflow) -> str:
+    def charge() -> str:
+        with open(sys.argv[2], "a") as f:
+            f.write(f"charged by {os.getpid()}\\n")
+        open(sys.argv[3], "w").close()
+        for _ in range(3000):  # the card network is slow: until the test says so
+            if os.path.exists(sys.argv[3] + ".go"):
+                break
+            time.sleep(0.01)
+        return "ok"
+    return await wf.step("charge", charge)
+
+try:
+    print(app.run(checkout, workflow_id="order-1").value)
+except tether.RunAlreadyRunningError as exc:
+    print(f"busy: {exc.owner}")
+"""
+
+
+def test_two_processes_starting_one_id_charge_once(tmp_path: Any, database_url: str) -> None:
+    import subprocess
+    import sys
+    import time
+
+    script, ledger, marker = tmp_path / "pay.py", tmp_path / "ledger", tmp_path / "in-charge"
+    script.write_text(CHARGE)
+    args = [sys.executable, str(script), database_url, str(ledger), str(marker)]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        second = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+        (tmp_path / "in-charge.go").touch()
+        out, _ = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert out.strip() == "ok"
+    assert second.returncode == 0 and second.stdout.startswith("busy: "), second.stderr
+    assert len(ledger.read_text().splitlines()) == 1  # the card was charged once
