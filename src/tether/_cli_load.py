@@ -11,16 +11,14 @@ import importlib
 import importlib.util
 import inspect
 import json
-import re
 import sys
 import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
-
 from .definition import WorkflowDef
+from .errors import InvalidArgumentError
 from .serde import MAX_DEPTH
 
 __all__ = ["UsageError", "load_target", "parse_json", "validate_input"]
@@ -166,32 +164,8 @@ def _no_constant(name: str) -> Any:
 
 
 def validate_input(defn: WorkflowDef, value: Any) -> Any:
-    """`value` as the workflow's declared input type, so it gets models, not dicts.
-
-    A resumed run gets its recorded input validated the same way, so the
-    first run and a resumed one see the same types.
-    """
-    tp = defn.input_type
-    if tp is None:
-        return value
+    """`value` as the workflow's declared input type, so it gets models, not dicts."""
     try:
-        return TypeAdapter(tp).validate_python(value)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"input{_loc(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)[:3]
-        )
-        more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
-        raise UsageError(
-            f"input does not fit workflow {defn.name!r}, which takes "
-            f"{_type_name(tp)}: {problems}{more}"
-        ) from exc
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-
-
-def _type_name(tp: Any) -> str:
-    """``list[Job] | None`` rather than ``list[_tether_3f2a.Job] | NoneType``."""
-    text = tp.__name__ if isinstance(tp, type) else str(tp)
-    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", text).replace("NoneType", "None")
+        return defn.coerce_input(value)
+    except InvalidArgumentError as exc:
+        raise UsageError(str(exc)) from exc

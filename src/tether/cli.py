@@ -558,17 +558,7 @@ def runs_resume(
 ) -> None:
     """Drive a run on in this process, with the App that registers its workflow."""
     _text(workflow_id, "workflow id")
-    target = _load_object(app_ref, traceback=traceback)
-    if not isinstance(target, App):
-        _fail(EXIT_USAGE, f"{app_ref} is not a tether.App; give the name of one, e.g. flows.py:app")
-    again = f"tether runs resume {workflow_id} --app {app_ref}"
-    _drive(
-        target,
-        workflow_id,
-        lambda progress: target.resume(workflow_id, on_event=progress),
-        again,
-        traceback,
-    )
+    _drive_with(app_ref, workflow_id, traceback, lambda a, p: a.resume(workflow_id, on_event=p))
 
 
 @runs_app.command("rerun")
@@ -587,17 +577,23 @@ def runs_rerun(
     """Retry a finished run after a fix: forget STEP and every step after it, run again here."""
     _text(workflow_id, "workflow id")
     _text(step, "--from step name")
+    _drive_with(
+        app_ref, workflow_id, traceback, lambda a, p: a.rerun_from(workflow_id, step, on_event=p)
+    )
+
+
+def _drive_with(
+    app_ref: str,
+    workflow_id: str,
+    traceback: bool,
+    call: Callable[[App, Progress], RunResult[Any]],
+) -> None:
+    """Drive a run with the App named by `--app` (which registers its workflow)."""
     target = _load_object(app_ref, traceback=traceback)
     if not isinstance(target, App):
         _fail(EXIT_USAGE, f"{app_ref} is not a tether.App; give the name of one, e.g. flows.py:app")
     again = f"tether runs resume {workflow_id} --app {app_ref}"
-    _drive(
-        target,
-        workflow_id,
-        lambda progress: target.rerun_from(workflow_id, step, on_event=progress),
-        again,
-        traceback,
-    )
+    _drive(target, workflow_id, lambda progress: call(target, progress), again, traceback)
 
 
 # -- worker -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -24,6 +25,16 @@ DEF_ATTR = "__tether_workflow__"
 @functools.lru_cache(maxsize=256)
 def _adapter(tp: Any) -> TypeAdapter[Any]:
     return TypeAdapter(tp)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+
+
+def _type_name(tp: Any) -> str:
+    """``list[Job] | None`` rather than ``list[_tether_3f2a.Job] | NoneType``."""
+    text = tp.__name__ if isinstance(tp, type) else str(tp)
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", text).replace("NoneType", "None")
 
 
 def _positional(fn: Callable[..., Any]) -> list[inspect.Parameter]:
@@ -101,7 +112,7 @@ class WorkflowDef:
 
     def coerce_input(self, value: Any) -> Any:
         """`value` as the workflow's declared input type (a dict becomes its model);
-        `InvalidArgumentError` naming the field when it does not fit."""
+        `InvalidArgumentError` naming the fields when it does not fit."""
         tp = self.input_type
         if tp is None:
             return value
@@ -109,12 +120,12 @@ class WorkflowDef:
             return _adapter(tp).validate_python(value)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'the input'}: {e['msg']}"
-                for e in exc.errors()[:3]
+                f"input{_loc(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)[:3]
             )
+            more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
             raise InvalidArgumentError(
-                f"the input of workflow {self.name!r} does not fit its declared type "
-                f"{getattr(tp, '__name__', tp)}: {problems}; pass a value of that type"
+                f"input does not fit workflow {self.name!r}, which takes "
+                f"{_type_name(tp)}: {problems}{more}; pass a value of that type"
             ) from None
 
     def call(self, *args: Any) -> Awaitable[Any]:
