@@ -244,7 +244,14 @@ class Kernel:
         error: str | None = None
         status: RunStatus | None = None
         try:
-            done, _ = await asyncio.wait({drive, renewer}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait({drive, renewer}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # the host gave the job up (shutdown): stop driving before it hands the
+                # job back, or the run goes on here while another worker claims it
+                drive.cancel()
+                await asyncio.gather(drive, return_exceptions=True)
+                raise
             if drive not in done:  # lease lost: stop writing, the run belongs to another
                 drive.cancel()
                 await asyncio.gather(drive, return_exceptions=True)
