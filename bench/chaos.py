@@ -3,9 +3,9 @@
 Run: ``.venv/bin/python bench/chaos.py --backend postgresql --runs 1000 --mode kill``
 (``--backend sqlite``, ``--mode graceful``, ``--url`` to pick the database,
 ``--seed`` to replay a schedule). Without ``--url`` it works in a database of
-its own: a new PostgreSQL database on the test server (dropped afterwards;
-``$TETHER_TEST_POSTGRES_URL`` names another server to create it on), or a
-SQLite file in a temporary folder.
+its own: a new PostgreSQL database on the test server, dropped afterwards
+unless an invariant failed (``$TETHER_TEST_POSTGRES_URL`` names another
+server to create it on), or a SQLite file in a temporary folder.
 
 Prints progress, every broken invariant, and a final line with runs, kills,
 restarts, dropped connections and whether every invariant held; exits 0 if
@@ -76,6 +76,7 @@ def main() -> int:
         url, own_db = _create_pg_database(ADMIN_URL)
     elif url is None:
         url = f"sqlite:///{folder}/tether.db"
+    result = None
     try:
         result = run_chaos(
             ChaosConfig(
@@ -90,8 +91,10 @@ def main() -> int:
             )
         )
     finally:
-        if own_db is not None:
+        if own_db is not None and result is not None and result.ok:
             _drop_pg_database(ADMIN_URL, own_db)
+        elif own_db is not None:
+            print(f"database kept for inspection: {url} (drop it when done)")
     for line in result.violations[:50]:
         print("VIOLATION", line)
     if len(result.violations) > 50:

@@ -18,6 +18,8 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 import uuid
@@ -144,12 +146,24 @@ class _Fields(logging.Formatter):
         return super().format(record) + "".join(f" {k}={v}" for k, v in extra.items())
 
 
+def _dump_tasks(signum: int, frame: object) -> None:
+    """SIGUSR1: write the stack of every asyncio task to stderr (the harness asks for it
+    when runs or jobs fail to settle, to show where a worker hangs)."""
+    loop = asyncio._get_running_loop()
+    tasks = asyncio.all_tasks(loop) if loop is not None else set()
+    print(f"--- {len(tasks)} asyncio tasks of pid {os.getpid()} ---", file=sys.stderr)
+    for task in tasks:
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
 def worker_main() -> None:
     """A worker process configured by CHAOS_* environment variables; logs to stderr."""
     handler = logging.StreamHandler()
     handler.setFormatter(_Fields("%(asctime)s %(process)d %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    signal.signal(signal.SIGUSR1, _dump_tasks)
     env = os.environ
     app = build_app(
         env["CHAOS_DB_URL"],

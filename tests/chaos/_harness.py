@@ -202,6 +202,17 @@ class Fleet:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def dump_tasks(self) -> None:
+        """Ask every live worker to log the stacks of its asyncio tasks."""
+        for p in self.procs:
+            if p is not None and p.poll() is None:
+                os.kill(p.pid, signal.SIGUSR1)
+        time.sleep(1.0)
+        self.surprises.append(
+            "runs or jobs did not settle; task stacks are in the worker logs: "
+            + ", ".join(str(self.logs[p.pid]) for p in self.procs if p is not None)
+        )
+
     def stop_all(self, timeout: float = 60.0) -> None:
         for i in self.live():
             self.send(i, signal.SIGTERM)
@@ -368,6 +379,9 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
         deadline = time.monotonic() + c.settle_for
         while time.monotonic() < deadline and not _settled(app, ids):
             time.sleep(0.25)
+        if not _settled(app, ids):
+            say("runs or jobs did not settle: asking the workers for their task stacks (SIGUSR1)")
+            fleet.dump_tasks()
         executions, torn = read_ledger(c.folder)
         violations = check_invariants(app, specs, executions, fleet.stops, graceful=graceful)
         statuses = _statuses(app, c.runs + 100)
