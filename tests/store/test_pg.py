@@ -238,3 +238,33 @@ async def test_connection_dropped_mid_step_keeps_the_record_consistent(
         assert seqs == list(range(1, len(seqs) + 1))
     finally:
         await app.aclose()
+
+
+async def test_a_cancellation_that_meets_a_dropped_connection_is_not_retried(pg: str) -> None:
+    # psycopg cancels the running query when its task is cancelled; if the connection
+    # dies meanwhile it raises the connection's error instead of CancelledError. The
+    # store must not take that for a dropped connection to retry: the cancellation
+    # would be lost (a job's lease renewer cancelled that way renewed forever).
+    import asyncio
+
+    import psycopg
+
+    store = open_store(pg)
+    await store.open()
+    entered = asyncio.Event()
+
+    async def query(conn: object) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(30)  # a statement in flight
+        except asyncio.CancelledError:  # what psycopg does, implicitly chained
+            raise psycopg.OperationalError("server closed the connection")  # noqa: B904
+
+    try:
+        task = asyncio.ensure_future(store._with(query))  # type: ignore[attr-defined]
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+    finally:
+        await store.close()
