@@ -370,9 +370,8 @@ class PgBase:
                 raise
             except psycopg.Error as exc:
                 if _being_cancelled():
-                    # psycopg met this error while cancelling the query for our
-                    # cancellation and raised it instead: honour the cancellation (a
-                    # retry, or a StoreError, would swallow it and the task runs on)
+                    # the task was cancelled and the cancellation got lost on the way
+                    # (see below): honour it, a retry or a StoreError would swallow it
                     raise asyncio.CancelledError() from exc
                 if not isinstance(exc, psycopg.OperationalError):
                     raise StoreError(f"PostgreSQL error: {str(exc).strip()}") from exc
@@ -381,6 +380,10 @@ class PgBase:
                     # let the pool test its idle ones before we take another
                     with contextlib.suppress(Exception):
                         await self._pool.check()
+                    if _being_cancelled():
+                        # the pool's check takes a cancellation that lands in it for a
+                        # broken connection and swallows it: do not run the verb again
+                        raise asyncio.CancelledError() from exc
                     continue
                 raise StoreError(self._describe(exc)) from exc
         raise AssertionError("unreachable")
