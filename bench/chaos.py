@@ -1,8 +1,9 @@
 """Chaos for long runs: worker processes SIGKILLed (or SIGTERMed) at random, connections dropped.
 
 Run: ``.venv/bin/python bench/chaos.py --backend postgresql --runs 1000 --mode kill``
-(``--backend sqlite``, ``--mode graceful``, ``--url`` to pick the database,
-``--seed`` to replay a schedule). Without ``--url`` it works in a database of
+(``--backend sqlite``; ``--mode graceful`` stops workers with SIGTERM only,
+``--mode drops`` stops none and only drops PostgreSQL connections; ``--url``
+picks the database, ``--seed`` replays a schedule). Without ``--url`` it works in a database of
 its own: a new PostgreSQL database on the test server, dropped afterwards
 unless an invariant failed (``$TETHER_TEST_POSTGRES_URL`` names another
 server to create it on), or a SQLite file in a temporary folder.

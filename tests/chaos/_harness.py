@@ -35,7 +35,7 @@ from tether import RunStatus
 from ._flows import WORKFLOW, Execution, build_app, read_ledger, step_names
 
 REPO = Path(__file__).resolve().parents[2]
-MODES = ("kill", "graceful")
+MODES = ("kill", "graceful", "drops")
 
 
 @dataclass
@@ -44,7 +44,9 @@ class ChaosConfig:
 
     url: str
     folder: Path  # ledger files and worker logs go here
-    mode: str = "kill"  # "kill" (SIGKILL) or "graceful" (SIGTERM only)
+    # "kill": workers SIGKILLed; "graceful": SIGTERM only; "drops": no worker is stopped,
+    # only connections are dropped (PostgreSQL), so no step may run twice either
+    mode: str = "kill"
     runs: int = 200
     workers: int = 3
     concurrency: int = 4  # jobs at once per worker
@@ -278,6 +280,8 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
     c = config
     if c.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {c.mode!r}")
+    if c.mode == "drops" and c.backend != "postgresql":
+        raise ValueError("mode 'drops' drops PostgreSQL connections: it needs a PostgreSQL URL")
     seed = c.seed if c.seed is not None else random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
     say = c.progress or (lambda _line: None)
@@ -291,7 +295,7 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
     fleet = Fleet(c)
     dropped = 0
     graceful = c.mode == "graceful"
-    sig = signal.SIGTERM if graceful else signal.SIGKILL
+    sig = {"kill": signal.SIGKILL, "graceful": signal.SIGTERM}.get(c.mode)
     pg = c.backend == "postgresql"
     try:
         app.list_runs(limit=1)  # creates the schema before the workers race to
@@ -325,7 +329,7 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
                     del back_at[slot]
                     fleet.spawn(slot)
                     fleet.restarts += 1
-            if now >= next_stop:
+            if sig is not None and now >= next_stop:
                 live = fleet.live()
                 if live:
                     fleet.send(rng.choice(live), sig)
