@@ -153,7 +153,16 @@ def _dump_tasks(signum: int, frame: object) -> None:
     tasks = asyncio.all_tasks(loop) if loop is not None else set()
     print(f"--- {len(tasks)} asyncio tasks of pid {os.getpid()} ---", file=sys.stderr)
     for task in tasks:
-        task.print_stack(file=sys.stderr)
+        print(f"{task!r}", file=sys.stderr)
+        awaited: Any = task.get_coro()
+        while awaited is not None:  # down the chain of awaits, where the task waits
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                print(f"    waiting on {awaited!r}", file=sys.stderr)
+                break
+            code = frame.f_code
+            print(f"    {code.co_filename}:{frame.f_lineno} in {code.co_name}", file=sys.stderr)
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
     sys.stderr.flush()
 
 

@@ -239,7 +239,8 @@ class Kernel:
         """
         app = self.app
         store = app.store
-        renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker))
+        done_renewing = asyncio.Event()
+        renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker, done_renewing))
         drive = asyncio.ensure_future(app._runner.run_until_rest(cmd.workflow_id))
         error: str | None = None
         status: RunStatus | None = None
@@ -265,6 +266,7 @@ class Kernel:
             except Exception as exc:  # the run failed: recorded on the run, the job is done
                 log.info("run %s failed: %r", cmd.workflow_id, exc)
         finally:
+            done_renewing.set()
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
         ghost = False
@@ -285,10 +287,19 @@ class Kernel:
             status="missing" if status is None else status.value, ghost=ghost, error=error
         )
 
-    async def _renew(self, job_id: int, worker: str) -> None:
+    async def _renew(self, job_id: int, worker: str, done: asyncio.Event) -> None:
+        """Renew the job's lease until `done` (or cancelled, or the lease is lost).
+
+        `done` is checked besides the cancellation because a cancellation that
+        lands while a dropped PostgreSQL connection is being replaced can be
+        swallowed below us; without the flag this loop would renew forever and
+        the job would stay claimed after its run ended.
+        """
         store, clock = self.app.store, self.app.clock
-        while True:
+        while not done.is_set():
             await asyncio.sleep(self.job_visibility / 3)
+            if done.is_set():
+                return
             ok = await store.renew_job(
                 job_id, worker, visibility=self.job_visibility, now=clock.store_time()
             )
