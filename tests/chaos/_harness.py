@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -456,7 +457,7 @@ def check_invariants(
         if wid not in rows:
             continue
         record = app.get_record(wid)
-        recorded = {s.name: s for s in record.steps.values()}
+        recorded = {_plain_name(key): s for key, s in record.steps.items()}
         expected = step_names(spec)
         for name in expected:
             runs = sorted(by_step.pop((wid, name), []), key=lambda e: e.started)
@@ -465,6 +466,16 @@ def check_invariants(
     for (wid, name), runs in by_step.items():
         out.append(f"[2 unknown step] {len(runs)} execution(s) of {wid}/{name}, not a step it has")
     return out
+
+
+def _plain_name(key: str) -> str:
+    """The name the workflow gave a step, from its record key.
+
+    Newer tethers decorate the key with the step's identity (``name[i]`` for
+    item i of a for_each, ``name#2`` for a repeated name); the chaos workflow
+    gives every step a distinct name, so the plain name identifies it.
+    """
+    return re.sub(r"(\[\d+\]|#\d+)$", "", key)
 
 
 def _check_step(
