@@ -139,3 +139,21 @@ async def test_bad_mutex_key_result(app: App) -> None:
 
     with pytest.raises(tether.InvalidArgumentError, match="non-empty str"):
         await app.arun(flow, workflow_id="fe-bad-key")
+
+
+async def test_a_store_error_in_an_item_is_not_the_items_failure(app: App) -> None:
+    """The database failing under one item stops the fan-out and is raised as itself, so
+    the run stays running and is retried, instead of failing as a rejected item."""
+    import tether
+
+    async def flow(wf: Workflow) -> object:
+        async def item(n: int) -> int:
+            if n == 1:
+                raise tether.StoreError("the database blinked")
+            return n
+
+        return await wf.for_each(range(3), item, stop_on_error=False)
+
+    with pytest.raises(tether.StoreError, match="blinked"):
+        await app.arun(flow, workflow_id="fe-store")
+    assert (await app.aget_run("fe-store")).status.value == "running"

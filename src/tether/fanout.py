@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from ._control import Suspend
-from .errors import InvalidArgumentError, TetherError
+from .errors import InvalidArgumentError, StoreError, TetherError
 
 __all__ = ["ForEachError", "ForEachSummary", "ItemResult", "ItemStatus", "run_for_each"]
 
@@ -118,9 +118,14 @@ async def run_for_each(
     running: dict[asyncio.Task[R], int] = {}
     first_error: BaseException | None = None
     suspended: Suspend | None = None
+    store_error: StoreError | None = None  # the database failed, not the item
     try:
         while waiting or running:
-            if suspended is None and (first_error is None or not stop_on_error):
+            if (
+                suspended is None
+                and store_error is None
+                and (first_error is None or not stop_on_error)
+            ):
                 for i in list(waiting):
                     if len(running) >= max_parallel:
                         break
@@ -140,6 +145,10 @@ async def run_for_each(
                 exc = task.exception()
                 if exc is None:
                     outcomes[i] = ItemResult(i, seq[i], ItemStatus.FULFILLED, value=task.result())
+                elif isinstance(exc, StoreError):
+                    # infrastructure, not the item's failure: start no more, and raise it
+                    # as it is, so the run stays running and is retried (not failed)
+                    store_error = store_error or exc
                 elif isinstance(exc, Exception):
                     outcomes[i] = ItemResult(i, seq[i], ItemStatus.REJECTED, error=exc)
                     if first_error is None:
@@ -156,6 +165,8 @@ async def run_for_each(
         if running:
             await asyncio.gather(*running, return_exceptions=True)
 
+    if store_error is not None:
+        raise store_error
     if suspended is not None:
         raise suspended
     summary = ForEachSummary(

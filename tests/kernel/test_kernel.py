@@ -17,6 +17,7 @@ from tether.kernel import (
     RunResumed,
     Woken,
 )
+from tether.worker import ServerlessHost
 
 
 async def test_commands_from_dicts_and_models(app: App) -> None:
@@ -132,3 +133,36 @@ async def test_rerun_from_forgets_that_step_and_later_ones(app: App) -> None:
     assert done.status is RunStatus.COMPLETED
     with pytest.raises(tether.InvalidArgumentError, match="no step 'nope'"):
         await app.kernel.adispatch(RunRerunFrom(workflow_id="p", step="nope"))
+
+
+async def test_cancelling_a_job_execution_stops_driving_its_run(app: App) -> None:
+    # a worker shutting down cancels its job executions before handing the jobs back:
+    # the run must stop here too, or it starts more steps while another worker claims it
+    entered = asyncio.Event()
+    step_cancelled = asyncio.Event()
+    later: list[str] = []
+
+    @app.workflow(name="two-steps")
+    async def two_steps(wf: Workflow) -> None:
+        async def first() -> None:
+            entered.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                step_cancelled.set()
+                raise
+
+        await wf.step("first", first)
+        await wf.step("second", lambda: later.append("second"))
+
+    wid = await app.asubmit(two_steps)
+    host = ServerlessHost(app)
+    [job] = await host.aclaim(1)
+    execution = asyncio.ensure_future(host.ahandle_job(job))
+    await entered.wait()
+    execution.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await execution
+    assert step_cancelled.is_set()
+    assert later == []
+    assert (await app.aget_record(wid)).steps["first"].completed_at is None

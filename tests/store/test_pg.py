@@ -238,3 +238,68 @@ async def test_connection_dropped_mid_step_keeps_the_record_consistent(
         assert seqs == list(range(1, len(seqs) + 1))
     finally:
         await app.aclose()
+
+
+async def test_a_cancellation_that_meets_a_dropped_connection_is_not_retried(pg: str) -> None:
+    # a task cancelled while its statement fails on a dropped connection: the store must
+    # not take the error for a blip to retry, or the cancellation is lost (a job's lease
+    # renewer cancelled that way went on renewing forever)
+    import asyncio
+
+    import psycopg
+
+    store = open_store(pg)
+    await store.open()
+    entered = asyncio.Event()
+
+    async def query(conn: object) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(30)  # a statement in flight
+        except asyncio.CancelledError:  # what psycopg does, implicitly chained
+            raise psycopg.OperationalError("server closed the connection")  # noqa: B904
+
+    try:
+        task = asyncio.ensure_future(store._with(query))  # type: ignore[attr-defined]
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+    finally:
+        await store.close()
+
+
+async def test_a_cancellation_swallowed_by_the_pool_check_stops_the_retry(pg: str) -> None:
+    # after a dropped connection the store has the pool check its idle connections; that
+    # check takes a cancellation landing in it for a broken connection and swallows it.
+    # The verb must not then run again as if nobody had asked the task to stop.
+    import asyncio
+
+    import psycopg
+
+    store = open_store(pg)
+    await store.open()
+    calls = 0
+
+    async def verb(conn: object) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return "ran again"
+
+    pool = store._pool  # type: ignore[attr-defined]
+    check = pool.check
+
+    async def cancelled_during_check() -> None:
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        await check()
+
+    pool.check = cancelled_during_check
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.ensure_future(store._with(verb))  # type: ignore[attr-defined]
+        assert calls == 1
+    finally:
+        pool.check = check
+        await store.close()

@@ -372,3 +372,15 @@ async def test_queue_rate_limit_caps_starts_per_second(app: App, clock: tether.F
     assert len(await host.aclaim(10)) == 2
     clock.advance(1.5)
     assert len(await host.aclaim(10)) == 1
+
+
+async def test_a_worker_started_while_the_database_is_down_waits_for_it() -> None:
+    app = App("postgresql://nobody@127.0.0.1:1/nowhere")  # nothing listens there
+    worker = Worker(app, poll_interval=0.01)
+    serving = asyncio.ensure_future(worker.run(install_signals=False))
+    await asyncio.sleep(0.2)
+    assert not serving.done()  # still trying, not exited with an error
+    worker.stop()
+    await asyncio.wait_for(serving, 10)
+    assert serving.exception() is None
+    await app.aclose()

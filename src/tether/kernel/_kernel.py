@@ -257,12 +257,20 @@ class Kernel:
         stalled past it), the drive is cancelled: another worker owns the run.
         """
         store = self.store
-        renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker))
+        done_renewing = asyncio.Event()
+        renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker, done_renewing))
         drive = asyncio.ensure_future(self.host.run_until_rest(cmd.workflow_id, force_claim=True))
         error: str | None = None
         status: RunStatus | None = None
         try:
-            done, _ = await asyncio.wait({drive, renewer}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait({drive, renewer}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # the host gave the job up (shutdown): stop driving before it hands the
+                # job back, or the run goes on here while another worker claims it
+                drive.cancel()
+                await asyncio.gather(drive, return_exceptions=True)
+                raise
             if drive not in done:  # lease lost: stop writing, the run belongs to another
                 drive.cancel()
                 await asyncio.gather(drive, return_exceptions=True)
@@ -278,6 +286,7 @@ class Kernel:
             except Exception as exc:  # the run failed: recorded on the run, the job is done
                 log.info("run %s failed: %r", cmd.workflow_id, exc)
         finally:
+            done_renewing.set()
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
         ghost = False
@@ -322,15 +331,23 @@ class Kernel:
             log.warning("could not put job %s back: %s", cmd.job_id, again)
         return JobExecuted(status="store_error", error=str(exc))
 
-    async def _renew(self, job_id: int, worker: str) -> None:
-        """Renew the job's lease every third of it. A failed renewal is retried until
-        the lease has really lapsed: only then does the drive stop (another worker
-        may own the run by then)."""
+    async def _renew(self, job_id: int, worker: str, done: asyncio.Event) -> None:
+        """Renew the job's lease every third of it until `done` (or cancelled, or the
+        lease is lost). A failed renewal is retried until the lease has really
+        lapsed: only then does the drive stop (another worker may own the run).
+
+        `done` is checked besides the cancellation because a cancellation that
+        lands while a dropped PostgreSQL connection is being replaced can be
+        swallowed below us; without the flag this loop would renew forever and
+        the job would stay claimed after its run ended.
+        """
         store, clock = self.store, self.clock
         loop = asyncio.get_running_loop()
         valid_until = loop.time() + self.job_visibility
-        while True:
+        while not done.is_set():
             await asyncio.sleep(self.job_visibility / 3)
+            if done.is_set():
+                return
             while True:
                 try:
                     ok = await store.renew_job(

@@ -62,6 +62,13 @@ log = logging.getLogger("tether.store")
 T = TypeVar("T")
 Conn = AsyncConnection[Any]
 
+
+def _being_cancelled() -> bool:
+    """Whether the current task has been asked to cancel (and has not taken it back)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 CLOSED = "('cancelled', 'compensated', 'compensation_failed')"
 TERMINAL = "('completed', 'failed', 'cancelled', 'compensated', 'compensation_failed')"
@@ -378,16 +385,24 @@ class PgBase:
                         raise
             except (TetherError, RunCancelledError):
                 raise
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:
+                if _being_cancelled():
+                    # the task was cancelled and the cancellation got lost on the way
+                    # (see below): honour it, a retry or a StoreError would swallow it
+                    raise asyncio.CancelledError() from exc
+                if not isinstance(exc, psycopg.OperationalError):
+                    raise StoreError(f"PostgreSQL error: {str(exc).strip()}") from exc
                 if broken and attempt == 1:
                     # whatever killed this connection may have killed its siblings too:
                     # let the pool test its idle ones before we take another
                     with contextlib.suppress(Exception):
                         await self._pool.check()
+                    if _being_cancelled():
+                        # the pool's check takes a cancellation that lands in it for a
+                        # broken connection and swallows it: do not run the verb again
+                        raise asyncio.CancelledError() from exc
                     continue
                 raise StoreError(self._describe(exc)) from exc
-            except psycopg.Error as exc:
-                raise StoreError(f"PostgreSQL error: {str(exc).strip()}") from exc
         raise AssertionError("unreachable")
 
     async def _one(self, sql: str, params: dict[str, Any] | Sequence[Any]) -> Any:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._owners import new_owner as process_owner
-from ..errors import InvalidArgumentError, StoreError
+from ..errors import IncompatibleStoreError, InvalidArgumentError, StoreError
 from ..kernel import JobExecute, JobExecuted
 from ..store import JobRow
 from ._maintenance import maintenance_tick
@@ -109,7 +109,8 @@ class Worker:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        await self.app.store.open()
+        if not await self._open_store():
+            return
         await self.app.aannounce()
         log.info(
             "worker started",
@@ -130,6 +131,30 @@ class Worker:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
             log.info("worker stopped", extra={"worker": self.worker_id, "executed": self.executed})
+
+    async def _open_store(self) -> bool:
+        """Open the store, waiting out a database that is down or restarting (a worker
+        started during an outage serves once it is back); False if stopped first."""
+        assert self._stopping is not None
+        delay = self.poll_interval
+        while True:
+            try:
+                await self.app.store.open()
+                return True
+            except IncompatibleStoreError:
+                raise  # not a tether database (or a newer one): waiting will not help
+            except StoreError as exc:
+                log.warning(
+                    "cannot open the store yet (%s); retrying in %.1fs",
+                    exc,
+                    delay,
+                    extra={"worker": self.worker_id},
+                )
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+                return False
+            except TimeoutError:
+                delay = min(delay * 2, 10.0)
 
     # -- claiming -----------------------------------------------------------------------
 
