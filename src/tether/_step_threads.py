@@ -27,7 +27,6 @@ import logging
 import os
 import queue
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +83,7 @@ class StepThreads:
         self.max_threads = max_threads or min(32, (os.cpu_count() or 1) + 4)
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._quiet = threading.Condition(self._lock)  # notified when a call returns
         self._threads: set[threading.Thread] = set()
         self._idle = 0
         self._busy = 0
@@ -160,6 +160,7 @@ class StepThreads:
                 self._busy -= 1
                 if epoch == self._epoch:
                     self._idle += 1
+                self._quiet.notify_all()
             with call.state:
                 call.done.release()
                 if call.parked:
@@ -186,13 +187,11 @@ class StepThreads:
             threads, q = list(self._threads), self._queue
             self._threads, self._queue, self._idle = set(), queue.SimpleQueue(), 0
             self._epoch += 1
-        for _ in threads:
-            q.put(None)
-        if wait:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            for t in threads:
-                t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return self._busy == 0
+            for _ in threads:
+                q.put(None)
+            if wait:  # calls of earlier shutdowns count too: wait on the calls, not threads
+                self._quiet.wait_for(lambda: self._busy == 0, timeout)
+            return self._busy == 0
 
 
 _ALL: weakref.WeakSet[StepThreads] = weakref.WeakSet()

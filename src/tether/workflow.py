@@ -298,7 +298,7 @@ class Workflow(WaitsMixin):
         (``name@key``): a second call with both equal returns the first
         call's result without calling `fn`.
 
-        `fn` may be sync (run in a worker thread) or async, and receives a
+        `fn` may be sync (run in a step thread) or async, and receives a
         `StepContext` if it takes an argument. The result must be JSON data, a
         pydantic model or anything pydantic can dump; if `fn` declares its
         return type, a cached result is validated back into that type.
