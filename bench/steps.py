@@ -5,7 +5,12 @@ Absolute times drift on shared machines, so every figure is printed beside
 the raw limit measured in the same run: on SQLite one fully durable commit of
 a small row (WAL, ``synchronous=FULL``) on the same disk; on PostgreSQL one
 committed INSERT of a small row over one connection to the same server.
-Also prints mutex acquire/release round trips per second.
+Steps run with an async and with a sync step function (a sync one runs in a
+step thread), each with its own table, then the sync/async cost ratio; last,
+a paired figure that resists drift: rounds that alternate a chunk of raw
+commits, of async steps and of sync steps, each ratio taken within a round,
+the median over rounds reported. Also prints mutex acquire/release round
+trips per second.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import sqlite3
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import tether
@@ -26,7 +33,7 @@ def raw_commit_us(folder: Path, n: int) -> float:
     conn = sqlite3.connect(folder / "raw.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, run TEXT, v TEXT)")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, run TEXT, v TEXT)")
     t0 = time.perf_counter()
     for i in range(n):
         conn.execute("BEGIN IMMEDIATE")
@@ -43,7 +50,11 @@ def raw_insert_pg_us(url: str, n: int) -> float:
     Measured with the same driver and event loop tether uses (psycopg's
     async connection), so the ratio compares like with like.
     """
-    import uuid
+    return asyncio.run(raw_insert_pg_loop(url, n))
+
+
+async def raw_insert_pg_loop(url: str, n: int) -> float:
+    """`raw_insert_pg_us` on the running loop."""
     from urllib.parse import urlsplit, urlunsplit
 
     import psycopg
@@ -52,22 +63,19 @@ def raw_insert_pg_us(url: str, n: int) -> float:
     dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     table = f"bench_raw_{uuid.uuid4().hex[:8]}"
 
-    async def loop() -> float:
-        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-        await conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, run text, v jsonb)")
-        sql = f"INSERT INTO {table} (run, v) VALUES (%s, %s::jsonb)"
-        try:
-            for _ in range(50):  # warm up the connection and the prepared statement
-                await conn.execute(sql, ("run", "{}"))
-            t0 = time.perf_counter()
-            for i in range(n):
-                await conn.execute(sql, ("run", f'{{"i":{i}}}'))
-            return (time.perf_counter() - t0) / n * 1e6
-        finally:
-            await conn.execute(f"DROP TABLE {table}")
-            await conn.close()
-
-    return asyncio.run(loop())
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    await conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, run text, v jsonb)")
+    sql = f"INSERT INTO {table} (run, v) VALUES (%s, %s::jsonb)"
+    try:
+        for _ in range(50):  # warm up the connection and the prepared statement
+            await conn.execute(sql, ("run", "{}"))
+        t0 = time.perf_counter()
+        for i in range(n):
+            await conn.execute(sql, ("run", f'{{"i":{i}}}'))
+        return (time.perf_counter() - t0) / n * 1e6
+    finally:
+        await conn.execute(f"DROP TABLE {table}")
+        await conn.close()
 
 
 async def mutex_round_trips(app: tether.App, seconds: float) -> float:
@@ -112,13 +120,15 @@ async def step_run(
         return total
 
     t0 = time.perf_counter()
-    await app.arun(flow, workflow_id=workflow_id)
+    await app.arun(flow, workflow_id=f"{RUN_PREFIX}{workflow_id}")
     whole = time.perf_counter() - t0
     if n_steps >= 10_000:
         LAST_MARKS[:] = marks
     return loop_time, whole
 
 
+# a PostgreSQL schema outlives one invocation: fresh ids, or a second run would replay
+RUN_PREFIX = uuid.uuid4().hex[:8] + "-"
 LAST_MARKS: list[float] = []
 FRESH_MARKS: list[float] = []
 POSITION: list[float] = []  # µs/step of steps 1-100 and of the last 100, in one long run
@@ -129,20 +139,23 @@ def window_us(marks: list[float], start: int, count: int) -> float:
     return (marks[start + count] - marks[start]) / count * 1e6
 
 
-async def measure(url: str, sizes: list[int], repeat: int, sync_fn: bool) -> dict[int, list[float]]:
+async def measure(
+    app: tether.App, sizes: list[int], repeat: int, sync_fn: bool
+) -> dict[int, list[float]]:
     """Per size: medians of (µs/step, whole-run µs/step, replay steps/s, whole replay steps/s).
 
     One long-lived App and database, as in use: the first run warms up the
     interpreter and grows the WAL file to its working size, so no figure pays
     for either.
     """
-    app = tether.App(url)
-    await step_run(app, 2000 if url.startswith("sqlite") else 500, "warm-up", sync_fn)
+    kind = "sync" if sync_fn else "async"
+    await step_run(app, 2000 if app.store.dialect == "sqlite" else 500, f"warm-up-{kind}", sync_fn)
     out: dict[int, list[float]] = {}
+    POSITION.clear()
     for n in sizes:
         fresh, fresh_whole, replay, replay_whole = [], [], [], []
         for r in range(repeat):
-            wid = f"run-{n}-{r}"
+            wid = f"run-{kind}-{n}-{r}"
             loop_s, whole_s = await step_run(app, n, wid, sync_fn)
             FRESH_MARKS[:] = LAST_MARKS
             fresh.append(loop_s / n * 1e6)
@@ -155,12 +168,102 @@ async def measure(url: str, sizes: list[int], repeat: int, sync_fn: bool) -> dic
                     [window_us(FRESH_MARKS, 0, 100), window_us(FRESH_MARKS, n - 100, 100)]
                 )
         out[n] = [statistics.median(x) for x in (fresh, fresh_whole, replay, replay_whole)]
-    MUTEX.append(await mutex_round_trips(app, 2.0))
-    await app.aclose()
     return out
 
 
 MUTEX: list[float] = []
+
+
+async def paired(
+    app: tether.App, raw: Callable[[int], Awaitable[float]], rounds: int, chunk: int
+) -> tuple[float, float, float, float]:
+    """Median ratios over rounds of (raw, async steps, sync steps) chunks, and raw µs.
+
+    Returns (async/raw, sync/raw, sync/async, median raw µs). Each ratio is
+    taken within one round, a few hundred milliseconds, so load that comes and
+    goes on a shared machine shifts numerator and denominator alike.
+    """
+    timings: list[tuple[float, float, float]] = []
+    for r in range(rounds):
+        raw_us = await raw(chunk)
+        a, _ = await step_run(app, chunk, f"paired-async-{r}", False)
+        s, _ = await step_run(app, chunk, f"paired-sync-{r}", True)
+        timings.append((raw_us, a / chunk * 1e6, s / chunk * 1e6))
+    return (
+        statistics.median(a / r for r, a, _ in timings),
+        statistics.median(s / r for r, _, s in timings),
+        statistics.median(s / a for _, a, s in timings),
+        statistics.median(r for r, _, _ in timings),
+    )
+
+
+def print_table(
+    results: dict[int, list[float]], raw: float, sizes: list[int], label: str
+) -> dict[int, float]:
+    print(f"step function: {label}")
+    print(
+        f"{'steps':>7} {'µs/step':>9} {'× raw':>7} {'whole run µs/step':>18} "
+        f"{'cached replay steps/s':>22} {'whole replay steps/s':>21}"
+    )
+    per_step: dict[int, float] = {}
+    for n, (step_us, whole_us, replay, replay_whole) in results.items():
+        per_step[n] = step_us
+        print(
+            f"{n:>7} {step_us:>9.1f} {step_us / raw:>7.2f} {whole_us:>18.1f} "
+            f"{replay:>22,.0f} {replay_whole:>21,.0f}"
+        )
+    if len(sizes) > 1:
+        first, last = per_step[sizes[0]], per_step[sizes[-1]]
+        print(
+            f"per-step cost at {sizes[-1]:,} steps vs {sizes[0]:,}: "
+            f"{(last / first - 1) * 100:+.1f}%"
+        )
+    if POSITION:
+        early, late = POSITION
+        print(
+            f"within one {max(sizes):,}-step run: steps 1-100 {early:.1f} µs/step, "
+            f"last 100 steps {late:.1f} µs/step ({(late / early - 1) * 100:+.1f}%)"
+        )
+    print()
+    return per_step
+
+
+async def bench(
+    url: str, pg_url: str | None, folder: Path, args: argparse.Namespace, sizes: list[int]
+) -> None:
+    async def raw(n: int) -> float:
+        if pg_url is not None:
+            return await raw_insert_pg_loop(pg_url, n)
+        return raw_commit_us(folder, n)
+
+    raw_before = await raw(args.raw)
+    what = (
+        "committed PostgreSQL INSERT (one connection)"
+        if pg_url
+        else ("durable SQLite commit (WAL, synchronous=FULL)")
+    )
+    print(f"raw {what}: {raw_before:8.1f} µs")
+    print()
+    app = tether.App(url)
+    kinds = {"async": [False], "sync": [True], "both": [False, True]}[args.fn]
+    per_kind: dict[bool, dict[int, float]] = {}
+    for sync_fn in kinds:
+        results = await measure(app, sizes, args.repeat, sync_fn)
+        label = "sync (step thread)" if sync_fn else "async"
+        per_kind[sync_fn] = print_table(results, raw_before, sizes, label)
+    if len(kinds) == 2:
+        print("sync step / async step, µs/step of the tables above:")
+        for n in sizes:
+            print(f"{n:>7} {per_kind[True][n] / per_kind[False][n]:>7.2f}")
+        print()
+        ra, rs, sa, raw_med = await paired(app, raw, args.rounds, args.chunk)
+        print(
+            f"paired, median of {args.rounds} rounds of {args.chunk} (raw {raw_med:.1f} µs): "
+            f"async step {ra:.2f}× raw, sync step {rs:.2f}× raw, sync/async {sa:.2f}"
+        )
+    MUTEX.append(await mutex_round_trips(app, 2.0))
+    await app.aclose()
+    print(f"mutex acquire+release round trips: {MUTEX[0]:,.0f}/s")
 
 
 def main() -> None:
@@ -168,48 +271,22 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,10000", help="workflow lengths in steps")
     parser.add_argument("--raw", type=int, default=2000, help="raw commits to time")
     parser.add_argument("--repeat", type=int, default=3, help="repeats per size (median kept)")
-    parser.add_argument("--sync-fn", action="store_true", help="time a sync step function")
+    parser.add_argument(
+        "--fn", choices=("async", "sync", "both"), default="both", help="step functions to time"
+    )
+    parser.add_argument("--sync-fn", action="store_true", help="same as --fn sync")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of the paired figure")
+    parser.add_argument("--chunk", type=int, default=200, help="commits or steps per chunk")
     parser.add_argument("--url", default=None, help="postgresql://... (default: a SQLite file)")
     args = parser.parse_args()
+    if args.sync_fn:
+        args.fn = "sync"
     sizes = [int(s) for s in args.sizes.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="tether-bench-", dir=".") as tmp:
         folder = Path(tmp)
         url = args.url or f"sqlite:///{folder}/bench.db"
-        if args.url:
-            raw = raw_insert_pg_us(args.url, args.raw)
-            print(f"raw committed PostgreSQL INSERT (one connection): {raw:8.1f} µs")
-        else:
-            raw = raw_commit_us(folder, args.raw)
-            print(f"raw durable SQLite commit (WAL, synchronous=FULL): {raw:8.1f} µs")
-        print(f"step function: {'sync (worker thread)' if args.sync_fn else 'async'}")
-        print()
-        print(
-            f"{'steps':>7} {'µs/step':>9} {'× raw':>7} {'whole run µs/step':>18} "
-            f"{'cached replay steps/s':>22} {'whole replay steps/s':>21}"
-        )
-        results = asyncio.run(measure(url, sizes, args.repeat, args.sync_fn))
-        per_step: dict[int, float] = {}
-        for n, (step_us, whole_us, replay, replay_whole) in results.items():
-            per_step[n] = step_us
-            print(
-                f"{n:>7} {step_us:>9.1f} {step_us / raw:>7.2f} {whole_us:>18.1f} "
-                f"{replay:>22,.0f} {replay_whole:>21,.0f}"
-            )
-        if len(sizes) > 1:
-            first, last = per_step[sizes[0]], per_step[sizes[-1]]
-            print()
-            print(
-                f"per-step cost at {sizes[-1]:,} steps vs {sizes[0]:,}: "
-                f"{(last / first - 1) * 100:+.1f}%"
-            )
-        if POSITION:
-            early, late = POSITION
-            print(
-                f"within one {max(sizes):,}-step run: steps 1-100 {early:.1f} µs/step, "
-                f"last 100 steps {late:.1f} µs/step ({(late / early - 1) * 100:+.1f}%)"
-            )
-        print(f"mutex acquire+release round trips: {MUTEX[0]:,.0f}/s")
+        asyncio.run(bench(url, args.url, folder, args, sizes))
 
 
 if __name__ == "__main__":

@@ -118,11 +118,21 @@ def to_json_data(value: Any, *, what: str, tp: Any = None) -> Any:
     return data
 
 
+# what json.dumps(separators=(",", ":"), ensure_ascii=False, allow_nan=False) builds per call
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# values that are their own JSON data: pydantic would hand them back unchanged
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def dump_json(value: Any, *, what: str, tp: Any = None) -> str:
     """Serialise `value` to a JSON string, or raise `NotSerializableError`."""
-    data = to_json_data(value, what=what, tp=tp)
+    cls = type(value)
+    if cls in _PLAIN and (tp is None or tp is cls):
+        data = value
+    else:
+        data = to_json_data(value, what=what, tp=tp)
     try:
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _ENCODER.encode(data)
     except (ValueError, RecursionError):  # NaN/inf, or an int too long for str()
         raise _refusal(data, what) from None
     # cheap scans of the text; the walk that finds the path runs only on a hit

@@ -17,7 +17,8 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from ._control import HandBack
@@ -25,6 +26,7 @@ from ._failure import error_json
 from ._names import check_name as _check_key
 from ._owners import new_owner
 from ._results import dump_result, load_result
+from ._step_threads import StepThreads
 from .clock import Clock
 from .errors import (
     InvalidArgumentError,
@@ -135,6 +137,8 @@ class Runtime:
     owner: str = field(default_factory=new_owner)
     waker: Waker = field(default_factory=Waker)
     draining: bool = False  # the process is shutting down: start no more steps
+    # sync step functions run here; `threads.shutdown(wait, timeout)` waits for them at exit
+    threads: StepThreads = field(default_factory=StepThreads)
 
 
 EventHook = Callable[[str, str, "str | None", Any], None]
@@ -161,17 +165,52 @@ def _wants_context(fn: Callable[..., Any]) -> bool:
         return _accepts_context.__wrapped__(fn)
 
 
-def _is_async(fn: Callable[..., Any]) -> bool:
+def _is_async_uncached(fn: Callable[..., Any]) -> bool:
     target = fn.func if isinstance(fn, functools.partial) else fn
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
         getattr(target, "__call__", None)  # noqa: B004
     )
 
 
-async def _call_step(fn: Callable[..., Any], args: tuple[Any, ...], is_async: bool) -> Any:
+_is_async_cached = functools.lru_cache(maxsize=4096)(_is_async_uncached)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    try:
+        return _is_async_cached(fn)
+    except TypeError:  # unhashable callable
+        return _is_async_uncached(fn)
+
+
+def _ended(
+    row: StepRow,
+    status: StepStatus,
+    result: str | None,
+    error: str | None,
+    completed_at: datetime | None,
+) -> StepRow:
+    """`row` after the step ended (what `dataclasses.replace` gives, without its cost)."""
+    return StepRow(
+        row.workflow_id,
+        row.key,
+        row.name,
+        status,
+        row.attempts,
+        row.idempotency_key,
+        result,
+        error,
+        row.started_at,
+        completed_at if completed_at is not None else row.completed_at,
+        row.updated_at,
+    )
+
+
+async def _call_step(
+    fn: Callable[..., Any], args: tuple[Any, ...], is_async: bool, threads: StepThreads
+) -> Any:
     if is_async:
         return await fn(*args)
-    result = await asyncio.to_thread(fn, *args)
+    result = await threads.run(fn, *args)
     if inspect.isawaitable(result):
         result = await result
     return result
@@ -261,7 +300,7 @@ class Workflow(WaitsMixin):
         (``name@key``): a second call with both equal returns the first
         call's result without calling `fn`.
 
-        `fn` may be sync (run in a worker thread) or async, and receives a
+        `fn` may be sync (run in a step thread) or async, and receives a
         `StepContext` if it takes an argument. The result must be JSON data, a
         pydantic model or anything pydantic can dump; if `fn` declares its
         return type, a cached result is validated back into that type.
@@ -379,20 +418,21 @@ class Workflow(WaitsMixin):
             self.in_flight.add(name)
             try:
                 if timeout is None:
-                    result = await _call_step(fn, args, is_async)
+                    result = await _call_step(fn, args, is_async, self._rt.threads)
                 else:
                     try:
                         async with asyncio.timeout(timeout):
-                            result = await _call_step(fn, args, is_async)
+                            result = await _call_step(fn, args, is_async, self._rt.threads)
                     except TimeoutError as exc:
                         raise StepTimeoutError(name, timeout) from exc
             except Exception as exc:
                 self.in_flight.discard(name)
                 again = attempt < policy.attempts and policy.retries(exc)
+                err = error_json(exc)
                 await self._store.fail_step(
                     self._fence,
                     name,
-                    error=error_json(exc),
+                    error=err,
                     final=not again,
                     at=self._clock.now(),
                     event=NewEvent(
@@ -404,7 +444,7 @@ class Workflow(WaitsMixin):
                         ),
                     ),
                 )
-                self._steps[name] = replace(row, status=StepStatus.FAILED, error=error_json(exc))
+                self._steps[name] = _ended(row, StepStatus.FAILED, row.result, err, None)
                 self._emit("step.retrying" if again else "step.failed", name, {"attempt": attempt})
                 if not again:
                     raise
@@ -433,9 +473,7 @@ class Workflow(WaitsMixin):
                 at=now,
                 event=NewEvent("step.completed", name, f'{{"attempt":{attempt}}}'),
             )
-            self._steps[name] = replace(
-                row, status=StepStatus.COMPLETED, result=text, completed_at=now
-            )
+            self._steps[name] = _ended(row, StepStatus.COMPLETED, text, row.error, now)
             self._emit("step.completed", name, {"attempt": attempt})
             if type(result) in (str, int, bool, type(None)):
                 return result  # comes back as itself

@@ -3,6 +3,7 @@ cluster-wide leases, and dropped connections."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -303,3 +304,31 @@ async def test_a_cancellation_swallowed_by_the_pool_check_stops_the_retry(pg: st
     finally:
         pool.check = check
         await store.close()
+
+
+async def test_a_run_notification_before_its_waiter_is_kept(pg: str) -> None:
+    """`App.result` reads the run, then waits: an end announced in between still wakes it."""
+    from datetime import UTC, datetime
+
+    from tether.store import Fence, NewEvent, NewRun
+
+    store = open_store(pg)
+    at = datetime.now(UTC)
+    await store.create_run(NewRun("r1", "wf", state="null"), at)
+    gen = (await store.claim_run("r1", "owner", at, NewEvent("workflow.running"))).generation
+    assert await store.wait_for_change("jobs", 0.01) in (True, False)  # the listener is up
+    await store.finish_run(
+        Fence("r1", gen),
+        RunStatus.COMPLETED,
+        output="1",
+        error=None,
+        at=at,
+        event=NewEvent("workflow.completed"),
+    )
+    await asyncio.sleep(0.2)  # the notification arrives while nobody waits on the run
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    assert await store.wait_for_change("run:r1", 5.0) is True
+    assert loop.time() - t0 < 1.0
+    assert await store.wait_for_change("run:r1", 0.05) is False  # reported once
+    await store.close()

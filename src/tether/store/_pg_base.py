@@ -211,6 +211,7 @@ class PgBase:
         self._listener: Conn | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self._changes: dict[str, asyncio.Event] = {}
+        self._early: dict[str, None] = {}  # run notifications that came before their waiter
         self._sync_off = self.config.durability is Durability.NORMAL
         self._hot: Conn | None = None  # a connection kept out of the pool for the hot path
         self._hot_busy = False
@@ -270,6 +271,7 @@ class PgBase:
         task, self._listen_task = self._listen_task, None
         listener, self._listener = self._listener, None
         self._changes = {}
+        self._early = {}
         try:
             if task is not None:
                 task.cancel()
@@ -550,10 +552,18 @@ class PgBase:
         async def pump() -> None:
             try:
                 async for note in conn.notifies():
+                    heard = False
                     for key in (note.payload, "*"):
                         ev = self._changes.get(key)
                         if ev is not None:
                             ev.set()
+                            heard = True
+                    if not heard and note.payload.startswith("run:"):
+                        # nobody waits yet: `App.result` may be between its read of the run
+                        # and its wait, so keep the news for its wait (a few, the newest)
+                        self._early[note.payload] = None
+                        if len(self._early) > 1024:
+                            del self._early[next(iter(self._early))]
             except Exception as exc:  # the server dropped the connection: one line, not a trace
                 log.warning(
                     "PostgreSQL notification connection lost (%s); listening again on the next "
@@ -574,12 +584,17 @@ class PgBase:
             await self._ensure_listener()
         except Exception as exc:
             raise StoreError(self._describe(exc)) from None
+        if channel.startswith("run:") and self._early.pop(channel, 0) is None:
+            return True  # announced after the caller's read, before this wait
         ev = self._changes.get(channel)
         if ev is None:
             ev = self._changes[channel] = asyncio.Event()
-        ev.clear()
+        elif ev.is_set():  # announced since the last wait on it returned: report it once
+            ev.clear()
+            return True
         try:
             await asyncio.wait_for(ev.wait(), timeout)
+            ev.clear()
             return True
         except TimeoutError:
             return False

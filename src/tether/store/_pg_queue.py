@@ -28,6 +28,22 @@ from ._records import Fence, JobRow, NewEvent, NewJob, NewRun, OutboxRow, QueueL
 
 __all__ = ["PgQueueOps"]
 
+_JOB_RET = ", ".join("u." + c.strip() for c in JOB_COLS.split(","))
+# claim ready keyless jobs; one row per claimed job, or one row of NULLs when none,
+# each ending with "do keyed jobs wait too" (only asked when fewer than %(n)s were claimed)
+_CLAIM_FREE = (
+    "WITH c AS (SELECT id FROM jobs WHERE queue = ANY(%(qs)s) AND status = 'queued' "
+    f"AND concurrency_key IS NULL AND run_after <= {NOW} ORDER BY priority DESC, id "
+    "LIMIT %(n)s FOR UPDATE SKIP LOCKED), t AS (SELECT "
+    f"{NOW} AS n), u AS (UPDATE jobs SET status = 'claimed', worker = %(w)s, "
+    "locked_until = t.n + make_interval(secs => %(vis)s), attempt = attempt + 1, "
+    "claimed_at = t.n, updated_at = %(at)s FROM c, t WHERE jobs.id = c.id "
+    f"RETURNING {', '.join('jobs.' + c.strip() for c in JOB_COLS.split(','))}) "
+    f"SELECT {_JOB_RET}, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < %(n)s "
+    "THEN EXISTS (SELECT 1 FROM jobs WHERE queue = ANY(%(qs)s) AND status = 'queued' "
+    "AND concurrency_key IS NOT NULL) ELSE false END AS keyed) k LEFT JOIN u ON true"
+)
+
 
 class PgQueueOps(PgBase):
     """Queue, outbox and idempotency verbs of `PostgresStore`."""
@@ -97,20 +113,20 @@ class PgQueueOps(PgBase):
         jobs: list[JobRow] = []
         free = [q for q in queues if q not in limits]
         if free:
-            # the common case in one statement: jobs without a key, in queues without caps
+            # the common case in one statement: jobs without a key, in queues without caps;
+            # when it claims fewer than asked, it also says whether keyed jobs wait (the
+            # slow path below), so an idle round is one round trip
             rows = await self._all(
-                "WITH c AS (SELECT id FROM jobs WHERE queue = ANY(%(qs)s) AND status = 'queued' "
-                f"AND concurrency_key IS NULL AND run_after <= {NOW} ORDER BY priority DESC, id "
-                "LIMIT %(n)s FOR UPDATE SKIP LOCKED), t AS (SELECT "
-                f"{NOW} AS n) UPDATE jobs SET status = 'claimed', worker = %(w)s, "
-                "locked_until = t.n + make_interval(secs => %(vis)s), attempt = attempt + 1, "
-                "claimed_at = t.n, updated_at = %(at)s FROM c, t WHERE jobs.id = c.id "
-                f"RETURNING {', '.join('jobs.' + c.strip() for c in JOB_COLS.split(','))}",
+                _CLAIM_FREE,
                 {"qs": free, "n": limit, "now": now, "w": worker, "vis": visibility, "at": at},
             )
-            jobs = sorted((job_row(r) for r in rows), key=lambda j: (-j.priority, j.id))
+            keyed = bool(rows[0][-1]) if rows else False
+            jobs = sorted(
+                (job_row(r[:-1]) for r in rows if r[0] is not None),
+                key=lambda j: (-j.priority, j.id),
+            )
             limit -= len(jobs)
-            if limit < 1 or not await self._has_keyed_or_capped(queues, limits):
+            if limit < 1 or not (keyed or any(q in limits for q in queues)):
                 return jobs
 
         async def go(conn: Conn) -> list[JobRow]:
@@ -177,18 +193,6 @@ class PgQueueOps(PgBase):
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 return jobs  # lost a race for a concurrency key; the next round claims again
             raise
-
-    async def _has_keyed_or_capped(
-        self, queues: Sequence[str], limits: dict[str, QueueLimit]
-    ) -> bool:
-        if any(q in limits for q in queues):
-            return True
-        row = await self._one(
-            "SELECT 1 FROM jobs WHERE queue = ANY(%s) AND status = 'queued' "
-            "AND concurrency_key IS NOT NULL LIMIT 1",
-            (list(queues),),
-        )
-        return row is not None
 
     async def renew_job(
         self, job_id: int, worker: str, *, visibility: float, now: datetime | None

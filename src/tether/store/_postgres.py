@@ -40,6 +40,7 @@ from ._records import (
     RunRow,
     RunStatus,
     StepRow,
+    StepStatus,
 )
 
 __all__ = ["PostgresStore"]
@@ -291,7 +292,7 @@ class PostgresStore(PgWaitOps, PgQueueOps):
             "s.idempotency_key IS NOT DISTINCT FROM excluded.idempotency_key THEN s.result "
             "ELSE NULL END, idempotency_key = excluded.idempotency_key, completed_at = NULL, "
             "started_at = excluded.started_at, updated_at = excluded.updated_at "
-            f"RETURNING {STEP_COLS.replace('result::text', 's.result::text').replace('error::text', 's.error::text')}",
+            "RETURNING s.attempts, s.result::text, s.error::text",
             {
                 **fence_params(fence),
                 **event_params(event),
@@ -301,7 +302,20 @@ class PostgresStore(PgWaitOps, PgQueueOps):
             },
             fence,
         )
-        return step_row(row)
+        # the rest of the row is what was just written
+        return StepRow(
+            fence.workflow_id,
+            key,
+            key,
+            StepStatus.RUNNING,
+            row[0],
+            idempotency_key,
+            row[1],
+            row[2],
+            at,
+            None,
+            at,
+        )
 
     async def complete_step(
         self, fence: Fence, key: str, *, result: str, at: datetime, event: NewEvent

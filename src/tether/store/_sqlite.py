@@ -26,6 +26,7 @@ from ._records import (
     RunRow,
     RunStatus,
     StepRow,
+    StepStatus,
 )
 from ._sqlite_base import (
     _CLAIMABLE,
@@ -287,10 +288,24 @@ class SQLiteStore(WaitOps, QueueOps):
                     "  THEN steps.result ELSE NULL END, "
                     "idempotency_key = excluded.idempotency_key, completed_at = NULL, "
                     "started_at = excluded.started_at, updated_at = excluded.updated_at "
-                    f"RETURNING {_STEP_COLS}",
+                    "RETURNING attempts, result, error",
                     (fence.workflow_id, key, key, idempotency_key, ts, ts),
                 ).fetchone()
-                return _step(row)
+                # the rest of the row is what was just written
+                t = _dt(ts)
+                return StepRow(
+                    fence.workflow_id,
+                    key,
+                    key,
+                    StepStatus.RUNNING,
+                    row[0],
+                    idempotency_key,
+                    row[1],
+                    row[2],
+                    t,
+                    None,
+                    t,
+                )
 
             return self._write(conn, "NORMAL", tx)
 
