@@ -33,8 +33,10 @@ from .errors import (
     LeaseConflictError,
     MutexTimeoutError,
     RunCancelledError,
+    StaleOwnerError,
     StepFailedError,
     StepTimeoutError,
+    StoreError,
 )
 from .fanout import ITEM_PATH, ForEachSummary, run_for_each
 from .record import LeaseRecord, RunRecord
@@ -51,6 +53,7 @@ R = TypeVar("R")
 MUTEX_SCOPE = "mutex"
 DEFAULT_MUTEX_TTL = 30.0
 MUTEX_NOTE_EVERY = 5.0  # seconds between log lines while a mutex is awaited
+COMPLETION_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # seconds, ~6 s in all
 
 log = logging.getLogger("tether")
 
@@ -466,18 +469,31 @@ class Workflow(WaitsMixin):
                 self._emit("step.failed", name, {"attempt": attempt})
                 raise
             now = self._clock.now()
-            await self._store.complete_step(
-                self._fence,
-                name,
-                result=text,
-                at=now,
-                event=NewEvent("step.completed", name, f'{{"attempt":{attempt}}}'),
-            )
+            await self._record_completion(name, text, now, attempt)
             self._steps[name] = _ended(row, StepStatus.COMPLETED, text, row.error, now)
             self._emit("step.completed", name, {"attempt": attempt})
             if type(result) in (str, int, bool, type(None)):
                 return result  # comes back as itself
             return load_result(text, tp)  # what every replay will return
+
+    async def _record_completion(self, name: str, text: str, at: Any, attempt: int) -> None:
+        """Write the step's completion; a database blip here is retried, not given up:
+        the side effect is done and its result is in hand, and losing it would make
+        the step run again."""
+        event = NewEvent("step.completed", name, f'{{"attempt":{attempt}}}')
+        for delay in (*COMPLETION_RETRIES, None):
+            try:
+                await self._store.complete_step(self._fence, name, result=text, at=at, event=event)
+                return
+            except StaleOwnerError:
+                raise  # another owner has the run: not ours to record
+            except StoreError as exc:
+                if delay is None:
+                    raise
+                log.warning(
+                    "recording step %r of run %s failed (%s); retrying", name, self.workflow_id, exc
+                )
+                await asyncio.sleep(delay)
 
     # -- mutexes -----------------------------------------------------------------------
 

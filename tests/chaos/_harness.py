@@ -58,7 +58,7 @@ class ChaosConfig:
     fan_share: float = 0.3  # share of runs whose third step fans out
     pause: tuple[float, float] = (0.0, 0.02)  # each step's duration after its effect
     job_visibility: float = 3.0
-    grace: float = 0.2  # a worker's grace period on SIGTERM
+    grace: float = 10.0  # a worker's grace period on SIGTERM: steps in flight finish within it
     maintenance: float = 0.25
     stuck_after: float = 5.0
     chaos_for: float = 900.0  # give up shaking after this long, even if runs remain

@@ -188,3 +188,29 @@ async def test_a_lost_notification_connection_logs_one_line(
         assert await app.store.wait_for_change("jobs", 0.2) is False  # listening again
     finally:
         await app.aclose()
+
+
+async def test_a_step_completion_that_meets_a_blip_is_retried_not_lost(
+    postgres: PostgresServer, schema: str
+) -> None:
+    """The effect is done and the result in hand: the completion write is retried until
+    the database answers again, so the step does not run a second time."""
+    app = App(_url(postgres, schema, 0.2), clock=FakeClock())
+    calls: list[str] = []
+    held: list[RowLock] = []
+
+    def work() -> str:
+        calls.append("work")
+        held.append(RowLock(postgres, schema, STEP_ROW, "r2", "work"))
+        threading.Timer(0.6, held[0].release).start()  # the blip passes in 0.6 s
+        return "done"
+
+    @app.workflow(name="once")
+    async def once(wf: Workflow) -> str:
+        return await wf.step("work", work)
+
+    try:
+        assert (await app.arun(once, workflow_id="r2")).value == "done"
+        assert calls == ["work"]
+    finally:
+        await app.aclose()
