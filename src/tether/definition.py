@@ -124,7 +124,7 @@ class WorkflowDef:
             )
             more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
             raise InvalidArgumentError(
-                f"input does not fit workflow {self.name!r}, which takes "
+                f"the input of workflow {self.name!r} does not fit its declared type "
                 f"{_type_name(tp)}: {problems}{more}; pass a value of that type"
             ) from None
 
