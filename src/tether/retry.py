@@ -110,7 +110,7 @@ def _check_number(name: str, value: object, *, low: float, high: float = math.in
 def as_policy(retry: int | RetryPolicy | None) -> RetryPolicy:
     """Normalise the `retry=` argument of a step."""
     if retry is None:
-        return RetryPolicy()
+        return _DEFAULT  # frozen: one instance serves every step (no per-step validation)
     if isinstance(retry, RetryPolicy):
         return retry
     if isinstance(retry, bool) or not isinstance(retry, int):
@@ -118,3 +118,6 @@ def as_policy(retry: int | RetryPolicy | None) -> RetryPolicy:
             f"retry must be an int (attempts) or a RetryPolicy, got {type(retry).__name__}"
         )
     return RetryPolicy(attempts=retry)
+
+
+_DEFAULT = RetryPolicy()
