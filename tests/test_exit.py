@@ -231,3 +231,23 @@ def _wait_for_line(env: dict[str, str], line: str, proc: subprocess.Popen[str]) 
         if time.monotonic() > deadline:
             raise AssertionError(f"{line!r} did not appear in the ledger")
         time.sleep(0.01)
+
+
+def test_a_forked_child_exits_without_touching_its_parents_loop(env: dict[str, str]) -> None:
+    """multiprocessing forks: the child has no loop thread, so the exit hook leaves the
+    parent's runs alone instead of waiting for a loop that is not there."""
+    done = _py(
+        env,
+        """
+        import multiprocessing as mp
+        import m
+        m.app.start(m.five, workflow_id="fork-1")
+        m.wait_for_line("s1")
+        child = mp.get_context("fork").Process(target=print, args=("child ran",))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0, child.exitcode
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "child ran" in done.stdout

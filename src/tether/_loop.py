@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Coroutine
@@ -33,6 +34,16 @@ T = TypeVar("T")
 log = logging.getLogger("tether")
 
 _OPEN: set[LoopThread] = set()  # loops running now (kept alive until stopped)
+
+
+def _forget_in_child() -> None:
+    # a forked child (multiprocessing) has none of its parent's threads: their loops are
+    # not its to close, and waiting on them at its exit would hang it for good
+    _OPEN.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 _hook_installed = False
 _hook_guard = threading.Lock()
 
