@@ -186,7 +186,7 @@ class Runner:
     ) -> RunRow:
         """Claim the run for this process; a live other owner is refused, a dead one
         taken over (at once when it is known dead, else once its claim lapsed)."""
-        self._ensure_renewer()
+        self.ensure_alive()
         kwargs: dict[str, Any] = {
             "compensating": compensating,
             "lease": self.owner_lease,
@@ -219,8 +219,6 @@ class Runner:
         the workflows it drives, and its claims on the runs it drives now."""
         if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.ensure_future(self._keep_alive())
-
-    _ensure_renewer = ensure_alive
 
     async def _keep_alive(self) -> None:
         while True:
