@@ -40,8 +40,8 @@ from ._records import (
     RunRow,
     RunStatus,
     StepRow,
-    StepStatus,
 )
+from ._rows import started_step
 
 __all__ = ["PostgresStore"]
 
@@ -302,20 +302,7 @@ class PostgresStore(PgWaitOps, PgQueueOps):
             },
             fence,
         )
-        # the rest of the row is what was just written
-        return StepRow(
-            fence.workflow_id,
-            key,
-            key,
-            StepStatus.RUNNING,
-            row[0],
-            idempotency_key,
-            row[1],
-            row[2],
-            at,
-            None,
-            at,
-        )
+        return started_step(fence.workflow_id, key, idempotency_key, row, at)
 
     async def complete_step(
         self, fence: Fence, key: str, *, result: str, at: datetime, event: NewEvent

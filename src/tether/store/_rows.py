@@ -25,7 +25,7 @@ from ._records import (
     WaitStatus,
 )
 
-__all__ = ["PG_ROWS", "SQLITE_ROWS", "Rows"]
+__all__ = ["PG_ROWS", "SQLITE_ROWS", "Rows", "started_step"]
 
 
 class Rows:
@@ -134,3 +134,24 @@ def _same(x: datetime) -> datetime:
 
 SQLITE_ROWS = Rows(_epoch)
 PG_ROWS = Rows(_same)
+
+
+def started_step(
+    workflow_id: str, key: str, idempotency_key: str | None, decided: Sequence[Any], at: datetime
+) -> StepRow:
+    """The row `start_step` just wrote: the database decides only (attempts, result,
+    error); the rest is what was written."""
+    attempts, result, error = decided[0], decided[1], decided[2]
+    return StepRow(
+        workflow_id,
+        key,
+        key,
+        StepStatus.RUNNING,
+        attempts,
+        idempotency_key,
+        result,
+        error,
+        at,
+        None,
+        at,
+    )

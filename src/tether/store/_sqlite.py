@@ -26,8 +26,8 @@ from ._records import (
     RunRow,
     RunStatus,
     StepRow,
-    StepStatus,
 )
+from ._rows import started_step
 from ._sqlite_base import (
     _CLAIMABLE,
     _CLOSED,
@@ -291,21 +291,7 @@ class SQLiteStore(WaitOps, QueueOps):
                     "RETURNING attempts, result, error",
                     (fence.workflow_id, key, key, idempotency_key, ts, ts),
                 ).fetchone()
-                # the rest of the row is what was just written
-                t = _dt(ts)
-                return StepRow(
-                    fence.workflow_id,
-                    key,
-                    key,
-                    StepStatus.RUNNING,
-                    row[0],
-                    idempotency_key,
-                    row[1],
-                    row[2],
-                    t,
-                    None,
-                    t,
-                )
+                return started_step(fence.workflow_id, key, idempotency_key, row, _dt(ts))
 
             return self._write(conn, "NORMAL", tx)
 
