@@ -40,8 +40,19 @@ from .kernel import (
     new_run_id,
 )
 from .record import RunRecord
+from .schedules import MissedTicks, Schedule, fire_schedules
 from .serde import dump_json
-from .store import Durability, NewRun, QueueLimit, RunRow, RunStatus, Store, WaitRow, open_store
+from .store import (
+    Durability,
+    NewRun,
+    QueueLimit,
+    RunRow,
+    RunStatus,
+    ScheduleRow,
+    Store,
+    WaitRow,
+    open_store,
+)
 from .waiting import MISSING
 from .workflow import EventHook, Runtime, Workflow, load_record
 
@@ -137,6 +148,7 @@ class App:
         self._recover_pending = bool(recover_orphans)
         self._closed = False
         self._queues: dict[str, QueueLimit] = {}
+        self._schedules: dict[str, Schedule] = {}
         self.kernel = Kernel(
             self.store,
             self.clock,
@@ -163,6 +175,7 @@ class App:
         version: str | None = None,
         compatible: Iterable[str] = (),
         timeout: float | None = None,
+        schedule: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def workflow(
@@ -174,12 +187,14 @@ class App:
         version: str | None = None,
         compatible: Iterable[str] = (),
         timeout: float | None = None,
+        schedule: str | None = None,
     ) -> Any:
         """Register an ``async def fn(wf, input)`` as a workflow (usable bare or called).
 
         `version` is recorded on each run; a run resumes only under the same
         version or one that lists it in `compatible`. `timeout` bounds the
-        seconds a run spends executing; time parked does not count.
+        seconds a run spends executing; time parked does not count. `schedule`
+        (a cron expression, UTC) starts it on that cron: see `schedule`.
         """
 
         def register(f: F) -> F:
@@ -196,6 +211,8 @@ class App:
             self._implicit.discard(defn.name)
             with contextlib.suppress(AttributeError, TypeError):  # a bound method, say
                 setattr(f, DEF_ATTR, defn)
+            if schedule is not None:
+                self.schedule(f, cron=schedule)
             return f
 
         return register(fn) if fn is not None else register
@@ -739,6 +756,87 @@ class App:
 
     def get_run(self, workflow_id: str) -> RunRow:
         return self._loop.run(self.aget_run(workflow_id))
+
+    # -- schedules --------------------------------------------------------------------------
+
+    def schedule(
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        *,
+        cron: str,
+        input: Any = None,
+        timezone: str = "UTC",
+        name: str | None = None,
+        queue: str = "default",
+        missed: MissedTicks = "latest",
+    ) -> Schedule:
+        """Start `workflow` on `cron` (five fields, read in `timezone`), each tick once.
+
+        Ticks are started by workers (`tether worker`, `Worker`, `ServerlessHost`
+        maintenance) or by `fire_schedules`; each tick is a run queued on `queue`
+        with the id ``NAME@TIME`` (UTC), so two workers never start one tick twice.
+        `missed` says what happens to ticks missed while no worker ran: ``"latest"``
+        starts the most recent once, ``"all"`` starts each (at most 100), ``"skip"``
+        starts none that are more than a minute late. `name` defaults to the
+        workflow's name.
+        """
+        defn = self._ensure_registered(workflow)
+        sched = Schedule(
+            name=defn.name if name is None else name,
+            workflow=defn.name,
+            cron=cron,
+            timezone=timezone,
+            input=input,
+            queue=queue,
+            missed=missed,
+        )
+        if defn.takes_input or input is not None:
+            defn.coerce_input(input)  # a bad input fails here, not at 2 a.m.
+        known = self._schedules.get(sched.name)
+        if known is not None and known != sched:
+            raise InvalidArgumentError(
+                f"a different schedule is already named {sched.name!r}; pass name= to "
+                "tell them apart"
+            )
+        self._schedules[sched.name] = sched
+        return sched
+
+    @property
+    def schedules(self) -> dict[str, Schedule]:
+        """The schedules declared in this process, by name."""
+        return dict(self._schedules)
+
+    async def afire_schedules(self) -> list[str]:
+        """Start the ticks of this App's schedules that are due now; the run ids."""
+        return await fire_schedules(self)
+
+    def fire_schedules(self) -> list[str]:
+        """Sync facade of `afire_schedules`."""
+        return self._loop.run(self.afire_schedules())
+
+    async def alist_schedules(self) -> list[ScheduleRow]:
+        """Every schedule the database knows (saved when a worker first fires it)."""
+        return await self.store.list_schedules()
+
+    def list_schedules(self) -> list[ScheduleRow]:
+        """Sync facade of `alist_schedules`."""
+        return self._loop.run(self.alist_schedules())
+
+    async def apause_schedule(self, name: str, *, paused: bool = True) -> ScheduleRow:
+        """Pause a schedule (no ticks start) or resume it (`paused=False`): resuming
+        starts from now, the ticks that fell in the pause are not started."""
+        row = await self.store.pause_schedule(name, paused, self.clock.now())
+        if row is None:
+            known = ", ".join(r.name for r in await self.store.list_schedules()) or "none"
+            raise InvalidArgumentError(
+                f"no schedule named {name!r} in this database (known: {known}); a schedule "
+                "is saved when a worker running its app first fires it"
+            )
+        return row
+
+    def pause_schedule(self, name: str, *, paused: bool = True) -> ScheduleRow:
+        """Sync facade of `apause_schedule`."""
+        return self._loop.run(self.apause_schedule(name, paused=paused))
 
     # -- orphans and shutdown ---------------------------------------------------------------
 

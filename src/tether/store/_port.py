@@ -34,6 +34,7 @@ from ._records import (
     QueueLimit,
     RunRow,
     RunStatus,
+    ScheduleRow,
     StepRow,
     WaitRow,
 )
@@ -450,4 +451,25 @@ class Store(Protocol):
         self, command: str, key: str, *, result: str | None, at: datetime
     ) -> None:
         """Store the result, or (with None) release the reservation after a failure."""
+        ...
+
+    # -- schedules ----------------------------------------------------------------------
+
+    async def save_schedule(self, row: ScheduleRow) -> ScheduleRow:
+        """Insert a schedule, or update its definition (workflow, cron, timezone, queue,
+        missed-tick policy) keeping whether it is paused and how far it has fired."""
+        ...
+
+    async def list_schedules(self) -> list[ScheduleRow]:
+        """Every schedule, by name."""
+        ...
+
+    async def pause_schedule(self, name: str, paused: bool, at: datetime) -> ScheduleRow | None:
+        """Pause or resume; resuming moves `fired_until` to `at`, so the ticks that fell
+        in the pause are not started. None if there is no such schedule."""
+        ...
+
+    async def advance_schedule(self, name: str, fired_until: datetime, at: datetime) -> bool:
+        """Record that every tick up to `fired_until` is started (compare-and-set: False
+        if the schedule already fired that far, or is paused)."""
         ...

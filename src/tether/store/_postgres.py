@@ -27,6 +27,7 @@ from ._pg_base import (
     step_row,
 )
 from ._pg_queue import PgQueueOps
+from ._pg_schedules import PgScheduleOps
 from ._pg_waits import PgWaitOps
 from ._records import (
     EventRow,
@@ -55,7 +56,7 @@ _EVENT_CTE = (
 _SYNC_OFF = ", q AS (SELECT set_config('synchronous_commit', 'off', true) AS s) "
 
 
-class PostgresStore(PgWaitOps, PgQueueOps):
+class PostgresStore(PgWaitOps, PgQueueOps, PgScheduleOps):
     """Store on a PostgreSQL database (in its own schema)."""
 
     async def _fenced(self, sql: str, params: dict[str, Any], fence: Fence) -> Any:

@@ -292,3 +292,19 @@ class OutboxRow:
     detail: str | None
     at: datetime
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A schedule as the database keeps it; ticks at or before `fired_until` are started."""
+
+    name: str
+    workflow_name: str
+    cron: str
+    timezone: str
+    queue: str
+    missed: str
+    paused: bool
+    fired_until: datetime
+    created_at: datetime
+    updated_at: datetime

@@ -42,12 +42,13 @@ from ._sqlite_base import (
     _ts,
 )
 from ._sqlite_queue import QueueOps
+from ._sqlite_schedules import ScheduleOps
 from ._sqlite_waits import WaitOps
 
 __all__ = ["SQLiteStore"]
 
 
-class SQLiteStore(WaitOps, QueueOps):
+class SQLiteStore(WaitOps, QueueOps, ScheduleOps):
     """Store on a SQLite file (or ``:memory:``)."""
 
     # -- runs ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ __all__ = ["MaintenanceReport", "maintenance_tick"]
 
 log = logging.getLogger("tether.worker")
 
-CHORES = ("timers", "leases", "stuck", "orphans", "outbox")
+CHORES = ("timers", "schedules", "leases", "stuck", "orphans", "outbox")
 
 
 @dataclass
@@ -39,6 +39,7 @@ class MaintenanceReport:
     are listed in `skipped`)."""
 
     timers_woken: list[str] = field(default_factory=list)
+    scheduled: list[str] = field(default_factory=list)
     leases_reaped: int = 0
     stuck_requeued: list[str] = field(default_factory=list)
     orphans_adopted: list[str] = field(default_factory=list)
@@ -64,11 +65,13 @@ async def maintenance_tick(
     orphan_queue: str | None = None,
     orphan_grace: float = 30.0,
 ) -> MaintenanceReport:
-    """Fire due timers, reap expired job leases, requeue stuck runs, adopt orphaned
+    """Fire due timers, start due schedule ticks, reap expired job leases, requeue stuck runs, adopt orphaned
     runs of the app's workflows onto `orphan_queue` (if given), flush the outbox."""
     report = MaintenanceReport()
     kernel = app.kernel
     for chore in CHORES:
+        if chore == "schedules" and not app.schedules:
+            continue  # nothing to fire: no lock to take
         if not await _hold(app, chore, holder, chore_ttl):
             report.skipped.append(chore)
             continue
@@ -77,6 +80,8 @@ async def maintenance_tick(
                 woken = await kernel.adispatch(TimersFire())
                 assert isinstance(woken, Woken)
                 report.timers_woken = woken.woken
+            elif chore == "schedules":
+                report.scheduled = await app.afire_schedules()
             elif chore == "leases":
                 reaped = await kernel.adispatch(LeaseReapStale())
                 assert isinstance(reaped, Reaped)

@@ -1,0 +1,168 @@
+"""Schedules: a workflow started on a cron, each tick exactly once.
+
+A tick's run id is the schedule's name and the tick's time in UTC
+(``nightly@2026-12-01T02:00:00Z``). Two workers firing the same tick, or a
+worker killed between starting a tick and recording it, submit the same id,
+and a run id is created once, so a tick is one run whatever happens.
+
+The definition (cron, timezone, input, queue) lives in code; the store row
+keeps what code cannot: whether an operator paused the schedule, and the time
+through which its ticks were started (`fired_until`). A new schedule starts
+from the moment it is first saved: it never backfills history.
+
+Missed ticks (the workers were down, or the schedule fell behind) follow the
+schedule's `missed` policy:
+
+- ``"latest"`` (default): start the most recent missed tick once, drop the rest;
+- ``"all"``: start every missed tick, oldest first (at most `MAX_CATCH_UP`);
+- ``"skip"``: start a tick only if it is found within `LATE_AFTER` of its time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from ._names import check_name
+from .errors import InvalidArgumentError
+from .store import ScheduleRow
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["LATE_AFTER", "MAX_CATCH_UP", "MissedTicks", "Schedule", "fire_schedules"]
+
+MissedTicks = Literal["latest", "all", "skip"]
+MAX_CATCH_UP = 100
+LATE_AFTER = timedelta(seconds=60)
+_INCLUSIVE = timedelta(microseconds=1)  # CronSim walks strictly before its start
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A workflow started on a cron; see `App.schedule`."""
+
+    name: str
+    workflow: str
+    cron: str
+    timezone: str = "UTC"
+    input: Any = None
+    queue: str = "default"
+    missed: MissedTicks = "latest"
+
+    def __post_init__(self) -> None:
+        check_name("schedule name", self.name)
+        check_name("queue", self.queue)
+        if not isinstance(self.cron, str):
+            raise InvalidArgumentError(
+                f"cron must be a cron expression string such as '*/5 * * * *', got {self.cron!r}"
+            )
+        try:
+            CronSim(self.cron, datetime.now(UTC))
+        except CronSimError as exc:
+            raise InvalidArgumentError(
+                f"cron {self.cron!r} is not a valid cron expression ({exc}); write five "
+                "fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *'"
+            ) from None
+        self.zone()
+        if self.missed not in get_args(MissedTicks):
+            raise InvalidArgumentError(
+                f"missed must be one of 'latest', 'all', 'skip', got {self.missed!r}"
+            )
+
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise InvalidArgumentError(
+                f"timezone {self.timezone!r} is not a known IANA time zone; pass a name "
+                "such as 'UTC' or 'Europe/Berlin'"
+            ) from None
+
+    def tick_id(self, tick: datetime) -> str:
+        """The run id of the tick at `tick` (the same in every process)."""
+        return f"{self.name}@{tick.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+    def next_tick(self, after: datetime) -> datetime:
+        """The first tick strictly after `after`."""
+        return next(CronSim(self.cron, after.astimezone(self.zone()))).astimezone(UTC)
+
+    def due(self, fired_until: datetime, now: datetime) -> tuple[list[datetime], datetime]:
+        """The ticks to start now (oldest first), and the time the schedule has then
+        fired through: every tick in (`fired_until`, `now`], the dropped ones included."""
+        limit = MAX_CATCH_UP if self.missed == "all" else 1
+        found: list[datetime] = []
+        # walk back from now: bounded by `limit`, however long the workers were away
+        start = now.astimezone(self.zone()) + _INCLUSIVE
+        for tick in CronSim(self.cron, start, reverse=True):
+            if tick <= fired_until or len(found) == limit:
+                break
+            found.append(tick.astimezone(UTC))
+        if not found:
+            return [], fired_until
+        through = found[0]
+        if self.missed == "skip" and now - found[0] > LATE_AFTER:
+            return [], through
+        return found[::-1], through
+
+    def row(self, workflow_name: str, at: datetime) -> ScheduleRow:
+        return ScheduleRow(
+            name=self.name,
+            workflow_name=workflow_name,
+            cron=self.cron,
+            timezone=self.timezone,
+            queue=self.queue,
+            missed=self.missed,
+            paused=False,
+            fired_until=at,
+            created_at=at,
+            updated_at=at,
+        )
+
+
+async def fire_schedules(app: App) -> list[str]:
+    """Start the due ticks of `app`'s schedules; the ids of the runs submitted.
+
+    Submit first, record second: a crash in between submits the same ids again
+    next time, which the store answers with the runs already there.
+    """
+    if not app.schedules:
+        return []
+    now = app.clock.now()
+    rows = {r.name: r for r in await app.store.list_schedules()}
+    started: list[str] = []
+    for sched in app.schedules.values():
+        row = rows.get(sched.name)
+        if row is None or _changed(row, sched):
+            row = await app.store.save_schedule(sched.row(sched.workflow, now))
+        if row.paused:
+            continue
+        ticks, through = sched.due(row.fired_until, now)
+        defn = app.get_workflow(sched.workflow)
+        for tick in ticks:
+            started.append(
+                await app.asubmit(
+                    defn.fn,
+                    sched.input,
+                    workflow_id=sched.tick_id(tick),
+                    queue=sched.queue,
+                    tags=(f"schedule:{sched.name}",),
+                )
+            )
+        if through > row.fired_until:
+            await app.store.advance_schedule(sched.name, through, now)
+    return started
+
+
+def _changed(row: ScheduleRow, sched: Schedule) -> bool:
+    return (row.workflow_name, row.cron, row.timezone, row.queue, row.missed) != (
+        sched.workflow,
+        sched.cron,
+        sched.timezone,
+        sched.queue,
+        sched.missed,
+    )
