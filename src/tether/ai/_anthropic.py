@@ -1,0 +1,217 @@
+"""Anthropic's Messages API through the official `anthropic` SDK
+(``pip install -e '.[anthropic]'``).
+
+Usage: Anthropic's `input_tokens` excludes cache reads and cache writes, so
+the total input is ``input_tokens + cache_creation_input_tokens +
+cache_read_input_tokens``; counting `input_tokens` alone would under-count a
+cached prompt and price it wrong.
+
+`generate_object` asks for the object as the input of a forced tool whose
+input schema is the pydantic schema, Anthropic's documented way to get JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._errors import ProviderError
+from ._sdk import ClientPerLoop, classify, require_key, resolve_key
+from ._types import (
+    BatchItem,
+    BatchItemResult,
+    BatchStatus,
+    EmbedReply,
+    ModelReply,
+    TextRequest,
+    Usage,
+)
+
+__all__ = ["Anthropic", "anthropic_usage"]
+
+DEFAULT_MAX_TOKENS = 4096
+
+
+def anthropic_usage(usage: dict[str, Any] | None) -> Usage:
+    """Messages usage in tether's convention (input is the total, cache included)."""
+    if not usage:
+        return Usage()
+    fresh = int(usage.get("input_tokens") or 0)
+    read = int(usage.get("cache_read_input_tokens") or 0)
+    write = int(usage.get("cache_creation_input_tokens") or 0)
+    details = usage.get("output_tokens_details") or {}
+    return Usage(
+        input_tokens=fresh + read + write,
+        cached_input_tokens=read,
+        cache_write_tokens=write,
+        output_tokens=int(usage.get("output_tokens") or 0),
+        reasoning_tokens=int(
+            details.get("thinking_tokens") or details.get("reasoning_tokens") or 0
+        ),
+    )
+
+
+def _sdk() -> Any:
+    try:
+        import anthropic
+    except ImportError:  # pragma: no cover - depends on the environment
+        from ..errors import InvalidArgumentError
+
+        raise InvalidArgumentError(
+            "the Anthropic provider needs the anthropic package: pip install -e "
+            "'.[anthropic]' from a tether checkout (or pip install anthropic)"
+        ) from None
+    return anthropic
+
+
+class Anthropic:
+    """Anthropic's API. The key comes from `api_key` or ``$ANTHROPIC_API_KEY``."""
+
+    name = "Anthropic"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 600.0,
+        api_key_env: str | None = "ANTHROPIC_API_KEY",
+        price_id: str | None = "anthropic",
+    ) -> None:
+        self.api_key_env = api_key_env
+        self.base_url = base_url
+        self.timeout = timeout
+        self.price_id = price_id
+        self._api_key = api_key
+        self._clients: ClientPerLoop[Any] = ClientPerLoop(self._client)
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    def _key(self) -> str | None:
+        return resolve_key(self._api_key, self.api_key_env, self.name)
+
+    def check(self) -> None:
+        require_key(self._key(), self.api_key_env, self.name)
+
+    def _client(self) -> Any:
+        self.check()
+        return _sdk().AsyncAnthropic(
+            api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0
+        )
+
+    async def _call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        sdk = _sdk()
+        try:
+            return await fn(*args, **kwargs)
+        except sdk.AnthropicError as exc:
+            raise classify(exc, self.name, sdk) from exc
+
+    def _params(self, model: str, request: TextRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": model,
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+            "messages": [m.model_dump() for m in request.messages if m.role != "system"],
+        }
+        system = [m.content for m in request.messages if m.role == "system"]
+        if request.system is not None:
+            system.insert(0, request.system)
+        if system:
+            params["system"] = "\n\n".join(str(s) for s in system)
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        if request.stop:
+            params["stop_sequences"] = request.stop
+        if request.tools is not None:
+            params["tools"] = request.tools
+        if request.tool_choice is not None:
+            params["tool_choice"] = request.tool_choice
+        if request.json_schema is not None:
+            name = request.schema_name or "answer"
+            params["tools"] = [*params.get("tools", []), _schema_tool(name, request.json_schema)]
+            params["tool_choice"] = {"type": "tool", "name": name}
+        params.update(request.options)
+        return params
+
+    async def generate(self, model: str, request: TextRequest) -> ModelReply:
+        client = self._clients.get()
+        msg = await self._call(client.messages.create, **self._params(model, request))
+        forced = request.schema_name or "answer" if request.json_schema is not None else None
+        return _reply(msg.model_dump(), getattr(msg, "_request_id", None), forced)
+
+    async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
+        raise ProviderError(
+            "Anthropic has no embeddings API; embed with another provider "
+            "(e.g. 'openai:text-embedding-3-small')"
+        )
+
+    # -- message batches ---------------------------------------------------------------
+
+    async def batch_submit(self, model: str, items: list[BatchItem]) -> str:
+        requests = [
+            {"custom_id": item.custom_id, "params": self._params(model, item.request)}
+            for item in items
+        ]
+        batch = await self._call(self._clients.get().messages.batches.create, requests=requests)
+        return str(batch.id)
+
+    async def batch_status(self, batch_id: str) -> BatchStatus:
+        batch = await self._call(self._clients.get().messages.batches.retrieve, batch_id)
+        status = batch.processing_status
+        state = {"in_progress": "pending", "canceling": "pending", "ended": "done"}.get(
+            status, "pending"
+        )
+        counts = batch.request_counts.model_dump() if batch.request_counts else {}
+        return BatchStatus(state=state, provider_status=status, counts=counts)  # type: ignore[arg-type]
+
+    async def batch_results(self, batch_id: str) -> list[BatchItemResult]:
+        stream = await self._call(self._clients.get().messages.batches.results, batch_id)
+        found: list[BatchItemResult] = []
+        async for entry in stream:
+            raw = entry.model_dump()
+            result = raw.get("result") or {}
+            if result.get("type") == "succeeded":
+                found.append(
+                    BatchItemResult(
+                        custom_id=raw["custom_id"], ok=True, reply=_reply(result["message"], None)
+                    )
+                )
+            else:
+                error = result.get("error") or {"type": result.get("type")}
+                found.append(
+                    BatchItemResult(custom_id=raw["custom_id"], ok=False, error=json.dumps(error))
+                )
+        return found
+
+    async def batch_cancel(self, batch_id: str) -> None:
+        await self._call(self._clients.get().messages.batches.cancel, batch_id)
+
+
+def _schema_tool(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "description": "Answer with this object.", "input_schema": schema}
+
+
+def _reply(
+    raw: dict[str, Any], request_id: str | None, forced_tool: str | None = None
+) -> ModelReply:
+    texts: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    for block in raw.get("content") or []:
+        if block.get("type") == "text":
+            texts.append(block.get("text") or "")
+        elif block.get("type") == "tool_use":
+            if forced_tool is not None and block.get("name") == forced_tool:
+                texts.append(json.dumps(block.get("input")))
+            else:
+                tool_calls.append(block)
+    usage = raw.get("usage") or {}
+    return ModelReply(
+        text="".join(texts),
+        tool_calls=tool_calls,
+        finish_reason=raw.get("stop_reason"),
+        usage=anthropic_usage(usage),
+        model=raw.get("model") or "",
+        request_id=request_id or raw.get("id"),
+        service_tier=usage.get("service_tier"),
+        raw={k: v for k, v in raw.items() if k != "content"},
+    )

@@ -1,0 +1,59 @@
+"""The AI layer's errors: what went wrong with a provider, a key, a budget."""
+
+from __future__ import annotations
+
+from ..errors import InvalidArgumentError, TetherError
+
+__all__ = [
+    "BudgetExceededError",
+    "MissingAPIKeyError",
+    "ObjectValidationError",
+    "ProviderError",
+    "UnknownProviderError",
+]
+
+
+class ProviderError(TetherError):
+    """A provider refused or failed a call.
+
+    `retryable` is True for rate limits (429), server errors (5xx), timeouts
+    and dropped connections; the step retries those, waiting at least
+    `retry_after` seconds when the provider said so. Others (a bad request,
+    a wrong key) fail the step at once: trying again cannot help.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.request_id = request_id
+
+
+class MissingAPIKeyError(InvalidArgumentError):
+    """A provider has no API key: neither passed nor in its environment variable."""
+
+
+class UnknownProviderError(InvalidArgumentError):
+    """A model named a provider that is not configured (`provider:model`)."""
+
+
+class ObjectValidationError(TetherError):
+    """`generate_object` got no valid object within its attempts; the last error."""
+
+
+class BudgetExceededError(TetherError):
+    """A run (or a budget key) reached its AI budget; names spend and limit."""
+
+    def __init__(self, message: str, *, spent_usd: float, limit_usd: float | None) -> None:
+        super().__init__(message)
+        self.spent_usd = spent_usd
+        self.limit_usd = limit_usd

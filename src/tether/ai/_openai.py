@@ -1,0 +1,263 @@
+"""OpenAI, and any OpenAI-compatible endpoint (Ollama, vLLM, OpenRouter), through
+the official `openai` SDK (``pip install -e '.[openai]'``).
+
+Usage: Chat Completions' `prompt_tokens` already includes cached tokens and
+`completion_tokens` includes reasoning, which is tether's convention, so the
+numbers are taken as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._sdk import ClientPerLoop, classify, require_key, resolve_key
+from ._types import (
+    BatchItem,
+    BatchItemResult,
+    BatchStatus,
+    EmbedReply,
+    ModelReply,
+    TextRequest,
+    Usage,
+)
+
+__all__ = ["OpenAI", "OpenAICompatible", "openai_usage"]
+
+_BATCH_STATES = {
+    "validating": "pending",
+    "in_progress": "pending",
+    "finalizing": "pending",
+    "completed": "done",
+    "failed": "failed",
+    "expired": "expired",
+    "cancelling": "cancelled",
+    "cancelled": "cancelled",
+}
+
+
+def openai_usage(usage: dict[str, Any] | None) -> Usage:
+    """Chat Completions (or Responses, or embeddings) usage in tether's convention."""
+    if not usage:
+        return Usage()
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
+    output = usage.get("completion_tokens", usage.get("output_tokens")) or 0
+    in_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+    out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+    return Usage(
+        input_tokens=int(prompt),
+        cached_input_tokens=int(in_details.get("cached_tokens") or 0),
+        output_tokens=int(output),
+        reasoning_tokens=int(out_details.get("reasoning_tokens") or 0),
+    )
+
+
+def _sdk() -> Any:
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - depends on the environment
+        from ..errors import InvalidArgumentError
+
+        raise InvalidArgumentError(
+            "the OpenAI provider needs the openai package: pip install -e '.[openai]' "
+            "from a tether checkout (or pip install openai)"
+        ) from None
+    return openai
+
+
+class OpenAI:
+    """The OpenAI API. The key comes from `api_key` or ``$OPENAI_API_KEY``."""
+
+    name = "OpenAI"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 120.0,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        price_id: str | None = "openai",
+    ) -> None:
+        self.api_key_env = api_key_env
+        self.base_url = base_url
+        self.timeout = timeout
+        self.price_id = price_id
+        self._api_key = api_key
+        self._clients: ClientPerLoop[Any] = ClientPerLoop(self._client)
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    def _key(self) -> str | None:
+        return resolve_key(self._api_key, self.api_key_env, self.name)
+
+    def check(self) -> None:
+        require_key(self._key(), self.api_key_env, self.name)
+
+    def _client(self) -> Any:
+        self.check()
+        return _sdk().AsyncOpenAI(
+            api_key=self._key() or "unused",
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=0,
+        )
+
+    async def _call(self, fn: Any, /, **kwargs: Any) -> Any:
+        sdk = _sdk()
+        try:
+            return await fn(**kwargs)
+        except sdk.OpenAIError as exc:
+            raise classify(exc, self.name, sdk) from exc
+
+    # -- generation -------------------------------------------------------------------
+
+    def _body(self, model: str, request: TextRequest) -> dict[str, Any]:
+        messages: list[dict[str, Any]] = []
+        if request.system is not None:
+            messages.append({"role": "system", "content": request.system})
+        messages += [m.model_dump() for m in request.messages]
+        body: dict[str, Any] = {"model": model, "messages": messages}
+        for key in ("temperature", "max_tokens", "stop", "tools", "tool_choice"):
+            value = getattr(request, key)
+            if value is not None:
+                body[key] = value
+        if request.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.schema_name or "answer",
+                    "schema": request.json_schema,
+                },
+            }
+        body.update(request.options)
+        return body
+
+    async def generate(self, model: str, request: TextRequest) -> ModelReply:
+        client = self._clients.get()
+        resp = await self._call(client.chat.completions.create, **self._body(model, request))
+        return _reply(resp.model_dump(), getattr(resp, "_request_id", None))
+
+    async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
+        client = self._clients.get()
+        resp = await self._call(client.embeddings.create, model=model, input=inputs, **options)
+        raw = resp.model_dump()
+        rows = sorted(raw["data"], key=lambda d: d["index"])
+        return EmbedReply(
+            vectors=[r["embedding"] for r in rows],
+            usage=openai_usage(raw.get("usage")),
+            model=raw.get("model") or model,
+            request_id=getattr(resp, "_request_id", None),
+            raw={k: v for k, v in raw.items() if k != "data"},
+        )
+
+    # -- batches --------------------------------------------------------------------------
+
+    async def batch_submit(self, model: str, items: list[BatchItem]) -> str:
+        client = self._clients.get()
+        lines = [
+            json.dumps(
+                {
+                    "custom_id": item.custom_id,
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": self._body(model, item.request),
+                }
+            )
+            for item in items
+        ]
+        upload = await self._call(
+            client.files.create,
+            file=("batch.jsonl", ("\n".join(lines) + "\n").encode()),
+            purpose="batch",
+        )
+        batch = await self._call(
+            client.batches.create,
+            input_file_id=upload.id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        return str(batch.id)
+
+    async def batch_status(self, batch_id: str) -> BatchStatus:
+        batch = await self._call(self._clients.get().batches.retrieve, batch_id=batch_id)
+        state = _BATCH_STATES.get(batch.status, "pending")
+        if state == "done" and not batch.output_file_id and not batch.error_file_id:
+            state = "pending"  # completed, but the results file is not there yet
+        counts = batch.request_counts.model_dump() if batch.request_counts else {}
+        return BatchStatus(state=state, provider_status=batch.status, counts=counts)  # type: ignore[arg-type]
+
+    async def batch_results(self, batch_id: str) -> list[BatchItemResult]:
+        client = self._clients.get()
+        batch = await self._call(client.batches.retrieve, batch_id=batch_id)
+        found: list[BatchItemResult] = []
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            content = await self._call(client.files.content, file_id=file_id)
+            for line in content.text.splitlines():
+                if line.strip():
+                    found.append(_batch_line(json.loads(line)))
+        return found
+
+    async def batch_cancel(self, batch_id: str) -> None:
+        await self._call(self._clients.get().batches.cancel, batch_id=batch_id)
+
+
+class OpenAICompatible(OpenAI):
+    """An OpenAI-compatible endpoint at `base_url` (Ollama, vLLM, OpenRouter, ...).
+
+    No key is required unless `api_key_env` names one; prices come only from
+    your `Prices` table unless `price_id` names a provider genai-prices knows.
+    """
+
+    name = "OpenAICompatible"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        timeout: float = 120.0,
+        price_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            api_key_env=api_key_env,
+            price_id=price_id,
+        )
+
+    def check(self) -> None:
+        if self.api_key_env is not None:
+            super().check()
+
+
+def _reply(raw: dict[str, Any], request_id: str | None) -> ModelReply:
+    choice = (raw.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    return ModelReply(
+        text=message.get("content") or "",
+        tool_calls=message.get("tool_calls") or [],
+        finish_reason=choice.get("finish_reason"),
+        usage=openai_usage(raw.get("usage")),
+        model=raw.get("model") or "",
+        request_id=request_id or raw.get("id"),
+        service_tier=raw.get("service_tier"),
+        raw={k: v for k, v in raw.items() if k != "choices"},
+    )
+
+
+def _batch_line(line: dict[str, Any]) -> BatchItemResult:
+    custom_id = str(line.get("custom_id"))
+    response = line.get("response") or {}
+    if line.get("error") or response.get("status_code", 200) >= 400:
+        error = line.get("error") or (response.get("body") or {}).get("error") or response
+        return BatchItemResult(custom_id=custom_id, ok=False, error=json.dumps(error))
+    body = response.get("body") or {}
+    return BatchItemResult(
+        custom_id=custom_id, ok=True, reply=_reply(body, response.get("request_id"))
+    )

@@ -1,0 +1,167 @@
+"""What a call cost, in integer micro-USD, and where the price came from.
+
+Prices come from the user's table first (`Prices({...})`: private
+deployments, fine-tunes, local models), then from genai-prices' bundled
+snapshot at the call's time (prices are historical). A model neither knows
+costs None, never 0: "unknown" is counted as such in every total. Batch calls
+are priced at the batch discount (50% at OpenAI and Anthropic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from importlib import metadata
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import InvalidArgumentError
+from ._types import Usage
+
+__all__ = ["Price", "Priced", "Prices"]
+
+_MICRO = Decimal(1_000_000)
+_GENAI_PROVIDERS = frozenset({"openai", "anthropic", "google", "mistral", "groq", "deepseek"})
+
+
+class Price(BaseModel):
+    """USD per million tokens of one model. Cached reads and cache writes default to
+    the input price; `batch_discount` is the fraction taken off batch calls."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+    cached_input_per_million: float | None = Field(default=None, ge=0)
+    cache_write_per_million: float | None = Field(default=None, ge=0)
+    batch_discount: float = Field(default=0.5, ge=0, le=1)
+
+    def cost(self, usage: Usage) -> Decimal:
+        fresh = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens
+        cached = _or(self.cached_input_per_million, self.input_per_million)
+        write = _or(self.cache_write_per_million, self.input_per_million)
+        per_million = (
+            Decimal(max(fresh, 0)) * Decimal(str(self.input_per_million))
+            + Decimal(usage.cached_input_tokens) * Decimal(str(cached))
+            + Decimal(usage.cache_write_tokens) * Decimal(str(write))
+            + Decimal(usage.output_tokens) * Decimal(str(self.output_per_million))
+        )
+        return per_million / _MICRO
+
+
+@dataclass(frozen=True)
+class Priced:
+    """A call's cost (None: no price known for the model) and the price's source."""
+
+    micro_usd: int | None
+    source: str | None
+
+
+class Prices:
+    """The price list: the user's table (keys ``provider:model`` or ``model``) over
+    genai-prices' snapshot. `genai_prices=False` uses the table alone."""
+
+    def __init__(
+        self,
+        table: Mapping[str, Price | Mapping[str, float]] | None = None,
+        *,
+        genai_prices: bool = True,
+        batch_discount: float = 0.5,
+    ) -> None:
+        self._table: dict[str, Price] = {}
+        for key, value in (table or {}).items():
+            if not isinstance(key, str) or not key:
+                raise InvalidArgumentError(
+                    f"price table keys are model names ('openai:gpt-4.1' or 'gpt-4.1'), got {key!r}"
+                )
+            try:
+                self._table[key] = value if isinstance(value, Price) else Price(**value)
+            except (ValidationError, TypeError) as exc:
+                raise InvalidArgumentError(
+                    f"price of {key!r} is not valid ({_first_error(exc)}); pass e.g. "
+                    "Price(input_per_million=0.4, output_per_million=1.6)"
+                ) from None
+        if not 0 <= batch_discount <= 1:
+            raise InvalidArgumentError(f"batch_discount must be in [0, 1], got {batch_discount}")
+        self._genai = genai_prices
+        self._batch_discount = Decimal(str(batch_discount))
+
+    def price(
+        self,
+        provider: str,
+        model: str,
+        usage: Usage,
+        *,
+        at: datetime,
+        batch: bool = False,
+        service_tier: str | None = None,
+    ) -> Priced:
+        own = self._table.get(f"{provider}:{model}") or self._table.get(model)
+        if own is not None:
+            usd = own.cost(usage)
+            if batch:
+                usd *= 1 - Decimal(str(own.batch_discount))
+            return Priced(_micro(usd), f"table:{_digest(own)}")
+        if not self._genai or provider not in _GENAI_PROVIDERS:
+            return Priced(None, None)
+        usd_or_none = _genai_price(provider, model, usage, at, service_tier)
+        if usd_or_none is None:
+            return Priced(None, None)
+        if batch:
+            usd_or_none *= 1 - self._batch_discount
+        return Priced(_micro(usd_or_none), f"genai-prices@{_genai_version()}")
+
+
+def _genai_price(
+    provider: str, model: str, usage: Usage, at: datetime, service_tier: str | None
+) -> Decimal | None:
+    from genai_prices import Usage as GUsage
+    from genai_prices import calc_price
+
+    try:
+        calc = calc_price(
+            GUsage(
+                input_tokens=usage.input_tokens,
+                cache_read_tokens=usage.cached_input_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                output_tokens=usage.output_tokens,
+            ),
+            model,
+            provider_id=provider,
+            genai_request_timestamp=at,
+            price_context={"service_tier": service_tier} if service_tier else None,
+        )
+    except LookupError:
+        return None
+    return Decimal(calc.total_price)
+
+
+def _micro(usd: Decimal) -> int:
+    return int((usd * _MICRO).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _digest(price: Price) -> str:
+    text = json.dumps(price.model_dump(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _genai_version() -> str:
+    try:
+        return metadata.version("genai-prices")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
+    return str(exc)

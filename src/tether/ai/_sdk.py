@@ -1,0 +1,111 @@
+"""What the official SDK adapters share: keys, one client per event loop, errors.
+
+The SDKs' own retries are switched off (`max_retries=0`): the durable step
+retries instead, counting attempts in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any, Generic, TypeVar
+
+from ._errors import MissingAPIKeyError, ProviderError
+
+__all__ = ["ClientPerLoop", "classify", "resolve_key"]
+
+C = TypeVar("C")
+
+
+def resolve_key(api_key: str | None, env: str | None, provider: str) -> str | None:
+    if api_key:
+        return api_key
+    return os.environ.get(env) if env else None
+
+
+def require_key(key: str | None, env: str | None, provider: str) -> None:
+    if not key:
+        where = f"set {env} in the environment or " if env else ""
+        raise MissingAPIKeyError(
+            f"{provider} has no API key: {where}pass api_key= to tether.ai.{provider}(...)"
+        )
+
+
+class ClientPerLoop(Generic[C]):
+    """An SDK client per event loop: an async HTTP client must not cross loops
+    (the App's own loop thread, a worker's loop, a test's)."""
+
+    def __init__(self, make: Callable[[], C]) -> None:
+        self._make = make
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, C]] = {}
+
+    def get(self) -> C:
+        loop = asyncio.get_running_loop()
+        found = self._clients.get(id(loop))
+        if found is None or found[0] is not loop:
+            self._clients = {k: v for k, v in self._clients.items() if not v[0].is_closed()}
+            found = (loop, self._make())
+            self._clients[id(loop)] = found
+        return found[1]
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop (the others close with their loops)."""
+        loop = asyncio.get_running_loop()
+        found = self._clients.pop(id(loop), None)
+        if found is not None and found[0] is loop:
+            await found[1].close()  # type: ignore[attr-defined]
+
+
+def classify(exc: BaseException, provider: str, sdk: Any) -> ProviderError:
+    """An SDK exception as a `ProviderError`, retryable or not."""
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderError(f"{provider}: the request timed out", retryable=True)
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderError(f"{provider}: could not connect ({exc})", retryable=True)
+    if isinstance(exc, sdk.APIStatusError):
+        status = int(exc.status_code)
+        headers = getattr(exc.response, "headers", {}) or {}
+        retryable = status in (408, 409, 429) or status >= 500
+        return ProviderError(
+            f"{provider} answered {status}: {_message(exc)}",
+            status=status,
+            retryable=retryable,
+            retry_after=_retry_after(headers),
+            request_id=getattr(exc, "request_id", None) or headers.get("x-request-id"),
+        )
+    return ProviderError(f"{provider}: {type(exc).__name__}: {exc}")
+
+
+def _message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+    return str(getattr(exc, "message", exc))
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the provider asked to wait: `retry-after-ms`, or `retry-after` as
+    seconds or an HTTP date."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from datetime import UTC, datetime
+
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,120 @@
+"""What a model call takes and gives back, the same for every provider.
+
+Usage is normalised at the edge to one convention (genai-prices'):
+`input_tokens` is the total input, cached reads and cache writes included;
+`cached_input_tokens` and `cache_write_tokens` are parts of it.
+`output_tokens` includes reasoning; `reasoning_tokens` is a part of it.
+Anthropic reports input without its cache parts and OpenAI with them; each
+adapter converts, so a sum over calls never mixes the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "BatchItem",
+    "BatchItemResult",
+    "BatchStatus",
+    "EmbedReply",
+    "Message",
+    "ModelReply",
+    "TextRequest",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class Usage(BaseModel):
+    """Tokens of one call (or a sum of calls), in one convention for all providers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+class Message(BaseModel):
+    """A chat message; `content` is text or the provider's content parts, untouched."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    content: str | list[dict[str, Any]]
+
+
+class TextRequest(BaseModel):
+    """One generation request, before a provider shapes it for its API."""
+
+    messages: list[Message]
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    json_schema: dict[str, Any] | None = None  # generate_object: the schema asked for
+    schema_name: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)  # passed to the provider untouched
+
+
+class ModelReply(BaseModel):
+    """What a generation gave back."""
+
+    text: str = ""
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+    request_id: str | None = None
+    service_tier: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class EmbedReply(BaseModel):
+    vectors: list[list[float]]
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+    request_id: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchItem(BaseModel):
+    """One request of a batch; `custom_id` keys its result."""
+
+    custom_id: str
+    request: TextRequest
+
+
+class BatchStatus(BaseModel):
+    """A provider batch's state: `state` is pending, done, failed, cancelled or expired."""
+
+    state: Literal["pending", "done", "failed", "cancelled", "expired"]
+    provider_status: str
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+class BatchItemResult(BaseModel):
+    custom_id: str
+    ok: bool
+    reply: ModelReply | None = None
+    error: str | None = None

@@ -1,0 +1,392 @@
+"""A real local HTTP server that speaks OpenAI's and Anthropic's wire formats.
+
+The official SDKs are pointed at it by `base_url`; no test reaches the
+internet. It answers from a script (`queue_chat`, `queue_message`, `fail_next`)
+or with a default echo, reports usage with cached and reasoning parts, keeps
+files and batches in memory (they survive the workflow processes, which run
+elsewhere), and counts every request it receives by path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Failure:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    chat: deque[dict[str, Any]] = field(default_factory=deque)  # scripted chat replies
+    messages: deque[dict[str, Any]] = field(default_factory=deque)  # scripted Anthropic replies
+    failures: deque[Failure] = field(default_factory=deque)
+    counts: Counter[str] = field(default_factory=Counter)
+    bodies: list[tuple[str, Any]] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    anthropic_batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seq: int = 0
+
+
+class ProviderServer:
+    """Start with `ProviderServer()`; `openai_url` and `anthropic_url` for the SDKs."""
+
+    def __init__(self) -> None:
+        self.state = State()
+        self.lock = threading.Lock()
+        handler = type("H", (_Handler,), {"server_state": self})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def openai_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # -- scripting ------------------------------------------------------------------------
+
+    def queue_chat(
+        self,
+        content: str,
+        *,
+        prompt_tokens: int = 100,
+        cached_tokens: int = 0,
+        completion_tokens: int = 20,
+        reasoning_tokens: int = 0,
+    ) -> None:
+        self.state.chat.append(
+            {
+                "content": content,
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
+                    "completion_tokens_details": {
+                        "reasoning_tokens": reasoning_tokens,
+                        "audio_tokens": 0,
+                        "accepted_prediction_tokens": 0,
+                        "rejected_prediction_tokens": 0,
+                    },
+                },
+            }
+        )
+
+    def queue_message(
+        self,
+        text: str,
+        *,
+        input_tokens: int = 100,
+        cache_read: int = 0,
+        cache_write: int = 0,
+        output_tokens: int = 20,
+        tool_input: dict[str, Any] | None = None,
+    ) -> None:
+        self.state.messages.append(
+            {
+                "text": text,
+                "tool_input": tool_input,
+                "usage": {
+                    "input_tokens": input_tokens,
+                    "cache_read_input_tokens": cache_read,
+                    "cache_creation_input_tokens": cache_write,
+                    "output_tokens": output_tokens,
+                    "service_tier": "standard",
+                },
+            }
+        )
+
+    def fail_next(self, status: int, *, retry_after: str | None = None) -> None:
+        headers = {"retry-after": retry_after} if retry_after is not None else {}
+        self.state.failures.append(
+            Failure(status, headers, {"error": {"message": f"scripted {status}", "type": "x"}})
+        )
+
+    def count(self, path_prefix: str) -> int:
+        return sum(n for p, n in self.state.counts.items() if p.startswith(path_prefix))
+
+    def finish_batches(self) -> None:
+        """Every submitted batch completes now (results computed at submit time)."""
+        with self.lock:
+            for batch in self.state.batches.values():
+                if batch["status"] == "in_progress":
+                    batch["status"] = "completed"
+                    batch["output_file_id"] = batch["_output"]
+            for batch in self.state.anthropic_batches.values():
+                if batch["processing_status"] == "in_progress":
+                    batch["processing_status"] = "ended"
+                    batch["ended_at"] = "2026-12-01T01:00:00Z"
+                    batch["results_url"] = (
+                        f"{self.anthropic_url}/v1/messages/batches/{batch['id']}/results"
+                    )
+
+    # -- answers --------------------------------------------------------------------------
+
+    def next_id(self, prefix: str) -> str:
+        self.state.seq += 1
+        return f"{prefix}_{self.state.seq:04d}"
+
+    def chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.state.chat:
+            scripted = self.state.chat.popleft()
+        else:
+            last = body["messages"][-1]["content"]
+            scripted = {
+                "content": f"echo: {last}",
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        return {
+            "id": self.next_id("chatcmpl"),
+            "object": "chat.completion",
+            "created": 1764600000,
+            "model": body["model"],
+            "service_tier": "default",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": scripted["content"]},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": scripted["usage"],
+        }
+
+    def anthropic_message(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.state.messages:
+            scripted = self.state.messages.popleft()
+        else:
+            scripted = {
+                "text": "echo",
+                "tool_input": None,
+                "usage": {"input_tokens": 10, "output_tokens": 5},
+            }
+        content: list[dict[str, Any]]
+        forced = (body.get("tool_choice") or {}).get("name")
+        if forced and scripted.get("tool_input") is not None:
+            content = [
+                {
+                    "type": "tool_use",
+                    "id": self.next_id("toolu"),
+                    "name": forced,
+                    "input": scripted["tool_input"],
+                }
+            ]
+        else:
+            content = [{"type": "text", "text": scripted["text"]}]
+        return {
+            "id": self.next_id("msg"),
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": content,
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": scripted["usage"],
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_state: ProviderServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.send_header("x-request-id", f"req_{self.server_state.state.seq:04d}")
+        self.send_header("request-id", f"req_{self.server_state.state.seq:04d}")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _read(self) -> bytes:
+        n = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def do_GET(self) -> None:
+        self._route("GET", b"")
+
+    def do_POST(self) -> None:
+        self._route("POST", self._read())
+
+    def _route(self, method: str, raw: bytes) -> None:
+        srv = self.server_state
+        path = self.path.split("?")[0]
+        with srv.lock:
+            srv.state.counts[f"{method} {path}"] += 1
+            if srv.state.failures and method == "POST":
+                fail = srv.state.failures.popleft()
+                self._send(fail.status, fail.body, fail.headers)
+                return
+            try:
+                status, body = _dispatch(srv, method, path, raw, self.headers)
+            except KeyError as exc:
+                status, body = 404, {"error": {"message": f"not found: {exc}", "type": "x"}}
+        self._send(status, body)
+
+
+def _dispatch(
+    srv: ProviderServer, method: str, path: str, raw: bytes, headers: Any
+) -> tuple[int, Any]:
+    st = srv.state
+    if path == "/v1/chat/completions":
+        body = json.loads(raw)
+        st.bodies.append((path, body))
+        return 200, srv.chat_completion(body)
+    if path == "/v1/embeddings":
+        body = json.loads(raw)
+        st.bodies.append((path, body))
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(t)), 0.5, -0.5]}
+            for i, t in enumerate(inputs)
+        ]
+        tokens = sum(len(t.split()) for t in inputs)
+        return 200, {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    if path == "/v1/files" and method == "POST":
+        content = _multipart_file(raw, headers.get("content-type", ""))
+        file_id = srv.next_id("file")
+        st.files[file_id] = content
+        return 200, _file(file_id, len(content), "batch")
+    m = re.fullmatch(r"/v1/files/([\w-]+)/content", path)
+    if m:
+        return 200, st.files[m.group(1)]
+    if path == "/v1/batches" and method == "POST":
+        return 200, _openai_batch_create(srv, json.loads(raw))
+    m = re.fullmatch(r"/v1/batches/([\w-]+)(/cancel)?", path)
+    if m:
+        batch = st.batches[m.group(1)]
+        if m.group(2):
+            batch["status"] = "cancelled"
+        return 200, {k: v for k, v in batch.items() if not k.startswith("_")}
+    if path == "/v1/messages":
+        body = json.loads(raw)
+        st.bodies.append((path, body))
+        return 200, srv.anthropic_message(body)
+    if path == "/v1/messages/batches" and method == "POST":
+        return 200, _anthropic_batch_create(srv, json.loads(raw))
+    m = re.fullmatch(r"/v1/messages/batches/([\w-]+)(/results|/cancel)?", path)
+    if m:
+        batch = st.anthropic_batches[m.group(1)]
+        if m.group(2) == "/results":
+            lines = "\n".join(json.dumps(r) for r in batch["_results"]) + "\n"
+            return 200, lines.encode()
+        if m.group(2) == "/cancel":
+            batch["processing_status"] = "canceling"
+        return 200, {k: v for k, v in batch.items() if not k.startswith("_")}
+    raise KeyError(path)
+
+
+def _file(file_id: str, size: int, purpose: str) -> dict[str, Any]:
+    return {
+        "id": file_id,
+        "object": "file",
+        "bytes": size,
+        "created_at": 1764600000,
+        "filename": "batch.jsonl",
+        "purpose": purpose,
+        "status": "processed",
+    }
+
+
+def _openai_batch_create(srv: ProviderServer, body: dict[str, Any]) -> dict[str, Any]:
+    st = srv.state
+    lines = [json.loads(x) for x in st.files[body["input_file_id"]].decode().splitlines() if x]
+    out = []
+    for line in lines:
+        reply = srv.chat_completion(line["body"])
+        out.append(
+            {
+                "id": srv.next_id("batch_req"),
+                "custom_id": line["custom_id"],
+                "response": {"status_code": 200, "request_id": srv.next_id("req"), "body": reply},
+                "error": None,
+            }
+        )
+    out_id = srv.next_id("file")
+    st.files[out_id] = ("\n".join(json.dumps(o) for o in reversed(out)) + "\n").encode()
+    batch_id = srv.next_id("batch")
+    st.batches[batch_id] = {
+        "id": batch_id,
+        "object": "batch",
+        "endpoint": body["endpoint"],
+        "input_file_id": body["input_file_id"],
+        "completion_window": body["completion_window"],
+        "status": "in_progress",
+        "output_file_id": None,
+        "error_file_id": None,
+        "created_at": 1764600000,
+        "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+        "_output": out_id,
+    }
+    return {k: v for k, v in st.batches[batch_id].items() if not k.startswith("_")}
+
+
+def _anthropic_batch_create(srv: ProviderServer, body: dict[str, Any]) -> dict[str, Any]:
+    st = srv.state
+    results = []
+    for req in body["requests"]:
+        msg = srv.anthropic_message(req["params"])
+        msg["usage"] = {**msg["usage"], "service_tier": "batch"}
+        results.append(
+            {"custom_id": req["custom_id"], "result": {"type": "succeeded", "message": msg}}
+        )
+    batch_id = srv.next_id("msgbatch")
+    st.anthropic_batches[batch_id] = {
+        "id": batch_id,
+        "type": "message_batch",
+        "processing_status": "in_progress",
+        "request_counts": {
+            "processing": len(results),
+            "succeeded": 0,
+            "errored": 0,
+            "canceled": 0,
+            "expired": 0,
+        },
+        "created_at": "2026-12-01T00:00:00Z",
+        "expires_at": "2026-12-02T00:00:00Z",
+        "ended_at": None,
+        "archived_at": None,
+        "cancel_initiated_at": None,
+        "results_url": None,
+        "_results": results,
+    }
+    return {k: v for k, v in st.anthropic_batches[batch_id].items() if not k.startswith("_")}
+
+
+def _multipart_file(raw: bytes, content_type: str) -> bytes:
+    boundary = content_type.split("boundary=")[-1].strip('"').encode()
+    for part in raw.split(b"--" + boundary):
+        if b'name="file"' in part:
+            return part.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n", 1)[0]
+    raise KeyError("file part")
