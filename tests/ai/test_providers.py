@@ -99,7 +99,7 @@ def test_an_unknown_price_is_none_never_zero_and_a_table_overrides() -> None:
 
 
 def test_a_bad_price_table_says_which_entry_is_wrong() -> None:
-    with pytest.raises(InvalidArgumentError, match="'m'.*input_per_million"):
+    with pytest.raises(InvalidArgumentError, match=r"'m'.*input_per_million"):
         ai.Prices({"m": {"input_per_million": -1, "output_per_million": 1}})
 
 
