@@ -100,12 +100,9 @@ class Prices:
         batch: bool = False,
         service_tier: str | None = None,
     ) -> Priced:
-        own = self._table.get(f"{provider}:{model}") or self._table.get(model)
+        own = self.own(provider, model)
         if own is not None:
-            usd = own.cost(usage)
-            if batch:
-                usd *= 1 - Decimal(str(own.batch_discount))
-            return Priced(_micro(usd), f"table:{_digest(own)}")
+            return self.by_table(own, usage, batch=batch)
         if not self._genai or provider not in _GENAI_PROVIDERS:
             return Priced(None, None)
         usd_or_none = _genai_price(provider, model, usage, at, service_tier)
@@ -114,6 +111,17 @@ class Prices:
         if batch:
             usd_or_none *= 1 - self._batch_discount
         return Priced(_micro(usd_or_none), f"genai-prices@{_genai_version()}")
+
+    def own(self, provider: str, model: str) -> Price | None:
+        """The user's price of `model` (keyed ``provider:model`` or ``model``), if any."""
+        return self._table.get(f"{provider}:{model}") or self._table.get(model)
+
+    @staticmethod
+    def by_table(own: Price, usage: Usage, *, batch: bool = False) -> Priced:
+        usd = own.cost(usage)
+        if batch:
+            usd *= 1 - Decimal(str(own.batch_discount))
+        return Priced(_micro(usd), f"table:{_digest(own)}")
 
 
 def _genai_price(

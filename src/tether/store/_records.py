@@ -308,3 +308,34 @@ class ScheduleRow:
     fired_until: datetime
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewAICall:
+    """One model call, written with the step it ran in (same transaction).
+
+    Tokens follow one convention: `input_tokens` is the total input (cached
+    reads and cache writes are parts of it), `output_tokens` includes
+    reasoning. `cost_micro_usd` None means no price was known, never 0.
+    """
+
+    call_type: str  # text | object | embed | batch
+    provider: str
+    model: str
+    prompt: str  # JSON text of what was asked
+    response: str | None  # JSON text of the answer (None: the call failed)
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_micro_usd: int | None = None
+    price_source: str | None = None
+    service_tier: str | None = None
+    request_id: str | None = None
+    latency_ms: int = 0
+    at: datetime | None = None
+    error: str | None = None
+    budget_key: str | None = None
+    batch_id: str | None = None
+    custom_id: str | None = None

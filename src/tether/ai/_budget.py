@@ -1,0 +1,110 @@
+"""Budgets: a ceiling on a run's (or a key's) AI spend, checked before each call.
+
+The check reads the recorded spend (the call log), so it holds across
+processes and restarts. One call can overshoot: its price is known only
+after it answered, so the check stops the *next* call, never the one that
+crossed the line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import InvalidArgumentError
+
+__all__ = ["Budget", "Spend", "Verdict"]
+
+Verdict = Literal["ok", "warn", "exceeded"]
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What the call log holds for a run or a budget key."""
+
+    calls: int = 0
+    micro_usd: int = 0  # the calls whose price is known
+    unknown_cost_calls: int = 0
+    tokens: int = 0
+    warned: bool = False  # a budget.warning event was already recorded
+
+    @property
+    def usd(self) -> float:
+        return self.micro_usd / 1_000_000
+
+
+class Budget(BaseModel):
+    """A limit on AI spend: `max_usd` and/or `max_tokens` (input + output).
+
+    At `warn_at` (a fraction of a limit) a ``budget.warning`` event is
+    recorded once. On exceeding, ``on_exceed="fail"`` fails the run with
+    `BudgetExceededError`; ``"pause"`` parks it until the signal
+    ``budget.raise`` arrives with new limits (``{"max_usd": 5}``), then the
+    call runs. `key` shares one budget among many runs (a customer, an
+    issue): spend is summed over every run that used the key.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_usd: float | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    warn_at: float = Field(default=0.8, gt=0, le=1)
+    on_exceed: Literal["fail", "pause"] = "fail"
+    key: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> Budget:
+        if self.max_usd is None and self.max_tokens is None:
+            raise ValueError("give max_usd, max_tokens or both")
+        return self
+
+    @classmethod
+    def of(cls, value: Any) -> Budget | None:
+        """`value` as a Budget (a Budget, a dict of its fields, or None), or a clear error."""
+        if value is None or isinstance(value, Budget):
+            return value
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "budget"
+            raise InvalidArgumentError(
+                f"budget is not valid ({where}: {err['msg']}); pass e.g. "
+                "ai.Budget(max_usd=2.0, warn_at=0.8, on_exceed='pause')"
+            ) from None
+
+    def raised(self, payload: Any) -> Budget:
+        """This budget with the limits a ``budget.raise`` signal carries."""
+        if not isinstance(payload, dict) or not {"max_usd", "max_tokens"} & payload.keys():
+            raise InvalidArgumentError(
+                f"a budget.raise signal carries new limits, e.g. {{'max_usd': 5}}; got {payload!r}"
+            )
+        fields = {k: payload[k] for k in ("max_usd", "max_tokens") if k in payload}
+        return Budget.of({**self.model_dump(), **fields}) or self
+
+    def judge(self, spend: Spend) -> Verdict:
+        shares = []
+        if self.max_usd is not None:
+            shares.append(spend.usd / self.max_usd)
+        if self.max_tokens is not None:
+            shares.append(spend.tokens / self.max_tokens)
+        top = max(shares)
+        if top >= 1:
+            return "exceeded"
+        return "warn" if top >= self.warn_at else "ok"
+
+    def describe(self, spend: Spend) -> str:
+        parts = []
+        if self.max_usd is not None:
+            parts.append(f"${spend.usd:.4f} of ${self.max_usd:.4f}")
+        if self.max_tokens is not None:
+            parts.append(f"{spend.tokens} of {self.max_tokens} tokens")
+        unknown = (
+            f" ({spend.unknown_cost_calls} calls of unknown price not counted in dollars)"
+            if spend.unknown_cost_calls
+            else ""
+        )
+        scope = f"budget key {self.key!r}" if self.key else "this run"
+        return f"{scope} has spent {', '.join(parts)}{unknown}"

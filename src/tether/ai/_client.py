@@ -1,0 +1,593 @@
+"""`wf.ai`: model calls as durable steps, priced, logged and budgeted.
+
+Each call is one step. Inside it: the budget is checked against the
+recorded spend, the provider is called, and the call's row (tokens, cost,
+request id, latency) is attached to the step, so the row is written in the
+step's own completion transaction: once, never fire-and-forget. A replay
+returns the recorded result and calls no provider.
+
+A budget stop is itself the step's recorded result, so a replay takes the
+same path: it fails the run again, or waits for the same ``budget.raise``
+signal, and the call then runs as the step's next occurrence (``name#2``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .._attach import attach
+from ..errors import InvalidArgumentError
+from ..retry import RetryPolicy
+from ..store import NewAICall, NewEvent
+from ._budget import Budget, Spend
+from ._errors import BudgetExceededError, ObjectValidationError, ProviderError
+from ._port import Provider
+from ._providers import Providers
+from ._results import BatchOutcome, BatchResult, EmbedResult, ObjectResult, TextResult
+from ._types import BatchItem, BatchStatus, Message, ModelReply, TextRequest, Usage
+
+__all__ = ["AI_RETRY", "WorkflowAI"]
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderError) and exc.retryable
+
+
+#: rate limits, server errors and timeouts are retried with back-off (and at
+#: least the provider's retry-after), counted durably; other errors fail at once
+AI_RETRY = RetryPolicy(attempts=6, backoff=1.0, max_delay=60.0, should_retry=_retryable)
+
+
+class Flow(Protocol):
+    """What `wf.ai` needs from the workflow it runs in."""
+
+    @property
+    def workflow_id(self) -> str: ...
+
+    async def step(self, name: str, fn: Any, **kwargs: Any) -> Any: ...
+
+    async def wait_for_signal(self, name: str, **kwargs: Any) -> Any: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SpendLog(Protocol):
+    async def spend(self, workflow_id: str, budget_key: str | None) -> Spend: ...
+
+
+class _Stop(BaseModel):
+    """A call the budget stopped, recorded as its step's result."""
+
+    spent_usd: float
+    tokens: int
+    message: str
+
+
+class _Outcome(BaseModel, Generic[R]):
+    result: R | None = None
+    stopped: _Stop | None = None
+
+
+class WorkflowAI:
+    """The AI calls of one run (``wf.ai``). Models are named ``provider:model``."""
+
+    def __init__(
+        self, flow: Flow, providers: Providers, log: SpendLog, budget: Budget | None
+    ) -> None:
+        self._flow = flow
+        self._providers = providers
+        self._log = log
+        self.budget = budget
+
+    # -- the calls ----------------------------------------------------------------------
+
+    async def generate_text(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
+        options: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> TextResult:
+        """Generate text: one durable step (named `name`, else ``ai.text:MODEL``)."""
+        pname, provider, model_id = self._providers.resolve(model)
+        request = _request(
+            prompt, messages, system, temperature, max_tokens, stop, tools, tool_choice, options
+        )
+
+        async def call() -> TextResult:
+            reply, cost = await self._call("text", pname, provider, model_id, request)
+            return TextResult(
+                text=reply.text,
+                tool_calls=reply.tool_calls,
+                finish_reason=reply.finish_reason,
+                usage=reply.usage,
+                cost_usd=_usd(cost),
+                model=model,
+                request_id=reply.request_id,
+            )
+
+        return await self._durable(name or f"ai.text:{model}", call, TextResult)
+
+    async def generate_object(
+        self,
+        model: str,
+        schema: type[T],
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        options: dict[str, Any] | None = None,
+        attempts: int = 3,
+        name: str | None = None,
+    ) -> ObjectResult[T]:
+        """Generate an object of `schema` (a pydantic model or any type pydantic
+        validates). An answer that does not validate is sent back with the error,
+        up to `attempts` calls in all; every call is in the call log."""
+        pname, provider, model_id = self._providers.resolve(model)
+        adapter = _schema_adapter(schema)
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+            raise InvalidArgumentError(f"attempts must be an integer >= 1, got {attempts!r}")
+        request = _request(
+            prompt, messages, system, temperature, max_tokens, None, None, None, options
+        ).model_copy(
+            update={"json_schema": adapter.json_schema(), "schema_name": _schema_name(schema)}
+        )
+
+        async def call() -> ObjectResult[T]:
+            return await self._object_attempts(
+                pname, provider, model_id, model, request, adapter, attempts
+            )
+
+        result_type: Any = ObjectResult[schema]  # type: ignore[valid-type]
+        return await self._durable(name or f"ai.object:{model}", call, result_type)
+
+    async def embed(
+        self,
+        model: str,
+        inputs: str | Sequence[str],
+        *,
+        options: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> EmbedResult:
+        """Embed one text or many: one durable step, one vector per text."""
+        pname, provider, model_id = self._providers.resolve(model)
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidArgumentError("embed takes a str or a non-empty list of str")
+
+        async def call() -> EmbedResult:
+            started = time.monotonic()
+            prompt = json.dumps({"input": texts})
+            try:
+                reply = await provider.embed(model_id, texts, dict(options or {}))
+            except ProviderError as exc:
+                self._record_failure("embed", pname, model_id, prompt, exc, started)
+                raise
+            cost = self._record(
+                "embed", pname, model_id, prompt, reply.usage, started, response=None
+            )
+            return EmbedResult(
+                vectors=reply.vectors, usage=reply.usage, cost_usd=_usd(cost), model=model
+            )
+
+        return await self._durable(name or f"ai.embed:{model}", call, EmbedResult)
+
+    async def batch(
+        self,
+        model: str,
+        requests: Sequence[str | dict[str, Any]],
+        *,
+        name: str | None = None,
+        poll_every: float = 60.0,
+        max_wait: float = 24 * 3600.0,
+    ) -> BatchResult:
+        """Run `requests` as one provider batch (half price at OpenAI and Anthropic).
+
+        The batch is submitted as a step (its id recorded), then the run parks
+        on a durable timer and polls every `poll_every` seconds, freeing its
+        worker in between; past `max_wait` the batch is cancelled and
+        `TimeoutError` raised. Results are recorded once, each keyed by its
+        `custom_id` (a request is a prompt, whose id is its index, or a dict
+        with ``custom_id`` and ``prompt`` or ``messages``).
+        """
+        pname, provider, model_id = self._providers.resolve(model)
+        items = _batch_items(requests)
+        base = name or f"ai.batch:{model}"
+        polls = max(
+            1, math.ceil(_positive("max_wait", max_wait) / _positive("poll_every", poll_every))
+        )
+
+        async def submit() -> str:
+            return await provider.batch_submit(model_id, items)
+
+        batch_id: str = await self._durable(base, submit, str)
+        for _ in range(polls):
+            status: BatchStatus = await self._flow.step(
+                f"{base}.poll",
+                lambda: provider.batch_status(batch_id),
+                retry=AI_RETRY,
+                result_type=BatchStatus,
+            )
+            if status.state == "done":
+                break
+            if status.state != "pending":
+                raise ProviderError(f"batch {batch_id} ended {status.provider_status}")
+            await self._flow.sleep(poll_every)
+        else:
+            await self._flow.step(f"{base}.cancel", lambda: provider.batch_cancel(batch_id))
+            raise TimeoutError(
+                f"batch {batch_id} did not finish within max_wait={max_wait:g} s; it was cancelled"
+            )
+
+        async def collect() -> BatchResult:
+            return await self._collect(pname, provider, model_id, model, batch_id, items)
+
+        return await self._flow.step(  # type: ignore[no-any-return]
+            f"{base}.results", collect, retry=AI_RETRY, result_type=BatchResult
+        )
+
+    # -- one durable call ------------------------------------------------------------------
+
+    async def _durable(self, name: str, call: Callable[[], Awaitable[R]], rtype: Any) -> R:
+        while True:
+
+            async def gated() -> _Outcome[Any]:
+                stopped = await self._gate()
+                if stopped is not None:
+                    return _Outcome(stopped=stopped)
+                return _Outcome(result=await call())
+
+            outcome = await self._flow.step(
+                name, gated, retry=AI_RETRY, result_type=_Outcome[rtype]
+            )
+            if outcome.stopped is None:
+                return outcome.result  # type: ignore[no-any-return]
+            budget = self.budget
+            assert budget is not None
+            if budget.on_exceed == "fail":
+                raise BudgetExceededError(
+                    f"AI budget exceeded: {outcome.stopped.message}; raise the budget or "
+                    "rerun with a larger one",
+                    spent_usd=outcome.stopped.spent_usd,
+                    limit_usd=budget.max_usd,
+                )
+            payload = await self._flow.wait_for_signal("budget.raise")
+            self.budget = budget.raised(payload)
+
+    async def _gate(self) -> _Stop | None:
+        budget = self.budget
+        if budget is None:
+            return None
+        spend = await self._log.spend(self._flow.workflow_id, budget.key)
+        verdict = budget.judge(spend)
+        if verdict == "exceeded":
+            return _Stop(spent_usd=spend.usd, tokens=spend.tokens, message=budget.describe(spend))
+        if verdict == "warn" and not spend.warned:
+            attach(
+                NewEvent(
+                    "budget.warning",
+                    budget.describe(spend),
+                    json.dumps({"spent_usd": spend.usd, "tokens": spend.tokens, **_limits(budget)}),
+                )
+            )
+        return None
+
+    async def _call(
+        self, call_type: str, pname: str, provider: Provider, model_id: str, request: TextRequest
+    ) -> tuple[ModelReply, int | None]:
+        started = time.monotonic()
+        prompt = request.model_dump_json(exclude_defaults=True)
+        try:
+            reply = await provider.generate(model_id, request)
+        except ProviderError as exc:
+            self._record_failure(call_type, pname, model_id, prompt, exc, started)
+            raise
+        cost = self._record(
+            call_type,
+            pname,
+            model_id,
+            prompt,
+            reply.usage,
+            started,
+            response=reply.model_dump_json(exclude={"raw"}),
+            request_id=reply.request_id,
+            service_tier=reply.service_tier,
+        )
+        return reply, cost
+
+    async def _object_attempts(
+        self,
+        pname: str,
+        provider: Provider,
+        model_id: str,
+        model: str,
+        request: TextRequest,
+        adapter: TypeAdapter[Any],
+        attempts: int,
+    ) -> ObjectResult[Any]:
+        usage, cost, error = Usage(), 0, ""
+        known = True
+        for attempt in range(1, attempts + 1):
+            reply, one = await self._call("object", pname, provider, model_id, request)
+            usage = usage + reply.usage
+            known = known and one is not None
+            cost += one or 0
+            try:
+                value = adapter.validate_json(reply.text)
+            except ValidationError as exc:
+                error = _validation_message(exc)
+                request = request.model_copy(
+                    update={
+                        "messages": [
+                            *request.messages,
+                            Message(role="assistant", content=reply.text),
+                            Message(
+                                role="user",
+                                content=f"That answer does not match the schema: {error}. "
+                                "Answer again with only JSON that matches it.",
+                            ),
+                        ]
+                    }
+                )
+                continue
+            return ObjectResult[Any](
+                object=value,
+                text=reply.text,
+                usage=usage,
+                cost_usd=_usd(cost if known else None),
+                model=model,
+                attempts=attempt,
+            )
+        raise ObjectValidationError(
+            f"{model} gave no answer matching the schema in {attempts} attempts; last error: {error}"
+        )
+
+    async def _collect(
+        self,
+        pname: str,
+        provider: Provider,
+        model_id: str,
+        model: str,
+        batch_id: str,
+        items: list[BatchItem],
+    ) -> BatchResult:
+        asked = {item.custom_id: item for item in items}
+        found: dict[str, BatchOutcome] = {}
+        total, cost, known = Usage(), 0, True
+        for res in await provider.batch_results(batch_id):
+            item = asked.get(res.custom_id)
+            prompt = item.request.model_dump_json(exclude_defaults=True) if item else "{}"
+            usage = res.reply.usage if res.reply else Usage()
+            one = self._record(
+                "batch",
+                pname,
+                model_id,
+                prompt,
+                usage,
+                None,
+                response=res.reply.model_dump_json(exclude={"raw"}) if res.reply else None,
+                request_id=res.reply.request_id if res.reply else None,
+                service_tier="batch",
+                error=res.error,
+                batch=(batch_id, res.custom_id),
+            )
+            total = total + usage
+            known = known and (one is not None or not res.ok)
+            cost += one or 0
+            found[res.custom_id] = BatchOutcome(
+                custom_id=res.custom_id,
+                ok=res.ok,
+                text=res.reply.text if res.reply else None,
+                error=res.error,
+                usage=usage,
+                cost_usd=_usd(one),
+                model=model,
+            )
+        return BatchResult(
+            batch_id=batch_id,
+            provider=pname,
+            items=found,
+            usage=total,
+            cost_usd=_usd(cost if known else None),
+        )
+
+    # -- the call log -----------------------------------------------------------------------
+
+    def _record(
+        self,
+        call_type: str,
+        pname: str,
+        model_id: str,
+        prompt: str,
+        usage: Usage,
+        started: float | None,
+        *,
+        response: str | None,
+        request_id: str | None = None,
+        service_tier: str | None = None,
+        error: str | None = None,
+        batch: tuple[str, str] | None = None,
+    ) -> int | None:
+        now = datetime.now(UTC)
+        priced = self._providers.price(
+            pname,
+            model_id,
+            usage,
+            at=now,
+            batch=batch is not None,
+            service_tier=None if batch else service_tier,
+        )
+        attach(
+            NewAICall(
+                call_type=call_type,
+                provider=pname,
+                model=model_id,
+                prompt=prompt,
+                response=response,
+                input_tokens=usage.input_tokens,
+                cached_input_tokens=usage.cached_input_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                output_tokens=usage.output_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cost_micro_usd=priced.micro_usd,
+                price_source=priced.source,
+                service_tier=service_tier,
+                request_id=request_id,
+                latency_ms=0 if started is None else int((time.monotonic() - started) * 1000),
+                at=now,
+                error=error,
+                budget_key=self.budget.key if self.budget else None,
+                batch_id=batch[0] if batch else None,
+                custom_id=batch[1] if batch else None,
+            )
+        )
+        return priced.micro_usd
+
+    def _record_failure(
+        self,
+        call_type: str,
+        pname: str,
+        model_id: str,
+        prompt: str,
+        exc: ProviderError,
+        started: float,
+    ) -> None:
+        self._record(
+            call_type,
+            pname,
+            model_id,
+            prompt,
+            Usage(),
+            started,
+            response=None,
+            request_id=exc.request_id,
+            error=str(exc),
+        )
+
+
+def _request(
+    prompt: str | None,
+    messages: Sequence[Message | dict[str, Any]] | None,
+    system: str | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    stop: Sequence[str] | None,
+    tools: list[dict[str, Any]] | None,
+    tool_choice: Any,
+    options: dict[str, Any] | None,
+) -> TextRequest:
+    if (prompt is None) == (messages is None):
+        raise InvalidArgumentError(
+            "pass the prompt as prompt='...' or the conversation as messages=[...], one of them"
+        )
+    try:
+        msgs = (
+            [Message(role="user", content=prompt)]
+            if prompt is not None
+            else [
+                m if isinstance(m, Message) else Message.model_validate(m) for m in messages or ()
+            ]
+        )
+        return TextRequest(
+            messages=msgs,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            stop=list(stop) if stop is not None else None,
+            tools=tools,
+            tool_choice=tool_choice,
+            options=dict(options or {}),
+        )
+    except ValidationError as exc:
+        raise InvalidArgumentError(f"bad AI call arguments: {_validation_message(exc)}") from None
+
+
+def _batch_items(requests: Sequence[str | dict[str, Any]]) -> list[BatchItem]:
+    if isinstance(requests, str) or not requests:
+        raise InvalidArgumentError("batch takes a non-empty list of prompts or request dicts")
+    items = []
+    for i, req in enumerate(requests):
+        if isinstance(req, str):
+            items.append(BatchItem(custom_id=str(i), request=_request(req, *[None] * 8)))
+            continue
+        if not isinstance(req, dict) or not isinstance(req.get("custom_id"), str):
+            raise InvalidArgumentError(
+                f"batch request {i} must be a prompt or a dict with a str 'custom_id' and "
+                f"'prompt' or 'messages', got {req!r}"
+            )
+        fields = {k: v for k, v in req.items() if k != "custom_id"}
+        items.append(
+            BatchItem(
+                custom_id=req["custom_id"],
+                request=_request(
+                    fields.pop("prompt", None),
+                    fields.pop("messages", None),
+                    fields.pop("system", None),
+                    fields.pop("temperature", None),
+                    fields.pop("max_tokens", None),
+                    None,
+                    None,
+                    None,
+                    fields,
+                ),
+            )
+        )
+    ids = [item.custom_id for item in items]
+    if len(set(ids)) != len(ids):
+        raise InvalidArgumentError("batch request custom_ids must be unique")
+    return items
+
+
+def _schema_adapter(schema: Any) -> TypeAdapter[Any]:
+    try:
+        return TypeAdapter(schema)
+    except Exception as exc:  # pydantic raises several kinds for a non-type
+        raise InvalidArgumentError(
+            f"schema must be a pydantic model or a type pydantic can validate, got {schema!r} "
+            f"({exc})"
+        ) from None
+
+
+def _schema_name(schema: Any) -> str:
+    name = getattr(schema, "__name__", "answer")
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64] or "answer"
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()[:5]
+    )
+
+
+def _usd(micro: int | None) -> float | None:
+    return None if micro is None else micro / 1_000_000
+
+
+def _limits(budget: Budget) -> dict[str, Any]:
+    return {"max_usd": budget.max_usd, "max_tokens": budget.max_tokens}
+
+
+def _positive(what: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidArgumentError(f"{what} must be seconds > 0, got {value!r}")
+    return float(value)
