@@ -8,31 +8,16 @@ crossed the line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InvalidArgumentError
+from ..store import AISpend as Spend
 
 __all__ = ["Budget", "Spend", "Verdict"]
 
 Verdict = Literal["ok", "warn", "exceeded"]
-
-
-@dataclass(frozen=True)
-class Spend:
-    """What the call log holds for a run or a budget key."""
-
-    calls: int = 0
-    micro_usd: int = 0  # the calls whose price is known
-    unknown_cost_calls: int = 0
-    tokens: int = 0
-    warned: bool = False  # a budget.warning event was already recorded
-
-    @property
-    def usd(self) -> float:
-        return self.micro_usd / 1_000_000
 
 
 class Budget(BaseModel):

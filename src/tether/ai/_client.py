@@ -62,7 +62,9 @@ class Flow(Protocol):
 
 
 class SpendLog(Protocol):
-    async def spend(self, workflow_id: str, budget_key: str | None) -> Spend: ...
+    """The recorded spend (the store answers it from the call log)."""
+
+    async def ai_spend(self, workflow_id: str, budget_key: str | None) -> Spend: ...
 
 
 class _Stop(BaseModel):
@@ -278,7 +280,7 @@ class WorkflowAI:
         budget = self.budget
         if budget is None:
             return None
-        spend = await self._log.spend(self._flow.workflow_id, budget.key)
+        spend = await self._log.ai_spend(self._flow.workflow_id, budget.key)
         verdict = budget.judge(spend)
         if verdict == "exceeded":
             return _Stop(spent_usd=spend.usd, tokens=spend.tokens, message=budget.describe(spend))

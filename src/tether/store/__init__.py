@@ -11,6 +11,9 @@ from urllib.parse import urlsplit
 from ..errors import InvalidArgumentError
 from ._port import Store
 from ._records import (
+    AICallRow,
+    AISpend,
+    AIUsageRow,
     EventRow,
     Fence,
     HeartbeatRow,
@@ -39,6 +42,9 @@ from ._url import DEFAULT_URL, Durability, resolve_url
 
 __all__ = [
     "DEFAULT_URL",
+    "AICallRow",
+    "AISpend",
+    "AIUsageRow",
     "Durability",
     "EventRow",
     "Fence",

@@ -339,3 +339,67 @@ class NewAICall:
     budget_key: str | None = None
     batch_id: str | None = None
     custom_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AISpend:
+    """What the AI call log holds for a run, or for a budget key over all its runs."""
+
+    calls: int = 0
+    micro_usd: int = 0  # the calls whose price is known
+    unknown_cost_calls: int = 0  # calls that used tokens at no known price
+    tokens: int = 0  # input + output
+    warned: bool = False  # a budget.warning event is recorded for the run
+
+    @property
+    def usd(self) -> float:
+        return self.micro_usd / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class AIUsageRow:
+    """Totals of AI calls, for one group (a model, a workflow, a day) or all."""
+
+    group: str | None
+    calls: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_micro_usd: int  # of the calls whose price is known
+    unknown_cost_calls: int
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_micro_usd / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class AICallRow:
+    """One recorded model call."""
+
+    id: int
+    workflow_id: str
+    step_key: str
+    attempt: int
+    call_type: str
+    provider: str
+    model: str
+    request_id: str | None
+    prompt: str | None
+    response: str | None
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_micro_usd: int | None
+    price_source: str | None
+    service_tier: str | None
+    latency_ms: int
+    at: datetime
+    error: str | None
+    budget_key: str | None
+    batch_id: str | None
+    custom_id: str | None
