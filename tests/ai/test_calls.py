@@ -1,0 +1,322 @@
+"""wf.ai end to end: durable calls, the call log, budgets and batches, on both
+backends, with the official SDKs talking to a real local server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+import tether
+from tether import App, FakeClock, RunStatus, Workflow, ai
+
+from ._server import ProviderServer
+
+
+class Verdict(BaseModel):
+    label: str
+    confidence: float
+
+
+@pytest.fixture
+def server() -> Iterator[ProviderServer]:
+    srv = ProviderServer()
+    yield srv
+    srv.close()
+
+
+def _providers(server: ProviderServer, **extra: ai.Provider) -> ai.Providers:
+    return ai.Providers(
+        openai=ai.OpenAI(api_key="k", base_url=server.openai_url),
+        anthropic=ai.Anthropic(api_key="k", base_url=server.anthropic_url),
+        local=ai.OpenAICompatible(base_url=server.openai_url),
+        **extra,
+    )
+
+
+@pytest.fixture
+async def app(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> AsyncIterator[App]:
+    the_app = App(database_url, clock=clock, ai=_providers(server))
+    yield the_app
+    await the_app.aclose()
+
+
+# -- durable calls and the log ------------------------------------------------------------
+
+
+async def test_a_call_is_a_step_recorded_once_and_a_replay_asks_nothing(
+    app: App, server: ProviderServer
+) -> None:
+    server.queue_chat("a summary", prompt_tokens=1200, cached_tokens=1000, completion_tokens=300)
+    server.queue_message("a label", input_tokens=50, cache_read=1000, cache_write=150, output_tokens=80)
+
+    @app.workflow(name="two-models")
+    async def two(wf: Workflow, text: str) -> list[str]:
+        a = await wf.ai.generate_text("openai:gpt-4.1-mini", prompt=text, max_tokens=50)
+        b = await wf.ai.generate_text("anthropic:claude-sonnet-4-5", prompt=a.text)
+        return [a.text, b.text]
+
+    done = await app.arun(two, "hello", workflow_id="t1")
+    assert done.value == ["a summary", "a label"]
+    assert server.count("POST /v1/") == 2
+    again = await app.arun(two, "hello", workflow_id="t1")  # the recorded answer
+    assert again.value == ["a summary", "a label"] and server.count("POST /v1/") == 2
+    calls = await app.alist_ai_calls("t1")
+    assert [(c.provider, c.model, c.call_type) for c in calls] == [
+        ("openai", "gpt-4.1-mini", "text"),
+        ("anthropic", "claude-sonnet-4-5", "text"),
+    ]
+    openai_call, anthropic_call = calls
+    assert (openai_call.input_tokens, openai_call.cached_input_tokens) == (1200, 1000)
+    assert openai_call.cost_micro_usd == 660  # 200 x 0.40 + 1000 x 0.10 + 300 x 1.60
+    assert (anthropic_call.input_tokens, anthropic_call.cache_write_tokens) == (1200, 150)
+    assert anthropic_call.cost_micro_usd == 2213  # 2212.5 rounded half up
+    assert openai_call.request_id and openai_call.price_source
+    usage = (await app.aget_record("t1")).usage
+    assert usage is not None
+    assert (usage.total.calls, usage.total.cost_micro_usd) == (2, 660 + 2213)
+    assert sorted(usage.by_model) == ["anthropic:claude-sonnet-4-5", "openai:gpt-4.1-mini"]
+
+
+async def test_an_unknown_price_is_null_and_counted_as_unknown(
+    app: App, server: ProviderServer
+) -> None:
+    @app.workflow(name="local")
+    async def local(wf: Workflow) -> str:
+        return (await wf.ai.generate_text("local:llama3", prompt="hi")).text
+
+    await app.arun(local, workflow_id="l1")
+    [call] = await app.alist_ai_calls("l1")
+    assert call.cost_micro_usd is None and call.price_source is None
+    usage = (await app.aget_record("l1")).usage
+    assert usage is not None and usage.total.unknown_cost_calls == 1
+    assert usage.total.cost_micro_usd == 0
+
+
+async def test_rate_limits_are_retried_durably_after_retry_after(
+    app: App, server: ProviderServer, clock: FakeClock
+) -> None:
+    server.fail_next(429, retry_after="0")
+    server.fail_next(503)
+    server.queue_chat("finally")
+
+    @app.workflow(name="flaky")
+    async def flaky(wf: Workflow) -> str:
+        return (await wf.ai.generate_text("openai:gpt-4.1-mini", prompt="x")).text
+
+    assert (await app.arun(flaky, workflow_id="f1")).value == "finally"
+    steps = (await app.aget_record("f1")).steps
+    assert steps["ai.text:openai:gpt-4.1-mini"].attempts == 3
+    calls = await app.alist_ai_calls("f1")
+    assert [c.error is not None for c in calls] == [True, True, False]
+    assert "429" in (calls[0].error or "")
+
+
+async def test_generate_object_asks_again_with_the_error_and_logs_every_attempt(
+    app: App, server: ProviderServer
+) -> None:
+    server.queue_chat('{"label": "bug"}')  # no confidence: invalid
+    server.queue_chat('{"label": "bug", "confidence": 0.9}')
+
+    @app.workflow(name="classify")
+    async def classify(wf: Workflow, text: str) -> Verdict:
+        res = await wf.ai.generate_object("openai:gpt-4.1-mini", Verdict, prompt=text)
+        assert res.attempts == 2
+        return res.object
+
+    done = await app.arun(classify, "it crashes", workflow_id="c1")
+    assert done.value == Verdict(label="bug", confidence=0.9)
+    second = server.state.bodies[-1][1]
+    assert "confidence" in second["messages"][-1]["content"]  # the error was sent back
+    assert second["response_format"]["type"] == "json_schema"
+    assert len(await app.alist_ai_calls("c1")) == 2
+
+
+async def test_embeddings_are_recorded_with_their_tokens(app: App, server: ProviderServer) -> None:
+    @app.workflow(name="embed")
+    async def embed(wf: Workflow) -> list[list[float]]:
+        return (await wf.ai.embed("openai:text-embedding-3-small", ["a b", "c"])).vectors
+
+    assert (await app.arun(embed, workflow_id="e1")).value == [[3.0, 0.5, -0.5], [1.0, 0.5, -0.5]]
+    [call] = await app.alist_ai_calls("e1")
+    assert (call.call_type, call.input_tokens) == ("embed", 3)
+    assert call.cost_micro_usd == 0  # 3 tokens x $0.02 / MTok rounds to 0 micro-USD
+
+
+# -- budgets ------------------------------------------------------------------------------------
+
+
+async def test_a_budget_fails_the_run_naming_spend_and_limit(
+    app: App, server: ProviderServer
+) -> None:
+    for _ in range(3):
+        server.queue_chat("ok", prompt_tokens=1_000_000, completion_tokens=0)  # $0.40 each
+
+    @app.workflow(name="spender", budget=ai.Budget(max_usd=0.70, warn_at=0.5))
+    async def spender(wf: Workflow) -> int:
+        for _ in range(3):
+            await wf.ai.generate_text("openai:gpt-4.1-mini", prompt="x")
+        return 3
+
+    done = await app.arun(spender, workflow_id="b1")
+    assert done.status is RunStatus.FAILED
+    with pytest.raises(tether.RunFailedError, match=r"budget exceeded.*\$0\.8000 of \$0\.7000"):
+        done.unwrap()
+    assert server.count("POST /v1/chat/completions") == 2  # the third was never sent
+    types = [e.type for e in (await app.aget_record("b1")).events]
+    assert types.count("budget.warning") == 1
+
+
+async def test_a_shared_budget_key_sums_spend_over_runs(app: App, server: ProviderServer) -> None:
+    for _ in range(2):
+        server.queue_chat("ok", prompt_tokens=1_000_000, completion_tokens=0)
+
+    @app.workflow(name="per-customer")
+    async def per_customer(wf: Workflow) -> str:
+        return (await wf.ai.generate_text("openai:gpt-4.1-mini", prompt="x")).text
+
+    budget = ai.Budget(max_usd=0.40, key="customer:42")
+    assert (await app.arun(per_customer, workflow_id="k1", budget=budget)).value == "ok"
+    second = await app.arun(per_customer, workflow_id="k2", budget=budget)
+    assert second.status is RunStatus.FAILED  # k1 spent the key's $0.40 already
+    assert server.count("POST /v1/chat/completions") == 1
+    calls = await app.alist_ai_calls("k1")
+    assert [c.budget_key for c in calls] == ["customer:42"]
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+FLOWS = textwrap.dedent(
+    """
+    import os, time
+    import tether
+    from tether import ai
+
+    class Hang:
+        async def intercept(self, call, proceed):
+            result = await proceed()  # the provider answered ...
+            if os.environ.get("HANG") and call.name.startswith("ai."):
+                open(os.environ["MARK"], "w").write("answered")
+                time.sleep(3600)  # ... and the step is not recorded yet
+            return result
+
+    providers = ai.Providers(openai=ai.OpenAI(api_key="k", base_url=os.environ["OPENAI_URL"]))
+    app = tether.App(os.environ["DB"], ai=providers, interceptors=[Hang()], inline_wait=0)
+
+    @app.workflow(name="ask", budget=ai.Budget(max_usd=0.5, on_exceed="pause"))
+    async def ask(wf: tether.Workflow) -> list[str]:
+        out = []
+        for i in range(2):
+            out.append((await wf.ai.generate_text("openai:gpt-4.1-mini", prompt=f"q{i}")).text)
+        return out
+
+    @app.workflow(name="batched")
+    async def batched(wf: tether.Workflow) -> dict:
+        res = await wf.ai.batch("openai:gpt-4.1-mini", ["a", "b"], poll_every=0.2, max_wait=60)
+        return {k: v.text for k, v in res.items.items()}
+    """
+)
+
+
+@pytest.fixture
+def flows(tmp_path: Path, database_url: str, server: ProviderServer) -> dict[str, str]:
+    (tmp_path / "flows.py").write_text(FLOWS)
+    return {
+        **os.environ,
+        "DB": database_url,
+        "OPENAI_URL": server.openai_url,
+        "MARK": str(tmp_path / "mark"),
+        "PYTHONPATH": str(tmp_path),
+    }
+
+
+def _py(env: dict[str, str], code: str, **extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**env, **extra},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_kill_after_the_answer_repeats_that_one_call_and_records_it_once(
+    flows: dict[str, str], server: ProviderServer
+) -> None:
+    server.queue_chat("one")
+    server.queue_chat("one again")
+    server.queue_chat("two")
+    child = _py(flows, "import flows; flows.app.run(flows.ask, workflow_id='k1')", HANG="1")
+    mark = Path(flows["MARK"])
+    deadline = time.monotonic() + 60
+    while not mark.exists():
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the child never got its answer"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    resumed = _py(flows, "import flows; print(flows.app.run(flows.ask, workflow_id='k1').value)")
+    out, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, err
+    assert out.strip() == "['one again', 'two']"
+    assert server.count("POST /v1/chat/completions") == 3  # the first call, repeated once
+    with App(flows["DB"]) as app:
+        calls = app.list_ai_calls("k1")
+    assert [c.response is not None for c in calls] == [True, True]  # recorded once each
+
+
+def test_a_paused_budget_resumes_in_another_process_after_a_raise(
+    flows: dict[str, str], server: ProviderServer
+) -> None:
+    server.queue_chat("first", prompt_tokens=2_000_000, completion_tokens=0)  # $0.80
+    server.queue_chat("second")
+    first = _py(flows, "import flows; print(flows.app.run(flows.ask, workflow_id='p1').status)")
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert out.strip() == "waiting"  # parked on budget.raise, the second call not sent
+    assert server.count("POST /v1/chat/completions") == 1
+    raised = _py(
+        flows,
+        "import flows; flows.app.signal('p1', 'budget.raise', {'max_usd': 5}); "
+        "print(flows.app.result('p1', timeout=60).value)",
+    )
+    out, err = raised.communicate(timeout=90)
+    assert raised.returncode == 0, err
+    assert out.strip() == "['first', 'second']"
+    assert server.count("POST /v1/chat/completions") == 2
+
+
+def test_a_batch_is_polled_across_a_restart_and_its_results_recorded_once(
+    flows: dict[str, str], server: ProviderServer
+) -> None:
+    server.queue_chat("A", prompt_tokens=1000, completion_tokens=10)
+    server.queue_chat("B", prompt_tokens=1000, completion_tokens=10)
+    first = _py(flows, "import flows; print(flows.app.run(flows.batched, workflow_id='bt').status)")
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert out.strip() == "waiting"  # submitted, polled once, parked on its timer
+    assert server.count("POST /v1/batches") == 1
+    server.finish_batches()
+    time.sleep(0.3)  # the poll timer is due (real clock in the subprocess)
+    second = _py(
+        flows,
+        "import flows; flows.app.fire_due_timers(); print(flows.app.result('bt', timeout=60).value)",
+    )
+    out, err = second.communicate(timeout=90)
+    assert second.returncode == 0, err
+    assert out.strip() == "{'0': 'A', '1': 'B'}"
+    assert server.count("POST /v1/batches") == 1  # never submitted twice
+    with App(flows["DB"]) as app:
+        calls = app.list_ai_calls("bt")
+    assert sorted((c.custom_id, c.call_type) for c in calls) == [("0", "batch"), ("1", "batch")]
+    assert all(c.cost_micro_usd == 210 for c in calls)  # (1000 x 0.40 + 10 x 1.60) / 2
