@@ -451,3 +451,18 @@ class Store(Protocol):
     ) -> None:
         """Store the result, or (with None) release the reservation after a failure."""
         ...
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def prunable_runs(
+        self, finished_before: datetime, statuses: Sequence[RunStatus] | None, limit: int
+    ) -> list[str]:
+        """Ids of terminal runs (of `statuses`, all terminal ones if None) that finished
+        before `finished_before`, oldest first, at most `limit`."""
+        ...
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete the terminal runs among `run_ids` with their steps, events (and so
+        their outbox entries), waits, jobs and kept signals; skip the others. How many
+        runs were deleted."""
+        ...
