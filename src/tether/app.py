@@ -42,7 +42,17 @@ from .kernel import (
 )
 from .record import RunRecord
 from .serde import dump_json
-from .store import Durability, NewRun, QueueLimit, RunRow, RunStatus, Store, WaitRow, open_store
+from .store import (
+    Durability,
+    JobRow,
+    NewRun,
+    QueueLimit,
+    RunRow,
+    RunStatus,
+    Store,
+    WaitRow,
+    open_store,
+)
 from .waiting import MISSING
 from .workflow import EventHook, Runtime, Workflow, load_record
 
@@ -830,6 +840,19 @@ class App:
         other._implicit = set(self._implicit)
         other._queues = dict(self._queues)
         return other
+
+    def list_waits(self, workflow_id: str) -> list[WaitRow]:
+        """Sync facade of `alist_waits`."""
+        return self._loop.run(self.alist_waits(workflow_id))
+
+    async def ajobs(self, workflow_id: str) -> list[JobRow]:
+        """The run's queue jobs (a queued or claimed one means a worker will drive it)."""
+        await self.aget_run(workflow_id)
+        return await self.store.list_jobs(workflow_id=workflow_id)
+
+    def jobs(self, workflow_id: str) -> list[JobRow]:
+        """Sync facade of `ajobs`."""
+        return self._loop.run(self.ajobs(workflow_id))
 
     # -- retention ----------------------------------------------------------------------
 
