@@ -1,0 +1,309 @@
+"""`tether run`: results, exit codes, the database it picks, progress, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ._helpers import ROOT, TETHER, effects, tether
+
+
+def test_run_resume_and_inspect(tmp_path: Path, flow: Path) -> None:
+    first = tether(tmp_path, "run", f"{flow}:greet", "--input", '{"name": "ada"}', "--id", "g1")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {
+        "workflowId": "g1",
+        "status": "completed",
+        "result": "hi ada",
+    }
+    assert "run g1 completed" in first.stderr and "2 step(s) run here" in first.stderr
+    again = tether(tmp_path, "run", f"{flow}:greet", "--id", "g1")  # resumes: recorded input
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["result"] == "hi ada"
+    assert "0 step(s) run here, 2 completed earlier" in again.stderr
+    assert effects(tmp_path) == ["hello", "world"]  # not re-executed
+
+    listed = tether(tmp_path, "runs", "list", "--json")
+    assert [(r["workflowId"], r["status"]) for r in json.loads(listed.stdout)] == [
+        ("g1", "completed")
+    ]
+    table = tether(tmp_path, "runs", "list").stdout
+    assert re.search(r"g1\s+│\s+greet\s+│\s+completed", table), table
+    shown = tether(tmp_path, "runs", "show", "g1")
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"status\s+completed", shown.stdout)
+    assert re.search(r"hello\s+│\s+completed\s+│\s+1", shown.stdout)
+    assert "last 6 of 6 events" in shown.stdout and "workflow.completed" in shown.stdout
+    events = json.loads(tether(tmp_path, "runs", "events", "g1", "--json").stdout)
+    assert events[0]["type"] == "workflow.running" and events[-1]["type"] == "workflow.completed"
+    assert "step.started" in tether(tmp_path, "runs", "events", "g1").stdout
+    exported = json.loads(tether(tmp_path, "runs", "export", "g1").stdout)
+    assert exported["version"] == 1 and exported["workflowId"] == "g1"
+    assert set(exported["steps"]) == {"hello", "world"}
+
+
+def test_input_from_file_and_module_target(tmp_path: Path, flow: Path) -> None:
+    (tmp_path / "input.json").write_text('{"name": "lin"}')
+    res = tether(tmp_path, "run", "flows:greet", "--input", "@input.json", "--id", "m1")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["result"] == "hi lin"
+
+
+def test_default_database_is_under_dot_tether(tmp_path: Path) -> None:
+    (tmp_path / "plain.py").write_text("async def greet(wf, who):\n    return 'hi ' + who\n")
+    res = tether(tmp_path, "run", "plain.py:greet", "-i", '"x"', use_db=False)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / ".tether" / "tether.db").is_file()
+    assert not (tmp_path / "t.db").exists()
+
+
+def test_sibling_imports_of_a_workflow_file(tmp_path: Path) -> None:
+    pkg = tmp_path / "flows"
+    pkg.mkdir()
+    (pkg / "helpers.py").write_text("def shout(s):\n    return s.upper()\n")
+    (pkg / "main.py").write_text(
+        "from helpers import shout\n\nasync def main(wf, who):\n"
+        "    return await wf.step('shout', lambda: shout(who))\n"
+    )
+    res = tether(tmp_path, "run", "flows/main.py:main", "--input", '"ada"')
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["result"] == "ADA"
+
+
+def test_failing_workflow_exits_1(tmp_path: Path, flow: Path) -> None:
+    res = tether(tmp_path, "run", f"{flow}:broken", "--id", "b1")
+    assert res.returncode == 1
+    assert "run b1 failed: RuntimeError: the agent gave up" in res.stderr
+    assert "Traceback" not in res.stderr
+    shown = tether(tmp_path, "runs", "show", "b1").stdout
+    assert re.search(r"status\s+failed", shown) and "the agent gave up" in shown
+
+    traced = tether(tmp_path, "run", f"{flow}:broken", "--id", "b1", "--traceback")
+    assert traced.returncode == 1 and "Traceback" in traced.stderr
+
+
+def test_tether_error_raised_by_the_workflow_is_a_failure_not_usage(
+    tmp_path: Path, flow: Path
+) -> None:
+    res = tether(tmp_path, "run", f"{flow}:misuses_api", "--id", "x1")
+    assert res.returncode == 1, res.stderr
+    assert "run x1 failed: InvalidArgumentError: lease ttl" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.py:greet"], "no such file: missing.py does not exist"),
+        (["run", "flows.py:nope"], "has no 'nope'; async functions there: broken, greet,"),
+        (["run", "nosuchmod:greet"], "no module named 'nosuchmod'"),
+        (["run", "import_fails.py:f"], "importing it raised ModuleNotFoundError"),
+        (["run", "syntax.py:f"], "syntax error at line 1"),
+        (["run", "nocolon"], "FILE.py:FUNC"),
+        (
+            ["run", "flows.py:greet", "--input", '{"name": 1'],
+            "input is not valid JSON at line 1 column 11",
+        ),
+        (["run", "flows.py:greet", "--input", "@absent.json"], "input file not found"),
+        (["run", "flows.py:greet", "--input", '{"nom": "x"}'], "input.name: Field required"),
+        (["run", "flows.py:greet", "--state", "{x"], "state is not valid JSON"),
+        (["run", "flows.py:waits", "--input", "1"], "takes no input"),
+        (["run", "flows.py:greet"], "takes an input; pass --input"),
+        (["runs", "list", "--status", "sleepy"], "unknown run status"),
+    ],
+)
+def test_bad_usage_exits_2(tmp_path: Path, flow: Path, args: list[str], message: str) -> None:
+    (tmp_path / "import_fails.py").write_text("import not_installed_anywhere\n")
+    (tmp_path / "syntax.py").write_text("def (:\n")
+    res = tether(tmp_path, *args)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    if (tmp_path / "t.db").exists():  # no run was created
+        assert json.loads(tether(tmp_path, "runs", "list", "--json").stdout) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_live_progress_on_a_terminal(tmp_path: Path, flow: Path) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "TETHER_DATABASE_URL"}
+    env |= {"FLOWS_DB": f"sqlite:///{tmp_path}/t.db", "TERM": "xterm", "COLUMNS": "120"}
+    run_naps = ["run", "flows.py:naps", "--id", "n1"]
+    proc = subprocess.Popen(
+        [TETHER, "--db", f"sqlite:///{tmp_path}/t.db", *run_naps],
+        cwd=tmp_path,
+        env=env,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    _, stderr = proc.communicate(timeout=60)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
+    assert proc.returncode == 0, stderr
+    assert re.search(r"n1\s+running\s+done 0\s+running 1\s+failed 0", screen), screen
+    assert "now: nap" in screen  # the running step's name
+    assert '"result": "rested"' in screen
+
+
+def test_interrupted_run_exits_130_and_resumes(tmp_path: Path, flow: Path) -> None:
+    (tmp_path / "slow.py").write_text(
+        "import asyncio\n\nasync def tick(i):\n"
+        "    with open('ticks.log', 'a') as f:\n"
+        "        f.write(f'{i}\\n')\n"
+        "    await asyncio.sleep(0.1)\n\n"
+        "async def slow(wf):\n"
+        "    for i in range(30):\n"
+        "        await wf.step(f's{i}', lambda: tick(i))\n"
+        "    return 'done'\n"
+    )
+    db = f"sqlite:///{tmp_path}/t.db"
+    proc = subprocess.Popen(
+        [TETHER, "--db", db, "run", "slow.py:slow", "--id", "s1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ticks = tmp_path / "ticks.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # interrupt once a few steps have run
+        if ticks.exists() and len(ticks.read_text().split()) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "resume it with `tether run slow.py:slow --id s1`" in stderr
+    assert "Traceback" not in stderr
+    resumed = tether(tmp_path, "run", "slow.py:slow", "--id", "s1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["result"] == "done"
+    assert "completed earlier" in resumed.stderr
+    assert len(ticks.read_text().split()) <= 31  # only the interrupted step may run twice
+
+
+def test_demo_example_runs_twice_without_reapplying(tmp_path: Path) -> None:
+    script = ROOT / "examples" / "apply_batch.py"
+    env = {k: v for k, v in os.environ.items() if k != "TETHER_DATABASE_URL"}
+    runs = [
+        subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        for _ in range(2)
+    ]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+        assert "run apply-batch-demo: completed" in r.stdout
+    first_calls = re.search(r"agent adapter calls in this process: (\d+)", runs[0].stdout)
+    assert first_calls is not None and int(first_calls[1]) >= 4  # 4 distinct jobs, + retries
+    assert "agent adapter calls in this process: 0" in runs[1].stdout
+    assert (tmp_path / ".tether" / "tether.db").exists()
+
+    jobs = '[{"company": "Acme", "role": "SRE"}, {"company": "Acme", "role": "SRE"}]'
+    via_cli = tether(tmp_path, "run", f"{script}:apply_batch", "--input", jobs, "--id", "cli")
+    assert via_cli.returncode == 0, via_cli.stderr
+    assert json.loads(via_cli.stdout)["result"] == {"applied": 2, "failed": 0}
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if not line.startswith("database: ")]
+
+
+@pytest.mark.parametrize(
+    ("files", "target", "names"),
+    [
+        ({"bad.py": "def (:\n"}, "bad.py:f", ["bad.py", "syntax error at line 1"]),
+        ({"boom.py": "raise KeyError('x')\n"}, "boom.py:f", ["boom.py", "KeyError"]),
+        ({"imp.py": "import nope_nope\n"}, "imp.py:f", ["imp.py", "nope_nope"]),
+        ({"sib.py": "x = (\n", "top.py": "import sib\n"}, "top.py:f", ["sib.py", "line 1"]),
+        ({"modsyn.py": "def (:\n"}, "modsyn:f", ["modsyn.py", "syntax error"]),
+        ({"modboom.py": "1/0\n"}, "modboom:f", ["modboom.py", "ZeroDivisionError"]),
+    ],
+)
+def test_a_file_that_does_not_import_exits_2_with_one_line(
+    tmp_path: Path, files: dict[str, str], target: str, names: list[str]
+) -> None:
+    for name, body in files.items():
+        (tmp_path / name).write_text(body)
+    res = tether(tmp_path, "run", target)
+    assert res.returncode == 2, res.stderr
+    lines = _error_lines(res.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert all(n in lines[0] for n in names), lines[0]
+    assert "Traceback" not in res.stderr
+
+
+MODULE_APP = """
+import tether
+
+app = tether.App("sqlite:///mod.db")
+
+@app.workflow
+async def w(wf):
+    return await wf.step("one", lambda: 1)
+"""
+
+
+def test_run_uses_the_database_of_the_app_in_the_module(tmp_path: Path) -> None:
+    (tmp_path / "mod.py").write_text(MODULE_APP)
+    res = tether(tmp_path, "run", "mod.py:w", "--id", "m1", use_db=False)
+    assert res.returncode == 0, res.stderr
+    assert "database: sqlite:///mod.db (from the App in mod.py)" in res.stderr
+    assert (tmp_path / "mod.db").is_file() and not (tmp_path / ".tether").exists()
+
+    env_db = f"sqlite:///{tmp_path}/env.db"
+    res = tether(tmp_path, "run", "mod.py:w", use_db=False, env={"TETHER_DATABASE_URL": env_db})
+    assert res.returncode == 0 and f"database: {env_db} (from $TETHER_DATABASE_URL)" in res.stderr
+    flag_db = f"sqlite:///{tmp_path}/flag.db"
+    res = tether(tmp_path, "run", "mod.py:w", "--db", flag_db, env={"TETHER_DATABASE_URL": env_db})
+    assert res.returncode == 0 and f"database: {flag_db} (from --db)" in res.stderr
+    assert (tmp_path / "flag.db").is_file()
+    listed = tether(tmp_path, "runs", "list", "--json", db=f"sqlite:///{tmp_path}/mod.db")
+    assert [r["workflowId"] for r in json.loads(listed.stdout)] == ["m1"]
+
+
+@pytest.mark.parametrize("where", ["--db", "env"])
+def test_an_unreadable_database_url_exits_2(tmp_path: Path, flow: Path, where: str) -> None:
+    bad = "postgresql://u@[::1:5432/x"
+    res = (
+        tether(tmp_path, "run", "flows.py:waits", db=bad)
+        if where == "--db"
+        else tether(
+            tmp_path, "run", "flows.py:waits", use_db=False, env={"TETHER_DATABASE_URL": bad}
+        )
+    )
+    assert res.returncode == 2, res.stderr
+    assert "cannot be parsed" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_database_line_hides_the_password(tmp_path: Path) -> None:
+    (tmp_path / "plain.py").write_text("async def f(wf):\n    return 1\n")
+    db = "postgresql://ada:s3cret@127.0.0.1:1/nowhere?connect_timeout=1"
+    res = tether(tmp_path, "run", "plain.py:f", db=db)
+    assert res.returncode == 4, res.stderr
+    assert "database: postgresql://ada:***@127.0.0.1:1/nowhere" in res.stderr
+    assert "s3cret" not in res.stderr
