@@ -18,7 +18,7 @@ __all__ = ["COMMANDS"]
 _FINAL = click.Choice([s.value for s in RunStatus if s.terminal])
 
 
-@click.command("prune")
+@click.command("prune", short_help="Delete finished runs older than an age.")
 @click.option(
     "--older-than",
     "older_than",
@@ -31,7 +31,9 @@ _FINAL = click.Choice([s.value for s in RunStatus if s.terminal])
     "statuses",
     multiple=True,
     type=_FINAL,
-    help="Only runs that ended so; repeat for more.  [default: every final status]",
+    metavar="STATUS",
+    help="Only runs that ended so (completed, failed, cancelled, compensated, "
+    "compensation_failed); repeat for more.  [default: all of them]",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 @db_option

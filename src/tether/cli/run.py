@@ -20,7 +20,9 @@ from ._progress import Progress
 __all__ = ["run"]
 
 
-@click.command(no_args_is_help=True)
+@click.command(
+    no_args_is_help=True, short_help="Run (or resume) a workflow here; print its result."
+)
 @click.argument("target", metavar="FILE.py:FUNC|MODULE:FUNC")
 @click.option(
     "--input", "-i", "input_json", metavar="JSON|@FILE", help="Input as JSON, or @file.json."
@@ -42,8 +44,8 @@ def run(
 ) -> None:
     """Run (or resume) a workflow in this process and print its result as JSON.
 
-    TARGET is `async def f(wf)` or `async def f(wf, input)`, named as
-    FILE.py:FUNC or MODULE:FUNC. Progress is shown live on a terminal;
+    The workflow is `async def f(wf)` or `async def f(wf, input)`, named as
+    FILE.py:FUNC (a path) or MODULE:FUNC (an importable module). Progress is shown live on a terminal;
     otherwise one summary line goes to stderr, so stdout carries only the
     JSON. Completed steps of a resumed run are answered from the record, not
     run again. When the module defines a tether App, the run uses it (and

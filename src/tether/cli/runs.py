@@ -78,7 +78,11 @@ def _when(value: str | None, what: str) -> datetime | None:
 @click.option("--since", metavar="WHEN", help="Created at or after: 2026-12-01, ISO time, 2h.")
 @click.option("--until", metavar="WHEN", help="Created before: 2026-12-01, ISO time, 30m.")
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Show at most N."
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    metavar="N",
+    help="Show at most N.  [default: 50]",
 )
 @click.option("--all", "show_all", is_flag=True, help="Show every run that matches.")
 @click.option("--wide", is_flag=True, help="Show ids in full.")
@@ -235,7 +239,7 @@ def runs_events(state: CliState, workflow_id: str, as_json: bool) -> None:
     out.print(t)
 
 
-@runs.command("export")
+@runs.command("export", short_help="A run's full record as JSON.")
 @click.argument("workflow_id", metavar="RUN_ID")
 @db_option
 @pass_state

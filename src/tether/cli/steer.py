@@ -145,7 +145,7 @@ def complete_token(state: CliState, token_id: str, payload: str | None) -> None:
     print(f"token completed for run {run_id}")
 
 
-@click.command("cancel")
+@click.command("cancel", short_help="Cancel a run (and the children it waits on).")
 @click.argument("workflow_id", metavar="RUN_ID")
 @click.option("--reason", metavar="TEXT", help="Why, recorded on the run.")
 @click.option("--compensate", is_flag=True, help="Run the completed steps' compensations.")
@@ -158,7 +158,7 @@ def cancel(state: CliState, workflow_id: str, reason: str | None, compensate: bo
     print(f"cancelled: {', '.join(cancelled)}")
 
 
-@click.command("resume")
+@click.command("resume", short_help="Drive a run on in this process.")
 @click.argument("workflow_id", metavar="RUN_ID")
 @_APP
 @_TRACEBACK
@@ -172,7 +172,7 @@ def resume(state: CliState, workflow_id: str, app_ref: str, traceback: bool) -> 
     )
 
 
-@click.command("rerun")
+@click.command("rerun", short_help="Retry a finished run from a step, here.")
 @click.argument("workflow_id", metavar="RUN_ID")
 @click.option(
     "--from",
