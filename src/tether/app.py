@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -836,9 +837,11 @@ class App:
         """A new App on `database_url` with this App's settings (sinks, leases, clock
         ...), its registered workflows and queues; this App is left as it is."""
         other = App(database_url, **self._settings)
-        other._registry = dict(self._registry)
-        other._implicit = set(self._implicit)
-        other._queues = dict(self._queues)
+        # what was declared on this App after it was built: workflows, queues (and
+        # schedules, where this App has them), each copied so the two stay apart
+        for name in ("_registry", "_implicit", "_queues", "_schedules"):
+            if hasattr(self, name):
+                setattr(other, name, copy.copy(getattr(self, name)))
         return other
 
     def list_waits(self, workflow_id: str) -> list[WaitRow]:

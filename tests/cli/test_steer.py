@@ -95,3 +95,15 @@ def test_signal_says_a_queued_run_waits_for_a_worker(tmp_path: Path, flow: Path)
     assert sent.returncode == 0, sent.stderr
     assert "signal 'go' woke q1" in sent.stdout and "queued on 'default'" in sent.stdout
     assert "no worker serving workflow" in sent.stdout
+
+
+def test_resume_uses_db_not_the_database_of_the_app_module(tmp_path: Path, flow: Path) -> None:
+    elsewhere = {"FLOWS_DB": f"sqlite:///{tmp_path}/module.db"}  # the App in flows.py
+    started = tether(tmp_path, "run", "flows.py:waits", "--id", "c2", env=elsewhere)
+    assert started.returncode == 0, started.stderr
+    assert tether(tmp_path, "runs", "signal", "c2", "go", env=elsewhere).returncode == 0
+    resumed = tether(tmp_path, "runs", "resume", "c2", "--app", "flows.py:app", env=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"database: sqlite:///{tmp_path}/t.db (from --db)" in resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "completed"
+    assert not (tmp_path / "module.db").exists()
