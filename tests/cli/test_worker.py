@@ -44,6 +44,7 @@ def test_worker_command_serves_and_stops_on_sigterm(tmp_path: Path, flow: Path) 
     assert proc.returncode == 0
     assert f"database: {db} (from --db)" in log
     assert "claimed" in log and "run=queued-1" in log and "finished" in log
+    assert "ghost" not in log  # the engine's word, not the reader's
     assert effects(tmp_path) == ["hello", "world"]
 
 
