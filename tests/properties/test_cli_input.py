@@ -1,7 +1,7 @@
 """Bad arguments to the `tether` command: exit 2 (usage), 3 (unknown run) or 4 (store),
 with one `error:` line on stderr and never a traceback.
 
-The properties drive the command in-process through click.s CliRunner; a handful
+The properties drive the command in-process through click's CliRunner; a handful
 of cases run the real console script as a subprocess.
 """
 
