@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
+from ._durations import parse_age
 from ._loop import LoopThread
 from ._names import check_name
 from ._runner import Runner
@@ -44,6 +46,7 @@ from .schedules import MissedTicks, Schedule, fire_schedules
 from .serde import dump_json
 from .store import (
     Durability,
+    JobRow,
     NewRun,
     QueueLimit,
     RunRow,
@@ -159,6 +162,20 @@ class App:
             inbox_retention=self.inbox_retention,
             bridge=self._loop.run,
         )
+        # what with_database() needs to build this App again on another database
+        self.database_url: str | None = getattr(self.store, "url", None)
+        self._settings: dict[str, Any] = {
+            "clock": clock,
+            "durability": durability,
+            "inline_wait": inline_wait,
+            "resume_woken": resume_woken,
+            "inbox_retention": inbox_retention,
+            "sinks": tuple(sinks),
+            "job_visibility": job_visibility,
+            "owner_lease": owner_lease,
+            "shutdown_grace": shutdown_grace,
+            "recover_orphans": recover_orphans,
+        }
 
     # -- registry -------------------------------------------------------------------
 
@@ -905,11 +922,106 @@ class App:
         elif not self._closed:
             asyncio.run(self.aclose())
 
+    def with_database(self, database_url: str) -> App:
+        """A new App on `database_url` with this App's settings (sinks, leases, clock
+        ...), its registered workflows and queues; this App is left as it is."""
+        other = App(database_url, **self._settings)
+        # what was declared on this App after it was built: workflows, queues (and
+        # schedules, where this App has them), each copied so the two stay apart
+        for name in ("_registry", "_implicit", "_queues", "_schedules"):
+            if hasattr(self, name):
+                setattr(other, name, copy.copy(getattr(self, name)))
+        return other
+
+    def list_waits(self, workflow_id: str) -> list[WaitRow]:
+        """Sync facade of `alist_waits`."""
+        return self._loop.run(self.alist_waits(workflow_id))
+
+    async def ajobs(self, workflow_id: str) -> list[JobRow]:
+        """The run's queue jobs (a queued or claimed one means a worker will drive it)."""
+        await self.aget_run(workflow_id)
+        return await self.store.list_jobs(workflow_id=workflow_id)
+
+    def jobs(self, workflow_id: str) -> list[JobRow]:
+        """Sync facade of `ajobs`."""
+        return self._loop.run(self.ajobs(workflow_id))
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def aprune(
+        self,
+        older_than: timedelta | str,
+        statuses: Sequence[RunStatus | str] | None = None,
+        *,
+        batch: int = 500,
+    ) -> int:
+        """Delete the finished runs (of `statuses`, default every terminal one) that
+        ended more than `older_than` ago (a timedelta, or "30d", "12h", "45m"), with
+        their steps, events, waits and jobs, `batch` runs per transaction. How many."""
+        age = parse_age(older_than)
+        wanted = _terminal(statuses)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise InvalidArgumentError(f"batch must be an integer >= 1, got {batch!r}")
+        cutoff = self.clock.now() - age
+        total = 0
+        while True:
+            ids = await self.store.prunable_runs(cutoff, wanted, batch)
+            if not ids:
+                return total
+            deleted = await self.store.delete_runs(ids)
+            total += deleted
+            if deleted == 0:  # every one was resumed meanwhile: nothing more to do now
+                return total
+
+    def prune(
+        self,
+        older_than: timedelta | str,
+        statuses: Sequence[RunStatus | str] | None = None,
+        *,
+        batch: int = 500,
+    ) -> int:
+        """Sync facade of `aprune`."""
+        return self._loop.run(self.aprune(older_than, statuses, batch=batch))
+
+    async def adelete_run(self, workflow_id: str) -> None:
+        """Delete one finished run and everything recorded for it; a run that has not
+        ended is refused (cancel it first)."""
+        run = await self.aget_run(workflow_id)
+        if not run.status.terminal:
+            raise InvalidArgumentError(
+                f"run {workflow_id!r} has not ended ({run.status.value}); only finished runs "
+                "are deleted: cancel it first, then delete it"
+            )
+        if await self.store.delete_runs([workflow_id]) == 0:
+            raise InvalidArgumentError(f"run {workflow_id!r} was resumed meanwhile; not deleted")
+
+    def delete_run(self, workflow_id: str) -> None:
+        """Sync facade of `adelete_run`."""
+        self._loop.run(self.adelete_run(workflow_id))
+
     async def __aenter__(self) -> App:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _terminal(statuses: Sequence[RunStatus | str] | None) -> list[RunStatus] | None:
+    if statuses is None:
+        return None
+    found: list[RunStatus] = []
+    for value in statuses:
+        try:
+            status = RunStatus(value)
+        except ValueError:
+            status = None
+        if status is None or not status.terminal:
+            done = ", ".join(s.value for s in RunStatus if s.terminal)
+            raise InvalidArgumentError(
+                f"only finished runs are pruned; {value!r} is not a final status ({done})"
+            )
+        found.append(status)
+    return found
 
 
 def _check_same_run(run: RunRow, defn: WorkflowDef, input_text: str | None) -> None:

@@ -43,9 +43,7 @@ def _providers(server: ProviderServer, **extra: ai.Provider) -> ai.Providers:
 
 
 @pytest.fixture
-async def app(
-    database_url: str, clock: FakeClock, server: ProviderServer
-) -> AsyncIterator[App]:
+async def app(database_url: str, clock: FakeClock, server: ProviderServer) -> AsyncIterator[App]:
     the_app = App(database_url, clock=clock, ai=_providers(server))
     yield the_app
     await the_app.aclose()
@@ -58,7 +56,9 @@ async def test_a_call_is_a_step_recorded_once_and_a_replay_asks_nothing(
     app: App, server: ProviderServer
 ) -> None:
     server.queue_chat("a summary", prompt_tokens=1200, cached_tokens=1000, completion_tokens=300)
-    server.queue_message("a label", input_tokens=50, cache_read=1000, cache_write=150, output_tokens=80)
+    server.queue_message(
+        "a label", input_tokens=50, cache_read=1000, cache_write=150, output_tokens=80
+    )
 
     @app.workflow(name="two-models")
     async def two(wf: Workflow, text: str) -> list[str]:

@@ -24,7 +24,18 @@ from ..errors import (
     StoreError,
 )
 from ._pg_base import JOB_COLS, NOW, ORPHAN, RUN_COLS, Conn, PgBase, job_row, run_row
-from ._records import Fence, JobRow, NewEvent, NewJob, NewRun, OutboxRow, QueueLimit, RunRow
+from ._prune import pg_delete_runs, pg_prunable_runs, terminal_statuses
+from ._records import (
+    Fence,
+    JobRow,
+    NewEvent,
+    NewJob,
+    NewRun,
+    OutboxRow,
+    QueueLimit,
+    RunRow,
+    RunStatus,
+)
 
 __all__ = ["PgQueueOps"]
 
@@ -498,3 +509,15 @@ class PgQueueOps(PgBase):
                 (result, at, command, key),
             )
         )
+
+    # -- retention (plain SQL in _prune.py) ---------------------------------------------
+
+    async def prunable_runs(
+        self, finished_before: datetime, statuses: Sequence[RunStatus] | None, limit: int
+    ) -> list[str]:
+        wanted = terminal_statuses(statuses)
+        return await self._with(lambda conn: pg_prunable_runs(conn, finished_before, wanted, limit))
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> int:
+        ids = list(run_ids)
+        return await self._with(lambda conn: pg_delete_runs(conn, ids), tx=True)

@@ -473,3 +473,18 @@ class Store(Protocol):
         """Record that every tick up to `fired_until` is started (compare-and-set: False
         if the schedule already fired that far, or is paused)."""
         ...
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def prunable_runs(
+        self, finished_before: datetime, statuses: Sequence[RunStatus] | None, limit: int
+    ) -> list[str]:
+        """Ids of terminal runs (of `statuses`, all terminal ones if None) that finished
+        before `finished_before`, oldest first, at most `limit`."""
+        ...
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete the terminal runs among `run_ids` with their steps, events (and so
+        their outbox entries), waits, jobs and kept signals; skip the others. How many
+        runs were deleted."""
+        ...

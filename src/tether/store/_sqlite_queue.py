@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ..errors import IdempotencyInProgressError, InvalidArgumentError, RunNotFoundError
+from ._prune import sqlite_delete_runs, sqlite_prunable_runs, terminal_statuses
 from ._records import (
     Fence,
     JobRow,
@@ -24,6 +25,7 @@ from ._records import (
     OutboxRow,
     QueueLimit,
     RunRow,
+    RunStatus,
 )
 from ._sqlite_base import _JOB_COLS, _ORPHAN, _RUN_COLS, SQLiteBase, _dt, _job, _run, _ts
 
@@ -535,3 +537,20 @@ class QueueOps(SQLiteBase):
             self._write(conn, self._full, tx)
 
         await self._call(go)
+
+    # -- retention (plain SQL in _prune.py) ---------------------------------------------
+
+    async def prunable_runs(
+        self, finished_before: datetime, statuses: Sequence[RunStatus] | None, limit: int
+    ) -> list[str]:
+        wanted = terminal_statuses(statuses)
+        cutoff = _ts(finished_before)
+        return await self._call(lambda conn: sqlite_prunable_runs(conn, cutoff, wanted, limit))
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> int:
+        ids = list(run_ids)
+
+        def go(conn: sqlite3.Connection) -> int:
+            return self._write(conn, self._full, lambda: sqlite_delete_runs(conn, ids))
+
+        return await self._call(go)

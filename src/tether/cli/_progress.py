@@ -14,8 +14,8 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
-from .record import RunRecord
-from .store import StepStatus
+from ..record import RunRecord
+from ..store import StepStatus
 
 __all__ = ["Progress"]
 

@@ -1,4 +1,4 @@
-"""The `tether` command, run as a real subprocess against a database in a temp folder."""
+"""`tether run`: results, exit codes, the database it picks, progress, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -8,83 +8,12 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-FLOW = textwrap.dedent(
-    """
-    import asyncio
-    import os
-
-    from pydantic import BaseModel
-
-    import tether
-
-    class Who(BaseModel):
-        name: str
-
-    def effect(name):
-        with open(os.environ["EFFECTS"], "a") as f:
-            f.write(name + "\\n")
-        return name
-
-    async def greet(wf: tether.Workflow, who: Who) -> str:
-        await wf.step("hello", lambda: effect("hello"))
-        await wf.step("world", lambda: effect("world"))
-        return "hi " + who.name  # an attribute: the input arrives as the model, not a dict
-
-    async def broken(wf: tether.Workflow) -> None:
-        await wf.step("ok", lambda: 1)
-        raise RuntimeError("the agent gave up")
-
-    async def misuses_api(wf: tether.Workflow) -> None:
-        await wf.touch_lease("slot", holder="me", ttl=-1)  # tether's own error, raised in the run
-
-    async def naps(wf: tether.Workflow) -> str:
-        return await wf.step("nap", lambda: asyncio.sleep(0.6, result="rested"))
-
-    async def waits(wf: tether.Workflow) -> object:
-        return await wf.wait_for_signal("go")
-
-    app = tether.App(os.environ["FLOWS_DB"])
-    for _fn in (greet, broken, waits):
-        app.workflow(_fn)
-    """
-)
-
-
-def tether(
-    tmp: Path, *args: str, db: str | None = None, use_db: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """`tether --db <tmp>/t.db ARGS` in `tmp`, with no $TETHER_DATABASE_URL to fall back on."""
-    url = db or f"sqlite:///{tmp}/t.db"
-    env = {k: v for k, v in os.environ.items() if k != "TETHER_DATABASE_URL"}
-    env |= {"EFFECTS": str(tmp / "effects.log"), "FLOWS_DB": url, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "tether.cli", *(["--db", url] if use_db else []), *args],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-@pytest.fixture
-def flow(tmp_path: Path) -> Path:
-    path = tmp_path / "flows.py"
-    path.write_text(FLOW)
-    return path
-
-
-def effects(tmp: Path) -> list[str]:
-    log = tmp / "effects.log"
-    return log.read_text().split() if log.exists() else []
+from ._helpers import ROOT, TETHER, effects, tether
 
 
 def test_run_resume_and_inspect(tmp_path: Path, flow: Path) -> None:
@@ -128,8 +57,9 @@ def test_input_from_file_and_module_target(tmp_path: Path, flow: Path) -> None:
     assert json.loads(res.stdout)["result"] == "hi lin"
 
 
-def test_default_database_is_under_dot_tether(tmp_path: Path, flow: Path) -> None:
-    res = tether(tmp_path, "run", "flows.py:greet", "-i", '{"name": "x"}', use_db=False)
+def test_default_database_is_under_dot_tether(tmp_path: Path) -> None:
+    (tmp_path / "plain.py").write_text("async def greet(wf, who):\n    return 'hi ' + who\n")
+    res = tether(tmp_path, "run", "plain.py:greet", "-i", '"x"', use_db=False)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / ".tether" / "tether.db").is_file()
     assert not (tmp_path / "t.db").exists()
@@ -196,80 +126,8 @@ def test_bad_usage_exits_2(tmp_path: Path, flow: Path, args: list[str], message:
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert message in res.stderr
     assert "Traceback" not in res.stderr
-    assert json.loads(tether(tmp_path, "runs", "list", "--json").stdout) == []  # nothing created
-
-
-def test_typers_own_usage_errors_exit_2(tmp_path: Path) -> None:
-    for args in (["run"], ["runs", "list", "--limit", "many"], ["frobnicate"]):
-        assert tether(tmp_path, *args).returncode == 2
-
-
-def test_unknown_run_exits_3(tmp_path: Path, flow: Path) -> None:
-    for args in (
-        ["runs", "show", "ghost"],
-        ["runs", "events", "ghost"],
-        ["runs", "export", "ghost"],
-        ["runs", "cancel", "ghost"],
-    ):
-        res = tether(tmp_path, *args)
-        assert res.returncode == 3, res.stderr
-        assert "no run with workflow id 'ghost'" in res.stderr
-
-
-def test_foreign_database_exits_4(tmp_path: Path, flow: Path) -> None:
-    junk = tmp_path / "junk.db"
-    junk.write_bytes(b"\x00garbage" * 512)
-    for args in (["runs", "list"], ["run", "flows.py:broken"]):
-        res = tether(tmp_path, *args, db=f"sqlite:///{junk}")
-        assert res.returncode == 4, res.stderr
-        assert "not a readable SQLite database" in res.stderr
-        assert "Traceback" not in res.stderr
-
-
-def test_signal_resume_and_cancel(tmp_path: Path, flow: Path) -> None:
-    started = tether(tmp_path, "run", f"{flow}:waits", "--id", "w1")
-    assert started.returncode == 0 and json.loads(started.stdout)["status"] == "waiting"
-    shown = tether(tmp_path, "runs", "show", "w1")
-    assert re.search(r"driven by\s+nobody: no live process drives workflow 'waits'", shown.stdout)
-    sent = tether(tmp_path, "runs", "signal", "w1", "go", "--payload", '{"ok": true}')
-    assert sent.returncode == 0 and "woke" in sent.stdout
-    assert "note: no live process drives workflow 'waits'" in sent.stdout  # it will sit
-    resumed = tether(tmp_path, "runs", "resume", "w1", "--app", f"{flow}:app")
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout) == {
-        "workflowId": "w1",
-        "status": "completed",
-        "result": {"ok": True},
-    }
-
-    rerun_done = tether(
-        tmp_path, "runs", "rerun", "w1", "--from", "signal:go#1", "--app", f"{flow}:app"
-    )
-    assert rerun_done.returncode == 2 and "has no step" in rerun_done.stderr
-    failed = tether(tmp_path, "run", f"{flow}:broken", "--id", "b1")
-    assert failed.returncode == 1
-    rerun = tether(tmp_path, "runs", "rerun", "b1", "--from", "ok", "--app", f"{flow}:app")
-    assert rerun.returncode == 1 and "the agent gave up" in rerun.stderr  # ran again, same end
-    assert "run.rerun_from" in tether(tmp_path, "runs", "events", "b1").stdout
-
-    tether(tmp_path, "run", f"{flow}:waits", "--id", "w2")
-    cancelled = tether(tmp_path, "runs", "cancel", "w2", "--reason", "not needed")
-    assert cancelled.returncode == 0 and "w2" in cancelled.stdout
-    again = tether(tmp_path, "runs", "cancel", "w2")
-    assert again.returncode == 2 and "already ended" in again.stderr
-    rerun = tether(tmp_path, "run", f"{flow}:waits", "--id", "w2")
-    assert rerun.returncode == 1 and "run w2 was cancelled" in rerun.stderr
-    assert json.loads(rerun.stdout)["status"] == "cancelled"
-    evt = tether(tmp_path, "runs", "event", "nobody.listens", "--payload", "{}")
-    assert evt.returncode == 0 and "woke 0 run(s)" in evt.stdout
-
-
-def test_help_and_version(tmp_path: Path) -> None:
-    res = tether(tmp_path, "--help")
-    assert res.returncode == 0
-    assert "Exit codes: 0 ok; 1 the workflow failed" in " ".join(res.stdout.split())
-    assert "worker" in res.stdout and "runs" in res.stdout
-    assert tether(tmp_path, "--version").stdout.strip() == "tether 0.1.0"
+    if (tmp_path / "t.db").exists():  # no run was created
+        assert json.loads(tether(tmp_path, "runs", "list", "--json").stdout) == []
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
@@ -281,7 +139,7 @@ def test_live_progress_on_a_terminal(tmp_path: Path, flow: Path) -> None:
     env |= {"FLOWS_DB": f"sqlite:///{tmp_path}/t.db", "TERM": "xterm", "COLUMNS": "120"}
     run_naps = ["run", "flows.py:naps", "--id", "n1"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tether.cli", "--db", f"sqlite:///{tmp_path}/t.db", *run_naps],
+        [TETHER, "--db", f"sqlite:///{tmp_path}/t.db", *run_naps],
         cwd=tmp_path,
         env=env,
         stdout=slave,
@@ -306,39 +164,6 @@ def test_live_progress_on_a_terminal(tmp_path: Path, flow: Path) -> None:
     assert '"result": "rested"' in screen
 
 
-def test_worker_command_serves_and_stops_on_sigterm(tmp_path: Path, flow: Path) -> None:
-    db = f"sqlite:///{tmp_path}/t.db"
-    env = {**os.environ, "EFFECTS": str(tmp_path / "effects.log"), "FLOWS_DB": db}
-    submit = (
-        "import sys; sys.path.insert(0, '.'); from flows import app, greet, Who;"
-        "print(app.submit(greet, Who(name='q'), workflow_id='queued-1')); app.close()"
-    )
-    subprocess.run([sys.executable, "-c", submit], cwd=tmp_path, env=env, timeout=60, check=True)
-    serve = ["worker", "--app", f"{flow}:app", "--concurrency", "2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tether.cli", "--db", db, *serve],
-        cwd=tmp_path,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            shown = tether(tmp_path, "runs", "list", "--json")
-            if json.loads(shown.stdout)[0]["status"] == "completed":
-                break
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        _, log = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0
-    assert "claimed" in log and "run=queued-1" in log and "finished" in log
-    assert effects(tmp_path) == ["hello", "world"]
-
-
 def test_interrupted_run_exits_130_and_resumes(tmp_path: Path, flow: Path) -> None:
     (tmp_path / "slow.py").write_text(
         "import asyncio\n\nasync def tick(i):\n"
@@ -352,7 +177,7 @@ def test_interrupted_run_exits_130_and_resumes(tmp_path: Path, flow: Path) -> No
     )
     db = f"sqlite:///{tmp_path}/t.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tether.cli", "--db", db, "run", "slow.py:slow", "--id", "s1"],
+        [TETHER, "--db", db, "run", "slow.py:slow", "--id", "s1"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -402,3 +227,83 @@ def test_demo_example_runs_twice_without_reapplying(tmp_path: Path) -> None:
     via_cli = tether(tmp_path, "run", f"{script}:apply_batch", "--input", jobs, "--id", "cli")
     assert via_cli.returncode == 0, via_cli.stderr
     assert json.loads(via_cli.stdout)["result"] == {"applied": 2, "failed": 0}
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if not line.startswith("database: ")]
+
+
+@pytest.mark.parametrize(
+    ("files", "target", "names"),
+    [
+        ({"bad.py": "def (:\n"}, "bad.py:f", ["bad.py", "syntax error at line 1"]),
+        ({"boom.py": "raise KeyError('x')\n"}, "boom.py:f", ["boom.py", "KeyError"]),
+        ({"imp.py": "import nope_nope\n"}, "imp.py:f", ["imp.py", "nope_nope"]),
+        ({"sib.py": "x = (\n", "top.py": "import sib\n"}, "top.py:f", ["sib.py", "line 1"]),
+        ({"modsyn.py": "def (:\n"}, "modsyn:f", ["modsyn.py", "syntax error"]),
+        ({"modboom.py": "1/0\n"}, "modboom:f", ["modboom.py", "ZeroDivisionError"]),
+    ],
+)
+def test_a_file_that_does_not_import_exits_2_with_one_line(
+    tmp_path: Path, files: dict[str, str], target: str, names: list[str]
+) -> None:
+    for name, body in files.items():
+        (tmp_path / name).write_text(body)
+    res = tether(tmp_path, "run", target)
+    assert res.returncode == 2, res.stderr
+    lines = _error_lines(res.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert all(n in lines[0] for n in names), lines[0]
+    assert "Traceback" not in res.stderr
+
+
+MODULE_APP = """
+import tether
+
+app = tether.App("sqlite:///mod.db")
+
+@app.workflow
+async def w(wf):
+    return await wf.step("one", lambda: 1)
+"""
+
+
+def test_run_uses_the_database_of_the_app_in_the_module(tmp_path: Path) -> None:
+    (tmp_path / "mod.py").write_text(MODULE_APP)
+    res = tether(tmp_path, "run", "mod.py:w", "--id", "m1", use_db=False)
+    assert res.returncode == 0, res.stderr
+    assert "database: sqlite:///mod.db (from the App in mod.py)" in res.stderr
+    assert (tmp_path / "mod.db").is_file() and not (tmp_path / ".tether").exists()
+
+    env_db = f"sqlite:///{tmp_path}/env.db"
+    res = tether(tmp_path, "run", "mod.py:w", use_db=False, env={"TETHER_DATABASE_URL": env_db})
+    assert res.returncode == 0 and f"database: {env_db} (from $TETHER_DATABASE_URL)" in res.stderr
+    flag_db = f"sqlite:///{tmp_path}/flag.db"
+    res = tether(tmp_path, "run", "mod.py:w", "--db", flag_db, env={"TETHER_DATABASE_URL": env_db})
+    assert res.returncode == 0 and f"database: {flag_db} (from --db)" in res.stderr
+    assert (tmp_path / "flag.db").is_file()
+    listed = tether(tmp_path, "runs", "list", "--json", db=f"sqlite:///{tmp_path}/mod.db")
+    assert [r["workflowId"] for r in json.loads(listed.stdout)] == ["m1"]
+
+
+@pytest.mark.parametrize("where", ["--db", "env"])
+def test_an_unreadable_database_url_exits_2(tmp_path: Path, flow: Path, where: str) -> None:
+    bad = "postgresql://u@[::1:5432/x"
+    res = (
+        tether(tmp_path, "run", "flows.py:waits", db=bad)
+        if where == "--db"
+        else tether(
+            tmp_path, "run", "flows.py:waits", use_db=False, env={"TETHER_DATABASE_URL": bad}
+        )
+    )
+    assert res.returncode == 2, res.stderr
+    assert "cannot be parsed" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_database_line_hides_the_password(tmp_path: Path) -> None:
+    (tmp_path / "plain.py").write_text("async def f(wf):\n    return 1\n")
+    db = "postgresql://ada:s3cret@127.0.0.1:1/nowhere?connect_timeout=1"
+    res = tether(tmp_path, "run", "plain.py:f", db=db)
+    assert res.returncode == 4, res.stderr
+    assert "database: postgresql://ada:***@127.0.0.1:1/nowhere" in res.stderr
+    assert "s3cret" not in res.stderr

@@ -17,19 +17,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .definition import WorkflowDef
-from .errors import InvalidArgumentError
-from .serde import MAX_DEPTH
+from ..app import App
+from ..definition import WorkflowDef
+from ..errors import InvalidArgumentError
+from ..serde import MAX_DEPTH
 
-__all__ = ["UsageError", "load_target", "parse_json", "validate_input"]
+__all__ = ["UsageError", "load_target", "module_app", "parse_json", "validate_input"]
 
 
 class UsageError(Exception):
     """Bad usage or input; the message says how to fix it (exit code 2)."""
 
 
-def load_target(target: str) -> Any:
-    """The object named by ``path/to/file.py:NAME`` or ``package.module:NAME``."""
+def load_target(target: str) -> tuple[Any, ModuleType]:
+    """The object named by ``path/to/file.py:NAME`` or ``package.module:NAME``, and
+    the module it was found in."""
     where, sep, name = target.rpartition(":")
     if not sep or not where or not name:
         raise UsageError(
@@ -39,7 +41,7 @@ def load_target(target: str) -> Any:
     is_file = where.endswith(".py") or "/" in where or "\\" in where
     module = _load_file(where) if is_file else _import_module(where)
     try:
-        return getattr(module, name)
+        return getattr(module, name), module
     except AttributeError:
         found = _async_functions(module)
         hint = (
@@ -71,12 +73,13 @@ def _load_file(where: str) -> ModuleType:
     except SyntaxError as exc:
         del sys.modules[spec.name]
         raise UsageError(
-            f"cannot load {where}: syntax error at line {exc.lineno}: {exc.msg}"
+            f"cannot load {where}: syntax error{_in_other(exc, path)} at line {exc.lineno}: "
+            f"{exc.msg}"
         ) from exc
     except Exception as exc:
         del sys.modules[spec.name]
         raise UsageError(
-            f"cannot load {where}: importing it raised {type(exc).__name__}: {exc}"
+            f"cannot load {where}: importing it raised {type(exc).__name__}: {_one_line(exc)}"
         ) from exc
     return module
 
@@ -92,7 +95,8 @@ def _import_module(where: str) -> ModuleType:
                 "install its package, run from its directory, or give FILE.py:FUNC"
             ) from exc
         raise UsageError(
-            f"cannot import module {where!r}: {exc} (a module it imports is missing)"
+            f"cannot import module {where!r} ({_origin(where)}): {exc} "
+            "(a module it imports is missing)"
         ) from exc
     except SyntaxError as exc:
         raise UsageError(
@@ -101,8 +105,43 @@ def _import_module(where: str) -> ModuleType:
         ) from exc
     except Exception as exc:
         raise UsageError(
-            f"cannot import module {where!r}: importing it raised {type(exc).__name__}: {exc}"
+            f"cannot import module {where!r} ({_origin(where)}): importing it raised "
+            f"{type(exc).__name__}: {_one_line(exc)}"
         ) from exc
+
+
+def _origin(where: str) -> str:
+    """The file a module is loaded from, for an error message about importing it."""
+    module = sys.modules.get(where)
+    origin = getattr(module, "__file__", None)
+    if origin is None:
+        try:
+            spec = importlib.util.find_spec(where)
+        except (ImportError, ValueError):
+            spec = None
+        origin = spec.origin if spec is not None else None
+    return f"file {origin}" if origin else "file unknown"
+
+
+def _in_other(exc: SyntaxError, path: Path) -> str:
+    """` in OTHER.py` when the syntax error is in a file the user's file imports."""
+    if exc.filename and Path(exc.filename).resolve() != path.resolve():
+        return f" in {exc.filename}"
+    return ""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or "(no message)"
+
+
+def module_app(module: ModuleType) -> Any:
+    """The tether App a module defines at its top level (the first, by name order of
+    definition), or None."""
+    for value in vars(module).values():
+        if isinstance(value, App):
+            return value
+    return None
 
 
 def _async_functions(module: ModuleType) -> list[str]:

@@ -1,0 +1,126 @@
+"""What every command shares: exit codes, the two consoles, the context object,
+the `--db` option, and the turning of tether's errors into one line and a code."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback as tb
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import RunNotFoundError, StoreError, TetherError, TokenNotFoundError
+from ._load import UsageError
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_STORE",
+    "EXIT_USAGE",
+    "CliState",
+    "db_option",
+    "err",
+    "exit_code",
+    "fail",
+    "guard",
+    "one_line",
+    "out",
+    "pass_state",
+    "text",
+]
+
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_STORE, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+out = Console()
+err = Console(stderr=True)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    out.width = 200  # piped into grep or a file: a row per line beats folding to 80 columns
+
+
+@dataclass
+class CliState:
+    """Click's context object: what the options before and after a command set."""
+
+    db: str | None = None  # --db, wherever it was given (the last one wins)
+
+
+pass_state = click.make_pass_decorator(CliState, ensure=True)
+
+
+def _remember_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(CliState).db = value
+
+
+def db_option(fn: F) -> F:
+    """`--db URL`, accepted before the command and after it alike."""
+    option = click.option(
+        "--db",
+        metavar="URL",
+        expose_value=False,
+        callback=_remember_db,
+        help="Database URL, e.g. sqlite:///runs.db or postgresql://user@host/db "
+        "(see `tether --help` for which database is used without it).",
+    )
+    return option(fn)
+
+
+def fail(code: int, message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def text(value: str, what: str) -> str:
+    """An id or name from the command line: argv bytes that are not UTF-8 arrive as lone
+    surrogates, which no database can store; refuse them (and NUL) with exit code 2."""
+    if not value.strip():
+        fail(EXIT_USAGE, f"{what} must not be blank; pass a non-blank {what}")
+    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+        fail(
+            EXIT_USAGE,
+            f"{what} {value!r} is not valid UTF-8 text (or contains NUL); "
+            "check the terminal's encoding and pass plain text",
+        )
+    return value
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The exit code for one of tether's errors outside a workflow's own failure."""
+    if isinstance(exc, RunNotFoundError | TokenNotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, StoreError):
+        return EXIT_STORE
+    if isinstance(exc, UsageError | TetherError):
+        return EXIT_USAGE  # InvalidArgument, WorkflowNotFound, WorkflowVersion, RunFinished ...
+    return None
+
+
+def guard(fn: Callable[[], T], *, traceback: bool = False) -> T:
+    """Turn tether's errors into a message and an exit code; a traceback only if asked."""
+    try:
+        return fn()
+    except (UsageError, TetherError) as exc:
+        if traceback:  # of the cause: where a file being loaded raised, say
+            sys.stderr.write("".join(tb.format_exception(exc.__cause__ or exc)))
+        fail(exit_code(exc) or EXIT_USAGE, one_line(exc))
+    except ValidationError as exc:  # a command the kernel refused at its typed edge
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
+            for e in exc.errors(include_url=False)[:3]
+        )
+        fail(EXIT_USAGE, f"invalid argument: {problems}")
+
+
+def one_line(exc: BaseException) -> str:
+    message = str(exc).strip()
+    return " ".join(message.split()) if message else "(no message)"

@@ -1,0 +1,151 @@
+"""Which database a command uses, one rule for every command:
+
+1. ``--db URL`` (before or after the command);
+2. else ``$TETHER_DATABASE_URL``;
+3. else the database of the App in the module the command loads (``--app``, or
+   the file ``tether run`` runs, when it defines an App);
+4. else ``sqlite:///.tether/tether.db`` in the working directory.
+
+When the URL chosen is not the module App's own, the App is built again on it
+with everything else it was given (sinks, leases, registered workflows).
+Commands that only read or steer runs never create a database: they first
+check that one is there.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..app import App
+from ..errors import StoreError, TetherError
+from ..store import DEFAULT_URL
+from ..store._url import ENV_VAR, check_url, parse_sqlite_url, redact
+from ._common import EXIT_STORE, EXIT_USAGE, err, fail
+
+__all__ = ["PRECEDENCE", "Database", "bind", "choose", "open_app", "require_existing"]
+
+PRECEDENCE = """Which database a command uses, in this order:
+  1. --db URL (before or after the command name)
+  2. $TETHER_DATABASE_URL
+  3. the database of the App in the module given (--app, or the file
+     `tether run` runs, if it defines an App)
+  4. sqlite:///.tether/tether.db in the working directory
+Commands that read or steer runs never create a database."""
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+    source: str  # where the URL came from, for the start-up line
+
+    @property
+    def shown(self) -> str:
+        """The URL with its password hidden."""
+        return redact(self.url)
+
+    def announce(self) -> None:
+        """One line on stderr, for long-running commands: which database, and why."""
+        err.print(
+            f"database: {self.shown} (from {self.source})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def choose(flag: str | None, module_app: App | None = None, where: str = "") -> Database:
+    """The database by the rule above; an unreadable URL exits 2."""
+    try:
+        if flag:
+            check_url(flag, "--db")
+            return Database(flag, "--db")
+        env = os.environ.get(ENV_VAR)
+        if env:
+            check_url(env, f"${ENV_VAR}")
+            return Database(env, f"${ENV_VAR}")
+    except TetherError as exc:
+        fail(EXIT_USAGE, str(exc))
+    if module_app is not None and module_app.database_url:
+        return Database(module_app.database_url, f"the App in {where}")
+    return Database(DEFAULT_URL, "the default")
+
+
+def bind(module_app: App, db: Database) -> App:
+    """`module_app` itself when it already uses `db`, else the same App rebuilt on it."""
+    if module_app.database_url == db.url:
+        return module_app
+    try:
+        rebuilt = module_app.with_database(db.url)
+    except StoreError as exc:
+        fail(EXIT_STORE, str(exc))
+    except TetherError as exc:
+        fail(EXIT_USAGE, str(exc))
+    module_app.close()  # it never opened its store: connecting is lazy
+    return rebuilt
+
+
+def open_app(db: Database) -> App:
+    """A bare App (no workflows registered) on `db`."""
+    try:
+        return App(db.url)
+    except StoreError as exc:
+        fail(EXIT_STORE, str(exc))
+    except TetherError as exc:
+        fail(EXIT_USAGE, str(exc))
+
+
+def require_existing(db: Database) -> None:
+    """Exit 4, naming the place, unless `db` holds a tether database (never create one)."""
+    try:
+        problem = _sqlite_missing(db) if db.url.startswith("sqlite:") else _pg_missing(db)
+    except TetherError as exc:
+        fail(EXIT_USAGE, str(exc))
+    if problem:
+        fail(
+            EXIT_STORE,
+            f"{problem} (database from {db.source}); pass --db URL or set "
+            f"${ENV_VAR} to the database your runs are in",
+        )
+
+
+def _sqlite_missing(db: Database) -> str | None:
+    config = parse_sqlite_url(db.url)
+    if config.in_memory:
+        return "an in-memory database (sqlite:///:memory:) is empty in a new process"
+    path = Path(config.path).resolve()
+    if not path.is_file():
+        return f"no tether database at {path}: the file does not exist"
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"{path} is not a readable SQLite database ({exc})"
+    return None if found else f"{path} is not a tether database (it has no tether tables)"
+
+
+def _pg_missing(db: Database) -> str | None:
+    import psycopg
+
+    from ..store._pg_base import parse_pg_url  # imports psycopg: only for PostgreSQL
+
+    config = parse_pg_url(db.url)
+    where = f"PostgreSQL at {config.host}, database {config.dbname!r}"
+    try:
+        with psycopg.connect(config.conninfo, connect_timeout=10, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT to_regclass(%s)", (f"{config.schema}.schema_version",)
+            ).fetchone()
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"cannot connect to {where}: {first}"
+    if row is None or row[0] is None:
+        return f"no tether database in {where}: it has no tether schema {config.schema!r}"
+    return None

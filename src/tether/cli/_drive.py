@@ -1,0 +1,71 @@
+"""Driving a run in this process (`run`, `runs resume`, `runs rerun`): live progress,
+the result as JSON on stdout, and the exit code by how the run ended."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback as tb
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from rich.live import Live
+
+from ..app import App, RunResult
+from ..store import RunStatus
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, err, exit_code, fail, one_line, out
+from ._progress import Progress
+
+__all__ = ["drive"]
+
+
+def drive(
+    the_app: App,
+    workflow_id: str,
+    call: Callable[[Progress], RunResult[Any]],
+    again: str,
+    traceback: bool,
+) -> None:
+    """Drive a run with live progress (on a terminal), print its result, exit by outcome."""
+    progress = Progress(workflow_id)
+    try:
+        if out.is_terminal:
+            with Live(progress, console=out, refresh_per_second=8, transient=True):
+                result = call(progress)
+        else:
+            result = call(progress)
+    except KeyboardInterrupt:
+        fail(
+            EXIT_INTERRUPTED,
+            f"interrupted; run {workflow_id} keeps its completed steps: resume it with `{again}`",
+        )
+    except Exception as exc:
+        _run_failed(exc, progress, workflow_id, traceback)
+    finally:
+        the_app.close()
+    err.print(progress.summary(result.record), highlight=False, soft_wrap=True)
+    print(
+        json.dumps(
+            {
+                "workflowId": result.workflow_id,
+                "status": result.status.value,
+                "result": result.record.output,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    if result.status is RunStatus.CANCELLED:
+        fail(EXIT_FAILED, f"run {workflow_id} was cancelled")
+
+
+def _run_failed(exc: Exception, progress: Progress, workflow_id: str, traceback: bool) -> NoReturn:
+    """Exit 1 if the workflow's own failure was recorded, else 2/3/4 by the error's kind."""
+    if traceback:
+        sys.stderr.write("".join(tb.format_exception(exc)))  # unwrapped: paths stay whole
+    if progress.run_failed:
+        fail(EXIT_FAILED, f"run {workflow_id} failed: {type(exc).__name__}: {one_line(exc)}")
+    code = exit_code(exc)
+    if code is None:  # not tether's: a bug somewhere, reported all the same
+        fail(EXIT_FAILED, f"run {workflow_id} stopped: {type(exc).__name__}: {one_line(exc)}")
+    fail(code, one_line(exc))

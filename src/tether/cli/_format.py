@@ -1,0 +1,133 @@
+"""How runs read on a terminal: local times, tables of plain text, short values."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from ..record import RunRecord, StepRecord, owner_gone_since
+from ..store import RunRow, RunStatus, StepStatus
+
+__all__ = [
+    "driven_by",
+    "error_text",
+    "iso",
+    "row",
+    "row_dict",
+    "short",
+    "status_text",
+    "step_status",
+    "table",
+    "ts",
+    "zoned",
+]
+
+_NO_WRAP = {"seq", "status", "attempts", "type"}
+
+
+def ts(value: datetime | None, *, zone: bool = False) -> str:
+    """Local time (the zone is in the column header unless `zone`): how the reader's clock reads."""
+    if value is None:
+        return ""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S" + (" %Z" if zone else ""))
+
+
+def zoned(column: str) -> str:
+    return f"{column} ({datetime.now().astimezone().strftime('%Z')})"
+
+
+def short(value: Any, limit: int = 160) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def table(*columns: str) -> Table:
+    """Ids and names fold rather than lose their end to an ellipsis: they get copied."""
+    t = Table(header_style="bold", title_justify="left")
+    for name in columns:
+        t.add_column(name, overflow="fold", no_wrap=name in _NO_WRAP)
+    return t
+
+
+def row(t: Table, *cells: str) -> None:
+    """Add a row as plain text: ids, step names and messages are not rich markup."""
+    t.add_row(*(Text(c) for c in cells))
+
+
+def gone(status: RunStatus, expires: datetime | None) -> datetime | None:
+    return owner_gone_since(status, expires, datetime.now(UTC))
+
+
+def iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def status_text(status: RunStatus, expires: datetime | None) -> str:
+    """The status, and for a running run whose owner died, since when nobody drives it."""
+    since = gone(status, expires)
+    if since is None:
+        return status.value
+    return f"{status.value} (owner gone since {ts(since, zone=True)}; a worker or the next run takes it over)"
+
+
+def step_status(rec: RunRecord, step: StepRecord) -> str:
+    """A step left running in a run that has ended was cut off: say so."""
+    if step.status is StepStatus.RUNNING and rec.status.terminal:
+        return "interrupted"
+    return step.status.value
+
+
+def driven_by(rec: RunRecord, drivers: list[str]) -> str:
+    """Who will move an unfinished run on: the live processes serving its workflow."""
+    if rec.status.terminal:
+        return ""
+    if drivers:
+        return ", ".join(drivers)
+    return (
+        f"nobody: no live process drives workflow {rec.workflow_name!r} (start "
+        f"`tether worker --app FILE.py:app`, or `tether runs resume {rec.workflow_id} "
+        "--app FILE.py:app`)"
+    )
+
+
+def error_text(error: dict[str, Any] | None) -> str:
+    return "" if not error else f"{error.get('type')}: {error.get('message')}"
+
+
+def _json(value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def row_dict(r: RunRow) -> dict[str, Any]:
+    """A run's row as JSON (`runs list --json`): every field, values decoded."""
+    return {
+        "workflowId": r.workflow_id,
+        "workflow": r.workflow_name,
+        "version": r.workflow_version,
+        "status": r.status.value,
+        "input": _json(r.input),
+        "output": _json(r.output),
+        "error": _json(r.error),
+        "state": _json(r.state),
+        "priority": r.priority,
+        "tags": list(r.tags),
+        "tenant": r.tenant,
+        "parentId": r.parent_id,
+        "queue": r.queue,
+        "owner": r.owner,
+        "createdAt": r.created_at.isoformat(),
+        "updatedAt": r.updated_at.isoformat(),
+        "startedAt": iso(r.started_at),
+        "finishedAt": iso(r.finished_at),
+        "computeSeconds": r.compute_seconds,
+        "ownerGoneSince": iso(gone(r.status, r.owner_expires_at)),
+    }

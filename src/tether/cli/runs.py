@@ -1,0 +1,248 @@
+"""`tether runs ...`: inspect runs (list, show, events, export); the commands that
+steer runs and delete them are added to the group from `steer` and `prune`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.table import Table
+
+from .._durations import parse_when
+from ..app import App
+from ..errors import TetherError
+from ..record import RunRecord
+from ..store import RunRow, RunStatus
+from ._common import EXIT_USAGE, CliState, db_option, fail, guard, out, pass_state, text
+from ._db import choose, open_app, require_existing
+from ._format import (
+    driven_by,
+    error_text,
+    row,
+    row_dict,
+    short,
+    status_text,
+    step_status,
+    table,
+    ts,
+    zoned,
+)
+
+__all__ = ["read_app", "runs"]
+
+_SHORT_ID = 28  # characters of an id shown without --wide
+
+
+def read_app(state: CliState) -> App:
+    """An App on the chosen database, which must already exist (never create one)."""
+    db = choose(state.db)
+    require_existing(db)
+    return open_app(db)
+
+
+def _record(state: CliState, workflow_id: str, *, drivers: bool) -> tuple[RunRecord, list[str]]:
+    text(workflow_id, "run id")
+    the_app = read_app(state)
+    try:
+        rec: RunRecord = guard(lambda: the_app.get_record(workflow_id))
+        found: list[str] = guard(lambda: the_app.drivers(rec.workflow_name)) if drivers else []
+        return rec, found
+    finally:
+        the_app.close()
+
+
+@click.group(no_args_is_help=True)
+@db_option
+def runs() -> None:
+    """Inspect, steer and delete runs."""
+
+
+_STATUS_NAMES = ", ".join(s.value for s in RunStatus)
+
+
+def _when(value: str | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_when(value, datetime.now(UTC))
+    except TetherError as exc:
+        fail(EXIT_USAGE, f"{what}: {exc}")
+
+
+@runs.command("list")
+@click.option("--status", metavar="STATUS", help=f"Only runs with this status: {_STATUS_NAMES}.")
+@click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only runs with this tag.")
+@click.option("--since", metavar="WHEN", help="Created at or after: 2026-12-01, ISO time, 2h.")
+@click.option("--until", metavar="WHEN", help="Created before: 2026-12-01, ISO time, 30m.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    metavar="N",
+    help="Show at most N.  [default: 50]",
+)
+@click.option("--all", "show_all", is_flag=True, help="Show every run that matches.")
+@click.option("--wide", is_flag=True, help="Show ids in full.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array of full records.")
+@db_option
+@pass_state
+def runs_list(
+    state: CliState,
+    status: str | None,
+    workflow: str | None,
+    tags: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int,
+    show_all: bool,
+    wide: bool,
+    as_json: bool,
+) -> None:
+    """List runs, newest first."""
+    if status is not None and status not in {s.value for s in RunStatus}:
+        fail(EXIT_USAGE, f"unknown run status {status!r}; known: {_STATUS_NAMES}")
+    after, before = _when(since, "--since"), _when(until, "--until")
+    the_app = read_app(state)
+    try:
+        rows: list[RunRow] = guard(lambda: the_app.list_runs(status=status, limit=2**62))
+    finally:
+        the_app.close()
+    found = [
+        r
+        for r in rows
+        if (workflow is None or r.workflow_name == workflow)
+        and all(t in r.tags for t in tags)
+        and (after is None or r.created_at >= after)
+        and (before is None or r.created_at < before)
+    ]
+    shown = found if show_all else found[:limit]
+    if as_json:
+        print(json.dumps([row_dict(r) for r in shown], indent=2, default=str))
+        return
+    if not shown:
+        print("no runs match" if rows else "no runs")
+        return
+    out.print(_runs_table(shown, wide))
+    if len(shown) < len(found):
+        print(f"{len(shown)} of {len(found)} runs (newest first); --limit N or --all for more")
+
+
+def _runs_table(rows: list[RunRow], wide: bool) -> Table:
+    t = table("id", "workflow", "status", "tags", zoned("created"), zoned("updated"))
+    longest = max(len(r.workflow_id) for r in rows)
+    t.columns[0].min_width = longest if wide else min(_SHORT_ID, longest)
+    for r in rows:
+        rid = r.workflow_id
+        if not wide and len(rid) > _SHORT_ID:
+            rid = rid[: _SHORT_ID - 1] + "…"
+        row(
+            t,
+            rid,
+            r.workflow_name,
+            status_text(r.status, r.owner_expires_at),
+            ", ".join(r.tags),
+            ts(r.created_at),
+            ts(r.updated_at),
+        )
+    return t
+
+
+@runs.command("show")
+@click.argument("workflow_id", metavar="RUN_ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's full record as JSON.")
+@db_option
+@pass_state
+def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
+    """A run's summary, its steps and its last 10 events."""
+    rec, drivers = _record(state, workflow_id, drivers=True)
+    if as_json:
+        print(json.dumps(_shown_record(rec), indent=2, default=str))
+        return
+    out.print(_summary(rec, drivers))
+    steps = table("step", "status", "attempts", zoned("completed"), "error")
+    steps.title = f"steps ({len(rec.steps)})"
+    for name, s in rec.steps.items():
+        row(
+            steps,
+            name,
+            step_status(rec, s),
+            str(s.attempts),
+            ts(s.completed_at),
+            error_text(s.error),
+        )
+    out.print(steps)
+    events = table("seq", zoned("at"), "type", "message")
+    events.title = f"last {min(10, len(rec.events))} of {len(rec.events)} events"
+    for e in rec.events[-10:]:
+        row(events, str(e.seq), ts(e.at), e.type, e.message or "")
+    out.print(events)
+
+
+def _shown_record(rec: RunRecord) -> dict[str, Any]:
+    """The record as `runs export` prints it, with a step cut off by the run's end
+    shown as interrupted (as the table does)."""
+    data = rec.to_dict()
+    for name, s in rec.steps.items():
+        data["steps"][name]["status"] = step_status(rec, s)
+    return data
+
+
+def _summary(rec: RunRecord, drivers: list[str]) -> Table:
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    version = f" (version {rec.workflow_version})" if rec.workflow_version else ""
+    facts = [
+        ("run", rec.workflow_id),
+        ("workflow", rec.workflow_name + version),
+        ("status", status_text(rec.status, rec.owner_expires_at)),
+        ("owner", rec.owner if rec.status is RunStatus.RUNNING and rec.owner else ""),
+        ("driven by", driven_by(rec, drivers)),
+        ("created", ts(rec.created_at, zone=True)),
+        ("updated", ts(rec.updated_at, zone=True)),
+        ("finished", ts(rec.finished_at, zone=True)),
+        ("input", "" if rec.input is None else short(rec.input)),
+        ("state", "" if rec.state is None else short(rec.state)),
+        ("result", "" if rec.output is None else short(rec.output)),
+        ("last error", error_text(rec.last_error)),  # kept after a resume succeeds
+    ]
+    for label, value in facts:
+        if value:
+            row(summary, label, value)
+    return summary
+
+
+@runs.command("events")
+@click.argument("workflow_id", metavar="RUN_ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@db_option
+@pass_state
+def runs_events(state: CliState, workflow_id: str, as_json: bool) -> None:
+    """Every event of a run, in order."""
+    rec, _ = _record(state, workflow_id, drivers=False)
+    if as_json:
+        print(json.dumps([e.to_dict() for e in rec.events], indent=2))
+        return
+    t = table("seq", zoned("at"), "type", "message", "detail")
+    for e in rec.events:
+        row(
+            t,
+            str(e.seq),
+            ts(e.at),
+            e.type,
+            e.message or "",
+            "" if e.detail is None else short(e.detail),
+        )
+    out.print(t)
+
+
+@runs.command("export", short_help="A run's full record as JSON.")
+@click.argument("workflow_id", metavar="RUN_ID")
+@db_option
+@pass_state
+def runs_export(state: CliState, workflow_id: str) -> None:
+    """The run's full record as JSON (iso-orchestrator record shape)."""
+    print(_record(state, workflow_id, drivers=False)[0].to_json())

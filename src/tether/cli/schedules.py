@@ -1,0 +1,89 @@
+"""`tether schedules`: list, pause and resume the schedules a database knows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+from rich.table import Table
+
+from ..schedules import Schedule
+from ..store import ScheduleRow
+from ._common import CliState, db_option, guard, out, pass_state, text
+from .runs import read_app
+
+__all__ = ["schedules"]
+
+
+@click.group(no_args_is_help=True)
+@db_option
+def schedules() -> None:
+    """List, pause and resume schedules (saved when a worker first fires them)."""
+
+
+def _next(row: ScheduleRow) -> str:
+    if row.paused:
+        return "paused"
+    try:
+        sched = Schedule(row.name, row.workflow_name, row.cron, row.timezone)
+        after = max(row.fired_until, datetime.now(UTC))
+        return sched.next_tick(after).strftime("%Y-%m-%d %H:%M UTC")
+    except Exception:  # a row written by other code: show it, do not fail the list
+        return "?"
+
+
+@schedules.command("list")
+@db_option
+@pass_state
+def schedules_list(state: CliState) -> None:
+    """Each schedule: its workflow, cron, time zone, next tick and whether it is paused."""
+    the_app = read_app(state)
+    try:
+        rows = guard(the_app.list_schedules)
+    finally:
+        the_app.close()
+    if not rows:
+        print("no schedules in this database (a worker saves each when it first fires it)")
+        return
+    table = Table("name", "workflow", "cron", "timezone", "missed", "next tick", "fired until")
+    for r in rows:
+        table.add_row(
+            r.name,
+            r.workflow_name,
+            r.cron,
+            r.timezone,
+            r.missed,
+            _next(r),
+            r.fired_until.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        )
+    out.print(table)
+
+
+def _set(state: CliState, name: str, paused: bool) -> None:
+    text(name, "schedule name")
+    the_app = read_app(state)
+    try:
+        guard(lambda: the_app.pause_schedule(name, paused=paused))
+    finally:
+        the_app.close()
+    print(
+        f"schedule {name} {'paused' if paused else 'resumed (from now: the ticks of the pause are not started)'}"
+    )
+
+
+@schedules.command("pause")
+@click.argument("name")
+@db_option
+@pass_state
+def schedules_pause(state: CliState, name: str) -> None:
+    """Stop starting ticks of schedule NAME until it is resumed."""
+    _set(state, name, True)
+
+
+@schedules.command("resume")
+@click.argument("name")
+@db_option
+@pass_state
+def schedules_resume(state: CliState, name: str) -> None:
+    """Start ticks of schedule NAME again, from now on."""
+    _set(state, name, False)

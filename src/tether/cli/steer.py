@@ -1,0 +1,215 @@
+"""`tether runs signal|event|complete-token|cancel|resume|rerun`: steer runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ..app import App, RunResult
+from ..store import RunRow, RunStatus, WaitKind, WaitRow, WaitStatus
+from ._common import EXIT_USAGE, CliState, db_option, fail, guard, pass_state, text
+from ._drive import drive
+from ._load import parse_json
+from ._progress import Progress
+from .runs import read_app
+from .worker import load_app
+
+__all__ = ["COMMANDS"]
+
+T = TypeVar("T")
+
+_PAYLOAD = click.option("--payload", metavar="JSON|@FILE", help="Payload as JSON, or @file.json.")
+_APP = click.option(
+    "--app",
+    "app_ref",
+    required=True,
+    metavar="FILE.py:APP|MODULE:APP",
+    help="The App that registers the run's workflow.",
+)
+_TRACEBACK = click.option("--traceback", is_flag=True, help="Print the traceback of a failure.")
+
+
+def _steer(state: CliState, action: Callable[[App], T]) -> T:
+    the_app = read_app(state)
+    try:
+        return guard(lambda: action(the_app))
+    finally:
+        the_app.close()
+
+
+def _wait_text(w: WaitRow) -> str:
+    if w.kind is WaitKind.TIMER:
+        return "a timer" + (f" (due {w.due_at.isoformat()})" if w.due_at else "")
+    if w.kind is WaitKind.RUN:
+        return f"child run {w.name!r}"
+    return f"{w.kind.value} {w.name!r}"
+
+
+def _refuse_unawaited(run: RunRow, waits: list[WaitRow], name: str) -> None:
+    """A parked run that waits for other things than signal `name`: most likely a typo."""
+    pending = [w for w in waits if w.status is WaitStatus.PENDING]
+    if run.status is not RunStatus.WAITING or not pending:
+        return  # not parked yet: the signal is kept until the run waits for it
+    if any(w.kind is WaitKind.SIGNAL and w.name == name for w in pending):
+        return
+    fail(
+        EXIT_USAGE,
+        f"run {run.workflow_id} does not wait for signal {name!r}; it waits for "
+        f"{', '.join(_wait_text(w) for w in pending)}. Check the name, or pass --keep "
+        "to keep the signal for a later wait",
+    )
+
+
+def _who_drives(a: App, run: RunRow) -> str:
+    """Whether anything will move the woken run on now, said truthfully."""
+    drivers = a.drivers(run.workflow_name)
+    open_jobs = [j for j in a.jobs(run.workflow_id) if j.status in ("queued", "claimed")]
+    resume = (
+        f"`tether runs resume {run.workflow_id} --app FILE.py:app` drives it here, "
+        "or start `tether worker --app FILE.py:app`"
+    )
+    if open_jobs:
+        queue = open_jobs[0].queue
+        if drivers:
+            return f"a worker on queue {queue!r} will drive it ({', '.join(drivers)} alive)"
+        return (
+            f"it is queued on {queue!r}, but no worker serving workflow "
+            f"{run.workflow_name!r} is running; start `tether worker --app FILE.py:app`"
+        )
+    if drivers:
+        return f"driven by {', '.join(drivers)}"
+    return f"nothing drives it now: it sits {run.status.value}; {resume}"
+
+
+@click.command("signal")
+@click.argument("workflow_id", metavar="RUN_ID")
+@click.argument("name", metavar="NAME")
+@_PAYLOAD
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the signal for a later wait, even if the run waits for other things now.",
+)
+@db_option
+@pass_state
+def signal(state: CliState, workflow_id: str, name: str, payload: str | None, keep: bool) -> None:
+    """Send signal NAME to a run.
+
+    A run that waits for other things is refused (a typo, most likely) unless
+    --keep; a run that does not wait yet keeps the signal until it does.
+    """
+    text(workflow_id, "run id")
+    text(name, "signal name")
+    data = guard(lambda: parse_json(payload, "payload"))
+    logging.getLogger("tether").setLevel(logging.ERROR)  # the note below says it better
+
+    def send(a: App) -> str:
+        run = a.get_run(workflow_id)
+        if not keep:
+            _refuse_unawaited(run, a.list_waits(workflow_id), name)
+        if not a.signal(workflow_id, name, data):
+            return f"signal {name!r} kept for {workflow_id}: it gets it when it waits for {name!r}"
+        return f"signal {name!r} woke {workflow_id}; " + _who_drives(a, a.get_run(workflow_id))
+
+    print(_steer(state, send))
+
+
+@click.command("event")
+@click.argument("event_type", metavar="TYPE")
+@_PAYLOAD
+@db_option
+@pass_state
+def event(state: CliState, event_type: str, payload: str | None) -> None:
+    """Send an event of type TYPE to every run waiting for it."""
+    text(event_type, "event type")
+    data = guard(lambda: parse_json(payload, "payload"))
+    woken = _steer(state, lambda a: a.send_event(event_type, data))
+    print(
+        f"event {event_type!r} woke {len(woken)} run(s){': ' + ', '.join(woken) if woken else ''}"
+    )
+
+
+@click.command("complete-token")
+@click.argument("token_id", metavar="TOKEN_ID")
+@_PAYLOAD
+@db_option
+@pass_state
+def complete_token(state: CliState, token_id: str, payload: str | None) -> None:
+    """Complete a token made by wf.create_token()."""
+    text(token_id, "token id")
+    data = guard(lambda: parse_json(payload, "payload"))
+    run_id = _steer(state, lambda a: a.complete_token(token_id, data))
+    print(f"token completed for run {run_id}")
+
+
+@click.command("cancel", short_help="Cancel a run (and the children it waits on).")
+@click.argument("workflow_id", metavar="RUN_ID")
+@click.option("--reason", metavar="TEXT", help="Why, recorded on the run.")
+@click.option("--compensate", is_flag=True, help="Run the completed steps' compensations.")
+@db_option
+@pass_state
+def cancel(state: CliState, workflow_id: str, reason: str | None, compensate: bool) -> None:
+    """Cancel a run, its pending waits and the children it waits on."""
+    text(workflow_id, "run id")
+    cancelled = _steer(state, lambda a: a.cancel(workflow_id, reason, compensate=compensate))
+    print(f"cancelled: {', '.join(cancelled)}")
+
+
+@click.command("resume", short_help="Drive a run on in this process.")
+@click.argument("workflow_id", metavar="RUN_ID")
+@_APP
+@_TRACEBACK
+@db_option
+@pass_state
+def resume(state: CliState, workflow_id: str, app_ref: str, traceback: bool) -> None:
+    """Drive a run on in this process, with the App that registers its workflow."""
+    text(workflow_id, "run id")
+    _drive_with(
+        state, app_ref, workflow_id, traceback, lambda a, p: a.resume(workflow_id, on_event=p)
+    )
+
+
+@click.command("rerun", short_help="Retry a finished run from a step, here.")
+@click.argument("workflow_id", metavar="RUN_ID")
+@click.option(
+    "--from",
+    "step",
+    required=True,
+    metavar="STEP",
+    help="The first step to run again; later ones go too.",
+)
+@_APP
+@_TRACEBACK
+@db_option
+@pass_state
+def rerun(state: CliState, workflow_id: str, step: str, app_ref: str, traceback: bool) -> None:
+    """Retry a finished run after a fix: forget STEP and every step after it, run again here."""
+    text(workflow_id, "run id")
+    text(step, "--from step name")
+    _drive_with(
+        state,
+        app_ref,
+        workflow_id,
+        traceback,
+        lambda a, p: a.rerun_from(workflow_id, step, on_event=p),
+    )
+
+
+def _drive_with(
+    state: CliState,
+    app_ref: str,
+    workflow_id: str,
+    traceback: bool,
+    call: Callable[[App, Progress], RunResult[Any]],
+) -> None:
+    """Drive a run with the App named by `--app` (which registers its workflow)."""
+    the_app, db = load_app(state, app_ref, existing=True, traceback=traceback)
+    db.announce()
+    again = f"tether runs resume {workflow_id} --app {app_ref}"
+    drive(the_app, workflow_id, lambda progress: call(the_app, progress), again, traceback)
+
+
+COMMANDS = (signal, event, complete_token, cancel, resume, rerun)

@@ -1,0 +1,106 @@
+"""`tether worker`: work queued runs until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from ..app import App
+from ..errors import TetherError
+from ._common import EXIT_USAGE, CliState, db_option, fail, guard, pass_state
+from ._db import Database, bind, choose, require_existing
+from ._load import load_target
+
+__all__ = ["load_app", "worker"]
+
+
+class _KeyValues(logging.Formatter):
+    """One line per record: time, level, message, then the structured fields."""
+
+    _plain = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {k: v for k, v in record.__dict__.items() if k not in self._plain}
+        if "ghost" in fields:  # the engine's word for a job whose run was cancelled under it
+            ghost = fields.pop("ghost")
+            if ghost:
+                fields["note"] = "the run was cancelled while this job ran"
+        line = f"{self.formatTime(record)} {record.levelname.lower()} {record.getMessage()}"
+        line += "".join(f" {k}={v}" for k, v in fields.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def load_app(
+    state: CliState, app_ref: str, *, existing: bool, traceback: bool = False
+) -> tuple[App, Database]:
+    """The App named by `--app`, on the database the rule picks (see `tether --help`);
+    with `existing`, refuse a database that is not there yet."""
+    target, _ = guard(lambda: load_target(app_ref), traceback=traceback)
+    if not isinstance(target, App):
+        fail(
+            EXIT_USAGE,
+            f"{app_ref} is a {type(target).__name__}, not a tether.App; "
+            "name the App, e.g. flows.py:app",
+        )
+    db = choose(state.db, target, app_ref.rpartition(":")[0])
+    if existing:
+        require_existing(db)
+    return bind(target, db), db
+
+
+@click.command(no_args_is_help=True)
+@click.option(
+    "--app", "app_ref", required=True, metavar="FILE.py:APP|MODULE:APP", help="The App to serve."
+)
+@click.option(
+    "--queue",
+    "-q",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="A queue to work; repeat for more.  [default: default]",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Runs driven at once.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGTERM or Ctrl-C, how long the runs in flight get to finish their "
+    "current step before they are handed back to the queue.",
+)
+@db_option
+@pass_state
+def worker(
+    state: CliState, app_ref: str, queues: tuple[str, ...], concurrency: int, grace: float
+) -> None:
+    """Work queued runs until SIGTERM or Ctrl-C.
+
+    Stopping is graceful: the runs in flight finish their current step and
+    are handed back, runnable by the next worker.
+    """
+    from ..worker import Worker
+
+    the_app, db = load_app(state, app_ref, existing=False)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_KeyValues())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    db.announce()
+    try:
+        w = Worker(
+            the_app, queues=list(queues) or ["default"], concurrency=concurrency, grace=grace
+        )
+    except TetherError as exc:
+        fail(EXIT_USAGE, str(exc))
+    guard(w.serve)

@@ -1,0 +1,92 @@
+"""Helpers of the `tether` command's tests: a workflow file, and the command run as a
+real process (the venv's console script) in a temp folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tether import App
+
+TETHER = str(Path(sys.executable).with_name("tether"))
+ROOT = Path(__file__).resolve().parents[2]
+
+FLOW = textwrap.dedent(
+    """
+    import asyncio
+    import os
+
+    from pydantic import BaseModel
+
+    import tether
+
+    class Who(BaseModel):
+        name: str
+
+    def effect(name):
+        with open(os.environ["EFFECTS"], "a") as f:
+            f.write(name + "\\n")
+        return name
+
+    async def greet(wf: tether.Workflow, who: Who) -> str:
+        await wf.step("hello", lambda: effect("hello"))
+        await wf.step("world", lambda: effect("world"))
+        return "hi " + who.name  # an attribute: the input arrives as the model, not a dict
+
+    async def broken(wf: tether.Workflow) -> None:
+        await wf.step("ok", lambda: 1)
+        raise RuntimeError("the agent gave up")
+
+    async def misuses_api(wf: tether.Workflow) -> None:
+        await wf.touch_lease("slot", holder="me", ttl=-1)  # tether's own error, raised in the run
+
+    async def naps(wf: tether.Workflow) -> str:
+        return await wf.step("nap", lambda: asyncio.sleep(0.6, result="rested"))
+
+    async def waits(wf: tether.Workflow) -> object:
+        return await wf.wait_for_signal("go")
+
+    app = tether.App(os.environ["FLOWS_DB"])
+    for _fn in (greet, broken, waits):
+        app.workflow(_fn)
+    """
+)
+
+
+def tether(
+    tmp: Path,
+    *args: str,
+    db: str | None = None,
+    use_db: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`tether --db <tmp>/t.db ARGS` in `tmp`, with no $TETHER_DATABASE_URL to fall back on
+    (unless `env` sets it): the venv's console script, a real process."""
+    url = db or f"sqlite:///{tmp}/t.db"
+    environ = {k: v for k, v in os.environ.items() if k != "TETHER_DATABASE_URL"}
+    environ |= {"EFFECTS": str(tmp / "effects.log"), "FLOWS_DB": url, "COLUMNS": "200"}
+    environ |= env or {}
+    return subprocess.run(
+        [TETHER, *(["--db", url] if use_db else []), *args],
+        cwd=tmp,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def effects(tmp: Path) -> list[str]:
+    log = tmp / "effects.log"
+    return log.read_text().split() if log.exists() else []
+
+
+def create(url: str) -> str:
+    """Make an empty tether database at `url` (reading commands never create one)."""
+    app = App(url)
+    app.list_runs()
+    app.close()
+    return url

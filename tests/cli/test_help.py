@@ -1,0 +1,64 @@
+"""`--help` of every command: flags as flags, arguments by name, no engine words;
+`--version`; click's own usage errors as one line and exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from tether.cli import cli
+
+from ._helpers import tether
+
+
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [path]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, (*path, name))
+        else:
+            found.append((*path, name))
+    return found
+
+
+COMMANDS = _commands(cli)
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "tether")
+def test_every_help_reads_as_usage(path: tuple[str, ...]) -> None:
+    res = CliRunner().invoke(cli, [*path, "--help"], terminal_width=100)
+    assert res.exit_code == 0, res.output
+    shown = res.output
+    for internal in ("<bool>", "<str>", "<int>", "ghost", "poll_interval", "maintenance_interval"):
+        assert internal not in shown, (internal, shown)
+    assert "--db URL" in shown  # on every command, after it as well as before
+    if path and path[-1] in ("show", "events", "export", "signal", "cancel", "delete"):
+        assert "RUN_ID" in shown  # arguments by name
+
+
+def test_root_help_states_the_database_rule_and_the_exit_codes() -> None:
+    shown = CliRunner().invoke(cli, ["--help"], terminal_width=100).output
+    assert "1. --db URL" in shown and "2. $TETHER_DATABASE_URL" in shown
+    assert "3. the database of the App in the module given" in shown
+    assert "4. sqlite:///.tether/tether.db" in shown
+    assert "130  interrupted" in shown and "--version  Show the version" in shown
+
+
+def test_flags_take_no_value() -> None:
+    shown = CliRunner().invoke(cli, ["run", "--help"], terminal_width=100).output
+    assert "--traceback " in shown and "--traceback BOOLEAN" not in shown
+    shown = CliRunner().invoke(cli, ["worker", "--help"], terminal_width=100).output
+    assert "--grace SECONDS" in shown and "handed back" in shown
+
+
+def test_version_and_usage_errors(tmp_path: Path) -> None:
+    assert tether(tmp_path, "--version").stdout.strip() == "tether 0.1.0"
+    for args in (["run"], ["runs", "list", "--limit", "many"], ["frobnicate"], ["runs"]):
+        res = tether(tmp_path, *args)
+        assert res.returncode == 2, (args, res.stderr)
+    res = tether(tmp_path, "runs", "list", "--limit", "many")
+    assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+    assert "see `tether runs list --help`" in res.stderr

@@ -1,0 +1,109 @@
+"""`tether runs prune|delete` and `App.prune|delete_run`, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from tether import App, FakeClock, Workflow
+from tether.errors import InvalidArgumentError
+
+from ._helpers import tether
+
+
+async def done(wf: Workflow) -> int:
+    await wf.step("one", lambda: 1)
+    return 1
+
+
+async def fails(wf: Workflow) -> None:
+    await wf.step("one", lambda: 1)
+    raise RuntimeError("no")
+
+
+async def waits(wf: Workflow) -> object:
+    return await wf.wait_for_signal("go")
+
+
+def invoke(url: str, *args: str) -> Result:
+    from tether.cli import cli
+
+    return CliRunner().invoke(cli, [*args, "--db", url], env={"TETHER_DATABASE_URL": None})
+
+
+def _history(url: str, clock: FakeClock) -> None:
+    """Old runs (40 days ago): 3 completed, 1 failed, 1 waiting; then 1 completed now."""
+    app = App(url, clock=clock)
+    for i in range(3):
+        app.run(done, workflow_id=f"old-{i}")
+    with pytest.raises(RuntimeError):
+        app.run(fails, workflow_id="old-failed")
+    app.run(waits, workflow_id="old-waiting")
+    app.close()
+    clock.advance(40 * 86400)
+    app = App(url, clock=clock)
+    app.run(done, workflow_id="new")
+    app.close()
+
+
+def _ids(url: str) -> list[str]:
+    app = App(url)
+    try:
+        return sorted(r.workflow_id for r in app.list_runs(limit=1000))
+    finally:
+        app.close()
+
+
+def test_app_prune_deletes_old_finished_runs_in_batches(database_url: str) -> None:
+    clock = FakeClock(datetime.now(UTC) - timedelta(days=40))
+    _history(database_url, clock)
+    app = App(database_url, clock=clock)
+    try:
+        with pytest.raises(InvalidArgumentError, match="not a final status"):
+            app.prune("30d", ["waiting"])
+        with pytest.raises(InvalidArgumentError, match="cannot read"):
+            app.prune("a month")
+        assert app.prune("30d", ["failed"]) == 1
+        assert app.prune(timedelta(days=30), batch=2) == 3
+        assert app.prune("30d") == 0
+        assert app.get_record("new").steps  # the new run keeps its steps
+        with pytest.raises(InvalidArgumentError, match="has not ended"):
+            app.delete_run("old-waiting")
+        app.delete_run("new")
+    finally:
+        app.close()
+    assert _ids(database_url) == ["old-waiting"]
+
+
+def test_runs_prune_and_delete_commands(database_url: str) -> None:
+    clock = FakeClock(datetime.now(UTC) - timedelta(days=40))
+    _history(database_url, clock)
+    res = invoke(database_url, "runs", "prune", "--older-than", "30d", "--dry-run")
+    assert res.exit_code == 0 and "4 finished run(s) older than 30d would be" in res.output
+    res = invoke(database_url, "runs", "prune", "--older-than", "30d", "--status", "completed")
+    assert res.exit_code == 0 and "deleted 3 finished run(s)" in res.output
+    assert _ids(database_url) == ["new", "old-failed", "old-waiting"]
+    res = invoke(database_url, "runs", "prune", "--older-than", "soon")
+    assert res.exit_code == 2 and "--older-than" in res.output
+    res = invoke(database_url, "runs", "delete", "old-waiting")
+    assert res.exit_code == 2 and "has not ended (waiting)" in res.output
+    res = invoke(database_url, "runs", "delete", "old-failed")
+    assert res.exit_code == 0 and "deleted run old-failed" in res.output
+    assert _ids(database_url) == ["new", "old-waiting"]
+    res = invoke(database_url, "runs", "show", "old-failed")
+    assert res.exit_code == 3
+
+
+def test_delete_refuses_a_running_run_as_a_real_process(tmp_path: Path, flow: Path) -> None:
+    assert tether(tmp_path, "run", "flows.py:waits", "--id", "w1").returncode == 0
+    res = tether(tmp_path, "runs", "delete", "w1")
+    assert res.returncode == 2
+    assert "run 'w1' has not ended (waiting)" in res.stderr and "cancel it first" in res.stderr
+    assert tether(tmp_path, "runs", "cancel", "w1").returncode == 0
+    assert tether(tmp_path, "runs", "delete", "w1").returncode == 0
+    listed = tether(tmp_path, "runs", "list", "--json")
+    assert json.loads(listed.stdout) == []

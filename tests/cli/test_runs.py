@@ -1,0 +1,170 @@
+"""`tether runs list|show|events|export`: what they print, and that they never create
+a database."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from tether import App, Workflow
+from tether.cli import cli
+
+from .._postgres import PostgresServer
+from ._helpers import create, tether
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env={"TETHER_DATABASE_URL": None})
+
+
+async def alpha(wf: Workflow) -> int:
+    return 1
+
+
+async def beta(wf: Workflow) -> int:
+    return 2
+
+
+def _submitted(url: str, n_alpha: int, n_beta: int) -> None:
+    """Pending runs, fast: queued and never worked."""
+    app = App(url)
+    for i in range(n_alpha):
+        app.submit(alpha, workflow_id=f"a-{i:03d}-{'x' * 40}", tags=["nightly"])
+    for i in range(n_beta):
+        app.submit(beta, workflow_id=f"b-{i:03d}", tags=["adhoc", "nightly"] if i % 2 else [])
+    app.close()
+
+
+def test_runs_list_stops_at_the_limit_and_says_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    _submitted(url, 100, 11)
+    res = invoke("--db", url, "runs", "list")
+    assert res.exit_code == 0, res.output
+    assert "50 of 111 runs" in res.output
+    res = invoke("runs", "list", "--limit", "5", "--db", url)  # --db after the command
+    assert "5 of 111 runs" in res.output
+    res = invoke("runs", "list", "--all", "--json", "--db", url)
+    rows = json.loads(res.output)
+    assert len(rows) == 111 and rows[0]["tags"] in ([], ["nightly"], ["adhoc", "nightly"])
+    assert {"input", "output", "error", "queue", "createdAt", "finishedAt"} <= set(rows[0])
+
+
+def test_runs_list_filters(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    _submitted(url, 3, 4)
+
+    def ids(*args: str) -> list[str]:
+        res = invoke("--db", url, "runs", "list", "--json", *args)
+        assert res.exit_code == 0, res.output
+        return sorted(r["workflowId"] for r in json.loads(res.output))
+
+    assert ids("--workflow", "beta") == ["b-000", "b-001", "b-002", "b-003"]
+    assert ids("--tag", "adhoc") == ["b-001", "b-003"]
+    assert len(ids("--tag", "nightly")) == 5
+    assert len(ids("--since", "30m")) == 7 and len(ids("--since", "2000-01-01")) == 7
+    assert ids("--until", "2000-01-01") == [] and ids("--since", "2999-01-01T00:00") == []
+    assert len(ids("--until", "2999-01-01T00:00:00+00:00")) == 7
+    assert ids("--status", "completed") == []
+    bad = invoke("--db", url, "runs", "list", "--since", "yesterday")
+    assert bad.exit_code == 2 and "--since: cannot read 'yesterday' as a time" in bad.output
+
+
+def test_runs_list_shows_full_ids_only_when_wide(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    _submitted(url, 1, 0)
+    full = "a-000-" + "x" * 40
+    assert full not in invoke("--db", url, "runs", "list").output
+    assert full in invoke("--db", url, "runs", "list", "--wide").output
+
+
+def test_runs_show_json_and_a_step_cut_off_by_the_runs_end(tmp_path: Path, flow: Path) -> None:
+    assert (
+        tether(tmp_path, "run", "flows.py:greet", "-i", '{"name": "a"}', "--id", "g1").returncode
+        == 0
+    )
+    with sqlite3.connect(tmp_path / "t.db") as conn:  # as a crash mid-step would leave it
+        conn.execute("UPDATE steps SET status = 'running' WHERE run_id = 'g1' AND name = 'world'")
+    url = f"sqlite:///{tmp_path}/t.db"
+    shown = invoke("--db", url, "runs", "show", "g1")
+    assert re.search(r"world\s+│\s+interrupted", shown.output), shown.output
+    data = json.loads(invoke("--db", url, "runs", "show", "g1", "--json").output)
+    assert data["workflowId"] == "g1" and data["status"] == "completed"
+    assert data["steps"]["world"]["status"] == "interrupted"
+    assert data["steps"]["hello"]["status"] == "completed"
+
+
+def test_unknown_run_exits_3(tmp_path: Path, flow: Path) -> None:
+    create(f"sqlite:///{tmp_path}/t.db")
+    for args in (
+        ["runs", "show", "ghost"],
+        ["runs", "events", "ghost"],
+        ["runs", "export", "ghost"],
+        ["runs", "cancel", "ghost"],
+        ["runs", "delete", "ghost"],
+    ):
+        res = tether(tmp_path, *args)
+        assert res.returncode == 3, res.stderr
+        assert "no run with workflow id 'ghost'" in res.stderr
+
+
+def test_foreign_database_exits_4(tmp_path: Path, flow: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"\x00garbage" * 512)
+    for args in (["runs", "list"], ["run", "flows.py:broken"]):
+        res = tether(tmp_path, *args, db=f"sqlite:///{junk}")
+        assert res.returncode == 4, res.stderr
+        assert "not a readable SQLite database" in res.stderr
+        assert "Traceback" not in res.stderr
+
+
+READING = [
+    ["runs", "list"],
+    ["runs", "show", "r1"],
+    ["runs", "events", "r1"],
+    ["runs", "export", "r1"],
+    ["runs", "signal", "r1", "go"],
+    ["runs", "event", "go"],
+    ["runs", "cancel", "r1"],
+    ["runs", "prune", "--older-than", "1d"],
+    ["runs", "delete", "r1"],
+]
+
+
+@pytest.mark.parametrize("args", READING, ids=lambda a: a[1])
+def test_reading_commands_never_create_a_database(tmp_path: Path, args: list[str]) -> None:
+    res = tether(tmp_path, *args, use_db=False)
+    assert res.returncode == 4, res.stderr
+    assert f"no tether database at {tmp_path}/.tether/tether.db" in res.stderr
+    assert not (tmp_path / ".tether").exists()
+    res = tether(tmp_path, *args)  # --db to a file that is not there
+    assert res.returncode == 4 and f"{tmp_path}/t.db" in res.stderr
+    assert not (tmp_path / "t.db").exists()
+
+
+def test_reading_a_postgres_database_without_tether_tables(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    url = postgres.url_with_schema(schema)
+    res = tether(tmp_path, "runs", "list", db=url)
+    assert res.returncode == 4, res.stderr
+    assert f"no tether schema '{schema}'" in res.stderr
+    import psycopg
+
+    with psycopg.connect(postgres.url) as conn:
+        found = conn.execute(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (schema,)
+        ).fetchone()
+    assert found is None  # nothing was created
+    create(url)
+    try:
+        res = tether(tmp_path, "runs", "list", "--json", db=url)
+        assert res.returncode == 0 and json.loads(res.stdout) == []
+    finally:
+        postgres.drop_schema(schema)

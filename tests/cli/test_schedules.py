@@ -1,0 +1,50 @@
+"""`tether schedules list|pause|resume`, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from click.testing import CliRunner, Result
+
+from tether import App, FakeClock, Workflow
+
+
+def invoke(url: str, *args: str) -> Result:
+    from tether.cli import cli
+
+    return CliRunner().invoke(cli, [*args, "--db", url], env={"TETHER_DATABASE_URL": None})
+
+
+def test_schedules_are_listed_paused_and_resumed(database_url: str) -> None:
+    clock = FakeClock(datetime(2026, 12, 1, 16, 3, tzinfo=UTC))
+    app = App(database_url, clock=clock)
+
+    @app.workflow(name="nightly", schedule="0 2 * * *")
+    async def nightly(wf: Workflow) -> str:
+        return "ok"
+
+    app.fire_schedules()  # saves the schedule
+    listed = invoke(database_url, "schedules", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "nightly" in listed.output and "0 2 * * *" in listed.output
+    assert "2026-12-02 02:00 UTC" in listed.output  # the next tick
+    paused = invoke(database_url, "schedules", "pause", "nightly")
+    assert paused.exit_code == 0 and "paused" in paused.output
+    assert [r.paused for r in app.list_schedules()] == [True]
+    assert "paused" in invoke(database_url, "schedules", "list").output
+    resumed = invoke(database_url, "schedules", "resume", "nightly")
+    assert resumed.exit_code == 0 and "resumed" in resumed.output
+    assert [r.paused for r in app.list_schedules()] == [False]
+    unknown = invoke(database_url, "schedules", "pause", "weekly")
+    assert unknown.exit_code == 2
+    assert "no schedule named 'weekly'" in unknown.output and "nightly" in unknown.output
+    app.close()
+
+
+def test_an_empty_database_lists_no_schedules(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    app = App(url)
+    app.list_runs()  # creates the database
+    app.close()
+    listed = invoke(url, "schedules", "list")
+    assert listed.exit_code == 0 and "no schedules" in listed.output

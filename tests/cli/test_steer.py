@@ -1,0 +1,109 @@
+"""`tether runs signal|event|complete-token|cancel|resume|rerun`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tether import App
+from tether.worker import ServerlessHost
+
+from ._helpers import tether
+
+
+def test_signal_resume_and_cancel(tmp_path: Path, flow: Path) -> None:
+    started = tether(tmp_path, "run", f"{flow}:waits", "--id", "w1")
+    assert started.returncode == 0 and json.loads(started.stdout)["status"] == "waiting"
+    shown = tether(tmp_path, "runs", "show", "w1")
+    assert re.search(r"driven by\s+nobody: no live process drives workflow 'waits'", shown.stdout)
+    sent = tether(tmp_path, "runs", "signal", "w1", "go", "--payload", '{"ok": true}')
+    assert sent.returncode == 0 and "woke w1" in sent.stdout
+    assert "nothing drives it now: it sits pending" in sent.stdout  # it will sit
+    assert "tether runs resume w1 --app" in sent.stdout
+    assert "Traceback" not in sent.stderr and "warning" not in sent.stderr
+    resumed = tether(tmp_path, "runs", "resume", "w1", "--app", f"{flow}:app")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout) == {
+        "workflowId": "w1",
+        "status": "completed",
+        "result": {"ok": True},
+    }
+
+    rerun_done = tether(
+        tmp_path, "runs", "rerun", "w1", "--from", "signal:go#1", "--app", f"{flow}:app"
+    )
+    assert rerun_done.returncode == 2 and "has no step" in rerun_done.stderr
+    failed = tether(tmp_path, "run", f"{flow}:broken", "--id", "b1")
+    assert failed.returncode == 1
+    rerun = tether(tmp_path, "runs", "rerun", "b1", "--from", "ok", "--app", f"{flow}:app")
+    assert rerun.returncode == 1 and "the agent gave up" in rerun.stderr  # ran again, same end
+    assert "run.rerun_from" in tether(tmp_path, "runs", "events", "b1").stdout
+
+    tether(tmp_path, "run", f"{flow}:waits", "--id", "w2")
+    cancelled = tether(tmp_path, "runs", "cancel", "w2", "--reason", "not needed")
+    assert cancelled.returncode == 0 and "w2" in cancelled.stdout
+    again = tether(tmp_path, "runs", "cancel", "w2")
+    assert again.returncode == 2 and "already ended" in again.stderr
+    rerun = tether(tmp_path, "run", f"{flow}:waits", "--id", "w2")
+    assert rerun.returncode == 1 and "run w2 was cancelled" in rerun.stderr
+    assert json.loads(rerun.stdout)["status"] == "cancelled"
+    evt = tether(tmp_path, "runs", "event", "nobody.listens", "--payload", "{}")
+    assert evt.returncode == 0 and "woke 0 run(s)" in evt.stdout
+
+
+def test_a_signal_the_run_does_not_wait_for_is_refused(tmp_path: Path, flow: Path) -> None:
+    tether(tmp_path, "run", f"{flow}:waits", "--id", "w1")
+    typo = tether(tmp_path, "runs", "signal", "w1", "og")
+    assert typo.returncode == 2, typo.stdout
+    assert "run w1 does not wait for signal 'og'; it waits for signal 'go'" in typo.stderr
+    assert "kept" not in typo.stdout
+    kept = tether(tmp_path, "runs", "signal", "w1", "og", "--keep")
+    assert kept.returncode == 0 and "signal 'og' kept for w1" in kept.stdout
+    shown = tether(tmp_path, "runs", "show", "w1")
+    assert re.search(r"status\s+waiting", shown.stdout)  # still waiting for 'go'
+
+
+def test_a_signal_before_the_run_waits_is_kept(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    app = App(url)
+
+    async def later(wf: object) -> None:
+        return None
+
+    app.workflow(later)
+    app.submit(later, workflow_id="p1")  # queued, never run: pending
+    app.close()
+    sent = tether(tmp_path, "runs", "signal", "p1", "anything")
+    assert sent.returncode == 0, sent.stderr
+    assert "signal 'anything' kept for p1" in sent.stdout
+
+
+def test_signal_says_a_queued_run_waits_for_a_worker(tmp_path: Path, flow: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+
+    async def parks(wf: object) -> object:
+        return await wf.wait_for_signal("go")  # type: ignore[attr-defined]
+
+    app = App(url, resume_woken=False)
+    app.workflow(parks)
+    app.submit(parks, workflow_id="q1")
+    ServerlessHost(app).process_available_jobs()
+    assert app.get_run("q1").status.value == "waiting"
+    app.close()
+    sent = tether(tmp_path, "runs", "signal", "q1", "go")
+    assert sent.returncode == 0, sent.stderr
+    assert "signal 'go' woke q1" in sent.stdout and "queued on 'default'" in sent.stdout
+    assert "no worker serving workflow" in sent.stdout
+
+
+def test_resume_uses_db_not_the_database_of_the_app_module(tmp_path: Path, flow: Path) -> None:
+    elsewhere = {"FLOWS_DB": f"sqlite:///{tmp_path}/module.db"}  # the App in flows.py
+    started = tether(tmp_path, "run", "flows.py:waits", "--id", "c2", env=elsewhere)
+    assert started.returncode == 0, started.stderr
+    assert tether(tmp_path, "runs", "signal", "c2", "go", env=elsewhere).returncode == 0
+    resumed = tether(tmp_path, "runs", "resume", "c2", "--app", "flows.py:app", env=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"database: sqlite:///{tmp_path}/t.db (from --db)" in resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "completed"
+    assert not (tmp_path / "module.db").exists()
