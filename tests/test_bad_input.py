@@ -4,6 +4,8 @@ wrong and how to fix it, raised before anything is created or changed."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -274,3 +276,19 @@ def test_an_idempotency_key_reused_with_another_input_is_a_conflict(
     _clear(caught.value, "'k1'", repr(first), "different input")
     assert caught.value.key == "k1" and caught.value.workflow_id == first
     assert [r.workflow_id for r in sync_app.list_runs()] == [first]
+
+
+def test_a_missing_postgres_driver_says_how_to_install_it(in_tmp: Path) -> None:
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"  # as if the driver were not installed
+        "import tether\n"
+        "try:\n"
+        "    tether.App('postgresql://127.0.0.1:5432/test')\n"
+        "except tether.InvalidArgumentError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "PostgreSQL driver (psycopg is not installed)" in done.stdout, done.stdout
+    assert "pip install -e '.[postgres]'" in done.stdout
+    assert "pip install 'tether[postgres] @ git+<repository URL>'" in done.stdout

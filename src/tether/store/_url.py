@@ -6,6 +6,7 @@ import importlib.util
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -83,7 +84,7 @@ def _check_driver(scheme: str) -> None:
     anything is opened."""
     if scheme not in ("postgresql", "postgres"):
         return
-    missing = [m for m in ("psycopg", "psycopg_pool") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("psycopg", "psycopg_pool") if not _importable(m)]
     if missing:
         raise InvalidArgumentError(
             f"{scheme}:// URLs need the PostgreSQL driver ({', '.join(missing)} is not "
@@ -94,6 +95,15 @@ def _check_driver(scheme: str) -> None:
 def redact(url: str) -> str:
     """`url` with its password (if any) replaced by ***, fit for an error message."""
     return re.sub(r"^([^:/?#]+://[^:/?#@]*):[^@/?#]*@", r"\1:***@", url)
+
+
+def _importable(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: its import was blocked
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def check_url(url: str, what: str = "database URL") -> SplitResult:
