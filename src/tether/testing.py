@@ -43,6 +43,9 @@ else:
     def tether_app(tether_clock: FakeClock) -> Iterator[App]:
         """A fresh in-memory `App` on `tether_clock`, closed after the test."""
         app = memory_app(tether_clock)
+        # connect now: the connection (on the store's own thread) then serves whichever loop
+        # the test runs on, and no two first uses can race to open two in-memory databases
+        asyncio.run(app.store.open())
         yield app
         try:
             app.close()
