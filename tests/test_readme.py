@@ -1,7 +1,8 @@
 """README.md works verbatim: every code block in it is run, in order, by this test.
 
 Python blocks run in one namespace, top to bottom, in a temporary project (a
-copy of `examples/` and this checkout's `.venv`, as after ``make demo``);
+copy of `examples/` and, as `.venv`, the venv running the tests: a checkout
+after ``make demo``);
 shell blocks run line by line in bash there, with the venv *not* on PATH
 unless the README activated it. A block that is a fragment to read, not run,
 carries ``<!-- not-run: reason -->`` on the line before its fence; a block
@@ -24,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-VENV = ROOT / ".venv"
+VENV = Path(sys.prefix)  # the venv running the tests (make test: the checkout's .venv)
 
 # Shell commands this test does not run, and why (matched on the start of the line).
 NOT_RUN = {
@@ -119,7 +120,7 @@ def _reader_files() -> dict[str, dict[str, str]]:
 @pytest.mark.timeout(600)
 def test_the_readme_runs_verbatim(tmp_path: Path) -> None:
     if not (VENV / "bin" / "tether").exists():
-        pytest.skip("needs the checkout's .venv with tether installed (make .venv/.installed)")
+        pytest.skip("needs a virtualenv with tether installed (make .venv/.installed)")
     project = tmp_path / "project"
     shutil.copytree(ROOT / "examples", project / "examples")
     (project / ".venv").symlink_to(VENV)
