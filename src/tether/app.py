@@ -789,6 +789,9 @@ class App:
         return self._loop.run(self.arecover_orphans(grace=grace, limit=limit))
 
     async def _maybe_recover(self) -> None:
+        # connect before the keep-alive task starts, so that it and this call never both
+        # open the store (for sqlite:///:memory: that would be two separate databases)
+        await self.store.open()
         self._runner.ensure_alive()
         if self._recover_pending:
             await self.arecover_orphans()
@@ -810,6 +813,7 @@ class App:
 
     async def aannounce(self) -> None:
         """Async face of `announce`."""
+        await self.store.open()
         self._runner.ensure_alive()
 
     def drain(self) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 from .app import App
 from .clock import FakeClock
@@ -45,14 +46,24 @@ else:
         app = memory_app(tether_clock)
         # connect now: the connection (on the store's own thread) then serves whichever loop
         # the test runs on, and no two first uses can race to open two in-memory databases
-        asyncio.run(app.store.open())
+        _run(app.store.open())
         yield app
         try:
             app.close()
         except RuntimeError:
             # an async plugin ran the test on a loop it has closed since, and with it what
             # the App had running there: only the store is left to close
-            asyncio.run(app.store.close())
+            _run(app.store.close())
+
+    def _run(coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` on a loop of its own, leaving the thread's current loop (which an
+        async plugin may have set) as it was; `asyncio.run` would reset it."""
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(coro)
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     _OURS = frozenset({"tether_app", "tether_clock"})
     _OTHER_RUNNERS = ("asyncio", "anyio", "trio")  # markers of plugins that run async tests
@@ -79,5 +90,5 @@ else:
                 if isinstance(app, App):
                     await app.aclose()
 
-        asyncio.run(test())
+        _run(test())
         return True
