@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -900,7 +899,7 @@ def _check_app_options(
             f"sinks must be a list of event sinks, got {sinks!r}; e.g. sinks=[tether.kernel.LoggingSink()]"
         )
     for sink in sinks:
-        if not inspect.iscoroutinefunction(getattr(sink, "publish", None)):
+        if not callable(getattr(sink, "publish", None)):
             raise InvalidArgumentError(
                 f"sinks: {sink!r} is not an event sink (it needs an `async def publish(event)`); "
                 "use a sink from tether.kernel: LoggingSink(), CallableSink(fn), WebhookSink(url, secret)"
