@@ -77,11 +77,16 @@ async def apply_batch(wf: tether.Workflow, jobs: list[Job] | None = None) -> dic
     summary = await wf.for_each(
         todo, apply, max_parallel=2, mutex_key=lambda j: f"{j.company}:{j.role}"
     )
-    await wf.update_state(
-        lambda state: {**(state or {}), "applied": summary.fulfilled, "skipped": summary.rejected}
-    )
+    # a job listed twice is one application: its second item is answered from the record
+    applied = len({(o.company, o.role) for o in summary.values if o is not None})
+    counts = {
+        "applied": applied,
+        "duplicates": summary.fulfilled - applied,
+        "failed": summary.rejected,
+    }
+    await wf.update_state(lambda state: {**(state or {}), **counts})
     await wf.release_lease("batch-slot", holder="apply-bot")
-    return {"applied": summary.fulfilled, "failed": summary.rejected}
+    return counts
 
 
 def main() -> None:
@@ -91,9 +96,7 @@ def main() -> None:
         f"apply-batch-{uuid.uuid4().hex[:6]}" if parser.parse_args().fresh else "apply-batch-demo"
     )
     try:
-        result = app.run(
-            apply_batch, workflow_id=run_id, initial_state={"applied": 0, "skipped": 0}
-        )
+        result = app.run(apply_batch, workflow_id=run_id, initial_state={"applied": 0, "failed": 0})
     finally:
         app.close()
     record = result.record

@@ -2,8 +2,9 @@
 
 Order: $TETHER_TEST_POSTGRES_URL; else a server on 127.0.0.1:5432 (trust
 auth); else a throwaway cluster started from installed server binaries. If
-none works the PostgreSQL tests skip with one line saying why, unless
-TETHER_REQUIRE_POSTGRES=1, which turns that into a failure.
+none works the PostgreSQL tests are deselected and the run ends with one line
+saying why (tests/conftest.py), unless TETHER_REQUIRE_POSTGRES=1, which turns
+that into a failure.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pytest
+
+from tether.store._url import POSTGRES_INSTALL
 
 
 @dataclass
@@ -45,8 +48,13 @@ class PostgresServer:
                 closer()  # type: ignore[operator]
 
 
+def required() -> bool:
+    """TETHER_REQUIRE_POSTGRES=1 (set by .ci/run): no PostgreSQL is a failure, not a skip."""
+    return os.environ.get("TETHER_REQUIRE_POSTGRES") == "1"
+
+
 def _unavailable(why: str) -> PostgresServer:
-    if os.environ.get("TETHER_REQUIRE_POSTGRES") == "1":
+    if required():
         pytest.fail(f"PostgreSQL is required (TETHER_REQUIRE_POSTGRES=1) but {why}", pytrace=False)
     pytest.skip(f"PostgreSQL tests skipped: {why}")
 
@@ -148,15 +156,22 @@ def _throwaway_cluster() -> PostgresServer | str:
 
 
 def find_postgres() -> PostgresServer:
+    """A database of this session's own, or skip (fail, if required) saying why not."""
+    found = locate_postgres()
+    return _unavailable(found) if isinstance(found, str) else found
+
+
+def locate_postgres() -> PostgresServer | str:
+    """A database of this session's own, or the reason there is none."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        return _unavailable("the psycopg driver is not installed (pip install 'tether[postgres]')")
+        return f"the psycopg driver is not installed ({POSTGRES_INSTALL})"
     explicit = os.environ.get("TETHER_TEST_POSTGRES_URL")
     if explicit:
         err = _try(explicit)
         if err:
-            return _unavailable(f"TETHER_TEST_POSTGRES_URL={explicit} is unreachable ({err})")
+            return f"TETHER_TEST_POSTGRES_URL={explicit} is unreachable ({err})"
         return _create_db(explicit)
     local_err = "skipped (TETHER_TEST_POSTGRES_THROWAWAY=1)"
     if os.environ.get("TETHER_TEST_POSTGRES_THROWAWAY") != "1":
@@ -170,4 +185,4 @@ def find_postgres() -> PostgresServer:
     cluster = _throwaway_cluster()
     if isinstance(cluster, PostgresServer):
         return cluster
-    return _unavailable(f"no server at 127.0.0.1:5432 ({local_err}) and {cluster}")
+    return f"no server at 127.0.0.1:5432 ({local_err}) and {cluster}"

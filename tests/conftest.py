@@ -15,16 +15,53 @@ import pytest
 
 from tether import App, FakeClock
 
-from ._postgres import PostgresServer, find_postgres
+from ._postgres import PostgresServer, find_postgres, locate_postgres, required
 
 BACKENDS = [
     b.strip() for b in os.environ.get("TETHER_TEST_BACKENDS", "sqlite,postgresql").split(",")
 ]
 
 
+_SERVER = pytest.StashKey[PostgresServer]()
+_SKIPPED = pytest.StashKey[tuple[int, str]]()
+
+
+def _uses_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    on_pg = callspec is not None and callspec.params.get("backend") == "postgresql"
+    return on_pg or "postgres" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Find PostgreSQL once, if any collected test needs it; without it, deselect those
+    tests and say why in one line at the end (not one SKIPPED line per test)."""
+    wanted = [item for item in items if _uses_postgres(item)]
+    if not wanted:
+        return
+    found = locate_postgres()
+    if isinstance(found, PostgresServer):
+        config.stash[_SERVER] = found
+        config.add_cleanup(found.close)
+    elif not required():  # required: the tests stay, and the fixture fails them saying why
+        config.stash[_SKIPPED] = (len(wanted), found)
+        config.hook.pytest_deselected(items=wanted)
+        items[:] = [item for item in items if not _uses_postgres(item)]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    skipped = terminalreporter.config.stash.get(_SKIPPED, None)
+    if skipped is not None:
+        count, why = skipped
+        terminalreporter.write_line(f"PostgreSQL tests skipped ({count} deselected): {why}")
+
+
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
+def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
     """A PostgreSQL database of this test session's own (created, then dropped)."""
+    server = request.config.stash.get(_SERVER, None)
+    if server is not None:
+        yield server  # found at collection; dropped when the session ends
+        return
     server = find_postgres()
     try:
         yield server

@@ -108,15 +108,17 @@ async def test_mutex_excludes_tasks_and_releases(app: App) -> None:
 
 
 async def test_mutex_timeout_names_holder(app: App) -> None:
-    async def flow(wf: Workflow) -> None:
-        async with wf.mutex("busy"):
-            with pytest.raises(tether.MutexTimeoutError) as info:
-                async with wf.mutex("busy", timeout=0.05, poll=0.01):
-                    pass
-            assert info.value.key == "busy"
-            assert info.value.holder is not None
+    holder = await app.aopen("mx-holder")  # another run holds it (the same run would be refused)
 
-    await app.arun(flow, workflow_id="mx-timeout")
+    async def flow(wf: Workflow) -> None:
+        with pytest.raises(tether.MutexTimeoutError) as info:
+            async with wf.mutex("busy", timeout=0.05, poll=0.01):
+                pass
+        assert info.value.key == "busy"
+        assert info.value.holder is not None
+
+    async with holder.mutex("busy"):
+        await app.arun(flow, workflow_id="mx-timeout")
 
 
 async def test_with_mutex_returns_value(app: App) -> None:

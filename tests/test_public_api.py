@@ -6,6 +6,7 @@ import tether
 import tether.errors
 
 EXPECTED = {
+    "IdempotencyConflictError",
     "IdempotencyInProgressError",
     "WaitStatus",
     "WaitRow",

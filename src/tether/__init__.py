@@ -9,6 +9,7 @@ from .app import App, RunResult, WorkflowDef, open_workflow, run_workflow
 from .clock import Clock, FakeClock, SystemClock
 from .errors import (
     ChildRunError,
+    IdempotencyConflictError,
     IdempotencyInProgressError,
     IncompatibleStoreError,
     InvalidArgumentError,
@@ -50,6 +51,7 @@ __all__ = [
     "ForEachError",
     "ForEachSummary",
     "HeartbeatRecord",
+    "IdempotencyConflictError",
     "IdempotencyInProgressError",
     "IncompatibleStoreError",
     "InvalidArgumentError",

@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 import copy
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel, ValidationError
 
 from ._durations import parse_age
 from ._loop import LoopThread
@@ -41,6 +44,7 @@ from .kernel import (
     Woken,
     new_run_id,
 )
+from .kernel.commands import explain
 from .record import RunRecord
 from .schedules import MissedTicks, Schedule, fire_schedules
 from .serde import dump_json
@@ -65,6 +69,7 @@ log = logging.getLogger("tether")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=BaseModel)
 _MISSING: Any = MISSING
 
 
@@ -120,15 +125,18 @@ class App:
         shutdown_grace: float = 30.0,
         recover_orphans: bool = False,
     ) -> None:
-        if inbox_retention <= 0:
+        _check_app_options(clock, store, resume_woken, recover_orphans, sinks)
+        if _not_seconds(inbox_retention) or inbox_retention <= 0:
             raise InvalidArgumentError(
                 f"inbox_retention must be > 0 seconds, got {inbox_retention!r}"
             )
         for what, value, low in (
             ("owner_lease", owner_lease, 1.0),
             ("shutdown_grace", shutdown_grace, 0.0),
+            ("inline_wait", inline_wait, 0.0),
+            ("job_visibility", job_visibility, 0.001),
         ):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+            if _not_seconds(value) or value < low:
                 raise InvalidArgumentError(
                     f"{what} must be a number of seconds >= {low:g}, got {value!r}"
                 )
@@ -425,12 +433,12 @@ class App:
         second one, also when callers race: only the caller that created the
         run drives it.
         """
-        if workflow_id is not None:
-            check_name("workflow_id", workflow_id)
+        _check_create(workflow_id, idempotency_key, priority, tags, tenant)
         defn = self._ensure_registered(workflow)
         await self._maybe_recover()
         result = await self.kernel.adispatch(
-            RunCreate(
+            _command(
+                RunCreate,
                 workflow=defn.name,
                 input=None if input is _MISSING else input,
                 workflow_id=workflow_id,
@@ -492,11 +500,23 @@ class App:
         same key from executing at the same time across all workers; a higher
         `priority` is claimed first. Wait for it with `result`.
         """
-        if workflow_id is not None:
-            check_name("workflow_id", workflow_id)
+        _check_create(workflow_id, idempotency_key, priority, tags, tenant)
+        check_name("queue", queue)
+        if concurrency_key is not None:
+            check_name("concurrency_key", concurrency_key)
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise InvalidArgumentError(
+                f"max_attempts must be an integer >= 1, got {max_attempts!r}; e.g. max_attempts=10"
+            )
+        if run_after is not None and not isinstance(run_after, datetime):
+            raise InvalidArgumentError(
+                f"run_after must be a datetime, got {run_after!r}; "
+                "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
+            )
         defn = self._ensure_registered(workflow)
         result = await self.kernel.adispatch(
-            RunCreate(
+            _command(
+                RunCreate,
                 workflow=defn.name,
                 input=None if input is _MISSING else input,
                 workflow_id=workflow_id,
@@ -595,6 +615,12 @@ class App:
         milliseconds of its end; elsewhere it polls. Raises `TimeoutError` if
         the run has not ended within `timeout` seconds.
         """
+        check_name("workflow_id", workflow_id)
+        if timeout is not None and (_not_seconds(timeout) or timeout < 0):
+            raise InvalidArgumentError(
+                f"timeout must be a number of seconds >= 0 (or None to wait as long as it "
+                f"takes), got {timeout!r}"
+            )
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
@@ -877,6 +903,9 @@ class App:
         return self._loop.run(self.arecover_orphans(grace=grace, limit=limit))
 
     async def _maybe_recover(self) -> None:
+        # connect before the keep-alive task starts, so that it and this call never both
+        # open the store (for sqlite:///:memory: that would be two separate databases)
+        await self.store.open()
         self._runner.ensure_alive()
         if self._recover_pending:
             await self.arecover_orphans()
@@ -898,6 +927,7 @@ class App:
 
     async def aannounce(self) -> None:
         """Async face of `announce`."""
+        await self.store.open()
         self._runner.ensure_alive()
 
     def drain(self) -> None:
@@ -1022,6 +1052,68 @@ def _terminal(statuses: Sequence[RunStatus | str] | None) -> list[RunStatus] | N
             )
         found.append(status)
     return found
+
+
+def _check_create(
+    workflow_id: object, idempotency_key: object, priority: object, tags: object, tenant: object
+) -> None:
+    """Refuse the arguments of a run to create before anything is written."""
+    if workflow_id is not None:
+        check_name("workflow_id", workflow_id)
+    if idempotency_key is not None:
+        check_name("idempotency_key", idempotency_key)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidArgumentError(
+            f"priority must be an integer (higher is claimed first), got {priority!r}; "
+            "e.g. priority=5"
+        )
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        raise InvalidArgumentError(f"tags must be a list of str, got {tags!r}; e.g. tags=['a']")
+    if tenant is not None and not isinstance(tenant, str):
+        raise InvalidArgumentError(f"tenant must be a str, got {tenant!r}")
+
+
+def _command(kind: type[C], **fields: Any) -> C:
+    """A command built from a public call's arguments; what does not fit is bad input."""
+    try:
+        return kind(**fields)
+    except ValidationError as exc:
+        raise InvalidArgumentError(f"{explain(exc)}; fix the argument(s) named") from None
+
+
+def _not_seconds(value: object) -> bool:
+    """True unless `value` is a finite number of seconds (a bool is not one)."""
+    return isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+
+
+def _check_app_options(
+    clock: object, store: object, resume_woken: object, recover_orphans: object, sinks: object
+) -> None:
+    """Refuse App options of the wrong kind before anything is opened."""
+    if clock is not None and not all(
+        callable(getattr(clock, m, None)) for m in ("now", "sleep", "store_time")
+    ):
+        raise InvalidArgumentError(
+            f"clock must be a tether Clock (with now(), sleep() and store_time()), got "
+            f"{clock!r}; pass tether.SystemClock() or, in tests, tether.FakeClock(), or omit it"
+        )
+    if store is not None and not callable(getattr(store, "create_run", None)):
+        raise InvalidArgumentError(
+            f"store must be a tether Store, got {store!r}; pass a database URL instead"
+        )
+    for what, flag in (("resume_woken", resume_woken), ("recover_orphans", recover_orphans)):
+        if not isinstance(flag, bool):
+            raise InvalidArgumentError(f"{what} must be True or False, got {flag!r}")
+    if isinstance(sinks, str | bytes) or not isinstance(sinks, Iterable):
+        raise InvalidArgumentError(
+            f"sinks must be a list of event sinks, got {sinks!r}; e.g. sinks=[tether.kernel.LoggingSink()]"
+        )
+    for sink in sinks:
+        if not callable(getattr(sink, "publish", None)):
+            raise InvalidArgumentError(
+                f"sinks: {sink!r} is not an event sink (it needs an `async def publish(event)`); "
+                "use a sink from tether.kernel: LoggingSink(), CallableSink(fn), WebhookSink(url, secret)"
+            )
 
 
 def _check_same_run(run: RunRow, defn: WorkflowDef, input_text: str | None) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from ._names import check_name
 from .errors import InvalidArgumentError, WorkflowVersionError
 from .record import RunRecord
 from .store import RunRow, RunStatus
@@ -63,6 +64,36 @@ def default_name(fn: Callable[..., Any]) -> str:
     return name
 
 
+def _check_signature(fn: Callable[..., Any]) -> None:
+    """Refuse a function that cannot be called as ``fn(wf)`` or ``fn(wf, input)``."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # no signature to judge by (a builtin): let the call tell
+        return
+    shown = getattr(fn, "__qualname__", None) or repr(fn)
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not positional and not any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise InvalidArgumentError(
+            f"workflow {shown} takes no parameters, but a workflow is called with its "
+            "tether.Workflow first: write `async def f(wf: tether.Workflow)` or "
+            "`async def f(wf: tether.Workflow, input: YourType)`"
+        )
+    required = [p.name for p in positional if p.default is p.empty]
+    if len(required) > 2:
+        raise InvalidArgumentError(
+            f"workflow {shown} has {len(required)} required parameters "
+            f"({', '.join(required)}), but a workflow gets its tether.Workflow and at most one "
+            f"input: gather {', '.join(required[1:])} into one input (a pydantic model or a "
+            "dict) or give the extra parameters defaults"
+        )
+    keyword_only = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if keyword_only:
+        raise InvalidArgumentError(
+            f"workflow {shown} has required keyword-only parameters ({', '.join(keyword_only)}) "
+            "that a run cannot pass; give them defaults or make them part of the input"
+        )
+
+
 @dataclass(frozen=True)
 class WorkflowDef:
     """A workflow definition: a function registered under a name and a version.
@@ -83,6 +114,7 @@ class WorkflowDef:
                 f"a workflow must be callable (an `async def` taking a tether.Workflow first, "
                 f"or any callable returning an awaitable), got {self.fn!r}"
             )
+        _check_signature(self.fn)
         if self.timeout is not None and (
             isinstance(self.timeout, bool)
             or not isinstance(self.timeout, int | float)
@@ -155,9 +187,26 @@ class WorkflowDef:
         compatible: Iterable[str] = (),
         timeout: float | None = None,
     ) -> WorkflowDef:
-        if isinstance(compatible, str):
-            compatible = (compatible,)
-        return cls(name or default_name(fn), version, fn, tuple(compatible), timeout)
+        if name is not None:
+            check_name("workflow name", name)
+        if version is not None and not isinstance(version, str):
+            raise InvalidArgumentError(
+                f"version must be a str, got {type(version).__name__} {version!r}; "
+                f"e.g. version={str(version)!r}"
+            )
+        if isinstance(compatible, str) or not isinstance(compatible, Iterable):
+            raise InvalidArgumentError(
+                f"compatible must be a list of version strings, got {compatible!r}; "
+                f"e.g. compatible=[{str(compatible)!r}]"
+            )
+        compatible = tuple(compatible)
+        for old in compatible:
+            if not isinstance(old, str):
+                raise InvalidArgumentError(
+                    f"compatible lists versions, which are str; got {old!r} in {list(compatible)!r}"
+                    f" (e.g. compatible=[{str(old)!r}])"
+                )
+        return cls(name or default_name(fn), version, fn, compatible, timeout)
 
     @classmethod
     def of(cls, fn: Callable[..., Any]) -> WorkflowDef:

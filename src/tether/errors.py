@@ -4,6 +4,7 @@ The tree::
 
     TetherError
     ├── InvalidArgumentError (also ValueError)  bad input to a public call
+    │   └── IdempotencyConflictError            a run's idempotency key reused with other input
     ├── NotSerializableError (also TypeError)   a value JSON cannot hold
     ├── StoreError                              the database failed or is unusable
     │   ├── StoreUnavailableError               cannot reach / open the database
@@ -43,6 +44,7 @@ from datetime import datetime
 
 __all__ = [
     "ChildRunError",
+    "IdempotencyConflictError",
     "IdempotencyInProgressError",
     "IncompatibleStoreError",
     "InvalidArgumentError",
@@ -74,6 +76,19 @@ class TetherError(Exception):
 
 class InvalidArgumentError(TetherError, ValueError):
     """A public call got an argument it cannot use."""
+
+
+class IdempotencyConflictError(InvalidArgumentError):
+    """A run's idempotency key was given again with a different input."""
+
+    def __init__(self, key: str, workflow_id: str) -> None:
+        self.key = key
+        self.workflow_id = workflow_id
+        super().__init__(
+            f"idempotency key {key!r} already created run {workflow_id!r} with a different "
+            "input; the same key must come with the same input (it names one request): "
+            "use a new key for a new request, or resend the original input"
+        )
 
 
 class NotSerializableError(TetherError, TypeError):

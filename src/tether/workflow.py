@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 
 from ._control import HandBack
 from ._failure import error_json
+from ._mutex_guard import check_not_held, holding
 from ._names import check_name as _check_key
 from ._owners import new_owner
 from ._results import dump_result, load_result
@@ -323,6 +324,11 @@ class Workflow(WaitsMixin):
         with `StepTimeoutError`, retried as the policy says: an async `fn` is
         cancelled; a sync one cannot be, and its late result is discarded.
         """
+        if not callable(fn):
+            raise InvalidArgumentError(
+                f"step {name!r}: fn must be callable (a function, a lambda or an async def), "
+                f"got {type(fn).__name__} {fn!r}; e.g. wf.step({name!r}, lambda: value)"
+            )
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
         ):
@@ -512,6 +518,7 @@ class Workflow(WaitsMixin):
         for `stale_after` seconds (default 30), i.e. when it died.
         """
         _check_key("mutex key", key)
+        check_not_held(self.workflow_id, key)
         if timeout < 0:
             raise InvalidArgumentError(f"mutex timeout must be >= 0 seconds, got {timeout!r}")
         if poll <= 0:
@@ -557,7 +564,8 @@ class Workflow(WaitsMixin):
         self._emit("mutex.acquired", key)
         renewer = asyncio.ensure_future(self._renew(handle, ttl))
         try:
-            yield handle
+            with holding(self.workflow_id, key):
+                yield handle
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
@@ -726,6 +734,16 @@ class Workflow(WaitsMixin):
         raises `ForEachError` carrying the summary. `stale_after` is passed to
         each item's mutex (see `mutex`).
         """
+        if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+            raise InvalidArgumentError(
+                f"for_each needs an iterable of items (a list, a tuple, a generator), got "
+                f"{type(items).__name__} {items!r}; e.g. wf.for_each([a, b], fn)"
+            )
+        if not callable(fn):
+            raise InvalidArgumentError(
+                f"for_each needs a function to call on each item, got {type(fn).__name__} "
+                f"{fn!r}; e.g. wf.for_each(items, handle_item)"
+            )
         return await run_for_each(
             items,
             fn,

@@ -218,6 +218,9 @@ def test_demo_example_runs_twice_without_reapplying(tmp_path: Path) -> None:
     for r in runs:
         assert r.returncode == 0, r.stderr
         assert "run apply-batch-demo: completed" in r.stdout
+        # 5 jobs, one listed twice: 4 applications, the count matching the list printed
+        assert "result {'applied': 4, 'duplicates': 1, 'failed': 0}" in r.stdout
+        assert r.stdout.count(" APPLIED after ") == 4
     first_calls = re.search(r"agent adapter calls in this process: (\d+)", runs[0].stdout)
     assert first_calls is not None and int(first_calls[1]) >= 4  # 4 distinct jobs, + retries
     assert "agent adapter calls in this process: 0" in runs[1].stdout
@@ -226,7 +229,7 @@ def test_demo_example_runs_twice_without_reapplying(tmp_path: Path) -> None:
     jobs = '[{"company": "Acme", "role": "SRE"}, {"company": "Acme", "role": "SRE"}]'
     via_cli = tether(tmp_path, "run", f"{script}:apply_batch", "--input", jobs, "--id", "cli")
     assert via_cli.returncode == 0, via_cli.stderr
-    assert json.loads(via_cli.stdout)["result"] == {"applied": 2, "failed": 0}
+    assert json.loads(via_cli.stdout)["result"] == {"applied": 1, "duplicates": 1, "failed": 0}
 
 
 def _error_lines(stderr: str) -> list[str]:

@@ -170,9 +170,9 @@ def test_a_bad_db_url_exits_2(url: str) -> None:
 
 
 def test_an_unusable_database_exits_4(tmp_path: Path) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    assert_refused(invoke(f"sqlite:///{blocker}/sub/t.db", "runs", "list"), 4)
+    folder = tmp_path / "a-folder"  # a folder where the file should be
+    folder.mkdir()
+    assert_refused(invoke(f"sqlite:///{folder}", "runs", "list"), 4)
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not sqlite at all" * 200)
     assert_refused(invoke(f"sqlite:///{junk}", "runs", "list"), 4)

@@ -65,13 +65,17 @@ async def test_directory_instead_of_file(tmp_path: Path) -> None:
     await app.aclose()
 
 
-async def test_unwritable_location(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    app = App(f"sqlite:///{blocker}/sub/t.db")
+async def test_unwritable_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # only tether's default folder is made on first use; a file in its way is a store error
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tether").write_text("x")
+    app = App("sqlite:///.tether/tether.db")
     with pytest.raises(tether.StoreUnavailableError, match="cannot create the folder"):
         await app.aget_record("x")
     await app.aclose()
+    # any other missing folder is refused up front (tests/test_bad_input.py)
+    with pytest.raises(tether.InvalidArgumentError, match="does not exist"):
+        App(f"sqlite:///{tmp_path}/file/sub/t.db")
 
 
 @pytest.mark.parametrize(

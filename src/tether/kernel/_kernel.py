@@ -8,6 +8,7 @@ idempotency keys and the in-process follow-ups (driving a woken run here).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -18,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..clock import Clock
 from ..errors import (
+    IdempotencyConflictError,
     InvalidArgumentError,
     RunCancelledError,
     StaleOwnerError,
@@ -49,6 +51,7 @@ from .commands import (
     RunResumed,
     TimersFire,
     Woken,
+    explain,
 )
 from .outbox import OutboxPolicy, flush
 from .sinks import EventSink
@@ -127,7 +130,7 @@ class Kernel:
             try:
                 cmd = _COMMAND.validate_python(command)
             except ValidationError as exc:
-                raise InvalidArgumentError(f"invalid command: {exc}") from None
+                raise InvalidArgumentError(f"invalid command: {explain(exc)}") from None
         else:
             cmd = command
         key = cmd.idempotency_key
@@ -208,6 +211,8 @@ class Kernel:
             raise InvalidArgumentError(
                 f"workflow id {row.workflow_id!r} already names a run of {row.workflow_name!r}"
             )
+        if not created and cmd.idempotency_key is not None and _differ(row.input, input_text):
+            raise IdempotencyConflictError(cmd.idempotency_key, row.workflow_id)
         return RunCreated(workflow_id=row.workflow_id, created=created)
 
     async def _run_cancel(self, cmd: RunCancel) -> RunCancelled:
@@ -407,3 +412,10 @@ class Kernel:
 
 def _was_cancelled(error: str | None) -> bool:
     return error is not None and '"type":"Cancelled"' in error.replace(" ", "")
+
+
+def _differ(recorded: str | None, given: str | None) -> bool:
+    """Two recorded inputs (JSON text) that hold different values."""
+    if recorded is None or given is None:
+        return recorded != given
+    return bool(json.loads(recorded) != json.loads(given))

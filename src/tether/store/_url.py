@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from ..errors import InvalidArgumentError
 
 __all__ = [
     "DEFAULT_URL",
+    "POSTGRES_INSTALL",
     "Durability",
     "SQLiteConfig",
     "check_url",
@@ -23,6 +27,12 @@ __all__ = [
 
 DEFAULT_URL = "sqlite:///.tether/tether.db"
 ENV_VAR = "TETHER_DATABASE_URL"
+# tether is not on the package index: its extra is installed from a checkout or a git URL
+POSTGRES_INSTALL = (
+    "in a checkout of tether run pip install -e '.[postgres]', or install from git with "
+    "pip install 'tether[postgres] @ git+<repository URL>'"
+)
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 class Durability(StrEnum):
@@ -60,18 +70,40 @@ def resolve_url(url: str | None) -> str:
             "pass e.g. 'sqlite:///tether.db' or 'postgresql://user@host:5432/db'"
         )
     if url:
-        check_url(url, "database URL")
+        _check_driver(check_url(url, "database URL").scheme)
         return url
     env = os.environ.get(ENV_VAR)
     if env:
-        check_url(env, f"${ENV_VAR}")
+        _check_driver(check_url(env, f"${ENV_VAR}").scheme)
         return env
     return DEFAULT_URL
+
+
+def _check_driver(scheme: str) -> None:
+    """A PostgreSQL URL needs the optional driver: say how to install it, before
+    anything is opened."""
+    if scheme not in ("postgresql", "postgres"):
+        return
+    missing = [m for m in ("psycopg", "psycopg_pool") if not _importable(m)]
+    if missing:
+        raise InvalidArgumentError(
+            f"{scheme}:// URLs need the PostgreSQL driver ({', '.join(missing)} is not "
+            f"installed): {POSTGRES_INSTALL}"
+        )
 
 
 def redact(url: str) -> str:
     """`url` with its password (if any) replaced by ***, fit for an error message."""
     return re.sub(r"^([^:/?#]+://[^:/?#@]*):[^@/?#]*@", r"\1:***@", url)
+
+
+def _importable(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: its import was blocked
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def check_url(url: str, what: str = "database URL") -> SplitResult:
@@ -108,6 +140,18 @@ def check_url(url: str, what: str = "database URL") -> SplitResult:
                 )
         if "statement_timeout" in opts:
             _option_seconds(what, "statement_timeout", opts["statement_timeout"], "30")
+        if "connect_timeout" in opts:
+            text = opts["connect_timeout"]
+            if not text.strip().isdigit() or int(text) > 2_147_483:
+                raise InvalidArgumentError(
+                    f"{what}: connect_timeout must be a whole number of seconds from 0 to "
+                    f"2147483, got {text!r}; e.g. ?connect_timeout=10"
+                )
+        if "sslmode" in opts and opts["sslmode"] not in _SSLMODES:
+            raise InvalidArgumentError(
+                f"{what}: sslmode must be one of {', '.join(_SSLMODES)}, got "
+                f"{opts['sslmode']!r}; e.g. ?sslmode=require"
+            )
     return parts
 
 
@@ -139,6 +183,10 @@ class SQLiteConfig:
 def parse_sqlite_url(url: str, durability: str | Durability | None = None) -> SQLiteConfig:
     """Parse ``sqlite:///relative.db``, ``sqlite:////abs.db`` or ``sqlite:///:memory:``.
 
+    A URL without a path (``sqlite://``, ``sqlite:///``) is refused rather than
+    read as an in-memory database, and so is a file whose folder does not exist
+    (except tether's default ``.tether/``, created on first use).
+
     Options: ``?durability=full|normal`` and ``?busy_timeout=SECONDS``. An
     explicit `durability` argument wins over the URL's.
     """
@@ -152,7 +200,11 @@ def parse_sqlite_url(url: str, durability: str | Durability | None = None) -> SQ
         )
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if not path:
-        path = ":memory:"
+        raise InvalidArgumentError(
+            f"sqlite URL {url!r} names no database file, so nothing would be durable; give a "
+            "file, e.g. sqlite:///tether.db (four slashes for an absolute path), or ask for "
+            "a throwaway in-memory database explicitly with sqlite:///:memory:"
+        )
     opts = dict(parse_qsl(parts.query))
     unknown = set(opts) - {"durability", "busy_timeout"}
     if unknown:
@@ -166,4 +218,22 @@ def parse_sqlite_url(url: str, durability: str | Durability | None = None) -> SQ
         )
     dur = Durability.parse(durability or opts.get("durability", "full"))
     busy = _option_seconds("sqlite URL", "busy_timeout", opts.get("busy_timeout", "30"), "30")
+    if path != ":memory:":
+        _check_parent(url, path)
     return SQLiteConfig(path=path, durability=dur, busy_timeout=busy)
+
+
+def _check_parent(url: str, path: str) -> None:
+    """Refuse a database file whose folder does not exist: a typo in a path must not
+    create a tree of folders. tether's own default folder (./.tether/) is made on use."""
+    parent = Path(path).parent
+    if parent.is_dir():
+        return
+    default_folder = Path(DEFAULT_URL.removeprefix("sqlite:///")).parent
+    if parent == default_folder or parent.absolute() == default_folder.absolute():
+        return
+    what = "is not a folder" if parent.exists() else "does not exist"
+    raise InvalidArgumentError(
+        f"sqlite URL {redact(url)!r}: the folder {str(parent)!r} {what}; create it first "
+        f"(mkdir -p {str(parent)!r}) or give a path in an existing folder"
+    )

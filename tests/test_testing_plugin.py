@@ -1,0 +1,71 @@
+"""tether's pytest plugin in a fresh project: no conftest, no configuration, no async
+plugin needed for an ``async def`` test that uses tether's fixtures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = """
+import asyncio
+import tether
+
+async def flow(wf: tether.Workflow) -> int:
+    return await wf.step("one", lambda: 1)
+
+async def test_async_with_the_app(tether_app, tether_clock):
+    result = await tether_app.arun(flow, workflow_id="t")
+    assert result.value == 1 and result.record.status.value == "completed"
+    tether_clock.advance(60)
+
+async def test_async_with_the_clock_only(tether_clock):
+    before = tether_clock.now()
+    await tether_clock.sleep(3600)  # skips ahead, no real wait
+    assert (tether_clock.now() - before).total_seconds() == 3600
+
+def test_sync_with_the_app(tether_app):
+    assert tether_app.list_runs() == []
+"""
+
+
+def _pytest(project: Path, *plugins: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.pop("TETHER_DATABASE_URL", None)
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugins),
+            *("--rootdir", str(project), "-c", str(project / "pytest.ini"), str(project)),
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "plugins",
+    [(), ("-p", "no:asyncio")],
+    ids=["pytest-asyncio-installed-strict", "no-async-plugin"],
+)
+def test_async_tests_with_tether_fixtures_run_without_configuration(
+    tmp_path: Path, plugins: tuple[str, ...]
+) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_flows.py").write_text(TESTS)
+    done = _pytest(tmp_path, *plugins)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout, done.stdout
+
+
+def test_pytest_asyncio_still_runs_the_tests_it_is_asked_to(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    (tmp_path / "test_flows.py").write_text(TESTS)
+    done = _pytest(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout, done.stdout
