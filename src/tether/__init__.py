@@ -5,6 +5,8 @@ The public API is what this module exports; everything else is internal.
 
 from __future__ import annotations
 
+from ._fanout import ForEachError, ForEachSummary, ItemResult, ItemStatus
+from ._workflow import MutexHandle, StepContext, Workflow
 from .app import App, RunResult, WorkflowDef, open_workflow, run_workflow
 from .clock import Clock, FakeClock, SystemClock
 from .errors import (
@@ -32,11 +34,9 @@ from .errors import (
     WorkflowTimeoutError,
     WorkflowVersionError,
 )
-from .fanout import ForEachError, ForEachSummary, ItemResult, ItemStatus
 from .record import EventRecord, HeartbeatRecord, LeaseRecord, RunRecord, StepRecord
 from .retry import RetryPolicy
 from .store import Durability, RunRow, RunStatus, StepStatus, WaitRow, WaitStatus
-from .workflow import MutexHandle, StepContext, Workflow
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,11 @@ from typing import Any, TypeVar, overload
 
 from ._loop import LoopThread
 from ._names import check_name
+from ._run_state import RunState
 from ._runner import Runner
+from ._runtime import EventHook, Runtime
+from ._waits import MISSING
+from ._workflow import Workflow, load_record
 from .clock import Clock, SystemClock
 from .definition import DEF_ATTR, RunResult, WorkflowDef
 from .errors import (
@@ -42,8 +46,6 @@ from .kernel import (
 from .record import RunRecord
 from .serde import dump_json
 from .store import Durability, NewRun, QueueLimit, RunRow, RunStatus, Store, WaitRow, open_store
-from .waiting import MISSING
-from .workflow import EventHook, Runtime, Workflow, load_record
 
 __all__ = ["App", "RunResult", "WorkflowDef", "open_workflow", "run_workflow"]
 
@@ -690,6 +692,18 @@ class App:
         The context writes without owner fencing; it is for inspection and for
         code that drives steps, leases and heartbeats itself.
         """
+        return await self._open_context(
+            workflow_id, initial_state=initial_state, workflow_name=workflow_name
+        )
+
+    async def _open_context(
+        self,
+        workflow_id: str,
+        *,
+        initial_state: Any = None,
+        workflow_name: str | None = None,
+        owns_store: bool = False,
+    ) -> Workflow:
         check_name("workflow_id", workflow_id)
         run, _ = await self.store.create_run(
             NewRun(
@@ -699,8 +713,13 @@ class App:
             ),
             self.clock.now(),
         )
-        steps = await self.store.load_steps(workflow_id)
-        return Workflow(self._runtime, run, generation=None, steps=steps)
+        steps, waits = await asyncio.gather(
+            self.store.load_steps(workflow_id), self.store.list_waits(workflow_id)
+        )
+        state = RunState.open(
+            run, generation=None, started=self.clock.now(), steps=steps, waits=waits
+        )
+        return Workflow(self._runtime, state, owns_store=owns_store)
 
     async def aget_record(self, workflow_id: str) -> RunRecord:
         """The full record of one run."""
@@ -861,9 +880,7 @@ async def open_workflow(
     """
     app = App(database_url, clock=clock, durability=durability)
     try:
-        wf = await app.aopen(workflow_id, initial_state=initial_state)
+        return await app._open_context(workflow_id, initial_state=initial_state, owns_store=True)
     except BaseException:
         await app.aclose()
         raise
-    wf._owns_store = True
-    return wf
