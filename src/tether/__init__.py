@@ -6,6 +6,7 @@ The public API is what this module exports; everything else is internal.
 from __future__ import annotations
 
 from ._fanout import ForEachError, ForEachSummary, ItemResult, ItemStatus
+from ._interceptors import Proceed, StepCall, StepInterceptor
 from ._workflow import MutexHandle, StepContext, Workflow
 from .app import App, RunResult, WorkflowDef, open_workflow, run_workflow
 from .clock import Clock, FakeClock, SystemClock
@@ -60,6 +61,7 @@ __all__ = [
     "MutexHandle",
     "MutexTimeoutError",
     "NotSerializableError",
+    "Proceed",
     "RetryPolicy",
     "RunAlreadyRunningError",
     "RunCancelledError",
@@ -71,8 +73,10 @@ __all__ = [
     "RunRow",
     "RunStatus",
     "StaleOwnerError",
+    "StepCall",
     "StepContext",
     "StepFailedError",
+    "StepInterceptor",
     "StepRecord",
     "StepStatus",
     "StepTimeoutError",

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
+from ._interceptors import StepInterceptor, check_interceptors
 from ._loop import LoopThread
 from ._names import check_name
 from ._run_state import RunState
@@ -90,6 +91,9 @@ class App:
     there. With `recover_orphans`, the App's first run/start/resume drives
     (in the background) the runs of its registered workflows whose owner
     died; `recover_orphans()` does it on demand.
+
+    Extensions: `interceptors` (`StepInterceptor` objects) wrap every executed
+    step attempt, the first one outermost (tracing, cost accounting, policy).
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class App:
         owner_lease: float = 30.0,
         shutdown_grace: float = 30.0,
         recover_orphans: bool = False,
+        interceptors: Sequence[StepInterceptor] = (),
     ) -> None:
         if inbox_retention <= 0:
             raise InvalidArgumentError(
@@ -123,7 +128,9 @@ class App:
         self.store: Store = store or open_store(database_url, durability=durability)
         self.clock: Clock = clock or SystemClock()
         self.inbox_retention = float(inbox_retention)
-        self._runtime = Runtime(self.store, self.clock)
+        self._runtime = Runtime(
+            self.store, self.clock, interceptors=check_interceptors(interceptors)
+        )
         self._registry: dict[str, WorkflowDef] = {}
         self._implicit: set[str] = set()  # names registered by running them, not declared
         self._loop = LoopThread(on_exit=self.close)
