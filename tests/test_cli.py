@@ -9,10 +9,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+
+from tether.testing import eventually_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -323,12 +324,13 @@ def test_worker_command_serves_and_stops_on_sigterm(tmp_path: Path, flow: Path) 
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            shown = tether(tmp_path, "runs", "list", "--json")
-            if json.loads(shown.stdout)[0]["status"] == "completed":
-                break
-            time.sleep(0.1)
+
+        def completed() -> bool:
+            status = json.loads(tether(tmp_path, "runs", "list", "--json").stdout)[0]["status"]
+            assert status == "completed", f"the run is {status}"
+            return True
+
+        eventually_sync(completed, timeout=60, interval=0.1)
         proc.send_signal(signal.SIGTERM)
         _, log = proc.communicate(timeout=60)
     finally:
@@ -359,11 +361,8 @@ def test_interrupted_run_exits_130_and_resumes(tmp_path: Path, flow: Path) -> No
         text=True,
     )
     ticks = tmp_path / "ticks.log"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # interrupt once a few steps have run
-        if ticks.exists() and len(ticks.read_text().split()) >= 3:
-            break
-        time.sleep(0.02)
+    # interrupt once a few steps have run
+    eventually_sync(lambda: ticks.exists() and len(ticks.read_text().split()) >= 3, timeout=60)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

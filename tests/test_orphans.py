@@ -16,6 +16,7 @@ import pytest
 import tether
 from tether import App, FakeClock, RunStatus, Workflow
 from tether.store import NewEvent
+from tether.testing import eventually
 from tether.worker import ServerlessHost, maintenance_tick
 
 HOST = socket.gethostname()
@@ -151,8 +152,7 @@ async def test_a_handed_back_run_is_runnable_at_once(
         return "ok"
 
     run_id = await app.astart(gate, workflow_id="gate-1")
-    while calls != ["slow"]:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: calls == ["slow"])
     closing = asyncio.ensure_future(app.aclose())  # as SIGTERM and interpreter exit do
     await asyncio.sleep(0.05)
     assert not closing.done()  # it waits for the step in flight

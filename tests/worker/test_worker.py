@@ -17,6 +17,7 @@ import pytest
 
 import tether
 from tether import App, RunStatus, Workflow
+from tether.testing import eventually_sync
 from tether.worker import ServerlessHost, Worker
 
 FLOWS = textwrap.dedent(
@@ -162,10 +163,7 @@ def test_killed_worker_run_is_finished_by_another(flows: Path) -> None:
     first = _worker(flows, vis=1.0)
     try:
         wid = app.submit(app.get_workflow("stall").fn, str(marker), workflow_id="stalled")
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert time.monotonic() < deadline, "the first worker never reached the slow step"
-            time.sleep(0.01)
+        eventually_sync(marker.exists, timeout=60)  # the first worker reached the slow step
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
         second = _worker(flows, vis=1.0)
@@ -190,8 +188,7 @@ def test_graceful_shutdown_hands_work_back_at_once(flows: Path) -> None:
     second: subprocess.Popen[bytes] | None = None
     try:
         wid = app.submit(app.get_workflow("stall").fn, str(marker), workflow_id="handed")
-        while not marker.exists():
-            time.sleep(0.01)
+        eventually_sync(marker.exists, timeout=60)
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=30) == 0
         started = time.monotonic()
@@ -214,8 +211,7 @@ def test_sigterm_lets_the_step_in_flight_finish_and_hands_the_run_on(flows: Path
     second: subprocess.Popen[bytes] | None = None
     try:
         wid = app.submit(app.get_workflow("steady").fn, str(marker), workflow_id="steady-1")
-        while not marker.exists():
-            time.sleep(0.01)
+        eventually_sync(marker.exists, timeout=60)
         first.send_signal(signal.SIGTERM)  # mid-step s1
         assert first.wait(timeout=60) == 0
         mid = app.get_record(wid)

@@ -26,8 +26,7 @@ from ..errors import (
 )
 from ..serde import dump_json
 from ..store import NewJob, NewRun, RunStatus, Store
-from ._ports import RunHost, WorkflowRegistry
-from .commands import (
+from ._commands import (
     Command,
     CommandResult,
     JobExecute,
@@ -50,8 +49,9 @@ from .commands import (
     TimersFire,
     Woken,
 )
-from .outbox import OutboxPolicy, flush
-from .sinks import EventSink
+from ._outbox import OutboxPolicy, flush
+from ._ports import RunHost, WorkflowRegistry
+from ._sinks import EventSink
 
 __all__ = ["Kernel"]
 
