@@ -8,8 +8,9 @@ import tether.errors
 EXPECTED = {
     "IdempotencyInProgressError",
     "WaitStatus",
-    "WaitRow",
-    "RunRow",
+    "WaitInfo",
+    "WaitKind",
+    "RunInfo",
     "WorkflowVersionError",
     "WorkflowTimeoutError",
     "WaitTimeout",

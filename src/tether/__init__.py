@@ -6,6 +6,7 @@ The public API is what this module exports; everything else is internal.
 from __future__ import annotations
 
 from ._fanout import ForEachError, ForEachSummary, ItemResult, ItemStatus
+from ._info import RunInfo, WaitInfo
 from ._interceptors import Proceed, StepCall, StepInterceptor
 from ._workflow import MutexHandle, StepContext, Workflow
 from .app import App, RunResult, WorkflowDef, open_workflow, run_workflow
@@ -37,7 +38,7 @@ from .errors import (
 )
 from .record import EventRecord, HeartbeatRecord, LeaseRecord, RunRecord, StepRecord
 from .retry import RetryPolicy
-from .store import Durability, RunRow, RunStatus, StepStatus, WaitRow, WaitStatus
+from .store import Durability, RunStatus, StepStatus, WaitKind, WaitStatus
 
 __version__ = "0.1.0"
 
@@ -67,10 +68,10 @@ __all__ = [
     "RunCancelledError",
     "RunFailedError",
     "RunFinishedError",
+    "RunInfo",
     "RunNotFoundError",
     "RunRecord",
     "RunResult",
-    "RunRow",
     "RunStatus",
     "StaleOwnerError",
     "StepCall",
@@ -85,7 +86,8 @@ __all__ = [
     "SystemClock",
     "TetherError",
     "TokenNotFoundError",
-    "WaitRow",
+    "WaitInfo",
+    "WaitKind",
     "WaitStatus",
     "WaitTimeout",
     "Workflow",

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
+from ._info import RunInfo, WaitInfo
 from ._interceptors import StepInterceptor, check_interceptors
 from ._loop import LoopThread
 from ._names import check_name
@@ -46,7 +47,7 @@ from .kernel import (
 )
 from .record import RunRecord
 from .serde import dump_json
-from .store import Durability, NewRun, QueueLimit, RunRow, RunStatus, Store, WaitRow, open_store
+from .store import Durability, NewRun, QueueLimit, RunRow, RunStatus, Store, open_store
 
 __all__ = ["App", "RunResult", "WorkflowDef", "open_workflow", "run_workflow"]
 
@@ -680,10 +681,10 @@ class App:
     ) -> list[str]:
         return self._loop.run(self.acancel(workflow_id, reason, compensate=compensate))
 
-    async def alist_waits(self, workflow_id: str) -> list[WaitRow]:
+    async def alist_waits(self, workflow_id: str) -> list[WaitInfo]:
         """The run's waitpoints (pending and resolved)."""
         await self.aget_run(workflow_id)
-        return await self.store.list_waits(workflow_id)
+        return [WaitInfo.from_row(w) for w in await self.store.list_waits(workflow_id)]
 
     # -- opening and inspecting ----------------------------------------------------------
 
@@ -736,17 +737,17 @@ class App:
     def get_record(self, workflow_id: str) -> RunRecord:
         return self._loop.run(self.aget_record(workflow_id))
 
-    async def aget_run(self, workflow_id: str) -> RunRow:
+    async def aget_run(self, workflow_id: str) -> RunInfo:
         """The run's row (status, owner, timestamps) without its history."""
         check_name("workflow_id", workflow_id)
         run = await self.store.get_run(workflow_id)
         if run is None:
             raise RunNotFoundError(workflow_id)
-        return run
+        return RunInfo.from_row(run)
 
     async def alist_runs(
         self, *, status: RunStatus | str | None = None, limit: int = 100
-    ) -> list[RunRow]:
+    ) -> list[RunInfo]:
         """Runs, newest first."""
         if status is not None:
             try:
@@ -758,12 +759,14 @@ class App:
                 ) from None
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidArgumentError(f"limit must be an integer >= 1, got {limit!r}")
-        return await self.store.list_runs(status=status, limit=limit)
+        return [RunInfo.from_row(r) for r in await self.store.list_runs(status=status, limit=limit)]
 
-    def list_runs(self, *, status: RunStatus | str | None = None, limit: int = 100) -> list[RunRow]:
+    def list_runs(
+        self, *, status: RunStatus | str | None = None, limit: int = 100
+    ) -> list[RunInfo]:
         return self._loop.run(self.alist_runs(status=status, limit=limit))
 
-    def get_run(self, workflow_id: str) -> RunRow:
+    def get_run(self, workflow_id: str) -> RunInfo:
         return self._loop.run(self.aget_run(workflow_id))
 
     # -- orphans and shutdown ---------------------------------------------------------------
