@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
@@ -841,6 +841,12 @@ class App:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def run_on_loop(app: App, coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on `app`'s loop thread and wait for it: the sync face of a host
+    built on an App (the serverless host), as the App's own sync methods do."""
+    return app._loop.run(coro)
 
 
 def _check_same_run(run: RunRow, defn: WorkflowDef, input_text: str | None) -> None:
