@@ -15,6 +15,7 @@ import pytest
 
 import tether
 from tether import App, FakeClock, RunStatus, Workflow
+from tether.app import run_on_loop
 from tether.store import NewEvent
 from tether.testing import eventually
 from tether.worker import ServerlessHost, maintenance_tick
@@ -205,7 +206,7 @@ def test_runs_show_and_list_say_when_the_owner_is_gone(tmp_path: object) -> None
             now=long_ago,
         )
 
-    app._loop.run(setup())
+    run_on_loop(app, setup())
     app.close()
     tether_cmd = [sys.executable, "-m", "tether.cli", "--db", url]
     shown = subprocess.run(

@@ -17,6 +17,7 @@ import pytest
 
 import tether
 from tether import App, RunStatus, Workflow
+from tether.app import run_on_loop
 from tether.testing import eventually_sync
 from tether.worker import ServerlessHost, Worker
 
@@ -153,7 +154,7 @@ def test_many_runs_by_several_workers_execute_exactly_once(flows: Path, backend:
     assert len(counts) == n_runs * 5
     assert set(counts.values()) == {1}, [k for k, v in counts.items() if v > 1][:5]
     assert [r.value for r in (app.result(f"r{i}") for i in range(3))] == [5, 6, 7]
-    assert app._loop.run(app.store.list_jobs(status="claimed")) == []
+    assert run_on_loop(app, app.store.list_jobs(status="claimed")) == []
     app.close()
 
 
@@ -217,7 +218,7 @@ def test_sigterm_lets_the_step_in_flight_finish_and_hands_the_run_on(flows: Path
         mid = app.get_record(wid)
         assert mid.steps["s1"].status.value == "completed"
         assert "s2" not in mid.steps and mid.status is RunStatus.PENDING
-        jobs = app._loop.run(app.store.list_jobs(workflow_id=wid))
+        jobs = run_on_loop(app, app.store.list_jobs(workflow_id=wid))
         assert [j.status.value for j in jobs] == ["queued"]  # its job is back in the queue
         second = _worker(flows, vis=120.0)
         res = app.result(wid, timeout=60)
