@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+from ._compensation import compensate
 from ._control import HandBack, Suspend
 from ._failure import error_json, revive_error
 from ._owners import forget_owner, owner_is_dead
 from ._results import dump_result, load_result
 from ._run_state import RunState
 from ._runtime import EventHook, Runtime
-from ._steps import StepContext, is_async
 from ._waits import MISSING
 from ._workflow import Workflow, load_record
 from .clock import SystemClock
 from .definition import RunResult, WorkflowDef
 from .errors import (
-    InvalidArgumentError,
     RunAlreadyRunningError,
     RunCancelledError,
     RunNotFoundError,
@@ -457,7 +455,7 @@ class Runner:
         """Record the workflow's failure, after running its compensations if it has any."""
         status = RunStatus.FAILED
         if st.compensations:
-            ok = await self._compensate(wf, st)
+            ok = await compensate(wf, st)
             status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
         event = NewEvent("workflow.failed", f"{type(exc).__name__}: {exc}")
         await self._finish(st, status, event, error=error_json(exc))
@@ -541,19 +539,6 @@ class Runner:
 
     # -- compensation -------------------------------------------------------------------------
 
-    async def _compensate(self, wf: Workflow, st: RunState) -> bool:
-        """Run the registered compensations newest first, each once; True if all succeeded."""
-        ok = True
-        for name, fn, value in reversed(st.compensations):
-            try:
-                await wf.step(f"compensate:{name}", _compensation(fn, value))
-            except Exception as exc:
-                log.warning(
-                    "compensation of step %r in run %s failed: %r", name, st.workflow_id, exc
-                )
-                ok = False
-        return ok
-
     async def _finish_compensation(self, wf: Workflow, st: RunState) -> None:
         """Compensate a run cancelled with compensate=True, then record how that went
         (with nothing to compensate it simply stays cancelled)."""
@@ -561,7 +546,7 @@ class Runner:
         if not st.compensations:
             status, event = RunStatus.CANCELLED, "workflow.cancelled"
         else:
-            ok = await self._compensate(wf, st)
+            ok = await compensate(wf, st)
             status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
             event = "workflow.compensated" if ok else "workflow.compensation_failed"
         await self._finish(st, status, NewEvent(event))
@@ -603,38 +588,3 @@ def _args(wf: Workflow, defn: WorkflowDef, run: RunRow, input: Any) -> tuple[Any
     if defn.takes_input and (run.input is not None or defn.input_required):
         return (wf, load_json(run.input, defn.input_type))
     return (wf,)
-
-
-def _compensation(fn: Callable[..., Any], value: Any) -> Callable[[StepContext], Any]:
-    """The compensation as a step function. Like a step function, a compensation
-    takes what it declares: nothing, the step's result, or the compensation
-    step's `StepContext` and the result. A sync one runs in a worker thread."""
-    arity = _required_positional(fn)
-    if arity > 2:
-        raise InvalidArgumentError(
-            f"compensation {getattr(fn, '__qualname__', fn)!r} takes {arity} arguments; it may "
-            "take none, the step's result, or a StepContext and the result"
-        )
-
-    async def undo(ctx: StepContext) -> None:
-        args = ((), (value,), (ctx, value))[arity]
-        if is_async(fn):
-            await fn(*args)
-            return
-        out = await asyncio.to_thread(fn, *args)
-        if inspect.isawaitable(out):
-            await out
-
-    return undo
-
-
-def _required_positional(fn: Callable[..., Any]) -> int:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 1
-    return sum(
-        1
-        for p in params
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    )
