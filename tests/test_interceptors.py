@@ -114,3 +114,33 @@ async def test_an_interceptor_sees_the_call_context(sqlite_url: str) -> None:
 def test_an_object_without_intercept_is_refused(sqlite_url: str) -> None:
     with pytest.raises(tether.InvalidArgumentError, match="intercept"):
         App(sqlite_url, interceptors=[object()])  # type: ignore[list-item]
+
+
+async def test_an_interceptor_may_answer_or_refuse_without_calling_the_step(
+    sqlite_url: str,
+) -> None:
+    calls: list[str] = []
+
+    class Policy:
+        async def intercept(self, call: StepCall, proceed: Proceed) -> Any:
+            if call.name == "cached":
+                return "from-the-interceptor"  # the step function never runs
+            if call.name == "refused" and call.attempt == 1:
+                raise PermissionError("over budget")  # a failed attempt, retried
+            return await proceed()
+
+    app = App(sqlite_url, clock=FakeClock(), interceptors=[Policy()])
+
+    @app.workflow
+    async def flow(wf: Workflow) -> list[Any]:
+        a = await wf.step("cached", lambda: calls.append("cached"))
+        b = await wf.step("refused", lambda: calls.append("refused") or "ran", retry=2)
+        return [a, b]
+
+    try:
+        res = await app.arun(flow, workflow_id="r4")
+    finally:
+        await app.aclose()
+    assert res.value == ["from-the-interceptor", "ran"]
+    assert calls == ["refused"]
+    assert res.record.steps["refused"].attempts == 2
