@@ -117,8 +117,11 @@ class StepExecutor:
         )
         run.in_flight.add(spec.key)
         try:
-            if not self._rt.interceptors:
-                result = await self._timed(spec, args, asynchronous)
+            if not self._rt.interceptors:  # the common path: no chain, no extra frames
+                if spec.timeout is None:
+                    result = await _call_step(spec.fn, args, asynchronous, self._rt.threads)
+                else:
+                    result = await self._timed(spec, args, asynchronous)
             else:
                 call = StepCall(
                     run.workflow_id,
