@@ -15,12 +15,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from tether import App, RunStatus
+from tether.testing import eventually_sync
 
 MODULE = textwrap.dedent(
     """
@@ -224,13 +224,14 @@ def test_when_the_grace_period_runs_out_the_step_is_recorded_interrupted(
 
 
 def _wait_for_line(env: dict[str, str], line: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while line not in _ledger(env):
+
+    def written() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"child exited early ({proc.returncode}): {proc.stderr}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{line!r} did not appear in the ledger")
-        time.sleep(0.01)
+            raise ChildProcessError(f"child exited early ({proc.returncode}): {proc.stderr}")
+        assert line in _ledger(env), f"the ledger holds {_ledger(env)}"
+        return True
+
+    eventually_sync(written, timeout=60)
 
 
 def test_a_forked_child_exits_without_touching_its_parents_loop(env: dict[str, str]) -> None:

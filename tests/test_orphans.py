@@ -15,7 +15,9 @@ import pytest
 
 import tether
 from tether import App, FakeClock, RunStatus, Workflow
+from tether.app import run_on_loop
 from tether.store import NewEvent
+from tether.testing import eventually
 from tether.worker import ServerlessHost, maintenance_tick
 
 HOST = socket.gethostname()
@@ -151,8 +153,7 @@ async def test_a_handed_back_run_is_runnable_at_once(
         return "ok"
 
     run_id = await app.astart(gate, workflow_id="gate-1")
-    while calls != ["slow"]:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: calls == ["slow"])
     closing = asyncio.ensure_future(app.aclose())  # as SIGTERM and interpreter exit do
     await asyncio.sleep(0.05)
     assert not closing.done()  # it waits for the step in flight
@@ -205,7 +206,7 @@ def test_runs_show_and_list_say_when_the_owner_is_gone(tmp_path: object) -> None
             now=long_ago,
         )
 
-    app._loop.run(setup())
+    run_on_loop(app, setup())
     app.close()
     tether_cmd = [sys.executable, "-m", "tether.cli", "--db", url]
     shown = subprocess.run(

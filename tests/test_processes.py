@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tether.testing import eventually_sync
+
 CRASH_SCRIPT = textwrap.dedent(
     """
     import asyncio, os, sys, time
@@ -50,14 +52,14 @@ CRASH_SCRIPT = textwrap.dedent(
 def _wait_for(
     path: Path, proc: subprocess.Popen[bytes], log: Path | None = None, timeout: float = 60
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
+
+    def appeared() -> bool:
         if proc.poll() is not None:
             out = log.read_text() if log else ""
-            raise AssertionError(f"child exited early ({proc.returncode}): {out}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {timeout}s")
-        time.sleep(0.01)
+            raise ChildProcessError(f"child exited early ({proc.returncode}): {out}")
+        return path.exists()
+
+    eventually_sync(appeared, timeout=timeout)
 
 
 def test_sigkill_mid_step_resumes_without_repeating(tmp_path: Path, database_url: str) -> None:

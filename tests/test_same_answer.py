@@ -10,6 +10,7 @@ import pytest
 
 import tether
 from tether import App, FakeClock, RetryPolicy, RunStatus, StepContext, Workflow
+from tether.testing import eventually_sync
 
 
 async def test_a_failed_run_answers_with_its_error_again(app: App) -> None:
@@ -230,17 +231,13 @@ def test_a_resumed_run_takes_back_the_mutex_its_dead_incarnation_held(
     import signal
     import subprocess
     import sys
-    import time
 
     script, marker = tmp_path / "bot.py", tmp_path / "in-step"
     script.write_text(MUTEX_CRASH)
     args = [sys.executable, str(script), database_url, str(marker)]
     proc = subprocess.Popen(args, env={**os.environ, "CRASH": "1"})
     try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.01)
+        eventually_sync(_reached(marker, proc), timeout=60)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -380,17 +377,13 @@ except tether.RunAlreadyRunningError as exc:
 def test_two_processes_starting_one_id_charge_once(tmp_path: Any, database_url: str) -> None:
     import subprocess
     import sys
-    import time
 
     script, ledger, marker = tmp_path / "pay.py", tmp_path / "ledger", tmp_path / "in-charge"
     script.write_text(CHARGE)
     args = [sys.executable, str(script), database_url, str(ledger), str(marker)]
     first = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert first.poll() is None and time.monotonic() < deadline
-            time.sleep(0.01)
+        eventually_sync(_reached(marker, first), timeout=60)
         second = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
         (tmp_path / "in-charge.go").touch()
         out, _ = first.communicate(timeout=60)
@@ -400,3 +393,14 @@ def test_two_processes_starting_one_id_charge_once(tmp_path: Any, database_url: 
     assert out.strip() == "ok"
     assert second.returncode == 0 and second.stdout.startswith("busy: "), second.stderr
     assert len(ledger.read_text().splitlines()) == 1  # the card was charged once
+
+
+def _reached(marker: Any, proc: Any) -> Any:
+    """A condition: the child process got to `marker` (an error if it exited first)."""
+
+    def reached() -> bool:
+        if proc.poll() is not None:
+            raise ChildProcessError(f"the child exited early ({proc.returncode})")
+        return bool(marker.exists())
+
+    return reached

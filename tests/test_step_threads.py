@@ -10,6 +10,7 @@ import pytest
 
 from tether import App, StepContext, Workflow
 from tether._step_threads import SPIN, StepThreads
+from tether.testing import eventually
 
 
 async def test_a_long_sync_step_does_not_block_the_loop(app: App) -> None:
@@ -24,8 +25,7 @@ async def test_a_long_sync_step_does_not_block_the_loop(app: App) -> None:
 
     async def ticker() -> None:
         nonlocal ticks
-        while not entered.is_set():
-            await asyncio.sleep(0.001)
+        await eventually(entered.is_set, interval=0.001)
         for _ in range(20):  # the step is blocked: the loop must keep ticking meanwhile
             await asyncio.sleep(0.001)
             ticks += 1
@@ -94,8 +94,7 @@ async def test_shutdown_waits_for_a_step_in_flight_up_to_its_timeout() -> None:
         return "finished"
 
     task = asyncio.ensure_future(pool.run(step))
-    while not started.is_set():
-        await asyncio.sleep(0.001)
+    await eventually(started.is_set, interval=0.001)
     assert pool.in_flight == 1
     assert not await asyncio.to_thread(pool.shutdown, True, 0.05)  # still running
     release.set()

@@ -5,6 +5,10 @@ The public API is what this module exports; everything else is internal.
 
 from __future__ import annotations
 
+from ._fanout import ForEachError, ForEachSummary, ItemResult, ItemStatus
+from ._info import RunInfo, WaitInfo
+from ._interceptors import Proceed, StepCall, StepInterceptor
+from ._workflow import MutexHandle, StepContext, Workflow
 from .app import App, RunResult, WorkflowDef, open_workflow, run_workflow
 from .clock import Clock, FakeClock, SystemClock
 from .errors import (
@@ -33,11 +37,9 @@ from .errors import (
     WorkflowTimeoutError,
     WorkflowVersionError,
 )
-from .fanout import ForEachError, ForEachSummary, ItemResult, ItemStatus
 from .record import EventRecord, HeartbeatRecord, LeaseRecord, RunRecord, StepRecord
 from .retry import RetryPolicy
-from .store import Durability, RunRow, RunStatus, StepStatus, WaitRow, WaitStatus
-from .workflow import MutexHandle, StepContext, Workflow
+from .store import Durability, RunStatus, StepStatus, WaitKind, WaitStatus
 
 __version__ = "0.1.0"
 
@@ -62,19 +64,22 @@ __all__ = [
     "MutexHandle",
     "MutexTimeoutError",
     "NotSerializableError",
+    "Proceed",
     "RetryPolicy",
     "RunAlreadyRunningError",
     "RunCancelledError",
     "RunFailedError",
     "RunFinishedError",
+    "RunInfo",
     "RunNotFoundError",
     "RunRecord",
     "RunResult",
-    "RunRow",
     "RunStatus",
     "StaleOwnerError",
+    "StepCall",
     "StepContext",
     "StepFailedError",
+    "StepInterceptor",
     "StepRecord",
     "StepStatus",
     "StepTimeoutError",
@@ -83,7 +88,8 @@ __all__ = [
     "SystemClock",
     "TetherError",
     "TokenNotFoundError",
-    "WaitRow",
+    "WaitInfo",
+    "WaitKind",
     "WaitStatus",
     "WaitTimeout",
     "Workflow",

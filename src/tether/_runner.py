@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+from ._compensation import compensate
 from ._control import HandBack, Suspend
 from ._failure import error_json, revive_error
 from ._owners import forget_owner, owner_is_dead
 from ._results import dump_result, load_result
+from ._run_state import RunState
+from ._runtime import EventHook, Runtime
+from ._waits import MISSING
+from ._workflow import Workflow, load_record
 from .clock import SystemClock
 from .definition import RunResult, WorkflowDef
 from .errors import (
-    InvalidArgumentError,
     RunAlreadyRunningError,
     RunCancelledError,
     RunNotFoundError,
@@ -31,9 +34,7 @@ from .errors import (
     WorkflowTimeoutError,
 )
 from .serde import dump_json, load_json, return_type_of
-from .store import Fence, NewEvent, NewJob, NewRun, RunRow, RunStatus, WaitStatus
-from .waiting import MISSING
-from .workflow import EventHook, Runtime, StepContext, Workflow, _is_async, load_record
+from .store import NewEvent, NewJob, NewRun, RunRow, RunStatus, WaitStatus
 
 __all__ = ["Runner"]
 
@@ -45,6 +46,9 @@ _SUSPENDED = object()
 _CANCELLED = object()
 _HANDED_BACK = object()
 _UNKNOWN: Any = object()
+
+# ended or cancelled: the workflow function runs no more (a compensating replay aside)
+_ENDED = (RunStatus.CANCELLED, RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
 
 
 class Runner:
@@ -257,21 +261,21 @@ class Runner:
                 found.append(row.holder)
         return found
 
-    async def _hand_back(self, wf: Workflow) -> None:
+    async def _hand_back(self, st: RunState) -> None:
         """Give the run back (clean exit): runnable at once by the next process."""
-        interrupted = sorted(wf.in_flight)
+        interrupted = sorted(st.in_flight)
         detail = dump_json({"interrupted": interrupted}, what="event") if interrupted else None
         message = "interrupted step: " + ", ".join(interrupted) if interrupted else "clean exit"
         try:
             await self._store.release_run(
-                wf._fence,
+                st.fence,
                 at=self._clock.now(),
                 event=NewEvent("workflow.handed_back", message, detail),
             )
         except StoreError as exc:  # fenced out or unreachable: its claim will lapse
-            log.warning("could not hand back run %s: %s", wf.workflow_id, exc)
+            log.warning("could not hand back run %s: %s", st.workflow_id, exc)
             return
-        wf._emit("workflow.handed_back", message)
+        st.emit("workflow.handed_back", message)
 
     # -- driving ----------------------------------------------------------------------------
 
@@ -345,34 +349,22 @@ class Runner:
             run = await self._store.get_run(workflow_id)
             if run is None:
                 raise RunNotFoundError(workflow_id)
-            if run.status is RunStatus.COMPLETED:  # an answer: no body, no event
-                return run.status, _UNKNOWN
-            if run.status is RunStatus.FAILED:
-                raise revive_error(workflow_id, load_json(run.error))
+            if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
+                return await self._at_rest(run, defn, on_event)
             the_def = defn or self._lookup(run.workflow_name)
-            if run.status is RunStatus.CANCELLED:
-                if run.cancel_requested == "compensate":
-                    await self._compensate_cancelled(run, the_def, on_event)
-                    return None, _UNKNOWN
-                return run.status, _UNKNOWN
-            if run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED):
-                return run.status, _UNKNOWN
+            if run.status in _ENDED:
+                return await self._at_rest(run, the_def, on_event)
             the_def.check_version(run)
             if self._rt.draining:
                 return run.status, _UNKNOWN  # shutting down: leave it for the next process
             claimed = await self._claim(
                 workflow_id, NewEvent("workflow.running"), force=force_claim
             )
-            wf = await self._context(claimed, the_def, on_event, compensating=False)
-            wf._emit("workflow.running")
-            args: tuple[Any, ...] = (wf,)
-            if input is not MISSING:
-                args = (wf, input)
-            elif the_def.takes_input and (claimed.input is not None or the_def.input_required):
-                args = (wf, load_json(claimed.input, the_def.input_type))
-            outcome = await self._execute(wf, the_def, args)
+            wf, st = await self._context(claimed, the_def, on_event, compensating=False)
+            st.emit("workflow.running")
+            outcome = await self._execute(wf, st, the_def, _args(wf, the_def, claimed, input))
             if outcome is _SUSPENDED:
-                if await self._park(wf):
+                if await self._park(st):
                     if await self._wait_inline(workflow_id):
                         continue
                     return RunStatus.WAITING, _UNKNOWN
@@ -383,6 +375,18 @@ class Runner:
                 return RunStatus.PENDING, _UNKNOWN
             return RunStatus.COMPLETED, outcome
 
+    async def _at_rest(
+        self, run: RunRow, defn: WorkflowDef | None, on_event: EventHook | None
+    ) -> tuple[RunStatus | None, Any]:
+        """The answer for a run that will not execute its function again."""
+        if run.status is RunStatus.FAILED:
+            raise revive_error(run.workflow_id, load_json(run.error))
+        if run.status is RunStatus.CANCELLED and run.cancel_requested == "compensate":
+            assert defn is not None
+            await self._compensate_cancelled(run, defn, on_event)
+            return None, _UNKNOWN
+        return run.status, _UNKNOWN  # completed: an answer, no body, no event
+
     async def _context(
         self,
         run: RunRow,
@@ -390,39 +394,43 @@ class Runner:
         on_event: EventHook | None,
         *,
         compensating: bool,
-    ) -> Workflow:
-        steps = await self._store.load_steps(run.workflow_id)
-        return Workflow(
-            self._rt,
+    ) -> tuple[Workflow, RunState]:
+        """The drive's state, loaded with the run's steps and resolved waits, and the
+        context the workflow function gets on it."""
+        steps, waits = await asyncio.gather(
+            self._store.load_steps(run.workflow_id), self._store.list_waits(run.workflow_id)
+        )
+        st = RunState.open(
             run,
             generation=run.generation,
+            started=self._clock.now(),
             steps=steps,
-            on_event=on_event,
-            host=self,
+            waits=waits,
             timeout=defn.timeout,
+            on_event=on_event,
             compensating=compensating,
         )
+        return Workflow(self._rt, st, host=self), st
 
-    async def _execute(self, wf: Workflow, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
+    async def _execute(
+        self, wf: Workflow, st: RunState, defn: WorkflowDef, args: tuple[Any, ...]
+    ) -> Any:
         try:
-            value = await self._call(wf, defn, args)
+            value = await self._call(st, defn, args)
             tp = return_type_of(defn.fn)
             output = dump_result(value, what=f"the result of workflow {defn.name!r}", tp=tp)
             value = load_result(output, tp)  # what asking again will return
         except HandBack:
-            await self._hand_back(wf)
+            await self._hand_back(st)
             return _HANDED_BACK
         except Suspend:
             return _SUSPENDED
         except RunCancelledError:
-            run = await self._store.get_run(wf.workflow_id)
-            if run is not None and run.cancel_requested == "compensate":
-                await self._finish_compensation(wf, run)
-            wf._emit("workflow.cancelled")
+            await self._cancelled(wf, st)
             return _CANCELLED
         except asyncio.CancelledError:
             if self._rt.draining:  # the grace period ran out mid-step
-                await asyncio.shield(self._hand_back(wf))
+                await asyncio.shield(self._hand_back(st))
             raise
         except StoreError:
             # another owner has the run now (StaleOwnerError), or the database failed: not
@@ -430,55 +438,67 @@ class Runner:
             # worker's job is retried, and it continues from its last recorded step.
             raise
         except Exception as exc:
-            status = RunStatus.FAILED
-            if wf._compensations:
-                ok = await self._compensate(wf)
-                status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
-            await self._store.finish_run(
-                wf._fence,
-                status,
-                output=None,
-                error=error_json(exc),
-                at=self._clock.now(),
-                event=NewEvent("workflow.failed", f"{type(exc).__name__}: {exc}"),
-                compute_seconds=self._elapsed(wf),
-            )
-            wf._emit("workflow.failed", str(exc))
-            self._wake_parent(wf)
+            await self._failed(wf, st, exc)
             raise
-        await self._store.finish_run(
-            wf._fence,
-            RunStatus.COMPLETED,
-            output=output,
-            error=None,
-            at=self._clock.now(),
-            event=NewEvent("workflow.completed"),
-            compute_seconds=self._elapsed(wf),
-        )
-        wf._emit("workflow.completed")
-        self._wake_parent(wf)
+        await self._finish(st, RunStatus.COMPLETED, NewEvent("workflow.completed"), output=output)
+        st.emit("workflow.completed")
+        self._wake_parent(st)
         return value
 
-    async def _call(self, wf: Workflow, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
+    async def _cancelled(self, wf: Workflow, st: RunState) -> None:
+        run = await self._store.get_run(st.workflow_id)
+        if run is not None and run.cancel_requested == "compensate":
+            await self._finish_compensation(wf, st)
+        st.emit("workflow.cancelled")
+
+    async def _failed(self, wf: Workflow, st: RunState, exc: Exception) -> None:
+        """Record the workflow's failure, after running its compensations if it has any."""
+        status = RunStatus.FAILED
+        if st.compensations:
+            ok = await compensate(wf, st)
+            status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
+        event = NewEvent("workflow.failed", f"{type(exc).__name__}: {exc}")
+        await self._finish(st, status, event, error=error_json(exc))
+        st.emit("workflow.failed", str(exc))
+        self._wake_parent(st)
+
+    async def _finish(
+        self,
+        st: RunState,
+        status: RunStatus,
+        event: NewEvent,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = self._clock.now()
+        await self._store.finish_run(
+            st.fence,
+            status,
+            output=output,
+            error=error,
+            at=now,
+            event=event,
+            compute_seconds=st.elapsed(now),
+        )
+
+    async def _call(self, st: RunState, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
         if defn.timeout is None or not isinstance(self._clock, SystemClock):
             return await defn.call(*args)  # a fake clock is checked at step boundaries only
-        remaining = max(0.0, defn.timeout - wf._compute_before)
+        remaining = max(0.0, defn.timeout - st.run.compute_seconds)
         try:
             async with asyncio.timeout(remaining):
                 return await defn.call(*args)
         except TimeoutError as exc:
-            if wf._executed() >= defn.timeout:
-                raise WorkflowTimeoutError(wf.workflow_id, defn.timeout) from exc
+            if st.executed(self._clock.now()) >= defn.timeout:
+                raise WorkflowTimeoutError(st.workflow_id, defn.timeout) from exc
             raise
 
-    def _elapsed(self, wf: Workflow) -> float:
-        return max(0.0, (self._clock.now() - wf._exec_started).total_seconds())
-
-    def _wake_parent(self, wf: Workflow) -> None:
+    def _wake_parent(self, st: RunState) -> None:
         # finish_run woke a parent waiting on this run (waiting -> pending); drive it here
         # only when it is not already being driven by this process (an inline child)
-        if self.resume_woken and wf._run.parent_id is not None:
-            self._track(self._wake_parent_of(wf.workflow_id))
+        if self.resume_woken and st.run.parent_id is not None:
+            self._track(self._wake_parent_of(st.workflow_id))
 
     async def _wake_parent_of(self, workflow_id: str) -> None:
         run = await self._store.get_run(workflow_id)
@@ -488,15 +508,13 @@ class Runner:
         if parent is not None and parent.status is RunStatus.PENDING:
             self.woken([parent.workflow_id])
 
-    async def _park(self, wf: Workflow) -> bool:
+    async def _park(self, st: RunState) -> bool:
+        now = self._clock.now()
         parked = await self._store.park_run(
-            wf._fence,
-            list(dict.fromkeys(wf._blocked_on)),
-            compute_seconds=self._elapsed(wf),
-            at=self._clock.now(),
+            st.fence, st.pending_waits(), compute_seconds=st.elapsed(now), at=now
         )
         if parked:
-            wf._emit("workflow.waiting", ", ".join(wf._blocked_on))
+            st.emit("workflow.waiting", ", ".join(st.blocked_on))
         return parked
 
     async def _wait_inline(self, workflow_id: str) -> bool:
@@ -521,39 +539,17 @@ class Runner:
 
     # -- compensation -------------------------------------------------------------------------
 
-    async def _compensate(self, wf: Workflow) -> bool:
-        """Run the registered compensations newest first, each once; True if all succeeded."""
-        ok = True
-        for name, fn, value in reversed(wf._compensations):
-            try:
-                await wf.step(f"compensate:{name}", _compensation(fn, value))
-            except Exception as exc:
-                log.warning(
-                    "compensation of step %r in run %s failed: %r", name, wf.workflow_id, exc
-                )
-                ok = False
-        return ok
-
-    async def _finish_compensation(self, wf: Workflow, run: RunRow) -> None:
+    async def _finish_compensation(self, wf: Workflow, st: RunState) -> None:
         """Compensate a run cancelled with compensate=True, then record how that went
         (with nothing to compensate it simply stays cancelled)."""
-        wf._fence = Fence(wf.workflow_id, wf.generation, compensating=True)
-        wf._compensating = False
-        if not wf._compensations:
+        st.begin_compensation()
+        if not st.compensations:
             status, event = RunStatus.CANCELLED, "workflow.cancelled"
         else:
-            ok = await self._compensate(wf)
+            ok = await compensate(wf, st)
             status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
             event = "workflow.compensated" if ok else "workflow.compensation_failed"
-        await self._store.finish_run(
-            wf._fence,
-            status,
-            output=None,
-            error=None,
-            at=self._clock.now(),
-            event=NewEvent(event),
-            compute_seconds=self._elapsed(wf),
-        )
+        await self._finish(st, status, NewEvent(event))
 
     async def _compensate_cancelled(
         self, run: RunRow, defn: WorkflowDef, on_event: EventHook | None
@@ -563,17 +559,14 @@ class Runner:
         claimed = await self._claim(
             run.workflow_id, NewEvent("workflow.compensating"), force=False, compensating=True
         )
-        wf = await self._context(claimed, defn, on_event, compensating=True)
-        args: tuple[Any, ...] = (wf,)
-        if defn.takes_input and (claimed.input is not None or defn.input_required):
-            args = (wf, load_json(claimed.input, defn.input_type))
+        wf, st = await self._context(claimed, defn, on_event, compensating=True)
         try:
-            await defn.call(*args)
+            await defn.call(*_args(wf, defn, claimed, MISSING))
         except (RunCancelledError, Suspend):
             pass
         except Exception as exc:
             log.debug("replay for compensation of %s stopped: %r", run.workflow_id, exc)
-        await self._finish_compensation(wf, claimed)
+        await self._finish_compensation(wf, st)
 
     # -- results --------------------------------------------------------------------------------
 
@@ -587,36 +580,11 @@ class Runner:
         return RunResult(value, record)
 
 
-def _compensation(fn: Callable[..., Any], value: Any) -> Callable[[StepContext], Any]:
-    """The compensation as a step function. Like a step function, a compensation
-    takes what it declares: nothing, the step's result, or the compensation
-    step's `StepContext` and the result. A sync one runs in a worker thread."""
-    arity = _required_positional(fn)
-    if arity > 2:
-        raise InvalidArgumentError(
-            f"compensation {getattr(fn, '__qualname__', fn)!r} takes {arity} arguments; it may "
-            "take none, the step's result, or a StepContext and the result"
-        )
-
-    async def undo(ctx: StepContext) -> None:
-        args = ((), (value,), (ctx, value))[arity]
-        if _is_async(fn):
-            await fn(*args)
-            return
-        out = await asyncio.to_thread(fn, *args)
-        if inspect.isawaitable(out):
-            await out
-
-    return undo
-
-
-def _required_positional(fn: Callable[..., Any]) -> int:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 1
-    return sum(
-        1
-        for p in params
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    )
+def _args(wf: Workflow, defn: WorkflowDef, run: RunRow, input: Any) -> tuple[Any, ...]:
+    """What the workflow function is called with: the context, and its input if it
+    takes one (given now, else the recorded one)."""
+    if input is not MISSING:
+        return (wf, input)
+    if defn.takes_input and (run.input is not None or defn.input_required):
+        return (wf, load_json(run.input, defn.input_type))
+    return (wf,)

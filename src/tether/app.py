@@ -12,16 +12,22 @@ import contextlib
 import copy
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
 from ._durations import parse_age
+from ._info import RunInfo, WaitInfo
+from ._interceptors import StepInterceptor, check_interceptors
 from ._loop import LoopThread
 from ._names import check_name
+from ._run_state import RunState
 from ._runner import Runner
+from ._runtime import EventHook, Runtime
+from ._waits import MISSING
+from ._workflow import Workflow, load_record
 from .clock import Clock, SystemClock
 from .definition import DEF_ATTR, RunResult, WorkflowDef
 from .errors import (
@@ -29,6 +35,7 @@ from .errors import (
     RunAlreadyRunningError,
     RunNotFoundError,
     WorkflowNotFoundError,
+    explain_validation,
 )
 from .kernel import (
     EventSink,
@@ -44,7 +51,6 @@ from .kernel import (
     Woken,
     new_run_id,
 )
-from .kernel.commands import explain
 from .record import RunRecord
 from .schedules import MissedTicks, Schedule, fire_schedules
 from .serde import dump_json
@@ -57,11 +63,8 @@ from .store import (
     RunStatus,
     ScheduleRow,
     Store,
-    WaitRow,
     open_store,
 )
-from .waiting import MISSING
-from .workflow import EventHook, Runtime, Workflow, load_record
 
 __all__ = ["App", "RunResult", "WorkflowDef", "open_workflow", "run_workflow"]
 
@@ -107,6 +110,9 @@ class App:
     there. With `recover_orphans`, the App's first run/start/resume drives
     (in the background) the runs of its registered workflows whose owner
     died; `recover_orphans()` does it on demand.
+
+    Extensions: `interceptors` (`StepInterceptor` objects) wrap every executed
+    step attempt, the first one outermost (tracing, cost accounting, policy).
     """
 
     def __init__(
@@ -124,26 +130,19 @@ class App:
         owner_lease: float = 30.0,
         shutdown_grace: float = 30.0,
         recover_orphans: bool = False,
+        interceptors: Sequence[StepInterceptor] = (),
     ) -> None:
+        # what with_database() needs to build this App again on another database
+        settings = {k: v for k, v in locals().items() if k not in ("self", "database_url", "store")}
+        settings["sinks"] = tuple(sinks)
         _check_app_options(clock, store, resume_woken, recover_orphans, sinks)
-        if _not_seconds(inbox_retention) or inbox_retention <= 0:
-            raise InvalidArgumentError(
-                f"inbox_retention must be > 0 seconds, got {inbox_retention!r}"
-            )
-        for what, value, low in (
-            ("owner_lease", owner_lease, 1.0),
-            ("shutdown_grace", shutdown_grace, 0.0),
-            ("inline_wait", inline_wait, 0.0),
-            ("job_visibility", job_visibility, 0.001),
-        ):
-            if _not_seconds(value) or value < low:
-                raise InvalidArgumentError(
-                    f"{what} must be a number of seconds >= {low:g}, got {value!r}"
-                )
+        _check_seconds(inbox_retention, owner_lease, shutdown_grace, inline_wait, job_visibility)
         self.store: Store = store or open_store(database_url, durability=durability)
         self.clock: Clock = clock or SystemClock()
         self.inbox_retention = float(inbox_retention)
-        self._runtime = Runtime(self.store, self.clock)
+        self._runtime = Runtime(
+            self.store, self.clock, interceptors=check_interceptors(interceptors)
+        )
         self._registry: dict[str, WorkflowDef] = {}
         self._implicit: set[str] = set()  # names registered by running them, not declared
         self._loop = LoopThread(on_exit=self.close)
@@ -170,20 +169,8 @@ class App:
             inbox_retention=self.inbox_retention,
             bridge=self._loop.run,
         )
-        # what with_database() needs to build this App again on another database
         self.database_url: str | None = getattr(self.store, "url", None)
-        self._settings: dict[str, Any] = {
-            "clock": clock,
-            "durability": durability,
-            "inline_wait": inline_wait,
-            "resume_woken": resume_woken,
-            "inbox_retention": inbox_retention,
-            "sinks": tuple(sinks),
-            "job_visibility": job_visibility,
-            "owner_lease": owner_lease,
-            "shutdown_grace": shutdown_grace,
-            "recover_orphans": recover_orphans,
-        }
+        self._settings: dict[str, Any] = settings
 
     # -- registry -------------------------------------------------------------------
 
@@ -731,10 +718,10 @@ class App:
     ) -> list[str]:
         return self._loop.run(self.acancel(workflow_id, reason, compensate=compensate))
 
-    async def alist_waits(self, workflow_id: str) -> list[WaitRow]:
+    async def alist_waits(self, workflow_id: str) -> list[WaitInfo]:
         """The run's waitpoints (pending and resolved)."""
         await self.aget_run(workflow_id)
-        return await self.store.list_waits(workflow_id)
+        return [WaitInfo.from_row(w) for w in await self.store.list_waits(workflow_id)]
 
     # -- opening and inspecting ----------------------------------------------------------
 
@@ -750,6 +737,18 @@ class App:
         The context writes without owner fencing; it is for inspection and for
         code that drives steps, leases and heartbeats itself.
         """
+        return await self._open_context(
+            workflow_id, initial_state=initial_state, workflow_name=workflow_name
+        )
+
+    async def _open_context(
+        self,
+        workflow_id: str,
+        *,
+        initial_state: Any = None,
+        workflow_name: str | None = None,
+        owns_store: bool = False,
+    ) -> Workflow:
         check_name("workflow_id", workflow_id)
         run, _ = await self.store.create_run(
             NewRun(
@@ -759,8 +758,13 @@ class App:
             ),
             self.clock.now(),
         )
-        steps = await self.store.load_steps(workflow_id)
-        return Workflow(self._runtime, run, generation=None, steps=steps)
+        steps, waits = await asyncio.gather(
+            self.store.load_steps(workflow_id), self.store.list_waits(workflow_id)
+        )
+        state = RunState.open(
+            run, generation=None, started=self.clock.now(), steps=steps, waits=waits
+        )
+        return Workflow(self._runtime, state, owns_store=owns_store)
 
     async def aget_record(self, workflow_id: str) -> RunRecord:
         """The full record of one run."""
@@ -770,17 +774,17 @@ class App:
     def get_record(self, workflow_id: str) -> RunRecord:
         return self._loop.run(self.aget_record(workflow_id))
 
-    async def aget_run(self, workflow_id: str) -> RunRow:
+    async def aget_run(self, workflow_id: str) -> RunInfo:
         """The run's row (status, owner, timestamps) without its history."""
         check_name("workflow_id", workflow_id)
         run = await self.store.get_run(workflow_id)
         if run is None:
             raise RunNotFoundError(workflow_id)
-        return run
+        return RunInfo.from_row(run)
 
     async def alist_runs(
         self, *, status: RunStatus | str | None = None, limit: int = 100
-    ) -> list[RunRow]:
+    ) -> list[RunInfo]:
         """Runs, newest first."""
         if status is not None:
             try:
@@ -792,12 +796,14 @@ class App:
                 ) from None
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidArgumentError(f"limit must be an integer >= 1, got {limit!r}")
-        return await self.store.list_runs(status=status, limit=limit)
+        return [RunInfo.from_row(r) for r in await self.store.list_runs(status=status, limit=limit)]
 
-    def list_runs(self, *, status: RunStatus | str | None = None, limit: int = 100) -> list[RunRow]:
+    def list_runs(
+        self, *, status: RunStatus | str | None = None, limit: int = 100
+    ) -> list[RunInfo]:
         return self._loop.run(self.alist_runs(status=status, limit=limit))
 
-    def get_run(self, workflow_id: str) -> RunRow:
+    def get_run(self, workflow_id: str) -> RunInfo:
         return self._loop.run(self.aget_run(workflow_id))
 
     # -- schedules --------------------------------------------------------------------------
@@ -963,7 +969,7 @@ class App:
                 setattr(other, name, copy.copy(getattr(self, name)))
         return other
 
-    def list_waits(self, workflow_id: str) -> list[WaitRow]:
+    def list_waits(self, workflow_id: str) -> list[WaitInfo]:
         """Sync facade of `alist_waits`."""
         return self._loop.run(self.alist_waits(workflow_id))
 
@@ -1078,12 +1084,36 @@ def _command(kind: type[C], **fields: Any) -> C:
     try:
         return kind(**fields)
     except ValidationError as exc:
-        raise InvalidArgumentError(f"{explain(exc)}; fix the argument(s) named") from None
+        raise InvalidArgumentError(
+            f"{explain_validation(exc)}; fix the argument(s) named"
+        ) from None
 
 
 def _not_seconds(value: object) -> bool:
     """True unless `value` is a finite number of seconds (a bool is not one)."""
     return isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+
+
+def _check_seconds(
+    inbox_retention: object,
+    owner_lease: object,
+    shutdown_grace: object,
+    inline_wait: object,
+    job_visibility: object,
+) -> None:
+    """Refuse App durations that are not numbers of seconds in range."""
+    if _not_seconds(inbox_retention) or inbox_retention <= 0:  # type: ignore[operator]
+        raise InvalidArgumentError(f"inbox_retention must be > 0 seconds, got {inbox_retention!r}")
+    for what, value, low in (
+        ("owner_lease", owner_lease, 1.0),
+        ("shutdown_grace", shutdown_grace, 0.0),
+        ("inline_wait", inline_wait, 0.0),
+        ("job_visibility", job_visibility, 0.001),
+    ):
+        if _not_seconds(value) or value < low:  # type: ignore[operator]
+            raise InvalidArgumentError(
+                f"{what} must be a number of seconds >= {low:g}, got {value!r}"
+            )
 
 
 def _check_app_options(
@@ -1114,6 +1144,12 @@ def _check_app_options(
                 f"sinks: {sink!r} is not an event sink (it needs an `async def publish(event)`); "
                 "use a sink from tether.kernel: LoggingSink(), CallableSink(fn), WebhookSink(url, secret)"
             )
+
+
+def run_on_loop(app: App, coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on `app`'s loop thread and wait for it: the sync face of a host
+    built on an App (the serverless host), as the App's own sync methods do."""
+    return app._loop.run(coro)
 
 
 def _check_same_run(run: RunRow, defn: WorkflowDef, input_text: str | None) -> None:
@@ -1163,9 +1199,7 @@ async def open_workflow(
     """
     app = App(database_url, clock=clock, durability=durability)
     try:
-        wf = await app.aopen(workflow_id, initial_state=initial_state)
+        return await app._open_context(workflow_id, initial_state=initial_state, owns_store=True)
     except BaseException:
         await app.aclose()
         raise
-    wf._owns_store = True
-    return wf

@@ -39,6 +39,11 @@ what was wrong and how to fix it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 import asyncio
 from datetime import datetime
 
@@ -328,3 +333,14 @@ class RunCancelledError(asyncio.CancelledError):
     def __init__(self, workflow_id: str) -> None:
         self.workflow_id = workflow_id
         super().__init__(f"run {workflow_id!r} was cancelled")
+
+
+def explain_validation(exc: ValidationError) -> str:
+    """Pydantic's validation errors in one line: each field, what is wrong, what it got
+    (without pydantic's link to its site, which helps nobody reading a tether error)."""
+    parts = [
+        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']} (got {e['input']!r})"
+        for e in exc.errors(include_url=False)[:3]
+    ]
+    more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+    return "; ".join(parts) + more

@@ -20,21 +20,28 @@ schedule's `missed` policy:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
 from ._names import check_name
+from .clock import Clock
+from .definition import WorkflowDef
 from .errors import InvalidArgumentError
-from .store import ScheduleRow
+from .store import ScheduleRow, Store
 
-if TYPE_CHECKING:
-    from .app import App
-
-__all__ = ["LATE_AFTER", "MAX_CATCH_UP", "MissedTicks", "Schedule", "fire_schedules"]
+__all__ = [
+    "LATE_AFTER",
+    "MAX_CATCH_UP",
+    "MissedTicks",
+    "Schedule",
+    "ScheduleHost",
+    "fire_schedules",
+]
 
 MissedTicks = Literal["latest", "all", "skip"]
 MAX_CATCH_UP = 100
@@ -124,7 +131,29 @@ class Schedule:
         )
 
 
-async def fire_schedules(app: App) -> list[str]:
+class ScheduleHost(Protocol):
+    """What firing schedules needs from the App that declared them."""
+
+    store: Store
+    clock: Clock
+
+    @property
+    def schedules(self) -> dict[str, Schedule]: ...
+
+    def get_workflow(self, name: str) -> WorkflowDef: ...
+
+    async def asubmit(
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        input: Any = ...,
+        *,
+        workflow_id: str | None = ...,
+        queue: str = ...,
+        tags: Iterable[str] = ...,
+    ) -> str: ...
+
+
+async def fire_schedules(app: ScheduleHost) -> list[str]:
     """Start the due ticks of `app`'s schedules; the ids of the runs submitted.
 
     Submit first, record second: a crash in between submits the same ids again

@@ -11,7 +11,7 @@ import pytest
 from tether import App, Workflow
 from tether._durations import parse_age, parse_when
 from tether.errors import InvalidArgumentError
-from tether.kernel.sinks import LoggingSink
+from tether.kernel import LoggingSink
 
 
 async def hello(wf: Workflow) -> str:

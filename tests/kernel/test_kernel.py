@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
 import pytest
 
@@ -17,6 +18,8 @@ from tether.kernel import (
     RunResumed,
     Woken,
 )
+from tether.store import Store, open_store
+from tether.testing import eventually
 from tether.worker import ServerlessHost
 
 
@@ -46,7 +49,8 @@ async def test_replaying_an_idempotency_key_returns_the_first_result(app: App) -
     first = await app.kernel.adispatch(RunCreate(workflow="job", idempotency_key="k1"))
     again = await app.kernel.adispatch(RunCreate(workflow="job", idempotency_key="k1"))
     assert isinstance(first, RunCreated) and isinstance(again, RunCreated)
-    assert (first.workflow_id, first.created) == (again.workflow_id, True) != (again.created,)
+    assert again.workflow_id == first.workflow_id
+    assert (first.created, again.created) == (True, False)
     assert len(await app.alist_runs()) == 1
     cancel = RunCancel(workflow_id=first.workflow_id, idempotency_key="c1")  # type: ignore[union-attr]
     assert await app.kernel.adispatch(cancel) == await app.kernel.adispatch(cancel)
@@ -55,29 +59,40 @@ async def test_replaying_an_idempotency_key_returns_the_first_result(app: App) -
         await app.kernel.adispatch(RunCancel(workflow_id=first.workflow_id))  # type: ignore[union-attr]
 
 
-async def test_same_key_in_flight_raises_and_concurrent_dispatch_runs_once(app: App) -> None:
-    release = asyncio.Event()
-    started = 0
-    store = app.store
-    original = store.send_event
+class HeldSendEvent:
+    """A real store whose `send_event` waits until `release` is set (a slow database)."""
 
-    async def slow_send_event(*args: object, **kwargs: object) -> list[str]:
-        nonlocal started
-        started += 1
-        await release.wait()
-        return await original(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.release = asyncio.Event()
+        self.started = 0
 
-    store.send_event = slow_send_event  # type: ignore[method-assign]
-    cmd = RunResume(kind="event", name="ping", payload={"n": 1}, idempotency_key="ev-1")
-    first = asyncio.ensure_future(app.kernel.adispatch(cmd))
-    while started == 0:
-        await asyncio.sleep(0.001)
-    with pytest.raises(tether.IdempotencyInProgressError, match="ev-1"):
-        await app.kernel.adispatch(cmd)
-    release.set()
-    result = await first
-    assert await app.kernel.adispatch(cmd) == result
-    assert started == 1
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def send_event(self, *args: Any, **kwargs: Any) -> Any:
+        self.started += 1
+        await self.release.wait()
+        return await self.inner.send_event(*args, **kwargs)
+
+
+async def test_same_key_in_flight_raises_and_concurrent_dispatch_runs_once(
+    database_url: str,
+) -> None:
+    store = HeldSendEvent(open_store(database_url))
+    app = App(store=cast(Store, store))
+    try:
+        cmd = RunResume(kind="event", name="ping", payload={"n": 1}, idempotency_key="ev-1")
+        first = asyncio.ensure_future(app.kernel.adispatch(cmd))
+        await eventually(lambda: store.started, interval=0.001)
+        with pytest.raises(tether.IdempotencyInProgressError, match="ev-1"):
+            await app.kernel.adispatch(cmd)
+        store.release.set()
+        result = await first
+        assert await app.kernel.adispatch(cmd) == result
+        assert store.started == 1
+    finally:
+        await app.aclose()
 
 
 async def test_concurrent_dispatch_across_apps(database_url: str) -> None:

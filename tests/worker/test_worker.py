@@ -17,6 +17,8 @@ import pytest
 
 import tether
 from tether import App, RunStatus, Workflow
+from tether.app import run_on_loop
+from tether.testing import eventually_sync
 from tether.worker import ServerlessHost, Worker
 
 FLOWS = textwrap.dedent(
@@ -152,7 +154,7 @@ def test_many_runs_by_several_workers_execute_exactly_once(flows: Path, backend:
     assert len(counts) == n_runs * 5
     assert set(counts.values()) == {1}, [k for k, v in counts.items() if v > 1][:5]
     assert [r.value for r in (app.result(f"r{i}") for i in range(3))] == [5, 6, 7]
-    assert app._loop.run(app.store.list_jobs(status="claimed")) == []
+    assert run_on_loop(app, app.store.list_jobs(status="claimed")) == []
     app.close()
 
 
@@ -162,10 +164,7 @@ def test_killed_worker_run_is_finished_by_another(flows: Path) -> None:
     first = _worker(flows, vis=1.0)
     try:
         wid = app.submit(app.get_workflow("stall").fn, str(marker), workflow_id="stalled")
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert time.monotonic() < deadline, "the first worker never reached the slow step"
-            time.sleep(0.01)
+        eventually_sync(marker.exists, timeout=60)  # the first worker reached the slow step
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
         second = _worker(flows, vis=1.0)
@@ -190,8 +189,7 @@ def test_graceful_shutdown_hands_work_back_at_once(flows: Path) -> None:
     second: subprocess.Popen[bytes] | None = None
     try:
         wid = app.submit(app.get_workflow("stall").fn, str(marker), workflow_id="handed")
-        while not marker.exists():
-            time.sleep(0.01)
+        eventually_sync(marker.exists, timeout=60)
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=30) == 0
         started = time.monotonic()
@@ -214,14 +212,13 @@ def test_sigterm_lets_the_step_in_flight_finish_and_hands_the_run_on(flows: Path
     second: subprocess.Popen[bytes] | None = None
     try:
         wid = app.submit(app.get_workflow("steady").fn, str(marker), workflow_id="steady-1")
-        while not marker.exists():
-            time.sleep(0.01)
+        eventually_sync(marker.exists, timeout=60)
         first.send_signal(signal.SIGTERM)  # mid-step s1
         assert first.wait(timeout=60) == 0
         mid = app.get_record(wid)
         assert mid.steps["s1"].status.value == "completed"
         assert "s2" not in mid.steps and mid.status is RunStatus.PENDING
-        jobs = app._loop.run(app.store.list_jobs(workflow_id=wid))
+        jobs = run_on_loop(app, app.store.list_jobs(workflow_id=wid))
         assert [j.status.value for j in jobs] == ["queued"]  # its job is back in the queue
         second = _worker(flows, vis=120.0)
         res = app.result(wid, timeout=60)

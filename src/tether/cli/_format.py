@@ -9,8 +9,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from .. import RunInfo
 from ..record import RunRecord, StepRecord, owner_gone_since
-from ..store import RunRow, RunStatus, StepStatus
+from ..store import RunStatus, StepStatus
 
 __all__ = [
     "driven_by",
@@ -107,7 +108,7 @@ def _json(value: str | None) -> Any:
         return value
 
 
-def row_dict(r: RunRow) -> dict[str, Any]:
+def row_dict(r: RunInfo) -> dict[str, Any]:
     """A run's row as JSON (`runs list --json`): every field, values decoded."""
     return {
         "workflowId": r.workflow_id,

@@ -10,11 +10,12 @@ from typing import Any
 import click
 from rich.table import Table
 
+from .. import RunInfo
 from .._durations import parse_when
 from ..app import App
 from ..errors import TetherError
 from ..record import RunRecord
-from ..store import RunRow, RunStatus
+from ..store import RunStatus
 from ._common import EXIT_USAGE, CliState, db_option, fail, guard, out, pass_state, text
 from ._db import choose, open_app, require_existing
 from ._format import (
@@ -107,7 +108,7 @@ def runs_list(
     after, before = _when(since, "--since"), _when(until, "--until")
     the_app = read_app(state)
     try:
-        rows: list[RunRow] = guard(lambda: the_app.list_runs(status=status, limit=2**62))
+        rows: list[RunInfo] = guard(lambda: the_app.list_runs(status=status, limit=2**62))
     finally:
         the_app.close()
     found = [
@@ -130,7 +131,7 @@ def runs_list(
         print(f"{len(shown)} of {len(found)} runs (newest first); --limit N or --all for more")
 
 
-def _runs_table(rows: list[RunRow], wide: bool) -> Table:
+def _runs_table(rows: list[RunInfo], wide: bool) -> Table:
     t = table("id", "workflow", "status", "tags", zoned("created"), zoned("updated"))
     longest = max(len(r.workflow_id) for r in rows)
     t.columns[0].min_width = longest if wide else min(_SHORT_ID, longest)

@@ -8,8 +8,9 @@ from typing import Any, TypeVar
 
 import click
 
+from .. import RunInfo, WaitInfo
 from ..app import App, RunResult
-from ..store import RunRow, RunStatus, WaitKind, WaitRow, WaitStatus
+from ..store import RunStatus, WaitKind, WaitStatus
 from ._common import EXIT_USAGE, CliState, db_option, fail, guard, pass_state, text
 from ._drive import drive
 from ._load import parse_json
@@ -40,7 +41,7 @@ def _steer(state: CliState, action: Callable[[App], T]) -> T:
         the_app.close()
 
 
-def _wait_text(w: WaitRow) -> str:
+def _wait_text(w: WaitInfo) -> str:
     if w.kind is WaitKind.TIMER:
         return "a timer" + (f" (due {w.due_at.isoformat()})" if w.due_at else "")
     if w.kind is WaitKind.RUN:
@@ -48,7 +49,7 @@ def _wait_text(w: WaitRow) -> str:
     return f"{w.kind.value} {w.name!r}"
 
 
-def _refuse_unawaited(run: RunRow, waits: list[WaitRow], name: str) -> None:
+def _refuse_unawaited(run: RunInfo, waits: list[WaitInfo], name: str) -> None:
     """A parked run that waits for other things than signal `name`: most likely a typo."""
     pending = [w for w in waits if w.status is WaitStatus.PENDING]
     if run.status is not RunStatus.WAITING or not pending:
@@ -63,7 +64,7 @@ def _refuse_unawaited(run: RunRow, waits: list[WaitRow], name: str) -> None:
     )
 
 
-def _who_drives(a: App, run: RunRow) -> str:
+def _who_drives(a: App, run: RunInfo) -> str:
     """Whether anything will move the woken run on now, said truthfully."""
     drivers = a.drivers(run.workflow_name)
     open_jobs = [j for j in a.jobs(run.workflow_id) if j.status in ("queued", "claimed")]

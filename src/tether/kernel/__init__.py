@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ._kernel import Kernel, new_run_id
-from ._ports import RunHost, WorkflowRegistry
-from .commands import (
+from ._commands import (
     Command,
     CommandResult,
     JobExecute,
@@ -27,8 +25,10 @@ from .commands import (
     TimersFire,
     Woken,
 )
-from .outbox import OutboxPolicy
-from .sinks import (
+from ._kernel import Kernel, new_run_id
+from ._outbox import OutboxPolicy
+from ._ports import RunHost, WorkflowRegistry
+from ._sinks import (
     CallableSink,
     CollectingSink,
     EventSink,

@@ -25,11 +25,11 @@ from ..errors import (
     StaleOwnerError,
     StoreError,
     WorkflowNotFoundError,
+    explain_validation,
 )
 from ..serde import dump_json
 from ..store import NewJob, NewRun, RunStatus, Store
-from ._ports import RunHost, WorkflowRegistry
-from .commands import (
+from ._commands import (
     Command,
     CommandResult,
     JobExecute,
@@ -51,10 +51,10 @@ from .commands import (
     RunResumed,
     TimersFire,
     Woken,
-    explain,
 )
-from .outbox import OutboxPolicy, flush
-from .sinks import EventSink
+from ._outbox import OutboxPolicy, flush
+from ._ports import RunHost, WorkflowRegistry
+from ._sinks import EventSink
 
 __all__ = ["Kernel"]
 
@@ -130,7 +130,7 @@ class Kernel:
             try:
                 cmd = _COMMAND.validate_python(command)
             except ValidationError as exc:
-                raise InvalidArgumentError(f"invalid command: {explain(exc)}") from None
+                raise InvalidArgumentError(f"invalid command: {explain_validation(exc)}") from None
         else:
             cmd = command
         key = cmd.idempotency_key

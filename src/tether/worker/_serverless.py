@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._owners import new_owner as process_owner
+from ..app import run_on_loop
 from ..kernel import JobExecute, JobExecuted
 from ..store import JobRow
 from ._maintenance import MaintenanceReport, maintenance_tick
@@ -80,10 +81,10 @@ class ServerlessHost:
     # sync faces, for platforms whose handlers are plain functions
 
     def handle_job(self, job: JobRow) -> JobExecuted:
-        return self.app._loop.run(self.ahandle_job(job))
+        return run_on_loop(self.app, self.ahandle_job(job))
 
     def process_available_jobs(self, limit: int = 10) -> ProcessReport:
-        return self.app._loop.run(self.aprocess_available_jobs(limit))
+        return run_on_loop(self.app, self.aprocess_available_jobs(limit))
 
     def maintenance_tick(self) -> MaintenanceReport:
-        return self.app._loop.run(self.amaintenance_tick())
+        return run_on_loop(self.app, self.amaintenance_tick())

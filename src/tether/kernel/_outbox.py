@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from ..clock import Clock
 from ..store import OutboxRow, Store
-from .sinks import EventSink, OutboxEvent
+from ._sinks import EventSink, OutboxEvent
 
 __all__ = ["OutboxPolicy", "flush"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Command",
@@ -35,18 +35,7 @@ __all__ = [
     "RunResumed",
     "TimersFire",
     "Woken",
-    "explain",
 ]
-
-
-def explain(exc: ValidationError) -> str:
-    """A command's validation errors in one line: each field, what is wrong, what it got."""
-    parts = [
-        f"{'.'.join(str(p) for p in e['loc']) or 'command'}: {e['msg']} (got {e['input']!r})"
-        for e in exc.errors(include_url=False)[:3]
-    ]
-    more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
-    return "; ".join(parts) + more
 
 
 class _Command(BaseModel):

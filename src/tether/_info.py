@@ -1,0 +1,108 @@
+"""Read models: what `App.get_run`, `App.list_runs` and `App.alist_waits` return.
+
+Frozen values of tether's own, so that the store's rows (and their changes)
+stay behind the store; `RunRecord` (`App.get_record`) is the full history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .store import RunRow, RunStatus, WaitKind, WaitRow, WaitStatus
+
+__all__ = ["RunInfo", "WaitInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One run as it stands, without its history. `input`, `output`, `error` and
+    `state` are the recorded JSON text (`App.result` gives the typed value)."""
+
+    workflow_id: str
+    workflow_name: str
+    workflow_version: str | None
+    status: RunStatus
+    input: str | None
+    output: str | None
+    error: str | None
+    state: str | None
+    priority: int
+    tags: tuple[str, ...]
+    tenant: str | None
+    parent_id: str | None
+    idempotency_key: str | None
+    owner: str | None  # the process driving it (while running)
+    generation: int  # how many times an owner claimed it
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    compute_seconds: float
+    cancel_requested: str | None
+    queue: str | None
+    owner_expires_at: datetime | None  # the owner's claim lapses then (running runs)
+    step_rule: int  # how its steps are named: 2 for ``name#2``, ``name@key``
+
+    @classmethod
+    def from_row(cls, row: RunRow) -> RunInfo:
+        return cls(
+            workflow_id=row.workflow_id,
+            workflow_name=row.workflow_name,
+            workflow_version=row.workflow_version,
+            status=row.status,
+            input=row.input,
+            output=row.output,
+            error=row.error,
+            state=row.state,
+            priority=row.priority,
+            tags=row.tags,
+            tenant=row.tenant,
+            parent_id=row.parent_id,
+            idempotency_key=row.idempotency_key,
+            owner=row.owner,
+            generation=row.generation,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            compute_seconds=row.compute_seconds,
+            cancel_requested=row.cancel_requested,
+            queue=row.queue,
+            owner_expires_at=row.owner_expires_at,
+            step_rule=row.step_rule,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WaitInfo:
+    """One waitpoint of a run: what it waits for, and how it resolved. `match` and
+    `payload` are the recorded JSON text."""
+
+    id: str
+    workflow_id: str
+    key: str
+    kind: WaitKind
+    name: str | None
+    match: str | None
+    status: WaitStatus
+    payload: str | None
+    due_at: datetime | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: WaitRow) -> WaitInfo:
+        return cls(
+            id=row.id,
+            workflow_id=row.workflow_id,
+            key=row.key,
+            kind=row.kind,
+            name=row.name,
+            match=row.match,
+            status=row.status,
+            payload=row.payload,
+            due_at=row.due_at,
+            created_at=row.created_at,
+            resolved_at=row.resolved_at,
+        )

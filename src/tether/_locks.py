@@ -1,0 +1,272 @@
+"""Mutexes, leases and heartbeats of a run: the store's locks as a workflow uses them."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from ._control import HandBack
+from ._mutex_guard import check_not_held, holding
+from ._names import check_name
+from ._run_state import RunState
+from ._runtime import Runtime
+from ._steps import is_async
+from .errors import InvalidArgumentError, LeaseConflictError, MutexTimeoutError
+from .record import LeaseRecord
+from .serde import dump_json
+from .store import LockOutcome, LockResult, LockRow, NewEvent
+
+__all__ = ["LEASE_SCOPE", "Locks", "MutexHandle", "lease_scope"]
+
+T = TypeVar("T")
+
+MUTEX_SCOPE = "mutex"
+DEFAULT_MUTEX_TTL = 30.0
+MUTEX_NOTE_EVERY = 5.0  # seconds between log lines while a mutex is awaited
+LEASE_SCOPE = "lease"  # leases are exclusive across runs and processes by default
+
+log = logging.getLogger("tether")
+
+
+def lease_scope(workflow_id: str) -> str:
+    """The scope of leases kept inside one run (``scope="run"``)."""
+    return f"lease:{workflow_id}"
+
+
+def _lease_scope(scope: str, workflow_id: str) -> str:
+    if scope == "global":
+        return LEASE_SCOPE
+    if scope == "run":
+        return lease_scope(workflow_id)
+    raise InvalidArgumentError(
+        f'lease scope must be "global" (exclusive across runs) or "run", got {scope!r}'
+    )
+
+
+@dataclass(slots=True)
+class MutexHandle:
+    """A held mutex. `lost` turns true if renewal found another holder."""
+
+    key: str
+    holder: str
+    lost: bool = False
+
+
+def _check_mutex_args(key: str, timeout: float, poll: float, stale_after: float | None) -> float:
+    """The mutex's ttl, once its arguments are checked."""
+    check_name("mutex key", key)
+    if timeout < 0:
+        raise InvalidArgumentError(f"mutex timeout must be >= 0 seconds, got {timeout!r}")
+    if poll <= 0:
+        raise InvalidArgumentError(f"mutex poll must be > 0 seconds, got {poll!r}")
+    if stale_after is not None and stale_after <= 0:
+        raise InvalidArgumentError(f"stale_after must be > 0 seconds, got {stale_after!r}")
+    return DEFAULT_MUTEX_TTL if stale_after is None else float(stale_after)
+
+
+class Locks:
+    """The lock verbs of one run's context (see `Workflow.mutex` and friends)."""
+
+    def __init__(self, rt: Runtime, run: RunState) -> None:
+        self._rt = rt
+        self._run = run
+
+    # -- mutexes -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def mutex(
+        self, key: str, timeout: float, poll: float, stale_after: float | None
+    ) -> AsyncIterator[MutexHandle]:
+        ttl = _check_mutex_args(key, timeout, poll, stale_after)
+        check_not_held(self._run.workflow_id, key)
+        handle = MutexHandle(key, self._mutex_holder())
+        await self._acquire(handle, ttl, timeout, poll)
+        self._run.emit("mutex.acquired", key)
+        renewer = asyncio.ensure_future(self._renew(handle, ttl))
+        try:
+            with holding(self._run.workflow_id, key):
+                yield handle
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            await asyncio.shield(self._release_mutex(handle))
+
+    async def _acquire(self, handle: MutexHandle, ttl: float, timeout: float, poll: float) -> None:
+        """Try until the mutex is ours (`MutexTimeoutError` after `timeout` seconds)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        next_note = loop.time() + MUTEX_NOTE_EVERY
+        while True:
+            res = await self._rt.store.acquire_lock(
+                MUTEX_SCOPE,
+                handle.key,
+                handle.holder,
+                ttl=ttl,
+                now=self._rt.clock.store_time(),
+                fence=self._run.fence,
+                on_acquire=NewEvent("mutex.acquired", handle.key),
+                at=self._rt.clock.now(),
+            )
+            if res.outcome is not LockOutcome.CONFLICT:
+                return
+            if self._rt.draining:
+                raise HandBack()
+            if await self._take_back(res.row):
+                continue  # this run's own dead incarnation held it
+            if loop.time() >= next_note:
+                next_note = loop.time() + MUTEX_NOTE_EVERY
+                self._note_waiting(handle.key, res)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise MutexTimeoutError(handle.key, timeout, res.row.holder)
+            await self._rt.waker.wait(handle.key, min(poll, remaining))
+
+    def _note_waiting(self, key: str, res: LockResult) -> None:
+        log.info(
+            "run %s waits for mutex %r held by %s%s (until %s unless renewed)",
+            self._run.workflow_id,
+            key,
+            res.row.holder,
+            f" of run {res.row.run_id}" if res.row.run_id else "",
+            res.row.expires_at.isoformat(),
+        )
+
+    def _mutex_holder(self) -> str:
+        """Who holds a mutex: this process, this run's owner generation, this hold."""
+        generation = self._run.fence.generation
+        gen = "" if generation is None else f"/g{generation}"
+        return f"{self._rt.owner}{gen}/{uuid.uuid4().hex[:8]}"
+
+    async def _take_back(self, row: LockRow) -> bool:
+        """A mutex held by an earlier owner generation of this same run belongs to the
+        run: its holder died (we own the run now), so release it at once instead of
+        waiting out its claim. True if released."""
+        generation = self._run.fence.generation
+        if row.run_id != self._run.workflow_id or generation is None:
+            return False
+        parts = row.holder.rsplit("/", 2)
+        if len(parts) != 3 or not parts[1].startswith("g") or not parts[1][1:].isdigit():
+            return False
+        if int(parts[1][1:]) >= generation:
+            return False  # a concurrent branch of this very incarnation
+        released = await self._rt.store.release_lock(
+            MUTEX_SCOPE,
+            row.key,
+            row.holder,
+            now=self._rt.clock.store_time(),
+            fence=self._run.fence,
+            event=NewEvent(
+                "mutex.taken_back", row.key, dump_json({"from": row.holder}, what="event")
+            ),
+            at=self._rt.clock.now(),
+        )
+        return released is not None and released.outcome is not LockOutcome.CONFLICT
+
+    async def _renew(self, handle: MutexHandle, ttl: float) -> None:
+        while True:
+            await asyncio.sleep(ttl / 3)
+            row = await self._rt.store.renew_lock(
+                MUTEX_SCOPE, handle.key, handle.holder, ttl=ttl, now=self._rt.clock.store_time()
+            )
+            if row is None:
+                handle.lost = True
+                return
+
+    async def _release_mutex(self, handle: MutexHandle) -> None:
+        try:
+            await self._rt.store.release_lock(
+                MUTEX_SCOPE,
+                handle.key,
+                handle.holder,
+                now=self._rt.clock.store_time(),
+                fence=self._run.fence,
+                event=NewEvent("mutex.released", handle.key),
+                at=self._rt.clock.now(),
+            )
+        finally:
+            self._rt.waker.notify(handle.key)
+        self._run.emit("mutex.released", handle.key)
+
+    async def with_mutex(
+        self,
+        key: str,
+        fn: Callable[[], Awaitable[T]] | Callable[[], T],
+        timeout: float,
+        poll: float,
+        stale_after: float | None,
+    ) -> T:
+        async with self.mutex(key, timeout, poll, stale_after):
+            if is_async(fn):
+                return await cast(Callable[[], Awaitable[T]], fn)()
+            out = await asyncio.to_thread(fn)
+            if inspect.isawaitable(out):
+                return cast(T, await out)
+            return cast(T, out)
+
+    # -- heartbeats and leases ---------------------------------------------------------
+
+    async def heartbeat(self, key: str, detail: Any) -> None:
+        check_name("heartbeat key", key)
+        text = None if detail is None else dump_json(detail, what=f"heartbeat {key!r} detail")
+        await self._rt.store.record_heartbeat(
+            self._run.fence,
+            key,
+            text,
+            self._rt.clock.now(),
+            NewEvent("heartbeat.recorded", key, text),
+        )
+        self._run.emit("heartbeat.recorded", key, detail)
+
+    async def touch_lease(
+        self, key: str, holder: str, ttl: float, detail: Any, scope: str
+    ) -> LeaseRecord:
+        where = _lease_scope(scope, self._run.workflow_id)
+        check_name("lease key", key)
+        check_name("lease holder", holder)
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
+            raise InvalidArgumentError(f"lease ttl must be a number of seconds > 0, got {ttl!r}")
+        text = None if detail is None else dump_json(detail, what=f"lease {key!r} detail")
+        who = dump_json({"holder": holder}, what="event")
+        res = await self._rt.store.acquire_lock(
+            where,
+            key,
+            holder,
+            ttl=float(ttl),
+            now=self._rt.clock.store_time(),
+            fence=self._run.fence,
+            detail=text,
+            on_acquire=NewEvent("lease.acquired", key, who),
+            on_renew=NewEvent("lease.renewed", key, who),
+            at=self._rt.clock.now(),
+        )
+        if res.outcome is LockOutcome.CONFLICT:
+            raise LeaseConflictError(key, holder, res.row.holder, res.row.expires_at)
+        self._run.emit(f"lease.{res.outcome.value}", key, {"holder": holder})
+        return LeaseRecord.from_row(res.row)
+
+    async def release_lease(self, key: str, holder: str | None, scope: str) -> bool:
+        where = _lease_scope(scope, self._run.workflow_id)
+        check_name("lease key", key)
+        if holder is not None:
+            check_name("lease holder", holder)
+        res = await self._rt.store.release_lock(
+            where,
+            key,
+            holder,
+            now=self._rt.clock.store_time(),
+            fence=self._run.fence,
+            event=NewEvent("lease.released", key),
+            at=self._rt.clock.now(),
+        )
+        if res is None:
+            return False
+        if res.outcome is LockOutcome.CONFLICT:
+            raise LeaseConflictError(key, holder or "", res.row.holder, res.row.expires_at)
+        self._run.emit("lease.released", key)
+        return True

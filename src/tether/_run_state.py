@@ -1,0 +1,143 @@
+"""`RunState`: what one drive of a run knows, owned by the driver.
+
+The driver (`Runner`, or `App.aopen` for an observer) opens it from the
+store, hands it to the `Workflow` context, and reads back from it what the
+run did (its pending waits, its compensations, the steps in flight). The
+context and its parts (steps, waits, locks) read and update it through the
+methods here; nobody else reaches into the context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from ._fanout import ITEM_PATH
+from ._runtime import EventHook
+from .errors import WorkflowTimeoutError
+from .serde import load_json
+from .store import Fence, RunRow, StepRow, WaitRow, WaitStatus
+
+__all__ = ["Compensation", "RunState"]
+
+
+class Compensation(NamedTuple):
+    """How to undo a completed step: its key, the undo function, the step's result."""
+
+    key: str
+    fn: Callable[..., Any]
+    value: Any
+
+
+@dataclass(eq=False)
+class RunState:
+    """The explicit state of one drive of a run (fence, record, counters, waits)."""
+
+    run: RunRow
+    fence: Fence
+    started: datetime  # when this drive started executing (compute time counts from here)
+    steps: dict[str, StepRow] = field(default_factory=dict)  # by key, loaded then kept current
+    waits: dict[str, WaitRow] = field(default_factory=dict)  # resolved waitpoints, by key
+    state: Any = None  # the durable user state as last written
+    timeout: float | None = None  # the workflow's compute budget in seconds
+    on_event: EventHook | None = None
+    compensating: bool = False  # replaying only to learn compensations: run no new work
+    counters: dict[str, int] = field(default_factory=dict)  # wait/value key -> occurrences
+    occurrences: dict[str, int] = field(default_factory=dict)  # step name -> calls so far
+    blocked_on: list[str] = field(default_factory=list)  # pending waits that suspended it
+    compensations: list[Compensation] = field(default_factory=list)
+    in_flight: set[str] = field(default_factory=set)  # steps whose function runs now
+    step_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    @classmethod
+    def open(
+        cls,
+        run: RunRow,
+        *,
+        generation: int | None,
+        started: datetime,
+        steps: Iterable[StepRow] = (),
+        waits: Iterable[WaitRow] = (),
+        timeout: float | None = None,
+        on_event: EventHook | None = None,
+        compensating: bool = False,
+    ) -> RunState:
+        """The state of a drive of `run` from its loaded steps and waitpoints (only
+        resolved waitpoints are kept: a pending one may resolve meanwhile)."""
+        return cls(
+            run=run,
+            fence=Fence(run.workflow_id, generation, compensating),
+            started=started,
+            steps={s.key: s for s in steps},
+            waits={w.key: w for w in waits if w.status is not WaitStatus.PENDING},
+            state=load_json(run.state),
+            timeout=timeout,
+            on_event=on_event,
+            compensating=compensating,
+        )
+
+    @property
+    def workflow_id(self) -> str:
+        return self.fence.workflow_id
+
+    def emit(self, type_: str, message: str | None = None, detail: Any = None) -> None:
+        if self.on_event is not None:
+            self.on_event(self.workflow_id, type_, message, detail)
+
+    # -- the compute budget --------------------------------------------------------
+
+    def executed(self, now: datetime) -> float:
+        """Seconds this run has spent executing by `now`, parked time excluded."""
+        return self.run.compute_seconds + (now - self.started).total_seconds()
+
+    def elapsed(self, now: datetime) -> float:
+        """Seconds this drive has spent executing by `now`."""
+        return max(0.0, (now - self.started).total_seconds())
+
+    def check_budget(self, now: datetime) -> None:
+        if self.timeout is not None and self.executed(now) > self.timeout:
+            raise WorkflowTimeoutError(self.workflow_id, self.timeout)
+
+    # -- identities ----------------------------------------------------------------
+
+    def next_key(self, base: str) -> str:
+        """The key of the next wait or recorded value named `base` (``base#n``)."""
+        n = self.counters.get(base, 0) + 1
+        self.counters[base] = n
+        return f"{base}#{n}"
+
+    def step_key(self, name: str, idempotency_key: str | None) -> str:
+        """The step's key in the run's record: its name and occurrence (``name``,
+        ``name#2``, ...; ``name[i]`` inside `for_each` item i), or its name and
+        idempotency key (``name@key``: a second call with both equal is answered
+        from the record). Runs recorded before this rule name a step by its name."""
+        if self.run.step_rule < 2:
+            return name
+        if idempotency_key is not None:
+            return f"{name}@{idempotency_key}"
+        path = ITEM_PATH.get()
+        base = name + "".join(f"[{i}]" for i in path) if path else name
+        n = self.occurrences.get(base, 0) + 1
+        self.occurrences[base] = n
+        return base if n == 1 else f"{base}#{n}"
+
+    def step_lock(self, key: str) -> asyncio.Lock:
+        lock = self.step_locks.get(key)
+        if lock is None:
+            lock = self.step_locks[key] = asyncio.Lock()
+        return lock
+
+    # -- what the driver reads back ---------------------------------------------------
+
+    def pending_waits(self) -> list[str]:
+        """The waits the run is blocked on, each once, in the order reached."""
+        return list(dict.fromkeys(self.blocked_on))
+
+    def begin_compensation(self) -> None:
+        """Switch a cancelled run's replay to running its compensations: its writes
+        are now fenced as compensating (allowed on a cancelled run)."""
+        self.fence = Fence(self.workflow_id, self.fence.generation, compensating=True)
+        self.compensating = False

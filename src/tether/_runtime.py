@@ -1,0 +1,69 @@
+"""What every run of one App shares: the store, the clock, the process's identity."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._interceptors import StepInterceptor
+from ._owners import new_owner
+from ._step_threads import StepThreads
+from .clock import Clock
+from .store import Store
+
+__all__ = ["EventHook", "Runtime", "Waker"]
+
+EventHook = Callable[[str, str, "str | None", Any], None]
+
+
+class Waker:
+    """Wakes in-process mutex waiters when a holder in this process releases.
+
+    Waiters in other processes fall back to polling; this only saves the
+    common case of contention between tasks of one process from spinning.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    async def wait(self, key: str, timeout: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                if fut in waiters:
+                    waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[key]
+
+    def notify(self, key: str) -> None:
+        for fut in self._waiters.get(key, ()):
+            if not fut.done():
+                fut.get_loop().call_soon_threadsafe(_resolve, fut)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+@dataclass
+class Runtime:
+    """What every Workflow of one App shares."""
+
+    store: Store
+    clock: Clock
+    owner: str = field(default_factory=new_owner)
+    waker: Waker = field(default_factory=Waker)
+    draining: bool = False  # the process is shutting down: start no more steps
+    # sync step functions run here; `threads.shutdown(wait, timeout)` waits for them at exit
+    threads: StepThreads = field(default_factory=StepThreads)
+    # wrap every executed step attempt, outermost first (empty: no cost at all)
+    interceptors: tuple[StepInterceptor, ...] = ()

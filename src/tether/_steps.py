@@ -1,0 +1,307 @@
+"""Executing a step that the record cannot answer: attempts, retries, recording.
+
+`Workflow.step` answers a completed step from the run's record itself; only a
+step that must run reaches `StepExecutor.execute`. One attempt is: count it
+and mark the step running (`start_step`), call the function (through the
+interceptor chain, if any), then record the result (`complete_step`) or the
+failure (`fail_step`) and retry as the policy says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ._control import HandBack
+from ._failure import error_json
+from ._interceptors import StepCall, intercepted
+from ._results import dump_result, load_result
+from ._run_state import RunState
+from ._runtime import Runtime
+from ._step_threads import StepThreads
+from .errors import StaleOwnerError, StepFailedError, StepTimeoutError, StoreError
+from .retry import RetryPolicy
+from .serde import dump_json, load_json
+from .store import NewEvent, StepRow, StepStatus
+
+__all__ = ["StepContext", "StepExecutor", "StepSpec", "is_async", "wants_context"]
+
+COMPLETION_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # seconds, ~6 s in all
+
+log = logging.getLogger("tether")
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Handed to a step function that accepts one argument."""
+
+    name: str
+    attempt: int
+    max_attempts: int
+    workflow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """A step to execute: what `Workflow.step` was called with, resolved."""
+
+    key: str  # its identity in the record
+    name: str  # as called
+    fn: Callable[..., Any]
+    idempotency_key: str | None
+    policy: RetryPolicy
+    tp: Any  # the declared result type, or None
+    timeout: float | None
+
+
+class StepExecutor:
+    """Runs steps of one drive of a run and records their attempts."""
+
+    def __init__(self, rt: Runtime, run: RunState) -> None:
+        self._rt = rt
+        self._run = run
+
+    async def execute(self, spec: StepSpec) -> Any:
+        """Run the step until it succeeds or its attempts are used up; its result as
+        every replay will return it. Called with the step's lock held."""
+        run = self._run
+        row = run.steps.get(spec.key)
+        mine = row is not None and row.idempotency_key == spec.idempotency_key
+        if mine and row is not None and row.status is StepStatus.COMPLETED:
+            return load_result(row.result, spec.tp)  # it finished while we waited
+        prior = _attempts_left(spec, row if mine else None)
+        with_ctx, asynchronous = wants_context(spec.fn), is_async(spec.fn)
+        while True:
+            if self._rt.draining:  # shutting down: hand the run back, start nothing new
+                raise HandBack()
+            row = await self._start(spec, prior + 1)
+            try:
+                result = await self._attempt(spec, row.attempts, with_ctx, asynchronous)
+            except Exception as exc:
+                again = row.attempts < spec.policy.attempts and spec.policy.retries(exc)
+                await self._record_failure(spec, row, exc, again)
+                if not again:
+                    raise
+                await self._rt.clock.sleep(spec.policy.delay(row.attempts))
+                prior = row.attempts
+                continue
+            return await self._record_result(spec, row, result)
+
+    async def _start(self, spec: StepSpec, attempt: int) -> StepRow:
+        row = await self._rt.store.start_step(
+            self._run.fence,
+            spec.key,
+            idempotency_key=spec.idempotency_key,
+            at=self._rt.clock.now(),
+            event=NewEvent("step.started", spec.key, f'{{"attempt":{attempt}}}'),
+        )
+        self._run.steps[spec.key] = row
+        self._run.emit("step.started", spec.key, {"attempt": row.attempts})
+        return row
+
+    async def _attempt(
+        self, spec: StepSpec, attempt: int, with_ctx: bool, asynchronous: bool
+    ) -> Any:
+        """Call the step function once (through the interceptors, if any)."""
+        run = self._run
+        args = (
+            (StepContext(spec.key, attempt, spec.policy.attempts, run.workflow_id),)
+            if with_ctx
+            else ()
+        )
+        run.in_flight.add(spec.key)
+        try:
+            if not self._rt.interceptors:  # the common path: no chain, no extra frames
+                if spec.timeout is None:
+                    result = await _call_step(spec.fn, args, asynchronous, self._rt.threads)
+                else:
+                    result = await self._timed(spec, args, asynchronous)
+            else:
+                call = StepCall(
+                    run.workflow_id,
+                    run.run.workflow_name,
+                    spec.name,
+                    spec.key,
+                    attempt,
+                    spec.policy.attempts,
+                    spec.idempotency_key,
+                )
+                inner = functools.partial(self._timed, spec, args, asynchronous)
+                result = await intercepted(self._rt.interceptors, call, inner)
+        except Exception:
+            run.in_flight.discard(spec.key)
+            raise
+        # not on cancellation: a step cut short at shutdown is reported as interrupted
+        run.in_flight.discard(spec.key)
+        return result
+
+    async def _timed(self, spec: StepSpec, args: tuple[Any, ...], asynchronous: bool) -> Any:
+        if spec.timeout is None:
+            return await _call_step(spec.fn, args, asynchronous, self._rt.threads)
+        try:
+            async with asyncio.timeout(spec.timeout):
+                return await _call_step(spec.fn, args, asynchronous, self._rt.threads)
+        except TimeoutError as exc:
+            raise StepTimeoutError(spec.key, spec.timeout) from exc
+
+    async def _record_failure(
+        self, spec: StepSpec, row: StepRow, exc: Exception, again: bool
+    ) -> None:
+        err = error_json(exc)
+        what = "step.retrying" if again else "step.failed"
+        detail = {"attempt": row.attempts, "error": f"{type(exc).__name__}: {exc}"}
+        await self._rt.store.fail_step(
+            self._run.fence,
+            spec.key,
+            error=err,
+            final=not again,
+            at=self._rt.clock.now(),
+            event=NewEvent(what, spec.key, dump_json(detail, what="event detail")),
+        )
+        self._run.steps[spec.key] = _ended(row, StepStatus.FAILED, row.result, err, None)
+        self._run.emit(what, spec.key, {"attempt": row.attempts})
+
+    async def _record_result(self, spec: StepSpec, row: StepRow, result: Any) -> Any:
+        attempt = row.attempts
+        try:
+            text = dump_result(result, what=f"the result of step {spec.key!r}", tp=spec.tp)
+        except Exception as exc:
+            await self._rt.store.fail_step(
+                self._run.fence,
+                spec.key,
+                error=error_json(exc),
+                final=True,
+                at=self._rt.clock.now(),
+                event=NewEvent("step.failed", spec.key, f'{{"attempt":{attempt}}}'),
+            )
+            self._run.emit("step.failed", spec.key, {"attempt": attempt})
+            raise
+        now = self._rt.clock.now()
+        await self._record_completion(spec.key, text, now, attempt)
+        self._run.steps[spec.key] = _ended(row, StepStatus.COMPLETED, text, row.error, now)
+        self._run.emit("step.completed", spec.key, {"attempt": attempt})
+        if type(result) in (str, int, bool, type(None)):
+            return result  # comes back as itself
+        return load_result(text, spec.tp)  # what every replay will return
+
+    async def _record_completion(self, key: str, text: str, at: datetime, attempt: int) -> None:
+        """Write the step's completion; a database blip here is retried, not given up:
+        the side effect is done and its result is in hand, and losing it would make
+        the step run again."""
+        event = NewEvent("step.completed", key, f'{{"attempt":{attempt}}}')
+        for delay in (*COMPLETION_RETRIES, None):
+            try:
+                await self._rt.store.complete_step(
+                    self._run.fence, key, result=text, at=at, event=event
+                )
+                return
+            except StaleOwnerError:
+                raise  # another owner has the run: not ours to record
+            except StoreError as exc:
+                if delay is None:
+                    raise
+                log.warning(
+                    "recording step %r of run %s failed (%s); retrying",
+                    key,
+                    self._run.workflow_id,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+
+
+def _attempts_left(spec: StepSpec, row: StepRow | None) -> int:
+    """The attempts already made (0 for a new step); `StepFailedError` if they used up
+    the step's budget (an interrupted attempt earns the policy's extra reruns)."""
+    if row is None:
+        return 0
+    interrupted = row.status is StepStatus.RUNNING
+    budget = spec.policy.attempts + (spec.policy.interrupted_reruns if interrupted else 0)
+    if row.attempts < budget:
+        return row.attempts
+    err = load_json(row.error) or {}
+    raise StepFailedError(
+        spec.key,
+        row.attempts,
+        err.get("type", "Interrupted"),
+        err.get("message", "attempts were used up by an earlier process"),
+    )
+
+
+def _ended(
+    row: StepRow,
+    status: StepStatus,
+    result: str | None,
+    error: str | None,
+    completed_at: datetime | None,
+) -> StepRow:
+    """`row` after the step ended (what `dataclasses.replace` gives, without its cost)."""
+    return StepRow(
+        row.workflow_id,
+        row.key,
+        row.name,
+        status,
+        row.attempts,
+        row.idempotency_key,
+        result,
+        error,
+        row.started_at,
+        completed_at if completed_at is not None else row.completed_at,
+        row.updated_at,
+    )
+
+
+async def _call_step(
+    fn: Callable[..., Any], args: tuple[Any, ...], asynchronous: bool, threads: StepThreads
+) -> Any:
+    if asynchronous:
+        return await fn(*args)
+    result = await threads.run(fn, *args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _accepts_context(fn: Callable[..., Any]) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    params = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(params) >= 1
+
+
+def wants_context(fn: Callable[..., Any]) -> bool:
+    """Whether a step function takes a `StepContext` (one required positional)."""
+    try:
+        return _accepts_context(fn)
+    except TypeError:  # unhashable callable
+        return _accepts_context.__wrapped__(fn)
+
+
+def _is_async_uncached(fn: Callable[..., Any]) -> bool:
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004
+    )
+
+
+_is_async_cached = functools.lru_cache(maxsize=4096)(_is_async_uncached)
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    """Whether `fn` is a coroutine function (run on the loop, not in a step thread)."""
+    try:
+        return _is_async_cached(fn)
+    except TypeError:  # unhashable callable
+        return _is_async_uncached(fn)

@@ -1,0 +1,243 @@
+"""Waiting inside a workflow: events, signals, tokens, timers, child runs, recorded values.
+
+A wait registers a waitpoint under a key that is the same on every replay
+(its kind and name plus an occurrence number, or a key you give). If the
+waitpoint is already resolved the wait returns its payload at once; if not,
+the wait raises `Suspend`, which unwinds the workflow function so the engine
+can park the run and free the process. Resolving the waitpoint later makes
+the run runnable; replay reaches the same wait and gets the payload.
+
+The waitpoints already resolved when a drive starts are loaded with its
+steps (`RunState.waits`): a replay answers them from memory and writes
+nothing, so resuming a run costs the same however many waits it went through.
+"""
+
+from __future__ import annotations
+
+import random as _random
+import uuid as _uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from ._control import Suspend
+from ._names import check_name
+from ._results import load_result
+from ._run_state import RunState
+from ._runtime import Runtime
+from .definition import WorkflowDef
+from .errors import ChildRunError, InvalidArgumentError, RunCancelledError, WaitTimeout
+from .serde import dump_json, load_json, return_type_of
+from .store import NewWait, StepRow, StepStatus, WaitKind, WaitRow, WaitStatus
+
+__all__ = ["MISSING", "Host", "Waits"]
+
+MISSING: Any = object()
+
+
+class Host(Protocol):
+    """What a workflow needs from the App that runs it, to start and drive children."""
+
+    async def create_child(
+        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str, *, detached: bool
+    ) -> None:
+        """Create the child run (once); a detached one is also set going."""
+        ...
+
+    async def drive_child(self, workflow_id: str) -> None: ...
+
+
+_MAX_SECONDS = 100 * 366 * 24 * 3600.0  # a century: beyond it a datetime soon overflows
+
+
+def _seconds(what: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= _MAX_SECONDS  # also refuses NaN
+    ):
+        raise InvalidArgumentError(
+            f"{what} must be a number of seconds from 0 to {_MAX_SECONDS:.0f} (a century), "
+            f"got {value!r}; pass a finite number such as 60"
+        )
+    return float(value)
+
+
+def _payload(row: WaitRow, default: Any) -> Any:
+    return default if row.status is WaitStatus.TIMED_OUT else load_json(row.payload)
+
+
+class Waits:
+    """The waiting verbs of one run's context (see `Workflow.wait_for_event` and friends)."""
+
+    def __init__(self, rt: Runtime, run: RunState, host: Host | None) -> None:
+        self._rt = rt
+        self._run = run
+        self._host = host
+
+    async def _wait(self, wait: NewWait, default: Any) -> WaitRow:
+        """The resolved waitpoint (from the record if it was resolved when this drive
+        started, else registered now); `Suspend` while it is pending."""
+        run = self._run
+        if run.compensating:
+            raise RunCancelledError(run.workflow_id)
+        run.check_budget(self._rt.clock.now())
+        row = run.waits.get(wait.key)
+        if row is None:
+            row = await self._rt.store.register_wait(run.fence, wait, self._rt.clock.now())
+        if row.status is WaitStatus.PENDING:
+            run.blocked_on.append(row.key)
+            raise Suspend(row.key)
+        if row.status is WaitStatus.CANCELLED:
+            raise RunCancelledError(run.workflow_id)
+        if row.status is WaitStatus.TIMED_OUT and default is MISSING:
+            raise WaitTimeout(row.key, row.kind.value)
+        return row
+
+    def _due(self, timeout: float | None) -> datetime | None:
+        seconds = _seconds("timeout", timeout)
+        return None if seconds is None else self._rt.clock.now() + timedelta(seconds=seconds)
+
+    async def wait_for_event(
+        self,
+        event_type: str,
+        match: dict[str, Any] | None,
+        timeout: float | None,
+        default: Any,
+        key: str | None,
+    ) -> Any:
+        check_name("event_type", event_type)
+        if match is not None and not isinstance(match, dict):
+            raise InvalidArgumentError("match must be a dict of payload field -> value")
+        wait = NewWait(
+            key or self._run.next_key(f"event:{event_type}"),
+            WaitKind.EVENT,
+            event_type,
+            None if match is None else dump_json(match, what="the event match filter"),
+            self._due(timeout),
+        )
+        return _payload(await self._wait(wait, default), default)
+
+    async def wait_for_signal(
+        self, name: str, timeout: float | None, default: Any, key: str | None
+    ) -> Any:
+        check_name("signal name", name)
+        wait = NewWait(
+            key or self._run.next_key(f"signal:{name}"),
+            WaitKind.SIGNAL,
+            name,
+            None,
+            self._due(timeout),
+        )
+        return _payload(await self._wait(wait, default), default)
+
+    async def create_token(self, timeout: float | None) -> str:
+        key = self._run.next_key("token")
+        token = await self.recorded(key, lambda: _uuid.uuid4().hex)
+        wait_key = f"token:{token}"
+        if wait_key not in self._run.waits:  # registered (and resolved) before: nothing to do
+            await self._rt.store.register_wait(
+                self._run.fence,
+                NewWait(wait_key, WaitKind.TOKEN, None, None, self._due(timeout), token),
+                self._rt.clock.now(),
+            )
+        return str(token)
+
+    async def wait_for_token(self, token: str, timeout: float | None, default: Any) -> Any:
+        if not isinstance(token, str) or not token:
+            raise InvalidArgumentError(f"token must be a token id from create_token, got {token!r}")
+        wait = NewWait(f"token:{token}", WaitKind.TOKEN, None, None, self._due(timeout), token)
+        return _payload(await self._wait(wait, default), default)
+
+    async def sleep(self, seconds: float) -> None:
+        secs = _seconds("sleep seconds", seconds)
+        assert secs is not None
+        key = self._run.next_key("sleep")
+        due = self._rt.clock.now() + timedelta(seconds=secs)
+        await self._wait(NewWait(key, WaitKind.TIMER, None, None, due), MISSING)
+
+    async def sleep_until(self, when: datetime) -> None:
+        if not isinstance(when, datetime) or when.tzinfo is None:
+            raise InvalidArgumentError("sleep_until needs a timezone-aware datetime")
+        key = self._run.next_key("sleep")
+        await self._wait(NewWait(key, WaitKind.TIMER, None, None, when), MISSING)
+
+    async def child(
+        self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None
+    ) -> Any:
+        defn = WorkflowDef.of(workflow)
+        cid = workflow_id or f"{self._run.workflow_id}/{self._run.next_key(defn.name)}"
+        wait = NewWait(f"child:{cid}", WaitKind.RUN, cid)
+        if wait.key in self._run.waits:  # it had ended when this drive started
+            row = await self._wait(wait, MISSING)
+        else:  # create it (once) and drive it
+            host = self._require_host()
+            await host.create_child(defn, input, cid, self._run.workflow_id, detached=False)
+            try:
+                row = await self._wait(wait, MISSING)
+            except Suspend:
+                self._run.blocked_on.pop()
+                await host.drive_child(cid)
+                row = await self._wait(wait, MISSING)
+        outcome = load_json(row.payload) or {}
+        if outcome.get("status") != "completed":
+            raise ChildRunError(cid, str(outcome.get("status")), outcome.get("error"))
+        tp = return_type_of(defn.fn)
+        return load_result(dump_json(outcome.get("output"), what="child output"), tp)
+
+    async def start_child(
+        self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None
+    ) -> str:
+        defn = WorkflowDef.of(workflow)
+        cid = workflow_id or f"{self._run.workflow_id}/{self._run.next_key(defn.name)}"
+        host = self._require_host()
+        await host.create_child(defn, input, cid, self._run.workflow_id, detached=True)
+        return cid
+
+    def _require_host(self) -> Host:
+        if self._host is None:
+            raise InvalidArgumentError(
+                "child runs need a workflow run by an App (app.run / app.start), "
+                "not a context from open_workflow"
+            )
+        return self._host
+
+    # -- values recorded on first use ------------------------------------------------
+
+    async def recorded(self, key: str, make: Callable[[], Any]) -> Any:
+        """`make()` recorded under `key` on first use; the recorded value after."""
+        done = self._run.steps.get(key)
+        if done is not None and done.status is StepStatus.COMPLETED:
+            return load_json(done.result)
+        value = make()
+        text = dump_json(value, what=f"recorded value {key!r}")
+        await self._rt.store.save_value(self._run.fence, key, text, self._rt.clock.now())
+        now = self._rt.clock.now()
+        self._run.steps[key] = StepRow(
+            self._run.workflow_id,
+            key,
+            key,
+            StepStatus.COMPLETED,
+            1,
+            None,
+            text,
+            None,
+            now,
+            now,
+            now,
+        )
+        return load_json(text)
+
+    async def now(self) -> datetime:
+        text = await self.recorded(
+            self._run.next_key("now"), lambda: self._rt.clock.now().isoformat()
+        )
+        return datetime.fromisoformat(text)
+
+    async def random(self) -> float:
+        return float(await self.recorded(self._run.next_key("random"), _random.random))
+
+    async def uuid(self) -> str:
+        return str(await self.recorded(self._run.next_key("uuid"), lambda: _uuid.uuid4().hex))

@@ -1,0 +1,423 @@
+"""The `Workflow` context handed to workflow code.
+
+A workflow function runs from the top on every resume (checkpoint, don't
+replay code): a step that completed returns its recorded result at once; only
+unfinished work runs again. Completed steps and resolved waits are loaded once
+when the run is opened, so a cached step costs a dictionary lookup and a fresh
+step costs two small transactions (start marker, completion), whatever the
+run's length.
+
+`Workflow` is a facade composed of parts that share the drive's `RunState`:
+`StepExecutor` (steps), `Waits` (waits, children, recorded values), `Locks`
+(mutexes, leases, heartbeats) and `run_for_each` (fan-out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+from ._fanout import ForEachSummary, run_for_each
+from ._locks import LEASE_SCOPE, Locks, MutexHandle, lease_scope
+from ._names import check_name
+from ._results import load_result
+from ._run_state import Compensation, RunState
+from ._runtime import Runtime
+from ._steps import StepContext, StepExecutor, StepSpec
+from ._waits import MISSING, Host, Waits
+from .errors import InvalidArgumentError, RunCancelledError
+from .record import LeaseRecord, RunRecord
+from .retry import RetryPolicy, as_policy
+from .serde import dump_json, load_json, return_type_of
+from .store import NewEvent, StepStatus, Store
+
+__all__ = ["MutexHandle", "StepContext", "Workflow", "load_record"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _check_step_args(name: str, fn: object, timeout: float | None) -> None:
+    if not callable(fn):
+        raise InvalidArgumentError(
+            f"step {name!r}: fn must be callable (a function, a lambda or an async def), "
+            f"got {type(fn).__name__} {fn!r}; e.g. wf.step({name!r}, lambda: value)"
+        )
+    _check_timeout(name, timeout)
+
+
+def _check_timeout(name: str, timeout: float | None) -> None:
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise InvalidArgumentError(
+            f"timeout of step {name!r} must be a number of seconds > 0, got {timeout!r}"
+        )
+
+
+class Workflow:
+    """The durable context of one run: steps, waits, mutexes, leases, heartbeats, state."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        run: RunState,
+        *,
+        host: Host | None = None,
+        owns_store: bool = False,
+    ) -> None:
+        self._rt = runtime
+        self._run = run
+        self._owns_store = owns_store
+        self._steps = StepExecutor(runtime, run)
+        self._waits = Waits(runtime, run, host)
+        self._locks = Locks(runtime, run)
+
+    # -- identity ------------------------------------------------------------------
+
+    @property
+    def workflow_id(self) -> str:
+        return self._run.workflow_id
+
+    @property
+    def workflow_name(self) -> str:
+        return self._run.run.workflow_name
+
+    @property
+    def workflow_version(self) -> str | None:
+        return self._run.run.workflow_version
+
+    @property
+    def generation(self) -> int | None:
+        """The owner generation this context writes with (None: unfenced observer)."""
+        return self._run.fence.generation
+
+    @property
+    def state(self) -> Any:
+        """The durable state as last written by this context (or loaded)."""
+        return self._run.state
+
+    @property
+    def in_flight(self) -> set[str]:
+        """The steps whose function is running now."""
+        return self._run.in_flight
+
+    # -- steps ---------------------------------------------------------------------
+
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[T]] | Callable[..., T],
+        *,
+        idempotency_key: str | None = None,
+        retry: int | RetryPolicy | None = None,
+        compensate: Callable[..., Any] | None = None,
+        timeout: float | None = None,
+        result_type: Any = None,
+    ) -> T:
+        """Run `fn` once for this run and record its result; return the record on replay.
+
+        A step is identified by its name and its occurrence: the second
+        ``step("call-llm", ...)`` of a run is a new step, recorded as
+        ``call-llm#2`` (inside `for_each` item i, ``call-llm[i]``), so a loop
+        gets a fresh answer each turn and a replay gets them back in order.
+        With an `idempotency_key` the identity is the name and the key
+        (``name@key``): a second call with both equal returns the first
+        call's result without calling `fn`.
+
+        `fn` may be sync (run in a step thread) or async, and receives a
+        `StepContext` if it takes an argument. The result must be JSON data, a
+        pydantic model or anything pydantic can dump; if `fn` declares its
+        return type, a cached result is validated back into that type.
+
+        `compensate` undoes the step if the run later fails (or is cancelled
+        with compensation): compensations of completed steps run in reverse
+        order, each once, recorded like steps. Like `fn`, it takes what it
+        declares: nothing, the step's result, or a `StepContext` and the result.
+
+        The first run returns exactly what a replay will: the result typed by
+        `fn`'s declared return type or `result_type`, a pydantic model or
+        dataclass revived as its class, or plain JSON; a value that would come
+        back different (a tuple, a set, a date, a dict with int keys) without
+        a declared type is refused with `NotSerializableError`.
+
+        `timeout` (seconds) ends an attempt that runs longer as a failed attempt
+        with `StepTimeoutError`, retried as the policy says: an async `fn` is
+        cancelled; a sync one cannot be, and its late result is discarded.
+        """
+        _check_step_args(name, fn, timeout)
+        tp = return_type_of(fn) if result_type is None else result_type
+        check_name("step name", name)
+        if idempotency_key is not None:
+            check_name(f"idempotency_key of step {name!r}", idempotency_key)
+        run = self._run
+        key = run.step_key(name, idempotency_key)
+        done = run.steps.get(key)
+        if (
+            done is not None
+            and done.status is StepStatus.COMPLETED
+            and done.idempotency_key == idempotency_key
+        ):
+            value = cast(T, load_result(done.result, tp))
+        else:
+            if compensate is not None and not callable(compensate):
+                raise InvalidArgumentError(f"compensate of step {key!r} must be callable")
+            if run.compensating:
+                raise RunCancelledError(run.workflow_id)
+            run.check_budget(self._rt.clock.now())
+            spec = StepSpec(key, name, fn, idempotency_key, as_policy(retry), tp, timeout)
+            async with run.step_lock(key):
+                value = cast(T, await self._steps.execute(spec))
+        if compensate is not None:
+            run.compensations.append(Compensation(key, compensate, value))
+        return value
+
+    # -- waits -----------------------------------------------------------------------
+
+    async def wait_for_event(
+        self,
+        event_type: str,
+        *,
+        match: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        default: Any = MISSING,
+        key: str | None = None,
+    ) -> Any:
+        """The payload of the first event of `event_type` matching `match`.
+
+        An event counts if it was sent after this run was created (events that
+        arrive just before the wait registers are kept, not lost) and no other
+        wait of this run took it. `match` names payload fields (dotted for
+        nested ones) and the values they must equal.
+        """
+        return await self._waits.wait_for_event(event_type, match, timeout, default, key)
+
+    async def wait_for_signal(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,
+        default: Any = MISSING,
+        key: str | None = None,
+    ) -> Any:
+        """The payload of the next signal `name` sent to this run (kept if sent early)."""
+        return await self._waits.wait_for_signal(name, timeout, default, key)
+
+    async def create_token(self, timeout: float | None = None) -> str:
+        """A completion token for an outside party (a person, a webhook) to complete by id."""
+        return await self._waits.create_token(timeout)
+
+    async def wait_for_token(
+        self, token: str, *, timeout: float | None = None, default: Any = MISSING
+    ) -> Any:
+        """The payload the token was completed with (at once if it already was).
+
+        `timeout` (seconds from the first time this wait is reached) applies
+        when `create_token` set none; then `WaitTimeout`, or `default`.
+        """
+        return await self._waits.wait_for_token(token, timeout, default)
+
+    async def sleep(self, seconds: float) -> None:
+        """A durable timer: the run parks and wakes once `seconds` have passed."""
+        await self._waits.sleep(seconds)
+
+    async def sleep_until(self, when: datetime) -> None:
+        """A durable timer to a point in time (timezone-aware)."""
+        await self._waits.sleep_until(when)
+
+    async def child(
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        input: Any = MISSING,
+        *,
+        workflow_id: str | None = None,
+    ) -> Any:
+        """Start a child run and wait for its result.
+
+        Cancelling this run cancels the child. A child that fails or is
+        cancelled raises `ChildRunError` here.
+        """
+        return await self._waits.child(workflow, input, workflow_id)
+
+    async def start_child(
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        input: Any = MISSING,
+        *,
+        workflow_id: str | None = None,
+    ) -> str:
+        """Start a detached child run (not waited on, not cancelled with this run); its id."""
+        return await self._waits.start_child(workflow, input, workflow_id)
+
+    async def now(self) -> datetime:
+        """The current time, recorded on first use so a replay sees the same value."""
+        return await self._waits.now()
+
+    async def random(self) -> float:
+        """A random float in [0, 1), recorded on first use."""
+        return await self._waits.random()
+
+    async def uuid(self) -> str:
+        """A random UUID (hex), recorded on first use."""
+        return await self._waits.uuid()
+
+    # -- mutexes, heartbeats and leases -------------------------------------------------
+
+    @asynccontextmanager
+    async def mutex(
+        self,
+        key: str,
+        timeout: float = 30.0,
+        poll: float = 0.05,
+        stale_after: float | None = None,
+    ) -> AsyncIterator[MutexHandle]:
+        """Hold the keyed mutex `key` across every process sharing the store.
+
+        The holder renews its claim every `stale_after / 3` seconds while the
+        block runs; another process may evict it only once it stopped renewing
+        for `stale_after` seconds (default 30), i.e. when it died.
+        """
+        async with self._locks.mutex(key, timeout, poll, stale_after) as handle:
+            yield handle
+
+    async def with_mutex(
+        self,
+        key: str,
+        fn: Callable[[], Awaitable[T]] | Callable[[], T],
+        *,
+        timeout: float = 30.0,
+        poll: float = 0.05,
+        stale_after: float | None = None,
+    ) -> T:
+        """Call `fn` while holding mutex `key`; sync `fn` runs in a worker thread."""
+        return await self._locks.with_mutex(key, fn, timeout, poll, stale_after)
+
+    async def heartbeat(self, key: str, detail: Any = None) -> None:
+        """Record that `key` (a worker, a phase) is alive, with an optional detail."""
+        await self._locks.heartbeat(key, detail)
+
+    async def touch_lease(
+        self, key: str, *, holder: str, ttl: float, detail: Any = None, scope: str = "global"
+    ) -> LeaseRecord:
+        """Acquire lease `key` for `holder` for `ttl` seconds, or renew it in place.
+
+        Raises `LeaseConflictError` while another holder's lease is active. A
+        lease is exclusive across every run and process sharing the store;
+        with ``scope="run"`` it is kept inside this run only (the seed's
+        record), and other runs may hold a lease of the same key.
+        """
+        return await self._locks.touch_lease(key, holder, ttl, detail, scope)
+
+    async def release_lease(
+        self, key: str, holder: str | None = None, *, scope: str = "global"
+    ) -> bool:
+        """Release lease `key`; with `holder`, only if that holder holds it.
+
+        Returns False when there was no active lease to release.
+        """
+        return await self._locks.release_lease(key, holder, scope)
+
+    # -- fan-out -----------------------------------------------------------------------
+
+    async def for_each(
+        self,
+        items: Iterable[T],
+        fn: Callable[[T], Awaitable[R]] | Callable[[T], R],
+        *,
+        max_parallel: int = 1,
+        mutex_key: Callable[[T], str] | None = None,
+        stop_on_error: bool = True,
+        stale_after: float | None = None,
+    ) -> ForEachSummary[T, R]:
+        """Run `fn(item)` for each item, at most `max_parallel` at once.
+
+        Items with equal `mutex_key(item)` never overlap (here or in any other
+        process using the same key). Returns every outcome in input order; with
+        `stop_on_error`, the first failure stops new items from starting and
+        raises `ForEachError` carrying the summary. `stale_after` is passed to
+        each item's mutex (see `mutex`).
+        """
+        if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+            raise InvalidArgumentError(
+                f"for_each needs an iterable of items (a list, a tuple, a generator), got "
+                f"{type(items).__name__} {items!r}; e.g. wf.for_each([a, b], fn)"
+            )
+        if not callable(fn):
+            raise InvalidArgumentError(
+                f"for_each needs a function to call on each item, got {type(fn).__name__} "
+                f"{fn!r}; e.g. wf.for_each(items, handle_item)"
+            )
+        return await run_for_each(
+            items,
+            fn,
+            max_parallel=max_parallel,
+            mutex_key=mutex_key,
+            stop_on_error=stop_on_error,
+            hold=lambda key: self.mutex(key, timeout=3600.0, stale_after=stale_after),
+        )
+
+    # -- state and events ----------------------------------------------------------------
+
+    async def update_state(self, value_or_fn: Any) -> Any:
+        """Replace the durable state with a value, or with `fn(current_state)`."""
+        run = self._run
+        if callable(value_or_fn):
+            new = value_or_fn(copy.deepcopy(run.state))
+            if inspect.isawaitable(new):
+                new = await new
+        else:
+            new = value_or_fn
+        text = dump_json(new, what="workflow state")
+        await self._rt.store.set_state(
+            run.fence, text, self._rt.clock.now(), NewEvent("state.updated")
+        )
+        run.state = load_json(text)
+        run.emit("state.updated")
+        return run.state
+
+    async def append_event(self, type: str, message: str | None = None, detail: Any = None) -> None:
+        """Append a custom event to the run's history."""
+        check_name("event type", type)
+        text = None if detail is None else dump_json(detail, what=f"event {type!r} detail")
+        await self._rt.store.append_events(
+            self._run.fence, [NewEvent(type, message, text)], self._rt.clock.now()
+        )
+        self._run.emit(type, message, detail)
+
+    async def get_record(self) -> RunRecord:
+        """Everything recorded about this run, read fresh from the store."""
+        return await load_record(self._rt.store, self.workflow_id)
+
+    # -- lifecycle of a standalone context (open_workflow) ---------------------------
+
+    async def aclose(self) -> None:
+        if self._owns_store:
+            await self._rt.store.close()
+
+    async def __aenter__(self) -> Workflow:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def load_record(store: Store, workflow_id: str) -> RunRecord:
+    """Everything recorded about run `workflow_id`."""
+    from .errors import RunNotFoundError
+
+    run = await store.get_run(workflow_id)
+    if run is None:
+        raise RunNotFoundError(workflow_id)
+    steps, events, heartbeats, shared, own = await asyncio.gather(
+        store.load_steps(workflow_id),
+        store.list_events(workflow_id),
+        store.list_heartbeats(workflow_id),
+        store.list_locks(LEASE_SCOPE, run_id=workflow_id),
+        store.list_locks(lease_scope(workflow_id)),
+    )
+    return RunRecord.build(run, steps, events, heartbeats, [*shared, *own])

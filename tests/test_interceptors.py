@@ -1,0 +1,146 @@
+"""Step interceptors: they see each executed attempt, may wrap it, and run in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import tether
+from tether import App, FakeClock, Proceed, RetryPolicy, StepCall, Workflow
+
+
+class Recorder:
+    """Logs what it sees around each attempt under its own label."""
+
+    def __init__(self, label: str, log: list[Any]) -> None:
+        self.label = label
+        self.log = log
+
+    async def intercept(self, call: StepCall, proceed: Proceed) -> Any:
+        self.log.append((self.label, "before", call.name, call.key, call.attempt))
+        try:
+            result = await proceed()
+        except Exception as exc:
+            self.log.append((self.label, "raised", call.key, type(exc).__name__))
+            raise
+        self.log.append((self.label, "returned", call.key, result))
+        return result
+
+
+class Times10:
+    async def intercept(self, call: StepCall, proceed: Proceed) -> Any:
+        return (await proceed()) * 10
+
+
+async def test_interceptors_see_each_attempt_in_order(sqlite_url: str) -> None:
+    log: list[Any] = []
+    app = App(sqlite_url, clock=FakeClock(), interceptors=[Recorder("a", log), Recorder("b", log)])
+    failures = iter([ValueError("flaky")])
+
+    def flaky() -> int:
+        for exc in failures:
+            raise exc
+        log.append("fn")
+        return 7
+
+    @app.workflow
+    async def flow(wf: Workflow) -> int:
+        first = await wf.step("call", flaky, retry=RetryPolicy(attempts=2, backoff=0, jitter=0))
+        second = await wf.step("call", lambda: 1)  # a second occurrence: its own key
+        return first + second
+
+    try:
+        assert (await app.arun(flow, workflow_id="r1")).value == 8
+    finally:
+        await app.aclose()
+    assert log[:9] == [
+        ("a", "before", "call", "call", 1),
+        ("b", "before", "call", "call", 1),
+        ("b", "raised", "call", "ValueError"),
+        ("a", "raised", "call", "ValueError"),
+        ("a", "before", "call", "call", 2),
+        ("b", "before", "call", "call", 2),
+        "fn",
+        ("b", "returned", "call", 7),
+        ("a", "returned", "call", 7),
+    ]
+    assert log[9] == ("a", "before", "call", "call#2", 1)
+
+
+async def test_an_interceptor_may_wrap_the_result_and_replay_is_not_intercepted(
+    sqlite_url: str,
+) -> None:
+    log: list[Any] = []
+    app = App(sqlite_url, clock=FakeClock(), interceptors=[Recorder("outer", log), Times10()])
+
+    @app.workflow
+    async def flow(wf: Workflow) -> int:
+        value = await wf.step("n", lambda: 4)
+        await wf.wait_for_signal("go")
+        return int(value)
+
+    try:
+        assert (await app.arun(flow, workflow_id="r2")).status is tether.RunStatus.WAITING
+        assert log == [("outer", "before", "n", "n", 1), ("outer", "returned", "n", 40)]
+        await app.asignal("r2", "go")
+        assert (await app.aresult("r2", timeout=10)).value == 40  # the recorded, wrapped value
+        assert len(log) == 2  # the replayed step ran nothing, so nothing was intercepted
+    finally:
+        await app.aclose()
+
+
+async def test_an_interceptor_sees_the_call_context(sqlite_url: str) -> None:
+    seen: list[StepCall] = []
+
+    class Keep:
+        async def intercept(self, call: StepCall, proceed: Proceed) -> Any:
+            seen.append(call)
+            return await proceed()
+
+    app = App(sqlite_url, clock=FakeClock(), interceptors=[Keep()])
+
+    @app.workflow(name="ctx-flow")
+    async def flow(wf: Workflow) -> None:
+        await wf.step("pay", lambda: None, idempotency_key="inv-1")
+
+    try:
+        await app.arun(flow, workflow_id="r3")
+    finally:
+        await app.aclose()
+    assert seen == [StepCall("r3", "ctx-flow", "pay", "pay@inv-1", 1, 1, "inv-1")]
+
+
+def test_an_object_without_intercept_is_refused(sqlite_url: str) -> None:
+    with pytest.raises(tether.InvalidArgumentError, match="intercept"):
+        App(sqlite_url, interceptors=[object()])  # type: ignore[list-item]
+
+
+async def test_an_interceptor_may_answer_or_refuse_without_calling_the_step(
+    sqlite_url: str,
+) -> None:
+    calls: list[str] = []
+
+    class Policy:
+        async def intercept(self, call: StepCall, proceed: Proceed) -> Any:
+            if call.name == "cached":
+                return "from-the-interceptor"  # the step function never runs
+            if call.name == "refused" and call.attempt == 1:
+                raise PermissionError("over budget")  # a failed attempt, retried
+            return await proceed()
+
+    app = App(sqlite_url, clock=FakeClock(), interceptors=[Policy()])
+
+    @app.workflow
+    async def flow(wf: Workflow) -> list[Any]:
+        a = await wf.step("cached", lambda: calls.append("cached"))
+        b = await wf.step("refused", lambda: calls.append("refused") or "ran", retry=2)
+        return [a, b]
+
+    try:
+        res = await app.arun(flow, workflow_id="r4")
+    finally:
+        await app.aclose()
+    assert res.value == ["from-the-interceptor", "ran"]
+    assert calls == ["refused"]
+    assert res.record.steps["refused"].attempts == 2

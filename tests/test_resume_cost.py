@@ -1,0 +1,71 @@
+"""A resume replays the run's history from memory: what it writes does not grow
+with the number of waits (or steps) the run already went through."""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+
+from tether import App, FakeClock, RunStatus, Workflow
+from tether.store import Store, open_store
+
+READS = ("get_", "list_", "load_", "orphaned_", "close")
+
+
+class CountingStore:
+    """A store that counts the calls of every verb that may write."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.writes: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name.startswith(READS) or not inspect.iscoroutinefunction(attr):
+            return attr
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.writes[name] += 1
+            return await attr(*args, **kwargs)
+
+        return counted
+
+
+def _flow(n: int) -> Callable[..., Any]:
+    async def waits_a_lot(wf: Workflow) -> int:
+        total = 0
+        for _ in range(n):
+            total += await wf.wait_for_signal("tick")
+        await wf.step("sum", lambda: total)
+        await wf.wait_for_signal("done")
+        return total
+
+    return waits_a_lot
+
+
+async def _writes_of_a_resume(database_url: str, n: int, run_id: str) -> Counter[str]:
+    store = CountingStore(open_store(database_url))
+    app = App(store=cast(Store, store), clock=FakeClock(), resume_woken=False)
+    try:
+        flow = _flow(n)
+        assert (await app.arun(flow, workflow_id=run_id)).status is RunStatus.WAITING
+        for i in range(n):
+            await app.asignal(run_id, "tick", i)
+        assert (await app.aresume(run_id)).status is RunStatus.WAITING  # parked on "done"
+        store.writes.clear()
+        assert (await app.aresume(run_id)).status is RunStatus.WAITING
+        return Counter(store.writes)
+    finally:
+        await app.aclose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_resume_writes_nothing_for_waits_already_resolved(database_url: str) -> None:
+    few = await _writes_of_a_resume(database_url, 2, "few")
+    many = await _writes_of_a_resume(database_url, 12, "many")
+    assert few == many, (few, many)
+    assert many["register_wait"] == 1  # only the wait still pending ("done")

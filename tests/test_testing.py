@@ -1,0 +1,106 @@
+"""`tether.testing`: the public names, and `eventually`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import tether.kernel
+import tether.testing
+import tether.worker
+from tether.testing import FakeClock, eventually, eventually_sync
+
+KERNEL = {
+    "CallableSink",
+    "CollectingSink",
+    "Command",
+    "CommandResult",
+    "EventSink",
+    "JobExecute",
+    "JobExecuted",
+    "Kernel",
+    "LeaseReapStale",
+    "LoggingSink",
+    "OutboxEvent",
+    "OutboxFlush",
+    "OutboxFlushed",
+    "OutboxPolicy",
+    "OutboxReplayDead",
+    "Reaped",
+    "Replayed",
+    "RunAdoptOrphans",
+    "RunCancel",
+    "RunCancelled",
+    "RunCreate",
+    "RunCreated",
+    "RunHost",
+    "RunReapStuck",
+    "RunRerunFrom",
+    "RunResume",
+    "RunResumed",
+    "TimersFire",
+    "WebhookSink",
+    "Woken",
+    "WorkflowRegistry",
+    "new_run_id",
+    "sign",
+}
+WORKER = {"MaintenanceReport", "ProcessReport", "ServerlessHost", "Worker", "maintenance_tick"}
+TESTING = {
+    "FakeClock",
+    "eventually",
+    "eventually_sync",
+    "memory_app",
+    "tether_app",
+    "tether_clock",
+}
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [(tether.kernel, KERNEL), (tether.worker, WORKER), (tether.testing, TESTING)],
+    ids=["kernel", "worker", "testing"],
+)
+def test_subpackage_names_are_pinned(module: object, expected: set[str]) -> None:
+    names = module.__all__  # type: ignore[attr-defined]
+    assert set(names) == expected
+    for name in names:
+        assert hasattr(module, name), name
+
+
+async def test_eventually_returns_the_first_truthy_value() -> None:
+    seen: list[int] = []
+
+    async def grows() -> int | None:
+        seen.append(len(seen))
+        return len(seen) if len(seen) >= 3 else None
+
+    assert await eventually(grows, interval=0.001) == 3
+
+
+async def test_eventually_says_what_it_last_saw() -> None:
+    def status() -> None:
+        raise AssertionError("status was 'running'")
+
+    with pytest.raises(AssertionError, match=r"status did not hold within 0.05s; .*'running'"):
+        await eventually(status, timeout=0.05, interval=0.01)
+    with pytest.raises(AssertionError, match=r"last seen: it returned \[\]"):
+        await eventually(lambda: [], timeout=0.05)
+
+
+async def test_eventually_raises_other_errors_at_once() -> None:
+    with pytest.raises(KeyError):
+        await eventually(lambda: {}["x"], timeout=5)
+
+
+async def test_eventually_moves_a_fake_clock() -> None:
+    clock = FakeClock()
+    start = clock.now()
+    await eventually(lambda: (clock.now() - start).total_seconds() >= 60, interval=5, clock=clock)
+    await asyncio.sleep(0)
+
+
+def test_eventually_sync_polls_until_true() -> None:
+    calls = iter(range(100))
+    assert eventually_sync(lambda: next(calls) >= 2, interval=0.001) is True
