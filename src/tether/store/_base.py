@@ -127,9 +127,7 @@ class StoreBase:
         row = await tx.one("run_by_id_or_key", id=run.workflow_id, ikey=run.idempotency_key)
         return tx.rows.run(row), created == 1
 
-    async def _wake(
-        self, tx: Tx, waits: Sequence[tuple[str, str, str]], at: datetime
-    ) -> list[str]:
+    async def _wake(self, tx: Tx, waits: Sequence[tuple[str, str, str]], at: datetime) -> list[str]:
         """Record resolutions (run id, wait key, outcome); waiting runs become runnable."""
         woken: list[str] = []
         for run_id, key, result in waits:

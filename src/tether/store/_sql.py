@@ -36,8 +36,9 @@ def queries(dialect: str) -> dict[str, str]:
     sets = {"TERMINAL": sql_set(TERMINAL), "CLOSED": sql_set(CLOSED)}
 
     def fill(sql: str) -> str:
-        return _SLOT.sub(lambda m: fill(blocks[m.group(1)]) if m.group(1) in blocks
-                         else sets[m.group(1)], sql)
+        return _SLOT.sub(
+            lambda m: fill(blocks[m.group(1)]) if m.group(1) in blocks else sets[m.group(1)], sql
+        )
 
     out = {}
     for name, sql in blocks.items():

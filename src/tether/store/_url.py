@@ -7,15 +7,17 @@ import os
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import SplitResult, parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from ..errors import InvalidArgumentError
 
 __all__ = [
     "DEFAULT_URL",
     "Durability",
+    "PgConfig",
     "SQLiteConfig",
     "check_url",
+    "parse_pg_url",
     "parse_sqlite_url",
     "redact",
     "resolve_url",
@@ -23,6 +25,7 @@ __all__ = [
 
 DEFAULT_URL = "sqlite:///.tether/tether.db"
 ENV_VAR = "TETHER_DATABASE_URL"
+_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
 
 class Durability(StrEnum):
@@ -167,3 +170,64 @@ def parse_sqlite_url(url: str, durability: str | Durability | None = None) -> SQ
     dur = Durability.parse(durability or opts.get("durability", "full"))
     busy = _option_seconds("sqlite URL", "busy_timeout", opts.get("busy_timeout", "30"), "30")
     return SQLiteConfig(path=path, durability=dur, busy_timeout=busy)
+
+
+@dataclass(frozen=True)
+class PgConfig:
+    conninfo: str
+    host: str
+    dbname: str
+    schema: str
+    pool_size: int
+    statement_timeout: float | None
+    durability: Durability
+
+    @property
+    def channel(self) -> str:
+        return f"tether_{self.schema}"
+
+
+def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConfig:
+    """``postgresql://user@host:port/db?schema=tether&pool_size=10&statement_timeout=30``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise InvalidArgumentError(f"not a PostgreSQL URL: {url!r}")
+    opts = dict(parse_qsl(parts.query))
+    ours = {"schema", "pool_size", "statement_timeout", "durability"}
+    schema = opts.pop("schema", "tether")
+    if not _SCHEMA.match(schema):
+        raise InvalidArgumentError(
+            f"schema {schema!r} is not a plain identifier (letters, digits, underscore)"
+        )
+    try:
+        pool_size = int(opts.pop("pool_size", "10"))
+        timeout_text = opts.pop("statement_timeout", None)
+        statement_timeout = None if timeout_text is None else float(timeout_text)
+    except ValueError:
+        raise InvalidArgumentError(
+            "pool_size must be an integer and statement_timeout a number of seconds"
+        ) from None
+    if pool_size < 1:
+        raise InvalidArgumentError(f"pool_size must be >= 1, got {pool_size}")
+    dur = Durability.parse(durability or opts.pop("durability", "full"))
+    opts.pop("durability", None)
+    unknown = set(opts) - {"sslmode", "connect_timeout", "application_name", "sslrootcert"}
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown PostgreSQL URL option(s) {sorted(unknown)}; known: {sorted(ours)} "
+            "and sslmode, connect_timeout, application_name"
+        )
+    query = "&".join(f"{k}={v}" for k, v in opts.items())
+    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, query, ""))
+    host = parts.hostname or "localhost"
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return PgConfig(
+        conninfo=conninfo,
+        host=host,
+        dbname=parts.path.lstrip("/") or "(default)",
+        schema=schema,
+        pool_size=pool_size,
+        statement_timeout=statement_timeout,
+        durability=dur,
+    )

@@ -126,7 +126,9 @@ class QueueVerbs(StoreBase):
         self, job_id: int, worker: str, *, visibility: float, now: datetime | None
     ) -> bool:
         async def body(tx: Tx) -> bool:
-            n = await tx.execute("renew_job", now=tx.now(now), vis=visibility, id=job_id, worker=worker)
+            n = await tx.execute(
+                "renew_job", now=tx.now(now), vis=visibility, id=job_id, worker=worker
+            )
             return n == 1
 
         return await self._tx("fast", body, single=True)

@@ -90,7 +90,9 @@ class RunVerbs(StoreBase):
     ) -> int:
         async def body(tx: Tx) -> int:
             ids = tx.array(workflow_ids)
-            return await tx.execute("renew_owner", now=tx.now(now), lease=lease, owner=owner, ids=ids)
+            return await tx.execute(
+                "renew_owner", now=tx.now(now), lease=lease, owner=owner, ids=ids
+            )
 
         return await self._tx("fast", body, single=True)
 
@@ -224,7 +226,9 @@ class RunVerbs(StoreBase):
     ) -> None:
         async def body(tx: Tx) -> None:
             await self._events(tx, fence, [event], at)
-            await tx.execute("record_heartbeat", wid=fence.workflow_id, key=key, at=at, detail=detail)
+            await tx.execute(
+                "record_heartbeat", wid=fence.workflow_id, key=key, at=at, detail=detail
+            )
 
         await self._tx("fast", body)
 

@@ -193,7 +193,9 @@ class WaitVerbs(StoreBase):
     async def cancel_run(
         self, workflow_id: str, *, reason: str | None, compensate: bool, at: datetime
     ) -> list[str]:
-        error = json.dumps({"type": "Cancelled", "message": reason or "cancelled", "traceback": None})
+        error = json.dumps(
+            {"type": "Cancelled", "message": reason or "cancelled", "traceback": None}
+        )
         mode = "compensate" if compensate else None
 
         async def body(tx: Tx) -> list[str]:

@@ -37,7 +37,7 @@ id = :wid AND (:gen::bigint IS NULL OR (owner_generation = :gen AND (:comp OR st
 WITH r AS (UPDATE runs SET event_seq = event_seq + 1, updated_at = :at WHERE {_fence}
   RETURNING event_seq),
 e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
-  SELECT :wid, r.event_seq, :type, :message, :detail::jsonb, :at FROM r),
+  SELECT :wid, r.event_seq, :etype, :emsg, :edetail::jsonb, :at FROM r),
 -- name: _sync_off
 q AS (SELECT set_config('synchronous_commit', 'off', true) AS s)
 -- name: _sync_on
