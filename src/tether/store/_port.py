@@ -451,3 +451,24 @@ class Store(Protocol):
     ) -> None:
         """Store the result, or (with None) release the reservation after a failure."""
         ...
+
+    # -- pruning ----------------------------------------------------------------------
+
+    async def prunable_runs(
+        self, finished_before: datetime, statuses: Sequence[RunStatus] | None, limit: int
+    ) -> list[str]:
+        """Ids of terminal runs (of `statuses`, default every terminal one) that finished
+        before `finished_before`, oldest first, at most `limit`. Non-terminal statuses
+        in `statuses` are ignored."""
+        ...
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete finished runs with everything of theirs, in one transaction; how many
+        runs went (children included).
+
+        With a run go its steps, events (and so its outbox rows), waitpoints, jobs,
+        heartbeats, the locks it took, inbox signals sent to it, idempotency rows whose
+        result names it, and its child runs (recursively). A run that is not terminal,
+        or has a child that is not, is skipped whole; unknown ids are ignored.
+        """
+        ...
