@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ._records import JobStatus, RunStatus, StepStatus, WaitStatus
 
-__all__ = ["CLOSED", "MOVES", "OPEN_JOB", "TERMINAL", "Move", "moves", "sql_set"]
+__all__ = ["CLOSED", "MOVES", "RERUNNABLE", "TERMINAL", "Move", "moves", "sql_set"]
 
 R, J, S, W = RunStatus, JobStatus, StepStatus, WaitStatus
 
@@ -50,7 +50,8 @@ MOVES: tuple[Move, ...] = (
     _m("run", "finish_run", (*_LIVE, *_FINISHED), (*_FINISHED, R.CANCELLED)),
     _m("run", "finish_run(compensating)", R.CANCELLED, (R.COMPENSATED, R.COMPENSATION_FAILED)),
     _m("run", "cancel_run", _LIVE, R.CANCELLED),
-    _m("run", "rerun_from", (R.PENDING, R.WAITING, *_FINISHED), R.PENDING),
+    # a run that is not executing: not running, nor cancelled with compensation to come
+    _m("run", "rerun_from", (R.PENDING, R.WAITING, *_FINISHED, *_ENDED_BY_CANCEL[1:]), R.PENDING),
     _m("step", "start_step", (None, S.RUNNING, S.FAILED, S.COMPLETED), S.RUNNING),
     _m("step", "complete_step", S.RUNNING, S.COMPLETED),
     _m("step", "fail_step", S.RUNNING, S.FAILED),
@@ -82,8 +83,8 @@ def _targets(*verbs: str) -> frozenset[str]:
 TERMINAL = _targets("finish_run", "cancel_run", "finish_run(compensating)")
 # terminal runs a plain claim refuses: they ended by cancellation
 CLOSED = TERMINAL - moves("run", "claim_run").src
-# a job that still drives its run
-OPEN_JOB = frozenset({J.QUEUED.value, J.CLAIMED.value})
+# runs `rerun_from` may rewind
+RERUNNABLE = moves("run", "rerun_from").src
 
 
 def sql_set(statuses: frozenset[str]) -> str:

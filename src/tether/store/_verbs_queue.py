@@ -14,7 +14,7 @@ from datetime import datetime
 
 from ..errors import IdempotencyInProgressError, InvalidArgumentError, RunNotFoundError
 from ._base import StoreBase, Tx
-from ._lifecycle import TERMINAL
+from ._lifecycle import RERUNNABLE, TERMINAL
 from ._records import (
     Fence,
     JobRow,
@@ -241,7 +241,7 @@ class QueueVerbs(StoreBase):
             run = await tx.one("run_status_locked", wid=workflow_id)
             if run is None:
                 raise RunNotFoundError(workflow_id)
-            if run[0] in ("running", "cancelled"):
+            if run[0] not in RERUNNABLE:
                 raise InvalidArgumentError(
                     f"run {workflow_id!r} is {run[0]}; rerun_from needs a run that is not "
                     "executing (cancel it first, or wait for it to end or park)"
