@@ -75,6 +75,23 @@ class StoreBase:
     ) -> T:
         raise NotImplementedError
 
+    async def _get(self, name: str, build: Callable[[Rows, Any], T], **params: Any) -> T | None:
+        """The record of read query `name`'s first row, or None."""
+
+        async def body(tx: Tx) -> T | None:
+            row = await tx.one(name, **params)
+            return None if row is None else build(tx.rows, row)
+
+        return await self._tx("read", body)
+
+    async def _list(self, name: str, build: Callable[[Rows, Any], T], **params: Any) -> list[T]:
+        """The records of read query `name`'s rows."""
+
+        async def body(tx: Tx) -> list[T]:
+            return [build(tx.rows, r) for r in await tx.all(name, **params)]
+
+        return await self._tx("read", body)
+
     async def _fence_failure(self, tx: Tx, fence: Fence) -> TetherError | RunCancelledError:
         row = await tx.one("run_generation", wid=fence.workflow_id)
         if row is None:

@@ -161,13 +161,7 @@ class Store(Protocol):
     async def load_steps(self, workflow_id: str) -> list[StepRow]: ...
 
     async def start_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        idempotency_key: str | None,
-        at: datetime,
-        event: NewEvent,
+        self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
     ) -> StepRow:
         """Count one more attempt and mark the step running.
 
@@ -184,14 +178,7 @@ class Store(Protocol):
         ...
 
     async def fail_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        error: str,
-        final: bool,
-        at: datetime,
-        event: NewEvent,
+        self, fence: Fence, key: str, *, error: str, final: bool, at: datetime, event: NewEvent
     ) -> None:
         """Record a failed attempt; `final` marks the step failed for good."""
         ...

@@ -29,14 +29,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ..errors import (
-    IncompatibleStoreError,
     RunCancelledError,
     StoreError,
     StoreUnavailableError,
     TetherError,
 )
 from ._base import Mode, Tx
-from ._migrations import latest_version, migrations
+from ._migrations import pending
 from ._records import Fence, JobRow, NewEvent, NewJob, NewRun, QueueLimit, RunRow, StepRow
 from ._rows import PG_ROWS, started_step
 from ._sql import queries
@@ -65,6 +64,13 @@ def _being_cancelled() -> bool:
     """Whether the current task has been asked to cancel (and has not taken it back)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+async def _on(conn: Conn, fn: Callable[[Conn], Awaitable[T]], tx: bool) -> T:
+    if not tx:
+        return await fn(conn)
+    async with conn.transaction():
+        return await fn(conn)
 
 
 class PgTx:
@@ -138,7 +144,7 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs):
         async def body(tx: Tx) -> Any:
             row = await tx.one(
                 name, wid=fence.workflow_id, gen=fence.generation, comp=fence.compensating,
-                etype=event.type, emsg=event.message, edetail=event.detail, at=at, **p,
+                etype=event.type, emsg=event.message, edetail=event.detail, at=at, **p
             )  # fmt: skip
             if row is None:
                 raise await self._fence_failure(tx, fence)
@@ -178,7 +184,7 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs):
                 priority=job.priority, tags=json.dumps(list(run.tags)), tenant=run.tenant,
                 parent=run.parent_id, ikey=run.idempotency_key, queue=job.queue,
                 ckey=job.concurrency_key, max=job.max_attempts, after=job.run_after or at,
-                at=at, chan=self.config.channel, rule=run.step_rule,
+                at=at, chan=self.config.channel, rule=run.step_rule
             )  # fmt: skip
             if row is not None:
                 return tx.rows.run(row[:-1]), True
@@ -231,7 +237,7 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs):
         async def body(tx: Tx) -> None:
             row = await tx.one(
                 "finish_job_one", id=job_id, worker=worker, error=error, at=at,
-                chan=self.config.channel,
+                chan=self.config.channel
             )  # fmt: skip
             if row is not None and ghost:
                 await self._events(tx, Fence(row[0]), [NewEvent("job.ghost", worker)], at)
@@ -315,7 +321,6 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs):
         await self._discard()
 
     async def _migrate(self) -> None:
-        known = latest_version(self.dialect)
         schema = self.config.schema
         try:
             conn = await AsyncConnection.connect(
@@ -336,16 +341,8 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs):
                 )
                 cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
                 row = await cur.fetchone()
-                current = int(row[0]) if row else 0
-                if current > known:
-                    raise IncompatibleStoreError(
-                        f"schema {schema!r} in database {self.config.dbname!r} was written by a "
-                        f"newer tether (schema version {current}; this tether knows up to "
-                        f"{known}); upgrade tether to use it"
-                    )
-                for mig in migrations(self.dialect):
-                    if mig.version <= current:
-                        continue
+                where = f"schema {schema!r} in database {self.config.dbname!r}"
+                for mig in pending(self.dialect, int(row[0]) if row else 0, where):
                     await conn.execute(mig.sql.encode())
                     await conn.execute(
                         "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
@@ -386,10 +383,7 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs):
                     # the common case, one verb at a time: skip the pool's bookkeeping
                     self._hot_busy = True
                     try:
-                        if tx:
-                            async with hot.transaction():
-                                return await fn(hot)
-                        return await fn(hot)
+                        return await _on(hot, fn, tx)
                     except psycopg.OperationalError:
                         # the hot connection is not worth saving: drop it, retry on the pool
                         broken, self._hot = True, None
@@ -400,10 +394,7 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs):
                         self._hot_busy = False
                 async with self._pool.connection() as conn:
                     try:
-                        if tx:
-                            async with conn.transaction():
-                                return await fn(conn)
-                        return await fn(conn)
+                        return await _on(conn, fn, tx)
                     except psycopg.OperationalError:
                         broken = conn.broken or conn.closed
                         raise

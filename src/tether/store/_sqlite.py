@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from ..errors import IncompatibleStoreError, StoreError, StoreUnavailableError
 from ._base import Mode, Tx
-from ._migrations import latest_version, migrations
+from ._migrations import pending
 from ._rows import SQLITE_ROWS
 from ._sql import queries
 from ._url import Durability, parse_sqlite_url
@@ -263,24 +263,14 @@ class SQLiteStore(RunVerbs, WaitVerbs, QueueVerbs):
                 delay = min(delay * 2, 0.1)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        known = latest_version(self.dialect)
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version "
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
-            current = conn.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_version"
-            ).fetchone()[0]
-            if current > known:
-                raise IncompatibleStoreError(
-                    f"{self.config.path!r} was written by a newer tether (schema version "
-                    f"{current}; this tether knows up to {known}); upgrade tether to open it"
-                )
-            for mig in migrations(self.dialect):
-                if mig.version <= current:
-                    continue
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            for mig in pending(self.dialect, current.fetchone()[0], repr(self.config.path)):
                 for statement in _statements(mig.sql):
                     conn.execute(statement)
                 conn.execute(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from ..errors import IdempotencyInProgressError, InvalidArgumentError, RunNotFoundError
 from ._base import StoreBase, Tx
@@ -26,6 +27,7 @@ from ._records import (
     RunRow,
     RunStatus,
 )
+from ._rows import Rows
 
 __all__ = ["QueueVerbs"]
 
@@ -116,7 +118,7 @@ class QueueVerbs(StoreBase):
                 return []
             rows = await tx.all(
                 "claim_ids", worker=worker, now=tx.now(now), vis=visibility, at=at,
-                ids=tx.array(picked),
+                ids=tx.array(picked)
             )  # fmt: skip
             return sorted((tx.rows.job(r) for r in rows), key=lambda j: picked.index(j.id))
 
@@ -216,7 +218,7 @@ class QueueVerbs(StoreBase):
         async def body(tx: Tx) -> list[str]:
             rows = await tx.all(
                 "orphans_to_adopt", wfs=tx.array(workflows), now=tx.now(now), grace=grace,
-                limit=limit,
+                limit=limit
             )  # fmt: skip
             for run_id, owner in rows:
                 await tx.execute("set_queue", queue=queue, id=run_id)
@@ -230,11 +232,7 @@ class QueueVerbs(StoreBase):
     async def list_jobs(
         self, *, workflow_id: str | None = None, status: str | None = None, limit: int = 1000
     ) -> list[JobRow]:
-        async def body(tx: Tx) -> list[JobRow]:
-            rows = await tx.all("list_jobs", wid=workflow_id, status=status, limit=limit)
-            return [tx.rows.job(r) for r in rows]
-
-        return await self._tx("read", body)
+        return await self._list("list_jobs", Rows.job, wid=workflow_id, status=status, limit=limit)
 
     async def rerun_from(self, workflow_id: str, step: str, *, at: datetime) -> None:
         async def body(tx: Tx) -> None:
@@ -271,7 +269,7 @@ class QueueVerbs(StoreBase):
                 if r[7]:
                     blocked.add(r[0])  # an earlier event of this run waits for its retry
                     continue
-                out.append(OutboxRow(r[0], r[1], r[2], r[3], r[4], tx.rows.t(r[5]), r[6]))
+                out.append(_outbox(tx.rows, r))
             return out
 
         return await self._tx("read", body)
@@ -296,13 +294,7 @@ class QueueVerbs(StoreBase):
         return await self._tx("write", lambda tx: tx.execute("outbox_replay_dead", limit=limit))
 
     async def outbox_dead(self, *, limit: int) -> list[OutboxRow]:
-        async def body(tx: Tx) -> list[OutboxRow]:
-            return [
-                OutboxRow(r[0], r[1], r[2], r[3], r[4], tx.rows.t(r[5]), r[6])
-                for r in await tx.all("outbox_dead", limit=limit)
-            ]
-
-        return await self._tx("read", body)
+        return await self._list("outbox_dead", _outbox, limit=limit)
 
     # -- idempotency ------------------------------------------------------------------
 
@@ -382,3 +374,7 @@ async def _finished_family(tx: Tx, run_id: str) -> list[str] | None:
 
 def _queued(run: NewRun, queue: str) -> NewRun:
     return replace(run, queue=queue)
+
+
+def _outbox(rows: Rows, r: Any) -> OutboxRow:
+    return OutboxRow(r[0], r[1], r[2], r[3], r[4], rows.t(r[5]), r[6])

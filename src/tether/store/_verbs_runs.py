@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from ..errors import RunAlreadyRunningError, RunFinishedError, RunNotFoundError
 from ._base import StoreBase, Tx
@@ -20,7 +21,7 @@ from ._records import (
     RunStatus,
     StepRow,
 )
-from ._rows import started_step
+from ._rows import Rows, started_step
 
 __all__ = ["RunVerbs"]
 
@@ -34,18 +35,11 @@ class RunVerbs(StoreBase):
         return await self._tx("write", lambda tx: self._insert_run(tx, run, at))
 
     async def get_run(self, workflow_id: str) -> RunRow | None:
-        async def body(tx: Tx) -> RunRow | None:
-            row = await tx.one("get_run", id=workflow_id)
-            return None if row is None else tx.rows.run(row)
-
-        return await self._tx("read", body)
+        return await self._get("get_run", Rows.run, id=workflow_id)
 
     async def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRow]:
-        async def body(tx: Tx) -> list[RunRow]:
-            st = None if status is None else status.value
-            return [tx.rows.run(r) for r in await tx.all("list_runs", status=st, limit=limit)]
-
-        return await self._tx("read", body)
+        st = None if status is None else status.value
+        return await self._list("list_runs", Rows.run, status=st, limit=limit)
 
     async def claim_run(
         self,
@@ -155,28 +149,17 @@ class RunVerbs(StoreBase):
     async def list_events(
         self, workflow_id: str, *, after_seq: int = 0, limit: int | None = None
     ) -> list[EventRow]:
-        async def body(tx: Tx) -> list[EventRow]:
-            rows = await tx.all("list_events", wid=workflow_id, after=after_seq, limit=limit)
-            return [EventRow(r[0], r[1], r[2], r[3], r[4], tx.rows.t(r[5])) for r in rows]
-
-        return await self._tx("read", body)
+        return await self._list(
+            "list_events", _event, wid=workflow_id, after=after_seq, limit=limit
+        )
 
     # -- steps ------------------------------------------------------------------------
 
     async def load_steps(self, workflow_id: str) -> list[StepRow]:
-        async def body(tx: Tx) -> list[StepRow]:
-            return [tx.rows.step(r) for r in await tx.all("load_steps", wid=workflow_id)]
-
-        return await self._tx("read", body)
+        return await self._list("load_steps", Rows.step, wid=workflow_id)
 
     async def start_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        idempotency_key: str | None,
-        at: datetime,
-        event: NewEvent,
+        self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
     ) -> StepRow:
         async def body(tx: Tx) -> StepRow:
             await self._events(tx, fence, [event], at)
@@ -197,14 +180,7 @@ class RunVerbs(StoreBase):
         await self._tx("write", body)
 
     async def fail_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        error: str,
-        final: bool,
-        at: datetime,
-        event: NewEvent,
+        self, fence: Fence, key: str, *, error: str, final: bool, at: datetime, event: NewEvent
     ) -> None:
         async def body(tx: Tx) -> None:
             await self._events(tx, fence, [event], at)
@@ -233,11 +209,7 @@ class RunVerbs(StoreBase):
         await self._tx("fast", body)
 
     async def list_heartbeats(self, workflow_id: str) -> list[HeartbeatRow]:
-        async def body(tx: Tx) -> list[HeartbeatRow]:
-            rows = await tx.all("list_heartbeats", wid=workflow_id)
-            return [HeartbeatRow(r[0], r[1], tx.rows.t(r[2]), r[3]) for r in rows]
-
-        return await self._tx("read", body)
+        return await self._list("list_heartbeats", _heartbeat, wid=workflow_id)
 
     # -- locks ------------------------------------------------------------------------
 
@@ -323,14 +295,15 @@ class RunVerbs(StoreBase):
         return await self._tx("fast", body)
 
     async def get_lock(self, scope: str, key: str) -> LockRow | None:
-        async def body(tx: Tx) -> LockRow | None:
-            row = await tx.one("get_lock", scope=scope, key=key)
-            return None if row is None else tx.rows.lock(row)
-
-        return await self._tx("read", body)
+        return await self._get("get_lock", Rows.lock, scope=scope, key=key)
 
     async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
-        async def body(tx: Tx) -> list[LockRow]:
-            return [tx.rows.lock(r) for r in await tx.all("list_locks", scope=scope, run=run_id)]
+        return await self._list("list_locks", Rows.lock, scope=scope, run=run_id)
 
-        return await self._tx("read", body)
+
+def _event(rows: Rows, r: Any) -> EventRow:
+    return EventRow(r[0], r[1], r[2], r[3], r[4], rows.t(r[5]))
+
+
+def _heartbeat(rows: Rows, r: Any) -> HeartbeatRow:
+    return HeartbeatRow(r[0], r[1], rows.t(r[2]), r[3])

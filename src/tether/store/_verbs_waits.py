@@ -17,6 +17,7 @@ from ..errors import InvalidArgumentError, RunFinishedError, RunNotFoundError, T
 from ._base import StoreBase, Tx, outcome
 from ._match import matches
 from ._records import Fence, NewEvent, NewWait, RunStatus, WaitKind, WaitRow, WaitStatus
+from ._rows import Rows
 
 __all__ = ["WaitVerbs"]
 
@@ -90,10 +91,7 @@ class WaitVerbs(StoreBase):
         return await self._tx("fast", body)
 
     async def list_waits(self, workflow_id: str) -> list[WaitRow]:
-        async def body(tx: Tx) -> list[WaitRow]:
-            return [tx.rows.wait(r) for r in await tx.all("list_waits", wid=workflow_id)]
-
-        return await self._tx("read", body)
+        return await self._list("list_waits", Rows.wait, wid=workflow_id)
 
     async def park_run(
         self, fence: Fence, keys: Sequence[str], *, compute_seconds: float, at: datetime
