@@ -30,7 +30,11 @@ Mode = Literal["read", "write", "fast"]
 
 
 class Tx(Protocol):
-    """One transaction (or one autocommit statement) of one dialect."""
+    """One transaction (or one autocommit statement) of one dialect.
+
+    Parameters are named (``:wid`` in the .sql files); a `datetime` is turned
+    into the dialect's time value, and `rows` turns its time values back.
+    """
 
     rows: Rows
 

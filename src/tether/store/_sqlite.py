@@ -65,7 +65,7 @@ class SQLiteTx:
 
     def _run(self, name: str, params: dict[str, Any]) -> sqlite3.Cursor:
         for k, v in params.items():
-            if isinstance(v, datetime):
+            if v.__class__ is datetime:
                 params[k] = v.timestamp()
         return self._conn.execute(_Q[name], params)
 
@@ -98,6 +98,7 @@ class SQLiteStore(RunVerbs, WaitVerbs, QueueVerbs):
         self.config = parse_sqlite_url(url, durability)
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._txs: SQLiteTx | None = None  # the one transaction object over `_conn`
         # held while a transaction uses the connection, whichever thread's loop runs it
         self._conn_lock = threading.Lock()
         self._sync: str | None = None
@@ -110,8 +111,7 @@ class SQLiteStore(RunVerbs, WaitVerbs, QueueVerbs):
     ) -> T:
         if self._conn is None:
             await self.open()
-        deadline = time.monotonic() + self.config.busy_timeout
-        delay = 0.0005
+        deadline, delay = 0.0, 0.0005
         while True:
             if self._conn_lock.acquire(blocking=False):
                 try:
@@ -120,6 +120,7 @@ class SQLiteStore(RunVerbs, WaitVerbs, QueueVerbs):
                     pass
                 finally:
                     self._conn_lock.release()
+            deadline = deadline or time.monotonic() + self.config.busy_timeout
             if time.monotonic() >= deadline:
                 raise StoreError(
                     f"SQLite database {self.config.path!r} stayed locked by another "
@@ -131,12 +132,12 @@ class SQLiteStore(RunVerbs, WaitVerbs, QueueVerbs):
 
     async def _attempt(self, mode: Mode, body: Callable[[Tx], Awaitable[T]]) -> T:
         """One try, holding the connection lock: `_Busy` if the write lock is taken."""
-        conn = self._conn
-        if conn is None:
+        conn, tx = self._conn, self._txs
+        if conn is None or tx is None:
             raise StoreError("the SQLite store is closed")
         try:
             if mode == "read":
-                return await body(SQLiteTx(conn))
+                return await body(tx)
             sync = self._full if mode == "write" else "NORMAL"
             if sync != self._sync:
                 conn.execute(f"PRAGMA synchronous={sync}")
@@ -148,7 +149,7 @@ class SQLiteStore(RunVerbs, WaitVerbs, QueueVerbs):
                     raise _Busy from None
                 raise
             try:
-                result = await body(SQLiteTx(conn))
+                result = await body(tx)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -165,10 +166,11 @@ class SQLiteStore(RunVerbs, WaitVerbs, QueueVerbs):
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="tether-sqlite")
         loop = asyncio.get_running_loop()
-        self._conn = await loop.run_in_executor(self._executor, self._connect)
+        conn = await loop.run_in_executor(self._executor, self._connect)
+        self._conn, self._txs = conn, SQLiteTx(conn)
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._txs = self._conn, None, None
         executor, self._executor = self._executor, None
         if executor is not None:
             if conn is not None:

@@ -46,7 +46,7 @@ _RUN_TABLES = (
 
 async def _room(tx: Tx, queue: str, room: int, cap: QueueLimit | None, now: object) -> int:
     """How many more jobs of `queue` this claim may take under its caps."""
-    if cap is None or (cap.concurrency is None and not cap.rate_per_second):
+    if cap is None or (cap.concurrency is None and cap.rate_per_second is None):
         return room
     await tx.one("queue_lock", q=queue)
     counts = await tx.one("queue_counts", q=queue, now=now)
@@ -101,6 +101,8 @@ class QueueVerbs(StoreBase):
             picked: list[int] = []
             keys: set[str] = set()
             for queue in queues:
+                if len(picked) >= limit:
+                    break
                 room = await _room(tx, queue, limit - len(picked), limits.get(queue), tx.now(now))
                 if room <= 0:
                     continue
