@@ -134,7 +134,7 @@ def _sqlite_missing(db: Database) -> str | None:
 def _pg_missing(db: Database) -> str | None:
     import psycopg
 
-    from ..store._pg_base import parse_pg_url  # imports psycopg: only for PostgreSQL
+    from ..store._url import parse_pg_url
 
     config = parse_pg_url(db.url)
     where = f"PostgreSQL at {config.host}, database {config.dbname!r}"

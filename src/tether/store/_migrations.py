@@ -7,7 +7,9 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["Migration", "latest_version", "migrations"]
+from ..errors import IncompatibleStoreError
+
+__all__ = ["Migration", "latest_version", "migrations", "pending"]
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -40,3 +42,16 @@ def migrations(dialect: str) -> tuple[Migration, ...]:
 def latest_version(dialect: str) -> int:
     found = migrations(dialect)
     return found[-1].version if found else 0
+
+
+def pending(dialect: str, current: int, where: str) -> list[Migration]:
+    """The migrations after version `current` of the database `where` describes.
+
+    `IncompatibleStoreError` if a newer tether wrote it."""
+    known = latest_version(dialect)
+    if current > known:
+        raise IncompatibleStoreError(
+            f"{where} was written by a newer tether (schema version {current}; this tether "
+            f"knows up to {known}); upgrade tether to use it"
+        )
+    return [m for m in migrations(dialect) if m.version > current]

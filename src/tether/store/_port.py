@@ -162,13 +162,7 @@ class Store(Protocol):
     async def load_steps(self, workflow_id: str) -> list[StepRow]: ...
 
     async def start_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        idempotency_key: str | None,
-        at: datetime,
-        event: NewEvent,
+        self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
     ) -> StepRow:
         """Count one more attempt and mark the step running.
 
@@ -185,14 +179,7 @@ class Store(Protocol):
         ...
 
     async def fail_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        error: str,
-        final: bool,
-        at: datetime,
-        event: NewEvent,
+        self, fence: Fence, key: str, *, error: str, final: bool, at: datetime, event: NewEvent
     ) -> None:
         """Record a failed attempt; `final` marks the step failed for good."""
         ...
@@ -474,17 +461,23 @@ class Store(Protocol):
         if the schedule already fired that far, or is paused)."""
         ...
 
-    # -- retention ----------------------------------------------------------------------
+    # -- pruning ----------------------------------------------------------------------
 
     async def prunable_runs(
         self, finished_before: datetime, statuses: Sequence[RunStatus] | None, limit: int
     ) -> list[str]:
-        """Ids of terminal runs (of `statuses`, all terminal ones if None) that finished
-        before `finished_before`, oldest first, at most `limit`."""
+        """Ids of terminal runs (of `statuses`, default every terminal one) that finished
+        before `finished_before`, oldest first, at most `limit`. Non-terminal statuses
+        in `statuses` are ignored."""
         ...
 
     async def delete_runs(self, run_ids: Sequence[str]) -> int:
-        """Delete the terminal runs among `run_ids` with their steps, events (and so
-        their outbox entries), waits, jobs and kept signals; skip the others. How many
-        runs were deleted."""
+        """Delete finished runs with everything of theirs, in one transaction; how many
+        runs went (children included).
+
+        With a run go its steps, events (and so its outbox rows), waitpoints, jobs,
+        heartbeats, the locks it took, inbox signals sent to it, idempotency rows whose
+        result names it, and its child runs (recursively). A run that is not terminal,
+        or has a child that is not, is skipped whole; unknown ids are ignored.
+        """
         ...

@@ -1,497 +1,482 @@
-"""The PostgreSQL adapter of the Store port: runs, steps, events, locks, heartbeats.
+"""The PostgreSQL adapter: its plumbing and the few verbs that are one statement here.
 
-Plumbing (pool, one-statement verbs, notifications) is in `_pg_base`; waits
-and the job queue live in `_pg_waits` and `_pg_queue`.
+Connections are in autocommit mode; a verb body runs in one transaction
+(`_tx`), or without one when it is a single statement. The hot verbs (a
+step's start, completion and failure, a heartbeat, a submission, a claim of
+free jobs, a job's end) are one statement each, in ``queries/postgresql.sql``:
+data-modifying CTEs check the owner fence, reserve event numbers, write the
+events and the change together, so a durable step costs one round trip and
+one WAL flush. A step's start marker asks for ``synchronous_commit = off``
+from inside that statement (``set_config(..., true)``), so it does not wait
+for the flush; a completion does. Every other verb is shared (`_verbs_*`).
+
+Time for lock expiry comes from the server (``clock_timestamp()``) unless the
+engine pins it (a fake clock in tests), so machines with skewed clocks agree.
+
+Notifications: writes that make work available or end a run call
+``pg_notify`` on one channel per schema; `wait_for_change` listens on a
+dedicated connection, so workers and `App.result` wake at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import RunAlreadyRunningError, RunFinishedError, RunNotFoundError
-from ._pg_base import (
-    CLAIMABLE,
-    CLOSED,
-    FENCE,
-    LOCK_COLS,
-    NOW,
-    RUN_COLS,
-    STEP_COLS,
-    Conn,
-    event_params,
-    fence_params,
-    lock_row,
-    run_row,
-    step_row,
+from ..errors import (
+    RunCancelledError,
+    StoreError,
+    StoreUnavailableError,
+    TetherError,
 )
-from ._pg_queue import PgQueueOps
-from ._pg_schedules import PgScheduleOps
-from ._pg_waits import PgWaitOps
-from ._records import (
-    EventRow,
-    Fence,
-    HeartbeatRow,
-    LockOutcome,
-    LockResult,
-    LockRow,
-    NewEvent,
-    NewRun,
-    RunRow,
-    RunStatus,
-    StepRow,
-)
-from ._rows import started_step
+from ._base import Mode, Tx
+from ._migrations import pending
+from ._records import Fence, JobRow, NewEvent, NewJob, NewRun, QueueLimit, RunRow, StepRow
+from ._rows import PG_ROWS, started_step
+from ._sql import queries
+from ._url import Durability, parse_pg_url
+from ._verbs_queue import QueueVerbs
+from ._verbs_runs import RunVerbs
+from ._verbs_schedules import ScheduleVerbs
+from ._verbs_waits import WaitVerbs
+
+try:
+    import psycopg
+    from psycopg import AsyncConnection
+    from psycopg_pool import AsyncConnectionPool
+except ImportError as exc:  # pragma: no cover - exercised when the extra is missing
+    raise ImportError("the PostgreSQL store needs: pip install 'tether[postgres]'") from exc
 
 __all__ = ["PostgresStore"]
 
-# one statement: the fence and event number, the event, then the change itself
-_EVENT_CTE = (
-    "WITH r AS (UPDATE runs SET event_seq = event_seq + 1, updated_at = %(at)s "
-    f"WHERE {FENCE} RETURNING event_seq), "
-    "e AS (INSERT INTO events (run_id, seq, type, message, detail, at) "
-    "SELECT %(wid)s, r.event_seq, %(etype)s, %(emsg)s, %(edetail)s::jsonb, %(at)s FROM r) "
-)
-_SYNC_OFF = ", q AS (SELECT set_config('synchronous_commit', 'off', true) AS s) "
+log = logging.getLogger("tether.store")
+
+T = TypeVar("T")
+Conn = AsyncConnection[Any]
+_Q = queries("postgresql")
 
 
-class PostgresStore(PgWaitOps, PgQueueOps, PgScheduleOps):
+def _being_cancelled() -> bool:
+    """Whether the current task has been asked to cancel (and has not taken it back)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _on(conn: Conn, fn: Callable[[Conn], Awaitable[T]], tx: bool) -> T:
+    if not tx:
+        return await fn(conn)
+    async with conn.transaction():
+        return await fn(conn)
+
+
+class PgTx:
+    """A transaction (or one autocommit statement) on one pooled connection."""
+
+    rows = PG_ROWS
+
+    def __init__(self, conn: Conn, channel: str) -> None:
+        self._conn = conn
+        self._channel = channel
+
+    async def one(self, name: str, /, **params: Any) -> Any:
+        cur = await self._conn.execute(_Q[name], params)
+        return await cur.fetchone()
+
+    async def all(self, name: str, /, **params: Any) -> list[Any]:
+        cur = await self._conn.execute(_Q[name], params)
+        return await cur.fetchall()
+
+    async def execute(self, name: str, /, **params: Any) -> int:
+        cur = await self._conn.execute(_Q[name], params)
+        return int(cur.rowcount)
+
+    def now(self, now: datetime | None) -> datetime | None:
+        return now  # None: the queries read the server's clock
+
+    def array(self, items: Sequence[Any]) -> list[Any]:
+        return list(items)
+
+    async def notify(self, what: str) -> None:
+        await self.one("notify", chan=self._channel, what=what)
+
+
+class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs):
     """Store on a PostgreSQL database (in its own schema)."""
 
-    async def _fenced(self, sql: str, params: dict[str, Any], fence: Fence) -> Any:
-        """Run one fenced statement; its row, or the fence's failure raised."""
+    dialect = "postgresql"
 
-        async def go(conn: Conn) -> Any:
-            cur = await conn.execute(sql, params)
-            row = await cur.fetchone()
+    def __init__(self, url: str, *, durability: str | Durability | None = None) -> None:
+        self.url = url
+        self.config = parse_pg_url(url, durability)
+        self._pool: AsyncConnectionPool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._open_lock: asyncio.Lock | None = None
+        self._open_loop: asyncio.AbstractEventLoop | None = None
+        self._migrated = False
+        self._listener: Conn | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._changes: dict[str, asyncio.Event] = {}
+        self._early: dict[str, None] = {}  # run notifications that came before their waiter
+        self._sync_off = self.config.durability is Durability.NORMAL
+        self._hot: Conn | None = None  # a connection kept out of the pool for the hot path
+        self._hot_busy = False
+
+    async def _tx(
+        self, mode: Mode, body: Callable[[Tx], Awaitable[T]], *, single: bool = False
+    ) -> T:
+        channel = self.config.channel
+        return await self._with(
+            lambda conn: body(PgTx(conn, channel)), tx=not single and mode != "read"
+        )
+
+    # -- the one-statement verbs -----------------------------------------------------
+
+    async def _fenced(
+        self, name: str, fence: Fence, event: NewEvent, at: datetime, **p: Any
+    ) -> Any:
+        """Run one fenced statement (`_event_cte` at its head); its row, or the fence's
+        failure raised."""
+
+        async def body(tx: Tx) -> Any:
+            row = await tx.one(
+                name, wid=fence.workflow_id, gen=fence.generation, comp=fence.compensating,
+                etype=event.type, emsg=event.message, edetail=event.detail, at=at, **p
+            )  # fmt: skip
             if row is None:
-                raise await self._fence_failure(conn, fence)
+                raise await self._fence_failure(tx, fence)
             return row
 
-        return await self._with(go)
-
-    # -- runs ------------------------------------------------------------------------
-
-    async def create_run(self, run: NewRun, at: datetime) -> tuple[RunRow, bool]:
-        async def go(conn: Conn) -> tuple[RunRow, bool]:
-            return await self._insert_run(conn, run, at)
-
-        return await self._with(go, tx=True)
-
-    async def get_run(self, workflow_id: str) -> RunRow | None:
-        row = await self._one(f"SELECT {RUN_COLS} FROM runs WHERE id = %s", (workflow_id,))
-        return None if row is None else run_row(row)
-
-    async def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRow]:
-        rows = await self._all(
-            f"SELECT {RUN_COLS} FROM runs WHERE (%(st)s::text IS NULL OR status = %(st)s) "
-            "ORDER BY created_at DESC, id LIMIT %(lim)s",
-            {"st": None if status is None else status.value, "lim": limit},
-        )
-        return [run_row(r) for r in rows]
-
-    async def claim_run(
-        self,
-        workflow_id: str,
-        owner: str,
-        at: datetime,
-        event: NewEvent,
-        *,
-        compensating: bool = False,
-        lease: float | None = None,
-        force: bool = False,
-        now: datetime | None = None,
-        dead_owner: str | None = None,
-    ) -> RunRow:
-        expires = "NULL" if lease is None else f"{NOW} + make_interval(secs => %(lease)s)"
-        if compensating:
-            change = (
-                "UPDATE runs SET owner = %(owner)s, owner_generation = owner_generation + 1, "
-                f"owner_expires_at = {expires}, event_seq = event_seq + 1, updated_at = %(at)s "
-                "WHERE id = %(wid)s AND status = 'cancelled' AND cancel_requested = 'compensate' "
-                f"AND {CLAIMABLE} "
-            )
-        else:
-            change = (
-                "UPDATE runs SET owner = %(owner)s, owner_generation = owner_generation + 1, "
-                f"owner_expires_at = {expires}, event_seq = event_seq + 1, status = 'running', "
-                "started_at = COALESCE(started_at, %(at)s), finished_at = NULL, "
-                f"updated_at = %(at)s WHERE id = %(wid)s AND status NOT IN {CLOSED} "
-                f"AND {CLAIMABLE} "
-            )
-        sql = (
-            f"WITH c AS ({change} RETURNING {RUN_COLS}, event_seq), "
-            "e AS (INSERT INTO events (run_id, seq, type, message, detail, at) "
-            "SELECT id, event_seq, %(etype)s, %(emsg)s, %(edetail)s::jsonb, %(at)s FROM c) "
-            f"SELECT {RUN_COLS.replace('::text', '')} FROM c"
-        )
-        params = {
-            "wid": workflow_id,
-            "owner": owner,
-            "at": at,
-            "now": now,
-            "lease": lease,
-            "force": force,
-            "dead": dead_owner,
-            **event_params(event),
-        }
-
-        async def go(conn: Conn) -> RunRow:
-            cur = await conn.execute(sql, params)
-            row = await cur.fetchone()
-            if row is None:
-                cur = await conn.execute(
-                    "SELECT status, owner, owner_expires_at FROM runs WHERE id = %s",
-                    (workflow_id,),
-                )
-                found = await cur.fetchone()
-                if found is None:
-                    raise RunNotFoundError(workflow_id)
-                if found[0] == "running":
-                    raise RunAlreadyRunningError(workflow_id, found[1], found[2])
-                raise RunFinishedError(workflow_id, found[0], "resume")
-            return run_row(row)
-
-        return await self._with(go)
-
-    async def renew_owner(
-        self, owner: str, workflow_ids: Sequence[str], *, lease: float, now: datetime | None
-    ) -> int:
-        async def go(conn: Conn) -> int:
-            cur = await conn.execute(
-                f"UPDATE runs SET owner_expires_at = {NOW} + make_interval(secs => %(lease)s) "
-                "WHERE owner = %(owner)s AND status = 'running' AND id = ANY(%(ids)s)",
-                {"now": now, "lease": lease, "owner": owner, "ids": list(workflow_ids)},
-            )
-            return int(cur.rowcount)
-
-        return await self._with(go)
-
-    async def release_run(self, fence: Fence, *, at: datetime, event: NewEvent) -> bool:
-        sql = (
-            "WITH r AS (UPDATE runs SET event_seq = event_seq + 1, updated_at = %(at)s, "
-            "status = 'pending', owner_expires_at = NULL WHERE id = %(wid)s AND "
-            "owner_generation = %(gen)s AND status = 'running' RETURNING event_seq), "
-            "e AS (INSERT INTO events (run_id, seq, type, message, detail, at) "
-            "SELECT %(wid)s, r.event_seq, %(etype)s, %(emsg)s, %(edetail)s::jsonb, %(at)s "
-            "FROM r), n AS (SELECT pg_notify(%(chan)s, %(note)s) FROM r) "
-            "SELECT count(*) FROM r"
-        )
-        params = {
-            **fence_params(fence),
-            **event_params(event),
-            "at": at,
-            "chan": self.config.channel,
-            "note": f"run:{fence.workflow_id}",
-        }
-        row = await self._one(sql, params)
-        return bool(row and row[0])
-
-    async def finish_run(
-        self,
-        fence: Fence,
-        status: RunStatus,
-        *,
-        output: str | None,
-        error: str | None,
-        at: datetime,
-        event: NewEvent,
-        compute_seconds: float = 0.0,
-    ) -> None:
-        # one statement: the run row changes inside the fencing CTE (PostgreSQL applies
-        # one update per row per statement), the event, the notification
-        sql = (
-            "WITH r AS (UPDATE runs SET event_seq = event_seq + 1, updated_at = %(at)s, "
-            "status = %(st)s, output = %(out)s::jsonb, error = COALESCE(%(err)s::jsonb, "
-            "error), finished_at = %(at)s, compute_seconds = compute_seconds + %(cs)s, "
-            f"cancel_requested = NULL WHERE {FENCE} RETURNING event_seq, parent_id), "
-            "e AS (INSERT INTO events (run_id, seq, type, message, detail, at) "
-            "SELECT %(wid)s, r.event_seq, %(etype)s, %(emsg)s, %(edetail)s::jsonb, %(at)s "
-            "FROM r), n AS (SELECT pg_notify(%(chan)s, %(note)s) FROM r) "
-            "SELECT r.parent_id, (SELECT count(*) FROM n) FROM r"
-        )
-        params = {
-            **fence_params(fence),
-            **event_params(event),
-            "at": at,
-            "st": status.value,
-            "out": output,
-            "err": error,
-            "cs": compute_seconds,
-            "chan": self.config.channel,
-            "note": f"run:{fence.workflow_id}",
-        }
-        row = await self._fenced(sql, params, fence)
-        if row[0] is not None and status.terminal:
-            # a parent may wait on this run: resolve its wait and wake it. Should this
-            # process die between the two transactions, maintenance (fire_due) finds
-            # the pending wait on an ended child and resolves it then.
-            async def wake(conn: Conn) -> None:
-                await self._child_ended(conn, fence.workflow_id, status.value, output, error, at)
-
-            await self._with(wake, tx=True)
-
-    async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:
-        await self._fenced(
-            "WITH r AS (UPDATE runs SET event_seq = event_seq + 1, updated_at = %(at)s, "
-            f"state = %(state)s::jsonb WHERE {FENCE} RETURNING event_seq), "
-            "e AS (INSERT INTO events (run_id, seq, type, message, detail, at) "
-            "SELECT %(wid)s, r.event_seq, %(etype)s, %(emsg)s, %(edetail)s::jsonb, %(at)s "
-            "FROM r) SELECT 1 FROM r",
-            {**fence_params(fence), **event_params(event), "at": at, "state": state},
-            fence,
-        )
-
-    # -- events ------------------------------------------------------------------------
-
-    async def append_events(self, fence: Fence, events: Sequence[NewEvent], at: datetime) -> None:
-        if not events:
-            return
-
-        async def go(conn: Conn) -> None:
-            await self._bump(conn, fence, events, at)
-
-        await self._with(go, tx=True)
-
-    async def list_events(
-        self, workflow_id: str, *, after_seq: int = 0, limit: int | None = None
-    ) -> list[EventRow]:
-        rows = await self._all(
-            "SELECT run_id, seq, type, message, detail::text, at FROM events "
-            "WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s",
-            (workflow_id, after_seq, limit),
-        )
-        return [EventRow(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
-
-    # -- steps -------------------------------------------------------------------------
-
-    async def load_steps(self, workflow_id: str) -> list[StepRow]:
-        rows = await self._all(
-            f"SELECT {STEP_COLS} FROM steps WHERE run_id = %s ORDER BY started_at, step_key",
-            (workflow_id,),
-        )
-        return [step_row(r) for r in rows]
+        return await self._tx("write", body, single=True)
 
     async def start_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        idempotency_key: str | None,
-        at: datetime,
-        event: NewEvent,
+        self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
     ) -> StepRow:
-        row = await self._fenced(
-            _EVENT_CTE
-            + _SYNC_OFF
-            + "INSERT INTO steps AS s (run_id, step_key, name, status, attempts, idempotency_key, "
-            "started_at, updated_at) SELECT %(wid)s, %(key)s, %(key)s, 'running', 1, %(ikey)s, "
-            "%(at)s, %(at)s FROM r, q ON CONFLICT (run_id, step_key) DO UPDATE SET "
-            "status = 'running', attempts = CASE WHEN s.idempotency_key IS NOT DISTINCT FROM "
-            "excluded.idempotency_key THEN s.attempts + 1 ELSE 1 END, result = CASE WHEN "
-            "s.idempotency_key IS NOT DISTINCT FROM excluded.idempotency_key THEN s.result "
-            "ELSE NULL END, idempotency_key = excluded.idempotency_key, completed_at = NULL, "
-            "started_at = excluded.started_at, updated_at = excluded.updated_at "
-            "RETURNING s.attempts, s.result::text, s.error::text",
-            {
-                **fence_params(fence),
-                **event_params(event),
-                "at": at,
-                "key": key,
-                "ikey": idempotency_key,
-            },
-            fence,
-        )
+        row = await self._fenced("start_step", fence, event, at, key=key, ikey=idempotency_key)
         return started_step(fence.workflow_id, key, idempotency_key, row, at)
 
     async def complete_step(
         self, fence: Fence, key: str, *, result: str, at: datetime, event: NewEvent
     ) -> None:
-        sync_off = self._sync_off  # durability=normal: completions skip the flush too
-        await self._fenced(
-            _EVENT_CTE
-            + (_SYNC_OFF if sync_off else "")
-            + "UPDATE steps SET status = 'completed', result = %(res)s::jsonb, error = NULL, "
-            f"completed_at = %(at)s, updated_at = %(at)s FROM r{', q' if sync_off else ''} "
-            "WHERE run_id = %(wid)s AND step_key = %(key)s RETURNING 1",
-            {**fence_params(fence), **event_params(event), "at": at, "key": key, "res": result},
-            fence,
-        )
+        # durability=normal: completions skip the flush too
+        name = "complete_step_fast" if self._sync_off else "complete_step"
+        await self._fenced(name, fence, event, at, key=key, result=result)
 
     async def fail_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        error: str,
-        final: bool,
-        at: datetime,
-        event: NewEvent,
+        self, fence: Fence, key: str, *, error: str, final: bool, at: datetime, event: NewEvent
     ) -> None:
-        sync_off = not final or self._sync_off
-        await self._fenced(
-            _EVENT_CTE
-            + (_SYNC_OFF if sync_off else "")
-            + "UPDATE steps SET status = 'failed', error = %(err)s::jsonb, updated_at = %(at)s "
-            f"FROM r{', q' if sync_off else ''} WHERE run_id = %(wid)s AND step_key = %(key)s "
-            "RETURNING 1",
-            {**fence_params(fence), **event_params(event), "at": at, "key": key, "err": error},
-            fence,
-        )
-
-    # -- locks ---------------------------------------------------------------------------
-
-    async def acquire_lock(
-        self,
-        scope: str,
-        key: str,
-        holder: str,
-        *,
-        ttl: float,
-        now: datetime | None,
-        fence: Fence | None = None,
-        detail: str | None = None,
-        on_acquire: NewEvent | None = None,
-        on_renew: NewEvent | None = None,
-        at: datetime,
-    ) -> LockResult:
-        async def go(conn: Conn) -> LockResult:
-            # make sure a row exists to lock, then decide under the row lock
-            params = {"scope": scope, "key": key, "holder": holder, "now": now, "ttl": ttl}
-            await conn.execute(
-                "INSERT INTO locks (scope, key, holder, generation, acquired_at, heartbeat_at, "
-                f"expires_at, released_at) VALUES (%(scope)s, %(key)s, '', 0, {NOW}, {NOW}, "
-                f"{NOW}, {NOW}) ON CONFLICT DO NOTHING",
-                params,
-            )
-            cur = await conn.execute(
-                f"SELECT {LOCK_COLS}, ({NOW}) FROM locks WHERE scope = %(scope)s "
-                "AND key = %(key)s FOR UPDATE",
-                params,
-            )
-            cur_row = await cur.fetchone()
-            assert cur_row is not None
-            current, server_now = lock_row(cur_row[:10]), cur_row[10]
-            active = current.released_at is None and current.expires_at > server_now
-            if active and current.holder != holder:
-                return LockResult(LockOutcome.CONFLICT, current)
-            if active:
-                outcome, event = LockOutcome.RENEWED, on_renew
-                cur = await conn.execute(
-                    "UPDATE locks SET heartbeat_at = %(t)s, expires_at = %(t)s + "
-                    "make_interval(secs => %(ttl)s), detail = COALESCE(%(detail)s::jsonb, detail) "
-                    f"WHERE scope = %(scope)s AND key = %(key)s RETURNING {LOCK_COLS}",
-                    {**params, "t": server_now, "detail": detail},
-                )
-            else:
-                outcome, event = LockOutcome.ACQUIRED, on_acquire
-                cur = await conn.execute(
-                    "UPDATE locks SET holder = %(holder)s, generation = generation + 1, "
-                    "run_id = %(run)s, detail = %(detail)s::jsonb, acquired_at = %(t)s, "
-                    "heartbeat_at = %(t)s, expires_at = %(t)s + make_interval(secs => %(ttl)s), "
-                    f"released_at = NULL WHERE scope = %(scope)s AND key = %(key)s "
-                    f"RETURNING {LOCK_COLS}",
-                    {
-                        **params,
-                        "t": server_now,
-                        "detail": detail,
-                        "run": fence.workflow_id if fence else None,
-                    },
-                )
-            row = await cur.fetchone()
-            assert row is not None
-            if fence is not None and event is not None:
-                await self._bump(conn, fence, [event], at)
-            return LockResult(outcome, lock_row(row))
-
-        return await self._with(go, tx=True)
-
-    async def renew_lock(
-        self, scope: str, key: str, holder: str, *, ttl: float, now: datetime | None
-    ) -> LockRow | None:
-        row = await self._one(
-            f"WITH t AS (SELECT {NOW} AS n) UPDATE locks SET heartbeat_at = t.n, "
-            "expires_at = t.n + make_interval(secs => %(ttl)s) FROM t WHERE scope = %(scope)s "
-            "AND key = %(key)s AND holder = %(holder)s AND released_at IS NULL "
-            f"AND expires_at > t.n RETURNING {', '.join('locks.' + c.strip() for c in LOCK_COLS.split(','))}",
-            {"scope": scope, "key": key, "holder": holder, "ttl": ttl, "now": now},
-        )
-        return None if row is None else lock_row(row)
-
-    async def release_lock(
-        self,
-        scope: str,
-        key: str,
-        holder: str | None,
-        *,
-        now: datetime | None,
-        fence: Fence | None = None,
-        event: NewEvent | None = None,
-        at: datetime,
-    ) -> LockResult | None:
-        async def go(conn: Conn) -> LockResult | None:
-            cur = await conn.execute(
-                f"SELECT {LOCK_COLS}, ({NOW}) FROM locks WHERE scope = %(scope)s "
-                "AND key = %(key)s FOR UPDATE",
-                {"scope": scope, "key": key, "now": now},
-            )
-            found = await cur.fetchone()
-            if found is None:
-                return None
-            current, server_now = lock_row(found[:10]), found[10]
-            if current.released_at is not None or current.generation == 0:
-                return None
-            if holder is not None and current.holder != holder:
-                if current.expires_at > server_now:
-                    return LockResult(LockOutcome.CONFLICT, current)
-                return None
-            cur = await conn.execute(
-                f"UPDATE locks SET released_at = %s WHERE scope = %s AND key = %s "
-                f"RETURNING {LOCK_COLS}",
-                (server_now, scope, key),
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            if fence is not None and event is not None:
-                await self._bump(conn, fence, [event], at)
-            return LockResult(LockOutcome.ACQUIRED, lock_row(row))
-
-        return await self._with(go, tx=True)
-
-    async def get_lock(self, scope: str, key: str) -> LockRow | None:
-        row = await self._one(
-            f"SELECT {LOCK_COLS} FROM locks WHERE scope = %s AND key = %s AND generation > 0",
-            (scope, key),
-        )
-        return None if row is None else lock_row(row)
-
-    async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
-        rows = await self._all(
-            f"SELECT {LOCK_COLS} FROM locks WHERE scope = %(s)s AND generation > 0 "
-            "AND (%(r)s::text IS NULL OR run_id = %(r)s) ORDER BY key",
-            {"s": scope, "r": run_id},
-        )
-        return [lock_row(r) for r in rows]
-
-    # -- heartbeats ------------------------------------------------------------------------
+        name = "fail_step_fast" if not final or self._sync_off else "fail_step"
+        await self._fenced(name, fence, event, at, key=key, error=error)
 
     async def record_heartbeat(
         self, fence: Fence, key: str, detail: str | None, at: datetime, event: NewEvent
     ) -> None:
-        await self._fenced(
-            _EVENT_CTE
-            + _SYNC_OFF
-            + "INSERT INTO heartbeats (run_id, key, at, detail) SELECT %(wid)s, %(key)s, %(at)s, "
-            "%(detail)s::jsonb FROM r, q ON CONFLICT (run_id, key) DO UPDATE SET at = excluded.at, "
-            "detail = excluded.detail RETURNING 1",
-            {**fence_params(fence), **event_params(event), "at": at, "key": key, "detail": detail},
-            fence,
+        await self._fenced("record_heartbeat", fence, event, at, key=key, detail=detail)
+
+    async def submit_run(self, run: NewRun, job: NewJob, at: datetime) -> tuple[RunRow, bool]:
+        async def body(tx: Tx) -> tuple[RunRow, bool]:
+            row = await tx.one(
+                "submit_run", id=run.workflow_id, name=run.workflow_name,
+                version=run.workflow_version, input=run.input, state=run.state,
+                priority=job.priority, tags=json.dumps(list(run.tags)), tenant=run.tenant,
+                parent=run.parent_id, ikey=run.idempotency_key, queue=job.queue,
+                ckey=job.concurrency_key, max=job.max_attempts, after=job.run_after or at,
+                at=at, chan=self.config.channel, rule=run.step_rule
+            )  # fmt: skip
+            if row is not None:
+                return tx.rows.run(row[:-1]), True
+            found = await tx.one("run_by_id_or_key", id=run.workflow_id, ikey=run.idempotency_key)
+            return tx.rows.run(found), False  # it exists (by id or idempotency key)
+
+        return await self._tx("write", body, single=True)
+
+    async def claim_jobs(
+        self,
+        worker: str,
+        queues: Sequence[str],
+        *,
+        limit: int,
+        visibility: float,
+        limits: dict[str, QueueLimit],
+        now: datetime | None,
+        at: datetime,
+    ) -> list[JobRow]:
+        """Keyless jobs of uncapped queues in one statement; it also says whether keyed
+        jobs wait, so only then (or with capped queues) the shared claim runs."""
+        if limit < 1 or not queues:
+            return []
+        jobs: list[JobRow] = []
+        free = [q for q in queues if q not in limits]
+        if free:
+            p = {"qs": free, "n": limit, "now": now, "worker": worker, "vis": visibility, "at": at}
+            rows = await self._tx("fast", lambda tx: tx.all("claim_free", **p), single=True)
+            keyed = bool(rows[0][-1]) if rows else False
+            jobs = sorted(
+                (PG_ROWS.job(r[:-1]) for r in rows if r[0] is not None),
+                key=lambda j: (-j.priority, j.id),
+            )
+            limit -= len(jobs)
+            if limit < 1 or not (keyed or any(q in limits for q in queues)):
+                return jobs
+        try:
+            more = await super().claim_jobs(
+                worker, queues, limit=limit, visibility=visibility, limits=limits, now=now, at=at
+            )
+        except StoreError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                return jobs  # lost a race for a concurrency key; the next round claims again
+            raise
+        return jobs + more
+
+    async def finish_job(
+        self, job_id: int, worker: str, *, error: str | None, ghost: bool, at: datetime
+    ) -> None:
+        async def body(tx: Tx) -> None:
+            row = await tx.one(
+                "finish_job_one", id=job_id, worker=worker, error=error, at=at,
+                chan=self.config.channel
+            )  # fmt: skip
+            if row is not None and ghost:
+                await self._events(tx, Fence(row[0]), [NewEvent("job.ghost", worker)], at)
+
+        await self._tx("write", body, single=not ghost)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _describe(self, exc: BaseException) -> str:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return (
+            f"PostgreSQL at {self.config.host}, database {self.config.dbname!r}: {first}. "
+            "Check that the server runs, the database exists and the user may connect "
+            "and create tables in the schema"
         )
 
-    async def list_heartbeats(self, workflow_id: str) -> list[HeartbeatRow]:
-        rows = await self._all(
-            "SELECT run_id, key, at, detail::text FROM heartbeats WHERE run_id = %s ORDER BY key",
-            (workflow_id,),
-        )
-        return [HeartbeatRow(r[0], r[1], r[2], r[3]) for r in rows]
+    async def _configure(self, conn: Conn) -> None:
+        await conn.execute(f"SET search_path TO {self.config.schema}")
+        if self.config.statement_timeout is not None:
+            await conn.execute(
+                f"SET statement_timeout = {int(self.config.statement_timeout * 1000)}"
+            )
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._pool is not None and self._loop is loop:
+            return
+        if self._open_lock is None or self._open_loop is not loop:
+            self._open_lock, self._open_loop = asyncio.Lock(), loop
+        async with self._open_lock:
+            if self._pool is not None and self._loop is loop:
+                return
+            if self._pool is not None:  # a new event loop: start over on it
+                await self._discard()
+            if not self._migrated:
+                await self._migrate()
+            pool = AsyncConnectionPool(
+                self.config.conninfo,
+                min_size=1,
+                max_size=self.config.pool_size,
+                kwargs={"autocommit": True, "connect_timeout": 10},
+                configure=self._configure,
+                open=False,
+            )
+            try:
+                await pool.open(wait=True, timeout=15)
+                hot = await AsyncConnection.connect(
+                    self.config.conninfo, autocommit=True, connect_timeout=10
+                )
+                await self._configure(hot)
+            except Exception as exc:
+                await pool.close()
+                raise StoreUnavailableError(self._describe(exc)) from None
+            self._pool, self._loop, self._hot = pool, loop, hot
+
+    async def _discard(self) -> None:
+        pool, self._pool = self._pool, None
+        hot, self._hot = self._hot, None
+        task, self._listen_task = self._listen_task, None
+        listener, self._listener = self._listener, None
+        self._changes = {}
+        self._early = {}
+        try:
+            if task is not None:
+                task.cancel()
+            if listener is not None:
+                await listener.close()
+            if hot is not None:
+                await hot.close()
+            if pool is not None:
+                await pool.close(timeout=1)
+        except Exception:  # the old loop is gone; its sockets die with it
+            pass
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        if self._loop is not asyncio.get_running_loop():
+            self._pool = None  # bound to another loop; let it be collected
+            return
+        await self._discard()
+
+    async def _migrate(self) -> None:
+        schema = self.config.schema
+        try:
+            conn = await AsyncConnection.connect(
+                self.config.conninfo, autocommit=True, connect_timeout=10
+            )
+        except Exception as exc:
+            raise StoreUnavailableError(self._describe(exc)) from None
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tether-migrate:{schema}",)
+                )
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                await conn.execute(f"SET LOCAL search_path TO {schema}")
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+                    "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+                row = await cur.fetchone()
+                where = f"schema {schema!r} in database {self.config.dbname!r}"
+                for mig in pending(self.dialect, int(row[0]) if row else 0, where):
+                    await conn.execute(mig.sql.encode())
+                    await conn.execute(
+                        "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
+                        (mig.version, mig.name),
+                    )
+        except TetherError:
+            raise
+        except psycopg.Error as exc:
+            raise StoreUnavailableError(self._describe(exc)) from None
+        finally:
+            await conn.close()
+        self._migrated = True
+
+    async def schema_version(self) -> int:
+        async def go(conn: Conn) -> int:
+            cur = await conn.execute("SELECT MAX(version) FROM schema_version")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._with(go)
+
+    async def _with(self, fn: Callable[[Conn], Awaitable[T]], *, tx: bool = False) -> T:
+        """Run `fn` on a pooled connection (inside a transaction if `tx`).
+
+        A connection found dead (the server restarted, an admin terminated the
+        backend) is dropped and `fn` runs once more on a fresh one: its
+        transaction either never reached the server or was rolled back with
+        the connection, and the verbs are written to tolerate a replay of one
+        that did commit (a repeated start marker counts one attempt more).
+        """
+        await self.open()
+        assert self._pool is not None
+        for attempt in (1, 2):
+            broken = False
+            try:
+                hot = self._hot
+                if hot is not None and not self._hot_busy and not hot.closed:
+                    # the common case, one verb at a time: skip the pool's bookkeeping
+                    self._hot_busy = True
+                    try:
+                        return await _on(hot, fn, tx)
+                    except psycopg.OperationalError:
+                        # the hot connection is not worth saving: drop it, retry on the pool
+                        broken, self._hot = True, None
+                        with contextlib.suppress(Exception):
+                            await hot.close()
+                        raise
+                    finally:
+                        self._hot_busy = False
+                async with self._pool.connection() as conn:
+                    try:
+                        return await _on(conn, fn, tx)
+                    except psycopg.OperationalError:
+                        broken = conn.broken or conn.closed
+                        raise
+            except (TetherError, RunCancelledError):
+                raise
+            except psycopg.Error as exc:
+                if _being_cancelled():
+                    # the task was cancelled and the cancellation got lost on the way
+                    # (see below): honour it, a retry or a StoreError would swallow it
+                    raise asyncio.CancelledError() from exc
+                if not isinstance(exc, psycopg.OperationalError):
+                    raise StoreError(f"PostgreSQL error: {str(exc).strip()}") from exc
+                if broken and attempt == 1:
+                    # whatever killed this connection may have killed its siblings too:
+                    # let the pool test its idle ones before we take another
+                    with contextlib.suppress(Exception):
+                        await self._pool.check()
+                    if _being_cancelled():
+                        # the pool's check takes a cancellation that lands in it for a
+                        # broken connection and swallows it: do not run the verb again
+                        raise asyncio.CancelledError() from exc
+                    continue
+                raise StoreError(self._describe(exc)) from exc
+        raise AssertionError("unreachable")
+
+    async def _ensure_listener(self) -> None:
+        if self._listen_task is not None and not self._listen_task.done():
+            return
+        conn = await AsyncConnection.connect(self.config.conninfo, autocommit=True)
+        await conn.execute(f"LISTEN {self.config.channel}")
+        self._listener = conn
+
+        async def pump() -> None:
+            try:
+                async for note in conn.notifies():
+                    heard = False
+                    for key in (note.payload, "*"):
+                        ev = self._changes.get(key)
+                        if ev is not None:
+                            ev.set()
+                            heard = True
+                    if not heard and note.payload.startswith("run:"):
+                        # nobody waits yet: `App.result` may be between its read of the run
+                        # and its wait, so keep the news for its wait (a few, the newest)
+                        self._early[note.payload] = None
+                        if len(self._early) > 1024:
+                            del self._early[next(iter(self._early))]
+            except Exception as exc:  # the server dropped the connection: one line, not a trace
+                log.warning(
+                    "PostgreSQL notification connection lost (%s); listening again on the next "
+                    "wait",
+                    self._describe(exc),
+                )
+                for ev in self._changes.values():  # waiters re-read instead of sleeping on
+                    ev.set()
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+        self._listen_task = asyncio.ensure_future(pump())
+
+    async def wait_for_change(self, channel: str, timeout: float) -> bool:
+        """Wait until a write announces `channel` ("jobs", "run:<id>"); False on timeout."""
+        await self.open()
+        try:
+            await self._ensure_listener()
+        except Exception as exc:
+            raise StoreError(self._describe(exc)) from None
+        if channel.startswith("run:") and self._early.pop(channel, 0) is None:
+            return True  # announced after the caller's read, before this wait
+        ev = self._changes.get(channel)
+        if ev is None:
+            ev = self._changes[channel] = asyncio.Event()
+        elif ev.is_set():  # announced since the last wait on it returned: report it once
+            ev.clear()
+            return True
+        try:
+            await asyncio.wait_for(ev.wait(), timeout)
+            ev.clear()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if channel.startswith("run:"):  # one-off channels: do not keep their events
+                self._changes.pop(channel, None)

@@ -29,6 +29,8 @@ __all__ = ["PG_ROWS", "SQLITE_ROWS", "Rows", "started_step"]
 
 
 class Rows:
+    """Record builders over one dialect's time values (columns in record field order)."""
+
     def __init__(self, time: Callable[[Any], datetime]) -> None:
         self.t = time
 
@@ -36,92 +38,36 @@ class Rows:
         return None if x is None else self.t(x)
 
     def run(self, r: Sequence[Any]) -> RunRow:
+        t, ot = self.t, self.ot
         return RunRow(
-            workflow_id=r[0],
-            workflow_name=r[1],
-            workflow_version=r[2],
-            status=RunStatus(r[3]),
-            input=r[4],
-            output=r[5],
-            error=r[6],
-            state=r[7],
-            priority=r[8],
-            tags=tuple(json.loads(r[9])),
-            tenant=r[10],
-            parent_id=r[11],
-            idempotency_key=r[12],
-            owner=r[13],
-            generation=r[14],
-            created_at=self.t(r[15]),
-            updated_at=self.t(r[16]),
-            started_at=self.ot(r[17]),
-            finished_at=self.ot(r[18]),
-            compute_seconds=r[19],
-            cancel_requested=r[20],
-            queue=r[21],
-            owner_expires_at=self.ot(r[22]),
-            step_rule=r[23],
-        )
+            r[0], r[1], r[2], RunStatus(r[3]), r[4], r[5], r[6], r[7], r[8],
+            tuple(json.loads(r[9])), r[10], r[11], r[12], r[13], r[14], t(r[15]), t(r[16]),
+            ot(r[17]), ot(r[18]), r[19], r[20], r[21], ot(r[22]), r[23]
+        )  # fmt: skip
 
     def step(self, r: Sequence[Any]) -> StepRow:
+        ot = self.ot
         return StepRow(
-            workflow_id=r[0],
-            key=r[1],
-            name=r[2],
-            status=StepStatus(r[3]),
-            attempts=r[4],
-            idempotency_key=r[5],
-            result=r[6],
-            error=r[7],
-            started_at=self.ot(r[8]),
-            completed_at=self.ot(r[9]),
-            updated_at=self.t(r[10]),
-        )
+            r[0], r[1], r[2], StepStatus(r[3]), r[4], r[5], r[6], r[7], ot(r[8]), ot(r[9]),
+            self.t(r[10])
+        )  # fmt: skip
 
     def lock(self, r: Sequence[Any]) -> LockRow:
-        return LockRow(
-            scope=r[0],
-            key=r[1],
-            holder=r[2],
-            generation=r[3],
-            run_id=r[4],
-            detail=r[5],
-            acquired_at=self.t(r[6]),
-            heartbeat_at=self.t(r[7]),
-            expires_at=self.t(r[8]),
-            released_at=self.ot(r[9]),
-        )
+        t = self.t
+        return LockRow(r[0], r[1], r[2], r[3], r[4], r[5], t(r[6]), t(r[7]), t(r[8]), self.ot(r[9]))
 
     def wait(self, r: Sequence[Any]) -> WaitRow:
+        t, ot = self.t, self.ot
         return WaitRow(
-            id=r[0],
-            workflow_id=r[1],
-            key=r[2],
-            kind=WaitKind(r[3]),
-            name=r[4],
-            match=r[5],
-            status=WaitStatus(r[6]),
-            payload=r[7],
-            due_at=self.ot(r[8]),
-            created_at=self.t(r[9]),
-            resolved_at=self.ot(r[10]),
-        )
+            r[0], r[1], r[2], WaitKind(r[3]), r[4], r[5], WaitStatus(r[6]), r[7], ot(r[8]),
+            t(r[9]), ot(r[10])
+        )  # fmt: skip
 
     def job(self, r: Sequence[Any]) -> JobRow:
         return JobRow(
-            id=r[0],
-            workflow_id=r[1],
-            queue=r[2],
-            status=JobStatus(r[3]),
-            priority=r[4],
-            attempt=r[5],
-            max_attempts=r[6],
-            concurrency_key=r[7],
-            worker=r[8],
-            locked_until=self.ot(r[9]),
-            run_after=self.t(r[10]),
-            last_error=r[11],
-        )
+            r[0], r[1], r[2], JobStatus(r[3]), r[4], r[5], r[6], r[7], r[8], self.ot(r[9]),
+            self.t(r[10]), r[11]
+        )  # fmt: skip
 
 
 def _epoch(x: float) -> datetime:

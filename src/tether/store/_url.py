@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import SplitResult, parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from ..errors import InvalidArgumentError
 
@@ -18,8 +18,10 @@ __all__ = [
     "DEFAULT_URL",
     "POSTGRES_INSTALL",
     "Durability",
+    "PgConfig",
     "SQLiteConfig",
     "check_url",
+    "parse_pg_url",
     "parse_sqlite_url",
     "redact",
     "resolve_url",
@@ -33,6 +35,7 @@ POSTGRES_INSTALL = (
     "pip install 'tether[postgres] @ git+<repository URL>'"
 )
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
 
 class Durability(StrEnum):
@@ -236,4 +239,65 @@ def _check_parent(url: str, path: str) -> None:
     raise InvalidArgumentError(
         f"sqlite URL {redact(url)!r}: the folder {str(parent)!r} {what}; create it first "
         f"(mkdir -p {str(parent)!r}) or give a path in an existing folder"
+    )
+
+
+@dataclass(frozen=True)
+class PgConfig:
+    conninfo: str
+    host: str
+    dbname: str
+    schema: str
+    pool_size: int
+    statement_timeout: float | None
+    durability: Durability
+
+    @property
+    def channel(self) -> str:
+        return f"tether_{self.schema}"
+
+
+def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConfig:
+    """``postgresql://user@host:port/db?schema=tether&pool_size=10&statement_timeout=30``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise InvalidArgumentError(f"not a PostgreSQL URL: {url!r}")
+    opts = dict(parse_qsl(parts.query))
+    ours = {"schema", "pool_size", "statement_timeout", "durability"}
+    schema = opts.pop("schema", "tether")
+    if not _SCHEMA.match(schema):
+        raise InvalidArgumentError(
+            f"schema {schema!r} is not a plain identifier (letters, digits, underscore)"
+        )
+    try:
+        pool_size = int(opts.pop("pool_size", "10"))
+        timeout_text = opts.pop("statement_timeout", None)
+        statement_timeout = None if timeout_text is None else float(timeout_text)
+    except ValueError:
+        raise InvalidArgumentError(
+            "pool_size must be an integer and statement_timeout a number of seconds"
+        ) from None
+    if pool_size < 1:
+        raise InvalidArgumentError(f"pool_size must be >= 1, got {pool_size}")
+    dur = Durability.parse(durability or opts.pop("durability", "full"))
+    opts.pop("durability", None)
+    unknown = set(opts) - {"sslmode", "connect_timeout", "application_name", "sslrootcert"}
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown PostgreSQL URL option(s) {sorted(unknown)}; known: {sorted(ours)} "
+            "and sslmode, connect_timeout, application_name"
+        )
+    query = "&".join(f"{k}={v}" for k, v in opts.items())
+    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, query, ""))
+    host = parts.hostname or "localhost"
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return PgConfig(
+        conninfo=conninfo,
+        host=host,
+        dbname=parts.path.lstrip("/") or "(default)",
+        schema=schema,
+        pool_size=pool_size,
+        statement_timeout=statement_timeout,
+        durability=dur,
     )

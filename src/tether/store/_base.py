@@ -1,0 +1,175 @@
+"""What the verbs run on: a transaction port, and the helpers every verb group shares.
+
+Each dialect module supplies a `Tx` (named queries of its ``queries/*.sql``,
+its placeholders and time values) and `_tx`, which runs a verb body in one
+transaction. The verbs (`_verbs_*.py`) are written once against `Tx`:
+
+    async def body(tx: Tx) -> ...: ...
+    return await self._tx("write", body)
+
+Modes: ``"read"`` (no transaction), ``"write"`` (durable commit), ``"fast"``
+(a commit that only has to survive a process crash). ``single=True`` marks a
+body of one statement, which PostgreSQL runs without BEGIN/COMMIT.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, Literal, Protocol, TypeVar
+
+from ..errors import RunCancelledError, RunNotFoundError, StaleOwnerError, TetherError
+from ._records import Fence, NewEvent, NewRun, RunRow
+from ._rows import Rows
+
+__all__ = ["Mode", "StoreBase", "Tx", "outcome"]
+
+T = TypeVar("T")
+Mode = Literal["read", "write", "fast"]
+
+
+class Tx(Protocol):
+    """One transaction (or one autocommit statement) of one dialect.
+
+    Parameters are named (``:wid`` in the .sql files); a `datetime` is turned
+    into the dialect's time value, and `rows` turns its time values back.
+    """
+
+    rows: Rows
+
+    async def one(self, name: str, /, **params: Any) -> Any:
+        """The first row of named query `name`, or None."""
+        ...
+
+    async def all(self, name: str, /, **params: Any) -> list[Any]: ...
+
+    async def execute(self, name: str, /, **params: Any) -> int:
+        """Run `name`; the rows it changed."""
+        ...
+
+    def now(self, now: datetime | None) -> Any:
+        """The value for ``:now``: the pinned time, else the store's clock."""
+        ...
+
+    def array(self, items: Sequence[Any]) -> Any:
+        """A list parameter (``json_each`` on SQLite, an array on PostgreSQL)."""
+        ...
+
+    async def notify(self, what: str) -> None:
+        """Announce a change ("jobs", "run:<id>") at commit; SQLite polls instead."""
+        ...
+
+
+def outcome(status: str, output: str | None, error: str | None) -> str:
+    """The payload a parent's wait on a child run resolves with (JSON text)."""
+    return (
+        f'{{"status":{json.dumps(status)},"output":{output if output is not None else "null"},'
+        f'"error":{error if error is not None else "null"}}}'
+    )
+
+
+class StoreBase:
+    """Shared helpers of the verbs; a dialect adds `_tx` and the plumbing."""
+
+    dialect: str
+
+    async def _tx(
+        self, mode: Mode, body: Callable[[Tx], Awaitable[T]], *, single: bool = False
+    ) -> T:
+        raise NotImplementedError
+
+    async def _get(self, name: str, build: Callable[[Rows, Any], T], **params: Any) -> T | None:
+        """The record of read query `name`'s first row, or None."""
+
+        async def body(tx: Tx) -> T | None:
+            row = await tx.one(name, **params)
+            return None if row is None else build(tx.rows, row)
+
+        return await self._tx("read", body)
+
+    async def _list(self, name: str, build: Callable[[Rows, Any], T], **params: Any) -> list[T]:
+        """The records of read query `name`'s rows."""
+
+        async def body(tx: Tx) -> list[T]:
+            return [build(tx.rows, r) for r in await tx.all(name, **params)]
+
+        return await self._tx("read", body)
+
+    async def _fence_failure(self, tx: Tx, fence: Fence) -> TetherError | RunCancelledError:
+        row = await tx.one("run_generation", wid=fence.workflow_id)
+        if row is None:
+            return RunNotFoundError(fence.workflow_id)
+        if fence.generation is not None and row[0] != fence.generation:
+            return StaleOwnerError(fence.workflow_id, fence.generation)
+        return RunCancelledError(fence.workflow_id)
+
+    async def _events(self, tx: Tx, fence: Fence, events: Sequence[NewEvent], at: datetime) -> None:
+        """Check the fence, reserve sequence numbers and write `events` (none: fence only)."""
+        wid = fence.workflow_id
+        row = await tx.one(
+            "bump", n=len(events), at=at, wid=wid, gen=fence.generation, comp=fence.compensating
+        )
+        if row is None:
+            raise await self._fence_failure(tx, fence)
+        first = int(row[0]) - len(events) + 1
+        for i, e in enumerate(events):  # one or two: plain executes beat executemany
+            await tx.execute(
+                "insert_event",
+                wid=wid,
+                seq=first + i,
+                type=e.type,
+                message=e.message,
+                detail=e.detail,
+                at=at,
+            )
+
+    async def _insert_run(
+        self, tx: Tx, run: NewRun, at: datetime, *, ckey: str | None = None
+    ) -> tuple[RunRow, bool]:
+        """Insert unless the id (or idempotency key) exists; (row, created)."""
+        created = await tx.execute(
+            "insert_run",
+            id=run.workflow_id,
+            name=run.workflow_name,
+            version=run.workflow_version,
+            input=run.input,
+            state=run.state,
+            priority=run.priority,
+            tags=json.dumps(list(run.tags)),
+            tenant=run.tenant,
+            parent=run.parent_id,
+            ikey=run.idempotency_key,
+            queue=run.queue,
+            ckey=ckey,
+            at=at,
+            rule=run.step_rule,
+        )
+        row = await tx.one("run_by_id_or_key", id=run.workflow_id, ikey=run.idempotency_key)
+        return tx.rows.run(row), created == 1
+
+    async def _wake(self, tx: Tx, waits: Sequence[tuple[str, str, str]], at: datetime) -> list[str]:
+        """Record resolutions (run id, wait key, outcome); waiting runs become runnable."""
+        woken: list[str] = []
+        for run_id, key, result in waits:
+            await self._events(tx, Fence(run_id), [NewEvent(f"wait.{result}", key)], at)
+            row = await tx.one("wake_run", id=run_id)
+            if row is not None and run_id not in woken:
+                woken.append(run_id)
+                if row[0] is not None:
+                    await self._enqueue_next(tx, run_id, at)
+        return woken
+
+    async def _enqueue_next(self, tx: Tx, run_id: str, at: datetime) -> None:
+        """Queue a job for a queue-managed run unless it has an open one."""
+        await tx.execute("enqueue_next", at=at, id=run_id)
+        await tx.notify("jobs")
+
+    async def _child_ended(
+        self, tx: Tx, child: str, status: str, output: str | None, error: str | None, at: datetime
+    ) -> list[str]:
+        """Resolve the waits of parents on `child` (which ended) and wake them."""
+        rows = await tx.all(
+            "child_waits_resolve", payload=outcome(status, output, error), at=at, child=child
+        )
+        return await self._wake(tx, [(r[0], r[1], "resolved") for r in rows], at)

@@ -1,0 +1,92 @@
+"""Every status a run, step, job or wait can have, and which verb moves it where.
+
+The table is data: the store's status sets (terminal, closed, open ...) are
+derived from it, and `tests/store/test_lifecycle.py` walks it against both
+backends (each allowed move works; a move the table lacks is refused). A
+move from ``None`` creates the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._records import JobStatus, RunStatus, StepStatus, WaitStatus
+
+__all__ = ["CLOSED", "MOVES", "RERUNNABLE", "TERMINAL", "Move", "moves", "sql_set"]
+
+R, J, S, W = RunStatus, JobStatus, StepStatus, WaitStatus
+
+
+@dataclass(frozen=True)
+class Move:
+    """`verb` may move a `kind` row from each of `src` to each of `dst`."""
+
+    kind: str  # "run", "step", "job", "wait"
+    verb: str
+    src: frozenset[str | None]
+    dst: frozenset[str]
+
+
+def _m(kind: str, verb: str, src: object, dst: object) -> Move:
+    def norm(x: object) -> frozenset[str | None]:
+        items = x if isinstance(x, (tuple, list, set, frozenset)) else (x,)
+        return frozenset(None if i is None else str(i) for i in items)
+
+    return Move(kind, verb, norm(src), frozenset(str(d) for d in norm(dst) if d is not None))
+
+
+_FINISHED = (R.COMPLETED, R.FAILED)
+_ENDED_BY_CANCEL = (R.CANCELLED, R.COMPENSATED, R.COMPENSATION_FAILED)
+_LIVE = (R.PENDING, R.RUNNING, R.WAITING)
+
+MOVES: tuple[Move, ...] = (
+    _m("run", "create_run", None, R.PENDING),
+    _m("run", "submit_run", None, R.PENDING),
+    _m("run", "claim_run", (*_LIVE, *_FINISHED), R.RUNNING),
+    _m("run", "claim_run(compensating)", R.CANCELLED, R.CANCELLED),
+    _m("run", "release_run", R.RUNNING, R.PENDING),
+    _m("run", "park_run", R.RUNNING, R.WAITING),
+    _m("run", "wake", R.WAITING, R.PENDING),  # send_event, send_signal, complete_token, ...
+    _m("run", "finish_run", (*_LIVE, *_FINISHED), (*_FINISHED, R.CANCELLED)),
+    _m("run", "finish_run(compensating)", R.CANCELLED, (R.COMPENSATED, R.COMPENSATION_FAILED)),
+    _m("run", "cancel_run", _LIVE, R.CANCELLED),
+    # a run that is not executing: not running, nor cancelled with compensation to come
+    _m("run", "rerun_from", (R.PENDING, R.WAITING, *_FINISHED, *_ENDED_BY_CANCEL[1:]), R.PENDING),
+    _m("step", "start_step", (None, S.RUNNING, S.FAILED, S.COMPLETED), S.RUNNING),
+    _m("step", "complete_step", S.RUNNING, S.COMPLETED),
+    _m("step", "fail_step", S.RUNNING, S.FAILED),
+    _m("step", "save_value", None, S.COMPLETED),
+    _m("job", "submit_run", None, J.QUEUED),
+    _m("job", "claim_jobs", J.QUEUED, J.CLAIMED),
+    _m("job", "finish_job", J.CLAIMED, (J.DONE, J.FAILED, J.QUEUED)),
+    _m("job", "release_job", J.CLAIMED, J.QUEUED),
+    _m("job", "retry_job", J.CLAIMED, (J.QUEUED, J.FAILED)),
+    _m("job", "reap_jobs", J.CLAIMED, (J.QUEUED, J.FAILED)),
+    _m("job", "cancel_run", J.QUEUED, J.CANCELLED),
+    _m("wait", "register_wait", None, (W.PENDING, W.RESOLVED)),
+    _m("wait", "resolve", W.PENDING, W.RESOLVED),  # event, signal, token, timer, child
+    _m("wait", "fire_due", W.PENDING, (W.RESOLVED, W.TIMED_OUT)),
+    _m("wait", "cancel_run", W.PENDING, W.CANCELLED),
+)
+
+
+def moves(kind: str, verb: str) -> Move:
+    """The move of `verb` on a `kind` row."""
+    return next(m for m in MOVES if m.kind == kind and m.verb == verb)
+
+
+def _targets(*verbs: str) -> frozenset[str]:
+    return frozenset(s for m in MOVES if m.kind == "run" and m.verb in verbs for s in m.dst)
+
+
+# a run is terminal once it ended (finished, or was cancelled)
+TERMINAL = _targets("finish_run", "cancel_run", "finish_run(compensating)")
+# terminal runs a plain claim refuses: they ended by cancellation
+CLOSED = TERMINAL - moves("run", "claim_run").src
+# runs `rerun_from` may rewind
+RERUNNABLE = moves("run", "rerun_from").src
+
+
+def sql_set(statuses: frozenset[str]) -> str:
+    """``('a', 'b')``, sorted, for SQL text."""
+    return "(" + ", ".join(f"'{s}'" for s in sorted(statuses)) + ")"

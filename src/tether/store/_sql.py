@@ -1,0 +1,51 @@
+"""Named queries: one packaged file per dialect, ``queries/<dialect>.sql``.
+
+A block headed ``-- name: claim_run`` runs to the next header. Parameters are
+written ``:name`` in both files; for PostgreSQL they become psycopg's
+``%(name)s`` (so a literal ``%`` is doubled, and ``::type`` casts stay).
+``{_cols}`` inserts the block named ``_cols`` (a fragment such as a column
+list), ``{TERMINAL}`` / ``{CLOSED}`` a status set of `_lifecycle`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+
+from ._lifecycle import CLOSED, TERMINAL, sql_set
+
+__all__ = ["queries"]
+
+_HEADER = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_SLOT = re.compile(r"\{(\w+)\}")
+
+
+@functools.cache
+def queries(dialect: str) -> dict[str, str]:
+    """Every named query of `dialect`, ready for its driver."""
+    text = resources.files("tether.store").joinpath("queries", f"{dialect}.sql").read_text("utf-8")
+    parts = _HEADER.split(text)
+    blocks: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith("--")]
+        if name in blocks:
+            raise RuntimeError(f"query {name!r} defined twice in {dialect}.sql")
+        blocks[name] = " ".join(ln.strip() for ln in lines)
+    sets = {"TERMINAL": sql_set(TERMINAL), "CLOSED": sql_set(CLOSED)}
+
+    def fill(sql: str) -> str:
+        return _SLOT.sub(
+            lambda m: fill(blocks[m.group(1)]) if m.group(1) in blocks else sets[m.group(1)], sql
+        )
+
+    out = {}
+    for name, sql in blocks.items():
+        if name.startswith("_"):
+            continue
+        sql = fill(sql)
+        if dialect == "postgresql":
+            sql = _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+        out[name] = sql
+    return out

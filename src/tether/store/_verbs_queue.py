@@ -1,0 +1,382 @@
+"""Verbs of the Store port, written once: job queue, outbox, idempotency, pruning.
+
+A claim is one transaction that selects ready jobs and flips them to claimed.
+SQLite admits one writer, so claims cannot interleave; PostgreSQL locks the
+rows (``FOR UPDATE SKIP LOCKED``), takes an advisory lock per concurrency key
+and per capped queue, and a unique index admits one claimed job per key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from ..errors import IdempotencyInProgressError, InvalidArgumentError, RunNotFoundError
+from ._base import StoreBase, Tx
+from ._lifecycle import RERUNNABLE, TERMINAL
+from ._records import (
+    Fence,
+    JobRow,
+    NewEvent,
+    NewJob,
+    NewRun,
+    OutboxRow,
+    QueueLimit,
+    RunRow,
+    RunStatus,
+)
+from ._rows import Rows
+
+__all__ = ["QueueVerbs"]
+
+# every table that holds rows of a run, by the query that deletes them
+_RUN_TABLES = (
+    "delete_steps",
+    "delete_events",
+    "delete_waits",
+    "delete_jobs",
+    "delete_heartbeats",
+    "delete_locks",
+    "delete_inbox",
+    "delete_idempotency_of",
+)
+
+
+async def _room(tx: Tx, queue: str, room: int, cap: QueueLimit | None, now: object) -> int:
+    """How many more jobs of `queue` this claim may take under its caps."""
+    if cap is None or (cap.concurrency is None and cap.rate_per_second is None):
+        return room
+    await tx.one("queue_lock", q=queue)
+    counts = await tx.one("queue_counts", q=queue, now=now)
+    if cap.concurrency is not None:
+        room = min(room, cap.concurrency - counts[0])
+    if cap.rate_per_second is not None:
+        room = min(room, int(cap.rate_per_second) - counts[1])
+    return room
+
+
+class QueueVerbs(StoreBase):
+    """Job queue, outbox, idempotent commands and pruning."""
+
+    async def submit_run(self, run: NewRun, job: NewJob, at: datetime) -> tuple[RunRow, bool]:
+        async def body(tx: Tx) -> tuple[RunRow, bool]:
+            row, created = await self._insert_run(
+                tx, _queued(run, job.queue), at, ckey=job.concurrency_key
+            )
+            if created:
+                await tx.execute(
+                    "insert_job",
+                    id=row.workflow_id,
+                    queue=job.queue,
+                    priority=job.priority,
+                    max=job.max_attempts,
+                    ckey=job.concurrency_key,
+                    after=job.run_after or at,
+                    at=at,
+                )
+                event = NewEvent("workflow.submitted", job.queue)
+                await self._events(tx, Fence(row.workflow_id), [event], at)
+                await tx.notify("jobs")
+            return row, created
+
+        return await self._tx("write", body)
+
+    async def claim_jobs(
+        self,
+        worker: str,
+        queues: Sequence[str],
+        *,
+        limit: int,
+        visibility: float,
+        limits: dict[str, QueueLimit],
+        now: datetime | None,
+        at: datetime,
+    ) -> list[JobRow]:
+        if limit < 1 or not queues:
+            return []
+
+        async def body(tx: Tx) -> list[JobRow]:
+            picked: list[int] = []
+            keys: set[str] = set()
+            for queue in queues:
+                if len(picked) >= limit:
+                    break
+                room = await _room(tx, queue, limit - len(picked), limits.get(queue), tx.now(now))
+                if room <= 0:
+                    continue
+                ready = await tx.all("ready_jobs", q=queue, now=tx.now(now), room=room * 4)
+                for job_id, key in ready:
+                    if room <= 0:
+                        break
+                    if key is not None:
+                        if key in keys:
+                            continue  # one claimed job per key, also within this claim
+                        keys.add(key)
+                    picked.append(job_id)
+                    room -= 1
+            if not picked:
+                return []
+            rows = await tx.all(
+                "claim_ids", worker=worker, now=tx.now(now), vis=visibility, at=at,
+                ids=tx.array(picked)
+            )  # fmt: skip
+            return sorted((tx.rows.job(r) for r in rows), key=lambda j: picked.index(j.id))
+
+        return await self._tx("fast", body)
+
+    async def renew_job(
+        self, job_id: int, worker: str, *, visibility: float, now: datetime | None
+    ) -> bool:
+        async def body(tx: Tx) -> bool:
+            n = await tx.execute(
+                "renew_job", now=tx.now(now), vis=visibility, id=job_id, worker=worker
+            )
+            return n == 1
+
+        return await self._tx("fast", body, single=True)
+
+    async def finish_job(
+        self, job_id: int, worker: str, *, error: str | None, ghost: bool, at: datetime
+    ) -> None:
+        async def body(tx: Tx) -> None:
+            row = await tx.one("job_of_worker", id=job_id, worker=worker)
+            if row is None:
+                return  # the lease expired and the job moved on: nothing of ours to close
+            run_id, run_status = row
+            if error is None and run_status == "pending":
+                status = "queued"  # woken while we drove it: drive it again
+                await tx.notify("jobs")
+            else:
+                status = "done" if error is None else "failed"
+            await tx.execute("finish_job", status=status, error=error, at=at, id=job_id)
+            if ghost:
+                await self._events(tx, Fence(run_id), [NewEvent("job.ghost", worker)], at)
+
+        await self._tx("write", body)
+
+    async def release_job(self, job_id: int, worker: str, *, at: datetime) -> None:
+        async def body(tx: Tx) -> None:
+            await tx.execute("release_job", at=at, id=job_id, worker=worker)
+            await tx.notify("jobs")
+
+        await self._tx("write", body)
+
+    async def retry_job(
+        self, job_id: int, worker: str, *, error: str, run_after: datetime, at: datetime
+    ) -> None:
+        async def body(tx: Tx) -> None:
+            await tx.execute(
+                "retry_job", error=error, after=run_after, at=at, id=job_id, worker=worker
+            )
+
+        await self._tx("write", body, single=True)
+
+    async def reap_jobs(self, *, now: datetime | None, at: datetime) -> int:
+        async def body(tx: Tx) -> int:
+            rows = await tx.all("reap_jobs", at=at, now=tx.now(now))
+            for (run_id,) in rows:
+                await self._events(tx, Fence(run_id), [NewEvent("job.lease_expired")], at)
+            if rows:
+                await tx.notify("jobs")
+            return len(rows)
+
+        return await self._tx("write", body)
+
+    async def reap_stuck_runs(
+        self, *, idle_for: float, now: datetime | None, at: datetime
+    ) -> list[str]:
+        async def body(tx: Tx) -> list[str]:
+            stuck = [r[0] for r in await tx.all("stuck_runs", now=tx.now(now), idle=idle_for)]
+            for run_id in stuck:
+                await self._enqueue_next(tx, run_id, at)
+                await self._events(tx, Fence(run_id), [NewEvent("run.requeued", "stuck")], at)
+            return stuck
+
+        return await self._tx("write", body)
+
+    async def orphaned_runs(
+        self, workflows: Sequence[str], *, grace: float, now: datetime | None, limit: int = 100
+    ) -> list[RunRow]:
+        async def body(tx: Tx) -> list[RunRow]:
+            rows = await tx.all(
+                "orphaned_runs", wfs=tx.array(workflows), now=tx.now(now), grace=grace, limit=limit
+            )
+            return [tx.rows.run(r) for r in rows]
+
+        return await self._tx("read", body)
+
+    async def adopt_orphans(
+        self,
+        workflows: Sequence[str],
+        *,
+        queue: str,
+        grace: float,
+        now: datetime | None,
+        at: datetime,
+        limit: int = 100,
+    ) -> list[str]:
+        async def body(tx: Tx) -> list[str]:
+            rows = await tx.all(
+                "orphans_to_adopt", wfs=tx.array(workflows), now=tx.now(now), grace=grace,
+                limit=limit
+            )  # fmt: skip
+            for run_id, owner in rows:
+                await tx.execute("set_queue", queue=queue, id=run_id)
+                await self._enqueue_next(tx, run_id, at)
+                event = NewEvent("run.adopted", f"by queue {queue}; owner was {owner}")
+                await self._events(tx, Fence(run_id), [event], at)
+            return [r[0] for r in rows]
+
+        return await self._tx("write", body)
+
+    async def list_jobs(
+        self, *, workflow_id: str | None = None, status: str | None = None, limit: int = 1000
+    ) -> list[JobRow]:
+        return await self._list("list_jobs", Rows.job, wid=workflow_id, status=status, limit=limit)
+
+    async def rerun_from(self, workflow_id: str, step: str, *, at: datetime) -> None:
+        async def body(tx: Tx) -> None:
+            run = await tx.one("run_status_locked", wid=workflow_id)
+            if run is None:
+                raise RunNotFoundError(workflow_id)
+            if run[0] not in RERUNNABLE:
+                raise InvalidArgumentError(
+                    f"run {workflow_id!r} is {run[0]}; rerun_from needs a run that is not "
+                    "executing (cancel it first, or wait for it to end or park)"
+                )
+            if await tx.one("step_exists", wid=workflow_id, key=step) is None:
+                raise InvalidArgumentError(f"run {workflow_id!r} has no step {step!r}")
+            # "after it" in the run's own order (its events), not by clock: steps and
+            # waits begun at the same instant keep their order
+            first = (await tx.one("rerun_first", wid=workflow_id, key=step))[0]
+            await tx.execute("rerun_steps", wid=workflow_id, first=first)
+            await tx.execute("rerun_waits", wid=workflow_id, first=first)
+            await tx.execute("rerun_reset", wid=workflow_id)
+            await self._events(tx, Fence(workflow_id), [NewEvent("run.rerun_from", step)], at)
+            await self._enqueue_next(tx, workflow_id, at)
+
+        await self._tx("write", body)
+
+    # -- outbox -----------------------------------------------------------------------
+
+    async def outbox_pending(self, *, limit: int, now: datetime | None) -> list[OutboxRow]:
+        async def body(tx: Tx) -> list[OutboxRow]:
+            out: list[OutboxRow] = []
+            blocked: set[str] = set()
+            for r in await tx.all("outbox_pending", now=tx.now(now), limit=limit):
+                if r[0] in blocked:
+                    continue
+                if r[7]:
+                    blocked.add(r[0])  # an earlier event of this run waits for its retry
+                    continue
+                out.append(_outbox(tx.rows, r))
+            return out
+
+        return await self._tx("read", body)
+
+    async def outbox_mark(
+        self,
+        *,
+        delivered: Sequence[tuple[str, int]],
+        failed: Sequence[tuple[str, int, str, datetime | None]],
+        at: datetime,
+    ) -> None:
+        async def body(tx: Tx) -> None:
+            for run, seq in delivered:
+                await tx.execute("outbox_delivered", at=at, wid=run, seq=seq)
+            for run, seq, err, nxt in failed:
+                dead = at if nxt is None else None
+                await tx.execute("outbox_failed", error=err, next=nxt, dead=dead, wid=run, seq=seq)
+
+        await self._tx("fast", body)
+
+    async def outbox_replay_dead(self, *, limit: int, at: datetime) -> int:
+        return await self._tx("write", lambda tx: tx.execute("outbox_replay_dead", limit=limit))
+
+    async def outbox_dead(self, *, limit: int) -> list[OutboxRow]:
+        return await self._list("outbox_dead", _outbox, limit=limit)
+
+    # -- idempotency ------------------------------------------------------------------
+
+    async def idempotency_begin(
+        self, command: str, key: str, *, at: datetime, stale_after: float
+    ) -> str | None:
+        async def body(tx: Tx) -> str | None:
+            await tx.execute("idempotency_reserve", command=command, key=key, at=at)
+            status, result, fresh = await tx.one(
+                "idempotency_get", command=command, key=key, at=at, stale=stale_after
+            )
+            if status == "done":
+                return str(result) if result is not None else "null"
+            if status == "in_progress" and fresh:
+                raise IdempotencyInProgressError(command, key)
+            await tx.execute("idempotency_take", command=command, key=key, at=at)
+            return None
+
+        return await self._tx("write", body)
+
+    async def idempotency_finish(
+        self, command: str, key: str, *, result: str | None, at: datetime
+    ) -> None:
+        async def body(tx: Tx) -> int:
+            if result is None:
+                return await tx.execute("idempotency_drop", command=command, key=key)
+            return await tx.execute(
+                "idempotency_done", result=result, at=at, command=command, key=key
+            )
+
+        await self._tx("write", body, single=True)
+
+    # -- pruning ----------------------------------------------------------------------
+
+    async def prunable_runs(
+        self, finished_before: datetime, statuses: Sequence[RunStatus] | None, limit: int
+    ) -> list[str]:
+        wanted = sorted(TERMINAL if statuses is None else {s.value for s in statuses} & TERMINAL)
+
+        async def body(tx: Tx) -> list[str]:
+            rows = await tx.all(
+                "prunable_runs", statuses=tx.array(wanted), before=finished_before, limit=limit
+            )
+            return [r[0] for r in rows]
+
+        return await self._tx("read", body)
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> int:
+        async def body(tx: Tx) -> int:
+            deleted = 0
+            for run_id in dict.fromkeys(run_ids):
+                family = await _finished_family(tx, run_id)
+                for rid in family or ():
+                    for query in _RUN_TABLES:
+                        await tx.execute(query, id=rid)
+                    deleted += await tx.execute("delete_run", id=rid)
+            return deleted
+
+        return await self._tx("write", body)
+
+
+async def _finished_family(tx: Tx, run_id: str) -> list[str] | None:
+    """The run and its descendants, children first; None unless every one is terminal."""
+    row = await tx.one("run_status_locked", wid=run_id)
+    if row is None or row[0] not in TERMINAL:
+        return None
+    family: list[str] = []
+    for child, status in await tx.all("run_children", id=run_id):
+        if status not in TERMINAL:
+            return None
+        below = await _finished_family(tx, child)
+        if below is None:
+            return None
+        family += below
+    return [*family, run_id]
+
+
+def _queued(run: NewRun, queue: str) -> NewRun:
+    return replace(run, queue=queue)
+
+
+def _outbox(rows: Rows, r: Any) -> OutboxRow:
+    return OutboxRow(r[0], r[1], r[2], r[3], r[4], rows.t(r[5]), r[6])

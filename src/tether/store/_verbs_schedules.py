@@ -1,0 +1,69 @@
+"""Schedule verbs: the rows behind `App.schedule` (see `_port.Store`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ._base import StoreBase, Tx
+from ._records import ScheduleRow
+
+__all__ = ["ScheduleVerbs"]
+
+
+def _schedule(tx: Tx, r: Sequence[Any]) -> ScheduleRow:
+    return ScheduleRow(
+        name=r[0],
+        workflow_name=r[1],
+        cron=r[2],
+        timezone=r[3],
+        queue=r[4],
+        missed=r[5],
+        paused=bool(r[6]),
+        fired_until=tx.rows.t(r[7]),
+        created_at=tx.rows.t(r[8]),
+        updated_at=tx.rows.t(r[9]),
+    )
+
+
+class ScheduleVerbs(StoreBase):
+    async def save_schedule(self, row: ScheduleRow) -> ScheduleRow:
+        async def body(tx: Tx) -> ScheduleRow:
+            await tx.execute(
+                "save_schedule",
+                name=row.name,
+                workflow=row.workflow_name,
+                cron=row.cron,
+                tz=row.timezone,
+                queue=row.queue,
+                missed=row.missed,
+                paused=row.paused,
+                fired=row.fired_until,
+                created=row.created_at,
+                at=row.updated_at,
+            )
+            return _schedule(tx, await tx.one("schedule_by_name", name=row.name))
+
+        return await self._tx("write", body)
+
+    async def list_schedules(self) -> list[ScheduleRow]:
+        async def body(tx: Tx) -> list[ScheduleRow]:
+            return [_schedule(tx, r) for r in await tx.all("list_schedules")]
+
+        return await self._tx("read", body)
+
+    async def pause_schedule(self, name: str, paused: bool, at: datetime) -> ScheduleRow | None:
+        async def body(tx: Tx) -> ScheduleRow | None:
+            # resuming starts from now: the ticks that fell in the pause are not run
+            await tx.execute("pause_schedule", name=name, paused=paused, at=at)
+            row = await tx.one("schedule_by_name", name=name)
+            return None if row is None else _schedule(tx, row)
+
+        return await self._tx("write", body)
+
+    async def advance_schedule(self, name: str, fired_until: datetime, at: datetime) -> bool:
+        async def body(tx: Tx) -> bool:
+            return await tx.execute("advance_schedule", name=name, fired=fired_until, at=at) == 1
+
+        return await self._tx("write", body)

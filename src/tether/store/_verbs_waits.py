@@ -1,0 +1,219 @@
+"""Verbs of the Store port, written once: waitpoints, the inbox, cancellation.
+
+Waits of one run are serialised by locking the run first (``FOR UPDATE`` on
+PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already admits one writer), so a
+resolution racing a registration sees one or the other.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from ..errors import InvalidArgumentError, RunFinishedError, RunNotFoundError, TokenNotFoundError
+from ._base import StoreBase, Tx, outcome
+from ._match import matches
+from ._records import Fence, NewEvent, NewWait, RunStatus, WaitKind, WaitRow, WaitStatus
+from ._rows import Rows
+
+__all__ = ["WaitVerbs"]
+
+
+async def _lock_run(tx: Tx, workflow_id: str) -> str:
+    """Lock the run's row; its status. `RunNotFoundError` if there is none."""
+    row = await tx.one("run_status_locked", wid=workflow_id)
+    if row is None:
+        raise RunNotFoundError(workflow_id)
+    return str(row[0])
+
+
+async def _arrived(tx: Tx, w: WaitRow, at: datetime) -> tuple[str | None, int | None] | None:
+    """What already arrived for a fresh pending wait: (payload, inbox id), or None."""
+    if w.kind is WaitKind.SIGNAL:
+        hit = await tx.one("inbox_signal", name=w.name, wid=w.workflow_id, at=at)
+        if hit is None:
+            return None
+        await tx.execute("inbox_consume", wait=w.id, id=hit[0])
+        return hit[1], hit[0]
+    if w.kind is WaitKind.EVENT:
+        for iid, body in await tx.all("inbox_events_for", wid=w.workflow_id, name=w.name, at=at):
+            if matches(w.match, body):
+                return body, iid
+        return None
+    if w.kind is WaitKind.RUN:
+        child = await tx.one("child_outcome", id=w.name)
+        if child is None or not RunStatus(child[0]).terminal:
+            return None
+        return outcome(child[0], child[1], child[2]), None
+    return None
+
+
+class WaitVerbs(StoreBase):
+    """Waitpoints, the inbox and cancellation."""
+
+    async def _try_resolve(self, tx: Tx, w: WaitRow, at: datetime) -> WaitRow:
+        found = await _arrived(tx, w, at)
+        if found is None:
+            return w
+        row = await tx.one("wait_resolve", payload=found[0], inbox=found[1], at=at, id=w.id)
+        return tx.rows.wait(row)
+
+    async def register_wait(self, fence: Fence, wait: NewWait, at: datetime) -> WaitRow:
+        async def body(tx: Tx) -> WaitRow:
+            await _lock_run(tx, fence.workflow_id)
+            found = await tx.one("wait_get", wid=fence.workflow_id, key=wait.key)
+            if found is not None:
+                existing = tx.rows.wait(found)
+                if existing.status is not WaitStatus.PENDING:
+                    return existing
+                if existing.due_at is None and wait.due_at is not None:
+                    # a timeout given at the wait (a token made without one)
+                    await tx.execute("wait_set_due", due=wait.due_at, id=existing.id)
+                    existing = replace(existing, due_at=wait.due_at)
+                return await self._try_resolve(tx, existing, at)
+            await self._events(tx, fence, [NewEvent("wait.registered", wait.key)], at)
+            row = await tx.one(
+                "wait_insert",
+                id=wait.wait_id or uuid.uuid4().hex,
+                wid=fence.workflow_id,
+                key=wait.key,
+                kind=wait.kind.value,
+                name=wait.name,
+                match=wait.match,
+                due=wait.due_at,
+                at=at,
+            )
+            return await self._try_resolve(tx, tx.rows.wait(row), at)
+
+        return await self._tx("fast", body)
+
+    async def list_waits(self, workflow_id: str) -> list[WaitRow]:
+        return await self._list("list_waits", Rows.wait, wid=workflow_id)
+
+    async def park_run(
+        self, fence: Fence, keys: Sequence[str], *, compute_seconds: float, at: datetime
+    ) -> bool:
+        async def body(tx: Tx) -> bool:
+            await _lock_run(tx, fence.workflow_id)
+            ready = await tx.one("waits_resolved", wid=fence.workflow_id, keys=tx.array(keys))
+            if ready is not None:
+                return False
+            await self._events(tx, fence, [NewEvent("workflow.waiting", ", ".join(keys))], at)
+            await tx.execute("park_run", cs=compute_seconds, wid=fence.workflow_id)
+            await tx.notify(f"run:{fence.workflow_id}")
+            return True
+
+        return await self._tx("write", body)
+
+    async def send_event(
+        self, type: str, payload: str | None, *, at: datetime, expires_at: datetime
+    ) -> list[str]:
+        async def body(tx: Tx) -> list[str]:
+            row = await tx.one(
+                "inbox_add_event", name=type, payload=payload, at=at, expires=expires_at
+            )
+            resolved: list[tuple[str, str, str]] = []
+            seen: set[str] = set()
+            for wid, run_id, key, match in await tx.all("waits_for_event", name=type):
+                if run_id in seen or not matches(match, payload):
+                    continue  # one event resolves at most one wait per run
+                seen.add(run_id)
+                await tx.execute("wait_resolve", payload=payload, inbox=row[0], at=at, id=wid)
+                resolved.append((run_id, key, "resolved"))
+            return await self._wake(tx, resolved, at)
+
+        return await self._tx("write", body)
+
+    async def send_signal(
+        self,
+        workflow_id: str,
+        name: str,
+        payload: str | None,
+        *,
+        at: datetime,
+        expires_at: datetime,
+    ) -> list[str]:
+        async def body(tx: Tx) -> list[str]:
+            status = await _lock_run(tx, workflow_id)
+            if RunStatus(status).terminal:
+                raise RunFinishedError(workflow_id, status, f"signal {name!r} to")
+            wait = await tx.one("wait_for_signal", wid=workflow_id, name=name)
+            if wait is None:
+                await tx.execute(
+                    "inbox_add_signal",
+                    wid=workflow_id,
+                    name=name,
+                    payload=payload,
+                    at=at,
+                    expires=expires_at,
+                )
+                await self._events(tx, Fence(workflow_id), [NewEvent("signal.kept", name)], at)
+                return []
+            await tx.execute("wait_resolve", payload=payload, inbox=None, at=at, id=wait[0])
+            return await self._wake(tx, [(workflow_id, wait[1], "resolved")], at)
+
+        return await self._tx("write", body)
+
+    async def complete_token(self, token_id: str, payload: str | None, *, at: datetime) -> str:
+        async def body(tx: Tx) -> str:
+            row = await tx.one("token_get", id=token_id)
+            if row is None:
+                raise TokenNotFoundError(token_id)
+            if row[2] != "pending":
+                raise InvalidArgumentError(
+                    f"token {token_id!r} was already {row[2].replace('_', ' ')}; "
+                    "a token completes once"
+                )
+            await tx.execute("wait_resolve", payload=payload, inbox=None, at=at, id=token_id)
+            await self._wake(tx, [(row[0], row[1], "resolved")], at)
+            return str(row[0])
+
+        return await self._tx("write", body)
+
+    async def fire_due(self, *, now: datetime | None, at: datetime) -> list[str]:
+        """Also resolves waits on children that ended without reaching them: `finish_run`
+        wakes a parent in its own transaction, so this only repairs databases written by
+        an older tether (whose PostgreSQL store woke the parent in a second one)."""
+
+        async def body(tx: Tx) -> list[str]:
+            rows = await tx.all("waits_due", at=at, now=tx.now(now))
+            woken: list[str] = []
+            for name, st, out, err in await tx.all("waits_on_ended_children"):
+                woken += await self._child_ended(tx, name, st, out, err, at)
+            await tx.execute("inbox_expire", now=tx.now(now))
+            return woken + await self._wake(tx, [(r[0], r[1], r[2]) for r in rows], at)
+
+        return await self._tx("write", body)
+
+    async def cancel_run(
+        self, workflow_id: str, *, reason: str | None, compensate: bool, at: datetime
+    ) -> list[str]:
+        error = json.dumps(
+            {"type": "Cancelled", "message": reason or "cancelled", "traceback": None}
+        )
+        mode = "compensate" if compensate else None
+
+        async def body(tx: Tx) -> list[str]:
+            status = await _lock_run(tx, workflow_id)
+            if RunStatus(status).terminal:
+                raise RunFinishedError(workflow_id, status, "cancel")
+            cancelled: list[str] = []
+            todo = [workflow_id]
+            while todo:
+                rid = todo.pop(0)
+                if await tx.one("cancel_one", error=error, at=at, mode=mode, id=rid) is None:
+                    continue
+                cancelled.append(rid)
+                await tx.execute("jobs_cancel_queued", at=at, id=rid)
+                await self._events(tx, Fence(rid), [NewEvent("workflow.cancelled", reason)], at)
+                children = await tx.all("waits_cancel", at=at, id=rid)
+                todo.extend(name for kind, name in children if kind == "run")
+                # a parent waiting on this run is woken to see it cancelled
+                await self._child_ended(tx, rid, "cancelled", None, error, at)
+                await tx.notify(f"run:{rid}")
+            return cancelled
+
+        return await self._tx("write", body)

@@ -1,0 +1,434 @@
+-- Named queries of the PostgreSQL store (see _sql.py). Times are timestamptz;
+-- {_now} is the time judging expiry: the engine's :now when pinned, else the
+-- server's clock. Lists are arrays. Rows that a verb decides on are locked
+-- (FOR UPDATE) where SQLite's BEGIN IMMEDIATE already serialises writers.
+
+-- name: _run_cols
+id, workflow_name, workflow_version, status, input::text, output::text, error::text,
+state::text, priority, tags::text, tenant, parent_id, idempotency_key, owner, owner_generation,
+created_at, updated_at, started_at, finished_at, compute_seconds, cancel_requested, queue,
+owner_expires_at, step_rule
+-- name: _step_cols
+run_id, step_key, name, status, attempts, idempotency_key, result::text, error::text,
+started_at, completed_at, updated_at
+-- name: _lock_cols
+scope, key, holder, generation, run_id, detail::text, acquired_at, heartbeat_at, expires_at,
+released_at
+-- name: _wait_cols
+id, run_id, wait_key, kind, name, match::text, status, payload::text, due_at, created_at,
+resolved_at
+-- name: _job_cols
+jobs.id, jobs.run_id, jobs.queue, jobs.status, jobs.priority, jobs.attempt, jobs.max_attempts,
+jobs.concurrency_key, jobs.worker, jobs.locked_until, jobs.run_after, jobs.last_error
+-- name: _now
+COALESCE(:now::timestamptz, clock_timestamp())
+-- name: _claimable
+(:force OR status != 'running' OR owner IS NULL OR owner = :owner
+ OR owner_expires_at IS NULL OR owner_expires_at <= {_now}
+ OR owner IS NOT DISTINCT FROM :dead::text)
+-- name: _orphan
+((status = 'running' AND (owner_expires_at <= {_now} OR (owner_expires_at IS NULL
+  AND updated_at <= {_now} - make_interval(secs => :grace)))) OR (status = 'pending'
+  AND updated_at <= {_now} - make_interval(secs => :grace)))
+-- name: _fence
+id = :wid AND (:gen::bigint IS NULL OR (owner_generation = :gen AND (:comp OR status NOT IN {CLOSED})))
+-- name: _event_cte
+-- the fence and the event number, then the event: the head of a one-statement verb
+WITH r AS (UPDATE runs SET event_seq = event_seq + 1, updated_at = :at WHERE {_fence}
+  RETURNING event_seq),
+e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
+  SELECT :wid, r.event_seq, :etype, :emsg, :edetail::jsonb, :at FROM r),
+-- name: _sync_off
+q AS (SELECT set_config('synchronous_commit', 'off', true) AS s)
+-- name: _sync_on
+q AS (SELECT 1 AS s)
+
+-- name: bump
+UPDATE runs SET event_seq = event_seq + :n, updated_at = :at WHERE {_fence} RETURNING event_seq
+-- name: insert_event
+INSERT INTO events (run_id, seq, type, message, detail, at)
+VALUES (:wid, :seq, :type, :message, :detail::jsonb, :at)
+-- name: run_generation
+SELECT owner_generation FROM runs WHERE id = :wid
+-- name: run_status
+SELECT status FROM runs WHERE id = :wid
+-- name: run_status_locked
+SELECT status FROM runs WHERE id = :wid FOR UPDATE
+-- name: notify
+SELECT pg_notify(:chan, :what)
+
+-- name: insert_run
+INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, priority, tags,
+  tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule)
+VALUES (:id, :name, :version, 'pending', :input::jsonb, :state::jsonb, :priority, :tags::jsonb,
+  :tenant, :parent, :ikey, :queue, :ckey, :at, :at, :rule)
+ON CONFLICT DO NOTHING
+-- name: run_by_id_or_key
+SELECT {_run_cols} FROM runs WHERE id = :id OR idempotency_key = :ikey
+ORDER BY (id = :id) DESC LIMIT 1
+-- name: get_run
+SELECT {_run_cols} FROM runs WHERE id = :id
+-- name: list_runs
+SELECT {_run_cols} FROM runs WHERE (:status::text IS NULL OR status = :status)
+ORDER BY created_at DESC, id LIMIT :limit
+-- name: claim_run
+UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
+  owner_expires_at = {_now} + make_interval(secs => :lease::float8), status = 'running',
+  started_at = COALESCE(started_at, :at), finished_at = NULL, updated_at = :at
+WHERE id = :wid AND status NOT IN {CLOSED} AND {_claimable} RETURNING {_run_cols}
+-- name: claim_run_compensating
+UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
+  owner_expires_at = {_now} + make_interval(secs => :lease::float8), updated_at = :at
+WHERE id = :wid AND status = 'cancelled' AND cancel_requested = 'compensate' AND {_claimable}
+RETURNING {_run_cols}
+-- name: claim_refused
+SELECT status, owner, owner_expires_at FROM runs WHERE id = :wid
+-- name: renew_owner
+UPDATE runs SET owner_expires_at = {_now} + make_interval(secs => :lease)
+WHERE owner = :owner AND status = 'running' AND id = ANY(:ids)
+-- name: release_run_check
+SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen FOR UPDATE
+-- name: release_run
+UPDATE runs SET status = 'pending', owner_expires_at = NULL WHERE id = :wid
+-- name: finish_run
+UPDATE runs SET status = :status, output = :output::jsonb,
+  error = COALESCE(:error::jsonb, error), finished_at = :at,
+  compute_seconds = compute_seconds + :cs, cancel_requested = NULL
+WHERE id = :wid
+-- name: set_state
+UPDATE runs SET state = :state::jsonb WHERE id = :wid
+-- name: list_events
+SELECT run_id, seq, type, message, detail::text, at FROM events
+WHERE run_id = :wid AND seq > :after ORDER BY seq LIMIT :limit
+
+-- name: load_steps
+SELECT {_step_cols} FROM steps WHERE run_id = :wid ORDER BY started_at, step_key
+-- name: start_step
+-- one statement: fence, event, start marker; the marker does not wait for the WAL flush
+{_event_cte} {_sync_off}
+INSERT INTO steps AS s (run_id, step_key, name, status, attempts, idempotency_key, started_at,
+  updated_at) SELECT :wid, :key, :key, 'running', 1, :ikey, :at, :at FROM r, q
+ON CONFLICT (run_id, step_key) DO UPDATE SET status = 'running',
+  attempts = CASE WHEN s.idempotency_key IS NOT DISTINCT FROM excluded.idempotency_key
+    THEN s.attempts + 1 ELSE 1 END,
+  result = CASE WHEN s.idempotency_key IS NOT DISTINCT FROM excluded.idempotency_key
+    THEN s.result ELSE NULL END,
+  idempotency_key = excluded.idempotency_key, completed_at = NULL,
+  started_at = excluded.started_at, updated_at = excluded.updated_at
+RETURNING s.attempts, s.result::text, s.error::text
+-- name: complete_step
+{_event_cte} {_sync_on}
+UPDATE steps SET status = 'completed', result = :result::jsonb, error = NULL,
+  completed_at = :at, updated_at = :at FROM r, q WHERE run_id = :wid AND step_key = :key
+RETURNING 1
+-- name: complete_step_fast
+{_event_cte} {_sync_off}
+UPDATE steps SET status = 'completed', result = :result::jsonb, error = NULL,
+  completed_at = :at, updated_at = :at FROM r, q WHERE run_id = :wid AND step_key = :key
+RETURNING 1
+-- name: fail_step
+{_event_cte} {_sync_on}
+UPDATE steps SET status = 'failed', error = :error::jsonb, updated_at = :at FROM r, q
+WHERE run_id = :wid AND step_key = :key RETURNING 1
+-- name: fail_step_fast
+{_event_cte} {_sync_off}
+UPDATE steps SET status = 'failed', error = :error::jsonb, updated_at = :at FROM r, q
+WHERE run_id = :wid AND step_key = :key RETURNING 1
+-- name: record_heartbeat
+{_event_cte} {_sync_off}
+INSERT INTO heartbeats (run_id, key, at, detail) SELECT :wid, :key, :at, :detail::jsonb FROM r, q
+ON CONFLICT (run_id, key) DO UPDATE SET at = excluded.at, detail = excluded.detail RETURNING 1
+-- name: save_value
+INSERT INTO steps (run_id, step_key, name, status, attempts, result, started_at, completed_at,
+  updated_at) VALUES (:wid, :key, :key, 'completed', 1, :value::jsonb, :at, :at, :at)
+ON CONFLICT (run_id, step_key) DO NOTHING
+-- name: list_heartbeats
+SELECT run_id, key, at, detail::text FROM heartbeats WHERE run_id = :wid ORDER BY key
+
+-- name: lock_current
+SELECT {_lock_cols}, {_now} FROM locks WHERE scope = :scope AND key = :key FOR UPDATE
+-- name: lock_insert
+INSERT INTO locks (scope, key, holder, generation, run_id, detail, acquired_at, heartbeat_at,
+  expires_at) SELECT :scope, :key, :holder, 1, :run, :detail::jsonb, t.n, t.n,
+  t.n + make_interval(secs => :ttl) FROM (SELECT {_now} AS n) t
+ON CONFLICT DO NOTHING RETURNING {_lock_cols}
+-- name: lock_take
+UPDATE locks SET holder = :holder, generation = generation + 1, run_id = :run,
+  detail = :detail::jsonb, acquired_at = :t, heartbeat_at = :t,
+  expires_at = :t + make_interval(secs => :ttl), released_at = NULL
+WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
+-- name: lock_extend
+UPDATE locks SET heartbeat_at = :t, expires_at = :t + make_interval(secs => :ttl),
+  detail = COALESCE(:detail::jsonb, detail)
+WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
+-- name: lock_release
+UPDATE locks SET released_at = :t WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
+-- name: renew_lock
+WITH t AS (SELECT {_now} AS n) UPDATE locks SET heartbeat_at = t.n,
+  expires_at = t.n + make_interval(secs => :ttl) FROM t
+WHERE scope = :scope AND key = :key AND holder = :holder AND released_at IS NULL
+  AND expires_at > t.n RETURNING {_lock_cols}
+-- name: get_lock
+SELECT {_lock_cols} FROM locks WHERE scope = :scope AND key = :key AND generation > 0
+-- name: list_locks
+SELECT {_lock_cols} FROM locks WHERE scope = :scope AND generation > 0
+  AND (:run::text IS NULL OR run_id = :run) ORDER BY key
+
+-- name: wait_get
+SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid AND wait_key = :key
+-- name: wait_set_due
+UPDATE waitpoints SET due_at = :due WHERE id = :id
+-- name: wait_insert
+INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, due_at, created_at)
+VALUES (:id, :wid, :key, :kind, :name, :match::jsonb, 'pending', :due, :at)
+RETURNING {_wait_cols}
+-- name: wait_resolve
+UPDATE waitpoints SET status = 'resolved', payload = :payload::jsonb, inbox_id = :inbox,
+  resolved_at = :at WHERE id = :id RETURNING {_wait_cols}
+-- name: inbox_signal
+SELECT id, payload::text FROM inbox WHERE kind = 'signal' AND name = :name AND target = :wid
+  AND consumed_by IS NULL AND expires_at > :at ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+-- name: inbox_consume
+UPDATE inbox SET consumed_by = :wait WHERE id = :id
+-- name: inbox_events_for
+SELECT i.id, i.payload::text FROM inbox i, runs r WHERE r.id = :wid AND i.kind = 'event'
+  AND i.name = :name AND i.created_at >= r.created_at AND i.expires_at > :at
+  AND i.id NOT IN (SELECT inbox_id FROM waitpoints WHERE run_id = :wid AND inbox_id IS NOT NULL)
+ORDER BY i.id
+-- name: child_outcome
+SELECT status, output::text, error::text FROM runs WHERE id = :id
+-- name: list_waits
+SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid ORDER BY created_at, wait_key
+-- name: waits_resolved
+SELECT 1 FROM waitpoints WHERE run_id = :wid AND wait_key = ANY(:keys) AND status != 'pending'
+LIMIT 1
+-- name: park_run
+UPDATE runs SET status = 'waiting', compute_seconds = compute_seconds + :cs WHERE id = :wid
+-- name: inbox_add_event
+INSERT INTO inbox (kind, name, payload, created_at, expires_at)
+VALUES ('event', :name, :payload::jsonb, :at, :expires) RETURNING id
+-- name: waits_for_event
+SELECT id, run_id, wait_key, match::text FROM waitpoints WHERE kind = 'event' AND name = :name
+  AND status = 'pending' ORDER BY created_at FOR UPDATE
+-- name: wait_for_signal
+SELECT id, wait_key FROM waitpoints WHERE run_id = :wid AND kind = 'signal' AND name = :name
+  AND status = 'pending' ORDER BY created_at LIMIT 1
+-- name: inbox_add_signal
+INSERT INTO inbox (kind, target, name, payload, created_at, expires_at)
+VALUES ('signal', :wid, :name, :payload::jsonb, :at, :expires)
+-- name: token_get
+SELECT run_id, wait_key, status FROM waitpoints WHERE id = :id AND kind = 'token' FOR UPDATE
+-- name: waits_due
+UPDATE waitpoints SET status = CASE kind WHEN 'timer' THEN 'resolved' ELSE 'timed_out' END,
+  resolved_at = :at WHERE status = 'pending' AND due_at IS NOT NULL AND due_at <= {_now}
+RETURNING run_id, wait_key, status
+-- name: waits_on_ended_children
+SELECT w.name, c.status, c.output::text, c.error::text FROM waitpoints w
+JOIN runs c ON c.id = w.name WHERE w.kind = 'run' AND w.status = 'pending'
+  AND c.status IN {TERMINAL}
+-- name: inbox_expire
+DELETE FROM inbox WHERE expires_at <= {_now}
+-- name: cancel_one
+UPDATE runs SET status = 'cancelled', error = :error::jsonb, finished_at = :at,
+  cancel_requested = :mode WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id
+-- name: jobs_cancel_queued
+UPDATE jobs SET status = 'cancelled', updated_at = :at WHERE run_id = :id AND status = 'queued'
+-- name: waits_cancel
+UPDATE waitpoints SET status = 'cancelled', resolved_at = :at
+WHERE run_id = :id AND status = 'pending' RETURNING kind, name
+-- name: child_waits_resolve
+UPDATE waitpoints SET status = 'resolved', payload = :payload::jsonb, resolved_at = :at
+WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wait_key
+-- name: wake_run
+UPDATE runs SET status = 'pending' WHERE id = :id AND status = 'waiting' RETURNING queue
+-- name: enqueue_next
+INSERT INTO jobs (run_id, queue, status, priority, concurrency_key, run_after, created_at,
+  updated_at) SELECT id, queue, 'queued', priority, concurrency_key, :at, :at, :at
+FROM runs WHERE id = :id AND queue IS NOT NULL ON CONFLICT DO NOTHING
+
+-- name: insert_job
+INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,
+  created_at, updated_at) VALUES (:id, :queue, 'queued', :priority, :max, :ckey, :after, :at, :at)
+-- name: submit_run
+-- one statement: the run, its first job, its first event and the wake-up call
+WITH r AS (INSERT INTO runs (id, workflow_name, workflow_version, status, input, state,
+  priority, tags, tenant, parent_id, idempotency_key, queue, concurrency_key, event_seq,
+  created_at, updated_at, step_rule) VALUES (:id, :name, :version, 'pending', :input::jsonb,
+  :state::jsonb, :priority, :tags::jsonb, :tenant, :parent, :ikey, :queue, :ckey, 1, :at, :at,
+  :rule) ON CONFLICT DO NOTHING RETURNING {_run_cols}),
+j AS (INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key,
+  run_after, created_at, updated_at) SELECT id, :queue, 'queued', :priority, :max, :ckey,
+  :after, :at, :at FROM r),
+e AS (INSERT INTO events (run_id, seq, type, message, at)
+  SELECT id, 1, 'workflow.submitted', :queue, :at FROM r),
+n AS (SELECT pg_notify(:chan, 'jobs') FROM r)
+SELECT r.*, (SELECT count(*) FROM n) FROM r
+-- name: claim_free
+-- keyless jobs in queues without caps, in one statement; one row of NULLs when none,
+-- each row ending with "do keyed jobs wait too" (asked only when fewer than :n were claimed)
+WITH c AS (SELECT id FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
+  AND concurrency_key IS NULL AND run_after <= {_now} ORDER BY priority DESC, id
+  LIMIT :n FOR UPDATE SKIP LOCKED),
+t AS (SELECT {_now} AS n),
+u AS (UPDATE jobs SET status = 'claimed', worker = :worker,
+  locked_until = t.n + make_interval(secs => :vis), attempt = attempt + 1, claimed_at = t.n,
+  updated_at = :at FROM c, t WHERE jobs.id = c.id RETURNING {_job_cols})
+SELECT u.*, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
+  THEN EXISTS (SELECT 1 FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
+  AND concurrency_key IS NOT NULL) ELSE false END AS keyed) k LEFT JOIN u ON true
+-- name: queue_lock
+SELECT pg_advisory_xact_lock(hashtext('tether-queue:' || :q))
+-- name: queue_counts
+SELECT count(*) FILTER (WHERE status = 'claimed'),
+  count(*) FILTER (WHERE claimed_at > {_now} - interval '1 second') FROM jobs WHERE queue = :q
+-- name: ready_jobs
+SELECT j.id, j.concurrency_key FROM jobs j WHERE j.queue = :q AND j.status = 'queued'
+  AND j.run_after <= {_now} AND (j.concurrency_key IS NULL OR
+  (pg_try_advisory_xact_lock(hashtext('tether-key:' || j.concurrency_key))
+  AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.concurrency_key = j.concurrency_key
+  AND k.status = 'claimed')))
+ORDER BY j.priority DESC, j.id LIMIT :room FOR UPDATE SKIP LOCKED
+-- name: claim_ids
+WITH t AS (SELECT {_now} AS n) UPDATE jobs SET status = 'claimed', worker = :worker,
+  locked_until = t.n + make_interval(secs => :vis), attempt = attempt + 1, claimed_at = t.n,
+  updated_at = :at FROM t WHERE id = ANY(:ids) RETURNING {_job_cols}
+-- name: renew_job
+UPDATE jobs SET locked_until = {_now} + make_interval(secs => :vis)
+WHERE id = :id AND worker = :worker AND status = 'claimed'
+-- name: job_of_worker
+SELECT j.run_id, r.status FROM jobs j JOIN runs r ON r.id = j.run_id
+WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed' FOR UPDATE OF j
+-- name: finish_job
+UPDATE jobs SET status = :status, last_error = :error, locked_until = NULL, run_after = :at,
+  updated_at = :at WHERE id = :id
+-- name: finish_job_one
+-- one statement: back to the queue if the run was woken meanwhile, else done (or failed)
+WITH j AS (SELECT j.id, j.run_id, r.status AS run_status FROM jobs j JOIN runs r
+  ON r.id = j.run_id WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed'
+  FOR UPDATE OF j),
+u AS (UPDATE jobs SET status = CASE WHEN :error::text IS NULL AND j.run_status = 'pending'
+  THEN 'queued' WHEN :error::text IS NULL THEN 'done' ELSE 'failed' END, last_error = :error,
+  locked_until = NULL, run_after = :at, updated_at = :at FROM j WHERE jobs.id = j.id
+  RETURNING jobs.status, jobs.run_id),
+n AS (SELECT pg_notify(:chan, 'jobs') FROM u WHERE u.status = 'queued')
+SELECT u.run_id, (SELECT count(*) FROM n) FROM u
+-- name: release_job
+UPDATE jobs SET status = 'queued', worker = NULL, locked_until = NULL,
+  attempt = GREATEST(attempt - 1, 0), run_after = :at, updated_at = :at
+WHERE id = :id AND worker = :worker AND status = 'claimed'
+-- name: retry_job
+UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
+  worker = NULL, locked_until = NULL, last_error = :error, run_after = :after, updated_at = :at
+WHERE id = :id AND worker = :worker AND status = 'claimed'
+-- name: reap_jobs
+UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
+  last_error = 'lease expired (worker ' || COALESCE(worker, '?') || ' stopped renewing)',
+  worker = NULL, locked_until = NULL, run_after = :at, updated_at = :at
+WHERE status = 'claimed' AND locked_until <= {_now} RETURNING run_id
+-- name: stuck_runs
+SELECT id FROM runs r WHERE status IN ('running', 'pending') AND queue IS NOT NULL
+  AND updated_at <= {_now} - make_interval(secs => :idle) AND NOT EXISTS (SELECT 1 FROM jobs j
+  WHERE j.run_id = r.id AND j.status IN ('queued', 'claimed')) FOR UPDATE SKIP LOCKED
+-- name: orphaned_runs
+SELECT {_run_cols} FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs) AND {_orphan}
+ORDER BY updated_at LIMIT :limit
+-- name: orphans_to_adopt
+SELECT id, owner FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs) AND {_orphan}
+ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED
+-- name: set_queue
+UPDATE runs SET queue = :queue WHERE id = :id
+-- name: list_jobs
+SELECT {_job_cols} FROM jobs WHERE (:wid::text IS NULL OR run_id = :wid)
+  AND (:status::text IS NULL OR status = :status) ORDER BY id LIMIT :limit
+-- name: step_exists
+SELECT 1 FROM steps WHERE run_id = :wid AND step_key = :key
+-- name: rerun_first
+SELECT COALESCE(MIN(seq), 0) FROM events WHERE run_id = :wid AND type = 'step.started'
+  AND message = :key
+-- name: rerun_steps
+DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM events
+  WHERE run_id = :wid AND type = 'step.started' AND seq >= :first)
+-- name: rerun_waits
+DELETE FROM waitpoints WHERE run_id = :wid AND wait_key IN (SELECT message FROM events
+  WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first)
+-- name: rerun_reset
+UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL WHERE id = :wid
+
+-- name: outbox_pending
+SELECT run_id, seq, type, message, detail::text, at, attempts,
+  (next_attempt_at IS NOT NULL AND next_attempt_at > {_now})
+FROM events WHERE published_at IS NULL AND dead_at IS NULL ORDER BY at, run_id, seq LIMIT :limit
+-- name: outbox_delivered
+UPDATE events SET published_at = :at, attempts = attempts + 1 WHERE run_id = :wid AND seq = :seq
+-- name: outbox_failed
+UPDATE events SET attempts = attempts + 1, last_error = :error,
+  next_attempt_at = :next::timestamptz, dead_at = :dead::timestamptz
+WHERE run_id = :wid AND seq = :seq
+-- name: outbox_replay_dead
+UPDATE events SET dead_at = NULL, attempts = 0, next_attempt_at = NULL
+WHERE (run_id, seq) IN (SELECT run_id, seq FROM events WHERE dead_at IS NOT NULL
+  ORDER BY dead_at, run_id, seq LIMIT :limit)
+-- name: outbox_dead
+SELECT run_id, seq, type, message, detail::text, at, attempts FROM events
+WHERE dead_at IS NOT NULL ORDER BY dead_at, run_id, seq LIMIT :limit
+
+-- name: idempotency_reserve
+INSERT INTO idempotency (command, key, status, created_at, updated_at)
+VALUES (:command, :key, 'new', :at, :at) ON CONFLICT DO NOTHING
+-- name: idempotency_get
+SELECT status, result::text, updated_at > :at - make_interval(secs => :stale) FROM idempotency
+WHERE command = :command AND key = :key FOR UPDATE
+-- name: idempotency_take
+UPDATE idempotency SET status = 'in_progress', updated_at = :at
+WHERE command = :command AND key = :key
+-- name: idempotency_done
+UPDATE idempotency SET status = 'done', result = :result::jsonb, updated_at = :at
+WHERE command = :command AND key = :key
+-- name: idempotency_drop
+DELETE FROM idempotency WHERE command = :command AND key = :key
+
+-- name: prunable_runs
+SELECT id FROM runs WHERE status = ANY(:statuses) AND finished_at < :before
+ORDER BY finished_at, id LIMIT :limit
+-- name: run_children
+SELECT id, status FROM runs WHERE parent_id = :id
+-- name: delete_idempotency_of
+DELETE FROM idempotency WHERE jsonb_typeof(result) = 'object'
+  AND result->>'workflow_id' = :id
+-- name: delete_steps
+DELETE FROM steps WHERE run_id = :id
+-- name: delete_events
+DELETE FROM events WHERE run_id = :id
+-- name: delete_waits
+DELETE FROM waitpoints WHERE run_id = :id
+-- name: delete_jobs
+DELETE FROM jobs WHERE run_id = :id
+-- name: delete_heartbeats
+DELETE FROM heartbeats WHERE run_id = :id
+-- name: delete_locks
+DELETE FROM locks WHERE run_id = :id
+-- name: delete_inbox
+DELETE FROM inbox WHERE target = :id
+-- name: delete_run
+DELETE FROM runs WHERE id = :id AND status IN {TERMINAL}
+
+-- name: _schedule_cols
+name, workflow_name, cron, timezone, queue, missed, paused, fired_until, created_at, updated_at
+-- name: save_schedule
+-- a changed definition is updated; whether it is paused and how far it fired are kept
+INSERT INTO schedules ({_schedule_cols})
+VALUES (:name, :workflow, :cron, :tz, :queue, :missed, :paused, :fired, :created, :at)
+ON CONFLICT (name) DO UPDATE SET workflow_name = excluded.workflow_name, cron = excluded.cron,
+  timezone = excluded.timezone, queue = excluded.queue, missed = excluded.missed,
+  updated_at = excluded.updated_at
+-- name: schedule_by_name
+SELECT {_schedule_cols} FROM schedules WHERE name = :name
+-- name: list_schedules
+SELECT {_schedule_cols} FROM schedules ORDER BY name
+-- name: pause_schedule
+UPDATE schedules SET paused = :paused, updated_at = :at,
+  fired_until = CASE WHEN paused AND NOT :paused THEN greatest(fired_until, :at) ELSE fired_until END
+WHERE name = :name
+-- name: advance_schedule
+UPDATE schedules SET fired_until = :fired, updated_at = :at
+WHERE name = :name AND fired_until < :fired AND NOT paused

@@ -1,0 +1,356 @@
+-- Named queries of the SQLite store (see _sql.py). Times are epoch seconds;
+-- :now is the time judging expiry, computed by the adapter; lists are JSON
+-- arrays read with json_each.
+
+-- name: _run_cols
+id, workflow_name, workflow_version, status, input, output, error, state, priority, tags,
+tenant, parent_id, idempotency_key, owner, owner_generation, created_at, updated_at,
+started_at, finished_at, compute_seconds, cancel_requested, queue, owner_expires_at, step_rule
+-- name: _step_cols
+run_id, step_key, name, status, attempts, idempotency_key, result, error, started_at,
+completed_at, updated_at
+-- name: _lock_cols
+scope, key, holder, generation, run_id, detail, acquired_at, heartbeat_at, expires_at,
+released_at
+-- name: _wait_cols
+id, run_id, wait_key, kind, name, match, status, payload, due_at, created_at, resolved_at
+-- name: _job_cols
+id, run_id, queue, status, priority, attempt, max_attempts, concurrency_key, worker,
+locked_until, run_after, last_error
+-- name: _claimable
+-- another owner's live claim keeps a run; force takes it anyway, a dead owner by name
+(:force OR status != 'running' OR owner IS NULL OR owner = :owner
+ OR owner_expires_at IS NULL OR owner_expires_at <= :now OR owner IS :dead)
+-- name: _orphan
+-- nobody drives it: the owner's claim lapsed, or it sat runnable past the grace period
+((status = 'running' AND (owner_expires_at <= :now OR (owner_expires_at IS NULL
+  AND updated_at <= :now - :grace))) OR (status = 'pending' AND updated_at <= :now - :grace))
+
+-- name: bump
+UPDATE runs SET event_seq = event_seq + :n, updated_at = :at
+WHERE id = :wid AND (:gen IS NULL OR (owner_generation = :gen AND (:comp OR status NOT IN {CLOSED})))
+RETURNING event_seq
+-- name: insert_event
+INSERT INTO events (run_id, seq, type, message, detail, at)
+VALUES (:wid, :seq, :type, :message, :detail, :at)
+-- name: run_generation
+SELECT owner_generation FROM runs WHERE id = :wid
+-- name: run_status
+SELECT status FROM runs WHERE id = :wid
+-- name: run_status_locked
+SELECT status FROM runs WHERE id = :wid
+
+-- name: insert_run
+INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, priority, tags,
+  tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule)
+VALUES (:id, :name, :version, 'pending', :input, :state, :priority, :tags, :tenant, :parent,
+  :ikey, :queue, :ckey, :at, :at, :rule)
+ON CONFLICT DO NOTHING
+-- name: run_by_id_or_key
+SELECT {_run_cols} FROM runs WHERE id = :id OR idempotency_key = :ikey
+ORDER BY (id = :id) DESC LIMIT 1
+-- name: get_run
+SELECT {_run_cols} FROM runs WHERE id = :id
+-- name: list_runs
+SELECT {_run_cols} FROM runs WHERE (:status IS NULL OR status = :status)
+ORDER BY created_at DESC, id LIMIT :limit
+-- name: claim_run
+UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
+  owner_expires_at = :now + :lease, status = 'running', started_at = COALESCE(started_at, :at),
+  finished_at = NULL, updated_at = :at
+WHERE id = :wid AND status NOT IN {CLOSED} AND {_claimable} RETURNING {_run_cols}
+-- name: claim_run_compensating
+UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
+  owner_expires_at = :now + :lease, updated_at = :at
+WHERE id = :wid AND status = 'cancelled' AND cancel_requested = 'compensate' AND {_claimable}
+RETURNING {_run_cols}
+-- name: claim_refused
+SELECT status, owner, owner_expires_at FROM runs WHERE id = :wid
+-- name: renew_owner
+UPDATE runs SET owner_expires_at = :now + :lease
+WHERE owner = :owner AND status = 'running' AND id IN (SELECT value FROM json_each(:ids))
+-- name: release_run_check
+SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen
+-- name: release_run
+UPDATE runs SET status = 'pending', owner_expires_at = NULL WHERE id = :wid
+-- name: finish_run
+UPDATE runs SET status = :status, output = :output, error = COALESCE(:error, error),
+  finished_at = :at, compute_seconds = compute_seconds + :cs, cancel_requested = NULL
+WHERE id = :wid
+-- name: set_state
+UPDATE runs SET state = :state WHERE id = :wid
+-- name: list_events
+SELECT run_id, seq, type, message, detail, at FROM events WHERE run_id = :wid AND seq > :after
+ORDER BY seq LIMIT COALESCE(:limit, -1)
+
+-- name: load_steps
+SELECT {_step_cols} FROM steps WHERE run_id = :wid ORDER BY started_at, step_key
+-- name: start_step
+INSERT INTO steps (run_id, step_key, name, status, attempts, idempotency_key, started_at,
+  updated_at) VALUES (:wid, :key, :key, 'running', 1, :ikey, :at, :at)
+ON CONFLICT (run_id, step_key) DO UPDATE SET status = 'running',
+  attempts = CASE WHEN steps.idempotency_key IS excluded.idempotency_key
+    THEN steps.attempts + 1 ELSE 1 END,
+  result = CASE WHEN steps.idempotency_key IS excluded.idempotency_key
+    THEN steps.result ELSE NULL END,
+  idempotency_key = excluded.idempotency_key, completed_at = NULL,
+  started_at = excluded.started_at, updated_at = excluded.updated_at
+RETURNING attempts, result, error
+-- name: complete_step
+UPDATE steps SET status = 'completed', result = :result, error = NULL, completed_at = :at,
+  updated_at = :at WHERE run_id = :wid AND step_key = :key
+-- name: fail_step
+UPDATE steps SET status = 'failed', error = :error, updated_at = :at
+WHERE run_id = :wid AND step_key = :key
+-- name: save_value
+INSERT INTO steps (run_id, step_key, name, status, attempts, result, started_at, completed_at,
+  updated_at) VALUES (:wid, :key, :key, 'completed', 1, :value, :at, :at, :at)
+ON CONFLICT (run_id, step_key) DO NOTHING
+-- name: record_heartbeat
+INSERT INTO heartbeats (run_id, key, at, detail) VALUES (:wid, :key, :at, :detail)
+ON CONFLICT (run_id, key) DO UPDATE SET at = excluded.at, detail = excluded.detail
+-- name: list_heartbeats
+SELECT run_id, key, at, detail FROM heartbeats WHERE run_id = :wid ORDER BY key
+
+-- name: lock_current
+SELECT {_lock_cols}, :now FROM locks WHERE scope = :scope AND key = :key
+-- name: lock_insert
+INSERT INTO locks (scope, key, holder, generation, run_id, detail, acquired_at, heartbeat_at,
+  expires_at) VALUES (:scope, :key, :holder, 1, :run, :detail, :now, :now, :now + :ttl)
+ON CONFLICT DO NOTHING RETURNING {_lock_cols}
+-- name: lock_take
+UPDATE locks SET holder = :holder, generation = generation + 1, run_id = :run,
+  detail = :detail, acquired_at = :t, heartbeat_at = :t, expires_at = :t + :ttl,
+  released_at = NULL WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
+-- name: lock_extend
+UPDATE locks SET heartbeat_at = :t, expires_at = :t + :ttl, detail = COALESCE(:detail, detail)
+WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
+-- name: lock_release
+UPDATE locks SET released_at = :t WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
+-- name: renew_lock
+UPDATE locks SET heartbeat_at = :now, expires_at = :now + :ttl
+WHERE scope = :scope AND key = :key AND holder = :holder AND released_at IS NULL
+  AND expires_at > :now RETURNING {_lock_cols}
+-- name: get_lock
+SELECT {_lock_cols} FROM locks WHERE scope = :scope AND key = :key AND generation > 0
+-- name: list_locks
+SELECT {_lock_cols} FROM locks WHERE scope = :scope AND generation > 0
+  AND (:run IS NULL OR run_id = :run) ORDER BY key
+
+-- name: wait_get
+SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid AND wait_key = :key
+-- name: wait_set_due
+UPDATE waitpoints SET due_at = :due WHERE id = :id
+-- name: wait_insert
+INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, due_at, created_at)
+VALUES (:id, :wid, :key, :kind, :name, :match, 'pending', :due, :at) RETURNING {_wait_cols}
+-- name: wait_resolve
+UPDATE waitpoints SET status = 'resolved', payload = :payload, inbox_id = :inbox,
+  resolved_at = :at WHERE id = :id RETURNING {_wait_cols}
+-- name: inbox_signal
+SELECT id, payload FROM inbox WHERE kind = 'signal' AND name = :name AND target = :wid
+  AND consumed_by IS NULL AND expires_at > :at ORDER BY id LIMIT 1
+-- name: inbox_consume
+UPDATE inbox SET consumed_by = :wait WHERE id = :id
+-- name: inbox_events_for
+SELECT i.id, i.payload FROM inbox i, runs r WHERE r.id = :wid AND i.kind = 'event'
+  AND i.name = :name AND i.created_at >= r.created_at AND i.expires_at > :at
+  AND i.id NOT IN (SELECT inbox_id FROM waitpoints WHERE run_id = :wid AND inbox_id IS NOT NULL)
+ORDER BY i.id
+-- name: child_outcome
+SELECT status, output, error FROM runs WHERE id = :id
+-- name: list_waits
+SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid ORDER BY created_at, wait_key
+-- name: waits_resolved
+SELECT 1 FROM waitpoints WHERE run_id = :wid AND status != 'pending'
+  AND wait_key IN (SELECT value FROM json_each(:keys)) LIMIT 1
+-- name: park_run
+UPDATE runs SET status = 'waiting', compute_seconds = compute_seconds + :cs WHERE id = :wid
+-- name: inbox_add_event
+INSERT INTO inbox (kind, name, payload, created_at, expires_at)
+VALUES ('event', :name, :payload, :at, :expires) RETURNING id
+-- name: waits_for_event
+SELECT id, run_id, wait_key, match FROM waitpoints WHERE kind = 'event' AND name = :name
+  AND status = 'pending' ORDER BY created_at
+-- name: wait_for_signal
+SELECT id, wait_key FROM waitpoints WHERE run_id = :wid AND kind = 'signal' AND name = :name
+  AND status = 'pending' ORDER BY created_at LIMIT 1
+-- name: inbox_add_signal
+INSERT INTO inbox (kind, target, name, payload, created_at, expires_at)
+VALUES ('signal', :wid, :name, :payload, :at, :expires)
+-- name: token_get
+SELECT run_id, wait_key, status FROM waitpoints WHERE id = :id AND kind = 'token'
+-- name: waits_due
+UPDATE waitpoints SET status = CASE kind WHEN 'timer' THEN 'resolved' ELSE 'timed_out' END,
+  resolved_at = :at WHERE status = 'pending' AND due_at IS NOT NULL AND due_at <= :now
+RETURNING run_id, wait_key, status
+-- name: waits_on_ended_children
+SELECT w.name, c.status, c.output, c.error FROM waitpoints w JOIN runs c ON c.id = w.name
+WHERE w.kind = 'run' AND w.status = 'pending' AND c.status IN {TERMINAL}
+-- name: inbox_expire
+DELETE FROM inbox WHERE expires_at <= :now
+-- name: cancel_one
+UPDATE runs SET status = 'cancelled', error = :error, finished_at = :at, cancel_requested = :mode
+WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id
+-- name: jobs_cancel_queued
+UPDATE jobs SET status = 'cancelled', updated_at = :at WHERE run_id = :id AND status = 'queued'
+-- name: waits_cancel
+UPDATE waitpoints SET status = 'cancelled', resolved_at = :at
+WHERE run_id = :id AND status = 'pending' RETURNING kind, name
+-- name: child_waits_resolve
+UPDATE waitpoints SET status = 'resolved', payload = :payload, resolved_at = :at
+WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wait_key
+-- name: wake_run
+UPDATE runs SET status = 'pending' WHERE id = :id AND status = 'waiting' RETURNING queue
+-- name: enqueue_next
+INSERT INTO jobs (run_id, queue, status, priority, concurrency_key, run_after, created_at,
+  updated_at) SELECT id, queue, 'queued', priority, concurrency_key, :at, :at, :at
+FROM runs WHERE id = :id AND queue IS NOT NULL ON CONFLICT DO NOTHING
+
+-- name: insert_job
+INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,
+  created_at, updated_at) VALUES (:id, :queue, 'queued', :priority, :max, :ckey, :after, :at, :at)
+-- name: queue_lock
+SELECT :q
+-- name: queue_counts
+SELECT (SELECT COUNT(*) FROM jobs WHERE queue = :q AND status = 'claimed'),
+  (SELECT COUNT(*) FROM jobs WHERE queue = :q AND claimed_at > :now - 1.0)
+-- name: ready_jobs
+SELECT j.id, j.concurrency_key FROM jobs j WHERE j.queue = :q AND j.status = 'queued'
+  AND j.run_after <= :now AND (j.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs k
+  WHERE k.concurrency_key = j.concurrency_key AND k.status = 'claimed'))
+ORDER BY j.priority DESC, j.id LIMIT :room
+-- name: claim_ids
+UPDATE jobs SET status = 'claimed', worker = :worker, locked_until = :now + :vis,
+  attempt = attempt + 1, claimed_at = :now, updated_at = :at
+WHERE id IN (SELECT value FROM json_each(:ids)) RETURNING {_job_cols}
+-- name: renew_job
+UPDATE jobs SET locked_until = :now + :vis WHERE id = :id AND worker = :worker
+  AND status = 'claimed'
+-- name: job_of_worker
+SELECT j.run_id, r.status FROM jobs j JOIN runs r ON r.id = j.run_id
+WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed'
+-- name: finish_job
+UPDATE jobs SET status = :status, last_error = :error, locked_until = NULL, run_after = :at,
+  updated_at = :at WHERE id = :id
+-- name: release_job
+UPDATE jobs SET status = 'queued', worker = NULL, locked_until = NULL,
+  attempt = MAX(attempt - 1, 0), run_after = :at, updated_at = :at
+WHERE id = :id AND worker = :worker AND status = 'claimed'
+-- name: retry_job
+UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
+  worker = NULL, locked_until = NULL, last_error = :error, run_after = :after, updated_at = :at
+WHERE id = :id AND worker = :worker AND status = 'claimed'
+-- name: reap_jobs
+UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
+  last_error = 'lease expired (worker ' || COALESCE(worker, '?') || ' stopped renewing)',
+  worker = NULL, locked_until = NULL, run_after = :at, updated_at = :at
+WHERE status = 'claimed' AND locked_until <= :now RETURNING run_id
+-- name: stuck_runs
+SELECT id FROM runs r WHERE status IN ('running', 'pending') AND queue IS NOT NULL
+  AND updated_at <= :now - :idle AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id
+  AND j.status IN ('queued', 'claimed'))
+-- name: orphaned_runs
+SELECT {_run_cols} FROM runs WHERE queue IS NULL
+  AND workflow_name IN (SELECT value FROM json_each(:wfs)) AND {_orphan}
+ORDER BY updated_at LIMIT :limit
+-- name: orphans_to_adopt
+SELECT id, owner FROM runs WHERE queue IS NULL
+  AND workflow_name IN (SELECT value FROM json_each(:wfs)) AND {_orphan}
+ORDER BY updated_at LIMIT :limit
+-- name: set_queue
+UPDATE runs SET queue = :queue WHERE id = :id
+-- name: list_jobs
+SELECT {_job_cols} FROM jobs WHERE (:wid IS NULL OR run_id = :wid)
+  AND (:status IS NULL OR status = :status) ORDER BY id LIMIT :limit
+-- name: step_exists
+SELECT 1 FROM steps WHERE run_id = :wid AND step_key = :key
+-- name: rerun_first
+SELECT COALESCE(MIN(seq), 0) FROM events WHERE run_id = :wid AND type = 'step.started'
+  AND message = :key
+-- name: rerun_steps
+DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM events
+  WHERE run_id = :wid AND type = 'step.started' AND seq >= :first)
+-- name: rerun_waits
+DELETE FROM waitpoints WHERE run_id = :wid AND wait_key IN (SELECT message FROM events
+  WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first)
+-- name: rerun_reset
+UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL WHERE id = :wid
+
+-- name: outbox_pending
+SELECT run_id, seq, type, message, detail, at, attempts,
+  (next_attempt_at IS NOT NULL AND next_attempt_at > :now)
+FROM events WHERE published_at IS NULL AND dead_at IS NULL ORDER BY at, run_id, seq LIMIT :limit
+-- name: outbox_delivered
+UPDATE events SET published_at = :at, attempts = attempts + 1 WHERE run_id = :wid AND seq = :seq
+-- name: outbox_failed
+UPDATE events SET attempts = attempts + 1, last_error = :error, next_attempt_at = :next,
+  dead_at = :dead WHERE run_id = :wid AND seq = :seq
+-- name: outbox_replay_dead
+UPDATE events SET dead_at = NULL, attempts = 0, next_attempt_at = NULL
+WHERE (run_id, seq) IN (SELECT run_id, seq FROM events WHERE dead_at IS NOT NULL
+  ORDER BY dead_at, run_id, seq LIMIT :limit)
+-- name: outbox_dead
+SELECT run_id, seq, type, message, detail, at, attempts FROM events WHERE dead_at IS NOT NULL
+ORDER BY dead_at, run_id, seq LIMIT :limit
+
+-- name: idempotency_reserve
+INSERT INTO idempotency (command, key, status, created_at, updated_at)
+VALUES (:command, :key, 'new', :at, :at) ON CONFLICT DO NOTHING
+-- name: idempotency_get
+SELECT status, result, updated_at > :at - :stale FROM idempotency
+WHERE command = :command AND key = :key
+-- name: idempotency_take
+UPDATE idempotency SET status = 'in_progress', updated_at = :at
+WHERE command = :command AND key = :key
+-- name: idempotency_done
+UPDATE idempotency SET status = 'done', result = :result, updated_at = :at
+WHERE command = :command AND key = :key
+-- name: idempotency_drop
+DELETE FROM idempotency WHERE command = :command AND key = :key
+
+-- name: prunable_runs
+SELECT id FROM runs WHERE status IN (SELECT value FROM json_each(:statuses))
+  AND finished_at < :before ORDER BY finished_at, id LIMIT :limit
+-- name: run_children
+SELECT id, status FROM runs WHERE parent_id = :id
+-- name: delete_idempotency_of
+DELETE FROM idempotency
+WHERE CASE WHEN json_valid(result) THEN json_extract(result, '$.workflow_id') END = :id
+-- name: delete_steps
+DELETE FROM steps WHERE run_id = :id
+-- name: delete_events
+DELETE FROM events WHERE run_id = :id
+-- name: delete_waits
+DELETE FROM waitpoints WHERE run_id = :id
+-- name: delete_jobs
+DELETE FROM jobs WHERE run_id = :id
+-- name: delete_heartbeats
+DELETE FROM heartbeats WHERE run_id = :id
+-- name: delete_locks
+DELETE FROM locks WHERE run_id = :id
+-- name: delete_inbox
+DELETE FROM inbox WHERE target = :id
+-- name: delete_run
+DELETE FROM runs WHERE id = :id AND status IN {TERMINAL}
+
+-- name: _schedule_cols
+name, workflow_name, cron, timezone, queue, missed, paused, fired_until, created_at, updated_at
+-- name: save_schedule
+-- a changed definition is updated; whether it is paused and how far it fired are kept
+INSERT INTO schedules ({_schedule_cols})
+VALUES (:name, :workflow, :cron, :tz, :queue, :missed, :paused, :fired, :created, :at)
+ON CONFLICT (name) DO UPDATE SET workflow_name = excluded.workflow_name, cron = excluded.cron,
+  timezone = excluded.timezone, queue = excluded.queue, missed = excluded.missed,
+  updated_at = excluded.updated_at
+-- name: schedule_by_name
+SELECT {_schedule_cols} FROM schedules WHERE name = :name
+-- name: list_schedules
+SELECT {_schedule_cols} FROM schedules ORDER BY name
+-- name: pause_schedule
+UPDATE schedules SET paused = :paused, updated_at = :at,
+  fired_until = CASE WHEN paused AND NOT :paused THEN max(fired_until, :at) ELSE fired_until END
+WHERE name = :name
+-- name: advance_schedule
+UPDATE schedules SET fired_until = :fired, updated_at = :at
+WHERE name = :name AND fired_until < :fired AND NOT paused

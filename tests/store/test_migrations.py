@@ -1,0 +1,100 @@
+"""Shipped migrations are never edited, and both dialects migrate to the same tables.
+
+A migration that reached users is history: change the schema with a new
+numbered file (and pin its hash here), never by editing an old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import uuid
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tether.store import open_store
+from tether.store._migrations import migrations
+
+from .._postgres import PostgresServer
+
+PINNED = {
+    "postgresql": {
+        "0001_core.sql": "d1fbd859f75c459861ca9e52d82da6178281751a89f633c98a9d1bdc07bdc580",
+        "0002_waitpoints.sql": "a5300717d4f9a8680c097d5b7ae1cb1ea4134bd7e3ce38221f4be4eaa59a9018",
+        "0003_queue_outbox.sql": "3f5eca25a46fd46531f4be60f1c1a24f3011fc60403110a53009110e81bc0796",
+        "0004_run_owner_lease.sql": "7edc6caea28bc660110958f4b8fa7346c20c444e793b70e41753e3ff4b4bdeda",
+        "0005_step_identity.sql": "850b05ac59f5d367509096e77251e57e1ca9730d6af5f714bd47aaafa6d5f7c0",
+        "0006_schedules.sql": "09804f68cd656dd963ba368c2d7016d45834cd25d2015fe844fcf466b616bd6a",
+        "0007_ai_calls.sql": "640b246a355d2ab2199fa87478f6bb133cabb55479975f31cd0f370ff2e01909",
+    },
+    "sqlite": {
+        "0001_core.sql": "a243e4a11c3b2854d7027cd3aa85f5ed9fa5fb97201936ecb0a7fa3d17ebfd44",
+        "0002_waitpoints.sql": "0314e0ae742b5ad9993feb432843d3e9f6ce801cbb30cb20cae9c3bb521b7e92",
+        "0003_queue_outbox.sql": "9d14b85558c340dd142f8d54f3d89a411e5e5ce732739903c20e4934a2520367",
+        "0004_run_owner_lease.sql": "29cbbb9e51d18f401bdb0daa7ac6d27bd1b2fd6a3c22c0a9f4011318ff6c0388",
+        "0005_step_identity.sql": "850b05ac59f5d367509096e77251e57e1ca9730d6af5f714bd47aaafa6d5f7c0",
+        "0006_schedules.sql": "bffd205dca9d90754bfbcf41a4427209fee8c3b0e6cc71d38fe8ff1d207e8bb1",
+        "0007_ai_calls.sql": "102db745d2c5b6cd7b84a8e78dc92b4b4961455c3fcde192ac0bfc3f730dc3b7",
+    },
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(PINNED))
+def test_shipped_migrations_are_never_edited(dialect: str) -> None:
+    folder = resources.files("tether.store").joinpath("schema", dialect)
+    found = {
+        f"{m.version:04d}_{m.name}.sql": hashlib.sha256(
+            folder.joinpath(f"{m.version:04d}_{m.name}.sql").read_bytes()
+        ).hexdigest()
+        for m in migrations(dialect)
+    }
+    for name, digest in PINNED[dialect].items():
+        assert found.get(name) == digest, f"{dialect}/{name} was edited: add a new migration"
+    unpinned = sorted(set(found) - set(PINNED[dialect]))
+    assert not unpinned, f"pin the sha256 of the new migration(s) {unpinned} here"
+
+
+def _sqlite_columns(path: Path) -> dict[str, set[str]]:
+    conn = sqlite3.connect(path)
+    try:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        return {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")} for t in tables}
+    finally:
+        conn.close()
+
+
+def _pg_columns(server: PostgresServer, schema: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = %s",
+            (schema,),
+        ).fetchall()
+    for table, column in rows:
+        out.setdefault(table, set()).add(column)
+    return out
+
+
+async def test_both_dialects_migrate_to_the_same_tables_and_columns(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    lite = open_store(f"sqlite:///{tmp_path}/schema.db")
+    await lite.open()
+    await lite.close()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    pg = open_store(postgres.url_with_schema(schema))
+    try:
+        await pg.open()
+        await pg.close()
+        assert _pg_columns(postgres, schema) == _sqlite_columns(tmp_path / "schema.db")
+    finally:
+        postgres.drop_schema(schema)
