@@ -67,3 +67,7 @@ class Runtime:
     threads: StepThreads = field(default_factory=StepThreads)
     # wrap every executed step attempt, outermost first (empty: no cost at all)
     interceptors: tuple[StepInterceptor, ...] = ()
+    # the model providers of `wf.ai` (a tether.ai.Providers), None: no AI configured
+    ai: Any = None
+    # the budget a workflow declares for runs started without their own (by name)
+    workflow_budget: Callable[[str], Any] = field(default=lambda name: None)

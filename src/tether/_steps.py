@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ._attach import collecting
 from ._control import HandBack
 from ._failure import error_json
 from ._interceptors import StepCall, intercepted
@@ -81,17 +82,18 @@ class StepExecutor:
             if self._rt.draining:  # shutting down: hand the run back, start nothing new
                 raise HandBack()
             row = await self._start(spec, prior + 1)
-            try:
-                result = await self._attempt(spec, row.attempts, with_ctx, asynchronous)
-            except Exception as exc:
-                again = row.attempts < spec.policy.attempts and spec.policy.retries(exc)
-                await self._record_failure(spec, row, exc, again)
-                if not again:
-                    raise
-                await self._rt.clock.sleep(spec.policy.delay(row.attempts))
-                prior = row.attempts
-                continue
-            return await self._record_result(spec, row, result)
+            with collecting() as rows:  # what the attempt attaches (its AI calls)
+                try:
+                    result = await self._attempt(spec, row.attempts, with_ctx, asynchronous)
+                except Exception as exc:
+                    again = row.attempts < spec.policy.attempts and spec.policy.retries(exc)
+                    await self._record_failure(spec, row, exc, again, rows)
+                    if not again:
+                        raise
+                    await self._rt.clock.sleep(_backoff(spec.policy, row.attempts, exc))
+                    prior = row.attempts
+                    continue
+            return await self._record_result(spec, row, result, rows)
 
     async def _start(self, spec: StepSpec, attempt: int) -> StepRow:
         row = await self._rt.store.start_step(
@@ -151,7 +153,7 @@ class StepExecutor:
             raise StepTimeoutError(spec.key, spec.timeout) from exc
 
     async def _record_failure(
-        self, spec: StepSpec, row: StepRow, exc: Exception, again: bool
+        self, spec: StepSpec, row: StepRow, exc: Exception, again: bool, rows: list[Any]
     ) -> None:
         err = error_json(exc)
         what = "step.retrying" if again else "step.failed"
@@ -163,11 +165,14 @@ class StepExecutor:
             final=not again,
             at=self._rt.clock.now(),
             event=NewEvent(what, spec.key, dump_json(detail, what="event detail")),
+            rows=tuple(rows),
         )
         self._run.steps[spec.key] = _ended(row, StepStatus.FAILED, row.result, err, None)
         self._run.emit(what, spec.key, {"attempt": row.attempts})
 
-    async def _record_result(self, spec: StepSpec, row: StepRow, result: Any) -> Any:
+    async def _record_result(
+        self, spec: StepSpec, row: StepRow, result: Any, rows: list[Any]
+    ) -> Any:
         attempt = row.attempts
         try:
             text = dump_result(result, what=f"the result of step {spec.key!r}", tp=spec.tp)
@@ -179,18 +184,21 @@ class StepExecutor:
                 final=True,
                 at=self._rt.clock.now(),
                 event=NewEvent("step.failed", spec.key, f'{{"attempt":{attempt}}}'),
+                rows=tuple(rows),
             )
             self._run.emit("step.failed", spec.key, {"attempt": attempt})
             raise
         now = self._rt.clock.now()
-        await self._record_completion(spec.key, text, now, attempt)
+        await self._record_completion(spec.key, text, now, attempt, tuple(rows))
         self._run.steps[spec.key] = _ended(row, StepStatus.COMPLETED, text, row.error, now)
         self._run.emit("step.completed", spec.key, {"attempt": attempt})
         if type(result) in (str, int, bool, type(None)):
             return result  # comes back as itself
         return load_result(text, spec.tp)  # what every replay will return
 
-    async def _record_completion(self, key: str, text: str, at: datetime, attempt: int) -> None:
+    async def _record_completion(
+        self, key: str, text: str, at: datetime, attempt: int, rows: tuple[Any, ...]
+    ) -> None:
         """Write the step's completion; a database blip here is retried, not given up:
         the side effect is done and its result is in hand, and losing it would make
         the step run again."""
@@ -198,7 +206,7 @@ class StepExecutor:
         for delay in (*COMPLETION_RETRIES, None):
             try:
                 await self._rt.store.complete_step(
-                    self._run.fence, key, result=text, at=at, event=event
+                    self._run.fence, key, result=text, at=at, event=event, rows=rows
                 )
                 return
             except StaleOwnerError:
@@ -213,6 +221,16 @@ class StepExecutor:
                     exc,
                 )
                 await asyncio.sleep(delay)
+
+
+def _backoff(policy: RetryPolicy, attempt: int, exc: BaseException) -> float:
+    """The wait before the next attempt: the policy's, or longer if the failure asked
+    for it (a provider's ``retry-after``, carried as `retry_after` seconds)."""
+    asked = getattr(exc, "retry_after", None)
+    delay = policy.delay(attempt)
+    if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > delay:
+        return float(min(asked, 3600.0))
+    return delay
 
 
 def _attempts_left(spec: StepSpec, row: StepRow | None) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -30,8 +31,9 @@ from ._run_state import Compensation, RunState
 from ._runtime import Runtime
 from ._steps import StepContext, StepExecutor, StepSpec
 from ._waits import MISSING, Host, Waits
+from .ai import Budget, WorkflowAI
 from .errors import InvalidArgumentError, RunCancelledError
-from .record import LeaseRecord, RunRecord
+from .record import LeaseRecord, RunRecord, RunUsage
 from .retry import RetryPolicy, as_policy
 from .serde import dump_json, load_json, return_type_of
 from .store import NewEvent, StepStatus, Store
@@ -77,6 +79,7 @@ class Workflow:
         self._steps = StepExecutor(runtime, run)
         self._waits = Waits(runtime, run, host)
         self._locks = Locks(runtime, run)
+        self._ai: WorkflowAI | None = None
 
     # -- identity ------------------------------------------------------------------
 
@@ -91,6 +94,24 @@ class Workflow:
     @property
     def workflow_version(self) -> str | None:
         return self._run.run.workflow_version
+
+    @property
+    def ai(self) -> WorkflowAI:
+        """Model calls as durable steps, priced, logged and budgeted (`tether.ai`)."""
+        if self._ai is None:
+            if self._rt.ai is None:
+                raise InvalidArgumentError(
+                    "this App has no AI providers; configure them with "
+                    "tether.App(ai=tether.ai.Providers(openai=tether.ai.OpenAI(), ...))"
+                )
+            own = self._run.run.budget
+            budget = (
+                Budget.of(json.loads(own))
+                if own is not None
+                else self._rt.workflow_budget(self.workflow_name)
+            )
+            self._ai = WorkflowAI(self, self._rt.ai, self._rt.store, budget)
+        return self._ai
 
     @property
     def generation(self) -> int | None:
@@ -420,4 +441,9 @@ async def load_record(store: Store, workflow_id: str) -> RunRecord:
         store.list_locks(LEASE_SCOPE, run_id=workflow_id),
         store.list_locks(lease_scope(workflow_id)),
     )
-    return RunRecord.build(run, steps, events, heartbeats, [*shared, *own])
+    total, by_model = await asyncio.gather(
+        store.ai_usage(workflow_ids=[workflow_id]),
+        store.ai_usage(workflow_ids=[workflow_id], group_by="model"),
+    )
+    usage = RunUsage.build(total, by_model)
+    return RunRecord.build(run, steps, events, heartbeats, [*shared, *own], usage)

@@ -28,6 +28,7 @@ from ._runner import Runner
 from ._runtime import EventHook, Runtime
 from ._waits import MISSING
 from ._workflow import Workflow, load_record
+from .ai import Budget, Providers
 from .clock import Clock, SystemClock
 from .definition import DEF_ATTR, RunResult, WorkflowDef
 from .errors import (
@@ -55,6 +56,8 @@ from .record import RunRecord
 from .schedules import MissedTicks, Schedule, fire_schedules
 from .serde import dump_json
 from .store import (
+    AICallRow,
+    AIUsageRow,
     Durability,
     JobRow,
     NewRun,
@@ -131,6 +134,7 @@ class App:
         shutdown_grace: float = 30.0,
         recover_orphans: bool = False,
         interceptors: Sequence[StepInterceptor] = (),
+        ai: Providers | None = None,
     ) -> None:
         # what with_database() needs to build this App again on another database
         settings = {k: v for k, v in locals().items() if k not in ("self", "database_url", "store")}
@@ -140,8 +144,18 @@ class App:
         self.store: Store = store or open_store(database_url, durability=durability)
         self.clock: Clock = clock or SystemClock()
         self.inbox_retention = float(inbox_retention)
+        if ai is not None and not isinstance(ai, Providers):
+            raise InvalidArgumentError(
+                f"ai must be a tether.ai.Providers, got {ai!r}; e.g. "
+                "ai=tether.ai.Providers(openai=tether.ai.OpenAI())"
+            )
+        self.ai = ai
         self._runtime = Runtime(
-            self.store, self.clock, interceptors=check_interceptors(interceptors)
+            self.store,
+            self.clock,
+            interceptors=check_interceptors(interceptors),
+            ai=ai,
+            workflow_budget=self._workflow_budget,
         )
         self._registry: dict[str, WorkflowDef] = {}
         self._implicit: set[str] = set()  # names registered by running them, not declared
@@ -188,6 +202,7 @@ class App:
         compatible: Iterable[str] = (),
         timeout: float | None = None,
         schedule: str | None = None,
+        budget: Budget | dict[str, Any] | None = None,
     ) -> Callable[[F], F]: ...
 
     def workflow(
@@ -200,18 +215,26 @@ class App:
         compatible: Iterable[str] = (),
         timeout: float | None = None,
         schedule: str | None = None,
+        budget: Budget | dict[str, Any] | None = None,
     ) -> Any:
         """Register an ``async def fn(wf, input)`` as a workflow (usable bare or called).
 
         `version` is recorded on each run; a run resumes only under the same
         version or one that lists it in `compatible`. `timeout` bounds the
         seconds a run spends executing; time parked does not count. `schedule`
-        (a cron expression, UTC) starts it on that cron: see `schedule`.
+        (a cron expression, UTC) starts it on that cron: see `schedule`. `budget`
+        (a `tether.ai.Budget`) limits the AI spend of each run not given its own.
         """
+        the_budget = Budget.of(budget)
 
         def register(f: F) -> F:
             defn = WorkflowDef.make(
-                f, name=name, version=version, compatible=compatible, timeout=timeout
+                f,
+                name=name,
+                version=version,
+                compatible=compatible,
+                timeout=timeout,
+                budget=the_budget,
             )
             existing = self._registry.get(defn.name)
             if existing is not None and existing.fn is not f:
@@ -290,8 +313,10 @@ class App:
         priority: int = 0,
         tags: Iterable[str] = (),
         tenant: str | None = None,
+        budget: Any = None,
     ) -> tuple[WorkflowDef, RunRow, bool, Any]:
         defn = WorkflowDef.of(workflow)
+        budget_text = self._budget_json(budget, defn)
         wid = new_run_id(defn.name) if workflow_id is None else workflow_id
         check_name("workflow_id", wid)
         if input is not _MISSING and not defn.takes_input:
@@ -322,6 +347,7 @@ class App:
                 tags=tag_tuple,
                 tenant=tenant,
                 idempotency_key=idempotency_key,
+                budget=budget_text,
             ),
             self.clock.now(),
         )
@@ -342,6 +368,7 @@ class App:
         initial_state: Any = None,
         on_event: EventHook | None = None,
         if_running: str = "raise",
+        budget: Budget | dict[str, Any] | None = None,
     ) -> RunResult[T]:
         """Run (or resume) a workflow in this process until it ends or parks.
 
@@ -354,14 +381,15 @@ class App:
         signal, an event, a token, a long timer) is parked and returned with
         status ``waiting``. If another live process drives the run,
         `RunAlreadyRunningError` is raised, or with ``if_running="wait"`` its
-        result is awaited.
+        result is awaited. `budget` (a `tether.ai.Budget`) limits the run's AI
+        spend instead of the workflow's own budget.
         """
         if if_running not in ("raise", "wait"):
             raise InvalidArgumentError(f'if_running must be "raise" or "wait", got {if_running!r}')
         await self._maybe_recover()
         self._ensure_registered(workflow)
         defn, run, _, input = await self._create(
-            workflow, input, workflow_id=workflow_id, initial_state=initial_state
+            workflow, input, workflow_id=workflow_id, initial_state=initial_state, budget=budget
         )
         try:
             return await self._runner.drive(
@@ -381,6 +409,7 @@ class App:
         initial_state: Any = None,
         on_event: EventHook | None = None,
         if_running: str = "raise",
+        budget: Budget | dict[str, Any] | None = None,
     ) -> RunResult[T]:
         """Sync facade of `arun`."""
         return self._loop.run(
@@ -391,6 +420,7 @@ class App:
                 initial_state=initial_state,
                 on_event=on_event,
                 if_running=if_running,
+                budget=budget,
             )
         )
 
@@ -405,6 +435,7 @@ class App:
         tags: Iterable[str] = (),
         tenant: str | None = None,
         initial_state: Any = None,
+        budget: Budget | dict[str, Any] | None = None,
     ) -> str:
         """Create a run and drive it in the background of this process; its id at once.
 
@@ -434,6 +465,7 @@ class App:
                 tags=tuple(tags),
                 tenant=tenant,
                 initial_state=initial_state,
+                budget=self._budget_dict(budget, defn),
             )
         )
         assert isinstance(result, RunCreated)
@@ -450,6 +482,7 @@ class App:
         tags: Iterable[str] = (),
         tenant: str | None = None,
         initial_state: Any = None,
+        budget: Budget | dict[str, Any] | None = None,
     ) -> str:
         """Sync facade of `astart` (the run proceeds on the App's loop thread)."""
         return self._loop.run(
@@ -462,6 +495,7 @@ class App:
                 tags=tags,
                 tenant=tenant,
                 initial_state=initial_state,
+                budget=budget,
             )
         )
 
@@ -480,6 +514,7 @@ class App:
         initial_state: Any = None,
         max_attempts: int = 10,
         run_after: datetime | None = None,
+        budget: Budget | dict[str, Any] | None = None,
     ) -> str:
         """Queue a run for workers and return its id at once.
 
@@ -516,6 +551,7 @@ class App:
                 initial_state=initial_state,
                 max_attempts=max_attempts,
                 run_after=run_after,
+                budget=self._budget_dict(budget, defn),
             )
         )
         assert isinstance(result, RunCreated)
@@ -536,6 +572,7 @@ class App:
         initial_state: Any = None,
         max_attempts: int = 10,
         run_after: datetime | None = None,
+        budget: Budget | dict[str, Any] | None = None,
     ) -> str:
         """Sync facade of `asubmit`."""
         return self._loop.run(
@@ -552,6 +589,7 @@ class App:
                 initial_state=initial_state,
                 max_attempts=max_attempts,
                 run_after=run_after,
+                budget=budget,
             )
         )
 
@@ -806,6 +844,75 @@ class App:
     def get_run(self, workflow_id: str) -> RunInfo:
         return self._loop.run(self.aget_run(workflow_id))
 
+    # -- AI: budgets, the call log, usage ------------------------------------------------
+
+    def _workflow_budget(self, name: str) -> Budget | None:
+        defn = self._registry.get(name)
+        return None if defn is None else defn.budget
+
+    def _budget_dict(self, budget: Any, defn: WorkflowDef) -> dict[str, Any] | None:
+        """The run's budget as stored: the one given, else the workflow's; also checks
+        that the App's providers can call (a missing key fails before the run exists)."""
+        if self.ai is not None:
+            self.ai.check()
+        chosen = Budget.of(budget) or defn.budget
+        return None if chosen is None else chosen.model_dump(exclude_none=True)
+
+    def _budget_json(self, budget: Any, defn: WorkflowDef) -> str | None:
+        chosen = self._budget_dict(budget, defn)
+        return None if chosen is None else dump_json(chosen, what="budget")
+
+    async def alist_ai_calls(self, workflow_id: str, *, children: bool = False) -> list[AICallRow]:
+        """The AI calls a run made (and, with `children`, its child runs), oldest first."""
+        return await self.store.list_ai_calls(await self._family(workflow_id, children))
+
+    def list_ai_calls(self, workflow_id: str, *, children: bool = False) -> list[AICallRow]:
+        """Sync facade of `alist_ai_calls`."""
+        return self._loop.run(self.alist_ai_calls(workflow_id, children=children))
+
+    async def ausage(
+        self,
+        *,
+        workflow: str | None = None,
+        tag: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        group_by: str | None = None,
+    ) -> list[AIUsageRow]:
+        """AI calls, tokens and cost summed from the call log: one row, or one per
+        ``group_by`` ("model", "workflow" or "day"), filtered by workflow name, run
+        tag and call time. Calls at no known price count in `unknown_cost_calls`."""
+        if group_by not in (None, "model", "workflow", "day"):
+            raise InvalidArgumentError(
+                f'group_by must be "model", "workflow", "day" or None, got {group_by!r}'
+            )
+        return await self.store.ai_usage(
+            workflow=workflow, tag=tag, since=since, until=until, group_by=group_by
+        )
+
+    def usage(
+        self,
+        *,
+        workflow: str | None = None,
+        tag: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        group_by: str | None = None,
+    ) -> list[AIUsageRow]:
+        """Sync facade of `ausage`."""
+        return self._loop.run(
+            self.ausage(workflow=workflow, tag=tag, since=since, until=until, group_by=group_by)
+        )
+
+    async def _family(self, workflow_id: str, children: bool) -> list[str]:
+        """The run and (with `children`) its descendants."""
+        await self.aget_run(workflow_id)
+        found = [workflow_id]
+        if children:
+            for child in await self.store.child_runs(workflow_id):
+                found += await self._family(child, True)
+        return found
+
     # -- schedules --------------------------------------------------------------------------
 
     def schedule(
@@ -948,6 +1055,8 @@ class App:
             return
         self._closed = True
         await self._runner.shutdown(self.shutdown_grace)
+        if self.ai is not None:
+            await self.ai.aclose()
         await self.store.close()
 
     def close(self) -> None:
@@ -1037,6 +1146,12 @@ class App:
 
     async def __aenter__(self) -> App:
         return self
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()

@@ -107,6 +107,7 @@ class WorkflowDef:
     fn: Callable[..., Awaitable[Any]]
     compatible: tuple[str, ...] = ()
     timeout: float | None = None
+    budget: Any = None  # a tether.ai.Budget for each run that is not given its own
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
@@ -186,6 +187,7 @@ class WorkflowDef:
         version: str | None = None,
         compatible: Iterable[str] = (),
         timeout: float | None = None,
+        budget: Any = None,
     ) -> WorkflowDef:
         if name is not None:
             check_name("workflow name", name)
@@ -206,7 +208,7 @@ class WorkflowDef:
                     f"compatible lists versions, which are str; got {old!r} in {list(compatible)!r}"
                     f" (e.g. compatible=[{str(old)!r}])"
                 )
-        return cls(name or default_name(fn), version, fn, compatible, timeout)
+        return cls(name or default_name(fn), version, fn, compatible, timeout, budget)
 
     @classmethod
     def of(cls, fn: Callable[..., Any]) -> WorkflowDef:

@@ -12,9 +12,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .store import EventRow, HeartbeatRow, LockRow, RunRow, RunStatus, StepRow, StepStatus
+from .store import (
+    AIUsageRow,
+    EventRow,
+    HeartbeatRow,
+    LockRow,
+    RunRow,
+    RunStatus,
+    StepRow,
+    StepStatus,
+)
 
-__all__ = ["EventRecord", "HeartbeatRecord", "LeaseRecord", "RunRecord", "StepRecord"]
+__all__ = [
+    "EventRecord",
+    "HeartbeatRecord",
+    "LeaseRecord",
+    "RunRecord",
+    "RunUsage",
+    "StepRecord",
+]
 
 RECORD_VERSION = 1
 
@@ -145,6 +161,37 @@ class LeaseRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RunUsage:
+    """A run's AI calls summed from the call log: in all, and per ``provider:model``."""
+
+    total: AIUsageRow
+    by_model: dict[str, AIUsageRow]
+
+    @classmethod
+    def build(cls, total: list[AIUsageRow], by_model: list[AIUsageRow]) -> RunUsage | None:
+        if not total or total[0].calls == 0:
+            return None
+        return cls(total[0], {r.group or "": r for r in by_model})
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.total
+        return {
+            "calls": t.calls,
+            "inputTokens": t.input_tokens,
+            "cachedInputTokens": t.cached_input_tokens,
+            "cacheWriteTokens": t.cache_write_tokens,
+            "outputTokens": t.output_tokens,
+            "reasoningTokens": t.reasoning_tokens,
+            "costMicroUsd": t.cost_micro_usd,
+            "unknownCostCalls": t.unknown_cost_calls,
+            "byModel": {
+                k: {"calls": r.calls, "costMicroUsd": r.cost_micro_usd}
+                for k, r in self.by_model.items()
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     """One run: its definition, status, state, steps, events, heartbeats and leases."""
 
@@ -167,6 +214,7 @@ class RunRecord:
     leases: dict[str, LeaseRecord]
     owner: str | None = None  # the process that drives (or last drove) the run
     owner_expires_at: datetime | None = None  # its claim lapses then, unless renewed
+    usage: RunUsage | None = None  # its AI calls, from the call log (None: it made none)
 
     def owner_gone_since(self, now: datetime) -> datetime | None:
         """When the owner of this running run stopped renewing its claim (it died),
@@ -181,6 +229,7 @@ class RunRecord:
         events: list[EventRow],
         heartbeats: list[HeartbeatRow],
         leases: list[LockRow],
+        usage: RunUsage | None = None,
     ) -> RunRecord:
         return cls(
             workflow_id=run.workflow_id,
@@ -202,6 +251,7 @@ class RunRecord:
             leases={lk.key: LeaseRecord.from_row(lk) for lk in leases},
             owner=run.owner,
             owner_expires_at=run.owner_expires_at,
+            usage=usage,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,6 +274,7 @@ class RunRecord:
             "heartbeats": {k: h.to_dict() for k, h in self.heartbeats.items()},
             "leases": {k: lease.to_dict() for k, lease in self.leases.items()},
             "lastError": self.last_error,
+            "usage": None if self.usage is None else self.usage.to_dict(),
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:

@@ -1,6 +1,8 @@
 """AI calls that are durable, priced and budgeted."""
 
 from ._anthropic import Anthropic
+from ._budget import Budget, Spend
+from ._client import WorkflowAI
 from ._errors import (
     BudgetExceededError,
     MissingAPIKeyError,
@@ -12,6 +14,8 @@ from ._fake import FakeModel
 from ._openai import OpenAI, OpenAICompatible
 from ._port import Provider
 from ._prices import Price, Priced, Prices
+from ._providers import Providers
+from ._results import BatchOutcome, BatchResult, EmbedResult, ObjectResult, TextResult
 from ._types import (
     BatchItem,
     BatchItemResult,
@@ -27,13 +31,18 @@ __all__ = [
     "Anthropic",
     "BatchItem",
     "BatchItemResult",
+    "BatchOutcome",
+    "BatchResult",
     "BatchStatus",
+    "Budget",
     "BudgetExceededError",
     "EmbedReply",
+    "EmbedResult",
     "FakeModel",
     "Message",
     "MissingAPIKeyError",
     "ModelReply",
+    "ObjectResult",
     "ObjectValidationError",
     "OpenAI",
     "OpenAICompatible",
@@ -42,7 +51,11 @@ __all__ = [
     "Prices",
     "Provider",
     "ProviderError",
+    "Providers",
+    "Spend",
     "TextRequest",
+    "TextResult",
     "UnknownProviderError",
     "Usage",
+    "WorkflowAI",
 ]

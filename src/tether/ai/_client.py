@@ -54,9 +54,16 @@ class Flow(Protocol):
     @property
     def workflow_id(self) -> str: ...
 
-    async def step(self, name: str, fn: Any, **kwargs: Any) -> Any: ...
+    async def step(
+        self,
+        name: str,
+        fn: Any,
+        *,
+        retry: int | RetryPolicy | None = ...,
+        result_type: Any = ...,
+    ) -> Any: ...
 
-    async def wait_for_signal(self, name: str, **kwargs: Any) -> Any: ...
+    async def wait_for_signal(self, name: str) -> Any: ...
 
     async def sleep(self, seconds: float) -> None: ...
 
@@ -405,10 +412,11 @@ class WorkflowAI:
                 cost_usd=_usd(one),
                 model=model,
             )
+        in_order = {i.custom_id: found[i.custom_id] for i in items if i.custom_id in found}
         return BatchResult(
             batch_id=batch_id,
             provider=pname,
-            items=found,
+            items={**in_order, **found},  # as asked (providers answer in any order)
             usage=total,
             cost_usd=_usd(cost if known else None),
         )

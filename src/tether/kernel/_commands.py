@@ -59,6 +59,7 @@ class RunCreate(_Command):
     max_attempts: int = Field(default=10, ge=1)
     run_after: datetime | None = None
     initial_state: Any = None
+    budget: dict[str, Any] | None = None  # the run's own AI budget (tether.ai.Budget fields)
 
 
 class RunCancel(_Command):

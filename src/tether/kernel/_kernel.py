@@ -193,6 +193,7 @@ class Kernel:
             tenant=cmd.tenant,
             idempotency_key=cmd.idempotency_key,
             queue=cmd.queue,
+            budget=None if cmd.budget is None else dump_json(cmd.budget, what="budget"),
         )
         if cmd.queue is None:
             row, created = await self.store.create_run(run, self.clock.now())

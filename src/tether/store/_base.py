@@ -144,6 +144,7 @@ class StoreBase:
             ckey=ckey,
             at=at,
             rule=run.step_rule,
+            budget=run.budget,
         )
         row = await tx.one("run_by_id_or_key", id=run.workflow_id, ikey=run.idempotency_key)
         return tx.rows.run(row), created == 1

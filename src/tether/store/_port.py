@@ -20,6 +20,9 @@ from datetime import datetime
 from typing import Protocol
 
 from ._records import (
+    AICallRow,
+    AISpend,
+    AIUsageRow,
     EventRow,
     Fence,
     HeartbeatRow,
@@ -173,15 +176,36 @@ class Store(Protocol):
         ...
 
     async def complete_step(
-        self, fence: Fence, key: str, *, result: str, at: datetime, event: NewEvent
+        self,
+        fence: Fence,
+        key: str,
+        *,
+        result: str,
+        at: datetime,
+        event: NewEvent,
+        rows: Sequence[object] = (),
     ) -> None:
-        """Record the step's result. Fully durable before it returns."""
+        """Record the step's result. Fully durable before it returns.
+
+        `rows` are what the attempt attached (`NewAICall`, `NewEvent`), written in
+        the same transaction; AI calls are keyed (run, step, attempt, position), so
+        a completion written twice (a replay after a lost connection) adds none.
+        """
         ...
 
     async def fail_step(
-        self, fence: Fence, key: str, *, error: str, final: bool, at: datetime, event: NewEvent
+        self,
+        fence: Fence,
+        key: str,
+        *,
+        error: str,
+        final: bool,
+        at: datetime,
+        event: NewEvent,
+        rows: Sequence[object] = (),
     ) -> None:
-        """Record a failed attempt; `final` marks the step failed for good."""
+        """Record a failed attempt; `final` marks the step failed for good. `rows` as
+        for `complete_step` (a failed call still used tokens, and is logged)."""
         ...
 
     # -- locks (mutexes and leases) ------------------------------------------
@@ -480,4 +504,33 @@ class Store(Protocol):
         result names it, and its child runs (recursively). A run that is not terminal,
         or has a child that is not, is skipped whole; unknown ids are ignored.
         """
+        ...
+
+    # -- the AI call log ----------------------------------------------------------------
+
+    async def child_runs(self, workflow_id: str) -> list[str]:
+        """Ids of the runs started as children of this one, oldest first."""
+        ...
+
+    async def ai_spend(self, workflow_id: str, budget_key: str | None) -> AISpend:
+        """What the call log holds for the run (`budget_key` None) or for every run that
+        spent under `budget_key`; and whether the run recorded a budget warning."""
+        ...
+
+    async def list_ai_calls(self, workflow_ids: Sequence[str]) -> list[AICallRow]:
+        """The AI calls of these runs, oldest first, with their prompts and responses."""
+        ...
+
+    async def ai_usage(
+        self,
+        *,
+        workflow_ids: Sequence[str] | None = None,
+        workflow: str | None = None,
+        tag: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        group_by: str | None = None,
+    ) -> list[AIUsageRow]:
+        """Totals of the calls matching the filters: one row, or one per group
+        (``model``, ``workflow``, ``day``, ``run``). Sums over the log, never counters."""
         ...

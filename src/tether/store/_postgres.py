@@ -40,6 +40,7 @@ from ._records import Fence, JobRow, NewEvent, NewJob, NewRun, QueueLimit, RunRo
 from ._rows import PG_ROWS, started_step
 from ._sql import queries
 from ._url import Durability, parse_pg_url
+from ._verbs_ai import AIVerbs, write_attached
 from ._verbs_queue import QueueVerbs
 from ._verbs_runs import RunVerbs
 from ._verbs_schedules import ScheduleVerbs
@@ -105,7 +106,7 @@ class PgTx:
         await self.one("notify", chan=self._channel, what=what)
 
 
-class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs):
+class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs):
     """Store on a PostgreSQL database (in its own schema)."""
 
     dialect = "postgresql"
@@ -137,10 +138,18 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs):
     # -- the one-statement verbs -----------------------------------------------------
 
     async def _fenced(
-        self, name: str, fence: Fence, event: NewEvent, at: datetime, **p: Any
+        self,
+        name: str,
+        fence: Fence,
+        event: NewEvent,
+        at: datetime,
+        *,
+        rows: Sequence[object] = (),
+        **p: Any,
     ) -> Any:
         """Run one fenced statement (`_event_cte` at its head); its row, or the fence's
-        failure raised."""
+        failure raised. With `rows` a step attached (its AI calls), they are written
+        in the same transaction."""
 
         async def body(tx: Tx) -> Any:
             row = await tx.one(
@@ -149,9 +158,11 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs):
             )  # fmt: skip
             if row is None:
                 raise await self._fence_failure(tx, fence)
+            if rows:
+                await write_attached(self, tx, fence, p["key"], rows, at)
             return row
 
-        return await self._tx("write", body, single=True)
+        return await self._tx("write", body, single=not rows)
 
     async def start_step(
         self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
@@ -160,17 +171,32 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs):
         return started_step(fence.workflow_id, key, idempotency_key, row, at)
 
     async def complete_step(
-        self, fence: Fence, key: str, *, result: str, at: datetime, event: NewEvent
+        self,
+        fence: Fence,
+        key: str,
+        *,
+        result: str,
+        at: datetime,
+        event: NewEvent,
+        rows: Sequence[object] = (),
     ) -> None:
         # durability=normal: completions skip the flush too
         name = "complete_step_fast" if self._sync_off else "complete_step"
-        await self._fenced(name, fence, event, at, key=key, result=result)
+        await self._fenced(name, fence, event, at, rows=rows, key=key, result=result)
 
     async def fail_step(
-        self, fence: Fence, key: str, *, error: str, final: bool, at: datetime, event: NewEvent
+        self,
+        fence: Fence,
+        key: str,
+        *,
+        error: str,
+        final: bool,
+        at: datetime,
+        event: NewEvent,
+        rows: Sequence[object] = (),
     ) -> None:
-        name = "fail_step_fast" if not final or self._sync_off else "fail_step"
-        await self._fenced(name, fence, event, at, key=key, error=error)
+        name = "fail_step_fast" if (not final and not rows) or self._sync_off else "fail_step"
+        await self._fenced(name, fence, event, at, rows=rows, key=key, error=error)
 
     async def record_heartbeat(
         self, fence: Fence, key: str, detail: str | None, at: datetime, event: NewEvent
@@ -185,7 +211,7 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs):
                 priority=job.priority, tags=json.dumps(list(run.tags)), tenant=run.tenant,
                 parent=run.parent_id, ikey=run.idempotency_key, queue=job.queue,
                 ckey=job.concurrency_key, max=job.max_attempts, after=job.run_after or at,
-                at=at, chan=self.config.channel, rule=run.step_rule
+                at=at, chan=self.config.channel, rule=run.step_rule, budget=run.budget
             )  # fmt: skip
             if row is not None:
                 return tx.rows.run(row[:-1]), True

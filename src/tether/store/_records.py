@@ -150,6 +150,7 @@ class NewRun:
     idempotency_key: str | None = None
     queue: str | None = None  # runs with a queue are driven by jobs (workers)
     step_rule: int = 2  # new runs name steps by occurrence (see the 0005 migration)
+    budget: str | None = None  # JSON text: the run's own AI budget, if it was given one
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,7 @@ class RunRow:
     queue: str | None = None
     owner_expires_at: datetime | None = None  # the owner's claim lapses then (running runs)
     step_rule: int = 1  # how its steps are named (see STEP_RULE)
+    budget: str | None = None  # JSON text: the run's own AI budget (see tether.ai.Budget)
 
 
 @dataclass(frozen=True, slots=True)

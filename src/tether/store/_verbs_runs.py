@@ -22,6 +22,7 @@ from ._records import (
     StepRow,
 )
 from ._rows import Rows, started_step
+from ._verbs_ai import write_attached
 
 __all__ = ["RunVerbs"]
 
@@ -171,22 +172,41 @@ class RunVerbs(StoreBase):
         return await self._tx("fast", body)
 
     async def complete_step(
-        self, fence: Fence, key: str, *, result: str, at: datetime, event: NewEvent
+        self,
+        fence: Fence,
+        key: str,
+        *,
+        result: str,
+        at: datetime,
+        event: NewEvent,
+        rows: Sequence[object] = (),
     ) -> None:
         async def body(tx: Tx) -> None:
             await self._events(tx, fence, [event], at)
             await tx.execute("complete_step", result=result, at=at, wid=fence.workflow_id, key=key)
+            if rows:
+                await write_attached(self, tx, fence, key, rows, at)
 
         await self._tx("write", body)
 
     async def fail_step(
-        self, fence: Fence, key: str, *, error: str, final: bool, at: datetime, event: NewEvent
+        self,
+        fence: Fence,
+        key: str,
+        *,
+        error: str,
+        final: bool,
+        at: datetime,
+        event: NewEvent,
+        rows: Sequence[object] = (),
     ) -> None:
         async def body(tx: Tx) -> None:
             await self._events(tx, fence, [event], at)
             await tx.execute("fail_step", error=error, at=at, wid=fence.workflow_id, key=key)
+            if rows:
+                await write_attached(self, tx, fence, key, rows, at)
 
-        await self._tx("write" if final else "fast", body)
+        await self._tx("write" if final or rows else "fast", body)
 
     async def save_value(self, fence: Fence, key: str, value: str, at: datetime) -> None:
         async def body(tx: Tx) -> None:

@@ -7,7 +7,7 @@
 id, workflow_name, workflow_version, status, input::text, output::text, error::text,
 state::text, priority, tags::text, tenant, parent_id, idempotency_key, owner, owner_generation,
 created_at, updated_at, started_at, finished_at, compute_seconds, cancel_requested, queue,
-owner_expires_at, step_rule
+owner_expires_at, step_rule, budget
 -- name: _step_cols
 run_id, step_key, name, status, attempts, idempotency_key, result::text, error::text,
 started_at, completed_at, updated_at
@@ -59,9 +59,10 @@ SELECT pg_notify(:chan, :what)
 
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, priority, tags,
-  tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule)
+  tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule,
+  budget)
 VALUES (:id, :name, :version, 'pending', :input::jsonb, :state::jsonb, :priority, :tags::jsonb,
-  :tenant, :parent, :ikey, :queue, :ckey, :at, :at, :rule)
+  :tenant, :parent, :ikey, :queue, :ckey, :at, :at, :rule, :budget)
 ON CONFLICT DO NOTHING
 -- name: run_by_id_or_key
 SELECT {_run_cols} FROM runs WHERE id = :id OR idempotency_key = :ikey
@@ -253,9 +254,9 @@ INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key
 -- one statement: the run, its first job, its first event and the wake-up call
 WITH r AS (INSERT INTO runs (id, workflow_name, workflow_version, status, input, state,
   priority, tags, tenant, parent_id, idempotency_key, queue, concurrency_key, event_seq,
-  created_at, updated_at, step_rule) VALUES (:id, :name, :version, 'pending', :input::jsonb,
-  :state::jsonb, :priority, :tags::jsonb, :tenant, :parent, :ikey, :queue, :ckey, 1, :at, :at,
-  :rule) ON CONFLICT DO NOTHING RETURNING {_run_cols}),
+  created_at, updated_at, step_rule, budget) VALUES (:id, :name, :version, 'pending',
+  :input::jsonb, :state::jsonb, :priority, :tags::jsonb, :tenant, :parent, :ikey, :queue, :ckey,
+  1, :at, :at, :rule, :budget) ON CONFLICT DO NOTHING RETURNING {_run_cols}),
 j AS (INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key,
   run_after, created_at, updated_at) SELECT id, :queue, 'queued', :priority, :max, :ckey,
   :after, :at, :at FROM r),
@@ -432,3 +433,59 @@ WHERE name = :name
 -- name: advance_schedule
 UPDATE schedules SET fired_until = :fired, updated_at = :at
 WHERE name = :name AND fired_until < :fired AND NOT paused
+
+-- name: insert_ai_blob
+INSERT INTO ai_blobs (digest, body) VALUES (:digest, :body) ON CONFLICT DO NOTHING
+-- name: insert_ai_call
+-- keyed (run, step, attempt, seq): a completion written twice writes the calls once
+INSERT INTO ai_calls (run_id, step_key, attempt, seq, call_type, provider, model, request_id,
+  prompt, prompt_blob, response, response_blob, input_tokens, cached_input_tokens,
+  cache_write_tokens, output_tokens, reasoning_tokens, cost_micro_usd, price_source,
+  service_tier, latency_ms, at, error, budget_key, batch_id, custom_id)
+SELECT :wid, :key, coalesce((SELECT attempts FROM steps WHERE run_id = :wid AND step_key = :key), 1),
+  :seq, :call_type, :provider, :model, :request_id, :prompt, :prompt_blob, :response,
+  :response_blob, :input, :cached, :cache_write, :output, :reasoning, :cost, :price_source,
+  :tier, :latency, :at, :error, :budget_key, :batch_id, :custom_id
+ON CONFLICT DO NOTHING
+-- name: _spend_sums
+count(*), sum(cost_micro_usd),
+sum(CASE WHEN cost_micro_usd IS NULL AND input_tokens + output_tokens > 0 THEN 1 ELSE 0 END),
+sum(input_tokens + output_tokens)
+-- name: ai_spend_run
+SELECT {_spend_sums} FROM ai_calls WHERE run_id = :wid
+-- name: ai_spend_key
+SELECT {_spend_sums} FROM ai_calls WHERE budget_key = :bkey
+-- name: budget_warned
+SELECT 1 FROM events WHERE run_id = :wid AND type = 'budget.warning' LIMIT 1
+-- name: list_ai_calls
+SELECT c.id, c.run_id, c.step_key, c.attempt, c.call_type, c.provider, c.model, c.request_id,
+  coalesce(c.prompt, pb.body), coalesce(c.response, rb.body), c.input_tokens,
+  c.cached_input_tokens, c.cache_write_tokens, c.output_tokens, c.reasoning_tokens,
+  c.cost_micro_usd, c.price_source, c.service_tier, c.latency_ms, c.at, c.error, c.budget_key,
+  c.batch_id, c.custom_id
+FROM ai_calls c LEFT JOIN ai_blobs pb ON pb.digest = c.prompt_blob
+  LEFT JOIN ai_blobs rb ON rb.digest = c.response_blob
+WHERE c.run_id = ANY(CAST(:ids AS text[])) ORDER BY c.id
+-- name: _usage_sums
+count(*), sum(c.input_tokens), sum(c.cached_input_tokens), sum(c.cache_write_tokens),
+sum(c.output_tokens), sum(c.reasoning_tokens), sum(c.cost_micro_usd),
+sum(CASE WHEN c.cost_micro_usd IS NULL AND c.input_tokens + c.output_tokens > 0 THEN 1 ELSE 0 END)
+-- name: _usage_from
+FROM ai_calls c JOIN runs r ON r.id = c.run_id
+WHERE (CAST(:any_id AS boolean) OR c.run_id = ANY(CAST(:ids AS text[])))
+  AND (CAST(:workflow AS text) IS NULL OR r.workflow_name = :workflow)
+  AND (CAST(:tag AS text) IS NULL OR r.tags ? CAST(:tag AS text))
+  AND (CAST(:since AS timestamptz) IS NULL OR c.at >= :since) AND (CAST(:until AS timestamptz) IS NULL OR c.at < :until)
+-- name: ai_usage_by_none
+SELECT {_usage_sums} {_usage_from}
+-- name: ai_usage_by_model
+SELECT c.provider || ':' || c.model, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- name: ai_usage_by_workflow
+SELECT r.workflow_name, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- name: ai_usage_by_day
+SELECT to_char(c.at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- name: ai_usage_by_run
+SELECT c.run_id, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+
+-- name: child_run_ids
+SELECT id FROM runs WHERE parent_id = :wid ORDER BY created_at, id

@@ -5,7 +5,8 @@
 -- name: _run_cols
 id, workflow_name, workflow_version, status, input, output, error, state, priority, tags,
 tenant, parent_id, idempotency_key, owner, owner_generation, created_at, updated_at,
-started_at, finished_at, compute_seconds, cancel_requested, queue, owner_expires_at, step_rule
+started_at, finished_at, compute_seconds, cancel_requested, queue, owner_expires_at, step_rule,
+budget
 -- name: _step_cols
 run_id, step_key, name, status, attempts, idempotency_key, result, error, started_at,
 completed_at, updated_at
@@ -42,9 +43,10 @@ SELECT status FROM runs WHERE id = :wid
 
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, priority, tags,
-  tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule)
+  tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule,
+  budget)
 VALUES (:id, :name, :version, 'pending', :input, :state, :priority, :tags, :tenant, :parent,
-  :ikey, :queue, :ckey, :at, :at, :rule)
+  :ikey, :queue, :ckey, :at, :at, :rule, :budget)
 ON CONFLICT DO NOTHING
 -- name: run_by_id_or_key
 SELECT {_run_cols} FROM runs WHERE id = :id OR idempotency_key = :ikey
@@ -354,3 +356,59 @@ WHERE name = :name
 -- name: advance_schedule
 UPDATE schedules SET fired_until = :fired, updated_at = :at
 WHERE name = :name AND fired_until < :fired AND NOT paused
+
+-- name: insert_ai_blob
+INSERT INTO ai_blobs (digest, body) VALUES (:digest, :body) ON CONFLICT DO NOTHING
+-- name: insert_ai_call
+-- keyed (run, step, attempt, seq): a completion written twice writes the calls once
+INSERT INTO ai_calls (run_id, step_key, attempt, seq, call_type, provider, model, request_id,
+  prompt, prompt_blob, response, response_blob, input_tokens, cached_input_tokens,
+  cache_write_tokens, output_tokens, reasoning_tokens, cost_micro_usd, price_source,
+  service_tier, latency_ms, at, error, budget_key, batch_id, custom_id)
+SELECT :wid, :key, coalesce((SELECT attempts FROM steps WHERE run_id = :wid AND step_key = :key), 1),
+  :seq, :call_type, :provider, :model, :request_id, :prompt, :prompt_blob, :response,
+  :response_blob, :input, :cached, :cache_write, :output, :reasoning, :cost, :price_source,
+  :tier, :latency, :at, :error, :budget_key, :batch_id, :custom_id
+WHERE true ON CONFLICT DO NOTHING
+-- name: _spend_sums
+count(*), sum(cost_micro_usd),
+sum(CASE WHEN cost_micro_usd IS NULL AND input_tokens + output_tokens > 0 THEN 1 ELSE 0 END),
+sum(input_tokens + output_tokens)
+-- name: ai_spend_run
+SELECT {_spend_sums} FROM ai_calls WHERE run_id = :wid
+-- name: ai_spend_key
+SELECT {_spend_sums} FROM ai_calls WHERE budget_key = :bkey
+-- name: budget_warned
+SELECT 1 FROM events WHERE run_id = :wid AND type = 'budget.warning' LIMIT 1
+-- name: list_ai_calls
+SELECT c.id, c.run_id, c.step_key, c.attempt, c.call_type, c.provider, c.model, c.request_id,
+  coalesce(c.prompt, pb.body), coalesce(c.response, rb.body), c.input_tokens,
+  c.cached_input_tokens, c.cache_write_tokens, c.output_tokens, c.reasoning_tokens,
+  c.cost_micro_usd, c.price_source, c.service_tier, c.latency_ms, c.at, c.error, c.budget_key,
+  c.batch_id, c.custom_id
+FROM ai_calls c LEFT JOIN ai_blobs pb ON pb.digest = c.prompt_blob
+  LEFT JOIN ai_blobs rb ON rb.digest = c.response_blob
+WHERE c.run_id IN (SELECT value FROM json_each(:ids)) ORDER BY c.id
+-- name: _usage_sums
+count(*), sum(c.input_tokens), sum(c.cached_input_tokens), sum(c.cache_write_tokens),
+sum(c.output_tokens), sum(c.reasoning_tokens), sum(c.cost_micro_usd),
+sum(CASE WHEN c.cost_micro_usd IS NULL AND c.input_tokens + c.output_tokens > 0 THEN 1 ELSE 0 END)
+-- name: _usage_from
+FROM ai_calls c JOIN runs r ON r.id = c.run_id
+WHERE (:any_id OR c.run_id IN (SELECT value FROM json_each(:ids)))
+  AND (:workflow IS NULL OR r.workflow_name = :workflow)
+  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(r.tags) WHERE value = :tag))
+  AND (:since IS NULL OR c.at >= :since) AND (:until IS NULL OR c.at < :until)
+-- name: ai_usage_by_none
+SELECT {_usage_sums} {_usage_from}
+-- name: ai_usage_by_model
+SELECT c.provider || ':' || c.model, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- name: ai_usage_by_workflow
+SELECT r.workflow_name, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- name: ai_usage_by_day
+SELECT date(c.at, 'unixepoch'), {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- name: ai_usage_by_run
+SELECT c.run_id, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+
+-- name: child_run_ids
+SELECT id FROM runs WHERE parent_id = :wid ORDER BY created_at, id

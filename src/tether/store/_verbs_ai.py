@@ -1,0 +1,190 @@
+"""The AI call log: rows written with a step, and the totals read from them.
+
+Totals are always queries over `ai_calls`, never counters, so they cannot
+drift from the log. A prompt or response above `BLOB_THRESHOLD` characters is
+stored once in `ai_blobs` under its digest (a long system prompt repeated by
+every call of a run is kept once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ._base import StoreBase, Tx
+from ._records import AICallRow, AISpend, AIUsageRow, Fence, NewAICall, NewEvent
+
+__all__ = ["BLOB_THRESHOLD", "AIVerbs", "write_attached"]
+
+BLOB_THRESHOLD = 8192
+GROUPS = ("model", "workflow", "day", "run")
+
+
+async def _text(tx: Tx, text: str | None) -> tuple[str | None, str | None]:
+    """(inline text, blob digest): a long text goes to ai_blobs, once per content."""
+    if text is None or len(text) <= BLOB_THRESHOLD:
+        return text, None
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    await tx.execute("insert_ai_blob", digest=digest, body=text)
+    return None, digest
+
+
+def split_attached(rows: Sequence[object]) -> tuple[list[NewEvent], list[NewAICall]]:
+    """The rows a step attached (see `tether._attach`), by kind."""
+    events: list[NewEvent] = []
+    calls: list[NewAICall] = []
+    for row in rows:
+        if isinstance(row, NewAICall):
+            calls.append(row)
+        elif isinstance(row, NewEvent):
+            events.append(row)
+        else:
+            raise TypeError(f"a step can attach NewAICall and NewEvent rows, not {row!r}")
+    return events, calls
+
+
+async def write_attached(
+    store: StoreBase, tx: Tx, fence: Fence, step_key: str, rows: Sequence[object], at: datetime
+) -> None:
+    """Write what a step attempt attached, in its own transaction: events, and its AI
+    calls keyed (run, step, attempt, seq), so a completion replayed after a lost
+    connection writes nothing twice."""
+    events, calls = split_attached(rows)
+    if events:
+        await store._events(tx, fence, events, at)
+    for seq, call in enumerate(calls):
+        prompt, prompt_blob = await _text(tx, call.prompt)
+        response, response_blob = await _text(tx, call.response)
+        await tx.execute(
+            "insert_ai_call",
+            wid=fence.workflow_id,
+            key=step_key,
+            seq=seq,
+            call_type=call.call_type,
+            provider=call.provider,
+            model=call.model,
+            request_id=call.request_id,
+            prompt=prompt,
+            prompt_blob=prompt_blob,
+            response=response,
+            response_blob=response_blob,
+            input=call.input_tokens,
+            cached=call.cached_input_tokens,
+            cache_write=call.cache_write_tokens,
+            output=call.output_tokens,
+            reasoning=call.reasoning_tokens,
+            cost=call.cost_micro_usd,
+            price_source=call.price_source,
+            tier=call.service_tier,
+            latency=call.latency_ms,
+            at=call.at or at,
+            error=call.error,
+            budget_key=call.budget_key,
+            batch_id=call.batch_id,
+            custom_id=call.custom_id,
+        )
+
+
+def _usage_row(group: Any, r: Sequence[Any]) -> AIUsageRow:
+    return AIUsageRow(
+        group=None if group is None else str(group),
+        calls=int(r[0]),
+        input_tokens=int(r[1] or 0),
+        cached_input_tokens=int(r[2] or 0),
+        cache_write_tokens=int(r[3] or 0),
+        output_tokens=int(r[4] or 0),
+        reasoning_tokens=int(r[5] or 0),
+        cost_micro_usd=int(r[6] or 0),
+        unknown_cost_calls=int(r[7] or 0),
+    )
+
+
+class AIVerbs(StoreBase):
+    async def child_runs(self, workflow_id: str) -> list[str]:
+        async def body(tx: Tx) -> list[str]:
+            return [r[0] for r in await tx.all("child_run_ids", wid=workflow_id)]
+
+        return await self._tx("read", body)
+
+    async def ai_spend(self, workflow_id: str, budget_key: str | None) -> AISpend:
+        async def body(tx: Tx) -> AISpend:
+            if budget_key is None:
+                row = await tx.one("ai_spend_run", wid=workflow_id)
+            else:
+                row = await tx.one("ai_spend_key", bkey=budget_key, wid=workflow_id)
+            warned = await tx.one("budget_warned", wid=workflow_id)
+            return AISpend(
+                calls=int(row[0]),
+                micro_usd=int(row[1] or 0),
+                unknown_cost_calls=int(row[2] or 0),
+                tokens=int(row[3] or 0),
+                warned=warned is not None,
+            )
+
+        return await self._tx("read", body)
+
+    async def list_ai_calls(self, workflow_ids: Sequence[str]) -> list[AICallRow]:
+        async def body(tx: Tx) -> list[AICallRow]:
+            rows = await tx.all("list_ai_calls", ids=tx.array(list(workflow_ids)))
+            return [
+                AICallRow(
+                    id=r[0],
+                    workflow_id=r[1],
+                    step_key=r[2],
+                    attempt=r[3],
+                    call_type=r[4],
+                    provider=r[5],
+                    model=r[6],
+                    request_id=r[7],
+                    prompt=r[8],
+                    response=r[9],
+                    input_tokens=r[10],
+                    cached_input_tokens=r[11],
+                    cache_write_tokens=r[12],
+                    output_tokens=r[13],
+                    reasoning_tokens=r[14],
+                    cost_micro_usd=r[15],
+                    price_source=r[16],
+                    service_tier=r[17],
+                    latency_ms=r[18],
+                    at=tx.rows.t(r[19]),
+                    error=r[20],
+                    budget_key=r[21],
+                    batch_id=r[22],
+                    custom_id=r[23],
+                )
+                for r in rows
+            ]
+
+        return await self._tx("read", body)
+
+    async def ai_usage(
+        self,
+        *,
+        workflow_ids: Sequence[str] | None = None,
+        workflow: str | None = None,
+        tag: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        group_by: str | None = None,
+    ) -> list[AIUsageRow]:
+        if group_by is not None and group_by not in GROUPS:
+            raise ValueError(f"group_by must be one of {GROUPS}, got {group_by!r}")
+
+        async def body(tx: Tx) -> list[AIUsageRow]:
+            rows = await tx.all(
+                f"ai_usage_by_{group_by or 'none'}",
+                ids=None if workflow_ids is None else tx.array(list(workflow_ids)),
+                any_id=workflow_ids is None,
+                workflow=workflow,
+                tag=tag,
+                since=since,
+                until=until,
+            )
+            if group_by is None:
+                return [_usage_row(None, r) for r in rows]
+            return [_usage_row(r[0], r[1:]) for r in rows]
+
+        return await self._tx("read", body)
