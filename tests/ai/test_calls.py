@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-import tether
 from tether import App, FakeClock, RunStatus, Workflow, ai
 
 from ._server import ProviderServer
