@@ -32,6 +32,7 @@ from .run import run
 from .runs import runs
 from .schedules import schedules
 from .steer import COMMANDS as STEER_COMMANDS
+from .usage import usage
 from .worker import worker
 
 __all__ = ["cli", "main"]
@@ -91,6 +92,7 @@ cli.add_command(run)
 cli.add_command(worker)
 cli.add_command(runs)
 cli.add_command(schedules)
+cli.add_command(usage)
 
 
 def main() -> None:

@@ -209,11 +209,25 @@ def _summary(rec: RunRecord, drivers: list[str]) -> Table:
         ("state", "" if rec.state is None else short(rec.state)),
         ("result", "" if rec.output is None else short(rec.output)),
         ("last error", error_text(rec.last_error)),  # kept after a resume succeeds
+        ("AI usage", _usage_text(rec)),
     ]
     for label, value in facts:
         if value:
             row(summary, label, value)
     return summary
+
+
+def _usage_text(rec: RunRecord) -> str:
+    """The run's AI calls in one line: calls, tokens, cost (and calls of no known price)."""
+    if rec.usage is None:
+        return ""
+    t = rec.usage.total
+    unpriced = f", {t.unknown_cost_calls} at no known price" if t.unknown_cost_calls else ""
+    models = ", ".join(f"{name} x{r.calls}" for name, r in sorted(rec.usage.by_model.items()))
+    return (
+        f"{t.calls} calls, {t.input_tokens:,} in ({t.cached_input_tokens:,} cached) / "
+        f"{t.output_tokens:,} out tokens, ${t.cost_usd:.6f}{unpriced} ({models})"
+    )
 
 
 @runs.command("events")

@@ -1,0 +1,45 @@
+"""`tether usage` and the usage line of `tether runs show`, from the AI call log."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner, Result
+
+from tether import App, Workflow, ai
+
+
+def invoke(url: str, *args: str) -> Result:
+    from tether.cli import cli
+
+    return CliRunner().invoke(cli, [*args, "--db", url], env={"TETHER_DATABASE_URL": None})
+
+
+def test_usage_sums_the_call_log_by_model_and_workflow(database_url: str) -> None:
+    fake = ai.FakeModel(usage=ai.Usage(input_tokens=1000, output_tokens=100))
+    prices = ai.Prices({"fake:cheap": {"input_per_million": 1.0, "output_per_million": 10.0}})
+    app = App(database_url, ai=ai.Providers(fake=fake, prices=prices))
+
+    @app.workflow(name="summarise")
+    async def summarise(wf: Workflow) -> str:
+        await wf.ai.generate_text("fake:cheap", prompt="a")
+        await wf.ai.generate_text("fake:unpriced", prompt="b")
+        return "done"
+
+    app.run(summarise, workflow_id="u1")
+    app.run(summarise, workflow_id="u2")
+    app.close()
+    by_model = invoke(database_url, "usage", "--by", "model")
+    assert by_model.exit_code == 0, by_model.output
+    lines = by_model.output.splitlines()
+    cheap = next(line for line in lines if "fake:cheap" in line)
+    assert "0.004000" in cheap  # 2 x (1000 x $1 + 100 x $10) / 1M
+    unpriced = [c.strip() for c in next(ln for ln in lines if "fake:unpriced" in ln).split("│")]
+    assert unpriced[-3:-1] == ["unknown", "2"]  # two calls at no known price, never "$0"
+    by_workflow = invoke(database_url, "usage", "--by", "workflow", "--workflow", "summarise")
+    assert "summarise" in by_workflow.output and "4" in by_workflow.output
+    shown = invoke(database_url, "runs", "show", "u1")
+    assert "AI usage" in shown.output and "2 calls" in shown.output
+    assert "1 at no known price" in shown.output
+    nothing = invoke(database_url, "usage", "--workflow", "other")
+    assert nothing.exit_code == 0 and "no AI calls" in nothing.output
+    bad = invoke(database_url, "usage", "--since", "yesterday-ish")
+    assert bad.exit_code == 2 and "cannot read" in bad.output
