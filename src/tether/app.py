@@ -28,7 +28,7 @@ from ._runner import Runner
 from ._runtime import EventHook, Runtime
 from ._waits import MISSING
 from ._workflow import Workflow, load_record
-from .ai import Budget, Providers
+from .ai import Budget, Providers, cancel_open_batches
 from .clock import Clock, SystemClock
 from .definition import DEF_ATTR, RunResult, WorkflowDef
 from .errors import (
@@ -742,13 +742,17 @@ class App:
 
         A step that finishes after this has its result discarded. With
         `compensate`, the compensations of completed steps run (here, if the
-        workflow is registered; else when the run is next resumed).
+        workflow is registered; else when the run is next resumed). Provider
+        batches a cancelled run submitted (`wf.ai.batch`) and had not finished are
+        cancelled at the provider.
         """
         check_name("workflow_id", workflow_id)
         result = await self.kernel.adispatch(
             RunCancel(workflow_id=workflow_id, reason=reason, compensate=compensate)
         )
         assert isinstance(result, RunCancelled)
+        if self.ai is not None:  # provider batches the runs were waiting on stop too
+            await cancel_open_batches(self.ai, self.store, result.cancelled)
         return result.cancelled
 
     def cancel(

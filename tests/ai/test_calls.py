@@ -16,6 +16,7 @@ import pytest
 from pydantic import BaseModel
 
 from tether import App, FakeClock, RunStatus, Workflow, ai
+from tether.testing import eventually
 
 from ._server import ProviderServer
 
@@ -318,3 +319,56 @@ def test_a_batch_is_polled_across_a_restart_and_its_results_recorded_once(
         calls = app.list_ai_calls("bt")
     assert sorted((c.custom_id, c.call_type) for c in calls) == [("0", "batch"), ("1", "batch")]
     assert all(c.cost_micro_usd == 208 for c in calls)  # (1000 x 0.40 + 10 x 1.60) / 2
+
+
+async def test_cancelling_a_run_cancels_its_provider_batch(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = App(database_url, clock=clock, ai=_providers(server), inline_wait=0)
+
+    @app.workflow(name="batched")
+    async def batched(wf: Workflow) -> int:
+        res = await wf.ai.batch("openai:gpt-4.1-mini", ["a", "b"], poll_every=60, max_wait=600)
+        return len(res.items)
+
+    parked = await app.arun(batched, workflow_id="cb")
+    assert parked.status is RunStatus.WAITING
+    [batch_id] = list(server.state.batches)
+    assert await app.acancel("cb") == ["cb"]
+    assert server.state.batches[batch_id]["status"] == "cancelled"
+    assert server.count(f"POST /v1/batches/{batch_id}/cancel") == 1
+    await app.aclose()
+
+
+async def test_a_batch_past_max_wait_is_cancelled_and_fails_the_run(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = App(database_url, clock=clock, ai=_providers(server), inline_wait=0)
+
+    @app.workflow(name="slow-batch")
+    async def slow_batch(wf: Workflow) -> int:
+        res = await wf.ai.batch("openai:gpt-4.1-mini", ["a"], poll_every=60, max_wait=120)
+        return len(res.items)
+
+    assert (await app.arun(slow_batch, workflow_id="sb")).status is RunStatus.WAITING
+
+    async def polled(n: int) -> bool:  # n polls recorded, and the run parked again
+        rec = await app.aget_record("sb")
+        return (
+            rec.status is not RunStatus.RUNNING
+            and len([k for k in rec.steps if k.startswith("ai.batch:openai:gpt-4.1-mini.poll")])
+            >= n
+        )
+
+    clock.advance(61)
+    await app.afire_due_timers()
+    await eventually(lambda: polled(2), timeout=10)  # the second poll: still pending
+    clock.advance(61)
+    await app.afire_due_timers()  # max_wait (two polls 60 s apart) is spent
+    done = await app.aresult("sb", timeout=10)
+    assert done.status is RunStatus.FAILED
+    assert done.record.last_error is not None
+    assert "did not finish within max_wait=120" in done.record.last_error["message"]
+    [batch_id] = list(server.state.batches)
+    assert server.state.batches[batch_id]["status"] == "cancelled"
+    await app.aclose()

@@ -2,7 +2,7 @@
 
 from ._anthropic import Anthropic
 from ._budget import Budget, Spend
-from ._client import WorkflowAI
+from ._client import WorkflowAI, cancel_open_batches
 from ._errors import (
     BudgetExceededError,
     MissingAPIKeyError,
@@ -58,4 +58,5 @@ __all__ = [
     "UnknownProviderError",
     "Usage",
     "WorkflowAI",
+    "cancel_open_batches",
 ]

@@ -14,6 +14,7 @@ signal, and the call then runs as the step's next occurrence (``name#2``).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,7 +34,9 @@ from ._providers import Providers
 from ._results import BatchOutcome, BatchResult, EmbedResult, ObjectResult, TextResult
 from ._types import BatchItem, BatchStatus, Message, ModelReply, TextRequest, Usage
 
-__all__ = ["AI_RETRY", "WorkflowAI"]
+__all__ = ["AI_RETRY", "WorkflowAI", "cancel_open_batches"]
+
+log = logging.getLogger("tether.ai")
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -227,7 +230,9 @@ class WorkflowAI:
         )
 
         async def submit() -> str:
-            return await provider.batch_submit(model_id, items)
+            batch_id = await provider.batch_submit(model_id, items)
+            attach(_batch_event("ai.batch.submitted", batch_id, pname, len(items)))
+            return batch_id
 
         batch_id: str = await self._durable(base, submit, str)
         for _ in range(polls):
@@ -243,13 +248,20 @@ class WorkflowAI:
                 raise ProviderError(f"batch {batch_id} ended {status.provider_status}")
             await self._flow.sleep(poll_every)
         else:
-            await self._flow.step(f"{base}.cancel", lambda: provider.batch_cancel(batch_id))
+
+            async def cancel() -> None:
+                await provider.batch_cancel(batch_id)
+                attach(_batch_event("ai.batch.ended", batch_id, pname, len(items)))
+
+            await self._flow.step(f"{base}.cancel", cancel)
             raise TimeoutError(
                 f"batch {batch_id} did not finish within max_wait={max_wait:g} s; it was cancelled"
             )
 
         async def collect() -> BatchResult:
-            return await self._collect(pname, provider, model_id, model, batch_id, items)
+            found = await self._collect(pname, provider, model_id, model, batch_id, items)
+            attach(_batch_event("ai.batch.ended", batch_id, pname, len(items)))
+            return found
 
         return await self._flow.step(  # type: ignore[no-any-return]
             f"{base}.results", collect, retry=AI_RETRY, result_type=BatchResult
@@ -493,6 +505,34 @@ class WorkflowAI:
             request_id=exc.request_id,
             error=str(exc),
         )
+
+
+def _batch_event(kind: str, batch_id: str, provider: str, size: int) -> NewEvent:
+    detail = {"batch_id": batch_id, "provider": provider, "requests": size}
+    return NewEvent(kind, batch_id, json.dumps(detail))
+
+
+async def cancel_open_batches(providers: Providers, store: Any, workflow_ids: list[str]) -> int:
+    """Cancel the provider batches these (cancelled) runs submitted and did not finish;
+    how many. A provider that refuses is logged, never fails the cancel."""
+    cancelled = 0
+    for wid in workflow_ids:
+        open_batches: dict[str, str] = {}
+        for event in await store.list_events(wid):
+            if event.type == "ai.batch.submitted" and event.detail:
+                detail = json.loads(event.detail)
+                open_batches[detail["batch_id"]] = detail["provider"]
+            elif event.type == "ai.batch.ended" and event.detail:
+                open_batches.pop(json.loads(event.detail)["batch_id"], None)
+        for batch_id, pname in open_batches.items():
+            try:
+                await providers.resolve(f"{pname}:batch")[1].batch_cancel(batch_id)
+                cancelled += 1
+            except Exception as exc:  # the run is cancelled either way
+                log.warning(
+                    "could not cancel batch %s of run %s at %s: %s", batch_id, wid, pname, exc
+                )
+    return cancelled
 
 
 def _request(
