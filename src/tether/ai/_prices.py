@@ -9,6 +9,7 @@ are priced at the batch discount (50% at OpenAI and Anthropic).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -161,6 +162,7 @@ def _digest(price: Price) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+@functools.cache
 def _genai_version() -> str:
     try:
         return metadata.version("genai-prices")
