@@ -110,7 +110,7 @@ class Workflow:
                 if own is not None
                 else self._rt.workflow_budget(self.workflow_name)
             )
-            self._ai = WorkflowAI(self, self._rt.ai, self._rt.store, budget)
+            self._ai = WorkflowAI(self, self._rt.ai, self._rt.store, budget, self._rt.clock.now)
         return self._ai
 
     @property

@@ -882,17 +882,25 @@ class App:
         since: datetime | None = None,
         until: datetime | None = None,
         group_by: str | None = None,
+        run: str | None = None,
+        children: bool = False,
     ) -> list[AIUsageRow]:
         """AI calls, tokens and cost summed from the call log: one row, or one per
-        ``group_by`` ("model", "workflow" or "day"), filtered by workflow name, run
-        tag and call time. Calls at no known price count in `unknown_cost_calls`."""
-        if group_by not in (None, "model", "workflow", "day"):
+        ``group_by`` ("model", "workflow", "day" or "run"), filtered by workflow name,
+        run tag, call time, or one `run` (with its child runs if `children`). Calls
+        at no known price count in `unknown_cost_calls`, never as $0."""
+        if group_by not in (None, "model", "workflow", "day", "run"):
             raise InvalidArgumentError(
-                f'group_by must be "model", "workflow", "day" or None, got {group_by!r}'
+                f'group_by must be "model", "workflow", "day", "run" or None, got {group_by!r}'
             )
+        for what, when in (("since", since), ("until", until)):
+            if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
+                raise InvalidArgumentError(f"{what} must be a timezone-aware datetime")
+        ids = None if run is None else await self._family(run, children)
         return await self.store.ai_usage(
-            workflow=workflow, tag=tag, since=since, until=until, group_by=group_by
-        )
+            workflow_ids=ids, workflow=workflow, tag=tag, since=since, until=until,
+            group_by=group_by,
+        )  # fmt: skip
 
     def usage(
         self,
@@ -902,10 +910,20 @@ class App:
         since: datetime | None = None,
         until: datetime | None = None,
         group_by: str | None = None,
+        run: str | None = None,
+        children: bool = False,
     ) -> list[AIUsageRow]:
         """Sync facade of `ausage`."""
         return self._loop.run(
-            self.ausage(workflow=workflow, tag=tag, since=since, until=until, group_by=group_by)
+            self.ausage(
+                workflow=workflow,
+                tag=tag,
+                since=since,
+                until=until,
+                group_by=group_by,
+                run=run,
+                children=children,
+            )  # fmt: skip
         )
 
     async def _family(self, workflow_id: str, children: bool) -> list[str]:

@@ -10,11 +10,13 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
+import tether
 from tether import App, FakeClock, RunStatus, Workflow, ai
 from tether.testing import eventually
 
@@ -372,3 +374,35 @@ async def test_a_batch_past_max_wait_is_cancelled_and_fails_the_run(
     [batch_id] = list(server.state.batches)
     assert server.state.batches[batch_id]["status"] == "cancelled"
     await app.aclose()
+
+
+async def test_usage_of_a_run_with_its_children_and_by_filters(
+    app: App, server: ProviderServer
+) -> None:
+    for _ in range(3):
+        server.queue_chat("ok", prompt_tokens=1000, completion_tokens=0)  # 400 micro-USD each
+
+    @app.workflow(name="leaf")
+    async def leaf(wf: Workflow) -> str:
+        return (await wf.ai.generate_text("openai:gpt-4.1-mini", prompt="leaf")).text
+
+    @app.workflow(name="parent")
+    async def parent(wf: Workflow) -> str:
+        await wf.ai.generate_text("openai:gpt-4.1-mini", prompt="parent")
+        await wf.child(leaf)
+        return await wf.child(leaf)
+
+    assert (await app.arun(parent, workflow_id="p")).value == "ok"
+    [own] = await app.ausage(run="p")
+    [family] = await app.ausage(run="p", children=True)
+    assert (own.calls, own.cost_micro_usd) == (1, 400)
+    assert (family.calls, family.cost_micro_usd) == (3, 1200)
+    by_workflow = {r.group: r.calls for r in await app.ausage(group_by="workflow")}
+    assert by_workflow == {"leaf": 2, "parent": 1}
+    assert len(await app.alist_ai_calls("p", children=True)) == 3
+    created = (await app.aget_run("p")).created_at
+    [before] = await app.ausage(until=created - timedelta(seconds=1))
+    [after] = await app.ausage(since=created - timedelta(seconds=1))
+    assert (before.calls, after.calls) == (0, 3)
+    with pytest.raises(tether.InvalidArgumentError, match="group_by"):
+        await app.ausage(group_by="hour")

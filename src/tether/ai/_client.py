@@ -94,12 +94,18 @@ class WorkflowAI:
     """The AI calls of one run (``wf.ai``). Models are named ``provider:model``."""
 
     def __init__(
-        self, flow: Flow, providers: Providers, log: SpendLog, budget: Budget | None
+        self,
+        flow: Flow,
+        providers: Providers,
+        log: SpendLog,
+        budget: Budget | None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._flow = flow
         self._providers = providers
         self._log = log
         self.budget = budget
+        self._now = now  # the App's clock: a call's time, and the prices in force then
 
     # -- the calls ----------------------------------------------------------------------
 
@@ -450,7 +456,7 @@ class WorkflowAI:
         error: str | None = None,
         batch: tuple[str, str] | None = None,
     ) -> int | None:
-        now = datetime.now(UTC)
+        now = self._now()
         priced = self._providers.price(
             pname,
             model_id,
