@@ -1,12 +1,19 @@
 """A recorded AI call against the same bare SDK call, in one run, on SQLite.
 
-Run: ``.venv/bin/python bench/ai.py [-n 200]``. Both talk to the same local
-server speaking OpenAI's wire format (tests/ai/_server.py), so the network
-and the model cost nothing and what is left is tether's own work: the step
-(start marker and completion) with the call's row written in the
-completion's transaction, and the budget check's read. The target: a
-recorded call costs at most one durable commit more than the bare call. The
-raw durable commit is measured in the same run, since absolute times drift.
+Run: ``.venv/bin/python bench/ai.py [-n 200] [--rounds 3]``. All three talk to
+the same local server speaking OpenAI's wire format (tests/ai/_server.py), so
+the network and the model cost (almost) nothing and what is left is our own
+work. Three figures per round, interleaved so machine drift hits them alike:
+
+- the bare SDK call (``AsyncOpenAI().chat.completions.create``);
+- the same call inside a plain durable step (``wf.step``): the core's cost,
+  a start marker and a completion, as in bench/steps.py;
+- ``wf.ai.generate_text``: the step plus the AI layer (the call's row, written
+  in the completion's transaction; pricing; usage normalised), and with a
+  budget, the spend read before the call.
+
+Figures are µs per call and, for the overheads, in raw durable commits
+measured in the same round (absolute times drift on shared machines).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -28,77 +36,96 @@ import tether
 from tether import ai
 
 
-async def bare_us(url: str, n: int) -> float:
-    from openai import AsyncOpenAI
-
-    client = AsyncOpenAI(api_key="k", base_url=url, max_retries=0)
-    await client.chat.completions.create(
-        model="gpt-4.1-mini", messages=[{"role": "user", "content": "warm"}]
-    )
+async def _timed(n: int, fn: Any) -> float:
     t0 = time.perf_counter()
-    for i in range(n):
-        await client.chat.completions.create(
-            model="gpt-4.1-mini", messages=[{"role": "user", "content": f"q{i}"}]
-        )
-    elapsed = time.perf_counter() - t0
-    await client.close()
-    return elapsed / n * 1e6
-
-
-async def recorded_us(folder: Path, tag: str, url: str, n: int, budget: bool) -> float:
-    app = tether.App(
-        f"sqlite:///{folder}/ai-{tag}-{budget}.db",
-        ai=ai.Providers(openai=ai.OpenAI(api_key="k", base_url=url)),
-    )
-
-    @app.workflow(name="calls", budget=ai.Budget(max_usd=1000.0) if budget else None)
-    async def calls(wf: tether.Workflow, k: int) -> int:
-        for i in range(k):
-            await wf.ai.generate_text("openai:gpt-4.1-mini", prompt=f"q{i}")
-        return k
-
-    await app.arun(calls, 1)  # warm: schema, connection, client
-    t0 = time.perf_counter()
-    await app.arun(calls, n)
-    elapsed = time.perf_counter() - t0
-    await app.aclose()
-    return elapsed / n * 1e6
+    await fn()
+    return (time.perf_counter() - t0) / n * 1e6
 
 
 async def main(n: int, rounds: int) -> None:
+    from openai import AsyncOpenAI
+
     server = ProviderServer()
-    url = server.openai_url
+    client = AsyncOpenAI(api_key="k", base_url=server.openai_url, max_retries=0)
+
+    async def bare(i: int) -> str:
+        resp = await client.chat.completions.create(
+            model="gpt-4.1-mini", messages=[{"role": "user", "content": f"q{i}"}]
+        )
+        return resp.choices[0].message.content or ""
+
+    async def bare_loop() -> None:
+        for i in range(n):
+            await bare(i)
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        app = tether.App(
+            f"sqlite:///{folder}/ai.db",
+            ai=ai.Providers(openai=ai.OpenAI(api_key="k", base_url=server.openai_url)),
+        )
+
+        @app.workflow(name="stepped")
+        async def stepped(wf: tether.Workflow, k: int) -> int:
+            for i in range(k):
+
+                async def call(i: int = i) -> str:
+                    return await bare(i)
+
+                await wf.step("call", call)
+            return k
+
+        @app.workflow(name="recorded")
+        async def recorded(wf: tether.Workflow, k: int) -> int:
+            for i in range(k):
+                await wf.ai.generate_text("openai:gpt-4.1-mini", prompt=f"q{i}")
+            return k
+
+        @app.workflow(name="budgeted", budget=ai.Budget(max_usd=1000.0))
+        async def budgeted(wf: tether.Workflow, k: int) -> int:
+            for i in range(k):
+                await wf.ai.generate_text("openai:gpt-4.1-mini", prompt=f"q{i}")
+            return k
+
+        await bare(0)
+        for flow in (stepped, recorded, budgeted):  # warm: schema, client, prices
+            await app.arun(flow, 1)
         rows = []
         for r in range(rounds):
             raw = raw_commit_us(folder, n)
-            bare = await bare_us(url, n)
-            plain = await recorded_us(folder, f"r{r}", url, n, budget=False)
-            budgeted = await recorded_us(folder, f"r{r}", url, n, budget=True)
-            rows.append((raw, bare, plain, budgeted))
+            row = [
+                raw,
+                await _timed(n, bare_loop),
+                await _timed(n, lambda: app.arun(stepped, n)),
+                await _timed(n, lambda: app.arun(recorded, n)),
+                await _timed(n, lambda: app.arun(budgeted, n)),
+            ]
+            rows.append(row)
             print(
-                f"round {r + 1}: raw commit {raw:7.0f} µs  bare SDK call {bare:7.0f} µs  "
-                f"recorded {plain:7.0f} µs  recorded+budget {budgeted:7.0f} µs"
+                f"round {r + 1}: raw commit {row[0]:6.0f} µs  bare {row[1]:6.0f}  "
+                f"in a step {row[2]:6.0f}  wf.ai {row[3]:6.0f}  wf.ai+budget {row[4]:6.0f}"
             )
+        await app.aclose()
+    await client.close()
     server.close()
-    raw, bare, plain, budgeted = (statistics.median(c) for c in zip(*rows, strict=True))
-    print()
-    print(f"median of {rounds} rounds, {n} calls each:")
-    print(f"  raw durable commit         {raw:8.0f} µs")
-    print(f"  bare SDK call              {bare:8.0f} µs")
-    print(
-        f"  recorded call              {plain:8.0f} µs  (+{plain - bare:.0f} µs = "
-        f"{(plain - bare) / raw:.2f} raw commits over the bare call)"
+    raw, bare_us, step_us, ai_us, budget_us = (
+        statistics.median(c) for c in zip(*rows, strict=True)
     )
-    print(
-        f"  recorded call with budget  {budgeted:8.0f} µs  (+{budgeted - bare:.0f} µs = "
-        f"{(budgeted - bare) / raw:.2f} raw commits over the bare call)"
-    )
+
+    def over(us: float) -> str:
+        return f"{us:8.0f} µs  (+{us - bare_us:5.0f} µs = {(us - bare_us) / raw:4.2f} raw commits)"
+
+    print(f"\nmedian of {rounds} rounds, {n} calls each:")
+    print(f"  raw durable commit           {raw:8.0f} µs")
+    print(f"  bare SDK call                {bare_us:8.0f} µs")
+    print(f"  the call in a plain step     {over(step_us)}")
+    print(f"  wf.ai.generate_text          {over(ai_us)}")
+    print(f"  wf.ai with a budget          {over(budget_us)}")
+    print(f"  the AI layer alone           {ai_us - step_us:8.0f} µs over the plain step")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("-n", type=int, default=200, help="calls per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
