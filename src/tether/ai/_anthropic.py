@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from ._errors import ProviderError
-from ._sdk import ClientPerLoop, classify, require_key, resolve_key
+from ._sdk import SDKProvider
 from ._types import (
     BatchItem,
     BatchItemResult,
@@ -64,7 +64,7 @@ def _sdk() -> Any:
     return anthropic
 
 
-class Anthropic:
+class Anthropic(SDKProvider):
     """Anthropic's API. The key comes from `api_key` or ``$ANTHROPIC_API_KEY``."""
 
     name = "Anthropic"
@@ -78,34 +78,22 @@ class Anthropic:
         api_key_env: str | None = "ANTHROPIC_API_KEY",
         price_id: str | None = "anthropic",
     ) -> None:
-        self.api_key_env = api_key_env
-        self.base_url = base_url
-        self.timeout = timeout
-        self.price_id = price_id
-        self._api_key = api_key
-        self._clients: ClientPerLoop[Any] = ClientPerLoop(self._client)
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            api_key_env=api_key_env,
+            price_id=price_id,
+        )
 
-    async def aclose(self) -> None:
-        await self._clients.aclose()
-
-    def _key(self) -> str | None:
-        return resolve_key(self._api_key, self.api_key_env, self.name)
-
-    def check(self) -> None:
-        require_key(self._key(), self.api_key_env, self.name)
+    def sdk(self) -> Any:
+        return _sdk()
 
     def _client(self) -> Any:
         self.check()
         return _sdk().AsyncAnthropic(
             api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0
         )
-
-    async def _call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        sdk = _sdk()
-        try:
-            return await fn(*args, **kwargs)
-        except sdk.AnthropicError as exc:
-            raise classify(exc, self.name, sdk) from exc
 
     def _params(self, model: str, request: TextRequest) -> dict[str, Any]:
         params: dict[str, Any] = {

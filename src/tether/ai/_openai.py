@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._sdk import ClientPerLoop, classify, require_key, resolve_key
+from ._sdk import SDKProvider
 from ._types import (
     BatchItem,
     BatchItemResult,
@@ -65,7 +65,7 @@ def _sdk() -> Any:
     return openai
 
 
-class OpenAI:
+class OpenAI(SDKProvider):
     """The OpenAI API. The key comes from `api_key` or ``$OPENAI_API_KEY``."""
 
     name = "OpenAI"
@@ -79,21 +79,16 @@ class OpenAI:
         api_key_env: str | None = "OPENAI_API_KEY",
         price_id: str | None = "openai",
     ) -> None:
-        self.api_key_env = api_key_env
-        self.base_url = base_url
-        self.timeout = timeout
-        self.price_id = price_id
-        self._api_key = api_key
-        self._clients: ClientPerLoop[Any] = ClientPerLoop(self._client)
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            api_key_env=api_key_env,
+            price_id=price_id,
+        )
 
-    async def aclose(self) -> None:
-        await self._clients.aclose()
-
-    def _key(self) -> str | None:
-        return resolve_key(self._api_key, self.api_key_env, self.name)
-
-    def check(self) -> None:
-        require_key(self._key(), self.api_key_env, self.name)
+    def sdk(self) -> Any:
+        return _sdk()
 
     def _client(self) -> Any:
         self.check()
@@ -103,13 +98,6 @@ class OpenAI:
             timeout=self.timeout,
             max_retries=0,
         )
-
-    async def _call(self, fn: Any, /, **kwargs: Any) -> Any:
-        sdk = _sdk()
-        try:
-            return await fn(**kwargs)
-        except sdk.OpenAIError as exc:
-            raise classify(exc, self.name, sdk) from exc
 
     # -- generation -------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from ._errors import MissingAPIKeyError, ProviderError
 
-__all__ = ["ClientPerLoop", "classify", "resolve_key"]
+__all__ = ["ClientPerLoop", "SDKProvider", "classify", "resolve_key"]
 
 C = TypeVar("C")
 
@@ -109,3 +109,49 @@ def _retry_after(headers: Any) -> float | None:
         return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+class SDKProvider:
+    """What an adapter over an official SDK shares: its key, one client per event
+    loop, and the SDK's errors turned into `ProviderError`. A subclass names its
+    SDK module (`sdk`) and builds its client (`_client`)."""
+
+    name = "provider"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float,
+        api_key_env: str | None,
+        price_id: str | None,
+    ) -> None:
+        self.api_key_env = api_key_env
+        self.base_url = base_url
+        self.timeout = timeout
+        self.price_id = price_id
+        self._api_key = api_key
+        self._clients: ClientPerLoop[Any] = ClientPerLoop(self._client)
+
+    def sdk(self) -> Any:
+        raise TypeError(f"{type(self).__name__} does not name its SDK")
+
+    def _client(self) -> Any:
+        raise TypeError(f"{type(self).__name__} does not build its client")
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    def _key(self) -> str | None:
+        return resolve_key(self._api_key, self.api_key_env, self.name)
+
+    def check(self) -> None:
+        require_key(self._key(), self.api_key_env, self.name)
+
+    async def _call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        sdk = self.sdk()
+        try:
+            return await fn(*args, **kwargs)
+        except sdk.APIError as exc:  # status errors, timeouts, dropped connections
+            raise classify(exc, self.name, sdk) from exc
