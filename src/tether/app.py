@@ -923,7 +923,7 @@ class App:
                 group_by=group_by,
                 run=run,
                 children=children,
-            )  # fmt: skip
+            )
         )
 
     async def _family(self, workflow_id: str, children: bool) -> list[str]:
