@@ -19,6 +19,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel, ValidationError
 
 from ._durations import parse_age
+from ._facade import facade
 from ._info import RunInfo, WaitInfo
 from ._interceptors import StepInterceptor, check_interceptors
 from ._loop import LoopThread
@@ -400,29 +401,7 @@ class App:
                 raise
             return await self.aresult(run.workflow_id)
 
-    def run(
-        self,
-        workflow: Callable[..., Awaitable[T]],
-        input: Any = _MISSING,
-        *,
-        workflow_id: str | None = None,
-        initial_state: Any = None,
-        on_event: EventHook | None = None,
-        if_running: str = "raise",
-        budget: Budget | dict[str, Any] | None = None,
-    ) -> RunResult[T]:
-        """Sync facade of `arun`."""
-        return self._loop.run(
-            self.arun(
-                workflow,
-                input,
-                workflow_id=workflow_id,
-                initial_state=initial_state,
-                on_event=on_event,
-                if_running=if_running,
-                budget=budget,
-            )
-        )
+    run = facade(arun)
 
     async def astart(
         self,
@@ -471,33 +450,7 @@ class App:
         assert isinstance(result, RunCreated)
         return result.workflow_id
 
-    def start(
-        self,
-        workflow: Callable[..., Awaitable[Any]],
-        input: Any = _MISSING,
-        *,
-        workflow_id: str | None = None,
-        idempotency_key: str | None = None,
-        priority: int = 0,
-        tags: Iterable[str] = (),
-        tenant: str | None = None,
-        initial_state: Any = None,
-        budget: Budget | dict[str, Any] | None = None,
-    ) -> str:
-        """Sync facade of `astart` (the run proceeds on the App's loop thread)."""
-        return self._loop.run(
-            self.astart(
-                workflow,
-                input,
-                workflow_id=workflow_id,
-                idempotency_key=idempotency_key,
-                priority=priority,
-                tags=tags,
-                tenant=tenant,
-                initial_state=initial_state,
-                budget=budget,
-            )
-        )
+    start = facade(astart)
 
     async def asubmit(
         self,
@@ -557,41 +510,7 @@ class App:
         assert isinstance(result, RunCreated)
         return result.workflow_id
 
-    def submit(
-        self,
-        workflow: Callable[..., Awaitable[Any]],
-        input: Any = _MISSING,
-        *,
-        workflow_id: str | None = None,
-        queue: str = "default",
-        idempotency_key: str | None = None,
-        priority: int = 0,
-        concurrency_key: str | None = None,
-        tags: Iterable[str] = (),
-        tenant: str | None = None,
-        initial_state: Any = None,
-        max_attempts: int = 10,
-        run_after: datetime | None = None,
-        budget: Budget | dict[str, Any] | None = None,
-    ) -> str:
-        """Sync facade of `asubmit`."""
-        return self._loop.run(
-            self.asubmit(
-                workflow,
-                input,
-                workflow_id=workflow_id,
-                queue=queue,
-                idempotency_key=idempotency_key,
-                priority=priority,
-                concurrency_key=concurrency_key,
-                tags=tags,
-                tenant=tenant,
-                initial_state=initial_state,
-                max_attempts=max_attempts,
-                run_after=run_after,
-                budget=budget,
-            )
-        )
+    submit = facade(asubmit)
 
     async def aresume(
         self, workflow_id: str, *, on_event: EventHook | None = None
@@ -600,8 +519,7 @@ class App:
         await self._maybe_recover()
         return await self._runner.drive(workflow_id, on_event=on_event)
 
-    def resume(self, workflow_id: str, *, on_event: EventHook | None = None) -> RunResult[Any]:
-        return self._loop.run(self.aresume(workflow_id, on_event=on_event))
+    resume = facade(aresume)
 
     async def arerun_from(
         self, workflow_id: str, step: str, *, on_event: EventHook | None = None
@@ -627,11 +545,7 @@ class App:
             return await self._runner.result_of(workflow_id, self._registry.get(run.workflow_name))
         return await self._runner.drive(workflow_id, on_event=on_event)
 
-    def rerun_from(
-        self, workflow_id: str, step: str, *, on_event: EventHook | None = None
-    ) -> RunResult[Any]:
-        """Sync facade of `arerun_from`."""
-        return self._loop.run(self.arerun_from(workflow_id, step, on_event=on_event))
+    rerun_from = facade(arerun_from)
 
     async def aresult(self, workflow_id: str, timeout: float | None = None) -> RunResult[Any]:
         """Wait until the run reaches a terminal status; its result.
@@ -663,8 +577,7 @@ class App:
                 f"run:{workflow_id}", 1.0 if left is None else min(1.0, left)
             )
 
-    def result(self, workflow_id: str, timeout: float | None = None) -> RunResult[Any]:
-        return self._loop.run(self.aresult(workflow_id, timeout))
+    result = facade(aresult)
 
     # -- resolving waits from outside -------------------------------------------------------
 
@@ -680,8 +593,7 @@ class App:
         assert isinstance(result, RunResumed)
         return result.woken
 
-    def send_event(self, event_type: str, payload: Any = None) -> list[str]:
-        return self._loop.run(self.asend_event(event_type, payload))
+    send_event = facade(asend_event)
 
     async def asignal(self, workflow_id: str, name: str, payload: Any = None) -> bool:
         """Send signal `name` to a run; True if it woke the run, False if kept for later.
@@ -711,8 +623,7 @@ class App:
                 )
         return bool(result.woken)
 
-    def signal(self, workflow_id: str, name: str, payload: Any = None) -> bool:
-        return self._loop.run(self.asignal(workflow_id, name, payload))
+    signal = facade(asignal)
 
     async def acomplete_token(self, token_id: str, payload: Any = None) -> str:
         """Complete a token made by `wf.create_token()`; the id of the run it belongs to."""
@@ -723,8 +634,7 @@ class App:
         assert isinstance(result, RunResumed) and result.workflow_id is not None
         return result.workflow_id
 
-    def complete_token(self, token_id: str, payload: Any = None) -> str:
-        return self._loop.run(self.acomplete_token(token_id, payload))
+    complete_token = facade(acomplete_token)
 
     async def afire_due_timers(self) -> list[str]:
         """Wake runs whose timers or wait timeouts are due; the ids woken."""
@@ -732,8 +642,7 @@ class App:
         assert isinstance(result, Woken)
         return result.woken
 
-    def fire_due_timers(self) -> list[str]:
-        return self._loop.run(self.afire_due_timers())
+    fire_due_timers = facade(afire_due_timers)
 
     async def acancel(
         self, workflow_id: str, reason: str | None = None, *, compensate: bool = False
@@ -755,10 +664,7 @@ class App:
             await cancel_open_batches(self.ai, self.store, result.cancelled)
         return result.cancelled
 
-    def cancel(
-        self, workflow_id: str, reason: str | None = None, *, compensate: bool = False
-    ) -> list[str]:
-        return self._loop.run(self.acancel(workflow_id, reason, compensate=compensate))
+    cancel = facade(acancel)
 
     async def alist_waits(self, workflow_id: str) -> list[WaitInfo]:
         """The run's waitpoints (pending and resolved)."""
@@ -813,8 +719,7 @@ class App:
         check_name("workflow_id", workflow_id)
         return await load_record(self.store, workflow_id)
 
-    def get_record(self, workflow_id: str) -> RunRecord:
-        return self._loop.run(self.aget_record(workflow_id))
+    get_record = facade(aget_record)
 
     async def aget_run(self, workflow_id: str) -> RunInfo:
         """The run's row (status, owner, timestamps) without its history."""
@@ -840,13 +745,9 @@ class App:
             raise InvalidArgumentError(f"limit must be an integer >= 1, got {limit!r}")
         return [RunInfo.from_row(r) for r in await self.store.list_runs(status=status, limit=limit)]
 
-    def list_runs(
-        self, *, status: RunStatus | str | None = None, limit: int = 100
-    ) -> list[RunInfo]:
-        return self._loop.run(self.alist_runs(status=status, limit=limit))
+    list_runs = facade(alist_runs)
 
-    def get_run(self, workflow_id: str) -> RunInfo:
-        return self._loop.run(self.aget_run(workflow_id))
+    get_run = facade(aget_run)
 
     # -- AI: budgets, the call log, usage ------------------------------------------------
 
@@ -870,9 +771,7 @@ class App:
         """The AI calls a run made (and, with `children`, its child runs), oldest first."""
         return await self.store.list_ai_calls(await self._family(workflow_id, children))
 
-    def list_ai_calls(self, workflow_id: str, *, children: bool = False) -> list[AICallRow]:
-        """Sync facade of `alist_ai_calls`."""
-        return self._loop.run(self.alist_ai_calls(workflow_id, children=children))
+    list_ai_calls = facade(alist_ai_calls)
 
     async def ausage(
         self,
@@ -902,29 +801,7 @@ class App:
             group_by=group_by,
         )  # fmt: skip
 
-    def usage(
-        self,
-        *,
-        workflow: str | None = None,
-        tag: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        group_by: str | None = None,
-        run: str | None = None,
-        children: bool = False,
-    ) -> list[AIUsageRow]:
-        """Sync facade of `ausage`."""
-        return self._loop.run(
-            self.ausage(
-                workflow=workflow,
-                tag=tag,
-                since=since,
-                until=until,
-                group_by=group_by,
-                run=run,
-                children=children,
-            )
-        )
+    usage = facade(ausage)
 
     async def _family(self, workflow_id: str, children: bool) -> list[str]:
         """The run and (with `children`) its descendants."""
@@ -988,17 +865,13 @@ class App:
         """Start the ticks of this App's schedules that are due now; the run ids."""
         return await fire_schedules(self)
 
-    def fire_schedules(self) -> list[str]:
-        """Sync facade of `afire_schedules`."""
-        return self._loop.run(self.afire_schedules())
+    fire_schedules = facade(afire_schedules)
 
     async def alist_schedules(self) -> list[ScheduleRow]:
         """Every schedule the database knows (saved when a worker first fires it)."""
         return await self.store.list_schedules()
 
-    def list_schedules(self) -> list[ScheduleRow]:
-        """Sync facade of `alist_schedules`."""
-        return self._loop.run(self.alist_schedules())
+    list_schedules = facade(alist_schedules)
 
     async def apause_schedule(self, name: str, *, paused: bool = True) -> ScheduleRow:
         """Pause a schedule (no ticks start) or resume it (`paused=False`): resuming
@@ -1012,9 +885,7 @@ class App:
             )
         return row
 
-    def pause_schedule(self, name: str, *, paused: bool = True) -> ScheduleRow:
-        """Sync facade of `apause_schedule`."""
-        return self._loop.run(self.apause_schedule(name, paused=paused))
+    pause_schedule = facade(apause_schedule)
 
     # -- orphans and shutdown ---------------------------------------------------------------
 
@@ -1033,9 +904,7 @@ class App:
             self._runner.spawn(run.workflow_id)
         return [r.workflow_id for r in orphans]
 
-    def recover_orphans(self, *, grace: float = 5.0, limit: int = 100) -> list[str]:
-        """Sync facade of `arecover_orphans`."""
-        return self._loop.run(self.arecover_orphans(grace=grace, limit=limit))
+    recover_orphans = facade(arecover_orphans)
 
     async def _maybe_recover(self) -> None:
         # connect before the keep-alive task starts, so that it and this call never both
@@ -1051,9 +920,7 @@ class App:
         or resume runs); empty when a woken run of it would wait for nobody."""
         return await self._runner.drivers(workflow_name)
 
-    def drivers(self, workflow_name: str) -> list[str]:
-        """Sync facade of `adrivers`."""
-        return self._loop.run(self.adrivers(workflow_name))
+    drivers = facade(adrivers)
 
     def announce(self) -> None:
         """Announce now (not only once a run is driven) that this process drives the
@@ -1100,18 +967,14 @@ class App:
                 setattr(other, name, copy.copy(getattr(self, name)))
         return other
 
-    def list_waits(self, workflow_id: str) -> list[WaitInfo]:
-        """Sync facade of `alist_waits`."""
-        return self._loop.run(self.alist_waits(workflow_id))
+    list_waits = facade(alist_waits)
 
     async def ajobs(self, workflow_id: str) -> list[JobRow]:
         """The run's queue jobs (a queued or claimed one means a worker will drive it)."""
         await self.aget_run(workflow_id)
         return await self.store.list_jobs(workflow_id=workflow_id)
 
-    def jobs(self, workflow_id: str) -> list[JobRow]:
-        """Sync facade of `ajobs`."""
-        return self._loop.run(self.ajobs(workflow_id))
+    jobs = facade(ajobs)
 
     # -- retention ----------------------------------------------------------------------
 
@@ -1140,15 +1003,7 @@ class App:
             if deleted == 0:  # every one was resumed meanwhile: nothing more to do now
                 return total
 
-    def prune(
-        self,
-        older_than: timedelta | str,
-        statuses: Sequence[RunStatus | str] | None = None,
-        *,
-        batch: int = 500,
-    ) -> int:
-        """Sync facade of `aprune`."""
-        return self._loop.run(self.aprune(older_than, statuses, batch=batch))
+    prune = facade(aprune)
 
     async def adelete_run(self, workflow_id: str) -> None:
         """Delete one finished run and everything recorded for it; a run that has not
@@ -1162,9 +1017,12 @@ class App:
         if await self.store.delete_runs([workflow_id]) == 0:
             raise InvalidArgumentError(f"run {workflow_id!r} was resumed meanwhile; not deleted")
 
-    def delete_run(self, workflow_id: str) -> None:
-        """Sync facade of `adelete_run`."""
-        self._loop.run(self.adelete_run(workflow_id))
+    delete_run = facade(adelete_run)
+
+    def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on this App's loop thread and wait for it: what every sync method
+        does, for code of your own that uses the async API from sync code."""
+        return self._loop.run(coro)
 
     async def __aenter__(self) -> App:
         return self
@@ -1284,9 +1142,8 @@ def _check_app_options(
 
 
 def run_on_loop(app: App, coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on `app`'s loop thread and wait for it: the sync face of a host
-    built on an App (the serverless host), as the App's own sync methods do."""
-    return app._loop.run(coro)
+    """Run `coro` on `app`'s loop thread and wait for it (see `App.run_sync`)."""
+    return app.run_sync(coro)
 
 
 def _check_same_run(run: RunRow, defn: WorkflowDef, input_text: str | None) -> None:
