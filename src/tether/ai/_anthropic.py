@@ -68,23 +68,9 @@ class Anthropic(SDKProvider):
     """Anthropic's API. The key comes from `api_key` or ``$ANTHROPIC_API_KEY``."""
 
     name = "Anthropic"
-
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 600.0,
-        api_key_env: str | None = "ANTHROPIC_API_KEY",
-        price_id: str | None = "anthropic",
-    ) -> None:
-        super().__init__(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            api_key_env=api_key_env,
-            price_id=price_id,
-        )
+    default_key_env: str | None = "ANTHROPIC_API_KEY"
+    default_price_id: str | None = "anthropic"
+    default_timeout = 600.0
 
     def sdk(self) -> Any:
         return _sdk()

@@ -69,23 +69,9 @@ class OpenAI(SDKProvider):
     """The OpenAI API. The key comes from `api_key` or ``$OPENAI_API_KEY``."""
 
     name = "OpenAI"
-
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 120.0,
-        api_key_env: str | None = "OPENAI_API_KEY",
-        price_id: str | None = "openai",
-    ) -> None:
-        super().__init__(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            api_key_env=api_key_env,
-            price_id=price_id,
-        )
+    default_key_env: str | None = "OPENAI_API_KEY"
+    default_price_id: str | None = "openai"
+    default_timeout = 120.0
 
     def sdk(self) -> Any:
         return _sdk()
@@ -201,6 +187,8 @@ class OpenAICompatible(OpenAI):
     """
 
     name = "OpenAICompatible"
+    default_key_env = None
+    default_price_id = None
 
     def __init__(
         self,
@@ -208,7 +196,7 @@ class OpenAICompatible(OpenAI):
         base_url: str,
         api_key: str | None = None,
         api_key_env: str | None = None,
-        timeout: float = 120.0,
+        timeout: float | None = None,
         price_id: str | None = None,
     ) -> None:
         super().__init__(

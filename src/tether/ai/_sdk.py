@@ -7,6 +7,7 @@ retries instead, counting attempts in the database.
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -111,26 +112,38 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
+class _Default(enum.Enum):
+    DEFAULT = "default"
+
+
+DEFAULT = _Default.DEFAULT  # "the class's default", where None means "none"
+
+
 class SDKProvider:
     """What an adapter over an official SDK shares: its key, one client per event
     loop, and the SDK's errors turned into `ProviderError`. A subclass names its
     SDK module (`sdk`) and builds its client (`_client`)."""
 
     name = "provider"
+    #: what a subclass defaults to: the key's environment variable, the catalog its
+    #: prices are looked up in (genai-prices' provider id), the request timeout
+    default_key_env: str | None = None
+    default_price_id: str | None = None
+    default_timeout = 120.0
 
     def __init__(
         self,
         *,
-        api_key: str | None,
-        base_url: str | None,
-        timeout: float,
-        api_key_env: str | None,
-        price_id: str | None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        api_key_env: str | _Default | None = DEFAULT,
+        price_id: str | _Default | None = DEFAULT,
     ) -> None:
-        self.api_key_env = api_key_env
+        self.api_key_env = self.default_key_env if api_key_env is DEFAULT else api_key_env
+        self.price_id = self.default_price_id if price_id is DEFAULT else price_id
         self.base_url = base_url
-        self.timeout = timeout
-        self.price_id = price_id
+        self.timeout = self.default_timeout if timeout is None else timeout
         self._api_key = api_key
         self._clients: ClientPerLoop[Any] = ClientPerLoop(self._client)
 
