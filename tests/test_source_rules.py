@@ -10,8 +10,8 @@ import tether
 SRC = Path(tether.__file__).parent
 MAX_LINES = 60  # body lines of a function, docstring included
 
-# over the limit today, in code owned by another change (the store rewrite)
-LONG_FOR_NOW = {"store/_pg_queue.py:claim_jobs"}
+# over the limit today (none: the store rewrite split the last one)
+LONG_FOR_NOW: set[str] = set()
 
 
 def _modules() -> list[tuple[str, ast.Module]]:
