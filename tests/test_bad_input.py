@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -292,3 +293,10 @@ def test_a_missing_postgres_driver_says_how_to_install_it(in_tmp: Path) -> None:
     assert "PostgreSQL driver (psycopg is not installed)" in done.stdout, done.stdout
     assert "pip install -e '.[postgres]'" in done.stdout
     assert "pip install 'tether[postgres] @ git+<repository URL>'" in done.stdout
+
+
+@pytest.mark.parametrize("value", ["0\x1f", "5\x1f", " 10", "1e3", "-1", "0"])
+def test_a_pool_size_that_is_not_a_plain_positive_integer_is_refused(value: str) -> None:
+    url = f"postgresql://127.0.0.1:1/x?pool_size={quote(value)}"
+    with pytest.raises(tether.InvalidArgumentError, match="pool_size must be an integer >= 1"):
+        tether.App(url)

@@ -137,7 +137,7 @@ def check_url(url: str, what: str = "database URL") -> SplitResult:
         opts = dict(parse_qsl(parts.query))
         if "pool_size" in opts:
             text = opts["pool_size"]
-            if not text.strip().isdigit() or int(text) < 1:
+            if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
                 raise InvalidArgumentError(
                     f"{what}: pool_size must be an integer >= 1, got {text!r}; e.g. ?pool_size=10"
                 )
@@ -145,7 +145,7 @@ def check_url(url: str, what: str = "database URL") -> SplitResult:
             _option_seconds(what, "statement_timeout", opts["statement_timeout"], "30")
         if "connect_timeout" in opts:
             text = opts["connect_timeout"]
-            if not text.strip().isdigit() or int(text) > 2_147_483:
+            if not re.fullmatch(r"[0-9]+", text) or int(text) > 2_147_483:
                 raise InvalidArgumentError(
                     f"{what}: connect_timeout must be a whole number of seconds from 0 to "
                     f"2147483, got {text!r}; e.g. ?connect_timeout=10"
