@@ -1,4 +1,4 @@
-"""`tether.testing`: the public names, and `eventually`."""
+"""The public names of the subpackages (kernel, store, worker, testing), and `eventually`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 import tether.kernel
+import tether.store
 import tether.testing
 import tether.worker
 from tether.testing import FakeClock, eventually, eventually_sync
@@ -57,10 +58,52 @@ TESTING = {
 }
 
 
+STORE = {
+    "AICallRow",
+    "AISpend",
+    "AIUsageRow",
+    "DEFAULT_URL",
+    "Durability",
+    "EventRow",
+    "Fence",
+    "HeartbeatRow",
+    "JobRow",
+    "JobStatus",
+    "LockOutcome",
+    "LockResult",
+    "LockRow",
+    "NewAICall",
+    "NewEvent",
+    "NewJob",
+    "NewRun",
+    "NewWait",
+    "OutboxRow",
+    "PgConfig",
+    "QueueLimit",
+    "RunRow",
+    "RunStatus",
+    "ScheduleRow",
+    "StepRow",
+    "StepStatus",
+    "Store",
+    "WaitKind",
+    "WaitRow",
+    "WaitStatus",
+    "open_store",
+    "parse_pg_url",
+    "resolve_url",
+}
+
+
 @pytest.mark.parametrize(
     ("module", "expected"),
-    [(tether.kernel, KERNEL), (tether.worker, WORKER), (tether.testing, TESTING)],
-    ids=["kernel", "worker", "testing"],
+    [
+        (tether.kernel, KERNEL),
+        (tether.store, STORE),
+        (tether.worker, WORKER),
+        (tether.testing, TESTING),
+    ],
+    ids=["kernel", "store", "worker", "testing"],
 )
 def test_subpackage_names_are_pinned(module: object, expected: set[str]) -> None:
     names = module.__all__  # type: ignore[attr-defined]

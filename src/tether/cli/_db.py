@@ -134,7 +134,7 @@ def _sqlite_missing(db: Database) -> str | None:
 def _pg_missing(db: Database) -> str | None:
     import psycopg
 
-    from ..store._url import parse_pg_url
+    from ..store import parse_pg_url
 
     config = parse_pg_url(db.url)
     where = f"PostgreSQL at {config.host}, database {config.dbname!r}"

@@ -38,7 +38,7 @@ from ._records import (
     WaitRow,
     WaitStatus,
 )
-from ._url import DEFAULT_URL, Durability, resolve_url
+from ._url import DEFAULT_URL, Durability, PgConfig, parse_pg_url, resolve_url
 
 __all__ = [
     "DEFAULT_URL",
@@ -60,6 +60,7 @@ __all__ = [
     "NewRun",
     "NewWait",
     "OutboxRow",
+    "PgConfig",
     "QueueLimit",
     "RunRow",
     "RunStatus",
@@ -71,6 +72,7 @@ __all__ = [
     "WaitRow",
     "WaitStatus",
     "open_store",
+    "parse_pg_url",
     "resolve_url",
 ]
 
