@@ -51,33 +51,18 @@ def anthropic_usage(usage: dict[str, Any] | None) -> Usage:
     )
 
 
-def _sdk() -> Any:
-    try:
-        import anthropic
-    except ImportError:  # pragma: no cover - depends on the environment
-        from ..errors import InvalidArgumentError
-
-        raise InvalidArgumentError(
-            "the Anthropic provider needs the anthropic package: pip install -e "
-            "'.[anthropic]' from a tether checkout (or pip install anthropic)"
-        ) from None
-    return anthropic
-
-
 class Anthropic(SDKProvider):
     """Anthropic's API. The key comes from `api_key` or ``$ANTHROPIC_API_KEY``."""
 
     name = "Anthropic"
+    sdk_module = "anthropic"
     default_key_env: str | None = "ANTHROPIC_API_KEY"
     default_price_id: str | None = "anthropic"
     default_timeout = 600.0
 
-    def sdk(self) -> Any:
-        return _sdk()
-
     def _client(self) -> Any:
         self.check()
-        return _sdk().AsyncAnthropic(
+        return self.sdk().AsyncAnthropic(
             api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0
         )
 

@@ -52,33 +52,18 @@ def openai_usage(usage: dict[str, Any] | None) -> Usage:
     )
 
 
-def _sdk() -> Any:
-    try:
-        import openai
-    except ImportError:  # pragma: no cover - depends on the environment
-        from ..errors import InvalidArgumentError
-
-        raise InvalidArgumentError(
-            "the OpenAI provider needs the openai package: pip install -e '.[openai]' "
-            "from a tether checkout (or pip install openai)"
-        ) from None
-    return openai
-
-
 class OpenAI(SDKProvider):
     """The OpenAI API. The key comes from `api_key` or ``$OPENAI_API_KEY``."""
 
     name = "OpenAI"
+    sdk_module = "openai"
     default_key_env: str | None = "OPENAI_API_KEY"
     default_price_id: str | None = "openai"
     default_timeout = 120.0
 
-    def sdk(self) -> Any:
-        return _sdk()
-
     def _client(self) -> Any:
         self.check()
-        return _sdk().AsyncOpenAI(
+        return self.sdk().AsyncOpenAI(
             api_key=self._key() or "unused",
             base_url=self.base_url,
             timeout=self.timeout,

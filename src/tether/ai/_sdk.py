@@ -6,13 +6,16 @@ retries instead, counting attempts in the database.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import enum
+import importlib
 import os
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 
+from ..errors import InvalidArgumentError
 from ._errors import MissingAPIKeyError, ProviderError
 
 __all__ = ["ClientPerLoop", "SDKProvider", "classify", "resolve_key"]
@@ -119,12 +122,14 @@ class _Default(enum.Enum):
 DEFAULT = _Default.DEFAULT  # "the class's default", where None means "none"
 
 
-class SDKProvider:
+class SDKProvider(abc.ABC):
     """What an adapter over an official SDK shares: its key, one client per event
-    loop, and the SDK's errors turned into `ProviderError`. A subclass names its
-    SDK module (`sdk`) and builds its client (`_client`)."""
+    loop, the SDK imported on first use, and the SDK's errors turned into
+    `ProviderError`. A subclass names its SDK module and extra (`sdk_module`) and
+    builds its client (`_client`)."""
 
     name = "provider"
+    sdk_module = ""  # the official package, also the name of tether's extra for it
     #: what a subclass defaults to: the key's environment variable, the catalog its
     #: prices are looked up in (genai-prices' provider id), the request timeout
     default_key_env: str | None = None
@@ -148,10 +153,19 @@ class SDKProvider:
         self._clients: ClientPerLoop[Any] = ClientPerLoop(self._client)
 
     def sdk(self) -> Any:
-        raise TypeError(f"{type(self).__name__} does not name its SDK")
+        """The SDK module, or a clear error saying how to install it."""
+        try:
+            return importlib.import_module(self.sdk_module)
+        except ImportError:
+            raise InvalidArgumentError(
+                f"the {self.name} provider needs the {self.sdk_module} package: pip install "
+                f"-e '.[{self.sdk_module}]' from a tether checkout (or pip install "
+                f"{self.sdk_module})"
+            ) from None
 
+    @abc.abstractmethod
     def _client(self) -> Any:
-        raise TypeError(f"{type(self).__name__} does not build its client")
+        """A new SDK client (one per event loop)."""
 
     async def aclose(self) -> None:
         await self._clients.aclose()

@@ -14,6 +14,7 @@ body of one statement, which PostgreSQL runs without BEGIN/COMMIT.
 
 from __future__ import annotations
 
+import abc
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -69,15 +70,16 @@ def outcome(status: str, output: str | None, error: str | None) -> str:
     )
 
 
-class StoreBase:
+class StoreBase(abc.ABC):
     """Shared helpers of the verbs; a dialect adds `_tx` and the plumbing."""
 
     dialect: str
 
+    @abc.abstractmethod
     async def _tx(
         self, mode: Mode, body: Callable[[Tx], Awaitable[T]], *, single: bool = False
     ) -> T:
-        raise NotImplementedError
+        """Run `body` in one transaction of `mode` (see the module docstring)."""
 
     async def _get(self, name: str, build: Callable[[Rows, Any], T], **params: Any) -> T | None:
         """The record of read query `name`'s first row, or None."""
