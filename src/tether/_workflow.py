@@ -441,9 +441,5 @@ async def load_record(store: Store, workflow_id: str) -> RunRecord:
         store.list_locks(LEASE_SCOPE, run_id=workflow_id),
         store.list_locks(lease_scope(workflow_id)),
     )
-    total, by_model = await asyncio.gather(
-        store.ai_usage(workflow_ids=[workflow_id]),
-        store.ai_usage(workflow_ids=[workflow_id], group_by="model"),
-    )
-    usage = RunUsage.build(total, by_model)
+    usage = RunUsage.build(await store.ai_usage(workflow_ids=[workflow_id], group_by="model"))
     return RunRecord.build(run, steps, events, heartbeats, [*shared, *own], usage)

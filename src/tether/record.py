@@ -160,6 +160,18 @@ class LeaseRecord:
         }
 
 
+_USAGE_SUMS = (
+    "calls",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_micro_usd",
+    "unknown_cost_calls",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class RunUsage:
     """A run's AI calls summed from the call log: in all, and per ``provider:model``."""
@@ -168,10 +180,12 @@ class RunUsage:
     by_model: dict[str, AIUsageRow]
 
     @classmethod
-    def build(cls, total: list[AIUsageRow], by_model: list[AIUsageRow]) -> RunUsage | None:
-        if not total or total[0].calls == 0:
+    def build(cls, by_model: list[AIUsageRow]) -> RunUsage | None:
+        """From the per-model rows of one query; the total is their sum."""
+        if not by_model:
             return None
-        return cls(total[0], {r.group or "": r for r in by_model})
+        total = AIUsageRow(None, *(sum(getattr(r, f) for r in by_model) for f in _USAGE_SUMS))
+        return cls(total, {r.group or "": r for r in by_model})
 
     def to_dict(self) -> dict[str, Any]:
         t = self.total
