@@ -232,7 +232,9 @@ async def test_a_step_name_called_again_is_a_new_step(app: App) -> None:
     await app.asignal("wf-loop", "replay")
     result = await app.arun(flow, workflow_id="wf-loop")
     assert result.value == ["answer 0", "answer 1", "answer 2", "fan 0", "fan 1"]
-    assert calls == [0, 1, 2, 10, 11]  # the replay called nothing again
+    # the replay called nothing again (the two gathered steps start in either order:
+    # their lambdas run on step threads)
+    assert calls[:3] == [0, 1, 2] and sorted(calls[3:]) == [10, 11]
     assert set(result.record.steps) == {"call-llm", "call-llm#2", "call-llm#3", "x", "x#2"}
 
 
