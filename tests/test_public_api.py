@@ -62,7 +62,42 @@ EXPECTED = {
     "__version__",
     "open_workflow",
     "run_workflow",
+    # typed stages and pipelines (tether.stages)
+    "Failed",
+    "NotReady",
+    "Pipeline",
+    "PipelineError",
+    "Ready",
+    "Stage",
+    "StageContext",
+    "StageError",
+    "StageFailedError",
+    "StageRecord",
+    "StageTimeoutError",
+    "Suspend",
+    "batch_stage",
+    "stage",
 }
+
+STAGES = {
+    "AIConfig", "Artifacts", "ConcurrencyConfig", "DebugConfig", "Failed", "FeatureFlags",
+    "NotReady", "Pipeline", "PipelineError", "PipelineRun", "Ready", "Stage", "StageContext",
+    "StageError", "StageFailedError", "StageTimeoutError", "StandardConfig", "Suspend",
+    "batch_stage", "stage",
+}  # fmt: skip
+
+BLOBS = {
+    "BlobStore", "DatabaseBlobStore", "FileBlobStore", "MemoryBlobStore", "check_key",
+    "default_blobs",
+}  # fmt: skip
+
+
+def test_stage_and_blob_names_are_pinned() -> None:
+    import tether.blobs
+    import tether.stages
+
+    assert set(tether.stages.__all__) == STAGES
+    assert set(tether.blobs.__all__) == BLOBS
 
 
 def test_exported_names_are_pinned() -> None:

@@ -37,8 +37,30 @@ from .errors import (
     WorkflowTimeoutError,
     WorkflowVersionError,
 )
-from .record import EventRecord, HeartbeatRecord, LeaseRecord, RunRecord, StepRecord
+from .record import (
+    EventRecord,
+    HeartbeatRecord,
+    LeaseRecord,
+    RunRecord,
+    StageRecord,
+    StepRecord,
+)
 from .retry import RetryPolicy
+from .stages import (
+    Failed,
+    NotReady,
+    Pipeline,
+    PipelineError,
+    Ready,
+    Stage,
+    StageContext,
+    StageError,
+    StageFailedError,
+    StageTimeoutError,
+    Suspend,
+    batch_stage,
+    stage,
+)
 from .store import Durability, RunStatus, StepStatus, WaitKind, WaitStatus
 
 __version__ = "0.1.0"
@@ -49,6 +71,7 @@ __all__ = [
     "Clock",
     "Durability",
     "EventRecord",
+    "Failed",
     "FakeClock",
     "ForEachError",
     "ForEachSummary",
@@ -63,8 +86,12 @@ __all__ = [
     "LeaseRecord",
     "MutexHandle",
     "MutexTimeoutError",
+    "NotReady",
     "NotSerializableError",
+    "Pipeline",
+    "PipelineError",
     "Proceed",
+    "Ready",
     "RetryPolicy",
     "RunAlreadyRunningError",
     "RunCancelledError",
@@ -75,6 +102,12 @@ __all__ = [
     "RunRecord",
     "RunResult",
     "RunStatus",
+    "Stage",
+    "StageContext",
+    "StageError",
+    "StageFailedError",
+    "StageRecord",
+    "StageTimeoutError",
     "StaleOwnerError",
     "StepCall",
     "StepContext",
@@ -85,6 +118,7 @@ __all__ = [
     "StepTimeoutError",
     "StoreError",
     "StoreUnavailableError",
+    "Suspend",
     "SystemClock",
     "TetherError",
     "TokenNotFoundError",
@@ -98,6 +132,8 @@ __all__ = [
     "WorkflowTimeoutError",
     "WorkflowVersionError",
     "__version__",
+    "batch_stage",
     "open_workflow",
     "run_workflow",
+    "stage",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["attach", "collecting"]
+__all__ = ["attach", "collecting", "in_step"]
 
 _CURRENT: ContextVar[list[Any] | None] = ContextVar("tether_step_rows", default=None)
 
@@ -29,6 +29,11 @@ def attach(row: Any) -> None:
             "function passed to wf.step(...)"
         )
     rows.append(row)
+
+
+def in_step() -> bool:
+    """Whether the code calling this runs inside a step (so `attach` would work)."""
+    return _CURRENT.get() is not None
 
 
 @contextmanager

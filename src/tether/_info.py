@@ -43,6 +43,7 @@ class RunInfo:
     queue: str | None
     owner_expires_at: datetime | None  # the owner's claim lapses then (running runs)
     step_rule: int  # how its steps are named: 2 for ``name#2``, ``name@key``
+    attempt: int = 1  # 1, plus one per `rerun_from`
 
     @classmethod
     def from_row(cls, row: RunRow) -> RunInfo:
@@ -71,6 +72,7 @@ class RunInfo:
             queue=row.queue,
             owner_expires_at=row.owner_expires_at,
             step_rule=row.step_rule,
+            attempt=row.attempt,
         )
 
 

@@ -10,7 +10,9 @@ methods here; nobody else reaches into the context.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -21,7 +23,21 @@ from .errors import WorkflowTimeoutError
 from .serde import load_json
 from .store import Fence, RunRow, StepRow, WaitRow, WaitStatus
 
-__all__ = ["Compensation", "RunState"]
+__all__ = ["Compensation", "RunState", "name_scope"]
+
+# the prefix of the names of steps, waits and recorded values called in this task (a
+# stage's id and "/"): two stages running side by side may name their steps alike
+NAME_SCOPE: ContextVar[str] = ContextVar("tether_name_scope", default="")
+
+
+@contextmanager
+def name_scope(prefix: str) -> Iterator[None]:
+    """Name what runs inside ``prefix/...`` (nested scopes join: ``a/b/...``)."""
+    token = NAME_SCOPE.set(f"{NAME_SCOPE.get()}{prefix}/")
+    try:
+        yield
+    finally:
+        NAME_SCOPE.reset(token)
 
 
 class Compensation(NamedTuple):
@@ -105,6 +121,7 @@ class RunState:
 
     def next_key(self, base: str) -> str:
         """The key of the next wait or recorded value named `base` (``base#n``)."""
+        base = NAME_SCOPE.get() + base
         n = self.counters.get(base, 0) + 1
         self.counters[base] = n
         return f"{base}#{n}"
@@ -116,6 +133,7 @@ class RunState:
         from the record). Runs recorded before this rule name a step by its name."""
         if self.run.step_rule < 2:
             return name
+        name = NAME_SCOPE.get() + name
         if idempotency_key is not None:
             return f"{name}@{idempotency_key}"
         path = ITEM_PATH.get()

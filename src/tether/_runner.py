@@ -574,6 +574,9 @@ class Runner:
         record = await load_record(self._store, workflow_id)
         value: Any = None
         if record.status is RunStatus.COMPLETED:
+            if defn is None:  # typed by the registered workflow, whoever drove it
+                with contextlib.suppress(WorkflowNotFoundError):
+                    defn = self._lookup(record.workflow_name)
             tp = return_type_of(defn.fn) if defn is not None else None
             run = await self._store.get_run(workflow_id)
             value = load_result(None if run is None else run.output, tp)

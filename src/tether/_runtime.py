@@ -71,3 +71,5 @@ class Runtime:
     ai: Any = None
     # the budget a workflow declares for runs started without their own (by name)
     workflow_budget: Callable[[str], Any] = field(default=lambda name: None)
+    # where artifacts and large stage outputs go (a tether.blobs.BlobStore), None: none
+    blobs: Any = None

@@ -32,6 +32,7 @@ from ._runtime import Runtime
 from ._steps import StepContext, StepExecutor, StepSpec
 from ._waits import MISSING, Host, Waits
 from .ai import Budget, WorkflowAI
+from .clock import Clock
 from .errors import InvalidArgumentError, RunCancelledError
 from .record import LeaseRecord, RunRecord, RunUsage
 from .retry import RetryPolicy, as_policy
@@ -112,6 +113,27 @@ class Workflow:
             )
             self._ai = WorkflowAI(self, self._rt.ai, self._rt.store, budget, self._rt.clock.now)
         return self._ai
+
+    @property
+    def clock(self) -> Clock:
+        """The App's clock. Inside a step read the time from it; in workflow code use
+        ``await wf.now()``, which is recorded so a replay sees the same value."""
+        return self._rt.clock
+
+    @property
+    def attempt(self) -> int:
+        """1, then one more each time `rerun_from` sent this run round again."""
+        return self._run.run.attempt
+
+    @property
+    def blobs(self) -> Any:
+        """The App's blob store (a `tether.blobs.BlobStore`): artifacts and large outputs."""
+        if self._rt.blobs is None:
+            raise InvalidArgumentError(
+                "this App has no blob store; pass one, e.g. "
+                "tether.App(blobs=tether.blobs.FileBlobStore('.tether/blobs'))"
+            )
+        return self._rt.blobs
 
     @property
     def generation(self) -> int | None:
@@ -197,6 +219,22 @@ class Workflow:
         if compensate is not None:
             run.compensations.append(Compensation(key, compensate, value))
         return value
+
+    def recorded(self, key: str, *, result_type: Any = None, default: Any = None) -> Any:
+        """What step `key` (its key as recorded: ``name``, ``name#2``, ``stage/name``)
+        completed with, typed by `result_type`; `default` if it has not completed.
+
+        Nothing runs and nothing is written: layers above the core (stages) use it to
+        skip code whose outcome is already recorded.
+        """
+        done = self._run.steps.get(key)
+        if done is None or done.status is not StepStatus.COMPLETED:
+            return default
+        return load_result(done.result, result_type)
+
+    async def list_events(self, *, after_seq: int = 0) -> list[Any]:
+        """The run's events recorded so far (`EventRow`s, in order), read fresh."""
+        return await self._rt.store.list_events(self.workflow_id, after_seq=after_seq)
 
     # -- waits -----------------------------------------------------------------------
 
@@ -442,4 +480,8 @@ async def load_record(store: Store, workflow_id: str) -> RunRecord:
         store.list_locks(lease_scope(workflow_id)),
     )
     usage = RunUsage.build(await store.ai_usage(workflow_ids=[workflow_id], group_by="model"))
-    return RunRecord.build(run, steps, events, heartbeats, [*shared, *own], usage)
+    per_stage = None
+    if usage is not None and any(e.type == "pipeline.planned" for e in events):
+        rows = await store.ai_usage(workflow_ids=[workflow_id], group_by="stage")
+        per_stage = {r.group: r for r in rows if r.group is not None}
+    return RunRecord.build(run, steps, events, heartbeats, [*shared, *own], usage, per_stage)

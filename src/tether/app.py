@@ -12,7 +12,7 @@ import contextlib
 import copy
 import logging
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
@@ -30,6 +30,7 @@ from ._runtime import EventHook, Runtime
 from ._waits import MISSING
 from ._workflow import Workflow, load_record
 from .ai import Budget, Providers, cancel_open_batches
+from .blobs import BlobStore, default_blobs
 from .clock import Clock, SystemClock
 from .definition import DEF_ATTR, RunResult, WorkflowDef
 from .errors import (
@@ -55,7 +56,9 @@ from .kernel import (
 )
 from .record import RunRecord
 from .schedules import MissedTicks, Schedule, fire_schedules
-from .serde import dump_json
+from .serde import dump_json, load_json
+from .stages import Pipeline
+from .stages._host import cancel_suspended, forget_files, forgotten_stages, rerun_step, run_prefix
 from .store import (
     AICallRow,
     AIUsageRow,
@@ -136,6 +139,7 @@ class App:
         recover_orphans: bool = False,
         interceptors: Sequence[StepInterceptor] = (),
         ai: Providers | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         # what with_database() needs to build this App again on another database
         settings = {k: v for k, v in locals().items() if k not in ("self", "database_url", "store")}
@@ -151,12 +155,19 @@ class App:
                 "ai=tether.ai.Providers(openai=tether.ai.OpenAI())"
             )
         self.ai = ai
+        if blobs is not None and not isinstance(blobs, BlobStore):
+            raise InvalidArgumentError(
+                f"blobs must be a tether.blobs.BlobStore, got {blobs!r}; e.g. "
+                "blobs=tether.blobs.FileBlobStore('/var/lib/app/blobs')"
+            )
+        self.blobs: BlobStore = blobs or default_blobs(self.store, self.clock)
         self._runtime = Runtime(
             self.store,
             self.clock,
             interceptors=check_interceptors(interceptors),
             ai=ai,
             workflow_budget=self._workflow_budget,
+            blobs=self.blobs,
         )
         self._registry: dict[str, WorkflowDef] = {}
         self._implicit: set[str] = set()  # names registered by running them, not declared
@@ -252,6 +263,20 @@ class App:
             return f
 
         return register(fn) if fn is not None else register
+
+    def register(self, workflow: Callable[..., Awaitable[Any]]) -> None:
+        """Register a workflow object that carries its own definition (a
+        `tether.Pipeline`: its name and version), or a function as `workflow` does."""
+        defn = WorkflowDef.of(workflow)
+        if isinstance(workflow, Pipeline):
+            workflow.check()
+        existing = self._registry.get(defn.name)
+        if existing is not None and existing.fn is not workflow:
+            raise InvalidArgumentError(
+                f"a different workflow is already registered as {defn.name!r}; give it another name"
+            )
+        self._registry[defn.name] = defn
+        self._implicit.discard(defn.name)
 
     def get_workflow(self, name: str) -> WorkflowDef:
         try:
@@ -370,6 +395,7 @@ class App:
         on_event: EventHook | None = None,
         if_running: str = "raise",
         budget: Budget | dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunResult[T]:
         """Run (or resume) a workflow in this process until it ends or parks.
 
@@ -383,8 +409,10 @@ class App:
         status ``waiting``. If another live process drives the run,
         `RunAlreadyRunningError` is raised, or with ``if_running="wait"`` its
         result is awaited. `budget` (a `tether.ai.Budget`) limits the run's AI
-        spend instead of the workflow's own budget.
+        spend instead of the workflow's own budget. `config` (pipelines only) is
+        one mapping by stage id, each checked by its stage's config model.
         """
+        input = _with_config(workflow, input, config)
         if if_running not in ("raise", "wait"):
             raise InvalidArgumentError(f'if_running must be "raise" or "wait", got {if_running!r}')
         await self._maybe_recover()
@@ -415,6 +443,7 @@ class App:
         tenant: str | None = None,
         initial_state: Any = None,
         budget: Budget | dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> str:
         """Create a run and drive it in the background of this process; its id at once.
 
@@ -431,6 +460,7 @@ class App:
         run drives it.
         """
         _check_create(workflow_id, idempotency_key, priority, tags, tenant)
+        input = _with_config(workflow, input, config)
         defn = self._ensure_registered(workflow)
         await self._maybe_recover()
         result = await self.kernel.adispatch(
@@ -468,6 +498,7 @@ class App:
         max_attempts: int = 10,
         run_after: datetime | None = None,
         budget: Budget | dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> str:
         """Queue a run for workers and return its id at once.
 
@@ -476,6 +507,7 @@ class App:
         `priority` is claimed first. Wait for it with `result`.
         """
         _check_create(workflow_id, idempotency_key, priority, tags, tenant)
+        input = _with_config(workflow, input, config)
         check_name("queue", queue)
         if concurrency_key is not None:
             check_name("concurrency_key", concurrency_key)
@@ -527,10 +559,12 @@ class App:
         """Retry a finished run after a fix: forget `step` and every step recorded
         after it (earlier results are kept), then run it again from there.
 
-        The run must have ended (completed or failed). It runs again here,
-        until it ends or parks, with the workflow registered on this App; a
-        queued run goes back to its queue for the workers instead, and this
-        returns at once (wait with `result`).
+        For a pipeline run, `step` may name a stage: its group and every later
+        one are forgotten (records and files), earlier outputs kept, and the
+        run's attempt goes up by one. The run must have ended (completed or
+        failed). It runs again here, until it ends or parks, with the workflow
+        registered on this App; a queued run goes back to its queue for the
+        workers instead, and this returns at once (wait with `result`).
         """
         run = await self.aget_run(workflow_id)
         if run.status not in (RunStatus.COMPLETED, RunStatus.FAILED):
@@ -538,9 +572,17 @@ class App:
                 f"run {workflow_id!r} is {run.status.value}; rerun_from takes a run that has "
                 "ended (completed or failed): wait for it, or cancel it first"
             )
+        defn = self._registry.get(run.workflow_name)
         if run.queue is None:
-            self.get_workflow(run.workflow_name)  # fail before changing anything
+            defn = self.get_workflow(run.workflow_name)  # fail before changing anything
+        pipeline = defn.fn if defn is not None and isinstance(defn.fn, Pipeline) else None
+        forget: list[str] = []
+        if pipeline is not None and step in pipeline.stages:
+            forget = forgotten_stages(pipeline, step)
+            step = rerun_step(pipeline, await self.store.list_events(workflow_id), step)
         await self.kernel.adispatch(RunRerunFrom(workflow_id=workflow_id, step=step))
+        if forget:  # after the commit, and only the attempts that came before
+            await forget_files(self.blobs, workflow_id, forget, run.attempt)
         if run.queue is not None:
             return await self._runner.result_of(workflow_id, self._registry.get(run.workflow_name))
         return await self._runner.drive(workflow_id, on_event=on_event)
@@ -662,7 +704,16 @@ class App:
         assert isinstance(result, RunCancelled)
         if self.ai is not None:  # provider batches the runs were waiting on stop too
             await cancel_open_batches(self.ai, self.store, result.cancelled)
+        await self._cancel_batch_stages(result.cancelled)
         return result.cancelled
+
+    async def _cancel_batch_stages(self, workflow_ids: list[str]) -> None:
+        """Stop the batches that suspended stages of cancelled pipeline runs had out."""
+        for wid in workflow_ids:
+            run = await self.store.get_run(wid)
+            defn = None if run is None else self._registry.get(run.workflow_name)
+            if defn is not None and isinstance(defn.fn, Pipeline):
+                await cancel_suspended(defn.fn, self.store, wid, self.clock.now())
 
     cancel = facade(acancel)
 
@@ -998,7 +1049,11 @@ class App:
             ids = await self.store.prunable_runs(cutoff, wanted, batch)
             if not ids:
                 return total
+            families = [f for wid in ids for f in await self._family(wid, True)]
             deleted = await self.store.delete_runs(ids)
+            await self._forget_run_files(
+                [f for f in families if await self.store.get_run(f) is None]
+            )
             total += deleted
             if deleted == 0:  # every one was resumed meanwhile: nothing more to do now
                 return total
@@ -1014,8 +1069,15 @@ class App:
                 f"run {workflow_id!r} has not ended ({run.status.value}); only finished runs "
                 "are deleted: cancel it first, then delete it"
             )
+        family = await self._family(workflow_id, True)
         if await self.store.delete_runs([workflow_id]) == 0:
             raise InvalidArgumentError(f"run {workflow_id!r} was resumed meanwhile; not deleted")
+        await self._forget_run_files(family)
+
+    async def _forget_run_files(self, workflow_ids: Sequence[str]) -> None:
+        """Remove the files of deleted runs (after the delete committed)."""
+        for wid in workflow_ids:
+            await self.blobs.delete_prefix(run_prefix(wid))
 
     delete_run = facade(adelete_run)
 
@@ -1053,6 +1115,18 @@ def _terminal(statuses: Sequence[RunStatus | str] | None) -> list[RunStatus] | N
             )
         found.append(status)
     return found
+
+
+def _with_config(workflow: Any, input: Any, config: Mapping[str, Any] | None) -> Any:
+    """A pipeline's input with its stages' config (checked now, before anything runs)."""
+    if config is None:
+        return input
+    if not isinstance(workflow, Pipeline):
+        raise InvalidArgumentError(
+            "config= is the stage config of a pipeline (tether.Pipeline); a workflow "
+            "function takes its settings in its input"
+        )
+    return workflow.bind(None if input is _MISSING else input, config)
 
 
 def _check_create(
@@ -1152,7 +1226,12 @@ def _check_same_run(run: RunRow, defn: WorkflowDef, input_text: str | None) -> N
             f"workflow id {run.workflow_id!r} already names a run of workflow "
             f"{run.workflow_name!r}, not {defn.name!r}; choose another workflow_id"
         )
-    if input_text is not None and run.input is not None and input_text != run.input:
+    if (
+        input_text is not None
+        and run.input is not None
+        and input_text != run.input
+        and load_json(input_text) != load_json(run.input)  # jsonb orders keys its own way
+    ):
         raise InvalidArgumentError(
             f"run {run.workflow_id!r} was started with a different input; resume it without "
             "an input (the recorded one is used) or choose another workflow_id"

@@ -145,7 +145,11 @@ class WorkflowDef:
 
     def coerce_input(self, value: Any) -> Any:
         """`value` as the workflow's declared input type (a dict becomes its model);
-        `InvalidArgumentError` naming the fields when it does not fit."""
+        `InvalidArgumentError` naming the fields when it does not fit. A workflow object
+        may bind its own input (a pipeline adds its stages' config): `__tether_input__`."""
+        bind = getattr(self.fn, "__tether_input__", None)
+        if bind is not None:
+            return bind(value)
         tp = self.input_type
         if tp is None:
             return value

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ._stage_record import StageRecord, build_stages
 from .store import (
     AIUsageRow,
     EventRow,
@@ -29,6 +30,7 @@ __all__ = [
     "LeaseRecord",
     "RunRecord",
     "RunUsage",
+    "StageRecord",
     "StepRecord",
 ]
 
@@ -229,6 +231,8 @@ class RunRecord:
     owner: str | None = None  # the process that drives (or last drove) the run
     owner_expires_at: datetime | None = None  # its claim lapses then, unless renewed
     usage: RunUsage | None = None  # its AI calls, from the call log (None: it made none)
+    stages: tuple[StageRecord, ...] = ()  # a pipeline run's stages, in plan order
+    attempt: int = 1  # 1, plus one per `rerun_from`
 
     def owner_gone_since(self, now: datetime) -> datetime | None:
         """When the owner of this running run stopped renewing its claim (it died),
@@ -244,6 +248,7 @@ class RunRecord:
         heartbeats: list[HeartbeatRow],
         leases: list[LockRow],
         usage: RunUsage | None = None,
+        stage_usage: dict[str, AIUsageRow] | None = None,
     ) -> RunRecord:
         return cls(
             workflow_id=run.workflow_id,
@@ -266,6 +271,8 @@ class RunRecord:
             owner=run.owner,
             owner_expires_at=run.owner_expires_at,
             usage=usage,
+            stages=build_stages(run, steps, events, stage_usage),
+            attempt=run.attempt,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -289,6 +296,8 @@ class RunRecord:
             "leases": {k: lease.to_dict() for k, lease in self.leases.items()},
             "lastError": self.last_error,
             "usage": None if self.usage is None else self.usage.to_dict(),
+            "attempt": self.attempt,
+            "stages": [s.to_dict() for s in self.stages],
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:

@@ -61,6 +61,9 @@ def _return_type_cached(fn: Callable[..., Any]) -> Any:
 
 
 def _return_type(fn: Callable[..., Any]) -> Any:
+    declared = getattr(fn, "__tether_returns__", _NO_TYPE)  # a workflow object's own say
+    if declared is not _NO_TYPE:
+        return declared
     target = fn
     if isinstance(fn, functools.partial):
         target = fn.func

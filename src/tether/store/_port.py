@@ -485,6 +485,28 @@ class Store(Protocol):
         if the schedule already fired that far, or is paused)."""
         ...
 
+    # -- blobs (the database blob store) --------------------------------------------------
+
+    async def put_blob(self, key: str, body: bytes, at: datetime) -> None:
+        """Write blob `key` (replacing one of the same key), in its own transaction."""
+        ...
+
+    async def get_blob(self, key: str) -> bytes | None:
+        """The body of blob `key`, or None."""
+        ...
+
+    async def list_blobs(self, prefix: str) -> list[tuple[str, int]]:
+        """(key, size) of every blob whose key starts with `prefix`, by key."""
+        ...
+
+    async def delete_blobs(self, prefix: str) -> int:
+        """Delete every blob whose key starts with `prefix`; how many."""
+        ...
+
+    async def delete_blob(self, key: str) -> bool:
+        """Delete blob `key`; False if there was none."""
+        ...
+
     # -- pruning ----------------------------------------------------------------------
 
     async def prunable_runs(

@@ -180,6 +180,7 @@ class RunRow:
     owner_expires_at: datetime | None = None  # the owner's claim lapses then (running runs)
     step_rule: int = 1  # how its steps are named (see STEP_RULE)
     budget: str | None = None  # JSON text: the run's own AI budget (see tether.ai.Budget)
+    attempt: int = 1  # 1, then one more each time `rerun_from` sends the run round again
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from ._records import AICallRow, AISpend, AIUsageRow, Fence, NewAICall, NewEvent
 __all__ = ["BLOB_THRESHOLD", "AIVerbs", "write_attached"]
 
 BLOB_THRESHOLD = 8192
-GROUPS = ("model", "workflow", "day", "run")
+GROUPS = ("model", "workflow", "day", "run", "stage")
 
 
 async def _text(tx: Tx, text: str | None) -> tuple[str | None, str | None]:

@@ -7,7 +7,7 @@
 id, workflow_name, workflow_version, status, input::text, output::text, error::text,
 state::text, priority, tags::text, tenant, parent_id, idempotency_key, owner, owner_generation,
 created_at, updated_at, started_at, finished_at, compute_seconds, cancel_requested, queue,
-owner_expires_at, step_rule, budget
+owner_expires_at, step_rule, budget, attempt
 -- name: _step_cols
 run_id, step_key, name, status, attempts, idempotency_key, result::text, error::text,
 started_at, completed_at, updated_at
@@ -353,7 +353,8 @@ DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM event
 DELETE FROM waitpoints WHERE run_id = :wid AND wait_key IN (SELECT message FROM events
   WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first)
 -- name: rerun_reset
-UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL WHERE id = :wid
+UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL, attempt = attempt + 1
+WHERE id = :wid
 
 -- name: outbox_pending
 SELECT run_id, seq, type, message, detail::text, at, attempts,
@@ -486,6 +487,22 @@ SELECT r.workflow_name, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 SELECT to_char(c.at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_run
 SELECT c.run_id, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- name: ai_usage_by_stage
+-- a step inside a stage is keyed 'stage-id/step'; calls outside any stage group under NULL
+SELECT CASE WHEN strpos(c.step_key, '/') > 0 THEN split_part(c.step_key, '/', 1) END, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 
 -- name: child_run_ids
 SELECT id FROM runs WHERE parent_id = :wid ORDER BY created_at, id
+
+-- name: put_blob
+INSERT INTO blobs (key, body, size, created_at) VALUES (:key, :body, :size, :at)
+ON CONFLICT (key) DO UPDATE SET body = excluded.body, size = excluded.size,
+  created_at = excluded.created_at
+-- name: get_blob
+SELECT body FROM blobs WHERE key = :key
+-- name: list_blobs
+SELECT key, size FROM blobs WHERE key LIKE :like ESCAPE '\' ORDER BY key
+-- name: delete_blobs
+DELETE FROM blobs WHERE key LIKE :like ESCAPE '\'
+-- name: delete_blob
+DELETE FROM blobs WHERE key = :key

@@ -1,0 +1,174 @@
+"""`StageRecord`: a pipeline stage as its run's history tells it.
+
+Read from the events the stage layer writes (`pipeline.planned`,
+`stage.started`, `stage.completed`, `stage.failed`, `stage.suspended`,
+`stage.cancelled`, `stage.progress`) and the steps that survive a rerun:
+a stage whose output step ``stage:<id>`` is recorded is completed; any other
+is judged by the events of the run's current attempt and the run's status.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from .store import AIUsageRow, EventRow, RunRow, RunStatus, StepRow, StepStatus
+
+__all__ = ["StageRecord", "build_stages"]
+
+STATUSES = ("pending", "running", "suspended", "completed", "failed", "cancelled", "skipped")
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class StageRecord:
+    """One stage of a pipeline run: status (one of `STATUSES`), attempt, timings,
+    last progress, error, and the AI usage of the calls made inside it."""
+
+    id: str
+    group: int
+    status: str
+    attempt: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    usage: AIUsageRow | None = None
+    output_blob: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        u = self.usage
+        return {
+            "id": self.id,
+            "group": self.group,
+            "status": self.status,
+            "attempt": self.attempt,
+            "startedAt": _iso(self.started_at),
+            "finishedAt": _iso(self.finished_at),
+            "seconds": self.seconds,
+            "error": self.error,
+            "progress": self.progress,
+            "progressMessage": self.progress_message,
+            "outputBlob": self.output_blob,
+            "usage": None
+            if u is None
+            else {
+                "calls": u.calls,
+                "inputTokens": u.input_tokens,
+                "outputTokens": u.output_tokens,
+                "costMicroUsd": u.cost_micro_usd,
+            },
+        }
+
+
+@dataclass
+class _Seen:
+    """What the events say of one stage so far (latest attempt wins)."""
+
+    attempt: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: str | None = None  # completed | failed | cancelled | suspended
+    error: str | None = None
+    progress: float | None = None
+    message: str | None = None
+    blob: str | None = None
+
+
+def _apply(seen: _Seen, e: EventRow, d: dict[str, Any]) -> None:
+    attempt = d.get("attempt")
+    if e.type == "stage.started":  # a new attempt starts from nothing
+        for f in fields(_Seen):
+            setattr(seen, f.name, None)
+        seen.attempt, seen.started_at = attempt, e.at
+    elif e.type == "stage.completed":
+        seen.outcome, seen.finished_at, seen.blob = "completed", e.at, d.get("blob")
+    elif e.type == "stage.failed":
+        seen.outcome, seen.finished_at, seen.error = "failed", e.at, d.get("error")
+    elif e.type == "stage.cancelled":
+        seen.outcome, seen.finished_at = "cancelled", e.at
+    elif e.type == "stage.suspended" and seen.outcome is None:
+        seen.outcome = "suspended"
+    elif e.type == "stage.progress":
+        seen.progress, seen.message = d.get("fraction"), e.message
+
+
+def build_stages(
+    run: RunRow,
+    steps: list[StepRow],
+    events: list[EventRow],
+    usage: dict[str, AIUsageRow] | None = None,
+) -> tuple[StageRecord, ...]:
+    """The run's stages in plan order (empty if the run is not a pipeline run)."""
+    groups: list[list[str]] = []
+    seen: dict[str, _Seen] = {}
+    for e in events:
+        if e.type == "pipeline.planned" and e.detail:
+            groups = json.loads(e.detail)["groups"]
+        elif e.type.startswith("stage.") and e.detail:
+            d = json.loads(e.detail)
+            if isinstance(d, dict) and isinstance(d.get("stage"), str):
+                _apply(seen.setdefault(d["stage"], _Seen()), e, d)
+    done = {s.key for s in steps if s.status is StepStatus.COMPLETED}
+    started = {s.key for s in steps}
+    return tuple(
+        _stage(
+            sid,
+            n,
+            run,
+            seen.get(sid, _Seen()),
+            f"stage:{sid}" in done,
+            f"stage:{sid}.start" in started,
+            (usage or {}).get(sid),
+        )
+        for n, group in enumerate(groups, 1)
+        for sid in group
+    )
+
+
+def _stage(
+    sid: str, n: int, run: RunRow, s: _Seen, done: bool, began: bool, usage: AIUsageRow | None
+) -> StageRecord:
+    status = _status(run, s, done, began)
+    current = status in ("completed", "running", "suspended", "failed", "cancelled")
+    return StageRecord(
+        id=sid,
+        group=n,
+        status=status,
+        attempt=s.attempt if current else None,
+        started_at=s.started_at if current else None,
+        finished_at=s.finished_at if status in ("completed", "failed", "cancelled") else None,
+        error=s.error if status == "failed" else None,
+        progress=1.0 if status == "completed" else s.progress if current else None,
+        progress_message=s.message if current else None,
+        usage=usage,
+        output_blob=s.blob if status == "completed" else None,
+    )
+
+
+def _status(run: RunRow, s: _Seen, done: bool, began: bool) -> str:
+    if done:
+        return "completed"
+    if not began:  # never started in this attempt (or forgotten by a rerun)
+        return "skipped" if run.status.terminal else "pending"
+    if s.outcome in ("failed", "cancelled"):
+        return s.outcome
+    if run.status is RunStatus.CANCELLED:
+        return "cancelled"
+    if run.status is RunStatus.FAILED:
+        return "failed"
+    if s.outcome == "suspended" or run.status is RunStatus.WAITING:
+        return "suspended"
+    return "running"

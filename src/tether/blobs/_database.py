@@ -1,0 +1,55 @@
+"""`DatabaseBlobStore`: blobs as rows of the run store's own database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from ._port import check_key
+
+__all__ = ["BlobRows", "DatabaseBlobStore"]
+
+
+class BlobRows(Protocol):
+    """The store verbs this adapter needs (`tether.store.Store` has them)."""
+
+    async def put_blob(self, key: str, body: bytes, at: datetime) -> None: ...
+    async def get_blob(self, key: str) -> bytes | None: ...
+    async def list_blobs(self, prefix: str) -> list[tuple[str, int]]: ...
+    async def delete_blobs(self, prefix: str) -> int: ...
+    async def delete_blob(self, key: str) -> bool: ...
+
+
+class DatabaseBlobStore:
+    """Blobs in the ``blobs`` table: on PostgreSQL, machines that share the database
+    need no shared disk. Each call is its own transaction, never the step's."""
+
+    def __init__(
+        self, store: BlobRows, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self._store = store
+        self._now = clock
+
+    def __repr__(self) -> str:
+        return f"DatabaseBlobStore({self._store!r})"
+
+    async def put(self, key: str, data: bytes) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"blob data must be bytes, got {type(data).__name__}")
+        await self._store.put_blob(check_key(key), bytes(data), self._now())
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._store.get_blob(check_key(key))
+
+    async def has(self, key: str) -> bool:
+        return await self.get(key) is not None
+
+    async def delete(self, key: str) -> bool:
+        return await self._store.delete_blob(check_key(key))
+
+    async def list(self, prefix: str = "") -> list[str]:
+        return [k for k, _ in await self._store.list_blobs(check_key(prefix, prefix=True))]
+
+    async def delete_prefix(self, prefix: str) -> int:
+        return await self._store.delete_blobs(check_key(prefix, prefix=True))

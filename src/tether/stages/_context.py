@@ -1,0 +1,188 @@
+"""`StageContext`: what a stage's function gets, and its artifacts.
+
+Logs and progress are events of the run. A call made inside a step is
+written with the step (once, in its transaction); a call in the stage's own
+code is written at once and numbered, so the code running again on resume
+(after a wait, or a crash) does not write it twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from urllib.parse import quote
+
+from .._attach import attach, in_step
+from ..errors import InvalidArgumentError
+from ..store import NewEvent
+from ._stage import Stage
+
+if TYPE_CHECKING:
+    from .._workflow import Workflow
+    from ..ai import WorkflowAI
+
+__all__ = ["Artifacts", "StageContext", "run_prefix", "stage_prefix"]
+
+I = TypeVar("I")  # noqa: E741
+C = TypeVar("C")
+O = TypeVar("O")  # noqa: E741
+
+LEVELS = ("debug", "info", "warning", "error")
+
+
+def run_prefix(workflow_id: str) -> str:
+    """The blob key prefix of every file of a run."""
+    return f"runs/{quote(workflow_id, safe='')}/"
+
+
+def stage_prefix(workflow_id: str, stage_id: str, attempt: int | None = None) -> str:
+    """The blob key prefix of a stage's files (of one attempt, or of all)."""
+    base = f"{run_prefix(workflow_id)}stages/{stage_id}/"
+    return base if attempt is None else f"{base}{attempt}/"
+
+
+class Artifacts:
+    """A stage's files in the blob store, under its run, stage and attempt.
+
+    A rerun of the stage starts with none (its attempt's folder is new); the
+    files of earlier attempts are removed after the rerun is recorded.
+    """
+
+    def __init__(self, wf: Workflow, stage_id: str, attempts: Callable[[str], int]) -> None:
+        self._wf = wf
+        self._stage = stage_id
+        self._attempts = attempts  # stage id -> the attempt whose files count
+
+    def _key(self, name: str, stage: Stage[Any, Any, Any] | str | None) -> str:
+        sid = self._stage if stage is None else stage if isinstance(stage, str) else stage.id
+        return f"{stage_prefix(self._wf.workflow_id, sid, self._attempts(sid))}files/{name}"
+
+    async def put(self, name: str, data: bytes | str | Any) -> str:
+        """Store `data` (bytes, text, or JSON data) as `name`; its blob key."""
+        key = self._key(name, None)
+        await self._wf.blobs.put(key, _as_bytes(data))
+        return key
+
+    async def get(self, name: str, *, stage: Stage[Any, Any, Any] | str | None = None) -> bytes:
+        """The bytes of `name` (of this stage, or of an earlier `stage`)."""
+        found = await self._wf.blobs.get(self._key(name, stage))
+        if found is None:
+            raise InvalidArgumentError(
+                f"no artifact {name!r} in stage {stage or self._stage!r} of run "
+                f"{self._wf.workflow_id!r}; list them with ctx.artifacts.list()"
+            )
+        return bytes(found)
+
+    async def get_json(self, name: str, *, stage: Stage[Any, Any, Any] | str | None = None) -> Any:
+        return json.loads(await self.get(name, stage=stage))
+
+    async def list(self, *, stage: Stage[Any, Any, Any] | str | None = None) -> list[str]:
+        prefix = self._key("", stage)
+        return [k[len(prefix) :] for k in await self._wf.blobs.list(prefix)]
+
+    async def delete(self, name: str) -> bool:
+        return bool(await self._wf.blobs.delete(self._key(name, None)))
+
+
+def _as_bytes(data: Any) -> bytes:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, str):
+        return data.encode()
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class StageContext(Generic[I, C]):
+    """The context of one stage execution: its input, config and run."""
+
+    def __init__(
+        self,
+        wf: Workflow,
+        stage: Stage[Any, Any, Any],
+        *,
+        input: I,
+        config: C,
+        group: int,
+        attempt: int,
+        outputs: Callable[[str], tuple[bool, Any]],
+        attempts: Callable[[str], int],
+        written: Callable[[], Awaitable[int]],
+    ) -> None:
+        self.workflow = wf
+        self.stage = stage
+        self.stage_id = stage.id
+        self.input = input
+        self.config = config
+        self.group = group
+        self.attempt = attempt
+        self.artifacts = Artifacts(wf, stage.id, attempts)
+        self._outputs = outputs
+        self._written = written  # how many numbered log/progress events are recorded
+        self._seq = 0
+
+    @property
+    def run_id(self) -> str:
+        return self.workflow.workflow_id
+
+    @property
+    def ai(self) -> WorkflowAI:
+        """The run's AI helper; calls made here are named (and summed) under this stage."""
+        return self.workflow.ai
+
+    # -- earlier outputs ----------------------------------------------------------------
+
+    @overload
+    def require(self, stage: Stage[Any, O, Any]) -> O: ...
+    @overload
+    def require(self, stage: str) -> Any: ...
+
+    def require(self, stage: Stage[Any, Any, Any] | str) -> Any:
+        """The output of an earlier stage; an error if it did not run before this one."""
+        sid = stage if isinstance(stage, str) else stage.id
+        found, value = self._outputs(sid)
+        if not found:
+            raise InvalidArgumentError(
+                f"stage {self.stage_id!r} requires the output of {sid!r}, which has not run "
+                "in an earlier group of this pipeline; pipe it before, or use ctx.optional"
+            )
+        return value
+
+    @overload
+    def optional(self, stage: Stage[Any, O, Any]) -> O | None: ...
+    @overload
+    def optional(self, stage: str) -> Any: ...
+
+    def optional(self, stage: Stage[Any, Any, Any] | str) -> Any:
+        """The output of an earlier stage, or None if it did not run."""
+        found, value = self._outputs(stage if isinstance(stage, str) else stage.id)
+        return value if found else None
+
+    # -- logs and progress -------------------------------------------------------------------
+
+    async def log(self, level: Literal["debug", "info", "warning", "error"], message: str,
+                  **fields: Any) -> None:  # fmt: skip
+        """Record a log line of this stage as a run event (`stage.log`)."""
+        if level not in LEVELS:
+            raise InvalidArgumentError(f"log level must be one of {LEVELS}, got {level!r}")
+        await self._event("stage.log", str(message), {"level": level, "fields": fields})
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """Record how far this stage is (0.0 to 1.0) as a run event (`stage.progress`)."""
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise InvalidArgumentError(f"progress is a fraction from 0 to 1, got {fraction!r}")
+        if not 0.0 <= fraction <= 1.0:
+            raise InvalidArgumentError(
+                f"progress is a fraction from 0 to 1, got {fraction!r}; for 40 of 100 pass 0.4"
+            )
+        await self._event("stage.progress", message, {"fraction": float(fraction)})
+
+    async def _event(self, kind: str, message: str | None, detail: dict[str, Any]) -> None:
+        detail = {"stage": self.stage_id, "attempt": self.attempt, **detail}
+        if in_step():  # written with the step: exactly when the step is recorded
+            attach(NewEvent(kind, message, json.dumps(detail, default=str)))
+            return
+        self._seq += 1
+        if self._seq <= await self._written():
+            return  # written by an earlier drive that ran this code before
+        await self.workflow.append_event(kind, message, {**detail, "seq": self._seq})

@@ -1,0 +1,338 @@
+"""Running a pipeline on a `Workflow`: groups in order, stages as durable sections.
+
+A stage's own code runs as workflow code under the name scope ``<stage id>/``
+(its steps are ``extract/fetch``, its waits ``extract/signal:x#1``), so
+stages side by side never share a step name. Around it, steps outside any
+scope mark the stage's life:
+
+- ``stage:<id>.start`` records the attempt and writes `stage.started`;
+- ``stage:<id>`` records the output (inline, or a blob key when large) and
+  writes `stage.completed`: once it is recorded, the stage never runs again;
+- a batch stage adds ``stage:<id>.suspended`` (its state) and one
+  ``stage:<id>.check`` per check, between durable sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .._attach import attach
+from .._fanout import ITEM_PATH, ForEachError
+from .._run_state import name_scope
+from ..errors import explain_validation
+from ..serde import to_json_data
+from ..store import NewEvent
+from ._context import StageContext, stage_prefix
+from ._errors import StageError, StageFailedError, StageTimeoutError
+from ._outcomes import Failed, NotReady, Ready, Suspend
+from ._run_input import PipelineRun
+from ._stage import Stage
+
+if TYPE_CHECKING:
+    from .._workflow import Workflow
+
+
+class Plan(Protocol):
+    """What an execution reads of its pipeline (`Pipeline` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def input(self) -> type[BaseModel] | None: ...
+    @property
+    def output(self) -> type[BaseModel] | None: ...
+    @property
+    def inline_limit(self) -> int: ...
+    @property
+    def groups(self) -> tuple[tuple[Stage[Any, Any, Any], ...], ...]: ...
+
+
+__all__ = ["Execution", "start_key"]
+
+AnyStage = Stage[Any, Any, Any]
+
+
+def start_key(stage_id: str) -> str:
+    return f"stage:{stage_id}.start"
+
+
+def _event(kind: str, stage_id: str, **detail: Any) -> NewEvent:
+    return NewEvent(kind, stage_id, json.dumps({"stage": stage_id, **detail}, default=str))
+
+
+class _Check(BaseModel):
+    """One recorded check of a batch stage."""
+
+    kind: str  # ready | waiting | failed | expired
+    output: Any = None
+    error: str | None = None
+    sleep: float = 0.0
+
+
+class Execution:
+    """One drive of one pipeline run."""
+
+    def __init__(self, pipeline: Plan, wf: Workflow, run: PipelineRun) -> None:
+        self.p = pipeline
+        self.wf = wf
+        self.run_input = run
+        self.outputs: dict[str, Any] = {}  # stage id -> output, as stages complete
+        self.attempts: dict[str, int] = {}  # stage id -> the attempt its record is from
+
+    async def run(self) -> Any:
+        plan: dict[str, Any] = await self.wf.step("pipeline.plan", self._plan)
+        del plan
+        value: Any = self._typed_input()
+        for n, group in enumerate(self.p.groups, 1):
+            value = await (self._stage(group[0], n, value) if len(group) == 1
+                           else self._parallel(group, n, value))  # fmt: skip
+        if len(self.p.groups[-1]) > 1:
+            data = to_json_data(value, what=f"the output of pipeline {self.p.name!r}")
+            return data if self.p.output is None else self.p.output.model_validate(data)
+        return (
+            value
+            if self.p.output is None
+            else self.p.output.model_validate(value.model_dump(mode="json"))
+        )
+
+    def _typed_input(self) -> Any:
+        raw = self.run_input.input
+        return raw if self.p.input is None else self.p.input.model_validate(raw)
+
+    async def _plan(self) -> dict[str, Any]:
+        groups = [[s.id for s in g] for g in self.p.groups]
+        attach(NewEvent("pipeline.planned", self.p.name, json.dumps({"groups": groups})))
+        return {"groups": groups}
+
+    async def _parallel(self, group: tuple[AnyStage, ...], n: int, value: Any) -> dict[str, Any]:
+        async def one(s: AnyStage) -> Any:
+            ITEM_PATH.set(())  # a stage names its steps by its own scope, not by item index
+            return await self._stage(s, n, value)
+
+        try:
+            summary = await self.wf.for_each(group, one, max_parallel=len(group))
+        except ForEachError as exc:
+            raise exc.first_error from None
+        return {s.id: out for s, out in zip(group, summary.values, strict=True)}
+
+    # -- one stage -----------------------------------------------------------------------
+
+    async def _stage(self, s: AnyStage, n: int, value: Any) -> Any:
+        done = self.wf.recorded(f"stage:{s.id}")
+        if done is not None:
+            return await self._load_output(s, done)
+        resumed = self.wf.recorded(start_key(s.id)) is not None
+        started: dict[str, Any] = await self.wf.step(start_key(s.id), partial(self._start, s, n))
+        attempt = int(started["attempt"])
+        self.attempts[s.id] = attempt
+        ctx: StageContext[Any, Any] = StageContext(
+            self.wf,
+            s,
+            input=self._stage_input(s, value),
+            config=self._stage_config(s),
+            group=n,
+            attempt=attempt,
+            outputs=self._output_of,
+            attempts=self._attempt_of,
+            written=self._written_counter(s.id, attempt, resumed),
+        )
+        t0 = time.monotonic()
+        try:
+            if s.mode == "batch":
+                out = await self._batch(s, ctx)
+            else:
+                with name_scope(s.id):
+                    out = await s.fn(ctx)
+            out = self._validate_output(s, out)
+        except Exception as exc:
+            await self.wf.append_event(
+                "stage.failed", s.id, {"stage": s.id, "attempt": attempt, "error": repr(exc)}
+            )
+            raise
+        record: dict[str, Any] = await self.wf.step(
+            f"stage:{s.id}", partial(self._finish, s, attempt, out, t0)
+        )
+        del record
+        self.outputs[s.id] = out
+        return out
+
+    async def _start(self, s: AnyStage, n: int) -> dict[str, Any]:
+        attempt = self.wf.attempt
+        attach(_event("stage.started", s.id, group=n, attempt=attempt, mode=s.mode))
+        return {"attempt": attempt, "group": n}
+
+    async def _finish(self, s: AnyStage, attempt: int, out: Any, t0: float) -> dict[str, Any]:
+        data = to_json_data(out, what=f"the output of stage {s.id!r}")
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        record: dict[str, Any] = {"attempt": attempt}
+        if len(text.encode()) > self.p.inline_limit:
+            key = f"{stage_prefix(self.wf.workflow_id, s.id, attempt)}output.json"
+            await self.wf.blobs.put(key, text.encode())  # before the record that names it
+            record["blob"] = key
+        else:
+            record["output"] = data
+        seconds = round(time.monotonic() - t0, 6)
+        attach(_event("stage.completed", s.id, attempt=attempt, seconds=seconds,
+                      blob=record.get("blob"), bytes=len(text.encode())))  # fmt: skip
+        return record
+
+    async def _load_output(self, s: AnyStage, done: dict[str, Any]) -> Any:
+        self.attempts[s.id] = int(done.get("attempt", 1))
+        if "blob" in done:
+            body = await self.wf.blobs.get(done["blob"])
+            if body is None:
+                raise StageError(
+                    f"the output of stage {s.id!r} is recorded at blob {done['blob']!r}, "
+                    "which the blob store no longer has; rerun from this stage"
+                )
+            data = json.loads(body)
+        else:
+            data = done.get("output")
+        out = s.output.model_validate(data)
+        self.outputs[s.id] = out
+        return out
+
+    def _validate_output(self, s: AnyStage, out: Any) -> Any:
+        try:
+            if isinstance(out, s.output):
+                return out
+            return s.output.model_validate(to_json_data(out, what=f"the output of stage {s.id!r}"))
+        except (ValidationError, TypeError) as exc:
+            why = explain_validation(exc) if isinstance(exc, ValidationError) else str(exc)
+            raise StageError(
+                f"stage {s.id!r} returned a value that is not its output {s.output.__name__}: {why}"
+            ) from None
+
+    def _stage_input(self, s: AnyStage, value: Any) -> Any:
+        if s.input is None:
+            return value
+        try:
+            return TypeAdapter(s.input).validate_python(
+                to_json_data(value, what=f"the input of stage {s.id!r}")
+            )
+        except ValidationError as exc:
+            raise StageError(
+                f"the input of stage {s.id!r} does not fit {s.input.__name__}: "
+                f"{explain_validation(exc)}"
+            ) from None
+
+    def _stage_config(self, s: AnyStage) -> Any:
+        raw = self.run_input.config.get(s.id, {})
+        return raw if s.config is None else s.config.model_validate(raw)
+
+    def _output_of(self, stage_id: str) -> tuple[bool, Any]:
+        return (stage_id in self.outputs, self.outputs.get(stage_id))
+
+    def _attempt_of(self, stage_id: str) -> int:
+        if stage_id in self.attempts:
+            return self.attempts[stage_id]
+        return self.wf.attempt
+
+    def _written_counter(self, stage_id: str, attempt: int, resumed: bool) -> Any:
+        """How many numbered log/progress events this stage attempt already wrote: none if
+        it starts in this drive, else read once from the run's events."""
+        cache: list[int] = []
+
+        async def written() -> int:
+            if not resumed:
+                return 0
+            if not cache:
+                cache.append(await self._count_written(stage_id, attempt))
+            return cache[0]
+
+        return written
+
+    async def _count_written(self, stage_id: str, attempt: int) -> int:
+        top = 0
+        for e in await self.wf.list_events():
+            if e.type in ("stage.log", "stage.progress") and e.detail:
+                d = json.loads(e.detail)
+                if d.get("stage") == stage_id and d.get("attempt") == attempt:
+                    top = max(top, int(d.get("seq") or 0))
+        return top
+
+    # -- async-batch stages ------------------------------------------------------------------
+
+    async def _batch(self, s: AnyStage, ctx: StageContext[Any, Any]) -> Any:
+        key = f"stage:{s.id}.suspended"
+        sus = self.wf.recorded(key)
+        if sus is None:
+            with name_scope(s.id):
+                asked = await s.fn(ctx)
+            if not isinstance(asked, Suspend):
+                raise StageError(
+                    f"batch stage {s.id!r}: submit must return tether.Suspend(state, ...), "
+                    f"got {type(asked).__name__}"
+                )
+            sus = await self.wf.step(key, partial(self._suspended, s, ctx.attempt, asked))
+        while True:
+            check: _Check = await self.wf.step(
+                f"stage:{s.id}.check",
+                partial(self._check, s, ctx, sus),
+                result_type=_Check,
+            )
+            if check.kind == "ready":
+                return check.output
+            if check.kind == "failed":
+                raise StageFailedError(f"batch stage {s.id!r} failed: {check.error}")
+            if check.kind == "expired":
+                await self._cancel_batch(s, sus["state"])
+                raise StageTimeoutError(
+                    f"batch stage {s.id!r} was not ready after max_wait={sus['max_wait']:g} s; "
+                    "its batch was cancelled"
+                )
+            await self.wf.sleep(check.sleep)
+
+    async def _suspended(self, s: AnyStage, attempt: int, asked: Suspend) -> dict[str, Any]:
+        now = self._now()
+        record = {
+            "state": to_json_data(asked.state, what=f"the state of batch stage {s.id!r}"),
+            "poll_every": asked.poll_every,
+            "max_wait": asked.max_wait,
+            "at": now.isoformat(),
+        }
+        attach(_event("stage.suspended", s.id, attempt=attempt, state=record["state"],
+                      poll_every=asked.poll_every, max_wait=asked.max_wait))  # fmt: skip
+        return record
+
+    async def _check(self, s: AnyStage, ctx: StageContext[Any, Any], sus: dict[str, Any]) -> _Check:
+        assert s.check_fn is not None
+        answer = await s.check_fn(sus["state"], ctx)
+        if isinstance(answer, Ready):
+            out = self._validate_output(s, answer.output)
+            return _Check(
+                kind="ready", output=to_json_data(out, what=f"the output of stage {s.id!r}")
+            )
+        if isinstance(answer, Failed):
+            return _Check(kind="failed", error=str(answer.error))
+        if not isinstance(answer, NotReady):
+            raise StageError(
+                f"batch stage {s.id!r}: check must return tether.Ready, tether.NotReady or "
+                f"tether.Failed, got {type(answer).__name__}"
+            )
+        deadline = datetime.fromisoformat(sus["at"]) + timedelta(seconds=sus["max_wait"])
+        left = (deadline - self._now()).total_seconds()
+        if left <= 0:
+            return _Check(kind="expired")
+        wait = answer.next_check_in or sus["poll_every"]
+        attach(_event("stage.polled", s.id, attempt=ctx.attempt, next_check_in=min(wait, left)))
+        return _Check(kind="waiting", sleep=min(wait, left))
+
+    async def _cancel_batch(self, s: AnyStage, state: Any) -> None:
+        async def cancel() -> bool:
+            if s.cancel_fn is not None:
+                await s.cancel_fn(state)
+            attach(_event("stage.cancelled", s.id, attempt=self.wf.attempt, reason="max_wait"))
+            return True
+
+        done: bool = await self.wf.step(f"stage:{s.id}.cancel", cancel)
+        del done
+
+    def _now(self) -> datetime:
+        return self.wf.clock.now()

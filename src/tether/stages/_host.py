@@ -1,0 +1,92 @@
+"""What an App does for pipeline runs outside their drive: rerun from a stage,
+cancel the batches of a cancelled run, remove the files of forgotten stages.
+
+Blob removal always comes after the transaction that stopped referring to
+the blobs committed (a rollback must never lose data), and it is keyed by
+attempt, so a rerun already under way on a worker never loses its own files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ..store import EventRow, Fence, NewEvent, Store
+from ._context import run_prefix, stage_prefix
+from ._errors import PipelineError
+from ._execute import start_key
+from ._pipeline import Pipeline
+
+__all__ = [
+    "cancel_suspended",
+    "forget_files",
+    "forgotten_stages",
+    "rerun_step",
+    "run_prefix",
+]
+
+log = logging.getLogger("tether.stages")
+
+
+def forgotten_stages(pipeline: Pipeline[Any, Any], stage_id: str) -> list[str]:
+    """The stages a rerun from `stage_id` forgets: its group and every later one."""
+    n = pipeline.group_of(stage_id)
+    return [s.id for g in pipeline.groups[n - 1 :] for s in g]
+
+
+def rerun_step(pipeline: Pipeline[Any, Any], events: Sequence[EventRow], stage_id: str) -> str:
+    """The step a rerun from `stage_id` forgets from: the stage of its group whose
+    start was recorded first (stages side by side may have started in either order)."""
+    n = pipeline.group_of(stage_id)
+    wanted = {start_key(s.id) for s in pipeline.groups[n - 1]}
+    for e in events:  # in the order written
+        if e.type == "step.started" and e.message in wanted:
+            return e.message
+    raise PipelineError(
+        f"stage {stage_id!r} never started in this run (an earlier stage ended it); "
+        "rerun from an earlier stage"
+    )
+
+
+async def forget_files(blobs: Any, workflow_id: str, stage_ids: Sequence[str], upto: int) -> int:
+    """Remove the files of `stage_ids` written by attempts up to `upto`; how many."""
+    removed = 0
+    for sid in stage_ids:
+        for attempt in range(1, upto + 1):
+            removed += await blobs.delete_prefix(stage_prefix(workflow_id, sid, attempt))
+    return removed
+
+
+async def cancel_suspended(
+    pipeline: Pipeline[Any, Any], store: Store, workflow_id: str, at: datetime
+) -> list[str]:
+    """Call `cancel(state)` of each batch stage of a cancelled run whose batch is out,
+    and record `stage.cancelled`; the stage ids. A cancel that fails is logged: the
+    run is cancelled either way."""
+    out: dict[str, Any] = {}
+    for e in await store.list_events(workflow_id):
+        if e.type == "stage.suspended" and e.detail:
+            d = json.loads(e.detail)
+            out[d["stage"]] = d
+        elif e.type in ("stage.completed", "stage.failed", "stage.cancelled") and e.message:
+            out.pop(e.message, None)
+    stages = pipeline.stages
+    done = []
+    for sid, d in out.items():
+        s = stages.get(sid)
+        if s is None or s.cancel_fn is None:
+            continue
+        try:
+            await s.cancel_fn(d.get("state"))
+        except Exception as exc:
+            log.warning("cancel of batch stage %s of run %s failed: %s", sid, workflow_id, exc)
+            continue
+        detail = json.dumps({"stage": sid, "attempt": d.get("attempt"), "reason": "cancelled"})
+        await store.append_events(
+            Fence(workflow_id), [NewEvent("stage.cancelled", sid, detail)], at
+        )
+        done.append(sid)
+    return done

@@ -1,0 +1,265 @@
+"""`Pipeline`: stages in groups, checked when built, run as one durable workflow.
+
+``Pipeline("doc", input=Doc, output=Report).pipe(extract).parallel([a, b]).pipe(c)``
+makes groups 1, 2, 3. Group 1 gets the pipeline's input, group N the output
+of group N-1 (for a parallel group, a mapping by stage id), and the
+pipeline's output is the last group's. Each builder call returns a new
+pipeline, checked at once: duplicate ids, dependencies that do not run
+earlier and models that do not chain are refused there, not at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ..ai import Budget
+from ..definition import DEF_ATTR, WorkflowDef
+from ..errors import explain_validation
+from ._errors import PipelineError
+from ._execute import Execution
+from ._run_input import PipelineRun
+from ._stage import Stage
+
+__all__ = ["Pipeline", "PipelineRun"]
+
+I = TypeVar("I", bound=BaseModel)  # noqa: E741
+O = TypeVar("O", bound=BaseModel)  # noqa: E741
+
+
+_AT_REST = {"pipeline", "input", "config"}
+
+
+def _fits(source: type[BaseModel], target: type[BaseModel]) -> bool:
+    """Whether a `source` value validates as `target`: a subclass, or the same required
+    fields (by name; the values are validated when the run gets there)."""
+    if issubclass(source, target):
+        return True
+    have = set(source.model_fields)
+    return all(n in have for n, f in target.model_fields.items() if f.is_required())
+
+
+def _mapping_fits(group: Sequence[Stage[Any, Any, Any]], target: type[BaseModel]) -> bool:
+    """Whether `target` reads a parallel group's outputs: its required fields are stage
+    ids of the group, each declared as (a model fitting) that stage's output."""
+    outputs = {s.id: s.output for s in group}
+    for name, field in target.model_fields.items():
+        if name not in outputs:
+            if field.is_required():
+                return False
+            continue
+        tp = field.annotation
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and not _fits(outputs[name], tp):
+            return False
+    return True
+
+
+class Pipeline(Generic[I, O]):
+    """A pipeline of stages; register it with ``app.register(pipeline)``, run it with
+    ``app.run(pipeline, input, config={stage_id: {...}})``."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        input: type[I] | None = None,
+        output: type[O] | None = None,
+        version: str | None = None,
+        compatible: Iterable[str] = (),
+        description: str | None = None,
+        timeout: float | None = None,
+        budget: Budget | dict[str, Any] | None = None,
+        inline_limit: int = 64 * 1024,
+    ) -> None:
+        for what, tp in (("input", input), ("output", output)):
+            if tp is not None and not (isinstance(tp, type) and issubclass(tp, BaseModel)):
+                raise PipelineError(f"pipeline {name!r}: {what} must be a pydantic model class")
+        if isinstance(inline_limit, bool) or not isinstance(inline_limit, int) or inline_limit < 0:
+            raise PipelineError(f"inline_limit must be bytes >= 0, got {inline_limit!r}")
+        self.name = name
+        self.input = input
+        self.output = output
+        self.version = version
+        self.description = description
+        self.inline_limit = inline_limit  # larger stage outputs go to the blob store
+        self.groups: tuple[tuple[Stage[Any, Any, Any], ...], ...] = ()
+        self._options = (tuple(compatible), timeout, Budget.of(budget))
+        setattr(self, DEF_ATTR, self.definition())
+
+    def definition(self) -> WorkflowDef:
+        """This pipeline as a workflow definition (its name, version and options)."""
+        compatible, timeout, budget = self._options
+        return WorkflowDef.make(
+            self,
+            name=self.name,
+            version=self.version,
+            compatible=compatible,
+            timeout=timeout,
+            budget=budget,
+        )
+
+    def __repr__(self) -> str:
+        shown = " -> ".join("+".join(s.id for s in g) for g in self.groups)
+        return f"<Pipeline {self.name!r}: {shown or 'no stages'}>"
+
+    # -- building ----------------------------------------------------------------------
+
+    def pipe(self, stage: Stage[Any, Any, Any]) -> Pipeline[I, O]:
+        """A new pipeline running `stage` after this one's groups."""
+        return self._with((stage,))
+
+    def parallel(self, stages: Sequence[Stage[Any, Any, Any]]) -> Pipeline[I, O]:
+        """A new pipeline running `stages` side by side after this one's groups."""
+        if isinstance(stages, Stage) or not stages:
+            raise PipelineError(
+                f"pipeline {self.name!r}: parallel takes a non-empty list of stages, "
+                f"e.g. .parallel([summarize, keywords]); got {stages!r}"
+            )
+        return self._with(tuple(stages))
+
+    def _with(self, group: tuple[Stage[Any, Any, Any], ...]) -> Pipeline[I, O]:
+        for s in group:
+            if not isinstance(s, Stage):
+                raise PipelineError(
+                    f"pipeline {self.name!r}: {s!r} is not a stage; declare it with "
+                    "@tether.stage(id=..., output=...)"
+                )
+        new: Pipeline[I, O] = Pipeline.__new__(Pipeline)
+        new.__dict__.update(self.__dict__)
+        new.groups = (*self.groups, group)
+        new.check_group(len(new.groups))
+        setattr(new, DEF_ATTR, new.definition())
+        return new
+
+    def check_group(self, n: int) -> None:
+        """Refuse group `n` (1-based) if it cannot follow the groups before it."""
+        group, earlier = self.groups[n - 1], self.groups[: n - 1]
+        seen = {s.id for g in earlier for s in g}
+        for s in group:
+            if s.id in seen or sum(1 for t in group if t.id == s.id) > 1:
+                raise PipelineError(f"pipeline {self.name!r}: stage id {s.id!r} appears twice")
+            for dep in s.dependencies:
+                if dep not in seen:
+                    raise PipelineError(
+                        f"pipeline {self.name!r}: stage {s.id!r} depends on {dep!r}, which does "
+                        "not run in an earlier group; pipe it before"
+                    )
+            if s.mode == "batch" and s.check_fn is None:
+                raise PipelineError(
+                    f"batch stage {s.id!r} has no check; pass check= or decorate one with "
+                    f"@{s.id.replace('-', '_')}.check"
+                )
+            if s.input is not None and not self._feeds(earlier, s.input):
+                raise PipelineError(
+                    f"pipeline {self.name!r}: stage {s.id!r} takes {s.input.__name__}, but "
+                    f"{self._source_name(earlier)} does not fit it (missing required fields); "
+                    "chain models that fit, or drop input= and read earlier outputs with "
+                    "ctx.require(...)"
+                )
+
+    def _feeds(self, earlier: Sequence[Sequence[Stage[Any, Any, Any]]], target: type) -> bool:
+        if not earlier:
+            return self.input is None or _fits(self.input, target)
+        last = earlier[-1]
+        return _fits(last[0].output, target) if len(last) == 1 else _mapping_fits(last, target)
+
+    def _source_name(self, earlier: Sequence[Sequence[Stage[Any, Any, Any]]]) -> str:
+        if not earlier:
+            return f"the pipeline input {getattr(self.input, '__name__', None)}"
+        last = earlier[-1]
+        if len(last) == 1:
+            return f"the output {last[0].output.__name__} of stage {last[0].id!r}"
+        return f"the outputs of the parallel group {[s.id for s in last]}"
+
+    def check(self) -> None:
+        """Refuse a pipeline that cannot run: no stages, or a last group that does not
+        fit the declared output."""
+        if not self.groups:
+            raise PipelineError(f"pipeline {self.name!r} has no stages; add one with .pipe()")
+        if self.output is not None and not self._feeds(self.groups, self.output):
+            raise PipelineError(
+                f"pipeline {self.name!r}: its output {self.output.__name__} does not fit "
+                f"{self._source_name(self.groups)}"
+            )
+
+    @property
+    def stages(self) -> dict[str, Stage[Any, Any, Any]]:
+        return {s.id: s for g in self.groups for s in g}
+
+    def group_of(self, stage_id: str) -> int:
+        """The 1-based group `stage_id` runs in."""
+        for n, g in enumerate(self.groups, 1):
+            if any(s.id == stage_id for s in g):
+                return n
+        known = ", ".join(self.stages) or "none"
+        raise PipelineError(f"pipeline {self.name!r} has no stage {stage_id!r} (stages: {known})")
+
+    # -- binding a run's input and config ---------------------------------------------------
+
+    def bind(self, input: Any, config: Mapping[str, Any] | None) -> PipelineRun:
+        """The run input for `input` and `config` (one mapping by stage id), validated:
+        a bad value fails here, naming the stage and the field, before anything runs."""
+        self.check()
+        if config is not None and not isinstance(config, Mapping):
+            raise PipelineError(
+                f"config must be a mapping by stage id, e.g. {{'extract': {{...}}}}; got {config!r}"
+            )
+        given = dict(config or {})
+        stages = self.stages
+        unknown = sorted(set(given) - set(stages))
+        if unknown:
+            raise PipelineError(
+                f"config names {unknown}, which are not stages of pipeline {self.name!r} "
+                f"(stages: {', '.join(stages)})"
+            )
+        configs = {sid: self._config(s, given.get(sid)) for sid, s in stages.items()}
+        return PipelineRun(pipeline=self.name, input=self._input(input), config=configs)
+
+    def _input(self, value: Any) -> Any:
+        if self.input is None:
+            return value
+        try:
+            return self.input.model_validate(value).model_dump(mode="json")
+        except ValidationError as exc:
+            raise PipelineError(
+                f"the input of pipeline {self.name!r} does not fit {self.input.__name__}: "
+                f"{explain_validation(exc)}"
+            ) from None
+
+    def _config(self, s: Stage[Any, Any, Any], value: Any) -> dict[str, Any]:
+        if s.config is None:
+            if value:
+                raise PipelineError(f"stage {s.id!r} takes no config (it declares no config=)")
+            return {}
+        try:
+            model = s.config.model_validate(value or {})
+        except ValidationError as exc:
+            raise PipelineError(
+                f"config of stage {s.id!r} does not fit {s.config.__name__}: "
+                f"{explain_validation(exc)}"
+            ) from None
+        return dict(model.model_dump(mode="json"))
+
+    def __tether_input__(self, value: Any) -> PipelineRun:
+        """The run input for what a run was started with (see `WorkflowDef.coerce_input`)."""
+        if isinstance(value, dict) and set(value) == _AT_REST and value["pipeline"] == self.name:
+            value = PipelineRun.model_validate(value)  # as stored, or passed on by a command
+        if isinstance(value, PipelineRun):
+            return self.bind(value.input, value.config)
+        return self.bind(value, None)
+
+    @property
+    def __tether_returns__(self) -> Any:
+        """The type a run's output comes back as (see `serde.return_type_of`)."""
+        if self.output is not None:
+            return self.output
+        last = self.groups[-1] if self.groups else ()
+        return last[0].output if len(last) == 1 else None
+
+    # -- running -------------------------------------------------------------------------
+
+    async def __call__(self, wf: Any, run: Any = None) -> Any:
+        bound = run if isinstance(run, PipelineRun) else self.__tether_input__(run)
+        return await Execution(self, wf, bound).run()

@@ -1,0 +1,189 @@
+"""Stage definitions: `@stage` and `@batch_stage`.
+
+A stage is a typed unit of a pipeline: an input model (or none: it reads
+earlier outputs through its context), an output model, a config model, and
+an ``async def`` taking a `StageContext`. A batch stage's function submits
+work and returns `Suspend`; its `check` is asked later whether the work is
+done.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from ._errors import PipelineError
+
+__all__ = ["Stage", "batch_stage", "stage"]
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+C = TypeVar("C")
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def _check_id(stage_id: object) -> str:
+    if not isinstance(stage_id, str) or not _ID.fullmatch(stage_id):
+        raise PipelineError(
+            f"stage id {stage_id!r} is not valid: use letters, digits, '_', '.' and '-' "
+            "(starting with a letter or digit, at most 100), e.g. id='extract-text'"
+        )
+    return stage_id
+
+
+def _check_model(what: str, stage_id: str, tp: Any, *, required: bool) -> Any:
+    if tp is None and not required:
+        return None
+    if not (isinstance(tp, type) and issubclass(tp, BaseModel)):
+        raise PipelineError(
+            f"stage {stage_id!r}: {what} must be a pydantic model class, got {tp!r}; "
+            f"e.g. class {what.capitalize()}(BaseModel): ..."
+        )
+    return tp
+
+
+def _check_declaration(stage_id: object, output: Any, input: Any, config: Any) -> None:
+    """Refuse a bad declaration where it is written (the decorator line)."""
+    sid = _check_id(stage_id)
+    _check_model("output", sid, output, required=True)
+    _check_model("input", sid, input, required=False)
+    _check_model("config", sid, config, required=False)
+
+
+class Stage(Generic[I, O, C]):
+    """One stage: its id, models, function and, for a batch stage, its check/cancel."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        *,
+        id: str,
+        output: type[O],
+        input: type[I] | None = None,
+        config: type[C] | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        dependencies: Iterable[Stage[Any, Any, Any] | str] = (),
+        mode: Literal["sync", "batch"] = "sync",
+        check: Callable[..., Awaitable[Any]] | None = None,
+        cancel: Callable[..., Awaitable[Any]] | None = None,
+    ) -> None:
+        self.id = _check_id(id)
+        if not inspect.iscoroutinefunction(fn):
+            raise PipelineError(
+                f"stage {id!r}: its function must be an `async def f(ctx)`, got {fn!r}"
+            )
+        self.fn = fn
+        self.output: type[O] = _check_model("output", id, output, required=True)
+        self.input: type[I] | None = _check_model("input", id, input, required=False)
+        self.config: type[C] | None = _check_model("config", id, config, required=False)
+        self.name = name or id
+        self.description = description
+        self.dependencies = tuple(d if isinstance(d, str) else d.id for d in dependencies)
+        self.mode = mode
+        self._check = check
+        self._cancel = cancel
+
+    def __repr__(self) -> str:
+        return f"<{'batch ' if self.mode == 'batch' else ''}stage {self.id!r}>"
+
+    @property
+    def check_fn(self) -> Callable[..., Awaitable[Any]] | None:
+        return self._check
+
+    @property
+    def cancel_fn(self) -> Callable[..., Awaitable[Any]] | None:
+        return self._cancel
+
+    def check(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """Decorate the batch stage's ``async def check(state, ctx)``."""
+        self._need_batch("check")
+        self._check = fn
+        return fn
+
+    def on_cancel(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """Decorate the batch stage's ``async def cancel(state)`` (called when its run is
+        cancelled, or its `max_wait` passes, while the batch is out)."""
+        self._need_batch("on_cancel")
+        self._cancel = fn
+        return fn
+
+    def _need_batch(self, what: str) -> None:
+        if self.mode != "batch":
+            raise PipelineError(f"stage {self.id!r} is not a batch stage; it has no {what}")
+
+
+def stage(
+    *,
+    id: str,
+    output: type[O],
+    input: type[I] | None = None,
+    config: type[C] | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    dependencies: Iterable[Stage[Any, Any, Any] | str] = (),
+) -> Callable[[Callable[..., Awaitable[O]]], Stage[I, O, C]]:
+    """Declare a stage: ``@tether.stage(id="extract", input=Doc, output=Text)`` on an
+    ``async def extract(ctx) -> Text``. Without `input`, the stage reads earlier
+    outputs with ``ctx.require(...)``; `dependencies` names the stages it reads, so
+    a pipeline that does not run them earlier is refused when built."""
+    _check_declaration(id, output, input, config)
+
+    def make(fn: Callable[..., Awaitable[O]]) -> Stage[I, O, C]:
+        return Stage(
+            fn,
+            id=id,
+            output=output,
+            input=input,
+            config=config,
+            name=name,
+            description=description,
+            dependencies=dependencies,
+        )
+
+    return make
+
+
+def batch_stage(
+    *,
+    id: str,
+    output: type[O],
+    input: type[I] | None = None,
+    config: type[C] | None = None,
+    check: Callable[..., Awaitable[Any]] | None = None,
+    cancel: Callable[..., Awaitable[Any]] | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    dependencies: Iterable[Stage[Any, Any, Any] | str] = (),
+) -> Callable[[Callable[..., Awaitable[Any]]], Stage[I, O, C]]:
+    """Declare an async-batch stage on its ``async def submit(ctx) -> tether.Suspend``.
+
+    `check(state, ctx)` (or ``@the_stage.check``) answers `Ready(output)`,
+    `NotReady(next_check_in=)` or `Failed(error)`; it runs as a step, on a durable
+    timer, outside any database transaction, on whichever worker takes the run.
+    `cancel(state)` (or ``@the_stage.on_cancel``) stops the batch when the run is
+    cancelled or `max_wait` passes.
+    """
+    _check_declaration(id, output, input, config)
+
+    def make(fn: Callable[..., Awaitable[Any]]) -> Stage[I, O, C]:
+        return Stage(
+            fn,
+            id=id,
+            output=output,
+            input=input,
+            config=config,
+            name=name,
+            description=description,
+            dependencies=dependencies,
+            mode="batch",
+            check=check,
+            cancel=cancel,
+        )
+
+    return make

@@ -1,0 +1,52 @@
+"""Blob verbs: the rows behind `tether.blobs.DatabaseBlobStore` (see `_port.Store`).
+
+Each verb is its own short transaction and never runs inside another: a
+blob is written before the record that names it, and deleted only after
+the record that dropped it committed, so a rollback never loses data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ._base import StoreBase, Tx
+
+__all__ = ["BlobVerbs"]
+
+
+def _like(prefix: str) -> str:
+    """A LIKE pattern matching keys that start with `prefix` (its % and _ escaped)."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class BlobVerbs(StoreBase):
+    async def put_blob(self, key: str, body: bytes, at: datetime) -> None:
+        async def go(tx: Tx) -> None:
+            await tx.execute("put_blob", key=key, body=body, size=len(body), at=at)
+
+        await self._tx("write", go)
+
+    async def get_blob(self, key: str) -> bytes | None:
+        async def go(tx: Tx) -> bytes | None:
+            row = await tx.one("get_blob", key=key)
+            return None if row is None else bytes(row[0])
+
+        return await self._tx("read", go)
+
+    async def list_blobs(self, prefix: str) -> list[tuple[str, int]]:
+        async def go(tx: Tx) -> list[tuple[str, int]]:
+            return [(r[0], int(r[1])) for r in await tx.all("list_blobs", like=_like(prefix))]
+
+        return await self._tx("read", go)
+
+    async def delete_blobs(self, prefix: str) -> int:
+        async def go(tx: Tx) -> int:
+            return await tx.execute("delete_blobs", like=_like(prefix))
+
+        return await self._tx("write", go)
+
+    async def delete_blob(self, key: str) -> bool:
+        async def go(tx: Tx) -> bool:
+            return await tx.execute("delete_blob", key=key) == 1
+
+        return await self._tx("write", go)

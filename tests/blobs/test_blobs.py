@@ -1,0 +1,100 @@
+"""The blob store contract, run against every adapter (files, memory, and the
+database on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tether import App, FakeClock, InvalidArgumentError
+from tether.blobs import (
+    BlobStore,
+    DatabaseBlobStore,
+    FileBlobStore,
+    MemoryBlobStore,
+    check_key,
+    default_blobs,
+)
+from tether.store import open_store
+
+
+@pytest.fixture(params=["files", "memory", "database"])
+async def blobs(
+    request: pytest.FixtureRequest, tmp_path: Path, database_url: str
+) -> AsyncIterator[BlobStore]:
+    if request.param == "files":
+        yield FileBlobStore(tmp_path / "blobs")
+    elif request.param == "memory":
+        yield MemoryBlobStore()
+    else:
+        store = open_store(database_url)
+        try:
+            yield DatabaseBlobStore(store)
+        finally:
+            await store.close()
+
+
+async def test_put_get_replace_has_delete(blobs: BlobStore) -> None:
+    assert isinstance(blobs, BlobStore)
+    assert await blobs.get("a/b.json") is None and not await blobs.has("a/b.json")
+    await blobs.put("a/b.json", b"one")
+    await blobs.put("a/b.json", b"two")  # a put replaces
+    assert await blobs.get("a/b.json") == b"two" and await blobs.has("a/b.json")
+    assert await blobs.delete("a/b.json") is True
+    assert await blobs.delete("a/b.json") is False
+    await blobs.put("bin", bytes(range(256)))
+    assert await blobs.get("bin") == bytes(range(256))
+
+
+async def test_list_and_delete_by_prefix_treat_wildcards_literally(blobs: BlobStore) -> None:
+    for key in ["runs/r_1/x", "runs/r_1/y/z", "runs/rx1/x", "runs/r%1/x", "other"]:
+        await blobs.put(key, key.encode())
+    assert await blobs.list("runs/r_1/") == ["runs/r_1/x", "runs/r_1/y/z"]
+    assert await blobs.list("runs/r%1/") == ["runs/r%1/x"]
+    assert len(await blobs.list()) == 5
+    assert await blobs.delete_prefix("runs/r_1/") == 2
+    assert await blobs.list("runs/") == ["runs/r%1/x", "runs/rx1/x"]
+
+
+async def test_bad_keys_are_refused_everywhere(blobs: BlobStore) -> None:
+    for bad in ["../escape", "a//b", "/abs", "a/./b", "", "sp ace", "a/"]:
+        with pytest.raises(InvalidArgumentError, match="not a plain path"):
+            await blobs.put(bad, b"x")
+    with pytest.raises(TypeError, match="must be bytes"):
+        await blobs.put("k", "text")  # type: ignore[arg-type]
+
+
+def test_check_key_accepts_prefixes_only_where_asked() -> None:
+    assert check_key("runs/a/", prefix=True) == "runs/a/"
+    assert check_key("", prefix=True) == ""
+    with pytest.raises(InvalidArgumentError):
+        check_key("runs/a/")
+
+
+async def test_the_file_store_leaves_no_temporary_files(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    await store.put("x/y", b"data")
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["y"]
+    assert await store.delete_prefix("x/") == 1
+    assert not (tmp_path / "x").exists()
+
+
+async def test_the_default_follows_the_run_store(tmp_path: Path, postgres: Any) -> None:
+    (tmp_path / "db").mkdir()
+    app = App(f"sqlite:///{tmp_path}/db/tether.db")
+    assert isinstance(app.blobs, FileBlobStore) and app.blobs.root == tmp_path / "db" / "blobs"
+    await app.aclose()
+    app = App("sqlite:///:memory:")
+    assert isinstance(app.blobs, MemoryBlobStore)
+    await app.aclose()
+    pg = open_store(postgres.url_with_schema("blob_default"))
+    try:
+        assert isinstance(default_blobs(pg, FakeClock()), DatabaseBlobStore)
+    finally:
+        await pg.close()
+        postgres.drop_schema("blob_default")
+    with pytest.raises(InvalidArgumentError, match=r"blobs must be a tether\.blobs\.BlobStore"):
+        App("sqlite:///:memory:", blobs="here")  # type: ignore[arg-type]

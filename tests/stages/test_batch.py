@@ -1,0 +1,169 @@
+"""Async-batch stages: submit, park on a durable timer, check until ready, on the
+fake clock and across a worker restart; max_wait; cancel while suspended."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import tether
+from tether import App, FakeClock, RunStatus
+from tether.worker import ServerlessHost
+
+from ._flows import Doc
+
+BATCHES: dict[str, dict[str, Any]] = {}  # the "provider": batch id -> its state
+
+
+class Answers(BaseModel):
+    answers: list[str]
+
+
+@tether.batch_stage(id="embed-all", input=Doc, output=Answers)
+async def embed_all(ctx: tether.StageContext[Doc, None]) -> tether.Suspend:
+    def submit() -> str:
+        bid = f"batch-{len(BATCHES) + 1}"
+        BATCHES[bid] = {"checks": 0, "ready_after": 2, "cancelled": False, "url": ctx.input.url}
+        return bid
+
+    bid = await ctx.workflow.step("submit", submit)
+    return tether.Suspend({"batch_id": bid}, poll_every=60, max_wait=600)
+
+
+@embed_all.check
+async def _check(state: dict[str, Any], ctx: tether.StageContext[Doc, None]) -> Any:
+    b = BATCHES[state["batch_id"]]
+    b["checks"] += 1
+    if b.get("db"):  # prove no transaction is open: take the write lock at once
+        conn = sqlite3.connect(b["db"], timeout=0)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+        conn.close()
+    if b["checks"] <= b["ready_after"]:
+        return tether.NotReady(next_check_in=b.get("next", None))
+    return tether.Ready(Answers(answers=[b["url"].upper()]))
+
+
+@embed_all.on_cancel
+async def _cancel(state: dict[str, Any]) -> None:
+    BATCHES[state["batch_id"]]["cancelled"] = True
+
+
+batch_pipeline = tether.Pipeline("batcher", input=Doc, output=Answers).pipe(embed_all)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_batches() -> None:
+    BATCHES.clear()
+
+
+async def _process(app: App) -> None:
+    await ServerlessHost(app).aprocess_available_jobs(limit=10)
+
+
+async def test_not_ready_twice_then_ready_across_a_worker_restart(
+    database_url: str, clock: FakeClock
+) -> None:
+    app = App(database_url, clock=clock)
+    app.register(batch_pipeline)
+    wid = await app.asubmit(batch_pipeline, Doc(url="u"), workflow_id="bt")
+    await _process(app)
+    assert (await app.aget_run(wid)).status is RunStatus.WAITING  # parked, worker freed
+    assert BATCHES["batch-1"]["checks"] == 1
+    rec = await app.aget_record(wid)
+    assert rec.stages[0].status == "suspended"
+    await app.aclose()
+
+    for checks in (2, 3):  # a new worker each time: the check runs wherever the run is taken
+        app = App(database_url, clock=clock)
+        app.register(batch_pipeline)
+        clock.advance(59)
+        assert await app.afire_due_timers() == []  # not before poll_every
+        clock.advance(1)
+        assert await app.afire_due_timers() == [wid]
+        await _process(app)
+        assert BATCHES["batch-1"]["checks"] == checks
+        if checks < 3:
+            await app.aclose()
+
+    result = await app.aresult(wid, timeout=10)
+    assert result.value == Answers(answers=["U"])
+    assert len(BATCHES) == 1  # submitted once
+    assert result.record.stages[0].status == "completed"
+    polled = [e for e in result.record.events if e.type == "stage.polled"]
+    assert len(polled) == 2
+    await app.aclose()
+
+
+async def test_max_wait_is_enforced_and_the_batch_cancelled(app: App, clock: FakeClock) -> None:
+    app.register(batch_pipeline)
+    BATCHES["batch-1"] = {}  # the next submit is batch-2
+    parked = await app.arun(batch_pipeline, Doc(url="u"), workflow_id="slow")
+    assert parked.status is RunStatus.WAITING
+    BATCHES["batch-2"]["ready_after"] = 10**6
+    BATCHES["batch-2"]["next"] = 500.0  # the check asks for 500 s; max_wait caps it
+    with pytest.raises(tether.StageTimeoutError):
+        for _ in range(20):
+            clock.advance(600)
+            await app.afire_due_timers()
+            await app.aresume("slow")
+    rec = await app.aget_record("slow")
+    assert rec.status is RunStatus.FAILED and rec.last_error is not None
+    assert rec.last_error["type"] == "StageTimeoutError"
+    assert "not ready after max_wait=600" in rec.last_error["message"]
+    assert BATCHES["batch-2"]["cancelled"] is True
+    assert BATCHES["batch-2"]["checks"] <= 3
+    assert rec.stages[0].status == "failed" and "max_wait" in (rec.stages[0].error or "")
+
+
+async def test_cancelling_a_suspended_run_stops_polling_and_cancels_the_batch(
+    app: App, clock: FakeClock
+) -> None:
+    app.register(batch_pipeline)
+    parked = await app.arun(batch_pipeline, Doc(url="u"), workflow_id="c1")
+    assert parked.status is RunStatus.WAITING
+    await app.acancel("c1", "no longer needed")
+    assert BATCHES["batch-1"]["cancelled"] is True
+    clock.advance(3600)
+    assert await app.afire_due_timers() == []
+    assert BATCHES["batch-1"]["checks"] == 1
+    rec = await app.aget_record("c1")
+    assert rec.status is RunStatus.CANCELLED and rec.stages[0].status == "cancelled"
+
+
+async def test_the_check_runs_outside_any_database_transaction(
+    sqlite_url: str, clock: FakeClock
+) -> None:
+    app = App(sqlite_url, clock=clock)
+    app.register(batch_pipeline)
+    BATCHES["batch-1"] = {}
+    BATCHES["batch-1"]["db"] = None
+    try:
+        path = sqlite_url.removeprefix("sqlite:///")
+        BATCHES.clear()
+        original = embed_all.fn
+
+        async def submit(ctx: tether.StageContext[Doc, None]) -> tether.Suspend:
+            out = await original(ctx)
+            BATCHES["batch-1"]["db"] = path
+            BATCHES["batch-1"]["ready_after"] = 0
+            return out
+
+        embed_all.fn = submit
+        result = await app.arun(batch_pipeline, Doc(url="u"))
+        assert result.value == Answers(answers=["U"])
+    finally:
+        embed_all.fn = original
+        await app.aclose()
+
+
+async def test_a_submit_that_does_not_suspend_fails_clearly(app: App) -> None:
+    @tether.batch_stage(id="oops", output=Answers, check=_check)
+    async def oops(ctx: object) -> Any:
+        return {"batch_id": "x"}
+
+    with pytest.raises(tether.StageError, match=r"submit must return tether\.Suspend"):
+        await app.arun(tether.Pipeline("oops").pipe(oops))

@@ -1,0 +1,226 @@
+"""Pipelines run as durable workflows: typed end to end, stages recorded once,
+parallel groups overlapping, rerun from a stage, artifacts, logs and usage;
+on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+import tether
+from tether import App, FakeClock, RunStatus, ai
+
+from ._flows import Doc, Report, Summary, Text, doc_pipeline, extract
+
+
+def _effects(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.fixture
+def effects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "effects.log"
+    monkeypatch.setenv("STAGE_EFFECTS", str(path))
+    return path
+
+
+async def test_types_flow_end_to_end_and_a_replay_runs_nothing(app: App, effects: Path) -> None:
+    app.register(doc_pipeline)
+    first = await app.arun(doc_pipeline, Doc(url="u"), config={"extract": {"max_length": 30}},
+                           workflow_id="d1")  # fmt: skip
+    assert first.status is RunStatus.COMPLETED
+    assert isinstance(first.value, Report) and first.value.summary == "text of u te"
+    again = await app.arun(doc_pipeline, workflow_id="d1")  # the recorded input is used
+    assert again.value == first.value and isinstance(again.value, Report)
+    assert sorted(_effects(effects)) == ["aggregate", "extract", "keywords", "summarize"]
+    rec = first.record
+    assert rec.input["config"]["extract"] == {"max_length": 30, "fail": False}
+    assert [(s.id, s.group, s.status, s.attempt) for s in rec.stages] == [
+        ("extract", 1, "completed", 1), ("summarize", 2, "completed", 1),
+        ("keywords", 2, "completed", 1), ("aggregate", 3, "completed", 1)]  # fmt: skip
+    assert all(s.started_at is not None and s.seconds is not None for s in rec.stages)
+    assert "extract/fetch" in rec.steps  # a stage's steps are named by its scope
+    logs = [e for e in rec.events if e.type == "stage.log"]
+    assert [(e.message, e.detail["fields"]) for e in logs] == [("fetched", {"chars": 40})]
+    assert rec.to_dict()["stages"][0]["status"] == "completed"
+
+
+async def test_a_bad_config_fails_before_a_run_exists(app: App) -> None:
+    with pytest.raises(tether.PipelineError, match=r"config of stage 'extract'.*max_length"):
+        await app.arun(doc_pipeline, Doc(url="u"), config={"extract": {"max_length": "x"}})
+    with pytest.raises(tether.InvalidArgumentError, match="config= is the stage config"):
+
+        async def plain(wf: tether.Workflow) -> None:
+            return None
+
+        await app.arun(plain, config={"a": {}})
+    assert await app.alist_runs() == []
+
+
+async def test_parallel_stages_really_overlap(app: App) -> None:
+    entered = {"left": asyncio.Event(), "right": asyncio.Event()}
+
+    class Out(BaseModel):
+        side: str
+
+    def side(name: str, other: str) -> tether.Stage[Text, Out, None]:
+        @tether.stage(id=name, input=Text, output=Out)
+        async def run(ctx: tether.StageContext[Text, None]) -> Out:
+            entered[name].set()
+            await asyncio.wait_for(entered[other].wait(), 10)  # both in flight, or a timeout
+            return Out(side=name)
+
+        return run
+
+    p = tether.Pipeline("overlap", input=Doc).pipe(extract).parallel(
+        [side("left", "right"), side("right", "left")])  # fmt: skip
+    result = await app.arun(p, Doc(url="u"))
+    assert result.value == {"left": {"side": "left"}, "right": {"side": "right"}}
+
+
+async def test_a_failing_stage_then_rerun_from_it_after_the_fix(
+    app: App, effects: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.register(doc_pipeline)
+    monkeypatch.setenv("STAGE_SUMMARIZE_BROKEN", "1")
+    with pytest.raises(RuntimeError, match="summarizer is broken"):
+        await app.arun(doc_pipeline, Doc(url="u"), workflow_id="fix-me")
+    rec = await app.aget_record("fix-me")
+    status = {s.id: s.status for s in rec.stages}
+    assert status["extract"] == "completed" and status["summarize"] == "failed"
+    assert status["aggregate"] == "skipped"
+    assert "summarizer is broken" in (rec.stages[1].error or "")
+
+    monkeypatch.delenv("STAGE_SUMMARIZE_BROKEN")  # the fix is deployed
+    fixed = await app.arerun_from("fix-me", "summarize")
+    assert fixed.status is RunStatus.COMPLETED and isinstance(fixed.value, Report)
+    assert _effects(effects).count("extract") == 1  # earlier outputs kept
+    assert _effects(effects).count("summarize") == 2
+    stages = {s.id: s for s in fixed.record.stages}
+    assert (stages["extract"].attempt, stages["summarize"].attempt) == (1, 2)
+    assert fixed.record.attempt == 2 and (await app.aget_run("fix-me")).attempt == 2
+
+
+async def test_rerun_from_needs_a_finished_run_and_a_known_stage(app: App) -> None:
+    app.register(doc_pipeline)
+    await app.arun(doc_pipeline, Doc(url="u"), workflow_id="r1")
+    with pytest.raises(tether.InvalidArgumentError):
+        await app.arerun_from("r1", "no-such-stage")  # not a stage: taken as a step key
+    again = await app.arerun_from("r1", "aggregate")
+    assert again.status is RunStatus.COMPLETED
+
+
+class Big(BaseModel):
+    blob: str
+
+
+@tether.stage(id="big", input=Doc, output=Big)
+async def big(ctx: tether.StageContext[Doc, None]) -> Big:
+    await ctx.artifacts.put("notes.txt", "some notes")
+    await ctx.artifacts.put("data.json", {"n": 1})
+    return Big(blob="x" * 5000)
+
+
+@tether.stage(id="reader", output=Summary)
+async def reader(ctx: tether.StageContext[object, None]) -> Summary:
+    notes = await ctx.artifacts.get("notes.txt", stage="big")
+    assert await ctx.artifacts.get_json("data.json", stage=big) == {"n": 1}
+    assert await ctx.artifacts.list(stage="big") == ["data.json", "notes.txt"]
+    return Summary(summary=notes.decode() + str(len(ctx.require(big).blob)))
+
+
+async def test_large_outputs_and_artifacts_live_in_the_blob_store(database_url: str) -> None:
+    app = App(database_url, clock=FakeClock())
+    p = tether.Pipeline("blobs", input=Doc, inline_limit=1000).pipe(big).pipe(reader)
+    app.register(p)
+    try:
+        result = await app.arun(p, Doc(url="u"), workflow_id="b/1")
+        assert result.value == Summary(summary="some notes5000")
+        rec = result.record
+        assert rec.stages[0].output_blob == "runs/b%2F1/stages/big/1/output.json"
+        assert (
+            "blob" in rec.steps["stage:big"].result
+            and "output" not in rec.steps["stage:big"].result
+        )
+        assert len(await app.blobs.list("runs/b%2F1/")) == 3
+        again = await app.arun(p, Doc(url="u"), workflow_id="b/1")  # read back from the blob
+        assert again.value == result.value
+
+        await app.arerun_from("b/1", "big")  # the old attempt's files go after the commit
+        keys = await app.blobs.list("runs/b%2F1/")
+        assert keys and all("/big/2/" in k for k in keys)
+        await app.adelete_run("b/1")
+        assert await app.blobs.list("runs/b%2F1/") == []
+    finally:
+        await app.aclose()
+
+
+async def test_logs_and_progress_are_written_once_across_a_wait(app: App) -> None:
+    @tether.stage(id="ask", input=Doc, output=Summary)
+    async def ask(ctx: tether.StageContext[Doc, None]) -> Summary:
+        await ctx.log("info", "asking")
+        await ctx.progress(0.5, "waiting for a person")
+        answer = await ctx.workflow.wait_for_signal("answer")
+        await ctx.log("info", "answered", who=answer)
+        return Summary(summary=answer)
+
+    p = tether.Pipeline("asker", input=Doc).pipe(ask)
+    app.register(p)
+    parked = await app.arun(p, Doc(url="u"), workflow_id="ask1")
+    assert parked.status is RunStatus.WAITING
+    assert parked.record.stages[0].status == "suspended"
+    assert parked.record.stages[0].progress == 0.5
+    assert "ask/signal:answer#1" in {w.key for w in await app.alist_waits("ask1")}
+    await app.asignal("ask1", "answer", "ada")
+    done = await app.aresult("ask1", timeout=10)
+    assert done.value == Summary(summary="ada")
+    logs = [e.message for e in done.record.events if e.type == "stage.log"]
+    assert logs == ["asking", "answered"]
+    assert [e.message for e in done.record.events if e.type == "stage.progress"] == [
+        "waiting for a person"
+    ]
+
+
+async def test_a_stages_ai_calls_are_summed_per_stage(database_url: str) -> None:
+    model = ai.FakeModel(["short summary"], usage=ai.Usage(input_tokens=1000, output_tokens=100))
+    prices = ai.Prices({"demo:small": {"input_per_million": 1.0, "output_per_million": 2.0}})
+    app = App(database_url, clock=FakeClock(), ai=ai.Providers(demo=model, prices=prices))
+
+    @tether.stage(id="llm", input=Text, output=Summary)
+    async def llm(ctx: tether.StageContext[Text, None]) -> Summary:
+        reply = await ctx.ai.generate_text("demo:small", prompt=ctx.input.text)
+        return Summary(summary=reply.text)
+
+    p = tether.Pipeline("ai-stage", input=Doc).pipe(extract).pipe(llm)
+    try:
+        result = await app.arun(p, Doc(url="u"))
+        usage = {s.id: s.usage for s in result.record.stages}
+        assert usage["extract"] is None
+        assert usage["llm"] is not None and usage["llm"].calls == 1
+        assert usage["llm"].cost_micro_usd == 1200  # 1000 in at $1/M + 100 out at $2/M
+        assert result.record.usage is not None
+        assert result.record.usage.total.cost_micro_usd == 1200
+    finally:
+        await app.aclose()
+
+
+async def test_a_stage_returning_the_wrong_type_fails_naming_it(app: App) -> None:
+    @tether.stage(id="liar", input=Doc, output=Summary)
+    async def liar(ctx: tether.StageContext[Doc, None]) -> Summary:
+        return {"nope": 1}  # type: ignore[return-value]
+
+    with pytest.raises(tether.StageError, match="stage 'liar' returned a value that is not"):
+        await app.arun(tether.Pipeline("liar", input=Doc).pipe(liar), Doc(url="u"))
+
+
+async def test_require_of_a_stage_that_did_not_run_earlier_is_an_error(app: App) -> None:
+    @tether.stage(id="greedy", input=Doc, output=Summary)
+    async def greedy(ctx: tether.StageContext[Doc, None]) -> Summary:
+        ctx.require("aggregate")
+        raise AssertionError("unreachable")
+
+    with pytest.raises(tether.InvalidArgumentError, match="requires the output of 'aggregate'"):
+        await app.arun(tether.Pipeline("greedy", input=Doc).pipe(greedy), Doc(url="u"))

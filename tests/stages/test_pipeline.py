@@ -1,0 +1,147 @@
+"""Pipelines are checked when built and their run config before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+import tether
+from tether import PipelineError
+
+from ._flows import Doc, Keywords, Report, Summary, Text, aggregate, extract, keywords, summarize
+
+
+class Other(BaseModel):
+    amount: int
+
+
+def test_groups_chain_and_parallel_outputs_map_by_stage_id() -> None:
+    p = tether.Pipeline("p", input=Doc, output=Report).pipe(extract).parallel([summarize, keywords])
+    p = p.pipe(aggregate)
+    assert [[s.id for s in g] for g in p.groups] == [["extract"], ["summarize", "keywords"],
+                                                     ["aggregate"]]  # fmt: skip
+    p.check()
+
+
+def test_each_builder_call_returns_a_new_pipeline() -> None:
+    base = tether.Pipeline("p", input=Doc).pipe(extract)
+    longer = base.pipe(summarize)
+    assert len(base.groups) == 1 and len(longer.groups) == 2
+
+
+def test_duplicate_stage_ids_are_refused() -> None:
+    with pytest.raises(PipelineError, match="'extract' appears twice"):
+        tether.Pipeline("p", input=Doc).pipe(extract).pipe(extract)
+    with pytest.raises(PipelineError, match="appears twice"):
+        tether.Pipeline("p", input=Text).parallel([summarize, summarize])
+
+
+def test_a_dependency_that_does_not_run_earlier_is_refused() -> None:
+    with pytest.raises(PipelineError, match="depends on 'summarize'"):
+        tether.Pipeline("p", input=Doc).pipe(extract).pipe(aggregate)
+
+
+def test_models_that_do_not_chain_are_refused_naming_both() -> None:
+    @tether.stage(id="bill", input=Other, output=Other)
+    async def bill(ctx: tether.StageContext[Other, None]) -> Other:
+        return ctx.input
+
+    with pytest.raises(PipelineError, match=r"'bill' takes Other.*output Text of stage 'extract'"):
+        tether.Pipeline("p", input=Doc).pipe(extract).pipe(bill)
+    with pytest.raises(PipelineError, match="pipeline input Doc"):
+        tether.Pipeline("p", input=Doc).pipe(bill)
+
+
+def test_a_stage_after_a_parallel_group_takes_a_model_keyed_by_stage_id() -> None:
+    class Both(BaseModel):
+        summarize: Summary
+        keywords: Keywords
+
+    class Wrong(BaseModel):
+        summary: Summary
+
+    @tether.stage(id="join", input=Both, output=Report)
+    async def join(ctx: tether.StageContext[Both, None]) -> Report:
+        return Report(summary=ctx.input.summarize.summary, keywords=ctx.input.keywords.words)
+
+    @tether.stage(id="bad-join", input=Wrong, output=Report)
+    async def bad_join(ctx: tether.StageContext[Wrong, None]) -> Report:
+        raise AssertionError("never runs")
+
+    base = tether.Pipeline("p", input=Text).parallel([summarize, keywords])
+    base.pipe(join).check()
+    with pytest.raises(PipelineError, match="parallel group"):
+        base.pipe(bad_join)
+
+
+def test_the_declared_output_must_fit_the_last_group() -> None:
+    with pytest.raises(PipelineError, match="its output Report does not fit"):
+        tether.Pipeline("p", input=Doc, output=Report).pipe(extract).check()
+    with pytest.raises(PipelineError, match="no stages"):
+        tether.Pipeline("p").check()
+
+
+def test_bad_stage_declarations_say_what_to_write() -> None:
+    with pytest.raises(PipelineError, match="stage id 'a b' is not valid"):
+        tether.stage(id="a b", output=Text)
+    with pytest.raises(PipelineError, match="output must be a pydantic model"):
+
+        @tether.stage(id="x", output=dict)  # type: ignore[arg-type]
+        async def x(ctx: object) -> dict:  # type: ignore[type-arg]
+            return {}
+
+    with pytest.raises(PipelineError, match="must be an `async def"):
+        tether.stage(id="y", output=Text)(lambda ctx: None)  # type: ignore[arg-type,return-value]
+    with pytest.raises(PipelineError, match="not a stage"):
+        tether.Pipeline("p").pipe(extract.fn)  # type: ignore[arg-type]
+    with pytest.raises(PipelineError, match="non-empty list"):
+        tether.Pipeline("p").parallel([])
+
+
+def test_a_batch_stage_without_a_check_is_refused_when_piped() -> None:
+    @tether.batch_stage(id="b", output=Text)
+    async def b(ctx: object) -> tether.Suspend:
+        return tether.Suspend({"id": 1})
+
+    with pytest.raises(PipelineError, match="batch stage 'b' has no check"):
+        tether.Pipeline("p").pipe(b)
+    with pytest.raises(PipelineError, match="not a batch stage"):
+        extract.check(lambda *a: None)  # type: ignore[arg-type,return-value]
+
+
+def test_config_is_validated_per_stage_with_defaults_before_anything_runs() -> None:
+    p = tether.Pipeline("p", input=Doc).pipe(extract)
+    run = p.bind({"url": "u"}, {"extract": {"max_length": 5}})
+    assert run.config == {"extract": {"max_length": 5, "fail": False}}
+    assert p.bind({"url": "u"}, None).config == {"extract": {"max_length": 200, "fail": False}}
+    with pytest.raises(PipelineError, match=r"config of stage 'extract'.*max_length"):
+        p.bind({"url": "u"}, {"extract": {"max_length": "lots"}})
+    with pytest.raises(PipelineError, match=r"names \['extrakt'\], which are not stages"):
+        p.bind({"url": "u"}, {"extrakt": {}})
+    with pytest.raises(PipelineError, match="input of pipeline 'p' does not fit Doc"):
+        p.bind({"uri": "u"}, None)
+    with pytest.raises(PipelineError, match="takes no config"):
+        tether.Pipeline("q", input=Text).pipe(summarize).bind({"text": "", "words": 0},
+                                                              {"summarize": {"x": 1}})  # fmt: skip
+
+
+def test_suspend_and_not_ready_check_their_seconds() -> None:
+    assert tether.Suspend({"id": 1}).poll_every == 30.0
+    assert tether.Suspend({"id": 1}).max_wait == 24 * 3600.0
+    with pytest.raises(tether.InvalidArgumentError, match="poll_every must be seconds > 0"):
+        tether.Suspend({}, poll_every=0)
+    with pytest.raises(tether.InvalidArgumentError, match="next_check_in"):
+        tether.NotReady(next_check_in=-1)
+
+
+def test_presets_compose_into_a_config_model() -> None:
+    from tether.stages import AIConfig, ConcurrencyConfig
+
+    class SummarizeConfig(AIConfig, ConcurrencyConfig):
+        style: str = "brief"
+
+    cfg = SummarizeConfig(temperature=0.2)
+    assert (cfg.model, cfg.temperature, cfg.concurrency, cfg.style) == (
+        "openai:gpt-4.1-mini", 0.2, 5, "brief")  # fmt: skip
+    with pytest.raises(ValueError, match="temperature"):
+        SummarizeConfig(temperature=3)
