@@ -193,9 +193,18 @@ class StepExecutor:
         await self._record_completion(spec.key, text, now, attempt, tuple(rows))
         self._run.steps[spec.key] = _ended(row, StepStatus.COMPLETED, text, row.error, now)
         self._run.emit("step.completed", spec.key, {"attempt": attempt})
+        self._emit_attached(rows)
         if type(result) in (str, int, bool, type(None)):
             return result  # comes back as itself
         return load_result(text, spec.tp)  # what every replay will return
+
+    def _emit_attached(self, rows: list[Any]) -> None:
+        """Tell the run's listener of the events the step wrote with itself."""
+        if self._run.on_event is None:
+            return
+        for r in rows:
+            if isinstance(r, NewEvent):
+                self._run.emit(r.type, r.message, None if r.detail is None else load_json(r.detail))
 
     async def _record_completion(
         self, key: str, text: str, at: datetime, attempt: int, rows: tuple[Any, ...]

@@ -581,11 +581,14 @@ class App:
             forget = forgotten_stages(pipeline, step)
             step = rerun_step(pipeline, await self.store.list_events(workflow_id), step)
         await self.kernel.adispatch(RunRerunFrom(workflow_id=workflow_id, step=step))
-        if forget:  # after the commit, and only the attempts that came before
-            await forget_files(self.blobs, workflow_id, forget, run.attempt)
-        if run.queue is not None:
-            return await self._runner.result_of(workflow_id, self._registry.get(run.workflow_name))
-        return await self._runner.drive(workflow_id, on_event=on_event)
+        try:  # drive it before anything else yields, so this call's on_event sees it all
+            if run.queue is not None:
+                defn = self._registry.get(run.workflow_name)
+                return await self._runner.result_of(workflow_id, defn)
+            return await self._runner.drive(workflow_id, on_event=on_event)
+        finally:
+            if forget:  # after the commit; only the attempts before (keys carry attempts)
+                await forget_files(self.blobs, workflow_id, forget, run.attempt)
 
     rerun_from = facade(arerun_from)
 

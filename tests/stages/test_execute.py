@@ -224,3 +224,32 @@ async def test_require_of_a_stage_that_did_not_run_earlier_is_an_error(app: App)
 
     with pytest.raises(tether.InvalidArgumentError, match="requires the output of 'aggregate'"):
         await app.arun(tether.Pipeline("greedy", input=Doc).pipe(greedy), Doc(url="u"))
+
+
+async def test_rerun_after_a_fix_deployed_as_a_compatible_version(
+    database_url: str, effects: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ._flows import aggregate, keywords, summarize
+
+    monkeypatch.setenv("STAGE_SUMMARIZE_BROKEN", "1")
+    old = App(database_url, clock=FakeClock())
+    old.register(doc_pipeline)  # version "1"
+    with pytest.raises(RuntimeError):
+        await old.arun(doc_pipeline, Doc(url="u"), workflow_id="v1-run")
+    await old.aclose()
+
+    monkeypatch.delenv("STAGE_SUMMARIZE_BROKEN")
+    fixed = (
+        tether.Pipeline("doc-processor", input=Doc, output=Report, version="2", compatible=["1"])
+        .pipe(extract)
+        .parallel([summarize, keywords])
+        .pipe(aggregate)
+    )
+    new = App(database_url, clock=FakeClock())
+    new.register(fixed)
+    try:
+        done = await new.arerun_from("v1-run", "summarize")
+        assert done.status is RunStatus.COMPLETED and isinstance(done.value, Report)
+        assert _effects(effects).count("extract") == 1
+    finally:
+        await new.aclose()

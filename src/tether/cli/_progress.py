@@ -33,6 +33,7 @@ class Progress:
         self.status = "starting"
         self.run_failed = False  # the workflow's failure was recorded: exit 1, not 2/3/4
         self._running: dict[str, None] = {}  # insertion-ordered set of step names
+        self._stages: dict[str, tuple[str, float, str]] = {}  # id -> (status, fraction, note)
         self._lock = threading.Lock()
         self._started = time.monotonic()
 
@@ -50,9 +51,46 @@ class Progress:
             elif type_ == "step.failed":
                 self._running.pop(name, None)
                 self.failed += 1
+            elif type_.startswith("stage."):
+                self._stage(type_, message, detail)
             elif type_.startswith("workflow."):
                 self.status = type_.removeprefix("workflow.")
                 self.run_failed = self.run_failed or self.status == "failed"
+
+    def _stage(self, type_: str, message: str | None, detail: Any) -> None:
+        """A stage's bar: started, progressed, suspended, ended (lock held)."""
+        sid = detail.get("stage") if isinstance(detail, dict) else None
+        if not isinstance(sid, str):
+            return
+        status, fraction, note = self._stages.get(sid, ("running", 0.0, ""))
+        if type_ == "stage.started":
+            status, fraction, note = "running", 0.0, ""
+        elif type_ == "stage.progress":
+            fraction, note = float(detail.get("fraction") or 0.0), message or ""
+        elif type_ in ("stage.suspended", "stage.polled"):
+            status, note = "suspended", "waiting for its batch"
+        elif type_ in ("stage.completed", "stage.failed", "stage.cancelled"):
+            status = type_.removeprefix("stage.")
+            fraction = 1.0 if status == "completed" else fraction
+        self._stages[sid] = (status, fraction, note)
+
+    def stage_lines(self) -> list[Text]:
+        """One bar per stage that has not ended (``extract  [#####     ] 50% fetching``)."""
+        with self._lock:
+            stages = [(k, v) for k, v in self._stages.items() if v[0] in ("running", "suspended")]
+        lines = []
+        for sid, (status, fraction, note) in stages:
+            filled = round(fraction * 20)
+            lines.append(
+                Text.assemble(
+                    (f"  {sid:<16} ", "bold"),
+                    ("[" + "#" * filled + " " * (20 - filled) + "]", "cyan"),
+                    f" {fraction:4.0%} ",
+                    (status if status != "running" else "", "yellow"),
+                    (f" {note}" if note else "", "dim"),
+                )
+            )
+        return lines
 
     @property
     def running(self) -> list[str]:
@@ -78,12 +116,13 @@ class Progress:
                 str(self.retries),
                 (f"  {self.elapsed():.1f}s", "dim"),
             )
+        bars = self.stage_lines()
         if not running:
-            return Group(line)
+            return Group(line, *bars)
         names = ", ".join(running[:_SHOWN])
         if len(running) > _SHOWN:
             names += f" and {len(running) - _SHOWN} more"
-        return Group(line, Text.assemble(("  now: ", "dim"), names))
+        return Group(line, *bars, Text.assemble(("  now: ", "dim"), names))
 
     def summary(self, record: RunRecord) -> str:
         """One line for stderr: how the run ended and what this process did."""

@@ -163,6 +163,8 @@ def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
         print(json.dumps(_shown_record(rec), indent=2, default=str))
         return
     out.print(_summary(rec, drivers))
+    if rec.stages:
+        out.print(_stages_table(rec))
     steps = table("step", "status", "attempts", zoned("completed"), "error")
     steps.title = f"steps ({len(rec.steps)})"
     for name, s in rec.steps.items():
@@ -180,6 +182,30 @@ def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
     for e in rec.events[-10:]:
         row(events, str(e.seq), ts(e.at), e.type, e.message or "")
     out.print(events)
+
+
+def _stages_table(rec: RunRecord) -> Table:
+    """A pipeline run's stages: status, attempt, time, progress, AI cost."""
+    stages = table("group", "stage", "status", "attempt", "seconds", "progress", "AI cost",
+                   "error")  # fmt: skip
+    stages.title = f"stages ({len(rec.stages)}), attempt {rec.attempt}"
+    for s in rec.stages:
+        progress = "" if s.progress is None else f"{s.progress:.0%}"
+        if s.progress_message and s.status not in ("completed", "skipped"):
+            progress += f" {s.progress_message}"
+        cost = s.usage.cost_usd if s.usage is not None else None
+        row(
+            stages,
+            str(s.group),
+            s.id,
+            s.status,
+            "" if s.attempt is None else str(s.attempt),
+            "" if s.seconds is None else f"{s.seconds:.2f}",
+            progress,
+            "" if cost is None else f"${cost:.6f}",
+            short(s.error) if s.error else "",
+        )
+    return stages
 
 
 def _shown_record(rec: RunRecord) -> dict[str, Any]:

@@ -173,21 +173,22 @@ def resume(state: CliState, workflow_id: str, app_ref: str, traceback: bool) -> 
     )
 
 
-@click.command("rerun", short_help="Retry a finished run from a step, here.")
+@click.command("rerun", short_help="Retry a finished run from a step or stage, here.")
 @click.argument("workflow_id", metavar="RUN_ID")
 @click.option(
     "--from",
     "step",
     required=True,
-    metavar="STEP",
-    help="The first step to run again; later ones go too.",
+    metavar="STEP|STAGE",
+    help="The first step to run again (later ones go too), or a pipeline stage id "
+    "(its group and every later group go, with their files).",
 )
 @_APP
 @_TRACEBACK
 @db_option
 @pass_state
 def rerun(state: CliState, workflow_id: str, step: str, app_ref: str, traceback: bool) -> None:
-    """Retry a finished run after a fix: forget STEP and every step after it, run again here."""
+    """Retry a finished run after a fix: forget STEP (or STAGE) and all after it, run again."""
     text(workflow_id, "run id")
     text(step, "--from step name")
     _drive_with(
