@@ -167,3 +167,30 @@ async def test_a_submit_that_does_not_suspend_fails_clearly(app: App) -> None:
 
     with pytest.raises(tether.StageError, match=r"submit must return tether\.Suspend"):
         await app.arun(tether.Pipeline("oops").pipe(oops))
+
+
+async def test_a_batch_stage_beside_a_normal_one_parks_the_group(
+    app: App, clock: FakeClock
+) -> None:
+    class Length(BaseModel):
+        n: int
+
+    calls: list[str] = []
+
+    @tether.stage(id="length", input=Doc, output=Length)
+    async def length(ctx: tether.StageContext[Doc, None]) -> Length:
+        return Length(n=await ctx.workflow.step("count", lambda: calls.append("count") or 1))
+
+    p = tether.Pipeline("side-by-side", input=Doc).parallel([embed_all, length])
+    app.register(p)
+    parked = await app.arun(p, Doc(url="u"), workflow_id="g1")
+    assert parked.status is RunStatus.WAITING
+    assert {s.id: s.status for s in parked.record.stages} == {
+        "embed-all": "suspended", "length": "completed"}  # fmt: skip
+    for _ in range(2):
+        clock.advance(60)
+        await app.afire_due_timers()
+        await app.aresume("g1")
+    done = await app.aresult("g1", timeout=10)
+    assert done.value == {"embed-all": {"answers": ["U"]}, "length": {"n": 1}}
+    assert calls == ["count"]  # the finished stage beside it never ran again

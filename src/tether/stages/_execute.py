@@ -25,7 +25,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from .._attach import attach
 from .._fanout import ITEM_PATH, ForEachError
 from .._run_state import name_scope
-from ..errors import explain_validation
+from ..errors import StoreError, explain_validation
 from ..serde import to_json_data
 from ..store import NewEvent
 from ._context import StageContext, stage_prefix
@@ -150,6 +150,8 @@ class Execution:
                 with name_scope(s.id):
                     out = await s.fn(ctx)
             out = self._validate_output(s, out)
+        except StoreError:
+            raise  # the run is not ours to write (fenced out) or the store is down
         except Exception as exc:
             await self.wf.append_event(
                 "stage.failed", s.id, {"stage": s.id, "attempt": attempt, "error": repr(exc)}
