@@ -470,6 +470,23 @@ async def test_outbox_delivers_in_order_retries_and_replays_the_dead(store: Stor
     assert await store.outbox_dead(limit=10) == []
 
 
+async def test_outbox_marks_many_deliveries_of_many_runs_at_once(store: Store) -> None:
+    for wid in ("r1", "r2", "r3"):
+        gen = await _run(store, wid)
+        await store.append_events(Fence(wid, gen), [NewEvent("a"), NewEvent("b")], T0)
+    first = await store.outbox_pending(limit=10, now=T0)
+    assert len(first) == 9
+    picked = [("r1", 2), ("r3", 1), ("r3", 3), ("r2", 2), ("r9", 1)]  # r9: no such event
+    await store.outbox_mark(delivered=picked, failed=[], at=T0)
+    left = await store.outbox_pending(limit=10, now=T0)
+    assert [(o.workflow_id, o.seq) for o in left] == [
+        ("r1", 1), ("r1", 3), ("r2", 1), ("r2", 3), ("r3", 2)
+    ]  # fmt: skip
+    assert {o.attempts for o in left} == {0}
+    await store.outbox_mark(delivered=[(o.workflow_id, o.seq) for o in left], failed=[], at=T0)
+    assert await store.outbox_pending(limit=10, now=T0) == []
+
+
 async def test_idempotency_reserves_returns_and_takes_over_stale(store: Store) -> None:
     assert await store.idempotency_begin("cmd", "k", at=T0, stale_after=60) is None
     with pytest.raises(tether.IdempotencyInProgressError):

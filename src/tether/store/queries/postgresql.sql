@@ -406,7 +406,10 @@ SELECT run_id, seq, type, message, detail::text, at, attempts,
   (next_attempt_at IS NOT NULL AND next_attempt_at > {_now})
 FROM events WHERE published_at IS NULL AND dead_at IS NULL ORDER BY at, run_id, seq LIMIT :limit
 -- name: outbox_delivered
-UPDATE events SET published_at = :at, attempts = attempts + 1 WHERE run_id = :wid AND seq = :seq
+-- the events (:wids[i], :seqs[i]), in one statement
+UPDATE events SET published_at = :at, attempts = attempts + 1
+FROM unnest(:wids::text[], :seqs::bigint[]) AS d(run_id, seq)
+WHERE events.run_id = d.run_id AND events.seq = d.seq
 -- name: outbox_failed
 UPDATE events SET attempts = attempts + 1, last_error = :error,
   next_attempt_at = :next::timestamptz, dead_at = :dead::timestamptz
