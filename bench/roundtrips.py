@@ -1,6 +1,8 @@
 """Statements and round trips per run of a worker, by query, on PostgreSQL.
 
-Run: ``.venv/bin/python bench/roundtrips.py --url postgresql://...?schema=...``.
+Run: ``.venv/bin/python bench/roundtrips.py --url postgresql://...?schema=...``,
+on a fresh schema each time (a worker of an earlier run may still hold the
+maintenance chores' locks, and this one would then skip them).
 One process holds a worker (4 jobs at once) and a client on the same App;
 every statement psycopg sends is counted, by the task that sent it (the
 worker's or the client's), so the figures are the store's work for a run
