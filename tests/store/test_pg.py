@@ -332,3 +332,21 @@ async def test_a_run_notification_before_its_waiter_is_kept(pg: str) -> None:
     assert loop.time() - t0 < 1.0
     assert await store.wait_for_change("run:r1", 0.05) is False  # reported once
     await store.close()
+
+
+async def test_a_released_run_is_announced(pg: str) -> None:
+    """`release_run` (one statement here) tells a waiter on the run, as `finish_run` does."""
+    from datetime import UTC, datetime
+
+    from tether.store import Fence, NewEvent, NewRun
+
+    store = open_store(pg)
+    at = datetime.now(UTC)
+    await store.create_run(NewRun("r1", "wf", state="null"), at)
+    gen = (await store.claim_run("r1", "owner", at, NewEvent("workflow.running"))).generation
+    assert await store.wait_for_change("jobs", 0.01) in (True, False)  # the listener is up
+    waiting = asyncio.ensure_future(store.wait_for_change("run:r1", 5.0))
+    await asyncio.sleep(0.05)
+    assert await store.release_run(Fence("r1", gen), at=at, event=NewEvent("workflow.released"))
+    assert await waiting is True
+    await store.close()

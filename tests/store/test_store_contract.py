@@ -309,6 +309,67 @@ async def test_a_live_claim_is_refused_and_a_lapsed_one_taken_over(store: Store)
     assert await _status(store, "r1") is RunStatus.PENDING
 
 
+async def test_a_run_lifecycle_numbers_its_events_with_its_changes(store: Store) -> None:
+    """Claim, release, claim again, end: each change and its event, numbered densely, in
+    one step (PostgreSQL runs each as one statement, the shared body as a transaction)."""
+    at = [T0 + timedelta(seconds=i) for i in range(5)]
+    with pytest.raises(tether.RunNotFoundError):
+        await store.claim_run("r1", "a", at[0], NewEvent("workflow.running"))
+    await store.create_run(NewRun("r1", "wf", state="null"), at[0])
+    first = await store.claim_run("r1", "a", at[1], NewEvent("workflow.running", "m", '{"d":1}'))
+    assert (first.owner, first.status, first.updated_at) == ("a", RunStatus.RUNNING, at[1])
+    assert first.started_at == at[1] and first.state == "null"
+    assert await store.release_run(Fence("r1", first.generation), at=at[2], event=NewEvent("x"))
+    assert not await store.release_run(Fence("r1", first.generation), at=at[2], event=NewEvent("y"))
+    again = await store.claim_run("r1", "b", at[3], NewEvent("workflow.running"))
+    assert again.generation == first.generation + 1 and again.started_at == at[1]
+    with pytest.raises(tether.StaleOwnerError):
+        await store.set_state(Fence("r1", first.generation), "1", at[3], NewEvent("state.updated"))
+    await store.set_state(
+        Fence("r1", again.generation), '{"n":1}', at[3], NewEvent("state.updated")
+    )
+    await store.finish_run(
+        Fence("r1", again.generation), RunStatus.COMPLETED, output="2", error=None, at=at[4],
+        event=NewEvent("workflow.completed"), compute_seconds=1.5,
+    )  # fmt: skip
+    run = await store.get_run("r1")
+    assert run is not None and run.status is RunStatus.COMPLETED and run.output == "2"
+    assert (run.finished_at, run.updated_at, run.compute_seconds) == (at[4], at[4], 1.5)
+    assert json.loads(run.state or "") == {"n": 1}
+    events = await store.list_events("r1")
+    assert [(e.seq, e.type, e.at) for e in events] == [
+        (1, "workflow.running", at[1]),
+        (2, "x", at[2]),
+        (3, "workflow.running", at[3]),
+        (4, "state.updated", at[3]),
+        (5, "workflow.completed", at[4]),
+    ]
+    assert events[0].message == "m" and json.loads(events[0].detail or "") == {"d": 1}
+
+
+async def test_a_compensating_claim_keeps_the_run_cancelled(store: Store) -> None:
+    gen = await _run(store)
+    assert await store.cancel_run("r1", reason="stop", compensate=True, at=T0) == ["r1"]
+    with pytest.raises(tether.RunFinishedError):
+        await store.claim_run("r1", "b", T0, NewEvent("workflow.running"))
+    got = await store.claim_run(
+        "r1", "b", T0, NewEvent("compensation.started"), compensating=True, force=True
+    )
+    assert got.status is RunStatus.CANCELLED and got.generation == gen + 1 and got.owner == "b"
+    fence = Fence("r1", got.generation, compensating=True)
+    await store.finish_run(
+        fence, RunStatus.COMPENSATED, output=None, error=None, at=T0,
+        event=NewEvent("workflow.compensated"),
+    )  # fmt: skip
+    assert await _status(store, "r1") is RunStatus.COMPENSATED
+    events = [(e.seq, e.type) for e in await store.list_events("r1")]
+    assert events[0] == (1, "workflow.running") and events[-2:] == [
+        (len(events) - 1, "compensation.started"),
+        (len(events), "workflow.compensated"),
+    ]
+    assert [e[0] for e in events] == list(range(1, len(events) + 1))
+
+
 async def test_orphans_are_adopted_once_onto_a_queue(store: Store) -> None:
     await store.create_run(NewRun("o1", "wf"), T0)
     later = T0 + timedelta(seconds=60)
@@ -407,6 +468,23 @@ async def test_outbox_delivers_in_order_retries_and_replays_the_dead(store: Stor
     assert [o.seq for o in await store.outbox_dead(limit=10)] == [2]
     assert await store.outbox_replay_dead(limit=10, at=T0) == 1
     assert await store.outbox_dead(limit=10) == []
+
+
+async def test_outbox_marks_many_deliveries_of_many_runs_at_once(store: Store) -> None:
+    for wid in ("r1", "r2", "r3"):
+        gen = await _run(store, wid)
+        await store.append_events(Fence(wid, gen), [NewEvent("a"), NewEvent("b")], T0)
+    first = await store.outbox_pending(limit=10, now=T0)
+    assert len(first) == 9
+    picked = [("r1", 2), ("r3", 1), ("r3", 3), ("r2", 2), ("r9", 1)]  # r9: no such event
+    await store.outbox_mark(delivered=picked, failed=[], at=T0)
+    left = await store.outbox_pending(limit=10, now=T0)
+    assert [(o.workflow_id, o.seq) for o in left] == [
+        ("r1", 1), ("r1", 3), ("r2", 1), ("r2", 3), ("r3", 2)
+    ]  # fmt: skip
+    assert {o.attempts for o in left} == {0}
+    await store.outbox_mark(delivered=[(o.workflow_id, o.seq) for o in left], failed=[], at=T0)
+    assert await store.outbox_pending(limit=10, now=T0) == []
 
 
 async def test_idempotency_reserves_returns_and_takes_over_stale(store: Store) -> None:

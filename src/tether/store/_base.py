@@ -20,7 +20,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
-from ..errors import RunCancelledError, RunNotFoundError, StaleOwnerError, TetherError
+from ..errors import (
+    RunAlreadyRunningError,
+    RunCancelledError,
+    RunFinishedError,
+    RunNotFoundError,
+    StaleOwnerError,
+    TetherError,
+)
 from ._records import Fence, NewEvent, NewRun, RunRow
 from ._rows import Rows
 
@@ -105,6 +112,15 @@ class StoreBase(abc.ABC):
         if fence.generation is not None and row[0] != fence.generation:
             return StaleOwnerError(fence.workflow_id, fence.generation)
         return RunCancelledError(fence.workflow_id)
+
+    async def _claim_refusal(self, tx: Tx, workflow_id: str) -> TetherError:
+        """Why `claim_run` changed no row: the run is missing, owned, or has ended."""
+        found = await tx.one("claim_refused", wid=workflow_id)
+        if found is None:
+            return RunNotFoundError(workflow_id)
+        if found[0] == "running":
+            return RunAlreadyRunningError(workflow_id, found[1], tx.rows.ot(found[2]))
+        return RunFinishedError(workflow_id, found[0], "resume")
 
     async def _events(self, tx: Tx, fence: Fence, events: Sequence[NewEvent], at: datetime) -> None:
         """Check the fence, reserve sequence numbers and write `events` (none: fence only)."""

@@ -3,10 +3,11 @@
 Connections are in autocommit mode; a verb body runs in one transaction
 (`_tx`), or without one when it is a single statement. The hot verbs (a
 step's start, completion and failure, a heartbeat, a submission, a claim of
-free jobs, a job's end) are one statement each, in ``queries/postgresql.sql``:
-data-modifying CTEs check the owner fence, reserve event numbers, write the
-events and the change together, so a durable step costs one round trip and
-one WAL flush. A step's start marker asks for ``synchronous_commit = off``
+free jobs, a job's end, a run's claim, end, release and state) are one
+statement each, in ``queries/postgresql.sql``: data-modifying CTEs check the
+owner fence, reserve event numbers, write the events and the change together,
+so a durable step costs one round trip and one WAL flush, where the shared
+body's transaction costs BEGIN, a statement per row it writes, and COMMIT. A step's start marker asks for ``synchronous_commit = off``
 from inside that statement (``set_config(..., true)``), so it does not wait
 for the flush; a completion does. Every other verb is shared (`_verbs_*`).
 
@@ -36,7 +37,17 @@ from ..errors import (
 )
 from ._base import Mode, Tx
 from ._migrations import pending
-from ._records import Fence, JobRow, NewEvent, NewJob, NewRun, QueueLimit, RunRow, StepRow
+from ._records import (
+    Fence,
+    JobRow,
+    NewEvent,
+    NewJob,
+    NewRun,
+    QueueLimit,
+    RunRow,
+    RunStatus,
+    StepRow,
+)
 from ._rows import PG_ROWS, started_step
 from ._sql import queries
 from ._url import Durability, parse_pg_url
@@ -164,6 +175,73 @@ class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, Blo
             return row
 
         return await self._tx("write", body, single=not rows)
+
+    async def claim_run(
+        self,
+        workflow_id: str,
+        owner: str,
+        at: datetime,
+        event: NewEvent,
+        *,
+        compensating: bool = False,
+        lease: float | None = None,
+        force: bool = False,
+        now: datetime | None = None,
+        dead_owner: str | None = None,
+    ) -> RunRow:
+        """The claim numbers its event itself (no separate fence check, which would
+        only re-read the row just claimed): one round trip where the shared body takes
+        five (BEGIN, claim, bump, event, COMMIT). A refused claim is explained by a
+        second read, as there."""
+        p = {"owner": owner, "now": now, "lease": lease, "at": at, "wid": workflow_id,
+             "force": force, "dead": dead_owner, "etype": event.type, "emsg": event.message,
+             "edetail": event.detail}  # fmt: skip
+        name = "claim_run_compensating_one" if compensating else "claim_run_one"
+
+        async def body(tx: Tx) -> RunRow:
+            row = await tx.one(name, **p)
+            if row is None:
+                raise await self._claim_refusal(tx, workflow_id)
+            return tx.rows.run(row)
+
+        return await self._tx("write", body, single=True)
+
+    async def release_run(self, fence: Fence, *, at: datetime, event: NewEvent) -> bool:
+        p = {"wid": fence.workflow_id, "gen": fence.generation, "at": at, "etype": event.type,
+             "emsg": event.message, "edetail": event.detail, "chan": self.config.channel,
+             "note": f"run:{fence.workflow_id}"}  # fmt: skip
+        row = await self._tx("write", lambda tx: tx.one("release_run_one", **p), single=True)
+        return row is not None
+
+    async def finish_run(
+        self,
+        fence: Fence,
+        status: RunStatus,
+        *,
+        output: str | None,
+        error: str | None,
+        at: datetime,
+        event: NewEvent,
+        compute_seconds: float = 0.0,
+    ) -> None:
+        """One statement for the common end (the fence, the event, the end, the
+        notification). An end that resolves a wait on this run (a parent's) must wake
+        the waiter in the same transaction, and a failed fence must be explained: the
+        statement changes nothing then, and the shared transaction does it all."""
+        p = {"wid": fence.workflow_id, "gen": fence.generation, "comp": fence.compensating,
+             "etype": event.type, "emsg": event.message, "edetail": event.detail, "at": at,
+             "status": status.value, "output": output, "error": error, "cs": compute_seconds,
+             "ended": status.terminal, "chan": self.config.channel,
+             "note": f"run:{fence.workflow_id}"}  # fmt: skip
+        row = await self._tx("write", lambda tx: tx.one("finish_run_one", **p), single=True)
+        if row is None:
+            await super().finish_run(
+                fence, status, output=output, error=error, at=at, event=event,
+                compute_seconds=compute_seconds
+            )  # fmt: skip
+
+    async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:
+        await self._fenced("set_state_one", fence, event, at, state=state)
 
     async def start_step(
         self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent

@@ -284,9 +284,11 @@ class QueueVerbs(StoreBase):
         at: datetime,
     ) -> None:
         async def body(tx: Tx) -> None:
-            for run, seq in delivered:
-                await tx.execute("outbox_delivered", at=at, wid=run, seq=seq)
-            for run, seq, err, nxt in failed:
+            if delivered:  # a pass delivers up to hundreds: one statement, not one each
+                wids = tx.array([run for run, _ in delivered])
+                seqs = tx.array([seq for _, seq in delivered])
+                await tx.execute("outbox_delivered", at=at, wids=wids, seqs=seqs)
+            for run, seq, err, nxt in failed:  # rare: one each
                 dead = at if nxt is None else None
                 await tx.execute("outbox_failed", error=err, next=nxt, dead=dead, wid=run, seq=seq)
 

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ..errors import RunAlreadyRunningError, RunFinishedError, RunNotFoundError
 from ._base import StoreBase, Tx
 from ._records import (
     EventRow,
@@ -67,12 +66,7 @@ class RunVerbs(StoreBase):
                 dead=dead_owner,
             )
             if row is None:
-                found = await tx.one("claim_refused", wid=workflow_id)
-                if found is None:
-                    raise RunNotFoundError(workflow_id)
-                if found[0] == "running":
-                    raise RunAlreadyRunningError(workflow_id, found[1], tx.rows.ot(found[2]))
-                raise RunFinishedError(workflow_id, found[0], "resume")
+                raise await self._claim_refusal(tx, workflow_id)
             claimed = tx.rows.run(row)
             fence = Fence(workflow_id, claimed.generation, compensating)
             await self._events(tx, fence, [event], at)

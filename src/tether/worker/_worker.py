@@ -181,8 +181,10 @@ class Worker:
                     continue
                 for job in jobs:
                     self._start(job)
-            if jobs:
-                continue
+            if jobs and len(jobs) == free:
+                continue  # every free slot filled: more may be ready, claim again
+            # fewer than asked (or none): nothing more was ready; claiming again at once
+            # would come back empty, so wait for a free slot, news of a job, or the poll
             self._kick.clear()
             await self._idle(self.poll_interval)
 

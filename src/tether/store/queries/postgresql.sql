@@ -36,8 +36,12 @@ id = :wid AND (:gen::bigint IS NULL OR (owner_generation = :gen AND (:comp OR st
 -- the fence and the event number, then the event: the head of a one-statement verb
 WITH r AS (UPDATE runs SET event_seq = event_seq + 1, updated_at = :at WHERE {_fence}
   RETURNING event_seq),
+{_event_r},
+-- name: _event_r
+-- the event numbered by CTE r, the runs row's update (a verb that changes the run itself
+-- changes it in r: PostgreSQL applies one update per row per statement)
 e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
-  SELECT :wid, r.event_seq, :etype, :emsg, :edetail::jsonb, :at FROM r),
+  SELECT :wid, r.event_seq, :etype, :emsg, :edetail::jsonb, :at FROM r)
 -- name: _sync_off
 q AS (SELECT set_config('synchronous_commit', 'off', true) AS s)
 -- name: _sync_on
@@ -72,16 +76,35 @@ SELECT {_run_cols} FROM runs WHERE id = :id
 -- name: list_runs
 SELECT {_run_cols} FROM runs WHERE (:status::text IS NULL OR status = :status)
 ORDER BY created_at DESC, id LIMIT :limit
--- name: claim_run
-UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
+-- name: _claim_set
+owner = :owner, owner_generation = owner_generation + 1,
   owner_expires_at = {_now} + make_interval(secs => :lease::float8), status = 'running',
   started_at = COALESCE(started_at, :at), finished_at = NULL, updated_at = :at
-WHERE id = :wid AND status NOT IN {CLOSED} AND {_claimable} RETURNING {_run_cols}
--- name: claim_run_compensating
-UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
+-- name: _claim_where
+id = :wid AND status NOT IN {CLOSED} AND {_claimable}
+-- name: _claim_set_compensating
+owner = :owner, owner_generation = owner_generation + 1,
   owner_expires_at = {_now} + make_interval(secs => :lease::float8), updated_at = :at
-WHERE id = :wid AND status = 'cancelled' AND cancel_requested = 'compensate' AND {_claimable}
+-- name: _claim_where_compensating
+id = :wid AND status = 'cancelled' AND cancel_requested = 'compensate' AND {_claimable}
+-- name: claim_run
+UPDATE runs SET {_claim_set} WHERE {_claim_where} RETURNING {_run_cols}
+-- name: claim_run_compensating
+UPDATE runs SET {_claim_set_compensating} WHERE {_claim_where_compensating}
 RETURNING {_run_cols}
+-- name: _claim_event
+-- the claim's event, numbered by the claim (CTE c) itself: the fence a separate bump would
+-- check right after the claim (this owner's generation, a status not closed) holds
+e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
+  SELECT id, event_seq, :etype, :emsg, :edetail::jsonb, :at FROM c)
+SELECT {_run_cols} FROM c
+-- name: claim_run_one
+-- one statement: claim_run and its event
+WITH c AS (UPDATE runs SET {_claim_set}, event_seq = event_seq + 1 WHERE {_claim_where}
+  RETURNING {_run_cols}, event_seq), {_claim_event}
+-- name: claim_run_compensating_one
+WITH c AS (UPDATE runs SET {_claim_set_compensating}, event_seq = event_seq + 1
+  WHERE {_claim_where_compensating} RETURNING {_run_cols}, event_seq), {_claim_event}
 -- name: claim_refused
 SELECT status, owner, owner_expires_at FROM runs WHERE id = :wid
 -- name: renew_owner
@@ -91,13 +114,36 @@ WHERE owner = :owner AND status = 'running' AND id = ANY(:ids)
 SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen FOR UPDATE
 -- name: release_run
 UPDATE runs SET status = 'pending', owner_expires_at = NULL WHERE id = :wid
+-- name: release_run_one
+-- one statement: release_run_check, the event, release_run and the notification
+WITH r AS (UPDATE runs SET status = 'pending', owner_expires_at = NULL,
+  event_seq = event_seq + 1, updated_at = :at
+  WHERE id = :wid AND owner_generation = :gen AND status = 'running' RETURNING event_seq),
+{_event_r},
+n AS (SELECT pg_notify(:chan, :note) FROM r)
+SELECT (SELECT count(*) FROM n) FROM r
+-- name: _finish_set
+status = :status, output = :output::jsonb, error = COALESCE(:error::jsonb, error),
+  finished_at = :at, compute_seconds = compute_seconds + :cs, cancel_requested = NULL
 -- name: finish_run
-UPDATE runs SET status = :status, output = :output::jsonb,
-  error = COALESCE(:error::jsonb, error), finished_at = :at,
-  compute_seconds = compute_seconds + :cs, cancel_requested = NULL
-WHERE id = :wid
+UPDATE runs SET {_finish_set} WHERE id = :wid
+-- name: finish_run_one
+-- one statement: the fence, the event, the end and the notification; no row (and the shared
+-- transaction instead) when the fence fails or the end resolves a wait on this run
+WITH r AS (UPDATE runs SET {_finish_set}, event_seq = event_seq + 1, updated_at = :at
+  WHERE {_fence} AND NOT (:ended AND EXISTS (SELECT 1 FROM waitpoints
+    WHERE kind = 'run' AND name = :wid AND status = 'pending'))
+  RETURNING event_seq),
+{_event_r},
+n AS (SELECT pg_notify(:chan, :note) FROM r)
+SELECT (SELECT count(*) FROM n) FROM r
 -- name: set_state
 UPDATE runs SET state = :state::jsonb WHERE id = :wid
+-- name: set_state_one
+WITH r AS (UPDATE runs SET state = :state::jsonb, event_seq = event_seq + 1, updated_at = :at
+  WHERE {_fence} RETURNING event_seq),
+{_event_r}
+SELECT 1 FROM r
 -- name: list_events
 SELECT run_id, seq, type, message, detail::text, at FROM events
 WHERE run_id = :wid AND seq > :after ORDER BY seq LIMIT :limit
@@ -361,7 +407,10 @@ SELECT run_id, seq, type, message, detail::text, at, attempts,
   (next_attempt_at IS NOT NULL AND next_attempt_at > {_now})
 FROM events WHERE published_at IS NULL AND dead_at IS NULL ORDER BY at, run_id, seq LIMIT :limit
 -- name: outbox_delivered
-UPDATE events SET published_at = :at, attempts = attempts + 1 WHERE run_id = :wid AND seq = :seq
+-- the events (:wids[i], :seqs[i]), in one statement
+UPDATE events SET published_at = :at, attempts = attempts + 1
+FROM unnest(:wids::text[], :seqs::bigint[]) AS d(run_id, seq)
+WHERE events.run_id = d.run_id AND events.seq = d.seq
 -- name: outbox_failed
 UPDATE events SET attempts = attempts + 1, last_error = :error,
   next_attempt_at = :next::timestamptz, dead_at = :dead::timestamptz

@@ -285,7 +285,10 @@ SELECT run_id, seq, type, message, detail, at, attempts,
   (next_attempt_at IS NOT NULL AND next_attempt_at > :now)
 FROM events WHERE published_at IS NULL AND dead_at IS NULL ORDER BY at, run_id, seq LIMIT :limit
 -- name: outbox_delivered
-UPDATE events SET published_at = :at, attempts = attempts + 1 WHERE run_id = :wid AND seq = :seq
+-- the events (:wids[i], :seqs[i]), in one statement
+UPDATE events SET published_at = :at, attempts = attempts + 1
+WHERE (run_id, seq) IN (SELECT w.value, s.value FROM json_each(:wids) w
+  JOIN json_each(:seqs) s ON s.key = w.key)
 -- name: outbox_failed
 UPDATE events SET attempts = attempts + 1, last_error = :error, next_attempt_at = :next,
   dead_at = :dead WHERE run_id = :wid AND seq = :seq
