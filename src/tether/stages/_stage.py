@@ -9,6 +9,7 @@ done.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -133,20 +134,10 @@ def stage(
     outputs with ``ctx.require(...)``; `dependencies` names the stages it reads, so
     a pipeline that does not run them earlier is refused when built."""
     _check_declaration(id, output, input, config)
-
-    def make(fn: Callable[..., Awaitable[O]]) -> Stage[I, O, C]:
-        return Stage(
-            fn,
-            id=id,
-            output=output,
-            input=input,
-            config=config,
-            name=name,
-            description=description,
-            dependencies=dependencies,
-        )
-
-    return make
+    return functools.partial(
+        Stage, id=id, output=output, input=input, config=config, name=name,
+        description=description, dependencies=dependencies,
+    )  # fmt: skip
 
 
 def batch_stage(
@@ -170,20 +161,8 @@ def batch_stage(
     cancelled or `max_wait` passes.
     """
     _check_declaration(id, output, input, config)
-
-    def make(fn: Callable[..., Awaitable[Any]]) -> Stage[I, O, C]:
-        return Stage(
-            fn,
-            id=id,
-            output=output,
-            input=input,
-            config=config,
-            name=name,
-            description=description,
-            dependencies=dependencies,
-            mode="batch",
-            check=check,
-            cancel=cancel,
-        )
-
-    return make
+    return functools.partial(
+        Stage, id=id, output=output, input=input, config=config, name=name,
+        description=description, dependencies=dependencies, mode="batch", check=check,
+        cancel=cancel,
+    )  # fmt: skip
