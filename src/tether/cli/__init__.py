@@ -33,6 +33,7 @@ from .runs import runs
 from .schedules import schedules
 from .steer import COMMANDS as STEER_COMMANDS
 from .usage import usage
+from .watch import watch
 from .worker import worker
 
 __all__ = ["cli", "main"]
@@ -86,7 +87,7 @@ def cli() -> None:
     pass
 
 
-for _command in (*STEER_COMMANDS, *PRUNE_COMMANDS):
+for _command in (*STEER_COMMANDS, *PRUNE_COMMANDS, watch):
     runs.add_command(_command)
 cli.add_command(run)
 cli.add_command(worker)

@@ -1,0 +1,139 @@
+"""`tether runs watch RUN_ID`: a live view of one run, redrawn from its record.
+
+It reads the database (any process may be driving the run, or none), so it
+works beside a worker or a `tether run` in another terminal. It ends when
+the run ends, with the exit code of its status (0 completed, 1 failed or
+cancelled), or at once with ``--once``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import click
+from rich.console import Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from ..record import RunRecord
+from ..store import RunStatus, StepStatus
+from ._common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CliState,
+    db_option,
+    fail,
+    guard,
+    out,
+    pass_state,
+    text,
+)
+from ._format import short, status_text, ts
+from .runs import read_app
+
+__all__ = ["render_run", "watch"]
+
+_STAGE_STYLE = {"completed": "green", "failed": "red", "cancelled": "red", "suspended": "yellow",
+                "running": "cyan", "pending": "dim", "skipped": "dim"}  # fmt: skip
+
+
+def _header(rec: RunRecord, now: datetime) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    started = rec.started_at or rec.created_at
+    ended = rec.finished_at or now
+    usage = rec.usage.total if rec.usage is not None else None
+    facts = [
+        ("run", f"{rec.workflow_id}  ({rec.workflow_name}, attempt {rec.attempt})"),
+        ("status", status_text(rec.status, rec.owner_expires_at)),
+        ("elapsed", f"{(ended - started).total_seconds():.1f}s"),
+        ("AI cost", "" if usage is None else f"${usage.cost_usd:.6f} ({usage.calls} calls)"),
+        ("last error", short(rec.last_error.get("message", "")) if rec.last_error else ""),
+    ]
+    for label, value in facts:
+        if value:
+            grid.add_row(label, value)
+    return grid
+
+
+def _stages(rec: RunRecord) -> Table:
+    t = Table(title="stages", title_justify="left", expand=False)
+    for col in ("stage", "status", "progress", "", "seconds", "AI cost"):
+        t.add_column(col)
+    for s in rec.stages:
+        fraction = s.progress or 0.0
+        cost = "" if s.usage is None else f"${s.usage.cost_usd:.6f}"
+        t.add_row(
+            f"{s.group}. {s.id}",
+            Text(s.status, style=_STAGE_STYLE.get(s.status, "")),
+            ProgressBar(total=1.0, completed=fraction, width=20),
+            s.progress_message or "",
+            "" if s.seconds is None else f"{s.seconds:.2f}",
+            cost,
+        )
+    return t
+
+
+def _steps(rec: RunRecord, last: int) -> Table:
+    t = Table(title=f"steps (last {min(last, len(rec.steps))} of {len(rec.steps)})",
+              title_justify="left")  # fmt: skip
+    for col in ("step", "status", "attempts", "completed"):
+        t.add_column(col)
+    for name, s in list(rec.steps.items())[-last:]:
+        style = {StepStatus.COMPLETED: "green", StepStatus.FAILED: "red"}.get(s.status, "cyan")
+        t.add_row(name, Text(s.status.value, style=style), str(s.attempts), ts(s.completed_at))
+    return t
+
+
+def render_run(rec: RunRecord, now: datetime, waits: list[str], last: int = 8) -> Group:
+    """The watch view of `rec`: header, stages (a pipeline) or steps, open waits."""
+    parts: list[object] = [_header(rec, now)]
+    parts.append(_stages(rec) if rec.stages else _steps(rec, last))
+    if waits:
+        parts.append(Text.assemble(("waiting on: ", "bold"), ", ".join(waits)))
+    events = rec.events[-3:]
+    parts.append(Text("\n".join(f"  {e.seq} {e.type} {e.message or ''}" for e in events),
+                      style="dim"))  # fmt: skip
+    return Group(*parts)  # type: ignore[arg-type]
+
+
+@click.command("watch", short_help="A live view of one run until it ends.")
+@click.argument("workflow_id", metavar="RUN_ID")
+@click.option("--interval", default=0.5, show_default=True, type=float,
+              help="Seconds between redraws.")  # fmt: skip
+@click.option("--once", is_flag=True, help="Draw once and exit (0 whatever the status).")
+@db_option
+@pass_state
+def watch(state: CliState, workflow_id: str, interval: float, once: bool) -> None:
+    """Watch RUN_ID live: its stages with progress bars (or its latest steps), the waits
+    it is parked on, its cost and its latest events. Exits when the run ends: 0 if it
+    completed, 1 if it failed or was cancelled."""
+    text(workflow_id, "run id")
+    if not interval > 0:
+        fail(EXIT_USAGE, f"--interval must be seconds > 0, got {interval}")
+    app = read_app(state)
+    try:
+
+        def frame() -> tuple[Group, RunRecord]:
+            rec: RunRecord = guard(lambda: app.get_record(workflow_id))
+            waits = [w.key for w in guard(lambda: app.list_waits(workflow_id))
+                     if w.status.value == "pending"]  # fmt: skip
+            return render_run(rec, datetime.now(UTC), waits), rec
+
+        view, rec = frame()
+        if once:
+            out.print(view)
+            return
+        with Live(view, console=out, refresh_per_second=4, transient=False) as live:
+            while not rec.status.terminal:
+                time.sleep(interval)
+                view, rec = frame()
+                live.update(view)
+    finally:
+        app.close()
+    if rec.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+        raise SystemExit(EXIT_FAILED)
