@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["attach", "collecting", "in_step"]
+__all__ = ["attach", "attached", "collecting", "in_step"]
 
 _CURRENT: ContextVar[list[Any] | None] = ContextVar("tether_step_rows", default=None)
 
@@ -29,6 +29,12 @@ def attach(row: Any) -> None:
             "function passed to wf.step(...)"
         )
     rows.append(row)
+
+
+def attached() -> list[Any]:
+    """What the running step has attached so far (its AI calls, its events): for an
+    interceptor that reports on them after ``await proceed()``."""
+    return list(_CURRENT.get() or ())
 
 
 def in_step() -> bool:

@@ -7,6 +7,11 @@ first, in the order given; each link calls ``await proceed()`` to run the rest
 of the chain and, at its end, the step function. What the outermost link
 returns is the step's result as recorded; what it raises is the attempt's
 failure (retried as the step's policy says).
+
+An interceptor may also define ``async def intercept_run(call: RunCall,
+proceed)``, which wraps each drive of a run (steps run inside it, so a span
+it opens parents theirs), and ``def on_event(workflow_id, type, message,
+detail)``, which sees every event the drive writes, as `on_event` hooks do.
 """
 
 from __future__ import annotations
@@ -18,7 +23,16 @@ from typing import Any, Protocol, runtime_checkable
 
 from .errors import InvalidArgumentError
 
-__all__ = ["Proceed", "StepCall", "StepInterceptor", "check_interceptors", "intercepted"]
+__all__ = [
+    "Proceed",
+    "RunCall",
+    "StepCall",
+    "StepInterceptor",
+    "check_interceptors",
+    "intercepted",
+    "run_intercepted",
+    "with_listeners",
+]
 
 Proceed = Callable[[], Awaitable[Any]]
 
@@ -34,6 +48,19 @@ class StepCall:
     attempt: int  # 1 on the first attempt
     max_attempts: int
     idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunCall:
+    """One drive of one run (from its claim until it ends, parks or is handed back), as
+    an interceptor with an ``intercept_run`` method sees it."""
+
+    workflow_id: str
+    workflow_name: str
+    workflow_version: str | None
+    attempt: int  # the run's attempt: 1, plus one per rerun_from
+    generation: int  # the owner generation of this drive
+    queue: str | None
 
 
 @runtime_checkable
@@ -57,6 +84,19 @@ def check_interceptors(interceptors: Sequence[Any]) -> tuple[StepInterceptor, ..
     return tuple(interceptors)
 
 
+def run_intercepted(
+    interceptors: tuple[StepInterceptor, ...], call: RunCall, inner: Proceed
+) -> Awaitable[Any]:
+    """`inner()` (a drive's workflow call) through the interceptors that also define
+    ``async def intercept_run(call, proceed)`` (tracing a run, say); the others pass."""
+    proceed = inner
+    for icpt in reversed(interceptors):
+        hook = getattr(icpt, "intercept_run", None)
+        if hook is not None:
+            proceed = functools.partial(hook, call, proceed)
+    return proceed()
+
+
 def intercepted(
     interceptors: tuple[StepInterceptor, ...], call: StepCall, inner: Proceed
 ) -> Awaitable[Any]:
@@ -65,3 +105,19 @@ def intercepted(
     for icpt in reversed(interceptors):
         proceed = functools.partial(icpt.intercept, call, proceed)
     return proceed()
+
+
+def with_listeners(interceptors: tuple[StepInterceptor, ...], hook: Any) -> Any:
+    """`hook` (an `on_event` callable, or None) and the interceptors' own ``on_event``
+    methods as one hook; `hook` itself when no interceptor listens."""
+    listeners = [f for i in interceptors if (f := getattr(i, "on_event", None)) is not None]
+    if not listeners:
+        return hook
+    if hook is not None:
+        listeners.append(hook)
+
+    def every(workflow_id: str, type_: str, message: str | None, detail: Any) -> None:
+        for listen in listeners:
+            listen(workflow_id, type_, message, detail)
+
+    return every

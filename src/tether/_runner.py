@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any
 from ._compensation import compensate
 from ._control import HandBack, Suspend
 from ._failure import error_json, revive_error
+from ._interceptors import RunCall, run_intercepted, with_listeners
 from ._owners import forget_owner, owner_is_dead
 from ._results import dump_result, load_result
 from ._run_state import RunState
@@ -407,7 +409,7 @@ class Runner:
             steps=steps,
             waits=waits,
             timeout=defn.timeout,
-            on_event=on_event,
+            on_event=with_listeners(self._rt.interceptors, on_event),
             compensating=compensating,
         )
         return Workflow(self._rt, st, host=self), st
@@ -483,6 +485,15 @@ class Runner:
         )
 
     async def _call(self, st: RunState, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
+        if not self._rt.interceptors:
+            return await self._timed_call(st, defn, args)
+        run = st.run
+        call = RunCall(run.workflow_id, run.workflow_name, run.workflow_version, run.attempt,
+                       st.fence.generation or 0, run.queue)  # fmt: skip
+        inner = functools.partial(self._timed_call, st, defn, args)
+        return await run_intercepted(self._rt.interceptors, call, inner)
+
+    async def _timed_call(self, st: RunState, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
         if defn.timeout is None or not isinstance(self._clock, SystemClock):
             return await defn.call(*args)  # a fake clock is checked at step boundaries only
         remaining = max(0.0, defn.timeout - st.run.compute_seconds)

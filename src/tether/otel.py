@@ -1,0 +1,165 @@
+"""OpenTelemetry tracing: ``App(interceptors=[tether.otel.Tracing()])``.
+
+Needs the ``otel`` extra (``pip install 'tether[otel]'``). Spans:
+
+- ``tether.run <workflow>``: one per drive of a run (from its claim until it
+  ends, parks or is handed back);
+- ``tether.stage <id>``: a pipeline stage, inside the drive;
+- ``tether.step <key>``: each executed attempt of a step (a replayed step
+  runs nothing and makes no span), with its exception when it fails;
+- ``<operation> <model>`` for each AI call made in a step, with the GenAI
+  semantic-convention attributes (system, model, input and output tokens)
+  and ``tether.cost_usd``.
+
+Every drive of a run belongs to the run's own trace: its trace id and root
+span id are derived from the run id, so a run resumed days later in another
+process (a worker, after a crash) continues the same trace without anything
+to look up. The caller's span, if any, is linked from the first drive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from ._attach import attached
+from ._interceptors import Proceed, RunCall, StepCall
+from .errors import InvalidArgumentError
+from .store import NewAICall
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+except ImportError:  # pragma: no cover - the extra is missing
+    trace = None  # type: ignore[assignment]
+
+__all__ = ["Tracing", "run_trace_context"]
+
+_OPS = {"text": "chat", "object": "chat", "embed": "embeddings", "batch": "chat"}
+
+
+def run_trace_context(workflow_id: str) -> Any:
+    """The OTel context every drive of run `workflow_id` is a child of: a remote parent
+    whose trace and span ids are derived from the run id."""
+    digest = hashlib.sha256(f"tether-run:{workflow_id}".encode()).digest()
+    span_context = trace.SpanContext(
+        trace_id=int.from_bytes(digest[:16], "big") or 1,
+        span_id=int.from_bytes(digest[16:24], "big") or 1,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
+class Tracing:
+    """Spans for runs, stages, steps and AI calls (an interceptor; see the module)."""
+
+    def __init__(self, tracer_provider: Any = None) -> None:
+        if trace is None:
+            raise InvalidArgumentError(
+                "tether.otel needs OpenTelemetry: pip install 'tether[otel]'"
+            )
+        self._tracer = trace.get_tracer("tether", tracer_provider=tracer_provider)
+        self._stages: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    async def intercept_run(self, call: RunCall, proceed: Proceed) -> Any:
+        caller = trace.get_current_span().get_span_context()
+        links = [Link(caller)] if caller.is_valid else []
+        attributes: dict[str, Any] = {
+            "tether.workflow_id": call.workflow_id,
+            "tether.workflow": call.workflow_name,
+            "tether.workflow_version": call.workflow_version or "",
+            "tether.attempt": call.attempt,
+            "tether.generation": call.generation,
+            "tether.queue": call.queue or "",
+        }
+        with self._tracer.start_as_current_span(
+            f"tether.run {call.workflow_name}",
+            context=run_trace_context(call.workflow_id),
+            kind=SpanKind.INTERNAL,
+            links=links,
+            attributes=attributes,
+        ) as span:
+            try:
+                return await proceed()
+            except BaseException as exc:
+                span.set_attribute("tether.outcome", type(exc).__name__)
+                raise
+
+    async def intercept(self, call: StepCall, proceed: Proceed) -> Any:
+        attributes: dict[str, Any] = {
+            "tether.workflow_id": call.workflow_id,
+            "tether.step": call.key,
+            "tether.step.attempt": call.attempt,
+            "tether.step.max_attempts": call.max_attempts,
+        }
+        with self._tracer.start_as_current_span(f"tether.step {call.key}",
+                                                attributes=attributes):  # fmt: skip
+            try:
+                return await proceed()
+            finally:
+                self._ai_spans(attached())
+
+    def _ai_spans(self, rows: list[Any]) -> None:
+        """A span per AI call the step made, ending now and lasting its latency."""
+        end = time.time_ns()
+        for row in rows:
+            if not isinstance(row, NewAICall):
+                continue
+            op = _OPS.get(row.call_type, row.call_type)
+            span = self._tracer.start_span(
+                f"{op} {row.model}",
+                kind=SpanKind.CLIENT,
+                start_time=end - row.latency_ms * 1_000_000,
+                attributes=_genai(row, op),
+            )
+            if row.error:
+                span.set_status(Status(StatusCode.ERROR, row.error[:200]))
+            span.end(end_time=end)
+
+    def on_event(self, workflow_id: str, type_: str, message: str | None, detail: Any) -> None:
+        """Open a stage's span when it starts (current in the stage's own task, so its
+        steps are its children) and end it when the stage ends."""
+        if not type_.startswith("stage.") or not isinstance(detail, dict):
+            return
+        sid = detail.get("stage")
+        key = (workflow_id, str(sid))
+        if type_ == "stage.started":
+            span = self._tracer.start_span(
+                f"tether.stage {sid}",
+                attributes={"tether.workflow_id": workflow_id, "tether.stage": str(sid),
+                            "tether.stage.group": int(detail.get("group") or 0),
+                            "tether.attempt": int(detail.get("attempt") or 1)},
+            )  # fmt: skip
+            token = otel_context.attach(trace.set_span_in_context(span))
+            self._stages[key] = (span, token)
+        elif (
+            type_ in ("stage.completed", "stage.failed", "stage.cancelled") and key in self._stages
+        ):
+            span, token = self._stages.pop(key)
+            if type_ != "stage.completed":
+                span.set_status(Status(StatusCode.ERROR, str(detail.get("error") or type_)))
+            span.end()
+            try:
+                otel_context.detach(token)
+            except ValueError:  # ended in another task than it began (a resumed drive)
+                pass
+
+
+def _genai(row: NewAICall, op: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": op,
+        "gen_ai.system": row.provider,
+        "gen_ai.request.model": row.model,
+        "gen_ai.usage.input_tokens": row.input_tokens,
+        "gen_ai.usage.output_tokens": row.output_tokens,
+    }
+    if row.request_id:
+        attributes["gen_ai.response.id"] = row.request_id
+    if row.cost_micro_usd is not None:
+        attributes["tether.cost_usd"] = row.cost_micro_usd / 1_000_000
+    if row.batch_id:
+        attributes["tether.batch_id"] = row.batch_id
+    return attributes
