@@ -19,6 +19,7 @@ to look up. The caller's span, if any, is linked from the first drive.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from typing import Any
@@ -62,7 +63,7 @@ class Tracing:
                 "tether.otel needs OpenTelemetry: pip install 'tether[otel]'"
             )
         self._tracer = trace.get_tracer("tether", tracer_provider=tracer_provider)
-        self._stages: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._stages: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
     async def intercept_run(self, call: RunCall, proceed: Proceed) -> Any:
         caller = trace.get_current_span().get_span_context()
@@ -121,31 +122,40 @@ class Tracing:
 
     def on_event(self, workflow_id: str, type_: str, message: str | None, detail: Any) -> None:
         """Open a stage's span when it starts (current in the stage's own task, so its
-        steps are its children) and end it when the stage ends."""
+        steps are its children) and end it when the stage ends, or when the drive
+        ends first (a stage parked on a wait or a batch: a span per drive of it)."""
+        if type_.startswith("workflow."):
+            for key in [k for k in self._stages if k[0] == workflow_id]:
+                self._end_stage(key, "tether.stage.parked", same_task=False)
+            return
         if not type_.startswith("stage.") or not isinstance(detail, dict):
             return
-        sid = detail.get("stage")
-        key = (workflow_id, str(sid))
+        key = (workflow_id, str(detail.get("stage")))
         if type_ == "stage.started":
             span = self._tracer.start_span(
-                f"tether.stage {sid}",
-                attributes={"tether.workflow_id": workflow_id, "tether.stage": str(sid),
+                f"tether.stage {key[1]}",
+                attributes={"tether.workflow_id": workflow_id, "tether.stage": key[1],
                             "tether.stage.group": int(detail.get("group") or 0),
                             "tether.attempt": int(detail.get("attempt") or 1)},
             )  # fmt: skip
             token = otel_context.attach(trace.set_span_in_context(span))
-            self._stages[key] = (span, token)
-        elif (
-            type_ in ("stage.completed", "stage.failed", "stage.cancelled") and key in self._stages
-        ):
-            span, token = self._stages.pop(key)
-            if type_ != "stage.completed":
-                span.set_status(Status(StatusCode.ERROR, str(detail.get("error") or type_)))
-            span.end()
-            try:
-                otel_context.detach(token)
-            except ValueError:  # ended in another task than it began (a resumed drive)
-                pass
+            self._stages[key] = (span, token, asyncio.current_task())
+        elif type_ in ("stage.completed", "stage.failed", "stage.cancelled"):
+            error = None if type_ == "stage.completed" else str(detail.get("error") or type_)
+            self._end_stage(key, error, same_task=True)
+
+    def _end_stage(self, key: tuple[str, str], error: str | None, *, same_task: bool) -> None:
+        found = self._stages.pop(key, None)
+        if found is None:
+            return
+        span, token, task = found
+        if error == "tether.stage.parked":
+            span.set_attribute("tether.stage.parked", True)
+        elif error is not None:
+            span.set_status(Status(StatusCode.ERROR, error[:200]))
+        span.end()
+        if same_task and task is asyncio.current_task():
+            otel_context.detach(token)
 
 
 def _genai(row: NewAICall, op: str) -> dict[str, Any]:
