@@ -77,6 +77,7 @@ class StepRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "name": self.name,
             "status": self.status.value,
             "attempts": self.attempts,
             "idempotencyKey": self.idempotency_key,
@@ -198,11 +199,39 @@ class RunUsage:
             "reasoningTokens": t.reasoning_tokens,
             "costMicroUsd": t.cost_micro_usd,
             "unknownCostCalls": t.unknown_cost_calls,
-            "byModel": {
-                k: {"calls": r.calls, "costMicroUsd": r.cost_micro_usd}
-                for k, r in self.by_model.items()
-            },
+            "byModel": {k: _usage_dict(r) for k, r in self.by_model.items()},
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunUsage | None:
+        return cls.build([_usage_row(k, r) for k, r in data["byModel"].items()])
+
+
+def _usage_dict(r: AIUsageRow) -> dict[str, Any]:
+    return {
+        "calls": r.calls,
+        "inputTokens": r.input_tokens,
+        "cachedInputTokens": r.cached_input_tokens,
+        "cacheWriteTokens": r.cache_write_tokens,
+        "outputTokens": r.output_tokens,
+        "reasoningTokens": r.reasoning_tokens,
+        "costMicroUsd": r.cost_micro_usd,
+        "unknownCostCalls": r.unknown_cost_calls,
+    }
+
+
+def _usage_row(group: str, d: dict[str, Any]) -> AIUsageRow:
+    return AIUsageRow(
+        group or None,
+        d["calls"],
+        d["inputTokens"],
+        d["cachedInputTokens"],
+        d["cacheWriteTokens"],
+        d["outputTokens"],
+        d["reasoningTokens"],
+        d["costMicroUsd"],
+        d["unknownCostCalls"],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,10 +318,75 @@ class RunRecord:
             "leases": {k: lease.to_dict() for k, lease in self.leases.items()},
             "lastError": self.last_error,
             "usage": None if self.usage is None else self.usage.to_dict(),
+            "generation": self.generation,
+            "owner": self.owner,
+            "ownerExpiresAt": _iso(self.owner_expires_at),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """The record `to_dict` gave (over HTTP, say): `from_dict(r.to_dict()) == r`."""
+        t, ot = datetime.fromisoformat, _from_iso
+        return cls(
+            workflow_id=data["workflowId"],
+            workflow_name=data["workflowName"],
+            workflow_version=data["workflowVersion"],
+            status=RunStatus(data["status"]),
+            created_at=t(data["createdAt"]),
+            updated_at=t(data["updatedAt"]),
+            started_at=ot(data["startedAt"]),
+            finished_at=ot(data["finishedAt"]),
+            input=data["input"],
+            output=data["output"],
+            state=data["state"],
+            last_error=data["lastError"],
+            generation=data.get("generation", 0),
+            steps={k: _step(k, s) for k, s in data["steps"].items()},
+            events=tuple(
+                EventRecord(e["seq"], e["type"], t(e["at"]), e.get("message"), e.get("detail"))
+                for e in data["events"]
+            ),
+            heartbeats={
+                k: HeartbeatRecord(k, t(h["at"]), h["detail"])
+                for k, h in data["heartbeats"].items()
+            },
+            leases={k: _lease(k, lease) for k, lease in data["leases"].items()},
+            owner=data.get("owner"),
+            owner_expires_at=ot(data.get("ownerExpiresAt")),
+            usage=None if data.get("usage") is None else RunUsage.from_dict(data["usage"]),
+        )
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _step(key: str, s: dict[str, Any]) -> StepRecord:
+    return StepRecord(
+        name=s.get("name", key),
+        status=StepStatus(s["status"]),
+        attempts=s["attempts"],
+        idempotency_key=s["idempotencyKey"],
+        result=s["result"],
+        error=s["error"],
+        started_at=_from_iso(s["startedAt"]),
+        completed_at=_from_iso(s["completedAt"]),
+    )
+
+
+def _lease(key: str, d: dict[str, Any]) -> LeaseRecord:
+    return LeaseRecord(
+        key=key,
+        holder=d["holder"],
+        acquired_at=datetime.fromisoformat(d["acquiredAt"]),
+        renewed_at=datetime.fromisoformat(d["renewedAt"]),
+        expires_at=datetime.fromisoformat(d["expiresAt"]),
+        released_at=_from_iso(d["releasedAt"]),
+        detail=d["detail"],
+    )
 
 
 def owner_gone_since(

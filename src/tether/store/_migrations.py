@@ -12,6 +12,9 @@ from ..errors import IncompatibleStoreError
 __all__ = ["Migration", "latest_version", "migrations", "pending"]
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# numbers held for a migration on a branch not merged yet: they may be missing here
+# (a database migrated past such a number must be made again once it lands)
+RESERVED = frozenset({8})
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,15 @@ def migrations(dialect: str) -> tuple[Migration, ...]:
         if m:
             found.append(Migration(int(m.group(1)), m.group(2), entry.read_text("utf-8")))
     found.sort(key=lambda mig: mig.version)
-    for expected, mig in enumerate(found, start=1):
+    expected = 1
+    for mig in found:
+        while expected in RESERVED and mig.version != expected:
+            expected += 1
         if mig.version != expected:
             raise RuntimeError(
                 f"{dialect} migrations are not numbered 1..n: missing {expected:04d}"
             )
+        expected += 1
     return tuple(found)
 
 

@@ -41,6 +41,7 @@ from ._rows import PG_ROWS, started_step
 from ._sql import queries
 from ._url import Durability, parse_pg_url
 from ._verbs_ai import AIVerbs, write_attached
+from ._verbs_api import ApiVerbs
 from ._verbs_queue import QueueVerbs
 from ._verbs_runs import RunVerbs
 from ._verbs_schedules import ScheduleVerbs
@@ -106,7 +107,7 @@ class PgTx:
         await self.one("notify", chan=self._channel, what=what)
 
 
-class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs):
+class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, ApiVerbs):
     """Store on a PostgreSQL database (in its own schema)."""
 
     dialect = "postgresql"
