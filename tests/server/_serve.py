@@ -101,7 +101,9 @@ def environment(folder: Path, db: str, extra: dict[str, str] | None = None) -> d
     return env | {"FLOWS_DB": db, "COLUMNS": "200"} | (extra or {})
 
 
-def tether(folder: Path, db: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def tether(
+    folder: Path, db: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [TETHER, "--db", db, *args],
         cwd=folder,

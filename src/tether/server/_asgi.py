@@ -11,105 +11,26 @@ import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from .. import __version__
 from ..errors import InvalidArgumentError, TetherError
-from ._auth import allows, hash_token, is_loopback
+from ._deps import ServerConfig
 from ._edge import Edge
 from ._errors import ApiError, answer_for, error_body
 from ._hooks import HookRejected, Webhook
-from ._models import Scope
+from ._hooks_route import hooks
 from ._port import ServedApp
+from ._routes import api_router
+from ._routes_ops import ops_router
 
-__all__ = ["ServerConfig", "create_app", "need", "served_app", "settings", "webhooks_from_env"]
-
-MIB = 1024 * 1024
-_bearer = HTTPBearer(auto_error=False, description="an API token: `tether tokens create`")
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """How the API is served.
-
-    `max_body`: the largest request body in bytes (413 above it).
-    `cors_origins`: origins a browser may call the API from (none: no CORS headers).
-    `webhooks`: the ``/hooks/{name}`` endpoints. `allow_unauthenticated`: while no
-    API token exists, requests from this machine (a loopback client address) need
-    none; `tether serve` turns it on when it listens on loopback only.
-    `idempotency_keep`: seconds an Idempotency-Key is remembered.
-    """
-
-    max_body: int = MIB
-    cors_origins: tuple[str, ...] = ()
-    webhooks: tuple[Webhook, ...] = ()
-    allow_unauthenticated: bool = False
-    idempotency_keep: float = 24 * 3600.0
-    hooks: dict[str, Webhook] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_body, bool) or not isinstance(self.max_body, int):
-            raise InvalidArgumentError(f"max_body must be a number of bytes, got {self.max_body!r}")
-        if self.max_body < 1:
-            raise InvalidArgumentError(f"max_body must be >= 1 byte, got {self.max_body}")
-        hooks: dict[str, Webhook] = {}
-        for hook in self.webhooks:
-            if hook.name in hooks:
-                raise InvalidArgumentError(f"webhook {hook.name!r} is configured twice")
-            hooks[hook.name] = hook
-        object.__setattr__(self, "hooks", hooks)
-
-
-def served_app(request: Request) -> ServedApp:
-    """The tether App behind the request's ASGI application."""
-    found: ServedApp = request.app.state.tether_app
-    return found
-
-
-def settings(request: Request) -> ServerConfig:
-    found: ServerConfig = request.app.state.tether_config
-    return found
-
-
-async def _authorize(
-    request: Request, creds: HTTPAuthorizationCredentials | None, needed: Scope
-) -> None:
-    app, config = served_app(request), settings(request)
-    if creds is None:
-        client = request.client.host if request.client else ""
-        if (
-            config.allow_unauthenticated
-            and is_loopback(client)
-            and await app.store.count_api_tokens() == 0
-        ):
-            return
-        raise ApiError(401, "unauthenticated", "send an API token: Authorization: Bearer <token>")
-    row = await app.store.find_api_token(hash_token(creds.credentials), at=app.clock.now())
-    if row is None:
-        raise ApiError(401, "invalid_token", "the API token is unknown or revoked")
-    if not allows(row.scope, needed):
-        raise ApiError(
-            403, "insufficient_scope", f"this needs a token of scope {needed!r} (or above)"
-        )
-
-
-def need(scope: Scope) -> Any:
-    """A route dependency: the request must carry a token of `scope` (or above)."""
-
-    async def check(
-        request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> None:
-        await _authorize(request, creds, scope)
-
-    return Depends(check)
+__all__ = ["ServerConfig", "create_app", "webhooks_from_env"]
 
 
 def _problems(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -157,10 +78,6 @@ def _install_handlers(api: FastAPI) -> None:
 def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
     """The ASGI application serving `app`: the API under ``/api/v1`` (its OpenAPI
     document at ``/api/v1/openapi.json``) and webhooks under ``/hooks/{name}``."""
-    from ._hooks_route import hooks
-    from ._routes import api_router
-    from ._routes_ops import ops_router
-
     config = config or ServerConfig()
 
     @asynccontextmanager

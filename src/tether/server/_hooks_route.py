@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 
-from ._asgi import served_app, settings
+from ._deps import served_app, settings
 from ._hooks import HookRejected, check_signature
 from ._models import HookAccepted
 

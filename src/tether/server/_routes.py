@@ -17,7 +17,7 @@ from .._waits import MISSING
 from ..kernel import RunRerunFrom
 from ..record import EventRecord
 from ..store import RunFilter, RunStatus
-from ._asgi import need, served_app
+from ._deps import need, served_app
 from ._errors import ApiError
 from ._models import (
     CancelRun,

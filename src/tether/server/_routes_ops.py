@@ -9,8 +9,8 @@ from typing import Literal
 from fastapi import APIRouter, Request
 
 from .._runner import PROCESS_SCOPE
-from ._asgi import need, served_app
 from ._auth import create_token, token_info
+from ._deps import need, served_app
 from ._errors import ApiError
 from ._models import (
     AICall,
