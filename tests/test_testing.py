@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 import tether.kernel
-import tether.store
 import tether.server
+import tether.store
 import tether.testing
 import tether.worker
 from tether.testing import FakeClock, eventually, eventually_sync
