@@ -77,7 +77,6 @@ class StepRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name,
             "status": self.status.value,
             "attempts": self.attempts,
             "idempotencyKey": self.idempotency_key,
@@ -366,7 +365,7 @@ def _from_iso(text: str | None) -> datetime | None:
 
 def _step(key: str, s: dict[str, Any]) -> StepRecord:
     return StepRecord(
-        name=s.get("name", key),
+        name=_step_name(key),
         status=StepStatus(s["status"]),
         attempts=s["attempts"],
         idempotency_key=s["idempotencyKey"],
@@ -375,6 +374,13 @@ def _step(key: str, s: dict[str, Any]) -> StepRecord:
         started_at=_from_iso(s["startedAt"]),
         completed_at=_from_iso(s["completedAt"]),
     )
+
+
+def _step_name(key: str) -> str:
+    """The step's name from its key (``name``, ``name#2``, ``name@key``)."""
+    name = key.split("@", 1)[0]
+    base, _, n = name.rpartition("#")
+    return base if base and n.isdigit() else name
 
 
 def _lease(key: str, d: dict[str, Any]) -> LeaseRecord:
