@@ -22,6 +22,8 @@ EXPECTED = {
     "RunFailedError",
     "ChildRunError",
     "App",
+    "AsyncClient",
+    "Client",
     "Clock",
     "Durability",
     "EventRecord",

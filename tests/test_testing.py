@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 import tether.kernel
+import tether.server
 import tether.store
 import tether.testing
 import tether.worker
@@ -62,11 +63,13 @@ STORE = {
     "AICallRow",
     "AISpend",
     "AIUsageRow",
+    "ApiTokenRow",
     "DEFAULT_URL",
     "Durability",
     "EventRow",
     "Fence",
     "HeartbeatRow",
+    "IdempotentAnswer",
     "JobRow",
     "JobStatus",
     "LockOutcome",
@@ -80,6 +83,7 @@ STORE = {
     "OutboxRow",
     "PgConfig",
     "QueueLimit",
+    "RunFilter",
     "RunRow",
     "RunStatus",
     "ScheduleRow",
@@ -94,6 +98,32 @@ STORE = {
     "resolve_url",
 }
 
+SERVER = {
+    "SCOPES",
+    "AICall",
+    "ApiError",
+    "ApiTokenCreated",
+    "ApiTokenInfo",
+    "ApiUnreachable",
+    "AsyncClient",
+    "Client",
+    "Event",
+    "QueueInfo",
+    "RunPage",
+    "RunSummary",
+    "ServerConfig",
+    "UsageRow",
+    "WaitSummary",
+    "Webhook",
+    "WorkerInfo",
+    "check_bind",
+    "create_app",
+    "create_token",
+    "hash_token",
+    "is_loopback",
+    "webhooks_from_env",
+}
+
 
 @pytest.mark.parametrize(
     ("module", "expected"),
@@ -102,8 +132,9 @@ STORE = {
         (tether.store, STORE),
         (tether.worker, WORKER),
         (tether.testing, TESTING),
+        (tether.server, SERVER),
     ],
-    ids=["kernel", "store", "worker", "testing"],
+    ids=["kernel", "store", "worker", "testing", "server"],
 )
 def test_subpackage_names_are_pinned(module: object, expected: set[str]) -> None:
     names = module.__all__  # type: ignore[attr-defined]

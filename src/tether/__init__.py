@@ -5,6 +5,8 @@ The public API is what this module exports; everything else is internal.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._fanout import ForEachError, ForEachSummary, ItemResult, ItemStatus
 from ._info import RunInfo, WaitInfo
 from ._interceptors import Proceed, StepCall, StepInterceptor
@@ -63,11 +65,27 @@ from .stages import (
 )
 from .store import Durability, RunStatus, StepStatus, WaitKind, WaitStatus
 
+if TYPE_CHECKING:
+    from .server import AsyncClient, Client
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """`Client` and `AsyncClient` on first use: they need the ``server`` extra
+    (httpx), which `import tether` alone must not."""
+    if name in ("Client", "AsyncClient"):
+        from . import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'tether' has no attribute {name!r}")
+
 
 __all__ = [
     "App",
+    "AsyncClient",
     "ChildRunError",
+    "Client",
     "Clock",
     "Durability",
     "EventRecord",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from ._usage_json import usage_dict, usage_row
 from .store import AIUsageRow, EventRow, RunRow, RunStatus, StepRow, StepStatus
 
 __all__ = ["StageRecord", "build_stages"]
@@ -49,7 +50,6 @@ class StageRecord:
         return (self.finished_at - self.started_at).total_seconds()
 
     def to_dict(self) -> dict[str, Any]:
-        u = self.usage
         return {
             "id": self.id,
             "group": self.group,
@@ -62,15 +62,26 @@ class StageRecord:
             "progress": self.progress,
             "progressMessage": self.progress_message,
             "outputBlob": self.output_blob,
-            "usage": None
-            if u is None
-            else {
-                "calls": u.calls,
-                "inputTokens": u.input_tokens,
-                "outputTokens": u.output_tokens,
-                "costMicroUsd": u.cost_micro_usd,
-            },
+            "usage": None if self.usage is None else usage_dict(self.usage),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StageRecord:
+        """The stage `to_dict` gave (a record read over HTTP)."""
+        when = datetime.fromisoformat
+        return cls(
+            id=d["id"],
+            group=d["group"],
+            status=d["status"],
+            attempt=d.get("attempt"),
+            started_at=None if d.get("startedAt") is None else when(d["startedAt"]),
+            finished_at=None if d.get("finishedAt") is None else when(d["finishedAt"]),
+            error=d.get("error"),
+            progress=d.get("progress"),
+            progress_message=d.get("progressMessage"),
+            usage=None if d.get("usage") is None else usage_row(d["id"], d["usage"]),
+            output_blob=d.get("outputBlob"),
+        )
 
 
 @dataclass

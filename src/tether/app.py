@@ -1084,6 +1084,14 @@ class App:
 
     delete_run = facade(adelete_run)
 
+    def asgi(self, **options: Any) -> Any:
+        """The HTTP API on this App as an ASGI application, to mount in a web app of
+        your own (`tether serve` serves it). Options: `tether.server.ServerConfig`'s.
+        Needs the ``server`` extra."""
+        from .server import ServerConfig, create_app
+
+        return create_app(self, ServerConfig(**options))
+
     def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on this App's loop thread and wait for it: what every sync method
         does, for code of your own that uses the async API from sync code."""

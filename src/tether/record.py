@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from ._stage_record import StageRecord, build_stages
+from ._usage_json import usage_dict as _usage_dict
+from ._usage_json import usage_row as _usage_row
 from .store import (
     AIUsageRow,
     EventRow,
@@ -200,11 +202,12 @@ class RunUsage:
             "reasoningTokens": t.reasoning_tokens,
             "costMicroUsd": t.cost_micro_usd,
             "unknownCostCalls": t.unknown_cost_calls,
-            "byModel": {
-                k: {"calls": r.calls, "costMicroUsd": r.cost_micro_usd}
-                for k, r in self.by_model.items()
-            },
+            "byModel": {k: _usage_dict(r) for k, r in self.by_model.items()},
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunUsage | None:
+        return cls.build([_usage_row(k, r) for k, r in data["byModel"].items()])
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,10 +301,84 @@ class RunRecord:
             "usage": None if self.usage is None else self.usage.to_dict(),
             "attempt": self.attempt,
             "stages": [s.to_dict() for s in self.stages],
+            "generation": self.generation,
+            "owner": self.owner,
+            "ownerExpiresAt": _iso(self.owner_expires_at),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """The record `to_dict` gave (over HTTP, say): `from_dict(r.to_dict()) == r`."""
+        t, ot = datetime.fromisoformat, _from_iso
+        return cls(
+            workflow_id=data["workflowId"],
+            workflow_name=data["workflowName"],
+            workflow_version=data["workflowVersion"],
+            status=RunStatus(data["status"]),
+            created_at=t(data["createdAt"]),
+            updated_at=t(data["updatedAt"]),
+            started_at=ot(data["startedAt"]),
+            finished_at=ot(data["finishedAt"]),
+            input=data["input"],
+            output=data["output"],
+            state=data["state"],
+            last_error=data["lastError"],
+            generation=data.get("generation", 0),
+            steps={k: _step(k, s) for k, s in data["steps"].items()},
+            events=tuple(
+                EventRecord(e["seq"], e["type"], t(e["at"]), e.get("message"), e.get("detail"))
+                for e in data["events"]
+            ),
+            heartbeats={
+                k: HeartbeatRecord(k, t(h["at"]), h["detail"])
+                for k, h in data["heartbeats"].items()
+            },
+            leases={k: _lease(k, lease) for k, lease in data["leases"].items()},
+            owner=data.get("owner"),
+            owner_expires_at=ot(data.get("ownerExpiresAt")),
+            usage=None if data.get("usage") is None else RunUsage.from_dict(data["usage"]),
+            stages=tuple(StageRecord.from_dict(d) for d in data.get("stages", ())),
+            attempt=data.get("attempt", 1),
+        )
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _step(key: str, s: dict[str, Any]) -> StepRecord:
+    return StepRecord(
+        name=_step_name(key),
+        status=StepStatus(s["status"]),
+        attempts=s["attempts"],
+        idempotency_key=s["idempotencyKey"],
+        result=s["result"],
+        error=s["error"],
+        started_at=_from_iso(s["startedAt"]),
+        completed_at=_from_iso(s["completedAt"]),
+    )
+
+
+def _step_name(key: str) -> str:
+    """The step's name from its key (``name``, ``name#2``, ``name@key``)."""
+    name = key.split("@", 1)[0]
+    base, _, n = name.rpartition("#")
+    return base if base and n.isdigit() else name
+
+
+def _lease(key: str, d: dict[str, Any]) -> LeaseRecord:
+    return LeaseRecord(
+        key=key,
+        holder=d["holder"],
+        acquired_at=datetime.fromisoformat(d["acquiredAt"]),
+        renewed_at=datetime.fromisoformat(d["renewedAt"]),
+        expires_at=datetime.fromisoformat(d["expiresAt"]),
+        released_at=_from_iso(d["releasedAt"]),
+        detail=d["detail"],
+    )
 
 
 def owner_gone_since(

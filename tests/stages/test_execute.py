@@ -46,6 +46,7 @@ async def test_types_flow_end_to_end_and_a_replay_runs_nothing(app: App, effects
     logs = [e for e in rec.events if e.type == "stage.log"]
     assert [(e.message, e.detail["fields"]) for e in logs] == [("fetched", {"chars": 40})]
     assert rec.to_dict()["stages"][0]["status"] == "completed"
+    assert tether.RunRecord.from_dict(rec.to_dict()) == rec  # as a client reads it over HTTP
 
 
 async def test_a_bad_config_fails_before_a_run_exists(app: App) -> None:
@@ -203,6 +204,7 @@ async def test_a_stages_ai_calls_are_summed_per_stage(database_url: str) -> None
         assert usage["llm"].cost_micro_usd == 1200  # 1000 in at $1/M + 100 out at $2/M
         assert result.record.usage is not None
         assert result.record.usage.total.cost_micro_usd == 1200
+        assert tether.RunRecord.from_dict(result.record.to_dict()) == result.record
     finally:
         await app.aclose()
 

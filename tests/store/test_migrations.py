@@ -30,6 +30,7 @@ PINNED = {
         "0006_schedules.sql": "09804f68cd656dd963ba368c2d7016d45834cd25d2015fe844fcf466b616bd6a",
         "0007_ai_calls.sql": "640b246a355d2ab2199fa87478f6bb133cabb55479975f31cd0f370ff2e01909",
         "0008_stages.sql": "aad1a95c3cd768548933c621fae9563a1774b5f08ce764bbde4e26b99ed022c3",
+        "0009_api.sql": "2b62d9c86a169bda9b1ec58be061ed97dbe19653a5201f8f1eb062a11755e393",
     },
     "sqlite": {
         "0001_core.sql": "a243e4a11c3b2854d7027cd3aa85f5ed9fa5fb97201936ecb0a7fa3d17ebfd44",
@@ -40,6 +41,7 @@ PINNED = {
         "0006_schedules.sql": "bffd205dca9d90754bfbcf41a4427209fee8c3b0e6cc71d38fe8ff1d207e8bb1",
         "0007_ai_calls.sql": "102db745d2c5b6cd7b84a8e78dc92b4b4961455c3fcde192ac0bfc3f730dc3b7",
         "0008_stages.sql": "0f178d24c2f3adfea87a536612a684a61977a10dabf9ff6d03eb9e80aee0db02",
+        "0009_api.sql": "6f7811d8fce8cbafb9902240ec75b2d9f63e882b0ac5171872d6e894c816b5d0",
     },
 }
 

@@ -1,7 +1,8 @@
 """The `tether` command: run workflows, inspect and steer runs, start workers.
 
 One module per command group: `run`, `worker`, `runs` (inspect), `steer`
-(signal, resume ...), `prune` (delete finished runs), `schedules`. What the options set
+(signal, resume ...), `prune` (delete finished runs), `schedules`, `serve` (the
+HTTP API), `tokens` (its API tokens). What the options set
 travels in click's context object (`CliState`), not in a global.
 
 Exit codes (scripts can rely on them):
@@ -31,7 +32,9 @@ from .prune import COMMANDS as PRUNE_COMMANDS
 from .run import run
 from .runs import runs
 from .schedules import schedules
+from .serve import serve
 from .steer import COMMANDS as STEER_COMMANDS
+from .tokens import tokens
 from .usage import usage
 from .watch import watch
 from .worker import worker
@@ -94,6 +97,8 @@ cli.add_command(worker)
 cli.add_command(runs)
 cli.add_command(schedules)
 cli.add_command(usage)
+cli.add_command(serve)
+cli.add_command(tokens)
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "one_line",
     "out",
     "pass_state",
+    "server_option",
     "text",
 ]
 
@@ -52,6 +53,8 @@ class CliState:
     """Click's context object: what the options before and after a command set."""
 
     db: str | None = None  # --db, wherever it was given (the last one wins)
+    server: str | None = None  # --server: read runs from a tether server instead
+    token: str | None = None  # --token: the API token for --server
 
 
 pass_state = click.make_pass_decorator(CliState, ensure=True)
@@ -73,6 +76,36 @@ def db_option(fn: F) -> F:
         "(see `tether --help` for which database is used without it).",
     )
     return option(fn)
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value:
+            setattr(ctx.ensure_object(CliState), name, value)
+
+    return remember
+
+
+def server_option(fn: F) -> F:
+    """`--server URL` and `--token TOKEN` (or $TETHER_SERVER, $TETHER_TOKEN): read
+    from a tether server (`tether serve`) instead of opening the database."""
+    fn = click.option(
+        "--token",
+        metavar="TOKEN",
+        envvar="TETHER_TOKEN",
+        expose_value=False,
+        callback=_remember("token"),
+        help="API token for --server (default: $TETHER_TOKEN).",
+    )(fn)
+    return click.option(
+        "--server",
+        metavar="URL",
+        envvar="TETHER_SERVER",
+        expose_value=False,
+        callback=_remember("server"),
+        help="Ask this tether server (e.g. http://127.0.0.1:8000) instead of the "
+        "database (default: $TETHER_SERVER).",
+    )(fn)
 
 
 def fail(code: int, message: str) -> NoReturn:

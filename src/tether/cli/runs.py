@@ -16,7 +16,17 @@ from ..app import App
 from ..errors import TetherError
 from ..record import RunRecord
 from ..store import RunStatus
-from ._common import EXIT_USAGE, CliState, db_option, fail, guard, out, pass_state, text
+from ._common import (
+    EXIT_USAGE,
+    CliState,
+    db_option,
+    fail,
+    guard,
+    out,
+    pass_state,
+    server_option,
+    text,
+)
 from ._db import choose, open_app, require_existing
 from ._format import (
     driven_by,
@@ -45,6 +55,10 @@ def read_app(state: CliState) -> App:
 
 def _record(state: CliState, workflow_id: str, *, drivers: bool) -> tuple[RunRecord, list[str]]:
     text(workflow_id, "run id")
+    if state.server is not None:  # which processes drive it, the server does not say
+        from ._remote import ask
+
+        return ask(state, lambda c: c.get_record(workflow_id)), []
     the_app = read_app(state)
     try:
         rec: RunRecord = guard(lambda: the_app.get_record(workflow_id))
@@ -89,6 +103,7 @@ def _when(value: str | None, what: str) -> datetime | None:
 @click.option("--wide", is_flag=True, help="Show ids in full.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array of full records.")
 @db_option
+@server_option
 @pass_state
 def runs_list(
     state: CliState,
@@ -106,6 +121,9 @@ def runs_list(
     if status is not None and status not in {s.value for s in RunStatus}:
         fail(EXIT_USAGE, f"unknown run status {status!r}; known: {_STATUS_NAMES}")
     after, before = _when(since, "--since"), _when(until, "--until")
+    if state.server is not None:
+        _remote_list(state, status, workflow, tags, after, before, limit, show_all, as_json)
+        return
     the_app = read_app(state)
     try:
         rows: list[RunInfo] = guard(lambda: the_app.list_runs(status=status, limit=2**62))
@@ -127,6 +145,49 @@ def runs_list(
         print("no runs match" if rows else "no runs")
         return
     out.print(_runs_table(shown, wide))
+    if len(shown) < len(found):
+        print(f"{len(shown)} of {len(found)} runs (newest first); --limit N or --all for more")
+
+
+def _remote_list(
+    state: CliState,
+    status: str | None,
+    workflow: str | None,
+    tags: tuple[str, ...],
+    after: datetime | None,
+    before: datetime | None,
+    limit: int,
+    show_all: bool,
+    as_json: bool,
+) -> None:
+    """`runs list --server`: the server filters by one tag; the others are checked here."""
+    from ._remote import summaries
+
+    found = [
+        r
+        for r in summaries(
+            state,
+            status=status,
+            workflow=workflow,
+            tag=tags[0] if tags else None,
+            created_after=after,
+            created_before=before,
+            limit=500,
+        )
+        if all(t in r.tags for t in tags)
+    ]
+    shown = found if show_all else found[:limit]
+    if as_json:  # the API's run summaries
+        print(json.dumps([r.model_dump(mode="json") for r in shown], indent=2))
+        return
+    if not shown:
+        print("no runs match")
+        return
+    t = table("id", "workflow", "status", "tags", zoned("created"), zoned("updated"))
+    for r in shown:
+        row(t, r.workflow_id, r.workflow_name, r.status.value, ", ".join(r.tags),
+            ts(r.created_at), ts(r.updated_at))  # fmt: skip
+    out.print(t)
     if len(shown) < len(found):
         print(f"{len(shown)} of {len(found)} runs (newest first); --limit N or --all for more")
 
@@ -155,6 +216,7 @@ def _runs_table(rows: list[RunInfo], wide: bool) -> Table:
 @click.argument("workflow_id", metavar="RUN_ID")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's full record as JSON.")
 @db_option
+@server_option
 @pass_state
 def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
     """A run's summary, its steps and its last 10 events."""
@@ -260,6 +322,7 @@ def _usage_text(rec: RunRecord) -> str:
 @click.argument("workflow_id", metavar="RUN_ID")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @db_option
+@server_option
 @pass_state
 def runs_events(state: CliState, workflow_id: str, as_json: bool) -> None:
     """Every event of a run, in order."""
@@ -283,6 +346,7 @@ def runs_events(state: CliState, workflow_id: str, as_json: bool) -> None:
 @runs.command("export", short_help="A run's full record as JSON.")
 @click.argument("workflow_id", metavar="RUN_ID")
 @db_option
+@server_option
 @pass_state
 def runs_export(state: CliState, workflow_id: str) -> None:
     """The run's full record as JSON (iso-orchestrator record shape)."""

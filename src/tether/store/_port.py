@@ -23,9 +23,11 @@ from ._records import (
     AICallRow,
     AISpend,
     AIUsageRow,
+    ApiTokenRow,
     EventRow,
     Fence,
     HeartbeatRow,
+    IdempotentAnswer,
     JobRow,
     LockResult,
     LockRow,
@@ -35,6 +37,7 @@ from ._records import (
     NewWait,
     OutboxRow,
     QueueLimit,
+    RunFilter,
     RunRow,
     RunStatus,
     ScheduleRow,
@@ -555,4 +558,58 @@ class Store(Protocol):
     ) -> list[AIUsageRow]:
         """Totals of the calls matching the filters: one row, or one per group
         (``model``, ``workflow``, ``day``, ``run``). Sums over the log, never counters."""
+        ...
+
+    # -- the HTTP API (tether serve) ------------------------------------------------------
+
+    async def list_runs_page(
+        self, where: RunFilter, *, limit: int, after: tuple[str, datetime] | None = None
+    ) -> list[RunRow]:
+        """Runs that match `where`, newest first (ties by id), after the run `after`
+        names (its id, and its creation time should it be deleted meanwhile)."""
+        ...
+
+    async def jobs_by_queue(self) -> list[tuple[str, str, int]]:
+        """(queue, job status, jobs) for every queue and status that has jobs."""
+        ...
+
+    async def create_api_token(self, row: ApiTokenRow) -> None: ...
+
+    async def list_api_tokens(self) -> list[ApiTokenRow]:
+        """Every token, revoked ones included, oldest first."""
+        ...
+
+    async def count_api_tokens(self) -> int:
+        """Tokens not revoked."""
+        ...
+
+    async def find_api_token(self, token_hash: str, *, at: datetime) -> ApiTokenRow | None:
+        """The live token with this hash (its last use noted, at most once a minute)."""
+        ...
+
+    async def revoke_api_token(self, id_or_name: str, *, at: datetime) -> int:
+        """Revoke the live token(s) with this id or name; how many."""
+        ...
+
+    async def idempotent_begin(
+        self, key: str, request_hash: str, *, at: datetime, keep: float, stale_after: float
+    ) -> IdempotentAnswer | None:
+        """Reserve an Idempotency-Key: None if reserved now (also when the request that
+        reserved it has been in flight for over `stale_after` seconds), else what it
+        stands for. Keys are forgotten `keep` seconds after their first use."""
+        ...
+
+    async def idempotent_finish(self, key: str, status: int | None, response: str | None) -> None:
+        """Keep the answer to the key's request, or (`status` None) release the key."""
+        ...
+
+    async def remember_signature(
+        self, hook: str, signature: str, *, expires_at: datetime, at: datetime
+    ) -> bool:
+        """Note a webhook signature until `expires_at`; False if it was seen already
+        (a replay). Signatures past their expiry are forgotten here too."""
+        ...
+
+    async def forget_signature(self, hook: str, signature: str) -> None:
+        """Forget a signature whose request could not be carried out (it may be sent again)."""
         ...

@@ -52,6 +52,7 @@ from ._rows import PG_ROWS, started_step
 from ._sql import queries
 from ._url import Durability, parse_pg_url
 from ._verbs_ai import AIVerbs, write_attached
+from ._verbs_api import ApiVerbs
 from ._verbs_blobs import BlobVerbs
 from ._verbs_queue import QueueVerbs
 from ._verbs_runs import RunVerbs
@@ -118,7 +119,7 @@ class PgTx:
         await self.one("notify", chan=self._channel, what=what)
 
 
-class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, BlobVerbs):
+class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, BlobVerbs, ApiVerbs):
     """Store on a PostgreSQL database (in its own schema)."""
 
     dialect = "postgresql"

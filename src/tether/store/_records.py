@@ -406,3 +406,38 @@ class AICallRow:
     budget_key: str | None
     batch_id: str | None
     custom_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiTokenRow:
+    """An API token of `tether serve`: only the sha256 of the secret is kept."""
+
+    id: str
+    name: str | None
+    scope: str  # "read", "write" or "admin"
+    token_hash: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentAnswer:
+    """What an Idempotency-Key already stands for: the request it was first used with
+    (a digest), and its answer (`status` None while that request is in flight)."""
+
+    request_hash: str
+    status: int | None
+    response: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a page of `list_runs_page` holds (None: any)."""
+
+    status: RunStatus | None = None
+    workflow: str | None = None
+    tag: str | None = None
+    tenant: str | None = None
+    created_after: datetime | None = None  # at or after
+    created_before: datetime | None = None  # strictly before

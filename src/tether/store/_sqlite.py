@@ -39,6 +39,7 @@ from ._rows import SQLITE_ROWS
 from ._sql import queries
 from ._url import Durability, parse_sqlite_url
 from ._verbs_ai import AIVerbs
+from ._verbs_api import ApiVerbs
 from ._verbs_blobs import BlobVerbs
 from ._verbs_queue import QueueVerbs
 from ._verbs_runs import RunVerbs
@@ -91,7 +92,7 @@ class SQLiteTx:
         """SQLite has no notifications: waiters poll."""
 
 
-class SQLiteStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, BlobVerbs):
+class SQLiteStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, BlobVerbs, ApiVerbs):
     """Store on a SQLite file (or ``:memory:``)."""
 
     dialect = "sqlite"

@@ -432,3 +432,57 @@ SELECT key, size FROM blobs WHERE key LIKE :like ESCAPE '\' ORDER BY key
 DELETE FROM blobs WHERE key LIKE :like ESCAPE '\'
 -- name: delete_blob
 DELETE FROM blobs WHERE key = :key
+-- name: list_runs_page
+-- newest first; the cursor is the last run shown (its time, should it be deleted meanwhile)
+SELECT {_run_cols} FROM runs
+WHERE (:status IS NULL OR status = :status) AND (:workflow IS NULL OR workflow_name = :workflow)
+  AND (:tenant IS NULL OR tenant = :tenant)
+  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = :tag))
+  AND (:after IS NULL OR created_at >= :after) AND (:before IS NULL OR created_at < :before)
+  AND (:cur IS NULL OR created_at < coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at)
+    OR (created_at = coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at) AND id > :cur))
+ORDER BY created_at DESC, id LIMIT :limit
+-- name: jobs_by_queue_status
+SELECT queue, status, count(*) FROM jobs GROUP BY queue, status ORDER BY queue, status
+
+-- name: _token_cols
+id, name, scope, token_hash, created_at, last_used_at, revoked_at
+-- name: insert_api_token
+INSERT INTO api_tokens (id, name, scope, token_hash, created_at)
+VALUES (:id, :name, :scope, :hash, :at)
+-- name: list_api_tokens
+SELECT {_token_cols} FROM api_tokens ORDER BY created_at, id
+-- name: api_token_by_hash
+SELECT {_token_cols} FROM api_tokens WHERE token_hash = :hash AND revoked_at IS NULL
+-- name: touch_api_token
+-- at most once a minute: using a token must not cost a durable write per request
+UPDATE api_tokens SET last_used_at = :at
+WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :at - 60)
+-- name: revoke_api_token
+UPDATE api_tokens SET revoked_at = :at WHERE (id = :id OR name = :id) AND revoked_at IS NULL
+-- name: count_api_tokens
+SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL
+
+-- name: api_idempotency_expire
+DELETE FROM api_idempotency WHERE created_at < :before
+-- name: api_idempotency_reserve
+INSERT INTO api_idempotency (key, request_hash, created_at) VALUES (:key, :hash, :at)
+ON CONFLICT DO NOTHING
+-- name: api_idempotency_take
+-- a request that never finished (its server died) gives its key up after a while
+UPDATE api_idempotency SET request_hash = :hash, created_at = :at
+WHERE key = :key AND status IS NULL AND created_at < :stale_before
+-- name: api_idempotency_get
+SELECT request_hash, status, response FROM api_idempotency WHERE key = :key
+-- name: api_idempotency_finish
+UPDATE api_idempotency SET status = :status, response = :response WHERE key = :key
+-- name: api_idempotency_release
+DELETE FROM api_idempotency WHERE key = :key AND status IS NULL
+
+-- name: webhook_signatures_expire
+DELETE FROM webhook_signatures WHERE expires_at < :at
+-- name: remember_webhook_signature
+INSERT INTO webhook_signatures (hook, signature, expires_at) VALUES (:hook, :sig, :expires)
+ON CONFLICT DO NOTHING
+-- name: forget_webhook_signature
+DELETE FROM webhook_signatures WHERE hook = :hook AND signature = :sig

@@ -1,0 +1,111 @@
+"""`tether serve`: the HTTP API of an App on uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+
+from ..errors import TetherError
+from ..store import open_store
+from ._common import EXIT_USAGE, CliState, db_option, err, fail, guard, pass_state
+from .worker import load_app
+
+__all__ = ["serve"]
+
+
+async def _count_tokens(url: str) -> int:
+    """Live API tokens in the database, on a store of its own: the server's store
+    must be opened on the server's event loop, not on this one."""
+    store = open_store(url)
+    try:
+        return await store.count_api_tokens()
+    finally:
+        await store.close()
+
+
+@click.command(no_args_is_help=True)
+@click.option(
+    "--app", "app_ref", required=True, metavar="FILE.py:APP|MODULE:APP", help="The App to serve."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1),
+    default=1024 * 1024,
+    show_default=True,
+    metavar="BYTES",
+    help="Largest request body accepted (larger: 413).",
+)
+@click.option(
+    "--cors-origin",
+    "cors",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Let browser pages from ORIGIN call the API; repeat for more. [default: none]",
+)
+@click.option(
+    "--webhook",
+    "webhooks",
+    multiple=True,
+    metavar="NAME",
+    help="Accept signed webhooks at /hooks/NAME; the secret is read from "
+    "$TETHER_WEBHOOK_SECRET_<NAME> (comma-separated for several). Repeat for more.",
+)
+@db_option
+@pass_state
+def serve(
+    state: CliState,
+    app_ref: str,
+    host: str,
+    port: int,
+    max_body: int,
+    cors: tuple[str, ...],
+    webhooks: tuple[str, ...],
+) -> None:
+    """Serve the App's HTTP API (/api/v1) and webhooks (/hooks/NAME) until SIGTERM or Ctrl-C.
+
+    Requests need an API token (`tether tokens create`). While none exists, the
+    server listens on this machine only and lets its own users in without one;
+    it refuses to listen on another address until a token exists.
+    """
+    try:
+        import uvicorn
+
+        from ..server import ServerConfig, check_bind, create_app, webhooks_from_env
+    except ImportError as exc:
+        fail(
+            EXIT_USAGE, f"tether serve needs the server extra: pip install 'tether[server]' ({exc})"
+        )
+    the_app, db = load_app(state, app_ref, existing=False)
+    tokens = guard(lambda: asyncio.run(_count_tokens(db.url)))
+    try:
+        check_bind(host, tokens)
+        config = ServerConfig(
+            max_body=max_body,
+            cors_origins=cors,
+            webhooks=webhooks_from_env(webhooks),
+            allow_unauthenticated=tokens == 0,
+        )
+    except TetherError as exc:
+        fail(EXIT_USAGE, str(exc))
+    db.announce()
+    if tokens == 0:
+        err.print(
+            "no API tokens yet: requests from this machine need none (create one with "
+            "`tether tokens create --scope admin`; from then on every request needs one)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
+    uvicorn.run(
+        create_app(the_app, config),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,114 @@
+"""`tether tokens ...`: the API tokens of `tether serve` (create, list, revoke)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..store import ApiTokenRow
+from ._common import EXIT_NOT_FOUND, CliState, db_option, err, fail, guard, out, pass_state, text
+from ._db import choose, open_app, require_existing
+from ._format import row, table, ts, zoned
+
+__all__ = ["tokens"]
+
+
+@click.group(no_args_is_help=True)
+@db_option
+def tokens() -> None:
+    """API tokens for `tether serve` (kept hashed in the database)."""
+
+
+@tokens.command("create")
+@click.option(
+    "--scope",
+    type=click.Choice(["read", "write", "admin"]),
+    required=True,
+    help="read: GET only; write: also act on runs; admin: also manage tokens.",
+)
+@click.option("--name", metavar="NAME", help="A name to tell tokens apart (and revoke by).")
+@db_option
+@pass_state
+def tokens_create(state: CliState, scope: str, name: str | None) -> None:
+    """Create a token and print it, once: only its hash is kept."""
+    from ..server import create_token
+
+    if name is not None:
+        text(name, "name")
+    the_app = open_app(choose(state.db))  # creating the first token may create the database
+    try:
+        token, tok = guard(
+            lambda: the_app.run_sync(create_token(the_app.store, the_app.clock, scope, name))
+        )
+    finally:
+        the_app.close()
+    err.print(
+        f"token {tok.id} ({scope}) created; it is shown this once, keep it secret:",
+        highlight=False,
+        markup=False,
+    )
+    print(token)
+
+
+def _rows(state: CliState) -> list[ApiTokenRow]:
+    db = choose(state.db)
+    require_existing(db)
+    the_app = open_app(db)
+    try:
+        found: list[ApiTokenRow] = guard(lambda: the_app.run_sync(the_app.store.list_api_tokens()))
+        return found
+    finally:
+        the_app.close()
+
+
+@tokens.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@db_option
+@pass_state
+def tokens_list(state: CliState, as_json: bool) -> None:
+    """Every token (never its secret), revoked ones included."""
+    found = _rows(state)
+    if as_json:
+        print(json.dumps([_dict(r) for r in found], indent=2))
+        return
+    if not found:
+        print("no tokens")
+        return
+    t = table("id", "name", "scope", zoned("created"), zoned("last used"), zoned("revoked"))
+    for r in found:
+        row(t, r.id, r.name or "", r.scope, ts(r.created_at), ts(r.last_used_at),
+            ts(r.revoked_at))  # fmt: skip
+    out.print(t)
+
+
+def _dict(r: ApiTokenRow) -> dict[str, object]:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "scope": r.scope,
+        "createdAt": r.created_at.isoformat(),
+        "lastUsedAt": None if r.last_used_at is None else r.last_used_at.isoformat(),
+        "revokedAt": None if r.revoked_at is None else r.revoked_at.isoformat(),
+    }
+
+
+@tokens.command("revoke")
+@click.argument("token", metavar="ID|NAME")
+@db_option
+@pass_state
+def tokens_revoke(state: CliState, token: str) -> None:
+    """Revoke a token (by id, or every live token with that name) at once."""
+    text(token, "token id")
+    db = choose(state.db)
+    require_existing(db)
+    the_app = open_app(db)
+    try:
+        count: int = guard(
+            lambda: the_app.run_sync(the_app.store.revoke_api_token(token, at=the_app.clock.now()))
+        )
+    finally:
+        the_app.close()
+    if count == 0:
+        fail(EXIT_NOT_FOUND, f"no live API token {token!r}; `tether tokens list` shows them")
+    print(f"revoked {count} token(s)")

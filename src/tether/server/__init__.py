@@ -1,0 +1,52 @@
+"""tether over HTTP: the API server (`create_app`, `tether serve`), webhooks in,
+API tokens, and the typed clients (`Client`, `AsyncClient`).
+
+Needs the ``server`` extra (``pip install 'tether[server]'``: FastAPI, uvicorn,
+httpx).
+"""
+
+from __future__ import annotations
+
+from ._asgi import ServerConfig, create_app, webhooks_from_env
+from ._auth import SCOPES, check_bind, create_token, hash_token, is_loopback
+from ._client import AsyncClient, Client
+from ._errors import ApiError, ApiUnreachable
+from ._hooks import Webhook
+from ._models import (
+    AICall,
+    ApiTokenCreated,
+    ApiTokenInfo,
+    Event,
+    QueueInfo,
+    RunPage,
+    RunSummary,
+    UsageRow,
+    WaitSummary,
+    WorkerInfo,
+)
+
+__all__ = [
+    "SCOPES",
+    "AICall",
+    "ApiError",
+    "ApiTokenCreated",
+    "ApiTokenInfo",
+    "ApiUnreachable",
+    "AsyncClient",
+    "Client",
+    "Event",
+    "QueueInfo",
+    "RunPage",
+    "RunSummary",
+    "ServerConfig",
+    "UsageRow",
+    "WaitSummary",
+    "Webhook",
+    "WorkerInfo",
+    "check_bind",
+    "create_app",
+    "create_token",
+    "hash_token",
+    "is_loopback",
+    "webhooks_from_env",
+]

@@ -1,0 +1,130 @@
+"""The ASGI application: `create_app(app)` (also `App.asgi()`), served by `tether serve`.
+
+It drives the App's async API on the server's own event loop: runs started
+through it are driven in the server process (or queued for workers when a
+queue is named), and the App is closed when the server shuts down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+
+from .. import __version__
+from ..errors import InvalidArgumentError, TetherError
+from ._deps import ServerConfig
+from ._edge import Edge
+from ._errors import ApiError, answer_for, error_body
+from ._hooks import HookRejected, Webhook
+from ._hooks_route import hooks
+from ._port import ServedApp
+from ._routes import api_router
+from ._routes_ops import ops_router
+
+__all__ = ["ServerConfig", "create_app", "webhooks_from_env"]
+
+
+def _problems(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    details = [
+        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
+        for e in exc.errors()
+    ]
+    named = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
+    return f"invalid request: {named}", details
+
+
+def _install_handlers(api: FastAPI) -> None:
+    async def on_api(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
+
+    async def on_tether(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, TetherError)
+        status, code = answer_for(exc)
+        return JSONResponse(error_body(code, str(exc)), status_code=status)
+
+    async def on_invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        message, details = _problems(exc)
+        # json round trip: pydantic's error context may hold values JSON cannot
+        safe = json.loads(json.dumps(details, default=str))
+        return JSONResponse(error_body("invalid_request", message, safe), status_code=422)
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    async def on_hook(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HookRejected)
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=exc.status)
+
+    api.add_exception_handler(ApiError, on_api)
+    api.add_exception_handler(TetherError, on_tether)
+    api.add_exception_handler(RequestValidationError, on_invalid)
+    api.add_exception_handler(HTTPException, on_http)
+    api.add_exception_handler(HookRejected, on_hook)
+
+
+def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
+    """The ASGI application serving `app`: the API under ``/api/v1`` (its OpenAPI
+    document at ``/api/v1/openapi.json``) and webhooks under ``/hooks/{name}``."""
+    config = config or ServerConfig()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.aclose()
+
+    api = FastAPI(
+        title="tether",
+        version=__version__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,  # the interactive pages load scripts from a CDN: not by default
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    api.state.tether_app = app
+    api.state.tether_config = config
+    _install_handlers(api)
+    api.include_router(api_router, prefix="/api/v1")
+    api.include_router(ops_router, prefix="/api/v1")
+    api.include_router(hooks)
+    if config.cors_origins:
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    api.add_middleware(
+        Edge,
+        store=app.store,
+        clock=app.clock,
+        max_body=config.max_body,
+        keep=config.idempotency_keep,
+    )
+    return api
+
+
+def webhooks_from_env(names: Sequence[str]) -> tuple[Webhook, ...]:
+    """Webhooks named `names`, each with its secret(s) from $TETHER_WEBHOOK_SECRET_<NAME>
+    (upper case, other characters as ``_``; several secrets comma-separated)."""
+    found = []
+    for name in names:
+        var = "TETHER_WEBHOOK_SECRET_" + "".join(c if c.isalnum() else "_" for c in name).upper()
+        value = os.environ.get(var, "")
+        secrets = tuple(s for s in (p.strip() for p in value.split(",")) if s)
+        if not secrets:
+            raise InvalidArgumentError(f"webhook {name!r}: set its secret in ${var}")
+        found.append(Webhook(name, secrets))
+    return tuple(found)

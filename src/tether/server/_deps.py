@@ -1,0 +1,98 @@
+"""What every route shares: the served App and its settings on the request, and the
+bearer-token check each route declares with `need(scope)`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..errors import InvalidArgumentError
+from ._auth import allows, hash_token, is_loopback
+from ._errors import ApiError
+from ._hooks import Webhook
+from ._models import Scope
+from ._port import ServedApp
+
+__all__ = ["MIB", "ServerConfig", "need", "served_app", "settings"]
+
+MIB = 1024 * 1024
+_bearer = HTTPBearer(auto_error=False, description="an API token: `tether tokens create`")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the API is served.
+
+    `max_body`: the largest request body in bytes (413 above it).
+    `cors_origins`: origins a browser may call the API from (none: no CORS headers).
+    `webhooks`: the ``/hooks/{name}`` endpoints. `allow_unauthenticated`: while no
+    API token exists, requests from this machine (a loopback client address) need
+    none; `tether serve` turns it on when it listens on loopback only.
+    `idempotency_keep`: seconds an Idempotency-Key is remembered.
+    """
+
+    max_body: int = MIB
+    cors_origins: tuple[str, ...] = ()
+    webhooks: tuple[Webhook, ...] = ()
+    allow_unauthenticated: bool = False
+    idempotency_keep: float = 24 * 3600.0
+    hooks: dict[str, Webhook] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_body, bool) or not isinstance(self.max_body, int):
+            raise InvalidArgumentError(f"max_body must be a number of bytes, got {self.max_body!r}")
+        if self.max_body < 1:
+            raise InvalidArgumentError(f"max_body must be >= 1 byte, got {self.max_body}")
+        hooks: dict[str, Webhook] = {}
+        for hook in self.webhooks:
+            if hook.name in hooks:
+                raise InvalidArgumentError(f"webhook {hook.name!r} is configured twice")
+            hooks[hook.name] = hook
+        object.__setattr__(self, "hooks", hooks)
+
+
+def served_app(request: Request) -> ServedApp:
+    """The tether App behind the request's ASGI application."""
+    found: ServedApp = request.app.state.tether_app
+    return found
+
+
+def settings(request: Request) -> ServerConfig:
+    found: ServerConfig = request.app.state.tether_config
+    return found
+
+
+async def _authorize(
+    request: Request, creds: HTTPAuthorizationCredentials | None, needed: Scope
+) -> None:
+    app, config = served_app(request), settings(request)
+    if creds is None:
+        client = request.client.host if request.client else ""
+        if (
+            config.allow_unauthenticated
+            and is_loopback(client)
+            and await app.store.count_api_tokens() == 0
+        ):
+            return
+        raise ApiError(401, "unauthenticated", "send an API token: Authorization: Bearer <token>")
+    row = await app.store.find_api_token(hash_token(creds.credentials), at=app.clock.now())
+    if row is None:
+        raise ApiError(401, "invalid_token", "the API token is unknown or revoked")
+    if not allows(row.scope, needed):
+        raise ApiError(
+            403, "insufficient_scope", f"this needs a token of scope {needed!r} (or above)"
+        )
+
+
+def need(scope: Scope) -> Any:
+    """A route dependency: the request must carry a token of `scope` (or above)."""
+
+    async def check(
+        request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> None:
+        await _authorize(request, creds, scope)
+
+    return Depends(check)

@@ -1,0 +1,77 @@
+"""Errors of the HTTP API, on both sides of the wire.
+
+The server answers every error as ``{"error": {"code", "message", "details"}}``;
+`answer_for` chooses the status and code for each of tether's own errors. The
+clients raise `ApiError` (a `TetherError`) carrying the same three fields and
+the HTTP status::
+
+    TetherError
+    └── ApiError            the server answered an error (status, code, message, details)
+        └── ApiUnreachable  no answer: the server is down, or the connection failed
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import (
+    IdempotencyConflictError,
+    IdempotencyInProgressError,
+    InvalidArgumentError,
+    NotSerializableError,
+    RunAlreadyRunningError,
+    RunFinishedError,
+    RunNotFoundError,
+    StoreError,
+    TetherError,
+    TokenNotFoundError,
+    WorkflowNotFoundError,
+)
+
+__all__ = ["ApiError", "ApiUnreachable", "answer_for", "error_body"]
+
+
+class ApiError(TetherError):
+    """The tether server answered with an error."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        super().__init__(f"{message} (HTTP {status}, {code})")
+
+
+class ApiUnreachable(ApiError):
+    """No answer from the tether server (refused, timed out, cut)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(0, "unreachable", f"cannot reach the tether server at {url}: {reason}")
+
+
+# most specific first: the first class that matches answers
+_ANSWERS: tuple[tuple[type[BaseException], int, str], ...] = (
+    (RunNotFoundError, 404, "run_not_found"),
+    (TokenNotFoundError, 404, "token_not_found"),
+    (WorkflowNotFoundError, 404, "workflow_not_found"),
+    (IdempotencyConflictError, 409, "idempotency_conflict"),
+    (IdempotencyInProgressError, 409, "idempotency_in_progress"),
+    (RunAlreadyRunningError, 409, "run_already_running"),
+    (RunFinishedError, 409, "run_finished"),
+    (NotSerializableError, 422, "not_serializable"),
+    (InvalidArgumentError, 422, "invalid_argument"),
+    (StoreError, 503, "store_unavailable"),
+    (TetherError, 400, "bad_request"),
+)
+
+
+def answer_for(exc: TetherError) -> tuple[int, str]:
+    """(HTTP status, error code) for one of tether's errors."""
+    for kind, status, code in _ANSWERS:
+        if isinstance(exc, kind):
+            return status, code
+    return 400, "bad_request"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}

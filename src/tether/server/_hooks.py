@@ -1,0 +1,83 @@
+"""Webhooks in: ``POST /hooks/{name}``, signed the way tether's `WebhookSink` signs,
+so one tether can deliver its events to another.
+
+A request carries ``X-Tether-Timestamp`` (unix seconds) and
+``X-Tether-Signature`` (``sha256=`` + hex HMAC-SHA256 of ``timestamp + "." +
+body``, see `tether.kernel.sign`). It is accepted when the signature matches
+one of the hook's secrets (several: rotate without downtime), the timestamp is
+within `tolerance` seconds of now (either way: clocks drift), and the same
+signature was not accepted before. The last check needs the store: a
+signature is remembered until its timestamp leaves the window, after which
+the timestamp check alone refuses it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..errors import InvalidArgumentError
+from ..kernel import sign
+
+__all__ = ["HookRejected", "Webhook", "check_signature"]
+
+TIMESTAMP = "X-Tether-Timestamp"
+SIGNATURE = "X-Tether-Signature"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A webhook endpoint: its name (the path), its secret(s), and the event type its
+    payloads are sent as (default: the name), matched by runs waiting with
+    ``wf.wait_for_event(type)``."""
+
+    name: str
+    secrets: tuple[str, ...]
+    event: str | None = None
+    tolerance: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise InvalidArgumentError(
+                f"webhook name {self.name!r} must be letters, digits, '_', '.' or '-'"
+            )
+        if isinstance(self.secrets, str) or not self.secrets or not all(self.secrets):
+            raise InvalidArgumentError(f"webhook {self.name!r} needs non-empty secret(s)")
+        if not math.isfinite(self.tolerance) or self.tolerance <= 0:
+            raise InvalidArgumentError(f"tolerance must be > 0 seconds, got {self.tolerance!r}")
+
+    @property
+    def event_type(self) -> str:
+        return self.event or self.name
+
+
+class HookRejected(Exception):
+    """A webhook request that is not accepted: the status and code to answer."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+def check_signature(hook: Webhook, headers: Mapping[str, str], body: bytes, now: float) -> str:
+    """The request's signature if it is one of `hook`'s and fresh; else `HookRejected`.
+    (Whether it was seen before is for the caller to ask the store.)"""
+    ts, given = headers.get(TIMESTAMP.lower()), headers.get(SIGNATURE.lower())
+    if not ts or not given:
+        raise HookRejected(401, "signature_missing", f"send {TIMESTAMP} and {SIGNATURE}")
+    if not ts.isdigit():
+        raise HookRejected(401, "bad_timestamp", f"{TIMESTAMP} must be unix seconds")
+    if not any(hmac.compare_digest(sign(secret, ts, body), given) for secret in hook.secrets):
+        raise HookRejected(401, "bad_signature", "the signature does not match the body")
+    if abs(now - int(ts)) > hook.tolerance:
+        raise HookRejected(
+            401,
+            "stale_timestamp",
+            f"the timestamp is more than {hook.tolerance:g}s from the server's clock",
+        )
+    return given

@@ -1,0 +1,319 @@
+"""The bodies of the HTTP API: one pydantic model per request and per response,
+used by the server (validation, the OpenAPI document) and by the typed clients
+(parsing), so the two cannot drift apart.
+
+A run's full record is not a model here: it is `RunRecord.to_dict()`, the same
+JSON `tether runs export` prints, and the clients turn it back into a `RunRecord`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._info import RunInfo, WaitInfo
+from ..record import EventRecord
+from ..store import AICallRow, AIUsageRow, RunStatus
+
+__all__ = [
+    "AICall",
+    "ApiTokenCreated",
+    "ApiTokenInfo",
+    "CancelRun",
+    "CompleteToken",
+    "ErrorBody",
+    "ErrorDetail",
+    "Event",
+    "EventList",
+    "EventSent",
+    "HookAccepted",
+    "NewApiToken",
+    "QueueInfo",
+    "RerunFrom",
+    "RerunStarted",
+    "RunCancelled",
+    "RunPage",
+    "RunStarted",
+    "RunSummary",
+    "Scope",
+    "SendEvent",
+    "SignalRun",
+    "Signalled",
+    "StartRun",
+    "TokenCompleted",
+    "UsageRow",
+    "WaitSummary",
+    "WorkerInfo",
+]
+
+Scope = Literal["read", "write", "admin"]
+
+
+class _Body(BaseModel):
+    """A request body: unknown fields are refused (a typo is a 422, not ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    """A response body: a newer server may add fields an older client ignores."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+class ErrorDetail(_Out):
+    code: str = Field(description="stable machine-readable code, e.g. run_not_found")
+    message: str
+    details: Any = None
+
+
+class ErrorBody(_Out):
+    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorDetail
+
+
+# -- runs -----------------------------------------------------------------------------
+
+
+class RunSummary(_Out):
+    """One run as it stands, without its history (`RunRecord` has that)."""
+
+    workflow_id: str
+    workflow_name: str
+    workflow_version: str | None
+    status: RunStatus
+    tags: list[str]
+    tenant: str | None
+    parent_id: str | None
+    queue: str | None
+    priority: int
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: Any = Field(default=None, description="the last error recorded, as JSON")
+
+    @classmethod
+    def of(cls, run: RunInfo) -> RunSummary:
+        import json
+
+        return cls(
+            workflow_id=run.workflow_id,
+            workflow_name=run.workflow_name,
+            workflow_version=run.workflow_version,
+            status=run.status,
+            tags=list(run.tags),
+            tenant=run.tenant,
+            parent_id=run.parent_id,
+            queue=run.queue,
+            priority=run.priority,
+            idempotency_key=run.idempotency_key,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            error=None if run.error is None else json.loads(run.error),
+        )
+
+
+class RunPage(_Out):
+    runs: list[RunSummary]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: done")
+
+
+class Event(_Out):
+    seq: int
+    type: str
+    at: datetime
+    message: str | None = None
+    detail: Any = None
+
+    @classmethod
+    def of(cls, e: EventRecord) -> Event:
+        return cls(seq=e.seq, type=e.type, at=e.at, message=e.message, detail=e.detail)
+
+
+class EventList(_Out):
+    events: list[Event]
+
+
+class WaitSummary(_Out):
+    id: str
+    key: str
+    kind: str
+    name: str | None
+    status: str
+    due_at: datetime | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+    @classmethod
+    def of(cls, w: WaitInfo) -> WaitSummary:
+        return cls(
+            id=w.id,
+            key=w.key,
+            kind=w.kind.value,
+            name=w.name,
+            status=w.status.value,
+            due_at=w.due_at,
+            created_at=w.created_at,
+            resolved_at=w.resolved_at,
+        )
+
+
+class StartRun(_Body):
+    """Start a run. Without `queue` the server drives it (like `App.start`); with a
+    queue it is queued for workers (like `App.submit`)."""
+
+    workflow: str = Field(min_length=1, description="a workflow registered on the served App")
+    input: Any = Field(default=None, description="the run's input (omit for none)")
+    workflow_id: str | None = Field(default=None, min_length=1)
+    queue: str | None = Field(default=None, min_length=1)
+    tags: list[str] = []
+    tenant: str | None = None
+    priority: int = 0
+    concurrency_key: str | None = Field(default=None, min_length=1, description="queued runs only")
+    max_attempts: int = Field(default=10, ge=1, description="queued runs only")
+    run_after: datetime | None = Field(default=None, description="queued runs only")
+    initial_state: Any = None
+
+
+class RunStarted(_Out):
+    workflow_id: str
+
+
+class CancelRun(_Body):
+    reason: str | None = None
+    compensate: bool = False
+
+
+class RunCancelled(_Out):
+    cancelled: list[str]
+
+
+class SignalRun(_Body):
+    name: str = Field(min_length=1)
+    payload: Any = None
+
+
+class Signalled(_Out):
+    woken: bool = Field(description="false: no wait matched yet, the signal is kept for later")
+
+
+class SendEvent(_Body):
+    type: str = Field(min_length=1)
+    payload: Any = None
+
+
+class EventSent(_Out):
+    woken: list[str]
+
+
+class CompleteToken(_Body):
+    payload: Any = None
+
+
+class TokenCompleted(_Out):
+    workflow_id: str
+
+
+class RerunFrom(_Body):
+    step: str = Field(min_length=1, description="forget this step and every later one")
+
+
+class RerunStarted(_Out):
+    woken: list[str]
+
+
+# -- usage, queues, workers ---------------------------------------------------------------
+
+
+class UsageRow(_Out):
+    group: str | None
+    calls: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_micro_usd: int
+    unknown_cost_calls: int
+
+    @classmethod
+    def of(cls, r: AIUsageRow) -> UsageRow:
+        return cls.model_validate(r, from_attributes=True)
+
+
+class AICall(_Out):
+    id: int
+    workflow_id: str
+    step_key: str
+    attempt: int
+    call_type: str
+    provider: str
+    model: str
+    request_id: str | None
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_micro_usd: int | None
+    price_source: str | None
+    latency_ms: int | None
+    at: datetime
+    error: str | None
+
+    @classmethod
+    def of(cls, r: AICallRow) -> AICall:
+        return cls.model_validate(r, from_attributes=True)
+
+
+class QueueInfo(_Out):
+    name: str
+    jobs: dict[str, int] = Field(description="jobs by status: queued, claimed, done, failed")
+    concurrency: int | None = None
+    rate_per_second: float | None = None
+
+
+class WorkerInfo(_Out):
+    """A live process that drives runs (a worker, or an App running workflows)."""
+
+    id: str
+    workflows: list[str]
+    since: datetime
+    expires_at: datetime
+
+
+# -- API tokens -----------------------------------------------------------------------------
+
+
+class NewApiToken(_Body):
+    scope: Scope
+    name: str | None = Field(default=None, min_length=1)
+
+
+class ApiTokenInfo(_Out):
+    id: str
+    name: str | None
+    scope: Scope
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiTokenCreated(_Out):
+    token: str = Field(description="the secret: shown this once, only its hash is kept")
+    info: ApiTokenInfo
+
+
+class HookAccepted(_Out):
+    event: str
+    woken: list[str]

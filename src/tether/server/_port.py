@@ -1,0 +1,95 @@
+"""What the server needs of the App it serves: a port, so that the server depends on
+the App's shape and not on `tether.app` (which imports the server for `App.asgi`).
+`tether.App` fits it; so does anything with the same async API."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
+from .._info import RunInfo, WaitInfo
+from ..clock import Clock
+from ..definition import WorkflowDef
+from ..kernel import Kernel
+from ..record import RunRecord
+from ..store import AICallRow, AIUsageRow, QueueLimit, Store
+
+__all__ = ["ServedApp"]
+
+
+class ServedApp(Protocol):
+    store: Store
+    clock: Clock
+    kernel: Kernel
+
+    @property
+    def queue_limits(self) -> dict[str, QueueLimit]: ...
+
+    def get_workflow(self, name: str) -> WorkflowDef: ...
+
+    async def astart(
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        input: Any = ...,
+        *,
+        workflow_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        tags: Iterable[str] = (),
+        tenant: str | None = None,
+        initial_state: Any = None,
+        budget: Any = None,
+    ) -> str: ...
+
+    async def asubmit(
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        input: Any = ...,
+        *,
+        workflow_id: str | None = None,
+        queue: str = "default",
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        tags: Iterable[str] = (),
+        tenant: str | None = None,
+        initial_state: Any = None,
+        max_attempts: int = 10,
+        run_after: datetime | None = None,
+        budget: Any = None,
+    ) -> str: ...
+
+    async def aget_run(self, workflow_id: str) -> RunInfo: ...
+
+    async def aget_record(self, workflow_id: str) -> RunRecord: ...
+
+    async def alist_waits(self, workflow_id: str) -> list[WaitInfo]: ...
+
+    async def acancel(
+        self, workflow_id: str, reason: str | None = None, *, compensate: bool = False
+    ) -> list[str]: ...
+
+    async def asignal(self, workflow_id: str, name: str, payload: Any = None) -> bool: ...
+
+    async def asend_event(self, event_type: str, payload: Any = None) -> list[str]: ...
+
+    async def acomplete_token(self, token_id: str, payload: Any = None) -> str: ...
+
+    async def ausage(
+        self,
+        *,
+        workflow: str | None = None,
+        tag: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        group_by: str | None = None,
+        run: str | None = None,
+        children: bool = False,
+    ) -> list[AIUsageRow]: ...
+
+    async def alist_ai_calls(
+        self, workflow_id: str, *, children: bool = False
+    ) -> list[AICallRow]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,207 @@
+"""``/api/v1/runs`` and the actions on runs: one function per route, each a thin
+call of the App's async API (the same checks and errors as from Python)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from .._info import RunInfo
+from .._waits import MISSING
+from ..kernel import RunRerunFrom
+from ..record import EventRecord
+from ..store import RunFilter, RunStatus
+from ._deps import need, served_app
+from ._errors import ApiError
+from ._models import (
+    CancelRun,
+    CompleteToken,
+    Event,
+    EventList,
+    EventSent,
+    RerunFrom,
+    RerunStarted,
+    RunCancelled,
+    RunPage,
+    RunStarted,
+    RunSummary,
+    SendEvent,
+    Signalled,
+    SignalRun,
+    StartRun,
+    TokenCompleted,
+    WaitSummary,
+)
+from ._sse import event_stream
+
+__all__ = ["api_router", "decode_cursor", "encode_cursor"]
+
+api_router = APIRouter()
+READ, WRITE = need("read"), need("write")
+
+
+def encode_cursor(run: RunInfo) -> str:
+    raw = json.dumps([run.workflow_id, run.created_at.isoformat()]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, datetime]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        wid, at = json.loads(raw)
+        return str(wid), datetime.fromisoformat(at)
+    except (ValueError, TypeError, binascii.Error):
+        raise ApiError(422, "invalid_cursor", "cursor: not a cursor this API gave") from None
+
+
+@api_router.get("/runs", dependencies=[READ], summary="List runs, newest first")
+async def list_runs(
+    request: Request,
+    status: RunStatus | None = None,
+    workflow: str | None = None,
+    tag: str | None = None,
+    tenant: str | None = None,
+    created_after: Annotated[datetime | None, Query(description="at or after (ISO 8601)")] = None,
+    created_before: Annotated[datetime | None, Query(description="strictly before")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> RunPage:
+    for what, when in (("created_after", created_after), ("created_before", created_before)):
+        if when is not None and when.tzinfo is None:
+            raise ApiError(422, "invalid_request", f"{what}: give a time zone (e.g. Z)")
+    where = RunFilter(status, workflow, tag, tenant, created_after, created_before)
+    after = None if cursor is None else decode_cursor(cursor)
+    rows = await served_app(request).store.list_runs_page(where, limit=limit + 1, after=after)
+    runs = [RunInfo.from_row(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return RunPage(
+        runs=[RunSummary.of(r) for r in runs],
+        next_cursor=encode_cursor(runs[-1]) if more else None,
+    )
+
+
+@api_router.post("/runs", dependencies=[WRITE], status_code=201, summary="Start or submit a run")
+async def start_run(request: Request, body: StartRun) -> RunStarted:
+    app = served_app(request)
+    fn = app.get_workflow(body.workflow).fn
+    given: Any = MISSING if "input" not in body.model_fields_set else body.input
+    common: dict[str, Any] = {
+        "workflow_id": body.workflow_id,
+        "priority": body.priority,
+        "tags": body.tags,
+        "tenant": body.tenant,
+        "initial_state": body.initial_state,
+    }
+    if body.queue is None:
+        wid = await app.astart(fn, given, **common)
+    else:
+        wid = await app.asubmit(
+            fn,
+            given,
+            queue=body.queue,
+            concurrency_key=body.concurrency_key,
+            max_attempts=body.max_attempts,
+            run_after=body.run_after,
+            **common,
+        )
+    return RunStarted(workflow_id=wid)
+
+
+@api_router.get("/runs/{workflow_id}", dependencies=[READ], summary="A run's full record")
+async def get_record(request: Request, workflow_id: str) -> JSONResponse:
+    """The JSON of `tether runs export` (`RunRecord.to_dict()`)."""
+    return JSONResponse((await served_app(request).aget_record(workflow_id)).to_dict())
+
+
+@api_router.get("/runs/{workflow_id}/events", dependencies=[READ], summary="A run's events")
+async def list_events(
+    request: Request, workflow_id: str, after: Annotated[int, Query(ge=0)] = 0
+) -> EventList:
+    app = served_app(request)
+    await app.aget_run(workflow_id)  # 404 for an unknown run
+    rows = await app.store.list_events(workflow_id, after_seq=after)
+    return EventList(events=[Event.of(EventRecord.from_row(r)) for r in rows])
+
+
+@api_router.get(
+    "/runs/{workflow_id}/events/stream",
+    dependencies=[READ],
+    summary="A run's events as Server-Sent Events, live, until the run ends",
+    response_class=StreamingResponse,
+)
+async def stream_events(
+    request: Request,
+    workflow_id: str,
+    after: Annotated[int, Query(ge=0)] = 0,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    app = served_app(request)
+    await app.aget_run(workflow_id)  # 404 before the stream starts
+    if last_event_id is not None and last_event_id.isdigit():  # a reconnecting EventSource
+        after = max(after, int(last_event_id))
+    return StreamingResponse(
+        event_stream(app, workflow_id, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@api_router.get("/runs/{workflow_id}/waits", dependencies=[READ], summary="A run's waitpoints")
+async def list_waits(request: Request, workflow_id: str) -> list[WaitSummary]:
+    return [WaitSummary.of(w) for w in await served_app(request).alist_waits(workflow_id)]
+
+
+@api_router.post("/runs/{workflow_id}/cancel", dependencies=[WRITE], summary="Cancel a run")
+async def cancel_run(request: Request, workflow_id: str, body: CancelRun) -> RunCancelled:
+    app = served_app(request)
+    await app.aget_run(workflow_id)
+    cancelled = await app.acancel(workflow_id, body.reason, compensate=body.compensate)
+    return RunCancelled(cancelled=cancelled)
+
+
+@api_router.post("/runs/{workflow_id}/signal", dependencies=[WRITE], summary="Signal a run")
+async def signal_run(request: Request, workflow_id: str, body: SignalRun) -> Signalled:
+    app = served_app(request)
+    await app.aget_run(workflow_id)
+    return Signalled(woken=await app.asignal(workflow_id, body.name, body.payload))
+
+
+@api_router.post(
+    "/runs/{workflow_id}/rerun", dependencies=[WRITE], summary="Run a finished run again"
+)
+async def rerun_from(request: Request, workflow_id: str, body: RerunFrom) -> RerunStarted:
+    """Forget `step` and every later step, and run it again from there: in the
+    server (its workflow registered on the served App) or, for a queued run, on a
+    worker. Answers at once; follow the run with its events or its record."""
+    app = served_app(request)
+    run = await app.aget_run(workflow_id)
+    if run.status not in (RunStatus.COMPLETED, RunStatus.FAILED):
+        raise ApiError(
+            409,
+            "run_not_ended",
+            f"run {workflow_id!r} is {run.status.value}; only a completed or failed run "
+            "is run again",
+        )
+    if run.queue is None:
+        app.get_workflow(run.workflow_name)  # fail before changing anything
+    await app.kernel.adispatch(RunRerunFrom(workflow_id=workflow_id, step=body.step))
+    return RerunStarted(woken=[workflow_id])
+
+
+@api_router.post("/events", dependencies=[WRITE], summary="Send an event to waiting runs")
+async def send_event(request: Request, body: SendEvent) -> EventSent:
+    return EventSent(woken=await served_app(request).asend_event(body.type, body.payload))
+
+
+@api_router.post(
+    "/wait-tokens/{token_id}/complete", dependencies=[WRITE], summary="Complete a token"
+)
+async def complete_token(request: Request, token_id: str, body: CompleteToken) -> TokenCompleted:
+    wid = await served_app(request).acomplete_token(token_id, body.payload)
+    return TokenCompleted(workflow_id=wid)

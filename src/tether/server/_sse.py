@@ -1,0 +1,54 @@
+"""A run's events as Server-Sent Events.
+
+Each event is sent as ``id: <seq>``, ``event: <type>``, ``data: <JSON of the
+event>``; the stream ends with an ``end`` event once the run has ended and
+every event before its end was sent. A client that reconnects sends
+``Last-Event-ID`` and continues after it. New events are found by polling the
+store (waking at once on PostgreSQL's notification of the run's end), at most
+every `POLL` seconds; a comment line every `KEEP_ALIVE` seconds keeps proxies
+from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from ..record import EventRecord
+from ._models import Event
+from ._port import ServedApp
+
+__all__ = ["event_stream", "sse_frame"]
+
+POLL = 0.2
+KEEP_ALIVE = 15.0
+
+
+def sse_frame(event: Event) -> bytes:
+    data = event.model_dump_json()
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
+
+
+async def event_stream(app: ServedApp, workflow_id: str, after: int) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    while True:
+        run = await app.aget_run(workflow_id)  # read before the events: none can be missed
+        rows = await app.store.list_events(workflow_id, after_seq=after)
+        for row in rows:
+            yield sse_frame(Event.of(EventRecord.from_row(row)))
+            after = row.seq
+        if rows:
+            quiet_since = loop.time()
+        if run.status.terminal:
+            yield f"event: end\ndata: {json.dumps({'status': run.status.value})}\n\n".encode()
+            return
+        if loop.time() - quiet_since >= KEEP_ALIVE:
+            yield b": keep-alive\n\n"
+            quiet_since = loop.time()
+        started = loop.time()
+        await app.store.wait_for_change(f"run:{workflow_id}", POLL)
+        left = POLL - (loop.time() - started)
+        if left > 0:  # SQLite answers at once: poll no faster than POLL
+            await asyncio.sleep(left)

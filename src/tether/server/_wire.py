@@ -1,0 +1,275 @@
+"""The clients' I/O-free half: each API call as a request to send and a function to
+read its answer, the error answer turned into `ApiError`, and the Server-Sent
+Events parser. `Client` and `AsyncClient` add only the sending."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, TypeAdapter
+
+from ..record import RunRecord
+from ..store import RunStatus
+from ._errors import ApiError
+from ._models import (
+    AICall,
+    ApiTokenCreated,
+    ApiTokenInfo,
+    Event,
+    EventList,
+    EventSent,
+    QueueInfo,
+    RerunStarted,
+    RunCancelled,
+    RunPage,
+    RunStarted,
+    Scope,
+    Signalled,
+    TokenCompleted,
+    UsageRow,
+    WaitSummary,
+    WorkerInfo,
+)
+
+__all__ = ["UNSET", "Call", "Calls", "SSEParser", "error_of"]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()  # an argument not given (None is a value: a JSON null input)
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request, and how to read a successful answer's JSON."""
+
+    method: str
+    path: str
+    read: Callable[[Any], T]
+    params: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _model(kind: type[M]) -> Callable[[Any], M]:
+    return kind.model_validate
+
+
+def _models(kind: type[M]) -> Callable[[Any], list[M]]:
+    adapter = TypeAdapter(list[kind])  # type: ignore[valid-type]
+    return adapter.validate_python
+
+
+def _params(**given: Any) -> dict[str, Any]:
+    """Query parameters: None left out, times as ISO 8601, enums by value."""
+    out: dict[str, Any] = {}
+    for k, v in given.items():
+        if v is None:
+            continue
+        if isinstance(v, datetime):
+            v = v.isoformat()
+        elif isinstance(v, RunStatus):
+            v = v.value
+        elif isinstance(v, bool):
+            v = "true" if v else "false"
+        out[k] = v
+    return out
+
+
+def _idem(key: str | None) -> dict[str, str]:
+    return {} if key is None else {"Idempotency-Key": key}
+
+
+def error_of(status: int, text: str) -> ApiError:
+    """The `ApiError` for an error answer (its JSON body, or whatever came)."""
+    try:
+        err = json.loads(text)["error"]
+        return ApiError(status, str(err["code"]), str(err["message"]), err.get("details"))
+    except (ValueError, KeyError, TypeError):
+        return ApiError(status, "http_error", text[:200] or f"HTTP {status}")
+
+
+class Calls:
+    """Every call of the API, as `Call` values (no I/O)."""
+
+    def list_runs(
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        workflow: str | None = None,
+        tag: str | None = None,
+        tenant: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Call[RunPage]:
+        params = _params(
+            status=status,
+            workflow=workflow,
+            tag=tag,
+            tenant=tenant,
+            created_after=created_after,
+            created_before=created_before,
+            cursor=cursor,
+            limit=limit,
+        )
+        return Call("GET", "/api/v1/runs", _model(RunPage), params)
+
+    def get_record(self, workflow_id: str) -> Call[RunRecord]:
+        return Call("GET", f"/api/v1/runs/{_seg(workflow_id)}", RunRecord.from_dict)
+
+    def events(self, workflow_id: str, after: int = 0) -> Call[list[Event]]:
+        def read(data: Any) -> list[Event]:
+            return EventList.model_validate(data).events
+
+        path = f"/api/v1/runs/{_seg(workflow_id)}/events"
+        return Call("GET", path, read, _params(after=after))
+
+    def stream(self, workflow_id: str, after: int = 0) -> Call[None]:
+        path = f"/api/v1/runs/{_seg(workflow_id)}/events/stream"
+        return Call("GET", path, lambda _: None, _params(after=after))
+
+    def waits(self, workflow_id: str) -> Call[list[WaitSummary]]:
+        return Call("GET", f"/api/v1/runs/{_seg(workflow_id)}/waits", _models(WaitSummary))
+
+    def start(
+        self, workflow: str, input: Any, idempotency_key: str | None, **options: Any
+    ) -> Call[str]:
+        body: dict[str, Any] = {"workflow": workflow}
+        if input is not UNSET:
+            body["input"] = input
+        body |= {k: _jsonable(v) for k, v in options.items() if v is not None}
+        return Call(
+            "POST",
+            "/api/v1/runs",
+            lambda d: RunStarted.model_validate(d).workflow_id,
+            body=body,
+            headers=_idem(idempotency_key),
+        )
+
+    def _post(
+        self, path: str, read: Callable[[Any], T], body: dict[str, Any], key: str | None
+    ) -> Call[T]:
+        return Call("POST", path, read, body=body, headers=_idem(key))
+
+    def cancel(
+        self, workflow_id: str, reason: str | None, compensate: bool, key: str | None
+    ) -> Call[list[str]]:
+        return self._post(
+            f"/api/v1/runs/{_seg(workflow_id)}/cancel",
+            lambda d: RunCancelled.model_validate(d).cancelled,
+            {"reason": reason, "compensate": compensate},
+            key,
+        )
+
+    def signal(self, workflow_id: str, name: str, payload: Any, key: str | None) -> Call[bool]:
+        return self._post(
+            f"/api/v1/runs/{_seg(workflow_id)}/signal",
+            lambda d: Signalled.model_validate(d).woken,
+            {"name": name, "payload": payload},
+            key,
+        )
+
+    def send_event(self, event_type: str, payload: Any, key: str | None) -> Call[list[str]]:
+        return self._post(
+            "/api/v1/events",
+            lambda d: EventSent.model_validate(d).woken,
+            {"type": event_type, "payload": payload},
+            key,
+        )
+
+    def complete_token(self, token_id: str, payload: Any, key: str | None) -> Call[str]:
+        return self._post(
+            f"/api/v1/wait-tokens/{_seg(token_id)}/complete",
+            lambda d: TokenCompleted.model_validate(d).workflow_id,
+            {"payload": payload},
+            key,
+        )
+
+    def rerun_from(self, workflow_id: str, step: str, key: str | None) -> Call[list[str]]:
+        return self._post(
+            f"/api/v1/runs/{_seg(workflow_id)}/rerun",
+            lambda d: RerunStarted.model_validate(d).woken,
+            {"step": step},
+            key,
+        )
+
+    def usage(self, **filters: Any) -> Call[list[UsageRow]]:
+        return Call("GET", "/api/v1/usage", _models(UsageRow), _params(**filters))
+
+    def ai_calls(self, workflow_id: str, children: bool) -> Call[list[AICall]]:
+        path = f"/api/v1/runs/{_seg(workflow_id)}/ai-calls"
+        return Call("GET", path, _models(AICall), _params(children=children))
+
+    def queues(self) -> Call[list[QueueInfo]]:
+        return Call("GET", "/api/v1/queues", _models(QueueInfo))
+
+    def workers(self) -> Call[list[WorkerInfo]]:
+        return Call("GET", "/api/v1/workers", _models(WorkerInfo))
+
+    def list_api_tokens(self) -> Call[list[ApiTokenInfo]]:
+        return Call("GET", "/api/v1/api-tokens", _models(ApiTokenInfo))
+
+    def create_api_token(self, scope: Scope, name: str | None) -> Call[ApiTokenCreated]:
+        body = {"scope": scope, "name": name}
+        return Call("POST", "/api/v1/api-tokens", _model(ApiTokenCreated), body=body)
+
+    def revoke_api_token(self, token_id: str) -> Call[list[ApiTokenInfo]]:
+        return Call("DELETE", f"/api/v1/api-tokens/{_seg(token_id)}", _models(ApiTokenInfo))
+
+    def openapi(self) -> Call[dict[str, Any]]:
+        return Call("GET", "/api/v1/openapi.json", dict)
+
+
+def _seg(value: str) -> str:
+    """One path segment: a run id with '/' or '?' in it stays one segment."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+class SSEParser:
+    """Server-Sent Events, line by line: `feed` a line, get the events it completes.
+    The stream's ``end`` event is `done`, not an event."""
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+        self.done = False
+
+    def feed(self, lines: Iterable[str]) -> Iterator[Event]:
+        for line in lines:
+            if line == "":
+                if self._data and self._event == "end":
+                    self.done = True
+                elif self._data:
+                    yield Event.model_validate_json("\n".join(self._data))
+                self._event, self._data = "", []
+            elif line.startswith(":"):
+                continue  # a keep-alive comment
+            else:
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "event":
+                    self._event = value
+                elif name == "data":
+                    self._data.append(value)

@@ -1,0 +1,160 @@
+"""The HTTP API's verbs (`tether serve`): pages of runs, queue counts, API tokens,
+Idempotency-Key answers and seen webhook signatures (see `_port.Store`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from ._base import StoreBase, Tx
+from ._records import ApiTokenRow, IdempotentAnswer, RunFilter, RunRow
+
+__all__ = ["ApiVerbs"]
+
+
+def _token(tx: Tx, r: Sequence[Any]) -> ApiTokenRow:
+    return ApiTokenRow(
+        id=r[0],
+        name=r[1],
+        scope=r[2],
+        token_hash=r[3],
+        created_at=tx.rows.t(r[4]),
+        last_used_at=tx.rows.ot(r[5]),
+        revoked_at=tx.rows.ot(r[6]),
+    )
+
+
+class ApiVerbs(StoreBase):
+    # -- runs and queues ------------------------------------------------------------
+
+    async def list_runs_page(
+        self,
+        where: RunFilter,
+        *,
+        limit: int,
+        after: tuple[str, datetime] | None = None,
+    ) -> list[RunRow]:
+        async def body(tx: Tx) -> list[RunRow]:
+            rows = await tx.all(
+                "list_runs_page",
+                status=None if where.status is None else where.status.value,
+                workflow=where.workflow,
+                tenant=where.tenant,
+                tag=where.tag,
+                after=where.created_after,
+                before=where.created_before,
+                cur=None if after is None else after[0],
+                cur_at=None if after is None else after[1],
+                limit=limit,
+            )
+            return [tx.rows.run(r) for r in rows]
+
+        return await self._tx("read", body)
+
+    async def jobs_by_queue(self) -> list[tuple[str, str, int]]:
+        async def body(tx: Tx) -> list[tuple[str, str, int]]:
+            return [(r[0], r[1], int(r[2])) for r in await tx.all("jobs_by_queue_status")]
+
+        return await self._tx("read", body)
+
+    # -- API tokens -----------------------------------------------------------------
+
+    async def create_api_token(self, row: ApiTokenRow) -> None:
+        async def body(tx: Tx) -> None:
+            await tx.execute(
+                "insert_api_token",
+                id=row.id,
+                name=row.name,
+                scope=row.scope,
+                hash=row.token_hash,
+                at=row.created_at,
+            )
+
+        await self._tx("write", body)
+
+    async def list_api_tokens(self) -> list[ApiTokenRow]:
+        async def body(tx: Tx) -> list[ApiTokenRow]:
+            return [_token(tx, r) for r in await tx.all("list_api_tokens")]
+
+        return await self._tx("read", body)
+
+    async def count_api_tokens(self) -> int:
+        async def body(tx: Tx) -> int:
+            return int((await tx.one("count_api_tokens"))[0])
+
+        return await self._tx("read", body)
+
+    async def find_api_token(self, token_hash: str, *, at: datetime) -> ApiTokenRow | None:
+        async def find(tx: Tx) -> ApiTokenRow | None:
+            row = await tx.one("api_token_by_hash", hash=token_hash)
+            return None if row is None else _token(tx, row)
+
+        found = await self._tx("read", find)
+        if found is not None and (
+            found.last_used_at is None or found.last_used_at < at - timedelta(seconds=60)
+        ):
+
+            async def touch(tx: Tx) -> None:
+                await tx.execute("touch_api_token", id=found.id, at=at)
+
+            await self._tx("fast", touch, single=True)  # a usage mark, not worth an fsync
+        return found
+
+    async def revoke_api_token(self, id_or_name: str, *, at: datetime) -> int:
+        async def body(tx: Tx) -> int:
+            return await tx.execute("revoke_api_token", id=id_or_name, at=at)
+
+        return await self._tx("write", body)
+
+    # -- Idempotency-Key ------------------------------------------------------------
+
+    async def idempotent_begin(
+        self, key: str, request_hash: str, *, at: datetime, keep: float, stale_after: float
+    ) -> IdempotentAnswer | None:
+        async def body(tx: Tx) -> IdempotentAnswer | None:
+            await tx.execute("api_idempotency_expire", before=at - timedelta(seconds=keep))
+            if await tx.execute("api_idempotency_reserve", key=key, hash=request_hash, at=at):
+                return None
+            stale = at - timedelta(seconds=stale_after)
+            if await tx.execute(
+                "api_idempotency_take", key=key, hash=request_hash, at=at, stale_before=stale
+            ):
+                return None
+            row = await tx.one("api_idempotency_get", key=key)
+            return IdempotentAnswer(request_hash=row[0], status=row[1], response=row[2])
+
+        return await self._tx("write", body)
+
+    async def idempotent_finish(self, key: str, status: int | None, response: str | None) -> None:
+        async def body(tx: Tx) -> None:
+            if status is None:  # the request failed: the key may be used again
+                await tx.execute("api_idempotency_release", key=key)
+            else:
+                await tx.execute(
+                    "api_idempotency_finish", key=key, status=status, response=response
+                )
+
+        await self._tx("write", body, single=True)
+
+    # -- webhook signatures -------------------------------------------------------------
+
+    async def remember_signature(
+        self, hook: str, signature: str, *, expires_at: datetime, at: datetime
+    ) -> bool:
+        async def body(tx: Tx) -> bool:
+            await tx.execute("webhook_signatures_expire", at=at)
+            return (
+                await tx.execute(
+                    "remember_webhook_signature", hook=hook, sig=signature, expires=expires_at
+                )
+                == 1
+            )
+
+        return await self._tx("write", body)
+
+    async def forget_signature(self, hook: str, signature: str) -> None:
+        async def body(tx: Tx) -> None:
+            await tx.execute("forget_webhook_signature", hook=hook, sig=signature)
+
+        await self._tx("write", body, single=True)

@@ -1,0 +1,144 @@
+"""A real `tether serve` in a process of its own, on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tether.testing import eventually_sync
+
+TETHER = str(Path(sys.executable).with_name("tether"))
+
+FLOWS = textwrap.dedent(
+    """
+    import os
+
+    from pydantic import BaseModel
+
+    import tether
+
+    class Who(BaseModel):
+        name: str
+
+    app = tether.App(os.environ["FLOWS_DB"])
+
+    @app.workflow
+    async def greet(wf: tether.Workflow, who: Who) -> str:
+        await wf.step("hello", lambda: "hello")
+        return "hi " + who.name
+
+    @app.workflow
+    async def waits(wf: tether.Workflow) -> object:
+        await wf.step("before", lambda: 1)
+        got = await wf.wait_for_signal("go")
+        await wf.step("after", lambda: 2)
+        return got
+
+    @app.workflow
+    async def hooked(wf: tether.Workflow) -> object:
+        return await wf.wait_for_event("github")
+
+    @app.workflow
+    async def tokened(wf: tether.Workflow) -> object:
+        token = await wf.create_token()
+        return await wf.wait_for_token(token)
+
+    @app.workflow
+    async def counts(wf: tether.Workflow, n: int) -> int:
+        for i in range(n):
+            await wf.step("tick", lambda: i)
+        return n
+
+    @app.workflow
+    async def broken(wf: tether.Workflow) -> None:
+        await wf.step("ok", lambda: 1)
+        raise RuntimeError("the agent gave up")
+
+    app.queue("slow", concurrency=2)
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Served:
+    url: str
+    db: str
+    proc: subprocess.Popen[str]
+    folder: Path
+
+    @property
+    def log(self) -> str:
+        """What the server wrote (stdout and stderr), so far."""
+        return (self.folder / "serve.log").read_text()
+
+    def stop(self) -> str:
+        """SIGTERM, wait, and the server's output."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.log
+
+
+def environment(folder: Path, db: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TETHER_DATABASE_URL", "TETHER_TOKEN")}
+    return env | {"FLOWS_DB": db, "COLUMNS": "200"} | (extra or {})
+
+
+def tether(
+    folder: Path, db: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TETHER, "--db", db, *args],
+        cwd=folder,
+        env=environment(folder, db, env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def start(
+    folder: Path, db: str, *args: str, env: dict[str, str] | None = None, wait: bool = True
+) -> Served:
+    (folder / "flows.py").write_text(FLOWS)
+    port = free_port()
+    # to a file, not a pipe: a pipe nobody reads fills up with the access log, and then
+    # the server blocks on its next log line
+    with (folder / "serve.log").open("w") as log:
+        proc = subprocess.Popen(
+            [TETHER, "--db", db, "serve", "--app", "flows.py:app", "--port", str(port), *args],
+            cwd=folder,
+            env=environment(folder, db, env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    served = Served(f"http://127.0.0.1:{port}", db, proc, folder)
+    if wait:
+
+        def up() -> bool:
+            assert proc.poll() is None, f"tether serve exited: {served.stop()}"
+            try:
+                return httpx.get(served.url + "/api/v1/openapi.json", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        eventually_sync(up, timeout=60, interval=0.05)
+    return served

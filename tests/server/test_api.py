@@ -1,0 +1,248 @@
+"""Every endpoint, round trip, through the typed client against a real `tether serve`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tether import AsyncClient, Client, RunRecord, RunStatus
+from tether.server import ApiError
+from tether.testing import eventually, eventually_sync
+
+from ._serve import Served
+
+
+def _done(client: Client, wid: str) -> RunRecord:
+    def ended() -> RunRecord:
+        rec = client.get_record(wid)
+        assert rec.status.terminal, rec.status
+        return rec
+
+    return eventually_sync(ended, timeout=30)
+
+
+def _parked(client: Client, wid: str) -> RunRecord:
+    def waiting() -> RunRecord:
+        rec = client.get_record(wid)
+        assert rec.status is RunStatus.WAITING, rec.status
+        return rec
+
+    return eventually_sync(waiting, timeout=30)
+
+
+def round_trip(served: Served) -> None:
+    """Start, inspect, signal, list: the API round trip (run on both databases)."""
+    with Client(served.url) as client:
+        wid = client.start("greet", {"name": "Ada"}, tags=["t1"], tenant="acme")
+        rec = _done(client, wid)
+        assert rec.status is RunStatus.COMPLETED and rec.output == "hi Ada"
+        assert list(rec.steps) == ["hello"] and rec.steps["hello"].result == "hello"
+        events = client.events(wid)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert events[-1].type == "workflow.completed"
+        assert client.events(wid, after=events[-2].seq) == events[-1:]
+        parked = client.start("waits", workflow_id="w-1")
+        _parked(client, parked)
+        assert client.signal(parked, "go", {"ok": True}) is True
+        assert _done(client, parked).output == {"ok": True}
+        page = client.list_runs(tenant="acme")
+        assert [r.workflow_id for r in page.runs] == [wid]
+        assert page.runs[0].tags == ["t1"] and page.next_cursor is None
+
+
+def test_round_trip_on_sqlite(served: Served) -> None:
+    round_trip(served)
+
+
+def test_round_trip_on_postgresql(pg_served: Served) -> None:
+    round_trip(pg_served)
+
+
+def test_the_record_is_the_export_of_the_cli(served: Served) -> None:
+    from ._serve import tether
+
+    with Client(served.url) as client:
+        wid = client.start("greet", {"name": "Bo"})
+        rec = _done(client, wid)
+        raw = httpx.get(f"{served.url}/api/v1/runs/{wid}").json()
+    exported = tether(served.folder, served.db, "runs", "export", wid)
+    import json
+
+    assert json.loads(exported.stdout) == raw
+    assert RunRecord.from_dict(raw) == rec
+
+
+def test_list_filters_and_cursor_pagination(served: Served) -> None:
+    with Client(served.url) as client:
+        ids = [client.start("counts", 1, tags=["odd" if i % 2 else "even"]) for i in range(5)]
+        for wid in ids:
+            _done(client, wid)
+        first = client.list_runs(limit=2)
+        assert len(first.runs) == 2 and first.next_cursor is not None
+        every = list(client.iter_runs(limit=2))
+        assert sorted(r.workflow_id for r in every) == sorted(ids)
+        assert [r.created_at for r in every] == sorted((r.created_at for r in every), reverse=True)
+        assert len({r.workflow_id for r in every}) == 5  # no run on two pages
+        odd = {r.workflow_id for r in client.iter_runs(tag="odd")}
+        assert odd == {ids[1], ids[3]}
+        assert client.list_runs(workflow="greet").runs == []
+        assert len(client.list_runs(status="completed", workflow="counts", limit=500).runs) == 5
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert client.list_runs(created_after=later).runs == []
+        assert len(client.list_runs(created_before=later).runs) == 5
+
+
+def test_submit_to_a_queue_and_the_queues_and_workers(served: Served) -> None:
+    with Client(served.url) as client:
+        wid = client.start("counts", 2, queue="slow", priority=3)
+        assert client.get_record(wid).status is RunStatus.PENDING  # no worker serves it
+        queues = {q.name: q for q in client.queues()}
+        assert queues["slow"].jobs == {"queued": 1} and queues["slow"].concurrency == 2
+        workers = client.workers()
+        assert all(isinstance(w.workflows, list) for w in workers)
+
+
+def test_cancel_complete_token_send_event_and_waits(served: Served) -> None:
+    with Client(served.url) as client:
+        a = client.start("waits")
+        _parked(client, a)
+        assert client.cancel(a, "no longer needed") == [a]
+        assert _done(client, a).status is RunStatus.CANCELLED
+        t = client.start("tokened")
+        _parked(client, t)
+        (wait,) = [w for w in client.waits(t) if w.kind == "token"]
+        assert client.complete_token(wait.id, 42) == t
+        assert _done(client, t).output == 42
+        h = client.start("hooked")
+        _parked(client, h)
+        assert client.send_event("github", {"action": "opened"}) == [h]
+        assert _done(client, h).output == {"action": "opened"}
+
+
+def test_rerun_from_a_step(served: Served) -> None:
+    with Client(served.url) as client:
+        wid = client.start("counts", 3)
+        first = _done(client, wid)
+        assert client.rerun_from(wid, "tick#2") == [wid]
+
+        def again() -> bool:
+            rec = client.get_record(wid)
+            assert rec.status is RunStatus.COMPLETED and rec.updated_at > first.updated_at
+            return True
+
+        eventually_sync(again, timeout=30)
+        with pytest.raises(ApiError) as err:
+            client.rerun_from(client.start("waits"), "before")
+        assert err.value.status in (409, 404)
+
+
+def test_usage_and_ai_calls_of_a_run_without_calls(served: Served) -> None:
+    with Client(served.url) as client:
+        wid = client.start("counts", 1)
+        _done(client, wid)
+        assert client.ai_calls(wid) == []
+        (total,) = client.usage()
+        assert total.calls == 0 and total.cost_micro_usd == 0
+        assert client.usage(group_by="model", run=wid) == []
+
+
+def test_errors_are_json_with_code_message_and_details(served: Served) -> None:
+    with Client(served.url) as client:
+        with pytest.raises(ApiError) as err:
+            client.get_record("nope")
+        assert (err.value.status, err.value.code) == (404, "run_not_found")
+        with pytest.raises(ApiError) as err:
+            client.start("no-such-workflow")
+        assert (err.value.status, err.value.code) == (404, "workflow_not_found")
+        with pytest.raises(ApiError) as err:
+            client.start("greet", {"nom": "x"})  # the input does not fit the workflow
+        assert err.value.status == 422
+    bad = httpx.post(f"{served.url}/api/v1/runs", json={"workflw": "greet"})
+    assert bad.status_code == 422
+    error = bad.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert "workflow" in error["message"] and "workflw" in error["message"]
+    assert {d["field"] for d in error["details"]} == {"body.workflow", "body.workflw"}
+    assert (
+        httpx.get(f"{served.url}/api/v1/runs?limit=0").json()["error"]["details"][0]["field"]
+        == "query.limit"
+    )
+    missing = httpx.get(f"{served.url}/api/v1/nowhere")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_idempotency_key_makes_a_retried_post_safe(served: Served) -> None:
+    with Client(served.url) as client:
+        one = client.start("counts", 1, idempotency_key="k-1")
+        again = client.start("counts", 1, idempotency_key="k-1")
+        assert one == again
+        assert len(client.list_runs(workflow="counts").runs) == 1
+        with pytest.raises(ApiError) as err:
+            client.start("counts", 2, idempotency_key="k-1")
+        assert (err.value.status, err.value.code) == (409, "idempotency_conflict")
+    replay = httpx.post(
+        f"{served.url}/api/v1/runs",
+        json={"workflow": "counts", "input": 1},
+        headers={"Idempotency-Key": "k-1"},
+    )
+    assert replay.headers["idempotent-replayed"] == "true" and replay.json()["workflow_id"] == one
+    first = httpx.post(
+        f"{served.url}/api/v1/events", json={"type": "x"}, headers={"Idempotency-Key": "e"}
+    )
+    second = httpx.post(
+        f"{served.url}/api/v1/events", json={"type": "x"}, headers={"Idempotency-Key": "e"}
+    )
+    assert first.json() == second.json() and second.headers["idempotent-replayed"] == "true"
+
+
+def test_body_size_limit(served: Served) -> None:
+    big = {"type": "x", "payload": "a" * (1024 * 1024)}
+    resp = httpx.post(f"{served.url}/api/v1/events", json=big)
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "body_too_large"
+    assert httpx.post(f"{served.url}/api/v1/events", json={"type": "x"}).status_code == 200
+
+
+def test_openapi_document_names_every_route(served: Served) -> None:
+    with Client(served.url) as client:
+        doc = client.openapi()
+    paths = set(doc["paths"])
+    assert {
+        "/api/v1/runs",
+        "/api/v1/runs/{workflow_id}",
+        "/api/v1/runs/{workflow_id}/events",
+        "/api/v1/runs/{workflow_id}/events/stream",
+        "/api/v1/runs/{workflow_id}/cancel",
+        "/api/v1/runs/{workflow_id}/signal",
+        "/api/v1/runs/{workflow_id}/rerun",
+        "/api/v1/events",
+        "/api/v1/wait-tokens/{token_id}/complete",
+        "/api/v1/usage",
+        "/api/v1/queues",
+        "/api/v1/workers",
+        "/api/v1/api-tokens",
+        "/hooks/{name}",
+    } <= paths
+    assert "StartRun" in doc["components"]["schemas"]
+
+
+async def test_the_async_client(served: Served) -> None:
+    async with AsyncClient(served.url) as client:
+        wid = await client.start("waits")
+
+        async def parked() -> bool:
+            return (await client.get_record(wid)).status is RunStatus.WAITING
+
+        await eventually(parked, timeout=30)
+        assert await client.signal(wid, "go", 7)
+
+        async def done() -> bool:
+            return bool((await client.get_record(wid)).output == 7)
+
+        await eventually(done, timeout=30)
+        assert [r.workflow_id async for r in client.iter_runs()] == [wid]
+        assert (await client.events(wid))[-1].type == "workflow.completed"
+        assert [q.name for q in await client.queues()] == ["slow"]
+        with pytest.raises(ApiError):
+            await client.get_record("nope")

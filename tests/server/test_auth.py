@@ -1,0 +1,90 @@
+"""API tokens and scopes, and where `tether serve` agrees to listen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tether import Client
+from tether.errors import InvalidArgumentError
+from tether.server import ApiError, check_bind, is_loopback
+
+from ._serve import Served, start, tether
+
+
+def _status(url: str, token: str | None, method: str = "GET", path: str = "/api/v1/runs") -> int:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    body = {"type": "x"} if method == "POST" else None
+    return httpx.request(method, url + path, headers=headers, json=body).status_code
+
+
+def test_scopes_missing_and_wrong_tokens(secured: tuple[Served, dict[str, str]]) -> None:
+    served, tokens = secured
+    url = served.url
+    assert _status(url, None) == 401
+    assert _status(url, "tth_not-a-token") == 401
+    assert _status(url, tokens["read"]) == 200
+    assert _status(url, tokens["read"], "POST", "/api/v1/events") == 403
+    assert _status(url, tokens["write"], "POST", "/api/v1/events") == 200
+    assert _status(url, tokens["write"], "GET", "/api/v1/api-tokens") == 403
+    assert _status(url, tokens["admin"], "GET", "/api/v1/api-tokens") == 200
+    missing = httpx.get(url + "/api/v1/runs").json()["error"]
+    assert missing["code"] == "unauthenticated"
+    with Client(url, tokens["read"]) as reader, pytest.raises(ApiError) as err:
+        reader.send_event("x")
+    assert (err.value.status, err.value.code) == (403, "insufficient_scope")
+
+
+def test_admin_creates_and_revokes_tokens_over_http(
+    secured: tuple[Served, dict[str, str]],
+) -> None:
+    served, tokens = secured
+    with Client(served.url, tokens["admin"]) as admin:
+        made = admin.create_api_token("read", "ci")
+        assert made.token.startswith("tth_") and made.info.scope == "read"
+        assert _status(served.url, made.token) == 200
+        (revoked,) = admin.revoke_api_token(made.info.id)
+        assert revoked.revoked_at is not None
+        assert _status(served.url, made.token) == 401
+        names = {t.name for t in admin.list_api_tokens()}
+        assert names == {"read", "write", "admin", "ci"}
+
+
+def test_the_first_token_closes_unauthenticated_access(served: Served) -> None:
+    assert _status(served.url, None) == 200  # no token yet, and we are on this machine
+    assert "no API tokens yet" in served.log
+    with Client(served.url) as client:
+        made = client.create_api_token("admin")
+    assert _status(served.url, None) == 401
+    assert _status(served.url, made.token) == 200
+
+
+def test_tokens_cli_create_list_revoke(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/t.db"
+    made = tether(tmp_path, db, "tokens", "create", "--scope", "write", "--name", "bot")
+    assert made.returncode == 0 and made.stdout.strip().startswith("tth_")
+    assert "shown this once" in made.stderr
+    listed = tether(tmp_path, db, "tokens", "list")
+    assert "bot" in listed.stdout and "write" in listed.stdout
+    assert made.stdout.strip() not in listed.stdout  # the secret is never shown again
+    assert tether(tmp_path, db, "tokens", "revoke", "bot").returncode == 0
+    again = tether(tmp_path, db, "tokens", "revoke", "bot")
+    assert again.returncode == 3 and "no live API token" in again.stderr
+    bad = tether(tmp_path, db, "tokens", "create", "--scope", "root")
+    assert bad.returncode == 2
+
+
+def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
+    s = start(tmp_path, f"sqlite:///{tmp_path}/t.db", "--host", "0.0.0.0", wait=False)
+    assert s.proc.wait(timeout=60) == 2
+    assert "refusing to listen on '0.0.0.0' with no API token" in s.log
+
+
+def test_which_addresses_are_this_machine() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1")
+    check_bind("0.0.0.0", tokens=1)
+    with pytest.raises(InvalidArgumentError):
+        check_bind("example.org", tokens=0)

@@ -1,0 +1,32 @@
+"""`tether runs ... --server URL`: the same commands, through the API."""
+
+from __future__ import annotations
+
+import json
+
+from tether import Client, RunStatus
+from tether.testing import eventually_sync
+
+from ._serve import Served, tether
+
+
+def test_runs_commands_against_a_server(served: Served) -> None:
+    with Client(served.url) as client:
+        wid = client.start("greet", {"name": "Cy"}, tags=["x"])
+        eventually_sync(lambda: client.get_record(wid).status is RunStatus.COMPLETED, timeout=30)
+    nowhere = "sqlite:////nonexistent/never.db"  # the database is not read: the server is
+    env = {"TETHER_SERVER": served.url}
+    listed = tether(served.folder, nowhere, "runs", "list", "--tag", "x", env=env)
+    assert listed.returncode == 0 and wid in listed.stdout, listed.stderr
+    as_json = tether(served.folder, nowhere, "runs", "list", "--json", env=env)
+    assert [r["workflow_id"] for r in json.loads(as_json.stdout)] == [wid]
+    shown = tether(served.folder, nowhere, "runs", "show", wid, "--server", served.url)
+    assert shown.returncode == 0 and "hi Cy" in shown.stdout
+    events = tether(served.folder, nowhere, "runs", "events", wid, "--json", env=env)
+    assert json.loads(events.stdout)[-1]["type"] == "workflow.completed"
+    exported = tether(served.folder, nowhere, "runs", "export", wid, env=env)
+    assert json.loads(exported.stdout)["output"] == "hi Cy"
+    missing = tether(served.folder, nowhere, "runs", "show", "nope", env=env)
+    assert missing.returncode == 3
+    down = tether(served.folder, nowhere, "runs", "list", "--server", "http://127.0.0.1:9")
+    assert down.returncode == 4 and "cannot reach" in down.stderr

@@ -1,0 +1,63 @@
+"""The live event stream of a running run."""
+
+from __future__ import annotations
+
+import threading
+
+from tether import AsyncClient, Client, RunStatus
+from tether.server._wire import SSEParser
+from tether.testing import eventually_sync
+
+from ._serve import Served
+
+
+def test_the_stream_shows_a_parked_run_signalled_to_its_end(served: Served) -> None:
+    with Client(served.url) as client:
+        wid = client.start("waits")
+        eventually_sync(lambda: client.get_record(wid).status is RunStatus.WAITING, timeout=30)
+        seen: list[str] = []
+        streaming = threading.Event()
+
+        def follow() -> None:
+            with Client(served.url) as reader:
+                for event in reader.stream_events(wid):
+                    seen.append(event.type)
+                    streaming.set()
+
+        thread = threading.Thread(target=follow)
+        thread.start()
+        assert streaming.wait(30)
+        assert "workflow.waiting" in seen or any(t.startswith("wait") for t in seen)
+        before = len(seen)
+        assert client.signal(wid, "go", 1)
+        thread.join(60)
+        assert not thread.is_alive()  # the stream ended with the run
+        after = seen[before:]
+        assert after[-1] == "workflow.completed"
+        assert [e.type for e in client.events(wid)] == seen  # every event, once, in order
+
+
+async def test_resuming_a_stream_after_a_seq(served: Served) -> None:
+    async with AsyncClient(served.url) as client:
+        wid = await client.start("counts", 2)
+        every = [e async for e in client.stream_events(wid)]
+        assert every[-1].type == "workflow.completed"
+        tail = [e async for e in client.stream_events(wid, after=every[1].seq)]
+        assert tail == every[2:]
+
+
+def test_the_parser_reads_events_comments_and_the_end() -> None:
+    parser = SSEParser()
+    lines = [
+        ": keep-alive",
+        "",
+        "id: 1",
+        "event: step.started",
+        'data: {"seq": 1, "type": "step.started", "at": "2026-01-01T00:00:00Z"}',
+        "",
+        "event: end",
+        'data: {"status": "completed"}',
+        "",
+    ]
+    events = list(parser.feed(lines))
+    assert [e.seq for e in events] == [1] and parser.done
