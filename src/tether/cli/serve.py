@@ -26,6 +26,12 @@ async def _count_tokens(url: str) -> int:
         await store.close()
 
 
+def _address(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}" if port else f"http://{shown}:<the port uvicorn prints>"
+
+
 @click.command(no_args_is_help=True)
 @click.option(
     "--app", "app_ref", required=True, metavar="FILE.py:APP|MODULE:APP", help="The App to serve."
@@ -66,7 +72,8 @@ def serve(
     cors: tuple[str, ...],
     webhooks: tuple[str, ...],
 ) -> None:
-    """Serve the App's HTTP API (/api/v1) and webhooks (/hooks/NAME) until SIGTERM or Ctrl-C.
+    """Serve the App's HTTP API (/api/v1), webhooks (/hooks/NAME) and the dashboard (/)
+    until SIGTERM or Ctrl-C.
 
     Requests need an API token (`tether tokens create`). While none exists, the
     server listens on this machine only and lets its own users in without one;
@@ -101,6 +108,13 @@ def serve(
             markup=False,
             soft_wrap=True,
         )
+    err.print(
+        f"dashboard: {_address(host, port)}/"
+        + ("" if tokens == 0 else " (sign in with a token, or add ?token=TOKEN once)"),
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
     uvicorn.run(
         create_app(the_app, config),

@@ -21,6 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from .. import __version__
 from ..errors import InvalidArgumentError, TetherError
+from ._dashboard import install_dashboard
 from ._deps import ServerConfig
 from ._edge import Edge
 from ._errors import ApiError, answer_for, error_body
@@ -77,7 +78,8 @@ def _install_handlers(api: FastAPI) -> None:
 
 def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
     """The ASGI application serving `app`: the API under ``/api/v1`` (its OpenAPI
-    document at ``/api/v1/openapi.json``) and webhooks under ``/hooks/{name}``."""
+    document at ``/api/v1/openapi.json``), webhooks under ``/hooks/{name}``, and the
+    dashboard's pages under ``/``."""
     config = config or ServerConfig()
 
     @asynccontextmanager
@@ -99,6 +101,7 @@ def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
     api.include_router(api_router, prefix="/api/v1")
     api.include_router(ops_router, prefix="/api/v1")
     api.include_router(hooks)
+    install_dashboard(api)
     if config.cors_origins:
         api.add_middleware(
             CORSMiddleware,

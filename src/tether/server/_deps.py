@@ -10,15 +10,16 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..errors import InvalidArgumentError
-from ._auth import allows, hash_token, is_loopback
+from ._auth import SCOPES, allows, hash_token, is_loopback
 from ._errors import ApiError
 from ._hooks import Webhook
 from ._models import Scope
 from ._port import ServedApp
 
-__all__ = ["MIB", "ServerConfig", "need", "served_app", "settings"]
+__all__ = ["MIB", "TOKEN_COOKIE", "ServerConfig", "granted", "need", "served_app", "settings"]
 
 MIB = 1024 * 1024
+TOKEN_COOKIE = "tether_token"  # the API token a browser keeps for the dashboard
 _bearer = HTTPBearer(auto_error=False, description="an API token: `tether tokens create`")
 
 
@@ -65,23 +66,37 @@ def settings(request: Request) -> ServerConfig:
     return found
 
 
-async def _authorize(
-    request: Request, creds: HTTPAuthorizationCredentials | None, needed: Scope
-) -> None:
+async def granted(request: Request, token: str | None) -> Scope:
+    """The scope of a request that carries `token` (None: no token); 401 `ApiError`
+    if it is let in with none. While no token exists, a loopback client with no token
+    is let in as ``admin`` when the server allows it (`allow_unauthenticated`)."""
     app, config = served_app(request), settings(request)
-    if creds is None:
+    if token is None:
         client = request.client.host if request.client else ""
         if (
             config.allow_unauthenticated
             and is_loopback(client)
             and await app.store.count_api_tokens() == 0
         ):
-            return
+            return "admin"
         raise ApiError(401, "unauthenticated", "send an API token: Authorization: Bearer <token>")
-    row = await app.store.find_api_token(hash_token(creds.credentials), at=app.clock.now())
-    if row is None:
+    row = await app.store.find_api_token(hash_token(token), at=app.clock.now())
+    if row is None or row.scope not in SCOPES:
         raise ApiError(401, "invalid_token", "the API token is unknown or revoked")
-    if not allows(row.scope, needed):
+    return SCOPES[SCOPES.index(row.scope)]
+
+
+async def _authorize(
+    request: Request, creds: HTTPAuthorizationCredentials | None, needed: Scope
+) -> None:
+    token = None if creds is None else creds.credentials
+    if token is None and request.method in ("GET", "HEAD"):
+        # the dashboard's pages read the API (the live event stream) with the token
+        # the browser keeps as a cookie; never for a POST, which a cookie cannot
+        # authorize on its own (another site could make the browser send one)
+        token = request.cookies.get(TOKEN_COOKIE) or None
+    scope = await granted(request, token)
+    if not allows(scope, needed):
         raise ApiError(
             403, "insufficient_scope", f"this needs a token of scope {needed!r} (or above)"
         )

@@ -569,6 +569,10 @@ class Store(Protocol):
         names (its id, and its creation time should it be deleted meanwhile)."""
         ...
 
+    async def count_runs_by_status(self, where: RunFilter) -> dict[RunStatus, int]:
+        """How many runs match `where` (its status aside), per status that has any."""
+        ...
+
     async def jobs_by_queue(self) -> list[tuple[str, str, int]]:
         """(queue, job status, jobs) for every queue and status that has jobs."""
         ...

@@ -571,6 +571,14 @@ WHERE (:status::text IS NULL OR status = :status)
 ORDER BY created_at DESC, id LIMIT :limit
 -- name: jobs_by_queue_status
 SELECT queue, status, count(*) FROM jobs GROUP BY queue, status ORDER BY queue, status
+-- name: count_runs_by_status
+SELECT status, count(*) FROM runs
+WHERE (:workflow::text IS NULL OR workflow_name = :workflow)
+  AND (:tenant::text IS NULL OR tenant = :tenant)
+  AND (:tag::text IS NULL OR tags @> jsonb_build_array(:tag::text))
+  AND (:after::timestamptz IS NULL OR created_at >= :after)
+  AND (:before::timestamptz IS NULL OR created_at < :before)
+GROUP BY status ORDER BY status
 
 -- name: _token_cols
 id, name, scope, token_hash, created_at, last_used_at, revoked_at

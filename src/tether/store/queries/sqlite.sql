@@ -444,6 +444,12 @@ WHERE (:status IS NULL OR status = :status) AND (:workflow IS NULL OR workflow_n
 ORDER BY created_at DESC, id LIMIT :limit
 -- name: jobs_by_queue_status
 SELECT queue, status, count(*) FROM jobs GROUP BY queue, status ORDER BY queue, status
+-- name: count_runs_by_status
+SELECT status, count(*) FROM runs
+WHERE (:workflow IS NULL OR workflow_name = :workflow) AND (:tenant IS NULL OR tenant = :tenant)
+  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = :tag))
+  AND (:after IS NULL OR created_at >= :after) AND (:before IS NULL OR created_at < :before)
+GROUP BY status ORDER BY status
 
 -- name: _token_cols
 id, name, scope, token_hash, created_at, last_used_at, revoked_at

@@ -1,0 +1,92 @@
+"""The dashboard: server-rendered pages under ``/`` (runs, a run, queues and
+workers, usage), with their CSS and JavaScript packaged beside this module.
+
+Pages read the served App as the API does and are let in by the same token
+rules (`_dash_auth`). They work without JavaScript; with it, the runs and
+queues pages refresh themselves, and a run's page follows the run's live
+event stream (``/api/v1/runs/{id}/events/stream``) and redraws what changed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .._info import RunInfo
+from ..store import RunFilter, RunStatus
+from ._dash_auth import Viewer, keep_cookies
+from ._dash_view import duration, money, pretty_json, when
+from ._deps import served_app
+from ._errors import ApiError
+from ._routes import decode_cursor, encode_cursor
+
+__all__ = ["HERE", "PAGE", "SINCE", "counts", "render", "runs_page"]
+
+HERE = Path(__file__).parent
+PAGE = 50
+# the runs page's time filter: created within the last ...
+SINCE: dict[str, timedelta] = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+
+ENV = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENV.filters.update(money=money, duration=duration, when=when, pretty_json=pretty_json)
+
+
+def render(
+    request: Request, who: Viewer | None, name: str, *, status: int = 200, **context: Any
+) -> HTMLResponse:
+    """Template `name` as the answer, with the viewer's cookies and safe headers."""
+    html = ENV.get_template(name).render(path=request.url.path, who=who, **context)
+    response = HTMLResponse(html, status_code=status)
+    if who is not None:
+        keep_cookies(request, response, who)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+# -- shared by the pages ------------------------------------------------------------------
+
+
+async def runs_page(
+    request: Request, where: RunFilter, cursor: str | None
+) -> tuple[list[RunInfo], str | None]:
+    """One page of runs (newest first) and the cursor of the next, if any."""
+    after = None
+    if cursor:
+        try:
+            after = decode_cursor(cursor)
+        except ApiError:
+            after = None
+    rows = await served_app(request).store.list_runs_page(where, limit=PAGE + 1, after=after)
+    runs = [RunInfo.from_row(r) for r in rows[:PAGE]]
+    return runs, encode_cursor(runs[-1]) if len(rows) > PAGE else None
+
+
+async def counts(request: Request, where: RunFilter) -> list[tuple[str, int]]:
+    """Runs per status under `where` (its status ignored), every status listed."""
+    found = await served_app(request).store.count_runs_by_status(
+        RunFilter(None, where.workflow, where.tag, where.tenant, where.created_after)
+    )
+    return [(s.value, found.get(s, 0)) for s in RunStatus]

@@ -1,0 +1,116 @@
+"""The dashboard's forms: signal a run, complete a token, send an event, cancel a
+run, and sign in. Each is a POST checked by `check_form` (same site, CSRF token,
+a token of scope ``write``), answered by a redirect back to the run's page (so a
+reload does not send it again), or by the page with the problem when it fails."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from ..errors import TetherError
+from ._dash import render
+from ._dash_auth import LoginNeeded, check_form, same_origin, set_token_cookie
+from ._dash_runs import run_page
+from ._deps import granted, served_app
+from ._errors import ApiError, answer_for
+
+__all__ = ["actions_router", "parse_payload"]
+
+actions_router = APIRouter(include_in_schema=False)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = await request.body()
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def parse_payload(text: str) -> Any:
+    """A form's payload: JSON if it parses (``{"ok": true}``, ``42``), else the text
+    as a string; nothing at all is null."""
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _back(workflow_id: str, done: str) -> Response:
+    return RedirectResponse(f"/runs/{quote(workflow_id, safe='')}?done={done}", status_code=303)
+
+
+async def _act(request: Request, workflow_id: str, action: str) -> Response:
+    """Check the form, do `action` with it, and answer."""
+    form = await _form(request)
+    try:
+        who = await check_form(request, form, "write")
+    except ApiError as exc:
+        return render(request, None, "denied.html", status=exc.status, problem=exc.message)
+    app = served_app(request)
+    payload = parse_payload(form.get("payload", ""))
+    try:
+        await app.aget_run(workflow_id)
+        if action == "signal":
+            woken = await app.asignal(workflow_id, form.get("name", "").strip(), payload)
+            done = "signalled" if woken else "signal-kept"
+        elif action == "token":
+            await app.acomplete_token(form.get("token", ""), payload)
+            done = "token"
+        elif action == "event":
+            await app.asend_event(form.get("type", "").strip(), payload)
+            done = "event"
+        else:
+            await app.acancel(workflow_id, form.get("reason", "").strip() or None)
+            done = "cancelled"
+    except TetherError as exc:
+        status, _ = answer_for(exc)
+        return await run_page(request, who, workflow_id, problem=str(exc), status=status)
+    return _back(workflow_id, done)
+
+
+@actions_router.post("/runs/{workflow_id}/signal")
+async def signal(request: Request, workflow_id: str) -> Response:
+    return await _act(request, workflow_id, "signal")
+
+
+@actions_router.post("/runs/{workflow_id}/complete-token")
+async def complete_token(request: Request, workflow_id: str) -> Response:
+    return await _act(request, workflow_id, "token")
+
+
+@actions_router.post("/runs/{workflow_id}/send-event")
+async def send_event(request: Request, workflow_id: str) -> Response:
+    return await _act(request, workflow_id, "event")
+
+
+@actions_router.post("/runs/{workflow_id}/cancel")
+async def cancel(request: Request, workflow_id: str) -> Response:
+    return await _act(request, workflow_id, "cancel")
+
+
+def _local(path: str) -> str:
+    """`path` if it is a path on this site, else ``/`` (no open redirect)."""
+    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
+
+
+@actions_router.post("/-/login")
+async def login(request: Request) -> Response:
+    """The sign-in form: the token in the body (not in the address, nor in logs)."""
+    form = await _form(request)
+    if not same_origin(request):
+        return render(request, None, "denied.html", status=403, problem="sent from another site")
+    token = form.get("token", "").strip()
+    if not token:
+        raise LoginNeeded("paste an API token")
+    try:
+        await granted(request, token)
+    except ApiError as exc:
+        raise LoginNeeded(exc.message) from None
+    response = RedirectResponse(_local(form.get("next", "/")), status_code=303)
+    set_token_cookie(request, response, token)
+    return response

@@ -1,0 +1,153 @@
+"""Who may see the dashboard, and the defence of its forms against other sites.
+
+A page is let in by the API's rules (`granted`): an API token, or nothing
+while no token exists and the browser is on this machine. A browser passes
+its token once, as ``?token=`` on any page (or through the sign-in form): the
+server checks it, keeps it in an HttpOnly, SameSite=Strict cookie, and
+redirects to the same address without it, so it leaves the address bar.
+
+Forms that act on runs (signal, complete a token, send an event, cancel) are
+POSTs, and a cookie alone never authorizes one (another site could make the
+browser send it). Each form carries the page's CSRF token, which must equal
+the value of a second cookie the pages set (double submit: another site can
+neither read nor set it), and a request whose ``Origin`` names another site
+is refused outright.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from ._auth import allows
+from ._deps import TOKEN_COOKIE, granted
+from ._errors import ApiError
+from ._models import Scope
+
+__all__ = [
+    "CSRF_COOKIE",
+    "LoginNeeded",
+    "SetToken",
+    "Viewer",
+    "check_form",
+    "keep_cookies",
+    "viewer",
+]
+
+CSRF_COOKIE = "tether_csrf"
+_YEAR = 365 * 24 * 3600
+
+
+class LoginNeeded(Exception):
+    """The page needs an API token the request does not carry (answered with the sign-in page)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SetToken(Exception):
+    """A good ``?token=``: answered by a redirect that keeps it as a cookie."""
+
+    def __init__(self, location: str, token: str) -> None:
+        super().__init__(location)
+        self.location = location
+        self.token = token
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The browser behind a request: its scope and the CSRF token its forms carry."""
+
+    scope: Scope
+    csrf: str
+    new_csrf: bool  # set the CSRF cookie with the answer
+
+    @property
+    def can_write(self) -> bool:
+        return allows(self.scope, "write")
+
+
+def _token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer ") and auth[7:].strip():
+        return auth[7:].strip()
+    return request.cookies.get(TOKEN_COOKIE) or None
+
+
+def without_token(request: Request) -> str:
+    """The request's path and query, less its ``token`` parameter."""
+    query = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]
+    kept = urlencode([(k, v) for k, v in query if k != "token"])
+    return request.url.path + ("?" + kept if kept else "")
+
+
+async def viewer(request: Request) -> Viewer:
+    """A route dependency of every page: who is looking (or `LoginNeeded`)."""
+    given = request.query_params.get("token")
+    if given is not None:
+        try:
+            await granted(request, given.strip() or None)
+        except ApiError as exc:
+            raise LoginNeeded(exc.message) from None
+        raise SetToken(without_token(request), given.strip())
+    try:
+        scope = await granted(request, _token(request))
+    except ApiError as exc:
+        raise LoginNeeded(exc.message) from None
+    csrf = request.cookies.get(CSRF_COOKIE)
+    if not csrf:
+        return Viewer(scope, secrets.token_urlsafe(24), True)
+    return Viewer(scope, csrf, False)
+
+
+def keep_cookies(request: Request, response: Response, who: Viewer) -> None:
+    if who.new_csrf:
+        response.set_cookie(
+            CSRF_COOKIE,
+            who.csrf,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+
+
+def set_token_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        TOKEN_COOKIE,
+        token,
+        max_age=_YEAR,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def same_origin(request: Request) -> bool:
+    """False if the request says it comes from another site (``Origin``)."""
+    origin = request.headers.get("origin")
+    if origin is None:  # not sent by every browser for a same-origin POST
+        return True
+    return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+
+async def check_form(request: Request, form: dict[str, str], needed: Scope) -> Viewer:
+    """The viewer behind a form POST, if it came from one of our pages and may act:
+    `ApiError` 403 otherwise (`LoginNeeded` with no usable token)."""
+    if not same_origin(request):
+        raise ApiError(403, "cross_origin", "this form was sent from another site")
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = form.get("csrf", "")
+    if not cookie or not hmac.compare_digest(cookie.encode(), sent.encode()):
+        raise ApiError(403, "csrf", "the form is stale or was not sent from this dashboard")
+    who = await viewer(request)
+    if not allows(who.scope, needed):
+        raise ApiError(403, "insufficient_scope", f"this needs a token of scope {needed!r}")
+    return who

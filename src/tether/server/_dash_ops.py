@@ -1,0 +1,113 @@
+"""The dashboard's operations pages: ``/queues`` (jobs per queue and status, limits,
+live workers and their heartbeats) and ``/usage`` (AI cost per day, per model and
+per workflow, as charts drawn here in SVG, and as tables)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from .._runner import PROCESS_SCOPE
+from ..store import AIUsageRow, JobStatus
+from ._dash import render
+from ._dash_auth import Viewer, viewer
+from ._dash_view import column_chart, hbar_chart
+from ._deps import served_app
+from ._routes_ops import queues as list_queues
+
+__all__ = ["USAGE_DAYS", "Worker", "day_series", "ops_pages"]
+
+ops_pages = APIRouter(include_in_schema=False)
+Who = Annotated[Viewer, Depends(viewer)]
+USAGE_DAYS = {"7": 7, "30": 30, "90": 90}
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A live process that drives runs, as its lease in the store tells it."""
+
+    id: str
+    workflows: list[str]
+    since: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+
+
+@ops_pages.get("/queues")
+async def queues(request: Request, who: Who) -> Response:
+    app = served_app(request)
+    now = app.clock.store_time() or app.clock.now()
+    workers = []
+    for row in await app.store.list_locks(PROCESS_SCOPE):
+        if row.active_at(now):
+            detail = json.loads(row.detail) if row.detail else {}
+            workers.append(
+                Worker(
+                    row.holder,
+                    list(detail.get("workflows", [])),
+                    row.acquired_at,
+                    row.heartbeat_at,
+                    row.expires_at,
+                )
+            )
+    return render(
+        request,
+        who,
+        "queues.html",
+        queues=await list_queues(request),
+        job_statuses=[s.value for s in JobStatus],
+        workers=workers,
+        now=now,
+    )
+
+
+def day_series(rows: list[AIUsageRow], first: datetime, last: datetime) -> list[tuple[str, int]]:
+    """Cost per day from `first` to `last` (UTC days), days without calls as 0."""
+    by_day = {r.group or "": r.cost_micro_usd for r in rows}
+    day, end, out = first.date(), last.date(), []
+    while day <= end:
+        out.append((day.isoformat(), by_day.pop(day.isoformat(), 0)))
+        day += timedelta(days=1)
+    return out
+
+
+@ops_pages.get("/usage")
+async def usage(request: Request, who: Who) -> Response:
+    app = served_app(request)
+    q = request.query_params
+    days_key = q.get("days", "30") if q.get("days") in USAGE_DAYS else "30"
+    workflow = q.get("workflow", "").strip() or None
+    now = app.clock.now()
+    since = (now - timedelta(days=USAGE_DAYS[days_key] - 1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    by_day = await app.ausage(since=since, workflow=workflow, group_by="day")
+    by_model = await app.ausage(since=since, workflow=workflow, group_by="model")
+    by_workflow = await app.ausage(since=since, workflow=workflow, group_by="workflow")
+    total = await app.ausage(since=since, workflow=workflow)
+    days = day_series(by_day, since, now)
+    return render(
+        request,
+        who,
+        "usage.html",
+        total=total[0] if total else None,
+        by_model=by_model,
+        by_workflow=by_workflow,
+        days=days,
+        day_chart=column_chart(days, "AI cost per day (UTC)"),
+        model_chart=hbar_chart(
+            [(r.group or "?", r.cost_micro_usd) for r in by_model], "AI cost per model"
+        ),
+        workflow_chart=hbar_chart(
+            [(r.group or "?", r.cost_micro_usd) for r in by_workflow], "AI cost per workflow"
+        ),
+        days_key=days_key,
+        day_options=list(USAGE_DAYS),
+        workflow=workflow or "",
+        since=since,
+    )

@@ -1,0 +1,282 @@
+"""What the dashboard's pages show, computed without I/O: money and durations as
+text, a run's timeline as bars, and the usage charts as inline SVG.
+
+The timeline places every step, stage, wait and child run of a run on one time
+axis, from the run's creation to its end (or now, while it lasts); a bar's
+position and width are percentages of that span, so the page lays it out with
+CSS alone and it scales to any screen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from .._info import RunInfo, WaitInfo
+from ..record import RunRecord
+from ..store import StepStatus, WaitStatus
+
+__all__ = [
+    "Bar",
+    "Timeline",
+    "column_chart",
+    "duration",
+    "hbar_chart",
+    "money",
+    "pretty_json",
+    "timeline",
+    "when",
+]
+
+MIN_WIDTH = 0.6  # percent: an instant still shows as a sliver
+
+
+def money(micro_usd: int | None) -> str:
+    """Micro-USD as dollars, to the micro-dollar (as `tether usage` prints them)."""
+    return "" if micro_usd is None else f"${micro_usd / 1_000_000:.6f}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours < 48 else f"{hours // 24}d {hours % 24}h"
+
+
+def when(at: datetime | None) -> str:
+    """A time as UTC, to the second (the page says UTC: no guessing the zone)."""
+    return "" if at is None else at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One row of a timeline: `left` and `width` are percentages of its span."""
+
+    kind: str  # stage | step | wait | child
+    label: str
+    status: str
+    left: float
+    width: float
+    started: datetime | None
+    ended: datetime | None
+    note: str = ""
+    href: str | None = None
+    marks: tuple[float, ...] = ()  # retries: where a failed attempt ended
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return (self.ended - self.started).total_seconds()
+
+
+@dataclass(frozen=True)
+class Timeline:
+    start: datetime
+    end: datetime
+    bars: list[Bar] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+class _Axis:
+    def __init__(self, start: datetime, end: datetime) -> None:
+        self.start = start
+        self.span = max((end - start).total_seconds(), 1e-3)
+
+    def at(self, t: datetime) -> float:
+        return min(100.0, max(0.0, (t - self.start).total_seconds() / self.span * 100))
+
+    def place(self, begin: datetime, end: datetime) -> tuple[float, float]:
+        left = self.at(begin)
+        width = max(self.at(end) - left, MIN_WIDTH)
+        return round(min(left, 100 - MIN_WIDTH), 3), round(width, 3)
+
+
+def _retries(rec: RunRecord) -> dict[str, list[datetime]]:
+    found: dict[str, list[datetime]] = {}
+    for e in rec.events:
+        if e.type == "step.retrying" and e.message:
+            found.setdefault(e.message, []).append(e.at)
+    return found
+
+
+def _step_bars(rec: RunRecord, axis: _Axis, end: datetime) -> list[Bar]:
+    retries = _retries(rec)
+    bars = []
+    for key, s in rec.steps.items():
+        if s.started_at is None:
+            continue
+        running = s.status is StepStatus.RUNNING and not rec.status.terminal
+        stop = s.completed_at or (end if running else s.started_at)
+        status = "interrupted" if s.status is StepStatus.RUNNING and not running else s.status.value
+        left, width = axis.place(s.started_at, stop)
+        note = f"{s.attempts} attempts" if s.attempts > 1 else ""
+        bars.append(
+            Bar(
+                "step",
+                key,
+                status,
+                left,
+                width,
+                s.started_at,
+                stop if not running else None,
+                note,
+                marks=tuple(round(axis.at(t), 3) for t in retries.get(key, ())),
+            )
+        )
+    return bars
+
+
+def _stage_bars(rec: RunRecord, axis: _Axis, end: datetime) -> list[Bar]:
+    bars = []
+    for s in rec.stages:
+        if s.started_at is None:
+            continue
+        stop = s.finished_at or end
+        left, width = axis.place(s.started_at, stop)
+        note = f"attempt {s.attempt}" if s.attempt and s.attempt > 1 else ""
+        if s.progress is not None and s.status != "completed":
+            note = (note + " " if note else "") + f"{s.progress:.0%}"
+        bars.append(
+            Bar("stage", s.id, s.status, left, width, s.started_at, s.finished_at, note.strip())
+        )
+    return bars
+
+
+def _wait_bars(waits: Sequence[WaitInfo], axis: _Axis, end: datetime) -> list[Bar]:
+    bars = []
+    for w in waits:
+        stop = w.resolved_at or end
+        left, width = axis.place(w.created_at, stop)
+        label = f"{w.kind.value}: {w.name}" if w.name else w.kind.value
+        note = "" if w.status is WaitStatus.PENDING else w.status.value.replace("_", " ")
+        bars.append(
+            Bar("wait", label, w.status.value, left, width, w.created_at, w.resolved_at, note)
+        )
+    return bars
+
+
+def _child_bars(children: Sequence[RunInfo], axis: _Axis, end: datetime) -> list[Bar]:
+    bars = []
+    for c in children:
+        begin = c.started_at or c.created_at
+        left, width = axis.place(begin, c.finished_at or end)
+        bars.append(
+            Bar(
+                "child",
+                c.workflow_id,
+                c.status.value,
+                left,
+                width,
+                begin,
+                c.finished_at,
+                c.workflow_name,
+                href=f"/runs/{c.workflow_id}",
+            )
+        )
+    return bars
+
+
+def timeline(
+    rec: RunRecord, waits: Sequence[WaitInfo], children: Sequence[RunInfo], now: datetime
+) -> Timeline:
+    """The run's stages, steps, waits and child runs on one axis, each in start order."""
+    start = rec.created_at
+    end = rec.finished_at or max(now, start)
+    axis = _Axis(start, end)
+    bars = [
+        *_stage_bars(rec, axis, end),
+        *_step_bars(rec, axis, end),
+        *_wait_bars(waits, axis, end),
+        *_child_bars(children, axis, end),
+    ]
+    order = {"stage": 0, "step": 1, "wait": 1, "child": 1}
+    bars.sort(key=lambda b: (order[b.kind], b.started or start))
+    return Timeline(start, end, bars)
+
+
+# -- charts ------------------------------------------------------------------------------
+
+
+def hbar_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 640) -> Markup:
+    """Horizontal bars, one per (label, micro-USD), largest first: per model, per workflow."""
+    rows = sorted(rows, key=lambda r: -r[1])
+    top = max((v for _, v in rows), default=0) or 1
+    label_w, value_w, row_h = 200, 110, 26
+    bar_w = width - label_w - value_w
+    height = max(len(rows), 1) * row_h + 4
+    parts = [_svg_open(title, width, height)]
+    for i, (label, value) in enumerate(rows):
+        y = i * row_h + 2
+        w = max(value / top * bar_w, 1.0 if value else 0.0)
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end" class="lbl">'
+            f"{escape(_clip(label, 28))}<title>{escape(label)}</title></text>"
+            f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" class="bar"/>'
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 17}" class="val">{money(value)}</text>'
+        )
+    if not rows:
+        parts.append(f'<text x="8" y="18" class="lbl">{escape("no AI calls")}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def column_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 640) -> Markup:
+    """Columns in the given order (days, oldest first), labelled under and valued over."""
+    n = max(len(rows), 1)
+    top = max((v for _, v in rows), default=0) or 1
+    plot_h, pad_top, pad_bottom = 160, 22, 44
+    slot = width / n
+    parts = [_svg_open(title, width, plot_h + pad_top + pad_bottom)]
+    base = pad_top + plot_h
+    parts.append(f'<line x1="0" y1="{base}" x2="{width}" y2="{base}" class="axis"/>')
+    every = max(1, round(n / 8))  # at most ~8 labels under the axis
+    for i, (label, value) in enumerate(rows):
+        h = value / top * plot_h
+        x = i * slot + slot * 0.15
+        parts.append(
+            f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
+            f'class="bar"><title>{escape(label)}: {money(value)}</title></rect>'
+        )
+        if i % every == 0 or i == n - 1:
+            cx = i * slot + slot / 2
+            parts.append(
+                f'<text x="{cx:.1f}" y="{base + 16}" text-anchor="middle" class="lbl">'
+                f"{escape(label[5:] if len(label) == 10 else label)}</text>"
+            )
+    parts.append(
+        f'<text x="0" y="14" class="val">max {money(max((v for _, v in rows), default=0))}</text>'
+    )
+    if not rows:
+        parts.append(f'<text x="8" y="{base - 8}" class="lbl">no AI calls</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _svg_open(title: str, width: int, height: int) -> str:
+    return (
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" '
+        f'preserveAspectRatio="xMinYMin meet" role="img" aria-label="{escape(title)}">'
+        f"<title>{escape(title)}</title>"
+    )
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,41 @@
+"""`install_dashboard`: the dashboard's pages, forms and static files on the API's app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from ._dash import HERE, render
+from ._dash_actions import actions_router
+from ._dash_auth import LoginNeeded, SetToken, set_token_cookie
+from ._dash_ops import ops_pages
+from ._dash_runs import runs_pages
+
+__all__ = ["install_dashboard"]
+
+
+def _install_handlers(api: FastAPI) -> None:
+    async def on_login(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LoginNeeded)
+        return render(request, None, "login.html", status=401, problem=exc.message)
+
+    async def on_token(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SetToken)
+        response = RedirectResponse(exc.location, status_code=303)
+        set_token_cookie(request, response, exc.token)
+        return response
+
+    api.add_exception_handler(LoginNeeded, on_login)
+    api.add_exception_handler(SetToken, on_token)
+
+
+def install_dashboard(api: FastAPI) -> None:
+    """Add the dashboard's pages (``/``, ``/runs``, ``/runs/{id}``, ``/queues``,
+    ``/usage``), its forms, its static files (``/-/static``) and the sign-in page a
+    browser without a usable token gets."""
+    _install_handlers(api)
+    api.include_router(runs_pages)
+    api.include_router(actions_router)
+    api.include_router(ops_pages)
+    api.mount("/-/static", StaticFiles(directory=HERE / "static"), name="dash-static")

@@ -1,0 +1,155 @@
+// tether dashboard: live updates, no dependencies. The pages work without it.
+// - a page with data-poll="ms" re-reads itself and swaps its [data-live] parts;
+// - a run's page follows the run's event stream (Server-Sent Events from
+//   /api/v1/runs/{id}/events/stream, read with fetch so that every event type
+//   arrives), appends each event, and re-reads the page's parts as they change.
+(function () {
+  "use strict";
+  var body = document.body;
+
+  function say(text) {
+    var live = document.getElementById("live");
+    if (live && live.textContent !== text) live.textContent = text;
+  }
+
+  function readPage() {
+    return fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (res) {
+        if (!res.ok) throw new Error("HTTP " + res.status);
+        return res.text();
+      })
+      .then(function (html) { return new DOMParser().parseFromString(html, "text/html"); });
+  }
+
+  // Replace each [data-live] part that changed, except one the reader is using
+  // (focus inside it), or one whose data-version says it is the same (the forms
+  // of the waits: a payload being typed survives a redraw).
+  function swap(doc) {
+    document.querySelectorAll("[data-live][id]").forEach(function (old) {
+      var fresh = doc.getElementById(old.id);
+      if (!fresh) return;
+      var active = document.activeElement;
+      if (active && active !== document.body && old.contains(active)) return;
+      if (old.dataset.version !== undefined && old.dataset.version === fresh.dataset.version) return;
+      if (old.innerHTML === fresh.innerHTML) return;
+      old.replaceWith(document.importNode(fresh, true));
+    });
+  }
+
+  function refresh() {
+    return readPage().then(swap);
+  }
+
+  var pending = null;
+  function refreshSoon() {
+    if (pending) return;
+    pending = setTimeout(function () {
+      pending = null;
+      refresh().catch(function () { say("could not refresh; retrying with the next event"); });
+    }, 250);
+  }
+
+  function poll(every) {
+    function tick() {
+      if (document.visibilityState !== "visible") return setTimeout(tick, every);
+      refresh()
+        .then(function () { say("updated " + new Date().toLocaleTimeString()); })
+        .catch(function () { say("could not refresh"); })
+        .then(function () { setTimeout(tick, every); });
+    }
+    setTimeout(tick, every);
+  }
+
+  function cell(tr, text, cls) {
+    var td = document.createElement("td");
+    if (cls) td.className = cls;
+    td.textContent = text;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function addEvent(e) {
+    var tbody = document.getElementById("events-body");
+    if (!tbody || tbody.querySelector('tr[data-seq="' + e.seq + '"]')) return;
+    var box = tbody.closest(".events-box");
+    var atEnd = box && box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+    var tr = document.createElement("tr");
+    tr.dataset.seq = e.seq;
+    tr.className = "fresh";
+    cell(tr, String(e.seq), "num");
+    cell(tr, new Date(e.at).toISOString().slice(0, 19).replace("T", " "));
+    var code = document.createElement("code");
+    code.textContent = e.type;
+    cell(tr, "").appendChild(code);
+    cell(tr, e.message || "");
+    cell(tr, e.detail === null || e.detail === undefined ? "" : JSON.stringify(e.detail), "detail");
+    tbody.appendChild(tr);
+    if (atEnd) box.scrollTop = box.scrollHeight;
+  }
+
+  function parseFrame(frame) {
+    var out = { event: "message", data: "" };
+    frame.split("\n").forEach(function (line) {
+      if (!line || line.charAt(0) === ":") return;
+      var at = line.indexOf(":");
+      var field = at < 0 ? line : line.slice(0, at);
+      var value = at < 0 ? "" : line.slice(at + 1).replace(/^ /, "");
+      if (field === "event") out.event = value;
+      else if (field === "data") out.data += (out.data ? "\n" : "") + value;
+    });
+    return out.data ? out : null;
+  }
+
+  function follow(runId) {
+    var after = Number(body.dataset.lastSeq || 0);
+    var ended = false;
+    var url = function () {
+      return "/api/v1/runs/" + encodeURIComponent(runId) + "/events/stream?after=" + after;
+    };
+    function onFrame(frame) {
+      var ev = parseFrame(frame);
+      if (!ev) return;
+      if (ev.event === "end") {
+        ended = true;
+      } else {
+        var e = JSON.parse(ev.data);
+        if (e.seq > after) after = e.seq;
+        addEvent(e);
+      }
+      refreshSoon();
+    }
+    function read(reader, buffer) {
+      return reader.read().then(function (got) {
+        if (got.done) return;
+        buffer += got.value.replace(/\r\n/g, "\n");
+        var cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          onFrame(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+        }
+        return read(reader, buffer);
+      });
+    }
+    function connect() {
+      say("live");
+      fetch(url(), { credentials: "same-origin", headers: { Accept: "text/event-stream" } })
+        .then(function (res) {
+          if (!res.ok || !res.body) throw new Error("HTTP " + res.status);
+          return read(res.body.pipeThrough(new TextDecoderStream()).getReader(), "");
+        })
+        .catch(function () { say("connection lost; reconnecting"); })
+        .then(function () {
+          if (ended) {
+            say("(the run has ended)");
+            refreshSoon();
+          } else {
+            setTimeout(connect, 2000);
+          }
+        });
+    }
+    connect();
+  }
+
+  if (body.dataset.run && body.dataset.ended !== "true") follow(body.dataset.run);
+  if (body.dataset.poll) poll(Number(body.dataset.poll));
+})();
