@@ -115,9 +115,14 @@ def tether(
 
 
 def start(
-    folder: Path, db: str, *args: str, env: dict[str, str] | None = None, wait: bool = True
+    folder: Path,
+    db: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+    flows: str = FLOWS,
 ) -> Served:
-    (folder / "flows.py").write_text(FLOWS)
+    (folder / "flows.py").write_text(flows)
     port = free_port()
     # to a file, not a pipe: a pipe nobody reads fills up with the access log, and then
     # the server blocks on its next log line

@@ -215,11 +215,11 @@ def timeline(
 # -- charts ------------------------------------------------------------------------------
 
 
-def hbar_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 640) -> Markup:
+def hbar_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 520) -> Markup:
     """Horizontal bars, one per (label, micro-USD), largest first: per model, per workflow."""
     rows = sorted(rows, key=lambda r: -r[1])
     top = max((v for _, v in rows), default=0) or 1
-    label_w, value_w, row_h = 200, 110, 26
+    label_w, value_w, row_h = 170, 90, 26
     bar_w = width - label_w - value_w
     height = max(len(rows), 1) * row_h + 4
     parts = [_svg_open(title, width, height)]
@@ -228,7 +228,7 @@ def hbar_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 640) ->
         w = max(value / top * bar_w, 1.0 if value else 0.0)
         parts.append(
             f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end" class="lbl">'
-            f"{escape(_clip(label, 28))}<title>{escape(label)}</title></text>"
+            f"{escape(_clip(label, 24))}<title>{escape(label)}</title></text>"
             f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" class="bar"/>'
             f'<text x="{label_w + w + 6:.1f}" y="{y + 17}" class="val">{money(value)}</text>'
         )
@@ -238,16 +238,16 @@ def hbar_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 640) ->
     return Markup("".join(parts))
 
 
-def column_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 640) -> Markup:
+def column_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 900) -> Markup:
     """Columns in the given order (days, oldest first), labelled under and valued over."""
     n = max(len(rows), 1)
     top = max((v for _, v in rows), default=0) or 1
-    plot_h, pad_top, pad_bottom = 160, 22, 44
+    plot_h, pad_top, pad_bottom = 150, 22, 30
     slot = width / n
     parts = [_svg_open(title, width, plot_h + pad_top + pad_bottom)]
     base = pad_top + plot_h
     parts.append(f'<line x1="0" y1="{base}" x2="{width}" y2="{base}" class="axis"/>')
-    every = max(1, round(n / 8))  # at most ~8 labels under the axis
+    every = max(1, round(n / 8))  # at most ~9 labels under the axis, the last day always
     for i, (label, value) in enumerate(rows):
         h = value / top * plot_h
         x = i * slot + slot * 0.15
@@ -255,10 +255,12 @@ def column_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 640) 
             f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
             f'class="bar"><title>{escape(label)}: {money(value)}</title></rect>'
         )
-        if i % every == 0 or i == n - 1:
+        if (n - 1 - i) % every == 0:
             cx = i * slot + slot / 2
+            anchor = "start" if cx < 30 else "end" if cx > width - 30 else "middle"
+            cx = 0 if anchor == "start" else width if anchor == "end" else cx
             parts.append(
-                f'<text x="{cx:.1f}" y="{base + 16}" text-anchor="middle" class="lbl">'
+                f'<text x="{cx:.1f}" y="{base + 18}" text-anchor="{anchor}" class="lbl">'
                 f"{escape(label[5:] if len(label) == 10 else label)}</text>"
             )
     parts.append(
@@ -273,7 +275,8 @@ def column_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 640) 
 def _svg_open(title: str, width: int, height: int) -> str:
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" '
-        f'preserveAspectRatio="xMinYMin meet" role="img" aria-label="{escape(title)}">'
+        f'style="max-width:{width}px" preserveAspectRatio="xMinYMin meet" role="img" '
+        f'aria-label="{escape(title)}">'
         f"<title>{escape(title)}</title>"
     )
 
