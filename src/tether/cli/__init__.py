@@ -35,6 +35,7 @@ from .schedules import schedules
 from .serve import serve
 from .steer import COMMANDS as STEER_COMMANDS
 from .tokens import tokens
+from .top import top
 from .usage import usage
 from .watch import watch
 from .worker import worker
@@ -97,6 +98,7 @@ cli.add_command(worker)
 cli.add_command(runs)
 cli.add_command(schedules)
 cli.add_command(usage)
+cli.add_command(top)
 cli.add_command(serve)
 cli.add_command(tokens)
 
