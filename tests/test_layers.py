@@ -14,7 +14,14 @@ import tether
 SRC = Path(tether.__file__).parent
 
 # modules above the App facade may import it; nothing else may
-ABOVE_APP = {"tether", "tether.app", "tether.cli", "tether.testing", "tether.worker"}
+ABOVE_APP = {
+    "tether",
+    "tether.app",
+    "tether.cli",
+    "tether.testing",
+    "tether.worker",
+    "tether.agents",
+}
 
 
 def _module_name(path: Path) -> str:

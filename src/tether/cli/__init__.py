@@ -27,6 +27,7 @@ import click
 from .. import __version__
 from ._common import EXIT_INTERRUPTED, EXIT_USAGE, db_option, fail
 from ._db import PRECEDENCE
+from .agents import agents
 from .prune import COMMANDS as PRUNE_COMMANDS
 from .run import run
 from .runs import runs
@@ -93,6 +94,7 @@ cli.add_command(worker)
 cli.add_command(runs)
 cli.add_command(schedules)
 cli.add_command(usage)
+cli.add_command(agents)
 
 
 def main() -> None:
