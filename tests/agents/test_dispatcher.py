@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 import tether
+import tether.worker
 from tether.agents import Dispatcher, Issue, parse_workflow
 from tether.agents.backends import MockBackend
 from tether.agents.trackers import MemoryTracker
+from tether.testing import eventually
 
 
 def _config(tmp: Path, extra: str = "") -> tether.agents.WorkflowFile:
@@ -62,3 +65,64 @@ async def test_an_issue_runs_once_hands_off_and_its_run_ends(
     assert usage[0].input_tokens == 100 and usage[0].output_tokens == 20
     again = await d.run_once()  # nothing active: nothing dispatched again
     assert again.dispatched == [] and len(backend.requests) == 6
+
+
+async def test_failures_retry_on_durable_timers_then_wait_for_a_person(
+    app: tether.App, tmp_path: Path
+) -> None:
+    clock = app.clock
+    assert isinstance(clock, tether.FakeClock)
+    tracker = MemoryTracker([_issue("B-1")])
+    backend = MockBackend([{"result": "failed", "message": "tests fail"}] * 3 + [{}])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    await d.run_once()
+    run = await app.aget_run("agent:memory:B-1")
+    [row] = await d.status()
+    assert run.status.value == "waiting" and row.phase == "retrying" and row.attempt == 1
+    assert row.reason == "tests fail" and row.due_at is not None
+    for seconds in (10, 20):  # 10 s × 2^(n−1): the timers are rows, not in memory
+        clock.advance(seconds)
+        await d.run_once()
+    [row] = await d.status()
+    assert row.phase == "waiting" and "retries exhausted (2)" in (row.reason or "")
+    assert len(backend.requests) == 3
+    again = await d.run_once()
+    assert "B-1" in again.skipped and len(backend.requests) == 3  # held: not dispatched
+    await d.retry("B-1")
+    await d.run_once()
+    assert len(backend.requests) >= 4 and tracker.issues["B-1"].state == "review"
+
+
+async def test_an_agent_asking_for_input_waits_for_the_answer(
+    app: tether.App, tmp_path: Path
+) -> None:
+    tracker = MemoryTracker([_issue("C-1")])
+    backend = MockBackend([{"result": "input_required", "message": "which colour?"}, {}])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    await d.run_once()
+    [row] = await d.status()
+    assert row.phase == "waiting" and row.reason == "input_required"
+    await d.answer("C-1", "blue")
+    await d.run_once()
+    assert backend.requests[1].prompt == "blue"
+    assert backend.requests[1].workspace == backend.requests[0].workspace
+    assert (await app.aget_run("agent:memory:C-1")).status.value == "completed"
+
+
+async def test_a_closed_issue_stops_its_agent_within_a_tick_and_loses_its_workspace(
+    app: tether.App, tmp_path: Path
+) -> None:
+    tracker = MemoryTracker([_issue("D-1")])
+    backend = MockBackend([{"block": 60}])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    host = tether.worker.ServerlessHost(app, queues=("agents",))
+    await d.tick()
+    [job] = await host.aclaim(1)
+    driving = asyncio.ensure_future(host.ahandle_job(job))
+    await eventually(lambda: len(backend.requests) == 1, timeout=20)
+    tracker.set_state("D-1", "done")
+    report = await d.tick()
+    assert report.stopped == ["agent:memory:D-1"]
+    await asyncio.wait_for(driving, 20)  # the agent was killed, not waited for
+    assert (await app.aget_run("agent:memory:D-1")).status.value == "cancelled"
+    assert not (tmp_path / "ws" / "D-1").exists()

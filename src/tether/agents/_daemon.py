@@ -276,12 +276,13 @@ class Dispatcher:
             log.info("dispatched", extra={"issue": effect.issue.identifier, "run": run_id})
         elif isinstance(effect, Stop) and effect.issue_id in runs:
             run_id = runs[effect.issue_id]
+            before = await self.app.aget_run(run_id)
             with contextlib.suppress(RunFinishedError, RunNotFoundError):
                 await self.app.acancel(run_id, f"issue {effect.reason}")
             report.stopped.append(run_id)
             log.info("stopped", extra={"run": run_id, "reason": effect.reason})
-            if effect.clean:
-                await self.remove_workspace(run_id)
+            if effect.clean and before.status is not RunStatus.RUNNING:
+                await self.remove_workspace(run_id)  # else its driver removes it once stopped
         elif isinstance(effect, Log):
             log.info(effect.message, extra={"issue": effect.issue_id})
 
@@ -307,18 +308,11 @@ class Dispatcher:
             tags=("agents", base),
         )
 
-    async def remove_workspace(self, run_id: str, *, wait: float = 30.0) -> bool:
-        """Remove a run's workspace by the path it recorded, once its agent let go
-        (its run is no longer being driven), running `before_remove` first."""
-        deadline = asyncio.get_running_loop().time() + wait
-        while True:
-            run = await self.app.aget_run(run_id)
-            if run.owner is None:
-                break
-            if asyncio.get_running_loop().time() > deadline:
-                log.warning("workspace kept: its run is still driven", extra={"run": run_id})
-                return False
-            await asyncio.sleep(0.1)
+    async def remove_workspace(self, run_id: str) -> bool:
+        """Remove a run's workspace by the path it recorded (`before_remove` first).
+        Only for a run no process drives: a driven one removes its own once its
+        agent stopped."""
+        run = await self.app.aget_run(run_id)
         recorded = _state(run.state).get("workspace")
         if not recorded:
             return False
@@ -403,6 +397,7 @@ class Dispatcher:
         (what `tether agents run --once` does; timers due later stay in the database)."""
         from ..worker import ServerlessHost
 
+        await self.app.afire_due_timers()  # retries that fell due while nobody ran
         report = await self.tick()
         host = ServerlessHost(self.app, queues=(QUEUE,))
         while (await host.aprocess_available_jobs(limit=100)).processed:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._workflow import Workflow
+from ..errors import RunCancelledError
 from ..store import RunStatus
 from ._config import WorkflowFile
 from ._issue import Issue
@@ -61,7 +62,7 @@ ISSUE_WORKFLOW = "agents.issue"
 QUEUE = "agents"
 RESUME_SIGNAL = "agents.resume"
 COOLDOWN_SCOPE = "agents.cooldown"
-WORKSPACE_SCOPE = "agents.workspace"
+TERMINAL_STOP = "issue terminal"  # the cancel reason that also removes the workspace
 
 
 def issue_key(tracker: str, identifier: str) -> str:
@@ -241,8 +242,25 @@ class IssueRunner:
             if prompt.get("error"):
                 return {"status": "failed", "error": prompt["error"]}
             return await self._turns(wf, issue, path, prompt)
+        except RunCancelledError:
+            await self._stopped(wf.workflow_id, path)
+            raise
         finally:
-            _ran: bool = await wf.step("after_run", partial(self._after_run, path))
+            if not await self._is_cancelled(wf.workflow_id):
+                _ran: bool = await wf.step("after_run", partial(self._after_run, path))
+
+    async def _is_cancelled(self, run_id: str) -> bool:
+        row = await self.app.store.get_run(run_id)
+        return row is None or row.status is RunStatus.CANCELLED
+
+    async def _stopped(self, run_id: str, path: Path) -> None:
+        """The run was cancelled under its agent (which is stopped by now): `after_run`,
+        and for an issue that became terminal, its workspace removed (by this path,
+        `before_remove` first), here where nothing uses it any more."""
+        await self._after_run(path)
+        row = await self.app.store.get_run(run_id)
+        if row is not None and TERMINAL_STOP in (row.error or ""):
+            await self.workspaces().remove(path)
 
     async def _prepare(self, issue: Issue) -> dict[str, Any]:
         manager = self.workspaces()
