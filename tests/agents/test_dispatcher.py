@@ -126,3 +126,15 @@ async def test_a_closed_issue_stops_its_agent_within_a_tick_and_loses_its_worksp
     await asyncio.wait_for(driving, 20)  # the agent was killed, not waited for
     assert (await app.aget_run("agent:memory:D-1")).status.value == "cancelled"
     assert not (tmp_path / "ws" / "D-1").exists()
+
+
+async def test_cleanup_removes_terminal_workspaces_but_not_busy_ones(
+    app: tether.App, tmp_path: Path
+) -> None:
+    tracker = MemoryTracker([_issue("E-1"), _issue("E-2")])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=MockBackend([{}] * 6))
+    await d.run_once()
+    tracker.set_state("E-1", "done")
+    (tmp_path / "ws" / "stray").mkdir()
+    assert await d.cleanup() == ["E-1"]
+    assert (tmp_path / "ws" / "E-2").is_dir() and (tmp_path / "ws" / "stray").is_dir()

@@ -55,6 +55,7 @@ __all__ = ["Dispatcher", "IssueStatus", "TickReport"]
 log = logging.getLogger("tether.agents")
 
 STOPPED_BY_PERSON = "stopped by a person"
+CLEANUP_EVERY = 20  # ticks between runs of the workspace retention chore
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,31 @@ class Dispatcher:
             return False
         return await self.runner.workspaces().remove(Path(recorded))
 
+    async def cleanup(self) -> list[str]:
+        """The retention chore: remove the workspaces of terminal issues, and those
+        past `workspace.max_age_days` or beyond `workspace.max_total_mb` (oldest
+        first), never one whose issue has a run that has not ended."""
+        config = self.config().config
+        try:
+            terminal = await self.tracker().fetch_issues_by_states(config.tracker.terminal())
+        except Exception as exc:
+            log.warning("cleanup: cannot list terminal issues (%s); sweeping by age only", exc)
+            terminal = []
+        manager = self.runner.workspaces()
+        busy = set()
+        for _run, st in await self._issue_runs():
+            if st.get("workspace"):
+                busy.add(Path(str(st["workspace"])).name)
+        doomed = manager.sweep(
+            remove_keys={manager.path_for(i.identifier).name for i in terminal},
+            busy=busy,
+            max_age_days=config.workspace.max_age_days,
+            max_total_mb=config.workspace.max_total_mb,
+        )
+        for path in doomed:
+            await manager.remove(path)
+        return [p.name for p in doomed]
+
     # -- a person's verbs ---------------------------------------------------------------
 
     async def _live_run(self, identifier: str) -> Any:
@@ -418,8 +444,13 @@ class Dispatcher:
             maintenance_interval=1.0,
         )
         serving = asyncio.ensure_future(worker.run(install_signals=False))
+        ticks = 0
         try:
             while not stop.is_set():
+                if ticks % CLEANUP_EVERY == 0:  # at start-up, then now and then
+                    with contextlib.suppress(Exception):
+                        await self.cleanup()
+                ticks += 1
                 try:
                     report = await self.tick()
                     for err in report.errors:

@@ -23,6 +23,7 @@ time, last error, workspace): `tether agents status` reads it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from ..app import App
 
 __all__ = ["ISSUE_WORKFLOW", "QUEUE", "RESUME_SIGNAL", "IssueRunner", "issue_key"]
+
+log = logging.getLogger("tether.agents")
 
 ISSUE_WORKFLOW = "agents.issue"
 QUEUE = "agents"
@@ -99,7 +102,6 @@ class IssueRunner:
         self.current = current
         self.tracker = tracker
         self.backend = backend
-        self.live: dict[str, dict[str, Any]] = {}  # run id -> last agent event (this process)
 
     def workspaces(self) -> WorkspaceManager:
         wf = self.current()
@@ -349,7 +351,10 @@ class IssueRunner:
             return row is None or row.status is RunStatus.CANCELLED
 
         async def seen(event: AgentEvent) -> None:
-            self.live[run_id] = {"event": event.kind, "message": event.message}
+            if event.progress:
+                log.debug(
+                    "agent event %s", event.kind, extra={"run": run_id, "issue": issue.identifier}
+                )
 
         return await run_turn(
             backend,
