@@ -28,6 +28,7 @@ import click
 from .. import __version__
 from ._common import EXIT_INTERRUPTED, EXIT_USAGE, db_option, fail
 from ._db import PRECEDENCE
+from .agents import agents
 from .prune import COMMANDS as PRUNE_COMMANDS
 from .run import run
 from .runs import runs
@@ -101,6 +102,7 @@ cli.add_command(usage)
 cli.add_command(top)
 cli.add_command(serve)
 cli.add_command(tokens)
+cli.add_command(agents)
 
 
 def main() -> None:
