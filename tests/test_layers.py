@@ -21,6 +21,7 @@ ABOVE_APP = {
     "tether.server",
     "tether.testing",
     "tether.worker",
+    "tether.agents",
 }
 
 

@@ -50,6 +50,7 @@ EXPECTED = {
     "StepCall",
     "StepInterceptor",
     "Proceed",
+    "RunCall",
     "StepFailedError",
     "StepTimeoutError",
     "StepRecord",

@@ -96,6 +96,8 @@ STORE = {
     "open_store",
     "parse_pg_url",
     "resolve_url",
+    "Histogram",
+    "QueueDepth",
 }
 
 SERVER = {

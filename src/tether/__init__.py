@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._fanout import ForEachError, ForEachSummary, ItemResult, ItemStatus
 from ._info import RunInfo, WaitInfo
-from ._interceptors import Proceed, StepCall, StepInterceptor
+from ._interceptors import Proceed, RunCall, StepCall, StepInterceptor
 from ._workflow import MutexHandle, StepContext, Workflow
 from .app import App, RunResult, WorkflowDef, open_workflow, run_workflow
 from .clock import Clock, FakeClock, SystemClock
@@ -112,6 +112,7 @@ __all__ = [
     "Ready",
     "RetryPolicy",
     "RunAlreadyRunningError",
+    "RunCall",
     "RunCancelledError",
     "RunFailedError",
     "RunFinishedError",

@@ -35,8 +35,17 @@ def test_every_help_reads_as_usage(path: tuple[str, ...]) -> None:
     for internal in ("<bool>", "<str>", "<int>", "ghost", "poll_interval", "maintenance_interval"):
         assert internal not in shown, (internal, shown)
     assert "--db URL" in shown  # on every command, after it as well as before
-    if path and path[-1] in ("show", "events", "export", "signal", "cancel", "delete"):
+    if path[:1] == ("runs",) and path[-1] in (
+        "show",
+        "events",
+        "export",
+        "signal",
+        "cancel",
+        "delete",
+    ):
         assert "RUN_ID" in shown  # arguments by name
+    if path[:1] == ("agents",) and path[-1] in ("show", "answer", "retry", "stop"):
+        assert "ISSUE" in shown  # the agents commands name a tracker issue, not a run
 
 
 def test_root_help_states_the_database_rule_and_the_exit_codes() -> None:

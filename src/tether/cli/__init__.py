@@ -28,6 +28,7 @@ import click
 from .. import __version__
 from ._common import EXIT_INTERRUPTED, EXIT_USAGE, db_option, fail
 from ._db import PRECEDENCE
+from .agents import agents
 from .prune import COMMANDS as PRUNE_COMMANDS
 from .run import run
 from .runs import runs
@@ -35,6 +36,7 @@ from .schedules import schedules
 from .serve import serve
 from .steer import COMMANDS as STEER_COMMANDS
 from .tokens import tokens
+from .top import top
 from .usage import usage
 from .watch import watch
 from .worker import worker
@@ -97,8 +99,10 @@ cli.add_command(worker)
 cli.add_command(runs)
 cli.add_command(schedules)
 cli.add_command(usage)
+cli.add_command(top)
 cli.add_command(serve)
 cli.add_command(tokens)
+cli.add_command(agents)
 
 
 def main() -> None:

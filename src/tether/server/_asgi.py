@@ -27,6 +27,7 @@ from ._edge import Edge
 from ._errors import ApiError, answer_for, error_body
 from ._hooks import HookRejected, Webhook
 from ._hooks_route import hooks
+from ._metrics_route import metrics
 from ._port import ServedApp
 from ._routes import api_router
 from ._routes_ops import ops_router
@@ -101,6 +102,7 @@ def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
     api.include_router(api_router, prefix="/api/v1")
     api.include_router(ops_router, prefix="/api/v1")
     api.include_router(hooks)
+    api.include_router(metrics)
     install_dashboard(api)
     if config.cors_origins:
         api.add_middleware(

@@ -27,6 +27,7 @@ from ._records import (
     EventRow,
     Fence,
     HeartbeatRow,
+    Histogram,
     IdempotentAnswer,
     JobRow,
     LockResult,
@@ -36,6 +37,7 @@ from ._records import (
     NewRun,
     NewWait,
     OutboxRow,
+    QueueDepth,
     QueueLimit,
     RunFilter,
     RunRow,
@@ -508,6 +510,22 @@ class Store(Protocol):
 
     async def delete_blob(self, key: str) -> bool:
         """Delete blob `key`; False if there was none."""
+        ...
+
+    # -- metrics (``/metrics``, ``tether top``) ---------------------------------------------
+
+    async def run_counts(self) -> list[tuple[str, str, int]]:
+        """(workflow, status, runs) for every pair that has runs."""
+        ...
+
+    async def latency_histogram(self, which: str) -> Histogram:
+        """``step_seconds`` (a completed step, started to completed), ``job_wait_seconds``
+        (a claimed job, due to claimed) or ``job_run_seconds`` (a done job, claimed to
+        done), over every row recorded."""
+        ...
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Per queue: jobs waiting, jobs claimed, when the oldest waiting one was due."""
         ...
 
     # -- pruning ----------------------------------------------------------------------

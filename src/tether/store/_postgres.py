@@ -54,6 +54,7 @@ from ._url import Durability, parse_pg_url
 from ._verbs_ai import AIVerbs, write_attached
 from ._verbs_api import ApiVerbs
 from ._verbs_blobs import BlobVerbs
+from ._verbs_metrics import MetricVerbs
 from ._verbs_queue import QueueVerbs
 from ._verbs_runs import RunVerbs
 from ._verbs_schedules import ScheduleVerbs
@@ -119,7 +120,9 @@ class PgTx:
         await self.one("notify", chan=self._channel, what=what)
 
 
-class PostgresStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, BlobVerbs, ApiVerbs):
+class PostgresStore(
+    RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, BlobVerbs, ApiVerbs, MetricVerbs
+):
     """Store on a PostgreSQL database (in its own schema)."""
 
     dialect = "postgresql"

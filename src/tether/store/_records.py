@@ -15,6 +15,7 @@ __all__ = [
     "EventRow",
     "Fence",
     "HeartbeatRow",
+    "Histogram",
     "JobRow",
     "JobStatus",
     "LockOutcome",
@@ -25,6 +26,7 @@ __all__ = [
     "NewRun",
     "NewWait",
     "OutboxRow",
+    "QueueDepth",
     "QueueLimit",
     "RunRow",
     "RunStatus",
@@ -441,3 +443,23 @@ class RunFilter:
     tenant: str | None = None
     created_after: datetime | None = None  # at or after
     created_before: datetime | None = None  # strictly before
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """A latency histogram over recorded rows: (upper bound in seconds, how many took
+    at most that) per bucket, cumulative, then the count and the sum of all."""
+
+    buckets: tuple[tuple[float, int], ...]
+    count: int
+    total: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """One queue now: jobs waiting, jobs claimed, and when the oldest waiting one was due."""
+
+    queue: str
+    queued: int
+    claimed: int
+    oldest_due: datetime | None

@@ -41,6 +41,7 @@ from ._url import Durability, parse_sqlite_url
 from ._verbs_ai import AIVerbs
 from ._verbs_api import ApiVerbs
 from ._verbs_blobs import BlobVerbs
+from ._verbs_metrics import MetricVerbs
 from ._verbs_queue import QueueVerbs
 from ._verbs_runs import RunVerbs
 from ._verbs_schedules import ScheduleVerbs
@@ -92,7 +93,9 @@ class SQLiteTx:
         """SQLite has no notifications: waiters poll."""
 
 
-class SQLiteStore(RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, BlobVerbs, ApiVerbs):
+class SQLiteStore(
+    RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, BlobVerbs, ApiVerbs, MetricVerbs
+):
     """Store on a SQLite file (or ``:memory:``)."""
 
     dialect = "sqlite"

@@ -492,3 +492,16 @@ INSERT INTO webhook_signatures (hook, signature, expires_at) VALUES (:hook, :sig
 ON CONFLICT DO NOTHING
 -- name: forget_webhook_signature
 DELETE FROM webhook_signatures WHERE hook = :hook AND signature = :sig
+
+-- The numbers behind /metrics: histograms over every recorded step and job (a prune
+-- lowers them, which Prometheus reads as a counter reset).
+-- name: metric_runs
+SELECT workflow_name, status, count(*) FROM runs GROUP BY workflow_name, status ORDER BY 1, 2
+-- name: metric_step_seconds
+SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT completed_at - started_at AS d FROM steps WHERE status = 'completed' AND started_at IS NOT NULL AND completed_at IS NOT NULL) AS x
+-- name: metric_job_wait_seconds
+SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT claimed_at - run_after AS d FROM jobs WHERE claimed_at IS NOT NULL) AS x
+-- name: metric_job_run_seconds
+SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT updated_at - claimed_at AS d FROM jobs WHERE status = 'done' AND claimed_at IS NOT NULL) AS x
+-- name: metric_queues
+SELECT queue, sum(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), sum(CASE WHEN status = 'claimed' THEN 1 ELSE 0 END), min(CASE WHEN status = 'queued' THEN run_after END) FROM jobs GROUP BY queue ORDER BY queue

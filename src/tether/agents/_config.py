@@ -1,0 +1,384 @@
+"""WORKFLOW.md: YAML front matter (the dispatcher's settings) and a Liquid prompt.
+
+Loading follows Symphony: the file starts with a line that is exactly ``---``,
+the front matter runs to the next such line and must be a map, the rest
+(trimmed) is the prompt template. A value that is exactly ``$NAME`` is read
+from the environment (an empty variable counts as missing); path values also
+expand ``~`` and ``$VAR``, and a relative path is taken from the folder
+holding WORKFLOW.md. Secrets are `SecretStr`: no repr, log or error shows
+them. Unknown top-level keys are ignored; an unknown key inside a section is
+an error (a typo must not silently fall back to a default).
+
+`WorkflowWatcher` re-reads the file when it changes: a valid change applies
+to what starts next, an invalid one keeps the last good config and says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from ..ai import Budget
+from ._errors import TemplateError, WorkflowFileError
+from ._issue import normalise_labels, normalise_state
+from ._prompt import check_template
+
+__all__ = [
+    "DEFAULT_PROMPT",
+    "AgentSettings",
+    "BudgetSettings",
+    "HooksSettings",
+    "PollingSettings",
+    "ServerSettings",
+    "TrackerSettings",
+    "WorkflowConfig",
+    "WorkflowFile",
+    "WorkflowWatcher",
+    "WorkspaceSettings",
+    "load_workflow",
+    "parse_workflow",
+]
+
+DEFAULT_PROMPT = "You are working on an issue from the configured tracker."
+
+_DEFAULT_STATES: dict[str, tuple[list[str], list[str]]] = {
+    "file": (["todo", "in progress"], ["done", "cancelled"]),
+    "github": (["open"], ["closed"]),
+    "linear": (["Todo", "In Progress"], ["Closed", "Cancelled", "Canceled", "Duplicate", "Done"]),
+    "memory": (["Todo", "In Progress"], ["Closed", "Cancelled", "Canceled", "Duplicate", "Done"]),
+}
+_ENV_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrackerSettings(_Section):
+    """Where issues come from. `kind` picks the adapter; `active_states` and
+    `terminal_states` default per kind; `handoff_state`, if set, is where a run
+    moves its issue after the agent finished a turn cleanly."""
+
+    kind: Literal["file", "github", "linear", "memory"]
+    path: str | None = None  # file: the markdown file of issues
+    repo: str | None = None  # github: owner/name
+    endpoint: str | None = None
+    api_key: SecretStr | None = None
+    project_slug: str | None = None  # linear
+    assignee: str | None = None
+    active_states: list[str] | None = None
+    terminal_states: list[str] | None = None
+    required_labels: list[str] = []
+    handoff_state: str | None = None
+
+    @field_validator("required_labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        return list(normalise_labels(value))
+
+    def active(self) -> list[str]:
+        return (
+            self.active_states if self.active_states is not None else _DEFAULT_STATES[self.kind][0]
+        )
+
+    def terminal(self) -> list[str]:
+        if self.terminal_states is not None:
+            return self.terminal_states
+        return _DEFAULT_STATES[self.kind][1]
+
+    def is_active(self, state: str) -> bool:
+        s = normalise_state(state)
+        return s in {normalise_state(x) for x in self.active()} and not self.is_terminal(state)
+
+    def is_terminal(self, state: str) -> bool:
+        return normalise_state(state) in {normalise_state(x) for x in self.terminal()}
+
+
+class PollingSettings(_Section):
+    interval_ms: int = Field(default=30_000, gt=0)
+
+
+class WorkspaceSettings(_Section):
+    """`root` holds one folder per issue. The cleanup chore removes the workspaces of
+    terminal issues, and those older than `max_age_days` or beyond `max_total_mb`
+    (oldest first), never one an agent is working in."""
+
+    root: str = str(Path(tempfile.gettempdir()) / "tether_workspaces")
+    max_age_days: float | None = Field(default=None, gt=0)
+    max_total_mb: float | None = Field(default=None, gt=0)
+
+
+class HooksSettings(_Section):
+    after_create: str | None = None
+    before_run: str | None = None
+    after_run: str | None = None
+    before_remove: str | None = None
+    timeout_ms: int = Field(default=60_000, gt=0)
+
+
+class AgentSettings(_Section):
+    """The agent and the scheduler's limits. `max_retries` failures in a row park the
+    issue for a person (`tether agents retry`); None retries forever (Symphony)."""
+
+    backend: Literal["claude", "codex", "command", "mock"] = "codex"
+    command: str | None = None
+    model: str | None = None
+    script: list[Any] = []  # mock: one entry per turn
+    max_concurrent_agents: int = Field(default=10, gt=0)
+    max_concurrent_agents_by_state: dict[str, int] = {}
+    max_turns: int = Field(default=20, gt=0)
+    max_retries: int | None = Field(default=5, ge=0)
+    max_retry_backoff_ms: int = Field(default=300_000, gt=0)
+    turn_timeout_ms: int = Field(default=3_600_000, gt=0)
+    stall_timeout_ms: int = Field(default=300_000, ge=0)
+    rate_limit_cooldown_ms: int = Field(default=60_000, ge=0)
+
+    @field_validator("max_concurrent_agents_by_state")
+    @classmethod
+    def _by_state(cls, value: dict[str, int]) -> dict[str, int]:
+        for state, cap in value.items():
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise ValueError(f"the cap of state {state!r} must be an integer > 0, got {cap!r}")
+        return {normalise_state(k): v for k, v in value.items()}
+
+    def default_command(self) -> str:
+        if self.command:
+            return self.command
+        return {"claude": "claude", "codex": "codex"}.get(self.backend, "")
+
+
+class BudgetSettings(_Section):
+    """Per-issue AI spend, summed over every run of the issue (retries included)."""
+
+    max_usd: float | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    warn_at: float = Field(default=0.8, gt=0, le=1)
+    on_exceed: Literal["fail", "pause"] = "pause"
+
+    def budget(self, key: str) -> Budget | None:
+        if self.max_usd is None and self.max_tokens is None:
+            return None
+        return Budget(
+            max_usd=self.max_usd,
+            max_tokens=self.max_tokens,
+            warn_at=self.warn_at,
+            on_exceed=self.on_exceed,
+            key=key,
+        )
+
+
+class ServerSettings(_Section):
+    port: int | None = Field(default=None, ge=0)
+    host: str = "127.0.0.1"
+
+
+class WorkflowConfig(BaseModel):
+    """The front matter of WORKFLOW.md, validated."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    tracker: TrackerSettings
+    polling: PollingSettings = PollingSettings()
+    workspace: WorkspaceSettings = WorkspaceSettings()
+    hooks: HooksSettings = HooksSettings()
+    agent: AgentSettings = AgentSettings()
+    budget: BudgetSettings = BudgetSettings()
+    server: ServerSettings = ServerSettings()
+    database_url: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowFile:
+    """A loaded WORKFLOW.md: its settings, its prompt template, where it is and the
+    sha256 of its text (recorded by every attempt that used it)."""
+
+    config: WorkflowConfig
+    prompt: str
+    path: Path | None
+    sha256: str
+
+    @property
+    def workspace_root(self) -> Path:
+        return Path(self.config.workspace.root)
+
+
+def _split(text: str, where: str) -> tuple[dict[str, Any], str]:
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        return {}, text.strip()
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+    except StopIteration:
+        raise WorkflowFileError(
+            f"{where}: the front matter opened by '---' on line 1 is never closed; "
+            "end it with a line that is exactly '---'",
+            code="workflow_parse_error",
+        ) from None
+    try:
+        front = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError as exc:
+        raise WorkflowFileError(
+            f"{where}: the front matter is not valid YAML ({' '.join(str(exc).split())})",
+            code="workflow_parse_error",
+        ) from None
+    if front is None:
+        front = {}
+    if not isinstance(front, dict):
+        raise WorkflowFileError(
+            f"{where}: the front matter must be a map of keys (tracker:, agent:, ...), "
+            f"got a {type(front).__name__}",
+            code="workflow_front_matter_not_a_map",
+        )
+    return front, "\n".join(lines[end + 1 :]).strip()
+
+
+_SECRETS = {("tracker", "api_key")}
+_PATHS = {("workspace", "root"), ("tracker", "path")}
+
+
+def _resolve(front: dict[str, Any], base: Path | None, where: str) -> dict[str, Any]:
+    """`$NAME` values from the environment; `~`/`$VAR` and relative paths for paths."""
+    out: dict[str, Any] = {}
+    for section, body in front.items():
+        if not isinstance(body, dict):
+            out[section] = _env_value(body, str(section), where, secret=False)
+            continue
+        fixed: dict[str, Any] = {}
+        for key, value in body.items():
+            name = f"{section}.{key}"
+            value = _env_value(value, name, where, secret=(section, key) in _SECRETS)
+            if (section, key) in _PATHS and isinstance(value, str):
+                path = Path(os.path.expandvars(os.path.expanduser(value)))
+                if not path.is_absolute() and base is not None:
+                    path = base / path
+                value = str(path.resolve())
+            fixed[key] = value
+        out[section] = fixed
+    return out
+
+
+def _env_value(value: Any, name: str, where: str, *, secret: bool) -> Any:
+    if not isinstance(value, str):
+        return value
+    m = _ENV_REF.match(value.strip())
+    if m is None:
+        return value
+    found = os.environ.get(m.group(1), "")
+    if not found:
+        raise WorkflowFileError(
+            f"{where}: {name} is ${m.group(1)}, and that environment variable is "
+            f"{'empty' if m.group(1) in os.environ else 'not set'}; export it before starting",
+            code="missing_secret" if secret else "invalid_config",
+        )
+    return found
+
+
+def _explain(exc: ValidationError, where: str) -> WorkflowFileError:
+    problems = []
+    for e in exc.errors(include_url=False)[:5]:
+        key = ".".join(str(p) for p in e["loc"]) or "front matter"
+        if e["type"] == "missing":
+            fix = f"add {key}" + (
+                " (file, github, linear or memory)" if key.endswith("kind") else ""
+            )
+        elif e["type"] == "extra_forbidden":
+            fix = f"remove {key} or check its spelling"
+        else:
+            shown = "<secret>" if "api_key" in key else repr(e.get("input"))
+            fix = f"got {shown}"
+        problems.append(f"{key}: {e['msg']} ({fix})")
+    return WorkflowFileError(f"{where}: " + "; ".join(problems), code="invalid_config")
+
+
+def parse_workflow(text: str, *, path: Path | None = None) -> WorkflowFile:
+    """A WORKFLOW.md's text, validated; `WorkflowFileError` naming the key and the fix."""
+    where = str(path) if path is not None else "WORKFLOW.md"
+    front, prompt = _split(text, where)
+    if "tracker" not in front:
+        raise WorkflowFileError(
+            f"{where}: tracker is missing; add e.g. 'tracker: {{kind: file, path: ISSUES.md}}'",
+            code="invalid_config",
+        )
+    resolved = _resolve(front, path.parent if path is not None else None, where)
+    try:
+        config = WorkflowConfig.model_validate(resolved)
+    except ValidationError as exc:
+        raise _explain(exc, where) from None
+    if config.tracker.kind == "file" and not config.tracker.path:
+        raise WorkflowFileError(
+            f"{where}: tracker.path is missing; the file tracker reads its issues from a "
+            "markdown file, e.g. 'path: ISSUES.md'",
+            code="invalid_config",
+        )
+    if config.agent.backend in ("command",) and not config.agent.command:
+        raise WorkflowFileError(
+            f"{where}: agent.command is missing; the command backend runs it, e.g. "
+            "'command: python agent.py'",
+            code="invalid_config",
+        )
+    if prompt:
+        check_template(prompt)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return WorkflowFile(config=config, prompt=prompt or DEFAULT_PROMPT, path=path, sha256=digest)
+
+
+def load_workflow(path: str | Path = "WORKFLOW.md") -> WorkflowFile:
+    """Read and validate a WORKFLOW.md (`missing_workflow_file` if it is not there)."""
+    p = Path(path).expanduser().resolve()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WorkflowFileError(
+            f"no workflow file at {p}; pass its path (tether agents run path/to/WORKFLOW.md) "
+            "or create one (see examples/agents/WORKFLOW.md)",
+            code="missing_workflow_file",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkflowFileError(f"cannot read {p}: {exc}", code="workflow_parse_error") from None
+    return parse_workflow(text, path=p)
+
+
+class WorkflowWatcher:
+    """The last good WORKFLOW.md, re-read when the file changes (polled by `check`).
+
+    Starting with an invalid file raises; an invalid change later keeps the last
+    good config and `check` returns the reason (and keeps returning it until the
+    file changes again)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self.current = load_workflow(self.path)
+        self.error: str | None = None
+        self._seen = self._signature()
+
+    def _signature(self) -> tuple[float, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    def check(self) -> bool:
+        """Re-read the file if it changed; True when a new valid config applies."""
+        sig = self._signature()
+        if sig == self._seen:
+            return False
+        self._seen = sig
+        try:
+            loaded = load_workflow(self.path)
+        except (WorkflowFileError, TemplateError) as exc:
+            self.error = str(exc)
+            return False
+        self.error = None
+        if loaded.sha256 == self.current.sha256:
+            return False
+        self.current = loaded
+        return True

@@ -1,0 +1,479 @@
+"""The dispatcher: poll the tracker, reconcile, dispatch, and serve the issue runs.
+
+Each tick: re-read WORKFLOW.md if it changed (an invalid change keeps the last
+good config); rebuild the scheduler's state from the database (the issue runs
+that have not ended, and their recorded phase); refresh the claimed issues
+and fetch the candidates; feed the reducer a `Tick`; execute its effects:
+`Dispatch` queues the issue's run, `Stop` cancels it (the agent is killed
+within a fraction of a second by the process driving it) and, for a terminal
+issue, removes its workspace once the agent has let go of it.
+
+Nothing lives only here: a restarted dispatcher finds its runs, their retry
+timers and their waits for a person in the database. Several dispatchers on
+one PostgreSQL database share the work: a run is claimed by one worker at a
+time, and the issue's concurrency key keeps two runs of it from executing at
+once; the queue's concurrency is `agent.max_concurrent_agents` across all of
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import RunFinishedError, RunNotFoundError
+from ..store import RunStatus
+from ._config import WorkflowFile, WorkflowWatcher
+from ._errors import AgentsError
+from ._factory import make_backend, make_tracker
+from ._issue import Issue
+from ._run import COOLDOWN_SCOPE, ISSUE_WORKFLOW, QUEUE, RESUME_SIGNAL, IssueRunner, issue_key
+from ._scheduler import (
+    Dispatch,
+    Log,
+    RetryEntry,
+    RunningEntry,
+    SchedulerState,
+    Stop,
+    Tick,
+    apply_event,
+    why_not,
+)
+from .backends import AgentBackend
+from .trackers import Tracker
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["Dispatcher", "IssueStatus", "TickReport"]
+
+log = logging.getLogger("tether.agents")
+
+STOPPED_BY_PERSON = "stopped by a person"
+CLEANUP_EVERY = 20  # ticks between runs of the workspace retention chore
+
+
+@dataclass(frozen=True)
+class IssueStatus:
+    """One issue as `tether agents status` shows it."""
+
+    identifier: str
+    run_id: str
+    status: str  # the run's status
+    phase: str  # running | retrying | waiting | released | ...
+    attempt: int | None
+    reason: str | None
+    due_at: str | None
+    workspace: str | None
+    tokens: int
+    cost_usd: float | None
+    issue_state: str | None
+    title: str | None
+
+
+@dataclass
+class TickReport:
+    dispatched: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # identifier -> why not
+    errors: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    """The agent dispatcher on `app`, configured by a WORKFLOW.md.
+
+    `tracker` and `backend` replace the ones WORKFLOW.md names (tests pass a
+    `MemoryTracker` and a `MockBackend`)."""
+
+    def __init__(
+        self,
+        app: App,
+        workflow: str | Path | WorkflowFile | WorkflowWatcher,
+        *,
+        tracker: Tracker | None = None,
+        backend: AgentBackend | None = None,
+    ) -> None:
+        self.app = app
+        if isinstance(workflow, WorkflowWatcher | WorkflowFile):
+            self.watcher: WorkflowWatcher | None = (
+                workflow if isinstance(workflow, WorkflowWatcher) else None
+            )
+            self._fixed = workflow.current if isinstance(workflow, WorkflowWatcher) else workflow
+        else:
+            self.watcher = WorkflowWatcher(workflow)
+            self._fixed = self.watcher.current
+        self._tracker = tracker
+        self._backend = backend
+        self._components: tuple[str, Tracker, AgentBackend] | None = None
+        self.runner = IssueRunner(app, self.config, self.tracker, self.backend)
+        app.workflow(name=ISSUE_WORKFLOW)(self.runner)
+        app.queue(QUEUE, concurrency=self.config().config.agent.max_concurrent_agents)
+
+    # -- configuration and components ---------------------------------------------------
+
+    def config(self) -> WorkflowFile:
+        return self.watcher.current if self.watcher is not None else self._fixed
+
+    def reload(self) -> bool:
+        """Re-read WORKFLOW.md if it changed; True if a new config applies."""
+        if self.watcher is None or not self.watcher.check():
+            if self.watcher is not None and self.watcher.error:
+                log.warning(
+                    "WORKFLOW.md change refused, keeping the last good config: %s",
+                    self.watcher.error,
+                )
+            return False
+        log.info("WORKFLOW.md reloaded", extra={"sha256": self.config().sha256[:12]})
+        self.app.queue(QUEUE, concurrency=self.config().config.agent.max_concurrent_agents)
+        return True
+
+    def _built(self) -> tuple[Tracker, AgentBackend]:
+        sha = self.config().sha256
+        if self._components is None or self._components[0] != sha:
+            tracker = self._tracker or make_tracker(self.config())
+            backend = self._backend or make_backend(self.config())
+            self._components = (sha, tracker, backend)
+        return self._components[1], self._components[2]
+
+    def tracker(self) -> Tracker:
+        return self._built()[0]
+
+    def backend(self) -> AgentBackend:
+        return self._built()[1]
+
+    def key(self, identifier: str) -> str:
+        return issue_key(self.tracker().kind, identifier)
+
+    # -- the state, from the database ---------------------------------------------------
+
+    async def _issue_runs(self) -> list[tuple[Any, dict[str, Any]]]:
+        """The issue runs that have not ended, with their recorded state."""
+        found = []
+        for status in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING):
+            for run in await self.app.alist_runs(status=status, limit=10_000):
+                if run.workflow_name == ISSUE_WORKFLOW:
+                    found.append((run, _state(run.state)))
+        return found
+
+    async def _held(self, candidates: list[Issue], live: set[str]) -> dict[str, str]:
+        """Issues whose latest run ended in a way that needs a person: stopped by
+        one, or failed. They are not dispatched again until `retry`."""
+        held: dict[str, str] = {}
+        for issue in candidates:
+            if issue.id in live:
+                continue
+            latest = await self._latest_run(issue.identifier)
+            if latest is None:
+                continue
+            if latest.status is RunStatus.FAILED:
+                held[issue.id] = "its run failed; tether agents retry to dispatch it again"
+            elif latest.status is RunStatus.CANCELLED and STOPPED_BY_PERSON in (latest.error or ""):
+                held[issue.id] = "stopped by a person; tether agents retry to dispatch it again"
+        return held
+
+    async def latest_run(self, identifier: str) -> Any:
+        """The issue's newest run (RunNotFoundError if it never ran)."""
+        run = await self._latest_run(identifier)
+        if run is None:
+            raise RunNotFoundError(self.key(identifier))
+        return run
+
+    async def _latest_run(self, identifier: str) -> Any:
+        latest = None
+        n = 1
+        while True:
+            try:
+                latest = await self.app.aget_run(_run_id(self.key(identifier), n))
+            except RunNotFoundError:
+                return latest
+            n += 1
+
+    async def state(self, candidates: list[Issue]) -> tuple[SchedulerState, dict[str, str]]:
+        """The scheduler's state rebuilt from the runs; and issue id -> run id."""
+        running: dict[str, RunningEntry] = {}
+        retrying: dict[str, RetryEntry] = {}
+        held: dict[str, str] = {}
+        runs: dict[str, str] = {}
+        for run, st in await self._issue_runs():
+            issue = Issue.from_dict(
+                json.loads(run.input or "{}").get("issue")
+                or {"id": "?", "identifier": "?", "title": "?", "state": ""}
+            )
+            runs[issue.id] = run.workflow_id
+            phase = st.get("phase")
+            if run.status is RunStatus.WAITING and phase == "waiting":
+                held[issue.id] = str(st.get("reason") or "waiting for a person")
+            elif run.status is RunStatus.WAITING and phase == "retrying":
+                retrying[issue.id] = RetryEntry(
+                    issue.identifier, int(st.get("attempt") or 1), 0.0, st.get("error")
+                )
+            else:
+                issue = Issue.from_dict(
+                    {**issue.to_dict(), "state": st.get("issue_state", issue.state)}
+                )
+                running[issue.id] = RunningEntry(
+                    issue, st.get("attempt"), self.app.clock.now().timestamp()
+                )
+        held.update(await self._held(candidates, set(runs)))
+        cooldown = await self.app.store.get_lock(COOLDOWN_SCOPE, self.backend().name)
+        until = None
+        if cooldown is not None and cooldown.active_at(self.app.clock.now()):
+            until = cooldown.expires_at.timestamp()
+        # stall is judged by the process driving each agent (it sees the events);
+        # here a running entry counts as just seen so a tick never double-stops it
+        return SchedulerState(
+            running=running, retrying=retrying, held=held, cooldown_until=until
+        ), runs
+
+    # -- a tick -------------------------------------------------------------------------
+
+    async def tick(self) -> TickReport:
+        """Reconcile the claimed issues, then dispatch eligible ones in order."""
+        self.reload()
+        report = TickReport()
+        config = self.config().config
+        tracker = self.tracker()
+        candidates: list[Issue] | None
+        try:
+            candidates = await tracker.fetch_issues_by_states(config.tracker.active())
+        except Exception as exc:
+            report.errors.append(f"fetching candidates: {exc}")
+            candidates = None
+        state, runs = await self.state(candidates or [])
+        claimed = [i for i in (*state.running, *state.retrying, *state.held) if i in runs]
+        refreshed: dict[str, Issue] | None
+        try:
+            refreshed = {i.id: i for i in await tracker.fetch_issues_by_ids(claimed)}
+        except Exception as exc:
+            report.errors.append(f"refreshing claimed issues: {exc}")
+            refreshed = None
+        if refreshed is not None:  # held without a run: as the candidate fetch saw them
+            refreshed.update(
+                {c.id: c for c in candidates or [] if c.id in state.held and c.id not in runs}
+            )
+        now = self.app.clock.now().timestamp()
+        _, effects = apply_event(
+            state,
+            Tick(now, tuple(candidates) if candidates is not None else None, refreshed),
+            config,
+        )
+        for effect in effects:
+            await self._execute(effect, runs, report)
+        for issue in candidates or []:
+            reason = why_not(issue, state, config, now)
+            if reason is not None and issue.identifier not in report.dispatched:
+                report.skipped[issue.identifier] = reason
+        return report
+
+    async def _execute(self, effect: Any, runs: dict[str, str], report: TickReport) -> None:
+        if isinstance(effect, Dispatch):
+            run_id = await self.dispatch(effect.issue)
+            report.dispatched.append(effect.issue.identifier)
+            log.info("dispatched", extra={"issue": effect.issue.identifier, "run": run_id})
+        elif isinstance(effect, Stop) and effect.issue_id in runs:
+            run_id = runs[effect.issue_id]
+            before = await self.app.aget_run(run_id)
+            with contextlib.suppress(RunFinishedError, RunNotFoundError):
+                await self.app.acancel(run_id, f"issue {effect.reason}")
+            report.stopped.append(run_id)
+            log.info("stopped", extra={"run": run_id, "reason": effect.reason})
+            if effect.clean and before.status is not RunStatus.RUNNING:
+                await self.remove_workspace(run_id)  # else its driver removes it once stopped
+        elif isinstance(effect, Log):
+            log.info(effect.message, extra={"issue": effect.issue_id})
+
+    async def dispatch(self, issue: Issue) -> str:
+        """Queue the issue's run: its first, or the next one if the last has ended."""
+        base = self.key(issue.identifier)
+        n = 1
+        while True:
+            run_id = _run_id(base, n)
+            try:
+                run = await self.app.aget_run(run_id)
+            except RunNotFoundError:
+                break
+            if not run.status.terminal:
+                return run_id  # already there: dispatching twice is a no-op
+            n += 1
+        return await self.app.asubmit(
+            self.runner,
+            {"issue": issue.to_dict(), "generation": n},
+            workflow_id=run_id,
+            queue=QUEUE,
+            concurrency_key=base,
+            tags=("agents", base),
+        )
+
+    async def remove_workspace(self, run_id: str) -> bool:
+        """Remove a run's workspace by the path it recorded (`before_remove` first).
+        Only for a run no process drives: a driven one removes its own once its
+        agent stopped."""
+        run = await self.app.aget_run(run_id)
+        recorded = _state(run.state).get("workspace")
+        if not recorded:
+            return False
+        return await self.runner.workspaces().remove(Path(recorded))
+
+    async def cleanup(self) -> list[str]:
+        """The retention chore: remove the workspaces of terminal issues, and those
+        past `workspace.max_age_days` or beyond `workspace.max_total_mb` (oldest
+        first), never one whose issue has a run that has not ended."""
+        config = self.config().config
+        try:
+            terminal = await self.tracker().fetch_issues_by_states(config.tracker.terminal())
+        except Exception as exc:
+            log.warning("cleanup: cannot list terminal issues (%s); sweeping by age only", exc)
+            terminal = []
+        manager = self.runner.workspaces()
+        busy = set()
+        for _run, st in await self._issue_runs():
+            if st.get("workspace"):
+                busy.add(Path(str(st["workspace"])).name)
+        doomed = manager.sweep(
+            remove_keys={manager.path_for(i.identifier).name for i in terminal},
+            busy=busy,
+            max_age_days=config.workspace.max_age_days,
+            max_total_mb=config.workspace.max_total_mb,
+        )
+        for path in doomed:
+            await manager.remove(path)
+        return [p.name for p in doomed]
+
+    # -- a person's verbs ---------------------------------------------------------------
+
+    async def _live_run(self, identifier: str) -> Any:
+        run = await self._latest_run(identifier)
+        if run is None:
+            raise RunNotFoundError(self.key(identifier))
+        return run
+
+    async def answer(self, identifier: str, text: str) -> str:
+        """Answer an agent waiting for input; the run resumes in the same workspace."""
+        run = await self._live_run(identifier)
+        if run.status is not RunStatus.WAITING:
+            raise AgentsError(
+                f"{identifier} is not waiting for a person (its run is {run.status.value})",
+                code="not_waiting",
+            )
+        await self.app.asignal(run.workflow_id, RESUME_SIGNAL, {"answer": text})
+        return str(run.workflow_id)
+
+    async def retry(self, identifier: str) -> str:
+        """Try again now: wake a run waiting for a person, or dispatch a new run of an
+        issue whose last run ended."""
+        run = await self._live_run(identifier)
+        if run.status is RunStatus.WAITING and _state(run.state).get("phase") == "waiting":
+            await self.app.asignal(run.workflow_id, RESUME_SIGNAL, {"retry": True})
+            return str(run.workflow_id)
+        if not run.status.terminal:
+            raise AgentsError(
+                f"{identifier} is already running ({run.status.value})", code="already_running"
+            )
+        issue = Issue.from_dict(json.loads(run.input or "{}")["issue"])
+        return await self.dispatch(issue)
+
+    async def stop(self, identifier: str) -> str:
+        """Stop the issue's agent and keep it from being dispatched until `retry`."""
+        run = await self._live_run(identifier)
+        await self.app.acancel(run.workflow_id, STOPPED_BY_PERSON)
+        return str(run.workflow_id)
+
+    async def status(self, *, all_runs: bool = False) -> list[IssueStatus]:
+        """The issue runs that have not ended (or every one, with `all_runs`)."""
+        rows = []
+        if all_runs:
+            runs = [
+                (r, _state(r.state))
+                for r in await self.app.alist_runs(limit=10_000)
+                if r.workflow_name == ISSUE_WORKFLOW
+            ]
+        else:
+            runs = await self._issue_runs()
+        for run, st in runs:
+            usage = await self.app.ausage(run=run.workflow_id)
+            tokens = sum(u.input_tokens + u.output_tokens for u in usage)
+            costs = [u.cost_usd for u in usage if u.cost_usd is not None]
+            rows.append(
+                IssueStatus(
+                    identifier=str(st.get("identifier") or run.workflow_id),
+                    run_id=run.workflow_id,
+                    status=run.status.value,
+                    phase=str(st.get("phase") or "queued"),
+                    attempt=st.get("attempt"),
+                    reason=st.get("reason") or st.get("error"),
+                    due_at=st.get("due_at"),
+                    workspace=st.get("workspace"),
+                    tokens=tokens,
+                    cost_usd=sum(costs) if costs else None,
+                    issue_state=st.get("issue_state"),
+                    title=st.get("title"),
+                )
+            )
+        return rows
+
+    # -- serving ------------------------------------------------------------------------
+
+    async def run_once(self) -> TickReport:
+        """One tick, then drive the runs it made runnable until each parks or ends
+        (what `tether agents run --once` does; timers due later stay in the database)."""
+        from ..worker import ServerlessHost
+
+        await self.app.afire_due_timers()  # retries that fell due while nobody ran
+        report = await self.tick()
+        host = ServerlessHost(self.app, queues=(QUEUE,))
+        while (await host.aprocess_available_jobs(limit=100)).processed:
+            await self.app.afire_due_timers()
+        return report
+
+    async def serve(self, *, stop: asyncio.Event | None = None) -> None:
+        """Tick every `polling.interval_ms` and work the issue runs until `stop` is set
+        (a worker on the ``agents`` queue in this process, with maintenance: due
+        retry timers fire here or in any other dispatcher sharing the database)."""
+        from ..worker import Worker
+
+        stop = stop or asyncio.Event()
+        worker = Worker(
+            self.app,
+            queues=[QUEUE],
+            concurrency=self.config().config.agent.max_concurrent_agents,
+            maintenance_interval=1.0,
+        )
+        serving = asyncio.ensure_future(worker.run(install_signals=False))
+        ticks = 0
+        try:
+            while not stop.is_set():
+                if ticks % CLEANUP_EVERY == 0:  # at start-up, then now and then
+                    with contextlib.suppress(Exception):
+                        await self.cleanup()
+                ticks += 1
+                try:
+                    report = await self.tick()
+                    for err in report.errors:
+                        log.warning("tick: %s", err)
+                except Exception:
+                    log.exception("tick failed")
+                interval = self.config().config.polling.interval_ms / 1000
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+        finally:
+            worker.stop()
+            await serving
+
+
+def _run_id(base: str, n: int) -> str:
+    return base if n == 1 else f"{base}:{n}"
+
+
+def _state(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,70 @@
+"""The agent layer's errors. Each carries a `code` (Symphony's error categories,
+so logs and the status API speak the reference's words) and says how to fix it.
+
+The tree::
+
+    TetherError
+    └── AgentsError                      code: what went wrong, in one word
+        ├── WorkflowFileError            WORKFLOW.md missing, unparsable or invalid
+        ├── TemplateError                the prompt template does not parse or render
+        ├── WorkspaceError               a path outside the root, a failed hook
+        ├── TrackerError                 the tracker refused or failed a request
+        └── AgentError                   the agent backend could not run a turn
+"""
+
+from __future__ import annotations
+
+from ..errors import TetherError
+
+__all__ = [
+    "AgentError",
+    "AgentsError",
+    "TemplateError",
+    "TrackerError",
+    "WorkflowFileError",
+    "WorkspaceError",
+]
+
+
+class AgentsError(TetherError):
+    """An error of the agent dispatcher; `code` names its category."""
+
+    code = "agents_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class WorkflowFileError(AgentsError):
+    """WORKFLOW.md cannot be used (codes `missing_workflow_file`, `workflow_parse_error`,
+    `workflow_front_matter_not_a_map`, `invalid_config`, `missing_secret`)."""
+
+    code = "invalid_config"
+
+
+class TemplateError(AgentsError):
+    """The prompt template failed (`template_parse_error`, `template_render_error`)."""
+
+    code = "template_render_error"
+
+
+class WorkspaceError(AgentsError):
+    """A workspace cannot be used (`workspace_outside_root`, `workspace_symlink_escape`,
+    `workspace_equals_root`, `hook_failed`, `hook_timeout`)."""
+
+    code = "workspace_error"
+
+
+class TrackerError(AgentsError):
+    """A tracker request failed (`tracker_request`, `tracker_status`, `tracker_response`,
+    `tracker_rate_limited`, `unsupported_tracker_kind`, `missing_tracker_secret`)."""
+
+    code = "tracker_request"
+
+
+class AgentError(AgentsError):
+    """An agent backend could not run (`agent_not_found`, `process_exit`, `turn_timeout`)."""
+
+    code = "agent_error"

@@ -1,0 +1,424 @@
+"""The durable run of one issue: workflow ``agents.issue``.
+
+Every dispatched issue is one tether run, ``agent:<tracker>:<identifier>``
+(``...:2``, ``:3`` when it is dispatched again after its run ended), queued on
+the ``agents`` queue under the issue as its concurrency key: however many
+dispatcher processes share the database, one worker at a time drives it. Its
+attempts, retry timers, waits for a person and results are rows:
+
+- an attempt prepares the workspace (a step; `after_create` once), runs
+  `before_run`, records the config hash and the exact rendered prompt (a step),
+  runs up to `max_turns` turns (each a step, its usage written to the AI call
+  log with it), re-checking the issue between turns, then `after_run`;
+- the scheduler's reducer decides what follows: a continuation retry (1 s) or
+  a failure retry (backoff) as a durable timer (`wf.sleep`) then a re-check of
+  the issue (a step), or a wait for a person (`wf.wait_for_signal`) after
+  `max_retries` failures in a row, when the agent asks for input, or when the
+  issue's budget is spent;
+- tracker writes (the hand-off state) are steps carrying a marker.
+
+The run's state (`wf.update_state`) says where it stands (phase, attempt, due
+time, last error, workspace): `tether agents status` reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._workflow import Workflow
+from ..errors import RunCancelledError
+from ..store import RunStatus
+from ._config import WorkflowFile
+from ._issue import Issue
+from ._prompt import continuation_prompt, render_prompt
+from ._scheduler import (
+    CleanWorkspace,
+    Dispatch,
+    Release,
+    RetryDue,
+    RunningEntry,
+    ScheduleRetry,
+    SchedulerState,
+    SetCooldown,
+    WaitForPerson,
+    WorkerExit,
+    apply_event,
+)
+from ._turns import TurnOutcome, run_turn
+from ._workspace import WorkspaceManager, check_inside
+from .backends import AgentBackend, AgentEvent, TurnRequest
+from .trackers import Tracker
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["ISSUE_WORKFLOW", "QUEUE", "RESUME_SIGNAL", "IssueRunner", "issue_key"]
+
+log = logging.getLogger("tether.agents")
+
+ISSUE_WORKFLOW = "agents.issue"
+QUEUE = "agents"
+RESUME_SIGNAL = "agents.resume"
+COOLDOWN_SCOPE = "agents.cooldown"
+TERMINAL_STOP = "issue terminal"  # the cancel reason that also removes the workspace
+
+
+def issue_key(tracker: str, identifier: str) -> str:
+    """The issue's name in tether: its first run id, its concurrency and budget key."""
+    return f"agent:{tracker}:{identifier}"
+
+
+ExitReason = Literal["normal", "failure", "stalled", "input_required", "rate_limited"]
+
+
+def _exit_reason(status: str, error: str | None) -> ExitReason:
+    if status == "completed":
+        return "normal"
+    if status == "input_required":
+        return "input_required"
+    if status == "rate_limited":
+        return "rate_limited"
+    return "stalled" if (error or "").startswith("stalled") else "failure"
+
+
+class IssueRunner:
+    """Runs issues as durable runs on `app`, with the components the current
+    WORKFLOW.md names (`current()` is read at each attempt: a reload applies to
+    what starts next, an attempt in flight keeps what it started with)."""
+
+    def __init__(
+        self,
+        app: App,
+        current: Callable[[], WorkflowFile],
+        tracker: Callable[[], Tracker],
+        backend: Callable[[], AgentBackend],
+    ) -> None:
+        self.app = app
+        self.current = current
+        self.tracker = tracker
+        self.backend = backend
+
+    def workspaces(self) -> WorkspaceManager:
+        wf = self.current()
+        return WorkspaceManager(wf.workspace_root, wf.config.hooks)
+
+    async def __call__(self, wf: Workflow, request: dict[str, Any]) -> dict[str, Any]:
+        """The body of workflow ``agents.issue``."""
+        issue = Issue.from_dict(request["issue"])
+        state = SchedulerState(running={issue.id: RunningEntry(issue, None, 0.0)})
+        attempt: int | None = None
+        answer: str | None = None
+        while True:
+            outcome = await self._attempt(wf, issue, attempt, answer)
+            answer = None
+            now = (await wf.now()).timestamp()
+            reason = _exit_reason(outcome["status"], outcome.get("error"))
+            event = WorkerExit(
+                issue.id, now, reason, outcome.get("error"), outcome.get("retry_after")
+            )
+            state, effects = apply_event(state, event, self.current().config)
+            nxt = await self._follow(wf, issue, state, effects, (attempt or 0) + 1)
+            if isinstance(nxt, dict):
+                return nxt
+            state, issue, attempt, answer = nxt
+
+    async def _follow(
+        self, wf: Workflow, issue: Issue, state: SchedulerState, effects: list[Any], nxt: int
+    ) -> dict[str, Any] | tuple[SchedulerState, Issue, int | None, str | None]:
+        """Execute what the reducer decided after an attempt: the next attempt's
+        (state, issue, attempt, answer), or the run's result when it ends."""
+        for effect in effects:
+            if isinstance(effect, SetCooldown):
+                await self._cooldown(wf, effect.until - (await wf.now()).timestamp())
+            elif isinstance(effect, WaitForPerson):
+                payload = await self._wait_for_person(wf, issue, effect.reason)
+                fresh = SchedulerState(running={issue.id: RunningEntry(issue, nxt, 0.0)})
+                return fresh, issue, nxt, _answer_of(payload)  # failures start again from 0
+            elif isinstance(effect, ScheduleRetry):
+                return await self._retry(wf, issue, state, effect)
+        return {"issue": issue.identifier, "ended": "no further work"}
+
+    async def _retry(
+        self, wf: Workflow, issue: Issue, state: SchedulerState, effect: ScheduleRetry
+    ) -> dict[str, Any] | tuple[SchedulerState, Issue, int | None, str | None]:
+        now = await wf.now()
+        due = now + timedelta(milliseconds=effect.delay_ms)
+        await self._phase(
+            wf,
+            issue,
+            "retrying",
+            attempt=effect.attempt,
+            error=effect.error,
+            due_at=due.isoformat(),
+        )
+        await wf.sleep(effect.delay_ms / 1000)
+        fetched: dict[str, Any] = await wf.step("refresh", partial(self._fetch, issue.id))
+        found = Issue.from_dict(fetched["issue"]) if fetched.get("issue") else None
+        t = (await wf.now()).timestamp()
+        state, effects = apply_event(
+            state, RetryDue(issue.id, t, found, fetched.get("error")), self.current().config
+        )
+        for e in effects:
+            if isinstance(e, Dispatch):
+                return state, e.issue, e.attempt, None
+            if isinstance(e, ScheduleRetry):
+                return await self._retry(wf, issue, state, e)
+            if isinstance(e, CleanWorkspace):
+                _: bool = await wf.step("clean", partial(self._remove_workspace, issue.identifier))
+            if isinstance(e, Release):
+                await self._phase(wf, issue, "released", error=e.reason)
+                return {"issue": issue.identifier, "released": e.reason}
+        return {"issue": issue.identifier, "released": "nothing to do"}
+
+    async def _fetch(self, issue_id: str) -> dict[str, Any]:
+        try:
+            found = await self.tracker().fetch_issues_by_ids([issue_id])
+        except Exception as exc:  # any tracker failure is a retry, not a failed run
+            return {"issue": None, "error": f"{type(exc).__name__}: {exc}"}
+        return {"issue": found[0].to_dict() if found else None, "error": None}
+
+    async def _remove_workspace(self, identifier: str) -> bool:
+        manager = self.workspaces()
+        return await manager.remove(manager.path_for(identifier))
+
+    async def _phase(self, wf: Workflow, issue: Issue, phase: str, **fields: Any) -> None:
+        def change(old: Any) -> dict[str, Any]:
+            base = old if isinstance(old, dict) else {}
+            return {
+                **base,
+                "phase": phase,
+                "issue_id": issue.id,
+                "identifier": issue.identifier,
+                "issue_state": issue.state,
+                "title": issue.title,
+                **fields,
+            }
+
+        await wf.update_state(change)
+
+    async def _wait_for_person(self, wf: Workflow, issue: Issue, reason: str) -> Any:
+        await self._phase(wf, issue, "waiting", reason=reason)
+        return await wf.wait_for_signal(RESUME_SIGNAL)
+
+    async def _cooldown(self, wf: Workflow, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        backend = self.backend().name
+
+        async def write() -> bool:
+            app = self.app
+            await app.store.acquire_lock(
+                COOLDOWN_SCOPE,
+                backend,
+                f"rate-limit:{wf.workflow_id}",
+                ttl=seconds,
+                now=app.clock.store_time(),
+                at=app.clock.now(),
+            )
+            return True
+
+        done: bool = await wf.step("cooldown", write)
+        assert done
+
+    # -- one attempt ------------------------------------------------------------------
+
+    async def _attempt(
+        self, wf: Workflow, issue: Issue, attempt: int | None, answer: str | None
+    ) -> TurnOutcome:
+        config = self.current()
+        await self._phase(wf, issue, "running", attempt=attempt, error=None, due_at=None)
+        prepared: dict[str, Any] = await wf.step("workspace", partial(self._prepare, issue))
+        if prepared.get("error"):
+            return {"status": "failed", "error": prepared["error"]}
+        path = Path(prepared["path"])
+        await self._phase(wf, issue, "running", workspace=str(path))
+        try:
+            prompt: dict[str, Any] = await wf.step(
+                "prompt", partial(self._prompt, config, issue, attempt, answer)
+            )
+            if prompt.get("error"):
+                return {"status": "failed", "error": prompt["error"]}
+            return await self._turns(wf, issue, path, prompt)
+        except RunCancelledError:
+            await self._stopped(wf.workflow_id, path)
+            raise
+        finally:
+            if not await self._is_cancelled(wf.workflow_id):
+                _ran: bool = await wf.step("after_run", partial(self._after_run, path))
+
+    async def _is_cancelled(self, run_id: str) -> bool:
+        row = await self.app.store.get_run(run_id)
+        return row is None or row.status is RunStatus.CANCELLED
+
+    async def _stopped(self, run_id: str, path: Path) -> None:
+        """The run was cancelled under its agent (which is stopped by now): `after_run`,
+        and for an issue that became terminal, its workspace removed (by this path,
+        `before_remove` first), here where nothing uses it any more."""
+        await self._after_run(path)
+        row = await self.app.store.get_run(run_id)
+        if row is not None and TERMINAL_STOP in (row.error or ""):
+            await self.workspaces().remove(path)
+
+    async def _prepare(self, issue: Issue) -> dict[str, Any]:
+        manager = self.workspaces()
+        try:
+            ws = await manager.ensure(issue.identifier)
+            await manager.before_run(ws.path)
+        except Exception as exc:  # a failed hook or a bad path fails the attempt
+            code = getattr(exc, "code", type(exc).__name__)
+            return {"path": None, "error": f"{code}: {exc}"}
+        return {"path": str(ws.path), "created": ws.created_now, "error": None}
+
+    async def _after_run(self, path: Path) -> bool:
+        result = await self.workspaces().after_run(path)
+        return result is None or result.ok
+
+    def _prompt(
+        self, config: WorkflowFile, issue: Issue, attempt: int | None, answer: str | None
+    ) -> dict[str, Any]:
+        limits = {"max_turns": config.config.agent.max_turns, "sha256": config.sha256}
+        if answer is not None:
+            return {**limits, "prompt": answer, "error": None}
+        try:
+            text = render_prompt(config.prompt, issue, attempt)
+        except Exception as exc:
+            return {**limits, "prompt": None, "error": f"{getattr(exc, 'code', 'error')}: {exc}"}
+        return {**limits, "prompt": text, "error": None}
+
+    async def _turns(
+        self, wf: Workflow, issue: Issue, path: Path, prompt: dict[str, Any]
+    ) -> TurnOutcome:
+        max_turns = int(prompt["max_turns"])
+        text = str(prompt["prompt"])
+        session: str | None = None
+        totals: dict[str, Any] = {}
+        outcome: TurnOutcome = {"status": "completed"}
+        for turn in range(1, max_turns + 1):
+            if not await self._within_budget(wf, issue):
+                return {"status": "input_required", "error": "budget exceeded"}
+            outcome = await wf.step(
+                "turn",
+                partial(self._turn, wf, issue, path, text, (turn, max_turns), session, totals),
+            )
+            session = outcome.get("session_id") or session
+            totals = outcome.get("totals") or totals
+            if outcome["status"] != "completed":
+                return outcome
+            if turn == max_turns or not await self._still_active(wf, issue):
+                break
+            text = continuation_prompt(turn + 1, max_turns)
+        return await self._handoff(wf, issue, outcome)
+
+    async def _turn(
+        self,
+        wf: Workflow,
+        issue: Issue,
+        path: Path,
+        prompt: str,
+        turns: tuple[int, int],
+        session: str | None,
+        totals: dict[str, Any],
+    ) -> TurnOutcome:
+        turn, max_turns = turns
+        config = self.current().config
+        check_inside(self.current().workspace_root, path)
+        request = TurnRequest(
+            prompt=prompt,
+            workspace=path,
+            turn=turn,
+            max_turns=max_turns,
+            session_id=session,
+            issue=issue.to_dict(),
+            silence_timeout=config.agent.turn_timeout_ms / 1000,
+            env={
+                "TETHER_ISSUE_ID": issue.id,
+                "TETHER_ISSUE_IDENTIFIER": issue.identifier,
+                "TETHER_ISSUE_TITLE": issue.title,
+                "TETHER_SESSION_ID": session or "",
+                "TETHER_TURN": str(turn),
+            },
+        )
+        backend = self.backend()
+        run_id = wf.workflow_id
+
+        async def cancelled() -> bool:
+            row = await self.app.store.get_run(run_id)
+            return row is None or row.status is RunStatus.CANCELLED
+
+        async def seen(event: AgentEvent) -> None:
+            if event.progress:
+                log.debug(
+                    "agent event %s", event.kind, extra={"run": run_id, "issue": issue.identifier}
+                )
+
+        return await run_turn(
+            backend,
+            request,
+            stall_timeout_ms=config.agent.stall_timeout_ms,
+            cancelled=cancelled,
+            on_event=seen,
+            model=config.agent.model or backend.name,
+            budget_key=issue_key(self.tracker().kind, issue.identifier),
+            seen_totals=totals,
+        )
+
+    async def _within_budget(self, wf: Workflow, issue: Issue) -> bool:
+        key = issue_key(self.tracker().kind, issue.identifier)
+        budget = self.current().config.budget.budget(key)
+        if budget is None:
+            return True
+
+        async def judge() -> str:
+            spend = await self.app.store.ai_spend(wf.workflow_id, key)
+            return budget.judge(spend)
+
+        verdict: str = await wf.step("budget", judge)
+        if verdict == "exceeded" and budget.on_exceed == "fail":
+            from ..ai import BudgetExceededError
+
+            spend = await self.app.store.ai_spend(wf.workflow_id, key)
+            raise BudgetExceededError(
+                f"the AI budget of {issue.identifier} is spent ({spend.usd:.4f} USD, "
+                f"{spend.tokens} tokens); raise budget.max_usd or budget.max_tokens",
+                spent_usd=spend.usd,
+                limit_usd=budget.max_usd,
+            )
+        return verdict != "exceeded"
+
+    async def _still_active(self, wf: Workflow, issue: Issue) -> bool:
+        fetched: dict[str, Any] = await wf.step("recheck", partial(self._fetch, issue.id))
+        if fetched.get("error"):
+            return True  # a failed refresh keeps the agent going
+        found = fetched.get("issue")
+        if not found:
+            return False
+        config = self.current().config
+        now = Issue.from_dict(found)
+        return config.tracker.is_active(now.state) and set(config.tracker.required_labels) <= set(
+            now.labels
+        )
+
+    async def _handoff(self, wf: Workflow, issue: Issue, outcome: TurnOutcome) -> TurnOutcome:
+        target = self.current().config.tracker.handoff_state
+        if not target:
+            return outcome
+        marker = f"tether-run:{wf.workflow_id}:handoff"
+
+        async def move() -> str:
+            await self.tracker().move(issue.id, target, marker=marker)
+            return target
+
+        moved: str = await wf.step("handoff", move)
+        assert moved == target
+        return outcome
+
+
+def _answer_of(payload: Any) -> str | None:
+    if isinstance(payload, dict) and isinstance(payload.get("answer"), str):
+        return str(payload["answer"])
+    return None

@@ -1,0 +1,141 @@
+"""One agent turn inside a step: stream the backend's events, meter usage, watch for
+a stall or a cancelled run, and attach the turn's usage to the step's record.
+
+The usage row goes to tether's AI call log (call type ``agent``) in the same
+transaction as the step's completion, so tokens and cost are counted exactly
+when the turn is recorded: never twice after a crash or a retry, and every
+total (`tether usage`, budgets, `agents status`) is a query over those rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._attach import attach
+from ..store import NewAICall
+from ._scheduler import is_stalled
+from .backends import AgentBackend, AgentEvent, TurnRequest, TurnResult, Usage, UsageMeter
+
+__all__ = ["TurnOutcome", "run_turn"]
+
+WATCH_EVERY = 0.2  # seconds between checks for a stall or a cancelled run
+
+
+@dataclass
+class _Live:
+    started: float
+    last_progress: float | None = None
+    last_event: str | None = None
+    last_message: str | None = None
+    events: int = 0
+
+
+def _outcome(result: TurnResult, delta: Usage, live: _Live) -> dict[str, Any]:
+    return {
+        "status": result.status,
+        "session_id": result.session_id,
+        "message": result.message,
+        "error": result.error,
+        "retry_after": result.retry_after,
+        "input_tokens": delta.input_tokens,
+        "output_tokens": delta.output_tokens,
+        "cost_usd": delta.cost_usd,
+        "last_event": live.last_event,
+        "events": live.events,
+    }
+
+
+TurnOutcome = dict[str, Any]
+
+
+async def run_turn(
+    backend: AgentBackend,
+    request: TurnRequest,
+    *,
+    stall_timeout_ms: int,
+    cancelled: Callable[[], Awaitable[bool]],
+    on_event: Callable[[AgentEvent], Awaitable[None]],
+    model: str,
+    budget_key: str,
+    seen_totals: dict[str, list[float | None]] | None = None,
+) -> TurnOutcome:
+    """Run one turn; the outcome as plain JSON (what the step records). `seen_totals`
+    are the session totals earlier turns of the attempt saw (recorded with them), so
+    a total a session reports again is not counted again."""
+    meter = UsageMeter()
+    for session, (i, o, c, cost) in (seen_totals or {}).items():
+        meter.last[session] = Usage(int(i or 0), int(o or 0), int(c or 0), cost)
+    live = _Live(started=time.monotonic())
+
+    async def seen(event: AgentEvent) -> None:
+        live.events += 1
+        live.last_event = event.kind
+        live.last_message = event.message or live.last_message
+        if event.progress:
+            live.last_progress = time.monotonic()
+        if event.usage is not None:
+            meter.feed(event.session_id or request.session_id or "session", event.usage)
+        await on_event(event)
+
+    turn = asyncio.ensure_future(backend.run_turn(request, seen))
+    why = await _watch(turn, live, stall_timeout_ms, cancelled)
+    if why is not None:
+        turn.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await turn
+        result = TurnResult("failed", request.session_id, error=why)
+    else:
+        result = turn.result()
+    if result.usage is not None:
+        meter.feed(result.session_id or "session", result.usage)
+    delta = meter.delta
+    outcome = _outcome(result, delta, live)
+    outcome["totals"] = {
+        k: [u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cost_usd]
+        for k, u in meter.last.items()
+    }
+    if delta.total or delta.cost_usd:
+        attach(_call_row(backend.name, model, request, outcome, delta, budget_key))
+    return outcome
+
+
+async def _watch(
+    turn: asyncio.Future[TurnResult],
+    live: _Live,
+    stall_timeout_ms: int,
+    cancelled: Callable[[], Awaitable[bool]],
+) -> str | None:
+    """Wait for the turn; the reason to stop it early, or None when it ended."""
+    while True:
+        done, _ = await asyncio.wait({turn}, timeout=WATCH_EVERY)
+        if done:
+            return None
+        if is_stalled(live.last_progress, live.started, time.monotonic(), stall_timeout_ms):
+            return f"stalled: no progress for {stall_timeout_ms} ms (last event: {live.last_event})"
+        if await cancelled():
+            return "cancelled: the run was stopped"
+
+
+def _call_row(
+    backend: str, model: str, request: TurnRequest, outcome: TurnOutcome, delta: Usage, key: str
+) -> NewAICall:
+    cost = delta.cost_usd
+    return NewAICall(
+        call_type="agent",
+        provider=backend,
+        model=model,
+        prompt=json.dumps({"turn": request.turn, "prompt": request.prompt}),
+        response=json.dumps({"status": outcome["status"], "message": outcome["message"]}),
+        input_tokens=delta.input_tokens,
+        cached_input_tokens=delta.cached_input_tokens,
+        output_tokens=delta.output_tokens,
+        cost_micro_usd=None if cost is None else round(cost * 1_000_000),
+        price_source=None if cost is None else "agent",
+        budget_key=key,
+    )

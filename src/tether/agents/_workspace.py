@@ -1,0 +1,229 @@
+"""Workspaces: one folder per issue under a root, and the hooks around them.
+
+Naming (Symphony's rule): the identifier with every character outside
+``[A-Za-z0-9._-]`` replaced by ``_``; if that changed anything (or left ``.``
+or ``..``), ``--`` and the first 16 hex digits of the sha256 of the original
+identifier are appended, so two identifiers never share a folder. Before any
+use the path is checked to be inside the root with symlinks resolved
+(`workspace_outside_root`, `workspace_symlink_escape`, `workspace_equals_root`).
+
+Hooks run as ``sh -lc <script>`` in the workspace, each within
+``hooks.timeout_ms`` (the process group is killed at the limit), their output
+truncated to 2,048 bytes in the log. Failure semantics: `after_create` and
+`before_run` abort the attempt (a folder just created is removed again);
+`after_run` and `before_remove` are logged and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._config import HooksSettings
+from ._errors import WorkspaceError
+
+__all__ = ["HookResult", "Workspace", "WorkspaceManager", "check_inside", "workspace_key"]
+
+log = logging.getLogger("tether.agents")
+
+OUTPUT_LIMIT = 2048
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def workspace_key(identifier: str) -> str:
+    """The folder name of an issue's workspace."""
+    safe = _UNSAFE.sub("_", identifier)
+    if safe == identifier and safe not in {"", ".", ".."}:
+        return safe
+    return f"{safe}--{hashlib.sha256(identifier.encode()).hexdigest()[:16]}"
+
+
+def check_inside(root: Path, path: Path) -> Path:
+    """`path` with symlinks resolved, if it lies strictly inside `root`; else WorkspaceError."""
+    real_root = root.resolve()
+    lexical = Path(os.path.normpath(path if path.is_absolute() else real_root / path))
+    if lexical in (real_root, root):
+        raise WorkspaceError(f"workspace {path} is the root itself", code="workspace_equals_root")
+    if not (lexical.is_relative_to(real_root) or lexical.is_relative_to(root)):
+        raise WorkspaceError(
+            f"workspace {path} is outside the root {real_root}", code="workspace_outside_root"
+        )
+    real = path.resolve()
+    if real == real_root or not real.is_relative_to(real_root):
+        raise WorkspaceError(
+            f"workspace {path} resolves to {real} through a symlink, outside the root "
+            f"{real_root}; remove the link",
+            code="workspace_symlink_escape",
+        )
+    return real
+
+
+@dataclass(frozen=True)
+class Workspace:
+    path: Path
+    key: str
+    created_now: bool
+
+
+@dataclass(frozen=True)
+class HookResult:
+    name: str
+    exit_code: int | None  # None: killed at the timeout
+    output: str  # truncated to OUTPUT_LIMIT bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class WorkspaceManager:
+    """Creates, checks and removes workspaces under `root`, and runs the hooks."""
+
+    def __init__(self, root: Path, hooks: HooksSettings) -> None:
+        self.root = root
+        self.hooks = hooks
+
+    def path_for(self, identifier: str) -> Path:
+        return self.root / workspace_key(identifier)
+
+    async def ensure(self, identifier: str) -> Workspace:
+        """The issue's workspace, created if missing (then `after_create` runs; if it
+        fails the new folder is removed and the attempt fails)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.path_for(identifier)
+        check_inside(self.root, path)
+        created = False
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            path.unlink()  # a stray file (or link) where the folder belongs
+        if not path.exists():
+            path.mkdir()
+            created = True
+        real = check_inside(self.root, path)
+        ws = Workspace(real, workspace_key(identifier), created)
+        if created and self.hooks.after_create:
+            result = await self.run_hook("after_create", ws.path)
+            if not result.ok:
+                shutil.rmtree(ws.path, ignore_errors=True)
+                raise _hook_error(result)
+        return ws
+
+    async def before_run(self, path: Path) -> None:
+        check_inside(self.root, path)
+        if self.hooks.before_run:
+            result = await self.run_hook("before_run", path)
+            if not result.ok:
+                raise _hook_error(result)
+
+    async def after_run(self, path: Path) -> HookResult | None:
+        """Best effort: a failure is logged, never raised."""
+        if not self.hooks.after_run or not path.is_dir():
+            return None
+        return await self.run_hook("after_run", path)
+
+    async def remove(self, path: Path) -> bool:
+        """Remove a workspace by its recorded path: `before_remove` first (a failure is
+        logged and the removal proceeds). False if there was nothing to remove."""
+        real = check_inside(self.root, path)
+        if not real.exists():
+            return False
+        if self.hooks.before_remove and real.is_dir():
+            await self.run_hook("before_remove", real)
+        shutil.rmtree(real, ignore_errors=True)
+        log.info("workspace removed", extra={"workspace": str(real)})
+        return True
+
+    async def run_hook(self, name: str, cwd: Path) -> HookResult:
+        script = getattr(self.hooks, name)
+        assert isinstance(script, str)
+        timeout = self.hooks.timeout_ms / 1000
+        proc = await asyncio.create_subprocess_exec(
+            "sh",
+            "-lc",
+            script,
+            cwd=cwd,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+            code: int | None = proc.returncode
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = await proc.communicate()
+            code = None
+        text = out[:OUTPUT_LIMIT].decode("utf-8", "replace")
+        result = HookResult(name, code, text)
+        level = logging.INFO if result.ok else logging.WARNING
+        log.log(
+            level,
+            "hook %s %s",
+            name,
+            "ok" if result.ok else ("timed out" if code is None else f"exited {code}"),
+            extra={"workspace": str(cwd), "output": text},
+        )
+        return result
+
+    def sweep(
+        self,
+        *,
+        remove_keys: set[str],
+        busy: set[str],
+        max_age_days: float | None,
+        max_total_mb: float | None,
+        now: float | None = None,
+    ) -> list[Path]:
+        """Which workspaces the retention policy removes: those of `remove_keys`
+        (terminal issues), those older than `max_age_days`, then the oldest until the
+        total is within `max_total_mb`; never one in `busy`. Returns the paths (the
+        caller removes them, running `before_remove`)."""
+        if not self.root.is_dir():
+            return []
+        now = time.time() if now is None else now
+        folders = sorted(
+            (p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink()),
+            key=lambda p: p.stat().st_mtime,
+        )
+        doomed: list[Path] = []
+        for p in folders:
+            if p.name in busy:
+                continue
+            too_old = max_age_days is not None and now - p.stat().st_mtime > max_age_days * 86400
+            if p.name in remove_keys or too_old:
+                doomed.append(p)
+        if max_total_mb is not None:
+            sizes = {p: _size(p) for p in folders if p not in doomed}
+            total = sum(sizes.values())
+            for p in sizes:  # oldest first
+                if total <= max_total_mb * 1024 * 1024:
+                    break
+                if p.name not in busy:
+                    doomed.append(p)
+                    total -= sizes[p]
+        return doomed
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
+
+
+def _hook_error(result: HookResult) -> WorkspaceError:
+    why = "timed out" if result.exit_code is None else f"exited {result.exit_code}"
+    code = "hook_timeout" if result.exit_code is None else "hook_failed"
+    tail = result.output.strip()[-300:]
+    return WorkspaceError(f"hook {result.name} {why}" + (f": {tail}" if tail else ""), code=code)

@@ -1,0 +1,43 @@
+"""Agent backends: the port and its adapters (`claude`, `codex`, `command`, `mock`)."""
+
+from __future__ import annotations
+
+from ._cli import (
+    ClaudeBackend,
+    CodexBackend,
+    CommandBackend,
+    parse_claude_line,
+    parse_codex_line,
+    parse_command_line,
+)
+from ._mock import MockBackend
+from ._port import (
+    AgentBackend,
+    AgentEvent,
+    OnEvent,
+    TurnRequest,
+    TurnResult,
+    TurnStatus,
+    Usage,
+    UsageMeter,
+)
+from ._process import ProcessBackend
+
+__all__ = [
+    "AgentBackend",
+    "AgentEvent",
+    "ClaudeBackend",
+    "CodexBackend",
+    "CommandBackend",
+    "MockBackend",
+    "OnEvent",
+    "ProcessBackend",
+    "TurnRequest",
+    "TurnResult",
+    "TurnStatus",
+    "Usage",
+    "UsageMeter",
+    "parse_claude_line",
+    "parse_codex_line",
+    "parse_command_line",
+]

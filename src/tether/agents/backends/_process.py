@@ -1,0 +1,141 @@
+"""Running an agent CLI as a subprocess that writes JSON lines on stdout.
+
+One loop for every CLI backend: launch ``sh -lc <command>`` in the workspace
+(its own process group), write the prompt to stdin, parse each stdout line
+with the backend's `parse_line`, and end the turn on the result the parser
+recognises, on exit, or after `silence_timeout` seconds without a line (the
+process group is killed). Lines are read up to 10 MB; stderr is kept (its
+tail explains a failed exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import AgentError
+from ._port import AgentEvent, OnEvent, TurnRequest, TurnResult
+
+__all__ = ["LineParser", "Parsed", "ProcessBackend"]
+
+MAX_LINE = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What one line meant: an event to report, and/or the end of the turn."""
+
+    event: AgentEvent | None = None
+    result: TurnResult | None = None
+
+
+LineParser = Callable[[dict[str, Any]], Parsed]
+
+
+class ProcessBackend:
+    """A CLI agent: `argv(request)` builds the command, `parse` reads its lines."""
+
+    name = "process"
+
+    def __init__(self, command: str, parse: LineParser, *, name: str | None = None) -> None:
+        self.command = command
+        self.parse = parse
+        if name is not None:
+            self.name = name
+
+    def shell_command(self, request: TurnRequest) -> str:
+        return self.command
+
+    async def run_turn(self, request: TurnRequest, on_event: OnEvent) -> TurnResult:
+        env = {**os.environ, **request.env}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "sh",
+                "-lc",
+                self.shell_command(request),
+                cwd=request.workspace,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                limit=MAX_LINE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise AgentError(
+                f"cannot start {self.command!r}: {exc}", code="agent_not_found"
+            ) from None
+        try:
+            return await self._drive(proc, request, on_event)
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+
+    async def _drive(
+        self, proc: asyncio.subprocess.Process, request: TurnRequest, on_event: OnEvent
+    ) -> TurnResult:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(request.prompt.encode())
+            await proc.stdin.drain()
+        proc.stdin.close()
+        errors = asyncio.ensure_future(proc.stderr.read())
+        result: TurnResult | None = None
+        session = request.session_id
+        try:
+            while True:
+                try:
+                    line = await asyncio.wait_for(proc.stdout.readline(), request.silence_timeout)
+                except TimeoutError:
+                    return TurnResult(
+                        "failed",
+                        session,
+                        error=f"turn_timeout: no output for {request.silence_timeout:g}s",
+                    )
+                if not line:
+                    break
+                parsed = self._parse(line)
+                if parsed.event is not None:
+                    session = parsed.event.session_id or session
+                    await on_event(parsed.event)
+                if parsed.result is not None:
+                    result = parsed.result
+            code = await proc.wait()
+        finally:
+            if not errors.done():
+                errors.cancel()
+        stderr = errors.result() if errors.done() and not errors.cancelled() else b""
+        if result is not None:
+            return result if result.session_id else _with_session(result, session)
+        if code == 0:
+            return TurnResult("completed", session)
+        tail = stderr.decode("utf-8", "replace").strip()[-500:]
+        return TurnResult(
+            "failed", session, error=f"process_exit: exited {code}" + (f": {tail}" if tail else "")
+        )
+
+    def _parse(self, line: bytes) -> Parsed:
+        text = line.decode("utf-8", "replace").strip()
+        if not text:
+            return Parsed()
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return Parsed(AgentEvent("other_message", progress=True, message=text[:2000]))
+        if not isinstance(data, dict):
+            return Parsed(AgentEvent("malformed", progress=False, message=text[:2000]))
+        return self.parse(data)
+
+
+def _with_session(result: TurnResult, session: str | None) -> TurnResult:
+    from dataclasses import replace
+
+    return replace(result, session_id=session)

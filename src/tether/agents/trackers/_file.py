@@ -1,0 +1,188 @@
+"""Issues as a markdown file in the repository (the seed's roadmap format, simplified).
+
+One ``##`` heading per issue, ``IDENT: title``; the bullet lines right under it
+set fields; the rest of the section is the description::
+
+    ## DEMO-1: Write a greeting
+    - status: todo
+    - priority: 1
+    - labels: agent, docs
+    - blocked by: DEMO-0
+    - created: 2026-01-01
+
+    Say hello in hello.txt.
+
+A heading without ``IDENT:`` gets the identifier ``<slug>-<8 hex of sha256(title)>``.
+Blockers take their state from the same file (unknown: None, which blocks a
+``todo`` issue). `move` rewrites the status line; `comment` appends a quoted
+line carrying its marker, and finds that marker first so it never writes twice.
+Writes replace the file atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._errors import TrackerError
+from .._issue import Blocker, Issue, normalise_labels, normalise_state
+
+__all__ = ["FileTracker", "parse_issues"]
+
+_HEADING = re.compile(r"^##\s+(.*?)\s*$")
+_FIELD = re.compile(r"^\s*[-*]\s+\**([A-Za-z][A-Za-z _-]*?)\**\s*:\s*\**\s*(.*?)\s*$")
+_IDENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*):\s+(.+)$")
+
+
+@dataclass
+class _Section:
+    start: int  # line index of the heading
+    end: int  # one past its last line
+    identifier: str
+    title: str
+    fields: dict[str, str] = field(default_factory=dict)
+    field_lines: dict[str, int] = field(default_factory=dict)
+    body: list[str] = field(default_factory=list)
+
+
+def _slug_id(title: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:20]
+    return f"{slug}-{hashlib.sha256(title.encode()).hexdigest()[:8]}"
+
+
+def _sections(lines: list[str]) -> list[_Section]:
+    found: list[_Section] = []
+    for n, line in enumerate(lines):
+        m = _HEADING.match(line)
+        if m is None:
+            continue
+        if found:
+            found[-1].end = n
+        head = m.group(1)
+        im = _IDENT.match(head)
+        ident, title = (im.group(1), im.group(2)) if im else (_slug_id(head), head)
+        found.append(_Section(n, len(lines), ident, title.strip()))
+    for s in found:
+        in_fields = True
+        for n in range(s.start + 1, s.end):
+            fm = _FIELD.match(lines[n]) if in_fields else None
+            if fm is not None:
+                key = fm.group(1).strip().lower().replace("_", " ")
+                s.fields[key] = fm.group(2)
+                s.field_lines[key] = n
+                continue
+            if lines[n].strip() or s.body:
+                in_fields = False
+                s.body.append(lines[n])
+    return found
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in re.split(r"[,;]", value or "") if v.strip() and v.strip() != "-"]
+
+
+def _issue(s: _Section, states: dict[str, str]) -> Issue:
+    f = s.fields
+    prio = f.get("priority", "").strip()
+    blockers = _split_list(f.get("blocked by") or f.get("blockers"))
+    description = "\n".join(s.body).strip() or None
+    return Issue(
+        id=s.identifier,
+        identifier=s.identifier,
+        title=s.title,
+        state=(f.get("status") or f.get("state") or "").strip(),
+        description=description,
+        priority=int(prio) if prio.lstrip("-").isdigit() else None,
+        labels=normalise_labels(_split_list(f.get("labels"))),
+        blocked_by=tuple(Blocker(b, b, states.get(b)) for b in blockers),
+        dispatchable=normalise_state(f.get("dispatchable", "yes")) not in {"no", "false"},
+        assignee_id=f.get("assignee") or None,
+        branch_name=f.get("branch") or None,
+        created_at=f.get("created") or None,
+        updated_at=f.get("updated") or None,
+    )
+
+
+def parse_issues(text: str) -> list[Issue]:
+    """The issues of a markdown file, in file order."""
+    sections = _sections(text.splitlines())
+    states = {
+        s.identifier: (s.fields.get("status") or s.fields.get("state") or "").strip()
+        for s in sections
+    }
+    return [_issue(s, states) for s in sections]
+
+
+class FileTracker:
+    """The `file` tracker: reads (and writes) a markdown file of issues."""
+
+    kind = "file"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _text(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TrackerError(
+                f"cannot read the issues file {self.path}: {exc.strerror or exc}",
+                code="tracker_request",
+            ) from None
+
+    async def fetch_issues_by_states(self, states: Sequence[str]) -> list[Issue]:
+        if not states:
+            return []
+        wanted = {normalise_state(s) for s in states}
+        return [i for i in parse_issues(self._text()) if normalise_state(i.state) in wanted]
+
+    async def fetch_issues_by_ids(self, ids: Sequence[str]) -> list[Issue]:
+        if not ids:
+            return []
+        wanted = set(ids)
+        return [i for i in parse_issues(self._text()) if i.id in wanted]
+
+    def _write(self, lines: list[str]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".issues-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, self.path)
+
+    def _section(self, lines: list[str], issue_id: str) -> _Section:
+        for s in _sections(lines):
+            if s.identifier == issue_id:
+                return s
+        raise TrackerError(f"no issue {issue_id!r} in {self.path}", code="tracker_response")
+
+    async def move(self, issue_id: str, state: str, *, marker: str) -> None:
+        lines = self._text().splitlines()
+        s = self._section(lines, issue_id)
+        key = "status" if "status" in s.field_lines or "state" not in s.field_lines else "state"
+        if key in s.field_lines:
+            n = s.field_lines[key]
+            prefix = lines[n][: len(lines[n]) - len(lines[n].lstrip())]
+            lines[n] = f"{prefix}- {key}: {state}"
+        else:
+            lines.insert(s.start + 1, f"- status: {state}")
+        self._write(lines)
+
+    async def comment(self, issue_id: str, body: str, *, marker: str) -> None:
+        lines = self._text().splitlines()
+        s = self._section(lines, issue_id)
+        tag = f"<!-- {marker} -->"
+        if any(tag in lines[n] for n in range(s.start, s.end)):
+            return  # written before a crash: not again
+        end = s.end
+        while end > s.start + 1 and not lines[end - 1].strip():
+            end -= 1
+        text = " ".join(body.split())
+        lines[end:end] = ["", f"> **tether:** {text} {tag}"]
+        self._write(lines)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,198 @@
+"""`tether agents`: run the agent dispatcher on a WORKFLOW.md, and steer its issues.
+
+The database follows the usual rule, with WORKFLOW.md's `database_url` in the
+place of a module's App: ``--db``, else ``$TETHER_DATABASE_URL``, else
+`database_url` in the file, else ``.tether/tether.db``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+from rich.table import Table
+
+from ..app import App
+from ._common import CliState, db_option, guard, out, pass_state, text
+from ._db import Database, choose, open_app
+from .worker import _KeyValues
+
+__all__ = ["agents"]
+
+T = TypeVar("T")
+
+_WORKFLOW = click.option(
+    "--workflow",
+    "workflow_path",
+    default="WORKFLOW.md",
+    show_default=True,
+    metavar="PATH",
+    help="The WORKFLOW.md of the dispatcher.",
+)
+
+
+def _open(state: CliState, path: str) -> tuple[Any, App, Database]:
+    from ..agents import Dispatcher, WorkflowWatcher
+
+    watcher = guard(lambda: WorkflowWatcher(path))
+    db = choose(state.db)
+    if db.source == "the default" and watcher.current.config.database_url:
+        db = Database(watcher.current.config.database_url, f"database_url in {watcher.path}")
+    app = open_app(db)
+    return guard(lambda: Dispatcher(app, watcher)), app, db
+
+
+def _call(app: App, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        return guard(lambda: app.run_sync(fn()))
+    finally:
+        app.close()
+
+
+@click.group(no_args_is_help=True)
+@db_option
+def agents() -> None:
+    """Dispatch tracker issues to coding agents, each issue a durable run."""
+
+
+@agents.command("run")
+@click.argument("workflow_path", default="WORKFLOW.md", metavar="[WORKFLOW.md]")
+@click.option(
+    "--once", is_flag=True, help="One tick; drive what it dispatched until it parks, then exit."
+)
+@db_option
+@pass_state
+def agents_run(state: CliState, workflow_path: str, once: bool) -> None:
+    """Poll the tracker and run agents on its eligible issues (until SIGTERM or Ctrl-C)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_KeyValues())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    dispatcher, app, db = _open(state, workflow_path)
+    db.announce()
+    if once:
+        report = _call(app, dispatcher.run_once)
+        for ident in report.dispatched:
+            out.print(f"dispatched {ident}", highlight=False)
+        for ident, why in report.skipped.items():
+            out.print(f"skipped {ident}: {why}", highlight=False)
+        for problem in report.errors:
+            out.print(f"error: {problem}", highlight=False)
+        _print_status(dispatcher, app)
+        return
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await dispatcher.serve(stop=stop)
+
+    _call(app, serve)
+
+
+def _print_status(dispatcher: Any, app: App, *, all_runs: bool = False) -> None:
+    the_app = open_app(Database(app.database_url or "", "")) if app.database_url else app
+    rows = _call(the_app, lambda: dispatcher.status(all_runs=all_runs))
+    if not rows:
+        out.print("no issue runs" + ("" if all_runs else " in progress (--all lists ended ones)"))
+        return
+    table = Table(
+        "issue", "state", "phase", "attempt", "run", "tokens", "cost", "why / due", "workspace"
+    )
+    for r in rows:
+        cost = "-" if r.cost_usd is None else f"${r.cost_usd:.4f}"
+        why = r.reason or (f"due {r.due_at}" if r.due_at else "")
+        table.add_row(
+            r.identifier,
+            r.issue_state or "",
+            f"{r.phase} ({r.status})",
+            "-" if r.attempt is None else str(r.attempt),
+            r.run_id,
+            str(r.tokens),
+            cost,
+            why,
+            r.workspace or "",
+        )
+    out.print(table)
+
+
+@agents.command("status")
+@_WORKFLOW
+@click.option("--all", "all_runs", is_flag=True, help="Also the issues whose runs ended.")
+@db_option
+@pass_state
+def agents_status(state: CliState, workflow_path: str, all_runs: bool) -> None:
+    """A table of the issues: running, retrying, waiting for a person."""
+    dispatcher, app, _ = _open(state, workflow_path)
+    _print_status(dispatcher, app, all_runs=all_runs)
+
+
+@agents.command("show")
+@click.argument("issue")
+@_WORKFLOW
+@db_option
+@pass_state
+def agents_show(state: CliState, issue: str, workflow_path: str) -> None:
+    """One issue's latest run: phase, attempts, the prompt it got, its last events."""
+    dispatcher, app, _ = _open(state, workflow_path)
+    ident = text(issue, "issue")
+
+    async def show() -> tuple[Any, Any]:
+        run = await dispatcher.latest_run(ident)
+        return run, (await app.aget_record(run.workflow_id))
+
+    run, record = _call(app, show)
+    out.print(f"{ident}: run {run.workflow_id} is {run.status.value}", highlight=False)
+    for key, value in sorted(record.state.items() if isinstance(record.state, dict) else []):
+        out.print(f"  {key}: {value}", highlight=False)
+    prompts = [s for name, s in record.steps.items() if name.startswith("prompt")]
+    if prompts and isinstance(prompts[-1].result, dict):
+        out.print("prompt (last attempt):", highlight=False)
+        out.print(str(prompts[-1].result.get("prompt")), highlight=False, markup=False)
+    out.print("last events:", highlight=False)
+    for e in record.events[-10:]:
+        out.print(f"  {e.at:%H:%M:%S} {e.type} {e.message or ''}", highlight=False, markup=False)
+
+
+def _verb(name: str, help_text: str, method: str, *, takes_text: bool = False) -> click.Command:
+    @click.command(name, help=help_text)
+    @click.argument("issue")
+    @_WORKFLOW
+    @db_option
+    @pass_state
+    def command(state: CliState, issue: str, workflow_path: str, answer: str | None = None) -> None:
+        dispatcher, app, _ = _open(state, workflow_path)
+        ident = text(issue, "issue")
+        args = (ident, answer) if takes_text else (ident,)
+        run_id = _call(app, lambda: getattr(dispatcher, method)(*args))
+        out.print(f"{name}: {ident} (run {run_id})", highlight=False)
+
+    if takes_text:
+        command = click.argument("answer")(command)
+        command.params.insert(1, command.params.pop())
+    return command
+
+
+agents.add_command(
+    _verb(
+        "answer",
+        "Answer an agent that asked for input; its run resumes.",
+        "answer",
+        takes_text=True,
+    )
+)
+agents.add_command(
+    _verb(
+        "retry",
+        "Try an issue again now (a waiting run resumes, an ended one is dispatched again).",
+        "retry",
+    )
+)
+agents.add_command(
+    _verb("stop", "Stop an issue's agent; it is not dispatched again until `retry`.", "stop")
+)

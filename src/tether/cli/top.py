@@ -1,0 +1,104 @@
+"""`tether top`: live counts of runs by status, the busiest queues, the most expensive
+unfinished runs and the live processes, redrawn from the database."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .._runner import PROCESS_SCOPE
+from ..app import App
+from ..store import RunStatus
+from ._common import EXIT_USAGE, CliState, db_option, fail, guard, out, pass_state
+from .runs import read_app
+
+__all__ = ["top"]
+
+_OPEN = (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PENDING)
+
+
+def _counts(runs: list[tuple[str, str, int]]) -> Text:
+    by_status: Counter[str] = Counter()
+    for _, status, n in runs:
+        by_status[status] += n
+    parts: list[Any] = [("runs  ", "bold")]
+    for status in RunStatus:
+        parts += [(f"{status.value} ", "dim"), f"{by_status.get(status.value, 0)}  "]
+    return Text.assemble(*parts)
+
+
+def _queues(depths: list[Any], now: datetime, rows: int) -> Table:
+    t = Table(title="busiest queues", title_justify="left")
+    for col in ("queue", "waiting", "claimed", "oldest waiting"):
+        t.add_column(col)
+    for d in sorted(depths, key=lambda d: (-d.queued, -d.claimed, d.queue))[:rows]:
+        age = (
+            "" if d.oldest_due is None else f"{max(0.0, (now - d.oldest_due).total_seconds()):.0f}s"
+        )
+        t.add_row(d.queue, str(d.queued), str(d.claimed), age)
+    return t
+
+
+async def _costly(app: App, rows: int) -> Table:
+    t = Table(title="most expensive unfinished runs", title_justify="left")
+    for col in ("run", "workflow", "status", "AI calls", "AI cost"):
+        t.add_column(col)
+    open_runs = {r.workflow_id: r for s in _OPEN for r in await app.alist_runs(status=s, limit=500)}
+    usage = [u for u in await app.store.ai_usage(group_by="run") if u.group in open_runs]
+    for u in sorted(usage, key=lambda u: -(u.cost_micro_usd or 0))[:rows]:
+        run = open_runs[u.group or ""]
+        t.add_row(run.workflow_id, run.workflow_name, run.status.value, str(u.calls),
+                  f"${u.cost_usd:.6f}")  # fmt: skip
+    return t
+
+
+async def _processes(app: App, now: datetime) -> Text:
+    live = [r for r in await app.store.list_locks(PROCESS_SCOPE) if r.active_at(now)]
+    names = ", ".join(sorted(r.holder for r in live)) or "none"
+    return Text.assemble(("live processes  ", "bold"), f"{len(live)}  ", (names, "dim"))
+
+
+async def frame(app: App, rows: int) -> Group:
+    """One screen of `tether top`, read now."""
+    now = datetime.now(UTC)
+    return Group(
+        _counts(await app.store.run_counts()),
+        await _processes(app, now),
+        _queues(await app.store.queue_depths(), now, rows),
+        await _costly(app, rows),
+    )
+
+
+@click.command("top", short_help="Live counts, busy queues and costly runs.")
+@click.option("--interval", default=1.0, show_default=True, type=float,
+              help="Seconds between redraws.")  # fmt: skip
+@click.option("--rows", default=10, show_default=True, type=int, help="Rows per table.")
+@click.option("--once", is_flag=True, help="Draw once and exit.")
+@db_option
+@pass_state
+def top(state: CliState, interval: float, rows: int, once: bool) -> None:
+    """A live overview of the database: runs by status, the processes driving them,
+    the queues with the most waiting jobs, and the unfinished runs that cost the most.
+    Ctrl-C ends it."""
+    if not interval > 0 or rows < 1:
+        fail(EXIT_USAGE, "--interval must be seconds > 0 and --rows at least 1")
+    app = read_app(state)
+    try:
+        view: Group = guard(lambda: app.run_sync(frame(app, rows)))
+        if once:
+            out.print(view)
+            return
+        with Live(view, console=out, refresh_per_second=4) as live:
+            while True:
+                time.sleep(interval)
+                live.update(guard(lambda: app.run_sync(frame(app, rows))))
+    finally:
+        app.close()

@@ -1,0 +1,102 @@
+"""Prometheus metrics, read from the database: ``GET /metrics`` on `tether serve`.
+
+Everything comes from the store, so one scrape describes every worker and
+process sharing the database, whichever process serves it: runs by workflow
+and status, latency histograms of steps and jobs (over every recorded row; a
+prune lowers them, which Prometheus reads as a counter reset), queue depth
+and the age of the oldest waiting job, AI calls, tokens and cost by model,
+and the live processes that drive runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from ._runner import PROCESS_SCOPE
+from .store import Histogram, Store
+
+__all__ = ["CONTENT_TYPE", "render_metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _labels(**labels: str) -> str:
+    def escaped(value: str) -> str:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+    return "{" + ",".join(f'{k}="{escaped(str(v))}"' for k, v in labels.items()) + "}"
+
+
+def _family(name: str, kind: str, help_: str, samples: Iterable[str]) -> list[str]:
+    return [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", *samples]
+
+
+def _histogram(name: str, help_: str, h: Histogram) -> list[str]:
+    samples = [f'{name}_bucket{{le="{le:g}"}} {n}' for le, n in h.buckets]
+    samples += [f'{name}_bucket{{le="+Inf"}} {h.count}', f"{name}_sum {h.total:.6f}",
+                f"{name}_count {h.count}"]  # fmt: skip
+    return _family(name, "histogram", help_, samples)
+
+
+async def render_metrics(store: Store, now: datetime) -> str:
+    """The Prometheus text exposition of what `store` holds at `now`."""
+    lines: list[str] = []
+    runs = await store.run_counts()
+    lines += _family("tether_runs", "gauge", "Runs by workflow and status.",
+                     (f"tether_runs{_labels(workflow=w, status=s)} {n}" for w, s, n in runs))  # fmt: skip
+    for which, help_ in (
+        ("step_seconds", "Completed steps, from their start to their completion."),
+        ("job_wait_seconds", "Claimed jobs, from when they were due to their claim."),
+        ("job_run_seconds", "Done jobs, from their claim to their end."),
+    ):
+        lines += _histogram(f"tether_{which}", help_, await store.latency_histogram(which))
+    lines += _queue_lines(await store.queue_depths(), now)
+    lines += _ai_lines(await store.ai_usage(group_by="model"))
+    lines += _worker_lines(await store.list_locks(PROCESS_SCOPE), now)
+    return "\n".join(lines) + "\n"
+
+
+def _queue_lines(depths: list[Any], now: datetime) -> list[str]:
+    jobs, ages = [], []
+    for d in depths:
+        jobs.append(f"tether_queue_jobs{_labels(queue=d.queue, state='queued')} {d.queued}")
+        jobs.append(f"tether_queue_jobs{_labels(queue=d.queue, state='claimed')} {d.claimed}")
+        age = 0.0 if d.oldest_due is None else max(0.0, (now - d.oldest_due).total_seconds())
+        ages.append(f"tether_queue_oldest_job_age_seconds{_labels(queue=d.queue)} {age:.3f}")
+    return [
+        *_family("tether_queue_jobs", "gauge", "Jobs waiting and claimed, by queue.", jobs),
+        *_family("tether_queue_oldest_job_age_seconds", "gauge",
+                 "How long the oldest waiting job of each queue has been due.", ages),
+    ]  # fmt: skip
+
+
+def _ai_lines(rows: list[Any]) -> list[str]:
+    calls, tokens, cost = [], [], []
+    for r in rows:
+        m = r.group or ""
+        calls.append(f"tether_ai_calls_total{_labels(model=m)} {r.calls}")
+        tokens.append(f"tether_ai_tokens_total{_labels(model=m, kind='input')} {r.input_tokens}")
+        tokens.append(f"tether_ai_tokens_total{_labels(model=m, kind='output')} {r.output_tokens}")
+        cost.append(f"tether_ai_cost_usd_total{_labels(model=m)} {r.cost_usd:.6f}")
+    return [
+        *_family("tether_ai_calls_total", "counter", "AI calls, by provider:model.", calls),
+        *_family("tether_ai_tokens_total", "counter", "AI tokens, by model and kind.", tokens),
+        *_family("tether_ai_cost_usd_total", "counter",
+                 "AI cost in USD (calls of unknown price count 0), by model.", cost),
+    ]  # fmt: skip
+
+
+def _worker_lines(locks: list[Any], now: datetime) -> list[str]:
+    up, seen = [], []
+    for row in locks:
+        alive = row.active_at(now)
+        up.append(f"tether_worker_up{_labels(worker=row.holder)} {1 if alive else 0}")
+        age = max(0.0, (now - row.heartbeat_at).total_seconds())
+        seen.append(f"tether_worker_heartbeat_age_seconds{_labels(worker=row.holder)} {age:.3f}")
+    return [
+        *_family("tether_worker_up", "gauge", "1 while a process that drives runs is alive.", up),
+        *_family("tether_worker_heartbeat_age_seconds", "gauge",
+                 "Seconds since each process last renewed its claim.", seen),
+    ]  # fmt: skip

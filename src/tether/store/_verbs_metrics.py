@@ -1,0 +1,51 @@
+"""Metric verbs: the numbers behind ``/metrics`` and ``tether top`` (see `_port.Store`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._base import StoreBase, Tx
+from ._records import Histogram, QueueDepth
+
+__all__ = ["METRIC_BUCKETS", "MetricVerbs"]
+
+# the upper bounds (seconds) of the latency histograms; the queries spell them out
+METRIC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                  300.0, 1800.0)  # fmt: skip
+HISTOGRAMS = ("step_seconds", "job_wait_seconds", "job_run_seconds")
+
+
+def _histogram(r: Sequence[Any]) -> Histogram:
+    n = len(METRIC_BUCKETS)
+    return Histogram(
+        buckets=tuple(zip(METRIC_BUCKETS, (int(c or 0) for c in r[:n]), strict=True)),
+        count=int(r[n] or 0),
+        total=float(r[n + 1] or 0.0),
+    )
+
+
+class MetricVerbs(StoreBase):
+    async def run_counts(self) -> list[tuple[str, str, int]]:
+        async def body(tx: Tx) -> list[tuple[str, str, int]]:
+            return [(r[0], r[1], int(r[2])) for r in await tx.all("metric_runs")]
+
+        return await self._tx("read", body)
+
+    async def latency_histogram(self, which: str) -> Histogram:
+        if which not in HISTOGRAMS:
+            raise ValueError(f"which must be one of {HISTOGRAMS}, got {which!r}")
+
+        async def body(tx: Tx) -> Histogram:
+            return _histogram(await tx.one(f"metric_{which}"))
+
+        return await self._tx("read", body)
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        async def body(tx: Tx) -> list[QueueDepth]:
+            return [
+                QueueDepth(r[0], int(r[1] or 0), int(r[2] or 0), tx.rows.ot(r[3]))
+                for r in await tx.all("metric_queues")
+            ]
+
+        return await self._tx("read", body)

@@ -1,0 +1,140 @@
+"""The dispatcher end to end on a real database: memory tracker, scripted agent."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import tether
+import tether.worker
+from tether.agents import Dispatcher, Issue, parse_workflow
+from tether.agents.backends import MockBackend
+from tether.agents.trackers import MemoryTracker
+from tether.testing import eventually
+
+
+def _config(tmp: Path, extra: str = "") -> tether.agents.WorkflowFile:
+    text = f"""---
+tracker: {{kind: memory, active_states: [todo], terminal_states: [done], handoff_state: review}}
+workspace: {{root: {tmp / "ws"}}}
+hooks: {{after_create: "echo created > created.txt", before_run: "echo run >> runs.txt"}}
+agent: {{backend: mock, max_turns: 3, max_retries: 2, stall_timeout_ms: 0}}
+{extra}
+---
+Work on {{{{ issue.identifier }}}}: {{{{ issue.title }}}}{{% if attempt %}} (attempt {{{{ attempt }}}}){{% endif %}}
+"""
+    return parse_workflow(text, path=tmp / "WORKFLOW.md")
+
+
+def _issue(ident: str, **kw: object) -> Issue:
+    return Issue(id=ident, identifier=ident, title=f"title {ident}", state="todo", **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def app(database_url: str) -> tether.App:
+    the_app = tether.App(database_url, clock=tether.FakeClock(), inline_wait=5.0)
+    yield the_app
+    await the_app.aclose()
+
+
+async def test_an_issue_runs_once_hands_off_and_its_run_ends(
+    app: tether.App, tmp_path: Path
+) -> None:
+    tracker = MemoryTracker([_issue("A-1"), _issue("A-2", priority=1)])
+    backend = MockBackend(
+        [{"files": {"out.txt": "done"}, "usage": {"input_tokens": 100, "output_tokens": 20}}] * 6
+    )
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    report = await d.run_once()
+    assert report.dispatched == ["A-2", "A-1"]  # priority first
+    prompts = [r.prompt for r in backend.requests]
+    # turn 1 gets the rendered prompt; while the issue stays active, continuation turns
+    # follow up to max_turns (3); then the hand-off moves it out of the active states
+    assert prompts[0] == "Work on A-2: title A-2" and prompts[3] == "Work on A-1: title A-1"
+    assert prompts[1].startswith("Continuation turn #2 of 3") and len(prompts) == 6
+    assert {i.state for i in tracker.issues.values()} == {"review"}
+    for ident in ("A-1", "A-2"):
+        run = await app.aget_run(f"agent:memory:{ident}")
+        assert run.status.value == "completed"
+        ws = tmp_path / "ws" / ident
+        assert (ws / "out.txt").read_text() == "done"
+        assert (ws / "created.txt").exists() and (ws / "runs.txt").read_text() == "run\n"
+    usage = await app.ausage(run="agent:memory:A-1")
+    assert usage[0].input_tokens == 100 and usage[0].output_tokens == 20
+    again = await d.run_once()  # nothing active: nothing dispatched again
+    assert again.dispatched == [] and len(backend.requests) == 6
+
+
+async def test_failures_retry_on_durable_timers_then_wait_for_a_person(
+    app: tether.App, tmp_path: Path
+) -> None:
+    clock = app.clock
+    assert isinstance(clock, tether.FakeClock)
+    tracker = MemoryTracker([_issue("B-1")])
+    backend = MockBackend([{"result": "failed", "message": "tests fail"}] * 3 + [{}])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    await d.run_once()
+    run = await app.aget_run("agent:memory:B-1")
+    [row] = await d.status()
+    assert run.status.value == "waiting" and row.phase == "retrying" and row.attempt == 1
+    assert row.reason == "tests fail" and row.due_at is not None
+    for seconds in (10, 20):  # 10 s × 2^(n−1): the timers are rows, not in memory
+        clock.advance(seconds)
+        await d.run_once()
+    [row] = await d.status()
+    assert row.phase == "waiting" and "retries exhausted (2)" in (row.reason or "")
+    assert len(backend.requests) == 3
+    again = await d.run_once()
+    assert "B-1" in again.skipped and len(backend.requests) == 3  # held: not dispatched
+    await d.retry("B-1")
+    await d.run_once()
+    assert len(backend.requests) >= 4 and tracker.issues["B-1"].state == "review"
+
+
+async def test_an_agent_asking_for_input_waits_for_the_answer(
+    app: tether.App, tmp_path: Path
+) -> None:
+    tracker = MemoryTracker([_issue("C-1")])
+    backend = MockBackend([{"result": "input_required", "message": "which colour?"}, {}])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    await d.run_once()
+    [row] = await d.status()
+    assert row.phase == "waiting" and row.reason == "input_required"
+    await d.answer("C-1", "blue")
+    await d.run_once()
+    assert backend.requests[1].prompt == "blue"
+    assert backend.requests[1].workspace == backend.requests[0].workspace
+    assert (await app.aget_run("agent:memory:C-1")).status.value == "completed"
+
+
+async def test_a_closed_issue_stops_its_agent_within_a_tick_and_loses_its_workspace(
+    app: tether.App, tmp_path: Path
+) -> None:
+    tracker = MemoryTracker([_issue("D-1")])
+    backend = MockBackend([{"block": 60}])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    host = tether.worker.ServerlessHost(app, queues=("agents",))
+    await d.tick()
+    [job] = await host.aclaim(1)
+    driving = asyncio.ensure_future(host.ahandle_job(job))
+    await eventually(lambda: len(backend.requests) == 1, timeout=20)
+    tracker.set_state("D-1", "done")
+    report = await d.tick()
+    assert report.stopped == ["agent:memory:D-1"]
+    await asyncio.wait_for(driving, 20)  # the agent was killed, not waited for
+    assert (await app.aget_run("agent:memory:D-1")).status.value == "cancelled"
+    assert not (tmp_path / "ws" / "D-1").exists()
+
+
+async def test_cleanup_removes_terminal_workspaces_but_not_busy_ones(
+    app: tether.App, tmp_path: Path
+) -> None:
+    tracker = MemoryTracker([_issue("E-1"), _issue("E-2")])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=MockBackend([{}] * 6))
+    await d.run_once()
+    tracker.set_state("E-1", "done")
+    (tmp_path / "ws" / "stray").mkdir()
+    assert await d.cleanup() == ["E-1"]
+    assert (tmp_path / "ws" / "E-2").is_dir() and (tmp_path / "ws" / "stray").is_dir()

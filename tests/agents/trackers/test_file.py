@@ -1,0 +1,61 @@
+"""The file tracker: parse the markdown, write state moves and comments once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tether.agents.trackers import FileTracker, parse_issues
+
+TEXT = """# Roadmap
+
+## ENG-1: First thing
+- status: Todo
+- priority: 2
+- labels: Agent, docs, agent
+- blocked by: ENG-2, ENG-9
+- created: 2026-01-02
+
+Do the first thing.
+Carefully.
+
+## ENG-2: Second
+- **Status:** done
+
+## A heading without an identifier
+- status: backlog
+- dispatchable: no
+"""
+
+
+def test_parse() -> None:
+    one, two, three = parse_issues(TEXT)
+    assert (one.identifier, one.title, one.state, one.priority) == (
+        "ENG-1",
+        "First thing",
+        "Todo",
+        2,
+    )
+    assert one.labels == ("agent", "docs") and one.created_at == "2026-01-02"
+    assert [(b.identifier, b.state) for b in one.blocked_by] == [("ENG-2", "done"), ("ENG-9", None)]
+    assert one.description == "Do the first thing.\nCarefully."
+    assert two.state == "done" and two.description is None
+    assert three.identifier.startswith("a-heading-without-an-") and not three.dispatchable
+
+
+async def test_moves_and_comments_land_once(tmp_path: Path) -> None:
+    path = tmp_path / "ISSUES.md"
+    path.write_text(TEXT)
+    t = FileTracker(path)
+    assert [i.identifier for i in await t.fetch_issues_by_states(["todo"])] == ["ENG-1"]
+    await t.move("ENG-1", "review", marker="tether-run:r:handoff")
+    await t.comment("ENG-1", "agent finished", marker="tether-run:r:note")
+    await t.comment("ENG-1", "agent finished", marker="tether-run:r:note")  # after a crash
+    text = path.read_text()
+    assert text.count("tether-run:r:note") == 1 and "- status: review" in text
+    [one] = await t.fetch_issues_by_ids(["ENG-1"])
+    assert (
+        one.state == "review"
+        and one.description is not None
+        and "agent finished" in one.description
+    )
+    assert await t.fetch_issues_by_states([]) == [] and await t.fetch_issues_by_ids([]) == []

@@ -1,0 +1,51 @@
+"""`tether agents` as a real process: the example runs offline; steer an issue."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ._helpers import ROOT, tether
+
+
+def _example(tmp: Path) -> Path:
+    where = tmp / "examples" / "agents"
+    shutil.copytree(ROOT / "examples" / "agents", where)
+    return where
+
+
+def test_run_once_dispatches_the_example_offline(tmp_path: Path) -> None:
+    where = _example(tmp_path)
+    done = tether(where, "agents", "run", "--once")
+    assert done.returncode == 0, done.stderr
+    assert "dispatched DEMO-1" in done.stdout
+    assert "skipped DEMO-2: blocked by DEMO-1" in done.stdout
+    assert "DEMO-3: missing required labels" in done.stdout
+    assert "- status: review" in (where / "ISSUES.md").read_text()
+    assert (where / ".workspaces" / "DEMO-1" / "hello.txt").read_text().startswith("Hello")
+    shown = tether(where, "agents", "show", "DEMO-1")
+    assert shown.returncode == 0, shown.stderr
+    assert "You are working on DEMO-1: Write a greeting." in shown.stdout
+    listed = tether(where, "agents", "status", "--all")
+    assert (
+        "DEMO-1" in listed.stdout and "2700" in listed.stdout
+    )  # 2 turns × 1,350 tokens, from the call log
+
+
+def test_an_issue_sent_back_is_dispatched_again_in_a_new_run(tmp_path: Path) -> None:
+    where = _example(tmp_path)
+    text = (
+        (where / "ISSUES.md")
+        .read_text()
+        .replace("- status: todo\n- priority: 2", "- status: done\n- priority: 2")
+    )
+    (where / "ISSUES.md").write_text(text)
+    assert tether(where, "agents", "run", "--once").returncode == 0
+    issues = (where / "ISSUES.md").read_text().replace("- status: review", "- status: todo")
+    (where / "ISSUES.md").write_text(issues)  # a person sends it back
+    stopped = tether(where, "agents", "stop", "DEMO-1")  # its run has ended: nothing to stop
+    assert stopped.returncode == 2 and "agent:file:DEMO-1" in stopped.stderr
+    again = tether(where, "agents", "run", "--once")
+    assert "dispatched DEMO-1" in again.stdout  # its first run ended: a second run
+    missing = tether(where, "agents", "answer", "NOPE-1", "hi")
+    assert missing.returncode == 3, missing.stderr

@@ -1,0 +1,38 @@
+"""`tether top --once`: runs by status, busiest queues, the costliest unfinished runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tether
+from tether import App, ai
+
+from ._helpers import tether as run_tether
+
+
+def test_top_shows_counts_queues_and_the_costliest_open_run(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    model = ai.FakeModel(["thinking"], usage=ai.Usage(input_tokens=1000, output_tokens=100))
+    prices = ai.Prices({"demo:m": {"input_per_million": 1.0, "output_per_million": 2.0}})
+    app = App(url, ai=ai.Providers(demo=model, prices=prices))
+
+    @app.workflow(name="asks")
+    async def asks(wf: tether.Workflow) -> object:
+        await wf.ai.generate_text("demo:m", prompt="plan")
+        return await wf.wait_for_signal("go")
+
+    @app.workflow(name="later")
+    async def later(wf: tether.Workflow) -> None:
+        return None
+
+    app.run(asks, workflow_id="costly-1")
+    app.submit(later, queue="nightly")
+    app.submit(later, queue="nightly")
+    app.close()
+
+    shown = run_tether(tmp_path, "top", "--once", db=url)
+    assert shown.returncode == 0, shown.stderr
+    assert "waiting 1" in shown.stdout and "pending 2" in shown.stdout
+    assert "nightly" in shown.stdout and "│ 2 " in shown.stdout
+    assert "costly-1" in shown.stdout and "$0.001200" in shown.stdout
+    assert run_tether(tmp_path, "top", "--rows", "0", db=url).returncode == 2

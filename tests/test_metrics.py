@@ -1,0 +1,55 @@
+"""Prometheus metrics read from the database: runs, latency histograms, queues, AI
+usage and live processes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+
+import tether
+from tether import App, FakeClock, ai
+from tether.metrics import render_metrics
+
+
+def _value(text: str, sample: str) -> float:
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+    assert found, f"no sample {sample} in:\n{text}"
+    return float(found.group(1))
+
+
+async def test_metrics_describe_runs_steps_queues_ai_and_processes(database_url: str) -> None:
+    clock = FakeClock()
+    model = ai.FakeModel(["a", "b"], usage=ai.Usage(input_tokens=10, output_tokens=5))
+    prices = ai.Prices({"demo:m": {"input_per_million": 1.0, "output_per_million": 2.0}})
+    app = App(database_url, clock=clock, ai=ai.Providers(demo=model, prices=prices))
+
+    @app.workflow(name="two-steps")
+    async def two_steps(wf: tether.Workflow) -> str:
+        await wf.step("one", lambda: bool(clock.advance(0.2)))  # this step takes 0.2 s
+        return (await wf.ai.generate_text("demo:m", prompt="hi")).text
+
+    @app.workflow(name="queued")
+    async def queued(wf: tether.Workflow) -> None:
+        return None
+
+    try:
+        await app.arun(two_steps)
+        await app.asubmit(queued, queue="batch")
+        clock.advance(10)  # the process announced itself when it ran: still alive
+        text = await render_metrics(app.store, clock.now())
+    finally:
+        await app.aclose()
+    assert _value(text, 'tether_runs{workflow="two-steps",status="completed"}') == 1
+    assert _value(text, 'tether_runs{workflow="queued",status="pending"}') == 1
+    assert _value(text, "tether_step_seconds_count") == 2
+    assert _value(text, 'tether_step_seconds_bucket{le="0.1"}') == 1  # the AI step: 0 s
+    assert _value(text, 'tether_step_seconds_bucket{le="0.25"}') == 2
+    assert _value(text, 'tether_step_seconds_bucket{le="+Inf"}') == 2
+    assert abs(_value(text, "tether_step_seconds_sum") - 0.2) < 1e-6
+    assert _value(text, 'tether_queue_jobs{queue="batch",state="queued"}') == 1
+    assert _value(text, 'tether_queue_oldest_job_age_seconds{queue="batch"}') == 10
+    assert _value(text, 'tether_ai_calls_total{model="demo:m"}') == 1
+    assert _value(text, 'tether_ai_tokens_total{model="demo:m",kind="input"}') == 10
+    assert _value(text, 'tether_ai_cost_usd_total{model="demo:m"}') == 0.00002
+    assert re.search(r'^tether_worker_up\{worker="[^"]+"\} 1$', text, re.MULTILINE)
+    assert "# TYPE tether_step_seconds histogram" in text
+    assert "# TYPE tether_ai_cost_usd_total counter" in text
