@@ -22,6 +22,7 @@ ABOVE_APP = {
     "tether.testing",
     "tether.worker",
     "tether.agents",
+    "tether.remote",
 }
 
 
