@@ -22,7 +22,6 @@ ABOVE_APP = {
     "tether.testing",
     "tether.worker",
     "tether.agents",
-    "tether.remote",
 }
 
 

@@ -1109,7 +1109,7 @@ class App:
         `project` and `organisation` go to the tenant with each invocation;
         `transport` (an httpx transport) reaches a tenant without a network.
         Needs the ``server`` extra."""
-        from .remote import RemoteSpec, remote_workflow
+        from .remote._orchestrator import RemoteSpec, remote_workflow
 
         spec = RemoteSpec(name, url, secret, version, deadline, max_invocations, retry_delay,
                           project, organisation, transport)  # fmt: skip

@@ -31,9 +31,9 @@ TENANT = textwrap.dedent(
     tenant = TenantApp(secret=os.environ["REMOTE_SECRET"])
 
 
-    def note(text: str) -> None:
+    def note(wf: tether.Workflow, text: str) -> None:
         with SIDE.open("a") as f:
-            f.write(text + "\\n")
+            f.write(f"{wf.workflow_id} {text}\\n")
 
 
     @tenant.workflow(version="1")
@@ -44,7 +44,7 @@ TENANT = textwrap.dedent(
     @tenant.workflow(name="send-reminder", version="1")
     async def send_reminder(wf: tether.Workflow, who: str) -> dict:
         def lookup() -> str:
-            note("lookup")
+            note(wf, "lookup")
             return who.upper()
 
         name = await wf.step("lookup", lookup)
@@ -52,7 +52,7 @@ TENANT = textwrap.dedent(
         doubled = await wf.child(double, 21)
 
         def send() -> str:
-            note("send")
+            note(wf, "send")
             return f"sent to {name}"
 
         sent = await wf.step("send", send)
@@ -62,16 +62,16 @@ TENANT = textwrap.dedent(
     @tenant.workflow(version="1")
     async def crashy(wf: tether.Workflow) -> str:
         def first() -> int:
-            note("first")
+            note(wf, "first")
             return 1
 
         await wf.step("first", first)
 
         async def second() -> int:
-            note("second started")
+            note(wf, "second started")
             while HOLD.exists():  # the test kills the tenant here
                 await asyncio.sleep(0.02)
-            note("second done")
+            note(wf, "second done")
             return 2
 
         await wf.step("second", second)
@@ -81,9 +81,9 @@ TENANT = textwrap.dedent(
     @tenant.workflow(version="1")
     async def slow(wf: tether.Workflow) -> str:
         async def nap() -> int:
-            note("nap started")
+            note(wf, "nap started")
             await asyncio.sleep(120)
-            note("nap done")
+            note(wf, "nap done")
             return 0
 
         await wf.step("nap", nap)
@@ -127,10 +127,11 @@ class Tenant:
     folder: Path
     proc: subprocess.Popen[str]
 
-    @property
-    def side(self) -> list[str]:
+    def side(self, workflow_id: str) -> list[str]:
+        """What run `workflow_id`'s steps did on the tenant, in order."""
         path = self.folder / "side.txt"
-        return path.read_text().splitlines() if path.exists() else []
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [line.split(" ", 1)[1] for line in lines if line.startswith(workflow_id + " ")]
 
     @property
     def hold(self) -> Path:

@@ -28,9 +28,7 @@ def _invocations(rec: RunRecord) -> int:
     return sum(1 for e in rec.events if e.type == "remote.invoked")
 
 
-def test_steps_a_signal_and_a_child_run_to_completion(
-    orchestrator: Served, tenant: Tenant
-) -> None:
+def test_steps_a_signal_and_a_child_run_to_completion(orchestrator: Served, tenant: Tenant) -> None:
     with Client(orchestrator.url) as client:
         wid = client.start("send-reminder", "ada", workflow_id="r-1", tenant="acme")
 
@@ -44,7 +42,7 @@ def test_steps_a_signal_and_a_child_run_to_completion(
     assert rec.output == {"sent": "sent to ADA", "approved": {"by": "bob"}, "doubled": 42}
     assert list(rec.steps) == ["lookup", "send"]
     assert rec.steps["lookup"].result == "ADA"
-    assert tenant.side == ["lookup", "send"]  # each step ran once, though replayed 3 times
+    assert tenant.side(wid) == ["lookup", "send"]  # each step ran once, though replayed 3 times
     assert _invocations(rec) == 3  # to the signal, to the child, to the end
     shown = tether(orchestrator.folder, orchestrator.db, "runs", "show", wid)
     assert shown.returncode == 0, shown.stderr
@@ -54,14 +52,15 @@ def test_steps_a_signal_and_a_child_run_to_completion(
 
 
 def test_a_tenant_killed_mid_invocation_repeats_only_the_step_in_flight(
-    orchestrator: Served, tenant: Tenant
+    own_pair: tuple[Served, Tenant],
 ) -> None:
+    orchestrator, tenant = own_pair
     tenant.hold.touch()
     with Client(orchestrator.url) as client:
         wid = client.start("crashy", workflow_id="c-1")
 
         def first_recorded_second_running() -> bool:
-            return "first" in client.get_record(wid).steps and "second started" in tenant.side
+            return "first" in client.get_record(wid).steps and "second started" in tenant.side(wid)
 
         eventually_sync(first_recorded_second_running, timeout=30)
         tenant.kill()  # SIGKILL, inside step "second"
@@ -73,7 +72,7 @@ def test_a_tenant_killed_mid_invocation_repeats_only_the_step_in_flight(
             restarted.stop()
     assert rec.status is RunStatus.COMPLETED, rec.last_error
     assert rec.output == "done"
-    assert restarted.side == ["first", "second started", "second started", "second done"]
+    assert restarted.side(wid) == ["first", "second started", "second started", "second done"]
     assert any(e.type == "remote.unanswered" for e in rec.events)
 
 
@@ -101,7 +100,7 @@ def test_a_slow_tenant_is_stopped_at_its_deadline_on_both_sides(
     assert "deadline" in rec.last_error["message"]
     assert _invocations(rec) == 2
     # the tenant cancelled the step at the deadline each time: it never finished
-    assert tenant.side == ["nap started", "nap started"]
+    assert tenant.side(wid) == ["nap started", "nap started"]
 
 
 def test_invocations_are_capped(orchestrator: Served) -> None:
@@ -140,4 +139,4 @@ def test_the_tenant_refuses_replayed_tampered_and_stale_requests(tenant: Tenant)
     old = str(int(time.time()) - 3600)
     stale = _post(tenant, body, old, sign(SECRET, old, body))
     assert (stale.status_code, stale.json()["error"]["code"]) == (401, "stale_timestamp")
-    assert tenant.side == []
+    assert tenant.side("x-1") == []

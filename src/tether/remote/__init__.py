@@ -21,7 +21,7 @@ from ._errors import (
     RemoteWorkflowError,
 )
 from ._handler import handler
-from ._orchestrator import RemoteSpec, journal_of, remote_workflow
+from ._orchestrator import RemoteSpec
 from ._tenant import TenantApp
 from ._wire import (
     PROTOCOL_HEADER,
@@ -61,6 +61,4 @@ __all__ = [
     "TenantMeta",
     "Waitpoint",
     "handler",
-    "journal_of",
-    "remote_workflow",
 ]

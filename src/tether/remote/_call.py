@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from ..kernel import sign
 from ..server._hooks import SIGNATURE, TIMESTAMP
@@ -83,7 +84,12 @@ async def _exchange(
         async for raw in resp.aiter_lines():
             if not raw.strip():
                 continue
-            line = Line.model_validate_json(raw)
+            try:
+                line = Line.model_validate_json(raw)
+            except ValidationError:
+                raise RemoteRefusedError(
+                    url, 200, "invalid_answer", f"not a protocol line: {raw[:200]!r}", None
+                ) from None
             if line.type == "answer" and line.answer is not None:
                 return line.answer
             if line.type == "aborted":

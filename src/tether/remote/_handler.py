@@ -7,6 +7,11 @@ until it leaves the window), the protocol version, the request's shape, the
 workflow and its version, and the deadline. Then the body replays, and the
 answer streams back one line per completed step (see `_wire`).
 
+Seen signatures are remembered per process: after a tenant restart, a captured
+request could be delivered again until its deadline (the orchestrator's
+`deadline=`, 30 s by default) passes; it carries the journal as it stood, so
+it replays recorded steps from it and runs only what a genuine retry would.
+
 The deadline binds the tenant too: a request that arrives after it is
 refused, and the body still running at it is cancelled and the stream ends
 with an ``aborted`` line; a client that hangs up cancels the body as well.
@@ -15,7 +20,6 @@ with an ``aborted`` line; a client that hangs up cancels the body as well.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -169,9 +173,8 @@ async def _lines(tenant: TenantApp, inv: Invocation) -> AsyncIterator[bytes]:
                 return
             sent.set()
     finally:
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+        task.cancel()  # the deadline passed, or the orchestrator hung up
+        await asyncio.wait([task])
 
 
 def _encode(line: Line) -> bytes:

@@ -26,17 +26,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
+from .._control import Suspend
 from .._waits import MISSING
 from .._workflow import Workflow
+from ..clock import Clock
 from ..definition import DEF_ATTR, WorkflowDef
 from ..errors import ChildRunError, InvalidArgumentError, RunCancelledError
 from ..serde import load_json
-from ..store import StepStatus, WaitStatus
+from ..store import StepStatus, Store, WaitStatus
 from ._call import call
 from ._errors import (
     RemoteError,
@@ -57,8 +60,23 @@ from ._wire import (
     Waitpoint,
 )
 
-if TYPE_CHECKING:
-    from ..app import App
+
+class App(Protocol):
+    """What the orchestrator needs of the App it registers on: a port, so that this
+    package depends on the App's shape and not on `tether.app` (which imports it for
+    `App.remote_workflow`). `tether.App` fits it."""
+
+    store: Store
+    clock: Clock
+
+    def register(self, workflow: Callable[..., Awaitable[Any]]) -> None: ...
+
+    def get_workflow(self, name: str) -> WorkflowDef: ...
+
+    async def acancel(
+        self, workflow_id: str, reason: str | None = None, *, compensate: bool = False
+    ) -> list[str]: ...
+
 
 __all__ = ["RemoteSpec", "remote_workflow"]
 
@@ -213,8 +231,14 @@ class _Drive:
                 raise RemoteWorkflowError(
                     wid, {"type": "ProtocolError", "message": "waiting on no waitpoint"}
                 )
-            for wp in answer.waitpoints:
-                await self._park(wp)
+            pending: Suspend | None = None
+            for wp in answer.waitpoints:  # register every one, then park on those pending
+                try:
+                    await self._park(wp)
+                except Suspend as suspend:
+                    pending = pending or suspend
+            if pending is not None:
+                raise pending
             return _AGAIN
         if answer.status == "cancelled":
             await self.app.acancel(wid)
