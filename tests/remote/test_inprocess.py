@@ -254,3 +254,24 @@ def test_every_waitpoint_is_registered_before_the_run_parks(app: tether.App) -> 
     app.signal("w-1", "b", 2)
     app.signal("w-1", "a", 1)
     assert app.run(flow, workflow_id="w-1").value == [1, 2]
+
+
+def test_timers_on_the_tenant_are_durable_timers_under_its_keys(tmp_path: Path) -> None:
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="naps")
+    async def naps(wf: tether.Workflow) -> str:
+        await wf.sleep(0.01)
+        await wf.sleep(0.01)
+        return "up"
+
+    with tether.App(f"sqlite:///{tmp_path}/t.db") as app:  # waits out short timers inline
+        flow = app.remote_workflow(
+            "naps", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
+        )
+        assert app.run(flow, workflow_id="s-1").value == "up"
+        waits = app.list_waits("s-1")
+    assert [(w.key, w.kind.value, w.status.value) for w in waits] == [
+        ("sleep#1", "timer", "resolved"),
+        ("sleep#2", "timer", "resolved"),
+    ]

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..errors import InvalidArgumentError
 from ..server._hooks import HookRejected, Webhook, check_signature
 from ._tenant import TenantApp, execute, served_versions
 from ._wire import PROTOCOL_HEADER, SUPPORTED_PROTOCOLS, Invocation, Line
@@ -72,7 +73,7 @@ def handler(tenant: TenantApp) -> Starlette:
     ``POST /`` with a signed invocation (mount it at any path). Needs the ``server``
     extra."""
     if not isinstance(tenant, TenantApp):
-        raise TypeError(f"handler needs a tether.remote.TenantApp, got {tenant!r}")
+        raise InvalidArgumentError(f"handler needs a tether.remote.TenantApp, got {tenant!r}")
     seen = _Seen(tenant.tolerance)
     hook = Webhook("remote", tenant.secrets, tolerance=tenant.tolerance)
 
