@@ -158,10 +158,12 @@ class Waits:
         due = self._rt.clock.now() + timedelta(seconds=secs)
         await self._wait(NewWait(key, WaitKind.TIMER, None, None, due), MISSING)
 
-    async def sleep_until(self, when: datetime) -> None:
+    async def sleep_until(self, when: datetime, key: str | None = None) -> None:
         if not isinstance(when, datetime) or when.tzinfo is None:
             raise InvalidArgumentError("sleep_until needs a timezone-aware datetime")
-        key = self._run.next_key("sleep")
+        if key is not None:
+            check_name("sleep key", key)
+        key = key or self._run.next_key("sleep")
         await self._wait(NewWait(key, WaitKind.TIMER, None, None, when), MISSING)
 
     async def child(

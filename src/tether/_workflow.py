@@ -285,9 +285,10 @@ class Workflow:
         """A durable timer: the run parks and wakes once `seconds` have passed."""
         await self._waits.sleep(seconds)
 
-    async def sleep_until(self, when: datetime) -> None:
-        """A durable timer to a point in time (timezone-aware)."""
-        await self._waits.sleep_until(when)
+    async def sleep_until(self, when: datetime, *, key: str | None = None) -> None:
+        """A durable timer to a point in time (timezone-aware); `key` names the
+        waitpoint (default: ``sleep#n``, its occurrence)."""
+        await self._waits.sleep_until(when, key)
 
     async def child(
         self,

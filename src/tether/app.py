@@ -1084,6 +1084,38 @@ class App:
 
     delete_run = facade(adelete_run)
 
+    def remote_workflow(
+        self,
+        name: str,
+        *,
+        url: str,
+        secret: str,
+        version: str | None = None,
+        deadline: float = 30.0,
+        max_invocations: int = 100,
+        retry_delay: float = 0.5,
+        timeout: float | None = None,
+        project: str | None = None,
+        organisation: str | None = None,
+        transport: Any = None,
+    ) -> Callable[..., Awaitable[Any]]:
+        """Register workflow `name`, served by a tenant at `url` (`tether.remote.handler`)
+        with `secret`, as a workflow of this App; returns its workflow function.
+
+        Each drive sends one invocation (it must answer within `deadline` seconds),
+        records the steps the tenant completed and parks on what it waits for;
+        an unanswered invocation is tried again after `retry_delay` seconds
+        (doubling), and a run that needs more than `max_invocations` fails.
+        `project` and `organisation` go to the tenant with each invocation;
+        `transport` (an httpx transport) reaches a tenant without a network.
+        Needs the ``server`` extra."""
+        from .remote._orchestrator import RemoteSpec, remote_workflow
+
+        spec = RemoteSpec(name, url, secret, version, deadline, max_invocations, retry_delay,
+                          project, organisation, transport)  # fmt: skip
+        fn: Callable[..., Awaitable[Any]] = remote_workflow(self, spec, timeout)
+        return fn
+
     def asgi(self, **options: Any) -> Any:
         """The HTTP API on this App as an ASGI application, to mount in a web app of
         your own (`tether serve` serves it). Options: `tether.server.ServerConfig`'s.

@@ -1,0 +1,85 @@
+"""Errors of remote workflows.
+
+The tree (under `tether.TetherError`)::
+
+    RemoteError                      an invocation of a tenant went wrong
+    ├── RemoteRefusedError           the tenant refused the request (4xx): the run fails
+    │   └── RemoteVersionError       protocol or workflow version not served there
+    ├── RemoteUnavailableError       no answer (network, 5xx, cut short): retried
+    │   └── RemoteDeadlineError      no answer before the invocation's deadline
+    ├── RemoteInvocationLimitError   the run used up its invocations: the run fails
+    └── RemoteWorkflowError          the workflow body failed on the tenant
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import TetherError
+
+__all__ = [
+    "RemoteDeadlineError",
+    "RemoteError",
+    "RemoteInvocationLimitError",
+    "RemoteRefusedError",
+    "RemoteUnavailableError",
+    "RemoteVersionError",
+    "RemoteWorkflowError",
+]
+
+
+class RemoteError(TetherError):
+    """An invocation of a remote workflow's tenant went wrong."""
+
+
+class RemoteRefusedError(RemoteError):
+    """The tenant refused the invocation (a 4xx answer): `status`, `code`, `details`."""
+
+    def __init__(self, url: str, status: int, code: str, message: str, details: Any) -> None:
+        self.url, self.status, self.code, self.details = url, status, code, details
+        super().__init__(f"the tenant at {url} refused the invocation ({status} {code}): {message}")
+
+
+class RemoteVersionError(RemoteRefusedError):
+    """The tenant does not serve this protocol version or this workflow version;
+    `supported` lists the ones it does."""
+
+    @property
+    def supported(self) -> list[Any]:
+        details = self.details if isinstance(self.details, dict) else {}
+        return list(details.get("supported") or details.get("versions") or [])
+
+
+class RemoteUnavailableError(RemoteError):
+    """No complete answer from the tenant (network error, 5xx, a cut stream); the
+    invocation is tried again, steps it recorded kept."""
+
+
+class RemoteDeadlineError(RemoteUnavailableError):
+    """The tenant gave no answer before the invocation's deadline."""
+
+
+class RemoteInvocationLimitError(RemoteError):
+    """The run reached its cap of invocations without ending."""
+
+    def __init__(self, workflow_id: str, limit: int, last: str | None = None) -> None:
+        self.workflow_id, self.limit = workflow_id, limit
+        tail = f"; the last one: {last}" if last else ""
+        super().__init__(
+            f"run {workflow_id!r} reached its cap of {limit} invocations without ending{tail} "
+            "(raise max_invocations= on app.remote_workflow if the workflow needs more)"
+        )
+
+
+class RemoteWorkflowError(RemoteError):
+    """The workflow body raised on the tenant: `error_type` and the tenant's message."""
+
+    def __init__(self, workflow_id: str, error: dict[str, Any] | None) -> None:
+        error = error or {}
+        self.workflow_id = workflow_id
+        self.error_type = str(error.get("type", "Exception"))
+        self.remote_error = error
+        super().__init__(
+            f"run {workflow_id!r} failed on the tenant: {self.error_type}: "
+            f"{error.get('message', '')}"
+        )

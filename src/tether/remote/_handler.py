@@ -1,0 +1,182 @@
+"""`handler(tenant)`: the tenant's ASGI endpoint for invocations.
+
+Checks, in order, before any workflow code runs: the signature (over the
+timestamp and the body, `tether.server`'s webhook check), the timestamp's
+window, that this signature was not accepted before (remembered in memory
+until it leaves the window), the protocol version, the request's shape, the
+workflow and its version, and the deadline. Then the body replays, and the
+answer streams back one line per completed step (see `_wire`).
+
+Seen signatures are remembered per process: after a tenant restart, a captured
+request could be delivered again until its deadline (the orchestrator's
+`deadline=`, 30 s by default) passes; it carries the journal as it stood, so
+it replays recorded steps from it and runs only what a genuine retry would.
+
+The deadline binds the tenant too: a request that arrives after it is
+refused, and the body still running at it is cancelled and the stream ends
+with an ``aborted`` line; a client that hangs up cancels the body as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import InvalidArgumentError
+from ..server._hooks import HookRejected, Webhook, check_signature
+from ._tenant import TenantApp, execute, served_versions
+from ._wire import PROTOCOL_HEADER, SUPPORTED_PROTOCOLS, Invocation, Line
+
+__all__ = ["handler"]
+
+log = logging.getLogger("tether.remote")
+
+MAX_BODY = 32 * 1024 * 1024
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.details = status, code, details
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"code": self.code, "message": str(self), "details": self.details}}
+        return JSONResponse(body, status_code=self.status)
+
+
+class _Seen:
+    """Signatures accepted within the window: a second delivery of one is refused."""
+
+    def __init__(self, window: float) -> None:
+        self._window = window
+        self._seen: dict[str, float] = {}
+
+    def admit(self, signature: str, now: float) -> bool:
+        self._seen = {s: t for s, t in self._seen.items() if t > now - 2 * self._window}
+        if signature in self._seen:
+            return False
+        self._seen[signature] = now
+        return True
+
+
+def handler(tenant: TenantApp) -> Starlette:
+    """The ASGI application that serves `tenant`'s workflows to an orchestrator:
+    ``POST /`` with a signed invocation (mount it at any path). Needs the ``server``
+    extra."""
+    if not isinstance(tenant, TenantApp):
+        raise InvalidArgumentError(f"handler needs a tether.remote.TenantApp, got {tenant!r}")
+    seen = _Seen(tenant.tolerance)
+    hook = Webhook("remote", tenant.secrets, tolerance=tenant.tolerance)
+
+    async def invoke(request: Request) -> Response:
+        try:
+            inv = await _admit(request, tenant, hook, seen)
+        except _Refused as refused:
+            return refused.response()
+        return StreamingResponse(_lines(tenant, inv), media_type="application/x-ndjson")
+
+    return Starlette(routes=[Route("/", invoke, methods=["POST"])])
+
+
+async def _admit(request: Request, tenant: TenantApp, hook: Webhook, seen: _Seen) -> Invocation:
+    """The invocation, once every check passed; `_Refused` naming the first that did not."""
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise _Refused(413, "too_large", f"the request is over {MAX_BODY} bytes")
+    now = tenant.clock.now().timestamp()
+    try:
+        signature = check_signature(hook, request.headers, body, now)
+    except HookRejected as exc:
+        raise _Refused(exc.status, exc.code, str(exc)) from None
+    if not seen.admit(signature, now):
+        raise _Refused(401, "replayed", "this signed request was received before")
+    try:
+        data = json.loads(body)
+        protocol = data.get("protocol") if isinstance(data, dict) else None
+    except ValueError:
+        raise _Refused(400, "invalid_json", "the body is not JSON") from None
+    header = request.headers.get(PROTOCOL_HEADER)
+    if protocol not in SUPPORTED_PROTOCOLS or (header is not None and header != str(protocol)):
+        raise _Refused(
+            426,
+            "protocol_version_mismatch",
+            f"protocol version {protocol!r} is not spoken here",
+            supported=list(SUPPORTED_PROTOCOLS),
+        )
+    try:
+        inv = Invocation.model_validate(data)
+    except ValidationError as exc:
+        fields = [".".join(str(p) for p in e["loc"]) for e in exc.errors()]
+        raise _Refused(400, "invalid_request", f"bad fields: {', '.join(fields)}") from None
+    _check_served(tenant, inv, now)
+    return inv
+
+
+def _check_served(tenant: TenantApp, inv: Invocation, now: float) -> None:
+    defn = tenant.workflows.get(inv.workflow)
+    if defn is None:
+        known = sorted(tenant.workflows)
+        raise _Refused(
+            404, "workflow_not_found", f"no workflow {inv.workflow!r} here", workflows=known
+        )
+    versions = served_versions(defn)
+    if inv.version not in versions:
+        raise _Refused(
+            409,
+            "workflow_version_mismatch",
+            f"workflow {inv.workflow!r} is served at versions {versions}, not {inv.version!r}",
+            versions=versions,
+        )
+    if now >= inv.deadline:
+        raise _Refused(408, "deadline_exceeded", "the invocation's deadline has passed")
+
+
+async def _lines(tenant: TenantApp, inv: Invocation) -> AsyncIterator[bytes]:
+    """The streamed answer. A step line is yielded, and so sent, before the body is let
+    go on (the `send` it awaits returns only then)."""
+    queue: asyncio.Queue[tuple[Line, asyncio.Event | None]] = asyncio.Queue()
+
+    async def send(line: Line) -> None:
+        sent = asyncio.Event()
+        await queue.put((line, sent))
+        await sent.wait()
+
+    async def run() -> None:
+        defn = tenant.workflows[inv.workflow]
+        try:
+            answer = await execute(tenant, defn, inv, send)
+        except Exception as exc:  # a fault of the executor, not of the workflow
+            log.exception("invocation %s of run %s failed", inv.invocation, inv.run_id)
+            await queue.put((Line(type="aborted", reason=f"executor error: {exc!r}"), None))
+            return
+        await queue.put((Line(type="answer", answer=answer), None))
+
+    task = asyncio.create_task(run())
+    try:
+        while True:
+            remaining = inv.deadline - tenant.clock.now().timestamp()
+            try:
+                line, sent = await asyncio.wait_for(queue.get(), max(remaining, 0.0))
+            except TimeoutError:
+                yield _encode(Line(type="aborted", reason="deadline exceeded"))
+                return
+            yield _encode(line)
+            if sent is None:
+                return
+            sent.set()
+    finally:
+        task.cancel()  # the deadline passed, or the orchestrator hung up
+        await asyncio.wait([task])
+
+
+def _encode(line: Line) -> bytes:
+    return line.model_dump_json(exclude_none=True).encode() + b"\n"

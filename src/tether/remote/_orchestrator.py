@@ -1,0 +1,315 @@
+"""The orchestrator's side: a remote workflow is an ordinary workflow of the App.
+
+`remote_workflow` registers a workflow whose body is a drive loop: send one
+invocation with the run's journal, record what comes back, park on the
+waitpoints with tether's own waits, and go round again when woken. So runs of
+it are created, queued, claimed, parked, woken, cancelled and inspected by the
+same machinery as any other run; nothing in the engine knows it is remote.
+
+What the loop writes goes through the run's `Workflow` context, so every write
+is fenced by the drive's owner generation: the answer of an invocation whose
+drive was superseded (its claim lapsed and another process took the run) is
+refused by the store (`StaleOwnerError`) and never recorded.
+
+Which steps can repeat. A tenant sends each step's result the moment the step
+completes, before the body goes on, and the orchestrator records it before
+reading the next line. If the tenant dies mid-invocation, the next invocation
+carries every step recorded so far; what runs again is only (1) the step that
+was running when it died, and (2) a step that had completed but whose line had
+not yet been recorded here (in flight on the network, or the orchestrator died
+between reading and recording it). Steps should be idempotent, as for any
+tether step that a crash can interrupt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from .._control import Suspend
+from .._waits import MISSING
+from .._workflow import Workflow
+from ..clock import Clock
+from ..definition import DEF_ATTR, WorkflowDef
+from ..errors import ChildRunError, InvalidArgumentError, RunCancelledError
+from ..serde import load_json
+from ..store import StepStatus, Store, WaitStatus
+from ._call import call
+from ._errors import (
+    RemoteError,
+    RemoteInvocationLimitError,
+    RemoteUnavailableError,
+    RemoteWorkflowError,
+)
+from ._wire import (
+    PROTOCOL_VERSION,
+    Answer,
+    Invocation,
+    Journal,
+    JournalStep,
+    JournalWait,
+    Line,
+    RunMeta,
+    TenantMeta,
+    Waitpoint,
+)
+
+
+class App(Protocol):
+    """What the orchestrator needs of the App it registers on: a port, so that this
+    package depends on the App's shape and not on `tether.app` (which imports it for
+    `App.remote_workflow`). `tether.App` fits it."""
+
+    store: Store
+    clock: Clock
+
+    def register(self, workflow: Callable[..., Awaitable[Any]]) -> None: ...
+
+    def get_workflow(self, name: str) -> WorkflowDef: ...
+
+    async def acancel(
+        self, workflow_id: str, reason: str | None = None, *, compensate: bool = False
+    ) -> list[str]: ...
+
+
+__all__ = ["RemoteSpec", "remote_workflow"]
+
+log = logging.getLogger("tether.remote")
+
+INVOKED = "remote.invoked"
+_AGAIN: Any = object()
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """Where a remote workflow runs and how it is invoked."""
+
+    name: str
+    url: str
+    secret: str
+    version: str | None = None
+    deadline: float = 30.0  # seconds each invocation may take
+    max_invocations: int = 100
+    retry_delay: float = 0.5  # after an unanswered invocation; doubles, up to 30 s
+    project: str | None = None
+    organisation: str | None = None
+    transport: httpx.AsyncBaseTransport | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
+            raise InvalidArgumentError(f"url must be an http(s) URL, got {self.url!r}")
+        if not isinstance(self.secret, str) or not self.secret:
+            raise InvalidArgumentError("secret must be a non-empty str (the tenant's secret)")
+        for what, value in (("deadline", self.deadline), ("retry_delay", self.retry_delay)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise InvalidArgumentError(f"{what} must be seconds > 0, got {value!r}")
+        bad_cap = isinstance(self.max_invocations, bool) or not isinstance(
+            self.max_invocations, int
+        )
+        if bad_cap or self.max_invocations < 1:
+            raise InvalidArgumentError(
+                f"max_invocations must be an integer >= 1, got {self.max_invocations!r}"
+            )
+
+
+def remote_workflow(app: App, spec: RemoteSpec, timeout: float | None = None) -> Any:
+    """Register `spec` on `app` as a workflow named `spec.name`; the workflow function
+    (pass it to `app.run`, `app.start`, `app.submit` like any other)."""
+
+    async def remote(wf: Workflow, input: Any = None) -> Any:
+        return await _Drive(app, spec, wf, input).run()
+
+    remote.__name__ = remote.__qualname__ = spec.name.replace("-", "_")
+    defn = WorkflowDef.make(remote, name=spec.name, version=spec.version, timeout=timeout)
+    setattr(remote, DEF_ATTR, defn)
+    app.register(remote)
+    return remote
+
+
+class _Drive:
+    """One drive of a remote run: invocations until it ends or parks."""
+
+    def __init__(self, app: App, spec: RemoteSpec, wf: Workflow, input: Any) -> None:
+        self.app, self.spec, self.wf, self.input = app, spec, wf, input
+        self.failures = 0
+
+    async def run(self) -> Any:
+        last: str | None = None
+        while True:
+            n = await self._invocations() + 1
+            if n > self.spec.max_invocations:
+                raise RemoteInvocationLimitError(
+                    self.wf.workflow_id, self.spec.max_invocations, last
+                )
+            await self.wf.append_event(INVOKED, f"invocation {n}", {"invocation": n})
+            inv = await self._invocation(n)
+            try:
+                answer = await call(
+                    self.spec.url, self.spec.secret, inv, self._record, self.spec.transport
+                )
+            except RemoteUnavailableError as exc:
+                last = str(exc)
+                await self._back_off(exc)
+                continue
+            self.failures = 0
+            result = await self._settle(answer)
+            if result is not _AGAIN:
+                return result
+
+    async def _invocations(self) -> int:
+        return sum(1 for e in await self.wf.list_events() if e.type == INVOKED)
+
+    async def _back_off(self, exc: RemoteError) -> None:
+        await self.wf.append_event("remote.unanswered", str(exc))
+        delay = min(self.spec.retry_delay * 2**self.failures, 30.0)
+        self.failures += 1
+        log.warning("%s; trying again in %.1fs", exc, delay)
+        await self.app.clock.sleep(delay)
+
+    async def _invocation(self, n: int) -> Invocation:
+        store, wid = self.app.store, self.wf.workflow_id
+        run = await store.get_run(wid)
+        assert run is not None  # the drive holds it
+        return Invocation(
+            protocol=PROTOCOL_VERSION,
+            run_id=wid,
+            workflow=self.spec.name,
+            version=self.spec.version,
+            invocation=n,
+            input=run.input,
+            journal=await journal_of(self.app, wid),
+            deadline=time.time() + self.spec.deadline,
+            tenant=TenantMeta(
+                tenant=run.tenant, project=self.spec.project, organisation=self.spec.organisation
+            ),
+            run=RunMeta(attempt=run.attempt, tags=list(run.tags), queue=run.queue,
+                        parent_id=run.parent_id, created_at=run.created_at,
+                        generation=self.wf.generation or 0),
+        )  # fmt: skip
+
+    # -- what comes back ------------------------------------------------------------------
+
+    async def _record(self, line: Line) -> None:
+        """Record one streamed line, through the fenced context, before reading on."""
+        wf = self.wf
+        if line.type == "step" and line.step is not None:
+            value = load_json(line.step.result)
+
+            async def recorded() -> Any:
+                return value
+
+            await wf.step(line.step.name, recorded, idempotency_key=line.step.idempotency_key)
+        elif line.type == "event" and line.event is not None:
+            detail = line.event.get("detail")
+            await wf.append_event(
+                str(line.event.get("type")),
+                line.event.get("message"),
+                None if detail is None else load_json(detail),
+            )
+        elif line.type == "state" and line.state is not None:
+            await wf.update_state(load_json(line.state))
+        elif line.type == "start_child" and line.child is not None:
+            child = line.child
+            fn = self.app.get_workflow(str(child.workflow)).fn
+            given = MISSING if child.input is None else load_json(child.input)
+            await wf.start_child(fn, given, workflow_id=child.name)
+
+    async def _settle(self, answer: Answer) -> Any:
+        """The run's result, or `_AGAIN` once every waitpoint resolved; raises for a
+        failure, and `Suspend` (from the waits) to park."""
+        wid = self.wf.workflow_id
+        if answer.status == "completed":
+            return load_json(answer.output)
+        if answer.status == "waiting":
+            if not answer.waitpoints:
+                raise RemoteWorkflowError(
+                    wid, {"type": "ProtocolError", "message": "waiting on no waitpoint"}
+                )
+            pending: Suspend | None = None
+            for wp in answer.waitpoints:  # register every one, then park on those pending
+                try:
+                    await self._park(wp)
+                except Suspend as suspend:
+                    pending = pending or suspend
+            if pending is not None:
+                raise pending
+            return _AGAIN
+        if answer.status == "cancelled":
+            await self.app.acancel(wid)
+            raise RunCancelledError(wid)
+        if answer.status in ("compensated", "compensation_failed"):
+            await self._compensated(answer.status)
+        raise RemoteWorkflowError(wid, answer.error)
+
+    async def _compensated(self, status: str) -> str:
+        """The tenant already ran the compensations (recorded as its steps); tell the
+        engine so that the run ends compensated, or compensation_failed."""
+
+        async def outcome() -> str:
+            return status
+
+        def undone() -> None:
+            if status != "compensated":
+                raise RemoteError("a compensation failed on the tenant (see its steps)")
+
+        recorded: str = await self.wf.step("remote.compensations", outcome, compensate=undone)
+        return recorded
+
+    async def _park(self, wp: Waitpoint) -> None:
+        """Wait on `wp` under the tenant's key: returns once it is resolved (or timed
+        out); suspends the run (tether's `Suspend`) while it is pending."""
+        wf, app = self.wf, self.app
+        timeout = (
+            None if wp.due_at is None else max(0.0, (wp.due_at - app.clock.now()).total_seconds())
+        )
+        if wp.kind == "signal":
+            await wf.wait_for_signal(str(wp.name), key=wp.key, timeout=timeout, default=None)
+        elif wp.kind == "event":
+            match = None if wp.match is None else load_json(wp.match)
+            await wf.wait_for_event(
+                str(wp.name), match=match, key=wp.key, timeout=timeout, default=None
+            )
+        elif wp.kind == "token":
+            await wf.wait_for_token(str(wp.name), timeout=timeout, default=None)
+        elif wp.kind == "sleep":
+            assert wp.due_at is not None
+            await wf.sleep_until(wp.due_at, key=wp.key)
+        else:
+            fn = app.get_workflow(str(wp.workflow)).fn
+            given = MISSING if wp.input is None else load_json(wp.input)
+            with contextlib.suppress(ChildRunError):  # the tenant reads it from the journal
+                await wf.child(fn, given, workflow_id=wp.name)
+
+
+async def journal_of(app: App, workflow_id: str) -> Journal:
+    """Run `workflow_id`'s journal as recorded: completed steps, compensations and
+    waits that are no longer pending."""
+    steps = [s for s in await app.store.load_steps(workflow_id) if s.status is StepStatus.COMPLETED]
+    done = [
+        JournalStep(
+            key=s.key,
+            name=s.key[: -len(s.idempotency_key) - 1] if s.idempotency_key else s.key,
+            result=s.result or "null",
+            idempotency_key=s.idempotency_key,
+            attempts=max(1, s.attempts),
+        )
+        for s in steps
+    ]
+    waits = [
+        JournalWait.model_validate(
+            {"key": w.key, "kind": w.kind.value, "status": w.status.value, "payload": w.payload}
+        )
+        for w in await app.store.list_waits(workflow_id)
+        if w.status is not WaitStatus.PENDING
+    ]
+    return Journal(
+        steps=[s for s in done if not s.key.startswith("compensate:")],
+        waits=waits,
+        compensations=[s for s in done if s.key.startswith("compensate:")],
+    )

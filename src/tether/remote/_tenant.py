@@ -1,0 +1,189 @@
+"""`TenantApp`: the workflows a tenant serves, and one invocation's replay.
+
+A tenant registers workflows the way an `App` does (the same `WorkflowDef`)
+but keeps no database, so it is not an `App`: an `App` opens a store, renews
+claims, runs timers and workers, none of which a tenant may do. Each
+invocation replays the body with tether's own `Workflow` on a `JournalStore`
+(see `_journal`), so steps, retries, waits, children, recorded values and
+compensations behave exactly as they do in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar, cast, overload
+
+from .._compensation import compensate
+from .._control import Suspend
+from .._failure import error_json
+from .._results import dump_result
+from .._run_state import RunState
+from .._runtime import Runtime
+from .._step_threads import StepThreads
+from .._workflow import Workflow
+from ..clock import Clock, SystemClock
+from ..definition import DEF_ATTR, WorkflowDef
+from ..errors import InvalidArgumentError, RunCancelledError
+from ..serde import load_json, return_type_of
+from ..store import RunRow, RunStatus, StepRow, StepStatus, Store, WaitKind, WaitRow, WaitStatus
+from ._journal import JournalHost, JournalStore, Send
+from ._wire import Answer, Invocation, Journal
+
+__all__ = ["TenantApp", "execute", "served_versions"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class TenantApp:
+    """The workflows a tenant service runs for a remote orchestrator.
+
+    `secret` (or several, to rotate) signs every invocation; a request is
+    accepted within `tolerance` seconds of its timestamp, once. Serve it with
+    ``tether.remote.handler(tenant)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str | Sequence[str],
+        tolerance: float = 300.0,
+        clock: Clock | None = None,
+    ) -> None:
+        secrets = (secret,) if isinstance(secret, str) else tuple(secret)
+        if not secrets or not all(isinstance(s, str) and s for s in secrets):
+            raise InvalidArgumentError("TenantApp needs a non-empty secret (or several)")
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance <= 0:
+            raise InvalidArgumentError(f"tolerance must be > 0 seconds, got {tolerance!r}")
+        self.secrets = secrets
+        self.tolerance = float(tolerance)
+        self.clock: Clock = clock or SystemClock()
+        self.threads = StepThreads()
+        self._registry: dict[str, WorkflowDef] = {}
+
+    @overload
+    def workflow(self, fn: F, /) -> F: ...
+
+    @overload
+    def workflow(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        compatible: Iterable[str] = (),
+    ) -> Callable[[F], F]: ...
+
+    def workflow(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        compatible: Iterable[str] = (),
+    ) -> Any:
+        """Register an ``async def fn(wf, input)`` to serve, as `App.workflow` does.
+
+        An invocation for another `version` than this one or those in
+        `compatible` is refused with the versions served.
+        """
+
+        def register(f: F) -> F:
+            defn = WorkflowDef.make(f, name=name, version=version, compatible=compatible)
+            known = self._registry.get(defn.name)
+            if known is not None and known.fn is not f:
+                raise InvalidArgumentError(
+                    f"a different workflow is already registered as {defn.name!r}"
+                )
+            self._registry[defn.name] = defn
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(f, DEF_ATTR, defn)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    @property
+    def workflows(self) -> dict[str, WorkflowDef]:
+        return dict(self._registry)
+
+
+def _run_row(inv: Invocation, now: datetime) -> RunRow:
+    return RunRow(
+        workflow_id=inv.run_id, workflow_name=inv.workflow, workflow_version=inv.version,
+        status=RunStatus.RUNNING, input=inv.input, output=None, error=None, state="null",
+        priority=0, tags=tuple(inv.run.tags), tenant=inv.tenant.tenant,
+        parent_id=inv.run.parent_id, idempotency_key=None, owner=None,
+        generation=inv.run.generation, created_at=inv.run.created_at or now, updated_at=now,
+        started_at=now, finished_at=None, queue=inv.run.queue, step_rule=2,
+        attempt=inv.run.attempt,
+    )  # fmt: skip
+
+
+def _state(inv: Invocation, now: datetime, defn: WorkflowDef) -> RunState:
+    """The drive's state loaded from the journal, as a drive loads it from a store."""
+    steps = [
+        StepRow(inv.run_id, s.key, s.name, StepStatus.COMPLETED, s.attempts, s.idempotency_key,
+                s.result, None, now, now, now)
+        for s in [*inv.journal.steps, *inv.journal.compensations]
+    ]  # fmt: skip
+    waits = [
+        WaitRow(w.key, inv.run_id, w.key, WaitKind(w.kind), None, None, WaitStatus(w.status),
+                w.payload, None, now, now)
+        for w in inv.journal.waits
+    ]  # fmt: skip
+    return RunState.open(
+        _run_row(inv, now), generation=inv.invocation, started=now, steps=steps, waits=waits
+    )
+
+
+async def execute(tenant: TenantApp, defn: WorkflowDef, inv: Invocation, send: Send) -> Answer:
+    """Replay `defn`'s body against the invocation's journal; how it ended.
+
+    Steps completed here go out through `send` as they complete; the answer
+    carries the whole journal as the tenant leaves it.
+    """
+    store = JournalStore(inv.run_id, send)
+    rt = Runtime(cast(Store, store), tenant.clock, threads=tenant.threads)
+    st = _state(inv, tenant.clock.now(), defn)
+    wf = Workflow(rt, st, host=JournalHost(store, send))
+    args: tuple[Any, ...] = (wf,)
+    if defn.takes_input and (inv.input is not None or defn.input_required):
+        args = (wf, load_json(inv.input, defn.input_type))
+    try:
+        value = await defn.call(*args)
+        output = dump_result(value, what=f"the result of workflow {defn.name!r}",
+                             tp=return_type_of(defn.fn))  # fmt: skip
+        return _answer("completed", inv, store, output=output)
+    except Suspend:
+        waitpoints = [store.waitpoint(k) for k in st.pending_waits() if k in store.waits]
+        return _answer("waiting", inv, store, waitpoints=waitpoints)
+    except RunCancelledError:
+        return _answer("cancelled", inv, store)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        error = load_json(error_json(exc))
+        if not st.compensations:
+            return _answer("failed", inv, store, error=error)
+        ok = await compensate(wf, st)
+        status = "compensated" if ok else "compensation_failed"
+        return _answer(status, inv, store, error=error)
+
+
+def _answer(status: str, inv: Invocation, store: JournalStore, **fields: Any) -> Answer:
+    done = [*inv.journal.steps, *inv.journal.compensations, *store.completed]
+    journal = Journal(
+        steps=[s for s in done if not s.key.startswith("compensate:")],
+        waits=inv.journal.waits,
+        compensations=[s for s in done if s.key.startswith("compensate:")],
+    )
+    return Answer(status=status, journal=journal, **fields)  # type: ignore[arg-type]
+
+
+def served_versions(defn: WorkflowDef) -> list[str | None]:
+    """The workflow versions a tenant's `defn` answers for."""
+    return [defn.version, *defn.compatible]

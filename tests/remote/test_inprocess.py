@@ -1,0 +1,277 @@
+"""The protocol's edges, in one process: the tenant's handler reached through an
+httpx transport (no network), the orchestrator an App on a SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import tether
+from tether import RunStatus
+from tether.kernel import sign
+from tether.remote import (
+    SUPPORTED_PROTOCOLS,
+    RemoteVersionError,
+    TenantApp,
+    handler,
+)
+from tether.store import NewEvent
+
+SECRET = "s"
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[tether.App]:
+    a = tether.App(f"sqlite:///{tmp_path}/o.db", inline_wait=0)
+    yield a
+    a.close()
+
+
+def _post(tenant: TenantApp, payload: dict[str, Any], secret: str = SECRET) -> httpx.Response:
+    body = json.dumps(payload).encode()
+    ts = str(int(time.time()))
+    headers = {"X-Tether-Timestamp": ts, "X-Tether-Signature": sign(secret, ts, body)}
+    transport = httpx.ASGITransport(app=handler(tenant))
+
+    async def go() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await client.post("http://tenant/", content=body, headers=headers)
+
+    return asyncio.run(go())
+
+
+def _invocation(**changes: Any) -> dict[str, Any]:
+    return {
+        "protocol": 1,
+        "run_id": "r",
+        "workflow": "echo",
+        "version": "1",
+        "invocation": 1,
+        "input": '"hi"',
+        "journal": {},
+        "deadline": time.time() + 30,
+    } | changes
+
+
+@pytest.fixture
+def tenant() -> TenantApp:
+    t = TenantApp(secret=SECRET)
+
+    @t.workflow(name="echo", version="1", compatible=["0"])
+    async def echo(wf: tether.Workflow, text: str) -> str:
+        return await wf.step("echo", lambda: text)
+
+    return t
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "code"),
+    [
+        ({"protocol": 2}, 426, "protocol_version_mismatch"),
+        ({"workflow": "nope"}, 404, "workflow_not_found"),
+        ({"version": "9"}, 409, "workflow_version_mismatch"),
+        ({"deadline": time.time() - 1}, 408, "deadline_exceeded"),
+        ({"invocation": 0}, 400, "invalid_request"),
+    ],
+)
+def test_the_tenant_refuses_what_it_cannot_serve(
+    tenant: TenantApp, changes: dict[str, Any], status: int, code: str
+) -> None:
+    answer = _post(tenant, _invocation(**changes))
+    assert (answer.status_code, answer.json()["error"]["code"]) == (status, code)
+    details = answer.json()["error"]["details"]
+    if code == "protocol_version_mismatch":
+        assert details == {"supported": list(SUPPORTED_PROTOCOLS)}
+    if code == "workflow_version_mismatch":
+        assert details == {"versions": ["1", "0"]}
+
+
+def test_a_wrong_secret_is_refused(tenant: TenantApp) -> None:
+    answer = _post(tenant, _invocation(), secret="other")
+    assert (answer.status_code, answer.json()["error"]["code"]) == (401, "bad_signature")
+
+
+def test_an_invocation_streams_each_step_then_the_answer(tenant: TenantApp) -> None:
+    answer = _post(tenant, _invocation())
+    lines = [json.loads(line) for line in answer.text.splitlines()]
+    assert [line["type"] for line in lines] == ["step", "answer"]
+    assert lines[0]["step"] == {"key": "echo", "name": "echo", "result": '"hi"', "attempts": 1}
+    assert lines[1]["answer"]["status"] == "completed"
+    assert lines[1]["answer"]["journal"]["steps"] == [lines[0]["step"]]
+
+
+def test_a_protocol_version_mismatch_fails_the_run_with_the_versions_supported(
+    app: tether.App,
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        error = {"code": "protocol_version_mismatch", "message": "protocol 1 is not spoken here",
+                 "details": {"supported": [2, 3]}}  # fmt: skip
+        return httpx.Response(426, json={"error": error})
+
+    flow = app.remote_workflow(
+        "far", url="http://tenant/", secret=SECRET, transport=httpx.MockTransport(refuse)
+    )
+    with pytest.raises(RemoteVersionError) as raised:
+        app.run(flow, workflow_id="far-1")
+    assert raised.value.supported == [2, 3]
+    assert "426 protocol_version_mismatch" in str(raised.value)
+    assert app.get_record("far-1").status is RunStatus.FAILED
+
+
+def test_compensations_run_on_the_tenant_and_the_run_ends_compensated(app: tether.App) -> None:
+    tenant = TenantApp(secret=SECRET)
+    undone: list[str] = []
+
+    @tenant.workflow(name="book")
+    async def book(wf: tether.Workflow) -> None:
+        await wf.step("reserve", lambda: "seat-1", compensate=lambda seat: undone.append(seat))
+        await wf.step("pay", _decline)
+
+    flow = app.remote_workflow(
+        "book", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
+    )
+    with pytest.raises(tether.remote.RemoteWorkflowError, match="card declined"):
+        app.run(flow, workflow_id="b-1")
+    rec = app.get_record("b-1")
+    assert rec.status is RunStatus.COMPENSATED
+    assert undone == ["seat-1"]
+    assert "reserve" in rec.steps and "compensate:reserve" in rec.steps
+
+
+def _decline() -> None:
+    raise RuntimeError("card declined")
+
+
+def test_state_and_events_written_on_the_tenant_are_recorded(app: tether.App) -> None:
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="noted")
+    async def noted(wf: tether.Workflow) -> int:
+        await wf.update_state({"phase": "done"})
+        await wf.append_event("note", "hello", {"n": 1})
+        return 1
+
+    flow = app.remote_workflow(
+        "noted", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
+    )
+    assert app.run(flow, workflow_id="n-1").value == 1
+    rec = app.get_record("n-1")
+    assert rec.state == {"phase": "done"}
+    assert [(e.type, e.message) for e in rec.events if e.type == "note"] == [("note", "hello")]
+
+
+def test_what_only_the_orchestrator_has_is_refused_on_the_tenant(app: tether.App) -> None:
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="locks")
+    async def locks(wf: tether.Workflow) -> None:
+        await wf.heartbeat("me")
+
+    flow = app.remote_workflow(
+        "locks", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
+    )
+    with pytest.raises(tether.remote.RemoteWorkflowError, match="cannot use 'record_heartbeat'"):
+        app.run(flow)
+
+
+def test_the_answer_of_a_superseded_invocation_is_discarded(app: tether.App) -> None:
+    entered, release = threading.Event(), threading.Event()
+    tenant = TenantApp(secret=SECRET)
+
+    def held() -> int:
+        entered.set()
+        release.wait(30)
+        return 2
+
+    @tenant.workflow(name="fenced")
+    async def fenced(wf: tether.Workflow) -> int:
+        await wf.step("first", lambda: 1)
+        return await wf.step("held", held)
+
+    # the ASGI transport hands over the whole answer at the end: a late answer
+    flow = app.remote_workflow(
+        "fenced", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
+    )
+    with ThreadPoolExecutor(1) as pool:
+        drive = pool.submit(app.run, flow, workflow_id="f-1")
+        assert entered.wait(30)
+        taken = app.run_sync(
+            app.store.claim_run(
+                "f-1", "another-owner", app.clock.now(), NewEvent("workflow.running"), force=True
+            )
+        )
+        release.set()
+        with pytest.raises(tether.StaleOwnerError):
+            drive.result(timeout=30)
+    assert taken.owner == "another-owner"
+    assert app.get_record("f-1").steps == {}  # the late answer was refused, not recorded
+    run = app.run_sync(app.store.get_run("f-1"))
+    assert run is not None and run.owner == "another-owner" and run.status is RunStatus.RUNNING
+
+
+def test_a_parked_remote_run_is_cancelled_like_any_other(app: tether.App) -> None:
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="parks")
+    async def parks(wf: tether.Workflow) -> object:
+        await wf.step("before", lambda: 1)
+        return await wf.wait_for_signal("go")
+
+    flow = app.remote_workflow(
+        "parks", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
+    )
+    assert app.run(flow, workflow_id="p-1").status is RunStatus.WAITING
+    assert app.cancel("p-1") == ["p-1"]
+    rec = app.get_record("p-1")
+    assert rec.status is RunStatus.CANCELLED and list(rec.steps) == ["before"]
+    assert [w.status.value for w in app.list_waits("p-1")] == ["cancelled"]
+
+
+def test_every_waitpoint_is_registered_before_the_run_parks(app: tether.App) -> None:
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="both")
+    async def both(wf: tether.Workflow) -> list[object]:
+        async def wait(name: str) -> object:
+            return await wf.wait_for_signal(name)
+
+        return list(await asyncio.gather(wait("a"), wait("b")))
+
+    flow = app.remote_workflow(
+        "both", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
+    )
+    assert app.run(flow, workflow_id="w-1").status is RunStatus.WAITING
+    assert sorted(w.key for w in app.list_waits("w-1")) == ["signal:a#1", "signal:b#1"]
+    app.signal("w-1", "b", 2)
+    app.signal("w-1", "a", 1)
+    assert app.run(flow, workflow_id="w-1").value == [1, 2]
+
+
+def test_timers_on_the_tenant_are_durable_timers_under_its_keys(tmp_path: Path) -> None:
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="naps")
+    async def naps(wf: tether.Workflow) -> str:
+        await wf.sleep(0.01)
+        await wf.sleep(0.01)
+        return "up"
+
+    with tether.App(f"sqlite:///{tmp_path}/t.db") as app:  # waits out short timers inline
+        flow = app.remote_workflow(
+            "naps", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
+        )
+        assert app.run(flow, workflow_id="s-1").value == "up"
+        waits = app.list_waits("s-1")
+    assert [(w.key, w.kind.value, w.status.value) for w in waits] == [
+        ("sleep#1", "timer", "resolved"),
+        ("sleep#2", "timer", "resolved"),
+    ]
