@@ -8,6 +8,7 @@ from fastapi.staticfiles import StaticFiles
 
 from ._dash import HERE, render
 from ._dash_actions import actions_router
+from ._dash_agents import agent_pages
 from ._dash_auth import LoginNeeded, SetToken, set_token_cookie
 from ._dash_ops import ops_pages
 from ._dash_runs import runs_pages
@@ -32,10 +33,11 @@ def _install_handlers(api: FastAPI) -> None:
 
 def install_dashboard(api: FastAPI) -> None:
     """Add the dashboard's pages (``/``, ``/runs``, ``/runs/{id}``, ``/queues``,
-    ``/usage``), its forms, its static files (``/-/static``) and the sign-in page a
+    ``/usage``, ``/agents``), its forms, its static files (``/-/static``) and the sign-in page a
     browser without a usable token gets."""
     _install_handlers(api)
     api.include_router(runs_pages)
     api.include_router(actions_router)
     api.include_router(ops_pages)
+    api.include_router(agent_pages)
     api.mount("/-/static", StaticFiles(directory=HERE / "static"), name="dash-static")
