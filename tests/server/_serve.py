@@ -120,15 +120,19 @@ def start(
     *args: str,
     env: dict[str, str] | None = None,
     wait: bool = True,
-    flows: str = FLOWS,
+    flows: str | None = FLOWS,
 ) -> Served:
-    (folder / "flows.py").write_text(flows)
+    """`tether serve` of `flows` (its ``app``), or with ``flows=None`` of the database
+    alone (no --app)."""
+    if flows is not None:
+        (folder / "flows.py").write_text(flows)
+    app_args = [] if flows is None else ["--app", "flows.py:app"]
     port = free_port()
     # to a file, not a pipe: a pipe nobody reads fills up with the access log, and then
     # the server blocks on its next log line
     with (folder / "serve.log").open("w") as log:
         proc = subprocess.Popen(
-            [TETHER, "--db", db, "serve", "--app", "flows.py:app", "--port", str(port), *args],
+            [TETHER, "--db", db, "serve", *app_args, "--port", str(port), *args],
             cwd=folder,
             env=environment(folder, db, env),
             stdout=log,

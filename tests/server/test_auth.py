@@ -88,3 +88,26 @@ def test_which_addresses_are_this_machine() -> None:
     check_bind("0.0.0.0", tokens=1)
     with pytest.raises(InvalidArgumentError):
         check_bind("example.org", tokens=0)
+
+
+def test_serve_without_an_app_serves_the_runs_in_the_database(tmp_path: Path) -> None:
+    from tether import App, Workflow
+
+    db = f"sqlite:///{tmp_path}/t.db"
+    app = App(db)
+
+    async def hello(wf: Workflow) -> str:
+        return await wf.step("hi", lambda: "hello")
+
+    app.run(hello, workflow_id="made-elsewhere")
+    app.close()
+    served = start(tmp_path, db, flows=None)
+    try:
+        runs = httpx.get(served.url + "/api/v1/runs").json()
+        assert [r["workflow_id"] for r in runs["runs"]] == ["made-elsewhere"]
+        assert "made-elsewhere" in httpx.get(served.url + "/runs").text  # the dashboard
+        assert f"dashboard: {served.url}/" in served.log
+    finally:
+        served.stop()
+    missing = tether(tmp_path, f"sqlite:///{tmp_path}/none.db", "serve", "--port", "0")
+    assert missing.returncode == 4 and "none.db" in missing.stderr

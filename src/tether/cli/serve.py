@@ -11,6 +11,7 @@ import click
 from ..errors import TetherError
 from ..store import open_store
 from ._common import EXIT_USAGE, CliState, db_option, err, fail, guard, pass_state
+from ._db import choose, open_app, require_existing
 from .worker import load_app
 
 __all__ = ["serve"]
@@ -32,9 +33,14 @@ def _address(host: str, port: int) -> str:
     return f"http://{shown}:{port}" if port else f"http://{shown}:<the port uvicorn prints>"
 
 
-@click.command(no_args_is_help=True)
+@click.command()
 @click.option(
-    "--app", "app_ref", required=True, metavar="FILE.py:APP|MODULE:APP", help="The App to serve."
+    "--app",
+    "app_ref",
+    default=None,
+    metavar="FILE.py:APP|MODULE:APP",
+    help="The App to serve (its workflows can be started over HTTP). Without it, the "
+    "runs already in the database are served: inspect, signal, cancel.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
@@ -65,7 +71,7 @@ def _address(host: str, port: int) -> str:
 @pass_state
 def serve(
     state: CliState,
-    app_ref: str,
+    app_ref: str | None,
     host: str,
     port: int,
     max_body: int,
@@ -87,7 +93,12 @@ def serve(
         fail(
             EXIT_USAGE, f"tether serve needs the server extra: pip install 'tether[server]' ({exc})"
         )
-    the_app, db = load_app(state, app_ref, existing=False)
+    if app_ref is None:  # the database's runs: `make demo`, then `tether serve`
+        db = choose(state.db)
+        require_existing(db)
+        the_app = open_app(db)
+    else:
+        the_app, db = load_app(state, app_ref, existing=False)
     tokens = guard(lambda: asyncio.run(_count_tokens(db.url)))
     try:
         check_bind(host, tokens)
