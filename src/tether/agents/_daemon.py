@@ -23,13 +23,14 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunFinishedError, RunNotFoundError
 from ..store import RunStatus
 from ._config import WorkflowFile, WorkflowWatcher
-from ._errors import AgentsError
+from ._errors import AgentsError, TrackerError
 from ._factory import make_backend, make_tracker
 from ._issue import Issue
 from ._run import COOLDOWN_SCOPE, ISSUE_WORKFLOW, QUEUE, RESUME_SIGNAL, IssueRunner, issue_key
@@ -46,6 +47,7 @@ from ._scheduler import (
 )
 from .backends import AgentBackend
 from .trackers import Tracker
+from .trackers._http import DEFAULT_RATE_LIMIT_WAIT
 
 if TYPE_CHECKING:
     from ..app import App
@@ -238,12 +240,17 @@ class Dispatcher:
         report = TickReport()
         config = self.config().config
         tracker = self.tracker()
+        until = await self.tracker_cooldown()
+        if until is not None:  # the tracker said "slow down": nobody asks it until then
+            report.errors.append(f"the {tracker.kind} tracker is rate-limited until {until}")
+            return report
         candidates: list[Issue] | None
         try:
             candidates = await tracker.fetch_issues_by_states(config.tracker.active())
         except Exception as exc:
             report.errors.append(f"fetching candidates: {exc}")
             candidates = None
+            await self._rate_limited(exc)
         state, runs = await self.state(candidates or [])
         claimed = [i for i in (*state.running, *state.retrying, *state.held) if i in runs]
         refreshed: dict[str, Issue] | None
@@ -252,6 +259,7 @@ class Dispatcher:
         except Exception as exc:
             report.errors.append(f"refreshing claimed issues: {exc}")
             refreshed = None
+            await self._rate_limited(exc)
         if refreshed is not None:  # held without a run: as the candidate fetch saw them
             refreshed.update(
                 {c.id: c for c in candidates or [] if c.id in state.held and c.id not in runs}
@@ -269,6 +277,31 @@ class Dispatcher:
             if reason is not None and issue.identifier not in report.dispatched:
                 report.skipped[issue.identifier] = reason
         return report
+
+    async def tracker_cooldown(self) -> datetime | None:
+        """Until when the tracker is rate-limited (shared by every dispatcher on the
+        database), or None."""
+        row = await self.app.store.get_lock(COOLDOWN_SCOPE, f"tracker:{self.tracker().kind}")
+        if row is not None and row.active_at(self.app.clock.now()):
+            return row.expires_at
+        return None
+
+    async def _rate_limited(self, exc: Exception) -> None:
+        """A tracker rate limit becomes a cooldown row every dispatcher respects."""
+        if not isinstance(exc, TrackerError) or exc.code != "tracker_rate_limited":
+            return
+        wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
+        if wait <= 0:
+            return
+        await self.app.store.acquire_lock(
+            COOLDOWN_SCOPE,
+            f"tracker:{self.tracker().kind}",
+            "tracker-rate-limit",
+            ttl=wait,
+            now=self.app.clock.store_time(),
+            at=self.app.clock.now(),
+        )
+        log.warning("the %s tracker is rate-limited for %.0f s", self.tracker().kind, wait)
 
     async def _execute(self, effect: Any, runs: dict[str, str], report: TickReport) -> None:
         if isinstance(effect, Dispatch):
