@@ -16,7 +16,7 @@ import json
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import AgentError
@@ -105,7 +105,10 @@ class ProcessBackend:
                 parsed = self._parse(line)
                 if parsed.event is not None:
                     session = parsed.event.session_id or session
-                    await on_event(parsed.event)
+                    event = parsed.event
+                    if event.session_id is None and session is not None:
+                        event = replace(event, session_id=session)  # codex names it once
+                    await on_event(event)
                 if parsed.result is not None:
                     result = parsed.result
             code = await proc.wait()
@@ -136,6 +139,4 @@ class ProcessBackend:
 
 
 def _with_session(result: TurnResult, session: str | None) -> TurnResult:
-    from dataclasses import replace
-
     return replace(result, session_id=session)
