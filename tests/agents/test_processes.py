@@ -1,0 +1,108 @@
+"""The dispatcher as real processes: SIGKILL and restart, two dispatchers on one
+PostgreSQL database, an issue closed under a running agent. Agents are real
+subprocesses that log their starts and ends and hold a per-issue `flock`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tether
+from tether.testing import eventually_sync
+
+from ._procs import events, of, project, start, stop
+
+TIMEOUT = 90.0
+
+
+def _runs(url: str) -> dict[str, Any]:
+    async def fetch() -> dict[str, Any]:
+        async with tether.App(url) as app:
+            return {
+                r.workflow_id: r
+                for r in await app.alist_runs(limit=1000)
+                if r.workflow_id.startswith("agent:")
+            }
+
+    return asyncio.run(fetch())
+
+
+def _no_overlap(where: Path) -> None:
+    """No two agents of one issue ever worked at once: none found the issue's flock
+    taken, and by the log no start falls inside another agent's start..end."""
+    log = events(where)
+    assert [e for e in log if e["event"] == "overlap"] == []
+    for issue in {e["issue"] for e in log}:
+        spans = []
+        starts = [e for e in log if e["issue"] == issue and e["event"] == "start"]
+        for s in starts:
+            ends = [
+                e["t"]
+                for e in log
+                if e["pid"] == s["pid"] and e["event"] in ("end", "fail") and e["t"] >= s["t"]
+            ]
+            spans.append((s["t"], min(ends) if ends else None))
+        spans.sort()
+        for (_, end), (nxt, _) in zip(spans, spans[1:], strict=False):
+            assert end is None or end <= nxt, f"{issue}: two agents at once"
+
+
+@pytest.mark.timeout(240)
+def test_sigkill_mid_run_then_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    where = project(tmp_path, ["A-1", "B-1"], database_url=url)
+    (where / "block-A-1").touch()  # A-1's agent works until told to finish
+    (where / "fail-B-1").write_text("1")  # B-1's first attempt fails: a retry timer
+    first = start(where, "first")
+    try:
+        eventually_sync(lambda: of(where, "A-1", "start"), timeout=TIMEOUT)
+        eventually_sync(lambda: _phase(url, "agent:file:B-1") == "retrying", timeout=TIMEOUT)
+        failed_at = of(where, "B-1", "fail")[0]["t"]
+    finally:
+        stop(first, kill=True)  # mid-run: A-1's agent is left running, an orphan
+    orphan = of(where, "A-1", "start")[0]["pid"]
+    second = start(where, "second")
+    try:
+        # the interrupted attempt runs again (its orphaned agent killed first) ...
+        eventually_sync(lambda: len(of(where, "A-1", "start")) == 2, timeout=TIMEOUT)
+        assert of(where, "A-1", "start")[1]["dispatcher"] == "second"
+        assert not Path(f"/proc/{orphan}").exists() or _zombie(orphan)
+        # ... and B-1's retry fired when its timer, recorded before the crash, was due
+        # (10 s after the failure: a timer the restarted dispatcher did not forget,
+        # nor fire early, nor replace by a new dispatch)
+        eventually_sync(lambda: of(where, "B-1", "end"), timeout=TIMEOUT)
+        retried = of(where, "B-1", "start")[1]["t"]
+        assert failed_at + 10.0 - 0.5 <= retried
+        assert of(where, "B-1", "start")[1]["dispatcher"] == "second"
+        (where / "block-A-1").unlink()
+        eventually_sync(lambda: of(where, "A-1", "end"), timeout=TIMEOUT)
+        eventually_sync(lambda: all(r.status.terminal for r in _runs(url).values()), timeout=TIMEOUT)
+    finally:
+        stop(second)
+    _no_overlap(where)
+    assert (where / "ISSUES.md").read_text().count("- status: review") == 2
+    runs = _runs(url)
+    assert sorted(runs) == ["agent:file:A-1", "agent:file:B-1"]  # never dispatched again
+    # handed off: the run ends by itself, or is stopped by a tick as no longer active
+    assert {r.status.value for r in runs.values()} <= {"completed", "cancelled"}
+    assert len(of(where, "B-1", "start")) == 2 and len(of(where, "A-1", "start")) == 2
+
+
+def _phase(url: str, run_id: str) -> str | None:
+    run = _runs(url).get(run_id)
+    return None if run is None else _state(run.state).get("phase")
+
+
+def _state(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
