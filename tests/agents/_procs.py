@@ -76,9 +76,10 @@ Work on {{{{ issue.identifier }}}}
     return where
 
 
-def start(where: Path, name: str) -> subprocess.Popen[bytes]:
+def start(where: Path, name: str, **extra: str) -> subprocess.Popen[bytes]:
     """`tether agents run` in `where`, as its own process group."""
     env = {**os.environ, "AGENT_HOME": str(where), "DISPATCHER": name, "PYTHONUNBUFFERED": "1"}
+    env.update(extra)
     env.pop("TETHER_DATABASE_URL", None)
     with (where / f"{name}.out").open("ab") as out:  # the child keeps its own copy
         return subprocess.Popen(

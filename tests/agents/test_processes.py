@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 import tether
 from tether.testing import eventually_sync
 
+from .._postgres import PostgresServer
 from ._procs import events, of, project, start, stop
 
 TIMEOUT = 90.0
@@ -106,3 +109,47 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+@pytest.mark.timeout(240)
+def test_two_dispatchers_on_postgresql_never_run_one_issue_twice(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    url = postgres.url_with_schema(schema)
+    issues = [f"P-{n}" for n in range(1, 9)]
+    where = project(tmp_path, issues, database_url=url)
+    both = [start(where, "one", AGENT_WORK="0.3"), start(where, "two", AGENT_WORK="0.3")]
+    try:
+        eventually_sync(lambda: all(of(where, i, "end") for i in issues), timeout=TIMEOUT)
+        eventually_sync(lambda: all(r.status.terminal for r in _runs(url).values()), timeout=TIMEOUT)
+    finally:
+        for proc in both:
+            stop(proc)
+        postgres.drop_schema(schema)
+    _no_overlap(where)
+    assert {i: len(of(where, i, "start")) for i in issues} == {i: 1 for i in issues}
+    assert (where / "ISSUES.md").read_text().count("- status: review") == len(issues)
+
+
+@pytest.mark.timeout(180)
+def test_an_issue_closed_in_the_tracker_stops_its_agent_within_a_tick(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    where = project(tmp_path, ["C-1"], database_url=url)
+    (where / "block-C-1").touch()  # the agent would work forever
+    proc = start(where, "only")
+    try:
+        eventually_sync(lambda: of(where, "C-1", "start"), timeout=TIMEOUT)
+        agent = of(where, "C-1", "start")[0]["pid"]
+        text = (where / "ISSUES.md").read_text()
+        (where / "ISSUES.md").write_text(text.replace("- status: todo", "- status: done"))
+        closed = time.monotonic()
+        # polling.interval_ms is 200: a tick, then the driver's next look (0.2 s)
+        eventually_sync(lambda: _zombie(agent), timeout=10)
+        assert time.monotonic() - closed < 5.0
+        eventually_sync(lambda: not (where / "ws" / "C-1").exists(), timeout=10)
+        run = _runs(url)["agent:file:C-1"]
+        assert run.status.value == "cancelled" and "terminal" in (run.error or "")
+    finally:
+        stop(proc)
+    assert of(where, "C-1", "end") == []
