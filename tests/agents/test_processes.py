@@ -5,6 +5,7 @@ subprocesses that log their starts and ends and hold a per-issue `flock`."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -50,7 +51,7 @@ def _no_overlap(where: Path) -> None:
             ]
             spans.append((s["t"], min(ends) if ends else None))
         spans.sort()
-        for (_, end), (nxt, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (nxt, _) in itertools.pairwise(spans):
             assert end is None or end <= nxt, f"{issue}: two agents at once"
 
 
@@ -83,7 +84,9 @@ def test_sigkill_mid_run_then_restart(tmp_path: Path) -> None:
         assert of(where, "B-1", "start")[1]["dispatcher"] == "second"
         (where / "block-A-1").unlink()
         eventually_sync(lambda: of(where, "A-1", "end"), timeout=TIMEOUT)
-        eventually_sync(lambda: all(r.status.terminal for r in _runs(url).values()), timeout=TIMEOUT)
+        eventually_sync(
+            lambda: all(r.status.terminal for r in _runs(url).values()), timeout=TIMEOUT
+        )
     finally:
         stop(second)
     _no_overlap(where)
@@ -122,7 +125,9 @@ def test_two_dispatchers_on_postgresql_never_run_one_issue_twice(
     both = [start(where, "one", AGENT_WORK="0.3"), start(where, "two", AGENT_WORK="0.3")]
     try:
         eventually_sync(lambda: all(of(where, i, "end") for i in issues), timeout=TIMEOUT)
-        eventually_sync(lambda: all(r.status.terminal for r in _runs(url).values()), timeout=TIMEOUT)
+        eventually_sync(
+            lambda: all(r.status.terminal for r in _runs(url).values()), timeout=TIMEOUT
+        )
     finally:
         for proc in both:
             stop(proc)

@@ -264,6 +264,8 @@ class Dispatcher:
             refreshed.update(
                 {c.id: c for c in candidates or [] if c.id in state.held and c.id not in runs}
             )
+        if refreshed is not None and candidates is not None:  # the fresher snapshot wins
+            candidates = [refreshed.get(c.id, c) for c in candidates]
         now = self.app.clock.now().timestamp()
         _, effects = apply_event(
             state,
@@ -305,6 +307,9 @@ class Dispatcher:
 
     async def _execute(self, effect: Any, runs: dict[str, str], report: TickReport) -> None:
         if isinstance(effect, Dispatch):
+            if not await self._still_eligible(effect.issue):
+                report.skipped[effect.issue.identifier] = "changed since the poll"
+                return
             run_id = await self.dispatch(effect.issue)
             report.dispatched.append(effect.issue.identifier)
             log.info("dispatched", extra={"issue": effect.issue.identifier, "run": run_id})
@@ -319,6 +324,28 @@ class Dispatcher:
                 await self.remove_workspace(run_id)  # else its driver removes it once stopped
         elif isinstance(effect, Log):
             log.info(effect.message, extra={"issue": effect.issue_id})
+
+    async def _still_eligible(self, issue: Issue) -> bool:
+        """Before dispatching an issue whose earlier run has ended, ask the tracker
+        again (Symphony's stale-dispatch check): that run may have handed the issue
+        off after this tick's poll, and a second run must not start on the old
+        snapshot. A first dispatch needs no second look."""
+        latest = await self._latest_run(issue.identifier)
+        if latest is None:
+            return True
+        if not latest.status.terminal:
+            return True  # dispatch() finds it and does nothing
+        try:
+            found = await self.tracker().fetch_issues_by_ids([issue.id])
+        except Exception:
+            return False  # not sure: the next tick decides
+        config = self.config().config.tracker
+        fresh = found[0] if found else None
+        return (
+            fresh is not None
+            and config.is_active(fresh.state)
+            and set(config.required_labels) <= set(fresh.labels)
+        )
 
     async def dispatch(self, issue: Issue) -> str:
         """Queue the issue's run: its first, or the next one if the last has ended."""

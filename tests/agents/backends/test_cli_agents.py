@@ -17,7 +17,7 @@ import tether
 from tether.agents import Dispatcher, Issue, parse_workflow
 from tether.agents.trackers import MemoryTracker
 
-FAKE_CLAUDE = r'''
+FAKE_CLAUDE = r"""
 import json, os, sys, uuid
 args = sys.argv[1:]
 log = os.environ["FAKE_AGENT_LOG"]
@@ -44,9 +44,9 @@ open("claude.txt", "a").write(f"turn {turn}\n")
 say(type="result", subtype="success", is_error=False, duration_ms=1200, duration_api_ms=1100,
     num_turns=2, result=f"done with turn {turn}", session_id=session,
     total_cost_usd=0.01 * turn, usage=usage)
-'''
+"""
 
-FAKE_CODEX = r'''
+FAKE_CODEX = r"""
 import json, os, sys, uuid
 args = sys.argv[1:]
 assert args[:3] == ["exec", "--json", "--skip-git-repo-check"], args
@@ -71,7 +71,7 @@ say(type="item.completed", item={"id": "item_0", "type": "command_execution", "c
     "aggregated_output": "README\n", "exit_code": 0, "status": "completed"})
 say(type="item.completed", item={"id": "item_1", "type": "agent_message", "text": "edited"})
 say(type="turn.completed", usage=seen)  # the thread's running total, as codex reports it
-'''
+"""
 
 
 def _script(tmp: Path, name: str, body: str) -> Path:

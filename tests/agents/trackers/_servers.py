@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -83,8 +83,16 @@ class FakeGitHub:
         self.drop_next_write = False
         self.base = ""
 
-    def add(self, number: int, title: str, *, labels: tuple[str, ...] = (), state: str = "open",
-            pull: bool = False, **extra: Any) -> None:
+    def add(
+        self,
+        number: int,
+        title: str,
+        *,
+        labels: tuple[str, ...] = (),
+        state: str = "open",
+        pull: bool = False,
+        **extra: Any,
+    ) -> None:
         issue = {
             "id": 1000 + number,
             "node_id": f"I_{number}",
@@ -101,7 +109,9 @@ class FakeGitHub:
             **extra,
         }
         if pull:
-            issue["pull_request"] = {"url": f"https://api.github.com/repos/{self.repo}/pulls/{number}"}
+            issue["pull_request"] = {
+                "url": f"https://api.github.com/repos/{self.repo}/pulls/{number}"
+            }
         self.issues[number] = issue
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> Answer:
@@ -128,7 +138,9 @@ class FakeGitHub:
         if rest[1:] == ["comments"] and method == "GET":
             return self._page(self.comments.get(number, []), query, url.path)
         if rest[1:] == ["comments"] and method == "POST":
-            self.comments.setdefault(number, []).append({"id": len(self.requests), "body": body["body"]})
+            self.comments.setdefault(number, []).append(
+                {"id": len(self.requests), "body": body["body"]}
+            )
             return self._written(201, self.comments[number][-1])
         return 404, {}, {"message": "Not Found"}
 
@@ -165,7 +177,9 @@ class FakeGitHub:
         if page * per_page < len(items):
             rest = {k: v for k, v in query.items() if k != "page"}
             q = "&".join(f"{k}={v}" for k, v in {**rest, "page": page + 1}.items())
-            headers["link"] = f'<{self.base}{path}?{q}>; rel="next", <{self.base}{path}?page=99>; rel="last"'
+            headers["link"] = (
+                f'<{self.base}{path}?{q}>; rel="next", <{self.base}{path}?page=99>; rel="last"'
+            )
         return 200, headers, chunk
 
 
@@ -182,8 +196,12 @@ class FakeLinear:
     """A Linear workspace: issues with teams, projects and workflow states; answers the
     GraphQL operations the tracker sends (by operation name) in Linear's shapes."""
 
-    STATES = {"s1": ("Todo", "unstarted"), "s2": ("In Progress", "started"),
-              "s3": ("Human Review", "started"), "s4": ("Done", "completed")}
+    STATES: ClassVar[dict[str, tuple[str, str]]] = {
+        "s1": ("Todo", "unstarted"),
+        "s2": ("In Progress", "started"),
+        "s3": ("Human Review", "started"),
+        "s4": ("Done", "completed"),
+    }
 
     def __init__(self, key: str = "lin_api_key") -> None:
         self.key = key
@@ -194,28 +212,55 @@ class FakeLinear:
         self.rate_limit_next = False
         self.drop_next_write = False
 
-    def add(self, ident: str, title: str, *, state: str = "s1", project: str = "proj",
-            team: str = "ENG", priority: int = 0, labels: tuple[str, ...] = (),
-            blocked_by: tuple[str, ...] = ()) -> None:
-        self.issues[f"uuid-{ident}"] = {"identifier": ident, "title": title, "state": state,
-                                        "project": project, "team": team, "priority": priority,
-                                        "labels": labels, "blocked_by": blocked_by}
+    def add(
+        self,
+        ident: str,
+        title: str,
+        *,
+        state: str = "s1",
+        project: str = "proj",
+        team: str = "ENG",
+        priority: int = 0,
+        labels: tuple[str, ...] = (),
+        blocked_by: tuple[str, ...] = (),
+    ) -> None:
+        self.issues[f"uuid-{ident}"] = {
+            "identifier": ident,
+            "title": title,
+            "state": state,
+            "project": project,
+            "team": team,
+            "priority": priority,
+            "labels": labels,
+            "blocked_by": blocked_by,
+        }
 
     def node(self, issue_id: str) -> dict[str, Any]:
         i = self.issues[issue_id]
         name, kind = self.STATES[i["state"]]
         blockers = [
-            {"type": "blocks", "issue": {"id": b, "identifier": self.issues[b]["identifier"],
-                                         "state": {"name": self.STATES[self.issues[b]["state"]][0]}}}
+            {
+                "type": "blocks",
+                "issue": {
+                    "id": b,
+                    "identifier": self.issues[b]["identifier"],
+                    "state": {"name": self.STATES[self.issues[b]["state"]][0]},
+                },
+            }
             for b in i["blocked_by"]
         ]
         return {
-            "id": issue_id, "identifier": i["identifier"], "title": i["title"],
-            "description": None, "priority": i["priority"],
+            "id": issue_id,
+            "identifier": i["identifier"],
+            "title": i["title"],
+            "description": None,
+            "priority": i["priority"],
             "url": f"https://linear.app/acme/issue/{i['identifier']}",
             "branchName": f"eng/{i['identifier'].lower()}",
-            "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-02T00:00:00.000Z",
-            "state": {"name": name, "type": kind}, "assignee": None,
+            "createdAt": "2026-01-01T00:00:00.000Z",
+            "updatedAt": "2026-01-02T00:00:00.000Z",
+            "state": {"name": name, "type": kind},
+            "assignee": None,
             "labels": {"nodes": [{"name": n} for n in i["labels"]]},
             "inverseRelations": {"nodes": blockers},
         }
@@ -232,12 +277,29 @@ class FakeLinear:
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> Answer:
         if headers.get("Authorization") != self.key:
-            return 400, {}, {"errors": [{"message": "Authentication required",
-                                         "extensions": {"code": "AUTHENTICATION_ERROR"}}]}
+            return (
+                400,
+                {},
+                {
+                    "errors": [
+                        {
+                            "message": "Authentication required",
+                            "extensions": {"code": "AUTHENTICATION_ERROR"},
+                        }
+                    ]
+                },
+            )
         if self.rate_limit_next:
             self.rate_limit_next = False
-            return 400, {"x-ratelimit-requests-remaining": "0"}, {
-                "errors": [{"message": "Rate limit exceeded", "extensions": {"code": "RATELIMITED"}}]}
+            return (
+                400,
+                {"x-ratelimit-requests-remaining": "0"},
+                {
+                    "errors": [
+                        {"message": "Rate limit exceeded", "extensions": {"code": "RATELIMITED"}}
+                    ]
+                },
+            )
         query, v = body["query"], body["variables"]
         if "query TetherIssues" in query:
             return self._issues(v)
@@ -262,17 +324,43 @@ class FakeLinear:
         start = int(v["after"] or 0)
         chunk = ids[start : start + v["first"]]
         more = start + v["first"] < len(ids)
-        return 200, {}, {"data": {"issues": {
-            "nodes": [self.node(k) for k in chunk],
-            "pageInfo": {"hasNextPage": more, "endCursor": str(start + v["first"]) if more else None},
-        }}}
+        return (
+            200,
+            {},
+            {
+                "data": {
+                    "issues": {
+                        "nodes": [self.node(k) for k in chunk],
+                        "pageInfo": {
+                            "hasNextPage": more,
+                            "endCursor": str(start + v["first"]) if more else None,
+                        },
+                    }
+                }
+            },
+        )
 
     def _issue(self, issue_id: str) -> Answer:
         if issue_id not in self.issues:
             return 200, {}, {"data": {"issue": None}, "errors": [{"message": "Entity not found"}]}
         name = self.STATES[self.issues[issue_id]["state"]][0]
-        return 200, {}, {"data": {"issue": {
-            "id": issue_id, "state": {"id": self.issues[issue_id]["state"], "name": name},
-            "team": {"states": {"nodes": [{"id": k, "name": n} for k, (n, _) in self.STATES.items()]}},
-            "comments": {"nodes": [{"body": b} for b in self.comments.get(issue_id, [])]},
-        }}}
+        return (
+            200,
+            {},
+            {
+                "data": {
+                    "issue": {
+                        "id": issue_id,
+                        "state": {"id": self.issues[issue_id]["state"], "name": name},
+                        "team": {
+                            "states": {
+                                "nodes": [{"id": k, "name": n} for k, (n, _) in self.STATES.items()]
+                            }
+                        },
+                        "comments": {
+                            "nodes": [{"body": b} for b in self.comments.get(issue_id, [])]
+                        },
+                    }
+                }
+            },
+        )

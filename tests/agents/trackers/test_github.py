@@ -10,8 +10,8 @@ import pytest
 import tether
 import tether.agents
 from tether.agents import Dispatcher, TrackerError, parse_workflow
-from tether.agents.backends import MockBackend
 from tether.agents._factory import make_tracker
+from tether.agents.backends import MockBackend
 from tether.agents.trackers import GitHubTracker, rate_limit_wait
 
 from ._servers import FakeGitHub, reset_in, serving
@@ -129,7 +129,10 @@ async def test_rate_limits_and_refusals_are_tracker_errors(github: FakeGitHub) -
 def test_rate_limit_headers() -> None:
     assert rate_limit_wait(200, {"x-ratelimit-remaining": "0"}) is None
     assert rate_limit_wait(403, {"x-ratelimit-remaining": "12"}) is None  # a plain refusal
-    assert rate_limit_wait(403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1060"}, now=1000) == 60
+    assert (
+        rate_limit_wait(403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1060"}, now=1000)
+        == 60
+    )
     assert rate_limit_wait(429, {"retry-after": "7"}) == 7
     assert rate_limit_wait(429, {"x-ratelimit-requests-reset": "5000000"}, now=4000) == 1000
     assert rate_limit_wait(429, {}) == 60
@@ -185,7 +188,9 @@ async def test_the_dispatcher_works_github_issues_and_respects_its_rate_limit(
     backend = MockBackend([{"files": {"fix.txt": "fixed"}}])
     d = Dispatcher(app, _workflow(github, tmp_path), backend=backend)
     report = await d.run_once()
-    assert report.dispatched == ["api#1"] and backend.requests[0].prompt == "Fix api#1: Fix the typo"
+    assert (
+        report.dispatched == ["api#1"] and backend.requests[0].prompt == "Fix api#1: Fix the typo"
+    )
     assert [lab["name"] for lab in github.issues[1]["labels"]] == ["agent", "review"]
     assert (await app.aget_run("agent:github:api#1")).status.value == "completed"
     github.rate_limit_next = reset_in(300)

@@ -68,9 +68,7 @@ class GitHubTracker:
         self.repo = repo
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
         self.required_labels = normalise_labels(required_labels)
-        self.state_labels = tuple(
-            s for s in normalise_labels(states) if s not in (_OPEN, _CLOSED)
-        )
+        self.state_labels = tuple(s for s in normalise_labels(states) if s not in (_OPEN, _CLOSED))
         self._token = token
 
     def __repr__(self) -> str:  # never the token
@@ -128,9 +126,10 @@ class GitHubTracker:
         )
 
     async def _list(self, client: Any, gh_state: str) -> list[Issue]:
-        params: dict[str, Any] | None = {"state": gh_state, "per_page": 100}
+        first: dict[str, Any] = {"state": gh_state, "per_page": 100}
         if self.required_labels:
-            params["labels"] = ",".join(self.required_labels)
+            first["labels"] = ",".join(self.required_labels)
+        params: dict[str, Any] | None = first
         url: str | None = f"/repos/{self.repo}/issues"
         found: list[Issue] = []
         pages = 0
@@ -148,7 +147,9 @@ class GitHubTracker:
             url, params = response.links.get("next", {}).get("url"), None
             pages += 1
             if pages > 1000:
-                raise TrackerError("github: more than 1000 pages of issues", code="tracker_pagination")
+                raise TrackerError(
+                    "github: more than 1000 pages of issues", code="tracker_pagination"
+                )
         return found
 
     async def fetch_issues_by_states(self, states: Sequence[str]) -> list[Issue]:
@@ -221,7 +222,9 @@ class GitHubTracker:
                 raise TrackerError(f"github: no issue {issue_id}", code="tracker_response")
             if self.state_of(current) == target:
                 return  # there already (perhaps moved before a crash)
-            labels = [n for n in _label_names(current) if normalise_state(n) not in self.state_labels]
+            labels = [
+                n for n in _label_names(current) if normalise_state(n) not in self.state_labels
+            ]
             change: dict[str, Any] = {"state": _CLOSED if target == _CLOSED else _OPEN}
             if target not in (_OPEN, _CLOSED):
                 labels.append(state.strip())

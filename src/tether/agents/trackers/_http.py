@@ -31,7 +31,9 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def rate_limit_wait(status: int, headers: Mapping[str, str], now: float | None = None) -> float | None:
+def rate_limit_wait(
+    status: int, headers: Mapping[str, str], now: float | None = None
+) -> float | None:
     """Seconds to wait if this answer is a rate limit, else None. A 429 always is; a
     403 (GitHub's secondary and primary limits) only with ``retry-after`` or no
     requests remaining."""
@@ -98,7 +100,7 @@ def _message(response: Any) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200]
+        return str(response.text)[:200]
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])[:200]
     return str(body)[:200]

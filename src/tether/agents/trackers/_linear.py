@@ -190,7 +190,9 @@ class LinearTracker:
                 data = await self._query(client, ISSUES_QUERY, variables, what)
                 issues = data.get("issues")
                 if not isinstance(issues, dict) or not isinstance(issues.get("nodes"), list):
-                    raise TrackerError(f"linear: {what}: no issues in the answer", code="tracker_response")
+                    raise TrackerError(
+                        f"linear: {what}: no issues in the answer", code="tracker_response"
+                    )
                 found.extend(self.normalise(n) for n in issues["nodes"])
                 page = issues.get("pageInfo") or {}
                 if not page.get("hasNextPage"):
@@ -247,7 +249,9 @@ class LinearTracker:
             if normalise_state((issue.get("state") or {}).get("name")) == normalise_state(state):
                 return  # there already (perhaps moved before a crash)
             nodes = ((issue.get("team") or {}).get("states") or {}).get("nodes") or ()
-            ids = [n["id"] for n in nodes if normalise_state(n.get("name")) == normalise_state(state)]
+            ids = [
+                n["id"] for n in nodes if normalise_state(n.get("name")) == normalise_state(state)
+            ]
             if not ids:
                 raise TrackerError(
                     f"linear: the team of {issue_id} has no state named {state!r}",
@@ -264,7 +268,9 @@ class LinearTracker:
 
 def _succeeded(data: dict[str, Any], field: str, issue_id: str) -> None:
     if not (data.get(field) or {}).get("success"):
-        raise TrackerError(f"linear: {field} on {issue_id} did not succeed", code="tracker_response")
+        raise TrackerError(
+            f"linear: {field} on {issue_id} did not succeed", code="tracker_response"
+        )
 
 
 def _blockers(node: dict[str, Any]) -> tuple[Blocker, ...]:
