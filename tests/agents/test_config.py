@@ -22,7 +22,7 @@ ISSUE = Issue(id="1", identifier="ENG-1", title="Fix it", state="Todo")
 
 
 def test_defaults_follow_the_reference() -> None:
-    wf = parse_workflow("---\ntracker: {kind: linear}\n---\n")
+    wf = parse_workflow("---\ntracker: {kind: linear, team: ENG, api_key: k}\n---\n")
     c = wf.config
     assert c.polling.interval_ms == 30_000 and c.hooks.timeout_ms == 60_000
     assert (c.agent.max_concurrent_agents, c.agent.max_turns, c.agent.max_retry_backoff_ms) == (

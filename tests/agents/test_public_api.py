@@ -61,9 +61,12 @@ def test_exports() -> None:
     )
     assert sorted(tether.agents.trackers.__all__) == [
         "FileTracker",
+        "GitHubTracker",
+        "LinearTracker",
         "MemoryTracker",
         "Tracker",
         "parse_issues",
+        "rate_limit_wait",
     ]
     assert (
         "UsageMeter" in tether.agents.backends.__all__

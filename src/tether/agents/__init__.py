@@ -5,7 +5,7 @@
 it dispatched, `serve()` keeps going. Every issue is one tether run
 (``agent:<tracker>:<identifier>``): its attempts, retry timers and waits for a
 person survive restarts. The parts are ports with adapters beside them:
-`trackers` (file, memory), `backends` (claude, codex, command, mock).
+`trackers` (file, github, linear, memory), `backends` (claude, codex, command, mock).
 """
 
 from __future__ import annotations

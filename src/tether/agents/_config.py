@@ -45,6 +45,7 @@ __all__ = [
     "WorkspaceSettings",
     "load_workflow",
     "parse_workflow",
+    "tracker_secret",
 ]
 
 DEFAULT_PROMPT = "You are working on an issue from the configured tracker."
@@ -72,7 +73,8 @@ class TrackerSettings(_Section):
     repo: str | None = None  # github: owner/name
     endpoint: str | None = None
     api_key: SecretStr | None = None
-    project_slug: str | None = None  # linear
+    project_slug: str | None = None  # linear: the project's slug id
+    team: str | None = None  # linear: the team's key (ENG)
     assignee: str | None = None
     active_states: list[str] | None = None
     terminal_states: list[str] | None = None
@@ -298,6 +300,42 @@ def _explain(exc: ValidationError, where: str) -> WorkflowFileError:
     return WorkflowFileError(f"{where}: " + "; ".join(problems), code="invalid_config")
 
 
+_SECRET_ENV = {"github": "GITHUB_TOKEN", "linear": "LINEAR_API_KEY"}
+
+
+def tracker_secret(tracker: TrackerSettings) -> str | None:
+    """The tracker's API key: `api_key` (often ``$GITHUB_TOKEN``), else the kind's
+    usual variable (GITHUB_TOKEN, LINEAR_API_KEY); None if neither is set."""
+    if tracker.api_key is not None:
+        return tracker.api_key.get_secret_value()
+    name = _SECRET_ENV.get(tracker.kind)
+    return (os.environ.get(name) or None) if name else None
+
+
+def _check_tracker(tracker: TrackerSettings, where: str) -> None:
+    problem = None
+    if tracker.kind == "file" and not tracker.path:
+        problem = (
+            "tracker.path is missing; the file tracker reads its issues from a "
+            "markdown file, e.g. 'path: ISSUES.md'"
+        )
+    elif tracker.kind == "github" and not tracker.repo:
+        problem = "tracker.repo is missing; the github tracker needs 'repo: owner/name'"
+    elif tracker.kind == "linear" and not (tracker.project_slug or tracker.team):
+        problem = (
+            "tracker.project_slug or tracker.team is missing; the linear tracker needs "
+            "one of them, e.g. 'team: ENG'"
+        )
+    if problem is not None:
+        raise WorkflowFileError(f"{where}: {problem}", code="invalid_config")
+    if tracker.kind in _SECRET_ENV and tracker_secret(tracker) is None:
+        raise WorkflowFileError(
+            f"{where}: the {tracker.kind} tracker needs an API key; set "
+            f"'api_key: ${_SECRET_ENV[tracker.kind]}' and export that variable",
+            code="missing_tracker_secret",
+        )
+
+
 def parse_workflow(text: str, *, path: Path | None = None) -> WorkflowFile:
     """A WORKFLOW.md's text, validated; `WorkflowFileError` naming the key and the fix."""
     where = str(path) if path is not None else "WORKFLOW.md"
@@ -312,12 +350,7 @@ def parse_workflow(text: str, *, path: Path | None = None) -> WorkflowFile:
         config = WorkflowConfig.model_validate(resolved)
     except ValidationError as exc:
         raise _explain(exc, where) from None
-    if config.tracker.kind == "file" and not config.tracker.path:
-        raise WorkflowFileError(
-            f"{where}: tracker.path is missing; the file tracker reads its issues from a "
-            "markdown file, e.g. 'path: ISSUES.md'",
-            code="invalid_config",
-        )
+    _check_tracker(config.tracker, where)
     if config.agent.backend in ("command",) and not config.agent.command:
         raise WorkflowFileError(
             f"{where}: agent.command is missing; the command backend runs it, e.g. "

@@ -23,13 +23,14 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunFinishedError, RunNotFoundError
 from ..store import RunStatus
 from ._config import WorkflowFile, WorkflowWatcher
-from ._errors import AgentsError
+from ._errors import AgentsError, TrackerError
 from ._factory import make_backend, make_tracker
 from ._issue import Issue
 from ._run import COOLDOWN_SCOPE, ISSUE_WORKFLOW, QUEUE, RESUME_SIGNAL, IssueRunner, issue_key
@@ -46,6 +47,7 @@ from ._scheduler import (
 )
 from .backends import AgentBackend
 from .trackers import Tracker
+from .trackers._http import DEFAULT_RATE_LIMIT_WAIT
 
 if TYPE_CHECKING:
     from ..app import App
@@ -238,12 +240,17 @@ class Dispatcher:
         report = TickReport()
         config = self.config().config
         tracker = self.tracker()
+        until = await self.tracker_cooldown()
+        if until is not None:  # the tracker said "slow down": nobody asks it until then
+            report.errors.append(f"the {tracker.kind} tracker is rate-limited until {until}")
+            return report
         candidates: list[Issue] | None
         try:
             candidates = await tracker.fetch_issues_by_states(config.tracker.active())
         except Exception as exc:
             report.errors.append(f"fetching candidates: {exc}")
             candidates = None
+            await self._rate_limited(exc)
         state, runs = await self.state(candidates or [])
         claimed = [i for i in (*state.running, *state.retrying, *state.held) if i in runs]
         refreshed: dict[str, Issue] | None
@@ -252,10 +259,13 @@ class Dispatcher:
         except Exception as exc:
             report.errors.append(f"refreshing claimed issues: {exc}")
             refreshed = None
+            await self._rate_limited(exc)
         if refreshed is not None:  # held without a run: as the candidate fetch saw them
             refreshed.update(
                 {c.id: c for c in candidates or [] if c.id in state.held and c.id not in runs}
             )
+        if refreshed is not None and candidates is not None:  # the fresher snapshot wins
+            candidates = [refreshed.get(c.id, c) for c in candidates]
         now = self.app.clock.now().timestamp()
         _, effects = apply_event(
             state,
@@ -270,8 +280,36 @@ class Dispatcher:
                 report.skipped[issue.identifier] = reason
         return report
 
+    async def tracker_cooldown(self) -> datetime | None:
+        """Until when the tracker is rate-limited (shared by every dispatcher on the
+        database), or None."""
+        row = await self.app.store.get_lock(COOLDOWN_SCOPE, f"tracker:{self.tracker().kind}")
+        if row is not None and row.active_at(self.app.clock.now()):
+            return row.expires_at
+        return None
+
+    async def _rate_limited(self, exc: Exception) -> None:
+        """A tracker rate limit becomes a cooldown row every dispatcher respects."""
+        if not isinstance(exc, TrackerError) or exc.code != "tracker_rate_limited":
+            return
+        wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
+        if wait <= 0:
+            return
+        await self.app.store.acquire_lock(
+            COOLDOWN_SCOPE,
+            f"tracker:{self.tracker().kind}",
+            "tracker-rate-limit",
+            ttl=wait,
+            now=self.app.clock.store_time(),
+            at=self.app.clock.now(),
+        )
+        log.warning("the %s tracker is rate-limited for %.0f s", self.tracker().kind, wait)
+
     async def _execute(self, effect: Any, runs: dict[str, str], report: TickReport) -> None:
         if isinstance(effect, Dispatch):
+            if not await self._still_eligible(effect.issue):
+                report.skipped[effect.issue.identifier] = "changed since the poll"
+                return
             run_id = await self.dispatch(effect.issue)
             report.dispatched.append(effect.issue.identifier)
             log.info("dispatched", extra={"issue": effect.issue.identifier, "run": run_id})
@@ -286,6 +324,28 @@ class Dispatcher:
                 await self.remove_workspace(run_id)  # else its driver removes it once stopped
         elif isinstance(effect, Log):
             log.info(effect.message, extra={"issue": effect.issue_id})
+
+    async def _still_eligible(self, issue: Issue) -> bool:
+        """Before dispatching an issue whose earlier run has ended, ask the tracker
+        again (Symphony's stale-dispatch check): that run may have handed the issue
+        off after this tick's poll, and a second run must not start on the old
+        snapshot. A first dispatch needs no second look."""
+        latest = await self._latest_run(issue.identifier)
+        if latest is None:
+            return True
+        if not latest.status.terminal:
+            return True  # dispatch() finds it and does nothing
+        try:
+            found = await self.tracker().fetch_issues_by_ids([issue.id])
+        except Exception:
+            return False  # not sure: the next tick decides
+        config = self.config().config.tracker
+        fresh = found[0] if found else None
+        return (
+            fresh is not None
+            and config.is_active(fresh.state)
+            and set(config.required_labels) <= set(fresh.labels)
+        )
 
     async def dispatch(self, issue: Issue) -> str:
         """Queue the issue's run: its first, or the next one if the last has ended."""

@@ -59,9 +59,16 @@ class WorkspaceError(AgentsError):
 
 class TrackerError(AgentsError):
     """A tracker request failed (`tracker_request`, `tracker_status`, `tracker_response`,
-    `tracker_rate_limited`, `unsupported_tracker_kind`, `missing_tracker_secret`)."""
+    `tracker_rate_limited`, `unsupported_tracker_kind`, `missing_tracker_secret`).
+    `retry_after`: seconds the provider asked us to wait (a rate limit), else None."""
 
     code = "tracker_request"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class AgentError(AgentsError):

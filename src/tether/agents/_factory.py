@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ._config import WorkflowFile
+from ._config import WorkflowFile, tracker_secret
 from ._errors import TrackerError, WorkflowFileError
 from .backends import AgentBackend, ClaudeBackend, CodexBackend, CommandBackend, MockBackend
-from .trackers import FileTracker, MemoryTracker, Tracker
+from .trackers import FileTracker, GitHubTracker, LinearTracker, MemoryTracker, Tracker
 
 __all__ = ["make_backend", "make_tracker"]
 
@@ -17,8 +17,31 @@ def make_tracker(wf: WorkflowFile) -> Tracker:
         return FileTracker(t.path)
     if t.kind == "memory":
         return MemoryTracker()
+    secret = tracker_secret(t)
+    if secret is None:
+        raise TrackerError(
+            f"the {t.kind} tracker has no API key (tracker.api_key)", code="missing_tracker_secret"
+        )
+    if t.kind == "github":
+        assert t.repo is not None
+        states = [*t.active(), *t.terminal(), *([t.handoff_state] if t.handoff_state else [])]
+        return GitHubTracker(
+            t.repo,
+            secret,
+            endpoint=t.endpoint,
+            required_labels=t.required_labels,
+            states=states,
+        )
+    if t.kind == "linear":
+        return LinearTracker(
+            secret,
+            project_slug=t.project_slug,
+            team=t.team,
+            endpoint=t.endpoint,
+            assignee=t.assignee,
+        )
     raise TrackerError(
-        f"tracker.kind {t.kind!r} has no adapter in this build yet; use file or memory",
+        f"tracker.kind {t.kind!r} has no adapter (file, github, linear, memory)",
         code="unsupported_tracker_kind",
     )
 

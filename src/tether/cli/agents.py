@@ -90,9 +90,19 @@ def agents_run(state: CliState, workflow_path: str, once: bool) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await dispatcher.serve(stop=stop)
+        try:
+            await dispatcher.serve(stop=stop)
+        finally:
+            await app.aclose()
 
-    _call(app, serve)
+    # this process's main loop, in the main thread (signal handlers need it), as
+    # `tether worker` does
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        guard(lambda: loop.run_until_complete(serve()))
+    finally:
+        loop.close()
 
 
 def _print_status(dispatcher: Any, app: App, *, all_runs: bool = False) -> None:

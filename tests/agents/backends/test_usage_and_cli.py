@@ -46,7 +46,7 @@ def test_claude_stream_json() -> None:
         }
     )
     assert done.result is not None and done.result.status == "completed"
-    assert done.event is not None and done.event.usage == Usage(105, 7, 90, 0.5)
+    assert done.event is not None and done.event.usage == Usage(105, 7, 90, 0.5, cumulative=False)
     limited = parse_claude_line(
         {"type": "result", "is_error": True, "result": "Claude AI usage limit reached"}
     )
@@ -64,7 +64,7 @@ def test_codex_exec_json() -> None:
     assert (
         done.result is not None
         and done.event is not None
-        and done.event.usage == Usage(5, 3, 2, None, cumulative=False)
+        and done.event.usage == Usage(5, 3, 2, None, cumulative=True)
     )
     failed = parse_codex_line({"type": "turn.failed", "error": {"message": "boom"}})
     assert failed.result is not None and failed.result.status == "failed"

@@ -116,14 +116,18 @@ def _claude_usage(data: dict[str, Any], cost: Any) -> Usage:
         _int(u, "output_tokens"),
         cached,
         float(cost) if isinstance(cost, int | float) else None,
-        cumulative=True,
+        cumulative=False,
     )
 
 
 def parse_claude_line(data: dict[str, Any]) -> Parsed:
     """Claude Code's stream-json: ``system/init`` starts a session, ``assistant`` and
-    ``user`` messages are progress, ``result`` ends the turn with the session's usage
-    and ``total_cost_usd`` (a running total of the process: a cumulative figure)."""
+    ``user`` messages are progress, ``result`` ends the turn with its usage and
+    ``total_cost_usd``. Those are totals of the *process*, and each turn is its own
+    ``claude -p`` process (``--resume`` continues the conversation, not the
+    counters), so the result is the turn's delta. The per-call usage on
+    ``assistant`` messages is not counted: Claude Code repeats it on every content
+    block of a message, and the result already sums it."""
     kind = data.get("type")
     session = _text(data.get("session_id"))
     if kind == "system":
@@ -158,7 +162,9 @@ def parse_claude_line(data: dict[str, Any]) -> Parsed:
 
 def parse_codex_line(data: dict[str, Any]) -> Parsed:
     """``codex exec --json``: ``thread.started`` names the session (its thread id),
-    items are progress, ``turn.completed`` carries the turn's usage (a delta),
+    items are progress, ``turn.completed`` carries the usage of the *thread* so far
+    (Codex fills it from its running total, and a resumed thread goes on from the
+    total it had: an absolute figure, turned into a delta per thread by the meter),
     ``turn.failed`` and ``error`` fail the turn."""
     kind = str(data.get("type", "other_message"))
     if kind == "thread.started":
@@ -171,7 +177,7 @@ def parse_codex_line(data: dict[str, Any]) -> Parsed:
             _int(u, "output_tokens"),
             _int(u, "cached_input_tokens"),
             None,
-            cumulative=False,
+            cumulative=True,
         )
         return Parsed(AgentEvent(kind, usage=usage, raw=data), TurnResult("completed"))
     if kind in ("turn.failed", "error"):

@@ -16,13 +16,14 @@ import json
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from .._errors import AgentError
 from ._port import AgentEvent, OnEvent, TurnRequest, TurnResult
 
-__all__ = ["LineParser", "Parsed", "ProcessBackend"]
+__all__ = ["LineParser", "Parsed", "ProcessBackend", "reap_orphan"]
 
 MAX_LINE = 10 * 1024 * 1024
 
@@ -54,6 +55,7 @@ class ProcessBackend:
 
     async def run_turn(self, request: TurnRequest, on_event: OnEvent) -> TurnResult:
         env = {**os.environ, **request.env}
+        await reap_orphan(request.workspace)
         try:
             proc = await asyncio.create_subprocess_exec(
                 "sh",
@@ -71,6 +73,7 @@ class ProcessBackend:
             raise AgentError(
                 f"cannot start {self.command!r}: {exc}", code="agent_not_found"
             ) from None
+        record = _record_agent(request.workspace, proc.pid)
         try:
             return await self._drive(proc, request, on_event)
         finally:
@@ -78,6 +81,8 @@ class ProcessBackend:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
+            with contextlib.suppress(OSError):
+                record.unlink()
 
     async def _drive(
         self, proc: asyncio.subprocess.Process, request: TurnRequest, on_event: OnEvent
@@ -105,7 +110,10 @@ class ProcessBackend:
                 parsed = self._parse(line)
                 if parsed.event is not None:
                     session = parsed.event.session_id or session
-                    await on_event(parsed.event)
+                    event = parsed.event
+                    if event.session_id is None and session is not None:
+                        event = replace(event, session_id=session)  # codex names it once
+                    await on_event(event)
                 if parsed.result is not None:
                     result = parsed.result
             code = await proc.wait()
@@ -135,7 +143,51 @@ class ProcessBackend:
         return self.parse(data)
 
 
-def _with_session(result: TurnResult, session: str | None) -> TurnResult:
-    from dataclasses import replace
+def _agent_file(workspace: Path) -> Path:
+    # beside the workspace, not in it: an agent committing its tree must not see it
+    return workspace.parent / f".{workspace.name}.agent"
 
+
+def _started(pid: int) -> str | None:
+    """The process's start time (Linux ``/proc``), telling it from a reused pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _record_agent(workspace: Path, pid: int) -> Path:
+    path = _agent_file(workspace)
+    with contextlib.suppress(OSError):
+        path.write_text(json.dumps({"pgid": pid, "started": _started(pid)}))
+    return path
+
+
+async def reap_orphan(workspace: Path) -> bool:
+    """Kill the agent an earlier driver of this workspace left behind.
+
+    A dispatcher killed with SIGKILL cannot stop its agent (it runs in its own
+    process group); the run is taken over and its turn runs again, and without
+    this the old agent would go on working in the same workspace beside the new
+    one. Its process group is recorded beside the workspace at launch, with the
+    process's start time so a reused pid is never killed. True if one was."""
+    path = _agent_file(workspace)
+    try:
+        data = json.loads(path.read_text())
+        pgid, started = int(data["pgid"]), data.get("started")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    path.unlink(missing_ok=True)
+    if started is None or _started(pgid) != started:
+        return False  # gone, or the pid now belongs to someone else
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    for _ in range(100):  # until it is gone (its locks and files released)
+        if _started(pgid) != started:
+            break
+        await asyncio.sleep(0.05)
+    return True
+
+
+def _with_session(result: TurnResult, session: str | None) -> TurnResult:
     return replace(result, session_id=session)

@@ -16,16 +16,19 @@ A heading without ``IDENT:`` gets the identifier ``<slug>-<8 hex of sha256(title
 Blockers take their state from the same file (unknown: None, which blocks a
 ``todo`` issue). `move` rewrites the status line; `comment` appends a quoted
 line carrying its marker, and finds that marker first so it never writes twice.
-Writes replace the file atomically.
+Writes replace the file atomically, one writer at a time (an ``flock`` on a
+``.<name>.lock`` file beside it: several dispatcher processes may write at once).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,7 +162,22 @@ class FileTracker:
                 return s
         raise TrackerError(f"no issue {issue_id!r} in {self.path}", code="tracker_response")
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Writers take turns: dispatchers in several processes may move issues of one
+        file at once, and a read-modify-write without this loses one of the moves."""
+        with open(self.path.with_name(f".{self.path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     async def move(self, issue_id: str, state: str, *, marker: str) -> None:
+        with self._locked():
+            self._move(issue_id, state)
+
+    def _move(self, issue_id: str, state: str) -> None:
         lines = self._text().splitlines()
         s = self._section(lines, issue_id)
         key = "status" if "status" in s.field_lines or "state" not in s.field_lines else "state"
@@ -172,6 +190,10 @@ class FileTracker:
         self._write(lines)
 
     async def comment(self, issue_id: str, body: str, *, marker: str) -> None:
+        with self._locked():
+            self._comment(issue_id, body, marker)
+
+    def _comment(self, issue_id: str, body: str, marker: str) -> None:
         lines = self._text().splitlines()
         s = self._section(lines, issue_id)
         tag = f"<!-- {marker} -->"

@@ -1,0 +1,106 @@
+"""What the HTTP trackers (GitHub, Linear) share: one request with tether's errors.
+
+httpx stays inside this module and the adapters: the dispatcher sees
+`TrackerError` with Symphony's codes (`tracker_request` for a connection that
+failed, `tracker_status` for a refused request, `tracker_response` for an
+answer that is not what the API promises, `tracker_rate_limited` with
+`retry_after` seconds). A rate limit is read from the headers the providers
+send: ``retry-after`` (seconds), else ``x-ratelimit-reset`` (GitHub, epoch
+seconds) or ``x-ratelimit-requests-reset`` (Linear, epoch milliseconds) when
+no requests remain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .._errors import TrackerError
+
+__all__ = ["DEFAULT_RATE_LIMIT_WAIT", "rate_limit_wait", "request_json"]
+
+DEFAULT_RATE_LIMIT_WAIT = 60.0  # seconds, when a provider says "slow down" without saying how long
+TIMEOUT = 30.0
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def rate_limit_wait(
+    status: int, headers: Mapping[str, str], now: float | None = None
+) -> float | None:
+    """Seconds to wait if this answer is a rate limit, else None. A 429 always is; a
+    403 (GitHub's secondary and primary limits) only with ``retry-after`` or no
+    requests remaining."""
+    now = time.time() if now is None else now
+    after = _number(headers.get("retry-after"))
+    remaining = _number(headers.get("x-ratelimit-remaining"))
+    if remaining is None:
+        remaining = _number(headers.get("x-ratelimit-requests-remaining"))
+    limited = status == 429 or (status == 403 and (after is not None or remaining == 0))
+    if not limited:
+        return None
+    if after is not None:
+        return max(after, 0.0)
+    reset = _number(headers.get("x-ratelimit-reset"))
+    if reset is None:
+        ms = _number(headers.get("x-ratelimit-requests-reset"))
+        reset = ms / 1000 if ms is not None else None
+    if reset is not None:
+        return max(reset - now, 0.0)
+    return DEFAULT_RATE_LIMIT_WAIT
+
+
+async def request_json(
+    client: Any, method: str, url: str, *, what: str, graphql: bool = False, **kwargs: Any
+) -> tuple[Any, Any]:
+    """Send one request on an `httpx.AsyncClient`; (decoded JSON body, response).
+    404 and 410 come back with a None body (the caller decides what "gone" means);
+    with `graphql`, so does a 400 whose body is JSON (GraphQL errors, read by the caller)."""
+    import httpx
+
+    try:
+        response = await client.request(method, url, timeout=TIMEOUT, **kwargs)
+    except httpx.HTTPError as exc:
+        raise TrackerError(
+            f"{what}: the request failed ({type(exc).__name__}: {exc})", code="tracker_request"
+        ) from None
+    wait = rate_limit_wait(response.status_code, response.headers)
+    if wait is not None:
+        raise TrackerError(
+            f"{what}: rate limited for {wait:.0f} s (HTTP {response.status_code})",
+            code="tracker_rate_limited",
+            retry_after=wait,
+        )
+    if response.status_code in (404, 410):
+        return None, response
+    if graphql and response.status_code == 400:
+        try:
+            return response.json(), response
+        except ValueError:
+            pass
+    if response.status_code >= 400:
+        raise TrackerError(
+            f"{what}: HTTP {response.status_code} {_message(response)}", code="tracker_status"
+        )
+    if response.status_code == 204 or not response.content:
+        return {}, response
+    try:
+        return response.json(), response
+    except ValueError:
+        raise TrackerError(f"{what}: the answer is not JSON", code="tracker_response") from None
+
+
+def _message(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return str(response.text)[:200]
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])[:200]
+    return str(body)[:200]

@@ -1,0 +1,160 @@
+"""The dispatcher as real processes: SIGKILL and restart, two dispatchers on one
+PostgreSQL database, an issue closed under a running agent. Agents are real
+subprocesses that log their starts and ends and hold a per-issue `flock`."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tether
+from tether.testing import eventually_sync
+
+from .._postgres import PostgresServer
+from ._procs import events, of, project, start, stop
+
+TIMEOUT = 90.0
+
+
+def _runs(url: str) -> dict[str, Any]:
+    async def fetch() -> dict[str, Any]:
+        async with tether.App(url) as app:
+            return {
+                r.workflow_id: r
+                for r in await app.alist_runs(limit=1000)
+                if r.workflow_id.startswith("agent:")
+            }
+
+    return asyncio.run(fetch())
+
+
+def _no_overlap(where: Path) -> None:
+    """No two agents of one issue ever worked at once: none found the issue's flock
+    taken, and by the log no start falls inside another agent's start..end."""
+    log = events(where)
+    assert [e for e in log if e["event"] == "overlap"] == []
+    for issue in {e["issue"] for e in log}:
+        spans = []
+        starts = [e for e in log if e["issue"] == issue and e["event"] == "start"]
+        for s in starts:
+            ends = [
+                e["t"]
+                for e in log
+                if e["pid"] == s["pid"] and e["event"] in ("end", "fail") and e["t"] >= s["t"]
+            ]
+            spans.append((s["t"], min(ends) if ends else None))
+        spans.sort()
+        for (_, end), (nxt, _) in itertools.pairwise(spans):
+            assert end is None or end <= nxt, f"{issue}: two agents at once"
+
+
+@pytest.mark.timeout(240)
+def test_sigkill_mid_run_then_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    where = project(tmp_path, ["A-1", "B-1"], database_url=url)
+    (where / "block-A-1").touch()  # A-1's agent works until told to finish
+    (where / "fail-B-1").write_text("1")  # B-1's first attempt fails: a retry timer
+    first = start(where, "first")
+    try:
+        eventually_sync(lambda: of(where, "A-1", "start"), timeout=TIMEOUT)
+        eventually_sync(lambda: _phase(url, "agent:file:B-1") == "retrying", timeout=TIMEOUT)
+        failed_at = of(where, "B-1", "fail")[0]["t"]
+    finally:
+        stop(first, kill=True)  # mid-run: A-1's agent is left running, an orphan
+    orphan = of(where, "A-1", "start")[0]["pid"]
+    second = start(where, "second")
+    try:
+        # the interrupted attempt runs again (its orphaned agent killed first) ...
+        eventually_sync(lambda: len(of(where, "A-1", "start")) == 2, timeout=TIMEOUT)
+        assert of(where, "A-1", "start")[1]["dispatcher"] == "second"
+        assert not Path(f"/proc/{orphan}").exists() or _zombie(orphan)
+        # ... and B-1's retry fired when its timer, recorded before the crash, was due
+        # (10 s after the failure: a timer the restarted dispatcher did not forget,
+        # nor fire early, nor replace by a new dispatch)
+        eventually_sync(lambda: of(where, "B-1", "end"), timeout=TIMEOUT)
+        retried = of(where, "B-1", "start")[1]["t"]
+        assert failed_at + 10.0 - 0.5 <= retried
+        assert of(where, "B-1", "start")[1]["dispatcher"] == "second"
+        (where / "block-A-1").unlink()
+        eventually_sync(lambda: of(where, "A-1", "end"), timeout=TIMEOUT)
+        eventually_sync(
+            lambda: all(r.status.terminal for r in _runs(url).values()), timeout=TIMEOUT
+        )
+    finally:
+        stop(second)
+    _no_overlap(where)
+    assert (where / "ISSUES.md").read_text().count("- status: review") == 2
+    runs = _runs(url)
+    assert sorted(runs) == ["agent:file:A-1", "agent:file:B-1"]  # never dispatched again
+    # handed off: the run ends by itself, or is stopped by a tick as no longer active
+    assert {r.status.value for r in runs.values()} <= {"completed", "cancelled"}
+    assert len(of(where, "B-1", "start")) == 2 and len(of(where, "A-1", "start")) == 2
+
+
+def _phase(url: str, run_id: str) -> str | None:
+    run = _runs(url).get(run_id)
+    return None if run is None else _state(run.state).get("phase")
+
+
+def _state(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.timeout(240)
+def test_two_dispatchers_on_postgresql_never_run_one_issue_twice(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    url = postgres.url_with_schema(schema)
+    issues = [f"P-{n}" for n in range(1, 9)]
+    where = project(tmp_path, issues, database_url=url)
+    both = [start(where, "one", AGENT_WORK="0.3"), start(where, "two", AGENT_WORK="0.3")]
+    try:
+        eventually_sync(lambda: all(of(where, i, "end") for i in issues), timeout=TIMEOUT)
+        eventually_sync(
+            lambda: all(r.status.terminal for r in _runs(url).values()), timeout=TIMEOUT
+        )
+    finally:
+        for proc in both:
+            stop(proc)
+        postgres.drop_schema(schema)
+    _no_overlap(where)
+    assert {i: len(of(where, i, "start")) for i in issues} == {i: 1 for i in issues}
+    assert (where / "ISSUES.md").read_text().count("- status: review") == len(issues)
+
+
+@pytest.mark.timeout(180)
+def test_an_issue_closed_in_the_tracker_stops_its_agent_within_a_tick(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    where = project(tmp_path, ["C-1"], database_url=url)
+    (where / "block-C-1").touch()  # the agent would work forever
+    proc = start(where, "only")
+    try:
+        eventually_sync(lambda: of(where, "C-1", "start"), timeout=TIMEOUT)
+        agent = of(where, "C-1", "start")[0]["pid"]
+        text = (where / "ISSUES.md").read_text()
+        (where / "ISSUES.md").write_text(text.replace("- status: todo", "- status: done"))
+        closed = time.monotonic()
+        # polling.interval_ms is 200: a tick, then the driver's next look (0.2 s)
+        eventually_sync(lambda: _zombie(agent), timeout=10)
+        assert time.monotonic() - closed < 5.0
+        eventually_sync(lambda: not (where / "ws" / "C-1").exists(), timeout=10)
+        run = _runs(url)["agent:file:C-1"]
+        assert run.status.value == "cancelled" and "terminal" in (run.error or "")
+    finally:
+        stop(proc)
+    assert of(where, "C-1", "end") == []

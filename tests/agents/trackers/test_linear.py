@@ -1,0 +1,112 @@
+"""The linear tracker against a real local HTTP server speaking Linear's GraphQL shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tether.agents import TrackerError, parse_workflow
+from tether.agents._factory import make_tracker
+from tether.agents.trackers import LinearTracker
+
+from ._servers import FakeLinear, serving
+
+
+@pytest.fixture
+def linear() -> Iterator[tuple[FakeLinear, str]]:
+    fake = FakeLinear()
+    with serving(fake) as base:
+        yield fake, f"{base}/graphql"
+
+
+def _tracker(where: tuple[FakeLinear, str], **kw: str) -> LinearTracker:
+    fake, url = where
+    return LinearTracker(fake.key, endpoint=url, **{"project_slug": "proj", **kw})
+
+
+async def test_candidates_by_project_and_state_across_pages(
+    linear: tuple[FakeLinear, str],
+) -> None:
+    fake, _ = linear
+    for n in range(1, 121):
+        fake.add(f"ENG-{n:03d}", f"issue {n}", state="s1" if n % 3 else "s2", priority=n % 5)
+    fake.add("ENG-900", "elsewhere", project="other")
+    fake.add("ENG-901", "done", state="s4")
+    fake.add("OPS-1", "blocked", labels=("Agent", " agent "), blocked_by=("uuid-ENG-901",))
+    fake.issues["uuid-OPS-1"]["project"] = "proj"
+    found = await _tracker(linear).fetch_issues_by_states(["Todo", "In Progress"])
+    assert len(found) == 121 and len(fake.requests) == 3  # 50 a page, pageInfo.endCursor
+    first = found[0]
+    assert (first.id, first.identifier, first.state, first.priority) == (
+        "uuid-ENG-001",
+        "ENG-001",
+        "Todo",
+        1,
+    )
+    assert first.branch_name == "eng/eng-001" and first.extra == {"state_type": "unstarted"}
+    assert found[4].priority is None  # Linear's 0: no priority
+    blocked = next(i for i in found if i.identifier == "OPS-1")
+    assert blocked.labels == ("agent",)
+    assert [(b.identifier, b.state) for b in blocked.blocked_by] == [("ENG-901", "Done")]
+    by_team = await _tracker(linear, team="ENG").fetch_issues_by_states(["Done"])
+    assert [i.identifier for i in by_team] == ["ENG-901"]
+    assert await _tracker(linear).fetch_issues_by_states([]) == []
+
+
+async def test_fetch_by_ids(linear: tuple[FakeLinear, str]) -> None:
+    fake, _ = linear
+    fake.add("ENG-1", "one", state="s4")
+    fake.add("ENG-2", "two")
+    found = await _tracker(linear).fetch_issues_by_ids(["uuid-ENG-2", "uuid-ENG-1", "uuid-nope"])
+    assert {(i.identifier, i.state) for i in found} == {("ENG-1", "Done"), ("ENG-2", "Todo")}
+    assert await _tracker(linear).fetch_issues_by_ids([]) == []
+
+
+async def test_writes_find_their_marker_before_writing_again(
+    linear: tuple[FakeLinear, str],
+) -> None:
+    fake, _ = linear
+    fake.add("ENG-1", "one", state="s2")
+    tracker = _tracker(linear)
+    fake.drop_next_write = True  # the mutation lands, the answer is lost
+    with pytest.raises(TrackerError):
+        await tracker.comment("uuid-ENG-1", "handed off", marker="tether-run:r:c")
+    await tracker.comment("uuid-ENG-1", "handed off", marker="tether-run:r:c")
+    assert fake.comments["uuid-ENG-1"] == ["handed off\n\n<!-- tether-run:r:c -->"]
+    await tracker.move("uuid-ENG-1", "human review", marker="m")
+    assert fake.issues["uuid-ENG-1"]["state"] == "s3"
+    moves = sum(1 for r in fake.requests if "TetherMove" in r[3]["query"])
+    await tracker.move("uuid-ENG-1", "Human Review", marker="m")  # there already
+    assert sum(1 for r in fake.requests if "TetherMove" in r[3]["query"]) == moves
+    with pytest.raises(TrackerError) as err:
+        await tracker.move("uuid-ENG-1", "Shipped", marker="m2")
+    assert "no state named 'Shipped'" in str(err.value)
+
+
+async def test_rate_limits_and_errors(linear: tuple[FakeLinear, str]) -> None:
+    fake, url = linear
+    fake.rate_limit_next = True
+    with pytest.raises(TrackerError) as err:
+        await _tracker(linear).fetch_issues_by_states(["Todo"])
+    assert err.value.code == "tracker_rate_limited" and err.value.retry_after == 60
+    wrong = LinearTracker("nope", project_slug="proj", endpoint=url)
+    with pytest.raises(TrackerError) as err:
+        await wrong.fetch_issues_by_states(["Todo"])
+    assert err.value.code == "tracker_response" and "Authentication required" in str(err.value)
+    assert "nope" not in repr(wrong)
+    with pytest.raises(TrackerError) as err:
+        LinearTracker("k")
+    assert err.value.code == "invalid_tracker_config"
+
+
+def test_the_workflow_builds_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LINEAR_API_KEY", "lin-secret")
+    wf = parse_workflow("---\ntracker: {kind: linear, team: ENG}\n---\nhi")
+    tracker = make_tracker(wf)
+    assert isinstance(tracker, LinearTracker) and tracker.team == "ENG"
+    assert wf.config.tracker.active() == ["Todo", "In Progress"]
+    with pytest.raises(Exception) as err:
+        parse_workflow("---\ntracker: {kind: linear}\n---\nhi")
+    assert "project_slug or tracker.team" in str(err.value)
