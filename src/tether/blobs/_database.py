@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ._port import check_key
+from ._port import check_data, check_key
 
 __all__ = ["BlobRows", "DatabaseBlobStore"]
 
@@ -35,9 +35,7 @@ class DatabaseBlobStore:
         return f"DatabaseBlobStore({self._store!r})"
 
     async def put(self, key: str, data: bytes) -> None:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(f"blob data must be bytes, got {type(data).__name__}")
-        await self._store.put_blob(check_key(key), bytes(data), self._now())
+        await self._store.put_blob(check_key(key), check_data(data), self._now())
 
     async def get(self, key: str) -> bytes | None:
         return await self._store.get_blob(check_key(key))

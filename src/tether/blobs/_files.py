@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ._port import check_key
+from ._port import check_data, check_key
 
 __all__ = ["FileBlobStore"]
 
@@ -33,9 +33,7 @@ class FileBlobStore:
         return f"FileBlobStore({str(self.root)!r})"
 
     async def put(self, key: str, data: bytes) -> None:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(f"blob data must be bytes, got {type(data).__name__}")
-        await asyncio.to_thread(self._put, self._path(key), bytes(data))
+        await asyncio.to_thread(self._put, self._path(key), check_data(data))
 
     @staticmethod
     def _put(path: Path, data: bytes) -> None:

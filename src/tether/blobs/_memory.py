@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._port import check_key
+from ._port import check_data, check_key
 
 __all__ = ["MemoryBlobStore"]
 
@@ -14,9 +14,7 @@ class MemoryBlobStore:
         self.data: dict[str, bytes] = {}
 
     async def put(self, key: str, data: bytes) -> None:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(f"blob data must be bytes, got {type(data).__name__}")
-        self.data[check_key(key)] = bytes(data)
+        self.data[check_key(key)] = check_data(data)
 
     async def get(self, key: str) -> bytes | None:
         return self.data.get(check_key(key))

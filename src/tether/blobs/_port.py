@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["BlobStore", "check_key"]
+__all__ = ["BlobStore", "check_data", "check_key"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._:@#%\[\]=+-]{1,200}")
 
@@ -34,6 +34,13 @@ def check_key(key: object, *, prefix: bool = False) -> str:
             "characters; e.g. 'report.json' or 'pages/3.txt'"
         )
     return key
+
+
+def check_data(data: object) -> bytes:
+    """`data` as bytes, or a `TypeError` saying blobs hold bytes."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"blob data must be bytes, got {type(data).__name__}")
+    return bytes(data)
 
 
 @runtime_checkable

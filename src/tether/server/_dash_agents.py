@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from .._info import RunInfo
-from ..store import RunFilter, RunStatus
+from ..store import AIUsageRow, RunFilter, RunStatus
 from ._dash import render
 from ._dash_auth import Viewer, viewer
 from ._deps import served_app
@@ -48,14 +48,11 @@ class IssueRow:
     last_event_at: datetime | None
 
 
-async def _row(request: Request, run: RunInfo) -> IssueRow:
-    app = served_app(request)
+async def _row(request: Request, run: RunInfo, usage: AIUsageRow | None) -> IssueRow:
     state = json.loads(run.state) if run.state else {}
     state = state if isinstance(state, dict) else {}
-    usage = await app.store.ai_usage(workflow_ids=[run.workflow_id])
-    events = await app.store.list_events(run.workflow_id)
+    events = await served_app(request).store.list_events(run.workflow_id)
     last = events[-1] if events else None
-    tokens = sum(u.input_tokens + u.output_tokens for u in usage)
     return IssueRow(
         run=run,
         identifier=str(state.get("identifier") or run.workflow_id),
@@ -64,8 +61,8 @@ async def _row(request: Request, run: RunInfo) -> IssueRow:
         attempt=state.get("attempt"),
         reason=str(state.get("reason") or state.get("error") or ""),
         workspace=str(state.get("workspace") or ""),
-        tokens=tokens,
-        cost_micro_usd=usage[0].cost_micro_usd if usage and usage[0].calls else None,
+        tokens=0 if usage is None else usage.input_tokens + usage.output_tokens,
+        cost_micro_usd=None if usage is None else usage.cost_micro_usd,
         last_event="" if last is None else f"{last.type} {last.message or ''}".strip(),
         last_event_at=None if last is None else last.at,
     )
@@ -79,7 +76,9 @@ async def agents(request: Request, who: Who) -> Response:
     runs = [RunInfo.from_row(r) for r in rows]
     if not show_all:
         runs = [r for r in runs if not r.status.terminal]
-    issues = [await _row(request, r) for r in runs]
+    ids = [r.workflow_id for r in runs]
+    usage = {u.group: u for u in await app.store.ai_usage(workflow_ids=ids, group_by="run")}
+    issues = [await _row(request, r, usage.get(r.workflow_id)) for r in runs]
     phases: dict[str, int] = {}
     for i in issues:
         phases[i.phase or i.run.status.value] = phases.get(i.phase or i.run.status.value, 0) + 1

@@ -173,15 +173,16 @@ class Execution:
         data = to_json_data(out, what=f"the output of stage {s.id!r}")
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         record: dict[str, Any] = {"attempt": attempt}
-        if len(text.encode()) > self.p.inline_limit:
+        body = text.encode()
+        if len(body) > self.p.inline_limit:
             key = f"{stage_prefix(self.wf.workflow_id, s.id, attempt)}output.json"
-            await self.wf.blobs.put(key, text.encode())  # before the record that names it
+            await self.wf.blobs.put(key, body)  # before the record that names it
             record["blob"] = key
         else:
             record["output"] = data
         seconds = round(time.monotonic() - t0, 6)
         attach(_event("stage.completed", s.id, attempt=attempt, seconds=seconds,
-                      blob=record.get("blob"), bytes=len(text.encode())))  # fmt: skip
+                      blob=record.get("blob"), bytes=len(body)))  # fmt: skip
         return record
 
     async def _load_output(self, s: AnyStage, done: dict[str, Any]) -> Any:
