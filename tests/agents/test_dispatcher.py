@@ -105,6 +105,9 @@ async def test_an_agent_asking_for_input_waits_for_the_answer(
     await d.answer("C-1", "blue")
     await d.run_once()
     assert backend.requests[1].prompt == "blue"
+    # the answer goes to the session that asked, not to a fresh one
+    assert backend.requests[0].session_id is None
+    assert backend.requests[1].session_id == "mock-C-1"
     assert backend.requests[1].workspace == backend.requests[0].workspace
     assert (await app.aget_run("agent:memory:C-1")).status.value == "completed"
 

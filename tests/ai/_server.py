@@ -72,10 +72,13 @@ class ProviderServer:
         cached_tokens: int = 0,
         completion_tokens: int = 20,
         reasoning_tokens: int = 0,
+        tool_calls: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> None:
+        """Script the next chat reply; `tool_calls` as (function name, arguments)."""
         self.state.chat.append(
             {
                 "content": content,
+                "tool_calls": tool_calls,
                 "usage": {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
@@ -100,11 +103,15 @@ class ProviderServer:
         cache_write: int = 0,
         output_tokens: int = 20,
         tool_input: dict[str, Any] | None = None,
+        tool_uses: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> None:
+        """Script the next message; `tool_input` answers a forced tool, `tool_uses` are
+        tool calls the model makes of its own accord, as (name, input)."""
         self.state.messages.append(
             {
                 "text": text,
                 "tool_input": tool_input,
+                "tool_uses": tool_uses,
                 "usage": {
                     "input_tokens": input_tokens,
                     "cache_read_input_tokens": cache_read,
@@ -163,8 +170,8 @@ class ProviderServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": scripted["content"]},
-                    "finish_reason": "stop",
+                    "message": _chat_message(self, scripted),
+                    "finish_reason": "tool_calls" if scripted.get("tool_calls") else "stop",
                     "logprobs": None,
                 }
             ],
@@ -192,17 +199,35 @@ class ProviderServer:
                 }
             ]
         else:
-            content = [{"type": "text", "text": scripted["text"]}]
+            content = [{"type": "text", "text": scripted["text"]}] if scripted["text"] else []
+            content += [
+                {"type": "tool_use", "id": self.next_id("toolu"), "name": name, "input": args}
+                for name, args in scripted.get("tool_uses") or []
+            ]
         return {
             "id": self.next_id("msg"),
             "type": "message",
             "role": "assistant",
             "model": body["model"],
             "content": content,
-            "stop_reason": "end_turn",
+            "stop_reason": "tool_use" if scripted.get("tool_uses") else "end_turn",
             "stop_sequence": None,
             "usage": scripted["usage"],
         }
+
+
+def _chat_message(srv: ProviderServer, scripted: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": scripted["content"]}
+    if scripted.get("tool_calls"):
+        message["tool_calls"] = [
+            {
+                "id": srv.next_id("call"),
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+            for name, args in scripted["tool_calls"]
+        ]
+    return message
 
 
 class _Handler(BaseHTTPRequestHandler):

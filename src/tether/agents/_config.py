@@ -130,9 +130,11 @@ class AgentSettings(_Section):
     """The agent and the scheduler's limits. `max_retries` failures in a row park the
     issue for a person (`tether agents retry`); None retries forever (Symphony)."""
 
-    backend: Literal["claude", "codex", "command", "mock"] = "codex"
+    backend: Literal["api", "claude", "codex", "command", "mock"] = "codex"
     command: str | None = None
-    model: str | None = None
+    model: str | None = None  # api: 'provider:model', e.g. 'anthropic:claude-sonnet-4-5'
+    max_tool_rounds: int = Field(default=50, gt=0)  # api: model calls in one turn
+    command_timeout_ms: int = Field(default=300_000, gt=0)  # api: one run_command
     script: list[Any] = []  # mock: one entry per turn
     max_concurrent_agents: int = Field(default=10, gt=0)
     max_concurrent_agents_by_state: dict[str, int] = {}
@@ -355,6 +357,12 @@ def parse_workflow(text: str, *, path: Path | None = None) -> WorkflowFile:
         raise WorkflowFileError(
             f"{where}: agent.command is missing; the command backend runs it, e.g. "
             "'command: python agent.py'",
+            code="invalid_config",
+        )
+    if config.agent.backend == "api" and ":" not in (config.agent.model or ""):
+        raise WorkflowFileError(
+            f"{where}: agent.model must name the model as 'provider:model' for the api "
+            "backend, e.g. 'model: anthropic:claude-sonnet-4-5'",
             code="invalid_config",
         )
     if prompt:

@@ -138,7 +138,7 @@ class Dispatcher:
         sha = self.config().sha256
         if self._components is None or self._components[0] != sha:
             tracker = self._tracker or make_tracker(self.config())
-            backend = self._backend or make_backend(self.config())
+            backend = self._backend or make_backend(self.config(), self.app.ai)
             self._components = (sha, tracker, backend)
         return self._components[1], self._components[2]
 
@@ -523,6 +523,9 @@ class Dispatcher:
         finally:
             worker.stop()
             await serving
+            close = getattr(self._components[2] if self._components else None, "aclose", None)
+            if close is not None:  # a backend holding clients (api) lets them go
+                await close()
 
 
 def _run_id(base: str, n: int) -> str:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from ..ai import Anthropic, OpenAI, Providers
 from ._config import WorkflowFile, tracker_secret
 from ._errors import TrackerError, WorkflowFileError
-from .backends import AgentBackend, ClaudeBackend, CodexBackend, CommandBackend, MockBackend
+from .backends import (
+    AgentBackend,
+    ApiBackend,
+    ClaudeBackend,
+    CodexBackend,
+    CommandBackend,
+    MockBackend,
+)
 from .trackers import FileTracker, GitHubTracker, LinearTracker, MemoryTracker, Tracker
 
 __all__ = ["make_backend", "make_tracker"]
@@ -46,8 +54,18 @@ def make_tracker(wf: WorkflowFile) -> Tracker:
     )
 
 
-def make_backend(wf: WorkflowFile) -> AgentBackend:
+def make_backend(wf: WorkflowFile, providers: Providers | None = None) -> AgentBackend:
+    """The backend WORKFLOW.md names. The api backend calls models through `providers`
+    (the App's ``ai=``), or else OpenAI and Anthropic configured from the environment."""
     a = wf.config.agent
+    if a.backend == "api":
+        assert a.model is not None  # checked when the file was read
+        return ApiBackend(
+            providers or Providers(openai=OpenAI(), anthropic=Anthropic()),
+            a.model,
+            max_tool_rounds=a.max_tool_rounds,
+            command_timeout=a.command_timeout_ms / 1000,
+        )
     if a.backend == "mock":
         return MockBackend([dict(x) for x in a.script if isinstance(x, dict)])
     if a.backend == "command":
@@ -57,6 +75,6 @@ def make_backend(wf: WorkflowFile) -> AgentBackend:
     if a.backend == "codex":
         return CodexBackend(a.default_command())
     raise WorkflowFileError(
-        f"agent.backend {a.backend!r} has no adapter in this build (claude, codex, command, mock)",
+        f"agent.backend {a.backend!r} has no adapter in this build (api, claude, codex, command, mock)",
         code="invalid_config",
     )

@@ -113,8 +113,11 @@ class IssueRunner:
         state = SchedulerState(running={issue.id: RunningEntry(issue, None, 0.0)})
         attempt: int | None = None
         answer: str | None = None
+        outcome: TurnOutcome = {}
         while True:
-            outcome = await self._attempt(wf, issue, attempt, answer)
+            # a person's answer continues the session that asked for it
+            asked = outcome.get("session_id") if answer is not None else None
+            outcome = await self._attempt(wf, issue, attempt, answer, asked)
             answer = None
             now = (await wf.now()).timestamp()
             reason = _exit_reason(outcome["status"], outcome.get("error"))
@@ -228,7 +231,12 @@ class IssueRunner:
     # -- one attempt ------------------------------------------------------------------
 
     async def _attempt(
-        self, wf: Workflow, issue: Issue, attempt: int | None, answer: str | None
+        self,
+        wf: Workflow,
+        issue: Issue,
+        attempt: int | None,
+        answer: str | None,
+        session: str | None = None,
     ) -> TurnOutcome:
         config = self.current()
         await self._phase(wf, issue, "running", attempt=attempt, error=None, due_at=None)
@@ -243,7 +251,7 @@ class IssueRunner:
             )
             if prompt.get("error"):
                 return {"status": "failed", "error": prompt["error"]}
-            return await self._turns(wf, issue, path, prompt)
+            return await self._turns(wf, issue, path, prompt, session)
         except RunCancelledError:
             await self._stopped(wf.workflow_id, path)
             raise
@@ -291,11 +299,15 @@ class IssueRunner:
         return {**limits, "prompt": text, "error": None}
 
     async def _turns(
-        self, wf: Workflow, issue: Issue, path: Path, prompt: dict[str, Any]
+        self,
+        wf: Workflow,
+        issue: Issue,
+        path: Path,
+        prompt: dict[str, Any],
+        session: str | None = None,
     ) -> TurnOutcome:
         max_turns = int(prompt["max_turns"])
         text = str(prompt["prompt"])
-        session: str | None = None
         totals: dict[str, Any] = {}
         outcome: TurnOutcome = {"status": "completed"}
         for turn in range(1, max_turns + 1):

@@ -70,7 +70,9 @@ class Anthropic(SDKProvider):
         params: dict[str, Any] = {
             "model": model,
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
-            "messages": [m.model_dump() for m in request.messages if m.role != "system"],
+            "messages": [
+                m.model_dump(exclude_none=True) for m in request.messages if m.role != "system"
+            ],
         }
         system = [m.content for m in request.messages if m.role == "system"]
         if request.system is not None:

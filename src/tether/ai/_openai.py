@@ -76,7 +76,7 @@ class OpenAI(SDKProvider):
         messages: list[dict[str, Any]] = []
         if request.system is not None:
             messages.append({"role": "system", "content": request.system})
-        messages += [m.model_dump() for m in request.messages]
+        messages += [m.model_dump(exclude_none=True) for m in request.messages]
         body: dict[str, Any] = {"model": model, "messages": messages}
         for key in ("temperature", "max_tokens", "stop", "tools", "tool_choice"):
             value = getattr(request, key)

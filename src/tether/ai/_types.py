@@ -54,12 +54,19 @@ class Usage(BaseModel):
 
 
 class Message(BaseModel):
-    """A chat message; `content` is text or the provider's content parts, untouched."""
+    """A chat message; `content` is text or the provider's content parts, untouched.
+
+    A tool loop on OpenAI's wire format also needs the assistant's `tool_calls`
+    and, on a ``tool`` message, the `tool_call_id` it answers (Anthropic keeps
+    both inside `content` parts). Unset fields are left out of the request.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     role: Role
     content: str | list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
 
 class TextRequest(BaseModel):

@@ -1,7 +1,8 @@
-"""Agent backends: the port and its adapters (`claude`, `codex`, `command`, `mock`)."""
+"""Agent backends: the port and its adapters (`api`, `claude`, `codex`, `command`, `mock`)."""
 
 from __future__ import annotations
 
+from ._api import ApiBackend
 from ._cli import (
     ClaudeBackend,
     CodexBackend,
@@ -26,6 +27,7 @@ from ._process import ProcessBackend
 __all__ = [
     "AgentBackend",
     "AgentEvent",
+    "ApiBackend",
     "ClaudeBackend",
     "CodexBackend",
     "CommandBackend",
