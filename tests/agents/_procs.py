@@ -76,14 +76,14 @@ Work on {{{{ issue.identifier }}}}
     return where
 
 
-def start(where: Path, name: str, **extra: str) -> subprocess.Popen[bytes]:
-    """`tether agents run` in `where`, as its own process group."""
+def start(where: Path, name: str, *args: str, **extra: str) -> subprocess.Popen[bytes]:
+    """`tether agents run` in `where` (with `args`), as its own process group."""
     env = {**os.environ, "AGENT_HOME": str(where), "DISPATCHER": name, "PYTHONUNBUFFERED": "1"}
     env.update(extra)
     env.pop("TETHER_DATABASE_URL", None)
     with (where / f"{name}.out").open("ab") as out:  # the child keeps its own copy
         return subprocess.Popen(
-            [str(Path(sys.executable).parent / "tether"), "agents", "run", "WORKFLOW.md"],
+            [str(Path(sys.executable).parent / "tether"), "agents", "run", "WORKFLOW.md", *args],
             cwd=where,
             env=env,
             stdout=out,

@@ -23,7 +23,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ from ._scheduler import (
     apply_event,
     why_not,
 )
+from ._status_view import issue_view, state_view
 from .backends import AgentBackend
 from .trackers import Tracker
 from .trackers._http import DEFAULT_RATE_LIMIT_WAIT
@@ -112,6 +113,8 @@ class Dispatcher:
         self._tracker = tracker
         self._backend = backend
         self._components: tuple[str, Tracker, AgentBackend] | None = None
+        self._wake: asyncio.Event | None = None  # set by `refresh`: tick now
+        self._asked_at: datetime | None = None
         self.runner = IssueRunner(app, self.config, self.tracker, self.backend)
         app.workflow(name=ISSUE_WORKFLOW)(self.runner)
         app.queue(QUEUE, concurrency=self.config().config.agent.max_concurrent_agents)
@@ -476,6 +479,14 @@ class Dispatcher:
             )
         return rows
 
+    async def state_report(self) -> dict[str, Any]:
+        """Symphony's ``/api/v1/state``: issues running, retrying and waiting, totals."""
+        return await state_view(self)
+
+    async def issue_report(self, identifier: str) -> dict[str, Any] | None:
+        """Symphony's ``/api/v1/<identifier>`` (None: the issue never ran)."""
+        return await issue_view(self, identifier)
+
     # -- serving ------------------------------------------------------------------------
 
     async def run_once(self) -> TickReport:
@@ -489,6 +500,35 @@ class Dispatcher:
         while (await host.aprocess_available_jobs(limit=100)).processed:
             await self.app.afire_due_timers()
         return report
+
+    def refresh(self) -> dict[str, Any]:
+        """Ask a serving dispatcher to poll and reconcile now rather than at its next
+        interval (Symphony's ``POST /api/v1/refresh``); requests made before that tick
+        started are one (``coalesced``)."""
+        wake = self._wake = self._wake or asyncio.Event()
+        coalesced = wake.is_set()
+        if not coalesced:
+            self._asked_at = datetime.now(UTC)
+            wake.set()
+        return {
+            "queued": True,
+            "coalesced": coalesced,
+            "requested_at": (self._asked_at or datetime.now(UTC)).isoformat(),
+            "operations": ["poll", "reconcile"],
+        }
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        """Until the next tick: the poll interval, a `refresh`, or `stop`."""
+        wake = self._wake = self._wake or asyncio.Event()
+        interval = self.config().config.polling.interval_ms / 1000
+        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())}
+        try:
+            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            wake.clear()  # before the next await: a refresh from now on asks for another tick
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     async def serve(self, *, stop: asyncio.Event | None = None) -> None:
         """Tick every `polling.interval_ms` and work the issue runs until `stop` is set
@@ -517,9 +557,7 @@ class Dispatcher:
                         log.warning("tick: %s", err)
                 except Exception:
                     log.exception("tick failed")
-                interval = self.config().config.polling.interval_ms / 1000
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
+                await self._pause(stop)
         finally:
             worker.stop()
             await serving

@@ -119,6 +119,11 @@ class IssueRunner:
             asked = outcome.get("session_id") if answer is not None else None
             outcome = await self._attempt(wf, issue, attempt, answer, asked)
             answer = None
+            moved = outcome.get("handed_off")
+            if moved and not self.current().config.tracker.is_active(moved):
+                # the run moved its issue out of the active states itself: done, no
+                # re-check (which a tick would cancel as "no longer active")
+                return {"issue": issue.identifier, "ended": f"handed off to {moved}"}
             now = (await wf.now()).timestamp()
             reason = _exit_reason(outcome["status"], outcome.get("error"))
             event = WorkerExit(
@@ -427,7 +432,7 @@ class IssueRunner:
 
         moved: str = await wf.step("handoff", move)
         assert moved == target
-        return outcome
+        return {**outcome, "handed_off": moved}
 
 
 def _answer_of(payload: Any) -> str | None:

@@ -18,7 +18,8 @@ import click
 from rich.table import Table
 
 from ..app import App
-from ._common import CliState, db_option, guard, out, pass_state, text
+from ._agents_http import serve_with_status, status_server
+from ._common import EXIT_USAGE, CliState, db_option, fail, guard, out, pass_state, text
 from ._db import Database, choose, open_app
 from .worker import _KeyValues
 
@@ -65,15 +66,29 @@ def agents() -> None:
 @click.option(
     "--once", is_flag=True, help="One tick; drive what it dispatched until it parks, then exit."
 )
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also serve the status API (Symphony's /api/v1/state, /api/v1/<issue>, "
+    "/api/v1/refresh), tether's API and the dashboard on this port (0: any free port).",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address of the --port server."
+)
 @db_option
 @pass_state
-def agents_run(state: CliState, workflow_path: str, once: bool) -> None:
+def agents_run(
+    state: CliState, workflow_path: str, once: bool, port: int | None, host: str
+) -> None:
     """Poll the tracker and run agents on its eligible issues (until SIGTERM or Ctrl-C)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_KeyValues())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     dispatcher, app, db = _open(state, workflow_path)
     db.announce()
+    if once and port is not None:
+        fail(EXIT_USAGE, "--port serves while the dispatcher runs; it cannot go with --once")
     if once:
         report = _call(app, dispatcher.run_once)
         for ident in report.dispatched:
@@ -85,13 +100,18 @@ def agents_run(state: CliState, workflow_path: str, once: bool) -> None:
         _print_status(dispatcher, app)
         return
 
+    web = None if port is None else status_server(dispatcher, app, db.url, host, port)
+
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await dispatcher.serve(stop=stop)
+            if web is None:
+                await dispatcher.serve(stop=stop)
+            else:
+                await serve_with_status(dispatcher, web, stop)
         finally:
             await app.aclose()
 

@@ -7,6 +7,7 @@ httpx).
 
 from __future__ import annotations
 
+from ._agents_api import DispatcherView, dispatcher_routes
 from ._asgi import ServerConfig, create_app, webhooks_from_env
 from ._auth import SCOPES, check_bind, create_token, hash_token, is_loopback
 from ._client import AsyncClient, Client
@@ -34,6 +35,7 @@ __all__ = [
     "ApiUnreachable",
     "AsyncClient",
     "Client",
+    "DispatcherView",
     "Event",
     "QueueInfo",
     "RunPage",
@@ -46,6 +48,7 @@ __all__ = [
     "check_bind",
     "create_app",
     "create_token",
+    "dispatcher_routes",
     "hash_token",
     "is_loopback",
     "webhooks_from_env",

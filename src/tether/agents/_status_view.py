@@ -1,0 +1,117 @@
+"""What a serving dispatcher reports over HTTP (``tether agents run --port``), in the
+shape of Symphony's status API, read from the database like ``tether agents status``:
+so every dispatcher sharing the database reports the same issues, not only its own.
+
+``state`` answers ``GET /api/v1/state`` and ``issue`` answers
+``GET /api/v1/<identifier>`` (None: no run of that issue, a 404).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from ..app import App
+from ..errors import RunNotFoundError
+
+__all__ = ["Reported", "issue_view", "state_view"]
+
+
+class _Status(Protocol):
+    identifier: str
+    run_id: str
+    status: str
+    phase: str
+    attempt: int | None
+    reason: str | None
+    due_at: str | None
+    workspace: str | None
+    tokens: int
+    cost_usd: float | None
+    issue_state: str | None
+    title: str | None
+
+
+class Reported(Protocol):
+    """What the views read of a dispatcher."""
+
+    app: App
+
+    async def status(self, *, all_runs: bool = False) -> Any: ...
+
+    async def latest_run(self, identifier: str) -> Any: ...
+
+
+RECENT_EVENTS = 20
+
+
+def _row(r: _Status) -> dict[str, Any]:
+    return {
+        "issue_identifier": r.identifier,
+        "title": r.title,
+        "state": r.issue_state,
+        "run_id": r.run_id,
+        "run_status": r.status,
+        "phase": r.phase,
+        "attempt": r.attempt,
+        "workspace": r.workspace,
+        "tokens": {"total_tokens": r.tokens},
+        "cost_usd": r.cost_usd,
+    }
+
+
+async def state_view(d: Reported) -> dict[str, Any]:
+    """Issues running, waiting for a retry and waiting for a person, with totals."""
+    rows: list[_Status] = await d.status()
+    running = [_row(r) for r in rows if r.phase not in ("retrying", "waiting")]
+    retrying = [
+        {**_row(r), "due_at": r.due_at, "error": r.reason} for r in rows if r.phase == "retrying"
+    ]
+    waiting = [{**_row(r), "reason": r.reason} for r in rows if r.phase == "waiting"]
+    costs = [r.cost_usd for r in rows if r.cost_usd is not None]
+    return {
+        "generated_at": datetime.now(UTC).isoformat(),
+        "counts": {"running": len(running), "retrying": len(retrying), "waiting": len(waiting)},
+        "running": running,
+        "retrying": retrying,
+        "waiting": waiting,
+        "totals": {
+            "total_tokens": sum(r.tokens for r in rows),
+            "cost_usd": sum(costs) if costs else None,
+        },
+    }
+
+
+async def issue_view(d: Reported, identifier: str) -> dict[str, Any] | None:
+    """One issue's newest run: phase, attempt, workspace, last error, recent events."""
+    try:
+        run = await d.latest_run(identifier)
+    except RunNotFoundError:
+        return None
+    record = await d.app.aget_record(run.workflow_id)
+    state = record.state if isinstance(record.state, dict) else {}
+    total = record.usage.total if record.usage is not None else None
+    tokens_in = total.input_tokens if total else 0
+    tokens_out = total.output_tokens if total else 0
+    return {
+        "issue_identifier": identifier,
+        "title": state.get("title"),
+        "state": state.get("issue_state"),
+        "run_id": run.workflow_id,
+        "run_status": run.status.value,
+        "phase": state.get("phase") or "queued",
+        "attempt": state.get("attempt"),
+        "workspace": state.get("workspace"),
+        "due_at": state.get("due_at"),
+        "last_error": state.get("error") or state.get("reason"),
+        "tokens": {
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+        },
+        "cost_usd": total.cost_usd if total and total.calls > total.unknown_cost_calls else None,
+        "recent_events": [
+            {"at": e.at.isoformat(), "type": e.type, "message": e.message}
+            for e in record.events[-RECENT_EVENTS:]
+        ],
+    }

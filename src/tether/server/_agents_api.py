@@ -1,0 +1,53 @@
+"""Symphony's status API, served beside tether's own by ``tether agents run --port``.
+
+``GET /api/v1/state`` (issues running, retrying and waiting for a person, with
+totals), ``GET /api/v1/<identifier>`` (one issue's newest run, 404
+``issue_not_found`` if it never ran) and ``POST /api/v1/refresh`` (202: the
+dispatcher polls and reconciles now; requests before that tick coalesce).
+These routes come after tether's own, so ``/api/v1/runs`` and the rest keep
+their meaning. Reading needs a ``read`` token, refreshing a ``write`` one, as
+for every route. The dispatcher is reached through `DispatcherView`, so the
+server does not import the agents extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from ._deps import need
+from ._errors import ApiError
+
+__all__ = ["DispatcherView", "dispatcher_routes"]
+
+
+class DispatcherView(Protocol):
+    async def state_report(self) -> dict[str, Any]: ...
+
+    async def issue_report(self, identifier: str) -> dict[str, Any] | None: ...
+
+    def refresh(self) -> dict[str, Any]: ...
+
+
+def dispatcher_routes(view: DispatcherView) -> APIRouter:
+    """The routes of Symphony's status API over `view`, under ``/api/v1``."""
+    router = APIRouter(prefix="/api/v1", tags=["agents"])
+
+    @router.get("/state", dependencies=[need("read")])
+    async def state() -> dict[str, Any]:
+        return await view.state_report()
+
+    @router.post("/refresh", status_code=202, dependencies=[need("write")])
+    async def refresh() -> JSONResponse:
+        return JSONResponse(view.refresh(), status_code=202)
+
+    @router.get("/{identifier}", dependencies=[need("read")])
+    async def issue(identifier: str) -> dict[str, Any]:
+        found = await view.issue_report(identifier)
+        if found is None:
+            raise ApiError(404, "issue_not_found", f"no run of issue {identifier!r}")
+        return found
+
+    return router
