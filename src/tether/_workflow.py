@@ -141,6 +141,12 @@ class Workflow:
         return self._run.fence.generation
 
     @property
+    def compensating(self) -> bool:
+        """True while a cancelled run is replayed only to learn its compensations: a
+        step that did not complete stops the replay instead of running."""
+        return self._run.compensating
+
+    @property
     def state(self) -> Any:
         """The durable state as last written by this context (or loaded)."""
         return self._run.state

@@ -95,6 +95,19 @@ TENANT = textwrap.dedent(
         return "v2"
 
 
+    @tenant.workflow(version="1")
+    async def booking(wf: tether.Workflow) -> object:
+        def reserve() -> str:
+            note(wf, "reserve")
+            return "seat-7"
+
+        def release(seat: str) -> None:
+            note(wf, f"release {seat}")
+
+        await wf.step("reserve", reserve, compensate=release)
+        return await wf.wait_for_signal("pay")
+
+
     app = handler(tenant)
     """
 )
@@ -114,6 +127,7 @@ ORCHESTRATOR = textwrap.dedent(
     app.remote_workflow("slow", url=url, secret=secret, version="1", deadline=1.5,
                         max_invocations=2, retry_delay=0.05)
     app.remote_workflow("versioned", url=url, secret=secret, version="3")
+    app.remote_workflow("booking", url=url, secret=secret, version="1")
     app.remote_workflow("unreachable", url=os.environ["NOBODY_URL"], secret=secret,
                         max_invocations=3, retry_delay=0.05)
     """

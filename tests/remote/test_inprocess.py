@@ -25,6 +25,7 @@ from tether.remote import (
     handler,
 )
 from tether.store import NewEvent
+from tether.testing import eventually_sync
 
 SECRET = "s"
 
@@ -213,7 +214,8 @@ def test_the_answer_of_a_superseded_invocation_is_discarded(app: tether.App) -> 
         with pytest.raises(tether.StaleOwnerError):
             drive.result(timeout=30)
     assert taken.owner == "another-owner"
-    assert app.get_record("f-1").steps == {}  # the late answer was refused, not recorded
+    # the late answer was refused, not recorded: only the drive's own marker step is
+    assert list(app.get_record("f-1").steps) == ["remote.tenant"]
     run = app.run_sync(app.store.get_run("f-1"))
     assert run is not None and run.owner == "another-owner" and run.status is RunStatus.RUNNING
 
@@ -232,7 +234,7 @@ def test_a_parked_remote_run_is_cancelled_like_any_other(app: tether.App) -> Non
     assert app.run(flow, workflow_id="p-1").status is RunStatus.WAITING
     assert app.cancel("p-1") == ["p-1"]
     rec = app.get_record("p-1")
-    assert rec.status is RunStatus.CANCELLED and list(rec.steps) == ["before"]
+    assert rec.status is RunStatus.CANCELLED and list(rec.steps) == ["remote.tenant", "before"]
     assert [w.status.value for w in app.list_waits("p-1")] == ["cancelled"]
 
 
@@ -275,3 +277,58 @@ def test_timers_on_the_tenant_are_durable_timers_under_its_keys(tmp_path: Path) 
         ("sleep#1", "timer", "resolved"),
         ("sleep#2", "timer", "resolved"),
     ]
+
+
+def _booking(tenant: TenantApp, undone: list[str], *, fail: bool = False) -> None:
+    def release(seat: str) -> None:
+        if fail:
+            raise RuntimeError("the seat is gone")
+        undone.append(seat)
+
+    @tenant.workflow(name="booking")
+    async def booking(wf: tether.Workflow) -> object:
+        await wf.step("reserve", lambda: "seat-1", compensate=release)
+        await wf.step("hold", lambda: "held")  # no compensation: nothing to undo
+        return await wf.wait_for_signal("pay")
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_cancel_with_compensation_asks_the_tenant_to_compensate(
+    app: tether.App, fail: bool
+) -> None:
+    tenant = TenantApp(secret=SECRET)
+    undone: list[str] = []
+    _booking(tenant, undone, fail=fail)
+    flow = app.remote_workflow(
+        "booking", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
+    )
+    assert app.run(flow, workflow_id="c-1").status is RunStatus.WAITING
+    app.cancel("c-1", "changed my mind", compensate=True)
+    ended = (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
+    rec = eventually_sync(lambda: (r := app.get_record("c-1")).status in ended and r)
+    if fail:
+        assert rec.status is RunStatus.COMPENSATION_FAILED and undone == []
+    else:
+        assert rec.status is RunStatus.COMPENSATED and undone == ["seat-1"]
+        assert rec.steps["compensate:remote.tenant"].status.value == "completed"
+    # the body was not driven on: no step ran past the wait
+    assert list(rec.steps)[:3] == ["remote.tenant", "reserve", "hold"]
+
+
+def test_a_cancel_without_compensation_does_not_call_the_tenant(app: tether.App) -> None:
+    tenant = TenantApp(secret=SECRET)
+    undone: list[str] = []
+    _booking(tenant, undone)
+    calls: list[str] = []
+    inner = httpx.ASGITransport(handler(tenant))
+
+    class Counting(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            calls.append(json.loads(request.content).get("mode", "run"))
+            return await inner.handle_async_request(request)
+
+    flow = app.remote_workflow("booking", url="http://t/", secret=SECRET, transport=Counting())
+    app.run(flow, workflow_id="c-2")
+    app.cancel("c-2")
+    assert calls == ["run"] and undone == []
+    assert app.get_record("c-2").status is RunStatus.CANCELLED

@@ -40,7 +40,7 @@ def test_steps_a_signal_and_a_child_run_to_completion(orchestrator: Served, tena
         rec = _ended(client, wid)
     assert rec.status is RunStatus.COMPLETED, rec.last_error
     assert rec.output == {"sent": "sent to ADA", "approved": {"by": "bob"}, "doubled": 42}
-    assert list(rec.steps) == ["lookup", "send"]
+    assert list(rec.steps) == ["remote.tenant", "lookup", "send"]
     assert rec.steps["lookup"].result == "ADA"
     assert tenant.side(wid) == ["lookup", "send"]  # each step ran once, though replayed 3 times
     assert _invocations(rec) == 3  # to the signal, to the child, to the end
@@ -140,3 +140,22 @@ def test_the_tenant_refuses_replayed_tampered_and_stale_requests(tenant: Tenant)
     stale = _post(tenant, body, old, sign(SECRET, old, body))
     assert (stale.status_code, stale.json()["error"]["code"]) == (401, "stale_timestamp")
     assert tenant.side("x-1") == []
+
+
+def test_a_cancel_with_compensation_undoes_the_steps_on_the_tenant(
+    orchestrator: Served, tenant: Tenant
+) -> None:
+    with Client(orchestrator.url) as client:
+        wid = client.start("booking", workflow_id="b-1")
+        eventually_sync(lambda: client.get_record(wid).status is RunStatus.WAITING, timeout=30)
+        client.cancel(wid, "customer left", compensate=True)
+
+        def compensated() -> RunRecord:
+            rec = client.get_record(wid)
+            assert rec.status is RunStatus.COMPENSATED, rec.status
+            return rec
+
+        rec = eventually_sync(compensated, timeout=60)
+    # the tenant replayed its body to learn the compensation and ran it, once
+    assert tenant.side(wid) == ["reserve", "release seat-7"]
+    assert "compensate:remote.tenant" in rec.steps

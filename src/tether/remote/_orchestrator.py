@@ -83,6 +83,7 @@ __all__ = ["RemoteSpec", "remote_workflow"]
 log = logging.getLogger("tether.remote")
 
 INVOKED = "remote.invoked"
+TENANT = "remote.tenant"  # the marker step that carries the tenant's compensation
 _AGAIN: Any = object()
 
 
@@ -140,6 +141,14 @@ class _Drive:
         self.failures = 0
 
     async def run(self) -> Any:
+        # a marker step; when a run cancelled with compensate=True is replayed, it
+        # carries the compensation that asks the tenant to undo its steps (a failed
+        # run needs none here: the tenant compensated before it answered)
+        compensating = self.wf.compensating
+        undo = self._compensate_on_tenant if compensating else None
+        await self.wf.step(TENANT, self._where, compensate=undo)
+        if compensating:  # the replay learned that compensation: stop here
+            raise RunCancelledError(self.wf.workflow_id)
         last: str | None = None
         while True:
             n = await self._invocations() + 1
@@ -161,6 +170,31 @@ class _Drive:
             result = await self._settle(answer)
             if result is not _AGAIN:
                 return result
+
+    def _where(self) -> str:
+        return self.spec.url
+
+    async def _compensate_on_tenant(self) -> None:
+        """The compensation of `TENANT`: one invocation in ``compensate`` mode, in
+        which the tenant runs the compensations of the steps its journal holds.
+        Its lines are not recorded here (a compensation is one step), so if this is
+        retried the tenant runs its compensations again: make them idempotent."""
+        n = await self._invocations() + 1
+        inv = (await self._invocation(n)).model_copy(update={"mode": "compensate"})
+        ran: list[str] = []
+
+        async def seen(line: Line) -> None:
+            if line.type == "step" and line.step is not None:
+                ran.append(line.step.key)
+
+        answer = await call(self.spec.url, self.spec.secret, inv, seen, self.spec.transport)
+        log.info("tenant compensated run %s: %s (%s)", inv.run_id, answer.status, ran)
+        if answer.status == "compensation_failed":
+            raise RemoteError(
+                f"a compensation failed on the tenant ({', '.join(ran) or 'none ran'})"
+            )
+        if answer.status not in ("compensated", "cancelled"):
+            raise RemoteError(f"the tenant answered {answer.status!r} to compensate")
 
     async def _invocations(self) -> int:
         return sum(1 for e in await self.wf.list_events() if e.type == INVOKED)

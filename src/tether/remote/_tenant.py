@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast, overload
@@ -33,6 +34,8 @@ from ._journal import JournalHost, JournalStore, Send
 from ._wire import Answer, Invocation, Journal
 
 __all__ = ["TenantApp", "execute", "served_versions"]
+
+log = logging.getLogger("tether.remote")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,7 +126,7 @@ def _run_row(inv: Invocation, now: datetime) -> RunRow:
     )  # fmt: skip
 
 
-def _state(inv: Invocation, now: datetime, defn: WorkflowDef) -> RunState:
+def _state(inv: Invocation, now: datetime) -> RunState:
     """The drive's state loaded from the journal, as a drive loads it from a store."""
     steps = [
         StepRow(inv.run_id, s.key, s.name, StepStatus.COMPLETED, s.attempts, s.idempotency_key,
@@ -136,7 +139,12 @@ def _state(inv: Invocation, now: datetime, defn: WorkflowDef) -> RunState:
         for w in inv.journal.waits
     ]  # fmt: skip
     return RunState.open(
-        _run_row(inv, now), generation=inv.invocation, started=now, steps=steps, waits=waits
+        _run_row(inv, now),
+        generation=inv.invocation,
+        started=now,
+        steps=steps,
+        waits=waits,
+        compensating=inv.mode == "compensate",
     )
 
 
@@ -148,11 +156,13 @@ async def execute(tenant: TenantApp, defn: WorkflowDef, inv: Invocation, send: S
     """
     store = JournalStore(inv.run_id, send)
     rt = Runtime(cast(Store, store), tenant.clock, threads=tenant.threads)
-    st = _state(inv, tenant.clock.now(), defn)
+    st = _state(inv, tenant.clock.now())
     wf = Workflow(rt, st, host=JournalHost(store, send))
     args: tuple[Any, ...] = (wf,)
     if defn.takes_input and (inv.input is not None or defn.input_required):
         args = (wf, load_json(inv.input, defn.input_type))
+    if inv.mode == "compensate":
+        return await _compensate_cancelled(defn, args, inv, store, wf, st)
     try:
         value = await defn.call(*args)
         output = dump_result(value, what=f"the result of workflow {defn.name!r}",
@@ -172,6 +182,31 @@ async def execute(tenant: TenantApp, defn: WorkflowDef, inv: Invocation, send: S
         ok = await compensate(wf, st)
         status = "compensated" if ok else "compensation_failed"
         return _answer(status, inv, store, error=error)
+
+
+async def _compensate_cancelled(
+    defn: WorkflowDef,
+    args: tuple[Any, ...],
+    inv: Invocation,
+    store: JournalStore,
+    wf: Workflow,
+    st: RunState,
+) -> Answer:
+    """The run was cancelled with compensation: replay the body against the journal to
+    learn the compensations of its completed steps (the first step that did not
+    complete stops it), then run them newest first, each streamed as it completes;
+    those the journal already holds are not run again."""
+    try:
+        await defn.call(*args)
+    except (RunCancelledError, Suspend):
+        pass
+    except Exception as exc:  # the replay failed on its own: compensate what it learned
+        log.debug("replay for compensation of %s stopped: %r", inv.run_id, exc)
+    st.begin_compensation()
+    if not st.compensations:
+        return _answer("cancelled", inv, store)
+    ok = await compensate(wf, st)
+    return _answer("compensated" if ok else "compensation_failed", inv, store)
 
 
 def _answer(status: str, inv: Invocation, store: JournalStore, **fields: Any) -> Answer:

@@ -105,6 +105,10 @@ class Invocation(BaseModel):
     input: str | None = None  # JSON text; None: the run has no input
     journal: Journal
     deadline: float  # unix seconds: the tenant stops working on it then
+    # "compensate": the run was cancelled with compensation; replay the body to learn
+    # the compensations of its completed steps and run them (answer: compensated,
+    # compensation_failed, or cancelled when there were none)
+    mode: Literal["run", "compensate"] = "run"
     tenant: TenantMeta = TenantMeta()
     run: RunMeta = RunMeta()
 
