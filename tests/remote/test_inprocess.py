@@ -1,5 +1,5 @@
 """The protocol's edges, in one process: the tenant's handler reached through an
-httpx transport (no network), the orchestrator an App on a SQLite file."""
+httpx transport (no network), the orchestrator an App on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ SECRET = "s"
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[tether.App]:
-    a = tether.App(f"sqlite:///{tmp_path}/o.db", inline_wait=0)
+def app(database_url: str) -> Iterator[tether.App]:
+    """The orchestrator, on each backend."""
+    a = tether.App(database_url, inline_wait=0)
     yield a
     a.close()
 
