@@ -48,9 +48,10 @@ def _address(out: Path) -> str | None:
 @pytest.mark.timeout(240)
 def test_a_dispatcher_serves_its_state_issues_and_refresh(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/t.db"
-    where = project(tmp_path, ["S-1", "S-2"], database_url=url)
+    # server.port of WORKFLOW.md (the port-in-use test below passes --port)
+    where = project(tmp_path, ["S-1", "S-2"], database_url=url, extra="server: {port: 0}")
     (where / "block-S-2").touch()  # S-2's agent keeps working: a running issue
-    proc = start(where, "web", "--port", "0")
+    proc = start(where, "web")
     try:
         base = eventually_sync(lambda: _address(where / "web.out"), timeout=TIMEOUT)
         eventually_sync(

@@ -71,15 +71,18 @@ def agents() -> None:
     type=click.IntRange(0, 65535),
     default=None,
     help="Also serve the status API (Symphony's /api/v1/state, /api/v1/<issue>, "
-    "/api/v1/refresh), tether's API and the dashboard on this port (0: any free port).",
+    "/api/v1/refresh), tether's API and the dashboard on this port (0: any free port). "
+    "[default: server.port of WORKFLOW.md, else none]",
 )
 @click.option(
-    "--host", default="127.0.0.1", show_default=True, help="Address of the --port server."
+    "--host",
+    default=None,
+    help="Address of that server. [default: server.host of WORKFLOW.md, 127.0.0.1]",
 )
 @db_option
 @pass_state
 def agents_run(
-    state: CliState, workflow_path: str, once: bool, port: int | None, host: str
+    state: CliState, workflow_path: str, once: bool, port: int | None, host: str | None
 ) -> None:
     """Poll the tracker and run agents on its eligible issues (until SIGTERM or Ctrl-C)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -89,6 +92,9 @@ def agents_run(
     db.announce()
     if once and port is not None:
         fail(EXIT_USAGE, "--port serves while the dispatcher runs; it cannot go with --once")
+    served = dispatcher.config().config.server  # read at start: a change needs a restart
+    port = served.port if port is None and not once else port
+    host = host or served.host
     if once:
         report = _call(app, dispatcher.run_once)
         for ident in report.dispatched:
