@@ -384,3 +384,32 @@ def test_pages_follow_the_token_rules(tmp_path: Path) -> None:
             assert refused.status_code == 403 and "this needs a token of scope" in refused.text
     finally:
         served.stop()
+
+
+def test_times_show_in_the_readers_zone_and_switch_to_utc(
+    dash: Served, browser: Any, tmp_path: Path
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from selenium.webdriver.common.by import By
+
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"})
+    with Client(dash.url) as client:
+        wid = client.start("greet", "Ada")
+        rec = done(client, wid)
+    tokyo = rec.created_at.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S")
+    utc = rec.created_at.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M:%S")
+    browser.get(dash.url + "/runs")
+    created = f'tr[data-run-id="{wid}"] time'
+    wait_until(browser, lambda d: text_of(d, created) == tokyo, "the time is not in Tokyo's")
+    assert "Created (Asia/Tokyo)" in text_of(browser, "thead")
+    assert browser.find_element(By.CSS_SELECTOR, created).get_attribute("title") == utc + " UTC"
+    shot(browser, tmp_path, "runs-local-times")
+    browser.find_element(By.ID, "tz-switch").click()
+    wait_until(browser, lambda d: text_of(d, created) == utc, "the switch did not show UTC")
+    assert "Created (UTC)" in text_of(browser, "thead")
+    browser.get(f"{dash.url}/runs/{wid}")  # the choice is remembered on the next page
+    first_event = browser.find_element(By.CSS_SELECTOR, "#events-body time")
+    assert first_event.text == utc  # the run's first event, written as it was created
+    assert first_event.get_attribute("title") == tokyo + " Asia/Tokyo"
+    assert text_of(browser, "#tz-switch") == "show Asia/Tokyo"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -53,9 +53,14 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m" if hours < 48 else f"{hours // 24}d {hours % 24}h"
 
 
-def when(at: datetime | None) -> str:
-    """A time as UTC, to the second (the page says UTC: no guessing the zone)."""
-    return "" if at is None else at.strftime("%Y-%m-%d %H:%M:%S")
+def when(at: datetime | None) -> Markup:
+    """A time as UTC to the second, in a ``<time>`` the page's script shows in the
+    reader's zone (and back, with the footer's switch); without the script the page
+    says UTC."""
+    if at is None:
+        return Markup("")
+    text = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return Markup('<time datetime="{}">{}</time>').format(at.isoformat(), text)
 
 
 def pretty_json(value: Any) -> str:

@@ -36,8 +36,42 @@
     });
   }
 
+  // Times: the server writes UTC in <time datetime>; shown in the reader's zone unless
+  // they chose UTC (the footer's switch, remembered in localStorage).
+  var zone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "local time";
+  function wantUtc() {
+    try { return localStorage.getItem("tether.times") === "utc"; } catch (e) { return false; }
+  }
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  function shown(date, utc) {
+    if (utc) return date.toISOString().slice(0, 19).replace("T", " ");
+    return date.getFullYear() + "-" + two(date.getMonth() + 1) + "-" + two(date.getDate()) +
+      " " + two(date.getHours()) + ":" + two(date.getMinutes()) + ":" + two(date.getSeconds());
+  }
+  function localTimes(root) {
+    var utc = wantUtc();
+    (root || document).querySelectorAll("time[datetime]").forEach(function (t) {
+      var date = new Date(t.getAttribute("datetime"));
+      if (isNaN(date.getTime())) return;
+      t.textContent = shown(date, utc);
+      t.title = shown(date, !utc) + (utc ? " " + zone : " UTC");
+    });
+    document.querySelectorAll(".tz").forEach(function (s) { s.textContent = utc ? "UTC" : zone; });
+    var button = document.getElementById("tz-switch");
+    if (button) {
+      button.hidden = false;
+      button.textContent = utc ? "show " + zone : "show UTC";
+    }
+  }
+  document.addEventListener("click", function (ev) {
+    if (!ev.target || ev.target.id !== "tz-switch") return;
+    try { localStorage.setItem("tether.times", wantUtc() ? "local" : "utc"); } catch (e) { }
+    localTimes();
+  });
+  localTimes();
+
   function refresh() {
-    return readPage().then(swap);
+    return readPage().then(swap).then(function () { localTimes(); });
   }
 
   var pending = null;
@@ -77,13 +111,16 @@
     tr.dataset.seq = e.seq;
     tr.className = "fresh";
     cell(tr, String(e.seq), "num");
-    cell(tr, new Date(e.at).toISOString().slice(0, 19).replace("T", " "));
+    var at = document.createElement("time");
+    at.setAttribute("datetime", e.at);
+    cell(tr, "").appendChild(at);
     var code = document.createElement("code");
     code.textContent = e.type;
     cell(tr, "").appendChild(code);
     cell(tr, e.message || "");
     cell(tr, e.detail === null || e.detail === undefined ? "" : JSON.stringify(e.detail), "detail");
     tbody.appendChild(tr);
+    localTimes(tr);
     if (atEnd) box.scrollTop = box.scrollHeight;
   }
 
