@@ -6,8 +6,9 @@ stay behind the store; `RunRecord` (`App.get_record`) is the full history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 from .store import RunRow, RunStatus, WaitKind, WaitRow, WaitStatus
 
@@ -47,33 +48,7 @@ class RunInfo:
 
     @classmethod
     def from_row(cls, row: RunRow) -> RunInfo:
-        return cls(
-            workflow_id=row.workflow_id,
-            workflow_name=row.workflow_name,
-            workflow_version=row.workflow_version,
-            status=row.status,
-            input=row.input,
-            output=row.output,
-            error=row.error,
-            state=row.state,
-            priority=row.priority,
-            tags=row.tags,
-            tenant=row.tenant,
-            parent_id=row.parent_id,
-            idempotency_key=row.idempotency_key,
-            owner=row.owner,
-            generation=row.generation,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            compute_seconds=row.compute_seconds,
-            cancel_requested=row.cancel_requested,
-            queue=row.queue,
-            owner_expires_at=row.owner_expires_at,
-            step_rule=row.step_rule,
-            attempt=row.attempt,
-        )
+        return cls(**_same_fields(cls, row))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +70,10 @@ class WaitInfo:
 
     @classmethod
     def from_row(cls, row: WaitRow) -> WaitInfo:
-        return cls(
-            id=row.id,
-            workflow_id=row.workflow_id,
-            key=row.key,
-            kind=row.kind,
-            name=row.name,
-            match=row.match,
-            status=row.status,
-            payload=row.payload,
-            due_at=row.due_at,
-            created_at=row.created_at,
-            resolved_at=row.resolved_at,
-        )
+        return cls(**_same_fields(cls, row))
+
+
+def _same_fields(cls: type[Any], row: object) -> dict[str, Any]:
+    """The values of `row` for every field of `cls`: a read model mirrors the store's
+    row under the same names, so that what the store adds stays behind it."""
+    return {f.name: getattr(row, f.name) for f in fields(cls)}

@@ -86,15 +86,7 @@ class Runner:
         # a child of a queued run is queued too, so workers (not this process) resume it
         parent = await self._store.get_run(parent_id)
         queue = parent.queue if parent is not None else None
-        text = (
-            None
-            if input is MISSING
-            else dump_json(
-                defn.coerce_input(input),
-                what=f"the input of child workflow {defn.name!r}",
-                tp=defn.input_type,
-            )
-        )
+        text = None if input is MISSING else defn.encode_input(input, child=True)
         run = NewRun(
             workflow_id=workflow_id,
             workflow_name=defn.name,

@@ -463,22 +463,17 @@ class App:
         input = _with_config(workflow, input, config)
         defn = self._ensure_registered(workflow)
         await self._maybe_recover()
-        result = await self.kernel.adispatch(
-            _command(
-                RunCreate,
-                workflow=defn.name,
-                input=None if input is _MISSING else input,
-                workflow_id=workflow_id,
-                idempotency_key=idempotency_key,
-                priority=priority,
-                tags=tuple(tags),
-                tenant=tenant,
-                initial_state=initial_state,
-                budget=self._budget_dict(budget, defn),
-            )
+        return await self._acreate(
+            defn,
+            input,
+            tags,
+            budget,
+            workflow_id=workflow_id,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            tenant=tenant,
+            initial_state=initial_state,
         )
-        assert isinstance(result, RunCreated)
-        return result.workflow_id
 
     start = facade(astart)
 
@@ -521,28 +516,46 @@ class App:
                 "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
             )
         defn = self._ensure_registered(workflow)
+        return await self._acreate(
+            defn,
+            input,
+            tags,
+            budget,
+            queue=queue,
+            concurrency_key=concurrency_key,
+            max_attempts=max_attempts,
+            run_after=run_after,
+            workflow_id=workflow_id,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            tenant=tenant,
+            initial_state=initial_state,
+        )
+
+    submit = facade(asubmit)
+
+    async def _acreate(
+        self,
+        defn: WorkflowDef,
+        input: Any,
+        tags: Iterable[str],
+        budget: Budget | dict[str, Any] | None,
+        **fields: Any,
+    ) -> str:
+        """Create a run of `defn` through the kernel (`astart` without `queue` in
+        `fields`, `asubmit` with it); the run's id."""
         result = await self.kernel.adispatch(
             _command(
                 RunCreate,
                 workflow=defn.name,
                 input=None if input is _MISSING else input,
-                workflow_id=workflow_id,
-                queue=queue,
-                idempotency_key=idempotency_key,
-                priority=priority,
-                concurrency_key=concurrency_key,
                 tags=tuple(tags),
-                tenant=tenant,
-                initial_state=initial_state,
-                max_attempts=max_attempts,
-                run_after=run_after,
                 budget=self._budget_dict(budget, defn),
+                **fields,
             )
         )
         assert isinstance(result, RunCreated)
         return result.workflow_id
-
-    submit = facade(asubmit)
 
     async def aresume(
         self, workflow_id: str, *, on_event: EventHook | None = None

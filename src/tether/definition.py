@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from ._names import check_name
 from .errors import InvalidArgumentError, WorkflowVersionError
 from .record import RunRecord
+from .serde import dump_json
 from .store import RunRow, RunStatus
 
 __all__ = ["RunResult", "WorkflowDef"]
@@ -164,6 +165,12 @@ class WorkflowDef:
                 f"the input of workflow {self.name!r} does not fit its declared type "
                 f"{_type_name(tp)}: {problems}{more}; pass a value of that type"
             ) from None
+
+    def encode_input(self, value: Any, *, child: bool = False) -> str:
+        """`value` as the recorded input of a new run (or child run) of this workflow:
+        coerced to its declared type (see `coerce_input`), then JSON text."""
+        what = f"the input of {'child workflow' if child else 'workflow'} {self.name!r}"
+        return dump_json(self.coerce_input(value), what=what, tp=self.input_type)
 
     def call(self, *args: Any) -> Awaitable[Any]:
         """Call the workflow function; what it returns must be awaitable."""

@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from .app import App
@@ -53,18 +54,23 @@ class _Poll:
         self.last = f"it returned {value!r}"
         return bool(value)
 
-    def failed(self, exc: AssertionError) -> None:
-        self.last = f"it failed: {exc}" if str(exc) else "it failed an assert"
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """One try: an `AssertionError` inside means "not yet", and is remembered."""
+        try:
+            yield
+        except AssertionError as exc:
+            self.last = f"it failed: {exc}" if str(exc) else "it failed an assert"
 
     def pause(self, clock: FakeClock | None) -> float:
-        """Real seconds to pause before the next try; a fake clock moves on instead."""
+        """Real seconds to pause before the next try (a fake clock moves on instead);
+        past the deadline, the `AssertionError` saying what was last seen."""
+        if time.monotonic() >= self.deadline:
+            raise self.error()
         if clock is None:
             return self.interval
         clock.advance(self.interval)
         return min(self.interval, FAKE_PAUSE)
-
-    def expired(self) -> bool:
-        return time.monotonic() >= self.deadline
 
     def error(self) -> AssertionError:
         name = getattr(self.condition, "__qualname__", repr(self.condition))
@@ -91,16 +97,12 @@ async def eventually(
     """
     poll = _Poll(condition, timeout, interval)
     while True:
-        try:
+        with poll.attempt():
             value = condition()
             if inspect.isawaitable(value):
                 value = await value
             if poll.met(value):
                 return value
-        except AssertionError as exc:
-            poll.failed(exc)
-        if poll.expired():
-            raise poll.error()
         await asyncio.sleep(poll.pause(clock))
 
 
@@ -114,14 +116,10 @@ def eventually_sync(
     """`eventually` for sync code (a test driving subprocesses, say)."""
     poll = _Poll(condition, timeout, interval)
     while True:
-        try:
+        with poll.attempt():
             value = condition()
             if poll.met(value):
                 return value
-        except AssertionError as exc:
-            poll.failed(exc)
-        if poll.expired():
-            raise poll.error()
         time.sleep(poll.pause(clock))
 
 

@@ -472,11 +472,7 @@ class WorkflowAI:
                 model=model_id,
                 prompt=prompt,
                 response=response,
-                input_tokens=usage.input_tokens,
-                cached_input_tokens=usage.cached_input_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                output_tokens=usage.output_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
+                **usage.model_dump(),  # the token counts, under the same names
                 cost_micro_usd=priced.micro_usd,
                 price_source=priced.source,
                 service_tier=service_tier,

@@ -2,29 +2,8 @@
 
 from __future__ import annotations
 
-from ._commands import (
-    Command,
-    CommandResult,
-    JobExecute,
-    JobExecuted,
-    LeaseReapStale,
-    OutboxFlush,
-    OutboxFlushed,
-    OutboxReplayDead,
-    Reaped,
-    Replayed,
-    RunAdoptOrphans,
-    RunCancel,
-    RunCancelled,
-    RunCreate,
-    RunCreated,
-    RunReapStuck,
-    RunRerunFrom,
-    RunResume,
-    RunResumed,
-    TimersFire,
-    Woken,
-)
+from . import _commands
+from ._commands import *  # noqa: F403 (every command and result: its __all__ is ours)
 from ._kernel import Kernel, new_run_id
 from ._outbox import OutboxPolicy
 from ._ports import RunHost, WorkflowRegistry
@@ -39,36 +18,16 @@ from ._sinks import (
 )
 
 __all__ = [
+    *_commands.__all__,
     "CallableSink",
     "CollectingSink",
-    "Command",
-    "CommandResult",
     "EventSink",
-    "JobExecute",
-    "JobExecuted",
     "Kernel",
-    "LeaseReapStale",
     "LoggingSink",
     "OutboxEvent",
-    "OutboxFlush",
-    "OutboxFlushed",
     "OutboxPolicy",
-    "OutboxReplayDead",
-    "Reaped",
-    "Replayed",
-    "RunAdoptOrphans",
-    "RunCancel",
-    "RunCancelled",
-    "RunCreate",
-    "RunCreated",
     "RunHost",
-    "RunReapStuck",
-    "RunRerunFrom",
-    "RunResume",
-    "RunResumed",
-    "TimersFire",
     "WebhookSink",
-    "Woken",
     "WorkflowRegistry",
     "new_run_id",
     "sign",

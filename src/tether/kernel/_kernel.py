@@ -178,10 +178,7 @@ class Kernel:
             )
         input_text = None
         if defn.takes_input and (cmd.input is not None or defn.input_required):
-            value = defn.coerce_input(cmd.input)  # a missing or wrong input creates nothing
-            input_text = dump_json(
-                value, what=f"the input of workflow {defn.name!r}", tp=defn.input_type
-            )
+            input_text = defn.encode_input(cmd.input)  # a missing or wrong one creates nothing
         run = NewRun(
             workflow_id=wid,
             workflow_name=defn.name,

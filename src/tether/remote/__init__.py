@@ -11,6 +11,7 @@ Needs the ``server`` extra (``pip install 'tether[server]'``).
 
 from __future__ import annotations
 
+from . import _wire
 from ._errors import (
     RemoteDeadlineError,
     RemoteError,
@@ -23,31 +24,10 @@ from ._errors import (
 from ._handler import handler
 from ._orchestrator import RemoteSpec
 from ._tenant import TenantApp
-from ._wire import (
-    PROTOCOL_HEADER,
-    PROTOCOL_VERSION,
-    SUPPORTED_PROTOCOLS,
-    Answer,
-    Invocation,
-    Journal,
-    JournalStep,
-    JournalWait,
-    Line,
-    RunMeta,
-    TenantMeta,
-    Waitpoint,
-)
+from ._wire import *  # noqa: F403 (the wire protocol: its __all__ is ours)
 
 __all__ = [
-    "PROTOCOL_HEADER",
-    "PROTOCOL_VERSION",
-    "SUPPORTED_PROTOCOLS",
-    "Answer",
-    "Invocation",
-    "Journal",
-    "JournalStep",
-    "JournalWait",
-    "Line",
+    *_wire.__all__,
     "RemoteDeadlineError",
     "RemoteError",
     "RemoteInvocationLimitError",
@@ -56,9 +36,6 @@ __all__ = [
     "RemoteUnavailableError",
     "RemoteVersionError",
     "RemoteWorkflowError",
-    "RunMeta",
     "TenantApp",
-    "TenantMeta",
-    "Waitpoint",
     "handler",
 ]

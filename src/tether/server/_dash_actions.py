@@ -6,6 +6,7 @@ reload does not send it again), or by the page with the problem when it fails.""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -18,6 +19,7 @@ from ._dash_auth import LoginNeeded, check_form, same_origin, set_token_cookie
 from ._dash_runs import run_page
 from ._deps import granted, served_app
 from ._errors import ApiError, answer_for
+from ._port import ServedApp
 
 __all__ = ["actions_router", "parse_payload"]
 
@@ -44,7 +46,39 @@ def _back(workflow_id: str, done: str) -> Response:
     return RedirectResponse(f"/runs/{quote(workflow_id, safe='')}?done={done}", status_code=303)
 
 
-async def _act(request: Request, workflow_id: str, action: str) -> Response:
+async def _signal(app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any) -> str:
+    woken = await app.asignal(workflow_id, form.get("name", "").strip(), payload)
+    return "signalled" if woken else "signal-kept"
+
+
+async def _token(app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any) -> str:
+    await app.acomplete_token(form.get("token", ""), payload)
+    return "token"
+
+
+async def _event(app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any) -> str:
+    await app.asend_event(form.get("type", "").strip(), payload)
+    return "event"
+
+
+async def _cancel(app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any) -> str:
+    await app.acancel(workflow_id, form.get("reason", "").strip() or None)
+    return "cancelled"
+
+
+_Action = Callable[[ServedApp, str, dict[str, str], Any], Awaitable[str]]
+
+#: each form's path under ``/runs/{workflow_id}/``, and what it does (its answer is
+#: the ``done`` note of the page it redirects to)
+_ACTIONS: dict[str, _Action] = {
+    "signal": _signal,
+    "complete-token": _token,
+    "send-event": _event,
+    "cancel": _cancel,
+}
+
+
+async def _act(request: Request, workflow_id: str, action: _Action) -> Response:
     """Check the form, do `action` with it, and answer."""
     form = await _form(request)
     try:
@@ -55,42 +89,27 @@ async def _act(request: Request, workflow_id: str, action: str) -> Response:
     payload = parse_payload(form.get("payload", ""))
     try:
         await app.aget_run(workflow_id)
-        if action == "signal":
-            woken = await app.asignal(workflow_id, form.get("name", "").strip(), payload)
-            done = "signalled" if woken else "signal-kept"
-        elif action == "token":
-            await app.acomplete_token(form.get("token", ""), payload)
-            done = "token"
-        elif action == "event":
-            await app.asend_event(form.get("type", "").strip(), payload)
-            done = "event"
-        else:
-            await app.acancel(workflow_id, form.get("reason", "").strip() or None)
-            done = "cancelled"
+        done = await action(app, workflow_id, form, payload)
     except TetherError as exc:
         status, _ = answer_for(exc)
         return await run_page(request, who, workflow_id, problem=str(exc), status=status)
     return _back(workflow_id, done)
 
 
-@actions_router.post("/runs/{workflow_id}/signal")
-async def signal(request: Request, workflow_id: str) -> Response:
-    return await _act(request, workflow_id, "signal")
+def _endpoint(action: _Action) -> Callable[[Request, str], Awaitable[Response]]:
+    async def endpoint(request: Request, workflow_id: str) -> Response:
+        return await _act(request, workflow_id, action)
+
+    return endpoint
 
 
-@actions_router.post("/runs/{workflow_id}/complete-token")
-async def complete_token(request: Request, workflow_id: str) -> Response:
-    return await _act(request, workflow_id, "token")
-
-
-@actions_router.post("/runs/{workflow_id}/send-event")
-async def send_event(request: Request, workflow_id: str) -> Response:
-    return await _act(request, workflow_id, "event")
-
-
-@actions_router.post("/runs/{workflow_id}/cancel")
-async def cancel(request: Request, workflow_id: str) -> Response:
-    return await _act(request, workflow_id, "cancel")
+for _path, _action in _ACTIONS.items():
+    actions_router.add_api_route(
+        f"/runs/{{workflow_id}}/{_path}",
+        _endpoint(_action),
+        methods=["POST"],
+        name=_path.replace("-", "_"),
+    )
 
 
 def _local(path: str) -> str:

@@ -14,6 +14,7 @@ from .._owners import new_owner as process_owner
 from ..app import run_on_loop
 from ..kernel import JobExecute, JobExecuted
 from ..store import JobRow
+from ._claim import claim_jobs
 from ._maintenance import MaintenanceReport, maintenance_tick
 
 if TYPE_CHECKING:
@@ -41,16 +42,7 @@ class ServerlessHost:
 
     async def aclaim(self, limit: int = 1) -> list[JobRow]:
         """Claim up to `limit` ready jobs for this host."""
-        app = self.app
-        return await app.store.claim_jobs(
-            self.worker_id,
-            self.queues,
-            limit=limit,
-            visibility=app.kernel.job_visibility,
-            limits=app.queue_limits,
-            now=app.clock.store_time(),
-            at=app.clock.now(),
-        )
+        return await claim_jobs(self.app, self.worker_id, self.queues, limit)
 
     async def ahandle_job(self, job: JobRow) -> JobExecuted:
         """Execute one job this host claimed (drive its run, then close the job)."""

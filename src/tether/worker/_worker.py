@@ -26,6 +26,7 @@ from .._owners import new_owner as process_owner
 from ..errors import IncompatibleStoreError, InvalidArgumentError, StoreError
 from ..kernel import JobExecute, JobExecuted
 from ..store import JobRow
+from ._claim import claim_jobs
 from ._maintenance import maintenance_tick
 
 if TYPE_CHECKING:
@@ -166,15 +167,7 @@ class Worker:
             jobs: list[JobRow] = []
             if free > 0:
                 try:
-                    jobs = await app.store.claim_jobs(
-                        self.worker_id,
-                        self.queues,
-                        limit=free,
-                        visibility=app.kernel.job_visibility,
-                        limits=app.queue_limits,
-                        now=app.clock.store_time(),
-                        at=app.clock.now(),
-                    )
+                    jobs = await claim_jobs(app, self.worker_id, self.queues, free)
                 except StoreError as exc:  # the database blinked: keep going, a bit later
                     log.warning("claim failed: %s", exc, extra={"worker": self.worker_id})
                     await asyncio.sleep(self.poll_interval)

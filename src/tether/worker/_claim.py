@@ -1,0 +1,27 @@
+"""Claiming jobs for a host: the one call both hosts make."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..store import JobRow
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["claim_jobs"]
+
+
+async def claim_jobs(app: App, worker_id: str, queues: Sequence[str], limit: int) -> list[JobRow]:
+    """Claim up to `limit` ready jobs of `queues` for `worker_id`, under the app's job
+    visibility and queue limits, at the app's clock."""
+    return await app.store.claim_jobs(
+        worker_id,
+        queues,
+        limit=limit,
+        visibility=app.kernel.job_visibility,
+        limits=app.queue_limits,
+        now=app.clock.store_time(),
+        at=app.clock.now(),
+    )
