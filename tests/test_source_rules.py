@@ -52,3 +52,37 @@ def test_no_module_reaches_into_another_objects_private_attributes() -> None:
                     continue
                 found.append(f"{path}:{node.lineno} {ast.unparse(node)}")
     assert found == []
+
+
+def _absolute(path: str, node: ast.ImportFrom) -> str:
+    """The module an import names, as ``tether.x.y``."""
+    here = ["tether", *Path(path).with_suffix("").parts]
+    if here[-1] == "__init__":
+        here.pop()
+    else:
+        here.pop()  # a module's package
+    if node.level:
+        here = here[: len(here) - (node.level - 1)]
+        return ".".join([*here, *([node.module] if node.module else [])])
+    return node.module or ""
+
+
+def test_a_subpackages_private_modules_are_imported_only_inside_it() -> None:
+    """``tether.store._url`` is the store's own: other packages use what
+    ``tether.store`` exports (what two packages share sits beside them)."""
+    found = []
+    for path, tree in _modules():
+        parts = Path(path).parts
+        home = f"tether.{parts[0]}" if len(parts) > 1 else "tether"
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            target = _absolute(path, node).split(".")
+            names = [a.name for a in node.names]
+            private = [p for p in target[2:] if p.startswith("_")] or [
+                n for n in names if n.startswith("_") and len(target) == 2
+            ]
+            package = ".".join(target[:2])
+            if private and len(target) >= 2 and package != home and package != "tether":
+                found.append(f"{path}:{node.lineno} from {'.'.join(target)} import {names}")
+    assert found == []

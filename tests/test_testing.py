@@ -98,6 +98,10 @@ STORE = {
     "resolve_url",
     "Histogram",
     "QueueDepth",
+    "ENV_VAR",
+    "check_url",
+    "parse_sqlite_url",
+    "redact",
 }
 
 SERVER = {

@@ -58,7 +58,7 @@ from .record import RunRecord
 from .schedules import MissedTicks, Schedule, fire_schedules
 from .serde import dump_json, load_json
 from .stages import Pipeline
-from .stages._host import cancel_suspended, forget_files, forgotten_stages, rerun_step, run_prefix
+from .stages.host import cancel_suspended, forget_files, forgotten_stages, rerun_step, run_prefix
 from .store import (
     AICallRow,
     AIUsageRow,
@@ -1122,7 +1122,7 @@ class App:
         `project` and `organisation` go to the tenant with each invocation;
         `transport` (an httpx transport) reaches a tenant without a network.
         Needs the ``server`` extra."""
-        from .remote._orchestrator import RemoteSpec, remote_workflow
+        from .remote import RemoteSpec, remote_workflow
 
         spec = RemoteSpec(name, url, secret, version, deadline, max_invocations, retry_delay,
                           project, organisation, transport)  # fmt: skip

@@ -10,7 +10,7 @@ REMOTE = {
     "Journal", "JournalStep", "JournalWait", "Line", "RemoteDeadlineError", "RemoteError",
     "RemoteInvocationLimitError", "RemoteRefusedError", "RemoteSpec", "RemoteUnavailableError",
     "RemoteVersionError", "RemoteWorkflowError", "RunMeta", "TenantApp", "TenantMeta",
-    "Waitpoint", "handler",
+    "Waitpoint", "handler", "remote_workflow",
 }  # fmt: skip
 
 

@@ -21,8 +21,7 @@ from pathlib import Path
 
 from ..app import App
 from ..errors import StoreError, TetherError
-from ..store import DEFAULT_URL
-from ..store._url import ENV_VAR, check_url, parse_sqlite_url, redact
+from ..store import DEFAULT_URL, ENV_VAR, check_url, parse_sqlite_url, redact
 from ._common import EXIT_STORE, EXIT_USAGE, err, fail
 
 __all__ = ["PRECEDENCE", "Database", "bind", "choose", "open_app", "require_existing"]

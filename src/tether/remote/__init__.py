@@ -22,7 +22,7 @@ from ._errors import (
     RemoteWorkflowError,
 )
 from ._handler import handler
-from ._orchestrator import RemoteSpec
+from ._orchestrator import RemoteSpec, remote_workflow
 from ._tenant import TenantApp
 from ._wire import *  # noqa: F403 (the wire protocol: its __all__ is ours)
 
@@ -38,4 +38,5 @@ __all__ = [
     "RemoteWorkflowError",
     "TenantApp",
     "handler",
+    "remote_workflow",
 ]

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from .._signatures import SIGNATURE, TIMESTAMP
 from ..kernel import sign
-from ..server._hooks import SIGNATURE, TIMESTAMP
 from ._errors import (
     RemoteDeadlineError,
     RemoteRefusedError,

@@ -31,8 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .._signatures import HookRejected, Webhook, check_signature
 from ..errors import InvalidArgumentError
-from ..server._hooks import HookRejected, Webhook, check_signature
 from ._tenant import TenantApp, execute, served_versions
 from ._wire import PROTOCOL_HEADER, SUPPORTED_PROTOCOLS, Invocation, Line
 

@@ -7,12 +7,12 @@ httpx).
 
 from __future__ import annotations
 
+from .._signatures import Webhook
 from ._agents_api import DispatcherView, dispatcher_routes
 from ._asgi import ServerConfig, create_app, webhooks_from_env
 from ._auth import SCOPES, check_bind, create_token, hash_token, is_loopback
 from ._client import AsyncClient, Client
 from ._errors import ApiError, ApiUnreachable
-from ._hooks import Webhook
 from ._models import (
     AICall,
     ApiTokenCreated,

@@ -20,12 +20,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from .. import __version__
+from .._signatures import HookRejected, Webhook
 from ..errors import InvalidArgumentError, TetherError
 from ._dashboard import install_dashboard
 from ._deps import ServerConfig
 from ._edge import Edge
 from ._errors import ApiError, answer_for, error_body
-from ._hooks import HookRejected, Webhook
 from ._hooks_route import hooks
 from ._metrics_route import metrics
 from ._port import ServedApp

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from .._signatures import Webhook
 from ..errors import InvalidArgumentError
 from ._auth import SCOPES, allows, hash_token, is_loopback
 from ._errors import ApiError
-from ._hooks import Webhook
 from ._models import Scope
 from ._port import ServedApp
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 
+from .._signatures import HookRejected, check_signature
 from ._deps import served_app, settings
-from ._hooks import HookRejected, check_signature
 from ._models import HookAccepted
 
 __all__ = ["hooks"]

@@ -43,10 +43,21 @@ from ._records import (
     WaitRow,
     WaitStatus,
 )
-from ._url import DEFAULT_URL, Durability, PgConfig, parse_pg_url, resolve_url
+from ._url import (
+    DEFAULT_URL,
+    ENV_VAR,
+    Durability,
+    PgConfig,
+    check_url,
+    parse_pg_url,
+    parse_sqlite_url,
+    redact,
+    resolve_url,
+)
 
 __all__ = [
     "DEFAULT_URL",
+    "ENV_VAR",
     "AICallRow",
     "AISpend",
     "AIUsageRow",
@@ -81,8 +92,11 @@ __all__ = [
     "WaitKind",
     "WaitRow",
     "WaitStatus",
+    "check_url",
     "open_store",
     "parse_pg_url",
+    "parse_sqlite_url",
+    "redact",
     "resolve_url",
 ]
 

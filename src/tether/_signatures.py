@@ -1,5 +1,7 @@
-"""Webhooks in: ``POST /hooks/{name}``, signed the way tether's `WebhookSink` signs,
-so one tether can deliver its events to another.
+"""Signed requests: webhooks in (``POST /hooks/{name}``, signed the way tether's
+`WebhookSink` signs, so one tether can deliver its events to another) and a
+remote workflow's invocations. Shared by `tether.server` and `tether.remote`,
+so it sits beside them, not inside either.
 
 A request carries ``X-Tether-Timestamp`` (unix seconds) and
 ``X-Tether-Signature`` (``sha256=`` + hex HMAC-SHA256 of ``timestamp + "." +
@@ -19,8 +21,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..errors import InvalidArgumentError
-from ..kernel import sign
+from .errors import InvalidArgumentError
+from .kernel import sign
 
 __all__ = ["HookRejected", "Webhook", "check_signature"]
 

@@ -1,5 +1,6 @@
-"""What an App does for pipeline runs outside their drive: rerun from a stage,
-cancel the batches of a cancelled run, remove the files of forgotten stages.
+"""What a host of pipelines (`tether.App`) does for their runs outside a drive:
+rerun from a stage, cancel the batches of a cancelled run, remove the files of
+forgotten stages. Public for hosts, not part of what a pipeline's author uses.
 
 Blob removal always comes after the transaction that stopped referring to
 the blobs committed (a rollback must never lose data), and it is keyed by
