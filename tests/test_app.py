@@ -149,8 +149,8 @@ async def test_failed_workflow_records_error_and_reraises(app: App) -> None:
     rec = await app.aget_record("fail-1")
     assert rec.status is RunStatus.FAILED
     assert rec.last_error is not None
-    assert rec.last_error["type"] == "LookupError"
-    assert rec.last_error["message"] == "no such job"
+    assert rec.last_error.type == "LookupError"
+    assert rec.last_error.message == "no such job"
 
 
 async def test_record_exports_seed_shape(app: App) -> None:

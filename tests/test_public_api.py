@@ -26,6 +26,8 @@ EXPECTED = {
     "Client",
     "Clock",
     "Durability",
+    "EndReason",
+    "ErrorRecord",
     "EventRecord",
     "FakeClock",
     "ForEachError",

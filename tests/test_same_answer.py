@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import tether
-from tether import App, FakeClock, RetryPolicy, RunStatus, StepContext, Workflow
+from tether import App, ErrorRecord, FakeClock, RetryPolicy, RunStatus, StepContext, Workflow
 from tether.testing import eventually_sync
 
 
@@ -340,7 +340,7 @@ async def test_a_step_timeout_ends_the_attempt_and_the_policy_retries(app: App) 
     assert attempts == [1, 2]
     steps = result.record.steps
     assert steps["llm"].attempts == 2 and steps["browser"].status.value == "failed"
-    assert "StepTimeoutError" in (steps["browser"].error or {}).get("type", "")
+    assert (steps["browser"].error or ErrorRecord("", "")).type == "StepTimeoutError"
     with pytest.raises(tether.InvalidArgumentError, match="timeout"):
         await app.arun(_bad_timeout, workflow_id="st-bad")
 

@@ -64,6 +64,7 @@ STORE = {
     "AISpend",
     "AIUsageRow",
     "ApiTokenRow",
+    "EndReason",
     "DEFAULT_URL",
     "Durability",
     "EventRow",

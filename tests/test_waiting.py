@@ -223,7 +223,7 @@ async def test_cancel_while_waiting(app: App) -> None:
     assert run.status is RunStatus.CANCELLED
     assert [w.status for w in await app.alist_waits("c1")] == [WaitStatus.CANCELLED]
     rec = await app.aget_record("c1")
-    assert rec.last_error is not None and rec.last_error["message"] == "no longer needed"
+    assert rec.last_error is not None and rec.last_error.message == "no longer needed"
     with pytest.raises(tether.RunFinishedError, match="already ended"):
         await app.acancel("c1")
     with pytest.raises(tether.RunFinishedError):
@@ -305,7 +305,7 @@ async def test_saga_compensates_in_reverse_order(app: App) -> None:
     assert undone == ["car:C1", "hotel:H1", "flight:F1"]
     rec = await app.aget_record("saga")
     assert rec.status is RunStatus.COMPENSATED
-    assert rec.last_error is not None and rec.last_error["message"] == "card declined"
+    assert rec.last_error is not None and rec.last_error.message == "card declined"
     assert rec.steps["compensate:hotel"].status is tether.StepStatus.COMPLETED
     # resuming does not compensate twice
     with pytest.raises(tether.RunFinishedError):
@@ -334,7 +334,7 @@ async def test_failing_compensation_does_not_stop_the_others(app: App) -> None:
     assert undone == ["c", "a"]
     rec = await app.aget_record("saga2")
     assert rec.status is RunStatus.COMPENSATION_FAILED
-    assert rec.last_error is not None and rec.last_error["type"] == "ValueError"
+    assert rec.last_error is not None and rec.last_error.type == "ValueError"
     assert rec.steps["compensate:b"].status is tether.StepStatus.FAILED
 
 
@@ -488,7 +488,7 @@ async def test_parked_time_does_not_count_against_timeout(app: App, clock: FakeC
     res = await app.aresult("slow", timeout=10)
     assert res.status is RunStatus.FAILED
     assert res.record.last_error is not None
-    assert res.record.last_error["type"] == "WorkflowTimeoutError"
+    assert res.record.last_error.type == "WorkflowTimeoutError"
 
 
 @pytest.mark.parametrize(

@@ -112,9 +112,9 @@ async def test_retry_policy_should_retry_stops_early(app: App) -> None:
     assert rec.status is tether.RunStatus.FAILED
     assert rec.steps["fatal"].status is StepStatus.FAILED
     assert rec.steps["fatal"].error is not None
-    assert rec.steps["fatal"].error["type"] == "PermissionError"
-    assert "Traceback" in rec.steps["fatal"].error["traceback"]
-    assert rec.last_error is not None and rec.last_error["type"] == "PermissionError"
+    assert rec.steps["fatal"].error.type == "PermissionError"
+    assert "Traceback" in rec.steps["fatal"].error.traceback
+    assert rec.last_error is not None and rec.last_error.type == "PermissionError"
     assert [e.type for e in rec.events][-1] == "workflow.failed"
 
 

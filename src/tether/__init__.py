@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._failure import ErrorRecord
 from ._fanout import ForEachError, ForEachSummary, ItemResult, ItemStatus
 from ._info import RunInfo, WaitInfo
 from ._interceptors import Proceed, RunCall, StepCall, StepInterceptor
@@ -63,7 +64,7 @@ from .stages import (
     batch_stage,
     stage,
 )
-from .store import Durability, RunStatus, StepStatus, WaitKind, WaitStatus
+from .store import Durability, EndReason, RunStatus, StepStatus, WaitKind, WaitStatus
 
 if TYPE_CHECKING:
     from .server import AsyncClient, Client
@@ -88,6 +89,8 @@ __all__ = [
     "Client",
     "Clock",
     "Durability",
+    "EndReason",
+    "ErrorRecord",
     "EventRecord",
     "Failed",
     "FakeClock",

@@ -1,6 +1,22 @@
-"""Errors at rest: one codec writes an exception as JSON and brings it back.
+"""Errors at rest: one typed record, and one codec that writes and reads it.
 
-A failed run or step records ``{"type", "module", "message", "traceback"}``.
+A failed run or step, and a cancelled run, record an `ErrorRecord` as JSON::
+
+    {"type", "module", "qualname", "message", "retryable", "traceback", "cause"}
+
+`encode_error` writes an exception, `encode_record` a record made by hand (a
+cancellation), and `decode_error` reads any of them back, including rows
+written before ``retryable`` and ``cause`` existed (they read as None) and
+bare JSON values (read as the message of an ``Exception``).
+
+``retryable`` is the verdict of the step's retry policy on this error (would
+it try again, attempts aside) when a step recorded it; otherwise what the
+exception says of itself (a bool ``retryable`` attribute, as a
+`tether.ai.ProviderError` has); otherwise None: nobody decided (a run's own
+failure has no retry policy). ``cause`` is the ``__cause__`` chain (``raise
+... from ...``), at most `MAX_CAUSES` deep; the traceback text, recorded on
+the outermost record only, already shows the whole chain.
+
 Asking a failed run for its result again raises the same exception type as
 the first time: the class is found again by module and name and rebuilt with
 the recorded message (without calling its ``__init__``, whose signature we
@@ -10,43 +26,145 @@ cannot know); where the class cannot be found, `RunFailedError` stands in.
 from __future__ import annotations
 
 import importlib
+import json
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import RunFailedError
 from .serde import dump_json
 
-__all__ = ["error_json", "revive_error"]
+__all__ = [
+    "MAX_CAUSES",
+    "ErrorRecord",
+    "decode_error",
+    "encode_error",
+    "encode_record",
+    "revive_error",
+]
+
+MAX_CAUSES = 8  # causes kept below the outermost error
 
 
-def error_json(exc: BaseException) -> str:
-    """`exc` as the JSON text recorded on a run or step."""
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    """An error as recorded on a run or a step (see the module docstring)."""
+
+    type: str  # the class name: ``ValueError``
+    message: str
+    module: str | None = None  # where the class lives: ``builtins``
+    qualname: str | None = None  # its qualified name in that module
+    retryable: bool | None = None  # would the step's policy retry it; None: not decided
+    traceback: str | None = None
+    cause: ErrorRecord | None = None  # the error it was raised from
+
+    @classmethod
+    def of(cls, exc: BaseException, *, retryable: bool | None = None) -> ErrorRecord:
+        """`exc` as a record, with its cause chain."""
+        tb = "".join(traceback.format_exception(exc))
+        return _record(exc, retryable, tb, MAX_CAUSES)
+
+    @classmethod
+    def cancelled(cls, reason: str | None) -> ErrorRecord:
+        """What a cancelled run records: the reason it was given."""
+        return cls("Cancelled", reason or "cancelled", retryable=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape at rest (and in `RunRecord.to_dict`)."""
+        return {
+            "type": self.type,
+            "module": self.module,
+            "qualname": self.qualname,
+            "message": self.message,
+            "retryable": self.retryable,
+            "traceback": self.traceback,
+            "cause": None if self.cause is None else self.cause.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, depth: int = 0) -> ErrorRecord:
+        """A record from its JSON shape, old or new; a bare value is the message."""
+        if not isinstance(data, dict):
+            return cls("Exception", data if isinstance(data, str) else json.dumps(data))
+        cause = data.get("cause")
+        retryable = data.get("retryable")
+        return cls(
+            type=_text(data.get("type")) or "Exception",
+            message=_text(data.get("message")) or "",
+            module=_text(data.get("module")),
+            qualname=_text(data.get("qualname")),
+            retryable=retryable if isinstance(retryable, bool) else None,
+            traceback=_text(data.get("traceback")),
+            cause=cls.from_dict(cause, depth + 1)
+            if cause is not None and depth < MAX_CAUSES
+            else None,
+        )
+
+    def causes(self) -> list[ErrorRecord]:
+        """This record and the ones it was raised from, outermost first."""
+        chain: list[ErrorRecord] = []
+        at: ErrorRecord | None = self
+        while at is not None:
+            chain.append(at)
+            at = at.cause
+        return chain
+
+
+def _record(exc: BaseException, retryable: bool | None, tb: str | None, left: int) -> ErrorRecord:
     cls = type(exc)
-    return dump_json(
-        {
-            "type": cls.__name__,
-            "module": cls.__module__,
-            "qualname": cls.__qualname__,
-            "message": str(exc),
-            "traceback": "".join(traceback.format_exception(exc)),
-        },
-        what="error",
+    if retryable is None:
+        said = getattr(exc, "retryable", None)
+        retryable = said if isinstance(said, bool) else None
+    cause = exc.__cause__
+    return ErrorRecord(
+        type=cls.__name__,
+        message=str(exc),
+        module=cls.__module__,
+        qualname=cls.__qualname__,
+        retryable=retryable,
+        traceback=tb,
+        cause=None if cause is None or left <= 0 else _record(cause, None, None, left - 1),
     )
 
 
-def revive_error(workflow_id: str, error: dict[str, Any] | None) -> Exception:
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def encode_record(record: ErrorRecord) -> str:
+    """`record` as the JSON text recorded on a run or step."""
+    return dump_json(record.to_dict(), what="error")
+
+
+def encode_error(exc: BaseException, *, retryable: bool | None = None) -> str:
+    """`exc` as the JSON text recorded on a run or step (`retryable`: the retry
+    policy's verdict, when one decided)."""
+    return encode_record(ErrorRecord.of(exc, retryable=retryable))
+
+
+def decode_error(text: str | None) -> ErrorRecord | None:
+    """The record of JSON text written by `encode_error` (or an older tether)."""
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:  # not JSON at all: keep what it says
+        return ErrorRecord("Exception", text)
+    return None if data is None else ErrorRecord.from_dict(data)
+
+
+def revive_error(workflow_id: str, error: ErrorRecord | None) -> Exception:
     """The exception a failed run raised, rebuilt from its record."""
-    error = error or {}
-    message = str(error.get("message", ""))
-    cls = _find_class(error.get("module"), error.get("qualname") or error.get("type"))
+    error = error or ErrorRecord("Exception", "")
+    cls = _find_class(error.module, error.qualname or error.type)
     if cls is not None:
         try:
             exc = cls.__new__(cls)
-            exc.args = (message,)
+            exc.args = (error.message,)
             return exc
         except Exception:  # a class that refuses to be built this way
             pass
-    return RunFailedError(workflow_id, str(error.get("type", "Exception")), message)
+    return RunFailedError(workflow_id, error.type, error.message)
 
 
 def _find_class(module: Any, qualname: Any) -> type[Exception] | None:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from .store import RunRow, RunStatus, WaitKind, WaitRow, WaitStatus
+from ._failure import ErrorRecord, decode_error
+from .store import EndReason, RunRow, RunStatus, WaitKind, WaitRow, WaitStatus
 
 __all__ = ["RunInfo", "WaitInfo"]
 
@@ -18,7 +19,8 @@ __all__ = ["RunInfo", "WaitInfo"]
 @dataclass(frozen=True, slots=True)
 class RunInfo:
     """One run as it stands, without its history. `input`, `output`, `error` and
-    `state` are the recorded JSON text (`App.result` gives the typed value)."""
+    `state` are the recorded JSON text (`App.result` gives the typed value;
+    `error_record` the error, decoded). `end_reason` says why the run ended."""
 
     workflow_id: str
     workflow_name: str
@@ -45,6 +47,12 @@ class RunInfo:
     owner_expires_at: datetime | None  # the owner's claim lapses then (running runs)
     step_rule: int  # how its steps are named: 2 for ``name#2``, ``name@key``
     attempt: int = 1  # 1, plus one per `rerun_from`
+    end_reason: EndReason | None = None  # None while it has not ended
+
+    @property
+    def error_record(self) -> ErrorRecord | None:
+        """The recorded error, decoded (None: none recorded)."""
+        return decode_error(self.error)
 
     @classmethod
     def from_row(cls, row: RunRow) -> RunInfo:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ._compensation import compensate
 from ._control import HandBack, Suspend
-from ._failure import error_json, revive_error
+from ._failure import decode_error, encode_error, revive_error
 from ._interceptors import RunCall, run_intercepted, with_listeners
 from ._owners import forget_owner, owner_is_dead
 from ._results import dump_result, load_result
@@ -36,7 +36,7 @@ from .errors import (
     WorkflowTimeoutError,
 )
 from .serde import dump_json, load_json, return_type_of
-from .store import NewEvent, NewJob, NewRun, RunRow, RunStatus, WaitStatus
+from .store import EndReason, NewEvent, NewJob, NewRun, RunRow, RunStatus, WaitStatus
 
 __all__ = ["Runner"]
 
@@ -374,7 +374,7 @@ class Runner:
     ) -> tuple[RunStatus | None, Any]:
         """The answer for a run that will not execute its function again."""
         if run.status is RunStatus.FAILED:
-            raise revive_error(run.workflow_id, load_json(run.error))
+            raise revive_error(run.workflow_id, decode_error(run.error))
         if run.status is RunStatus.CANCELLED and run.cancel_requested == "compensate":
             assert defn is not None
             await self._compensate_cancelled(run, defn, on_event)
@@ -452,7 +452,11 @@ class Runner:
             ok = await compensate(wf, st)
             status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
         event = NewEvent("workflow.failed", f"{type(exc).__name__}: {exc}")
-        await self._finish(st, status, event, error=error_json(exc))
+        timed_out = getattr(exc, "workflow_id", None) == st.workflow_id and isinstance(
+            exc, WorkflowTimeoutError
+        )
+        reason = EndReason.TIMED_OUT if timed_out else EndReason.FAILED
+        await self._finish(st, status, event, error=encode_error(exc), reason=reason)
         st.emit("workflow.failed", str(exc))
         self._wake_parent(st)
 
@@ -464,6 +468,7 @@ class Runner:
         *,
         output: str | None = None,
         error: str | None = None,
+        reason: EndReason | None = None,
     ) -> None:
         now = self._clock.now()
         await self._store.finish_run(
@@ -474,6 +479,7 @@ class Runner:
             at=now,
             event=event,
             compute_seconds=st.elapsed(now),
+            reason=reason,
         )
 
     async def _call(self, st: RunState, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ._attach import collecting
 from ._control import HandBack
-from ._failure import error_json
+from ._failure import decode_error, encode_error
 from ._interceptors import StepCall, intercepted
 from ._results import dump_result, load_result
 from ._run_state import RunState
@@ -87,8 +87,9 @@ class StepExecutor:
                 try:
                     result = await self._attempt(spec, row.attempts, with_ctx, asynchronous)
                 except Exception as exc:
-                    again = row.attempts < spec.policy.attempts and spec.policy.retries(exc)
-                    await self._record_failure(spec, row, exc, again, rows)
+                    retryable = spec.policy.retries(exc)
+                    again = retryable and row.attempts < spec.policy.attempts
+                    await self._record_failure(spec, row, exc, retryable, again, rows)
                     if not again:
                         raise
                     await self._rt.clock.sleep(_backoff(spec.policy, row.attempts, exc))
@@ -154,9 +155,15 @@ class StepExecutor:
             raise StepTimeoutError(spec.key, spec.timeout) from exc
 
     async def _record_failure(
-        self, spec: StepSpec, row: StepRow, exc: Exception, again: bool, rows: list[Any]
+        self,
+        spec: StepSpec,
+        row: StepRow,
+        exc: Exception,
+        retryable: bool,
+        again: bool,
+        rows: list[Any],
     ) -> None:
-        err = error_json(exc)
+        err = encode_error(exc, retryable=retryable)
         what = "step.retrying" if again else "step.failed"
         detail = {"attempt": row.attempts, "error": f"{type(exc).__name__}: {exc}"}
         await self._rt.store.fail_step(
@@ -181,7 +188,7 @@ class StepExecutor:
             await self._rt.store.fail_step(
                 self._run.fence,
                 spec.key,
-                error=error_json(exc),
+                error=encode_error(exc, retryable=False),
                 final=True,
                 at=self._rt.clock.now(),
                 event=NewEvent("step.failed", spec.key, f'{{"attempt":{attempt}}}'),
@@ -252,12 +259,12 @@ def _attempts_left(spec: StepSpec, row: StepRow | None) -> int:
     budget = spec.policy.attempts + (spec.policy.interrupted_reruns if interrupted else 0)
     if row.attempts < budget:
         return row.attempts
-    err = load_json(row.error) or {}
+    err = decode_error(row.error)
     raise StepFailedError(
         spec.key,
         row.attempts,
-        err.get("type", "Interrupted"),
-        err.get("message", "attempts were used up by an earlier process"),
+        "Interrupted" if err is None else err.type,
+        "attempts were used up by an earlier process" if err is None else err.message,
     )
 
 

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ._failure import ErrorRecord, decode_error
 from ._stage_record import StageRecord, build_stages
 from ._usage_json import usage_dict as _usage_dict
 from ._usage_json import usage_row as _usage_row
 from .store import (
     AIUsageRow,
+    EndReason,
     EventRow,
     HeartbeatRow,
     LockRow,
@@ -62,7 +64,7 @@ class StepRecord:
     attempts: int
     idempotency_key: str | None
     result: Any
-    error: dict[str, Any] | None
+    error: ErrorRecord | None  # its last failed attempt's error
     started_at: datetime | None
     completed_at: datetime | None
 
@@ -74,7 +76,7 @@ class StepRecord:
             attempts=row.attempts,
             idempotency_key=row.idempotency_key,
             result=_load_result(row.result),
-            error=_load(row.error),
+            error=decode_error(row.error),
             started_at=row.started_at,
             completed_at=row.completed_at,
         )
@@ -85,7 +87,7 @@ class StepRecord:
             "attempts": self.attempts,
             "idempotencyKey": self.idempotency_key,
             "result": self.result,
-            "error": self.error,
+            "error": None if self.error is None else self.error.to_dict(),
             "startedAt": _iso(self.started_at),
             "completedAt": _iso(self.completed_at),
         }
@@ -225,7 +227,7 @@ class RunRecord:
     input: Any
     output: Any
     state: Any
-    last_error: dict[str, Any] | None
+    last_error: ErrorRecord | None  # kept after a rerun or resume succeeds
     generation: int
     steps: dict[str, StepRecord]
     events: tuple[EventRecord, ...]
@@ -236,6 +238,7 @@ class RunRecord:
     usage: RunUsage | None = None  # its AI calls, from the call log (None: it made none)
     stages: tuple[StageRecord, ...] = ()  # a pipeline run's stages, in plan order
     attempt: int = 1  # 1, plus one per `rerun_from`
+    end_reason: EndReason | None = None  # why it ended (None: it has not)
 
     def owner_gone_since(self, now: datetime) -> datetime | None:
         """When the owner of this running run stopped renewing its claim (it died),
@@ -265,7 +268,7 @@ class RunRecord:
             input=_load(run.input),
             output=_load_result(run.output),
             state=_load(run.state),
-            last_error=_load(run.error),
+            last_error=decode_error(run.error),
             generation=run.generation,
             steps={s.key: StepRecord.from_row(s) for s in steps},
             events=tuple(EventRecord.from_row(e) for e in events),
@@ -276,6 +279,7 @@ class RunRecord:
             usage=usage,
             stages=build_stages(run, steps, events, stage_usage),
             attempt=run.attempt,
+            end_reason=run.end_reason,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -297,7 +301,8 @@ class RunRecord:
             "events": [e.to_dict() for e in self.events],
             "heartbeats": {k: h.to_dict() for k, h in self.heartbeats.items()},
             "leases": {k: lease.to_dict() for k, lease in self.leases.items()},
-            "lastError": self.last_error,
+            "lastError": None if self.last_error is None else self.last_error.to_dict(),
+            "endReason": None if self.end_reason is None else self.end_reason.value,
             "usage": None if self.usage is None else self.usage.to_dict(),
             "attempt": self.attempt,
             "stages": [s.to_dict() for s in self.stages],
@@ -322,7 +327,7 @@ class RunRecord:
             input=data["input"],
             output=data["output"],
             state=data["state"],
-            last_error=data["lastError"],
+            last_error=_error(data["lastError"]),
             generation=data.get("generation", 0),
             steps={k: _step(k, s) for k, s in data["steps"].items()},
             events=tuple(
@@ -339,10 +344,15 @@ class RunRecord:
             usage=None if data.get("usage") is None else RunUsage.from_dict(data["usage"]),
             stages=tuple(StageRecord.from_dict(d) for d in data.get("stages", ())),
             attempt=data.get("attempt", 1),
+            end_reason=None if data.get("endReason") is None else EndReason(data["endReason"]),
         )
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+def _error(data: Any) -> ErrorRecord | None:
+    return None if data is None else ErrorRecord.from_dict(data)
 
 
 def _from_iso(text: str | None) -> datetime | None:
@@ -356,7 +366,7 @@ def _step(key: str, s: dict[str, Any]) -> StepRecord:
         attempts=s["attempts"],
         idempotency_key=s["idempotencyKey"],
         result=s["result"],
-        error=s["error"],
+        error=_error(s["error"]),
         started_at=_from_iso(s["startedAt"]),
         completed_at=_from_iso(s["completedAt"]),
     )

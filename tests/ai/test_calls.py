@@ -370,7 +370,7 @@ async def test_a_batch_past_max_wait_is_cancelled_and_fails_the_run(
     done = await app.aresult("sb", timeout=10)
     assert done.status is RunStatus.FAILED
     assert done.record.last_error is not None
-    assert "did not finish within max_wait=120" in done.record.last_error["message"]
+    assert "did not finish within max_wait=120" in done.record.last_error.message
     [batch_id] = list(server.state.batches)
     assert server.state.batches[batch_id]["status"] == "cancelled"
     await app.aclose()

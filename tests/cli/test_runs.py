@@ -168,3 +168,33 @@ def test_reading_a_postgres_database_without_tether_tables(
         assert res.returncode == 0 and json.loads(res.stdout) == []
     finally:
         postgres.drop_schema(schema)
+
+
+async def _saga(wf: Workflow) -> None:
+    await wf.step("reserve", lambda: "R", compensate=lambda r: None)
+    try:
+        await wf.step("pay", _declined)
+    except ValueError as exc:
+        raise RuntimeError("order failed") from exc
+
+
+def _declined() -> None:
+    raise ValueError("card declined")
+
+
+def test_runs_show_says_why_a_run_ended_and_its_error_chain(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    app = App(url)
+    app.workflow(name="saga")(_saga)
+    with pytest.raises(RuntimeError):
+        app.run(_saga, workflow_id="s1")
+    app.close()
+    shown = invoke("--db", url, "runs", "show", "s1")
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"status\s+compensated", shown.output), shown.output
+    assert re.search(r"ended\s+failed", shown.output), shown.output
+    assert "RuntimeError: order failed <- ValueError: card declined" in shown.output
+    data = json.loads(invoke("--db", url, "runs", "show", "s1", "--json").output)
+    assert data["endReason"] == "failed" and data["lastError"]["cause"]["type"] == "ValueError"
+    (row,) = json.loads(invoke("--db", url, "runs", "list", "--json").output)
+    assert row["endReason"] == "failed" and row["error"]["retryable"] is None

@@ -84,8 +84,8 @@ def test_a_workflow_version_the_tenant_does_not_serve_fails_the_run(
         rec = _ended(client, wid)
     assert rec.status is RunStatus.FAILED
     assert rec.last_error is not None
-    assert rec.last_error["type"] == "RemoteVersionError"
-    assert "['2', '1']" in rec.last_error["message"] and "'3'" in rec.last_error["message"]
+    assert rec.last_error.type == "RemoteVersionError"
+    assert "['2', '1']" in rec.last_error.message and "'3'" in rec.last_error.message
     assert _invocations(rec) == 1
 
 
@@ -96,8 +96,8 @@ def test_a_slow_tenant_is_stopped_at_its_deadline_on_both_sides(
         wid = client.start("slow")
         rec = _ended(client, wid)
     assert rec.status is RunStatus.FAILED
-    assert rec.last_error is not None and rec.last_error["type"] == "RemoteInvocationLimitError"
-    assert "deadline" in rec.last_error["message"]
+    assert rec.last_error is not None and rec.last_error.type == "RemoteInvocationLimitError"
+    assert "deadline" in rec.last_error.message
     assert _invocations(rec) == 2
     # the tenant cancelled the step at the deadline each time: it never finished
     assert tenant.side(wid) == ["nap started", "nap started"]
@@ -108,8 +108,8 @@ def test_invocations_are_capped(orchestrator: Served) -> None:
         wid = client.start("unreachable")
         rec = _ended(client, wid)
     assert rec.status is RunStatus.FAILED
-    assert rec.last_error is not None and rec.last_error["type"] == "RemoteInvocationLimitError"
-    assert "cap of 3 invocations" in rec.last_error["message"]
+    assert rec.last_error is not None and rec.last_error.type == "RemoteInvocationLimitError"
+    assert "cap of 3 invocations" in rec.last_error.message
     assert _invocations(rec) == 3
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tether import AsyncClient, Client, RunRecord, RunStatus
+from tether import AsyncClient, Client, EndReason, RunRecord, RunStatus
 from tether.server import ApiError
 from tether.testing import eventually, eventually_sync
 
@@ -50,6 +50,7 @@ def round_trip(served: Served) -> None:
         page = client.list_runs(tenant="acme")
         assert [r.workflow_id for r in page.runs] == [wid]
         assert page.runs[0].tags == ["t1"] and page.next_cursor is None
+        assert page.runs[0].end_reason is EndReason.COMPLETED
 
 
 def test_round_trip_on_sqlite(served: Served) -> None:
@@ -109,7 +110,12 @@ def test_cancel_complete_token_send_event_and_waits(served: Served) -> None:
         a = client.start("waits")
         _parked(client, a)
         assert client.cancel(a, "no longer needed") == [a]
-        assert _done(client, a).status is RunStatus.CANCELLED
+        done = _done(client, a)
+        assert done.status is RunStatus.CANCELLED and done.end_reason is EndReason.CANCELLED
+        (summary,) = [r for r in client.list_runs(status="cancelled").runs if r.workflow_id == a]
+        assert summary.end_reason is EndReason.CANCELLED
+        assert summary.error is not None and summary.error["message"] == "no longer needed"
+        assert summary.error["retryable"] is False and summary.error["cause"] is None
         t = client.start("tokened")
         _parked(client, t)
         (wait,) = [w for w in client.waits(t) if w.kind == "token"]

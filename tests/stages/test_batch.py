@@ -112,8 +112,8 @@ async def test_max_wait_is_enforced_and_the_batch_cancelled(app: App, clock: Fak
             await app.aresume("slow")
     rec = await app.aget_record("slow")
     assert rec.status is RunStatus.FAILED and rec.last_error is not None
-    assert rec.last_error["type"] == "StageTimeoutError"
-    assert "not ready after max_wait=600" in rec.last_error["message"]
+    assert rec.last_error.type == "StageTimeoutError"
+    assert "not ready after max_wait=600" in rec.last_error.message
     assert BATCHES["batch-2"]["cancelled"] is True
     assert BATCHES["batch-2"]["checks"] <= 3
     assert rec.stages[0].status == "failed" and "max_wait" in (rec.stages[0].error or "")

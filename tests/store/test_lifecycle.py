@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tether.errors import TetherError
+from tether.errors import InvalidArgumentError, TetherError
 from tether.store import (
+    EndReason,
     Fence,
     JobStatus,
     NewEvent,
@@ -27,7 +28,7 @@ from tether.store import (
     WaitStatus,
     open_store,
 )
-from tether.store._lifecycle import CLOSED, MOVES, TERMINAL, moves
+from tether.store._lifecycle import CLOSED, END_REASONS, MOVES, TERMINAL, end_reason, moves
 from tether.store._records import _TERMINAL
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -239,3 +240,61 @@ async def test_step_and_wait_moves(store: Store) -> None:
     await store.cancel_run("r", reason=None, compensate=False, at=T0)
     assert await wait("c") in moves("wait", "cancel_run").dst
     assert await wait("t") == "timed_out"  # a closed wait is not moved again
+
+
+def test_every_end_has_its_reasons() -> None:
+    """Each move that lands a run in a terminal status names the reasons it records."""
+    ends = {
+        (m.verb, d)
+        for m in MOVES
+        if m.kind == "run" and m.verb in ("finish_run", "finish_run(compensating)", "cancel_run")
+        for d in m.dst
+        if d in TERMINAL
+    }
+    assert set(END_REASONS) == ends
+    assert {r for rs in END_REASONS.values() for r in rs} == set(EndReason)
+    assert end_reason("finish_run", RunStatus.RUNNING) is None  # not an end
+    with pytest.raises(InvalidArgumentError):  # a failure is no completion
+        end_reason("finish_run", RunStatus.FAILED, EndReason.COMPLETED)
+    with pytest.raises(InvalidArgumentError):  # finish_run does not cancel
+        end_reason("finish_run", RunStatus.CANCELLED)
+
+
+@pytest.mark.parametrize(("verb", "status"), sorted(END_REASONS))
+async def test_each_end_records_its_reason(store: Store, verb: str, status: str) -> None:
+    """Made through the verbs on both backends: the run lands in `status` with the
+    first reason the table names, or with any other it allows when asked for it."""
+    for i, reason in enumerate(END_REASONS[(verb, status)]):
+        wid = f"{verb}-{status}-{i}"
+        if verb == "cancel_run":
+            await _run_in(store, wid, "running")
+            await store.cancel_run(wid, reason=None, compensate=False, at=T0)
+        else:
+            compensating = verb == "finish_run(compensating)"
+            await _run_in(store, wid, "cancelled" if compensating else "running")
+            if compensating:
+                await store.claim_run(wid, "o", T0, EV, compensating=True)
+            fence = Fence(wid, await _gen(store, wid), compensating=compensating)
+            await store.finish_run(
+                fence, RunStatus(status), output=None, error=None, at=T0, event=EV, reason=reason
+            )
+        run = await store.get_run(wid)
+        assert run is not None
+        assert (run.status.value, run.end_reason) == (status, reason)
+
+
+async def test_only_an_ended_run_has_a_reason(store: Store) -> None:
+    """Created, claimed, parked: none; a finished run claimed again, or rewound by
+    rerun_from, has none either until it ends again."""
+    for status in ("pending", "running", "waiting"):
+        await _run_in(store, status, status)
+        run = await store.get_run(status)
+        assert run is not None and run.end_reason is None
+    await _run_in(store, "done", "completed")
+    assert (await store.get_run("done")).end_reason is EndReason.COMPLETED  # type: ignore[union-attr]
+    await _claim(store, "done")
+    assert (await store.get_run("done")).end_reason is None  # type: ignore[union-attr]
+    await _run_in(store, "bad", "failed")
+    assert (await store.get_run("bad")).end_reason is EndReason.FAILED  # type: ignore[union-attr]
+    await _rerun(store, "bad")
+    assert (await store.get_run("bad")).end_reason is None  # type: ignore[union-attr]

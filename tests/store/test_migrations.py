@@ -31,6 +31,7 @@ PINNED = {
         "0007_ai_calls.sql": "640b246a355d2ab2199fa87478f6bb133cabb55479975f31cd0f370ff2e01909",
         "0008_stages.sql": "aad1a95c3cd768548933c621fae9563a1774b5f08ce764bbde4e26b99ed022c3",
         "0009_api.sql": "2b62d9c86a169bda9b1ec58be061ed97dbe19653a5201f8f1eb062a11755e393",
+        "0010_end_reason.sql": "f5b318cba843a6bc7fcc663d3727ed5512952a17296e5d227e3491d70876d566",
     },
     "sqlite": {
         "0001_core.sql": "a243e4a11c3b2854d7027cd3aa85f5ed9fa5fb97201936ecb0a7fa3d17ebfd44",
@@ -42,6 +43,7 @@ PINNED = {
         "0007_ai_calls.sql": "102db745d2c5b6cd7b84a8e78dc92b4b4961455c3fcde192ac0bfc3f730dc3b7",
         "0008_stages.sql": "0f178d24c2f3adfea87a536612a684a61977a10dabf9ff6d03eb9e80aee0db02",
         "0009_api.sql": "6f7811d8fce8cbafb9902240ec75b2d9f63e882b0ac5171872d6e894c816b5d0",
+        "0010_end_reason.sql": "bea07c1cc34e04a6d8204c8d5605c4fc8ff2443cfd818cf7bd99bf1afdff38a7",
     },
 }
 
@@ -102,3 +104,101 @@ async def test_both_dialects_migrate_to_the_same_tables_and_columns(
         assert _pg_columns(postgres, schema) == _sqlite_columns(tmp_path / "schema.db")
     finally:
         postgres.drop_schema(schema)
+
+
+# (id, status, error as an older tether wrote it) -> the end reason 0010 fills in
+OLD_RUNS = [
+    ("p", "pending", None, None),
+    ("r", "running", None, None),
+    ("w", "waiting", None, None),
+    ("c", "completed", None, "completed"),
+    ("f", "failed", '{"type": "ValueError", "message": "no", "traceback": "..."}', "failed"),
+    ("t", "failed", '{"type": "WorkflowTimeoutError", "module": "tether.errors"}', "timed_out"),
+    ("x", "cancelled", '{"type": "Cancelled", "message": "stop", "traceback": null}', "cancelled"),
+    ("xc", "compensated", '{"type": "Cancelled", "message": "stop"}', "cancelled"),
+    ("xf", "compensation_failed", '{"type":"Cancelled","message":"stop"}', "cancelled"),
+    # the message holds the text the old rule searched for; the type says it failed
+    (
+        "fc",
+        "compensated",
+        '{"type": "ValueError", "message": "\\"type\\":\\"Cancelled\\""}',
+        "failed",
+    ),
+    ("fs", "failed", '"a bare string"', "failed"),
+]
+
+
+def _sqlite_at_0009(path: Path) -> None:
+    from tether.store._sqlite import APPLICATION_ID, _statements
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute(
+            "CREATE TABLE schema_version "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        for mig in migrations("sqlite")[:9]:
+            for statement in _statements(mig.sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (?, ?, 0)", (mig.version, mig.name))
+        for wid, status, error, _ in OLD_RUNS:
+            conn.execute(
+                "INSERT INTO runs (id, workflow_name, status, error, created_at, updated_at) "
+                "VALUES (?, 'wf', ?, ?, 0, 0)",
+                (wid, status, error),
+            )
+    finally:
+        conn.close()
+
+
+def _pg_at_0009(server: PostgresServer, schema: str) -> None:
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path TO {schema}")
+        conn.execute(
+            "CREATE TABLE schema_version (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for mig in migrations("postgresql")[:9]:
+            conn.execute(mig.sql.encode())
+            conn.execute(
+                "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
+                (mig.version, mig.name),
+            )
+        for wid, status, error, _ in OLD_RUNS:
+            conn.execute(
+                "INSERT INTO runs (id, workflow_name, status, error, created_at, updated_at) "
+                "VALUES (%s, 'wf', %s, %s::jsonb, now(), now())",
+                (wid, status, error),
+            )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_0010_fills_in_why_old_runs_ended(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A database at 0009 holding runs in every status: the migration gives each
+    ended run its reason, read once from its status and its error's type."""
+    if backend == "sqlite":
+        _sqlite_at_0009(tmp_path / "old.db")
+        url, cleanup = f"sqlite:///{tmp_path}/old.db", None
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        _pg_at_0009(server, schema)
+        url, cleanup = server.url_with_schema(schema), lambda: server.drop_schema(schema)
+    store = open_store(url)
+    try:
+        await store.open()
+        assert await store.schema_version() == 10
+        got = {}
+        for wid, *_ in OLD_RUNS:
+            run = await store.get_run(wid)
+            assert run is not None
+            got[wid] = None if run.end_reason is None else run.end_reason.value
+        assert got == {wid: reason for wid, _, _, reason in OLD_RUNS}
+    finally:
+        await store.close()
+        if cleanup is not None:
+            cleanup()

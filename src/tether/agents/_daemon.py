@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._info import RunInfo
 from ..errors import RunFinishedError, RunNotFoundError
 from ..store import RunStatus
 from ._config import WorkflowFile, WorkflowWatcher
@@ -177,7 +178,7 @@ class Dispatcher:
                 continue
             if latest.status is RunStatus.FAILED:
                 held[issue.id] = "its run failed; tether agents retry to dispatch it again"
-            elif latest.status is RunStatus.CANCELLED and STOPPED_BY_PERSON in (latest.error or ""):
+            elif latest.status is RunStatus.CANCELLED and _cancelled_for(latest, STOPPED_BY_PERSON):
                 held[issue.id] = "stopped by a person; tether agents retry to dispatch it again"
         return held
 
@@ -578,3 +579,9 @@ def _state(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _cancelled_for(run: RunInfo, reason: str) -> bool:
+    """The run was cancelled with `reason` (the message its cancellation recorded)."""
+    error = run.error_record
+    return error is not None and reason in error.message

@@ -30,6 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._failure import decode_error
 from .._workflow import Workflow
 from ..errors import RunCancelledError
 from ..store import RunStatus
@@ -274,7 +275,8 @@ class IssueRunner:
         `before_remove` first), here where nothing uses it any more."""
         await self._after_run(path)
         row = await self.app.store.get_run(run_id)
-        if row is not None and TERMINAL_STOP in (row.error or ""):
+        error = None if row is None else decode_error(row.error)
+        if error is not None and TERMINAL_STOP in error.message:
             await self.workspaces().remove(path)
 
     async def _prepare(self, issue: Issue) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import RunInfo
+from .._failure import ErrorRecord
 from ..record import RunRecord, StepRecord, owner_gone_since
 from ..store import RunStatus, StepStatus
 
@@ -95,8 +96,11 @@ def driven_by(rec: RunRecord, drivers: list[str]) -> str:
     )
 
 
-def error_text(error: dict[str, Any] | None) -> str:
-    return "" if not error else f"{error.get('type')}: {error.get('message')}"
+def error_text(error: ErrorRecord | None) -> str:
+    """``Type: message``, then what it was raised from."""
+    if error is None:
+        return ""
+    return " <- ".join(f"{e.type}: {e.message}" for e in error.causes())
 
 
 def _json(value: str | None) -> Any:
@@ -108,6 +112,10 @@ def _json(value: str | None) -> Any:
         return value
 
 
+def _error_dict(error: ErrorRecord | None) -> dict[str, Any] | None:
+    return None if error is None else error.to_dict()
+
+
 def row_dict(r: RunInfo) -> dict[str, Any]:
     """A run's row as JSON (`runs list --json`): every field, values decoded."""
     return {
@@ -117,7 +125,8 @@ def row_dict(r: RunInfo) -> dict[str, Any]:
         "status": r.status.value,
         "input": _json(r.input),
         "output": _json(r.output),
-        "error": _json(r.error),
+        "error": _error_dict(r.error_record),
+        "endReason": None if r.end_reason is None else r.end_reason.value,
         "state": _json(r.state),
         "priority": r.priority,
         "tags": list(r.tags),

@@ -279,6 +279,13 @@ def _shown_record(rec: RunRecord) -> dict[str, Any]:
     return data
 
 
+def _ended(rec: RunRecord) -> str:
+    """Why the run ended, where the status does not already say it."""
+    if rec.end_reason is None or rec.end_reason.value == rec.status.value:
+        return ""
+    return rec.end_reason.value.replace("_", " ")
+
+
 def _summary(rec: RunRecord, drivers: list[str]) -> Table:
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
@@ -288,6 +295,7 @@ def _summary(rec: RunRecord, drivers: list[str]) -> Table:
         ("run", rec.workflow_id),
         ("workflow", rec.workflow_name + version),
         ("status", status_text(rec.status, rec.owner_expires_at)),
+        ("ended", _ended(rec)),
         ("owner", rec.owner if rec.status is RunStatus.RUNNING and rec.owner else ""),
         ("driven by", driven_by(rec, drivers)),
         ("created", ts(rec.created_at, zone=True)),

@@ -52,7 +52,7 @@ def _header(rec: RunRecord, now: datetime) -> Table:
         ("status", status_text(rec.status, rec.owner_expires_at)),
         ("elapsed", f"{(ended - started).total_seconds():.1f}s"),
         ("AI cost", "" if usage is None else f"${usage.cost_usd:.6f} ({usage.calls} calls)"),
-        ("last error", short(rec.last_error.get("message", "")) if rec.last_error else ""),
+        ("last error", short(rec.last_error.message) if rec.last_error else ""),
     ]
     for label, value in facts:
         if value:

@@ -28,7 +28,7 @@ from ..errors import (
     explain_validation,
 )
 from ..serde import dump_json
-from ..store import NewJob, NewRun, RunStatus, Store
+from ..store import EndReason, NewJob, NewRun, RunStatus, Store
 from ._commands import (
     Command,
     CommandResult,
@@ -297,14 +297,9 @@ class Kernel:
             run = await store.get_run(cmd.workflow_id)
             status = None if run is None else run.status
             # its queued job is cancelled with the run, so a claimed job whose run ended
-            # cancelled had the run cancelled under it: a ghost
-            ghost = run is not None and (
-                run.status is RunStatus.CANCELLED
-                or (
-                    run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
-                    and _was_cancelled(run.error)
-                )
-            )
+            # by cancellation (compensated since, or not) had the run cancelled under it:
+            # a ghost
+            ghost = run is not None and run.end_reason is EndReason.CANCELLED
         await store.finish_job(
             cmd.job_id, cmd.worker, error=error, ghost=ghost, at=self.clock.now()
         )
@@ -406,10 +401,6 @@ class Kernel:
     async def _outbox_replay_dead(self, cmd: OutboxReplayDead) -> Replayed:
         count = await self.store.outbox_replay_dead(limit=cmd.max_events, at=self.clock.now())
         return Replayed(count=count)
-
-
-def _was_cancelled(error: str | None) -> bool:
-    return error is not None and '"type":"Cancelled"' in error.replace(" ", "")
 
 
 def _differ(recorded: str | None, given: str | None) -> bool:

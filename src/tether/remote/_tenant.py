@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast, overload
 
 from .._compensation import compensate
 from .._control import Suspend
-from .._failure import error_json
+from .._failure import ErrorRecord
 from .._results import dump_result
 from .._run_state import RunState
 from .._runtime import Runtime
@@ -176,7 +176,7 @@ async def execute(tenant: TenantApp, defn: WorkflowDef, inv: Invocation, send: S
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        error = load_json(error_json(exc))
+        error = ErrorRecord.of(exc).to_dict()
         if not st.compensations:
             return _answer("failed", inv, store, error=error)
         ok = await compensate(wf, st)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._info import RunInfo, WaitInfo
 from ..record import EventRecord
-from ..store import AICallRow, AIUsageRow, RunStatus
+from ..store import AICallRow, AIUsageRow, EndReason, RunStatus
 
 __all__ = [
     "AICall",
@@ -98,12 +98,18 @@ class RunSummary(_Out):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    error: Any = Field(default=None, description="the last error recorded, as JSON")
+    end_reason: EndReason | None = Field(
+        default=None, description="why the run ended; null while it has not"
+    )
+    error: dict[str, Any] | None = Field(
+        default=None,
+        description="the last error recorded: type, module, qualname, message, retryable, "
+        "traceback, cause (the error it was raised from, the same shape, or null)",
+    )
 
     @classmethod
     def of(cls, run: RunInfo) -> RunSummary:
-        import json
-
+        error = run.error_record
         return cls(
             workflow_id=run.workflow_id,
             workflow_name=run.workflow_name,
@@ -119,7 +125,8 @@ class RunSummary(_Out):
             updated_at=run.updated_at,
             started_at=run.started_at,
             finished_at=run.finished_at,
-            error=None if run.error is None else json.loads(run.error),
+            end_reason=run.end_reason,
+            error=None if error is None else error.to_dict(),
         )
 
 

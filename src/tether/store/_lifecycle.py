@@ -4,17 +4,33 @@ The table is data: the store's status sets (terminal, closed, open ...) are
 derived from it, and `tests/store/test_lifecycle.py` walks it against both
 backends (each allowed move works; a move the table lacks is refused). A
 move from ``None`` creates the row.
+
+`END_REASONS` says, for each move that ends a run, which `EndReason` it
+records by the status it lands in: the status is what became of the run, the
+reason why it ended (a cancelled run whose compensations ran is compensated,
+and was cancelled).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._records import JobStatus, RunStatus, StepStatus, WaitStatus
+from ..errors import InvalidArgumentError
+from ._records import EndReason, JobStatus, RunStatus, StepStatus, WaitStatus
 
-__all__ = ["CLOSED", "MOVES", "RERUNNABLE", "TERMINAL", "Move", "moves", "sql_set"]
+__all__ = [
+    "CLOSED",
+    "END_REASONS",
+    "MOVES",
+    "RERUNNABLE",
+    "TERMINAL",
+    "Move",
+    "end_reason",
+    "moves",
+    "sql_set",
+]
 
-R, J, S, W = RunStatus, JobStatus, StepStatus, WaitStatus
+R, J, S, W, E = RunStatus, JobStatus, StepStatus, WaitStatus, EndReason
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,7 @@ def _m(kind: str, verb: str, src: object, dst: object) -> Move:
 
 
 _FINISHED = (R.COMPLETED, R.FAILED)
+_COMPENSATION = (R.COMPENSATED, R.COMPENSATION_FAILED)
 _ENDED_BY_CANCEL = (R.CANCELLED, R.COMPENSATED, R.COMPENSATION_FAILED)
 _LIVE = (R.PENDING, R.RUNNING, R.WAITING)
 
@@ -47,8 +64,10 @@ MOVES: tuple[Move, ...] = (
     _m("run", "release_run", R.RUNNING, R.PENDING),
     _m("run", "park_run", R.RUNNING, R.WAITING),
     _m("run", "wake", R.WAITING, R.PENDING),  # send_event, send_signal, complete_token, ...
-    _m("run", "finish_run", (*_LIVE, *_FINISHED), (*_FINISHED, R.CANCELLED)),
-    _m("run", "finish_run(compensating)", R.CANCELLED, (R.COMPENSATED, R.COMPENSATION_FAILED)),
+    # a failed run with compensations ends compensated (or compensation_failed)
+    _m("run", "finish_run", (*_LIVE, *_FINISHED), (*_FINISHED, *_COMPENSATION)),
+    # a cancelled run with nothing to compensate stays cancelled
+    _m("run", "finish_run(compensating)", R.CANCELLED, (R.CANCELLED, *_COMPENSATION)),
     _m("run", "cancel_run", _LIVE, R.CANCELLED),
     # a run that is not executing: not running, nor cancelled with compensation to come
     _m("run", "rerun_from", (R.PENDING, R.WAITING, *_FINISHED, *_ENDED_BY_CANCEL[1:]), R.PENDING),
@@ -68,6 +87,31 @@ MOVES: tuple[Move, ...] = (
     _m("wait", "fire_due", W.PENDING, (W.RESOLVED, W.TIMED_OUT)),
     _m("wait", "cancel_run", W.PENDING, W.CANCELLED),
 )
+
+
+# (verb, the status a run lands in) -> the end reasons that move may record, the
+# first when the caller names none
+END_REASONS: dict[tuple[str, str], tuple[EndReason, ...]] = {
+    ("finish_run", R.COMPLETED): (E.COMPLETED,),
+    **{("finish_run", st): (E.FAILED, E.TIMED_OUT) for st in (R.FAILED, *_COMPENSATION)},
+    **{("finish_run(compensating)", st): (E.CANCELLED,) for st in (R.CANCELLED, *_COMPENSATION)},
+    ("cancel_run", R.CANCELLED): (E.CANCELLED,),
+}
+
+
+def end_reason(verb: str, status: str, given: EndReason | None = None) -> EndReason | None:
+    """The end reason `verb` records when it moves a run to `status` (None: the run
+    has not ended); `given` if the table allows it, else `InvalidArgumentError`."""
+    allowed = END_REASONS.get((verb, str(status)))
+    if allowed is None:
+        if str(status) in TERMINAL:
+            raise InvalidArgumentError(f"{verb} does not end a run {status}")
+        return None
+    if given is None:
+        return allowed[0]
+    if given not in allowed:
+        raise InvalidArgumentError(f"{verb} ending a run {status} cannot record {given}")
+    return given
 
 
 def moves(kind: str, verb: str) -> Move:

@@ -24,6 +24,7 @@ from ._records import (
     AISpend,
     AIUsageRow,
     ApiTokenRow,
+    EndReason,
     EventRow,
     Fence,
     HeartbeatRow,
@@ -147,8 +148,12 @@ class Store(Protocol):
         at: datetime,
         event: NewEvent,
         compute_seconds: float = 0.0,
+        reason: EndReason | None = None,
     ) -> None:
-        """End the run; add `compute_seconds` of execution; wake a parent waiting on it."""
+        """End the run; add `compute_seconds` of execution; wake a parent waiting on it.
+
+        Records the run's `EndReason`: `reason`, or the one `_lifecycle.END_REASONS`
+        gives first for this move (a compensating fence ends a cancelled run)."""
         ...
 
     async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None: ...

@@ -36,8 +36,10 @@ from ..errors import (
     TetherError,
 )
 from ._base import Mode, Tx
+from ._lifecycle import end_reason
 from ._migrations import pending
 from ._records import (
+    EndReason,
     Fence,
     JobRow,
     NewEvent,
@@ -56,7 +58,7 @@ from ._verbs_api import ApiVerbs
 from ._verbs_blobs import BlobVerbs
 from ._verbs_metrics import MetricVerbs
 from ._verbs_queue import QueueVerbs
-from ._verbs_runs import RunVerbs
+from ._verbs_runs import RunVerbs, finish_verb
 from ._verbs_schedules import ScheduleVerbs
 from ._verbs_waits import WaitVerbs
 
@@ -227,6 +229,7 @@ class PostgresStore(
         at: datetime,
         event: NewEvent,
         compute_seconds: float = 0.0,
+        reason: EndReason | None = None,
     ) -> None:
         """One statement for the common end (the fence, the event, the end, the
         notification). An end that resolves a wait on this run (a parent's) must wake
@@ -237,11 +240,13 @@ class PostgresStore(
              "status": status.value, "output": output, "error": error, "cs": compute_seconds,
              "ended": status.terminal, "chan": self.config.channel,
              "note": f"run:{fence.workflow_id}"}  # fmt: skip
+        ended = end_reason(finish_verb(fence), status, reason)
+        p["reason"] = None if ended is None else ended.value
         row = await self._tx("write", lambda tx: tx.one("finish_run_one", **p), single=True)
         if row is None:
             await super().finish_run(
                 fence, status, output=output, error=error, at=at, event=event,
-                compute_seconds=compute_seconds
+                compute_seconds=compute_seconds, reason=reason
             )  # fmt: skip
 
     async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:

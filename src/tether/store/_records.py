@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
+    "EndReason",
     "EventRow",
     "Fence",
     "HeartbeatRow",
@@ -62,6 +63,18 @@ _TERMINAL = frozenset(
         RunStatus.COMPENSATION_FAILED,
     }
 )
+
+
+class EndReason(StrEnum):
+    """Why a run ended, whatever became of it after (its status says that: a run
+    that failed or was cancelled may end compensated). Recorded in ``runs.end_reason``
+    by the verb that ends the run (see `_lifecycle.END_REASONS`); None while it has
+    not ended."""
+
+    COMPLETED = "completed"  # its function returned
+    FAILED = "failed"  # its function raised
+    TIMED_OUT = "timed_out"  # it executed past its workflow timeout
+    CANCELLED = "cancelled"  # cancel_run ended it
 
 
 class StepStatus(StrEnum):
@@ -183,6 +196,7 @@ class RunRow:
     step_rule: int = 1  # how its steps are named (see STEP_RULE)
     budget: str | None = None  # JSON text: the run's own AI budget (see tether.ai.Budget)
     attempt: int = 1  # 1, then one more each time `rerun_from` sends the run round again
+    end_reason: EndReason | None = None  # why it ended (None: it has not)
 
 
 @dataclass(frozen=True, slots=True)

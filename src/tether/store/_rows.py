@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._records import (
+    EndReason,
     JobRow,
     JobStatus,
     LockRow,
@@ -42,7 +43,8 @@ class Rows:
         return RunRow(
             r[0], r[1], r[2], RunStatus(r[3]), r[4], r[5], r[6], r[7], r[8],
             tuple(json.loads(r[9])), r[10], r[11], r[12], r[13], r[14], t(r[15]), t(r[16]),
-            ot(r[17]), ot(r[18]), r[19], r[20], r[21], ot(r[22]), r[23], r[24], r[25]
+            ot(r[17]), ot(r[18]), r[19], r[20], r[21], ot(r[22]), r[23], r[24], r[25],
+            None if r[26] is None else EndReason(r[26])
         )  # fmt: skip
 
     def step(self, r: Sequence[Any]) -> StepRow:

@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from ._base import StoreBase, Tx
+from ._lifecycle import end_reason
 from ._records import (
+    EndReason,
     EventRow,
     Fence,
     HeartbeatRow,
@@ -23,7 +25,7 @@ from ._records import (
 from ._rows import Rows, started_step
 from ._verbs_ai import write_attached
 
-__all__ = ["RunVerbs"]
+__all__ = ["RunVerbs", "finish_verb"]
 
 
 class RunVerbs(StoreBase):
@@ -107,8 +109,10 @@ class RunVerbs(StoreBase):
         at: datetime,
         event: NewEvent,
         compute_seconds: float = 0.0,
+        reason: EndReason | None = None,
     ) -> None:
         """One transaction: the end, its event, and the wake-up of a parent waiting on it."""
+        ended = end_reason(finish_verb(fence), status, reason)
 
         async def body(tx: Tx) -> None:
             wid = fence.workflow_id
@@ -120,6 +124,7 @@ class RunVerbs(StoreBase):
                 error=error,
                 at=at,
                 cs=compute_seconds,
+                reason=None if ended is None else ended.value,
                 wid=wid,
             )
             if status.terminal:
@@ -313,6 +318,11 @@ class RunVerbs(StoreBase):
 
     async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
         return await self._list("list_locks", Rows.lock, scope=scope, run=run_id)
+
+
+def finish_verb(fence: Fence) -> str:
+    """The `_lifecycle` move `finish_run` makes through `fence`."""
+    return "finish_run(compensating)" if fence.compensating else "finish_run"
 
 
 def _event(rows: Rows, r: Any) -> EventRow:

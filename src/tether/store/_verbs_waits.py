@@ -7,14 +7,15 @@ resolution racing a registration sees one or the other.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from .._failure import ErrorRecord, encode_record
 from ..errors import InvalidArgumentError, RunFinishedError, RunNotFoundError, TokenNotFoundError
 from ._base import StoreBase, Tx, outcome
+from ._lifecycle import end_reason
 from ._match import matches
 from ._records import Fence, NewEvent, NewWait, RunStatus, WaitKind, WaitRow, WaitStatus
 from ._rows import Rows
@@ -191,10 +192,9 @@ class WaitVerbs(StoreBase):
     async def cancel_run(
         self, workflow_id: str, *, reason: str | None, compensate: bool, at: datetime
     ) -> list[str]:
-        error = json.dumps(
-            {"type": "Cancelled", "message": reason or "cancelled", "traceback": None}
-        )
+        error = encode_record(ErrorRecord.cancelled(reason))
         mode = "compensate" if compensate else None
+        why = str(end_reason("cancel_run", RunStatus.CANCELLED))
 
         async def body(tx: Tx) -> list[str]:
             status = await _lock_run(tx, workflow_id)
@@ -204,7 +204,10 @@ class WaitVerbs(StoreBase):
             todo = [workflow_id]
             while todo:
                 rid = todo.pop(0)
-                if await tx.one("cancel_one", error=error, at=at, mode=mode, id=rid) is None:
+                if (
+                    await tx.one("cancel_one", error=error, at=at, mode=mode, reason=why, id=rid)
+                    is None
+                ):
                     continue
                 cancelled.append(rid)
                 await tx.execute("jobs_cancel_queued", at=at, id=rid)

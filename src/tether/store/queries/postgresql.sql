@@ -7,7 +7,7 @@
 id, workflow_name, workflow_version, status, input::text, output::text, error::text,
 state::text, priority, tags::text, tenant, parent_id, idempotency_key, owner, owner_generation,
 created_at, updated_at, started_at, finished_at, compute_seconds, cancel_requested, queue,
-owner_expires_at, step_rule, budget, attempt
+owner_expires_at, step_rule, budget, attempt, end_reason
 -- name: _step_cols
 run_id, step_key, name, status, attempts, idempotency_key, result::text, error::text,
 started_at, completed_at, updated_at
@@ -79,7 +79,8 @@ ORDER BY created_at DESC, id LIMIT :limit
 -- name: _claim_set
 owner = :owner, owner_generation = owner_generation + 1,
   owner_expires_at = {_now} + make_interval(secs => :lease::float8), status = 'running',
-  started_at = COALESCE(started_at, :at), finished_at = NULL, updated_at = :at
+  started_at = COALESCE(started_at, :at), finished_at = NULL, end_reason = NULL,
+  updated_at = :at
 -- name: _claim_where
 id = :wid AND status NOT IN {CLOSED} AND {_claimable}
 -- name: _claim_set_compensating
@@ -124,7 +125,8 @@ n AS (SELECT pg_notify(:chan, :note) FROM r)
 SELECT (SELECT count(*) FROM n) FROM r
 -- name: _finish_set
 status = :status, output = :output::jsonb, error = COALESCE(:error::jsonb, error),
-  finished_at = :at, compute_seconds = compute_seconds + :cs, cancel_requested = NULL
+  finished_at = :at, compute_seconds = compute_seconds + :cs, cancel_requested = NULL,
+  end_reason = :reason::text
 -- name: finish_run
 UPDATE runs SET {_finish_set} WHERE id = :wid
 -- name: finish_run_one
@@ -277,7 +279,8 @@ JOIN runs c ON c.id = w.name WHERE w.kind = 'run' AND w.status = 'pending'
 DELETE FROM inbox WHERE expires_at <= {_now}
 -- name: cancel_one
 UPDATE runs SET status = 'cancelled', error = :error::jsonb, finished_at = :at,
-  cancel_requested = :mode WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id
+  cancel_requested = :mode, end_reason = :reason
+WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id
 -- name: jobs_cancel_queued
 UPDATE jobs SET status = 'cancelled', updated_at = :at WHERE run_id = :id AND status = 'queued'
 -- name: waits_cancel
@@ -399,8 +402,8 @@ DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM event
 DELETE FROM waitpoints WHERE run_id = :wid AND wait_key IN (SELECT message FROM events
   WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first)
 -- name: rerun_reset
-UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL, attempt = attempt + 1
-WHERE id = :wid
+UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL, end_reason = NULL,
+  attempt = attempt + 1 WHERE id = :wid
 
 -- name: outbox_pending
 SELECT run_id, seq, type, message, detail::text, at, attempts,

@@ -6,7 +6,7 @@
 id, workflow_name, workflow_version, status, input, output, error, state, priority, tags,
 tenant, parent_id, idempotency_key, owner, owner_generation, created_at, updated_at,
 started_at, finished_at, compute_seconds, cancel_requested, queue, owner_expires_at, step_rule,
-budget, attempt
+budget, attempt, end_reason
 -- name: _step_cols
 run_id, step_key, name, status, attempts, idempotency_key, result, error, started_at,
 completed_at, updated_at
@@ -59,7 +59,7 @@ ORDER BY created_at DESC, id LIMIT :limit
 -- name: claim_run
 UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
   owner_expires_at = :now + :lease, status = 'running', started_at = COALESCE(started_at, :at),
-  finished_at = NULL, updated_at = :at
+  finished_at = NULL, end_reason = NULL, updated_at = :at
 WHERE id = :wid AND status NOT IN {CLOSED} AND {_claimable} RETURNING {_run_cols}
 -- name: claim_run_compensating
 UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
@@ -77,7 +77,8 @@ SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen
 UPDATE runs SET status = 'pending', owner_expires_at = NULL WHERE id = :wid
 -- name: finish_run
 UPDATE runs SET status = :status, output = :output, error = COALESCE(:error, error),
-  finished_at = :at, compute_seconds = compute_seconds + :cs, cancel_requested = NULL
+  finished_at = :at, compute_seconds = compute_seconds + :cs, cancel_requested = NULL,
+  end_reason = :reason
 WHERE id = :wid
 -- name: set_state
 UPDATE runs SET state = :state WHERE id = :wid
@@ -192,8 +193,8 @@ WHERE w.kind = 'run' AND w.status = 'pending' AND c.status IN {TERMINAL}
 -- name: inbox_expire
 DELETE FROM inbox WHERE expires_at <= :now
 -- name: cancel_one
-UPDATE runs SET status = 'cancelled', error = :error, finished_at = :at, cancel_requested = :mode
-WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id
+UPDATE runs SET status = 'cancelled', error = :error, finished_at = :at, cancel_requested = :mode,
+  end_reason = :reason WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id
 -- name: jobs_cancel_queued
 UPDATE jobs SET status = 'cancelled', updated_at = :at WHERE run_id = :id AND status = 'queued'
 -- name: waits_cancel
@@ -277,8 +278,8 @@ DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM event
 DELETE FROM waitpoints WHERE run_id = :wid AND wait_key IN (SELECT message FROM events
   WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first)
 -- name: rerun_reset
-UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL, attempt = attempt + 1
-WHERE id = :wid
+UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL, end_reason = NULL,
+  attempt = attempt + 1 WHERE id = :wid
 
 -- name: outbox_pending
 SELECT run_id, seq, type, message, detail, at, attempts,

@@ -1,0 +1,137 @@
+"""Errors at rest: `ErrorRecord` and its one codec (`encode_error`, `decode_error`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+
+import tether
+from tether import App, ErrorRecord, RetryPolicy, Workflow
+from tether._failure import (
+    MAX_CAUSES,
+    decode_error,
+    encode_error,
+    encode_record,
+    revive_error,
+)
+from tether.ai import ProviderError
+
+
+class Outer(Exception):
+    pass
+
+
+def _chained() -> Outer:
+    try:
+        try:
+            raise KeyError("k")
+        except KeyError as exc:
+            raise ValueError("bad value") from exc
+    except ValueError as exc:
+        try:
+            raise Outer("it broke") from exc
+        except Outer as outer:
+            return outer
+
+
+def test_round_trip_with_its_cause_chain() -> None:
+    record = decode_error(encode_error(_chained(), retryable=True))
+    assert record is not None
+    assert [(e.type, e.message) for e in record.causes()] == [
+        ("Outer", "it broke"),
+        ("ValueError", "bad value"),
+        ("KeyError", "'k'"),
+    ]
+    assert (record.module, record.qualname) == (__name__, "Outer")
+    assert record.retryable is True  # the verdict given; causes were not judged
+    assert [e.retryable for e in record.causes()[1:]] == [None, None]
+    assert record.traceback is not None and "KeyError" in record.traceback  # the whole chain
+    assert [e.traceback for e in record.causes()[1:]] == [None, None]  # shown once, above
+    assert decode_error(encode_record(record)) == record
+    assert ErrorRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+
+
+def test_the_cause_chain_is_bounded() -> None:
+    exc: BaseException = RuntimeError("0")
+    for i in range(1, 50):
+        try:
+            raise RuntimeError(str(i)) from exc
+        except RuntimeError as e:
+            exc = e
+    record = ErrorRecord.of(exc)
+    assert len(record.causes()) == MAX_CAUSES + 1
+    assert record.causes()[-1].message == str(49 - MAX_CAUSES)
+    deep: dict[str, object] = {"type": "E", "message": "m"}
+    for _ in range(50):
+        deep = {"type": "E", "message": "m", "cause": deep}
+    assert len(ErrorRecord.from_dict(deep).causes()) == MAX_CAUSES + 1
+
+
+def test_rows_written_by_an_older_tether_still_decode() -> None:
+    old = json.dumps(
+        {
+            "type": "PermissionError",
+            "module": "builtins",
+            "qualname": "PermissionError",
+            "message": "denied",
+            "traceback": "Traceback ...",
+        }
+    )
+    assert decode_error(old) == ErrorRecord(
+        "PermissionError", "denied", "builtins", "PermissionError", None, "Traceback ...", None
+    )
+    cancelled = '{"type": "Cancelled", "message": "stop", "traceback": null}'
+    assert decode_error(cancelled) == ErrorRecord("Cancelled", "stop")
+    assert decode_error('"e"') == ErrorRecord("Exception", "e")  # a bare JSON value
+    assert decode_error("[1, 2]") == ErrorRecord("Exception", "[1, 2]")
+    assert decode_error("not json") == ErrorRecord("Exception", "not json")
+    assert decode_error("{}") == ErrorRecord("Exception", "")
+    assert decode_error('{"type": 3, "retryable": "yes"}') == ErrorRecord("Exception", "")
+    assert decode_error(None) is None and decode_error("null") is None
+
+
+def test_retryable_as_the_exception_says_it() -> None:
+    assert ErrorRecord.of(ProviderError("429", retryable=True)).retryable is True
+    assert ErrorRecord.of(ProviderError("400")).retryable is False
+    assert ErrorRecord.of(ValueError("x")).retryable is None
+    assert ErrorRecord.of(ProviderError("429", retryable=True), retryable=False).retryable is False
+
+
+def test_a_revived_error_is_of_its_recorded_class() -> None:
+    exc = revive_error("w", decode_error(encode_error(PermissionError("denied"))))
+    assert type(exc) is PermissionError and str(exc) == "denied"
+    gone = revive_error("w", ErrorRecord("Gone", "m", module="nowhere.at.all"))
+    assert isinstance(gone, tether.RunFailedError) and "m" in str(gone)
+    assert isinstance(revive_error("w", None), Exception)
+
+
+async def test_steps_record_whether_their_policy_would_retry(app: App) -> None:
+    policy = RetryPolicy(attempts=2, backoff=0, jitter=0, non_retryable=(PermissionError,))
+
+    def flaky() -> None:
+        raise ValueError("again") from KeyError("why")
+
+    def fatal() -> None:
+        raise PermissionError("never")
+
+    @app.workflow
+    async def wf_(wf: Workflow) -> None:
+        with contextlib.suppress(ValueError):
+            await wf.step("flaky", flaky, retry=policy)
+        await wf.step("fatal", fatal, retry=policy)
+
+    with pytest.raises(PermissionError):
+        await app.arun(wf_, workflow_id="steps")
+    rec = await app.aget_record("steps")
+    fatal_error = rec.steps["fatal"].error
+    assert fatal_error is not None and fatal_error.retryable is False
+    flaky_error = rec.steps["flaky"].error
+    assert rec.steps["flaky"].attempts == 2 and flaky_error is not None
+    assert flaky_error.retryable is True  # the policy would retry it; its attempts ran out
+    assert flaky_error.cause == ErrorRecord("KeyError", "'why'", "builtins", "KeyError")
+    assert rec.last_error is not None and rec.last_error.type == "PermissionError"
+    assert rec.last_error.retryable is None  # a run's own failure: no policy judged it
+    again = tether.RunRecord.from_dict(rec.to_dict())
+    assert again.last_error == rec.last_error and again.steps == rec.steps
