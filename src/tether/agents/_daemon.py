@@ -46,7 +46,7 @@ from ._scheduler import (
     apply_event,
     why_not,
 )
-from ._status_view import issue_view, state_view
+from ._status_view import IssueStatus, issue_view, state_view
 from .backends import AgentBackend
 from .trackers import Tracker
 from .trackers._http import DEFAULT_RATE_LIMIT_WAIT
@@ -60,24 +60,6 @@ log = logging.getLogger("tether.agents")
 
 STOPPED_BY_PERSON = "stopped by a person"
 CLEANUP_EVERY = 20  # ticks between runs of the workspace retention chore
-
-
-@dataclass(frozen=True)
-class IssueStatus:
-    """One issue as `tether agents status` shows it."""
-
-    identifier: str
-    run_id: str
-    status: str  # the run's status
-    phase: str  # running | retrying | waiting | released | ...
-    attempt: int | None
-    reason: str | None
-    due_at: str | None
-    workspace: str | None
-    tokens: int
-    cost_usd: float | None
-    issue_state: str | None
-    title: str | None
 
 
 @dataclass

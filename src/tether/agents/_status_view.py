@@ -8,20 +8,24 @@ so every dispatcher sharing the database reports the same issues, not only its o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..app import App
 from ..errors import RunNotFoundError
 
-__all__ = ["Reported", "issue_view", "state_view"]
+__all__ = ["IssueStatus", "Reported", "issue_view", "state_view"]
 
 
-class _Status(Protocol):
+@dataclass(frozen=True)
+class IssueStatus:
+    """One issue as `tether agents status` shows it."""
+
     identifier: str
     run_id: str
-    status: str
-    phase: str
+    status: str  # the run's status
+    phase: str  # running | retrying | waiting | released | ...
     attempt: int | None
     reason: str | None
     due_at: str | None
@@ -45,7 +49,7 @@ class Reported(Protocol):
 RECENT_EVENTS = 20
 
 
-def _row(r: _Status) -> dict[str, Any]:
+def _row(r: IssueStatus) -> dict[str, Any]:
     return {
         "issue_identifier": r.identifier,
         "title": r.title,
@@ -62,7 +66,7 @@ def _row(r: _Status) -> dict[str, Any]:
 
 async def state_view(d: Reported) -> dict[str, Any]:
     """Issues running, waiting for a retry and waiting for a person, with totals."""
-    rows: list[_Status] = await d.status()
+    rows: list[IssueStatus] = await d.status()
     running = [_row(r) for r in rows if r.phase not in ("retrying", "waiting")]
     retrying = [
         {**_row(r), "due_at": r.due_at, "error": r.reason} for r in rows if r.phase == "retrying"

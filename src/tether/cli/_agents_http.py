@@ -15,7 +15,7 @@ from typing import Any
 
 from ..app import App
 from ..errors import TetherError
-from ._common import EXIT_USAGE, err, fail, guard
+from ._common import EXIT_USAGE, fail, guard, note
 from .serve import _count_tokens
 
 __all__ = ["StatusServer", "serve_with_status", "status_server"]
@@ -64,12 +64,9 @@ def status_server(dispatcher: Any, app: App, url: str, host: str, port: int) -> 
         fail(EXIT_USAGE, f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port")
     shown = sock.getsockname()[1]
     where = f"[{host}]" if ":" in host else host
-    err.print(
+    note(
         f"status API: http://{where}:{shown}/api/v1/state, dashboard: http://{where}:{shown}/"
-        + ("" if tokens == 0 else " (requests need an API token)"),
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
+        + ("" if tokens == 0 else " (requests need an API token)")
     )
     config = uvicorn.Config(asgi, lifespan="off", log_level="warning")
     return StatusServer(uvicorn.Server(config), sock)

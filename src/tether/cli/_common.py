@@ -108,6 +108,12 @@ def server_option(fn: F) -> F:
     )(fn)
 
 
+def note(message: str) -> None:
+    """One plain line on stderr (no markup, no highlighting, not wrapped): what a
+    command says about itself, beside its output."""
+    err.print(message, highlight=False, markup=False, soft_wrap=True)
+
+
 def fail(code: int, message: str) -> NoReturn:
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(code)

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..app import App
 from ..errors import StoreError, TetherError
 from ..store import DEFAULT_URL, ENV_VAR, check_url, parse_sqlite_url, redact
-from ._common import EXIT_STORE, EXIT_USAGE, err, fail
+from ._common import EXIT_STORE, EXIT_USAGE, fail, note
 
 __all__ = ["PRECEDENCE", "Database", "bind", "choose", "open_app", "require_existing"]
 
@@ -47,12 +47,7 @@ class Database:
 
     def announce(self) -> None:
         """One line on stderr, for long-running commands: which database, and why."""
-        err.print(
-            f"database: {self.shown} (from {self.source})",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
+        note(f"database: {self.shown} (from {self.source})")
 
 
 def choose(flag: str | None, module_app: App | None = None, where: str = "") -> Database:

@@ -10,7 +10,7 @@ import click
 
 from ..errors import TetherError
 from ..store import open_store
-from ._common import EXIT_USAGE, CliState, db_option, err, fail, guard, pass_state
+from ._common import EXIT_USAGE, CliState, db_option, fail, guard, note, pass_state
 from ._db import choose, open_app, require_existing
 from .worker import load_app
 
@@ -112,19 +112,13 @@ def serve(
         fail(EXIT_USAGE, str(exc))
     db.announce()
     if tokens == 0:
-        err.print(
+        note(
             "no API tokens yet: requests from this machine need none (create one with "
-            "`tether tokens create --scope admin`; from then on every request needs one)",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
+            "`tether tokens create --scope admin`; from then on every request needs one)"
         )
-    err.print(
+    note(
         f"dashboard: {_address(host, port)}/"
-        + ("" if tokens == 0 else " (sign in with a token, or add ?token=TOKEN once)"),
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
+        + ("" if tokens == 0 else " (sign in with a token, or add ?token=TOKEN once)")
     )
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
     uvicorn.run(
