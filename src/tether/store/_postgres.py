@@ -37,6 +37,7 @@ from ..errors import (
 )
 from ._base import Mode, Tx
 from ._migrations import pending
+from ._port import Store
 from ._records import (
     Fence,
     JobRow,
@@ -51,14 +52,7 @@ from ._records import (
 from ._rows import PG_ROWS, started_step
 from ._sql import queries
 from ._url import Durability, parse_pg_url
-from ._verbs_ai import AIVerbs, write_attached
-from ._verbs_api import ApiVerbs
-from ._verbs_blobs import BlobVerbs
-from ._verbs_metrics import MetricVerbs
-from ._verbs_queue import QueueVerbs
-from ._verbs_runs import RunVerbs
-from ._verbs_schedules import ScheduleVerbs
-from ._verbs_waits import WaitVerbs
+from ._verbs_ai import write_attached
 
 try:
     import psycopg
@@ -120,9 +114,7 @@ class PgTx:
         await self.one("notify", chan=self._channel, what=what)
 
 
-class PostgresStore(
-    RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, BlobVerbs, ApiVerbs, MetricVerbs
-):
+class PostgresStore(Store):
     """Store on a PostgreSQL database (in its own schema)."""
 
     dialect = "postgresql"

@@ -103,12 +103,18 @@ def _usage_row(group: Any, r: Sequence[Any]) -> AIUsageRow:
 
 class AIVerbs(StoreBase):
     async def child_runs(self, workflow_id: str) -> list[str]:
+        """Ids of the runs started as children of this one, oldest first."""
+
         async def body(tx: Tx) -> list[str]:
             return [r[0] for r in await tx.all("child_run_ids", wid=workflow_id)]
 
         return await self._tx("read", body)
 
     async def ai_spend(self, workflow_id: str, budget_key: str | None) -> AISpend:
+        """What the call log holds for the run (`budget_key` None) or for every run that
+        spent under `budget_key`; and whether the run recorded a budget warning.
+        """
+
         async def body(tx: Tx) -> AISpend:
             if budget_key is None:
                 row = await tx.one("ai_spend_run", wid=workflow_id)
@@ -126,6 +132,8 @@ class AIVerbs(StoreBase):
         return await self._tx("read", body)
 
     async def list_ai_calls(self, workflow_ids: Sequence[str]) -> list[AICallRow]:
+        """The AI calls of these runs, oldest first, with their prompts and responses."""
+
         async def body(tx: Tx) -> list[AICallRow]:
             rows = await tx.all("list_ai_calls", ids=tx.array(list(workflow_ids)))
             return [
@@ -170,6 +178,9 @@ class AIVerbs(StoreBase):
         until: datetime | None = None,
         group_by: str | None = None,
     ) -> list[AIUsageRow]:
+        """Totals of the calls matching the filters: one row, or one per group
+        (``model``, ``workflow``, ``day``, ``run``). Sums over the log, never counters.
+        """
         if group_by is not None and group_by not in GROUPS:
             raise ValueError(f"group_by must be one of {GROUPS}, got {group_by!r}")
 

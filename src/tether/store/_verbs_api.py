@@ -1,5 +1,5 @@
 """The HTTP API's verbs (`tether serve`): pages of runs, queue counts, API tokens,
-Idempotency-Key answers and seen webhook signatures (see `_port.Store`)."""
+Idempotency-Key answers and seen webhook signatures."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ class ApiVerbs(StoreBase):
         limit: int,
         after: tuple[str, datetime] | None = None,
     ) -> list[RunRow]:
+        """Runs that match `where`, newest first (ties by id), after the run `after`
+        names (its id, and its creation time should it be deleted meanwhile).
+        """
+
         async def body(tx: Tx) -> list[RunRow]:
             rows = await tx.all(
                 "list_runs_page",
@@ -53,6 +57,8 @@ class ApiVerbs(StoreBase):
         return await self._tx("read", body)
 
     async def count_runs_by_status(self, where: RunFilter) -> dict[RunStatus, int]:
+        """How many runs match `where` (its status aside), per status that has any."""
+
         async def body(tx: Tx) -> dict[RunStatus, int]:
             rows = await tx.all(
                 "count_runs_by_status",
@@ -67,6 +73,8 @@ class ApiVerbs(StoreBase):
         return await self._tx("read", body)
 
     async def jobs_by_queue(self) -> list[tuple[str, str, int]]:
+        """(queue, job status, jobs) for every queue and status that has jobs."""
+
         async def body(tx: Tx) -> list[tuple[str, str, int]]:
             return [(r[0], r[1], int(r[2])) for r in await tx.all("jobs_by_queue_status")]
 
@@ -88,18 +96,24 @@ class ApiVerbs(StoreBase):
         await self._tx("write", body)
 
     async def list_api_tokens(self) -> list[ApiTokenRow]:
+        """Every token, revoked ones included, oldest first."""
+
         async def body(tx: Tx) -> list[ApiTokenRow]:
             return [_token(tx, r) for r in await tx.all("list_api_tokens")]
 
         return await self._tx("read", body)
 
     async def count_api_tokens(self) -> int:
+        """Tokens not revoked."""
+
         async def body(tx: Tx) -> int:
             return int((await tx.one("count_api_tokens"))[0])
 
         return await self._tx("read", body)
 
     async def find_api_token(self, token_hash: str, *, at: datetime) -> ApiTokenRow | None:
+        """The live token with this hash (its last use noted, at most once a minute)."""
+
         async def find(tx: Tx) -> ApiTokenRow | None:
             row = await tx.one("api_token_by_hash", hash=token_hash)
             return None if row is None else _token(tx, row)
@@ -116,6 +130,8 @@ class ApiVerbs(StoreBase):
         return found
 
     async def revoke_api_token(self, id_or_name: str, *, at: datetime) -> int:
+        """Revoke the live token(s) with this id or name; how many."""
+
         async def body(tx: Tx) -> int:
             return await tx.execute("revoke_api_token", id=id_or_name, at=at)
 
@@ -126,6 +142,11 @@ class ApiVerbs(StoreBase):
     async def idempotent_begin(
         self, key: str, request_hash: str, *, at: datetime, keep: float, stale_after: float
     ) -> IdempotentAnswer | None:
+        """Reserve an Idempotency-Key: None if reserved now (also when the request that
+        reserved it has been in flight for over `stale_after` seconds), else what it
+        stands for. Keys are forgotten `keep` seconds after their first use.
+        """
+
         async def body(tx: Tx) -> IdempotentAnswer | None:
             await tx.execute("api_idempotency_expire", before=at - timedelta(seconds=keep))
             if await tx.execute("api_idempotency_reserve", key=key, hash=request_hash, at=at):
@@ -141,6 +162,8 @@ class ApiVerbs(StoreBase):
         return await self._tx("write", body)
 
     async def idempotent_finish(self, key: str, status: int | None, response: str | None) -> None:
+        """Keep the answer to the key's request, or (`status` None) release the key."""
+
         async def body(tx: Tx) -> None:
             if status is None:  # the request failed: the key may be used again
                 await tx.execute("api_idempotency_release", key=key)
@@ -156,6 +179,10 @@ class ApiVerbs(StoreBase):
     async def remember_signature(
         self, hook: str, signature: str, *, expires_at: datetime, at: datetime
     ) -> bool:
+        """Note a webhook signature until `expires_at`; False if it was seen already
+        (a replay). Signatures past their expiry are forgotten here too.
+        """
+
         async def body(tx: Tx) -> bool:
             await tx.execute("webhook_signatures_expire", at=at)
             return (
@@ -168,6 +195,8 @@ class ApiVerbs(StoreBase):
         return await self._tx("write", body)
 
     async def forget_signature(self, hook: str, signature: str) -> None:
+        """Forget a signature whose request could not be carried out (it may be sent again)."""
+
         async def body(tx: Tx) -> None:
             await tx.execute("forget_webhook_signature", hook=hook, sig=signature)
 

@@ -1,4 +1,4 @@
-"""Metric verbs: the numbers behind ``/metrics`` and ``tether top`` (see `_port.Store`)."""
+"""Metric verbs: the numbers behind ``/metrics`` and ``tether top``."""
 
 from __future__ import annotations
 
@@ -27,12 +27,18 @@ def _histogram(r: Sequence[Any]) -> Histogram:
 
 class MetricVerbs(StoreBase):
     async def run_counts(self) -> list[tuple[str, str, int]]:
+        """(workflow, status, runs) for every pair that has runs."""
+
         async def body(tx: Tx) -> list[tuple[str, str, int]]:
             return [(r[0], r[1], int(r[2])) for r in await tx.all("metric_runs")]
 
         return await self._tx("read", body)
 
     async def latency_histogram(self, which: str) -> Histogram:
+        """``step_seconds`` (a completed step, started to completed), ``job_wait_seconds``
+        (a claimed job, due to claimed) or ``job_run_seconds`` (a done job, claimed to
+        done), over every row recorded.
+        """
         if which not in HISTOGRAMS:
             raise ValueError(f"which must be one of {HISTOGRAMS}, got {which!r}")
 
@@ -42,6 +48,8 @@ class MetricVerbs(StoreBase):
         return await self._tx("read", body)
 
     async def queue_depths(self) -> list[QueueDepth]:
+        """Per queue: jobs waiting, jobs claimed, when the oldest waiting one was due."""
+
         async def body(tx: Tx) -> list[QueueDepth]:
             return [
                 QueueDepth(r[0], int(r[1] or 0), int(r[2] or 0), tx.rows.ot(r[3]))

@@ -32,12 +32,18 @@ class RunVerbs(StoreBase):
     # -- runs -------------------------------------------------------------------------
 
     async def create_run(self, run: NewRun, at: datetime) -> tuple[RunRow, bool]:
+        """Insert the run unless one with its id (or its idempotency key) exists.
+
+        Returns (row, created); the row is the existing run when not created,
+        so two callers racing with one idempotency key get the same run.
+        """
         return await self._tx("write", lambda tx: self._insert_run(tx, run, at))
 
     async def get_run(self, workflow_id: str) -> RunRow | None:
         return await self._get("get_run", Rows.run, id=workflow_id)
 
     async def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRow]:
+        """Newest first."""
         st = None if status is None else status.value
         return await self._list("list_runs", Rows.run, status=st, limit=limit)
 
@@ -54,6 +60,20 @@ class RunVerbs(StoreBase):
         now: datetime | None = None,
         dead_owner: str | None = None,
     ) -> RunRow:
+        """Take ownership: generation + 1, status running. Fences out any older owner.
+
+        With `lease` (seconds), the claim lapses at `now` + lease unless
+        `renew_owner` extends it (without, anyone may take the run over). A run
+        that another owner holds with a live claim is refused with
+        `RunAlreadyRunningError`; a lapsed claim, or one held by
+        `dead_owner` (an owner known to be dead), is taken over. With `force`
+        the run is taken whoever holds it (a worker's job lease already
+        guarantees it is the only one).
+        A cancelled (or compensated) run cannot be claimed: `RunFinishedError`.
+        With `compensating`, only a run cancelled with compensation pending can
+        be, and it stays cancelled while its compensations run.
+        """
+
         async def body(tx: Tx) -> RunRow:
             row = await tx.one(
                 "claim_run_compensating" if compensating else "claim_run",
@@ -77,6 +97,8 @@ class RunVerbs(StoreBase):
     async def renew_owner(
         self, owner: str, workflow_ids: Sequence[str], *, lease: float, now: datetime | None
     ) -> int:
+        """Extend `owner`'s claims on those of `workflow_ids` it still holds; how many."""
+
         async def body(tx: Tx) -> int:
             ids = tx.array(workflow_ids)
             return await tx.execute(
@@ -86,6 +108,11 @@ class RunVerbs(StoreBase):
         return await self._tx("fast", body, single=True)
 
     async def release_run(self, fence: Fence, *, at: datetime, event: NewEvent) -> bool:
+        """Hand a running run back (clean exit): status pending, no live claim, `event`
+        written; runnable at once by anyone. False if the run is no longer this
+        owner's or no longer running.
+        """
+
         async def body(tx: Tx) -> bool:
             found = await tx.one("release_run_check", wid=fence.workflow_id, gen=fence.generation)
             if found is None or found[0] != "running":
@@ -108,7 +135,10 @@ class RunVerbs(StoreBase):
         event: NewEvent,
         compute_seconds: float = 0.0,
     ) -> None:
-        """One transaction: the end, its event, and the wake-up of a parent waiting on it."""
+        """End the run; add `compute_seconds` of execution; wake a parent waiting on it.
+
+        One transaction: the end, its event, and the wake-up of a parent waiting on it.
+        """
 
         async def body(tx: Tx) -> None:
             wid = fence.workflow_id
@@ -144,6 +174,7 @@ class RunVerbs(StoreBase):
     async def list_events(
         self, workflow_id: str, *, after_seq: int = 0, limit: int | None = None
     ) -> list[EventRow]:
+        """Events of one run in `seq` order."""
         return await self._list(
             "list_events", _event, wid=workflow_id, after=after_seq, limit=limit
         )
@@ -156,6 +187,13 @@ class RunVerbs(StoreBase):
     async def start_step(
         self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
     ) -> StepRow:
+        """Count one more attempt and mark the step running.
+
+        If the recorded idempotency key differs, the step starts over (attempts
+        reset, result dropped). Only has to survive a process crash, so an
+        adapter may commit it without waiting for the disk.
+        """
+
         async def body(tx: Tx) -> StepRow:
             await self._events(tx, fence, [event], at)
             row = await tx.one(
@@ -175,6 +213,13 @@ class RunVerbs(StoreBase):
         event: NewEvent,
         rows: Sequence[object] = (),
     ) -> None:
+        """Record the step's result. Fully durable before it returns.
+
+        `rows` are what the attempt attached (`NewAICall`, `NewEvent`), written in
+        the same transaction; AI calls are keyed (run, step, attempt, position), so
+        a completion written twice (a replay after a lost connection) adds none.
+        """
+
         async def body(tx: Tx) -> None:
             await self._events(tx, fence, [event], at)
             await tx.execute("complete_step", result=result, at=at, wid=fence.workflow_id, key=key)
@@ -194,6 +239,10 @@ class RunVerbs(StoreBase):
         event: NewEvent,
         rows: Sequence[object] = (),
     ) -> None:
+        """Record a failed attempt; `final` marks the step failed for good. `rows` as
+        for `complete_step` (a failed call still used tokens, and is logged).
+        """
+
         async def body(tx: Tx) -> None:
             await self._events(tx, fence, [event], at)
             await tx.execute("fail_step", error=error, at=at, wid=fence.workflow_id, key=key)
@@ -203,6 +252,8 @@ class RunVerbs(StoreBase):
         await self._tx("write" if final or rows else "fast", body)
 
     async def save_value(self, fence: Fence, key: str, value: str, at: datetime) -> None:
+        """Record a completed step that had no side effect (a recorded now(), uuid(), ...)."""
+
         async def body(tx: Tx) -> None:
             await self._events(tx, fence, [], at)
             await tx.execute("save_value", wid=fence.workflow_id, key=key, value=value, at=at)
@@ -241,6 +292,11 @@ class RunVerbs(StoreBase):
         on_renew: NewEvent | None = None,
         at: datetime,
     ) -> LockResult:
+        """Acquire if free, released or expired; renew if `holder` holds it.
+
+        Otherwise return outcome CONFLICT with the current holder's row and
+        write nothing. The matching event is written with the change.
+        """
         run = None if fence is None else fence.workflow_id
         p = {"scope": scope, "key": key, "holder": holder, "ttl": ttl, "detail": detail}
 
@@ -271,6 +327,8 @@ class RunVerbs(StoreBase):
     async def renew_lock(
         self, scope: str, key: str, holder: str, *, ttl: float, now: datetime | None
     ) -> LockRow | None:
+        """Push the expiry out if `holder` still holds it; None if it lost the lock."""
+
         async def body(tx: Tx) -> LockRow | None:
             row = await tx.one(
                 "renew_lock", scope=scope, key=key, holder=holder, ttl=ttl, now=tx.now(now)
@@ -290,6 +348,12 @@ class RunVerbs(StoreBase):
         event: NewEvent | None = None,
         at: datetime,
     ) -> LockResult | None:
+        """Release if held by `holder` (any holder when None).
+
+        Returns None when there is nothing to release, CONFLICT (and writes
+        nothing) when another holder holds it, else the released row.
+        """
+
         async def body(tx: Tx) -> LockResult | None:
             cur = await tx.one("lock_current", scope=scope, key=key, now=tx.now(now))
             if cur is None:
@@ -312,6 +376,7 @@ class RunVerbs(StoreBase):
         return await self._get("get_lock", Rows.lock, scope=scope, key=key)
 
     async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
+        """Locks of `scope` (taken by run `run_id` only, if given), by key."""
         return await self._list("list_locks", Rows.lock, scope=scope, run=run_id)
 
 

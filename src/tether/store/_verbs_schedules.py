@@ -1,4 +1,4 @@
-"""Schedule verbs: the rows behind `App.schedule` (see `_port.Store`)."""
+"""Schedule verbs: the rows behind `App.schedule`."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ def _schedule(tx: Tx, r: Sequence[Any]) -> ScheduleRow:
 
 class ScheduleVerbs(StoreBase):
     async def save_schedule(self, row: ScheduleRow) -> ScheduleRow:
+        """Insert a schedule, or update its definition (workflow, cron, timezone, queue,
+        missed-tick policy) keeping whether it is paused and how far it has fired.
+        """
+
         async def body(tx: Tx) -> ScheduleRow:
             await tx.execute(
                 "save_schedule",
@@ -48,12 +52,18 @@ class ScheduleVerbs(StoreBase):
         return await self._tx("write", body)
 
     async def list_schedules(self) -> list[ScheduleRow]:
+        """Every schedule, by name."""
+
         async def body(tx: Tx) -> list[ScheduleRow]:
             return [_schedule(tx, r) for r in await tx.all("list_schedules")]
 
         return await self._tx("read", body)
 
     async def pause_schedule(self, name: str, paused: bool, at: datetime) -> ScheduleRow | None:
+        """Pause or resume; resuming moves `fired_until` to `at`, so the ticks that fell
+        in the pause are not started. None if there is no such schedule.
+        """
+
         async def body(tx: Tx) -> ScheduleRow | None:
             # resuming starts from now: the ticks that fell in the pause are not run
             await tx.execute("pause_schedule", name=name, paused=paused, at=at)
@@ -63,6 +73,10 @@ class ScheduleVerbs(StoreBase):
         return await self._tx("write", body)
 
     async def advance_schedule(self, name: str, fired_until: datetime, at: datetime) -> bool:
+        """Record that every tick up to `fired_until` is started (compare-and-set: False
+        if the schedule already fired that far, or is paused).
+        """
+
         async def body(tx: Tx) -> bool:
             return await tx.execute("advance_schedule", name=name, fired=fired_until, at=at) == 1
 
