@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ._base import StoreBase, Tx
+from ._base import Mode, StoreBase, Tx
 from ._records import (
     EventRow,
     Fence,
@@ -74,22 +74,22 @@ class RunVerbs(StoreBase):
         be, and it stays cancelled while its compensations run.
         """
 
+        name = "claim_run_compensating" if compensating else "claim_run"
+        p = {"wid": workflow_id, "owner": owner, "lease": lease, "force": force, "at": at}
+        return await self._claim(name, event, now, compensating, dead=dead_owner, **p)
+
+    async def _claim(
+        self, name: str, event: NewEvent, now: datetime | None, compensating: bool, **p: Any
+    ) -> RunRow:
+        """Run claim query `name`, then write `event` under the new owner's fence."""
+
         async def body(tx: Tx) -> RunRow:
-            row = await tx.one(
-                "claim_run_compensating" if compensating else "claim_run",
-                owner=owner,
-                now=tx.now(now),
-                lease=lease,
-                at=at,
-                wid=workflow_id,
-                force=force,
-                dead=dead_owner,
-            )
+            row = await tx.one(name, now=tx.now(now), **p)
             if row is None:
-                raise await self._claim_refusal(tx, workflow_id)
+                raise await self._claim_refusal(tx, p["wid"])
             claimed = tx.rows.run(row)
-            fence = Fence(workflow_id, claimed.generation, compensating)
-            await self._events(tx, fence, [event], at)
+            fence = Fence(claimed.workflow_id, claimed.generation, compensating)
+            await self._events(tx, fence, [event], p["at"])
             return claimed
 
         return await self._tx("write", body)
@@ -137,33 +137,54 @@ class RunVerbs(StoreBase):
     ) -> None:
         """End the run; add `compute_seconds` of execution; wake a parent waiting on it.
 
-        One transaction: the end, its event, and the wake-up of a parent waiting on it.
+        One transaction: the end, its event, and the wake-up of a parent waiting on it
+        (unless `_finish_at_once` could end it in one statement).
         """
+        p = {"output": output, "error": error, "cs": compute_seconds}
+        if await self._finish_at_once(fence, status, event, at, **p):
+            return
 
         async def body(tx: Tx) -> None:
             wid = fence.workflow_id
             await self._events(tx, fence, [event], at)
-            await tx.execute(
-                "finish_run",
-                status=status.value,
-                output=output,
-                error=error,
-                at=at,
-                cs=compute_seconds,
-                wid=wid,
-            )
+            await tx.execute("finish_run", status=status.value, at=at, wid=wid, **p)
             if status.terminal:
                 await self._child_ended(tx, wid, status.value, output, error, at)
             await tx.notify(f"run:{wid}")
 
         await self._tx("write", body)
 
-    async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:
-        async def body(tx: Tx) -> None:
-            await self._events(tx, fence, [event], at)
-            await tx.execute("set_state", state=state, wid=fence.workflow_id)
+    async def _finish_at_once(
+        self, fence: Fence, status: RunStatus, event: NewEvent, at: datetime, **p: Any
+    ) -> bool:
+        """End the run in one statement if the dialect can (no: False, `finish_run`'s
+        transaction does it)."""
+        return False
 
-        await self._tx("write", body)
+    async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:
+        await self._fenced_write("write", "set_state", fence, event, at, state=state)
+
+    async def _fenced_write(
+        self,
+        mode: Mode,
+        name: str,
+        fence: Fence,
+        event: NewEvent,
+        at: datetime,
+        rows: Sequence[object] = (),
+        **p: Any,
+    ) -> Any:
+        """Write `event` under `fence` and run query `name` (with ``wid`` and ``at``), and
+        the `rows` a step attached, in one transaction; the query's first row."""
+
+        async def body(tx: Tx) -> Any:
+            await self._events(tx, fence, [event], at)
+            row = await tx.one(name, wid=fence.workflow_id, at=at, **p)
+            if rows:
+                await write_attached(self, tx, fence, p["key"], rows, at)
+            return row
+
+        return await self._tx(mode, body)
 
     # -- events -----------------------------------------------------------------------
 
@@ -193,15 +214,10 @@ class RunVerbs(StoreBase):
         reset, result dropped). Only has to survive a process crash, so an
         adapter may commit it without waiting for the disk.
         """
-
-        async def body(tx: Tx) -> StepRow:
-            await self._events(tx, fence, [event], at)
-            row = await tx.one(
-                "start_step", wid=fence.workflow_id, key=key, ikey=idempotency_key, at=at
-            )
-            return started_step(fence.workflow_id, key, idempotency_key, row, at)
-
-        return await self._tx("fast", body)
+        row = await self._fenced_write(
+            "fast", "start_step", fence, event, at, key=key, ikey=idempotency_key
+        )
+        return started_step(fence.workflow_id, key, idempotency_key, row, at)
 
     async def complete_step(
         self,
@@ -219,14 +235,9 @@ class RunVerbs(StoreBase):
         the same transaction; AI calls are keyed (run, step, attempt, position), so
         a completion written twice (a replay after a lost connection) adds none.
         """
-
-        async def body(tx: Tx) -> None:
-            await self._events(tx, fence, [event], at)
-            await tx.execute("complete_step", result=result, at=at, wid=fence.workflow_id, key=key)
-            if rows:
-                await write_attached(self, tx, fence, key, rows, at)
-
-        await self._tx("write", body)
+        await self._fenced_write(
+            "write", "complete_step", fence, event, at, rows, key=key, result=result
+        )
 
     async def fail_step(
         self,
@@ -242,14 +253,8 @@ class RunVerbs(StoreBase):
         """Record a failed attempt; `final` marks the step failed for good. `rows` as
         for `complete_step` (a failed call still used tokens, and is logged).
         """
-
-        async def body(tx: Tx) -> None:
-            await self._events(tx, fence, [event], at)
-            await tx.execute("fail_step", error=error, at=at, wid=fence.workflow_id, key=key)
-            if rows:
-                await write_attached(self, tx, fence, key, rows, at)
-
-        await self._tx("write" if final or rows else "fast", body)
+        mode: Mode = "write" if final or rows else "fast"
+        await self._fenced_write(mode, "fail_step", fence, event, at, rows, key=key, error=error)
 
     async def save_value(self, fence: Fence, key: str, value: str, at: datetime) -> None:
         """Record a completed step that had no side effect (a recorded now(), uuid(), ...)."""
@@ -265,13 +270,9 @@ class RunVerbs(StoreBase):
     async def record_heartbeat(
         self, fence: Fence, key: str, detail: str | None, at: datetime, event: NewEvent
     ) -> None:
-        async def body(tx: Tx) -> None:
-            await self._events(tx, fence, [event], at)
-            await tx.execute(
-                "record_heartbeat", wid=fence.workflow_id, key=key, at=at, detail=detail
-            )
-
-        await self._tx("fast", body)
+        await self._fenced_write(
+            "fast", "record_heartbeat", fence, event, at, key=key, detail=detail
+        )
 
     async def list_heartbeats(self, workflow_id: str) -> list[HeartbeatRow]:
         return await self._list("list_heartbeats", _heartbeat, wid=workflow_id)

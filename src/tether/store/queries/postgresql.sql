@@ -78,22 +78,17 @@ owner = :owner, owner_generation = owner_generation + 1,
   owner_expires_at = {_now} + make_interval(secs => :lease::float8), updated_at = :at
 -- name: _claim_where_compensating
 id = :wid AND status = 'cancelled' AND cancel_requested = 'compensate' AND {_claimable}
--- name: claim_run
-UPDATE runs SET {_claim_set} WHERE {_claim_where} RETURNING {_run_cols}
--- name: claim_run_compensating
-UPDATE runs SET {_claim_set_compensating} WHERE {_claim_where_compensating}
-RETURNING {_run_cols}
 -- name: _claim_event
 -- the claim's event, numbered by the claim (CTE c) itself: the fence a separate bump would
 -- check right after the claim (this owner's generation, a status not closed) holds
 e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
   SELECT id, event_seq, :etype, :emsg, :edetail::jsonb, :at FROM c)
 SELECT {_run_cols} FROM c
--- name: claim_run_one
--- one statement: claim_run and its event
+-- name: claim_run
+-- one statement: the claim and its event
 WITH c AS (UPDATE runs SET {_claim_set}, event_seq = event_seq + 1 WHERE {_claim_where}
   RETURNING {_run_cols}, event_seq), {_claim_event}
--- name: claim_run_compensating_one
+-- name: claim_run_compensating
 WITH c AS (UPDATE runs SET {_claim_set_compensating}, event_seq = event_seq + 1
   WHERE {_claim_where_compensating} RETURNING {_run_cols}, event_seq), {_claim_event}
 -- name: renew_owner
@@ -125,8 +120,6 @@ WITH r AS (UPDATE runs SET {_finish_set}, event_seq = event_seq + 1, updated_at 
 n AS (SELECT pg_notify(:chan, :note) FROM r)
 SELECT (SELECT count(*) FROM n) FROM r
 -- name: set_state
-UPDATE runs SET state = :state::jsonb WHERE id = :wid
--- name: set_state_one
 WITH r AS (UPDATE runs SET state = :state::jsonb, event_seq = event_seq + 1, updated_at = :at
   WHERE {_fence} RETURNING event_seq),
 {_event_r}
