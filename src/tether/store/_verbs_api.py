@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ._base import StoreBase, Tx
-from ._records import ApiTokenRow, IdempotentAnswer, RunFilter, RunRow, RunStatus
+from ._records import ApiTokenRow, IdempotentAnswer, RunFilter, RunRow
 
 __all__ = ["ApiVerbs"]
 
@@ -53,22 +53,6 @@ class ApiVerbs(StoreBase):
                 limit=limit,
             )
             return [tx.rows.run(r) for r in rows]
-
-        return await self._tx("read", body)
-
-    async def count_runs_by_status(self, where: RunFilter) -> dict[RunStatus, int]:
-        """How many runs match `where` (its status aside), per status that has any."""
-
-        async def body(tx: Tx) -> dict[RunStatus, int]:
-            rows = await tx.all(
-                "count_runs_by_status",
-                workflow=where.workflow,
-                tenant=where.tenant,
-                tag=where.tag,
-                after=where.created_after,
-                before=where.created_before,
-            )
-            return {RunStatus(r[0]): int(r[1]) for r in rows}
 
         return await self._tx("read", body)
 

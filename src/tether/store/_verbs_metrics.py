@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._base import StoreBase, Tx
-from ._records import Histogram, QueueDepth
+from ._records import Histogram, QueueDepth, RunFilter
 
 __all__ = ["METRIC_BUCKETS", "MetricVerbs"]
 
@@ -26,11 +26,17 @@ def _histogram(r: Sequence[Any]) -> Histogram:
 
 
 class MetricVerbs(StoreBase):
-    async def run_counts(self) -> list[tuple[str, str, int]]:
-        """(workflow, status, runs) for every pair that has runs."""
+    async def run_counts(self, where: RunFilter | None = None) -> list[tuple[str, str, int]]:
+        """(workflow, status, runs) for every pair that has runs matching `where` (its
+        status aside; None: every run), by workflow then status."""
+        w = where or RunFilter()
 
         async def body(tx: Tx) -> list[tuple[str, str, int]]:
-            return [(r[0], r[1], int(r[2])) for r in await tx.all("metric_runs")]
+            rows = await tx.all(
+                "run_counts", workflow=w.workflow, tenant=w.tenant, tag=w.tag,
+                after=w.created_after, before=w.created_before
+            )  # fmt: skip
+            return [(r[0], r[1], int(r[2])) for r in rows]
 
         return await self._tx("read", body)
 

@@ -207,8 +207,6 @@ INSERT INTO webhook_signatures (hook, signature, expires_at) VALUES (:hook, :sig
 ON CONFLICT DO NOTHING
 -- name: forget_webhook_signature
 DELETE FROM webhook_signatures WHERE hook = :hook AND signature = :sig
--- name: metric_runs
-SELECT workflow_name, status, count(*) FROM runs GROUP BY workflow_name, status ORDER BY 1, 2
 -- name: metric_queues
 SELECT queue, sum(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), sum(CASE WHEN status = 'claimed' THEN 1 ELSE 0 END), min(CASE WHEN status = 'queued' THEN run_after END) FROM jobs GROUP BY queue ORDER BY queue
 -- name: waits_due

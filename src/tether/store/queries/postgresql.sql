@@ -370,14 +370,14 @@ WHERE (:status::text IS NULL OR status = :status)
     OR (created_at = coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at::timestamptz)
       AND id > :cur))
 ORDER BY created_at DESC, id LIMIT :limit
--- name: count_runs_by_status
-SELECT status, count(*) FROM runs
+-- name: run_counts
+SELECT workflow_name, status, count(*) FROM runs
 WHERE (:workflow::text IS NULL OR workflow_name = :workflow)
   AND (:tenant::text IS NULL OR tenant = :tenant)
   AND (:tag::text IS NULL OR tags @> jsonb_build_array(:tag::text))
   AND (:after::timestamptz IS NULL OR created_at >= :after)
   AND (:before::timestamptz IS NULL OR created_at < :before)
-GROUP BY status ORDER BY status
+GROUP BY workflow_name, status ORDER BY 1, 2
 
 -- name: touch_api_token
 -- at most once a minute: using a token must not cost a durable write per request

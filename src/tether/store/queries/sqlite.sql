@@ -252,12 +252,12 @@ WHERE (:status IS NULL OR status = :status) AND (:workflow IS NULL OR workflow_n
   AND (:cur IS NULL OR created_at < coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at)
     OR (created_at = coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at) AND id > :cur))
 ORDER BY created_at DESC, id LIMIT :limit
--- name: count_runs_by_status
-SELECT status, count(*) FROM runs
+-- name: run_counts
+SELECT workflow_name, status, count(*) FROM runs
 WHERE (:workflow IS NULL OR workflow_name = :workflow) AND (:tenant IS NULL OR tenant = :tenant)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = :tag))
   AND (:after IS NULL OR created_at >= :after) AND (:before IS NULL OR created_at < :before)
-GROUP BY status ORDER BY status
+GROUP BY workflow_name, status ORDER BY 1, 2
 
 -- name: touch_api_token
 -- at most once a minute: using a token must not cost a durable write per request
