@@ -81,12 +81,19 @@ class StoreBase(abc.ABC):
     """Shared helpers of the verbs; a dialect adds `_tx` and the plumbing."""
 
     dialect: str
+    # whether the queries of fenced writes (start_step, complete_step, ...) check the
+    # owner fence and number and write their event themselves, in one statement
+    fenced_queries = False
 
     @abc.abstractmethod
     async def _tx(
         self, mode: Mode, body: Callable[[Tx], Awaitable[T]], *, single: bool = False
     ) -> T:
         """Run `body` in one transaction of `mode` (see the module docstring)."""
+
+    def _variant(self, name: str, mode: Mode) -> str:
+        """The query to run for `name` in `mode` (a dialect may keep a faster one)."""
+        return name
 
     async def _get(self, name: str, build: Callable[[Rows, Any], T], **params: Any) -> T | None:
         """The record of read query `name`'s first row, or None."""

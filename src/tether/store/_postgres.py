@@ -4,10 +4,10 @@ Connections are in autocommit mode; a verb body runs in one transaction
 (`_tx`), or without one when it is a single statement. The verbs are shared
 (`_verbs_*`); for the hot ones (a step's start, completion and failure, a
 heartbeat, a submission, a claim of free jobs, a job's end, a run's claim,
-end, release and state) this adapter overrides the hook the shared verb runs
-its body through (`_fenced_write`, `_claim`, `_finish_at_once`,
-`_claim_at_once`) or, for the few with short signatures, the verb. Each is one
-statement in ``queries/postgresql.sql``: data-modifying CTEs check the owner
+end, release and state) its queries check the fence themselves
+(`fenced_queries`), and it overrides the hooks the shared verbs run their
+bodies through (`_variant`, `_claim`, `_finish_at_once`, `_claim_at_once`)
+or, for the few with short signatures, the verb. Each is one statement in ``queries/postgresql.sql``: data-modifying CTEs check the owner
 fence, reserve event numbers, write the events and the change together, so a
 durable step costs one round trip and one WAL flush, where the shared body's
 transaction costs BEGIN, a statement per row it writes, and COMMIT. A step's
@@ -54,7 +54,6 @@ from ._records import (
 from ._rows import PG_ROWS
 from ._sql import queries
 from ._url import Durability, parse_pg_url
-from ._verbs_ai import write_attached
 
 try:
     import psycopg
@@ -120,6 +119,7 @@ class PostgresStore(Store):
     """Store on a PostgreSQL database (in its own schema)."""
 
     dialect = "postgresql"
+    fenced_queries = True  # `_event_cte` at the head of each
 
     def __init__(self, url: str, *, durability: str | Durability | None = None) -> None:
         self.url = url
@@ -147,36 +147,11 @@ class PostgresStore(Store):
 
     # -- the one-statement verbs -----------------------------------------------------
 
-    async def _fenced_write(
-        self,
-        mode: Mode,
-        name: str,
-        fence: Fence,
-        event: NewEvent,
-        at: datetime,
-        rows: Sequence[object] = (),
-        **p: Any,
-    ) -> Any:
-        """One statement (`_event_cte` at its head) checks the fence, numbers and writes
-        the event and runs the change; its row, or the fence's failure raised. The
-        ``<name>_fast`` variant, if there is one, serves a "fast" write (and every
-        write under durability=normal). With `rows` a step attached (its AI calls),
-        they are written in the same transaction."""
-        if (mode == "fast" or self._sync_off) and f"{name}_fast" in _Q:
-            name = f"{name}_fast"
-
-        async def body(tx: Tx) -> Any:
-            row = await tx.one(
-                name, wid=fence.workflow_id, gen=fence.generation, comp=fence.compensating,
-                etype=event.type, emsg=event.message, edetail=event.detail, at=at, **p
-            )  # fmt: skip
-            if row is None:
-                raise await self._fence_failure(tx, fence)
-            if rows:
-                await write_attached(self, tx, fence, p["key"], rows, at)
-            return row
-
-        return await self._tx("write", body, single=not rows)
+    def _variant(self, name: str, mode: Mode) -> str:
+        """``<name>_fast``, where there is one, for a fast write (and for every write
+        under durability=normal): it skips the wait for the WAL flush."""
+        fast = f"{name}_fast"
+        return fast if (mode == "fast" or self._sync_off) and fast in _Q else name
 
     async def _claim(
         self, name: str, event: NewEvent, now: datetime | None, compensating: bool, **p: Any

@@ -175,16 +175,29 @@ class RunVerbs(StoreBase):
         **p: Any,
     ) -> Any:
         """Write `event` under `fence` and run query `name` (with ``wid`` and ``at``), and
-        the `rows` a step attached, in one transaction; the query's first row."""
+        the `rows` a step attached, in one transaction; the query's first row.
+
+        Where the dialect's query checks the fence and writes the event itself
+        (`fenced_queries`), that is one statement, without BEGIN/COMMIT unless
+        `rows` are written too."""
+        name = self._variant(name, mode)
 
         async def body(tx: Tx) -> Any:
-            await self._events(tx, fence, [event], at)
-            row = await tx.one(name, wid=fence.workflow_id, at=at, **p)
+            if self.fenced_queries:
+                row = await tx.one(
+                    name, wid=fence.workflow_id, gen=fence.generation, comp=fence.compensating,
+                    etype=event.type, emsg=event.message, edetail=event.detail, at=at, **p
+                )  # fmt: skip
+                if row is None:
+                    raise await self._fence_failure(tx, fence)
+            else:
+                await self._events(tx, fence, [event], at)
+                row = await tx.one(name, wid=fence.workflow_id, at=at, **p)
             if rows:
                 await write_attached(self, tx, fence, p["key"], rows, at)
             return row
 
-        return await self._tx(mode, body)
+        return await self._tx(mode, body, single=self.fenced_queries and not rows)
 
     # -- events -----------------------------------------------------------------------
 
