@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -153,24 +154,8 @@ class StoreBase(abc.ABC):
         self, tx: Tx, run: NewRun, at: datetime, *, ckey: str | None = None
     ) -> tuple[RunRow, bool]:
         """Insert unless the id (or idempotency key) exists; (row, created)."""
-        created = await tx.execute(
-            "insert_run",
-            id=run.workflow_id,
-            name=run.workflow_name,
-            version=run.workflow_version,
-            input=run.input,
-            state=run.state,
-            priority=run.priority,
-            tags=json.dumps(list(run.tags)),
-            tenant=run.tenant,
-            parent=run.parent_id,
-            ikey=run.idempotency_key,
-            queue=run.queue,
-            ckey=ckey,
-            at=at,
-            rule=run.step_rule,
-            budget=run.budget,
-        )
+        tags = json.dumps(list(run.tags))
+        created = await tx.execute("insert_run", **asdict(run) | {"tags": tags}, ckey=ckey, at=at)
         row = await tx.one("run_by_id_or_key", id=run.workflow_id, ikey=run.idempotency_key)
         return tx.rows.run(row), created == 1
 

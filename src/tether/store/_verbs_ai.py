@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -57,33 +58,10 @@ async def write_attached(
     for seq, call in enumerate(calls):
         prompt, prompt_blob = await _text(tx, call.prompt)
         response, response_blob = await _text(tx, call.response)
+        texts = {"prompt": prompt, "prompt_blob": prompt_blob, "response": response,
+                 "response_blob": response_blob, "at": call.at or at}  # fmt: skip
         await tx.execute(
-            "insert_ai_call",
-            wid=fence.workflow_id,
-            key=step_key,
-            seq=seq,
-            call_type=call.call_type,
-            provider=call.provider,
-            model=call.model,
-            request_id=call.request_id,
-            prompt=prompt,
-            prompt_blob=prompt_blob,
-            response=response,
-            response_blob=response_blob,
-            input=call.input_tokens,
-            cached=call.cached_input_tokens,
-            cache_write=call.cache_write_tokens,
-            output=call.output_tokens,
-            reasoning=call.reasoning_tokens,
-            cost=call.cost_micro_usd,
-            price_source=call.price_source,
-            tier=call.service_tier,
-            latency=call.latency_ms,
-            at=call.at or at,
-            error=call.error,
-            budget_key=call.budget_key,
-            batch_id=call.batch_id,
-            custom_id=call.custom_id,
+            "insert_ai_call", **asdict(call) | texts, wid=fence.workflow_id, key=step_key, seq=seq
         )
 
 

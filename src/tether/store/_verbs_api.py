@@ -4,6 +4,7 @@ Idempotency-Key answers and seen webhook signatures."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,17 +68,7 @@ class ApiVerbs(StoreBase):
     # -- API tokens -----------------------------------------------------------------
 
     async def create_api_token(self, row: ApiTokenRow) -> None:
-        async def body(tx: Tx) -> None:
-            await tx.execute(
-                "insert_api_token",
-                id=row.id,
-                name=row.name,
-                scope=row.scope,
-                hash=row.token_hash,
-                at=row.created_at,
-            )
-
-        await self._tx("write", body)
+        await self._tx("write", lambda tx: tx.execute("insert_api_token", **asdict(row)))
 
     async def list_api_tokens(self) -> list[ApiTokenRow]:
         """Every token, revoked ones included, oldest first."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -34,19 +35,7 @@ class ScheduleVerbs(StoreBase):
         """
 
         async def body(tx: Tx) -> ScheduleRow:
-            await tx.execute(
-                "save_schedule",
-                name=row.name,
-                workflow=row.workflow_name,
-                cron=row.cron,
-                tz=row.timezone,
-                queue=row.queue,
-                missed=row.missed,
-                paused=row.paused,
-                fired=row.fired_until,
-                created=row.created_at,
-                at=row.updated_at,
-            )
+            await tx.execute("save_schedule", **asdict(row))  # parameters named as its fields
             return _schedule(tx, await tx.one("schedule_by_name", name=row.name))
 
         return await self._tx("write", body)

@@ -102,7 +102,8 @@ name, workflow_name, cron, timezone, queue, missed, paused, fired_until, created
 -- name: save_schedule
 -- a changed definition is updated; whether it is paused and how far it fired are kept
 INSERT INTO schedules ({_schedule_cols})
-VALUES (:name, :workflow, :cron, :tz, :queue, :missed, :paused, :fired, :created, :at)
+VALUES (:name, :workflow_name, :cron, :timezone, :queue, :missed, :paused, :fired_until,
+  :created_at, :updated_at)
 ON CONFLICT (name) DO UPDATE SET workflow_name = excluded.workflow_name, cron = excluded.cron,
   timezone = excluded.timezone, queue = excluded.queue, missed = excluded.missed,
   updated_at = excluded.updated_at
@@ -122,8 +123,9 @@ INSERT INTO ai_calls (run_id, step_key, attempt, seq, call_type, provider, model
   service_tier, latency_ms, at, error, budget_key, batch_id, custom_id)
 SELECT :wid, :key, coalesce((SELECT attempts FROM steps WHERE run_id = :wid AND step_key = :key), 1),
   :seq, :call_type, :provider, :model, :request_id, :prompt, :prompt_blob, :response,
-  :response_blob, :input, :cached, :cache_write, :output, :reasoning, :cost, :price_source,
-  :tier, :latency, :at, :error, :budget_key, :batch_id, :custom_id
+  :response_blob, :input_tokens, :cached_input_tokens, :cache_write_tokens, :output_tokens,
+  :reasoning_tokens, :cost_micro_usd, :price_source, :service_tier, :latency_ms, :at, :error,
+  :budget_key, :batch_id, :custom_id
 WHERE true ON CONFLICT DO NOTHING
 -- name: list_ai_calls
 SELECT c.id, c.run_id, c.step_key, c.attempt, c.call_type, c.provider, c.model, c.request_id,
@@ -178,7 +180,7 @@ SELECT queue, status, count(*) FROM jobs GROUP BY queue, status ORDER BY queue, 
 id, name, scope, token_hash, created_at, last_used_at, revoked_at
 -- name: insert_api_token
 INSERT INTO api_tokens (id, name, scope, token_hash, created_at)
-VALUES (:id, :name, :scope, :hash, :at)
+VALUES (:id, :name, :scope, :token_hash, :created_at)
 -- name: list_api_tokens
 SELECT {_token_cols} FROM api_tokens ORDER BY created_at, id
 -- name: api_token_by_hash

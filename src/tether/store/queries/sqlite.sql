@@ -43,8 +43,8 @@ SELECT status FROM runs WHERE id = :wid
 INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, priority, tags,
   tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule,
   budget)
-VALUES (:id, :name, :version, 'pending', :input, :state, :priority, :tags, :tenant, :parent,
-  :ikey, :queue, :ckey, :at, :at, :rule, :budget)
+VALUES (:workflow_id, :workflow_name, :workflow_version, 'pending', :input, :state, :priority,
+  :tags, :tenant, :parent_id, :idempotency_key, :queue, :ckey, :at, :at, :step_rule, :budget)
 ON CONFLICT DO NOTHING
 -- name: list_runs
 SELECT {_run_cols} FROM runs WHERE (:status IS NULL OR status = :status)
