@@ -114,35 +114,7 @@ class AIVerbs(StoreBase):
 
         async def body(tx: Tx) -> list[AICallRow]:
             rows = await tx.all("list_ai_calls", ids=tx.array(list(workflow_ids)))
-            return [
-                AICallRow(
-                    id=r[0],
-                    workflow_id=r[1],
-                    step_key=r[2],
-                    attempt=r[3],
-                    call_type=r[4],
-                    provider=r[5],
-                    model=r[6],
-                    request_id=r[7],
-                    prompt=r[8],
-                    response=r[9],
-                    input_tokens=r[10],
-                    cached_input_tokens=r[11],
-                    cache_write_tokens=r[12],
-                    output_tokens=r[13],
-                    reasoning_tokens=r[14],
-                    cost_micro_usd=r[15],
-                    price_source=r[16],
-                    service_tier=r[17],
-                    latency_ms=r[18],
-                    at=tx.rows.t(r[19]),
-                    error=r[20],
-                    budget_key=r[21],
-                    batch_id=r[22],
-                    custom_id=r[23],
-                )
-                for r in rows
-            ]
+            return [tx.rows.ai_call(r) for r in rows]
 
         return await self._tx("read", body)
 

@@ -3,27 +3,14 @@ Idempotency-Key answers and seen webhook signatures."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any
 
 from ._base import StoreBase, Tx
 from ._records import ApiTokenRow, IdempotentAnswer, RunFilter, RunRow
+from ._rows import Rows
 
 __all__ = ["ApiVerbs"]
-
-
-def _token(tx: Tx, r: Sequence[Any]) -> ApiTokenRow:
-    return ApiTokenRow(
-        id=r[0],
-        name=r[1],
-        scope=r[2],
-        token_hash=r[3],
-        created_at=tx.rows.t(r[4]),
-        last_used_at=tx.rows.ot(r[5]),
-        revoked_at=tx.rows.ot(r[6]),
-    )
 
 
 class ApiVerbs(StoreBase):
@@ -73,10 +60,7 @@ class ApiVerbs(StoreBase):
     async def list_api_tokens(self) -> list[ApiTokenRow]:
         """Every token, revoked ones included, oldest first."""
 
-        async def body(tx: Tx) -> list[ApiTokenRow]:
-            return [_token(tx, r) for r in await tx.all("list_api_tokens")]
-
-        return await self._tx("read", body)
+        return await self._list("list_api_tokens", Rows.token)
 
     async def count_api_tokens(self) -> int:
         """Tokens not revoked."""
@@ -89,11 +73,7 @@ class ApiVerbs(StoreBase):
     async def find_api_token(self, token_hash: str, *, at: datetime) -> ApiTokenRow | None:
         """The live token with this hash (its last use noted, at most once a minute)."""
 
-        async def find(tx: Tx) -> ApiTokenRow | None:
-            row = await tx.one("api_token_by_hash", hash=token_hash)
-            return None if row is None else _token(tx, row)
-
-        found = await self._tx("read", find)
+        found = await self._get("api_token_by_hash", Rows.token, hash=token_hash)
         if found is not None and (
             found.last_used_at is None or found.last_used_at < at - timedelta(seconds=60)
         ):

@@ -349,7 +349,7 @@ class QueueVerbs(StoreBase):
                 if r[7]:
                     blocked.add(r[0])  # an earlier event of this run waits for its retry
                     continue
-                out.append(_outbox(tx.rows, r))
+                out.append(tx.rows.outbox(r))
             return out
 
         return await self._tx("read", body)
@@ -379,7 +379,7 @@ class QueueVerbs(StoreBase):
         return await self._tx("write", lambda tx: tx.execute("outbox_replay_dead", limit=limit))
 
     async def outbox_dead(self, *, limit: int) -> list[OutboxRow]:
-        return await self._list("outbox_dead", _outbox, limit=limit)
+        return await self._list("outbox_dead", Rows.outbox, limit=limit)
 
     # -- idempotency ------------------------------------------------------------------
 
@@ -479,7 +479,3 @@ async def _finished_family(tx: Tx, run_id: str) -> list[str] | None:
 
 def _queued(run: NewRun, queue: str) -> NewRun:
     return replace(run, queue=queue)
-
-
-def _outbox(rows: Rows, r: Any) -> OutboxRow:
-    return OutboxRow(r[0], r[1], r[2], r[3], r[4], rows.t(r[5]), r[6])

@@ -210,7 +210,7 @@ class RunVerbs(StoreBase):
     ) -> list[EventRow]:
         """Events of one run in `seq` order."""
         return await self._list(
-            "list_events", _event, wid=workflow_id, after=after_seq, limit=limit
+            "list_events", Rows.event, wid=workflow_id, after=after_seq, limit=limit
         )
 
     # -- steps ------------------------------------------------------------------------
@@ -288,7 +288,7 @@ class RunVerbs(StoreBase):
         )
 
     async def list_heartbeats(self, workflow_id: str) -> list[HeartbeatRow]:
-        return await self._list("list_heartbeats", _heartbeat, wid=workflow_id)
+        return await self._list("list_heartbeats", Rows.heartbeat, wid=workflow_id)
 
     # -- locks ------------------------------------------------------------------------
 
@@ -392,11 +392,3 @@ class RunVerbs(StoreBase):
     async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
         """Locks of `scope` (taken by run `run_id` only, if given), by key."""
         return await self._list("list_locks", Rows.lock, scope=scope, run=run_id)
-
-
-def _event(rows: Rows, r: Any) -> EventRow:
-    return EventRow(r[0], r[1], r[2], r[3], r[4], rows.t(r[5]))
-
-
-def _heartbeat(rows: Rows, r: Any) -> HeartbeatRow:
-    return HeartbeatRow(r[0], r[1], rows.t(r[2]), r[3])
