@@ -96,6 +96,12 @@ class StoreBase(abc.ABC):
         """The query to run for `name` in `mode` (a dialect may keep a faster one)."""
         return name
 
+    async def _execute(
+        self, mode: Mode, name: str, /, *, single: bool = False, **params: Any
+    ) -> int:
+        """Run the one statement `name` in its own transaction; the rows it changed."""
+        return await self._tx(mode, lambda tx: tx.execute(name, **params), single=single)
+
     async def _get(self, name: str, build: Callable[[Rows, Any], T], **params: Any) -> T | None:
         """The record of read query `name`'s first row, or None."""
 

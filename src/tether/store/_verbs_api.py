@@ -55,7 +55,7 @@ class ApiVerbs(StoreBase):
     # -- API tokens -----------------------------------------------------------------
 
     async def create_api_token(self, row: ApiTokenRow) -> None:
-        await self._tx("write", lambda tx: tx.execute("insert_api_token", **asdict(row)))
+        await self._execute("write", "insert_api_token", **asdict(row))
 
     async def list_api_tokens(self) -> list[ApiTokenRow]:
         """Every token, revoked ones included, oldest first."""
@@ -87,10 +87,7 @@ class ApiVerbs(StoreBase):
     async def revoke_api_token(self, id_or_name: str, *, at: datetime) -> int:
         """Revoke the live token(s) with this id or name; how many."""
 
-        async def body(tx: Tx) -> int:
-            return await tx.execute("revoke_api_token", id=id_or_name, at=at)
-
-        return await self._tx("write", body)
+        return await self._execute("write", "revoke_api_token", id=id_or_name, at=at)
 
     # -- Idempotency-Key ------------------------------------------------------------
 
@@ -152,7 +149,6 @@ class ApiVerbs(StoreBase):
     async def forget_signature(self, hook: str, signature: str) -> None:
         """Forget a signature whose request could not be carried out (it may be sent again)."""
 
-        async def body(tx: Tx) -> None:
-            await tx.execute("forget_webhook_signature", hook=hook, sig=signature)
-
-        await self._tx("write", body, single=True)
+        await self._execute(
+            "write", "forget_webhook_signature", single=True, hook=hook, sig=signature
+        )

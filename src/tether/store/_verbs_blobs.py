@@ -23,10 +23,7 @@ class BlobVerbs(StoreBase):
     async def put_blob(self, key: str, body: bytes, at: datetime) -> None:
         """Write blob `key` (replacing one of the same key), in its own transaction."""
 
-        async def go(tx: Tx) -> None:
-            await tx.execute("put_blob", key=key, body=body, size=len(body), at=at)
-
-        await self._tx("write", go)
+        await self._execute("write", "put_blob", key=key, body=body, size=len(body), at=at)
 
     async def get_blob(self, key: str) -> bytes | None:
         """The body of blob `key`, or None."""
@@ -48,15 +45,9 @@ class BlobVerbs(StoreBase):
     async def delete_blobs(self, prefix: str) -> int:
         """Delete every blob whose key starts with `prefix`; how many."""
 
-        async def go(tx: Tx) -> int:
-            return await tx.execute("delete_blobs", like=_like(prefix))
-
-        return await self._tx("write", go)
+        return await self._execute("write", "delete_blobs", like=_like(prefix))
 
     async def delete_blob(self, key: str) -> bool:
         """Delete blob `key`; False if there was none."""
 
-        async def go(tx: Tx) -> bool:
-            return await tx.execute("delete_blob", key=key) == 1
-
-        return await self._tx("write", go)
+        return await self._execute("write", "delete_blob", key=key) == 1

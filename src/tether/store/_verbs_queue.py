@@ -228,12 +228,8 @@ class QueueVerbs(StoreBase):
         its attempts are used up.
         """
 
-        async def body(tx: Tx) -> None:
-            await tx.execute(
-                "retry_job", error=error, after=run_after, at=at, id=job_id, worker=worker
-            )
-
-        await self._tx("write", body, single=True)
+        p = {"error": error, "after": run_after, "at": at, "id": job_id, "worker": worker}
+        await self._execute("write", "retry_job", single=True, **p)
 
     async def reap_jobs(self, *, now: datetime | None, at: datetime) -> int:
         """Return jobs with expired leases to the queue (or fail them past max attempts)."""
@@ -376,7 +372,7 @@ class QueueVerbs(StoreBase):
 
     async def outbox_replay_dead(self, *, limit: int, at: datetime) -> int:
         """Put dead-lettered events back for delivery; how many."""
-        return await self._tx("write", lambda tx: tx.execute("outbox_replay_dead", limit=limit))
+        return await self._execute("write", "outbox_replay_dead", limit=limit)
 
     async def outbox_dead(self, *, limit: int) -> list[OutboxRow]:
         return await self._list("outbox_dead", Rows.outbox, limit=limit)

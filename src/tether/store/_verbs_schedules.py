@@ -47,7 +47,7 @@ class ScheduleVerbs(StoreBase):
         if the schedule already fired that far, or is paused).
         """
 
-        async def body(tx: Tx) -> bool:
-            return await tx.execute("advance_schedule", name=name, fired=fired_until, at=at) == 1
-
-        return await self._tx("write", body)
+        return (
+            await self._execute("write", "advance_schedule", name=name, fired=fired_until, at=at)
+            == 1
+        )
