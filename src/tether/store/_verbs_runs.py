@@ -73,7 +73,6 @@ class RunVerbs(StoreBase):
         With `compensating`, only a run cancelled with compensation pending can
         be, and it stays cancelled while its compensations run.
         """
-
         name = "claim_run_compensating" if compensating else "claim_run"
         p = {"wid": workflow_id, "owner": owner, "lease": lease, "force": force, "at": at}
         return await self._claim(name, event, now, compensating, dead=dead_owner, **p)
