@@ -165,20 +165,25 @@ async def test_runs_listed_by_status_newest_first(store: Store) -> None:
     assert [r.workflow_id for r in await store.list_runs(limit=1)] == ["r2"]
 
 
-async def test_runs_counted_by_status_under_a_filter(store: Store) -> None:
+async def test_runs_counted_by_workflow_and_status_under_a_filter(store: Store) -> None:
     for i in range(4):
         tags = ("odd",) if i % 2 else ("even",)
         await store.create_run(NewRun(f"r{i}", "wf", tags=tags), T0 + timedelta(hours=i))
     await store.create_run(NewRun("other", "wf2"), T0)
     await store.claim_run("r1", "o", T0, NewEvent("workflow.running"))
-    everything = await store.count_runs_by_status(RunFilter())
-    assert everything == {RunStatus.PENDING: 4, RunStatus.RUNNING: 1}
+    assert await store.run_counts() == [
+        ("wf", "pending", 3),
+        ("wf", "running", 1),
+        ("wf2", "pending", 1),
+    ]
     odd = RunFilter(workflow="wf", tag="odd")
-    assert await store.count_runs_by_status(odd) == {RunStatus.PENDING: 1, RunStatus.RUNNING: 1}
+    assert await store.run_counts(odd) == [("wf", "pending", 1), ("wf", "running", 1)]
     window = RunFilter(
         created_after=T0 + timedelta(hours=1), created_before=T0 + timedelta(hours=3)
     )
-    assert await store.count_runs_by_status(window) == {RunStatus.PENDING: 1, RunStatus.RUNNING: 1}
+    assert await store.run_counts(window) == [("wf", "pending", 1), ("wf", "running", 1)]
+    tenant = RunFilter(tenant="nobody")
+    assert await store.run_counts(tenant) == []
 
 
 async def test_migrations_apply_once_and_reopen_cleanly(database_url: str) -> None:

@@ -51,7 +51,12 @@ _WAIT_KINDS = {
 
 
 class JournalStore:
-    """The store verbs of one invocation's drive, kept in memory and streamed out."""
+    """The store verbs of one invocation's drive, kept in memory and streamed out.
+
+    A verb takes the arguments of its `Store` verb and names only those it reads
+    (the rest, such as the event and the rows a step attached, is the
+    orchestrator's to record).
+    """
 
     def __init__(self, workflow_id: str, send: Send) -> None:
         self.workflow_id = workflow_id
@@ -77,16 +82,7 @@ class JournalStore:
             None, None, at, None, at,
         )  # fmt: skip
 
-    async def complete_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        result: str,
-        at: datetime,
-        event: NewEvent,
-        rows: Sequence[object] = (),
-    ) -> None:
+    async def complete_step(self, fence: Fence, key: str, *, result: str, **_: object) -> None:
         idem = self._idempotency.get(key)
         name = key[: -len(idem) - 1] if idem is not None else key
         step = JournalStep(
@@ -99,17 +95,7 @@ class JournalStore:
         self.completed.append(step)
         await self._send(Line(type="step", step=step))
 
-    async def fail_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        error: str,
-        final: bool,
-        at: datetime,
-        event: NewEvent,
-        rows: Sequence[object] = (),
-    ) -> None:
+    async def fail_step(self, fence: Fence, key: str, **_: object) -> None:
         """A failed attempt stays on the tenant: a retry runs here, a final failure
         ends the body and is answered as the run's failure."""
 

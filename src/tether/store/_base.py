@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -81,12 +82,25 @@ class StoreBase(abc.ABC):
     """Shared helpers of the verbs; a dialect adds `_tx` and the plumbing."""
 
     dialect: str
+    # whether the queries of fenced writes (start_step, complete_step, ...) check the
+    # owner fence and number and write their event themselves, in one statement
+    fenced_queries = False
 
     @abc.abstractmethod
     async def _tx(
         self, mode: Mode, body: Callable[[Tx], Awaitable[T]], *, single: bool = False
     ) -> T:
         """Run `body` in one transaction of `mode` (see the module docstring)."""
+
+    def _variant(self, name: str, mode: Mode) -> str:
+        """The query to run for `name` in `mode` (a dialect may keep a faster one)."""
+        return name
+
+    async def _execute(
+        self, mode: Mode, name: str, /, *, single: bool = False, **params: Any
+    ) -> int:
+        """Run the one statement `name` in its own transaction; the rows it changed."""
+        return await self._tx(mode, lambda tx: tx.execute(name, **params), single=single)
 
     async def _get(self, name: str, build: Callable[[Rows, Any], T], **params: Any) -> T | None:
         """The record of read query `name`'s first row, or None."""
@@ -146,24 +160,8 @@ class StoreBase(abc.ABC):
         self, tx: Tx, run: NewRun, at: datetime, *, ckey: str | None = None
     ) -> tuple[RunRow, bool]:
         """Insert unless the id (or idempotency key) exists; (row, created)."""
-        created = await tx.execute(
-            "insert_run",
-            id=run.workflow_id,
-            name=run.workflow_name,
-            version=run.workflow_version,
-            input=run.input,
-            state=run.state,
-            priority=run.priority,
-            tags=json.dumps(list(run.tags)),
-            tenant=run.tenant,
-            parent=run.parent_id,
-            ikey=run.idempotency_key,
-            queue=run.queue,
-            ckey=ckey,
-            at=at,
-            rule=run.step_rule,
-            budget=run.budget,
-        )
+        tags = json.dumps(list(run.tags))
+        created = await tx.execute("insert_run", **asdict(run) | {"tags": tags}, ckey=ckey, at=at)
         row = await tx.one("run_by_id_or_key", id=run.workflow_id, ikey=run.idempotency_key)
         return tx.rows.run(row), created == 1
 

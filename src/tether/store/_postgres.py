@@ -1,15 +1,19 @@
-"""The PostgreSQL adapter: its plumbing and the few verbs that are one statement here.
+"""The PostgreSQL adapter: its plumbing, and the hot paths as one statement each.
 
 Connections are in autocommit mode; a verb body runs in one transaction
-(`_tx`), or without one when it is a single statement. The hot verbs (a
-step's start, completion and failure, a heartbeat, a submission, a claim of
-free jobs, a job's end, a run's claim, end, release and state) are one
-statement each, in ``queries/postgresql.sql``: data-modifying CTEs check the
-owner fence, reserve event numbers, write the events and the change together,
-so a durable step costs one round trip and one WAL flush, where the shared
-body's transaction costs BEGIN, a statement per row it writes, and COMMIT. A step's start marker asks for ``synchronous_commit = off``
-from inside that statement (``set_config(..., true)``), so it does not wait
-for the flush; a completion does. Every other verb is shared (`_verbs_*`).
+(`_tx`), or without one when it is a single statement. The verbs are shared
+(`_verbs_*`); for the hot ones (a step's start, completion and failure, a
+heartbeat, a submission, a claim of free jobs, a job's end, a run's claim,
+end, release and state) its queries check the fence themselves
+(`fenced_queries`), and it overrides the hooks the shared verbs run their
+bodies through (`_variant`, `_claim`, `_finish_at_once`, `_claim_at_once`)
+or, for the few with short signatures, the verb. Each is one statement in ``queries/postgresql.sql``: data-modifying CTEs check the owner
+fence, reserve event numbers, write the events and the change together, so a
+durable step costs one round trip and one WAL flush, where the shared body's
+transaction costs BEGIN, a statement per row it writes, and COMMIT. A step's
+start marker asks for ``synchronous_commit = off`` from inside that statement
+(``set_config(..., true)``), so it does not wait for the flush; a completion
+does.
 
 Time for lock expiry comes from the server (``clock_timestamp()``) unless the
 engine pins it (a fake clock in tests), so machines with skewed clocks agree.
@@ -36,31 +40,20 @@ from ..errors import (
     TetherError,
 )
 from ._base import Mode, Tx
-from ._lifecycle import end_reason
 from ._migrations import pending
+from ._port import Store
 from ._records import (
-    EndReason,
     Fence,
     JobRow,
     NewEvent,
     NewJob,
     NewRun,
-    QueueLimit,
     RunRow,
     RunStatus,
-    StepRow,
 )
-from ._rows import PG_ROWS, started_step
+from ._rows import PG_ROWS
 from ._sql import queries
 from ._url import Durability, parse_pg_url
-from ._verbs_ai import AIVerbs, write_attached
-from ._verbs_api import ApiVerbs
-from ._verbs_blobs import BlobVerbs
-from ._verbs_metrics import MetricVerbs
-from ._verbs_queue import QueueVerbs
-from ._verbs_runs import RunVerbs, finish_verb
-from ._verbs_schedules import ScheduleVerbs
-from ._verbs_waits import WaitVerbs
 
 try:
     import psycopg
@@ -122,12 +115,11 @@ class PgTx:
         await self.one("notify", chan=self._channel, what=what)
 
 
-class PostgresStore(
-    RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, BlobVerbs, ApiVerbs, MetricVerbs
-):
+class PostgresStore(Store):
     """Store on a PostgreSQL database (in its own schema)."""
 
     dialect = "postgresql"
+    fenced_queries = True  # `_event_cte` at the head of each
 
     def __init__(self, url: str, *, durability: str | Durability | None = None) -> None:
         self.url = url
@@ -155,59 +147,26 @@ class PostgresStore(
 
     # -- the one-statement verbs -----------------------------------------------------
 
-    async def _fenced(
-        self,
-        name: str,
-        fence: Fence,
-        event: NewEvent,
-        at: datetime,
-        *,
-        rows: Sequence[object] = (),
-        **p: Any,
-    ) -> Any:
-        """Run one fenced statement (`_event_cte` at its head); its row, or the fence's
-        failure raised. With `rows` a step attached (its AI calls), they are written
-        in the same transaction."""
+    def _variant(self, name: str, mode: Mode) -> str:
+        """``<name>_fast``, where there is one, for a fast write (and for every write
+        under durability=normal): it skips the wait for the WAL flush."""
+        fast = f"{name}_fast"
+        return fast if (mode == "fast" or self._sync_off) and fast in _Q else name
 
-        async def body(tx: Tx) -> Any:
-            row = await tx.one(
-                name, wid=fence.workflow_id, gen=fence.generation, comp=fence.compensating,
-                etype=event.type, emsg=event.message, edetail=event.detail, at=at, **p
-            )  # fmt: skip
-            if row is None:
-                raise await self._fence_failure(tx, fence)
-            if rows:
-                await write_attached(self, tx, fence, p["key"], rows, at)
-            return row
-
-        return await self._tx("write", body, single=not rows)
-
-    async def claim_run(
-        self,
-        workflow_id: str,
-        owner: str,
-        at: datetime,
-        event: NewEvent,
-        *,
-        compensating: bool = False,
-        lease: float | None = None,
-        force: bool = False,
-        now: datetime | None = None,
-        dead_owner: str | None = None,
+    async def _claim(
+        self, name: str, event: NewEvent, now: datetime | None, compensating: bool, **p: Any
     ) -> RunRow:
         """The claim numbers its event itself (no separate fence check, which would
         only re-read the row just claimed): one round trip where the shared body takes
         five (BEGIN, claim, bump, event, COMMIT). A refused claim is explained by a
         second read, as there."""
-        p = {"owner": owner, "now": now, "lease": lease, "at": at, "wid": workflow_id,
-             "force": force, "dead": dead_owner, "etype": event.type, "emsg": event.message,
-             "edetail": event.detail}  # fmt: skip
-        name = "claim_run_compensating_one" if compensating else "claim_run_one"
 
         async def body(tx: Tx) -> RunRow:
-            row = await tx.one(name, **p)
+            row = await tx.one(
+                name, now=now, etype=event.type, emsg=event.message, edetail=event.detail, **p
+            )
             if row is None:
-                raise await self._claim_refusal(tx, workflow_id)
+                raise await self._claim_refusal(tx, p["wid"])
             return tx.rows.run(row)
 
         return await self._tx("write", body, single=True)
@@ -219,77 +178,19 @@ class PostgresStore(
         row = await self._tx("write", lambda tx: tx.one("release_run_one", **p), single=True)
         return row is not None
 
-    async def finish_run(
-        self,
-        fence: Fence,
-        status: RunStatus,
-        *,
-        output: str | None,
-        error: str | None,
-        at: datetime,
-        event: NewEvent,
-        compute_seconds: float = 0.0,
-        reason: EndReason | None = None,
-    ) -> None:
+    async def _finish_at_once(
+        self, fence: Fence, status: RunStatus, event: NewEvent, at: datetime, **p: Any
+    ) -> bool:
         """One statement for the common end (the fence, the event, the end, the
         notification). An end that resolves a wait on this run (a parent's) must wake
         the waiter in the same transaction, and a failed fence must be explained: the
         statement changes nothing then, and the shared transaction does it all."""
-        p = {"wid": fence.workflow_id, "gen": fence.generation, "comp": fence.compensating,
-             "etype": event.type, "emsg": event.message, "edetail": event.detail, "at": at,
-             "status": status.value, "output": output, "error": error, "cs": compute_seconds,
-             "ended": status.terminal, "chan": self.config.channel,
-             "note": f"run:{fence.workflow_id}"}  # fmt: skip
-        ended = end_reason(finish_verb(fence), status, reason)
-        p["reason"] = None if ended is None else ended.value
+        p |= {"wid": fence.workflow_id, "gen": fence.generation, "comp": fence.compensating,
+              "etype": event.type, "emsg": event.message, "edetail": event.detail, "at": at,
+              "status": status.value, "ended": status.terminal, "chan": self.config.channel,
+              "note": f"run:{fence.workflow_id}"}  # fmt: skip
         row = await self._tx("write", lambda tx: tx.one("finish_run_one", **p), single=True)
-        if row is None:
-            await super().finish_run(
-                fence, status, output=output, error=error, at=at, event=event,
-                compute_seconds=compute_seconds, reason=reason
-            )  # fmt: skip
-
-    async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:
-        await self._fenced("set_state_one", fence, event, at, state=state)
-
-    async def start_step(
-        self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
-    ) -> StepRow:
-        row = await self._fenced("start_step", fence, event, at, key=key, ikey=idempotency_key)
-        return started_step(fence.workflow_id, key, idempotency_key, row, at)
-
-    async def complete_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        result: str,
-        at: datetime,
-        event: NewEvent,
-        rows: Sequence[object] = (),
-    ) -> None:
-        # durability=normal: completions skip the flush too
-        name = "complete_step_fast" if self._sync_off else "complete_step"
-        await self._fenced(name, fence, event, at, rows=rows, key=key, result=result)
-
-    async def fail_step(
-        self,
-        fence: Fence,
-        key: str,
-        *,
-        error: str,
-        final: bool,
-        at: datetime,
-        event: NewEvent,
-        rows: Sequence[object] = (),
-    ) -> None:
-        name = "fail_step_fast" if (not final and not rows) or self._sync_off else "fail_step"
-        await self._fenced(name, fence, event, at, rows=rows, key=key, error=error)
-
-    async def record_heartbeat(
-        self, fence: Fence, key: str, detail: str | None, at: datetime, event: NewEvent
-    ) -> None:
-        await self._fenced("record_heartbeat", fence, event, at, key=key, detail=detail)
+        return row is not None
 
     async def submit_run(self, run: NewRun, job: NewJob, at: datetime) -> tuple[RunRow, bool]:
         async def body(tx: Tx) -> tuple[RunRow, bool]:
@@ -308,43 +209,22 @@ class PostgresStore(
 
         return await self._tx("write", body, single=True)
 
-    async def claim_jobs(
-        self,
-        worker: str,
-        queues: Sequence[str],
-        *,
-        limit: int,
-        visibility: float,
-        limits: dict[str, QueueLimit],
-        now: datetime | None,
-        at: datetime,
-    ) -> list[JobRow]:
+    async def _claim_at_once(
+        self, free: list[str], limit: int, p: dict[str, Any]
+    ) -> tuple[list[JobRow], bool]:
         """Keyless jobs of uncapped queues in one statement; it also says whether keyed
         jobs wait, so only then (or with capped queues) the shared claim runs."""
-        if limit < 1 or not queues:
-            return []
-        jobs: list[JobRow] = []
-        free = [q for q in queues if q not in limits]
-        if free:
-            p = {"qs": free, "n": limit, "now": now, "worker": worker, "vis": visibility, "at": at}
-            rows = await self._tx("fast", lambda tx: tx.all("claim_free", **p), single=True)
-            keyed = bool(rows[0][-1]) if rows else False
-            jobs = sorted(
-                (PG_ROWS.job(r[:-1]) for r in rows if r[0] is not None),
-                key=lambda j: (-j.priority, j.id),
-            )
-            limit -= len(jobs)
-            if limit < 1 or not (keyed or any(q in limits for q in queues)):
-                return jobs
-        try:
-            more = await super().claim_jobs(
-                worker, queues, limit=limit, visibility=visibility, limits=limits, now=now, at=at
-            )
-        except StoreError as exc:
-            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
-                return jobs  # lost a race for a concurrency key; the next round claims again
-            raise
-        return jobs + more
+        if not free:
+            return [], True
+        rows = await self._tx(
+            "fast", lambda tx: tx.all("claim_free", qs=free, n=limit, **p), single=True
+        )
+        keyed = bool(rows[0][-1]) if rows else False
+        jobs = (PG_ROWS.job(r[:-1]) for r in rows if r[0] is not None)
+        return sorted(jobs, key=lambda j: (-j.priority, j.id)), keyed
+
+    def _lost_race(self, exc: StoreError) -> bool:
+        return isinstance(exc.__cause__, psycopg.errors.UniqueViolation)
 
     async def finish_job(
         self, job_id: int, worker: str, *, error: str | None, ghost: bool, at: datetime

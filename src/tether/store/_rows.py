@@ -13,12 +13,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._records import (
+    AICallRow,
+    ApiTokenRow,
     EndReason,
+    EventRow,
+    HeartbeatRow,
     JobRow,
     JobStatus,
     LockRow,
+    OutboxRow,
     RunRow,
     RunStatus,
+    ScheduleRow,
     StepRow,
     StepStatus,
     WaitKind,
@@ -69,6 +75,30 @@ class Rows:
         return JobRow(
             r[0], r[1], r[2], JobStatus(r[3]), r[4], r[5], r[6], r[7], r[8], self.ot(r[9]),
             self.t(r[10]), r[11]
+        )  # fmt: skip
+
+    def event(self, r: Sequence[Any]) -> EventRow:
+        return EventRow(r[0], r[1], r[2], r[3], r[4], self.t(r[5]))
+
+    def heartbeat(self, r: Sequence[Any]) -> HeartbeatRow:
+        return HeartbeatRow(r[0], r[1], self.t(r[2]), r[3])
+
+    def outbox(self, r: Sequence[Any]) -> OutboxRow:
+        return OutboxRow(r[0], r[1], r[2], r[3], r[4], self.t(r[5]), r[6])
+
+    def schedule(self, r: Sequence[Any]) -> ScheduleRow:
+        t = self.t
+        return ScheduleRow(
+            r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), t(r[7]), t(r[8]), t(r[9])
+        )
+
+    def token(self, r: Sequence[Any]) -> ApiTokenRow:
+        return ApiTokenRow(r[0], r[1], r[2], r[3], self.t(r[4]), self.ot(r[5]), self.ot(r[6]))
+
+    def ai_call(self, r: Sequence[Any]) -> AICallRow:
+        return AICallRow(
+            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+            r[13], r[14], r[15], r[16], r[17], r[18], self.t(r[19]), r[20], r[21], r[22], r[23]
         )  # fmt: skip
 
 

@@ -1,4 +1,9 @@
-"""Named queries: one packaged file per dialect, ``queries/<dialect>.sql``.
+"""Named queries: packaged files ``queries/common.sql`` and ``queries/<dialect>.sql``.
+
+A dialect's queries are those of ``common.sql`` (text that is the same in both
+dialects) and those of its own file (text that differs). A name is defined in
+one of the two, never both: a repeated name is an error, not an override, so a
+query cannot be changed in one place while a stale copy still runs in another.
 
 A block headed ``-- name: claim_run`` runs to the next header. Parameters are
 written ``:name`` in both files; for PostgreSQL they become psycopg's
@@ -25,14 +30,17 @@ _SLOT = re.compile(r"\{(\w+)\}")
 @functools.cache
 def queries(dialect: str) -> dict[str, str]:
     """Every named query of `dialect`, ready for its driver."""
-    text = resources.files("tether.store").joinpath("queries", f"{dialect}.sql").read_text("utf-8")
-    parts = _HEADER.split(text)
     blocks: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        lines = [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith("--")]
-        if name in blocks:
-            raise RuntimeError(f"query {name!r} defined twice in {dialect}.sql")
-        blocks[name] = " ".join(ln.strip() for ln in lines)
+    for file in ("common.sql", f"{dialect}.sql"):
+        text = resources.files("tether.store").joinpath("queries", file).read_text("utf-8")
+        parts = _HEADER.split(text)
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            lines = [
+                ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith("--")
+            ]
+            if name in blocks:
+                raise RuntimeError(f"query {name!r} defined twice (common.sql, {dialect}.sql)")
+            blocks[name] = " ".join(ln.strip() for ln in lines)
     sets = {"TERMINAL": sql_set(TERMINAL), "CLOSED": sql_set(CLOSED)}
 
     def fill(sql: str) -> str:

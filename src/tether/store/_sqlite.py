@@ -35,17 +35,10 @@ from typing import Any, TypeVar
 from ..errors import IncompatibleStoreError, StoreError, StoreUnavailableError
 from ._base import Mode, Tx
 from ._migrations import pending
+from ._port import Store
 from ._rows import SQLITE_ROWS
 from ._sql import queries
 from ._url import Durability, parse_sqlite_url
-from ._verbs_ai import AIVerbs
-from ._verbs_api import ApiVerbs
-from ._verbs_blobs import BlobVerbs
-from ._verbs_metrics import MetricVerbs
-from ._verbs_queue import QueueVerbs
-from ._verbs_runs import RunVerbs
-from ._verbs_schedules import ScheduleVerbs
-from ._verbs_waits import WaitVerbs
 
 __all__ = ["SQLiteStore"]
 
@@ -93,9 +86,7 @@ class SQLiteTx:
         """SQLite has no notifications: waiters poll."""
 
 
-class SQLiteStore(
-    RunVerbs, WaitVerbs, QueueVerbs, ScheduleVerbs, AIVerbs, BlobVerbs, ApiVerbs, MetricVerbs
-):
+class SQLiteStore(Store):
     """Store on a SQLite file (or ``:memory:``)."""
 
     dialect = "sqlite"

@@ -258,8 +258,11 @@ class PgConfig:
 
 
 def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConfig:
-    """``postgresql://user@host:port/db?schema=tether&pool_size=10&statement_timeout=30``."""
-    parts = urlsplit(url)
+    """``postgresql://user@host:port/db?schema=tether&pool_size=10&statement_timeout=30``.
+
+    The options are checked by `check_url` (the one place that says what is wrong).
+    """
+    parts = check_url(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise InvalidArgumentError(f"not a PostgreSQL URL: {url!r}")
     opts = dict(parse_qsl(parts.query))
@@ -269,16 +272,9 @@ def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConf
         raise InvalidArgumentError(
             f"schema {schema!r} is not a plain identifier (letters, digits, underscore)"
         )
-    try:
-        pool_size = int(opts.pop("pool_size", "10"))
-        timeout_text = opts.pop("statement_timeout", None)
-        statement_timeout = None if timeout_text is None else float(timeout_text)
-    except ValueError:
-        raise InvalidArgumentError(
-            "pool_size must be an integer and statement_timeout a number of seconds"
-        ) from None
-    if pool_size < 1:
-        raise InvalidArgumentError(f"pool_size must be >= 1, got {pool_size}")
+    pool_size = int(opts.pop("pool_size", "10"))
+    timeout_text = opts.pop("statement_timeout", None)
+    statement_timeout = None if timeout_text is None else float(timeout_text)
     dur = Durability.parse(durability or opts.pop("durability", "full"))
     opts.pop("durability", None)
     unknown = set(opts) - {"sslmode", "connect_timeout", "application_name", "sslrootcert"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -57,33 +58,10 @@ async def write_attached(
     for seq, call in enumerate(calls):
         prompt, prompt_blob = await _text(tx, call.prompt)
         response, response_blob = await _text(tx, call.response)
+        texts = {"prompt": prompt, "prompt_blob": prompt_blob, "response": response,
+                 "response_blob": response_blob, "at": call.at or at}  # fmt: skip
         await tx.execute(
-            "insert_ai_call",
-            wid=fence.workflow_id,
-            key=step_key,
-            seq=seq,
-            call_type=call.call_type,
-            provider=call.provider,
-            model=call.model,
-            request_id=call.request_id,
-            prompt=prompt,
-            prompt_blob=prompt_blob,
-            response=response,
-            response_blob=response_blob,
-            input=call.input_tokens,
-            cached=call.cached_input_tokens,
-            cache_write=call.cache_write_tokens,
-            output=call.output_tokens,
-            reasoning=call.reasoning_tokens,
-            cost=call.cost_micro_usd,
-            price_source=call.price_source,
-            tier=call.service_tier,
-            latency=call.latency_ms,
-            at=call.at or at,
-            error=call.error,
-            budget_key=call.budget_key,
-            batch_id=call.batch_id,
-            custom_id=call.custom_id,
+            "insert_ai_call", **asdict(call) | texts, wid=fence.workflow_id, key=step_key, seq=seq
         )
 
 
@@ -103,12 +81,18 @@ def _usage_row(group: Any, r: Sequence[Any]) -> AIUsageRow:
 
 class AIVerbs(StoreBase):
     async def child_runs(self, workflow_id: str) -> list[str]:
+        """Ids of the runs started as children of this one, oldest first."""
+
         async def body(tx: Tx) -> list[str]:
             return [r[0] for r in await tx.all("child_run_ids", wid=workflow_id)]
 
         return await self._tx("read", body)
 
     async def ai_spend(self, workflow_id: str, budget_key: str | None) -> AISpend:
+        """What the call log holds for the run (`budget_key` None) or for every run that
+        spent under `budget_key`; and whether the run recorded a budget warning.
+        """
+
         async def body(tx: Tx) -> AISpend:
             if budget_key is None:
                 row = await tx.one("ai_spend_run", wid=workflow_id)
@@ -126,37 +110,11 @@ class AIVerbs(StoreBase):
         return await self._tx("read", body)
 
     async def list_ai_calls(self, workflow_ids: Sequence[str]) -> list[AICallRow]:
+        """The AI calls of these runs, oldest first, with their prompts and responses."""
+
         async def body(tx: Tx) -> list[AICallRow]:
             rows = await tx.all("list_ai_calls", ids=tx.array(list(workflow_ids)))
-            return [
-                AICallRow(
-                    id=r[0],
-                    workflow_id=r[1],
-                    step_key=r[2],
-                    attempt=r[3],
-                    call_type=r[4],
-                    provider=r[5],
-                    model=r[6],
-                    request_id=r[7],
-                    prompt=r[8],
-                    response=r[9],
-                    input_tokens=r[10],
-                    cached_input_tokens=r[11],
-                    cache_write_tokens=r[12],
-                    output_tokens=r[13],
-                    reasoning_tokens=r[14],
-                    cost_micro_usd=r[15],
-                    price_source=r[16],
-                    service_tier=r[17],
-                    latency_ms=r[18],
-                    at=tx.rows.t(r[19]),
-                    error=r[20],
-                    budget_key=r[21],
-                    batch_id=r[22],
-                    custom_id=r[23],
-                )
-                for r in rows
-            ]
+            return [tx.rows.ai_call(r) for r in rows]
 
         return await self._tx("read", body)
 
@@ -170,6 +128,9 @@ class AIVerbs(StoreBase):
         until: datetime | None = None,
         group_by: str | None = None,
     ) -> list[AIUsageRow]:
+        """Totals of the calls matching the filters: one row, or one per group
+        (``model``, ``workflow``, ``day``, ``run``). Sums over the log, never counters.
+        """
         if group_by is not None and group_by not in GROUPS:
             raise ValueError(f"group_by must be one of {GROUPS}, got {group_by!r}")
 

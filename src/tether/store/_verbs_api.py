@@ -1,28 +1,16 @@
 """The HTTP API's verbs (`tether serve`): pages of runs, queue counts, API tokens,
-Idempotency-Key answers and seen webhook signatures (see `_port.Store`)."""
+Idempotency-Key answers and seen webhook signatures."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any
 
 from ._base import StoreBase, Tx
-from ._records import ApiTokenRow, IdempotentAnswer, RunFilter, RunRow, RunStatus
+from ._records import ApiTokenRow, IdempotentAnswer, RunFilter, RunRow
+from ._rows import Rows
 
 __all__ = ["ApiVerbs"]
-
-
-def _token(tx: Tx, r: Sequence[Any]) -> ApiTokenRow:
-    return ApiTokenRow(
-        id=r[0],
-        name=r[1],
-        scope=r[2],
-        token_hash=r[3],
-        created_at=tx.rows.t(r[4]),
-        last_used_at=tx.rows.ot(r[5]),
-        revoked_at=tx.rows.ot(r[6]),
-    )
 
 
 class ApiVerbs(StoreBase):
@@ -35,6 +23,10 @@ class ApiVerbs(StoreBase):
         limit: int,
         after: tuple[str, datetime] | None = None,
     ) -> list[RunRow]:
+        """Runs that match `where`, newest first (ties by id), after the run `after`
+        names (its id, and its creation time should it be deleted meanwhile).
+        """
+
         async def body(tx: Tx) -> list[RunRow]:
             rows = await tx.all(
                 "list_runs_page",
@@ -52,21 +44,9 @@ class ApiVerbs(StoreBase):
 
         return await self._tx("read", body)
 
-    async def count_runs_by_status(self, where: RunFilter) -> dict[RunStatus, int]:
-        async def body(tx: Tx) -> dict[RunStatus, int]:
-            rows = await tx.all(
-                "count_runs_by_status",
-                workflow=where.workflow,
-                tenant=where.tenant,
-                tag=where.tag,
-                after=where.created_after,
-                before=where.created_before,
-            )
-            return {RunStatus(r[0]): int(r[1]) for r in rows}
-
-        return await self._tx("read", body)
-
     async def jobs_by_queue(self) -> list[tuple[str, str, int]]:
+        """(queue, job status, jobs) for every queue and status that has jobs."""
+
         async def body(tx: Tx) -> list[tuple[str, str, int]]:
             return [(r[0], r[1], int(r[2])) for r in await tx.all("jobs_by_queue_status")]
 
@@ -75,36 +55,25 @@ class ApiVerbs(StoreBase):
     # -- API tokens -----------------------------------------------------------------
 
     async def create_api_token(self, row: ApiTokenRow) -> None:
-        async def body(tx: Tx) -> None:
-            await tx.execute(
-                "insert_api_token",
-                id=row.id,
-                name=row.name,
-                scope=row.scope,
-                hash=row.token_hash,
-                at=row.created_at,
-            )
-
-        await self._tx("write", body)
+        await self._execute("write", "insert_api_token", **asdict(row))
 
     async def list_api_tokens(self) -> list[ApiTokenRow]:
-        async def body(tx: Tx) -> list[ApiTokenRow]:
-            return [_token(tx, r) for r in await tx.all("list_api_tokens")]
+        """Every token, revoked ones included, oldest first."""
 
-        return await self._tx("read", body)
+        return await self._list("list_api_tokens", Rows.token)
 
     async def count_api_tokens(self) -> int:
+        """Tokens not revoked."""
+
         async def body(tx: Tx) -> int:
             return int((await tx.one("count_api_tokens"))[0])
 
         return await self._tx("read", body)
 
     async def find_api_token(self, token_hash: str, *, at: datetime) -> ApiTokenRow | None:
-        async def find(tx: Tx) -> ApiTokenRow | None:
-            row = await tx.one("api_token_by_hash", hash=token_hash)
-            return None if row is None else _token(tx, row)
+        """The live token with this hash (its last use noted, at most once a minute)."""
 
-        found = await self._tx("read", find)
+        found = await self._get("api_token_by_hash", Rows.token, hash=token_hash)
         if found is not None and (
             found.last_used_at is None or found.last_used_at < at - timedelta(seconds=60)
         ):
@@ -116,16 +85,20 @@ class ApiVerbs(StoreBase):
         return found
 
     async def revoke_api_token(self, id_or_name: str, *, at: datetime) -> int:
-        async def body(tx: Tx) -> int:
-            return await tx.execute("revoke_api_token", id=id_or_name, at=at)
+        """Revoke the live token(s) with this id or name; how many."""
 
-        return await self._tx("write", body)
+        return await self._execute("write", "revoke_api_token", id=id_or_name, at=at)
 
     # -- Idempotency-Key ------------------------------------------------------------
 
     async def idempotent_begin(
         self, key: str, request_hash: str, *, at: datetime, keep: float, stale_after: float
     ) -> IdempotentAnswer | None:
+        """Reserve an Idempotency-Key: None if reserved now (also when the request that
+        reserved it has been in flight for over `stale_after` seconds), else what it
+        stands for. Keys are forgotten `keep` seconds after their first use.
+        """
+
         async def body(tx: Tx) -> IdempotentAnswer | None:
             await tx.execute("api_idempotency_expire", before=at - timedelta(seconds=keep))
             if await tx.execute("api_idempotency_reserve", key=key, hash=request_hash, at=at):
@@ -141,6 +114,8 @@ class ApiVerbs(StoreBase):
         return await self._tx("write", body)
 
     async def idempotent_finish(self, key: str, status: int | None, response: str | None) -> None:
+        """Keep the answer to the key's request, or (`status` None) release the key."""
+
         async def body(tx: Tx) -> None:
             if status is None:  # the request failed: the key may be used again
                 await tx.execute("api_idempotency_release", key=key)
@@ -156,6 +131,10 @@ class ApiVerbs(StoreBase):
     async def remember_signature(
         self, hook: str, signature: str, *, expires_at: datetime, at: datetime
     ) -> bool:
+        """Note a webhook signature until `expires_at`; False if it was seen already
+        (a replay). Signatures past their expiry are forgotten here too.
+        """
+
         async def body(tx: Tx) -> bool:
             await tx.execute("webhook_signatures_expire", at=at)
             return (
@@ -168,7 +147,8 @@ class ApiVerbs(StoreBase):
         return await self._tx("write", body)
 
     async def forget_signature(self, hook: str, signature: str) -> None:
-        async def body(tx: Tx) -> None:
-            await tx.execute("forget_webhook_signature", hook=hook, sig=signature)
+        """Forget a signature whose request could not be carried out (it may be sent again)."""
 
-        await self._tx("write", body, single=True)
+        await self._execute(
+            "write", "forget_webhook_signature", single=True, hook=hook, sig=signature
+        )

@@ -1,4 +1,4 @@
-"""Blob verbs: the rows behind `tether.blobs.DatabaseBlobStore` (see `_port.Store`).
+"""Blob verbs: the rows behind `tether.blobs.DatabaseBlobStore`.
 
 Each verb is its own short transaction and never runs inside another: a
 blob is written before the record that names it, and deleted only after
@@ -21,12 +21,13 @@ def _like(prefix: str) -> str:
 
 class BlobVerbs(StoreBase):
     async def put_blob(self, key: str, body: bytes, at: datetime) -> None:
-        async def go(tx: Tx) -> None:
-            await tx.execute("put_blob", key=key, body=body, size=len(body), at=at)
+        """Write blob `key` (replacing one of the same key), in its own transaction."""
 
-        await self._tx("write", go)
+        await self._execute("write", "put_blob", key=key, body=body, size=len(body), at=at)
 
     async def get_blob(self, key: str) -> bytes | None:
+        """The body of blob `key`, or None."""
+
         async def go(tx: Tx) -> bytes | None:
             row = await tx.one("get_blob", key=key)
             return None if row is None else bytes(row[0])
@@ -34,19 +35,19 @@ class BlobVerbs(StoreBase):
         return await self._tx("read", go)
 
     async def list_blobs(self, prefix: str) -> list[tuple[str, int]]:
+        """(key, size) of every blob whose key starts with `prefix`, by key."""
+
         async def go(tx: Tx) -> list[tuple[str, int]]:
             return [(r[0], int(r[1])) for r in await tx.all("list_blobs", like=_like(prefix))]
 
         return await self._tx("read", go)
 
     async def delete_blobs(self, prefix: str) -> int:
-        async def go(tx: Tx) -> int:
-            return await tx.execute("delete_blobs", like=_like(prefix))
+        """Delete every blob whose key starts with `prefix`; how many."""
 
-        return await self._tx("write", go)
+        return await self._execute("write", "delete_blobs", like=_like(prefix))
 
     async def delete_blob(self, key: str) -> bool:
-        async def go(tx: Tx) -> bool:
-            return await tx.execute("delete_blob", key=key) == 1
+        """Delete blob `key`; False if there was none."""
 
-        return await self._tx("write", go)
+        return await self._execute("write", "delete_blob", key=key) == 1

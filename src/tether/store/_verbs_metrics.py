@@ -1,4 +1,4 @@
-"""Metric verbs: the numbers behind ``/metrics`` and ``tether top`` (see `_port.Store`)."""
+"""Metric verbs: the numbers behind ``/metrics`` and ``tether top``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._base import StoreBase, Tx
-from ._records import Histogram, QueueDepth
+from ._records import Histogram, QueueDepth, RunFilter
 
 __all__ = ["METRIC_BUCKETS", "MetricVerbs"]
 
@@ -26,13 +26,25 @@ def _histogram(r: Sequence[Any]) -> Histogram:
 
 
 class MetricVerbs(StoreBase):
-    async def run_counts(self) -> list[tuple[str, str, int]]:
+    async def run_counts(self, where: RunFilter | None = None) -> list[tuple[str, str, int]]:
+        """(workflow, status, runs) for every pair that has runs matching `where` (its
+        status aside; None: every run), by workflow then status."""
+        w = where or RunFilter()
+
         async def body(tx: Tx) -> list[tuple[str, str, int]]:
-            return [(r[0], r[1], int(r[2])) for r in await tx.all("metric_runs")]
+            rows = await tx.all(
+                "run_counts", workflow=w.workflow, tenant=w.tenant, tag=w.tag,
+                after=w.created_after, before=w.created_before
+            )  # fmt: skip
+            return [(r[0], r[1], int(r[2])) for r in rows]
 
         return await self._tx("read", body)
 
     async def latency_histogram(self, which: str) -> Histogram:
+        """``step_seconds`` (a completed step, started to completed), ``job_wait_seconds``
+        (a claimed job, due to claimed) or ``job_run_seconds`` (a done job, claimed to
+        done), over every row recorded.
+        """
         if which not in HISTOGRAMS:
             raise ValueError(f"which must be one of {HISTOGRAMS}, got {which!r}")
 
@@ -42,6 +54,8 @@ class MetricVerbs(StoreBase):
         return await self._tx("read", body)
 
     async def queue_depths(self) -> list[QueueDepth]:
+        """Per queue: jobs waiting, jobs claimed, when the oldest waiting one was due."""
+
         async def body(tx: Tx) -> list[QueueDepth]:
             return [
                 QueueDepth(r[0], int(r[1] or 0), int(r[2] or 0), tx.rows.ot(r[3]))

@@ -1,5 +1,11 @@
 """Verbs of the Store port, written once: job queue, outbox, idempotency, pruning.
 
+A run submitted to a queue is driven by jobs. A job is claimed by one worker at
+a time under a visibility lease the worker renews; an expired lease puts the
+job back. Delivery is at least once; the run's owner fencing and its recorded
+steps make it effectively once. Waking a queued run (a signal, a timer, ...)
+enqueues its next job in the same transaction.
+
 A claim is one transaction that selects ready jobs and flips them to claimed.
 SQLite admits one writer, so claims cannot interleave; PostgreSQL locks the
 rows (``FOR UPDATE SKIP LOCKED``), takes an advisory lock per concurrency key
@@ -13,7 +19,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from ..errors import IdempotencyInProgressError, InvalidArgumentError, RunNotFoundError
+from ..errors import (
+    IdempotencyInProgressError,
+    InvalidArgumentError,
+    RunNotFoundError,
+    StoreError,
+)
 from ._base import StoreBase, Tx
 from ._lifecycle import RERUNNABLE, TERMINAL
 from ._records import (
@@ -44,6 +55,31 @@ _RUN_TABLES = (
 )
 
 
+async def _pick(
+    tx: Tx, queues: Sequence[str], limit: int, limits: dict[str, QueueLimit], now: object
+) -> list[int]:
+    """Ids of up to `limit` ready jobs, queue by queue, within each queue's caps and one
+    per concurrency key."""
+    picked: list[int] = []
+    keys: set[str] = set()
+    for queue in queues:
+        if len(picked) >= limit:
+            break
+        room = await _room(tx, queue, limit - len(picked), limits.get(queue), now)
+        if room <= 0:
+            continue
+        for job_id, key in await tx.all("ready_jobs", q=queue, now=now, room=room * 4):
+            if room <= 0:
+                break
+            if key is not None:
+                if key in keys:
+                    continue  # one claimed job per key, also within this claim
+                keys.add(key)
+            picked.append(job_id)
+            room -= 1
+    return picked
+
+
 async def _room(tx: Tx, queue: str, room: int, cap: QueueLimit | None, now: object) -> int:
     """How many more jobs of `queue` this claim may take under its caps."""
     if cap is None or (cap.concurrency is None and cap.rate_per_second is None):
@@ -61,6 +97,8 @@ class QueueVerbs(StoreBase):
     """Job queue, outbox, idempotent commands and pruning."""
 
     async def submit_run(self, run: NewRun, job: NewJob, at: datetime) -> tuple[RunRow, bool]:
+        """Create the run (as `create_run`) and, if created, queue its first job."""
+
         async def body(tx: Tx) -> tuple[RunRow, bool]:
             row, created = await self._insert_run(
                 tx, _queued(run, job.queue), at, ckey=job.concurrency_key
@@ -94,28 +132,22 @@ class QueueVerbs(StoreBase):
         now: datetime | None,
         at: datetime,
     ) -> list[JobRow]:
+        """Claim up to `limit` ready jobs, best priority first.
+
+        One atomic transition admits one runner: queued -> claimed with this
+        worker and a lease until now + `visibility`. Never more than one
+        claimed job per concurrency key, nor more than a queue's limits.
+        """
         if limit < 1 or not queues:
             return []
+        p = {"worker": worker, "vis": visibility, "now": now, "at": at}
+        jobs, more = await self._claim_at_once([q for q in queues if q not in limits], limit, p)
+        limit -= len(jobs)
+        if limit < 1 or not (more or any(q in limits for q in queues)):
+            return jobs
 
         async def body(tx: Tx) -> list[JobRow]:
-            picked: list[int] = []
-            keys: set[str] = set()
-            for queue in queues:
-                if len(picked) >= limit:
-                    break
-                room = await _room(tx, queue, limit - len(picked), limits.get(queue), tx.now(now))
-                if room <= 0:
-                    continue
-                ready = await tx.all("ready_jobs", q=queue, now=tx.now(now), room=room * 4)
-                for job_id, key in ready:
-                    if room <= 0:
-                        break
-                    if key is not None:
-                        if key in keys:
-                            continue  # one claimed job per key, also within this claim
-                        keys.add(key)
-                    picked.append(job_id)
-                    room -= 1
+            picked = await _pick(tx, queues, limit, limits, tx.now(now))
             if not picked:
                 return []
             rows = await tx.all(
@@ -124,11 +156,30 @@ class QueueVerbs(StoreBase):
             )  # fmt: skip
             return sorted((tx.rows.job(r) for r in rows), key=lambda j: picked.index(j.id))
 
-        return await self._tx("fast", body)
+        try:
+            return jobs + await self._tx("fast", body)
+        except StoreError as exc:
+            if self._lost_race(exc):
+                return jobs  # lost a race for a concurrency key; the next round claims again
+            raise
+
+    async def _claim_at_once(
+        self, free: list[str], limit: int, p: dict[str, Any]
+    ) -> tuple[list[JobRow], bool]:
+        """Claim ready jobs of the uncapped queues `free` in one statement, if the dialect
+        can: (the jobs, whether more may wait for the general claim). Here: none, True."""
+        return [], True
+
+    def _lost_race(self, exc: StoreError) -> bool:
+        """Whether a claim failed only because a concurrent claim took a concurrency key
+        first (never on SQLite, which admits one writer)."""
+        return False
 
     async def renew_job(
         self, job_id: int, worker: str, *, visibility: float, now: datetime | None
     ) -> bool:
+        """Extend the lease if `worker` still holds the job."""
+
         async def body(tx: Tx) -> bool:
             n = await tx.execute(
                 "renew_job", now=tx.now(now), vis=visibility, id=job_id, worker=worker
@@ -140,6 +191,10 @@ class QueueVerbs(StoreBase):
     async def finish_job(
         self, job_id: int, worker: str, *, error: str | None, ghost: bool, at: datetime
     ) -> None:
+        """Close a job: done (or failed with `error`); back to the queue if its run was
+        woken meanwhile. A `ghost` is a job whose run was cancelled under it.
+        """
+
         async def body(tx: Tx) -> None:
             row = await tx.one("job_of_worker", id=job_id, worker=worker)
             if row is None:
@@ -157,6 +212,8 @@ class QueueVerbs(StoreBase):
         await self._tx("write", body)
 
     async def release_job(self, job_id: int, worker: str, *, at: datetime) -> None:
+        """Hand a claimed job back at once (graceful shutdown)."""
+
         async def body(tx: Tx) -> None:
             await tx.execute("release_job", at=at, id=job_id, worker=worker)
             await tx.notify("jobs")
@@ -166,14 +223,17 @@ class QueueVerbs(StoreBase):
     async def retry_job(
         self, job_id: int, worker: str, *, error: str, run_after: datetime, at: datetime
     ) -> None:
-        async def body(tx: Tx) -> None:
-            await tx.execute(
-                "retry_job", error=error, after=run_after, at=at, id=job_id, worker=worker
-            )
+        """Put a claimed job back after an infrastructure failure (the database, not the
+        workflow): queued again from `run_after`, its attempt counted, or failed once
+        its attempts are used up.
+        """
 
-        await self._tx("write", body, single=True)
+        p = {"error": error, "after": run_after, "at": at, "id": job_id, "worker": worker}
+        await self._execute("write", "retry_job", single=True, **p)
 
     async def reap_jobs(self, *, now: datetime | None, at: datetime) -> int:
+        """Return jobs with expired leases to the queue (or fail them past max attempts)."""
+
         async def body(tx: Tx) -> int:
             rows = await tx.all("reap_jobs", at=at, now=tx.now(now))
             for (run_id,) in rows:
@@ -187,6 +247,8 @@ class QueueVerbs(StoreBase):
     async def reap_stuck_runs(
         self, *, idle_for: float, now: datetime | None, at: datetime
     ) -> list[str]:
+        """Queue a job for runs left running, idle for `idle_for` s, with no open job."""
+
         async def body(tx: Tx) -> list[str]:
             stuck = [r[0] for r in await tx.all("stuck_runs", now=tx.now(now), idle=idle_for)]
             for run_id in stuck:
@@ -199,6 +261,10 @@ class QueueVerbs(StoreBase):
     async def orphaned_runs(
         self, workflows: Sequence[str], *, grace: float, now: datetime | None, limit: int = 100
     ) -> list[RunRow]:
+        """Unqueued runs of `workflows` that nobody drives: running with a lapsed owner
+        claim, or pending for more than `grace` seconds.
+        """
+
         async def body(tx: Tx) -> list[RunRow]:
             rows = await tx.all(
                 "orphaned_runs", wfs=tx.array(workflows), now=tx.now(now), grace=grace, limit=limit
@@ -217,6 +283,10 @@ class QueueVerbs(StoreBase):
         at: datetime,
         limit: int = 100,
     ) -> list[str]:
+        """Put orphaned runs (as `orphaned_runs`) on `queue` with a job each, in one
+        transaction; the ids. Two adopters never take the same run.
+        """
+
         async def body(tx: Tx) -> list[str]:
             rows = await tx.all(
                 "orphans_to_adopt", wfs=tx.array(workflows), now=tx.now(now), grace=grace,
@@ -237,6 +307,8 @@ class QueueVerbs(StoreBase):
         return await self._list("list_jobs", Rows.job, wid=workflow_id, status=status, limit=limit)
 
     async def rerun_from(self, workflow_id: str, step: str, *, at: datetime) -> None:
+        """Forget `step` and every step started after it; the run becomes runnable."""
+
         async def body(tx: Tx) -> None:
             run = await tx.one("run_status_locked", wid=workflow_id)
             if run is None:
@@ -262,6 +334,8 @@ class QueueVerbs(StoreBase):
     # -- outbox -----------------------------------------------------------------------
 
     async def outbox_pending(self, *, limit: int, now: datetime | None) -> list[OutboxRow]:
+        """Undelivered events due for an attempt, in order within each run."""
+
         async def body(tx: Tx) -> list[OutboxRow]:
             out: list[OutboxRow] = []
             blocked: set[str] = set()
@@ -271,7 +345,7 @@ class QueueVerbs(StoreBase):
                 if r[7]:
                     blocked.add(r[0])  # an earlier event of this run waits for its retry
                     continue
-                out.append(_outbox(tx.rows, r))
+                out.append(tx.rows.outbox(r))
             return out
 
         return await self._tx("read", body)
@@ -283,6 +357,8 @@ class QueueVerbs(StoreBase):
         failed: Sequence[tuple[str, int, str, datetime | None]],
         at: datetime,
     ) -> None:
+        """Record deliveries; a failure carries its error and next attempt (None: dead)."""
+
         async def body(tx: Tx) -> None:
             if delivered:  # a pass delivers up to hundreds: one statement, not one each
                 wids = tx.array([run for run, _ in delivered])
@@ -295,16 +371,22 @@ class QueueVerbs(StoreBase):
         await self._tx("fast", body)
 
     async def outbox_replay_dead(self, *, limit: int, at: datetime) -> int:
-        return await self._tx("write", lambda tx: tx.execute("outbox_replay_dead", limit=limit))
+        """Put dead-lettered events back for delivery; how many."""
+        return await self._execute("write", "outbox_replay_dead", limit=limit)
 
     async def outbox_dead(self, *, limit: int) -> list[OutboxRow]:
-        return await self._list("outbox_dead", _outbox, limit=limit)
+        return await self._list("outbox_dead", Rows.outbox, limit=limit)
 
     # -- idempotency ------------------------------------------------------------------
 
     async def idempotency_begin(
         self, command: str, key: str, *, at: datetime, stale_after: float
     ) -> str | None:
+        """Reserve (command, key). None if reserved now; the stored result (JSON text)
+        if it completed before; `IdempotencyInProgressError` if it is in flight (and not
+        older than `stale_after` seconds, after which it is taken over).
+        """
+
         async def body(tx: Tx) -> str | None:
             await tx.execute("idempotency_reserve", command=command, key=key, at=at)
             status, result, fresh = await tx.one(
@@ -322,6 +404,8 @@ class QueueVerbs(StoreBase):
     async def idempotency_finish(
         self, command: str, key: str, *, result: str | None, at: datetime
     ) -> None:
+        """Store the result, or (with None) release the reservation after a failure."""
+
         async def body(tx: Tx) -> int:
             if result is None:
                 return await tx.execute("idempotency_drop", command=command, key=key)
@@ -336,6 +420,10 @@ class QueueVerbs(StoreBase):
     async def prunable_runs(
         self, finished_before: datetime, statuses: Sequence[RunStatus] | None, limit: int
     ) -> list[str]:
+        """Ids of terminal runs (of `statuses`, default every terminal one) that finished
+        before `finished_before`, oldest first, at most `limit`. Non-terminal statuses
+        in `statuses` are ignored.
+        """
         wanted = sorted(TERMINAL if statuses is None else {s.value for s in statuses} & TERMINAL)
 
         async def body(tx: Tx) -> list[str]:
@@ -347,6 +435,15 @@ class QueueVerbs(StoreBase):
         return await self._tx("read", body)
 
     async def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete finished runs with everything of theirs, in one transaction; how many
+        runs went (children included).
+
+        With a run go its steps, events (and so its outbox rows), waitpoints, jobs,
+        heartbeats, the locks it took, inbox signals sent to it, idempotency rows whose
+        result names it, and its child runs (recursively). A run that is not terminal,
+        or has a child that is not, is skipped whole; unknown ids are ignored.
+        """
+
         async def body(tx: Tx) -> int:
             deleted = 0
             for run_id in dict.fromkeys(run_ids):
@@ -378,7 +475,3 @@ async def _finished_family(tx: Tx, run_id: str) -> list[str] | None:
 
 def _queued(run: NewRun, queue: str) -> NewRun:
     return replace(run, queue=queue)
-
-
-def _outbox(rows: Rows, r: Any) -> OutboxRow:
-    return OutboxRow(r[0], r[1], r[2], r[3], r[4], rows.t(r[5]), r[6])

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ._base import StoreBase, Tx
+from ._base import Mode, StoreBase, Tx
 from ._lifecycle import end_reason
 from ._records import (
     EndReason,
@@ -34,12 +34,18 @@ class RunVerbs(StoreBase):
     # -- runs -------------------------------------------------------------------------
 
     async def create_run(self, run: NewRun, at: datetime) -> tuple[RunRow, bool]:
+        """Insert the run unless one with its id (or its idempotency key) exists.
+
+        Returns (row, created); the row is the existing run when not created,
+        so two callers racing with one idempotency key get the same run.
+        """
         return await self._tx("write", lambda tx: self._insert_run(tx, run, at))
 
     async def get_run(self, workflow_id: str) -> RunRow | None:
         return await self._get("get_run", Rows.run, id=workflow_id)
 
     async def list_runs(self, *, status: RunStatus | None = None, limit: int = 100) -> list[RunRow]:
+        """Newest first."""
         st = None if status is None else status.value
         return await self._list("list_runs", Rows.run, status=st, limit=limit)
 
@@ -56,22 +62,35 @@ class RunVerbs(StoreBase):
         now: datetime | None = None,
         dead_owner: str | None = None,
     ) -> RunRow:
+        """Take ownership: generation + 1, status running. Fences out any older owner.
+
+        With `lease` (seconds), the claim lapses at `now` + lease unless
+        `renew_owner` extends it (without, anyone may take the run over). A run
+        that another owner holds with a live claim is refused with
+        `RunAlreadyRunningError`; a lapsed claim, or one held by
+        `dead_owner` (an owner known to be dead), is taken over. With `force`
+        the run is taken whoever holds it (a worker's job lease already
+        guarantees it is the only one).
+        A cancelled (or compensated) run cannot be claimed: `RunFinishedError`.
+        With `compensating`, only a run cancelled with compensation pending can
+        be, and it stays cancelled while its compensations run.
+        """
+        name = "claim_run_compensating" if compensating else "claim_run"
+        p = {"wid": workflow_id, "owner": owner, "lease": lease, "force": force, "at": at}
+        return await self._claim(name, event, now, compensating, dead=dead_owner, **p)
+
+    async def _claim(
+        self, name: str, event: NewEvent, now: datetime | None, compensating: bool, **p: Any
+    ) -> RunRow:
+        """Run claim query `name`, then write `event` under the new owner's fence."""
+
         async def body(tx: Tx) -> RunRow:
-            row = await tx.one(
-                "claim_run_compensating" if compensating else "claim_run",
-                owner=owner,
-                now=tx.now(now),
-                lease=lease,
-                at=at,
-                wid=workflow_id,
-                force=force,
-                dead=dead_owner,
-            )
+            row = await tx.one(name, now=tx.now(now), **p)
             if row is None:
-                raise await self._claim_refusal(tx, workflow_id)
+                raise await self._claim_refusal(tx, p["wid"])
             claimed = tx.rows.run(row)
-            fence = Fence(workflow_id, claimed.generation, compensating)
-            await self._events(tx, fence, [event], at)
+            fence = Fence(claimed.workflow_id, claimed.generation, compensating)
+            await self._events(tx, fence, [event], p["at"])
             return claimed
 
         return await self._tx("write", body)
@@ -79,6 +98,8 @@ class RunVerbs(StoreBase):
     async def renew_owner(
         self, owner: str, workflow_ids: Sequence[str], *, lease: float, now: datetime | None
     ) -> int:
+        """Extend `owner`'s claims on those of `workflow_ids` it still holds; how many."""
+
         async def body(tx: Tx) -> int:
             ids = tx.array(workflow_ids)
             return await tx.execute(
@@ -88,6 +109,11 @@ class RunVerbs(StoreBase):
         return await self._tx("fast", body, single=True)
 
     async def release_run(self, fence: Fence, *, at: datetime, event: NewEvent) -> bool:
+        """Hand a running run back (clean exit): status pending, no live claim, `event`
+        written; runnable at once by anyone. False if the run is no longer this
+        owner's or no longer running.
+        """
+
         async def body(tx: Tx) -> bool:
             found = await tx.one("release_run_check", wid=fence.workflow_id, gen=fence.generation)
             if found is None or found[0] != "running":
@@ -111,34 +137,73 @@ class RunVerbs(StoreBase):
         compute_seconds: float = 0.0,
         reason: EndReason | None = None,
     ) -> None:
-        """One transaction: the end, its event, and the wake-up of a parent waiting on it."""
+        """End the run; add `compute_seconds` of execution; wake a parent waiting on it.
+
+        One transaction: the end, its event, and the wake-up of a parent waiting on it
+        (unless `_finish_at_once` could end it in one statement). Records the run's
+        `EndReason`: `reason`, or the one `_lifecycle.END_REASONS` gives first for this
+        move (a compensating fence ends a cancelled run).
+        """
         ended = end_reason(finish_verb(fence), status, reason)
+        p = {"output": output, "error": error, "cs": compute_seconds,
+             "reason": None if ended is None else ended.value}  # fmt: skip
+        if await self._finish_at_once(fence, status, event, at, **p):
+            return
 
         async def body(tx: Tx) -> None:
             wid = fence.workflow_id
             await self._events(tx, fence, [event], at)
-            await tx.execute(
-                "finish_run",
-                status=status.value,
-                output=output,
-                error=error,
-                at=at,
-                cs=compute_seconds,
-                reason=None if ended is None else ended.value,
-                wid=wid,
-            )
+            await tx.execute("finish_run", status=status.value, at=at, wid=wid, **p)
             if status.terminal:
                 await self._child_ended(tx, wid, status.value, output, error, at)
             await tx.notify(f"run:{wid}")
 
         await self._tx("write", body)
 
-    async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:
-        async def body(tx: Tx) -> None:
-            await self._events(tx, fence, [event], at)
-            await tx.execute("set_state", state=state, wid=fence.workflow_id)
+    async def _finish_at_once(
+        self, fence: Fence, status: RunStatus, event: NewEvent, at: datetime, **p: Any
+    ) -> bool:
+        """End the run in one statement if the dialect can (no: False, `finish_run`'s
+        transaction does it)."""
+        return False
 
-        await self._tx("write", body)
+    async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:
+        await self._fenced_write("write", "set_state", fence, event, at, state=state)
+
+    async def _fenced_write(
+        self,
+        mode: Mode,
+        name: str,
+        fence: Fence,
+        event: NewEvent,
+        at: datetime,
+        rows: Sequence[object] = (),
+        **p: Any,
+    ) -> Any:
+        """Write `event` under `fence` and run query `name` (with ``wid`` and ``at``), and
+        the `rows` a step attached, in one transaction; the query's first row.
+
+        Where the dialect's query checks the fence and writes the event itself
+        (`fenced_queries`), that is one statement, without BEGIN/COMMIT unless
+        `rows` are written too."""
+        name = self._variant(name, mode)
+
+        async def body(tx: Tx) -> Any:
+            if self.fenced_queries:
+                row = await tx.one(
+                    name, wid=fence.workflow_id, gen=fence.generation, comp=fence.compensating,
+                    etype=event.type, emsg=event.message, edetail=event.detail, at=at, **p
+                )  # fmt: skip
+                if row is None:
+                    raise await self._fence_failure(tx, fence)
+            else:
+                await self._events(tx, fence, [event], at)
+                row = await tx.one(name, wid=fence.workflow_id, at=at, **p)
+            if rows:
+                await write_attached(self, tx, fence, p["key"], rows, at)
+            return row
+
+        return await self._tx(mode, body, single=self.fenced_queries and not rows)
 
     # -- events -----------------------------------------------------------------------
 
@@ -149,8 +214,9 @@ class RunVerbs(StoreBase):
     async def list_events(
         self, workflow_id: str, *, after_seq: int = 0, limit: int | None = None
     ) -> list[EventRow]:
+        """Events of one run in `seq` order."""
         return await self._list(
-            "list_events", _event, wid=workflow_id, after=after_seq, limit=limit
+            "list_events", Rows.event, wid=workflow_id, after=after_seq, limit=limit
         )
 
     # -- steps ------------------------------------------------------------------------
@@ -161,14 +227,16 @@ class RunVerbs(StoreBase):
     async def start_step(
         self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
     ) -> StepRow:
-        async def body(tx: Tx) -> StepRow:
-            await self._events(tx, fence, [event], at)
-            row = await tx.one(
-                "start_step", wid=fence.workflow_id, key=key, ikey=idempotency_key, at=at
-            )
-            return started_step(fence.workflow_id, key, idempotency_key, row, at)
+        """Count one more attempt and mark the step running.
 
-        return await self._tx("fast", body)
+        If the recorded idempotency key differs, the step starts over (attempts
+        reset, result dropped). Only has to survive a process crash, so an
+        adapter may commit it without waiting for the disk.
+        """
+        row = await self._fenced_write(
+            "fast", "start_step", fence, event, at, key=key, ikey=idempotency_key
+        )
+        return started_step(fence.workflow_id, key, idempotency_key, row, at)
 
     async def complete_step(
         self,
@@ -180,13 +248,15 @@ class RunVerbs(StoreBase):
         event: NewEvent,
         rows: Sequence[object] = (),
     ) -> None:
-        async def body(tx: Tx) -> None:
-            await self._events(tx, fence, [event], at)
-            await tx.execute("complete_step", result=result, at=at, wid=fence.workflow_id, key=key)
-            if rows:
-                await write_attached(self, tx, fence, key, rows, at)
+        """Record the step's result. Fully durable before it returns.
 
-        await self._tx("write", body)
+        `rows` are what the attempt attached (`NewAICall`, `NewEvent`), written in
+        the same transaction; AI calls are keyed (run, step, attempt, position), so
+        a completion written twice (a replay after a lost connection) adds none.
+        """
+        await self._fenced_write(
+            "write", "complete_step", fence, event, at, rows, key=key, result=result
+        )
 
     async def fail_step(
         self,
@@ -199,15 +269,15 @@ class RunVerbs(StoreBase):
         event: NewEvent,
         rows: Sequence[object] = (),
     ) -> None:
-        async def body(tx: Tx) -> None:
-            await self._events(tx, fence, [event], at)
-            await tx.execute("fail_step", error=error, at=at, wid=fence.workflow_id, key=key)
-            if rows:
-                await write_attached(self, tx, fence, key, rows, at)
-
-        await self._tx("write" if final or rows else "fast", body)
+        """Record a failed attempt; `final` marks the step failed for good. `rows` as
+        for `complete_step` (a failed call still used tokens, and is logged).
+        """
+        mode: Mode = "write" if final or rows else "fast"
+        await self._fenced_write(mode, "fail_step", fence, event, at, rows, key=key, error=error)
 
     async def save_value(self, fence: Fence, key: str, value: str, at: datetime) -> None:
+        """Record a completed step that had no side effect (a recorded now(), uuid(), ...)."""
+
         async def body(tx: Tx) -> None:
             await self._events(tx, fence, [], at)
             await tx.execute("save_value", wid=fence.workflow_id, key=key, value=value, at=at)
@@ -219,16 +289,12 @@ class RunVerbs(StoreBase):
     async def record_heartbeat(
         self, fence: Fence, key: str, detail: str | None, at: datetime, event: NewEvent
     ) -> None:
-        async def body(tx: Tx) -> None:
-            await self._events(tx, fence, [event], at)
-            await tx.execute(
-                "record_heartbeat", wid=fence.workflow_id, key=key, at=at, detail=detail
-            )
-
-        await self._tx("fast", body)
+        await self._fenced_write(
+            "fast", "record_heartbeat", fence, event, at, key=key, detail=detail
+        )
 
     async def list_heartbeats(self, workflow_id: str) -> list[HeartbeatRow]:
-        return await self._list("list_heartbeats", _heartbeat, wid=workflow_id)
+        return await self._list("list_heartbeats", Rows.heartbeat, wid=workflow_id)
 
     # -- locks ------------------------------------------------------------------------
 
@@ -246,6 +312,11 @@ class RunVerbs(StoreBase):
         on_renew: NewEvent | None = None,
         at: datetime,
     ) -> LockResult:
+        """Acquire if free, released or expired; renew if `holder` holds it.
+
+        Otherwise return outcome CONFLICT with the current holder's row and
+        write nothing. The matching event is written with the change.
+        """
         run = None if fence is None else fence.workflow_id
         p = {"scope": scope, "key": key, "holder": holder, "ttl": ttl, "detail": detail}
 
@@ -276,6 +347,8 @@ class RunVerbs(StoreBase):
     async def renew_lock(
         self, scope: str, key: str, holder: str, *, ttl: float, now: datetime | None
     ) -> LockRow | None:
+        """Push the expiry out if `holder` still holds it; None if it lost the lock."""
+
         async def body(tx: Tx) -> LockRow | None:
             row = await tx.one(
                 "renew_lock", scope=scope, key=key, holder=holder, ttl=ttl, now=tx.now(now)
@@ -295,6 +368,12 @@ class RunVerbs(StoreBase):
         event: NewEvent | None = None,
         at: datetime,
     ) -> LockResult | None:
+        """Release if held by `holder` (any holder when None).
+
+        Returns None when there is nothing to release, CONFLICT (and writes
+        nothing) when another holder holds it, else the released row.
+        """
+
         async def body(tx: Tx) -> LockResult | None:
             cur = await tx.one("lock_current", scope=scope, key=key, now=tx.now(now))
             if cur is None:
@@ -317,17 +396,10 @@ class RunVerbs(StoreBase):
         return await self._get("get_lock", Rows.lock, scope=scope, key=key)
 
     async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
+        """Locks of `scope` (taken by run `run_id` only, if given), by key."""
         return await self._list("list_locks", Rows.lock, scope=scope, run=run_id)
 
 
 def finish_verb(fence: Fence) -> str:
     """The `_lifecycle` move `finish_run` makes through `fence`."""
     return "finish_run(compensating)" if fence.compensating else "finish_run"
-
-
-def _event(rows: Rows, r: Any) -> EventRow:
-    return EventRow(r[0], r[1], r[2], r[3], r[4], rows.t(r[5]))
-
-
-def _heartbeat(rows: Rows, r: Any) -> HeartbeatRow:
-    return HeartbeatRow(r[0], r[1], rows.t(r[2]), r[3])

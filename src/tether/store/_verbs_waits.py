@@ -1,5 +1,11 @@
 """Verbs of the Store port, written once: waitpoints, the inbox, cancellation.
 
+A run that waits registers a waitpoint and parks (status waiting). Whatever
+resolves a waitpoint (an event, a signal, a token, a due timer, a child run
+ending) makes its run runnable again (waiting -> pending) in the same
+transaction. Events and signals that find no waiter are kept in an inbox until
+they expire, so one that arrives just before its wait registers is not lost.
+
 Waits of one run are serialised by locking the run first (``FOR UPDATE`` on
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already admits one writer), so a
 resolution racing a registration sees one or the other.
@@ -63,6 +69,14 @@ class WaitVerbs(StoreBase):
         return tx.rows.wait(row)
 
     async def register_wait(self, fence: Fence, wait: NewWait, at: datetime) -> WaitRow:
+        """Record the waitpoint unless the run already has one under `wait.key`.
+
+        A pending waitpoint is resolved at once if what it waits for is already
+        there: an unconsumed signal in the inbox, an inbox event sent since the
+        run was created that no other wait of the run took, a child run that
+        ended. Returns the waitpoint as it stands.
+        """
+
         async def body(tx: Tx) -> WaitRow:
             await _lock_run(tx, fence.workflow_id)
             found = await tx.one("wait_get", wid=fence.workflow_id, key=wait.key)
@@ -97,6 +111,12 @@ class WaitVerbs(StoreBase):
     async def park_run(
         self, fence: Fence, keys: Sequence[str], *, compute_seconds: float, at: datetime
     ) -> bool:
+        """Park the run (status waiting) unless one of the waitpoints `keys` resolved.
+
+        Returns False, and leaves the run running, when one already resolved:
+        the caller resumes at once instead of sleeping on a wake-up that came.
+        """
+
         async def body(tx: Tx) -> bool:
             await _lock_run(tx, fence.workflow_id)
             ready = await tx.one("waits_resolved", wid=fence.workflow_id, keys=tx.array(keys))
@@ -112,6 +132,8 @@ class WaitVerbs(StoreBase):
     async def send_event(
         self, type: str, payload: str | None, *, at: datetime, expires_at: datetime
     ) -> list[str]:
+        """Resolve every pending event wait it matches; keep it in the inbox. Woken run ids."""
+
         async def body(tx: Tx) -> list[str]:
             row = await tx.one(
                 "inbox_add_event", name=type, payload=payload, at=at, expires=expires_at
@@ -137,6 +159,8 @@ class WaitVerbs(StoreBase):
         at: datetime,
         expires_at: datetime,
     ) -> list[str]:
+        """Resolve the run's oldest pending wait for `name`, or keep it in the inbox."""
+
         async def body(tx: Tx) -> list[str]:
             status = await _lock_run(tx, workflow_id)
             if RunStatus(status).terminal:
@@ -159,6 +183,8 @@ class WaitVerbs(StoreBase):
         return await self._tx("write", body)
 
     async def complete_token(self, token_id: str, payload: str | None, *, at: datetime) -> str:
+        """Resolve the token's waitpoint; the run id. Completing it twice is an error."""
+
         async def body(tx: Tx) -> str:
             row = await tx.one("token_get", id=token_id)
             if row is None:
@@ -175,9 +201,12 @@ class WaitVerbs(StoreBase):
         return await self._tx("write", body)
 
     async def fire_due(self, *, now: datetime | None, at: datetime) -> list[str]:
-        """Also resolves waits on children that ended without reaching them: `finish_run`
+        """Resolve due timers, time out waits past their timeout, drop expired inbox items.
+
+        Also resolves waits on children that ended without reaching them: `finish_run`
         wakes a parent in its own transaction, so this only repairs databases written by
-        an older tether (whose PostgreSQL store woke the parent in a second one)."""
+        an older tether (whose PostgreSQL store woke the parent in a second one).
+        """
 
         async def body(tx: Tx) -> list[str]:
             rows = await tx.all("waits_due", at=at, now=tx.now(now))
@@ -192,6 +221,11 @@ class WaitVerbs(StoreBase):
     async def cancel_run(
         self, workflow_id: str, *, reason: str | None, compensate: bool, at: datetime
     ) -> list[str]:
+        """Cancel the run, its pending waits, and (recursively) the children it waits on.
+
+        One transaction. Returns the cancelled run ids, the run first. A run
+        already terminal raises `RunFinishedError`.
+        """
         error = encode_record(ErrorRecord.cancelled(reason))
         mode = "compensate" if compensate else None
         why = str(end_reason("cancel_run", RunStatus.CANCELLED))

@@ -52,10 +52,6 @@ UPDATE runs SET event_seq = event_seq + :n, updated_at = :at WHERE {_fence} RETU
 -- name: insert_event
 INSERT INTO events (run_id, seq, type, message, detail, at)
 VALUES (:wid, :seq, :type, :message, :detail::jsonb, :at)
--- name: run_generation
-SELECT owner_generation FROM runs WHERE id = :wid
--- name: run_status
-SELECT status FROM runs WHERE id = :wid
 -- name: run_status_locked
 SELECT status FROM runs WHERE id = :wid FOR UPDATE
 -- name: notify
@@ -65,14 +61,10 @@ SELECT pg_notify(:chan, :what)
 INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, priority, tags,
   tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule,
   budget)
-VALUES (:id, :name, :version, 'pending', :input::jsonb, :state::jsonb, :priority, :tags::jsonb,
-  :tenant, :parent, :ikey, :queue, :ckey, :at, :at, :rule, :budget)
+VALUES (:workflow_id, :workflow_name, :workflow_version, 'pending', :input::jsonb, :state::jsonb,
+  :priority, :tags::jsonb, :tenant, :parent_id, :idempotency_key, :queue, :ckey, :at, :at,
+  :step_rule, :budget)
 ON CONFLICT DO NOTHING
--- name: run_by_id_or_key
-SELECT {_run_cols} FROM runs WHERE id = :id OR idempotency_key = :ikey
-ORDER BY (id = :id) DESC LIMIT 1
--- name: get_run
-SELECT {_run_cols} FROM runs WHERE id = :id
 -- name: list_runs
 SELECT {_run_cols} FROM runs WHERE (:status::text IS NULL OR status = :status)
 ORDER BY created_at DESC, id LIMIT :limit
@@ -88,33 +80,24 @@ owner = :owner, owner_generation = owner_generation + 1,
   owner_expires_at = {_now} + make_interval(secs => :lease::float8), updated_at = :at
 -- name: _claim_where_compensating
 id = :wid AND status = 'cancelled' AND cancel_requested = 'compensate' AND {_claimable}
--- name: claim_run
-UPDATE runs SET {_claim_set} WHERE {_claim_where} RETURNING {_run_cols}
--- name: claim_run_compensating
-UPDATE runs SET {_claim_set_compensating} WHERE {_claim_where_compensating}
-RETURNING {_run_cols}
 -- name: _claim_event
 -- the claim's event, numbered by the claim (CTE c) itself: the fence a separate bump would
 -- check right after the claim (this owner's generation, a status not closed) holds
 e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
   SELECT id, event_seq, :etype, :emsg, :edetail::jsonb, :at FROM c)
 SELECT {_run_cols} FROM c
--- name: claim_run_one
--- one statement: claim_run and its event
+-- name: claim_run
+-- one statement: the claim and its event
 WITH c AS (UPDATE runs SET {_claim_set}, event_seq = event_seq + 1 WHERE {_claim_where}
   RETURNING {_run_cols}, event_seq), {_claim_event}
--- name: claim_run_compensating_one
+-- name: claim_run_compensating
 WITH c AS (UPDATE runs SET {_claim_set_compensating}, event_seq = event_seq + 1
   WHERE {_claim_where_compensating} RETURNING {_run_cols}, event_seq), {_claim_event}
--- name: claim_refused
-SELECT status, owner, owner_expires_at FROM runs WHERE id = :wid
 -- name: renew_owner
 UPDATE runs SET owner_expires_at = {_now} + make_interval(secs => :lease)
 WHERE owner = :owner AND status = 'running' AND id = ANY(:ids)
 -- name: release_run_check
 SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen FOR UPDATE
--- name: release_run
-UPDATE runs SET status = 'pending', owner_expires_at = NULL WHERE id = :wid
 -- name: release_run_one
 -- one statement: release_run_check, the event, release_run and the notification
 WITH r AS (UPDATE runs SET status = 'pending', owner_expires_at = NULL,
@@ -140,8 +123,6 @@ WITH r AS (UPDATE runs SET {_finish_set}, event_seq = event_seq + 1, updated_at 
 n AS (SELECT pg_notify(:chan, :note) FROM r)
 SELECT (SELECT count(*) FROM n) FROM r
 -- name: set_state
-UPDATE runs SET state = :state::jsonb WHERE id = :wid
--- name: set_state_one
 WITH r AS (UPDATE runs SET state = :state::jsonb, event_seq = event_seq + 1, updated_at = :at
   WHERE {_fence} RETURNING event_seq),
 {_event_r}
@@ -150,8 +131,6 @@ SELECT 1 FROM r
 SELECT run_id, seq, type, message, detail::text, at FROM events
 WHERE run_id = :wid AND seq > :after ORDER BY seq LIMIT :limit
 
--- name: load_steps
-SELECT {_step_cols} FROM steps WHERE run_id = :wid ORDER BY started_at, step_key
 -- name: start_step
 -- one statement: fence, event, start marker; the marker does not wait for the WAL flush
 {_event_cte} {_sync_off}
@@ -210,23 +189,15 @@ WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
 UPDATE locks SET heartbeat_at = :t, expires_at = :t + make_interval(secs => :ttl),
   detail = COALESCE(:detail::jsonb, detail)
 WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
--- name: lock_release
-UPDATE locks SET released_at = :t WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
 -- name: renew_lock
 WITH t AS (SELECT {_now} AS n) UPDATE locks SET heartbeat_at = t.n,
   expires_at = t.n + make_interval(secs => :ttl) FROM t
 WHERE scope = :scope AND key = :key AND holder = :holder AND released_at IS NULL
   AND expires_at > t.n RETURNING {_lock_cols}
--- name: get_lock
-SELECT {_lock_cols} FROM locks WHERE scope = :scope AND key = :key AND generation > 0
 -- name: list_locks
 SELECT {_lock_cols} FROM locks WHERE scope = :scope AND generation > 0
   AND (:run::text IS NULL OR run_id = :run) ORDER BY key
 
--- name: wait_get
-SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid AND wait_key = :key
--- name: wait_set_due
-UPDATE waitpoints SET due_at = :due WHERE id = :id
 -- name: wait_insert
 INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, due_at, created_at)
 VALUES (:id, :wid, :key, :kind, :name, :match::jsonb, 'pending', :due, :at)
@@ -237,8 +208,6 @@ UPDATE waitpoints SET status = 'resolved', payload = :payload::jsonb, inbox_id =
 -- name: inbox_signal
 SELECT id, payload::text FROM inbox WHERE kind = 'signal' AND name = :name AND target = :wid
   AND consumed_by IS NULL AND expires_at > :at ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
--- name: inbox_consume
-UPDATE inbox SET consumed_by = :wait WHERE id = :id
 -- name: inbox_events_for
 SELECT i.id, i.payload::text FROM inbox i, runs r WHERE r.id = :wid AND i.kind = 'event'
   AND i.name = :name AND i.created_at >= r.created_at AND i.expires_at > :at
@@ -246,59 +215,31 @@ SELECT i.id, i.payload::text FROM inbox i, runs r WHERE r.id = :wid AND i.kind =
 ORDER BY i.id
 -- name: child_outcome
 SELECT status, output::text, error::text FROM runs WHERE id = :id
--- name: list_waits
-SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid ORDER BY created_at, wait_key
 -- name: waits_resolved
 SELECT 1 FROM waitpoints WHERE run_id = :wid AND wait_key = ANY(:keys) AND status != 'pending'
 LIMIT 1
--- name: park_run
-UPDATE runs SET status = 'waiting', compute_seconds = compute_seconds + :cs WHERE id = :wid
 -- name: inbox_add_event
 INSERT INTO inbox (kind, name, payload, created_at, expires_at)
 VALUES ('event', :name, :payload::jsonb, :at, :expires) RETURNING id
 -- name: waits_for_event
 SELECT id, run_id, wait_key, match::text FROM waitpoints WHERE kind = 'event' AND name = :name
   AND status = 'pending' ORDER BY created_at FOR UPDATE
--- name: wait_for_signal
-SELECT id, wait_key FROM waitpoints WHERE run_id = :wid AND kind = 'signal' AND name = :name
-  AND status = 'pending' ORDER BY created_at LIMIT 1
 -- name: inbox_add_signal
 INSERT INTO inbox (kind, target, name, payload, created_at, expires_at)
 VALUES ('signal', :wid, :name, :payload::jsonb, :at, :expires)
 -- name: token_get
 SELECT run_id, wait_key, status FROM waitpoints WHERE id = :id AND kind = 'token' FOR UPDATE
--- name: waits_due
-UPDATE waitpoints SET status = CASE kind WHEN 'timer' THEN 'resolved' ELSE 'timed_out' END,
-  resolved_at = :at WHERE status = 'pending' AND due_at IS NOT NULL AND due_at <= {_now}
-RETURNING run_id, wait_key, status
 -- name: waits_on_ended_children
 SELECT w.name, c.status, c.output::text, c.error::text FROM waitpoints w
 JOIN runs c ON c.id = w.name WHERE w.kind = 'run' AND w.status = 'pending'
   AND c.status IN {TERMINAL}
--- name: inbox_expire
-DELETE FROM inbox WHERE expires_at <= {_now}
 -- name: cancel_one
 UPDATE runs SET status = 'cancelled', error = :error::jsonb, finished_at = :at,
   cancel_requested = :mode, end_reason = :reason
 WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id
--- name: jobs_cancel_queued
-UPDATE jobs SET status = 'cancelled', updated_at = :at WHERE run_id = :id AND status = 'queued'
--- name: waits_cancel
-UPDATE waitpoints SET status = 'cancelled', resolved_at = :at
-WHERE run_id = :id AND status = 'pending' RETURNING kind, name
 -- name: child_waits_resolve
 UPDATE waitpoints SET status = 'resolved', payload = :payload::jsonb, resolved_at = :at
 WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wait_key
--- name: wake_run
-UPDATE runs SET status = 'pending' WHERE id = :id AND status = 'waiting' RETURNING queue
--- name: enqueue_next
-INSERT INTO jobs (run_id, queue, status, priority, concurrency_key, run_after, created_at,
-  updated_at) SELECT id, queue, 'queued', priority, concurrency_key, :at, :at, :at
-FROM runs WHERE id = :id AND queue IS NOT NULL ON CONFLICT DO NOTHING
-
--- name: insert_job
-INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,
-  created_at, updated_at) VALUES (:id, :queue, 'queued', :priority, :max, :ckey, :after, :at, :at)
 -- name: submit_run
 -- one statement: the run, its first job, its first event and the wake-up call
 WITH r AS (INSERT INTO runs (id, workflow_name, workflow_version, status, input, state,
@@ -348,9 +289,6 @@ WHERE id = :id AND worker = :worker AND status = 'claimed'
 -- name: job_of_worker
 SELECT j.run_id, r.status FROM jobs j JOIN runs r ON r.id = j.run_id
 WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed' FOR UPDATE OF j
--- name: finish_job
-UPDATE jobs SET status = :status, last_error = :error, locked_until = NULL, run_after = :at,
-  updated_at = :at WHERE id = :id
 -- name: finish_job_one
 -- one statement: back to the queue if the run was woken meanwhile, else done (or failed)
 WITH j AS (SELECT j.id, j.run_id, r.status AS run_status FROM jobs j JOIN runs r
@@ -362,19 +300,6 @@ u AS (UPDATE jobs SET status = CASE WHEN :error::text IS NULL AND j.run_status =
   RETURNING jobs.status, jobs.run_id),
 n AS (SELECT pg_notify(:chan, 'jobs') FROM u WHERE u.status = 'queued')
 SELECT u.run_id, (SELECT count(*) FROM n) FROM u
--- name: release_job
-UPDATE jobs SET status = 'queued', worker = NULL, locked_until = NULL,
-  attempt = GREATEST(attempt - 1, 0), run_after = :at, updated_at = :at
-WHERE id = :id AND worker = :worker AND status = 'claimed'
--- name: retry_job
-UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
-  worker = NULL, locked_until = NULL, last_error = :error, run_after = :after, updated_at = :at
-WHERE id = :id AND worker = :worker AND status = 'claimed'
--- name: reap_jobs
-UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
-  last_error = 'lease expired (worker ' || COALESCE(worker, '?') || ' stopped renewing)',
-  worker = NULL, locked_until = NULL, run_after = :at, updated_at = :at
-WHERE status = 'claimed' AND locked_until <= {_now} RETURNING run_id
 -- name: stuck_runs
 SELECT id FROM runs r WHERE status IN ('running', 'pending') AND queue IS NOT NULL
   AND updated_at <= {_now} - make_interval(secs => :idle) AND NOT EXISTS (SELECT 1 FROM jobs j
@@ -385,26 +310,9 @@ ORDER BY updated_at LIMIT :limit
 -- name: orphans_to_adopt
 SELECT id, owner FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs) AND {_orphan}
 ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED
--- name: set_queue
-UPDATE runs SET queue = :queue WHERE id = :id
 -- name: list_jobs
 SELECT {_job_cols} FROM jobs WHERE (:wid::text IS NULL OR run_id = :wid)
   AND (:status::text IS NULL OR status = :status) ORDER BY id LIMIT :limit
--- name: step_exists
-SELECT 1 FROM steps WHERE run_id = :wid AND step_key = :key
--- name: rerun_first
-SELECT COALESCE(MIN(seq), 0) FROM events WHERE run_id = :wid AND type = 'step.started'
-  AND message = :key
--- name: rerun_steps
-DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM events
-  WHERE run_id = :wid AND type = 'step.started' AND seq >= :first)
--- name: rerun_waits
-DELETE FROM waitpoints WHERE run_id = :wid AND wait_key IN (SELECT message FROM events
-  WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first)
--- name: rerun_reset
-UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL, end_reason = NULL,
-  attempt = attempt + 1 WHERE id = :wid
-
 -- name: outbox_pending
 SELECT run_id, seq, type, message, detail::text, at, attempts,
   (next_attempt_at IS NOT NULL AND next_attempt_at > {_now})
@@ -418,146 +326,40 @@ WHERE events.run_id = d.run_id AND events.seq = d.seq
 UPDATE events SET attempts = attempts + 1, last_error = :error,
   next_attempt_at = :next::timestamptz, dead_at = :dead::timestamptz
 WHERE run_id = :wid AND seq = :seq
--- name: outbox_replay_dead
-UPDATE events SET dead_at = NULL, attempts = 0, next_attempt_at = NULL
-WHERE (run_id, seq) IN (SELECT run_id, seq FROM events WHERE dead_at IS NOT NULL
-  ORDER BY dead_at, run_id, seq LIMIT :limit)
 -- name: outbox_dead
 SELECT run_id, seq, type, message, detail::text, at, attempts FROM events
 WHERE dead_at IS NOT NULL ORDER BY dead_at, run_id, seq LIMIT :limit
 
--- name: idempotency_reserve
-INSERT INTO idempotency (command, key, status, created_at, updated_at)
-VALUES (:command, :key, 'new', :at, :at) ON CONFLICT DO NOTHING
 -- name: idempotency_get
 SELECT status, result::text, updated_at > :at - make_interval(secs => :stale) FROM idempotency
 WHERE command = :command AND key = :key FOR UPDATE
--- name: idempotency_take
-UPDATE idempotency SET status = 'in_progress', updated_at = :at
-WHERE command = :command AND key = :key
 -- name: idempotency_done
 UPDATE idempotency SET status = 'done', result = :result::jsonb, updated_at = :at
 WHERE command = :command AND key = :key
--- name: idempotency_drop
-DELETE FROM idempotency WHERE command = :command AND key = :key
-
 -- name: prunable_runs
 SELECT id FROM runs WHERE status = ANY(:statuses) AND finished_at < :before
 ORDER BY finished_at, id LIMIT :limit
--- name: run_children
-SELECT id, status FROM runs WHERE parent_id = :id
 -- name: delete_idempotency_of
 DELETE FROM idempotency WHERE jsonb_typeof(result) = 'object'
   AND result->>'workflow_id' = :id
--- name: delete_steps
-DELETE FROM steps WHERE run_id = :id
--- name: delete_events
-DELETE FROM events WHERE run_id = :id
--- name: delete_waits
-DELETE FROM waitpoints WHERE run_id = :id
--- name: delete_jobs
-DELETE FROM jobs WHERE run_id = :id
--- name: delete_heartbeats
-DELETE FROM heartbeats WHERE run_id = :id
--- name: delete_locks
-DELETE FROM locks WHERE run_id = :id
--- name: delete_inbox
-DELETE FROM inbox WHERE target = :id
--- name: delete_run
-DELETE FROM runs WHERE id = :id AND status IN {TERMINAL}
-
--- name: _schedule_cols
-name, workflow_name, cron, timezone, queue, missed, paused, fired_until, created_at, updated_at
--- name: save_schedule
--- a changed definition is updated; whether it is paused and how far it fired are kept
-INSERT INTO schedules ({_schedule_cols})
-VALUES (:name, :workflow, :cron, :tz, :queue, :missed, :paused, :fired, :created, :at)
-ON CONFLICT (name) DO UPDATE SET workflow_name = excluded.workflow_name, cron = excluded.cron,
-  timezone = excluded.timezone, queue = excluded.queue, missed = excluded.missed,
-  updated_at = excluded.updated_at
--- name: schedule_by_name
-SELECT {_schedule_cols} FROM schedules WHERE name = :name
--- name: list_schedules
-SELECT {_schedule_cols} FROM schedules ORDER BY name
 -- name: pause_schedule
 UPDATE schedules SET paused = :paused, updated_at = :at,
   fired_until = CASE WHEN paused AND NOT :paused THEN greatest(fired_until, :at) ELSE fired_until END
 WHERE name = :name
--- name: advance_schedule
-UPDATE schedules SET fired_until = :fired, updated_at = :at
-WHERE name = :name AND fired_until < :fired AND NOT paused
-
--- name: insert_ai_blob
-INSERT INTO ai_blobs (digest, body) VALUES (:digest, :body) ON CONFLICT DO NOTHING
--- name: insert_ai_call
--- keyed (run, step, attempt, seq): a completion written twice writes the calls once
-INSERT INTO ai_calls (run_id, step_key, attempt, seq, call_type, provider, model, request_id,
-  prompt, prompt_blob, response, response_blob, input_tokens, cached_input_tokens,
-  cache_write_tokens, output_tokens, reasoning_tokens, cost_micro_usd, price_source,
-  service_tier, latency_ms, at, error, budget_key, batch_id, custom_id)
-SELECT :wid, :key, coalesce((SELECT attempts FROM steps WHERE run_id = :wid AND step_key = :key), 1),
-  :seq, :call_type, :provider, :model, :request_id, :prompt, :prompt_blob, :response,
-  :response_blob, :input, :cached, :cache_write, :output, :reasoning, :cost, :price_source,
-  :tier, :latency, :at, :error, :budget_key, :batch_id, :custom_id
-ON CONFLICT DO NOTHING
--- name: _spend_sums
-count(*), sum(cost_micro_usd),
-sum(CASE WHEN cost_micro_usd IS NULL AND input_tokens + output_tokens > 0 THEN 1 ELSE 0 END),
-sum(input_tokens + output_tokens)
--- name: ai_spend_run
-SELECT {_spend_sums} FROM ai_calls WHERE run_id = :wid
--- name: ai_spend_key
-SELECT {_spend_sums} FROM ai_calls WHERE budget_key = :bkey
--- name: budget_warned
-SELECT 1 FROM events WHERE run_id = :wid AND type = 'budget.warning' LIMIT 1
--- name: list_ai_calls
-SELECT c.id, c.run_id, c.step_key, c.attempt, c.call_type, c.provider, c.model, c.request_id,
-  coalesce(c.prompt, pb.body), coalesce(c.response, rb.body), c.input_tokens,
-  c.cached_input_tokens, c.cache_write_tokens, c.output_tokens, c.reasoning_tokens,
-  c.cost_micro_usd, c.price_source, c.service_tier, c.latency_ms, c.at, c.error, c.budget_key,
-  c.batch_id, c.custom_id
-FROM ai_calls c LEFT JOIN ai_blobs pb ON pb.digest = c.prompt_blob
-  LEFT JOIN ai_blobs rb ON rb.digest = c.response_blob
-WHERE c.run_id = ANY(CAST(:ids AS text[])) ORDER BY c.id
--- name: _usage_sums
-count(*), sum(c.input_tokens), sum(c.cached_input_tokens), sum(c.cache_write_tokens),
-sum(c.output_tokens), sum(c.reasoning_tokens), sum(c.cost_micro_usd),
-sum(CASE WHEN c.cost_micro_usd IS NULL AND c.input_tokens + c.output_tokens > 0 THEN 1 ELSE 0 END)
+-- name: _calls_of_ids
+c.run_id = ANY(CAST(:ids AS text[]))
 -- name: _usage_from
 FROM ai_calls c JOIN runs r ON r.id = c.run_id
 WHERE (CAST(:any_id AS boolean) OR c.run_id = ANY(CAST(:ids AS text[])))
   AND (CAST(:workflow AS text) IS NULL OR r.workflow_name = :workflow)
   AND (CAST(:tag AS text) IS NULL OR r.tags ? CAST(:tag AS text))
   AND (CAST(:since AS timestamptz) IS NULL OR c.at >= :since) AND (CAST(:until AS timestamptz) IS NULL OR c.at < :until)
--- name: ai_usage_by_none
-SELECT {_usage_sums} {_usage_from}
--- name: ai_usage_by_model
-SELECT c.provider || ':' || c.model, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
--- name: ai_usage_by_workflow
-SELECT r.workflow_name, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_day
 SELECT to_char(c.at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
--- name: ai_usage_by_run
-SELECT c.run_id, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_stage
 -- a step inside a stage is keyed 'stage-id/step'; calls outside any stage group under NULL
 SELECT CASE WHEN strpos(c.step_key, '/') > 0 THEN split_part(c.step_key, '/', 1) END, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 
--- name: child_run_ids
-SELECT id FROM runs WHERE parent_id = :wid ORDER BY created_at, id
-
--- name: put_blob
-INSERT INTO blobs (key, body, size, created_at) VALUES (:key, :body, :size, :at)
-ON CONFLICT (key) DO UPDATE SET body = excluded.body, size = excluded.size,
-  created_at = excluded.created_at
--- name: get_blob
-SELECT body FROM blobs WHERE key = :key
--- name: list_blobs
-SELECT key, size FROM blobs WHERE key LIKE :like ESCAPE '\' ORDER BY key
--- name: delete_blobs
-DELETE FROM blobs WHERE key LIKE :like ESCAPE '\'
--- name: delete_blob
-DELETE FROM blobs WHERE key = :key
 -- name: list_runs_page
 -- newest first; the cursor is the last run shown (its time, should it be deleted meanwhile)
 SELECT {_run_cols} FROM runs
@@ -572,68 +374,26 @@ WHERE (:status::text IS NULL OR status = :status)
     OR (created_at = coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at::timestamptz)
       AND id > :cur))
 ORDER BY created_at DESC, id LIMIT :limit
--- name: jobs_by_queue_status
-SELECT queue, status, count(*) FROM jobs GROUP BY queue, status ORDER BY queue, status
--- name: count_runs_by_status
-SELECT status, count(*) FROM runs
+-- name: run_counts
+SELECT workflow_name, status, count(*) FROM runs
 WHERE (:workflow::text IS NULL OR workflow_name = :workflow)
   AND (:tenant::text IS NULL OR tenant = :tenant)
   AND (:tag::text IS NULL OR tags @> jsonb_build_array(:tag::text))
   AND (:after::timestamptz IS NULL OR created_at >= :after)
   AND (:before::timestamptz IS NULL OR created_at < :before)
-GROUP BY status ORDER BY status
+GROUP BY workflow_name, status ORDER BY 1, 2
 
--- name: _token_cols
-id, name, scope, token_hash, created_at, last_used_at, revoked_at
--- name: insert_api_token
-INSERT INTO api_tokens (id, name, scope, token_hash, created_at)
-VALUES (:id, :name, :scope, :hash, :at)
--- name: list_api_tokens
-SELECT {_token_cols} FROM api_tokens ORDER BY created_at, id
--- name: api_token_by_hash
-SELECT {_token_cols} FROM api_tokens WHERE token_hash = :hash AND revoked_at IS NULL
 -- name: touch_api_token
 -- at most once a minute: using a token must not cost a durable write per request
 UPDATE api_tokens SET last_used_at = :at
 WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :at - interval '60 seconds')
--- name: revoke_api_token
-UPDATE api_tokens SET revoked_at = :at WHERE (id = :id OR name = :id) AND revoked_at IS NULL
--- name: count_api_tokens
-SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL
-
--- name: api_idempotency_expire
-DELETE FROM api_idempotency WHERE created_at < :before
--- name: api_idempotency_reserve
-INSERT INTO api_idempotency (key, request_hash, created_at) VALUES (:key, :hash, :at)
-ON CONFLICT DO NOTHING
--- name: api_idempotency_take
--- a request that never finished (its server died) gives its key up after a while
-UPDATE api_idempotency SET request_hash = :hash, created_at = :at
-WHERE key = :key AND status IS NULL AND created_at < :stale_before
 -- name: api_idempotency_get
 SELECT request_hash, status, response FROM api_idempotency WHERE key = :key FOR UPDATE
--- name: api_idempotency_finish
-UPDATE api_idempotency SET status = :status, response = :response WHERE key = :key
--- name: api_idempotency_release
-DELETE FROM api_idempotency WHERE key = :key AND status IS NULL
-
--- name: webhook_signatures_expire
-DELETE FROM webhook_signatures WHERE expires_at < :at
--- name: remember_webhook_signature
-INSERT INTO webhook_signatures (hook, signature, expires_at) VALUES (:hook, :sig, :expires)
-ON CONFLICT DO NOTHING
--- name: forget_webhook_signature
-DELETE FROM webhook_signatures WHERE hook = :hook AND signature = :sig
-
 -- The numbers behind /metrics: histograms over every recorded step and job (a prune
 -- lowers them, which Prometheus reads as a counter reset).
--- name: metric_runs
-SELECT workflow_name, status, count(*) FROM runs GROUP BY workflow_name, status ORDER BY 1, 2
 -- name: metric_step_seconds
 SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT extract(epoch FROM completed_at - started_at) AS d FROM steps WHERE status = 'completed' AND started_at IS NOT NULL AND completed_at IS NOT NULL) AS x
 -- name: metric_job_wait_seconds
 SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT extract(epoch FROM claimed_at - run_after) AS d FROM jobs WHERE claimed_at IS NOT NULL) AS x
 -- name: metric_job_run_seconds
 SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT extract(epoch FROM updated_at - claimed_at) AS d FROM jobs WHERE status = 'done' AND claimed_at IS NOT NULL) AS x
--- name: metric_queues
-SELECT queue, sum(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), sum(CASE WHEN status = 'claimed' THEN 1 ELSE 0 END), min(CASE WHEN status = 'queued' THEN run_after END) FROM jobs GROUP BY queue ORDER BY queue

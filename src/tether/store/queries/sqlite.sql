@@ -1,7 +1,9 @@
 -- Named queries of the SQLite store (see _sql.py). Times are epoch seconds;
--- :now is the time judging expiry, computed by the adapter; lists are JSON
+-- {_now} (:now) is the time judging expiry, computed by the adapter; lists are JSON
 -- arrays read with json_each.
 
+-- name: _now
+:now
 -- name: _run_cols
 id, workflow_name, workflow_version, status, input, output, error, state, priority, tags,
 tenant, parent_id, idempotency_key, owner, owner_generation, created_at, updated_at,
@@ -21,11 +23,11 @@ locked_until, run_after, last_error
 -- name: _claimable
 -- another owner's live claim keeps a run; force takes it anyway, a dead owner by name
 (:force OR status != 'running' OR owner IS NULL OR owner = :owner
- OR owner_expires_at IS NULL OR owner_expires_at <= :now OR owner IS :dead)
+ OR owner_expires_at IS NULL OR owner_expires_at <= {_now} OR owner IS :dead)
 -- name: _orphan
 -- nobody drives it: the owner's claim lapsed, or it sat runnable past the grace period
-((status = 'running' AND (owner_expires_at <= :now OR (owner_expires_at IS NULL
-  AND updated_at <= :now - :grace))) OR (status = 'pending' AND updated_at <= :now - :grace))
+((status = 'running' AND (owner_expires_at <= {_now} OR (owner_expires_at IS NULL
+  AND updated_at <= {_now} - :grace))) OR (status = 'pending' AND updated_at <= {_now} - :grace))
 
 -- name: bump
 UPDATE runs SET event_seq = event_seq + :n, updated_at = :at
@@ -34,10 +36,6 @@ RETURNING event_seq
 -- name: insert_event
 INSERT INTO events (run_id, seq, type, message, detail, at)
 VALUES (:wid, :seq, :type, :message, :detail, :at)
--- name: run_generation
-SELECT owner_generation FROM runs WHERE id = :wid
--- name: run_status
-SELECT status FROM runs WHERE id = :wid
 -- name: run_status_locked
 SELECT status FROM runs WHERE id = :wid
 
@@ -45,36 +43,27 @@ SELECT status FROM runs WHERE id = :wid
 INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, priority, tags,
   tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule,
   budget)
-VALUES (:id, :name, :version, 'pending', :input, :state, :priority, :tags, :tenant, :parent,
-  :ikey, :queue, :ckey, :at, :at, :rule, :budget)
+VALUES (:workflow_id, :workflow_name, :workflow_version, 'pending', :input, :state, :priority,
+  :tags, :tenant, :parent_id, :idempotency_key, :queue, :ckey, :at, :at, :step_rule, :budget)
 ON CONFLICT DO NOTHING
--- name: run_by_id_or_key
-SELECT {_run_cols} FROM runs WHERE id = :id OR idempotency_key = :ikey
-ORDER BY (id = :id) DESC LIMIT 1
--- name: get_run
-SELECT {_run_cols} FROM runs WHERE id = :id
 -- name: list_runs
 SELECT {_run_cols} FROM runs WHERE (:status IS NULL OR status = :status)
 ORDER BY created_at DESC, id LIMIT :limit
 -- name: claim_run
 UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
-  owner_expires_at = :now + :lease, status = 'running', started_at = COALESCE(started_at, :at),
+  owner_expires_at = {_now} + :lease, status = 'running', started_at = COALESCE(started_at, :at),
   finished_at = NULL, end_reason = NULL, updated_at = :at
 WHERE id = :wid AND status NOT IN {CLOSED} AND {_claimable} RETURNING {_run_cols}
 -- name: claim_run_compensating
 UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
-  owner_expires_at = :now + :lease, updated_at = :at
+  owner_expires_at = {_now} + :lease, updated_at = :at
 WHERE id = :wid AND status = 'cancelled' AND cancel_requested = 'compensate' AND {_claimable}
 RETURNING {_run_cols}
--- name: claim_refused
-SELECT status, owner, owner_expires_at FROM runs WHERE id = :wid
 -- name: renew_owner
-UPDATE runs SET owner_expires_at = :now + :lease
+UPDATE runs SET owner_expires_at = {_now} + :lease
 WHERE owner = :owner AND status = 'running' AND id IN (SELECT value FROM json_each(:ids))
 -- name: release_run_check
 SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen
--- name: release_run
-UPDATE runs SET status = 'pending', owner_expires_at = NULL WHERE id = :wid
 -- name: finish_run
 UPDATE runs SET status = :status, output = :output, error = COALESCE(:error, error),
   finished_at = :at, compute_seconds = compute_seconds + :cs, cancel_requested = NULL,
@@ -86,8 +75,6 @@ UPDATE runs SET state = :state WHERE id = :wid
 SELECT run_id, seq, type, message, detail, at FROM events WHERE run_id = :wid AND seq > :after
 ORDER BY seq LIMIT COALESCE(:limit, -1)
 
--- name: load_steps
-SELECT {_step_cols} FROM steps WHERE run_id = :wid ORDER BY started_at, step_key
 -- name: start_step
 INSERT INTO steps (run_id, step_key, name, status, attempts, idempotency_key, started_at,
   updated_at) VALUES (:wid, :key, :key, 'running', 1, :ikey, :at, :at)
@@ -116,10 +103,10 @@ ON CONFLICT (run_id, key) DO UPDATE SET at = excluded.at, detail = excluded.deta
 SELECT run_id, key, at, detail FROM heartbeats WHERE run_id = :wid ORDER BY key
 
 -- name: lock_current
-SELECT {_lock_cols}, :now FROM locks WHERE scope = :scope AND key = :key
+SELECT {_lock_cols}, {_now} FROM locks WHERE scope = :scope AND key = :key
 -- name: lock_insert
 INSERT INTO locks (scope, key, holder, generation, run_id, detail, acquired_at, heartbeat_at,
-  expires_at) VALUES (:scope, :key, :holder, 1, :run, :detail, :now, :now, :now + :ttl)
+  expires_at) VALUES (:scope, :key, :holder, 1, :run, :detail, {_now}, {_now}, {_now} + :ttl)
 ON CONFLICT DO NOTHING RETURNING {_lock_cols}
 -- name: lock_take
 UPDATE locks SET holder = :holder, generation = generation + 1, run_id = :run,
@@ -128,22 +115,14 @@ UPDATE locks SET holder = :holder, generation = generation + 1, run_id = :run,
 -- name: lock_extend
 UPDATE locks SET heartbeat_at = :t, expires_at = :t + :ttl, detail = COALESCE(:detail, detail)
 WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
--- name: lock_release
-UPDATE locks SET released_at = :t WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
 -- name: renew_lock
-UPDATE locks SET heartbeat_at = :now, expires_at = :now + :ttl
+UPDATE locks SET heartbeat_at = {_now}, expires_at = {_now} + :ttl
 WHERE scope = :scope AND key = :key AND holder = :holder AND released_at IS NULL
-  AND expires_at > :now RETURNING {_lock_cols}
--- name: get_lock
-SELECT {_lock_cols} FROM locks WHERE scope = :scope AND key = :key AND generation > 0
+  AND expires_at > {_now} RETURNING {_lock_cols}
 -- name: list_locks
 SELECT {_lock_cols} FROM locks WHERE scope = :scope AND generation > 0
   AND (:run IS NULL OR run_id = :run) ORDER BY key
 
--- name: wait_get
-SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid AND wait_key = :key
--- name: wait_set_due
-UPDATE waitpoints SET due_at = :due WHERE id = :id
 -- name: wait_insert
 INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, due_at, created_at)
 VALUES (:id, :wid, :key, :kind, :name, :match, 'pending', :due, :at) RETURNING {_wait_cols}
@@ -153,8 +132,6 @@ UPDATE waitpoints SET status = 'resolved', payload = :payload, inbox_id = :inbox
 -- name: inbox_signal
 SELECT id, payload FROM inbox WHERE kind = 'signal' AND name = :name AND target = :wid
   AND consumed_by IS NULL AND expires_at > :at ORDER BY id LIMIT 1
--- name: inbox_consume
-UPDATE inbox SET consumed_by = :wait WHERE id = :id
 -- name: inbox_events_for
 SELECT i.id, i.payload FROM inbox i, runs r WHERE r.id = :wid AND i.kind = 'event'
   AND i.name = :name AND i.created_at >= r.created_at AND i.expires_at > :at
@@ -162,96 +139,52 @@ SELECT i.id, i.payload FROM inbox i, runs r WHERE r.id = :wid AND i.kind = 'even
 ORDER BY i.id
 -- name: child_outcome
 SELECT status, output, error FROM runs WHERE id = :id
--- name: list_waits
-SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid ORDER BY created_at, wait_key
 -- name: waits_resolved
 SELECT 1 FROM waitpoints WHERE run_id = :wid AND status != 'pending'
   AND wait_key IN (SELECT value FROM json_each(:keys)) LIMIT 1
--- name: park_run
-UPDATE runs SET status = 'waiting', compute_seconds = compute_seconds + :cs WHERE id = :wid
 -- name: inbox_add_event
 INSERT INTO inbox (kind, name, payload, created_at, expires_at)
 VALUES ('event', :name, :payload, :at, :expires) RETURNING id
 -- name: waits_for_event
 SELECT id, run_id, wait_key, match FROM waitpoints WHERE kind = 'event' AND name = :name
   AND status = 'pending' ORDER BY created_at
--- name: wait_for_signal
-SELECT id, wait_key FROM waitpoints WHERE run_id = :wid AND kind = 'signal' AND name = :name
-  AND status = 'pending' ORDER BY created_at LIMIT 1
 -- name: inbox_add_signal
 INSERT INTO inbox (kind, target, name, payload, created_at, expires_at)
 VALUES ('signal', :wid, :name, :payload, :at, :expires)
 -- name: token_get
 SELECT run_id, wait_key, status FROM waitpoints WHERE id = :id AND kind = 'token'
--- name: waits_due
-UPDATE waitpoints SET status = CASE kind WHEN 'timer' THEN 'resolved' ELSE 'timed_out' END,
-  resolved_at = :at WHERE status = 'pending' AND due_at IS NOT NULL AND due_at <= :now
-RETURNING run_id, wait_key, status
 -- name: waits_on_ended_children
 SELECT w.name, c.status, c.output, c.error FROM waitpoints w JOIN runs c ON c.id = w.name
 WHERE w.kind = 'run' AND w.status = 'pending' AND c.status IN {TERMINAL}
--- name: inbox_expire
-DELETE FROM inbox WHERE expires_at <= :now
 -- name: cancel_one
 UPDATE runs SET status = 'cancelled', error = :error, finished_at = :at, cancel_requested = :mode,
   end_reason = :reason WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id
--- name: jobs_cancel_queued
-UPDATE jobs SET status = 'cancelled', updated_at = :at WHERE run_id = :id AND status = 'queued'
--- name: waits_cancel
-UPDATE waitpoints SET status = 'cancelled', resolved_at = :at
-WHERE run_id = :id AND status = 'pending' RETURNING kind, name
 -- name: child_waits_resolve
 UPDATE waitpoints SET status = 'resolved', payload = :payload, resolved_at = :at
 WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wait_key
--- name: wake_run
-UPDATE runs SET status = 'pending' WHERE id = :id AND status = 'waiting' RETURNING queue
--- name: enqueue_next
-INSERT INTO jobs (run_id, queue, status, priority, concurrency_key, run_after, created_at,
-  updated_at) SELECT id, queue, 'queued', priority, concurrency_key, :at, :at, :at
-FROM runs WHERE id = :id AND queue IS NOT NULL ON CONFLICT DO NOTHING
-
--- name: insert_job
-INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,
-  created_at, updated_at) VALUES (:id, :queue, 'queued', :priority, :max, :ckey, :after, :at, :at)
 -- name: queue_lock
 SELECT :q
 -- name: queue_counts
 SELECT (SELECT COUNT(*) FROM jobs WHERE queue = :q AND status = 'claimed'),
-  (SELECT COUNT(*) FROM jobs WHERE queue = :q AND claimed_at > :now - 1.0)
+  (SELECT COUNT(*) FROM jobs WHERE queue = :q AND claimed_at > {_now} - 1.0)
 -- name: ready_jobs
 SELECT j.id, j.concurrency_key FROM jobs j WHERE j.queue = :q AND j.status = 'queued'
-  AND j.run_after <= :now AND (j.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs k
+  AND j.run_after <= {_now} AND (j.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs k
   WHERE k.concurrency_key = j.concurrency_key AND k.status = 'claimed'))
 ORDER BY j.priority DESC, j.id LIMIT :room
 -- name: claim_ids
-UPDATE jobs SET status = 'claimed', worker = :worker, locked_until = :now + :vis,
-  attempt = attempt + 1, claimed_at = :now, updated_at = :at
+UPDATE jobs SET status = 'claimed', worker = :worker, locked_until = {_now} + :vis,
+  attempt = attempt + 1, claimed_at = {_now}, updated_at = :at
 WHERE id IN (SELECT value FROM json_each(:ids)) RETURNING {_job_cols}
 -- name: renew_job
-UPDATE jobs SET locked_until = :now + :vis WHERE id = :id AND worker = :worker
+UPDATE jobs SET locked_until = {_now} + :vis WHERE id = :id AND worker = :worker
   AND status = 'claimed'
 -- name: job_of_worker
 SELECT j.run_id, r.status FROM jobs j JOIN runs r ON r.id = j.run_id
 WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed'
--- name: finish_job
-UPDATE jobs SET status = :status, last_error = :error, locked_until = NULL, run_after = :at,
-  updated_at = :at WHERE id = :id
--- name: release_job
-UPDATE jobs SET status = 'queued', worker = NULL, locked_until = NULL,
-  attempt = MAX(attempt - 1, 0), run_after = :at, updated_at = :at
-WHERE id = :id AND worker = :worker AND status = 'claimed'
--- name: retry_job
-UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
-  worker = NULL, locked_until = NULL, last_error = :error, run_after = :after, updated_at = :at
-WHERE id = :id AND worker = :worker AND status = 'claimed'
--- name: reap_jobs
-UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
-  last_error = 'lease expired (worker ' || COALESCE(worker, '?') || ' stopped renewing)',
-  worker = NULL, locked_until = NULL, run_after = :at, updated_at = :at
-WHERE status = 'claimed' AND locked_until <= :now RETURNING run_id
 -- name: stuck_runs
 SELECT id FROM runs r WHERE status IN ('running', 'pending') AND queue IS NOT NULL
-  AND updated_at <= :now - :idle AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id
+  AND updated_at <= {_now} - :idle AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id
   AND j.status IN ('queued', 'claimed'))
 -- name: orphaned_runs
 SELECT {_run_cols} FROM runs WHERE queue IS NULL
@@ -261,29 +194,12 @@ ORDER BY updated_at LIMIT :limit
 SELECT id, owner FROM runs WHERE queue IS NULL
   AND workflow_name IN (SELECT value FROM json_each(:wfs)) AND {_orphan}
 ORDER BY updated_at LIMIT :limit
--- name: set_queue
-UPDATE runs SET queue = :queue WHERE id = :id
 -- name: list_jobs
 SELECT {_job_cols} FROM jobs WHERE (:wid IS NULL OR run_id = :wid)
   AND (:status IS NULL OR status = :status) ORDER BY id LIMIT :limit
--- name: step_exists
-SELECT 1 FROM steps WHERE run_id = :wid AND step_key = :key
--- name: rerun_first
-SELECT COALESCE(MIN(seq), 0) FROM events WHERE run_id = :wid AND type = 'step.started'
-  AND message = :key
--- name: rerun_steps
-DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM events
-  WHERE run_id = :wid AND type = 'step.started' AND seq >= :first)
--- name: rerun_waits
-DELETE FROM waitpoints WHERE run_id = :wid AND wait_key IN (SELECT message FROM events
-  WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first)
--- name: rerun_reset
-UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL, end_reason = NULL,
-  attempt = attempt + 1 WHERE id = :wid
-
 -- name: outbox_pending
 SELECT run_id, seq, type, message, detail, at, attempts,
-  (next_attempt_at IS NOT NULL AND next_attempt_at > :now)
+  (next_attempt_at IS NOT NULL AND next_attempt_at > {_now})
 FROM events WHERE published_at IS NULL AND dead_at IS NULL ORDER BY at, run_id, seq LIMIT :limit
 -- name: outbox_delivered
 -- the events (:wids[i], :seqs[i]), in one statement
@@ -293,146 +209,40 @@ WHERE (run_id, seq) IN (SELECT w.value, s.value FROM json_each(:wids) w
 -- name: outbox_failed
 UPDATE events SET attempts = attempts + 1, last_error = :error, next_attempt_at = :next,
   dead_at = :dead WHERE run_id = :wid AND seq = :seq
--- name: outbox_replay_dead
-UPDATE events SET dead_at = NULL, attempts = 0, next_attempt_at = NULL
-WHERE (run_id, seq) IN (SELECT run_id, seq FROM events WHERE dead_at IS NOT NULL
-  ORDER BY dead_at, run_id, seq LIMIT :limit)
 -- name: outbox_dead
 SELECT run_id, seq, type, message, detail, at, attempts FROM events WHERE dead_at IS NOT NULL
 ORDER BY dead_at, run_id, seq LIMIT :limit
 
--- name: idempotency_reserve
-INSERT INTO idempotency (command, key, status, created_at, updated_at)
-VALUES (:command, :key, 'new', :at, :at) ON CONFLICT DO NOTHING
 -- name: idempotency_get
 SELECT status, result, updated_at > :at - :stale FROM idempotency
-WHERE command = :command AND key = :key
--- name: idempotency_take
-UPDATE idempotency SET status = 'in_progress', updated_at = :at
 WHERE command = :command AND key = :key
 -- name: idempotency_done
 UPDATE idempotency SET status = 'done', result = :result, updated_at = :at
 WHERE command = :command AND key = :key
--- name: idempotency_drop
-DELETE FROM idempotency WHERE command = :command AND key = :key
-
 -- name: prunable_runs
 SELECT id FROM runs WHERE status IN (SELECT value FROM json_each(:statuses))
   AND finished_at < :before ORDER BY finished_at, id LIMIT :limit
--- name: run_children
-SELECT id, status FROM runs WHERE parent_id = :id
 -- name: delete_idempotency_of
 DELETE FROM idempotency
 WHERE CASE WHEN json_valid(result) THEN json_extract(result, '$.workflow_id') END = :id
--- name: delete_steps
-DELETE FROM steps WHERE run_id = :id
--- name: delete_events
-DELETE FROM events WHERE run_id = :id
--- name: delete_waits
-DELETE FROM waitpoints WHERE run_id = :id
--- name: delete_jobs
-DELETE FROM jobs WHERE run_id = :id
--- name: delete_heartbeats
-DELETE FROM heartbeats WHERE run_id = :id
--- name: delete_locks
-DELETE FROM locks WHERE run_id = :id
--- name: delete_inbox
-DELETE FROM inbox WHERE target = :id
--- name: delete_run
-DELETE FROM runs WHERE id = :id AND status IN {TERMINAL}
-
--- name: _schedule_cols
-name, workflow_name, cron, timezone, queue, missed, paused, fired_until, created_at, updated_at
--- name: save_schedule
--- a changed definition is updated; whether it is paused and how far it fired are kept
-INSERT INTO schedules ({_schedule_cols})
-VALUES (:name, :workflow, :cron, :tz, :queue, :missed, :paused, :fired, :created, :at)
-ON CONFLICT (name) DO UPDATE SET workflow_name = excluded.workflow_name, cron = excluded.cron,
-  timezone = excluded.timezone, queue = excluded.queue, missed = excluded.missed,
-  updated_at = excluded.updated_at
--- name: schedule_by_name
-SELECT {_schedule_cols} FROM schedules WHERE name = :name
--- name: list_schedules
-SELECT {_schedule_cols} FROM schedules ORDER BY name
 -- name: pause_schedule
 UPDATE schedules SET paused = :paused, updated_at = :at,
   fired_until = CASE WHEN paused AND NOT :paused THEN max(fired_until, :at) ELSE fired_until END
 WHERE name = :name
--- name: advance_schedule
-UPDATE schedules SET fired_until = :fired, updated_at = :at
-WHERE name = :name AND fired_until < :fired AND NOT paused
-
--- name: insert_ai_blob
-INSERT INTO ai_blobs (digest, body) VALUES (:digest, :body) ON CONFLICT DO NOTHING
--- name: insert_ai_call
--- keyed (run, step, attempt, seq): a completion written twice writes the calls once
-INSERT INTO ai_calls (run_id, step_key, attempt, seq, call_type, provider, model, request_id,
-  prompt, prompt_blob, response, response_blob, input_tokens, cached_input_tokens,
-  cache_write_tokens, output_tokens, reasoning_tokens, cost_micro_usd, price_source,
-  service_tier, latency_ms, at, error, budget_key, batch_id, custom_id)
-SELECT :wid, :key, coalesce((SELECT attempts FROM steps WHERE run_id = :wid AND step_key = :key), 1),
-  :seq, :call_type, :provider, :model, :request_id, :prompt, :prompt_blob, :response,
-  :response_blob, :input, :cached, :cache_write, :output, :reasoning, :cost, :price_source,
-  :tier, :latency, :at, :error, :budget_key, :batch_id, :custom_id
-WHERE true ON CONFLICT DO NOTHING
--- name: _spend_sums
-count(*), sum(cost_micro_usd),
-sum(CASE WHEN cost_micro_usd IS NULL AND input_tokens + output_tokens > 0 THEN 1 ELSE 0 END),
-sum(input_tokens + output_tokens)
--- name: ai_spend_run
-SELECT {_spend_sums} FROM ai_calls WHERE run_id = :wid
--- name: ai_spend_key
-SELECT {_spend_sums} FROM ai_calls WHERE budget_key = :bkey
--- name: budget_warned
-SELECT 1 FROM events WHERE run_id = :wid AND type = 'budget.warning' LIMIT 1
--- name: list_ai_calls
-SELECT c.id, c.run_id, c.step_key, c.attempt, c.call_type, c.provider, c.model, c.request_id,
-  coalesce(c.prompt, pb.body), coalesce(c.response, rb.body), c.input_tokens,
-  c.cached_input_tokens, c.cache_write_tokens, c.output_tokens, c.reasoning_tokens,
-  c.cost_micro_usd, c.price_source, c.service_tier, c.latency_ms, c.at, c.error, c.budget_key,
-  c.batch_id, c.custom_id
-FROM ai_calls c LEFT JOIN ai_blobs pb ON pb.digest = c.prompt_blob
-  LEFT JOIN ai_blobs rb ON rb.digest = c.response_blob
-WHERE c.run_id IN (SELECT value FROM json_each(:ids)) ORDER BY c.id
--- name: _usage_sums
-count(*), sum(c.input_tokens), sum(c.cached_input_tokens), sum(c.cache_write_tokens),
-sum(c.output_tokens), sum(c.reasoning_tokens), sum(c.cost_micro_usd),
-sum(CASE WHEN c.cost_micro_usd IS NULL AND c.input_tokens + c.output_tokens > 0 THEN 1 ELSE 0 END)
+-- name: _calls_of_ids
+c.run_id IN (SELECT value FROM json_each(:ids))
 -- name: _usage_from
 FROM ai_calls c JOIN runs r ON r.id = c.run_id
 WHERE (:any_id OR c.run_id IN (SELECT value FROM json_each(:ids)))
   AND (:workflow IS NULL OR r.workflow_name = :workflow)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(r.tags) WHERE value = :tag))
   AND (:since IS NULL OR c.at >= :since) AND (:until IS NULL OR c.at < :until)
--- name: ai_usage_by_none
-SELECT {_usage_sums} {_usage_from}
--- name: ai_usage_by_model
-SELECT c.provider || ':' || c.model, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
--- name: ai_usage_by_workflow
-SELECT r.workflow_name, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_day
 SELECT date(c.at, 'unixepoch'), {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
--- name: ai_usage_by_run
-SELECT c.run_id, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_stage
 -- a step inside a stage is keyed 'stage-id/step'; calls outside any stage group under NULL
 SELECT CASE WHEN instr(c.step_key, '/') > 0 THEN substr(c.step_key, 1, instr(c.step_key, '/') - 1) END, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 
--- name: child_run_ids
-SELECT id FROM runs WHERE parent_id = :wid ORDER BY created_at, id
-
--- name: put_blob
-INSERT INTO blobs (key, body, size, created_at) VALUES (:key, :body, :size, :at)
-ON CONFLICT (key) DO UPDATE SET body = excluded.body, size = excluded.size,
-  created_at = excluded.created_at
--- name: get_blob
-SELECT body FROM blobs WHERE key = :key
--- name: list_blobs
-SELECT key, size FROM blobs WHERE key LIKE :like ESCAPE '\' ORDER BY key
--- name: delete_blobs
-DELETE FROM blobs WHERE key LIKE :like ESCAPE '\'
--- name: delete_blob
-DELETE FROM blobs WHERE key = :key
 -- name: list_runs_page
 -- newest first; the cursor is the last run shown (its time, should it be deleted meanwhile)
 SELECT {_run_cols} FROM runs
@@ -443,66 +253,24 @@ WHERE (:status IS NULL OR status = :status) AND (:workflow IS NULL OR workflow_n
   AND (:cur IS NULL OR created_at < coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at)
     OR (created_at = coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at) AND id > :cur))
 ORDER BY created_at DESC, id LIMIT :limit
--- name: jobs_by_queue_status
-SELECT queue, status, count(*) FROM jobs GROUP BY queue, status ORDER BY queue, status
--- name: count_runs_by_status
-SELECT status, count(*) FROM runs
+-- name: run_counts
+SELECT workflow_name, status, count(*) FROM runs
 WHERE (:workflow IS NULL OR workflow_name = :workflow) AND (:tenant IS NULL OR tenant = :tenant)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = :tag))
   AND (:after IS NULL OR created_at >= :after) AND (:before IS NULL OR created_at < :before)
-GROUP BY status ORDER BY status
+GROUP BY workflow_name, status ORDER BY 1, 2
 
--- name: _token_cols
-id, name, scope, token_hash, created_at, last_used_at, revoked_at
--- name: insert_api_token
-INSERT INTO api_tokens (id, name, scope, token_hash, created_at)
-VALUES (:id, :name, :scope, :hash, :at)
--- name: list_api_tokens
-SELECT {_token_cols} FROM api_tokens ORDER BY created_at, id
--- name: api_token_by_hash
-SELECT {_token_cols} FROM api_tokens WHERE token_hash = :hash AND revoked_at IS NULL
 -- name: touch_api_token
 -- at most once a minute: using a token must not cost a durable write per request
 UPDATE api_tokens SET last_used_at = :at
 WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :at - 60)
--- name: revoke_api_token
-UPDATE api_tokens SET revoked_at = :at WHERE (id = :id OR name = :id) AND revoked_at IS NULL
--- name: count_api_tokens
-SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL
-
--- name: api_idempotency_expire
-DELETE FROM api_idempotency WHERE created_at < :before
--- name: api_idempotency_reserve
-INSERT INTO api_idempotency (key, request_hash, created_at) VALUES (:key, :hash, :at)
-ON CONFLICT DO NOTHING
--- name: api_idempotency_take
--- a request that never finished (its server died) gives its key up after a while
-UPDATE api_idempotency SET request_hash = :hash, created_at = :at
-WHERE key = :key AND status IS NULL AND created_at < :stale_before
 -- name: api_idempotency_get
 SELECT request_hash, status, response FROM api_idempotency WHERE key = :key
--- name: api_idempotency_finish
-UPDATE api_idempotency SET status = :status, response = :response WHERE key = :key
--- name: api_idempotency_release
-DELETE FROM api_idempotency WHERE key = :key AND status IS NULL
-
--- name: webhook_signatures_expire
-DELETE FROM webhook_signatures WHERE expires_at < :at
--- name: remember_webhook_signature
-INSERT INTO webhook_signatures (hook, signature, expires_at) VALUES (:hook, :sig, :expires)
-ON CONFLICT DO NOTHING
--- name: forget_webhook_signature
-DELETE FROM webhook_signatures WHERE hook = :hook AND signature = :sig
-
 -- The numbers behind /metrics: histograms over every recorded step and job (a prune
 -- lowers them, which Prometheus reads as a counter reset).
--- name: metric_runs
-SELECT workflow_name, status, count(*) FROM runs GROUP BY workflow_name, status ORDER BY 1, 2
 -- name: metric_step_seconds
 SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT completed_at - started_at AS d FROM steps WHERE status = 'completed' AND started_at IS NOT NULL AND completed_at IS NOT NULL) AS x
 -- name: metric_job_wait_seconds
 SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT claimed_at - run_after AS d FROM jobs WHERE claimed_at IS NOT NULL) AS x
 -- name: metric_job_run_seconds
 SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT updated_at - claimed_at AS d FROM jobs WHERE status = 'done' AND claimed_at IS NOT NULL) AS x
--- name: metric_queues
-SELECT queue, sum(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), sum(CASE WHEN status = 'claimed' THEN 1 ELSE 0 END), min(CASE WHEN status = 'queued' THEN run_after END) FROM jobs GROUP BY queue ORDER BY queue

@@ -1,0 +1,228 @@
+-- Named queries whose text is the same in both dialects (see _sql.py); a query
+-- whose text differs lives in sqlite.sql and postgresql.sql instead, never here too.
+-- name: run_generation
+SELECT owner_generation FROM runs WHERE id = :wid
+-- name: run_by_id_or_key
+SELECT {_run_cols} FROM runs WHERE id = :id OR idempotency_key = :ikey
+ORDER BY (id = :id) DESC LIMIT 1
+-- name: get_run
+SELECT {_run_cols} FROM runs WHERE id = :id
+-- name: claim_refused
+SELECT status, owner, owner_expires_at FROM runs WHERE id = :wid
+-- name: release_run
+UPDATE runs SET status = 'pending', owner_expires_at = NULL WHERE id = :wid
+-- name: load_steps
+SELECT {_step_cols} FROM steps WHERE run_id = :wid ORDER BY started_at, step_key
+-- name: lock_release
+UPDATE locks SET released_at = :t WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
+-- name: get_lock
+SELECT {_lock_cols} FROM locks WHERE scope = :scope AND key = :key AND generation > 0
+-- name: wait_get
+SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid AND wait_key = :key
+-- name: wait_set_due
+UPDATE waitpoints SET due_at = :due WHERE id = :id
+-- name: inbox_consume
+UPDATE inbox SET consumed_by = :wait WHERE id = :id
+-- name: list_waits
+SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid ORDER BY created_at, wait_key
+-- name: park_run
+UPDATE runs SET status = 'waiting', compute_seconds = compute_seconds + :cs WHERE id = :wid
+-- name: wait_for_signal
+SELECT id, wait_key FROM waitpoints WHERE run_id = :wid AND kind = 'signal' AND name = :name
+  AND status = 'pending' ORDER BY created_at LIMIT 1
+-- name: jobs_cancel_queued
+UPDATE jobs SET status = 'cancelled', updated_at = :at WHERE run_id = :id AND status = 'queued'
+-- name: waits_cancel
+UPDATE waitpoints SET status = 'cancelled', resolved_at = :at
+WHERE run_id = :id AND status = 'pending' RETURNING kind, name
+-- name: wake_run
+UPDATE runs SET status = 'pending' WHERE id = :id AND status = 'waiting' RETURNING queue
+-- name: enqueue_next
+INSERT INTO jobs (run_id, queue, status, priority, concurrency_key, run_after, created_at,
+  updated_at) SELECT id, queue, 'queued', priority, concurrency_key, :at, :at, :at
+FROM runs WHERE id = :id AND queue IS NOT NULL ON CONFLICT DO NOTHING
+-- name: insert_job
+INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,
+  created_at, updated_at) VALUES (:id, :queue, 'queued', :priority, :max, :ckey, :after, :at, :at)
+-- name: finish_job
+UPDATE jobs SET status = :status, last_error = :error, locked_until = NULL, run_after = :at,
+  updated_at = :at WHERE id = :id
+-- name: retry_job
+UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
+  worker = NULL, locked_until = NULL, last_error = :error, run_after = :after, updated_at = :at
+WHERE id = :id AND worker = :worker AND status = 'claimed'
+-- name: set_queue
+UPDATE runs SET queue = :queue WHERE id = :id
+-- name: step_exists
+SELECT 1 FROM steps WHERE run_id = :wid AND step_key = :key
+-- name: rerun_first
+SELECT COALESCE(MIN(seq), 0) FROM events WHERE run_id = :wid AND type = 'step.started'
+  AND message = :key
+-- name: rerun_steps
+DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM events
+  WHERE run_id = :wid AND type = 'step.started' AND seq >= :first)
+-- name: rerun_waits
+DELETE FROM waitpoints WHERE run_id = :wid AND wait_key IN (SELECT message FROM events
+  WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first)
+-- name: rerun_reset
+UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL, end_reason = NULL,
+  attempt = attempt + 1 WHERE id = :wid
+-- name: outbox_replay_dead
+UPDATE events SET dead_at = NULL, attempts = 0, next_attempt_at = NULL
+WHERE (run_id, seq) IN (SELECT run_id, seq FROM events WHERE dead_at IS NOT NULL
+  ORDER BY dead_at, run_id, seq LIMIT :limit)
+-- name: idempotency_reserve
+INSERT INTO idempotency (command, key, status, created_at, updated_at)
+VALUES (:command, :key, 'new', :at, :at) ON CONFLICT DO NOTHING
+-- name: idempotency_take
+UPDATE idempotency SET status = 'in_progress', updated_at = :at
+WHERE command = :command AND key = :key
+-- name: idempotency_drop
+DELETE FROM idempotency WHERE command = :command AND key = :key
+-- name: run_children
+SELECT id, status FROM runs WHERE parent_id = :id
+-- name: delete_steps
+DELETE FROM steps WHERE run_id = :id
+-- name: delete_events
+DELETE FROM events WHERE run_id = :id
+-- name: delete_waits
+DELETE FROM waitpoints WHERE run_id = :id
+-- name: delete_jobs
+DELETE FROM jobs WHERE run_id = :id
+-- name: delete_heartbeats
+DELETE FROM heartbeats WHERE run_id = :id
+-- name: delete_locks
+DELETE FROM locks WHERE run_id = :id
+-- name: delete_inbox
+DELETE FROM inbox WHERE target = :id
+-- name: delete_run
+DELETE FROM runs WHERE id = :id AND status IN {TERMINAL}
+-- name: _schedule_cols
+name, workflow_name, cron, timezone, queue, missed, paused, fired_until, created_at, updated_at
+-- name: save_schedule
+-- a changed definition is updated; whether it is paused and how far it fired are kept
+INSERT INTO schedules ({_schedule_cols})
+VALUES (:name, :workflow_name, :cron, :timezone, :queue, :missed, :paused, :fired_until,
+  :created_at, :updated_at)
+ON CONFLICT (name) DO UPDATE SET workflow_name = excluded.workflow_name, cron = excluded.cron,
+  timezone = excluded.timezone, queue = excluded.queue, missed = excluded.missed,
+  updated_at = excluded.updated_at
+-- name: schedule_by_name
+SELECT {_schedule_cols} FROM schedules WHERE name = :name
+-- name: list_schedules
+SELECT {_schedule_cols} FROM schedules ORDER BY name
+-- name: advance_schedule
+UPDATE schedules SET fired_until = :fired, updated_at = :at
+WHERE name = :name AND fired_until < :fired AND NOT paused
+-- name: insert_ai_call
+-- keyed (run, step, attempt, seq): a completion written twice writes the calls once;
+-- WHERE true: SQLite's parser needs it before ON CONFLICT after a SELECT
+INSERT INTO ai_calls (run_id, step_key, attempt, seq, call_type, provider, model, request_id,
+  prompt, prompt_blob, response, response_blob, input_tokens, cached_input_tokens,
+  cache_write_tokens, output_tokens, reasoning_tokens, cost_micro_usd, price_source,
+  service_tier, latency_ms, at, error, budget_key, batch_id, custom_id)
+SELECT :wid, :key, coalesce((SELECT attempts FROM steps WHERE run_id = :wid AND step_key = :key), 1),
+  :seq, :call_type, :provider, :model, :request_id, :prompt, :prompt_blob, :response,
+  :response_blob, :input_tokens, :cached_input_tokens, :cache_write_tokens, :output_tokens,
+  :reasoning_tokens, :cost_micro_usd, :price_source, :service_tier, :latency_ms, :at, :error,
+  :budget_key, :batch_id, :custom_id
+WHERE true ON CONFLICT DO NOTHING
+-- name: list_ai_calls
+SELECT c.id, c.run_id, c.step_key, c.attempt, c.call_type, c.provider, c.model, c.request_id,
+  coalesce(c.prompt, pb.body), coalesce(c.response, rb.body), c.input_tokens,
+  c.cached_input_tokens, c.cache_write_tokens, c.output_tokens, c.reasoning_tokens,
+  c.cost_micro_usd, c.price_source, c.service_tier, c.latency_ms, c.at, c.error, c.budget_key,
+  c.batch_id, c.custom_id
+FROM ai_calls c LEFT JOIN ai_blobs pb ON pb.digest = c.prompt_blob
+  LEFT JOIN ai_blobs rb ON rb.digest = c.response_blob
+WHERE {_calls_of_ids} ORDER BY c.id
+-- name: insert_ai_blob
+INSERT INTO ai_blobs (digest, body) VALUES (:digest, :body) ON CONFLICT DO NOTHING
+-- name: _spend_sums
+count(*), sum(cost_micro_usd),
+sum(CASE WHEN cost_micro_usd IS NULL AND input_tokens + output_tokens > 0 THEN 1 ELSE 0 END),
+sum(input_tokens + output_tokens)
+-- name: ai_spend_run
+SELECT {_spend_sums} FROM ai_calls WHERE run_id = :wid
+-- name: ai_spend_key
+SELECT {_spend_sums} FROM ai_calls WHERE budget_key = :bkey
+-- name: budget_warned
+SELECT 1 FROM events WHERE run_id = :wid AND type = 'budget.warning' LIMIT 1
+-- name: _usage_sums
+count(*), sum(c.input_tokens), sum(c.cached_input_tokens), sum(c.cache_write_tokens),
+sum(c.output_tokens), sum(c.reasoning_tokens), sum(c.cost_micro_usd),
+sum(CASE WHEN c.cost_micro_usd IS NULL AND c.input_tokens + c.output_tokens > 0 THEN 1 ELSE 0 END)
+-- name: ai_usage_by_none
+SELECT {_usage_sums} {_usage_from}
+-- name: ai_usage_by_model
+SELECT c.provider || ':' || c.model, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- name: ai_usage_by_workflow
+SELECT r.workflow_name, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- name: ai_usage_by_run
+SELECT c.run_id, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- name: child_run_ids
+SELECT id FROM runs WHERE parent_id = :wid ORDER BY created_at, id
+-- name: put_blob
+INSERT INTO blobs (key, body, size, created_at) VALUES (:key, :body, :size, :at)
+ON CONFLICT (key) DO UPDATE SET body = excluded.body, size = excluded.size,
+  created_at = excluded.created_at
+-- name: get_blob
+SELECT body FROM blobs WHERE key = :key
+-- name: list_blobs
+SELECT key, size FROM blobs WHERE key LIKE :like ESCAPE '\' ORDER BY key
+-- name: delete_blobs
+DELETE FROM blobs WHERE key LIKE :like ESCAPE '\'
+-- name: delete_blob
+DELETE FROM blobs WHERE key = :key
+-- name: jobs_by_queue_status
+SELECT queue, status, count(*) FROM jobs GROUP BY queue, status ORDER BY queue, status
+-- name: _token_cols
+id, name, scope, token_hash, created_at, last_used_at, revoked_at
+-- name: insert_api_token
+INSERT INTO api_tokens (id, name, scope, token_hash, created_at)
+VALUES (:id, :name, :scope, :token_hash, :created_at)
+-- name: list_api_tokens
+SELECT {_token_cols} FROM api_tokens ORDER BY created_at, id
+-- name: api_token_by_hash
+SELECT {_token_cols} FROM api_tokens WHERE token_hash = :hash AND revoked_at IS NULL
+-- name: revoke_api_token
+UPDATE api_tokens SET revoked_at = :at WHERE (id = :id OR name = :id) AND revoked_at IS NULL
+-- name: count_api_tokens
+SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL
+-- name: api_idempotency_expire
+DELETE FROM api_idempotency WHERE created_at < :before
+-- name: api_idempotency_reserve
+INSERT INTO api_idempotency (key, request_hash, created_at) VALUES (:key, :hash, :at)
+ON CONFLICT DO NOTHING
+-- name: api_idempotency_take
+-- a request that never finished (its server died) gives its key up after a while
+UPDATE api_idempotency SET request_hash = :hash, created_at = :at
+WHERE key = :key AND status IS NULL AND created_at < :stale_before
+-- name: api_idempotency_finish
+UPDATE api_idempotency SET status = :status, response = :response WHERE key = :key
+-- name: api_idempotency_release
+DELETE FROM api_idempotency WHERE key = :key AND status IS NULL
+-- name: webhook_signatures_expire
+DELETE FROM webhook_signatures WHERE expires_at < :at
+-- name: remember_webhook_signature
+INSERT INTO webhook_signatures (hook, signature, expires_at) VALUES (:hook, :sig, :expires)
+ON CONFLICT DO NOTHING
+-- name: forget_webhook_signature
+DELETE FROM webhook_signatures WHERE hook = :hook AND signature = :sig
+-- name: metric_queues
+SELECT queue, sum(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), sum(CASE WHEN status = 'claimed' THEN 1 ELSE 0 END), min(CASE WHEN status = 'queued' THEN run_after END) FROM jobs GROUP BY queue ORDER BY queue
+-- name: waits_due
+UPDATE waitpoints SET status = CASE kind WHEN 'timer' THEN 'resolved' ELSE 'timed_out' END,
+  resolved_at = :at WHERE status = 'pending' AND due_at IS NOT NULL AND due_at <= {_now}
+RETURNING run_id, wait_key, status
+-- name: inbox_expire
+DELETE FROM inbox WHERE expires_at <= {_now}
+-- name: release_job
+UPDATE jobs SET status = 'queued', worker = NULL, locked_until = NULL,
+  attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END, run_after = :at, updated_at = :at
+WHERE id = :id AND worker = :worker AND status = 'claimed'
+-- name: reap_jobs
+UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
+  last_error = 'lease expired (worker ' || COALESCE(worker, '?') || ' stopped renewing)',
+  worker = NULL, locked_until = NULL, run_after = :at, updated_at = :at
+WHERE status = 'claimed' AND locked_until <= {_now} RETURNING run_id
