@@ -29,6 +29,7 @@ from ..errors import (
     StaleOwnerError,
     TetherError,
 )
+from ._deferred import Deferred
 from ._records import Fence, NewEvent, NewRun, RunRow
 from ._rows import Rows
 
@@ -85,6 +86,8 @@ class StoreBase(abc.ABC):
     # whether the queries of fenced writes (start_step, complete_step, ...) check the
     # owner fence and number and write their event themselves, in one statement
     fenced_queries = False
+    # where step completions wait for the next write (see `_deferred`); None: written at once
+    deferred: Deferred | None = None
 
     @abc.abstractmethod
     async def _tx(

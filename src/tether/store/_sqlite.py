@@ -16,7 +16,9 @@ process holds the write lock, the transaction backs off with ``asyncio.sleep``
 Durability per transaction: WAL mode, and ``synchronous`` switched per
 transaction. A step's start marker only has to survive a process crash, so it
 commits with ``NORMAL`` (no fsync); its completion commits with ``FULL``
-(fsync of the WAL, which also hardens every earlier frame).
+(fsync of the WAL, which also hardens every earlier frame). A completion is
+held for the store's next transaction (`_deferred`): in a sequential run that
+is the next step's start marker, so a step costs one durable commit, not two.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any, TypeVar
 
 from ..errors import IncompatibleStoreError, StoreError, StoreUnavailableError
 from ._base import Mode, Tx
+from ._deferred import Deferred
 from ._migrations import pending
 from ._port import Store
 from ._rows import SQLITE_ROWS
@@ -101,6 +104,7 @@ class SQLiteStore(Store):
         self._conn_lock = threading.Lock()
         self._sync: str | None = None
         self._full = "FULL" if self.config.durability is Durability.FULL else "NORMAL"
+        self.deferred: Deferred = Deferred(self._flush_deferred)  # ride on the next write
 
     # -- transactions --------------------------------------------------------------
 
@@ -129,32 +133,45 @@ class SQLiteStore(Store):
             delay = min(delay * 2, 0.02)
 
     async def _attempt(self, mode: Mode, body: Callable[[Tx], Awaitable[T]]) -> T:
-        """One try, holding the connection lock: `_Busy` if the write lock is taken."""
+        """One try, holding the connection lock: `_Busy` if the write lock is taken.
+        Held step completions go first, and make the transaction a durable write."""
         conn, tx = self._conn, self._txs
         if conn is None or tx is None:
             raise StoreError("the SQLite store is closed")
+        held = self.deferred.take()
         try:
-            if mode == "read":
+            if mode == "read" and not held:
                 return await body(tx)
-            sync = self._full if mode == "write" else "NORMAL"
-            if sync != self._sync:
-                conn.execute(f"PRAGMA synchronous={sync}")
-                self._sync = sync
+            self._begin(conn, self._full if mode == "write" or held else "NORMAL")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode in _BUSY_CODES:
-                    raise _Busy from None
-                raise
-            try:
+                await self.deferred.write(tx, held)
                 result = await body(tx)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
             return result
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite error on {self.config.path}: {exc}") from exc
+        except BaseException as exc:
+            self.deferred.give_back(held)  # nothing was committed: they wait for the next
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"SQLite error on {self.config.path}: {exc}") from exc
+            raise
+
+    def _begin(self, conn: sqlite3.Connection, sync: str) -> None:
+        if sync != self._sync:
+            conn.execute(f"PRAGMA synchronous={sync}")
+            self._sync = sync
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in _BUSY_CODES:
+                raise _Busy from None
+            raise
+
+    async def _flush_deferred(self) -> None:
+        """A transaction of its own for the held completions (none came to carry them)."""
+        if self.deferred and self._conn is not None:
+            await self._tx("write", _nothing)
 
     # -- connection and schema -----------------------------------------------------
 
@@ -168,6 +185,7 @@ class SQLiteStore(Store):
         self._conn, self._txs = conn, SQLiteTx(conn)
 
     async def close(self) -> None:
+        await self._flush_deferred()
         conn, self._conn, self._txs = self._conn, None, None
         executor, self._executor = self._executor, None
         if executor is not None:
@@ -299,3 +317,7 @@ def _statements(script: str) -> list[str]:
     if "".join(buf).strip():
         raise StoreError(f"incomplete SQL statement in migration: {''.join(buf)[:80]!r}")
     return out
+
+
+async def _nothing(tx: Tx) -> None:
+    """The body of a transaction that only carries held completions."""

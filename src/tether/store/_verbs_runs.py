@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -186,7 +186,32 @@ class RunVerbs(StoreBase):
         Where the dialect's query checks the fence and writes the event itself
         (`fenced_queries`), that is one statement, without BEGIN/COMMIT unless
         `rows` are written too."""
-        name = self._variant(name, mode)
+        body = self._fenced_body(self._variant(name, mode), fence, event, at, rows, **p)
+        return await self._tx(mode, body, single=self.fenced_queries and not rows)
+
+    async def _fence_holds(self, fence: Fence) -> bool:
+        """Whether a write under `fence` would be taken now (one read): a completion the
+        store would refuse (the run was cancelled or changed owner) is written at once,
+        so the step learns of it as it ends, as without holding."""
+
+        async def body(tx: Tx) -> bool:
+            row = await tx.one(
+                "fence_holds", wid=fence.workflow_id, gen=fence.generation, comp=fence.compensating
+            )
+            return row is not None
+
+        return await self._tx("read", body)
+
+    def _fenced_body(
+        self,
+        name: str,
+        fence: Fence,
+        event: NewEvent,
+        at: datetime,
+        rows: Sequence[object] = (),
+        **p: Any,
+    ) -> Callable[[Tx], Awaitable[Any]]:
+        """The transaction body of `_fenced_write`."""
 
         async def body(tx: Tx) -> Any:
             if self.fenced_queries:
@@ -203,7 +228,7 @@ class RunVerbs(StoreBase):
                 await write_attached(self, tx, fence, p["key"], rows, at)
             return row
 
-        return await self._tx(mode, body, single=self.fenced_queries and not rows)
+        return body
 
     # -- events -----------------------------------------------------------------------
 
@@ -248,12 +273,20 @@ class RunVerbs(StoreBase):
         event: NewEvent,
         rows: Sequence[object] = (),
     ) -> None:
-        """Record the step's result. Fully durable before it returns.
+        """Record the step's result, durably: before it returns or, where the store
+        holds completions (`deferred`, SQLite), in its next transaction, made this
+        turn of the event loop if no other comes (see `_deferred`).
 
         `rows` are what the attempt attached (`NewAICall`, `NewEvent`), written in
         the same transaction; AI calls are keyed (run, step, attempt, position), so
         a completion written twice (a replay after a lost connection) adds none.
         """
+        if self.deferred is not None and await self._fence_holds(fence):
+            name = self._variant("complete_step", "write")
+            self.deferred.add(
+                self._fenced_body(name, fence, event, at, rows, key=key, result=result)
+            )
+            return
         await self._fenced_write(
             "write", "complete_step", fence, event, at, rows, key=key, result=result
         )

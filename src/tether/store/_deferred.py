@@ -1,0 +1,87 @@
+"""Step completions that ride on the next write (SQLite).
+
+A sequential workflow writes a step's completion (durable) and, a few
+microseconds later, the next step's start marker: two transactions. Where a
+transaction costs more than the fsync it carries (SQLite on the event loop),
+the completion waits in memory instead and goes into the next transaction of
+the store, whatever it is, which then commits durably. If no transaction
+comes before the event loop turns to other work, one is made for it
+(`call_soon`). So a completion is on disk before anything else the run does
+is (its next step starts, it waits, ends or is handed back), and before any
+other task runs: the window in which a crash repeats a finished step grows
+only by the synchronous code between two steps, which has no side effects.
+
+A completion is held only if its fence holds when the step ends (one read);
+one whose run is cancelled or taken over in the microseconds before the next
+write is dropped there, without failing the transaction it rides on, as it
+would have been refused on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..errors import RunCancelledError, RunNotFoundError, StaleOwnerError, StoreError
+
+__all__ = ["Deferred"]
+
+log = logging.getLogger("tether.store")
+
+Body = Callable[[Any], Awaitable[Any]]  # a transaction body: given the `Tx`
+_REFUSED = (StaleOwnerError, RunCancelledError, RunNotFoundError)
+RETRY_DELAYS = (0.01, 0.05, 0.2, 1.0)  # a flush of its own that found the database busy
+
+
+class Deferred:
+    """The completions waiting for the next transaction of one store."""
+
+    def __init__(self, flush: Callable[[], Awaitable[None]]) -> None:
+        self._bodies: list[Body] = []
+        self._flush = flush  # a transaction with nothing else in it
+        self._tries = 0
+        self._task: asyncio.Future[None] | None = None  # the flush of its own, if running
+
+    def __bool__(self) -> bool:
+        return bool(self._bodies)
+
+    def add(self, body: Body) -> None:
+        """Hold `body` for the next transaction; make one if none comes this turn."""
+        self._bodies.append(body)
+        if len(self._bodies) == 1:
+            asyncio.get_running_loop().call_soon(self._soon)
+
+    def take(self) -> list[Body]:
+        """Every held completion (the caller writes them, or gives them back)."""
+        taken, self._bodies = self._bodies, []
+        return taken
+
+    def give_back(self, taken: list[Body]) -> None:
+        """The transaction that carried `taken` rolled back: hold them again, first."""
+        self._bodies[:0] = taken
+
+    async def write(self, tx: Any, taken: list[Body]) -> None:
+        """Write `taken` into `tx`. One refused (its run has another owner, was cancelled
+        or deleted) is dropped, the others stay: a completion's body checks its fence
+        with its first statement, so a refused one has written nothing."""
+        for body in taken:
+            try:
+                await body(tx)
+            except _REFUSED as exc:
+                log.info("a held step completion was refused and dropped: %s", exc)
+
+    def _soon(self) -> None:
+        if self._bodies and (self._task is None or self._task.done()):
+            self._task = asyncio.ensure_future(self._run_flush())
+
+    async def _run_flush(self) -> None:
+        try:
+            await self._flush()
+            self._tries = 0
+        except StoreError as exc:  # held still: the next write carries them, or a retry
+            delay = RETRY_DELAYS[min(self._tries, len(RETRY_DELAYS) - 1)]
+            self._tries += 1
+            log.warning("writing held step completions failed (%s); again in %gs", exc, delay)
+            asyncio.get_running_loop().call_later(delay, self._soon)

@@ -1,0 +1,157 @@
+"""SQLite holds a step's completion for the run's next write (one durable commit per
+step instead of a completion and a start marker), and never lets that weaken what a
+completion promises: it is on disk before the next step runs, before any other task
+runs, when the store closes, and it neither fails nor is lost with a transaction it
+rode on."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tether
+from tether.store import Fence, NewEvent, NewRun, StepStatus, Store, open_store
+
+AT = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def _status(db: Path, run: str, key: str) -> str | None:
+    """The step's status as another connection (another process) sees it."""
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT status FROM steps WHERE run_id = ? AND step_key = ?", (run, key)
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+async def test_a_finished_step_is_on_disk_before_the_next_step_runs(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    async with tether.App(f"sqlite:///{db}") as app:
+
+        @app.workflow
+        async def two(wf: tether.Workflow) -> str | None:
+            await wf.step("a", lambda: 1)
+            # b's side effect may only start once a's completion is durable
+            return await wf.step("b", lambda: _status(db, wf.workflow_id, "a"))
+
+        assert (await app.arun(two, workflow_id="r")).value == "completed"
+
+
+async def test_a_completion_is_written_as_soon_as_the_loop_turns(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    async with tether.App(f"sqlite:///{db}") as app:
+
+        @app.workflow
+        async def yields(wf: tether.Workflow) -> list[str | None]:
+            await wf.step("a", lambda: 1)
+            before = _status(db, wf.workflow_id, "a")  # no turn of the loop yet: held
+            await asyncio.sleep(0)  # another task may run now: it is written first
+            await asyncio.sleep(0)
+            return [before, _status(db, wf.workflow_id, "a")]
+
+        assert (await app.arun(yields, workflow_id="r")).value == ["running", "completed"]
+
+
+def _counting(url: str) -> tuple[Store, list[str]]:
+    """The SQLite store of `url`, counting the COMMITs it sends."""
+    commits: list[str] = []
+    base: Any = type(open_store(url))
+
+    class Counting(base):  # type: ignore[misc]
+        async def open(self) -> None:
+            await super().open()
+            self._conn.set_trace_callback(
+                lambda sql: commits.append(sql) if sql == "COMMIT" else None
+            )
+
+    return Counting(url), commits
+
+
+async def test_a_sequential_run_makes_one_commit_per_step(tmp_path: Path) -> None:
+    store, commits = _counting(f"sqlite:///{tmp_path}/t.db")
+    async with tether.App(store=store) as app:
+
+        @app.workflow
+        async def steps(wf: tether.Workflow, n: int) -> int:
+            for i in range(n):
+                await wf.step(f"s{i}", lambda i=i: i)
+            return n
+
+        await app.arun(steps, 1)
+        commits.clear()
+        assert (await app.arun(steps, 40)).value == 40
+    # 40 steps (each start marker carrying the previous completion), plus the run's
+    # creation, claim and end: not 80 and more
+    assert len(commits) <= 40 + 6, len(commits)
+
+
+async def _run(store: Store, wid: str) -> Fence:
+    await store.create_run(NewRun(wid, "w"), AT)
+    row = await store.claim_run(wid, "me", AT, NewEvent("workflow.running"))
+    return Fence(wid, row.generation)
+
+
+async def test_a_completion_its_run_would_refuse_is_refused_as_the_step_ends(
+    tmp_path: Path,
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    try:
+        old = await _run(store, "a")
+        await store.start_step(old, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
+        await store.claim_run("a", "thief", AT, NewEvent("workflow.running"), force=True)
+        with pytest.raises(tether.StaleOwnerError):  # not held: refused now, as ever
+            await store.complete_step(old, "x", result="1", at=AT, event=NewEvent("c"))
+    finally:
+        await store.close()
+
+
+async def test_a_completion_refused_after_it_was_held_is_dropped_not_failing_its_carrier(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    store, thief = open_store(url), open_store(url)  # two connections: two processes
+    try:
+        old = await _run(store, "a")
+        other = await _run(store, "b")
+        await thief.list_runs()  # connected: its claim below runs without a turn of the loop
+        await store.start_step(old, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
+        await store.complete_step(old, "x", result="1", at=AT, event=NewEvent("c"))  # held
+        # another process takes the run over before this one writes again
+        await thief.claim_run("a", "thief", AT, NewEvent("workflow.running"), force=True)
+        await store.append_events(other, [NewEvent("b.did")], AT)  # carries it: not failed
+        [step] = await store.load_steps("a")
+        assert step.status is StepStatus.RUNNING  # the refused completion was dropped
+        assert [e.type for e in await store.list_events("b")][-1] == "b.did"
+    finally:
+        await store.close()
+        await thief.close()
+
+
+async def test_held_completions_outlive_a_transaction_that_rolled_back(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    try:
+        a = await _run(store, "a")
+        await store.start_step(a, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
+        await store.complete_step(a, "x", result="1", at=AT, event=NewEvent("c"))
+        # a write that fails (a run that does not exist) rolls back what it carried
+        with pytest.raises(tether.RunNotFoundError):
+            await store.append_events(Fence("nope", 1), [NewEvent("e")], AT)
+        [step] = await store.load_steps("a")  # the next transaction writes it
+        assert step.status is StepStatus.COMPLETED and step.result == "1"
+    finally:
+        await store.close()
+
+
+async def test_closing_the_store_writes_what_it_holds(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    store = open_store(f"sqlite:///{db}")
+    a = await _run(store, "a")
+    await store.start_step(a, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
+    await store.complete_step(a, "x", result="1", at=AT, event=NewEvent("c"))
+    await store.close()  # in the same turn of the loop: nothing else wrote it
+    assert _status(db, "a", "x") == "completed"
