@@ -16,6 +16,7 @@ import pytest
 import tether
 from tether import App, RunStatus, Workflow
 from tether.store import open_store
+from tether.testing import eventually_sync
 
 from .._postgres import PostgresServer
 
@@ -350,3 +351,28 @@ async def test_a_released_run_is_announced(pg: str) -> None:
     assert await store.release_run(Fence("r1", gen), at=at, event=NewEvent("workflow.released"))
     assert await waiting is True
     await store.close()
+
+
+def test_a_store_closed_from_another_event_loop_closes_its_own_connections(
+    pg: str, postgres: PostgresServer
+) -> None:
+    import gc
+    import warnings
+
+    store = open_store(pg)
+
+    async def use() -> None:
+        await store.list_runs()
+        await store.wait_for_change("run:nobody", 0.01)  # opens the listening connection
+
+    asyncio.run(use())  # that loop is gone now
+    mine = (
+        f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN {store.config.channel}%'"  # type: ignore[attr-defined]
+    )
+    assert _psql(postgres, mine)[0][0] == 1
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        asyncio.run(store.close())
+        gc.collect()
+    assert not [w for w in seen if issubclass(w.category, ResourceWarning)]
+    eventually_sync(lambda: _psql(postgres, mine)[0][0] == 0)  # the server saw it go

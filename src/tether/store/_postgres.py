@@ -311,7 +311,13 @@ class PostgresStore(Store):
         if self._pool is None:
             return
         if self._loop is not asyncio.get_running_loop():
-            self._pool = None  # bound to another loop; let it be collected
+            # bound to another loop, which cannot be awaited from here: the pool's
+            # connections go with it; the two of our own are closed without it (their
+            # sockets would otherwise stay open until collected)
+            for conn in (self._hot, self._listener):
+                if conn is not None and not conn.closed:
+                    conn.pgconn.finish()
+            self._pool = self._hot = self._listener = None
             return
         await self._discard()
 
