@@ -440,10 +440,12 @@ class Dispatcher:
             ]
         else:
             runs = await self._issue_runs()
+        ids = [run.workflow_id for run, _ in runs]
+        by_run = {
+            u.group: u for u in await self.app.store.ai_usage(workflow_ids=ids, group_by="run")
+        }
         for run, st in runs:
-            usage = await self.app.ausage(run=run.workflow_id)
-            tokens = sum(u.input_tokens + u.output_tokens for u in usage)
-            costs = [u.cost_usd for u in usage if u.cost_usd is not None]
+            usage = by_run.get(run.workflow_id)  # one query for every issue, not one each
             rows.append(
                 IssueStatus(
                     identifier=str(st.get("identifier") or run.workflow_id),
@@ -454,8 +456,8 @@ class Dispatcher:
                     reason=st.get("reason") or st.get("error"),
                     due_at=st.get("due_at"),
                     workspace=st.get("workspace"),
-                    tokens=tokens,
-                    cost_usd=sum(costs) if costs else None,
+                    tokens=0 if usage is None else usage.input_tokens + usage.output_tokens,
+                    cost_usd=0.0 if usage is None else usage.cost_usd,
                     issue_state=st.get("issue_state"),
                     title=st.get("title"),
                 )
