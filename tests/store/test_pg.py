@@ -376,3 +376,17 @@ def test_a_store_closed_from_another_event_loop_closes_its_own_connections(
         gc.collect()
     assert not [w for w in seen if issubclass(w.category, ResourceWarning)]
     eventually_sync(lambda: _psql(postgres, mine)[0][0] == 0)  # the server saw it go
+
+
+async def test_waits_begun_at_once_share_one_listening_connection(
+    pg: str, postgres: PostgresServer
+) -> None:
+    store = open_store(pg)
+    channel = store.config.channel  # type: ignore[attr-defined]
+    mine = f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN {channel}%'"
+    try:
+        await asyncio.gather(*(store.wait_for_change(f"run:r{i}", 0.05) for i in range(5)))
+        assert _psql(postgres, mine)[0][0] == 1
+    finally:
+        await store.close()
+    eventually_sync(lambda: _psql(postgres, mine)[0][0] == 0)  # none left behind

@@ -424,6 +424,16 @@ class PostgresStore(Store):
     async def _ensure_listener(self) -> None:
         if self._listen_task is not None and not self._listen_task.done():
             return
+        # one connection however many wait at once (a worker's poll and `App.result`):
+        # without the lock each made its own and all but the last were never closed.
+        # `open()` has just made the loop's lock.
+        assert self._open_lock is not None
+        async with self._open_lock:
+            if self._listen_task is not None and not self._listen_task.done():
+                return
+            await self._listen()
+
+    async def _listen(self) -> None:
         conn = await AsyncConnection.connect(self.config.conninfo, autocommit=True)
         await conn.execute(f"LISTEN {self.config.channel}")
         self._listener = conn
