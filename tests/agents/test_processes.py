@@ -104,7 +104,10 @@ def _phase(url: str, run_id: str) -> str | None:
 
 
 def _state(text: str | None) -> dict[str, Any]:
-    return json.loads(text) if text else {}
+    """The run's recorded state; `null` (a run whose state was never set yet, or
+    set to None) reads as empty."""
+    value = json.loads(text) if text else None
+    return value if isinstance(value, dict) else {}
 
 
 def _zombie(pid: int) -> bool:
