@@ -427,6 +427,15 @@ async def test_jobs_are_claimed_once_and_closed_by_their_worker(store: Store) ->
     assert "job.ghost" in [e.type for e in await store.list_events("j1")]
 
 
+async def test_a_submitted_run_keeps_its_own_priority_and_its_job_the_jobs(store: Store) -> None:
+    # the run's priority is what `runs list` shows; the job's orders claims (PostgreSQL's
+    # one-statement submit once gave the run the job's)
+    await store.submit_run(NewRun("p1", "wf", priority=3), NewJob("q", priority=7), T0)
+    run = await store.get_run("p1")
+    assert run is not None and run.priority == 3
+    assert [j.priority for j in await store.list_jobs(workflow_id="p1")] == [7]
+
+
 async def test_leases_expire_and_keys_and_caps_limit_claims(store: Store) -> None:
     for i in range(3):
         await store.submit_run(NewRun(f"k{i}", "wf"), NewJob("q", concurrency_key="same"), T0)

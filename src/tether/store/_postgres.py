@@ -197,7 +197,8 @@ class PostgresStore(Store):
             row = await tx.one(
                 "submit_run", id=run.workflow_id, name=run.workflow_name,
                 version=run.workflow_version, input=run.input, state=run.state,
-                priority=job.priority, tags=json.dumps(list(run.tags)), tenant=run.tenant,
+                rpriority=run.priority, priority=job.priority, tags=json.dumps(list(run.tags)),
+                tenant=run.tenant,
                 parent=run.parent_id, ikey=run.idempotency_key, queue=job.queue,
                 ckey=job.concurrency_key, max=job.max_attempts, after=job.run_after or at,
                 at=at, chan=self.config.channel, rule=run.step_rule, budget=run.budget

@@ -245,7 +245,7 @@ WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wa
 WITH r AS (INSERT INTO runs (id, workflow_name, workflow_version, status, input, state,
   priority, tags, tenant, parent_id, idempotency_key, queue, concurrency_key, event_seq,
   created_at, updated_at, step_rule, budget) VALUES (:id, :name, :version, 'pending',
-  :input::jsonb, :state::jsonb, :priority, :tags::jsonb, :tenant, :parent, :ikey, :queue, :ckey,
+  :input::jsonb, :state::jsonb, :rpriority, :tags::jsonb, :tenant, :parent, :ikey, :queue, :ckey,
   1, :at, :at, :rule, :budget) ON CONFLICT DO NOTHING RETURNING {_run_cols}),
 j AS (INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key,
   run_after, created_at, updated_at) SELECT id, :queue, 'queued', :priority, :max, :ckey,
