@@ -1,9 +1,9 @@
 """A recorded AI call against the same bare SDK call, in one run, on SQLite.
 
 Run: ``.venv/bin/python bench/ai.py [-n 200] [--rounds 3]``. All three talk to
-the same local server speaking OpenAI's wire format (tests/ai/_server.py), so
-the network and the model cost (almost) nothing and what is left is our own
-work. Three figures per round, interleaved so machine drift hits them alike:
+the same local server speaking OpenAI's wire format (tests/ai/_server.py, in a
+process of its own, as a real provider is), so the network and the model cost
+(almost) nothing and what is left is our own work. Three figures per round, interleaved so machine drift hits them alike:
 
 - the bare SDK call (``AsyncOpenAI().chat.completions.create``);
 - the same call inside a plain durable step (``wf.step``): the core's cost,
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -42,11 +43,23 @@ async def _timed(n: int, fn: Any) -> float:
     return (time.perf_counter() - t0) / n * 1e6
 
 
+def _serve(urls: Any) -> None:
+    """The provider server in its own process, as a real provider is: its work
+    must not take this process's GIL from the loop being measured."""
+    server = ProviderServer()
+    urls.send(server.openai_url)
+    urls.recv()  # until told to stop
+    server.close()
+
+
 async def main(n: int, rounds: int) -> None:
     from openai import AsyncOpenAI
 
-    server = ProviderServer()
-    client = AsyncOpenAI(api_key="k", base_url=server.openai_url, max_retries=0)
+    ours, theirs = multiprocessing.Pipe()
+    serving = multiprocessing.get_context("fork").Process(target=_serve, args=(theirs,))
+    serving.start()
+    openai_url = ours.recv()
+    client = AsyncOpenAI(api_key="k", base_url=openai_url, max_retries=0)
 
     async def bare(i: int) -> str:
         resp = await client.chat.completions.create(
@@ -62,7 +75,7 @@ async def main(n: int, rounds: int) -> None:
         folder = Path(tmp)
         app = tether.App(
             f"sqlite:///{folder}/ai.db",
-            ai=ai.Providers(openai=ai.OpenAI(api_key="k", base_url=server.openai_url)),
+            ai=ai.Providers(openai=ai.OpenAI(api_key="k", base_url=openai_url)),
         )
 
         @app.workflow(name="stepped")
@@ -107,7 +120,8 @@ async def main(n: int, rounds: int) -> None:
             )
         await app.aclose()
     await client.close()
-    server.close()
+    ours.send("stop")
+    serving.join()
     raw, bare_us, step_us, ai_us, budget_us = (
         statistics.median(c) for c in zip(*rows, strict=True)
     )
