@@ -246,7 +246,12 @@ def _short_path(path: str) -> str:
 
 
 def _first(data: Any, bad: Callable[[Any], bool]) -> tuple[Any, str] | None:
-    """The first scalar or key of plain JSON `data` for which `bad` holds, and its path."""
+    """The first scalar or key of plain JSON `data` for which `bad` holds, and its path.
+
+    A walk without paths first: the common answer is "none", and building a path
+    string for every value cost more than the check itself."""
+    if not _any(data, bad):
+        return None
     stack: list[tuple[Any, str]] = [(data, "$")]
     while stack:
         item, path = stack.pop()
@@ -260,6 +265,21 @@ def _first(data: Any, bad: Callable[[Any], bool]) -> tuple[Any, str] | None:
         elif bad(item):
             return item, path
     return None
+
+
+def _any(data: Any, bad: Callable[[Any], bool]) -> bool:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if any(bad(k) for k in item):
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif bad(item):
+            return True
+    return False
 
 
 def _has_nul(value: Any) -> bool:

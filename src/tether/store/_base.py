@@ -15,9 +15,10 @@ body of one statement, which PostgreSQL runs without BEGIN/COMMIT.
 from __future__ import annotations
 
 import abc
+import dataclasses
+import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -33,10 +34,22 @@ from ._deferred import Deferred
 from ._records import Fence, NewEvent, NewRun, RunRow
 from ._rows import Rows
 
-__all__ = ["Mode", "StoreBase", "Tx", "outcome"]
+__all__ = ["Mode", "StoreBase", "Tx", "outcome", "params"]
 
 T = TypeVar("T")
 Mode = Literal["read", "write", "fast"]
+
+
+def params(record: Any) -> dict[str, Any]:
+    """A flat record's fields as query parameters, the values as they are
+    (`dataclasses.asdict` deep-copies each one: on an AI call's completion that
+    cost more than the statement it feeds)."""
+    return {name: getattr(record, name) for name in _field_names(type(record))}
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 class Tx(Protocol):
@@ -164,7 +177,7 @@ class StoreBase(abc.ABC):
     ) -> tuple[RunRow, bool]:
         """Insert unless the id (or idempotency key) exists; (row, created)."""
         tags = json.dumps(list(run.tags))
-        created = await tx.execute("insert_run", **asdict(run) | {"tags": tags}, ckey=ckey, at=at)
+        created = await tx.execute("insert_run", **params(run) | {"tags": tags}, ckey=ckey, at=at)
         row = await tx.one("run_by_id_or_key", id=run.workflow_id, ikey=run.idempotency_key)
         return tx.rows.run(row), created == 1
 

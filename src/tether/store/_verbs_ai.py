@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from ._base import StoreBase, Tx
+from ._base import StoreBase, Tx, params
 from ._records import AICallRow, AISpend, AIUsageRow, Fence, NewAICall, NewEvent
 
 __all__ = ["BLOB_THRESHOLD", "AIVerbs", "write_attached"]
@@ -61,7 +60,7 @@ async def write_attached(
         texts = {"prompt": prompt, "prompt_blob": prompt_blob, "response": response,
                  "response_blob": response_blob, "at": call.at or at}  # fmt: skip
         await tx.execute(
-            "insert_ai_call", **asdict(call) | texts, wid=fence.workflow_id, key=step_key, seq=seq
+            "insert_ai_call", **params(call) | texts, wid=fence.workflow_id, key=step_key, seq=seq
         )
 
 

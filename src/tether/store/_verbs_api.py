@@ -3,10 +3,9 @@ Idempotency-Key answers and seen webhook signatures."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from ._base import StoreBase, Tx
+from ._base import StoreBase, Tx, params
 from ._records import ApiTokenRow, IdempotentAnswer, RunFilter, RunRow
 from ._rows import Rows
 
@@ -55,7 +54,7 @@ class ApiVerbs(StoreBase):
     # -- API tokens -----------------------------------------------------------------
 
     async def create_api_token(self, row: ApiTokenRow) -> None:
-        await self._execute("write", "insert_api_token", **asdict(row))
+        await self._execute("write", "insert_api_token", **params(row))
 
     async def list_api_tokens(self) -> list[ApiTokenRow]:
         """Every token, revoked ones included, oldest first."""

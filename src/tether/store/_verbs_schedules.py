@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 
-from ._base import StoreBase, Tx
+from ._base import StoreBase, Tx, params
 from ._records import ScheduleRow
 from ._rows import Rows
 
@@ -19,7 +18,7 @@ class ScheduleVerbs(StoreBase):
         """
 
         async def body(tx: Tx) -> ScheduleRow:
-            await tx.execute("save_schedule", **asdict(row))  # parameters named as its fields
+            await tx.execute("save_schedule", **params(row))  # parameters named as its fields
             return tx.rows.schedule(await tx.one("schedule_by_name", name=row.name))
 
         return await self._tx("write", body)
