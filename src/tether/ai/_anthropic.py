@@ -56,15 +56,10 @@ class Anthropic(SDKProvider):
 
     name = "Anthropic"
     sdk_module = "anthropic"
+    client_class = "AsyncAnthropic"
     default_key_env: str | None = "ANTHROPIC_API_KEY"
     default_price_id: str | None = "anthropic"
     default_timeout = 600.0
-
-    def _client(self) -> Any:
-        self.check()
-        return self.sdk().AsyncAnthropic(
-            api_key=self._key(), base_url=self.base_url, timeout=self.timeout, max_retries=0
-        )
 
     def _params(self, model: str, request: TextRequest) -> dict[str, Any]:
         params: dict[str, Any] = {

@@ -57,18 +57,10 @@ class OpenAI(SDKProvider):
 
     name = "OpenAI"
     sdk_module = "openai"
+    client_class = "AsyncOpenAI"
     default_key_env: str | None = "OPENAI_API_KEY"
     default_price_id: str | None = "openai"
     default_timeout = 120.0
-
-    def _client(self) -> Any:
-        self.check()
-        return self.sdk().AsyncOpenAI(
-            api_key=self._key() or "unused",
-            base_url=self.base_url,
-            timeout=self.timeout,
-            max_retries=0,
-        )
 
     # -- generation -------------------------------------------------------------------
 

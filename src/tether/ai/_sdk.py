@@ -6,7 +6,6 @@ retries instead, counting attempts in the database.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import enum
 import importlib
@@ -122,14 +121,15 @@ class _Default(enum.Enum):
 DEFAULT = _Default.DEFAULT  # "the class's default", where None means "none"
 
 
-class SDKProvider(abc.ABC):
+class SDKProvider:
     """What an adapter over an official SDK shares: its key, one client per event
     loop, the SDK imported on first use, and the SDK's errors turned into
     `ProviderError`. A subclass names its SDK module and extra (`sdk_module`) and
-    builds its client (`_client`)."""
+    the SDK's async client class (`client_class`)."""
 
     name = "provider"
     sdk_module = ""  # the official package, also the name of tether's extra for it
+    client_class = ""  # its async client, built with the same arguments by every SDK
     #: what a subclass defaults to: the key's environment variable, the catalog its
     #: prices are looked up in (genai-prices' provider id), the request timeout
     default_key_env: str | None = None
@@ -163,9 +163,17 @@ class SDKProvider(abc.ABC):
                 f"{self.sdk_module})"
             ) from None
 
-    @abc.abstractmethod
     def _client(self) -> Any:
-        """A new SDK client (one per event loop)."""
+        """A new SDK client (one per event loop), its own retries off. After `check`,
+        only a provider that needs no key can lack one: it sends a placeholder, since
+        the OpenAI SDK refuses a missing key."""
+        self.check()
+        return getattr(self.sdk(), self.client_class)(
+            api_key=self._key() or "unused",
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=0,
+        )
 
     async def aclose(self) -> None:
         await self._clients.aclose()
