@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -44,12 +43,14 @@ def params(record: Any) -> dict[str, Any]:
     """A flat record's fields as query parameters, the values as they are
     (`dataclasses.asdict` deep-copies each one: on an AI call's completion that
     cost more than the statement it feeds)."""
-    return {name: getattr(record, name) for name in _field_names(type(record))}
+    cls = type(record)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return {name: getattr(record, name) for name in names}
 
 
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+_FIELDS: dict[type, tuple[str, ...]] = {}  # a record class's field names
 
 
 class Tx(Protocol):
