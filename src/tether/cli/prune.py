@@ -10,8 +10,8 @@ from .._durations import parse_age
 from ..app import App
 from ..errors import TetherError
 from ..store import RunStatus
-from ._common import EXIT_USAGE, CliState, db_option, fail, guard, pass_state, text
-from .runs import read_app
+from ._common import EXIT_USAGE, CliState, db_option, fail, pass_state, text
+from .runs import use_app
 
 __all__ = ["COMMANDS"]
 
@@ -48,15 +48,11 @@ def prune(state: CliState, older_than: str, statuses: tuple[str, ...], dry_run: 
     except TetherError as exc:
         fail(EXIT_USAGE, f"--older-than: {exc}")
     wanted = [RunStatus(s) for s in statuses] or None
-    the_app = read_app(state)
-    try:
-        if dry_run:
-            count = guard(lambda: _count(the_app, datetime.now(UTC) - age, wanted))
-            print(f"{count} finished run(s) older than {older_than} would be deleted (dry run)")
-            return
-        deleted = guard(lambda: the_app.prune(age, wanted))
-    finally:
-        the_app.close()
+    if dry_run:
+        count = use_app(state, lambda a: _count(a, datetime.now(UTC) - age, wanted))
+        print(f"{count} finished run(s) older than {older_than} would be deleted (dry run)")
+        return
+    deleted = use_app(state, lambda a: a.prune(age, wanted))
     print(f"deleted {deleted} finished run(s) older than {older_than}")
 
 
@@ -73,11 +69,7 @@ def _count(the_app: App, cutoff: datetime, statuses: list[RunStatus] | None) -> 
 def delete(state: CliState, workflow_id: str) -> None:
     """Delete one finished run and everything recorded for it."""
     text(workflow_id, "run id")
-    the_app = read_app(state)
-    try:
-        guard(lambda: the_app.delete_run(workflow_id))
-    finally:
-        the_app.close()
+    use_app(state, lambda a: a.delete_run(workflow_id))
     print(f"deleted run {workflow_id}")
 
 

@@ -4,8 +4,9 @@ steer runs and delete them are added to the group from `steer` and `prune`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.table import Table
@@ -41,7 +42,9 @@ from ._format import (
     zoned,
 )
 
-__all__ = ["read_app", "runs"]
+__all__ = ["read_app", "runs", "use_app"]
+
+T = TypeVar("T")
 
 _SHORT_ID = 28  # characters of an id shown without --wide
 
@@ -53,19 +56,27 @@ def read_app(state: CliState) -> App:
     return open_app(db)
 
 
+def use_app(state: CliState, action: Callable[[App], T]) -> T:
+    """`action` on `read_app`'s App, tether's errors made an exit code, the App closed after."""
+    the_app = read_app(state)
+    try:
+        return guard(lambda: action(the_app))
+    finally:
+        the_app.close()
+
+
 def _record(state: CliState, workflow_id: str, *, drivers: bool) -> tuple[RunRecord, list[str]]:
     text(workflow_id, "run id")
     if state.server is not None:  # which processes drive it, the server does not say
         from ._remote import ask
 
         return ask(state, lambda c: c.get_record(workflow_id)), []
-    the_app = read_app(state)
-    try:
-        rec: RunRecord = guard(lambda: the_app.get_record(workflow_id))
-        found: list[str] = guard(lambda: the_app.drivers(rec.workflow_name)) if drivers else []
-        return rec, found
-    finally:
-        the_app.close()
+
+    def read(a: App) -> tuple[RunRecord, list[str]]:
+        rec = a.get_record(workflow_id)
+        return rec, a.drivers(rec.workflow_name) if drivers else []
+
+    return use_app(state, read)
 
 
 @click.group(no_args_is_help=True)
@@ -124,11 +135,7 @@ def runs_list(
     if state.server is not None:
         _remote_list(state, status, workflow, tags, after, before, limit, show_all, as_json)
         return
-    the_app = read_app(state)
-    try:
-        rows: list[RunInfo] = guard(lambda: the_app.list_runs(status=status, limit=2**62))
-    finally:
-        the_app.close()
+    rows: list[RunInfo] = use_app(state, lambda a: a.list_runs(status=status, limit=2**62))
     found = [
         r
         for r in rows
@@ -212,12 +219,22 @@ def _runs_table(rows: list[RunInfo], wide: bool) -> Table:
     return t
 
 
-@runs.command("show")
-@click.argument("workflow_id", metavar="RUN_ID")
-@click.option("--json", "as_json", is_flag=True, help="Print the run's full record as JSON.")
-@db_option
-@server_option
-@pass_state
+def _one_run(
+    name: str, json_help: str | None = None, **settings: Any
+) -> Callable[[Callable[..., None]], click.Command]:
+    """A `runs` command on one RUN_ID, read from the database or a `--server`
+    (options in the order of `--help`: RUN_ID, --json, --db, --server)."""
+
+    def make(fn: Callable[..., None]) -> click.Command:
+        fn = db_option(server_option(pass_state(fn)))
+        if json_help is not None:
+            fn = click.option("--json", "as_json", is_flag=True, help=json_help)(fn)
+        return runs.command(name, **settings)(click.argument("workflow_id", metavar="RUN_ID")(fn))
+
+    return make
+
+
+@_one_run("show", json_help="Print the run's full record as JSON.")
 def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
     """A run's summary, its steps and its last 10 events."""
     rec, drivers = _record(state, workflow_id, drivers=True)
@@ -326,12 +343,7 @@ def _usage_text(rec: RunRecord) -> str:
     )
 
 
-@runs.command("events")
-@click.argument("workflow_id", metavar="RUN_ID")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@db_option
-@server_option
-@pass_state
+@_one_run("events", json_help="Print JSON.")
 def runs_events(state: CliState, workflow_id: str, as_json: bool) -> None:
     """Every event of a run, in order."""
     rec, _ = _record(state, workflow_id, drivers=False)
@@ -351,11 +363,7 @@ def runs_events(state: CliState, workflow_id: str, as_json: bool) -> None:
     out.print(t)
 
 
-@runs.command("export", short_help="A run's full record as JSON.")
-@click.argument("workflow_id", metavar="RUN_ID")
-@db_option
-@server_option
-@pass_state
+@_one_run("export", short_help="A run's full record as JSON.")
 def runs_export(state: CliState, workflow_id: str) -> None:
     """The run's full record as JSON (iso-orchestrator record shape)."""
     print(_record(state, workflow_id, drivers=False)[0].to_json())

@@ -9,8 +9,8 @@ from rich.table import Table
 
 from ..schedules import Schedule
 from ..store import ScheduleRow
-from ._common import CliState, db_option, guard, out, pass_state, text
-from .runs import read_app
+from ._common import CliState, db_option, out, pass_state, text
+from .runs import use_app
 
 __all__ = ["schedules"]
 
@@ -37,11 +37,7 @@ def _next(row: ScheduleRow) -> str:
 @pass_state
 def schedules_list(state: CliState) -> None:
     """Each schedule: its workflow, cron, time zone, next tick and whether it is paused."""
-    the_app = read_app(state)
-    try:
-        rows = guard(the_app.list_schedules)
-    finally:
-        the_app.close()
+    rows = use_app(state, lambda a: a.list_schedules())
     if not rows:
         print("no schedules in this database (a worker saves each when it first fires it)")
         return
@@ -61,11 +57,7 @@ def schedules_list(state: CliState) -> None:
 
 def _set(state: CliState, name: str, paused: bool) -> None:
     text(name, "schedule name")
-    the_app = read_app(state)
-    try:
-        guard(lambda: the_app.pause_schedule(name, paused=paused))
-    finally:
-        the_app.close()
+    use_app(state, lambda a: a.pause_schedule(name, paused=paused))
     print(
         f"schedule {name} {'paused' if paused else 'resumed (from now: the ticks of the pause are not started)'}"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -15,12 +15,10 @@ from ._common import EXIT_USAGE, CliState, db_option, fail, guard, pass_state, t
 from ._drive import drive
 from ._load import parse_json
 from ._progress import Progress
-from .runs import read_app
+from .runs import use_app
 from .worker import load_app
 
 __all__ = ["COMMANDS"]
-
-T = TypeVar("T")
 
 _PAYLOAD = click.option("--payload", metavar="JSON|@FILE", help="Payload as JSON, or @file.json.")
 _APP = click.option(
@@ -31,14 +29,6 @@ _APP = click.option(
     help="The App that registers the run's workflow.",
 )
 _TRACEBACK = click.option("--traceback", is_flag=True, help="Print the traceback of a failure.")
-
-
-def _steer(state: CliState, action: Callable[[App], T]) -> T:
-    the_app = read_app(state)
-    try:
-        return guard(lambda: action(the_app))
-    finally:
-        the_app.close()
 
 
 def _wait_text(w: WaitInfo) -> str:
@@ -115,7 +105,7 @@ def signal(state: CliState, workflow_id: str, name: str, payload: str | None, ke
             return f"signal {name!r} kept for {workflow_id}: it gets it when it waits for {name!r}"
         return f"signal {name!r} woke {workflow_id}; " + _who_drives(a, a.get_run(workflow_id))
 
-    print(_steer(state, send))
+    print(use_app(state, send))
 
 
 @click.command("event")
@@ -127,7 +117,7 @@ def event(state: CliState, event_type: str, payload: str | None) -> None:
     """Send an event of type TYPE to every run waiting for it."""
     text(event_type, "event type")
     data = guard(lambda: parse_json(payload, "payload"))
-    woken = _steer(state, lambda a: a.send_event(event_type, data))
+    woken = use_app(state, lambda a: a.send_event(event_type, data))
     print(
         f"event {event_type!r} woke {len(woken)} run(s){': ' + ', '.join(woken) if woken else ''}"
     )
@@ -142,7 +132,7 @@ def complete_token(state: CliState, token_id: str, payload: str | None) -> None:
     """Complete a token made by wf.create_token()."""
     text(token_id, "token id")
     data = guard(lambda: parse_json(payload, "payload"))
-    run_id = _steer(state, lambda a: a.complete_token(token_id, data))
+    run_id = use_app(state, lambda a: a.complete_token(token_id, data))
     print(f"token completed for run {run_id}")
 
 
@@ -155,7 +145,7 @@ def complete_token(state: CliState, token_id: str, payload: str | None) -> None:
 def cancel(state: CliState, workflow_id: str, reason: str | None, compensate: bool) -> None:
     """Cancel a run, its pending waits and the children it waits on."""
     text(workflow_id, "run id")
-    cancelled = _steer(state, lambda a: a.cancel(workflow_id, reason, compensate=compensate))
+    cancelled = use_app(state, lambda a: a.cancel(workflow_id, reason, compensate=compensate))
     print(f"cancelled: {', '.join(cancelled)}")
 
 

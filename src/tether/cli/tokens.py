@@ -8,8 +8,9 @@ import click
 
 from ..store import ApiTokenRow
 from ._common import EXIT_NOT_FOUND, CliState, db_option, err, fail, guard, out, pass_state, text
-from ._db import choose, open_app, require_existing
+from ._db import choose, open_app
 from ._format import row, table, ts, zoned
+from .runs import use_app
 
 __all__ = ["tokens"]
 
@@ -51,24 +52,13 @@ def tokens_create(state: CliState, scope: str, name: str | None) -> None:
     print(token)
 
 
-def _rows(state: CliState) -> list[ApiTokenRow]:
-    db = choose(state.db)
-    require_existing(db)
-    the_app = open_app(db)
-    try:
-        found: list[ApiTokenRow] = guard(lambda: the_app.run_sync(the_app.store.list_api_tokens()))
-        return found
-    finally:
-        the_app.close()
-
-
 @tokens.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @db_option
 @pass_state
 def tokens_list(state: CliState, as_json: bool) -> None:
     """Every token (never its secret), revoked ones included."""
-    found = _rows(state)
+    found = use_app(state, lambda a: a.run_sync(a.store.list_api_tokens()))
     if as_json:
         print(json.dumps([_dict(r) for r in found], indent=2))
         return
@@ -100,15 +90,7 @@ def _dict(r: ApiTokenRow) -> dict[str, object]:
 def tokens_revoke(state: CliState, token: str) -> None:
     """Revoke a token (by id, or every live token with that name) at once."""
     text(token, "token id")
-    db = choose(state.db)
-    require_existing(db)
-    the_app = open_app(db)
-    try:
-        count: int = guard(
-            lambda: the_app.run_sync(the_app.store.revoke_api_token(token, at=the_app.clock.now()))
-        )
-    finally:
-        the_app.close()
+    count = use_app(state, lambda a: a.run_sync(a.store.revoke_api_token(token, at=a.clock.now())))
     if count == 0:
         fail(EXIT_NOT_FOUND, f"no live API token {token!r}; `tether tokens list` shows them")
     print(f"revoked {count} token(s)")

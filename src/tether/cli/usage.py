@@ -8,10 +8,11 @@ import click
 from rich.table import Table
 
 from .._durations import parse_when
+from ..app import App
 from ..errors import TetherError
 from ..store import AIUsageRow
-from ._common import EXIT_USAGE, CliState, db_option, fail, guard, out, pass_state
-from .runs import read_app
+from ._common import EXIT_USAGE, CliState, db_option, fail, out, pass_state
+from .runs import use_app
 
 __all__ = ["usage", "usage_table"]
 
@@ -65,16 +66,12 @@ def usage(
         end = parse_when(until, now) if until else None
     except TetherError as exc:
         fail(EXIT_USAGE, str(exc))
-    the_app = read_app(state)
-    try:
-        rows = guard(
-            lambda: the_app.usage(
-                workflow=workflow, tag=tag, since=start, until=end, group_by=group_by
-            )
-        )
-        total = guard(lambda: the_app.usage(workflow=workflow, tag=tag, since=start, until=end))
-    finally:
-        the_app.close()
+
+    def read(a: App) -> tuple[list[AIUsageRow], list[AIUsageRow]]:
+        rows = a.usage(workflow=workflow, tag=tag, since=start, until=end, group_by=group_by)
+        return rows, a.usage(workflow=workflow, tag=tag, since=start, until=end)
+
+    rows, total = use_app(state, read)
     if not total or total[0].calls == 0:
         print("no AI calls recorded for these filters")
         return
