@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -44,6 +45,19 @@ def _headers(token: str | None) -> dict[str, str]:
     return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
+_STREAM_TIMEOUT = httpx.Timeout(30.0, read=None)  # events come as long as the run lasts
+
+
+@contextmanager
+def _reaching(base_url: str) -> Iterator[None]:
+    """No answer at all (refused, reset, timed out) raised as `ApiUnreachable`,
+    for the blocking and the async client alike."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise ApiUnreachable(base_url, str(exc) or type(exc).__name__) from None
+
+
 def _read(call: Call[T], resp: httpx.Response) -> T:
     if resp.status_code >= 400:
         raise error_of(resp.status_code, resp.text)
@@ -71,12 +85,10 @@ class Client:
         )
 
     def _send(self, call: Call[T]) -> T:
-        try:
+        with _reaching(self.base_url):
             resp = self._http.request(
                 call.method, call.path, params=call.params, json=call.body, headers=call.headers
             )
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
         return _read(call, resp)
 
     # -- runs -----------------------------------------------------------------------
@@ -105,18 +117,18 @@ class Client:
     def stream_events(self, workflow_id: str, *, after: int = 0) -> Iterator[Event]:
         """The run's events as they happen (after seq `after`), until the run ends."""
         call, parser = _CALLS.stream(workflow_id, after), SSEParser()
-        try:
-            with self._http.stream(
-                "GET", call.path, params=call.params, timeout=httpx.Timeout(30.0, read=None)
-            ) as resp:
-                if resp.status_code >= 400:
-                    raise error_of(resp.status_code, resp.read().decode())
-                for event in parser.feed(resp.iter_lines()):
-                    yield event
-                    if parser.done:
-                        return
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
+        with (
+            _reaching(self.base_url),
+            self._http.stream(
+                "GET", call.path, params=call.params, timeout=_STREAM_TIMEOUT
+            ) as resp,
+        ):
+            if resp.status_code >= 400:
+                raise error_of(resp.status_code, resp.read().decode())
+            for event in parser.feed(resp.iter_lines()):
+                yield event
+                if parser.done:
+                    return
 
     def waits(self, workflow_id: str) -> list[WaitSummary]:
         return self._send(_CALLS.waits(workflow_id))
@@ -233,12 +245,10 @@ class AsyncClient:
         )
 
     async def _send(self, call: Call[T]) -> T:
-        try:
+        with _reaching(self.base_url):
             resp = await self._http.request(
                 call.method, call.path, params=call.params, json=call.body, headers=call.headers
             )
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
         return _read(call, resp)
 
     async def list_runs(self, **filters: Any) -> RunPage:
@@ -262,9 +272,9 @@ class AsyncClient:
 
     async def stream_events(self, workflow_id: str, *, after: int = 0) -> AsyncIterator[Event]:
         call, parser = _CALLS.stream(workflow_id, after), SSEParser()
-        try:
+        with _reaching(self.base_url):
             async with self._http.stream(
-                "GET", call.path, params=call.params, timeout=httpx.Timeout(30.0, read=None)
+                "GET", call.path, params=call.params, timeout=_STREAM_TIMEOUT
             ) as resp:
                 if resp.status_code >= 400:
                     raise error_of(resp.status_code, (await resp.aread()).decode())
@@ -273,8 +283,6 @@ class AsyncClient:
                         yield event
                     if parser.done:
                         return
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
 
     async def waits(self, workflow_id: str) -> list[WaitSummary]:
         return await self._send(_CALLS.waits(workflow_id))
