@@ -37,10 +37,11 @@ import tether
 from tether import ai
 
 
-async def _timed(n: int, fn: Any) -> float:
-    t0 = time.perf_counter()
+async def _timed(n: int, fn: Any) -> tuple[float, float]:
+    """(wall, CPU of this process) in µs per call."""
+    t0, c0 = time.perf_counter(), time.process_time()
     await fn()
-    return (time.perf_counter() - t0) / n * 1e6
+    return (time.perf_counter() - t0) / n * 1e6, (time.process_time() - c0) / n * 1e6
 
 
 def _serve(urls: Any) -> None:
@@ -103,17 +104,18 @@ async def main(n: int, rounds: int) -> None:
         await bare(0)
         for flow in (stepped, recorded, budgeted):  # warm: schema, client, prices
             await app.arun(flow, 1)
-        rows = []
+        rows, cpus = [], []
         for r in range(rounds):
             raw = raw_commit_us(folder, n)
-            row = [
-                raw,
+            timed = [
                 await _timed(n, bare_loop),
                 await _timed(n, lambda: app.arun(stepped, n)),
                 await _timed(n, lambda: app.arun(recorded, n)),
                 await _timed(n, lambda: app.arun(budgeted, n)),
             ]
+            row = [raw, *(wall for wall, _ in timed)]
             rows.append(row)
+            cpus.append([cpu for _, cpu in timed])
             print(
                 f"round {r + 1}: raw commit {row[0]:6.0f} µs  bare {row[1]:6.0f}  "
                 f"in a step {row[2]:6.0f}  wf.ai {row[3]:6.0f}  wf.ai+budget {row[4]:6.0f}"
@@ -122,20 +124,31 @@ async def main(n: int, rounds: int) -> None:
     await client.close()
     ours.send("stop")
     serving.join()
+    _report(rounds, n, rows, cpus)
+
+
+def _report(rounds: int, n: int, rows: list[list[float]], cpus: list[list[float]]) -> None:
     raw, bare_us, step_us, ai_us, budget_us = (
         statistics.median(c) for c in zip(*rows, strict=True)
     )
+    bare_cpu, step_cpu, ai_cpu, budget_cpu = (statistics.median(c) for c in zip(*cpus, strict=True))
 
-    def over(us: float) -> str:
-        return f"{us:8.0f} µs  (+{us - bare_us:5.0f} µs = {(us - bare_us) / raw:4.2f} raw commits)"
+    def over(us: float, cpu: float) -> str:
+        return (
+            f"{us:8.0f} µs  (+{us - bare_us:5.0f} µs = {(us - bare_us) / raw:4.2f} raw commits;"
+            f" CPU +{cpu - bare_cpu:4.0f} µs)"
+        )
 
-    print(f"\nmedian of {rounds} rounds, {n} calls each:")
+    print(f"\nmedian of {rounds} rounds, {n} calls each (CPU: this process, per call):")
     print(f"  raw durable commit           {raw:8.0f} µs")
-    print(f"  bare SDK call                {bare_us:8.0f} µs")
-    print(f"  the call in a plain step     {over(step_us)}")
-    print(f"  wf.ai.generate_text          {over(ai_us)}")
-    print(f"  wf.ai with a budget          {over(budget_us)}")
-    print(f"  the AI layer alone           {ai_us - step_us:8.0f} µs over the plain step")
+    print(f"  bare SDK call                {bare_us:8.0f} µs  (CPU {bare_cpu:.0f} µs)")
+    print(f"  the call in a plain step     {over(step_us, step_cpu)}")
+    print(f"  wf.ai.generate_text          {over(ai_us, ai_cpu)}")
+    print(f"  wf.ai with a budget          {over(budget_us, budget_cpu)}")
+    print(
+        f"  the AI layer alone           {ai_us - step_us:8.0f} µs over the plain step"
+        f"  (CPU +{ai_cpu - step_cpu:.0f} µs)"
+    )
 
 
 if __name__ == "__main__":
