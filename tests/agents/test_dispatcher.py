@@ -93,6 +93,16 @@ async def test_failures_retry_on_durable_timers_then_wait_for_a_person(
     assert len(backend.requests) >= 4 and tracker.issues["B-1"].state == "review"
 
 
+async def test_an_issue_without_ai_calls_has_no_cost_rather_than_zero(
+    app: tether.App, tmp_path: Path
+) -> None:
+    backend = MockBackend([{"result": "failed", "message": "tests fail"}])
+    d = Dispatcher(app, _config(tmp_path), tracker=MemoryTracker([_issue("C-1")]), backend=backend)
+    await d.run_once()
+    [row] = await d.status()
+    assert row.tokens == 0 and row.cost_usd is None  # nothing priced: unknown, never 0
+
+
 async def test_an_agent_asking_for_input_waits_for_the_answer(
     app: tether.App, tmp_path: Path
 ) -> None:

@@ -457,7 +457,7 @@ class Dispatcher:
                     due_at=st.get("due_at"),
                     workspace=st.get("workspace"),
                     tokens=0 if usage is None else usage.input_tokens + usage.output_tokens,
-                    cost_usd=0.0 if usage is None else usage.cost_usd,
+                    cost_usd=None if usage is None else usage.known_cost_usd,
                     issue_state=st.get("issue_state"),
                     title=st.get("title"),
                 )

@@ -113,7 +113,7 @@ async def issue_view(d: Reported, identifier: str) -> dict[str, Any] | None:
             "output_tokens": tokens_out,
             "total_tokens": tokens_in + tokens_out,
         },
-        "cost_usd": total.cost_usd if total and total.calls > total.unknown_cost_calls else None,
+        "cost_usd": total.known_cost_usd if total else None,
         "recent_events": [
             {"at": e.at.isoformat(), "type": e.type, "message": e.message}
             for e in record.events[-RECENT_EVENTS:]

@@ -165,8 +165,9 @@ class SDKProvider:
 
     def _client(self) -> Any:
         """A new SDK client (one per event loop), its own retries off. After `check`,
-        only a provider that needs no key can lack one: it sends a placeholder, since
-        the OpenAI SDK refuses a missing key."""
+        only a provider that needs no key (a local OpenAI-compatible server) can lack
+        one; the OpenAI SDK will not start without a key, so it gets the string
+        "unused", which such servers ignore."""
         self.check()
         return getattr(self.sdk(), self.client_class)(
             api_key=self._key() or "unused",

@@ -16,15 +16,28 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ..app import App
 from ..errors import StoreError, TetherError
 from ..store import DEFAULT_URL, ENV_VAR, check_url, parse_sqlite_url, redact
-from ._common import EXIT_STORE, EXIT_USAGE, fail, note
+from ._common import EXIT_STORE, EXIT_USAGE, CliState, fail, guard, note
 
-__all__ = ["PRECEDENCE", "Database", "bind", "choose", "open_app", "require_existing"]
+__all__ = [
+    "PRECEDENCE",
+    "Database",
+    "bind",
+    "choose",
+    "open_app",
+    "read_app",
+    "require_existing",
+    "use_app",
+]
+
+T = TypeVar("T")
 
 PRECEDENCE = """Which database a command uses, in this order:
   1. --db URL (before or after the command name)
@@ -143,3 +156,19 @@ def _pg_missing(db: Database) -> str | None:
     if row is None or row[0] is None:
         return f"no tether database in {where}: it has no tether schema {config.schema!r}"
     return None
+
+
+def read_app(state: CliState) -> App:
+    """An App on the chosen database, which must already exist (never create one)."""
+    db = choose(state.db)
+    require_existing(db)
+    return open_app(db)
+
+
+def use_app(state: CliState, action: Callable[[App], T]) -> T:
+    """`action` on `read_app`'s App, tether's errors made an exit code, the App closed after."""
+    the_app = read_app(state)
+    try:
+        return guard(lambda: action(the_app))
+    finally:
+        the_app.close()

@@ -11,7 +11,7 @@ from ..app import App
 from ..errors import TetherError
 from ..store import RunStatus
 from ._common import EXIT_USAGE, CliState, db_option, fail, pass_state, text
-from .runs import use_app
+from ._db import use_app
 
 __all__ = ["COMMANDS"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.table import Table
@@ -22,13 +22,12 @@ from ._common import (
     CliState,
     db_option,
     fail,
-    guard,
     out,
     pass_state,
     server_option,
     text,
 )
-from ._db import choose, open_app, require_existing
+from ._db import use_app
 from ._format import (
     driven_by,
     error_text,
@@ -42,27 +41,9 @@ from ._format import (
     zoned,
 )
 
-__all__ = ["read_app", "runs", "use_app"]
-
-T = TypeVar("T")
+__all__ = ["runs"]
 
 _SHORT_ID = 28  # characters of an id shown without --wide
-
-
-def read_app(state: CliState) -> App:
-    """An App on the chosen database, which must already exist (never create one)."""
-    db = choose(state.db)
-    require_existing(db)
-    return open_app(db)
-
-
-def use_app(state: CliState, action: Callable[[App], T]) -> T:
-    """`action` on `read_app`'s App, tether's errors made an exit code, the App closed after."""
-    the_app = read_app(state)
-    try:
-        return guard(lambda: action(the_app))
-    finally:
-        the_app.close()
 
 
 def _record(state: CliState, workflow_id: str, *, drivers: bool) -> tuple[RunRecord, list[str]]:

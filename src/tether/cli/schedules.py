@@ -10,7 +10,7 @@ from rich.table import Table
 from ..schedules import Schedule
 from ..store import ScheduleRow
 from ._common import CliState, db_option, out, pass_state, text
-from .runs import use_app
+from ._db import use_app
 
 __all__ = ["schedules"]
 

@@ -12,10 +12,10 @@ from .. import RunInfo, WaitInfo
 from ..app import App, RunResult
 from ..store import RunStatus, WaitKind, WaitStatus
 from ._common import EXIT_USAGE, CliState, db_option, fail, guard, pass_state, text
+from ._db import use_app
 from ._drive import drive
 from ._load import parse_json
 from ._progress import Progress
-from .runs import use_app
 from .worker import load_app
 
 __all__ = ["COMMANDS"]

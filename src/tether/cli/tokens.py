@@ -8,9 +8,8 @@ import click
 
 from ..store import ApiTokenRow
 from ._common import EXIT_NOT_FOUND, CliState, db_option, err, fail, guard, out, pass_state, text
-from ._db import choose, open_app
+from ._db import choose, open_app, use_app
 from ._format import row, table, ts, zoned
-from .runs import use_app
 
 __all__ = ["tokens"]
 

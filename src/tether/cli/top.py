@@ -18,7 +18,7 @@ from .._runner import PROCESS_SCOPE
 from ..app import App
 from ..store import RunStatus
 from ._common import EXIT_USAGE, CliState, db_option, fail, guard, out, pass_state
-from .runs import read_app
+from ._db import read_app
 
 __all__ = ["top"]
 

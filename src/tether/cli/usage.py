@@ -12,7 +12,7 @@ from ..app import App
 from ..errors import TetherError
 from ..store import AIUsageRow
 from ._common import EXIT_USAGE, CliState, db_option, fail, out, pass_state
-from .runs import use_app
+from ._db import use_app
 
 __all__ = ["usage", "usage_table"]
 

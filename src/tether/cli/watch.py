@@ -31,8 +31,8 @@ from ._common import (
     pass_state,
     text,
 )
+from ._db import read_app
 from ._format import short, status_text, ts
-from .runs import read_app
 
 __all__ = ["render_run", "watch"]
 

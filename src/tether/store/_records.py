@@ -393,6 +393,12 @@ class AIUsageRow:
     def cost_usd(self) -> float:
         return self.cost_micro_usd / 1_000_000
 
+    @property
+    def known_cost_usd(self) -> float | None:
+        """The cost of the calls whose price is known; None when no call's was (an
+        unknown price is never counted as 0)."""
+        return self.cost_usd if self.calls > self.unknown_cost_calls else None
+
 
 @dataclass(frozen=True, slots=True)
 class AICallRow:
