@@ -1,4 +1,4 @@
-"""Step completions that ride on the next write (SQLite).
+"""Step completions that ride on the next write (SQLite, PostgreSQL).
 
 A sequential workflow writes a step's completion (durable) and, a few
 microseconds later, the next step's start marker: two transactions. Where a
@@ -11,10 +11,17 @@ is (its next step starts, it waits, ends or is handed back), and before any
 other task runs: the window in which a crash repeats a finished step grows
 only by the synchronous code between two steps, which has no side effects.
 
-A completion is held only if its fence holds when the step ends (one read);
-one whose run is cancelled or taken over in the microseconds before the next
-write is dropped there, without failing the transaction it rides on, as it
-would have been refused on its own.
+On SQLite a completion is held only if its fence holds when the step ends
+(one read, cheap in-process); one whose run is cancelled or taken over in the
+microseconds before the next write is dropped there, without failing the
+transaction it rides on, as it would have been refused on its own. On
+PostgreSQL that read would cost the round trip holding saves, so a completion
+is held unread and folded into the next step's start marker (one statement,
+one round trip, one WAL flush): a completion its run refuses is dropped with
+the start it rode on, and the step's run learns of the refusal as its next
+step starts, before that step runs (as if the cancel or takeover had come a
+moment later). Any other write first writes what is held, in statements of
+its own.
 """
 
 from __future__ import annotations
@@ -47,6 +54,11 @@ class Deferred:
     def __bool__(self) -> bool:
         return bool(self._bodies)
 
+    @property
+    def writing(self) -> bool:
+        """Whether a flush of its own is writing what it took."""
+        return self._task is not None and not self._task.done()
+
     def add(self, body: Body) -> None:
         """Hold `body` for the next transaction; make one if none comes this turn."""
         self._bodies.append(body)
@@ -71,6 +83,13 @@ class Deferred:
                 await body(tx)
             except _REFUSED as exc:
                 log.info("a held step completion was refused and dropped: %s", exc)
+
+    async def settled(self) -> None:
+        """Until a flush of its own that is writing (it took the held) has finished,
+        so nothing the store writes next can commit before it."""
+        task = self._task
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait([task])
 
     def _soon(self) -> None:
         if self._bodies and (self._task is None or self._task.done()):

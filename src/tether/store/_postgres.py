@@ -35,11 +35,14 @@ from typing import Any, TypeVar
 
 from ..errors import (
     RunCancelledError,
+    RunNotFoundError,
+    StaleOwnerError,
     StoreError,
     StoreUnavailableError,
     TetherError,
 )
 from ._base import Mode, Tx
+from ._deferred import RETRY_DELAYS, Deferred
 from ._migrations import pending
 from ._port import Store
 from ._records import (
@@ -50,10 +53,12 @@ from ._records import (
     NewRun,
     RunRow,
     RunStatus,
+    StepRow,
 )
-from ._rows import PG_ROWS
+from ._rows import PG_ROWS, started_step
 from ._sql import queries
 from ._url import Durability, parse_pg_url
+from ._verbs_runs import HeldCompletion
 
 try:
     import psycopg
@@ -136,14 +141,121 @@ class PostgresStore(Store):
         self._sync_off = self.config.durability is Durability.NORMAL
         self._hot: Conn | None = None  # a connection kept out of the pool for the hot path
         self._hot_busy = False
+        self.deferred: Deferred = Deferred(self._flush_deferred)  # folded into the next start
+        self._moved: dict[str, int | None] = {}  # see `_may_hold`
 
     async def _tx(
         self, mode: Mode, body: Callable[[Tx], Awaitable[T]], *, single: bool = False
     ) -> T:
         channel = self.config.channel
+        if self.deferred or self.deferred.writing:
+            await self._write_held()  # before anything else, in statements of their own
         return await self._with(
             lambda conn: body(PgTx(conn, channel)), tx=not single and mode != "read"
         )
+
+    # -- held completions (see `_deferred`) --------------------------------------------
+
+    async def _may_hold(self, fence: Fence, rows: Sequence[object]) -> bool:
+        """Held unread (a read would cost the round trip saved), unless the step
+        attached rows (those completions are a transaction of several statements) or
+        this store itself has since cancelled the run or given it to a newer owner:
+        then it is written, and refused, at once, so a cancel from this process is
+        learnt as the step ends, as on SQLite. (One from another process is learnt
+        as the next step starts, as if it had come a moment later.)"""
+        moved = self._moved.get(fence.workflow_id, 0)
+        if moved is None:  # cancelled here
+            return not rows and fence.compensating
+        return not rows and (fence.generation is None or fence.generation >= moved)
+
+    def _note_moved(self, workflow_id: str, generation: int | None) -> None:
+        """Remember that this store cancelled a run (None) or fenced its owners below
+        `generation` (a few thousand runs, the newest)."""
+        self._moved.pop(workflow_id, None)
+        self._moved[workflow_id] = generation
+        if len(self._moved) > 4096:
+            del self._moved[next(iter(self._moved))]
+
+    async def cancel_run(
+        self, workflow_id: str, *, reason: str | None, compensate: bool, at: datetime
+    ) -> list[str]:
+        cancelled = await super().cancel_run(
+            workflow_id, reason=reason, compensate=compensate, at=at
+        )
+        for wid in cancelled:
+            self._note_moved(wid, None)
+        return cancelled
+
+    async def _write_held(self) -> None:
+        """Write what is held before another write, retrying a blip as a step retries
+        its completion. If it still fails, the completions are dropped and the error
+        is the caller's (in a sequential run, the same run's next write): as when a
+        completion fails as its step ends, the step is not recorded and runs again on
+        resume; kept, they would fail every write of this store behind them."""
+        await self.deferred.settled()  # a flush of its own first, if one is writing
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                return await self._flush_deferred(keep=delay is not None)
+            except StoreError as exc:
+                if delay is None:
+                    raise
+                log.warning("writing held step completions failed (%s); again in %gs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _flush_deferred(self, *, keep: bool = True) -> None:
+        """Write what is held (a flush of its own keeps them for a retry if it fails)."""
+        held = self.deferred.take()
+        if not held:
+            return
+        channel = self.config.channel
+        try:
+            await self._with(lambda conn: self.deferred.write(PgTx(conn, channel), held))
+        except BaseException as exc:
+            if keep or isinstance(exc, asyncio.CancelledError):
+                self.deferred.give_back(held)
+            else:
+                log.warning("held step completions were not written and are dropped: %s", exc)
+            raise
+
+    async def start_step(
+        self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
+    ) -> StepRow:
+        """The start marker, with the run's held completion of its previous step folded
+        in where there is exactly that (one durable statement instead of two)."""
+        held = self.deferred.take()
+        done = held[0] if len(held) == 1 and not self.deferred.writing else None
+        if not (
+            isinstance(done, HeldCompletion) and done.fence == fence and done.key != key
+            and not done.rows and not self._sync_off
+        ):  # fmt: skip
+            self.deferred.give_back(held)
+            return await super().start_step(
+                fence, key, idempotency_key=idempotency_key, at=at, event=event
+            )
+        p = {"wid": fence.workflow_id, "gen": fence.generation, "comp": fence.compensating,
+             "key": key, "ikey": idempotency_key, "at": at, "etype": event.type,
+             "emsg": event.message, "edetail": event.detail, "ckey": done.key,
+             "result": done.result, "cat": done.at, "ctype": done.event.type,
+             "cmsg": done.event.message, "cdetail": done.event.detail}  # fmt: skip
+
+        async def body(tx: Tx) -> Any:
+            row = await tx.one("complete_and_start_step", **p)
+            if row is None:  # both refused: the completion is dropped, the start raises
+                raise await self._fence_failure(tx, fence)
+            return row
+
+        try:
+            row = await self._with(lambda conn: body(PgTx(conn, self.config.channel)))
+        except (StaleOwnerError, RunCancelledError, RunNotFoundError):
+            log.info("a held step completion was refused with the next start: %s", done.key)
+            raise
+        except asyncio.CancelledError:
+            self.deferred.give_back(held)
+            raise
+        except BaseException as exc:  # dropped, as in `_write_held`
+            log.warning("a held step completion was not written and is dropped: %s", exc)
+            raise
+        return started_step(fence.workflow_id, key, idempotency_key, row, at)
 
     # -- the one-statement verbs -----------------------------------------------------
 
@@ -169,7 +281,9 @@ class PostgresStore(Store):
                 raise await self._claim_refusal(tx, p["wid"])
             return tx.rows.run(row)
 
-        return await self._tx("write", body, single=True)
+        run = await self._tx("write", body, single=True)
+        self._note_moved(run.workflow_id, run.generation)
+        return run
 
     async def release_run(self, fence: Fence, *, at: datetime, event: NewEvent) -> bool:
         p = {"wid": fence.workflow_id, "gen": fence.generation, "at": at, "etype": event.type,
@@ -311,6 +425,8 @@ class PostgresStore(Store):
     async def close(self) -> None:
         if self._pool is None:
             return
+        if self._loop is asyncio.get_running_loop():
+            await self._write_held()
         if self._loop is not asyncio.get_running_loop():
             # bound to another loop, which cannot be awaited from here: the pool's
             # connections go with it; the two of our own are closed without it (their

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,29 @@ from ._records import (
 from ._rows import Rows, started_step
 from ._verbs_ai import write_attached
 
-__all__ = ["RunVerbs", "finish_verb"]
+__all__ = ["HeldCompletion", "RunVerbs", "finish_verb"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCompletion:
+    """A step's completion waiting for the store's next write (`_deferred`): a
+    transaction body, and the facts a dialect needs to fold it into the next
+    statement (PostgreSQL: with the next step's start marker)."""
+
+    store: RunVerbs
+    name: str  # the query (its variant)
+    fence: Fence
+    key: str
+    result: str
+    event: NewEvent
+    at: datetime
+    rows: Sequence[object]
+
+    async def __call__(self, tx: Tx) -> Any:
+        body = self.store._fenced_body(
+            self.name, self.fence, self.event, self.at, self.rows, key=self.key, result=self.result
+        )
+        return await body(tx)
 
 
 class RunVerbs(StoreBase):
@@ -189,10 +212,15 @@ class RunVerbs(StoreBase):
         body = self._fenced_body(self._variant(name, mode), fence, event, at, rows, **p)
         return await self._tx(mode, body, single=self.fenced_queries and not rows)
 
+    async def _may_hold(self, fence: Fence, rows: Sequence[object]) -> bool:
+        """Whether a completion may wait for the next write: where a read is cheap
+        (SQLite), only if its fence holds now (one read), so a completion the store
+        would refuse (the run was cancelled or changed owner) is written at once and
+        the step learns of it as it ends, as without holding."""
+        return await self._fence_holds(fence)
+
     async def _fence_holds(self, fence: Fence) -> bool:
-        """Whether a write under `fence` would be taken now (one read): a completion the
-        store would refuse (the run was cancelled or changed owner) is written at once,
-        so the step learns of it as it ends, as without holding."""
+        """Whether a write under `fence` would be taken now (one read)."""
 
         async def body(tx: Tx) -> bool:
             row = await tx.one(
@@ -281,11 +309,9 @@ class RunVerbs(StoreBase):
         the same transaction; AI calls are keyed (run, step, attempt, position), so
         a completion written twice (a replay after a lost connection) adds none.
         """
-        if self.deferred is not None and await self._fence_holds(fence):
+        if self.deferred is not None and await self._may_hold(fence, rows):
             name = self._variant("complete_step", "write")
-            self.deferred.add(
-                self._fenced_body(name, fence, event, at, rows, key=key, result=result)
-            )
+            self.deferred.add(HeldCompletion(self, name, fence, key, result, event, at, rows))
             return
         await self._fenced_write(
             "write", "complete_step", fence, event, at, rows, key=key, result=result

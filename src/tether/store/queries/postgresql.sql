@@ -144,6 +144,26 @@ ON CONFLICT (run_id, step_key) DO UPDATE SET status = 'running',
   idempotency_key = excluded.idempotency_key, completed_at = NULL,
   started_at = excluded.started_at, updated_at = excluded.updated_at
 RETURNING s.attempts, s.result::text, s.error::text
+-- name: complete_and_start_step
+-- a held completion and the next start marker of the same run (another step): one
+-- statement, one durable commit; the fence, two events, the completion, the marker
+WITH r AS (UPDATE runs SET event_seq = event_seq + 2, updated_at = :at WHERE {_fence}
+  RETURNING event_seq),
+e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
+  SELECT :wid, r.event_seq - 1, :ctype, :cmsg, :cdetail::jsonb, :cat FROM r
+  UNION ALL SELECT :wid, r.event_seq, :etype, :emsg, :edetail::jsonb, :at FROM r),
+c AS (UPDATE steps SET status = 'completed', result = :result::jsonb, error = NULL,
+  completed_at = :cat, updated_at = :cat FROM r WHERE run_id = :wid AND step_key = :ckey)
+INSERT INTO steps AS s (run_id, step_key, name, status, attempts, idempotency_key, started_at,
+  updated_at) SELECT :wid, :key, :key, 'running', 1, :ikey, :at, :at FROM r
+ON CONFLICT (run_id, step_key) DO UPDATE SET status = 'running',
+  attempts = CASE WHEN s.idempotency_key IS NOT DISTINCT FROM excluded.idempotency_key
+    THEN s.attempts + 1 ELSE 1 END,
+  result = CASE WHEN s.idempotency_key IS NOT DISTINCT FROM excluded.idempotency_key
+    THEN s.result ELSE NULL END,
+  idempotency_key = excluded.idempotency_key, completed_at = NULL,
+  started_at = excluded.started_at, updated_at = excluded.updated_at
+RETURNING s.attempts, s.result::text, s.error::text
 -- name: complete_step
 {_event_cte} {_sync_on}
 UPDATE steps SET status = 'completed', result = :result::jsonb, error = NULL,

@@ -1,0 +1,180 @@
+"""PostgreSQL holds a step's completion unread and folds it into the run's next start
+marker: one statement, one round trip and one WAL flush per step instead of two.
+What a completion promises still holds: it is committed before the next step runs,
+when the event loop turns, when the store closes; one its run refuses is dropped with
+the start it rode on, and the run learns of it before that next step runs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pytest
+
+import tether
+from tether.store import Fence, NewEvent, NewRun, StepStatus, Store, open_store
+
+from .._postgres import PostgresServer
+
+AT = datetime(2026, 12, 1, tzinfo=UTC)
+T = TypeVar("T")
+
+
+@pytest.fixture
+def url(postgres: PostgresServer) -> Iterator[str]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield postgres.url_with_schema(schema)
+    postgres.drop_schema(schema)
+
+
+def _status(postgres: PostgresServer, url: str, run: str, key: str) -> str | None:
+    """The step's status as another connection (another process) sees it."""
+    import psycopg
+
+    schema = url.rsplit("schema=", 1)[1].split("&")[0]
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        row = conn.execute(
+            "SELECT status FROM steps WHERE run_id = %s AND step_key = %s", (run, key)
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _counting(url: str) -> tuple[Store, list[int]]:
+    """The PostgreSQL store of `url`, counting its round trips (each verb's `_with`)."""
+    trips: list[int] = []
+    base: Any = type(open_store(url))
+
+    class Counting(base):  # type: ignore[misc]
+        async def _with(self, fn: Callable[[Any], Awaitable[T]], *, tx: bool = False) -> T:
+            trips.append(1)
+            result: T = await super()._with(fn, tx=tx)
+            return result
+
+    return Counting(url), trips
+
+
+async def test_a_sequential_run_makes_one_round_trip_per_step(url: str) -> None:
+    store, trips = _counting(url)
+    async with tether.App(store=store) as app:
+
+        @app.workflow
+        async def steps(wf: tether.Workflow, n: int) -> int:
+            for i in range(n):
+                await wf.step(f"s{i}", lambda i=i: i)
+            return n
+
+        counts = []
+        for n in (1, 41):
+            trips.clear()
+            assert (await app.arun(steps, n)).value == n
+            counts.append(len(trips))
+    # each step more is one start marker carrying the completion before it: not two
+    assert counts[1] - counts[0] <= 40, counts
+
+
+async def test_a_finished_step_is_committed_before_the_next_step_runs(
+    postgres: PostgresServer, url: str
+) -> None:
+    async with tether.App(url) as app:
+
+        @app.workflow
+        async def two(wf: tether.Workflow) -> str | None:
+            await wf.step("a", lambda: 1)
+            return await wf.step("b", lambda: _status(postgres, url, wf.workflow_id, "a"))
+
+        assert (await app.arun(two, workflow_id="r")).value == "completed"
+
+
+async def test_a_completion_is_written_as_soon_as_the_loop_turns(
+    postgres: PostgresServer, url: str
+) -> None:
+    async with tether.App(url) as app:
+
+        @app.workflow
+        async def yields(wf: tether.Workflow) -> list[str | None]:
+            await wf.step("a", lambda: 1)
+            before = await asyncio.to_thread(_status, postgres, url, wf.workflow_id, "a")
+            return [before]
+
+        # the thread hop turned the loop: the completion was written first
+        assert (await app.arun(yields, workflow_id="r")).value == ["completed"]
+
+
+async def _run(store: Store, wid: str) -> Fence:
+    await store.create_run(NewRun(wid, "w"), AT)
+    row = await store.claim_run(wid, "me", AT, NewEvent("workflow.running"))
+    return Fence(wid, row.generation)
+
+
+async def test_a_completion_refused_after_it_was_held_is_dropped_with_the_next_start(
+    url: str,
+) -> None:
+    store = open_store(url)
+
+    async def steal() -> None:
+        thief = open_store(url)
+        await thief.claim_run("a", "thief", AT, NewEvent("workflow.running"), force=True)
+        await thief.close()
+
+    try:
+        old = await _run(store, "a")
+        await store.start_step(old, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
+        await store.complete_step(old, "x", result="1", at=AT, event=NewEvent("c"))  # held
+        # another process takes the run over before this one writes again (a thread
+        # with a loop of its own, joined without a turn of this loop)
+        thief = threading.Thread(target=asyncio.run, args=(steal(),))
+        thief.start()
+        thief.join()
+        with pytest.raises(tether.StaleOwnerError):  # the next step does not start
+            await store.start_step(old, "y", idempotency_key=None, at=AT, event=NewEvent("s"))
+        steps = {s.key: s.status for s in await store.load_steps("a")}
+        assert steps == {"x": StepStatus.RUNNING}  # the refused completion was dropped
+    finally:
+        await store.close()
+
+
+async def test_a_held_completion_and_the_next_start_number_their_events_in_order(
+    url: str,
+) -> None:
+    store = open_store(url)
+    try:
+        f = await _run(store, "a")
+        await store.start_step(f, "x", idempotency_key=None, at=AT, event=NewEvent("s", "x"))
+        await store.complete_step(f, "x", result="1", at=AT, event=NewEvent("c", "x"))
+        row = await store.start_step(f, "y", idempotency_key=None, at=AT, event=NewEvent("s", "y"))
+        assert row.attempts == 1 and row.status is StepStatus.RUNNING
+        events = [(e.seq, e.type, e.message) for e in await store.list_events("a")]
+        assert events[-3:] == [(2, "s", "x"), (3, "c", "x"), (4, "s", "y")]
+        steps = {s.key: (s.status, s.result) for s in await store.load_steps("a")}
+        assert steps == {"x": (StepStatus.COMPLETED, "1"), "y": (StepStatus.RUNNING, None)}
+    finally:
+        await store.close()
+
+
+async def test_a_completion_held_before_a_retry_of_the_same_step_is_written_first(
+    url: str,
+) -> None:
+    store = open_store(url)
+    try:
+        f = await _run(store, "a")
+        await store.start_step(f, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
+        await store.complete_step(f, "x", result="1", at=AT, event=NewEvent("c"))
+        # the same key again (not folded: one statement may change a row once)
+        row = await store.start_step(f, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
+        assert row.attempts == 2 and row.result == "1"
+    finally:
+        await store.close()
+
+
+async def test_closing_the_store_writes_what_it_holds(postgres: PostgresServer, url: str) -> None:
+    store = open_store(url)
+    a = await _run(store, "a")
+    await store.start_step(a, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
+    await store.complete_step(a, "x", result="1", at=AT, event=NewEvent("c"))
+    await store.close()  # in the same turn of the loop: nothing else wrote it
+    assert _status(postgres, url, "a", "x") == "completed"
