@@ -27,12 +27,12 @@ from typing import Literal, TypeVar
 from ._config import WorkflowConfig
 from ._issue import Issue, normalise_state
 
+# what `tether.agents` exports of the scheduler (its `__all__` re-exports this);
+# `Event`, `Effect` and `sort_key` stay the module's own
 __all__ = [
     "AgentUpdate",
     "CleanWorkspace",
     "Dispatch",
-    "Effect",
-    "Event",
     "Log",
     "Release",
     "RetryDue",
@@ -52,7 +52,6 @@ __all__ = [
     "reconcile_issue",
     "retry_delay",
     "sort_candidates",
-    "sort_key",
     "why_not",
 ]
 
