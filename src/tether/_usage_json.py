@@ -8,29 +8,23 @@ from .store import AIUsageRow
 
 __all__ = ["usage_dict", "usage_row"]
 
+# each count of a row, by its key in the JSON (the row's `group` is the key the
+# JSON files it under); one table for both ways, in the row's order
+_KEYS = (
+    ("calls", "calls"),
+    ("inputTokens", "input_tokens"),
+    ("cachedInputTokens", "cached_input_tokens"),
+    ("cacheWriteTokens", "cache_write_tokens"),
+    ("outputTokens", "output_tokens"),
+    ("reasoningTokens", "reasoning_tokens"),
+    ("costMicroUsd", "cost_micro_usd"),
+    ("unknownCostCalls", "unknown_cost_calls"),
+)
+
 
 def usage_dict(r: AIUsageRow) -> dict[str, Any]:
-    return {
-        "calls": r.calls,
-        "inputTokens": r.input_tokens,
-        "cachedInputTokens": r.cached_input_tokens,
-        "cacheWriteTokens": r.cache_write_tokens,
-        "outputTokens": r.output_tokens,
-        "reasoningTokens": r.reasoning_tokens,
-        "costMicroUsd": r.cost_micro_usd,
-        "unknownCostCalls": r.unknown_cost_calls,
-    }
+    return {key: getattr(r, field) for key, field in _KEYS}
 
 
 def usage_row(group: str, d: dict[str, Any]) -> AIUsageRow:
-    return AIUsageRow(
-        group or None,
-        d["calls"],
-        d["inputTokens"],
-        d["cachedInputTokens"],
-        d["cacheWriteTokens"],
-        d["outputTokens"],
-        d["reasoningTokens"],
-        d["costMicroUsd"],
-        d["unknownCostCalls"],
-    )
+    return AIUsageRow(group or None, **{field: d[key] for key, field in _KEYS})

@@ -10,7 +10,7 @@ person survive restarts. The parts are ports with adapters beside them:
 
 from __future__ import annotations
 
-from . import backends, trackers
+from . import _scheduler, backends, trackers
 from ._config import (
     WorkflowConfig,
     WorkflowFile,
@@ -30,79 +30,33 @@ from ._errors import (
 from ._issue import Blocker, Issue
 from ._prompt import render_prompt
 from ._run import ISSUE_WORKFLOW, issue_key
-from ._scheduler import (
-    AgentUpdate,
-    CleanWorkspace,
-    Dispatch,
-    Log,
-    Release,
-    RetryDue,
-    RetryEntry,
-    RunningEntry,
-    ScheduleRetry,
-    SchedulerState,
-    SetCooldown,
-    Stop,
-    Tick,
-    WaitForPerson,
-    WorkerExit,
-    apply_event,
-    available_slots,
-    is_eligible,
-    is_stalled,
-    reconcile_issue,
-    retry_delay,
-    sort_candidates,
-    why_not,
-)
+from ._scheduler import *  # noqa: F403 (the scheduler's rules and values: its __all__ is ours)
 from ._workspace import WorkspaceManager, check_inside, workspace_key
 
 __all__ = [
+    *_scheduler.__all__,
     "ISSUE_WORKFLOW",
     "AgentError",
-    "AgentUpdate",
     "AgentsError",
     "Blocker",
-    "CleanWorkspace",
-    "Dispatch",
     "Dispatcher",
     "Issue",
     "IssueStatus",
-    "Log",
-    "Release",
-    "RetryDue",
-    "RetryEntry",
-    "RunningEntry",
-    "ScheduleRetry",
-    "SchedulerState",
-    "SetCooldown",
-    "Stop",
     "TemplateError",
-    "Tick",
     "TickReport",
     "TrackerError",
-    "WaitForPerson",
-    "WorkerExit",
     "WorkflowConfig",
     "WorkflowFile",
     "WorkflowFileError",
     "WorkflowWatcher",
     "WorkspaceError",
     "WorkspaceManager",
-    "apply_event",
-    "available_slots",
     "backends",
     "check_inside",
-    "is_eligible",
-    "is_stalled",
     "issue_key",
     "load_workflow",
     "parse_workflow",
-    "reconcile_issue",
     "render_prompt",
-    "retry_delay",
-    "sort_candidates",
     "trackers",
-    "why_not",
     "workspace_key",
 ]

@@ -27,12 +27,12 @@ from typing import Literal, TypeVar
 from ._config import WorkflowConfig
 from ._issue import Issue, normalise_state
 
+# what `tether.agents` exports of the scheduler (its `__all__` re-exports this);
+# `Event`, `Effect` and `sort_key` stay the module's own
 __all__ = [
     "AgentUpdate",
     "CleanWorkspace",
     "Dispatch",
-    "Effect",
-    "Event",
     "Log",
     "Release",
     "RetryDue",
@@ -52,7 +52,6 @@ __all__ = [
     "reconcile_issue",
     "retry_delay",
     "sort_candidates",
-    "sort_key",
     "why_not",
 ]
 
@@ -159,9 +158,17 @@ class Dispatch:
 
 
 @dataclass(frozen=True)
-class Stop:
+class _IssueEffect:
+    """An effect on one claimed issue, and why (the base of those that give a reason)."""
+
     issue_id: str
     reason: str
+
+
+@dataclass(frozen=True)
+class Stop(_IssueEffect):
+    """Stop the issue's agent (its run is cancelled)."""
+
     clean: bool  # remove the workspace too (terminal issues), after the agent stopped
 
 
@@ -174,16 +181,12 @@ class ScheduleRetry:
     error: str | None
 
 
-@dataclass(frozen=True)
-class WaitForPerson:
-    issue_id: str
-    reason: str
+class WaitForPerson(_IssueEffect):
+    """Hold the issue for a person (input required, retries exhausted)."""
 
 
-@dataclass(frozen=True)
-class Release:
-    issue_id: str
-    reason: str
+class Release(_IssueEffect):
+    """Let the claim on the issue go (gone from the tracker, terminal, not active)."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,9 @@ class Log:
 Effect = (
     Dispatch | Stop | ScheduleRetry | WaitForPerson | Release | CleanWorkspace | SetCooldown | Log
 )
+
+# what the reducer makes of an event: the next state and the effects to execute
+Transition = tuple[SchedulerState, list[Effect]]
 
 
 # -- the named rules --------------------------------------------------------------------
@@ -317,9 +323,7 @@ def is_stalled(
 # -- the reducer ------------------------------------------------------------------------
 
 
-def apply_event(
-    state: SchedulerState, event: Event, config: WorkflowConfig
-) -> tuple[SchedulerState, list[Effect]]:
+def apply_event(state: SchedulerState, event: Event, config: WorkflowConfig) -> Transition:
     """The next state and the effects to execute; pure."""
     if isinstance(event, Tick):
         return _tick(state, event, config)
@@ -334,9 +338,7 @@ def _without(mapping: Mapping[str, V], key: str) -> dict[str, V]:
     return {k: v for k, v in mapping.items() if k != key}
 
 
-def _reconcile(
-    state: SchedulerState, event: Tick, config: WorkflowConfig
-) -> tuple[SchedulerState, list[Effect]]:
+def _reconcile(state: SchedulerState, event: Tick, config: WorkflowConfig) -> Transition:
     effects: list[Effect] = []
     running = dict(state.running)
     retrying = dict(state.retrying)
@@ -369,9 +371,7 @@ def _reconcile(
     return replace(state, running=running, retrying=retrying, held=held), effects
 
 
-def _tick(
-    state: SchedulerState, event: Tick, config: WorkflowConfig
-) -> tuple[SchedulerState, list[Effect]]:
+def _tick(state: SchedulerState, event: Tick, config: WorkflowConfig) -> Transition:
     state, effects = _reconcile(state, event, config)
     if event.candidates is None:
         effects.append(Log("candidate fetch failed; no dispatch this tick"))
@@ -386,9 +386,7 @@ def _tick(
     return replace(state, running=running), effects
 
 
-def _worker_exit(
-    state: SchedulerState, event: WorkerExit, config: WorkflowConfig
-) -> tuple[SchedulerState, list[Effect]]:
+def _worker_exit(state: SchedulerState, event: WorkerExit, config: WorkflowConfig) -> Transition:
     entry = state.running.get(event.issue_id)
     if entry is None:
         return state, [Log("exit of an issue that is not running", event.issue_id)]
@@ -429,7 +427,7 @@ def _worker_exit(
     return replace(state, running=running, retrying=retrying, cooldown_until=cooldown), effects
 
 
-def _agent_update(state: SchedulerState, event: AgentUpdate) -> tuple[SchedulerState, list[Effect]]:
+def _agent_update(state: SchedulerState, event: AgentUpdate) -> Transition:
     effects: list[Effect] = []
     cooldown = state.cooldown_until
     if event.rate_limited_until is not None and (
@@ -451,9 +449,7 @@ def _agent_update(state: SchedulerState, event: AgentUpdate) -> tuple[SchedulerS
     ), effects
 
 
-def _retry_due(
-    state: SchedulerState, event: RetryDue, config: WorkflowConfig
-) -> tuple[SchedulerState, list[Effect]]:
+def _retry_due(state: SchedulerState, event: RetryDue, config: WorkflowConfig) -> Transition:
     entry = state.retrying.get(event.issue_id)
     if entry is None:
         return state, [Log("retry of an issue that is not retrying", event.issue_id)]
