@@ -1,42 +1,33 @@
 """`Client` and `AsyncClient`: the typed Python clients of `tether serve`.
 
-Each method is one call of the API (see `_wire.Calls`, which builds the
-request and reads the answer without I/O); the two classes only send. Errors
-the server answers raise `ApiError` (status, code, message, details); no
-answer at all raises `ApiUnreachable`. POSTs accept `idempotency_key`: the
-same key and request, sent again after a lost answer, acts once.
+Each call of the API is written once, in `_wire.Calls`, under its method's name,
+arguments and docs: it builds the request and reads the answer without I/O.
+`_Sent` makes it a method of both classes, which add only the sending. Errors
+the server answers raise `ApiError` (status, code, message, details); no answer
+at all raises `ApiUnreachable`. POSTs accept `idempotency_key`: the same key and
+request, sent again after a lost answer, acts once.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, TypeVar
+from types import MethodType
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import httpx
 
-from ..record import RunRecord
 from ._errors import ApiUnreachable
-from ._models import (
-    AICall,
-    ApiTokenCreated,
-    ApiTokenInfo,
-    Event,
-    QueueInfo,
-    RunPage,
-    RunSummary,
-    Scope,
-    UsageRow,
-    WaitSummary,
-    WorkerInfo,
-)
-from ._wire import UNSET, Call, Calls, SSEParser, error_of
+from ._models import Event, RunSummary
+from ._wire import Call, Calls, SSEParser, error_of
 
 __all__ = ["AsyncClient", "Client"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _CALLS = Calls()
 
 
@@ -64,12 +55,55 @@ def _read(call: Call[T], resp: httpx.Response) -> T:
     return call.read(resp.json())
 
 
-class Client:
-    """A blocking client of a tether server at `base_url` (e.g. ``http://127.0.0.1:8000``).
+class _Sent(Generic[P, T]):
+    """One call of the API (a method of `Calls`) as a method of both clients: on a
+    `Client` it sends the call and returns the answer; on an `AsyncClient` it is a
+    coroutine function that does the same. Name, signature and docs are the
+    `Calls` method's."""
 
-    `token` is an API token (default: $TETHER_TOKEN); `transport` replaces the
-    network (``httpx.ASGITransport(app.asgi())`` or a `MockTransport` in tests).
-    """
+    def __init__(self, build: Callable[Concatenate[Calls, P], Call[T]]) -> None:
+        @functools.wraps(build)
+        def blocking(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            return self._send(build(_CALLS, *args, **kwargs))
+
+        @functools.wraps(build)
+        async def awaited(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            return await self._send(build(_CALLS, *args, **kwargs))
+
+        # as `help` shows it: the answer's type, not the `Call` that reads it
+        signature = inspect.signature(build)
+        answer = str(signature.return_annotation).removeprefix("Call[").removesuffix("]")
+        for method in (blocking, awaited):
+            method.__module__ = __name__
+            setattr(method, "__signature__", signature.replace(return_annotation=answer))  # noqa: B010
+        self._blocking, self._awaited = blocking, awaited
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        for method in (self._blocking, self._awaited):
+            method.__qualname__ = f"{owner.__qualname__}.{name}"
+
+    @overload
+    def __get__(self, client: None, owner: type) -> Callable[..., Any]: ...
+    @overload
+    def __get__(self, client: Client, owner: type) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, client: AsyncClient, owner: type) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    def __get__(self, client: object, owner: type) -> Callable[..., Any]:
+        method = self._awaited if issubclass(owner, AsyncClient) else self._blocking
+        return method if client is None else MethodType(method, client)
+
+
+H = TypeVar("H", bound=httpx.Client | httpx.AsyncClient)
+X = TypeVar("X", bound=httpx.BaseTransport | httpx.AsyncBaseTransport)
+
+
+class _Calls(Generic[H, X]):
+    """What both clients share: the calls they make, and how they connect (over
+    `_HTTP`, an ``httpx`` client of their kind). `Client` and `AsyncClient` add
+    the sending."""
+
+    _HTTP: Callable[..., H]
 
     def __init__(
         self,
@@ -77,12 +111,41 @@ class Client:
         token: str | None = None,
         *,
         timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: X | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(
+        self._http: H = self._HTTP(
             base_url=self.base_url, headers=_headers(token), timeout=timeout, transport=transport
         )
+
+    list_runs = _Sent(Calls.list_runs)
+    get_record = _Sent(Calls.get_record)
+    events = _Sent(Calls.events)
+    waits = _Sent(Calls.waits)
+    start = _Sent(Calls.start)
+    cancel = _Sent(Calls.cancel)
+    signal = _Sent(Calls.signal)
+    send_event = _Sent(Calls.send_event)
+    complete_token = _Sent(Calls.complete_token)
+    rerun_from = _Sent(Calls.rerun_from)
+    usage = _Sent(Calls.usage)
+    ai_calls = _Sent(Calls.ai_calls)
+    queues = _Sent(Calls.queues)
+    workers = _Sent(Calls.workers)
+    list_api_tokens = _Sent(Calls.list_api_tokens)
+    create_api_token = _Sent(Calls.create_api_token)
+    revoke_api_token = _Sent(Calls.revoke_api_token)
+    openapi = _Sent(Calls.openapi)
+
+
+class Client(_Calls[httpx.Client, httpx.BaseTransport]):
+    """A blocking client of a tether server at `base_url` (e.g. ``http://127.0.0.1:8000``).
+
+    `token` is an API token (default: $TETHER_TOKEN); `transport` replaces the
+    network (``httpx.ASGITransport(app.asgi())`` or a `MockTransport` in tests).
+    """
+
+    _HTTP = httpx.Client
 
     def _send(self, call: Call[T]) -> T:
         with _reaching(self.base_url):
@@ -90,13 +153,6 @@ class Client:
                 call.method, call.path, params=call.params, json=call.body, headers=call.headers
             )
         return _read(call, resp)
-
-    # -- runs -----------------------------------------------------------------------
-
-    def list_runs(self, **filters: Any) -> RunPage:
-        """One page of runs, newest first. Filters: `status`, `workflow`, `tag`,
-        `tenant`, `created_after`, `created_before`; `limit` (1-500), `cursor`."""
-        return self._send(_CALLS.list_runs(**filters))
 
     def iter_runs(self, **filters: Any) -> Iterator[RunSummary]:
         """Every run that matches, newest first, a page at a time."""
@@ -107,12 +163,6 @@ class Client:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
-
-    def get_record(self, workflow_id: str) -> RunRecord:
-        return self._send(_CALLS.get_record(workflow_id))
-
-    def events(self, workflow_id: str, *, after: int = 0) -> list[Event]:
-        return self._send(_CALLS.events(workflow_id, after))
 
     def stream_events(self, workflow_id: str, *, after: int = 0) -> Iterator[Event]:
         """The run's events as they happen (after seq `after`), until the run ends."""
@@ -130,94 +180,6 @@ class Client:
                 if parser.done:
                     return
 
-    def waits(self, workflow_id: str) -> list[WaitSummary]:
-        return self._send(_CALLS.waits(workflow_id))
-
-    def start(
-        self,
-        workflow: str,
-        input: Any = UNSET,
-        *,
-        idempotency_key: str | None = None,
-        workflow_id: str | None = None,
-        queue: str | None = None,
-        tags: list[str] | None = None,
-        tenant: str | None = None,
-        priority: int | None = None,
-        concurrency_key: str | None = None,
-        max_attempts: int | None = None,
-        run_after: datetime | None = None,
-        initial_state: Any = None,
-    ) -> str:
-        """Start a run of `workflow` on the server (with `queue`: queue it for
-        workers); its id. Options as `App.start` / `App.submit`."""
-        options = dict(locals())
-        for name in ("self", "workflow", "input", "idempotency_key"):
-            options.pop(name)
-        return self._send(_CALLS.start(workflow, input, idempotency_key, **options))
-
-    def cancel(
-        self,
-        workflow_id: str,
-        reason: str | None = None,
-        *,
-        compensate: bool = False,
-        idempotency_key: str | None = None,
-    ) -> list[str]:
-        return self._send(_CALLS.cancel(workflow_id, reason, compensate, idempotency_key))
-
-    def signal(
-        self,
-        workflow_id: str,
-        name: str,
-        payload: Any = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> bool:
-        return self._send(_CALLS.signal(workflow_id, name, payload, idempotency_key))
-
-    def send_event(
-        self, event_type: str, payload: Any = None, *, idempotency_key: str | None = None
-    ) -> list[str]:
-        return self._send(_CALLS.send_event(event_type, payload, idempotency_key))
-
-    def complete_token(
-        self, token_id: str, payload: Any = None, *, idempotency_key: str | None = None
-    ) -> str:
-        return self._send(_CALLS.complete_token(token_id, payload, idempotency_key))
-
-    def rerun_from(
-        self, workflow_id: str, step: str, *, idempotency_key: str | None = None
-    ) -> list[str]:
-        return self._send(_CALLS.rerun_from(workflow_id, step, idempotency_key))
-
-    # -- usage, queues, workers, tokens ----------------------------------------------
-
-    def usage(self, **filters: Any) -> list[UsageRow]:
-        """As `App.usage`: `workflow`, `tag`, `since`, `until`, `group_by`, `run`, `children`."""
-        return self._send(_CALLS.usage(**filters))
-
-    def ai_calls(self, workflow_id: str, *, children: bool = False) -> list[AICall]:
-        return self._send(_CALLS.ai_calls(workflow_id, children))
-
-    def queues(self) -> list[QueueInfo]:
-        return self._send(_CALLS.queues())
-
-    def workers(self) -> list[WorkerInfo]:
-        return self._send(_CALLS.workers())
-
-    def list_api_tokens(self) -> list[ApiTokenInfo]:
-        return self._send(_CALLS.list_api_tokens())
-
-    def create_api_token(self, scope: Scope, name: str | None = None) -> ApiTokenCreated:
-        return self._send(_CALLS.create_api_token(scope, name))
-
-    def revoke_api_token(self, token_id: str) -> list[ApiTokenInfo]:
-        return self._send(_CALLS.revoke_api_token(token_id))
-
-    def openapi(self) -> dict[str, Any]:
-        return self._send(_CALLS.openapi())
-
     def close(self) -> None:
         self._http.close()
 
@@ -228,21 +190,10 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Calls[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     """The async twin of `Client`: the same methods, awaited."""
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str | None = None,
-        *,
-        timeout: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=_headers(token), timeout=timeout, transport=transport
-        )
+    _HTTP = httpx.AsyncClient
 
     async def _send(self, call: Call[T]) -> T:
         with _reaching(self.base_url):
@@ -250,9 +201,6 @@ class AsyncClient:
                 call.method, call.path, params=call.params, json=call.body, headers=call.headers
             )
         return _read(call, resp)
-
-    async def list_runs(self, **filters: Any) -> RunPage:
-        return await self._send(_CALLS.list_runs(**filters))
 
     async def iter_runs(self, **filters: Any) -> AsyncIterator[RunSummary]:
         cursor: str | None = None
@@ -263,12 +211,6 @@ class AsyncClient:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
-
-    async def get_record(self, workflow_id: str) -> RunRecord:
-        return await self._send(_CALLS.get_record(workflow_id))
-
-    async def events(self, workflow_id: str, *, after: int = 0) -> list[Event]:
-        return await self._send(_CALLS.events(workflow_id, after))
 
     async def stream_events(self, workflow_id: str, *, after: int = 0) -> AsyncIterator[Event]:
         call, parser = _CALLS.stream(workflow_id, after), SSEParser()
@@ -283,89 +225,6 @@ class AsyncClient:
                         yield event
                     if parser.done:
                         return
-
-    async def waits(self, workflow_id: str) -> list[WaitSummary]:
-        return await self._send(_CALLS.waits(workflow_id))
-
-    async def start(
-        self,
-        workflow: str,
-        input: Any = UNSET,
-        *,
-        idempotency_key: str | None = None,
-        workflow_id: str | None = None,
-        queue: str | None = None,
-        tags: list[str] | None = None,
-        tenant: str | None = None,
-        priority: int | None = None,
-        concurrency_key: str | None = None,
-        max_attempts: int | None = None,
-        run_after: datetime | None = None,
-        initial_state: Any = None,
-    ) -> str:
-        options = dict(locals())
-        for name in ("self", "workflow", "input", "idempotency_key"):
-            options.pop(name)
-        return await self._send(_CALLS.start(workflow, input, idempotency_key, **options))
-
-    async def cancel(
-        self,
-        workflow_id: str,
-        reason: str | None = None,
-        *,
-        compensate: bool = False,
-        idempotency_key: str | None = None,
-    ) -> list[str]:
-        return await self._send(_CALLS.cancel(workflow_id, reason, compensate, idempotency_key))
-
-    async def signal(
-        self,
-        workflow_id: str,
-        name: str,
-        payload: Any = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> bool:
-        return await self._send(_CALLS.signal(workflow_id, name, payload, idempotency_key))
-
-    async def send_event(
-        self, event_type: str, payload: Any = None, *, idempotency_key: str | None = None
-    ) -> list[str]:
-        return await self._send(_CALLS.send_event(event_type, payload, idempotency_key))
-
-    async def complete_token(
-        self, token_id: str, payload: Any = None, *, idempotency_key: str | None = None
-    ) -> str:
-        return await self._send(_CALLS.complete_token(token_id, payload, idempotency_key))
-
-    async def rerun_from(
-        self, workflow_id: str, step: str, *, idempotency_key: str | None = None
-    ) -> list[str]:
-        return await self._send(_CALLS.rerun_from(workflow_id, step, idempotency_key))
-
-    async def usage(self, **filters: Any) -> list[UsageRow]:
-        return await self._send(_CALLS.usage(**filters))
-
-    async def ai_calls(self, workflow_id: str, *, children: bool = False) -> list[AICall]:
-        return await self._send(_CALLS.ai_calls(workflow_id, children))
-
-    async def queues(self) -> list[QueueInfo]:
-        return await self._send(_CALLS.queues())
-
-    async def workers(self) -> list[WorkerInfo]:
-        return await self._send(_CALLS.workers())
-
-    async def list_api_tokens(self) -> list[ApiTokenInfo]:
-        return await self._send(_CALLS.list_api_tokens())
-
-    async def create_api_token(self, scope: Scope, name: str | None = None) -> ApiTokenCreated:
-        return await self._send(_CALLS.create_api_token(scope, name))
-
-    async def revoke_api_token(self, token_id: str) -> list[ApiTokenInfo]:
-        return await self._send(_CALLS.revoke_api_token(token_id))
-
-    async def openapi(self) -> dict[str, Any]:
-        return await self._send(_CALLS.openapi())
 
     async def aclose(self) -> None:
         await self._http.aclose()

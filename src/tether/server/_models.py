@@ -109,25 +109,10 @@ class RunSummary(_Out):
 
     @classmethod
     def of(cls, run: RunInfo) -> RunSummary:
+        """The run's fields of the same names; `error` decoded (`RunInfo` keeps its JSON)."""
+        same = {name: getattr(run, name) for name in cls.model_fields.keys() - {"error"}}
         error = run.error_record
-        return cls(
-            workflow_id=run.workflow_id,
-            workflow_name=run.workflow_name,
-            workflow_version=run.workflow_version,
-            status=run.status,
-            tags=list(run.tags),
-            tenant=run.tenant,
-            parent_id=run.parent_id,
-            queue=run.queue,
-            priority=run.priority,
-            idempotency_key=run.idempotency_key,
-            created_at=run.created_at,
-            updated_at=run.updated_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            end_reason=run.end_reason,
-            error=None if error is None else error.to_dict(),
-        )
+        return cls(**same, error=None if error is None else error.to_dict())
 
 
 class RunPage(_Out):
@@ -163,16 +148,7 @@ class WaitSummary(_Out):
 
     @classmethod
     def of(cls, w: WaitInfo) -> WaitSummary:
-        return cls(
-            id=w.id,
-            key=w.key,
-            kind=w.kind.value,
-            name=w.name,
-            status=w.status.value,
-            due_at=w.due_at,
-            created_at=w.created_at,
-            resolved_at=w.resolved_at,
-        )
+        return cls.model_validate(w, from_attributes=True)  # kind, status: by value
 
 
 class StartRun(_Body):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from .._runner import PROCESS_SCOPE
 from ._auth import create_token, token_info
@@ -28,28 +29,24 @@ ops_router = APIRouter()
 READ, ADMIN = need("read"), need("admin")
 
 
+@dataclass(frozen=True)
+class UsageQuery:
+    """The query of ``GET /usage``: `App.usage`'s keyword arguments, passed on as given."""
+
+    workflow: str | None = None
+    tag: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    group_by: Literal["model", "workflow", "day", "run"] | None = None
+    run: str | None = None
+    children: bool = False
+
+
 @ops_router.get("/usage", dependencies=[READ], summary="AI calls, tokens and cost, summed")
-async def usage(
-    request: Request,
-    workflow: str | None = None,
-    tag: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    group_by: Literal["model", "workflow", "day", "run"] | None = None,
-    run: str | None = None,
-    children: bool = False,
-) -> list[UsageRow]:
+async def usage(request: Request, query: Annotated[UsageQuery, Depends()]) -> list[UsageRow]:
     """Sums over the call log (`App.usage`); cost is integer micro-USD, and calls at
     no known price count in `unknown_cost_calls`, never as $0."""
-    rows = await served_app(request).ausage(
-        workflow=workflow,
-        tag=tag,
-        since=since,
-        until=until,
-        group_by=group_by,
-        run=run,
-        children=children,
-    )
+    rows = await served_app(request).ausage(**asdict(query))
     return [UsageRow.of(r) for r in rows]
 
 

@@ -100,7 +100,9 @@ def error_of(status: int, text: str) -> ApiError:
 
 
 class Calls:
-    """Every call of the API, as `Call` values (no I/O)."""
+    """Every call of the API as a `Call` value (no I/O), under the names, arguments
+    and docs of the clients' methods: `Client` and `AsyncClient` send what these
+    build (see `_client._Sent`), so each call's signature is written here once."""
 
     def list_runs(
         self,
@@ -114,22 +116,14 @@ class Calls:
         cursor: str | None = None,
         limit: int = 50,
     ) -> Call[RunPage]:
-        params = _params(
-            status=status,
-            workflow=workflow,
-            tag=tag,
-            tenant=tenant,
-            created_after=created_after,
-            created_before=created_before,
-            cursor=cursor,
-            limit=limit,
-        )
-        return Call("GET", "/api/v1/runs", _model(RunPage), params)
+        """One page of runs, newest first. Filters: `status`, `workflow`, `tag`,
+        `tenant`, `created_after`, `created_before`; `limit` (1-500), `cursor`."""
+        return Call("GET", "/api/v1/runs", _model(RunPage), _params(**_args(locals())))
 
     def get_record(self, workflow_id: str) -> Call[RunRecord]:
         return Call("GET", f"/api/v1/runs/{_seg(workflow_id)}", RunRecord.from_dict)
 
-    def events(self, workflow_id: str, after: int = 0) -> Call[list[Event]]:
+    def events(self, workflow_id: str, *, after: int = 0) -> Call[list[Event]]:
         def read(data: Any) -> list[Event]:
             return EventList.model_validate(data).events
 
@@ -144,18 +138,33 @@ class Calls:
         return Call("GET", f"/api/v1/runs/{_seg(workflow_id)}/waits", _models(WaitSummary))
 
     def start(
-        self, workflow: str, input: Any, idempotency_key: str | None, **options: Any
+        self,
+        workflow: str,
+        input: Any = UNSET,
+        *,
+        idempotency_key: str | None = None,
+        workflow_id: str | None = None,
+        queue: str | None = None,
+        tags: list[str] | None = None,
+        tenant: str | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
+        max_attempts: int | None = None,
+        run_after: datetime | None = None,
+        initial_state: Any = None,
     ) -> Call[str]:
+        """Start a run of `workflow` on the server (with `queue`: queue it for
+        workers); its id. Options as `App.start` / `App.submit`."""
+        options = _args(locals(), "workflow", "input", "idempotency_key")
         body: dict[str, Any] = {"workflow": workflow}
         if input is not UNSET:
             body["input"] = input
         body |= {k: _jsonable(v) for k, v in options.items() if v is not None}
-        return Call(
-            "POST",
+        return self._post(
             "/api/v1/runs",
             lambda d: RunStarted.model_validate(d).workflow_id,
-            body=body,
-            headers=_idem(idempotency_key),
+            body,
+            idempotency_key,
         )
 
     def _post(
@@ -164,51 +173,72 @@ class Calls:
         return Call("POST", path, read, body=body, headers=_idem(key))
 
     def cancel(
-        self, workflow_id: str, reason: str | None, compensate: bool, key: str | None
+        self,
+        workflow_id: str,
+        reason: str | None = None,
+        *,
+        compensate: bool = False,
+        idempotency_key: str | None = None,
     ) -> Call[list[str]]:
         return self._post(
             f"/api/v1/runs/{_seg(workflow_id)}/cancel",
             lambda d: RunCancelled.model_validate(d).cancelled,
             {"reason": reason, "compensate": compensate},
-            key,
+            idempotency_key,
         )
 
-    def signal(self, workflow_id: str, name: str, payload: Any, key: str | None) -> Call[bool]:
+    def signal(
+        self,
+        workflow_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Call[bool]:
         return self._post(
             f"/api/v1/runs/{_seg(workflow_id)}/signal",
             lambda d: Signalled.model_validate(d).woken,
             {"name": name, "payload": payload},
-            key,
+            idempotency_key,
         )
 
-    def send_event(self, event_type: str, payload: Any, key: str | None) -> Call[list[str]]:
+    def send_event(
+        self, event_type: str, payload: Any = None, *, idempotency_key: str | None = None
+    ) -> Call[list[str]]:
         return self._post(
             "/api/v1/events",
             lambda d: EventSent.model_validate(d).woken,
             {"type": event_type, "payload": payload},
-            key,
+            idempotency_key,
         )
 
-    def complete_token(self, token_id: str, payload: Any, key: str | None) -> Call[str]:
+    def complete_token(
+        self, token_id: str, payload: Any = None, *, idempotency_key: str | None = None
+    ) -> Call[str]:
         return self._post(
             f"/api/v1/wait-tokens/{_seg(token_id)}/complete",
             lambda d: TokenCompleted.model_validate(d).workflow_id,
             {"payload": payload},
-            key,
+            idempotency_key,
         )
 
-    def rerun_from(self, workflow_id: str, step: str, key: str | None) -> Call[list[str]]:
+    def rerun_from(
+        self, workflow_id: str, step: str, *, idempotency_key: str | None = None
+    ) -> Call[list[str]]:
         return self._post(
             f"/api/v1/runs/{_seg(workflow_id)}/rerun",
             lambda d: RerunStarted.model_validate(d).woken,
             {"step": step},
-            key,
+            idempotency_key,
         )
 
-    def usage(self, **filters: Any) -> Call[list[UsageRow]]:
+    # -- usage, queues, workers, tokens ----------------------------------------------
+
+    def usage(self, /, **filters: Any) -> Call[list[UsageRow]]:
+        """As `App.usage`: `workflow`, `tag`, `since`, `until`, `group_by`, `run`, `children`."""
         return Call("GET", "/api/v1/usage", _models(UsageRow), _params(**filters))
 
-    def ai_calls(self, workflow_id: str, children: bool) -> Call[list[AICall]]:
+    def ai_calls(self, workflow_id: str, *, children: bool = False) -> Call[list[AICall]]:
         path = f"/api/v1/runs/{_seg(workflow_id)}/ai-calls"
         return Call("GET", path, _models(AICall), _params(children=children))
 
@@ -221,7 +251,7 @@ class Calls:
     def list_api_tokens(self) -> Call[list[ApiTokenInfo]]:
         return Call("GET", "/api/v1/api-tokens", _models(ApiTokenInfo))
 
-    def create_api_token(self, scope: Scope, name: str | None) -> Call[ApiTokenCreated]:
+    def create_api_token(self, scope: Scope, name: str | None = None) -> Call[ApiTokenCreated]:
         body = {"scope": scope, "name": name}
         return Call("POST", "/api/v1/api-tokens", _model(ApiTokenCreated), body=body)
 
@@ -230,6 +260,11 @@ class Calls:
 
     def openapi(self) -> Call[dict[str, Any]]:
         return Call("GET", "/api/v1/openapi.json", dict)
+
+
+def _args(given: dict[str, Any], *leave_out: str) -> dict[str, Any]:
+    """A method's arguments by name, from its `locals()`: `self` and `leave_out` left out."""
+    return {k: v for k, v in given.items() if k not in ("self", *leave_out)}
 
 
 def _seg(value: str) -> str:
