@@ -131,9 +131,8 @@ SELECT 1 FROM r
 SELECT run_id, seq, type, message, detail::text, at FROM events
 WHERE run_id = :wid AND seq > :after ORDER BY seq LIMIT :limit
 
--- name: start_step
--- one statement: fence, event, start marker; the marker does not wait for the WAL flush
-{_event_cte} {_sync_off}
+-- name: _start_marker
+-- the start marker, after CTE r (the fence and event number) and q (the commit mode)
 INSERT INTO steps AS s (run_id, step_key, name, status, attempts, idempotency_key, started_at,
   updated_at) SELECT :wid, :key, :key, 'running', 1, :ikey, :at, :at FROM r, q
 ON CONFLICT (run_id, step_key) DO UPDATE SET status = 'running',
@@ -144,6 +143,11 @@ ON CONFLICT (run_id, step_key) DO UPDATE SET status = 'running',
   idempotency_key = excluded.idempotency_key, completed_at = NULL,
   started_at = excluded.started_at, updated_at = excluded.updated_at
 RETURNING s.attempts, s.result::text, s.error::text
+
+-- name: start_step
+-- one statement: fence, event, start marker; the marker does not wait for the WAL flush
+{_event_cte} {_sync_off}
+{_start_marker}
 -- name: complete_and_start_step
 -- a held completion and the next start marker of the same run (another step): one
 -- statement, one durable commit; the fence, two events, the completion, the marker
@@ -153,17 +157,9 @@ e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
   SELECT :wid, r.event_seq - 1, :ctype, :cmsg, :cdetail::jsonb, :cat FROM r
   UNION ALL SELECT :wid, r.event_seq, :etype, :emsg, :edetail::jsonb, :at FROM r),
 c AS (UPDATE steps SET status = 'completed', result = :result::jsonb, error = NULL,
-  completed_at = :cat, updated_at = :cat FROM r WHERE run_id = :wid AND step_key = :ckey)
-INSERT INTO steps AS s (run_id, step_key, name, status, attempts, idempotency_key, started_at,
-  updated_at) SELECT :wid, :key, :key, 'running', 1, :ikey, :at, :at FROM r
-ON CONFLICT (run_id, step_key) DO UPDATE SET status = 'running',
-  attempts = CASE WHEN s.idempotency_key IS NOT DISTINCT FROM excluded.idempotency_key
-    THEN s.attempts + 1 ELSE 1 END,
-  result = CASE WHEN s.idempotency_key IS NOT DISTINCT FROM excluded.idempotency_key
-    THEN s.result ELSE NULL END,
-  idempotency_key = excluded.idempotency_key, completed_at = NULL,
-  started_at = excluded.started_at, updated_at = excluded.updated_at
-RETURNING s.attempts, s.result::text, s.error::text
+  completed_at = :cat, updated_at = :cat FROM r WHERE run_id = :wid AND step_key = :ckey),
+{_sync_on}
+{_start_marker}
 -- name: complete_step
 {_event_cte} {_sync_on}
 UPDATE steps SET status = 'completed', result = :result::jsonb, error = NULL,
