@@ -178,3 +178,29 @@ async def test_closing_the_store_writes_what_it_holds(postgres: PostgresServer, 
     await store.complete_step(a, "x", result="1", at=AT, event=NewEvent("c"))
     await store.close()  # in the same turn of the loop: nothing else wrote it
     assert _status(postgres, url, "a", "x") == "completed"
+
+
+async def test_the_last_completion_rides_on_the_runs_end_and_a_parent_still_wakes(
+    url: str,
+) -> None:
+    store, trips = _counting(url)
+    async with tether.App(store=store) as app:
+
+        @app.workflow
+        async def child(wf: tether.Workflow) -> int:
+            return await wf.step("only", lambda: 7)
+
+        @app.workflow
+        async def parent(wf: tether.Workflow) -> int:
+            # the child's end resolves this wait: its end takes the shared transaction
+            return int(await wf.child(child, workflow_id="kid")) + 1
+
+        trips.clear()
+        assert (await app.arun(child, workflow_id="alone")).value == 7
+        events = [e.type for e in await store.list_events("alone")]
+        assert events[-2:] == ["step.completed", "workflow.completed"]
+        assert (await app.arun(parent, workflow_id="p")).value == 8
+        kid = await app.aget_record("kid")
+        assert kid.steps["only"].status is StepStatus.COMPLETED
+        events = [e.type for e in await store.list_events("kid")]
+        assert events[-2:] == ["step.completed", "workflow.completed"]

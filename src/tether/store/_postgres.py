@@ -217,26 +217,57 @@ class PostgresStore(Store):
                 log.warning("held step completions were not written and are dropped: %s", exc)
             raise
 
+    def _fold(self, fence: Fence, key: str | None = None) -> HeldCompletion | None:
+        """Take the held completion if it is exactly one, of the run `fence` writes
+        for, and another step than `key` (one statement may change a row once), so
+        the caller's statement writes it too; else leave what is held."""
+        held = self.deferred.take()
+        done = held[0] if len(held) == 1 and not self.deferred.writing else None
+        if (
+            isinstance(done, HeldCompletion) and done.fence == fence and done.key != key
+            and not done.rows and not self._sync_off
+        ):  # fmt: skip
+            return done
+        self.deferred.give_back(held)
+        return None
+
+    @staticmethod
+    def _folded(done: HeldCompletion) -> dict[str, Any]:
+        """The parameters of the completion a statement carries (`_held_completion`)."""
+        return {"ckey": done.key, "result": done.result, "cat": done.at,
+                "ctype": done.event.type, "cmsg": done.event.message,
+                "cdetail": done.event.detail}  # fmt: skip
+
+    async def _carrying(
+        self, done: HeldCompletion, body: Callable[[Tx], Awaitable[T]]
+    ) -> tuple[bool, T | None]:
+        """Run the one statement that carries `done`: (True, its answer), or (False,
+        None) if the database failed it; `done` is held again then, and the caller
+        goes the long way, which writes it first, retrying a blip (`_write_held`)."""
+        try:
+            return True, await self._with(lambda conn: body(PgTx(conn, self.config.channel)))
+        except (StaleOwnerError, RunCancelledError, RunNotFoundError):
+            log.info("a held step completion was refused with its carrier: %s", done.key)
+            raise
+        except (StoreError, asyncio.CancelledError) as exc:
+            self.deferred.give_back([done])
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return False, None
+
     async def start_step(
         self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
     ) -> StepRow:
         """The start marker, with the run's held completion of its previous step folded
         in where there is exactly that (one durable statement instead of two)."""
-        held = self.deferred.take()
-        done = held[0] if len(held) == 1 and not self.deferred.writing else None
-        if not (
-            isinstance(done, HeldCompletion) and done.fence == fence and done.key != key
-            and not done.rows and not self._sync_off
-        ):  # fmt: skip
-            self.deferred.give_back(held)
+        done = self._fold(fence, key)
+        if done is None:
             return await super().start_step(
                 fence, key, idempotency_key=idempotency_key, at=at, event=event
             )
         p = {"wid": fence.workflow_id, "gen": fence.generation, "comp": fence.compensating,
              "key": key, "ikey": idempotency_key, "at": at, "etype": event.type,
-             "emsg": event.message, "edetail": event.detail, "ckey": done.key,
-             "result": done.result, "cat": done.at, "ctype": done.event.type,
-             "cmsg": done.event.message, "cdetail": done.event.detail}  # fmt: skip
+             "emsg": event.message, "edetail": event.detail} | self._folded(done)  # fmt: skip
 
         async def body(tx: Tx) -> Any:
             row = await tx.one("complete_and_start_step", **p)
@@ -244,17 +275,11 @@ class PostgresStore(Store):
                 raise await self._fence_failure(tx, fence)
             return row
 
-        try:
-            row = await self._with(lambda conn: body(PgTx(conn, self.config.channel)))
-        except (StaleOwnerError, RunCancelledError, RunNotFoundError):
-            log.info("a held step completion was refused with the next start: %s", done.key)
-            raise
-        except asyncio.CancelledError:
-            self.deferred.give_back(held)
-            raise
-        except BaseException as exc:  # dropped, as in `_write_held`
-            log.warning("a held step completion was not written and is dropped: %s", exc)
-            raise
+        folded, row = await self._carrying(done, body)
+        if not folded or row is None:
+            return await super().start_step(
+                fence, key, idempotency_key=idempotency_key, at=at, event=event
+            )
         return started_step(fence.workflow_id, key, idempotency_key, row, at)
 
     # -- the one-statement verbs -----------------------------------------------------
@@ -303,7 +328,14 @@ class PostgresStore(Store):
               "etype": event.type, "emsg": event.message, "edetail": event.detail, "at": at,
               "status": status.value, "ended": status.terminal, "chan": self.config.channel,
               "note": f"run:{fence.workflow_id}"}  # fmt: skip
-        row = await self._tx("write", lambda tx: tx.one("finish_run_one", **p), single=True)
+        done = self._fold(fence)
+        if done is None:
+            row = await self._tx("write", lambda tx: tx.one("finish_run_one", **p), single=True)
+            return row is not None
+        p |= self._folded(done)  # the last step's completion, in the same statement
+        folded, row = await self._carrying(done, lambda tx: tx.one("complete_and_finish_run", **p))
+        if folded and row is None:  # nothing written: the shared transaction writes it first
+            self.deferred.give_back([done])
         return row is not None
 
     async def submit_run(self, run: NewRun, job: NewJob, at: datetime) -> tuple[RunRow, bool]:

@@ -122,6 +122,15 @@ WITH r AS (UPDATE runs SET {_finish_set}, event_seq = event_seq + 1, updated_at 
 {_event_r},
 n AS (SELECT pg_notify(:chan, :note) FROM r)
 SELECT (SELECT count(*) FROM n) FROM r
+-- name: complete_and_finish_run
+-- finish_run_one carrying the last step's held completion (see _held_completion)
+WITH r AS (UPDATE runs SET {_finish_set}, event_seq = event_seq + 2, updated_at = :at
+  WHERE {_fence} AND NOT (:ended AND EXISTS (SELECT 1 FROM waitpoints
+    WHERE kind = 'run' AND name = :wid AND status = 'pending'))
+  RETURNING event_seq),
+{_held_completion},
+n AS (SELECT pg_notify(:chan, :note) FROM r)
+SELECT (SELECT count(*) FROM n) FROM r
 -- name: set_state
 WITH r AS (UPDATE runs SET state = :state::jsonb, event_seq = event_seq + 1, updated_at = :at
   WHERE {_fence} RETURNING event_seq),
@@ -130,6 +139,15 @@ SELECT 1 FROM r
 -- name: list_events
 SELECT run_id, seq, type, message, detail::text, at FROM events
 WHERE run_id = :wid AND seq > :after ORDER BY seq LIMIT :limit
+
+-- name: _held_completion
+-- a held step completion (:ckey) that rides on a statement whose CTE r reserved two event
+-- numbers: the completion's event first, then the statement's own
+e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
+  SELECT :wid, r.event_seq - 1, :ctype, :cmsg, :cdetail::jsonb, :cat FROM r
+  UNION ALL SELECT :wid, r.event_seq, :etype, :emsg, :edetail::jsonb, :at FROM r),
+c AS (UPDATE steps SET status = 'completed', result = :result::jsonb, error = NULL,
+  completed_at = :cat, updated_at = :cat FROM r WHERE run_id = :wid AND step_key = :ckey)
 
 -- name: _start_marker
 -- the start marker, after CTE r (the fence and event number) and q (the commit mode)
@@ -153,11 +171,7 @@ RETURNING s.attempts, s.result::text, s.error::text
 -- statement, one durable commit; the fence, two events, the completion, the marker
 WITH r AS (UPDATE runs SET event_seq = event_seq + 2, updated_at = :at WHERE {_fence}
   RETURNING event_seq),
-e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
-  SELECT :wid, r.event_seq - 1, :ctype, :cmsg, :cdetail::jsonb, :cat FROM r
-  UNION ALL SELECT :wid, r.event_seq, :etype, :emsg, :edetail::jsonb, :at FROM r),
-c AS (UPDATE steps SET status = 'completed', result = :result::jsonb, error = NULL,
-  completed_at = :cat, updated_at = :cat FROM r WHERE run_id = :wid AND step_key = :ckey),
+{_held_completion},
 {_sync_on}
 {_start_marker}
 -- name: complete_step
