@@ -185,32 +185,26 @@ class Runner:
         """Claim the run for this process; a live other owner is refused, a dead one
         taken over (at once when it is known dead, else once its claim lapsed)."""
         self.ensure_alive()
-        kwargs: dict[str, Any] = {
-            "compensating": compensating,
-            "lease": self.owner_lease,
-            "force": force,
-        }
-        try:
+
+        async def claim(dead_owner: str | None = None) -> RunRow:
             return await self._store.claim_run(
                 workflow_id,
                 self._rt.owner,
                 self._clock.now(),
                 event,
+                compensating=compensating,
+                lease=self.owner_lease,
+                force=force,
                 now=self._clock.store_time(),
-                **kwargs,
+                dead_owner=dead_owner,
             )
+
+        try:
+            return await claim()
         except RunAlreadyRunningError as exc:
             if not owner_is_dead(exc.owner):
                 raise
-            return await self._store.claim_run(
-                workflow_id,
-                self._rt.owner,
-                self._clock.now(),
-                event,
-                now=self._clock.store_time(),
-                dead_owner=exc.owner,
-                **kwargs,
-            )
+            return await claim(dead_owner=exc.owner)
 
     def ensure_alive(self) -> None:
         """Start (once) what keeps this process known as alive: its announcement of

@@ -26,6 +26,7 @@ __all__ = [
     "EXIT_USAGE",
     "CliState",
     "db_option",
+    "db_state",
     "err",
     "exit_code",
     "fail",
@@ -76,6 +77,12 @@ def db_option(fn: F) -> F:
         "(see `tether --help` for which database is used without it).",
     )
     return option(fn)
+
+
+def db_state(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """What a command on the database wears: `--db` (see `db_option`), and the
+    CliState passed as the command function's first argument."""
+    return db_option(pass_state(fn))
 
 
 def _remember(name: str) -> Callable[[click.Context, click.Parameter, str | None], None]:

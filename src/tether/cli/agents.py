@@ -19,7 +19,7 @@ from rich.table import Table
 
 from ..app import App
 from ._agents_http import serve_with_status, status_server
-from ._common import EXIT_USAGE, CliState, db_option, fail, guard, out, pass_state, text
+from ._common import EXIT_USAGE, CliState, db_option, db_state, fail, guard, out, text
 from ._db import Database, choose, open_app
 from .worker import _KeyValues
 
@@ -79,8 +79,7 @@ def agents() -> None:
     default=None,
     help="Address of that server. [default: server.host of WORKFLOW.md, 127.0.0.1]",
 )
-@db_option
-@pass_state
+@db_state
 def agents_run(
     state: CliState, workflow_path: str, once: bool, port: int | None, host: str | None
 ) -> None:
@@ -160,8 +159,7 @@ def _print_status(dispatcher: Any, app: App, *, all_runs: bool = False) -> None:
 @agents.command("status")
 @_WORKFLOW
 @click.option("--all", "all_runs", is_flag=True, help="Also the issues whose runs ended.")
-@db_option
-@pass_state
+@db_state
 def agents_status(state: CliState, workflow_path: str, all_runs: bool) -> None:
     """A table of the issues: running, retrying, waiting for a person."""
     dispatcher, app, _ = _open(state, workflow_path)
@@ -171,8 +169,7 @@ def agents_status(state: CliState, workflow_path: str, all_runs: bool) -> None:
 @agents.command("show")
 @click.argument("issue")
 @_WORKFLOW
-@db_option
-@pass_state
+@db_state
 def agents_show(state: CliState, issue: str, workflow_path: str) -> None:
     """One issue's latest run: phase, attempts, the prompt it got, its last events."""
     dispatcher, app, _ = _open(state, workflow_path)
@@ -199,8 +196,7 @@ def _verb(name: str, help_text: str, method: str, *, takes_text: bool = False) -
     @click.command(name, help=help_text)
     @click.argument("issue")
     @_WORKFLOW
-    @db_option
-    @pass_state
+    @db_state
     def command(state: CliState, issue: str, workflow_path: str, answer: str | None = None) -> None:
         dispatcher, app, _ = _open(state, workflow_path)
         ident = text(issue, "issue")

@@ -10,7 +10,7 @@ from .._durations import parse_age
 from ..app import App
 from ..errors import TetherError
 from ..store import RunStatus
-from ._common import EXIT_USAGE, CliState, db_option, fail, pass_state, text
+from ._common import EXIT_USAGE, CliState, db_state, fail, text
 from ._db import use_app
 
 __all__ = ["COMMANDS"]
@@ -36,8 +36,7 @@ _FINAL = click.Choice([s.value for s in RunStatus if s.terminal])
     "compensation_failed); repeat for more.  [default: all of them]",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
-@db_option
-@pass_state
+@db_state
 def prune(state: CliState, older_than: str, statuses: tuple[str, ...], dry_run: bool) -> None:
     """Delete finished runs older than AGE, with their steps, events and waits.
 
@@ -64,8 +63,7 @@ def _count(the_app: App, cutoff: datetime, statuses: list[RunStatus] | None) -> 
 
 @click.command("delete")
 @click.argument("workflow_id", metavar="RUN_ID")
-@db_option
-@pass_state
+@db_state
 def delete(state: CliState, workflow_id: str) -> None:
     """Delete one finished run and everything recorded for it."""
     text(workflow_id, "run id")

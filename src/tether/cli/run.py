@@ -11,7 +11,7 @@ import click
 from ..app import App, RunResult
 from ..definition import WorkflowDef
 from ..errors import RunNotFoundError
-from ._common import CliState, db_option, guard, pass_state, text
+from ._common import CliState, db_state, guard, text
 from ._db import bind, choose, open_app
 from ._drive import drive
 from ._load import UsageError, load_target, module_app, parse_json, validate_input
@@ -32,8 +32,7 @@ __all__ = ["run"]
 )
 @click.option("--state", "state_json", metavar="JSON|@FILE", help="Initial state as JSON.")
 @click.option("--traceback", is_flag=True, help="Print the traceback of a failure.")
-@db_option
-@pass_state
+@db_state
 def run(
     state: CliState,
     target: str,

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..schedules import Schedule
 from ..store import ScheduleRow
-from ._common import CliState, db_option, out, pass_state, text
+from ._common import CliState, db_option, db_state, out, text
 from ._db import use_app
 
 __all__ = ["schedules"]
@@ -33,8 +33,7 @@ def _next(row: ScheduleRow) -> str:
 
 
 @schedules.command("list")
-@db_option
-@pass_state
+@db_state
 def schedules_list(state: CliState) -> None:
     """Each schedule: its workflow, cron, time zone, next tick and whether it is paused."""
     rows = use_app(state, lambda a: a.list_schedules())
@@ -65,8 +64,7 @@ def _set(state: CliState, name: str, paused: bool) -> None:
 
 @schedules.command("pause")
 @click.argument("name")
-@db_option
-@pass_state
+@db_state
 def schedules_pause(state: CliState, name: str) -> None:
     """Stop starting ticks of schedule NAME until it is resumed."""
     _set(state, name, True)
@@ -74,8 +72,7 @@ def schedules_pause(state: CliState, name: str) -> None:
 
 @schedules.command("resume")
 @click.argument("name")
-@db_option
-@pass_state
+@db_state
 def schedules_resume(state: CliState, name: str) -> None:
     """Start ticks of schedule NAME again, from now on."""
     _set(state, name, False)

@@ -10,7 +10,7 @@ import click
 
 from ..errors import TetherError
 from ..store import open_store
-from ._common import EXIT_USAGE, CliState, db_option, fail, guard, note, pass_state
+from ._common import EXIT_USAGE, CliState, db_state, fail, guard, note
 from ._db import choose, open_app, require_existing
 from .worker import load_app
 
@@ -67,8 +67,7 @@ def _address(host: str, port: int) -> str:
     help="Accept signed webhooks at /hooks/NAME; the secret is read from "
     "$TETHER_WEBHOOK_SECRET_<NAME> (comma-separated for several). Repeat for more.",
 )
-@db_option
-@pass_state
+@db_state
 def serve(
     state: CliState,
     app_ref: str | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ import click
 from .. import RunInfo, WaitInfo
 from ..app import App, RunResult
 from ..store import RunStatus, WaitKind, WaitStatus
-from ._common import EXIT_USAGE, CliState, db_option, fail, guard, pass_state, text
+from ._common import EXIT_USAGE, CliState, db_state, fail, guard, text
 from ._db import use_app
 from ._drive import drive
 from ._load import parse_json
@@ -84,8 +85,7 @@ def _who_drives(a: App, run: RunInfo) -> str:
     is_flag=True,
     help="Keep the signal for a later wait, even if the run waits for other things now.",
 )
-@db_option
-@pass_state
+@db_state
 def signal(state: CliState, workflow_id: str, name: str, payload: str | None, keep: bool) -> None:
     """Send signal NAME to a run.
 
@@ -108,30 +108,36 @@ def signal(state: CliState, workflow_id: str, name: str, payload: str | None, ke
     print(use_app(state, send))
 
 
-@click.command("event")
-@click.argument("event_type", metavar="TYPE")
-@_PAYLOAD
-@db_option
-@pass_state
-def event(state: CliState, event_type: str, payload: str | None) -> None:
+def _sends(
+    name: str, argument: str, metavar: str, what: str
+) -> Callable[[Callable[[CliState, str, Any], None]], click.Command]:
+    """A command that sends a --payload to the one thing its ARGUMENT names: the
+    function gets the state, the argument (checked as `what`) and the payload's data."""
+
+    def make(fn: Callable[[CliState, str, Any], None]) -> click.Command:
+        @functools.wraps(fn)
+        def command(state: CliState, payload: str | None, **given: str) -> None:
+            value = text(given[argument], what)
+            fn(state, value, guard(lambda: parse_json(payload, "payload")))
+
+        options = _PAYLOAD(db_state(command))
+        return click.command(name)(click.argument(argument, metavar=metavar)(options))
+
+    return make
+
+
+@_sends("event", "event_type", "TYPE", "event type")
+def event(state: CliState, event_type: str, data: Any) -> None:
     """Send an event of type TYPE to every run waiting for it."""
-    text(event_type, "event type")
-    data = guard(lambda: parse_json(payload, "payload"))
     woken = use_app(state, lambda a: a.send_event(event_type, data))
     print(
         f"event {event_type!r} woke {len(woken)} run(s){': ' + ', '.join(woken) if woken else ''}"
     )
 
 
-@click.command("complete-token")
-@click.argument("token_id", metavar="TOKEN_ID")
-@_PAYLOAD
-@db_option
-@pass_state
-def complete_token(state: CliState, token_id: str, payload: str | None) -> None:
+@_sends("complete-token", "token_id", "TOKEN_ID", "token id")
+def complete_token(state: CliState, token_id: str, data: Any) -> None:
     """Complete a token made by wf.create_token()."""
-    text(token_id, "token id")
-    data = guard(lambda: parse_json(payload, "payload"))
     run_id = use_app(state, lambda a: a.complete_token(token_id, data))
     print(f"token completed for run {run_id}")
 
@@ -140,8 +146,7 @@ def complete_token(state: CliState, token_id: str, payload: str | None) -> None:
 @click.argument("workflow_id", metavar="RUN_ID")
 @click.option("--reason", metavar="TEXT", help="Why, recorded on the run.")
 @click.option("--compensate", is_flag=True, help="Run the completed steps' compensations.")
-@db_option
-@pass_state
+@db_state
 def cancel(state: CliState, workflow_id: str, reason: str | None, compensate: bool) -> None:
     """Cancel a run, its pending waits and the children it waits on."""
     text(workflow_id, "run id")
@@ -153,8 +158,7 @@ def cancel(state: CliState, workflow_id: str, reason: str | None, compensate: bo
 @click.argument("workflow_id", metavar="RUN_ID")
 @_APP
 @_TRACEBACK
-@db_option
-@pass_state
+@db_state
 def resume(state: CliState, workflow_id: str, app_ref: str, traceback: bool) -> None:
     """Drive a run on in this process, with the App that registers its workflow."""
     text(workflow_id, "run id")
@@ -175,8 +179,7 @@ def resume(state: CliState, workflow_id: str, app_ref: str, traceback: bool) -> 
 )
 @_APP
 @_TRACEBACK
-@db_option
-@pass_state
+@db_state
 def rerun(state: CliState, workflow_id: str, step: str, app_ref: str, traceback: bool) -> None:
     """Retry a finished run after a fix: forget STEP (or STAGE) and all after it, run again."""
     text(workflow_id, "run id")

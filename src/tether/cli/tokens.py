@@ -7,7 +7,17 @@ import json
 import click
 
 from ..store import ApiTokenRow
-from ._common import EXIT_NOT_FOUND, CliState, db_option, err, fail, guard, out, pass_state, text
+from ._common import (
+    EXIT_NOT_FOUND,
+    CliState,
+    db_option,
+    db_state,
+    err,
+    fail,
+    guard,
+    out,
+    text,
+)
 from ._db import choose, open_app, use_app
 from ._format import row, table, ts, zoned
 
@@ -28,8 +38,7 @@ def tokens() -> None:
     help="read: GET only; write: also act on runs; admin: also manage tokens.",
 )
 @click.option("--name", metavar="NAME", help="A name to tell tokens apart (and revoke by).")
-@db_option
-@pass_state
+@db_state
 def tokens_create(state: CliState, scope: str, name: str | None) -> None:
     """Create a token and print it, once: only its hash is kept."""
     from ..server import create_token
@@ -53,8 +62,7 @@ def tokens_create(state: CliState, scope: str, name: str | None) -> None:
 
 @tokens.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@db_option
-@pass_state
+@db_state
 def tokens_list(state: CliState, as_json: bool) -> None:
     """Every token (never its secret), revoked ones included."""
     found = use_app(state, lambda a: a.run_sync(a.store.list_api_tokens()))
@@ -84,8 +92,7 @@ def _dict(r: ApiTokenRow) -> dict[str, object]:
 
 @tokens.command("revoke")
 @click.argument("token", metavar="ID|NAME")
-@db_option
-@pass_state
+@db_state
 def tokens_revoke(state: CliState, token: str) -> None:
     """Revoke a token (by id, or every live token with that name) at once."""
     text(token, "token id")

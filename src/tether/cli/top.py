@@ -17,7 +17,7 @@ from rich.text import Text
 from .._runner import PROCESS_SCOPE
 from ..app import App
 from ..store import RunStatus
-from ._common import EXIT_USAGE, CliState, db_option, fail, guard, out, pass_state
+from ._common import EXIT_USAGE, CliState, db_state, fail, guard, out
 from ._db import read_app
 
 __all__ = ["top"]
@@ -82,8 +82,7 @@ async def frame(app: App, rows: int) -> Group:
               help="Seconds between redraws.")  # fmt: skip
 @click.option("--rows", default=10, show_default=True, type=int, help="Rows per table.")
 @click.option("--once", is_flag=True, help="Draw once and exit.")
-@db_option
-@pass_state
+@db_state
 def top(state: CliState, interval: float, rows: int, once: bool) -> None:
     """A live overview of the database: runs by status, the processes driving them,
     the queues with the most waiting jobs, and the unfinished runs that cost the most.

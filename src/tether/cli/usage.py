@@ -11,7 +11,7 @@ from .._durations import parse_when
 from ..app import App
 from ..errors import TetherError
 from ..store import AIUsageRow
-from ._common import EXIT_USAGE, CliState, db_option, fail, out, pass_state
+from ._common import EXIT_USAGE, CliState, db_state, fail, out
 from ._db import use_app
 
 __all__ = ["usage", "usage_table"]
@@ -48,8 +48,7 @@ def usage_table(rows: list[AIUsageRow], group: str) -> Table:
 @click.option("--tag", metavar="TAG", help="Only runs with this tag.")
 @click.option("--since", metavar="WHEN", help="Calls at or after: 2026-12-01, an ISO time, or 7d.")
 @click.option("--until", metavar="WHEN", help="Calls before: 2026-12-01, an ISO time, or 1h.")
-@db_option
-@pass_state
+@db_state
 def usage(
     state: CliState,
     group_by: str,

@@ -24,11 +24,10 @@ from ._common import (
     EXIT_FAILED,
     EXIT_USAGE,
     CliState,
-    db_option,
+    db_state,
     fail,
     guard,
     out,
-    pass_state,
     text,
 )
 from ._db import read_app
@@ -106,8 +105,7 @@ def render_run(rec: RunRecord, now: datetime, waits: list[str], last: int = 8) -
 @click.option("--interval", default=0.5, show_default=True, type=float,
               help="Seconds between redraws.")  # fmt: skip
 @click.option("--once", is_flag=True, help="Draw once and exit (0 whatever the status).")
-@db_option
-@pass_state
+@db_state
 def watch(state: CliState, workflow_id: str, interval: float, once: bool) -> None:
     """Watch RUN_ID live: its stages with progress bars (or its latest steps), the waits
     it is parked on, its cost and its latest events. Exits when the run ends: 0 if it

@@ -9,7 +9,7 @@ import click
 
 from ..app import App
 from ..errors import TetherError
-from ._common import EXIT_USAGE, CliState, db_option, fail, guard, pass_state
+from ._common import EXIT_USAGE, CliState, db_state, fail, guard
 from ._db import Database, bind, choose, require_existing
 from ._load import load_target
 
@@ -80,8 +80,7 @@ def load_app(
     help="On SIGTERM or Ctrl-C, how long the runs in flight get to finish their "
     "current step before they are handed back to the queue.",
 )
-@db_option
-@pass_state
+@db_state
 def worker(
     state: CliState, app_ref: str, queues: tuple[str, ...], concurrency: int, grace: float
 ) -> None:
