@@ -10,17 +10,16 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
 
 import tether
-from tether.store import Fence, NewEvent, NewRun, StepStatus, Store, open_store
+from tether.store import NewEvent, StepStatus, Store, open_store
 
 from .._postgres import PostgresServer
+from .test_deferred import AT, _run
 
-AT = datetime(2026, 12, 1, tzinfo=UTC)
 T = TypeVar("T")
 
 
@@ -103,12 +102,6 @@ async def test_a_completion_is_written_as_soon_as_the_loop_turns(
 
         # the thread hop turned the loop: the completion was written first
         assert (await app.arun(yields, workflow_id="r")).value == ["completed"]
-
-
-async def _run(store: Store, wid: str) -> Fence:
-    await store.create_run(NewRun(wid, "w"), AT)
-    row = await store.claim_run(wid, "me", AT, NewEvent("workflow.running"))
-    return Fence(wid, row.generation)
 
 
 async def test_a_completion_refused_after_it_was_held_is_dropped_with_the_next_start(

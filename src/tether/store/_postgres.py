@@ -459,7 +459,7 @@ class PostgresStore(Store):
             return
         if self._loop is asyncio.get_running_loop():
             await self._write_held()
-        if self._loop is not asyncio.get_running_loop():
+        else:
             # bound to another loop, which cannot be awaited from here: the pool's
             # connections go with it; the two of our own are closed without it (their
             # sockets would otherwise stay open until collected)

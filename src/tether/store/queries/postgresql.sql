@@ -112,25 +112,26 @@ status = :status, output = :output::jsonb, error = COALESCE(:error::jsonb, error
   end_reason = :reason::text
 -- name: finish_run
 UPDATE runs SET {_finish_set} WHERE id = :wid
+-- name: _finish_where
+-- the fence, unless the end resolves a wait on this run (the shared transaction wakes it)
+{_fence} AND NOT (:ended AND EXISTS (SELECT 1 FROM waitpoints
+  WHERE kind = 'run' AND name = :wid AND status = 'pending'))
+-- name: _finish_notify
+n AS (SELECT pg_notify(:chan, :note) FROM r)
+SELECT (SELECT count(*) FROM n) FROM r
 -- name: finish_run_one
 -- one statement: the fence, the event, the end and the notification; no row (and the shared
 -- transaction instead) when the fence fails or the end resolves a wait on this run
 WITH r AS (UPDATE runs SET {_finish_set}, event_seq = event_seq + 1, updated_at = :at
-  WHERE {_fence} AND NOT (:ended AND EXISTS (SELECT 1 FROM waitpoints
-    WHERE kind = 'run' AND name = :wid AND status = 'pending'))
-  RETURNING event_seq),
+  WHERE {_finish_where} RETURNING event_seq),
 {_event_r},
-n AS (SELECT pg_notify(:chan, :note) FROM r)
-SELECT (SELECT count(*) FROM n) FROM r
+{_finish_notify}
 -- name: complete_and_finish_run
 -- finish_run_one carrying the last step's held completion (see _held_completion)
 WITH r AS (UPDATE runs SET {_finish_set}, event_seq = event_seq + 2, updated_at = :at
-  WHERE {_fence} AND NOT (:ended AND EXISTS (SELECT 1 FROM waitpoints
-    WHERE kind = 'run' AND name = :wid AND status = 'pending'))
-  RETURNING event_seq),
+  WHERE {_finish_where} RETURNING event_seq),
 {_held_completion},
-n AS (SELECT pg_notify(:chan, :note) FROM r)
-SELECT (SELECT count(*) FROM n) FROM r
+{_finish_notify}
 -- name: set_state
 WITH r AS (UPDATE runs SET state = :state::jsonb, event_seq = event_seq + 1, updated_at = :at
   WHERE {_fence} RETURNING event_seq),
