@@ -69,3 +69,41 @@ async def test_a_resume_writes_nothing_for_waits_already_resolved(database_url: 
     many = await _writes_of_a_resume(database_url, 12, "many")
     assert few == many, (few, many)
     assert many["register_wait"] == 1  # only the wait still pending ("done")
+
+
+class ReadCountingStore(CountingStore):
+    """Counts the reads too."""
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.writes[name] += 1
+            return await attr(*args, **kwargs)
+
+        return counted
+
+
+async def test_a_first_drive_loads_no_history_and_a_result_reads_the_run_once(
+    database_url: str,
+) -> None:
+    store = ReadCountingStore(open_store(database_url))
+    app = App(store=cast(Store, store), clock=FakeClock())
+
+    async def two_steps(wf: Workflow) -> int:
+        return await wf.step("a", lambda: 1) + await wf.step("b", lambda: 2)
+
+    try:
+        assert (await app.arun(two_steps, workflow_id="r1")).value == 3
+        # the run's first claim: nothing recorded yet, so no history is loaded to replay;
+        # the steps and events read are those of the answer's record, once each
+        assert store.writes["list_waits"] == 0, store.writes
+        assert store.writes["load_steps"] == store.writes["list_events"] == 1, store.writes
+        store.writes.clear()
+        result = await app.aresult("r1")
+        assert result.value == 3 and list(result.record.steps) == ["a", "b"]
+        assert store.writes["get_run"] == 1, store.writes  # not once per part of the answer
+    finally:
+        await app.aclose()

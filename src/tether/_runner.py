@@ -36,7 +36,17 @@ from .errors import (
     WorkflowTimeoutError,
 )
 from .serde import dump_json, load_json, return_type_of
-from .store import EndReason, NewEvent, NewJob, NewRun, RunRow, RunStatus, WaitStatus
+from .store import (
+    EndReason,
+    NewEvent,
+    NewJob,
+    NewRun,
+    RunRow,
+    RunStatus,
+    StepRow,
+    WaitRow,
+    WaitStatus,
+)
 
 __all__ = ["Runner"]
 
@@ -385,9 +395,13 @@ class Runner:
     ) -> tuple[Workflow, RunState]:
         """The drive's state, loaded with the run's steps and resolved waits, and the
         context the workflow function gets on it."""
-        steps, waits = await asyncio.gather(
-            self._store.load_steps(run.workflow_id), self._store.list_waits(run.workflow_id)
-        )
+        if run.generation == 1:  # its first claim ever: no owner has recorded anything yet
+            steps: list[StepRow] = []  # (steps and waits are written only under a claim's fence)
+            waits: list[WaitRow] = []
+        else:
+            steps, waits = await asyncio.gather(
+                self._store.load_steps(run.workflow_id), self._store.list_waits(run.workflow_id)
+            )
         st = RunState.open(
             run,
             generation=run.generation,
@@ -573,16 +587,21 @@ class Runner:
 
     # -- results --------------------------------------------------------------------------------
 
-    async def result_of(self, workflow_id: str, defn: WorkflowDef | None) -> RunResult[Any]:
-        record = await load_record(self._store, workflow_id)
+    async def result_of(
+        self, workflow_id: str, defn: WorkflowDef | None, run: RunRow | None = None
+    ) -> RunResult[Any]:
+        """The run's result and record, read once (from `run`, if the caller has its row)."""
+        if run is None:
+            run = await self._store.get_run(workflow_id)
+        record = await load_record(self._store, workflow_id, run)
         value: Any = None
         if record.status is RunStatus.COMPLETED:
             if defn is None:  # typed by the registered workflow, whoever drove it
                 with contextlib.suppress(WorkflowNotFoundError):
                     defn = self._lookup(record.workflow_name)
             tp = return_type_of(defn.fn) if defn is not None else None
-            run = await self._store.get_run(workflow_id)
-            value = load_result(None if run is None else run.output, tp)
+            assert run is not None  # load_record raised otherwise
+            value = load_result(run.output, tp)
         return RunResult(value, record)
 
 

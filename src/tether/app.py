@@ -621,10 +621,12 @@ class App:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            run = await self.aget_run(workflow_id)
+            run = await self.store.get_run(workflow_id)
+            if run is None:
+                raise RunNotFoundError(workflow_id)
             if run.status.terminal:
                 defn = self._registry.get(run.workflow_name)
-                return await self._runner.result_of(workflow_id, defn)
+                return await self._runner.result_of(workflow_id, defn, run)
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 raise TimeoutError(

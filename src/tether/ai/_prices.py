@@ -21,6 +21,7 @@ from importlib import metadata
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidArgumentError
+from ._genai import genai_price
 from ._types import Usage
 
 __all__ = ["Price", "Priced", "Prices"]
@@ -106,7 +107,7 @@ class Prices:
             return self.by_table(own, usage, batch=batch)
         if not self._genai or provider not in _GENAI_PROVIDERS:
             return Priced(None, None)
-        usd_or_none = _genai_price(provider, model, usage, at, service_tier)
+        usd_or_none = genai_price(provider, model, usage, at, service_tier)
         if usd_or_none is None:
             return Priced(None, None)
         if batch:
@@ -123,30 +124,6 @@ class Prices:
         if batch:
             usd *= 1 - Decimal(str(own.batch_discount))
         return Priced(_micro(usd), f"table:{_digest(own)}")
-
-
-def _genai_price(
-    provider: str, model: str, usage: Usage, at: datetime, service_tier: str | None
-) -> Decimal | None:
-    from genai_prices import Usage as GUsage
-    from genai_prices import calc_price
-
-    try:
-        calc = calc_price(
-            GUsage(
-                input_tokens=usage.input_tokens,
-                cache_read_tokens=usage.cached_input_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                output_tokens=usage.output_tokens,
-            ),
-            model,
-            provider_id=provider,
-            genai_request_timestamp=at,
-            price_context={"service_tier": service_tier} if service_tier else None,
-        )
-    except LookupError:
-        return None
-    return Decimal(calc.total_price)
 
 
 def _micro(usd: Decimal) -> int:
