@@ -178,6 +178,35 @@ async def test_a_budget_fails_the_run_naming_spend_and_limit(
     assert types.count("budget.warning") == 1
 
 
+async def test_a_budget_asks_for_its_warning_only_past_the_warning_line(
+    app: App, server: ProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below the line a check is one read of the sums; the run's events (which grow
+    with the run) are scanned only once its spend has reached the warning line."""
+    for _ in range(5):
+        server.queue_chat("ok", prompt_tokens=1_000_000, completion_tokens=0)  # $0.40 each
+    asked: list[float] = []
+    warned = app.store.budget_warned
+
+    async def counted(workflow_id: str) -> bool:
+        spend = await app.store.ai_spend(workflow_id, None)
+        asked.append(round(spend.usd, 2))
+        return await warned(workflow_id)
+
+    monkeypatch.setattr(app.store, "budget_warned", counted)
+
+    @app.workflow(name="careful", budget=ai.Budget(max_usd=2.0, warn_at=0.5))
+    async def careful(wf: Workflow) -> int:
+        for _ in range(5):
+            await wf.ai.generate_text("openai:gpt-4.1-mini", prompt="x")
+        return 5
+
+    assert (await app.arun(careful, workflow_id="w1")).value == 5
+    assert asked == [1.2, 1.6]  # spend 0, 0.4, 0.8: not asked; then asked until it is seen
+    types = [e.type for e in (await app.aget_record("w1")).events]
+    assert types.count("budget.warning") == 1
+
+
 async def test_a_shared_budget_key_sums_spend_over_runs(app: App, server: ProviderServer) -> None:
     for _ in range(2):
         server.queue_chat("ok", prompt_tokens=1_000_000, completion_tokens=0)

@@ -160,3 +160,20 @@ def test_many_processes_open_a_new_file_at_once(tmp_path: Path) -> None:
             "SELECT version, COUNT(*) FROM schema_version GROUP BY version"
         ).fetchall()
     assert all(n == 1 for _, n in rows) and len(rows) >= 3
+
+
+async def test_a_budget_check_reads_an_index_alone(tmp_path: Path) -> None:
+    """The spend sums read only the index that holds their columns (one pass over
+    the run's calls in the index, not a visit to each row of the table)."""
+    from tether.store._sql import queries
+
+    store = open_store(f"sqlite:///{tmp_path}/spend.db")
+    await store.open()
+    await store.close()
+    q = queries("sqlite")
+    with sqlite3.connect(tmp_path / "spend.db") as conn:
+        for name, params in (("ai_spend_run", {"wid": "r"}), ("ai_spend_key", {"bkey": "k"})):
+            plan = " ".join(
+                str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {q[name]}", params)
+            )
+            assert "COVERING INDEX" in plan, (name, plan)

@@ -76,6 +76,8 @@ class SpendLog(Protocol):
 
     async def ai_spend(self, workflow_id: str, budget_key: str | None) -> Spend: ...
 
+    async def budget_warned(self, workflow_id: str) -> bool: ...
+
 
 class _Stop(BaseModel):
     """A call the budget stopped, recorded as its step's result."""
@@ -105,6 +107,7 @@ class WorkflowAI:
         self._providers = providers
         self._log = log
         self.budget = budget
+        self._warning_recorded = False  # known from the log (not from attaching it)
         self._now = now  # the App's clock: a call's time, and the prices in force then
 
     # -- the calls ----------------------------------------------------------------------
@@ -309,7 +312,7 @@ class WorkflowAI:
         verdict = budget.judge(spend)
         if verdict == "exceeded":
             return _Stop(spent_usd=spend.usd, tokens=spend.tokens, message=budget.describe(spend))
-        if verdict == "warn" and not spend.warned:
+        if verdict == "warn" and not await self._warned():
             attach(
                 NewEvent(
                     "budget.warning",
@@ -318,6 +321,12 @@ class WorkflowAI:
                 )
             )
         return None
+
+    async def _warned(self) -> bool:
+        """Whether the run recorded its budget warning; once it has, not asked again."""
+        if not self._warning_recorded:
+            self._warning_recorded = await self._log.budget_warned(self._flow.workflow_id)
+        return self._warning_recorded
 
     async def _call(
         self, call_type: str, pname: str, provider: Provider, model_id: str, request: TextRequest

@@ -368,7 +368,6 @@ class AISpend:
     micro_usd: int = 0  # the calls whose price is known
     unknown_cost_calls: int = 0  # calls that used tokens at no known price
     tokens: int = 0  # input + output
-    warned: bool = False  # a budget.warning event is recorded for the run
 
     @property
     def usd(self) -> float:

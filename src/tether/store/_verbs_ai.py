@@ -89,24 +89,28 @@ class AIVerbs(StoreBase):
 
     async def ai_spend(self, workflow_id: str, budget_key: str | None) -> AISpend:
         """What the call log holds for the run (`budget_key` None) or for every run that
-        spent under `budget_key`; and whether the run recorded a budget warning.
-        """
+        spent under `budget_key` (sums read from an index that holds their columns)."""
 
         async def body(tx: Tx) -> AISpend:
             if budget_key is None:
                 row = await tx.one("ai_spend_run", wid=workflow_id)
             else:
-                row = await tx.one("ai_spend_key", bkey=budget_key, wid=workflow_id)
-            warned = await tx.one("budget_warned", wid=workflow_id)
+                row = await tx.one("ai_spend_key", bkey=budget_key)
             return AISpend(
                 calls=int(row[0]),
                 micro_usd=int(row[1] or 0),
                 unknown_cost_calls=int(row[2] or 0),
                 tokens=int(row[3] or 0),
-                warned=warned is not None,
             )
 
         return await self._tx("read", body)
+
+    async def budget_warned(self, workflow_id: str) -> bool:
+        """Whether the run recorded a budget warning (a scan of its events: asked only
+        once its spend has reached the warning line)."""
+        return (
+            await self._tx("read", lambda tx: tx.one("budget_warned", wid=workflow_id)) is not None
+        )
 
     async def list_ai_calls(self, workflow_ids: Sequence[str]) -> list[AICallRow]:
         """The AI calls of these runs, oldest first, with their prompts and responses."""
