@@ -51,8 +51,8 @@ def genai_price(
     if provider == "groq" or counts[1] + counts[2] > counts[0]:
         return _calc(info, found, counts, at, context)
     # as ModelInfo.calc_price: a model found under another provider has no variants
-    in_provider = any(info is m for m in found.models)
-    price = info.get_prices(at, context if in_provider else None)
+    variants = context if context and any(info is m for m in found.models) else None
+    price = info.get_prices(at, variants)
     try:
         key = tuple(sorted(vars(price).items()))
         coefficients = _affine[key] if key in _affine else _learn(key, price)
