@@ -85,6 +85,7 @@ STORE = {
     "PgConfig",
     "QueueLimit",
     "RunFilter",
+    "RunHistory",
     "RunRow",
     "RunStatus",
     "ScheduleRow",

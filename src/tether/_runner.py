@@ -24,7 +24,7 @@ from ._results import dump_result, load_result
 from ._run_state import RunState
 from ._runtime import EventHook, Runtime
 from ._waits import MISSING
-from ._workflow import Workflow, load_record
+from ._workflow import Workflow, load_history, load_record
 from .clock import SystemClock
 from .definition import RunResult, WorkflowDef
 from .errors import (
@@ -587,20 +587,15 @@ class Runner:
 
     # -- results --------------------------------------------------------------------------------
 
-    async def result_of(
-        self, workflow_id: str, defn: WorkflowDef | None, run: RunRow | None = None
-    ) -> RunResult[Any]:
-        """The run's result and record, read once (from `run`, if the caller has its row)."""
-        if run is None:
-            run = await self._store.get_run(workflow_id)
-        record = await load_record(self._store, workflow_id, run)
+    async def result_of(self, workflow_id: str, defn: WorkflowDef | None) -> RunResult[Any]:
+        """The run's result and record, read at once."""
+        run, record = await load_history(self._store, workflow_id)
         value: Any = None
         if record.status is RunStatus.COMPLETED:
             if defn is None:  # typed by the registered workflow, whoever drove it
                 with contextlib.suppress(WorkflowNotFoundError):
                     defn = self._lookup(record.workflow_name)
             tp = return_type_of(defn.fn) if defn is not None else None
-            assert run is not None  # load_record raised otherwise
             value = load_result(run.output, tp)
         return RunResult(value, record)
 

@@ -14,7 +14,6 @@ run's length.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import inspect
 import json
@@ -39,7 +38,7 @@ from .retry import RetryPolicy, as_policy
 from .serde import dump_json, load_json, return_type_of
 from .store import NewEvent, RunRow, StepStatus, Store
 
-__all__ = ["MutexHandle", "StepContext", "Workflow", "load_record"]
+__all__ = ["MutexHandle", "StepContext", "Workflow", "load_history", "load_record"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -472,27 +471,22 @@ class Workflow:
         await self.aclose()
 
 
-async def load_record(store: Store, workflow_id: str, run: RunRow | None = None) -> RunRecord:
-    """Everything recorded about run `workflow_id` (whose row the caller may have read:
-    a run's reads go out at once, so on PostgreSQL the record costs one round trip's
-    wait, not seven)."""
+async def load_record(store: Store, workflow_id: str) -> RunRecord:
+    """Everything recorded about run `workflow_id`."""
+    return (await load_history(store, workflow_id))[1]
+
+
+async def load_history(store: Store, workflow_id: str) -> tuple[RunRow, RunRecord]:
+    """The run's row and its record, read at once (`Store.run_history`)."""
     from .errors import RunNotFoundError
 
-    if run is None:
-        run = await store.get_run(workflow_id)
-    if run is None:
+    h = await store.run_history(workflow_id, lease_scopes=(LEASE_SCOPE, lease_scope(workflow_id)))
+    if h is None:
         raise RunNotFoundError(workflow_id)
-    steps, events, heartbeats, shared, own, by_model = await asyncio.gather(
-        store.load_steps(workflow_id),
-        store.list_events(workflow_id),
-        store.list_heartbeats(workflow_id),
-        store.list_locks(LEASE_SCOPE, run_id=workflow_id),
-        store.list_locks(lease_scope(workflow_id)),
-        store.ai_usage(workflow_ids=[workflow_id], group_by="model"),
-    )
-    usage = RunUsage.build(by_model)
+    usage = RunUsage.build(h.usage)
     per_stage = None
-    if usage is not None and any(e.type == "pipeline.planned" for e in events):
+    if usage is not None and any(e.type == "pipeline.planned" for e in h.events):
         rows = await store.ai_usage(workflow_ids=[workflow_id], group_by="stage")
         per_stage = {r.group: r for r in rows if r.group is not None}
-    return RunRecord.build(run, steps, events, heartbeats, [*shared, *own], usage, per_stage)
+    record = RunRecord.build(h.run, h.steps, h.events, h.heartbeats, h.locks, usage, per_stage)
+    return h.run, record

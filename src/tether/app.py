@@ -626,7 +626,7 @@ class App:
                 raise RunNotFoundError(workflow_id)
             if run.status.terminal:
                 defn = self._registry.get(run.workflow_name)
-                return await self._runner.result_of(workflow_id, defn, run)
+                return await self._runner.result_of(workflow_id, defn)
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 raise TimeoutError(

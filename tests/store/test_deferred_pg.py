@@ -45,12 +45,12 @@ def _status(postgres: PostgresServer, url: str, run: str, key: str) -> str | Non
 
 def _counting(url: str) -> tuple[Store, list[int]]:
     """The PostgreSQL store of `url`, counting its round trips (each verb's `_with`)."""
-    trips: list[int] = []
+    trips: list[asyncio.Task[Any] | None] = []  # the task of each
     base: Any = type(open_store(url))
 
     class Counting(base):  # type: ignore[misc]
         async def _with(self, fn: Callable[[Any], Awaitable[T]], *, tx: bool = False) -> T:
-            trips.append(1)
+            trips.append(asyncio.current_task())
             result: T = await super()._with(fn, tx=tx)
             return result
 
@@ -197,3 +197,23 @@ async def test_the_last_completion_rides_on_the_runs_end_and_a_parent_still_wake
         assert kid.steps["only"].status is StepStatus.COMPLETED
         events = [e.type for e in await store.list_events("kid")]
         assert events[-2:] == ["step.completed", "workflow.completed"]
+
+
+async def test_a_finished_runs_result_is_two_round_trips(url: str) -> None:
+    """One to see that the run ended, one for its record (steps, events, heartbeats,
+    leases, AI usage: pipelined), not one per part."""
+    store, trips = _counting(url)
+    async with tether.App(store=store) as app:
+
+        @app.workflow
+        async def three(wf: tether.Workflow) -> int:
+            for i in range(3):
+                await wf.step(f"s{i}", lambda i=i: i)
+            return 3
+
+        wid = (await app.arun(three)).workflow_id
+        trips.clear()
+        result = await app.aresult(wid)
+        mine = [t for t in trips if t is asyncio.current_task()]  # not the App's keep-alive
+    assert result.value == 3 and list(result.record.steps) == ["s0", "s1", "s2"]
+    assert len(mine) == 2, trips

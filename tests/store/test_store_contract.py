@@ -132,6 +132,29 @@ async def test_event_sequence_is_dense_and_ordered(store: Store) -> None:
     assert json.loads((await store.list_heartbeats("r1"))[0].detail or "null") == "alive"
 
 
+async def test_a_runs_history_is_read_at_once_with_only_its_own_leases(store: Store) -> None:
+    gen = await _run(store)
+    f = Fence("r1", gen)
+    ev = NewEvent("step.started", "s")
+    await store.start_step(f, "s", idempotency_key=None, at=T0, event=ev)
+    await store.complete_step(f, "s", result="7", at=T0, event=NewEvent("step.completed", "s"))
+    await store.record_heartbeat(f, "w", '"alive"', T0, NewEvent("heartbeat.recorded"))
+    await _run(store, "r2")
+    await store.acquire_lock("lease", "mine", "r1", ttl=60, now=T0, fence=f, at=T0)
+    await store.acquire_lock("lease", "theirs", "r2", ttl=60, now=T0, fence=Fence("r2"), at=T0)
+    await store.acquire_lock("lease:r1", "inner", "r1", ttl=60, now=T0, at=T0)
+    await store.acquire_lock("lease:r2", "inner", "r2", ttl=60, now=T0, at=T0)
+
+    h = await store.run_history("r1", lease_scopes=("lease", "lease:r1"))
+    assert h is not None and h.run == await store.get_run("r1")
+    assert h.steps == await store.load_steps("r1") and [s.result for s in h.steps] == ["7"]
+    assert h.events == await store.list_events("r1")
+    assert h.heartbeats == await store.list_heartbeats("r1")
+    assert [(lk.scope, lk.key) for lk in h.locks] == [("lease", "mine"), ("lease:r1", "inner")]
+    assert h.usage == []  # no AI calls: no row per model
+    assert await store.run_history("nope", lease_scopes=("lease", "lease:nope")) is None
+
+
 async def test_lock_lifecycle_judged_by_the_given_clock(store: Store) -> None:
     t = T0
     a = await store.acquire_lock("lease:x", "k", "a", ttl=10, now=t, at=t)

@@ -72,6 +72,11 @@ class Tx(Protocol):
         """Run `name`; the rows it changed."""
         ...
 
+    async def many(self, reads: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
+        """The rows of several read queries, in order: on PostgreSQL sent at once and
+        answered in one round trip (pipeline mode), not one per query."""
+        ...
+
     def now(self, now: datetime | None) -> Any:
         """The value for ``:now``: the pinned time, else the store's clock."""
         ...

@@ -110,6 +110,11 @@ class PgTx:
         cur = await self._conn.execute(_Q[name], params)
         return int(cur.rowcount)
 
+    async def many(self, reads: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
+        async with self._conn.pipeline():
+            curs = [await self._conn.execute(_Q[name], params) for name, params in reads]
+        return [await cur.fetchall() for cur in curs]
+
     def now(self, now: datetime | None) -> datetime | None:
         return now  # None: the queries read the server's clock
 

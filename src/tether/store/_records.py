@@ -29,6 +29,7 @@ __all__ = [
     "OutboxRow",
     "QueueDepth",
     "QueueLimit",
+    "RunHistory",
     "RunRow",
     "RunStatus",
     "StepRow",
@@ -397,6 +398,18 @@ class AIUsageRow:
         """The cost of the calls whose price is known; None when no call's was (an
         unknown price is never counted as 0)."""
         return self.cost_usd if self.calls > self.unknown_cost_calls else None
+
+
+@dataclass(frozen=True, slots=True)
+class RunHistory:
+    """A run's row and what is recorded of it, as `Store.run_history` reads it at once."""
+
+    run: RunRow
+    steps: list[StepRow]
+    events: list[EventRow]
+    heartbeats: list[HeartbeatRow]
+    locks: list[LockRow]  # the leases it holds
+    usage: list[AIUsageRow]  # its AI calls' totals, per model
 
 
 @dataclass(frozen=True, slots=True)

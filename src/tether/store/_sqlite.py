@@ -79,6 +79,9 @@ class SQLiteTx:
     async def execute(self, name: str, /, **params: Any) -> int:
         return self._run(name, params).rowcount
 
+    async def many(self, reads: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
+        return [self._run(name, dict(params)).fetchall() for name, params in reads]
+
     def now(self, now: datetime | None) -> float:
         return time.time() if now is None else now.timestamp()
 

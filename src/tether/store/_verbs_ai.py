@@ -16,7 +16,7 @@ from typing import Any
 from ._base import StoreBase, Tx, params
 from ._records import AICallRow, AISpend, AIUsageRow, Fence, NewAICall, NewEvent
 
-__all__ = ["BLOB_THRESHOLD", "AIVerbs", "write_attached"]
+__all__ = ["BLOB_THRESHOLD", "AIVerbs", "usage_row", "write_attached"]
 
 BLOB_THRESHOLD = 8192
 GROUPS = ("model", "workflow", "day", "run", "stage")
@@ -64,7 +64,7 @@ async def write_attached(
         )
 
 
-def _usage_row(group: Any, r: Sequence[Any]) -> AIUsageRow:
+def usage_row(group: Any, r: Sequence[Any]) -> AIUsageRow:
     return AIUsageRow(
         group=None if group is None else str(group),
         calls=int(r[0]),
@@ -148,7 +148,7 @@ class AIVerbs(StoreBase):
                 until=until,
             )
             if group_by is None:
-                return [_usage_row(None, r) for r in rows]
-            return [_usage_row(r[0], r[1:]) for r in rows]
+                return [usage_row(None, r) for r in rows]
+            return [usage_row(r[0], r[1:]) for r in rows]
 
         return await self._tx("read", body)

@@ -19,12 +19,13 @@ from ._records import (
     LockRow,
     NewEvent,
     NewRun,
+    RunHistory,
     RunRow,
     RunStatus,
     StepRow,
 )
 from ._rows import Rows, started_step
-from ._verbs_ai import write_attached
+from ._verbs_ai import usage_row, write_attached
 
 __all__ = ["HeldCompletion", "RunVerbs", "finish_verb"]
 
@@ -71,6 +72,42 @@ class RunVerbs(StoreBase):
         """Newest first."""
         st = None if status is None else status.value
         return await self._list("list_runs", Rows.run, status=st, limit=limit)
+
+    async def run_history(
+        self, workflow_id: str, *, lease_scopes: tuple[str, str]
+    ) -> RunHistory | None:
+        """The run's row and what is recorded of it, read at once (on PostgreSQL in one
+        round trip, not seven): steps, events, heartbeats, AI usage per model, and the
+        leases it holds, of `lease_scopes` = (the scope shared by runs, in which the
+        run's own are picked out by its id; the run's private scope). None if no run."""
+        shared, private = lease_scopes
+        wid = workflow_id
+
+        async def body(tx: Tx) -> RunHistory | None:
+            run, steps, events, beats, held, kept, usage = await tx.many(
+                [
+                    ("get_run", {"id": wid}),
+                    ("load_steps", {"wid": wid}),
+                    ("list_events", {"wid": wid, "after": 0, "limit": None}),
+                    ("list_heartbeats", {"wid": wid}),
+                    ("list_locks", {"scope": shared, "run": wid}),
+                    ("list_locks", {"scope": private, "run": None}),
+                    ("ai_usage_by_model", _usage_of(tx, wid)),
+                ]
+            )
+            if not run:
+                return None
+            r = tx.rows
+            return RunHistory(
+                r.run(run[0]),
+                [r.step(x) for x in steps],
+                [r.event(x) for x in events],
+                [r.heartbeat(x) for x in beats],
+                [r.lock(x) for x in (*held, *kept)],
+                [usage_row(x[0], x[1:]) for x in usage],
+            )
+
+        return await self._tx("read", body)
 
     async def claim_run(
         self,
@@ -457,6 +494,19 @@ class RunVerbs(StoreBase):
     async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
         """Locks of `scope` (taken by run `run_id` only, if given), by key."""
         return await self._list("list_locks", Rows.lock, scope=scope, run=run_id)
+
+
+def _usage_of(tx: Tx, workflow_id: str) -> dict[str, Any]:
+    """The parameters of an ``ai_usage_by_*`` query over one run's calls."""
+    ids = tx.array([workflow_id])
+    return {
+        "ids": ids,
+        "any_id": False,
+        "workflow": None,
+        "tag": None,
+        "since": None,
+        "until": None,
+    }
 
 
 def finish_verb(fence: Fence) -> str:
