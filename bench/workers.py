@@ -9,7 +9,9 @@ sqlite:/// URL). Prints, in one run:
 - runs/s of a 5-step no-op workflow with 1, 2 and 4 worker processes, and
   that as a percentage of the raw rate (a run needs at least 7 commits where
   the raw loop needs 2);
-- submit-to-result latency (p50, p99) of one run at a time on an idle system.
+- submit-to-result latency (p50, p99) of one run at a time on an idle system, beside
+  its floor: seven durable commits in sequence (`FLOOR_COMMITS`), each as long as a
+  raw commit measured in the same run.
 """
 
 from __future__ import annotations
@@ -209,6 +211,30 @@ def main() -> None:
             )
     p50, p99 = latency_ms(args.url, args.samples)
     print(f"submit -> result latency, idle: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    commit_us = _raw_commit_us(args.url)
+    floor = FLOOR_COMMITS * commit_us / 1000
+    print(
+        f"floor: {FLOOR_COMMITS} durable commits in sequence = {floor:.1f} ms (one raw commit "
+        f"{commit_us:.0f} µs here); p50 is {p50 / floor:.1f}x the floor"
+    )
+
+
+# A 5-step run cannot end sooner than this many durable commits one after the other,
+# whatever the engine: the submit, the claim, and each step's completion (which must
+# be on disk before the next step's side effect may happen; the last one can carry
+# the run's end). Process wake-ups and reads come on top.
+FLOOR_COMMITS = 7
+
+
+def _raw_commit_us(url: str) -> float:
+    """One raw durable commit of a small row, as bench/steps.py measures it."""
+    sys.path.insert(0, str(HERE))
+    from steps import raw_commit_us, raw_insert_pg_us  # type: ignore[import-not-found]
+
+    if url.startswith(("postgresql://", "postgres://")):
+        return float(raw_insert_pg_us(url, 300))
+    with tempfile.TemporaryDirectory(prefix="tether-bench-", dir=".") as tmp:
+        return float(raw_commit_us(Path(tmp), 300))
 
 
 if __name__ == "__main__":
