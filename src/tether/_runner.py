@@ -35,6 +35,7 @@ from .errors import (
     WorkflowNotFoundError,
     WorkflowTimeoutError,
 )
+from .record import RunRecord
 from .serde import dump_json, load_json, return_type_of
 from .store import (
     EndReason,
@@ -589,7 +590,15 @@ class Runner:
 
     async def result_of(self, workflow_id: str, defn: WorkflowDef | None) -> RunResult[Any]:
         """The run's result and record, read at once."""
+        return self._result(*await load_history(self._store, workflow_id), defn)
+
+    async def result_if_ended(self, workflow_id: str) -> RunResult[Any] | None:
+        """`result_of` if the run has ended, else None: for a caller woken by the run's
+        notification, which reads once, not once to see the end and again for the rest."""
         run, record = await load_history(self._store, workflow_id)
+        return self._result(run, record, None) if run.status.terminal else None
+
+    def _result(self, run: RunRow, record: RunRecord, defn: WorkflowDef | None) -> RunResult[Any]:
         value: Any = None
         if record.status is RunStatus.COMPLETED:
             if defn is None:  # typed by the registered workflow, whoever drove it

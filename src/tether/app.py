@@ -620,7 +620,12 @@ class App:
             )
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        woken = False
         while True:
+            if woken:  # most likely by the run's end: read it whole at once
+                ended = await self._runner.result_if_ended(workflow_id)
+                if ended is not None:
+                    return ended
             run = await self.store.get_run(workflow_id)
             if run is None:
                 raise RunNotFoundError(workflow_id)
@@ -633,7 +638,7 @@ class App:
                     f"run {workflow_id!r} is still {run.status.value} after {timeout:g}s"
                 )
             # a notification may race our read: re-read at least every second
-            await self.store.wait_for_change(
+            woken = await self.store.wait_for_change(
                 f"run:{workflow_id}", 1.0 if left is None else min(1.0, left)
             )
 

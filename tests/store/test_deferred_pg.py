@@ -16,6 +16,7 @@ import pytest
 
 import tether
 from tether.store import NewEvent, StepStatus, Store, open_store
+from tether.testing import eventually
 
 from .._postgres import PostgresServer
 from .test_deferred import AT, _run
@@ -217,3 +218,28 @@ async def test_a_finished_runs_result_is_two_round_trips(url: str) -> None:
         mine = [t for t in trips if t is asyncio.current_task()]  # not the App's keep-alive
     assert result.value == 3 and list(result.record.steps) == ["s0", "s1", "s2"]
     assert len(mine) == 2, trips
+
+
+async def test_a_result_woken_by_the_runs_end_reads_it_once(url: str) -> None:
+    """Woken by the run's notification, the waiter reads the run whole at once: not
+    once to see that it ended and again for its record."""
+    store, trips = _counting(url)
+    gate = asyncio.Event()
+    async with tether.App(store=store) as app:
+
+        @app.workflow
+        async def gated(wf: tether.Workflow) -> int:
+            async def opened() -> int:
+                await gate.wait()
+                return 1
+
+            return await wf.step("g", opened)
+
+        wid = await app.astart(gated)
+        trips.clear()
+        waiter = asyncio.ensure_future(app.aresult(wid, timeout=30))
+        await eventually(lambda: waiter in trips)  # it read the run, still running: it waits
+        await asyncio.sleep(0.05)
+        gate.set()
+        assert (await waiter).value == 1
+    assert [t for t in trips if t is waiter] == [waiter, waiter], trips
