@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import queue
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -179,10 +181,11 @@ MUTEX: list[float] = []
 
 async def paired(
     app: tether.App, raw: Callable[[int], Awaitable[float]], rounds: int, chunk: int
-) -> tuple[float, float, float, float]:
+) -> tuple[float, float, float, float, float, float]:
     """Median ratios over rounds of (raw, async steps, sync steps) chunks, and raw µs.
 
-    Returns (async/raw, sync/raw, sync/async, median raw µs). Each ratio is
+    Returns (async/raw, sync/raw, sync/async, median raw µs, median µs a sync step
+    costs over an async one, median async step µs). Each ratio is
     taken within one round, a few hundred milliseconds, so load that comes and
     goes on a shared machine shifts numerator and denominator alike.
     """
@@ -192,12 +195,42 @@ async def paired(
         a, _ = await step_run(app, chunk, f"paired-async-{r}", False)
         s, _ = await step_run(app, chunk, f"paired-sync-{r}", True)
         timings.append((raw_us, a / chunk * 1e6, s / chunk * 1e6))
+        HANDOFF.append(thread_handoff_us(chunk * 10))
     return (
         statistics.median(a / r for r, a, _ in timings),
         statistics.median(s / r for r, _, s in timings),
         statistics.median(s / a for _, a, s in timings),
         statistics.median(r for r, _, _ in timings),
+        statistics.median(s - a for _, a, s in timings),
+        statistics.median(a for _, a, _ in timings),
     )
+
+
+HANDOFF: list[float] = []  # µs per bare hand-off, one figure per paired round
+
+
+def thread_handoff_us(n: int) -> float:
+    """µs to hand a call to a parked thread and be woken by its answer, as bare as
+    Python allows (a queue and a lock, no function run): the floor under running a
+    sync step function off the event loop, which takes these two wake-ups."""
+    calls: queue.SimpleQueue[threading.Lock | None] = queue.SimpleQueue()
+
+    def answer() -> None:
+        while (done := calls.get()) is not None:
+            done.release()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        done = threading.Lock()
+        done.acquire()
+        calls.put(done)
+        done.acquire()
+    elapsed = time.perf_counter() - t0
+    calls.put(None)
+    thread.join()
+    return elapsed / n * 1e6
 
 
 def print_table(
@@ -259,10 +292,17 @@ async def bench(
         for n in sizes:
             print(f"{n:>7} {per_kind[True][n] / per_kind[False][n]:>7.2f}")
         print()
-        ra, rs, sa, raw_med = await paired(app, raw, args.rounds, args.chunk)
+        ra, rs, sa, raw_med, extra, async_us = await paired(app, raw, args.rounds, args.chunk)
         print(
             f"paired, median of {args.rounds} rounds of {args.chunk} (raw {raw_med:.1f} µs): "
             f"async step {ra:.2f}× raw, sync step {rs:.2f}× raw, sync/async {sa:.2f}"
+        )
+        handoff = statistics.median(HANDOFF)
+        print(
+            f"a sync step costs {extra:.0f} µs more than an async one; a bare hand-off to a "
+            f"parked thread and back costs {handoff:.0f} µs here, so sync/async cannot be "
+            f"below {(async_us + handoff) / async_us:.2f} without running the function on "
+            "the loop"
         )
     MUTEX.append(await mutex_round_trips(app, 2.0))
     await app.aclose()
