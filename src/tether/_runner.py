@@ -88,6 +88,7 @@ class Runner:
         self.owner_lease = owner_lease
         self._drives: set[asyncio.Task[Any]] = set()  # tasks driving a run here now
         self._renewer: asyncio.Task[None] | None = None
+        self._announced = False  # whether this process has announced itself once
 
     # -- the Host port used by workflows --------------------------------------------
 
@@ -177,7 +178,7 @@ class Runner:
         if self._renewer is not None:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
-            self._renewer = None
+            self._renewer, self._announced = None, False
             with contextlib.suppress(StoreError):  # gone: no longer a driver of anything
                 await self._store.release_lock(
                     PROCESS_SCOPE,
@@ -196,6 +197,11 @@ class Runner:
         """Claim the run for this process; a live other owner is refused, a dead one
         taken over (at once when it is known dead, else once its claim lapsed)."""
         self.ensure_alive()
+        if not self._announced:  # announced before its first run is driven, not a turn after
+            try:
+                await self._renew()
+            except StoreError as exc:  # the keep-alive tries again
+                log.warning("announcing this process failed: %s", exc)
 
         async def claim(dead_owner: str | None = None) -> RunRow:
             return await self._store.claim_run(
@@ -226,27 +232,31 @@ class Runner:
     async def _keep_alive(self) -> None:
         while True:
             try:
-                names = self._workflows()
-                if names:  # other processes may ask who drives a workflow (`drivers`)
-                    await self._store.acquire_lock(
-                        PROCESS_SCOPE,
-                        self._rt.owner,
-                        self._rt.owner,
-                        ttl=self.owner_lease,
-                        now=self._clock.store_time(),
-                        detail=dump_json({"workflows": names}, what="process"),
-                        at=self._clock.now(),
-                    )
-                if self._active:
-                    await self._store.renew_owner(
-                        self._rt.owner,
-                        list(self._active),
-                        lease=self.owner_lease,
-                        now=self._clock.store_time(),
-                    )
+                await self._renew()
             except StoreError as exc:  # try again next time; the claims have slack for it
                 log.warning("renewing this process's claims failed: %s", exc)
             await asyncio.sleep(self.owner_lease / 3)
+
+    async def _renew(self) -> None:
+        names = self._workflows()
+        if names:  # other processes may ask who drives a workflow (`drivers`)
+            await self._store.acquire_lock(
+                PROCESS_SCOPE,
+                self._rt.owner,
+                self._rt.owner,
+                ttl=self.owner_lease,
+                now=self._clock.store_time(),
+                detail=dump_json({"workflows": names}, what="process"),
+                at=self._clock.now(),
+            )
+        if self._active:
+            await self._store.renew_owner(
+                self._rt.owner,
+                list(self._active),
+                lease=self.owner_lease,
+                now=self._clock.store_time(),
+            )
+        self._announced = True
 
     async def drivers(self, workflow_name: str) -> list[str]:
         """The live processes (owners) that announce they drive `workflow_name`."""
