@@ -75,19 +75,25 @@ def _counting(url: str) -> tuple[Store, list[str]]:
 async def test_a_sequential_run_makes_one_commit_per_step(tmp_path: Path) -> None:
     store, commits = _counting(f"sqlite:///{tmp_path}/t.db")
     async with tether.App(store=store) as app:
-
-        @app.workflow
-        async def steps(wf: tether.Workflow, n: int) -> int:
-            for i in range(n):
-                await wf.step(f"s{i}", lambda i=i: i)
-            return n
-
+        steps = _steps(app)
         await app.arun(steps, 1)
         commits.clear()
         assert (await app.arun(steps, 40)).value == 40
     # 40 steps (each start marker carrying the previous completion), plus the run's
     # creation, claim and end: not 80 and more
     assert len(commits) <= 40 + 6, len(commits)
+
+
+def _steps(app: tether.App) -> Any:
+    """A workflow of `n` trivial steps, registered on `app`."""
+
+    @app.workflow
+    async def steps(wf: tether.Workflow, n: int) -> int:
+        for i in range(n):
+            await wf.step(f"s{i}", lambda i=i: i)
+        return n
+
+    return steps
 
 
 async def _run(store: Store, wid: str) -> Fence:

@@ -19,7 +19,7 @@ from tether.store import NewEvent, StepStatus, Store, open_store
 from tether.testing import eventually
 
 from .._postgres import PostgresServer
-from .test_deferred import AT, _run
+from .test_deferred import AT, _run, _steps
 
 T = TypeVar("T")
 
@@ -61,13 +61,7 @@ def _counting(url: str) -> tuple[Store, list[int]]:
 async def test_a_sequential_run_makes_one_round_trip_per_step(url: str) -> None:
     store, trips = _counting(url)
     async with tether.App(store=store) as app:
-
-        @app.workflow
-        async def steps(wf: tether.Workflow, n: int) -> int:
-            for i in range(n):
-                await wf.step(f"s{i}", lambda i=i: i)
-            return n
-
+        steps = _steps(app)
         counts = []
         for n in (1, 41):
             trips.clear()

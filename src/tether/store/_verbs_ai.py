@@ -16,7 +16,7 @@ from typing import Any
 from ._base import StoreBase, Tx, params
 from ._records import AICallRow, AISpend, AIUsageRow, Fence, NewAICall, NewEvent
 
-__all__ = ["BLOB_THRESHOLD", "AIVerbs", "usage_row", "write_attached"]
+__all__ = ["BLOB_THRESHOLD", "AIVerbs", "usage_params", "usage_row", "write_attached"]
 
 BLOB_THRESHOLD = 8192
 GROUPS = ("model", "workflow", "day", "run", "stage")
@@ -62,6 +62,26 @@ async def write_attached(
         await tx.execute(
             "insert_ai_call", **params(call) | texts, wid=fence.workflow_id, key=step_key, seq=seq
         )
+
+
+def usage_params(
+    tx: Tx,
+    workflow_ids: Sequence[str] | None,
+    workflow: str | None = None,
+    tag: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, Any]:
+    """The parameters of an ``ai_usage_by_*`` query: the calls of `workflow_ids` (all
+    runs if None) matching the other filters."""
+    return {
+        "ids": None if workflow_ids is None else tx.array(list(workflow_ids)),
+        "any_id": workflow_ids is None,
+        "workflow": workflow,
+        "tag": tag,
+        "since": since,
+        "until": until,
+    }
 
 
 def usage_row(group: Any, r: Sequence[Any]) -> AIUsageRow:
@@ -140,12 +160,7 @@ class AIVerbs(StoreBase):
         async def body(tx: Tx) -> list[AIUsageRow]:
             rows = await tx.all(
                 f"ai_usage_by_{group_by or 'none'}",
-                ids=None if workflow_ids is None else tx.array(list(workflow_ids)),
-                any_id=workflow_ids is None,
-                workflow=workflow,
-                tag=tag,
-                since=since,
-                until=until,
+                **usage_params(tx, workflow_ids, workflow, tag, since, until),
             )
             if group_by is None:
                 return [usage_row(None, r) for r in rows]

@@ -25,7 +25,7 @@ from ._records import (
     StepRow,
 )
 from ._rows import Rows, started_step
-from ._verbs_ai import usage_row, write_attached
+from ._verbs_ai import usage_params, usage_row, write_attached
 
 __all__ = ["HeldCompletion", "RunVerbs", "finish_verb"]
 
@@ -92,7 +92,7 @@ class RunVerbs(StoreBase):
                     ("list_heartbeats", {"wid": wid}),
                     ("list_locks", {"scope": shared, "run": wid}),
                     ("list_locks", {"scope": private, "run": None}),
-                    ("ai_usage_by_model", _usage_of(tx, wid)),
+                    ("ai_usage_by_model", usage_params(tx, [wid])),
                 ]
             )
             if not run:
@@ -494,19 +494,6 @@ class RunVerbs(StoreBase):
     async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
         """Locks of `scope` (taken by run `run_id` only, if given), by key."""
         return await self._list("list_locks", Rows.lock, scope=scope, run=run_id)
-
-
-def _usage_of(tx: Tx, workflow_id: str) -> dict[str, Any]:
-    """The parameters of an ``ai_usage_by_*`` query over one run's calls."""
-    ids = tx.array([workflow_id])
-    return {
-        "ids": ids,
-        "any_id": False,
-        "workflow": None,
-        "tag": None,
-        "since": None,
-        "until": None,
-    }
 
 
 def finish_verb(fence: Fence) -> str:
