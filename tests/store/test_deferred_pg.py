@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import pytest
 
 import tether
-from tether.store import NewEvent, StepStatus, Store, open_store
+from tether.store import JobStatus, NewEvent, StepStatus, Store, open_store
 from tether.testing import eventually
+from tether.worker import ServerlessHost
 
 from .._postgres import PostgresServer
 from .test_deferred import AT, _run, _steps
@@ -237,3 +238,26 @@ async def test_a_result_woken_by_the_runs_end_reads_it_once(url: str) -> None:
         gate.set()
         assert (await waiter).value == 1
     assert [t for t in trips if t is waiter] == [waiter, waiter], trips
+
+
+async def test_a_worker_runs_job_closes_with_the_runs_last_step(url: str) -> None:
+    """The last step's held completion, the run's end and its job's close are one
+    statement: the worker's close of the job then costs no round trip."""
+    store, trips = _counting(url)
+    async with tether.App(store=store) as app:
+        steps = _steps(app)
+        wid = await app.asubmit(steps, 3)
+        host = ServerlessHost(app)
+        (job,) = await host.aclaim()
+        closing: list[int] = []
+        finish_job = store.finish_job
+
+        async def counted_finish_job(*args: Any, **kw: Any) -> None:
+            before = len(trips)
+            await finish_job(*args, **kw)
+            closing.append(len(trips) - before)
+
+        store.finish_job = counted_finish_job  # type: ignore[method-assign]
+        assert (await host.ahandle_job(job)).status == "completed"
+        assert closing == [0]
+        assert [j.status for j in await store.list_jobs(workflow_id=wid)] == [JobStatus.DONE]

@@ -178,7 +178,15 @@ async def _job_in(store: Store, wid: str, status: str) -> int:
     return job.id
 
 
+async def _finish_run_of_job(store: Store, wid: str, _job: int) -> None:
+    run = await store.claim_run(wid, "w", T0, EV, force=True)
+    await store.finish_run(
+        Fence(wid, run.generation), RunStatus.COMPLETED, output="1", error=None, at=T0, event=EV
+    )
+
+
 JOB_VERBS: dict[str, Callable[[Store, str, int], Awaitable[object]]] = {
+    "finish_run": _finish_run_of_job,
     "claim_jobs": lambda s, w, j: s.claim_jobs(
         "w2", [f"q-{w}"], limit=1, visibility=5, limits={}, now=T0, at=T0
     ),

@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -448,6 +449,65 @@ async def test_jobs_are_claimed_once_and_closed_by_their_worker(store: Store) ->
     by_run = {j.workflow_id: j.status for j in await store.list_jobs()}
     assert by_run == {"j2": JobStatus.DONE, "j1": JobStatus.FAILED, "j0": JobStatus.QUEUED}
     assert "job.ghost" in [e.type for e in await store.list_events("j1")]
+
+
+async def test_a_run_ended_by_its_function_closes_its_claimed_job_with_it(
+    database_url: str,
+) -> None:
+    # the run's end and its job's end are one transaction: the worker's finish_job then
+    # writes nothing (no transaction at all), and its lease renewal still holds
+    calls: list[str] = []
+    base: Any = type(open_store(database_url))
+
+    class Counting(base):  # type: ignore[misc]
+        async def _tx(self, mode: str, body: Any, *, single: bool = False) -> Any:
+            calls.append(mode)
+            return await super()._tx(mode, body, single=single)
+
+    store: Store = Counting(database_url)
+    await store.open()
+    try:
+        for wid, status, error in (
+            ("e1", RunStatus.COMPLETED, None),
+            ("e2", RunStatus.FAILED, '{"type":"ValueError","message":"no"}'),
+        ):
+            await store.submit_run(NewRun(wid, "wf"), NewJob(f"q-{wid}"), T0)
+            (job,) = await store.claim_jobs(
+                "w", [f"q-{wid}"], limit=1, visibility=30, limits={}, now=T0, at=T0
+            )
+            run = await store.claim_run(wid, "w", T0, NewEvent("workflow.running"), force=True)
+            await store.finish_run(
+                Fence(wid, run.generation), status, output=None if error else "1",
+                error=error, at=LATER, event=NewEvent("workflow.ended"),
+            )  # fmt: skip
+            (closed,) = await store.list_jobs(workflow_id=wid)
+            assert closed.status is JobStatus.DONE and closed.locked_until is None
+            assert closed.run_after == LATER
+            assert await store.renew_job(job.id, "w", visibility=30, now=T0)
+            assert not await store.renew_job(job.id, "w2", visibility=30, now=T0)
+            calls.clear()
+            await store.finish_job(job.id, "w", error=None, ghost=False, at=LATER)
+            assert calls == [], f"{wid}: finish_job wrote again"
+            assert [j.status for j in await store.list_jobs(workflow_id=wid)] == [JobStatus.DONE]
+        # a run cancelled under its job and ended by its compensations keeps the job
+        # claimed: its worker closes it as a ghost
+        await store.submit_run(NewRun("c", "wf"), NewJob("q-c"), T0)
+        (job,) = await store.claim_jobs(
+            "w", ["q-c"], limit=1, visibility=30, limits={}, now=T0, at=T0
+        )
+        await store.claim_run("c", "w", T0, NewEvent("workflow.running"), force=True)
+        await store.cancel_run("c", reason=None, compensate=True, at=T0)
+        comp = await store.claim_run("c", "w", T0, NewEvent("x"), compensating=True, force=True)
+        await store.finish_run(
+            Fence("c", comp.generation, compensating=True), RunStatus.COMPENSATED,
+            output=None, error=None, at=T0, event=NewEvent("workflow.compensated"),
+        )  # fmt: skip
+        assert [j.status for j in await store.list_jobs(workflow_id="c")] == [JobStatus.CLAIMED]
+        await store.finish_job(job.id, "w", error=None, ghost=True, at=T0)
+        assert [j.status for j in await store.list_jobs(workflow_id="c")] == [JobStatus.DONE]
+        assert "job.ghost" in [e.type for e in await store.list_events("c")]
+    finally:
+        await store.close()
 
 
 async def test_a_submitted_run_keeps_its_own_priority_and_its_job_the_jobs(store: Store) -> None:

@@ -108,11 +108,29 @@ class StoreBase(abc.ABC):
     # where step completions wait for the next write (see `_deferred`); None: written at once
     deferred: Deferred | None = None
 
+    def __init__(self) -> None:
+        # jobs closed with their run's end (`finish_run`), which their worker's
+        # `finish_job` need not write again: job id -> None, the newest few
+        self._closed_jobs: dict[int, None] = {}
+
     @abc.abstractmethod
     async def _tx(
         self, mode: Mode, body: Callable[[Tx], Awaitable[T]], *, single: bool = False
     ) -> T:
         """Run `body` in one transaction of `mode` (see the module docstring)."""
+
+    def _closed_with_run(self, rows: Sequence[Any]) -> None:
+        """Note the jobs `finish_run` closed (rows of one job id, or None)."""
+        closed = self._closed_jobs
+        for job_id, *_ in rows:
+            if job_id is not None:
+                closed[int(job_id)] = None
+        while len(closed) > 4096:  # a worker that never came to close one: forget it
+            del closed[next(iter(closed))]
+
+    def _already_closed(self, job_id: int) -> bool:
+        """Whether `finish_run` closed this job (then forgotten: asked once)."""
+        return self._closed_jobs.pop(job_id, 0) is None
 
     def _variant(self, name: str, mode: Mode) -> str:
         """The query to run for `name` in `mode` (a dialect may keep a faster one)."""

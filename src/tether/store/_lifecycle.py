@@ -78,6 +78,8 @@ MOVES: tuple[Move, ...] = (
     _m("job", "submit_run", None, J.QUEUED),
     _m("job", "claim_jobs", J.QUEUED, J.CLAIMED),
     _m("job", "finish_job", J.CLAIMED, (J.DONE, J.FAILED, J.QUEUED)),
+    # a run that ends by its own function closes its claimed job in the same transaction
+    _m("job", "finish_run", J.CLAIMED, J.DONE),
     _m("job", "release_job", J.CLAIMED, J.QUEUED),
     _m("job", "retry_job", J.CLAIMED, (J.QUEUED, J.FAILED)),
     _m("job", "reap_jobs", J.CLAIMED, (J.QUEUED, J.FAILED)),

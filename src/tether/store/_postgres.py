@@ -132,6 +132,7 @@ class PostgresStore(Store):
     fenced_queries = True  # `_event_cte` at the head of each
 
     def __init__(self, url: str, *, durability: str | Durability | None = None) -> None:
+        super().__init__()
         self.url = url
         self.config = parse_pg_url(url, durability)
         self._pool: AsyncConnectionPool | None = None
@@ -323,7 +324,14 @@ class PostgresStore(Store):
         return row is not None
 
     async def _finish_at_once(
-        self, fence: Fence, status: RunStatus, event: NewEvent, at: datetime, **p: Any
+        self,
+        fence: Fence,
+        status: RunStatus,
+        event: NewEvent,
+        at: datetime,
+        *,
+        close_job: bool,
+        **p: Any,
     ) -> bool:
         """One statement for the common end (the fence, the event, the end, the
         notification). An end that resolves a wait on this run (a parent's) must wake
@@ -332,16 +340,21 @@ class PostgresStore(Store):
         p |= {"wid": fence.workflow_id, "gen": fence.generation, "comp": fence.compensating,
               "etype": event.type, "emsg": event.message, "edetail": event.detail, "at": at,
               "status": status.value, "ended": status.terminal, "chan": self.config.channel,
-              "note": f"run:{fence.workflow_id}"}  # fmt: skip
+              "note": f"run:{fence.workflow_id}", "closejob": close_job}  # fmt: skip
         done = self._fold(fence)
         if done is None:
             row = await self._tx("write", lambda tx: tx.one("finish_run_one", **p), single=True)
-            return row is not None
-        p |= self._folded(done)  # the last step's completion, in the same statement
-        folded, row = await self._carrying(done, lambda tx: tx.one("complete_and_finish_run", **p))
-        if folded and row is None:  # nothing written: the shared transaction writes it first
-            self.deferred.give_back([done])
-        return row is not None
+        else:
+            p |= self._folded(done)  # the last step's completion, in the same statement
+            folded, row = await self._carrying(
+                done, lambda tx: tx.one("complete_and_finish_run", **p)
+            )
+            if folded and row is None:  # nothing written: the shared transaction writes it first
+                self.deferred.give_back([done])
+        if row is None:
+            return False
+        self._closed_with_run([row[1:]])
+        return True
 
     async def submit_run(self, run: NewRun, job: NewJob, at: datetime) -> tuple[RunRow, bool]:
         async def body(tx: Tx) -> tuple[RunRow, bool]:
@@ -381,6 +394,9 @@ class PostgresStore(Store):
     async def finish_job(
         self, job_id: int, worker: str, *, error: str | None, ghost: bool, at: datetime
     ) -> None:
+        if error is None and not ghost and self._already_closed(job_id):
+            return  # closed with its run's end
+
         async def body(tx: Tx) -> None:
             row = await tx.one(
                 "finish_job_one", id=job_id, worker=worker, error=error, at=at,

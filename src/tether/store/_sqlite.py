@@ -98,6 +98,7 @@ class SQLiteStore(Store):
     dialect = "sqlite"
 
     def __init__(self, url: str, *, durability: str | Durability | None = None) -> None:
+        super().__init__()
         self.url = url
         self.config = parse_sqlite_url(url, durability)
         self._executor: ThreadPoolExecutor | None = None

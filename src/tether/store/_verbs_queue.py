@@ -193,7 +193,12 @@ class QueueVerbs(StoreBase):
     ) -> None:
         """Close a job: done (or failed with `error`); back to the queue if its run was
         woken meanwhile. A `ghost` is a job whose run was cancelled under it.
+
+        A job whose run this store ended (its function returned or raised) was closed
+        with the run's end, in the same transaction: nothing is written again.
         """
+        if error is None and not ghost and self._already_closed(job_id):
+            return
 
         async def body(tx: Tx) -> None:
             row = await tx.one("job_of_worker", id=job_id, worker=worker)

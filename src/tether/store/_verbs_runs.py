@@ -207,7 +207,9 @@ class RunVerbs(StoreBase):
         ended = end_reason(finish_verb(fence), status, reason)
         p = {"output": output, "error": error, "cs": compute_seconds,
              "reason": None if ended is None else ended.value}  # fmt: skip
-        if await self._finish_at_once(fence, status, event, at, **p):
+        # a run that ended by its own function takes its claimed job with it
+        close_job = not fence.compensating and status in (RunStatus.COMPLETED, RunStatus.FAILED)
+        if await self._finish_at_once(fence, status, event, at, close_job=close_job, **p):
             return
 
         async def body(tx: Tx) -> None:
@@ -216,15 +218,24 @@ class RunVerbs(StoreBase):
             await tx.execute("finish_run", status=status.value, at=at, wid=wid, **p)
             if status.terminal:
                 await self._child_ended(tx, wid, status.value, output, error, at)
+            if close_job:
+                self._closed_with_run(await tx.all("close_job_of_run", wid=wid, at=at))
             await tx.notify(f"run:{wid}")
 
         await self._tx("write", body)
 
     async def _finish_at_once(
-        self, fence: Fence, status: RunStatus, event: NewEvent, at: datetime, **p: Any
+        self,
+        fence: Fence,
+        status: RunStatus,
+        event: NewEvent,
+        at: datetime,
+        *,
+        close_job: bool,
+        **p: Any,
     ) -> bool:
         """End the run in one statement if the dialect can (no: False, `finish_run`'s
-        transaction does it)."""
+        transaction does it), closing its claimed job too if `close_job`."""
         return False
 
     async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:

@@ -117,8 +117,13 @@ UPDATE runs SET {_finish_set} WHERE id = :wid
 {_fence} AND NOT (:ended AND EXISTS (SELECT 1 FROM waitpoints
   WHERE kind = 'run' AND name = :wid AND status = 'pending'))
 -- name: _finish_notify
+-- the run's claimed job ends with it (:closejob: the run ended by its own function), so
+-- the worker's finish_job has nothing left to write; then the notification
+j AS (UPDATE jobs SET status = 'done', last_error = NULL, locked_until = NULL, run_after = :at,
+  updated_at = :at FROM r WHERE jobs.run_id = :wid AND jobs.status = 'claimed' AND :closejob
+  RETURNING jobs.id),
 n AS (SELECT pg_notify(:chan, :note) FROM r)
-SELECT (SELECT count(*) FROM n) FROM r
+SELECT (SELECT count(*) FROM n), (SELECT min(id) FROM j) FROM r
 -- name: finish_run_one
 -- one statement: the fence, the event, the end and the notification; no row (and the shared
 -- transaction instead) when the fence fails or the end resolves a wait on this run
@@ -315,8 +320,10 @@ WITH t AS (SELECT {_now} AS n) UPDATE jobs SET status = 'claimed', worker = :wor
   locked_until = t.n + make_interval(secs => :vis), attempt = attempt + 1, claimed_at = t.n,
   updated_at = :at FROM t WHERE id = ANY(:ids) RETURNING {_job_cols}
 -- name: renew_job
-UPDATE jobs SET locked_until = {_now} + make_interval(secs => :vis)
-WHERE id = :id AND worker = :worker AND status = 'claimed'
+-- a job closed with its run's end (see _finish_notify) is still the worker's: not lost
+UPDATE jobs SET locked_until = CASE WHEN status = 'claimed'
+  THEN {_now} + make_interval(secs => :vis) END
+WHERE id = :id AND worker = :worker AND status IN ('claimed', 'done')
 -- name: job_of_worker
 SELECT j.run_id, r.status FROM jobs j JOIN runs r ON r.id = j.run_id
 WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed' FOR UPDATE OF j

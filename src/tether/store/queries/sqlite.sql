@@ -181,8 +181,9 @@ UPDATE jobs SET status = 'claimed', worker = :worker, locked_until = {_now} + :v
   attempt = attempt + 1, claimed_at = {_now}, updated_at = :at
 WHERE id IN (SELECT value FROM json_each(:ids)) RETURNING {_job_cols}
 -- name: renew_job
-UPDATE jobs SET locked_until = {_now} + :vis WHERE id = :id AND worker = :worker
-  AND status = 'claimed'
+-- a job closed with its run's end (close_job_of_run) is still the worker's: not lost
+UPDATE jobs SET locked_until = CASE WHEN status = 'claimed' THEN {_now} + :vis END
+WHERE id = :id AND worker = :worker AND status IN ('claimed', 'done')
 -- name: job_of_worker
 SELECT j.run_id, r.status FROM jobs j JOIN runs r ON r.id = j.run_id
 WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed'
