@@ -315,6 +315,7 @@ class Runner:
         input: Any = MISSING,
         on_event: EventHook | None = None,
         force_claim: bool = False,
+        known: RunRow | None = None,
     ) -> tuple[RunStatus | None, Any]:
         """Drive the run until it ends, parks or is handed back, without reading its
         record back.
@@ -322,10 +323,12 @@ class Runner:
         Returns (status, value) as far as known here: the status is None, and
         the value `_UNKNOWN`, when only the store knows (another task drove it,
         or it ended through cancellation). `force_claim` takes the run whoever
-        holds it (a worker holding the run's job lease).
+        holds it (a worker holding the run's job lease). `known` is the run's row
+        as just read (a worker's claim reads it), used for the first look.
         """
         busy = self._active.get(workflow_id)
         while busy is not None:  # already driven by this process: wait for that instead
+            known = None  # that drive moved it on
             await busy.wait()
             run = await self._store.get_run(workflow_id)
             if run is None or run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
@@ -336,7 +339,7 @@ class Runner:
         if task is not None:
             self._drives.add(task)
         try:
-            return await self._drive(workflow_id, defn, input, on_event, force_claim)
+            return await self._drive(workflow_id, defn, input, on_event, force_claim, known)
         finally:
             if task is not None:
                 self._drives.discard(task)
@@ -353,9 +356,10 @@ class Runner:
         input: Any,
         on_event: EventHook | None,
         force_claim: bool = False,
+        known: RunRow | None = None,
     ) -> tuple[RunStatus | None, Any]:
         while True:
-            run = await self._store.get_run(workflow_id)
+            run, known = known or await self._store.get_run(workflow_id), None
             if run is None:
                 raise RunNotFoundError(workflow_id)
             if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):

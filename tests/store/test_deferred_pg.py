@@ -261,3 +261,26 @@ async def test_a_worker_runs_job_closes_with_the_runs_last_step(url: str) -> Non
         assert (await host.ahandle_job(job)).status == "completed"
         assert closing == [0]
         assert [j.status for j in await store.list_jobs(workflow_id=wid)] == [JobStatus.DONE]
+
+
+async def test_a_claimed_jobs_run_comes_with_it_and_is_not_read_again(url: str) -> None:
+    """PostgreSQL's claim reads each job's run in the same statement; the worker drives
+    the run from that row, without reading it again first."""
+    async with tether.App(url) as app:
+        steps = _steps(app)
+        wid = await app.asubmit(steps, 2)
+        (job,) = await app.store.claim_jobs(
+            "w", ["default"], limit=1, visibility=30, limits={}, now=None, at=AT
+        )
+        assert job.run == await app.store.get_run(wid)
+        reads: list[str] = []
+        get_run = app.store.get_run
+
+        async def counted_get_run(workflow_id: str) -> Any:
+            reads.append(workflow_id)
+            return await get_run(workflow_id)
+
+        app.store.get_run = counted_get_run  # type: ignore[method-assign]
+        assert (await app.kernel.execute_job(job, "w")).status == "completed"
+        assert reads == []
+        assert (await app.aresult(wid)).value == 2

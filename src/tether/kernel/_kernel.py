@@ -28,7 +28,7 @@ from ..errors import (
     explain_validation,
 )
 from ..serde import dump_json
-from ..store import EndReason, NewJob, NewRun, RunStatus, Store
+from ..store import EndReason, JobRow, NewJob, NewRun, RunRow, RunStatus, Store
 from ._commands import (
     Command,
     CommandResult,
@@ -252,7 +252,13 @@ class Kernel:
 
     # -- jobs ----------------------------------------------------------------------------
 
-    async def _job_execute(self, cmd: JobExecute) -> JobExecuted:
+    async def execute_job(self, job: JobRow, worker: str) -> JobExecuted:
+        """`JobExecute` for a job `worker` has just claimed in this process: the run's
+        row the claim read with it (`JobRow.run`) spares the drive its first read."""
+        cmd = JobExecute(job_id=job.id, workflow_id=job.workflow_id, worker=worker)
+        return await self._job_execute(cmd, job.run)
+
+    async def _job_execute(self, cmd: JobExecute, run: RunRow | None = None) -> JobExecuted:
         """Drive the job's run under its lease (renewed meanwhile), then close the job.
 
         A run cancelled under the job ends it as a ghost: its late result was
@@ -262,7 +268,9 @@ class Kernel:
         store = self.store
         done_renewing = asyncio.Event()
         renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker, done_renewing))
-        drive = asyncio.ensure_future(self.host.run_until_rest(cmd.workflow_id, force_claim=True))
+        drive = asyncio.ensure_future(
+            self.host.run_until_rest(cmd.workflow_id, force_claim=True, known=run)
+        )
         error: str | None = None
         status: RunStatus | None = None
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..definition import WorkflowDef
-from ..store import RunStatus
+from ..store import RunRow, RunStatus
 
 __all__ = ["RunHost", "WorkflowRegistry"]
 
@@ -34,7 +34,8 @@ class RunHost(Protocol):
         ...
 
     async def run_until_rest(
-        self, workflow_id: str, *, force_claim: bool = False
+        self, workflow_id: str, *, force_claim: bool = False, known: RunRow | None = None
     ) -> tuple[RunStatus | None, Any]:
-        """Drive the run until it ends, parks or is handed back."""
+        """Drive the run until it ends, parks or is handed back; `known` is its row as
+        just read, for the first look (else it is read)."""
         ...

@@ -291,6 +291,9 @@ class JobRow:
     locked_until: datetime | None
     run_after: datetime
     last_error: str | None
+    # the run as the claim read it, in the same statement (PostgreSQL's common claim):
+    # its worker need not read it again before driving it; None where not read
+    run: RunRow | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,8 @@ from ._records import (
 )
 
 __all__ = ["PG_ROWS", "SQLITE_ROWS", "Rows", "started_step"]
+
+_JOB_COLS = 12  # the columns of a job row (`_job_cols`)
 
 
 class Rows:
@@ -76,6 +79,11 @@ class Rows:
             r[0], r[1], r[2], JobStatus(r[3]), r[4], r[5], r[6], r[7], r[8], self.ot(r[9]),
             self.t(r[10]), r[11]
         )  # fmt: skip
+
+    def job_with_run(self, r: Sequence[Any]) -> JobRow:
+        """A job's columns, then its run's (or NULLs: no such run)."""
+        run = None if r[_JOB_COLS] is None else self.run(r[_JOB_COLS:])
+        return replace(self.job(r[:_JOB_COLS]), run=run)
 
     def event(self, r: Sequence[Any]) -> EventRow:
         return EventRow(r[0], r[1], r[2], r[3], r[4], self.t(r[5]))

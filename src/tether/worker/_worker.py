@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._owners import new_owner as process_owner
 from ..errors import IncompatibleStoreError, InvalidArgumentError, StoreError
-from ..kernel import JobExecute, JobExecuted
+from ..kernel import JobExecuted
 from ..store import JobRow
 from ._claim import claim_jobs
 from ._maintenance import maintenance_tick
@@ -211,11 +211,7 @@ class Worker:
         task.add_done_callback(self._finished)
 
     async def _execute(self, job: JobRow) -> JobExecuted:
-        result = await self.app.kernel.adispatch(
-            JobExecute(job_id=job.id, workflow_id=job.workflow_id, worker=self.worker_id)
-        )
-        assert isinstance(result, JobExecuted)
-        return result
+        return await self.app.kernel.execute_job(job, self.worker_id)
 
     def _finished(self, task: asyncio.Task[JobExecuted]) -> None:
         job = self._running.pop(task, None)

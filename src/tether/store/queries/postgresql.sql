@@ -292,7 +292,8 @@ n AS (SELECT pg_notify(:chan, 'jobs') FROM r)
 SELECT r.*, (SELECT count(*) FROM n) FROM r
 -- name: claim_free
 -- keyless jobs in queues without caps, in one statement; one row of NULLs when none,
--- each row ending with "do keyed jobs wait too" (asked only when fewer than :n were claimed)
+-- each row ending with "do keyed jobs wait too" (asked only when fewer than :n were claimed);
+-- each job's run comes with it, read after the claim, so its worker need not read it again
 WITH c AS (SELECT id FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
   AND concurrency_key IS NULL AND run_after <= {_now} ORDER BY priority DESC, id
   LIMIT :n FOR UPDATE SKIP LOCKED),
@@ -300,9 +301,10 @@ t AS (SELECT {_now} AS n),
 u AS (UPDATE jobs SET status = 'claimed', worker = :worker,
   locked_until = t.n + make_interval(secs => :vis), attempt = attempt + 1, claimed_at = t.n,
   updated_at = :at FROM c, t WHERE jobs.id = c.id RETURNING {_job_cols})
-SELECT u.*, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
+SELECT u.*, r.*, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
   THEN EXISTS (SELECT 1 FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
   AND concurrency_key IS NOT NULL) ELSE false END AS keyed) k LEFT JOIN u ON true
+  LEFT JOIN LATERAL (SELECT {_run_cols} FROM runs WHERE runs.id = u.run_id) r ON true
 -- name: queue_lock
 SELECT pg_advisory_xact_lock(hashtext('tether-queue:' || :q))
 -- name: queue_counts
