@@ -324,14 +324,7 @@ class PostgresStore(Store):
         return row is not None
 
     async def _finish_at_once(
-        self,
-        fence: Fence,
-        status: RunStatus,
-        event: NewEvent,
-        at: datetime,
-        *,
-        close_job: bool,
-        **p: Any,
+        self, fence: Fence, status: RunStatus, event: NewEvent, at: datetime, **p: Any
     ) -> bool:
         """One statement for the common end (the fence, the event, the end, the
         notification). An end that resolves a wait on this run (a parent's) must wake
@@ -340,7 +333,7 @@ class PostgresStore(Store):
         p |= {"wid": fence.workflow_id, "gen": fence.generation, "comp": fence.compensating,
               "etype": event.type, "emsg": event.message, "edetail": event.detail, "at": at,
               "status": status.value, "ended": status.terminal, "chan": self.config.channel,
-              "note": f"run:{fence.workflow_id}", "closejob": close_job}  # fmt: skip
+              "note": f"run:{fence.workflow_id}"}  # fmt: skip
         done = self._fold(fence)
         if done is None:
             row = await self._tx("write", lambda tx: tx.one("finish_run_one", **p), single=True)

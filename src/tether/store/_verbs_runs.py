@@ -209,7 +209,7 @@ class RunVerbs(StoreBase):
              "reason": None if ended is None else ended.value}  # fmt: skip
         # a run that ended by its own function takes its claimed job with it
         close_job = not fence.compensating and status in (RunStatus.COMPLETED, RunStatus.FAILED)
-        if await self._finish_at_once(fence, status, event, at, close_job=close_job, **p):
+        if await self._finish_at_once(fence, status, event, at, closejob=close_job, **p):
             return
 
         async def body(tx: Tx) -> None:
@@ -225,17 +225,10 @@ class RunVerbs(StoreBase):
         await self._tx("write", body)
 
     async def _finish_at_once(
-        self,
-        fence: Fence,
-        status: RunStatus,
-        event: NewEvent,
-        at: datetime,
-        *,
-        close_job: bool,
-        **p: Any,
+        self, fence: Fence, status: RunStatus, event: NewEvent, at: datetime, **p: Any
     ) -> bool:
         """End the run in one statement if the dialect can (no: False, `finish_run`'s
-        transaction does it), closing its claimed job too if `close_job`."""
+        transaction does it), closing its claimed job too if `closejob`."""
         return False
 
     async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:
