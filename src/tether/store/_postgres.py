@@ -6,8 +6,9 @@ Connections are in autocommit mode; a verb body runs in one transaction
 heartbeat, a submission, a claim of free jobs, a job's end, a run's claim,
 end, release and state) its queries check the fence themselves
 (`fenced_queries`), and it overrides the hooks the shared verbs run their
-bodies through (`_variant`, `_claim`, `_finish_at_once`, `_claim_at_once`)
-or, for the few with short signatures, the verb. Each is one statement in ``queries/postgresql.sql``: data-modifying CTEs check the owner
+bodies through (`_variant`, `_claim`, `_finish_at_once`, `_claim_at_once`,
+`_close_job`) or, for the few with short signatures, the verb. Each is one
+statement in ``queries/postgresql.sql``: data-modifying CTEs check the owner
 fence, reserve event numbers, write the events and the change together, so a
 durable step costs one round trip and one WAL flush, where the shared body's
 transaction costs BEGIN, a statement per row it writes, and COMMIT. A step's
@@ -384,12 +385,9 @@ class PostgresStore(Store):
     def _lost_race(self, exc: StoreError) -> bool:
         return isinstance(exc.__cause__, psycopg.errors.UniqueViolation)
 
-    async def finish_job(
+    async def _close_job(
         self, job_id: int, worker: str, *, error: str | None, ghost: bool, at: datetime
     ) -> None:
-        if error is None and not ghost and self._already_closed(job_id):
-            return  # closed with its run's end
-
         async def body(tx: Tx) -> None:
             row = await tx.one(
                 "finish_job_one", id=job_id, worker=worker, error=error, at=at,

@@ -199,6 +199,12 @@ class QueueVerbs(StoreBase):
         """
         if error is None and not ghost and self._already_closed(job_id):
             return
+        await self._close_job(job_id, worker, error=error, ghost=ghost, at=at)
+
+    async def _close_job(
+        self, job_id: int, worker: str, *, error: str | None, ghost: bool, at: datetime
+    ) -> None:
+        """`finish_job`'s write (a dialect may make it one statement)."""
 
         async def body(tx: Tx) -> None:
             row = await tx.one("job_of_worker", id=job_id, worker=worker)

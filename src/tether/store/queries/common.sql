@@ -44,10 +44,11 @@ FROM runs WHERE id = :id AND queue IS NOT NULL ON CONFLICT DO NOTHING
 -- name: insert_job
 INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,
   created_at, updated_at) VALUES (:id, :queue, 'queued', :priority, :max, :ckey, :after, :at, :at)
+-- name: _job_done_with_run
+-- a run's claimed job, done with the run's end (the run ended by its own function)
+status = 'done', last_error = NULL, locked_until = NULL, run_after = :at, updated_at = :at
 -- name: close_job_of_run
--- the run's claimed job ends with the run (it ended by its own function): done
-UPDATE jobs SET status = 'done', last_error = NULL, locked_until = NULL, run_after = :at,
-  updated_at = :at WHERE run_id = :wid AND status = 'claimed' RETURNING id
+UPDATE jobs SET {_job_done_with_run} WHERE run_id = :wid AND status = 'claimed' RETURNING id
 -- name: finish_job
 UPDATE jobs SET status = :status, last_error = :error, locked_until = NULL, run_after = :at,
   updated_at = :at WHERE id = :id

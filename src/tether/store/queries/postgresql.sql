@@ -119,9 +119,8 @@ UPDATE runs SET {_finish_set} WHERE id = :wid
 -- name: _finish_notify
 -- the run's claimed job ends with it (:closejob: the run ended by its own function), so
 -- the worker's finish_job has nothing left to write; then the notification
-j AS (UPDATE jobs SET status = 'done', last_error = NULL, locked_until = NULL, run_after = :at,
-  updated_at = :at FROM r WHERE jobs.run_id = :wid AND jobs.status = 'claimed' AND :closejob
-  RETURNING jobs.id),
+j AS (UPDATE jobs SET {_job_done_with_run} FROM r WHERE jobs.run_id = :wid
+  AND jobs.status = 'claimed' AND :closejob RETURNING jobs.id),
 n AS (SELECT pg_notify(:chan, :note) FROM r)
 SELECT (SELECT count(*) FROM n), (SELECT min(id) FROM j) FROM r
 -- name: finish_run_one
