@@ -84,6 +84,7 @@ STORE = {
     "OutboxRow",
     "PgConfig",
     "QueueLimit",
+    "RunClaim",
     "RunFilter",
     "RunHistory",
     "RunRow",

@@ -42,6 +42,7 @@ from .store import (
     NewEvent,
     NewJob,
     NewRun,
+    RunClaim,
     RunRow,
     RunStatus,
     StepRow,
@@ -196,12 +197,7 @@ class Runner:
     ) -> RunRow:
         """Claim the run for this process; a live other owner is refused, a dead one
         taken over (at once when it is known dead, else once its claim lapsed)."""
-        self.ensure_alive()
-        if not self._announced:  # announced before its first run is driven, not a turn after
-            try:
-                await self._renew()
-            except StoreError as exc:  # the keep-alive tries again
-                log.warning("announcing this process failed: %s", exc)
+        await self._announce()
 
         async def claim(dead_owner: str | None = None) -> RunRow:
             return await self._store.claim_run(
@@ -222,6 +218,25 @@ class Runner:
             if not owner_is_dead(exc.owner):
                 raise
             return await claim(dead_owner=exc.owner)
+
+    async def _announce(self) -> None:
+        """Keep this process known as alive, announced before its first run is
+        driven (not a keep-alive turn after)."""
+        self.ensure_alive()
+        if not self._announced:
+            try:
+                await self._renew()
+            except StoreError as exc:  # the keep-alive tries again
+                log.warning("announcing this process failed: %s", exc)
+
+    def run_claim(self) -> RunClaim:
+        """How a worker's job claim claims the job's run for this process too: the
+        runs of workflows registered here, at versions they resume."""
+        workflows: list[tuple[str, str | None]] = []
+        for name in self._workflows():
+            defn = self._lookup(name)
+            workflows += [(name, v) for v in dict.fromkeys((defn.version, *defn.compatible))]
+        return RunClaim(self._rt.owner, self.owner_lease, tuple(workflows))
 
     def ensure_alive(self) -> None:
         """Start (once) what keeps this process known as alive: its announcement of
@@ -315,7 +330,7 @@ class Runner:
         input: Any = MISSING,
         on_event: EventHook | None = None,
         force_claim: bool = False,
-        known: RunRow | None = None,
+        claimed: RunRow | None = None,
     ) -> tuple[RunStatus | None, Any]:
         """Drive the run until it ends, parks or is handed back, without reading its
         record back.
@@ -323,12 +338,13 @@ class Runner:
         Returns (status, value) as far as known here: the status is None, and
         the value `_UNKNOWN`, when only the store knows (another task drove it,
         or it ended through cancellation). `force_claim` takes the run whoever
-        holds it (a worker holding the run's job lease). `known` is the run's row
-        as just read (a worker's claim reads it), used for the first look.
+        holds it (a worker holding the run's job lease). `claimed` is the run's
+        row as claimed for this process with its job (`run_claim`): it is
+        driven from there, neither read nor claimed again.
         """
         busy = self._active.get(workflow_id)
         while busy is not None:  # already driven by this process: wait for that instead
-            known = None  # that drive moved it on
+            claimed = None  # that drive moved it on (and fenced out this claim)
             await busy.wait()
             run = await self._store.get_run(workflow_id)
             if run is None or run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
@@ -339,7 +355,7 @@ class Runner:
         if task is not None:
             self._drives.add(task)
         try:
-            return await self._drive(workflow_id, defn, input, on_event, force_claim, known)
+            return await self._drive(workflow_id, defn, input, on_event, force_claim, claimed)
         finally:
             if task is not None:
                 self._drives.discard(task)
@@ -356,26 +372,23 @@ class Runner:
         input: Any,
         on_event: EventHook | None,
         force_claim: bool = False,
-        known: RunRow | None = None,
+        claimed: RunRow | None = None,
     ) -> tuple[RunStatus | None, Any]:
         while True:
-            run, known = known or await self._store.get_run(workflow_id), None
-            if run is None:
-                raise RunNotFoundError(workflow_id)
-            if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
-                return await self._at_rest(run, defn, on_event)
-            the_def = defn or self._lookup(run.workflow_name)
-            if run.status in _ENDED:
-                return await self._at_rest(run, the_def, on_event)
-            the_def.check_version(run)
-            if self._rt.draining:
-                return run.status, _UNKNOWN  # shutting down: leave it for the next process
-            claimed = await self._claim(
-                workflow_id, NewEvent("workflow.running"), force=force_claim
-            )
+            if claimed is None:
+                answer = await self._not_to_drive(workflow_id, defn, on_event)
+                if answer is not None:
+                    return answer
+                claimed = await self._claim(
+                    workflow_id, NewEvent("workflow.running"), force=force_claim
+                )
+            else:  # claimed with its job, for a workflow registered here at its version
+                await self._announce()
+            the_def = defn or self._lookup(claimed.workflow_name)
             wf, st = await self._context(claimed, the_def, on_event, compensating=False)
+            args, claimed = _args(wf, the_def, claimed, input), None
             st.emit("workflow.running")
-            outcome = await self._execute(wf, st, the_def, _args(wf, the_def, claimed, input))
+            outcome = await self._execute(wf, st, the_def, args)
             if outcome is _SUSPENDED:
                 if await self._park(st):
                     if await self._wait_inline(workflow_id):
@@ -387,6 +400,23 @@ class Runner:
             if outcome is _HANDED_BACK:
                 return RunStatus.PENDING, _UNKNOWN
             return RunStatus.COMPLETED, outcome
+
+    async def _not_to_drive(
+        self, workflow_id: str, defn: WorkflowDef | None, on_event: EventHook | None
+    ) -> tuple[RunStatus | None, Any] | None:
+        """The answer for a run that is not to be driven now, as read; None: drive it."""
+        run = await self._store.get_run(workflow_id)
+        if run is None:
+            raise RunNotFoundError(workflow_id)
+        if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
+            return await self._at_rest(run, defn, on_event)
+        the_def = defn or self._lookup(run.workflow_name)
+        if run.status in _ENDED:
+            return await self._at_rest(run, the_def, on_event)
+        the_def.check_version(run)
+        if self._rt.draining:
+            return run.status, _UNKNOWN  # shutting down: leave it for the next process
+        return None
 
     async def _at_rest(
         self, run: RunRow, defn: WorkflowDef | None, on_event: EventHook | None

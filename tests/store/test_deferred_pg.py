@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 import tether
-from tether.store import JobStatus, NewEvent, StepStatus, Store, open_store
+from tether.store import JobStatus, NewEvent, RunStatus, StepStatus, Store, open_store
 from tether.testing import eventually
 from tether.worker import ServerlessHost
 
@@ -263,24 +263,38 @@ async def test_a_worker_runs_job_closes_with_the_runs_last_step(url: str) -> Non
         assert [j.status for j in await store.list_jobs(workflow_id=wid)] == [JobStatus.DONE]
 
 
-async def test_a_claimed_jobs_run_comes_with_it_and_is_not_read_again(url: str) -> None:
-    """PostgreSQL's claim reads each job's run in the same statement; the worker drives
-    the run from that row, without reading it again first."""
-    async with tether.App(url) as app:
+async def test_a_claimed_jobs_run_is_claimed_with_it_and_not_read_or_claimed_again(
+    url: str,
+) -> None:
+    """PostgreSQL's claim claims each job's run for the worker's host in the same
+    statement; the worker drives the run from that row, with no read or claim first."""
+    store, trips = _counting(url)
+    async with tether.App(store=store) as app:
         steps = _steps(app)
         wid = await app.asubmit(steps, 2)
+        runs = app.kernel.host.run_claim()
+        trips.clear()
         (job,) = await app.store.claim_jobs(
-            "w", ["default"], limit=1, visibility=30, limits={}, now=None, at=AT
+            "w", ["default"], limit=1, visibility=30, limits={}, now=None, at=AT, runs=runs
         )
-        assert job.run == await app.store.get_run(wid)
+        assert len(trips) == 1  # the job, its run and the run's event: one statement
+        assert job.run is not None and job.run == await app.store.get_run(wid)
+        assert (job.run.status, job.run.owner, job.run.generation) == (
+            RunStatus.RUNNING,
+            runs.owner,
+            1,
+        )
         reads: list[str] = []
-        get_run = app.store.get_run
+        for verb in ("get_run", "claim_run"):
+            real = getattr(app.store, verb)
 
-        async def counted_get_run(workflow_id: str) -> Any:
-            reads.append(workflow_id)
-            return await get_run(workflow_id)
+            async def counted(*args: Any, _real: Any = real, _verb: str = verb, **kw: Any) -> Any:
+                reads.append(_verb)
+                return await _real(*args, **kw)
 
-        app.store.get_run = counted_get_run  # type: ignore[method-assign]
+            setattr(app.store, verb, counted)
         assert (await app.kernel.execute_job(job, "w")).status == "completed"
         assert reads == []
         assert (await app.aresult(wid)).value == 2
+        types = [e.type for e in await app.store.list_events(wid)]
+        assert types.count("workflow.running") == 1

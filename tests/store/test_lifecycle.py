@@ -21,6 +21,7 @@ from tether.store import (
     NewJob,
     NewRun,
     NewWait,
+    RunClaim,
     RunStatus,
     StepStatus,
     Store,
@@ -60,9 +61,13 @@ async def _gen(store: Store, wid: str) -> int:
     return run.generation
 
 
-async def _run_in(store: Store, wid: str, status: str) -> None:
-    """A run reached `status` through the verbs, with one recorded step and a signal wait."""
-    await store.create_run(NewRun(wid, "wf", state="null"), T0)
+async def _run_in(store: Store, wid: str, status: str, *, job: bool = False) -> None:
+    """A run reached `status` through the verbs, with one recorded step and a signal wait
+    (and, with `job`, submitted with a job left queued)."""
+    if job:
+        await store.submit_run(NewRun(wid, "wf", state="null"), NewJob(f"q-{wid}"), T0)
+    else:
+        await store.create_run(NewRun(wid, "wf", state="null"), T0)
     await store.save_value(Fence(wid), "s", "1", T0)
     if status in ("cancelled", "compensated", "compensation_failed"):
         await store.cancel_run(wid, reason=None, compensate=True, at=T0)
@@ -90,6 +95,16 @@ async def _claim(store: Store, wid: str) -> object:
 
 async def _claim_comp(store: Store, wid: str) -> object:
     return await store.claim_run(wid, "other", T0, EV, compensating=True, force=True)
+
+
+async def _claim_with_job(store: Store, wid: str) -> object:
+    runs = RunClaim("other", 30.0, (("wf", None),))
+    jobs = await store.claim_jobs(
+        "w", [f"q-{wid}"], limit=1, visibility=5, limits={}, now=T0, at=T0, runs=runs
+    )
+    if not any(j.run for j in jobs):
+        raise TetherError(f"{wid}: its job claimed no run")  # refused, as the table says
+    return jobs
 
 
 async def _release(store: Store, wid: str) -> object:
@@ -132,6 +147,7 @@ async def _park(store: Store, wid: str) -> object:
 RUN_VERBS: dict[str, tuple[Callable[[Store, str], Awaitable[object]], bool]] = {
     "claim_run": (_claim, True),
     "claim_run(compensating)": (_claim_comp, True),
+    "claim_jobs": (_claim_with_job, True),
     "release_run": (_release, True),
     "park_run": (_park, False),
     "wake": (_wake, True),
@@ -151,7 +167,7 @@ async def test_run_moves(store: Store, verb: str) -> None:
         if not (allowed or guarded):
             continue
         wid = f"{status.value}"
-        await _run_in(store, wid, status.value)
+        await _run_in(store, wid, status.value, job=verb == "claim_jobs")
         try:
             await how(store, wid)
         except (TetherError, BaseException) as exc:  # RunCancelledError is a BaseException

@@ -24,6 +24,7 @@ from tether.store import (
     NewRun,
     NewWait,
     QueueLimit,
+    RunClaim,
     RunFilter,
     RunStatus,
     StepStatus,
@@ -428,6 +429,44 @@ async def test_orphans_are_adopted_once_onto_a_queue(store: Store) -> None:
 
 
 # -- the job queue -----------------------------------------------------------------------
+
+
+async def test_a_jobs_run_is_claimed_with_it_for_a_workflow_its_host_drives(
+    store: Store,
+) -> None:
+    """With a `RunClaim`, each claimed job's run is claimed too (owner, generation,
+    running, its event), in the claim's transaction: on the one-statement claim of
+    keyless jobs and on the general one (a concurrency key). A run of a workflow
+    or version the host does not drive, or claimed without a `RunClaim`, is not."""
+    await store.submit_run(NewRun("mine", "wf", state="null"), NewJob("q", priority=3), T0)
+    await store.submit_run(NewRun("keyed", "wf"), NewJob("q", priority=2, concurrency_key="k"), T0)
+    await store.submit_run(NewRun("v2", "wf", workflow_version="2"), NewJob("q", priority=1), T0)
+    await store.submit_run(NewRun("theirs", "other"), NewJob("q"), T0)
+    await store.submit_run(NewRun("plain", "wf"), NewJob("p"), T0)
+    runs = RunClaim("host-a", 30.0, (("wf", None), ("wf", "1")))
+    got = await store.claim_jobs(
+        "w", ["q"], limit=4, visibility=30, limits={}, now=T0, at=T0, runs=runs
+    )
+    claimed = {j.workflow_id: j.run for j in got}
+    assert set(claimed) == {"mine", "keyed", "v2", "theirs"}
+    for wid in ("mine", "keyed"):
+        run = claimed[wid]
+        assert run is not None and run == await store.get_run(wid)
+        assert (run.status, run.owner, run.generation) == (RunStatus.RUNNING, "host-a", 1)
+        events = await store.list_events(wid)
+        assert [(e.seq, e.type) for e in events] == [
+            (1, "workflow.submitted"),
+            (2, "workflow.running"),
+        ]
+        await store.start_step(  # the claim's fence holds for its owner
+            Fence(wid, 1), "s", idempotency_key=None, at=T0, event=NewEvent("step.started")
+        )
+    for wid in ("v2", "theirs"):
+        assert claimed[wid] is None
+        run = await store.get_run(wid)
+        assert run is not None and (run.status, run.owner) == (RunStatus.PENDING, None)
+    (job,) = await store.claim_jobs("w", ["p"], limit=1, visibility=30, limits={}, now=T0, at=T0)
+    assert job.run is None and (await store.get_run("plain")).status is RunStatus.PENDING  # type: ignore[union-attr]
 
 
 async def test_jobs_are_claimed_once_and_closed_by_their_worker(store: Store) -> None:

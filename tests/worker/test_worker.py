@@ -12,6 +12,7 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -288,6 +289,45 @@ async def test_queue_concurrency_limit_and_cancel_cascade(app: App) -> None:
         await task
     assert peak == 1
     assert (await app.aget_run(doomed)).status is RunStatus.CANCELLED
+
+
+@pytest.mark.parametrize("concurrency,key", [(2, "k"), (1, None)])
+async def test_a_freed_slot_claims_at_once_what_the_last_claim_had_to_leave(
+    app: App, concurrency: int, key: str | None
+) -> None:
+    """A finished job makes its worker claim again at once where more may wait: the
+    job held a concurrency key another job waited for (each claim leaving a slot
+    free), or its last claim filled every slot. With a poll of an hour, a missed claim
+    would wait on PostgreSQL for a notification that never comes (nothing new is
+    submitted)."""
+
+    @app.workflow(name="quick")
+    async def quick(wf: Workflow) -> int:
+        return await wf.step("s", lambda: 1)
+
+    ids = [await app.asubmit(quick, queue="q", concurrency_key=key) for _ in range(3)]
+    worker = Worker(app, queues=["q"], concurrency=concurrency, poll_interval=3600)
+    task = asyncio.ensure_future(worker.run(install_signals=False))
+    try:
+        for wid in ids:
+            assert (await app.aresult(wid, timeout=30)).status is RunStatus.COMPLETED
+    finally:
+        worker.stop()
+        await task
+
+
+async def test_a_worker_asked_to_stop_while_it_claims_stops_at_once(app: App) -> None:
+    """`stop()` arriving during a claim is not lost when the claim loop then idles
+    (with a poll of an hour, it would otherwise wait that hour)."""
+    worker = Worker(app, queues=["q"], poll_interval=3600)
+    real = app.store.claim_jobs
+
+    async def claim_and_be_stopped(*args: Any, **kw: Any) -> Any:
+        worker.stop()
+        return await real(*args, **kw)
+
+    app.store.claim_jobs = claim_and_be_stopped  # type: ignore[method-assign]
+    await asyncio.wait_for(worker.run(install_signals=False), 30)
 
 
 async def test_cancel_under_a_running_job_makes_a_ghost(app: App) -> None:

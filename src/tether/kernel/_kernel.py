@@ -253,8 +253,9 @@ class Kernel:
     # -- jobs ----------------------------------------------------------------------------
 
     async def execute_job(self, job: JobRow, worker: str) -> JobExecuted:
-        """`JobExecute` for a job `worker` has just claimed in this process: the run's
-        row the claim read with it (`JobRow.run`) spares the drive its first read."""
+        """`JobExecute` for a job `worker` has just claimed in this process: a run
+        claimed with it (`JobRow.run`, see `run_claim`) is driven without a read or
+        a claim of its own."""
         cmd = JobExecute(job_id=job.id, workflow_id=job.workflow_id, worker=worker)
         return await self._job_execute(cmd, job.run)
 
@@ -269,7 +270,7 @@ class Kernel:
         done_renewing = asyncio.Event()
         renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker, done_renewing))
         drive = asyncio.ensure_future(
-            self.host.run_until_rest(cmd.workflow_id, force_claim=True, known=run)
+            self.host.run_until_rest(cmd.workflow_id, force_claim=True, claimed=run)
         )
         error: str | None = None
         status: RunStatus | None = None

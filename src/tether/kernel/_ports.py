@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..definition import WorkflowDef
-from ..store import RunRow, RunStatus
+from ..store import RunClaim, RunRow, RunStatus
 
 __all__ = ["RunHost", "WorkflowRegistry"]
 
@@ -34,8 +34,12 @@ class RunHost(Protocol):
         ...
 
     async def run_until_rest(
-        self, workflow_id: str, *, force_claim: bool = False, known: RunRow | None = None
+        self, workflow_id: str, *, force_claim: bool = False, claimed: RunRow | None = None
     ) -> tuple[RunStatus | None, Any]:
-        """Drive the run until it ends, parks or is handed back; `known` is its row as
-        just read, for the first look (else it is read)."""
+        """Drive the run until it ends, parks or is handed back; `claimed` is its row as
+        claimed for this host with its job (else it is read and claimed)."""
+        ...
+
+    def run_claim(self) -> RunClaim:
+        """How a job's claim claims the job's run for this host too (`JobRow.run`)."""
         ...

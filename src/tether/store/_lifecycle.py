@@ -21,6 +21,7 @@ from ._records import EndReason, JobStatus, RunStatus, StepStatus, WaitStatus
 __all__ = [
     "CLOSED",
     "END_REASONS",
+    "JOB_RUN",
     "MOVES",
     "RERUNNABLE",
     "TERMINAL",
@@ -61,6 +62,8 @@ MOVES: tuple[Move, ...] = (
     _m("run", "submit_run", None, R.PENDING),
     _m("run", "claim_run", (*_LIVE, *_FINISHED), R.RUNNING),
     _m("run", "claim_run(compensating)", R.CANCELLED, R.CANCELLED),
+    # a worker's claim of a job claims its run too, for the worker's host (`RunClaim`)
+    _m("run", "claim_jobs", (R.PENDING, R.RUNNING), R.RUNNING),
     _m("run", "release_run", R.RUNNING, R.PENDING),
     _m("run", "park_run", R.RUNNING, R.WAITING),
     _m("run", "wake", R.WAITING, R.PENDING),  # send_event, send_signal, complete_token, ...
@@ -129,6 +132,8 @@ def _targets(*verbs: str) -> frozenset[str]:
 TERMINAL = _targets("finish_run", "cancel_run", "finish_run(compensating)")
 # terminal runs a plain claim refuses: they ended by cancellation
 CLOSED = TERMINAL - moves("run", "claim_run").src
+# runs a job's claim claims with it
+JOB_RUN = frozenset(str(s) for s in moves("run", "claim_jobs").src)
 # runs `rerun_from` may rewind
 RERUNNABLE = moves("run", "rerun_from").src
 

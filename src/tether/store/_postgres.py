@@ -379,8 +379,14 @@ class PostgresStore(Store):
             "fast", lambda tx: tx.all("claim_free", qs=free, n=limit, **p), single=True
         )
         keyed = bool(rows[0][-1]) if rows else False
-        jobs = (PG_ROWS.job_with_run(r[:-1]) for r in rows if r[0] is not None)
+        jobs = [PG_ROWS.job_with_run(r[:-1]) for r in rows if r[0] is not None]
+        for job in jobs:
+            if job.run is not None:
+                self._claimed_with_job(job.run)
         return sorted(jobs, key=lambda j: (-j.priority, j.id)), keyed
+
+    def _claimed_with_job(self, run: RunRow) -> None:
+        self._note_moved(run.workflow_id, run.generation)
 
     def _lost_race(self, exc: StoreError) -> bool:
         return isinstance(exc.__cause__, psycopg.errors.UniqueViolation)

@@ -29,6 +29,7 @@ __all__ = [
     "OutboxRow",
     "QueueDepth",
     "QueueLimit",
+    "RunClaim",
     "RunHistory",
     "RunRow",
     "RunStatus",
@@ -291,9 +292,22 @@ class JobRow:
     locked_until: datetime | None
     run_after: datetime
     last_error: str | None
-    # the run as the claim read it, in the same statement (PostgreSQL's common claim):
-    # its worker need not read it again before driving it; None where not read
+    # the job's run, claimed with it for `RunClaim.owner` in the same transaction: its
+    # worker drives it without reading or claiming it again; None where it was not
+    # (no `RunClaim`, a workflow not driven as recorded, a run not pending or running)
     run: RunRow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunClaim:
+    """Claim each claimed job's run too, for `owner` (as `claim_run` with force), if it is
+    pending or running and its workflow is one of `workflows`: (name, version) pairs
+    the owner drives as recorded. Spares the worker a round trip and a commit per run."""
+
+    owner: str
+    lease: float
+    workflows: tuple[tuple[str, str | None], ...]
+    event: str = "workflow.running"  # the claim's event, as `claim_run` writes one
 
 
 @dataclass(frozen=True, slots=True)

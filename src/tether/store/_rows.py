@@ -81,7 +81,7 @@ class Rows:
         )  # fmt: skip
 
     def job_with_run(self, r: Sequence[Any]) -> JobRow:
-        """A job's columns, then its run's (or NULLs: no such run)."""
+        """A job's columns, then its run's as claimed with it (or NULLs: not claimed)."""
         run = None if r[_JOB_COLS] is None else self.run(r[_JOB_COLS:])
         return replace(self.job(r[:_JOB_COLS]), run=run)
 

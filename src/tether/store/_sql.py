@@ -9,7 +9,7 @@ A block headed ``-- name: claim_run`` runs to the next header. Parameters are
 written ``:name`` in both files; for PostgreSQL they become psycopg's
 ``%(name)s`` (so a literal ``%`` is doubled, and ``::type`` casts stay).
 ``{_cols}`` inserts the block named ``_cols`` (a fragment such as a column
-list), ``{TERMINAL}`` / ``{CLOSED}`` a status set of `_lifecycle`.
+list), ``{TERMINAL}`` / ``{CLOSED}`` / ``{JOB_RUN}`` a status set of `_lifecycle`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import functools
 import re
 from importlib import resources
 
-from ._lifecycle import CLOSED, TERMINAL, sql_set
+from ._lifecycle import CLOSED, JOB_RUN, TERMINAL, sql_set
 
 __all__ = ["queries"]
 
@@ -41,7 +41,7 @@ def queries(dialect: str) -> dict[str, str]:
             if name in blocks:
                 raise RuntimeError(f"query {name!r} defined twice (common.sql, {dialect}.sql)")
             blocks[name] = " ".join(ln.strip() for ln in lines)
-    sets = {"TERMINAL": sql_set(TERMINAL), "CLOSED": sql_set(CLOSED)}
+    sets = {"TERMINAL": sql_set(TERMINAL), "CLOSED": sql_set(CLOSED), "JOB_RUN": sql_set(JOB_RUN)}
 
     def fill(sql: str) -> str:
         return _SLOT.sub(

@@ -35,6 +35,7 @@ from ._records import (
     NewRun,
     OutboxRow,
     QueueLimit,
+    RunClaim,
     RunRow,
     RunStatus,
 )
@@ -93,6 +94,18 @@ async def _room(tx: Tx, queue: str, room: int, cap: QueueLimit | None, now: obje
     return room
 
 
+def _run_claim(runs: RunClaim | None) -> dict[str, Any]:
+    """The claim query parameters of `runs` (owner NULL: claim no run)."""
+    workflows = runs.workflows if runs is not None else ()
+    return {
+        "owner": runs.owner if runs is not None else None,
+        "lease": runs.lease if runs is not None else 0.0,
+        "etype": runs.event if runs is not None else "",
+        "names": [name for name, _ in workflows],
+        "versions": [version for _, version in workflows],
+    }
+
+
 class QueueVerbs(StoreBase):
     """Job queue, outbox, idempotent commands and pruning."""
 
@@ -131,16 +144,19 @@ class QueueVerbs(StoreBase):
         limits: dict[str, QueueLimit],
         now: datetime | None,
         at: datetime,
+        runs: RunClaim | None = None,
     ) -> list[JobRow]:
         """Claim up to `limit` ready jobs, best priority first.
 
         One atomic transition admits one runner: queued -> claimed with this
         worker and a lease until now + `visibility`. Never more than one
-        claimed job per concurrency key, nor more than a queue's limits.
+        claimed job per concurrency key, nor more than a queue's limits. With
+        `runs`, each job's run is claimed too, in the same transaction, for
+        `runs.owner` (`JobRow.run`; see `RunClaim`).
         """
         if limit < 1 or not queues:
             return []
-        p = {"worker": worker, "vis": visibility, "now": now, "at": at}
+        p = {"worker": worker, "vis": visibility, "now": now, "at": at, **_run_claim(runs)}
         jobs, more = await self._claim_at_once([q for q in queues if q not in limits], limit, p)
         limit -= len(jobs)
         if limit < 1 or not (more or any(q in limits for q in queues)):
@@ -154,7 +170,10 @@ class QueueVerbs(StoreBase):
                 "claim_ids", worker=worker, now=tx.now(now), vis=visibility, at=at,
                 ids=tx.array(picked)
             )  # fmt: skip
-            return sorted((tx.rows.job(r) for r in rows), key=lambda j: picked.index(j.id))
+            claimed = sorted((tx.rows.job(r) for r in rows), key=lambda j: picked.index(j.id))
+            if runs is None:
+                return claimed
+            return [await self._claim_job_run(tx, job, p) for job in claimed]
 
         try:
             return jobs + await self._tx("fast", body)
@@ -162,6 +181,24 @@ class QueueVerbs(StoreBase):
             if self._lost_race(exc):
                 return jobs  # lost a race for a concurrency key; the next round claims again
             raise
+
+    async def _claim_job_run(self, tx: Tx, job: JobRow, p: dict[str, Any]) -> JobRow:
+        """`job` with its run claimed in `tx` (as `RunClaim` says), if it may be."""
+        row = await tx.one(
+            "claim_job_run", wid=job.workflow_id, now=tx.now(p["now"]), owner=p["owner"],
+            lease=p["lease"], at=p["at"], names=tx.array(p["names"]),
+            versions=tx.array(p["versions"])
+        )  # fmt: skip
+        if row is None:
+            return job
+        run = tx.rows.run(row)
+        fence = Fence(run.workflow_id, run.generation)
+        await self._events(tx, fence, [NewEvent(p["etype"])], p["at"])
+        self._claimed_with_job(run)
+        return replace(job, run=run)
+
+    def _claimed_with_job(self, run: RunRow) -> None:
+        """Hook: a run was claimed with its job (PostgreSQL notes its new generation)."""
 
     async def _claim_at_once(
         self, free: list[str], limit: int, p: dict[str, Any]

@@ -13,9 +13,12 @@ if TYPE_CHECKING:
 __all__ = ["claim_jobs"]
 
 
-async def claim_jobs(app: App, worker_id: str, queues: Sequence[str], limit: int) -> list[JobRow]:
+async def claim_jobs(
+    app: App, worker_id: str, queues: Sequence[str], limit: int, *, with_runs: bool = False
+) -> list[JobRow]:
     """Claim up to `limit` ready jobs of `queues` for `worker_id`, under the app's job
-    visibility and queue limits, at the app's clock."""
+    visibility and queue limits, at the app's clock; `with_runs`: their runs too, for
+    the app's host to drive at once (`JobRow.run`)."""
     return await app.store.claim_jobs(
         worker_id,
         queues,
@@ -24,4 +27,5 @@ async def claim_jobs(app: App, worker_id: str, queues: Sequence[str], limit: int
         limits=app.queue_limits,
         now=app.clock.store_time(),
         at=app.clock.now(),
+        runs=app.kernel.host.run_claim() if with_runs else None,
     )

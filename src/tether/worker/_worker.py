@@ -71,6 +71,7 @@ class Worker:
         self._running: dict[asyncio.Task[JobExecuted], JobRow] = {}
         self._stopping: asyncio.Event | None = None
         self._kick: asyncio.Event | None = None
+        self._full = False  # whether the last claim filled every free slot
         self.executed = 0
         self.abandoned = 0  # jobs cancelled at shutdown and handed back
 
@@ -167,13 +168,14 @@ class Worker:
             jobs: list[JobRow] = []
             if free > 0:
                 try:
-                    jobs = await claim_jobs(app, self.worker_id, self.queues, free)
+                    jobs = await claim_jobs(app, self.worker_id, self.queues, free, with_runs=True)
                 except StoreError as exc:  # the database blinked: keep going, a bit later
                     log.warning("claim failed: %s", exc, extra={"worker": self.worker_id})
                     await asyncio.sleep(self.poll_interval)
                     continue
                 for job in jobs:
                     self._start(job)
+                self._full = len(jobs) == free
             if jobs and len(jobs) == free:
                 continue  # every free slot filled: more may be ready, claim again
             # fewer than asked (or none): nothing more was ready; claiming again at once
@@ -182,10 +184,12 @@ class Worker:
             await self._idle(self.poll_interval)
 
     async def _idle(self, timeout: float) -> None:
-        """Sleep until a job slot frees, new work is announced, or `timeout` passes."""
-        assert self._kick is not None
+        """Sleep until a job slot frees, new work is announced, the worker is asked to
+        stop (even while it claimed, which cleared the kick), or `timeout` passes."""
+        assert self._kick is not None and self._stopping is not None
         waits: set[asyncio.Future[Any]] = {
             asyncio.ensure_future(self._kick.wait()),
+            asyncio.ensure_future(self._stopping.wait()),
             asyncio.ensure_future(self.app.store.wait_for_change("jobs", timeout)),
         }
         try:
@@ -213,9 +217,19 @@ class Worker:
     async def _execute(self, job: JobRow) -> JobExecuted:
         return await self.app.kernel.execute_job(job, self.worker_id)
 
+    def _held_back(self, job: JobRow | None) -> bool:
+        """Whether closing `job` may free a job the last claim had to leave: one of its
+        concurrency key, or of its queue's caps."""
+        return job is not None and (
+            job.concurrency_key is not None or job.queue in self.app.queue_limits
+        )
+
     def _finished(self, task: asyncio.Task[JobExecuted]) -> None:
         job = self._running.pop(task, None)
-        if self._kick is not None:
+        if self._kick is not None and (self._full or self._held_back(job)):
+            # a slot freed while more work may wait: claim at once; when the last claim
+            # left slots free, new work is announced (or polled) instead, and claiming
+            # now would come back empty
             self._kick.set()
         if job is None or task.cancelled():
             return

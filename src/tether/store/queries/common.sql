@@ -7,6 +7,11 @@ SELECT {_run_cols} FROM runs WHERE id = :id OR idempotency_key = :ikey
 ORDER BY (id = :id) DESC LIMIT 1
 -- name: get_run
 SELECT {_run_cols} FROM runs WHERE id = :id
+-- name: claim_job_run
+-- a claimed job's run, for its worker's host (RunClaim): as claim_run with force, if
+-- pending or running and of a workflow the host drives as recorded
+UPDATE runs SET {_claim_set} WHERE id = :wid AND status IN {JOB_RUN} AND {_drives}
+RETURNING {_run_cols}
 -- name: claim_refused
 SELECT status, owner, owner_expires_at FROM runs WHERE id = :wid
 -- name: release_run

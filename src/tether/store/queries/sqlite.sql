@@ -53,10 +53,15 @@ ON CONFLICT DO NOTHING
 -- name: list_runs
 SELECT {_run_cols} FROM runs WHERE (:status IS NULL OR status = :status)
 ORDER BY created_at DESC, id LIMIT :limit
--- name: claim_run
-UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
+-- name: _claim_set
+owner = :owner, owner_generation = owner_generation + 1,
   owner_expires_at = {_now} + :lease, status = 'running', started_at = COALESCE(started_at, :at),
   finished_at = NULL, end_reason = NULL, updated_at = :at
+-- name: _drives
+EXISTS (SELECT 1 FROM json_each(:names) n JOIN json_each(:versions) v ON v.key = n.key
+  WHERE n.value = workflow_name AND v.value IS workflow_version)
+-- name: claim_run
+UPDATE runs SET {_claim_set}
 WHERE id = :wid AND status NOT IN {CLOSED} AND {_claimable} RETURNING {_run_cols}
 -- name: claim_run_compensating
 UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
