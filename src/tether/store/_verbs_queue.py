@@ -96,13 +96,14 @@ async def _room(tx: Tx, queue: str, room: int, cap: QueueLimit | None, now: obje
 
 def _run_claim(runs: RunClaim | None) -> dict[str, Any]:
     """The claim query parameters of `runs` (owner NULL: claim no run)."""
-    workflows = runs.workflows if runs is not None else ()
+    if runs is None:
+        return {"owner": None, "lease": 0.0, "etype": "", "names": [], "versions": []}
     return {
-        "owner": runs.owner if runs is not None else None,
-        "lease": runs.lease if runs is not None else 0.0,
-        "etype": runs.event if runs is not None else "",
-        "names": [name for name, _ in workflows],
-        "versions": [version for _, version in workflows],
+        "owner": runs.owner,
+        "lease": runs.lease,
+        "etype": runs.event,
+        "names": [name for name, _ in runs.workflows],
+        "versions": [version for _, version in runs.workflows],
     }
 
 
