@@ -124,18 +124,23 @@ class WorkflowDef:
         ):
             raise InvalidArgumentError(f"timeout must be seconds > 0, got {self.timeout!r}")
 
+    @functools.cached_property
+    def _params(self) -> list[inspect.Parameter]:
+        """The function's positional parameters, read once (each run asks)."""
+        return _positional(self.fn)
+
     @property
     def takes_input(self) -> bool:
-        return len(_positional(self.fn)) >= 2
+        return len(self._params) >= 2
 
     @property
     def input_required(self) -> bool:
-        params = _positional(self.fn)
+        params = self._params
         return len(params) >= 2 and params[1].default is inspect.Parameter.empty
 
     @property
     def input_type(self) -> Any:
-        params = _positional(self.fn)
+        params = self._params
         if len(params) < 2:
             return None
         try:
