@@ -298,3 +298,33 @@ async def test_a_claimed_jobs_run_is_claimed_with_it_and_not_read_or_claimed_aga
         assert (await app.aresult(wid)).value == 2
         types = [e.type for e in await app.store.list_events(wid)]
         assert types.count("workflow.running") == 1
+
+
+async def test_a_claim_skips_a_run_another_transaction_holds_and_never_waits(
+    postgres: PostgresServer, url: str
+) -> None:
+    """A cancel locks the run, then its queued job; a claim that waited for the run while
+    holding the job would deadlock with it. The claim takes the job without its run (on
+    the one-statement path and the keyed one), and the drive claims the run later."""
+    import psycopg
+
+    async with tether.App(url) as app:
+        steps = _steps(app)
+        free = await app.asubmit(steps, 1)
+        keyed = await app.asubmit(steps, 1, concurrency_key="k")
+        schema = url.rsplit("schema=", 1)[1].split("&")[0]
+        with psycopg.connect(postgres.url) as holder:  # a transaction holding both runs
+            holder.execute(f'SET search_path TO "{schema}"')
+            holder.execute("SELECT id FROM runs WHERE id = ANY(%s) FOR UPDATE", ([free, keyed],))
+            jobs = await asyncio.wait_for(
+                app.store.claim_jobs(
+                    "w", ["default"], limit=2, visibility=30, limits={}, now=None, at=AT,
+                    runs=app.kernel.host.run_claim(),
+                ),
+                10,
+            )  # fmt: skip
+            holder.rollback()
+        assert sorted(j.workflow_id for j in jobs) == sorted([free, keyed])
+        assert [j.run for j in jobs] == [None, None]
+        for job in jobs:  # read and claimed by the drive instead
+            assert (await app.kernel.execute_job(job, "w")).status == "completed"

@@ -294,7 +294,8 @@ class JobRow:
     last_error: str | None
     # the job's run, claimed with it for `RunClaim.owner` in the same transaction: its
     # worker drives it without reading or claiming it again; None where it was not
-    # (no `RunClaim`, a workflow not driven as recorded, a run not pending or running)
+    # (no `RunClaim`, a workflow not driven as recorded, a run not pending or running,
+    # or one another transaction holds: skipped, never waited for)
     run: RunRow | None = None
 
 

@@ -9,9 +9,10 @@ ORDER BY (id = :id) DESC LIMIT 1
 SELECT {_run_cols} FROM runs WHERE id = :id
 -- name: claim_job_run
 -- a claimed job's run, for its worker's host (RunClaim): as claim_run with force, if
--- pending or running and of a workflow the host drives as recorded
-UPDATE runs SET {_claim_set} WHERE id = :wid AND status IN {JOB_RUN} AND {_drives}
-RETURNING {_run_cols}
+-- pending or running, of a workflow the host drives as recorded, and not held by another
+-- transaction (skipped, not waited for)
+UPDATE runs SET {_claim_set} WHERE id = :wid AND {_run_unlocked} AND status IN {JOB_RUN}
+  AND {_drives} RETURNING {_run_cols}
 -- name: claim_refused
 SELECT status, owner, owner_expires_at FROM runs WHERE id = :wid
 -- name: release_run

@@ -73,6 +73,9 @@ owner = :owner, owner_generation = owner_generation + 1,
   owner_expires_at = {_now} + make_interval(secs => :lease::float8), status = 'running',
   started_at = COALESCE(started_at, :at), finished_at = NULL, end_reason = NULL,
   updated_at = :at
+-- name: _run_unlocked
+-- a job's claim never waits for its run: a cancel locks the run, then its queued job
+id IN (SELECT id FROM runs WHERE id = :wid FOR UPDATE SKIP LOCKED)
 -- name: _drives
 EXISTS (SELECT 1 FROM unnest(:names::text[], :versions::text[]) d(n, v)
   WHERE d.n = workflow_name AND d.v IS NOT DISTINCT FROM workflow_version)
@@ -296,7 +299,8 @@ SELECT r.*, (SELECT count(*) FROM n) FROM r
 -- keyless jobs in queues without caps, in one statement; one row of NULLs when none,
 -- each row ending with "do keyed jobs wait too" (asked only when fewer than :n were claimed);
 -- each job's run is claimed with it for the worker's host (RunClaim; :owner NULL: none), so
--- its worker need not read or claim it again
+-- its worker need not read or claim it again; a run another transaction holds (a cancel,
+-- which locks the run and then its queued job) is skipped, not waited for: no deadlock
 WITH c AS (SELECT id FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
   AND concurrency_key IS NULL AND run_after <= {_now} ORDER BY priority DESC, id
   LIMIT :n FOR UPDATE SKIP LOCKED),
@@ -305,8 +309,8 @@ u AS (UPDATE jobs SET status = 'claimed', worker = :worker,
   locked_until = t.n + make_interval(secs => :vis), attempt = attempt + 1, claimed_at = t.n,
   updated_at = :at FROM c, t WHERE jobs.id = c.id RETURNING {_job_cols}),
 rc AS (UPDATE runs SET {_claim_set}, event_seq = event_seq + 1 WHERE :owner::text IS NOT NULL
-  AND id IN (SELECT run_id FROM u) AND status IN {JOB_RUN} AND {_drives}
-  RETURNING {_run_cols}, event_seq),
+  AND id IN (SELECT id FROM runs WHERE id IN (SELECT run_id FROM u) FOR UPDATE SKIP LOCKED)
+  AND status IN {JOB_RUN} AND {_drives} RETURNING {_run_cols}, event_seq),
 e AS (INSERT INTO events (run_id, seq, type, at) SELECT id, event_seq, :etype, :at FROM rc)
 SELECT u.*, r.*, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
   THEN EXISTS (SELECT 1 FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'

@@ -57,6 +57,9 @@ ORDER BY created_at DESC, id LIMIT :limit
 owner = :owner, owner_generation = owner_generation + 1,
   owner_expires_at = {_now} + :lease, status = 'running', started_at = COALESCE(started_at, :at),
   finished_at = NULL, end_reason = NULL, updated_at = :at
+-- name: _run_unlocked
+-- one writer at a time: nothing else holds the run
+1 = 1
 -- name: _drives
 EXISTS (SELECT 1 FROM json_each(:names) n JOIN json_each(:versions) v ON v.key = n.key
   WHERE n.value = workflow_name AND v.value IS workflow_version)
