@@ -259,6 +259,17 @@ def test_same_concurrency_key_never_overlaps_across_workers(flows: Path) -> None
 # -- in-process hosts -------------------------------------------------------------
 
 
+async def _completed_by(worker: Worker, ids: list[str]) -> None:
+    """Run `worker` until every run of `ids` has completed, then stop it."""
+    task = asyncio.ensure_future(worker.run(install_signals=False))
+    try:
+        for wid in ids:
+            assert (await worker.app.aresult(wid, timeout=30)).status is RunStatus.COMPLETED
+    finally:
+        worker.stop()
+        await task
+
+
 async def test_queue_concurrency_limit_and_cancel_cascade(app: App) -> None:
     running = 0
     peak = 0
@@ -280,13 +291,7 @@ async def test_queue_concurrency_limit_and_cancel_cascade(app: App) -> None:
     assert await app.acancel(doomed) == [doomed]
     assert [j.status.value for j in await app.store.list_jobs(workflow_id=doomed)] == ["cancelled"]
     worker = Worker(app, queues=["narrow"], concurrency=4, poll_interval=0.01)
-    task = asyncio.ensure_future(worker.run(install_signals=False))
-    try:
-        for wid in ids:
-            assert (await app.aresult(wid, timeout=30)).status is RunStatus.COMPLETED
-    finally:
-        worker.stop()
-        await task
+    await _completed_by(worker, ids)
     assert peak == 1
     assert (await app.aget_run(doomed)).status is RunStatus.CANCELLED
 
@@ -307,13 +312,7 @@ async def test_a_freed_slot_claims_at_once_what_the_last_claim_had_to_leave(
 
     ids = [await app.asubmit(quick, queue="q", concurrency_key=key) for _ in range(3)]
     worker = Worker(app, queues=["q"], concurrency=concurrency, poll_interval=3600)
-    task = asyncio.ensure_future(worker.run(install_signals=False))
-    try:
-        for wid in ids:
-            assert (await app.aresult(wid, timeout=30)).status is RunStatus.COMPLETED
-    finally:
-        worker.stop()
-        await task
+    await _completed_by(worker, ids)
 
 
 async def test_a_worker_asked_to_stop_while_it_claims_stops_at_once(app: App) -> None:

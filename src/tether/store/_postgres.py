@@ -379,10 +379,7 @@ class PostgresStore(Store):
             "fast", lambda tx: tx.all("claim_free", qs=free, n=limit, **p), single=True
         )
         keyed = bool(rows[0][-1]) if rows else False
-        jobs = [PG_ROWS.job_with_run(r[:-1]) for r in rows if r[0] is not None]
-        for job in jobs:
-            if job.run is not None:
-                self._claimed_with_job(job.run)
+        jobs = (PG_ROWS.job_with_run(r[:-1]) for r in rows if r[0] is not None)
         return sorted(jobs, key=lambda j: (-j.priority, j.id)), keyed
 
     def _claimed_with_job(self, run: RunRow) -> None:

@@ -161,7 +161,7 @@ class QueueVerbs(StoreBase):
         jobs, more = await self._claim_at_once([q for q in queues if q not in limits], limit, p)
         limit -= len(jobs)
         if limit < 1 or not (more or any(q in limits for q in queues)):
-            return jobs
+            return self._claimed(jobs)
 
         async def body(tx: Tx) -> list[JobRow]:
             picked = await _pick(tx, queues, limit, limits, tx.now(now))
@@ -177,11 +177,18 @@ class QueueVerbs(StoreBase):
             return [await self._claim_job_run(tx, job, p) for job in claimed]
 
         try:
-            return jobs + await self._tx("fast", body)
+            jobs += await self._tx("fast", body)
         except StoreError as exc:
-            if self._lost_race(exc):
-                return jobs  # lost a race for a concurrency key; the next round claims again
-            raise
+            if not self._lost_race(exc):
+                raise  # else: lost a race for a concurrency key; the next round claims again
+        return self._claimed(jobs)
+
+    def _claimed(self, jobs: list[JobRow]) -> list[JobRow]:
+        """`jobs`, once committed, their runs claimed with them noted (`_claimed_with_job`)."""
+        for job in jobs:
+            if job.run is not None:
+                self._claimed_with_job(job.run)
+        return jobs
 
     async def _claim_job_run(self, tx: Tx, job: JobRow, p: dict[str, Any]) -> JobRow:
         """`job` with its run claimed in `tx` (as `RunClaim` says), if it may be."""
@@ -195,7 +202,6 @@ class QueueVerbs(StoreBase):
         run = tx.rows.run(row)
         fence = Fence(run.workflow_id, run.generation)
         await self._events(tx, fence, [NewEvent(p["etype"])], p["at"])
-        self._claimed_with_job(run)
         return replace(job, run=run)
 
     def _claimed_with_job(self, run: RunRow) -> None:

@@ -212,17 +212,17 @@ class RunVerbs(StoreBase):
         if await self._finish_at_once(fence, status, event, at, closejob=close_job, **p):
             return
 
-        async def body(tx: Tx) -> None:
+        async def body(tx: Tx) -> list[Any]:
             wid = fence.workflow_id
             await self._events(tx, fence, [event], at)
             await tx.execute("finish_run", status=status.value, at=at, wid=wid, **p)
             if status.terminal:
                 await self._child_ended(tx, wid, status.value, output, error, at)
-            if close_job:
-                self._closed_with_run(await tx.all("close_job_of_run", wid=wid, at=at))
+            closed = await tx.all("close_job_of_run", wid=wid, at=at) if close_job else []
             await tx.notify(f"run:{wid}")
+            return closed
 
-        await self._tx("write", body)
+        self._closed_with_run(await self._tx("write", body))  # once committed
 
     async def _finish_at_once(
         self, fence: Fence, status: RunStatus, event: NewEvent, at: datetime, **p: Any
