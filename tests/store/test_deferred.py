@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,31 +57,39 @@ async def test_a_completion_is_written_as_soon_as_the_loop_turns(tmp_path: Path)
         assert (await app.arun(yields, workflow_id="r")).value == ["running", "completed"]
 
 
-def _counting(url: str) -> tuple[Store, list[str]]:
-    """The SQLite store of `url`, counting the COMMITs it sends."""
-    commits: list[str] = []
+def _statements(url: str) -> tuple[Store, list[str]]:
+    """The SQLite store of `url`, keeping every statement it sends."""
+    sent: list[str] = []
     base: Any = type(open_store(url))
 
-    class Counting(base):  # type: ignore[misc]
+    class Tracing(base):  # type: ignore[misc]
         async def open(self) -> None:
             await super().open()
-            self._conn.set_trace_callback(
-                lambda sql: commits.append(sql) if sql == "COMMIT" else None
-            )
+            self._conn.set_trace_callback(sent.append)
 
-    return Counting(url), commits
+    return Tracing(url), sent
 
 
-async def test_a_sequential_run_makes_one_commit_per_step(tmp_path: Path) -> None:
-    store, commits = _counting(f"sqlite:///{tmp_path}/t.db")
+async def test_a_sequential_step_is_one_commit_under_one_fence_check(tmp_path: Path) -> None:
+    store, sent = _statements(f"sqlite:///{tmp_path}/t.db")
     async with tether.App(store=store) as app:
         steps = _steps(app)
         await app.arun(steps, 1)
-        commits.clear()
+        sent.clear()
         assert (await app.arun(steps, 40)).value == 40
+    commits = [s for s in sent if s == "COMMIT"]
+    fence_checks = [s for s in sent if s.startswith("UPDATE runs SET event_seq")]
+    reads = [s for s in sent if s.startswith("SELECT")]
     # 40 steps (each start marker carrying the previous completion), plus the run's
     # creation, claim and end: not 80 and more
     assert len(commits) <= 40 + 6, len(commits)
+    # one bump checks the fence and numbers both events of a step, and nothing is
+    # read to decide whether to hold a completion
+    assert len(fence_checks) <= 40 + 4, len(fence_checks)
+    assert len(reads) <= 12, reads  # the run's own reads (its history), none a step
+    # BEGIN, bump, two events, completion, start, COMMIT: 7 a step (was 10 with a
+    # fence read and a bump of its own for the completion)
+    assert len(sent) <= 7 * 40 + 35, len(sent)  # 312 here, with the run's own
 
 
 def _steps(app: tether.App) -> Any:
@@ -116,8 +124,9 @@ async def test_a_completion_its_run_would_refuse_is_refused_as_the_step_ends(
         await store.close()
 
 
-async def test_a_completion_refused_after_it_was_held_is_dropped_not_failing_its_carrier(
-    tmp_path: Path,
+@pytest.mark.parametrize("carrier", ["another run's write", "the run's next start"])
+async def test_a_completion_refused_after_it_was_held_is_dropped_where_it_rides(
+    tmp_path: Path, carrier: str
 ) -> None:
     url = f"sqlite:///{tmp_path}/t.db"
     store, thief = open_store(url), open_store(url)  # two connections: two processes
@@ -129,13 +138,46 @@ async def test_a_completion_refused_after_it_was_held_is_dropped_not_failing_its
         await store.complete_step(old, "x", result="1", at=AT, event=NewEvent("c"))  # held
         # another process takes the run over before this one writes again
         await thief.claim_run("a", "thief", AT, NewEvent("workflow.running"), force=True)
-        await store.append_events(other, [NewEvent("b.did")], AT)  # carries it: not failed
-        [step] = await store.load_steps("a")
-        assert step.status is StepStatus.RUNNING  # the refused completion was dropped
-        assert [e.type for e in await store.list_events("b")][-1] == "b.did"
+        if carrier == "another run's write":
+            await store.append_events(other, [NewEvent("b.did")], AT)  # carries it: not failed
+            assert [e.type for e in await store.list_events("b")][-1] == "b.did"
+        else:  # the same fence refuses both: the next step does not start
+            with pytest.raises(tether.StaleOwnerError):
+                await store.start_step(old, "y", idempotency_key=None, at=AT, event=NewEvent("s"))
+        steps = {s.key: s.status for s in await store.load_steps("a")}
+        assert steps == {"x": StepStatus.RUNNING}  # the refused completion was dropped
+        assert not store.deferred  # and is not held to fail a later write
     finally:
         await store.close()
         await thief.close()
+
+
+async def test_a_held_completion_and_its_attached_rows_keep_their_order_and_times(
+    tmp_path: Path,
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    done_at, next_at = AT + timedelta(seconds=1), AT + timedelta(seconds=2)
+    try:
+        f = await _run(store, "a")
+        await store.start_step(f, "x", idempotency_key=None, at=AT, event=NewEvent("s", "x"))
+        await store.complete_step(
+            f, "x", result="1", at=done_at, event=NewEvent("c", "x"), rows=[NewEvent("att", "x")]
+        )
+        row = await store.start_step(
+            f, "y", idempotency_key=None, at=next_at, event=NewEvent("s", "y")
+        )
+        assert row.attempts == 1 and row.status is StepStatus.RUNNING
+        events = [(e.seq, e.type, e.message, e.at) for e in await store.list_events("a")]
+        assert events[-4:] == [
+            (2, "s", "x", AT),
+            (3, "c", "x", done_at),
+            (4, "att", "x", done_at),
+            (5, "s", "y", next_at),
+        ]
+        steps = {s.key: (s.status, s.result) for s in await store.load_steps("a")}
+        assert steps == {"x": (StepStatus.COMPLETED, "1"), "y": (StepStatus.RUNNING, None)}
+    finally:
+        await store.close()
 
 
 async def test_held_completions_outlive_a_transaction_that_rolled_back(tmp_path: Path) -> None:

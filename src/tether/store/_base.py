@@ -112,6 +112,9 @@ class StoreBase(abc.ABC):
         # jobs closed with their run's end (`finish_run`), which their worker's
         # `finish_job` need not write again: job id -> None, the newest few
         self._closed_jobs: dict[int, None] = {}
+        # runs this store cancelled (None) or gave to an owner of that generation: a held
+        # completion under an older fence is written (and refused) at once, see `_may_hold`
+        self._moved: dict[str, int | None] = {}
 
     @abc.abstractmethod
     async def _tx(
@@ -127,6 +130,14 @@ class StoreBase(abc.ABC):
                 closed[int(job_id)] = None
         while len(closed) > 4096:  # a worker that never came to close one: forget it
             del closed[next(iter(closed))]
+
+    def _note_moved(self, workflow_id: str, generation: int | None) -> None:
+        """Remember that this store cancelled a run (None) or fenced its owners below
+        `generation` (a few thousand runs, the newest)."""
+        self._moved.pop(workflow_id, None)
+        self._moved[workflow_id] = generation
+        if len(self._moved) > 4096:
+            del self._moved[next(iter(self._moved))]
 
     def _already_closed(self, job_id: int) -> bool:
         """Whether `finish_run` closed this job (then forgotten: asked once)."""
@@ -176,8 +187,17 @@ class StoreBase(abc.ABC):
             return RunAlreadyRunningError(workflow_id, found[1], tx.rows.ot(found[2]))
         return RunFinishedError(workflow_id, found[0], "resume")
 
-    async def _events(self, tx: Tx, fence: Fence, events: Sequence[NewEvent], at: datetime) -> None:
-        """Check the fence, reserve sequence numbers and write `events` (none: fence only)."""
+    async def _events(
+        self,
+        tx: Tx,
+        fence: Fence,
+        events: Sequence[NewEvent],
+        at: datetime,
+        *,
+        ats: Sequence[datetime] = (),
+    ) -> None:
+        """Check the fence, reserve sequence numbers and write `events` (none: fence
+        only), each at `at` or, given `ats`, at its own time."""
         wid = fence.workflow_id
         row = await tx.one(
             "bump", n=len(events), at=at, wid=wid, gen=fence.generation, comp=fence.compensating
@@ -193,7 +213,7 @@ class StoreBase(abc.ABC):
                 type=e.type,
                 message=e.message,
                 detail=e.detail,
-                at=at,
+                at=ats[i] if ats else at,
             )
 
     async def _insert_run(

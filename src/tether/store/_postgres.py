@@ -131,6 +131,7 @@ class PostgresStore(Store):
 
     dialect = "postgresql"
     fenced_queries = True  # `_event_cte` at the head of each
+    holds_rows = False  # a completion with rows is several statements: it cannot fold
 
     def __init__(self, url: str, *, durability: str | Durability | None = None) -> None:
         super().__init__()
@@ -149,7 +150,6 @@ class PostgresStore(Store):
         self._hot: Conn | None = None  # a connection kept out of the pool for the hot path
         self._hot_busy = False
         self.deferred: Deferred = Deferred(self._flush_deferred)  # folded into the next start
-        self._moved: dict[str, int | None] = {}  # see `_may_hold`
 
     async def _tx(
         self, mode: Mode, body: Callable[[Tx], Awaitable[T]], *, single: bool = False
@@ -163,35 +163,10 @@ class PostgresStore(Store):
 
     # -- held completions (see `_deferred`) --------------------------------------------
 
-    async def _may_hold(self, fence: Fence, rows: Sequence[object]) -> bool:
-        """Held unread (a read would cost the round trip saved), unless the step
-        attached rows (those completions are a transaction of several statements) or
-        this store itself has since cancelled the run or given it to a newer owner:
-        then it is written, and refused, at once, so a cancel from this process is
-        learnt as the step ends, as on SQLite. (One from another process is learnt
-        as the next step starts, as if it had come a moment later.)"""
-        moved = self._moved.get(fence.workflow_id, 0)
-        if moved is None:  # cancelled here
-            return not rows and fence.compensating
-        return not rows and (fence.generation is None or fence.generation >= moved)
-
-    def _note_moved(self, workflow_id: str, generation: int | None) -> None:
-        """Remember that this store cancelled a run (None) or fenced its owners below
-        `generation` (a few thousand runs, the newest)."""
-        self._moved.pop(workflow_id, None)
-        self._moved[workflow_id] = generation
-        if len(self._moved) > 4096:
-            del self._moved[next(iter(self._moved))]
-
-    async def cancel_run(
-        self, workflow_id: str, *, reason: str | None, compensate: bool, at: datetime
-    ) -> list[str]:
-        cancelled = await super().cancel_run(
-            workflow_id, reason=reason, compensate=compensate, at=at
-        )
-        for wid in cancelled:
-            self._note_moved(wid, None)
-        return cancelled
+    def _foldable(self, done: HeldCompletion) -> bool:
+        """One statement carries a completion without attached rows (they are never
+        held here), unless commits skip the WAL flush (no folded variant for that)."""
+        return not self._sync_off
 
     async def _write_held(self) -> None:
         """Write what is held before another write, retrying a blip as a step retries
@@ -223,20 +198,6 @@ class PostgresStore(Store):
             else:
                 log.warning("held step completions were not written and are dropped: %s", exc)
             raise
-
-    def _fold(self, fence: Fence, key: str | None = None) -> HeldCompletion | None:
-        """Take the held completion if it is exactly one, of the run `fence` writes
-        for, and another step than `key` (one statement may change a row once), so
-        the caller's statement writes it too; else leave what is held."""
-        held = self.deferred.take()
-        done = held[0] if len(held) == 1 and not self.deferred.writing else None
-        if (
-            isinstance(done, HeldCompletion) and done.fence == fence and done.key != key
-            and not done.rows and not self._sync_off
-        ):  # fmt: skip
-            return done
-        self.deferred.give_back(held)
-        return None
 
     @staticmethod
     def _folded(done: HeldCompletion) -> dict[str, Any]:
@@ -381,9 +342,6 @@ class PostgresStore(Store):
         keyed = bool(rows[0][-1]) if rows else False
         jobs = (PG_ROWS.job_with_run(r[:-1]) for r in rows if r[0] is not None)
         return sorted(jobs, key=lambda j: (-j.priority, j.id)), keyed
-
-    def _claimed_with_job(self, run: RunRow) -> None:
-        self._note_moved(run.workflow_id, run.generation)
 
     def _lost_race(self, exc: StoreError) -> bool:
         return isinstance(exc.__cause__, psycopg.errors.UniqueViolation)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -34,18 +35,29 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import IncompatibleStoreError, StoreError, StoreUnavailableError
+from ..errors import (
+    IncompatibleStoreError,
+    RunCancelledError,
+    RunNotFoundError,
+    StaleOwnerError,
+    StoreError,
+    StoreUnavailableError,
+)
 from ._base import Mode, Tx
 from ._deferred import Deferred
 from ._migrations import pending
 from ._port import Store
-from ._rows import SQLITE_ROWS
+from ._records import Fence, NewEvent, StepRow
+from ._rows import SQLITE_ROWS, started_step
 from ._sql import queries
 from ._url import Durability, parse_sqlite_url
+from ._verbs_ai import split_attached, write_calls
+from ._verbs_runs import HeldCompletion
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
+log = logging.getLogger("tether.store")
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _Q = queries("sqlite")
 # PRAGMA application_id marks a file as tether's ("TETH").
@@ -176,6 +188,47 @@ class SQLiteStore(Store):
         """A transaction of its own for the held completions (none came to carry them)."""
         if self.deferred and self._conn is not None:
             await self._tx("write", _nothing)
+
+    async def start_step(
+        self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
+    ) -> StepRow:
+        """The start marker, with the run's held completion of its previous step in the
+        same transaction under one fence check and one event-number bump (written on
+        its own, the completion checks and bumps again): five statements a step between
+        BEGIN and COMMIT (each on its own: six, after a read of the fence)."""
+        done = self._fold(fence, key)
+        if done is None:
+            return await super().start_step(
+                fence, key, idempotency_key=idempotency_key, at=at, event=event
+            )
+        try:
+            row = await self._tx("write", self._carrying(done, key, idempotency_key, at, event))
+        except (StaleOwnerError, RunCancelledError, RunNotFoundError):
+            log.info("a held step completion was refused with its carrier: %s", done.key)
+            raise  # the run's new owner (or its cancel) refuses both; the start says so
+        except BaseException:
+            self.deferred.give_back([done])  # nothing was committed: held for the next
+            raise
+        return started_step(fence.workflow_id, key, idempotency_key, row, at)
+
+    def _carrying(
+        self, done: HeldCompletion, key: str, ikey: str | None, at: datetime, event: NewEvent
+    ) -> Callable[[Tx], Awaitable[Any]]:
+        """The body of `start_step` carrying `done`: its events, the attached ones (in the
+        order `done` writes them on its own) and the start's in one bump, ``"write"``
+        mode (FULL) as it carries a completion."""
+        fence, wid = done.fence, done.fence.workflow_id
+        attached, calls = split_attached(done.rows)
+        events = [done.event, *attached, event]
+        ats = [done.at] * (len(events) - 1) + [at]
+
+        async def body(tx: Tx) -> Any:
+            await self._events(tx, fence, events, at, ats=ats)
+            await tx.execute(done.name, wid=wid, key=done.key, result=done.result, at=done.at)
+            await write_calls(tx, wid, done.key, calls, done.at)
+            return await tx.one("start_step", wid=wid, key=key, ikey=ikey, at=at)
+
+        return body
 
     # -- connection and schema -----------------------------------------------------
 

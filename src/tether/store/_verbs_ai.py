@@ -54,13 +54,20 @@ async def write_attached(
     events, calls = split_attached(rows)
     if events:
         await store._events(tx, fence, events, at)
+    await write_calls(tx, fence.workflow_id, step_key, calls, at)
+
+
+async def write_calls(
+    tx: Tx, workflow_id: str, step_key: str, calls: Sequence[NewAICall], at: datetime
+) -> None:
+    """Write a step attempt's AI calls (`write_attached`, without the events)."""
     for seq, call in enumerate(calls):
         prompt, prompt_blob = await _text(tx, call.prompt)
         response, response_blob = await _text(tx, call.response)
         texts = {"prompt": prompt, "prompt_blob": prompt_blob, "response": response,
                  "response_blob": response_blob, "at": call.at or at}  # fmt: skip
         await tx.execute(
-            "insert_ai_call", **params(call) | texts, wid=fence.workflow_id, key=step_key, seq=seq
+            "insert_ai_call", **params(call) | texts, wid=workflow_id, key=step_key, seq=seq
         )
 
 

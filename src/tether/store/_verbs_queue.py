@@ -184,10 +184,10 @@ class QueueVerbs(StoreBase):
         return self._claimed(jobs)
 
     def _claimed(self, jobs: list[JobRow]) -> list[JobRow]:
-        """`jobs`, once committed, their runs claimed with them noted (`_claimed_with_job`)."""
+        """`jobs`, once committed, their runs claimed with them noted (`_note_moved`)."""
         for job in jobs:
             if job.run is not None:
-                self._claimed_with_job(job.run)
+                self._note_moved(job.run.workflow_id, job.run.generation)
         return jobs
 
     async def _claim_job_run(self, tx: Tx, job: JobRow, p: dict[str, Any]) -> JobRow:
@@ -203,9 +203,6 @@ class QueueVerbs(StoreBase):
         fence = Fence(run.workflow_id, run.generation)
         await self._events(tx, fence, [NewEvent(p["etype"])], p["at"])
         return replace(job, run=run)
-
-    def _claimed_with_job(self, run: RunRow) -> None:
-        """Hook: a run was claimed with its job (PostgreSQL notes its new generation)."""
 
     async def _claim_at_once(
         self, free: list[str], limit: int, p: dict[str, Any]

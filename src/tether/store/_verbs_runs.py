@@ -55,6 +55,9 @@ class HeldCompletion:
 class RunVerbs(StoreBase):
     """Runs, events, steps, locks and heartbeats."""
 
+    # whether a completion with attached rows (AI calls) may be held (`_may_hold`)
+    holds_rows = True
+
     # -- runs -------------------------------------------------------------------------
 
     async def create_run(self, run: NewRun, at: datetime) -> tuple[RunRow, bool]:
@@ -153,7 +156,9 @@ class RunVerbs(StoreBase):
             await self._events(tx, fence, [event], p["at"])
             return claimed
 
-        return await self._tx("write", body)
+        run = await self._tx("write", body)
+        self._note_moved(run.workflow_id, run.generation)
+        return run
 
     async def renew_owner(
         self, owner: str, workflow_ids: Sequence[str], *, lease: float, now: datetime | None
@@ -254,22 +259,37 @@ class RunVerbs(StoreBase):
         return await self._tx(mode, body, single=self.fenced_queries and not rows)
 
     async def _may_hold(self, fence: Fence, rows: Sequence[object]) -> bool:
-        """Whether a completion may wait for the next write: where a read is cheap
-        (SQLite), only if its fence holds now (one read), so a completion the store
-        would refuse (the run was cancelled or changed owner) is written at once and
-        the step learns of it as it ends, as without holding."""
-        return await self._fence_holds(fence)
+        """Whether a completion may wait for the next write. It is held unread (a read
+        would cost what holding saves), unless this store itself has since cancelled
+        the run or given it to a newer owner: then it is written, and refused, at once,
+        so a cancel or takeover from this process is learnt as the step ends. One from
+        another process is learnt at the run's next write, which the completion rides
+        on and is dropped with (as if the cancel had come a moment later)."""
+        if rows and not self.holds_rows:
+            return False
+        moved = self._moved.get(fence.workflow_id, 0)
+        if moved is None:  # cancelled here
+            return fence.compensating
+        return fence.generation is None or fence.generation >= moved
 
-    async def _fence_holds(self, fence: Fence) -> bool:
-        """Whether a write under `fence` would be taken now (one read)."""
+    def _fold(self, fence: Fence, key: str | None = None) -> HeldCompletion | None:
+        """Take the held completion if it is exactly one, of the run `fence` writes
+        for, and another step than `key` (one statement may change a row once), so
+        the caller's write carries it under one fence check; else leave what is held."""
+        assert self.deferred is not None
+        held = self.deferred.take()
+        done = held[0] if len(held) == 1 and not self.deferred.writing else None
+        if (
+            isinstance(done, HeldCompletion) and done.fence == fence and done.key != key
+            and self._foldable(done)
+        ):  # fmt: skip
+            return done
+        self.deferred.give_back(held)
+        return None
 
-        async def body(tx: Tx) -> bool:
-            row = await tx.one(
-                "fence_holds", wid=fence.workflow_id, gen=fence.generation, comp=fence.compensating
-            )
-            return row is not None
-
-        return await self._tx("read", body)
+    def _foldable(self, done: HeldCompletion) -> bool:
+        """Whether the dialect's carrying write can take `done` (`_fold`)."""
+        return True
 
     def _fenced_body(
         self,

@@ -253,4 +253,7 @@ class WaitVerbs(StoreBase):
                 await tx.notify(f"run:{rid}")
             return cancelled
 
-        return await self._tx("write", body)
+        cancelled = await self._tx("write", body)
+        for wid in cancelled:  # a step of theirs ending here is refused as it ends
+            self._note_moved(wid, None)
+        return cancelled

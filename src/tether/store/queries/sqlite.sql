@@ -29,10 +29,6 @@ locked_until, run_after, last_error
 ((status = 'running' AND (owner_expires_at <= {_now} OR (owner_expires_at IS NULL
   AND updated_at <= {_now} - :grace))) OR (status = 'pending' AND updated_at <= {_now} - :grace))
 
--- name: fence_holds
--- a held completion's cheap check: would its fenced write be taken now?
-SELECT 1 FROM runs
-WHERE id = :wid AND (:gen IS NULL OR (owner_generation = :gen AND (:comp OR status NOT IN {CLOSED})))
 -- name: bump
 UPDATE runs SET event_seq = event_seq + :n, updated_at = :at
 WHERE id = :wid AND (:gen IS NULL OR (owner_generation = :gen AND (:comp OR status NOT IN {CLOSED})))
