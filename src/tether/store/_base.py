@@ -86,7 +86,7 @@ class Tx(Protocol):
         ...
 
     async def notify(self, what: str) -> None:
-        """Announce a change ("jobs", "run:<id>") at commit; SQLite polls instead."""
+        """Announce a change ("jobs", "run:<id>") at commit (SQLite: to its own waiters)."""
         ...
 
 

@@ -57,6 +57,7 @@ class Store(
 
         Channels: ``"jobs"`` (work became available) and ``"run:<id>"`` (the
         run ended or parked). True when woken by such a write; False on
-        timeout. PostgreSQL wakes at once (LISTEN/NOTIFY); SQLite polls, so a
-        caller re-reads what it waits for either way.
+        timeout. PostgreSQL wakes at once (LISTEN/NOTIFY); SQLite looks every few
+        milliseconds and returns within 50 ms; a caller re-reads what it waits for
+        either way.
         """

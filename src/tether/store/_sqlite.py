@@ -50,6 +50,7 @@ from ._port import Store
 from ._records import Fence, NewEvent, StepRow
 from ._rows import SQLITE_ROWS, started_step
 from ._sql import queries
+from ._sqlite_changes import Notes, wait_for_news
 from ._url import Durability, parse_sqlite_url
 from ._verbs_ai import split_attached, write_calls
 from ._verbs_runs import HeldCompletion
@@ -75,6 +76,7 @@ class SQLiteTx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.notified: list[str] = []  # the channels this transaction would notify
 
     def _run(self, name: str, params: dict[str, Any]) -> sqlite3.Cursor:
         for k, v in params.items():
@@ -101,7 +103,8 @@ class SQLiteTx:
         return json.dumps(list(items))
 
     async def notify(self, what: str) -> None:
-        """SQLite has no notifications: waiters poll."""
+        """Noted, and told to this store's waiters once committed (`_sqlite_changes`)."""
+        self.notified.append(what)
 
 
 class SQLiteStore(Store):
@@ -121,6 +124,7 @@ class SQLiteStore(Store):
         self._sync: str | None = None
         self._full = "FULL" if self.config.durability is Durability.FULL else "NORMAL"
         self.deferred: Deferred = Deferred(self._flush_deferred)  # ride on the next write
+        self._notes = Notes()  # what committed transactions notified, for `wait_for_change`
 
     # -- transactions --------------------------------------------------------------
 
@@ -159,6 +163,7 @@ class SQLiteStore(Store):
             if mode == "read" and not held:
                 return await body(tx)
             self._begin(conn, self._full if mode == "write" or held else "NORMAL")
+            tx.notified.clear()
             try:
                 await self.deferred.write(tx, held)
                 result = await body(tx)
@@ -166,6 +171,8 @@ class SQLiteStore(Store):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if tx.notified:
+                self._notes.add(tx.notified)
             return result
         except BaseException as exc:
             self.deferred.give_back(held)  # nothing was committed: they wait for the next
@@ -259,9 +266,15 @@ class SQLiteStore(Store):
         return await self._tx("read", body)
 
     async def wait_for_change(self, channel: str, timeout: float) -> bool:
-        """SQLite has no notifications: wait one short poll interval."""
-        await asyncio.sleep(max(0.0, min(timeout, 0.05)))
-        return False
+        """No notifications in SQLite: polls, every few milliseconds, for this store's
+        own writes to `channel` and for other processes' commits that a cheap read
+        finds to be news for it (`_sqlite_changes`); returns within 50 ms."""
+        if self._conn is None:
+            await self.open()
+        conn = self._conn
+        if conn is None:
+            return False
+        return await wait_for_news(conn, self._conn_lock, self._notes, channel, timeout)
 
     def _connect(self) -> sqlite3.Connection:
         path = self.config.path

@@ -38,6 +38,9 @@ INSERT INTO events (run_id, seq, type, message, detail, at)
 VALUES (:wid, :seq, :type, :message, :detail, :at)
 -- name: run_status_locked
 SELECT status FROM runs WHERE id = :wid
+-- name: newest_job
+-- a waiter's cheap look for new work another process queued (_sqlite_changes)
+SELECT max(id) FROM jobs
 
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, priority, tags,
