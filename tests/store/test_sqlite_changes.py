@@ -85,3 +85,16 @@ async def test_a_wait_with_no_news_ends_within_the_poll(stores: tuple[Store, Sto
     # callers re-read what they wait for after each wait, as on PostgreSQL after a
     # missed notification: a long timeout still comes back
     assert await asyncio.wait_for(here.wait_for_change("jobs", 3600.0), 5.0) is False
+
+
+@pytest.mark.parametrize("writer", ["this store", "another connection"])
+async def test_a_job_queued_between_a_claim_and_the_next_wait_is_news_to_it(
+    stores: tuple[Store, Store], writer: str
+) -> None:
+    here, there = stores
+    claimed = await here.claim_jobs(
+        "w", ["default"], limit=1, visibility=30.0, limits={}, now=None, at=AT
+    )
+    assert claimed == []  # nothing yet: the worker will wait
+    await (here if writer == "this store" else there).submit_run(NewRun("r", "w"), NewJob(), AT)
+    assert await here.wait_for_change("jobs", 10.0) is True  # not lost in between

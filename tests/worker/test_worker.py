@@ -19,7 +19,8 @@ import pytest
 import tether
 from tether import App, RunStatus, Workflow
 from tether.app import run_on_loop
-from tether.testing import eventually_sync
+from tether.store._sqlite_changes import POLL_MAX
+from tether.testing import eventually, eventually_sync
 from tether.worker import ServerlessHost, Worker
 
 FLOWS = textwrap.dedent(
@@ -327,6 +328,38 @@ async def test_a_worker_asked_to_stop_while_it_claims_stops_at_once(app: App) ->
 
     app.store.claim_jobs = claim_and_be_stopped  # type: ignore[method-assign]
     await asyncio.wait_for(worker.run(install_signals=False), 30)
+
+
+async def test_an_idle_worker_claims_on_news_not_after_each_empty_wait(app: App) -> None:
+    """An idle worker claims again when work is announced (or its poll is due), not
+    each time the store's wait comes back with nothing: SQLite's wait returns within
+    `POLL_MAX` (50 ms), and claiming after each took the write lock 20 times a
+    second for nothing."""
+
+    @app.workflow(name="quick")
+    async def quick(wf: Workflow) -> int:
+        return await wf.step("s", lambda: 1)
+
+    claims = 0
+    real = app.store.claim_jobs
+
+    async def counting(*args: Any, **kw: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await real(*args, **kw)
+
+    app.store.claim_jobs = counting  # type: ignore[method-assign]
+    worker = Worker(app, queues=["q"], poll_interval=3600)
+    task = asyncio.ensure_future(worker.run(install_signals=False))
+    try:
+        await eventually(lambda: claims >= 1)
+        await asyncio.sleep(6 * POLL_MAX)  # idle, through six of SQLite's empty waits
+        assert claims == 1
+        wid = await app.asubmit(quick, queue="q")  # announced: claimed at once
+        assert (await app.aresult(wid, timeout=30)).status is RunStatus.COMPLETED
+    finally:
+        worker.stop()
+        await task
 
 
 async def test_cancel_under_a_running_job_makes_a_ghost(app: App) -> None:

@@ -47,10 +47,10 @@ from ._base import Mode, Tx
 from ._deferred import Deferred
 from ._migrations import pending
 from ._port import Store
-from ._records import Fence, NewEvent, StepRow
+from ._records import Fence, JobRow, NewEvent, StepRow
 from ._rows import SQLITE_ROWS, started_step
 from ._sql import queries
-from ._sqlite_changes import Notes, wait_for_news
+from ._sqlite_changes import Mark, Notes, mark, wait_for_news
 from ._url import Durability, parse_sqlite_url
 from ._verbs_ai import split_attached, write_calls
 from ._verbs_runs import HeldCompletion
@@ -125,6 +125,7 @@ class SQLiteStore(Store):
         self._full = "FULL" if self.config.durability is Durability.FULL else "NORMAL"
         self.deferred: Deferred = Deferred(self._flush_deferred)  # ride on the next write
         self._notes = Notes()  # what committed transactions notified, for `wait_for_change`
+        self._jobs_mark: Mark | None = None  # "jobs" as the last claim began to look
 
     # -- transactions --------------------------------------------------------------
 
@@ -274,7 +275,15 @@ class SQLiteStore(Store):
         conn = self._conn
         if conn is None:
             return False
-        return await wait_for_news(conn, self._conn_lock, self._notes, channel, timeout)
+        since = None
+        if channel == "jobs":  # news since the last claim began, once
+            since, self._jobs_mark = self._jobs_mark, None
+        return await wait_for_news(conn, self._conn_lock, self._notes, channel, timeout, since)
+
+    async def claim_jobs(self, worker: str, queues: Sequence[str], **kw: Any) -> list[JobRow]:
+        if self._conn is not None:  # a job queued from here on is news to the next wait
+            self._jobs_mark = mark(self._conn, self._conn_lock, self._notes, "jobs")
+        return await super().claim_jobs(worker, queues, **kw)
 
     def _connect(self) -> sqlite3.Connection:
         path = self.config.path

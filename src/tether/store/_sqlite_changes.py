@@ -29,12 +29,16 @@ from typing import Any
 
 from ._sql import queries
 
-__all__ = ["POLL_MAX", "Notes", "wait_for_news"]
+__all__ = ["POLL_MAX", "Mark", "Notes", "mark", "wait_for_news"]
 
 POLL_FIRST = 0.001  # seconds to the first look, doubling up to POLL_EVERY
 POLL_EVERY = 0.008
 POLL_MAX = 0.05  # the longest one wait lasts: the caller then re-reads anyway
 _Q = queries("sqlite")
+
+# what a waiter has seen: this store's notification count, and (data_version, the
+# channel's fact) as `_look` read them (None: the connection was busy)
+Mark = tuple[int, tuple[int, Any] | None]
 
 
 class Notes:
@@ -57,19 +61,37 @@ class Notes:
         return self._last.get(channel, 0) > seq
 
 
+def mark(conn: sqlite3.Connection, lock: threading.Lock, notes: Notes, channel: str) -> Mark:
+    """What a waiter on `channel` has seen now: news is what comes after it. A worker
+    marks "jobs" before it claims, so a job queued between its claim and its wait
+    is news to that wait."""
+    return notes.seq, _look(conn, lock, channel, None)
+
+
 async def wait_for_news(
-    conn: sqlite3.Connection, lock: threading.Lock, notes: Notes, channel: str, timeout: float
+    conn: sqlite3.Connection,
+    lock: threading.Lock,
+    notes: Notes,
+    channel: str,
+    timeout: float,
+    since: Mark | None = None,
 ) -> bool:
-    """Wait at most `timeout` (and `POLL_MAX`) seconds for news for `channel`."""
+    """Wait at most `timeout` (and `POLL_MAX`) seconds for news for `channel`, news
+    since `since` (a `mark`) or else since now."""
     loop = asyncio.get_running_loop()
     end = loop.time() + max(0.0, min(timeout, POLL_MAX))
-    mark = notes.seq
-    seen = _look(conn, lock, channel, None)
+    seq, seen = since if since is not None else mark(conn, lock, notes, channel)
+    if notes.since(channel, seq):
+        return True
+    if since is not None and seen is not None:
+        now = _look(conn, lock, channel, None)
+        if now is not None and now[1] != seen[1]:
+            return True
     delay = POLL_FIRST
     while (left := end - loop.time()) > 0:
         await asyncio.sleep(min(delay, left))
         delay = min(delay * 2, POLL_EVERY)
-        if notes.since(channel, mark):
+        if notes.since(channel, seq):
             return True
         now = _look(conn, lock, channel, seen)
         if seen is None:

@@ -190,7 +190,7 @@ class Worker:
         waits: set[asyncio.Future[Any]] = {
             asyncio.ensure_future(self._kick.wait()),
             asyncio.ensure_future(self._stopping.wait()),
-            asyncio.ensure_future(self.app.store.wait_for_change("jobs", timeout)),
+            asyncio.ensure_future(self._news(timeout)),
         }
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -198,6 +198,15 @@ class Worker:
             for w in waits:
                 w.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
+
+    async def _news(self, timeout: float) -> None:
+        """Until the store announces work, or `timeout`. A wait may end early with
+        nothing (SQLite's returns within 50 ms): wait again rather than claim."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while (left := end - loop.time()) > 0:
+            if await self.app.store.wait_for_change("jobs", left):
+                return
 
     def _start(self, job: JobRow) -> None:
         log.info(
