@@ -83,10 +83,11 @@ async def wait_for_news(
     seq, seen = since if since is not None else mark(conn, lock, notes, channel)
     if notes.since(channel, seq):
         return True
-    if since is not None and seen is not None:
+    if since is not None and seen is not None:  # what came between the mark and now
         now = _look(conn, lock, channel, None)
         if now is not None and now[1] != seen[1]:
             return True
+        seen = now or seen
     delay = POLL_FIRST
     while (left := end - loop.time()) > 0:
         await asyncio.sleep(min(delay, left))
