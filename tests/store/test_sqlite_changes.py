@@ -71,9 +71,12 @@ async def test_another_connections_commit_that_is_no_news_does_not_wake(
 ) -> None:
     here, there = stores
     busy = await _owned(there, "busy")
-    await _owned(there, "r")
+    await there.create_run(NewRun("r", "w"), AT)
     for_jobs, for_run = await _waiting(here, "jobs"), await _waiting(here, "run:r")
-    for i in range(5):  # another run's work: commits that neither queue a job nor move r
+    # r's claim (it neither ended nor parked), then another run's work: commits
+    # that neither queue a job nor end or park r
+    await there.claim_run("r", "me", AT, NewEvent("workflow.running"))
+    for i in range(5):
         await there.append_events(busy, [NewEvent(f"e{i}")], AT)
         await asyncio.sleep(POLL_MAX / 10)
     assert await for_jobs is False
