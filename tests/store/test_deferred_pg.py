@@ -11,11 +11,23 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
+import psycopg
 import pytest
 
 import tether
-from tether.store import JobStatus, NewEvent, RunStatus, StepStatus, Store, open_store
+from tether.store import (
+    JobStatus,
+    NewEvent,
+    NewJob,
+    NewRun,
+    RunStatus,
+    StepStatus,
+    Store,
+    open_store,
+)
+from tether.store._sql import queries
 from tether.testing import eventually
 from tether.worker import ServerlessHost
 
@@ -328,3 +340,40 @@ async def test_a_claim_skips_a_run_another_transaction_holds_and_never_waits(
         assert [j.run for j in jobs] == [None, None]
         for job in jobs:  # read and claimed by the drive instead
             assert (await app.kernel.execute_job(job, "w")).status == "completed"
+
+
+@pytest.mark.parametrize(
+    "query,commit",
+    [("claim_free", "off"), ("start_step", "off"), ("complete_and_start_step", "on")],
+)
+async def test_what_only_a_crash_of_the_process_must_survive_skips_the_wal_flush(
+    postgres: PostgresServer, url: str, query: str, commit: str
+) -> None:
+    """A job's claim (lost in a server crash, it only delays the run) and a step's start
+    marker (a lost one costs an attempt's count) commit without waiting for the WAL
+    flush; a completion waits. The run's next durable commit flushes the ones before
+    it too, as the WAL is written in order. Each statement asks for its own commit
+    mode, which shows inside a transaction it runs in."""
+    store = open_store(url)
+    try:
+        await store.submit_run(NewRun("queued", "w"), NewJob(), AT)
+        fence = await _run(store, "owned")
+        await store.start_step(fence, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
+    finally:
+        await store.close()
+    params: dict[str, Any] = {
+        "claim_free": {"qs": ["default"], "n": 1, "worker": "w", "vis": 30.0, "now": None,
+                       "at": AT, "owner": None, "lease": 0.0, "etype": "", "names": [],
+                       "versions": []},
+        "start_step": {"wid": "owned", "gen": fence.generation, "comp": False, "key": "y",
+                       "ikey": None, "at": AT, "etype": "s", "emsg": None, "edetail": None},
+    }["start_step" if query != "claim_free" else query]  # fmt: skip
+    if query == "complete_and_start_step":
+        params |= {"ckey": "x", "result": "1", "cat": AT, "ctype": "c", "cmsg": None,
+                   "cdetail": None}  # fmt: skip
+    schema = parse_qs(urlsplit(url).query)["schema"][0]
+    with psycopg.connect(postgres.url, options=f"-c search_path={schema}") as conn:
+        row = conn.execute(queries("postgresql")[query], params).fetchone()
+        assert row is not None and row[0] is not None  # it wrote (claimed, started)
+        assert conn.execute("SHOW synchronous_commit").fetchone() == (commit,)
+        conn.rollback()

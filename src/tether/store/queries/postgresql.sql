@@ -300,11 +300,14 @@ SELECT r.*, (SELECT count(*) FROM n) FROM r
 -- each row ending with "do keyed jobs wait too" (asked only when fewer than :n were claimed);
 -- each job's run is claimed with it for the worker's host (RunClaim; :owner NULL: none), so
 -- its worker need not read or claim it again; a run another transaction holds (a cancel,
--- which locks the run and then its queued job) is skipped, not waited for: no deadlock
+-- which locks the run and then its queued job) is skipped, not waited for: no deadlock.
+-- The claim does not wait for the WAL flush (q): one lost in a crash only delays the run,
+-- and the run's first durable write flushes it too (the WAL is written in order)
 WITH c AS (SELECT id FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
   AND concurrency_key IS NULL AND run_after <= {_now} ORDER BY priority DESC, id
   LIMIT :n FOR UPDATE SKIP LOCKED),
-t AS (SELECT {_now} AS n),
+{_sync_off},
+t AS (SELECT {_now} AS n FROM q),
 u AS (UPDATE jobs SET status = 'claimed', worker = :worker,
   locked_until = t.n + make_interval(secs => :vis), attempt = attempt + 1, claimed_at = t.n,
   updated_at = :at FROM c, t WHERE jobs.id = c.id RETURNING {_job_cols}),
