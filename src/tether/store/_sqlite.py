@@ -210,7 +210,9 @@ class SQLiteStore(Store):
                 fence, key, idempotency_key=idempotency_key, at=at, event=event
             )
         try:
-            row = await self._tx("write", self._carrying(done, key, idempotency_key, at, event))
+            row = await self._tx(
+                "write", self._start_carrying(done, key, idempotency_key, at, event)
+            )
         except (StaleOwnerError, RunCancelledError, RunNotFoundError):
             log.info("a held step completion was refused with its carrier: %s", done.key)
             raise  # the run's new owner (or its cancel) refuses both; the start says so
@@ -219,7 +221,7 @@ class SQLiteStore(Store):
             raise
         return started_step(fence.workflow_id, key, idempotency_key, row, at)
 
-    def _carrying(
+    def _start_carrying(
         self, done: HeldCompletion, key: str, ikey: str | None, at: datetime, event: NewEvent
     ) -> Callable[[Tx], Awaitable[Any]]:
         """The body of `start_step` carrying `done`: its events, the attached ones (in the

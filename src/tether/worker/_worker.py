@@ -165,7 +165,6 @@ class Worker:
         app = self.app
         while not self._stopping.is_set():
             free = self.concurrency - len(self._running)
-            jobs: list[JobRow] = []
             if free > 0:
                 try:
                     jobs = await claim_jobs(app, self.worker_id, self.queues, free, with_runs=True)
@@ -176,8 +175,8 @@ class Worker:
                 for job in jobs:
                     self._start(job)
                 self._full = len(jobs) == free
-            if jobs and len(jobs) == free:
-                continue  # every free slot filled: more may be ready, claim again
+                if self._full:
+                    continue  # every free slot filled: more may be ready, claim again
             # fewer than asked (or none): nothing more was ready; claiming again at once
             # would come back empty, so wait for a free slot, news of a job, or the poll
             self._kick.clear()
