@@ -19,6 +19,7 @@ import pytest
 import tether
 from tether import App, RunStatus, Workflow
 from tether.app import run_on_loop
+from tether.kernel import CollectingSink
 from tether.store._sqlite_changes import POLL_MAX
 from tether.testing import eventually, eventually_sync
 from tether.worker import ServerlessHost, Worker
@@ -415,6 +416,38 @@ async def test_serverless_host_processes_and_maintains(app: App, clock: tether.F
         "orphans",
         "outbox",
     }
+
+
+async def test_one_maintenance_tick_publishes_a_backlog_larger_than_a_batch(
+    database_url: str, clock: tether.FakeClock
+) -> None:
+    """One batch (500 events) a tick would leave most of this backlog to later ticks,
+    and under load the backlog would only grow; a tick drains it, in order per run."""
+    sink = CollectingSink()
+    app = App(database_url, clock=clock, sinks=[sink])
+    try:
+
+        @app.workflow()
+        async def chatty(wf: Workflow) -> int:
+            for i in range(60):
+                await wf.step("s", lambda i=i: i)
+            return 60
+
+        for i in range(6):  # each ~120 step events: ~750 events in all
+            await app.arun(chatty, workflow_id=f"chatty-{i}")
+        written = 0
+        for i in range(6):
+            written += len(await app.store.list_events(f"chatty-{i}"))
+        assert written > 600
+        tick = await ServerlessHost(app).amaintenance_tick()
+        assert tick.outbox_delivered == written == len(sink.events)
+        for i in range(6):
+            seqs = [e.seq for e in sink.events if e.workflow_id == f"chatty-{i}"]
+            assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+        again = await ServerlessHost(app).amaintenance_tick()
+        assert again.outbox_delivered == 0 and len(sink.events) == written
+    finally:
+        await app.aclose()
 
 
 async def test_worker_bad_configuration(app: App) -> None:

@@ -277,6 +277,7 @@ class Worker:
                     chore_ttl=self.maintenance_interval * 3,
                     stuck_after=self.stuck_after,
                     orphan_queue=self.queues[0],
+                    outbox_budget=self.maintenance_interval,
                 )
                 if (
                     report.timers_woken
