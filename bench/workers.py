@@ -1,7 +1,10 @@
 """Worker throughput and latency, beside the raw claim-and-complete limit.
 
 Run: ``.venv/bin/python bench/workers.py --url postgresql://...`` (or a
-sqlite:/// URL). Prints, in one run:
+sqlite:/// URL). On PostgreSQL the runs go to a fresh schema, dropped at the
+end, unless the URL names one (``?schema=``): what earlier invocations left
+would otherwise weigh on the figures, the more so on a server whose
+autovacuum is off. Prints, in one run:
 
 - the raw rate of a bare queue table: claim one row (``FOR UPDATE SKIP
   LOCKED`` on PostgreSQL, a write transaction on SQLite), commit, mark it
@@ -232,6 +235,26 @@ def main() -> None:
     parser.add_argument("--raw-seconds", type=float, default=3.0)
     args = parser.parse_args()
     is_pg = args.url.startswith(("postgresql://", "postgres://"))
+    fresh = is_pg and "schema" not in dict(parse_qsl(urlsplit(args.url).query))
+    if fresh:  # runs of earlier invocations would weigh on these (autovacuum may be off)
+        sep = "&" if urlsplit(args.url).query else "?"
+        args.url = f"{args.url}{sep}schema=bench_{uuid.uuid4().hex[:8]}"
+    try:
+        _measure(args, is_pg)
+    finally:
+        if fresh:
+            _drop_schema(args.url)
+
+
+def _drop_schema(url: str) -> None:
+    import psycopg
+
+    dsn, schema = _pg_dsn(url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _measure(args: argparse.Namespace, is_pg: bool) -> None:
     counts = [int(x) for x in args.workers.split(",")] if is_pg else [1]
     print(f"store: {args.url}")
     with tempfile.TemporaryDirectory(prefix="tether-bench-", dir=".") as tmp:
