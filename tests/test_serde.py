@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
+import weakref
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import Enum
 
@@ -74,3 +77,36 @@ def test_return_type_detection() -> None:
     assert return_type_of(b) == list[int]
     assert return_type_of(c) is None
     assert return_type_of(lambda: 1) is None
+
+
+class _Document:
+    """Something large a step function captures."""
+
+
+def test_the_return_type_cache_keeps_no_step_function_alive() -> None:
+    """Closures made afresh for each step share their code: they are typed once, and
+    what they captured is not kept alive by the cache."""
+    gone: list[weakref.ref[_Document]] = []
+
+    def step_fn(doc: _Document) -> Callable[[], Awaitable[list[int]]]:
+        async def call() -> list[int]:
+            return [id(doc)]
+
+        return call
+
+    class Handler:
+        def __init__(self, doc: _Document) -> None:
+            self.doc = doc
+
+        def handle(self) -> M:
+            return M(a=1, when=datetime.now(UTC))
+
+    for _ in range(3):
+        doc = _Document()
+        gone.append(weakref.ref(doc))
+        assert return_type_of(step_fn(doc)) == list[int]
+        assert return_type_of(lambda doc=doc: doc) is None
+        assert return_type_of(Handler(doc).handle) is M
+        del doc
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None, None]
