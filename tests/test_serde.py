@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import weakref
 from collections.abc import Awaitable, Callable
@@ -83,6 +84,10 @@ class _Document:
     """Something large a step function captures."""
 
 
+def handled(doc: _Document) -> M:
+    return M(a=id(doc), when=datetime.now(UTC))
+
+
 def test_the_return_type_cache_keeps_no_step_function_alive() -> None:
     """Closures made afresh for each step share their code: they are typed once, and
     what they captured is not kept alive by the cache."""
@@ -107,6 +112,7 @@ def test_the_return_type_cache_keeps_no_step_function_alive() -> None:
         assert return_type_of(step_fn(doc)) == list[int]
         assert return_type_of(lambda doc=doc: doc) is None
         assert return_type_of(Handler(doc).handle) is M
+        assert return_type_of(functools.partial(handled, doc)) is M
         del doc
     gc.collect()
     assert [ref() for ref in gone] == [None, None, None]

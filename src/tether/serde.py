@@ -51,43 +51,40 @@ def _adapter(tp: Any) -> TypeAdapter[Any]:
 def return_type_of(fn: Callable[..., Any]) -> Any:
     """The declared return type of `fn`, or None when it declares none usable.
 
-    A step function is often a lambda or a closure made afresh for each step:
-    for a plain function (or method) the answer is cached by its code and its
-    return annotation, which all the functions one ``def`` or ``lambda`` makes
-    share, and never by the function itself, which would keep alive whatever
-    it captured (a large document, a client) for as long as the cache holds it.
+    A step function is often a lambda, a closure or a ``partial`` made afresh
+    for each step: the answer is cached by the code and the return annotation
+    that all the functions one ``def`` or ``lambda`` makes share, never by the
+    callable itself, which would keep alive whatever it captured (a large
+    document, a client) for as long as the cache holds it. Other callables
+    (objects with ``__call__``) are not cached.
     """
     declared = getattr(fn, "__tether_returns__", _NO_TYPE)  # a workflow object's own say
     if declared is not _NO_TYPE:
         return declared
+    if isinstance(fn, functools.partial):
+        return return_type_of(fn.func)
     plain = fn.__func__ if isinstance(fn, types.MethodType) else fn
-    if isinstance(plain, types.FunctionType) and not hasattr(plain, "__wrapped__"):
-        annotation = plain.__annotations__.get("return", _NO_TYPE)
-        if annotation is _NO_TYPE:
-            return None
-        try:
-            key = (plain.__code__, annotation)
-            found = _BY_CODE.get(key, _NO_TYPE)
-        except TypeError:  # an unhashable annotation
-            return _return_type(fn)
-        if found is _NO_TYPE:
-            if len(_BY_CODE) >= 4096:
-                _BY_CODE.clear()
-            found = _BY_CODE[key] = _return_type(plain)
-        return found
-    try:
-        return _return_type_cached(fn)
-    except TypeError:  # unhashable callable
+    if not isinstance(plain, types.FunctionType):
         return _return_type(fn)
+    annotation = plain.__annotations__.get("return", _NO_TYPE)
+    if annotation is _NO_TYPE:
+        return None
+    # a decorated function's hints are read in the module of the one it wraps
+    origin = inspect.unwrap(plain) if hasattr(plain, "__wrapped__") else plain
+    try:
+        key = (plain.__code__, getattr(origin, "__code__", None), annotation)
+        found = _BY_CODE.get(key, _NO_TYPE)
+    except TypeError:  # an unhashable annotation
+        return _return_type(plain)
+    if found is _NO_TYPE:
+        if len(_BY_CODE) >= 4096:
+            _BY_CODE.clear()
+        found = _BY_CODE[key] = _return_type(plain)
+    return found
 
 
-# (code, return annotation) -> the return type: see `return_type_of`
-_BY_CODE: dict[tuple[types.CodeType, Any], Any] = {}
-
-
-@functools.lru_cache(maxsize=1024)
-def _return_type_cached(fn: Callable[..., Any]) -> Any:
-    return _return_type(fn)
+# (code, the wrapped function's code, return annotation) -> the type: see `return_type_of`
+_BY_CODE: dict[tuple[Any, ...], Any] = {}
 
 
 def _return_type(fn: Callable[..., Any]) -> Any:
