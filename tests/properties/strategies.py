@@ -20,17 +20,10 @@ safe_chars = st.characters(exclude_categories=("Cs",), exclude_characters="\x00"
 safe_text = st.text(safe_chars, max_size=20)
 
 
-def json_values(*, max_float: float | None = None) -> st.SearchStrategy[Any]:
-    """Plain JSON: dicts with str keys, lists, str, int (beyond 64 bits too), finite float, bool, None.
-
-    `max_float` bounds the magnitude of floats (PostgreSQL's jsonb turns large
-    floats into integers; see the xfail in test_values.py).
-    """
+def json_values() -> st.SearchStrategy[Any]:
+    """Plain JSON: dicts with str keys, lists, str, int (beyond 64 bits too), finite float
+    of any magnitude, bool, None."""
     floats = st.floats(allow_nan=False, allow_infinity=False)
-    if max_float is not None:
-        floats = st.floats(
-            min_value=-max_float, max_value=max_float, allow_nan=False, allow_infinity=False
-        )
     scalars = (
         st.none()
         | st.booleans()

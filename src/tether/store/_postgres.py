@@ -22,6 +22,12 @@ engine pins it (a fake clock in tests), so machines with skewed clocks agree.
 Notifications: writes that make work available or end a run call
 ``pg_notify`` on one channel per schema; `wait_for_change` listens on a
 dedicated connection, so workers and `App.result` wake at once.
+
+JSON goes into ``jsonb`` columns, whose numbers are decimals printed without
+an exponent: a float of 1e16 or more (``1e+16`` in Python's JSON) would come
+back as ``10000000000000000``, an int. Such numbers are written out in full
+with a ``.0`` (`exact_floats`), which jsonb keeps, so they come back as the
+same floats, as on SQLite.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from ..errors import (
@@ -57,7 +65,7 @@ from ._records import (
     StepRow,
 )
 from ._rows import PG_ROWS, started_step
-from ._sql import queries
+from ._sql import jsonb_params, queries
 from ._url import Durability, parse_pg_url
 from ._verbs_runs import HeldCompletion
 
@@ -75,6 +83,32 @@ log = logging.getLogger("tether.store")
 T = TypeVar("T")
 Conn = AsyncConnection[Any]
 _Q = queries("postgresql")
+_JSONB = jsonb_params("postgresql")
+# a JSON string (kept as it is), or a number with a positive exponent (group 1)
+_STRING_OR_BIG = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?[eE]\+?\d+)')
+
+
+def exact_floats(text: str) -> str:
+    """`text` (JSON) with each number written with a positive exponent spelled out in
+    full and given a fraction (``1e+23`` as ``100000000000000000000000.0``), the form
+    in which jsonb keeps a float a float."""
+
+    def spell(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return m.group(0)
+        digits = format(Decimal(m.group(1)), "f")
+        return digits if "." in digits else digits + ".0"
+
+    return _STRING_OR_BIG.sub(spell, text)
+
+
+def _params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with the JSON of `name`'s jsonb parameters made float-exact."""
+    for key in _JSONB.get(name, ()):
+        value = params.get(key)
+        if value.__class__ is str and "e+" in value:  # as Python writes a float >= 1e16
+            params[key] = exact_floats(value)
+    return params
 
 
 def _being_cancelled() -> bool:
@@ -100,20 +134,23 @@ class PgTx:
         self._channel = channel
 
     async def one(self, name: str, /, **params: Any) -> Any:
-        cur = await self._conn.execute(_Q[name], params)
+        cur = await self._conn.execute(_Q[name], _params(name, params))
         return await cur.fetchone()
 
     async def all(self, name: str, /, **params: Any) -> list[Any]:
-        cur = await self._conn.execute(_Q[name], params)
+        cur = await self._conn.execute(_Q[name], _params(name, params))
         return await cur.fetchall()
 
     async def execute(self, name: str, /, **params: Any) -> int:
-        cur = await self._conn.execute(_Q[name], params)
+        cur = await self._conn.execute(_Q[name], _params(name, params))
         return int(cur.rowcount)
 
     async def many(self, reads: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
         async with self._conn.pipeline():
-            curs = [await self._conn.execute(_Q[name], params) for name, params in reads]
+            curs = [
+                await self._conn.execute(_Q[name], _params(name, dict(params)))
+                for name, params in reads
+            ]
         return [await cur.fetchall() for cur in curs]
 
     def now(self, now: datetime | None) -> datetime | None:
