@@ -302,7 +302,11 @@ async def _call_step(
     return result
 
 
-@functools.lru_cache(maxsize=4096)
+# Step functions are often made afresh per step (a lambda, a closure, a ``partial`` or a
+# bound method holding what the step works on): they are read through their code, never
+# cached themselves, which would keep them and all they hold alive.
+
+
 def _accepts_context(fn: Callable[..., Any]) -> bool:
     try:
         sig = inspect.signature(fn)
@@ -316,32 +320,42 @@ def _accepts_context(fn: Callable[..., Any]) -> bool:
     return len(params) >= 1
 
 
+def _required_positionals(fn: types.FunctionType) -> tuple[str, ...]:
+    code = fn.__code__  # its code says it, ~50x cheaper than inspect.signature
+    return code.co_varnames[: code.co_argcount - len(fn.__defaults__ or ())]
+
+
 def wants_context(fn: Callable[..., Any]) -> bool:
     """Whether a step function takes a `StepContext` (one required positional)."""
-    if type(fn) is types.FunctionType:  # a def or a lambda (a new one per call, often):
-        code = fn.__code__  # its code says it, ~50x cheaper than inspect.signature
-        return code.co_argcount - len(fn.__defaults__ or ()) >= 1
-    try:
-        return _accepts_context(fn)
-    except TypeError:  # unhashable callable
-        return _accepts_context.__wrapped__(fn)
+    if type(fn) is types.FunctionType:  # a def or a lambda
+        return len(_required_positionals(fn)) >= 1
+    if isinstance(fn, types.MethodType) and type(fn.__func__) is types.FunctionType:
+        return len(_required_positionals(fn.__func__)) >= 2  # the first is bound
+    if isinstance(fn, functools.partial) and type(fn.func) is types.FunctionType:
+        # what the partial leaves required, up to the first parameter it gives by keyword
+        # (that one and those after it can then only be given by keyword)
+        left = 0
+        for name in _required_positionals(fn.func)[len(fn.args) :]:
+            if name in fn.keywords:
+                break
+            left += 1
+        return left >= 1
+    return _accepts_context(fn)
 
 
-def _is_async_uncached(fn: Callable[..., Any]) -> bool:
-    target = fn.func if isinstance(fn, functools.partial) else fn
-    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)  # noqa: B004
-    )
-
-
-_is_async_cached = functools.lru_cache(maxsize=4096)(_is_async_uncached)
+@functools.lru_cache(maxsize=1024)
+def _calls_async(cls: type) -> bool:
+    """Whether instances of `cls` are called through an ``async def __call__``."""
+    return inspect.iscoroutinefunction(getattr(cls, "__call__", None))  # noqa: B004
 
 
 def is_async(fn: Callable[..., Any]) -> bool:
     """Whether `fn` is a coroutine function (run on the loop, not in a step thread)."""
     if type(fn) is types.FunctionType:
         return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
-    try:
-        return _is_async_cached(fn)
-    except TypeError:  # unhashable callable
-        return _is_async_uncached(fn)
+    if isinstance(fn, types.MethodType):
+        return is_async(fn.__func__)
+    if isinstance(fn, functools.partial):
+        return is_async(fn.func)
+    cls: Any = type(fn)
+    return inspect.iscoroutinefunction(fn) or _calls_async(cls)
