@@ -105,11 +105,12 @@ def exact_floats(text: str) -> str:
 
 
 def _params(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """`params` with the JSON of `name`'s jsonb parameters made float-exact."""
+    """`params`, or a copy with the JSON of `name`'s jsonb parameters made float-exact
+    where it has to be (the caller's dict is left as it is)."""
     for key in _JSONB.get(name, ()):
         value = params.get(key)
         if value.__class__ is str and "e+" in value:  # as Python writes a float >= 1e16
-            params[key] = exact_floats(value)
+            params = {**params, key: exact_floats(value)}
     return params
 
 
@@ -149,10 +150,7 @@ class PgTx:
 
     async def many(self, reads: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
         async with self._conn.pipeline():
-            curs = [
-                await self._conn.execute(_Q[name], _params(name, dict(params)))
-                for name, params in reads
-            ]
+            curs = [await self._conn.execute(_Q[name], _params(name, p)) for name, p in reads]
         return [await cur.fetchall() for cur in curs]
 
     def now(self, now: datetime | None) -> datetime | None:
