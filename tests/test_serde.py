@@ -65,6 +65,30 @@ def test_non_finite_float_refused() -> None:
         dump_json({"v": float("inf")}, what="x")
 
 
+class Scored(BaseModel):
+    label: str
+    score: float | None = None
+    extra: object = None
+
+
+def test_a_typed_value_hiding_a_non_finite_as_null_is_refused_where_it_hides() -> None:
+    # pydantic writes NaN and infinities as null in a float field or under Any
+    for bad, path in (
+        (Scored(label="a", score=float("nan")), "$.score"),
+        (Scored(label="a", extra={"k": [1.0, float("-inf")]}), "$.extra.k[1]"),
+    ):
+        with pytest.raises(NotSerializableError) as caught:
+            dump_json(bad, what="the result of step 'f'", tp=Scored)
+        assert caught.value.path == path
+
+
+def test_words_nan_and_infinity_in_a_typed_value_are_only_text() -> None:
+    # they match the quick search for a spelled-out NaN; the walk then clears them
+    value = Scored(label="NaN, Infinity and -Infinity", extra={"NaN": "Infinity"})
+    text = dump_json(value, what="x", tp=Scored)
+    assert load_json(text, Scored) == value
+
+
 def test_return_type_detection() -> None:
     async def a() -> M: ...
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import TypeAdapter
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
 from .errors import NotSerializableError
 
@@ -184,13 +184,23 @@ def dump_json(value: Any, *, what: str, tp: Any = None) -> str:
 
 
 def _refuse_hidden_non_finite(value: Any, tp: Any, what: str) -> None:
+    """Refuse `value` if a NaN or infinity in it was written as null.
+
+    The python-mode dump keeps them as floats; pydantic's own encoder spells
+    them ``NaN``/``Infinity`` there, so the usual answer ("none") is two
+    substring searches of bytes encoded in Rust, not a walk of the value in
+    Python (which cost more than the dump it checks). Only a hit, which a
+    string containing those words also gives, walks the value to be sure."""
     try:
-        plain = to_jsonable_python(_adapter(tp).dump_python(value, mode="python"))
+        plain = _adapter(tp).dump_python(value, mode="python")
+        spelled = to_json(plain, inf_nan_mode="constants")
     except Exception:  # the JSON-mode dump worked; nothing more to learn here
         return
-    found = _first(plain, _not_finite)
-    if found is not None:
-        raise _refusal(plain, what)
+    if b"NaN" not in spelled and b"Infinity" not in spelled:
+        return
+    data = to_jsonable_python(plain)
+    if _first(data, _not_finite) is not None:
+        raise _refusal(data, what)
 
 
 def load_json(text: str | None, tp: Any = None) -> Any:
