@@ -73,6 +73,8 @@ def _int_keys() -> dict[int, str]:
         (lambda: b"abc", {"result_type": bytes}, b"abc"),
         (_int_keys, {}, {1: "a"}),
         (lambda: [Model(x=1)], {"result_type": list[Model]}, [Model(x=1)]),
+        (lambda: 3, {"result_type": float}, 3.0),  # an int declared float is a float at once
+        (lambda: 2, {"result_type": float | None}, 2.0),
     ],
 )
 async def test_typed_results_come_back_as_themselves(

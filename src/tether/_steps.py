@@ -201,8 +201,8 @@ class StepExecutor:
         self._run.steps[spec.key] = _ended(row, StepStatus.COMPLETED, text, row.error, now)
         self._run.emit("step.completed", spec.key, {"attempt": attempt})
         self._emit_attached(rows)
-        if type(result) in (str, int, bool, type(None)):
-            return result  # comes back as itself
+        if type(result) in (str, int, bool, type(None)) and spec.tp in (None, type(result)):
+            return result  # comes back as itself (an int declared float comes back a float)
         return load_result(text, spec.tp)  # what every replay will return
 
     def _emit_attached(self, rows: list[Any]) -> None:
