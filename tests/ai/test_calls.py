@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -142,6 +142,52 @@ async def test_generate_object_asks_again_with_the_error_and_logs_every_attempt(
     assert "confidence" in second["messages"][-1]["content"]  # the error was sent back
     assert second["response_format"]["type"] == "json_schema"
     assert len(await app.alist_ai_calls("c1")) == 2
+
+
+async def test_a_list_or_scalar_schema_is_asked_for_inside_an_object(
+    app: App, server: ProviderServer
+) -> None:
+    # providers take an object at the top of a structured answer (OpenAI's
+    # response_format, Anthropic's tool input): a list is asked for as {"value": [...]}
+    server.queue_chat('{"value": [{"label": "bug", "confidence": 0.5}]}')
+    server.queue_message("", tool_input={"value": "2026-12-03"})
+
+    @app.workflow(name="several")
+    async def several(wf: Workflow) -> tuple[list[Verdict], date]:
+        many = await wf.ai.generate_object("openai:gpt-4.1-mini", list[Verdict], prompt="all")
+        when = await wf.ai.generate_object("anthropic:claude-sonnet-4-5", date, prompt="when")
+        return many.object, when.object
+
+    done = await app.arun(several, workflow_id="w1")
+    assert done.value == ([Verdict(label="bug", confidence=0.5)], date(2026, 12, 3))
+    sent_openai = next(b for p, b in server.state.bodies if p.endswith("/chat/completions"))
+    schema = sent_openai["response_format"]["json_schema"]["schema"]
+    assert schema["type"] == "object" and schema["properties"]["value"]["type"] == "array"
+    sent_anthropic = next(b for p, b in server.state.bodies if p.endswith("/messages"))
+    assert sent_anthropic["tools"][-1]["input_schema"]["type"] == "object"
+
+
+async def test_a_stop_string_is_one_stop_sequence_and_a_schema_without_json_schema_is_refused(
+    app: App, server: ProviderServer
+) -> None:
+    from collections.abc import Callable
+
+    class Holder(BaseModel):
+        run: Callable[[], None]
+
+    @app.workflow(name="stops")
+    async def stops(wf: Workflow) -> str:
+        await wf.ai.generate_text("openai:gpt-4.1-mini", prompt="a", stop="END")
+        await wf.ai.generate_text("anthropic:claude-sonnet-4-5", prompt="b", stop="END")
+        with pytest.raises(tether.InvalidArgumentError, match="no JSON Schema"):
+            await wf.ai.generate_object("openai:gpt-4.1-mini", Holder, prompt="c")
+        return "ok"
+
+    server.queue_chat("x")
+    server.queue_message("y")
+    assert (await app.arun(stops, workflow_id="s1")).value == "ok"
+    sent = [b for _, b in server.state.bodies]
+    assert sent[0]["stop"] == ["END"] and sent[1]["stop_sequences"] == ["END"]
 
 
 async def test_embeddings_are_recorded_with_their_tokens(app: App, server: ProviderServer) -> None:

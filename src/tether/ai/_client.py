@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from .._attach import attach
 from ..errors import InvalidArgumentError
@@ -121,7 +122,7 @@ class WorkflowAI:
         system: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
-        stop: Sequence[str] | None = None,
+        stop: str | Sequence[str] | None = None,
         tools: list[dict[str, Any]] | None = None,
         tool_choice: Any = None,
         options: dict[str, Any] | None = None,
@@ -165,14 +166,12 @@ class WorkflowAI:
         validates). An answer that does not validate is sent back with the error,
         up to `attempts` calls in all; every call is in the call log."""
         pname, provider, model_id = self._providers.resolve(model)
-        adapter = _schema_adapter(schema)
+        adapter, json_schema = _schema_adapter(schema)
         if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
             raise InvalidArgumentError(f"attempts must be an integer >= 1, got {attempts!r}")
         request = _request(
             prompt, messages, system, temperature, max_tokens, None, None, None, options
-        ).model_copy(
-            update={"json_schema": adapter.json_schema(), "schema_name": _schema_name(schema)}
-        )
+        ).model_copy(update={"json_schema": json_schema, "schema_name": _schema_name(schema)})
 
         async def call() -> ObjectResult[T]:
             return await self._object_attempts(
@@ -358,7 +357,7 @@ class WorkflowAI:
         model_id: str,
         model: str,
         request: TextRequest,
-        adapter: TypeAdapter[Any],
+        adapter: _Answer,
         attempts: int,
     ) -> ObjectResult[Any]:
         usage, cost, error = Usage(), 0, ""
@@ -552,7 +551,7 @@ def _request(
     system: str | None,
     temperature: float | None,
     max_tokens: int | None,
-    stop: Sequence[str] | None,
+    stop: str | Sequence[str] | None,
     tools: list[dict[str, Any]] | None,
     tool_choice: Any,
     options: dict[str, Any] | None,
@@ -574,7 +573,7 @@ def _request(
             system=system,
             temperature=temperature,
             max_tokens=max_tokens,
-            stop=list(stop) if stop is not None else None,
+            stop=[stop] if isinstance(stop, str) else None if stop is None else list(stop),
             tools=tools,
             tool_choice=tool_choice,
             options=dict(options or {}),
@@ -619,14 +618,44 @@ def _batch_items(requests: Sequence[str | dict[str, Any]]) -> list[BatchItem]:
     return items
 
 
-def _schema_adapter(schema: Any) -> TypeAdapter[Any]:
+def _schema_adapter(schema: Any) -> tuple[_Answer, dict[str, Any]]:
+    """The validator of `schema` and the JSON Schema the model is asked to follow."""
     try:
-        return TypeAdapter(schema)
+        adapter = TypeAdapter(schema)
     except Exception as exc:  # pydantic raises several kinds for a non-type
         raise InvalidArgumentError(
             f"schema must be a pydantic model or a type pydantic can validate, got {schema!r} "
             f"({exc})"
         ) from None
+    try:
+        json_schema = adapter.json_schema()
+        if json_schema.get("type") == "object":
+            return _Answer(adapter, wrapped=False), json_schema
+        # OpenAI's structured outputs and Anthropic's tool input take an object at the
+        # top: a list, a scalar or a union is asked for as {"value": ...}
+        answer = _TYPED_DICT(_schema_name(schema), {"value": schema})
+        wrapper: TypeAdapter[Any] = TypeAdapter(answer)
+        return _Answer(wrapper, wrapped=True), wrapper.json_schema()
+    except Exception as exc:  # a field pydantic validates but cannot describe (a callable)
+        raise InvalidArgumentError(
+            f"schema {schema!r} has no JSON Schema to send to the model ({exc}); use fields "
+            "of JSON types (str, int, float, bool, lists, dicts, nested models)"
+        ) from None
+
+
+_TYPED_DICT: Any = TypedDict  # its functional form, called with a name made at run time
+
+
+class _Answer:
+    """Reads a model's answer as the schema asked for (unwrapped if it was wrapped)."""
+
+    def __init__(self, adapter: TypeAdapter[Any], *, wrapped: bool) -> None:
+        self._adapter = adapter
+        self._wrapped = wrapped
+
+    def validate_json(self, text: str) -> Any:
+        value = self._adapter.validate_json(text)
+        return value["value"] if self._wrapped else value
 
 
 def _schema_name(schema: Any) -> str:
