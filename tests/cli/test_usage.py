@@ -43,3 +43,23 @@ def test_usage_sums_the_call_log_by_model_and_workflow(database_url: str) -> Non
     assert nothing.exit_code == 0 and "no AI calls" in nothing.output
     bad = invoke(database_url, "usage", "--since", "yesterday-ish")
     assert bad.exit_code == 2 and "cannot read" in bad.output
+
+
+def test_a_run_whose_calls_had_no_known_price_shows_its_cost_as_unknown(
+    database_url: str,
+) -> None:
+    app = App(database_url, ai=ai.Providers(fake=ai.FakeModel()))
+
+    @app.workflow(name="unpriced")
+    async def unpriced(wf: Workflow) -> str:
+        await wf.ai.generate_text("fake:local-model", prompt="a")
+        await wf.ai.generate_text("fake:local-model", prompt="b")
+        return "done"
+
+    app.run(unpriced, workflow_id="n1")
+    app.close()
+    shown = invoke(database_url, "runs", "show", "n1")
+    assert shown.exit_code == 0, shown.output
+    usage_line = next(line for line in shown.output.splitlines() if "AI usage" in line)
+    assert "unknown" in usage_line and "$0" not in usage_line, usage_line
+    assert "2 at no known price" in shown.output

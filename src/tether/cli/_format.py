@@ -12,9 +12,10 @@ from rich.text import Text
 from .. import RunInfo
 from .._failure import ErrorRecord
 from ..record import RunRecord, StepRecord, owner_gone_since
-from ..store import RunStatus, StepStatus
+from ..store import AIUsageRow, RunStatus, StepStatus
 
 __all__ = [
+    "cost_text",
     "driven_by",
     "error_text",
     "iso",
@@ -58,6 +59,15 @@ def table(*columns: str) -> Table:
 def row(t: Table, *cells: str) -> None:
     """Add a row as plain text: ids, step names and messages are not rich markup."""
     t.add_row(*(Text(c) for c in cells))
+
+
+def cost_text(usage: AIUsageRow | None) -> str:
+    """What calls cost, for a person: "unknown" when no call had a known price (an
+    unknown price is never shown as $0), blank when there were no calls."""
+    if usage is None or not usage.calls:
+        return ""
+    known = usage.known_cost_usd
+    return "unknown" if known is None else f"${known:.6f}"
 
 
 def gone(status: RunStatus, expires: datetime | None) -> datetime | None:

@@ -29,6 +29,7 @@ from ._common import (
 )
 from ._db import use_app
 from ._format import (
+    cost_text,
     driven_by,
     error_text,
     row,
@@ -253,7 +254,6 @@ def _stages_table(rec: RunRecord) -> Table:
         progress = "" if s.progress is None else f"{s.progress:.0%}"
         if s.progress_message and s.status not in ("completed", "skipped"):
             progress += f" {s.progress_message}"
-        cost = s.usage.cost_usd if s.usage is not None else None
         row(
             stages,
             str(s.group),
@@ -262,7 +262,7 @@ def _stages_table(rec: RunRecord) -> Table:
             "" if s.attempt is None else str(s.attempt),
             "" if s.seconds is None else f"{s.seconds:.2f}",
             progress,
-            "" if cost is None else f"${cost:.6f}",
+            cost_text(s.usage),
             short(s.error) if s.error else "",
         )
     return stages
@@ -320,7 +320,7 @@ def _usage_text(rec: RunRecord) -> str:
     models = ", ".join(f"{name} x{r.calls}" for name, r in sorted(rec.usage.by_model.items()))
     return (
         f"{t.calls} calls, {t.input_tokens:,} in ({t.cached_input_tokens:,} cached) / "
-        f"{t.output_tokens:,} out tokens, ${t.cost_usd:.6f}{unpriced} ({models})"
+        f"{t.output_tokens:,} out tokens, {cost_text(t)}{unpriced} ({models})"
     )
 
 

@@ -19,6 +19,7 @@ from ..app import App
 from ..store import RunStatus
 from ._common import EXIT_USAGE, CliState, db_state, fail, guard, out
 from ._db import read_app
+from ._format import cost_text
 
 __all__ = ["top"]
 
@@ -56,7 +57,7 @@ async def _costly(app: App, rows: int) -> Table:
     for u in sorted(usage, key=lambda u: -(u.cost_micro_usd or 0))[:rows]:
         run = open_runs[u.group or ""]
         t.add_row(run.workflow_id, run.workflow_name, run.status.value, str(u.calls),
-                  f"${u.cost_usd:.6f}")  # fmt: skip
+                  cost_text(u))  # fmt: skip
     return t
 
 

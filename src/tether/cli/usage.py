@@ -29,7 +29,7 @@ def usage_table(rows: list[AIUsageRow], group: str) -> Table:
             f"{r.cached_input_tokens:,}",
             f"{r.output_tokens:,}",
             f"{r.reasoning_tokens:,}",
-            "unknown" if r.unknown_cost_calls == r.calls else f"{r.cost_usd:.6f}",
+            "unknown" if r.known_cost_usd is None else f"{r.known_cost_usd:.6f}",
             str(r.unknown_cost_calls) if r.unknown_cost_calls else "",
         )
     return table

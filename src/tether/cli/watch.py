@@ -31,7 +31,7 @@ from ._common import (
     text,
 )
 from ._db import read_app
-from ._format import short, status_text, ts
+from ._format import cost_text, short, status_text, ts
 
 __all__ = ["render_run", "watch"]
 
@@ -50,7 +50,7 @@ def _header(rec: RunRecord, now: datetime) -> Table:
         ("run", f"{rec.workflow_id}  ({rec.workflow_name}, attempt {rec.attempt})"),
         ("status", status_text(rec.status, rec.owner_expires_at)),
         ("elapsed", f"{(ended - started).total_seconds():.1f}s"),
-        ("AI cost", "" if usage is None else f"${usage.cost_usd:.6f} ({usage.calls} calls)"),
+        ("AI cost", "" if usage is None else f"{cost_text(usage)} ({usage.calls} calls)"),
         ("last error", short(rec.last_error.message) if rec.last_error else ""),
     ]
     for label, value in facts:
@@ -65,7 +65,7 @@ def _stages(rec: RunRecord) -> Table:
         t.add_column(col)
     for s in rec.stages:
         fraction = s.progress or 0.0
-        cost = "" if s.usage is None else f"${s.usage.cost_usd:.6f}"
+        cost = cost_text(s.usage)
         t.add_row(
             f"{s.group}. {s.id}",
             Text(s.status, style=_STAGE_STYLE.get(s.status, "")),
