@@ -129,6 +129,32 @@ async def test_state_updates_and_custom_events(app: App) -> None:
     assert [e.type for e in res.record.events].count("state.updated") == 2
 
 
+async def test_a_resume_neither_applies_a_state_update_nor_writes_an_event_again(
+    app: App,
+) -> None:
+    seen: list[object] = []
+
+    async def flow(wf: Workflow) -> object:
+        visits = await wf.update_state(lambda s: {**s, "visits": s["visits"] + 1})
+        seen.append(visits)
+        await wf.append_event("visited", "once")
+        for i in range(2):  # a loop's calls are occurrences, as its steps are
+            await wf.update_state(lambda s: {**s, "loop": s.get("loop", 0) + 1})
+            await wf.append_event("looped", str(i))
+        await wf.wait_for_signal("go")
+        return wf.state
+
+    await app.arun(flow, workflow_id="visits", initial_state={"visits": 0})
+    await app.arun(flow, workflow_id="visits")  # resumed while still waiting
+    await app.asignal("visits", "go")
+    done = await app.aresume("visits")
+    assert done.value == {"visits": 1, "loop": 2}
+    assert seen == [{"visits": 1}] * 3  # each drive got the state this call wrote
+    types = [e.type for e in done.record.events]
+    assert types.count("visited") == 1 and types.count("looped") == 2
+    assert types.count("state.updated") == 3
+
+
 async def test_unserialisable_state_writes_nothing(app: App) -> None:
     async def flow(wf: Workflow) -> None:
         await wf.update_state({"ok": 1})

@@ -60,6 +60,14 @@ MODULE = textwrap.dedent(
     async def slow(wf: tether.Workflow) -> str:
         return await wf.step("slow", lambda: slow_async("slow"))
 
+    @app.workflow()
+    async def order(wf: tether.Workflow) -> str:
+        for part in ("reserve", "charge", "ship"):
+            await wf.step(part, lambda p=part: effect(p, 0),
+                          compensate=lambda p=part: effect("undo-" + p))
+        await wf.wait_for_signal("go")
+        return "done"
+
     def wait_for_line(line: str) -> None:
         while True:
             try:
@@ -252,3 +260,35 @@ def test_a_forked_child_exits_without_touching_its_parents_loop(env: dict[str, s
     )
     assert done.returncode == 0, done.stderr
     assert "child ran" in done.stdout
+
+
+def test_a_cancel_with_compensation_then_exit_leaves_the_rest_to_the_next_process(
+    env: dict[str, str],
+) -> None:
+    parked = _py(env, "import m; print(m.app.run(m.order, workflow_id='o1').status)")
+    assert parked.returncode == 0, parked.stderr
+    cancelled = _py(
+        env,
+        """
+        import m
+        assert m.app.cancel("o1", "no longer needed", compensate=True) == ["o1"]
+        m.wait_for_line("undo-ship")  # its compensation runs here; exit while it does
+        """,
+    )
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "Task exception was never retrieved" not in cancelled.stderr
+    rec = _record(env, "o1")
+    assert rec.status is RunStatus.CANCELLED  # type: ignore[attr-defined]
+    assert rec.events[-1].type == "workflow.handed_back"  # type: ignore[attr-defined]
+
+    adopted = _py(
+        env,
+        """
+        import m
+        from tether.testing import eventually_sync
+        assert m.app.recover_orphans(grace=0) == ["o1"]
+        eventually_sync(lambda: m.app.get_run("o1").status.value == "compensated", timeout=60)
+        """,
+    )
+    assert adopted.returncode == 0, adopted.stderr
+    assert _ledger(env) == ["reserve", "charge", "ship", "undo-ship", "undo-charge", "undo-reserve"]

@@ -485,7 +485,11 @@ class Runner:
             # worker's job is retried, and it continues from its last recorded step.
             raise
         except Exception as exc:
-            await self._failed(wf, st, exc)
+            try:
+                await self._failed(wf, st, exc)
+            except HandBack:  # an exit cut its compensation short: it fails again on resume
+                await self._hand_back(st)
+                return _HANDED_BACK
             raise
         await self._finish(st, RunStatus.COMPLETED, NewEvent("workflow.completed"), output=output)
         st.emit("workflow.completed")
@@ -608,10 +612,34 @@ class Runner:
         if not st.compensations:
             status, event = RunStatus.CANCELLED, "workflow.cancelled"
         else:
-            ok = await compensate(wf, st)
+            try:
+                ok = await compensate(wf, st)
+            except HandBack:  # a clean exit: the next process compensates what is left
+                await self._hand_back_compensation(st)
+                return
             status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
             event = "workflow.compensated" if ok else "workflow.compensation_failed"
         await self._finish(st, status, NewEvent(event))
+
+    async def _hand_back_compensation(self, st: RunState) -> None:
+        """Give up a cancelled run whose compensation a clean exit cut short: it stays
+        cancelled with compensation pending, runnable by the next process at once
+        (`recover_orphans`, a worker, a resume), which runs the compensations left."""
+        left = [c.key for c in st.compensations]
+        try:
+            await self._store.release_claim(
+                st.fence,
+                at=self._clock.now(),
+                event=NewEvent(
+                    "workflow.handed_back",
+                    "compensation interrupted",
+                    dump_json({"compensations_left": left}, what="event"),
+                ),
+            )
+        except StoreError as exc:  # fenced out or unreachable: its claim will lapse
+            log.warning("could not hand back run %s: %s", st.workflow_id, exc)
+            return
+        st.emit("workflow.handed_back", "compensation interrupted")
 
     async def _compensate_cancelled(
         self, run: RunRow, defn: WorkflowDef, on_event: EventHook | None

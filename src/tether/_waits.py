@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random as _random
 import uuid as _uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from ._runtime import Runtime
 from .definition import WorkflowDef
 from .errors import ChildRunError, InvalidArgumentError, RunCancelledError, WaitTimeout
 from .serde import dump_json, load_json, return_type_of
-from .store import NewWait, StepRow, StepStatus, WaitKind, WaitRow, WaitStatus
+from .store import NewEvent, NewWait, StepRow, StepStatus, WaitKind, WaitRow, WaitStatus
 
 __all__ = ["MISSING", "Host", "Waits"]
 
@@ -213,24 +213,21 @@ class Waits:
         done = self._run.steps.get(key)
         if done is not None and done.status is StepStatus.COMPLETED:
             return load_json(done.result)
-        value = make()
-        text = dump_json(value, what=f"recorded value {key!r}")
-        await self._rt.store.save_value(self._run.fence, key, text, self._rt.clock.now())
-        now = self._rt.clock.now()
-        self._run.steps[key] = StepRow(
-            self._run.workflow_id,
-            key,
-            key,
-            StepStatus.COMPLETED,
-            1,
-            None,
-            text,
-            None,
-            now,
-            now,
-            now,
-        )
+        text = dump_json(make(), what=f"recorded value {key!r}")
+        await self.save(key, text)
         return load_json(text)
+
+    async def save(
+        self, key: str, text: str, *, state: str | None = None, events: Sequence[NewEvent] = ()
+    ) -> None:
+        """Record `text` as the completed step `key`, with the run's new `state` and
+        `events` in the same transaction, and remember it for this drive's replay."""
+        now = self._rt.clock.now()
+        await self._rt.store.save_value(self._run.fence, key, text, now, state=state, events=events)
+        self._run.steps[key] = StepRow(
+            self._run.workflow_id, key, key, StepStatus.COMPLETED, 1, None, text, None,
+            now, now, now,
+        )  # fmt: skip
 
     async def now(self) -> datetime:
         text = await self.recorded(

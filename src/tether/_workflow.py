@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
+from ._attach import attach, in_step
 from ._fanout import ForEachSummary, run_for_each
 from ._locks import LEASE_SCOPE, Locks, MutexHandle, lease_scope
 from ._names import check_name
@@ -429,24 +430,73 @@ class Workflow:
     # -- state and events ----------------------------------------------------------------
 
     async def update_state(self, value_or_fn: Any) -> Any:
-        """Replace the durable state with a value, or with `fn(current_state)`."""
+        """Replace the durable state with a value, or with `fn(current_state)`.
+
+        Once per call in the run's code, as a step is: a resume that runs this
+        code again gets the state this call wrote, and neither calls `fn` nor
+        writes again (an increment is applied once, however often the run resumes).
+        """
         run = self._run
-        if callable(value_or_fn):
-            new = value_or_fn(copy.deepcopy(run.state))
-            if inspect.isawaitable(new):
-                new = await new
-        else:
-            new = value_or_fn
-        text = dump_json(new, what="workflow state")
-        await self._rt.store.set_state(
-            run.fence, text, self._rt.clock.now(), NewEvent("state.updated")
-        )
+        key = self._once_key("tether.state")
+        done = run.steps.get(key)
+        if done is not None and done.status is StepStatus.COMPLETED:
+            run.state = load_json(done.result)
+            return run.state
+        text = await self._new_state(value_or_fn)
+        await self._waits.save(key, text, state=text, events=[NewEvent("state.updated")])
         run.state = load_json(text)
         run.emit("state.updated")
         return run.state
 
     async def append_event(self, type: str, message: str | None = None, detail: Any = None) -> None:
-        """Append a custom event to the run's history."""
+        """Append a custom event to the run's history.
+
+        Once per call in the run's code: a resume that runs this code again does
+        not write it again. Inside a step it is written with the step's completion.
+        """
+        check_name("event type", type)
+        text = None if detail is None else dump_json(detail, what=f"event {type!r} detail")
+        event = NewEvent(type, message, text)
+        if in_step():
+            attach(event)
+        else:
+            key = self._once_key("tether.event")
+            done = self._run.steps.get(key)
+            if done is not None and done.status is StepStatus.COMPLETED:
+                return
+            await self._waits.save(key, json.dumps(type), events=[event])
+        self._run.emit(type, message, detail)
+
+    def _once_key(self, name: str) -> str:
+        """The key of a write the run's code makes once (its occurrence, as a step's)."""
+        run = self._run
+        return run.step_key(name, None) if run.run.step_rule >= 2 else run.next_key(name)
+
+    async def _new_state(self, value_or_fn: Any) -> str:
+        if callable(value_or_fn):
+            new = value_or_fn(copy.deepcopy(self._run.state))
+            if inspect.isawaitable(new):
+                new = await new
+        else:
+            new = value_or_fn
+        return dump_json(new, what="workflow state")
+
+    async def write_state_now(self, value: Any) -> None:
+        """Write the state now, each time this runs (for a layer whose code is not
+        replayed, such as the remote orchestrator recording what a tenant sent)."""
+        text = dump_json(value, what="workflow state")
+        run = self._run
+        await self._rt.store.set_state(
+            run.fence, text, self._rt.clock.now(), NewEvent("state.updated")
+        )
+        run.state = load_json(text)
+        run.emit("state.updated")
+
+    async def log_event_now(
+        self, type: str, message: str | None = None, detail: Any = None
+    ) -> None:
+        """Append an event now, each time this runs (what happened in this drive: a
+        failed stage attempt, an invocation of a remote workflow)."""
         check_name("event type", type)
         text = None if detail is None else dump_json(detail, what=f"event {type!r} detail")
         await self._rt.store.append_events(

@@ -45,6 +45,10 @@ def test_signal_resume_and_cancel(tmp_path: Path, flow: Path) -> None:
     assert cancelled.returncode == 0 and "w2" in cancelled.stdout
     again = tether(tmp_path, "runs", "cancel", "w2")
     assert again.returncode == 2 and "already ended" in again.stderr
+    tether(tmp_path, "run", f"{flow}:waits", "--id", "w3")
+    undo = tether(tmp_path, "runs", "cancel", "w3", "--compensate")
+    assert undo.returncode == 0 and "w3" in undo.stdout
+    assert "tether runs resume w3 --app" in undo.stderr  # where the compensations run
     rerun = tether(tmp_path, "run", f"{flow}:waits", "--id", "w2")
     assert rerun.returncode == 1 and "run w2 was cancelled" in rerun.stderr
     assert json.loads(rerun.stdout)["status"] == "cancelled"

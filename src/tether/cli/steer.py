@@ -12,7 +12,7 @@ import click
 from .. import RunInfo, WaitInfo
 from ..app import App, RunResult
 from ..store import RunStatus, WaitKind, WaitStatus
-from ._common import EXIT_USAGE, CliState, db_state, fail, guard, text
+from ._common import EXIT_USAGE, CliState, db_state, fail, guard, note, text
 from ._db import use_app
 from ._drive import drive
 from ._load import parse_json
@@ -152,6 +152,12 @@ def cancel(state: CliState, workflow_id: str, reason: str | None, compensate: bo
     text(workflow_id, "run id")
     cancelled = use_app(state, lambda a: a.cancel(workflow_id, reason, compensate=compensate))
     print(f"cancelled: {', '.join(cancelled)}")
+    if compensate and cancelled:
+        note(
+            "the compensations run where the workflow is registered: "
+            f"`tether runs resume {workflow_id} --app FILE.py:app` runs them here, and an "
+            "App's recover_orphans() picks them up"
+        )
 
 
 @click.command("resume", short_help="Drive a run on in this process.")

@@ -99,7 +99,21 @@ class JournalStore:
         """A failed attempt stays on the tenant: a retry runs here, a final failure
         ends the body and is answered as the run's failure."""
 
-    async def save_value(self, fence: Fence, key: str, value: str, at: datetime) -> None:
+    async def save_value(
+        self,
+        fence: Fence,
+        key: str,
+        value: str,
+        at: datetime,
+        *,
+        state: str | None = None,
+        events: Sequence[NewEvent] = (),
+    ) -> None:
+        # what the value carries goes first: lost with the line after it, it is sent
+        # again by the next invocation, which replays the body up to here
+        if state is not None:
+            await self.set_state(fence, state, at, NewEvent("state.updated"))
+        await self.append_events(fence, events, at)
         step = JournalStep(key=key, name=key, result=value)
         self.completed.append(step)
         await self._send(Line(type="step", step=step))

@@ -156,7 +156,7 @@ class _Drive:
                 raise RemoteInvocationLimitError(
                     self.wf.workflow_id, self.spec.max_invocations, last
                 )
-            await self.wf.append_event(INVOKED, f"invocation {n}", {"invocation": n})
+            await self.wf.log_event_now(INVOKED, f"invocation {n}", {"invocation": n})
             inv = await self._invocation(n)
             try:
                 answer = await call(
@@ -200,7 +200,7 @@ class _Drive:
         return sum(1 for e in await self.wf.list_events() if e.type == INVOKED)
 
     async def _back_off(self, exc: RemoteError) -> None:
-        await self.wf.append_event("remote.unanswered", str(exc))
+        await self.wf.log_event_now("remote.unanswered", str(exc))
         delay = min(self.spec.retry_delay * 2**self.failures, 30.0)
         self.failures += 1
         log.warning("%s; trying again in %.1fs", exc, delay)
@@ -241,13 +241,13 @@ class _Drive:
             await wf.step(line.step.name, recorded, idempotency_key=line.step.idempotency_key)
         elif line.type == "event" and line.event is not None:
             detail = line.event.get("detail")
-            await wf.append_event(
+            await wf.log_event_now(
                 str(line.event.get("type")),
                 line.event.get("message"),
                 None if detail is None else load_json(detail),
             )
         elif line.type == "state" and line.state is not None:
-            await wf.update_state(load_json(line.state))
+            await wf.write_state_now(load_json(line.state))
         elif line.type == "start_child" and line.child is not None:
             child = line.child
             fn = self.app.get_workflow(str(child.workflow)).fn

@@ -185,4 +185,4 @@ class StageContext(Generic[I, C]):
         self._seq += 1
         if self._seq <= await self._written():
             return  # written by an earlier drive that ran this code before
-        await self.workflow.append_event(kind, message, {**detail, "seq": self._seq})
+        await self.workflow.log_event_now(kind, message, {**detail, "seq": self._seq})

@@ -153,7 +153,7 @@ class Execution:
         except StoreError:
             raise  # the run is not ours to write (fenced out) or the store is down
         except Exception as exc:
-            await self.wf.append_event(
+            await self.wf.log_event_now(
                 "stage.failed", s.id, {"stage": s.id, "attempt": attempt, "error": repr(exc)}
             )
             raise

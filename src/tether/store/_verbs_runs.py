@@ -190,6 +190,18 @@ class RunVerbs(StoreBase):
 
         return await self._tx("write", body)
 
+    async def release_claim(self, fence: Fence, *, at: datetime, event: NewEvent) -> None:
+        """Give up the claim on a run whose compensation a clean exit interrupted: its
+        status stays (cancelled, compensation pending) and the next process that
+        drives it, or adopts it as an orphan, compensates what is left."""
+
+        async def body(tx: Tx) -> None:
+            await self._events(tx, fence, [event], at)
+            await tx.execute("release_claim", wid=fence.workflow_id, gen=fence.generation)
+            await tx.notify(f"run:{fence.workflow_id}")
+
+        await self._tx("write", body)
+
     async def finish_run(
         self,
         fence: Fence,
@@ -395,12 +407,25 @@ class RunVerbs(StoreBase):
         mode: Mode = "write" if final or rows else "fast"
         await self._fenced_write(mode, "fail_step", fence, event, at, rows, key=key, error=error)
 
-    async def save_value(self, fence: Fence, key: str, value: str, at: datetime) -> None:
-        """Record a completed step that had no side effect (a recorded now(), uuid(), ...)."""
+    async def save_value(
+        self,
+        fence: Fence,
+        key: str,
+        value: str,
+        at: datetime,
+        *,
+        state: str | None = None,
+        events: Sequence[NewEvent] = (),
+    ) -> None:
+        """Record a completed step that had no side effect (a recorded now(), uuid(), ...),
+        with the run's new `state` and `events` if given: a state update or a custom
+        event that the run's code makes once, however often a resume runs that code."""
 
         async def body(tx: Tx) -> None:
-            await self._events(tx, fence, [], at)
+            await self._events(tx, fence, list(events), at)
             await tx.execute("save_value", wid=fence.workflow_id, key=key, value=value, at=at)
+            if state is not None:
+                await tx.execute("write_state", wid=fence.workflow_id, state=state, at=at)
 
         await self._tx("write", body)
 

@@ -17,6 +17,8 @@ UPDATE runs SET {_claim_set} WHERE id = :wid AND {_run_unlocked} AND status IN {
 SELECT status, owner, owner_expires_at FROM runs WHERE id = :wid
 -- name: release_run
 UPDATE runs SET status = 'pending', owner_expires_at = NULL WHERE id = :wid
+-- name: release_claim
+UPDATE runs SET owner_expires_at = NULL WHERE id = :wid AND owner_generation = :gen
 -- name: load_steps
 SELECT {_step_cols} FROM steps WHERE run_id = :wid ORDER BY started_at, step_key
 -- name: lock_release

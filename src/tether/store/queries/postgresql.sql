@@ -29,7 +29,9 @@ COALESCE(:now::timestamptz, clock_timestamp())
 -- name: _orphan
 ((status = 'running' AND (owner_expires_at <= {_now} OR (owner_expires_at IS NULL
   AND updated_at <= {_now} - make_interval(secs => :grace)))) OR (status = 'pending'
-  AND updated_at <= {_now} - make_interval(secs => :grace)))
+  AND updated_at <= {_now} - make_interval(secs => :grace))
+ OR (status = 'cancelled' AND cancel_requested = 'compensate' AND (owner_expires_at <= {_now}
+  OR (owner_expires_at IS NULL AND updated_at <= {_now} - make_interval(secs => :grace)))))
 -- name: _fence
 id = :wid AND (:gen::bigint IS NULL OR (owner_generation = :gen AND (:comp OR status NOT IN {CLOSED})))
 -- name: _event_cte
@@ -211,6 +213,8 @@ ON CONFLICT (run_id, key) DO UPDATE SET at = excluded.at, detail = excluded.deta
 INSERT INTO steps (run_id, step_key, name, status, attempts, result, started_at, completed_at,
   updated_at) VALUES (:wid, :key, :key, 'completed', 1, :value::jsonb, :at, :at, :at)
 ON CONFLICT (run_id, step_key) DO NOTHING
+-- name: write_state
+UPDATE runs SET state = :state::jsonb, updated_at = :at WHERE id = :wid
 -- name: list_heartbeats
 SELECT run_id, key, at, detail::text FROM heartbeats WHERE run_id = :wid ORDER BY key
 
@@ -363,6 +367,7 @@ SELECT {_run_cols} FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs) A
 ORDER BY updated_at LIMIT :limit
 -- name: orphans_to_adopt
 SELECT id, owner FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs) AND {_orphan}
+  AND status != 'cancelled'  -- a compensation is driven, never queued
 ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED
 -- name: list_jobs
 SELECT {_job_cols} FROM jobs WHERE (:wid::text IS NULL OR run_id = :wid)

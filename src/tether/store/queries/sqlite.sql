@@ -26,8 +26,11 @@ locked_until, run_after, last_error
  OR owner_expires_at IS NULL OR owner_expires_at <= {_now} OR owner IS :dead)
 -- name: _orphan
 -- nobody drives it: the owner's claim lapsed, or it sat runnable past the grace period
+-- (a run cancelled with compensation pending is runnable: its compensations are left)
 ((status = 'running' AND (owner_expires_at <= {_now} OR (owner_expires_at IS NULL
-  AND updated_at <= {_now} - :grace))) OR (status = 'pending' AND updated_at <= {_now} - :grace))
+  AND updated_at <= {_now} - :grace))) OR (status = 'pending' AND updated_at <= {_now} - :grace)
+ OR (status = 'cancelled' AND cancel_requested = 'compensate' AND (owner_expires_at <= {_now}
+  OR (owner_expires_at IS NULL AND updated_at <= {_now} - :grace))))
 
 -- name: bump
 UPDATE runs SET event_seq = event_seq + :n, updated_at = :at
@@ -107,6 +110,8 @@ WHERE run_id = :wid AND step_key = :key
 INSERT INTO steps (run_id, step_key, name, status, attempts, result, started_at, completed_at,
   updated_at) VALUES (:wid, :key, :key, 'completed', 1, :value, :at, :at, :at)
 ON CONFLICT (run_id, step_key) DO NOTHING
+-- name: write_state
+UPDATE runs SET state = :state, updated_at = :at WHERE id = :wid
 -- name: record_heartbeat
 INSERT INTO heartbeats (run_id, key, at, detail) VALUES (:wid, :key, :at, :detail)
 ON CONFLICT (run_id, key) DO UPDATE SET at = excluded.at, detail = excluded.detail
@@ -205,6 +210,7 @@ ORDER BY updated_at LIMIT :limit
 -- name: orphans_to_adopt
 SELECT id, owner FROM runs WHERE queue IS NULL
   AND workflow_name IN (SELECT value FROM json_each(:wfs)) AND {_orphan}
+  AND status != 'cancelled'  -- a compensation is driven, never queued
 ORDER BY updated_at LIMIT :limit
 -- name: list_jobs
 SELECT {_job_cols} FROM jobs WHERE (:wid IS NULL OR run_id = :wid)
