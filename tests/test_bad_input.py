@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -226,8 +227,20 @@ async def test_a_nested_mutex_of_the_same_key_fails_fast_but_branches_still_wait
         ({"concurrency_key": 5}, "concurrency_key must be a non-empty string"),
         ({"workflow_id": ""}, "workflow_id must be a non-empty string"),
         ({"idempotency_key": ""}, "idempotency_key must be a non-empty string"),
+        ({"priority": 10**30}, "priority must be an integer from"),
+        ({"max_attempts": 2**40}, "max_attempts must be an integer from 1 to"),
+        ({"run_after": datetime(2030, 1, 1)}, "run_after must be a datetime with a time zone"),
     ],
-    ids=["queue-empty", "priority-str", "concurrency_key-int", "workflow_id-empty", "key-empty"],
+    ids=[
+        "queue-empty",
+        "priority-str",
+        "concurrency_key-int",
+        "workflow_id-empty",
+        "key-empty",
+        "priority-huge",
+        "max_attempts-huge",
+        "run_after-naive",
+    ],
 )
 def test_bad_submit_arguments_are_tethers_error_not_pydantics(
     sync_app: App, kwargs: dict[str, Any], named: str

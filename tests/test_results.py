@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 import tether
 from tether import App, NotSerializableError, RunStatus, Workflow
+from tether._results import dump_result
 
 
 class Model(BaseModel):
@@ -107,6 +108,17 @@ async def test_values_that_would_change_on_replay_are_refused_the_first_time(
         await app.arun(flow, workflow_id=f"refused-{bad}")
     assert info.value.offending_type.__name__ == bad and info.value.path == path
     assert "result_type=" in str(info.value)
+
+
+def test_the_type_to_declare_is_named_for_the_whole_result() -> None:
+    def refusal(value: Any) -> str:
+        with pytest.raises(NotSerializableError) as info:
+            dump_result(value, what="the result of step 's'")
+        return str(info.value)
+
+    assert "`-> list[Model]`" in refusal([Model(x=1)])
+    assert "`-> dict[str, Model]`" in refusal({"m": Model(x=1)})
+    assert "`-> set[...]`" in refusal({1, 2})
 
 
 async def test_a_workflow_result_is_the_same_when_asked_again(app: App) -> None:

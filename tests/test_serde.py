@@ -140,3 +140,12 @@ def test_the_return_type_cache_keeps_no_step_function_alive() -> None:
         del doc
     gc.collect()
     assert [ref() for ref in gone] == [None, None, None]
+
+
+def test_bytes_that_are_not_utf8_say_how_to_declare_them() -> None:
+    from pydantic import Base64Bytes
+
+    with pytest.raises(NotSerializableError, match=r"not UTF-8 text.*Base64Bytes"):
+        dump_json(b"\x00\xff", what="the result of step 'mk'", tp=bytes)
+    text = dump_json(b"\x00\xff", what="x", tp=Base64Bytes)
+    assert load_json(text, Base64Bytes) == b"\x00\xff"

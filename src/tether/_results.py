@@ -105,16 +105,27 @@ def _refuse_lossy(value: Any, what: str, path: str) -> None:
             kind,
             where,
             problem="would come back as a different type on replay",
-            fix=_DECLARE.format(name=_hint(item)),
+            fix=_DECLARE.format(name=_hint(value)),
         )
 
 
-def _hint(item: Any) -> str:
-    if isinstance(item, tuple):
+def _hint(value: Any, depth: int = 0) -> str:
+    """The annotation to declare for `value` as a whole (``list[M]``, not ``M``)."""
+    if depth > 3:
+        return "..."
+    kind = type(value)
+    if kind is list:
+        return f"list[{_hint(value[0], depth + 1) if value else '...'}]"
+    if kind is dict:
+        first = next(iter(value.items()), None)
+        if first is None:
+            return "dict[...]"
+        return f"dict[{type(first[0]).__name__}, {_hint(first[1], depth + 1)}]"
+    if kind is tuple:
         return "tuple[...]"
-    if isinstance(item, set | frozenset):
+    if isinstance(value, set | frozenset):
         return "set[...]"
-    return type(item).__name__
+    return kind.__name__  # a NamedTuple or another class: itself
 
 
 def _find(ref: str) -> type | None:

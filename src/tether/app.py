@@ -506,14 +506,22 @@ class App:
         check_name("queue", queue)
         if concurrency_key is not None:
             check_name("concurrency_key", concurrency_key)
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        if (
+            isinstance(max_attempts, bool)
+            or not isinstance(max_attempts, int)
+            or not 1 <= max_attempts <= _INT32
+        ):
             raise InvalidArgumentError(
-                f"max_attempts must be an integer >= 1, got {max_attempts!r}; e.g. max_attempts=10"
+                f"max_attempts must be an integer from 1 to {_INT32}, got {max_attempts!r}; "
+                "e.g. max_attempts=10"
             )
-        if run_after is not None and not isinstance(run_after, datetime):
+        if run_after is not None and (
+            not isinstance(run_after, datetime) or run_after.utcoffset() is None
+        ):
             raise InvalidArgumentError(
-                f"run_after must be a datetime, got {run_after!r}; "
-                "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
+                f"run_after must be a datetime with a time zone, got {run_after!r} (a naive "
+                "one would mean another moment on another database or machine); e.g. "
+                "datetime.now(timezone.utc) + timedelta(minutes=5)"
             )
         defn = self._ensure_registered(workflow)
         return await self._acreate(
@@ -567,7 +575,12 @@ class App:
     resume = facade(aresume)
 
     async def arerun_from(
-        self, workflow_id: str, step: str, *, on_event: EventHook | None = None
+        self,
+        workflow_id: str,
+        step: str,
+        *,
+        on_event: EventHook | None = None,
+        budget: Budget | dict[str, Any] | None = None,
     ) -> RunResult[Any]:
         """Retry a finished run after a fix: forget `step` and every step recorded
         after it (earlier results are kept), then run it again from there.
@@ -578,7 +591,12 @@ class App:
         failed). It runs again here, until it ends or parks, with the workflow
         registered on this App; a queued run goes back to its queue for the
         workers instead, and this returns at once (wait with `result`).
+
+        `budget` gives the run a new AI budget (a run that failed on its budget
+        goes on with a larger one); the calls the forgotten steps made stay in
+        the call log and count against it, as the money was spent.
         """
+        new_budget = Budget.of(budget)
         run = await self.aget_run(workflow_id)
         if run.status not in (RunStatus.COMPLETED, RunStatus.FAILED):
             raise InvalidArgumentError(
@@ -593,7 +611,14 @@ class App:
         if pipeline is not None and step in pipeline.stages:
             forget = forgotten_stages(pipeline, step)
             step = rerun_step(pipeline, await self.store.list_events(workflow_id), step)
-        await self.kernel.adispatch(RunRerunFrom(workflow_id=workflow_id, step=step))
+        budget_text = (
+            None
+            if new_budget is None
+            else dump_json(new_budget.model_dump(exclude_none=True), what="budget")
+        )
+        await self.kernel.adispatch(
+            RunRerunFrom(workflow_id=workflow_id, step=step, budget=budget_text)
+        )
         try:  # drive it before anything else yields, so this call's on_event sees it all
             if run.queue is not None:
                 defn = self._registry.get(run.workflow_name)
@@ -671,6 +696,8 @@ class App:
         """
         check_name("workflow_id", workflow_id)
         check_name("signal name", name)
+        if name == "budget.raise":  # refused here, not by the waiting run
+            Budget.check_raise(payload)
         result = await self.kernel.adispatch(
             RunResume(kind="signal", name=name, workflow_id=workflow_id, payload=payload)
         )
@@ -1192,6 +1219,10 @@ def _with_config(workflow: Any, input: Any, config: Mapping[str, Any] | None) ->
     return workflow.bind(None if input is _MISSING else input, config)
 
 
+# priorities and attempts are stored as 32-bit integers
+_INT32 = 2**31 - 1
+
+
 def _check_create(
     workflow_id: object, idempotency_key: object, priority: object, tags: object, tenant: object
 ) -> None:
@@ -1200,10 +1231,10 @@ def _check_create(
         check_name("workflow_id", workflow_id)
     if idempotency_key is not None:
         check_name("idempotency_key", idempotency_key)
-    if isinstance(priority, bool) or not isinstance(priority, int):
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > _INT32:
         raise InvalidArgumentError(
-            f"priority must be an integer (higher is claimed first), got {priority!r}; "
-            "e.g. priority=5"
+            f"priority must be an integer from -{_INT32} to {_INT32} (higher is claimed "
+            f"first), got {priority!r}; e.g. priority=5"
         )
     if isinstance(tags, str) or not isinstance(tags, Iterable):
         raise InvalidArgumentError(f"tags must be a list of str, got {tags!r}; e.g. tags=['a']")

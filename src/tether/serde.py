@@ -129,7 +129,7 @@ def to_json_data(value: Any, *, what: str, tp: Any = None) -> Any:
                 fix="Pass a value of that type, or change the annotation to what is returned.",
             ) from None
         bad, path = _find_unserialisable(value, "$")
-        raise NotSerializableError(what, bad, path) from None
+        raise _unserialisable(what, bad, path) from None
     except (TypeError, ValueError, RecursionError) as exc:
         _check_depth(value, what)
         bad, path = _find_unserialisable(value, "$")
@@ -144,8 +144,21 @@ def to_json_data(value: Any, *, what: str, tp: Any = None) -> Any:
             if _first(value, _has_surrogate) is not None:  # pydantic refuses such dict keys
                 raise _refusal(value, what) from None
             raise NotSerializableError(what, type(value)) from exc
-        raise NotSerializableError(what, bad, path) from None
+        raise _unserialisable(what, bad, path) from None
     return data
+
+
+def _unserialisable(what: str, bad: type, path: str) -> NotSerializableError:
+    if issubclass(bad, bytes | bytearray):  # JSON holds them as text: UTF-8 text only
+        return NotSerializableError(
+            what,
+            bad,
+            path,
+            problem="holds bytes that are not UTF-8 text",
+            fix="Declare the type as pydantic.Base64Bytes (stored as base64), or return "
+            "text (bytes.decode) or a base64 str.",
+        )
+    return NotSerializableError(what, bad, path)
 
 
 # what json.dumps(separators=(",", ":"), ensure_ascii=False, allow_nan=False) builds per call

@@ -270,6 +270,86 @@ async def test_a_shared_budget_key_sums_spend_over_runs(app: App, server: Provid
     assert [c.budget_key for c in calls] == ["customer:42"]
 
 
+async def test_a_rerun_logs_the_calls_it_makes_beside_the_forgotten_ones(
+    app: App, server: ProviderServer
+) -> None:
+    for answer in ("first", "second", "again"):
+        server.queue_chat(answer, prompt_tokens=1_000_000, completion_tokens=0)  # $0.40 each
+
+    @app.workflow(name="twice", budget=ai.Budget(max_usd=1.0))
+    async def twice(wf: Workflow) -> str:
+        first = await wf.ai.generate_text("openai:gpt-4.1-mini", prompt="a")
+        second = await wf.ai.generate_text("openai:gpt-4.1-mini", prompt="b")
+        return first.text + " " + second.text
+
+    assert (await app.arun(twice, workflow_id="t1")).value == "first second"
+    again = await app.arerun_from("t1", "ai.text:openai:gpt-4.1-mini#2")
+    assert again.value == "first again"
+    calls = await app.alist_ai_calls("t1")
+    assert [c.response for c in calls if c.response and "again" in c.response]  # logged
+    assert len(calls) == 3  # the forgotten call's row stays: it was spent
+    usage = (await app.aget_record("t1")).usage
+    assert usage is not None and usage.total.calls == 3
+    assert usage.total.cost_usd == pytest.approx(1.2)
+    server.queue_chat("over", prompt_tokens=1_000_000, completion_tokens=0)
+    with pytest.raises(ai.BudgetExceededError, match=r"rerun_from\(run_id, step, budget="):
+        await app.arerun_from("t1", "ai.text:openai:gpt-4.1-mini#2")  # $1.20 of $1.00 spent
+    # a larger budget lets the failed run go on from the stopped call
+    failed_step = [k for k in (await app.aget_record("t1")).steps if k.startswith("ai.")][-1]
+    done = await app.arerun_from("t1", failed_step, budget={"max_usd": 5.0})
+    assert done.value == "first over"
+    assert server.count("POST /v1/chat/completions") == 4
+
+
+async def test_one_raise_resumes_every_call_the_budget_stopped_at_once(
+    app: App, server: ProviderServer
+) -> None:
+    for _ in range(6):
+        server.queue_chat("ok", prompt_tokens=1_000_000, completion_tokens=0)  # $0.40 each
+
+    @app.workflow(name="fan", budget=ai.Budget(max_usd=0.5, on_exceed="pause"))
+    async def fan(wf: Workflow) -> int:
+        async def item(i: int) -> int:
+            for _ in range(2):
+                await wf.ai.generate_text("openai:gpt-4.1-mini", prompt=str(i))
+            return i
+
+        summary = await wf.for_each([1, 2, 3], item, max_parallel=3)
+        return sum(r.value or 0 for r in summary.results)
+
+    first = await app.arun(fan, workflow_id="f1")
+    assert first.status is RunStatus.WAITING
+    with pytest.raises(tether.InvalidArgumentError, match="new limits and nothing else"):
+        await app.asignal("f1", "budget.raise", {"max_dollars": 5})  # refused, run untouched
+    assert (await app.aget_run("f1")).status is RunStatus.WAITING
+    assert await app.asignal("f1", "budget.raise", {"max_usd": 100}) is True
+    done = await app.aresume("f1")
+    assert done.value == 6  # one raise woke all three stopped branches
+
+
+async def test_a_raise_without_valid_limits_is_recorded_and_the_run_waits_on(
+    app: App, server: ProviderServer
+) -> None:
+    for _ in range(2):
+        server.queue_chat("ok", prompt_tokens=1_000_000, completion_tokens=0)
+
+    @app.workflow(name="paused", budget=ai.Budget(max_usd=0.3, on_exceed="pause"))
+    async def paused(wf: Workflow) -> int:
+        for _ in range(2):
+            await wf.ai.generate_text("openai:gpt-4.1-mini", prompt="x")
+        return 2
+
+    assert (await app.arun(paused, workflow_id="p1")).status is RunStatus.WAITING
+    # a payload that reached the run without App.signal's check (another sender)
+    await app.store.send_signal("p1", "budget.raise", '{"max_usd": -1}', at=app.clock.now(),
+                                expires_at=None)  # fmt: skip
+    assert (await app.aresume("p1")).status is RunStatus.WAITING  # still waiting, not failed
+    refused = [e for e in (await app.aget_record("p1")).events if e.type == "budget.raise_refused"]
+    assert len(refused) == 1
+    await app.asignal("p1", "budget.raise", {"max_usd": 10})
+    assert (await app.aresume("p1")).value == 2
+
+
 # -- processes ------------------------------------------------------------------------------------
 
 FLOWS = textwrap.dedent(

@@ -117,6 +117,7 @@ def test_tether_error_raised_by_the_workflow_is_a_failure_not_usage(
         (["run", "flows.py:waits", "--input", "1"], "takes no input"),
         (["run", "flows.py:greet"], "takes an input; pass --input"),
         (["runs", "list", "--status", "sleepy"], "unknown run status"),
+        (["runs", "list", "--limit", "5", "--all"], "--limit and --all contradict"),
     ],
 )
 def test_bad_usage_exits_2(tmp_path: Path, flow: Path, args: list[str], message: str) -> None:

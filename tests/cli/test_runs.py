@@ -97,6 +97,12 @@ def test_runs_show_json_and_a_step_cut_off_by_the_runs_end(tmp_path: Path, flow:
     assert data["workflowId"] == "g1" and data["status"] == "completed"
     assert data["steps"]["world"]["status"] == "interrupted"
     assert data["steps"]["hello"]["status"] == "completed"
+    with sqlite3.connect(tmp_path / "t.db") as conn:  # handed back at exit mid-step
+        conn.execute("UPDATE runs SET status = 'pending', owner_expires_at = NULL")
+    handed_back = invoke("--db", url, "runs", "show", "g1")
+    assert re.search(r"world\s+│\s+interrupted", handed_back.output), handed_back.output
+    watched = invoke("--db", url, "runs", "watch", "g1", "--once")
+    assert re.search(r"world\s+│?\s*interrupted", watched.output), watched.output
 
 
 def test_unknown_run_exits_3(tmp_path: Path, flow: Path) -> None:

@@ -364,7 +364,7 @@ async def test_what_only_a_crash_of_the_process_must_survive_skips_the_wal_flush
     params: dict[str, Any] = {
         "claim_free": {"qs": ["default"], "n": 1, "worker": "w", "vis": 30.0, "now": None,
                        "at": AT, "owner": None, "lease": 0.0, "etype": "", "names": [],
-                       "versions": []},
+                       "versions": [], "force": False, "dead": None},
         "start_step": {"wid": "owned", "gen": fence.generation, "comp": False, "key": "y",
                        "ikey": None, "at": AT, "etype": "s", "emsg": None, "edetail": None},
     }["start_step" if query != "claim_free" else query]  # fmt: skip

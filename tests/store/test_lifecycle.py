@@ -61,11 +61,14 @@ async def _gen(store: Store, wid: str) -> int:
     return run.generation
 
 
-async def _run_in(store: Store, wid: str, status: str, *, job: bool = False) -> None:
+async def _run_in(
+    store: Store, wid: str, status: str, *, job: bool = False, attempts: int = 10
+) -> None:
     """A run reached `status` through the verbs, with one recorded step and a signal wait
-    (and, with `job`, submitted with a job left queued)."""
+    (and, with `job`, submitted with a job of `attempts` left queued)."""
     if job:
-        await store.submit_run(NewRun(wid, "wf", state="null"), NewJob(f"q-{wid}"), T0)
+        new_job = NewJob(f"q-{wid}", max_attempts=attempts)
+        await store.submit_run(NewRun(wid, "wf", state="null"), new_job, T0)
     else:
         await store.create_run(NewRun(wid, "wf", state="null"), T0)
     await store.save_value(Fence(wid), "s", "1", T0)
@@ -98,13 +101,25 @@ async def _claim_comp(store: Store, wid: str) -> object:
 
 
 async def _claim_with_job(store: Store, wid: str) -> object:
+    # once the owner's claim lapsed: a run another live process drives is never taken
     runs = RunClaim("other", 30.0, (("wf", None),))
+    later = T0 + timedelta(seconds=60)
     jobs = await store.claim_jobs(
-        "w", [f"q-{wid}"], limit=1, visibility=5, limits={}, now=T0, at=T0, runs=runs
+        "w", [f"q-{wid}"], limit=1, visibility=5, limits={}, now=later, at=T0, runs=runs
     )
     if not any(j.run for j in jobs):
         raise TetherError(f"{wid}: its job claimed no run")  # refused, as the table says
     return jobs
+
+
+async def _reap_abandoned(store: Store, wid: str) -> object:
+    # its job, on its last attempt, claimed by a worker that then stopped renewing it
+    claimed = await store.claim_jobs(
+        "w", [f"q-{wid}"], limit=1, visibility=5, limits={}, now=T0, at=T0
+    )
+    if not claimed:
+        raise TetherError(f"{wid}: no job to claim")  # its run ended: the job closed
+    return await store.reap_jobs(now=T0 + timedelta(seconds=10), at=T0)
 
 
 async def _release(store: Store, wid: str) -> object:
@@ -155,6 +170,7 @@ RUN_VERBS: dict[str, tuple[Callable[[Store, str], Awaitable[object]], bool]] = {
     "finish_run(compensating)": (_finish_comp, False),
     "cancel_run": (_cancel, True),
     "rerun_from": (_rerun, True),
+    "reap_jobs": (_reap_abandoned, True),
 }
 
 
@@ -167,7 +183,8 @@ async def test_run_moves(store: Store, verb: str) -> None:
         if not (allowed or guarded):
             continue
         wid = f"{status.value}"
-        await _run_in(store, wid, status.value, job=verb == "claim_jobs")
+        has_job = verb in ("claim_jobs", "reap_jobs")
+        await _run_in(store, wid, status.value, job=has_job, attempts=1)
         try:
             await how(store, wid)
         except (TetherError, BaseException) as exc:  # RunCancelledError is a BaseException
@@ -271,7 +288,8 @@ def test_every_end_has_its_reasons() -> None:
     ends = {
         (m.verb, d)
         for m in MOVES
-        if m.kind == "run" and m.verb in ("finish_run", "finish_run(compensating)", "cancel_run")
+        if m.kind == "run"
+        and m.verb in ("finish_run", "finish_run(compensating)", "cancel_run", "reap_jobs")
         for d in m.dst
         if d in TERMINAL
     }

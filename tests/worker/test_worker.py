@@ -185,6 +185,37 @@ def test_killed_worker_run_is_finished_by_another(flows: Path) -> None:
     app.close()
 
 
+def test_a_worker_leaves_a_queued_run_to_the_live_process_driving_it(flows: Path) -> None:
+    # a queued run resumed by another process (tether runs resume, app.resume) while its
+    # job waits: the worker that claims the job must not take the run mid-step
+    app = _load_app()
+    marker = flows / "on-step-1"
+    wid = app.submit(app.get_workflow("steady").fn, str(marker), workflow_id="resumed")
+    driver = subprocess.Popen(
+        [sys.executable, "-c", f"from flows import app; app.resume({wid!r})"],
+        cwd=flows,
+        env={**os.environ, "PYTHONPATH": str(flows)},
+        stderr=subprocess.PIPE,
+    )
+    eventually_sync(marker.exists, timeout=60)  # the other process is on step s1
+    worker = _worker(flows)
+    try:
+        _, err = driver.communicate(timeout=60)
+        assert driver.returncode == 0, err.decode()
+        res = app.result(wid, timeout=60)
+        # the job waited and then closed, its run done
+        eventually_sync(
+            lambda: run_on_loop(app, app.store.list_jobs(workflow_id=wid))[0].status == "done",
+            timeout=60,
+        )
+    finally:
+        _stop([worker])
+    assert res.status is RunStatus.COMPLETED and res.value == 4
+    lines = (flows / "effects.log").read_text().split()
+    assert Counter(lines) == {f"resumed:{i}": 1 for i in range(4)}  # no step ran twice
+    app.close()
+
+
 def test_graceful_shutdown_hands_work_back_at_once(flows: Path) -> None:
     app = _load_app()
     marker = flows / "in-slow-step"
@@ -455,6 +486,11 @@ async def test_worker_bad_configuration(app: App) -> None:
         Worker(app, concurrency=0)
     with pytest.raises(tether.InvalidArgumentError, match="queues"):
         Worker(app, queues=[])
+    with pytest.raises(tether.InvalidArgumentError, match="queue name"):
+        ServerlessHost(app, queues=["ok", ""])
+    # one name is one queue, never its letters
+    assert Worker(app, queues="default").queues == ("default",)
+    assert ServerlessHost(app, queues="default").queues == ("default",)
     with pytest.raises(tether.InvalidArgumentError, match="concurrency"):
         app.queue("q", concurrency=0)
 
@@ -474,6 +510,63 @@ async def test_queue_rate_limit_caps_starts_per_second(app: App, clock: tether.F
     assert len(await host.aclaim(10)) == 2
     clock.advance(1.5)
     assert len(await host.aclaim(10)) == 1
+
+
+async def test_a_run_whose_job_used_up_its_attempts_on_dead_workers_fails(
+    app: App, clock: tether.FakeClock
+) -> None:
+    @app.workflow(name="fragile")
+    async def fragile(wf: Workflow) -> str:
+        return await wf.step("s", lambda: "done")
+
+    wid = await app.asubmit(fragile, max_attempts=1, workflow_id="fragile-1")
+    host = ServerlessHost(app)
+    assert len(await host.aclaim(1)) == 1  # its worker dies here: never renews nor finishes
+    clock.advance(31)  # past the job's lease (job_visibility, 30 s)
+    await app.store.reap_jobs(now=clock.store_time(), at=clock.now())
+    run = await app.aget_run(wid)
+    assert run.status is RunStatus.FAILED  # not left running, nor tried again
+    res = await app.aresult(wid)
+    assert res.record.last_error is not None
+    assert res.record.last_error.type == "JobAttemptsExhausted"
+    assert "max_attempts" in res.record.last_error.message
+    assert (await host.aclaim(5)) == []  # no new job of 10 attempts
+
+
+async def test_a_woken_run_keeps_the_attempts_it_was_submitted_with(app: App) -> None:
+    @app.workflow(name="gate")
+    async def gate(wf: Workflow) -> str:
+        return str(await wf.wait_for_signal("go"))
+
+    wid = await app.asubmit(gate, max_attempts=3, workflow_id="gate-1")
+    host = ServerlessHost(app)
+    [job] = await host.aclaim(1)
+    assert (await host.ahandle_job(job)).status == "waiting"
+    await app.asignal(wid, "go", "now")
+    jobs = await app.store.list_jobs(workflow_id=wid)
+    assert [j.max_attempts for j in jobs] == [3, 3]  # the wake-up's job too, not 10
+
+
+async def test_a_rate_below_one_per_second_starts_one_every_so_often(
+    app: App, clock: tether.FakeClock
+) -> None:
+    @app.workflow(name="rare")
+    async def rare(wf: Workflow) -> None:
+        return None
+
+    app.queue("slow", rate_per_second=0.5)  # one start every two seconds
+    app.queue("odd", rate_per_second=1.5)  # three starts every two seconds
+    for _ in range(4):
+        await app.asubmit(rare, queue="slow")
+        await app.asubmit(rare, queue="odd")
+    slow, odd = ServerlessHost(app, queues=("slow",)), ServerlessHost(app, queues=("odd",))
+    assert len(await slow.aclaim(10)) == 1
+    assert len(await odd.aclaim(10)) == 2
+    clock.advance(1.0)
+    assert await slow.aclaim(10) == [] and await odd.aclaim(10) == []
+    clock.advance(1.1)
+    assert len(await slow.aclaim(10)) == 1
+    assert len(await odd.aclaim(10)) == 2
 
 
 async def test_a_worker_started_while_the_database_is_down_waits_for_it() -> None:

@@ -62,12 +62,22 @@ class Budget(BaseModel):
 
     def raised(self, payload: Any) -> Budget:
         """This budget with the limits a ``budget.raise`` signal carries."""
-        if not isinstance(payload, dict) or not {"max_usd", "max_tokens"} & payload.keys():
+        limits = ("max_usd", "max_tokens")
+        if (
+            not isinstance(payload, dict)
+            or not set(limits) & payload.keys()
+            or not payload.keys() <= set(limits)
+        ):
             raise InvalidArgumentError(
-                f"a budget.raise signal carries new limits, e.g. {{'max_usd': 5}}; got {payload!r}"
+                "a budget.raise signal carries new limits and nothing else, e.g. "
+                f"{{'max_usd': 5}} or {{'max_tokens': 200000}}; got {payload!r}"
             )
-        fields = {k: payload[k] for k in ("max_usd", "max_tokens") if k in payload}
-        return Budget.of({**self.model_dump(), **fields}) or self
+        return Budget.of({**self.model_dump(), **payload}) or self
+
+    @staticmethod
+    def check_raise(payload: Any) -> None:
+        """Refuse a ``budget.raise`` payload no budget could take (`raised`)."""
+        Budget(max_usd=1.0, max_tokens=1).raised(payload)
 
     def judge(self, spend: Spend) -> Verdict:
         shares = []

@@ -67,7 +67,11 @@ class Flow(Protocol):
         result_type: Any = ...,
     ) -> Any: ...
 
-    async def wait_for_signal(self, name: str) -> Any: ...
+    async def wait_for_signal(self, name: str, *, key: str | None = ...) -> Any: ...
+
+    async def append_event(
+        self, type: str, message: str | None = ..., detail: Any = ...
+    ) -> None: ...
 
     async def sleep(self, seconds: float) -> None: ...
 
@@ -86,6 +90,9 @@ class _Stop(BaseModel):
     spent_usd: float
     tokens: int
     message: str
+    # the budget.raise signals the run had taken when the call stopped: calls stopped
+    # together (for_each branches) wait for the same next raise, and one raise wakes all
+    raises: int = 0
 
 
 class _Outcome(BaseModel, Generic[R]):
@@ -109,6 +116,7 @@ class WorkflowAI:
         self._log = log
         self.budget = budget
         self._warning_recorded = False  # known from the log (not from attaching it)
+        self._raises = 0  # budget.raise signals taken so far (see `_Stop.raises`)
         self._now = now  # the App's clock: a call's time, and the prices in force then
 
     # -- the calls ----------------------------------------------------------------------
@@ -295,13 +303,28 @@ class WorkflowAI:
             assert budget is not None
             if budget.on_exceed == "fail":
                 raise BudgetExceededError(
-                    f"AI budget exceeded: {outcome.stopped.message}; raise the budget or "
-                    "rerun with a larger one",
+                    f"AI budget exceeded: {outcome.stopped.message}; go on with a larger "
+                    f"one from the stopped call (step {name!r} or its latest #n in the run's "
+                    "steps): app.rerun_from(run_id, step, budget=ai.Budget(max_usd=...)), or "
+                    "use on_exceed='pause' to raise it while the run waits",
                     spent_usd=outcome.stopped.spent_usd,
                     limit_usd=budget.max_usd,
                 )
-            payload = await self._flow.wait_for_signal("budget.raise")
-            self.budget = budget.raised(payload)
+            self.budget = await self._raised(budget, outcome.stopped.raises)
+
+    async def _raised(self, budget: Budget, taken: int) -> Budget:
+        """The budget the next ``budget.raise`` signal gives. All calls stopped before
+        it wait for the same one (a waitpoint keyed by how many came before); one that
+        carries no valid limits is recorded as refused and the run waits on."""
+        while True:
+            taken += 1
+            key = f"signal:budget.raise#{taken}"
+            payload = await self._flow.wait_for_signal("budget.raise", key=key)
+            self._raises = max(self._raises, taken)
+            try:
+                return budget.raised(payload)
+            except InvalidArgumentError as exc:
+                await self._flow.append_event("budget.raise_refused", str(exc))
 
     async def _gate(self) -> _Stop | None:
         budget = self.budget
@@ -310,7 +333,12 @@ class WorkflowAI:
         spend = await self._log.ai_spend(self._flow.workflow_id, budget.key)
         verdict = budget.judge(spend)
         if verdict == "exceeded":
-            return _Stop(spent_usd=spend.usd, tokens=spend.tokens, message=budget.describe(spend))
+            return _Stop(
+                spent_usd=spend.usd,
+                tokens=spend.tokens,
+                message=budget.describe(spend),
+                raises=self._raises,
+            )
         if verdict == "warn" and not await self._warned():
             attach(
                 NewEvent(

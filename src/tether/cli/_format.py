@@ -87,8 +87,11 @@ def status_text(status: RunStatus, expires: datetime | None) -> str:
 
 
 def step_status(rec: RunRecord, step: StepRecord) -> str:
-    """A step left running in a run that has ended was cut off: say so."""
-    if step.status is StepStatus.RUNNING and rec.status.terminal:
+    """A step left running where nothing runs it (the run ended, was handed back or
+    parked, or its owner died) was cut off: say so."""
+    if step.status is StepStatus.RUNNING and (
+        rec.status is not RunStatus.RUNNING or gone(rec.status, rec.owner_expires_at) is not None
+    ):
         return "interrupted"
     return step.status.value
 

@@ -111,6 +111,9 @@ def runs_list(
     as_json: bool,
 ) -> None:
     """List runs, newest first."""
+    given = click.get_current_context().get_parameter_source("limit")
+    if show_all and given is not click.core.ParameterSource.DEFAULT:
+        fail(EXIT_USAGE, "--limit and --all contradict each other; give one of them")
     if status is not None and status not in {s.value for s in RunStatus}:
         fail(EXIT_USAGE, f"unknown run status {status!r}; known: {_STATUS_NAMES}")
     after, before = _when(since, "--since"), _when(until, "--until")

@@ -31,7 +31,7 @@ from ._common import (
     text,
 )
 from ._db import read_app
-from ._format import cost_text, short, status_text, ts
+from ._format import cost_text, short, status_text, step_status, ts
 
 __all__ = ["render_run", "watch"]
 
@@ -84,7 +84,8 @@ def _steps(rec: RunRecord, last: int) -> Table:
         t.add_column(col)
     for name, s in list(rec.steps.items())[-last:]:
         style = {StepStatus.COMPLETED: "green", StepStatus.FAILED: "red"}.get(s.status, "cyan")
-        t.add_row(name, Text(s.status.value, style=style), str(s.attempts), ts(s.completed_at))
+        status = step_status(rec, s)
+        t.add_row(name, Text(status, style=style), str(s.attempts), ts(s.completed_at))
     return t
 
 

@@ -83,6 +83,7 @@ class RunRerunFrom(_Command):
     type: Literal["run.rerun_from"] = "run.rerun_from"
     workflow_id: str = Field(min_length=1)
     step: str = Field(min_length=1)
+    budget: str | None = None  # JSON: the run's new AI budget, if it is given one
 
 
 class JobExecute(_Command):

@@ -21,6 +21,7 @@ from ..clock import Clock
 from ..errors import (
     IdempotencyConflictError,
     InvalidArgumentError,
+    RunAlreadyRunningError,
     RunCancelledError,
     StaleOwnerError,
     StoreError,
@@ -246,7 +247,9 @@ class Kernel:
         return RunResumed(woken=woken, workflow_id=run_id)
 
     async def _run_rerun_from(self, cmd: RunRerunFrom) -> Woken:
-        await self.store.rerun_from(cmd.workflow_id, cmd.step, at=self.clock.now())
+        await self.store.rerun_from(
+            cmd.workflow_id, cmd.step, at=self.clock.now(), budget=cmd.budget
+        )
         self.host.woken([cmd.workflow_id])
         return Woken(woken=[cmd.workflow_id])
 
@@ -269,9 +272,9 @@ class Kernel:
         store = self.store
         done_renewing = asyncio.Event()
         renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker, done_renewing))
-        drive = asyncio.ensure_future(
-            self.host.run_until_rest(cmd.workflow_id, force_claim=True, claimed=run)
-        )
+        # never forced: a run another live process drives (a resume, an App's run) is
+        # not taken from it mid-step; its job waits (`_run_busy`)
+        drive = asyncio.ensure_future(self.host.run_until_rest(cmd.workflow_id, claimed=run))
         error: str | None = None
         status: RunStatus | None = None
         try:
@@ -289,6 +292,8 @@ class Kernel:
                 return JobExecuted(status="lease_lost", error="the job's lease expired")
             try:
                 status, _ = drive.result()
+            except RunAlreadyRunningError as exc:
+                return await self._run_busy(cmd, exc)
             except (StaleOwnerError, RunCancelledError):
                 pass
             except WorkflowNotFoundError as exc:
@@ -315,6 +320,17 @@ class Kernel:
         return JobExecuted(
             status="missing" if status is None else status.value, ghost=ghost, error=error
         )
+
+    async def _run_busy(self, cmd: JobExecute, exc: RunAlreadyRunningError) -> JobExecuted:
+        """The job's run is driven by another live process: its job goes back, its
+        attempt not counted, to be claimed again once that claim may have lapsed (or
+        sooner: the run may end or park meanwhile, and the job then just closes)."""
+        now = self.clock.now()
+        wait = 5.0 if exc.until is None else (exc.until - now).total_seconds()
+        after = now + timedelta(seconds=min(5.0, max(0.5, wait)))
+        log.info("run %s is driven by %s; its job waits", cmd.workflow_id, exc.owner)
+        await self.store.release_job(cmd.job_id, cmd.worker, at=now, run_after=after)
+        return JobExecuted(status="busy", error=str(exc))
 
     async def _retry_later(self, cmd: JobExecute, exc: StoreError) -> JobExecuted:
         """The run stays as it is (running, its claim lapsing); its job goes back to the

@@ -72,6 +72,8 @@ MOVES: tuple[Move, ...] = (
     # a cancelled run with nothing to compensate stays cancelled
     _m("run", "finish_run(compensating)", R.CANCELLED, (R.CANCELLED, *_COMPENSATION)),
     _m("run", "cancel_run", _LIVE, R.CANCELLED),
+    # a run whose job used up its attempts on workers that died ends failed
+    _m("run", "reap_jobs", (R.PENDING, R.RUNNING), R.FAILED),
     # a run that is not executing: not running, nor cancelled with compensation to come
     _m("run", "rerun_from", (R.PENDING, R.WAITING, *_FINISHED, *_ENDED_BY_CANCEL[1:]), R.PENDING),
     _m("step", "start_step", (None, S.RUNNING, S.FAILED, S.COMPLETED), S.RUNNING),
@@ -101,6 +103,7 @@ END_REASONS: dict[tuple[str, str], tuple[EndReason, ...]] = {
     **{("finish_run", st): (E.FAILED, E.TIMED_OUT) for st in (R.FAILED, *_COMPENSATION)},
     **{("finish_run(compensating)", st): (E.CANCELLED,) for st in (R.CANCELLED, *_COMPENSATION)},
     ("cancel_run", R.CANCELLED): (E.CANCELLED,),
+    ("reap_jobs", R.FAILED): (E.FAILED,),
 }
 
 
@@ -129,7 +132,7 @@ def _targets(*verbs: str) -> frozenset[str]:
 
 
 # a run is terminal once it ended (finished, or was cancelled)
-TERMINAL = _targets("finish_run", "cancel_run", "finish_run(compensating)")
+TERMINAL = _targets("finish_run", "cancel_run", "finish_run(compensating)", "reap_jobs")
 # terminal runs a plain claim refuses: they ended by cancellation
 CLOSED = TERMINAL - moves("run", "claim_run").src
 # runs a job's claim claims with it

@@ -14,11 +14,13 @@ and per capped queue, and a unique index admits one claimed job per key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from .._failure import ErrorRecord, encode_record
 from ..errors import (
     IdempotencyInProgressError,
     InvalidArgumentError,
@@ -86,19 +88,34 @@ async def _room(tx: Tx, queue: str, room: int, cap: QueueLimit | None, now: obje
     if cap is None or (cap.concurrency is None and cap.rate_per_second is None):
         return room
     await tx.one("queue_lock", q=queue)
-    counts = await tx.one("queue_counts", q=queue, now=now)
+    starts, window = _rate_window(cap.rate_per_second)
+    counts = await tx.one("queue_counts", q=queue, now=now, window=window)
     if cap.concurrency is not None:
         room = min(room, cap.concurrency - counts[0])
     if cap.rate_per_second is not None:
-        room = min(room, int(cap.rate_per_second) - counts[1])
+        room = min(room, starts - counts[1])
     return room
+
+
+def _rate_window(rate: float | None) -> tuple[int, float]:
+    """A rate as (starts, per seconds): a whole number of starts over the shortest
+    window of at least a second that holds it exactly (0.5/s: 1 per 2 s; 1.5/s: 2 per
+    1.33 s; 20/s: 20 per 1 s)."""
+    if rate is None:
+        return 0, 1.0
+    starts = math.ceil(rate)
+    return starts, starts / rate
 
 
 def _run_claim(runs: RunClaim | None) -> dict[str, Any]:
     """The claim query parameters of `runs` (owner NULL: claim no run)."""
     if runs is None:
-        return {"owner": None, "lease": 0.0, "etype": "", "names": [], "versions": []}
+        return {"owner": None, "lease": 0.0, "etype": "", "names": [], "versions": [],
+                "force": False, "dead": None}  # fmt: skip
     return {
+        # a run another live process drives is not taken from it (its job waits)
+        "force": False,
+        "dead": None,
         "owner": runs.owner,
         "lease": runs.lease,
         "etype": runs.event,
@@ -195,7 +212,7 @@ class QueueVerbs(StoreBase):
         row = await tx.one(
             "claim_job_run", wid=job.workflow_id, now=tx.now(p["now"]), owner=p["owner"],
             lease=p["lease"], at=p["at"], names=tx.array(p["names"]),
-            versions=tx.array(p["versions"])
+            versions=tx.array(p["versions"]), force=p["force"], dead=p["dead"]
         )  # fmt: skip
         if row is None:
             return job
@@ -263,11 +280,15 @@ class QueueVerbs(StoreBase):
 
         await self._tx("write", body)
 
-    async def release_job(self, job_id: int, worker: str, *, at: datetime) -> None:
-        """Hand a claimed job back at once (graceful shutdown)."""
+    async def release_job(
+        self, job_id: int, worker: str, *, at: datetime, run_after: datetime | None = None
+    ) -> None:
+        """Hand a claimed job back, its attempt not counted: at once (graceful
+        shutdown), or from `run_after` (its run is driven by another live process)."""
 
         async def body(tx: Tx) -> None:
-            await tx.execute("release_job", at=at, id=job_id, worker=worker)
+            after = at if run_after is None else run_after
+            await tx.execute("release_job", at=at, after=after, id=job_id, worker=worker)
             await tx.notify("jobs")
 
         await self._tx("write", body)
@@ -288,13 +309,27 @@ class QueueVerbs(StoreBase):
 
         async def body(tx: Tx) -> int:
             rows = await tx.all("reap_jobs", at=at, now=tx.now(now))
-            for (run_id,) in rows:
+            for run_id, status, why in rows:
                 await self._events(tx, Fence(run_id), [NewEvent("job.lease_expired")], at)
+                if status == "failed":
+                    await self._abandon(tx, run_id, why, at)
             if rows:
                 await tx.notify("jobs")
             return len(rows)
 
         return await self._tx("write", body)
+
+    async def _abandon(self, tx: Tx, run_id: str, why: str, at: datetime) -> None:
+        """Fail the run of a job that used up its attempts: each worker that claimed it
+        stopped renewing it (died), so it is not tried again, as submitted."""
+        message = f"its job used up its attempts (max_attempts); the last: {why}"
+        error = encode_record(ErrorRecord("JobAttemptsExhausted", message))
+        if await tx.one("abandon_run", wid=run_id, error=error, at=at) is None:
+            return  # it ended meanwhile
+        event = NewEvent("workflow.failed", f"JobAttemptsExhausted: {message}")
+        await self._events(tx, Fence(run_id), [event], at)
+        await self._child_ended(tx, run_id, "failed", None, error, at)
+        await tx.notify(f"run:{run_id}")
 
     async def reap_stuck_runs(
         self, *, idle_for: float, now: datetime | None, at: datetime
@@ -358,8 +393,11 @@ class QueueVerbs(StoreBase):
     ) -> list[JobRow]:
         return await self._list("list_jobs", Rows.job, wid=workflow_id, status=status, limit=limit)
 
-    async def rerun_from(self, workflow_id: str, step: str, *, at: datetime) -> None:
-        """Forget `step` and every step started after it; the run becomes runnable."""
+    async def rerun_from(
+        self, workflow_id: str, step: str, *, at: datetime, budget: str | None = None
+    ) -> None:
+        """Forget `step` and every step started after it; the run becomes runnable.
+        `budget` (JSON) replaces the run's AI budget."""
 
         async def body(tx: Tx) -> None:
             run = await tx.one("run_status_locked", wid=workflow_id)
@@ -378,6 +416,8 @@ class QueueVerbs(StoreBase):
             await tx.execute("rerun_steps", wid=workflow_id, first=first)
             await tx.execute("rerun_waits", wid=workflow_id, first=first)
             await tx.execute("rerun_reset", wid=workflow_id)
+            if budget is not None:
+                await tx.execute("set_budget", wid=workflow_id, budget=budget)
             await self._events(tx, Fence(workflow_id), [NewEvent("run.rerun_from", step)], at)
             await self._enqueue_next(tx, workflow_id, at)
 

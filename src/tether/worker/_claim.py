@@ -5,12 +5,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .._names import check_name
+from ..errors import InvalidArgumentError
 from ..store import JobRow
 
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["claim_jobs"]
+__all__ = ["claim_jobs", "queue_names"]
+
+
+def queue_names(queues: object) -> tuple[str, ...]:
+    """The queues a worker serves: one name, or a list of names (never a name's letters)."""
+    names = [queues] if isinstance(queues, str) else queues
+    if not isinstance(names, Sequence) or not names:
+        raise InvalidArgumentError(
+            f"queues must be one or more queue names, got {queues!r}; e.g. queues=['default']"
+        )
+    for name in names:
+        check_name("queue name", name)
+    return tuple(names)
 
 
 async def claim_jobs(

@@ -7,6 +7,7 @@ call is independent; state lives in the store.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ from .._owners import new_owner as process_owner
 from ..app import run_on_loop
 from ..kernel import JobExecute, JobExecuted
 from ..store import JobRow
-from ._claim import claim_jobs
+from ._claim import claim_jobs, queue_names
 from ._maintenance import MaintenanceReport, maintenance_tick
 
 if TYPE_CHECKING:
@@ -34,10 +35,14 @@ class ServerlessHost:
     """Claims and executes jobs on demand, and runs maintenance on a schedule."""
 
     def __init__(
-        self, app: App, *, queues: tuple[str, ...] = ("default",), worker_id: str | None = None
+        self,
+        app: App,
+        *,
+        queues: str | Sequence[str] = ("default",),
+        worker_id: str | None = None,
     ) -> None:
         self.app = app
-        self.queues = queues
+        self.queues = queue_names(queues)
         self.worker_id = worker_id or process_owner()
 
     async def aclaim(self, limit: int = 1) -> list[JobRow]:

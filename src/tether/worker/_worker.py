@@ -26,7 +26,7 @@ from .._owners import new_owner as process_owner
 from ..errors import IncompatibleStoreError, InvalidArgumentError, StoreError
 from ..kernel import JobExecuted
 from ..store import JobRow
-from ._claim import claim_jobs
+from ._claim import claim_jobs, queue_names
 from ._maintenance import maintenance_tick
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class Worker:
         self,
         app: App,
         *,
-        queues: Sequence[str] = ("default",),
+        queues: str | Sequence[str] = ("default",),
         concurrency: int = 4,
         worker_id: str | None = None,
         poll_interval: float = 0.5,
@@ -54,14 +54,12 @@ class Worker:
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
-        if not queues or not all(isinstance(q, str) and q for q in queues):
-            raise InvalidArgumentError("queues must be one or more non-empty names")
         if poll_interval <= 0 or maintenance_interval <= 0 or grace < 0:
             raise InvalidArgumentError(
                 "poll_interval and maintenance_interval must be > 0, grace >= 0"
             )
         self.app = app
-        self.queues = tuple(queues)
+        self.queues = queue_names(queues)
         self.concurrency = concurrency
         self.worker_id = worker_id or process_owner()
         self.poll_interval = poll_interval

@@ -8,11 +8,11 @@ ORDER BY (id = :id) DESC LIMIT 1
 -- name: get_run
 SELECT {_run_cols} FROM runs WHERE id = :id
 -- name: claim_job_run
--- a claimed job's run, for its worker's host (RunClaim): as claim_run with force, if
--- pending or running, of a workflow the host drives as recorded, and not held by another
--- transaction (skipped, not waited for)
+-- a claimed job's run, for its worker's host (RunClaim): as claim_run, if pending or
+-- running, of a workflow the host drives as recorded, not held by another transaction
+-- (skipped, not waited for), nor by another live owner (a process that drives it itself)
 UPDATE runs SET {_claim_set} WHERE id = :wid AND {_run_unlocked} AND status IN {JOB_RUN}
-  AND {_drives} RETURNING {_run_cols}
+  AND {_drives} AND {_claimable} RETURNING {_run_cols}
 -- name: claim_refused
 SELECT status, owner, owner_expires_at FROM runs WHERE id = :wid
 -- name: release_run
@@ -46,8 +46,11 @@ WHERE run_id = :id AND status = 'pending' RETURNING kind, name
 -- name: wake_run
 UPDATE runs SET status = 'pending' WHERE id = :id AND status = 'waiting' RETURNING queue
 -- name: enqueue_next
-INSERT INTO jobs (run_id, queue, status, priority, concurrency_key, run_after, created_at,
-  updated_at) SELECT id, queue, 'queued', priority, concurrency_key, :at, :at, :at
+-- the run's next job, with the attempts the run was submitted with (its latest job's)
+INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,
+  created_at, updated_at) SELECT id, queue, 'queued', priority,
+  COALESCE((SELECT max_attempts FROM jobs WHERE run_id = :id ORDER BY id DESC LIMIT 1), 10),
+  concurrency_key, :at, :at, :at
 FROM runs WHERE id = :id AND queue IS NOT NULL ON CONFLICT DO NOTHING
 -- name: insert_job
 INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,
@@ -77,6 +80,8 @@ DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM event
 -- name: rerun_waits
 DELETE FROM waitpoints WHERE run_id = :wid AND wait_key IN (SELECT message FROM events
   WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first)
+-- name: set_budget
+UPDATE runs SET budget = :budget WHERE id = :wid
 -- name: rerun_reset
 UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL, end_reason = NULL,
   attempt = attempt + 1 WHERE id = :wid
@@ -128,14 +133,14 @@ SELECT {_schedule_cols} FROM schedules ORDER BY name
 UPDATE schedules SET fired_until = :fired, updated_at = :at
 WHERE name = :name AND fired_until < :fired AND NOT paused
 -- name: insert_ai_call
--- keyed (run, step, attempt, seq): a completion written twice writes the calls once;
--- WHERE true: SQLite's parser needs it before ON CONFLICT after a SELECT
-INSERT INTO ai_calls (run_id, step_key, attempt, seq, call_type, provider, model, request_id,
-  prompt, prompt_blob, response, response_blob, input_tokens, cached_input_tokens,
+-- keyed (run, its attempt, step, attempt, seq): a completion written twice writes the calls
+-- once; WHERE true: SQLite's parser needs it before ON CONFLICT after a SELECT
+INSERT INTO ai_calls (run_id, run_attempt, step_key, attempt, seq, call_type, provider, model,
+  request_id, prompt, prompt_blob, response, response_blob, input_tokens, cached_input_tokens,
   cache_write_tokens, output_tokens, reasoning_tokens, cost_micro_usd, price_source,
   service_tier, latency_ms, at, error, budget_key, batch_id, custom_id)
-SELECT :wid, :key, coalesce((SELECT attempts FROM steps WHERE run_id = :wid AND step_key = :key), 1),
-  :seq, :call_type, :provider, :model, :request_id, :prompt, :prompt_blob, :response,
+SELECT :wid, coalesce((SELECT attempt FROM runs WHERE id = :wid), 1), :key,
+  coalesce((SELECT attempts FROM steps WHERE run_id = :wid AND step_key = :key), 1), :seq, :call_type, :provider, :model, :request_id, :prompt, :prompt_blob, :response,
   :response_blob, :input_tokens, :cached_input_tokens, :cache_write_tokens, :output_tokens,
   :reasoning_tokens, :cost_micro_usd, :price_source, :service_tier, :latency_ms, :at, :error,
   :budget_key, :batch_id, :custom_id
@@ -232,10 +237,11 @@ RETURNING run_id, wait_key, status
 DELETE FROM inbox WHERE expires_at <= {_now}
 -- name: release_job
 UPDATE jobs SET status = 'queued', worker = NULL, locked_until = NULL,
-  attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END, run_after = :at, updated_at = :at
+  attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END, run_after = :after,
+  updated_at = :at
 WHERE id = :id AND worker = :worker AND status = 'claimed'
 -- name: reap_jobs
 UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
   last_error = 'lease expired (worker ' || COALESCE(worker, '?') || ' stopped renewing)',
   worker = NULL, locked_until = NULL, run_after = :at, updated_at = :at
-WHERE status = 'claimed' AND locked_until <= {_now} RETURNING run_id
+WHERE status = 'claimed' AND locked_until <= {_now} RETURNING run_id, status, last_error

@@ -104,6 +104,11 @@ WITH c AS (UPDATE runs SET {_claim_set_compensating}, event_seq = event_seq + 1
 -- name: renew_owner
 UPDATE runs SET owner_expires_at = {_now} + make_interval(secs => :lease)
 WHERE owner = :owner AND status = 'running' AND id = ANY(:ids)
+-- name: abandon_run
+-- a run whose job used up its attempts on workers that stopped renewing it: failed
+UPDATE runs SET status = 'failed', error = :error::jsonb, finished_at = :at, end_reason = 'failed',
+  cancel_requested = NULL, owner_expires_at = NULL, updated_at = :at
+WHERE id = :wid AND status IN ('running', 'pending') RETURNING id
 -- name: release_run_check
 SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen FOR UPDATE
 -- name: release_run_one
@@ -317,7 +322,7 @@ u AS (UPDATE jobs SET status = 'claimed', worker = :worker,
   updated_at = :at FROM c, t WHERE jobs.id = c.id RETURNING {_job_cols}),
 rc AS (UPDATE runs SET {_claim_set}, event_seq = event_seq + 1 WHERE :owner::text IS NOT NULL
   AND id IN (SELECT id FROM runs WHERE id IN (SELECT run_id FROM u) FOR UPDATE SKIP LOCKED)
-  AND status IN {JOB_RUN} AND {_drives} RETURNING {_run_cols}, event_seq),
+  AND status IN {JOB_RUN} AND {_drives} AND {_claimable} RETURNING {_run_cols}, event_seq),
 e AS (INSERT INTO events (run_id, seq, type, at) SELECT id, event_seq, :etype, :at FROM rc)
 SELECT u.*, r.*, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
   THEN EXISTS (SELECT 1 FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
@@ -327,7 +332,8 @@ SELECT u.*, r.*, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
 SELECT pg_advisory_xact_lock(hashtext('tether-queue:' || :q))
 -- name: queue_counts
 SELECT count(*) FILTER (WHERE status = 'claimed'),
-  count(*) FILTER (WHERE claimed_at > {_now} - interval '1 second') FROM jobs WHERE queue = :q
+  count(*) FILTER (WHERE claimed_at > {_now} - make_interval(secs => :window))
+FROM jobs WHERE queue = :q
 -- name: ready_jobs
 SELECT j.id, j.concurrency_key FROM jobs j WHERE j.queue = :q AND j.status = 'queued'
   AND j.run_after <= {_now} AND (j.concurrency_key IS NULL OR

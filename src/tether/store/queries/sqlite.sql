@@ -76,6 +76,11 @@ RETURNING {_run_cols}
 -- name: renew_owner
 UPDATE runs SET owner_expires_at = {_now} + :lease
 WHERE owner = :owner AND status = 'running' AND id IN (SELECT value FROM json_each(:ids))
+-- name: abandon_run
+-- a run whose job used up its attempts on workers that stopped renewing it: failed
+UPDATE runs SET status = 'failed', error = :error, finished_at = :at, end_reason = 'failed',
+  cancel_requested = NULL, owner_expires_at = NULL, updated_at = :at
+WHERE id = :wid AND status IN ('running', 'pending') RETURNING id
 -- name: release_run_check
 SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen
 -- name: finish_run
@@ -182,7 +187,7 @@ WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wa
 SELECT :q
 -- name: queue_counts
 SELECT (SELECT COUNT(*) FROM jobs WHERE queue = :q AND status = 'claimed'),
-  (SELECT COUNT(*) FROM jobs WHERE queue = :q AND claimed_at > {_now} - 1.0)
+  (SELECT COUNT(*) FROM jobs WHERE queue = :q AND claimed_at > {_now} - :window)
 -- name: ready_jobs
 SELECT j.id, j.concurrency_key FROM jobs j WHERE j.queue = :q AND j.status = 'queued'
   AND j.run_after <= {_now} AND (j.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs k
