@@ -90,6 +90,7 @@ class Runner:
         self._drives: set[asyncio.Task[Any]] = set()  # tasks driving a run here now
         self._renewer: asyncio.Task[None] | None = None
         self._announced = False  # whether this process has announced itself once
+        self.queues: tuple[str, ...] = ()  # the job queues it serves (a worker), announced
 
     # -- the Host port used by workflows --------------------------------------------
 
@@ -261,7 +262,10 @@ class Runner:
                 self._rt.owner,
                 ttl=self.owner_lease,
                 now=self._clock.store_time(),
-                detail=dump_json({"workflows": names}, what="process"),
+                detail=dump_json(
+                    {"workflows": names, **({"queues": list(self.queues)} if self.queues else {})},
+                    what="process",
+                ),
                 at=self._clock.now(),
             )
         if self._active:
@@ -273,15 +277,26 @@ class Runner:
             )
         self._announced = True
 
-    async def drivers(self, workflow_name: str) -> list[str]:
-        """The live processes (owners) that announce they drive `workflow_name`."""
+    async def announce_now(self) -> None:
+        """Say now which workflows (and queues) this process drives, not at the next
+        keep-alive turn; a failure is left to that turn."""
+        try:
+            await self._renew()
+        except StoreError as exc:
+            log.warning("announcing this process failed: %s", exc)
+
+    async def drivers(self, workflow_name: str, queue: str | None = None) -> list[str]:
+        """The live processes (owners) that announce they drive `workflow_name`; with
+        `queue`, only those that serve that job queue (workers)."""
         now = self._clock.store_time() or datetime.now(UTC)
         found = []
         for row in await self._store.list_locks(PROCESS_SCOPE):
             if row.released_at is not None or row.expires_at <= now:
                 continue
-            names = (load_json(row.detail) or {}).get("workflows", [])
-            if workflow_name in names:
+            said = load_json(row.detail) or {}
+            if workflow_name in said.get("workflows", []) and (
+                queue is None or queue in said.get("queues", [])
+            ):
                 found.append(row.holder)
         return found
 

@@ -704,7 +704,7 @@ class App:
         assert isinstance(result, RunResumed)
         if result.woken:
             run = await self.aget_run(workflow_id)
-            if not await self.adrivers(run.workflow_name) and not (
+            if not await self.adrivers(run.workflow_name, run.queue) and not (
                 self._runner.resume_woken and run.workflow_name in self._registry
             ):
                 log.warning(
@@ -1015,23 +1015,27 @@ class App:
         if self._recover_pending:
             await self.arecover_orphans()
 
-    async def adrivers(self, workflow_name: str) -> list[str]:
+    async def adrivers(self, workflow_name: str, queue: str | None = None) -> list[str]:
         """Live processes that drive runs of `workflow_name` (they announce the
         workflows they registered while they live: workers, and Apps that run
-        or resume runs); empty when a woken run of it would wait for nobody."""
-        return await self._runner.drivers(workflow_name)
+        or resume runs); empty when a woken run of it would wait for nobody. With
+        `queue`, only the workers that serve that job queue (a queued run's drivers)."""
+        return await self._runner.drivers(workflow_name, queue)
 
     drivers = facade(adrivers)
 
-    def announce(self) -> None:
+    def announce(self, queues: Sequence[str] = ()) -> None:
         """Announce now (not only once a run is driven) that this process drives the
-        workflows registered here; kept up while the App lives. Workers do this."""
-        self._loop.run(self.aannounce())
+        workflows registered here, and serves the job `queues` (a worker); kept up
+        while the App lives. Workers do this."""
+        self._loop.run(self.aannounce(queues))
 
-    async def aannounce(self) -> None:
+    async def aannounce(self, queues: Sequence[str] = ()) -> None:
         """Async face of `announce`."""
+        self._runner.queues = tuple(queues)
         await self.store.open()
         self._runner.ensure_alive()
+        await self._runner.announce_now()
 
     def drain(self) -> None:
         """Start no more steps: runs driven here hand themselves back at their

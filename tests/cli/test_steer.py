@@ -94,11 +94,12 @@ def test_signal_says_a_queued_run_waits_for_a_worker(tmp_path: Path, flow: Path)
     app.submit(parks, workflow_id="q1")
     ServerlessHost(app).process_available_jobs()
     assert app.get_run("q1").status.value == "waiting"
-    app.close()
+    app.announce(["other"])  # a live worker, of another queue: it will not drive q1
     sent = tether(tmp_path, "runs", "signal", "q1", "go")
+    app.close()
     assert sent.returncode == 0, sent.stderr
     assert "signal 'go' woke q1" in sent.stdout and "queued on 'default'" in sent.stdout
-    assert "no worker serving workflow" in sent.stdout
+    assert "no worker serving that queue" in sent.stdout and "-q default" in sent.stdout
 
 
 def test_resume_uses_db_not_the_database_of_the_app_module(tmp_path: Path, flow: Path) -> None:

@@ -547,6 +547,18 @@ async def test_a_woken_run_keeps_the_attempts_it_was_submitted_with(app: App) ->
     assert [j.max_attempts for j in jobs] == [3, 3]  # the wake-up's job too, not 10
 
 
+async def test_a_queued_runs_drivers_are_the_live_workers_of_its_queue(app: App) -> None:
+    @app.workflow(name="served")
+    async def served(wf: Workflow) -> None:
+        return None
+
+    await app.aannounce(["default", "bulk"])  # as a worker serving two queues does
+    me = await app.adrivers("served")
+    assert len(me) == 1
+    assert await app.adrivers("served", "bulk") == me
+    assert await app.adrivers("served", "other") == []  # nobody serves that queue
+
+
 async def test_a_rate_below_one_per_second_starts_one_every_so_often(
     app: App, clock: tether.FakeClock
 ) -> None:

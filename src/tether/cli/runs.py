@@ -56,7 +56,10 @@ def _record(state: CliState, workflow_id: str, *, drivers: bool) -> tuple[RunRec
 
     def read(a: App) -> tuple[RunRecord, list[str]]:
         rec = a.get_record(workflow_id)
-        return rec, a.drivers(rec.workflow_name) if drivers else []
+        if not drivers:
+            return rec, []
+        queue = a.get_run(workflow_id).queue  # a queued run is driven by its queue's workers
+        return rec, a.drivers(rec.workflow_name, queue)
 
     return use_app(state, read)
 

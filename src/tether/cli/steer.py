@@ -57,19 +57,20 @@ def _refuse_unawaited(run: RunInfo, waits: list[WaitInfo], name: str) -> None:
 
 def _who_drives(a: App, run: RunInfo) -> str:
     """Whether anything will move the woken run on now, said truthfully."""
-    drivers = a.drivers(run.workflow_name)
     open_jobs = [j for j in a.jobs(run.workflow_id) if j.status in ("queued", "claimed")]
+    queue = open_jobs[0].queue if open_jobs else None
+    drivers = a.drivers(run.workflow_name, queue)
     resume = (
         f"`tether runs resume {run.workflow_id} --app FILE.py:app` drives it here, "
         "or start `tether worker --app FILE.py:app`"
     )
-    if open_jobs:
-        queue = open_jobs[0].queue
+    if queue is not None:
         if drivers:
             return f"a worker on queue {queue!r} will drive it ({', '.join(drivers)} alive)"
         return (
-            f"it is queued on {queue!r}, but no worker serving workflow "
-            f"{run.workflow_name!r} is running; start `tether worker --app FILE.py:app`"
+            f"it is queued on {queue!r}, but no worker serving that queue and workflow "
+            f"{run.workflow_name!r} is running; start `tether worker --app FILE.py:app "
+            f"-q {queue}`"
         )
     if drivers:
         return f"driven by {', '.join(drivers)}"

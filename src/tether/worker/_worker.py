@@ -111,7 +111,7 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
         if not await self._open_store():
             return
-        await self.app.aannounce()
+        await self.app.aannounce(self.queues)
         log.info(
             "worker started",
             extra={
