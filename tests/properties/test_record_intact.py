@@ -84,6 +84,8 @@ async def _nothing_lost(app: App, a: Any, b: Any, p: Poisoned, bad_name: Any) ->
     ctx = await app.aopen(wid)
     assert same(await ctx.step("a", lambda: p.value), a)  # recorded: not run, not replaced
     await refused(lambda: ctx.step(bad_name, lambda: 1), InvalidArgumentError, "step name")
+    # the run's one update is answered from the record, as a step is; a new one is refused
+    assert same(await ctx.update_state(p.value), {"a": a, "b": b})
     await refused(lambda: ctx.update_state(p.value), NotSerializableError, "workflow state")
     await refused(lambda: ctx.append_event(bad_name), InvalidArgumentError, "event type")
     await refused(lambda: ctx.heartbeat("hb", p.value), NotSerializableError, "heartbeat")
