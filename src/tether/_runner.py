@@ -301,12 +301,21 @@ class Runner:
         return found
 
     async def _hand_back(self, st: RunState) -> None:
-        """Give the run back (clean exit): runnable at once by the next process."""
-        interrupted = sorted(st.in_flight)
-        detail = dump_json({"interrupted": interrupted}, what="event") if interrupted else None
-        message = "interrupted step: " + ", ".join(interrupted) if interrupted else "clean exit"
+        """Give the run back (clean exit): runnable at once by the next process. A
+        cancelled run cut short in its compensation stays cancelled, its claim
+        released, and the next process (a resume, `recover_orphans`) runs the rest."""
+        if st.fence.compensating:
+            left = [c.key for c in st.compensations]
+            message = "compensation interrupted"
+            detail: str | None = dump_json({"compensations_left": left}, what="event")
+            release = self._store.release_claim
+        else:
+            interrupted = sorted(st.in_flight)
+            detail = dump_json({"interrupted": interrupted}, what="event") if interrupted else None
+            message = "interrupted step: " + ", ".join(interrupted) if interrupted else "clean exit"
+            release = self._store.release_run
         try:
-            await self._store.release_run(
+            await release(
                 st.fence,
                 at=self._clock.now(),
                 event=NewEvent("workflow.handed_back", message, detail),
@@ -630,31 +639,11 @@ class Runner:
             try:
                 ok = await compensate(wf, st)
             except HandBack:  # a clean exit: the next process compensates what is left
-                await self._hand_back_compensation(st)
+                await self._hand_back(st)
                 return
             status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
             event = "workflow.compensated" if ok else "workflow.compensation_failed"
         await self._finish(st, status, NewEvent(event))
-
-    async def _hand_back_compensation(self, st: RunState) -> None:
-        """Give up a cancelled run whose compensation a clean exit cut short: it stays
-        cancelled with compensation pending, runnable by the next process at once
-        (`recover_orphans`, a worker, a resume), which runs the compensations left."""
-        left = [c.key for c in st.compensations]
-        try:
-            await self._store.release_claim(
-                st.fence,
-                at=self._clock.now(),
-                event=NewEvent(
-                    "workflow.handed_back",
-                    "compensation interrupted",
-                    dump_json({"compensations_left": left}, what="event"),
-                ),
-            )
-        except StoreError as exc:  # fenced out or unreachable: its claim will lapse
-            log.warning("could not hand back run %s: %s", st.workflow_id, exc)
-            return
-        st.emit("workflow.handed_back", "compensation interrupted")
 
     async def _compensate_cancelled(
         self, run: RunRow, defn: WorkflowDef, on_event: EventHook | None

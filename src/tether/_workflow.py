@@ -454,9 +454,7 @@ class Workflow:
         Once per call in the run's code: a resume that runs this code again does
         not write it again. Inside a step it is written with the step's completion.
         """
-        check_name("event type", type)
-        text = None if detail is None else dump_json(detail, what=f"event {type!r} detail")
-        event = NewEvent(type, message, text)
+        event = _custom_event(type, message, detail)
         if in_step():
             attach(event)
         else:
@@ -497,11 +495,8 @@ class Workflow:
     ) -> None:
         """Append an event now, each time this runs (what happened in this drive: a
         failed stage attempt, an invocation of a remote workflow)."""
-        check_name("event type", type)
-        text = None if detail is None else dump_json(detail, what=f"event {type!r} detail")
-        await self._rt.store.append_events(
-            self._run.fence, [NewEvent(type, message, text)], self._rt.clock.now()
-        )
+        event = _custom_event(type, message, detail)
+        await self._rt.store.append_events(self._run.fence, [event], self._rt.clock.now())
         self._run.emit(type, message, detail)
 
     async def get_record(self) -> RunRecord:
@@ -540,3 +535,10 @@ async def load_history(store: Store, workflow_id: str) -> tuple[RunRow, RunRecor
         per_stage = {r.group: r for r in rows if r.group is not None}
     record = RunRecord.build(h.run, h.steps, h.events, h.heartbeats, h.locks, usage, per_stage)
     return h.run, record
+
+
+def _custom_event(type: str, message: str | None, detail: Any) -> NewEvent:
+    """A run's own event, its type and detail checked."""
+    check_name("event type", type)
+    text = None if detail is None else dump_json(detail, what=f"event {type!r} detail")
+    return NewEvent(type, message, text)

@@ -18,6 +18,7 @@ from ..store import AISpend as Spend
 __all__ = ["Budget", "Spend", "Verdict"]
 
 Verdict = Literal["ok", "warn", "exceeded"]
+_LIMITS = {"max_usd", "max_tokens"}  # what a budget.raise signal may carry
 
 
 class Budget(BaseModel):
@@ -62,12 +63,7 @@ class Budget(BaseModel):
 
     def raised(self, payload: Any) -> Budget:
         """This budget with the limits a ``budget.raise`` signal carries."""
-        limits = ("max_usd", "max_tokens")
-        if (
-            not isinstance(payload, dict)
-            or not set(limits) & payload.keys()
-            or not payload.keys() <= set(limits)
-        ):
+        if not isinstance(payload, dict) or not payload or not payload.keys() <= _LIMITS:
             raise InvalidArgumentError(
                 "a budget.raise signal carries new limits and nothing else, e.g. "
                 f"{{'max_usd': 5}} or {{'max_tokens': 200000}}; got {payload!r}"

@@ -28,7 +28,7 @@ from ..errors import (
     StoreError,
 )
 from ._base import StoreBase, Tx
-from ._lifecycle import RERUNNABLE, TERMINAL
+from ._lifecycle import RERUNNABLE, TERMINAL, end_reason, moves
 from ._records import (
     Fence,
     JobRow,
@@ -322,10 +322,14 @@ class QueueVerbs(StoreBase):
     async def _abandon(self, tx: Tx, run_id: str, why: str, at: datetime) -> None:
         """Fail the run of a job that used up its attempts: each worker that claimed it
         stopped renewing it (died), so it is not tried again, as submitted."""
+        status = await tx.one("run_status_locked", wid=run_id)
+        if status is None or status[0] not in moves("run", "reap_jobs").src:
+            return  # it ended (or parked) meanwhile
         message = f"its job used up its attempts (max_attempts); the last: {why}"
         error = encode_record(ErrorRecord("JobAttemptsExhausted", message))
-        if await tx.one("abandon_run", wid=run_id, error=error, at=at) is None:
-            return  # it ended meanwhile
+        reason = end_reason("reap_jobs", RunStatus.FAILED)
+        await tx.execute("finish_run", status=RunStatus.FAILED.value, output=None, error=error,
+                         at=at, cs=0.0, reason=reason and reason.value, wid=run_id)  # fmt: skip
         event = NewEvent("workflow.failed", f"JobAttemptsExhausted: {message}")
         await self._events(tx, Fence(run_id), [event], at)
         await self._child_ended(tx, run_id, "failed", None, error, at)

@@ -190,17 +190,18 @@ class RunVerbs(StoreBase):
 
         return await self._tx("write", body)
 
-    async def release_claim(self, fence: Fence, *, at: datetime, event: NewEvent) -> None:
+    async def release_claim(self, fence: Fence, *, at: datetime, event: NewEvent) -> bool:
         """Give up the claim on a run whose compensation a clean exit interrupted: its
         status stays (cancelled, compensation pending) and the next process that
         drives it, or adopts it as an orphan, compensates what is left."""
 
-        async def body(tx: Tx) -> None:
+        async def body(tx: Tx) -> bool:
             await self._events(tx, fence, [event], at)
             await tx.execute("release_claim", wid=fence.workflow_id, gen=fence.generation)
             await tx.notify(f"run:{fence.workflow_id}")
+            return True
 
-        await self._tx("write", body)
+        return await self._tx("write", body)
 
     async def finish_run(
         self,

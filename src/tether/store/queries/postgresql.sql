@@ -104,11 +104,6 @@ WITH c AS (UPDATE runs SET {_claim_set_compensating}, event_seq = event_seq + 1
 -- name: renew_owner
 UPDATE runs SET owner_expires_at = {_now} + make_interval(secs => :lease)
 WHERE owner = :owner AND status = 'running' AND id = ANY(:ids)
--- name: abandon_run
--- a run whose job used up its attempts on workers that stopped renewing it: failed
-UPDATE runs SET status = 'failed', error = :error::jsonb, finished_at = :at, end_reason = 'failed',
-  cancel_requested = NULL, owner_expires_at = NULL, updated_at = :at
-WHERE id = :wid AND status IN ('running', 'pending') RETURNING id
 -- name: release_run_check
 SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen FOR UPDATE
 -- name: release_run_one

@@ -76,11 +76,6 @@ RETURNING {_run_cols}
 -- name: renew_owner
 UPDATE runs SET owner_expires_at = {_now} + :lease
 WHERE owner = :owner AND status = 'running' AND id IN (SELECT value FROM json_each(:ids))
--- name: abandon_run
--- a run whose job used up its attempts on workers that stopped renewing it: failed
-UPDATE runs SET status = 'failed', error = :error, finished_at = :at, end_reason = 'failed',
-  cancel_requested = NULL, owner_expires_at = NULL, updated_at = :at
-WHERE id = :wid AND status IN ('running', 'pending') RETURNING id
 -- name: release_run_check
 SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen
 -- name: finish_run
