@@ -445,14 +445,17 @@ class Runner:
     async def _at_rest(
         self, run: RunRow, defn: WorkflowDef | None, on_event: EventHook | None
     ) -> tuple[RunStatus | None, Any]:
-        """The answer for a run that will not execute its function again."""
+        """The answer for a run that will not execute its function again: the status
+        of a compensation run here (None: handed back), else None for a run that
+        ended by cancellation, the status of one that completed."""
         if run.status is RunStatus.FAILED:
             raise revive_error(run.workflow_id, decode_error(run.error))
         if run.status is RunStatus.CANCELLED and run.cancel_requested == "compensate":
             assert defn is not None
-            await self._compensate_cancelled(run, defn, on_event)
-            return None, _UNKNOWN
-        return run.status, _UNKNOWN  # completed: an answer, no body, no event
+            return await self._compensate_cancelled(run, defn, on_event), _UNKNOWN
+        if run.status is RunStatus.COMPLETED:
+            return run.status, _UNKNOWN  # an answer, no body, no event
+        return None, _UNKNOWN
 
     async def _context(
         self,
@@ -629,9 +632,10 @@ class Runner:
 
     # -- compensation -------------------------------------------------------------------------
 
-    async def _finish_compensation(self, wf: Workflow, st: RunState) -> None:
+    async def _finish_compensation(self, wf: Workflow, st: RunState) -> RunStatus | None:
         """Compensate a run cancelled with compensate=True, then record how that went
-        (with nothing to compensate it simply stays cancelled)."""
+        (with nothing to compensate it simply stays cancelled); the status it ended
+        in, None if it was handed back."""
         st.begin_compensation()
         if not st.compensations:
             status, event = RunStatus.CANCELLED, "workflow.cancelled"
@@ -640,14 +644,15 @@ class Runner:
                 ok = await compensate(wf, st)
             except HandBack:  # a clean exit: the next process compensates what is left
                 await self._hand_back(st)
-                return
+                return None
             status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
             event = "workflow.compensated" if ok else "workflow.compensation_failed"
         await self._finish(st, status, NewEvent(event))
+        return status
 
     async def _compensate_cancelled(
         self, run: RunRow, defn: WorkflowDef, on_event: EventHook | None
-    ) -> None:
+    ) -> RunStatus | None:
         # replay the function to learn the compensations of completed steps; the first
         # step that did not complete stops it (RunCancelledError), then compensate
         claimed = await self._claim(
@@ -660,7 +665,7 @@ class Runner:
             pass
         except Exception as exc:
             log.debug("replay for compensation of %s stopped: %r", run.workflow_id, exc)
-        await self._finish_compensation(wf, st)
+        return await self._finish_compensation(wf, st)
 
     # -- results --------------------------------------------------------------------------------
 

@@ -112,3 +112,63 @@ def test_resume_uses_db_not_the_database_of_the_app_module(tmp_path: Path, flow:
     assert f"database: sqlite:///{tmp_path}/t.db (from --db)" in resumed.stderr
     assert json.loads(resumed.stdout)["status"] == "completed"
     assert not (tmp_path / "module.db").exists()
+
+
+def test_a_queued_run_cancelled_with_compensation_is_compensated_by_a_worker(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    undone: list[str] = []
+
+    async def books(wf: object) -> object:
+        await wf.step("hotel", lambda: "room 7", compensate=undone.append)  # type: ignore[attr-defined]
+        return await wf.wait_for_signal("go")  # type: ignore[attr-defined]
+
+    app = App(url, resume_woken=False)
+    app.workflow(books)
+    app.submit(books, workflow_id="q1")
+    host = ServerlessHost(app)
+    host.process_available_jobs()
+    assert app.get_run("q1").status.value == "waiting"
+    cancelled = tether(tmp_path, "runs", "cancel", "q1", "--compensate")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "a worker of queue 'default' runs the compensations" in cancelled.stderr
+    assert host.process_available_jobs().succeeded == 1  # the job the cancel queued
+    record = app.get_record("q1")
+    app.close()
+    assert undone == ["room 7"] and record.status.value == "compensated"
+    assert "job.ghost" not in [e.type for e in record.events]
+
+
+SPENDS = """
+import os
+import tether
+from tether import ai
+
+model = ai.FakeModel(lambda name, request: "ok", usage=ai.Usage(input_tokens=1_000_000))
+prices = ai.Prices({"demo:m": {"input_per_million": 1.0, "output_per_million": 1.0}})
+app = tether.App(os.environ["FLOWS_DB"], ai=ai.Providers(demo=model, prices=prices))
+
+@app.workflow(name="spends", budget=ai.Budget(max_usd=0.5))
+async def spends(wf: tether.Workflow) -> str:
+    first = await wf.ai.generate_text("demo:m", prompt="a")  # $1 each
+    second = await wf.ai.generate_text("demo:m", prompt="b")
+    return first.text + second.text
+"""
+
+
+def test_rerun_gives_a_run_stopped_by_its_budget_a_larger_one(tmp_path: Path) -> None:
+    (tmp_path / "spend.py").write_text(SPENDS)
+    stopped = tether(tmp_path, "run", "spend.py:spends", "--id", "s1")
+    assert stopped.returncode == 1 and "BudgetExceededError" in stopped.stderr, stopped.stderr
+    bad = tether(
+        tmp_path, "runs", "rerun", "s1", "--from", "ai.text:demo:m#2", "--budget",
+        '{"max_usd": -1}', "--app", "spend.py:app",
+    )  # fmt: skip
+    assert bad.returncode == 2 and "budget is not valid (max_usd" in bad.stderr, bad.stderr
+    done = tether(
+        tmp_path, "runs", "rerun", "s1", "--from", "ai.text:demo:m#2", "--budget",
+        '{"max_usd": 5}', "--app", "spend.py:app",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"] == "okok"

@@ -228,6 +228,9 @@ JOB_VERBS: dict[str, Callable[[Store, str, int], Awaitable[object]]] = {
     "retry_job": lambda s, w, j: s.retry_job(j, "w", error="e", run_after=T0, at=T0),
     "reap_jobs": lambda s, w, j: s.reap_jobs(now=T0 + timedelta(seconds=10), at=T0),
     "cancel_run": lambda s, w, j: s.cancel_run(w, reason=None, compensate=False, at=T0),
+    "cancel_run(compensating)": lambda s, w, j: s.cancel_run(
+        w, reason=None, compensate=True, at=T0
+    ),
 }
 
 

@@ -16,7 +16,7 @@ import pytest
 import tether
 from tether import App, RunStatus, Workflow
 from tether.store import open_store
-from tether.testing import eventually_sync
+from tether.testing import eventually, eventually_sync
 
 from .._postgres import PostgresServer
 
@@ -390,3 +390,58 @@ async def test_waits_begun_at_once_share_one_listening_connection(
     finally:
         await store.close()
     eventually_sync(lambda: _psql(postgres, mine)[0][0] == 0)  # none left behind
+
+
+@pytest.mark.parametrize("ghost", [False, True], ids=["one-statement", "with-event"])
+@pytest.mark.parametrize(
+    "change",
+    ["status = 'cancelled', cancel_requested = 'compensate'", "status = 'pending'"],
+    ids=["cancel-to-compensate", "wake"],
+)
+async def test_a_job_closed_while_its_run_is_moved_sees_the_move(
+    pg: str, postgres: PostgresServer, ghost: bool, change: str
+) -> None:
+    """A worker closes the job of a run it parked while another transaction wakes the
+    run, or cancels it with compensation (either queues no job while this one is
+    claimed): the close waits for that transaction and puts the job back. Reading the
+    run as it was closed the job, and nothing drove the run (a woken one until the
+    stuck-run sweep, minutes later; a compensation never)."""
+    import psycopg
+
+    from tether.store import NewEvent, NewJob, NewRun
+
+    store = open_store(pg)
+    await store.open()
+    t0 = tether.FakeClock().now()
+    try:
+        await store.submit_run(NewRun("r", "wf", state="null"), NewJob("q"), t0)
+        (job,) = await store.claim_jobs(
+            "w", ["q"], limit=1, visibility=30, limits={}, now=None, at=t0
+        )
+        await store.claim_run("r", "w", t0, NewEvent("workflow.running"))
+        schema = pg.rsplit("schema=", 1)[1]
+        async with (
+            await psycopg.AsyncConnection.connect(postgres.url) as other,
+            await psycopg.AsyncConnection.connect(postgres.url, autocommit=True) as watch,
+        ):
+            # the other transaction, not yet committed
+            await other.execute(f"UPDATE {schema}.runs SET {change} WHERE id = 'r'")
+            close = asyncio.ensure_future(
+                store.finish_job(job.id, "w", error=None, ghost=ghost, at=t0)
+            )
+
+            async def blocked_or_done() -> bool:  # the close waits for the cancel (or not)
+                cur = await watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+                row = await cur.fetchone()
+                return close.done() or (row is not None and row[0] > 0)
+
+            await eventually(blocked_or_done, timeout=10)
+            await other.commit()
+            await asyncio.wait_for(close, 10)
+        (after,) = await store.list_jobs(workflow_id="r")
+        assert after.status.value == "queued"
+    finally:
+        await store.close()

@@ -417,6 +417,34 @@ async def test_a_compensating_claim_keeps_the_run_cancelled(store: Store) -> Non
     assert [e[0] for e in events] == list(range(1, len(events) + 1))
 
 
+async def test_a_queued_run_cancelled_with_compensation_gets_a_job_for_it(store: Store) -> None:
+    """A worker drives a queued run's compensation: the cancel queues a job for it
+    (none for a run driven in its process, none twice), and that job goes back to the
+    queue while the compensation is still due, as a woken run's does."""
+    await store.submit_run(NewRun("q1", "wf", state="null"), NewJob("q"), T0)
+    (first,) = await store.claim_jobs("w", ["q"], limit=1, visibility=30, limits={}, now=T0, at=T0)
+    await store.claim_run("q1", "w", T0, NewEvent("workflow.running"))
+    await store.finish_job(first.id, "w", error=None, ghost=False, at=T0)  # it parked
+    await _run(store, "local")
+    await store.cancel_run("q1", reason=None, compensate=True, at=T0)
+    await store.cancel_run("local", reason=None, compensate=True, at=T0)
+    jobs = await store.list_jobs(workflow_id="q1")
+    assert [j.status for j in jobs] == [JobStatus.DONE, JobStatus.QUEUED]
+    assert await store.list_jobs(workflow_id="local") == []
+    (job,) = await store.claim_jobs("w", ["q"], limit=1, visibility=30, limits={}, now=T0, at=T0)
+    assert job.id == jobs[1].id
+    await store.finish_job(job.id, "w", error=None, ghost=False, at=T0)  # not compensated yet
+    assert (await store.list_jobs(workflow_id="q1"))[1].status is JobStatus.QUEUED
+    (job,) = await store.claim_jobs("w", ["q"], limit=1, visibility=30, limits={}, now=T0, at=T0)
+    got = await store.claim_run("q1", "w", T0, NewEvent("workflow.compensating"), compensating=True)
+    await store.finish_run(
+        Fence("q1", got.generation, compensating=True), RunStatus.COMPENSATED, output=None,
+        error=None, at=T0, event=NewEvent("workflow.compensated"),
+    )  # fmt: skip
+    await store.finish_job(job.id, "w", error=None, ghost=False, at=T0)
+    assert [j.status for j in await store.list_jobs(workflow_id="q1")] == [JobStatus.DONE] * 2
+
+
 async def test_orphans_are_adopted_once_onto_a_queue(store: Store) -> None:
     await store.create_run(NewRun("o1", "wf"), T0)
     later = T0 + timedelta(seconds=60)

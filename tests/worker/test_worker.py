@@ -20,6 +20,7 @@ import tether
 from tether import App, RunStatus, Workflow
 from tether.app import run_on_loop
 from tether.kernel import CollectingSink
+from tether.store import JobStatus
 from tether.store._sqlite_changes import POLL_MAX
 from tether.testing import eventually, eventually_sync
 from tether.worker import ServerlessHost, Worker
@@ -72,6 +73,17 @@ FLOWS = textwrap.dedent(
                 return i
             await wf.step(f"s{i}", step)
         return 4
+
+    @app.workflow(name="booking")
+    async def booking(wf: tether.Workflow, marker: str) -> str:
+        def undo():
+            effect(f"{wf.workflow_id}:undo")
+            if marker and not os.path.exists(marker):
+                open(marker, "w").close()
+                time.sleep(600)  # the first worker is killed in here
+        await wf.step("hotel", lambda: effect(f"{wf.workflow_id}:hotel"), compensate=undo)
+        await wf.wait_for_signal("go")
+        return "done"
 
     @app.workflow(name="keyed")
     async def keyed(wf: tether.Workflow, key: str) -> None:
@@ -213,6 +225,46 @@ def test_a_worker_leaves_a_queued_run_to_the_live_process_driving_it(flows: Path
     assert res.status is RunStatus.COMPLETED and res.value == 4
     lines = (flows / "effects.log").read_text().split()
     assert Counter(lines) == {f"resumed:{i}": 1 for i in range(4)}  # no step ran twice
+    app.close()
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["compensates", "killed-meanwhile"])
+def test_workers_compensate_a_queued_run_cancelled_with_compensation(
+    flows: Path, kill: bool
+) -> None:
+    """`cancel(compensate=True)` of a queued run that waits: a worker runs its
+    compensations (before, nobody did: the run stayed cancelled, the booking kept); a
+    worker killed in the middle leaves them to the next one."""
+    app = _load_app()
+    marker = flows / "in-undo"
+    first = _worker(flows, vis=1.0)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        wid = app.submit(app.get_workflow("booking").fn, str(marker) if kill else "")
+        eventually_sync(lambda: app.get_run(wid).status is RunStatus.WAITING, timeout=60)
+        assert app.cancel(wid, "plans changed", compensate=True) == [wid]
+        if kill:
+            eventually_sync(marker.exists, timeout=60)  # the first worker is undoing it
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+            second = _worker(flows, vis=1.0)
+
+        def settled() -> bool:
+            status = app.get_run(wid).status
+            jobs = run_on_loop(app, app.store.list_jobs(workflow_id=wid))
+            assert status is RunStatus.COMPENSATED and {j.status for j in jobs} == {
+                JobStatus.DONE
+            }, (status, [(j.status.value, j.attempt) for j in jobs])
+            return True
+
+        eventually_sync(settled, timeout=60)
+    finally:
+        _stop([first] + ([second] if second else []))
+    res = app.result(wid)
+    undone = 2 if kill else 1  # a compensation a crash cut short runs again, as a step does
+    lines = (flows / "effects.log").read_text().split()
+    assert Counter(lines) == {f"{wid}:hotel": 1, f"{wid}:undo": undone}
+    assert "job.ghost" not in [e.type for e in res.record.events]
     app.close()
 
 

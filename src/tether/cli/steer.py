@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from .. import RunInfo, WaitInfo
+from ..ai import Budget
 from ..app import App, RunResult
 from ..store import RunStatus, WaitKind, WaitStatus
 from ._common import EXIT_USAGE, CliState, db_state, fail, guard, note, text
@@ -151,9 +152,16 @@ def complete_token(state: CliState, token_id: str, data: Any) -> None:
 def cancel(state: CliState, workflow_id: str, reason: str | None, compensate: bool) -> None:
     """Cancel a run, its pending waits and the children it waits on."""
     text(workflow_id, "run id")
-    cancelled = use_app(state, lambda a: a.cancel(workflow_id, reason, compensate=compensate))
+
+    def act(a: App) -> tuple[list[str], str | None]:
+        cancelled = a.cancel(workflow_id, reason, compensate=compensate)
+        return cancelled, a.get_run(workflow_id).queue
+
+    cancelled, queue = use_app(state, act)
     print(f"cancelled: {', '.join(cancelled)}")
-    if compensate and cancelled:
+    if compensate and cancelled and queue is not None:
+        note(f"a worker of queue {queue!r} runs the compensations")
+    elif compensate and cancelled:
         note(
             "the compensations run where the workflow is registered: "
             f"`tether runs resume {workflow_id} --app FILE.py:app` runs them here, and an "
@@ -184,19 +192,35 @@ def resume(state: CliState, workflow_id: str, app_ref: str, traceback: bool) -> 
     help="The first step to run again (later ones go too), or a pipeline stage id "
     "(its group and every later group go, with their files).",
 )
+@click.option(
+    "--budget",
+    metavar="JSON|@FILE",
+    help="A new AI budget for the run, e.g. '{\"max_usd\": 5}' (fields of ai.Budget: "
+    "max_usd, max_tokens, warn_at, on_exceed, key); the calls already made count against it.",
+)
 @_APP
 @_TRACEBACK
 @db_state
-def rerun(state: CliState, workflow_id: str, step: str, app_ref: str, traceback: bool) -> None:
-    """Retry a finished run after a fix: forget STEP (or STAGE) and all after it, run again."""
+def rerun(
+    state: CliState,
+    workflow_id: str,
+    step: str,
+    budget: str | None,
+    app_ref: str,
+    traceback: bool,
+) -> None:
+    """Retry a finished run after a fix: forget STEP (or STAGE) and all after it, run again.
+
+    A run that failed on its AI budget goes on with --budget's larger one."""
     text(workflow_id, "run id")
     text(step, "--from step name")
+    new_budget = guard(lambda: Budget.of(parse_json(budget, "budget")))
     _drive_with(
         state,
         app_ref,
         workflow_id,
         traceback,
-        lambda a, p: a.rerun_from(workflow_id, step, on_event=p),
+        lambda a, p: a.rerun_from(workflow_id, step, on_event=p, budget=new_budget),
     )
 
 

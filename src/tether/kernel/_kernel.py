@@ -308,12 +308,12 @@ class Kernel:
             await asyncio.gather(renewer, return_exceptions=True)
         ghost = False
         if status not in (RunStatus.COMPLETED, RunStatus.WAITING):  # rare: ask the store
+            # None: the drive did not see how it ended (a cancel under the job ended it);
+            # else it saw to that itself (a compensation of a run cancelled before)
+            drove_to_end = status is not None
             run = await store.get_run(cmd.workflow_id)
             status = None if run is None else run.status
-            # its queued job is cancelled with the run, so a claimed job whose run ended
-            # by cancellation (compensated since, or not) had the run cancelled under it:
-            # a ghost
-            ghost = run is not None and run.end_reason is EndReason.CANCELLED
+            ghost = not drove_to_end and _cancelled_under_job(run)
         await store.finish_job(
             cmd.job_id, cmd.worker, error=error, ghost=ghost, at=self.clock.now()
         )
@@ -433,3 +433,13 @@ def _differ(recorded: str | None, given: str | None) -> bool:
     if recorded is None or given is None:
         return recorded != given
     return bool(json.loads(recorded) != json.loads(given))
+
+
+def _cancelled_under_job(run: RunRow | None) -> bool:
+    """Whether a claimed job's run was cancelled under it (a ghost): a run's queued job
+    is cancelled with the run, so a claimed job whose run ended by cancellation had it
+    cancelled under it, unless that run's compensation is still due (the job goes
+    back to the queue for it)."""
+    if run is None or run.end_reason is not EndReason.CANCELLED:
+        return False
+    return not (run.status is RunStatus.CANCELLED and run.cancel_requested == "compensate")

@@ -37,7 +37,9 @@ class RunHost(Protocol):
         self, workflow_id: str, *, force_claim: bool = False, claimed: RunRow | None = None
     ) -> tuple[RunStatus | None, Any]:
         """Drive the run until it ends, parks or is handed back; `claimed` is its row as
-        claimed for this host with its job (else it is read and claimed)."""
+        claimed for this host with its job (else it is read and claimed). The status
+        is where this drive left the run (a compensation it ran to its end included),
+        None where only the store knows (a cancel under the drive ended it)."""
         ...
 
     def run_claim(self) -> RunClaim:

@@ -89,6 +89,9 @@ MOVES: tuple[Move, ...] = (
     _m("job", "retry_job", J.CLAIMED, (J.QUEUED, J.FAILED)),
     _m("job", "reap_jobs", J.CLAIMED, (J.QUEUED, J.FAILED)),
     _m("job", "cancel_run", J.QUEUED, J.CANCELLED),
+    # a queued run cancelled with compensate=True gets a new job, for a worker to drive
+    # its compensation (none while a worker holds its job: that worker compensates it)
+    _m("job", "cancel_run(compensating)", (None, J.QUEUED), (J.QUEUED, J.CANCELLED)),
     _m("wait", "register_wait", None, (W.PENDING, W.RESOLVED)),
     _m("wait", "resolve", W.PENDING, W.RESOLVED),  # event, signal, token, timer, child
     _m("wait", "fire_due", W.PENDING, (W.RESOLVED, W.TIMED_OUT)),

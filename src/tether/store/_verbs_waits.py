@@ -224,7 +224,9 @@ class WaitVerbs(StoreBase):
         """Cancel the run, its pending waits, and (recursively) the children it waits on.
 
         One transaction. Returns the cancelled run ids, the run first. A run
-        already terminal raises `RunFinishedError`.
+        already terminal raises `RunFinishedError`. With `compensate`, a queued
+        run gets a job for its compensation (unless a worker holds its job: that
+        worker compensates it), as a woken queued run gets one: workers drive it.
         """
         error = encode_record(ErrorRecord.cancelled(reason))
         mode = "compensate" if compensate else None
@@ -238,13 +240,13 @@ class WaitVerbs(StoreBase):
             todo = [workflow_id]
             while todo:
                 rid = todo.pop(0)
-                if (
-                    await tx.one("cancel_one", error=error, at=at, mode=mode, reason=why, id=rid)
-                    is None
-                ):
+                row = await tx.one("cancel_one", error=error, at=at, mode=mode, reason=why, id=rid)
+                if row is None:
                     continue
                 cancelled.append(rid)
                 await tx.execute("jobs_cancel_queued", at=at, id=rid)
+                if compensate and row[1] is not None:
+                    await self._enqueue_next(tx, rid, at)
                 await self._events(tx, Fence(rid), [NewEvent("workflow.cancelled", reason)], at)
                 children = await tx.all("waits_cancel", at=at, id=rid)
                 todo.extend(name for kind, name in children if kind == "run")

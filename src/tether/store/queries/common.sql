@@ -45,6 +45,11 @@ UPDATE waitpoints SET status = 'cancelled', resolved_at = :at
 WHERE run_id = :id AND status = 'pending' RETURNING kind, name
 -- name: wake_run
 UPDATE runs SET status = 'pending' WHERE id = :id AND status = 'waiting' RETURNING queue
+-- name: _job_run_status
+-- the status of a job's run (r) as the job's close sees it: a cancelled run whose
+-- compensation is still due is driven again, as a pending (woken) one is
+CASE WHEN r.status = 'cancelled' AND r.cancel_requested = 'compensate' THEN 'pending'
+  ELSE r.status END
 -- name: enqueue_next
 -- the run's next job, with the attempts the run was submitted with (its latest job's)
 INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,

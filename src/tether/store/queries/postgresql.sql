@@ -281,7 +281,7 @@ JOIN runs c ON c.id = w.name WHERE w.kind = 'run' AND w.status = 'pending'
 -- name: cancel_one
 UPDATE runs SET status = 'cancelled', error = :error::jsonb, finished_at = :at,
   cancel_requested = :mode, end_reason = :reason
-WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id
+WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id, queue
 -- name: child_waits_resolve
 UPDATE waitpoints SET status = 'resolved', payload = :payload::jsonb, resolved_at = :at
 WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wait_key
@@ -346,13 +346,16 @@ UPDATE jobs SET locked_until = CASE WHEN status = 'claimed'
   THEN {_now} + make_interval(secs => :vis) END
 WHERE id = :id AND worker = :worker AND status IN ('claimed', 'done')
 -- name: job_of_worker
-SELECT j.run_id, r.status FROM jobs j JOIN runs r ON r.id = j.run_id
-WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed' FOR UPDATE OF j
+-- the run locked too: a wake or a cancel in flight (which queues no job while this one
+-- is claimed) is waited for and seen, not read as it was before
+SELECT j.run_id, {_job_run_status} FROM jobs j JOIN runs r ON r.id = j.run_id
+WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed' FOR UPDATE OF j, r
 -- name: finish_job_one
--- one statement: back to the queue if the run was woken meanwhile, else done (or failed)
-WITH j AS (SELECT j.id, j.run_id, r.status AS run_status FROM jobs j JOIN runs r
+-- one statement: back to the queue if the run was woken meanwhile, else done (or failed);
+-- the run locked as in job_of_worker
+WITH j AS (SELECT j.id, j.run_id, {_job_run_status} AS run_status FROM jobs j JOIN runs r
   ON r.id = j.run_id WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed'
-  FOR UPDATE OF j),
+  FOR UPDATE OF j, r),
 u AS (UPDATE jobs SET status = CASE WHEN :error::text IS NULL AND j.run_status = 'pending'
   THEN 'queued' WHEN :error::text IS NULL THEN 'done' ELSE 'failed' END, last_error = :error,
   locked_until = NULL, run_after = :at, updated_at = :at FROM j WHERE jobs.id = j.id

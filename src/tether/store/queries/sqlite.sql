@@ -174,7 +174,7 @@ SELECT w.name, c.status, c.output, c.error FROM waitpoints w JOIN runs c ON c.id
 WHERE w.kind = 'run' AND w.status = 'pending' AND c.status IN {TERMINAL}
 -- name: cancel_one
 UPDATE runs SET status = 'cancelled', error = :error, finished_at = :at, cancel_requested = :mode,
-  end_reason = :reason WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id
+  end_reason = :reason WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id, queue
 -- name: child_waits_resolve
 UPDATE waitpoints SET status = 'resolved', payload = :payload, resolved_at = :at
 WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wait_key
@@ -197,7 +197,7 @@ WHERE id IN (SELECT value FROM json_each(:ids)) RETURNING {_job_cols}
 UPDATE jobs SET locked_until = CASE WHEN status = 'claimed' THEN {_now} + :vis END
 WHERE id = :id AND worker = :worker AND status IN ('claimed', 'done')
 -- name: job_of_worker
-SELECT j.run_id, r.status FROM jobs j JOIN runs r ON r.id = j.run_id
+SELECT j.run_id, {_job_run_status} FROM jobs j JOIN runs r ON r.id = j.run_id
 WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed'
 -- name: stuck_runs
 SELECT id FROM runs r WHERE status IN ('running', 'pending') AND queue IS NOT NULL
