@@ -333,3 +333,27 @@ def test_a_cancel_without_compensation_does_not_call_the_tenant(app: tether.App)
     app.cancel("c-2")
     assert calls == ["run"] and undone == []
     assert app.get_record("c-2").status is RunStatus.CANCELLED
+
+
+def test_a_token_the_tenant_creates_and_waits_on_is_completed_by_its_id(app: tether.App) -> None:
+    """The run parks on the token's real id (before: on the id "None", so completing
+    the token failed and a second such run in the database hit a unique constraint)."""
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="approve")
+    async def approve(wf: tether.Workflow) -> object:
+        token = await wf.create_token()
+        await wf.step("send", lambda: token)  # the token goes out, e.g. in an email
+        return await wf.wait_for_token(token)
+
+    flow = app.remote_workflow(
+        "approve", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
+    )
+    tokens = []
+    for wid in ("t-1", "t-2"):
+        assert app.run(flow, workflow_id=wid).status is RunStatus.WAITING
+        tokens.append(app.get_record(wid).steps["send"].result)
+    assert len(set(tokens)) == 2 and all(isinstance(t, str) and len(t) == 32 for t in tokens)
+    for wid, token in zip(("t-1", "t-2"), tokens, strict=True):
+        assert app.complete_token(token, {"ok": wid}) == wid
+        assert app.run(flow, workflow_id=wid).value == {"ok": wid}

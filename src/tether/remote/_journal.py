@@ -134,8 +134,9 @@ class JournalStore:
         child = self.children.get(row.name or "") if row.kind is WaitKind.RUN else None
         if child is not None:
             return child.model_copy(update={"key": key})
+        name = row.id if row.kind is WaitKind.TOKEN else row.name  # a token by its id
         return Waitpoint.model_validate(
-            {"key": key, "kind": _WAIT_KINDS[row.kind], "name": row.name, "match": row.match,
+            {"key": key, "kind": _WAIT_KINDS[row.kind], "name": name, "match": row.match,
              "due_at": row.due_at}
         )  # fmt: skip
 
