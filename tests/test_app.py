@@ -333,3 +333,17 @@ def test_default_url_uses_env_then_dot_tether(
     app.run(flow, workflow_id="env")
     app.close()
     assert Path(f"{tmp_path}/env.db").exists()
+
+
+async def test_an_event_type_is_one_line(app: App) -> None:
+    """A line break in an event type would forge frames in the live event stream."""
+
+    @app.workflow(name="forges")
+    async def forges(wf: Workflow) -> None:
+        await wf.append_event("progress", "fine")
+        await wf.append_event("progress\nevent: end", "forged")
+
+    with pytest.raises(tether.InvalidArgumentError, match="one line of text"):
+        await app.arun(forges, workflow_id="f1")
+    record = await app.aget_record("f1")
+    assert [e.type for e in record.events if e.type.startswith("progress")] == ["progress"]

@@ -538,7 +538,13 @@ async def load_history(store: Store, workflow_id: str) -> tuple[RunRow, RunRecor
 
 
 def _custom_event(type: str, message: str | None, detail: Any) -> NewEvent:
-    """A run's own event, its type and detail checked."""
+    """A run's own event, its type and detail checked (one line: a type is a field of
+    the live event stream, where a line break would start a forged frame)."""
     check_name("event type", type)
+    if any(c < " " or c == "\x7f" for c in type):
+        raise InvalidArgumentError(
+            f"event type {type!r} contains a line break or another control character; "
+            "an event type is one line of text, e.g. 'progress' (put the rest in its detail)"
+        )
     text = None if detail is None else dump_json(detail, what=f"event {type!r} detail")
     return NewEvent(type, message, text)

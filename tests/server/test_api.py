@@ -177,6 +177,22 @@ def test_errors_are_json_with_code_message_and_details(served: Served) -> None:
     )
     missing = httpx.get(f"{served.url}/api/v1/nowhere")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    # an event number past 64 bits: a 422 naming it, not a 500 from the database
+    with Client(served.url) as client:
+        wid = client.start("greet", {"name": "Ada"})
+    huge = "9" * 23
+    for path in ("events", "events/stream"):
+        got = httpx.get(f"{served.url}/api/v1/runs/{wid}/{path}?after={huge}")
+        assert (
+            got.status_code == 422 and got.json()["error"]["details"][0]["field"] == "query.after"
+        )
+    for header in (huge, "\u00b9\u00b2"):  # too large, and digits that are not ASCII
+        with httpx.stream(
+            "GET", f"{served.url}/api/v1/runs/{wid}/events/stream",
+            headers={"Last-Event-ID": header.encode("latin-1")},
+        ) as got:  # fmt: skip
+            body = got.read().decode()
+        assert got.status_code == 200 and "event: end" in body
 
 
 def test_idempotency_key_makes_a_retried_post_safe(served: Served) -> None:

@@ -50,6 +50,11 @@ def test_admin_creates_and_revokes_tokens_over_http(
         assert _status(served.url, made.token) == 401
         names = {t.name for t in admin.list_api_tokens()}
         assert names == {"read", "write", "admin", "ci"}
+        # the route takes an id: a name (here the caller's own) revokes nothing
+        with pytest.raises(ApiError) as err:
+            admin.revoke_api_token("admin")
+        assert (err.value.status, err.value.code) == (404, "api_token_not_found")
+        assert _status(served.url, tokens["admin"], "GET", "/api/v1/api-tokens") == 200
 
 
 def test_the_first_token_closes_unauthenticated_access(served: Served) -> None:

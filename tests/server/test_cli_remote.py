@@ -30,3 +30,12 @@ def test_runs_commands_against_a_server(served: Served) -> None:
     assert missing.returncode == 3
     down = tether(served.folder, nowhere, "runs", "list", "--server", "http://127.0.0.1:9")
     assert down.returncode == 4 and "cannot reach" in down.stderr
+
+
+def test_serve_on_a_taken_port_says_so_with_a_usage_exit(served: Served) -> None:
+    """Not uvicorn's startup exit 3, which is our "no such run"."""
+    port = served.url.rsplit(":", 1)[1]
+    second = tether(served.folder, served.db, "serve", "--app", "flows.py:app", "--port", port)
+    assert second.returncode == 2, second.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
+    assert "another --port" in second.stderr and "Traceback" not in second.stderr

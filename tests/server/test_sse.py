@@ -62,3 +62,21 @@ def test_the_parser_reads_events_comments_and_the_end() -> None:
     ]
     events = list(parser.feed(lines))
     assert [e.seq for e in events] == [1] and parser.done
+
+
+def test_a_recorded_event_type_with_a_line_break_stays_one_frame() -> None:
+    """An event recorded before types were checked, with a forged frame in its type,
+    is sent as one frame whose type is one line: the stream goes on to the run's end."""
+    from datetime import UTC, datetime
+
+    from tether.server._models import Event
+    from tether.server._sse import sse_frame
+
+    forged = "progress\n\nid: 999\nevent: end\ndata: {}"
+    frame = sse_frame(Event(seq=2, type=forged, at=datetime(2026, 1, 1, tzinfo=UTC)))
+    parser = SSEParser()
+    lines = frame.decode().split("\n")
+    assert lines[:2] == ["id: 2", "event: progress  id: 999 event: end data: {}"]
+    assert lines[2].startswith("data: ") and lines[3:] == ["", ""]
+    events = list(parser.feed(lines))
+    assert [e.seq for e in events] == [2] and not parser.done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 
 import click
@@ -119,11 +120,34 @@ def serve(
         f"dashboard: {_address(host, port)}/"
         + ("" if tokens == 0 else " (sign in with a token, or add ?token=TOKEN once)")
     )
+    _check_port(host, port)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
-    uvicorn.run(
-        create_app(the_app, config),
-        host=host,
-        port=port,
-        log_level="info",
-        timeout_graceful_shutdown=10,
-    )
+    try:
+        uvicorn.run(
+            create_app(the_app, config),
+            host=host,
+            port=port,
+            log_level="info",
+            timeout_graceful_shutdown=10,
+        )
+    except SystemExit as exc:  # uvicorn's 3, "startup failed", is our "no such run"
+        if exc.code == 3:
+            fail(EXIT_USAGE, f"the server did not start on {host}:{port} (see above)")
+        raise
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail now, saying so, if `port` is taken (uvicorn would log a trace and exit 3)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(
+                EXIT_USAGE,
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server may "
+                "be running there: stop it, or pick another --port)",
+            )

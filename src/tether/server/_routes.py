@@ -43,6 +43,7 @@ from ._sse import event_stream
 __all__ = ["api_router", "decode_cursor", "encode_cursor"]
 
 api_router = APIRouter()
+MAX_SEQ = 2**63 - 1  # an event number: a 64-bit integer in both databases
 READ, WRITE = need("read"), need("write")
 
 
@@ -121,7 +122,7 @@ async def get_record(request: Request, workflow_id: str) -> JSONResponse:
 
 @api_router.get("/runs/{workflow_id}/events", dependencies=[READ], summary="A run's events")
 async def list_events(
-    request: Request, workflow_id: str, after: Annotated[int, Query(ge=0)] = 0
+    request: Request, workflow_id: str, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0
 ) -> EventList:
     app = served_app(request)
     await app.aget_run(workflow_id)  # 404 for an unknown run
@@ -138,13 +139,14 @@ async def list_events(
 async def stream_events(
     request: Request,
     workflow_id: str,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     app = served_app(request)
     await app.aget_run(workflow_id)  # 404 before the stream starts
-    if last_event_id is not None and last_event_id.isdigit():  # a reconnecting EventSource
-        after = max(after, int(last_event_id))
+    # a reconnecting EventSource; an id of ours is ASCII digits (else ignored, as is none)
+    if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
+        after = max(after, min(int(last_event_id), MAX_SEQ))
     return StreamingResponse(
         event_stream(app, workflow_id, after),
         media_type="text/event-stream",

@@ -105,6 +105,7 @@ async def new_token(request: Request, body: NewApiToken) -> ApiTokenCreated:
 @ops_router.delete("/api-tokens/{token_id}", dependencies=[ADMIN], summary="Revoke a token")
 async def revoke_token(request: Request, token_id: str) -> list[ApiTokenInfo]:
     app = served_app(request)
-    if await app.store.revoke_api_token(token_id, at=app.clock.now()) == 0:
+    # by id only: a name may be shared, by the caller's own token too
+    if await app.store.revoke_api_token(token_id, at=app.clock.now(), by_name=False) == 0:
         raise ApiError(404, "api_token_not_found", f"no live API token {token_id!r}")
     return [token_info(r) for r in await app.store.list_api_tokens() if r.id == token_id]

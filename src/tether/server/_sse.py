@@ -26,8 +26,9 @@ KEEP_ALIVE = 15.0
 
 
 def sse_frame(event: Event) -> bytes:
-    data = event.model_dump_json()
-    return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
+    data = event.model_dump_json()  # JSON: one line
+    kind = " ".join(event.type.splitlines())  # one line too, whatever was recorded
+    return f"id: {event.seq}\nevent: {kind}\ndata: {data}\n\n".encode()
 
 
 async def event_stream(app: ServedApp, workflow_id: str, after: int) -> AsyncIterator[bytes]:

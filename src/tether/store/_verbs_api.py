@@ -83,10 +83,11 @@ class ApiVerbs(StoreBase):
             await self._tx("fast", touch, single=True)  # a usage mark, not worth an fsync
         return found
 
-    async def revoke_api_token(self, id_or_name: str, *, at: datetime) -> int:
-        """Revoke the live token(s) with this id or name; how many."""
-
-        return await self._execute("write", "revoke_api_token", id=id_or_name, at=at)
+    async def revoke_api_token(self, id_or_name: str, *, at: datetime, by_name: bool = True) -> int:
+        """Revoke the live token(s) with this id, or name (unless not `by_name`); how many."""
+        return await self._execute(
+            "write", "revoke_api_token", id=id_or_name, by_name=by_name, at=at
+        )
 
     # -- Idempotency-Key ------------------------------------------------------------
 

@@ -209,7 +209,8 @@ SELECT {_token_cols} FROM api_tokens ORDER BY created_at, id
 -- name: api_token_by_hash
 SELECT {_token_cols} FROM api_tokens WHERE token_hash = :hash AND revoked_at IS NULL
 -- name: revoke_api_token
-UPDATE api_tokens SET revoked_at = :at WHERE (id = :id OR name = :id) AND revoked_at IS NULL
+UPDATE api_tokens SET revoked_at = :at WHERE (id = :id OR (:by_name AND name = :id))
+  AND revoked_at IS NULL
 -- name: count_api_tokens
 SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL
 -- name: api_idempotency_expire
