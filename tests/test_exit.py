@@ -146,6 +146,33 @@ def test_start_then_exit_and_signal_then_exit_repeat_nothing(env: dict[str, str]
     assert _ledger(env) == ["a", "b:ada"]  # each side effect exactly once
 
 
+def test_a_run_handed_back_continues_when_it_is_started_again(env: dict[str, str]) -> None:
+    """`start` of a handed-back run's id drives it on (before: it returned the id and
+    nothing drove the run, so a server's `POST /runs` of it left it pending)."""
+    first = _py(
+        env,
+        """
+        import m
+        m.app.start(m.five, workflow_id="f1")
+        m.wait_for_line("s2")  # exit mid-step: s2 finishes, the run is handed back
+        """,
+    )
+    assert first.returncode == 0, first.stderr
+    assert _record(env, "f1").status is RunStatus.PENDING  # type: ignore[attr-defined]
+    again = _py(
+        env,
+        """
+        import m
+        m.app.start(m.five, workflow_id="f1")
+        print(m.app.result("f1", timeout=60).value)
+        m.app.start(m.five, workflow_id="f1")  # an ended run is left as it is
+        """,
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "5"
+    assert _ledger(env) == ["s1", "s2", "s3", "s4", "s5"]  # each once
+
+
 def test_sigterm_finishes_the_step_in_flight_and_hands_the_run_back(
     env: dict[str, str],
 ) -> None:

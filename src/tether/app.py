@@ -455,9 +455,11 @@ class App:
         the same happens once its claim lapses. To run it to its end here,
         wait with `result(id)`.
 
-        The same `idempotency_key` returns the same run instead of starting a
-        second one, also when callers race: only the caller that created the
-        run drives it.
+        The same `idempotency_key` (or `workflow_id`) returns the same run
+        instead of starting a second one, also when callers race: one of them
+        drives it. Started again, a run that waits to be driven (``pending``:
+        handed back by a process that exited) continues here; one that ended,
+        waits, or is driven by another live process is left as it is.
         """
         _check_create(workflow_id, idempotency_key, priority, tags, tenant)
         input = _with_config(workflow, input, config)

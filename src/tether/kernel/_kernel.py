@@ -195,7 +195,9 @@ class Kernel:
         )
         if cmd.queue is None:
             row, created = await self.store.create_run(run, self.clock.now())
-            if created:
+            if created or row.status is RunStatus.PENDING:
+                # started again, a run that waits to be driven (handed back by a process
+                # that exited) continues here, as a `run` of its id does; one claim wins
                 self.host.spawn(row.workflow_id)
         else:
             job = NewJob(
