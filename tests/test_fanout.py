@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import tether
-from tether import App, ItemStatus, Workflow
+from tether import App, ItemStatus, RunStatus, Workflow
 
 
 async def test_seed_case_max_parallel_and_mutex_keys(app: App) -> None:
@@ -157,3 +157,60 @@ async def test_a_store_error_in_an_item_is_not_the_items_failure(app: App) -> No
     with pytest.raises(tether.StoreError, match="blinked"):
         await app.arun(flow, workflow_id="fe-store")
     assert (await app.aget_run("fe-store")).status.value == "running"
+
+
+async def test_items_reaching_a_child_or_a_value_in_another_order_get_their_own_back(
+    app: App,
+) -> None:
+    """Within an item, a child run, a wait or a recorded value is keyed by the item, as
+    its steps are: on the first drive item 1 got there first, on the replay item 0
+    did, and each still gets its own (it got the other's child and uuid)."""
+    drives: list[dict[int, str]] = []
+
+    @app.workflow(name="kid")
+    async def kid(wf: Workflow, x: int) -> int:
+        return x * 100
+
+    @app.workflow(name="fans")
+    async def fans(wf: Workflow) -> list[int]:
+        seen: dict[int, str] = {}
+        drives.append(seen)
+
+        async def item(i: int) -> int:
+            await wf.step("prep", lambda: i)
+            if len(drives) == 1 and i == 0:
+                await asyncio.sleep(0.05)  # the first time, item 1 goes first
+            seen[i] = await wf.uuid()
+            return await wf.child(kid, i)
+
+        values = (await wf.for_each([0, 1], item, max_parallel=2)).values
+        await wf.wait_for_signal("go")
+        return values
+
+    assert (await app.arun(fans, workflow_id="f1")).status is RunStatus.WAITING
+    await app.asignal("f1", "go")
+    assert (await app.arun(fans, workflow_id="f1")).value == [0, 100]
+    assert drives[0] == drives[-1]
+    kids = sorted(r.workflow_id for r in await app.alist_runs() if r.workflow_name == "kid")
+    assert kids == ["f1/kid[0]#1", "f1/kid[1]#1"]
+
+
+async def test_a_run_recorded_before_item_keyed_values_keeps_counting_across_items(
+    app: App, clock: tether.FakeClock
+) -> None:
+    from tether.store import NewRun
+
+    @app.workflow(name="ids")
+    async def ids(wf: Workflow) -> list[str]:
+        async def item(i: int) -> str:
+            return await wf.uuid()
+
+        return (await wf.for_each([0, 1], item)).values
+
+    await app.store.create_run(
+        NewRun(workflow_id="old", workflow_name="ids", state="null", step_rule=2), clock.now()
+    )
+    old = await app.arun(ids, workflow_id="old")
+    new = await app.arun(ids, workflow_id="new")
+    assert sorted(old.record.steps) == ["uuid#1", "uuid#2"]
+    assert sorted(new.record.steps) == ["uuid[0]#1", "uuid[1]#1"]

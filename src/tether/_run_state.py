@@ -120,8 +120,14 @@ class RunState:
     # -- identities ----------------------------------------------------------------
 
     def next_key(self, base: str) -> str:
-        """The key of the next wait or recorded value named `base` (``base#n``)."""
+        """The key of the next wait or recorded value named `base` (``base#n``; inside
+        `for_each` item i ``base[i]#n``, so that items reaching it in another order on
+        a replay get their own answers back; runs recorded before that rule count
+        across items)."""
         base = NAME_SCOPE.get() + base
+        path = ITEM_PATH.get() if self.run.step_rule >= 3 else ()
+        if path:
+            base += "".join(f"[{i}]" for i in path)
         n = self.counters.get(base, 0) + 1
         self.counters[base] = n
         return f"{base}#{n}"

@@ -224,7 +224,7 @@ class _Drive:
             ),
             run=RunMeta(attempt=run.attempt, tags=list(run.tags), queue=run.queue,
                         parent_id=run.parent_id, created_at=run.created_at,
-                        generation=self.wf.generation or 0),
+                        generation=self.wf.generation or 0, step_rule=run.step_rule),
         )  # fmt: skip
 
     # -- what comes back ------------------------------------------------------------------

@@ -121,7 +121,7 @@ def _run_row(inv: Invocation, now: datetime) -> RunRow:
         priority=0, tags=tuple(inv.run.tags), tenant=inv.tenant.tenant,
         parent_id=inv.run.parent_id, idempotency_key=None, owner=None,
         generation=inv.run.generation, created_at=inv.run.created_at or now, updated_at=now,
-        started_at=now, finished_at=None, queue=inv.run.queue, step_rule=2,
+        started_at=now, finished_at=None, queue=inv.run.queue, step_rule=inv.run.step_rule,
         attempt=inv.run.attempt,
     )  # fmt: skip
 

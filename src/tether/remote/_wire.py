@@ -92,6 +92,7 @@ class RunMeta(BaseModel):
     parent_id: str | None = None
     created_at: datetime | None = None
     generation: int = 0
+    step_rule: int = 2  # how the run names its steps and waits (RunRow.step_rule)
 
 
 class Invocation(BaseModel):

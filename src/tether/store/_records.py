@@ -166,7 +166,9 @@ class NewRun:
     parent_id: str | None = None
     idempotency_key: str | None = None
     queue: str | None = None  # runs with a queue are driven by jobs (workers)
-    step_rule: int = 2  # new runs name steps by occurrence (see the 0005 migration)
+    # how new runs name steps: 2, by occurrence (see the 0005 migration); 3, and inside a
+    # for_each item the waits and recorded values too by the item, as its steps are
+    step_rule: int = 3
     budget: str | None = None  # JSON text: the run's own AI budget, if it was given one
 
 
