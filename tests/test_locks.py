@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import timedelta
 
 import pytest
@@ -57,9 +58,13 @@ async def test_lease_lifecycle_on_fake_clock(app: App, clock: FakeClock) -> None
     [
         ({"holder": "", "ttl": 5}, "lease holder must be a non-empty string"),
         ({"holder": "   ", "ttl": 5}, "lease holder must be a non-empty string"),
-        ({"holder": "a", "ttl": 0}, "ttl must be a number of seconds > 0"),
-        ({"holder": "a", "ttl": -3}, "ttl must be a number of seconds > 0"),
-        ({"holder": "a", "ttl": "10"}, "ttl must be a number of seconds > 0"),
+        ({"holder": "a", "ttl": 0}, "ttl must be a number of seconds above 0"),
+        ({"holder": "a", "ttl": -3}, "ttl must be a number of seconds above 0"),
+        ({"holder": "a", "ttl": "10"}, "ttl must be a number of seconds above 0"),
+        # these overflowed a datetime with a raw OverflowError
+        ({"holder": "a", "ttl": math.inf}, "ttl must be a number of seconds above 0"),
+        ({"holder": "a", "ttl": 1e300}, "ttl must be a number of seconds above 0"),
+        ({"holder": "a", "ttl": math.nan}, "ttl must be a number of seconds above 0"),
     ],
 )
 async def test_lease_bad_input(app: App, kwargs: dict[str, object], match: str) -> None:
@@ -171,9 +176,15 @@ async def test_release_checks_the_holder(app: App, clock: FakeClock) -> None:
     ("kwargs", "match"),
     [
         ({"key": ""}, "mutex key must be a non-empty string"),
-        ({"key": "k", "timeout": -1}, "timeout must be >= 0"),
-        ({"key": "k", "poll": 0}, "poll must be > 0"),
-        ({"key": "k", "stale_after": 0}, "stale_after must be > 0"),
+        ({"key": "k", "timeout": -1}, "timeout must be a number of seconds from 0"),
+        ({"key": "k", "poll": 0}, "poll must be a number of seconds above 0"),
+        ({"key": "k", "stale_after": 0}, "stale_after must be a number of seconds above 0"),
+        # a NaN left the run running, failing on every resume with a database error; an
+        # infinity overflowed; a string raised a TypeError; a NaN timeout never came
+        ({"key": "k", "stale_after": math.nan}, "stale_after must be a number of seconds"),
+        ({"key": "k", "stale_after": math.inf}, "stale_after must be a number of seconds"),
+        ({"key": "k", "timeout": "5"}, "timeout must be a number of seconds"),
+        ({"key": "k", "timeout": math.nan}, "timeout must be a number of seconds"),
     ],
 )
 async def test_mutex_bad_input(app: App, kwargs: dict[str, object], match: str) -> None:

@@ -178,6 +178,76 @@ async def test_child_that_waits_resumes_its_parent(app: App) -> None:
     assert done.status is RunStatus.COMPLETED and done.value == 43
 
 
+async def test_cancelling_a_child_wakes_its_waiting_parent_here(app: App) -> None:
+    """The parent is woken to see the child cancelled and continues in this process,
+    as for a child that ends (before: it sat pending until someone resumed it)."""
+
+    @app.workflow
+    async def child(wf: Workflow) -> int:
+        return int(await wf.wait_for_signal("never"))
+
+    @app.workflow
+    async def parent(wf: Workflow) -> str:
+        try:
+            await wf.child(child, workflow_id="kid-c")
+        except tether.ChildRunError as exc:
+            return f"child {exc.status}"
+        return "no"
+
+    assert (await app.arun(parent, workflow_id="mom-c")).status is RunStatus.WAITING
+    assert await app.acancel("kid-c", "not needed") == ["kid-c"]
+    done = await app.aresult("mom-c", timeout=10)
+    assert done.status is RunStatus.COMPLETED and done.value == "child cancelled"
+
+
+async def test_a_child_id_naming_another_run_is_refused(app: App) -> None:
+    """A child's explicit id that names a run of another workflow, of another parent or
+    with another input fails the parent clearly (before: that run's result was the
+    child's, of whatever type)."""
+
+    @app.workflow(name="neg")
+    async def neg(wf: Workflow, x: int) -> int:
+        return -x
+
+    @app.workflow(name="kid")
+    async def kid(wf: Workflow, x: int) -> int:
+        return x * 100
+
+    @app.workflow(name="reuses")
+    async def reuses(wf: Workflow, how: str) -> int:
+        if how == "twice":
+            return await wf.child(kid, 1, workflow_id="k-same") + await wf.child(
+                kid, 2, workflow_id="k-same"
+            )
+        return await wf.child(kid, 1, workflow_id="shared" if how == "other" else "k-top")
+
+    await app.arun(neg, 7, workflow_id="shared")
+    await app.arun(kid, 1, workflow_id="k-top")
+    for how, match in [
+        ("other", "already names a run of workflow 'neg', not 'kid'"),
+        ("top", "not a child of run 'p-top'"),
+        ("twice", "was started with a different input"),
+    ]:
+        with pytest.raises(tether.InvalidArgumentError, match=match):
+            await app.arun(reuses, how, workflow_id=f"p-{how}")
+    assert (await app.aget_run("shared")).output == "-7"  # untouched
+
+
+async def test_a_wait_key_given_twice_to_different_waits_is_refused(app: App) -> None:
+    """Before, the second wait was answered with the first one's payload."""
+
+    @app.workflow(name="keys")
+    async def keys(wf: Workflow) -> list[object]:
+        a = await wf.wait_for_signal("a", key="same")
+        b = await wf.wait_for_signal("b", key="same")
+        return [a, b]
+
+    assert (await app.arun(keys, workflow_id="k1")).status is RunStatus.WAITING
+    await app.asignal("k1", "a", "A")
+    with pytest.raises(tether.InvalidArgumentError, match="'same' already names a signal wait"):
+        await app.arun(keys, workflow_id="k1")
+
+
 async def test_child_completing_inline_returns_at_once(app: App) -> None:
     @app.workflow(name="double")
     async def double(wf: Workflow, n: int) -> int:

@@ -1,4 +1,5 @@
-"""Ages and points in time as people type them: ``30m``, ``2h``, ``7d``, ``2026-12-01``."""
+"""Durations: ages and points in time as people type them (``30m``, ``2h``, ``7d``,
+``2026-12-01``), and seconds as code passes them, checked."""
 
 from __future__ import annotations
 
@@ -7,11 +8,30 @@ from datetime import UTC, datetime, timedelta
 
 from .errors import InvalidArgumentError
 
-__all__ = ["parse_age", "parse_when"]
+__all__ = ["MAX_SECONDS", "check_seconds", "parse_age", "parse_when"]
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _EXAMPLES = "e.g. 45s, 30m, 2h, 7d or 2w"
+MAX_SECONDS = 100 * 366 * 24 * 3600.0  # a century: beyond it a datetime soon overflows
+
+
+def check_seconds(what: str, value: object, *, positive: bool = False) -> float:
+    """`value` as seconds (0, or above 0 if `positive`, to a century); else a clear error.
+    NaN, infinities, strings and booleans are refused: a NaN deadline never comes, an
+    infinite one overflows a datetime."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= MAX_SECONDS  # also refuses NaN
+        or (positive and value == 0)
+    ):
+        low = "above 0" if positive else "from 0"
+        raise InvalidArgumentError(
+            f"{what} must be a number of seconds {low} to {MAX_SECONDS:.0f} (a century), "
+            f"got {value!r}; pass a finite number such as 60"
+        )
+    return float(value)
 
 
 def parse_age(value: timedelta | str) -> timedelta:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from ._control import HandBack
+from ._durations import check_seconds
 from ._mutex_guard import check_not_held, holding
 from ._names import check_name
 from ._run_state import RunState
@@ -61,13 +62,11 @@ class MutexHandle:
 def _check_mutex_args(key: str, timeout: float, poll: float, stale_after: float | None) -> float:
     """The mutex's ttl, once its arguments are checked."""
     check_name("mutex key", key)
-    if timeout < 0:
-        raise InvalidArgumentError(f"mutex timeout must be >= 0 seconds, got {timeout!r}")
-    if poll <= 0:
-        raise InvalidArgumentError(f"mutex poll must be > 0 seconds, got {poll!r}")
-    if stale_after is not None and stale_after <= 0:
-        raise InvalidArgumentError(f"stale_after must be > 0 seconds, got {stale_after!r}")
-    return DEFAULT_MUTEX_TTL if stale_after is None else float(stale_after)
+    check_seconds("mutex timeout", timeout)
+    check_seconds("mutex poll", poll, positive=True)
+    if stale_after is None:
+        return DEFAULT_MUTEX_TTL
+    return check_seconds("stale_after", stale_after, positive=True)
 
 
 class Locks:
@@ -229,8 +228,7 @@ class Locks:
         where = _lease_scope(scope, self._run.workflow_id)
         check_name("lease key", key)
         check_name("lease holder", holder)
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
-            raise InvalidArgumentError(f"lease ttl must be a number of seconds > 0, got {ttl!r}")
+        ttl = check_seconds("lease ttl", ttl, positive=True)
         text = None if detail is None else dump_json(detail, what=f"lease {key!r} detail")
         who = dump_json({"holder": holder}, what="event")
         res = await self._rt.store.acquire_lock(

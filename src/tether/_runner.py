@@ -28,6 +28,7 @@ from ._workflow import Workflow, load_history, load_record
 from .clock import SystemClock
 from .definition import RunResult, WorkflowDef
 from .errors import (
+    InvalidArgumentError,
     RunAlreadyRunningError,
     RunCancelledError,
     RunNotFoundError,
@@ -111,10 +112,17 @@ class Runner:
             queue=queue,
         )
         if detached and queue is not None:
-            await self._store.submit_run(run, NewJob(queue=queue), self._clock.now())
-            return
-        _, created = await self._store.create_run(run, self._clock.now())
-        if detached and created:
+            row, created = await self._store.submit_run(run, NewJob(queue=queue), self._clock.now())
+        else:
+            row, created = await self._store.create_run(run, self._clock.now())
+        if not created:  # its id given: it must be this child, not a run of its own
+            defn.check_same_run(row, text)
+            if row.parent_id != parent_id:
+                raise InvalidArgumentError(
+                    f"workflow id {workflow_id!r} already names a run that is not a child of "
+                    f"run {parent_id!r}; choose another workflow_id for the child"
+                )
+        elif detached and queue is None:
             self.spawn(workflow_id)
 
     async def drive_child(self, workflow_id: str) -> None:

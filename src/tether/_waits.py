@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ._control import Suspend
+from ._durations import check_seconds
 from ._names import check_name
 from ._results import load_result
 from ._run_state import RunState
@@ -47,22 +48,8 @@ class Host(Protocol):
     async def drive_child(self, workflow_id: str) -> None: ...
 
 
-_MAX_SECONDS = 100 * 366 * 24 * 3600.0  # a century: beyond it a datetime soon overflows
-
-
 def _seconds(what: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 <= value <= _MAX_SECONDS  # also refuses NaN
-    ):
-        raise InvalidArgumentError(
-            f"{what} must be a number of seconds from 0 to {_MAX_SECONDS:.0f} (a century), "
-            f"got {value!r}; pass a finite number such as 60"
-        )
-    return float(value)
+    return None if value is None else check_seconds(what, value)
 
 
 def _payload(row: WaitRow, default: Any) -> Any:
@@ -87,6 +74,12 @@ class Waits:
         row = run.waits.get(wait.key)
         if row is None:
             row = await self._rt.store.register_wait(run.fence, wait, self._rt.clock.now())
+        if (row.kind, row.name) != (wait.kind, wait.name):  # its answer is another wait's
+            raise InvalidArgumentError(
+                f"wait key {wait.key!r} already names a {row.kind.value} wait"
+                f"{'' if row.name is None else f' for {row.name!r}'} in run {run.workflow_id!r}; "
+                "give each wait a key of its own (or none: waits are numbered by occurrence)"
+            )
         if row.status is WaitStatus.PENDING:
             run.blocked_on.append(row.key)
             raise Suspend(row.key)

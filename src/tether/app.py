@@ -56,7 +56,7 @@ from .kernel import (
 )
 from .record import RunRecord
 from .schedules import MissedTicks, Schedule, fire_schedules
-from .serde import dump_json, load_json
+from .serde import dump_json
 from .stages import Pipeline
 from .stages.host import cancel_suspended, forget_files, forgotten_stages, rerun_step, run_prefix
 from .store import (
@@ -378,7 +378,7 @@ class App:
             self.clock.now(),
         )
         if not created:
-            _check_same_run(run, defn, input_text if idempotency_key is None else None)
+            defn.check_same_run(run, input_text if idempotency_key is None else None)
         if defn.input_required and run.input is None and input is _MISSING:
             raise InvalidArgumentError(
                 f"workflow {defn.name!r} takes an input and run {wid!r} has none recorded; pass one"
@@ -1318,24 +1318,6 @@ def _check_app_options(
 def run_on_loop(app: App, coro: Coroutine[Any, Any, T]) -> T:
     """Run `coro` on `app`'s loop thread and wait for it (see `App.run_sync`)."""
     return app.run_sync(coro)
-
-
-def _check_same_run(run: RunRow, defn: WorkflowDef, input_text: str | None) -> None:
-    if run.workflow_name != defn.name:
-        raise InvalidArgumentError(
-            f"workflow id {run.workflow_id!r} already names a run of workflow "
-            f"{run.workflow_name!r}, not {defn.name!r}; choose another workflow_id"
-        )
-    if (
-        input_text is not None
-        and run.input is not None
-        and input_text != run.input
-        and load_json(input_text) != load_json(run.input)  # jsonb orders keys its own way
-    ):
-        raise InvalidArgumentError(
-            f"run {run.workflow_id!r} was started with a different input; resume it without "
-            "an input (the recorded one is used) or choose another workflow_id"
-        )
 
 
 # -- the functional form, as in the seed ------------------------------------------------

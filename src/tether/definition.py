@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from ._names import check_name
 from .errors import InvalidArgumentError, WorkflowVersionError
 from .record import RunRecord
-from .serde import dump_json
+from .serde import dump_json, load_json
 from .store import RunRow, RunStatus
 
 __all__ = ["RunResult", "WorkflowDef"]
@@ -186,6 +186,25 @@ class WorkflowDef:
                 "workflow is an `async def`, or a callable returning a coroutine"
             )
         return out
+
+    def check_same_run(self, run: RunRow, input_text: str | None) -> None:
+        """Refuse an existing `run` asked for again by its id as a run of this workflow
+        with `input_text` (None: any input): another workflow's run, or another input."""
+        if run.workflow_name != self.name:
+            raise InvalidArgumentError(
+                f"workflow id {run.workflow_id!r} already names a run of workflow "
+                f"{run.workflow_name!r}, not {self.name!r}; choose another workflow_id"
+            )
+        if (
+            input_text is not None
+            and run.input is not None
+            and input_text != run.input
+            and load_json(input_text) != load_json(run.input)  # jsonb orders keys its own way
+        ):
+            raise InvalidArgumentError(
+                f"run {run.workflow_id!r} was started with a different input; resume it without "
+                "an input (the recorded one is used) or choose another workflow_id"
+            )
 
     def check_version(self, run: RunRow) -> None:
         """Refuse to resume `run` if it started under an incompatible version."""

@@ -220,9 +220,17 @@ class Kernel:
         cancelled = await self.store.cancel_run(
             cmd.workflow_id, reason=cmd.reason, compensate=cmd.compensate, at=self.clock.now()
         )
-        if cmd.compensate:
-            self.host.woken(cancelled)
+        # a parent waiting on the run was woken to see it cancelled (its children's
+        # parents were cancelled with them)
+        run = await self.store.get_run(cmd.workflow_id)
+        parent = None if run is None or run.parent_id is None else run.parent_id
+        woken = [parent] if parent is not None and await self._pending(parent) else []
+        self.host.woken(woken + (cancelled if cmd.compensate else []))
         return RunCancelled(cancelled=cancelled)
+
+    async def _pending(self, workflow_id: str) -> bool:
+        run = await self.store.get_run(workflow_id)
+        return run is not None and run.status is RunStatus.PENDING
 
     async def _run_resume(self, cmd: RunResume) -> RunResumed:
         at = self.clock.now()
