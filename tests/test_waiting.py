@@ -576,3 +576,29 @@ async def test_bad_wait_arguments(app: App, call: object, match: str) -> None:
 
     with pytest.raises(tether.InvalidArgumentError, match=match):
         await app.arun(flow, workflow_id="bad-wait")
+
+
+async def test_a_run_woken_under_an_incompatible_version_is_left_pending_not_failed(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def gated(wf: Workflow) -> str:
+        return str(await wf.wait_for_signal("go"))
+
+    old = App(database_url)
+    old.workflow(name="gated", version="1")(gated)
+    assert (await old.arun(gated, workflow_id="v1")).status is RunStatus.WAITING
+    await old.aclose()
+    new = App(database_url)
+    new.workflow(name="gated", version="2")(gated)
+    try:
+        with caplog.at_level("WARNING", logger="tether"):
+            assert await new.asignal("v1", "go", "x")
+            await new.aclose()  # waits for the background drive
+        reader = App(database_url)
+        assert (await reader.aget_run("v1")).status is RunStatus.PENDING
+        await reader.aclose()
+        lines = [r for r in caplog.records if "v1" in r.getMessage()]
+        assert [r.levelname for r in lines] == ["WARNING"] and not any(r.exc_info for r in lines)
+        assert "left pending" in lines[0].getMessage()
+    finally:
+        await new.aclose()

@@ -35,6 +35,7 @@ from .errors import (
     StoreError,
     WorkflowNotFoundError,
     WorkflowTimeoutError,
+    WorkflowVersionError,
 )
 from .record import RunRecord
 from .serde import dump_json, load_json, return_type_of
@@ -165,6 +166,8 @@ class Runner:
             log.debug("run %s woke but its workflow is not registered here", workflow_id)
         except RunAlreadyRunningError as exc:
             log.debug("run %s is driven elsewhere: %s", workflow_id, exc)
+        except WorkflowVersionError as exc:  # not a failure: it waits for an App that can
+            log.warning("run %s woke but is left pending: %s", workflow_id, exc)
         except Exception:
             log.exception("run %s failed", workflow_id)
 
