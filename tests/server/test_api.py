@@ -127,6 +127,25 @@ def test_cancel_complete_token_send_event_and_waits(served: Served) -> None:
         assert _done(client, h).output == {"action": "opened"}
 
 
+def test_a_run_id_with_a_slash_is_one_run_everywhere(served: Served) -> None:
+    """A child's id holds '/' (``parent/kid#1``): its routes and its dashboard page take
+    it whole (before: 404 for every route of such a run)."""
+    wid = "team/a?#1"
+    with Client(served.url) as client:
+        assert client.start("waits", workflow_id=wid) == wid
+        assert _parked(client, wid).workflow_id == wid
+        assert [w.kind for w in client.waits(wid)] == ["signal"]
+        assert client.events(wid)[0].seq == 1
+        assert client.ai_calls(wid) == []
+        assert client.signal(wid, "go", 5)
+        assert _done(client, wid).output == 5
+        assert [e.type for e in client.stream_events(wid)][-1] == "workflow.completed"
+    page = httpx.get(f"{served.url}/runs/team/a%3F%231")
+    assert page.status_code == 200 and "team/a?#1" in page.text
+    missing = httpx.get(f"{served.url}/api/v1/runs/team/none")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "run_not_found"
+
+
 def test_rerun_from_a_step(served: Served) -> None:
     with Client(served.url) as client:
         wid = client.start("counts", 3)

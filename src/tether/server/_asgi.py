@@ -29,7 +29,7 @@ from ._errors import ApiError, answer_for, error_body
 from ._hooks_route import hooks
 from ._metrics_route import metrics
 from ._port import ServedApp
-from ._routes import api_router
+from ._routes import api_router, record_router
 from ._routes_ops import ops_router
 
 __all__ = ["ServerConfig", "create_app", "webhooks_from_env"]
@@ -101,6 +101,7 @@ def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
     _install_handlers(api)
     api.include_router(api_router, prefix="/api/v1")
     api.include_router(ops_router, prefix="/api/v1")
+    api.include_router(record_router, prefix="/api/v1")  # after every /runs/ID/... route
     api.include_router(hooks)
     api.include_router(metrics)
     install_dashboard(api)

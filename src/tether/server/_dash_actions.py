@@ -105,7 +105,7 @@ def _endpoint(action: _Action) -> Callable[[Request, str], Awaitable[Response]]:
 
 for _path, _action in _ACTIONS.items():
     actions_router.add_api_route(
-        f"/runs/{{workflow_id}}/{_path}",
+        f"/runs/{{workflow_id:path}}/{_path}",
         _endpoint(_action),
         methods=["POST"],
         name=_path.replace("-", "_"),

@@ -155,6 +155,6 @@ async def run_page(
     return render(request, who, "run.html", status=status, **context)
 
 
-@runs_pages.get("/runs/{workflow_id}")
+@runs_pages.get("/runs/{workflow_id:path}")  # a child's id holds '/'
 async def run(request: Request, workflow_id: str, who: Who) -> Response:
     return await run_page(request, who, workflow_id)

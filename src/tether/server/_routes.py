@@ -40,9 +40,12 @@ from ._models import (
 )
 from ._sse import event_stream
 
-__all__ = ["api_router", "decode_cursor", "encode_cursor"]
+__all__ = ["api_router", "decode_cursor", "encode_cursor", "record_router"]
 
 api_router = APIRouter()
+# a run id may hold '/' (a child's does): its routes take the rest of the path, and the
+# record's route, which would take "ID/events" too, comes after every other (`_asgi`)
+record_router = APIRouter()
 MAX_SEQ = 2**63 - 1  # an event number: a 64-bit integer in both databases
 READ, WRITE = need("read"), need("write")
 
@@ -114,13 +117,7 @@ async def start_run(request: Request, body: StartRun) -> RunStarted:
     return RunStarted(workflow_id=wid)
 
 
-@api_router.get("/runs/{workflow_id}", dependencies=[READ], summary="A run's full record")
-async def get_record(request: Request, workflow_id: str) -> JSONResponse:
-    """The JSON of `tether runs export` (`RunRecord.to_dict()`)."""
-    return JSONResponse((await served_app(request).aget_record(workflow_id)).to_dict())
-
-
-@api_router.get("/runs/{workflow_id}/events", dependencies=[READ], summary="A run's events")
+@api_router.get("/runs/{workflow_id:path}/events", dependencies=[READ], summary="A run's events")
 async def list_events(
     request: Request, workflow_id: str, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0
 ) -> EventList:
@@ -131,7 +128,7 @@ async def list_events(
 
 
 @api_router.get(
-    "/runs/{workflow_id}/events/stream",
+    "/runs/{workflow_id:path}/events/stream",
     dependencies=[READ],
     summary="A run's events as Server-Sent Events, live, until the run ends",
     response_class=StreamingResponse,
@@ -154,12 +151,12 @@ async def stream_events(
     )
 
 
-@api_router.get("/runs/{workflow_id}/waits", dependencies=[READ], summary="A run's waitpoints")
+@api_router.get("/runs/{workflow_id:path}/waits", dependencies=[READ], summary="A run's waitpoints")
 async def list_waits(request: Request, workflow_id: str) -> list[WaitSummary]:
     return [WaitSummary.of(w) for w in await served_app(request).alist_waits(workflow_id)]
 
 
-@api_router.post("/runs/{workflow_id}/cancel", dependencies=[WRITE], summary="Cancel a run")
+@api_router.post("/runs/{workflow_id:path}/cancel", dependencies=[WRITE], summary="Cancel a run")
 async def cancel_run(request: Request, workflow_id: str, body: CancelRun) -> RunCancelled:
     app = served_app(request)
     await app.aget_run(workflow_id)
@@ -167,7 +164,7 @@ async def cancel_run(request: Request, workflow_id: str, body: CancelRun) -> Run
     return RunCancelled(cancelled=cancelled)
 
 
-@api_router.post("/runs/{workflow_id}/signal", dependencies=[WRITE], summary="Signal a run")
+@api_router.post("/runs/{workflow_id:path}/signal", dependencies=[WRITE], summary="Signal a run")
 async def signal_run(request: Request, workflow_id: str, body: SignalRun) -> Signalled:
     app = served_app(request)
     await app.aget_run(workflow_id)
@@ -175,7 +172,7 @@ async def signal_run(request: Request, workflow_id: str, body: SignalRun) -> Sig
 
 
 @api_router.post(
-    "/runs/{workflow_id}/rerun", dependencies=[WRITE], summary="Run a finished run again"
+    "/runs/{workflow_id:path}/rerun", dependencies=[WRITE], summary="Run a finished run again"
 )
 async def rerun_from(request: Request, workflow_id: str, body: RerunFrom) -> RerunStarted:
     """Forget `step` and every later step, and run it again from there: in the
@@ -207,3 +204,9 @@ async def send_event(request: Request, body: SendEvent) -> EventSent:
 async def complete_token(request: Request, token_id: str, body: CompleteToken) -> TokenCompleted:
     wid = await served_app(request).acomplete_token(token_id, body.payload)
     return TokenCompleted(workflow_id=wid)
+
+
+@record_router.get("/runs/{workflow_id:path}", dependencies=[READ], summary="A run's full record")
+async def get_record(request: Request, workflow_id: str) -> JSONResponse:
+    """The JSON of `tether runs export` (`RunRecord.to_dict()`)."""
+    return JSONResponse((await served_app(request).aget_record(workflow_id)).to_dict())
