@@ -74,7 +74,8 @@ class Waits:
         row = run.waits.get(wait.key)
         if row is None:
             row = await self._rt.store.register_wait(run.fence, wait, self._rt.clock.now())
-        if (row.kind, row.name) != (wait.kind, wait.name):  # its answer is another wait's
+        # its answer is another wait's (a remote tenant's journal carries kinds, not names)
+        if row.kind is not wait.kind or row.name not in (None, wait.name):
             raise InvalidArgumentError(
                 f"wait key {wait.key!r} already names a {row.kind.value} wait"
                 f"{'' if row.name is None else f' for {row.name!r}'} in run {run.workflow_id!r}; "
