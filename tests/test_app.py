@@ -347,3 +347,21 @@ async def test_an_event_type_is_one_line(app: App) -> None:
         await app.arun(forges, workflow_id="f1")
     record = await app.aget_record("f1")
     assert [e.type for e in record.events if e.type.startswith("progress")] == ["progress"]
+
+
+async def test_start_and_submit_of_an_existing_id_with_another_input_are_refused(
+    app: App,
+) -> None:
+    """As `run` refuses it (before: the call returned the id, and the new input was
+    dropped without a word)."""
+
+    @app.workflow(name="hello")
+    async def hello(wf: Workflow, who: str) -> str:
+        return f"hi {who}"
+
+    assert (await app.arun(hello, "Ada", workflow_id="h1")).value == "hi Ada"
+    for call in (app.astart, app.asubmit):
+        with pytest.raises(tether.InvalidArgumentError, match="started with a different input"):
+            await call(hello, "Bob", workflow_id="h1")
+        assert await call(hello, "Ada", workflow_id="h1") == "h1"  # the same: its id
+    assert (await app.aresult("h1")).value == "hi Ada"

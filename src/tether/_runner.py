@@ -31,6 +31,7 @@ from .errors import (
     InvalidArgumentError,
     RunAlreadyRunningError,
     RunCancelledError,
+    RunFinishedError,
     RunNotFoundError,
     StoreError,
     WorkflowNotFoundError,
@@ -414,9 +415,12 @@ class Runner:
                 answer = await self._not_to_drive(workflow_id, defn, on_event)
                 if answer is not None:
                     return answer
-                claimed = await self._claim(
-                    workflow_id, NewEvent("workflow.running"), force=force_claim
-                )
+                try:
+                    claimed = await self._claim(
+                        workflow_id, NewEvent("workflow.running"), force=force_claim
+                    )
+                except RunFinishedError:  # it ended since it was read: answer as it ended
+                    continue
             else:  # claimed with its job, for a workflow registered here at its version
                 await self._announce()
             the_def = defn or self._lookup(claimed.workflow_name)

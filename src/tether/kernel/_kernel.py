@@ -195,10 +195,6 @@ class Kernel:
         )
         if cmd.queue is None:
             row, created = await self.store.create_run(run, self.clock.now())
-            if created or row.status is RunStatus.PENDING:
-                # started again, a run that waits to be driven (handed back by a process
-                # that exited) continues here, as a `run` of its id does; one claim wins
-                self.host.spawn(row.workflow_id)
         else:
             job = NewJob(
                 queue=cmd.queue,
@@ -208,12 +204,15 @@ class Kernel:
                 run_after=cmd.run_after,
             )
             row, created = await self.store.submit_run(run, job, self.clock.now())
-        if row.workflow_name != defn.name:
-            raise InvalidArgumentError(
-                f"workflow id {row.workflow_id!r} already names a run of {row.workflow_name!r}"
-            )
-        if not created and cmd.idempotency_key is not None and _differ(row.input, input_text):
-            raise IdempotencyConflictError(cmd.idempotency_key, row.workflow_id)
+        key = cmd.idempotency_key
+        if not created:  # asked for again: by its key (any input conflicts), else by its id
+            defn.check_same_run(row, input_text if key is None else None)
+            if key is not None and _differ(row.input, input_text):
+                raise IdempotencyConflictError(key, row.workflow_id)
+        if cmd.queue is None and (created or row.status is RunStatus.PENDING):
+            # started again, a run that waits to be driven (handed back by a process that
+            # exited) continues here, as a `run` of its id does; one claim wins
+            self.host.spawn(row.workflow_id)
         return RunCreated(workflow_id=row.workflow_id, created=created)
 
     async def _run_cancel(self, cmd: RunCancel) -> RunCancelled:
