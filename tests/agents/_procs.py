@@ -51,8 +51,11 @@ print(json.dumps({"type": "result", "status": "completed", "message": "done"}), 
 """
 
 
-def project(tmp: Path, issues: list[str], *, database_url: str, extra: str = "") -> Path:
-    """A folder with WORKFLOW.md, ISSUES.md (each issue todo, labelled) and agent.py."""
+def project(
+    tmp: Path, issues: list[str], *, database_url: str, extra: str = "", agent: str = ""
+) -> Path:
+    """A folder with WORKFLOW.md, ISSUES.md (each issue todo, labelled) and agent.py;
+    `agent` adds keys to the `agent` map (``"shutdown_grace_ms: 0, "``)."""
     where = tmp / "proj"
     where.mkdir()
     (where / "agent.py").write_text(AGENT)
@@ -65,7 +68,7 @@ tracker: {{kind: file, path: ISSUES.md, active_states: [todo], terminal_states: 
           handoff_state: review}}
 polling: {{interval_ms: 200}}
 workspace: {{root: ws}}
-agent: {{backend: command, command: "{sys.executable} {where / "agent.py"}", max_turns: 1,
+agent: {{{agent}backend: command, command: "{sys.executable} {where / "agent.py"}", max_turns: 1,
         stall_timeout_ms: 0, max_concurrent_agents: 4}}
 database_url: "{database_url}"
 {extra}

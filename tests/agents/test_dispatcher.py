@@ -9,7 +9,7 @@ import pytest
 
 import tether
 import tether.worker
-from tether.agents import Dispatcher, Issue, parse_workflow
+from tether.agents import AgentsError, Dispatcher, Issue, parse_workflow
 from tether.agents.backends import MockBackend
 from tether.agents.trackers import MemoryTracker
 from tether.testing import eventually
@@ -111,7 +111,15 @@ async def test_an_agent_asking_for_input_waits_for_the_answer(
     d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
     await d.run_once()
     [row] = await d.status()
-    assert row.phase == "waiting" and row.reason == "input_required"
+    # the question is shown wherever the run is: status, the record, the issue view
+    assert row.phase == "waiting" and row.reason == "input_required: which colour?"
+    assert row.question == "which colour?"
+    record = await app.aget_record("agent:memory:C-1")
+    assert isinstance(record.state, dict) and record.state["question"] == "which colour?"
+    view = await d.issue_report("C-1")
+    assert view is not None and view["question"] == "which colour?"
+    [waiting] = (await d.state_report())["waiting"]
+    assert waiting["question"] == "which colour?"
     await d.answer("C-1", "blue")
     await d.run_once()
     assert backend.requests[1].prompt == "blue"
@@ -120,6 +128,96 @@ async def test_an_agent_asking_for_input_waits_for_the_answer(
     assert backend.requests[1].session_id == "mock-C-1"
     assert backend.requests[1].workspace == backend.requests[0].workspace
     assert (await app.aget_run("agent:memory:C-1")).status.value == "completed"
+    [ended] = await d.status(all_runs=True)
+    assert ended.question is None  # answered: no longer asked
+
+
+async def test_a_spent_budget_waits_as_such_and_an_answer_is_refused(
+    app: tether.App, tmp_path: Path
+) -> None:
+    usage = {"usage": {"input_tokens": 100, "output_tokens": 20}}
+    backend = MockBackend([usage] * 3)
+    config = _config(tmp_path, "budget: {max_tokens: 50}")
+    d = Dispatcher(app, config, tracker=MemoryTracker([_issue("G-1")]), backend=backend)
+    await d.run_once()
+    [row] = await d.status()
+    assert row.phase == "waiting" and (row.reason or "").startswith("budget_exceeded")
+    assert "raise budget.max_usd or budget.max_tokens" in (row.reason or "")
+    assert row.question is None and len(backend.requests) == 1
+    with pytest.raises(AgentsError) as err:  # an answer cannot raise a budget
+        await d.answer("G-1", "go on")
+    assert err.value.code == "budget_exceeded" and "tether agents retry G-1" in str(err.value)
+
+
+async def test_an_answer_to_a_run_that_is_not_asking_is_refused(
+    app: tether.App, tmp_path: Path
+) -> None:
+    backend = MockBackend([{"result": "failed", "message": "tests fail"}])
+    d = Dispatcher(app, _config(tmp_path), tracker=MemoryTracker([_issue("H-1")]), backend=backend)
+    await d.run_once()
+    [row] = await d.status()
+    assert row.status == "waiting" and row.phase == "retrying"  # a timer, not a person
+    with pytest.raises(AgentsError) as err:
+        await d.answer("H-1", "blue")
+    assert err.value.code == "not_waiting" and "waiting, retrying" in str(err.value)
+
+
+async def test_retry_of_an_ended_run_asks_the_tracker_first(
+    app: tether.App, tmp_path: Path
+) -> None:
+    tracker = MemoryTracker([_issue("E-1")])
+    backend = MockBackend([{}] * 6)
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    await d.run_once()
+    assert tracker.issues["E-1"].state == "review"  # handed off: its run completed
+    with pytest.raises(AgentsError) as err:
+        await d.retry("E-1")
+    assert err.value.code == "not_eligible"
+    assert "state 'review' is not active; move it to an active state (todo)" in str(err.value)
+    tracker.set_state("E-1", "done")
+    with pytest.raises(AgentsError, match="state 'done' is not active"):
+        await d.retry("E-1")
+    tracker.remove("E-1")
+    with pytest.raises(AgentsError, match="no longer in the memory tracker"):
+        await d.retry("E-1")
+    assert len(backend.requests) == 3 and len(await d.status(all_runs=True)) == 1
+    tracker.put(_issue("E-1"))  # back in todo: a person may dispatch it again
+    assert await d.retry("E-1") == "agent:memory:E-1:2"
+
+
+async def test_a_queued_run_shows_its_issue_not_its_run_id(app: tether.App, tmp_path: Path) -> None:
+    d = Dispatcher(app, _config(tmp_path), tracker=MemoryTracker([_issue("Q-1")]))
+    await d.tick()  # queued, not yet driven: the run has no state
+    [row] = await d.status()
+    assert (row.identifier, row.run_id, row.phase) == ("Q-1", "agent:memory:Q-1", "queued")
+
+
+async def test_run_once_reports_a_failed_tick_or_run_as_not_ok(
+    app: tether.App, tmp_path: Path
+) -> None:
+    tracker = MemoryTracker([_issue("F-1")])
+    config = _config(tmp_path, "budget: {max_tokens: 1, on_exceed: fail}")
+    backend = MockBackend([{"usage": {"input_tokens": 9}}] * 3)
+    d = Dispatcher(app, config, tracker=tracker, backend=backend)
+    tracker.fail_reads = 1  # the candidate fetch fails: nothing is dispatched
+    down = await d.run_once()
+    assert not down.ok and "fetching candidates" in down.errors[0] and down.failed == []
+    spent = await d.run_once()  # the budget fails the run: a failure, not "ok"
+    assert spent.errors == [] and spent.failed == ["agent:memory:F-1"] and not spent.ok
+    assert (await app.aget_run("agent:memory:F-1")).status.value == "failed"
+    assert (await d.run_once()).ok  # held until retry: nothing went wrong this time
+
+
+async def test_run_once_says_why_skipped_as_things_stand_after_driving(
+    app: tether.App, tmp_path: Path
+) -> None:
+    asks = {"result": "input_required", "message": "which colour?"}
+    backend = MockBackend([asks, asks])
+    d = Dispatcher(app, _config(tmp_path), tracker=MemoryTracker([_issue("H-1")]), backend=backend)
+    await d.run_once()
+    await d.answer("H-1", "blue")  # queued to resume: at the next poll it is claimed
+    report = await d.run_once()  # ... and by the end it waits for a person again
+    assert report.skipped == {"H-1": "held: input_required"} and len(backend.requests) == 2
 
 
 async def test_a_closed_issue_stops_its_agent_within_a_tick_and_loses_its_workspace(

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -161,3 +164,78 @@ def test_an_issue_closed_in_the_tracker_stops_its_agent_within_a_tick(tmp_path: 
     finally:
         stop(proc)
     assert of(where, "C-1", "end") == []
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_stops_the_agent_before_the_dispatcher_exits(tmp_path: Path) -> None:
+    """A dispatcher stopped with SIGTERM hands its run back: its agent must be gone by
+    then, or it would go on editing the workspace another dispatcher takes over."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    where = project(tmp_path, ["S-1"], database_url=url, agent="shutdown_grace_ms: 200, ")
+    (where / "block-S-1").touch()  # the agent would work forever
+    proc = start(where, "only")
+    try:
+        eventually_sync(lambda: of(where, "S-1", "start"), timeout=TIMEOUT)
+        agent = of(where, "S-1", "start")[0]["pid"]
+        stop(proc)  # SIGTERM: the grace passes, the turn is cancelled, the run handed back
+        assert proc.returncode == 0
+        assert "handed back" in (where / "only.out").read_text()
+        eventually_sync(lambda: _zombie(agent), timeout=10)
+    finally:
+        (where / "block-S-1").unlink()  # lets a surviving agent end
+    assert of(where, "S-1", "end") == []
+
+
+@pytest.mark.timeout(120)
+def test_a_second_signal_stops_the_agent_at_once(tmp_path: Path) -> None:
+    """The first SIGTERM gives the turn its grace (a minute here); the second cuts it
+    short: the agent is killed, the run handed back, the exit code says interrupted."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    where = project(tmp_path, ["S-2"], database_url=url, agent="shutdown_grace_ms: 60000, ")
+    (where / "block-S-2").touch()
+    proc = start(where, "only")
+    try:
+        eventually_sync(lambda: of(where, "S-2", "start"), timeout=TIMEOUT)
+        agent = of(where, "S-2", "start")[0]["pid"]
+        proc.send_signal(signal.SIGTERM)
+        log = where / "only.out"
+        eventually_sync(lambda: "a second signal stops them now" in log.read_text(), timeout=30)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 130
+        assert time.monotonic() - started < 30  # not the minute of grace
+        text = log.read_text()
+        assert "run=agent:file:S-2 status=pending" in text and "Traceback" not in text
+        eventually_sync(lambda: _zombie(agent), timeout=10)
+    finally:
+        (where / "block-S-2").unlink()
+        stop(proc)
+    assert of(where, "S-2", "end") == []
+
+
+@pytest.mark.timeout(120)
+def test_stop_kills_the_agent_a_killed_dispatcher_left_behind(tmp_path: Path) -> None:
+    """`tether agents stop` of an issue whose dispatcher was SIGKILLed kills its agent
+    (before: the run was cancelled, the agent went on working); the workspace it
+    worked in can then be removed without it."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    where = project(tmp_path, ["K-1"], database_url=url)
+    (where / "block-K-1").touch()
+    proc = start(where, "only")
+    try:
+        eventually_sync(lambda: of(where, "K-1", "start"), timeout=TIMEOUT)
+        agent = of(where, "K-1", "start")[0]["pid"]
+    finally:
+        stop(proc, kill=True)  # the agent is left behind, an orphan
+    assert not _zombie(agent)
+    tether = str(Path(sys.executable).parent / "tether")
+    try:
+        stopped = subprocess.run(
+            [tether, "agents", "stop", "K-1"], cwd=where, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert stopped.returncode == 0, stopped.stderr
+        eventually_sync(lambda: _zombie(agent), timeout=10)
+    finally:
+        (where / "block-K-1").unlink()
+    assert of(where, "K-1", "end") == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
 from tether.agents import (
@@ -154,6 +156,26 @@ def test_exits_continuation_failure_backoff_then_a_person() -> None:
     s, eff = apply_event(s, WorkerExit("A", 95.0, "failure", "boom"), CONFIG)
     assert eff == [WaitForPerson("A", "retries exhausted (2): boom")]  # the 3rd failure in a row
     assert "A" in s.held and "A" not in s.running
+
+
+@pytest.mark.parametrize(
+    ("reason", "error", "waits_for", "held"),
+    [
+        ("input_required", None, "input_required", "waiting for input"),
+        ("budget_exceeded", "raise it", "budget_exceeded: raise it", "budget spent"),
+        ("budget_exceeded", None, "budget_exceeded", "budget spent"),
+    ],
+)
+def test_a_question_or_a_spent_budget_waits_for_a_person_for_its_own_reason(
+    reason: Literal["input_required", "budget_exceeded"],
+    error: str | None,
+    waits_for: str,
+    held: str,
+) -> None:
+    s = SchedulerState(running={"A": RunningEntry(issue("A"), None, 0)})
+    s, eff = apply_event(s, WorkerExit("A", 1.0, reason, error), CONFIG)
+    assert eff == [WaitForPerson("A", waits_for)]
+    assert s.held == {"A": held} and s.running == {} and s.retrying == {}
 
 
 def test_retry_due_refresh_failure_and_release_rules() -> None:

@@ -90,3 +90,28 @@ def test_the_sweep_removes_terminal_old_and_oversize_but_never_busy(tmp_path: Pa
         remove_keys={"done"}, busy={"busy"}, max_age_days=5, max_total_mb=1, now=1_000_000
     )
     assert {p.name for p in doomed} == {"old", "done", "big"}
+
+
+async def test_removing_a_workspace_kills_the_agent_left_working_in_it(tmp_path: Path) -> None:
+    """The agent of a dispatcher that was killed is not left working in a folder that
+    is deleted under it (the retention chore, a terminal issue)."""
+    import subprocess
+    import sys
+
+    from tether.agents._workspace import record_agent
+    from tether.testing import eventually_sync
+
+    m = WorkspaceManager(tmp_path / "root", HooksSettings())
+    ws = await m.ensure("ORPHAN-1")
+    agent = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], cwd=ws.path,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        record_agent(ws.path, agent.pid)
+        assert await m.remove(ws.path)
+        eventually_sync(lambda: agent.poll() is not None, timeout=10)
+        assert not ws.path.exists()
+    finally:
+        agent.kill()
+        agent.wait()

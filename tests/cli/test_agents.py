@@ -49,3 +49,13 @@ def test_an_issue_sent_back_is_dispatched_again_in_a_new_run(tmp_path: Path) -> 
     assert "dispatched DEMO-1" in again.stdout  # its first run ended: a second run
     missing = tether(where, "agents", "answer", "NOPE-1", "hi")
     assert missing.returncode == 3, missing.stderr
+
+
+def test_run_once_exits_1_when_the_tick_went_wrong(tmp_path: Path) -> None:
+    """A tracker that cannot be read is not a quiet tick: scripts and CI must see it."""
+    where = _example(tmp_path)
+    (where / "ISSUES.md").unlink()
+    broken = tether(where, "agents", "run", "--once")
+    assert broken.returncode == 1, broken.stdout
+    assert "error: fetching candidates" in broken.stdout
+    assert "the tick had errors or failed runs" in broken.stderr

@@ -144,6 +144,7 @@ class AgentSettings(_Section):
     turn_timeout_ms: int = Field(default=3_600_000, gt=0)
     stall_timeout_ms: int = Field(default=300_000, ge=0)
     rate_limit_cooldown_ms: int = Field(default=60_000, ge=0)
+    shutdown_grace_ms: int = Field(default=30_000, ge=0)  # turns in flight at SIGTERM
 
     @field_validator("max_concurrent_agents_by_state")
     @classmethod

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .._info import RunInfo
 from ..errors import RunFinishedError, RunNotFoundError
 from ..store import RunStatus
-from ._config import WorkflowFile, WorkflowWatcher
+from ._config import WorkflowConfig, WorkflowFile, WorkflowWatcher
 from ._errors import AgentsError, TrackerError
 from ._factory import make_backend, make_tracker
 from ._issue import Issue
@@ -47,6 +47,7 @@ from ._scheduler import (
     why_not,
 )
 from ._status_view import IssueStatus, issue_view, state_view
+from ._workspace import reap_orphan
 from .backends import AgentBackend
 from .trackers import Tracker
 from .trackers._http import DEFAULT_RATE_LIMIT_WAIT
@@ -59,15 +60,24 @@ __all__ = ["Dispatcher", "IssueStatus", "TickReport"]
 log = logging.getLogger("tether.agents")
 
 STOPPED_BY_PERSON = "stopped by a person"
+CHANGED_SINCE_POLL = "changed since the poll"
 CLEANUP_EVERY = 20  # ticks between runs of the workspace retention chore
 
 
 @dataclass
 class TickReport:
+    """What a tick (or `run_once`) did; `ok` is False when something went wrong."""
+
     dispatched: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # identifier -> why not
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the tracker could not be read ...
+    failed: list[str] = field(default_factory=list)  # run_once: runs it drove that failed
+
+    @property
+    def ok(self) -> bool:
+        """No error and no failed run: what `tether agents run --once` exits 0 on."""
+        return not self.errors and not self.failed
 
 
 class Dispatcher:
@@ -222,6 +232,11 @@ class Dispatcher:
 
     async def tick(self) -> TickReport:
         """Reconcile the claimed issues, then dispatch eligible ones in order."""
+        report, _ = await self._tick()
+        return report
+
+    async def _tick(self) -> tuple[TickReport, list[Issue]]:
+        """A tick's report, and the candidates it saw."""
         self.reload()
         report = TickReport()
         config = self.config().config
@@ -229,7 +244,7 @@ class Dispatcher:
         until = await self.tracker_cooldown()
         if until is not None:  # the tracker said "slow down": nobody asks it until then
             report.errors.append(f"the {tracker.kind} tracker is rate-limited until {until}")
-            return report
+            return report, []
         candidates: list[Issue] | None
         try:
             candidates = await tracker.fetch_issues_by_states(config.tracker.active())
@@ -260,11 +275,8 @@ class Dispatcher:
         )
         for effect in effects:
             await self._execute(effect, runs, report)
-        for issue in candidates or []:
-            reason = why_not(issue, state, config, now)
-            if reason is not None and issue.identifier not in report.dispatched:
-                report.skipped[issue.identifier] = reason
-        return report
+        _skipped(report, candidates or [], state, config, now)
+        return report, candidates or []
 
     async def tracker_cooldown(self) -> datetime | None:
         """Until when the tracker is rate-limited (shared by every dispatcher on the
@@ -294,7 +306,7 @@ class Dispatcher:
     async def _execute(self, effect: Any, runs: dict[str, str], report: TickReport) -> None:
         if isinstance(effect, Dispatch):
             if not await self._still_eligible(effect.issue):
-                report.skipped[effect.issue.identifier] = "changed since the poll"
+                report.skipped[effect.issue.identifier] = CHANGED_SINCE_POLL
                 return
             run_id = await self.dispatch(effect.issue)
             report.dispatched.append(effect.issue.identifier)
@@ -399,19 +411,31 @@ class Dispatcher:
         return run
 
     async def answer(self, identifier: str, text: str) -> str:
-        """Answer an agent waiting for input; the run resumes in the same workspace."""
+        """Answer an agent waiting for input; the run resumes in the same workspace.
+        Refused (`AgentsError`) unless the run waits for a person, and when it waits
+        for a bigger budget: an answer cannot raise it."""
         run = await self._live_run(identifier)
-        if run.status is not RunStatus.WAITING:
+        st = _state(run.state)
+        if run.status is not RunStatus.WAITING or st.get("phase") != "waiting":
+            doing = run.status.value + (f", {st['phase']}" if st.get("phase") else "")
             raise AgentsError(
-                f"{identifier} is not waiting for a person (its run is {run.status.value})",
+                f"{identifier} is not waiting for a person (its run is {doing}); "
+                "tether agents status shows what it waits for",
                 code="not_waiting",
+            )
+        if str(st.get("reason") or "").startswith("budget_exceeded"):
+            raise AgentsError(
+                f"{identifier} waits because its AI budget is spent, not for an answer; "
+                "raise budget.max_usd or budget.max_tokens in WORKFLOW.md, then "
+                f"tether agents retry {identifier}",
+                code="budget_exceeded",
             )
         await self.app.asignal(run.workflow_id, RESUME_SIGNAL, {"answer": text})
         return str(run.workflow_id)
 
     async def retry(self, identifier: str) -> str:
         """Try again now: wake a run waiting for a person, or dispatch a new run of an
-        issue whose last run ended."""
+        issue whose last run ended, if the tracker says it is still eligible."""
         run = await self._live_run(identifier)
         if run.status is RunStatus.WAITING and _state(run.state).get("phase") == "waiting":
             await self.app.asignal(run.workflow_id, RESUME_SIGNAL, {"retry": True})
@@ -421,12 +445,49 @@ class Dispatcher:
                 f"{identifier} is already running ({run.status.value})", code="already_running"
             )
         issue = Issue.from_dict(json.loads(run.input or "{}")["issue"])
-        return await self.dispatch(issue)
+        return await self.dispatch(await self._eligible_again(issue))
+
+    async def _eligible_again(self, issue: Issue) -> Issue:
+        """The issue as the tracker has it now, if a tick would dispatch it (its state,
+        labels and blockers; slots aside: the run queues); else `AgentsError`, so a
+        `retry` never starts an agent on an issue that is done or handed off."""
+        kind = self.tracker().kind
+        try:
+            found = await self.tracker().fetch_issues_by_ids([issue.id])
+        except Exception as exc:
+            raise AgentsError(
+                f"cannot check {issue.identifier} in the {kind} tracker before dispatching "
+                f"it again ({exc}); try again once the tracker answers",
+                code="tracker_request",
+            ) from None
+        if not found:
+            raise AgentsError(
+                f"{issue.identifier} is no longer in the {kind} tracker (deleted, or not "
+                "visible to this token); there is nothing to retry",
+                code="not_eligible",
+            )
+        config = self.config().config
+        why = why_not(found[0], SchedulerState(), config, self.app.clock.now().timestamp())
+        if why is None:
+            return found[0]
+        fix = (
+            f"move it to an active state ({', '.join(config.tracker.active())}) first"
+            if not config.tracker.is_active(found[0].state)
+            else "fix that in the tracker first"
+        )
+        raise AgentsError(
+            f"{issue.identifier} is not dispatched again: {why}; {fix}", code="not_eligible"
+        )
 
     async def stop(self, identifier: str) -> str:
-        """Stop the issue's agent and keep it from being dispatched until `retry`."""
+        """Stop the issue's agent and keep it from being dispatched until `retry`. The
+        dispatcher driving it kills its agent; one a killed dispatcher left behind is
+        killed here (by the process group recorded beside its workspace)."""
         run = await self._live_run(identifier)
         await self.app.acancel(run.workflow_id, STOPPED_BY_PERSON)
+        workspace = _state(run.state).get("workspace")
+        if workspace:
+            await reap_orphan(Path(str(workspace)))
         return str(run.workflow_id)
 
     async def status(self, *, all_runs: bool = False) -> list[IssueStatus]:
@@ -448,18 +509,19 @@ class Dispatcher:
             usage = by_run.get(run.workflow_id)  # one query for every issue, not one each
             rows.append(
                 IssueStatus(
-                    identifier=str(st.get("identifier") or run.workflow_id),
+                    identifier=str(st.get("identifier") or _identifier_of(run)),
                     run_id=run.workflow_id,
                     status=run.status.value,
                     phase=str(st.get("phase") or "queued"),
                     attempt=st.get("attempt"),
-                    reason=st.get("reason") or st.get("error"),
+                    reason=_why(st),
                     due_at=st.get("due_at"),
                     workspace=st.get("workspace"),
                     tokens=0 if usage is None else usage.input_tokens + usage.output_tokens,
                     cost_usd=None if usage is None else usage.known_cost_usd,
                     issue_state=st.get("issue_state"),
                     title=st.get("title"),
+                    question=st.get("question"),
                 )
             )
         return rows
@@ -480,10 +542,24 @@ class Dispatcher:
         from ..worker import ServerlessHost
 
         await self.app.afire_due_timers()  # retries that fell due while nobody ran
-        report = await self.tick()
+        report, candidates = await self._tick()
         host = ServerlessHost(self.app, queues=(QUEUE,))
-        while (await host.aprocess_available_jobs(limit=100)).processed:
-            await self.app.afire_due_timers()
+        while True:
+            jobs = await host.aclaim(1)
+            if not jobs:
+                await self.app.afire_due_timers()
+                jobs = await host.aclaim(1)
+            if not jobs:
+                break
+            done = await host.ahandle_job(jobs[0])
+            if done.status == "failed" and jobs[0].workflow_id not in report.failed:
+                report.failed.append(jobs[0].workflow_id)
+        # why each candidate is not worked on, as things stand now rather than at the
+        # poll: a run answered then is not "already running" if it parked again since
+        state, _ = await self.state(candidates)
+        now = self.app.clock.now().timestamp()
+        report.skipped = {k: v for k, v in report.skipped.items() if v == CHANGED_SINCE_POLL}
+        _skipped(report, candidates, state, self.config().config, now)
         return report
 
     def refresh(self) -> dict[str, Any]:
@@ -522,11 +598,13 @@ class Dispatcher:
         from ..worker import Worker
 
         stop = stop or asyncio.Event()
+        agent = self.config().config.agent
         worker = Worker(
             self.app,
             queues=[QUEUE],
-            concurrency=self.config().config.agent.max_concurrent_agents,
+            concurrency=agent.max_concurrent_agents,
             maintenance_interval=1.0,
+            grace=agent.shutdown_grace_ms / 1000,  # then each agent's turn is cancelled
         )
         serving = asyncio.ensure_future(worker.run(install_signals=False))
         ticks = 0
@@ -551,6 +629,20 @@ class Dispatcher:
                 await close()
 
 
+def _skipped(
+    report: TickReport,
+    candidates: list[Issue],
+    state: SchedulerState,
+    config: WorkflowConfig,
+    now: float,
+) -> None:
+    """Say in `report` why each candidate not dispatched by it waits, given `state`."""
+    for issue in candidates:
+        reason = why_not(issue, state, config, now)
+        if reason is not None and issue.identifier not in report.dispatched:
+            report.skipped[issue.identifier] = reason
+
+
 def _run_id(base: str, n: int) -> str:
     return base if n == 1 else f"{base}:{n}"
 
@@ -563,6 +655,23 @@ def _state(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _identifier_of(run: RunInfo) -> str:
+    """The issue a run works on, from its input (a queued run has no state yet)."""
+    try:
+        issue = json.loads(run.input or "{}").get("issue") or {}
+    except (ValueError, AttributeError):
+        issue = {}
+    return str(issue.get("identifier") or run.workflow_id)
+
+
+def _why(st: dict[str, Any]) -> str | None:
+    """What a run waits for or last failed on; with the agent's question, if it asked."""
+    reason = st.get("reason") or st.get("error")
+    if st.get("phase") == "waiting" and st.get("question"):
+        return f"{reason}: {st['question']}"
+    return None if reason is None else str(reason)
 
 
 def _cancelled_for(run: RunInfo, reason: str) -> bool:

@@ -60,15 +60,30 @@ class WorkspaceError(AgentsError):
 class TrackerError(AgentsError):
     """A tracker request failed (`tracker_request`, `tracker_status`, `tracker_response`,
     `tracker_rate_limited`, `unsupported_tracker_kind`, `missing_tracker_secret`).
-    `retry_after`: seconds the provider asked us to wait (a rate limit), else None."""
+    `retry_after`: seconds the provider asked us to wait (a rate limit), else None;
+    `status`: the HTTP status of a refused request, else None."""
 
     code = "tracker_request"
 
     def __init__(
-        self, message: str, *, code: str | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retry_after: float | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """Asking again may succeed: the request failed on the way, was rate-limited,
+        or the provider failed (5xx). A refusal (401, 404, 422 ...) stays a refusal."""
+        if self.code in ("tracker_request", "tracker_rate_limited"):
+            return True
+        return self.code == "tracker_status" and (self.status or 0) >= 500
 
 
 class AgentError(AgentsError):

@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._failure import decode_error
 from .._workflow import Workflow
 from ..errors import RunCancelledError
+from ..retry import RetryPolicy
 from ..store import RunStatus
 from ._config import WorkflowFile
+from ._errors import TrackerError
 from ._issue import Issue
 from ._prompt import continuation_prompt, render_prompt
 from ._scheduler import (
@@ -74,16 +76,22 @@ def issue_key(tracker: str, identifier: str) -> str:
     return f"agent:{tracker}:{identifier}"
 
 
-ExitReason = Literal["normal", "failure", "stalled", "input_required", "rate_limited"]
+ExitReason = Literal[
+    "normal", "failure", "stalled", "input_required", "rate_limited", "budget_exceeded"
+]
+
+
+_EXITS: dict[str, ExitReason] = {
+    "completed": "normal",
+    "input_required": "input_required",
+    "rate_limited": "rate_limited",
+    "budget_exceeded": "budget_exceeded",
+}
 
 
 def _exit_reason(status: str, error: str | None) -> ExitReason:
-    if status == "completed":
-        return "normal"
-    if status == "input_required":
-        return "input_required"
-    if status == "rate_limited":
-        return "rate_limited"
+    if status in _EXITS:
+        return _EXITS[status]
     return "stalled" if (error or "").startswith("stalled") else "failure"
 
 
@@ -131,21 +139,29 @@ class IssueRunner:
                 issue.id, now, reason, outcome.get("error"), outcome.get("retry_after")
             )
             state, effects = apply_event(state, event, self.current().config)
-            nxt = await self._follow(wf, issue, state, effects, (attempt or 0) + 1)
+            asking = outcome.get("message") if reason == "input_required" else None
+            nxt = await self._follow(wf, issue, state, effects, (attempt or 0) + 1, asking)
             if isinstance(nxt, dict):
                 return nxt
             state, issue, attempt, answer = nxt
 
     async def _follow(
-        self, wf: Workflow, issue: Issue, state: SchedulerState, effects: list[Any], nxt: int
+        self,
+        wf: Workflow,
+        issue: Issue,
+        state: SchedulerState,
+        effects: list[Any],
+        nxt: int,
+        question: str | None = None,
     ) -> dict[str, Any] | tuple[SchedulerState, Issue, int | None, str | None]:
         """Execute what the reducer decided after an attempt: the next attempt's
-        (state, issue, attempt, answer), or the run's result when it ends."""
+        (state, issue, attempt, answer), or the run's result when it ends. `question`:
+        what the agent asked, shown to the person who is to answer it."""
         for effect in effects:
             if isinstance(effect, SetCooldown):
                 await self._cooldown(wf, effect.until - (await wf.now()).timestamp())
             elif isinstance(effect, WaitForPerson):
-                payload = await self._wait_for_person(wf, issue, effect.reason)
+                payload = await self._wait_for_person(wf, issue, effect.reason, question)
                 fresh = SchedulerState(running={issue.id: RunningEntry(issue, nxt, 0.0)})
                 return fresh, issue, nxt, _answer_of(payload)  # failures start again from 0
             elif isinstance(effect, ScheduleRetry):
@@ -210,8 +226,10 @@ class IssueRunner:
 
         await wf.update_state(change)
 
-    async def _wait_for_person(self, wf: Workflow, issue: Issue, reason: str) -> Any:
-        await self._phase(wf, issue, "waiting", reason=reason)
+    async def _wait_for_person(
+        self, wf: Workflow, issue: Issue, reason: str, question: str | None
+    ) -> Any:
+        await self._phase(wf, issue, "waiting", reason=reason, question=question)
         return await wf.wait_for_signal(RESUME_SIGNAL)
 
     async def _cooldown(self, wf: Workflow, seconds: float) -> None:
@@ -245,7 +263,16 @@ class IssueRunner:
         session: str | None = None,
     ) -> TurnOutcome:
         config = self.current()
-        await self._phase(wf, issue, "running", attempt=attempt, error=None, due_at=None)
+        await self._phase(
+            wf,
+            issue,
+            "running",
+            attempt=attempt,
+            error=None,
+            due_at=None,
+            reason=None,
+            question=None,
+        )
         prepared: dict[str, Any] = await wf.step("workspace", partial(self._prepare, issue))
         if prepared.get("error"):
             return {"status": "failed", "error": prepared["error"]}
@@ -319,7 +346,7 @@ class IssueRunner:
         outcome: TurnOutcome = {"status": "completed"}
         for turn in range(1, max_turns + 1):
             if not await self._within_budget(wf, issue):
-                return {"status": "input_required", "error": "budget exceeded"}
+                return {"status": "budget_exceeded", "error": _budget_hint(issue.identifier)}
             outcome = await wf.step(
                 "turn",
                 partial(self._turn, wf, issue, path, text, (turn, max_turns), session, totals),
@@ -432,9 +459,25 @@ class IssueRunner:
             await self.tracker().move(issue.id, target, marker=marker)
             return target
 
-        moved: str = await wf.step("handoff", move)
+        moved: str = await wf.step("handoff", move, retry=TRACKER_WRITE_RETRY)
         assert moved == target
         return {**outcome, "handed_off": moved}
+
+
+def _budget_hint(identifier: str) -> str:
+    return (
+        f"the AI budget of {identifier} is spent; raise budget.max_usd or budget.max_tokens "
+        f"in WORKFLOW.md, then tether agents retry {identifier}"
+    )
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, TrackerError) and exc.transient
+
+
+# a tracker write that failed on the way (5xx, 429, a dropped connection) is asked
+# again: it carries a marker, so repeating one that landed does nothing
+TRACKER_WRITE_RETRY = RetryPolicy(attempts=6, backoff=2.0, max_delay=60.0, should_retry=_transient)
 
 
 def _answer_of(payload: Any) -> str | None:

@@ -117,7 +117,9 @@ class Tick:
 class WorkerExit:
     issue_id: str
     now: float
-    reason: Literal["normal", "failure", "stalled", "input_required", "rate_limited"]
+    reason: Literal[
+        "normal", "failure", "stalled", "input_required", "rate_limited", "budget_exceeded"
+    ]
     error: str | None = None
     retry_after: float | None = None  # seconds, for rate_limited
 
@@ -182,7 +184,7 @@ class ScheduleRetry:
 
 
 class WaitForPerson(_IssueEffect):
-    """Hold the issue for a person (input required, retries exhausted)."""
+    """Hold the issue for a person (input required, retries exhausted, budget spent)."""
 
 
 class Release(_IssueEffect):
@@ -400,6 +402,10 @@ def _worker_exit(state: SchedulerState, event: WorkerExit, config: WorkflowConfi
         return replace(state, running=running, held=held), [
             WaitForPerson(event.issue_id, "input_required")
         ]
+    if event.reason == "budget_exceeded":  # a person raises the budget, then retries
+        held = {**state.held, event.issue_id: "budget spent"}
+        why = "budget_exceeded" + (f": {event.error}" if event.error else "")
+        return replace(state, running=running, held=held), [WaitForPerson(event.issue_id, why)]
     if event.reason == "normal":
         retry = RetryEntry(ident, attempt, event.now + CONTINUATION_DELAY_MS / 1000, None, 0)
         effects.append(ScheduleRetry(event.issue_id, ident, attempt, CONTINUATION_DELAY_MS, None))

@@ -34,6 +34,7 @@ class IssueStatus:
     cost_usd: float | None
     issue_state: str | None
     title: str | None
+    question: str | None = None  # what the agent asked, while it waits for the answer
 
 
 class Reported(Protocol):
@@ -71,7 +72,11 @@ async def state_view(d: Reported) -> dict[str, Any]:
     retrying = [
         {**_row(r), "due_at": r.due_at, "error": r.reason} for r in rows if r.phase == "retrying"
     ]
-    waiting = [{**_row(r), "reason": r.reason} for r in rows if r.phase == "waiting"]
+    waiting = [
+        {**_row(r), "reason": r.reason, "question": r.question}
+        for r in rows
+        if r.phase == "waiting"
+    ]
     costs = [r.cost_usd for r in rows if r.cost_usd is not None]
     return {
         "generated_at": datetime.now(UTC).isoformat(),
@@ -108,6 +113,7 @@ async def issue_view(d: Reported, identifier: str) -> dict[str, Any] | None:
         "workspace": state.get("workspace"),
         "due_at": state.get("due_at"),
         "last_error": state.get("error") or state.get("reason"),
+        "question": state.get("question") if state.get("phase") == "waiting" else None,
         "tokens": {
             "input_tokens": tokens_in,
             "output_tokens": tokens_out,

@@ -84,11 +84,15 @@ async def run_turn(
         await on_event(event)
 
     turn = asyncio.ensure_future(backend.run_turn(request, seen))
-    why = await _watch(turn, live, stall_timeout_ms, cancelled)
+    try:
+        why = await _watch(turn, live, stall_timeout_ms, cancelled)
+    except BaseException:
+        # the step itself was cancelled (a dispatcher shutting down): the agent must
+        # not outlive it, or it would go on editing a workspace handed to another
+        await _stop(turn)
+        raise
     if why is not None:
-        turn.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await turn
+        await _stop(turn)
         result = TurnResult("failed", request.session_id, error=why)
     else:
         result = turn.result()
@@ -103,6 +107,13 @@ async def run_turn(
     if delta.total or delta.cost_usd:
         attach(_call_row(backend.name, model, request, outcome, delta, budget_key))
     return outcome
+
+
+async def _stop(turn: asyncio.Future[TurnResult]) -> None:
+    """Cancel the backend's turn and wait until it let go (its process group killed)."""
+    turn.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await turn
 
 
 async def _watch(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
@@ -31,7 +32,15 @@ from pathlib import Path
 from ._config import HooksSettings
 from ._errors import WorkspaceError
 
-__all__ = ["HookResult", "Workspace", "WorkspaceManager", "check_inside", "workspace_key"]
+__all__ = [
+    "HookResult",
+    "Workspace",
+    "WorkspaceManager",
+    "check_inside",
+    "reap_orphan",
+    "record_agent",
+    "workspace_key",
+]
 
 log = logging.getLogger("tether.agents")
 
@@ -130,9 +139,12 @@ class WorkspaceManager:
         return await self.run_hook("after_run", path)
 
     async def remove(self, path: Path) -> bool:
-        """Remove a workspace by its recorded path: `before_remove` first (a failure is
-        logged and the removal proceeds). False if there was nothing to remove."""
+        """Remove a workspace by its recorded path: its orphaned agent killed, then
+        `before_remove` (a failure is logged and the removal proceeds). False if there
+        was nothing to remove."""
         real = check_inside(self.root, path)
+        # an agent a killed dispatcher left behind may still work in it: not any more
+        await reap_orphan(real)
         if not real.exists():
             return False
         if self.hooks.before_remove and real.is_dir():
@@ -227,3 +239,55 @@ def _hook_error(result: HookResult) -> WorkspaceError:
     code = "hook_timeout" if result.exit_code is None else "hook_failed"
     tail = result.output.strip()[-300:]
     return WorkspaceError(f"hook {result.name} {why}" + (f": {tail}" if tail else ""), code=code)
+
+
+# -- the agent a workspace's driver launched ------------------------------------------
+
+
+def _agent_file(workspace: Path) -> Path:
+    # beside the workspace, not in it: an agent committing its tree must not see it
+    return workspace.parent / f".{workspace.name}.agent"
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time (Linux ``/proc``), telling it from a reused pid; None
+    if it is gone (a zombie, killed and not yet reaped by its parent, is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if len(fields) < 20 or fields[0] == "Z" else fields[19]
+
+
+def record_agent(workspace: Path, pid: int) -> Path:
+    """Record the agent's process group beside `workspace`, for `reap_orphan`."""
+    path = _agent_file(workspace)
+    with contextlib.suppress(OSError):
+        path.write_text(json.dumps({"pgid": pid, "started": _started(pid)}))
+    return path
+
+
+async def reap_orphan(workspace: Path) -> bool:
+    """Kill the agent an earlier driver of this workspace left behind.
+
+    A dispatcher killed with SIGKILL cannot stop its agent (it runs in its own
+    process group); the run is taken over and its turn runs again, and without
+    this the old agent would go on working in the same workspace beside the new
+    one. Its process group is recorded beside the workspace at launch, with the
+    process's start time so a reused pid is never killed. True if one was."""
+    path = _agent_file(workspace)
+    try:
+        data = json.loads(path.read_text())
+        pgid, started = int(data["pgid"]), data.get("started")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    path.unlink(missing_ok=True)
+    if started is None or _started(pgid) != started:
+        return False  # gone, or the pid now belongs to someone else
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    for _ in range(100):  # until it is gone (its locks and files released)
+        if _started(pgid) != started:
+            break
+        await asyncio.sleep(0.05)
+    return True

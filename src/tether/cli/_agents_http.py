@@ -10,7 +10,9 @@ once the dispatcher has handed its runs back, not when the server stops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from ..app import App
@@ -69,7 +71,22 @@ def status_server(dispatcher: Any, app: App, url: str, host: str, port: int) -> 
         + ("" if tokens == 0 else " (requests need an API token)")
     )
     config = uvicorn.Config(asgi, lifespan="off", log_level="warning")
-    return StatusServer(uvicorn.Server(config), sock)
+    return StatusServer(_uvicorn_server(config), sock)
+
+
+def _uvicorn_server(config: Any) -> Any:
+    """A uvicorn server that leaves signals to the dispatcher, which stops it: uvicorn's
+    own capture saw each signal beside the dispatcher's handler and raised it again
+    once stopped, so one Ctrl-C counted twice (and a second one cuts the agents'
+    grace short)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(config)
 
 
 async def serve_with_status(dispatcher: Any, web: StatusServer, stop: asyncio.Event) -> None:

@@ -19,7 +19,18 @@ from rich.table import Table
 
 from ..app import App
 from ._agents_http import serve_with_status, status_server
-from ._common import EXIT_USAGE, CliState, db_option, db_state, fail, guard, out, text
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliState,
+    db_option,
+    db_state,
+    fail,
+    guard,
+    out,
+    text,
+)
 from ._db import Database, choose, open_app
 from .worker import _KeyValues
 
@@ -95,39 +106,80 @@ def agents_run(
     port = served.port if port is None and not once else port
     host = host or served.host
     if once:
-        report = _call(app, dispatcher.run_once)
-        for ident in report.dispatched:
-            out.print(f"dispatched {ident}", highlight=False)
-        for ident, why in report.skipped.items():
-            out.print(f"skipped {ident}: {why}", highlight=False)
-        for problem in report.errors:
-            out.print(f"error: {problem}", highlight=False)
-        _print_status(dispatcher, app)
+        _run_once(dispatcher, app)
         return
-
     web = None if port is None else status_server(dispatcher, app, db.url, host, port)
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            if web is None:
-                await dispatcher.serve(stop=stop)
-            else:
-                await serve_with_status(dispatcher, web, stop)
-        finally:
-            await app.aclose()
-
     # this process's main loop, in the main thread (signal handlers need it), as
     # `tether worker` does
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        guard(lambda: loop.run_until_complete(serve()))
+        hurried = guard(lambda: loop.run_until_complete(_serve(dispatcher, app, web)))
     finally:
         loop.close()
+    if hurried:
+        fail(EXIT_INTERRUPTED, "stopped at a second signal: the agents' turns were cut short")
+
+
+def _run_once(dispatcher: Any, app: App) -> None:
+    """One tick, what it did, and an exit code that says whether it went well."""
+    report = _call(app, dispatcher.run_once)
+    for ident in report.dispatched:
+        out.print(f"dispatched {ident}", highlight=False)
+    for ident, why in report.skipped.items():
+        out.print(f"skipped {ident}: {why}", highlight=False)
+    for problem in report.errors:
+        out.print(f"error: {problem}", highlight=False)
+    for run_id in report.failed:
+        out.print(f"failed: {run_id} (tether runs show {run_id})", highlight=False)
+    _print_status(dispatcher, app)
+    if not report.ok:  # scripts and CI tell a broken setup from a quiet tick
+        fail(EXIT_FAILED, "the tick had errors or failed runs (see above)")
+
+
+async def _serve(dispatcher: Any, app: App, web: Any) -> bool:
+    """Serve until a signal; True if a second one cut the agents' grace short."""
+    stop, hurried = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    grace = dispatcher.config().config.agent.shutdown_grace_ms / 1000
+
+    signals = 0  # not `stop`: the status server sets that too when it stops
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        log = logging.getLogger("tether.agents")
+        if signals > 1:  # the second: stop the agents now, their runs handed back
+            log.warning("stopping the agents now")
+            hurried.set()
+            app.shutdown_grace = 0  # the close that follows cancels the turns at once
+            task.cancel()
+        else:
+            log.info(f"stopping: turns in flight get {grace:g}s (a second signal stops them now)")
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        if web is None:
+            await dispatcher.serve(stop=stop)
+        else:
+            await serve_with_status(dispatcher, web, stop)
+    except asyncio.CancelledError:
+        if not hurried.is_set():
+            raise
+    finally:
+        while True:  # a second signal may land in the close itself: close again, at once
+            try:
+                await app.aclose()
+                break
+            except asyncio.CancelledError:
+                if not hurried.is_set():
+                    raise
+    return hurried.is_set()
 
 
 def _print_status(dispatcher: Any, app: App, *, all_runs: bool = False) -> None:

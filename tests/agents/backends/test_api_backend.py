@@ -213,7 +213,7 @@ async def test_request_input_ends_the_turn_and_the_answer_continues_the_session(
     d = Dispatcher(app, _workflow(tmp_path, "openai:gpt-4.1-mini"), tracker=_tracker())
     await d.run_once()
     [row] = await d.status()
-    assert row.phase == "waiting" and row.reason == "input_required"
+    assert row.phase == "waiting" and row.reason == "input_required: which colour?"
     await d.answer("ENG-1", "blue")
     await d.run_once()
     last = _sent(server, "/v1/chat/completions")[-1]["messages"]

@@ -81,6 +81,7 @@ class FakeGitHub:
         self.lock = threading.Lock()
         self.rate_limit_next: dict[str, str] | None = None
         self.drop_next_write = False
+        self.fail_writes: list[int] = []  # statuses the next writes get, not acting on them
         self.base = ""
 
     def add(
@@ -120,6 +121,8 @@ class FakeGitHub:
         if self.rate_limit_next is not None:
             limit, self.rate_limit_next = self.rate_limit_next, None
             return 403, limit, {"message": "API rate limit exceeded"}
+        if method != "GET" and self.fail_writes:
+            return self.fail_writes.pop(0), {}, {"message": "Bad Gateway"}
         url = urlsplit(path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         parts = url.path.strip("/").split("/")

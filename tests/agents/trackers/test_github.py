@@ -207,3 +207,41 @@ async def test_the_dispatcher_works_github_issues_and_respects_its_rate_limit(
     assert await d.tracker_cooldown() is None
     again = await d.tick()
     assert again.errors == [] and len(github.requests) > asked
+
+
+async def test_a_transient_failure_of_the_hand_off_is_retried_not_a_failed_run(
+    app: tether.App, github: FakeGitHub, tmp_path: Path
+) -> None:
+    """A 502, then an answer lost after the write landed: the hand-off step asks
+    again (its move finds the issue there already) and the run completes."""
+    github.add(6, "Flaky proxy", labels=("agent",))
+    github.fail_writes = [502]
+    github.drop_next_write = True  # the second PATCH lands, its answer never arrives
+    d = Dispatcher(app, _workflow(github, tmp_path), backend=MockBackend([{}]))
+    await d.run_once()
+    run = await app.aget_run("agent:github:api#6")
+    assert run.status.value == "completed", run.error
+    assert [lab["name"] for lab in github.issues[6]["labels"]] == ["agent", "review"]
+    assert sum(1 for r in github.requests if r[0] == "PATCH") == 2
+
+
+async def test_a_refused_hand_off_is_not_retried(
+    app: tether.App, github: FakeGitHub, tmp_path: Path
+) -> None:
+    github.add(8, "No rights", labels=("agent",))
+    github.fail_writes = [422, 422]
+    d = Dispatcher(app, _workflow(github, tmp_path), backend=MockBackend([{}]))
+    await d.run_once()
+    run = await app.aget_run("agent:github:api#8")
+    assert run.status.value == "failed" and "HTTP 422" in (run.error or "")
+    assert github.fail_writes == [422]  # asked once
+
+
+def test_which_tracker_errors_are_worth_asking_again() -> None:
+    def err(code: str, status: int | None = None) -> TrackerError:
+        return TrackerError("x", code=code, status=status)
+
+    assert err("tracker_request").transient and err("tracker_rate_limited").transient
+    assert err("tracker_status", 502).transient and err("tracker_status", 500).transient
+    assert not err("tracker_status", 401).transient and not err("tracker_status").transient
+    assert not err("tracker_response").transient

@@ -17,13 +17,13 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from .._errors import AgentError
+from .._workspace import reap_orphan, record_agent
 from ._port import AgentEvent, OnEvent, TurnRequest, TurnResult
 
-__all__ = ["LineParser", "Parsed", "ProcessBackend", "reap_orphan"]
+__all__ = ["LineParser", "Parsed", "ProcessBackend"]
 
 MAX_LINE = 10 * 1024 * 1024
 
@@ -73,7 +73,7 @@ class ProcessBackend:
             raise AgentError(
                 f"cannot start {self.command!r}: {exc}", code="agent_not_found"
             ) from None
-        record = _record_agent(request.workspace, proc.pid)
+        record = record_agent(request.workspace, proc.pid)
         try:
             return await self._drive(proc, request, on_event)
         finally:
@@ -141,52 +141,6 @@ class ProcessBackend:
         if not isinstance(data, dict):
             return Parsed(AgentEvent("malformed", progress=False, message=text[:2000]))
         return self.parse(data)
-
-
-def _agent_file(workspace: Path) -> Path:
-    # beside the workspace, not in it: an agent committing its tree must not see it
-    return workspace.parent / f".{workspace.name}.agent"
-
-
-def _started(pid: int) -> str | None:
-    """The process's start time (Linux ``/proc``), telling it from a reused pid."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _record_agent(workspace: Path, pid: int) -> Path:
-    path = _agent_file(workspace)
-    with contextlib.suppress(OSError):
-        path.write_text(json.dumps({"pgid": pid, "started": _started(pid)}))
-    return path
-
-
-async def reap_orphan(workspace: Path) -> bool:
-    """Kill the agent an earlier driver of this workspace left behind.
-
-    A dispatcher killed with SIGKILL cannot stop its agent (it runs in its own
-    process group); the run is taken over and its turn runs again, and without
-    this the old agent would go on working in the same workspace beside the new
-    one. Its process group is recorded beside the workspace at launch, with the
-    process's start time so a reused pid is never killed. True if one was."""
-    path = _agent_file(workspace)
-    try:
-        data = json.loads(path.read_text())
-        pgid, started = int(data["pgid"]), data.get("started")
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    path.unlink(missing_ok=True)
-    if started is None or _started(pgid) != started:
-        return False  # gone, or the pid now belongs to someone else
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    for _ in range(100):  # until it is gone (its locks and files released)
-        if _started(pgid) != started:
-            break
-        await asyncio.sleep(0.05)
-    return True
 
 
 def _with_session(result: TurnResult, session: str | None) -> TurnResult:

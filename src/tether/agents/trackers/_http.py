@@ -86,7 +86,9 @@ async def request_json(
             pass
     if response.status_code >= 400:
         raise TrackerError(
-            f"{what}: HTTP {response.status_code} {_message(response)}", code="tracker_status"
+            f"{what}: HTTP {response.status_code} {_message(response)}",
+            code="tracker_status",
+            status=response.status_code,
         )
     if response.status_code == 204 or not response.content:
         return {}, response
