@@ -50,7 +50,9 @@ async def usage(request: Request, query: Annotated[UsageQuery, Depends()]) -> li
     return [UsageRow.of(r) for r in rows]
 
 
-@ops_router.get("/runs/{workflow_id:path}/ai-calls", dependencies=[READ], summary="A run's AI calls")
+@ops_router.get(
+    "/runs/{workflow_id:path}/ai-calls", dependencies=[READ], summary="A run's AI calls"
+)
 async def ai_calls(request: Request, workflow_id: str, children: bool = False) -> list[AICall]:
     rows = await served_app(request).alist_ai_calls(workflow_id, children=children)
     return [AICall.of(r) for r in rows]
