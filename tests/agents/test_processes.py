@@ -239,3 +239,34 @@ def test_stop_kills_the_agent_a_killed_dispatcher_left_behind(tmp_path: Path) ->
     finally:
         (where / "block-K-1").unlink()
     assert of(where, "K-1", "end") == []
+
+
+@pytest.mark.timeout(120)
+def test_raising_max_concurrent_agents_in_workflow_md_applies_while_running(
+    tmp_path: Path,
+) -> None:
+    """The running dispatcher takes more agents at once after the edit (before: its
+    worker kept the number it started with until a restart)."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    where = project(tmp_path, ["M-1", "M-2", "M-3"], database_url=url)
+    workflow = where / "WORKFLOW.md"
+    workflow.write_text(
+        workflow.read_text().replace("max_concurrent_agents: 4", "max_concurrent_agents: 1")
+    )
+    for ident in ("M-1", "M-2", "M-3"):
+        (where / f"block-{ident}").touch()
+    proc = start(where, "only")
+    try:
+        eventually_sync(lambda: len(events(where)) >= 1, timeout=TIMEOUT)
+        assert len({e["issue"] for e in events(where) if e["event"] == "start"}) == 1
+        workflow.write_text(
+            workflow.read_text().replace("max_concurrent_agents: 1", "max_concurrent_agents: 3")
+        )
+        eventually_sync(
+            lambda: len({e["issue"] for e in events(where) if e["event"] == "start"}) == 3,
+            timeout=30,
+        )
+    finally:
+        for ident in ("M-1", "M-2", "M-3"):
+            (where / f"block-{ident}").unlink()
+        stop(proc)

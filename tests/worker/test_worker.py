@@ -545,6 +545,11 @@ async def test_worker_bad_configuration(app: App) -> None:
     assert ServerlessHost(app, queues="default").queues == ("default",)
     with pytest.raises(tether.InvalidArgumentError, match="concurrency"):
         app.queue("q", concurrency=0)
+    worker = Worker(app, concurrency=2)
+    with pytest.raises(tether.InvalidArgumentError, match="concurrency"):
+        worker.resize(0)
+    worker.resize(5)
+    assert worker.concurrency == 5
 
 
 async def test_queue_rate_limit_caps_starts_per_second(app: App, clock: tether.FakeClock) -> None:

@@ -54,6 +54,7 @@ from .trackers._http import DEFAULT_RATE_LIMIT_WAIT
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..worker import Worker
 
 __all__ = ["Dispatcher", "IssueStatus", "TickReport"]
 
@@ -107,6 +108,7 @@ class Dispatcher:
         self._backend = backend
         self._components: tuple[str, Tracker, AgentBackend] | None = None
         self._wake: asyncio.Event | None = None  # set by `refresh`: tick now
+        self._worker: Worker | None = None  # the one `serve` runs, resized on reload
         self._asked_at: datetime | None = None
         self.runner = IssueRunner(app, self.config, self.tracker, self.backend)
         app.workflow(name=ISSUE_WORKFLOW)(self.runner)
@@ -127,7 +129,10 @@ class Dispatcher:
                 )
             return False
         log.info("WORKFLOW.md reloaded", extra={"sha256": self.config().sha256[:12]})
-        self.app.queue(QUEUE, concurrency=self.config().config.agent.max_concurrent_agents)
+        most = self.config().config.agent.max_concurrent_agents
+        self.app.queue(QUEUE, concurrency=most)
+        if self._worker is not None:  # the serving worker takes as many at once too
+            self._worker.resize(most)
         return True
 
     def _built(self) -> tuple[Tracker, AgentBackend]:
@@ -599,7 +604,7 @@ class Dispatcher:
 
         stop = stop or asyncio.Event()
         agent = self.config().config.agent
-        worker = Worker(
+        worker = self._worker = Worker(
             self.app,
             queues=[QUEUE],
             concurrency=agent.max_concurrent_agents,

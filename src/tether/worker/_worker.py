@@ -156,6 +156,15 @@ class Worker:
             except TimeoutError:
                 delay = min(delay * 2, 10.0)
 
+    def resize(self, concurrency: int) -> None:
+        """Run at most `concurrency` jobs at once from now on (a lower cap lets the jobs
+        in flight finish; a higher one claims at once)."""
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        self.concurrency = concurrency
+        if self._kick is not None:
+            self._kick.set()
+
     # -- claiming -----------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
