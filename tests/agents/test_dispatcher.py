@@ -206,6 +206,9 @@ async def test_run_once_reports_a_failed_tick_or_run_as_not_ok(
     assert spent.errors == [] and spent.failed == ["agent:memory:F-1"] and not spent.ok
     assert (await app.aget_run("agent:memory:F-1")).status.value == "failed"
     assert (await d.run_once()).ok  # held until retry: nothing went wrong this time
+    (row,) = await d.status(all_runs=True)  # as the run ended, with why
+    assert (row.phase, row.status) == ("ended", "failed")
+    assert row.reason is not None and "budget" in row.reason.lower()
 
 
 async def test_run_once_says_why_skipped_as_things_stand_after_driving(

@@ -30,6 +30,10 @@ def test_run_once_dispatches_the_example_offline(tmp_path: Path) -> None:
     assert (
         "DEMO-1" in listed.stdout and "2700" in listed.stdout
     )  # 2 turns × 1,350 tokens, from the call log
+    # as the run ended, not as its last attempt began: handed off, nothing failing
+    (row,) = [line for line in listed.stdout.splitlines() if "DEMO-1" in line]
+    assert "review" in row and "ended (completed)" in row and "todo" not in row
+    assert "phase: ended" in shown.stdout and "issue_state: review" in shown.stdout
 
 
 def test_an_issue_sent_back_is_dispatched_again_in_a_new_run(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ from ._scheduler import (
     apply_event,
     why_not,
 )
-from ._status_view import IssueStatus, issue_view, state_view
+from ._status_view import IssueStatus, as_ended, issue_view, state_view
 from ._workspace import reap_orphan
 from .backends import AgentBackend
 from .trackers import Tracker
@@ -178,6 +178,12 @@ class Dispatcher:
             elif latest.status is RunStatus.CANCELLED and _cancelled_for(latest, STOPPED_BY_PERSON):
                 held[issue.id] = "stopped by a person; tether agents retry to dispatch it again"
         return held
+
+    @staticmethod
+    def state_of(run: RunInfo, state: Any) -> dict[str, Any]:
+        """The run's recorded state as a reader should see it (an ended run's, as it
+        ended: see `as_ended`)."""
+        return as_ended(run, state if isinstance(state, dict) else {})
 
     async def latest_run(self, identifier: str) -> Any:
         """The issue's newest run (RunNotFoundError if it never ran)."""
@@ -500,7 +506,7 @@ class Dispatcher:
         rows = []
         if all_runs:
             runs = [
-                (r, _state(r.state))
+                (r, as_ended(r, _state(r.state)))
                 for r in await self.app.alist_runs(limit=10_000)
                 if r.workflow_name == ISSUE_WORKFLOW
             ]

@@ -132,7 +132,11 @@ class IssueRunner:
             if moved and not self.current().config.tracker.is_active(moved):
                 # the run moved its issue out of the active states itself: done, no
                 # re-check (which a tick would cancel as "no longer active")
-                return {"issue": issue.identifier, "ended": f"handed off to {moved}"}
+                return {
+                    "issue": issue.identifier,
+                    "ended": f"handed off to {moved}",
+                    "handed_off": moved,
+                }
             now = (await wf.now()).timestamp()
             reason = _exit_reason(outcome["status"], outcome.get("error"))
             event = WorkerExit(

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from .._info import RunInfo
 from ..app import App
 from ..errors import RunNotFoundError
+from ..serde import load_json
 
-__all__ = ["IssueStatus", "Reported", "issue_view", "state_view"]
+__all__ = ["IssueStatus", "Reported", "as_ended", "issue_view", "state_view"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,27 @@ class IssueStatus:
     issue_state: str | None
     title: str | None
     question: str | None = None  # what the agent asked, while it waits for the answer
+
+
+def as_ended(run: RunInfo, state: dict[str, Any]) -> dict[str, Any]:
+    """The run's recorded state as a reader should see it once the run ended: the state
+    is written while the run works, so after its end its phase, reason and the
+    issue's state are those of its last attempt (``running``, an old failure, the
+    state it was dispatched in). An ended run's phase is ``ended``; its reason why it
+    failed or was cancelled (none when it completed); the issue's state the one it
+    was handed off to."""
+    if run.end_reason is None:
+        return state
+    error = run.error_record
+    reason = None if run.status.value == "completed" or error is None else error.message
+    out = {**state, "phase": "ended", "reason": reason, "error": None, "question": None}
+    try:
+        result = load_json(run.output) if run.output else None
+    except Exception:
+        result = None
+    if isinstance(result, dict) and result.get("handed_off"):
+        out["issue_state"] = result["handed_off"]
+    return out
 
 
 class Reported(Protocol):
@@ -98,7 +121,7 @@ async def issue_view(d: Reported, identifier: str) -> dict[str, Any] | None:
     except RunNotFoundError:
         return None
     record = await d.app.aget_record(run.workflow_id)
-    state = record.state if isinstance(record.state, dict) else {}
+    state = as_ended(run, record.state if isinstance(record.state, dict) else {})
     total = record.usage.total if record.usage is not None else None
     tokens_in = total.input_tokens if total else 0
     tokens_out = total.output_tokens if total else 0

@@ -233,8 +233,9 @@ def agents_show(state: CliState, issue: str, workflow_path: str) -> None:
 
     run, record = _call(app, show)
     out.print(f"{ident}: run {run.workflow_id} is {run.status.value}", highlight=False)
-    for key, value in sorted(record.state.items() if isinstance(record.state, dict) else []):
-        out.print(f"  {key}: {value}", highlight=False)
+    for key, value in sorted(dispatcher.state_of(run, record.state).items()):
+        if value is not None:
+            out.print(f"  {key}: {value}", highlight=False)
     prompts = [s for name, s in record.steps.items() if name.startswith("prompt")]
     if prompts and isinstance(prompts[-1].result, dict):
         out.print("prompt (last attempt):", highlight=False)
