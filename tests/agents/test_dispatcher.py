@@ -80,6 +80,7 @@ async def test_failures_retry_on_durable_timers_then_wait_for_a_person(
     [row] = await d.status()
     assert run.status.value == "waiting" and row.phase == "retrying" and row.attempt == 1
     assert row.reason == "tests fail" and row.due_at is not None
+    assert row.why == f"tests fail; due {row.due_at}"  # the status table shows both
     for seconds in (10, 20):  # 10 s × 2^(n−1): the timers are rows, not in memory
         clock.advance(seconds)
         await d.run_once()

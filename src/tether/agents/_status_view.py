@@ -38,6 +38,12 @@ class IssueStatus:
     title: str | None
     question: str | None = None  # what the agent asked, while it waits for the answer
 
+    @property
+    def why(self) -> str:
+        """What `tether agents status` shows: why it waits, and when a retry is due."""
+        due = f"due {self.due_at}" if self.due_at and self.phase == "retrying" else ""
+        return "; ".join(part for part in (self.reason or "", due) if part)
+
 
 def as_ended(run: RunInfo, state: dict[str, Any]) -> dict[str, Any]:
     """The run's recorded state as a reader should see it once the run ended: the state

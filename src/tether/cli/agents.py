@@ -193,7 +193,6 @@ def _print_status(dispatcher: Any, app: App, *, all_runs: bool = False) -> None:
     )
     for r in rows:
         cost = "-" if r.cost_usd is None else f"${r.cost_usd:.4f}"
-        why = r.reason or (f"due {r.due_at}" if r.due_at else "")
         table.add_row(
             r.identifier,
             r.issue_state or "",
@@ -202,7 +201,7 @@ def _print_status(dispatcher: Any, app: App, *, all_runs: bool = False) -> None:
             r.run_id,
             str(r.tokens),
             cost,
-            why,
+            r.why,
             r.workspace or "",
         )
     out.print(table)
