@@ -209,9 +209,10 @@ class Kernel:
             defn.check_same_run(row, input_text if key is None else None)
             if key is not None and _differ(row.input, input_text):
                 raise IdempotencyConflictError(key, row.workflow_id)
-        if cmd.queue is None and (created or row.status is RunStatus.PENDING):
+        if cmd.queue is None and (created or _handed_back(row)):
             # started again, a run that waits to be driven (handed back by a process that
-            # exited) continues here, as a `run` of its id does; one claim wins
+            # exited) continues here, as a `run` of its id does; a run just created by
+            # another caller, never claimed yet, is that caller's to drive
             self.host.spawn(row.workflow_id)
         return RunCreated(workflow_id=row.workflow_id, created=created)
 
@@ -452,3 +453,8 @@ def _cancelled_under_job(run: RunRow | None) -> bool:
     if run is None or run.end_reason is not EndReason.CANCELLED:
         return False
     return not (run.status is RunStatus.CANCELLED and run.cancel_requested == "compensate")
+
+
+def _handed_back(run: RunRow) -> bool:
+    """Pending after an owner drove it: handed back (or woken), runnable by anyone."""
+    return run.status is RunStatus.PENDING and run.generation >= 1
