@@ -16,6 +16,7 @@ from .._info import RunInfo
 from ..app import App
 from ..errors import RunNotFoundError
 from ..serde import load_json
+from ..store import RunStatus
 
 __all__ = ["IssueStatus", "Reported", "as_ended", "issue_view", "state_view"]
 
@@ -55,12 +56,9 @@ def as_ended(run: RunInfo, state: dict[str, Any]) -> dict[str, Any]:
     if run.end_reason is None:
         return state
     error = run.error_record
-    reason = None if run.status.value == "completed" or error is None else error.message
+    reason = None if run.status is RunStatus.COMPLETED or error is None else error.message
     out = {**state, "phase": "ended", "reason": reason, "error": None, "question": None}
-    try:
-        result = load_json(run.output) if run.output else None
-    except Exception:
-        result = None
+    result = load_json(run.output) if run.output else None
     if isinstance(result, dict) and result.get("handed_off"):
         out["issue_state"] = result["handed_off"]
     return out

@@ -223,7 +223,7 @@ class Kernel:
         # a parent waiting on the run was woken to see it cancelled (its children's
         # parents were cancelled with them)
         run = await self.store.get_run(cmd.workflow_id)
-        parent = None if run is None or run.parent_id is None else run.parent_id
+        parent = run.parent_id if run is not None else None
         woken = [parent] if parent is not None and await self._pending(parent) else []
         self.host.woken(woken + (cancelled if cmd.compensate else []))
         return RunCancelled(cancelled=cancelled)
