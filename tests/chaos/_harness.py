@@ -15,6 +15,7 @@ of the result and of the first progress line, so a failure can be replayed
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
@@ -77,7 +78,10 @@ class Stop:
 
     pid: int
     signal: int
-    at: float  # wall clock when it was sent
+    at: float  # wall clock just before it was sent
+    # SIGKILL: wall clock once the process was seen dead. The kill lands somewhere in
+    # [at, dead]: the process may still write a ledger line in between
+    dead: float | None = None
 
 
 @dataclass
@@ -176,9 +180,15 @@ class Fleet:
     def send(self, slot: int, sig: int) -> Stop:
         proc = self.procs[slot]
         assert proc is not None
-        stop = Stop(proc.pid, sig, time.time())
+        at = time.time()
         self.signalled.add(proc.pid)
         os.kill(proc.pid, sig)
+        dead = None
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            dead = time.time()
+        stop = Stop(proc.pid, sig, at, dead)
         self.stops.append(stop)
         return stop
 
@@ -459,13 +469,27 @@ def check_invariants(
         record = app.get_record(wid)
         recorded = {_plain_name(key): s for key, s in record.steps.items()}
         expected = step_names(spec)
+        found = len(out)
         for name in expected:
             runs = sorted(by_step.pop((wid, name), []), key=lambda e: e.started)
             step = recorded.get(name)
             out += _check_step(wid, name, step, runs, stops, graceful=graceful)
+        if len(out) > found:
+            out.append(f"[history] {wid}: {_history(record)}")
     for (wid, name), runs in by_step.items():
         out.append(f"[2 unknown step] {len(runs)} execution(s) of {wid}/{name}, not a step it has")
     return out
+
+
+def _history(record: Any) -> str:
+    """A run's events and steps, to tell how a violation came about."""
+    events = "; ".join(
+        f"{e.seq} {e.at.timestamp():.6f} {e.type} {e.message or ''}".rstrip() for e in record.events
+    )
+    steps = "; ".join(
+        f"{k}={s.status.value} attempts={s.attempts}" for k, s in record.steps.items()
+    )
+    return f"events: {events} | steps: {steps} | generation {record.generation}"
 
 
 def _plain_name(key: str) -> str:
@@ -488,7 +512,7 @@ def _check_step(
     graceful: bool,
 ) -> list[str]:
     where = f"{wid}/{name}"
-    killed_at = {s.pid: s.at for s in stops if s.signal == signal.SIGKILL}
+    killed = {s.pid: s for s in stops if s.signal == signal.SIGKILL}
 
     def _show(runs: list[Execution]) -> str:
         return _describe(runs, stops)
@@ -522,15 +546,15 @@ def _check_step(
             f"recorded: {_show(runs)}"
         )
     for e, after in itertools.pairwise(runs):
-        k = killed_at.get(e.pid)
+        k = killed.get(e.pid)
         if k is None:
             out.append(
                 f"[2 repeat without a crash] {where}: pid {e.pid} was never SIGKILLed, yet the "
                 f"step ran again at {after.started:.6f} (pid {after.pid}): {_show(runs)}"
             )
-        elif not e.started <= k <= after.started:
+        elif not (e.started <= (k.dead or k.at) and k.at <= after.started):
             out.append(
-                f"[2 repeat not after the crash] {where}: pid {e.pid} was SIGKILLed at {k:.6f}, "
+                f"[2 repeat not after the crash] {where}: pid {e.pid} was SIGKILLed at {k.at:.6f}, "
                 f"not between its execution ({e.started:.6f}) and the next one "
                 f"({after.started:.6f}, pid {after.pid}): {_show(runs)}"
             )
@@ -543,6 +567,9 @@ def _describe(runs: list[Execution], stops: list[Stop]) -> str:
     parts = []
     for e in runs:
         stop = sent.get(e.pid)
-        fate = "" if stop is None else f", {signal.Signals(stop.signal).name} at {stop.at:.6f}"
+        fate = ""
+        if stop is not None:
+            fate = f", {signal.Signals(stop.signal).name} at {stop.at:.6f}"
+            fate += "" if stop.dead is None else f", dead by {stop.dead:.6f}"
         parts.append(f"pid {e.pid} at {e.started:.6f} ({e.id[:8]}{fate})")
     return "; ".join(parts) or "none"

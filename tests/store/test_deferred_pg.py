@@ -57,6 +57,16 @@ def _status(postgres: PostgresServer, url: str, run: str, key: str) -> str | Non
     return None if row is None else str(row[0])
 
 
+async def _lock_waits(watch: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether a statement of the test database waits for a lock."""
+    cur = await watch.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND datname = current_database()"
+    )
+    row = await cur.fetchone()
+    return row is not None and row[0] > 0
+
+
 def _counting(url: str) -> tuple[Store, list[int]]:
     """The PostgreSQL store of `url`, counting its round trips (each verb's `_with`)."""
     trips: list[asyncio.Task[Any] | None] = []  # the task of each
@@ -168,6 +178,90 @@ async def test_a_completion_held_before_a_retry_of_the_same_step_is_written_firs
         # the same key again (not folded: one statement may change a row once)
         row = await store.start_step(f, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
         assert row.attempts == 2 and row.result == "1"
+    finally:
+        await store.close()
+
+
+async def test_a_run_waits_for_its_completion_that_another_write_is_writing(
+    postgres: PostgresServer, url: str
+) -> None:
+    """Runs of one process hold completions; another run's write takes them all and is
+    held up writing one of them. A run's end must wait for that write, which carries
+    the run's last completion: ended before it, the run was left completed with its
+    last step `running` when the process was SIGKILLed meanwhile (chaos on PostgreSQL,
+    workers running several jobs at once)."""
+    store = open_store(url)
+    schema = url.rsplit("schema=", 1)[1].split("&")[0]
+    try:
+        a, b, c = await _run(store, "a"), await _run(store, "b"), await _run(store, "c")
+        for f in (a, b, c):
+            await store.start_step(f, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
+        async with (
+            await psycopg.AsyncConnection.connect(postgres.url) as lock_b,
+            await psycopg.AsyncConnection.connect(postgres.url) as lock_c,
+            await psycopg.AsyncConnection.connect(postgres.url, autocommit=True) as watch,
+        ):
+            for conn, wid in ((lock_b, "b"), (lock_c, "c")):
+                await conn.execute(
+                    f'SELECT 1 FROM "{schema}".runs WHERE id = %s FOR UPDATE', (wid,)
+                )
+            # the store's own flush of b's completion waits for b's lock
+            await store.complete_step(b, "x", result="1", at=AT, event=NewEvent("c"))
+            await eventually(lambda: _lock_waits(watch), timeout=10)
+            # c's and a's completions are held behind it; c's next read waits for that
+            # flush, then writes them (c's first: it waits for c's lock)
+            await store.complete_step(c, "x", result="3", at=AT, event=NewEvent("c"))
+            await store.complete_step(a, "x", result="2", at=AT, event=NewEvent("c"))
+            reader = asyncio.ensure_future(store.get_run("c"))
+            end = NewEvent("workflow.completed")
+            ending = asyncio.ensure_future(
+                store.finish_run(a, RunStatus.COMPLETED, output="2", error=None, at=AT, event=end)
+            )
+            await asyncio.sleep(0)  # both wait for the flush of b's
+            await lock_b.rollback()
+
+            async def b_written() -> bool:
+                return await asyncio.to_thread(_status, postgres, url, "b", "x") == "completed"
+
+            await eventually(b_written, timeout=10)
+            await eventually(lambda: _lock_waits(watch), timeout=10)  # now c's completion waits
+            # give a wrong end the time to commit while a's completion is unwritten
+            ended, _ = await asyncio.wait({ending}, timeout=1.0)
+            seen = await asyncio.to_thread(_status, postgres, url, "a", "x")
+            await lock_c.rollback()
+            await asyncio.gather(reader, ending)
+        assert not ended, f"run a ended while its last completion was unwritten (x {seen})"
+        assert [e.type for e in await store.list_events("a")][-2:] == ["c", "workflow.completed"]
+        assert {s.key: s.status for s in await store.load_steps("a")} == {"x": StepStatus.COMPLETED}
+    finally:
+        await store.close()
+
+
+async def test_a_completion_held_while_the_stores_own_flush_wrote_is_written_after_it(
+    postgres: PostgresServer, url: str
+) -> None:
+    """The store's own flush of what it held takes a while (a lock); a completion held
+    meanwhile is written when that flush ends, with no other write to carry it."""
+    store = open_store(url)
+    schema = url.rsplit("schema=", 1)[1].split("&")[0]
+    try:
+        a, b = await _run(store, "a"), await _run(store, "b")
+        for f in (a, b):
+            await store.start_step(f, "x", idempotency_key=None, at=AT, event=NewEvent("s"))
+        async with (
+            await psycopg.AsyncConnection.connect(postgres.url) as lock_b,
+            await psycopg.AsyncConnection.connect(postgres.url, autocommit=True) as watch,
+        ):
+            await lock_b.execute(f'SELECT 1 FROM "{schema}".runs WHERE id = %s FOR UPDATE', ("b",))
+            await store.complete_step(b, "x", result="1", at=AT, event=NewEvent("c"))
+            await eventually(lambda: _lock_waits(watch), timeout=10)  # the flush of b's
+            await store.complete_step(a, "x", result="2", at=AT, event=NewEvent("c"))
+            await lock_b.rollback()
+
+            async def written() -> bool:
+                return await asyncio.to_thread(_status, postgres, url, "a", "x") == "completed"
+
+            await eventually(written, timeout=10)
     finally:
         await store.close()
 

@@ -23,6 +23,11 @@ the refusal as its next step starts, before that step runs (as if the cancel
 or takeover had come a moment later). Any other write first writes what is
 held, in statements of its own; one refused there is dropped without failing
 the transaction it rides on, as it would have been refused on its own.
+
+On PostgreSQL several writes of one store run at once (a pool). A write that
+took held completions carries them until it commits: every other write of
+the store waits for it first (`settle_and_take`, `settled`), so nothing a run
+does next commits before a completion of that run another write carries.
 """
 
 from __future__ import annotations
@@ -51,14 +56,19 @@ class Deferred:
         self._flush = flush  # a transaction with nothing else in it
         self._tries = 0
         self._task: asyncio.Future[None] | None = None  # the flush of its own, if running
+        # every write of taken completions in flight (the flush of its own, or a write's
+        # `settle_and_take`): until it commits, what it took is neither held nor written
+        self._out: list[asyncio.Future[None]] = []
 
     def __bool__(self) -> bool:
         return bool(self._bodies)
 
     @property
     def writing(self) -> bool:
-        """Whether a flush of its own is writing what it took."""
-        return self._task is not None and not self._task.done()
+        """Whether a flush of its own is under way, or a write of taken completions is
+        in flight."""
+        own = self._task is not None and not self._task.done()
+        return own or any(not f.done() for f in self._out)
 
     def add(self, body: Body) -> None:
         """Hold `body` for the next transaction; make one if none comes this turn."""
@@ -70,6 +80,27 @@ class Deferred:
         """Every held completion (the caller writes them, or gives them back)."""
         taken, self._bodies = self._bodies, []
         return taken
+
+    async def settle_and_take(self) -> tuple[list[Body], asyncio.Future[None] | None]:
+        """Wait until no write of taken completions is in flight, then take what is
+        held: everything held before the call is then written, or in the caller's
+        hands. The caller resolves the future (`done_writing`) once its write ended, so
+        every other write of this store waits for it (`settled`)."""
+        await self.settled()
+        taken = self.take()
+        if not taken:
+            return taken, None
+        out = asyncio.get_running_loop().create_future()
+        self._out.append(out)
+        return taken, out
+
+    def done_writing(self, out: asyncio.Future[None] | None) -> None:
+        """The write of what `settle_and_take` took has ended (committed, or given back)."""
+        if out is None:
+            return
+        if not out.done():
+            out.set_result(None)
+        self._out = [f for f in self._out if not f.done()]
 
     def give_back(self, taken: list[Body]) -> None:
         """The transaction that carried `taken` rolled back: hold them again, first."""
@@ -86,11 +117,11 @@ class Deferred:
                 log.info("a held step completion was refused and dropped: %s", exc)
 
     async def settled(self) -> None:
-        """Until a flush of its own that is writing (it took the held) has finished,
-        so nothing the store writes next can commit before it."""
-        task = self._task
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
-            await asyncio.wait([task])
+        """Until no write of taken completions is in flight (of this event loop), so
+        nothing the store writes next can commit before what they carry."""
+        loop = asyncio.get_running_loop()
+        while out := [f for f in self._out if not f.done() and f.get_loop() is loop]:
+            await asyncio.wait(out)
 
     def _soon(self) -> None:
         if self._bodies and (self._task is None or self._task.done()):
@@ -100,6 +131,8 @@ class Deferred:
         try:
             await self._flush()
             self._tries = 0
+            if self._bodies:  # held while it wrote, when `_soon` had to leave them
+                asyncio.get_running_loop().call_soon(self._soon)
         except StoreError as exc:  # held still: the next write carries them, or a retry
             delay = RETRY_DELAYS[min(self._tries, len(RETRY_DELAYS) - 1)]
             self._tries += 1

@@ -211,7 +211,6 @@ class PostgresStore(Store):
         is the caller's (in a sequential run, the same run's next write): as when a
         completion fails as its step ends, the step is not recorded and runs again on
         resume; kept, they would fail every write of this store behind them."""
-        await self.deferred.settled()  # a flush of its own first, if one is writing
         for delay in (*RETRY_DELAYS, None):
             try:
                 return await self._flush_deferred(keep=delay is not None)
@@ -222,8 +221,9 @@ class PostgresStore(Store):
                 await asyncio.sleep(delay)
 
     async def _flush_deferred(self, *, keep: bool = True) -> None:
-        """Write what is held (a flush of its own keeps them for a retry if it fails)."""
-        held = self.deferred.take()
+        """Write what is held, once no other write of held completions is in flight
+        (a flush of its own keeps them for a retry if it fails)."""
+        held, out = await self.deferred.settle_and_take()
         if not held:
             return
         channel = self.config.channel
@@ -235,6 +235,8 @@ class PostgresStore(Store):
             else:
                 log.warning("held step completions were not written and are dropped: %s", exc)
             raise
+        finally:
+            self.deferred.done_writing(out)
 
     @staticmethod
     def _folded(done: HeldCompletion) -> dict[str, Any]:
