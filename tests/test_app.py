@@ -365,3 +365,42 @@ async def test_start_and_submit_of_an_existing_id_with_another_input_are_refused
             await call(hello, "Bob", workflow_id="h1")
         assert await call(hello, "Ada", workflow_id="h1") == "h1"  # the same: its id
     assert (await app.aresult("h1")).value == "hi Ada"
+
+
+async def test_a_run_that_ends_between_a_drivers_read_and_its_claim_is_not_run_again(
+    database_url: str, clock: FakeClock
+) -> None:
+    """A driver read the run live (another caller was finishing it) and claims it a
+    moment later, after it completed: the claim is refused and the driver answers as
+    the run ended. Before, the claim took the completed run back to running and its
+    workflow function ran a second time (two idempotent starts could both run it)."""
+    from dataclasses import replace
+
+    from tether.store import open_store
+
+    base: type = type(open_store(database_url))
+    stale: set[str] = set()
+
+    class StaleOnce(base):  # type: ignore[misc, valid-type]
+        async def get_run(self, workflow_id: str) -> object:
+            row = await super().get_run(workflow_id)
+            if row is not None and workflow_id in stale:
+                stale.discard(workflow_id)  # read before its end committed
+                return replace(row, status=RunStatus.RUNNING, end_reason=None)
+            return row
+
+    bodies: list[str] = []
+    async with App(store=StaleOnce(database_url), clock=clock) as app:
+
+        @app.workflow(name="once")
+        async def once(wf: Workflow) -> int:
+            bodies.append(wf.workflow_id)
+            return int(await wf.step("one", lambda: 1))
+
+        assert (await app.arun(once, workflow_id="o1")).value == 1
+        stale.add("o1")
+        assert (await app.arun(once, workflow_id="o1")).value == 1
+        record = await app.aget_record("o1")
+    assert bodies == ["o1"]
+    assert [e.type for e in record.events].count("workflow.running") == 1
+    assert record.status is RunStatus.COMPLETED

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tether.errors import InvalidArgumentError, TetherError
+from tether.errors import InvalidArgumentError, RunFinishedError, TetherError
 from tether.store import (
     EndReason,
     Fence,
@@ -329,16 +329,17 @@ async def test_each_end_records_its_reason(store: Store, verb: str, status: str)
 
 
 async def test_only_an_ended_run_has_a_reason(store: Store) -> None:
-    """Created, claimed, parked: none; a finished run claimed again, or rewound by
-    rerun_from, has none either until it ends again."""
+    """Created, claimed, parked: none; a finished run rewound by rerun_from has none
+    either until it ends again (a finished run is never claimed)."""
     for status in ("pending", "running", "waiting"):
         await _run_in(store, status, status)
         run = await store.get_run(status)
         assert run is not None and run.end_reason is None
     await _run_in(store, "done", "completed")
     assert (await store.get_run("done")).end_reason is EndReason.COMPLETED  # type: ignore[union-attr]
-    await _claim(store, "done")
-    assert (await store.get_run("done")).end_reason is None  # type: ignore[union-attr]
+    with pytest.raises(RunFinishedError):
+        await _claim(store, "done")
+    assert (await store.get_run("done")).end_reason is EndReason.COMPLETED  # type: ignore[union-attr]
     await _run_in(store, "bad", "failed")
     assert (await store.get_run("bad")).end_reason is EndReason.FAILED  # type: ignore[union-attr]
     await _rerun(store, "bad")

@@ -60,7 +60,8 @@ _LIVE = (R.PENDING, R.RUNNING, R.WAITING)
 MOVES: tuple[Move, ...] = (
     _m("run", "create_run", None, R.PENDING),
     _m("run", "submit_run", None, R.PENDING),
-    _m("run", "claim_run", (*_LIVE, *_FINISHED), R.RUNNING),
+    # never a run that ended: a driver that read it live a moment ago is refused
+    _m("run", "claim_run", _LIVE, R.RUNNING),
     _m("run", "claim_run(compensating)", R.CANCELLED, R.CANCELLED),
     # a worker's claim of a job claims its run too, for the worker's host (`RunClaim`)
     _m("run", "claim_jobs", (R.PENDING, R.RUNNING), R.RUNNING),
@@ -136,8 +137,9 @@ def _targets(*verbs: str) -> frozenset[str]:
 
 # a run is terminal once it ended (finished, or was cancelled)
 TERMINAL = _targets("finish_run", "cancel_run", "finish_run(compensating)", "reap_jobs")
-# terminal runs a plain claim refuses: they ended by cancellation
-CLOSED = TERMINAL - moves("run", "claim_run").src
+# terminal runs closed to their owner's writes (bar a compensation's): they ended by
+# cancellation, or their compensations ran
+CLOSED = _targets("cancel_run", "finish_run(compensating)")
 # runs a job's claim claims with it
 JOB_RUN = frozenset(str(s) for s in moves("run", "claim_jobs").src)
 # runs `rerun_from` may rewind

@@ -82,7 +82,8 @@ id IN (SELECT id FROM runs WHERE id = :wid FOR UPDATE SKIP LOCKED)
 EXISTS (SELECT 1 FROM unnest(:names::text[], :versions::text[]) d(n, v)
   WHERE d.n = workflow_name AND d.v IS NOT DISTINCT FROM workflow_version)
 -- name: _claim_where
-id = :wid AND status NOT IN {CLOSED} AND {_claimable}
+-- a run that ended is never claimed (a driver that read it live a moment ago is refused)
+id = :wid AND status NOT IN {TERMINAL} AND {_claimable}
 -- name: _claim_set_compensating
 owner = :owner, owner_generation = owner_generation + 1,
   owner_expires_at = {_now} + make_interval(secs => :lease::float8), updated_at = :at

@@ -67,7 +67,7 @@ EXISTS (SELECT 1 FROM json_each(:names) n JOIN json_each(:versions) v ON v.key =
   WHERE n.value = workflow_name AND v.value IS workflow_version)
 -- name: claim_run
 UPDATE runs SET {_claim_set}
-WHERE id = :wid AND status NOT IN {CLOSED} AND {_claimable} RETURNING {_run_cols}
+WHERE id = :wid AND status NOT IN {TERMINAL} AND {_claimable} RETURNING {_run_cols}
 -- name: claim_run_compensating
 UPDATE runs SET owner = :owner, owner_generation = owner_generation + 1,
   owner_expires_at = {_now} + :lease, updated_at = :at
