@@ -602,3 +602,25 @@ async def test_a_run_woken_under_an_incompatible_version_is_left_pending_not_fai
         assert "left pending" in lines[0].getMessage()
     finally:
         await new.aclose()
+
+
+async def test_the_result_of_a_run_cancelled_with_compensation_waits_for_the_undo(
+    app: App,
+) -> None:
+    """`result()` answers once the compensations ran (before: `cancelled` at once,
+    while the undo was still to come), as `tether runs watch` and the server's event
+    stream end only then."""
+    undone: list[object] = []
+
+    @app.workflow
+    async def order(wf: Workflow) -> None:
+        await wf.step("reserve", lambda: "R", compensate=undone.append)
+        await wf.wait_for_signal("confirm")
+
+    await app.arun(order, workflow_id="c-wait")
+    await app.acancel("c-wait", "customer left", compensate=True)
+    result = await app.aresult("c-wait", timeout=10)
+    assert result.status is RunStatus.COMPENSATED
+    assert undone == ["R"]
+    run = await app.aget_run("c-wait")
+    assert run.settled and run.status is RunStatus.COMPENSATED

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ._failure import ErrorRecord, decode_error
-from .store import EndReason, RunRow, RunStatus, WaitKind, WaitRow, WaitStatus
+from .store import EndReason, RunRow, RunStatus, WaitKind, WaitRow, WaitStatus, run_settled
 
 __all__ = ["RunInfo", "WaitInfo"]
 
@@ -53,6 +53,12 @@ class RunInfo:
     def error_record(self) -> ErrorRecord | None:
         """The recorded error, decoded (None: none recorded)."""
         return decode_error(self.error)
+
+    @property
+    def settled(self) -> bool:
+        """Ended, with nothing of it left to run: False for a cancelled run whose
+        compensations are still due (its status moves on to ``compensated``)."""
+        return run_settled(self.status, self.cancel_requested)
 
     @classmethod
     def from_row(cls, row: RunRow) -> RunInfo:

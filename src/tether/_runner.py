@@ -692,7 +692,7 @@ class Runner:
         """`result_of` if the run has ended, else None: for a caller woken by the run's
         notification, which reads once, not once to see the end and again for the rest."""
         run, record = await load_history(self._store, workflow_id)
-        return self._result(run, record, None) if run.status.terminal else None
+        return self._result(run, record, None) if run.settled else None
 
     def _result(self, run: RunRow, record: RunRecord, defn: WorkflowDef | None) -> RunResult[Any]:
         value: Any = None

@@ -633,7 +633,8 @@ class App:
     rerun_from = facade(arerun_from)
 
     async def aresult(self, workflow_id: str, timeout: float | None = None) -> RunResult[Any]:
-        """Wait until the run reaches a terminal status; its result.
+        """Wait until the run has ended (a run cancelled with ``compensate=True``:
+        until its compensations ran); its result.
 
         On PostgreSQL the wait wakes on the run's notification, within
         milliseconds of its end; elsewhere it polls. Raises `TimeoutError` if
@@ -656,7 +657,7 @@ class App:
             run = await self.store.get_run(workflow_id)
             if run is None:
                 raise RunNotFoundError(workflow_id)
-            if run.status.terminal:
+            if run.settled:  # a cancel's compensations, if due, have run
                 defn = self._registry.get(run.workflow_name)
                 return await self._runner.result_of(workflow_id, defn)
             left = None if deadline is None else deadline - loop.time()

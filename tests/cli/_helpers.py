@@ -49,6 +49,10 @@ FLOW = textwrap.dedent(
     async def waits(wf: tether.Workflow) -> object:
         return await wf.wait_for_signal("go")
 
+    async def undone(wf: tether.Workflow) -> None:
+        await wf.step("reserve", lambda: effect("reserve"), compensate=lambda r: effect("release"))
+        raise RuntimeError("declined")
+
     app = tether.App(os.environ["FLOWS_DB"])
     for _fn in (greet, broken, waits):
         app.workflow(_fn)

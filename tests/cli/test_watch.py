@@ -47,3 +47,12 @@ def test_watch_exits_1_for_a_failed_run_and_3_for_an_unknown_one(
     assert failed.returncode == 1 and "the agent gave up" in failed.stdout
     assert tether(tmp_path, "runs", "watch", "nope").returncode == 3
     assert tether(tmp_path, "runs", "watch", "b1", "--interval", "0").returncode == 2
+
+
+def test_watch_exits_1_for_a_run_that_failed_and_was_compensated(
+    tmp_path: Path, flow: Path
+) -> None:
+    """Its status is `compensated`, not `failed`: it still did not complete (before: 0)."""
+    assert tether(tmp_path, "run", f"{flow}:undone", "--id", "u1").returncode == 1
+    watched = tether(tmp_path, "runs", "watch", "u1")
+    assert watched.returncode == 1 and "compensated" in watched.stdout

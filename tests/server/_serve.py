@@ -19,6 +19,7 @@ TETHER = str(Path(sys.executable).with_name("tether"))
 FLOWS = textwrap.dedent(
     """
     import os
+    import time
 
     from pydantic import BaseModel
 
@@ -40,6 +41,12 @@ FLOWS = textwrap.dedent(
         got = await wf.wait_for_signal("go")
         await wf.step("after", lambda: 2)
         return got
+
+    @app.workflow
+    async def undoes(wf: tether.Workflow) -> object:
+        # the undo takes a while: the run is `cancelled` meanwhile, its undo still due
+        await wf.step("reserve", lambda: "R", compensate=lambda r: time.sleep(0.5))
+        return await wf.wait_for_signal("go")
 
     @app.workflow
     async def hooked(wf: tether.Workflow) -> object:

@@ -38,6 +38,33 @@ def test_the_stream_shows_a_parked_run_signalled_to_its_end(served: Served) -> N
         assert [e.type for e in client.events(wid)] == seen  # every event, once, in order
 
 
+def test_the_stream_of_a_run_cancelled_with_compensation_ends_after_the_undo(
+    served: Served,
+) -> None:
+    """The run is `cancelled` first, its compensations still due: the stream goes on
+    until they ran (before: it ended at the cancel, without them)."""
+    with Client(served.url) as client:
+        wid = client.start("undoes")
+        eventually_sync(lambda: client.get_record(wid).status is RunStatus.WAITING, timeout=30)
+        seen: list[str] = []
+        streaming = threading.Event()
+
+        def follow() -> None:
+            with Client(served.url) as reader:
+                for event in reader.stream_events(wid):
+                    seen.append(event.type)
+                    streaming.set()
+
+        thread = threading.Thread(target=follow)
+        thread.start()
+        assert streaming.wait(30)
+        assert client.cancel(wid, "customer left", compensate=True) == [wid]
+        thread.join(60)
+        assert not thread.is_alive()
+        assert seen[-1] == "workflow.compensated", seen
+        assert client.get_record(wid).status is RunStatus.COMPENSATED
+
+
 async def test_resuming_a_stream_after_a_seq(served: Served) -> None:
     async with AsyncClient(served.url) as client:
         wid = await client.start("counts", 2)

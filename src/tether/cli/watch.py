@@ -109,30 +109,33 @@ def render_run(rec: RunRecord, now: datetime, waits: list[str], last: int = 8) -
 @db_state
 def watch(state: CliState, workflow_id: str, interval: float, once: bool) -> None:
     """Watch RUN_ID live: its stages with progress bars (or its latest steps), the waits
-    it is parked on, its cost and its latest events. Exits when the run ends: 0 if it
-    completed, 1 if it failed or was cancelled."""
+    it is parked on, its cost and its latest events. Exits when the run ends (a cancel's
+    compensations, if due, have run): 0 if it completed, 1 if it failed or was cancelled
+    (compensated or not)."""
     text(workflow_id, "run id")
     if not interval > 0:
         fail(EXIT_USAGE, f"--interval must be seconds > 0, got {interval}")
     app = read_app(state)
     try:
 
-        def frame() -> tuple[Group, RunRecord]:
+        def frame() -> tuple[Group, RunRecord, bool]:
+            # read first: a run seen settled here has nothing left for the record to miss
+            settled = guard(lambda: app.get_run(workflow_id)).settled
             rec: RunRecord = guard(lambda: app.get_record(workflow_id))
             waits = [w.key for w in guard(lambda: app.list_waits(workflow_id))
                      if w.status.value == "pending"]  # fmt: skip
-            return render_run(rec, datetime.now(UTC), waits), rec
+            return render_run(rec, datetime.now(UTC), waits), rec, settled
 
-        view, rec = frame()
+        view, rec, settled = frame()
         if once:
             out.print(view)
             return
         with Live(view, console=out, refresh_per_second=4, transient=False) as live:
-            while not rec.status.terminal:
+            while not settled:  # a cancel's compensations too, until they have run
                 time.sleep(interval)
-                view, rec = frame()
+                view, rec, settled = frame()
                 live.update(view)
     finally:
         app.close()
-    if rec.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+    if rec.status is not RunStatus.COMPLETED:  # failed or cancelled, undone or not
         raise SystemExit(EXIT_FAILED)

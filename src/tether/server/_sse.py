@@ -42,7 +42,7 @@ async def event_stream(app: ServedApp, workflow_id: str, after: int) -> AsyncIte
             after = row.seq
         if rows:
             quiet_since = loop.time()
-        if run.status.terminal:
+        if run.settled:  # a cancel's compensations too: their events come first
             yield f"event: end\ndata: {json.dumps({'status': run.status.value})}\n\n".encode()
             return
         if loop.time() - quiet_since >= KEEP_ALIVE:

@@ -45,6 +45,7 @@ from ._records import (
     WaitKind,
     WaitRow,
     WaitStatus,
+    run_settled,
 )
 from ._url import (
     DEFAULT_URL,
@@ -104,6 +105,7 @@ __all__ = [
     "parse_sqlite_url",
     "redact",
     "resolve_url",
+    "run_settled",
 ]
 
 

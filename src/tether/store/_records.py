@@ -38,6 +38,7 @@ __all__ = [
     "WaitKind",
     "WaitRow",
     "WaitStatus",
+    "run_settled",
 ]
 
 
@@ -201,6 +202,21 @@ class RunRow:
     budget: str | None = None  # JSON text: the run's own AI budget (see tether.ai.Budget)
     attempt: int = 1  # 1, then one more each time `rerun_from` sends the run round again
     end_reason: EndReason | None = None  # why it ended (None: it has not)
+
+    @property
+    def settled(self) -> bool:
+        """Ended, with nothing of it left to run (see `run_settled`)."""
+        return run_settled(self.status, self.cancel_requested)
+
+
+def run_settled(status: RunStatus, cancel_requested: str | None) -> bool:
+    """Whether a run has ended with nothing left to run: a cancelled run whose
+    compensations are still due has ended, but its status will still move on to
+    ``compensated`` (or ``compensation_failed``), so whoever waits for its outcome
+    waits for that."""
+    if not status.terminal:
+        return False
+    return not (status is RunStatus.CANCELLED and cancel_requested == "compensate")
 
 
 @dataclass(frozen=True, slots=True)
