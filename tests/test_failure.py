@@ -107,6 +107,47 @@ def test_a_revived_error_is_of_its_recorded_class() -> None:
     assert isinstance(revive_error("w", None), Exception)
 
 
+class Declined(Exception):
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(f"{code}: {why}")
+        self.code, self.why = code, why
+        self.detail = {"lines": [1, 2], "ok": False, "cost": 0.5}
+        self.pair = (1, 2)  # comes back from JSON a list: left out
+        self.handle = object()  # not JSON at all: left out
+        self._private = "kept to itself"
+
+
+def test_a_revived_error_keeps_its_public_attributes_that_json_holds() -> None:
+    """An `except` clause that reads `exc.status` works on the first run and on every
+    ask after (before: AttributeError, the revived exception had only its message)."""
+    record = decode_error(encode_error(Declined(402, "card declined")))
+    assert record is not None
+    assert record.attributes == {
+        "code": 402,
+        "why": "card declined",
+        "detail": {"lines": [1, 2], "ok": False, "cost": 0.5},
+    }
+    exc = revive_error("w", record)
+    assert type(exc) is Declined and str(exc) == "402: card declined"
+    assert (exc.code, exc.why, exc.detail) == (402, "card declined", record.attributes["detail"])
+    assert not hasattr(exc, "pair") and not hasattr(exc, "_private")
+    provider = revive_error("w", ErrorRecord.of(ProviderError("gone", status=404, request_id="r1")))
+    assert isinstance(provider, ProviderError)
+    assert (provider.status, provider.retryable, provider.request_id) == (404, False, "r1")
+
+
+async def test_a_failed_run_asked_again_raises_with_the_same_attributes(app: App) -> None:
+    @app.workflow
+    async def pays(wf: Workflow) -> None:
+        await wf.step("charge", lambda: 1)
+        raise Declined(402, "card declined")
+
+    for _ in range(2):  # the run, then the run asked again (its record)
+        with pytest.raises(Declined) as caught:
+            await app.arun(pays, workflow_id="p1")
+        assert (caught.value.code, caught.value.why) == (402, "card declined")
+
+
 async def test_steps_record_whether_their_policy_would_retry(app: App) -> None:
     policy = RetryPolicy(attempts=2, backoff=0, jitter=0, non_retryable=(PermissionError,))
 

@@ -2,7 +2,8 @@
 
 A failed run or step, and a cancelled run, record an `ErrorRecord` as JSON::
 
-    {"type", "module", "qualname", "message", "retryable", "traceback", "cause"}
+    {"type", "module", "qualname", "message", "retryable", "traceback", "cause",
+     "attributes"}
 
 `encode_error` writes an exception, `encode_record` a record made by hand (a
 cancellation), and `decode_error` reads any of them back, including rows
@@ -20,7 +21,9 @@ the outermost record only, already shows the whole chain.
 Asking a failed run for its result again raises the same exception type as
 the first time: the class is found again by module and name and rebuilt with
 the recorded message (without calling its ``__init__``, whose signature we
-cannot know); where the class cannot be found, `RunFailedError` stands in.
+cannot know) and the public attributes it had that JSON holds as they were
+(``status``, ``spent_usd``, ...: what an ``except`` clause reads); where the
+class cannot be found, `RunFailedError` stands in.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
 ]
 
 MAX_CAUSES = 8  # causes kept below the outermost error
+MAX_ATTRIBUTE = 4096  # characters of JSON an attribute may take to be kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,8 @@ class ErrorRecord:
     retryable: bool | None = None  # would the step's policy retry it; None: not decided
     traceback: str | None = None
     cause: ErrorRecord | None = None  # the error it was raised from
+    # its public instance attributes that JSON holds as they are (None: none)
+    attributes: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, exc: BaseException, *, retryable: bool | None = None) -> ErrorRecord:
@@ -79,6 +85,7 @@ class ErrorRecord:
             "retryable": self.retryable,
             "traceback": self.traceback,
             "cause": None if self.cause is None else self.cause.to_dict(),
+            "attributes": self.attributes,
         }
 
     @classmethod
@@ -88,6 +95,7 @@ class ErrorRecord:
             return cls("Exception", data if isinstance(data, str) else json.dumps(data))
         cause = data.get("cause")
         retryable = data.get("retryable")
+        attributes = data.get("attributes")
         return cls(
             type=_text(data.get("type")) or "Exception",
             message=_text(data.get("message")) or "",
@@ -98,6 +106,7 @@ class ErrorRecord:
             cause=cls.from_dict(cause, depth + 1)
             if cause is not None and depth < MAX_CAUSES
             else None,
+            attributes=attributes if isinstance(attributes, dict) and attributes else None,
         )
 
     def causes(self) -> list[ErrorRecord]:
@@ -124,7 +133,34 @@ def _record(exc: BaseException, retryable: bool | None, tb: str | None, left: in
         retryable=retryable,
         traceback=tb,
         cause=None if cause is None or left <= 0 else _record(cause, None, None, left - 1),
+        attributes=_attributes(exc),
     )
+
+
+def _attributes(exc: BaseException) -> dict[str, Any] | None:
+    """The public instance attributes of `exc` that come back from JSON equal and of
+    the same type (a tuple would come back a list: left out), each small."""
+    kept: dict[str, Any] = {}
+    for name, value in getattr(exc, "__dict__", {}).items():
+        if name.startswith("_"):
+            continue
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        if len(text) <= MAX_ATTRIBUTE and _same(json.loads(text), value):
+            kept[name] = value
+    return kept or None
+
+
+def _same(back: Any, value: Any) -> bool:
+    if type(back) is not type(value):
+        return False
+    if isinstance(value, list):
+        return len(back) == len(value) and all(map(_same, back, value))
+    if isinstance(value, dict):
+        return back.keys() == value.keys() and all(_same(back[k], value[k]) for k in value)
+    return bool(back == value)
 
 
 def _text(value: Any) -> str | None:
@@ -161,9 +197,15 @@ def revive_error(workflow_id: str, error: ErrorRecord | None) -> Exception:
         try:
             exc = cls.__new__(cls)
             exc.args = (error.message,)
-            return exc
         except Exception:  # a class that refuses to be built this way
             pass
+        else:
+            for name, value in (error.attributes or {}).items():
+                try:
+                    setattr(exc, name, value)
+                except Exception:  # a read-only property, a slot it lacks: its loss
+                    pass
+            return exc
     return RunFailedError(workflow_id, error.type, error.message)
 
 
