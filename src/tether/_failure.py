@@ -28,6 +28,7 @@ class cannot be found, `RunFailedError` stands in.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import traceback
@@ -201,10 +202,9 @@ def revive_error(workflow_id: str, error: ErrorRecord | None) -> Exception:
             pass
         else:
             for name, value in (error.attributes or {}).items():
-                try:
+                # a read-only property, a slot it lacks: that attribute is lost
+                with contextlib.suppress(Exception):
                     setattr(exc, name, value)
-                except Exception:  # a read-only property, a slot it lacks: its loss
-                    pass
             return exc
     return RunFailedError(workflow_id, error.type, error.message)
 
