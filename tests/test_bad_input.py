@@ -292,6 +292,32 @@ def test_an_idempotency_key_reused_with_another_input_is_a_conflict(
     assert [r.workflow_id for r in sync_app.list_runs()] == [first]
 
 
+@pytest.mark.parametrize("how", ["submit", "start"])
+def test_an_idempotency_key_reused_for_another_run_id_or_workflow_is_a_conflict(
+    sync_app: App, how: str
+) -> None:
+    """Before: another workflow id with the same key returned the key's run (a run of
+    the id asked for did not exist), and another workflow was told to choose another
+    workflow_id, one the caller never gave."""
+
+    async def refund(wf: Workflow, n: int) -> int:
+        return -n
+
+    sync_app.workflow(echo)
+    sync_app.workflow(refund)
+    create = getattr(sync_app, how)
+    assert create(echo, 1, workflow_id="order-1", idempotency_key="k2") == "order-1"
+    assert create(echo, 1, workflow_id="order-1", idempotency_key="k2") == "order-1"
+    assert create(echo, 1, idempotency_key="k2") == "order-1"  # no id asked: the key's run
+    with pytest.raises(tether.IdempotencyConflictError) as caught:
+        create(echo, 1, workflow_id="order-2", idempotency_key="k2")
+    _clear(caught.value, "'k2'", "'order-1'", "different workflow id")
+    with pytest.raises(tether.IdempotencyConflictError) as caught:
+        create(refund, 1, idempotency_key="k2")
+    _clear(caught.value, "'k2'", "'order-1'", "different workflow")
+    assert [r.workflow_id for r in sync_app.list_runs()] == ["order-1"]
+
+
 def test_a_missing_postgres_driver_says_how_to_install_it(in_tmp: Path) -> None:
     code = (
         "import sys; sys.modules['psycopg'] = None\n"  # as if the driver were not installed

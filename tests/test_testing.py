@@ -105,6 +105,7 @@ STORE = {
     "check_url",
     "parse_sqlite_url",
     "redact",
+    "run_settled",
 }
 
 SERVER = {
@@ -189,3 +190,14 @@ async def test_eventually_moves_a_fake_clock() -> None:
 def test_eventually_sync_polls_until_true() -> None:
     calls = iter(range(100))
     assert eventually_sync(lambda: next(calls) >= 2, interval=0.001) is True
+
+
+def test_eventually_sync_refuses_an_async_condition() -> None:
+    """Its coroutine, never awaited, counted as true: the wait returned at once and
+    the test passed whatever the condition would have said."""
+
+    async def never() -> bool:
+        return False
+
+    with pytest.raises(TypeError, match="await tether.testing.eventually"):
+        eventually_sync(never, timeout=1)

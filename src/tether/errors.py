@@ -84,15 +84,22 @@ class InvalidArgumentError(TetherError, ValueError):
 
 
 class IdempotencyConflictError(InvalidArgumentError):
-    """A run's idempotency key was given again with a different input."""
+    """A run's idempotency key was given again with a different request: another
+    input, another workflow id, or another workflow (`differs` says which)."""
 
-    def __init__(self, key: str, workflow_id: str) -> None:
+    def __init__(self, key: str, workflow_id: str, differs: str = "input") -> None:
         self.key = key
         self.workflow_id = workflow_id
+        self.differs = differs
+        fix = {
+            "input": "resend the original input",
+            "workflow id": f"ask for run {workflow_id!r}",
+            "workflow": "start the workflow the key was first used for",
+        }.get(differs, "resend the original request")
         super().__init__(
             f"idempotency key {key!r} already created run {workflow_id!r} with a different "
-            "input; the same key must come with the same input (it names one request): "
-            "use a new key for a new request, or resend the original input"
+            f"{differs}; the same key must come with the same request (it names one "
+            f"request): use a new key for a new request, or {fix}"
         )
 
 

@@ -72,10 +72,12 @@ class _Poll:
         clock.advance(self.interval)
         return min(self.interval, FAKE_PAUSE)
 
+    def error_name(self) -> str:
+        return str(getattr(self.condition, "__qualname__", repr(self.condition)))
+
     def error(self) -> AssertionError:
-        name = getattr(self.condition, "__qualname__", repr(self.condition))
         return AssertionError(
-            f"{name} did not hold within {self.timeout:g}s; last seen: {self.last}"
+            f"{self.error_name()} did not hold within {self.timeout:g}s; last seen: {self.last}"
         )
 
 
@@ -113,11 +115,19 @@ def eventually_sync(
     interval: float = 0.01,
     clock: FakeClock | None = None,
 ) -> T:
-    """`eventually` for sync code (a test driving subprocesses, say)."""
+    """`eventually` for sync code (a test driving subprocesses, say). An async
+    condition is refused: its coroutine, never awaited, would count as true."""
     poll = _Poll(condition, timeout, interval)
     while True:
         with poll.attempt():
             value = condition()
+            if inspect.isawaitable(value):
+                if inspect.iscoroutine(value):
+                    value.close()  # no "never awaited" warning on top of the error
+                raise TypeError(
+                    f"eventually_sync got an async condition ({poll.error_name()}); "
+                    "await tether.testing.eventually(...) instead"
+                )
             if poll.met(value):
                 return value
         time.sleep(poll.pause(clock))

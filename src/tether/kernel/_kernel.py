@@ -205,10 +205,10 @@ class Kernel:
             )
             row, created = await self.store.submit_run(run, job, self.clock.now())
         key = cmd.idempotency_key
-        if not created:  # asked for again: by its key (any input conflicts), else by its id
-            defn.check_same_run(row, input_text if key is None else None)
-            if key is not None and _differ(row.input, input_text):
-                raise IdempotencyConflictError(key, row.workflow_id)
+        if not created and key is not None and row.idempotency_key == key:
+            _check_same_request(key, row, defn.name, cmd.workflow_id, input_text)
+        elif not created:  # asked for again by its id
+            defn.check_same_run(row, input_text)
         if cmd.queue is None and (created or _handed_back(row)):
             # started again, a run that waits to be driven (handed back by a process that
             # exited) continues here, as a `run` of its id does; a run just created by
@@ -436,6 +436,19 @@ class Kernel:
     async def _outbox_replay_dead(self, cmd: OutboxReplayDead) -> Replayed:
         count = await self.store.outbox_replay_dead(limit=cmd.max_events, at=self.clock.now())
         return Replayed(count=count)
+
+
+def _check_same_request(
+    key: str, run: RunRow, workflow: str, workflow_id: str | None, input_text: str | None
+) -> None:
+    """Refuse the run `key` created, asked for again with another request: another
+    workflow, another explicit workflow id, or any other input."""
+    if run.workflow_name != workflow:
+        raise IdempotencyConflictError(key, run.workflow_id, "workflow")
+    if workflow_id is not None and workflow_id != run.workflow_id:
+        raise IdempotencyConflictError(key, run.workflow_id, "workflow id")
+    if _differ(run.input, input_text):
+        raise IdempotencyConflictError(key, run.workflow_id)
 
 
 def _differ(recorded: str | None, given: str | None) -> bool:
