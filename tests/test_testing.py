@@ -199,5 +199,5 @@ def test_eventually_sync_refuses_an_async_condition() -> None:
     async def never() -> bool:
         return False
 
-    with pytest.raises(TypeError, match="await tether.testing.eventually"):
+    with pytest.raises(TypeError, match=r"await tether\.testing\.eventually"):
         eventually_sync(never, timeout=1)
