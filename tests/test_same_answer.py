@@ -404,3 +404,35 @@ def _reached(marker: Any, proc: Any) -> Any:
         return bool(marker.exists())
 
     return reached
+
+
+async def test_rerun_from_says_why_a_run_cannot_go_round_again_and_what_to_do(app: App) -> None:
+    """Before, every refusal said "wait for it, or cancel it first", advice that a
+    cancelled or compensated run cannot follow; a missing step named no recorded one."""
+
+    async def waits(wf: Workflow) -> None:
+        await wf.step("reserve", lambda: "R", compensate=lambda r: None)
+        await wf.wait_for_signal("go")
+
+    async def declines(wf: Workflow) -> None:
+        await wf.step("reserve", lambda: "R", compensate=lambda r: None)
+        raise RuntimeError("declined")
+
+    async def keyed(wf: Workflow) -> None:
+        for who in ("acme", "initech"):
+            await wf.step("apply", lambda: 1, idempotency_key=who)
+
+    await app.arun(waits, workflow_id="w1")
+    with pytest.raises(tether.InvalidArgumentError, match="is waiting.*wait for it to end"):
+        await app.arerun_from("w1", "reserve")
+    await app.acancel("w1", "not needed")
+    with pytest.raises(tether.InvalidArgumentError, match="was cancelled.*start a new run"):
+        await app.arerun_from("w1", "reserve")
+    with pytest.raises(RuntimeError):
+        await app.arun(declines, workflow_id="d1")
+    with pytest.raises(tether.InvalidArgumentError, match="compensated: its compensations undid"):
+        await app.arerun_from("d1", "reserve")
+    await app.arun(keyed, workflow_id="k1")
+    with pytest.raises(tether.InvalidArgumentError) as caught:
+        await app.arerun_from("k1", "apply")
+    assert "recorded under that name: 'apply@acme', 'apply@initech'" in str(caught.value)

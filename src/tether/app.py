@@ -601,10 +601,7 @@ class App:
         new_budget = Budget.of(budget)
         run = await self.aget_run(workflow_id)
         if run.status not in (RunStatus.COMPLETED, RunStatus.FAILED):
-            raise InvalidArgumentError(
-                f"run {workflow_id!r} is {run.status.value}; rerun_from takes a run that has "
-                "ended (completed or failed): wait for it, or cancel it first"
-            )
+            raise InvalidArgumentError(_not_rerunnable(run))
         defn = self._registry.get(run.workflow_name)
         if run.queue is None:
             defn = self.get_workflow(run.workflow_name)  # fail before changing anything
@@ -1359,3 +1356,23 @@ async def open_workflow(
     except BaseException:
         await app.aclose()
         raise
+
+
+def _not_rerunnable(run: RunInfo) -> str:
+    """Why `rerun_from` refuses `run`, and what to do instead."""
+    wid, status = run.workflow_id, run.status
+    if not status.terminal:
+        return (
+            f"run {wid!r} is {status.value}; rerun_from takes a run that has ended "
+            "(completed or failed): wait for it to end"
+        )
+    if status is RunStatus.CANCELLED:
+        return (
+            f"run {wid!r} was cancelled; rerun_from retries a run that completed or failed, "
+            "not one stopped on purpose: start a new run instead"
+        )
+    return (
+        f"run {wid!r} is {status.value}: its compensations undid its completed steps, so "
+        "their recorded results no longer hold and rerun_from cannot go on from them: "
+        "start a new run instead"
+    )

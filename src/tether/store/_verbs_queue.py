@@ -413,7 +413,8 @@ class QueueVerbs(StoreBase):
                     "executing (cancel it first, or wait for it to end or park)"
                 )
             if await tx.one("step_exists", wid=workflow_id, key=step) is None:
-                raise InvalidArgumentError(f"run {workflow_id!r} has no step {step!r}")
+                keys = [tx.rows.step(r).key for r in await tx.all("load_steps", wid=workflow_id)]
+                raise InvalidArgumentError(_no_step(workflow_id, step, keys))
             # "after it" in the run's own order (its events), not by clock: steps and
             # waits begun at the same instant keep their order
             first = (await tx.one("rerun_first", wid=workflow_id, key=step))[0]
@@ -571,3 +572,13 @@ async def _finished_family(tx: Tx, run_id: str) -> list[str] | None:
 
 def _queued(run: NewRun, queue: str) -> NewRun:
     return replace(run, queue=queue)
+
+
+def _no_step(workflow_id: str, step: str, keys: list[str]) -> str:
+    """`rerun_from` of a step the run did not record: the keys it did record under
+    that name (``name@key``, ``name#2``, ``name[0]``, ``stage/name``), else all."""
+    near = [k for k in keys if k.split("/")[-1].split("@")[0].split("#")[0].split("[")[0] == step]
+    shown = near or keys
+    listed = ", ".join(repr(k) for k in shown[:10]) + (", ..." if len(shown) > 10 else "")
+    where = f"recorded under that name: {listed}" if near else f"its steps: {listed or 'none'}"
+    return f"run {workflow_id!r} has no step {step!r}; {where}"
