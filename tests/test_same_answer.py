@@ -423,10 +423,10 @@ async def test_rerun_from_says_why_a_run_cannot_go_round_again_and_what_to_do(ap
             await wf.step("apply", lambda: 1, idempotency_key=who)
 
     await app.arun(waits, workflow_id="w1")
-    with pytest.raises(tether.InvalidArgumentError, match="is waiting.*wait for it to end"):
+    with pytest.raises(tether.InvalidArgumentError, match=r"is waiting.*wait for it to end"):
         await app.arerun_from("w1", "reserve")
     await app.acancel("w1", "not needed")
-    with pytest.raises(tether.InvalidArgumentError, match="was cancelled.*start a new run"):
+    with pytest.raises(tether.InvalidArgumentError, match=r"was cancelled.*start a new run"):
         await app.arerun_from("w1", "reserve")
     with pytest.raises(RuntimeError):
         await app.arun(declines, workflow_id="d1")
