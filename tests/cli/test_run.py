@@ -165,7 +165,16 @@ def test_live_progress_on_a_terminal(tmp_path: Path, flow: Path) -> None:
     assert '"result": "rested"' in screen
 
 
-def test_interrupted_run_exits_130_and_resumes(tmp_path: Path, flow: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped (SIGTERM)")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_interrupted_run_exits_130_and_resumes(
+    tmp_path: Path, flow: Path, sig: int, code: int, said: str
+) -> None:
+    """SIGTERM as Ctrl-C: the run is handed back and the message says how to resume it
+    (before: exit 143 without a word)."""
     (tmp_path / "slow.py").write_text(
         "import asyncio\n\nasync def tick(i):\n"
         "    with open('ticks.log', 'a') as f:\n"
@@ -190,9 +199,10 @@ def test_interrupted_run_exits_130_and_resumes(tmp_path: Path, flow: Path) -> No
         if ticks.exists() and len(ticks.read_text().split()) >= 3:
             break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
+    assert f"{said}; run s1 keeps" in stderr
     assert "resume it with `tether run slow.py:slow --id s1`" in stderr
     assert "Traceback" not in stderr
     resumed = tether(tmp_path, "run", "slow.py:slow", "--id", "s1")

@@ -16,6 +16,7 @@ Exit codes (scripts can rely on them):
   4    store error: the database cannot be opened, is not there (read-only
        commands never create one), or is not a tether database
   130  interrupted (Ctrl-C); the run resumes with the same --id
+  143  stopped by SIGTERM; the run resumes with the same --id
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ Exit codes:
   3    no such run or token
   4    store error: unreachable, not there, or not a tether database
   130  interrupted (Ctrl-C)
+  143  stopped by SIGTERM
 """
 
 

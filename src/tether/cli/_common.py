@@ -21,6 +21,7 @@ from ._load import UsageError
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
     "EXIT_NOT_FOUND",
     "EXIT_STORE",
     "EXIT_USAGE",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_STORE, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, which tether turns into a normal exit with this code
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])

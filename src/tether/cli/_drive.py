@@ -13,7 +13,16 @@ from rich.live import Live
 
 from ..app import App, RunResult
 from ..store import RunStatus
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, err, exit_code, fail, one_line, out
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    err,
+    exit_code,
+    fail,
+    one_line,
+    out,
+)
 from ._progress import Progress
 
 __all__ = ["drive"]
@@ -38,6 +47,14 @@ def drive(
         fail(
             EXIT_INTERRUPTED,
             f"interrupted; run {workflow_id} keeps its completed steps: resume it with `{again}`",
+        )
+    except SystemExit as exc:  # SIGTERM, made a normal exit: the run was handed back
+        if exc.code != EXIT_TERMINATED:
+            raise
+        fail(
+            EXIT_TERMINATED,
+            f"stopped (SIGTERM); run {workflow_id} keeps its completed steps: resume it with "
+            f"`{again}`",
         )
     except Exception as exc:
         _run_failed(exc, progress, workflow_id, traceback)
