@@ -21,9 +21,9 @@ from ._load import UsageError
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
-    "EXIT_TERMINATED",
     "EXIT_NOT_FOUND",
     "EXIT_STORE",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "CliState",
     "db_option",
