@@ -58,6 +58,32 @@ def test_cron_is_read_in_the_schedule_timezone_across_dst() -> None:
     )
 
 
+@pytest.mark.parametrize("missed", ["latest", "all"])
+def test_the_ticks_of_an_hour_repeated_when_clocks_go_back_are_due_on_time(
+    missed: Any,
+) -> None:
+    """Berlin, 2026-10-25: 02:00-03:00 comes twice (CEST, then CET). A half-hourly
+    schedule fired each minute starts all six ticks next_tick names, each when due.
+    Before, the walk back from now did not see the repeated hour: with missed="latest"
+    01:00Z and 01:30Z were never started, with "all" they started at 02:00Z."""
+    s = Schedule("half", "w", "*/30 * * * *", timezone="Europe/Berlin", missed=missed)
+    fired_until = datetime(2026, 10, 24, 23, 45, tzinfo=UTC)
+    started: list[tuple[datetime, datetime]] = []  # (tick, when it was started)
+    now = fired_until
+    while now < datetime(2026, 10, 25, 2, 30, tzinfo=UTC):
+        now += timedelta(minutes=1)
+        ticks, fired_until = s.due(fired_until, now)
+        started += [(t, now) for t in ticks]
+    expected, t = [], datetime(2026, 10, 24, 23, 45, tzinfo=UTC)
+    while (t := s.next_tick(t)) <= now:
+        expected.append(t)
+    assert [tick for tick, _ in started] == expected
+    assert [tick.strftime("%H:%M") for tick in expected] == [
+        "00:00", "00:30", "01:00", "01:30", "02:00", "02:30"
+    ]  # fmt: skip
+    assert all(when == tick for tick, when in started)  # each in the minute it came due
+
+
 def test_tick_ids_are_the_schedule_and_the_utc_time() -> None:
     s = Schedule("nightly", "w", "0 2 * * *", timezone="Europe/Berlin")
     tick = datetime(2026, 12, 1, 3, 0, tzinfo=s.zone())

@@ -20,6 +20,7 @@ schedule's `missed` policy:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -102,19 +103,30 @@ class Schedule:
         """The ticks to start now (oldest first), and the time the schedule has then
         fired through: every tick in (`fired_until`, `now`], the dropped ones included."""
         limit = MAX_CATCH_UP if self.missed == "all" else 1
-        found: list[datetime] = []
-        # walk back from now: bounded by `limit`, however long the workers were away
-        start = now.astimezone(self.zone()) + _INCLUSIVE
-        for tick in CronSim(self.cron, start, reverse=True):
-            if tick <= fired_until or len(found) == limit:
+        zone = self.zone()
+        # where to start: walking back from now finds the oldest of the last `limit`
+        # ticks, however long the workers were away. Only a bound: the backward walk
+        # does not see the ticks of an hour repeated when clocks go back (fold), so
+        # the ticks themselves come from the forward walk, which does (as next_tick)
+        start = fired_until
+        backward = CronSim(self.cron, now.astimezone(zone) + _INCLUSIVE, reverse=True)
+        for back, tick in enumerate(backward, 1):
+            if tick <= fired_until:
+                break
+            if back == limit:
+                start = max(fired_until, tick.astimezone(UTC) - _INCLUSIVE)
+                break
+        found: deque[datetime] = deque(maxlen=limit)  # the latest `limit` of them
+        for tick in CronSim(self.cron, start.astimezone(zone)):
+            if tick.astimezone(UTC) > now:
                 break
             found.append(tick.astimezone(UTC))
         if not found:
             return [], fired_until
-        through = found[0]
-        if self.missed == "skip" and now - found[0] > LATE_AFTER:
+        through = found[-1]
+        if self.missed == "skip" and now - through > LATE_AFTER:
             return [], through
-        return found[::-1], through
+        return list(found), through
 
     def row(self, workflow_name: str, at: datetime) -> ScheduleRow:
         return ScheduleRow(
