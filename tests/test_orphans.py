@@ -133,6 +133,27 @@ async def test_an_app_with_recover_orphans_drives_them_on_first_use(
         await app.aclose()
 
 
+async def test_an_app_with_recover_orphans_takes_up_a_run_orphaned_after_its_first_look(
+    database_url: str, clock: FakeClock
+) -> None:
+    """The owner died a moment before the App started: its claim was still live at the
+    App's first look. Before, the App never looked again and the run stayed running for
+    good; now a later run/start/resume looks again once `RECOVER_EVERY` has passed."""
+    app = App(database_url, clock=clock, recover_orphans=True)
+    try:
+        calls: list[str] = []
+        flow = _register(app, calls)
+        await _orphan(app, "late", "elsewhere:1:dead", clock)
+        assert (await app.arun(flow, workflow_id="first")).value == "ok"  # type: ignore[arg-type]
+        assert (await app.aget_run("late")).status is RunStatus.RUNNING  # claim still live
+        clock.advance(31)  # the dead owner's claim lapses
+        assert (await app.arun(flow, workflow_id="second")).value == "ok"  # type: ignore[arg-type]
+        result = await app.aresult("late", timeout=10)
+        assert result.value == "ok"
+    finally:
+        await app.aclose()
+
+
 async def test_a_handed_back_run_is_runnable_at_once(
     app: App, clock: FakeClock, database_url: str
 ) -> None:

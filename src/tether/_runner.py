@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,8 +78,10 @@ class Runner:
         resume_woken: bool,
         owner_lease: float = 30.0,
         workflows: Callable[[], list[str]] = list,
+        on_keep_alive: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._rt = runtime
+        self._on_keep_alive = on_keep_alive  # more for each keep-alive turn (orphans)
         self._workflows = workflows
         self._store = runtime.store
         self._clock = runtime.clock
@@ -263,6 +265,11 @@ class Runner:
                 await self._renew()
             except StoreError as exc:  # try again next time; the claims have slack for it
                 log.warning("renewing this process's claims failed: %s", exc)
+            if self._on_keep_alive is not None:
+                try:
+                    await self._on_keep_alive()
+                except StoreError as exc:
+                    log.warning("a keep-alive chore failed: %s", exc)
             await asyncio.sleep(self.owner_lease / 3)
 
     async def _renew(self) -> None:

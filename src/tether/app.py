@@ -79,6 +79,7 @@ log = logging.getLogger("tether")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+RECOVER_EVERY = 5.0  # seconds between two looks for orphans (App(recover_orphans=True))
 C = TypeVar("C", bound=BaseModel)
 _MISSING: Any = MISSING
 
@@ -114,9 +115,12 @@ class App:
     for up to `shutdown_grace` seconds (default 30), and hands each run back:
     runnable at once by the next process or worker. A step still running
     when the grace period ends is recorded as interrupted and runs again
-    there. With `recover_orphans`, the App's first run/start/resume drives
-    (in the background) the runs of its registered workflows whose owner
-    died; `recover_orphans()` does it on demand.
+    there. With `recover_orphans`, the App drives (in the background) the
+    runs of its registered workflows whose owner died: it looks on its first
+    run/start/resume and again every `RECOVER_EVERY` seconds while it lives
+    (on a run/start/resume, and on its keep-alive), so a run whose owner dies
+    later is taken up once that owner's claim lapses; `recover_orphans()` does
+    it on demand.
 
     Extensions: `interceptors` (`StepInterceptor` objects) wrap every executed
     step attempt, the first one outermost (tracing, cost accounting, policy).
@@ -179,9 +183,11 @@ class App:
             resume_woken=resume_woken,
             owner_lease=float(owner_lease),
             workflows=lambda: sorted(self._registry),
+            on_keep_alive=self._recover_if_due if recover_orphans else None,
         )
         self.shutdown_grace = float(shutdown_grace)
-        self._recover_pending = bool(recover_orphans)
+        self._recover = bool(recover_orphans)
+        self._recovered_at: datetime | None = None  # the last look for orphans
         self._closed = False
         self._queues: dict[str, QueueLimit] = {}
         self._schedules: dict[str, Schedule] = {}
@@ -995,7 +1001,7 @@ class App:
         drives: their owner died (its claim lapsed) or they sat runnable for more
         than `grace` seconds. The ids taken up; two processes never both drive one.
         """
-        self._recover_pending = False
+        self._recovered_at = self.clock.now()
         if not self._registry:
             return []
         orphans = await self.store.orphaned_runs(
@@ -1012,7 +1018,17 @@ class App:
         # open the store (for sqlite:///:memory: that would be two separate databases)
         await self.store.open()
         self._runner.ensure_alive()
-        if self._recover_pending:
+        await self._recover_if_due()
+
+    async def _recover_if_due(self) -> None:
+        """With `recover_orphans`: look for orphans again, at most every
+        `RECOVER_EVERY` seconds (on each run/start/resume, and each keep-alive turn),
+        so a run whose owner died after the last look is taken up once its claim
+        lapses, not left running for good."""
+        if not self._recover:
+            return
+        last = self._recovered_at
+        if last is None or (self.clock.now() - last).total_seconds() >= RECOVER_EVERY:
             await self.arecover_orphans()
 
     async def adrivers(self, workflow_name: str, queue: str | None = None) -> list[str]:
