@@ -3,6 +3,7 @@ backends, with the official SDKs talking to a real local server."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -190,6 +192,58 @@ async def test_a_stop_string_is_one_stop_sequence_and_a_schema_without_json_sche
     assert sent[0]["stop"] == ["END"] and sent[1]["stop_sequences"] == ["END"]
 
 
+BAD_ARGUMENTS = [
+    ({"stop": 5}, r"stop: Input should be a valid list; pass a str or a list of str"),
+    ({"options": [1]}, r"options: Input should be a valid dictionary; pass a dict"),
+    ({"temperature": math.nan}, r"temperature: Input should be a finite number; pass a finite"),
+    ({"temperature": 2.5}, r"temperature: Input should be less than or equal to 2"),
+    ({"temperature": True}, r"temperature: .*not a bool"),
+    ({"max_tokens": -5}, r"max_tokens: .*greater than or equal to 1; pass an integer >= 1"),
+    ({"max_tokens": 0}, r"max_tokens: .*greater than or equal to 1"),
+    ({"prompt": None, "messages": []}, r"messages: List should have at least 1 item.*; pass "),
+    ({"prompt": None, "messages": 5}, r"messages: Input should be a valid list"),
+    ({"prompt": 5}, r"prompt must be a str"),
+]
+
+
+@pytest.mark.parametrize(("bad", "says"), BAD_ARGUMENTS, ids=[str(b) for b, _ in BAD_ARGUMENTS])
+async def test_bad_call_arguments_are_refused_before_any_provider_call(
+    app: App, server: ProviderServer, bad: dict[str, object], says: str
+) -> None:
+    kwargs: dict[str, Any] = {"prompt": "x", **bad}
+    takes_object = {"prompt", "messages", "temperature", "max_tokens", "options"}
+    in_batch = {"prompt", "messages", "temperature", "max_tokens"}  # other keys: options
+
+    @app.workflow(name="bad")
+    async def bad_call(wf: Workflow) -> str:
+        with pytest.raises(tether.InvalidArgumentError, match=says):
+            await wf.ai.generate_text("openai:gpt-4.1-mini", **kwargs)
+        if kwargs.keys() <= takes_object:
+            with pytest.raises(tether.InvalidArgumentError, match=says):
+                await wf.ai.generate_object("openai:gpt-4.1-mini", Verdict, **kwargs)
+        if kwargs.keys() <= in_batch:
+            with pytest.raises(tether.InvalidArgumentError, match="batch request 0: .*" + says):
+                await wf.ai.batch("openai:gpt-4.1-mini", [{"custom_id": "a", **kwargs}])
+        return "refused"
+
+    assert (await app.arun(bad_call, workflow_id="bad")).value == "refused"
+    assert server.count("POST /v1/") == 0
+    assert await app.alist_ai_calls("bad") == []
+
+
+async def test_embed_refuses_options_that_are_not_a_dict(app: App, server: ProviderServer) -> None:
+    @app.workflow(name="bad-embed")
+    async def bad_embed(wf: Workflow) -> str:
+        with pytest.raises(tether.InvalidArgumentError, match="options must be a dict"):
+            await wf.ai.embed("openai:text-embedding-3-small", "a", options=[1])  # type: ignore[arg-type]
+        with pytest.raises(tether.InvalidArgumentError, match="non-empty list of str"):
+            await wf.ai.embed("openai:text-embedding-3-small", 5)  # type: ignore[arg-type]
+        return "ok"
+
+    assert (await app.arun(bad_embed, workflow_id="be")).value == "ok"
+    assert server.count("POST /v1/") == 0
+
+
 async def test_embeddings_are_recorded_with_their_tokens(app: App, server: ProviderServer) -> None:
     @app.workflow(name="embed")
     async def embed(wf: Workflow) -> list[list[float]]:
@@ -198,6 +252,7 @@ async def test_embeddings_are_recorded_with_their_tokens(app: App, server: Provi
     assert (await app.arun(embed, workflow_id="e1")).value == [[3.0, 0.5, -0.5], [1.0, 0.5, -0.5]]
     [call] = await app.alist_ai_calls("e1")
     assert (call.call_type, call.input_tokens) == ("embed", 3)
+    assert call.request_id is not None and call.request_id.startswith("req_")  # the server's
     assert call.cost_micro_usd == 0  # 3 tokens x $0.02 / MTok rounds to 0 micro-USD
 
 
@@ -292,13 +347,40 @@ async def test_a_rerun_logs_the_calls_it_makes_beside_the_forgotten_ones(
     assert usage is not None and usage.total.calls == 3
     assert usage.total.cost_usd == pytest.approx(1.2)
     server.queue_chat("over", prompt_tokens=1_000_000, completion_tokens=0)
-    with pytest.raises(ai.BudgetExceededError, match=r"rerun_from\(run_id, step, budget="):
+    with pytest.raises(ai.BudgetExceededError) as stopped:
         await app.arerun_from("t1", "ai.text:openai:gpt-4.1-mini#2")  # $1.20 of $1.00 spent
-    # a larger budget lets the failed run go on from the stopped call
+    # a larger budget lets the failed run go on from the stopped call, which the error names
     failed_step = [k for k in (await app.aget_record("t1")).steps if k.startswith("ai.")][-1]
+    assert f"app.rerun_from('t1', {failed_step!r}, budget=" in str(stopped.value)
     done = await app.arerun_from("t1", failed_step, budget={"max_usd": 5.0})
     assert done.value == "first over"
     assert server.count("POST /v1/chat/completions") == 4
+
+
+async def test_a_budget_stop_inside_a_stage_names_the_steps_key_to_rerun_from(
+    database_url: str, clock: FakeClock
+) -> None:
+    fake = ai.FakeModel(usage=ai.Usage(input_tokens=1000, output_tokens=1000))
+    prices = ai.Prices({"fake:m": {"input_per_million": 100, "output_per_million": 100}})
+    app = App(database_url, clock=clock, ai=ai.Providers(fake=fake, prices=prices))
+
+    @tether.stage(id="many", input=Verdict, output=Verdict)
+    async def many(ctx: tether.StageContext[Verdict, None]) -> Verdict:
+        for i in range(5):
+            await ctx.ai.generate_text("fake:m", prompt=str(i))  # $0.20 each
+        return ctx.input
+
+    budget = ai.Budget(max_usd=0.5)
+    pipeline = tether.Pipeline("pb", input=Verdict, output=Verdict, budget=budget).pipe(many)
+    app.register(pipeline)
+    try:
+        with pytest.raises(ai.BudgetExceededError) as stopped:
+            await app.arun(pipeline, Verdict(label="a", confidence=1), workflow_id="pb")
+        assert "app.rerun_from('pb', 'many/ai.text:fake:m#4', budget=" in str(stopped.value)
+        done = await app.arerun_from("pb", "many/ai.text:fake:m#4", budget={"max_usd": 10})
+        assert done.status is RunStatus.COMPLETED and len(fake.calls) == 5
+    finally:
+        await app.aclose()
 
 
 async def test_one_raise_resumes_every_call_the_budget_stopped_at_once(

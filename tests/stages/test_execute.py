@@ -209,6 +209,38 @@ async def test_a_stages_ai_calls_are_summed_per_stage(database_url: str) -> None
         await app.aclose()
 
 
+async def test_a_stages_usage_counts_the_calls_of_its_current_attempt(database_url: str) -> None:
+    model = ai.FakeModel(usage=ai.Usage(input_tokens=1000, output_tokens=100))  # 1200 micro-USD
+    prices = ai.Prices({"demo:small": {"input_per_million": 1.0, "output_per_million": 2.0}})
+    app = App(database_url, clock=FakeClock(), ai=ai.Providers(demo=model, prices=prices))
+
+    @tether.stage(id="first", input=Doc, output=Summary)
+    async def first(ctx: tether.StageContext[Doc, None]) -> Summary:
+        return Summary(summary=(await ctx.ai.generate_text("demo:small", prompt="a")).text)
+
+    @tether.stage(id="second", input=Summary, output=Summary)
+    async def second(ctx: tether.StageContext[Summary, None]) -> Summary:
+        return Summary(summary=(await ctx.ai.generate_text("demo:small", prompt="b")).text)
+
+    p = tether.Pipeline("two-llms", input=Doc, output=Summary).pipe(first).pipe(second)
+    app.register(p)
+
+    def stages(result: tether.RunResult[object]) -> list[tuple[str, int | None, int]]:
+        return [(s.id, s.attempt, s.usage.calls if s.usage else 0) for s in result.record.stages]
+
+    try:
+        await app.arun(p, Doc(url="u"), workflow_id="s1")
+        again = await app.arerun_from("s1", "second")  # the first stage's calls are kept
+        assert stages(again) == [("first", 1, 1), ("second", 2, 1)]
+        inside = await app.arerun_from("s1", "second/ai.text:demo:small")
+        assert stages(inside) == [("first", 1, 1), ("second", 3, 1)]
+        assert inside.record.usage is not None  # the run counts every call: money spent
+        assert inside.record.usage.total.calls == 4
+        assert inside.record.usage.total.cost_micro_usd == 4 * 1200
+    finally:
+        await app.aclose()
+
+
 async def test_a_stage_returning_the_wrong_type_fails_naming_it(app: App) -> None:
     @tether.stage(id="liar", input=Doc, output=Summary)
     async def liar(ctx: tether.StageContext[Doc, None]) -> Summary:

@@ -3,7 +3,9 @@
 The check reads the recorded spend (the call log), so it holds across
 processes and restarts. One call can overshoot: its price is known only
 after it answered, so the check stops the *next* call, never the one that
-crossed the line.
+crossed the line. Calls in flight at once (parallel branches) are admitted
+against it together in their process (`_admission`), so they overshoot by
+about one call too.
 """
 
 from __future__ import annotations

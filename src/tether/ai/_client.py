@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -28,6 +29,7 @@ from .._attach import attach
 from ..errors import InvalidArgumentError
 from ..retry import RetryPolicy
 from ..store import NewAICall, NewEvent
+from ._admission import Admissions, Ticket
 from ._budget import Budget, Spend
 from ._errors import BudgetExceededError, ObjectValidationError, ProviderError
 from ._port import Provider
@@ -41,6 +43,11 @@ log = logging.getLogger("tether.ai")
 
 R = TypeVar("R")
 T = TypeVar("T")
+
+#: the calls of this process, admitted per budget scope (see `_admission`)
+ADMISSIONS = Admissions()
+# the admission of the call running in this context: its recorded costs count at once
+_TICKET: ContextVar[Ticket | None] = ContextVar("tether_ai_ticket", default=None)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -93,6 +100,12 @@ class _Stop(BaseModel):
     # the budget.raise signals the run had taken when the call stopped: calls stopped
     # together (for_each branches) wait for the same next raise, and one raise wakes all
     raises: int = 0
+    step: str | None = None  # the stopped step's key (a stage's ``stage-id/...``), to rerun from
+
+
+class _StepContext(Protocol):
+    @property
+    def name(self) -> str: ...  # the step's key in the run's record
 
 
 class _Outcome(BaseModel, Generic[R]):
@@ -110,6 +123,7 @@ class WorkflowAI:
         log: SpendLog,
         budget: Budget | None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        admissions: Admissions = ADMISSIONS,
     ) -> None:
         self._flow = flow
         self._providers = providers
@@ -118,6 +132,7 @@ class WorkflowAI:
         self._warning_recorded = False  # known from the log (not from attaching it)
         self._raises = 0  # budget.raise signals taken so far (see `_Stop.raises`)
         self._now = now  # the App's clock: a call's time, and the prices in force then
+        self._admissions = admissions
 
     # -- the calls ----------------------------------------------------------------------
 
@@ -199,9 +214,19 @@ class WorkflowAI:
     ) -> EmbedResult:
         """Embed one text or many: one durable step, one vector per text."""
         pname, provider, model_id = self._providers.resolve(model)
-        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        try:
+            texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        except TypeError:  # not iterable
+            texts = []
         if not texts or not all(isinstance(t, str) for t in texts):
-            raise InvalidArgumentError("embed takes a str or a non-empty list of str")
+            raise InvalidArgumentError(
+                f"embed takes a str or a non-empty list of str, got {inputs!r}"
+            )
+        if options is not None and not isinstance(options, dict):
+            raise InvalidArgumentError(
+                f"options must be a dict the provider gets as it is, got {options!r}; "
+                "e.g. options={'dimensions': 256}"
+            )
 
         async def call() -> EmbedResult:
             started = time.monotonic()
@@ -212,7 +237,14 @@ class WorkflowAI:
                 self._record_failure("embed", pname, model_id, prompt, exc, started)
                 raise
             cost = self._record(
-                "embed", pname, model_id, prompt, reply.usage, started, response=None
+                "embed",
+                pname,
+                model_id,
+                prompt,
+                reply.usage,
+                started,
+                response=None,
+                request_id=reply.request_id,
             )
             return EmbedResult(
                 vectors=reply.vectors, usage=reply.usage, cost_usd=_usd(cost), model=model
@@ -287,30 +319,64 @@ class WorkflowAI:
 
     async def _durable(self, name: str, call: Callable[[], Awaitable[R]], rtype: Any) -> R:
         while True:
-
-            async def gated() -> _Outcome[Any]:
-                stopped = await self._gate()
-                if stopped is not None:
-                    return _Outcome(stopped=stopped)
-                return _Outcome(result=await call())
-
-            outcome = await self._flow.step(
-                name, gated, retry=AI_RETRY, result_type=_Outcome[rtype]
-            )
+            outcome = await self._admitted(name, call, rtype)
             if outcome.stopped is None:
-                return outcome.result  # type: ignore[no-any-return]
+                return outcome.result  # type: ignore[return-value]
             budget = self.budget
             assert budget is not None
             if budget.on_exceed == "fail":
-                raise BudgetExceededError(
-                    f"AI budget exceeded: {outcome.stopped.message}; go on with a larger "
-                    f"one from the stopped call (step {name!r} or its latest #n in the run's "
-                    "steps): app.rerun_from(run_id, step, budget=ai.Budget(max_usd=...)), or "
-                    "use on_exceed='pause' to raise it while the run waits",
-                    spent_usd=outcome.stopped.spent_usd,
-                    limit_usd=budget.max_usd,
-                )
+                raise self._exceeded(budget, outcome.stopped, name)
             self.budget = await self._raised(budget, outcome.stopped.raises)
+
+    async def _admitted(
+        self, name: str, call: Callable[[], Awaitable[R]], rtype: Any
+    ) -> _Outcome[Any]:
+        """One occurrence of the step: the call runs once the budget admits it, and its
+        cost counts from its answer until the step (or a failed attempt) is logged."""
+        tickets: list[Ticket] = []
+
+        async def gated(ctx: _StepContext) -> _Outcome[Any]:
+            for earlier in tickets:  # an attempt before: logged with its failure
+                earlier.logged()
+            gate = await self._gate(ctx.name)
+            if isinstance(gate, _Stop):
+                return _Outcome(stopped=gate)
+            if gate is None:  # no budget
+                return _Outcome(result=await call())
+            tickets.append(gate)
+            token, ok = _TICKET.set(gate), False
+            try:
+                await self._warn(gate.judged)
+                result = await call()
+                ok = True
+            finally:
+                _TICKET.reset(token)
+                gate.returned(ok)
+            return _Outcome(result=result)
+
+        try:
+            return await self._flow.step(  # type: ignore[no-any-return]
+                name, gated, retry=AI_RETRY, result_type=_Outcome[rtype]
+            )
+        finally:
+            for ticket in tickets:
+                ticket.logged()
+
+    def _exceeded(self, budget: Budget, stopped: _Stop, name: str) -> BudgetExceededError:
+        if stopped.step is not None:
+            how = f"app.rerun_from({self._flow.workflow_id!r}, {stopped.step!r}, budget="
+        else:  # recorded by an older tether, without the step's key
+            how = (
+                f"step {name!r} or its latest #n in the run's steps: "
+                "app.rerun_from(run_id, step, budget="
+            )
+        return BudgetExceededError(
+            f"AI budget exceeded: {stopped.message}; go on with a larger one from the "
+            f"stopped call: {how}ai.Budget(max_usd=...)), or use on_exceed='pause' to raise "
+            "it while the run waits",
+            spent_usd=stopped.spent_usd,
+            limit_usd=budget.max_usd,
+        )
 
     async def _raised(self, budget: Budget, taken: int) -> Budget:
         """The budget the next ``budget.raise`` signal gives. All calls stopped before
@@ -326,28 +392,36 @@ class WorkflowAI:
             except InvalidArgumentError as exc:
                 await self._flow.append_event("budget.raise_refused", str(exc))
 
-    async def _gate(self) -> _Stop | None:
+    async def _gate(self, step: str) -> _Stop | Ticket | None:
+        """The call's admission (None: no budget), or what stops it: the budget is
+        exceeded (the step records it). Calls in flight of the same budget are
+        admitted together only as far as it goes (see `_admission`)."""
         budget = self.budget
         if budget is None:
             return None
-        spend = await self._log.ai_spend(self._flow.workflow_id, budget.key)
-        verdict = budget.judge(spend)
-        if verdict == "exceeded":
-            return _Stop(
-                spent_usd=spend.usd,
-                tokens=spend.tokens,
-                message=budget.describe(spend),
-                raises=self._raises,
-            )
-        if verdict == "warn" and not await self._warned():
-            attach(
-                NewEvent(
-                    "budget.warning",
-                    budget.describe(spend),
-                    json.dumps({"spent_usd": spend.usd, "tokens": spend.tokens, **_limits(budget)}),
-                )
-            )
-        return None
+        wid = self._flow.workflow_id
+        shared = (id(self._log), "key", budget.key)  # the log's: one process, two databases
+        scope = shared if budget.key else (id(self._log), "run", wid)
+        spend, ticket = await self._admissions.admit(
+            scope, budget, lambda: self._log.ai_spend(wid, budget.key)
+        )
+        if ticket is not None:
+            return ticket
+        return _Stop(
+            spent_usd=spend.usd,
+            tokens=spend.tokens,
+            message=budget.describe(spend),
+            raises=self._raises,
+            step=step,
+        )
+
+    async def _warn(self, spend: Spend) -> None:
+        """Past `warn_at`, the run's ``budget.warning``, written once with the step."""
+        budget = self.budget
+        if budget is None or budget.judge(spend) != "warn" or await self._warned():
+            return
+        detail = {"spent_usd": spend.usd, "tokens": spend.tokens, **_limits(budget)}
+        attach(NewEvent("budget.warning", budget.describe(spend), json.dumps(detail)))
 
     async def _warned(self) -> bool:
         """Whether the run recorded its budget warning; once it has, not asked again."""
@@ -521,6 +595,9 @@ class WorkflowAI:
                 custom_id=batch[1] if batch else None,
             )
         )
+        ticket = _TICKET.get()
+        if ticket is not None:  # counts for the budget now, before the step is logged
+            ticket.cost(priced.micro_usd, usage.total_tokens)
         return priced.micro_usd
 
     def _record_failure(
@@ -584,30 +661,54 @@ def _request(
     tool_choice: Any,
     options: dict[str, Any] | None,
 ) -> TextRequest:
+    """The request the arguments make, or `InvalidArgumentError` saying what to pass
+    instead (before any provider is called)."""
     if (prompt is None) == (messages is None):
         raise InvalidArgumentError(
             "pass the prompt as prompt='...' or the conversation as messages=[...], one of them"
         )
+    if prompt is not None and not isinstance(prompt, str):
+        raise InvalidArgumentError(f"prompt must be a str, got {type(prompt).__name__} {prompt!r}")
+    fields = {
+        "messages": [{"role": "user", "content": prompt}] if prompt is not None else messages,
+        "system": system,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "stop": [stop] if isinstance(stop, str) else stop,
+        "tools": tools,
+        "tool_choice": tool_choice,
+        "options": {} if options is None else options,
+    }
     try:
-        msgs = (
-            [Message(role="user", content=prompt)]
-            if prompt is not None
-            else [
-                m if isinstance(m, Message) else Message.model_validate(m) for m in messages or ()
-            ]
-        )
-        return TextRequest(
-            messages=msgs,
-            system=system,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            stop=[stop] if isinstance(stop, str) else None if stop is None else list(stop),
-            tools=tools,
-            tool_choice=tool_choice,
-            options=dict(options or {}),
-        )
+        return TextRequest.model_validate(fields)
     except ValidationError as exc:
-        raise InvalidArgumentError(f"bad AI call arguments: {_validation_message(exc)}") from None
+        raise InvalidArgumentError(f"bad AI call arguments: {_argument_errors(exc)}") from None
+
+
+# what to pass instead, by argument
+_HINTS = {
+    "messages": "messages=[{'role': 'user', 'content': '...'}, ...], one message at least, "
+    "each with a role (system, user, assistant or tool) and a content",
+    "system": "a str, e.g. system='Be brief.'",
+    "temperature": "a finite number from 0 to 2, e.g. temperature=0.2",
+    "max_tokens": "an integer >= 1, e.g. max_tokens=500",
+    "stop": "a str or a list of str, e.g. stop=['END']",
+    "tools": "a list of tool definitions (dicts)",
+    "options": "a dict the provider gets as it is, e.g. options={'top_p': 0.9}",
+}
+
+
+def _argument_errors(exc: ValidationError) -> str:
+    said: list[str] = []
+    hinted: set[str] = set()
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "value"
+        arg = str(err["loc"][0]) if err["loc"] else ""
+        hint = _HINTS.get(arg) if arg not in hinted else None
+        hinted.add(arg)
+        msg = err["msg"].removeprefix("Value error, ")  # a validator's own words
+        said.append(f"{where}: {msg}" + (f"; pass {hint}" if hint else ""))
+    return "; ".join(said)
 
 
 def _batch_items(requests: Sequence[str | dict[str, Any]]) -> list[BatchItem]:
@@ -616,30 +717,28 @@ def _batch_items(requests: Sequence[str | dict[str, Any]]) -> list[BatchItem]:
     items = []
     for i, req in enumerate(requests):
         if isinstance(req, str):
-            items.append(BatchItem(custom_id=str(i), request=_request(req, *[None] * 8)))
-            continue
+            req = {"custom_id": str(i), "prompt": req}
         if not isinstance(req, dict) or not isinstance(req.get("custom_id"), str):
             raise InvalidArgumentError(
                 f"batch request {i} must be a prompt or a dict with a str 'custom_id' and "
                 f"'prompt' or 'messages', got {req!r}"
             )
         fields = {k: v for k, v in req.items() if k != "custom_id"}
-        items.append(
-            BatchItem(
-                custom_id=req["custom_id"],
-                request=_request(
-                    fields.pop("prompt", None),
-                    fields.pop("messages", None),
-                    fields.pop("system", None),
-                    fields.pop("temperature", None),
-                    fields.pop("max_tokens", None),
-                    None,
-                    None,
-                    None,
-                    fields,
-                ),
+        try:
+            request = _request(
+                fields.pop("prompt", None),
+                fields.pop("messages", None),
+                fields.pop("system", None),
+                fields.pop("temperature", None),
+                fields.pop("max_tokens", None),
+                None,
+                None,
+                None,
+                fields,
             )
-        )
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"batch request {i}: {exc}") from None
+        items.append(BatchItem(custom_id=req["custom_id"], request=request))
     ids = [item.custom_id for item in items]
     if len(set(ids)) != len(ids):
         raise InvalidArgumentError("batch request custom_ids must be unique")

@@ -32,7 +32,8 @@ _GENAI_PROVIDERS = frozenset({"openai", "anthropic", "google", "mistral", "groq"
 
 class Price(BaseModel):
     """USD per million tokens of one model. Cached reads and cache writes default to
-    the input price; `batch_discount` is the fraction taken off batch calls."""
+    the input price; `batch_discount` is the fraction taken off batch calls (unset:
+    the table's, `Prices(batch_discount=...)`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,7 +41,7 @@ class Price(BaseModel):
     output_per_million: float = Field(ge=0)
     cached_input_per_million: float | None = Field(default=None, ge=0)
     cache_write_per_million: float | None = Field(default=None, ge=0)
-    batch_discount: float = Field(default=0.5, ge=0, le=1)
+    batch_discount: float | None = Field(default=None, ge=0, le=1)
 
     def cost(self, usage: Usage) -> Decimal:
         fresh = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens
@@ -65,7 +66,8 @@ class Priced:
 
 class Prices:
     """The price list: the user's table (keys ``provider:model`` or ``model``) over
-    genai-prices' snapshot. `genai_prices=False` uses the table alone."""
+    genai-prices' snapshot. `genai_prices=False` uses the table alone.
+    `batch_discount` is taken off batch calls, except where a `Price` sets its own."""
 
     def __init__(
         self,
@@ -118,8 +120,11 @@ class Prices:
         """The user's price of `model` (keyed ``provider:model`` or ``model``), if any."""
         return self._table.get(f"{provider}:{model}") or self._table.get(model)
 
-    @staticmethod
-    def by_table(own: Price, usage: Usage, *, batch: bool = False) -> Priced:
+    def by_table(self, own: Price, usage: Usage, *, batch: bool = False) -> Priced:
+        """The cost of `usage` at the user's price `own`; a batch call takes the price's
+        own discount, else the table's."""
+        if own.batch_discount is None:  # the source names the discount in force
+            own = own.model_copy(update={"batch_discount": float(self._batch_discount)})
         usd = own.cost(usage)
         if batch:
             usd *= 1 - Decimal(str(own.batch_discount))

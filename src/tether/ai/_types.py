@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "BatchItem",
@@ -70,18 +70,29 @@ class Message(BaseModel):
 
 
 class TextRequest(BaseModel):
-    """One generation request, before a provider shapes it for its API."""
+    """One generation request, before a provider shapes it for its API.
 
-    messages: list[Message]
+    Checked here so a bad argument fails before any provider is called, whatever
+    the provider would make of it: one message at least, a finite temperature in
+    [0, 2] (the widest range providers take), at least one token."""
+
+    messages: list[Message] = Field(min_length=1)
     system: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=None, ge=1)
     stop: list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     json_schema: dict[str, Any] | None = None  # generate_object: the schema asked for
     schema_name: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # passed to the provider untouched
+
+    @field_validator("temperature", "max_tokens", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # pydantic would read True as 1
+            raise ValueError("Input should be a number, not a bool")
+        return value
 
 
 class ModelReply(BaseModel):

@@ -421,8 +421,15 @@ WHERE (CAST(:any_id AS boolean) OR c.run_id = ANY(CAST(:ids AS text[])))
 -- name: ai_usage_by_day
 SELECT to_char(c.at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_stage
--- a step inside a stage is keyed 'stage-id/step'; calls outside any stage group under NULL
-SELECT CASE WHEN strpos(c.step_key, '/') > 0 THEN split_part(c.step_key, '/', 1) END, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- a step inside a stage is keyed 'stage-id/step'; calls outside any stage group under NULL.
+-- A stage counts the calls of the run attempt it started in (its 'stage:id.start' step
+-- says which) and later ones (a rerun from a step inside it), not those of attempts a rerun
+-- forgot (no start step: every attempt); the run's own total (ai_usage_by_none) counts all
+SELECT CASE WHEN strpos(c.step_key, '/') > 0 THEN split_part(c.step_key, '/', 1) END, {_usage_sums} {_usage_from}
+  AND (strpos(c.step_key, '/') = 0 OR c.run_attempt >= COALESCE((SELECT (s.result->>'attempt')::int
+    FROM steps s WHERE s.run_id = c.run_id
+      AND s.step_key = 'stage:' || split_part(c.step_key, '/', 1) || '.start'), 0))
+GROUP BY 1 ORDER BY 1
 
 -- name: list_runs_page
 -- newest first; the cursor is the last run shown (its time, should it be deleted meanwhile)

@@ -258,8 +258,15 @@ WHERE (:any_id OR c.run_id IN (SELECT value FROM json_each(:ids)))
 -- name: ai_usage_by_day
 SELECT date(c.at, 'unixepoch'), {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_stage
--- a step inside a stage is keyed 'stage-id/step'; calls outside any stage group under NULL
-SELECT CASE WHEN instr(c.step_key, '/') > 0 THEN substr(c.step_key, 1, instr(c.step_key, '/') - 1) END, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- a step inside a stage is keyed 'stage-id/step'; calls outside any stage group under NULL.
+-- A stage counts the calls of the run attempt it started in (its 'stage:id.start' step
+-- says which) and later ones (a rerun from a step inside it), not those of attempts a rerun
+-- forgot (no start step: every attempt); the run's own total (ai_usage_by_none) counts all
+SELECT CASE WHEN instr(c.step_key, '/') > 0 THEN substr(c.step_key, 1, instr(c.step_key, '/') - 1) END, {_usage_sums} {_usage_from}
+  AND (instr(c.step_key, '/') = 0 OR c.run_attempt >= COALESCE((SELECT json_extract(s.result,
+    '$.attempt') FROM steps s WHERE s.run_id = c.run_id
+      AND s.step_key = 'stage:' || substr(c.step_key, 1, instr(c.step_key, '/') - 1) || '.start'), 0))
+GROUP BY 1 ORDER BY 1
 
 -- name: list_runs_page
 -- newest first; the cursor is the last run shown (its time, should it be deleted meanwhile)

@@ -1,0 +1,56 @@
+"""The user's price table: a batch call takes the price's own discount, else the table's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tether import App, FakeClock, Workflow, ai
+from tether.ai import Price, Prices, Usage
+
+AT = datetime(2026, 6, 1, tzinfo=UTC)
+MILLION_IN = Usage(input_tokens=1_000_000)  # $1.00 at $1 / MTok
+DOLLAR = {"input_per_million": 1.0, "output_per_million": 1.0}
+
+
+def _micro(prices: Prices, model: str, *, batch: bool) -> int | None:
+    return (
+        ai.Providers(fake=ai.FakeModel(), prices=prices)
+        .price("fake", model, MILLION_IN, at=AT, batch=batch)
+        .micro_usd
+    )
+
+
+def test_a_batch_call_takes_the_tables_discount_unless_the_price_sets_its_own() -> None:
+    own = Price(input_per_million=1.0, output_per_million=1.0, batch_discount=0.25)
+    table = Prices({"fake:m": DOLLAR, "fake:own": own}, batch_discount=0.0)
+    assert _micro(table, "m", batch=True) == 1_000_000  # the table's: none off
+    assert _micro(table, "own", batch=True) == 750_000  # its own: a quarter off
+    assert _micro(table, "m", batch=False) == 1_000_000
+    assert _micro(Prices({"fake:m": DOLLAR}), "m", batch=True) == 500_000  # the default: half
+
+
+def test_the_price_source_names_the_discount_in_force() -> None:
+    at_half = Prices({"fake:m": DOLLAR}).price("fake", "m", MILLION_IN, at=AT)
+    set_half = Prices({"fake:m": Price(**DOLLAR, batch_discount=0.5)}).price(
+        "fake", "m", MILLION_IN, at=AT
+    )
+    at_none = Prices({"fake:m": DOLLAR}, batch_discount=0.0).price("fake", "m", MILLION_IN, at=AT)
+    assert at_half.source == set_half.source  # as recorded before a table could set it
+    assert at_none.source != at_half.source
+
+
+async def test_a_batch_is_charged_at_the_tables_discount(database_url: str) -> None:
+    fake = ai.FakeModel(usage=MILLION_IN)
+    prices = Prices({"fake:m": DOLLAR}, batch_discount=0.0)
+    app = App(database_url, clock=FakeClock(), ai=ai.Providers(fake=fake, prices=prices))
+
+    @app.workflow(name="batched")
+    async def batched(wf: Workflow) -> list[float | None]:
+        text = await wf.ai.generate_text("fake:m", prompt="x")
+        batch = await wf.ai.batch("fake:m", ["x"], poll_every=1)
+        return [text.cost_usd, batch.cost_usd]
+
+    try:
+        assert (await app.arun(batched, workflow_id="b")).value == [1.0, 1.0]
+    finally:
+        await app.aclose()
