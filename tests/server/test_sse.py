@@ -11,22 +11,29 @@ from tether.testing import eventually_sync
 from ._serve import Served
 
 
+def _follow(served: Served, wid: str) -> tuple[list[str], threading.Thread]:
+    """The types of the run's streamed events, filled by a thread reading the stream
+    (started, and streaming, on return) until it ends."""
+    seen: list[str] = []
+    streaming = threading.Event()
+
+    def follow() -> None:
+        with Client(served.url) as reader:
+            for event in reader.stream_events(wid):
+                seen.append(event.type)
+                streaming.set()
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    assert streaming.wait(30)
+    return seen, thread
+
+
 def test_the_stream_shows_a_parked_run_signalled_to_its_end(served: Served) -> None:
     with Client(served.url) as client:
         wid = client.start("waits")
         eventually_sync(lambda: client.get_record(wid).status is RunStatus.WAITING, timeout=30)
-        seen: list[str] = []
-        streaming = threading.Event()
-
-        def follow() -> None:
-            with Client(served.url) as reader:
-                for event in reader.stream_events(wid):
-                    seen.append(event.type)
-                    streaming.set()
-
-        thread = threading.Thread(target=follow)
-        thread.start()
-        assert streaming.wait(30)
+        seen, thread = _follow(served, wid)
         # the recorded events arrive one by one: wait for the park before signalling
         eventually_sync(lambda: "workflow.waiting" in seen, timeout=30)
         before = len(seen)
@@ -46,18 +53,7 @@ def test_the_stream_of_a_run_cancelled_with_compensation_ends_after_the_undo(
     with Client(served.url) as client:
         wid = client.start("undoes")
         eventually_sync(lambda: client.get_record(wid).status is RunStatus.WAITING, timeout=30)
-        seen: list[str] = []
-        streaming = threading.Event()
-
-        def follow() -> None:
-            with Client(served.url) as reader:
-                for event in reader.stream_events(wid):
-                    seen.append(event.type)
-                    streaming.set()
-
-        thread = threading.Thread(target=follow)
-        thread.start()
-        assert streaming.wait(30)
+        seen, thread = _follow(served, wid)
         assert client.cancel(wid, "customer left", compensate=True) == [wid]
         thread.join(60)
         assert not thread.is_alive()

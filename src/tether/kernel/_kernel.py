@@ -463,9 +463,7 @@ def _cancelled_under_job(run: RunRow | None) -> bool:
     is cancelled with the run, so a claimed job whose run ended by cancellation had it
     cancelled under it, unless that run's compensation is still due (the job goes
     back to the queue for it)."""
-    if run is None or run.end_reason is not EndReason.CANCELLED:
-        return False
-    return not (run.status is RunStatus.CANCELLED and run.cancel_requested == "compensate")
+    return run is not None and run.end_reason is EndReason.CANCELLED and run.settled
 
 
 def _handed_back(run: RunRow) -> bool:

@@ -26,15 +26,16 @@ the transaction it rides on, as it would have been refused on its own.
 
 On PostgreSQL several writes of one store run at once (a pool). A write that
 took held completions carries them until it commits: every other write of
-the store waits for it first (`settle_and_take`, `settled`), so nothing a run
+the store waits for it first (`taking`, `settled`), so nothing a run
 does next commits before a completion of that run another write carries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ..errors import RunCancelledError, RunNotFoundError, StaleOwnerError, StoreError
@@ -56,8 +57,8 @@ class Deferred:
         self._flush = flush  # a transaction with nothing else in it
         self._tries = 0
         self._task: asyncio.Future[None] | None = None  # the flush of its own, if running
-        # every write of taken completions in flight (the flush of its own, or a write's
-        # `settle_and_take`): until it commits, what it took is neither held nor written
+        # every write of taken completions in flight (`taking`): until it commits, what
+        # it took is neither held nor written
         self._out: list[asyncio.Future[None]] = []
 
     def __bool__(self) -> bool:
@@ -68,7 +69,7 @@ class Deferred:
         """Whether a flush of its own is under way, or a write of taken completions is
         in flight."""
         own = self._task is not None and not self._task.done()
-        return own or any(not f.done() for f in self._out)
+        return own or bool(self._out)
 
     def add(self, body: Body) -> None:
         """Hold `body` for the next transaction; make one if none comes this turn."""
@@ -81,26 +82,24 @@ class Deferred:
         taken, self._bodies = self._bodies, []
         return taken
 
-    async def settle_and_take(self) -> tuple[list[Body], asyncio.Future[None] | None]:
+    @contextlib.asynccontextmanager
+    async def taking(self) -> AsyncIterator[list[Body]]:
         """Wait until no write of taken completions is in flight, then take what is
-        held: everything held before the call is then written, or in the caller's
-        hands. The caller resolves the future (`done_writing`) once its write ended, so
-        every other write of this store waits for it (`settled`)."""
+        held: everything held before is then written, or in the caller's hands. Until
+        the block ends (its write committed, or gave them back), every other write of
+        this store waits for it (`settled`)."""
         await self.settled()
         taken = self.take()
         if not taken:
-            return taken, None
+            yield taken
+            return
         out = asyncio.get_running_loop().create_future()
         self._out.append(out)
-        return taken, out
-
-    def done_writing(self, out: asyncio.Future[None] | None) -> None:
-        """The write of what `settle_and_take` took has ended (committed, or given back)."""
-        if out is None:
-            return
-        if not out.done():
+        try:
+            yield taken
+        finally:
             out.set_result(None)
-        self._out = [f for f in self._out if not f.done()]
+            self._out.remove(out)
 
     def give_back(self, taken: list[Body]) -> None:
         """The transaction that carried `taken` rolled back: hold them again, first."""
@@ -120,7 +119,7 @@ class Deferred:
         """Until no write of taken completions is in flight (of this event loop), so
         nothing the store writes next can commit before what they carry."""
         loop = asyncio.get_running_loop()
-        while out := [f for f in self._out if not f.done() and f.get_loop() is loop]:
+        while out := [f for f in self._out if f.get_loop() is loop]:
             await asyncio.wait(out)
 
     def _soon(self) -> None:

@@ -223,20 +223,18 @@ class PostgresStore(Store):
     async def _flush_deferred(self, *, keep: bool = True) -> None:
         """Write what is held, once no other write of held completions is in flight
         (a flush of its own keeps them for a retry if it fails)."""
-        held, out = await self.deferred.settle_and_take()
-        if not held:
-            return
         channel = self.config.channel
-        try:
-            await self._with(lambda conn: self.deferred.write(PgTx(conn, channel), held))
-        except BaseException as exc:
-            if keep or isinstance(exc, asyncio.CancelledError):
-                self.deferred.give_back(held)
-            else:
-                log.warning("held step completions were not written and are dropped: %s", exc)
-            raise
-        finally:
-            self.deferred.done_writing(out)
+        async with self.deferred.taking() as held:
+            if not held:
+                return
+            try:
+                await self._with(lambda conn: self.deferred.write(PgTx(conn, channel), held))
+            except BaseException as exc:
+                if keep or isinstance(exc, asyncio.CancelledError):
+                    self.deferred.give_back(held)
+                else:
+                    log.warning("held step completions were not written and are dropped: %s", exc)
+                raise
 
     @staticmethod
     def _folded(done: HeldCompletion) -> dict[str, Any]:
