@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
 
 import tether
-from tether import App, FakeClock, Workflow
+from tether import App, FakeClock, RunStatus, Workflow
 
 
 async def test_lease_lifecycle_on_fake_clock(app: App, clock: FakeClock) -> None:
@@ -192,3 +193,58 @@ async def test_mutex_bad_input(app: App, kwargs: dict[str, object], match: str) 
     with pytest.raises(tether.InvalidArgumentError, match=match):
         async with wf.mutex(**kwargs):  # type: ignore[arg-type]
             pass
+
+
+def _contender(key: str) -> Callable[[Workflow], Awaitable[str]]:
+    """A run that tries `key` once, briefly, and says what it got."""
+
+    async def contend(wf: Workflow) -> str:
+        try:
+            async with wf.mutex(key, timeout=0.05, poll=0.01):
+                return "acquired"
+        except tether.MutexTimeoutError as exc:
+            return f"refused: {exc}"
+
+    return contend
+
+
+async def _keeper(wf: Workflow) -> str:
+    async with wf.mutex("job:42", stale_after=10):
+        who = await wf.wait_for_signal("approve")  # parks the run inside the block
+        await wf.step("apply", lambda: f"applied for {who}")
+    return "done"
+
+
+async def test_a_run_parked_inside_a_mutex_keeps_it_until_it_leaves_the_block(
+    app: App, clock: FakeClock
+) -> None:
+    # a job application waits days for a person's approval inside its mutex: no other
+    # run may work on the same job meanwhile, though no process renews the mutex
+    assert (await app.arun(_keeper, workflow_id="keeper")).status is RunStatus.WAITING
+    clock.advance(7 * 86400)  # far past stale_after: a parked run is not a dead process
+    got = (await app.arun(_contender("job:42"), workflow_id="contender-1")).value
+    assert got.startswith("refused:") and "'keeper'" in got and "parked inside its block" in got
+    await app.asignal("keeper", "approve", "ada")
+    assert (await app.aresume("keeper")).value == "done"  # its replay takes the mutex back
+    assert (await app.arun(_contender("job:42"), workflow_id="contender-2")).value == "acquired"
+    types = [e.type for e in (await app.aget_record("keeper")).events]
+    assert types.count("mutex.kept") == 1 and types.count("mutex.taken_back") == 1
+    assert types[-3:] == ["step.completed", "mutex.released", "workflow.completed"]
+
+
+async def test_a_mutex_kept_by_a_parked_run_is_free_once_the_run_ends(
+    app: App, clock: FakeClock
+) -> None:
+    await app.arun(_keeper, workflow_id="keeper")
+    await app.acancel("keeper")  # it never resumes: its end lets the mutex go
+    assert (await app.arun(_contender("job:42"), workflow_id="after")).value == "acquired"
+
+
+async def test_a_wait_outside_the_block_keeps_nothing(app: App) -> None:
+    async def polite(wf: Workflow) -> None:
+        async with wf.mutex("job:7"):
+            await wf.step("draft", lambda: 1)
+        await wf.wait_for_signal("approve")
+
+    assert (await app.arun(polite, workflow_id="polite")).status is RunStatus.WAITING
+    assert (await app.arun(_contender("job:7"), workflow_id="next")).value == "acquired"

@@ -106,6 +106,8 @@ STORE = {
     "parse_sqlite_url",
     "redact",
     "run_settled",
+    "kept_attempt",
+    "kept_detail",
 }
 
 SERVER = {

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from ._control import HandBack
+from ._control import HandBack, Suspend
 from ._durations import check_seconds
 from ._mutex_guard import check_not_held, holding
 from ._names import check_name
@@ -21,7 +21,7 @@ from ._steps import is_async
 from .errors import InvalidArgumentError, LeaseConflictError, MutexTimeoutError
 from .record import LeaseRecord
 from .serde import dump_json
-from .store import LockOutcome, LockResult, LockRow, NewEvent
+from .store import LockOutcome, LockResult, LockRow, NewEvent, kept_attempt, kept_detail
 
 __all__ = ["LEASE_SCOPE", "Locks", "MutexHandle", "lease_scope"]
 
@@ -88,13 +88,18 @@ class Locks:
         await self._acquire(handle, ttl, timeout, poll)
         self._run.emit("mutex.acquired", key)
         renewer = asyncio.ensure_future(self._renew(handle, ttl))
+        parked = False
         try:
             with holding(self._run.workflow_id, key):
                 yield handle
+        except Suspend as exc:  # the run parks inside the block: it keeps the mutex
+            parked = not isinstance(exc, HandBack)
+            raise
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
-            await asyncio.shield(self._release_mutex(handle))
+            leave = self._keep_parked(handle, ttl) if parked else self._release_mutex(handle)
+            await asyncio.shield(leave)
 
     async def _acquire(self, handle: MutexHandle, ttl: float, timeout: float, poll: float) -> None:
         """Try until the mutex is ours (`MutexTimeoutError` after `timeout` seconds)."""
@@ -123,17 +128,28 @@ class Locks:
                 self._note_waiting(handle.key, res)
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise MutexTimeoutError(handle.key, timeout, res.row.holder)
+                raise MutexTimeoutError(
+                    handle.key,
+                    timeout,
+                    res.row.holder,
+                    run_id=res.row.run_id,
+                    parked=kept_attempt(res.row.detail) is not None,
+                )
             await self._rt.waker.wait(handle.key, min(poll, remaining))
 
     def _note_waiting(self, key: str, res: LockResult) -> None:
+        until = (
+            "kept while that run is parked inside its block"
+            if kept_attempt(res.row.detail) is not None
+            else f"until {res.row.expires_at.isoformat()} unless renewed"
+        )
         log.info(
-            "run %s waits for mutex %r held by %s%s (until %s unless renewed)",
+            "run %s waits for mutex %r held by %s%s (%s)",
             self._run.workflow_id,
             key,
             res.row.holder,
             f" of run {res.row.run_id}" if res.row.run_id else "",
-            res.row.expires_at.isoformat(),
+            until,
         )
 
     def _mutex_holder(self) -> str:
@@ -176,6 +192,26 @@ class Locks:
             if row is None:
                 handle.lost = True
                 return
+
+    async def _keep_parked(self, handle: MutexHandle, ttl: float) -> None:
+        """Keep the mutex for the run, which parks inside the block: no process renews
+        it, yet nobody takes it until the run, resumed, leaves the block (its replay
+        takes it back, `_take_back`) or ends. A holder evicted meanwhile keeps nothing."""
+        kept = NewEvent("mutex.kept", handle.key)
+        res = await self._rt.store.acquire_lock(
+            MUTEX_SCOPE,
+            handle.key,
+            handle.holder,
+            ttl=ttl,
+            now=self._rt.clock.store_time(),
+            fence=self._run.fence,
+            detail=kept_detail(self._run.run.attempt),
+            on_acquire=kept,
+            on_renew=kept,
+            at=self._rt.clock.now(),
+        )
+        if res.outcome is not LockOutcome.CONFLICT:
+            self._run.emit("mutex.kept", handle.key)
 
     async def _release_mutex(self, handle: MutexHandle) -> None:
         try:

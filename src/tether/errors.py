@@ -190,15 +190,30 @@ class LeaseConflictError(TetherError):
 class MutexTimeoutError(TetherError, TimeoutError):
     """A mutex could not be acquired within its timeout."""
 
-    def __init__(self, key: str, timeout: float, holder: str | None) -> None:
+    def __init__(
+        self,
+        key: str,
+        timeout: float,
+        holder: str | None,
+        *,
+        run_id: str | None = None,
+        parked: bool = False,
+    ) -> None:
         self.key = key
         self.timeout = timeout
         self.holder = holder
-        by = f" (held by {holder!r})" if holder else ""
-        super().__init__(
-            f"mutex {key!r} was not acquired within {timeout:g}s{by}; raise `timeout=` "
-            "or check for a holder that never releases"
-        )
+        self.run_id = run_id  # the run holding it, if a run does
+        self.parked = parked  # that run is parked inside its block and keeps it
+        by = f" (held by {holder!r}{f' of run {run_id!r}' if run_id else ''})" if holder else ""
+        if parked:
+            hint = (
+                "the run parked inside its block (waiting for a signal, an event or a "
+                "timer) and keeps the mutex until it resumes and leaves the block or ends; "
+                "resolve its wait or cancel it, or raise `timeout=`"
+            )
+        else:
+            hint = "raise `timeout=` or check for a holder that never releases"
+        super().__init__(f"mutex {key!r} was not acquired within {timeout:g}s{by}; {hint}")
 
 
 class StepFailedError(TetherError):

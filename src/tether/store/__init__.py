@@ -45,6 +45,8 @@ from ._records import (
     WaitKind,
     WaitRow,
     WaitStatus,
+    kept_attempt,
+    kept_detail,
     run_settled,
 )
 from ._url import (
@@ -100,6 +102,8 @@ __all__ = [
     "WaitRow",
     "WaitStatus",
     "check_url",
+    "kept_attempt",
+    "kept_detail",
     "open_store",
     "parse_pg_url",
     "parse_sqlite_url",

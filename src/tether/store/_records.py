@@ -7,6 +7,7 @@ so the store never re-serialises.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -38,6 +39,8 @@ __all__ = [
     "WaitKind",
     "WaitRow",
     "WaitStatus",
+    "kept_attempt",
+    "kept_detail",
     "run_settled",
 ]
 
@@ -259,6 +262,23 @@ class LockRow:
 
     def active_at(self, now: datetime) -> bool:
         return self.released_at is None and self.expires_at > now
+
+
+KEPT_BY_PARKED_RUN = "kept_by_parked_run"  # a mutex's detail: its run parked inside the block
+
+
+def kept_detail(attempt: int) -> str:
+    """The detail of a mutex kept, unrenewed, by its run parked inside the block."""
+    return json.dumps({KEPT_BY_PARKED_RUN: attempt})
+
+
+def kept_attempt(detail: str | None) -> int | None:
+    """The run attempt that keeps a lock while parked (`kept_detail`), else None."""
+    if detail is None or KEPT_BY_PARKED_RUN not in detail:
+        return None
+    value = json.loads(detail)
+    kept = value.get(KEPT_BY_PARKED_RUN) if isinstance(value, dict) else None
+    return kept if isinstance(kept, int) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ._base import Mode, StoreBase, Tx
-from ._lifecycle import end_reason
+from ._lifecycle import TERMINAL, end_reason
 from ._records import (
     EndReason,
     EventRow,
@@ -23,6 +23,7 @@ from ._records import (
     RunRow,
     RunStatus,
     StepRow,
+    kept_attempt,
 )
 from ._rows import Rows, started_step
 from ._verbs_ai import usage_params, usage_row, write_attached
@@ -474,8 +475,7 @@ class RunVerbs(StoreBase):
                     cur = await tx.one("lock_current", scope=scope, key=key, now=tx.now(now))
                 outcome, event = LockOutcome.ACQUIRED, on_acquire
             if cur is not None:
-                current, t = tx.rows.lock(cur[:10]), cur[10]
-                active = current.released_at is None and current.expires_at > tx.rows.t(t)
+                current, t, active = _current(tx.rows, cur)
                 if active and current.holder != holder:
                     return LockResult(LockOutcome.CONFLICT, current)
                 if active:
@@ -524,11 +524,11 @@ class RunVerbs(StoreBase):
             cur = await tx.one("lock_current", scope=scope, key=key, now=tx.now(now))
             if cur is None:
                 return None
-            current, t = tx.rows.lock(cur[:10]), cur[10]
+            current, t, active = _current(tx.rows, cur)
             if current.released_at is not None or current.generation == 0:
                 return None
             if holder is not None and current.holder != holder:
-                if current.expires_at > tx.rows.t(t):
+                if active:
                     return LockResult(LockOutcome.CONFLICT, current)
                 return None  # someone else's expired lock: nothing of ours to release
             row = await tx.one("lock_release", t=t, scope=scope, key=key)
@@ -544,6 +544,19 @@ class RunVerbs(StoreBase):
     async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
         """Locks of `scope` (taken by run `run_id` only, if given), by key."""
         return await self._list("list_locks", Rows.lock, scope=scope, run=run_id)
+
+
+def _current(rows: Rows, cur: Sequence[Any]) -> tuple[LockRow, Any, bool]:
+    """A `lock_current` row: the lock, the database's time, and whether it is held:
+    not released, and not expired, or, if its run parked inside the block and keeps
+    it (`kept_detail`), while that run lives in the attempt that kept it."""
+    lock, t, status, attempt = rows.lock(cur[:10]), cur[10], cur[11], cur[12]
+    if lock.released_at is not None:
+        return lock, t, False
+    kept = kept_attempt(lock.detail)
+    if kept is not None:
+        return lock, t, kept == attempt and status not in TERMINAL
+    return lock, t, lock.expires_at > rows.t(t)
 
 
 def finish_verb(fence: Fence) -> str:

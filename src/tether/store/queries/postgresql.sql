@@ -220,7 +220,10 @@ UPDATE runs SET state = :state::jsonb, updated_at = :at WHERE id = :wid
 SELECT run_id, key, at, detail::text FROM heartbeats WHERE run_id = :wid ORDER BY key
 
 -- name: lock_current
-SELECT {_lock_cols}, {_now} FROM locks WHERE scope = :scope AND key = :key FOR UPDATE
+-- the lock, the time, and its run's status and attempt (a lock kept by a parked run)
+SELECT {_lock_cols}, {_now}, (SELECT status FROM runs WHERE id = locks.run_id),
+  (SELECT attempt FROM runs WHERE id = locks.run_id)
+FROM locks WHERE scope = :scope AND key = :key FOR UPDATE
 -- name: lock_insert
 INSERT INTO locks (scope, key, holder, generation, run_id, detail, acquired_at, heartbeat_at,
   expires_at) SELECT :scope, :key, :holder, 1, :run, :detail::jsonb, t.n, t.n,

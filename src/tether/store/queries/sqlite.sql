@@ -119,7 +119,10 @@ ON CONFLICT (run_id, key) DO UPDATE SET at = excluded.at, detail = excluded.deta
 SELECT run_id, key, at, detail FROM heartbeats WHERE run_id = :wid ORDER BY key
 
 -- name: lock_current
-SELECT {_lock_cols}, {_now} FROM locks WHERE scope = :scope AND key = :key
+-- the lock, the time, and its run's status and attempt (a lock kept by a parked run)
+SELECT {_lock_cols}, {_now}, (SELECT status FROM runs WHERE id = locks.run_id),
+  (SELECT attempt FROM runs WHERE id = locks.run_id)
+FROM locks WHERE scope = :scope AND key = :key
 -- name: lock_insert
 INSERT INTO locks (scope, key, holder, generation, run_id, detail, acquired_at, heartbeat_at,
   expires_at) VALUES (:scope, :key, :holder, 1, :run, :detail, {_now}, {_now}, {_now} + :ttl)
