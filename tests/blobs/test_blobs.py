@@ -59,6 +59,15 @@ async def test_list_and_delete_by_prefix_treat_wildcards_literally(blobs: BlobSt
     assert await blobs.list("runs/") == ["runs/r%1/x", "runs/rx1/x"]
 
 
+async def test_a_prefix_is_matched_case_and_all(blobs: BlobStore) -> None:
+    # SQLite's LIKE ignores case: deleting run Doc-1's blobs took run doc-1's too
+    for key in ["runs/doc-1/out", "runs/Doc-1/out", "runs/DOC-1/out"]:
+        await blobs.put(key, key.encode())
+    assert await blobs.list("runs/Doc-1/") == ["runs/Doc-1/out"]
+    assert await blobs.delete_prefix("runs/Doc-1/") == 1
+    assert sorted(await blobs.list("runs/")) == ["runs/DOC-1/out", "runs/doc-1/out"]
+
+
 async def test_bad_keys_are_refused_everywhere(blobs: BlobStore) -> None:
     for bad in ["../escape", "a//b", "/abs", "a/./b", "", "sp ace", "a/"]:
         with pytest.raises(InvalidArgumentError, match="not a plain path"):

@@ -14,11 +14,6 @@ from ._base import StoreBase, Tx
 __all__ = ["BlobVerbs"]
 
 
-def _like(prefix: str) -> str:
-    """A LIKE pattern matching keys that start with `prefix` (its % and _ escaped)."""
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 class BlobVerbs(StoreBase):
     async def put_blob(self, key: str, body: bytes, at: datetime) -> None:
         """Write blob `key` (replacing one of the same key), in its own transaction."""
@@ -38,14 +33,16 @@ class BlobVerbs(StoreBase):
         """(key, size) of every blob whose key starts with `prefix`, by key."""
 
         async def go(tx: Tx) -> list[tuple[str, int]]:
-            return [(r[0], int(r[1])) for r in await tx.all("list_blobs", like=_like(prefix))]
+            return [
+                (r[0], int(r[1])) for r in await tx.all("list_blobs", prefix=prefix, n=len(prefix))
+            ]
 
         return await self._tx("read", go)
 
     async def delete_blobs(self, prefix: str) -> int:
         """Delete every blob whose key starts with `prefix`; how many."""
 
-        return await self._execute("write", "delete_blobs", like=_like(prefix))
+        return await self._execute("write", "delete_blobs", prefix=prefix, n=len(prefix))
 
     async def delete_blob(self, key: str) -> bool:
         """Delete blob `key`; False if there was none."""

@@ -192,9 +192,10 @@ ON CONFLICT (key) DO UPDATE SET body = excluded.body, size = excluded.size,
 -- name: get_blob
 SELECT body FROM blobs WHERE key = :key
 -- name: list_blobs
-SELECT key, size FROM blobs WHERE key LIKE :like ESCAPE '\' ORDER BY key
+-- keys that start with :prefix, compared as they are (SQLite's LIKE ignores case)
+SELECT key, size FROM blobs WHERE substr(key, 1, :n) = :prefix ORDER BY key
 -- name: delete_blobs
-DELETE FROM blobs WHERE key LIKE :like ESCAPE '\'
+DELETE FROM blobs WHERE substr(key, 1, :n) = :prefix
 -- name: delete_blob
 DELETE FROM blobs WHERE key = :key
 -- name: jobs_by_queue_status
