@@ -164,7 +164,7 @@ class App:
                 f"blobs must be a tether.blobs.BlobStore, got {blobs!r}; e.g. "
                 "blobs=tether.blobs.FileBlobStore('/var/lib/app/blobs')"
             )
-        self.blobs: BlobStore = blobs or default_blobs(self.store, self.clock)
+        self.blobs: BlobStore = default_blobs(self.store, self.clock) if blobs is None else blobs
         self._runtime = Runtime(
             self.store,
             self.clock,
@@ -1145,9 +1145,19 @@ class App:
         await self._forget_run_files(family)
 
     async def _forget_run_files(self, workflow_ids: Sequence[str]) -> None:
-        """Remove the files of deleted runs (after the delete committed)."""
+        """Remove the files of deleted runs (after the delete committed). One run's
+        files failing to go (a file system error) leaves a warning, not the others'."""
         for wid in workflow_ids:
-            await self.blobs.delete_prefix(run_prefix(wid))
+            try:
+                await self.blobs.delete_prefix(run_prefix(wid))
+            except Exception as exc:
+                log.warning(
+                    "the files of deleted run %s were not removed from the blob store "
+                    "(%r); remove %s by hand",
+                    wid,
+                    exc,
+                    run_prefix(wid),
+                )
 
     delete_run = facade(adelete_run)
 

@@ -8,12 +8,14 @@ code is written at once and numbered, so the code running again on resume
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote
 
 from .._attach import attach, in_step
+from ..blobs import check_key
 from ..errors import InvalidArgumentError
 from ..store import NewEvent
 from ._stage import Stage
@@ -32,8 +34,15 @@ LEVELS = ("debug", "info", "warning", "error")
 
 
 def run_prefix(workflow_id: str) -> str:
-    """The blob key prefix of every file of a run."""
-    return f"runs/{quote(workflow_id, safe='')}/"
+    """The blob key prefix of every file of a run: its id, percent-encoded, or where
+    that is no key segment (``.``, ``..``, a ``~``, over 200 characters) a digest of
+    it, marked by a ``#`` that an encoded id never holds."""
+    segment = quote(workflow_id, safe="")
+    try:
+        check_key(segment)
+    except InvalidArgumentError:
+        segment = "#" + hashlib.sha256(workflow_id.encode()).hexdigest()
+    return f"runs/{segment}/"
 
 
 def stage_prefix(workflow_id: str, stage_id: str, attempt: int | None = None) -> str:
