@@ -48,7 +48,7 @@ async def render_metrics(store: Store, now: datetime) -> str:
                      (f"tether_runs{_labels(workflow=w, status=s)} {n}" for w, s, n in runs))  # fmt: skip
     for which, help_ in (
         ("step_seconds", "Completed steps, from their start to their completion."),
-        ("job_wait_seconds", "Claimed jobs, from when they were due to their claim."),
+        ("job_wait_seconds", "Ended jobs, from when they were last due to their last claim."),
         ("job_run_seconds", "Done jobs, from their claim to their end."),
     ):
         lines += _histogram(f"tether_{which}", help_, await store.latency_histogram(which))

@@ -549,7 +549,7 @@ async def test_a_run_ended_by_its_function_closes_its_claimed_job_with_it(
             )  # fmt: skip
             (closed,) = await store.list_jobs(workflow_id=wid)
             assert closed.status is JobStatus.DONE and closed.locked_until is None
-            assert closed.run_after == LATER
+            assert closed.run_after == T0  # when it was due: its wait counts from there
             assert await store.renew_job(job.id, "w", visibility=30, now=T0)
             assert not await store.renew_job(job.id, "w2", visibility=30, now=T0)
             calls.clear()
@@ -722,3 +722,21 @@ async def test_delete_runs_takes_everything_of_finished_runs_only(store: Store) 
     assert await store.idempotency_begin("run.signal", "k", at=T0, stale_after=60) is None
     assert [j.workflow_id for j in await store.list_jobs()] == ["q"]
     assert await store.delete_runs([]) == 0
+
+
+async def test_a_jobs_wait_counts_once_it_ended_from_its_last_due_time(store: Store) -> None:
+    # a job handed back (due again later than its claim) gave a negative wait, and a
+    # wait histogram whose sum went down on a scrape without any prune
+    await store.submit_run(NewRun("w0", "wf"), NewJob("q"), T0)
+    (job,) = await store.claim_jobs("w1", ["q"], limit=1, visibility=30, limits={}, now=T0, at=T0)
+    later = T0 + timedelta(seconds=60)
+    await store.release_job(job.id, "w1", at=T0, run_after=later)
+    waits = await store.latency_histogram("job_wait_seconds")
+    assert (waits.count, waits.total) == (0, 0)
+    at = later + timedelta(seconds=2)
+    (job,) = await store.claim_jobs("w2", ["q"], limit=1, visibility=30, limits={}, now=at, at=at)
+    assert (await store.latency_histogram("job_wait_seconds")).count == 0  # still claimed
+    await store.claim_run("w0", "w2", at, NewEvent("workflow.running"))
+    await store.finish_job(job.id, "w2", error=None, ghost=False, at=at)
+    waits = await store.latency_histogram("job_wait_seconds")
+    assert waits.count == 1 and abs(waits.total - 2.0) < 1e-6

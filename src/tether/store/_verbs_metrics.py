@@ -42,7 +42,7 @@ class MetricVerbs(StoreBase):
 
     async def latency_histogram(self, which: str) -> Histogram:
         """``step_seconds`` (a completed step, started to completed), ``job_wait_seconds``
-        (a claimed job, due to claimed) or ``job_run_seconds`` (a done job, claimed to
+        (an ended job, last due to last claimed) or ``job_run_seconds`` (a done job, claimed to
         done), over every row recorded.
         """
         if which not in HISTOGRAMS:

@@ -61,16 +61,19 @@ FROM runs WHERE id = :id AND queue IS NOT NULL ON CONFLICT DO NOTHING
 INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,
   created_at, updated_at) VALUES (:id, :queue, 'queued', :priority, :max, :ckey, :after, :at, :at)
 -- name: _job_done_with_run
--- a run's claimed job, done with the run's end (the run ended by its own function)
-status = 'done', last_error = NULL, locked_until = NULL, run_after = :at, updated_at = :at
+-- a run's claimed job, done with the run's end (the run ended by its own function); an
+-- ended job keeps run_after, when it was last due (its wait, in /metrics, counts from it)
+status = 'done', last_error = NULL, locked_until = NULL, updated_at = :at
 -- name: close_job_of_run
 UPDATE jobs SET {_job_done_with_run} WHERE run_id = :wid AND status = 'claimed' RETURNING id
 -- name: finish_job
-UPDATE jobs SET status = :status, last_error = :error, locked_until = NULL, run_after = :at,
-  updated_at = :at WHERE id = :id
+UPDATE jobs SET status = :status, last_error = :error, locked_until = NULL,
+  run_after = CASE WHEN :status = 'queued' THEN :at ELSE run_after END, updated_at = :at
+WHERE id = :id
 -- name: retry_job
 UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
-  worker = NULL, locked_until = NULL, last_error = :error, run_after = :after, updated_at = :at
+  worker = NULL, locked_until = NULL, last_error = :error,
+  run_after = CASE WHEN attempt >= max_attempts THEN run_after ELSE :after END, updated_at = :at
 WHERE id = :id AND worker = :worker AND status = 'claimed'
 -- name: set_queue
 UPDATE runs SET queue = :queue WHERE id = :id
@@ -250,5 +253,6 @@ WHERE id = :id AND worker = :worker AND status = 'claimed'
 -- name: reap_jobs
 UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
   last_error = 'lease expired (worker ' || COALESCE(worker, '?') || ' stopped renewing)',
-  worker = NULL, locked_until = NULL, run_after = :at, updated_at = :at
+  worker = NULL, locked_until = NULL,
+  run_after = CASE WHEN attempt >= max_attempts THEN run_after ELSE :at END, updated_at = :at
 WHERE status = 'claimed' AND locked_until <= {_now} RETURNING run_id, status, last_error

@@ -362,7 +362,8 @@ WITH j AS (SELECT j.id, j.run_id, {_job_run_status} AS run_status FROM jobs j JO
   FOR UPDATE OF j, r),
 u AS (UPDATE jobs SET status = CASE WHEN :error::text IS NULL AND j.run_status = 'pending'
   THEN 'queued' WHEN :error::text IS NULL THEN 'done' ELSE 'failed' END, last_error = :error,
-  locked_until = NULL, run_after = :at, updated_at = :at FROM j WHERE jobs.id = j.id
+  locked_until = NULL, run_after = CASE WHEN :error::text IS NULL AND j.run_status = 'pending'
+  THEN :at ELSE jobs.run_after END, updated_at = :at FROM j WHERE jobs.id = j.id
   RETURNING jobs.status, jobs.run_id),
 n AS (SELECT pg_notify(:chan, 'jobs') FROM u WHERE u.status = 'queued')
 SELECT u.run_id, (SELECT count(*) FROM n) FROM u
@@ -463,11 +464,12 @@ UPDATE api_tokens SET last_used_at = :at
 WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :at - interval '60 seconds')
 -- name: api_idempotency_get
 SELECT request_hash, status, response FROM api_idempotency WHERE key = :key FOR UPDATE
--- The numbers behind /metrics: histograms over every recorded step and job (a prune
--- lowers them, which Prometheus reads as a counter reset).
+-- The numbers behind /metrics: histograms over every recorded step and ended job (a
+-- prune, or a rerun forgetting steps, lowers them: Prometheus reads a counter reset). A
+-- job's wait counts once it ended: a released job is due again later than its claim.
 -- name: metric_step_seconds
 SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT extract(epoch FROM completed_at - started_at) AS d FROM steps WHERE status = 'completed' AND started_at IS NOT NULL AND completed_at IS NOT NULL) AS x
 -- name: metric_job_wait_seconds
-SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT extract(epoch FROM claimed_at - run_after) AS d FROM jobs WHERE claimed_at IS NOT NULL) AS x
+SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT extract(epoch FROM claimed_at - run_after) AS d FROM jobs WHERE status IN ('done', 'failed') AND claimed_at IS NOT NULL) AS x
 -- name: metric_job_run_seconds
 SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END), count(*), COALESCE(sum(d), 0) FROM (SELECT extract(epoch FROM updated_at - claimed_at) AS d FROM jobs WHERE status = 'done' AND claimed_at IS NOT NULL) AS x
