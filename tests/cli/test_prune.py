@@ -107,3 +107,47 @@ def test_delete_refuses_a_running_run_as_a_real_process(tmp_path: Path, flow: Pa
     assert tether(tmp_path, "runs", "delete", "w1").returncode == 0
     listed = tether(tmp_path, "runs", "list", "--json")
     assert json.loads(listed.stdout) == []
+
+
+PIPELINE_APP = '''
+import os
+from pydantic import BaseModel
+import tether
+from tether.blobs import FileBlobStore
+
+class Doc(BaseModel):
+    url: str
+
+class Big(BaseModel):
+    text: str
+
+@tether.stage(id="fetch", input=Doc, output=Big)
+async def fetch(ctx):
+    await ctx.artifacts.put("raw.txt", "raw page")
+    return Big(text="x" * 5000)
+
+pipeline = tether.Pipeline("docs", input=Doc, inline_limit=100).pipe(fetch)
+app = tether.App(os.environ["FLOWS_DB"], blobs=FileBlobStore(os.environ["BLOBS"]))
+app.register(pipeline)
+'''
+
+
+def test_delete_and_prune_remove_the_files_in_the_apps_own_blob_store(tmp_path: Path) -> None:
+    # without --app the commands used the default blob store beside the database, and
+    # left the files of a store the App names elsewhere for good
+    (tmp_path / "docs_app.py").write_text(PIPELINE_APP)
+    blobs = tmp_path / "elsewhere"
+    env = {"BLOBS": str(blobs)}
+    for wid in ("d1", "d2"):
+        ran = tether(tmp_path, "run", "docs_app.py:pipeline", "--input", '{"url": "u"}',
+                     "--id", wid, env=env)  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+    files = lambda wid: sorted(p.name for p in (blobs / "runs" / wid).rglob("*") if p.is_file())  # noqa: E731
+    assert files("d1") == ["output.json", "raw.txt"]
+    res = tether(tmp_path, "runs", "delete", "d1", "--app", "docs_app.py:app", env=env)
+    assert res.returncode == 0, res.stderr
+    assert files("d1") == [] and files("d2") == ["output.json", "raw.txt"]
+    res = tether(tmp_path, "runs", "prune", "--older-than", "1s", "--app", "docs_app.py:app",
+                 env=env)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "deleted 1 finished run(s)" in res.stdout and files("d2") == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import click
 
@@ -10,12 +12,33 @@ from .._durations import parse_age
 from ..app import App
 from ..errors import TetherError
 from ..store import RunStatus
-from ._common import EXIT_USAGE, CliState, db_state, fail, text
+from ._common import EXIT_USAGE, CliState, db_state, fail, guard, text
 from ._db import use_app
+from .worker import load_app
 
 __all__ = ["COMMANDS"]
 
+T = TypeVar("T")
+
 _FINAL = click.Choice([s.value for s in RunStatus if s.terminal])
+_APP = click.option(
+    "--app",
+    "app_ref",
+    metavar="FILE.py:APP|MODULE:APP",
+    help="The App whose blob store holds the runs' files (stage outputs, artifacts), when "
+    "it is not the default one beside the database: they are deleted with the runs.",
+)
+
+
+def _with_app(state: CliState, app_ref: str | None, action: Callable[[App], T]) -> T:
+    """`action` on the App named by `--app` (its blob store), else on a bare App."""
+    if app_ref is None:
+        return use_app(state, action)
+    the_app, _ = load_app(state, app_ref, existing=True)
+    try:
+        return guard(lambda: action(the_app))
+    finally:
+        the_app.close()
 
 
 @click.command("prune", short_help="Delete finished runs older than an age.")
@@ -36,8 +59,11 @@ _FINAL = click.Choice([s.value for s in RunStatus if s.terminal])
     "compensation_failed); repeat for more.  [default: all of them]",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@_APP
 @db_state
-def prune(state: CliState, older_than: str, statuses: tuple[str, ...], dry_run: bool) -> None:
+def prune(
+    state: CliState, older_than: str, statuses: tuple[str, ...], dry_run: bool, app_ref: str | None
+) -> None:
     """Delete finished runs older than AGE, with their steps, events and waits.
 
     Runs that have not ended (pending, running, waiting) are never deleted.
@@ -48,10 +74,10 @@ def prune(state: CliState, older_than: str, statuses: tuple[str, ...], dry_run: 
         fail(EXIT_USAGE, f"--older-than: {exc}")
     wanted = [RunStatus(s) for s in statuses] or None
     if dry_run:
-        count = use_app(state, lambda a: _count(a, datetime.now(UTC) - age, wanted))
+        count = _with_app(state, app_ref, lambda a: _count(a, datetime.now(UTC) - age, wanted))
         print(f"{count} finished run(s) older than {older_than} would be deleted (dry run)")
         return
-    deleted = use_app(state, lambda a: a.prune(age, wanted))
+    deleted = _with_app(state, app_ref, lambda a: a.prune(age, wanted))
     print(f"deleted {deleted} finished run(s) older than {older_than}")
 
 
@@ -63,11 +89,12 @@ def _count(the_app: App, cutoff: datetime, statuses: list[RunStatus] | None) -> 
 
 @click.command("delete")
 @click.argument("workflow_id", metavar="RUN_ID")
+@_APP
 @db_state
-def delete(state: CliState, workflow_id: str) -> None:
+def delete(state: CliState, workflow_id: str, app_ref: str | None) -> None:
     """Delete one finished run and everything recorded for it."""
     text(workflow_id, "run id")
-    use_app(state, lambda a: a.delete_run(workflow_id))
+    _with_app(state, app_ref, lambda a: a.delete_run(workflow_id))
     print(f"deleted run {workflow_id}")
 
 
