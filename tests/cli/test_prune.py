@@ -111,6 +111,7 @@ def test_delete_refuses_a_running_run_as_a_real_process(tmp_path: Path, flow: Pa
 
 PIPELINE_APP = '''
 import os
+from datetime import UTC, datetime
 from pydantic import BaseModel
 import tether
 from tether.blobs import FileBlobStore
@@ -127,7 +128,10 @@ async def fetch(ctx):
     return Big(text="x" * 5000)
 
 pipeline = tether.Pipeline("docs", input=Doc, inline_limit=100).pipe(fetch)
-app = tether.App(os.environ["FLOWS_DB"], blobs=FileBlobStore(os.environ["BLOBS"]))
+# a fake clock, a day later when $LATER is set: the runs are then old enough to prune
+start = datetime(2026, 1, 2 if os.environ.get("LATER") else 1, tzinfo=UTC)
+app = tether.App(os.environ["FLOWS_DB"], blobs=FileBlobStore(os.environ["BLOBS"]),
+                 clock=tether.FakeClock(start))
 app.register(pipeline)
 '''
 
@@ -147,7 +151,7 @@ def test_delete_and_prune_remove_the_files_in_the_apps_own_blob_store(tmp_path: 
     res = tether(tmp_path, "runs", "delete", "d1", "--app", "docs_app.py:app", env=env)
     assert res.returncode == 0, res.stderr
     assert files("d1") == [] and files("d2") == ["output.json", "raw.txt"]
-    res = tether(tmp_path, "runs", "prune", "--older-than", "1s", "--app", "docs_app.py:app",
-                 env=env)  # fmt: skip
+    res = tether(tmp_path, "runs", "prune", "--older-than", "1h", "--app", "docs_app.py:app",
+                 env=env | {"LATER": "1"})  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert "deleted 1 finished run(s)" in res.stdout and files("d2") == []
+    assert "deleted 1 finished run(s) older than 1h" in res.stdout and files("d2") == []
