@@ -187,6 +187,12 @@ class Runner:
         me = asyncio.current_task()
         tasks = [t for t in self._drives | self._background if t is not me and not t.done()]
         if tasks:
+            log.info(
+                "stopping: %d run(s) in flight finish their step and hand themselves back "
+                "(grace %gs)",
+                len(tasks),
+                grace,
+            )
             _, late = await asyncio.wait(tasks, timeout=grace)
             for t in late:
                 t.cancel()

@@ -60,6 +60,7 @@ class StepSpec:
     policy: RetryPolicy
     tp: Any  # the declared result type, or None
     timeout: float | None
+    settled: bool = False  # its value was obtained elsewhere: record it even while draining
 
 
 class StepExecutor:
@@ -80,7 +81,7 @@ class StepExecutor:
         prior = _attempts_left(spec, row if mine else None)
         with_ctx, asynchronous = wants_context(spec.fn), is_async(spec.fn)
         while True:
-            if self._rt.draining:  # shutting down: hand the run back, start nothing new
+            if self._rt.draining and not spec.settled:  # shutting down: start nothing new
                 raise HandBack()
             row = await self._start(spec, prior + 1)
             with collecting() as rows:  # what the attempt attaches (its AI calls)

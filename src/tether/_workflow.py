@@ -147,6 +147,12 @@ class Workflow:
         return self._run.compensating
 
     @property
+    def draining(self) -> bool:
+        """True once this process is shutting down: it starts no new step, and code
+        that starts work of its own (a remote invocation) should stop too."""
+        return self._rt.draining
+
+    @property
     def state(self) -> Any:
         """The durable state as last written by this context (or loaded)."""
         return self._run.state
@@ -199,6 +205,35 @@ class Workflow:
         with `StepTimeoutError`, retried as the policy says: an async `fn` is
         cancelled; a sync one cannot be, and its late result is discarded.
         """
+        return cast(
+            T,
+            await self._step(
+                name, fn, idempotency_key, retry, compensate, timeout, result_type, settled=False
+            ),
+        )
+
+    async def record_now(self, name: str, value: Any, *, idempotency_key: str | None = None) -> Any:
+        """Record `value`, obtained elsewhere (a remote tenant's step), as step `name`'s
+        result, as `step` would; also while the process drains, which starts no new
+        step but must not lose a result already in hand."""
+
+        async def known() -> Any:
+            return value
+
+        return await self._step(name, known, idempotency_key, None, None, None, None, settled=True)
+
+    async def _step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        idempotency_key: str | None,
+        retry: int | RetryPolicy | None,
+        compensate: Callable[..., Any] | None,
+        timeout: float | None,
+        result_type: Any,
+        *,
+        settled: bool,
+    ) -> Any:
         _check_step_args(name, fn, timeout)
         tp = return_type_of(fn) if result_type is None else result_type
         check_name("step name", name)
@@ -212,16 +247,17 @@ class Workflow:
             and done.status is StepStatus.COMPLETED
             and done.idempotency_key == idempotency_key
         ):
-            value = cast(T, load_result(done.result, tp))
+            value = load_result(done.result, tp)
         else:
             if compensate is not None and not callable(compensate):
                 raise InvalidArgumentError(f"compensate of step {key!r} must be callable")
             if run.compensating:
                 raise RunCancelledError(run.workflow_id)
             run.check_budget(self._rt.clock.now())
-            spec = StepSpec(key, name, fn, idempotency_key, as_policy(retry), tp, timeout)
+            policy = as_policy(retry)
+            spec = StepSpec(key, name, fn, idempotency_key, policy, tp, timeout, settled)
             async with run.step_lock(key):
-                value = cast(T, await self._steps.execute(spec))
+                value = await self._steps.execute(spec)
         if compensate is not None:
             run.compensations.append(Compensation(key, compensate, value))
         return value

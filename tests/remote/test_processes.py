@@ -3,11 +3,16 @@ behind `tether serve`, each on a loopback port."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
-from tether import Client, RunRecord, RunStatus
+from tether import App, Client, RunRecord, RunStatus
 from tether.kernel import sign
 from tether.testing import eventually_sync
 
@@ -159,3 +164,36 @@ def test_a_cancel_with_compensation_undoes_the_steps_on_the_tenant(
     # the tenant replayed its body to learn the compensation and ran it, once
     assert tenant.side(wid) == ["reserve", "release seat-7"]
     assert "compensate:remote.tenant" in rec.steps
+
+
+def test_a_graceful_stop_records_the_step_the_tenant_finished_meanwhile(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the orchestrator closes while the tenant is inside step "second": the tenant
+    # finishes it within the grace period and streams it back; the draining process
+    # refused to record it (start no new step), so the next drive ran it again
+    tenant = start_tenant(tmp_path)
+    db = f"sqlite:///{tmp_path}/orch.db"
+
+    def orchestrator() -> tuple[App, Any]:
+        app = App(db)
+        return app, app.remote_workflow("crashy", url=tenant.url, secret=SECRET, version="1")
+
+    try:
+        tenant.hold.touch()
+        app, crashy = orchestrator()
+        app.start(crashy, workflow_id="g-1")
+        eventually_sync(lambda: "second started" in tenant.side("g-1"), timeout=30)
+        with caplog.at_level(logging.INFO, logger="tether"):
+            closing = threading.Thread(target=app.close)
+            closing.start()
+            eventually_sync(lambda: "hand themselves back" in caplog.text, timeout=30)
+            tenant.hold.unlink()  # the step ends while the process drains
+            closing.join(timeout=60)
+        again, crashy = orchestrator()
+        with again:
+            done = again.run(crashy, workflow_id="g-1")
+        assert done.status is RunStatus.COMPLETED and done.value == "done"
+        assert tenant.side("g-1") == ["first", "second started", "second done"]
+    finally:
+        tenant.stop()

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from .._control import Suspend
+from .._control import HandBack, Suspend
 from .._waits import MISSING
 from .._workflow import Workflow
 from ..clock import Clock
@@ -151,6 +151,8 @@ class _Drive:
             raise RunCancelledError(self.wf.workflow_id)
         last: str | None = None
         while True:
+            if self.wf.draining:  # shutting down: no new invocation, hand the run back
+                raise HandBack()
             n = await self._invocations() + 1
             if n > self.spec.max_invocations:
                 raise RemoteInvocationLimitError(
@@ -233,12 +235,10 @@ class _Drive:
         """Record one streamed line, through the fenced context, before reading on."""
         wf = self.wf
         if line.type == "step" and line.step is not None:
+            # the tenant ran it: recorded even while this process drains, or a graceful
+            # exit would lose a finished step and the next drive would run it again
             value = load_json(line.step.result)
-
-            async def recorded() -> Any:
-                return value
-
-            await wf.step(line.step.name, recorded, idempotency_key=line.step.idempotency_key)
+            await wf.record_now(line.step.name, value, idempotency_key=line.step.idempotency_key)
         elif line.type == "event" and line.event is not None:
             detail = line.event.get("detail")
             await wf.log_event_now(
