@@ -264,3 +264,21 @@ async def test_live_processes_announce_the_workflows_they_drive(
     finally:
         await serving.aclose()
         await asking.aclose()
+
+
+async def test_a_hosts_chores_take_up_orphans_without_recover_orphans_set(
+    app: App, clock: FakeClock
+) -> None:
+    # a server that stopped handed its runs back (or died): the next one, serving the
+    # same workflows, drives them on, though its App was not built with recover_orphans
+    calls: list[str] = []
+    _register(app, calls)
+    await _orphan(app, "served-before", "elsewhere:1:dead", clock)
+    clock.advance(31)
+    chores = asyncio.ensure_future(app.ahost_chores(every=0.01))
+    try:
+        assert (await app.aresult("served-before", timeout=30)).value == "ok"
+        assert calls == ["a", "b"]
+    finally:
+        chores.cancel()
+        await asyncio.gather(chores, return_exceptions=True)

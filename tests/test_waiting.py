@@ -624,3 +624,21 @@ async def test_the_result_of_a_run_cancelled_with_compensation_waits_for_the_und
     assert undone == ["R"]
     run = await app.aget_run("c-wait")
     assert run.settled and run.status is RunStatus.COMPENSATED
+
+
+async def test_a_hosts_chores_wake_due_timers_without_a_worker(app: App, clock: FakeClock) -> None:
+    # under `tether serve` nothing fired a timer longer than the inline wait: a run
+    # parked on wf.sleep(3600) stayed waiting until some other run happened to wait
+    @app.workflow
+    async def napper(wf: Workflow) -> str:
+        await wf.sleep(3600)
+        return "rested"
+
+    assert (await app.arun(napper, workflow_id="nap")).status is RunStatus.WAITING
+    chores = asyncio.ensure_future(app.ahost_chores(every=0.01))
+    try:
+        clock.advance(3600)
+        assert (await app.aresult("nap", timeout=30)).value == "rested"
+    finally:
+        chores.cancel()
+        await asyncio.gather(chores, return_exceptions=True)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
-from ._durations import parse_age
+from ._durations import check_seconds, parse_age
 from ._facade import facade
 from ._info import RunInfo, WaitInfo
 from ._interceptors import StepInterceptor, check_interceptors
@@ -37,6 +37,7 @@ from .errors import (
     InvalidArgumentError,
     RunAlreadyRunningError,
     RunNotFoundError,
+    StoreError,
     WorkflowNotFoundError,
     explain_validation,
 )
@@ -1030,6 +1031,24 @@ class App:
         last = self._recovered_at
         if last is None or (self.clock.now() - last).total_seconds() >= RECOVER_EVERY:
             await self.arecover_orphans()
+
+    async def ahost_chores(self, *, every: float = 1.0) -> None:
+        """Keep the runs of a long-lived process moving, until cancelled (what `tether
+        serve` runs beside its API): every `every` seconds wake the runs whose timers or
+        wait timeouts are due (driven here: `resume_woken`), and every `RECOVER_EVERY`
+        seconds take up runs of this App's workflows that nobody drives (handed back
+        by a server that stopped, or whose owner died). Queued runs stay the workers'.
+        A database error is logged and the chores go on."""
+        check_seconds("every", every, positive=True)
+        while True:
+            try:
+                await self.afire_due_timers()
+                last = self._recovered_at
+                if last is None or (self.clock.now() - last).total_seconds() >= RECOVER_EVERY:
+                    await self.arecover_orphans()
+            except StoreError as exc:
+                log.warning("waking due timers or taking up orphans failed: %s", exc)
+            await asyncio.sleep(every)
 
     async def adrivers(self, workflow_name: str, queue: str | None = None) -> list[str]:
         """Live processes that drive runs of `workflow_name` (they announce the
