@@ -20,6 +20,7 @@ import tether
 from tether import App, RunStatus, Workflow
 from tether.app import run_on_loop
 from tether.kernel import CollectingSink
+from tether.kernel._kernel import NOT_OURS_DELAY
 from tether.store import JobStatus
 from tether.store._sqlite_changes import POLL_MAX
 from tether.testing import eventually, eventually_sync
@@ -648,3 +649,38 @@ async def test_a_worker_started_while_the_database_is_down_waits_for_it() -> Non
     await asyncio.wait_for(serving, 10)
     assert serving.exception() is None
     await app.aclose()
+
+
+@pytest.mark.parametrize("old_has", [None, "1"], ids=["no-workflow", "older-version"])
+async def test_a_worker_without_the_runs_workflow_hands_its_job_on(
+    database_url: str, clock: tether.FakeClock, old_has: str | None
+) -> None:
+    # an old deploy's worker (no workflow "new-flow", or only a version that cannot
+    # run it) took the job and closed it: the run stayed pending with nothing queued,
+    # and the new worker never ran it
+    new = App(database_url, clock=clock)
+    old = App(database_url, clock=clock)
+
+    @new.workflow(name="new-flow", version="2")
+    async def new_flow(wf: Workflow) -> str:
+        return await wf.step("s", lambda: "ran")
+
+    if old_has is not None:
+
+        @old.workflow(name="new-flow", version=old_has)
+        async def old_flow(wf: Workflow) -> str:
+            return "old code"
+
+    try:
+        wid = await new.asubmit(new_flow)
+        report = await ServerlessHost(old).aprocess_available_jobs(limit=10)
+        assert report.processed == 1
+        (job,) = await new.store.list_jobs(workflow_id=wid)
+        assert job.status.value == "queued" and job.attempt == 0  # not counted
+        assert (await new.aget_run(wid)).status is RunStatus.PENDING
+        clock.advance(NOT_OURS_DELAY)
+        assert (await ServerlessHost(new).aprocess_available_jobs(limit=10)).succeeded == 1
+        assert (await new.aresult(wid, timeout=5)).value == "ran"
+    finally:
+        await old.aclose()
+        await new.aclose()

@@ -26,6 +26,7 @@ from ..errors import (
     StaleOwnerError,
     StoreError,
     WorkflowNotFoundError,
+    WorkflowVersionError,
     explain_validation,
 )
 from ..serde import dump_json
@@ -62,6 +63,7 @@ __all__ = ["Kernel"]
 log = logging.getLogger("tether.kernel")
 
 R = TypeVar("R")
+NOT_OURS_DELAY = 5.0  # seconds before a job handed back for another worker is due again
 _COMMAND: TypeAdapter[Any] = TypeAdapter(Command)
 _RESULTS: dict[str, type[CommandResult]] = {
     "run.create": RunCreated,
@@ -306,8 +308,8 @@ class Kernel:
                 return await self._run_busy(cmd, exc)
             except (StaleOwnerError, RunCancelledError):
                 pass
-            except WorkflowNotFoundError as exc:
-                error = str(exc)
+            except (WorkflowNotFoundError, WorkflowVersionError) as exc:
+                return await self._not_ours(cmd, exc)
             except StoreError as exc:  # the database blinked: not the workflow's failure
                 return await self._retry_later(cmd, exc)
             except Exception as exc:  # the run failed: recorded on the run, the job is done
@@ -341,6 +343,18 @@ class Kernel:
         log.info("run %s is driven by %s; its job waits", cmd.workflow_id, exc.owner)
         await self.store.release_job(cmd.job_id, cmd.worker, at=now, run_after=after)
         return JobExecuted(status="busy", error=str(exc))
+
+    async def _not_ours(self, cmd: JobExecute, exc: Exception) -> JobExecuted:
+        """This process does not have the run's workflow (or a version that can resume
+        it: an old deploy beside a new one). Not the run's failure: its job goes back,
+        its attempt not counted, for a worker that has it, after `NOT_OURS_DELAY`
+        seconds so that this one does not take it straight back."""
+        now = self.clock.now()
+        log.warning("run %s is not for this worker (%s); its job goes back to the queue",
+                    cmd.workflow_id, exc)  # fmt: skip
+        after = now + timedelta(seconds=NOT_OURS_DELAY)
+        await self.store.release_job(cmd.job_id, cmd.worker, at=now, run_after=after)
+        return JobExecuted(status="not_ours", error=str(exc))
 
     async def _retry_later(self, cmd: JobExecute, exc: StoreError) -> JobExecuted:
         """The run stays as it is (running, its claim lapsing); its job goes back to the
