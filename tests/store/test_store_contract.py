@@ -740,3 +740,22 @@ async def test_a_jobs_wait_counts_once_it_ended_from_its_last_due_time(store: St
     await store.finish_job(job.id, "w2", error=None, ghost=False, at=at)
     waits = await store.latency_histogram("job_wait_seconds")
     assert waits.count == 1 and abs(waits.total - 2.0) < 1e-6
+
+
+async def test_a_keyed_job_is_claimed_in_its_priority_order(store: Store) -> None:
+    # on PostgreSQL the one-statement claim took keyless jobs first: a priority-10 job
+    # with a concurrency key waited behind every keyless job of any priority
+    jobs = [("p10-keyed", 10, "k1"), ("p7", 7, None), ("p5-keyed", 5, "k2"), ("p1", 1, None),
+            ("p0", 0, None), ("p-5", -5, None)]  # fmt: skip
+    for wid, priority, key in reversed(jobs):
+        await store.submit_run(NewRun(wid, "wf"), NewJob("q", priority=priority,
+                                                        concurrency_key=key), T0)  # fmt: skip
+    order = []
+    for _ in jobs:
+        (job,) = await store.claim_jobs(
+            "w", ["q"], limit=1, visibility=30, limits={}, now=T0, at=T0
+        )
+        order.append(job.workflow_id)
+    assert order == [wid for wid, _, _ in jobs]
+    claimed = await store.claim_jobs("w", ["q"], limit=6, visibility=30, limits={}, now=T0, at=T0)
+    assert claimed == []

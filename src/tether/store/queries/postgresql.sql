@@ -310,10 +310,14 @@ SELECT r.*, (SELECT count(*) FROM n) FROM r
 -- its worker need not read or claim it again; a run another transaction holds (a cancel,
 -- which locks the run and then its queued job) is skipped, not waited for: no deadlock.
 -- The claim does not wait for the WAL flush (q): one lost in a crash only delays the run,
--- and the run's first durable write flushes it too (the WAL is written in order)
-WITH c AS (SELECT id FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
-  AND concurrency_key IS NULL AND run_after <= {_now} ORDER BY priority DESC, id
+-- and the run's first durable write flushes it too (the WAL is written in order).
+-- Priority holds across keys: of the best :n ready jobs (a), only the keyless ones ahead of
+-- the first keyed one are claimed here; from there the shared claim (one per key) goes on
+WITH a AS (SELECT id, priority, concurrency_key FROM jobs WHERE queue = ANY(:qs)
+  AND status = 'queued' AND run_after <= {_now} ORDER BY priority DESC, id
   LIMIT :n FOR UPDATE SKIP LOCKED),
+c AS (SELECT id FROM a WHERE concurrency_key IS NULL AND (priority, -id) > ALL
+  (SELECT priority, -id FROM a WHERE concurrency_key IS NOT NULL)),
 {_sync_off},
 t AS (SELECT {_now} AS n FROM q),
 u AS (UPDATE jobs SET status = 'claimed', worker = :worker,
