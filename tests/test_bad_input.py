@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -230,6 +230,15 @@ async def test_a_nested_mutex_of_the_same_key_fails_fast_but_branches_still_wait
         ({"priority": 10**30}, "priority must be an integer from"),
         ({"max_attempts": 2**40}, "max_attempts must be an integer from 1 to"),
         ({"run_after": datetime(2030, 1, 1)}, "run_after must be a datetime with a time zone"),
+        # before year 1 in UTC: accepted, then every worker that claimed it crashed
+        (
+            {"run_after": datetime.min.replace(tzinfo=timezone(timedelta(hours=1)))},
+            "outside the years 1 to 9998 in UTC",
+        ),
+        (
+            {"run_after": datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))},
+            "outside the years 1 to 9998 in UTC",
+        ),
     ],
     ids=[
         "queue-empty",
@@ -240,6 +249,8 @@ async def test_a_nested_mutex_of_the_same_key_fails_fast_but_branches_still_wait
         "priority-huge",
         "max_attempts-huge",
         "run_after-naive",
+        "run_after-before-year-1",
+        "run_after-after-9999",
     ],
 )
 def test_bad_submit_arguments_are_tethers_error_not_pydantics(

@@ -13,7 +13,7 @@ import copy
 import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
@@ -524,14 +524,8 @@ class App:
                 f"max_attempts must be an integer from 1 to {_INT32}, got {max_attempts!r}; "
                 "e.g. max_attempts=10"
             )
-        if run_after is not None and (
-            not isinstance(run_after, datetime) or run_after.utcoffset() is None
-        ):
-            raise InvalidArgumentError(
-                f"run_after must be a datetime with a time zone, got {run_after!r} (a naive "
-                "one would mean another moment on another database or machine); e.g. "
-                "datetime.now(timezone.utc) + timedelta(minutes=5)"
-            )
+        if run_after is not None:
+            _check_run_after(run_after)
         defn = self._ensure_registered(workflow)
         return await self._acreate(
             defn,
@@ -1254,6 +1248,26 @@ def _terminal(statuses: Sequence[RunStatus | str] | None) -> list[RunStatus] | N
             )
         found.append(status)
     return found
+
+
+def _check_run_after(run_after: object) -> None:
+    """A moment with a time zone that UTC can hold (years 1 to 9999): one outside it
+    was accepted, then broke every worker that claimed it."""
+    if not isinstance(run_after, datetime) or run_after.utcoffset() is None:
+        raise InvalidArgumentError(
+            f"run_after must be a datetime with a time zone, got {run_after!r} (a naive "
+            "one would mean another moment on another database or machine); e.g. "
+            "datetime.now(timezone.utc) + timedelta(minutes=5)"
+        )
+    try:
+        utc = run_after.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or utc.year >= 9999:
+        raise InvalidArgumentError(
+            f"run_after {run_after.isoformat()} is outside the years 1 to 9998 in UTC; give "
+            "a real moment, e.g. datetime.now(timezone.utc) + timedelta(days=1)"
+        )
 
 
 def _with_config(workflow: Any, input: Any, config: Mapping[str, Any] | None) -> Any:

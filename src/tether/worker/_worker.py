@@ -179,6 +179,10 @@ class Worker:
                     log.warning("claim failed: %s", exc, extra={"worker": self.worker_id})
                     await asyncio.sleep(self.poll_interval)
                     continue
+                except Exception:  # a row it cannot read: say so, and keep serving the rest
+                    log.exception("claim failed", extra={"worker": self.worker_id})
+                    await asyncio.sleep(max(self.poll_interval, 1.0))
+                    continue
                 for job in jobs:
                     self._start(job)
                 self._full = len(jobs) == free
