@@ -507,8 +507,9 @@ class App:
         """Queue a run for workers and return its id at once.
 
         `concurrency_key` (an issue id, a customer) keeps two runs with the
-        same key from executing at the same time across all workers; a higher
-        `priority` is claimed first. Wait for it with `result`.
+        same key from executing at the same time across all workers (a parked
+        run holds no key: to keep an entity across waits, use `wf.mutex`); a
+        higher `priority` is claimed first. Wait for it with `result`.
         """
         _check_create(workflow_id, idempotency_key, priority, tags, tenant)
         input = _with_config(workflow, input, config)
