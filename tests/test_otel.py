@@ -4,11 +4,14 @@ trace per run across drives (checked with the SDK's in-memory exporter)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from pydantic import BaseModel
 
 import tether
@@ -108,3 +111,126 @@ def test_tracing_without_the_extra_says_how_to_get_it(monkeypatch: pytest.Monkey
     monkeypatch.setattr(otel, "trace", None)
     with pytest.raises(tether.InvalidArgumentError, match=r"tether\[otel\]"):
         Tracing()
+
+
+def _stage_spans(exporter: InMemorySpanExporter, stage_id: str) -> list[Any]:
+    found = [s for s in exporter.get_finished_spans() if s.name == f"tether.stage {stage_id}"]
+    return sorted(found, key=lambda s: s.start_time)
+
+
+def _parent_of(exporter: InMemorySpanExporter, name: str) -> int | None:
+    [span] = [s for s in exporter.get_finished_spans() if s.name == name]
+    return None if span.parent is None else span.parent.span_id
+
+
+@tether.stage(id="approve", input=Doc, output=Summary)
+async def approve(ctx: tether.StageContext[Doc, None]) -> Summary:
+    await ctx.workflow.step("before", lambda: 1)
+    who = await ctx.workflow.wait_for_signal("go")
+    return Summary(summary=await ctx.workflow.step("after", lambda: str(who)))
+
+
+async def test_a_stage_resumed_in_a_later_drive_gets_a_span_in_that_drive(
+    database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    app = App(database_url, clock=FakeClock(), interceptors=[Tracing(provider)],
+              resume_woken=False)  # fmt: skip
+    p = tether.Pipeline("gated", input=Doc).pipe(approve)
+    app.register(p)
+    try:
+        parked = await app.arun(p, Doc(text="x"), workflow_id="s1")
+        assert parked.status is RunStatus.WAITING
+        await app.asignal("s1", "go", "ada")
+        done = await app.aresume("s1")
+    finally:
+        await app.aclose()
+    assert done.status is RunStatus.COMPLETED
+    first, second = _stage_spans(exporter, "approve")
+    assert first.attributes["tether.stage.parked"] is True
+    assert "tether.stage.parked" not in second.attributes
+    assert second.attributes["tether.stage.resumed"] is True
+    for key in ("tether.workflow_id", "tether.stage", "tether.stage.group", "tether.attempt"):
+        assert second.attributes[key] == first.attributes[key]
+    assert _parent_of(exporter, "tether.step approve/before") == first.context.span_id
+    assert _parent_of(exporter, "tether.step approve/after") == second.context.span_id
+    assert _parent_of(exporter, "tether.step stage:approve") == second.context.span_id
+    runs = sorted((s for s in exporter.get_finished_spans() if s.name == "tether.run gated"),
+                  key=lambda s: s.start_time)  # fmt: skip
+    assert second.parent.span_id == runs[1].context.span_id
+
+
+@tether.batch_stage(id="slow", input=Doc, output=Summary)
+async def slow(ctx: tether.StageContext[Doc, None]) -> tether.Suspend:
+    return tether.Suspend({"asked": ctx.input.text}, poll_every=60)
+
+
+@slow.check
+async def _slow_check(state: dict[str, Any], ctx: tether.StageContext[Doc, None]) -> Any:
+    checks = await ctx.workflow.step("count", lambda: 1)  # a step inside each check
+    del checks
+    if ctx.workflow.clock.now() < START + timedelta(seconds=60):
+        return tether.NotReady()
+    return tether.Ready(Summary(summary=state["asked"]))
+
+
+START = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+async def test_a_batch_stage_gets_a_span_in_each_drive_that_checks_it(
+    database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    clock = FakeClock(START)
+    app = App(database_url, clock=clock, interceptors=[Tracing(provider)], resume_woken=False)
+    p = tether.Pipeline("batched", input=Doc).pipe(slow)
+    app.register(p)
+    try:
+        parked = await app.arun(p, Doc(text="x"), workflow_id="b1")
+        assert parked.status is RunStatus.WAITING
+        clock.advance(60)
+        assert await app.afire_due_timers() == ["b1"]
+        done = await app.aresume("b1")
+    finally:
+        await app.aclose()
+    assert done.status is RunStatus.COMPLETED and done.value == Summary(summary="x")
+    first, second = _stage_spans(exporter, "slow")
+    assert first.attributes["tether.stage.parked"] is True
+    assert "tether.stage.parked" not in second.attributes
+    assert second.attributes["tether.stage.resumed"] is True
+    assert _parent_of(exporter, "tether.step stage:slow.check#2") == second.context.span_id
+    assert _parent_of(exporter, "tether.step stage:slow") == second.context.span_id
+
+
+class Counted(BaseModel):
+    words: int
+
+
+@tether.stage(id="count", input=Counted, output=Summary)
+async def count(ctx: tether.StageContext[Counted, None]) -> Summary:
+    raise AssertionError("never runs: its input does not fit")
+
+
+async def test_a_stage_whose_input_does_not_fit_ends_its_span_as_an_error(
+    database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+
+    class Words(BaseModel):  # a str where an int is wanted: fits when built, not with "x"
+        words: str
+
+    @tether.stage(id="split", input=Doc, output=Words)
+    async def split(ctx: tether.StageContext[Doc, None]) -> Words:
+        return Words(words=ctx.input.text)
+
+    app = App(database_url, clock=FakeClock(), interceptors=[Tracing(provider)])
+    p = tether.Pipeline("misfit", input=Doc).pipe(split).pipe(count)
+    try:
+        with pytest.raises(tether.StageError, match="input of stage 'count' does not fit"):
+            await app.arun(p, Doc(text="x"), workflow_id="m1")
+    finally:
+        await app.aclose()
+    [span] = _stage_spans(exporter, "count")
+    assert span.status.status_code is StatusCode.ERROR
+    assert "does not fit Counted" in (span.status.description or "")
+    assert "tether.stage.parked" not in span.attributes

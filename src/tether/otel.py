@@ -4,7 +4,10 @@ Needs the ``otel`` extra (``pip install 'tether[otel]'``). Spans:
 
 - ``tether.run <workflow>``: one per drive of a run (from its claim until it
   ends, parks or is handed back);
-- ``tether.stage <id>``: a pipeline stage, inside the drive;
+- ``tether.stage <id>``: a pipeline stage, inside the drive: one per drive
+  the stage runs in (a stage parked on a wait, a batch stage between checks,
+  or one whose process died gets another when it resumes, marked
+  ``tether.stage.resumed``); its status is ERROR when the stage fails;
 - ``tether.step <key>``: each executed attempt of a step (a replayed step
   runs nothing and makes no span), with its exception when it fails;
 - ``<operation> <model>`` for each AI call made in a step, with the GenAI
@@ -121,9 +124,10 @@ class Tracing:
             span.end(end_time=end)
 
     def on_event(self, workflow_id: str, type_: str, message: str | None, detail: Any) -> None:
-        """Open a stage's span when it starts (current in the stage's own task, so its
-        steps are its children) and end it when the stage ends, or when the drive
-        ends first (a stage parked on a wait or a batch: a span per drive of it)."""
+        """Open a stage's span when it starts or resumes in this drive (current in the
+        stage's own task, so its steps are its children) and end it when the stage ends,
+        or when the drive ends first (a stage parked on a wait or a batch: a span per
+        drive of it, the later ones opened on `stage.resumed`)."""
         if type_.startswith("workflow."):
             for key in [k for k in self._stages if k[0] == workflow_id]:
                 self._end_stage(key, "tether.stage.parked", same_task=False)
@@ -131,18 +135,26 @@ class Tracing:
         if not type_.startswith("stage.") or not isinstance(detail, dict):
             return
         key = (workflow_id, str(detail.get("stage")))
-        if type_ == "stage.started":
-            span = self._tracer.start_span(
-                f"tether.stage {key[1]}",
-                attributes={"tether.workflow_id": workflow_id, "tether.stage": key[1],
-                            "tether.stage.group": int(detail.get("group") or 0),
-                            "tether.attempt": int(detail.get("attempt") or 1)},
-            )  # fmt: skip
-            token = otel_context.attach(trace.set_span_in_context(span))
-            self._stages[key] = (span, token, asyncio.current_task())
+        if type_ in ("stage.started", "stage.resumed"):
+            # a span still open here is from a drive that ended without a word (fenced out)
+            self._end_stage(key, "tether.stage.parked", same_task=True)
+            self._open_stage(key, detail, resumed=type_ == "stage.resumed")
         elif type_ in ("stage.completed", "stage.failed", "stage.cancelled"):
             error = None if type_ == "stage.completed" else str(detail.get("error") or type_)
             self._end_stage(key, error, same_task=True)
+
+    def _open_stage(self, key: tuple[str, str], detail: dict[str, Any], *, resumed: bool) -> None:
+        attributes: dict[str, Any] = {
+            "tether.workflow_id": key[0],
+            "tether.stage": key[1],
+            "tether.stage.group": int(detail.get("group") or 0),
+            "tether.attempt": int(detail.get("attempt") or 1),
+        }
+        if resumed:
+            attributes["tether.stage.resumed"] = True
+        span = self._tracer.start_span(f"tether.stage {key[1]}", attributes=attributes)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        self._stages[key] = (span, token, asyncio.current_task())
 
     def _end_stage(self, key: tuple[str, str], error: str | None, *, same_task: bool) -> None:
         found = self._stages.pop(key, None)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Optional
+
 import pytest
 from pydantic import BaseModel
 
 import tether
 from tether import PipelineError
+from tether.stages._chain import accepts
 
 from ._flows import Doc, Keywords, Report, Summary, Text, aggregate, extract, keywords, summarize
 
@@ -145,3 +150,99 @@ def test_presets_compose_into_a_config_model() -> None:
         "openai:gpt-4.1-mini", 0.2, 5, "brief")  # fmt: skip
     with pytest.raises(ValueError, match="temperature"):
         SummarizeConfig(temperature=3)
+
+
+class Needs(BaseModel):
+    words: list[str]
+
+
+class Loose(BaseModel):
+    words: float  # Text.words is an int: validates (lax), so it chains
+
+
+def test_a_field_whose_types_never_meet_is_refused_naming_stages_field_and_types() -> None:
+    @tether.stage(id="needs", input=Needs, output=Keywords)
+    async def needs(ctx: tether.StageContext[Needs, None]) -> Keywords:
+        raise AssertionError("never runs")
+
+    @tether.stage(id="loose", input=Loose, output=Keywords)
+    async def loose(ctx: tether.StageContext[Loose, None]) -> Keywords:
+        raise AssertionError("never runs")
+
+    with pytest.raises(
+        PipelineError,
+        match=r"stage 'needs' takes Needs, but the output Text of stage 'extract' does not fit "
+        r"it: field 'words' is int in Text, but Needs wants list\[str\]",
+    ):
+        tether.Pipeline("p", input=Doc).pipe(extract).pipe(needs)
+    tether.Pipeline("p", input=Doc).pipe(extract).pipe(loose)
+
+    class MaybeNeeds(BaseModel):  # optional, but Text always gives it: it must fit too
+        words: list[str] = []
+
+    @tether.stage(id="maybe", input=MaybeNeeds, output=Keywords)
+    async def maybe(ctx: tether.StageContext[MaybeNeeds, None]) -> Keywords:
+        raise AssertionError("never runs")
+
+    with pytest.raises(PipelineError, match=r"field 'words' is int in Text"):
+        tether.Pipeline("p", input=Doc).pipe(extract).pipe(maybe)
+
+
+def test_a_parallel_groups_outputs_are_checked_by_type_too() -> None:
+    class Counts(BaseModel):
+        summarize: int
+        keywords: Keywords
+
+    @tether.stage(id="join", input=Counts, output=Report)
+    async def join(ctx: tether.StageContext[Counts, None]) -> Report:
+        raise AssertionError("never runs")
+
+    with pytest.raises(
+        PipelineError, match=r"field 'summarize' of Counts wants int, but stage 'summarize' "
+        r"outputs Summary"
+    ):  # fmt: skip
+        tether.Pipeline("p", input=Text).parallel([summarize, keywords]).pipe(join)
+
+
+class Inner(BaseModel):
+    n: int
+
+
+class OtherInner(BaseModel):
+    n: list[int]
+
+
+class Color(StrEnum):
+    red = "red"
+
+
+@pytest.mark.parametrize(
+    ("target", "source", "fits"),
+    [
+        (list[str], int, False),
+        (str, int, False),  # pydantic does not turn a number into a string
+        (int, str, True),  # "3" validates as an int: decided at run time
+        (float, int, True),
+        (int | None, str, True),
+        (list[str] | None, int, False),
+        (Optional[int], list[int], False),  # noqa: UP045 - the old spelling too
+        (Any, list[int], True),
+        (int, Any, True),
+        (list[str], list[int], False),
+        (list[int], tuple[int, ...], True),
+        (set[int], list[str], True),
+        (dict[str, int], dict[str, list[int]], False),
+        (Inner, OtherInner, False),  # nested models: their fields are compared
+        (Inner, Inner, True),
+        (list[Inner], list[OtherInner], False),
+        (dict[str, Any], Inner, True),
+        (str, Color, True),  # a str enum dumps to its value
+        (Annotated[list[str], "meta"], int, False),
+        (Literal["a"], str, True),  # cannot tell: accepted
+        (datetime, str, True),
+        (str, datetime, True),
+        (int, str | list[int], True),  # some value of it fits
+    ],
+)
+def test_whether_a_field_type_can_take_another(target: Any, source: Any, fits: bool) -> None:
+    assert accepts(target, source) is fits

@@ -5,9 +5,14 @@ A stage's own code runs as workflow code under the name scope ``<stage id>/``
 stages side by side never share a step name. Around it, steps outside any
 scope mark the stage's life:
 
-- ``stage:<id>.start`` records the attempt and writes `stage.started`;
+- ``stage:<id>.start`` records the attempt and writes `stage.started`; a later
+  drive that finds it recorded (the stage parked, or its process died) writes
+  `stage.resumed` with the same detail, so each drive of a stage is visible
+  (a tracer opens the stage's span on either);
 - ``stage:<id>`` records the output (inline, or a blob key when large) and
   writes `stage.completed`: once it is recorded, the stage never runs again;
+  an attempt that fails (its input does not fit, its code raises, or its
+  recorded output cannot be read back) writes `stage.failed`;
 - a batch stage adds ``stage:<id>.suspended`` (its state) and one
   ``stage:<id>.check`` per check, between durable sleeps.
 """
@@ -60,6 +65,11 @@ AnyStage = Stage[Any, Any, Any]
 
 def start_key(stage_id: str) -> str:
     return f"stage:{stage_id}.start"
+
+
+def _detail(s: AnyStage, group: int, attempt: int) -> dict[str, Any]:
+    """What `stage.started` and `stage.resumed` say of a stage (a tracer's span attributes)."""
+    return {"stage": s.id, "group": group, "attempt": attempt, "mode": s.mode}
 
 
 def _event(kind: str, stage_id: str, **detail: Any) -> NewEvent:
@@ -131,7 +141,33 @@ class Execution:
         started: dict[str, Any] = await self.wf.step(start_key(s.id), partial(self._start, s, n))
         attempt = int(started["attempt"])
         self.attempts[s.id] = attempt
-        ctx: StageContext[Any, Any] = StageContext(
+        if resumed and not self.wf.compensating:
+            await self.wf.log_event_now("stage.resumed", s.id, _detail(s, n, attempt))
+        t0 = time.monotonic()
+        try:  # a bad input fails the stage too: it is recorded as this stage's failure
+            ctx = self._context(s, n, value, attempt, resumed)
+            if s.mode == "batch":
+                out = await self._batch(s, ctx)
+            else:
+                with name_scope(s.id):
+                    out = await s.fn(ctx)
+            out = self._validate_output(s, out)
+        except StoreError:
+            raise  # the run is not ours to write (fenced out) or the store is down
+        except Exception as exc:
+            await self._failed(s.id, attempt, exc)
+            raise
+        record: dict[str, Any] = await self.wf.step(
+            f"stage:{s.id}", partial(self._finish, s, attempt, out, t0)
+        )
+        del record
+        self.outputs[s.id] = out
+        return out
+
+    def _context(
+        self, s: AnyStage, n: int, value: Any, attempt: int, resumed: bool
+    ) -> StageContext[Any, Any]:
+        return StageContext(
             self.wf,
             s,
             input=self._stage_input(s, value),
@@ -142,31 +178,15 @@ class Execution:
             attempts=self._attempt_of,
             written=self._written_counter(s.id, attempt, resumed),
         )
-        t0 = time.monotonic()
-        try:
-            if s.mode == "batch":
-                out = await self._batch(s, ctx)
-            else:
-                with name_scope(s.id):
-                    out = await s.fn(ctx)
-            out = self._validate_output(s, out)
-        except StoreError:
-            raise  # the run is not ours to write (fenced out) or the store is down
-        except Exception as exc:
-            await self.wf.log_event_now(
-                "stage.failed", s.id, {"stage": s.id, "attempt": attempt, "error": repr(exc)}
-            )
-            raise
-        record: dict[str, Any] = await self.wf.step(
-            f"stage:{s.id}", partial(self._finish, s, attempt, out, t0)
+
+    async def _failed(self, stage_id: str, attempt: int, exc: Exception) -> None:
+        await self.wf.log_event_now(
+            "stage.failed", stage_id, {"stage": stage_id, "attempt": attempt, "error": repr(exc)}
         )
-        del record
-        self.outputs[s.id] = out
-        return out
 
     async def _start(self, s: AnyStage, n: int) -> dict[str, Any]:
         attempt = self.wf.attempt
-        attach(_event("stage.started", s.id, group=n, attempt=attempt, mode=s.mode))
+        attach(NewEvent("stage.started", s.id, json.dumps(_detail(s, n, attempt))))
         return {"attempt": attempt, "group": n}
 
     async def _finish(self, s: AnyStage, attempt: int, out: Any, t0: float) -> dict[str, Any]:
@@ -186,20 +206,48 @@ class Execution:
         return record
 
     async def _load_output(self, s: AnyStage, done: dict[str, Any]) -> Any:
-        self.attempts[s.id] = int(done.get("attempt", 1))
-        if "blob" in done:
-            body = await self.wf.blobs.get(done["blob"])
-            if body is None:
-                raise StageError(
-                    f"the output of stage {s.id!r} is recorded at blob {done['blob']!r}, "
-                    "which the blob store no longer has; rerun from this stage"
-                )
-            data = json.loads(body)
-        else:
-            data = done.get("output")
-        out = s.output.model_validate(data)
+        attempt = int(done.get("attempt", 1))
+        self.attempts[s.id] = attempt
+        try:
+            out = await self._read_output(s, done)
+        except StageError as exc:
+            await self._failed(s.id, attempt, exc)
+            raise
         self.outputs[s.id] = out
         return out
+
+    async def _read_output(self, s: AnyStage, done: dict[str, Any]) -> Any:
+        """A completed stage's recorded output, typed; when it cannot be read back (its
+        blob deleted or damaged, or its model changed since), a StageError that says
+        where it is, what is wrong and how to recompute it, not a bare decode error."""
+        key = done.get("blob")
+        where = "the run's record" if key is None else f"blob {key!r}"
+        if key is None:
+            data = done.get("output")
+        else:
+            body = await self.wf.blobs.get(key)
+            if body is None:
+                raise self._unreadable(s, where, "the blob store no longer has")
+            try:
+                data = json.loads(bytes(body).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                why = f"is damaged: {len(body)} bytes that are not UTF-8 JSON ({exc})"
+                raise self._unreadable(s, where, why) from None
+        try:
+            return s.output.model_validate(data)
+        except ValidationError as exc:
+            shown = explain_validation(exc)  # quotes the data: a large output is cut short
+            shown = shown if len(shown) <= 400 else f"{shown[:400]}..."
+            why = f"does not fit its output {s.output.__name__} ({shown})"
+            raise self._unreadable(s, where, why) from None
+
+    def _unreadable(self, s: AnyStage, where: str, why: str) -> StageError:
+        run = self.wf.workflow_id
+        return StageError(
+            f"the output of stage {s.id!r} is recorded at {where}, which {why}; "
+            f"recompute it by rerunning from this stage: app.rerun_from({run!r}, {s.id!r}) "
+            f"or `tether runs rerun {run} --from {s.id}`"
+        )
 
     def _validate_output(self, s: AnyStage, out: Any) -> Any:
         try:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from ..ai import Budget
 from ..definition import DEF_ATTR, WorkflowDef
 from ..errors import explain_validation
+from ._chain import mapping_misfit, misfit, type_name
 from ._errors import PipelineError
 from ._execute import Execution
 from ._run_input import PipelineRun
@@ -30,30 +31,6 @@ O = TypeVar("O", bound=BaseModel)  # noqa: E741
 
 
 _AT_REST = {"pipeline", "input", "config"}
-
-
-def _fits(source: type[BaseModel], target: type[BaseModel]) -> bool:
-    """Whether a `source` value validates as `target`: a subclass, or the same required
-    fields (by name; the values are validated when the run gets there)."""
-    if issubclass(source, target):
-        return True
-    have = set(source.model_fields)
-    return all(n in have for n, f in target.model_fields.items() if f.is_required())
-
-
-def _mapping_fits(group: Sequence[Stage[Any, Any, Any]], target: type[BaseModel]) -> bool:
-    """Whether `target` reads a parallel group's outputs: its required fields are stage
-    ids of the group, each declared as (a model fitting) that stage's output."""
-    outputs = {s.id: s.output for s in group}
-    for name, field in target.model_fields.items():
-        if name not in outputs:
-            if field.is_required():
-                return False
-            continue
-        tp = field.annotation
-        if isinstance(tp, type) and issubclass(tp, BaseModel) and not _fits(outputs[name], tp):
-            return False
-    return True
 
 
 class Pipeline(Generic[I, O]):
@@ -151,19 +128,24 @@ class Pipeline(Generic[I, O]):
                     f"batch stage {s.id!r} has no check; pass check= or decorate one with "
                     f"@{s.id.replace('-', '_')}.check"
                 )
-            if s.input is not None and not self._feeds(earlier, s.input):
+            why = None if s.input is None else self._misfit(earlier, s.input)
+            if why is not None:
                 raise PipelineError(
-                    f"pipeline {self.name!r}: stage {s.id!r} takes {s.input.__name__}, but "
-                    f"{self._source_name(earlier)} does not fit it (missing required fields); "
-                    "chain models that fit, or drop input= and read earlier outputs with "
-                    "ctx.require(...)"
+                    f"pipeline {self.name!r}: stage {s.id!r} takes {type_name(s.input)}, but "
+                    f"{self._source_name(earlier)} does not fit it: {why}; chain models that "
+                    "fit, or drop input= and read earlier outputs with ctx.require(...)"
                 )
 
-    def _feeds(self, earlier: Sequence[Sequence[Stage[Any, Any, Any]]], target: type) -> bool:
+    def _misfit(
+        self, earlier: Sequence[Sequence[Stage[Any, Any, Any]]], target: type[BaseModel]
+    ) -> str | None:
+        """Why what the last of the `earlier` groups gives cannot be read as `target`."""
         if not earlier:
-            return self.input is None or _fits(self.input, target)
+            return None if self.input is None else misfit(self.input, target)
         last = earlier[-1]
-        return _fits(last[0].output, target) if len(last) == 1 else _mapping_fits(last, target)
+        if len(last) == 1:
+            return misfit(last[0].output, target)
+        return mapping_misfit({s.id: s.output for s in last}, target)
 
     def _source_name(self, earlier: Sequence[Sequence[Stage[Any, Any, Any]]]) -> str:
         if not earlier:
@@ -178,10 +160,11 @@ class Pipeline(Generic[I, O]):
         fit the declared output."""
         if not self.groups:
             raise PipelineError(f"pipeline {self.name!r} has no stages; add one with .pipe()")
-        if self.output is not None and not self._feeds(self.groups, self.output):
+        why = None if self.output is None else self._misfit(self.groups, self.output)
+        if why is not None:
             raise PipelineError(
-                f"pipeline {self.name!r}: its output {self.output.__name__} does not fit "
-                f"{self._source_name(self.groups)}"
+                f"pipeline {self.name!r}: its output {type_name(self.output)} does not fit "
+                f"{self._source_name(self.groups)}: {why}"
             )
 
     @property
