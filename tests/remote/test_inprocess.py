@@ -357,3 +357,49 @@ def test_a_token_the_tenant_creates_and_waits_on_is_completed_by_its_id(app: tet
     for wid, token in zip(("t-1", "t-2"), tokens, strict=True):
         assert app.complete_token(token, {"ok": wid}) == wid
         assert app.run(flow, workflow_id=wid).value == {"ok": wid}
+
+
+def test_an_input_the_tenant_cannot_use_fails_the_run_at_once(app: tether.App) -> None:
+    # the tenant answered "aborted" (its own fault, retried), so the run was invoked up
+    # to max_invocations times over some 47 minutes before it failed
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="greet")
+    async def greet(wf: tether.Workflow, who: str) -> str:
+        return f"hello {who}"
+
+    flow = app.remote_workflow(
+        "greet", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
+    )
+    with pytest.raises(tether.remote.RemoteWorkflowError, match="does not fit workflow 'greet'"):
+        app.run(flow, {"who": "ada"}, workflow_id="g-1")
+    rec = app.get_record("g-1")
+    assert rec.status is RunStatus.FAILED
+    assert [e.type for e in rec.events].count("remote.invoked") == 1
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(
+    tenant: TenantApp, declared: bool
+) -> None:
+    # the handler read any body whole into memory (unsigned, from anyone) before its
+    # size check: 300 MB took the tenant from 50 to 394 MB
+    from tether.remote._handler import MAX_BODY
+
+    chunk, sent = b"x" * (1024 * 1024), [0]
+
+    async def body() -> Any:
+        while sent[0] * len(chunk) <= 2 * MAX_BODY:
+            sent[0] += 1
+            yield chunk
+
+    headers = {"Content-Length": str(3 * MAX_BODY)} if declared else {}
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=handler(tenant))
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await client.post("http://tenant/", content=body(), headers=headers)
+
+    answer = asyncio.run(go())
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large"
+    assert sent[0] * len(chunk) <= MAX_BODY + len(chunk)  # read no further than the limit

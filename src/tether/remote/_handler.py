@@ -89,9 +89,7 @@ def handler(tenant: TenantApp) -> Starlette:
 
 async def _admit(request: Request, tenant: TenantApp, hook: Webhook, seen: _Seen) -> Invocation:
     """The invocation, once every check passed; `_Refused` naming the first that did not."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise _Refused(413, "too_large", f"the request is over {MAX_BODY} bytes")
+    body = await _body(request)
     now = tenant.clock.now().timestamp()
     try:
         signature = check_signature(hook, request.headers, body, now)
@@ -119,6 +117,23 @@ async def _admit(request: Request, tenant: TenantApp, hook: Webhook, seen: _Seen
         raise _Refused(400, "invalid_request", f"bad fields: {', '.join(fields)}") from None
     _check_served(tenant, inv, now)
     return inv
+
+
+async def _body(request: Request) -> bytes:
+    """The body, read no further than `MAX_BODY`: it is not signed-checked yet, so a
+    stranger's huge body must not be held in memory (its Content-Length is refused
+    before a byte is read, a body without one once it passes the limit)."""
+    too_large = _Refused(413, "too_large", f"the request is over {MAX_BODY} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _check_served(tenant: TenantApp, inv: Invocation, now: float) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast, overload
 
+from pydantic import ValidationError
+
 from .._compensation import compensate
 from .._control import Suspend
 from .._failure import ErrorRecord
@@ -27,7 +29,7 @@ from .._step_threads import StepThreads
 from .._workflow import Workflow
 from ..clock import Clock, SystemClock
 from ..definition import DEF_ATTR, WorkflowDef
-from ..errors import InvalidArgumentError, RunCancelledError
+from ..errors import InvalidArgumentError, RunCancelledError, TetherError, explain_validation
 from ..serde import load_json, return_type_of
 from ..store import RunRow, RunStatus, StepRow, StepStatus, Store, WaitKind, WaitRow, WaitStatus
 from ._journal import JournalHost, JournalStore, Send
@@ -160,7 +162,10 @@ async def execute(tenant: TenantApp, defn: WorkflowDef, inv: Invocation, send: S
     wf = Workflow(rt, st, host=JournalHost(store, send))
     args: tuple[Any, ...] = (wf,)
     if defn.takes_input and (inv.input is not None or defn.input_required):
-        args = (wf, load_json(inv.input, defn.input_type))
+        try:
+            args = (wf, load_json(inv.input, defn.input_type))
+        except (ValidationError, TetherError, ValueError) as exc:  # the run's input: its failure
+            return _answer("failed", inv, store, error=_bad_input(defn, exc))
     if inv.mode == "compensate":
         return await _compensate_cancelled(defn, args, inv, store, wf, st)
     try:
@@ -207,6 +212,17 @@ async def _compensate_cancelled(
         return _answer("cancelled", inv, store)
     ok = await compensate(wf, st)
     return _answer("compensated" if ok else "compensation_failed", inv, store)
+
+
+def _bad_input(defn: WorkflowDef, exc: Exception) -> dict[str, Any]:
+    """The error of a run whose input does not fit the tenant's workflow: not a fault
+    of the tenant (retrying would never help), so the run fails at once, saying why."""
+    why = explain_validation(exc) if isinstance(exc, ValidationError) else str(exc)
+    error = InvalidArgumentError(
+        f"the input does not fit workflow {defn.name!r} on the tenant: {why}; start the "
+        "run again with an input of the type its function declares"
+    )
+    return ErrorRecord.of(error).to_dict()
 
 
 def _answer(status: str, inv: Invocation, store: JournalStore, **fields: Any) -> Answer:
