@@ -321,12 +321,18 @@ class App:
         self, name: str, *, concurrency: int | None = None, rate_per_second: float | None = None
     ) -> None:
         """Cap queue `name` across all workers: jobs at once, and starts per second."""
-        if not isinstance(name, str) or not name:
-            raise InvalidArgumentError("queue name must be a non-empty str")
-        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        check_name("queue name", name)
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
             raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
-        if rate_per_second is not None and rate_per_second <= 0:
-            raise InvalidArgumentError(f"rate_per_second must be > 0, got {rate_per_second!r}")
+        if rate_per_second is not None and (
+            _not_seconds(rate_per_second) or not 0.001 <= rate_per_second <= 1e6
+        ):
+            raise InvalidArgumentError(
+                f"rate_per_second must be a number of starts per second from 0.001 (one "
+                f"every 1000 s) to 1000000, got {rate_per_second!r}; e.g. rate_per_second=2"
+            )
         self._queues[name] = QueueLimit(concurrency, rate_per_second)
 
     @property

@@ -86,3 +86,15 @@ def test_worker_refuses_what_is_not_an_app(tmp_path: Path, flow: Path) -> None:
     assert res.returncode == 2 and "not a tether.App" in res.stderr
     res = tether(tmp_path, "worker", "--app", "flows.py:app", "--concurrency", "0")
     assert res.returncode == 2 and "--concurrency" in res.stderr
+
+
+def test_queues_may_be_given_separated_by_commas(tmp_path: Path) -> None:
+    # `-q a,b` (Celery's way) served one queue named "a,b", idle without a word
+    (tmp_path / "mod.py").write_text(
+        "import tether\n\napp = tether.App('sqlite:///mod.db')\n\n"
+        "@app.workflow\nasync def w(wf):\n    return 1\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TETHER_DATABASE_URL"}
+    args = ["worker", "--app", "mod.py:app", "-q", "a,b", "-q", "c,a"]
+    log = _serve_until_started(tmp_path, args, env)
+    assert "worker started" in log and "queues=['a', 'b', 'c']" in log, log

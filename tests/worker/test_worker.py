@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import signal
 import subprocess
@@ -546,6 +547,13 @@ async def test_worker_bad_configuration(app: App) -> None:
     assert ServerlessHost(app, queues="default").queues == ("default",)
     with pytest.raises(tether.InvalidArgumentError, match="concurrency"):
         app.queue("q", concurrency=0)
+    with pytest.raises(tether.InvalidArgumentError, match="concurrency"):
+        app.queue("q", concurrency=True)
+    # a NaN or an infinity made every claim of the queue fail; a string raised TypeError
+    for rate in (math.nan, math.inf, 1e-9, "2"):
+        with pytest.raises(tether.InvalidArgumentError, match="rate_per_second must be"):
+            app.queue("q", rate_per_second=rate)  # type: ignore[arg-type]
+    assert app.queue_limits == {}  # nothing half-set
     worker = Worker(app, concurrency=2)
     with pytest.raises(tether.InvalidArgumentError, match="concurrency"):
         worker.resize(0)

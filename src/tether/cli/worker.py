@@ -62,7 +62,7 @@ def load_app(
     "queues",
     multiple=True,
     metavar="NAME",
-    help="A queue to work; repeat for more.  [default: default]",
+    help="A queue to work; repeat, or separate by commas, for more (-q a,b).  [default: default]",
 )
 @click.option(
     "--concurrency",
@@ -97,9 +97,14 @@ def worker(
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     db.announce()
     try:
-        w = Worker(
-            the_app, queues=list(queues) or ["default"], concurrency=concurrency, grace=grace
-        )
+        w = Worker(the_app, queues=_queue_names(queues), concurrency=concurrency, grace=grace)
     except TetherError as exc:
         fail(EXIT_USAGE, str(exc))
     guard(w.serve)
+
+
+def _queue_names(given: tuple[str, ...]) -> list[str]:
+    """The queues of ``-q`` options, each a name or names separated by commas (as
+    Celery's ``-Q a,b``): ``a,b`` was served as one queue named ``a,b``."""
+    names = [n.strip() for value in given for n in value.split(",")]
+    return list(dict.fromkeys(names)) or ["default"]
