@@ -759,3 +759,24 @@ async def test_a_keyed_job_is_claimed_in_its_priority_order(store: Store) -> Non
     assert order == [wid for wid, _, _ in jobs]
     claimed = await store.claim_jobs("w", ["q"], limit=6, visibility=30, limits={}, now=T0, at=T0)
     assert claimed == []
+
+
+@pytest.mark.parametrize("capped", [False, True], ids=["free", "capped"])
+async def test_a_worker_of_several_queues_takes_the_best_priority_among_them(
+    store: Store, capped: bool
+) -> None:
+    # SQLite served the queues in the order named (a priority-0 job of the first before
+    # a priority-100 job of the last); PostgreSQL sorted uncapped queues by priority
+    jobs = [("low", "q-low", 0, None), ("high", "q-high", 100, None), ("mid", "q-mid", 50, "k"),
+            ("low-2", "q-low", 0, None)]  # fmt: skip
+    for wid, queue, priority, key in jobs:
+        await store.submit_run(NewRun(wid, "wf"), NewJob(queue, priority=priority,
+                                                        concurrency_key=key), T0)  # fmt: skip
+    queues = ["q-low", "q-mid", "q-high"]
+    limits = {q: QueueLimit(concurrency=5) for q in queues} if capped else {}
+    order = []
+    for _ in jobs:
+        (job,) = await store.claim_jobs("w", queues, limit=1, visibility=30, limits=limits,
+                                        now=T0, at=T0)  # fmt: skip
+        order.append(job.workflow_id)
+    assert order == ["high", "mid", "low", "low-2"]

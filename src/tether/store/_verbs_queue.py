@@ -61,25 +61,28 @@ _RUN_TABLES = (
 async def _pick(
     tx: Tx, queues: Sequence[str], limit: int, limits: dict[str, QueueLimit], now: object
 ) -> list[int]:
-    """Ids of up to `limit` ready jobs, queue by queue, within each queue's caps and one
-    per concurrency key."""
+    """Ids of up to `limit` ready jobs, best priority first across `queues` (the oldest
+    first among equals, whatever order the queues were named in), within each queue's
+    caps and one per concurrency key."""
+    rooms: dict[str, int] = {}
+    ready: list[tuple[int, int, str, str | None]] = []  # (-priority, id, queue, key)
+    for queue in queues:
+        room = await _room(tx, queue, limit, limits.get(queue), now)
+        if room > 0:
+            rooms[queue] = room
+            rows = await tx.all("ready_jobs", q=queue, now=now, room=room * 4)
+            ready += [(-priority, job_id, queue, key) for job_id, key, priority in rows]
     picked: list[int] = []
     keys: set[str] = set()
-    for queue in queues:
+    for _, job_id, queue, key in sorted(ready):
         if len(picked) >= limit:
             break
-        room = await _room(tx, queue, limit - len(picked), limits.get(queue), now)
-        if room <= 0:
-            continue
-        for job_id, key in await tx.all("ready_jobs", q=queue, now=now, room=room * 4):
-            if room <= 0:
-                break
-            if key is not None:
-                if key in keys:
-                    continue  # one claimed job per key, also within this claim
-                keys.add(key)
-            picked.append(job_id)
-            room -= 1
+        if rooms[queue] <= 0 or (key is not None and key in keys):
+            continue  # the queue is full; or one claimed job per key, also within this claim
+        if key is not None:
+            keys.add(key)
+        picked.append(job_id)
+        rooms[queue] -= 1
     return picked
 
 

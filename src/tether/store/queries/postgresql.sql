@@ -338,7 +338,7 @@ SELECT count(*) FILTER (WHERE status = 'claimed'),
   count(*) FILTER (WHERE claimed_at > {_now} - make_interval(secs => :window))
 FROM jobs WHERE queue = :q
 -- name: ready_jobs
-SELECT j.id, j.concurrency_key FROM jobs j WHERE j.queue = :q AND j.status = 'queued'
+SELECT j.id, j.concurrency_key, j.priority FROM jobs j WHERE j.queue = :q AND j.status = 'queued'
   AND j.run_after <= {_now} AND (j.concurrency_key IS NULL OR
   (pg_try_advisory_xact_lock(hashtext('tether-key:' || j.concurrency_key))
   AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.concurrency_key = j.concurrency_key

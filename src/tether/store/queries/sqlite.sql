@@ -187,7 +187,7 @@ SELECT :q
 SELECT (SELECT COUNT(*) FROM jobs WHERE queue = :q AND status = 'claimed'),
   (SELECT COUNT(*) FROM jobs WHERE queue = :q AND claimed_at > {_now} - :window)
 -- name: ready_jobs
-SELECT j.id, j.concurrency_key FROM jobs j WHERE j.queue = :q AND j.status = 'queued'
+SELECT j.id, j.concurrency_key, j.priority FROM jobs j WHERE j.queue = :q AND j.status = 'queued'
   AND j.run_after <= {_now} AND (j.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs k
   WHERE k.concurrency_key = j.concurrency_key AND k.status = 'claimed'))
 ORDER BY j.priority DESC, j.id LIMIT :room
