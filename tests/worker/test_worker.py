@@ -692,3 +692,32 @@ async def test_a_worker_without_the_runs_workflow_hands_its_job_on(
     finally:
         await old.aclose()
         await new.aclose()
+
+
+async def test_asked_to_stop_twice_a_worker_hands_its_runs_back_at_once(app: App) -> None:
+    # a second Ctrl-C was ignored: the worker waited out the grace period (30 s) for a
+    # step that would not end; now it cancels the step and hands the run back
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    @app.workflow(name="long")
+    async def long(wf: Workflow) -> str:
+        async def work() -> str:
+            started.set()
+            await release.wait()
+            return "done"
+
+        return await wf.step("work", work)
+
+    wid = await app.asubmit(long)
+    worker = Worker(app, poll_interval=0.01, grace=3600)
+    serving = asyncio.ensure_future(worker.run(install_signals=False))
+    await asyncio.wait_for(started.wait(), 30)
+    worker.stop()
+    await asyncio.sleep(0)  # the drain begins, waiting on the step
+    assert not serving.done()
+    worker.stop()
+    await asyncio.wait_for(serving, 30)  # not the hour of grace
+    assert worker.abandoned == 1
+    (job,) = await app.store.list_jobs(workflow_id=wid)
+    assert job.status is JobStatus.QUEUED  # handed back for the next worker

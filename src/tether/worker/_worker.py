@@ -68,6 +68,7 @@ class Worker:
         self.stuck_after = stuck_after
         self._running: dict[asyncio.Task[JobExecuted], JobRow] = {}
         self._stopping: asyncio.Event | None = None
+        self._hurry: asyncio.Event | None = None  # asked twice: cut the grace period short
         self._kick: asyncio.Event | None = None
         self._full = False  # whether the last claim filled every free slot
         self.executed = 0
@@ -95,7 +96,13 @@ class Worker:
             loop.close()
 
     def stop(self) -> None:
-        """Ask the worker to shut down gracefully (safe from a signal handler)."""
+        """Ask the worker to shut down gracefully (safe from a signal handler); asked
+        again while it drains (a second Ctrl-C), it hands its runs back at once."""
+        if self._stopping is not None and self._stopping.is_set() and self._hurry is not None:
+            if not self._hurry.is_set():
+                log.warning("asked again: handing the runs in flight back now",
+                            extra={"worker": self.worker_id})  # fmt: skip
+            self._hurry.set()
         if self._stopping is not None:
             self._stopping.set()
         if self._kick is not None:
@@ -104,6 +111,7 @@ class Worker:
     async def run(self, *, install_signals: bool = True) -> None:
         """Work until `stop()` (or SIGTERM/SIGINT when `install_signals`)."""
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._kick = asyncio.Event()
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -310,6 +318,22 @@ class Worker:
                 log.exception("maintenance tick failed")
             await asyncio.sleep(self.maintenance_interval)
 
+    async def _finish_within(
+        self, tasks: set[asyncio.Task[JobExecuted]], deadline: float
+    ) -> set[asyncio.Task[JobExecuted]]:
+        """Wait for `tasks` until `deadline`, or until asked to stop again; those left."""
+        assert self._hurry is not None
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        try:
+            while tasks and not self._hurry.is_set() and (left := deadline - time.monotonic()) > 0:
+                done, _ = await asyncio.wait(
+                    {*tasks, hurry}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                tasks -= done
+        finally:
+            hurry.cancel()
+        return tasks
+
     async def _drain(self) -> None:
         """Start no more steps; let the steps in flight finish and their runs hand
         themselves back (their jobs go back to the queue) within the grace period;
@@ -317,9 +341,7 @@ class Worker:
         self.app.drain()
         if not self._running:
             return
-        tasks = list(self._running)
-        deadline = time.monotonic() + self.grace
-        _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+        pending = await self._finish_within(set(self._running), time.monotonic() + self.grace)
         left = [(t, self._running.get(t)) for t in pending]
         self.abandoned = len(left)
         for t, _ in left:
