@@ -239,6 +239,9 @@ async def test_a_nested_mutex_of_the_same_key_fails_fast_but_branches_still_wait
             {"run_after": datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))},
             "outside the years 1 to 9998 in UTC",
         ),
+        # a NUL failed on PostgreSQL as an unavailable store (503 over the API)
+        ({"tenant": "x\x00y"}, "contains a NUL character"),
+        ({"tags": ["ok", "a\x00"]}, "contains a NUL character"),
     ],
     ids=[
         "queue-empty",
@@ -251,6 +254,8 @@ async def test_a_nested_mutex_of_the_same_key_fails_fast_but_branches_still_wait
         "run_after-naive",
         "run_after-before-year-1",
         "run_after-after-9999",
+        "tenant-nul",
+        "tag-nul",
     ],
 )
 def test_bad_submit_arguments_are_tethers_error_not_pydantics(

@@ -365,9 +365,7 @@ class App:
             )
         if idempotency_key is not None:
             check_name("idempotency_key", idempotency_key)
-        tag_tuple = tuple(tags)
-        if not all(isinstance(t, str) for t in tag_tuple):
-            raise InvalidArgumentError("tags must be strings")
+        tag_tuple = _checked_tags(tags)
         if input is not _MISSING:
             input = defn.coerce_input(input)  # before anything is created
         input_text = (
@@ -567,7 +565,7 @@ class App:
                 RunCreate,
                 workflow=defn.name,
                 input=None if input is _MISSING else input,
-                tags=tuple(tags),
+                tags=_checked_tags(tags),
                 budget=self._budget_dict(budget, defn),
                 **fields,
             )
@@ -1308,8 +1306,17 @@ def _check_create(
         )
     if isinstance(tags, str) or not isinstance(tags, Iterable):
         raise InvalidArgumentError(f"tags must be a list of str, got {tags!r}; e.g. tags=['a']")
-    if tenant is not None and not isinstance(tenant, str):
-        raise InvalidArgumentError(f"tenant must be a str, got {tenant!r}")
+    if tenant is not None:
+        check_name("tenant", tenant)
+
+
+def _checked_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """The tags, each a name the database can store (a NUL in one failed on PostgreSQL
+    as an unavailable store, which a client retries)."""
+    found = tuple(tags)
+    for tag in found:
+        check_name("tag", tag)
+    return found
 
 
 def _command(kind: type[C], **fields: Any) -> C:
