@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 
 import pytest
 
@@ -176,3 +177,45 @@ async def test_steps_record_whether_their_policy_would_retry(app: App) -> None:
     assert rec.last_error.retryable is None  # a run's own failure: no policy judged it
     again = tether.RunRecord.from_dict(rec.to_dict())
     assert again.last_error == rec.last_error and again.steps == rec.steps
+
+
+async def test_a_failed_rerun_raises_once_and_logs_no_background_failure(
+    app: tether.App, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the rerun's wake-up also started a background drive, which found the failure the
+    # rerun recorded and logged it as an ERROR with a traceback, beside the raise
+    calls: list[int] = []
+
+    async def flaky(wf: tether.Workflow) -> None:
+        await wf.step("a", lambda: 1)
+
+        def b() -> None:
+            calls.append(1)
+            raise ValueError(f"boom {len(calls)}")
+
+        await wf.step("b", b)
+
+    with pytest.raises(ValueError, match="boom 1"):
+        await app.arun(flaky, workflow_id="f1")
+    with caplog.at_level(logging.INFO, logger="tether"), pytest.raises(ValueError, match="boom 2"):
+        await app.arerun_from("f1", "b")
+    await app.aclose()  # any background drive has finished
+    assert calls == [1, 1]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_a_run_started_in_the_background_that_fails_is_logged(
+    app: tether.App, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(wf: tether.Workflow) -> None:
+        await wf.step("a", _raise_value_error)
+
+    with caplog.at_level(logging.INFO, logger="tether"):
+        await app.astart(broken, workflow_id="bg")
+        await app.aresult("bg", timeout=30)
+        await app.aclose()
+    assert "run bg failed" in caplog.text
+
+
+def _raise_value_error() -> None:
+    raise ValueError("broken")

@@ -163,8 +163,10 @@ class Runner:
         await self._drive_quietly(workflow_id)
 
     async def _drive_quietly(self, workflow_id: str) -> None:
+        """Drive in the background; log a failure this drive ran into (not one it only
+        found recorded: a `rerun_from` drives the run itself and raises its failure)."""
         try:
-            await self.drive(workflow_id)
+            await self.run_until_rest(workflow_id)
         except WorkflowNotFoundError:
             log.debug("run %s woke but its workflow is not registered here", workflow_id)
         except RunAlreadyRunningError as exc:
