@@ -109,7 +109,7 @@ def test_delete_refuses_a_running_run_as_a_real_process(tmp_path: Path, flow: Pa
     assert json.loads(listed.stdout) == []
 
 
-PIPELINE_APP = '''
+PIPELINE_APP = """
 import os
 from datetime import UTC, datetime
 from pydantic import BaseModel
@@ -133,7 +133,7 @@ start = datetime(2026, 1, 2 if os.environ.get("LATER") else 1, tzinfo=UTC)
 app = tether.App(os.environ["FLOWS_DB"], blobs=FileBlobStore(os.environ["BLOBS"]),
                  clock=tether.FakeClock(start))
 app.register(pipeline)
-'''
+"""
 
 
 def test_delete_and_prune_remove_the_files_in_the_apps_own_blob_store(tmp_path: Path) -> None:

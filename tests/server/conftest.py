@@ -28,6 +28,15 @@ def pg_served(tmp_path: Path, postgres: PostgresServer) -> Iterator[Served]:
     postgres.drop_schema(schema)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    """`tether serve` on each database in turn."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("served")
+        return
+    yield request.getfixturevalue("pg_served")
+
+
 def make_token(folder: Path, db: str, scope: str) -> str:
     done = tether(folder, db, "tokens", "create", "--scope", scope, "--name", scope)
     assert done.returncode == 0, done.stderr

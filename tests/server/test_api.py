@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -287,3 +289,69 @@ async def test_the_async_client(served: Served) -> None:
         assert [q.name for q in await client.queues()] == ["slow"]
         with pytest.raises(ApiError):
             await client.get_record("nope")
+
+
+def test_queued_only_options_without_a_queue_are_refused_not_ignored(served: Served) -> None:
+    """Before, a run_after in 2030 without a queue started the run at once."""
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    with Client(served.url) as client:
+        for options in ({"run_after": later}, {"max_attempts": 1}, {"concurrency_key": "c"}):
+            with pytest.raises(ApiError) as err:
+                client.start("counts", 1, **options)
+            (name,) = options
+            assert (err.value.status, err.value.code) == (422, "invalid_request")
+            assert name in err.value.message and 'pass "queue"' in err.value.message
+        assert client.list_runs().runs == []  # nothing was started
+        wid = client.start("counts", 1, queue="slow", run_after=later, max_attempts=1)
+        assert client.get_record(wid).status is RunStatus.PENDING
+    both = httpx.post(
+        f"{served.url}/api/v1/runs",
+        json={"workflow": "counts", "max_attempts": 2, "run_after": None},
+    ).json()["error"]
+    assert {d["field"] for d in both["details"]} == {"body.max_attempts", "body.run_after"}
+
+
+def test_cancel_takes_no_body(served: Served) -> None:
+    """Every field of the cancel body is optional, so is the body (before: 422)."""
+    with Client(served.url) as client:
+        wid = client.start("waits")
+        _parked(client, wid)
+        resp = httpx.post(f"{served.url}/api/v1/runs/{wid}/cancel")
+        assert resp.status_code == 200 and resp.json() == {"cancelled": [wid]}
+        assert _done(client, wid).status is RunStatus.CANCELLED
+
+
+NOT_STORABLE: list[tuple[str, str, object, str]] = [
+    ("POST", "/runs", {"workflow": "counts", "input": 1, "tenant": "a\0b"}, "body.tenant"),
+    ("POST", "/runs", {"workflow": "counts", "input": 1, "tags": ["ok", "a\0"]}, "body.tags.1"),
+    # a lone surrogate, as JSON may spell it (and Python decodes it)
+    ("POST", "/runs", '{"workflow": "counts", "tenant": "\\ud800"}', "body.tenant"),
+    ("GET", "/runs?workflow=a%00b", None, "query.workflow"),
+    ("GET", "/runs?tag=a%00b", None, "query.tag"),
+    ("GET", "/runs?tenant=a%00b", None, "query.tenant"),
+    ("GET", "/usage?workflow=a%00b", None, "query.workflow"),
+    ("GET", "/usage?tag=a%00b", None, "query.tag"),
+    ("GET", "/usage?run=a%00b", None, "query.run"),
+    ("POST", "/api-tokens", {"scope": "read", "name": "a\0b"}, "body.name"),
+]
+
+
+def test_text_the_database_cannot_store_is_a_422_naming_the_field(either_served: Served) -> None:
+    """On PostgreSQL these were a 503 store_unavailable."""
+    for method, path, body, field in NOT_STORABLE:
+        url = f"{either_served.url}/api/v1{path}"
+        if isinstance(body, str):
+            json_type = {"content-type": "application/json"}
+            resp = httpx.request(method, url, content=body, headers=json_type)
+        else:
+            resp = httpx.request(method, url, json=body)
+        error = resp.json()["error"]
+        assert resp.status_code == 422 and error["code"] == "invalid_request", resp.text
+        assert field in error["message"] and "NUL" in error["message"]
+        assert [d["field"] for d in error["details"]] == [field]
+    with Client(either_served.url) as client:
+        assert client.list_runs().runs == [] and client.list_api_tokens() == []
+    forged = json.dumps(["a\0", "2026-01-01T00:00:00+00:00"]).encode()
+    cursor = base64.urlsafe_b64encode(forged).decode().rstrip("=")
+    resp = httpx.get(f"{either_served.url}/api/v1/runs", params={"cursor": cursor})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_cursor"

@@ -66,6 +66,26 @@ def test_the_first_token_closes_unauthenticated_access(served: Served) -> None:
     assert _status(served.url, made.token) == 200
 
 
+def test_revoking_every_token_does_not_open_the_server_again(served: Served) -> None:
+    """Before, revoking the last token let requests without one in again, as admin:
+    anyone on this machine could mint a new admin token."""
+    with Client(served.url) as client:
+        made = client.create_api_token("admin", "only")
+    with Client(served.url, made.token) as admin:
+        admin.revoke_api_token(made.info.id)
+    assert _status(served.url, None) == 401
+    assert _status(served.url, None, "POST", "/api/v1/events") == 401
+    mint = httpx.post(f"{served.url}/api/v1/api-tokens", json={"scope": "admin"})
+    assert mint.status_code == 401 and mint.json()["error"]["code"] == "unauthenticated"
+    served.stop()  # and so after a restart, when the only token is a revoked one
+    again = start(served.folder, served.db)
+    try:
+        assert _status(again.url, None) == 401
+        assert "every API token is revoked" in again.log and "no API tokens yet" not in again.log
+    finally:
+        again.stop()
+
+
 def test_tokens_cli_create_list_revoke(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/t.db"
     made = tether(tmp_path, db, "tokens", "create", "--scope", "write", "--name", "bot")

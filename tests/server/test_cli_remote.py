@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
+from pathlib import Path
+
+import pytest
 
 from tether import Client, RunStatus
+from tether.cli._common import EXIT_INTERRUPTED, EXIT_TERMINATED
 from tether.testing import eventually_sync
 
-from ._serve import Served, tether
+from ._serve import Served, start, tether
 
 
 def test_runs_commands_against_a_server(served: Served) -> None:
@@ -39,3 +44,35 @@ def test_serve_on_a_taken_port_says_so_with_a_usage_exit(served: Served) -> None
     assert second.returncode == 2, second.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
     assert "another --port" in second.stderr and "Traceback" not in second.stderr
+    # the error alone: not after lines that read as if the server had started
+    assert second.stderr.startswith("error: cannot listen"), second.stderr
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, EXIT_TERMINATED)]
+)
+def test_serve_exits_130_on_ctrl_c_and_143_on_sigterm(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """As the rest of the CLI does (before: 0 on Ctrl-C)."""
+    served = start(tmp_path, f"sqlite:///{tmp_path}/t.db")
+    served.proc.send_signal(sig)
+    assert served.proc.wait(timeout=30) == code, served.stop()
+    assert "Traceback" not in served.log
+
+
+def test_runs_server_refusals_are_usage_errors_not_store_errors(
+    secured: tuple[Served, dict[str, str]],
+) -> None:
+    """A missing or unknown token, or a URL that is not http(s), is the caller's to fix
+    (exit 2), not the database's (before: 4, "store error")."""
+    served, _ = secured
+    nowhere = "sqlite:////nonexistent/never.db"
+    for token in ([], ["--token", "tth_not-a-token"]):
+        got = tether(served.folder, nowhere, "runs", "list", "--server", served.url, *token)
+        assert got.returncode == 2, got.stderr
+        assert "API token" in got.stderr and "HTTP 401" in got.stderr
+    plain = served.url.removeprefix("http://")
+    got = tether(served.folder, nowhere, "runs", "list", "--server", plain)
+    assert got.returncode == 2 and "must start with http:// or https://" in got.stderr
+    assert "Traceback" not in got.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 
 from tether import AsyncClient, Client, RunStatus
 from tether.server._wire import SSEParser
@@ -103,3 +105,40 @@ def test_a_recorded_event_type_with_a_line_break_stays_one_frame() -> None:
     assert lines[2].startswith("data: ") and lines[3:] == ["", ""]
     events = list(parser.feed(lines))
     assert [e.seq for e in events] == [2] and not parser.done
+
+
+def test_open_streams_end_cleanly_and_at_once_when_the_server_stops(served: Served) -> None:
+    """Before, an open stream held SIGTERM's shutdown up for uvicorn's 10 s grace, then
+    was cut (a traceback in the log, `ApiUnreachable` for the client)."""
+    with Client(served.url) as client:
+        wid = client.start("waits")
+        eventually_sync(lambda: client.get_record(wid).status is RunStatus.WAITING, timeout=30)
+    failed: list[BaseException] = []
+    seen: list[str] = []
+    streaming = threading.Event()
+
+    def follow() -> None:
+        try:
+            with Client(served.url) as reader:
+                for event in reader.stream_events(wid):
+                    seen.append(event.type)
+                    streaming.set()
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=follow) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    assert streaming.wait(30)
+    eventually_sync(lambda: seen.count("workflow.waiting") == 2, timeout=30)
+    began = time.monotonic()
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(timeout=30) == 143
+    assert time.monotonic() - began < 5  # uvicorn's graceful timeout is 10 s
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+    assert failed == []  # a clean end, not ApiUnreachable
+    log = served.log
+    assert "Cancel" not in log and "Traceback" not in log, log
+    assert "workflow.completed" not in seen

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..errors import TetherError
 from ._common import EXIT_NOT_FOUND, EXIT_STORE, EXIT_USAGE, CliState, fail, one_line
 
 if TYPE_CHECKING:
@@ -24,13 +25,18 @@ def _client(state: CliState) -> Iterator[Client]:
     except ImportError as exc:
         fail(EXIT_USAGE, f"--server needs the server extra: pip install 'tether[server]' ({exc})")
     assert state.server is not None
-    with Client(state.server, state.token) as client:
+    try:
+        client = Client(state.server, state.token)
+    except TetherError as exc:  # not an http(s) URL
+        fail(EXIT_USAGE, f"--server: {one_line(exc)}")
+    with client:
         yield client
 
 
 def ask(state: CliState, question: Callable[[Client], T]) -> T:
     """`question` asked of the server; its errors as one line and the CLI's exit codes
-    (no such run: 3; unreachable, refused or failing server: 4; else 2)."""
+    (no such run: 3; unreachable or failing server: 4; a token missing, unknown or
+    short of the scope, as any other refusal: 2)."""
     from ..server import ApiError
 
     with _client(state) as client:
@@ -39,7 +45,7 @@ def ask(state: CliState, question: Callable[[Client], T]) -> T:
         except ApiError as exc:
             if exc.status == 404:
                 fail(EXIT_NOT_FOUND, exc.message)
-            if exc.status in (0, 401, 403) or exc.status >= 500:
+            if exc.status == 0 or exc.status >= 500:
                 fail(EXIT_STORE, one_line(exc))
             fail(EXIT_USAGE, one_line(exc))
 

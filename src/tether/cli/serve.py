@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import sys
+from typing import Any
 
 import click
 
 from ..errors import TetherError
 from ..store import open_store
-from ._common import EXIT_USAGE, CliState, db_state, fail, guard, note
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    CliState,
+    db_state,
+    fail,
+    guard,
+    note,
+)
 from ._db import choose, open_app, require_existing
 from .worker import load_app
 
@@ -19,11 +30,17 @@ __all__ = ["serve"]
 
 
 async def _count_tokens(url: str) -> int:
-    """Live API tokens in the database, on a store of its own: the server's store
-    must be opened on the server's event loop, not on this one."""
+    """Live API tokens in the database (see `_token_counts`)."""
+    return (await _token_counts(url))[0]
+
+
+async def _token_counts(url: str) -> tuple[int, int]:
+    """API tokens in the database: (live, ever made, revoked ones included), on a
+    store of its own: the server's store must be opened on the server's event loop,
+    not on this one."""
     store = open_store(url)
     try:
-        return await store.count_api_tokens()
+        return await store.count_api_tokens(), len(await store.list_api_tokens())
     finally:
         await store.close()
 
@@ -81,12 +98,13 @@ def serve(
     """Serve the App's HTTP API (/api/v1), webhooks (/hooks/NAME) and the dashboard (/)
     until SIGTERM or Ctrl-C.
 
-    Requests need an API token (`tether tokens create`). While none exists, the
-    server listens on this machine only and lets its own users in without one;
-    it refuses to listen on another address until a token exists.
+    Requests need an API token (`tether tokens create`). While none was ever
+    created, the server listens on this machine only and lets its own users in
+    without one (revoking every token does not open it again); it refuses to
+    listen on another address until a live token exists.
     """
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (here: a missing extra is a usage error)
 
         from ..server import ServerConfig, check_bind, create_app, webhooks_from_env
     except ImportError as exc:
@@ -99,41 +117,75 @@ def serve(
         the_app = open_app(db)
     else:
         the_app, db = load_app(state, app_ref, existing=False)
-    tokens = guard(lambda: asyncio.run(_count_tokens(db.url)))
+    live, made = guard(lambda: asyncio.run(_token_counts(db.url)))
     try:
-        check_bind(host, tokens)
+        check_bind(host, live)
         config = ServerConfig(
             max_body=max_body,
             cors_origins=cors,
             webhooks=webhooks_from_env(webhooks),
-            allow_unauthenticated=tokens == 0,
+            allow_unauthenticated=made == 0,
         )
     except TetherError as exc:
         fail(EXIT_USAGE, str(exc))
+    _check_port(host, port)  # before saying anything else: the error alone
+    _announce(db, host, port, live, made)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
+    _run(create_app(the_app, config), host, port)
+
+
+def _announce(db: Any, host: str, port: int, live: int, made: int) -> None:
     db.announce()
-    if tokens == 0:
+    if made == 0:
         note(
             "no API tokens yet: requests from this machine need none (create one with "
             "`tether tokens create --scope admin`; from then on every request needs one)"
         )
+    elif live == 0:
+        note(
+            "every API token is revoked: requests are refused until you create one "
+            "(`tether tokens create --scope admin`)"
+        )
     note(
         f"dashboard: {_address(host, port)}/"
-        + ("" if tokens == 0 else " (sign in with a token, or add ?token=TOKEN once)")
+        + ("" if made == 0 else " (sign in with a token, or add ?token=TOKEN once)")
     )
-    _check_port(host, port)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
-    try:
-        uvicorn.run(
-            create_app(the_app, config),
-            host=host,
-            port=port,
-            log_level="info",
-            timeout_graceful_shutdown=10,
-        )
-    except SystemExit as exc:  # uvicorn's 3, "startup failed", is our "no such run"
-        if exc.code == 3:
-            fail(EXIT_USAGE, f"the server did not start on {host}:{port} (see above)")
-        raise
+
+
+def _run(asgi: Any, host: str, port: int) -> None:
+    """Serve until SIGTERM (exit 143) or Ctrl-C (exit 130). Open event streams end
+    as soon as the signal comes, so they do not hold the shutdown up."""
+    import uvicorn
+
+    streams = asgi.state.tether_streams  # see `create_app`
+    stopped_by: list[int] = []
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            stopped_by.append(sig)
+            streams.close()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        asgi, host=host, port=port, log_level="info", timeout_graceful_shutdown=10
+    )
+    server = Server(config)
+
+    def stop(sig: int, frame: Any) -> None:
+        """Before uvicorn's own handlers, and after: uvicorn raises the signal again
+        once it has stopped, to the handler it found; the exit code is chosen here."""
+        stopped_by.append(sig)
+        server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    server.run()
+    if stopped_by and stopped_by[0] == signal.SIGINT:
+        fail(EXIT_INTERRUPTED, "interrupted (Ctrl-C): the server has stopped")
+    if stopped_by:
+        sys.exit(EXIT_TERMINATED)
+    if not server.started:  # uvicorn's own 3, "startup failed", is our "no such run"
+        fail(EXIT_USAGE, f"the server did not start on {host}:{port} (see above)")
 
 
 def _check_port(host: str, port: int) -> None:

@@ -31,6 +31,7 @@ from ._metrics_route import metrics
 from ._port import ServedApp
 from ._routes import api_router, record_router
 from ._routes_ops import ops_router
+from ._sse import Streams
 
 __all__ = ["ServerConfig", "create_app", "webhooks_from_env"]
 
@@ -80,7 +81,9 @@ def _install_handlers(api: FastAPI) -> None:
 def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
     """The ASGI application serving `app`: the API under ``/api/v1`` (its OpenAPI
     document at ``/api/v1/openapi.json``), webhooks under ``/hooks/{name}``, and the
-    dashboard's pages under ``/``."""
+    dashboard's pages under ``/``. A server shutting it down should first call
+    ``asgi.state.tether_streams.close()`` (safe in a signal handler), or open event
+    streams hold the shutdown up."""
     config = config or ServerConfig()
 
     @asynccontextmanager
@@ -98,6 +101,7 @@ def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
     )
     api.state.tether_app = app
     api.state.tether_config = config
+    api.state.tether_streams = Streams()  # its close() ends the open event streams
     _install_handlers(api)
     api.include_router(api_router, prefix="/api/v1")
     api.include_router(ops_router, prefix="/api/v1")

@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from types import MethodType
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from urllib.parse import urlsplit
 
 import httpx
 
+from ..errors import InvalidArgumentError
 from ._errors import ApiUnreachable
 from ._models import Event, RunSummary
 from ._wire import Call, Calls, SSEParser, error_of
@@ -113,6 +115,11 @@ class _Calls(Generic[H, X]):
         timeout: float = 30.0,
         transport: X | None = None,
     ) -> None:
+        if urlsplit(base_url).scheme.lower() not in ("http", "https"):
+            raise InvalidArgumentError(
+                f"the server's URL must start with http:// or https://, got {base_url!r}; "
+                "e.g. http://127.0.0.1:8000"
+            )
         self.base_url = base_url.rstrip("/")
         self._http: H = self._HTTP(
             base_url=self.base_url, headers=_headers(token), timeout=timeout, transport=transport
@@ -165,7 +172,9 @@ class Client(_Calls[httpx.Client, httpx.BaseTransport]):
             cursor = page.next_cursor
 
     def stream_events(self, workflow_id: str, *, after: int = 0) -> Iterator[Event]:
-        """The run's events as they happen (after seq `after`), until the run ends."""
+        """The run's events as they happen (after seq `after`), until the run ends,
+        or the server stops (then the iteration ends early: continue with `after`
+        the last event's seq once it is back)."""
         call, parser = _CALLS.stream(workflow_id, after), SSEParser()
         with (
             _reaching(self.base_url),

@@ -30,8 +30,9 @@ class ServerConfig:
     `max_body`: the largest request body in bytes (413 above it).
     `cors_origins`: origins a browser may call the API from (none: no CORS headers).
     `webhooks`: the ``/hooks/{name}`` endpoints. `allow_unauthenticated`: while no
-    API token exists, requests from this machine (a loopback client address) need
-    none; `tether serve` turns it on when it listens on loopback only.
+    API token was ever created (revoking every token does not count as none),
+    requests from this machine (a loopback client address) need none; `tether
+    serve` turns it on when it listens on loopback only.
     `idempotency_keep`: seconds an Idempotency-Key is remembered.
     """
 
@@ -66,18 +67,28 @@ def settings(request: Request) -> ServerConfig:
     return found
 
 
+async def _tokens_made(request: Request) -> bool:
+    """True once any API token was ever created, revoked ones included: revoking the
+    last token must not open the server again. Tokens are never deleted, so once
+    true it stays true, and the server remembers it instead of asking again."""
+    state = request.app.state
+    if getattr(state, "tether_tokens_made", False):
+        return True
+    made = bool(await served_app(request).store.list_api_tokens())  # none: a cheap read
+    if made:
+        state.tether_tokens_made = True
+    return made
+
+
 async def granted(request: Request, token: str | None) -> Scope:
     """The scope of a request that carries `token` (None: no token); 401 `ApiError`
-    if it is let in with none. While no token exists, a loopback client with no token
-    is let in as ``admin`` when the server allows it (`allow_unauthenticated`)."""
+    if it is let in with none. While no token was ever created (a revoked one counts),
+    a loopback client with no token is let in as ``admin`` when the server allows it
+    (`allow_unauthenticated`)."""
     app, config = served_app(request), settings(request)
     if token is None:
         client = request.client.host if request.client else ""
-        if (
-            config.allow_unauthenticated
-            and is_loopback(client)
-            and await app.store.count_api_tokens() == 0
-        ):
+        if config.allow_unauthenticated and is_loopback(client) and not await _tokens_made(request):
             return "admin"
         raise ApiError(401, "unauthenticated", "send an API token: Authorization: Bearer <token>")
     row = await app.store.find_api_token(hash_token(token), at=app.clock.now())

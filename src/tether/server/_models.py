@@ -9,9 +9,9 @@ JSON `tether runs export` prints, and the clients turn it back into a `RunRecord
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .._info import RunInfo, WaitInfo
 from ..record import EventRecord
@@ -42,6 +42,7 @@ __all__ = [
     "SignalRun",
     "Signalled",
     "StartRun",
+    "Text",
     "TokenCompleted",
     "UsageRow",
     "WaitSummary",
@@ -49,6 +50,20 @@ __all__ = [
 ]
 
 Scope = Literal["read", "write", "admin"]
+
+
+def _storable(value: str) -> str:
+    """`value` if both databases can store it: no NUL, no lone surrogate (PostgreSQL
+    refuses both, which would otherwise surface as a 503 from the store)."""
+    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+        raise ValueError(
+            "contains a NUL character (\\u0000) or a lone surrogate, which the database "
+            "cannot store; send plain text without them"
+        )
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]  # text a request may carry to the store
 
 
 class _Body(BaseModel):
@@ -152,19 +167,26 @@ class WaitSummary(_Out):
 
 
 class StartRun(_Body):
-    """Start a run. Without `queue` the server drives it (like `App.start`); with a
-    queue it is queued for workers (like `App.submit`)."""
+    """Start a run. Without `queue` the server starts it now and drives it (like
+    `App.start`); with a queue it is queued for workers (like `App.submit`).
+    `concurrency_key`, `max_attempts` and `run_after` need a `queue`."""
 
     workflow: str = Field(min_length=1, description="a workflow registered on the served App")
     input: Any = Field(default=None, description="the run's input (omit for none)")
     workflow_id: str | None = Field(default=None, min_length=1)
     queue: str | None = Field(default=None, min_length=1)
-    tags: list[str] = []
-    tenant: str | None = None
+    tags: list[Text] = []
+    tenant: Text | None = None
     priority: int = 0
-    concurrency_key: str | None = Field(default=None, min_length=1, description="queued runs only")
-    max_attempts: int = Field(default=10, ge=1, description="queued runs only")
-    run_after: datetime | None = Field(default=None, description="queued runs only")
+    concurrency_key: str | None = Field(
+        default=None, min_length=1, description="queued runs only (422 without `queue`)"
+    )
+    max_attempts: int = Field(
+        default=10, ge=1, description="queued runs only (422 without `queue`)"
+    )
+    run_after: datetime | None = Field(
+        default=None, description="queued runs only (422 without `queue`)"
+    )
     initial_state: Any = None
 
 
@@ -280,7 +302,7 @@ class WorkerInfo(_Out):
 
 class NewApiToken(_Body):
     scope: Scope
-    name: str | None = Field(default=None, min_length=1)
+    name: Text | None = Field(default=None, min_length=1)
 
 
 class ApiTokenInfo(_Out):

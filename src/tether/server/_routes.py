@@ -35,17 +35,22 @@ from ._models import (
     Signalled,
     SignalRun,
     StartRun,
+    Text,
     TokenCompleted,
     WaitSummary,
 )
-from ._sse import event_stream
+from ._run_path import RunRoute
+from ._sse import event_stream, streams_of
 
 __all__ = ["api_router", "decode_cursor", "encode_cursor", "record_router"]
 
-api_router = APIRouter()
-# a run id may hold '/' (a child's does): its routes take the rest of the path, and the
-# record's route, which would take "ID/events" too, comes after every other (`_asgi`)
-record_router = APIRouter()
+# a run id may hold '/' (a child's does): its routes take the rest of the path, each
+# matching only its own tail as sent (`RunRoute`), and the record's route, which
+# would take "ID/events" too, comes after every other (`_asgi`)
+api_router = APIRouter(route_class=RunRoute)
+record_router = APIRouter(route_class=RunRoute)
+# options of `App.submit` that mean nothing to a run the server drives at once
+QUEUED_ONLY = ("concurrency_key", "max_attempts", "run_after")
 MAX_SEQ = 2**63 - 1  # an event number: a 64-bit integer in both databases
 READ, WRITE = need("read"), need("write")
 
@@ -59,18 +64,22 @@ def decode_cursor(cursor: str) -> tuple[str, datetime]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         wid, at = json.loads(raw)
-        return str(wid), datetime.fromisoformat(at)
+        if not isinstance(wid, str) or "\x00" in wid:
+            raise ValueError(wid)
+        return wid, datetime.fromisoformat(at)
     except (ValueError, TypeError, binascii.Error):
-        raise ApiError(422, "invalid_cursor", "cursor: not a cursor this API gave") from None
+        raise ApiError(
+            422, "invalid_cursor", "cursor: not a cursor this API gave; pass next_cursor as given"
+        ) from None
 
 
 @api_router.get("/runs", dependencies=[READ], summary="List runs, newest first")
 async def list_runs(
     request: Request,
     status: RunStatus | None = None,
-    workflow: str | None = None,
-    tag: str | None = None,
-    tenant: str | None = None,
+    workflow: Text | None = None,
+    tag: Text | None = None,
+    tenant: Text | None = None,
     created_after: Annotated[datetime | None, Query(description="at or after (ISO 8601)")] = None,
     created_before: Annotated[datetime | None, Query(description="strictly before")] = None,
     cursor: str | None = None,
@@ -92,7 +101,21 @@ async def list_runs(
 
 @api_router.post("/runs", dependencies=[WRITE], status_code=201, summary="Start or submit a run")
 async def start_run(request: Request, body: StartRun) -> RunStarted:
+    """Without `queue` the server starts the run now and drives it (`App.start`);
+    with one it is queued for that queue's workers (`App.submit`). `run_after`,
+    `max_attempts` and `concurrency_key` are a queued run's: given without `queue`
+    they are refused (422), never ignored."""
     app = served_app(request)
+    given_queued = [f for f in QUEUED_ONLY if f in body.model_fields_set]
+    if body.queue is None and given_queued:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"body.{given_queued[0]}: {', '.join(given_queued)} apply to a queued run only; "
+            'pass "queue" (e.g. "default") and run a worker for it, or leave '
+            f"{'them' if len(given_queued) > 1 else 'it'} out to start the run now",
+            [{"field": f"body.{f}", "message": "needs queue"} for f in given_queued],
+        )
     fn = app.get_workflow(body.workflow).fn
     given: Any = MISSING if "input" not in body.model_fields_set else body.input
     common: dict[str, Any] = {
@@ -145,7 +168,7 @@ async def stream_events(
     if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
         after = max(after, min(int(last_event_id), MAX_SEQ))
     return StreamingResponse(
-        event_stream(app, workflow_id, after),
+        event_stream(app, workflow_id, after, streams_of(request.app)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -157,7 +180,11 @@ async def list_waits(request: Request, workflow_id: str) -> list[WaitSummary]:
 
 
 @api_router.post("/runs/{workflow_id:path}/cancel", dependencies=[WRITE], summary="Cancel a run")
-async def cancel_run(request: Request, workflow_id: str, body: CancelRun) -> RunCancelled:
+async def cancel_run(
+    request: Request, workflow_id: str, body: CancelRun | None = None
+) -> RunCancelled:
+    """The body is optional: none cancels with no reason and no compensation."""
+    body = body or CancelRun()
     app = served_app(request)
     await app.aget_run(workflow_id)
     cancelled = await app.acancel(workflow_id, body.reason, compensate=body.compensate)

@@ -19,13 +19,15 @@ from ._models import (
     ApiTokenInfo,
     NewApiToken,
     QueueInfo,
+    Text,
     UsageRow,
     WorkerInfo,
 )
+from ._run_path import RunRoute
 
 __all__ = ["ops_router"]
 
-ops_router = APIRouter()
+ops_router = APIRouter(route_class=RunRoute)  # a run id may hold '/': see `RunRoute`
 READ, ADMIN = need("read"), need("admin")
 
 
@@ -33,12 +35,12 @@ READ, ADMIN = need("read"), need("admin")
 class UsageQuery:
     """The query of ``GET /usage``: `App.usage`'s keyword arguments, passed on as given."""
 
-    workflow: str | None = None
-    tag: str | None = None
+    workflow: Text | None = None
+    tag: Text | None = None
     since: datetime | None = None
     until: datetime | None = None
     group_by: Literal["model", "workflow", "day", "run"] | None = None
-    run: str | None = None
+    run: Text | None = None
     children: bool = False
 
 

@@ -7,6 +7,12 @@ every event before its end was sent. A client that reconnects sends
 store (waking at once on PostgreSQL's notification of the run's end), at most
 every `POLL` seconds; a comment line every `KEEP_ALIVE` seconds keeps proxies
 from closing an idle stream.
+
+When the server begins to shut down (``asgi.state.tether_streams.close()``,
+which `tether serve` calls on SIGTERM or Ctrl-C) every open stream ends within
+`POLL` seconds, cleanly and without an ``end`` event (a comment says why): the
+client reconnects, with ``Last-Event-ID``, to a server that is up again.
+Without that, a stream would hold the server's shutdown up until the run ended.
 """
 
 from __future__ import annotations
@@ -14,15 +20,34 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from ..record import EventRecord
 from ._models import Event
 from ._port import ServedApp
 
-__all__ = ["event_stream", "sse_frame"]
+__all__ = ["Streams", "event_stream", "sse_frame", "streams_of"]
 
 POLL = 0.2
 KEEP_ALIVE = 15.0
+CLOSING = b": the server is stopping; reconnect with Last-Event-ID to continue\n\n"
+
+
+class Streams:
+    """The open event streams of one ASGI application: `close()` ends them all.
+    Safe to call from a signal handler (it only sets a flag that streams poll)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def streams_of(asgi: Any) -> Streams:
+    """The `Streams` of an ASGI application made by `create_app` (or `App.asgi()`)."""
+    found: Streams = asgi.state.tether_streams
+    return found
 
 
 def sse_frame(event: Event) -> bytes:
@@ -31,10 +56,15 @@ def sse_frame(event: Event) -> bytes:
     return f"id: {event.seq}\nevent: {kind}\ndata: {data}\n\n".encode()
 
 
-async def event_stream(app: ServedApp, workflow_id: str, after: int) -> AsyncIterator[bytes]:
+async def event_stream(
+    app: ServedApp, workflow_id: str, after: int, streams: Streams
+) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     quiet_since = loop.time()
     while True:
+        if streams.closed:
+            yield CLOSING
+            return
         run = await app.aget_run(workflow_id)  # read before the events: none can be missed
         rows = await app.store.list_events(workflow_id, after_seq=after)
         for row in rows:

@@ -154,7 +154,9 @@ class Calls:
         initial_state: Any = None,
     ) -> Call[str]:
         """Start a run of `workflow` on the server (with `queue`: queue it for
-        workers); its id. Options as `App.start` / `App.submit`."""
+        workers); its id. Options as `App.start` / `App.submit`: `concurrency_key`,
+        `max_attempts` and `run_after` are a queued run's, refused (422) without
+        `queue`."""
         options = _args(locals(), "workflow", "input", "idempotency_key")
         body: dict[str, Any] = {"workflow": workflow}
         if input is not UNSET:
@@ -268,10 +270,12 @@ def _args(given: dict[str, Any], *leave_out: str) -> dict[str, Any]:
 
 
 def _seg(value: str) -> str:
-    """One path segment: a run id with '/' or '?' in it stays one segment."""
+    """One path segment: a run id with '/' or '?' in it stays one segment, and an id
+    of dots (``..``) is not taken for a step up the path."""
     from urllib.parse import quote
 
-    return quote(value, safe="")
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,0 +1,42 @@
+"""Routes under ``/runs/{id}/...`` whose run id may hold '/' (a child's does).
+
+Such a route takes the rest of the path as the id (``{workflow_id:path}``), so
+``/runs/x/events`` is ambiguous: the events of run ``x``, or the record of run
+``x/events``? The raw path answers it: a client that percent-encodes the id
+(``/runs/x%2Fevents``, as `Client` does) sends the route's own tail, such as
+``/events``, as the only literal slashes after the id. A route here matches only
+if its tail is literally in the raw path, so an encoded id is always read whole
+(``..`` and ``.`` too, sent as ``%2E%2E`` and ``%2E``). An id sent unencoded
+still works when no route's tail ends it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Scope
+
+__all__ = ["RunRoute"]
+
+_ID = "{workflow_id:path}"
+
+
+class RunRoute(APIRoute):
+    """An `APIRoute` that, for a path with a ``{workflow_id:path}`` followed by a tail
+    (``/events``), matches only when the raw path ends with that tail as sent."""
+
+    def __init__(self, path: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(path, *args, **kwargs)
+        tail = path.partition(_ID)[2] if _ID in path else ""
+        self._tail = tail.encode()
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        raw = scope.get("raw_path")
+        if match is Match.NONE or not self._tail or not isinstance(raw, bytes):
+            return match, child
+        if not raw.partition(b"?")[0].endswith(self._tail):
+            return Match.NONE, {}  # the tail is part of an encoded id: another route's
+        return match, child
