@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from tether import AsyncClient, Client, EndReason, RunRecord, RunStatus
 from tether.server import ApiError
 from tether.testing import eventually, eventually_sync
 
-from ._serve import Served
+from ._serve import Served, start
 
 
 def _done(client: Client, wid: str) -> RunRecord:
@@ -355,3 +356,40 @@ def test_text_the_database_cannot_store_is_a_422_naming_the_field(either_served:
     cursor = base64.urlsafe_b64encode(forged).decode().rstrip("=")
     resp = httpx.get(f"{either_served.url}/api/v1/runs", params={"cursor": cursor})
     assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_cursor"
+
+
+NAPPING = """
+import os
+
+import tether
+
+app = tether.App(os.environ["FLOWS_DB"], inline_wait=0)  # every wait parks at once
+
+@app.workflow
+async def naps(wf: tether.Workflow) -> str:
+    await wf.sleep(1)
+    return "rested"
+
+@app.workflow
+async def hears(wf: tether.Workflow) -> object:
+    return await wf.wait_for_signal("x", timeout=1, default="timed out")
+"""
+
+
+def test_the_server_wakes_the_timers_of_the_runs_it_drives(tmp_path: Path) -> None:
+    # nothing in `tether serve` fired a timer that outlived the inline wait: a run
+    # parked on wf.sleep stayed waiting until some other run happened to wait inline
+    served = start(tmp_path, f"sqlite:///{tmp_path}/t.db", flows=NAPPING)
+    try:
+        with Client(served.url) as client:
+            napping, hearing = client.start("naps"), client.start("hears")
+
+            def ended(wid: str) -> object:
+                rec = client.get_record(wid)
+                assert rec.status is RunStatus.COMPLETED, rec.status
+                return rec.output
+
+            assert eventually_sync(lambda: ended(napping), timeout=30) == "rested"
+            assert eventually_sync(lambda: ended(hearing), timeout=30) == "timed out"
+    finally:
+        served.stop()

@@ -7,6 +7,7 @@ queue is named), and the App is closed when the server shuts down.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -88,8 +89,16 @@ def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        await app.aclose()
+        # the runs this server starts are driven here: wake their timers, take up
+        # those a stopped server handed back (no worker needed for either)
+        chores = asyncio.ensure_future(app.ahost_chores()) if config.host_chores else None
+        try:
+            yield
+        finally:
+            if chores is not None:
+                chores.cancel()
+                await asyncio.gather(chores, return_exceptions=True)
+            await app.aclose()
 
     api = FastAPI(
         title="tether",

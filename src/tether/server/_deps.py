@@ -34,6 +34,9 @@ class ServerConfig:
     requests from this machine (a loopback client address) need none; `tether
     serve` turns it on when it listens on loopback only.
     `idempotency_keep`: seconds an Idempotency-Key is remembered.
+    `host_chores`: while it is served, the App wakes runs whose timers are due and
+    takes up orphans of its workflows (`App.ahost_chores`): the server drives the
+    runs it starts, so no worker is needed for their timers.
     """
 
     max_body: int = MIB
@@ -41,6 +44,7 @@ class ServerConfig:
     webhooks: tuple[Webhook, ...] = ()
     allow_unauthenticated: bool = False
     idempotency_keep: float = 24 * 3600.0
+    host_chores: bool = True
     hooks: dict[str, Webhook] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
