@@ -241,6 +241,18 @@ def test_idempotency_key_makes_a_retried_post_safe(served: Served) -> None:
     assert first.json() == second.json() and second.headers["idempotent-replayed"] == "true"
 
 
+def test_a_refused_request_does_not_pin_its_idempotency_key(served: Served) -> None:
+    # a 422 was kept for 24 h: the corrected request under the same key got a 409
+    url, key = f"{served.url}/api/v1/runs", {"Idempotency-Key": "fix-me"}
+    bad = httpx.post(url, json={"workflow": "counts", "input": "one"}, headers=key)
+    assert bad.status_code == 422
+    good = httpx.post(url, json={"workflow": "counts", "input": 1}, headers=key)
+    assert good.status_code == 201, good.text
+    again = httpx.post(url, json={"workflow": "counts", "input": 1}, headers=key)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["workflow_id"] == good.json()["workflow_id"]
+
+
 def test_body_size_limit(served: Served) -> None:
     big = {"type": "x", "payload": "a" * (1024 * 1024)}
     resp = httpx.post(f"{served.url}/api/v1/events", json=big)

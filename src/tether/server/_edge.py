@@ -9,8 +9,11 @@ same request (method, path, query and body) gets the first answer again,
 marked ``Idempotent-Replayed: true``; with another request it gets 409
 ``idempotency_conflict``; while the first is still being answered, 409
 ``idempotency_in_progress``. Keys belong to the credentials that sent them
-(two clients cannot collide on a key) and are kept `keep` seconds. Answers of
-5xx, 401 and 403 are not kept: the request may be retried as it is.
+(two clients cannot collide on a key) and are kept `keep` seconds. Only answers
+of requests that did something (2xx), or that the run's state refused (409),
+are kept: after a 5xx the request may be retried as it is, and after another
+4xx (a bad body, a missing token, an unknown run: nothing was done) it may be
+corrected and sent again under the same key.
 """
 
 from __future__ import annotations
@@ -143,7 +146,7 @@ class Edge:
         kept = False
         try:
             await self.app(scope, receive, capture)
-            if status < 500 and status not in (401, 403):
+            if status < 400 or status == 409:  # it did something, or the state refused it
                 await self.store.idempotent_finish(stored_key, status, b"".join(chunks).decode())
                 kept = True
         finally:
