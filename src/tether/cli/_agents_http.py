@@ -26,9 +26,10 @@ __all__ = ["StatusServer", "serve_with_status", "status_server"]
 class StatusServer:
     """A uvicorn server over a socket bound up front."""
 
-    def __init__(self, server: Any, sock: socket.socket) -> None:
+    def __init__(self, server: Any, sock: socket.socket, streams: Any) -> None:
         self.server = server
         self.sock = sock
+        self.streams = streams  # its open event streams (`create_app`)
 
     async def serve(self) -> None:
         try:
@@ -37,6 +38,7 @@ class StatusServer:
             self.sock.close()
 
     def stop(self) -> None:
+        self.streams.close()  # or an open event stream holds the shutdown up
         self.server.should_exit = True
 
 
@@ -71,7 +73,7 @@ def status_server(dispatcher: Any, app: App, url: str, host: str, port: int) -> 
         + ("" if tokens == 0 else " (requests need an API token)")
     )
     config = uvicorn.Config(asgi, lifespan="off", log_level="warning")
-    return StatusServer(_uvicorn_server(config), sock)
+    return StatusServer(_uvicorn_server(config), sock, asgi.state.tether_streams)
 
 
 def _uvicorn_server(config: Any) -> Any:
