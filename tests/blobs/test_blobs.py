@@ -107,3 +107,27 @@ async def test_the_default_follows_the_run_store(tmp_path: Path, postgres: Any) 
         postgres.drop_schema("blob_default")
     with pytest.raises(InvalidArgumentError, match=r"blobs must be a tether\.blobs\.BlobStore"):
         App("sqlite:///:memory:", blobs="here")  # type: ignore[arg-type]
+
+
+async def test_a_file_store_says_why_a_key_and_its_folder_cannot_both_be_blobs(
+    tmp_path: Path,
+) -> None:
+    # memory and database stores hold both 'report' and 'report/p1'; a file cannot also
+    # be a folder, which came out as a bare FileExistsError or NotADirectoryError
+    files = FileBlobStore(tmp_path / "blobs")
+    await files.put("report", b"all")
+    with pytest.raises(InvalidArgumentError, match="a file cannot also be a folder"):
+        await files.put("report/p1", b"page")
+    await files.put("pages/1", b"one")
+    with pytest.raises(InvalidArgumentError, match="a file cannot also be a folder"):
+        await files.put("pages", b"all")
+    assert await files.list() == ["pages/1", "report"]
+
+
+async def test_a_segment_a_file_store_keeps_for_its_writes_is_refused_everywhere(
+    blobs: BlobStore,
+) -> None:
+    # '.tmp-' names the file store's half-written files: such a key was accepted, then
+    # hidden from list() and left out of delete_prefix's count
+    with pytest.raises(InvalidArgumentError, match=r"'\.tmp-'"):
+        await blobs.put("runs/.tmp-x", b"x")

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..errors import InvalidArgumentError
 from ._port import check_data, check_key
 
 __all__ = ["FileBlobStore"]
@@ -33,7 +34,15 @@ class FileBlobStore:
         return f"FileBlobStore({str(self.root)!r})"
 
     async def put(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._put, self._path(key), check_data(data))
+        path = self._path(key)
+        try:
+            await asyncio.to_thread(self._put, path, check_data(data))
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            raise InvalidArgumentError(
+                f"blob key {key!r} cannot be a file of {self!r}: a file cannot also be a "
+                "folder, and one of the keys 'a' and 'a/b' is stored already; name them "
+                "apart (e.g. 'report.txt' and 'report/p1.txt')"
+            ) from None
 
     @staticmethod
     def _put(path: Path, data: bytes) -> None:

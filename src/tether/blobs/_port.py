@@ -26,12 +26,17 @@ def check_key(key: object, *, prefix: bool = False) -> str:
     parts = key.removesuffix("/").split("/") if prefix else key.split("/")
     if prefix and key == "":
         return key
-    bad = [p for p in parts if p in ("", ".", "..") or not _SEGMENT.fullmatch(p)]
+    bad = [
+        p
+        for p in parts
+        if p in ("", ".", "..") or p.startswith(".tmp-") or not _SEGMENT.fullmatch(p)
+    ]
     if bad or len(key) > 1000:
         raise InvalidArgumentError(
             f"blob key {key!r} is not a plain path: use '/'-separated segments of letters, "
-            "digits and . _ - : @ # % [ ] = + (no empty, '.' or '..' segment), at most 1000 "
-            "characters; e.g. 'report.json' or 'pages/3.txt'"
+            "digits and . _ - : @ # % [ ] = + (no empty, '.' or '..' segment, none starting "
+            "'.tmp-', which a file store keeps for its writes), at most 1000 characters; "
+            "e.g. 'report.json' or 'pages/3.txt'"
         )
     return key
 
