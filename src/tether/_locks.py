@@ -107,16 +107,7 @@ class Locks:
         deadline = loop.time() + timeout
         next_note = loop.time() + MUTEX_NOTE_EVERY
         while True:
-            res = await self._rt.store.acquire_lock(
-                MUTEX_SCOPE,
-                handle.key,
-                handle.holder,
-                ttl=ttl,
-                now=self._rt.clock.store_time(),
-                fence=self._run.fence,
-                on_acquire=NewEvent("mutex.acquired", handle.key),
-                at=self._rt.clock.now(),
-            )
+            res = await self._lock(handle, ttl, NewEvent("mutex.acquired", handle.key))
             if res.outcome is not LockOutcome.CONFLICT:
                 return
             if self._rt.draining:
@@ -198,20 +189,31 @@ class Locks:
         it, yet nobody takes it until the run, resumed, leaves the block (its replay
         takes it back, `_take_back`) or ends. A holder evicted meanwhile keeps nothing."""
         kept = NewEvent("mutex.kept", handle.key)
-        res = await self._rt.store.acquire_lock(
+        res = await self._lock(handle, ttl, kept, kept, kept_detail(self._run.run.attempt))
+        if res.outcome is not LockOutcome.CONFLICT:
+            self._run.emit("mutex.kept", handle.key)
+
+    async def _lock(
+        self,
+        handle: MutexHandle,
+        ttl: float,
+        on_acquire: NewEvent,
+        on_renew: NewEvent | None = None,
+        detail: str | None = None,
+    ) -> LockResult:
+        """`acquire_lock` of the mutex for this run (fenced): taken, renewed or refused."""
+        return await self._rt.store.acquire_lock(
             MUTEX_SCOPE,
             handle.key,
             handle.holder,
             ttl=ttl,
             now=self._rt.clock.store_time(),
             fence=self._run.fence,
-            detail=kept_detail(self._run.run.attempt),
-            on_acquire=kept,
-            on_renew=kept,
+            detail=detail,
+            on_acquire=on_acquire,
+            on_renew=on_renew,
             at=self._rt.clock.now(),
         )
-        if res.outcome is not LockOutcome.CONFLICT:
-            self._run.emit("mutex.kept", handle.key)
 
     async def _release_mutex(self, handle: MutexHandle) -> None:
         try:
