@@ -22,7 +22,11 @@ autovacuum is off. Prints, in one run:
   how fast one client submits;
 - submit-to-result latency (p50, p99) of one run at a time on an idle system, beside
   its floor: six durable commits in sequence (`FLOOR_COMMITS`), each as long as a
-  raw commit measured in the same run.
+  raw commit measured in the same run; and on PostgreSQL beside the same round
+  made with bare psycopg and no engine (`raw_pipeline_ms`: a submit that
+  notifies, a listening process that claims and commits six times and notifies,
+  the client woken reading the end), which on an idle machine also pays each
+  process's wake-up.
 """
 
 from __future__ import annotations
@@ -262,12 +266,86 @@ def _measure(args: argparse.Namespace, is_pg: bool) -> None:
             )
     p50, p99 = latency_ms(args.url, args.samples)
     print(f"submit -> result latency, idle: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    if is_pg:
+        raw50, raw99 = raw_pipeline_ms(args.url, args.samples)
+        print(
+            f"raw pipeline, idle (bare psycopg: INSERT+NOTIFY, a LISTENing process claims, "
+            f"6 commits, NOTIFY, the client reads): p50 {raw50:.1f} ms, p99 {raw99:.1f} ms; "
+            f"tether's p50 is {p50 / raw50:.1f}x it"
+        )
     commit_us = _raw_commit_us(args.url)
     floor = FLOOR_COMMITS * commit_us / 1000
     print(
         f"floor: {FLOOR_COMMITS} durable commits in sequence = {floor:.1f} ms (one raw commit "
         f"{commit_us:.0f} µs here); p50 is {p50 / floor:.1f}x the floor"
     )
+
+
+def _raw_pipeline_worker(url: str, table: str, stop: Any) -> None:
+    import psycopg
+
+    dsn, _ = _pg_dsn(url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"LISTEN {table}_jobs")
+        while not stop.is_set():
+            for _ in conn.notifies(timeout=0.05, stop_after=1):
+                pass
+            while True:
+                with conn.transaction():
+                    row = conn.execute(
+                        f"SELECT id FROM {table} WHERE status = 'queued' ORDER BY id "
+                        "FOR UPDATE SKIP LOCKED LIMIT 1"
+                    ).fetchone()
+                    if row is None:
+                        break
+                    conn.execute(f"UPDATE {table} SET status = 'running' WHERE id = %s", row)
+                for step in range(5):
+                    conn.execute(f"UPDATE {table} SET step = %s WHERE id = %s", (step, row[0]))
+                conn.execute(f"UPDATE {table} SET status = 'done' WHERE id = %s", row)
+                conn.execute("SELECT pg_notify(%s, %s)", (f"{table}_done", str(row[0])))
+
+
+def raw_pipeline_ms(url: str, samples: int) -> tuple[float, float]:
+    """The same idle round as `latency_ms` with no engine: the least this machine's
+    processes, sockets and wake-ups cost for it (p50, p99 in ms)."""
+    import psycopg
+
+    dsn, _ = _pg_dsn(url)
+    table = f"bench_pipe_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, status text, step int)")
+    stop = mp.Event()
+    worker = mp.Process(target=_raw_pipeline_worker, args=(url, table, stop))
+    worker.start()
+    out: list[float] = []
+    try:
+        with (
+            psycopg.connect(dsn, autocommit=True) as conn,
+            psycopg.connect(dsn, autocommit=True) as listener,
+        ):
+            listener.execute(f"LISTEN {table}_done")
+            for i in range(samples + 5):
+                t0 = time.perf_counter()
+                (rid, _) = conn.execute(
+                    f"WITH r AS (INSERT INTO {table} (status) VALUES ('queued') RETURNING id) "
+                    "SELECT id, pg_notify(%s, '') FROM r",
+                    (f"{table}_jobs",),
+                ).fetchone() or (None, None)
+                while conn.execute(
+                    f"SELECT status FROM {table} WHERE id = %s", (rid,)
+                ).fetchone() != ("done",):
+                    for _ in listener.notifies(timeout=1, stop_after=1):
+                        pass
+                if i >= 5:  # the first few warm up
+                    out.append((time.perf_counter() - t0) * 1000)
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE {table}")
+    out.sort()
+    return statistics.median(out), out[min(len(out) - 1, int(len(out) * 0.99))]
 
 
 # A 5-step run cannot end sooner than this many durable commits one after the other,
