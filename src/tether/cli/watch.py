@@ -55,7 +55,7 @@ def _header(rec: RunRecord, now: datetime) -> Table:
     ]
     for label, value in facts:
         if value:
-            grid.add_row(label, value)
+            grid.add_row(label, Text(value))  # an id or a message is not rich markup
     return grid
 
 
@@ -67,10 +67,10 @@ def _stages(rec: RunRecord) -> Table:
         fraction = s.progress or 0.0
         cost = cost_text(s.usage)
         t.add_row(
-            f"{s.group}. {s.id}",
+            Text(f"{s.group}. {s.id}"),
             Text(s.status, style=_STAGE_STYLE.get(s.status, "")),
             ProgressBar(total=1.0, completed=fraction, width=20),
-            s.progress_message or "",
+            Text(s.progress_message or ""),
             "" if s.seconds is None else f"{s.seconds:.2f}",
             cost,
         )
@@ -85,7 +85,7 @@ def _steps(rec: RunRecord, last: int) -> Table:
     for name, s in list(rec.steps.items())[-last:]:
         style = {StepStatus.COMPLETED: "green", StepStatus.FAILED: "red"}.get(s.status, "cyan")
         status = step_status(rec, s)
-        t.add_row(name, Text(status, style=style), str(s.attempts), ts(s.completed_at))
+        t.add_row(Text(name), Text(status, style=style), str(s.attempts), ts(s.completed_at))
     return t
 
 
