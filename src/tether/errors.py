@@ -137,7 +137,12 @@ class StoreError(TetherError):
 
 
 class StoreUnavailableError(StoreError):
-    """The database cannot be opened or reached."""
+    """The database cannot be opened or reached. `lasting`: the server answered and
+    refused (no such database or role, a wrong password), which waiting will not mend."""
+
+    def __init__(self, message: str, *, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 class IncompatibleStoreError(StoreError):

@@ -98,3 +98,16 @@ def test_queues_may_be_given_separated_by_commas(tmp_path: Path) -> None:
     args = ["worker", "--app", "mod.py:app", "-q", "a,b", "-q", "c,a"]
     log = _serve_until_started(tmp_path, args, env)
     assert "worker started" in log and "queues=['a', 'b', 'c']" in log, log
+
+
+def test_a_worker_pointed_at_a_database_that_does_not_exist_exits_4(tmp_path: Path) -> None:
+    # it retried for ever (a missing database, role or password never comes back by
+    # itself), where the README's exit codes promise 4 for a database it cannot use
+    (tmp_path / "mod.py").write_text(
+        "import tether\n\napp = tether.App('sqlite:///mod.db')\n\n"
+        "@app.workflow\nasync def w(wf):\n    return 1\n"
+    )
+    missing = "postgresql://127.0.0.1:5432/tether_no_such_database"
+    res = tether(tmp_path, "worker", "--app", "mod.py:app", db=missing)
+    assert res.returncode == 4, res.stderr
+    assert 'database "tether_no_such_database" does not exist' in res.stderr

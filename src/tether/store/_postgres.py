@@ -163,6 +163,13 @@ class PgTx:
         await self.one("notify", chan=self._channel, what=what)
 
 
+# what the server says when it refuses a connection for good (waiting will not mend it)
+_REFUSED = re.compile(
+    r"FATAL:\s+(database \S+ does not exist|role \S+ does not exist|password "
+    r"authentication failed|no pg_hba\.conf entry)"
+)
+
+
 class PostgresStore(Store):
     """Store on a PostgreSQL database (in its own schema)."""
 
@@ -398,6 +405,10 @@ class PostgresStore(Store):
 
     # -- plumbing --------------------------------------------------------------------
 
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        """A failure to connect; `lasting` when the server itself refused."""
+        return StoreUnavailableError(self._describe(exc), lasting=bool(_REFUSED.search(str(exc))))
+
     def _describe(self, exc: BaseException) -> str:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return (
@@ -442,7 +453,7 @@ class PostgresStore(Store):
                 await self._configure(hot)
             except Exception as exc:
                 await pool.close()
-                raise StoreUnavailableError(self._describe(exc)) from None
+                raise self._unavailable(exc) from None
             self._pool, self._loop, self._hot = pool, loop, hot
 
     async def _discard(self) -> None:
@@ -487,7 +498,7 @@ class PostgresStore(Store):
                 self.config.conninfo, autocommit=True, connect_timeout=10
             )
         except Exception as exc:
-            raise StoreUnavailableError(self._describe(exc)) from None
+            raise self._unavailable(exc) from None
         try:
             async with conn.transaction():
                 await conn.execute(
@@ -511,7 +522,7 @@ class PostgresStore(Store):
         except TetherError:
             raise
         except psycopg.Error as exc:
-            raise StoreUnavailableError(self._describe(exc)) from None
+            raise self._unavailable(exc) from None
         finally:
             await conn.close()
         self._migrated = True

@@ -23,7 +23,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._owners import new_owner as process_owner
-from ..errors import IncompatibleStoreError, InvalidArgumentError, StoreError
+from ..errors import (
+    IncompatibleStoreError,
+    InvalidArgumentError,
+    StoreError,
+    StoreUnavailableError,
+)
 from ..kernel import JobExecuted
 from ..store import JobRow
 from ._claim import claim_jobs, queue_names
@@ -152,6 +157,8 @@ class Worker:
             except IncompatibleStoreError:
                 raise  # not a tether database (or a newer one): waiting will not help
             except StoreError as exc:
+                if isinstance(exc, StoreUnavailableError) and exc.lasting:
+                    raise  # no such database, role or password: waiting will not help
                 log.warning(
                     "cannot open the store yet (%s); retrying in %.1fs",
                     exc,
