@@ -115,3 +115,27 @@ def test_the_watcher_applies_valid_changes_and_keeps_the_last_good(tmp_path: Pat
     path.write_text("---\ntracker: {kind: memory}\npolling: {interval_ms: -5}\n---\nthree")
     assert not w.check() and w.current.prompt == "two!"
     assert w.error is not None and "polling.interval_ms" in w.error
+
+
+@pytest.mark.parametrize(
+    ("front", "words"),
+    [
+        ("server: {port: 70000}", "server.port"),
+        ("agent: {max_concurrent_agents: true}", "must not be true"),
+        ("polling: {interval_ms: false}", "must not be false"),
+        ("tracker: {kind: memory, active_states: []}", "active_states is empty"),
+        (
+            "tracker: {kind: memory, active_states: [todo], terminal_states: [Todo]}",
+            "'todo' is in both",
+        ),
+        (
+            "tracker: {kind: memory, active_states: [todo, doing], handoff_state: Doing}",
+            "handoff_state 'Doing' is an active state",
+        ),
+    ],
+)
+def test_values_that_cannot_work_are_refused(front: str, words: str) -> None:
+    tracker = "" if front.startswith("tracker") else "tracker: {kind: memory}\n"
+    with pytest.raises(WorkflowFileError) as err:
+        parse_workflow(f"---\n{tracker}{front}\n---\nhi")
+    assert err.value.code == "invalid_config" and words in str(err.value)

@@ -16,16 +16,19 @@ from tether.testing import eventually
 
 
 def _config(tmp: Path, extra: str = "") -> tether.agents.WorkflowFile:
-    text = f"""---
+    return parse_workflow(_text(tmp, 3, extra), path=tmp / "WORKFLOW.md")
+
+
+def _text(tmp: Path, max_turns: int, extra: str = "") -> str:
+    return f"""---
 tracker: {{kind: memory, active_states: [todo], terminal_states: [done], handoff_state: review}}
 workspace: {{root: {tmp / "ws"}}}
 hooks: {{after_create: "echo created > created.txt", before_run: "echo run >> runs.txt"}}
-agent: {{backend: mock, max_turns: 3, max_retries: 2, stall_timeout_ms: 0}}
+agent: {{backend: mock, max_turns: {max_turns}, max_retries: 2, stall_timeout_ms: 0}}
 {extra}
 ---
 Work on {{{{ issue.identifier }}}}: {{{{ issue.title }}}}{{% if attempt %}} (attempt {{{{ attempt }}}}){{% endif %}}
 """
-    return parse_workflow(text, path=tmp / "WORKFLOW.md")
 
 
 def _issue(ident: str, **kw: object) -> Issue:
@@ -253,3 +256,61 @@ async def test_cleanup_removes_terminal_workspaces_but_not_busy_ones(
     (tmp_path / "ws" / "stray").mkdir()
     assert await d.cleanup() == ["E-1"]
     assert (tmp_path / "ws" / "E-2").is_dir() and (tmp_path / "ws" / "stray").is_dir()
+
+
+class _Closes(MockBackend):
+    """An agent that closes its issue itself (moves it to the terminal state)."""
+
+    def __init__(self, tracker: MemoryTracker, state: str = "done") -> None:
+        super().__init__([])
+        self.tracker, self.state = tracker, state
+
+    async def run_turn(self, request, on_event):  # type: ignore[no-untyped-def]
+        self.tracker.set_state(str(request.issue["id"]), self.state)
+        return await super().run_turn(request, on_event)
+
+
+@pytest.mark.parametrize(("max_turns", "state"), [(1, "done"), (3, "done"), (3, "backlog")])
+async def test_an_issue_closed_or_moved_during_the_turn_is_not_handed_off(
+    app: tether.App, tmp_path: Path, max_turns: int, state: str
+) -> None:
+    """The hand-off never re-opens an issue the agent (or a person) closed or moved
+    out of the active states during its last turn: it is left where it is."""
+    config = parse_workflow(_text(tmp_path, max_turns), path=tmp_path / "WORKFLOW.md")
+    tracker = MemoryTracker([_issue("C-1")])
+    backend = _Closes(tracker, state)
+    d = Dispatcher(app, config, tracker=tracker, backend=backend)
+    await d.run_once()
+    assert tracker.issues["C-1"].state == state
+    assert not [w for w in tracker.writes if w[0] == "move"]
+    assert len(backend.requests) == 1  # no continuation turn on a closed issue
+
+
+async def test_after_run_runs_when_before_run_fails(app: tether.App, tmp_path: Path) -> None:
+    """Symphony: after_run follows every attempt once the workspace exists."""
+    hooks = 'hooks: {before_run: "exit 7", after_run: "echo after >> ../after.txt"}'
+    text = _text(tmp_path, 1).replace(
+        'hooks: {after_create: "echo created > created.txt", before_run: "echo run >> runs.txt"}',
+        hooks,
+    )
+    tracker = MemoryTracker([_issue("D-1")])
+    d = Dispatcher(app, parse_workflow(text, path=tmp_path / "WORKFLOW.md"), tracker=tracker,
+                   backend=MockBackend([]))  # fmt: skip
+    await d.run_once()
+    [row] = await d.status()
+    assert row.reason is not None and "hook before_run exited 7" in row.reason
+    assert (tmp_path / "ws" / "after.txt").read_text() == "after\n"
+
+
+async def test_a_due_retry_sees_the_agents_running_beside_it(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """What a retry decides on (its `refresh` step) holds the states of the issues
+    queued or running now, its own aside, so the per-state cap holds for retries."""
+    tracker = MemoryTracker([_issue("E-1"), _issue("E-2")])
+    tracker.set_state("E-2", "doing")
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=MockBackend([]))
+    await d.dispatch(tracker.issues["E-1"])
+    await d.dispatch(tracker.issues["E-2"])  # queued, not driven
+    seen = await d.runner._refresh("E-1", "agent:memory:E-1")
+    assert seen["issue"]["identifier"] == "E-1" and seen["busy"] == ["doing"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import pytest
@@ -209,3 +210,21 @@ def test_stalls_are_judged_on_progress_only() -> None:
         SchedulerState(running=running), Tick(400.0, (), {"A": issue("A")}), CONFIG
     )
     assert Stop("A", "stalled", clean=False) in eff and "A" in s.retrying
+
+
+def test_a_due_retry_without_a_free_slot_waits_for_one() -> None:
+    """Symphony: a retry whose state (or the whole dispatcher) has no free slot is
+    requeued with "no available orchestrator slots", never run beside the cap."""
+    a = issue("A", state="In Progress")
+    s = SchedulerState(running={"A": RunningEntry(a, None, 0)})
+    s, _ = apply_event(s, WorkerExit("A", 0.0, "failure", "x"), CONFIG)
+    busy = {"B": RunningEntry(issue("B", state="In Progress"), None, 5.0)}
+    full, eff = apply_event(replace(s, running=busy), RetryDue("A", 11.0, a), CONFIG)
+    assert eff == [ScheduleRetry("A", "A", 2, 20_000, "no available orchestrator slots")]
+    assert set(full.running) == {"B"} and full.retrying["A"].attempt == 2
+    other = {"B": RunningEntry(issue("B"), None, 5.0)}  # a Todo agent: the state's slot is free
+    _, eff = apply_event(replace(s, running=other), RetryDue("A", 11.0, a), CONFIG)
+    assert eff == [Dispatch(a, 1)]
+    two = {k: RunningEntry(issue(k), None, 5.0) for k in "BC"}  # the global cap (2)
+    _, eff = apply_event(replace(s, running=two), RetryDue("A", 11.0, a), CONFIG)
+    assert [type(e).__name__ for e in eff] == ["ScheduleRetry"]

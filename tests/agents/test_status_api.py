@@ -139,3 +139,43 @@ Work on {{{{ issue.identifier }}}}""",
         finally:
             stop.set()
             await serving
+
+
+async def test_the_retention_chore_never_holds_up_a_tick(tmp_path: Path) -> None:
+    """A slow `before_remove` at start-up: the first tick dispatches all the same."""
+    from tether.agents import WorkspaceManager
+    from tether.agents._config import HooksSettings
+
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    hook = f"while [ -e {hold} ]; do sleep 0.05; done"
+    config = parse_workflow(
+        f"""---
+tracker: {{kind: memory, active_states: [todo], terminal_states: [done], handoff_state: review}}
+workspace: {{root: {tmp_path / "ws"}}}
+hooks: {{before_remove: "{hook}", timeout_ms: 600000}}
+agent: {{backend: mock, max_turns: 1, stall_timeout_ms: 0}}
+---
+Work on {{{{ issue.identifier }}}}""",
+        path=tmp_path / "WORKFLOW.md",
+    )
+    old = await WorkspaceManager(tmp_path / "ws", HooksSettings()).ensure("OLD-1")
+    tracker = MemoryTracker(
+        [
+            Issue(id="1", identifier="OLD-1", title="old", state="done"),
+            Issue(id="2", identifier="NEW-1", title="new", state="todo"),
+        ]
+    )
+    async with tether.App(f"sqlite:///{tmp_path}/t.db") as app:
+        d = Dispatcher(app, config, tracker=tracker, backend=MockBackend([{}]))
+        stop = asyncio.Event()
+        serving = asyncio.ensure_future(d.serve(stop=stop))
+        try:
+            await eventually(lambda: tracker.issues["2"].state == "review", timeout=30)
+            assert old.path.exists()  # its before_remove still runs
+            hold.unlink()
+            await eventually(lambda: not old.path.exists(), timeout=30)
+        finally:
+            hold.unlink(missing_ok=True)
+            stop.set()
+            await serving

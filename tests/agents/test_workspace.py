@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from pathlib import Path
 
@@ -78,18 +80,62 @@ async def test_a_hook_past_its_timeout_is_killed(tmp_path: Path) -> None:
     assert err.value.code == "hook_timeout"
 
 
-def test_the_sweep_removes_terminal_old_and_oversize_but_never_busy(tmp_path: Path) -> None:
+async def test_the_sweep_removes_terminal_old_and_oversize_but_never_busy(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "root"
-    for name, age in (("old", 10), ("busy", 10), ("done", 0), ("big", 1), ("new", 0)):
-        (root / name).mkdir(parents=True)
-        (root / name / "f").write_bytes(b"x" * (3 * 1024 * 1024 if name == "big" else 10))
-        t = 1_000_000 - age * 86400
-        os.utime(root / name, (t, t))
     m = WorkspaceManager(root, HooksSettings())
+    for name, age in (("old", 10), ("busy", 10), ("done", 0), ("big", 1), ("new", 0)):
+        ws = await m.ensure(name)
+        (ws.path / "f").write_bytes(b"x" * (3 * 1024 * 1024 if name == "big" else 10))
+        t = 1_000_000 - age * 86400
+        os.utime(ws.path, (t, t))
     doomed = m.sweep(
         remove_keys={"done"}, busy={"busy"}, max_age_days=5, max_total_mb=1, now=1_000_000
     )
     assert {p.name for p in doomed} == {"old", "done", "big"}
+
+
+async def test_only_folders_the_dispatcher_created_are_ever_removed(tmp_path: Path) -> None:
+    """A root shared with other folders (say the project itself): the retention chore
+    and every removal leave alone what the dispatcher did not create and mark."""
+    root = tmp_path / "project"
+    m = WorkspaceManager(root, HooksSettings(before_remove="echo bye"))
+    ours = (await m.ensure("ENG-1")).path
+    for name in (".git", "src", "docs", "ENG-2"):  # ENG-2: a workspace's name, no marker
+        (root / name).mkdir(parents=True)
+        (root / name / "keep.txt").write_text("precious")
+    old = 1_000_000 - 90 * 86400
+    for p in root.iterdir():
+        os.utime(p, (old, old))
+    doomed = m.sweep(
+        remove_keys={"ENG-2", "src"}, busy=set(), max_age_days=30, max_total_mb=0.000001,
+        now=1_000_000,
+    )  # fmt: skip
+    assert doomed == [ours]
+    for name in ("src", ".git", "ENG-2"):
+        assert not await m.remove(root / name)
+    assert await m.remove(ours) and not ours.exists()
+    assert sorted(p.name for p in root.iterdir()) == [".git", "ENG-2", "docs", "src"]
+    assert (root / ".git" / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize(
+    ("root", "why"),
+    [("'/'", "is /"), ("''", "is empty"), ("'.'", "the folder of WORKFLOW.md"),
+     ("'..'", "or one above it"), ("'~'", "is ")],
+)  # fmt: skip
+def test_a_root_holding_more_than_workspaces_is_refused(
+    tmp_path: Path, root: str, why: str
+) -> None:
+    from tether.agents import WorkflowFileError, parse_workflow
+
+    text = f"---\ntracker: {{kind: memory}}\nworkspace: {{root: {root}}}\n---\nhi"
+    with pytest.raises(WorkflowFileError) as err:
+        parse_workflow(text, path=tmp_path / "proj" / "WORKFLOW.md")
+    assert err.value.code == "invalid_config"
+    assert "workspace.root" in str(err.value) and why in str(err.value)
+    assert parse_workflow(text.replace(root, "ws"), path=tmp_path / "proj" / "WORKFLOW.md")
 
 
 async def test_removing_a_workspace_kills_the_agent_left_working_in_it(tmp_path: Path) -> None:
@@ -115,3 +161,95 @@ async def test_removing_a_workspace_kills_the_agent_left_working_in_it(tmp_path:
     finally:
         agent.kill()
         agent.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _kill(pidfile: Path) -> None:
+    import signal
+
+    if pidfile.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+async def test_a_hook_is_done_when_its_shell_exits_whatever_its_children_hold(
+    tmp_path: Path,
+) -> None:
+    """A background child holding the hook's output (a detached one too) neither
+    holds the hook up nor turns its exit 0 into a time-out."""
+    pids = [tmp_path / "bg.pid", tmp_path / "detached.pid"]
+    script = f"sleep 30 & echo $! > {pids[0]}; setsid sleep 30 & echo $! > {pids[1]}; echo started"
+    m = WorkspaceManager(tmp_path / "root", HooksSettings(before_run=script, timeout_ms=20_000))
+    ws = await m.ensure("A-1")
+    try:
+        result = await asyncio.wait_for(m.run_hook("before_run", ws.path), 10)
+        assert result.ok and result.output.strip() == "started"
+    finally:
+        for p in pids:
+            _kill(p)
+
+
+async def test_a_hook_timeout_holds_when_a_detached_child_keeps_its_output(
+    tmp_path: Path,
+) -> None:
+    pid = tmp_path / "detached.pid"
+    script = f"setsid sleep 30 >/dev/stdout 2>&1 & echo $! > {pid}; exec sleep 30"
+    m = WorkspaceManager(tmp_path / "root", HooksSettings(before_run=script, timeout_ms=300))
+    ws = await m.ensure("A-1")
+    try:
+        result = await asyncio.wait_for(m.run_hook("before_run", ws.path), 10)
+        assert result.exit_code is None  # killed at the limit, and said so
+    finally:
+        _kill(pid)
+
+
+async def test_a_cancelled_hook_is_killed_with_its_process_group(tmp_path: Path) -> None:
+    """A dispatcher stopping (its step cancelled) does not leave the hook running."""
+    from tether.testing import eventually
+
+    pid = tmp_path / "hook.pid"
+    m = WorkspaceManager(
+        tmp_path / "root",
+        HooksSettings(before_run=f"sleep 60 & echo $! > {pid}; wait", timeout_ms=600_000),
+    )
+    ws = await m.ensure("A-1")
+    hook = asyncio.ensure_future(m.before_run(ws.path))
+    try:
+        await eventually(lambda: pid.exists() and pid.read_text().strip() != "")
+        child = int(pid.read_text())
+        hook.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hook
+        await eventually(lambda: not _alive(child))
+    finally:
+        _kill(pid)
+
+
+async def test_stopping_a_run_kills_the_hook_a_killed_dispatcher_left(tmp_path: Path) -> None:
+    """A hook's process group is recorded beside the workspace while it runs, so
+    `tether agents stop` and a dispatcher taking the run over (`reap_orphan`) kill it."""
+    from tether.agents._workspace import reap_orphan
+    from tether.testing import eventually
+
+    pid = tmp_path / "hook.pid"
+    m = WorkspaceManager(
+        tmp_path / "root",
+        HooksSettings(before_run=f"echo $$ > {pid}; exec sleep 60", timeout_ms=600_000),
+    )
+    ws = await m.ensure("A-1")
+    hook = asyncio.ensure_future(m.before_run(ws.path))
+    try:
+        await eventually(lambda: pid.exists() and pid.read_text().strip() != "")
+        assert await reap_orphan(ws.path)
+        with pytest.raises(WorkspaceError):  # killed: the hook failed
+            await asyncio.wait_for(hook, 10)
+        assert not _alive(int(pid.read_text()))
+    finally:
+        _kill(pid)

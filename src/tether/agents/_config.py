@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..ai import Budget
 from ._errors import TemplateError, WorkflowFileError
@@ -61,6 +69,17 @@ _ENV_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans(cls, data: Any) -> Any:
+        """YAML's true/false is no number (pydantic would read it as 1/0)."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(str(key))
+                if isinstance(value, bool) and field is not None and field.annotation is not bool:
+                    raise ValueError(f"{key} must not be {str(value).lower()}; give a value")
+        return data
 
 
 class TrackerSettings(_Section):
@@ -181,7 +200,7 @@ class BudgetSettings(_Section):
 
 
 class ServerSettings(_Section):
-    port: int | None = Field(default=None, ge=0)
+    port: int | None = Field(default=None, ge=0, le=65535)
     host: str = "127.0.0.1"
 
 
@@ -339,6 +358,53 @@ def _check_tracker(tracker: TrackerSettings, where: str) -> None:
         )
 
 
+def _check_states(tracker: TrackerSettings, where: str) -> None:
+    """States that contradict each other (the scheduler could never settle them)."""
+    active = {normalise_state(s) for s in tracker.active()}
+    problem = None
+    if not active:
+        problem = "tracker.active_states is empty, so no issue would ever be dispatched"
+    elif both := sorted(active & {normalise_state(s) for s in tracker.terminal()}):
+        problem = (
+            f"state {both[0]!r} is in both tracker.active_states and "
+            "tracker.terminal_states; a state is one or the other"
+        )
+    elif tracker.handoff_state and normalise_state(tracker.handoff_state) in active:
+        problem = (
+            f"tracker.handoff_state {tracker.handoff_state!r} is an active state, so a "
+            "handed-off issue would be dispatched again; hand off to a state outside "
+            f"active_states ({', '.join(tracker.active())}), e.g. 'review'"
+        )
+    if problem is not None:
+        raise WorkflowFileError(f"{where}: {problem}", code="invalid_config")
+
+
+def _check_root(
+    front: dict[str, Any], config: WorkflowConfig, path: Path | None, where: str
+) -> None:
+    """Refuse a workspace root that holds far more than workspaces: `/`, the home
+    folder, or the folder of WORKFLOW.md (or one above it)."""
+    section = front.get("workspace")
+    raw = section.get("root") if isinstance(section, dict) else None
+    root = Path(config.workspace.root).resolve()
+    problem = None
+    if isinstance(raw, str) and not raw.strip():
+        problem = "is empty"
+    elif root == Path(root.anchor) or root == Path.home().resolve():
+        problem = f"is {root}"
+    elif path is not None and path.resolve().parent.is_relative_to(root):
+        problem = f"is {root}, the folder of WORKFLOW.md" + (
+            "" if path.resolve().parent == root else " or one above it"
+        )
+    if problem is not None:
+        raise WorkflowFileError(
+            f"{where}: workspace.root {problem}; it must be a folder of its own for the "
+            "issues' workspaces (they are created and removed there), e.g. "
+            "'root: .workspaces'",
+            code="invalid_config",
+        )
+
+
 def parse_workflow(text: str, *, path: Path | None = None) -> WorkflowFile:
     """A WORKFLOW.md's text, validated; `WorkflowFileError` naming the key and the fix."""
     where = str(path) if path is not None else "WORKFLOW.md"
@@ -354,6 +420,8 @@ def parse_workflow(text: str, *, path: Path | None = None) -> WorkflowFile:
     except ValidationError as exc:
         raise _explain(exc, where) from None
     _check_tracker(config.tracker, where)
+    _check_states(config.tracker, where)
+    _check_root(front, config, path, where)
     if config.agent.backend in ("command",) and not config.agent.command:
         raise WorkflowFileError(
             f"{where}: agent.command is missing; the command backend runs it, e.g. "

@@ -24,6 +24,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,7 @@ log = logging.getLogger("tether.agents")
 STOPPED_BY_PERSON = "stopped by a person"
 CHANGED_SINCE_POLL = "changed since the poll"
 CLEANUP_EVERY = 20  # ticks between runs of the workspace retention chore
+CLEANUP_LIMIT = 900  # seconds one run of it may take
 
 
 @dataclass
@@ -403,15 +405,30 @@ class Dispatcher:
         for _run, st in await self._issue_runs():
             if st.get("workspace"):
                 busy.add(Path(str(st["workspace"])).name)
-        doomed = manager.sweep(
-            remove_keys={manager.path_for(i.identifier).name for i in terminal},
-            busy=busy,
-            max_age_days=config.workspace.max_age_days,
-            max_total_mb=config.workspace.max_total_mb,
+        doomed = await asyncio.to_thread(  # it walks folders: not on the event loop
+            partial(
+                manager.sweep,
+                remove_keys={manager.path_for(i.identifier).name for i in terminal},
+                busy=busy,
+                max_age_days=config.workspace.max_age_days,
+                max_total_mb=config.workspace.max_total_mb,
+            )
         )
         for path in doomed:
             await manager.remove(path)
         return [p.name for p in doomed]
+
+    async def _cleanup_in_background(self) -> None:
+        """The retention chore as `serve` runs it: bounded (a hung `before_remove` is
+        killed at `hooks.timeout_ms` anyway), its failures logged, never raised."""
+        try:
+            await asyncio.wait_for(self.cleanup(), CLEANUP_LIMIT)
+        except TimeoutError:
+            log.warning(
+                "cleanup: still busy after %d s; stopped, it runs again later", CLEANUP_LIMIT
+            )
+        except Exception:
+            log.exception("cleanup failed")
 
     # -- a person's verbs ---------------------------------------------------------------
 
@@ -619,11 +636,12 @@ class Dispatcher:
         )
         serving = asyncio.ensure_future(worker.run(install_signals=False))
         ticks = 0
+        cleaning: asyncio.Future[None] | None = None
         try:
             while not stop.is_set():
-                if ticks % CLEANUP_EVERY == 0:  # at start-up, then now and then
-                    with contextlib.suppress(Exception):
-                        await self.cleanup()
+                # at start-up, then now and then; beside the ticks, never holding one up
+                if ticks % CLEANUP_EVERY == 0 and (cleaning is None or cleaning.done()):
+                    cleaning = asyncio.ensure_future(self._cleanup_in_background())
                 ticks += 1
                 try:
                     report = await self.tick()
@@ -633,6 +651,9 @@ class Dispatcher:
                     log.exception("tick failed")
                 await self._pause(stop)
         finally:
+            if cleaning is not None:
+                cleaning.cancel()  # a hook it runs is killed with its process group
+                await asyncio.gather(cleaning, return_exceptions=True)
             worker.stop()
             await serving
             close = getattr(self._components[2] if self._components else None, "aclose", None)

@@ -23,8 +23,10 @@ time, last error, workspace): `tether agents status` reads it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -37,7 +39,7 @@ from ..retry import RetryPolicy
 from ..store import RunStatus
 from ._config import WorkflowFile
 from ._errors import TrackerError
-from ._issue import Issue
+from ._issue import Issue, normalise_state
 from ._prompt import continuation_prompt, render_prompt
 from ._scheduler import (
     CleanWorkspace,
@@ -186,9 +188,19 @@ class IssueRunner:
             due_at=due.isoformat(),
         )
         await wf.sleep(effect.delay_ms / 1000)
-        fetched: dict[str, Any] = await wf.step("refresh", partial(self._fetch, issue.id))
+        fetched: dict[str, Any] = await wf.step(
+            "refresh", partial(self._refresh, issue.id, wf.workflow_id)
+        )
         found = Issue.from_dict(fetched["issue"]) if fetched.get("issue") else None
         t = (await wf.now()).timestamp()
+        # the agents running now, so the retry takes a free slot (per state too) or waits
+        others = {
+            f"busy:{n}": RunningEntry(
+                Issue(id=f"busy:{n}", identifier="-", title="-", state=st), None, t
+            )
+            for n, st in enumerate(fetched.get("busy") or [])
+        }
+        state = replace(state, running={**others, **state.running})
         state, effects = apply_event(
             state, RetryDue(issue.id, t, found, fetched.get("error")), self.current().config
         )
@@ -210,6 +222,22 @@ class IssueRunner:
         except Exception as exc:  # any tracker failure is a retry, not a failed run
             return {"issue": None, "error": f"{type(exc).__name__}: {exc}"}
         return {"issue": found[0].to_dict() if found else None, "error": None}
+
+    async def _refresh(self, issue_id: str, run_id: str) -> dict[str, Any]:
+        """The issue as the tracker has it, and the states of the issues whose agents
+        run now (or are queued to), this run aside: what a due retry decides on."""
+        fetched = await self._fetch(issue_id)
+        busy = []
+        for status in (RunStatus.PENDING, RunStatus.RUNNING):
+            for run in await self.app.alist_runs(status=status, limit=10_000):
+                if run.workflow_name != ISSUE_WORKFLOW or run.workflow_id == run_id:
+                    continue
+                st = _json(run.state)
+                if st.get("phase", "running") != "running":
+                    continue  # a retry of its own deciding right now
+                issue = _json(run.input).get("issue") or {}
+                busy.append(str(st.get("issue_state") or issue.get("state") or ""))
+        return {**fetched, "busy": busy}
 
     async def _remove_workspace(self, identifier: str) -> bool:
         manager = self.workspaces()
@@ -279,6 +307,10 @@ class IssueRunner:
         )
         prepared: dict[str, Any] = await wf.step("workspace", partial(self._prepare, issue))
         if prepared.get("error"):
+            if prepared.get("path"):  # the workspace exists (before_run failed): after_run
+                _after: bool = await wf.step(
+                    "after_run", partial(self._after_run, Path(prepared["path"]))
+                )
             return {"status": "failed", "error": prepared["error"]}
         path = Path(prepared["path"])
         await self._phase(wf, issue, "running", workspace=str(path))
@@ -314,10 +346,13 @@ class IssueRunner:
         manager = self.workspaces()
         try:
             ws = await manager.ensure(issue.identifier)
-            await manager.before_run(ws.path)
         except Exception as exc:  # a failed hook or a bad path fails the attempt
+            return {"path": None, "error": f"{getattr(exc, 'code', type(exc).__name__)}: {exc}"}
+        try:
+            await manager.before_run(ws.path)
+        except Exception as exc:  # the workspace exists: after_run still runs (Symphony)
             code = getattr(exc, "code", type(exc).__name__)
-            return {"path": None, "error": f"{code}: {exc}"}
+            return {"path": str(ws.path), "created": ws.created_now, "error": f"{code}: {exc}"}
         return {"path": str(ws.path), "created": ws.created_now, "error": None}
 
     async def _after_run(self, path: Path) -> bool:
@@ -359,8 +394,12 @@ class IssueRunner:
             totals = outcome.get("totals") or totals
             if outcome["status"] != "completed":
                 return outcome
-            if turn == max_turns or not await self._still_active(wf, issue):
+            if turn == max_turns:
                 break
+            if not await self._still_active(wf, issue):
+                # closed or moved during the turn (by the agent, by a person): it stays
+                # where it is, no hand-off; the re-check after the exit releases it
+                return outcome
             text = continuation_prompt(turn + 1, max_turns)
         return await self._handoff(wf, issue, outcome)
 
@@ -460,12 +499,26 @@ class IssueRunner:
         marker = f"tether-run:{wf.workflow_id}:handoff"
 
         async def move() -> str:
+            # the last turn may have closed or moved the issue: a terminal or no longer
+            # active issue is left where it is (moving it would re-open it)
+            found = await self.tracker().fetch_issues_by_ids([issue.id])
+            if not found:
+                return ""
+            now = found[0].state
+            if normalise_state(now) == normalise_state(target):
+                return target
+            if not self.current().config.tracker.is_active(now):
+                log.info(
+                    "no hand-off: the issue is %s now",
+                    now,
+                    extra={"run": wf.workflow_id, "issue": issue.identifier},
+                )
+                return ""
             await self.tracker().move(issue.id, target, marker=marker)
             return target
 
         moved: str = await wf.step("handoff", move, retry=TRACKER_WRITE_RETRY)
-        assert moved == target
-        return {**outcome, "handed_off": moved}
+        return {**outcome, "handed_off": moved} if moved else outcome
 
 
 def _budget_hint(identifier: str) -> str:
@@ -482,6 +535,14 @@ def _transient(exc: BaseException) -> bool:
 # a tracker write that failed on the way (5xx, 429, a dropped connection) is asked
 # again: it carries a marker, so repeating one that landed does nothing
 TRACKER_WRITE_RETRY = RetryPolicy(attempts=6, backoff=2.0, max_delay=60.0, should_retry=_transient)
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _answer_of(payload: Any) -> str | None:

@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 CONTINUATION_DELAY_MS = 1_000
+NO_SLOTS = "no available orchestrator slots"
 V = TypeVar("V")
 FAILURE_BASE_MS = 10_000
 
@@ -479,6 +480,12 @@ def _retry_due(state: SchedulerState, event: RetryDue, config: WorkflowConfig) -
         ]
     if not (config.tracker.is_active(issue.state) and _routable(issue, config)):
         return after, [Release(event.issue_id, f"state {issue.state!r} is not active")]
+    if available_slots(after, config, issue.state) <= 0:  # Symphony: requeued, attempt+1
+        again = replace(entry, attempt=entry.attempt + 1, error=NO_SLOTS)
+        delay = retry_delay("failure", again.attempt, config.agent.max_retry_backoff_ms)
+        return replace(after, retrying={**retrying, event.issue_id: again}), [
+            ScheduleRetry(event.issue_id, entry.identifier, again.attempt, delay, NO_SLOTS)
+        ]
     running = {
         **state.running,
         event.issue_id: RunningEntry(issue, entry.attempt, event.now, failures=entry.failures),

@@ -7,9 +7,16 @@ identifier are appended, so two identifiers never share a folder. Before any
 use the path is checked to be inside the root with symlinks resolved
 (`workspace_outside_root`, `workspace_symlink_escape`, `workspace_equals_root`).
 
+Only folders the dispatcher created are ever removed: `ensure` writes a marker
+beside each folder it creates (``.<key>.tether-workspace``, naming the issue),
+and `remove` and the retention sweep leave alone any folder without one (a
+root shared with other files loses nothing but workspaces).
+
 Hooks run as ``sh -lc <script>`` in the workspace, each within
-``hooks.timeout_ms`` (the process group is killed at the limit), their output
-truncated to 2,048 bytes in the log. Failure semantics: `after_create` and
+``hooks.timeout_ms`` of the shell's exit (the process group is killed at the
+limit, and when the hook's caller is cancelled), their output truncated to
+2,048 bytes in the log. A background child a hook leaves behind does not hold
+the hook up: its output goes to a file, not a pipe waited on. Failure semantics: `after_create` and
 `before_run` abort the attempt (a folder just created is removed again);
 `after_run` and `before_remove` are logged and ignored.
 """
@@ -25,6 +32,7 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +45,7 @@ __all__ = [
     "Workspace",
     "WorkspaceManager",
     "check_inside",
+    "is_workspace",
     "reap_orphan",
     "record_agent",
     "workspace_key",
@@ -74,6 +83,29 @@ def check_inside(root: Path, path: Path) -> Path:
             code="workspace_symlink_escape",
         )
     return real
+
+
+def _marker(path: Path) -> Path:
+    # beside the folder, not in it: an agent committing its tree must not see it
+    return path.parent / f".{path.name}.tether-workspace"
+
+
+def _mark(path: Path, identifier: str) -> None:
+    _marker(path).write_text(json.dumps({"identifier": identifier, "key": path.name}))
+
+
+def is_workspace(path: Path) -> bool:
+    """The folder is a workspace the dispatcher created: a name its naming rule
+    gives, and the marker it wrote at creation naming the same folder."""
+    name = path.name
+    if not name or name.startswith(".") or _UNSAFE.search(name):
+        return False
+    try:
+        data = json.loads(_marker(path).read_text())
+        ident = str(data["identifier"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return data.get("key") == name and workspace_key(ident) == name
 
 
 @dataclass(frozen=True)
@@ -115,6 +147,7 @@ class WorkspaceManager:
             path.unlink()  # a stray file (or link) where the folder belongs
         if not path.exists():
             path.mkdir()
+            _mark(path, identifier)
             created = True
         real = check_inside(self.root, path)
         ws = Workspace(real, workspace_key(identifier), created)
@@ -122,6 +155,7 @@ class WorkspaceManager:
             result = await self.run_hook("after_create", ws.path)
             if not result.ok:
                 shutil.rmtree(ws.path, ignore_errors=True)
+                _marker(ws.path).unlink(missing_ok=True)
                 raise _hook_error(result)
         return ws
 
@@ -141,40 +175,55 @@ class WorkspaceManager:
     async def remove(self, path: Path) -> bool:
         """Remove a workspace by its recorded path: its orphaned agent killed, then
         `before_remove` (a failure is logged and the removal proceeds). False if there
-        was nothing to remove."""
+        was nothing to remove, or the folder is not one the dispatcher created (no
+        marker: it is left alone, whatever its name)."""
         real = check_inside(self.root, path)
         # an agent a killed dispatcher left behind may still work in it: not any more
         await reap_orphan(real)
         if not real.exists():
             return False
+        if not is_workspace(real):
+            log.warning(
+                "not removing %s: the dispatcher did not create it (no %s beside it)",
+                real,
+                _marker(real).name,
+                extra={"workspace": str(real)},
+            )
+            return False
         if self.hooks.before_remove and real.is_dir():
             await self.run_hook("before_remove", real)
-        shutil.rmtree(real, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, real, True)
+        _marker(real).unlink(missing_ok=True)
         log.info("workspace removed", extra={"workspace": str(real)})
         return True
 
     async def run_hook(self, name: str, cwd: Path) -> HookResult:
+        """Run hook `name` in `cwd` until its shell exits, within `hooks.timeout_ms`:
+        at the limit, or when the caller is cancelled (a dispatcher stopping, a run
+        stopped), its process group is killed. Its group is recorded beside the
+        workspace while it runs, so `tether agents stop` and a dispatcher taking
+        the run over kill a hook a killed dispatcher left behind."""
         script = getattr(self.hooks, name)
         assert isinstance(script, str)
-        timeout = self.hooks.timeout_ms / 1000
-        proc = await asyncio.create_subprocess_exec(
-            "sh",
-            "-lc",
-            script,
-            cwd=cwd,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-            code: int | None = proc.returncode
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = await proc.communicate()
-            code = None
-        text = out[:OUTPUT_LIMIT].decode("utf-8", "replace")
+        await reap_orphan(cwd)
+        with tempfile.TemporaryFile() as out:
+            proc = await asyncio.create_subprocess_exec(
+                "sh",
+                "-lc",
+                script,
+                cwd=cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+            record = record_agent(cwd, proc.pid)
+            try:
+                code = await _exit_within(proc, self.hooks.timeout_ms / 1000)
+            finally:
+                record.unlink(missing_ok=True)
+            out.seek(0)
+            text = out.read(OUTPUT_LIMIT).decode("utf-8", "replace")
         result = HookResult(name, code, text)
         level = logging.INFO if result.ok else logging.WARNING
         log.log(
@@ -202,8 +251,12 @@ class WorkspaceManager:
         if not self.root.is_dir():
             return []
         now = time.time() if now is None else now
-        folders = sorted(
-            (p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink()),
+        folders = sorted(  # only what the dispatcher created: never a folder of the user's
+            (
+                p
+                for p in self.root.iterdir()
+                if p.is_dir() and not p.is_symlink() and is_workspace(p)
+            ),
             key=lambda p: p.stat().st_mtime,
         )
         doomed: list[Path] = []
@@ -223,6 +276,30 @@ class WorkspaceManager:
                     doomed.append(p)
                     total -= sizes[p]
         return doomed
+
+
+async def _exit_within(proc: asyncio.subprocess.Process, timeout: float) -> int | None:
+    """The process's exit code, or None when it was killed (with its group) at
+    `timeout`; killed too if the caller is cancelled. Waits for the exit itself,
+    never for a pipe a detached child may hold open, and never without a bound."""
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+        return proc.returncode
+    except TimeoutError:
+        _kill_group(proc.pid)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 10)
+        return None
+    except BaseException:
+        _kill_group(proc.pid)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 10)
+        raise
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _size(path: Path) -> int:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
+
+import pytest
 
 from tether.agents.backends import (
     AgentEvent,
@@ -14,6 +17,7 @@ from tether.agents.backends import (
     parse_claude_line,
     parse_codex_line,
 )
+from tether.testing import eventually
 
 
 def test_session_totals_become_deltas_and_are_never_counted_twice() -> None:
@@ -105,3 +109,65 @@ async def test_a_failing_process_fails_the_turn_with_its_stderr(tmp_path: Path) 
 
 async def _ignore(_: AgentEvent) -> None:
     return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize(
+    ("last_line", "status"),
+    [
+        ({"type": "result", "status": "completed", "message": "done"}, "completed"),
+        ({"type": "input_required", "question": "which db?"}, "input_required"),
+    ],
+)
+async def test_a_turn_ends_on_its_result_even_if_the_agent_lingers(
+    tmp_path: Path, last_line: dict[str, str], status: str
+) -> None:
+    """An agent that reports its result (or asks for input) and then goes on running,
+    with a background child holding its output, ends its turn there: no stall, no
+    silence time-out; and the whole process group is killed."""
+    script = tmp_path / "agent.py"
+    script.write_text(
+        "import json, subprocess, sys, time\n"
+        "sys.stdin.read()\n"
+        f"child = subprocess.Popen(['sleep', '60'])\n"  # inherits stdout
+        f"open('child.pid', 'w').write(str(child.pid))\n"
+        f"print(json.dumps({last_line!r}), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    request = TurnRequest("x", tmp_path, 1, 1, None, {}, silence_timeout=30)
+    result = await asyncio.wait_for(
+        CommandBackend(f"{sys.executable} {script}").run_turn(request, _ignore), 15
+    )
+    assert result.status == status
+    assert not _alive(int((tmp_path / "child.pid").read_text()))
+
+
+async def test_background_children_do_not_outlive_a_turn_whose_shell_exited(
+    tmp_path: Path,
+) -> None:
+    request = TurnRequest("x", tmp_path, 1, 1, None, {}, silence_timeout=30)
+    command = 'sleep 60 >/dev/null 2>&1 & echo $! > child.pid; echo \'{"type": "result"}\''
+    result = await CommandBackend(command).run_turn(request, _ignore)
+    assert result.status == "completed"
+    await eventually(lambda: not _alive(int((tmp_path / "child.pid").read_text())))
+
+
+async def test_a_line_over_the_limit_fails_the_turn_as_malformed(tmp_path: Path) -> None:
+    script = tmp_path / "agent.py"
+    script.write_text(
+        "import json, sys\n"
+        "sys.stdin.read()\n"
+        "sys.stdout.write(json.dumps({'type': 'message', 'text': 'x' * (11 * 2**20)}) + '\\n')\n"
+        "print(json.dumps({'type': 'result', 'status': 'completed'}), flush=True)\n"
+    )
+    request = TurnRequest("x", tmp_path, 1, 1, None, {}, silence_timeout=30)
+    result = await CommandBackend(f"{sys.executable} {script}").run_turn(request, _ignore)
+    assert result.status == "failed" and result.error is not None
+    assert result.error.startswith("malformed: an output line longer than 10 MB")

@@ -187,7 +187,9 @@ def parse_codex_line(data: dict[str, Any]) -> Parsed:
         limited = "rate limit" in message.lower() or "429" in message
         status: TurnStatus = "rate_limited" if limited else "failed"
         return Parsed(
-            AgentEvent(kind, message=message, raw=data), TurnResult(status, error=message)
+            AgentEvent(kind, message=message, raw=data),
+            TurnResult(status, error=message),
+            ends_turn=kind == "turn.failed",  # an `error` may come before the turn's end
         )
     item = data.get("item") if isinstance(data.get("item"), dict) else {}
     assert isinstance(item, dict)

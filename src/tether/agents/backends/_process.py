@@ -3,9 +3,12 @@
 One loop for every CLI backend: launch ``sh -lc <command>`` in the workspace
 (its own process group), write the prompt to stdin, parse each stdout line
 with the backend's `parse_line`, and end the turn on the result the parser
-recognises, on exit, or after `silence_timeout` seconds without a line (the
-process group is killed). Lines are read up to 10 MB; stderr is kept (its
-tail explains a failed exit).
+recognises (its final ``result``, ``input_required``: the process gets
+`RESULT_GRACE` seconds to exit on its own), on exit, or after
+`silence_timeout` seconds without a line. At the turn's end the process
+group is always killed, so no background child of the agent (a dev server, a
+watcher) outlives its turn. Lines are read up to 10 MB (a longer one fails
+the turn as malformed); stderr is kept (its tail explains a failed exit).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ._port import AgentEvent, OnEvent, TurnRequest, TurnResult
 __all__ = ["LineParser", "Parsed", "ProcessBackend"]
 
 MAX_LINE = 10 * 1024 * 1024
+RESULT_GRACE = 2.0  # seconds an agent that reported its result has to exit by itself
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,14 @@ class Parsed:
 
     event: AgentEvent | None = None
     result: TurnResult | None = None
+    ends_turn: bool | None = None  # None: a result ends it, but a rate-limit notice
+
+    @property
+    def final(self) -> bool:
+        """The turn is over: nothing the agent prints after this line matters."""
+        if self.ends_turn is not None:
+            return self.ends_turn
+        return self.result is not None and self.result.status != "rate_limited"
 
 
 LineParser = Callable[[dict[str, Any]], Parsed]
@@ -77,10 +89,12 @@ class ProcessBackend:
         try:
             return await self._drive(proc, request, on_event)
         finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
+            # always, even when the shell itself exited: its background children go too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                # bounded: a child that left the group may still hold a pipe
+                await asyncio.wait_for(asyncio.shield(proc.wait()), 10)
             with contextlib.suppress(OSError):
                 record.unlink()
 
@@ -105,6 +119,13 @@ class ProcessBackend:
                         session,
                         error=f"turn_timeout: no output for {request.silence_timeout:g}s",
                     )
+                except ValueError:  # asyncio's "Separator is not found, and chunk exceed..."
+                    return TurnResult(
+                        "failed",
+                        session,
+                        error=f"malformed: an output line longer than {MAX_LINE // 2**20} MB "
+                        "(the agent must write one JSON object per line)",
+                    )
                 if not line:
                     break
                 parsed = self._parse(line)
@@ -116,7 +137,13 @@ class ProcessBackend:
                     await on_event(event)
                 if parsed.result is not None:
                     result = parsed.result
-            code = await proc.wait()
+                if parsed.final:
+                    await _exited(proc, RESULT_GRACE)
+                    break
+            # output closed: the exit follows (bounded all the same)
+            code = await _exited(proc, request.silence_timeout) if result is None else None
+            if result is None:  # its stderr explains a failed exit: read it to the end
+                await asyncio.wait([errors], timeout=1.0)
         finally:
             if not errors.done():
                 errors.cancel()
@@ -126,8 +153,9 @@ class ProcessBackend:
         if code == 0:
             return TurnResult("completed", session)
         tail = stderr.decode("utf-8", "replace").strip()[-500:]
+        why = f"exited {code}" if code is not None else "closed its output but did not exit"
         return TurnResult(
-            "failed", session, error=f"process_exit: exited {code}" + (f": {tail}" if tail else "")
+            "failed", session, error=f"process_exit: {why}" + (f": {tail}" if tail else "")
         )
 
     def _parse(self, line: bytes) -> Parsed:
@@ -141,6 +169,16 @@ class ProcessBackend:
         if not isinstance(data, dict):
             return Parsed(AgentEvent("malformed", progress=False, message=text[:2000]))
         return self.parse(data)
+
+
+async def _exited(proc: asyncio.subprocess.Process, within: float) -> int | None:
+    """The exit code once the process exited, polled for up to `within` seconds (not
+    `proc.wait()`, which on Python 3.11 also waits for every holder of its pipes)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while proc.returncode is None and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    return proc.returncode
 
 
 def _with_session(result: TurnResult, session: str | None) -> TurnResult:
