@@ -122,7 +122,9 @@ def agents_run(
 
 
 def _run_once(dispatcher: Any, app: App) -> None:
-    """One tick, what it did, and an exit code that says whether it went well."""
+    """One tick, what it did, and an exit code that says whether it went well. A
+    signal meanwhile gives the turns in flight `shutdown_grace_ms`, as `run` does."""
+    app.shutdown_grace = dispatcher.config().config.agent.shutdown_grace_ms / 1000
     report = _call(app, dispatcher.run_once)
     for ident in report.dispatched:
         out.print(f"dispatched {ident}", highlight=False)
