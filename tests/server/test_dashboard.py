@@ -229,7 +229,9 @@ def test_approving_a_waiting_run_from_its_page(dash: Served, browser: Any, tmp_p
         browser.set_window_size(1280, 900)
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         wait_until(browser, lambda d: "done=signalled" in d.current_url, "no answer to the form")
-        assert "Signal sent." in text_of(browser, ".done")
+        assert text_of(browser, ".done") == (  # the served App drives what it wakes
+            "Signal sent: the run woke, and a live process serving workflow 'approve' drives it."
+        )
         wait_until(browser, lambda d: text_of(d, "#run-status") == "completed",
                    "the run never resumed to its end on the page")  # fmt: skip
         assert done(client, wid).output == {"approved_by": "a browser"}

@@ -20,8 +20,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .._info import RunInfo
 from ..store import RunFilter, RunStatus
-from ._dash_auth import Viewer, keep_cookies
-from ._dash_view import duration, money, pretty_json, when
+from ._dash_auth import Viewer, keep_cookies, sent_path, without_token
+from ._dash_view import compact_json, duration, money, pretty_json, run_url, when
 from ._deps import served_app
 from ._errors import ApiError
 from ._routes import decode_cursor, encode_cursor
@@ -49,14 +49,24 @@ ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-ENV.filters.update(money=money, duration=duration, when=when, pretty_json=pretty_json)
+ENV.filters.update(
+    money=money,
+    duration=duration,
+    when=when,
+    pretty_json=pretty_json,
+    compact_json=compact_json,
+    run_url=run_url,
+)
 
 
 def render(
     request: Request, who: Viewer | None, name: str, *, status: int = 200, **context: Any
 ) -> HTMLResponse:
-    """Template `name` as the answer, with the viewer's cookies and safe headers."""
-    html = ENV.get_template(name).render(path=request.url.path, who=who, **context)
+    """Template `name` as the answer, with the viewer's cookies and safe headers. A
+    page knows its path as sent (`path`) and, for the sign-in form's ``next``, its
+    address less any ``?token=`` (`here`)."""
+    page = ENV.get_template(name)
+    html = page.render(path=sent_path(request), here=without_token(request), who=who, **context)
     response = HTMLResponse(html, status_code=status)
     if who is not None:
         keep_cookies(request, response, who)

@@ -1,22 +1,29 @@
 """The dashboard's forms: signal a run, complete a token, send an event, cancel a
 run, and sign in. Each is a POST checked by `check_form` (same site, CSRF token,
 a token of scope ``write``), answered by a redirect back to the run's page (so a
-reload does not send it again), or by the page with the problem when it fails."""
+reload does not send it again), or by the page with the problem when it fails.
+
+A form on a run's page posts to ``/runs/{id}/ACTION``, or to ``/run/ACTION?id=ID``
+for an id a browser cannot send in a path (`run_url`). After a signal wakes the
+run, the answer says whether anything will drive it, as `tether runs signal` does:
+a worker's open job on the run, a live process that serves its workflow, or nothing."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ..errors import TetherError
+from ..store import JobStatus
 from ._dash import render
 from ._dash_auth import LoginNeeded, check_form, same_origin, set_token_cookie
 from ._dash_runs import run_page
+from ._dash_view import run_url
 from ._deps import granted, served_app
 from ._errors import ApiError, answer_for
 from ._port import ServedApp
@@ -43,12 +50,25 @@ def parse_payload(text: str) -> Any:
 
 
 def _back(workflow_id: str, done: str) -> Response:
-    return RedirectResponse(f"/runs/{quote(workflow_id, safe='')}?done={done}", status_code=303)
+    url = run_url(workflow_id)
+    return RedirectResponse(f"{url}{'&' if '?' in url else '?'}done={done}", status_code=303)
+
+
+async def _woken(app: ServedApp, workflow_id: str) -> str:
+    """The ``done`` note of a signal that woke the run: who, if anyone, drives it now."""
+    run = await app.aget_run(workflow_id)
+    jobs = await app.store.list_jobs(workflow_id=workflow_id)
+    open_jobs = [j for j in jobs if j.status in (JobStatus.QUEUED, JobStatus.CLAIMED)]
+    queue = open_jobs[0].queue if open_jobs else None
+    drivers = await app.adrivers(run.workflow_name, queue)
+    if queue is not None:
+        return "signalled-queued" if drivers else "signalled-stuck"
+    return "signalled" if drivers else "signalled-idle"
 
 
 async def _signal(app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any) -> str:
     woken = await app.asignal(workflow_id, form.get("name", "").strip(), payload)
-    return "signalled" if woken else "signal-kept"
+    return await _woken(app, workflow_id) if woken else "signal-kept"
 
 
 async def _token(app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any) -> str:
@@ -103,12 +123,25 @@ def _endpoint(action: _Action) -> Callable[[Request, str], Awaitable[Response]]:
     return endpoint
 
 
+def _query_endpoint(action: _Action) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:  # ?id=ID: any id, '..' too
+        return await _act(request, request.query_params.get("id", ""), action)
+
+    return endpoint
+
+
 for _path, _action in _ACTIONS.items():
     actions_router.add_api_route(
         f"/runs/{{workflow_id:path}}/{_path}",
         _endpoint(_action),
         methods=["POST"],
         name=_path.replace("-", "_"),
+    )
+    actions_router.add_api_route(
+        f"/run/{_path}",
+        _query_endpoint(_action),
+        methods=["POST"],
+        name="run_" + _path.replace("-", "_"),
     )
 
 

@@ -36,7 +36,9 @@ __all__ = [
     "Viewer",
     "check_form",
     "keep_cookies",
+    "sent_path",
     "viewer",
+    "without_token",
 ]
 
 CSRF_COOKIE = "tether_csrf"
@@ -80,11 +82,20 @@ def _token(request: Request) -> str | None:
     return request.cookies.get(TOKEN_COOKIE) or None
 
 
+def sent_path(request: Request) -> str:
+    """The request's path as the browser sent it, still percent-encoded: a run id's
+    ``%2F``, ``%23`` or ``%25`` (decoded in ``request.url.path``) kept as it was."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes) and raw.startswith(b"/"):
+        return raw.decode("latin-1").partition("?")[0]
+    return request.url.path
+
+
 def without_token(request: Request) -> str:
-    """The request's path and query, less its ``token`` parameter."""
+    """The request's path (as sent) and query, less its ``token`` parameter."""
     query = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]
     kept = urlencode([(k, v) for k, v in query if k != "token"])
-    return request.url.path + ("?" + kept if kept else "")
+    return sent_path(request) + ("?" + kept if kept else "")
 
 
 async def viewer(request: Request) -> Viewer:

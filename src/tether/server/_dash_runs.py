@@ -1,35 +1,67 @@
 """The dashboard's run pages: ``/runs`` (filters, live counts, search by id) and
-``/runs/{id}`` (status, durations, cost, timeline, waits, events, data, usage)."""
+``/runs/{id}`` (status, durations, cost, timeline, waits, events, data, usage).
+
+A run's page is also ``/run?id=ID``: the address of a run whose id a browser would
+not send as it is in a path (``..`` and ``.`` are dot-segments, resolved away even
+when written ``%2E%2E``); `run_url` picks the address of each link. The page follows
+its run's events at ``/run/events?id=ID`` (the API's event stream, reachable for any id).
+"""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from .._info import RunInfo, WaitInfo
-from ..errors import RunNotFoundError
+from ..errors import InvalidArgumentError, RunNotFoundError
 from ..store import AICallRow, RunFilter, RunStatus, WaitStatus
 from ._dash import SINCE, counts, render, runs_page
 from ._dash_auth import Viewer, viewer
-from ._dash_view import timeline
+from ._dash_view import driven, run_url, timeline
 from ._deps import served_app
+from ._routes import MAX_SEQ
+from ._sse import event_stream, streams_of
 
-__all__ = ["StepUsage", "run_page", "runs_pages"]
+__all__ = ["StepUsage", "done_note", "run_page", "runs_pages"]
 
 runs_pages = APIRouter(include_in_schema=False)
 Who = Annotated[Viewer, Depends(viewer)]
 MAX_CHILDREN = 50
+_RESUME = (
+    "`tether runs resume {rid} --app FILE.py:app` drives it, or start "
+    "`tether worker --app FILE.py:app`."
+)
+#: the note a form's redirect asks for (``?done=``), and whether all is well: a signal
+#: says whether anything will drive the run it woke (as `tether runs signal` does)
 DONE = {
-    "signalled": "Signal sent.",
-    "signal-kept": "Signal sent: no wait matched it yet, so it is kept for the run.",
-    "token": "Token completed.",
-    "event": "Event sent.",
-    "cancelled": "Cancellation requested.",
-}
+    "signalled": ("Signal sent: the run woke, and a live process serving workflow "
+                  "{workflow!r} drives it.", True),
+    "signalled-queued": ("Signal sent: the run woke, and a worker on queue {queue!r} "
+                         "will drive it.", True),
+    "signalled-stuck": ("Signal sent: the run woke, but it is queued on {queue!r} and no "
+                        "worker serving that queue and workflow {workflow!r} is running; "
+                        "start `tether worker --app FILE.py:app -q {queue}`.", False),
+    "signalled-idle": ("Signal sent: the run woke, but nothing drives it now: no live "
+                       "process serves workflow {workflow!r}. " + _RESUME, False),
+    "signal-kept": ("Signal sent: no wait matched it yet, so it is kept for the run.", True),
+    "token": ("Token completed.", True),
+    "event": ("Event sent.", True),
+    "cancelled": ("Cancellation requested.", True),
+}  # fmt: skip
+
+
+def done_note(code: str, info: RunInfo) -> tuple[str, bool] | None:
+    """The note of a form's answer (``?done=code``) about the run `info`, if known."""
+    if code not in DONE:
+        return None
+    text, ok = DONE[code]
+    rid = shlex.quote(info.workflow_id)
+    return text.format(workflow=info.workflow_name, queue=info.queue or "", rid=rid), ok
 
 
 @runs_pages.get("/")
@@ -68,7 +100,7 @@ async def runs(request: Request, who: Who) -> Response:
     missing = None
     if shown["q"]:
         if await served_app(request).store.get_run(shown["q"]) is not None:
-            return RedirectResponse(f"/runs/{shown['q']}", status_code=303)
+            return RedirectResponse(run_url(shown["q"]), status_code=303)
         missing = shown["q"]
     found, next_cursor = await runs_page(request, where, request.query_params.get("cursor"))
     return render(
@@ -82,6 +114,7 @@ async def runs(request: Request, who: Who) -> Response:
         since_options=list(SINCE),
         statuses=[s.value for s in RunStatus],
         next_cursor=next_cursor,
+        cursor=request.query_params.get("cursor", ""),
         missing=missing,
         now=served_app(request).clock.now(),
     )
@@ -111,14 +144,16 @@ def _per_step(calls: list[AICallRow]) -> list[StepUsage]:
     return [StepUsage(k, *v) for k, v in sums.items()]
 
 
-async def _children(request: Request, workflow_id: str) -> list[RunInfo]:
+async def _children(request: Request, workflow_id: str) -> tuple[list[RunInfo], int]:
+    """The run's first `MAX_CHILDREN` child runs, and how many more it has."""
     store = served_app(request).store
+    ids = await store.child_runs(workflow_id)
     found = []
-    for child in (await store.child_runs(workflow_id))[:MAX_CHILDREN]:
+    for child in ids[:MAX_CHILDREN]:
         row = await store.get_run(child)
         if row is not None:
             found.append(RunInfo.from_row(row))
-    return found
+    return found, max(len(ids) - MAX_CHILDREN, 0)
 
 
 def _pending_first(waits: list[WaitInfo]) -> list[WaitInfo]:
@@ -134,21 +169,23 @@ async def run_page(
     try:
         info = await app.aget_run(workflow_id)
         rec = await app.aget_record(workflow_id)
-    except RunNotFoundError:
+    except (RunNotFoundError, InvalidArgumentError):  # InvalidArgument: no id at all
         return render(request, who, "missing.html", status=404, workflow_id=workflow_id)
     waits = await app.alist_waits(workflow_id)
-    children = await _children(request, workflow_id)
+    children, more_children = await _children(request, workflow_id)
     now: datetime = app.clock.now()
     context: dict[str, Any] = {
         "rec": rec,
         "info": info,
         "waits": _pending_first(waits),
         "pending": [w for w in waits if w.status is WaitStatus.PENDING],
-        "children": children,
+        "more_children": more_children,
         "timeline": timeline(rec, waits, children, now),
+        "driven": driven(rec, now),
+        "gone_since": rec.owner_gone_since(now),
         "per_step": _per_step(await app.alist_ai_calls(workflow_id)),
         "now": now,
-        "done": DONE.get(request.query_params.get("done", "")),
+        "done": done_note(request.query_params.get("done", ""), info),
         "problem": problem,
         "last_seq": rec.events[-1].seq if rec.events else 0,
     }
@@ -158,3 +195,34 @@ async def run_page(
 @runs_pages.get("/runs/{workflow_id:path}")  # a child's id holds '/'
 async def run(request: Request, workflow_id: str, who: Who) -> Response:
     return await run_page(request, who, workflow_id)
+
+
+@runs_pages.get("/run")  # any id, '..' and '.' too: ?id=ID
+async def run_by_query(request: Request, who: Who) -> Response:
+    return await run_page(request, who, request.query_params.get("id", ""))
+
+
+def _after(request: Request) -> int:
+    """The last event the page has (``?after=``, or a reconnecting ``Last-Event-ID``)."""
+    found = 0
+    for given in (request.query_params.get("after", ""), request.headers.get("last-event-id", "")):
+        if given.isascii() and given.isdigit():
+            found = max(found, min(int(given), MAX_SEQ))
+    return found
+
+
+@runs_pages.get("/run/events")
+async def run_events(request: Request, _: Who) -> Response:
+    """The run's events as the API streams them (``/api/v1/runs/{id}/events/stream``),
+    at an address that reaches any id (``?id=``): what a run's page follows."""
+    app = served_app(request)
+    workflow_id = request.query_params.get("id", "")
+    try:
+        await app.aget_run(workflow_id)  # 404 before the stream starts
+    except (RunNotFoundError, InvalidArgumentError):
+        return Response("no such run", status_code=404, media_type="text/plain")
+    return StreamingResponse(
+        event_stream(app, workflow_id, _after(request), streams_of(request.app)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

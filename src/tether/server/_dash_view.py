@@ -14,21 +14,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
 from .._info import RunInfo, WaitInfo
 from ..record import RunRecord
-from ..store import StepStatus, WaitStatus
+from ..store import RunStatus, StepStatus
 
 __all__ = [
     "Bar",
     "Timeline",
     "column_chart",
+    "compact_json",
+    "driven",
     "duration",
     "hbar_chart",
     "money",
     "pretty_json",
+    "run_url",
     "timeline",
     "when",
 ]
@@ -65,6 +69,22 @@ def when(at: datetime | None) -> Markup:
 
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def compact_json(value: Any) -> str:
+    """JSON on one line, its characters as they are (as the page's script writes an
+    event's detail with ``JSON.stringify``); the template escapes it for HTML."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def run_url(workflow_id: str, action: str = "") -> str:
+    """The dashboard's address of a run's page (or, with `action`, of a form on it):
+    ``/runs/<id>``, the id percent-encoded whole ('/', '#', '?' and '%' too), except
+    for an id a browser would resolve as a dot-segment (``.``, ``..``, even sent as
+    ``%2E``), which goes in the query instead: ``/run?id=..`` (``/run/<action>?id=..``)."""
+    if workflow_id in (".", ".."):
+        return f"/run{'/' + action if action else ''}?id={quote(workflow_id, safe='')}"
+    return f"/runs/{quote(workflow_id, safe='')}{'/' + action if action else ''}"
 
 
 @dataclass(frozen=True)
@@ -122,13 +142,20 @@ def _retries(rec: RunRecord) -> dict[str, list[datetime]]:
     return found
 
 
-def _step_bars(rec: RunRecord, axis: _Axis, end: datetime) -> list[Bar]:
+def driven(rec: RunRecord, now: datetime) -> bool:
+    """Whether a process drives the run now: it runs, and its owner's claim has not
+    lapsed (a step left running otherwise was cut off, as `tether runs show` says)."""
+    return rec.status is RunStatus.RUNNING and rec.owner_gone_since(now) is None
+
+
+def _step_bars(rec: RunRecord, axis: _Axis, end: datetime, now: datetime) -> list[Bar]:
     retries = _retries(rec)
     bars = []
+    alive = driven(rec, now)
     for key, s in rec.steps.items():
         if s.started_at is None:
             continue
-        running = s.status is StepStatus.RUNNING and not rec.status.terminal
+        running = s.status is StepStatus.RUNNING and alive
         stop = s.completed_at or (end if running else s.started_at)
         status = "interrupted" if s.status is StepStatus.RUNNING and not running else s.status.value
         left, width = axis.place(s.started_at, stop)
@@ -171,10 +198,8 @@ def _wait_bars(waits: Sequence[WaitInfo], axis: _Axis, end: datetime) -> list[Ba
         stop = w.resolved_at or end
         left, width = axis.place(w.created_at, stop)
         label = f"{w.kind.value}: {w.name}" if w.name else w.kind.value
-        note = "" if w.status is WaitStatus.PENDING else w.status.value.replace("_", " ")
-        bars.append(
-            Bar("wait", label, w.status.value, left, width, w.created_at, w.resolved_at, note)
-        )
+        # the row shows the status already: no note repeats it
+        bars.append(Bar("wait", label, w.status.value, left, width, w.created_at, w.resolved_at))
     return bars
 
 
@@ -193,7 +218,7 @@ def _child_bars(children: Sequence[RunInfo], axis: _Axis, end: datetime) -> list
                 begin,
                 c.finished_at,
                 c.workflow_name,
-                href=f"/runs/{c.workflow_id}",
+                href=run_url(c.workflow_id),
             )
         )
     return bars
@@ -208,7 +233,7 @@ def timeline(
     axis = _Axis(start, end)
     bars = [
         *_stage_bars(rec, axis, end),
-        *_step_bars(rec, axis, end),
+        *_step_bars(rec, axis, end, now),
         *_wait_bars(waits, axis, end),
         *_child_bars(children, axis, end),
     ]

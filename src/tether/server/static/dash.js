@@ -1,8 +1,9 @@
 // tether dashboard: live updates, no dependencies. The pages work without it.
 // - a page with data-poll="ms" re-reads itself and swaps its [data-live] parts;
 // - a run's page follows the run's event stream (Server-Sent Events from
-//   /api/v1/runs/{id}/events/stream, read with fetch so that every event type
-//   arrives), appends each event, and re-reads the page's parts as they change.
+//   /run/events?id=..., the API's stream at an address that reaches any id; read
+//   with fetch so that every event type arrives), appends each event, and re-reads
+//   the page's parts as they change.
 (function () {
   "use strict";
   var body = document.body;
@@ -39,6 +40,8 @@
   // Times: the server writes UTC in <time datetime>; shown in the reader's zone unless
   // they chose UTC (the footer's switch, remembered in localStorage).
   var zone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "local time";
+  // a reader whose zone is UTC has nothing to switch to: no switch
+  var inUtc = /^(Etc\/)?(UTC|UCT|GMT|GMT[+-]?0|Greenwich|Universal|Zulu)$/.test(zone);
   function wantUtc() {
     try { return localStorage.getItem("tether.times") === "utc"; } catch (e) { return false; }
   }
@@ -58,7 +61,7 @@
     });
     document.querySelectorAll(".tz").forEach(function (s) { s.textContent = utc ? "UTC" : zone; });
     var button = document.getElementById("tz-switch");
-    if (button) {
+    if (button && !inUtc) {
       button.hidden = false;
       button.textContent = utc ? "show " + zone : "show UTC";
     }
@@ -141,7 +144,9 @@
     var after = Number(body.dataset.lastSeq || 0);
     var ended = false;
     var url = function () {
-      return "/api/v1/runs/" + encodeURIComponent(runId) + "/events/stream?after=" + after;
+      // the API's stream (/api/v1/runs/{id}/events/stream) at the dashboard's address
+      // that takes the id in the query: a browser resolves an id such as ".." in a path
+      return "/run/events?id=" + encodeURIComponent(runId) + "&after=" + after;
     };
     function onFrame(frame) {
       var ev = parseFrame(frame);

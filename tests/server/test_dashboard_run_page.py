@@ -1,0 +1,142 @@
+"""A run's page in Chromium, telling the truth: about a run whose owner died, about
+who drives a run a signal woke, and an event's detail as it was recorded; and the
+page's frame: the time-zone switch, and the runs list on a narrow screen."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tether import Client, RunStatus
+from tether.server import ApiError
+from tether.testing import eventually_sync
+
+from . import test_dashboard
+from ._serve import Served, environment, start
+from .test_dashboard import WAIT, done, shot, text_of, wait_until
+from .test_dashboard_ids import FLOWS
+
+browser = test_dashboard.browser  # the fixture: a headless Chromium
+
+ORPHAN = "from flows import app, slow\napp.run(slow, workflow_id='orphan-1')\n"
+
+
+@pytest.fixture
+def dash(tmp_path: Path) -> Iterator[Served]:
+    s = start(tmp_path, f"sqlite:///{tmp_path}/t.db", flows=FLOWS)
+    yield s
+    s.stop()
+
+
+def test_a_run_whose_owner_died_is_driven_by_nobody(
+    dash: Served, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    (tmp_path / "orphan.py").write_text(ORPHAN)
+    proc = subprocess.Popen([sys.executable, "orphan.py"], cwd=tmp_path,
+                            env=environment(tmp_path, dash.db))  # fmt: skip
+    try:
+        with Client(dash.url) as client:
+
+            def in_long_step() -> bool:
+                try:
+                    return "long" in client.get_record("orphan-1").steps
+                except ApiError:
+                    return False  # not started yet
+
+            eventually_sync(in_long_step, timeout=WAIT)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # no clean exit: its claim lapses in a second
+        proc.wait(WAIT)
+    page = f"{dash.url}/runs/orphan-1"
+    eventually_sync(lambda: "nobody since" in httpx.get(page).text, timeout=WAIT)
+    browser.get(page)
+    assert text_of(browser, "#run-status") == "running"
+    assert "owner gone" in text_of(browser, ".facts")
+    driver = text_of(browser, "#run-driver")
+    assert "nobody since" in driver and "a worker or the next run takes it over" in driver
+    steps = {r.get_attribute("data-name"): r.get_attribute("data-status")
+             for r in browser.find_elements(By.CSS_SELECTOR, '.tl-row[data-kind="step"]')}  # fmt: skip
+    assert steps == {"first": "completed", "long": "interrupted"}  # as `tether runs show` says
+    shot(browser, tmp_path, "run-orphan")
+
+
+def test_a_signal_says_when_nothing_will_drive_the_woken_run(tmp_path: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    db = f"sqlite:///{tmp_path}/t.db"
+    served = start(tmp_path, db, flows=FLOWS)
+    try:
+        with Client(served.url) as client:
+            wid = client.start("approve", workflow_id="nobody-1")
+            done(client, wid, RunStatus.WAITING)
+    finally:
+        served.stop()
+    bare = start(tmp_path, db, flows=None)  # the database alone: it drives no workflow
+    try:
+        browser.get(f"{bare.url}/runs/{wid}")
+        browser.find_element(By.CSS_SELECTOR, "#waits form.act-signal button").click()
+        wait_until(browser, lambda d: "done=" in d.current_url, "no answer to the form")
+        note = text_of(browser, ".done")
+        assert note.startswith("Signal sent: the run woke, but nothing drives it now"), note
+        assert f"tether runs resume {wid} --app FILE.py:app" in note
+        assert "stuck" in (browser.find_element(By.CSS_SELECTOR, ".done").get_attribute("class"))
+        shot(browser, tmp_path, "run-signalled-nobody")
+    finally:
+        bare.stop()
+
+
+def test_an_events_detail_shows_its_characters(dash: Served, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    with Client(dash.url) as client:
+        wid = client.start("noted")
+        record = done(client, wid, RunStatus.WAITING)
+    note = next(e for e in record.events if e.type == "note")
+    browser.get(f"{dash.url}/runs/{wid}")
+    cell = browser.find_element(By.CSS_SELECTOR, f'#events-body tr[data-seq="{note.seq}"] .detail')
+    as_script = browser.execute_script("return JSON.stringify(arguments[0])", note.detail)
+    assert (
+        cell.text == as_script == json.dumps(note.detail, ensure_ascii=False, separators=(",", ":"))
+    )
+    assert "<b>café</b>" in cell.text and "\\u" not in cell.text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#events-body b")  # text, not markup
+    shot(browser, tmp_path, "run-event-detail")
+
+
+def test_a_reader_in_utc_gets_no_switch_to_utc(dash: Served, browser: Any, tmp_path: Path) -> None:
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Etc/UTC"})
+    browser.get(dash.url + "/runs")
+    wait_until(browser, lambda d: d.execute_script("return document.readyState") == "complete",
+               "the page never loaded")  # fmt: skip
+    assert text_of(browser, "footer") == "Times are in UTC · API"
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Europe/Paris"})
+    browser.get(dash.url + "/runs")
+    wait_until(browser, lambda d: "show UTC" in text_of(d, "footer"), "no switch in Paris")
+    assert text_of(browser, "footer").startswith("Times are in Europe/Paris")
+
+
+def test_run_ids_stay_readable_on_a_narrow_screen(
+    dash: Served, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    with Client(dash.url) as client:
+        for wid in ("order-0012345", "very-long-id-" + "x" * 200):
+            done(client, client.start("greet", 1, workflow_id=wid))
+    browser.set_window_size(400, 900)
+    browser.get(dash.url + "/runs")
+    link = browser.find_element(By.CSS_SELECTOR, 'tr[data-run-id="order-0012345"] a')
+    lines = browser.execute_script("return arguments[0].getClientRects().length", link)
+    assert lines == 1, "a 13-character id wrapped"
+    shot(browser, tmp_path, "runs-narrow", width=400)
