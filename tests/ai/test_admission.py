@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
+import contextlib
 
 import pytest
 from pydantic import BaseModel
@@ -44,7 +44,11 @@ class Crowd(ai.FakeModel):
                 self.beside_first += not self.first.is_set()
                 if self.flying >= self.together:
                     self._all_in.set()
-                await self._all_in.wait()
+                # a read made while the first call's step was being logged counts that
+                # call twice (to be safe) and admits one fewer: then this wait ends on
+                # its own instead of for ever
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._all_in.wait(), 2)
             return await super().generate(model, request)
         finally:
             self.flying -= 1
@@ -103,13 +107,17 @@ async def test_parallel_branches_overshoot_their_budget_by_about_one_call(
     _first_once_all_asked(app, crowd, monkeypatch)
     fan = _fan(app, ai.Budget(max_usd=limit, key=key))
     try:
-        spent = re.escape(f"spent ${calls * CALL / 1e6:.4f} of ${limit:.4f}")  # exact, once each
-        with pytest.raises(ai.BudgetExceededError, match=spent):
+        with pytest.raises(ai.BudgetExceededError) as raised:
             await app.arun(fan, workflow_id="fan-1")
+        made = len(crowd.calls)
+        spent = f"spent ${made * CALL / 1e6:.4f} of ${limit:.4f}"  # exact, each call once
+        assert spent in str(raised.value)
         # the first alone until its cost is known, then as many as the estimate allows
-        assert (crowd.beside_first, crowd.peak, len(crowd.calls)) == (0, together, calls)
+        # (one fewer when a read counted the first call twice, to be safe)
+        assert crowd.beside_first == 0
+        assert together - 1 <= crowd.peak <= together and calls - 1 <= made <= calls
         [usage] = await app.ausage(run="fan-1")
-        assert usage.calls == calls
+        assert usage.calls == made
         assert usage.cost_micro_usd <= limit * 1_000_000 + CALL  # about one call over
         assert len(ADMISSIONS) == 0  # nothing held once every call is logged
     finally:
