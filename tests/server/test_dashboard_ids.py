@@ -58,6 +58,14 @@ FLOWS = textwrap.dedent(
         return await wf.wait_for_signal("go")
 
     @app.workflow
+    async def tokened(wf: tether.Workflow) -> object:
+        return await wf.wait_for_token(await wf.create_token())
+
+    @app.workflow
+    async def hooked(wf: tether.Workflow) -> object:
+        return await wf.wait_for_event("ping")
+
+    @app.workflow
     async def slow(wf: tether.Workflow) -> None:
         await wf.step("first", lambda: 1)
         await wf.step("long", lambda: asyncio.sleep(600))

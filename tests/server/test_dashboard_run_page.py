@@ -96,6 +96,36 @@ def test_a_signal_says_when_nothing_will_drive_the_woken_run(tmp_path: Path, bro
         bare.stop()
 
 
+@pytest.mark.parametrize(
+    ("workflow", "form", "head"),
+    [("tokened", "token", "Token completed"), ("hooked", "event", "Event sent")],
+)
+def test_a_token_or_an_event_says_when_nothing_will_drive_the_woken_run(
+    tmp_path: Path, browser: Any, workflow: str, form: str, head: str
+) -> None:
+    # only a signal said so; a completed token or a sent event just said it was done
+    from selenium.webdriver.common.by import By
+
+    db = f"sqlite:///{tmp_path}/t.db"
+    served = start(tmp_path, db, flows=FLOWS)
+    try:
+        with Client(served.url) as client:
+            wid = client.start(workflow, workflow_id=f"{form}-1")
+            done(client, wid, RunStatus.WAITING)
+    finally:
+        served.stop()
+    bare = start(tmp_path, db, flows=None)  # the database alone: it drives no workflow
+    try:
+        browser.get(f"{bare.url}/runs/{wid}")
+        browser.find_element(By.CSS_SELECTOR, f"#waits form.act-{form} button").click()
+        wait_until(browser, lambda d: "done=" in d.current_url, "no answer to the form")
+        note = text_of(browser, ".done")
+        assert note.startswith(f"{head}: the run woke, but nothing drives it now"), note
+        assert f"tether runs resume {wid} --app FILE.py:app" in note
+    finally:
+        bare.stop()
+
+
 def test_an_events_detail_shows_its_characters(dash: Served, browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 

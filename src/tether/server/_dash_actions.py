@@ -54,16 +54,17 @@ def _back(workflow_id: str, done: str) -> Response:
     return RedirectResponse(f"{url}{'&' if '?' in url else '?'}done={done}", status_code=303)
 
 
-async def _woken(app: ServedApp, workflow_id: str) -> str:
-    """The ``done`` note of a signal that woke the run: who, if anyone, drives it now."""
+async def _woken(app: ServedApp, workflow_id: str, code: str = "signalled") -> str:
+    """The ``done`` note of a form that woke the run (`code`: which form): who, if
+    anyone, drives it now."""
     run = await app.aget_run(workflow_id)
     jobs = await app.store.list_jobs(workflow_id=workflow_id)
     open_jobs = [j for j in jobs if j.status in (JobStatus.QUEUED, JobStatus.CLAIMED)]
     queue = open_jobs[0].queue if open_jobs else None
     drivers = await app.adrivers(run.workflow_name, queue)
     if queue is not None:
-        return "signalled-queued" if drivers else "signalled-stuck"
-    return "signalled" if drivers else "signalled-idle"
+        return f"{code}-queued" if drivers else f"{code}-stuck"
+    return code if drivers else f"{code}-idle"
 
 
 async def _signal(app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any) -> str:
@@ -72,13 +73,13 @@ async def _signal(app: ServedApp, workflow_id: str, form: dict[str, str], payloa
 
 
 async def _token(app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any) -> str:
-    await app.acomplete_token(form.get("token", ""), payload)
-    return "token"
+    owner = await app.acomplete_token(form.get("token", ""), payload)
+    return await _woken(app, owner, "token")
 
 
 async def _event(app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any) -> str:
-    await app.asend_event(form.get("type", "").strip(), payload)
-    return "event"
+    woken = await app.asend_event(form.get("type", "").strip(), payload)
+    return await _woken(app, workflow_id, "event") if workflow_id in woken else "event-sent"
 
 
 async def _cancel(app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any) -> str:

@@ -36,21 +36,33 @@ _RESUME = (
     "`tether runs resume {rid} --app FILE.py:app` drives it, or start "
     "`tether worker --app FILE.py:app`."
 )
-#: the note a form's redirect asks for (``?done=``), and whether all is well: a signal
-#: says whether anything will drive the run it woke (as `tether runs signal` does)
+
+
+def _woke(code: str, head: str) -> dict[str, tuple[str, bool]]:
+    """The notes of a form that woke the run (a signal, a token, an event): whether
+    anything will drive it now, as `tether runs signal` says."""
+    return {
+        code: (f"{head}: the run woke, and a live process serving workflow {{workflow!r}} "
+               "drives it.", True),
+        f"{code}-queued": (f"{head}: the run woke, and a worker on queue {{queue!r}} will "
+                           "drive it.", True),
+        f"{code}-stuck": (f"{head}: the run woke, but it is queued on {{queue!r}} and no "
+                          "worker serving that queue and workflow {workflow!r} is running; "
+                          "start `tether worker --app FILE.py:app -q {queue}`.", False),
+        f"{code}-idle": (f"{head}: the run woke, but nothing drives it now: no live "
+                         "process serves workflow {workflow!r}. " + _RESUME, False),
+    }  # fmt: skip
+
+
+#: the note a form's redirect asks for (``?done=``), and whether all is well: a form
+#: that woke the run says whether anything will drive it
 DONE = {
-    "signalled": ("Signal sent: the run woke, and a live process serving workflow "
-                  "{workflow!r} drives it.", True),
-    "signalled-queued": ("Signal sent: the run woke, and a worker on queue {queue!r} "
-                         "will drive it.", True),
-    "signalled-stuck": ("Signal sent: the run woke, but it is queued on {queue!r} and no "
-                        "worker serving that queue and workflow {workflow!r} is running; "
-                        "start `tether worker --app FILE.py:app -q {queue}`.", False),
-    "signalled-idle": ("Signal sent: the run woke, but nothing drives it now: no live "
-                       "process serves workflow {workflow!r}. " + _RESUME, False),
+    **_woke("signalled", "Signal sent"),
+    **_woke("token", "Token completed"),
+    **_woke("event", "Event sent"),
     "signal-kept": ("Signal sent: no wait matched it yet, so it is kept for the run.", True),
-    "token": ("Token completed.", True),
-    "event": ("Event sent.", True),
+    "event-sent": ("Event sent; this run was not waiting for it (it is kept for runs that "
+                   "wait for it later).", True),
     "cancelled": ("Cancellation requested.", True),
 }  # fmt: skip
 
