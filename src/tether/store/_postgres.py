@@ -605,7 +605,12 @@ class PostgresStore(Store):
 
     async def _listen(self) -> None:
         conn = await AsyncConnection.connect(self.config.conninfo, autocommit=True)
-        await conn.execute(f"LISTEN {self.config.channel}")
+        try:
+            await conn.execute(f"LISTEN {self.config.channel}")
+        except BaseException:  # cancelled (a worker stopping its wait) or failed: not leaked
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
         self._listener = conn
 
         async def pump() -> None:
