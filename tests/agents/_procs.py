@@ -101,6 +101,15 @@ def stop(proc: subprocess.Popen[bytes], *, kill: bool = False) -> None:
     proc.wait(timeout=60)
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def events(where: Path) -> list[dict[str, Any]]:
     path = where / "agents.log"
     if not path.exists():

@@ -21,7 +21,7 @@ import tether
 from tether.testing import eventually_sync
 
 from .._postgres import PostgresServer
-from ._procs import events, of, project, start, stop
+from ._procs import alive, events, of, project, start, stop
 
 TIMEOUT = 90.0
 
@@ -77,7 +77,7 @@ def test_sigkill_mid_run_then_restart(tmp_path: Path) -> None:
         # the interrupted attempt runs again (its orphaned agent killed first) ...
         eventually_sync(lambda: len(of(where, "A-1", "start")) == 2, timeout=TIMEOUT)
         assert of(where, "A-1", "start")[1]["dispatcher"] == "second"
-        assert not Path(f"/proc/{orphan}").exists() or _zombie(orphan)
+        assert not alive(orphan)
         # ... and B-1's retry fired when its timer, recorded before the crash, was due
         # (10 s after the failure: a timer the restarted dispatcher did not forget,
         # nor fire early, nor replace by a new dispatch)
@@ -111,13 +111,6 @@ def _state(text: str | None) -> dict[str, Any]:
     set to None) reads as empty."""
     value = json.loads(text) if text else None
     return value if isinstance(value, dict) else {}
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 @pytest.mark.timeout(240)
@@ -156,7 +149,7 @@ def test_an_issue_closed_in_the_tracker_stops_its_agent_within_a_tick(tmp_path: 
         (where / "ISSUES.md").write_text(text.replace("- status: todo", "- status: done"))
         closed = time.monotonic()
         # polling.interval_ms is 200: a tick, then the driver's next look (0.2 s)
-        eventually_sync(lambda: _zombie(agent), timeout=10)
+        eventually_sync(lambda: not alive(agent), timeout=10)
         assert time.monotonic() - closed < 5.0
         eventually_sync(lambda: not (where / "ws" / "C-1").exists(), timeout=10)
         run = _runs(url)["agent:file:C-1"]
@@ -180,10 +173,32 @@ def test_sigterm_stops_the_agent_before_the_dispatcher_exits(tmp_path: Path) -> 
         stop(proc)  # SIGTERM: the grace passes, the turn is cancelled, the run handed back
         assert proc.returncode == 0
         assert "handed back" in (where / "only.out").read_text()
-        eventually_sync(lambda: _zombie(agent), timeout=10)
+        eventually_sync(lambda: not alive(agent), timeout=10)
     finally:
         (where / "block-S-1").unlink()  # lets a surviving agent end
     assert of(where, "S-1", "end") == []
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_during_once_stops_the_agent_before_it_exits(tmp_path: Path) -> None:
+    """`agents run --once` interrupted (Ctrl-C) gives the turn its grace, then kills
+    the agent and hands the run back; the exit code says interrupted."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    where = project(tmp_path, ["O-1"], database_url=url, agent="shutdown_grace_ms: 200, ")
+    (where / "block-O-1").touch()  # the agent would work forever
+    proc = start(where, "only", "--once")
+    try:
+        eventually_sync(lambda: of(where, "O-1", "start"), timeout=TIMEOUT)
+        agent = of(where, "O-1", "start")[0]["pid"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        assert "hand themselves back" in (where / "only.out").read_text()
+        eventually_sync(lambda: not alive(agent), timeout=10)
+        assert _runs(url)["agent:file:O-1"].status.value == "pending"
+    finally:
+        (where / "block-O-1").unlink()  # lets a surviving agent end
+        stop(proc)
+    assert of(where, "O-1", "end") == []
 
 
 @pytest.mark.timeout(120)
@@ -206,7 +221,7 @@ def test_a_second_signal_stops_the_agent_at_once(tmp_path: Path) -> None:
         assert time.monotonic() - started < 30  # not the minute of grace
         text = log.read_text()
         assert "run=agent:file:S-2 status=pending" in text and "Traceback" not in text
-        eventually_sync(lambda: _zombie(agent), timeout=10)
+        eventually_sync(lambda: not alive(agent), timeout=10)
     finally:
         (where / "block-S-2").unlink()
         stop(proc)
@@ -227,7 +242,7 @@ def test_stop_kills_the_agent_a_killed_dispatcher_left_behind(tmp_path: Path) ->
         agent = of(where, "K-1", "start")[0]["pid"]
     finally:
         stop(proc, kill=True)  # the agent is left behind, an orphan
-    assert not _zombie(agent)
+    assert alive(agent)
     tether = str(Path(sys.executable).parent / "tether")
     try:
         stopped = subprocess.run(
@@ -235,7 +250,7 @@ def test_stop_kills_the_agent_a_killed_dispatcher_left_behind(tmp_path: Path) ->
             timeout=60, check=False,
         )  # fmt: skip
         assert stopped.returncode == 0, stopped.stderr
-        eventually_sync(lambda: _zombie(agent), timeout=10)
+        eventually_sync(lambda: not alive(agent), timeout=10)
     finally:
         (where / "block-K-1").unlink()
     assert of(where, "K-1", "end") == []

@@ -12,6 +12,8 @@ import pytest
 from tether.agents import WorkspaceError, WorkspaceManager, check_inside, workspace_key
 from tether.agents._config import HooksSettings
 
+from ._procs import alive
+
 
 def test_names_keep_safe_identifiers_and_hash_the_rest() -> None:
     assert workspace_key("ENG-12") == "ENG-12"
@@ -163,14 +165,6 @@ async def test_removing_a_workspace_kills_the_agent_left_working_in_it(tmp_path:
         agent.wait()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _kill(pidfile: Path) -> None:
     import signal
 
@@ -227,7 +221,7 @@ async def test_a_cancelled_hook_is_killed_with_its_process_group(tmp_path: Path)
         hook.cancel()
         with pytest.raises(asyncio.CancelledError):
             await hook
-        await eventually(lambda: not _alive(child))
+        await eventually(lambda: not alive(child))
     finally:
         _kill(pid)
 
@@ -250,6 +244,6 @@ async def test_stopping_a_run_kills_the_hook_a_killed_dispatcher_left(tmp_path: 
         assert await reap_orphan(ws.path)
         with pytest.raises(WorkspaceError):  # killed: the hook failed
             await asyncio.wait_for(hook, 10)
-        assert not _alive(int(pid.read_text()))
+        assert not alive(int(pid.read_text()))
     finally:
         _kill(pid)

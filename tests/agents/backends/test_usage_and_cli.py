@@ -19,6 +19,8 @@ from tether.agents.backends import (
 )
 from tether.testing import eventually
 
+from .._procs import alive
+
 
 def test_session_totals_become_deltas_and_are_never_counted_twice() -> None:
     m = UsageMeter()
@@ -111,14 +113,6 @@ async def _ignore(_: AgentEvent) -> None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.mark.parametrize(
     ("last_line", "status"),
     [
@@ -147,7 +141,7 @@ async def test_a_turn_ends_on_its_result_even_if_the_agent_lingers(
     )
     assert result.status == status
     child = int((tmp_path / "child.pid").read_text())
-    await eventually(lambda: not _alive(child), timeout=10)  # SIGKILL lands in a moment
+    await eventually(lambda: not alive(child), timeout=10)  # SIGKILL lands in a moment
 
 
 async def test_background_children_do_not_outlive_a_turn_whose_shell_exited(
@@ -157,7 +151,7 @@ async def test_background_children_do_not_outlive_a_turn_whose_shell_exited(
     command = 'sleep 60 >/dev/null 2>&1 & echo $! > child.pid; echo \'{"type": "result"}\''
     result = await CommandBackend(command).run_turn(request, _ignore)
     assert result.status == "completed"
-    await eventually(lambda: not _alive(int((tmp_path / "child.pid").read_text())))
+    await eventually(lambda: not alive(int((tmp_path / "child.pid").read_text())))
 
 
 async def test_a_line_over_the_limit_fails_the_turn_as_malformed(tmp_path: Path) -> None:
