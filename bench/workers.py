@@ -56,6 +56,18 @@ def _pg_dsn(url: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), schema
 
 
+def _claim_one(conn: Any, table: str, status: str) -> Any:
+    """The oldest queued row of `table`, set to `status` in one transaction (None: none)."""
+    with conn.transaction():
+        row = conn.execute(
+            f"SELECT id FROM {table} WHERE status = 'queued' ORDER BY id "
+            "FOR UPDATE SKIP LOCKED LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            conn.execute(f"UPDATE {table} SET status = %s WHERE id = %s", (status, row[0]))
+        return row
+
+
 def _raw_worker_pg(url: str, table: str, stop_at: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
     import psycopg
 
@@ -63,14 +75,9 @@ def _raw_worker_pg(url: str, table: str, stop_at: float, out: mp.Queue) -> None:
     done = 0
     with psycopg.connect(dsn) as conn:
         while time.perf_counter() < stop_at:
-            with conn.transaction():
-                row = conn.execute(
-                    f"SELECT id FROM {table} WHERE status = 'queued' ORDER BY id "
-                    "FOR UPDATE SKIP LOCKED LIMIT 1"
-                ).fetchone()
-                if row is None:
-                    break
-                conn.execute(f"UPDATE {table} SET status = 'claimed' WHERE id = %s", row)
+            row = _claim_one(conn, table, "claimed")
+            if row is None:
+                break
             with conn.transaction():
                 conn.execute(f"UPDATE {table} SET status = 'done' WHERE id = %s", row)
             done += 1
@@ -291,14 +298,9 @@ def _raw_pipeline_worker(url: str, table: str, stop: Any) -> None:
             for _ in conn.notifies(timeout=0.05, stop_after=1):
                 pass
             while True:
-                with conn.transaction():
-                    row = conn.execute(
-                        f"SELECT id FROM {table} WHERE status = 'queued' ORDER BY id "
-                        "FOR UPDATE SKIP LOCKED LIMIT 1"
-                    ).fetchone()
-                    if row is None:
-                        break
-                    conn.execute(f"UPDATE {table} SET status = 'running' WHERE id = %s", row)
+                row = _claim_one(conn, table, "running")
+                if row is None:
+                    break
                 for step in range(5):
                     conn.execute(f"UPDATE {table} SET step = %s WHERE id = %s", (step, row[0]))
                 conn.execute(f"UPDATE {table} SET status = 'done' WHERE id = %s", row)
