@@ -4,6 +4,7 @@ page's frame: the time-zone switch, and the runs list on a narrow screen."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -71,59 +72,48 @@ def test_a_run_whose_owner_died_is_driven_by_nobody(
     shot(browser, tmp_path, "run-orphan")
 
 
-def test_a_signal_says_when_nothing_will_drive_the_woken_run(tmp_path: Path, browser: Any) -> None:
-    from selenium.webdriver.common.by import By
-
+@contextlib.contextmanager
+def _parked_then_bare(tmp_path: Path, workflow: str, wid: str) -> Iterator[Served]:
+    """Run `workflow` until it waits, then serve its database alone (no workflow
+    registered: nothing will drive the run a form wakes)."""
     db = f"sqlite:///{tmp_path}/t.db"
     served = start(tmp_path, db, flows=FLOWS)
     try:
         with Client(served.url) as client:
-            wid = client.start("approve", workflow_id="nobody-1")
-            done(client, wid, RunStatus.WAITING)
+            done(client, client.start(workflow, workflow_id=wid), RunStatus.WAITING)
     finally:
         served.stop()
-    bare = start(tmp_path, db, flows=None)  # the database alone: it drives no workflow
+    bare = start(tmp_path, db, flows=None)
     try:
-        browser.get(f"{bare.url}/runs/{wid}")
-        browser.find_element(By.CSS_SELECTOR, "#waits form.act-signal button").click()
-        wait_until(browser, lambda d: "done=" in d.current_url, "no answer to the form")
-        note = text_of(browser, ".done")
-        assert note.startswith("Signal sent: the run woke, but nothing drives it now"), note
-        assert f"tether runs resume {wid} --app FILE.py:app" in note
-        assert "stuck" in (browser.find_element(By.CSS_SELECTOR, ".done").get_attribute("class"))
-        shot(browser, tmp_path, "run-signalled-nobody")
+        yield bare
     finally:
         bare.stop()
 
 
 @pytest.mark.parametrize(
     ("workflow", "form", "head"),
-    [("tokened", "token", "Token completed"), ("hooked", "event", "Event sent")],
+    [
+        ("approve", "signal", "Signal sent"),
+        ("tokened", "token", "Token completed"),
+        ("hooked", "event", "Event sent"),
+    ],
 )
-def test_a_token_or_an_event_says_when_nothing_will_drive_the_woken_run(
+def test_a_form_that_wakes_a_run_says_when_nothing_will_drive_it(
     tmp_path: Path, browser: Any, workflow: str, form: str, head: str
 ) -> None:
-    # only a signal said so; a completed token or a sent event just said it was done
+    # a signal said so first; a completed token or a sent event just said it was done
     from selenium.webdriver.common.by import By
 
-    db = f"sqlite:///{tmp_path}/t.db"
-    served = start(tmp_path, db, flows=FLOWS)
-    try:
-        with Client(served.url) as client:
-            wid = client.start(workflow, workflow_id=f"{form}-1")
-            done(client, wid, RunStatus.WAITING)
-    finally:
-        served.stop()
-    bare = start(tmp_path, db, flows=None)  # the database alone: it drives no workflow
-    try:
+    wid = f"{form}-1"
+    with _parked_then_bare(tmp_path, workflow, wid) as bare:
         browser.get(f"{bare.url}/runs/{wid}")
         browser.find_element(By.CSS_SELECTOR, f"#waits form.act-{form} button").click()
         wait_until(browser, lambda d: "done=" in d.current_url, "no answer to the form")
         note = text_of(browser, ".done")
         assert note.startswith(f"{head}: the run woke, but nothing drives it now"), note
         assert f"tether runs resume {wid} --app FILE.py:app" in note
-    finally:
-        bare.stop()
+        assert "stuck" in (browser.find_element(By.CSS_SELECTOR, ".done").get_attribute("class"))
+        shot(browser, tmp_path, f"run-{form}-nobody")
 
 
 def test_an_events_detail_shows_its_characters(dash: Served, browser: Any, tmp_path: Path) -> None:
