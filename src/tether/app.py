@@ -1126,7 +1126,8 @@ class App:
     ) -> int:
         """Delete the finished runs (of `statuses`, default every terminal one) that
         ended more than `older_than` ago (a timedelta, or "30d", "12h", "45m"), with
-        their steps, events, waits and jobs, `batch` runs per transaction. How many."""
+        their steps, events, waits, jobs and AI calls, `batch` runs per transaction.
+        How many."""
         age = parse_age(older_than)
         wanted = _terminal(statuses)
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:

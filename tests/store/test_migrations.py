@@ -34,6 +34,7 @@ PINNED = {
         "0010_end_reason.sql": "f5b318cba843a6bc7fcc663d3727ed5512952a17296e5d227e3491d70876d566",
         "0011_ai_spend_index.sql": "c2f5ae8f499902d7b444849bc7db887ea337c678c792e71998991df3c8c2fe8c",
         "0012_ai_call_run_attempt.sql": "5296de0f8960aa81a0ce8d83ae4ea60caf367981a5c78094f7e76aa53ff49708",
+        "0013_ai_call_retention.sql": "d9cdd9a078a2ec5d361a65ecd65433df15a6012ecd368afc5d8c02037ef2b3b5",
     },
     "sqlite": {
         "0001_core.sql": "a243e4a11c3b2854d7027cd3aa85f5ed9fa5fb97201936ecb0a7fa3d17ebfd44",
@@ -48,6 +49,7 @@ PINNED = {
         "0010_end_reason.sql": "bea07c1cc34e04a6d8204c8d5605c4fc8ff2443cfd818cf7bd99bf1afdff38a7",
         "0011_ai_spend_index.sql": "a7a9353b4586bc88e5519fc532afd798bce344aa0e7a52bc668f17d59034dd4e",
         "0012_ai_call_run_attempt.sql": "5296de0f8960aa81a0ce8d83ae4ea60caf367981a5c78094f7e76aa53ff49708",
+        "0013_ai_call_retention.sql": "d9cdd9a078a2ec5d361a65ecd65433df15a6012ecd368afc5d8c02037ef2b3b5",
     },
 }
 

@@ -64,7 +64,7 @@ def _with_app(state: CliState, app_ref: str | None, action: Callable[[App], T]) 
 def prune(
     state: CliState, older_than: str, statuses: tuple[str, ...], dry_run: bool, app_ref: str | None
 ) -> None:
-    """Delete finished runs older than AGE, with their steps, events and waits.
+    """Delete finished runs older than AGE, with their steps, events, waits and AI calls.
 
     Runs that have not ended (pending, running, waiting) are never deleted.
     """

@@ -540,7 +540,8 @@ class QueueVerbs(StoreBase):
 
         With a run go its steps, events (and so its outbox rows), waitpoints, jobs,
         heartbeats, the locks it took, inbox signals sent to it, idempotency rows whose
-        result names it, and its child runs (recursively). A run that is not terminal,
+        result names it, its AI calls (and the stored prompts and responses no other
+        call names), and its child runs (recursively). A run that is not terminal,
         or has a child that is not, is skipped whole; unknown ids are ignored.
         """
 
@@ -549,12 +550,22 @@ class QueueVerbs(StoreBase):
             for run_id in dict.fromkeys(run_ids):
                 family = await _finished_family(tx, run_id)
                 for rid in family or ():
+                    await _forget_ai_calls(tx, rid)
                     for query in _RUN_TABLES:
                         await tx.execute(query, id=rid)
                     deleted += await tx.execute("delete_run", id=rid)
             return deleted
 
         return await self._tx("write", body)
+
+
+async def _forget_ai_calls(tx: Tx, run_id: str) -> None:
+    """Delete a run's AI calls, then each stored prompt or response no call names now
+    (one body is stored once for every call that sent or got it)."""
+    digests = {d for row in await tx.all("ai_blobs_of_run", id=run_id) for d in row if d}
+    await tx.execute("delete_ai_calls", id=run_id)
+    for digest in sorted(digests):
+        await tx.execute("delete_unused_ai_blob", digest=digest)
 
 
 async def _finished_family(tx: Tx, run_id: str) -> list[str] | None:

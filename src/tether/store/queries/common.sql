@@ -121,6 +121,15 @@ DELETE FROM heartbeats WHERE run_id = :id
 DELETE FROM locks WHERE run_id = :id
 -- name: delete_inbox
 DELETE FROM inbox WHERE target = :id
+-- name: ai_blobs_of_run
+SELECT prompt_blob, response_blob FROM ai_calls
+WHERE run_id = :id AND (prompt_blob IS NOT NULL OR response_blob IS NOT NULL)
+-- name: delete_ai_calls
+DELETE FROM ai_calls WHERE run_id = :id
+-- name: delete_unused_ai_blob
+DELETE FROM ai_blobs WHERE digest = :digest
+  AND NOT EXISTS (SELECT 1 FROM ai_calls WHERE prompt_blob = :digest)
+  AND NOT EXISTS (SELECT 1 FROM ai_calls WHERE response_blob = :digest)
 -- name: delete_run
 DELETE FROM runs WHERE id = :id AND status IN {TERMINAL}
 -- name: _schedule_cols
@@ -177,7 +186,8 @@ SELECT 1 FROM events WHERE run_id = :wid AND type = 'budget.warning' LIMIT 1
 -- name: _usage_sums
 count(*), sum(c.input_tokens), sum(c.cached_input_tokens), sum(c.cache_write_tokens),
 sum(c.output_tokens), sum(c.reasoning_tokens), sum(c.cost_micro_usd),
-sum(CASE WHEN c.cost_micro_usd IS NULL AND c.input_tokens + c.output_tokens > 0 THEN 1 ELSE 0 END)
+sum(CASE WHEN c.cost_micro_usd IS NULL AND c.input_tokens + c.output_tokens > 0 THEN 1 ELSE 0 END),
+sum(CASE WHEN c.cost_micro_usd IS NOT NULL THEN 1 ELSE 0 END)
 -- name: ai_usage_by_none
 SELECT {_usage_sums} {_usage_from}
 -- name: ai_usage_by_model
