@@ -19,6 +19,7 @@ _KEYS = (
     ("reasoningTokens", "reasoning_tokens"),
     ("costMicroUsd", "cost_micro_usd"),
     ("unknownCostCalls", "unknown_cost_calls"),
+    ("pricedCalls", "priced_calls"),
 )
 
 
@@ -27,4 +28,7 @@ def usage_dict(r: AIUsageRow) -> dict[str, Any]:
 
 
 def usage_row(group: str, d: dict[str, Any]) -> AIUsageRow:
-    return AIUsageRow(group or None, **{field: d[key] for key, field in _KEYS})
+    counts = {field: d[key] for key, field in _KEYS if key in d}
+    if "pricedCalls" not in d:  # written before it was counted: every call used tokens
+        counts["priced_calls"] = d["calls"] - d["unknownCostCalls"]
+    return AIUsageRow(group or None, **counts)

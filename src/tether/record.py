@@ -175,6 +175,7 @@ _USAGE_SUMS = (
     "reasoning_tokens",
     "cost_micro_usd",
     "unknown_cost_calls",
+    "priced_calls",
 )
 
 
@@ -204,6 +205,7 @@ class RunUsage:
             "reasoningTokens": t.reasoning_tokens,
             "costMicroUsd": t.cost_micro_usd,
             "unknownCostCalls": t.unknown_cost_calls,
+            "pricedCalls": t.priced_calls,
             "byModel": {k: _usage_dict(r) for k, r in self.by_model.items()},
         }
 

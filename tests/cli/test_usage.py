@@ -63,3 +63,30 @@ def test_a_run_whose_calls_had_no_known_price_shows_its_cost_as_unknown(
     usage_line = next(line for line in shown.output.splitlines() if "AI usage" in line)
     assert "unknown" in usage_line and "$0" not in usage_line, usage_line
     assert "2 at no known price" in shown.output
+
+
+def test_a_retried_call_at_no_known_price_is_still_unknown_not_zero(
+    database_url: str,
+) -> None:
+    # the failed attempt is logged with no tokens and no price: it is no priced call
+    busy = ai.ProviderError("busy", status=503, retryable=True, retry_after=0.01)
+    app = App(database_url, ai=ai.Providers(fake=ai.FakeModel([busy, "ok"])))
+
+    @app.workflow(name="retried")
+    async def retried(wf: Workflow) -> str:
+        return (await wf.ai.generate_text("fake:local-model", prompt="a")).text
+
+    app.run(retried, workflow_id="r1")
+    (total,) = app.usage(run="r1")
+    app.close()
+    assert (total.calls, total.unknown_cost_calls, total.priced_calls) == (2, 1, 0)
+    assert total.known_cost_usd is None
+    shown = invoke(database_url, "runs", "show", "r1")
+    usage_line = next(line for line in shown.output.splitlines() if "AI usage" in line)
+    assert "unknown" in usage_line and "$0" not in usage_line, usage_line
+    by_model = invoke(database_url, "usage", "--by", "model")
+    row = [
+        c.strip()
+        for c in next(ln for ln in by_model.output.splitlines() if "local" in ln).split("│")
+    ]
+    assert row[-3:-1] == ["unknown", "1"], row

@@ -250,6 +250,7 @@ class UsageRow(_Out):
     reasoning_tokens: int
     cost_micro_usd: int
     unknown_cost_calls: int
+    priced_calls: int = 0
 
     @classmethod
     def of(cls, r: AIUsageRow) -> UsageRow:

@@ -443,7 +443,9 @@ class AIUsageRow:
     output_tokens: int
     reasoning_tokens: int
     cost_micro_usd: int  # of the calls whose price is known
-    unknown_cost_calls: int
+    unknown_cost_calls: int  # calls that used tokens at no known price
+    # calls with a price (0 included); failed attempts that used no tokens are neither
+    priced_calls: int = 0
 
     @property
     def cost_usd(self) -> float:
@@ -453,7 +455,7 @@ class AIUsageRow:
     def known_cost_usd(self) -> float | None:
         """The cost of the calls whose price is known; None when no call's was (an
         unknown price is never counted as 0)."""
-        return self.cost_usd if self.calls > self.unknown_cost_calls else None
+        return self.cost_usd if self.priced_calls else None
 
 
 @dataclass(frozen=True, slots=True)

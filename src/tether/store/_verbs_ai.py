@@ -102,6 +102,7 @@ def usage_row(group: Any, r: Sequence[Any]) -> AIUsageRow:
         reasoning_tokens=int(r[5] or 0),
         cost_micro_usd=int(r[6] or 0),
         unknown_cost_calls=int(r[7] or 0),
+        priced_calls=int(r[8] or 0),
     )
 
 
