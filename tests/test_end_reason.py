@@ -186,3 +186,30 @@ async def test_a_run_cancelled_with_compensation_under_its_job_is_a_ghost(app: A
     assert result.ghost and result.status == "compensated"
     error = run.error_record
     assert error == ErrorRecord("Cancelled", "changed my mind", retryable=False)
+
+
+async def test_a_failed_run_raises_again_when_asked_again_compensated_or_not(app: App) -> None:
+    # its compensations ran (or one failed): asked again, it returned None, as if it worked
+    def undo_fails() -> None:
+        raise RuntimeError("undo failed")
+
+    @app.workflow
+    async def undone(wf: Workflow) -> int:
+        await wf.step("a", lambda: 1, compensate=lambda: None)
+        raise ValueError("step b failed")
+
+    @app.workflow
+    async def half_undone(wf: Workflow) -> int:
+        await wf.step("a", lambda: 1, compensate=undo_fails)
+        raise ValueError("step b failed")
+
+    for flow, status in (
+        (undone, RunStatus.COMPENSATED),
+        (half_undone, RunStatus.COMPENSATION_FAILED),
+    ):
+        for _ in range(2):  # the drive that fails, then the ask that finds it ended
+            with pytest.raises(ValueError, match="step b failed"):
+                await app.arun(flow, workflow_id=f"{status.value}-1")
+            assert await _ended(app, f"{status.value}-1") == (status, EndReason.FAILED)
+        with pytest.raises(ValueError, match="step b failed"):
+            await app.aresume(f"{status.value}-1")

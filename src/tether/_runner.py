@@ -66,6 +66,7 @@ _UNKNOWN: Any = object()
 
 # ended or cancelled: the workflow function runs no more (a compensating replay aside)
 _ENDED = (RunStatus.CANCELLED, RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
+_FAILURES = (EndReason.FAILED, EndReason.TIMED_OUT)  # its function raised, or ran too long
 
 
 class Runner:
@@ -462,7 +463,7 @@ class Runner:
         run = await self._store.get_run(workflow_id)
         if run is None:
             raise RunNotFoundError(workflow_id)
-        if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
+        if run.status in (RunStatus.COMPLETED, RunStatus.FAILED) or run.end_reason in _FAILURES:
             return await self._at_rest(run, defn, on_event)
         the_def = defn or self._lookup(run.workflow_name)
         if run.status in _ENDED:
@@ -477,8 +478,9 @@ class Runner:
     ) -> tuple[RunStatus | None, Any]:
         """The answer for a run that will not execute its function again: the status
         of a compensation run here (None: handed back), else None for a run that
-        ended by cancellation, the status of one that completed."""
-        if run.status is RunStatus.FAILED:
+        ended by cancellation, the status of one that completed. A run whose
+        function failed raises its error again, compensated or not."""
+        if run.status is RunStatus.FAILED or run.end_reason in _FAILURES:
             raise revive_error(run.workflow_id, decode_error(run.error))
         if run.status is RunStatus.CANCELLED and run.cancel_requested == "compensate":
             assert defn is not None

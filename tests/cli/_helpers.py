@@ -53,8 +53,12 @@ FLOW = textwrap.dedent(
         await wf.step("reserve", lambda: effect("reserve"), compensate=lambda r: effect("release"))
         raise RuntimeError("declined")
 
+    async def holds(wf: tether.Workflow) -> object:
+        await wf.step("reserve", lambda: effect("reserve"), compensate=lambda r: effect("release"))
+        return await wf.wait_for_signal("go")
+
     app = tether.App(os.environ["FLOWS_DB"])
-    for _fn in (greet, broken, waits):
+    for _fn in (greet, broken, waits, holds):
         app.workflow(_fn)
     """
 )

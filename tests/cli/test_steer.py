@@ -52,6 +52,14 @@ def test_signal_resume_and_cancel(tmp_path: Path, flow: Path) -> None:
     rerun = tether(tmp_path, "run", f"{flow}:waits", "--id", "w2")
     assert rerun.returncode == 1 and "run w2 was cancelled" in rerun.stderr
     assert json.loads(rerun.stdout)["status"] == "cancelled"
+    # compensated after its cancel: still a cancelled run to a script (it exited 0)
+    tether(tmp_path, "run", f"{flow}:holds", "--id", "h1")
+    assert tether(tmp_path, "runs", "cancel", "h1", "--compensate").returncode == 0
+    for _ in range(2):  # the resume that runs the compensations, then asking again
+        undone = tether(tmp_path, "runs", "resume", "h1", "--app", f"{flow}:app")
+        assert undone.returncode == 1, undone.stdout
+        assert "run h1 was cancelled; its compensations ran" in undone.stderr
+        assert json.loads(undone.stdout)["status"] == "compensated"
     evt = tether(tmp_path, "runs", "event", "nobody.listens", "--payload", "{}")
     assert evt.returncode == 0 and "woke 0 run(s)" in evt.stdout
 

@@ -74,6 +74,14 @@ def drive(
     )
     if result.status is RunStatus.CANCELLED:
         fail(EXIT_FAILED, f"run {workflow_id} was cancelled")
+    if result.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED):
+        # a failed run raised above: this one was cancelled, then compensated
+        how = (
+            "its compensations ran"
+            if result.status is RunStatus.COMPENSATED
+            else ("a compensation failed: `tether runs show` says which")
+        )
+        fail(EXIT_FAILED, f"run {workflow_id} was cancelled; {how}")
 
 
 def _run_failed(exc: Exception, progress: Progress, workflow_id: str, traceback: bool) -> NoReturn:
