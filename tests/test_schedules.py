@@ -100,6 +100,11 @@ def test_tick_ids_are_the_schedule_and_the_utc_time() -> None:
         ({"cron": "* * * * *", "missed": "some"}, "one of 'latest', 'all', 'skip'"),
         ({"cron": "* * * * *", "queue": ""}, "queue must be a non-empty string"),
         ({"cron": "* * * * *", "name": ""}, "schedule name must be a non-empty string"),
+        # cronsim reads six fields as seconds first: a schedule every second, not minute
+        ({"cron": "* * * * * *"}, "five fields"),
+        ({"cron": "* * * *"}, "five fields"),
+        # its runs are named name@<tick>: a name a run id cannot carry failed at 2 a.m.
+        ({"cron": "* * * * *", "name": "a" * 990}, "keep it within 979 bytes"),
     ],
 )
 def test_bad_schedules_are_refused_with_a_clear_error(
@@ -284,3 +289,59 @@ async def test_a_changed_definition_updates_the_row_and_keeps_its_progress(
     rows: list[ScheduleRow] = await changed.alist_schedules()
     assert [(r.name, r.cron, r.paused) for r in rows] == [("report", "0 * * * *", True)]
     await changed.aclose()
+
+
+async def test_a_changed_cron_counts_from_the_change_not_from_the_old_cron(
+    database_url: str,
+) -> None:
+    # the old cron's last tick (16:05) said nothing of the new cron's ticks since
+    clock = FakeClock(T0)
+    app = await _app(database_url, clock, missed="all")
+    await app.afire_schedules()
+    clock.advance(4 * 60)  # 16:07: one tick of */5 started
+    assert await app.afire_schedules() == ["report@2026-12-01T16:05:00Z"]
+    await app.aclose()
+    clock.advance(30 * 60)  # 16:37, the old cron's ticks since 16:05 not started yet
+    edited = App(database_url, clock=clock)
+
+    @edited.workflow(name="report")
+    async def report(wf: Workflow, day: str) -> str:
+        return day
+
+    edited.schedule(report, cron="* * * * *", input="today", missed="all")
+    assert await edited.afire_schedules() == []  # not 32 runs back to 16:06
+    clock.advance(60)
+    assert await edited.afire_schedules() == ["report@2026-12-01T16:38:00Z"]
+    # a change of queue alone keeps the progress (and the old cron's missed ticks)
+    await edited.aclose()
+    clock.advance(120)
+    queued = App(database_url, clock=clock)
+    queued.workflow(name="report")(report)
+    queued.schedule(report, cron="* * * * *", input="today", missed="all", queue="other")
+    assert await queued.afire_schedules() == [
+        "report@2026-12-01T16:39:00Z",
+        "report@2026-12-01T16:40:00Z",
+    ]
+    await queued.aclose()
+
+
+async def test_one_schedule_that_cannot_start_does_not_stop_the_others(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(T0)
+    app = App(database_url, clock=clock)
+
+    @app.workflow(name="w")
+    async def w(wf: Workflow, x: int) -> int:
+        return x
+
+    app.schedule(w, cron="*/5 * * * *", input=1, name="a")
+    app.schedule(w, cron="*/5 * * * *", input=1, name="b")
+    await app.afire_schedules()
+    # another deploy started a's 16:05 tick with another input: a's submit is refused
+    await app.asubmit(w, 2, workflow_id="a@2026-12-01T16:05:00Z")
+    clock.advance(120)
+    with caplog.at_level("ERROR", logger="tether"):
+        assert await app.afire_schedules() == ["b@2026-12-01T16:05:00Z"]
+    assert "schedule 'a' could not start its due runs" in caplog.text
+    await app.aclose()

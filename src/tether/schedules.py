@@ -8,7 +8,9 @@ and a run id is created once, so a tick is one run whatever happens.
 The definition (cron, timezone, input, queue) lives in code; the store row
 keeps what code cannot: whether an operator paused the schedule, and the time
 through which its ticks were started (`fired_until`). A new schedule starts
-from the moment it is first saved: it never backfills history.
+from the moment it is first saved: it never backfills history. Nor does a
+changed one: a new cron or time zone counts from the moment the change is
+first seen (the old cron's last tick says nothing of the new one's).
 
 Missed ticks (the workers were down, or the schedule fell behind) follow the
 schedule's `missed` policy:
@@ -20,6 +22,7 @@ schedule's `missed` policy:
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ from cronsim import CronSim, CronSimError
 from ._names import check_name
 from .clock import Clock
 from .definition import WorkflowDef
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, StoreError
 from .store import ScheduleRow, Store
 
 __all__ = [
@@ -48,6 +51,10 @@ MissedTicks = Literal["latest", "all", "skip"]
 MAX_CATCH_UP = 100
 LATE_AFTER = timedelta(seconds=60)
 _INCLUSIVE = timedelta(microseconds=1)  # CronSim walks strictly before its start
+# a tick's run id is the name and 21 more bytes ("@2026-06-01T02:00:00Z"), within the
+# 1,000 bytes a run id may have
+_MAX_NAME_BYTES = 979
+log = logging.getLogger("tether")
 
 
 @dataclass(frozen=True)
@@ -64,10 +71,23 @@ class Schedule:
 
     def __post_init__(self) -> None:
         check_name("schedule name", self.name)
+        if len(self.name.encode()) > _MAX_NAME_BYTES:  # its runs are named name@<tick>
+            raise InvalidArgumentError(
+                f"schedule name {self.name[:40]!r}... is {len(self.name.encode())} bytes long; "
+                f"keep it within {_MAX_NAME_BYTES} bytes (each run is named after it and "
+                "its tick, e.g. 'nightly@2026-06-01T02:00:00Z')"
+            )
         check_name("queue", self.queue)
         if not isinstance(self.cron, str):
             raise InvalidArgumentError(
                 f"cron must be a cron expression string such as '*/5 * * * *', got {self.cron!r}"
+            )
+        if len(self.cron.split()) != 5:  # cronsim reads six as seconds first: every second
+            raise InvalidArgumentError(
+                f"cron {self.cron!r} is not a valid cron expression: it has "
+                f"{len(self.cron.split())} fields; write five fields: minute hour "
+                "day-of-month month day-of-week, e.g. '0 2 * * *' (a schedule runs at most "
+                "once a minute)"
             )
         try:
             CronSim(self.cron, datetime.now(UTC))
@@ -177,25 +197,38 @@ async def fire_schedules(app: ScheduleHost) -> list[str]:
     rows = {r.name: r for r in await app.store.list_schedules()}
     started: list[str] = []
     for sched in app.schedules.values():
-        row = rows.get(sched.name)
-        if row is None or _changed(row, sched):
-            row = await app.store.save_schedule(sched.row(sched.workflow, now))
-        if row.paused:
-            continue
-        ticks, through = sched.due(row.fired_until, now)
-        defn = app.get_workflow(sched.workflow)
-        for tick in ticks:
-            started.append(
-                await app.asubmit(
-                    defn.fn,
-                    sched.input,
-                    workflow_id=sched.tick_id(tick),
-                    queue=sched.queue,
-                    tags=(f"schedule:{sched.name}",),
-                )
-            )
-        if through > row.fired_until:
-            await app.store.advance_schedule(sched.name, through, now)
+        try:
+            started += await _fire(app, sched, rows.get(sched.name), now)
+        except StoreError:
+            raise  # the database is away: no schedule can fire now
+        except Exception:  # one schedule's failure does not stop the others
+            log.exception("schedule %r could not start its due runs; the others go on", sched.name)
+    return started
+
+
+async def _fire(
+    app: ScheduleHost, sched: Schedule, row: ScheduleRow | None, now: datetime
+) -> list[str]:
+    """Start `sched`'s due ticks; a changed definition counts from `now` (the store
+    keeps `fired_until` only while cron and time zone are unchanged)."""
+    if row is None or _changed(row, sched):
+        row = await app.store.save_schedule(sched.row(sched.workflow, now))
+    if row.paused:
+        return []
+    ticks, through = sched.due(row.fired_until, now)
+    defn = app.get_workflow(sched.workflow)
+    started = [
+        await app.asubmit(
+            defn.fn,
+            sched.input,
+            workflow_id=sched.tick_id(tick),
+            queue=sched.queue,
+            tags=(f"schedule:{sched.name}",),
+        )
+        for tick in ticks
+    ]
+    if through > row.fired_until:
+        await app.store.advance_schedule(sched.name, through, now)
     return started
 
 

@@ -14,7 +14,8 @@ __all__ = ["ScheduleVerbs"]
 class ScheduleVerbs(StoreBase):
     async def save_schedule(self, row: ScheduleRow) -> ScheduleRow:
         """Insert a schedule, or update its definition (workflow, cron, timezone, queue,
-        missed-tick policy) keeping whether it is paused and how far it has fired.
+        missed-tick policy) keeping whether it is paused, and how far it has fired
+        unless its cron or time zone changed (then `row.fired_until`: from now).
         """
 
         async def body(tx: Tx) -> ScheduleRow:

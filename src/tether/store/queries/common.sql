@@ -135,12 +135,15 @@ DELETE FROM runs WHERE id = :id AND status IN {TERMINAL}
 -- name: _schedule_cols
 name, workflow_name, cron, timezone, queue, missed, paused, fired_until, created_at, updated_at
 -- name: save_schedule
--- a changed definition is updated; whether it is paused and how far it fired are kept
+-- a changed definition is updated, keeping whether it is paused; how far it fired is
+-- kept unless the cron or time zone changed (then it counts from the change)
 INSERT INTO schedules ({_schedule_cols})
 VALUES (:name, :workflow_name, :cron, :timezone, :queue, :missed, :paused, :fired_until,
   :created_at, :updated_at)
 ON CONFLICT (name) DO UPDATE SET workflow_name = excluded.workflow_name, cron = excluded.cron,
   timezone = excluded.timezone, queue = excluded.queue, missed = excluded.missed,
+  fired_until = CASE WHEN schedules.cron = excluded.cron AND schedules.timezone = excluded.timezone
+    THEN schedules.fired_until ELSE excluded.fired_until END,
   updated_at = excluded.updated_at
 -- name: schedule_by_name
 SELECT {_schedule_cols} FROM schedules WHERE name = :name
