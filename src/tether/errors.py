@@ -84,13 +84,23 @@ class InvalidArgumentError(TetherError, ValueError):
 
 
 class IdempotencyConflictError(InvalidArgumentError):
-    """A run's idempotency key was given again with a different request: another
-    input, another workflow id, or another workflow (`differs` says which)."""
+    """An idempotency key was given again with a different request: for a run,
+    another input, workflow id or workflow (`differs` says which); for another
+    kernel command (`command`), any other field."""
 
-    def __init__(self, key: str, workflow_id: str, differs: str = "input") -> None:
+    def __init__(
+        self, key: str, workflow_id: str, differs: str = "input", *, command: str | None = None
+    ) -> None:
         self.key = key
         self.workflow_id = workflow_id
         self.differs = differs
+        if command is not None:
+            super().__init__(
+                f"idempotency key {key!r} was already used for a different {command} "
+                "command; the same key must come with the same request (it names one "
+                "request): use a new key for a new request, or resend the original one"
+            )
+            return
         fix = {
             "input": "resend the original input",
             "workflow id": f"ask for run {workflow_id!r}",

@@ -8,6 +8,7 @@ idempotency keys and the in-process follow-ups (driving a woken run here).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import uuid
@@ -80,6 +81,27 @@ _RESULTS: dict[str, type[CommandResult]] = {
 }
 
 
+# the request a command's idempotency key was first used for, kept beside its result
+_REQUEST = "$request"
+
+
+def _fingerprint(cmd: Command) -> str:
+    """What a command asks, key aside: the same key must come with the same request."""
+    body = cmd.model_dump_json(exclude={"idempotency_key"})
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _replayed(cmd: Command, key: str, asked: str, earlier: str) -> CommandResult:
+    """The first result of `key`; `IdempotencyConflictError` if it answered another
+    request (a result kept before requests were kept is taken as it is)."""
+    data = json.loads(earlier)
+    first = data.pop(_REQUEST, None) if isinstance(data, dict) else None
+    if first is not None and first != asked:
+        workflow_id = getattr(cmd, "workflow_id", None) or ""
+        raise IdempotencyConflictError(key, workflow_id, "request", command=cmd.type)
+    return _RESULTS[cmd.type].model_validate(data)
+
+
 def new_run_id(workflow_name: str) -> str:
     """A fresh run id for `workflow_name`."""
     return f"{workflow_name}-{uuid.uuid4().hex[:12]}"
@@ -142,11 +164,12 @@ class Kernel:
             # with one key all get that run (created=False for all but the first)
             return await self._handle(cmd)
         store, clock = self.store, self.clock
+        asked = _fingerprint(cmd)
         earlier = await store.idempotency_begin(
             cmd.type, key, at=clock.now(), stale_after=self._stale_after
         )
         if earlier is not None:
-            return _RESULTS[cmd.type].model_validate_json(earlier)
+            return _replayed(cmd, key, asked, earlier)
         try:
             result = await self._handle(cmd)
         except BaseException:
@@ -154,9 +177,8 @@ class Kernel:
                 store.idempotency_finish(cmd.type, key, result=None, at=clock.now())
             )
             raise
-        await store.idempotency_finish(
-            cmd.type, key, result=result.model_dump_json(), at=clock.now()
-        )
+        kept = {**result.model_dump(mode="json"), _REQUEST: asked}
+        await store.idempotency_finish(cmd.type, key, result=json.dumps(kept), at=clock.now())
         return result
 
     def dispatch(self, command: Command | dict[str, Any]) -> CommandResult:
