@@ -94,8 +94,9 @@ async def eventually(
 
     After `timeout` real seconds it fails with an `AssertionError` saying what
     the condition last returned or asserted. With a `FakeClock`, each poll
-    moves it on by `interval` (timers and leases on it come due) and pauses
-    only briefly in real time; `timeout` stays real seconds either way.
+    moves it on by `interval` (leases and timers on it come due: a due timer is
+    started by a worker, or by ``app.fire_due_timers()`` in the condition) and
+    pauses only briefly in real time; `timeout` stays real seconds either way.
     """
     poll = _Poll(condition, timeout, interval)
     while True:
