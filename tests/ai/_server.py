@@ -4,7 +4,9 @@ The official SDKs are pointed at it by `base_url`; no test reaches the
 internet. It answers from a script (`queue_chat`, `queue_message`, `fail_next`)
 or with a default echo, reports usage with cached and reasoning parts, keeps
 files and batches in memory (they survive the workflow processes, which run
-elsewhere), and counts every request it receives by path.
+elsewhere; OpenAI's are listed newest first with their metadata), ends
+batches as the providers do (`finish_batches`, `end_batches`, a cancel with
+the requests it had completed), and counts every request it receives by path.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 
 @dataclass
@@ -36,6 +39,10 @@ class State:
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     anthropic_batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     seq: int = 0
+    # a batch cancelled: how many of its requests it had completed, and how many status
+    # reads it stays "cancelling" ("canceling") before it ends with them
+    cancel_completes: int = 0
+    cancelling_reads: int = 0
 
 
 class ProviderServer:
@@ -138,13 +145,24 @@ class ProviderServer:
                 if batch["status"] == "in_progress":
                     batch["status"] = "completed"
                     batch["output_file_id"] = batch["_output"]
+                    total = batch["request_counts"]["total"]
+                    batch["request_counts"] = {"total": total, "completed": total, "failed": 0}
             for batch in self.state.anthropic_batches.values():
                 if batch["processing_status"] == "in_progress":
-                    batch["processing_status"] = "ended"
-                    batch["ended_at"] = "2026-12-01T01:00:00Z"
-                    batch["results_url"] = (
-                        f"{self.anthropic_url}/v1/messages/batches/{batch['id']}/results"
-                    )
+                    _end_anthropic(self, batch, "succeeded", len(batch["_results"]))
+
+    def end_batches(self, status: str, *, completed: int) -> None:
+        """Every running batch ends `status` ("expired", "cancelled" or "failed") with
+        its first `completed` requests done, as the providers end one: OpenAI's output
+        file holds those, its error file the rest; Anthropic's results list both."""
+        with self.lock:
+            for batch in self.state.batches.values():
+                if batch["status"] in ("in_progress", "cancelling"):
+                    _end_openai(self, batch, status, completed)
+            for batch in self.state.anthropic_batches.values():
+                if batch["processing_status"] in ("in_progress", "canceling"):
+                    kind = "canceled" if status == "cancelled" else status
+                    _end_anthropic(self, batch, kind, completed)
 
     # -- answers --------------------------------------------------------------------------
 
@@ -262,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, raw: bytes) -> None:
         srv = self.server_state
-        path = self.path.split("?")[0]
+        path, _, query = self.path.partition("?")
         with srv.lock:
             srv.state.counts[f"{method} {path}"] += 1
             if srv.state.failures and method == "POST":
@@ -270,14 +288,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(fail.status, fail.body, fail.headers)
                 return
             try:
-                status, body = _dispatch(srv, method, path, raw, self.headers)
+                status, body = _dispatch(srv, method, path, raw, self.headers, parse_qs(query))
             except KeyError as exc:
                 status, body = 404, {"error": {"message": f"not found: {exc}", "type": "x"}}
         self._send(status, body)
 
 
 def _dispatch(
-    srv: ProviderServer, method: str, path: str, raw: bytes, headers: Any
+    srv: ProviderServer, method: str, path: str, raw: bytes, headers: Any, query: dict[str, Any]
 ) -> tuple[int, Any]:
     st = srv.state
     if path == "/v1/chat/completions":
@@ -309,11 +327,17 @@ def _dispatch(
         return 200, st.files[m.group(1)]
     if path == "/v1/batches" and method == "POST":
         return 200, _openai_batch_create(srv, json.loads(raw))
+    if path == "/v1/batches":
+        return 200, _openai_batch_list(srv, query)
     m = re.fullmatch(r"/v1/batches/([\w-]+)(/cancel)?", path)
     if m:
         batch = st.batches[m.group(1)]
         if m.group(2):
-            batch["status"] = "cancelled"
+            batch.update(status="cancelling", _reads=st.cancelling_reads)
+        if batch["status"] == "cancelling":
+            batch["_reads"] -= 1
+            if batch["_reads"] < 0:
+                _end_openai(srv, batch, "cancelled", st.cancel_completes)
         return 200, {k: v for k, v in batch.items() if not k.startswith("_")}
     if path == "/v1/messages":
         body = json.loads(raw)
@@ -328,7 +352,11 @@ def _dispatch(
             lines = "\n".join(json.dumps(r) for r in batch["_results"]) + "\n"
             return 200, lines.encode()
         if m.group(2) == "/cancel":
-            batch["processing_status"] = "canceling"
+            batch.update(processing_status="canceling", _reads=st.cancelling_reads)
+        if batch["processing_status"] == "canceling":
+            batch["_reads"] -= 1
+            if batch["_reads"] < 0:
+                _end_anthropic(srv, batch, "canceled", st.cancel_completes)
         return 200, {k: v for k, v in batch.items() if not k.startswith("_")}
     raise KeyError(path)
 
@@ -359,8 +387,7 @@ def _openai_batch_create(srv: ProviderServer, body: dict[str, Any]) -> dict[str,
                 "error": None,
             }
         )
-    out_id = srv.next_id("file")
-    st.files[out_id] = ("\n".join(json.dumps(o) for o in reversed(out)) + "\n").encode()
+    out_id = _jsonl_file(srv, list(reversed(out)))  # providers answer in any order
     batch_id = srv.next_id("batch")
     st.batches[batch_id] = {
         "id": batch_id,
@@ -371,11 +398,78 @@ def _openai_batch_create(srv: ProviderServer, body: dict[str, Any]) -> dict[str,
         "status": "in_progress",
         "output_file_id": None,
         "error_file_id": None,
-        "created_at": 1764600000,
+        "created_at": 1764600000 + st.seq,
+        "metadata": body.get("metadata"),
         "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
         "_output": out_id,
+        "_lines": out,
     }
     return {k: v for k, v in st.batches[batch_id].items() if not k.startswith("_")}
+
+
+def _openai_batch_list(srv: ProviderServer, query: dict[str, Any]) -> dict[str, Any]:
+    """A page of the batches, newest first, after the cursor `after` (a batch id)."""
+    rows = [
+        {k: v for k, v in b.items() if not k.startswith("_")}
+        for b in reversed(srv.state.batches.values())
+    ]
+    if "after" in query:
+        ids = [r["id"] for r in rows]
+        rows = rows[ids.index(query["after"][0]) + 1 :]
+    limit = int(query.get("limit", ["20"])[0])
+    page = rows[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(rows) > limit,
+    }
+
+
+def _jsonl_file(srv: ProviderServer, lines: list[dict[str, Any]]) -> str:
+    file_id = srv.next_id("file")
+    srv.state.files[file_id] = ("\n".join(json.dumps(x) for x in lines) + "\n").encode()
+    return file_id
+
+
+def _end_openai(srv: ProviderServer, batch: dict[str, Any], status: str, completed: int) -> None:
+    """`batch` ends `status`, its first `completed` requests in its output file and the
+    others, as OpenAI reports requests a batch did not run, in its error file."""
+    done, rest = batch["_lines"][:completed], batch["_lines"][completed:]
+    errors = [
+        {
+            "id": line["id"],
+            "custom_id": line["custom_id"],
+            "response": None,
+            "error": {"code": f"batch_{status}", "message": f"This request was {status}."},
+        }
+        for line in rest
+    ]
+    batch.update(
+        status=status,
+        output_file_id=_jsonl_file(srv, done) if done else None,
+        error_file_id=_jsonl_file(srv, errors) if errors else None,
+        request_counts={"total": len(batch["_lines"]), "completed": len(done), "failed": 0},
+    )
+
+
+def _end_anthropic(srv: ProviderServer, batch: dict[str, Any], kind: str, completed: int) -> None:
+    """`batch` ends, its first `completed` requests succeeded and the others of `kind`
+    ("expired", "canceled"), as its results and request counts list them."""
+    results = batch["_results"]
+    for entry in results[completed:]:
+        entry["result"] = {"type": kind}
+    counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
+    counts["succeeded"] = min(completed, len(results))
+    if kind != "succeeded":
+        counts[kind] = len(results) - counts["succeeded"]
+    batch.update(
+        processing_status="ended",
+        request_counts=counts,
+        ended_at="2026-12-01T01:00:00Z",
+        results_url=f"{srv.anthropic_url}/v1/messages/batches/{batch['id']}/results",
+    )
 
 
 def _anthropic_batch_create(srv: ProviderServer, body: dict[str, Any]) -> dict[str, Any]:

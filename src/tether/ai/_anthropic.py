@@ -52,7 +52,14 @@ def anthropic_usage(usage: dict[str, Any] | None) -> Usage:
 
 
 class Anthropic(SDKProvider):
-    """Anthropic's API. The key comes from `api_key` or ``$ANTHROPIC_API_KEY``."""
+    """Anthropic's API. The key comes from `api_key` or ``$ANTHROPIC_API_KEY``.
+
+    A Message Batch carries no metadata and its create takes no idempotency key,
+    so a batch cannot be found again by the run and step that submitted it
+    (it has no `batch_find`): a crash after Anthropic accepted a batch and
+    before the submit step was recorded makes the retried step submit a second
+    one, and the first is neither tracked nor cancelled (see the console).
+    """
 
     name = "Anthropic"
     sdk_module = "anthropic"
@@ -104,6 +111,7 @@ class Anthropic(SDKProvider):
     # -- message batches ---------------------------------------------------------------
 
     async def batch_submit(self, model: str, items: list[BatchItem]) -> str:
+        """Create the batch (no tag: a message batch keeps no metadata, see the class)."""
         requests = [
             {"custom_id": item.custom_id, "params": self._params(model, item.request)}
             for item in items
@@ -112,12 +120,19 @@ class Anthropic(SDKProvider):
         return str(batch.id)
 
     async def batch_status(self, batch_id: str) -> BatchStatus:
+        """Ended is done, unless requests of it expired or were cancelled: then it ended
+        as OpenAI's would (expired, cancelled; told by the requests' own words), its
+        completed results still there."""
         batch = await self._call(self._clients.get().messages.batches.retrieve, batch_id)
         status = batch.processing_status
-        state = {"in_progress": "pending", "canceling": "pending", "ended": "done"}.get(
-            status, "pending"
-        )
         counts = batch.request_counts.model_dump() if batch.request_counts else {}
+        state = "pending"
+        if status == "ended":
+            state = "done"
+            if counts.get("expired"):
+                state, status = "expired", "expired"
+            elif counts.get("canceled"):
+                state, status = "cancelled", "canceled"
         return BatchStatus(state=state, provider_status=status, counts=counts)  # type: ignore[arg-type]
 
     async def batch_results(self, batch_id: str) -> list[BatchItemResult]:

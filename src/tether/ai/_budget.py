@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InvalidArgumentError
 from ..store import AISpend as Spend
@@ -21,6 +21,18 @@ __all__ = ["Budget", "Spend", "Verdict"]
 
 Verdict = Literal["ok", "warn", "exceeded"]
 _LIMITS = {"max_usd", "max_tokens"}  # what a budget.raise signal may carry
+_EXAMPLE = "ai.Budget(max_usd=2.0, warn_at=0.8, on_exceed='pause')"
+_RAISE = "{'max_usd': 5} or {'max_tokens': 200000}"
+
+
+class InvalidBudgetError(InvalidArgumentError):
+    """A budget's fields refused: `detail` says which and why, the message what to pass."""
+
+    def __init__(
+        self, detail: str, what: str = "budget is not valid", example: str = _EXAMPLE
+    ) -> None:
+        super().__init__(f"{what} ({detail}); pass e.g. {example}")
+        self.detail = detail
 
 
 class Budget(BaseModel):
@@ -36,11 +48,28 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_usd: float | None = Field(default=None, gt=0)
+    max_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_tokens: int | None = Field(default=None, gt=0)
     warn_at: float = Field(default=0.8, gt=0, le=1)
     on_exceed: Literal["fail", "pause"] = "fail"
     key: str | None = Field(default=None, min_length=1)
+
+    def __init__(self, **fields: Any) -> None:
+        """As pydantic's, with what it refused told as an `InvalidArgumentError`."""
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "budget"
+            msg = err["msg"].removeprefix("Value error, ")  # a validator's own words
+            raise InvalidBudgetError(f"{where}: {msg}") from None
+
+    @field_validator("max_usd", "max_tokens", "warn_at", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # pydantic would read True as 1 ($1, one token)
+            raise ValueError("Input should be a number, not a bool")
+        return value
 
     @model_validator(mode="after")
     def _a_limit(self) -> Budget:
@@ -53,15 +82,12 @@ class Budget(BaseModel):
         """`value` as a Budget (a Budget, a dict of its fields, or None), or a clear error."""
         if value is None or isinstance(value, Budget):
             return value
-        try:
-            return cls.model_validate(value)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "budget"
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise InvalidArgumentError(
-                f"budget is not valid ({where}: {err['msg']}); pass e.g. "
-                "ai.Budget(max_usd=2.0, warn_at=0.8, on_exceed='pause')"
-            ) from None
+                f"budget must be an ai.Budget or a dict of its fields, got {value!r}; "
+                f"pass e.g. {_EXAMPLE}"
+            )
+        return cls(**value)
 
     def raised(self, payload: Any) -> Budget:
         """This budget with the limits a ``budget.raise`` signal carries."""
@@ -70,7 +96,12 @@ class Budget(BaseModel):
                 "a budget.raise signal carries new limits and nothing else, e.g. "
                 f"{{'max_usd': 5}} or {{'max_tokens': 200000}}; got {payload!r}"
             )
-        return Budget.of({**self.model_dump(), **payload}) or self
+        try:
+            return Budget(**{**self.model_dump(), **payload})
+        except InvalidBudgetError as exc:
+            raise InvalidBudgetError(
+                exc.detail, "the limits a budget.raise signal carries are not valid", _RAISE
+            ) from None
 
     @staticmethod
     def check_raise(payload: Any) -> None:

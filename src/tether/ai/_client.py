@@ -13,12 +13,13 @@ signal, and the call then runs as the step's next occurrence (``name#2``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -84,11 +85,14 @@ class Flow(Protocol):
 
 
 class SpendLog(Protocol):
-    """The recorded spend (the store answers it from the call log)."""
+    """The recorded spend (the store answers it from the call log), and the run's
+    events (the batches it submitted)."""
 
     async def ai_spend(self, workflow_id: str, budget_key: str | None) -> Spend: ...
 
     async def budget_warned(self, workflow_id: str) -> bool: ...
+
+    async def list_events(self, workflow_id: str) -> Sequence[Any]: ...
 
 
 class _Stop(BaseModel):
@@ -106,6 +110,25 @@ class _Stop(BaseModel):
 class _StepContext(Protocol):
     @property
     def name(self) -> str: ...  # the step's key in the run's record
+
+    @property
+    def attempt(self) -> int: ...  # 1 for the first; more after a failure or a crash
+
+
+# the step the call runs in (a batch's submit tags the batch with it)
+_STEP: ContextVar[_StepContext | None] = ContextVar("tether_ai_step", default=None)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A batch call: its step names' base, the provider and the requests."""
+
+    base: str
+    pname: str
+    provider: Provider
+    model_id: str
+    model: str
+    items: list[BatchItem]
 
 
 class _Outcome(BaseModel, Generic[R]):
@@ -265,54 +288,135 @@ class WorkflowAI:
 
         The batch is submitted as a step (its id recorded), then the run parks
         on a durable timer and polls every `poll_every` seconds, freeing its
-        worker in between; past `max_wait` the batch is cancelled and
-        `TimeoutError` raised. Results are recorded once, each keyed by its
-        `custom_id` (a request is a prompt, whose id is its index, or a dict
-        with ``custom_id`` and ``prompt`` or ``messages``).
+        worker in between; the last wait is cut so the last look is at
+        `max_wait` (counted in time slept). A batch not done then is cancelled
+        and `TimeoutError` raised; one that ended failed, cancelled or expired
+        raises `ProviderError`. Either way the results of the requests it did
+        complete (billed) are recorded first. Results are recorded once, each
+        keyed by its `custom_id` (a request is a prompt, whose id is its index,
+        or a dict with ``custom_id`` and ``prompt`` or ``messages``).
+
+        A submit retried after a crash takes the batch the crashed attempt left
+        at the provider, found by the run and step it is tagged with, instead
+        of paying for a second (OpenAI; Anthropic keeps no tag, see `Anthropic`).
         """
         pname, provider, model_id = self._providers.resolve(model)
         items = _batch_items(requests)
-        base = name or f"ai.batch:{model}"
-        polls = max(
-            1, math.ceil(_positive("max_wait", max_wait) / _positive("poll_every", poll_every))
+        job = _Job(name or f"ai.batch:{model}", pname, provider, model_id, model, items)
+        every, limit = _positive("poll_every", poll_every), _positive("max_wait", max_wait)
+        batch_id: str = await self._durable(job.base, lambda: self._submit(job), str)
+        status = await self._until_ended(job, batch_id, every, limit)
+        timed_out = status.state == "pending"
+        if timed_out:
+            status = await self._cancel(job, batch_id, every)
+        if status.state == "pending":  # still being cancelled
+            raise TimeoutError(
+                f"batch {batch_id} did not finish within max_wait={max_wait:g} s and was "
+                f"cancelled, but {pname} had not finished cancelling it "
+                f"{_CANCEL_WAIT / 60:g} minutes later, so the results of the requests it "
+                f"completed (billed) are not in the call log; see them at {pname}"
+            )
+        result = await self._results(job, batch_id)
+        if timed_out:
+            raise TimeoutError(
+                f"batch {batch_id} did not finish within max_wait={max_wait:g} s; it was "
+                f"cancelled and {_completed(result, items)}; pass a larger max_wait to wait "
+                "longer"
+            )
+        if status.state != "done":
+            raise ProviderError(
+                f"batch {batch_id} ended {status.provider_status}: {_completed(result, items)}; "
+                "submit any that did not complete again in a new batch"
+            )
+        return result
+
+    # -- the steps of a batch --------------------------------------------------------------
+
+    async def _submit(self, job: _Job) -> str:
+        """Submit the batch, tagged with the run and step. A retried attempt first looks
+        for a batch with that tag the run does not know: an earlier attempt's, accepted
+        by the provider before a crash kept the step from being recorded."""
+        ctx = _STEP.get()
+        assert ctx is not None  # called inside its step
+        batch_id: str | None = None
+        if getattr(job.provider, "batch_find", None) is None:  # it keeps no tag
+            batch_id = await job.provider.batch_submit(job.model_id, job.items)
+        else:
+            tag = _batch_tag(self._flow.workflow_id, ctx.name)
+            if ctx.attempt > 1:
+                batch_id = await self._left_behind(job.provider, tag)
+            if batch_id is None:
+                submit: Any = job.provider.batch_submit
+                batch_id = str(await submit(job.model_id, job.items, tag=tag))
+        attach(_batch_event("ai.batch.submitted", batch_id, job.pname, len(job.items)))
+        return batch_id
+
+    async def _left_behind(self, provider: Any, tag: dict[str, str]) -> str | None:
+        """The newest batch tagged `tag` that no submit of this run recorded (an earlier
+        run of the step, before `rerun_from`, recorded its own)."""
+        found: list[str] = await provider.batch_find(tag)
+        if not found:
+            return None
+        known = {
+            json.loads(e.detail)["batch_id"]
+            for e in await self._log.list_events(self._flow.workflow_id)
+            if e.type == "ai.batch.submitted" and e.detail
+        }
+        return next((b for b in found if b not in known), None)
+
+    async def _poll(self, job: _Job, batch_id: str) -> BatchStatus:
+        async def status() -> BatchStatus:
+            return await job.provider.batch_status(batch_id)
+
+        return await self._flow.step(  # type: ignore[no-any-return]
+            f"{job.base}.poll", status, retry=AI_RETRY, result_type=BatchStatus
         )
 
-        async def submit() -> str:
-            batch_id = await provider.batch_submit(model_id, items)
-            attach(_batch_event("ai.batch.submitted", batch_id, pname, len(items)))
-            return batch_id
+    async def _until_ended(
+        self, job: _Job, batch_id: str, every: float, limit: float
+    ) -> BatchStatus:
+        """Poll every `every` seconds until the batch ended or `limit` seconds were slept;
+        the last status. The last wait is cut to what is left, so the last look is at
+        `limit`: a batch done by then is collected, not cancelled."""
+        slept = 0.0
+        while True:
+            status = await self._poll(job, batch_id)
+            left = limit - slept
+            if status.state != "pending" or left <= 0:
+                return status
+            wait = min(every, left)
+            await self._flow.sleep(wait)
+            slept = limit if wait == left else slept + wait
 
-        batch_id: str = await self._durable(base, submit, str)
-        for _ in range(polls):
-            status: BatchStatus = await self._flow.step(
-                f"{base}.poll",
-                lambda: provider.batch_status(batch_id),
-                retry=AI_RETRY,
-                result_type=BatchStatus,
-            )
-            if status.state == "done":
-                break
-            if status.state != "pending":
-                raise ProviderError(f"batch {batch_id} ended {status.provider_status}")
-            await self._flow.sleep(poll_every)
-        else:
+    async def _cancel(self, job: _Job, batch_id: str, every: float) -> BatchStatus:
+        """Cancel the batch and poll (backing off, up to `_CANCEL_WAIT`) until the
+        provider has finished cancelling: only then are the results of the requests
+        it completed there (OpenAI: up to 10 minutes)."""
 
-            async def cancel() -> None:
-                await provider.batch_cancel(batch_id)
-                attach(_batch_event("ai.batch.ended", batch_id, pname, len(items)))
+        async def cancel() -> None:
+            await job.provider.batch_cancel(batch_id)
 
-            await self._flow.step(f"{base}.cancel", cancel)
-            raise TimeoutError(
-                f"batch {batch_id} did not finish within max_wait={max_wait:g} s; it was cancelled"
-            )
+        await self._flow.step(f"{job.base}.cancel", cancel)
+        slept, wait = 0.0, min(every, _CANCEL_POLL)
+        while True:
+            status = await self._poll(job, batch_id)
+            if status.state != "pending" or slept >= _CANCEL_WAIT:
+                return status
+            await self._flow.sleep(wait)
+            slept, wait = slept + wait, min(wait * 2, _CANCEL_POLL)
+
+    async def _results(self, job: _Job, batch_id: str) -> BatchResult:
+        """The results the ended batch has, recorded in the call log in this step."""
 
         async def collect() -> BatchResult:
-            found = await self._collect(pname, provider, model_id, model, batch_id, items)
-            attach(_batch_event("ai.batch.ended", batch_id, pname, len(items)))
+            found = await self._collect(
+                job.pname, job.provider, job.model_id, job.model, batch_id, job.items
+            )
+            attach(_batch_event("ai.batch.ended", batch_id, job.pname, len(job.items)))
             return found
 
         return await self._flow.step(  # type: ignore[no-any-return]
-            f"{base}.results", collect, retry=AI_RETRY, result_type=BatchResult
+            f"{job.base}.results", collect, retry=AI_RETRY, result_type=BatchResult
         )
 
     # -- one durable call ------------------------------------------------------------------
@@ -341,18 +445,22 @@ class WorkflowAI:
             gate = await self._gate(ctx.name)
             if isinstance(gate, _Stop):
                 return _Outcome(stopped=gate)
-            if gate is None:  # no budget
-                return _Outcome(result=await call())
-            tickets.append(gate)
-            token, ok = _TICKET.set(gate), False
+            step = _STEP.set(ctx)
             try:
-                await self._warn(gate.judged)
-                result = await call()
-                ok = True
+                if gate is None:  # no budget
+                    return _Outcome(result=await call())
+                tickets.append(gate)
+                token, ok = _TICKET.set(gate), False
+                try:
+                    await self._warn(gate.judged)
+                    result = await call()
+                    ok = True
+                finally:
+                    _TICKET.reset(token)
+                    gate.returned(ok)
+                return _Outcome(result=result)
             finally:
-                _TICKET.reset(token)
-                gate.returned(ok)
-            return _Outcome(result=result)
+                _STEP.reset(step)
 
         try:
             return await self._flow.step(  # type: ignore[no-any-return]
@@ -622,6 +730,36 @@ class WorkflowAI:
         )
 
 
+# after max_wait: how long a cancelled batch is waited for (OpenAI takes up to 10
+# minutes to cancel one) and the longest wait between looks
+_CANCEL_WAIT = 15 * 60.0
+_CANCEL_POLL = 60.0
+_TAG_VALUE = 512  # the longest metadata value OpenAI keeps
+
+
+def _batch_tag(workflow_id: str, step: str) -> dict[str, str]:
+    """The metadata naming the run and step that submit a batch (a value too long
+    for the provider is kept as its digest)."""
+
+    def fit(value: str) -> str:
+        if len(value) <= _TAG_VALUE:
+            return value
+        return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+    return {"tether_run": fit(workflow_id), "tether_step": fit(step)}
+
+
+def _completed(result: BatchResult, items: list[BatchItem]) -> str:
+    """How many requests of a batch that ended short completed, and where they are."""
+    ok = sum(1 for outcome in result.items.values() if outcome.ok)
+    if not ok:
+        return f"none of its {len(items)} requests completed"
+    return (
+        f"{ok} of its {len(items)} requests completed (their results, billed, are in the "
+        "call log and the run's usage: app.list_ai_calls(run_id))"
+    )
+
+
 def _batch_event(kind: str, batch_id: str, provider: str, size: int) -> NewEvent:
     detail = {"batch_id": batch_id, "provider": provider, "requests": size}
     return NewEvent(kind, batch_id, json.dumps(detail))
@@ -629,7 +767,11 @@ def _batch_event(kind: str, batch_id: str, provider: str, size: int) -> NewEvent
 
 async def cancel_open_batches(providers: Providers, store: Any, workflow_ids: list[str]) -> int:
     """Cancel the provider batches these (cancelled) runs submitted and did not finish;
-    how many. A provider that refuses is logged, never fails the cancel."""
+    how many. A provider that refuses is logged, never fails the cancel.
+
+    The results of requests such a batch completed are not recorded: the provider
+    has them only once it finished cancelling, and a cancelled run records no
+    more steps (a batch cancelled at `max_wait` is waited for and recorded)."""
     cancelled = 0
     for wid in workflow_ids:
         open_batches: dict[str, str] = {}

@@ -62,6 +62,8 @@ class FakeModel:
         self.batch_polls = batch_polls
         self.calls: list[tuple[str, TextRequest]] = []
         self._batches: dict[str, tuple[str, list[BatchItem], int]] = {}
+        self._tags: dict[str, dict[str, str]] = {}  # what each batch was submitted with
+        self._cancelled: set[str] = set()
         self._ids = itertools.count(1)
 
     def check(self) -> None:
@@ -113,13 +115,21 @@ class FakeModel:
         tokens = sum(max(1, len(t) // 4) for t in inputs)
         return EmbedReply(vectors=vectors, usage=Usage(input_tokens=tokens), model=model)
 
-    async def batch_submit(self, model: str, items: list[BatchItem]) -> str:
+    async def batch_submit(
+        self, model: str, items: list[BatchItem], tag: dict[str, str] | None = None
+    ) -> str:
         batch_id = f"fakebatch-{next(self._ids)}"
         self._batches[batch_id] = (model, list(items), 0)
+        self._tags[batch_id] = dict(tag or {})
         return batch_id
+
+    async def batch_find(self, tag: dict[str, str]) -> list[str]:
+        return [b for b, t in reversed(self._tags.items()) if t and tag.items() <= t.items()]
 
     async def batch_status(self, batch_id: str) -> BatchStatus:
         model, items, polls = self._batch(batch_id)
+        if batch_id in self._cancelled:
+            return BatchStatus(state="cancelled", provider_status="cancelled")
         self._batches[batch_id] = (model, items, polls + 1)
         done = polls + 1 > self.batch_polls
         return BatchStatus(
@@ -130,6 +140,8 @@ class FakeModel:
 
     async def batch_results(self, batch_id: str) -> list[BatchItemResult]:
         model, items, _ = self._batch(batch_id)
+        if batch_id in self._cancelled:
+            return []  # cancelled before it ran any
         found = []
         for item in items:
             try:
@@ -143,7 +155,9 @@ class FakeModel:
         return found
 
     async def batch_cancel(self, batch_id: str) -> None:
-        self._batches.pop(batch_id, None)
+        """Cancelled with none of its requests run (it answers only when collected)."""
+        if batch_id in self._batches:
+            self._cancelled.add(batch_id)
 
     def _batch(self, batch_id: str) -> tuple[str, list[BatchItem], int]:
         try:

@@ -31,9 +31,10 @@ _BATCH_STATES = {
     "completed": "done",
     "failed": "failed",
     "expired": "expired",
-    "cancelling": "cancelled",
+    "cancelling": "pending",  # its partial results come when it is "cancelled"
     "cancelled": "cancelled",
 }
+_FIND_PAGES = 10  # batches a retried submit looks through for its tag: 10 x 100, newest first
 
 
 def openai_usage(usage: dict[str, Any] | None) -> Usage:
@@ -105,7 +106,10 @@ class OpenAI(SDKProvider):
 
     # -- batches --------------------------------------------------------------------------
 
-    async def batch_submit(self, model: str, items: list[BatchItem]) -> str:
+    async def batch_submit(
+        self, model: str, items: list[BatchItem], tag: dict[str, str] | None = None
+    ) -> str:
+        """Upload the requests and create the batch, `tag` as its metadata."""
         client = self._clients.get()
         lines = [
             json.dumps(
@@ -128,8 +132,23 @@ class OpenAI(SDKProvider):
             input_file_id=upload.id,
             endpoint="/v1/chat/completions",
             completion_window="24h",
+            **({"metadata": tag} if tag else {}),
         )
         return str(batch.id)
+
+    async def batch_find(self, tag: dict[str, str]) -> list[str]:
+        """Recent batches whose metadata holds `tag` (the Batches API has no filter,
+        so the newest 1000 are listed)."""
+        client = self._clients.get()
+        found: list[str] = []
+        after: dict[str, str] = {}
+        for _ in range(_FIND_PAGES):
+            page = await self._call(client.batches.list, limit=100, **after)
+            found += [str(b.id) for b in page.data if tag.items() <= dict(b.metadata or {}).items()]
+            if not page.data or page.has_more is False:
+                break
+            after = {"after": str(page.data[-1].id)}
+        return found
 
     async def batch_status(self, batch_id: str) -> BatchStatus:
         batch = await self._call(self._clients.get().batches.retrieve, batch_id=batch_id)

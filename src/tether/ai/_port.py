@@ -33,11 +33,23 @@ class Provider(Protocol):
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply: ...
 
     async def batch_submit(self, model: str, items: list[BatchItem]) -> str:
-        """Submit a batch; the provider's batch id."""
+        """Submit a batch; the provider's batch id.
+
+        A provider that can find its batches again also has ``batch_find(tag) ->
+        list[str]`` (the ids of recent batches submitted with `tag`, newest first)
+        and takes ``tag=`` here (the run and step that submit it, kept with the
+        batch): a submit retried after a crash then takes the batch the crashed
+        attempt left instead of paying for a second. Both are optional, so a
+        provider written before them still works (without that recovery)."""
         ...
 
-    async def batch_status(self, batch_id: str) -> BatchStatus: ...
+    async def batch_status(self, batch_id: str) -> BatchStatus:
+        """Its state: pending until it ended (a batch being cancelled is pending)."""
+        ...
 
-    async def batch_results(self, batch_id: str) -> list[BatchItemResult]: ...
+    async def batch_results(self, batch_id: str) -> list[BatchItemResult]:
+        """The results it has, also of a batch that ended failed, cancelled or expired
+        with some requests completed (they are billed)."""
+        ...
 
     async def batch_cancel(self, batch_id: str) -> None: ...

@@ -1,0 +1,274 @@
+"""`wf.ai.batch` at its edges: the last look at `max_wait`, batches that end short
+(expired, cancelled, cancelled at `max_wait`) with billed results, and a submit
+retried after a crash. The official SDKs talk to a real local server; time is a
+fake clock, except in the process that is killed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tether import App, FakeClock, RunStatus, Workflow, ai
+from tether.testing import eventually
+
+from ._server import ProviderServer
+
+MODELS = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-sonnet-4-5"}
+
+
+@pytest.fixture
+def server() -> Iterator[ProviderServer]:
+    srv = ProviderServer()
+    yield srv
+    srv.close()
+
+
+def _app(database_url: str, clock: FakeClock, server: ProviderServer) -> App:
+    providers = ai.Providers(
+        openai=ai.OpenAI(api_key="k", base_url=server.openai_url),
+        anthropic=ai.Anthropic(api_key="k", base_url=server.anthropic_url),
+    )
+    return App(database_url, clock=clock, ai=providers, inline_wait=0)
+
+
+def _batcher(app: App, model: str, size: int, poll_every: float, max_wait: float) -> object:
+    @app.workflow(name="batched")
+    async def batched(wf: Workflow) -> dict[str, str | None]:
+        prompts = [f"q{i}" for i in range(size)]
+        res = await wf.ai.batch(model, prompts, poll_every=poll_every, max_wait=max_wait)
+        return {k: v.text for k, v in res.items.items()}
+
+    return batched
+
+
+async def _later(app: App, clock: FakeClock, wid: str, seconds: float, polls: int) -> None:
+    """Let `seconds` pass and fire the timers due; back once the run made `polls`
+    status polls in all and rests again."""
+    clock.advance(seconds)
+    await app.afire_due_timers()
+
+    async def polled() -> bool:
+        rec = await app.aget_record(wid)
+        made = [k for k in rec.steps if ".poll" in k]
+        return rec.status is not RunStatus.RUNNING and len(made) >= polls
+
+    await eventually(polled, timeout=10)
+
+
+async def test_a_batch_done_in_the_last_wait_is_looked_at_max_wait_and_collected(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["openai"], 2, poll_every=60, max_wait=150)
+    assert (await app.arun(batched, workflow_id="lw")).status is RunStatus.WAITING  # t=0
+    await _later(app, clock, "lw", 60, polls=2)
+    await _later(app, clock, "lw", 60, polls=3)  # t=120: pending; 30 s of max_wait left
+    server.finish_batches()  # done before max_wait, after the last full wait
+    clock.advance(30)  # t=150: the last look, not at t=180 nor a cancel
+    await app.afire_due_timers()
+    done = await app.aresult("lw", timeout=10)
+    assert done.status is RunStatus.COMPLETED, done.record.last_error
+    assert done.value == {"0": "echo: q0", "1": "echo: q1"}
+    assert server.count("POST /v1/batches/") == 0  # never cancelled
+    assert len(await app.alist_ai_calls("lw")) == 2  # its results, recorded
+    await app.aclose()
+
+
+async def test_max_wait_shorter_than_poll_every_gives_up_at_max_wait(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=10)
+    assert (await app.arun(batched, workflow_id="mw")).status is RunStatus.WAITING
+    clock.advance(10)  # max_wait, not poll_every
+    await app.afire_due_timers()
+    done = await app.aresult("mw", timeout=10)
+    assert done.status is RunStatus.FAILED
+    assert done.record.last_error is not None
+    assert "did not finish within max_wait=10 s" in done.record.last_error.message
+    [batch] = server.state.batches.values()
+    assert batch["status"] == "cancelled"
+    await app.aclose()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("ending", ["expired", "cancelled"])
+async def test_a_batch_that_ended_short_records_its_completed_results_then_fails(
+    database_url: str, clock: FakeClock, server: ProviderServer, provider: str, ending: str
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS[provider], 2, poll_every=60, max_wait=3600)
+    assert (await app.arun(batched, workflow_id="es")).status is RunStatus.WAITING
+    server.end_batches(ending, completed=1)  # one request done (billed), one not
+    clock.advance(60)
+    await app.afire_due_timers()
+    done = await app.aresult("es", timeout=10)
+    assert done.status is RunStatus.FAILED
+    assert done.record.last_error is not None
+    said = done.record.last_error.message
+    assert "ended" in said and "1 of its 2 requests completed" in said, said
+    await _one_result_recorded(app, "es")
+    await app.aclose()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_batch_cancelled_at_max_wait_records_what_it_completed(
+    database_url: str, clock: FakeClock, server: ProviderServer, provider: str
+) -> None:
+    server.state.cancel_completes = 1  # done before the cancel: billed
+    server.state.cancelling_reads = 1  # the provider takes a while to cancel
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS[provider], 2, poll_every=60, max_wait=60)
+    assert (await app.arun(batched, workflow_id="cm")).status is RunStatus.WAITING
+    await _later(app, clock, "cm", 60, polls=3)  # max_wait: cancelled, still cancelling
+    clock.advance(60)
+    await app.afire_due_timers()
+    done = await app.aresult("cm", timeout=10)
+    assert done.status is RunStatus.FAILED
+    assert done.record.last_error is not None
+    said = done.record.last_error.message
+    assert "did not finish within max_wait=60 s" in said, said
+    assert "1 of its 2 requests completed" in said, said
+    await _one_result_recorded(app, "cm")
+    await app.aclose()
+
+
+async def test_a_fake_model_batch_past_max_wait_is_cancelled_and_fails_the_run(
+    database_url: str, clock: FakeClock
+) -> None:
+    fake = ai.FakeModel(batch_polls=100)
+    app = App(database_url, clock=clock, ai=ai.Providers(fake=fake), inline_wait=0)
+    batched = _batcher(app, "fake:m", 2, poll_every=60, max_wait=60)
+    assert (await app.arun(batched, workflow_id="fm")).status is RunStatus.WAITING
+    clock.advance(60)
+    await app.afire_due_timers()
+    done = await app.aresult("fm", timeout=10)
+    assert done.record.last_error is not None
+    said = done.record.last_error.message
+    assert "did not finish within max_wait=60 s; it was cancelled and none of its 2" in said
+    assert fake.calls == []  # cancelled before it answered any
+    await app.aclose()
+
+
+class _OlderProvider:
+    """A provider written before batches could be found again: no `batch_find`, and a
+    `batch_submit` that takes no tag (it must go on working)."""
+
+    def __init__(self, inner: ai.FakeModel) -> None:
+        self._inner = inner
+        self.price_id = inner.price_id
+        self.check, self.aclose = inner.check, inner.aclose
+        self.generate, self.embed = inner.generate, inner.embed
+        self.batch_status, self.batch_results = inner.batch_status, inner.batch_results
+        self.batch_cancel = inner.batch_cancel
+
+    async def batch_submit(self, model: str, items: list[ai.BatchItem]) -> str:
+        return await self._inner.batch_submit(model, items)
+
+
+async def test_a_provider_without_batch_find_still_batches(
+    database_url: str, clock: FakeClock
+) -> None:
+    older = _OlderProvider(ai.FakeModel(["a", "b"]))
+    app = App(database_url, clock=clock, ai=ai.Providers(older=older), inline_wait=0)
+    batched = _batcher(app, "older:m", 2, poll_every=60, max_wait=600)
+    assert (await app.arun(batched, workflow_id="old")).status is RunStatus.WAITING
+    clock.advance(60)
+    await app.afire_due_timers()
+    done = await app.aresult("old", timeout=10)
+    assert done.value == {"0": "a", "1": "b"}
+    await app.aclose()
+
+
+async def _one_result_recorded(app: App, wid: str) -> None:
+    """Request 0 completed (its row priced, in the usage), request 1 did not."""
+    calls = sorted(await app.alist_ai_calls(wid), key=lambda c: c.custom_id or "")
+    assert [(c.custom_id, c.error is None) for c in calls] == [("0", True), ("1", False)]
+    assert calls[0].cost_micro_usd and calls[0].output_tokens
+    [usage] = await app.ausage(run=wid)
+    assert (usage.calls, usage.cost_micro_usd) == (2, calls[0].cost_micro_usd)
+
+
+async def test_a_rerun_submit_retried_makes_its_own_batch_not_the_earlier_runs(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=3600)
+    assert (await app.arun(batched, workflow_id="rr")).status is RunStatus.WAITING
+    server.finish_batches()
+    await _later(app, clock, "rr", 60, polls=2)
+    [first] = list(server.state.batches)
+    server.fail_next(503)  # the rerun's first attempt fails: the second looks for a batch
+    await app.arerun_from("rr", "ai.batch:openai:gpt-4.1-mini")
+    assert server.state.counts["GET /v1/batches"] == 1  # looked: only the earlier run's
+    assert server.state.counts["POST /v1/batches"] == 2
+    [_, second] = list(server.state.batches)
+    server.finish_batches()
+    await _later(app, clock, "rr", 60, polls=2)
+    done = await app.aresult("rr", timeout=10)
+    assert done.status is RunStatus.COMPLETED, done.record.last_error
+    calls = await app.alist_ai_calls("rr")
+    assert sorted(c.batch_id or "" for c in calls) == sorted([first, second])
+    await app.aclose()
+
+
+# -- a crash between the provider's answer and the step's record -------------------------
+
+FLOWS = textwrap.dedent(
+    """
+    import os, signal
+    import tether
+    from tether import ai
+
+    class KillAfterSubmit:
+        async def intercept(self, call, proceed):
+            result = await proceed()  # the provider accepted the batch ...
+            if os.environ.get("KILL") and call.name == "ai.batch:openai:gpt-4.1-mini":
+                os.kill(os.getpid(), signal.SIGKILL)  # ... and the step is not recorded
+            return result
+
+    providers = ai.Providers(openai=ai.OpenAI(api_key="k", base_url=os.environ["OPENAI_URL"]))
+    app = tether.App(os.environ["DB"], ai=providers, interceptors=[KillAfterSubmit()],
+                     inline_wait=0)
+
+    @app.workflow(name="batched")
+    async def batched(wf: tether.Workflow) -> dict:
+        res = await wf.ai.batch("openai:gpt-4.1-mini", ["a", "b"], poll_every=0.2, max_wait=60)
+        return {k: v.text for k, v in res.items.items()}
+    """
+)
+
+
+def test_a_submit_killed_after_the_provider_accepted_it_takes_that_batch_again(
+    tmp_path: Path, database_url: str, server: ProviderServer
+) -> None:
+    (tmp_path / "flows.py").write_text(FLOWS)
+    env = {**os.environ, "DB": database_url, "OPENAI_URL": server.openai_url}
+    env["PYTHONPATH"] = str(tmp_path)
+    run = "import flows; print(flows.app.run(flows.batched, workflow_id='bk').value)"
+
+    def child(**extra: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-c", run]
+        return subprocess.run(cmd, env={**env, **extra}, capture_output=True, text=True)
+
+    killed = child(KILL="1")
+    assert killed.returncode == -9, killed.stderr
+    [(batch_id, batch)] = server.state.batches.items()
+    assert batch["metadata"] == {"tether_run": "bk", "tether_step": "ai.batch:openai:gpt-4.1-mini"}
+    server.finish_batches()
+    resumed = child()
+    assert resumed.returncode == 0, resumed.stderr
+    assert server.state.counts["POST /v1/batches"] == 1  # one batch at the provider, paid once
+    assert resumed.stdout.strip() == str({"0": "echo: a", "1": "echo: b"})
+    with App(database_url) as app:
+        calls = app.list_ai_calls("bk")
+        events = app.get_record("bk").events
+    assert {c.batch_id for c in calls} == {batch_id} and len(calls) == 2
+    submitted = [e.detail["batch_id"] for e in events if e.type == "ai.batch.submitted"]
+    assert submitted == [batch_id]  # tracked, so a cancel of the run cancels it
