@@ -180,3 +180,41 @@ def test_rerun_gives_a_run_stopped_by_its_budget_a_larger_one(tmp_path: Path) ->
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["result"] == "okok"
+
+
+BATCH_FLOW = """
+import os
+import tether
+from tether import ai
+
+app = tether.App(os.environ["FLOWS_DB"], ai=ai.Providers(
+    openai=ai.OpenAI(api_key="k", base_url=os.environ["OPENAI_URL"])), inline_wait=0)
+
+@app.workflow(name="batched")
+async def batched(wf: tether.Workflow) -> int:
+    res = await wf.ai.batch("openai:gpt-4.1-mini", ["a", "b"], poll_every=3600)
+    return len(res.items)
+"""
+
+
+def test_cancel_refuses_to_leave_a_provider_batch_running(tmp_path: Path) -> None:
+    # without the App, the cancel could not reach the provider: the batch ran on, billed
+    from ..ai._server import ProviderServer
+
+    server = ProviderServer()
+    try:
+        (tmp_path / "batchflow.py").write_text(BATCH_FLOW)
+        env = {"OPENAI_URL": server.openai_url}
+        started = tether(tmp_path, "run", "batchflow.py:batched", "--id", "b1", env=env)
+        assert json.loads(started.stdout)["status"] == "waiting", started.stderr
+        [batch] = list(server.state.batches.values())
+        bare = tether(tmp_path, "runs", "cancel", "b1", env=env)
+        assert bare.returncode == 2, bare.stdout
+        assert f"openai batch {batch['id']!r}" in bare.stderr and "--app" in bare.stderr
+        shown = tether(tmp_path, "runs", "show", "b1", env=env)
+        assert "waiting" in shown.stdout  # nothing was cancelled
+        done = tether(tmp_path, "runs", "cancel", "b1", "--app", "batchflow.py:app", env=env)
+        assert done.returncode == 0, done.stderr
+        assert batch["status"] in ("cancelling", "cancelled")  # the provider was told
+    finally:
+        server.close()

@@ -2,7 +2,7 @@
 
 from ._anthropic import Anthropic
 from ._budget import Budget, Spend
-from ._client import WorkflowAI, cancel_open_batches
+from ._client import WorkflowAI, cancel_open_batches, open_batches
 from ._errors import (
     BudgetExceededError,
     MissingAPIKeyError,
@@ -59,4 +59,5 @@ __all__ = [
     "Usage",
     "WorkflowAI",
     "cancel_open_batches",
+    "open_batches",
 ]

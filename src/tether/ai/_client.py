@@ -765,6 +765,18 @@ def _batch_event(kind: str, batch_id: str, provider: str, size: int) -> NewEvent
     return NewEvent(kind, batch_id, json.dumps(detail))
 
 
+async def open_batches(store: Any, workflow_id: str) -> dict[str, str]:
+    """The provider batches the run submitted that have not ended: id -> provider."""
+    found: dict[str, str] = {}
+    for event in await store.list_events(workflow_id):
+        if event.type == "ai.batch.submitted" and event.detail:
+            detail = json.loads(event.detail)
+            found[detail["batch_id"]] = detail["provider"]
+        elif event.type == "ai.batch.ended" and event.detail:
+            found.pop(json.loads(event.detail)["batch_id"], None)
+    return found
+
+
 async def cancel_open_batches(providers: Providers, store: Any, workflow_ids: list[str]) -> int:
     """Cancel the provider batches these (cancelled) runs submitted and did not finish;
     how many. A provider that refuses is logged, never fails the cancel.
@@ -774,14 +786,7 @@ async def cancel_open_batches(providers: Providers, store: Any, workflow_ids: li
     more steps (a batch cancelled at `max_wait` is waited for and recorded)."""
     cancelled = 0
     for wid in workflow_ids:
-        open_batches: dict[str, str] = {}
-        for event in await store.list_events(wid):
-            if event.type == "ai.batch.submitted" and event.detail:
-                detail = json.loads(event.detail)
-                open_batches[detail["batch_id"]] = detail["provider"]
-            elif event.type == "ai.batch.ended" and event.detail:
-                open_batches.pop(json.loads(event.detail)["batch_id"], None)
-        for batch_id, pname in open_batches.items():
+        for batch_id, pname in (await open_batches(store, wid)).items():
             try:
                 await providers.resolve(f"{pname}:batch")[1].batch_cancel(batch_id)
                 cancelled += 1

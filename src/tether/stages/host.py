@@ -27,6 +27,7 @@ __all__ = [
     "forgotten_stages",
     "rerun_step",
     "run_prefix",
+    "suspended_batches",
 ]
 
 log = logging.getLogger("tether.stages")
@@ -61,12 +62,8 @@ async def forget_files(blobs: Any, workflow_id: str, stage_ids: Sequence[str], u
     return removed
 
 
-async def cancel_suspended(
-    pipeline: Pipeline[Any, Any], store: Store, workflow_id: str, at: datetime
-) -> list[str]:
-    """Call `cancel(state)` of each batch stage of a cancelled run whose batch is out,
-    and record `stage.cancelled`; the stage ids. A cancel that fails is logged: the
-    run is cancelled either way."""
+async def suspended_batches(store: Store, workflow_id: str) -> dict[str, Any]:
+    """The run's batch stages whose batch is out: stage id -> what it suspended with."""
     out: dict[str, Any] = {}
     for e in await store.list_events(workflow_id):
         if e.type == "stage.suspended" and e.detail:
@@ -74,6 +71,16 @@ async def cancel_suspended(
             out[d["stage"]] = d
         elif e.type in ("stage.completed", "stage.failed", "stage.cancelled") and e.message:
             out.pop(e.message, None)
+    return out
+
+
+async def cancel_suspended(
+    pipeline: Pipeline[Any, Any], store: Store, workflow_id: str, at: datetime
+) -> list[str]:
+    """Call `cancel(state)` of each batch stage of a cancelled run whose batch is out,
+    and record `stage.cancelled`; the stage ids. A cancel that fails is logged: the
+    run is cancelled either way."""
+    out = await suspended_batches(store, workflow_id)
     stages = pipeline.stages
     done = []
     for sid, d in out.items():
