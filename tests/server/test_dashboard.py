@@ -66,6 +66,10 @@ FLOWS = textwrap.dedent(
         summary = await wf.ai.generate_text("demo:big", prompt="Summarise: " + " ".join(tickets))
         return [*answers, summary.text]
 
+    @app.workflow
+    async def local(wf: tether.Workflow) -> str:
+        return (await wf.ai.generate_text("demo:local", prompt="hi")).text  # no price known
+
     app.queue("slow", concurrency=2)
     """
 )
@@ -265,6 +269,29 @@ def test_the_cost_shown_is_the_records_and_the_usage_page_charts_it(
     assert all(c.find_elements(By.CSS_SELECTOR, "rect.bar") for c in charts)
     assert "demo:big" in charts[1].text and "triage" in charts[2].text
     shot(browser, tmp_path, "usage")
+
+
+def test_a_cost_no_price_was_known_for_is_unknown_never_zero(
+    dash: Served, browser: Any, tmp_path: Path
+) -> None:
+    # it showed $0.000000 (the known part of nothing) beside the unpriced count
+    from selenium.webdriver.common.by import By
+
+    with Client(dash.url) as client:
+        wid = client.start("local")
+        done(client, wid, RunStatus.COMPLETED)
+    browser.get(f"{dash.url}/runs/{wid}")
+    cost = text_of(browser, "#run-cost")
+    assert cost.startswith("unknown") and "1 at no known price" in cost and "$0" not in cost
+    assert "unknown" in browser.find_element(By.ID, "usage").text
+    browser.get(f"{dash.url}/runs")
+    row = browser.find_element(By.CSS_SELECTOR, f'tr[data-run-id="{wid}"]').text
+    assert "unknown" in row and "$0" not in row, row
+    browser.get(f"{dash.url}/usage")
+    assert text_of(browser, "#usage-total") == "unknown"
+    charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
+    assert not any("demo:local" in c.text or "$0" in c.text for c in charts[1:])  # no $0 bar
+    shot(browser, tmp_path, "usage-unknown")
 
 
 def test_the_queues_page_shows_queued_jobs_and_live_workers(

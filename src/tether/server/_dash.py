@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .._info import RunInfo
 from ..store import RunFilter, RunStatus
 from ._dash_auth import Viewer, keep_cookies, sent_path, without_token
-from ._dash_view import compact_json, duration, money, pretty_json, run_url, when
+from ._dash_view import compact_json, cost, duration, money, pretty_json, run_url, when
 from ._deps import served_app
 from ._errors import ApiError
 from ._routes import decode_cursor, encode_cursor
@@ -51,6 +51,7 @@ ENV = Environment(
 )
 ENV.filters.update(
     money=money,
+    cost=cost,
     duration=duration,
     when=when,
     pretty_json=pretty_json,

@@ -76,6 +76,21 @@ def day_series(rows: list[AIUsageRow], first: datetime, last: datetime) -> list[
     return out
 
 
+def _priced(rows: list[AIUsageRow]) -> list[tuple[str, int]]:
+    """The bars of a cost chart: groups with a known cost (one whose calls had no known
+    price would stand as $0; the table beside it says unknown)."""
+    return [
+        (r.group or "?", r.cost_micro_usd)
+        for r in rows
+        if r.priced_calls or not r.unknown_cost_calls
+    ]
+
+
+def _none(rows: list[AIUsageRow]) -> str:
+    """What a cost chart without bars says: no calls, or none at a known price."""
+    return "no AI calls at a known price" if rows else "no AI calls"
+
+
 @ops_pages.get("/usage")
 async def usage(request: Request, who: Who) -> Response:
     app = served_app(request)
@@ -100,11 +115,9 @@ async def usage(request: Request, who: Who) -> Response:
         by_workflow=by_workflow,
         days=days,
         day_chart=column_chart(days, "AI cost per day (UTC)"),
-        model_chart=hbar_chart(
-            [(r.group or "?", r.cost_micro_usd) for r in by_model], "AI cost per model"
-        ),
+        model_chart=hbar_chart(_priced(by_model), "AI cost per model", empty=_none(by_model)),
         workflow_chart=hbar_chart(
-            [(r.group or "?", r.cost_micro_usd) for r in by_workflow], "AI cost per workflow"
+            _priced(by_workflow), "AI cost per workflow", empty=_none(by_workflow)
         ),
         days_key=days_key,
         day_options=list(USAGE_DAYS),

@@ -19,7 +19,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from .._info import RunInfo, WaitInfo
 from ..errors import InvalidArgumentError, RunNotFoundError
-from ..store import AICallRow, RunFilter, RunStatus, WaitStatus
+from ..store import AICallRow, AIUsageRow, RunFilter, RunStatus, WaitStatus
 from ._dash import SINCE, counts, render, runs_page
 from ._dash_auth import Viewer, viewer
 from ._dash_view import driven, run_url, timeline
@@ -96,14 +96,14 @@ def _filters(request: Request) -> tuple[RunFilter, dict[str, str]]:
     return where, shown
 
 
-async def _costs(request: Request, runs: list[RunInfo]) -> dict[str, tuple[int, int]]:
-    """(micro-USD, calls at no known price) of each run on the page that made AI calls."""
+async def _costs(request: Request, runs: list[RunInfo]) -> dict[str, AIUsageRow]:
+    """The AI usage of each run on the page that made AI calls."""
     if not runs:
         return {}
     rows = await served_app(request).store.ai_usage(
         workflow_ids=[r.workflow_id for r in runs], group_by="run"
     )
-    return {r.group or "": (r.cost_micro_usd, r.unknown_cost_calls) for r in rows}
+    return {r.group or "": r for r in rows}
 
 
 @runs_pages.get("/runs")
@@ -142,17 +142,19 @@ class StepUsage:
     output_tokens: int
     cost_micro_usd: int
     unknown_cost_calls: int
+    priced_calls: int
 
 
 def _per_step(calls: list[AICallRow]) -> list[StepUsage]:
     sums: dict[str, list[int]] = {}
     for c in calls:
-        s = sums.setdefault(c.step_key, [0, 0, 0, 0, 0])
+        s = sums.setdefault(c.step_key, [0, 0, 0, 0, 0, 0])
         s[0] += 1
         s[1] += c.input_tokens
         s[2] += c.output_tokens
         s[3] += c.cost_micro_usd or 0
         s[4] += c.cost_micro_usd is None and (c.input_tokens + c.output_tokens) > 0
+        s[5] += c.cost_micro_usd is not None
     return [StepUsage(k, *v) for k, v in sums.items()]
 
 

@@ -45,6 +45,18 @@ def money(micro_usd: int | None) -> str:
     return "" if micro_usd is None else f"${micro_usd / 1_000_000:.6f}"
 
 
+def cost(row: Any) -> str:
+    """A usage row's cost: "unknown" when none of its calls had a known price but some
+    used tokens (an unknown price is never shown as $0), else the known cost."""
+    if row is None:
+        return ""
+    priced: int = getattr(row, "priced_calls", 0)
+    unknown: int = getattr(row, "unknown_cost_calls", 0)
+    if unknown and not priced:
+        return "unknown"
+    return money(row.cost_micro_usd)
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -245,8 +257,11 @@ def timeline(
 # -- charts ------------------------------------------------------------------------------
 
 
-def hbar_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 520) -> Markup:
-    """Horizontal bars, one per (label, micro-USD), largest first: per model, per workflow."""
+def hbar_chart(
+    rows: Sequence[tuple[str, int]], title: str, width: int = 520, empty: str = "no AI calls"
+) -> Markup:
+    """Horizontal bars, one per (label, micro-USD), largest first: per model, per workflow;
+    `empty` where there is none."""
     rows = sorted(rows, key=lambda r: -r[1])
     top = max((v for _, v in rows), default=0) or 1
     label_w, value_w, row_h = 170, 90, 26
@@ -263,7 +278,7 @@ def hbar_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 520) ->
             f'<text x="{label_w + w + 6:.1f}" y="{y + 17}" class="val">{money(value)}</text>'
         )
     if not rows:
-        parts.append(f'<text x="8" y="18" class="lbl">{escape("no AI calls")}</text>')
+        parts.append(f'<text x="8" y="18" class="lbl">{escape(empty)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
