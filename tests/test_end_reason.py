@@ -213,3 +213,91 @@ async def test_a_failed_run_raises_again_when_asked_again_compensated_or_not(app
             assert await _ended(app, f"{status.value}-1") == (status, EndReason.FAILED)
         with pytest.raises(ValueError, match="step b failed"):
             await app.aresume(f"{status.value}-1")
+
+
+def _execute(url: str, statement: str) -> None:
+    """`statement` on the database at `url`, as a process of another release would."""
+    from urllib.parse import parse_qs, urlsplit
+
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(urlsplit(url).path) as conn:
+            conn.execute(statement)
+        return
+    import psycopg
+
+    parts = urlsplit(url)
+    schema = parse_qs(parts.query)["schema"][0]
+    with psycopg.connect(parts._replace(query="").geturl(), autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        conn.execute(statement)  # type: ignore[arg-type]
+
+
+async def test_a_run_ended_without_a_reason_by_an_older_release_reads_as_it_ended(
+    database_url: str,
+) -> None:
+    # a process of a release before end_reason, still running when this one migrated,
+    # ends runs leaving it NULL: a failed, compensated one then looked successful
+    app = App(database_url)
+
+    @app.workflow
+    async def undone(wf: Workflow) -> int:
+        await wf.step("a", lambda: 1, compensate=lambda: None)
+        raise ValueError("step b failed")
+
+    @app.workflow
+    async def fine(wf: Workflow) -> int:
+        return 1
+
+    try:
+        with pytest.raises(ValueError):
+            await app.arun(undone, workflow_id="old-1")
+        await app.arun(fine, workflow_id="old-2")
+        _execute(database_url, "UPDATE runs SET end_reason = NULL")
+        assert await _ended(app, "old-1") == (RunStatus.COMPENSATED, EndReason.FAILED)
+        assert await _ended(app, "old-2") == (RunStatus.COMPLETED, EndReason.COMPLETED)
+        with pytest.raises(ValueError, match="step b failed"):
+            await app.arun(undone, workflow_id="old-1")
+    finally:
+        await app.aclose()
+
+
+async def test_a_run_a_newer_tether_started_is_not_driven_here(database_url: str) -> None:
+    # a rolling deploy: this process is the old one; driven here, the run's steps would be
+    # named by another rule, not found by the newer process, and run again
+    from tether.worker import ServerlessHost
+    from tether.worker._claim import claim_jobs
+
+    ran: list[str] = []
+    clock = tether.FakeClock()
+    app = App(database_url, clock=clock)
+
+    @app.workflow
+    async def job(wf: Workflow) -> int:
+        return await wf.step("work", lambda: ran.append(wf.workflow_id) or 1)
+
+    try:
+        await app.asubmit(job, workflow_id="direct")
+        await app.asubmit(job, workflow_id="queued")
+        _execute(database_url, "UPDATE runs SET step_rule = 4")
+        with pytest.raises(tether.NewerRunError, match=r"newer tether \(step rule 4"):
+            await app.aresume("direct")
+        report = await ServerlessHost(app).aprocess_available_jobs(limit=5)
+        assert report.succeeded == 0 and ran == []
+        # a worker claims the job's run with it (`tether worker`): handed back unrun too
+        clock.advance(60)  # the jobs handed back are due again
+        claimed = await claim_jobs(app, "w1", ["default"], 5, with_runs=True)
+        assert len(claimed) == 2
+        for job_row in claimed:
+            assert job_row.run is not None and job_row.run.owner is not None
+            done = await app.kernel.execute_job(job_row, "w1")
+            assert done.status == "not_ours" and "newer tether" in (done.error or "")
+        assert ran == []
+        for wid in ("direct", "queued"):
+            run = await app.aget_run(wid)
+            assert run.status is RunStatus.PENDING and run.owner_expires_at is None  # handed back
+            jobs = await app.store.list_jobs(workflow_id=wid)
+            assert [j.status.value for j in jobs] == ["queued"]  # for a newer worker
+    finally:
+        await app.aclose()

@@ -41,6 +41,7 @@ EXPECTED = {
     "LeaseRecord",
     "MutexHandle",
     "MutexTimeoutError",
+    "NewerRunError",
     "NotSerializableError",
     "RetryPolicy",
     "RunNotFoundError",

@@ -23,7 +23,11 @@ from .errors import WorkflowTimeoutError
 from .serde import load_json
 from .store import Fence, RunRow, StepRow, WaitRow, WaitStatus
 
-__all__ = ["Compensation", "RunState", "name_scope"]
+__all__ = ["STEP_RULE", "Compensation", "RunState", "name_scope"]
+
+# the newest rule by which this release names steps, waits and recorded values (the
+# default of `NewRun.step_rule`); a run started under a newer one is not driven here
+STEP_RULE = 3
 
 # the prefix of the names of steps, waits and recorded values called in this task (a
 # stage's id and "/"): two stages running side by side may name their steps alike

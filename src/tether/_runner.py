@@ -21,7 +21,7 @@ from ._failure import decode_error, encode_error, revive_error
 from ._interceptors import RunCall, run_intercepted, with_listeners
 from ._owners import forget_owner, owner_is_dead
 from ._results import dump_result, load_result
-from ._run_state import RunState
+from ._run_state import STEP_RULE, RunState
 from ._runtime import EventHook, Runtime
 from ._waits import MISSING
 from ._workflow import Workflow, load_history, load_record
@@ -29,6 +29,7 @@ from .clock import SystemClock
 from .definition import RunResult, WorkflowDef
 from .errors import (
     InvalidArgumentError,
+    NewerRunError,
     RunAlreadyRunningError,
     RunCancelledError,
     RunFinishedError,
@@ -42,6 +43,7 @@ from .record import RunRecord
 from .serde import dump_json, load_json, return_type_of
 from .store import (
     EndReason,
+    Fence,
     NewEvent,
     NewJob,
     NewRun,
@@ -439,6 +441,7 @@ class Runner:
                     continue
             else:  # claimed with its job, for a workflow registered here at its version
                 await self._announce()
+            await self._refuse_newer(claimed)
             the_def = defn or self._lookup(claimed.workflow_name)
             wf, st = await self._context(claimed, the_def, on_event, compensating=False)
             args, claimed = _args(wf, the_def, claimed, input), None
@@ -456,6 +459,21 @@ class Runner:
                 return RunStatus.PENDING, _UNKNOWN
             return RunStatus.COMPLETED, outcome
 
+    async def _refuse_newer(self, claimed: RunRow) -> None:
+        """A run a newer tether started (a rolling deploy: this process is the old one)
+        is handed back unrun, for a process that knows how it names its steps."""
+        if claimed.step_rule <= STEP_RULE:
+            return
+        try:
+            await self._store.release_run(
+                Fence(claimed.workflow_id, claimed.generation),
+                at=self._clock.now(),
+                event=NewEvent("workflow.handed_back", "started by a newer tether"),
+            )
+        except StoreError as exc:  # its claim lapses instead
+            log.warning("could not hand back run %s: %s", claimed.workflow_id, exc)
+        raise NewerRunError(claimed.workflow_id, claimed.step_rule, STEP_RULE)
+
     async def _not_to_drive(
         self, workflow_id: str, defn: WorkflowDef | None, on_event: EventHook | None
     ) -> tuple[RunStatus | None, Any] | None:
@@ -469,6 +487,8 @@ class Runner:
         if run.status in _ENDED:
             return await self._at_rest(run, the_def, on_event)
         the_def.check_version(run)
+        if run.step_rule > STEP_RULE:
+            raise NewerRunError(run.workflow_id, run.step_rule, STEP_RULE)
         if self._rt.draining:
             return run.status, _UNKNOWN  # shutting down: leave it for the next process
         return None

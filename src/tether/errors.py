@@ -55,6 +55,7 @@ __all__ = [
     "InvalidArgumentError",
     "LeaseConflictError",
     "MutexTimeoutError",
+    "NewerRunError",
     "NotSerializableError",
     "RunAlreadyRunningError",
     "RunCancelledError",
@@ -329,6 +330,22 @@ class WorkflowVersionError(TetherError):
             f"run {workflow_id!r} started under workflow version {recorded!r}; the registered "
             f"version is {current!r}. Resume it with the old code, or declare the new version "
             f"compatible: @app.workflow(version={current!r}, compatible=[{recorded!r}])"
+        )
+
+
+class NewerRunError(WorkflowVersionError):
+    """The run was started by a newer tether, which names its steps by a rule this one
+    does not know: driven here, it would record them under other names and run them
+    again. Left to a process of that release (a worker hands its job back)."""
+
+    def __init__(self, workflow_id: str, rule: int, known: int) -> None:
+        self.workflow_id = workflow_id
+        self.recorded = self.current = None
+        self.rule, self.known = rule, known
+        TetherError.__init__(
+            self,
+            f"run {workflow_id!r} was started by a newer tether (step rule {rule}; this one "
+            f"knows up to {known}); drive it with that release: upgrade this process",
         )
 
 

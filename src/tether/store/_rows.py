@@ -38,6 +38,29 @@ __all__ = ["PG_ROWS", "SQLITE_ROWS", "Rows", "started_step"]
 _JOB_COLS = 12  # the columns of a job row (`_job_cols`)
 
 
+def _end_reason(recorded: str | None, status: str, error: str | None) -> EndReason | None:
+    """The run's end reason; for a run that ended without one (ended by a process of a
+    release before the column, still running when a newer one migrated) read from its
+    status and error as migration 0010 read those that had ended before it."""
+    if recorded is not None:
+        return EndReason(recorded)
+    if status not in _ENDED:
+        return None
+    if status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
+        return EndReason(status)
+    try:
+        kind = json.loads(error or "null")
+    except ValueError:
+        kind = None
+    kind = kind.get("type") if isinstance(kind, dict) else None
+    if kind == "Cancelled":
+        return EndReason.CANCELLED
+    return EndReason.TIMED_OUT if kind == "WorkflowTimeoutError" else EndReason.FAILED
+
+
+_ENDED = frozenset(s.value for s in RunStatus if s.terminal)
+
+
 class Rows:
     """Record builders over one dialect's time values (columns in record field order)."""
 
@@ -53,7 +76,7 @@ class Rows:
             r[0], r[1], r[2], RunStatus(r[3]), r[4], r[5], r[6], r[7], r[8],
             tuple(json.loads(r[9])), r[10], r[11], r[12], r[13], r[14], t(r[15]), t(r[16]),
             ot(r[17]), ot(r[18]), r[19], r[20], r[21], ot(r[22]), r[23], r[24], r[25],
-            None if r[26] is None else EndReason(r[26])
+            _end_reason(r[26], r[3], r[6])
         )  # fmt: skip
 
     def step(self, r: Sequence[Any]) -> StepRow:
