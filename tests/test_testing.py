@@ -46,6 +46,7 @@ KERNEL = {
     "Woken",
     "WorkflowRegistry",
     "new_run_id",
+    "publish_outbox",
     "sign",
 }
 WORKER = {"MaintenanceReport", "ProcessReport", "ServerlessHost", "Worker", "maintenance_tick"}

@@ -24,6 +24,7 @@ from ._info import RunInfo, WaitInfo
 from ._interceptors import StepInterceptor, check_interceptors
 from ._loop import LoopThread
 from ._names import check_name
+from ._owners import new_owner
 from ._run_state import RunState
 from ._runner import Runner
 from ._runtime import EventHook, Runtime
@@ -54,6 +55,7 @@ from .kernel import (
     TimersFire,
     Woken,
     new_run_id,
+    publish_outbox,
 )
 from .record import RunRecord
 from .schedules import MissedTicks, Schedule, fire_schedules
@@ -1037,16 +1039,20 @@ class App:
         wait timeouts are due (driven here: `resume_woken`), and every `RECOVER_EVERY`
         seconds take up runs of this App's workflows that nobody drives (handed back
         by a server that stopped, or whose owner died). Queued runs stay the workers'.
-        A database error is logged and the chores go on."""
+        With `sinks`, publish the outbox to them too, under the lock workers share
+        (`publish_outbox`). A database error is logged and the chores go on."""
         check_seconds("every", every, positive=True)
+        holder = new_owner()
         while True:
             try:
                 await self.afire_due_timers()
                 last = self._recovered_at
                 if last is None or (self.clock.now() - last).total_seconds() >= RECOVER_EVERY:
                     await self.arecover_orphans()
+                if self.kernel.sinks:
+                    await publish_outbox(self.kernel, holder, ttl=30.0, budget=every)
             except StoreError as exc:
-                log.warning("waking due timers or taking up orphans failed: %s", exc)
+                log.warning("waking due timers, taking up orphans or publishing failed: %s", exc)
             await asyncio.sleep(every)
 
     async def adrivers(self, workflow_name: str, queue: str | None = None) -> list[str]:

@@ -7,6 +7,7 @@ from ._commands import *  # noqa: F403 (every command and result: its __all__ is
 from ._kernel import Kernel, new_run_id
 from ._outbox import OutboxPolicy
 from ._ports import RunHost, WorkflowRegistry
+from ._publish import publish_outbox
 from ._sinks import (
     CallableSink,
     CollectingSink,
@@ -30,5 +31,6 @@ __all__ = [
     "WebhookSink",
     "WorkflowRegistry",
     "new_run_id",
+    "publish_outbox",
     "sign",
 ]

@@ -5,13 +5,19 @@ them; publishing happens afterwards, at least once. A failed delivery is
 retried with capped exponential back-off; after `max_attempts` the event is
 dead-lettered (and later events of its run move on). `replay_dead` puts dead
 events back.
+
+A pass starts no delivery once the guard set by `OutboxPolicy.deliver_while`
+says stop: a maintenance pass must end within the lease of its chore lock, or
+another worker would take the lock and deliver the same events again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +29,8 @@ __all__ = ["OutboxPolicy", "flush"]
 
 log = logging.getLogger("tether.outbox")
 
+_go_on: ContextVar[Callable[[], bool] | None] = ContextVar("tether_outbox_go_on", default=None)
+
 
 @dataclass(frozen=True)
 class OutboxPolicy:
@@ -32,6 +40,20 @@ class OutboxPolicy:
 
     def delay(self, attempts: int) -> float:
         return float(min(self.max_delay, self.backoff * 2 ** max(0, attempts - 1)))
+
+    @staticmethod
+    @contextmanager
+    def deliver_while(go_on: Callable[[], bool]) -> Iterator[None]:
+        """Have each flush in this context start a delivery only while `go_on()` holds.
+
+        The `outbox.flush` command carries no deadline; the maintenance chore sets one
+        here (its time budget, its lock still held) and dispatches the command as usual.
+        """
+        token = _go_on.set(go_on)
+        try:
+            yield
+        finally:
+            _go_on.reset(token)
 
 
 def _event(row: OutboxRow) -> OutboxEvent:
@@ -54,8 +76,10 @@ async def flush(
     *,
     max_events: int,
 ) -> tuple[int, int, int]:
-    """One pass over the outbox; (delivered, failed, dead-lettered)."""
+    """One pass over the outbox; (delivered, failed, dead-lettered). Events not tried
+    (`OutboxPolicy.deliver_while` said stop) stay pending, their attempts uncounted."""
     rows = await store.outbox_pending(limit=max_events, now=clock.store_time())
+    go_on = _go_on.get()
     delivered: list[tuple[str, int]] = []
     failed: list[tuple[str, int, str, datetime | None]] = []
     blocked: set[str] = set()
@@ -63,6 +87,8 @@ async def flush(
     for row in rows:
         if row.workflow_id in blocked:
             continue  # keep order: nothing after a failed event of the same run
+        if go_on is not None and not go_on():
+            break
         event = _event(row)
         try:
             for sink in sinks:

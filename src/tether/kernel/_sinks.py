@@ -10,13 +10,16 @@ event again after a failure, and should be idempotent on
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import inspect
 import json
 import logging
+import math
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -130,6 +133,45 @@ def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: urllib would follow a 301/302/303 as a body-less GET, whose
+    200 would count the event as delivered (and send it nowhere)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    """urlopen's handlers (proxies from the environment at first use, as urlopen's)
+    without following redirects."""
+    return urllib.request.build_opener(_NoRedirect)
+
+
+def _check_url(url: object) -> str:
+    """`url` if a POST to it can work: http(s) in any case, a host, a valid port and
+    nothing a request line cannot carry; else say why now, not at every delivery."""
+    bad = f"webhook url must be http(s)://host[:port]/path, got {url!r}"
+    if not isinstance(url, str):
+        raise InvalidArgumentError(bad)
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise InvalidArgumentError(f"{bad}: it contains a space or a control character")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidArgumentError(f"{bad}: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidArgumentError(bad)
+    if not parts.hostname:
+        raise InvalidArgumentError(f"{bad}: it names no host")
+    if port == 0:
+        raise InvalidArgumentError(f"{bad}: port 0 cannot be connected to")
+    if not (parts.path + parts.query).isascii():
+        raise InvalidArgumentError(f"{bad}: percent-encode its non-ASCII characters")
+    return url
+
+
 class WebhookSink:
     """POSTs each event as JSON to a URL, signed with HMAC-SHA256.
 
@@ -137,7 +179,8 @@ class WebhookSink:
     (``sha256=<hex>``, see `sign`), ``X-Tether-Event`` (the type) and
     ``X-Tether-Delivery`` (``workflow_id:seq``, stable across retries). Any
     non-2xx answer or network error fails the delivery; the outbox retries it
-    with back-off.
+    with back-off. Redirects are not followed (a 3xx fails, naming its
+    ``Location``): urllib would re-send the event as a GET without its body.
     """
 
     def __init__(
@@ -149,11 +192,17 @@ class WebhookSink:
         headers: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise InvalidArgumentError(f"webhook url must be http(s)://..., got {url!r}")
-        if not secret:
-            raise InvalidArgumentError("webhook secret must not be empty")
-        self.url = url
+        self.url = _check_url(url)
+        if not isinstance(secret, str | bytes) or not secret:
+            raise InvalidArgumentError(
+                f"webhook secret must be a non-empty str or bytes, got {secret!r}"
+            )
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout < math.inf
+        ):
+            raise InvalidArgumentError(f"webhook timeout must be seconds > 0, got {timeout!r}")
         self._secret = secret
         self._timeout = timeout
         self._headers = dict(headers or {})
@@ -175,14 +224,27 @@ class WebhookSink:
 
     def _send(self, req: urllib.request.Request) -> None:
         try:
-            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
+            with _opener().open(req, timeout=self._timeout) as resp:
                 status = resp.status
         except urllib.error.HTTPError as exc:
-            raise ConnectionError(f"webhook {self.url} answered HTTP {exc.code}") from None
+            with exc:  # its open response holds the connection
+                location = exc.headers.get("Location")
+            raise ConnectionError(self._refused(exc.code, location)) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ConnectionError(f"webhook {self.url} unreachable: {exc}") from None
         if not 200 <= status < 300:
-            raise ConnectionError(f"webhook {self.url} answered HTTP {status}")
+            raise ConnectionError(self._refused(status, None))
+
+    def _refused(self, status: int, location: str | None) -> str:
+        """Why a delivery failed; for a redirect, where to: the url needs fixing (a
+        redirect is not followed, so the events and their signature stay here)."""
+        if 300 <= status < 400 and location:
+            target = urllib.parse.urljoin(self.url, location)
+            return (
+                f"webhook {self.url} answered HTTP {status} redirecting to {target}; "
+                "redirects are not followed: set the webhook url to the final address"
+            )
+        return f"webhook {self.url} answered HTTP {status}"
 
     async def publish(self, event: OutboxEvent) -> None:
         await asyncio.to_thread(self._send, self.request(event))

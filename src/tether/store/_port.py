@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 
+from ._migrations import pending
 from ._verbs_ai import AIVerbs
 from ._verbs_api import ApiVerbs
 from ._verbs_blobs import BlobVerbs
@@ -50,6 +51,16 @@ class Store(
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int:
+        """The version of the newest migration applied to the database."""
+
+    async def check_schema(self) -> None:
+        """`IncompatibleStoreError` if a newer tether has migrated the database since
+        this store opened it (a rolling deploy: a process of the old release must step
+        aside, or it writes what the new schema means otherwise)."""
+        pending(self.dialect, await self.schema_version(), "the database")
 
     @abc.abstractmethod
     async def wait_for_change(self, channel: str, timeout: float) -> bool:

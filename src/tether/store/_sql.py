@@ -40,7 +40,9 @@ def queries(dialect: str) -> dict[str, str]:
             ]
             if name in blocks:
                 raise RuntimeError(f"query {name!r} defined twice (common.sql, {dialect}.sql)")
-            blocks[name] = " ".join(ln.strip() for ln in lines)
+            # one line each: a comment at the end of a line ends with it (joined into one
+            # line, it swallowed the rest of the query: ORDER BY, LIMIT, FOR UPDATE)
+            blocks[name] = "\n".join(ln.strip() for ln in lines)
     sets = {"TERMINAL": sql_set(TERMINAL), "CLOSED": sql_set(CLOSED), "JOB_RUN": sql_set(JOB_RUN)}
 
     def fill(sql: str) -> str:

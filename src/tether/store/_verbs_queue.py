@@ -434,19 +434,13 @@ class QueueVerbs(StoreBase):
     # -- outbox -----------------------------------------------------------------------
 
     async def outbox_pending(self, *, limit: int, now: datetime | None) -> list[OutboxRow]:
-        """Undelivered events due for an attempt, in order within each run."""
+        """Undelivered events due for an attempt: the runs waiting longest first, each
+        run's in seq order up to an event waiting for its retry (which blocks only its
+        own run: skipped in the query, never filling the batch)."""
 
         async def body(tx: Tx) -> list[OutboxRow]:
-            out: list[OutboxRow] = []
-            blocked: set[str] = set()
-            for r in await tx.all("outbox_pending", now=tx.now(now), limit=limit):
-                if r[0] in blocked:
-                    continue
-                if r[7]:
-                    blocked.add(r[0])  # an earlier event of this run waits for its retry
-                    continue
-                out.append(tx.rows.outbox(r))
-            return out
+            rows = await tx.all("outbox_pending", now=tx.now(now), limit=limit)
+            return [tx.rows.outbox(r) for r in rows]
 
         return await self._tx("read", body)
 

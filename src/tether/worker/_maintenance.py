@@ -2,33 +2,39 @@
 
 A chore is guarded by a lock (scope ``chore``) that its holder renews every
 tick; other workers skip the chore while the lock is held, and take it over
-when the holder stops renewing (it died).
+when the holder stops renewing (it died) or releases it (it stopped).
+
+The outbox goes last and is bounded: its sinks are other people's servers, and
+a slow or hanging one must neither keep the other chores (due timers, above
+all) from running each tick nor outlive the lock that keeps a second worker
+from delivering the same events again.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
+import json
 import logging
-import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..errors import InvalidArgumentError
 from ..kernel import (
     LeaseReapStale,
-    OutboxFlush,
-    OutboxFlushed,
     Reaped,
     RunAdoptOrphans,
     RunReapStuck,
     TimersFire,
     Woken,
+    publish_outbox,
 )
 from ..store import LockOutcome
 
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["MaintenanceReport", "maintenance_tick"]
+__all__ = ["MaintenanceReport", "maintenance_tick", "release_chores"]
 
 log = logging.getLogger("tether.worker")
 
@@ -51,10 +57,37 @@ class MaintenanceReport:
     skipped: list[str] = field(default_factory=list)
 
 
+def lock_key(app: App, chore: str) -> str:
+    """The lock a chore is done under. Schedules and orphans are an App's own (its
+    schedules, its workflows): Apps of other services on one database each do theirs,
+    the workers of one App take turns. The others are the database's."""
+    if chore == "schedules":
+        return f"schedules:{_digest(app.schedules)}"
+    if chore == "orphans":
+        return f"orphans:{_digest(app.workflows)}"
+    return chore
+
+
+def _digest(names: Collection[str]) -> str:
+    return hashlib.sha256(json.dumps(sorted(names)).encode()).hexdigest()[:16]
+
+
+def _idle(app: App, chore: str, orphan_queue: str | None) -> bool:
+    """A chore with nothing to do for this App: no lock is taken for it (an App with no
+    sinks would mark every run's events delivered to nobody, before the App that has
+    sinks could publish them)."""
+    if chore == "schedules":
+        return not app.schedules
+    if chore == "orphans":
+        return orphan_queue is None
+    return chore == "outbox" and not app.kernel.sinks
+
+
 async def _hold(app: App, chore: str, holder: str, ttl: float) -> bool:
     res = await app.store.acquire_lock(
-        "chore", chore, holder, ttl=ttl, now=app.clock.store_time(), at=app.clock.now()
-    )
+        "chore", lock_key(app, chore), holder, ttl=ttl, now=app.clock.store_time(),
+        at=app.clock.now(),
+    )  # fmt: skip
     return res.outcome is not LockOutcome.CONFLICT
 
 
@@ -67,72 +100,93 @@ async def maintenance_tick(
     orphan_queue: str | None = None,
     orphan_grace: float = 30.0,
     outbox_budget: float = 5.0,
+    chores: Collection[str] = CHORES,
 ) -> MaintenanceReport:
     """Fire due timers, start due schedule ticks, reap expired job leases, requeue stuck
     runs, adopt orphaned runs of the app's workflows onto `orphan_queue` (if given), and
-    publish the outbox: batch after batch while they deliver, for up to `outbox_budget`
-    seconds."""
+    publish the outbox: batch after batch while they get anywhere, for up to
+    `outbox_budget` seconds (at most a third of `chore_ttl`). `chores` picks some of
+    these (a host that does only some: `("outbox",)`)."""
+    chores = (chores,) if isinstance(chores, str) else chores
+    unknown = set(chores) - set(CHORES)
+    if unknown:
+        raise InvalidArgumentError(f"unknown chores {sorted(unknown)}; known: {list(CHORES)}")
     report = MaintenanceReport()
-    kernel = app.kernel
-    for chore in CHORES:
-        if chore == "schedules" and not app.schedules:
-            continue  # nothing to fire: no lock to take
-        if not await _hold(app, chore, holder, chore_ttl):
-            report.skipped.append(chore)
+    for chore in (c for c in CHORES if c in chores):
+        if _idle(app, chore, orphan_queue):
             continue
         try:
-            if chore == "timers":
-                woken = await kernel.adispatch(TimersFire())
-                assert isinstance(woken, Woken)
-                report.timers_woken = woken.woken
-            elif chore == "schedules":
-                report.scheduled = await app.afire_schedules()
-            elif chore == "leases":
-                reaped = await kernel.adispatch(LeaseReapStale())
-                assert isinstance(reaped, Reaped)
-                report.leases_reaped = reaped.count
-            elif chore == "orphans":
-                if orphan_queue is None:
-                    continue
-                adopted = await kernel.adispatch(
-                    RunAdoptOrphans(
-                        queue=orphan_queue,
-                        workflows=tuple(sorted(app.workflows)),
-                        grace=orphan_grace,
-                    )
-                )
-                assert isinstance(adopted, Reaped)
-                report.orphans_adopted = adopted.runs
-            elif chore == "stuck":
-                stuck = await kernel.adispatch(RunReapStuck(idle_for=stuck_after))
-                assert isinstance(stuck, Reaped)
-                report.stuck_requeued = stuck.runs
+            if chore == "outbox":  # it holds its lock itself, renewed while it delivers
+                if not await _publish(app, report, holder, chore_ttl, outbox_budget):
+                    report.skipped.append(chore)
+            elif not await _hold(app, chore, holder, chore_ttl):
+                report.skipped.append(chore)
             else:
-                await _drain_outbox(app, report, outbox_budget)
+                await _chore(app, chore, report, stuck_after, orphan_queue, orphan_grace)
         except Exception:
             log.exception("maintenance chore %s failed", chore)
     return report
 
 
-async def _drain_outbox(app: App, report: MaintenanceReport, budget: float) -> None:
-    """Publish the outbox batch after batch, while a batch delivers something and the
-    budget (seconds of real time) lasts. One batch a tick would cap delivery at one
-    batch per maintenance interval (100 events/s by default), below what a few busy
-    runs write: the backlog, and the age of what sinks receive, would grow without
-    end. A batch that delivers nothing (drained, or its sinks failing) ends the pass.
+async def _publish(
+    app: App, report: MaintenanceReport, holder: str, ttl: float, budget: float
+) -> bool:
+    """The outbox chore (`publish_outbox`); False if another worker holds it."""
+    flushed = await publish_outbox(app.kernel, holder, ttl=ttl, budget=budget)
+    if flushed is None:
+        return False
+    report.outbox_delivered += flushed.delivered
+    report.outbox_failed += flushed.failed
+    report.outbox_dead += flushed.dead
+    return True
 
-    Between batches it pauses as long as the batch took: a backlog is drained at half
-    the store's pace at most, and the runs' own writes (on SQLite, waiting for the
-    one write lock) get the other half instead of waiting for the whole drain."""
-    deadline = time.monotonic() + budget
-    while True:
-        began = time.monotonic()
-        flushed = await app.kernel.adispatch(OutboxFlush())
-        assert isinstance(flushed, OutboxFlushed)
-        report.outbox_delivered += flushed.delivered
-        report.outbox_failed += flushed.failed
-        report.outbox_dead += flushed.dead
-        now = time.monotonic()
-        if flushed.delivered == 0 or now >= deadline:
-            return
-        await asyncio.sleep(min(now - began, deadline - now))
+
+async def _chore(
+    app: App,
+    chore: str,
+    report: MaintenanceReport,
+    stuck_after: float,
+    orphan_queue: str | None,
+    orphan_grace: float,
+) -> None:
+    """One chore other than the outbox; its result goes into `report`."""
+    kernel = app.kernel
+    if chore == "timers":
+        woken = await kernel.adispatch(TimersFire())
+        assert isinstance(woken, Woken)
+        report.timers_woken = woken.woken
+    elif chore == "schedules":
+        report.scheduled = await app.afire_schedules()
+    elif chore == "leases":
+        reaped = await kernel.adispatch(LeaseReapStale())
+        assert isinstance(reaped, Reaped)
+        report.leases_reaped = reaped.count
+    elif chore == "orphans":
+        assert orphan_queue is not None  # else idle
+        adopted = await kernel.adispatch(
+            RunAdoptOrphans(
+                queue=orphan_queue, workflows=tuple(sorted(app.workflows)), grace=orphan_grace
+            )
+        )
+        assert isinstance(adopted, Reaped)
+        report.orphans_adopted = adopted.runs
+    elif chore == "stuck":
+        stuck = await kernel.adispatch(RunReapStuck(idle_for=stuck_after))
+        assert isinstance(stuck, Reaped)
+        report.stuck_requeued = stuck.runs
+
+
+async def release_chores(app: App, holder: str) -> None:
+    """Release the chore locks `holder` holds, as a worker stops gracefully: another
+    worker then does the chores at its next tick, not once the locks expire."""
+    for chore in CHORES:
+        try:
+            await app.store.release_lock(
+                "chore",
+                lock_key(app, chore),
+                holder,
+                now=app.clock.store_time(),
+                at=app.clock.now(),
+            )
+        except Exception as exc:  # they expire anyway: say so, and release the rest
+            log.warning("releasing the %s chore lock failed: %s", chore, exc)

@@ -32,7 +32,7 @@ from ..errors import (
 from ..kernel import JobExecuted
 from ..store import JobRow
 from ._claim import claim_jobs, queue_names
-from ._maintenance import maintenance_tick
+from ._maintenance import maintenance_tick, release_chores
 
 if TYPE_CHECKING:
     from ..app import App
@@ -73,6 +73,8 @@ class Worker:
         self.stuck_after = stuck_after
         self._running: dict[asyncio.Task[JobExecuted], JobRow] = {}
         self._stopping: asyncio.Event | None = None
+        # set once a newer tether migrated the database: `run` stops and raises it
+        self.outdated: IncompatibleStoreError | None = None
         self._hurry: asyncio.Event | None = None  # asked twice: cut the grace period short
         self._kick: asyncio.Event | None = None
         self._full = False  # whether the last claim filled every free slot
@@ -139,11 +141,14 @@ class Worker:
         finally:
             chores.cancel()
             await asyncio.gather(chores, return_exceptions=True)
+            await release_chores(self.app, self.worker_id)  # another worker takes them now
             await self._drain()
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
             log.info("worker stopped", extra={"worker": self.worker_id, "executed": self.executed})
+        if self.outdated is not None:
+            raise self.outdated
 
     async def _open_store(self) -> bool:
         """Open the store, waiting out a database that is down or restarting (a worker
@@ -296,6 +301,8 @@ class Worker:
 
     async def _maintenance(self) -> None:
         while True:
+            if await self._outdated():
+                return
             try:
                 report = await maintenance_tick(
                     self.app,
@@ -324,6 +331,20 @@ class Worker:
             except Exception:
                 log.exception("maintenance tick failed")
             await asyncio.sleep(self.maintenance_interval)
+
+    async def _outdated(self) -> bool:
+        """True (and the worker stopping) once a newer tether has migrated the database:
+        runs it started may mean what this release cannot read; its workers take over."""
+        try:
+            await self.app.store.check_schema()
+        except IncompatibleStoreError as exc:
+            log.error("stopping: %s", exc, extra={"worker": self.worker_id})
+            self.outdated = exc
+            self.stop()
+            return True
+        except StoreError:  # the database blinked: the tick says so
+            pass
+        return False
 
     async def _finish_within(
         self, tasks: set[asyncio.Task[JobExecuted]], deadline: float

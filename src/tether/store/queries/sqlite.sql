@@ -213,15 +213,23 @@ ORDER BY updated_at LIMIT :limit
 -- name: orphans_to_adopt
 SELECT id, owner FROM runs WHERE queue IS NULL
   AND workflow_name IN (SELECT value FROM json_each(:wfs)) AND {_orphan}
-  AND status != 'cancelled'  -- a compensation is driven, never queued
+  -- a compensation is driven, never queued
+  AND status != 'cancelled'
 ORDER BY updated_at LIMIT :limit
 -- name: list_jobs
 SELECT {_job_cols} FROM jobs WHERE (:wid IS NULL OR run_id = :wid)
   AND (:status IS NULL OR status = :status) ORDER BY id LIMIT :limit
 -- name: outbox_pending
-SELECT run_id, seq, type, message, detail, at, attempts,
-  (next_attempt_at IS NOT NULL AND next_attempt_at > {_now})
-FROM events WHERE published_at IS NULL AND dead_at IS NULL ORDER BY at, run_id, seq LIMIT :limit
+-- the undelivered events of the runs waiting longest, each run's in seq order (never by
+-- `at`: hosts' clocks differ) and only up to its first event waiting for a retry: a run
+-- backing off takes no place in the batch and holds back only its own events. One scan
+-- of the undelivered events and no join, so no plan depends on fresh statistics.
+WITH p AS (SELECT run_id, seq, type, message, detail, at, attempts, min(at) OVER w AS since,
+    min(CASE WHEN next_attempt_at > {_now} THEN seq END) OVER w AS upto
+  FROM events WHERE published_at IS NULL AND dead_at IS NULL
+  WINDOW w AS (PARTITION BY run_id))
+SELECT run_id, seq, type, message, detail, at, attempts FROM p
+WHERE upto IS NULL OR seq < upto ORDER BY since, run_id, seq LIMIT :limit
 -- name: outbox_delivered
 -- the events (:wids[i], :seqs[i]), in one statement
 UPDATE events SET published_at = :at, attempts = attempts + 1
