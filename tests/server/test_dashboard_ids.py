@@ -176,10 +176,13 @@ def test_a_parents_child_links_lead_to_the_children(
 
 
 def _row_ids(driver: Any) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    rows = driver.find_elements(By.CSS_SELECTOR, "#runs-body tr[data-run-id]")
-    return [str(r.get_attribute("data-run-id")) for r in rows]
+    """The ids of the listed runs, read in one go: the list refreshes itself, and rows
+    found one call before they are read may be gone (a stale element)."""
+    ids = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#runs-body tr[data-run-id]'))"
+        ".map(r => r.getAttribute('data-run-id'))"
+    )
+    return [str(i) for i in ids]
 
 
 def test_older_runs_follow_the_refreshed_list(dash: Served, browser: Any, tmp_path: Path) -> None:
