@@ -17,6 +17,8 @@ from tether import App, EndReason, ErrorRecord, RunRecord, RunStatus, Workflow
 from tether.testing import eventually
 from tether.worker import ServerlessHost
 
+from ._sql import execute
+
 
 class Cancelled(Exception):
     """A user's own exception, named as tether once named a cancellation."""
@@ -215,25 +217,6 @@ async def test_a_failed_run_raises_again_when_asked_again_compensated_or_not(app
             await app.aresume(f"{status.value}-1")
 
 
-def _execute(url: str, statement: str) -> None:
-    """`statement` on the database at `url`, as a process of another release would."""
-    from urllib.parse import parse_qs, urlsplit
-
-    if url.startswith("sqlite"):
-        import sqlite3
-
-        with sqlite3.connect(urlsplit(url).path) as conn:
-            conn.execute(statement)
-        return
-    import psycopg
-
-    parts = urlsplit(url)
-    schema = parse_qs(parts.query)["schema"][0]
-    with psycopg.connect(parts._replace(query="").geturl(), autocommit=True) as conn:
-        conn.execute(f"SET search_path TO {schema}")
-        conn.execute(statement)  # type: ignore[arg-type]
-
-
 async def test_a_run_ended_without_a_reason_by_an_older_release_reads_as_it_ended(
     database_url: str,
 ) -> None:
@@ -254,7 +237,7 @@ async def test_a_run_ended_without_a_reason_by_an_older_release_reads_as_it_ende
         with pytest.raises(ValueError):
             await app.arun(undone, workflow_id="old-1")
         await app.arun(fine, workflow_id="old-2")
-        _execute(database_url, "UPDATE runs SET end_reason = NULL")
+        execute(database_url, "UPDATE runs SET end_reason = NULL")
         assert await _ended(app, "old-1") == (RunStatus.COMPENSATED, EndReason.FAILED)
         assert await _ended(app, "old-2") == (RunStatus.COMPLETED, EndReason.COMPLETED)
         with pytest.raises(ValueError, match="step b failed"):
@@ -280,7 +263,7 @@ async def test_a_run_a_newer_tether_started_is_not_driven_here(database_url: str
     try:
         await app.asubmit(job, workflow_id="direct")
         await app.asubmit(job, workflow_id="queued")
-        _execute(database_url, "UPDATE runs SET step_rule = 4")
+        execute(database_url, "UPDATE runs SET step_rule = 4")
         with pytest.raises(tether.NewerRunError, match=r"newer tether \(step rule 4"):
             await app.aresume("direct")
         report = await ServerlessHost(app).aprocess_available_jobs(limit=5)

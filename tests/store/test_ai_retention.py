@@ -3,29 +3,19 @@ no calls and no spend, and stored prompts go once no call names them."""
 
 from __future__ import annotations
 
-import sqlite3
-from urllib.parse import parse_qs, urlsplit
-
-import psycopg
 import pytest
 
 from tether import App, RunStatus, Workflow, ai
 from tether.clock import FakeClock
+
+from .._sql import execute
 
 LONG_SHARED = "system: " + "s" * 9000  # above the size stored once in ai_blobs
 LONG_OWN = "mine: " + "m" * 9000
 
 
 def _count_blobs(url: str) -> int:
-    if url.startswith("sqlite"):
-        with sqlite3.connect(urlsplit(url).path) as conn:
-            return int(conn.execute("SELECT count(*) FROM ai_blobs").fetchone()[0])
-    parts = urlsplit(url)
-    schema = parse_qs(parts.query)["schema"][0]
-    with psycopg.connect(parts._replace(query="").geturl()) as conn:
-        row = conn.execute(f"SELECT count(*) FROM {schema}.ai_blobs").fetchone()
-        assert row is not None
-        return int(row[0])
+    return int(execute(url, "SELECT count(*) FROM ai_blobs")[0][0])
 
 
 async def test_a_deleted_runs_calls_go_and_its_id_starts_afresh(

@@ -16,7 +16,7 @@ from ._common import EXIT_USAGE, CliState, db_state, fail, guard, text
 from ._db import use_app
 from .worker import load_app
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "with_app"]
 
 T = TypeVar("T")
 
@@ -30,8 +30,9 @@ _APP = click.option(
 )
 
 
-def _with_app(state: CliState, app_ref: str | None, action: Callable[[App], T]) -> T:
-    """`action` on the App named by `--app` (its blob store), else on a bare App."""
+def with_app(state: CliState, app_ref: str | None, action: Callable[[App], T]) -> T:
+    """`action` on the App named by `--app` (its blob store, its AI providers), else on a
+    bare App over the database."""
     if app_ref is None:
         return use_app(state, action)
     the_app, _ = load_app(state, app_ref, existing=True)
@@ -74,10 +75,10 @@ def prune(
         fail(EXIT_USAGE, f"--older-than: {exc}")
     wanted = [RunStatus(s) for s in statuses] or None
     if dry_run:
-        count = _with_app(state, app_ref, lambda a: _count(a, datetime.now(UTC) - age, wanted))
+        count = with_app(state, app_ref, lambda a: _count(a, datetime.now(UTC) - age, wanted))
         print(f"{count} finished run(s) older than {older_than} would be deleted (dry run)")
         return
-    deleted = _with_app(state, app_ref, lambda a: a.prune(age, wanted))
+    deleted = with_app(state, app_ref, lambda a: a.prune(age, wanted))
     print(f"deleted {deleted} finished run(s) older than {older_than}")
 
 
@@ -94,7 +95,7 @@ def _count(the_app: App, cutoff: datetime, statuses: list[RunStatus] | None) -> 
 def delete(state: CliState, workflow_id: str, app_ref: str | None) -> None:
     """Delete one finished run and everything recorded for it."""
     text(workflow_id, "run id")
-    _with_app(state, app_ref, lambda a: a.delete_run(workflow_id))
+    with_app(state, app_ref, lambda a: a.delete_run(workflow_id))
     print(f"deleted run {workflow_id}")
 
 

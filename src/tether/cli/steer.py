@@ -19,6 +19,7 @@ from ._db import use_app
 from ._drive import drive
 from ._load import parse_json
 from ._progress import Progress
+from .prune import with_app
 from .worker import load_app
 
 __all__ = ["COMMANDS"]
@@ -197,14 +198,7 @@ def cancel(
         cancelled = a.cancel(workflow_id, reason, compensate=compensate)
         return cancelled, a.get_run(workflow_id).queue
 
-    if app_ref is None:
-        cancelled, queue = use_app(state, act)
-    else:
-        the_app, _ = load_app(state, app_ref, existing=True)
-        try:
-            cancelled, queue = guard(lambda: act(the_app))
-        finally:
-            the_app.close()
+    cancelled, queue = with_app(state, app_ref, act)
     print(f"cancelled: {', '.join(cancelled)}")
     if compensate and cancelled and queue is not None:
         note(f"a worker of queue {queue!r} runs the compensations")
