@@ -6,6 +6,7 @@ import tether
 import tether.errors
 
 EXPECTED = {
+    "BatchesOutError",
     "IdempotencyConflictError",
     "IdempotencyInProgressError",
     "WaitStatus",

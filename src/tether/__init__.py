@@ -15,6 +15,7 @@ from ._workflow import MutexHandle, StepContext, Workflow
 from .app import App, RunResult, WorkflowDef, open_workflow, run_workflow
 from .clock import Clock, FakeClock, SystemClock
 from .errors import (
+    BatchesOutError,
     ChildRunError,
     IdempotencyConflictError,
     IdempotencyInProgressError,
@@ -86,6 +87,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "App",
     "AsyncClient",
+    "BatchesOutError",
     "ChildRunError",
     "Client",
     "Clock",

@@ -18,6 +18,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
+from ._batches_out import unreachable_batches
 from ._durations import check_seconds, parse_age
 from ._facade import facade
 from ._info import RunInfo, WaitInfo
@@ -35,6 +36,7 @@ from .blobs import BlobStore, default_blobs
 from .clock import Clock, SystemClock
 from .definition import DEF_ATTR, RunResult, WorkflowDef
 from .errors import (
+    BatchesOutError,
     InvalidArgumentError,
     RunAlreadyRunningError,
     RunNotFoundError,
@@ -745,17 +747,29 @@ class App:
     fire_due_timers = facade(afire_due_timers)
 
     async def acancel(
-        self, workflow_id: str, reason: str | None = None, *, compensate: bool = False
+        self,
+        workflow_id: str,
+        reason: str | None = None,
+        *,
+        compensate: bool = False,
+        abandon_batches: bool = False,
     ) -> list[str]:
         """Cancel a run, its pending waits and the children it waits on; the ids cancelled.
 
         A step that finishes after this has its result discarded. With
         `compensate`, the compensations of completed steps run (here, if the
         workflow is registered; else when the run is next resumed). Provider
-        batches a cancelled run submitted (`wf.ai.batch`) and had not finished are
-        cancelled at the provider.
+        batches a cancelled run submitted (`wf.ai.batch`, batch stages) and had
+        not finished are cancelled at the provider. An App that cannot reach them
+        (no provider of that name, the pipeline not registered) raises
+        `BatchesOutError` and cancels nothing, unless `abandon_batches` says to
+        cancel the run and leave them running.
         """
         check_name("workflow_id", workflow_id)
+        if not abandon_batches:
+            out = await unreachable_batches(self.store, self.ai, self._registry, workflow_id)
+            if out:
+                raise BatchesOutError(workflow_id, out)
         result = await self.kernel.adispatch(
             RunCancel(workflow_id=workflow_id, reason=reason, compensate=compensate)
         )

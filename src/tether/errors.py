@@ -25,7 +25,8 @@ The tree::
     ├── WorkflowVersionError                    resuming under an incompatible workflow version
     ├── WorkflowTimeoutError (also TimeoutError) the run executed longer than its timeout
     ├── ChildRunError                           a child run ended without a result
-    └── IdempotencyInProgressError              a command with that key is still running
+    ├── IdempotencyInProgressError              a command with that key is still running
+    └── BatchesOutError                         a cancel would leave provider batches running
 
 Engine control flow is not an error and derives from BaseException, so a
 user's ``except Exception`` cannot swallow it:
@@ -48,6 +49,7 @@ import asyncio
 from datetime import datetime
 
 __all__ = [
+    "BatchesOutError",
     "ChildRunError",
     "IdempotencyConflictError",
     "IdempotencyInProgressError",
@@ -378,6 +380,22 @@ class IdempotencyInProgressError(TetherError):
         super().__init__(
             f"command {command!r} with idempotency key {key!r} is still in flight; "
             "retry later to get its result"
+        )
+
+
+class BatchesOutError(TetherError):
+    """A run to cancel has provider batches out that this App cannot reach (no provider
+    of that name, or a batch stage of a pipeline it does not register). Cancelled
+    here, they would run on at the provider, billed, with nothing left to stop them."""
+
+    def __init__(self, workflow_id: str, batches: list[str]) -> None:
+        self.workflow_id = workflow_id
+        self.batches = batches
+        super().__init__(
+            f"run {workflow_id!r} has {', '.join(batches)} out, which this App cannot "
+            "cancel at the provider: cancelled here, they would run on, billed. Cancel it "
+            "from the App whose providers submitted them (CLI: --app FILE.py:app), or pass "
+            "abandon_batches=True (CLI: --abandon-batches) to cancel the run and leave them"
         )
 
 

@@ -218,3 +218,21 @@ def test_cancel_refuses_to_leave_a_provider_batch_running(tmp_path: Path) -> Non
         assert batch["status"] in ("cancelling", "cancelled")  # the provider was told
     finally:
         server.close()
+
+
+def test_cancel_with_abandon_batches_leaves_the_batch_running(tmp_path: Path) -> None:
+    from ..ai._server import ProviderServer
+
+    server = ProviderServer()
+    try:
+        (tmp_path / "batchflow.py").write_text(BATCH_FLOW)
+        env = {"OPENAI_URL": server.openai_url}
+        started = tether(tmp_path, "run", "batchflow.py:batched", "--id", "b2", env=env)
+        assert json.loads(started.stdout)["status"] == "waiting", started.stderr
+        done = tether(tmp_path, "runs", "cancel", "b2", "--abandon-batches", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "cancelled: b2" in done.stdout
+        [batch] = list(server.state.batches.values())
+        assert batch["status"] == "in_progress"  # left at the provider, as asked
+    finally:
+        server.close()

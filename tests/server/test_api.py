@@ -334,6 +334,36 @@ def test_cancel_takes_no_body(served: Served) -> None:
         assert _done(client, wid).status is RunStatus.CANCELLED
 
 
+def test_cancel_refuses_to_leave_batches_the_served_app_cannot_reach(served: Served) -> None:
+    """The served App has no providers: a cancel would leave the batch billing on."""
+    from tether import App, Workflow, ai
+
+    from ..ai._server import ProviderServer
+
+    provider = ProviderServer()
+    try:
+        mine = ai.Providers(openai=ai.OpenAI(api_key="k", base_url=provider.openai_url))
+        with App(served.db, ai=mine, inline_wait=0) as app:
+
+            @app.workflow(name="batched")
+            async def batched(wf: Workflow) -> int:
+                res = await wf.ai.batch("openai:gpt-4.1-mini", ["a"], poll_every=3600)
+                return len(res.items)
+
+            app.run(batched, workflow_id="b1")
+        [batch] = provider.state.batches.values()
+        with Client(served.url) as client:
+            with pytest.raises(ApiError) as refused:
+                client.cancel("b1")
+            assert (refused.value.status, refused.value.code) == (409, "batches_out")
+            assert f"openai batch {batch['id']!r}" in refused.value.message
+            assert client.get_record("b1").status is RunStatus.WAITING
+            assert client.cancel("b1", abandon_batches=True) == ["b1"]
+        assert batch["status"] == "in_progress"
+    finally:
+        provider.close()
+
+
 NOT_STORABLE: list[tuple[str, str, object, str]] = [
     ("POST", "/runs", {"workflow": "counts", "input": 1, "tenant": "a\0b"}, "body.tenant"),
     ("POST", "/runs", {"workflow": "counts", "input": 1, "tags": ["ok", "a\0"]}, "body.tags.1"),

@@ -10,9 +10,8 @@ from typing import Any
 import click
 
 from .. import RunInfo, WaitInfo
-from ..ai import Budget, open_batches
+from ..ai import Budget
 from ..app import App, RunResult
-from ..stages.host import suspended_batches
 from ..store import RunStatus, WaitKind, WaitStatus
 from ._common import EXIT_USAGE, CliState, db_state, fail, guard, note, text
 from ._db import use_app
@@ -56,34 +55,6 @@ def _refuse_unawaited(run: RunInfo, waits: list[WaitInfo], name: str) -> None:
         f"{', '.join(_wait_text(w) for w in pending)}. Check the name, or pass --keep "
         "to keep the signal for a later wait",
     )
-
-
-def _refuse_batches_out(a: App, workflow_id: str) -> None:
-    """A run (or a child it waits on) with provider batches out cannot have them cancelled
-    by an App that has no providers: cancelled here, they would run on, billed."""
-    out = a.run_sync(_batches_out(a, workflow_id))
-    if out:
-        fail(
-            EXIT_USAGE,
-            f"run {workflow_id} has {', '.join(out)} out; cancelled without its App they "
-            "would run on at the provider, billed. Pass --app FILE.py:app (the App whose "
-            "providers submitted them) to cancel them with the run",
-        )
-
-
-async def _batches_out(a: App, workflow_id: str) -> list[str]:
-    """What the run and its unfinished descendants have out at providers."""
-    found: list[str] = []
-    todo = [workflow_id]
-    while todo:
-        wid = todo.pop()
-        run = await a.store.get_run(wid)
-        if run is None or run.status.terminal:
-            continue
-        found += [f"{p} batch {b!r}" for b, p in (await open_batches(a.store, wid)).items()]
-        found += [f"batch stage {sid!r}" for sid in await suspended_batches(a.store, wid)]
-        todo += await a.store.child_runs(wid)
-    return found
 
 
 def _who_drives(a: App, run: RunInfo) -> str:
@@ -185,17 +156,31 @@ def complete_token(state: CliState, token_id: str, data: Any) -> None:
     help="The App of the run's workflow: needed to cancel the provider batches "
     "(wf.ai.batch, batch stages) the run has out, which only its providers can reach.",
 )
+@click.option(
+    "--abandon-batches",
+    is_flag=True,
+    help="Cancel even though provider batches the run has out cannot be reached "
+    "(they run on at the provider, billed).",
+)
 @db_state
 def cancel(
-    state: CliState, workflow_id: str, reason: str | None, compensate: bool, app_ref: str | None
+    state: CliState,
+    workflow_id: str,
+    reason: str | None,
+    compensate: bool,
+    app_ref: str | None,
+    abandon_batches: bool,
 ) -> None:
-    """Cancel a run, its pending waits and the children it waits on."""
+    """Cancel a run, its pending waits and the children it waits on.
+
+    A run with provider batches out is refused (exit 2) unless --app names the
+    App whose providers can cancel them, or --abandon-batches leaves them."""
     text(workflow_id, "run id")
 
     def act(a: App) -> tuple[list[str], str | None]:
-        if app_ref is None:
-            _refuse_batches_out(a, workflow_id)
-        cancelled = a.cancel(workflow_id, reason, compensate=compensate)
+        cancelled = a.cancel(
+            workflow_id, reason, compensate=compensate, abandon_batches=abandon_batches
+        )
         return cancelled, a.get_run(workflow_id).queue
 
     cancelled, queue = with_app(state, app_ref, act)

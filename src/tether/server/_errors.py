@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import (
+    BatchesOutError,
     IdempotencyConflictError,
     IdempotencyInProgressError,
     InvalidArgumentError,
@@ -58,6 +59,7 @@ _ANSWERS: tuple[tuple[type[BaseException], int, str], ...] = (
     (IdempotencyInProgressError, 409, "idempotency_in_progress"),
     (RunAlreadyRunningError, 409, "run_already_running"),
     (RunFinishedError, 409, "run_finished"),
+    (BatchesOutError, 409, "batches_out"),
     (NotSerializableError, 422, "not_serializable"),
     (InvalidArgumentError, 422, "invalid_argument"),
     (StoreError, 503, "store_unavailable"),

@@ -197,6 +197,8 @@ class RunStarted(_Out):
 class CancelRun(_Body):
     reason: str | None = None
     compensate: bool = False
+    # cancel even with provider batches out that the served App cannot reach
+    abandon_batches: bool = False
 
 
 class RunCancelled(_Out):

@@ -67,7 +67,12 @@ class ServedApp(Protocol):
     async def alist_waits(self, workflow_id: str) -> list[WaitInfo]: ...
 
     async def acancel(
-        self, workflow_id: str, reason: str | None = None, *, compensate: bool = False
+        self,
+        workflow_id: str,
+        reason: str | None = None,
+        *,
+        compensate: bool = False,
+        abandon_batches: bool = False,
     ) -> list[str]: ...
 
     async def asignal(self, workflow_id: str, name: str, payload: Any = None) -> bool: ...

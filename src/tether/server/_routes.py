@@ -187,7 +187,9 @@ async def cancel_run(
     body = body or CancelRun()
     app = served_app(request)
     await app.aget_run(workflow_id)
-    cancelled = await app.acancel(workflow_id, body.reason, compensate=body.compensate)
+    cancelled = await app.acancel(
+        workflow_id, body.reason, compensate=body.compensate, abandon_batches=body.abandon_batches
+    )
     return RunCancelled(cancelled=cancelled)
 
 

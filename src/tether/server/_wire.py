@@ -180,12 +180,14 @@ class Calls:
         reason: str | None = None,
         *,
         compensate: bool = False,
+        abandon_batches: bool = False,
         idempotency_key: str | None = None,
     ) -> Call[list[str]]:
+        body = {"reason": reason, "compensate": compensate, "abandon_batches": abandon_batches}
         return self._post(
             f"/api/v1/runs/{_seg(workflow_id)}/cancel",
             lambda d: RunCancelled.model_validate(d).cancelled,
-            {"reason": reason, "compensate": compensate},
+            body,
             idempotency_key,
         )
 
