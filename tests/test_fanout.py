@@ -90,6 +90,31 @@ async def test_stop_on_error_raises_with_summary(app: App) -> None:
     assert isinstance(summary.results[1].error, ValueError)
 
 
+async def test_a_failure_that_stops_the_rest_is_not_put_off_by_a_waiting_item(
+    app: App,
+) -> None:
+    ran: list[str] = []
+
+    async def flow(wf: Workflow) -> None:
+        async def work(i: int) -> object:
+            if i == 0:
+                return await wf.wait_for_signal("go")
+            ran.append("broke")
+            raise ValueError("item 1 broke")
+
+        await wf.for_each([0, 1], work, max_parallel=2)
+
+    # before: the run parked on item 0's wait, hid the failure until the signal came,
+    # then ran item 1 again
+    with pytest.raises(tether.ForEachError) as info:
+        await app.arun(flow, workflow_id="fe-wait")
+    assert [r.status for r in info.value.summary.results] == [
+        ItemStatus.SKIPPED,
+        ItemStatus.REJECTED,
+    ]
+    assert (await app.aget_run("fe-wait")).status is RunStatus.FAILED and ran == ["broke"]
+
+
 async def test_without_stop_on_error_everything_runs(app: App) -> None:
     async def flow(wf: Workflow) -> tuple[int, int]:
         def work(i: int) -> int:

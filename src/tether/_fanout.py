@@ -145,7 +145,9 @@ class _FanOut(Generic[T, R]):
                 await asyncio.gather(*self.running, return_exceptions=True)
         if self.store_error is not None:
             raise self.store_error
-        if self.suspended is not None:
+        if self.suspended is not None and not (self.stop_on_error and self.first_error):
+            # a failure that stops the rest is not put off by a sibling's wait: parked,
+            # the run would hide it for as long as the wait lasts, then run the item again
             raise self.suspended
 
     def _may_start(self) -> bool:

@@ -170,8 +170,8 @@ def _stage(
 
 
 def _status(run: RunRow, s: _Seen, done: bool, began: bool) -> str:
-    if done:
-        return "completed"
+    if done:  # unless its recorded output could not be read back since (stage.failed last)
+        return "failed" if s.outcome == "failed" else "completed"
     if not began:  # never started in this attempt (or forgotten by a rerun)
         return "skipped" if run.status.terminal else "pending"
     if s.outcome in ("failed", "cancelled"):

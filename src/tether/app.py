@@ -619,7 +619,8 @@ class App:
         forget: list[str] = []
         if pipeline is not None and step in pipeline.stages:
             forget = forgotten_stages(pipeline, step)
-            step = rerun_step(pipeline, await self.store.list_events(workflow_id), step)
+            kept = {s.key for s in await self.store.load_steps(workflow_id)}
+            step = rerun_step(pipeline, await self.store.list_events(workflow_id), step, kept)
         budget_text = (
             None
             if new_budget is None

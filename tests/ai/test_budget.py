@@ -37,3 +37,12 @@ def test_valid_limits_still_make_a_budget() -> None:
     assert ai.Budget(max_usd=1.0).raised({"max_usd": 5, "max_tokens": 100}).max_tokens == 100
     with pytest.raises(InvalidArgumentError, match="give max_usd, max_tokens or both"):
         ai.Budget()
+
+
+def test_a_limit_below_a_cent_reads_in_micro_dollars() -> None:
+    from tether.store import AISpend
+
+    said = ai.Budget(max_usd=0.00001).describe(AISpend(calls=2, micro_usd=18, tokens=9))
+    assert said == "this run has spent $0.000018 of $0.000010"  # before: $0.0000 of $0.0000
+    big = ai.Budget(max_usd=0.7).describe(AISpend(calls=1, micro_usd=800_000))
+    assert big == "this run has spent $0.8000 of $0.7000"

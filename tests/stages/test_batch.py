@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 import tether
-from tether import App, FakeClock, RunStatus
+from tether import App, FakeClock, RunStatus, ai
 from tether.worker import ServerlessHost
 
 from ._flows import Doc
@@ -194,3 +194,41 @@ async def test_a_batch_stage_beside_a_normal_one_parks_the_group(
     done = await app.aresult("g1", timeout=10)
     assert done.value == {"embed-all": {"answers": ["U"]}, "length": {"n": 1}}
     assert calls == ["count"]  # the finished stage beside it never ran again
+
+
+async def test_each_check_asks_the_model_afresh_and_its_calls_count_for_the_stage(
+    database_url: str, clock: FakeClock
+) -> None:
+    asked: list[str] = []
+
+    def answer(model: str, request: object) -> str:
+        asked.append(model)
+        return "done" if len(asked) >= 3 else "pending"
+
+    @tether.batch_stage(id="ask", input=Doc, output=Answers)
+    async def ask(ctx: tether.StageContext[Doc, None]) -> tether.Suspend:
+        return tether.Suspend({"job": 1}, poll_every=60)
+
+    @ask.check
+    async def _status(state: dict[str, Any], ctx: tether.StageContext[Doc, None]) -> Any:
+        said = (await ctx.ai.generate_text("fake:m", prompt="status?")).text
+        return tether.Ready(Answers(answers=[said])) if said == "done" else tether.NotReady()
+
+    prices = ai.Prices({"fake:m": {"input_per_million": 1, "output_per_million": 1}})
+    app = App(database_url, clock=clock, ai=ai.Providers(fake=ai.FakeModel(answer), prices=prices))
+    p = tether.Pipeline("asker", input=Doc, output=Answers).pipe(ask)
+    app.register(p)
+    try:
+        await app.arun(p, Doc(url="u"), workflow_id="a1")
+        for _ in range(2):  # before: every later check was answered the first "pending"
+            clock.advance(60)
+            await app.afire_due_timers()
+            await app.aresume("a1")
+        done = await app.aresult("a1", timeout=10)
+        assert done.value == Answers(answers=["done"]) and len(asked) == 3
+        keys = [c.step_key for c in await app.alist_ai_calls("a1")]
+        assert keys == [f"ask/check#{k}/ai.text:fake:m" for k in (1, 2, 3)]
+        [stage] = done.record.stages
+        assert stage.usage is not None and stage.usage.calls == 3  # before: None
+    finally:
+        await app.aclose()

@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import tether
 from tether import App, FakeClock, RunStatus, ai
@@ -285,5 +285,161 @@ async def test_rerun_after_a_fix_deployed_as_a_compatible_version(
         done = await new.arerun_from("v1-run", "summarize")
         assert done.status is RunStatus.COMPLETED and isinstance(done.value, Report)
         assert _effects(effects).count("extract") == 1
+    finally:
+        await new.aclose()
+
+
+class N(BaseModel):
+    x: int
+
+
+@tether.stage(id="waits", input=N, output=N)
+async def waits(ctx: tether.StageContext[N, None]) -> N:
+    return N(x=await ctx.workflow.wait_for_signal("go"))
+
+
+@tether.stage(id="breaks", input=N, output=N)
+async def breaks(ctx: tether.StageContext[N, None]) -> N:
+    raise RuntimeError("breaks broke")
+
+
+OUT: dict[str, list[str]] = {"cancelled": []}
+
+
+@tether.batch_stage(id="batches", input=N, output=N)
+async def batches(ctx: tether.StageContext[N, None]) -> tether.Suspend:
+    return tether.Suspend({"batch": "b-1"}, poll_every=3600)
+
+
+@batches.check
+async def _never(state: dict[str, str], ctx: tether.StageContext[N, None]) -> tether.NotReady:
+    return tether.NotReady()
+
+
+@batches.on_cancel
+async def _cancelled(state: dict[str, str]) -> None:
+    OUT["cancelled"].append(state["batch"])
+
+
+@pytest.mark.parametrize("sibling", [waits, batches], ids=["signal", "batch"])
+async def test_a_failure_beside_a_waiting_sibling_fails_the_run_at_once(
+    app: App, sibling: tether.Stage[N, N, None]
+) -> None:
+    # before, the run parked behind the sibling's wait (up to a batch's max_wait), then ran
+    # the failed stage again when it woke
+    OUT["cancelled"].clear()
+    p = tether.Pipeline(f"fails-beside-{sibling.id}", input=N).parallel([sibling, breaks])
+    app.register(p)
+    with pytest.raises(RuntimeError, match="breaks broke"):
+        await app.arun(p, N(x=1), workflow_id="fb")
+    rec = await app.aget_record("fb")
+    assert rec.status is RunStatus.FAILED
+    assert {s.id: s.status for s in rec.stages} == {sibling.id: "cancelled", "breaks": "failed"}
+    [stopped] = [e.detail for e in rec.events if e.type == "stage.cancelled"]
+    assert stopped["reason"] == "stage 'breaks' of its group failed"
+    assert OUT["cancelled"] == (["b-1"] if sibling is batches else [])  # the batch was stopped
+
+
+async def test_require_of_a_sibling_is_an_error_whichever_finishes_first(app: App) -> None:
+    @tether.stage(id="quick", input=N, output=N)
+    async def quick(ctx: tether.StageContext[N, None]) -> N:
+        return N(x=7)
+
+    @tether.stage(id="slow", input=N, output=N)
+    async def slow(ctx: tether.StageContext[N, None]) -> N:
+        await asyncio.sleep(0.05)  # the sibling has finished by now
+        return N(x=ctx.require(quick).x)
+
+    p = tether.Pipeline("siblings", input=N).parallel([quick, slow])
+    with pytest.raises(tether.InvalidArgumentError, match="'slow' requires the output of 'quick'"):
+        await app.arun(p, N(x=1))
+
+
+async def test_a_pipeline_output_that_breaks_a_constraint_fails_naming_it(app: App) -> None:
+    class Big(BaseModel):
+        x: int = Field(ge=10)
+
+    @tether.stage(id="small", input=N, output=N)
+    async def small(ctx: tether.StageContext[N, None]) -> N:
+        return N(x=1)
+
+    p = tether.Pipeline("constrained", input=N, output=Big).pipe(small)
+    expected = (r"pipeline 'constrained': what its last group \['small'\] gave does not fit "
+                r"its output Big: x: Input should be greater than or equal to 10.*"
+                r"rerun_from\('c1', 'small'\)")  # fmt: skip
+    with pytest.raises(tether.StageError, match=expected):
+        await app.arun(p, N(x=1), workflow_id="c1")
+
+
+async def test_rerun_from_a_stage_that_started_only_in_a_forgotten_attempt(app: App) -> None:
+    fail = {"a": False, "b": True}
+
+    @tether.stage(id="a", input=N, output=N)
+    async def a(ctx: tether.StageContext[N, None]) -> N:
+        if fail["a"]:
+            raise RuntimeError("a broke")
+        return ctx.input
+
+    @tether.stage(id="b", input=N, output=N)
+    async def b(ctx: tether.StageContext[N, None]) -> N:
+        if fail["b"]:
+            raise RuntimeError("b broke")
+        return ctx.input
+
+    p = tether.Pipeline("twice", input=N).pipe(a).pipe(b)
+    app.register(p)
+    with pytest.raises(RuntimeError, match="b broke"):
+        await app.arun(p, N(x=1), workflow_id="t1")
+    fail["a"] = True
+    with pytest.raises(RuntimeError, match="a broke"):
+        await app.arerun_from("t1", "a")  # attempt 2: b never starts
+    # before: "run 't1' has no step 'stage:b.start'", naming an internal step
+    with pytest.raises(tether.PipelineError, match="stage 'b' never started in this run"):
+        await app.arerun_from("t1", "b")
+
+
+@tether.stage(id="first", input=N, output=N)
+async def first(ctx: tether.StageContext[N, None]) -> N:
+    return N(x=ctx.input.x + 1)
+
+
+@tether.stage(id="doubles", input=N, output=N)
+async def doubles(ctx: tether.StageContext[N, None]) -> N:
+    return N(x=ctx.input.x * 2)
+
+
+def _release(version: str, *stages: tether.Stage[N, N, None]) -> tether.Pipeline[N, N]:
+    p = tether.Pipeline("evolving", input=N, output=N, version=version, compatible=["1"])
+    for s in stages:
+        p = p.pipe(s)
+    return p
+
+
+again = tether.stage(id="again", input=N, output=N)(doubles.fn)
+
+
+@pytest.mark.parametrize(
+    ("v2", "ran"),
+    [((waits, doubles), ["waits", "doubles"]),  # "first" removed
+     ((first, waits, doubles, again), ["first", "waits", "doubles", "again"])],  # one added
+    ids=["removed", "added"],
+)  # fmt: skip
+async def test_a_compatible_release_that_changes_the_stages_resumes_and_shows_them(
+    database_url: str, v2: tuple[tether.Stage[N, N, None], ...], ran: list[str]
+) -> None:
+    old = App(database_url, clock=FakeClock())
+    v1 = _release("1", first, waits, doubles)
+    old.register(v1)
+    assert (await old.arun(v1, N(x=1), workflow_id="e1")).status is RunStatus.WAITING
+    await old.aclose()
+    new = App(database_url, clock=FakeClock())
+    new.register(_release("2", *v2))
+    try:
+        # before: a removed stage's recorded config failed the resume for good
+        await new.asignal("e1", "go", 10)
+        done = await new.aresume("e1")
+        assert done.status is RunStatus.COMPLETED, done.record.last_error
+        # before: the record kept the plan the run started with
+        assert [(s.id, s.status) for s in done.record.stages] == [(i, "completed") for i in ran]
     finally:
         await new.aclose()

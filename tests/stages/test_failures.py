@@ -58,6 +58,8 @@ async def test_an_unreadable_output_blob_fails_naming_the_stage_blob_and_fix(
         assert rec.status is RunStatus.FAILED
         [failed] = _failed(rec)
         assert failed["stage"] == "extract" and "StageError" in str(failed["error"])
+        # the stage that failed is the one whose output is unreadable, not the next one
+        assert [s.status for s in rec.stages][:2] == ["failed", "skipped"]
         again = await app.arerun_from("d1", "extract")  # what the error says to do
         assert again.status is RunStatus.COMPLETED
     finally:

@@ -246,3 +246,31 @@ class Color(StrEnum):
 )
 def test_whether_a_field_type_can_take_another(target: Any, source: Any, fits: bool) -> None:
     assert accepts(target, source) is fits
+
+
+@pytest.mark.parametrize("suffix", [".start", ".suspended", ".check", ".cancel"])
+def test_an_id_that_names_another_stages_own_step_is_refused(suffix: str) -> None:
+    # "fetch.start" would record its output under the key of fetch's start marker
+    with pytest.raises(PipelineError, match=rf"ends in '\{suffix}', which names a step of"):
+
+        @tether.stage(id=f"fetch{suffix}", input=Doc, output=Doc)
+        async def clash(ctx: tether.StageContext[Doc, None]) -> Doc:
+            return ctx.input
+
+
+def test_a_plain_def_check_or_cancel_is_refused_when_declared() -> None:
+    @tether.batch_stage(id="embed", input=Doc, output=Doc)
+    async def embed(ctx: tether.StageContext[Doc, None]) -> tether.Suspend:
+        return tether.Suspend({})
+
+    def check(state: Any, ctx: Any) -> Any:  # awaited, it would fail after its work
+        return tether.Ready(Doc(url="u"))
+
+    with pytest.raises(
+        PipelineError, match=r"its check must be an `async def check\(state, ctx\)`"
+    ):
+        embed.check(check)
+    with pytest.raises(PipelineError, match=r"its cancel must be an `async def cancel\(state\)`"):
+        embed.on_cancel(lambda state: None)
+    with pytest.raises(PipelineError, match="its check must be an `async def"):
+        tether.batch_stage(id="b2", output=Doc, check=check)(embed.fn)

@@ -122,7 +122,7 @@ class Budget(BaseModel):
     def describe(self, spend: Spend) -> str:
         parts = []
         if self.max_usd is not None:
-            parts.append(f"${spend.usd:.4f} of ${self.max_usd:.4f}")
+            parts.append(f"{_dollars(spend.usd)} of {_dollars(self.max_usd)}")
         if self.max_tokens is not None:
             parts.append(f"{spend.tokens} of {self.max_tokens} tokens")
         unknown = (
@@ -132,3 +132,8 @@ class Budget(BaseModel):
         )
         scope = f"budget key {self.key!r}" if self.key else "this run"
         return f"{scope} has spent {', '.join(parts)}{unknown}"
+
+
+def _dollars(usd: float) -> str:
+    """Four decimals, or six (micro-dollars) below a cent, so small limits read apart."""
+    return f"${usd:.4f}" if usd == 0 or usd >= 0.01 else f"${usd:.6f}"

@@ -19,6 +19,8 @@ scope mark the stage's life:
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import time
 from datetime import datetime, timedelta
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .._attach import attach
-from .._fanout import ITEM_PATH, ForEachError
+from .._fanout import ITEM_PATH, ForEachError, ItemStatus
 from .._run_state import name_scope
 from ..errors import StoreError, explain_validation
 from ..serde import to_json_data
@@ -97,19 +99,32 @@ class Execution:
 
     async def run(self) -> Any:
         plan: dict[str, Any] = await self.wf.step("pipeline.plan", self._plan)
-        del plan
+        await self._replan(plan)
         value: Any = self._typed_input()
         for n, group in enumerate(self.p.groups, 1):
             value = await (self._stage(group[0], n, value) if len(group) == 1
                            else self._parallel(group, n, value))  # fmt: skip
-        if len(self.p.groups[-1]) > 1:
-            data = to_json_data(value, what=f"the output of pipeline {self.p.name!r}")
-            return data if self.p.output is None else self.p.output.model_validate(data)
-        return (
-            value
-            if self.p.output is None
-            else self.p.output.model_validate(value.model_dump(mode="json"))
-        )
+        if self.p.output is None:
+            if len(self.p.groups[-1]) > 1:
+                return to_json_data(value, what=f"the output of pipeline {self.p.name!r}")
+            return value
+        return self._pipeline_output(value)
+
+    def _pipeline_output(self, value: Any) -> Any:
+        """The last group's output as the pipeline's declared output; a constraint only
+        run time can check fails with an error that names the pipeline and its last group."""
+        assert self.p.output is not None
+        last = [s.id for s in self.p.groups[-1]]
+        try:
+            return self.p.output.model_validate(
+                to_json_data(value, what=f"the output of pipeline {self.p.name!r}")
+            )
+        except ValidationError as exc:
+            raise StageError(
+                f"pipeline {self.p.name!r}: what its last group {last} gave does not fit its "
+                f"output {self.p.output.__name__}: {explain_validation(exc)}; fix the stage, "
+                f"then rerun from it: app.rerun_from({self.wf.workflow_id!r}, {last[0]!r})"
+            ) from None
 
     def _typed_input(self) -> Any:
         raw = self.run_input.input
@@ -120,6 +135,16 @@ class Execution:
         attach(NewEvent("pipeline.planned", self.p.name, json.dumps({"groups": groups})))
         return {"groups": groups}
 
+    async def _replan(self, plan: dict[str, Any]) -> None:
+        """A run resumed by a compatible release whose stages differ from those it was
+        planned with records the new plan once, so its record shows the stages it runs."""
+        groups = [[s.id for s in g] for g in self.p.groups]
+        if plan.get("groups") == groups:
+            return
+        digest = hashlib.sha256(json.dumps(groups).encode()).hexdigest()[:12]
+        replanned: dict[str, Any] = await self.wf.step(f"pipeline.plan.{digest}", self._plan)
+        del replanned
+
     async def _parallel(self, group: tuple[AnyStage, ...], n: int, value: Any) -> dict[str, Any]:
         async def one(s: AnyStage) -> Any:
             ITEM_PATH.set(())  # a stage names its steps by its own scope, not by item index
@@ -128,8 +153,25 @@ class Execution:
         try:
             summary = await self.wf.for_each(group, one, max_parallel=len(group))
         except ForEachError as exc:
+            await self._stopped(group, exc)
             raise exc.first_error from None
         return {s.id: out for s, out in zip(group, summary.values, strict=True)}
+
+    async def _stopped(self, group: tuple[AnyStage, ...], exc: ForEachError) -> None:
+        """Record `stage.cancelled` for the stages of the group that a sibling's failure
+        stopped before they ended (one parked on a wait or a batch)."""
+        failed = [s.id for s, r in zip(group, exc.summary.results, strict=True)
+                  if r.status is ItemStatus.REJECTED]  # fmt: skip
+        why = f"stage {failed[0]!r} of its group failed"
+        for s, r in zip(group, exc.summary.results, strict=True):
+            if r.status is not ItemStatus.SKIPPED or s.id not in self.attempts:
+                continue
+            sus = self.wf.recorded(f"stage:{s.id}.suspended")
+            if sus is not None:  # its batch is out: stop it, or it runs on, billed
+                await self._cancel_batch(s, sus["state"], why)
+            else:
+                detail = {"stage": s.id, "attempt": self.attempts[s.id], "reason": why}
+                await self.wf.log_event_now("stage.cancelled", s.id, detail)
 
     # -- one stage -----------------------------------------------------------------------
 
@@ -174,7 +216,7 @@ class Execution:
             config=self._stage_config(s),
             group=n,
             attempt=attempt,
-            outputs=self._output_of,
+            outputs=partial(self._output_of, n),
             attempts=self._attempt_of,
             written=self._written_counter(s.id, attempt, resumed),
         )
@@ -277,8 +319,12 @@ class Execution:
         raw = self.run_input.config.get(s.id, {})
         return raw if s.config is None else s.config.model_validate(raw)
 
-    def _output_of(self, stage_id: str) -> tuple[bool, Any]:
-        return (stage_id in self.outputs, self.outputs.get(stage_id))
+    def _output_of(self, group: int, stage_id: str) -> tuple[bool, Any]:
+        """The output of `stage_id` as a stage of group `group` may read it: only from an
+        earlier group (a sibling's would depend on which finished first)."""
+        earlier = {t.id for g in self.p.groups[: group - 1] for t in g}
+        found = stage_id in earlier and stage_id in self.outputs
+        return (found, self.outputs.get(stage_id) if found else None)
 
     def _attempt_of(self, stage_id: str) -> int:
         if stage_id in self.attempts:
@@ -322,10 +368,10 @@ class Execution:
                     f"got {type(asked).__name__}"
                 )
             sus = await self.wf.step(key, partial(self._suspended, s, ctx.attempt, asked))
-        while True:
+        for k in itertools.count(1):
             check: _Check = await self.wf.step(
                 f"stage:{s.id}.check",
-                partial(self._check, s, ctx, sus),
+                partial(self._check, s, ctx, sus, k),
                 result_type=_Check,
             )
             if check.kind == "ready":
@@ -333,7 +379,7 @@ class Execution:
             if check.kind == "failed":
                 raise StageFailedError(f"batch stage {s.id!r} failed: {check.error}")
             if check.kind == "expired":
-                await self._cancel_batch(s, sus["state"])
+                await self._cancel_batch(s, sus["state"], "max_wait")
                 raise StageTimeoutError(
                     f"batch stage {s.id!r} was not ready after max_wait={sus['max_wait']:g} s; "
                     "its batch was cancelled"
@@ -352,9 +398,14 @@ class Execution:
                       poll_every=asked.poll_every, max_wait=asked.max_wait))  # fmt: skip
         return record
 
-    async def _check(self, s: AnyStage, ctx: StageContext[Any, Any], sus: dict[str, Any]) -> _Check:
+    async def _check(
+        self, s: AnyStage, ctx: StageContext[Any, Any], sus: dict[str, Any], k: int
+    ) -> _Check:
         assert s.check_fn is not None
-        answer = await s.check_fn(sus["state"], ctx)
+        # the steps a check makes (ctx.ai calls) are named by the check they belong to:
+        # under one name, a later check would be answered what the first one got
+        with name_scope(f"{s.id}/check#{k}"):
+            answer = await s.check_fn(sus["state"], ctx)
         if isinstance(answer, Ready):
             out = self._validate_output(s, answer.output)
             return _Check(
@@ -375,11 +426,11 @@ class Execution:
         attach(_event("stage.polled", s.id, attempt=ctx.attempt, next_check_in=min(wait, left)))
         return _Check(kind="waiting", sleep=min(wait, left))
 
-    async def _cancel_batch(self, s: AnyStage, state: Any) -> None:
+    async def _cancel_batch(self, s: AnyStage, state: Any, reason: str) -> None:
         async def cancel() -> bool:
             if s.cancel_fn is not None:
                 await s.cancel_fn(state)
-            attach(_event("stage.cancelled", s.id, attempt=self.wf.attempt, reason="max_wait"))
+            attach(_event("stage.cancelled", s.id, attempt=self.wf.attempt, reason=reason))
             return True
 
         done: bool = await self.wf.step(f"stage:{s.id}.cancel", cancel)

@@ -230,7 +230,11 @@ class Pipeline(Generic[I, O]):
         if isinstance(value, dict) and set(value) == _AT_REST and value["pipeline"] == self.name:
             value = PipelineRun.model_validate(value)  # as stored, or passed on by a command
         if isinstance(value, PipelineRun):
-            return self.bind(value.input, value.config)
+            # a run started before a compatible release removed or renamed a stage keeps
+            # that stage's config: it no longer applies, and must not fail the resume
+            stages = self.stages
+            kept = {sid: c for sid, c in value.config.items() if sid in stages}
+            return self.bind(value.input, kept)
         return self.bind(value, None)
 
     @property

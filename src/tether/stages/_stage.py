@@ -26,6 +26,8 @@ O = TypeVar("O")  # noqa: E741
 C = TypeVar("C")
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# a stage's own steps are stage:<id>, stage:<id>.start, .suspended, .check and .cancel
+_RESERVED = (".start", ".suspended", ".check", ".cancel")
 
 
 def _check_id(stage_id: object) -> str:
@@ -33,6 +35,12 @@ def _check_id(stage_id: object) -> str:
         raise PipelineError(
             f"stage id {stage_id!r} is not valid: use letters, digits, '_', '.' and '-' "
             "(starting with a letter or digit, at most 100), e.g. id='extract-text'"
+        )
+    if stage_id.endswith(_RESERVED):
+        raise PipelineError(
+            f"stage id {stage_id!r} ends in {stage_id[stage_id.rindex('.') :]!r}, which names "
+            f"a step of the stage {stage_id[: stage_id.rindex('.')]!r} (its start, suspension, "
+            "checks or cancel); pick another id, e.g. with '-' for '.'"
         )
     return stage_id
 
@@ -87,8 +95,8 @@ class Stage(Generic[I, O, C]):
         self.description = description
         self.dependencies = tuple(d if isinstance(d, str) else d.id for d in dependencies)
         self.mode = mode
-        self._check = check
-        self._cancel = cancel
+        self._check = None if check is None else self._async("check", check)
+        self._cancel = None if cancel is None else self._async("cancel", cancel)
 
     def __repr__(self) -> str:
         return f"<{'batch ' if self.mode == 'batch' else ''}stage {self.id!r}>"
@@ -104,19 +112,30 @@ class Stage(Generic[I, O, C]):
     def check(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         """Decorate the batch stage's ``async def check(state, ctx)``."""
         self._need_batch("check")
-        self._check = fn
+        self._check = self._async("check", fn)
         return fn
 
     def on_cancel(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         """Decorate the batch stage's ``async def cancel(state)`` (called when its run is
         cancelled, or its `max_wait` passes, while the batch is out)."""
         self._need_batch("on_cancel")
-        self._cancel = fn
+        self._cancel = self._async("cancel", fn)
         return fn
 
     def _need_batch(self, what: str) -> None:
         if self.mode != "batch":
             raise PipelineError(f"stage {self.id!r} is not a batch stage; it has no {what}")
+
+    def _async(self, what: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """Refuse a plain `def` when declared: awaited later, it would fail only after its
+        work (a provider call) was done."""
+        if not inspect.iscoroutinefunction(fn):
+            args = "(state, ctx)" if what == "check" else "(state)"
+            raise PipelineError(
+                f"batch stage {self.id!r}: its {what} must be an `async def {what}{args}`, "
+                f"got {fn!r}"
+            )
+        return fn
 
 
 def stage(

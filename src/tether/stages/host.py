@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,11 +39,17 @@ def forgotten_stages(pipeline: Pipeline[Any, Any], stage_id: str) -> list[str]:
     return [s.id for g in pipeline.groups[n - 1 :] for s in g]
 
 
-def rerun_step(pipeline: Pipeline[Any, Any], events: Sequence[EventRow], stage_id: str) -> str:
+def rerun_step(
+    pipeline: Pipeline[Any, Any],
+    events: Sequence[EventRow],
+    stage_id: str,
+    recorded: Collection[str],
+) -> str:
     """The step a rerun from `stage_id` forgets from: the stage of its group whose
-    start was recorded first (stages side by side may have started in either order)."""
+    start was recorded first (stages side by side may have started in either order).
+    Only starts still `recorded` count: one an earlier rerun forgot is history."""
     n = pipeline.group_of(stage_id)
-    wanted = {start_key(s.id) for s in pipeline.groups[n - 1]}
+    wanted = {start_key(s.id) for s in pipeline.groups[n - 1]} & set(recorded)
     for e in events:  # in the order written
         if e.type == "step.started" and e.message in wanted:
             return e.message
