@@ -28,7 +28,7 @@ from tether.store import (
     open_store,
 )
 from tether.store._sql import queries
-from tether.testing import eventually
+from tether.testing import eventually, eventually_sync
 from tether.worker import ServerlessHost
 
 from .._postgres import PostgresServer
@@ -112,13 +112,22 @@ async def test_a_completion_is_written_as_soon_as_the_loop_turns(
 ) -> None:
     async with tether.App(url) as app:
 
+        def written(run: str) -> str | None:
+            # the thread starts before the loop turns, so it may look before the flush
+            # lands: it looks again while the workflow waits for it, and nothing but the
+            # flush of its own can write the completion meanwhile
+            def done() -> str | None:
+                status = _status(postgres, url, run, "a")
+                return status if status == "completed" else None
+
+            return eventually_sync(done, timeout=5)
+
         @app.workflow
         async def yields(wf: tether.Workflow) -> list[str | None]:
             await wf.step("a", lambda: 1)
-            before = await asyncio.to_thread(_status, postgres, url, wf.workflow_id, "a")
-            return [before]
+            return [await asyncio.to_thread(written, wf.workflow_id)]
 
-        # the thread hop turned the loop: the completion was written first
+        # the thread hop turned the loop: the completion was written with no step after it
         assert (await app.arun(yields, workflow_id="r")).value == ["completed"]
 
 
