@@ -38,6 +38,24 @@ def test_bad_policies(kwargs: dict[str, float]) -> None:
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"backoff": 1e12}, "retry backoff must be a finite number >= 0 and at most a century"),
+        ({"max_delay": 1e300}, "retry max_delay must be a finite number >= 0 and at most a"),
+        ({"attempts": 10**100}, "retry attempts must be an integer from 1 to 1,000,000"),
+    ],
+)
+def test_waits_a_clock_cannot_hold_are_refused_when_declared(
+    kwargs: dict[str, float], says: str
+) -> None:
+    # before: accepted, then a FakeClock refused the sleep mid-run, or the run slept for
+    # 31,700 years in its process
+    with pytest.raises(InvalidArgumentError, match=says):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+    assert RetryPolicy(backoff=86400, max_delay=86400).max_delay == 86400
+
+
 def test_as_policy() -> None:
     assert as_policy(None).attempts == 1
     assert as_policy(4).attempts == 4

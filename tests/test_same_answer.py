@@ -192,6 +192,63 @@ async def test_non_retryable_errors_fail_the_step_at_once(app: App) -> None:
         RetryPolicy(non_retryable=("ValueError",))  # type: ignore[arg-type]
 
 
+class LookupFailed(Exception):
+    """Found by name when the step's failure is replayed (a module-level class)."""
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [RetryPolicy(attempts=5, backoff=0, non_retryable=(LookupFailed,)), RetryPolicy(attempts=2)],
+    ids=["not-retryable", "attempts-used-up"],
+)
+async def test_a_failed_step_caught_by_type_replays_as_that_type_and_never_runs_again(
+    app: App, policy: RetryPolicy
+) -> None:
+    calls: list[int] = []
+
+    async def flow(wf: Workflow) -> str:
+        def lookup(ctx: StepContext) -> str:
+            calls.append(ctx.attempt)
+            raise LookupFailed("no such user")
+
+        try:
+            who = await wf.step("lookup", lookup, retry=policy)
+        except LookupFailed as exc:
+            who = f"fallback after {exc}"
+        await wf.wait_for_signal("go")
+        return who
+
+    assert (await app.arun(flow, workflow_id="fb")).status is RunStatus.WAITING
+    ran = list(calls)
+    await app.asignal("fb", "go")
+    # before: a non-retryable failure ran the step again on replay (its side effect
+    # twice), and a used-up one raised StepFailedError, which the except did not catch
+    done = await app.arun(flow, workflow_id="fb")
+    assert done.value == "fallback after no such user" and calls == ran
+
+
+async def test_a_replayed_failure_whose_class_is_gone_is_a_step_failed_error(app: App) -> None:
+    class Local(Exception):  # defined here: its class cannot be found by name later
+        pass
+
+    async def flow(wf: Workflow) -> str:
+        def lookup() -> str:
+            raise Local("gone")
+
+        try:
+            await wf.step("lookup", lookup)
+        except Local:
+            pass
+        except tether.StepFailedError as exc:
+            return f"step failed: {exc.error_type}"
+        await wf.wait_for_signal("go")
+        return "first"
+
+    await app.arun(flow, workflow_id="lc")
+    await app.asignal("lc", "go")
+    assert (await app.arun(flow, workflow_id="lc")).value == "step failed: Local"
+
+
 async def test_wait_for_token_takes_a_timeout(app: App, clock: FakeClock) -> None:
     async def flow(wf: Workflow) -> str:
         token = await wf.create_token()

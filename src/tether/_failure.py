@@ -45,6 +45,7 @@ __all__ = [
     "encode_error",
     "encode_record",
     "revive_error",
+    "revived",
 ]
 
 MAX_CAUSES = 8  # causes kept below the outermost error
@@ -193,20 +194,26 @@ def decode_error(text: str | None) -> ErrorRecord | None:
 def revive_error(workflow_id: str, error: ErrorRecord | None) -> Exception:
     """The exception a failed run raised, rebuilt from its record."""
     error = error or ErrorRecord("Exception", "")
+    return revived(error) or RunFailedError(workflow_id, error.type, error.message)
+
+
+def revived(error: ErrorRecord) -> Exception | None:
+    """The recorded exception rebuilt as its own class (its message and the attributes
+    kept), so an ``except`` that caught it the first time catches it again; None when
+    the class cannot be found or built here."""
     cls = _find_class(error.module, error.qualname or error.type)
-    if cls is not None:
-        try:
-            exc = cls.__new__(cls)
-            exc.args = (error.message,)
-        except Exception:  # a class that refuses to be built this way
-            pass
-        else:
-            for name, value in (error.attributes or {}).items():
-                # a read-only property, a slot it lacks: that attribute is lost
-                with contextlib.suppress(Exception):
-                    setattr(exc, name, value)
-            return exc
-    return RunFailedError(workflow_id, error.type, error.message)
+    if cls is None:
+        return None
+    try:
+        exc = cls.__new__(cls)
+        exc.args = (error.message,)
+    except Exception:  # a class that refuses to be built this way
+        return None
+    for name, value in (error.attributes or {}).items():
+        # a read-only property, a slot it lacks: that attribute is lost
+        with contextlib.suppress(Exception):
+            setattr(exc, name, value)
+    return exc
 
 
 def _find_class(module: Any, qualname: Any) -> type[Exception] | None:

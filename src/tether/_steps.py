@@ -21,7 +21,7 @@ from typing import Any
 
 from ._attach import collecting
 from ._control import HandBack
-from ._failure import decode_error, encode_error
+from ._failure import decode_error, encode_error, revived
 from ._interceptors import StepCall, intercepted
 from ._results import dump_result, load_result
 from ._run_state import RunState
@@ -252,15 +252,21 @@ def _backoff(policy: RetryPolicy, attempt: int, exc: BaseException) -> float:
 
 
 def _attempts_left(spec: StepSpec, row: StepRow | None) -> int:
-    """The attempts already made (0 for a new step); `StepFailedError` if they used up
-    the step's budget (an interrupted attempt earns the policy's extra reruns)."""
+    """The attempts already made (0 for a new step). A step whose failure was final (not
+    retryable, or its attempts used up) raises its recorded error again, as the class
+    the first run raised, never running again; `StepFailedError` where that class
+    cannot be rebuilt or an interrupted attempt used up the policy's extra reruns."""
     if row is None:
         return 0
     interrupted = row.status is StepStatus.RUNNING
     budget = spec.policy.attempts + (spec.policy.interrupted_reruns if interrupted else 0)
-    if row.attempts < budget:
-        return row.attempts
     err = decode_error(row.error)
+    final = row.status is StepStatus.FAILED and err is not None and err.retryable is False
+    if row.attempts < budget and not final:
+        return row.attempts
+    again = None if err is None or row.status is not StepStatus.FAILED else revived(err)
+    if again is not None:
+        raise again
     raise StepFailedError(
         spec.key,
         row.attempts,

@@ -8,9 +8,12 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._durations import MAX_SECONDS
 from .errors import InvalidArgumentError
 
 __all__ = ["RetryPolicy", "as_policy"]
+
+MAX_ATTEMPTS = 1_000_000  # "retry for ever" in practice; beyond it a typo, not a plan
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,13 @@ class RetryPolicy:
     non_retryable: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
-        if not _is_int(self.attempts) or self.attempts < 1:
+        if not _is_int(self.attempts) or not 1 <= self.attempts <= MAX_ATTEMPTS:
             raise InvalidArgumentError(
-                f"retry attempts must be an integer >= 1, got {self.attempts!r}; "
-                "pass e.g. RetryPolicy(attempts=3)"
+                f"retry attempts must be an integer from 1 to {MAX_ATTEMPTS:,}, got "
+                f"{self.attempts!r}; pass e.g. RetryPolicy(attempts=3)"
             )
-        for name in ("backoff", "max_delay"):
-            _check_number(name, getattr(self, name), low=0.0)
+        for name in ("backoff", "max_delay"):  # a longer wait overflows a clock's datetime
+            _check_number(name, getattr(self, name), low=0.0, high=MAX_SECONDS)
         _check_number("multiplier", self.multiplier, low=1.0)
         _check_number("jitter", self.jitter, low=0.0, high=1.0)
         if not _is_int(self.interrupted_reruns) or self.interrupted_reruns < 0:
@@ -100,7 +103,13 @@ def _check_number(name: str, value: object, *, low: float, high: float = math.in
         with contextlib.suppress(OverflowError):  # an int beyond any float
             number = float(value)
     if not (math.isfinite(number) and low <= number <= high):
-        top = "" if high == math.inf else f" and <= {high:g}"
+        top = (
+            ""
+            if high == math.inf
+            else " and at most a century of seconds"
+            if high == MAX_SECONDS
+            else f" and <= {high:g}"
+        )
         raise InvalidArgumentError(
             f"retry {name} must be a finite number >= {low:g}{top}, got {value!r}; "
             f"pass e.g. RetryPolicy({name}={max(low, min(high, 1.0)):g})"
