@@ -1215,6 +1215,7 @@ class App:
         project: str | None = None,
         organisation: str | None = None,
         transport: Any = None,
+        compatible: Iterable[str] = (),
     ) -> Callable[..., Awaitable[Any]]:
         """Register workflow `name`, served by a tenant at `url` (`tether.remote.handler`)
         with `secret`, as a workflow of this App; returns its workflow function.
@@ -1225,11 +1226,14 @@ class App:
         (doubling), and a run that needs more than `max_invocations` fails.
         `project` and `organisation` go to the tenant with each invocation;
         `transport` (an httpx transport) reaches a tenant without a network.
+        `compatible` lists earlier versions whose runs this `version` resumes, as
+        for `App.workflow`: an invocation carries the run's own version, which
+        the tenant must serve (its workflow's `compatible=`).
         Needs the ``server`` extra."""
         from .remote import RemoteSpec, remote_workflow
 
         spec = RemoteSpec(name, url, secret, version, deadline, max_invocations, retry_delay,
-                          project, organisation, transport)  # fmt: skip
+                          project, organisation, transport, tuple(compatible))  # fmt: skip
         fn: Callable[..., Awaitable[Any]] = remote_workflow(self, spec, timeout)
         return fn
 

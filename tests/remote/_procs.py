@@ -21,6 +21,7 @@ TENANT = textwrap.dedent(
     """
     import asyncio
     import os
+    import signal
     from pathlib import Path
 
     import tether
@@ -108,6 +109,26 @@ TENANT = textwrap.dedent(
         return await wf.wait_for_signal("pay")
 
 
+    @tenant.workflow(version="1")
+    async def flaky(wf: tether.Workflow) -> str:
+        def call(ctx: tether.StepContext) -> str:
+            note(wf, f"attempt {ctx.attempt}")
+            raise ConnectionError("down")
+
+        # the back-off outlasts the invocation's deadline: each attempt in an invocation
+        return await wf.step("call", call, retry=tether.RetryPolicy(attempts=3, backoff=3600))
+
+
+    @tenant.workflow(version="1")
+    async def suicide(wf: tether.Workflow) -> str:
+        def die() -> str:
+            note(wf, "start")
+            os.kill(os.getpid(), signal.SIGKILL)
+            return "never"
+
+        return await wf.step("die", die)
+
+
     app = handler(tenant)
     """
 )
@@ -173,8 +194,10 @@ def _wait_up(url: str, proc: subprocess.Popen[str], probe: str) -> None:
     eventually_sync(up, timeout=60, interval=0.05)
 
 
-def start_tenant(folder: Path, port: int | None = None) -> Tenant:
-    """The tenant on `port` (a free one by default), its side effects in side.txt."""
+def start_tenant(folder: Path, port: int | None = None, workers: int = 1) -> Tenant:
+    """The tenant on `port` (a free one by default), its side effects in side.txt;
+    with `workers` > 1, uvicorn's supervisor restarts a worker that dies, and the
+    listening socket stays open meanwhile."""
     (folder / "tenant_app.py").write_text(TENANT)
     port = port or free_port()
     env = environment(folder, "", {
@@ -184,7 +207,7 @@ def start_tenant(folder: Path, port: int | None = None) -> Tenant:
     with (folder / "tenant.log").open("a") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "tenant_app:app", "--host", "127.0.0.1",
-             "--port", str(port)],
+             "--port", str(port), *(["--workers", str(workers)] if workers > 1 else [])],
             cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
     tenant = Tenant(f"http://127.0.0.1:{port}/", port, folder, proc)

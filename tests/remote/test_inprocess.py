@@ -83,6 +83,11 @@ def tenant() -> TenantApp:
         ({"version": "9"}, 409, "workflow_version_mismatch"),
         ({"deadline": time.time() - 1}, 408, "deadline_exceeded"),
         ({"invocation": 0}, 400, "invalid_request"),
+        # JSON parses these, and Python took them: NaN or Infinity never cut the body
+        # off, and true was served as protocol 1
+        ({"deadline": float("nan")}, 400, "invalid_request"),
+        ({"deadline": float("inf")}, 400, "invalid_request"),
+        ({"protocol": True}, 400, "invalid_request"),
     ],
 )
 def test_the_tenant_refuses_what_it_cannot_serve(
@@ -95,6 +100,9 @@ def test_the_tenant_refuses_what_it_cannot_serve(
         assert details == {"supported": list(SUPPORTED_PROTOCOLS)}
     if code == "workflow_version_mismatch":
         assert details == {"versions": ["1", "0"]}
+    if status == 400:
+        field = "deadline" if "deadline" in changes else next(iter(changes))
+        assert field in answer.json()["error"]["message"]
 
 
 def test_a_wrong_secret_is_refused(tenant: TenantApp) -> None:
@@ -403,3 +411,197 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(
     answer = asyncio.run(go())
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large"
     assert sent[0] * len(chunk) <= MAX_BODY + len(chunk)  # read no further than the limit
+
+
+def _served(app: tether.App, tenant: TenantApp, name: str, **options: Any) -> Any:
+    """`name` on `app`, served by `tenant`'s handler through the ASGI transport."""
+    transport = options.pop("transport", None) or httpx.ASGITransport(handler(tenant))
+    return app.remote_workflow(name, url="http://t/", secret=SECRET, transport=transport, **options)
+
+
+def test_a_step_that_failed_is_not_run_again_as_in_process(app: tether.App) -> None:
+    # the failure was neither recorded nor in the journal: every later invocation ran
+    # the step again (its side effect with it)
+    charges: list[str] = []
+
+    async def pay(wf: tether.Workflow) -> list[str]:
+        def charge() -> str:
+            charges.append("charged")
+            raise PermissionError("card declined")
+
+        try:
+            await wf.step("charge", charge)
+            seen = "charged"
+        except Exception as exc:
+            seen = f"{type(exc).__name__}: {exc}"
+        await wf.wait_for_signal("next")
+        return [seen]
+
+    tenant = TenantApp(secret=SECRET)
+    tenant.workflow(name="pay")(pay)
+    flow = _served(app, tenant, "pay")
+    local = app.workflow(name="pay-here")(pay)
+    for fn, wid in ((flow, "pay-1"), (local, "pay-2")):
+        assert app.run(fn, workflow_id=wid).status is RunStatus.WAITING
+        app.signal(wid, "next")
+    remote, here = app.run(flow, workflow_id="pay-1"), app.run(local, workflow_id="pay-2")
+    assert charges == ["charged", "charged"]  # once per run
+    assert remote.value == here.value  # the replay raised the recorded error, as in-process
+    assert remote.value == ["PermissionError: card declined"]
+    step = app.get_record("pay-1").steps["charge"]
+    assert step.status.value == "failed" and step.attempts == 1
+    assert step.error is not None and step.error.type == "PermissionError"
+
+
+def test_the_run_state_goes_to_the_tenant(app: tether.App) -> None:
+    # the tenant started every invocation from a state of None: update_state(fn) lost
+    # the run's initial_state
+    async def count(wf: tether.Workflow) -> Any:
+        seen = wf.state
+        await wf.update_state(lambda s: {**s, "n": s["n"] + 1})
+        return {"seen": seen, "now": wf.state}
+
+    tenant = TenantApp(secret=SECRET)
+    tenant.workflow(name="count")(count)
+    local = app.workflow(name="count-here")(count)
+    initial = {"n": 10, "owner": "ada"}
+    expected = {"seen": initial, "now": {"n": 11, "owner": "ada"}}
+    for fn, wid in ((_served(app, tenant, "count"), "st-1"), (local, "st-2")):
+        assert app.run(fn, workflow_id=wid, initial_state=initial).value == expected
+        assert app.get_record(wid).state == {"n": 11, "owner": "ada"}
+
+
+def test_a_token_is_known_to_the_orchestrator_once_created(app: tether.App) -> None:
+    # it was registered only when the body parked on it: completing it before failed
+    # with TokenNotFoundError and the completion was lost
+    async def hook(wf: tether.Workflow) -> Any:
+        token = await wf.create_token()
+        await wf.step("hand-out", lambda: token)  # e.g. to a webhook
+        await wf.wait_for_signal("go")  # something else first
+        return await wf.wait_for_token(token, timeout=3600)
+
+    tenant = TenantApp(secret=SECRET)
+    tenant.workflow(name="hook")(hook)
+    flow = _served(app, tenant, "hook")
+    assert app.run(flow, workflow_id="tk-1").status is RunStatus.WAITING
+    token = app.get_record("tk-1").steps["hand-out"].result
+    assert app.complete_token(token, {"ok": 1}) == "tk-1"
+    app.signal("tk-1", "go")
+    assert app.run(flow, workflow_id="tk-1").value == {"ok": 1}
+
+
+class _Twice(httpx.AsyncBaseTransport):
+    """The tenant's answer with each step line delivered twice (a retrying proxy)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        resp = await self.inner.handle_async_request(request)
+        lines = (await resp.aread()).splitlines(keepends=True)
+        doubled = [x for line in lines for x in [line] * (1 + ('"type":"step"' in str(line)))]
+        return httpx.Response(resp.status_code, headers=resp.headers, content=b"".join(doubled))
+
+
+def test_a_step_line_delivered_twice_is_recorded_once(app: tether.App) -> None:
+    # the second copy was recorded as a new step "ask#2", and the body's real second
+    # call of "ask" was answered from it without running
+    ran: list[str] = []
+
+    def ask(answer: str) -> str:
+        ran.append(answer)
+        return answer
+
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="twice")
+    async def twice(wf: tether.Workflow) -> list[str]:
+        first = await wf.step("ask", lambda: ask("one"))
+        await wf.wait_for_signal("next")
+        return [first, await wf.step("ask", lambda: ask("two"))]
+
+    flow = _served(app, tenant, "twice", transport=_Twice(httpx.ASGITransport(handler(tenant))))
+    assert app.run(flow, workflow_id="dup-1").status is RunStatus.WAITING
+    assert {k: s.result for k, s in app.get_record("dup-1").steps.items()} == {
+        "remote.tenant": "http://t/",
+        "ask": "one",
+    }
+    app.signal("dup-1", "next")
+    assert app.run(flow, workflow_id="dup-1").value == ["one", "two"]
+    assert ran == ["one", "two"]
+    assert app.get_record("dup-1").steps["ask#2"].attempts == 1
+
+
+def test_a_tenant_step_may_not_take_the_orchestrators_key(app: tether.App) -> None:
+    # it was recorded as "remote.tenant#2" and answered on replay with the tenant's URL
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="clash")
+    async def clash(wf: tether.Workflow) -> str:
+        return await wf.step("remote.tenant", lambda: "mine")
+
+    with pytest.raises(tether.remote.RemoteWorkflowError, match=r"'remote\.tenant'"):
+        app.run(_served(app, tenant, "clash"), workflow_id="cl-1")
+    assert list(app.get_record("cl-1").steps) == ["remote.tenant"]
+
+
+def test_a_run_moves_to_a_compatible_version(tmp_path: Path) -> None:
+    # remote_workflow had no compatible=, and each invocation sent the registered
+    # version, not the run's: a run started under "1" could not be resumed by "2"
+    def tenant_at(version: str, compatible: list[str]) -> TenantApp:
+        t = TenantApp(secret=SECRET)
+
+        @t.workflow(name="up", version=version, compatible=compatible)
+        async def up(wf: tether.Workflow) -> str:
+            a = await wf.step("a", lambda: "A")
+            await wf.wait_for_signal("go")
+            return a + await wf.step("b", lambda: "B" + version)
+
+        return t
+
+    sent: list[str | None] = []
+    db = f"sqlite:///{tmp_path}/up.db"
+    with tether.App(db) as old:
+        flow = _served(old, tenant_at("1", []), "up", version="1")
+        assert old.run(flow, workflow_id="up-1").status is RunStatus.WAITING
+    inner = httpx.ASGITransport(handler(tenant_at("2", ["1"])))
+
+    class Seen(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            sent.append(json.loads(request.content)["version"])
+            return await inner.handle_async_request(request)
+
+    with tether.App(db) as new:
+        flow = _served(new, TenantApp(secret=SECRET), "up", version="2", compatible=["1"],
+                       transport=Seen())  # fmt: skip
+        new.signal("up-1", "go")
+        assert new.run(flow, workflow_id="up-1").value == "AB2"
+        assert new.get_record("up-1").workflow_version == "1"
+    assert sent == ["1"]
+
+
+def test_a_tenant_on_a_fake_clock_serves_and_times_its_waits(clock: tether.FakeClock) -> None:
+    # the handler checked signatures and deadlines on the tenant's clock (401
+    # stale_timestamp on a FakeClock), and a wait's timeout went as a due time on the
+    # tenant's clock, read back on the orchestrator's
+    from tether.testing import memory_app
+
+    def tenant_on(tenant_clock: Any) -> TenantApp:
+        t = TenantApp(secret=SECRET, clock=tenant_clock)
+
+        @t.workflow(name="reply")
+        async def reply(wf: tether.Workflow) -> object:
+            return await wf.wait_for_signal("reply", timeout=3600, default="no reply")
+
+        return t
+
+    for tenant_clock in (clock, None):  # the App's clock, then the wall clock
+        with memory_app(clock) as app:
+            flow = _served(app, tenant_on(tenant_clock), "reply")
+            assert app.run(flow, workflow_id="fc-1").status is RunStatus.WAITING
+            (wait,) = app.list_waits("fc-1")
+            assert wait.due_at is not None
+            assert abs((wait.due_at - clock.now()).total_seconds() - 3600) < 1
+            clock.advance(3601)
+            assert app.fire_due_timers() == ["fc-1"]
+            assert app.run(flow, workflow_id="fc-1").value == "no reply"

@@ -14,6 +14,7 @@ import pytest
 
 from tether import App, Client, RunRecord, RunStatus
 from tether.kernel import sign
+from tether.remote import RemoteWorkflowError
 from tether.testing import eventually_sync
 
 from ..server._serve import Served, tether
@@ -197,3 +198,37 @@ def test_a_graceful_stop_records_the_step_the_tenant_finished_meanwhile(
         assert tenant.side("g-1") == ["first", "second started", "second done"]
     finally:
         tenant.stop()
+
+
+def test_retry_attempts_are_counted_across_invocations(tenant: Tenant, tmp_path: Path) -> None:
+    # attempts were counted per invocation: with a back-off longer than the deadline
+    # every invocation made "attempt 1", until the cap of invocations
+    with App(f"sqlite:///{tmp_path}/orch.db") as app:
+        flaky = app.remote_workflow("flaky", url=tenant.url, secret=SECRET, version="1",
+                                    deadline=1.0, retry_delay=0.05, max_invocations=6)  # fmt: skip
+        with pytest.raises(RemoteWorkflowError, match="ConnectionError: down"):
+            app.run(flaky, workflow_id="fl-1")
+        rec = app.get_record("fl-1")
+    assert tenant.side("fl-1") == ["attempt 1", "attempt 2", "attempt 3"]
+    assert _invocations(rec) == 3  # each cut at its deadline by the back-off, but the last
+    step = rec.steps["call"]
+    assert step.status.value == "failed" and step.attempts == 3
+
+
+def test_a_step_that_kills_its_tenant_stops_after_the_interrupted_reruns(tmp_path: Path) -> None:
+    # the step ran once per invocation, up to the cap of invocations: its attempts were
+    # not durable, so the interrupted-rerun limit never held
+    tenant = start_tenant(tmp_path, workers=2)  # a worker killed is restarted
+    try:
+        with App(f"sqlite:///{tmp_path}/orch.db") as app:
+            flow = app.remote_workflow("suicide", url=tenant.url, secret=SECRET, version="1",
+                                       retry_delay=0.05, max_invocations=10)  # fmt: skip
+            with pytest.raises(RemoteWorkflowError, match="StepFailedError"):
+                app.run(flow, workflow_id="die-1")
+            rec = app.get_record("die-1")
+    finally:
+        tenant.stop()
+    # 1 attempt + RetryPolicy.interrupted_reruns (3), each killed by SIGKILL
+    assert tenant.side("die-1") == ["start"] * 4
+    assert _invocations(rec) == 5
+    assert rec.steps["die"].attempts == 4

@@ -7,7 +7,7 @@ import tether.remote
 
 REMOTE = {
     "PROTOCOL_HEADER", "PROTOCOL_VERSION", "SUPPORTED_PROTOCOLS", "Answer", "Invocation",
-    "Journal", "JournalStep", "JournalWait", "Line", "RemoteDeadlineError", "RemoteError",
+    "Journal", "JournalAttempt", "JournalStep", "JournalWait", "Line", "RemoteDeadlineError", "RemoteError",
     "RemoteInvocationLimitError", "RemoteRefusedError", "RemoteSpec", "RemoteUnavailableError",
     "RemoteVersionError", "RemoteWorkflowError", "RunMeta", "TenantApp", "TenantMeta",
     "Waitpoint", "handler", "remote_workflow",

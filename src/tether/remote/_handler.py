@@ -15,6 +15,10 @@ it replays recorded steps from it and runs only what a genuine retry would.
 The deadline binds the tenant too: a request that arrives after it is
 refused, and the body still running at it is cancelled and the stream ends
 with an ``aborted`` line; a client that hangs up cancels the body as well.
+
+Timestamps and deadlines are wall-clock unix seconds (`time.time()`), as the
+orchestrator sends them: the tenant's `clock` is its workflows' (a test's
+`FakeClock`), never the wire's.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -90,7 +96,7 @@ def handler(tenant: TenantApp) -> Starlette:
 async def _admit(request: Request, tenant: TenantApp, hook: Webhook, seen: _Seen) -> Invocation:
     """The invocation, once every check passed; `_Refused` naming the first that did not."""
     body = await _body(request)
-    now = tenant.clock.now().timestamp()
+    now = time.time()
     try:
         signature = check_signature(hook, request.headers, body, now)
     except HookRejected as exc:
@@ -102,6 +108,7 @@ async def _admit(request: Request, tenant: TenantApp, hook: Webhook, seen: _Seen
         protocol = data.get("protocol") if isinstance(data, dict) else None
     except ValueError:
         raise _Refused(400, "invalid_json", "the body is not JSON") from None
+    _check_types(data)
     header = request.headers.get(PROTOCOL_HEADER)
     if protocol not in SUPPORTED_PROTOCOLS or (header is not None and header != str(protocol)):
         raise _Refused(
@@ -113,10 +120,39 @@ async def _admit(request: Request, tenant: TenantApp, hook: Webhook, seen: _Seen
     try:
         inv = Invocation.model_validate(data)
     except ValidationError as exc:
-        fields = [".".join(str(p) for p in e["loc"]) for e in exc.errors()]
+        fields = [f"{'.'.join(str(p) for p in e['loc'])} ({e['msg']})" for e in exc.errors()]
         raise _Refused(400, "invalid_request", f"bad fields: {', '.join(fields)}") from None
     _check_served(tenant, inv, now)
     return inv
+
+
+def _check_types(data: Any) -> None:
+    """Refuse (400) what JSON parses but no orchestrator sends: a protocol that is not
+    an integer (``true`` equals 1 in Python), a deadline that is not a finite number
+    (NaN is never reached, Infinity never passes)."""
+    if not isinstance(data, dict):
+        raise _Refused(400, "invalid_request", "the body is not a JSON object")
+    protocol = data.get("protocol")
+    if protocol is not None and (isinstance(protocol, bool) or not isinstance(protocol, int)):
+        raise _Refused(
+            400, "invalid_request", f"protocol must be an integer, got {json.dumps(protocol)}"
+        )
+    deadline = data.get("deadline")
+    if deadline is not None and not _finite(deadline):
+        raise _Refused(
+            400,
+            "invalid_request",
+            f"deadline must be a finite number of unix seconds, got {json.dumps(deadline)}",
+        )
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 async def _body(request: Request) -> bytes:
@@ -178,7 +214,7 @@ async def _lines(tenant: TenantApp, inv: Invocation) -> AsyncIterator[bytes]:
     task = asyncio.create_task(run())
     try:
         while True:
-            remaining = inv.deadline - tenant.clock.now().timestamp()
+            remaining = inv.deadline - time.time()
             try:
                 line, sent = await asyncio.wait_for(queue.get(), max(remaining, 0.0))
             except TimeoutError:

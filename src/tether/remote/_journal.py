@@ -12,7 +12,13 @@ leases) belongs to the orchestrator and is refused with a clear error.
 The one write that matters goes out at once: `complete_step` (and
 `save_value`) hands the step's result to the response stream and returns only
 once it was sent, so the body starts no new work before the orchestrator can
-record what it finished.
+record what it finished. To an orchestrator that accepts them, `start_step`
+and `fail_step` send the attempt the same way (before the step's function
+runs, and before a retry or the failure goes on), and a token the body creates
+is sent at once, so the orchestrator knows it before the body waits on it.
+
+Attempts made in earlier invocations come with the journal (its `attempts`):
+a step's count goes on from them, as it does from a store.
 """
 
 from __future__ import annotations
@@ -35,9 +41,16 @@ from ..store import (
     WaitRow,
     WaitStatus,
 )
-from ._wire import JournalStep, Line, Waitpoint
+from ._wire import JournalAttempt, JournalStep, Line, Waitpoint
 
-__all__ = ["JournalHost", "JournalStore", "Send"]
+__all__ = ["RESERVED", "JournalHost", "JournalStore", "Send"]
+
+# the keys of the orchestrator's own steps in a remote run's record: a tenant's step or
+# recorded value may not take one
+RESERVED = frozenset(
+    {"remote.tenant", "remote.compensations", "compensate:remote.tenant",
+     "compensate:remote.compensations"}
+)  # fmt: skip
 
 Send = Callable[[Line], Awaitable[None]]
 
@@ -58,11 +71,20 @@ class JournalStore:
     orchestrator's to record).
     """
 
-    def __init__(self, workflow_id: str, send: Send) -> None:
+    def __init__(
+        self,
+        workflow_id: str,
+        send: Send,
+        *,
+        prior: Sequence[JournalAttempt] = (),
+        accepts: Sequence[str] = (),
+    ) -> None:
         self.workflow_id = workflow_id
         self._send = send
-        self._attempts: dict[str, int] = {}
-        self._idempotency: dict[str, str | None] = {}
+        self._accepts = frozenset(accepts)
+        # attempts so far, from the journal (earlier invocations) and this invocation
+        self._attempts: dict[str, int] = {a.key: a.attempts for a in prior}
+        self._idempotency: dict[str, str | None] = {a.key: a.idempotency_key for a in prior}
         self.completed: list[JournalStep] = []
         self.waits: dict[str, WaitRow] = {}  # registered during this invocation
         self.children: dict[str, Waitpoint] = {}  # child run id -> what to start
@@ -72,11 +94,17 @@ class JournalStore:
     async def start_step(
         self, fence: Fence, key: str, *, idempotency_key: str | None, at: datetime, event: NewEvent
     ) -> StepRow:
+        _check_free(key)
         if self._idempotency.get(key, idempotency_key) != idempotency_key:
             self._attempts.pop(key, None)
         attempts = self._attempts.get(key, 0) + 1
         self._attempts[key] = attempts
         self._idempotency[key] = idempotency_key
+        if "attempt" in self._accepts:  # counted on the orchestrator before fn runs
+            attempt = JournalAttempt(
+                key=key, status="running", attempts=attempts, idempotency_key=idempotency_key
+            )
+            await self._send(Line(type="attempt", attempt=attempt))
         return StepRow(
             self.workflow_id, key, key, StepStatus.RUNNING, attempts, idempotency_key,
             None, None, at, None, at,
@@ -95,9 +123,23 @@ class JournalStore:
         self.completed.append(step)
         await self._send(Line(type="step", step=step))
 
-    async def fail_step(self, fence: Fence, key: str, **_: object) -> None:
-        """A failed attempt stays on the tenant: a retry runs here, a final failure
-        ends the body and is answered as the run's failure."""
+    async def fail_step(
+        self, fence: Fence, key: str, *, error: str, final: bool, **_: object
+    ) -> None:
+        """A failed attempt goes to the orchestrator (if it accepts it) before the body
+        goes on: it counts towards the step's attempts, and a step that failed for
+        good is answered with its error on every later replay, never run again."""
+        if "attempt" not in self._accepts:
+            return
+        attempt = JournalAttempt(
+            key=key,
+            status="failed",
+            attempts=self._attempts.get(key, 1),
+            idempotency_key=self._idempotency.get(key),
+            error=error,
+            final=final,
+        )
+        await self._send(Line(type="attempt", attempt=attempt))
 
     async def save_value(
         self,
@@ -109,6 +151,7 @@ class JournalStore:
         state: str | None = None,
         events: Sequence[NewEvent] = (),
     ) -> None:
+        _check_free(key)
         # what the value carries goes first: lost with the line after it, it is sent
         # again by the next invocation, which replays the body up to here
         if state is not None:
@@ -126,6 +169,10 @@ class JournalStore:
             wait.match, WaitStatus.PENDING, None, wait.due_at, at, None,
         )  # fmt: skip
         self.waits[wait.key] = row
+        if row.kind is WaitKind.TOKEN and "wait" in self._accepts:
+            # a token exists once created: the orchestrator registers it now, so it can
+            # be completed before the body waits on it
+            await self._send(Line(type="wait", wait=self.waitpoint(wait.key)))
         return row
 
     def waitpoint(self, key: str) -> Waitpoint:
@@ -135,9 +182,13 @@ class JournalStore:
         if child is not None:
             return child.model_copy(update={"key": key})
         name = row.id if row.kind is WaitKind.TOKEN else row.name  # a token by its id
+        # the timeout also as a duration: the orchestrator's clock may not be the tenant's
+        timeout = (
+            None if row.due_at is None else max(0.0, (row.due_at - row.created_at).total_seconds())
+        )
         return Waitpoint.model_validate(
             {"key": key, "kind": _WAIT_KINDS[row.kind], "name": name, "match": row.match,
-             "due_at": row.due_at}
+             "due_at": row.due_at, "timeout": timeout}
         )  # fmt: skip
 
     # -- state and events -------------------------------------------------------------
@@ -163,6 +214,15 @@ class JournalStore:
             raise _unavailable(name)
 
         return refused
+
+
+def _check_free(key: str) -> None:
+    if key in RESERVED:
+        raise InvalidArgumentError(
+            f"a remote workflow cannot record a step or value under {key!r}: the "
+            f"orchestrator records its own steps under {sorted(RESERVED)}; give it "
+            "another name"
+        )
 
 
 def _unavailable(verb: str) -> InvalidArgumentError:

@@ -19,6 +19,14 @@ was running when it died, and (2) a step that had completed but whose line had
 not yet been recorded here (in flight on the network, or the orchestrator died
 between reading and recording it). Steps should be idempotent, as for any
 tether step that a crash can interrupt.
+
+Each line is recorded under the tenant's own key (`_recorder`): a line
+delivered twice is recorded once. Attempts and failures of steps are recorded
+too, and go back in the journal, so retry limits and the interrupted-rerun
+limit hold across invocations and a step that failed for good is not run again.
+
+Each invocation sends the run's recorded workflow version (the tenant decides
+whether its code can resume it: its `compatible=`) and its durable state.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -39,7 +48,7 @@ from ..clock import Clock
 from ..definition import DEF_ATTR, WorkflowDef
 from ..errors import ChildRunError, InvalidArgumentError, RunCancelledError
 from ..serde import load_json
-from ..store import StepStatus, Store, WaitStatus
+from ..store import Fence, Store
 from ._call import call
 from ._errors import (
     RemoteError,
@@ -47,18 +56,8 @@ from ._errors import (
     RemoteUnavailableError,
     RemoteWorkflowError,
 )
-from ._wire import (
-    PROTOCOL_VERSION,
-    Answer,
-    Invocation,
-    Journal,
-    JournalStep,
-    JournalWait,
-    Line,
-    RunMeta,
-    TenantMeta,
-    Waitpoint,
-)
+from ._recorder import ACCEPTS, Recorder, journal_of
+from ._wire import PROTOCOL_VERSION, Answer, Invocation, Line, RunMeta, TenantMeta, Waitpoint
 
 
 class App(Protocol):
@@ -101,8 +100,15 @@ class RemoteSpec:
     project: str | None = None
     organisation: str | None = None
     transport: httpx.AsyncBaseTransport | None = None
+    # earlier versions whose runs this one resumes (the tenant must serve them too)
+    compatible: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        if isinstance(self.compatible, str) or not all(isinstance(v, str) for v in self.compatible):
+            raise InvalidArgumentError(
+                f"compatible must be a list of version strings, got {self.compatible!r}"
+            )
+        object.__setattr__(self, "compatible", tuple(self.compatible))
         if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
             raise InvalidArgumentError(f"url must be an http(s) URL, got {self.url!r}")
         if not isinstance(self.secret, str) or not self.secret:
@@ -127,7 +133,9 @@ def remote_workflow(app: App, spec: RemoteSpec, timeout: float | None = None) ->
         return await _Drive(app, spec, wf, input).run()
 
     remote.__name__ = remote.__qualname__ = spec.name.replace("-", "_")
-    defn = WorkflowDef.make(remote, name=spec.name, version=spec.version, timeout=timeout)
+    defn = WorkflowDef.make(
+        remote, name=spec.name, version=spec.version, compatible=spec.compatible, timeout=timeout
+    )
     setattr(remote, DEF_ATTR, defn)
     app.register(remote)
     return remote
@@ -139,6 +147,7 @@ class _Drive:
     def __init__(self, app: App, spec: RemoteSpec, wf: Workflow, input: Any) -> None:
         self.app, self.spec, self.wf, self.input = app, spec, wf, input
         self.failures = 0
+        self.recorder: Recorder | None = None  # of the invocation under way
 
     async def run(self) -> Any:
         # a marker step; when a run cancelled with compensate=True is replayed, it
@@ -212,15 +221,20 @@ class _Drive:
         store, wid = self.app.store, self.wf.workflow_id
         run = await store.get_run(wid)
         assert run is not None  # the drive holds it
+        steps = await store.load_steps(wid)
+        fence = Fence(wid, self.wf.generation)
+        self.recorder = Recorder(store, self.app.clock, fence, steps)
         return Invocation(
             protocol=PROTOCOL_VERSION,
             run_id=wid,
             workflow=self.spec.name,
-            version=self.spec.version,
+            version=run.workflow_version,  # the run's: the tenant may serve it as compatible
             invocation=n,
             input=run.input,
-            journal=await journal_of(self.app, wid),
+            journal=journal_of(steps, await store.list_waits(wid)),
             deadline=time.time() + self.spec.deadline,
+            state=run.state,
+            accepts=list(ACCEPTS),
             tenant=TenantMeta(
                 tenant=run.tenant, project=self.spec.project, organisation=self.spec.organisation
             ),
@@ -233,12 +247,16 @@ class _Drive:
 
     async def _record(self, line: Line) -> None:
         """Record one streamed line, through the fenced context, before reading on."""
-        wf = self.wf
+        wf, recorder = self.wf, self.recorder
+        assert recorder is not None  # made with the invocation
         if line.type == "step" and line.step is not None:
             # the tenant ran it: recorded even while this process drains, or a graceful
             # exit would lose a finished step and the next drive would run it again
-            value = load_json(line.step.result)
-            await wf.record_now(line.step.name, value, idempotency_key=line.step.idempotency_key)
+            await recorder.completed(line.step)
+        elif line.type == "attempt" and line.attempt is not None:
+            await recorder.attempt(line.attempt)
+        elif line.type == "wait" and line.wait is not None:
+            await recorder.token(line.wait)
         elif line.type == "event" and line.event is not None:
             detail = line.event.get("detail")
             await wf.log_event_now(
@@ -299,9 +317,9 @@ class _Drive:
         """Wait on `wp` under the tenant's key: returns once it is resolved (or timed
         out); suspends the run (tether's `Suspend`) while it is pending."""
         wf, app = self.wf, self.app
-        timeout = (
-            None if wp.due_at is None else max(0.0, (wp.due_at - app.clock.now()).total_seconds())
-        )
+        timeout = wp.timeout  # a duration: the tenant's clock need not be ours
+        if timeout is None and wp.due_at is not None:  # a tenant of an earlier release
+            timeout = max(0.0, (wp.due_at - app.clock.now()).total_seconds())
         if wp.kind == "signal":
             await wf.wait_for_signal(str(wp.name), key=wp.key, timeout=timeout, default=None)
         elif wp.kind == "event":
@@ -312,38 +330,10 @@ class _Drive:
         elif wp.kind == "token":
             await wf.wait_for_token(str(wp.name), timeout=timeout, default=None)
         elif wp.kind == "sleep":
-            assert wp.due_at is not None
-            await wf.sleep_until(wp.due_at, key=wp.key)
+            assert timeout is not None
+            await wf.sleep_until(app.clock.now() + timedelta(seconds=timeout), key=wp.key)
         else:
             fn = app.get_workflow(str(wp.workflow)).fn
             given = MISSING if wp.input is None else load_json(wp.input)
             with contextlib.suppress(ChildRunError):  # the tenant reads it from the journal
                 await wf.child(fn, given, workflow_id=wp.name)
-
-
-async def journal_of(app: App, workflow_id: str) -> Journal:
-    """Run `workflow_id`'s journal as recorded: completed steps, compensations and
-    waits that are no longer pending."""
-    steps = [s for s in await app.store.load_steps(workflow_id) if s.status is StepStatus.COMPLETED]
-    done = [
-        JournalStep(
-            key=s.key,
-            name=s.key[: -len(s.idempotency_key) - 1] if s.idempotency_key else s.key,
-            result=s.result or "null",
-            idempotency_key=s.idempotency_key,
-            attempts=max(1, s.attempts),
-        )
-        for s in steps
-    ]
-    waits = [
-        JournalWait.model_validate(
-            {"key": w.key, "kind": w.kind.value, "status": w.status.value, "payload": w.payload}
-        )
-        for w in await app.store.list_waits(workflow_id)
-        if w.status is not WaitStatus.PENDING
-    ]
-    return Journal(
-        steps=[s for s in done if not s.key.startswith("compensate:")],
-        waits=waits,
-        compensations=[s for s in done if s.key.startswith("compensate:")],
-    )

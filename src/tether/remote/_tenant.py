@@ -47,7 +47,9 @@ class TenantApp:
 
     `secret` (or several, to rotate) signs every invocation; a request is
     accepted within `tolerance` seconds of its timestamp, once. Serve it with
-    ``tether.remote.handler(tenant)``.
+    ``tether.remote.handler(tenant)``. `clock` is the workflows' clock (a
+    `FakeClock` in tests); signatures and deadlines are checked against the wall
+    clock, the time tenant and orchestrator share.
     """
 
     def __init__(
@@ -119,7 +121,8 @@ class TenantApp:
 def _run_row(inv: Invocation, now: datetime) -> RunRow:
     return RunRow(
         workflow_id=inv.run_id, workflow_name=inv.workflow, workflow_version=inv.version,
-        status=RunStatus.RUNNING, input=inv.input, output=None, error=None, state="null",
+        status=RunStatus.RUNNING, input=inv.input, output=None, error=None,
+        state="null" if inv.state is None else inv.state,
         priority=0, tags=tuple(inv.run.tags), tenant=inv.tenant.tenant,
         parent_id=inv.run.parent_id, idempotency_key=None, owner=None,
         generation=inv.run.generation, created_at=inv.run.created_at or now, updated_at=now,
@@ -134,6 +137,12 @@ def _state(inv: Invocation, now: datetime) -> RunState:
         StepRow(inv.run_id, s.key, s.name, StepStatus.COMPLETED, s.attempts, s.idempotency_key,
                 s.result, None, now, now, now)
         for s in [*inv.journal.steps, *inv.journal.compensations]
+    ]  # fmt: skip
+    done = {s.key for s in steps}
+    steps += [  # attempts made in earlier invocations: the count goes on from them
+        StepRow(inv.run_id, a.key, a.key, StepStatus(a.status), a.attempts, a.idempotency_key,
+                None, a.error, now, None, now)
+        for a in inv.journal.attempts if a.key not in done
     ]  # fmt: skip
     waits = [
         WaitRow(w.key, inv.run_id, w.key, WaitKind(w.kind), None, None, WaitStatus(w.status),
@@ -156,7 +165,7 @@ async def execute(tenant: TenantApp, defn: WorkflowDef, inv: Invocation, send: S
     Steps completed here go out through `send` as they complete; the answer
     carries the whole journal as the tenant leaves it.
     """
-    store = JournalStore(inv.run_id, send)
+    store = JournalStore(inv.run_id, send, prior=inv.journal.attempts, accepts=inv.accepts)
     rt = Runtime(cast(Store, store), tenant.clock, threads=tenant.threads)
     st = _state(inv, tenant.clock.now())
     wf = Workflow(rt, st, host=JournalHost(store, send))

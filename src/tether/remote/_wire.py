@@ -10,6 +10,11 @@ HMAC-SHA256 of ``timestamp + "." + body``, `tether.kernel.sign`), and
   or a compensation) completes on the tenant, before the body goes on;
 - ``{"type": "event" | "state" | "start_child", ...}`` for what the body
   writes besides steps (events, durable state, detached children);
+- ``{"type": "attempt", "attempt": {...}}`` when a step starts an attempt (before
+  its function runs) and when an attempt fails, and ``{"type": "wait", "wait":
+  {...}}`` when the body creates a token: sent only to an orchestrator that
+  lists them in the invocation's ``accepts`` (one of an earlier release records
+  neither, and refuses a line type it does not know);
 - last, ``{"type": "answer", "answer": {...}}``: the run's status after this
   invocation, or ``{"type": "aborted", "reason": ...}`` when the deadline came
   first.
@@ -19,6 +24,13 @@ Refusals are JSON ``{"error": {"code", "message", "details"}}`` with a status:
 (workflow not served here), 408 (deadline passed on arrival), 409 (workflow
 version not served: ``details.versions``), 426 (protocol version not spoken:
 ``details.supported``).
+
+Compatibility within version 1: every field added since the first release is
+optional, and a tenant ignores the fields it does not know. So an orchestrator
+of a later release sends what an earlier tenant ignores (the run's `state`,
+`accepts`, the journal's `attempts`) and reads a waitpoint's `due_at` when it
+carries no `timeout`; a later tenant sends an earlier orchestrator none of the
+line types it does not list in `accepts`.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ __all__ = [
     "Answer",
     "Invocation",
     "Journal",
+    "JournalAttempt",
     "JournalStep",
     "JournalWait",
     "Line",
@@ -62,6 +75,25 @@ class JournalStep(BaseModel):
     attempts: int = Field(default=1, ge=1)
 
 
+class JournalAttempt(BaseModel):
+    """A step that started an attempt (``running``: cut short if no other line
+    follows) or whose attempt failed (``failed``; `final`: for good), not completed.
+
+    Recorded by the orchestrator as the step's row, and sent back in the journal's
+    `attempts`, so attempts are counted across invocations as across processes: a
+    retry limit holds, a step interrupted every time stops after the policy's
+    ``interrupted_reruns``, and a step that failed for good is not run again (a
+    replay raises its recorded error).
+    """
+
+    key: str = Field(min_length=1)
+    status: Literal["running", "failed"]
+    attempts: int = Field(default=1, ge=1)
+    idempotency_key: str | None = None
+    error: str | None = None  # JSON text of the failure, as recorded
+    final: bool = False
+
+
 class JournalWait(BaseModel):
     """A waitpoint that was resolved (or timed out, or was cancelled)."""
 
@@ -77,6 +109,7 @@ class Journal(BaseModel):
     steps: list[JournalStep] = []
     waits: list[JournalWait] = []
     compensations: list[JournalStep] = []  # the ``compensate:<step>`` steps that ran
+    attempts: list[JournalAttempt] = []  # steps started or failed, not completed
 
 
 class TenantMeta(BaseModel):
@@ -105,21 +138,29 @@ class Invocation(BaseModel):
     invocation: int = Field(ge=1)
     input: str | None = None  # JSON text; None: the run has no input
     journal: Journal
-    deadline: float  # unix seconds: the tenant stops working on it then
+    deadline: float = Field(allow_inf_nan=False)  # unix seconds: the tenant stops then
     # "compensate": the run was cancelled with compensation; replay the body to learn
     # the compensations of its completed steps and run them (answer: compensated,
     # compensation_failed, or cancelled when there were none)
     mode: Literal["run", "compensate"] = "run"
     tenant: TenantMeta = TenantMeta()
     run: RunMeta = RunMeta()
+    # the run's durable state (JSON text) as recorded; None: not sent (an orchestrator
+    # of an earlier release), the body then starts from a state of None
+    state: str | None = None
+    # the line types beyond the first release's that this orchestrator records
+    # ("attempt", "wait"); a tenant sends no others
+    accepts: list[str] = []
 
 
 class Waitpoint(BaseModel):
     """What the body waits on: the orchestrator parks the run on it with tether's waits.
 
     `name` is the signal name, the event type, the token id or the child run id;
-    `due_at` the timer's due time or the wait's timeout; a child names its
-    `workflow` and carries its `input` (JSON text).
+    `due_at` the timer's due time or the wait's timeout on the tenant's clock, and
+    `timeout` the same as seconds from when the tenant registered it (what an
+    orchestrator uses when it is given: the two clocks need not agree); a child
+    names its `workflow` and carries its `input` (JSON text).
     """
 
     key: str
@@ -129,6 +170,7 @@ class Waitpoint(BaseModel):
     due_at: datetime | None = None
     workflow: str | None = None
     input: str | None = None
+    timeout: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class Answer(BaseModel):
@@ -144,8 +186,10 @@ class Answer(BaseModel):
 class Line(BaseModel):
     """One line of the tenant's streamed answer."""
 
-    type: Literal["step", "event", "state", "start_child", "answer", "aborted"]
+    type: Literal["step", "attempt", "wait", "event", "state", "start_child", "answer", "aborted"]
     step: JournalStep | None = None
+    attempt: JournalAttempt | None = None
+    wait: Waitpoint | None = None  # a token created: the orchestrator registers it now
     event: dict[str, Any] | None = None  # {"type", "message", "detail"}
     state: str | None = None  # JSON text
     child: Waitpoint | None = None
