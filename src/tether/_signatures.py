@@ -28,6 +28,7 @@ __all__ = ["HookRejected", "Webhook", "check_signature"]
 
 TIMESTAMP = "X-Tether-Timestamp"
 SIGNATURE = "X-Tether-Signature"
+_MAX_DIGITS = 15  # unix seconds have 10 digits until the year 2286
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -72,11 +73,14 @@ def check_signature(hook: Webhook, headers: Mapping[str, str], body: bytes, now:
     ts, given = headers.get(TIMESTAMP.lower()), headers.get(SIGNATURE.lower())
     if not ts or not given:
         raise HookRejected(401, "signature_missing", f"send {TIMESTAMP} and {SIGNATURE}")
-    if not ts.isdigit():
+    if not (ts.isascii() and ts.isdigit()):
         raise HookRejected(401, "bad_timestamp", f"{TIMESTAMP} must be unix seconds")
-    if not any(hmac.compare_digest(sign(secret, ts, body), given) for secret in hook.secrets):
+    if not given.isascii() or not any(
+        hmac.compare_digest(sign(secret, ts, body), given) for secret in hook.secrets
+    ):
         raise HookRejected(401, "bad_signature", "the signature does not match the body")
-    if abs(now - int(ts)) > hook.tolerance:
+    # compared as text first: a huge number of seconds is stale, not a float overflow
+    if len(ts.lstrip("0")) > _MAX_DIGITS or abs(now - int(ts)) > hook.tolerance:
         raise HookRejected(
             401,
             "stale_timestamp",

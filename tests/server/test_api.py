@@ -435,3 +435,80 @@ def test_the_server_wakes_the_timers_of_the_runs_it_drives(tmp_path: Path) -> No
             assert eventually_sync(lambda: ended(hearing), timeout=30) == "timed out"
     finally:
         served.stop()
+
+
+def test_a_cursor_with_a_lone_surrogate_is_a_422(either_served: Served) -> None:
+    """It reached the store: a plain-text 500 from the API and from the dashboard."""
+    forged = json.dumps(["\ud800", "2026-01-01T00:00:00+00:00"]).encode()
+    cursor = base64.urlsafe_b64encode(forged).decode().rstrip("=")
+    resp = httpx.get(f"{either_served.url}/api/v1/runs", params={"cursor": cursor})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_cursor"
+    deep = base64.urlsafe_b64encode(b"[" * 5000).decode()
+    resp = httpx.get(f"{either_served.url}/api/v1/runs", params={"cursor": deep})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_cursor"
+    page = httpx.get(f"{either_served.url}/runs", params={"cursor": cursor})
+    assert page.status_code == 200  # the dashboard shows the first page instead
+    assert "Traceback" not in either_served.log
+
+
+FAILING = """
+import os
+
+from pydantic import BaseModel, field_validator
+
+import tether
+
+app = tether.App(os.environ["FLOWS_DB"])
+
+class Order(BaseModel):
+    n: int
+
+    @field_validator("n")
+    @classmethod
+    def check(cls, n: int) -> int:
+        raise LookupError("a bug in the served code")  # not a ValueError: not pydantic's
+
+@app.workflow
+async def orders(wf: tether.Workflow, order: Order) -> int:
+    return order.n
+"""
+
+
+def test_an_unexpected_error_is_a_json_500_and_logged(tmp_path: Path) -> None:
+    """It was a plain-text 500 (``Internal Server Error``), not the API's JSON."""
+    served = start(tmp_path, f"sqlite:///{tmp_path}/t.db", flows=FAILING)
+    try:
+        resp = httpx.post(
+            f"{served.url}/api/v1/runs", json={"workflow": "orders", "input": {"n": 1}}
+        )
+        assert resp.status_code == 500
+        assert resp.headers["content-type"] == "application/json"
+        error = resp.json()["error"]
+        assert error["code"] == "internal" and "LookupError" in error["message"]
+        assert "server's log" in error["message"]
+        eventually_sync(lambda: "LookupError: a bug in the served code" in served.log, timeout=10)
+        assert "Traceback" in served.log
+    finally:
+        served.stop()
+
+
+BAD_BODIES = (
+    (b'{"type": "\xff"}', "not UTF-8"),
+    (b'{"type": "x", "payload": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+    (b'{"type": "x", "payload": ' + b"9" * 5000 + b"}", "too many digits"),
+)
+
+
+def test_a_body_that_is_not_json_is_a_422_saying_why(served: Served) -> None:
+    """These were a 400 ``http_error`` "There was an error parsing the body"."""
+    for body, why in BAD_BODIES:
+        resp = httpx.post(
+            f"{served.url}/api/v1/events",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert resp.status_code == 422, resp.text
+        error = resp.json()["error"]
+        assert error["code"] == "invalid_request"
+        assert "not valid JSON" in error["message"] and why in error["message"]
+        assert [d["field"] for d in error["details"]] == ["body"]

@@ -442,3 +442,32 @@ def test_times_show_in_the_readers_zone_and_switch_to_utc(
     assert first_event.text == utc  # the run's first event, written as it was created
     assert first_event.get_attribute("title") == tokyo + " Asia/Tokyo"
     assert text_of(browser, "#tz-switch") == "show Asia/Tokyo"
+
+
+def test_a_payload_nested_too_deeply_to_read_is_sent_as_text(dash: Served) -> None:
+    """'[' * 5000 was a 500 (RecursionError): the form says JSON, other text is sent
+    as a string."""
+    with Client(dash.url) as client, httpx.Client(base_url=dash.url) as web:
+        wid = _parked(client)
+        csrf = _csrf(web.get(f"/runs/{wid}"))
+        deep = "[" * 5000 + "]" * 5000
+        sent = web.post(f"/runs/{wid}/signal", data={"name": "approve", "csrf": csrf,
+                                                     "payload": deep})  # fmt: skip
+        assert sent.status_code == 303, sent.text[:200]
+        assert done(client, wid).output == deep
+    assert "RecursionError" not in dash.log
+
+
+def test_filters_the_database_cannot_store_are_refused_as_the_api_refuses_them(
+    pg_served: Served,
+) -> None:
+    """On PostgreSQL a NUL in a filter was a 503 store_unavailable (retry later)."""
+    with Client(pg_served.url) as client:
+        client.start("greet", {"name": "Ada"})
+    for path in ("/runs?workflow=%00", "/runs?tag=a%00", "/runs?q=%00", "/usage?workflow=%00"):
+        page = httpx.get(pg_served.url + path)
+        assert page.status_code == 422, (path, page.status_code, page.text[:200])
+        assert page.headers["content-type"].startswith("text/html")
+        assert "NUL" in page.text and 'class="problem"' in page.text
+    listed = httpx.get(pg_served.url + "/runs?workflow=%00")
+    assert "greet" in listed.text  # the filter is dropped: every run is listed

@@ -86,3 +86,24 @@ def test_tether_delivers_its_own_events_to_another_tether(hooked: Served) -> Non
     req = sink.request(event)
     resp = httpx.post(req.full_url, content=req.data, headers=dict(req.header_items()))
     assert resp.status_code == 200, resp.text
+
+
+def test_a_signed_timestamp_too_large_for_a_number_is_stale(hooked: Served) -> None:
+    """Four hundred 9s, correctly signed: a 500 (OverflowError) before."""
+    body = b'{"a": 1}'
+    for ts in ("9" * 400, "9" * 5000):
+        resp = httpx.post(
+            hooked.url + "/hooks/github",
+            content=body,
+            headers={"X-Tether-Timestamp": ts, "X-Tether-Signature": sign(SECRET, ts, body)},
+        )
+        assert resp.status_code == 401 and resp.json()["error"]["code"] == "stale_timestamp"
+    for ts, signature, code in (
+        ("\u00b9\u00b2", "sha256=00", "bad_timestamp"),  # digits, but not ASCII ones
+        (str(int(time.time())), "sha256=\u00e9", "bad_signature"),
+    ):
+        headers = {"X-Tether-Timestamp": ts, "X-Tether-Signature": signature}
+        raw = {k: v.encode("latin-1") for k, v in headers.items()}
+        resp = httpx.post(hooked.url + "/hooks/github", content=body, headers=raw)
+        assert resp.status_code == 401 and resp.json()["error"]["code"] == code, resp.text
+    assert "Traceback" not in hooked.log

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import sqlite3
 import threading
 import time
+
+import httpx
 
 from tether import AsyncClient, Client, RunStatus
 from tether.server._wire import SSEParser
@@ -142,3 +146,25 @@ def test_open_streams_end_cleanly_and_at_once_when_the_server_stops(served: Serv
     log = served.log
     assert "Cancel" not in log and "Traceback" not in log, log
     assert "workflow.completed" not in seen
+
+
+def test_a_stream_of_a_run_deleted_meanwhile_ends_with_an_end_event(served: Served) -> None:
+    """Before, the stream broke off with a traceback in the server's log, and the
+    client took the server for unreachable."""
+    with Client(served.url) as client:
+        wid = client.start("waits")
+        eventually_sync(lambda: client.get_record(wid).status is RunStatus.WAITING, timeout=30)
+    url = f"{served.url}/api/v1/runs/{wid}/events/stream"
+    with httpx.stream("GET", url, timeout=30) as resp:
+        lines = resp.iter_lines()
+        while next(lines) != "event: workflow.waiting":  # streaming: the run's last event
+            pass
+        # the run's row goes at once, as another process would delete it: not cancelled
+        # first, whose end the stream could see before the delete (and end with)
+        with sqlite3.connect(served.db.removeprefix("sqlite:///")) as db:
+            assert db.execute("DELETE FROM runs WHERE id = ?", (wid,)).rowcount == 1
+        rest = list(lines)  # to the end of the body, which is whole
+    assert "event: end" in rest
+    end = json.loads(rest[rest.index("event: end") + 1].removeprefix("data: "))
+    assert end["status"] == "deleted" and "deleted" in end["message"]
+    assert "Traceback" not in served.log

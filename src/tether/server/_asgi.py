@@ -46,6 +46,27 @@ def _problems(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
     return f"invalid request: {named}", details
 
 
+_BODY_PARSE = "There was an error parsing the body"  # FastAPI's 400 for these
+
+
+def _unreadable(exc: HTTPException) -> str | None:
+    """Why a JSON body could not be read, if `exc` is FastAPI's 400 for one that
+    is not a plain syntax error (those are a 422 already): None for other errors."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or exc.detail != _BODY_PARSE or cause is None:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return (
+            f"not valid JSON: not UTF-8 text (byte 0x{cause.object[cause.start]:02x} at "
+            f"offset {cause.start}); send it encoded as UTF-8"
+        )
+    if isinstance(cause, RecursionError):
+        return "not valid JSON: arrays and objects nested too deeply to read; flatten it"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "not valid JSON: a number has too many digits to read; send it as a string"
+    return f"not valid JSON: {cause}"
+
+
 def _install_handlers(api: FastAPI) -> None:
     async def on_api(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -65,6 +86,13 @@ def _install_handlers(api: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
+        why = _unreadable(exc)
+        if why is not None:
+            problem = {"field": "body", "message": why, "type": "json_invalid"}
+            return JSONResponse(
+                error_body("invalid_request", f"invalid request: body: {why}", [problem]),
+                status_code=422,
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
@@ -72,6 +100,17 @@ def _install_handlers(api: FastAPI) -> None:
         assert isinstance(exc, HookRejected)
         return JSONResponse(error_body(exc.code, str(exc)), status_code=exc.status)
 
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # answered by Starlette's outermost middleware, which then raises `exc` again
+        # for the server to log with its traceback
+        message = (
+            f"the server failed to answer {request.method} {request.url.path} "
+            f"({type(exc).__name__}): a bug, not a problem with the request. The server's "
+            "log has the traceback; please report it"
+        )
+        return JSONResponse(error_body("internal", message), status_code=500)
+
+    api.add_exception_handler(Exception, on_unexpected)
     api.add_exception_handler(ApiError, on_api)
     api.add_exception_handler(TetherError, on_tether)
     api.add_exception_handler(RequestValidationError, on_invalid)
@@ -118,13 +157,8 @@ def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
     api.include_router(hooks)
     api.include_router(metrics)
     install_dashboard(api)
-    if config.cors_origins:
-        api.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(config.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
-        )
+    # the last added is the outermost: Edge's own answers (413, a replay, 409) pass
+    # through CORS, so a page of an allowed origin can read them too
     api.add_middleware(
         Edge,
         store=app.store,
@@ -132,6 +166,14 @@ def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
         max_body=config.max_body,
         keep=config.idempotency_keep,
     )
+    if config.cors_origins:
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Idempotent-Replayed"],
+        )
     return api
 
 

@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import secrets
 import uuid
+from urllib.parse import urlsplit
 
 from ..clock import Clock
 from ..errors import InvalidArgumentError
@@ -27,6 +28,8 @@ __all__ = [
     "create_token",
     "hash_token",
     "is_loopback",
+    "loopback_host",
+    "loopback_origin",
     "token_info",
 ]
 
@@ -79,6 +82,34 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def loopback_host(host: str) -> bool:
+    """True if a ``Host`` header (a name or address, any port) names this machine:
+    ``127.0.0.1:8000``, ``[::1]:8000``, ``localhost``. A page a browser loaded from
+    another name (DNS rebinding: the attacker's name resolving to 127.0.0.1) sends
+    that name, and is refused."""
+    name, port = host, ""
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return False
+        port = rest[1:]
+    elif ":" in host:
+        name, _, port = host.rpartition(":")
+    if port and not (port.isascii() and port.isdigit()):
+        return False
+    return is_loopback(name.lower())
+
+
+def loopback_origin(origin: str) -> bool:
+    """True if an ``Origin`` header names a page served from this machine
+    (``http://127.0.0.1:8000``, ``http://localhost:5173``); ``null``, a file and
+    other sites are not."""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or "@" in parts.netloc:
+        return False
+    return parts.path in ("", "/") and loopback_host(parts.netloc)
 
 
 def check_bind(host: str, tokens: int) -> None:

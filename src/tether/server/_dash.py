@@ -24,9 +24,10 @@ from ._dash_auth import Viewer, keep_cookies, sent_path, without_token
 from ._dash_view import compact_json, cost, duration, money, pretty_json, run_url, when
 from ._deps import served_app
 from ._errors import ApiError
+from ._models import storable
 from ._routes import decode_cursor, encode_cursor
 
-__all__ = ["HERE", "PAGE", "SINCE", "counts", "render", "runs_page"]
+__all__ = ["HERE", "PAGE", "SINCE", "counts", "render", "runs_page", "unstorable"]
 
 HERE = Path(__file__).parent
 PAGE = 50
@@ -79,6 +80,16 @@ def render(
 
 
 # -- shared by the pages ------------------------------------------------------------------
+
+
+def unstorable(name: str, value: str) -> str | None:
+    """Why the filter `name` cannot be `value` (the API's check of text, `storable`:
+    the database would refuse it), or None if it can."""
+    try:
+        storable(value)
+    except ValueError as exc:
+        return f"{name}: {exc}"
+    return None
 
 
 async def runs_page(

@@ -40,12 +40,13 @@ async def _form(request: Request) -> dict[str, str]:
 
 def parse_payload(text: str) -> Any:
     """A form's payload: JSON if it parses (``{"ok": true}``, ``42``), else the text
-    as a string; nothing at all is null."""
+    as a string (also JSON nested too deeply, or with a number too long, to read);
+    nothing at all is null."""
     if not text.strip():
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 

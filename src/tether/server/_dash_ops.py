@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from .._runner import PROCESS_SCOPE
 from ..store import AIUsageRow, JobStatus
-from ._dash import render
+from ._dash import render, unstorable
 from ._dash_auth import Viewer, viewer
 from ._dash_view import column_chart, hbar_chart
 from ._deps import served_app
@@ -97,6 +97,9 @@ async def usage(request: Request, who: Who) -> Response:
     q = request.query_params
     days_key = q.get("days", "30") if q.get("days") in USAGE_DAYS else "30"
     workflow = q.get("workflow", "").strip() or None
+    problem = None if workflow is None else unstorable("workflow", workflow)
+    if problem is not None:
+        workflow = None  # refused, as the API refuses it: the page shows every workflow
     now = app.clock.now()
     since = (now - timedelta(days=USAGE_DAYS[days_key] - 1)).replace(
         hour=0, minute=0, second=0, microsecond=0
@@ -110,6 +113,8 @@ async def usage(request: Request, who: Who) -> Response:
         request,
         who,
         "usage.html",
+        status=200 if problem is None else 422,
+        problem=problem,
         total=total[0] if total else None,
         by_model=by_model,
         by_workflow=by_workflow,

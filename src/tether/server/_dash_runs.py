@@ -20,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from .._info import RunInfo, WaitInfo
 from ..errors import InvalidArgumentError, RunNotFoundError
 from ..store import AICallRow, AIUsageRow, RunFilter, RunStatus, WaitStatus
-from ._dash import SINCE, counts, render, runs_page
+from ._dash import SINCE, counts, render, runs_page, unstorable
 from ._dash_auth import Viewer, viewer
 from ._dash_view import driven, run_url, timeline
 from ._deps import served_app
@@ -81,10 +81,16 @@ async def home(_: Who) -> Response:
     return RedirectResponse("/runs", status_code=303)
 
 
-def _filters(request: Request) -> tuple[RunFilter, dict[str, str]]:
-    """The runs page's filters from its query (unknown values are ignored)."""
+def _filters(request: Request) -> tuple[RunFilter, dict[str, str], str | None]:
+    """The runs page's filters from its query (unknown values are ignored), and the
+    problem with one the database cannot store (dropped, as the API refuses it)."""
     q = request.query_params
     shown = {k: q.get(k, "").strip() for k in ("status", "workflow", "tag", "since", "q")}
+    problem = None
+    for name in ("workflow", "tag", "q"):
+        why = unstorable(name, shown[name])
+        if why is not None:
+            problem, shown[name] = why, ""
     status = RunStatus(shown["status"]) if shown["status"] in set(RunStatus) else None
     if status is None:
         shown["status"] = ""
@@ -93,7 +99,7 @@ def _filters(request: Request) -> tuple[RunFilter, dict[str, str]]:
         shown["since"] = ""
     after = None if since is None else served_app(request).clock.now() - since
     where = RunFilter(status, shown["workflow"] or None, shown["tag"] or None, None, after)
-    return where, shown
+    return where, shown, problem
 
 
 async def _costs(request: Request, runs: list[RunInfo]) -> dict[str, AIUsageRow]:
@@ -108,7 +114,7 @@ async def _costs(request: Request, runs: list[RunInfo]) -> dict[str, AIUsageRow]
 
 @runs_pages.get("/runs")
 async def runs(request: Request, who: Who) -> Response:
-    where, shown = _filters(request)
+    where, shown, problem = _filters(request)
     missing = None
     if shown["q"]:
         if await served_app(request).store.get_run(shown["q"]) is not None:
@@ -128,6 +134,8 @@ async def runs(request: Request, who: Who) -> Response:
         next_cursor=next_cursor,
         cursor=request.query_params.get("cursor", ""),
         missing=missing,
+        problem=problem,
+        status=200 if problem is None else 422,
         now=served_app(request).clock.now(),
     )
 

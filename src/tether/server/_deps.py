@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .._signatures import Webhook
 from ..errors import InvalidArgumentError
-from ._auth import SCOPES, allows, hash_token, is_loopback
+from ._auth import SCOPES, allows, hash_token, is_loopback, loopback_host, loopback_origin
 from ._errors import ApiError
 from ._models import Scope
 from ._port import ServedApp
@@ -31,8 +31,10 @@ class ServerConfig:
     `cors_origins`: origins a browser may call the API from (none: no CORS headers).
     `webhooks`: the ``/hooks/{name}`` endpoints. `allow_unauthenticated`: while no
     API token was ever created (revoking every token does not count as none),
-    requests from this machine (a loopback client address) need none; `tether
-    serve` turns it on when it listens on loopback only.
+    requests from this machine (a loopback client address) need none, if they are
+    addressed to it (a loopback ``Host``) and, unless they only read, come from no
+    page of another site (``Origin``); `tether serve` turns it on when it listens
+    on loopback only.
     `idempotency_keep`: seconds an Idempotency-Key is remembered.
     `host_chores`: while it is served, the App wakes runs whose timers are due and
     takes up orphans of its workflows (`App.ahost_chores`): the server drives the
@@ -84,16 +86,47 @@ async def _tokens_made(request: Request) -> bool:
     return made
 
 
+_SAFE = ("GET", "HEAD", "OPTIONS")
+_SEND_TOKEN = (
+    "create one with `tether tokens create --scope admin` and send it: "
+    "Authorization: Bearer <token>"
+)
+
+
+def _foreign(request: Request) -> str | None:
+    """Why a request from this machine is not let in without a token: the page that
+    made it was served from another site (its ``Host``, after DNS rebinding, or its
+    ``Origin`` on a POST), which a browser on this machine may be made to send. None
+    if it is not."""
+    host = request.headers.get("host")
+    if host is None or not loopback_host(host):
+        return (
+            f"a request without a token must be addressed to this machine (Host: 127.0.0.1, "
+            f"::1 or localhost), not Host: {host!r}"
+        )
+    origin = request.headers.get("origin")
+    if request.method not in _SAFE and origin is not None and not loopback_origin(origin):
+        return (
+            f"a {request.method} without a token must come from a page on this machine, "
+            f"not from Origin: {origin!r}"
+        )
+    return None
+
+
 async def granted(request: Request, token: str | None) -> Scope:
     """The scope of a request that carries `token` (None: no token); 401 `ApiError`
     if it is let in with none. While no token was ever created (a revoked one counts),
     a loopback client with no token is let in as ``admin`` when the server allows it
-    (`allow_unauthenticated`)."""
+    (`allow_unauthenticated`), if the request is addressed to a loopback host and,
+    unless it only reads, comes from no page of another site (`_foreign`)."""
     app, config = served_app(request), settings(request)
     if token is None:
         client = request.client.host if request.client else ""
         if config.allow_unauthenticated and is_loopback(client) and not await _tokens_made(request):
-            return "admin"
+            why = _foreign(request)
+            if why is None:
+                return "admin"
+            raise ApiError(401, "unauthenticated", f"{why}; {_SEND_TOKEN}")
         raise ApiError(401, "unauthenticated", "send an API token: Authorization: Bearer <token>")
     row = await app.store.find_api_token(hash_token(token), at=app.clock.now())
     if row is None or row.scope not in SCOPES:

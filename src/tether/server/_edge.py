@@ -4,16 +4,21 @@ A plain ASGI middleware, so that it sees the raw body (the signature of a
 webhook and the digest of an idempotent request are over the bytes sent) and
 the raw answer (kept as sent, to be sent again).
 
-Idempotency-Key: a POST carrying one is answered once; the same key with the
-same request (method, path, query and body) gets the first answer again,
-marked ``Idempotent-Replayed: true``; with another request it gets 409
-``idempotency_conflict``; while the first is still being answered, 409
-``idempotency_in_progress``. Keys belong to the credentials that sent them
-(two clients cannot collide on a key) and are kept `keep` seconds. Only answers
-of requests that did something (2xx), or that the run's state refused (409),
-are kept: after a 5xx the request may be retried as it is, and after another
-4xx (a bad body, a missing token, an unknown run: nothing was done) it may be
-corrected and sent again under the same key.
+Idempotency-Key: a POST to the API (``/api/v1``) carrying one is answered once;
+the same key with the same request (method, path, query and body) gets the first
+answer again (its status, body and headers), marked ``Idempotent-Replayed:
+true``; with another request it gets 409 ``idempotency_conflict``; while the
+first is still being answered, 409 ``idempotency_in_progress``. Keys belong to
+the credential that sent them (the bearer token, however its scheme is
+spelled; or none: two clients cannot collide on a key), and a request with a
+key is let in only if its credential still is (a revoked token gets 401, not
+the first answer). Keys are kept `keep` seconds. Only answers of requests that
+did something (2xx), or that the run's state refused (409), are kept: after a
+5xx the request may be retried as it is, and after another 4xx (a bad body, a
+missing token, an unknown run: nothing was done) it may be corrected and sent
+again under the same key. A request whose answer holds a secret (a new API
+token) is refused a key (422): its answer is never stored, so it cannot be
+replayed.
 """
 
 from __future__ import annotations
@@ -23,11 +28,17 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..clock import Clock
-from ..store import Store
-from ._errors import error_body
+from fastapi.security.utils import get_authorization_scheme_param
+from starlette.requests import Request
 
-__all__ = ["Edge"]
+from ..clock import Clock
+from ..errors import TetherError
+from ..store import IdempotentAnswer, Store
+from ._auth import hash_token
+from ._deps import granted
+from ._errors import ApiError, answer_for, error_body
+
+__all__ = ["Edge", "bearer_token"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,6 +47,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _STALE_AFTER = 600.0  # a request in flight this long died with its server
+_API = "/api/v1/"
+# POSTs whose answer holds a secret (a new token's): never stored, so never replayed
+_SECRET_ANSWERS = ("/api/v1/api-tokens",)
+# headers of an answer not sent again with its replay (the server sets them anew)
+_NOT_REPLAYED = {b"content-length", b"transfer-encoding", b"connection", b"date", b"server"}
 
 
 class _TooLarge(Exception):
@@ -49,21 +65,42 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _answer(
-    send: Send, status: int, body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (the scheme in any
+    case, as `fastapi.security.HTTPBearer` reads it); None for none or another scheme."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _route_path(scope: Scope) -> str:
+    """The request's path below the application's mount point (``root_path``)."""
+    path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+async def _answer(send: Send, status: int, body: bytes, headers: list[Any] | None = None) -> None:
+    given = headers or [(b"content-type", b"application/json")]
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), *extra],
+            "headers": [*given, (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
-async def _error(send: Send, status: int, code: str, message: str) -> None:
-    await _answer(send, status, json.dumps(error_body(code, message)).encode())
+async def _error(send: Send, status: int, code: str, message: str, details: Any = None) -> None:
+    await _answer(send, status, json.dumps(error_body(code, message, details)).encode())
+
+
+async def _refuse(send: Send, exc: TetherError) -> None:
+    """Answer `exc` as the API's exception handlers would."""
+    if isinstance(exc, ApiError):
+        await _error(send, exc.status, exc.code, exc.message, exc.details)
+    else:
+        status, code = answer_for(exc)
+        await _error(send, status, code, str(exc))
 
 
 class Edge:
@@ -86,13 +123,29 @@ class Edge:
             body = await self._read(scope, receive)
         except _TooLarge:
             await _error(
-                send, 413, "body_too_large", f"the request body is over {self.max_body} bytes"
+                send,
+                413,
+                "body_too_large",
+                f"the request body is over {self.max_body} bytes; send a smaller one "
+                "(the server's limit is `tether serve --max-body`)",
             )
             return
         replay = _replayer(body, receive)
         key = _header(scope, b"idempotency-key")
-        if key is None or scope["method"] != "POST":
+        path = _route_path(scope)
+        if key is None or scope["method"] != "POST" or not path.startswith(_API):
             await self.app(scope, replay, send)
+            return
+        if path.rstrip("/") in _SECRET_ANSWERS:
+            await _error(
+                send,
+                422,
+                "idempotency_key_refused",
+                "Idempotency-Key: not accepted here: the answer holds a new token's secret, "
+                "which the server never stores, so it could not be sent again; send the "
+                "request without it (if a retry may have made a second token, list the "
+                "tokens and revoke the one you do not use)",
+            )
             return
         await self._idempotent(scope, replay, send, key, body)
 
@@ -121,24 +174,20 @@ class Edge:
         if not key or len(key) > 200:
             await _error(send, 422, "invalid_idempotency_key", "Idempotency-Key: 1-200 chars")
             return
-        who = hashlib.sha256((_header(scope, b"authorization") or "").encode()).hexdigest()[:16]
-        stored_key = f"{who}:{key}"
-        request = hashlib.sha256(
-            f"{scope['method']} {scope['path']}?{scope.get('query_string', b'').decode()}\n".encode()
-            + body
-        ).hexdigest()
-        earlier = await self.store.idempotent_begin(
-            stored_key, request, at=self.clock.now(), keep=self.keep, stale_after=_STALE_AFTER
-        )
+        try:
+            stored_key, request, earlier = await self._begin(scope, key, body)
+        except TetherError as exc:  # refused, or the store failed: nothing was done
+            await _refuse(send, exc)
+            return
         if earlier is not None:
             await _again(send, key, request, earlier.request_hash, earlier.status, earlier.response)
             return
-        status, chunks = 0, []
+        status, headers, chunks = 0, [], []
 
         async def capture(message: Message) -> None:
-            nonlocal status
+            nonlocal status, headers
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                status, headers = int(message["status"]), list(message.get("headers", []))
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
             await send(message)
@@ -147,11 +196,53 @@ class Edge:
         try:
             await self.app(scope, receive, capture)
             if status < 400 or status == 409:  # it did something, or the state refused it
-                await self.store.idempotent_finish(stored_key, status, b"".join(chunks).decode())
+                await self.store.idempotent_finish(
+                    stored_key, status, _keep(headers, b"".join(chunks))
+                )
                 kept = True
         finally:
             if not kept:
                 await self.store.idempotent_finish(stored_key, None, None)
+
+    async def _begin(
+        self, scope: Scope, key: str, body: bytes
+    ) -> tuple[str, str, IdempotentAnswer | None]:
+        """Reserve the key of a request let in (else `ApiError`): (the key as
+        stored, the request's digest, what the key stands for if it was used before)."""
+        token = bearer_token(_header(scope, b"authorization"))
+        # the route checks the scope; a key's answer is only for a credential still let in
+        await granted(Request(scope), token)
+        who = "-" if token is None else hash_token(token)[:32]
+        stored_key = f"{who}:{key}"
+        query = bytes(scope.get("query_string", b"")).decode("latin-1")
+        request = hashlib.sha256(
+            f"{scope['method']} {scope['path']}?{query}\n".encode() + body
+        ).hexdigest()
+        earlier = await self.store.idempotent_begin(
+            stored_key, request, at=self.clock.now(), keep=self.keep, stale_after=_STALE_AFTER
+        )
+        return stored_key, request, earlier
+
+
+def _keep(headers: list[Any], body: bytes) -> str:
+    """An answer as stored (ASCII JSON: the body and the headers that matter), to be
+    sent again by `_replayed`."""
+    kept = [
+        [bytes(k).decode("latin-1"), bytes(v).decode("latin-1")]
+        for k, v in headers
+        if bytes(k).lower() not in _NOT_REPLAYED
+    ]
+    return json.dumps({"headers": kept, "body": body.decode("utf-8", "surrogateescape")})
+
+
+def _replayed(response: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and body of a stored answer (`_keep`)."""
+    try:
+        stored = json.loads(response)
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in stored["headers"]]
+        return headers, str(stored["body"]).encode("utf-8", "surrogateescape")
+    except (ValueError, KeyError, TypeError):  # kept by an older server: the body alone
+        return [(b"content-type", b"application/json")], response.encode()
 
 
 async def _again(
@@ -173,7 +264,8 @@ async def _again(
             f"the request with Idempotency-Key {key!r} is still being answered; retry later",
         )
     else:
-        await _answer(send, status, response.encode(), ((b"idempotent-replayed", b"true"),))
+        headers, body = _replayed(response)
+        await _answer(send, status, body, [*headers, (b"idempotent-replayed", b"true")])
 
 
 def _replayer(body: bytes, receive: Receive) -> Receive:

@@ -47,12 +47,13 @@ __all__ = [
     "UsageRow",
     "WaitSummary",
     "WorkerInfo",
+    "storable",
 ]
 
 Scope = Literal["read", "write", "admin"]
 
 
-def _storable(value: str) -> str:
+def storable(value: str) -> str:
     """`value` if both databases can store it: no NUL, no lone surrogate (PostgreSQL
     refuses both, which would otherwise surface as a 503 from the store)."""
     if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
@@ -63,7 +64,7 @@ def _storable(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_storable)]  # text a request may carry to the store
+Text = Annotated[str, AfterValidator(storable)]  # text a request may carry to the store
 
 
 class _Body(BaseModel):

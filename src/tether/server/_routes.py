@@ -8,9 +8,10 @@ import binascii
 import json
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from .._info import RunInfo
 from .._waits import MISSING
@@ -38,11 +39,12 @@ from ._models import (
     Text,
     TokenCompleted,
     WaitSummary,
+    storable,
 )
 from ._run_path import RunRoute
 from ._sse import event_stream, streams_of
 
-__all__ = ["api_router", "decode_cursor", "encode_cursor", "record_router"]
+__all__ = ["api_router", "decode_cursor", "encode_cursor", "record_path", "record_router"]
 
 # a run id may hold '/' (a child's does): its routes take the rest of the path, each
 # matching only its own tail as sent (`RunRoute`), and the record's route, which
@@ -64,10 +66,14 @@ def decode_cursor(cursor: str) -> tuple[str, datetime]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         wid, at = json.loads(raw)
-        if not isinstance(wid, str) or "\x00" in wid:
+        if not isinstance(wid, str) or not isinstance(at, str):
             raise ValueError(wid)
-        return wid, datetime.fromisoformat(at)
-    except (ValueError, TypeError, binascii.Error):
+        storable(wid)  # no NUL, no lone surrogate: none of our run ids holds one
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError(at)
+        return wid, when
+    except (ValueError, TypeError, RecursionError, binascii.Error):
         raise ApiError(
             422, "invalid_cursor", "cursor: not a cursor this API gave; pass next_cursor as given"
         ) from None
@@ -99,12 +105,19 @@ async def list_runs(
     )
 
 
+def record_path(request: Request, workflow_id: str) -> str:
+    """The path of a run's record (``/api/v1/runs/{id}``, the id one segment)."""
+    seg = quote(workflow_id, safe="")
+    seg = seg.replace(".", "%2E") if seg in (".", "..") else seg
+    return f"{request.scope.get('root_path', '')}/api/v1/runs/{seg}"
+
+
 @api_router.post("/runs", dependencies=[WRITE], status_code=201, summary="Start or submit a run")
-async def start_run(request: Request, body: StartRun) -> RunStarted:
+async def start_run(request: Request, response: Response, body: StartRun) -> RunStarted:
     """Without `queue` the server starts the run now and drives it (`App.start`);
     with one it is queued for that queue's workers (`App.submit`). `run_after`,
     `max_attempts` and `concurrency_key` are a queued run's: given without `queue`
-    they are refused (422), never ignored."""
+    they are refused (422), never ignored. ``Location`` names the run's record."""
     app = served_app(request)
     given_queued = [f for f in QUEUED_ONLY if f in body.model_fields_set]
     if body.queue is None and given_queued:
@@ -137,6 +150,7 @@ async def start_run(request: Request, body: StartRun) -> RunStarted:
             run_after=body.run_after,
             **common,
         )
+    response.headers["Location"] = record_path(request, wid)
     return RunStarted(workflow_id=wid)
 
 

@@ -2,7 +2,8 @@
 
 Each event is sent as ``id: <seq>``, ``event: <type>``, ``data: <JSON of the
 event>``; the stream ends with an ``end`` event once the run has ended and
-every event before its end was sent. A client that reconnects sends
+every event before its end was sent, or once the run was deleted (its data
+then says ``"status": "deleted"``). A client that reconnects sends
 ``Last-Event-ID`` and continues after it. New events are found by polling the
 store (waking at once on PostgreSQL's notification of the run's end), at most
 every `POLL` seconds; a comment line every `KEEP_ALIVE` seconds keeps proxies
@@ -22,6 +23,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..errors import RunNotFoundError
 from ..record import EventRecord
 from ._models import Event
 from ._port import ServedApp
@@ -30,6 +32,11 @@ __all__ = ["Streams", "event_stream", "sse_frame", "streams_of"]
 
 POLL = 0.2
 KEEP_ALIVE = 15.0
+DELETED = (
+    b"event: end\ndata: "
+    + json.dumps({"status": "deleted", "message": "the run was deleted"}).encode()
+    + b"\n\n"
+)
 CLOSING = b": the server is stopping; reconnect with Last-Event-ID to continue\n\n"
 
 
@@ -65,7 +72,11 @@ async def event_stream(
         if streams.closed:
             yield CLOSING
             return
-        run = await app.aget_run(workflow_id)  # read before the events: none can be missed
+        try:
+            run = await app.aget_run(workflow_id)  # read before the events: none can be missed
+        except RunNotFoundError:  # deleted meanwhile: it has no more events to send
+            yield DELETED
+            return
         rows = await app.store.list_events(workflow_id, after_seq=after)
         for row in rows:
             yield sse_frame(Event.of(EventRecord.from_row(row)))
