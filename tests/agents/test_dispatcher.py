@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from tether.agents import AgentsError, Dispatcher, Issue, parse_workflow
 from tether.agents.backends import MockBackend
 from tether.agents.trackers import MemoryTracker
 from tether.testing import eventually
+
+from .trackers._servers import FakeGitHub, reset_in, serving
 
 
 def _config(tmp: Path, extra: str = "") -> tether.agents.WorkflowFile:
@@ -174,6 +177,8 @@ async def test_retry_of_an_ended_run_asks_the_tracker_first(
     d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
     await d.run_once()
     assert tracker.issues["E-1"].state == "review"  # handed off: its run completed
+    with pytest.raises(AgentsError, match=r"\(its run is completed\);"):  # as it ended
+        await d.answer("E-1", "blue")
     with pytest.raises(AgentsError) as err:
         await d.retry("E-1")
     assert err.value.code == "not_eligible"
@@ -215,6 +220,27 @@ async def test_run_once_reports_a_failed_tick_or_run_as_not_ok(
     assert row.reason is not None and "budget" in row.reason.lower()
 
 
+async def test_run_once_reports_an_attempt_that_failed_as_not_ok(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """An agent that fails (one that cannot even start, say) parks its run on a retry
+    timer, or for a person: the tick went wrong all the same."""
+    backend = MockBackend([{"result": "failed", "message": "agent_not_found"}] * 3)
+    d = Dispatcher(app, _config(tmp_path), tracker=MemoryTracker([_issue("F-2")]), backend=backend)
+    report = await d.run_once()
+    assert report.failed == ["agent:memory:F-2"] and not report.ok
+    [row] = await d.status()
+    assert (row.status, row.phase) == ("waiting", "retrying")
+    assert (await d.run_once()).ok  # its retry is not due: nothing failed this time
+    clock = app.clock
+    assert isinstance(clock, tether.FakeClock)
+    for seconds in (10, 20):  # then its retries fail too, the last one parks for a person
+        clock.advance(seconds)
+        assert (await d.run_once()).failed == ["agent:memory:F-2"]
+    [row] = await d.status()
+    assert row.phase == "waiting" and "retries exhausted" in (row.reason or "")
+
+
 async def test_run_once_says_why_skipped_as_things_stand_after_driving(
     app: tether.App, tmp_path: Path
 ) -> None:
@@ -246,6 +272,34 @@ async def test_a_closed_issue_stops_its_agent_within_a_tick_and_loses_its_worksp
     assert not (tmp_path / "ws" / "D-1").exists()
 
 
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    fake = FakeGitHub()
+    with serving(fake) as base:
+        fake.base = base
+        yield fake
+
+
+async def test_cleanup_respects_and_records_the_tracker_cooldown(
+    app: tether.App, tmp_path: Path, github: FakeGitHub
+) -> None:
+    config = parse_workflow(
+        f"""---
+tracker: {{kind: github, repo: acme/api, endpoint: "{github.base}", api_key: {github.token}}}
+workspace: {{root: {tmp_path / "ws"}}}
+agent: {{backend: mock}}
+---
+hi""",
+        path=tmp_path / "WORKFLOW.md",
+    )
+    d = Dispatcher(app, config)
+    github.rate_limit_next = reset_in(300)
+    assert await d.cleanup() == []  # rate-limited: by age only, and a cooldown row
+    assert await d.tracker_cooldown() is not None
+    asked = len(github.requests)
+    assert await d.cleanup() == [] and len(github.requests) == asked  # not asked again
+
+
 async def test_cleanup_removes_terminal_workspaces_but_not_busy_ones(
     app: tether.App, tmp_path: Path
 ) -> None:
@@ -256,6 +310,27 @@ async def test_cleanup_removes_terminal_workspaces_but_not_busy_ones(
     (tmp_path / "ws" / "stray").mkdir()
     assert await d.cleanup() == ["E-1"]
     assert (tmp_path / "ws" / "E-2").is_dir() and (tmp_path / "ws" / "stray").is_dir()
+
+
+async def test_workspaces_under_an_earlier_root_are_removed_by_their_recorded_path(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """`workspace.root` changed after two runs recorded their workspaces; their issues
+    become terminal: both are removed where they were made, in one tick."""
+    path = tmp_path / "WORKFLOW.md"
+    path.write_text(_text(tmp_path, 1))
+    tracker = MemoryTracker([_issue("R-1"), _issue("R-2")])
+    backend = MockBackend([{"result": "failed", "message": "tests fail"}] * 2)
+    d = Dispatcher(app, path, tracker=tracker, backend=backend)
+    await d.run_once()  # both fail: their runs wait for a retry, workspaces in ws/
+    assert {r.phase for r in await d.status()} == {"retrying"}
+    path.write_text(_text(tmp_path, 1).replace(str(tmp_path / "ws"), str(tmp_path / "ws-new")))
+    tracker.set_state("R-1", "done")
+    tracker.set_state("R-2", "done")
+    report = await d.tick()
+    assert report.errors == [] and len(report.stopped) == 2
+    assert d.runner.workspaces().root == tmp_path / "ws-new"
+    assert not (tmp_path / "ws" / "R-1").exists() and not (tmp_path / "ws" / "R-2").exists()
 
 
 class _Closes(MockBackend):
@@ -306,11 +381,20 @@ async def test_a_due_retry_sees_the_agents_running_beside_it(
     app: tether.App, tmp_path: Path
 ) -> None:
     """What a retry decides on (its `refresh` step) holds the states of the issues
-    queued or running now, its own aside, so the per-state cap holds for retries."""
-    tracker = MemoryTracker([_issue("E-1"), _issue("E-2")])
+    whose agents run now, its own aside, so the per-state cap holds for retries. A
+    queued run holds no slot: counting it, a retry holding the queue's last slot
+    would wait for a run that waits for that slot."""
+    tracker = MemoryTracker([_issue("E-1"), _issue("E-2"), _issue("E-3")])
     tracker.set_state("E-2", "doing")
-    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=MockBackend([]))
-    await d.dispatch(tracker.issues["E-1"])
-    await d.dispatch(tracker.issues["E-2"])  # queued, not driven
+    backend = MockBackend([{"block": 60}])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    host = tether.worker.ServerlessHost(app, queues=("agents",))
+    await d.dispatch(tracker.issues["E-2"])
+    [job] = await host.aclaim(1)
+    driving = asyncio.ensure_future(host.ahandle_job(job))
+    await eventually(lambda: len(backend.requests) == 1, timeout=20)  # E-2's agent works
+    await d.dispatch(tracker.issues["E-3"])  # queued, not driven
     seen = await d.runner._refresh("E-1", "agent:memory:E-1")
     assert seen["issue"]["identifier"] == "E-1" and seen["busy"] == ["doing"]
+    await app.acancel("agent:memory:E-2")
+    await asyncio.wait_for(driving, 20)

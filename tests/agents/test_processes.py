@@ -285,3 +285,30 @@ def test_raising_max_concurrent_agents_in_workflow_md_applies_while_running(
         for ident in ("M-1", "M-2", "M-3"):
             (where / f"block-{ident}").unlink()
         stop(proc)
+
+
+@pytest.mark.timeout(180)
+def test_a_retry_waiting_for_its_time_gives_its_slot_up(tmp_path: Path) -> None:
+    """One agent at a time, agents that finish cleanly and no hand-off: each run's
+    continuation retry (1 s) parks it and gives the queue's only slot to the other
+    issue (before: it waited holding the slot, and the other one never ran)."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    where = project(tmp_path, ["P-1", "P-2"], database_url=url)
+    workflow = where / "WORKFLOW.md"
+    workflow.write_text(
+        workflow.read_text()
+        .replace(",\n          handoff_state: review}", "}")
+        .replace("max_concurrent_agents: 4", "max_concurrent_agents: 1, max_retry_backoff_ms: 1000")
+    )
+    proc = start(where, "only")
+    try:
+        eventually_sync(
+            lambda: len(of(where, "P-1", "end")) >= 2 and len(of(where, "P-2", "end")) >= 2,
+            timeout=TIMEOUT,
+        )
+    finally:
+        stop(proc)
+    log = events(where)  # never two agents at once
+    starts = [e["t"] for e in log if e["event"] == "start"]
+    ends = [e["t"] for e in log if e["event"] == "end"]
+    assert all(e <= s for s, e in zip(starts[1:], ends, strict=False))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -247,3 +248,56 @@ async def test_stopping_a_run_kills_the_hook_a_killed_dispatcher_left(tmp_path: 
         assert not alive(int(pid.read_text()))
     finally:
         _kill(pid)
+
+
+async def test_a_workspace_of_an_identifier_starting_with_a_dot_is_removed(
+    tmp_path: Path,
+) -> None:
+    """GitHub's `.github` repository: its issue `.github#5` gets a workspace that is no
+    hidden folder, and it is removed like any other (by the chore and by its path)."""
+    assert not workspace_key(".github#5").startswith(".")
+    assert not workspace_key(".hidden").startswith(".") and workspace_key(".hidden") != "_hidden"
+    m = WorkspaceManager(tmp_path / "root", HooksSettings())
+    ws = (await m.ensure(".github#5")).path
+    key = ws.name
+    assert m.sweep(remove_keys={key}, busy=set(), max_age_days=None, max_total_mb=None) == [ws]
+    assert await m.remove(ws) and not ws.exists()
+
+
+async def test_a_dotted_workspace_an_earlier_tether_made_is_used_and_removed(
+    tmp_path: Path,
+) -> None:
+    """A tether before the rule named it `.github_5--<hash>` (and marked it so): the
+    issue goes on working in it, and it is removed as the issue's workspace."""
+    root = tmp_path / "root"
+    new = workspace_key(".github#5")
+    old = "." + new[1:]  # the leading `.` the older rule kept
+    (root / old).mkdir(parents=True)
+    (root / f".{old}.tether-workspace").write_text(
+        json.dumps({"identifier": ".github#5", "key": old})
+    )
+    m = WorkspaceManager(root, HooksSettings())
+    assert m.path_for(".github#5") == root / old
+    ws = await m.ensure(".github#5")
+    assert ws.path == (root / old).resolve() and not ws.created_now
+    assert await m.remove(ws.path) and not (root / old).exists()
+    assert m.path_for(".github#5") == root / new  # gone: the rule of today from now on
+
+
+async def test_a_workspace_under_an_earlier_root_is_removed_by_its_recorded_path(
+    tmp_path: Path,
+) -> None:
+    """`workspace.root` changed since the path was recorded: a workspace the dispatcher
+    made there is still removed (`before_remove` first); a folder it did not make is
+    refused, and `discard` says so without raising."""
+    log = tmp_path / "hooks.log"
+    before = WorkspaceManager(tmp_path / "ws1", HooksSettings())
+    ws = (await before.ensure("A-1")).path
+    after = WorkspaceManager(tmp_path / "ws2", HooksSettings(before_remove=f"pwd >> {log}"))
+    assert await after.remove(ws) and not ws.exists()
+    assert log.read_text().strip() == str(ws)
+    stranger = tmp_path / "ws1" / "B-1"
+    stranger.mkdir()
+    with pytest.raises(WorkspaceError):
+        await after.remove(stranger)
+    assert not await after.discard(stranger) and stranger.is_dir()

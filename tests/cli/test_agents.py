@@ -63,3 +63,17 @@ def test_run_once_exits_1_when_the_tick_went_wrong(tmp_path: Path) -> None:
     assert broken.returncode == 1, broken.stdout
     assert "error: fetching candidates" in broken.stdout
     assert "the tick had errors or failed runs" in broken.stderr
+
+
+def test_run_once_exits_1_when_the_agent_cannot_start(tmp_path: Path) -> None:
+    """An agent command that does not exist fails each attempt: its run waits for a
+    retry, and the tick says it went wrong."""
+    where = _example(tmp_path)
+    workflow = where / "WORKFLOW.md"
+    text = workflow.read_text()
+    assert "command: python3 ../../agent.py" in text
+    workflow.write_text(text.replace("python3 ../../agent.py", "no-such-agent-binary"))
+    broken = tether(where, "agents", "run", "--once")
+    assert broken.returncode == 1, broken.stdout
+    assert "failed: agent:file:DEMO-1" in broken.stdout
+    assert "the tick had errors or failed runs" in broken.stderr

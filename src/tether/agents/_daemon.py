@@ -32,7 +32,7 @@ from .._info import RunInfo
 from ..errors import RunFinishedError, RunNotFoundError
 from ..store import RunStatus
 from ._config import WorkflowConfig, WorkflowFile, WorkflowWatcher
-from ._errors import AgentsError, TrackerError
+from ._errors import AgentsError
 from ._factory import make_backend, make_tracker
 from ._issue import Issue
 from ._run import COOLDOWN_SCOPE, ISSUE_WORKFLOW, QUEUE, RESUME_SIGNAL, IssueRunner, issue_key
@@ -51,7 +51,6 @@ from ._status_view import IssueStatus, as_ended, issue_view, state_view
 from ._workspace import reap_orphan
 from .backends import AgentBackend
 from .trackers import Tracker
-from .trackers._http import DEFAULT_RATE_LIMIT_WAIT
 
 if TYPE_CHECKING:
     from ..app import App
@@ -75,7 +74,7 @@ class TickReport:
     stopped: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # identifier -> why not
     errors: list[str] = field(default_factory=list)  # the tracker could not be read ...
-    failed: list[str] = field(default_factory=list)  # run_once: runs it drove that failed
+    failed: list[str] = field(default_factory=list)  # run_once: runs (or attempts) that failed
 
     @property
     def ok(self) -> bool:
@@ -87,7 +86,9 @@ class Dispatcher:
     """The agent dispatcher on `app`, configured by a WORKFLOW.md.
 
     `tracker` and `backend` replace the ones WORKFLOW.md names (tests pass a
-    `MemoryTracker` and a `MockBackend`)."""
+    `MemoryTracker` and a `MockBackend`). Serve it on an ``App(inline_wait=0)``, as
+    `tether agents run` does: a retry's timer then parks its run, giving its slot of
+    the queue to the next run, rather than being waited out holding it."""
 
     def __init__(
         self,
@@ -267,13 +268,7 @@ class Dispatcher:
             await self._rate_limited(exc)
         state, runs = await self.state(candidates or [])
         claimed = [i for i in (*state.running, *state.retrying, *state.held) if i in runs]
-        refreshed: dict[str, Issue] | None
-        try:
-            refreshed = {i.id: i for i in await tracker.fetch_issues_by_ids(claimed)}
-        except Exception as exc:
-            report.errors.append(f"refreshing claimed issues: {exc}")
-            refreshed = None
-            await self._rate_limited(exc)
+        refreshed = await self._refreshed(claimed, report)
         if refreshed is not None:  # held without a run: as the candidate fetch saw them
             refreshed.update(
                 {c.id: c for c in candidates or [] if c.id in state.held and c.id not in runs}
@@ -287,34 +282,36 @@ class Dispatcher:
             config,
         )
         for effect in effects:
-            await self._execute(effect, runs, report)
+            try:
+                await self._execute(effect, runs, report)
+            except Exception as exc:  # one effect that failed never skips the others
+                log.exception("tick: %r failed", effect)
+                report.errors.append(f"{type(effect).__name__}: {exc}")
         _skipped(report, candidates or [], state, config, now)
         return report, candidates or []
 
+    async def _refreshed(self, claimed: list[str], report: TickReport) -> dict[str, Issue] | None:
+        """The claimed issues as the tracker has them now; None if it cannot say (a
+        rate limit met by this tick's poll included: it is not asked again)."""
+        until = await self.tracker_cooldown()
+        if until is not None:
+            report.errors.append(f"refreshing claimed issues: rate-limited until {until}")
+            return None
+        try:
+            return {i.id: i for i in await self.tracker().fetch_issues_by_ids(claimed)}
+        except Exception as exc:
+            report.errors.append(f"refreshing claimed issues: {exc}")
+            await self._rate_limited(exc)
+            return None
+
     async def tracker_cooldown(self) -> datetime | None:
         """Until when the tracker is rate-limited (shared by every dispatcher on the
-        database), or None."""
-        row = await self.app.store.get_lock(COOLDOWN_SCOPE, f"tracker:{self.tracker().kind}")
-        if row is not None and row.active_at(self.app.clock.now()):
-            return row.expires_at
-        return None
+        database, and by the issue runs), or None."""
+        return await self.runner.tracker_cooldown()
 
     async def _rate_limited(self, exc: Exception) -> None:
         """A tracker rate limit becomes a cooldown row every dispatcher respects."""
-        if not isinstance(exc, TrackerError) or exc.code != "tracker_rate_limited":
-            return
-        wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
-        if wait <= 0:
-            return
-        await self.app.store.acquire_lock(
-            COOLDOWN_SCOPE,
-            f"tracker:{self.tracker().kind}",
-            "tracker-rate-limit",
-            ttl=wait,
-            now=self.app.clock.store_time(),
-            at=self.app.clock.now(),
-        )
-        log.warning("the %s tracker is rate-limited for %.0f s", self.tracker().kind, wait)
+        await self.runner.tracker_rate_limited(exc)
 
     async def _execute(self, effect: Any, runs: dict[str, str], report: TickReport) -> None:
         if isinstance(effect, Dispatch):
@@ -348,7 +345,8 @@ class Dispatcher:
             return True  # dispatch() finds it and does nothing
         try:
             found = await self.tracker().fetch_issues_by_ids([issue.id])
-        except Exception:
+        except Exception as exc:
+            await self._rate_limited(exc)
             return False  # not sure: the next tick decides
         config = self.config().config.tracker
         fresh = found[0] if found else None
@@ -388,18 +386,25 @@ class Dispatcher:
         recorded = _state(run.state).get("workspace")
         if not recorded:
             return False
-        return await self.runner.workspaces().remove(Path(recorded))
+        return await self.runner.workspaces().discard(Path(recorded))
 
     async def cleanup(self) -> list[str]:
         """The retention chore: remove the workspaces of terminal issues, and those
         past `workspace.max_age_days` or beyond `workspace.max_total_mb` (oldest
         first), never one whose issue has a run that has not ended."""
         config = self.config().config
-        try:
-            terminal = await self.tracker().fetch_issues_by_states(config.tracker.terminal())
-        except Exception as exc:
-            log.warning("cleanup: cannot list terminal issues (%s); sweeping by age only", exc)
-            terminal = []
+        terminal: list[Issue] = []
+        until = await self.tracker_cooldown()
+        if until is not None:  # nobody asks the tracker until then
+            log.warning(
+                "cleanup: the tracker is rate-limited until %s; sweeping by age only", until
+            )
+        else:
+            try:
+                terminal = await self.tracker().fetch_issues_by_states(config.tracker.terminal())
+            except Exception as exc:
+                await self._rate_limited(exc)
+                log.warning("cleanup: cannot list terminal issues (%s); sweeping by age only", exc)
         manager = self.runner.workspaces()
         busy = set()
         for _run, st in await self._issue_runs():
@@ -415,7 +420,7 @@ class Dispatcher:
             )
         )
         for path in doomed:
-            await manager.remove(path)
+            await manager.discard(path)
         return [p.name for p in doomed]
 
     async def _cleanup_in_background(self) -> None:
@@ -445,7 +450,8 @@ class Dispatcher:
         run = await self._live_run(identifier)
         st = _state(run.state)
         if run.status is not RunStatus.WAITING or st.get("phase") != "waiting":
-            doing = run.status.value + (f", {st['phase']}" if st.get("phase") else "")
+            phase = st.get("phase") if not run.status.terminal else None  # ended: as it ended
+            doing = run.status.value + (f", {phase}" if phase else "")
             raise AgentsError(
                 f"{identifier} is not waiting for a person (its run is {doing}); "
                 "tether agents status shows what it waits for",
@@ -481,8 +487,12 @@ class Dispatcher:
         `retry` never starts an agent on an issue that is done or handed off."""
         kind = self.tracker().kind
         try:
+            until = await self.tracker_cooldown()
+            if until is not None:  # nobody asks it until then
+                raise AgentsError(f"the {kind} tracker is rate-limited until {until}")
             found = await self.tracker().fetch_issues_by_ids([issue.id])
         except Exception as exc:
+            await self._rate_limited(exc)
             raise AgentsError(
                 f"cannot check {issue.identifier} in the {kind} tracker before dispatching "
                 f"it again ({exc}); try again once the tracker answers",
@@ -579,9 +589,13 @@ class Dispatcher:
                 jobs = await host.aclaim(1)
             if not jobs:
                 break
+            run_id = jobs[0].workflow_id
+            before = await self._failed_attempts(run_id)
             done = await host.ahandle_job(jobs[0])
-            if done.status == "failed" and jobs[0].workflow_id not in report.failed:
-                report.failed.append(jobs[0].workflow_id)
+            # the run failed, or an attempt of it did (it retries or waits for a person)
+            failed = done.status == "failed" or await self._failed_attempts(run_id) > before
+            if failed and run_id not in report.failed:
+                report.failed.append(run_id)
         # why each candidate is not worked on, as things stand now rather than at the
         # poll: a run answered then is not "already running" if it parked again since
         state, _ = await self.state(candidates)
@@ -589,6 +603,14 @@ class Dispatcher:
         report.skipped = {k: v for k, v in report.skipped.items() if v == CHANGED_SINCE_POLL}
         _skipped(report, candidates, state, self.config().config, now)
         return report
+
+    async def _failed_attempts(self, run_id: str) -> int:
+        """How many attempts of the run failed so far (its state counts them)."""
+        try:
+            run = await self.app.aget_run(run_id)
+        except RunNotFoundError:
+            return 0
+        return int(_state(run.state).get("failed_attempts") or 0)
 
     def refresh(self) -> dict[str, Any]:
         """Ask a serving dispatcher to poll and reconcile now rather than at its next

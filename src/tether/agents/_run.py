@@ -27,7 +27,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,6 +58,7 @@ from ._turns import TurnOutcome, run_turn
 from ._workspace import WorkspaceManager, check_inside
 from .backends import AgentBackend, AgentEvent, TurnRequest
 from .trackers import Tracker
+from .trackers._http import DEFAULT_RATE_LIMIT_WAIT
 
 if TYPE_CHECKING:
     from ..app import App
@@ -126,9 +127,11 @@ class IssueRunner:
         answer: str | None = None
         outcome: TurnOutcome = {}
         while True:
-            # a person's answer continues the session that asked for it
+            # a person's answer continues the session that asked for it, from the
+            # totals it had reported (recorded with the turn that asked)
             asked = outcome.get("session_id") if answer is not None else None
-            outcome = await self._attempt(wf, issue, attempt, answer, asked)
+            seen = (outcome.get("totals") or {}) if asked is not None else {}
+            outcome = await self._attempt(wf, issue, attempt, answer, (asked, seen))
             answer = None
             moved = outcome.get("handed_off")
             if moved and not self.current().config.tracker.is_active(moved):
@@ -146,7 +149,10 @@ class IssueRunner:
             )
             state, effects = apply_event(state, event, self.current().config)
             asking = outcome.get("message") if reason == "input_required" else None
-            nxt = await self._follow(wf, issue, state, effects, (attempt or 0) + 1, asking)
+            failed = reason in ("failure", "stalled")  # counted: `run --once` tells
+            nxt = await self._follow(
+                wf, issue, state, effects, (attempt or 0) + 1, asking, failed=failed
+            )
             if isinstance(nxt, dict):
                 return nxt
             state, issue, attempt, answer = nxt
@@ -159,23 +165,34 @@ class IssueRunner:
         effects: list[Any],
         nxt: int,
         question: str | None = None,
+        *,
+        failed: bool = False,
     ) -> dict[str, Any] | tuple[SchedulerState, Issue, int | None, str | None]:
         """Execute what the reducer decided after an attempt: the next attempt's
         (state, issue, attempt, answer), or the run's result when it ends. `question`:
-        what the agent asked, shown to the person who is to answer it."""
+        what the agent asked, shown to the person who is to answer it; `failed`: the
+        attempt failed (the run's state counts those, in ``failed_attempts``)."""
         for effect in effects:
             if isinstance(effect, SetCooldown):
                 await self._cooldown(wf, effect.until - (await wf.now()).timestamp())
             elif isinstance(effect, WaitForPerson):
-                payload = await self._wait_for_person(wf, issue, effect.reason, question)
+                payload = await self._wait_for_person(
+                    wf, issue, effect.reason, question, failed=failed
+                )
                 fresh = SchedulerState(running={issue.id: RunningEntry(issue, nxt, 0.0)})
                 return fresh, issue, nxt, _answer_of(payload)  # failures start again from 0
             elif isinstance(effect, ScheduleRetry):
-                return await self._retry(wf, issue, state, effect)
+                return await self._retry(wf, issue, state, effect, failed=failed)
         return {"issue": issue.identifier, "ended": "no further work"}
 
     async def _retry(
-        self, wf: Workflow, issue: Issue, state: SchedulerState, effect: ScheduleRetry
+        self,
+        wf: Workflow,
+        issue: Issue,
+        state: SchedulerState,
+        effect: ScheduleRetry,
+        *,
+        failed: bool = False,
     ) -> dict[str, Any] | tuple[SchedulerState, Issue, int | None, str | None]:
         now = await wf.now()
         due = now + timedelta(milliseconds=effect.delay_ms)
@@ -183,6 +200,7 @@ class IssueRunner:
             wf,
             issue,
             "retrying",
+            failed=failed,
             attempt=effect.attempt,
             error=effect.error,
             due_at=due.isoformat(),
@@ -200,10 +218,13 @@ class IssueRunner:
             )
             for n, st in enumerate(fetched.get("busy") or [])
         }
-        state = replace(state, running={**others, **state.running})
+        # what ran beside it when it last decided is gone: this run's state holds its
+        # own issue only, so those agents are counted afresh each time, never again
+        state = replace(state, running={**others, **_own(state, issue.id)})
         state, effects = apply_event(
             state, RetryDue(issue.id, t, found, fetched.get("error")), self.current().config
         )
+        state = replace(state, running=_own(state, issue.id))
         for e in effects:
             if isinstance(e, Dispatch):
                 return state, e.issue, e.attempt, None
@@ -216,38 +237,78 @@ class IssueRunner:
                 return {"issue": issue.identifier, "released": e.reason}
         return {"issue": issue.identifier, "released": "nothing to do"}
 
+    async def tracker_cooldown(self) -> datetime | None:
+        """Until when the tracker is rate-limited (shared by every dispatcher on the
+        database), or None."""
+        row = await self.app.store.get_lock(COOLDOWN_SCOPE, f"tracker:{self.tracker().kind}")
+        if row is not None and row.active_at(self.app.clock.now()):
+            return row.expires_at
+        return None
+
+    async def tracker_rate_limited(self, exc: BaseException) -> datetime | None:
+        """A tracker rate limit becomes a cooldown row every dispatcher respects; until
+        when (None: `exc` is no rate limit)."""
+        if not isinstance(exc, TrackerError) or exc.code != "tracker_rate_limited":
+            return None
+        wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
+        if wait <= 0:
+            return None
+        kind = self.tracker().kind
+        app = self.app
+        await app.store.acquire_lock(
+            COOLDOWN_SCOPE,
+            f"tracker:{kind}",
+            "tracker-rate-limit",
+            ttl=wait,
+            now=app.clock.store_time(),
+            at=app.clock.now(),
+        )
+        log.warning("the %s tracker is rate-limited for %.0f s", kind, wait)
+        return app.clock.now() + timedelta(seconds=wait)
+
     async def _fetch(self, issue_id: str) -> dict[str, Any]:
+        until = await self.tracker_cooldown()
+        if until is not None:  # nobody asks it until then: a failed refresh, retried later
+            kind = self.tracker().kind
+            return {"issue": None, "error": f"the {kind} tracker is rate-limited until {until}"}
         try:
             found = await self.tracker().fetch_issues_by_ids([issue_id])
         except Exception as exc:  # any tracker failure is a retry, not a failed run
+            await self.tracker_rate_limited(exc)
             return {"issue": None, "error": f"{type(exc).__name__}: {exc}"}
         return {"issue": found[0].to_dict() if found else None, "error": None}
 
     async def _refresh(self, issue_id: str, run_id: str) -> dict[str, Any]:
         """The issue as the tracker has it, and the states of the issues whose agents
-        run now (or are queued to), this run aside: what a due retry decides on."""
+        run now, this run aside: what a due retry decides on. Only a run being driven
+        in an attempt holds a slot: a queued one waits for one (counting it, a retry
+        holding the queue's last slot would wait for a run that waits for it)."""
         fetched = await self._fetch(issue_id)
         busy = []
-        for status in (RunStatus.PENDING, RunStatus.RUNNING):
-            for run in await self.app.alist_runs(status=status, limit=10_000):
-                if run.workflow_name != ISSUE_WORKFLOW or run.workflow_id == run_id:
-                    continue
-                st = _json(run.state)
-                if st.get("phase", "running") != "running":
-                    continue  # a retry of its own deciding right now
-                issue = _json(run.input).get("issue") or {}
-                busy.append(str(st.get("issue_state") or issue.get("state") or ""))
+        for run in await self.app.alist_runs(status=RunStatus.RUNNING, limit=10_000):
+            if run.workflow_name != ISSUE_WORKFLOW or run.workflow_id == run_id:
+                continue
+            st = _json(run.state)
+            if st.get("phase", "running") != "running":
+                continue  # a retry of its own deciding right now
+            issue = _json(run.input).get("issue") or {}
+            busy.append(str(st.get("issue_state") or issue.get("state") or ""))
         return {**fetched, "busy": busy}
 
     async def _remove_workspace(self, identifier: str) -> bool:
         manager = self.workspaces()
-        return await manager.remove(manager.path_for(identifier))
+        return await manager.discard(manager.path_for(identifier))
 
-    async def _phase(self, wf: Workflow, issue: Issue, phase: str, **fields: Any) -> None:
+    async def _phase(
+        self, wf: Workflow, issue: Issue, phase: str, *, failed: bool = False, **fields: Any
+    ) -> None:
+        """Record where the run stands; `failed`: after an attempt that failed."""
+
         def change(old: Any) -> dict[str, Any]:
             base = old if isinstance(old, dict) else {}
             return {
                 **base,
+                "failed_attempts": int(base.get("failed_attempts") or 0) + failed,
                 "phase": phase,
                 "issue_id": issue.id,
                 "identifier": issue.identifier,
@@ -259,9 +320,9 @@ class IssueRunner:
         await wf.update_state(change)
 
     async def _wait_for_person(
-        self, wf: Workflow, issue: Issue, reason: str, question: str | None
+        self, wf: Workflow, issue: Issue, reason: str, question: str | None, *, failed: bool
     ) -> Any:
-        await self._phase(wf, issue, "waiting", reason=reason, question=question)
+        await self._phase(wf, issue, "waiting", failed=failed, reason=reason, question=question)
         return await wf.wait_for_signal(RESUME_SIGNAL)
 
     async def _cooldown(self, wf: Workflow, seconds: float) -> None:
@@ -292,8 +353,10 @@ class IssueRunner:
         issue: Issue,
         attempt: int | None,
         answer: str | None,
-        session: str | None = None,
+        session: tuple[str | None, dict[str, Any]] = (None, {}),
     ) -> TurnOutcome:
+        """One attempt; `session`: the one it continues (and the totals that session
+        reported so far), or (None, {}) for a new one."""
         config = self.current()
         await self._phase(
             wf,
@@ -340,7 +403,7 @@ class IssueRunner:
         row = await self.app.store.get_run(run_id)
         error = None if row is None else decode_error(row.error)
         if error is not None and TERMINAL_STOP in error.message:
-            await self.workspaces().remove(path)
+            await self.workspaces().discard(path)
 
     async def _prepare(self, issue: Issue) -> dict[str, Any]:
         manager = self.workspaces()
@@ -377,11 +440,13 @@ class IssueRunner:
         issue: Issue,
         path: Path,
         prompt: dict[str, Any],
-        session: str | None = None,
+        continued: tuple[str | None, dict[str, Any]] = (None, {}),
     ) -> TurnOutcome:
         max_turns = int(prompt["max_turns"])
         text = str(prompt["prompt"])
-        totals: dict[str, Any] = {}
+        # a session's running totals are diffed against the last it reported, also
+        # those it reported in the attempt that asked the question it continues from
+        session, totals = continued[0], dict(continued[1])
         outcome: TurnOutcome = {"status": "completed"}
         for turn in range(1, max_turns + 1):
             if not await self._within_budget(wf, issue):
@@ -496,29 +561,51 @@ class IssueRunner:
         target = self.current().config.tracker.handoff_state
         if not target:
             return outcome
-        marker = f"tether-run:{wf.workflow_id}:handoff"
-
-        async def move() -> str:
-            # the last turn may have closed or moved the issue: a terminal or no longer
-            # active issue is left where it is (moving it would re-open it)
-            found = await self.tracker().fetch_issues_by_ids([issue.id])
-            if not found:
-                return ""
-            now = found[0].state
-            if normalise_state(now) == normalise_state(target):
-                return target
-            if not self.current().config.tracker.is_active(now):
-                log.info(
-                    "no hand-off: the issue is %s now",
-                    now,
-                    extra={"run": wf.workflow_id, "issue": issue.identifier},
-                )
-                return ""
-            await self.tracker().move(issue.id, target, marker=marker)
-            return target
-
-        moved: str = await wf.step("handoff", move, retry=TRACKER_WRITE_RETRY)
+        move = partial(self._move, wf.workflow_id, issue, target)
+        while True:
+            done: Any = await wf.step("handoff", move, retry=TRACKER_WRITE_RETRY)
+            if not isinstance(done, dict):  # as an earlier tether recorded it
+                done = {"moved": done}
+            if not done.get("wait_until"):
+                break
+            # the tracker is rate-limited: the hand-off waits (a durable timer) for the
+            # cooldown to end, then asks again
+            await wf.sleep_until(datetime.fromisoformat(done["wait_until"]))
+        moved = str(done.get("moved") or "")
         return {**outcome, "handed_off": moved} if moved else outcome
+
+    async def _move(self, run_id: str, issue: Issue, target: str) -> dict[str, Any]:
+        """The hand-off: ``moved`` (the state it is in now, "" if left alone), or
+        ``wait_until`` while the tracker is rate-limited."""
+        until = await self.tracker_cooldown()
+        if until is not None:
+            return {"wait_until": until.isoformat()}
+        try:
+            return {"moved": await self._move_now(run_id, issue, target)}
+        except TrackerError as exc:
+            until = await self.tracker_rate_limited(exc)
+            if until is None:
+                raise
+            return {"wait_until": until.isoformat()}
+
+    async def _move_now(self, run_id: str, issue: Issue, target: str) -> str:
+        # the last turn may have closed or moved the issue: a terminal or no longer
+        # active issue is left where it is (moving it would re-open it)
+        found = await self.tracker().fetch_issues_by_ids([issue.id])
+        if not found:
+            return ""
+        now = found[0].state
+        if normalise_state(now) == normalise_state(target):
+            return target
+        if not self.current().config.tracker.is_active(now):
+            log.info(
+                "no hand-off: the issue is %s now",
+                now,
+                extra={"run": run_id, "issue": issue.identifier},
+            )
+            return ""
+        await self.tracker().move(issue.id, target, marker=f"tether-run:{run_id}:handoff")
+        return target
 
 
 def _budget_hint(identifier: str) -> str:
@@ -535,6 +622,11 @@ def _transient(exc: BaseException) -> bool:
 # a tracker write that failed on the way (5xx, 429, a dropped connection) is asked
 # again: it carries a marker, so repeating one that landed does nothing
 TRACKER_WRITE_RETRY = RetryPolicy(attempts=6, backoff=2.0, max_delay=60.0, should_retry=_transient)
+
+
+def _own(state: SchedulerState, issue_id: str) -> dict[str, RunningEntry]:
+    """The run's own entry of `state.running` (none while it is not running)."""
+    return {k: v for k, v in state.running.items() if k == issue_id}
 
 
 def _json(text: str | None) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Workspaces: one folder per issue under a root, and the hooks around them.
 
 Naming (Symphony's rule): the identifier with every character outside
-``[A-Za-z0-9._-]`` replaced by ``_``; if that changed anything (or left ``.``
-or ``..``), ``--`` and the first 16 hex digits of the sha256 of the original
-identifier are appended, so two identifiers never share a folder. Before any
+``[A-Za-z0-9._-]`` replaced by ``_``, and a leading ``.`` too (no hidden
+folder, never ``.`` or ``..``); if that changed anything, ``--`` and the first
+16 hex digits of the sha256 of the original identifier are appended, so two
+identifiers never share a folder. (A tether before this rule kept a leading
+``.``: such a workspace is still used and removed as its issue's.) Before any
 use the path is checked to be inside the root with symlinks resolved
 (`workspace_outside_root`, `workspace_symlink_escape`, `workspace_equals_root`).
 
@@ -58,11 +60,25 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def workspace_key(identifier: str) -> str:
-    """The folder name of an issue's workspace."""
+    """The folder name of an issue's workspace (never hidden: no leading ``.``)."""
+    safe = _UNSAFE.sub("_", identifier)
+    if safe.startswith("."):  # `.github#5` (GitHub's `.github` repository), `.`, `..`
+        safe = "_" + safe[1:]
+    if safe == identifier and safe:
+        return safe
+    return f"{safe}--{_digest(identifier)}"
+
+
+def _legacy_key(identifier: str) -> str:
+    """The folder name an earlier tether gave: a leading ``.`` kept."""
     safe = _UNSAFE.sub("_", identifier)
     if safe == identifier and safe not in {"", ".", ".."}:
         return safe
-    return f"{safe}--{hashlib.sha256(identifier.encode()).hexdigest()[:16]}"
+    return f"{safe}--{_digest(identifier)}"
+
+
+def _digest(identifier: str) -> str:
+    return hashlib.sha256(identifier.encode()).hexdigest()[:16]
 
 
 def check_inside(root: Path, path: Path) -> Path:
@@ -96,16 +112,17 @@ def _mark(path: Path, identifier: str) -> None:
 
 def is_workspace(path: Path) -> bool:
     """The folder is a workspace the dispatcher created: a name its naming rule
-    gives, and the marker it wrote at creation naming the same folder."""
+    gives (or gave, before a leading ``.`` was replaced), and the marker it wrote at
+    creation naming the same folder."""
     name = path.name
-    if not name or name.startswith(".") or _UNSAFE.search(name):
+    if name in {"", ".", ".."} or _UNSAFE.search(name):
         return False
     try:
         data = json.loads(_marker(path).read_text())
         ident = str(data["identifier"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return data.get("key") == name and workspace_key(ident) == name
+    return data.get("key") == name and name in {workspace_key(ident), _legacy_key(ident)}
 
 
 @dataclass(frozen=True)
@@ -134,7 +151,13 @@ class WorkspaceManager:
         self.hooks = hooks
 
     def path_for(self, identifier: str) -> Path:
-        return self.root / workspace_key(identifier)
+        """Where the issue's workspace is: one an earlier tether named by its older
+        rule (a leading ``.`` kept) goes on being used, the work in it not left."""
+        path = self.root / workspace_key(identifier)
+        legacy = self.root / _legacy_key(identifier)
+        if legacy != path and not path.exists() and is_workspace(legacy):
+            return legacy
+        return path
 
     async def ensure(self, identifier: str) -> Workspace:
         """The issue's workspace, created if missing (then `after_create` runs; if it
@@ -150,7 +173,7 @@ class WorkspaceManager:
             _mark(path, identifier)
             created = True
         real = check_inside(self.root, path)
-        ws = Workspace(real, workspace_key(identifier), created)
+        ws = Workspace(real, path.name, created)
         if created and self.hooks.after_create:
             result = await self.run_hook("after_create", ws.path)
             if not result.ok:
@@ -176,8 +199,9 @@ class WorkspaceManager:
         """Remove a workspace by its recorded path: its orphaned agent killed, then
         `before_remove` (a failure is logged and the removal proceeds). False if there
         was nothing to remove, or the folder is not one the dispatcher created (no
-        marker: it is left alone, whatever its name)."""
-        real = check_inside(self.root, path)
+        marker: it is left alone, whatever its name). One recorded under an earlier
+        `workspace.root` is removed too if the dispatcher created it."""
+        real = self._recorded(path)
         # an agent a killed dispatcher left behind may still work in it: not any more
         await reap_orphan(real)
         if not real.exists():
@@ -196,6 +220,26 @@ class WorkspaceManager:
         _marker(real).unlink(missing_ok=True)
         log.info("workspace removed", extra={"workspace": str(real)})
         return True
+
+    def _recorded(self, path: Path) -> Path:
+        """`path` with symlinks resolved if it may be removed: inside the root, or a
+        workspace the dispatcher created under an earlier root (the config changed
+        since it was recorded), resolved inside its own folder; else WorkspaceError."""
+        try:
+            return check_inside(self.root, path)
+        except WorkspaceError:
+            if not path.is_absolute() or not is_workspace(path):
+                raise
+            return check_inside(path.parent, path)
+
+    async def discard(self, path: Path) -> bool:
+        """`remove`, its failure logged rather than raised: a workspace that cannot be
+        removed never holds up what removes it (a tick, a stopped run, the chore)."""
+        try:
+            return await self.remove(path)
+        except Exception as exc:
+            log.warning("cannot remove workspace %s: %s", path, exc, extra={"workspace": str(path)})
+            return False
 
     async def run_hook(self, name: str, cwd: Path) -> HookResult:
         """Run hook `name` in `cwd` until its shell exits, within `hooks.timeout_ms`:

@@ -55,7 +55,9 @@ def _open(state: CliState, path: str) -> tuple[Any, App, Database]:
     db = choose(state.db)
     if db.source == "the default" and watcher.current.config.database_url:
         db = Database(watcher.current.config.database_url, f"database_url in {watcher.path}")
-    app = open_app(db)
+    # a retry's timer parks its run, never waited out in place: a run waiting there
+    # would keep its slot of the agents queue (the others queued behind it)
+    app = guard(lambda: App(db.url, inline_wait=0))
     return guard(lambda: Dispatcher(app, watcher)), app, db
 
 

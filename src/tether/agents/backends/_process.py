@@ -107,7 +107,8 @@ class ProcessBackend:
             await proc.stdin.drain()
         proc.stdin.close()
         errors = asyncio.ensure_future(proc.stderr.read())
-        result: TurnResult | None = None
+        result: TurnResult | None = None  # the turn's end, as the agent said it
+        notice: TurnResult | None = None  # a rate limit, say: why a failed exit failed
         session = request.session_id
         try:
             while True:
@@ -135,11 +136,12 @@ class ProcessBackend:
                     if event.session_id is None and session is not None:
                         event = replace(event, session_id=session)  # codex names it once
                     await on_event(event)
-                if parsed.result is not None:
-                    result = parsed.result
                 if parsed.final:
+                    result = parsed.result if parsed.result is not None else notice
                     await _exited(proc, RESULT_GRACE)
                     break
+                if parsed.result is not None:
+                    notice = parsed.result
             # output closed: the exit follows (bounded all the same)
             code = await _exited(proc, request.silence_timeout) if result is None else None
             if result is None:  # its stderr explains a failed exit: read it to the end
@@ -150,8 +152,10 @@ class ProcessBackend:
         stderr = errors.result() if errors.done() and not errors.cancelled() else b""
         if result is not None:
             return result if result.session_id else _with_session(result, session)
-        if code == 0:
+        if code == 0:  # a clean exit without a result completes the turn, notices or not
             return TurnResult("completed", session)
+        if notice is not None:
+            return notice if notice.session_id else _with_session(notice, session)
         tail = stderr.decode("utf-8", "replace").strip()[-500:]
         why = f"exited {code}" if code is not None else "closed its output but did not exit"
         return TurnResult(
