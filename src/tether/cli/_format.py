@@ -96,15 +96,29 @@ def step_status(rec: RunRecord, step: StepRecord) -> str:
     return step.status.value
 
 
+# the workflow of the agents dispatcher's runs (tether.agents.ISSUE_WORKFLOW, not
+# imported here: the agents extra may not be installed)
+AGENT_RUNS = "agents.issue"
+
+
+def start_hint(workflow_name: str, queue: str | None = None) -> str:
+    """What to start so that runs of `workflow_name` are driven."""
+    if workflow_name == AGENT_RUNS:
+        return "`tether agents run` beside its WORKFLOW.md"
+    return "`tether worker --app FILE.py:app" + (f" -q {queue}`" if queue else "`")
+
+
 def driven_by(rec: RunRecord, drivers: list[str]) -> str:
     """Who will move an unfinished run on: the live processes serving its workflow."""
     if rec.status.terminal:
         return ""
     if drivers:
         return ", ".join(drivers)
+    if rec.workflow_name == AGENT_RUNS:
+        return f"nobody: no dispatcher is running (start {start_hint(rec.workflow_name)})"
     return (
         f"nobody: no live process drives workflow {rec.workflow_name!r} (start "
-        f"`tether worker --app FILE.py:app`, or `tether runs resume {rec.workflow_id} "
+        f"{start_hint(rec.workflow_name)}, or `tether runs resume {rec.workflow_id} "
         "--app FILE.py:app`)"
     )
 

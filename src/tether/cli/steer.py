@@ -16,6 +16,7 @@ from ..store import RunStatus, WaitKind, WaitStatus
 from ._common import EXIT_USAGE, CliState, db_state, fail, guard, note, text
 from ._db import use_app
 from ._drive import drive
+from ._format import AGENT_RUNS, start_hint
 from ._load import parse_json
 from ._progress import Progress
 from .prune import with_app
@@ -63,16 +64,17 @@ def _who_drives(a: App, run: RunInfo) -> str:
     queue = open_jobs[0].queue if open_jobs else None
     drivers = a.drivers(run.workflow_name, queue)
     resume = (
-        f"`tether runs resume {run.workflow_id} --app FILE.py:app` drives it here, "
-        "or start `tether worker --app FILE.py:app`"
+        f"start {start_hint(run.workflow_name)}"
+        if run.workflow_name == AGENT_RUNS
+        else f"`tether runs resume {run.workflow_id} --app FILE.py:app` drives it here, "
+        f"or start {start_hint(run.workflow_name)}"
     )
     if queue is not None:
         if drivers:
             return f"a worker on queue {queue!r} will drive it ({', '.join(drivers)} alive)"
         return (
             f"it is queued on {queue!r}, but no worker serving that queue and workflow "
-            f"{run.workflow_name!r} is running; start `tether worker --app FILE.py:app "
-            f"-q {queue}`"
+            f"{run.workflow_name!r} is running; start {start_hint(run.workflow_name, queue)}"
         )
     if drivers:
         return f"driven by {', '.join(drivers)}"
