@@ -172,7 +172,9 @@ async def test_steps_record_whether_their_policy_would_retry(app: App) -> None:
     flaky_error = rec.steps["flaky"].error
     assert rec.steps["flaky"].attempts == 2 and flaky_error is not None
     assert flaky_error.retryable is True  # the policy would retry it; its attempts ran out
-    assert flaky_error.cause == ErrorRecord("KeyError", "'why'", "builtins", "KeyError")
+    assert flaky_error.cause == ErrorRecord(
+        "KeyError", "'why'", "builtins", "KeyError", attributes={"args": ["why"]}
+    )  # its args kept: str() of a KeyError is not its arg
     assert rec.last_error is not None and rec.last_error.type == "PermissionError"
     assert rec.last_error.retryable is None  # a run's own failure: no policy judged it
     again = tether.RunRecord.from_dict(rec.to_dict())

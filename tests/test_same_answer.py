@@ -249,6 +249,77 @@ async def test_a_replayed_failure_whose_class_is_gone_is_a_step_failed_error(app
     assert (await app.arun(flow, workflow_id="lc")).value == "step failed: Local"
 
 
+class OutOfStock(Exception):
+    def __init__(self, sku: str, left: int) -> None:
+        super().__init__(sku, left)
+        self.sku = sku
+
+
+async def test_a_replayed_error_has_the_first_runs_args(app: App) -> None:
+    seen: list[object] = []
+
+    async def flow(wf: Workflow) -> None:
+        def missing() -> None:
+            raise KeyError("sku-1")
+
+        def empty() -> None:
+            raise OutOfStock("sku-2", 0)
+
+        for name, fn in (("missing", missing), ("empty", empty)):
+            try:
+                await wf.step(name, fn)
+            except (KeyError, OutOfStock) as exc:
+                seen.append((exc.args, str(exc)))
+        await wf.wait_for_signal("go")
+
+    await app.arun(flow, workflow_id="args")
+    await app.asignal("args", "go")
+    await app.arun(flow, workflow_id="args")
+    # before: the replay's KeyError held "'sku-1'" (its str, quoted again)
+    first, replayed = seen[:2], seen[2:]
+    assert replayed == first == [(("sku-1",), "'sku-1'"), (("sku-2", 0), "('sku-2', 0)")]
+
+
+async def test_a_step_answered_by_its_idempotency_key_is_undone_once(app: App) -> None:
+    undone: list[str] = []
+
+    async def flow(wf: Workflow) -> None:
+        for _ in range(2):  # the job listed twice: applied once
+            await wf.step(
+                "apply", lambda: "acme:sre", idempotency_key="acme:sre", compensate=undone.append
+            )
+        raise RuntimeError("later failure")
+
+    with pytest.raises(RuntimeError):
+        await app.arun(flow, workflow_id="idem-undo")
+    assert undone == ["acme:sre"]  # before: withdrawn twice
+
+
+async def test_a_recorded_result_the_changed_code_cannot_read_names_step_and_way_out(
+    database_url: str,
+) -> None:
+    async def flow(wf: Workflow) -> None:
+        await wf.step("fetch", lambda: {"id": 1})
+        await wf.wait_for_signal("go")
+
+    async with App(database_url) as old:
+        await old.arun(flow, workflow_id="edited")
+
+    async def edited(wf: Workflow) -> int:
+        def fetch() -> int:
+            return 1
+
+        return await wf.step("fetch", fetch)  # the same name, now declared an int
+
+    async with App(database_url) as new:
+        new.workflow(name=(await new.aget_run("edited")).workflow_name)(edited)
+        await new.asignal("edited", "go")
+        expected = (r"step 'fetch' of run 'edited' recorded a result that does not fit its "
+                    r"declared type now: .*app\.rerun_from\('edited', 'fetch'\)")  # fmt: skip
+        with pytest.raises(tether.TetherError, match=expected):  # before: a ValidationError
+            await new.aresume("edited")
+
+
 async def test_wait_for_token_takes_a_timeout(app: App, clock: FakeClock) -> None:
     async def flow(wf: Workflow) -> str:
         token = await wf.create_token()

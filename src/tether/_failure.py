@@ -143,7 +143,10 @@ def _attributes(exc: BaseException) -> dict[str, Any] | None:
     """The public instance attributes of `exc` that come back from JSON equal and of
     the same type (a tuple would come back a list: left out), each small."""
     kept: dict[str, Any] = {}
-    for name, value in getattr(exc, "__dict__", {}).items():
+    # its args too (as a list: setting them back makes a tuple again), so a replay's
+    # exc.args and str(exc) are the first run's (a KeyError's str quotes its arg)
+    given = [("args", list(exc.args))] if exc.args != (str(exc),) else []
+    for name, value in [*given, *getattr(exc, "__dict__", {}).items()]:
         if name.startswith("_"):
             continue
         try:

@@ -22,6 +22,8 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
+from pydantic import ValidationError
+
 from ._attach import attach, in_step
 from ._fanout import ForEachSummary, run_for_each
 from ._locks import LEASE_SCOPE, Locks, MutexHandle, lease_scope
@@ -33,11 +35,11 @@ from ._steps import StepContext, StepExecutor, StepSpec
 from ._waits import MISSING, Host, Waits
 from .ai import Budget, WorkflowAI
 from .clock import Clock
-from .errors import InvalidArgumentError, RunCancelledError
+from .errors import InvalidArgumentError, RunCancelledError, TetherError, explain_validation
 from .record import LeaseRecord, RunRecord, RunUsage
 from .retry import RetryPolicy, as_policy
 from .serde import dump_json, load_json, return_type_of
-from .store import NewEvent, RunRow, StepStatus, Store
+from .store import NewEvent, RunRow, StepRow, StepStatus, Store
 
 __all__ = ["MutexHandle", "StepContext", "Workflow", "load_history", "load_record"]
 
@@ -247,7 +249,7 @@ class Workflow:
             and done.status is StepStatus.COMPLETED
             and done.idempotency_key == idempotency_key
         ):
-            value = load_result(done.result, tp)
+            value = _recorded_as(done, tp, run.workflow_id)
         else:
             if compensate is not None and not callable(compensate):
                 raise InvalidArgumentError(f"compensate of step {key!r} must be callable")
@@ -258,7 +260,10 @@ class Workflow:
             spec = StepSpec(key, name, fn, idempotency_key, policy, tp, timeout, settled)
             async with run.step_lock(key):
                 value = await self._steps.execute(spec)
-        if compensate is not None:
+        # a second call answered by its idempotency key has its undo registered already
+        if compensate is not None and (
+            idempotency_key is None or all(c.key != key for c in run.compensations)
+        ):
             run.compensations.append(Compensation(key, compensate, value))
         return value
 
@@ -584,3 +589,17 @@ def _custom_event(type: str, message: str | None, detail: Any) -> NewEvent:
         )
     text = None if detail is None else dump_json(detail, what=f"event {type!r} detail")
     return NewEvent(type, message, text)
+
+
+def _recorded_as(row: StepRow, tp: Any, workflow_id: str) -> Any:
+    """A completed step's recorded result as `tp`; when the code changed since and it no
+    longer fits, an error naming the step, what was recorded and the way out."""
+    try:
+        return load_result(row.result, tp)
+    except ValidationError as exc:
+        raise TetherError(
+            f"step {row.key!r} of run {workflow_id!r} recorded a result that does not fit "
+            f"its declared type now: {explain_validation(exc)}. The code changed since the "
+            f"step ran: resume the run with the code that started it, or rerun it from this "
+            f"step: app.rerun_from({workflow_id!r}, {row.key!r})"
+        ) from None

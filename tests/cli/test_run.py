@@ -78,6 +78,42 @@ def test_sibling_imports_of_a_workflow_file(tmp_path: Path) -> None:
     assert json.loads(res.stdout)["result"] == "ADA"
 
 
+TYPED = """
+import tether
+from pydantic import BaseModel
+
+class Quote(BaseModel):
+    price: int
+
+class OutOfStock(Exception):
+    pass
+
+def reserve():
+    raise OutOfStock("sku-1")
+
+async def typed(wf: tether.Workflow) -> str:
+    quote = await wf.step("quote", lambda: Quote(price=5))  # recorded with its class
+    try:
+        await wf.step("reserve", reserve)
+        branch = "reserved"
+    except OutOfStock:
+        branch = "out of stock"
+    await wf.wait_for_signal("go")
+    return f"{type(quote).__name__} / {branch}"
+"""
+
+
+def test_a_workflow_files_classes_come_back_in_the_next_process(tmp_path: Path) -> None:
+    # before: the file was imported as _tether_<random>, so the next process found no
+    # class by that name: the model came back a dict, the error a StepFailedError
+    (tmp_path / "typed.py").write_text(TYPED)
+    parked = tether(tmp_path, "run", "typed.py:typed", "--id", "t1")
+    assert json.loads(parked.stdout)["status"] == "waiting", parked.stderr
+    assert tether(tmp_path, "runs", "signal", "t1", "go").returncode == 0
+    done = tether(tmp_path, "run", "typed.py:typed", "--id", "t1")
+    assert json.loads(done.stdout)["result"] == "Quote / out of stock", done.stderr
+
+
 def test_failing_workflow_exits_1(tmp_path: Path, flow: Path) -> None:
     res = tether(tmp_path, "run", f"{flow}:broken", "--id", "b1")
     assert res.returncode == 1

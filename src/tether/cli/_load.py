@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import keyword
 import sys
 import uuid
 from pathlib import Path
@@ -63,7 +64,7 @@ def _load_file(where: str) -> ModuleType:
             "check the path before the ':'"
         )
     sys.path.insert(0, str(path.resolve().parent))
-    spec = importlib.util.spec_from_file_location(f"_tether_{uuid.uuid4().hex[:12]}", path)
+    spec = importlib.util.spec_from_file_location(_module_name(path), path)
     if spec is None or spec.loader is None:
         raise UsageError(f"cannot load {where} as Python; give a .py file")
     module = importlib.util.module_from_spec(spec)
@@ -82,6 +83,28 @@ def _load_file(where: str) -> ModuleType:
             f"cannot load {where}: importing it raised {type(exc).__name__}: {_one_line(exc)}"
         ) from exc
     return module
+
+
+def _module_name(path: Path) -> str:
+    """What the file is imported as: its stem (``flows``), as ``python -c "import flows"``
+    would name it, so the classes it defines are recorded as ``flows:Quote`` and found
+    again by any later process that loads the file (a worker, a resume), which keeps
+    replayed values and errors of their own class. A unique name where the stem would
+    shadow another module (``queue.py``) or is no identifier."""
+    stem, here = path.stem, path.resolve()
+    if stem.isidentifier() and not keyword.iskeyword(stem):
+        loaded = sys.modules.get(stem)
+        if loaded is not None:
+            origin = getattr(loaded, "__file__", None)
+        else:
+            try:
+                found = importlib.util.find_spec(stem)  # its directory is first on sys.path
+            except (ImportError, ValueError):
+                found = None
+            origin = None if found is None else found.origin
+        if origin is not None and Path(origin).resolve() == here:
+            return stem
+    return f"_tether_{uuid.uuid4().hex[:12]}"
 
 
 def _import_module(where: str) -> ModuleType:
