@@ -317,3 +317,20 @@ async def test_interrupted_attempt_reruns_but_crash_loops_are_bounded(app: App) 
     await app.asignal("wf-dies", "go")
     with pytest.raises(tether.StepFailedError, match="always-dies"):
         await app.arun(dies, workflow_id="wf-dies")
+
+
+async def test_for_each_items_updating_the_state_side_by_side_lose_no_update(
+    app: tether.App,
+) -> None:
+    async def flow(wf: tether.Workflow) -> object:
+        await wf.update_state({"done": []})
+
+        async def item(i: int) -> None:  # all four update at once
+            await wf.update_state(lambda s: {"done": [*s["done"], i]})
+
+        await wf.for_each(range(4), item, max_parallel=4)
+        return wf.state
+
+    done = await app.arun(flow, workflow_id="side-by-side")
+    # before: each item built on the state before the others' writes: {'done': [0, 3]}
+    assert sorted(done.value["done"]) == [0, 1, 2, 3]

@@ -483,9 +483,12 @@ class Workflow:
         if done is not None and done.status is StepStatus.COMPLETED:
             run.state = load_json(done.result)
             return run.state
-        text = await self._new_state(value_or_fn)
-        await self._waits.save(key, text, state=text, events=[NewEvent("state.updated")])
-        run.state = load_json(text)
+        # one update at a time: for_each items updating side by side would each build on
+        # the state before the others' (an increment lost)
+        async with run.step_lock("tether.state"):
+            text = await self._new_state(value_or_fn)
+            await self._waits.save(key, text, state=text, events=[NewEvent("state.updated")])
+            run.state = load_json(text)
         run.emit("state.updated")
         return run.state
 
