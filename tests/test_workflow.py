@@ -334,3 +334,21 @@ async def test_for_each_items_updating_the_state_side_by_side_lose_no_update(
     done = await app.arun(flow, workflow_id="side-by-side")
     # before: each item built on the state before the others' writes: {'done': [0, 3]}
     assert sorted(done.value["done"]) == [0, 1, 2, 3]
+
+
+async def test_a_child_of_a_workflow_this_app_does_not_know_fails_the_parent_saying_so(
+    app: tether.App,
+) -> None:
+    async def summarise(wf: tether.Workflow, doc: str) -> str:  # never declared
+        return doc.upper()
+
+    @app.workflow
+    async def parent(wf: tether.Workflow) -> str:
+        return str(await wf.child(summarise, "doc"))
+
+    # before: the child was created and never driven, the parent waited for ever
+    with pytest.raises(
+        tether.WorkflowNotFoundError, match=r"child workflow '.*summarise' is not registered"
+    ):
+        await app.arun(parent, workflow_id="orphan-child")
+    assert (await app.aget_run("orphan-child")).status is tether.RunStatus.FAILED

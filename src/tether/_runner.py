@@ -108,6 +108,8 @@ class Runner:
         # a child of a queued run is queued too, so workers (not this process) resume it
         parent = await self._store.get_run(parent_id)
         queue = parent.queue if parent is not None else None
+        if queue is None:  # driven here, so it must be known here (else it waits for ever)
+            self._known_child(defn.name)
         text = None if input is MISSING else defn.encode_input(input, child=True)
         run = NewRun(
             workflow_id=workflow_id,
@@ -131,6 +133,16 @@ class Runner:
                 )
         elif detached and queue is None:
             self.spawn(workflow_id)
+
+    def _known_child(self, name: str) -> None:
+        try:
+            self._lookup(name)
+        except WorkflowNotFoundError:
+            raise WorkflowNotFoundError(
+                f"child workflow {name!r} is not registered in this App, which drives the "
+                f"child runs of runs it drives; declare it with @app.workflow (or "
+                f"app.register) before the parent runs"
+            ) from None
 
     async def drive_child(self, workflow_id: str) -> None:
         try:
