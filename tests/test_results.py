@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 import tether
 from tether import App, NotSerializableError, RunStatus, Workflow
-from tether._results import dump_result
+from tether._results import dump_result, load_result
 
 
 class Model(BaseModel):
@@ -193,3 +193,16 @@ async def test_input_is_converted_to_the_declared_type_before_a_run_exists(app: 
         await app.asubmit(nightly, {"day": "not a date"})
     assert [r.workflow_id for r in await app.alist_runs()] == ["n1"]  # nothing left behind
     assert (await app.aget_run("n1")).status is RunStatus.COMPLETED
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"$tether": "webhook-v1", "value": {"id": 7}},  # a payload that uses the key itself
+        {"$tether": "builtins:str", "value": 12},
+        {"$tether": ":", "value": None},
+    ],
+)
+def test_plain_json_with_the_tag_key_comes_back_as_itself(value: dict[str, object]) -> None:
+    # before: read as a value recorded with its class: unwrapped, or a ValidationError
+    assert load_result(dump_result(value, what="result")) == value

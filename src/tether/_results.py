@@ -34,6 +34,7 @@ from .serde import dump_json, load_json
 __all__ = ["dump_result", "load_result"]
 
 _TAG = "$tether"  # marks a value recorded with its class
+_PLAIN = ":"  # ... or plain JSON that has a key of that name itself
 _SCALARS = (str, int, float, bool, type(None))
 _DECLARE = (
     "Declare the return type (`-> {name}`, or pass result_type=) so it comes back as "
@@ -61,6 +62,8 @@ def dump_result(value: Any, *, what: str, tp: Any = None) -> str:
         body = dump_json(value, what=what, tp=cls)
         return f'{{"{_TAG}":"{cls.__module__}:{cls.__qualname__}","value":{body}}}'
     _refuse_lossy(value, what, "$")
+    if type(value) is dict and _TAG in value:  # the user's own key: kept as it is, not read
+        return f'{{"{_TAG}":"{_PLAIN}","value":{dump_json(value, what=what)}}}'
     return dump_json(value, what=what)
 
 
@@ -70,6 +73,8 @@ def load_result(text: str | None, tp: Any = None) -> Any:
         return load_json(text, tp)
     data = load_json(text)
     if isinstance(data, dict) and len(data) == 2 and isinstance(data.get(_TAG), str):
+        if data[_TAG] == _PLAIN:
+            return data["value"]
         cls = _find(data[_TAG])
         if cls is not None:
             return load_json(dump_json(data["value"], what="result"), cls)
