@@ -352,3 +352,19 @@ async def test_a_child_of_a_workflow_this_app_does_not_know_fails_the_parent_say
     ):
         await app.arun(parent, workflow_id="orphan-child")
     assert (await app.aget_run("orphan-child")).status is tether.RunStatus.FAILED
+
+
+@pytest.mark.parametrize("order", [["a", "a#2", "a"], ["a", "a", "a#2"]])
+async def test_a_step_name_that_is_another_calls_key_is_refused(
+    app: tether.App, order: list[str]
+) -> None:
+    ran: list[str] = []
+
+    async def flow(wf: tether.Workflow) -> None:
+        for name in order:
+            await wf.step(name, lambda n=name: ran.append(n) or n)
+
+    # before: one record answered both, and the later call's function never ran
+    with pytest.raises(tether.InvalidArgumentError, match=r"both name 'a#2'.*rename 'a#2'"):
+        await app.arun(flow)
+    assert ran == order[:2]

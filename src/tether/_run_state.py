@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from ._fanout import ITEM_PATH
 from ._runtime import EventHook
-from .errors import WorkflowTimeoutError
+from .errors import InvalidArgumentError, WorkflowTimeoutError
 from .serde import load_json
 from .store import Fence, RunRow, StepRow, WaitRow, WaitStatus
 
@@ -67,6 +67,7 @@ class RunState:
     compensating: bool = False  # replaying only to learn compensations: run no new work
     counters: dict[str, int] = field(default_factory=dict)  # wait/value key -> occurrences
     occurrences: dict[str, int] = field(default_factory=dict)  # step name -> calls so far
+    key_bases: dict[str, str] = field(default_factory=dict)  # key given -> the name it is for
     blocked_on: list[str] = field(default_factory=list)  # pending waits that suspended it
     compensations: list[Compensation] = field(default_factory=list)
     in_flight: set[str] = field(default_factory=set)  # steps whose function runs now
@@ -134,7 +135,7 @@ class RunState:
             base += "".join(f"[{i}]" for i in path)
         n = self.counters.get(base, 0) + 1
         self.counters[base] = n
-        return f"{base}#{n}"
+        return self._claim(f"{base}#{n}", base)
 
     def step_key(self, name: str, idempotency_key: str | None) -> str:
         """The step's key in the run's record: its name and occurrence (``name``,
@@ -150,7 +151,20 @@ class RunState:
         base = name + "".join(f"[{i}]" for i in path) if path else name
         n = self.occurrences.get(base, 0) + 1
         self.occurrences[base] = n
-        return base if n == 1 else f"{base}#{n}"
+        return self._claim(base if n == 1 else f"{base}#{n}", base)
+
+    def _claim(self, key: str, base: str) -> str:
+        """`key`, for the calls named `base`; refused if calls of another name were given
+        it (a step named ``a#2`` and the second call of ``a``): one record would answer
+        both, and the second would never run."""
+        owner = self.key_bases.setdefault(key, base)
+        if owner != base:
+            odd = owner if "#" in owner else base
+            raise InvalidArgumentError(
+                f"{base!r} and {owner!r} both name {key!r} in run {self.workflow_id!r} (a "
+                f"call's number follows '#'): rename {odd!r}, e.g. {odd.replace('#', '-')!r}"
+            )
+        return key
 
     def step_lock(self, key: str) -> asyncio.Lock:
         lock = self.step_locks.get(key)
