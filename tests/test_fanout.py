@@ -239,3 +239,27 @@ async def test_a_run_recorded_before_item_keyed_values_keeps_counting_across_ite
     new = await app.arun(ids, workflow_id="new")
     assert sorted(old.record.steps) == ["uuid#1", "uuid#2"]
     assert sorted(new.record.steps) == ["uuid[0]#1", "uuid[1]#1"]
+
+
+async def test_an_item_whose_key_a_parked_run_holds_fails_after_mutex_timeout(
+    database_url: str,
+) -> None:
+    async with App(database_url) as app:  # the wall clock: the timeout is real time
+
+        @app.workflow
+        async def holder(wf: Workflow) -> None:
+            async with wf.mutex("acme", stale_after=3600):
+                await wf.wait_for_signal("go")  # parked, holding the key
+
+        @app.workflow
+        async def batch(wf: Workflow) -> None:
+            await wf.for_each(["acme"], lambda k: k, mutex_key=str, mutex_timeout=0.2)
+
+        assert (await app.arun(holder, workflow_id="h")).status is RunStatus.WAITING
+        # before: the item waited a fixed hour, its run stuck `running` meanwhile
+        with pytest.raises(tether.ForEachError) as info:
+            await app.arun(batch, workflow_id="b")
+        assert isinstance(info.value.first_error, tether.MutexTimeoutError)
+    with pytest.raises(tether.InvalidArgumentError, match="mutex_timeout"):
+        async with App(database_url) as app:
+            await app.arun(lambda wf: wf.for_each([1], str, mutex_timeout=-1), workflow_id="x")

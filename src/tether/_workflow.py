@@ -25,6 +25,7 @@ from typing import Any, TypeVar, cast
 from pydantic import ValidationError
 
 from ._attach import attach, in_step
+from ._durations import check_seconds
 from ._fanout import ForEachSummary, run_for_each
 from ._locks import LEASE_SCOPE, Locks, MutexHandle, lease_scope
 from ._names import check_name
@@ -440,6 +441,7 @@ class Workflow:
         mutex_key: Callable[[T], str] | None = None,
         stop_on_error: bool = True,
         stale_after: float | None = None,
+        mutex_timeout: float = 3600.0,
     ) -> ForEachSummary[T, R]:
         """Run `fn(item)` for each item, at most `max_parallel` at once.
 
@@ -447,8 +449,11 @@ class Workflow:
         process using the same key). Returns every outcome in input order; with
         `stop_on_error`, the first failure stops new items from starting and
         raises `ForEachError` carrying the summary. `stale_after` is passed to
-        each item's mutex (see `mutex`).
+        each item's mutex (see `mutex`); an item waits up to `mutex_timeout`
+        seconds for its key (held by another run, perhaps parked), then fails
+        with `MutexTimeoutError`.
         """
+        check_seconds("mutex_timeout", mutex_timeout)
         if isinstance(items, str | bytes) or not isinstance(items, Iterable):
             raise InvalidArgumentError(
                 f"for_each needs an iterable of items (a list, a tuple, a generator), got "
@@ -465,7 +470,7 @@ class Workflow:
             max_parallel=max_parallel,
             mutex_key=mutex_key,
             stop_on_error=stop_on_error,
-            hold=lambda key: self.mutex(key, timeout=3600.0, stale_after=stale_after),
+            hold=lambda key: self.mutex(key, timeout=mutex_timeout, stale_after=stale_after),
         )
 
     # -- state and events ----------------------------------------------------------------
