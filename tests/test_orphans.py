@@ -69,6 +69,21 @@ async def test_workers_adopt_a_run_once_its_owner_claim_lapsed(app: App, clock: 
     assert adopted and "elsewhere:1:dead" in (adopted[0].message or "")
 
 
+async def test_a_serverless_hosts_maintenance_tick_adopts_orphans(
+    app: App, clock: FakeClock
+) -> None:
+    # before: its tick passed no queue, so the orphans chore never ran: with no worker
+    # (a serverless deployment) a run whose owner died stayed `running` for good
+    calls: list[str] = []
+    _register(app, calls)
+    await _orphan(app, "orphan-sl", "elsewhere:1:dead", clock)
+    clock.advance(31)
+    host = ServerlessHost(app, queues=["jobs"])
+    assert (await host.amaintenance_tick()).orphans_adopted == ["orphan-sl"]
+    assert (await host.aprocess_available_jobs(limit=5)).succeeded == 1
+    assert (await app.aresult("orphan-sl", timeout=5)).value == "ok"
+
+
 async def test_a_live_owner_is_refused_and_a_dead_one_on_this_host_is_taken_over_at_once(
     app: App, clock: FakeClock
 ) -> None:

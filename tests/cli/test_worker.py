@@ -86,6 +86,9 @@ def test_worker_refuses_what_is_not_an_app(tmp_path: Path, flow: Path) -> None:
     assert res.returncode == 2 and "not a tether.App" in res.stderr
     res = tether(tmp_path, "worker", "--app", "flows.py:app", "--concurrency", "0")
     assert res.returncode == 2 and "--concurrency" in res.stderr
+    # before: served with no grace at all (a SIGTERM cut the step in flight off)
+    res = tether(tmp_path, "worker", "--app", "flows.py:app", "--grace", "nan")
+    assert res.returncode == 2 and "grace must be a number of seconds" in res.stderr
 
 
 def test_queues_may_be_given_separated_by_commas(tmp_path: Path) -> None:

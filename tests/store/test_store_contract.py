@@ -605,6 +605,7 @@ async def test_leases_expire_and_keys_and_caps_limit_claims(store: Store) -> Non
     await store.retry_job(again[0].id, "w", error="db down", run_after=LATER, at=T0)
     (job,) = [j for j in await store.list_jobs() if j.id == again[0].id]
     assert job.status is JobStatus.QUEUED and job.run_after == LATER
+    assert job.attempt == 1  # a database failure is not counted against the run
 
 
 async def test_stuck_runs_are_requeued_and_rerun_forgets_later_steps(store: Store) -> None:

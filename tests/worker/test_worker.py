@@ -496,8 +496,9 @@ async def test_serverless_host_processes_and_maintains(app: App, clock: tether.F
     assert (await host.aprocess_available_jobs(limit=10)).processed == 3
     assert [(await app.aresult(w, timeout=5)).value for w in ids] == [0, 1, 2]
     other = ServerlessHost(app, worker_id="other")
-    # no orphan queue for a serverless host: no orphans chore, no lock taken for it
-    assert set((await other.amaintenance_tick()).skipped) == {"timers", "leases", "stuck", "outbox"}
+    # the first host holds every chore's lock, orphans' too (it adopts onto its queue)
+    skipped = set((await other.amaintenance_tick()).skipped)
+    assert skipped == {"timers", "leases", "stuck", "orphans", "outbox"}
 
 
 async def test_one_maintenance_tick_publishes_a_backlog_larger_than_a_batch(
@@ -718,3 +719,19 @@ async def test_asked_to_stop_twice_a_worker_hands_its_runs_back_at_once(app: App
     assert worker.abandoned == 1
     (job,) = await app.store.list_jobs(workflow_id=wid)
     assert job.status is JobStatus.QUEUED  # handed back for the next worker
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"poll_interval": float("nan")},  # before: accepted, an idle worker spun a CPU
+        {"grace": float("nan")},
+        {"maintenance_interval": float("inf")},
+        {"stuck_after": -1},
+    ],
+)
+def test_a_worker_refuses_seconds_it_cannot_wait(sqlite_url: str, given: dict[str, float]) -> None:
+    with tether.App(sqlite_url) as app:
+        name = next(iter(given))
+        with pytest.raises(tether.InvalidArgumentError, match=f"{name} must be a number of"):
+            Worker(app, **given)

@@ -73,7 +73,7 @@ def load_app(
 )
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0),  # nan passes it: Worker refuses it (exit 2)
     default=30.0,
     show_default=True,
     metavar="SECONDS",

@@ -87,7 +87,7 @@ MOVES: tuple[Move, ...] = (
     # a run that ends by its own function closes its claimed job in the same transaction
     _m("job", "finish_run", J.CLAIMED, J.DONE),
     _m("job", "release_job", J.CLAIMED, J.QUEUED),
-    _m("job", "retry_job", J.CLAIMED, (J.QUEUED, J.FAILED)),
+    _m("job", "retry_job", J.CLAIMED, J.QUEUED),
     _m("job", "reap_jobs", J.CLAIMED, (J.QUEUED, J.FAILED)),
     _m("job", "cancel_run", J.QUEUED, J.CANCELLED),
     # a queued run cancelled with compensate=True gets a new job, for a worker to drive

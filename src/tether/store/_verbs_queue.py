@@ -300,8 +300,8 @@ class QueueVerbs(StoreBase):
         self, job_id: int, worker: str, *, error: str, run_after: datetime, at: datetime
     ) -> None:
         """Put a claimed job back after an infrastructure failure (the database, not the
-        workflow): queued again from `run_after`, its attempt counted, or failed once
-        its attempts are used up.
+        workflow): queued again from `run_after`, its attempt not counted (the run's
+        attempts are for its own failures and its workers' deaths).
         """
 
         p = {"error": error, "after": run_after, "at": at, "id": job_id, "worker": worker}

@@ -73,7 +73,9 @@ class ServerlessHost:
         return ProcessReport(processed, succeeded, failed)
 
     async def amaintenance_tick(self) -> MaintenanceReport:
-        return await maintenance_tick(self.app, self.worker_id)
+        """The chores a worker does between jobs, orphans included: runs of this App's
+        workflows whose owner died are adopted onto this host's first queue."""
+        return await maintenance_tick(self.app, self.worker_id, orphan_queue=self.queues[0])
 
     # sync faces, for platforms whose handlers are plain functions
 

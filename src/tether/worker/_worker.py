@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._durations import check_seconds
 from .._owners import new_owner as process_owner
 from ..errors import (
     IncompatibleStoreError,
@@ -59,10 +60,12 @@ class Worker:
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
-        if poll_interval <= 0 or maintenance_interval <= 0 or grace < 0:
-            raise InvalidArgumentError(
-                "poll_interval and maintenance_interval must be > 0, grace >= 0"
-            )
+        # as seconds, to a century: NaN (which passed `<= 0`) spun an idle worker's CPU,
+        # and a NaN grace cut steps off at once
+        check_seconds("poll_interval", poll_interval, positive=True)
+        check_seconds("maintenance_interval", maintenance_interval, positive=True)
+        check_seconds("grace", grace)
+        check_seconds("stuck_after", stuck_after, positive=True)
         self.app = app
         self.queues = queue_names(queues)
         self.concurrency = concurrency

@@ -71,9 +71,11 @@ UPDATE jobs SET status = :status, last_error = :error, locked_until = NULL,
   run_after = CASE WHEN :status = 'queued' THEN :at ELSE run_after END, updated_at = :at
 WHERE id = :id
 -- name: retry_job
-UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
-  worker = NULL, locked_until = NULL, last_error = :error,
-  run_after = CASE WHEN attempt >= max_attempts THEN run_after ELSE :after END, updated_at = :at
+-- a database failure is not the run's: its job goes back, its attempt not counted (a job
+-- failed here would leave its run running with no job, for the stuck-run chore to find)
+UPDATE jobs SET status = 'queued', worker = NULL, locked_until = NULL, last_error = :error,
+  attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END, run_after = :after,
+  updated_at = :at
 WHERE id = :id AND worker = :worker AND status = 'claimed'
 -- name: set_queue
 UPDATE runs SET queue = :queue WHERE id = :id
