@@ -16,6 +16,7 @@ import pytest
 from tether import App, FakeClock
 
 from ._postgres import PostgresServer, find_postgres, locate_postgres, required
+from .ai._server import ProviderServer
 
 BACKENDS = [
     b.strip() for b in os.environ.get("TETHER_TEST_BACKENDS", "sqlite,postgresql").split(",")
@@ -101,3 +102,11 @@ async def app(database_url: str, clock: FakeClock) -> AsyncIterator[App]:
     the_app = App(database_url, clock=clock)
     yield the_app
     await the_app.aclose()
+
+
+@pytest.fixture
+def server() -> Iterator[ProviderServer]:
+    """A local server speaking OpenAI's and Anthropic's wire formats (`tests/ai/_server`)."""
+    srv = ProviderServer()
+    yield srv
+    srv.close()

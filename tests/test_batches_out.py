@@ -5,7 +5,6 @@ OpenAI's wire format; time is a fake clock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,32 +16,29 @@ from tether import App, BatchesOutError, FakeClock, RunStatus, Workflow, ai
 from .ai._server import ProviderServer
 
 
-@pytest.fixture
-def server() -> Iterator[ProviderServer]:
-    srv = ProviderServer()
-    yield srv
-    srv.close()
-
-
 def _providers(server: ProviderServer) -> ai.Providers:
     return ai.Providers(openai=ai.OpenAI(api_key="k", base_url=server.openai_url))
 
 
-async def _batched_run(app: App, wid: str) -> None:
-    @app.workflow(name="batched")
-    async def batched(wf: Workflow) -> int:
-        res = await wf.ai.batch("openai:gpt-4.1-mini", ["a", "b"], poll_every=3600)
-        return len(res.items)
+async def _batched_run(
+    database_url: str, clock: FakeClock, server: ProviderServer, wid: str
+) -> None:
+    """Run `wid` until it parks on an OpenAI batch, from an App that has the provider."""
+    async with App(database_url, clock=clock, ai=_providers(server), inline_wait=0) as app:
 
-    await app.arun(batched, workflow_id=wid)
+        @app.workflow(name="batched")
+        async def batched(wf: Workflow) -> int:
+            res = await wf.ai.batch("openai:gpt-4.1-mini", ["a", "b"], poll_every=3600)
+            return len(res.items)
+
+        await app.arun(batched, workflow_id=wid)
 
 
 async def test_an_app_without_the_provider_refuses_and_changes_nothing(
     database_url: str, server: ProviderServer
 ) -> None:
     clock = FakeClock()
-    async with App(database_url, clock=clock, ai=_providers(server), inline_wait=0) as app:
-        await _batched_run(app, "b1")
+    await _batched_run(database_url, clock, server, "b1")
     [batch] = server.state.batches.values()
     async with App(database_url, clock=clock) as bare:
         with pytest.raises(BatchesOutError) as caught:
@@ -59,8 +55,7 @@ async def test_abandon_batches_cancels_the_run_and_leaves_the_batch(
     database_url: str, server: ProviderServer
 ) -> None:
     clock = FakeClock()
-    async with App(database_url, clock=clock, ai=_providers(server), inline_wait=0) as app:
-        await _batched_run(app, "b2")
+    await _batched_run(database_url, clock, server, "b2")
     async with App(database_url, clock=clock) as bare:
         assert await bare.acancel("b2", abandon_batches=True) == ["b2"]
         assert (await bare.aget_run("b2")).status is RunStatus.CANCELLED

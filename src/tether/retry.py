@@ -103,13 +103,9 @@ def _check_number(name: str, value: object, *, low: float, high: float = math.in
         with contextlib.suppress(OverflowError):  # an int beyond any float
             number = float(value)
     if not (math.isfinite(number) and low <= number <= high):
-        top = (
-            ""
-            if high == math.inf
-            else " and at most a century of seconds"
-            if high == MAX_SECONDS
-            else f" and <= {high:g}"
-        )
+        # the century cap reads better in words than as 3.16224e+09
+        most = "at most a century of seconds" if high == MAX_SECONDS else f"<= {high:g}"
+        top = "" if high == math.inf else f" and {most}"
         raise InvalidArgumentError(
             f"retry {name} must be a finite number >= {low:g}{top}, got {value!r}; "
             f"pass e.g. RetryPolicy({name}={max(low, min(high, 1.0)):g})"

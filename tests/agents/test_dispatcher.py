@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from tether.agents.backends import MockBackend
 from tether.agents.trackers import MemoryTracker
 from tether.testing import eventually
 
-from .trackers._servers import FakeGitHub, reset_in, serving
+from .trackers._servers import FakeGitHub, reset_in
 
 
 def _config(tmp: Path, extra: str = "") -> tether.agents.WorkflowFile:
@@ -270,14 +269,6 @@ async def test_a_closed_issue_stops_its_agent_within_a_tick_and_loses_its_worksp
     await asyncio.wait_for(driving, 20)  # the agent was killed, not waited for
     assert (await app.aget_run("agent:memory:D-1")).status.value == "cancelled"
     assert not (tmp_path / "ws" / "D-1").exists()
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-    with serving(fake) as base:
-        fake.base = base
-        yield fake
 
 
 async def test_cleanup_respects_and_records_the_tracker_cooldown(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from tether.agents.trackers import MemoryTracker
 from tether.testing import eventually
 
 from ._procs import AGENT, of
-from .trackers._servers import FakeGitHub, reset_in, serving
+from .trackers._servers import FakeGitHub, reset_in
 
 NO_SLOTS = "no available orchestrator slots"
 MEMORY = "kind: memory, active_states: [todo], terminal_states: [done]"
@@ -38,14 +38,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (where / "agent.py").write_text(AGENT)
     monkeypatch.setenv("AGENT_HOME", str(where))
     return where
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-    with serving(fake) as base:
-        fake.base = base
-        yield fake
 
 
 def _workflow(

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from tether.testing import eventually
 from ._server import ProviderServer
 
 MODELS = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-sonnet-4-5"}
-
-
-@pytest.fixture
-def server() -> Iterator[ProviderServer]:
-    srv = ProviderServer()
-    yield srv
-    srv.close()
 
 
 def _app(database_url: str, clock: FakeClock, server: ProviderServer) -> App:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,6 @@ from ._server import ProviderServer
 class Verdict(BaseModel):
     label: str
     confidence: float
-
-
-@pytest.fixture
-def server() -> Iterator[ProviderServer]:
-    srv = ProviderServer()
-    yield srv
-    srv.close()
 
 
 def _providers(server: ProviderServer, **extra: ai.Provider) -> ai.Providers:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -15,13 +14,6 @@ from tether.ai._openai import openai_usage
 from ._server import ProviderServer
 
 AT = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def server() -> Iterator[ProviderServer]:
-    srv = ProviderServer()
-    yield srv
-    srv.close()
 
 
 def _ask(text: str, **kw: object) -> TextRequest:

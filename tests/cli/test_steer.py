@@ -9,6 +9,7 @@ from pathlib import Path
 from tether import App
 from tether.worker import ServerlessHost
 
+from ..ai._server import ProviderServer
 from ._helpers import tether
 
 
@@ -197,42 +198,37 @@ async def batched(wf: tether.Workflow) -> int:
 """
 
 
-def test_cancel_refuses_to_leave_a_provider_batch_running(tmp_path: Path) -> None:
+def _parked_on_a_batch(tmp_path: Path, server: ProviderServer, wid: str) -> dict[str, str]:
+    """`tether run` of BATCH_FLOW as `wid`, parked on its batch; the env to go on with."""
+    (tmp_path / "batchflow.py").write_text(BATCH_FLOW)
+    env = {"OPENAI_URL": server.openai_url}
+    started = tether(tmp_path, "run", "batchflow.py:batched", "--id", wid, env=env)
+    assert json.loads(started.stdout)["status"] == "waiting", started.stderr
+    return env
+
+
+def test_cancel_refuses_to_leave_a_provider_batch_running(
+    tmp_path: Path, server: ProviderServer
+) -> None:
     # without the App, the cancel could not reach the provider: the batch ran on, billed
-    from ..ai._server import ProviderServer
-
-    server = ProviderServer()
-    try:
-        (tmp_path / "batchflow.py").write_text(BATCH_FLOW)
-        env = {"OPENAI_URL": server.openai_url}
-        started = tether(tmp_path, "run", "batchflow.py:batched", "--id", "b1", env=env)
-        assert json.loads(started.stdout)["status"] == "waiting", started.stderr
-        [batch] = list(server.state.batches.values())
-        bare = tether(tmp_path, "runs", "cancel", "b1", env=env)
-        assert bare.returncode == 2, bare.stdout
-        assert f"openai batch {batch['id']!r}" in bare.stderr and "--app" in bare.stderr
-        shown = tether(tmp_path, "runs", "show", "b1", env=env)
-        assert "waiting" in shown.stdout  # nothing was cancelled
-        done = tether(tmp_path, "runs", "cancel", "b1", "--app", "batchflow.py:app", env=env)
-        assert done.returncode == 0, done.stderr
-        assert batch["status"] in ("cancelling", "cancelled")  # the provider was told
-    finally:
-        server.close()
+    env = _parked_on_a_batch(tmp_path, server, "b1")
+    [batch] = list(server.state.batches.values())
+    bare = tether(tmp_path, "runs", "cancel", "b1", env=env)
+    assert bare.returncode == 2, bare.stdout
+    assert f"openai batch {batch['id']!r}" in bare.stderr and "--app" in bare.stderr
+    shown = tether(tmp_path, "runs", "show", "b1", env=env)
+    assert "waiting" in shown.stdout  # nothing was cancelled
+    done = tether(tmp_path, "runs", "cancel", "b1", "--app", "batchflow.py:app", env=env)
+    assert done.returncode == 0, done.stderr
+    assert batch["status"] in ("cancelling", "cancelled")  # the provider was told
 
 
-def test_cancel_with_abandon_batches_leaves_the_batch_running(tmp_path: Path) -> None:
-    from ..ai._server import ProviderServer
-
-    server = ProviderServer()
-    try:
-        (tmp_path / "batchflow.py").write_text(BATCH_FLOW)
-        env = {"OPENAI_URL": server.openai_url}
-        started = tether(tmp_path, "run", "batchflow.py:batched", "--id", "b2", env=env)
-        assert json.loads(started.stdout)["status"] == "waiting", started.stderr
-        done = tether(tmp_path, "runs", "cancel", "b2", "--abandon-batches", env=env)
-        assert done.returncode == 0, done.stderr
-        assert "cancelled: b2" in done.stdout
-        [batch] = list(server.state.batches.values())
-        assert batch["status"] == "in_progress"  # left at the provider, as asked
-    finally:
-        server.close()
+def test_cancel_with_abandon_batches_leaves_the_batch_running(
+    tmp_path: Path, server: ProviderServer
+) -> None:
+    env = _parked_on_a_batch(tmp_path, server, "b2")
+    done = tether(tmp_path, "runs", "cancel", "b2", "--abandon-batches", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "cancelled: b2" in done.stdout
+    [batch] = list(server.state.batches.values())
+    assert batch["status"] == "in_progress"  # left at the provider, as asked

@@ -96,6 +96,7 @@ class Execution:
         self.run_input = run
         self.outputs: dict[str, Any] = {}  # stage id -> output, as stages complete
         self.attempts: dict[str, int] = {}  # stage id -> the attempt its record is from
+        self.group_of = {s.id: n for n, g in enumerate(pipeline.groups, 1) for s in g}
 
     async def run(self) -> Any:
         plan: dict[str, Any] = await self.wf.step("pipeline.plan", self._plan)
@@ -322,8 +323,8 @@ class Execution:
     def _output_of(self, group: int, stage_id: str) -> tuple[bool, Any]:
         """The output of `stage_id` as a stage of group `group` may read it: only from an
         earlier group (a sibling's would depend on which finished first)."""
-        earlier = {t.id for g in self.p.groups[: group - 1] for t in g}
-        found = stage_id in earlier and stage_id in self.outputs
+        ran_in = self.group_of.get(stage_id)
+        found = ran_in is not None and ran_in < group and stage_id in self.outputs
         return (found, self.outputs.get(stage_id) if found else None)
 
     def _attempt_of(self, stage_id: str) -> int:

@@ -4,7 +4,7 @@ local server speaking OpenAI's and Anthropic's wire formats through the official
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,6 @@ from tether import ai
 from tether.agents import Dispatcher, Issue, WorkflowFileError, parse_workflow
 from tether.agents.backends import AgentEvent, ApiBackend, TurnRequest
 from tether.agents.trackers import MemoryTracker
-
-
-@pytest.fixture
-def server() -> Iterator[ProviderServer]:
-    srv = ProviderServer()
-    yield srv
-    srv.close()
 
 
 def _providers(server: ProviderServer) -> ai.Providers:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +14,7 @@ from tether.agents._factory import make_tracker
 from tether.agents.backends import MockBackend
 from tether.agents.trackers import GitHubTracker, rate_limit_wait
 
-from ._servers import FakeGitHub, reset_in, serving
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-    with serving(fake) as base:
-        fake.base = base
-        yield fake
+from ._servers import FakeGitHub, reset_in
 
 
 def _tracker(fake: FakeGitHub, **kw: object) -> GitHubTracker:
