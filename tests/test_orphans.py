@@ -49,6 +49,15 @@ async def _orphan(app: App, workflow_id: str, owner: str, clock: FakeClock) -> N
     )
 
 
+async def _lapsed_orphan(app: App, workflow_id: str, clock: FakeClock) -> list[str]:
+    """A run of "two-steps" whose dead owner's claim has lapsed; the steps it calls."""
+    calls: list[str] = []
+    _register(app, calls)
+    await _orphan(app, workflow_id, "elsewhere:1:dead", clock)
+    clock.advance(31)
+    return calls
+
+
 async def test_workers_adopt_a_run_once_its_owner_claim_lapsed(app: App, clock: FakeClock) -> None:
     calls: list[str] = []
     _register(app, calls)
@@ -74,10 +83,7 @@ async def test_a_serverless_hosts_maintenance_tick_adopts_orphans(
 ) -> None:
     # before: its tick passed no queue, so the orphans chore never ran: with no worker
     # (a serverless deployment) a run whose owner died stayed `running` for good
-    calls: list[str] = []
-    _register(app, calls)
-    await _orphan(app, "orphan-sl", "elsewhere:1:dead", clock)
-    clock.advance(31)
+    await _lapsed_orphan(app, "orphan-sl", clock)
     host = ServerlessHost(app, queues=["jobs"])
     assert (await host.amaintenance_tick()).orphans_adopted == ["orphan-sl"]
     assert (await host.aprocess_available_jobs(limit=5)).succeeded == 1
@@ -286,10 +292,7 @@ async def test_a_hosts_chores_take_up_orphans_without_recover_orphans_set(
 ) -> None:
     # a server that stopped handed its runs back (or died): the next one, serving the
     # same workflows, drives them on, though its App was not built with recover_orphans
-    calls: list[str] = []
-    _register(app, calls)
-    await _orphan(app, "served-before", "elsewhere:1:dead", clock)
-    clock.advance(31)
+    calls = await _lapsed_orphan(app, "served-before", clock)
     chores = asyncio.ensure_future(app.ahost_chores(every=0.01))
     try:
         assert (await app.aresult("served-before", timeout=30)).value == "ok"
