@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 import tether
 from tether import App, FakeClock, RunStatus, Workflow
+from tether.testing import eventually
 
 
 class Job(BaseModel):
@@ -105,6 +106,38 @@ async def test_any_callable_returning_an_awaitable_is_a_workflow(app: App) -> No
     # the input type is read from the object's __call__, a partial's function
     assert tether.WorkflowDef.of(flow).input_type is int
     assert tether.WorkflowDef.of(functools.partial(_Flow(), n=1)).name == "_Flow"
+
+
+async def _gated(wf: Workflow, tag: str) -> str:
+    await wf.wait_for_signal("go")
+    return await wf.step("after", lambda: tag)
+
+
+async def test_runs_of_lambdas_and_partials_sharing_a_name_resume_with_their_own(
+    app: App,
+) -> None:
+    """Lambdas share the name ``<lambda>``, partials their function's: each run is
+    woken, and started, with the callable it was started with, not the latest."""
+    first, second = (lambda wf: _gated(wf, "lam1")), (lambda wf: _gated(wf, "lam2"))
+    await app.astart(functools.partial(_gated, tag="a"), workflow_id="pa")
+    await app.astart(functools.partial(_gated, tag="b"), workflow_id="pb")
+    await app.arun(first, workflow_id="l1")
+    await app.arun(second, workflow_id="l2")
+    generated = await app.astart(functools.partial(_gated, tag="c"))
+    await app.astart(functools.partial(_gated, tag="d"), workflow_id="pd")
+    for wid in ("pa", "pb", "l1", "l2", generated, "pd"):
+        await eventually(lambda wid=wid: _waiting(app, wid))
+    for wid in ("pa", "l1", generated, "pb", "l2", "pd"):
+        await app.asignal(wid, "go")
+    answers = {w: (await app.aresult(w, timeout=10)).value for w in ("pa", "pb", "l1", "l2")}
+    assert answers == {"pa": "a", "pb": "b", "l1": "lam1", "l2": "lam2"}
+    assert (await app.aresult(generated, timeout=10)).value == "c"
+    assert (await app.aresult("pd", timeout=10)).value == "d"
+    await eventually(lambda: not app._runtime.run_defs)  # each forgotten as its run ended
+
+
+async def _waiting(app: App, wid: str) -> bool:
+    return (await app.aget_run(wid)).status is RunStatus.WAITING
 
 
 async def test_run_workflow_takes_a_lambda(database_url: str, clock: tether.FakeClock) -> None:

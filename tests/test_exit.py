@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tether import App, RunStatus
+from tether import App, EndReason, RunStatus
 from tether.testing import eventually_sync
 
 MODULE = textwrap.dedent(
@@ -67,6 +67,13 @@ MODULE = textwrap.dedent(
                           compensate=lambda p=part: effect("undo-" + p))
         await wf.wait_for_signal("go")
         return "done"
+
+    @app.workflow()
+    async def doomed(wf: tether.Workflow) -> None:
+        for part in ("reserve", "charge"):
+            await wf.step(part, lambda p=part: effect(p, 0),
+                          compensate=lambda p=part: effect("undo-" + p))
+        raise KeyError("sold out")
 
     def wait_for_line(line: str) -> None:
         while True:
@@ -319,3 +326,37 @@ def test_a_cancel_with_compensation_then_exit_leaves_the_rest_to_the_next_proces
     )
     assert adopted.returncode == 0, adopted.stderr
     assert _ledger(env) == ["reserve", "charge", "ship", "undo-ship", "undo-charge", "undo-reserve"]
+
+
+def test_a_failed_runs_compensation_cut_short_by_an_exit_is_finished_by_the_next_process(
+    env: dict[str, str],
+) -> None:
+    started = _py(
+        env,
+        """
+        import m
+        m.app.start(m.doomed, workflow_id="d1")
+        m.wait_for_line("undo-charge")  # it failed and compensates; exit while it does
+        """,
+    )
+    assert started.returncode == 0, started.stderr
+    rec = _record(env, "d1")
+    assert rec.status is RunStatus.PENDING, rec.status  # type: ignore[attr-defined]
+    assert rec.end_reason is EndReason.FAILED  # type: ignore[attr-defined]
+    assert _ledger(env) == ["reserve", "charge", "undo-charge"]
+
+    resumed = _py(
+        env,
+        """
+        import m
+        try:
+            m.app.run(m.doomed, workflow_id="d1")
+        except KeyError as exc:
+            print("raised", exc)
+        """,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "raised 'sold out'" in resumed.stdout
+    rec = _record(env, "d1")
+    assert rec.status is RunStatus.COMPENSATED  # type: ignore[attr-defined]
+    assert _ledger(env) == ["reserve", "charge", "undo-charge", "undo-reserve"]

@@ -9,6 +9,7 @@ import pytest
 
 import tether
 from tether import App, FakeClock, RunStatus, WaitStatus, Workflow
+from tether.testing import eventually
 
 
 async def test_signal_parks_then_resumes(app: App) -> None:
@@ -406,6 +407,60 @@ async def test_failing_compensation_does_not_stop_the_others(app: App) -> None:
     assert rec.status is RunStatus.COMPENSATION_FAILED
     assert rec.last_error is not None and rec.last_error.type == "ValueError"
     assert rec.steps["compensate:b"].status is tether.StepStatus.FAILED
+
+
+async def test_a_failed_run_compensating_refuses_a_cancel_and_undoes_each_step_once(
+    app: App,
+) -> None:
+    undone: list[str] = []
+    undoing, go_on = asyncio.Event(), asyncio.Event()
+
+    async def undo(r: str) -> None:
+        undone.append(r)
+        undoing.set()
+        await go_on.wait()
+
+    @app.workflow
+    async def trip(wf: Workflow) -> None:
+        await wf.step("flight", lambda: "F", compensate=undo)
+        await wf.step("hotel", lambda: "H", compensate=undo)
+        raise KeyError("no room")
+
+    await app.astart(trip, workflow_id="failing")
+    await asyncio.wait_for(undoing.wait(), 10)
+    during = await app.aget_run("failing")
+    assert (during.status, during.end_reason) == (RunStatus.RUNNING, tether.EndReason.FAILED)
+    for compensate in (True, False):
+        with pytest.raises(tether.RunFinishedError, match="running its compensations"):
+            await app.acancel("failing", "too late", compensate=compensate)
+    go_on.set()
+    rec = (await asyncio.wait_for(app.aresult("failing"), 10)).record
+    assert (rec.status, rec.end_reason) == (RunStatus.COMPENSATED, tether.EndReason.FAILED)
+    assert rec.last_error is not None and rec.last_error.type == "KeyError"
+    assert undone == ["H", "F"]
+    assert [e.type for e in rec.events].count("workflow.compensating") == 1
+
+
+async def test_a_cancel_that_lands_before_the_failure_is_recorded_wins(app: App) -> None:
+    undone: list[str] = []
+
+    @app.workflow
+    async def trip(wf: Workflow) -> None:
+        await wf.step("flight", lambda: "F", compensate=undone.append)
+        await app.acancel(wf.workflow_id, "changed plans", compensate=True)
+        raise KeyError("no room")
+
+    result = await app.arun(trip, workflow_id="cancel-first")  # the cancel's answer
+    assert result.status is RunStatus.COMPENSATED
+    await eventually(lambda: _settled(app, "cancel-first"))
+    rec = await app.aget_record("cancel-first")
+    assert (rec.status, rec.end_reason) == (RunStatus.COMPENSATED, tether.EndReason.CANCELLED)
+    assert rec.last_error is not None and rec.last_error.type == "Cancelled"
+    assert undone == ["F"]
+
+
+async def _settled(app: App, wid: str) -> bool:
+    return (await app.aget_run(wid)).settled
 
 
 async def test_cancel_with_compensation(app: App) -> None:

@@ -75,7 +75,7 @@ class Runner:
     def __init__(
         self,
         runtime: Runtime,
-        lookup: Callable[[str], WorkflowDef],
+        lookup: Callable[[str, str | None], WorkflowDef],
         *,
         inline_wait: float,
         resume_woken: bool,
@@ -136,7 +136,7 @@ class Runner:
 
     def _known_child(self, name: str) -> None:
         try:
-            self._lookup(name)
+            self._lookup(name, None)
         except WorkflowNotFoundError:
             raise WorkflowNotFoundError(
                 f"child workflow {name!r} is not registered in this App, which drives the "
@@ -272,7 +272,7 @@ class Runner:
         runs of workflows registered here, at versions they resume."""
         workflows: list[tuple[str, str | None]] = []
         for name in self._workflows():
-            defn = self._lookup(name)
+            defn = self._lookup(name, None)
             workflows += [(name, v) for v in dict.fromkeys((defn.version, *defn.compatible))]
         return RunClaim(self._rt.owner, self.owner_lease, tuple(workflows))
 
@@ -454,7 +454,7 @@ class Runner:
             else:  # claimed with its job, for a workflow registered here at its version
                 await self._announce()
             await self._refuse_newer(claimed)
-            the_def = defn or self._lookup(claimed.workflow_name)
+            the_def = defn or self._lookup(claimed.workflow_name, claimed.workflow_id)
             wf, st = await self._context(claimed, the_def, on_event, compensating=False)
             args, claimed = _args(wf, the_def, claimed, input), None
             st.emit("workflow.running")
@@ -493,9 +493,11 @@ class Runner:
         run = await self._store.get_run(workflow_id)
         if run is None:
             raise RunNotFoundError(workflow_id)
-        if run.status in (RunStatus.COMPLETED, RunStatus.FAILED) or run.end_reason in _FAILURES:
+        if run.status in (RunStatus.COMPLETED, RunStatus.FAILED) or (
+            run.status in _ENDED and run.end_reason in _FAILURES
+        ):  # (a running run that failed still has compensations to run: drive it)
             return await self._at_rest(run, defn, on_event)
-        the_def = defn or self._lookup(run.workflow_name)
+        the_def = defn or self._lookup(run.workflow_name, run.workflow_id)
         if run.status in _ENDED:
             return await self._at_rest(run, the_def, on_event)
         the_def.check_version(run)
@@ -512,6 +514,7 @@ class Runner:
         of a compensation run here (None: handed back), else None for a run that
         ended by cancellation, the status of one that completed. A run whose
         function failed raises its error again, compensated or not."""
+        self._rt.run_defs.pop(run.workflow_id, None)  # (`defn` was looked up already)
         if run.status is RunStatus.FAILED or run.end_reason in _FAILURES:
             raise revive_error(run.workflow_id, decode_error(run.error))
         if run.status is RunStatus.CANCELLED and run.cancel_requested == "compensate":
@@ -577,36 +580,55 @@ class Runner:
             raise
         except Exception as exc:
             try:
-                await self._failed(wf, st, exc)
+                failed = await self._failed(wf, st, exc)
             except HandBack:  # an exit cut its compensation short: it fails again on resume
                 await self._hand_back(st)
                 return _HANDED_BACK
-            raise
+            if failed:
+                raise
+            return _CANCELLED
         await self._finish(st, RunStatus.COMPLETED, NewEvent("workflow.completed"), output=output)
         st.emit("workflow.completed")
         self._wake_parent(st)
         return value
 
     async def _cancelled(self, wf: Workflow, st: RunState) -> None:
+        self._rt.run_defs.pop(st.workflow_id, None)
         run = await self._store.get_run(st.workflow_id)
         if run is not None and run.cancel_requested == "compensate":
             await self._finish_compensation(wf, st)
         st.emit("workflow.cancelled")
 
-    async def _failed(self, wf: Workflow, st: RunState, exc: Exception) -> None:
-        """Record the workflow's failure, after running its compensations if it has any."""
+    async def _failed(self, wf: Workflow, st: RunState, exc: Exception) -> bool:
+        """Record the workflow's failure, after running its compensations if it has
+        any; False if a cancel had landed first.
+
+        Before they run, the failure is recorded (`mark_failing`): a cancel
+        arriving meanwhile is refused instead of compensating the run again, and
+        one that landed first wins (the run ends cancelled, compensated as asked)."""
         status = RunStatus.FAILED
-        if st.compensations:
-            ok = await compensate(wf, st)
-            status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
-        event = NewEvent("workflow.failed", f"{type(exc).__name__}: {exc}")
+        error, what = encode_error(exc), f"{type(exc).__name__}: {exc}"
         timed_out = getattr(exc, "workflow_id", None) == st.workflow_id and isinstance(
             exc, WorkflowTimeoutError
         )
         reason = EndReason.TIMED_OUT if timed_out else EndReason.FAILED
-        await self._finish(st, status, event, error=encode_error(exc), reason=reason)
+        if st.compensations:
+            try:
+                await self._store.mark_failing(
+                    st.fence, error=error, reason=reason, at=self._clock.now(),
+                    event=NewEvent("workflow.compensating", what),
+                )  # fmt: skip
+            except RunCancelledError:
+                await self._cancelled(wf, st)
+                return False
+            ok = await compensate(wf, st)
+            status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
+        await self._finish(
+            st, status, NewEvent("workflow.failed", what), error=error, reason=reason
+        )
         st.emit("workflow.failed", str(exc))
         self._wake_parent(st)
+        return True
 
     async def _finish(
         self,
@@ -619,6 +641,8 @@ class Runner:
         reason: EndReason | None = None,
     ) -> None:
         now = self._clock.now()
+        if status.terminal:  # its own callable (a lambda's) is no longer needed here
+            self._rt.run_defs.pop(st.workflow_id, None)
         await self._store.finish_run(
             st.fence,
             status,
@@ -748,7 +772,7 @@ class Runner:
         if record.status is RunStatus.COMPLETED:
             if defn is None:  # typed by the registered workflow, whoever drove it
                 with contextlib.suppress(WorkflowNotFoundError):
-                    defn = self._lookup(record.workflow_name)
+                    defn = self._lookup(record.workflow_name, record.workflow_id)
             tp = return_type_of(defn.fn) if defn is not None else None
             value = load_result(run.output, tp)
         return RunResult(value, record)

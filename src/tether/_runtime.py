@@ -73,3 +73,7 @@ class Runtime:
     workflow_budget: Callable[[str], Any] = field(default=lambda name: None)
     # where artifacts and large stage outputs go (a tether.blobs.BlobStore), None: none
     blobs: Any = None
+    # by run id, the WorkflowDef of a run started here from a callable never declared (a
+    # lambda, a partial): such callables share a registry name, the latest run under it
+    # holding it, so each run keeps its own here until it ends
+    run_defs: dict[str, Any] = field(default_factory=dict)

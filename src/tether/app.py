@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 from pydantic import BaseModel, ValidationError
 
@@ -289,7 +289,12 @@ class App:
         self._registry[defn.name] = defn
         self._implicit.discard(defn.name)
 
-    def get_workflow(self, name: str) -> WorkflowDef:
+    def get_workflow(self, name: str, workflow_id: str | None = None) -> WorkflowDef:
+        """The workflow registered as `name`; for run `workflow_id`, the callable it
+        was started with here if that was never declared (a lambda, a partial)."""
+        own = None if workflow_id is None else self._runtime.run_defs.get(workflow_id)
+        if own is not None and own.name == name:
+            return cast(WorkflowDef, own)
         try:
             return self._registry[name]
         except KeyError:
@@ -320,6 +325,17 @@ class App:
                 "pass name= to tell them apart"
             )
         return known
+
+    def _bind(self, defn: WorkflowDef, workflow_id: str | None) -> str | None:
+        """The id of the run about to be made of `defn`; a callable run without being
+        declared (`_implicit`) is kept for that run, which is then resumed with it
+        rather than with the latest callable run under its name."""
+        if defn.name not in self._implicit:
+            return workflow_id
+        wid = new_run_id(defn.name) if workflow_id is None else workflow_id
+        check_name("workflow_id", wid)
+        self._runtime.run_defs[wid] = defn
+        return wid
 
     def queue(
         self, name: str, *, concurrency: int | None = None, rate_per_second: float | None = None
@@ -431,10 +447,14 @@ class App:
         if if_running not in ("raise", "wait"):
             raise InvalidArgumentError(f'if_running must be "raise" or "wait", got {if_running!r}')
         await self._maybe_recover()
-        self._ensure_registered(workflow)
-        defn, run, _, input = await self._create(
-            workflow, input, workflow_id=workflow_id, initial_state=initial_state, budget=budget
-        )
+        workflow_id = self._bind(self._ensure_registered(workflow), workflow_id)
+        try:
+            defn, run, _, input = await self._create(
+                workflow, input, workflow_id=workflow_id, initial_state=initial_state, budget=budget
+            )
+        except BaseException:
+            self._runtime.run_defs.pop(workflow_id or "", None)
+            raise
         try:
             return await self._runner.drive(
                 run.workflow_id, defn=defn, input=input, on_event=on_event
@@ -485,7 +505,7 @@ class App:
             input,
             tags,
             budget,
-            workflow_id=workflow_id,
+            workflow_id=self._bind(defn, workflow_id),
             idempotency_key=idempotency_key,
             priority=priority,
             tenant=tenant,
@@ -545,7 +565,7 @@ class App:
             concurrency_key=concurrency_key,
             max_attempts=max_attempts,
             run_after=run_after,
-            workflow_id=workflow_id,
+            workflow_id=self._bind(defn, workflow_id),
             idempotency_key=idempotency_key,
             priority=priority,
             tenant=tenant,
@@ -564,17 +584,24 @@ class App:
     ) -> str:
         """Create a run of `defn` through the kernel (`astart` without `queue` in
         `fields`, `asubmit` with it); the run's id."""
-        result = await self.kernel.adispatch(
-            _command(
-                RunCreate,
-                workflow=defn.name,
-                input=None if input is _MISSING else input,
-                tags=_checked_tags(tags),
-                budget=self._budget_dict(budget, defn),
-                **fields,
+        wid: str = fields.get("workflow_id") or ""
+        try:
+            result = await self.kernel.adispatch(
+                _command(
+                    RunCreate,
+                    workflow=defn.name,
+                    input=None if input is _MISSING else input,
+                    tags=_checked_tags(tags),
+                    budget=self._budget_dict(budget, defn),
+                    **fields,
+                )
             )
-        )
+        except BaseException:  # nothing made: nothing to resume with its callable
+            self._runtime.run_defs.pop(wid, None)
+            raise
         assert isinstance(result, RunCreated)
+        if result.workflow_id != wid:  # another run answered its idempotency key
+            self._runtime.run_defs.pop(wid, None)
         return result.workflow_id
 
     async def aresume(

@@ -281,10 +281,11 @@ class TokenNotFoundError(TetherError, LookupError):
 class RunFinishedError(TetherError):
     """The run already reached a terminal status, so it cannot take this action."""
 
-    def __init__(self, workflow_id: str, status: str, action: str) -> None:
+    def __init__(self, workflow_id: str, status: str, action: str, note: str = "") -> None:
         self.workflow_id = workflow_id
         self.status = status
-        super().__init__(f"cannot {action} run {workflow_id!r}: it already ended ({status})")
+        more = f"; {note}" if note else ""
+        super().__init__(f"cannot {action} run {workflow_id!r}: it already ended ({status}){more}")
 
 
 class RunAlreadyRunningError(TetherError):

@@ -339,6 +339,37 @@ async def test_cancel_reaches_the_children_waited_on_and_refuses_twice(store: St
         await store.set_state(Fence("p", parent), "1", T0, NewEvent("state.updated"))
 
 
+async def test_a_run_marked_failing_refuses_a_cancel_and_is_left_out_of_its_parents(
+    store: Store,
+) -> None:
+    parent = await _run(store, "p")
+    await store.create_run(NewRun("c", "wf", state="null", parent_id="p"), T0)
+    child = (await store.claim_run("c", "o", T0, NewEvent("workflow.running"))).generation
+    await store.register_wait(Fence("p", parent), NewWait("child", WaitKind.RUN, "c"), T0)
+    with pytest.raises(tether.StaleOwnerError):  # fenced like every write for a run
+        await store.mark_failing(
+            Fence("c", child + 1), error='{"type":"KeyError"}', reason=tether.EndReason.FAILED,
+            at=T0, event=NewEvent("workflow.compensating"),
+        )  # fmt: skip
+    await store.mark_failing(
+        Fence("c", child), error='{"type":"KeyError","message":"x"}',
+        reason=tether.EndReason.FAILED, at=T0, event=NewEvent("workflow.compensating", "x"),
+    )  # fmt: skip
+    run = await store.get_run("c")
+    assert run is not None and run.status is RunStatus.RUNNING
+    assert run.end_reason is tether.EndReason.FAILED and "KeyError" in (run.error or "")
+    assert (await store.list_events("c"))[-1].type == "workflow.compensating"
+    with pytest.raises(tether.RunFinishedError, match="running its compensations"):
+        await store.cancel_run("c", reason=None, compensate=True, at=T0)
+    assert await store.cancel_run("p", reason="stop", compensate=False, at=T0) == ["p"]
+    assert await _status(store, "c") is RunStatus.RUNNING  # it ends on its own
+    await store.finish_run(
+        Fence("c", child), RunStatus.COMPENSATED, output=None, error=None, at=T0,
+        event=NewEvent("workflow.failed"), reason=tether.EndReason.FAILED,
+    )  # fmt: skip
+    assert await _status(store, "c") is RunStatus.COMPENSATED
+
+
 # -- runs: leases, release, orphans ------------------------------------------------------
 
 

@@ -53,7 +53,7 @@ def as_ended(run: RunInfo, state: dict[str, Any]) -> dict[str, Any]:
     state it was dispatched in). An ended run's phase is ``ended``; its reason why it
     failed or was cancelled (none when it completed); the issue's state the one it
     was handed off to."""
-    if run.end_reason is None:
+    if run.end_reason is None or not run.status.terminal:  # (failed, compensating)
         return state
     error = run.error_record
     reason = None if run.status is RunStatus.COMPLETED or error is None else error.message

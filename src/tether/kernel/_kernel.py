@@ -195,8 +195,8 @@ class Kernel:
     # -- runs --------------------------------------------------------------------------
 
     async def _run_create(self, cmd: RunCreate) -> RunCreated:
-        defn = self.registry.get_workflow(cmd.workflow)
-        wid = new_run_id(defn.name) if cmd.workflow_id is None else cmd.workflow_id
+        wid = new_run_id(cmd.workflow) if cmd.workflow_id is None else cmd.workflow_id
+        defn = self.registry.get_workflow(cmd.workflow, wid)
         if cmd.input is not None and not defn.takes_input:
             raise InvalidArgumentError(
                 f"workflow {defn.name!r} takes no input; drop the input or add a parameter"

@@ -17,8 +17,9 @@ __all__ = ["RunHost", "WorkflowRegistry"]
 
 
 class WorkflowRegistry(Protocol):
-    def get_workflow(self, name: str) -> WorkflowDef:
-        """The workflow registered as `name`; `WorkflowNotFoundError` if none."""
+    def get_workflow(self, name: str, workflow_id: str | None = None) -> WorkflowDef:
+        """The workflow registered as `name` (for run `workflow_id`, which may have been
+        started with a callable of its own); `WorkflowNotFoundError` if none."""
         ...
 
 

@@ -253,6 +253,16 @@ class RunVerbs(StoreBase):
     async def set_state(self, fence: Fence, state: str, at: datetime, event: NewEvent) -> None:
         await self._fenced_write("write", "set_state", fence, event, at, state=state)
 
+    async def mark_failing(
+        self, fence: Fence, *, error: str, reason: EndReason, at: datetime, event: NewEvent
+    ) -> None:
+        """Record that the running run's function failed (its error and `EndReason`)
+        before its compensations run: from here on it is ending, so `cancel_run`
+        refuses it rather than compensating it a second time."""
+        await self._fenced_write(
+            "write", "mark_failing", fence, event, at, error=error, reason=reason.value
+        )
+
     async def _fenced_write(
         self,
         mode: Mode,

@@ -29,6 +29,9 @@ from ._rows import Rows
 __all__ = ["WaitVerbs"]
 
 
+_COMPENSATING = "it is running its compensations and ends when they have run"
+
+
 async def _lock_run(tx: Tx, workflow_id: str) -> str:
     """Lock the run's row; its status. `RunNotFoundError` if there is none."""
     row = await tx.one("run_status_locked", wid=workflow_id)
@@ -224,7 +227,10 @@ class WaitVerbs(StoreBase):
         """Cancel the run, its pending waits, and (recursively) the children it waits on.
 
         One transaction. Returns the cancelled run ids, the run first. A run
-        already terminal raises `RunFinishedError`. With `compensate`, a queued
+        already terminal raises `RunFinishedError`, as does one whose function
+        failed and whose compensations are running (`mark_failing`): it is
+        ending, and a cancel would run them a second time. Such a child of a
+        cancelled run is left to end on its own. With `compensate`, a queued
         run gets a job for its compensation (unless a worker holds its job: that
         worker compensates it), as a woken queued run gets one: workers drive it.
         """
@@ -233,9 +239,13 @@ class WaitVerbs(StoreBase):
         why = str(end_reason("cancel_run", RunStatus.CANCELLED))
 
         async def body(tx: Tx) -> list[str]:
-            status = await _lock_run(tx, workflow_id)
-            if RunStatus(status).terminal:
-                raise RunFinishedError(workflow_id, status, "cancel")
+            found = await tx.one("run_status_locked", wid=workflow_id)
+            if found is None:
+                raise RunNotFoundError(workflow_id)
+            if RunStatus(found[0]).terminal:
+                raise RunFinishedError(workflow_id, found[0], "cancel")
+            if found[1] is not None:  # its function failed; its compensations are running
+                raise RunFinishedError(workflow_id, found[1], "cancel", _COMPENSATING)
             cancelled: list[str] = []
             todo = [workflow_id]
             while todo:

@@ -55,7 +55,7 @@ UPDATE runs SET event_seq = event_seq + :n, updated_at = :at WHERE {_fence} RETU
 INSERT INTO events (run_id, seq, type, message, detail, at)
 VALUES (:wid, :seq, :type, :message, :detail::jsonb, :at)
 -- name: run_status_locked
-SELECT status FROM runs WHERE id = :wid FOR UPDATE
+SELECT status, end_reason FROM runs WHERE id = :wid FOR UPDATE
 -- name: notify
 SELECT pg_notify(:chan, :what)
 
@@ -148,6 +148,12 @@ WITH r AS (UPDATE runs SET {_finish_set}, event_seq = event_seq + 2, updated_at 
 -- name: set_state
 WITH r AS (UPDATE runs SET state = :state::jsonb, event_seq = event_seq + 1, updated_at = :at
   WHERE {_fence} RETURNING event_seq),
+{_event_r}
+SELECT 1 FROM r
+-- name: mark_failing
+WITH r AS (UPDATE runs SET error = :error::jsonb, end_reason = :reason,
+  event_seq = event_seq + 1, updated_at = :at WHERE {_fence} AND status = 'running'
+  RETURNING event_seq),
 {_event_r}
 SELECT 1 FROM r
 -- name: list_events
@@ -285,7 +291,7 @@ JOIN runs c ON c.id = w.name WHERE w.kind = 'run' AND w.status = 'pending'
 -- name: cancel_one
 UPDATE runs SET status = 'cancelled', error = :error::jsonb, finished_at = :at,
   cancel_requested = :mode, end_reason = :reason
-WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id, queue
+WHERE id = :id AND status NOT IN {TERMINAL} AND end_reason IS NULL RETURNING id, queue
 -- name: child_waits_resolve
 UPDATE waitpoints SET status = 'resolved', payload = :payload::jsonb, resolved_at = :at
 WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wait_key

@@ -40,7 +40,7 @@ RETURNING event_seq
 INSERT INTO events (run_id, seq, type, message, detail, at)
 VALUES (:wid, :seq, :type, :message, :detail, :at)
 -- name: run_status_locked
-SELECT status FROM runs WHERE id = :wid
+SELECT status, end_reason FROM runs WHERE id = :wid
 -- name: newest_job
 -- a waiter's cheap look for new work another process queued (_sqlite_changes)
 SELECT max(id) FROM jobs
@@ -85,6 +85,9 @@ UPDATE runs SET status = :status, output = :output, error = COALESCE(:error, err
 WHERE id = :wid
 -- name: set_state
 UPDATE runs SET state = :state WHERE id = :wid
+-- name: mark_failing
+UPDATE runs SET error = :error, end_reason = :reason WHERE id = :wid AND status = 'running'
+RETURNING 1
 -- name: list_events
 SELECT run_id, seq, type, message, detail, at FROM events WHERE run_id = :wid AND seq > :after
 ORDER BY seq LIMIT COALESCE(:limit, -1)
@@ -177,7 +180,8 @@ SELECT w.name, c.status, c.output, c.error FROM waitpoints w JOIN runs c ON c.id
 WHERE w.kind = 'run' AND w.status = 'pending' AND c.status IN {TERMINAL}
 -- name: cancel_one
 UPDATE runs SET status = 'cancelled', error = :error, finished_at = :at, cancel_requested = :mode,
-  end_reason = :reason WHERE id = :id AND status NOT IN {TERMINAL} RETURNING id, queue
+  end_reason = :reason WHERE id = :id AND status NOT IN {TERMINAL} AND end_reason IS NULL
+RETURNING id, queue
 -- name: child_waits_resolve
 UPDATE waitpoints SET status = 'resolved', payload = :payload, resolved_at = :at
 WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wait_key
