@@ -548,6 +548,11 @@ class Workflow:
         await self._rt.store.append_events(self._run.fence, [event], self._rt.clock.now())
         self._run.emit(type, message, detail)
 
+    def notify(self, type: str, message: str | None = None, detail: Any = None) -> None:
+        """Tell the run's listeners (`on_event`, interceptors) of an event that a layer
+        recorded through the store itself (the remote orchestrator, a tenant's steps)."""
+        self._run.emit(type, message, detail)
+
     async def get_record(self) -> RunRecord:
         """Everything recorded about this run, read fresh from the store."""
         return await load_record(self._rt.store, self.workflow_id)

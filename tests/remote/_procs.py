@@ -91,6 +91,18 @@ TENANT = textwrap.dedent(
         return "rested"
 
 
+    @tenant.workflow(version="1")
+    async def stalls(wf: tether.Workflow) -> str:
+        await wf.step("first", lambda: note(wf, "first"))
+
+        async def stall() -> None:
+            note(wf, "stall started")
+            await asyncio.sleep(120)  # past any deadline: cancelled there
+
+        await wf.step("stall", stall)
+        return "never"
+
+
     @tenant.workflow(version="2", compatible=["1"])
     async def versioned(wf: tether.Workflow) -> str:
         return "v2"

@@ -207,13 +207,14 @@ def test_the_answer_of_a_superseded_invocation_is_discarded(app: tether.App) -> 
         await wf.step("first", lambda: 1)
         return await wf.step("held", held)
 
-    # the ASGI transport hands over the whole answer at the end: a late answer
     flow = app.remote_workflow(
         "fenced", url="http://t/", secret=SECRET, transport=httpx.ASGITransport(handler(tenant))
     )
     with ThreadPoolExecutor(1) as pool:
         drive = pool.submit(app.run, flow, workflow_id="f-1")
         assert entered.wait(30)
+        # the lines stream in as sent: taken over once it recorded the start of "held"
+        eventually_sync(lambda: "held" in app.get_record("f-1").steps)
         taken = app.run_sync(
             app.store.claim_run(
                 "f-1", "another-owner", app.clock.now(), NewEvent("workflow.running"), force=True
@@ -223,8 +224,12 @@ def test_the_answer_of_a_superseded_invocation_is_discarded(app: tether.App) -> 
         with pytest.raises(tether.StaleOwnerError):
             drive.result(timeout=30)
     assert taken.owner == "another-owner"
-    # the late answer was refused, not recorded: only the drive's own marker step is
-    assert list(app.get_record("f-1").steps) == ["remote.tenant"]
+    # what came while the drive held the run is recorded, the completion that came
+    # after it was superseded is refused, not recorded
+    steps = app.get_record("f-1").steps
+    assert list(steps) == ["remote.tenant", "first", "held"]
+    assert steps["first"].status is tether.StepStatus.COMPLETED
+    assert steps["held"].status is tether.StepStatus.RUNNING and steps["held"].result is None
     run = app.run_sync(app.store.get_run("f-1"))
     assert run is not None and run.owner == "another-owner" and run.status is RunStatus.RUNNING
 

@@ -7,16 +7,19 @@ time two machines share; the App's clock (fake in tests) is not used here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
 from .._signatures import SIGNATURE, TIMESTAMP
+from ..errors import explain_validation
 from ..kernel import sign
+from ._asgi import StreamingASGI
 from ._errors import (
     RemoteDeadlineError,
     RemoteRefusedError,
@@ -53,7 +56,9 @@ async def call(
     `on_line` as it arrives (and is recorded before the next one is read).
 
     `RemoteRefusedError` for a refusal, `RemoteUnavailableError` (or its
-    `RemoteDeadlineError`) when no answer came, by the deadline at the latest.
+    `RemoteDeadlineError`) when no answer came, by the deadline at the latest. The
+    deadline cuts only the reading: every line received whole before it is recorded
+    (a line cut in two is not), its recording never cut short.
     """
     body = inv.model_dump_json().encode()
     remaining = inv.deadline - time.time()
@@ -61,13 +66,12 @@ async def call(
         raise RemoteDeadlineError(
             f"invocation {inv.invocation}: its deadline passed before it was sent"
         )
+    if isinstance(transport, httpx.ASGITransport):  # httpx's answers only once whole
+        transport = StreamingASGI(transport)
+    cut = asyncio.get_running_loop().time() + remaining
     try:
-        async with asyncio.timeout(remaining), httpx.AsyncClient(transport=transport) as client:
-            return await _exchange(client, url, secret, inv, body, on_line)
-    except TimeoutError:
-        raise RemoteDeadlineError(
-            f"invocation {inv.invocation}: no answer from {url} by its deadline"
-        ) from None
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await _exchange(client, url, secret, inv, body, on_line, cut)
     except httpx.HTTPError as exc:
         raise RemoteUnavailableError(
             f"invocation {inv.invocation}: {url} unreachable: {type(exc).__name__}: {exc}"
@@ -75,34 +79,118 @@ async def call(
 
 
 async def _exchange(
-    client: httpx.AsyncClient, url: str, secret: str, inv: Invocation, body: bytes, on_line: OnLine
+    client: httpx.AsyncClient,
+    url: str,
+    secret: str,
+    inv: Invocation,
+    body: bytes,
+    on_line: OnLine,
+    cut: float,
 ) -> Answer:
-    headers = _headers(secret, body, inv.protocol)
-    async with client.stream("POST", url, content=body, headers=headers, timeout=None) as resp:
+    request = client.build_request(
+        "POST", url, content=body, headers=_headers(secret, body, inv.protocol), timeout=None
+    )
+    late = RemoteDeadlineError(f"invocation {inv.invocation}: no answer from {url} by its deadline")
+    try:
+        async with asyncio.timeout_at(cut):
+            resp = await client.send(request, stream=True)
+    except TimeoutError:
+        raise late from None
+    try:
         if resp.status_code != 200:
-            raise _refusal(url, resp.status_code, await resp.aread(), inv.invocation)
-        async for raw in resp.aiter_lines():
-            if not raw.strip():
-                continue
             try:
-                line = Line.model_validate_json(raw)
-            except ValidationError:
-                raise RemoteRefusedError(
-                    url, 200, "invalid_answer", f"not a protocol line: {raw[:200]!r}", None
-                ) from None
-            if line.type == "answer" and line.answer is not None:
-                return line.answer
-            if line.type == "aborted":
-                what = (
-                    RemoteDeadlineError
-                    if "deadline" in (line.reason or "")
-                    else RemoteUnavailableError
-                )
-                raise what(f"invocation {inv.invocation}: the tenant stopped: {line.reason}")
-            await on_line(line)
+                async with asyncio.timeout_at(cut):
+                    text = await resp.aread()
+            except TimeoutError:
+                raise late from None
+            raise _refusal(url, resp.status_code, text, inv.invocation)
+        return await _read(resp, url, inv, on_line, cut, late)
+    finally:
+        await resp.aclose()
+
+
+async def _read(
+    resp: httpx.Response,
+    url: str,
+    inv: Invocation,
+    on_line: OnLine,
+    cut: float,
+    late: RemoteDeadlineError,
+) -> Answer:
+    """The answer line, each line before it handed to `on_line` once received whole;
+    only waiting for more is cut at the deadline."""
+    chunks, pending = resp.aiter_bytes(), b""
+    while True:
+        try:
+            async with asyncio.timeout_at(cut):
+                chunk = await anext(chunks, None)
+        except TimeoutError:
+            raise late from None  # what is pending is part of a line: not recorded
+        if chunk is None:
+            break
+        *whole, pending = (pending + chunk).split(b"\n")
+        for raw in whole:
+            answer = await _line(raw, url, inv, on_line)
+            if answer is not None:
+                return answer
+    if pending.strip():  # a last line without its newline: whole if it parses
+        with contextlib.suppress(RemoteRefusedError):
+            answer = await _line(pending, url, inv, on_line)
+            if answer is not None:
+                return answer
+        raise RemoteUnavailableError(
+            f"invocation {inv.invocation}: {url} ended its answer in the middle of a line"
+        )
     raise RemoteUnavailableError(
         f"invocation {inv.invocation}: {url} ended its answer without a status"
     )
+
+
+async def _line(raw: bytes, url: str, inv: Invocation, on_line: OnLine) -> Answer | None:
+    """The answer if `raw` is it; any other line goes to `on_line`."""
+    if not raw.strip():
+        return None
+    try:
+        line = Line.model_validate_json(raw)
+        for where, text in _json_texts(line):
+            try:
+                json.loads(text)
+            except ValueError:
+                raise ValueError(f"{where} is not JSON text") from None
+    except (ValidationError, ValueError) as exc:
+        why = explain_validation(exc) if isinstance(exc, ValidationError) else str(exc)
+        text = raw[:200].decode(errors="replace")
+        raise RemoteRefusedError(
+            url, 200, "invalid_answer", f"not a protocol line ({why[:300]}): {text!r}", None
+        ) from None
+    if line.type == "answer" and line.answer is not None:
+        return line.answer
+    if line.type == "aborted":
+        what = RemoteDeadlineError if "deadline" in (line.reason or "") else RemoteUnavailableError
+        raise what(f"invocation {inv.invocation}: the tenant stopped: {line.reason}")
+    await on_line(line)
+    return None
+
+
+def _json_texts(line: Line) -> Iterator[tuple[str, str]]:
+    """The line's fields that carry JSON text, by where they are."""
+    if line.step is not None:
+        yield "step.result", line.step.result
+        for event in line.step.events or ():
+            if isinstance(event.get("detail"), str):
+                yield "step.events[].detail", event["detail"]
+    if line.event is not None and isinstance(line.event.get("detail"), str):
+        yield "event.detail", line.event["detail"]
+    if line.state is not None:
+        yield "state", line.state
+    answer = line.answer
+    if answer is not None and answer.output is not None:
+        yield "answer.output", answer.output
+    points = [*(answer.waitpoints if answer else ()), *(p for p in (line.child, line.wait) if p)]
+    for wp in points:
+        for name, text in (("input", wp.input), ("match", wp.match)):
+            if text is not None:
+                yield f"waitpoint {wp.key!r} {name}", text
 
 
 def _refusal(url: str, status: int, body: bytes, invocation: int) -> Exception:

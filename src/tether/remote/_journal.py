@@ -110,15 +110,20 @@ class JournalStore:
             None, None, at, None, at,
         )  # fmt: skip
 
-    async def complete_step(self, fence: Fence, key: str, *, result: str, **_: object) -> None:
+    async def complete_step(
+        self, fence: Fence, key: str, *, result: str, rows: Sequence[object] = (), **_: object
+    ) -> None:
         idem = self._idempotency.get(key)
         name = key[: -len(idem) - 1] if idem is not None else key
+        # the events the step appended go with it, as a store writes them with it
+        events = [_event(r) for r in rows if isinstance(r, NewEvent)]
         step = JournalStep(
             key=key,
             name=name,
             result=result,
             idempotency_key=idem,
             attempts=self._attempts.get(key, 1),
+            events=events or None,
         )
         self.completed.append(step)
         await self._send(Line(type="step", step=step))
@@ -154,10 +159,11 @@ class JournalStore:
         _check_free(key)
         # what the value carries goes first: lost with the line after it, it is sent
         # again by the next invocation, which replays the body up to here
-        if state is not None:
+        if state is not None:  # its line records "state.updated" on the orchestrator
             await self.set_state(fence, state, at, NewEvent("state.updated"))
+            events = [e for e in events if e.type != "state.updated"]
         await self.append_events(fence, events, at)
-        step = JournalStep(key=key, name=key, result=value)
+        step = JournalStep(key=key, name=key, result=value, value=True)
         self.completed.append(step)
         await self._send(Line(type="step", step=step))
 
@@ -198,8 +204,7 @@ class JournalStore:
 
     async def append_events(self, fence: Fence, events: Sequence[NewEvent], at: datetime) -> None:
         for e in events:
-            detail = {"type": e.type, "message": e.message, "detail": e.detail}
-            await self._send(Line(type="event", event=detail))
+            await self._send(Line(type="event", event=_event(e)))
 
     async def list_events(
         self, workflow_id: str, *, after_seq: int = 0, limit: int | None = None
@@ -214,6 +219,10 @@ class JournalStore:
             raise _unavailable(name)
 
         return refused
+
+
+def _event(e: NewEvent) -> dict[str, Any]:
+    return {"type": e.type, "message": e.message, "detail": e.detail}
 
 
 def _check_free(key: str) -> None:

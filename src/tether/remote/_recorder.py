@@ -17,9 +17,10 @@ from them across invocations: the retry policy's limit and its
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from ..clock import Clock
 from ..serde import load_json
@@ -43,14 +44,30 @@ __all__ = ["ACCEPTS", "Recorder", "journal_of"]
 # the line types beyond the first release's that this orchestrator records
 ACCEPTS = ("attempt", "wait")
 
+# tells the run's listeners (`on_event`) of an event once it is recorded
+Notify = Callable[[str, str | None, Any], None]
+
+
+def _quiet(type_: str, message: str | None, detail: Any) -> None:
+    """No listener."""
+
 
 class Recorder:
     """Records one invocation's lines for run `fence.workflow_id`; `rows` are its
-    steps as they stood when the invocation was sent."""
+    steps as they stood when the invocation was sent. Each event it records goes to
+    `notify` as an in-process drive emits it (a line delivered twice: once)."""
 
-    def __init__(self, store: Store, clock: Clock, fence: Fence, rows: Iterable[StepRow]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        fence: Fence,
+        rows: Iterable[StepRow],
+        notify: Notify = _quiet,
+    ) -> None:
         self._store, self._clock, self._fence = store, clock, fence
         self._steps = {r.key: r for r in rows}
+        self._notify = notify
 
     async def completed(self, step: JournalStep) -> None:
         """A step (or recorded value, or compensation) the tenant completed."""
@@ -59,8 +76,12 @@ class Recorder:
         row = self._mine(step.key, step.idempotency_key)
         if row is not None and row.status is StepStatus.COMPLETED:
             return  # delivered twice: recorded once
+        if step.value:
+            await self._value(step)
+            return
         if row is None or row.status is not StepStatus.RUNNING:
             row = await self._start(step.key, step.idempotency_key)  # no attempt line came
+        events = [self._event(e) for e in step.events or ()]
         at = self._clock.now()
         await self._store.complete_step(
             self._fence,
@@ -68,10 +89,23 @@ class Recorder:
             result=step.result,
             at=at,
             event=NewEvent("step.completed", step.key, f'{{"attempt":{row.attempts}}}'),
+            rows=tuple(events),
         )
         self._steps[step.key] = replace(
             row, status=StepStatus.COMPLETED, result=step.result, completed_at=at, updated_at=at
         )
+        self._notify("step.completed", step.key, {"attempt": row.attempts})
+        for e in events:
+            self._notify(e.type, e.message, None if e.detail is None else load_json(e.detail))
+
+    async def _value(self, step: JournalStep) -> None:
+        """A recorded value, as a drive records one: a completed step without events."""
+        at = self._clock.now()
+        await self._store.save_value(self._fence, step.key, step.result, at)
+        self._steps[step.key] = StepRow(
+            self._fence.workflow_id, step.key, step.key, StepStatus.COMPLETED, 1, None,
+            step.result, None, at, at, at,
+        )  # fmt: skip
 
     async def attempt(self, attempt: JournalAttempt) -> None:
         """An attempt the tenant started (before its function ran) or that failed."""
@@ -96,6 +130,7 @@ class Recorder:
             event=NewEvent(what, key, json.dumps({"attempt": row.attempts})),
         )
         self._steps[key] = replace(row, status=StepStatus.FAILED, error=error)
+        self._notify(what, key, {"attempt": row.attempts})
 
     async def token(self, wp: Waitpoint) -> WaitRow:
         """Register the token the tenant's body created, so that it can be completed
@@ -125,7 +160,21 @@ class Recorder:
             event=NewEvent("step.started", key, f'{{"attempt":{n}}}'),
         )
         self._steps[key] = row
+        self._notify("step.started", key, {"attempt": row.attempts})
         return row
+
+    def _event(self, event: dict[str, Any]) -> NewEvent:
+        """An event a step appended, checked: a type, a message, its detail JSON text."""
+        kind, message, detail = event.get("type"), event.get("message"), event.get("detail")
+        ok = isinstance(kind, str) and kind and isinstance(message, str | None)
+        if ok and (detail is None or isinstance(detail, str)):
+            if detail is not None:
+                load_json(detail)  # JSON, or the line is refused
+            return NewEvent(str(kind), message, detail)
+        raise RemoteWorkflowError(
+            self._fence.workflow_id,
+            {"type": "ProtocolError", "message": f"not an event of a step: {event!r}"[:300]},
+        )
 
     def _check(self, key: str) -> None:
         if key in RESERVED:

@@ -38,7 +38,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 __all__ = [
     "PROTOCOL_HEADER",
@@ -73,6 +73,12 @@ class JournalStep(BaseModel):
     result: str  # JSON text, exactly as recorded
     idempotency_key: str | None = None
     attempts: int = Field(default=1, ge=1)
+    # True on a recorded value (``wf.now()``, a state update or event written once):
+    # recorded as one, without the events of a step; not sent for a step
+    value: bool | None = None
+    # the events the step appended while it ran ({"type", "message", "detail"}, the
+    # detail JSON text): recorded with its completion; not sent when there are none
+    events: list[dict[str, Any]] | None = None
 
 
 class JournalAttempt(BaseModel):
@@ -172,6 +178,18 @@ class Waitpoint(BaseModel):
     input: str | None = None
     timeout: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
+    @model_validator(mode="after")
+    def _complete(self) -> Waitpoint:
+        """What the orchestrator parks on must be there: a name to wait for, a timer's
+        time, a child's workflow."""
+        if self.kind == "sleep" and self.timeout is None and self.due_at is None:
+            raise ValueError("a sleep waitpoint needs a timeout or a due_at")
+        if self.kind != "sleep" and not self.name:
+            raise ValueError(f"a {self.kind} waitpoint needs a name")
+        if self.kind == "child" and not self.workflow:
+            raise ValueError("a child waitpoint needs the workflow to start")
+        return self
+
 
 class Answer(BaseModel):
     """How the invocation ended, with the journal as the tenant left it."""
@@ -195,3 +213,17 @@ class Line(BaseModel):
     child: Waitpoint | None = None
     answer: Answer | None = None
     reason: str | None = None
+
+    @model_validator(mode="after")
+    def _carries(self) -> Line:
+        """A line carries what its type names (an ``answer`` line its answer, ...)."""
+        field = _CARRIES.get(self.type)
+        if field is not None and getattr(self, field) is None:
+            raise ValueError(f"a {self.type!r} line needs its {field!r}")
+        return self
+
+
+_CARRIES = {
+    "step": "step", "attempt": "attempt", "wait": "wait", "event": "event",
+    "state": "state", "start_child": "child", "answer": "answer",
+}  # fmt: skip

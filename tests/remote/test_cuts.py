@@ -1,0 +1,206 @@
+"""An invocation cut short (its deadline, a tenant killed, a line broken off): what
+the tenant sent whole before the cut is recorded, a line cut in two is not."""
+
+from __future__ import annotations
+
+import asyncio
+import socketserver
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import tether
+from tether import RunStatus, StepStatus
+from tether.remote import RemoteInvocationLimitError, RemoteRefusedError, TenantApp, handler
+from tether.testing import eventually_sync
+
+from ._procs import SECRET, start_tenant
+
+STEP_A = b'{"type":"step","step":{"key":"a","name":"a","result":"1"}}\n'
+HALF_B = b'{"type":"step","step":{"key":"b","name":"b","res'
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[tether.App]:
+    a = tether.App(database_url, inline_wait=0)
+    yield a
+    a.close()
+
+
+def _statuses(app: tether.App, wid: str) -> dict[str, StepStatus]:
+    return {k: s.status for k, s in app.get_record(wid).steps.items()}
+
+
+def test_steps_streamed_in_process_before_the_deadline_are_recorded(app: tether.App) -> None:
+    # httpx.ASGITransport hands the answer over only once it is whole: at the deadline
+    # every line was lost, and "first", which the tenant had completed, ran again
+    tenant = TenantApp(secret=SECRET)
+    ran: list[str] = []
+
+    @tenant.workflow(name="stalls")
+    async def stalls(wf: tether.Workflow) -> None:
+        await wf.step("first", lambda: ran.append("first"))
+        await wf.step("stall", asyncio.Event().wait)  # never set: cut at the deadline
+
+    flow = app.remote_workflow(
+        "stalls", url="http://t/", secret=SECRET, deadline=0.5, max_invocations=1,
+        retry_delay=0.01, transport=httpx.ASGITransport(handler(tenant)),
+    )  # fmt: skip
+    with pytest.raises(RemoteInvocationLimitError, match="by its deadline"):
+        app.run(flow, workflow_id="cut-1")
+    assert ran == ["first"]
+    assert _statuses(app, "cut-1") == {
+        "remote.tenant": StepStatus.COMPLETED,
+        "first": StepStatus.COMPLETED,
+        "stall": StepStatus.RUNNING,  # its attempt was counted when it began
+    }
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _serve(answer: bytes, *, hang: bool) -> tuple[_Server, str]:
+    """A real HTTP server on loopback that answers every POST with `answer` (a body
+    without a length, ended by closing the connection), then hangs up, or with
+    `hang` keeps the connection open until the client does."""
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            length = 0
+            while (header := self.rfile.readline()) not in (b"\r\n", b""):
+                if header.lower().startswith(b"content-length:"):
+                    length = int(header.split(b":")[1])
+            self.rfile.read(length)
+            head = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nconnection: close"
+            self.wfile.write(head + b"\r\n\r\n" + answer)
+            self.wfile.flush()
+            if hang:
+                self.rfile.read()  # until the client goes
+
+    server = _Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+@pytest.mark.parametrize("hang", [True, False], ids=["deadline", "hung-up"])
+def test_a_line_cut_in_two_is_not_recorded_and_the_invocation_is_retried(
+    app: tether.App, hang: bool
+) -> None:
+    # hung up in the middle of a line: the half line was taken for a protocol error and
+    # the run failed for good (RemoteRefusedError) instead of being invoked again
+    server, url = _serve(STEP_A + HALF_B, hang=hang)
+    try:
+        flow = app.remote_workflow(
+            "halves", url=url, secret=SECRET, deadline=1.0, max_invocations=1, retry_delay=0.01
+        )
+        expected = "by its deadline" if hang else "in the middle of a line"
+        with pytest.raises(RemoteInvocationLimitError, match=expected):
+            app.run(flow, workflow_id="half-1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _statuses(app, "half-1") == {
+        "remote.tenant": StepStatus.COMPLETED,
+        "a": StepStatus.COMPLETED,
+    }
+    assert app.get_record("half-1").status is RunStatus.FAILED
+
+
+def test_a_real_tenant_cut_at_its_deadline_keeps_the_steps_it_streamed(tmp_path: Path) -> None:
+    tenant = start_tenant(tmp_path)
+    try:
+        with tether.App(f"sqlite:///{tmp_path}/orch.db") as app:
+            flow = app.remote_workflow("stalls", url=tenant.url, secret=SECRET, version="1",
+                                       deadline=1.5, max_invocations=1, retry_delay=0.01)  # fmt: skip
+            with pytest.raises(RemoteInvocationLimitError, match="deadline"):
+                app.run(flow, workflow_id="st-1")
+            statuses = _statuses(app, "st-1")
+    finally:
+        tenant.stop()
+    assert statuses["first"] is StepStatus.COMPLETED
+    assert statuses["stall"] is StepStatus.RUNNING
+    assert tenant.side("st-1") == ["first", "stall started"]
+
+
+class _Listener:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None, Any]] = []
+
+    async def intercept(self, call: tether.StepCall, proceed: tether.Proceed) -> Any:
+        return await proceed()
+
+    def on_event(self, workflow_id: str, type_: str, message: str | None, detail: Any) -> None:
+        if message not in (None, "remote.tenant"):
+            self.seen.append((type_, message, detail))
+
+
+def test_a_tenant_killed_mid_stream_tells_the_listener_each_step_once(tmp_path: Path) -> None:
+    # SIGKILL inside step "second": the next invocation replays "first" from the
+    # journal (no event again) and runs "second" a second time
+    tenant = start_tenant(tmp_path)
+    tenant.hold.touch()
+    listener = _Listener()
+    app = tether.App(f"sqlite:///{tmp_path}/orch.db", interceptors=[listener])
+    restarted = None
+    try:
+        crashy = app.remote_workflow(
+            "crashy", url=tenant.url, secret=SECRET, version="1", retry_delay=0.05
+        )
+        with ThreadPoolExecutor(1) as pool:
+            drive = pool.submit(app.run, crashy, workflow_id="k-1")
+            eventually_sync(lambda: "second started" in tenant.side("k-1"), timeout=30)
+            tenant.kill()  # SIGKILL
+            tenant.hold.unlink()
+            restarted = start_tenant(tmp_path, tenant.port)
+            assert drive.result(timeout=60).value == "done"
+    finally:
+        app.close()
+        (restarted or tenant).stop()
+    steps = [(t, m, d) for t, m, d in listener.seen if t.startswith("step.")]
+    assert steps == [
+        ("step.started", "first", {"attempt": 1}),
+        ("step.completed", "first", {"attempt": 1}),
+        ("step.started", "second", {"attempt": 1}),
+        ("step.started", "second", {"attempt": 2}),
+        ("step.completed", "second", {"attempt": 2}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        # a JSON error (not a TetherError), raised from the middle of the recording
+        (b'{"type":"step","step":{"key":"a","name":"a","result":"not json"}}', "step.result"),
+        (b'{"type":"answer","answer":{"status":"completed","output":"nope"}}', "answer.output"),
+        (b'{"type":"state","state":"{bad"}', "state is not JSON"),
+        # ignored: the line was dropped, or the run ended "without a status" and was
+        # invoked again
+        (b'{"type":"step"}', "a 'step' line needs its 'step'"),
+        (b'{"type":"answer"}', "a 'answer' line needs its 'answer'"),
+        # an AssertionError when the run parked on it
+        (b'{"type":"answer","answer":{"status":"waiting","waitpoints":[{"key":"k","kind":"sleep"}]}}',
+         "a sleep waitpoint needs a timeout or a due_at"),
+    ],
+)  # fmt: skip
+def test_a_malformed_line_fails_the_run_saying_what_is_wrong(
+    app: tether.App, line: bytes, why: str
+) -> None:
+    server, url = _serve(line + b"\n", hang=False)
+    try:
+        flow = app.remote_workflow("bad", url=url, secret=SECRET, max_invocations=2)
+        with pytest.raises(RemoteRefusedError, match="invalid_answer") as raised:
+            app.run(flow, workflow_id="bad-1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert why in str(raised.value)
+    rec = app.get_record("bad-1")
+    assert rec.status is RunStatus.FAILED
+    assert list(rec.steps) == ["remote.tenant"]
