@@ -282,6 +282,31 @@ async def test_step_events_and_workflow_lifecycle(app: App) -> None:
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
+async def test_a_listener_hears_each_event_a_step_appends_once(
+    app: App,
+) -> None:
+    heard: list[tuple[str, str | None]] = []
+    tries = [0]
+
+    async def flow(wf: Workflow) -> None:
+        async def work() -> None:
+            tries[0] += 1
+            await wf.append_event("progress", f"try {tries[0]}")
+            if tries[0] == 1:
+                raise OSError("flaky")  # written with the failed attempt
+
+        await wf.step("a", work, retry=tether.RetryPolicy(attempts=2, backoff=0))
+
+    def listen(wid: str, type_: str, message: str | None, detail: object) -> None:
+        if type_ == "progress":
+            heard.append((type_, message))
+
+    res = await app.arun(flow, workflow_id="appended", on_event=listen)
+    recorded = [(e.type, e.message) for e in res.record.events if e.type == "progress"]
+    assert recorded == [("progress", "try 1"), ("progress", "try 2")]
+    assert heard == recorded
+
+
 async def test_interrupted_attempt_reruns_but_crash_loops_are_bounded(app: App) -> None:
     from tether.store import NewEvent
 

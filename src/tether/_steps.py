@@ -178,6 +178,7 @@ class StepExecutor:
         )
         self._run.steps[spec.key] = _ended(row, StepStatus.FAILED, row.result, err, None)
         self._run.emit(what, spec.key, {"attempt": row.attempts})
+        self._emit_attached(rows)
 
     async def _record_result(
         self, spec: StepSpec, row: StepRow, result: Any, rows: list[Any]
@@ -196,6 +197,7 @@ class StepExecutor:
                 rows=tuple(rows),
             )
             self._run.emit("step.failed", spec.key, {"attempt": attempt})
+            self._emit_attached(rows)
             raise
         now = self._rt.clock.now()
         await self._record_completion(spec.key, text, now, attempt, tuple(rows))
@@ -207,7 +209,7 @@ class StepExecutor:
         return load_result(text, spec.tp)  # what every replay will return
 
     def _emit_attached(self, rows: list[Any]) -> None:
-        """Tell the run's listener of the events the step wrote with itself."""
+        """Tell the run's listener of the events the attempt wrote with its outcome."""
         if self._run.on_event is None:
             return
         for r in rows:

@@ -504,14 +504,14 @@ class Workflow:
         not write it again. Inside a step it is written with the step's completion.
         """
         event = _custom_event(type, message, detail)
-        if in_step():
+        if in_step():  # listeners hear of it once it is written, with the step
             attach(event)
-        else:
-            key = self._once_key("tether.event")
-            done = self._run.steps.get(key)
-            if done is not None and done.status is StepStatus.COMPLETED:
-                return
-            await self._waits.save(key, json.dumps(type), events=[event])
+            return
+        key = self._once_key("tether.event")
+        done = self._run.steps.get(key)
+        if done is not None and done.status is StepStatus.COMPLETED:
+            return
+        await self._waits.save(key, json.dumps(type), events=[event])
         self._run.emit(type, message, detail)
 
     def _once_key(self, name: str) -> str:
