@@ -380,9 +380,8 @@ class PostgresStore(Store):
         jobs wait, so only then (or with capped queues) the shared claim runs."""
         if not free:
             return [], True
-        rows = await self._tx(
-            "fast", lambda tx: tx.all("claim_free", qs=free, n=limit, **p), single=True
-        )
+        query = "claim_free_of" if "wnames" in p else "claim_free"
+        rows = await self._tx("fast", lambda tx: tx.all(query, qs=free, n=limit, **p), single=True)
         keyed = bool(rows[0][-1]) if rows else False
         jobs = (PG_ROWS.job_with_run(r[:-1]) for r in rows if r[0] is not None)
         return sorted(jobs, key=lambda j: (-j.priority, j.id)), keyed

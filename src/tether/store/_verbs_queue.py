@@ -10,6 +10,12 @@ A claim is one transaction that selects ready jobs and flips them to claimed.
 SQLite admits one writer, so claims cannot interleave; PostgreSQL locks the
 rows (``FOR UPDATE SKIP LOCKED``), takes an advisory lock per concurrency key
 and per capped queue, and a unique index admits one claimed job per key.
+
+A job records its run's workflow (name, version), and a worker's claim names the
+workflows it registered: it takes only their jobs, from an index, so a job of a
+workflow it does not know is never claimed and handed back (which took its slots
+and its queue's rate, and could keep it from its own jobs) but waits, untouched,
+for a worker that knows it.
 """
 
 from __future__ import annotations
@@ -59,18 +65,27 @@ _RUN_TABLES = (
 
 
 async def _pick(
-    tx: Tx, queues: Sequence[str], limit: int, limits: dict[str, QueueLimit], now: object
+    tx: Tx,
+    queues: Sequence[str],
+    limit: int,
+    limits: dict[str, QueueLimit],
+    now: object,
+    p: dict[str, Any],
 ) -> list[int]:
     """Ids of up to `limit` ready jobs, best priority first across `queues` (the oldest
     first among equals, whatever order the queues were named in), within each queue's
-    caps and one per concurrency key."""
+    caps and one per concurrency key; of the workflows in `p` (`_workflow_params`)."""
     rooms: dict[str, int] = {}
     ready: list[tuple[int, int, str, str | None]] = []  # (-priority, id, queue, key)
+    of: dict[str, Any] = {}
+    if "wnames" in p:
+        of = {"wnames": tx.array(p["wnames"]), "wversions": tx.array(p["wversions"])}
     for queue in queues:
         room = await _room(tx, queue, limit, limits.get(queue), now)
         if room > 0:
             rooms[queue] = room
-            rows = await tx.all("ready_jobs", q=queue, now=now, room=room * 4)
+            query = "ready_jobs_of" if of else "ready_jobs"
+            rows = await tx.all(query, q=queue, now=now, room=room * 4, **of)
             ready += [(-priority, job_id, queue, key) for job_id, key, priority in rows]
     picked: list[int] = []
     keys: set[str] = set()
@@ -110,6 +125,16 @@ def _rate_window(rate: float | None) -> tuple[int, float]:
     return starts, starts / rate
 
 
+def _workflow_params(workflows: Sequence[tuple[str, str | None]] | None) -> dict[str, Any]:
+    """The claim query parameters of `workflows` (none: a job of any workflow): their
+    names and versions, and a null pair for the jobs an older tether queued without
+    their workflow, which any worker claims, as it did."""
+    if workflows is None:
+        return {}
+    pairs = [*dict.fromkeys((str(n), v) for n, v in workflows), (None, None)]
+    return {"wnames": [n for n, _ in pairs], "wversions": [v for _, v in pairs]}
+
+
 def _run_claim(runs: RunClaim | None) -> dict[str, Any]:
     """The claim query parameters of `runs` (owner NULL: claim no run)."""
     if runs is None:
@@ -141,6 +166,8 @@ class QueueVerbs(StoreBase):
                 await tx.execute(
                     "insert_job",
                     id=row.workflow_id,
+                    wname=row.workflow_name,
+                    wversion=row.workflow_version,
                     queue=job.queue,
                     priority=job.priority,
                     max=job.max_attempts,
@@ -166,6 +193,7 @@ class QueueVerbs(StoreBase):
         now: datetime | None,
         at: datetime,
         runs: RunClaim | None = None,
+        workflows: Sequence[tuple[str, str | None]] | None = None,
     ) -> list[JobRow]:
         """Claim up to `limit` ready jobs, best priority first.
 
@@ -173,18 +201,21 @@ class QueueVerbs(StoreBase):
         worker and a lease until now + `visibility`. Never more than one
         claimed job per concurrency key, nor more than a queue's limits. With
         `runs`, each job's run is claimed too, in the same transaction, for
-        `runs.owner` (`JobRow.run`; see `RunClaim`).
+        `runs.owner` (`JobRow.run`; see `RunClaim`). With `workflows`, (name,
+        version) pairs, only jobs of those workflows (and jobs queued by an older
+        tether, which recorded none); without, jobs of any.
         """
         if limit < 1 or not queues:
             return []
-        p = {"worker": worker, "vis": visibility, "now": now, "at": at, **_run_claim(runs)}
+        p = {"worker": worker, "vis": visibility, "now": now, "at": at, **_run_claim(runs),
+             **_workflow_params(workflows)}  # fmt: skip
         jobs, more = await self._claim_at_once([q for q in queues if q not in limits], limit, p)
         limit -= len(jobs)
         if limit < 1 or not (more or any(q in limits for q in queues)):
             return self._claimed(jobs)
 
         async def body(tx: Tx) -> list[JobRow]:
-            picked = await _pick(tx, queues, limit, limits, tx.now(now))
+            picked = await _pick(tx, queues, limit, limits, tx.now(now), p)
             if not picked:
                 return []
             rows = await tx.all(
@@ -399,6 +430,19 @@ class QueueVerbs(StoreBase):
         self, *, workflow_id: str | None = None, status: str | None = None, limit: int = 1000
     ) -> list[JobRow]:
         return await self._list("list_jobs", Rows.job, wid=workflow_id, status=status, limit=limit)
+
+    async def queued_workflows(
+        self, queues: Sequence[str]
+    ) -> list[tuple[str, str | None, str | None]]:
+        """The workflows that queued jobs of `queues` belong to: (queue, name, version),
+        each once; name and version None for jobs an older tether queued. A workflow no
+        worker of a queue registered is why its jobs wait there."""
+
+        async def body(tx: Tx) -> list[tuple[str, str | None, str | None]]:
+            rows = await tx.all("queued_workflows", qs=tx.array(list(queues)))
+            return [(r[0], r[1], r[2]) for r in rows]
+
+        return await self._tx("read", body)
 
     async def rerun_from(
         self, workflow_id: str, step: str, *, at: datetime, budget: str | None = None

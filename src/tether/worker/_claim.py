@@ -1,8 +1,11 @@
-"""Claiming jobs for a host: the one call both hosts make."""
+"""Claiming jobs for a host: the one call both hosts make, and the warning of jobs
+that claim leaves to other workers."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .._names import check_name
@@ -12,7 +15,9 @@ from ..store import JobRow
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["claim_jobs", "queue_names"]
+__all__ = ["FOREIGN_WARN_EVERY", "ForeignJobs", "claim_jobs", "queue_names"]
+
+log = logging.getLogger("tether.worker")
 
 
 def queue_names(queues: object) -> tuple[str, ...]:
@@ -32,7 +37,12 @@ async def claim_jobs(
 ) -> list[JobRow]:
     """Claim up to `limit` ready jobs of `queues` for `worker_id`, under the app's job
     visibility and queue limits, at the app's clock; `with_runs`: their runs too, for
-    the app's host to drive at once (`JobRow.run`)."""
+    the app's host to drive at once (`JobRow.run`).
+
+    Only jobs of the workflows registered in the app, at versions it resumes, as of
+    now (a workflow registered later is claimed from the next call): a job of another
+    workflow waits for a worker that has it, as Temporal and Celery route tasks."""
+    runs = app.kernel.host.run_claim()
     return await app.store.claim_jobs(
         worker_id,
         queues,
@@ -41,5 +51,59 @@ async def claim_jobs(
         limits=app.queue_limits,
         now=app.clock.store_time(),
         at=app.clock.now(),
-        runs=app.kernel.host.run_claim() if with_runs else None,
+        runs=runs if with_runs else None,
+        workflows=runs.workflows,
     )
+
+
+FOREIGN_WARN_EVERY = 60.0  # seconds between two warnings of one workflow's jobs left queued
+
+
+class ForeignJobs:
+    """Warns when a worker's queues hold jobs of workflows it did not register (or at
+    versions it does not resume): its claim leaves them to a worker that has them, and
+    if no live one does, they wait for good; the log says so, once per workflow per
+    `every` seconds of the app's clock."""
+
+    def __init__(
+        self, app: App, worker_id: str, queues: Sequence[str], every: float = FOREIGN_WARN_EVERY
+    ) -> None:
+        self.app = app
+        self.worker_id = worker_id
+        self.queues = tuple(queues)
+        self.every = every
+        self._warned: dict[tuple[str, str | None], datetime] = {}
+
+    async def check(self) -> list[tuple[str, str, str | None]]:
+        """Warn of each foreign workflow not warned of lately; (queue, name, version)
+        of those warned of now."""
+        ours = {(n, v or None) for n, v in self.app.kernel.host.run_claim().workflows}
+        now = self.app.clock.now()
+        warned: list[tuple[str, str, str | None]] = []
+        for queue, name, version in await self.app.store.queued_workflows(self.queues):
+            if name is None or (name, version) in ours:
+                continue  # queued by an older tether (claimed by any worker), or ours
+            last = self._warned.get((name, version))
+            if last is not None and (now - last).total_seconds() < self.every:
+                continue
+            self._warned[(name, version)] = now
+            await self._warn(queue, name, version)
+            warned.append((queue, name, version))
+        return warned
+
+    async def _warn(self, queue: str, name: str, version: str | None) -> None:
+        drivers = await self.app.adrivers(name, queue)
+        mine = self.app.workflows.get(name)
+        why = (
+            f"version {version!r}, which version {mine.version!r} here does not resume "
+            "(list it in compatible=, or keep a worker of it)"
+            if mine is not None
+            else "not registered here"
+        )
+        who = ", ".join(drivers) if drivers else "none: they wait until one starts"
+        log.warning(
+            "queue %r holds jobs of workflow %r (%s); this worker leaves them to a worker "
+            "that has it; live workers of the queue that do: %s",
+            queue, name, why, who,
+            extra={"worker": self.worker_id, "queue": queue, "workflow": name},
+        )  # fmt: skip

@@ -9,6 +9,10 @@ cancelled, recorded as interrupted and handed back the same way.
 Maintenance also adopts orphans: runs of the workflows registered here that
 were driven in-process (`app.run`, `app.start`) by a process that died are
 queued on this worker's first queue once their owner's claim has lapsed.
+
+A worker claims only jobs of the workflows registered here (at versions they
+resume); jobs of others stay queued for a worker that has them, and the worker
+logs a warning of them (`ForeignJobs`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ..errors import (
 )
 from ..kernel import JobExecuted
 from ..store import JobRow
-from ._claim import claim_jobs, queue_names
+from ._claim import ForeignJobs, claim_jobs, queue_names
 from ._maintenance import maintenance_tick, release_chores
 
 if TYPE_CHECKING:
@@ -83,6 +87,8 @@ class Worker:
         self._full = False  # whether the last claim filled every free slot
         self.executed = 0
         self.abandoned = 0  # jobs cancelled at shutdown and handed back
+        self._home: asyncio.AbstractEventLoop | None = None  # the App's loop, run there
+        self.foreign = ForeignJobs(app, self.worker_id, self.queues)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -130,6 +136,9 @@ class Worker:
         if not await self._open_store():
             return
         await self.app.aannounce(self.queues)
+        if not self.app.workflows:
+            log.warning("no workflows are registered in this worker's App: it claims no job",
+                        extra={"worker": self.worker_id})  # fmt: skip
         log.info(
             "worker started",
             extra={
@@ -333,6 +342,8 @@ class Worker:
                     )
             except Exception:
                 log.exception("maintenance tick failed")
+            with contextlib.suppress(StoreError):  # the database blinked: next tick
+                await self.foreign.check()
             await asyncio.sleep(self.maintenance_interval)
 
     async def _outdated(self) -> bool:

@@ -53,13 +53,14 @@ CASE WHEN r.status = 'cancelled' AND r.cancel_requested = 'compensate' THEN 'pen
 -- name: enqueue_next
 -- the run's next job, with the attempts the run was submitted with (its latest job's)
 INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,
-  created_at, updated_at) SELECT id, queue, 'queued', priority,
+  created_at, updated_at, workflow_name, workflow_version) SELECT id, queue, 'queued', priority,
   COALESCE((SELECT max_attempts FROM jobs WHERE run_id = :id ORDER BY id DESC LIMIT 1), 10),
-  concurrency_key, :at, :at, :at
+  concurrency_key, :at, :at, :at, workflow_name, workflow_version
 FROM runs WHERE id = :id AND queue IS NOT NULL ON CONFLICT DO NOTHING
 -- name: insert_job
 INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key, run_after,
-  created_at, updated_at) VALUES (:id, :queue, 'queued', :priority, :max, :ckey, :after, :at, :at)
+  created_at, updated_at, workflow_name, workflow_version)
+VALUES (:id, :queue, 'queued', :priority, :max, :ckey, :after, :at, :at, :wname, :wversion)
 -- name: _job_done_with_run
 -- a run's claimed job, done with the run's end (the run ended by its own function); an
 -- ended job keeps run_after, when it was last due (its wait, in /metrics, counts from it)

@@ -303,8 +303,8 @@ WITH r AS (INSERT INTO runs (id, workflow_name, workflow_version, status, input,
   :input::jsonb, :state::jsonb, :rpriority, :tags::jsonb, :tenant, :parent, :ikey, :queue, :ckey,
   1, :at, :at, :rule, :budget) ON CONFLICT DO NOTHING RETURNING {_run_cols}),
 j AS (INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key,
-  run_after, created_at, updated_at) SELECT id, :queue, 'queued', :priority, :max, :ckey,
-  :after, :at, :at FROM r),
+  run_after, created_at, updated_at, workflow_name, workflow_version) SELECT id, :queue,
+  'queued', :priority, :max, :ckey, :after, :at, :at, workflow_name, workflow_version FROM r),
 e AS (INSERT INTO events (run_id, seq, type, message, at)
   SELECT id, 1, 'workflow.submitted', :queue, :at FROM r),
 n AS (SELECT pg_notify(:chan, 'jobs') FROM r)
@@ -322,6 +322,35 @@ SELECT r.*, (SELECT count(*) FROM n) FROM r
 WITH a AS (SELECT id, priority, concurrency_key FROM jobs WHERE queue = ANY(:qs)
   AND status = 'queued' AND run_after <= {_now} ORDER BY priority DESC, id
   LIMIT :n FOR UPDATE SKIP LOCKED),
+{_free_claim}
+SELECT u.*, r.*, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
+  THEN EXISTS (SELECT 1 FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
+  AND concurrency_key IS NOT NULL) ELSE false END AS keyed) k {_free_rows}
+-- name: claim_free_of
+-- claim_free of the jobs of workflows (d) the worker registered, at versions it resumes,
+-- and of jobs queued by an older tether (no workflow recorded: a NULL pair): the best :n
+-- of each workflow from the index jobs_ready_workflow (L), then the best :n of those. A
+-- job of another workflow is never read, however many wait ahead of these.
+WITH d AS (SELECT * FROM unnest(:wnames::text[], :wversions::text[]) d(n, v)),
+a AS (SELECT l.* FROM unnest(:qs::text[]) q(q) CROSS JOIN d CROSS JOIN LATERAL
+  (SELECT j.id, j.priority, j.concurrency_key FROM jobs j WHERE j.queue = q.q AND {_job_of}
+  AND j.status = 'queued' AND j.run_after <= {_now} ORDER BY j.priority DESC, j.id
+  LIMIT :n FOR UPDATE SKIP LOCKED) l ORDER BY l.priority DESC, l.id LIMIT :n),
+{_free_claim}
+SELECT u.*, r.*, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
+  THEN EXISTS (SELECT 1 FROM d JOIN jobs j ON {_job_of} WHERE j.queue = ANY(:qs)
+  AND j.status = 'queued' AND j.concurrency_key IS NOT NULL) ELSE false END AS keyed) k
+  {_free_rows}
+-- name: _job_of
+-- a job j of workflow d (n, v): equalities the index jobs_ready_workflow finds, then the
+-- exact version (a run without one is not a run of version '')
+COALESCE(j.workflow_name, '') = COALESCE(d.n, '')
+  AND COALESCE(j.workflow_version, '') = COALESCE(d.v, '')
+  AND j.workflow_version IS NOT DISTINCT FROM d.v
+-- name: _free_rows
+LEFT JOIN u ON true LEFT JOIN LATERAL (SELECT {_run_cols} FROM rc WHERE rc.id = u.run_id) r ON true
+-- name: _free_claim
+-- claim_free's claim of the ready jobs a: the keyless ones ahead of the first keyed one
 c AS (SELECT id FROM a WHERE concurrency_key IS NULL AND (priority, -id) > ALL
   (SELECT priority, -id FROM a WHERE concurrency_key IS NOT NULL)),
 {_sync_off},
@@ -333,10 +362,6 @@ rc AS (UPDATE runs SET {_claim_set}, event_seq = event_seq + 1 WHERE :owner::tex
   AND id IN (SELECT id FROM runs WHERE id IN (SELECT run_id FROM u) FOR UPDATE SKIP LOCKED)
   AND status IN {JOB_RUN} AND {_drives} AND {_claimable} RETURNING {_run_cols}, event_seq),
 e AS (INSERT INTO events (run_id, seq, type, at) SELECT id, event_seq, :etype, :at FROM rc)
-SELECT u.*, r.*, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
-  THEN EXISTS (SELECT 1 FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
-  AND concurrency_key IS NOT NULL) ELSE false END AS keyed) k LEFT JOIN u ON true
-  LEFT JOIN LATERAL (SELECT {_run_cols} FROM rc WHERE rc.id = u.run_id) r ON true
 -- name: queue_lock
 SELECT pg_advisory_xact_lock(hashtext('tether-queue:' || :q))
 -- name: queue_counts
@@ -350,6 +375,29 @@ SELECT j.id, j.concurrency_key, j.priority FROM jobs j WHERE j.queue = :q AND j.
   AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.concurrency_key = j.concurrency_key
   AND k.status = 'claimed')))
 ORDER BY j.priority DESC, j.id LIMIT :room FOR UPDATE SKIP LOCKED
+-- name: queued_workflows
+-- the workflows of the queued jobs of queues :qs, as (queue, name, version), NULLs for
+-- none: one probe of the index jobs_ready_workflow per workflow, however many jobs wait
+WITH RECURSIVE w AS (SELECT f.* FROM unnest(:qs::text[]) q(q) CROSS JOIN LATERAL
+  (SELECT j.queue, COALESCE(j.workflow_name, '') AS n, COALESCE(j.workflow_version, '') AS v
+  FROM jobs j WHERE j.queue = q.q AND j.status = 'queued' ORDER BY 2, 3 LIMIT 1) f
+UNION ALL SELECT f.* FROM w CROSS JOIN LATERAL
+  (SELECT j.queue, COALESCE(j.workflow_name, '') AS n, COALESCE(j.workflow_version, '') AS v
+  FROM jobs j WHERE j.queue = w.queue AND j.status = 'queued'
+  AND (COALESCE(j.workflow_name, ''), COALESCE(j.workflow_version, '')) > (w.n, w.v)
+  ORDER BY 2, 3 LIMIT 1) f)
+SELECT queue, NULLIF(n, ''), NULLIF(v, '') FROM w ORDER BY 1, 2, 3
+-- name: ready_jobs_of
+-- ready_jobs of the workflows d (see claim_free_of): the best :room of each, then of all
+WITH d AS (SELECT * FROM unnest(:wnames::text[], :wversions::text[]) d(n, v))
+SELECT l.* FROM d CROSS JOIN LATERAL (SELECT j.id, j.concurrency_key, j.priority FROM jobs j
+  WHERE j.queue = :q AND {_job_of} AND j.status = 'queued' AND j.run_after <= {_now}
+  AND (j.concurrency_key IS NULL OR
+  (pg_try_advisory_xact_lock(hashtext('tether-key:' || j.concurrency_key))
+  AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.concurrency_key = j.concurrency_key
+  AND k.status = 'claimed')))
+  ORDER BY j.priority DESC, j.id LIMIT :room FOR UPDATE SKIP LOCKED) l
+ORDER BY l.priority DESC, l.id LIMIT :room
 -- name: claim_ids
 WITH t AS (SELECT {_now} AS n) UPDATE jobs SET status = 'claimed', worker = :worker,
   locked_until = t.n + make_interval(secs => :vis), attempt = attempt + 1, claimed_at = t.n,

@@ -195,6 +195,23 @@ SELECT j.id, j.concurrency_key, j.priority FROM jobs j WHERE j.queue = :q AND j.
   AND j.run_after <= {_now} AND (j.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs k
   WHERE k.concurrency_key = j.concurrency_key AND k.status = 'claimed'))
 ORDER BY j.priority DESC, j.id LIMIT :room
+-- name: queued_workflows
+-- the workflows of the queued jobs of queues :qs, as (queue, name, version), NULLs for none
+SELECT DISTINCT j.queue, j.workflow_name, j.workflow_version FROM json_each(:qs) q
+JOIN jobs j ON j.queue = q.value AND j.status = 'queued' ORDER BY 1, 2, 3
+-- name: ready_jobs_of
+-- ready_jobs of the workflows (n, v) the worker registered, at versions it resumes, and of
+-- jobs queued by an older tether (no workflow recorded: a null pair): the best :room of
+-- each from the index jobs_ready_workflow, then of all. A job of another workflow is
+-- never read, however many wait ahead of these.
+SELECT j.id, j.concurrency_key, j.priority FROM json_each(:wnames) n
+JOIN json_each(:wversions) v ON v.key = n.key
+JOIN jobs j ON j.id IN (SELECT i.id FROM jobs i WHERE i.queue = :q AND i.status = 'queued'
+  AND i.workflow_name IS n.value AND i.workflow_version IS v.value AND i.run_after <= {_now}
+  AND (i.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs k
+  WHERE k.concurrency_key = i.concurrency_key AND k.status = 'claimed'))
+  ORDER BY i.priority DESC, i.id LIMIT :room)
+ORDER BY j.priority DESC, j.id LIMIT :room
 -- name: claim_ids
 UPDATE jobs SET status = 'claimed', worker = :worker, locked_until = {_now} + :vis,
   attempt = attempt + 1, claimed_at = {_now}, updated_at = :at
