@@ -409,6 +409,43 @@ async def test_failing_compensation_does_not_stop_the_others(app: App) -> None:
     assert rec.steps["compensate:b"].status is tether.StepStatus.FAILED
 
 
+async def test_steps_run_together_are_undone_newest_first_after_a_replay_too(
+    app: App, clock: FakeClock
+) -> None:
+    """b completes before a; the run then waits, and its resume (a replay, which
+    answers both steps at once in call order) fails: a, the newer, is undone first,
+    as the first drive would have."""
+    undone: list[str] = []
+    b_recorded = asyncio.Event()
+
+    async def a() -> str:
+        await b_recorded.wait()
+        clock.advance(1)  # a completes a second after b
+        return "a"
+
+    def heard(wid: str, type_: str, message: str | None, detail: object) -> None:
+        if (type_, message) == ("step.completed", "b"):
+            b_recorded.set()
+
+    @app.workflow
+    async def trip(wf: Workflow) -> None:
+        await asyncio.gather(
+            wf.step("a", a, compensate=undone.append),
+            wf.step("b", lambda: "b", compensate=undone.append),
+        )
+        await wf.wait_for_signal("go")
+        raise KeyError("no room")
+
+    parked = await app.arun(trip, workflow_id="together", on_event=heard)
+    assert parked.status is RunStatus.WAITING
+    rec = await app.aget_record("together")
+    assert rec.steps["a"].completed_at > rec.steps["b"].completed_at  # type: ignore[operator]
+    await app.asignal("together", "go")
+    await eventually(lambda: _settled(app, "together"))
+    assert (await app.aget_run("together")).status is RunStatus.COMPENSATED
+    assert undone == ["a", "b"]
+
+
 async def test_a_failed_run_compensating_refuses_a_cancel_and_undoes_each_step_once(
     app: App,
 ) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from ._run_state import RunState
@@ -26,15 +27,29 @@ log = logging.getLogger("tether")
 
 
 async def compensate(wf: Workflow, st: RunState) -> bool:
-    """Run the registered compensations newest first, each once; True if all succeeded."""
+    """Run the registered compensations newest first, each once; True if all succeeded.
+
+    Newest by when their steps completed, as recorded: a replay registers them in
+    the order the code asks for them (steps run together answer at once, in call
+    order), the first drive as they completed; the record gives both one order."""
     ok = True
-    for name, fn, value in reversed(st.compensations):
+    order = sorted(st.compensations, key=lambda c: _completed_at(st, c.key))
+    for name, fn, value in reversed(order):
         try:
             await wf.step(f"compensate:{name}", _compensation(fn, value))
         except Exception as exc:
             log.warning("compensation of step %r in run %s failed: %r", name, st.workflow_id, exc)
             ok = False
     return ok
+
+
+def _completed_at(st: RunState, key: str) -> datetime:
+    row = st.steps.get(key)
+    at = None if row is None else row.completed_at
+    return _NEVER if at is None else at
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)  # (not recorded: newest)
 
 
 def _compensation(fn: Callable[..., Any], value: Any) -> Callable[[StepContext], Any]:
