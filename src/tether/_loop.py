@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from .errors import TetherError
 
-__all__ = ["LoopThread"]
+__all__ = ["LoopThread", "await_on", "home_loop"]
 
 T = TypeVar("T")
 log = logging.getLogger("tether")
@@ -82,6 +82,39 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def home_loop(owner: object) -> asyncio.AbstractEventLoop | None:
+    """The loop thread running for `owner` (an App whose sync facade started one: its
+    `on_exit` is `owner`'s method), or None. While it runs, `owner`'s store, runner
+    and background runs live on it, and async work of `owner` belongs there too: run
+    beside it on another loop, the two would take the store from each other."""
+    for lt in list(_OPEN):
+        if lt.serves(owner):
+            return lt.loop
+    return None
+
+
+async def await_on(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], on_cancel: Callable[[], None]
+) -> T:
+    """Await `coro` run on `loop` (another thread's). Cancelled here, it calls
+    `on_cancel` (a graceful stop) and still waits for `coro` to end there, so what
+    it does on its way out is done when this returns, not abandoned midway."""
+    fut = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(fut)
+            break
+        except asyncio.CancelledError:
+            if fut.done():  # ended (or cancelled) there: nothing left to wait for
+                raise
+            cancelled = True
+            on_cancel()
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
 class LoopThread:
     """A loop running in a daemon thread, started on first use.
 
@@ -101,6 +134,10 @@ class LoopThread:
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         return self._loop
+
+    def serves(self, owner: object) -> bool:
+        """Whether this loop is `owner`'s (its exit hook is a method of `owner`)."""
+        return getattr(self._on_exit, "__self__", None) is owner
 
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._guard:

@@ -97,6 +97,8 @@ MOVES: tuple[Move, ...] = (
     _m("wait", "resolve", W.PENDING, W.RESOLVED),  # event, signal, token, timer, child
     _m("wait", "fire_due", W.PENDING, (W.RESOLVED, W.TIMED_OUT)),
     _m("wait", "cancel_run", W.PENDING, W.CANCELLED),
+    # a run that ends closes the waits it left pending (a for_each sibling's)
+    _m("wait", "finish_run", W.PENDING, W.CANCELLED),
 )
 
 

@@ -237,6 +237,9 @@ class RunVerbs(StoreBase):
             await tx.execute("finish_run", status=status.value, at=at, wid=wid, **p)
             if status.terminal:
                 await self._child_ended(tx, wid, status.value, output, error, at)
+                # waits still pending (a for_each sibling's, a task's never awaited) end
+                # with the run: no timer fires for it, no event or token resolves them
+                await tx.execute("waits_cancel", at=at, id=wid)
             closed = await tx.all("close_job_of_run", wid=wid, at=at) if close_job else []
             await tx.notify(f"run:{wid}")
             return closed

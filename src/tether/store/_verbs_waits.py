@@ -192,6 +192,10 @@ class WaitVerbs(StoreBase):
             row = await tx.one("token_get", id=token_id)
             if row is None:
                 raise TokenNotFoundError(token_id)
+            if row[2] == "cancelled":  # closed with its run's end (or cancel): say so
+                status = await _lock_run(tx, row[0])
+                if RunStatus(status).terminal:
+                    raise RunFinishedError(row[0], status, f"complete token {token_id!r} of")
             if row[2] != "pending":
                 raise InvalidArgumentError(
                     f"token {token_id!r} was already {row[2].replace('_', ' ')}; "

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._durations import check_seconds
+from .._loop import await_on, home_loop
 from .._owners import new_owner as process_owner
 from ..errors import (
     IncompatibleStoreError,
@@ -107,13 +108,20 @@ class Worker:
             if self.abandoned:
                 logging.shutdown()
                 os._exit(0)
-            loop.run_until_complete(self.app.aclose())
+            if home_loop(self.app) is not None:
+                self.app.close()  # it lives on its sync facade's loop thread: closed there
+            else:
+                loop.run_until_complete(self.app.aclose())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     def stop(self) -> None:
         """Ask the worker to shut down gracefully (safe from a signal handler); asked
         again while it drains (a second Ctrl-C), it hands its runs back at once."""
+        if self._home is not None and _running_loop() is not self._home:
+            with contextlib.suppress(RuntimeError):  # its loop closed: it has stopped
+                self._home.call_soon_threadsafe(self.stop)
+            return
         if self._stopping is not None and self._stopping.is_set() and self._hurry is not None:
             if not self._hurry.is_set():
                 log.warning("asked again: handing the runs in flight back now",
@@ -126,6 +134,9 @@ class Worker:
 
     async def run(self, *, install_signals: bool = True) -> None:
         """Work until `stop()` (or SIGTERM/SIGINT when `install_signals`)."""
+        home = home_loop(self.app)
+        if home is not None and home is not asyncio.get_running_loop():
+            return await self._run_at_home(home, install_signals)
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._kick = asyncio.Event()
@@ -161,6 +172,26 @@ class Worker:
             log.info("worker stopped", extra={"worker": self.worker_id, "executed": self.executed})
         if self.outdated is not None:
             raise self.outdated
+
+    async def _run_at_home(self, home: asyncio.AbstractEventLoop, install_signals: bool) -> None:
+        """`run` on the loop thread of an App whose sync facade was used (`app.run`):
+        its store and runs live there, and a worker on this loop beside it took the
+        store from them (a run it drove failed at exit with a traceback). Signals
+        are caught here and the handlers they replaced put back after."""
+        here = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT) if install_signals else ()
+        before = {sig: signal.getsignal(sig) for sig in signals}
+        for sig in signals:
+            here.add_signal_handler(sig, self.stop)
+        self._home = home
+        try:
+            await await_on(home, self.run(install_signals=False), self.stop)
+        finally:
+            self._home = None
+            for sig, handler in before.items():
+                here.remove_signal_handler(sig)
+                if handler is not None:
+                    signal.signal(sig, handler)
 
     async def _open_store(self) -> bool:
         """Open the store, waiting out a database that is down or restarting (a worker
@@ -398,3 +429,10 @@ class Worker:
                 "handed back",
                 extra={"worker": self.worker_id, "job": job.id, "run": job.workflow_id},
             )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -89,8 +89,9 @@ SELECT COALESCE(MIN(seq), 0) FROM events WHERE run_id = :wid AND type = 'step.st
 DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM events
   WHERE run_id = :wid AND type = 'step.started' AND seq >= :first)
 -- name: rerun_waits
-DELETE FROM waitpoints WHERE run_id = :wid AND wait_key IN (SELECT message FROM events
-  WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first)
+-- and the waits the run's end closed (cancelled): the replay registers them anew
+DELETE FROM waitpoints WHERE run_id = :wid AND (status = 'cancelled' OR wait_key IN
+  (SELECT message FROM events WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first))
 -- name: set_budget
 UPDATE runs SET budget = :budget WHERE id = :wid
 -- name: rerun_reset

@@ -127,9 +127,12 @@ UPDATE runs SET {_finish_set} WHERE id = :wid
   WHERE kind = 'run' AND name = :wid AND status = 'pending'))
 -- name: _finish_notify
 -- the run's claimed job ends with it (:closejob: the run ended by its own function), so
--- the worker's finish_job has nothing left to write; then the notification
+-- the worker's finish_job has nothing left to write; its waits still pending (a for_each
+-- sibling's, a task's never awaited) are closed with it (waits_cancel); then the notification
 j AS (UPDATE jobs SET {_job_done_with_run} FROM r WHERE jobs.run_id = :wid
   AND jobs.status = 'claimed' AND :closejob RETURNING jobs.id),
+w AS (UPDATE waitpoints SET status = 'cancelled', resolved_at = :at FROM r
+  WHERE waitpoints.run_id = :wid AND waitpoints.status = 'pending' AND :ended),
 n AS (SELECT pg_notify(:chan, :note) FROM r)
 SELECT (SELECT count(*) FROM n), (SELECT min(id) FROM j) FROM r
 -- name: finish_run_one
