@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._failure import ErrorRecord, decode_error
 from .store import EndReason, RunRow, RunStatus, WaitKind, WaitRow, WaitStatus, run_settled
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 __all__ = ["RunInfo", "WaitInfo"]
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,7 @@ class RunInfo:
     owner_expires_at: datetime | None  # the owner's claim lapses then (running runs)
     step_rule: int  # how its steps are named: 2 for ``name#2``, ``name@key``; 3 for_each items too
     attempt: int = 1  # 1, plus one per `rerun_from`
-    end_reason: EndReason | None = None  # None while it has not ended
+    end_reason: EndReason | None = None  # None while it has not ended (failed: compensating)
 
     @property
     def error_record(self) -> ErrorRecord | None:
@@ -62,7 +67,7 @@ class RunInfo:
 
     @classmethod
     def from_row(cls, row: RunRow) -> RunInfo:
-        return cls(**_same_fields(cls, row))
+        return mirror(cls, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +89,12 @@ class WaitInfo:
 
     @classmethod
     def from_row(cls, row: WaitRow) -> WaitInfo:
-        return cls(**_same_fields(cls, row))
+        return mirror(cls, row)
 
 
-def _same_fields(cls: type[Any], row: object) -> dict[str, Any]:
-    """The values of `row` for every field of `cls`: a read model mirrors the store's
-    row under the same names, so that what the store adds stays behind it."""
-    return {f.name: getattr(row, f.name) for f in fields(cls)}
+def mirror(cls: type[T], row: object, **converted: Any) -> T:
+    """A `cls` of `row`: each field the row's value under the same name, but those
+    given in `converted`. A read model mirrors the store's row, so that what the
+    store adds stays behind it."""
+    same = {f.name: getattr(row, f.name) for f in fields(cls) if f.name not in converted}
+    return cls(**same, **converted)

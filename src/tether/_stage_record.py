@@ -22,7 +22,8 @@ __all__ = ["StageRecord", "build_stages"]
 STATUSES = ("pending", "running", "suspended", "completed", "failed", "cancelled", "skipped")
 
 
-def _iso(dt: datetime | None) -> str | None:
+def iso_z(dt: datetime | None) -> str | None:
+    """A time as the export writes it (UTC as ``Z``), here and in `RunRecord`."""
     return None if dt is None else dt.isoformat().replace("+00:00", "Z")
 
 
@@ -55,8 +56,8 @@ class StageRecord:
             "group": self.group,
             "status": self.status,
             "attempt": self.attempt,
-            "startedAt": _iso(self.started_at),
-            "finishedAt": _iso(self.finished_at),
+            "startedAt": iso_z(self.started_at),
+            "finishedAt": iso_z(self.finished_at),
             "seconds": self.seconds,
             "error": self.error,
             "progress": self.progress,

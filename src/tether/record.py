@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from ._failure import ErrorRecord, decode_error
+from ._info import mirror
 from ._stage_record import StageRecord, build_stages
+from ._stage_record import iso_z as _iso
 from ._usage_json import usage_dict as _usage_dict
 from ._usage_json import usage_row as _usage_row
 from .store import (
@@ -41,10 +43,6 @@ __all__ = [
 RECORD_VERSION = 1
 
 
-def _iso(dt: datetime | None) -> str | None:
-    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
-
-
 def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -70,16 +68,7 @@ class StepRecord:
 
     @classmethod
     def from_row(cls, row: StepRow) -> StepRecord:
-        return cls(
-            name=row.name,
-            status=row.status,
-            attempts=row.attempts,
-            idempotency_key=row.idempotency_key,
-            result=_load_result(row.result),
-            error=decode_error(row.error),
-            started_at=row.started_at,
-            completed_at=row.completed_at,
-        )
+        return mirror(cls, row, result=_load_result(row.result), error=decode_error(row.error))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,15 +131,7 @@ class LeaseRecord:
 
     @classmethod
     def from_row(cls, row: LockRow) -> LeaseRecord:
-        return cls(
-            key=row.key,
-            holder=row.holder,
-            acquired_at=row.acquired_at,
-            renewed_at=row.heartbeat_at,
-            expires_at=row.expires_at,
-            released_at=row.released_at,
-            detail=_load(row.detail),
-        )
+        return mirror(cls, row, renewed_at=row.heartbeat_at, detail=_load(row.detail))
 
     def active_at(self, now: datetime) -> bool:
         return self.released_at is None and self.expires_at > now
@@ -240,7 +221,7 @@ class RunRecord:
     usage: RunUsage | None = None  # its AI calls, from the call log (None: it made none)
     stages: tuple[StageRecord, ...] = ()  # a pipeline run's stages, in plan order
     attempt: int = 1  # 1, plus one per `rerun_from`
-    end_reason: EndReason | None = None  # why it ended (None: it has not)
+    end_reason: EndReason | None = None  # why it ended (None: it has not; failed: compensating)
 
     def owner_gone_since(self, now: datetime) -> datetime | None:
         """When the owner of this running run stopped renewing its claim (it died),
@@ -258,30 +239,19 @@ class RunRecord:
         usage: RunUsage | None = None,
         stage_usage: dict[str, AIUsageRow] | None = None,
     ) -> RunRecord:
-        return cls(
-            workflow_id=run.workflow_id,
-            workflow_name=run.workflow_name,
-            workflow_version=run.workflow_version,
-            status=run.status,
-            created_at=run.created_at,
-            updated_at=run.updated_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
+        return mirror(
+            cls,
+            run,
             input=_load(run.input),
             output=_load_result(run.output),
             state=_load(run.state),
             last_error=decode_error(run.error),
-            generation=run.generation,
             steps={s.key: StepRecord.from_row(s) for s in steps},
             events=tuple(EventRecord.from_row(e) for e in events),
             heartbeats={h.key: HeartbeatRecord.from_row(h) for h in heartbeats},
             leases={lk.key: LeaseRecord.from_row(lk) for lk in leases},
-            owner=run.owner,
-            owner_expires_at=run.owner_expires_at,
             usage=usage,
             stages=build_stages(run, steps, events, stage_usage),
-            attempt=run.attempt,
-            end_reason=run.end_reason,
         )
 
     def to_dict(self) -> dict[str, Any]:
