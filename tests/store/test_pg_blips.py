@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -214,3 +215,78 @@ async def test_a_step_completion_that_meets_a_blip_is_retried_not_lost(
         assert calls == ["work"]
     finally:
         await app.aclose()
+
+
+class _Locker:
+    """Another connection of the test's, in one transaction that the cancel
+    detects a deadlock against (its own deadlock_timeout is long)."""
+
+    def __init__(self, postgres: PostgresServer, schema: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(postgres.url)
+        self.conn.execute(f'SET search_path TO "{schema}"')
+        self.conn.execute("SET LOCAL deadlock_timeout = '60s'")
+
+    def run(self, sql: str) -> None:
+        self.conn.execute(sql)
+
+    def end(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+async def test_a_transaction_rolled_back_for_a_deadlock_is_run_again(
+    postgres: PostgresServer, schema: str
+) -> None:
+    """A cancel locks the run, then its pending waits; a writer for one of them (an
+    event arriving) holds the wait, then wants the run: the server rolls the cancel
+    back. It runs again, and again when a second writer does the same, instead of
+    failing a verb that merely met others."""
+    import psycopg
+
+    from tether.store import Fence, NewEvent, NewRun, NewWait, WaitKind, open_store
+
+    store = open_store(postgres.url_with_schema(schema))
+    await store.open()
+    monitor = psycopg.connect(postgres.url, autocommit=True)
+    try:
+        at = FakeClock().now()
+        await store.create_run(NewRun("r1", "wf", state="null"), at)
+        gen = (await store.claim_run("r1", "o", at, NewEvent("workflow.running"))).generation
+        await store.register_wait(Fence("r1", gen), NewWait("evt", WaitKind.EVENT, "go"), at)
+        wait_row = "SELECT 1 FROM waitpoints WHERE run_id = 'r1' FOR UPDATE"
+        want_run = "UPDATE runs SET updated_at = updated_at WHERE id = 'r1'"
+
+        def waiting(n: int) -> None:  # until n transactions wait for a lock
+            query = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            while monitor.execute(query).fetchone() != (n,):
+                time.sleep(0.01)
+
+        first, second = _Locker(postgres, schema), _Locker(postgres, schema)
+        first.run(wait_row)
+        cancel = asyncio.ensure_future(store.cancel_run("r1", reason=None, compensate=False, at=at))
+
+        def second_writer() -> None:
+            second.run(wait_row)  # queued behind the first writer
+            waiting(1)  # the cancel, run again, waits for the wait's row
+            second.run(want_run)  # the second deadlock
+            second.end()
+
+        def first_writer() -> None:
+            waiting(1)  # the cancel holds the run and waits for the wait's row
+            queued = threading.Thread(target=second_writer)
+            queued.start()
+            waiting(2)
+            first.run(want_run)  # the first deadlock: the cancel is rolled back
+            waiting(2)  # its next try waits for the run, the second writer for the wait
+            first.end()
+            queued.join()
+
+        await asyncio.gather(cancel, asyncio.to_thread(first_writer))
+        assert cancel.result() == ["r1"]
+        run = await store.get_run("r1")
+        assert run is not None and run.status is RunStatus.CANCELLED
+    finally:
+        monitor.close()
+        await store.close()

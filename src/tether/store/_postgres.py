@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
+import random
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -83,6 +85,9 @@ log = logging.getLogger("tether.store")
 T = TypeVar("T")
 Conn = AsyncConnection[Any]
 _Q = queries("postgresql")
+# pauses before running a transaction again that the server rolled back (a deadlock);
+# each is jittered, so two verbs that met do not meet again
+ROLLBACK_RETRIES = (0.005, 0.02, 0.05, 0.1)
 _JSONB = jsonb_params("postgresql")
 # a JSON string (kept as it is), or a number with a positive exponent (group 1); a
 # number is tried only where one starts, and its digits are never given back, so a long
@@ -118,6 +123,12 @@ def _being_cancelled() -> bool:
     """Whether the current task has been asked to cancel (and has not taken it back)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def _rolled_back(exc: psycopg.Error) -> bool:
+    """A transaction the server rolled back for a deadlock or a serialization
+    failure: it wrote nothing, and may simply run again."""
+    return exc.sqlstate in ("40P01", "40001")
 
 
 async def _on(conn: Conn, fn: Callable[[Conn], Awaitable[T]], tx: bool) -> T:
@@ -542,10 +553,16 @@ class PostgresStore(Store):
         transaction either never reached the server or was rolled back with
         the connection, and the verbs are written to tolerate a replay of one
         that did commit (a repeated start marker counts one attempt more).
+
+        A transaction the server rolled back for a deadlock (two verbs locking a
+        run and its waits in opposite orders: a run's end and an event for it)
+        or a serialization failure wrote nothing: it runs again, a few times,
+        after a short pause, rather than failing a verb that merely met another.
         """
         await self.open()
         assert self._pool is not None
-        for attempt in (1, 2):
+        rollbacks = iter(ROLLBACK_RETRIES)
+        for attempt in itertools.count(1):
             broken = False
             try:
                 hot = self._hot
@@ -554,7 +571,9 @@ class PostgresStore(Store):
                     self._hot_busy = True
                     try:
                         return await _on(hot, fn, tx)
-                    except psycopg.OperationalError:
+                    except psycopg.OperationalError as exc:
+                        if _rolled_back(exc):
+                            raise  # the connection is fine: below, it runs again
                         # the hot connection is not worth saving: drop it, retry on the pool
                         broken, self._hot = True, None
                         with contextlib.suppress(Exception):
@@ -571,24 +590,42 @@ class PostgresStore(Store):
             except (TetherError, RunCancelledError):
                 raise
             except psycopg.Error as exc:
-                if _being_cancelled():
-                    # the task was cancelled and the cancellation got lost on the way
-                    # (see below): honour it, a retry or a StoreError would swallow it
-                    raise asyncio.CancelledError() from exc
-                if not isinstance(exc, psycopg.OperationalError):
-                    raise StoreError(f"PostgreSQL error: {str(exc).strip()}") from exc
-                if broken and attempt == 1:
-                    # whatever killed this connection may have killed its siblings too:
-                    # let the pool test its idle ones before we take another
-                    with contextlib.suppress(Exception):
-                        await self._pool.check()
-                    if _being_cancelled():
-                        # the pool's check takes a cancellation that lands in it for a
-                        # broken connection and swallows it: do not run the verb again
-                        raise asyncio.CancelledError() from exc
-                    continue
-                raise StoreError(self._describe(exc)) from exc
+                if not await self._again(exc, broken and attempt == 1, rollbacks):
+                    raise self._store_error(exc) from exc
         raise AssertionError("unreachable")
+
+    async def _again(self, exc: psycopg.Error, broken: bool, rollbacks: Iterator[float]) -> bool:
+        """Whether `_with` runs its verb again after `exc`: a rolled-back transaction
+        (after a pause, a few times), or a first connection found `broken`."""
+        if _being_cancelled():
+            # the task was cancelled and the cancellation got lost on the way (see
+            # below): honour it, a retry or a StoreError would swallow it
+            raise asyncio.CancelledError() from exc
+        if not isinstance(exc, psycopg.OperationalError):
+            return False
+        if _rolled_back(exc):
+            pause = next(rollbacks, None)
+            if pause is not None:
+                log.debug("transaction rolled back (%s): run again", exc.sqlstate)
+                await asyncio.sleep(pause * (0.5 + random.random()))
+                return True
+        if not broken:
+            return False
+        # whatever killed this connection may have killed its siblings too: let the
+        # pool test its idle ones before we take another
+        assert self._pool is not None
+        with contextlib.suppress(Exception):
+            await self._pool.check()
+        if _being_cancelled():
+            # the pool's check takes a cancellation that lands in it for a broken
+            # connection and swallows it: do not run the verb again
+            raise asyncio.CancelledError() from exc
+        return True
+
+    def _store_error(self, exc: psycopg.Error) -> StoreError:
+        if not isinstance(exc, psycopg.OperationalError):
+            return StoreError(f"PostgreSQL error: {str(exc).strip()}")
+        return StoreError(self._describe(exc))
 
     async def _ensure_listener(self) -> None:
         if self._listen_task is not None and not self._listen_task.done():
