@@ -1085,6 +1085,12 @@ class App:
         (`publish_outbox`). A database error is logged and the chores go on."""
         check_seconds("every", every, positive=True)
         holder = new_owner()
+        try:  # say at once that runs of these workflows are driven here (`adrivers`)
+            await self.store.open()
+            self._runner.ensure_alive()
+            await self._runner.announce_now()
+        except StoreError as exc:  # the keep-alive turn says it again
+            log.warning("announcing this process failed: %s", exc)
         while True:
             try:
                 await self.afire_due_timers()

@@ -306,7 +306,10 @@ def test_the_queues_page_shows_queued_jobs_and_live_workers(
         wid = client.start("greet", "queued", queue="slow")
     browser.get(f"{dash.url}/queues")
     assert (cell("queued"), cell("claimed"), cell("done")) == ("1", "0", "0")
-    assert "No live worker" in text_of(browser, "#workers")
+    # the server is a live process, but works no queue: nothing will take the job yet
+    workers = 'tr[data-queue="slow"] td[data-workers]'
+    assert text_of(browser, workers) == "none: tether worker --app … -q slow"
+    wait_until(browser, lambda d: "none" in text_of(d, "#workers td.queues"), "no server row")
     worker = subprocess.Popen(
         [TETHER, "--db", dash.db, "worker", "--app", "flows.py:app", "--queue", "slow"],
         cwd=dash.folder,
@@ -316,8 +319,13 @@ def test_the_queues_page_shows_queued_jobs_and_live_workers(
     )
     try:  # the page refreshes itself: the job is done, the worker listed with its heartbeat
         wait_until(browser, lambda d: cell("done") == "1", "the job never showed as done")
-        wait_until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#workers tbody tr"),
-                   "the worker never showed")  # fmt: skip
+        wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, workers).text == "1",
+                   "the worker never showed as working the queue")  # fmt: skip
+        rows = browser.find_elements(By.CSS_SELECTOR, "#workers tbody tr")
+        assert sorted(r.find_element(By.CSS_SELECTOR, "td.queues").text for r in rows) == [
+            "none",  # the server
+            "slow",  # the worker
+        ]
         assert "greet" in text_of(browser, "#workers") and "ago" in text_of(browser, "#workers")
         shot(browser, tmp_path, "queues")
     finally:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..app import App
-from ..errors import StoreError, TetherError
+from ..errors import InvalidArgumentError, StoreError, TetherError
 from ..store import DEFAULT_URL, ENV_VAR, check_url, parse_sqlite_url, redact
 from ._common import EXIT_STORE, EXIT_USAGE, CliState, fail, guard, note
 
@@ -67,17 +67,35 @@ def choose(flag: str | None, module_app: App | None = None, where: str = "") -> 
     """The database by the rule above; an unreadable URL exits 2."""
     try:
         if flag:
-            check_url(flag, "--db")
+            _check_kind(flag, "--db")
             return Database(flag, "--db")
         env = os.environ.get(ENV_VAR)
         if env:
-            check_url(env, f"${ENV_VAR}")
+            _check_kind(env, f"${ENV_VAR}")
             return Database(env, f"${ENV_VAR}")
     except TetherError as exc:
         fail(EXIT_USAGE, str(exc))
     if module_app is not None and module_app.database_url:
         return Database(module_app.database_url, f"the App in {where}")
     return Database(DEFAULT_URL, "the default")
+
+
+def _check_kind(url: str, what: str) -> None:
+    """`check_url`, and a URL of a kind tether stores in (a bare path or another
+    scheme was refused as "not a PostgreSQL URL")."""
+    scheme = check_url(url, what).scheme
+    if scheme in ("sqlite", "postgresql", "postgres"):
+        return
+    shown = repr(redact(url)) if len(url) <= 200 else repr(redact(url)[:200]) + "..."
+    hint = (
+        f"for a SQLite file write sqlite:///{url}"
+        if not scheme and "://" not in url
+        else "use sqlite:///path/to/file.db or postgresql://user@host:5432/db"
+    )
+    kind = f"a {scheme}:// URL" if scheme else "not a URL"
+    raise InvalidArgumentError(
+        f"{what} {shown} is {kind}; tether stores in SQLite or PostgreSQL: {hint}"
+    )
 
 
 def bind(module_app: App, db: Database) -> App:

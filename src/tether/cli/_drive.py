@@ -4,6 +4,7 @@ the result as JSON on stdout, and the exit code by how the run ended."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import traceback as tb
 from collections.abc import Callable
@@ -11,8 +12,10 @@ from typing import Any, NoReturn
 
 from rich.live import Live
 
+from .._info import WaitInfo
 from ..app import App, RunResult
-from ..store import RunStatus
+from ..errors import TetherError
+from ..store import RunStatus, WaitKind, WaitStatus
 from ._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -43,6 +46,7 @@ def drive(
                 result = call(progress)
         else:
             result = call(progress)
+        waits = _how_to_wake(the_app, result)
     except KeyboardInterrupt:
         fail(
             EXIT_INTERRUPTED,
@@ -61,6 +65,8 @@ def drive(
     finally:
         the_app.close()
     err.print(progress.summary(result.record), highlight=False, soft_wrap=True)
+    if waits:
+        err.print(waits, highlight=False, soft_wrap=True, markup=False)
     print(
         json.dumps(
             {
@@ -82,6 +88,34 @@ def drive(
             else ("a compensation failed: `tether runs show` says which")
         )
         fail(EXIT_FAILED, f"run {workflow_id} was cancelled; {how}")
+
+
+def _wake_text(w: WaitInfo, rid: str) -> str:
+    name = shlex.quote(w.name or "")
+    if w.kind is WaitKind.SIGNAL:
+        return f"signal {w.name!r} (`tether runs signal {rid} {name}`)"
+    if w.kind is WaitKind.EVENT:
+        return f"event {w.name!r} (`tether runs event {name}`)"
+    if w.kind is WaitKind.TOKEN:
+        return f"token {w.id} (`tether runs complete-token {w.id}`)"
+    if w.kind is WaitKind.TIMER:
+        due = f" due {w.due_at:%Y-%m-%d %H:%M:%S} UTC" if w.due_at else ""
+        return f"a timer{due} (a worker or `tether serve --app` wakes it)"
+    return f"child run {w.name!r}"
+
+
+def _how_to_wake(the_app: App, result: RunResult[Any]) -> str | None:
+    """For a run that parked: what it waits for, and the command that sends each (the
+    JSON said only "waiting")."""
+    if result.status is not RunStatus.WAITING:
+        return None
+    try:
+        waits = the_app.list_waits(result.workflow_id)
+    except TetherError:
+        return None
+    rid = shlex.quote(result.workflow_id)
+    pending = [_wake_text(w, rid) for w in waits if w.status is WaitStatus.PENDING]
+    return f"run {result.workflow_id} waits for " + "; ".join(pending) if pending else None
 
 
 def _run_failed(exc: Exception, progress: Progress, workflow_id: str, traceback: bool) -> NoReturn:

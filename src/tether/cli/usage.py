@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import click
@@ -35,6 +37,15 @@ def usage_table(rows: list[AIUsageRow], group: str) -> Table:
     return table
 
 
+def _when(value: str | None, what: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_when(value, datetime.now(UTC))
+    except TetherError as exc:
+        fail(EXIT_USAGE, f"{what}: {exc}")
+
+
 @click.command("usage")
 @click.option(
     "--by",
@@ -48,6 +59,13 @@ def usage_table(rows: list[AIUsageRow], group: str) -> Table:
 @click.option("--tag", metavar="TAG", help="Only runs with this tag.")
 @click.option("--since", metavar="WHEN", help="Calls at or after: 2026-12-01, an ISO time, or 7d.")
 @click.option("--until", metavar="WHEN", help="Calls before: 2026-12-01, an ISO time, or 1h.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print JSON: {"rows": [...], "total": {...}}, fields as the API\'s /usage '
+    "(cost_micro_usd of the priced calls; unknown_cost_calls at no known price).",
+)
 @db_state
 def usage(
     state: CliState,
@@ -56,21 +74,22 @@ def usage(
     tag: str | None,
     since: str | None,
     until: str | None,
+    as_json: bool,
 ) -> None:
     """AI calls, tokens and cost from the call log. A call to a model with no known
     price counts in `unpriced`, never as $0."""
-    now = datetime.now(UTC)
-    try:
-        start = parse_when(since, now) if since else None
-        end = parse_when(until, now) if until else None
-    except TetherError as exc:
-        fail(EXIT_USAGE, str(exc))
+    start, end = _when(since, "--since"), _when(until, "--until")
 
     def read(a: App) -> tuple[list[AIUsageRow], list[AIUsageRow]]:
         rows = a.usage(workflow=workflow, tag=tag, since=start, until=end, group_by=group_by)
         return rows, a.usage(workflow=workflow, tag=tag, since=start, until=end)
 
     rows, total = use_app(state, read)
+    if as_json:  # for a ledger kept longer than the runs (pruning deletes their calls)
+        found = total[0] if total and total[0].calls else None
+        shown = {"rows": [asdict(r) for r in rows], "total": found and asdict(found)}
+        print(json.dumps(shown, indent=2))
+        return
     if not total or total[0].calls == 0:
         print("no AI calls recorded for these filters")
         return

@@ -27,7 +27,7 @@ from ._errors import ApiError
 from ._models import storable
 from ._routes import decode_cursor, encode_cursor
 
-__all__ = ["HERE", "PAGE", "SINCE", "counts", "render", "runs_page", "unstorable"]
+__all__ = ["HERE", "PAGE", "SINCE", "counts", "render", "runs_page", "unstorable", "valid_cursor"]
 
 HERE = Path(__file__).parent
 PAGE = 50
@@ -90,6 +90,15 @@ def unstorable(name: str, value: str) -> str | None:
     except ValueError as exc:
         return f"{name}: {exc}"
     return None
+
+
+def valid_cursor(cursor: str) -> bool:
+    """Whether `cursor` is one a page of runs gave (``?cursor=``)."""
+    try:
+        decode_cursor(cursor)
+    except ApiError:
+        return False
+    return True
 
 
 async def runs_page(

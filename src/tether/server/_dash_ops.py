@@ -5,7 +5,7 @@ per workflow, as charts drawn here in SVG, and as tables)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -36,6 +36,7 @@ class Worker:
     since: datetime
     heartbeat_at: datetime
     expires_at: datetime
+    queues: list[str] = field(default_factory=list)  # none: it drives only runs it was given
 
 
 @ops_pages.get("/queues")
@@ -53,8 +54,11 @@ async def queues(request: Request, who: Who) -> Response:
                     row.acquired_at,
                     row.heartbeat_at,
                     row.expires_at,
+                    list(detail.get("queues", [])),
                 )
             )
+    # a queue no live process works is a queue whose jobs wait for good: say so
+    served = {q: sum(q in w.queues for w in workers) for w in workers for q in w.queues}
     return render(
         request,
         who,
@@ -62,6 +66,7 @@ async def queues(request: Request, who: Who) -> Response:
         queues=await list_queues(request),
         job_statuses=[s.value for s in JobStatus],
         workers=workers,
+        served=served,
         now=now,
     )
 

@@ -20,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from .._info import RunInfo, WaitInfo
 from ..errors import InvalidArgumentError, RunNotFoundError
 from ..store import AICallRow, AIUsageRow, RunFilter, RunStatus, WaitStatus
-from ._dash import SINCE, counts, render, runs_page, unstorable
+from ._dash import SINCE, counts, render, runs_page, unstorable, valid_cursor
 from ._dash_auth import Viewer, viewer
 from ._dash_view import driven, run_url, timeline
 from ._deps import served_app
@@ -120,7 +120,15 @@ async def runs(request: Request, who: Who) -> Response:
         if await served_app(request).store.get_run(shown["q"]) is not None:
             return RedirectResponse(run_url(shown["q"]), status_code=303)
         missing = shown["q"]
-    found, next_cursor = await runs_page(request, where, request.query_params.get("cursor"))
+    status = 200 if problem is None else 422  # a filter refused, as the API refuses it
+    cursor = request.query_params.get("cursor", "")
+    if cursor and not valid_cursor(cursor):  # it showed the newest runs as a later page
+        problem = problem or (
+            "This address's page of runs (its cursor) is not one the dashboard gave, cut "
+            "short perhaps: these are the newest runs."
+        )
+        cursor = ""
+    found, next_cursor = await runs_page(request, where, cursor)
     return render(
         request,
         who,
@@ -132,10 +140,10 @@ async def runs(request: Request, who: Who) -> Response:
         since_options=list(SINCE),
         statuses=[s.value for s in RunStatus],
         next_cursor=next_cursor,
-        cursor=request.query_params.get("cursor", ""),
+        cursor=cursor,
         missing=missing,
         problem=problem,
-        status=200 if problem is None else 422,
+        status=status,
         now=served_app(request).clock.now(),
     )
 

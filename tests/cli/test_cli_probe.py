@@ -1,0 +1,81 @@
+"""What a new user of the command met: a database URL of no kind tether knows
+called "not a PostgreSQL URL", and `tether usage` with nothing to pipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tether import App, Workflow, ai
+
+from ._helpers import create, tether
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("runs.db", "--db 'runs.db' is not a URL; tether stores in SQLite or PostgreSQL: "
+                    "for a SQLite file write sqlite:///runs.db"),
+        ("mysql://u:secret@h/d", "--db 'mysql://u:***@h/d' is a mysql:// URL; tether stores in "
+                                 "SQLite or PostgreSQL: use sqlite:///path/to/file.db or "
+                                 "postgresql://user@host:5432/db"),
+    ],
+)  # fmt: skip
+def test_a_database_url_of_another_kind_is_named_so(tmp_path: Path, given: str, said: str) -> None:
+    for args in (["runs", "list"], ["usage"], ["tokens", "list"]):
+        done = tether(tmp_path, *args, db=given)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.strip() == f"error: {said}", done.stderr
+        assert "PostgreSQL URL" not in done.stderr and "secret" not in done.stderr
+    from_env = tether(tmp_path, "runs", "list", use_db=False, env={"TETHER_DATABASE_URL": given})
+    assert from_env.returncode == 2 and "$TETHER_DATABASE_URL" in from_env.stderr
+
+
+def test_usage_prints_json_for_a_pipe(tmp_path: Path) -> None:
+    url = create(f"sqlite:///{tmp_path}/t.db")
+    fake = ai.FakeModel(usage=ai.Usage(input_tokens=1000, output_tokens=100))
+    prices = ai.Prices({"fake:cheap": {"input_per_million": 1.0, "output_per_million": 10.0}})
+    app = App(url, ai=ai.Providers(fake=fake, prices=prices))
+
+    @app.workflow(name="summarise")
+    async def summarise(wf: Workflow) -> str:
+        await wf.ai.generate_text("fake:cheap", prompt="a")
+        await wf.ai.generate_text("fake:unpriced", prompt="b")
+        return "done"
+
+    app.run(summarise, workflow_id="u1")
+    app.close()
+    done = tether(tmp_path, "usage", "--by", "model", "--json")
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    rows = {r["group"]: r for r in got["rows"]}
+    assert rows["fake:cheap"]["cost_micro_usd"] == 2000  # 1000 x $1 + 100 x $10, per million
+    assert rows["fake:unpriced"]["unknown_cost_calls"] == 1  # never a $0 cost
+    assert got["total"]["calls"] == 2 and got["total"]["priced_calls"] == 1
+    none = tether(tmp_path, "usage", "--workflow", "other", "--json")
+    assert none.returncode == 0 and json.loads(none.stdout) == {"rows": [], "total": None}
+
+
+def test_a_bad_time_names_its_option(tmp_path: Path) -> None:
+    create(f"sqlite:///{tmp_path}/t.db")
+    for option in ("--since", "--until"):
+        done = tether(tmp_path, "usage", option, "3x")
+        assert done.returncode == 2
+        assert done.stderr.startswith(f"error: {option}: cannot read '3x' as a time"), done.stderr
+
+
+def test_a_run_that_parks_says_what_it_waits_for_and_how_to_send_it(
+    tmp_path: Path, flow: Path
+) -> None:
+    # the JSON said "waiting", and nothing said for what
+    parked = tether(tmp_path, "run", "flows.py:waits", "--id", "doc 1")
+    assert parked.returncode == 0, parked.stderr
+    assert json.loads(parked.stdout)["status"] == "waiting"  # stdout: the JSON alone
+    line = parked.stderr.splitlines()[-1]
+    assert line == "run doc 1 waits for signal 'go' (`tether runs signal 'doc 1' go`)", line
+    sent = tether(tmp_path, "runs", "signal", "doc 1", "go")  # the command, as given
+    assert sent.returncode == 0 and "woke doc 1" in sent.stdout, sent.stderr
+    done = tether(tmp_path, "run", "flows.py:greet", "-i", '{"name": "Ada"}', "--id", "g1")
+    assert "waits for" not in done.stderr  # a run that ended says nothing of waits
