@@ -25,7 +25,10 @@ from urllib.parse import parse_qs
 class Failure:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
-    body: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | bytes = field(default_factory=dict)
+    # "reset": headers promise the body, half of it is sent, the connection dropped;
+    # "stall": nothing is answered until `release` is set (a client timeout)
+    mode: str = ""
 
 
 @dataclass
@@ -51,6 +54,7 @@ class ProviderServer:
     def __init__(self) -> None:
         self.state = State()
         self.lock = threading.Lock()
+        self.release = threading.Event()  # ends every stalled answer
         handler = type("H", (_Handler,), {"server_state": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.httpd.server_address[1]
@@ -66,6 +70,7 @@ class ProviderServer:
         return f"http://127.0.0.1:{self.port}"
 
     def close(self) -> None:
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -108,12 +113,15 @@ class ProviderServer:
         input_tokens: int = 100,
         cache_read: int = 0,
         cache_write: int = 0,
+        cache_write_1h: int = 0,
+        web_searches: int = 0,
         output_tokens: int = 20,
         tool_input: dict[str, Any] | None = None,
         tool_uses: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> None:
         """Script the next message; `tool_input` answers a forced tool, `tool_uses` are
-        tool calls the model makes of its own accord, as (name, input)."""
+        tool calls the model makes of its own accord, as (name, input); `cache_write_1h`
+        of the `cache_write` tokens are kept an hour; `web_searches` server-side searches."""
         self.state.messages.append(
             {
                 "text": text,
@@ -123,7 +131,12 @@ class ProviderServer:
                     "input_tokens": input_tokens,
                     "cache_read_input_tokens": cache_read,
                     "cache_creation_input_tokens": cache_write,
+                    "cache_creation": {
+                        "ephemeral_5m_input_tokens": cache_write - cache_write_1h,
+                        "ephemeral_1h_input_tokens": cache_write_1h,
+                    },
                     "output_tokens": output_tokens,
+                    "server_tool_use": {"web_search_requests": web_searches},
                     "service_tier": "standard",
                 },
             }
@@ -134,6 +147,11 @@ class ProviderServer:
         self.state.failures.append(
             Failure(status, headers, {"error": {"message": f"scripted {status}", "type": "x"}})
         )
+
+    def answer_next(self, status: int, body: dict[str, Any] | bytes, mode: str = "") -> None:
+        """The next POST is answered with `body` as it is (bytes: not even JSON), or,
+        with `mode`, is cut off mid-body ("reset") or left unanswered ("stall")."""
+        self.state.failures.append(Failure(status, {}, body, mode))
 
     def count(self, path_prefix: str) -> int:
         return sum(n for p, n in self.state.counts.items() if p.startswith(path_prefix))
@@ -268,6 +286,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _fail(self, fail: Failure) -> None:
+        if fail.mode == "stall":
+            self.server_state.release.wait(30)
+            self.close_connection = True
+            return
+        if fail.mode == "reset":
+            data = json.dumps(fail.body).encode()
+            self.send_response(fail.status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self._send(fail.status, fail.body, fail.headers)
+
     def _read(self) -> bytes:
         n = int(self.headers.get("content-length") or 0)
         return self.rfile.read(n) if n else b""
@@ -283,14 +318,15 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         with srv.lock:
             srv.state.counts[f"{method} {path}"] += 1
-            if srv.state.failures and method == "POST":
-                fail = srv.state.failures.popleft()
-                self._send(fail.status, fail.body, fail.headers)
-                return
-            try:
-                status, body = _dispatch(srv, method, path, raw, self.headers, parse_qs(query))
-            except KeyError as exc:
-                status, body = 404, {"error": {"message": f"not found: {exc}", "type": "x"}}
+            fail = srv.state.failures.popleft() if srv.state.failures and method == "POST" else None
+            if fail is None:
+                try:
+                    status, body = _dispatch(srv, method, path, raw, self.headers, parse_qs(query))
+                except KeyError as exc:
+                    status, body = 404, {"error": {"message": f"not found: {exc}", "type": "x"}}
+        if fail is not None:  # outside the lock: a stalled answer holds up no other
+            self._fail(fail)
+            return
         self._send(status, body)
 
 

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from ._errors import ProviderError
-from ._sdk import SDKProvider
+from ._sdk import SDKProvider, error_in_body
 from ._types import (
     BatchItem,
     BatchItemResult,
@@ -40,10 +40,14 @@ def anthropic_usage(usage: dict[str, Any] | None) -> Usage:
     read = int(usage.get("cache_read_input_tokens") or 0)
     write = int(usage.get("cache_creation_input_tokens") or 0)
     details = usage.get("output_tokens_details") or {}
+    hour = int((usage.get("cache_creation") or {}).get("ephemeral_1h_input_tokens") or 0)
+    searches = int((usage.get("server_tool_use") or {}).get("web_search_requests") or 0)
     return Usage(
         input_tokens=fresh + read + write,
         cached_input_tokens=read,
         cache_write_tokens=write,
+        cache_write_1h_tokens=min(hour, write),
+        web_search_requests=searches,
         output_tokens=int(usage.get("output_tokens") or 0),
         reasoning_tokens=int(
             details.get("thinking_tokens") or details.get("reasoning_tokens") or 0
@@ -99,8 +103,13 @@ class Anthropic(SDKProvider):
     async def generate(self, model: str, request: TextRequest) -> ModelReply:
         client = self._clients.get()
         msg = await self._call(client.messages.create, **self._params(model, request))
+        raw = msg.model_dump()
+        answered = raw.get("type") != "error" and raw.get("content") is not None
+        failed = error_in_body(raw, self.name, model, answered=answered)
+        if failed is not None:
+            raise failed
         forced = request.schema_name or "answer" if request.json_schema is not None else None
-        return _reply(msg.model_dump(), getattr(msg, "_request_id", None), forced)
+        return _reply(raw, getattr(msg, "_request_id", None), forced)
 
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
         raise ProviderError(
@@ -181,6 +190,7 @@ def _reply(
         tool_calls=tool_calls,
         finish_reason=raw.get("stop_reason"),
         usage=anthropic_usage(usage),
+        usage_reported=bool(usage),
         model=raw.get("model") or "",
         request_id=request_id or raw.get("id"),
         service_tier=usage.get("service_tier"),

@@ -34,6 +34,7 @@ from ._admission import Admissions, Ticket
 from ._budget import Budget, Spend
 from ._errors import BudgetExceededError, ObjectValidationError, ProviderError
 from ._port import Provider
+from ._prices import Priced
 from ._providers import Providers
 from ._results import BatchOutcome, BatchResult, EmbedResult, ObjectResult, TextResult
 from ._types import BatchItem, BatchStatus, Message, ModelReply, TextRequest, Usage
@@ -156,6 +157,7 @@ class WorkflowAI:
         self._raises = 0  # budget.raise signals taken so far (see `_Stop.raises`)
         self._now = now  # the App's clock: a call's time, and the prices in force then
         self._admissions = admissions
+        self._unpriced_seen: set[tuple[str, str]] = set()  # models warned of (`_unpriced`)
 
     # -- the calls ----------------------------------------------------------------------
 
@@ -268,6 +270,7 @@ class WorkflowAI:
                 started,
                 response=None,
                 request_id=reply.request_id,
+                usage_known=reply.usage_reported,
             )
             return EmbedResult(
                 vectors=reply.vectors, usage=reply.usage, cost_usd=_usd(cost), model=model
@@ -557,6 +560,7 @@ class WorkflowAI:
             response=reply.model_dump_json(exclude={"raw"}),
             request_id=reply.request_id,
             service_tier=reply.service_tier,
+            usage_known=reply.usage_reported,
         )
         return reply, cost
 
@@ -635,6 +639,7 @@ class WorkflowAI:
                 service_tier="batch",
                 error=res.error,
                 batch=(batch_id, res.custom_id),
+                usage_known=res.reply.usage_reported if res.reply else True,
             )
             total = total + usage
             known = known and (one is not None or not res.ok)
@@ -673,6 +678,7 @@ class WorkflowAI:
         service_tier: str | None = None,
         error: str | None = None,
         batch: tuple[str, str] | None = None,
+        usage_known: bool = True,
     ) -> int | None:
         now = self._now()
         priced = self._providers.price(
@@ -683,6 +689,11 @@ class WorkflowAI:
             batch=batch is not None,
             service_tier=None if batch else service_tier,
         )
+        if not usage_known:  # billed, but for tokens not told: its cost is unknown, not $0
+            log.warning("%s:%s answered without usage; its cost is unknown", pname, model_id)
+            priced = Priced(None, None)
+        if priced.micro_usd is None and error is None:
+            self._unpriced(pname, model_id)
         attach(
             NewAICall(
                 call_type=call_type,
@@ -690,7 +701,8 @@ class WorkflowAI:
                 model=model_id,
                 prompt=prompt,
                 response=response,
-                **usage.model_dump(),  # the token counts, under the same names
+                # the token counts, under the same names (1 h writes, searches: in the cost)
+                **usage.model_dump(exclude={"cache_write_1h_tokens", "web_search_requests"}),
                 cost_micro_usd=priced.micro_usd,
                 price_source=priced.source,
                 service_tier=service_tier,
@@ -707,6 +719,22 @@ class WorkflowAI:
         if ticket is not None:  # counts for the budget now, before the step is logged
             ticket.cost(priced.micro_usd, usage.total_tokens)
         return priced.micro_usd
+
+    def _unpriced(self, pname: str, model_id: str) -> None:
+        """Warn, once per model and run, that a call no dollar limit can see was made."""
+        budget = self.budget
+        if budget is None or budget.max_usd is None or (pname, model_id) in self._unpriced_seen:
+            return
+        self._unpriced_seen.add((pname, model_id))
+        model = f"{pname}:{model_id}"
+        message = (
+            f"{model} has no known price, so its calls do not count against the budget's "
+            f"max_usd={budget.max_usd:g}; price it in ai.Prices({{{model!r}: {{...}}}}) or "
+            "set max_tokens"
+        )
+        log.warning("run %s: %s", self._flow.workflow_id, message)
+        detail = {"provider": pname, "model": model_id, "max_usd": budget.max_usd}
+        attach(NewEvent("budget.unpriced", message, json.dumps(detail)))
 
     def _record_failure(
         self,

@@ -16,10 +16,12 @@ __all__ = [
 class ProviderError(TetherError):
     """A provider refused or failed a call.
 
-    `retryable` is True for rate limits (429), server errors (5xx), timeouts
-    and dropped connections; the step retries those, waiting at least
+    `retryable` is True for rate limits (429), server errors (5xx), timeouts,
+    dropped connections, a body that is not JSON and a 200 carrying a
+    server-side error; the step retries those, waiting at least
     `retry_after` seconds when the provider said so. Others (a bad request,
-    a wrong key) fail the step at once: trying again cannot help.
+    a wrong key) fail the step at once: trying again cannot help. `model` is
+    the model asked (None where no model was, e.g. a batch's poll).
     """
 
     def __init__(
@@ -30,8 +32,10 @@ class ProviderError(TetherError):
         retryable: bool = False,
         retry_after: float | None = None,
         request_id: str | None = None,
+        model: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.model = model
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after

@@ -48,8 +48,9 @@ def genai_price(
         found, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
     except LookupError:
         return None
-    if provider == "groq" or counts[1] + counts[2] > counts[0]:
-        return _calc(info, found, counts, at, context)
+    extra = _extra(usage, counts[2])
+    if provider == "groq" or counts[1] + counts[2] > counts[0] or extra:
+        return _calc(info, found, counts, at, context, extra)
     # as ModelInfo.calc_price: a model found under another provider has no variants
     variants = context if context and any(info is m for m in found.models) else None
     price = info.get_prices(at, variants)
@@ -86,7 +87,7 @@ def _usd(price: Any, counts: tuple[int, int, int, int]) -> Decimal:
     return Decimal(price.calc_price(_usage(counts))["total_price"])
 
 
-def _usage(counts: tuple[int, int, int, int]) -> Any:
+def _usage(counts: tuple[int, int, int, int], extra: dict[str, int] | None = None) -> Any:
     from genai_prices import Usage as GUsage
 
     return GUsage(
@@ -94,7 +95,19 @@ def _usage(counts: tuple[int, int, int, int]) -> Any:
         cache_read_tokens=counts[1],
         cache_write_tokens=counts[2],
         output_tokens=counts[3],
+        **(extra or {}),
     )
+
+
+def _extra(usage: Usage, writes: int) -> dict[str, int]:
+    """What the four counts leave out and genai-prices prices: cache writes kept an
+    hour (a part of the writes) and web searches."""
+    extra = {}
+    if usage.cache_write_1h_tokens:
+        extra["cache_write_1h_tokens"] = min(usage.cache_write_1h_tokens, writes)
+    if usage.web_search_requests:
+        extra["web_searches"] = usage.web_search_requests
+    return extra
 
 
 def _calc(
@@ -103,11 +116,13 @@ def _calc(
     counts: tuple[int, int, int, int],
     at: datetime,
     context: dict[str, str] | None,
+    extra: dict[str, int] | None = None,
 ) -> Decimal | None:
-    """The long way: genai-prices' own calculation."""
+    """The long way: genai-prices' own calculation (the only one that prices the
+    `extra` counts, which the affine shortcut does not learn)."""
     try:
         calc = info.calc_price(
-            _usage(counts), found, genai_request_timestamp=at, price_context=context
+            _usage(counts, extra), found, genai_request_timestamp=at, price_context=context
         )
     except LookupError:
         return None

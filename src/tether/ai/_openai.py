@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._sdk import SDKProvider
+from ._sdk import SDKProvider, error_in_body
 from ._types import (
     BatchItem,
     BatchItemResult,
@@ -89,16 +89,24 @@ class OpenAI(SDKProvider):
     async def generate(self, model: str, request: TextRequest) -> ModelReply:
         client = self._clients.get()
         resp = await self._call(client.chat.completions.create, **self._body(model, request))
-        return _reply(resp.model_dump(), getattr(resp, "_request_id", None))
+        raw = resp.model_dump()
+        failed = error_in_body(raw, self.name, model, answered=bool(raw.get("choices")))
+        if failed is not None:
+            raise failed
+        return _reply(raw, getattr(resp, "_request_id", None))
 
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
         client = self._clients.get()
         resp = await self._call(client.embeddings.create, model=model, input=inputs, **options)
         raw = resp.model_dump()
+        failed = error_in_body(raw, self.name, model, answered=bool(raw.get("data")))
+        if failed is not None:
+            raise failed
         rows = sorted(raw["data"], key=lambda d: d["index"])
         return EmbedReply(
             vectors=[r["embedding"] for r in rows],
             usage=openai_usage(raw.get("usage")),
+            usage_reported=bool(raw.get("usage")),
             model=raw.get("model") or model,
             request_id=getattr(resp, "_request_id", None),
             raw={k: v for k, v in raw.items() if k != "data"},
@@ -216,6 +224,7 @@ def _reply(raw: dict[str, Any], request_id: str | None) -> ModelReply:
         tool_calls=message.get("tool_calls") or [],
         finish_reason=choice.get("finish_reason"),
         usage=openai_usage(raw.get("usage")),
+        usage_reported=bool(raw.get("usage")),
         model=raw.get("model") or "",
         request_id=request_id or raw.get("id"),
         service_tier=raw.get("service_tier"),

@@ -32,8 +32,9 @@ _GENAI_PROVIDERS = frozenset({"openai", "anthropic", "google", "mistral", "groq"
 
 class Price(BaseModel):
     """USD per million tokens of one model. Cached reads and cache writes default to
-    the input price; `batch_discount` is the fraction taken off batch calls (unset:
-    the table's, `Prices(batch_discount=...)`)."""
+    the input price, cache writes kept an hour to the cache write price;
+    `batch_discount` is the fraction taken off batch calls (unset: the table's,
+    `Prices(batch_discount=...)`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -41,16 +42,20 @@ class Price(BaseModel):
     output_per_million: float = Field(ge=0)
     cached_input_per_million: float | None = Field(default=None, ge=0)
     cache_write_per_million: float | None = Field(default=None, ge=0)
+    cache_write_1h_per_million: float | None = Field(default=None, ge=0)
     batch_discount: float | None = Field(default=None, ge=0, le=1)
 
     def cost(self, usage: Usage) -> Decimal:
         fresh = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens
         cached = _or(self.cached_input_per_million, self.input_per_million)
         write = _or(self.cache_write_per_million, self.input_per_million)
+        hour = _or(self.cache_write_1h_per_million, write)
+        write_1h = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
         per_million = (
             Decimal(max(fresh, 0)) * Decimal(str(self.input_per_million))
             + Decimal(usage.cached_input_tokens) * Decimal(str(cached))
-            + Decimal(usage.cache_write_tokens) * Decimal(str(write))
+            + Decimal(usage.cache_write_tokens - write_1h) * Decimal(str(write))
+            + Decimal(write_1h) * Decimal(str(hour))
             + Decimal(usage.output_tokens) * Decimal(str(self.output_per_million))
         )
         return per_million / _MICRO
@@ -140,7 +145,10 @@ def _or(value: float | None, default: float) -> float:
 
 
 def _digest(price: Price) -> str:
-    text = json.dumps(price.model_dump(), sort_keys=True)
+    dump = price.model_dump()
+    if dump["cache_write_1h_per_million"] is None:  # the digest a price had before it
+        del dump["cache_write_1h_per_million"]
+    text = json.dumps(dump, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import importlib
+import json
 import os
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -17,7 +18,7 @@ from typing import Any, Generic, TypeVar
 from ..errors import InvalidArgumentError
 from ._errors import MissingAPIKeyError, ProviderError
 
-__all__ = ["ClientPerLoop", "SDKProvider", "classify", "resolve_key"]
+__all__ = ["ClientPerLoop", "SDKProvider", "classify", "error_in_body", "resolve_key"]
 
 C = TypeVar("C")
 
@@ -61,24 +62,64 @@ class ClientPerLoop(Generic[C]):
             await found[1].close()  # type: ignore[attr-defined]
 
 
-def classify(exc: BaseException, provider: str, sdk: Any) -> ProviderError:
-    """An SDK exception as a `ProviderError`, retryable or not."""
+def classify(
+    exc: BaseException, provider: str, sdk: Any, model: str | None = None
+) -> ProviderError:
+    """An SDK exception as a `ProviderError`, retryable or not, naming the model."""
+    about = f" for model {model}" if model else ""
     if isinstance(exc, sdk.APITimeoutError):
-        return ProviderError(f"{provider}: the request timed out", retryable=True)
+        return ProviderError(
+            f"{provider}: the request{about} timed out", retryable=True, model=model
+        )
     if isinstance(exc, sdk.APIConnectionError):
-        return ProviderError(f"{provider}: could not connect ({exc})", retryable=True)
+        # a connection refused, or one dropped mid-answer: the cause tells which
+        cause = exc.__cause__
+        why = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
+        return ProviderError(
+            f"{provider}: the connection failed{about} ({why})", retryable=True, model=model
+        )
     if isinstance(exc, sdk.APIStatusError):
         status = int(exc.status_code)
         headers = getattr(exc.response, "headers", {}) or {}
         retryable = status in (408, 409, 429) or status >= 500
         return ProviderError(
-            f"{provider} answered {status}: {_message(exc)}",
+            f"{provider} answered {status}{about}: {_message(exc)}",
             status=status,
             retryable=retryable,
             retry_after=_retry_after(headers),
             request_id=getattr(exc, "request_id", None) or headers.get("x-request-id"),
+            model=model,
         )
-    return ProviderError(f"{provider}: {type(exc).__name__}: {exc}")
+    return ProviderError(f"{provider}{about}: {type(exc).__name__}: {exc}", model=model)
+
+
+# error types a provider answers for a failure on its side: worth another attempt
+_TRANSIENT = frozenset(
+    {"server_error", "api_error", "overloaded_error", "rate_limit_error", "timeout", "overloaded"}
+)
+
+
+def error_in_body(
+    raw: dict[str, Any], provider: str, model: str, answered: bool
+) -> ProviderError | None:
+    """The error a 200 answer carries instead of a result (`answered` is False: it
+    holds none), as some gateways and proxies send; None for a real answer. Read as
+    a success it would be an empty answer logged at a price of $0."""
+    err = raw.get("error")
+    if answered or not err:
+        return None
+    err = err if isinstance(err, dict) else {"message": str(err)}
+    kind = str(err.get("type") or err.get("code") or "")
+    code = err.get("code")
+    retryable = kind in _TRANSIENT or (isinstance(code, int) and (code == 429 or code >= 500))
+    return ProviderError(
+        f"{provider} answered 200 for model {model} with an error instead of a result: "
+        f"{err.get('message') or kind or err}",
+        status=200,
+        retryable=retryable,
+        request_id=raw.get("id") if isinstance(raw.get("id"), str) else None,
+        model=model,
+    )
 
 
 def _message(exc: Any) -> str:
@@ -187,7 +228,16 @@ class SDKProvider:
 
     async def _call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         sdk = self.sdk()
+        model = kwargs.get("model")
         try:
             return await fn(*args, **kwargs)
         except sdk.APIError as exc:  # status errors, timeouts, dropped connections
-            raise classify(exc, self.name, sdk) from exc
+            raise classify(exc, self.name, sdk, model) from exc
+        except json.JSONDecodeError as exc:  # a 200 whose body is not JSON (a proxy's page)
+            about = f" for model {model}" if model else ""
+            raise ProviderError(
+                f"{self.name} answered{about} with a body that is not JSON ({exc}); "
+                "retried as a server error",
+                retryable=True,
+                model=model,
+            ) from exc

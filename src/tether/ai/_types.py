@@ -38,6 +38,10 @@ class Usage(BaseModel):
     cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    # the cache writes kept an hour (Anthropic's extended cache), a part of
+    # `cache_write_tokens` priced higher than the 5-minute ones
+    cache_write_1h_tokens: int = 0
+    web_search_requests: int = 0  # Anthropic's server-side web searches, billed each
 
     @property
     def total_tokens(self) -> int:
@@ -50,6 +54,8 @@ class Usage(BaseModel):
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            web_search_requests=self.web_search_requests + other.web_search_requests,
         )
 
 
@@ -87,6 +93,16 @@ class TextRequest(BaseModel):
     schema_name: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # passed to the provider untouched
 
+    @field_validator("options")
+    @classmethod
+    def _no_stream(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value.get("stream"):  # the SDK would hand back a stream, not an answer
+            raise ValueError(
+                "wf.ai does not stream: a call is one step that records the whole answer; "
+                "leave out 'stream'"
+            )
+        return value
+
     @field_validator("temperature", "max_tokens", mode="before")
     @classmethod
     def _not_a_bool(cls, value: Any) -> Any:
@@ -102,6 +118,9 @@ class ModelReply(BaseModel):
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)
     finish_reason: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    # False: the answer carried no usage (some OpenAI-compatible servers), so its
+    # tokens, and its cost, are unknown rather than zero
+    usage_reported: bool = True
     model: str = ""
     request_id: str | None = None
     service_tier: str | None = None
@@ -111,6 +130,7 @@ class ModelReply(BaseModel):
 class EmbedReply(BaseModel):
     vectors: list[list[float]]
     usage: Usage = Field(default_factory=Usage)
+    usage_reported: bool = True  # as `ModelReply`'s
     model: str = ""
     request_id: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,170 @@
+"""What a provider does wrong, against a real local server: a 200 carrying an error, a
+body that is not JSON, a connection dropped mid-body, a request left unanswered, an
+answer without usage. Each is retried or failed as documented, its error naming
+provider, model and status, and none is logged as a free answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tether import App, FakeClock, InvalidArgumentError, Workflow, ai
+
+from ._server import ProviderServer
+
+OPENAI_ERROR = {"error": {"message": "The server had an error", "type": "server_error"}}
+ANTHROPIC_ERROR = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+MODELS = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-sonnet-4-5"}
+PATHS = {"openai": "POST /v1/chat/completions", "anthropic": "POST /v1/messages"}
+
+
+@pytest.fixture
+async def app(database_url: str, clock: FakeClock, server: ProviderServer) -> AsyncIterator[App]:
+    providers = ai.Providers(
+        openai=ai.OpenAI(api_key="k", base_url=server.openai_url, timeout=0.5),
+        anthropic=ai.Anthropic(api_key="k", base_url=server.anthropic_url, timeout=0.5),
+    )
+    the_app = App(database_url, clock=clock, ai=providers)
+    yield the_app
+    await the_app.aclose()
+
+
+def _asker(app: App, model: str) -> object:
+    @app.workflow(name=f"ask-{model}")
+    async def ask(wf: Workflow) -> str:
+        return (await wf.ai.generate_text(model, prompt="hi")).text
+
+    return ask
+
+
+def _queue(server: ProviderServer, provider: str, text: str) -> None:
+    if provider == "openai":
+        server.queue_chat(text)
+    else:
+        server.queue_message(text)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_200_carrying_an_error_is_retried_never_logged_as_a_free_answer(
+    app: App, server: ProviderServer, provider: str
+) -> None:
+    server.answer_next(200, OPENAI_ERROR if provider == "openai" else ANTHROPIC_ERROR)
+    _queue(server, provider, "the real answer")
+    done = await app.arun(_asker(app, MODELS[provider]), workflow_id="e1")  # type: ignore[arg-type]
+    assert done.value == "the real answer"
+    assert server.count(PATHS[provider]) == 2
+    failed, answered = await app.alist_ai_calls("e1")
+    assert failed.response is None and "answered 200" in (failed.error or "")
+    assert MODELS[provider].split(":")[1] in (failed.error or "")
+    assert answered.error is None and answered.input_tokens == 100
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_body_that_is_not_json_is_retried_as_a_provider_error(
+    app: App, server: ProviderServer, provider: str
+) -> None:
+    server.answer_next(200, b'{"id": "x", "choices": [')
+    _queue(server, provider, "after the garbage")
+    done = await app.arun(_asker(app, MODELS[provider]), workflow_id="j1")  # type: ignore[arg-type]
+    assert done.value == "after the garbage"
+    failed, _ = await app.alist_ai_calls("j1")
+    assert "not JSON" in (failed.error or "") and failed.cost_micro_usd in (0, None)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_refused_call_names_provider_model_and_status(
+    app: App, server: ProviderServer, provider: str
+) -> None:
+    server.fail_next(400)
+    with pytest.raises(ai.ProviderError) as refused:
+        await app.arun(_asker(app, MODELS[provider]), workflow_id="r1")  # type: ignore[arg-type]
+    model = MODELS[provider].split(":")[1]
+    assert refused.value.model == model and refused.value.status == 400
+    said = {"openai": "OpenAI", "anthropic": "Anthropic"}[provider]
+    assert f"{said} answered 400 for model {model}: scripted 400" in str(refused.value)
+    assert server.count(PATHS[provider]) == 1  # a bad request is not retried
+
+
+async def test_a_connection_dropped_mid_body_is_retried_and_says_it_dropped(
+    server: ProviderServer,
+) -> None:
+    provider = ai.OpenAI(api_key="k", base_url=server.openai_url)
+    server.answer_next(200, {"id": "chatcmpl_1", "choices": [], "padding": "x" * 200}, "reset")
+    with pytest.raises(ai.ProviderError) as dropped:
+        await provider.generate("gpt-4.1-mini", _ask())
+    assert dropped.value.retryable and dropped.value.model == "gpt-4.1-mini"
+    assert "could not connect" not in str(dropped.value)
+    assert "without sending complete message body" in str(dropped.value)
+    await provider.aclose()
+
+
+async def test_a_request_left_unanswered_times_out_retryable_naming_the_model(
+    server: ProviderServer,
+) -> None:
+    provider = ai.Anthropic(api_key="k", base_url=server.anthropic_url, timeout=0.2)
+    server.answer_next(200, {}, "stall")
+    with pytest.raises(ai.ProviderError) as late:
+        await provider.generate("claude-sonnet-4-5", _ask())
+    assert late.value.retryable
+    assert str(late.value) == "Anthropic: the request for model claude-sonnet-4-5 timed out"
+    server.release.set()
+    await provider.aclose()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_an_answer_without_usage_costs_unknown_not_zero(
+    app: App, server: ProviderServer, provider: str
+) -> None:
+    if provider == "openai":
+        body: dict[str, object] = {
+            "id": "chatcmpl_1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4.1-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    else:
+        body = {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-5",
+            "content": [{"type": "text", "text": "hi"}],
+            "stop_reason": "end_turn",
+        }
+    server.answer_next(200, body)
+
+    @app.workflow(name="no-usage")
+    async def ask(wf: Workflow) -> float | None:
+        return (await wf.ai.generate_text(MODELS[provider], prompt="hi")).cost_usd
+
+    done = await app.arun(ask, workflow_id="u1")
+    assert done.value is None  # not $0: the provider billed tokens it did not tell
+    [call] = await app.alist_ai_calls("u1")
+    assert (call.cost_micro_usd, call.price_source, call.error) == (None, None, None)
+
+
+async def test_asking_for_a_stream_is_refused_before_any_call(
+    app: App, server: ProviderServer
+) -> None:
+    @app.workflow(name="streamer")
+    async def streamer(wf: Workflow) -> str:
+        reply = await wf.ai.generate_text(
+            "openai:gpt-4.1-mini", prompt="hi", options={"stream": True}
+        )
+        return reply.text
+
+    with pytest.raises(InvalidArgumentError, match="does not stream"):
+        await app.arun(streamer, workflow_id="s1")
+    assert server.count("POST") == 0
+
+
+def _ask() -> ai.TextRequest:
+    return ai.TextRequest(messages=[ai.Message(role="user", content="hi")])
