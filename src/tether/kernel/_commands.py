@@ -8,10 +8,11 @@ result, and dispatching it while the first is still in flight raises
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from .._names import check_name
 
 __all__ = [
     "Command",
@@ -38,10 +39,25 @@ __all__ = [
 ]
 
 
+# the fields that name something kept in an indexed column (a run, a queue, a key)
+_NAMES = frozenset(
+    {"idempotency_key", "workflow", "workflow_id", "queue", "concurrency_key", "name", "step"}
+)
+
+
 class _Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     idempotency_key: str | None = Field(default=None, min_length=1)
+
+    @field_validator(*_NAMES, mode="after", check_fields=False)
+    @classmethod
+    def _storable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The names the App checks for its own calls, checked for dispatched commands
+        too: a NUL in a run id was stored by SQLite and refused by PostgreSQL."""
+        if value is not None:
+            check_name(info.field_name or "name", value)
+        return value
 
 
 class RunCreate(_Command):
@@ -57,7 +73,7 @@ class RunCreate(_Command):
     tenant: str | None = None
     concurrency_key: str | None = Field(default=None, min_length=1)
     max_attempts: int = Field(default=10, ge=1)
-    run_after: datetime | None = None
+    run_after: AwareDatetime | None = None  # a naive one is another moment elsewhere
     initial_state: Any = None
     budget: dict[str, Any] | None = None  # the run's own AI budget (tether.ai.Budget fields)
 

@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -66,6 +66,7 @@ log = logging.getLogger("tether.kernel")
 R = TypeVar("R")
 NOT_OURS_DELAY = 5.0  # seconds before a job handed back for another worker is due again
 _COMMAND: TypeAdapter[Any] = TypeAdapter(Command)
+_COMMAND_TYPES = get_args(get_args(Command)[0])
 _RESULTS: dict[str, type[CommandResult]] = {
     "run.create": RunCreated,
     "run.cancel": RunCancelled,
@@ -156,8 +157,13 @@ class Kernel:
                 cmd = _COMMAND.validate_python(command)
             except ValidationError as exc:
                 raise InvalidArgumentError(f"invalid command: {explain_validation(exc)}") from None
-        else:
+        elif isinstance(command, _COMMAND_TYPES):
             cmd = command
+        else:
+            raise InvalidArgumentError(
+                f"invalid command {command!r}: pass a command of tether.kernel (such as "
+                "RunCancel(workflow_id=...)) or a dict with its 'type' (e.g. 'run.cancel')"
+            )
         key = cmd.idempotency_key
         if key is None or isinstance(cmd, RunCreate):
             # a run's idempotency key is unique on the run itself: callers that race

@@ -10,13 +10,16 @@ event again after a failure, and should be idempotent on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import hmac
+import http.client
 import inspect
 import json
 import logging
 import math
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -133,6 +136,21 @@ def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
+# printable ASCII but "%": what a header value carries as is (http.client sends latin-1
+# and refuses line breaks); the rest is percent-encoded as UTF-8
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def _header_text(text: str) -> str:
+    """`text` as a header value: a run id may be any text (an emoji, a line break), and
+    one http.client cannot send would fail every delivery of its run until dead."""
+    return (
+        text
+        if text.isascii() and text.isprintable() and "%" not in text
+        else (urllib.parse.quote(text, safe=_HEADER_SAFE))
+    )
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Refuse redirects: urllib would follow a 301/302/303 as a body-less GET, whose
     200 would count the event as delivered (and send it nowhere)."""
@@ -177,7 +195,8 @@ class WebhookSink:
 
     Headers: ``X-Tether-Timestamp`` (unix seconds), ``X-Tether-Signature``
     (``sha256=<hex>``, see `sign`), ``X-Tether-Event`` (the type) and
-    ``X-Tether-Delivery`` (``workflow_id:seq``, stable across retries). Any
+    ``X-Tether-Delivery`` (``workflow_id:seq``, stable across retries); these two
+    are percent-encoded (UTF-8) where not printable ASCII, or if they hold a ``%``. Any
     non-2xx answer or network error fails the delivery; the outbox retries it
     with back-off. Redirects are not followed (a 3xx fails, naming its
     ``Location``): urllib would re-send the event as a GET without its body.
@@ -217,8 +236,8 @@ class WebhookSink:
             "User-Agent": "tether-webhook/1",
             "X-Tether-Timestamp": ts,
             "X-Tether-Signature": sign(self._secret, ts, body),
-            "X-Tether-Event": event.type,
-            "X-Tether-Delivery": event.delivery_id,
+            "X-Tether-Event": _header_text(event.type),
+            "X-Tether-Delivery": _header_text(event.delivery_id),
         }
         return urllib.request.Request(self.url, data=body, headers=headers, method="POST")
 
@@ -232,6 +251,11 @@ class WebhookSink:
             raise ConnectionError(self._refused(exc.code, location)) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ConnectionError(f"webhook {self.url} unreachable: {exc}") from None
+        except http.client.HTTPException as exc:  # a status line that is no HTTP
+            raise ConnectionError(
+                f"webhook {self.url} answered something that is not HTTP: "
+                f"{type(exc).__name__}: {str(exc)[:200]!r}"
+            ) from None
         if not 200 <= status < 300:
             raise ConnectionError(self._refused(status, None))
 
@@ -247,4 +271,37 @@ class WebhookSink:
         return f"webhook {self.url} answered HTTP {status}"
 
     async def publish(self, event: OutboxEvent) -> None:
-        await asyncio.to_thread(self._send, self.request(event))
+        """Fail once `timeout` seconds pass in all: the socket's timeout bounds each read,
+        so a receiver trickling its answer would otherwise hold the outbox (and its
+        chore lock) for as long as it likes. The request left to finish in its daemon
+        thread holds no executor thread and no exit; at-least-once covers its POST."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        req = self.request(event)
+
+        def send() -> None:
+            try:
+                self._send(req)
+                out: BaseException | None = None
+            except BaseException as exc:  # handed to the awaiting task
+                out = exc
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
+                loop.call_soon_threadsafe(_settle, done, out)
+
+        threading.Thread(target=send, name="tether-webhook", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), self._timeout)
+        except TimeoutError:
+            done.cancel()  # its late outcome is dropped, not logged as never retrieved
+            raise ConnectionError(
+                f"webhook {self.url} did not answer within {self._timeout} s"
+            ) from None
+
+
+def _settle(done: asyncio.Future[None], out: BaseException | None) -> None:
+    if done.done():  # given up on
+        return
+    if out is None:
+        done.set_result(None)
+    else:
+        done.set_exception(out)
