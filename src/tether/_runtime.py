@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._interceptors import StepInterceptor
 from ._owners import new_owner
 from ._step_threads import StepThreads
 from .clock import Clock
 from .store import Store
+
+if TYPE_CHECKING:
+    from .definition import WorkflowDef
 
 __all__ = ["EventHook", "Runtime", "Waker"]
 
@@ -76,4 +79,4 @@ class Runtime:
     # by run id, the WorkflowDef of a run started here from a callable never declared (a
     # lambda, a partial): such callables share a registry name, the latest run under it
     # holding it, so each run keeps its own here until it ends
-    run_defs: dict[str, Any] = field(default_factory=dict)
+    run_defs: dict[str, WorkflowDef] = field(default_factory=dict)

@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast, overload
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
@@ -294,7 +294,7 @@ class App:
         was started with here if that was never declared (a lambda, a partial)."""
         own = None if workflow_id is None else self._runtime.run_defs.get(workflow_id)
         if own is not None and own.name == name:
-            return cast(WorkflowDef, own)
+            return own
         try:
             return self._registry[name]
         except KeyError:

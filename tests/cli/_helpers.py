@@ -98,3 +98,23 @@ def create(url: str) -> str:
     app.list_runs()
     app.close()
     return url
+
+
+def record_summaries(url: str, *workflow_ids: str) -> None:
+    """Runs of a workflow making two AI calls, one priced and one not (a fake
+    provider: 1,000 input and 100 output tokens each), for the usage views."""
+    from tether import Workflow, ai
+
+    fake = ai.FakeModel(usage=ai.Usage(input_tokens=1000, output_tokens=100))
+    prices = ai.Prices({"fake:cheap": {"input_per_million": 1.0, "output_per_million": 10.0}})
+    app = App(url, ai=ai.Providers(fake=fake, prices=prices))
+
+    @app.workflow(name="summarise")
+    async def summarise(wf: Workflow) -> str:
+        await wf.ai.generate_text("fake:cheap", prompt="a")
+        await wf.ai.generate_text("fake:unpriced", prompt="b")
+        return "done"
+
+    for wid in workflow_ids:
+        app.run(summarise, workflow_id=wid)
+    app.close()

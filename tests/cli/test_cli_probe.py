@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tether import App, Workflow, ai
-
-from ._helpers import create, tether
+from ._helpers import create, record_summaries, tether
 
 
 @pytest.mark.parametrize(
@@ -35,18 +33,7 @@ def test_a_database_url_of_another_kind_is_named_so(tmp_path: Path, given: str, 
 
 def test_usage_prints_json_for_a_pipe(tmp_path: Path) -> None:
     url = create(f"sqlite:///{tmp_path}/t.db")
-    fake = ai.FakeModel(usage=ai.Usage(input_tokens=1000, output_tokens=100))
-    prices = ai.Prices({"fake:cheap": {"input_per_million": 1.0, "output_per_million": 10.0}})
-    app = App(url, ai=ai.Providers(fake=fake, prices=prices))
-
-    @app.workflow(name="summarise")
-    async def summarise(wf: Workflow) -> str:
-        await wf.ai.generate_text("fake:cheap", prompt="a")
-        await wf.ai.generate_text("fake:unpriced", prompt="b")
-        return "done"
-
-    app.run(summarise, workflow_id="u1")
-    app.close()
+    record_summaries(url, "u1")
     done = tether(tmp_path, "usage", "--by", "model", "--json")
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)

@@ -6,6 +6,8 @@ from click.testing import CliRunner, Result
 
 from tether import App, Workflow, ai
 
+from ._helpers import record_summaries
+
 
 def invoke(url: str, *args: str) -> Result:
     from tether.cli import cli
@@ -14,19 +16,7 @@ def invoke(url: str, *args: str) -> Result:
 
 
 def test_usage_sums_the_call_log_by_model_and_workflow(database_url: str) -> None:
-    fake = ai.FakeModel(usage=ai.Usage(input_tokens=1000, output_tokens=100))
-    prices = ai.Prices({"fake:cheap": {"input_per_million": 1.0, "output_per_million": 10.0}})
-    app = App(database_url, ai=ai.Providers(fake=fake, prices=prices))
-
-    @app.workflow(name="summarise")
-    async def summarise(wf: Workflow) -> str:
-        await wf.ai.generate_text("fake:cheap", prompt="a")
-        await wf.ai.generate_text("fake:unpriced", prompt="b")
-        return "done"
-
-    app.run(summarise, workflow_id="u1")
-    app.run(summarise, workflow_id="u2")
-    app.close()
+    record_summaries(database_url, "u1", "u2")
     by_model = invoke(database_url, "usage", "--by", "model")
     assert by_model.exit_code == 0, by_model.output
     lines = by_model.output.splitlines()
