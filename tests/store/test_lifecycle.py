@@ -286,6 +286,27 @@ async def test_step_and_wait_moves(store: Store) -> None:
     assert await wait("t") == "timed_out"  # a closed wait is not moved again
 
 
+async def test_a_run_failed_by_its_reaped_job_closes_its_pending_waits(store: Store) -> None:
+    """A worker died holding the last attempt of a run with a wait pending (a for_each
+    item parked while another ran): the run ends failed and the wait with it, so no
+    timer fires for it and no signal answers it."""
+    await _run_in(store, "rw", "pending", job=True, attempts=1)
+    runs = RunClaim("w", 30.0, (("wf", None),))
+    (job,) = await store.claim_jobs(
+        "w", ["q-rw"], limit=1, visibility=5, limits={}, now=T0, at=T0, runs=runs
+    )
+    assert job.run is not None
+    fence = Fence("rw", job.run.generation)
+    await store.register_wait(fence, NewWait("s", WaitKind.SIGNAL, "go", due_at=T0), T0)
+    assert await store.reap_jobs(now=T0 + timedelta(seconds=10), at=T0) == 1
+    (wait,) = await store.list_waits("rw")
+    assert wait.status.value in moves("wait", "reap_jobs").dst
+    assert wait.resolved_at is not None
+    assert await store.fire_due(now=T0 + timedelta(days=1), at=T0) == []
+    with pytest.raises(RunFinishedError):
+        await store.send_signal("rw", "go", None, at=T0, expires_at=T0 + timedelta(days=1))
+
+
 def test_every_end_has_its_reasons() -> None:
     """Each move that lands a run in a terminal status names the reasons it records."""
     ends = {

@@ -97,8 +97,10 @@ MOVES: tuple[Move, ...] = (
     _m("wait", "resolve", W.PENDING, W.RESOLVED),  # event, signal, token, timer, child
     _m("wait", "fire_due", W.PENDING, (W.RESOLVED, W.TIMED_OUT)),
     _m("wait", "cancel_run", W.PENDING, W.CANCELLED),
-    # a run that ends closes the waits it left pending (a for_each sibling's)
+    # a run that ends closes the waits it left pending (a for_each sibling's), also
+    # when its job's attempts ran out
     _m("wait", "finish_run", W.PENDING, W.CANCELLED),
+    _m("wait", "reap_jobs", W.PENDING, W.CANCELLED),
 )
 
 

@@ -367,6 +367,7 @@ class QueueVerbs(StoreBase):
         event = NewEvent("workflow.failed", f"JobAttemptsExhausted: {message}")
         await self._events(tx, Fence(run_id), [event], at)
         await self._child_ended(tx, run_id, "failed", None, error, at)
+        await tx.execute("waits_cancel", at=at, id=run_id)  # none fires or wakes it now
         await tx.notify(f"run:{run_id}")
 
     async def reap_stuck_runs(
