@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import datetime, timedelta
 
 import pytest
@@ -734,3 +735,55 @@ async def test_a_hosts_chores_wake_due_timers_without_a_worker(app: App, clock: 
     finally:
         chores.cancel()
         await asyncio.gather(chores, return_exceptions=True)
+
+
+async def test_a_wait_in_a_task_never_awaited_parks_the_run_without_an_asyncio_error(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fire-and-forget task that waits ends with the engine's unwind; asyncio must
+    not report it as a task exception never retrieved (an ERROR for a normal park)."""
+    tasks: list[asyncio.Task[object]] = []
+
+    @app.workflow
+    async def notes(wf: Workflow) -> object:
+        tasks.append(asyncio.ensure_future(wf.wait_for_signal("side")))
+        await wf.step("a", lambda: 1)
+        return await wf.wait_for_signal("go")
+
+    with caplog.at_level("ERROR", logger="asyncio"):
+        res = await app.arun(notes, workflow_id="ff")
+        assert res.status is RunStatus.WAITING
+        await asyncio.sleep(0)  # the side task's done callbacks run
+        assert tasks[0].done()
+        tasks.clear()  # collected now: an unretrieved exception would be logged here
+        gc.collect()
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+async def test_a_task_that_swallows_the_unwind_and_fails_is_still_reported(
+    app: App,
+) -> None:
+    """Only the unwind is retrieved quietly: a side task that catches it and fails
+    otherwise reaches the loop's exception handler, as any failed task would."""
+    reported: list[BaseException] = []
+
+    @app.workflow
+    async def swallow(wf: Workflow) -> object:
+        async def side() -> None:
+            try:
+                await wf.wait_for_signal("side")
+            except BaseException:
+                raise ValueError("side broke") from None
+
+        asyncio.ensure_future(side())  # noqa: RUF006  (fire and forget: the case)
+        return await wf.wait_for_signal("go")
+
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, ctx: reported.append(ctx["exception"]))
+    try:
+        res = await app.arun(swallow, workflow_id="sw")
+        assert res.status is RunStatus.WAITING
+        await eventually(lambda: reported)  # the side task runs after the run parked
+    finally:
+        loop.set_exception_handler(None)
+    assert [str(e) for e in reported] == ["side broke"]

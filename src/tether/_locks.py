@@ -111,7 +111,7 @@ class Locks:
             if res.outcome is not LockOutcome.CONFLICT:
                 return
             if self._rt.draining:
-                raise HandBack()
+                raise self._run.unwind(HandBack())
             if await self._take_back(res.row):
                 continue  # this run's own dead incarnation held it
             if loop.time() >= next_note:

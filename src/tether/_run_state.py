@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from ._control import Suspend
 from ._fanout import ITEM_PATH
 from ._runtime import EventHook
 from .errors import InvalidArgumentError, WorkflowTimeoutError
@@ -72,6 +73,7 @@ class RunState:
     compensations: list[Compensation] = field(default_factory=list)
     in_flight: set[str] = field(default_factory=set)  # steps whose function runs now
     step_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    driver: asyncio.Task[Any] | None = None  # the task that drives the run (see `unwind`)
 
     @classmethod
     def open(
@@ -98,7 +100,18 @@ class RunState:
             timeout=timeout,
             on_event=on_event,
             compensating=compensating,
+            driver=asyncio.current_task(),
         )
+
+    def unwind(self, exc: Suspend) -> Suspend:
+        """`exc`, to raise now. Raised in a task the workflow started and never awaited
+        (fire and forget), it ends that task, nobody retrieves it, and asyncio would log
+        "Task exception was never retrieved" as an error for what is a normal park or
+        hand-back: that task's end is retrieved here instead."""
+        task = asyncio.current_task()
+        if task is not None and task is not self.driver:
+            task.add_done_callback(_retrieve_unwind)
+        return exc
 
     @property
     def workflow_id(self) -> str:
@@ -183,3 +196,14 @@ class RunState:
         are now fenced as compensating (allowed on a cancelled run)."""
         self.fence = Fence(self.workflow_id, self.fence.generation, compensating=True)
         self.compensating = False
+
+
+def _retrieve_unwind(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()  # retrieved: asyncio logs nothing of it
+    if exc is not None and not isinstance(exc, Suspend):  # the workflow caught it, then
+        # failed otherwise: say so, as asyncio would have had it not been retrieved
+        task.get_loop().call_exception_handler(
+            {"message": "Task exception was never retrieved", "exception": exc, "future": task}
+        )

@@ -82,7 +82,7 @@ class StepExecutor:
         with_ctx, asynchronous = wants_context(spec.fn), is_async(spec.fn)
         while True:
             if self._rt.draining and not spec.settled:  # shutting down: start nothing new
-                raise HandBack()
+                raise run.unwind(HandBack())
             row = await self._start(spec, prior + 1)
             with collecting() as rows:  # what the attempt attaches (its AI calls)
                 try:

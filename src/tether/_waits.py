@@ -83,7 +83,7 @@ class Waits:
             )
         if row.status is WaitStatus.PENDING:
             run.blocked_on.append(row.key)
-            raise Suspend(row.key)
+            raise run.unwind(Suspend(row.key))
         if row.status is WaitStatus.CANCELLED:
             raise RunCancelledError(run.workflow_id)
         if row.status is WaitStatus.TIMED_OUT and default is MISSING:
