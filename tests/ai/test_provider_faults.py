@@ -60,6 +60,21 @@ async def test_a_200_carrying_an_error_is_retried_never_logged_as_a_free_answer(
     assert answered.error is None and answered.input_tokens == 100
 
 
+async def test_an_embedding_200_carrying_an_error_is_a_retryable_error_naming_the_model(
+    server: ProviderServer,
+) -> None:
+    provider = ai.OpenAI(api_key="k", base_url=server.openai_url)
+    server.answer_next(200, OPENAI_ERROR)
+    # with a format asked for, the SDK hands the answer over unchecked (without one it
+    # raises its own ValueError first)
+    with pytest.raises(ai.ProviderError) as failed:
+        await provider.embed("text-embedding-3-small", ["hi"], {"encoding_format": "float"})
+    assert (failed.value.status, failed.value.retryable) == (200, True)
+    assert failed.value.model == "text-embedding-3-small"
+    assert "The server had an error" in str(failed.value)
+    await provider.aclose()
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_a_body_that_is_not_json_is_retried_as_a_provider_error(
     app: App, server: ProviderServer, provider: str

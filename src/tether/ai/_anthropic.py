@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from ._errors import ProviderError
-from ._sdk import SDKProvider, error_in_body
+from ._sdk import SDKProvider
 from ._types import (
     BatchItem,
     BatchItemResult,
@@ -101,13 +101,8 @@ class Anthropic(SDKProvider):
         return params
 
     async def generate(self, model: str, request: TextRequest) -> ModelReply:
-        client = self._clients.get()
-        msg = await self._call(client.messages.create, **self._params(model, request))
-        raw = msg.model_dump()
-        answered = raw.get("type") != "error" and raw.get("content") is not None
-        failed = error_in_body(raw, self.name, model, answered=answered)
-        if failed is not None:
-            raise failed
+        create = self._clients.get().messages.create
+        msg, raw = await self._answer(create, model, _answered, **self._params(model, request))
         forced = request.schema_name or "answer" if request.json_schema is not None else None
         return _reply(raw, getattr(msg, "_request_id", None), forced)
 
@@ -165,6 +160,10 @@ class Anthropic(SDKProvider):
 
     async def batch_cancel(self, batch_id: str) -> None:
         await self._call(self._clients.get().messages.batches.cancel, batch_id)
+
+
+def _answered(raw: dict[str, Any]) -> bool:
+    return raw.get("type") != "error" and raw.get("content") is not None
 
 
 def _schema_tool(name: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -9,9 +9,10 @@ numbers are taken as they are.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from ._sdk import SDKProvider, error_in_body
+from ._sdk import SDKProvider
 from ._types import (
     BatchItem,
     BatchItemResult,
@@ -87,21 +88,16 @@ class OpenAI(SDKProvider):
         return body
 
     async def generate(self, model: str, request: TextRequest) -> ModelReply:
-        client = self._clients.get()
-        resp = await self._call(client.chat.completions.create, **self._body(model, request))
-        raw = resp.model_dump()
-        failed = error_in_body(raw, self.name, model, answered=bool(raw.get("choices")))
-        if failed is not None:
-            raise failed
+        create = self._clients.get().chat.completions.create
+        body = self._body(model, request)
+        resp, raw = await self._answer(create, model, _holds("choices"), **body)
         return _reply(raw, getattr(resp, "_request_id", None))
 
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
-        client = self._clients.get()
-        resp = await self._call(client.embeddings.create, model=model, input=inputs, **options)
-        raw = resp.model_dump()
-        failed = error_in_body(raw, self.name, model, answered=bool(raw.get("data")))
-        if failed is not None:
-            raise failed
+        create = self._clients.get().embeddings.create
+        resp, raw = await self._answer(
+            create, model, _holds("data"), model=model, input=inputs, **options
+        )
         rows = sorted(raw["data"], key=lambda d: d["index"])
         return EmbedReply(
             vectors=[r["embedding"] for r in rows],
@@ -214,6 +210,11 @@ class OpenAICompatible(OpenAI):
     def check(self) -> None:
         if self.api_key_env is not None:
             super().check()
+
+
+def _holds(key: str) -> Callable[[dict[str, Any]], bool]:
+    """An answer is one whose `key` (its choices, its vectors) is not empty."""
+    return lambda raw: bool(raw.get(key))
 
 
 def _reply(raw: dict[str, Any], request_id: str | None) -> ModelReply:

@@ -226,6 +226,18 @@ class SDKProvider:
     def check(self) -> None:
         require_key(self._key(), self.api_key_env, self.name)
 
+    async def _answer(
+        self, fn: Any, model: str, answered: Callable[[dict[str, Any]], bool], /, **kwargs: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        """Call the SDK for `model`'s answer: it and its dump, or the error a 200 carries
+        instead (`answered` tells a dump that holds a result; see `error_in_body`)."""
+        answer = await self._call(fn, **kwargs)
+        raw: dict[str, Any] = answer.model_dump()
+        failed = error_in_body(raw, self.name, model, answered=answered(raw))
+        if failed is not None:
+            raise failed
+        return answer, raw
+
     async def _call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         sdk = self.sdk()
         model = kwargs.get("model")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.agents import TrackerError, parse_workflow
+from tether.agents import Blocker, Issue, TrackerError, parse_workflow
 from tether.agents._factory import make_tracker
 from tether.agents.trackers import LinearTracker
 
@@ -110,3 +110,49 @@ def test_the_workflow_builds_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     with pytest.raises(Exception) as err:
         parse_workflow("---\ntracker: {kind: linear}\n---\nhi")
     assert "project_slug or tracker.team" in str(err.value)
+
+
+def test_a_node_becomes_an_issue_field_by_field() -> None:
+    """Every field of a GraphQL node lands where Issue keeps it (the node is read
+    through `Issue.from_dict`, so a missed rename would drop a field silently)."""
+    node = {
+        "id": "uuid-1",
+        "identifier": "ENG-1",
+        "title": "Fix it",
+        "description": "",
+        "priority": 2.0,
+        "url": "https://linear.app/x/ENG-1",
+        "branchName": "eng-1-fix-it",
+        "createdAt": "2024-01-01T00:00:00Z",
+        "updatedAt": "2024-01-02T00:00:00Z",
+        "state": {"name": "In Progress", "type": "started"},
+        "assignee": {"id": "user-2"},
+        "labels": {"nodes": [{"name": " Agent "}, {"name": "agent"}, {"name": "Bug"}]},
+        "inverseRelations": {
+            "nodes": [
+                {"type": "blocks", "issue": {"id": "u9", "identifier": "ENG-9", "state": None}},
+                {"type": "related", "issue": {"id": "u8", "identifier": "ENG-8"}},
+            ]
+        },
+    }
+    mine = LinearTracker("k", team="ENG", assignee="user-1").normalise(node)
+    assert mine == Issue(
+        id="uuid-1",
+        identifier="ENG-1",
+        title="Fix it",
+        state="In Progress",
+        description=None,
+        priority=2,
+        labels=("agent", "bug"),
+        blocked_by=(Blocker("u9", "ENG-9", None),),
+        dispatchable=False,  # assigned to another user
+        url="https://linear.app/x/ENG-1",
+        branch_name="eng-1-fix-it",
+        assignee_id="user-2",
+        created_at="2024-01-01T00:00:00Z",
+        updated_at="2024-01-02T00:00:00Z",
+        extra={"state_type": "started"},
+    )
+    assert type(mine.priority) is int
+    anyone = LinearTracker("k", team="ENG").normalise({**node, "priority": 0})
+    assert (anyone.dispatchable, anyone.priority) == (True, None)

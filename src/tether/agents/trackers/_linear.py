@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from .._errors import TrackerError
-from .._issue import Blocker, Issue, normalise_labels, normalise_state
+from .._issue import Issue, normalise_state
 from ._http import rate_limit_wait, request_json
 
 __all__ = ["LinearTracker"]
@@ -152,25 +152,23 @@ class LinearTracker:
                 code="tracker_response",
             )
         assignee = (node.get("assignee") or {}).get("id")
-        priority = node.get("priority")
-        return Issue(
-            id=str(node["id"]),
-            identifier=str(node["identifier"]),
-            title=str(node["title"]),
-            state=str(state["name"]),
-            description=node.get("description") or None,
-            priority=int(priority) if isinstance(priority, int | float) and priority > 0 else None,
-            labels=normalise_labels(
-                n.get("name") for n in (node.get("labels") or {}).get("nodes") or ()
-            ),
-            blocked_by=_blockers(node),
-            dispatchable=self.assignee is None or assignee == self.assignee,
-            url=node.get("url"),
-            branch_name=node.get("branchName"),
-            assignee_id=assignee,
-            created_at=node.get("createdAt"),
-            updated_at=node.get("updatedAt"),
-            extra={"state_type": state.get("type")},
+        labels = (node.get("labels") or {}).get("nodes") or ()
+        # id, identifier, title and url are Linear's names too; Issue's parser coerces
+        return Issue.from_dict(
+            {
+                **node,
+                "state": state["name"],
+                "description": node.get("description") or None,
+                "priority": _priority(node.get("priority")),
+                "labels": [n.get("name") for n in labels],
+                "blocked_by": _blockers(node),
+                "dispatchable": self.assignee is None or assignee == self.assignee,
+                "branch_name": node.get("branchName"),
+                "assignee_id": assignee,
+                "created_at": node.get("createdAt"),
+                "updated_at": node.get("updatedAt"),
+                "extra": {"state_type": state.get("type")},
+            }
         )
 
     def _scope(self) -> dict[str, Any]:
@@ -273,11 +271,19 @@ def _succeeded(data: dict[str, Any], field: str, issue_id: str) -> None:
         )
 
 
-def _blockers(node: dict[str, Any]) -> tuple[Blocker, ...]:
+def _priority(value: Any) -> int | None:
+    """Linear's 1 (urgent) .. 4 (low); its 0, "no priority", is None."""
+    return int(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def _blockers(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issues that block `node`, as `Issue.from_dict` reads a blocker."""
     found = []
     for rel in (node.get("inverseRelations") or {}).get("nodes") or ():
         other = rel.get("issue") if isinstance(rel, dict) else None
         if rel.get("type") == "blocks" and isinstance(other, dict):
             state = (other.get("state") or {}).get("name")
-            found.append(Blocker(other.get("id"), other.get("identifier"), state))
-    return tuple(found)
+            found.append(
+                {"id": other.get("id"), "identifier": other.get("identifier"), "state": state}
+            )
+    return found
