@@ -80,3 +80,11 @@ def test_a_retried_call_at_no_known_price_is_still_unknown_not_zero(
         for c in next(ln for ln in by_model.output.splitlines() if "local" in ln).split("│")
     ]
     assert row[-3:-1] == ["unknown", "1"], row
+
+
+def test_a_blank_time_is_refused_not_taken_for_no_filter(database_url: str) -> None:
+    record_summaries(database_url, "u1")
+    for option in ("--since", "--until"):
+        blank = invoke(database_url, "usage", option, "")
+        assert blank.exit_code == 2, blank.output
+        assert f"{option}: cannot read '' as a time" in blank.output

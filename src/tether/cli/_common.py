@@ -8,6 +8,7 @@ import sys
 import traceback as tb
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from .._durations import parse_when
 from ..errors import RunNotFoundError, StoreError, TetherError, TokenNotFoundError
 from ._load import UsageError
 
@@ -37,6 +39,7 @@ __all__ = [
     "pass_state",
     "server_option",
     "text",
+    "when",
 ]
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_STORE, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
@@ -140,6 +143,18 @@ def text(value: str, what: str) -> str:
             "check the terminal's encoding and pass plain text",
         )
     return value
+
+
+def when(value: str | None, what: str) -> datetime | None:
+    """A `--since`/`--until` time, read alike by every command: None if not given; one
+    that cannot be read (a blank one too: an unset shell variable, most likely) exits
+    with code 2, naming the option `what`, rather than silently widening the filter."""
+    if value is None:
+        return None
+    try:
+        return parse_when(value, datetime.now(UTC))
+    except TetherError as exc:
+        fail(EXIT_USAGE, f"{what}: {exc}")
 
 
 def exit_code(exc: BaseException) -> int | None:

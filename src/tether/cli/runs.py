@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
 from rich.table import Table
 
 from .. import RunInfo
-from .._durations import parse_when
 from ..app import App
-from ..errors import TetherError
 from ..record import RunRecord
 from ..store import RunStatus
 from ._common import (
@@ -26,6 +24,7 @@ from ._common import (
     pass_state,
     server_option,
     text,
+    when,
 )
 from ._db import use_app
 from ._format import (
@@ -73,15 +72,6 @@ def runs() -> None:
 _STATUS_NAMES = ", ".join(s.value for s in RunStatus)
 
 
-def _when(value: str | None, what: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_when(value, datetime.now(UTC))
-    except TetherError as exc:
-        fail(EXIT_USAGE, f"{what}: {exc}")
-
-
 @runs.command("list")
 @click.option("--status", metavar="STATUS", help=f"Only runs with this status: {_STATUS_NAMES}.")
 @click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
@@ -119,7 +109,7 @@ def runs_list(
         fail(EXIT_USAGE, "--limit and --all contradict each other; give one of them")
     if status is not None and status not in {s.value for s in RunStatus}:
         fail(EXIT_USAGE, f"unknown run status {status!r}; known: {_STATUS_NAMES}")
-    after, before = _when(since, "--since"), _when(until, "--until")
+    after, before = when(since, "--since"), when(until, "--until")
     if state.server is not None:
         _remote_list(state, status, workflow, tags, after, before, limit, show_all, as_json)
         return

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import UTC, datetime
 
 import click
 from rich.table import Table
 
-from .._durations import parse_when
 from ..app import App
-from ..errors import TetherError
 from ..store import AIUsageRow
-from ._common import EXIT_USAGE, CliState, db_state, fail, out
+from ._common import CliState, db_state, out, when
 from ._db import use_app
 
 __all__ = ["usage", "usage_table"]
@@ -35,15 +32,6 @@ def usage_table(rows: list[AIUsageRow], group: str) -> Table:
             str(r.unknown_cost_calls) if r.unknown_cost_calls else "",
         )
     return table
-
-
-def _when(value: str | None, what: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return parse_when(value, datetime.now(UTC))
-    except TetherError as exc:
-        fail(EXIT_USAGE, f"{what}: {exc}")
 
 
 @click.command("usage")
@@ -78,7 +66,7 @@ def usage(
 ) -> None:
     """AI calls, tokens and cost from the call log. A call to a model with no known
     price counts in `unpriced`, never as $0."""
-    start, end = _when(since, "--since"), _when(until, "--until")
+    start, end = when(since, "--since"), when(until, "--until")
 
     def read(a: App) -> tuple[list[AIUsageRow], list[AIUsageRow]]:
         rows = a.usage(workflow=workflow, tag=tag, since=start, until=end, group_by=group_by)
