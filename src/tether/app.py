@@ -47,6 +47,8 @@ from .errors import (
 from .kernel import (
     EventSink,
     Kernel,
+    OutboxReplayDead,
+    Replayed,
     RunCancel,
     RunCancelled,
     RunCreate,
@@ -70,6 +72,7 @@ from .store import (
     Durability,
     JobRow,
     NewRun,
+    OutboxRow,
     QueueLimit,
     RunRow,
     RunStatus,
@@ -892,8 +895,7 @@ class App:
                 raise InvalidArgumentError(
                     f"unknown run status {status!r}; known: {known}"
                 ) from None
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidArgumentError(f"limit must be an integer >= 1, got {limit!r}")
+        _check_limit(limit)
         return [RunInfo.from_row(r) for r in await self.store.list_runs(status=status, limit=limit)]
 
     list_runs = facade(alist_runs)
@@ -1037,6 +1039,29 @@ class App:
         return row
 
     pause_schedule = facade(apause_schedule)
+
+    # -- the outbox's dead letters ----------------------------------------------------------
+
+    async def adead_letters(self, *, limit: int = 100) -> list[OutboxRow]:
+        """The events the outbox gave up delivering (a sink refused each of its
+        attempts), the longest dead first: their run, type, attempts, when they were
+        given up on and the last attempt's error. A dead letter holds back nothing:
+        its run's later events are delivered. `replay_dead_letters` retries them."""
+        _check_limit(limit)
+        return await self.store.outbox_dead(limit=limit)
+
+    dead_letters = facade(adead_letters)
+
+    async def areplay_dead_letters(self, *, limit: int = 1000) -> int:
+        """Put up to `limit` dead letters (the longest dead first) back for delivery,
+        with their attempts from zero; how many. A worker's (or `serve`'s) next
+        outbox pass delivers them, each run's in order."""
+        _check_limit(limit)
+        result = await self.kernel.adispatch(OutboxReplayDead(max_events=limit))
+        assert isinstance(result, Replayed)
+        return result.count
+
+    replay_dead_letters = facade(areplay_dead_letters)
 
     # -- orphans and shutdown ---------------------------------------------------------------
 
@@ -1376,6 +1401,11 @@ def _checked_tags(tags: Iterable[str]) -> tuple[str, ...]:
     for tag in found:
         check_name("tag", tag)
     return found
+
+
+def _check_limit(limit: object) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidArgumentError(f"limit must be an integer >= 1, got {limit!r}")
 
 
 def _command(kind: type[C], **fields: Any) -> C:

@@ -29,8 +29,6 @@ from tether.kernel import (
     CallableSink,
     OutboxEvent,
     OutboxFlush,
-    OutboxReplayDead,
-    Replayed,
     WebhookSink,
     publish_outbox,
 )
@@ -347,10 +345,9 @@ async def test_an_event_no_receiver_takes_is_dead_lettered_with_its_error_and_le
     )
     assert (attempts, last_error, next_at) == (policy.max_attempts, error, None)
     assert dead_at is not None
-    dead = await app.store.outbox_dead(limit=10)
-    assert [(d.workflow_id, d.seq, d.attempts) for d in dead] == [
-        ("doomed", 1, policy.max_attempts)
-    ]
+    [dead] = await app.adead_letters()  # what an operator reads (`tether outbox dead`)
+    assert (dead.workflow_id, dead.seq, dead.attempts) == ("doomed", 1, policy.max_attempts)
+    assert (dead.last_error, dead.dead_at) == (error, clock.now())
     assert f"event doomed:1 dead-lettered after {policy.max_attempts} attempts: {error}" in [
         r.getMessage() for r in caplog.records
     ]
@@ -359,7 +356,6 @@ async def test_an_event_no_receiver_takes_is_dead_lettered_with_its_error_and_le
     assert (idle.outbox_failed, idle.outbox_dead, idle.outbox_delivered) == (0, 0, 0)
     assert len(receiver.received) == policy.max_attempts + 2  # not tried again
     receiver.refuse.clear()  # the receiver is fixed; the operator replays its dead letters
-    replayed = await app.kernel.adispatch(OutboxReplayDead())
-    assert isinstance(replayed, Replayed) and replayed.count == 1
+    assert await app.areplay_dead_letters() == 1  # the kernel's outbox.replay_dead
     assert (await maintenance_tick(app, "w1", chores=("outbox",))).outbox_delivered == 1
-    assert receiver.received[-1] == "doomed:1" and await app.store.outbox_dead(limit=10) == []
+    assert receiver.received[-1] == "doomed:1" and await app.adead_letters() == []

@@ -30,6 +30,7 @@ from .. import __version__
 from ._common import EXIT_INTERRUPTED, EXIT_USAGE, db_option, fail
 from ._db import PRECEDENCE
 from .agents import agents
+from .outbox import outbox
 from .prune import COMMANDS as PRUNE_COMMANDS
 from .run import run
 from .runs import runs
@@ -105,6 +106,7 @@ cli.add_command(top)
 cli.add_command(serve)
 cli.add_command(tokens)
 cli.add_command(agents)
+cli.add_command(outbox)
 
 
 def main() -> None:

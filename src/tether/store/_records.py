@@ -359,7 +359,8 @@ class QueueLimit:
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
-    """An event awaiting delivery to the sinks."""
+    """An event awaiting delivery to the sinks (or, dead-lettered, given up on: when,
+    and the error of its last attempt)."""
 
     workflow_id: str
     seq: int
@@ -368,6 +369,8 @@ class OutboxRow:
     detail: str | None
     at: datetime
     attempts: int
+    last_error: str | None = None
+    dead_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

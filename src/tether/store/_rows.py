@@ -115,7 +115,10 @@ class Rows:
         return HeartbeatRow(r[0], r[1], self.t(r[2]), r[3])
 
     def outbox(self, r: Sequence[Any]) -> OutboxRow:
-        return OutboxRow(r[0], r[1], r[2], r[3], r[4], self.t(r[5]), r[6])
+        row = OutboxRow(r[0], r[1], r[2], r[3], r[4], self.t(r[5]), r[6])
+        if len(r) > 7:  # a dead letter: its last error and when it was given up on
+            row = replace(row, last_error=r[7], dead_at=self.ot(r[8]))
+        return row
 
     def schedule(self, r: Sequence[Any]) -> ScheduleRow:
         t = self.t

@@ -465,7 +465,7 @@ UPDATE events SET attempts = attempts + 1, last_error = :error,
   next_attempt_at = :next::timestamptz, dead_at = :dead::timestamptz
 WHERE run_id = :wid AND seq = :seq
 -- name: outbox_dead
-SELECT run_id, seq, type, message, detail::text, at, attempts FROM events
+SELECT run_id, seq, type, message, detail::text, at, attempts, last_error, dead_at FROM events
 WHERE dead_at IS NOT NULL ORDER BY dead_at, run_id, seq LIMIT :limit
 
 -- name: idempotency_get

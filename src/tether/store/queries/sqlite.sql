@@ -260,8 +260,8 @@ WHERE (run_id, seq) IN (SELECT w.value, s.value FROM json_each(:wids) w
 UPDATE events SET attempts = attempts + 1, last_error = :error, next_attempt_at = :next,
   dead_at = :dead WHERE run_id = :wid AND seq = :seq
 -- name: outbox_dead
-SELECT run_id, seq, type, message, detail, at, attempts FROM events WHERE dead_at IS NOT NULL
-ORDER BY dead_at, run_id, seq LIMIT :limit
+SELECT run_id, seq, type, message, detail, at, attempts, last_error, dead_at FROM events
+WHERE dead_at IS NOT NULL ORDER BY dead_at, run_id, seq LIMIT :limit
 
 -- name: idempotency_get
 SELECT status, result, updated_at > :at - :stale FROM idempotency
