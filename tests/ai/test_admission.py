@@ -255,3 +255,13 @@ async def test_a_waiting_call_cancelled_leaves_nothing_behind() -> None:
     _answered(a, 100_000)
     _logged(a, log, 100_000)
     assert len(admissions) == 0
+
+
+async def test_an_answer_without_usage_costs_unknown_not_nothing() -> None:
+    admissions, log, budget = Admissions(), Log(), Budget(max_usd=1.0)
+    a = await _admitted(admissions, log, budget)
+    a.cost(None, 0)  # answered, but told no usage: billed an unknown amount
+    a.returned(True)
+    spend, b = await admissions.admit("run", budget, log.read)
+    assert b is not None and (spend.calls, spend.unknown_cost_calls) == (1, 1)
+    assert "(1 calls of unknown price not counted in dollars)" in budget.describe(spend)

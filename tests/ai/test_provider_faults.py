@@ -75,6 +75,35 @@ async def test_an_embedding_200_carrying_an_error_is_a_retryable_error_naming_th
     await provider.aclose()
 
 
+async def test_an_embedding_200_carrying_an_error_without_a_format_is_the_same_error(
+    server: ProviderServer,
+) -> None:
+    """Without `encoding_format` the SDK checks the answer itself and raises its own
+    ValueError: that too ends as the retryable error naming the model."""
+    provider = ai.OpenAI(api_key="k", base_url=server.openai_url)
+    server.answer_next(200, OPENAI_ERROR)
+    with pytest.raises(ai.ProviderError) as failed:
+        await provider.embed("text-embedding-3-small", ["hi"], {})
+    assert (failed.value.status, failed.value.retryable) == (200, True)
+    assert failed.value.model == "text-embedding-3-small"
+    assert str(failed.value).startswith("OpenAI answered 200 for model text-embedding-3-small")
+    await provider.aclose()
+
+
+async def test_an_embedding_200_carrying_an_error_is_retried_by_the_step(
+    app: App, server: ProviderServer
+) -> None:
+    server.answer_next(200, OPENAI_ERROR)  # then the server's own answer
+
+    @app.workflow(name="embedder")
+    async def embedder(wf: Workflow) -> list[list[float]]:
+        return (await wf.ai.embed("openai:text-embedding-3-small", ["hi"])).vectors
+
+    assert (await app.arun(embedder, workflow_id="m1")).value == [[2.0, 0.5, -0.5]]
+    failed, answered = await app.alist_ai_calls("m1")
+    assert "text-embedding-3-small" in (failed.error or "") and answered.error is None
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_a_body_that_is_not_json_is_retried_as_a_provider_error(
     app: App, server: ProviderServer, provider: str
@@ -164,6 +193,39 @@ async def test_an_answer_without_usage_costs_unknown_not_zero(
     assert done.value is None  # not $0: the provider billed tokens it did not tell
     [call] = await app.alist_ai_calls("u1")
     assert (call.cost_micro_usd, call.price_source, call.error) == (None, None, None)
+    # so every total counts it as of unknown cost (no tokens told, yet not free)
+    usage = (await app.aget_record("u1")).usage
+    assert usage is not None and usage.total.unknown_cost_calls == 1
+    [row] = await app.ausage(run="u1")
+    assert (row.calls, row.unknown_cost_calls, row.priced_calls) == (1, 1, 0)
+    assert (await app.store.ai_spend("u1", None)).unknown_cost_calls == 1  # the budget's read
+
+
+async def test_a_refused_call_that_billed_nothing_is_not_of_unknown_cost(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = App(
+        database_url,
+        clock=clock,
+        ai=ai.Providers(local=ai.OpenAICompatible(base_url=server.openai_url)),
+    )
+
+    @app.workflow(name="refused")
+    async def refused(wf: Workflow) -> str:
+        return (await wf.ai.generate_text("local:llama3", prompt="hi")).text
+
+    server.fail_next(400)
+    try:
+        with pytest.raises(ai.ProviderError):
+            await app.arun(refused, workflow_id="f1")
+        [call] = await app.alist_ai_calls("f1")
+        usage = (await app.aget_record("f1")).usage
+        [row] = await app.ausage(run="f1")
+    finally:
+        await app.aclose()
+    assert call.cost_micro_usd is None and call.error  # no price, but nothing billed
+    assert usage is not None and usage.total.unknown_cost_calls == 0
+    assert (row.calls, row.unknown_cost_calls) == (1, 0)
 
 
 async def test_asking_for_a_stream_is_refused_before_any_call(

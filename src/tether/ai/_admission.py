@@ -101,8 +101,11 @@ class Ticket:
         self._state: Literal["flight", "returned", "logged"] = "flight"
 
     def cost(self, micro_usd: int | None, tokens: int) -> None:
-        """A provider call of this admission was recorded (and priced)."""
-        unknown = micro_usd is None and tokens > 0
+        """A provider call of this admission was recorded (and priced). Its cost is
+        unknown if `micro_usd` is None (no price, or an answer that told no usage): as
+        the call log's spend sums will count it once it is logged (they read an index
+        of cost and tokens alone, which cannot tell a call that failed)."""
+        unknown = micro_usd is None
         one = Spend(
             calls=1, micro_usd=micro_usd or 0, unknown_cost_calls=int(unknown), tokens=tokens
         )

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ._errors import ProviderError
 from ._sdk import SDKProvider
 from ._types import (
     BatchItem,
@@ -35,6 +36,9 @@ _BATCH_STATES = {
     "cancelling": "pending",  # its partial results come when it is "cancelled"
     "cancelled": "cancelled",
 }
+# what the SDK raises when an embeddings answer holds no vectors and no
+# `encoding_format` was asked for (it then decodes the vectors itself, and checks)
+_SDK_NO_EMBEDDINGS = "No embedding data received"
 _FIND_PAGES = 10  # batches a retried submit looks through for its tag: 10 x 100, newest first
 
 
@@ -95,9 +99,14 @@ class OpenAI(SDKProvider):
 
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
         create = self._clients.get().embeddings.create
-        resp, raw = await self._answer(
-            create, model, _holds("data"), model=model, input=inputs, **options
-        )
+        try:
+            resp, raw = await self._answer(
+                create, model, _holds("data"), model=model, input=inputs, **options
+            )
+        except ValueError as exc:
+            if str(exc) != _SDK_NO_EMBEDDINGS:
+                raise
+            raise _no_embeddings(self.name, model) from exc
         rows = sorted(raw["data"], key=lambda d: d["index"])
         return EmbedReply(
             vectors=[r["embedding"] for r in rows],
@@ -210,6 +219,19 @@ class OpenAICompatible(OpenAI):
     def check(self) -> None:
         if self.api_key_env is not None:
             super().check()
+
+
+def _no_embeddings(provider: str, model: str) -> ProviderError:
+    """What a 200 without vectors is (most likely an error in its body, as
+    `error_in_body` tells when the SDK hands the answer over): a server's fault,
+    worth another attempt, never a `ValueError` escaping from inside the SDK."""
+    return ProviderError(
+        f"{provider} answered 200 for model {model} with no embeddings (the openai SDK "
+        f"refused it: {_SDK_NO_EMBEDDINGS}); retried as a server error",
+        status=200,
+        retryable=True,
+        model=model,
+    )
 
 
 def _holds(key: str) -> Callable[[dict[str, Any]], bool]:

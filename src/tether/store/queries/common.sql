@@ -182,7 +182,7 @@ WHERE {_calls_of_ids} ORDER BY c.id
 INSERT INTO ai_blobs (digest, body) VALUES (:digest, :body) ON CONFLICT DO NOTHING
 -- name: _spend_sums
 count(*), sum(cost_micro_usd),
-sum(CASE WHEN cost_micro_usd IS NULL AND input_tokens + output_tokens > 0 THEN 1 ELSE 0 END),
+sum(CASE WHEN cost_micro_usd IS NULL THEN 1 ELSE 0 END),
 sum(input_tokens + output_tokens)
 -- name: ai_spend_run
 SELECT {_spend_sums} FROM ai_calls WHERE run_id = :wid
@@ -193,7 +193,8 @@ SELECT 1 FROM events WHERE run_id = :wid AND type = 'budget.warning' LIMIT 1
 -- name: _usage_sums
 count(*), sum(c.input_tokens), sum(c.cached_input_tokens), sum(c.cache_write_tokens),
 sum(c.output_tokens), sum(c.reasoning_tokens), sum(c.cost_micro_usd),
-sum(CASE WHEN c.cost_micro_usd IS NULL AND c.input_tokens + c.output_tokens > 0 THEN 1 ELSE 0 END),
+sum(CASE WHEN c.cost_micro_usd IS NULL
+  AND (c.error IS NULL OR c.input_tokens + c.output_tokens > 0) THEN 1 ELSE 0 END),
 sum(CASE WHEN c.cost_micro_usd IS NOT NULL THEN 1 ELSE 0 END)
 -- name: ai_usage_by_none
 SELECT {_usage_sums} {_usage_from}
