@@ -39,3 +39,42 @@ async def test_a_dollar_budget_tells_once_that_an_unpriced_model_escapes_it(
     assert len(told) == 1 and "local:llama3 has no known price" in (told[0].message or "")
     assert "max_usd=0.5" in (told[0].message or "")
     assert not [e for e in quiet if e.type == "budget.unpriced"]  # tokens are counted
+
+
+async def test_a_priced_model_answering_without_usage_is_told_as_that_not_as_unpriced(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = App(
+        database_url,
+        clock=clock,
+        ai=ai.Providers(openai=ai.OpenAI(api_key="k", base_url=server.openai_url)),
+    )
+    server.answer_next(
+        200,
+        {
+            "id": "chatcmpl_1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4.1-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+        },
+    )
+
+    @app.workflow(name="no-usage", budget=ai.Budget(max_usd=0.5))
+    async def ask(wf: Workflow) -> str:
+        return (await wf.ai.generate_text("openai:gpt-4.1-mini", prompt="hi")).text
+
+    try:
+        await app.arun(ask, workflow_id="n1")
+        events = (await app.aget_record("n1")).events
+    finally:
+        await app.aclose()
+    [told] = [e for e in events if e.type == "budget.unpriced"]
+    assert "openai:gpt-4.1-mini answered without usage" in (told.message or "")
+    assert "no known price" not in (told.message or "")  # it has one

@@ -693,7 +693,7 @@ class WorkflowAI:
             log.warning("%s:%s answered without usage; its cost is unknown", pname, model_id)
             priced = Priced(None, None)
         if priced.micro_usd is None and error is None:
-            self._unpriced(pname, model_id)
+            self._unpriced(pname, model_id, usage_known)
         attach(
             NewAICall(
                 call_type=call_type,
@@ -720,17 +720,21 @@ class WorkflowAI:
             ticket.cost(priced.micro_usd, usage.total_tokens)
         return priced.micro_usd
 
-    def _unpriced(self, pname: str, model_id: str) -> None:
-        """Warn, once per model and run, that a call no dollar limit can see was made."""
+    def _unpriced(self, pname: str, model_id: str, usage_known: bool) -> None:
+        """Warn, once per model and run, that a call no dollar limit can see was made:
+        one to a model of no known price, or an answer that told no usage."""
         budget = self.budget
         if budget is None or budget.max_usd is None or (pname, model_id) in self._unpriced_seen:
             return
         self._unpriced_seen.add((pname, model_id))
         model = f"{pname}:{model_id}"
+        limit = f"max_usd={budget.max_usd:g}"
         message = (
             f"{model} has no known price, so its calls do not count against the budget's "
-            f"max_usd={budget.max_usd:g}; price it in ai.Prices({{{model!r}: {{...}}}}) or "
-            "set max_tokens"
+            f"{limit}; price it in ai.Prices({{{model!r}: {{...}}}}) or set max_tokens"
+            if usage_known
+            else f"{model} answered without usage (tokens), so its cost is unknown and does "
+            f"not count against the budget's {limit}; have the server report usage"
         )
         log.warning("run %s: %s", self._flow.workflow_id, message)
         detail = {"provider": pname, "model": model_id, "max_usd": budget.max_usd}
