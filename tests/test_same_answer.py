@@ -12,6 +12,8 @@ import tether
 from tether import App, ErrorRecord, FakeClock, RetryPolicy, RunStatus, StepContext, Workflow
 from tether.testing import eventually_sync
 
+from ._sql import execute
+
 
 async def test_a_failed_run_answers_with_its_error_again(app: App) -> None:
     class LocalError(Exception):  # defined here: its class cannot be found by name later
@@ -564,3 +566,79 @@ async def test_rerun_from_says_why_a_run_cannot_go_round_again_and_what_to_do(ap
     with pytest.raises(tether.InvalidArgumentError) as caught:
         await app.arerun_from("k1", "apply")
     assert "recorded under that name: 'apply@acme', 'apply@initech'" in str(caught.value)
+
+
+async def test_code_reading_the_state_before_updating_it_sees_on_a_resume_what_it_saw(
+    app: App,
+) -> None:
+    """A resume replays the run's code from its first line: `wf.state` there is the
+    state the run started with, not the latest, or the code takes another branch."""
+    seen: list[Any] = []
+
+    @app.workflow
+    async def counter(wf: Workflow) -> list[Any]:
+        seen.append(wf.state)
+        first = wf.state
+        await wf.update_state(lambda s: s + 1)
+        await wf.wait_for_signal("go")
+        return [first, wf.state]
+
+    parked = await app.arun(counter, workflow_id="c1", initial_state=10)
+    assert parked.status is RunStatus.WAITING
+    await app.asignal("c1", "go", None)
+    done = await app.aresult("c1", timeout=10)
+    assert seen == [10, 10] and done.value == [10, 11]
+
+
+async def test_for_each_items_replaying_their_state_writes_out_of_order_keep_the_last(
+    app: App,
+) -> None:
+    """Items wrote the state in the order 2, 1, 0 (each waited in a step for the one
+    before); a resume replays them 0, 1, 2 (their steps answer at once): the state
+    after the fan-out is still the last written, and an update after it builds on
+    that, losing no increment."""
+    gates = [asyncio.Event() for _ in range(3)]
+
+    @app.workflow
+    async def tally(wf: Workflow) -> list[Any]:
+        async def item(i: int) -> int:
+            await wf.step("work", gates[i].wait)  # replayed: answers at once
+            written = await wf.update_state(lambda s: [*s, i])
+            if i:
+                gates[i - 1].set()
+            return len(written)
+
+        gates[2].set()
+        order = (await wf.for_each([0, 1, 2], item, max_parallel=3)).values
+        after = wf.state
+        await wf.wait_for_signal("go")
+        await wf.update_state(lambda s: [*s, "end"])
+        return [order, after, wf.state]
+
+    parked = await app.arun(tally, workflow_id="t1", initial_state=[])
+    assert parked.status is RunStatus.WAITING
+    await app.asignal("t1", "go", None)
+    done = await app.aresult("t1", timeout=10)
+    assert done.value == [[3, 2, 1], [2, 1, 0], [2, 1, 0, "end"]]
+
+
+async def test_a_run_recorded_before_the_state_history_replays_as_it_did(
+    app: App, database_url: str
+) -> None:
+    """No initial state or write order kept (an older tether wrote the run): a resume
+    starts from the latest state, as it did then, and still ends where it should."""
+    seen: list[Any] = []
+
+    @app.workflow
+    async def legacy(wf: Workflow) -> Any:
+        seen.append(wf.state)
+        await wf.update_state(lambda s: s + 1)
+        await wf.wait_for_signal("go")
+        return await wf.update_state(lambda s: s * 10)
+
+    await app.arun(legacy, workflow_id="old", initial_state=1)
+    execute(database_url, "UPDATE runs SET initial_state = NULL WHERE id = 'old'")
+    execute(database_url, "UPDATE steps SET seq = NULL WHERE run_id = 'old'")
+    await app.asignal("old", "go", None)
+    assert (await app.aresult("old", timeout=10)).value == 20
+    assert seen == [1, 2]  # the latest state stood in for the one it started with

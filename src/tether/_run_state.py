@@ -62,7 +62,8 @@ class RunState:
     started: datetime  # when this drive started executing (compute time counts from here)
     steps: dict[str, StepRow] = field(default_factory=dict)  # by key, loaded then kept current
     waits: dict[str, WaitRow] = field(default_factory=dict)  # resolved waitpoints, by key
-    state: Any = None  # the durable user state as last written
+    state: Any = None  # the durable user state as the run's code last wrote (or replayed) it
+    state_seq: int = 0  # the place in the run of the write that `state` is (0: its creation)
     timeout: float | None = None  # the workflow's compute budget in seconds
     on_event: EventHook | None = None
     compensating: bool = False  # replaying only to learn compensations: run no new work
@@ -96,12 +97,22 @@ class RunState:
             started=started,
             steps={s.key: s for s in steps},
             waits={w.key: w for w in waits if w.status is not WaitStatus.PENDING},
-            state=load_json(run.state),
+            # a replay starts from the state the run started with, as its first drive did
+            state=load_json(run.state if run.initial_state is None else run.initial_state),
             timeout=timeout,
             on_event=on_event,
             compensating=compensating,
             driver=asyncio.current_task(),
         )
+
+    def replay_state(self, row: StepRow) -> Any:
+        """The state an `update_state` recorded in `row`, replayed: the run's state too
+        unless a later write was replayed already (`for_each` items replay their writes
+        in the order they reach them, not the order they wrote them)."""
+        value = load_json(row.result)
+        if row.seq is None or row.seq > self.state_seq:  # (None: written by an older tether)
+            self.state, self.state_seq = value, row.seq or self.state_seq
+        return value
 
     def unwind(self, exc: Suspend) -> Suspend:
         """`exc`, to raise now. Raised in a task the workflow started and never awaited

@@ -213,15 +213,18 @@ class Waits:
 
     async def save(
         self, key: str, text: str, *, state: str | None = None, events: Sequence[NewEvent] = ()
-    ) -> None:
+    ) -> int:
         """Record `text` as the completed step `key`, with the run's new `state` and
-        `events` in the same transaction, and remember it for this drive's replay."""
+        `events` in the same transaction, and remember it for this drive's replay; its
+        place in the run (`StepRow.seq`)."""
         now = self._rt.clock.now()
-        await self._rt.store.save_value(self._run.fence, key, text, now, state=state, events=events)
-        self._run.steps[key] = StepRow(
-            self._run.workflow_id, key, key, StepStatus.COMPLETED, 1, None, text, None,
-            now, now, now,
+        run = self._run
+        seq = await self._rt.store.save_value(run.fence, key, text, now, state=state, events=events)
+        run.steps[key] = StepRow(
+            run.workflow_id, key, key, StepStatus.COMPLETED, 1, None, text, None, now, now, now,
+            seq or None,
         )  # fmt: skip
+        return seq or 0
 
     async def now(self) -> datetime:
         text = await self.recorded(

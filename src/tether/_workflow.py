@@ -486,14 +486,13 @@ class Workflow:
         key = self._once_key("tether.state")
         done = run.steps.get(key)
         if done is not None and done.status is StepStatus.COMPLETED:
-            run.state = load_json(done.result)
-            return run.state
+            return run.replay_state(done)
         # one update at a time: for_each items updating side by side would each build on
         # the state before the others' (an increment lost)
         async with run.step_lock("tether.state"):
             text = await self._new_state(value_or_fn)
-            await self._waits.save(key, text, state=text, events=[NewEvent("state.updated")])
-            run.state = load_json(text)
+            seq = await self._waits.save(key, text, state=text, events=[NewEvent("state.updated")])
+            run.state, run.state_seq = load_json(text), seq
         run.emit("state.updated")
         return run.state
 

@@ -476,6 +476,27 @@ def test_the_run_state_goes_to_the_tenant(app: tether.App) -> None:
         assert app.get_record(wid).state == {"n": 11, "owner": "ada"}
 
 
+def test_a_resumed_remote_run_sees_the_state_its_code_saw_the_first_time(
+    app: tether.App,
+) -> None:
+    # the invocation carried the latest state: a replay read, before its first update,
+    # the state after it, as an in-process resume did too
+    async def count(wf: tether.Workflow) -> Any:
+        seen = wf.state
+        await wf.update_state(lambda s: s + 1)
+        await wf.wait_for_signal("go")
+        return [seen, wf.state]
+
+    tenant = TenantApp(secret=SECRET)
+    tenant.workflow(name="count-on")(count)
+    local = app.workflow(name="count-on-here")(count)
+    for fn, wid in ((_served(app, tenant, "count-on"), "rs-1"), (local, "rs-2")):
+        assert app.run(fn, workflow_id=wid, initial_state=10).status is RunStatus.WAITING
+        app.signal(wid, "go")
+        assert app.run(fn, workflow_id=wid).value == [10, 11]
+        assert app.get_record(wid).state == 11
+
+
 def test_a_token_is_known_to_the_orchestrator_once_created(app: tether.App) -> None:
     # it was registered only when the body parked on it: completing it before failed
     # with TokenNotFoundError and the completion was lost

@@ -233,7 +233,9 @@ class _Drive:
             input=run.input,
             journal=journal_of(steps, await store.list_waits(wid)),
             deadline=time.time() + self.spec.deadline,
-            state=run.state,
+            # the state the run began with: the tenant replays the updates from there, so
+            # its code sees on each invocation what it saw the first time
+            state=run.state if run.initial_state is None else run.initial_state,
             accepts=list(ACCEPTS),
             tenant=TenantMeta(
                 tenant=run.tenant, project=self.spec.project, organisation=self.spec.organisation

@@ -195,9 +195,10 @@ class StoreBase(abc.ABC):
         at: datetime,
         *,
         ats: Sequence[datetime] = (),
-    ) -> None:
+    ) -> int:
         """Check the fence, reserve sequence numbers and write `events` (none: fence
-        only), each at `at` or, given `ats`, at its own time."""
+        only), each at `at` or, given `ats`, at its own time; the run's event number
+        after them (its last event's)."""
         wid = fence.workflow_id
         row = await tx.one(
             "bump", n=len(events), at=at, wid=wid, gen=fence.generation, comp=fence.compensating
@@ -215,6 +216,7 @@ class StoreBase(abc.ABC):
                 detail=e.detail,
                 at=ats[i] if ats else at,
             )
+        return int(row[0])
 
     async def _insert_run(
         self, tx: Tx, run: NewRun, at: datetime, *, ckey: str | None = None

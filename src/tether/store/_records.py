@@ -205,6 +205,8 @@ class RunRow:
     budget: str | None = None  # JSON text: the run's own AI budget (see tether.ai.Budget)
     attempt: int = 1  # 1, then one more each time `rerun_from` sends the run round again
     end_reason: EndReason | None = None  # why it ended (None: it has not)
+    # JSON text: the state it was created with (None: created by an older tether)
+    initial_state: str | None = None
 
     @property
     def settled(self) -> bool:
@@ -235,6 +237,7 @@ class StepRow:
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
+    seq: int | None = None  # a recorded value's: the run's event number of its write
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,14 +76,14 @@ class Rows:
             r[0], r[1], r[2], RunStatus(r[3]), r[4], r[5], r[6], r[7], r[8],
             tuple(json.loads(r[9])), r[10], r[11], r[12], r[13], r[14], t(r[15]), t(r[16]),
             ot(r[17]), ot(r[18]), r[19], r[20], r[21], ot(r[22]), r[23], r[24], r[25],
-            _end_reason(r[26], r[3], r[6])
+            _end_reason(r[26], r[3], r[6]), r[27]
         )  # fmt: skip
 
     def step(self, r: Sequence[Any]) -> StepRow:
         ot = self.ot
         return StepRow(
             r[0], r[1], r[2], StepStatus(r[3]), r[4], r[5], r[6], r[7], ot(r[8]), ot(r[9]),
-            self.t(r[10])
+            self.t(r[10]), r[11]
         )  # fmt: skip
 
     def lock(self, r: Sequence[Any]) -> LockRow:

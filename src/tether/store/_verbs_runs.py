@@ -431,18 +431,22 @@ class RunVerbs(StoreBase):
         *,
         state: str | None = None,
         events: Sequence[NewEvent] = (),
-    ) -> None:
+    ) -> int:
         """Record a completed step that had no side effect (a recorded now(), uuid(), ...),
         with the run's new `state` and `events` if given: a state update or a custom
-        event that the run's code makes once, however often a resume runs that code."""
+        event that the run's code makes once, however often a resume runs that code.
+        The run's event number after it, kept as the value's `seq` (its write's place
+        in the run, which a replay of `for_each` items cannot tell from their order)."""
 
-        async def body(tx: Tx) -> None:
-            await self._events(tx, fence, list(events), at)
-            await tx.execute("save_value", wid=fence.workflow_id, key=key, value=value, at=at)
+        async def body(tx: Tx) -> int:
+            seq = await self._events(tx, fence, list(events), at)
+            wid = fence.workflow_id
+            await tx.execute("save_value", wid=wid, key=key, value=value, at=at, seq=seq)
             if state is not None:
-                await tx.execute("write_state", wid=fence.workflow_id, state=state, at=at)
+                await tx.execute("write_state", wid=wid, state=state, at=at)
+            return seq
 
-        await self._tx("write", body)
+        return await self._tx("write", body)
 
     # -- heartbeats -------------------------------------------------------------------
 

@@ -7,10 +7,10 @@
 id, workflow_name, workflow_version, status, input::text, output::text, error::text,
 state::text, priority, tags::text, tenant, parent_id, idempotency_key, owner, owner_generation,
 created_at, updated_at, started_at, finished_at, compute_seconds, cancel_requested, queue,
-owner_expires_at, step_rule, budget, attempt, end_reason
+owner_expires_at, step_rule, budget, attempt, end_reason, initial_state::text
 -- name: _step_cols
 run_id, step_key, name, status, attempts, idempotency_key, result::text, error::text,
-started_at, completed_at, updated_at
+started_at, completed_at, updated_at, seq
 -- name: _lock_cols
 scope, key, holder, generation, run_id, detail::text, acquired_at, heartbeat_at, expires_at,
 released_at
@@ -62,10 +62,10 @@ SELECT pg_notify(:chan, :what)
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, priority, tags,
   tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule,
-  budget)
+  budget, initial_state)
 VALUES (:workflow_id, :workflow_name, :workflow_version, 'pending', :input::jsonb, :state::jsonb,
   :priority, :tags::jsonb, :tenant, :parent_id, :idempotency_key, :queue, :ckey, :at, :at,
-  :step_rule, :budget)
+  :step_rule, :budget, :state::jsonb)
 ON CONFLICT DO NOTHING
 -- name: list_runs
 SELECT {_run_cols} FROM runs WHERE (:status::text IS NULL OR status = :status)
@@ -221,7 +221,7 @@ INSERT INTO heartbeats (run_id, key, at, detail) SELECT :wid, :key, :at, :detail
 ON CONFLICT (run_id, key) DO UPDATE SET at = excluded.at, detail = excluded.detail RETURNING 1
 -- name: save_value
 INSERT INTO steps (run_id, step_key, name, status, attempts, result, started_at, completed_at,
-  updated_at) VALUES (:wid, :key, :key, 'completed', 1, :value::jsonb, :at, :at, :at)
+  updated_at, seq) VALUES (:wid, :key, :key, 'completed', 1, :value::jsonb, :at, :at, :at, :seq)
 ON CONFLICT (run_id, step_key) DO NOTHING
 -- name: write_state
 UPDATE runs SET state = :state::jsonb, updated_at = :at WHERE id = :wid
@@ -302,9 +302,10 @@ WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wa
 -- one statement: the run, its first job, its first event and the wake-up call
 WITH r AS (INSERT INTO runs (id, workflow_name, workflow_version, status, input, state,
   priority, tags, tenant, parent_id, idempotency_key, queue, concurrency_key, event_seq,
-  created_at, updated_at, step_rule, budget) VALUES (:id, :name, :version, 'pending',
-  :input::jsonb, :state::jsonb, :rpriority, :tags::jsonb, :tenant, :parent, :ikey, :queue, :ckey,
-  1, :at, :at, :rule, :budget) ON CONFLICT DO NOTHING RETURNING {_run_cols}),
+  created_at, updated_at, step_rule, budget, initial_state) VALUES (:id, :name, :version,
+  'pending', :input::jsonb, :state::jsonb, :rpriority, :tags::jsonb, :tenant, :parent, :ikey,
+  :queue, :ckey, 1, :at, :at, :rule, :budget, :state::jsonb) ON CONFLICT DO NOTHING
+  RETURNING {_run_cols}),
 j AS (INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key,
   run_after, created_at, updated_at, workflow_name, workflow_version) SELECT id, :queue,
   'queued', :priority, :max, :ckey, :after, :at, :at, workflow_name, workflow_version FROM r),

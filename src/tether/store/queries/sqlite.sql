@@ -8,10 +8,10 @@
 id, workflow_name, workflow_version, status, input, output, error, state, priority, tags,
 tenant, parent_id, idempotency_key, owner, owner_generation, created_at, updated_at,
 started_at, finished_at, compute_seconds, cancel_requested, queue, owner_expires_at, step_rule,
-budget, attempt, end_reason
+budget, attempt, end_reason, initial_state
 -- name: _step_cols
 run_id, step_key, name, status, attempts, idempotency_key, result, error, started_at,
-completed_at, updated_at
+completed_at, updated_at, seq
 -- name: _lock_cols
 scope, key, holder, generation, run_id, detail, acquired_at, heartbeat_at, expires_at,
 released_at
@@ -48,9 +48,10 @@ SELECT max(id) FROM jobs
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, priority, tags,
   tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule,
-  budget)
+  budget, initial_state)
 VALUES (:workflow_id, :workflow_name, :workflow_version, 'pending', :input, :state, :priority,
-  :tags, :tenant, :parent_id, :idempotency_key, :queue, :ckey, :at, :at, :step_rule, :budget)
+  :tags, :tenant, :parent_id, :idempotency_key, :queue, :ckey, :at, :at, :step_rule, :budget,
+  :state)
 ON CONFLICT DO NOTHING
 -- name: list_runs
 SELECT {_run_cols} FROM runs WHERE (:status IS NULL OR status = :status)
@@ -111,7 +112,7 @@ UPDATE steps SET status = 'failed', error = :error, updated_at = :at
 WHERE run_id = :wid AND step_key = :key
 -- name: save_value
 INSERT INTO steps (run_id, step_key, name, status, attempts, result, started_at, completed_at,
-  updated_at) VALUES (:wid, :key, :key, 'completed', 1, :value, :at, :at, :at)
+  updated_at, seq) VALUES (:wid, :key, :key, 'completed', 1, :value, :at, :at, :at, :seq)
 ON CONFLICT (run_id, step_key) DO NOTHING
 -- name: write_state
 UPDATE runs SET state = :state, updated_at = :at WHERE id = :wid
