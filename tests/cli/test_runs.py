@@ -204,3 +204,30 @@ def test_runs_show_says_why_a_run_ended_and_its_error_chain(tmp_path: Path) -> N
     assert data["endReason"] == "failed" and data["lastError"]["cause"]["type"] == "ValueError"
     (row,) = json.loads(invoke("--db", url, "runs", "list", "--json").output)
     assert row["endReason"] == "failed" and row["error"]["retryable"] is None
+
+
+async def _kid(wf: Workflow, k: int) -> int:
+    return await wf.step("c", lambda: k)
+
+
+async def _fans_out(wf: Workflow, n: int) -> int:
+    return sum([await wf.child(_kid, k) for k in range(n)])
+
+
+def test_runs_show_lists_a_runs_children_and_a_childs_parent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    app = App(url)
+    app.workflow(name="kid")(_kid)
+    app.workflow(name="fans_out")(_fans_out)
+    assert app.run(_fans_out, 22, workflow_id="p").value == sum(range(22))
+    app.run(_fans_out, 0, workflow_id="lone")
+    app.close()
+    shown = invoke("--db", url, "runs", "show", "p")
+    assert shown.exit_code == 0, shown.output
+    assert "child runs (first 20 of 22)" in shown.output
+    listed = re.findall(r"│ (p/kid#\d+)\s+│ kid\s+│ completed", shown.output)
+    assert listed == [f"p/kid#{i}" for i in range(1, 21)], shown.output  # oldest first
+    child = invoke("--db", url, "runs", "show", "p/kid#3")
+    assert re.search(r"^parent\s+p\s*$", child.output, re.M), child.output
+    assert "child runs" not in child.output
+    assert "child runs" not in invoke("--db", url, "runs", "show", "lone").output

@@ -39,9 +39,11 @@ def test_schedules_are_listed_paused_and_resumed(database_url: str) -> None:
     resumed = invoke(database_url, "schedules", "resume", "nightly")
     assert resumed.exit_code == 0 and "resumed" in resumed.output
     assert [r.paused for r in app.list_schedules()] == [False]
-    unknown = invoke(database_url, "schedules", "pause", "weekly")
-    assert unknown.exit_code == 2
-    assert "no schedule named 'weekly'" in unknown.output and "nightly" in unknown.output
+    for verb in ("pause", "resume"):  # not found, as a missing run is: 3, not a usage error
+        unknown = invoke(database_url, "schedules", verb, "weekly")
+        assert unknown.exit_code == 3, unknown.output
+        assert "no schedule named 'weekly'" in unknown.output
+        assert "known: nightly" in unknown.output and "tether schedules list" in unknown.output
     app.close()
 
 
@@ -52,3 +54,5 @@ def test_an_empty_database_lists_no_schedules(tmp_path: object) -> None:
     app.close()
     listed = invoke(url, "schedules", "list")
     assert listed.exit_code == 0 and "no schedules" in listed.output
+    unknown = invoke(url, "schedules", "resume", "nightly")
+    assert unknown.exit_code == 3 and "known: none" in unknown.output

@@ -324,6 +324,39 @@ def test_queued_only_options_without_a_queue_are_refused_not_ignored(served: Ser
     assert {d["field"] for d in both["details"]} == {"body.max_attempts", "body.run_after"}
 
 
+def test_a_camel_case_or_misspelt_body_field_is_refused_naming_the_field_to_send(
+    served: Served,
+) -> None:
+    # a run's record is camelCase ("workflowId"), the API's bodies snake_case: such a
+    # field was a bare "Extra inputs are not permitted"
+    api = f"{served.url}/api/v1"
+
+    def refused(path: str, body: dict[str, object]) -> str:
+        got = httpx.post(f"{api}/{path}", json=body)
+        assert got.status_code == 422, got.text
+        error = got.json()["error"]
+        assert error["code"] == "invalid_request"
+        (detail,) = error["details"]
+        assert detail["type"] == "extra_forbidden" and detail["message"] in error["message"]
+        return str(detail["message"])
+
+    start = {"workflow": "greet", "input": {"name": "Ada"}}
+    assert refused("runs", start | {"workflowId": "x"}) == (
+        'unknown field; the API\'s fields are snake_case: send "workflow_id"'
+    )
+    assert 'send "max_attempts"' in refused("runs", start | {"queue": "slow", "maxAttempts": 2})
+    assert (
+        refused("runs", start | {"wokflow_id": "x"}) == 'unknown field; did you mean "workflow_id"?'
+    )
+    assert "Idempotency-Key header" in refused("runs", start | {"idempotencyKey": "k"})
+    assert refused("runs", start | {"colour": "red"}).startswith("unknown field; known: workflow, ")
+    assert 'send "abandon_batches"' in refused("runs/x/cancel", {"abandonBatches": True})
+    with Client(served.url) as client:
+        assert client.list_runs().runs == []  # nothing was started
+    ok = httpx.post(f"{api}/runs", json=start | {"workflow_id": "x"})  # valid today, still
+    assert ok.status_code == 201 and ok.json() == {"workflow_id": "x"}
+
+
 def test_cancel_takes_no_body(served: Served) -> None:
     """Every field of the cancel body is optional, so is the body (before: 422)."""
     with Client(served.url) as client:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,3 +162,50 @@ def test_run_ids_stay_readable_on_a_narrow_screen(
     lines = browser.execute_script("return arguments[0].getClientRects().length", link)
     assert lines == 1, "a 13-character id wrapped"
     shot(browser, tmp_path, "runs-narrow", width=400)
+
+
+TIMED = textwrap.dedent(
+    """
+    import os
+
+    import tether
+
+    app = tether.App(os.environ["FLOWS_DB"])
+
+    @app.workflow
+    async def naps(wf: tether.Workflow) -> None:
+        await wf.sleep(3600)
+
+    @app.workflow
+    async def gated(wf: tether.Workflow) -> object:
+        return await wf.wait_for_signal("go", timeout=3600)
+    """
+)
+
+
+def _wait_item(page: str, kind: str) -> str:
+    """The text of the run page's one pending wait of `kind`, its markup stripped."""
+    (item,) = re.findall(rf'<li class="card wait" data-wait-kind="{kind}">(.*?)</li>', page, re.S)
+    return re.sub(r"<[^>]+>", "", item)
+
+
+def test_a_pending_timer_says_when_it_fires_and_a_wait_when_it_times_out(
+    tmp_path: Path,
+) -> None:
+    # every wait said "times out" at its due time, a timer too: a timer does not time
+    # out, it fires then
+    served = start(tmp_path, f"sqlite:///{tmp_path}/t.db", flows=TIMED)
+    try:
+        with Client(served.url) as client:
+            for wid, workflow in (("nap-1", "naps"), ("gate-1", "gated")):
+                client.start(workflow, workflow_id=wid)
+                done(client, wid, RunStatus.WAITING)
+        timer = _wait_item(httpx.get(f"{served.url}/runs/nap-1").text, "timer")
+        signal_ = _wait_item(httpx.get(f"{served.url}/runs/gate-1").text, "signal")
+    finally:
+        served.stop()
+    assert re.search(r"since [-\d: ]+, fires [-\d: ]+$", timer.strip().split("\n")[0]), timer
+    assert "times out" not in timer
+    assert re.search(r"since [-\d: ]+, times out [-\d: ]+$", signal_.strip().split("\n")[0]), (
+        signal_
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 from rich.table import Table
@@ -46,19 +46,48 @@ __all__ = ["runs"]
 _SHORT_ID = 28  # characters of an id shown without --wide
 
 
-def _record(state: CliState, workflow_id: str, *, drivers: bool) -> tuple[RunRecord, list[str]]:
+def _record(state: CliState, workflow_id: str) -> RunRecord:
     text(workflow_id, "run id")
-    if state.server is not None:  # which processes drive it, the server does not say
+    if state.server is not None:
         from ._remote import ask
 
-        return ask(state, lambda c: c.get_record(workflow_id)), []
+        return ask(state, lambda c: c.get_record(workflow_id))
+    return use_app(state, lambda a: a.get_record(workflow_id))
 
-    def read(a: App) -> tuple[RunRecord, list[str]]:
+
+_MAX_CHILDREN = 20  # child runs `runs show` lists; the rest it counts
+
+
+class _Shown(NamedTuple):
+    """What `runs show` tells of a run beyond its record: which processes drive it and
+    its parent and first child runs, with how many more it has (the server says none
+    of these)."""
+
+    rec: RunRecord
+    drivers: list[str]
+    parent: str | None
+    children: list[RunInfo]
+    more_children: int
+
+
+async def _children(a: App, workflow_id: str) -> tuple[list[RunInfo], int]:
+    ids = await a.store.child_runs(workflow_id)
+    rows = [await a.store.get_run(c) for c in ids[:_MAX_CHILDREN]]
+    found = [RunInfo.from_row(r) for r in rows if r is not None]  # None: deleted meanwhile
+    return found, max(len(ids) - _MAX_CHILDREN, 0)
+
+
+def _shown(state: CliState, workflow_id: str) -> _Shown:
+    if state.server is not None:
+        return _Shown(_record(state, workflow_id), [], None, [], 0)
+    text(workflow_id, "run id")
+
+    def read(a: App) -> _Shown:
         rec = a.get_record(workflow_id)
-        if not drivers:
-            return rec, []
-        queue = a.get_run(workflow_id).queue  # a queued run is driven by its queue's workers
-        return rec, a.drivers(rec.workflow_name, queue)
+        info = a.get_run(workflow_id)
+        drivers = a.drivers(rec.workflow_name, info.queue)  # a queued run: its queue's workers
+        children, more = a.run_sync(_children(a, workflow_id))
+        return _Shown(rec, drivers, info.parent_id, children, more)
 
     return use_app(state, read)
 
@@ -215,11 +244,11 @@ def _one_run(
 @_one_run("show", json_help="Print the run's full record as JSON.")
 def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
     """A run's summary, its steps and its last 10 events."""
-    rec, drivers = _record(state, workflow_id, drivers=True)
+    rec, drivers, parent, children, more_children = _shown(state, workflow_id)
     if as_json:
         print(json.dumps(_shown_record(rec), indent=2, default=str))
         return
-    out.print(_summary(rec, drivers))
+    out.print(_summary(rec, drivers, parent))
     if rec.stages:
         out.print(_stages_table(rec))
     steps = table("step", "status", "attempts", zoned("completed"), "error")
@@ -234,11 +263,25 @@ def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
             error_text(s.error),
         )
     out.print(steps)
+    if children:
+        out.print(_children_table(children, more_children))
     events = table("seq", zoned("at"), "type", "message")
     events.title = f"last {min(10, len(rec.events))} of {len(rec.events)} events"
     for e in rec.events[-10:]:
         row(events, str(e.seq), ts(e.at), e.type, e.message or "")
     out.print(events)
+
+
+def _children_table(children: list[RunInfo], more: int) -> Table:
+    t = table("child run", "workflow", "status", zoned("finished"))
+    shown = len(children)
+    t.title = (
+        f"child runs ({shown})" if not more else f"child runs (first {shown} of {shown + more})"
+    )
+    for c in children:
+        row(t, c.workflow_id, c.workflow_name, status_text(c.status, c.owner_expires_at),
+            ts(c.finished_at))  # fmt: skip
+    return t
 
 
 def _stages_table(rec: RunRecord) -> Table:
@@ -280,7 +323,7 @@ def _ended(rec: RunRecord) -> str:
     return rec.end_reason.value.replace("_", " ")
 
 
-def _summary(rec: RunRecord, drivers: list[str]) -> Table:
+def _summary(rec: RunRecord, drivers: list[str], parent: str | None) -> Table:
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
@@ -288,6 +331,7 @@ def _summary(rec: RunRecord, drivers: list[str]) -> Table:
     facts = [
         ("run", rec.workflow_id),
         ("workflow", rec.workflow_name + version),
+        ("parent", parent or ""),
         ("status", status_text(rec.status, rec.owner_expires_at)),
         ("ended", _ended(rec)),
         ("owner", rec.owner if rec.status is RunStatus.RUNNING and rec.owner else ""),
@@ -323,7 +367,7 @@ def _usage_text(rec: RunRecord) -> str:
 @_one_run("events", json_help="Print JSON.")
 def runs_events(state: CliState, workflow_id: str, as_json: bool) -> None:
     """Every event of a run, in order."""
-    rec, _ = _record(state, workflow_id, drivers=False)
+    rec = _record(state, workflow_id)
     if as_json:
         print(json.dumps([e.to_dict() for e in rec.events], indent=2))
         return
@@ -343,4 +387,4 @@ def runs_events(state: CliState, workflow_id: str, as_json: bool) -> None:
 @_one_run("export", short_help="A run's full record as JSON.")
 def runs_export(state: CliState, workflow_id: str) -> None:
     """The run's full record as JSON (iso-orchestrator record shape)."""
-    print(_record(state, workflow_id, drivers=False)[0].to_json())
+    print(_record(state, workflow_id).to_json())

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import click
 from rich.table import Table
 
+from ..app import App
 from ..schedules import Schedule
 from ..store import ScheduleRow
-from ._common import CliState, db_option, db_state, out, text
+from ._common import EXIT_NOT_FOUND, CliState, db_option, db_state, fail, out, text
 from ._db import use_app
 
 __all__ = ["schedules"]
@@ -54,9 +55,23 @@ def schedules_list(state: CliState) -> None:
     out.print(table)
 
 
+def _pause(a: App, name: str, paused: bool) -> None:
+    """Pause or resume `name`; one the database does not know exits 3 (not found), as
+    a missing run does, naming those it knows."""
+    known = [r.name for r in a.list_schedules()]
+    if name not in known:
+        fail(
+            EXIT_NOT_FOUND,
+            f"no schedule named {name!r} in this database (known: {', '.join(known) or 'none'}; "
+            "`tether schedules list` shows them); a schedule is saved when a worker running "
+            "its app first fires it",
+        )
+    a.pause_schedule(name, paused=paused)
+
+
 def _set(state: CliState, name: str, paused: bool) -> None:
     text(name, "schedule name")
-    use_app(state, lambda a: a.pause_schedule(name, paused=paused))
+    use_app(state, lambda a: _pause(a, name, paused))
     print(
         f"schedule {name} {'paused' if paused else 'resumed (from now: the ticks of the pause are not started)'}"
     )

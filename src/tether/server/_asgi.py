@@ -8,11 +8,13 @@ queue is named), and the App is closed when the server shuts down.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,11 +39,42 @@ from ._sse import Streams
 __all__ = ["ServerConfig", "create_app", "webhooks_from_env"]
 
 
-def _problems(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
-    details = [
-        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
-        for e in exc.errors()
-    ]
+def _body_fields(request: Request) -> list[str]:
+    """The fields of the body model of the route `request` matched (none if it has none)."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(field, "field_info", None), "annotation", None)
+    for model in (annotation, *get_args(annotation)):  # an optional body: `Model | None`
+        fields = getattr(model, "model_fields", None)
+        if isinstance(fields, dict):
+            return list(fields)
+    return []
+
+
+def _unknown_field(name: str, fields: list[str]) -> str:
+    """Why a body field was refused, naming the field meant: the API's fields are
+    snake_case, while a run's record (and so a client's habit) is camelCase."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    if snake != name and snake in fields:
+        return f'unknown field; the API\'s fields are snake_case: send "{snake}"'
+    if snake == "idempotency_key":
+        return "unknown field; send the key as the Idempotency-Key header"
+    close = difflib.get_close_matches(snake, fields, n=1, cutoff=0.8)
+    if close:
+        return f'unknown field; did you mean "{close[0]}"?'
+    return f"unknown field; known: {', '.join(fields)}" if fields else "unknown field"
+
+
+def _problem(e: Any, fields: list[str]) -> dict[str, Any]:
+    loc = e["loc"]
+    message = e["msg"]
+    if e["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] == "body":
+        message = _unknown_field(str(loc[1]), fields)
+    return {"field": ".".join(str(p) for p in loc), "message": message, "type": e["type"]}
+
+
+def _problems(exc: RequestValidationError, request: Request) -> tuple[str, list[dict[str, Any]]]:
+    fields = _body_fields(request)
+    details = [_problem(e, fields) for e in exc.errors()]
     named = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
     return f"invalid request: {named}", details
 
@@ -77,9 +110,9 @@ def _install_handlers(api: FastAPI) -> None:
         status, code = answer_for(exc)
         return JSONResponse(error_body(code, str(exc)), status_code=status)
 
-    async def on_invalid(_: Request, exc: Exception) -> JSONResponse:
+    async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        message, details = _problems(exc)
+        message, details = _problems(exc, request)
         # json round trip: pydantic's error context may hold values JSON cannot
         safe = json.loads(json.dumps(details, default=str))
         return JSONResponse(error_body("invalid_request", message, safe), status_code=422)

@@ -261,19 +261,28 @@ def hbar_chart(
     rows: Sequence[tuple[str, int]], title: str, width: int = 520, empty: str = "no AI calls"
 ) -> Markup:
     """Horizontal bars, one per (label, micro-USD), largest first: per model, per workflow;
-    `empty` where there is none."""
+    `empty` where there is none.
+
+    The labels are left-aligned in a box of their own that clips them: a long name
+    loses its end (it is whole in its tooltip), never its start, and never runs into
+    the bars."""
     rows = sorted(rows, key=lambda r: -r[1])
     top = max((v for _, v in rows), default=0) or 1
     label_w, value_w, row_h = 170, 90, 26
     bar_w = width - label_w - value_w
     height = max(len(rows), 1) * row_h + 4
     parts = [_svg_open(title, width, height)]
-    for i, (label, value) in enumerate(rows):
+    parts.append(f'<svg class="labels" width="{label_w - 8}" height="{height}" overflow="hidden">')
+    for i, (label, _) in enumerate(rows):
+        parts.append(
+            f'<text x="0" y="{i * row_h + 19}" class="lbl">'
+            f"{escape(_clip(label, 22))}<title>{escape(label)}</title></text>"
+        )
+    parts.append("</svg>")
+    for i, (_, value) in enumerate(rows):
         y = i * row_h + 2
         w = max(value / top * bar_w, 1.0 if value else 0.0)
         parts.append(
-            f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end" class="lbl">'
-            f"{escape(_clip(label, 24))}<title>{escape(label)}</title></text>"
             f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" class="bar"/>'
             f'<text x="{label_w + w + 6:.1f}" y="{y + 17}" class="val">{money(value)}</text>'
         )

@@ -279,6 +279,11 @@ class AICall(_Out):
     latency_ms: int | None
     at: datetime
     error: str | None
+    # defaults: an older server leaves these out (prompt and response stay off the wire)
+    service_tier: str | None = None
+    budget_key: str | None = None
+    batch_id: str | None = None
+    custom_id: str | None = None
 
     @classmethod
     def of(cls, r: AICallRow) -> AICall:
