@@ -198,6 +198,7 @@ async def test_an_answer_without_usage_costs_unknown_not_zero(
     assert usage is not None and usage.total.unknown_cost_calls == 1
     [row] = await app.ausage(run="u1")
     assert (row.calls, row.unknown_cost_calls, row.priced_calls) == (1, 1, 0)
+    assert call.cost_unknown  # the row says so as the sums do (the dashboard's per step)
     assert (await app.store.ai_spend("u1", None)).unknown_cost_calls == 1  # the budget's read
 
 
@@ -226,6 +227,7 @@ async def test_a_refused_call_that_billed_nothing_is_not_of_unknown_cost(
     assert call.cost_micro_usd is None and call.error  # no price, but nothing billed
     assert usage is not None and usage.total.unknown_cost_calls == 0
     assert (row.calls, row.unknown_cost_calls) == (1, 0)
+    assert not call.cost_unknown
 
 
 async def test_asking_for_a_stream_is_refused_before_any_call(

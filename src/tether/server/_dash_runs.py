@@ -169,7 +169,7 @@ def _per_step(calls: list[AICallRow]) -> list[StepUsage]:
         s[1] += c.input_tokens
         s[2] += c.output_tokens
         s[3] += c.cost_micro_usd or 0
-        s[4] += c.cost_micro_usd is None and (c.input_tokens + c.output_tokens) > 0
+        s[4] += c.cost_unknown
         s[5] += c.cost_micro_usd is not None
     return [StepUsage(k, *v) for k, v in sums.items()]
 

@@ -505,6 +505,15 @@ class AICallRow:
     batch_id: str | None
     custom_id: str | None
 
+    @property
+    def cost_unknown(self) -> bool:
+        """Billed at no known price (no price, or an answer that told no usage): counted
+        in `unknown_cost_calls`, never as $0. A failed call that billed no tokens is not
+        (the usage queries' `_usage_sums` count alike)."""
+        if self.cost_micro_usd is not None:
+            return False
+        return self.error is None or self.input_tokens + self.output_tokens > 0
+
 
 @dataclass(frozen=True, slots=True)
 class ApiTokenRow:
