@@ -48,6 +48,18 @@ class State:
     cancelling_reads: int = 0
 
 
+# a chat completion from a server that reports no usage (some OpenAI-compatible ones)
+OPENAI_NO_USAGE: dict[str, object] = {
+    "id": "chatcmpl_1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4.1-mini",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
+}
+
+
 class ProviderServer:
     """Start with `ProviderServer()`; `openai_url` and `anthropic_url` for the SDKs."""
 

@@ -11,7 +11,7 @@ import pytest
 
 from tether import App, FakeClock, InvalidArgumentError, Workflow, ai
 
-from ._server import ProviderServer
+from ._server import OPENAI_NO_USAGE, ProviderServer
 
 OPENAI_ERROR = {"error": {"message": "The server had an error", "type": "server_error"}}
 ANTHROPIC_ERROR = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
@@ -161,19 +161,7 @@ async def test_an_answer_without_usage_costs_unknown_not_zero(
     app: App, server: ProviderServer, provider: str
 ) -> None:
     if provider == "openai":
-        body: dict[str, object] = {
-            "id": "chatcmpl_1",
-            "object": "chat.completion",
-            "created": 1,
-            "model": "gpt-4.1-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "hi"},
-                    "finish_reason": "stop",
-                }
-            ],
-        }
+        body: dict[str, object] = OPENAI_NO_USAGE
     else:
         body = {
             "id": "msg_1",

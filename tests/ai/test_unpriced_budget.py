@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tether import App, FakeClock, Workflow, ai
 
-from ._server import ProviderServer
+from ._server import OPENAI_NO_USAGE, ProviderServer
 
 
 async def test_a_dollar_budget_tells_once_that_an_unpriced_model_escapes_it(
@@ -49,22 +49,7 @@ async def test_a_priced_model_answering_without_usage_is_told_as_that_not_as_unp
         clock=clock,
         ai=ai.Providers(openai=ai.OpenAI(api_key="k", base_url=server.openai_url)),
     )
-    server.answer_next(
-        200,
-        {
-            "id": "chatcmpl_1",
-            "object": "chat.completion",
-            "created": 1,
-            "model": "gpt-4.1-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "hi"},
-                    "finish_reason": "stop",
-                }
-            ],
-        },
-    )
+    server.answer_next(200, OPENAI_NO_USAGE)
 
     @app.workflow(name="no-usage", budget=ai.Budget(max_usd=0.5))
     async def ask(wf: Workflow) -> str:
