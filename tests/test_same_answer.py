@@ -4,6 +4,7 @@ mutexes that belong to the run, leases exclusive across runs, undo and retry."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -642,3 +643,40 @@ async def test_a_run_recorded_before_the_state_history_replays_as_it_did(
     await app.asignal("old", "go", None)
     assert (await app.aresult("old", timeout=10)).value == 20
     assert seen == [1, 2]  # the latest state stood in for the one it started with
+
+
+async def test_rerun_from_forgets_the_values_recorded_since_and_the_state_they_made(
+    app: App,
+) -> None:
+    """A state update (and a uuid) recorded after the step rerun from is made anew from
+    the fixed step's result, not answered with the one the broken result made."""
+    version = {"v": 1}
+    parses: list[int] = []
+
+    def parse() -> str:
+        parses.append(version["v"])
+        if version["v"] == 3:
+            raise ValueError("broken again")
+        return f"v{version['v']}"
+
+    @app.workflow
+    async def parsed(wf: Workflow) -> list[Any]:
+        out = await wf.step("parse", parse)
+        await wf.update_state(lambda s: [*s, out])
+        stamp = await wf.uuid()
+        await wf.step("save", lambda: None)
+        return [wf.state, stamp]
+
+    first = (await app.arun(parsed, workflow_id="rv", initial_state=["kept"])).value
+    version["v"] = 2
+    again = (await app.arerun_from("rv", "parse")).value
+    assert (first[0], again[0]) == (["kept", "v1"], ["kept", "v2"])
+    assert again[1] != first[1]  # recorded after the step: drawn anew
+    kept = (await app.arerun_from("rv", "save")).value
+    assert kept == again  # recorded before the step: kept
+    assert parses == [1, 2]  # "save" as rerun last time, not as first recorded
+    version["v"] = 3
+    with pytest.raises(ValueError):
+        await app.arerun_from("rv", "parse")
+    stored = (await app.aget_run("rv")).state
+    assert stored is not None and json.loads(stored) == ["kept"]  # as of its kept updates

@@ -448,8 +448,9 @@ class QueueVerbs(StoreBase):
     async def rerun_from(
         self, workflow_id: str, step: str, *, at: datetime, budget: str | None = None
     ) -> None:
-        """Forget `step` and every step started after it; the run becomes runnable.
-        `budget` (JSON) replaces the run's AI budget."""
+        """Forget `step` and every step started after it, and the values recorded since
+        (state updates, now(), uuid(): the state goes back to its last kept update);
+        the run becomes runnable. `budget` (JSON) replaces the run's AI budget."""
 
         async def body(tx: Tx) -> None:
             run = await tx.one("run_status_locked", wid=workflow_id)
@@ -467,6 +468,8 @@ class QueueVerbs(StoreBase):
             # waits begun at the same instant keep their order
             first = (await tx.one("rerun_first", wid=workflow_id, key=step))[0]
             await tx.execute("rerun_steps", wid=workflow_id, first=first)
+            await tx.execute("rerun_values", wid=workflow_id, first=first)
+            await tx.execute("rerun_state", wid=workflow_id)
             await tx.execute("rerun_waits", wid=workflow_id, first=first)
             await tx.execute("rerun_reset", wid=workflow_id)
             if budget is not None:

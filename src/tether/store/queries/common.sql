@@ -83,11 +83,26 @@ UPDATE runs SET queue = :queue WHERE id = :id
 -- name: step_exists
 SELECT 1 FROM steps WHERE run_id = :wid AND step_key = :key
 -- name: rerun_first
-SELECT COALESCE(MIN(seq), 0) FROM events WHERE run_id = :wid AND type = 'step.started'
-  AND message = :key
+-- the first start of the step as the run records it now: in the round (between two
+-- rerun_from) of its last start, not one an earlier rerun_from took back
+WITH l AS (SELECT MAX(seq) AS s FROM events WHERE run_id = :wid AND type = 'step.started'
+  AND message = :key),
+b AS (SELECT COALESCE(MAX(e.seq), 0) AS s FROM events e, l WHERE e.run_id = :wid
+  AND e.type = 'run.rerun_from' AND e.seq < l.s)
+SELECT COALESCE(MIN(e.seq), 0) FROM events e, b WHERE e.run_id = :wid
+  AND e.type = 'step.started' AND e.message = :key AND e.seq > b.s
 -- name: rerun_steps
 DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM events
   WHERE run_id = :wid AND type = 'step.started' AND seq >= :first)
+-- name: rerun_values
+-- the values the run recorded since (its state's updates, its now() and uuid(); an older
+-- tether kept no place for them, seq NULL: kept, as it kept them)
+DELETE FROM steps WHERE run_id = :wid AND seq >= :first
+-- name: rerun_state
+-- its state as of the last update it keeps (or as it was created)
+UPDATE runs SET state = COALESCE((SELECT s.result FROM steps s WHERE s.run_id = :wid
+  AND s.seq IS NOT NULL AND s.step_key LIKE '%tether.state%' ORDER BY s.seq DESC LIMIT 1),
+  initial_state, state) WHERE id = :wid
 -- name: rerun_waits
 -- and the waits the run's end closed (cancelled): the replay registers them anew
 DELETE FROM waitpoints WHERE run_id = :wid AND (status = 'cancelled' OR wait_key IN
