@@ -88,17 +88,25 @@ class RunState:
         timeout: float | None = None,
         on_event: EventHook | None = None,
         compensating: bool = False,
+        replay: bool = True,
     ) -> RunState:
         """The state of a drive of `run` from its loaded steps and waitpoints (only
-        resolved waitpoints are kept: a pending one may resolve meanwhile)."""
+        resolved waitpoints are kept: a pending one may resolve meanwhile).
+
+        A drive that `replay`s the run's code from its start starts from the state
+        the run was created with, as its first drive did; a context opened on the run
+        (`App.open`: to inspect it, or go on from where it stands) from the latest."""
+        by_key = {s.key: s for s in steps}
+        latest = not replay or run.initial_state is None  # None: an older tether's run
         return cls(
             run=run,
             fence=Fence(run.workflow_id, generation, compensating),
             started=started,
-            steps={s.key: s for s in steps},
+            steps=by_key,
             waits={w.key: w for w in waits if w.status is not WaitStatus.PENDING},
-            # a replay starts from the state the run started with, as its first drive did
-            state=load_json(run.state if run.initial_state is None else run.initial_state),
+            state=load_json(run.state if latest else run.initial_state),
+            # the latest state: no recorded update is newer (each is replayed as a value)
+            state_seq=max((s.seq or 0 for s in by_key.values()), default=0) if not replay else 0,
             timeout=timeout,
             on_event=on_event,
             compensating=compensating,

@@ -864,7 +864,7 @@ class App:
             self.store.load_steps(workflow_id), self.store.list_waits(workflow_id)
         )
         state = RunState.open(
-            run, generation=None, started=self.clock.now(), steps=steps, waits=waits
+            run, generation=None, started=self.clock.now(), steps=steps, waits=waits, replay=False
         )
         return Workflow(self._runtime, state, owns_store=owns_store)
 
