@@ -232,8 +232,11 @@ async def test_a_stages_usage_counts_the_calls_of_its_current_attempt(database_u
         await app.arun(p, Doc(url="u"), workflow_id="s1")
         again = await app.arerun_from("s1", "second")  # the first stage's calls are kept
         assert stages(again) == [("first", 1, 1), ("second", 2, 1)]
+        # from a step inside the stage: the stage's start, recorded before it in the
+        # attempt that ran it last, is kept, so the stage goes on in that attempt,
+        # whose calls now are the one forgotten (spent all the same) and the new one
         inside = await app.arerun_from("s1", "second/ai.text:demo:small")
-        assert stages(inside) == [("first", 1, 1), ("second", 3, 1)]
+        assert stages(inside) == [("first", 1, 1), ("second", 2, 2)]
         assert inside.record.usage is not None  # the run counts every call: money spent
         assert inside.record.usage.total.calls == 4
         assert inside.record.usage.total.cost_micro_usd == 4 * 1200
