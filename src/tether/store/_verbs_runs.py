@@ -26,7 +26,7 @@ from ._records import (
     kept_attempt,
 )
 from ._rows import Rows, started_step
-from ._verbs_ai import usage_params, usage_row, write_attached
+from ._verbs_ai import usage_row, write_attached
 
 __all__ = ["HeldCompletion", "RunVerbs", "finish_verb"]
 
@@ -96,7 +96,7 @@ class RunVerbs(StoreBase):
                     ("list_heartbeats", {"wid": wid}),
                     ("list_locks", {"scope": shared, "run": wid}),
                     ("list_locks", {"scope": private, "run": None}),
-                    ("ai_usage_by_model", usage_params(tx, [wid])),
+                    ("ai_usage_of_run", {"wid": wid}),
                 ]
             )
             if not run:

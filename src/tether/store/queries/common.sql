@@ -213,6 +213,10 @@ sum(CASE WHEN c.cost_micro_usd IS NULL
 sum(CASE WHEN c.cost_micro_usd IS NOT NULL THEN 1 ELSE 0 END)
 -- name: ai_usage_by_none
 SELECT {_usage_sums} {_usage_from}
+-- name: ai_usage_of_run
+-- a run's usage per model (run_history): by its index alone, planned once
+SELECT c.provider || ':' || c.model, {_usage_sums} FROM ai_calls c WHERE c.run_id = :wid
+GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_model
 SELECT c.provider || ':' || c.model, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_workflow
