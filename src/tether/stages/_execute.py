@@ -36,7 +36,7 @@ from ..errors import StoreError, explain_validation
 from ..serde import to_json_data
 from ..store import NewEvent
 from ._context import StageContext, stage_prefix
-from ._errors import StageError, StageFailedError, StageTimeoutError
+from ._errors import StageError, StageFailedError, StageTimeoutError, not_json
 from ._outcomes import Failed, NotReady, Ready, Suspend
 from ._run_input import PipelineRun
 from ._stage import Stage
@@ -293,14 +293,21 @@ class Execution:
         )
 
     def _validate_output(self, s: AnyStage, out: Any) -> Any:
+        """The output as it is recorded and as a replay reads it back: dumped to JSON data
+        and validated, an instance of the model too. One mutated after it was built (or
+        made by `model_construct`) skipped its checks; trusted, it was recorded as done,
+        then failed the run unnamed, or its replay; one holding what JSON cannot hold
+        failed inside the stage's output step, leaving no error on the stage."""
         try:
-            if isinstance(out, s.output):
-                return out
-            return s.output.model_validate(to_json_data(out, what=f"the output of stage {s.id!r}"))
-        except (ValidationError, TypeError) as exc:
-            why = explain_validation(exc) if isinstance(exc, ValidationError) else str(exc)
+            data = to_json_data(out, what=f"the output of stage {s.id!r}")
+        except TypeError as exc:  # NotSerializableError is one
+            raise StageError(not_json(s.id, s.output.__name__, out, exc)) from None
+        try:
+            return s.output.model_validate(data)
+        except ValidationError as exc:
             raise StageError(
-                f"stage {s.id!r} returned a value that is not its output {s.output.__name__}: {why}"
+                f"stage {s.id!r} returned a value that is not its output {s.output.__name__}: "
+                f"{explain_validation(exc)}"
             ) from None
 
     def _stage_input(self, s: AnyStage, value: Any) -> Any:

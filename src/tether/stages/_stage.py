@@ -56,12 +56,36 @@ def _check_model(what: str, stage_id: str, tp: Any, *, required: bool) -> Any:
     return tp
 
 
-def _check_declaration(stage_id: object, output: Any, input: Any, config: Any) -> None:
-    """Refuse a bad declaration where it is written (the decorator line)."""
+def _check_declaration(
+    stage_id: object, output: Any, input: Any, config: Any, dependencies: Any
+) -> tuple[str, ...]:
+    """Refuse a bad declaration where it is written (the decorator line); the ids of
+    its dependencies (read once: they may come as a generator)."""
     sid = _check_id(stage_id)
     _check_model("output", sid, output, required=True)
     _check_model("input", sid, input, required=False)
     _check_model("config", sid, config, required=False)
+    return _dependency_ids(sid, dependencies)
+
+
+def _dependency_ids(stage_id: str, dependencies: Any) -> tuple[str, ...]:
+    """The ids of `dependencies`. One stage or id where a list is wanted was taken as
+    its letters ("abc" as 'a', 'b', 'c', refused later as unknown stages) or failed
+    with an AttributeError naming no stage."""
+    if isinstance(dependencies, str | Stage) or not isinstance(dependencies, Iterable):
+        raise PipelineError(
+            f"stage {stage_id!r}: dependencies must be a list of stages or stage ids, got "
+            f"{dependencies!r}; e.g. dependencies=[extract] or dependencies=['extract']"
+        )
+    ids = []
+    for d in dependencies:
+        if not isinstance(d, str | Stage):
+            raise PipelineError(
+                f"stage {stage_id!r}: dependency {d!r} is neither a stage nor a stage id; "
+                "e.g. dependencies=[extract] or dependencies=['extract']"
+            )
+        ids.append(d if isinstance(d, str) else d.id)
+    return tuple(ids)
 
 
 class Stage(Generic[I, O, C]):
@@ -93,7 +117,7 @@ class Stage(Generic[I, O, C]):
         self.config: type[C] | None = _check_model("config", id, config, required=False)
         self.name = name or id
         self.description = description
-        self.dependencies = tuple(d if isinstance(d, str) else d.id for d in dependencies)
+        self.dependencies = _dependency_ids(self.id, dependencies)
         self.mode = mode
         self._check = None if check is None else self._async("check", check)
         self._cancel = None if cancel is None else self._async("cancel", cancel)
@@ -152,10 +176,10 @@ def stage(
     ``async def extract(ctx) -> Text``. Without `input`, the stage reads earlier
     outputs with ``ctx.require(...)``; `dependencies` names the stages it reads, so
     a pipeline that does not run them earlier is refused when built."""
-    _check_declaration(id, output, input, config)
+    deps = _check_declaration(id, output, input, config, dependencies)
     return functools.partial(
         Stage, id=id, output=output, input=input, config=config, name=name,
-        description=description, dependencies=dependencies,
+        description=description, dependencies=deps,
     )  # fmt: skip
 
 
@@ -179,9 +203,9 @@ def batch_stage(
     `cancel(state)` (or ``@the_stage.on_cancel``) stops the batch when the run is
     cancelled or `max_wait` passes.
     """
-    _check_declaration(id, output, input, config)
+    deps = _check_declaration(id, output, input, config, dependencies)
     return functools.partial(
         Stage, id=id, output=output, input=input, config=config, name=name,
-        description=description, dependencies=dependencies, mode="batch", check=check,
+        description=description, dependencies=deps, mode="batch", check=check,
         cancel=cancel,
     )  # fmt: skip

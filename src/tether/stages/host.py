@@ -46,13 +46,26 @@ def rerun_step(
     recorded: Collection[str],
 ) -> str:
     """The step a rerun from `stage_id` forgets from: the stage of its group whose
-    start was recorded first (stages side by side may have started in either order).
-    Only starts still `recorded` count: one an earlier rerun forgot is history."""
+    start, as the run records it now, came first. Stages side by side start in
+    either order, and each round (between two reruns) may differ: the first start in
+    the whole history could be one that now comes after a sibling's, whose start
+    (and files, removed once the rerun ran) the rerun then kept. A start counts from
+    the round of its last start, as `rerun_from` counts it; only starts still
+    `recorded` count at all."""
     n = pipeline.group_of(stage_id)
     wanted = {start_key(s.id) for s in pipeline.groups[n - 1]} & set(recorded)
+    first: dict[str, int] = {}  # start key -> its first start in the round it last began
+    last: dict[str, int] = {}
+    round_at = 0
     for e in events:  # in the order written
-        if e.type == "step.started" and e.message in wanted:
-            return e.message
+        if e.type == "run.rerun_from":
+            round_at = e.seq
+        elif e.type == "step.started" and e.message in wanted:
+            if last.get(e.message, -1) < round_at:
+                first[e.message] = e.seq
+            last[e.message] = e.seq
+    if first:
+        return min(first, key=first.__getitem__)
     raise PipelineError(
         f"stage {stage_id!r} never started in this run (an earlier stage ended it); "
         "rerun from an earlier stage"

@@ -1,0 +1,85 @@
+"""A stage's output is checked as it will be read back: an instance of its model that
+skipped its checks, or that holds what JSON cannot, fails that stage, named, before
+anything is recorded as done; dependencies are declared as a list."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+import tether
+from tether import App, RunStatus
+
+from ._flows import Doc, Text
+
+
+class Positive(BaseModel):
+    x: int = Field(ge=0)
+
+
+class Handle:
+    """What a stage may hold by mistake: a client, a file, a lock."""
+
+
+class Holder(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    h: Handle
+
+
+class Held(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    ok: int = 1
+    items: list[Holder]
+
+
+@tether.stage(id="mutates", input=Doc, output=Positive)
+async def mutates(ctx: tether.StageContext[Doc, None]) -> Positive:
+    out = Positive(x=1)
+    out.x = -5  # no validate_assignment: the model's check is skipped
+    return out
+
+
+@tether.stage(id="holds", input=Doc, output=Held)
+async def holds(ctx: tether.StageContext[Doc, None]) -> Held:
+    return Held(items=[Holder(h=Handle())])
+
+
+async def test_an_output_changed_past_its_checks_fails_its_stage(app: App) -> None:
+    # before: recorded as completed, then the run failed with a bare ValidationError
+    p = tether.Pipeline("mutated", input=Doc).pipe(mutates)
+    with pytest.raises(tether.StageError, match=r"stage 'mutates' returned a value that is "
+                       r"not its output Positive: x: Input should be greater"):  # fmt: skip
+        await app.arun(p, Doc(url="u"), workflow_id="m1")
+    rec = await app.aget_record("m1")
+    assert rec.status is RunStatus.FAILED
+    assert [(s.id, s.status) for s in rec.stages] == [("mutates", "failed")]
+    assert "stage:mutates" not in rec.steps
+
+
+async def test_an_output_json_cannot_hold_fails_its_stage_naming_the_field(app: App) -> None:
+    # before: "value of type Held at $ is not JSON-serialisable ... return a pydantic
+    # model", raised by the stage's output step, and no error on the stage
+    p = tether.Pipeline("held", input=Doc).pipe(holds)
+    expected = (r"stage 'holds' returned an output that cannot be stored as JSON: "
+                r"items\[0\]\.h of its Held holds a .*Handle; declare that field")  # fmt: skip
+    with pytest.raises(tether.StageError, match=expected):
+        await app.arun(p, Doc(url="u"), workflow_id="h1")
+    rec = await app.aget_record("h1")
+    [stage] = rec.stages
+    assert stage.status == "failed" and "items[0].h of its Held" in (stage.error or "")
+
+
+@pytest.mark.parametrize("given", ["extract", 1, [1]], ids=["one-id", "int", "list-of-int"])
+def test_dependencies_that_are_not_a_list_of_stages_are_refused(given: object) -> None:
+    # before: "extract" was read as its letters, 1 failed with a bare TypeError and
+    # [1] with an AttributeError
+    with pytest.raises(tether.PipelineError, match=r"stage 'agg': depend.*e\.g\. dependencies="):
+        tether.stage(id="agg", output=Text, dependencies=given)  # type: ignore[arg-type]
+
+
+def test_dependencies_may_be_any_iterable_of_stages_or_ids() -> None:
+    @tether.stage(id="agg", output=Text, dependencies=(d for d in ["extract", "keywords"]))
+    async def agg(ctx: tether.StageContext[object, None]) -> Text:
+        raise AssertionError("never runs")
+
+    assert agg.dependencies == ("extract", "keywords")
