@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
+import functools
 import logging
 import os
 import signal
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .errors import TetherError
 
-__all__ = ["LoopThread", "await_on", "home_loop"]
+__all__ = ["LoopThread", "await_on", "home_loop", "homed"]
 
 T = TypeVar("T")
+S = TypeVar("S")
+P = ParamSpec("P")
 log = logging.getLogger("tether")
 
 _OPEN: set[LoopThread] = set()  # loops running now (kept alive until stopped)
@@ -113,6 +116,42 @@ async def await_on(
     if cancelled:
         raise asyncio.CancelledError
     return result
+
+
+def homed(
+    amethod: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+    """`amethod` of an owner (an App), run on the owner's loop thread while one runs
+    (`home_loop`) when awaited on another loop: a program that used the sync facade
+    (`app.start`, whose run goes on in the background) and then ``asyncio.run``s the
+    async API would otherwise open the store anew on its own loop, taking the
+    connections from under the background run (on PostgreSQL the run stopped for
+    good). Cancelled here, the call is cancelled there and awaited to its end."""
+
+    @functools.wraps(amethod)
+    async def hop(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        home = home_loop(self)
+        if home is None or home is asyncio.get_running_loop():
+            return await amethod(self, *args, **kwargs)
+        # the task there, and whether a cancel came (set on two threads: each writes its
+        # own key before it reads the other's, so a cancel is never missed)
+        seen: dict[str, Any] = {}
+
+        async def there() -> T:
+            seen["task"] = asyncio.current_task()
+            if seen.get("cancelled"):
+                raise asyncio.CancelledError
+            return await amethod(self, *args, **kwargs)
+
+        def cancel() -> None:
+            seen["cancelled"] = True
+            task = seen.get("task")
+            if task is not None:
+                home.call_soon_threadsafe(task.cancel)
+
+        return await await_on(home, there(), cancel)
+
+    return hop
 
 
 class LoopThread:

@@ -23,7 +23,7 @@ from ._durations import check_seconds, parse_age
 from ._facade import facade
 from ._info import RunInfo, WaitInfo
 from ._interceptors import StepInterceptor, check_interceptors
-from ._loop import LoopThread
+from ._loop import LoopThread, home_loop, homed
 from ._names import check_name
 from ._owners import new_owner
 from ._run_state import RunState
@@ -419,6 +419,7 @@ class App:
             )
         return defn, run, created, input
 
+    @homed
     async def arun(
         self,
         workflow: Callable[..., Awaitable[T]],
@@ -469,6 +470,7 @@ class App:
 
     run = facade(arun)
 
+    @homed
     async def astart(
         self,
         workflow: Callable[..., Awaitable[Any]],
@@ -517,6 +519,7 @@ class App:
 
     start = facade(astart)
 
+    @homed
     async def asubmit(
         self,
         workflow: Callable[..., Awaitable[Any]],
@@ -607,6 +610,7 @@ class App:
             self._runtime.run_defs.pop(wid, None)
         return result.workflow_id
 
+    @homed
     async def aresume(
         self, workflow_id: str, *, on_event: EventHook | None = None
     ) -> RunResult[Any]:
@@ -616,6 +620,7 @@ class App:
 
     resume = facade(aresume)
 
+    @homed
     async def arerun_from(
         self,
         workflow_id: str,
@@ -670,6 +675,7 @@ class App:
 
     rerun_from = facade(arerun_from)
 
+    @homed
     async def aresult(self, workflow_id: str, timeout: float | None = None) -> RunResult[Any]:
         """Wait until the run has ended (a run cancelled with ``compensate=True``:
         until its compensations ran); its result.
@@ -712,6 +718,7 @@ class App:
 
     # -- resolving waits from outside -------------------------------------------------------
 
+    @homed
     async def asend_event(self, event_type: str, payload: Any = None) -> list[str]:
         """Send an event to every run waiting for it; kept for runs that wait later.
 
@@ -726,6 +733,7 @@ class App:
 
     send_event = facade(asend_event)
 
+    @homed
     async def asignal(self, workflow_id: str, name: str, payload: Any = None) -> bool:
         """Send signal `name` to a run; True if it woke the run, False if kept for later.
 
@@ -758,6 +766,7 @@ class App:
 
     signal = facade(asignal)
 
+    @homed
     async def acomplete_token(self, token_id: str, payload: Any = None) -> str:
         """Complete a token made by `wf.create_token()`; the id of the run it belongs to."""
         check_name("token_id", token_id)
@@ -769,6 +778,7 @@ class App:
 
     complete_token = facade(acomplete_token)
 
+    @homed
     async def afire_due_timers(self) -> list[str]:
         """Wake runs whose timers or wait timeouts are due; the ids woken."""
         result = await self.kernel.adispatch(TimersFire())
@@ -777,6 +787,7 @@ class App:
 
     fire_due_timers = facade(afire_due_timers)
 
+    @homed
     async def acancel(
         self,
         workflow_id: str,
@@ -820,6 +831,7 @@ class App:
 
     cancel = facade(acancel)
 
+    @homed
     async def alist_waits(self, workflow_id: str) -> list[WaitInfo]:
         """The run's waitpoints (pending and resolved)."""
         await self.aget_run(workflow_id)
@@ -839,6 +851,16 @@ class App:
         The context writes without owner fencing; it is for inspection and for
         code that drives steps, leases and heartbeats itself.
         """
+        home = home_loop(self)
+        if home is not None and home is not asyncio.get_running_loop():
+            # its every call would open the store on this loop, taking the connections
+            # from the work the sync methods left running on the App's loop thread
+            raise InvalidArgumentError(
+                "this App's sync methods already run its work on its own loop thread, "
+                "so a context opened on another event loop cannot share its database "
+                "connections; open it before using the sync methods, or use one App per "
+                "event loop (App(url) again, or app.with_database(url))"
+            )
         return await self._open_context(
             workflow_id, initial_state=initial_state, workflow_name=workflow_name
         )
@@ -868,6 +890,7 @@ class App:
         )
         return Workflow(self._runtime, state, owns_store=owns_store)
 
+    @homed
     async def aget_record(self, workflow_id: str) -> RunRecord:
         """The full record of one run."""
         check_name("workflow_id", workflow_id)
@@ -875,6 +898,7 @@ class App:
 
     get_record = facade(aget_record)
 
+    @homed
     async def aget_run(self, workflow_id: str) -> RunInfo:
         """The run's row (status, owner, timestamps) without its history."""
         check_name("workflow_id", workflow_id)
@@ -883,6 +907,7 @@ class App:
             raise RunNotFoundError(workflow_id)
         return RunInfo.from_row(run)
 
+    @homed
     async def alist_runs(
         self, *, status: RunStatus | str | None = None, limit: int = 100
     ) -> list[RunInfo]:
@@ -920,12 +945,14 @@ class App:
         chosen = self._budget_dict(budget, defn)
         return None if chosen is None else dump_json(chosen, what="budget")
 
+    @homed
     async def alist_ai_calls(self, workflow_id: str, *, children: bool = False) -> list[AICallRow]:
         """The AI calls a run made (and, with `children`, its child runs), oldest first."""
         return await self.store.list_ai_calls(await self._family(workflow_id, children))
 
     list_ai_calls = facade(alist_ai_calls)
 
+    @homed
     async def ausage(
         self,
         *,
@@ -1014,18 +1041,21 @@ class App:
         """The schedules declared in this process, by name."""
         return dict(self._schedules)
 
+    @homed
     async def afire_schedules(self) -> list[str]:
         """Start the ticks of this App's schedules that are due now; the run ids."""
         return await fire_schedules(self)
 
     fire_schedules = facade(afire_schedules)
 
+    @homed
     async def alist_schedules(self) -> list[ScheduleRow]:
         """Every schedule the database knows (saved when a worker first fires it)."""
         return await self.store.list_schedules()
 
     list_schedules = facade(alist_schedules)
 
+    @homed
     async def apause_schedule(self, name: str, *, paused: bool = True) -> ScheduleRow:
         """Pause a schedule (no ticks start) or resume it (`paused=False`): resuming
         starts from now, the ticks that fell in the pause are not started."""
@@ -1042,6 +1072,7 @@ class App:
 
     # -- the outbox's dead letters ----------------------------------------------------------
 
+    @homed
     async def adead_letters(self, *, limit: int = 100) -> list[OutboxRow]:
         """The events the outbox gave up delivering (a sink refused each of its
         attempts), the longest dead first: their run, type, attempts, when they were
@@ -1052,6 +1083,7 @@ class App:
 
     dead_letters = facade(adead_letters)
 
+    @homed
     async def areplay_dead_letters(self, *, limit: int = 1000) -> int:
         """Put up to `limit` dead letters (the longest dead first) back for delivery,
         with their attempts from zero; how many. A worker's (or `serve`'s) next
@@ -1065,6 +1097,7 @@ class App:
 
     # -- orphans and shutdown ---------------------------------------------------------------
 
+    @homed
     async def arecover_orphans(self, *, grace: float = 5.0, limit: int = 100) -> list[str]:
         """Drive, in the background here, runs of this App's workflows that nobody
         drives: their owner died (its claim lapsed) or they sat runnable for more
@@ -1100,6 +1133,7 @@ class App:
         if last is None or (self.clock.now() - last).total_seconds() >= RECOVER_EVERY:
             await self.arecover_orphans()
 
+    @homed
     async def ahost_chores(self, *, every: float = 1.0) -> None:
         """Keep the runs of a long-lived process moving, until cancelled (what `tether
         serve` runs beside its API): every `every` seconds wake the runs whose timers or
@@ -1128,6 +1162,7 @@ class App:
                 log.warning("waking due timers, taking up orphans or publishing failed: %s", exc)
             await asyncio.sleep(every)
 
+    @homed
     async def adrivers(self, workflow_name: str, queue: str | None = None) -> list[str]:
         """Live processes that drive runs of `workflow_name` (they announce the
         workflows they registered while they live: workers, and Apps that run
@@ -1143,6 +1178,7 @@ class App:
         while the App lives. Workers do this."""
         self._loop.run(self.aannounce(queues))
 
+    @homed
     async def aannounce(self, queues: Sequence[str] = ()) -> None:
         """Async face of `announce`."""
         self._runner.queues = tuple(queues)
@@ -1155,6 +1191,7 @@ class App:
         next step boundary (a step in flight finishes and is recorded first)."""
         self._runner.begin_drain()
 
+    @homed
     async def aclose(self) -> None:
         """Stop gracefully: no new steps; steps in flight finish (up to
         `shutdown_grace` seconds) and are recorded; runs are handed back."""
@@ -1187,6 +1224,7 @@ class App:
 
     list_waits = facade(alist_waits)
 
+    @homed
     async def ajobs(self, workflow_id: str) -> list[JobRow]:
         """The run's queue jobs (a queued or claimed one means a worker will drive it)."""
         await self.aget_run(workflow_id)
@@ -1196,6 +1234,7 @@ class App:
 
     # -- retention ----------------------------------------------------------------------
 
+    @homed
     async def aprune(
         self,
         older_than: timedelta | str,
@@ -1228,6 +1267,7 @@ class App:
 
     prune = facade(aprune)
 
+    @homed
     async def adelete_run(self, workflow_id: str) -> None:
         """Delete one finished run and everything recorded for it; a run that has not
         ended is refused (cancel it first)."""

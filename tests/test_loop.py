@@ -1,0 +1,106 @@
+"""The sync facade's loop thread and the async API awaited on another loop, in one
+program: the App's work stays on one loop (`tether._loop.homed`)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from tether import App, InvalidArgumentError, RunStatus, Workflow
+
+
+def test_the_async_api_on_another_loop_leaves_a_background_run_its_store(
+    database_url: str,
+) -> None:
+    """`app.start` drives a run in the background on the App's loop thread; the
+    program then `asyncio.run`s the async API. Opened anew on the second loop, the
+    store took the connections from under the background run: on PostgreSQL it
+    stopped for good, and `aresult` waited out its timeout."""
+    app = App(database_url)
+    gate = threading.Event()
+
+    @app.workflow()
+    async def gated(wf: Workflow) -> int:
+        first = await wf.step("first", lambda: 1)
+        await wf.step("gate", lambda: gate.wait(30))  # in flight while the other loop works
+        return first + await wf.step("last", lambda: 2)
+
+    @app.workflow()
+    async def quick(wf: Workflow) -> int:
+        return await wf.step("one", lambda: 7)
+
+    async def elsewhere(wid: str) -> tuple[int, int, list[str]]:
+        ran = (await app.arun(quick)).value
+        gate.set()
+        done = (await app.aresult(wid, timeout=20)).value
+        return ran, done, [r.workflow_id for r in await app.alist_runs()]
+
+    try:
+        wid = app.start(gated)
+        ran, done, listed = asyncio.run(elsewhere(wid))
+        assert (ran, done) == (7, 3)
+        assert wid in listed
+        record = app.get_record(wid)  # the sync facade still works after
+        assert record.status is RunStatus.COMPLETED
+        assert [s.name for s in record.steps.values()] == ["first", "gate", "last"]
+    finally:
+        gate.set()
+        app.close()
+
+
+def test_a_call_cancelled_on_the_other_loop_is_cancelled_on_the_apps(database_url: str) -> None:
+    """A call cancelled here (a timeout, Ctrl-C) is cancelled where it runs, not left
+    running there."""
+    app = App(database_url)
+    gate = threading.Event()
+
+    @app.workflow()
+    async def parked(wf: Workflow) -> str:
+        return str(await wf.step("gate", lambda: gate.wait(30)))
+
+    async def hopped() -> list[str]:  # calls run here for another loop (`homed`)
+        names = (getattr(t.get_coro(), "__qualname__", "") for t in asyncio.all_tasks())
+        return [n for n in names if n.startswith("homed.")]
+
+    async def elsewhere(wid: str) -> None:
+        call = asyncio.ensure_future(app.aresult(wid))
+        while not asyncio.run_coroutine_threadsafe(hopped(), home).result(5):
+            await asyncio.sleep(0)  # until the call runs there
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert asyncio.run_coroutine_threadsafe(hopped(), home).result(5) == []
+
+    try:
+        wid = app.start(parked)
+        home = app._loop.loop
+        assert home is not None
+        asyncio.run(elsewhere(wid))
+        gate.set()
+        assert app.result(wid, timeout=20).value == "True"
+    finally:
+        gate.set()
+        app.close()
+
+
+def test_a_context_opened_on_another_loop_is_refused_saying_why(database_url: str) -> None:
+    """`aopen` hands back a context whose calls run where it is awaited: on a second
+    loop they would take the store from the App's loop thread."""
+    app = App(database_url)
+
+    @app.workflow()
+    async def quick(wf: Workflow) -> int:
+        return await wf.step("one", lambda: 7)
+
+    async def elsewhere() -> None:
+        with pytest.raises(InvalidArgumentError, match="own loop thread"):
+            await app.aopen("opened")
+
+    try:
+        assert app.run(quick).value == 7  # the sync facade starts the App's loop thread
+        asyncio.run(elsewhere())
+        assert "opened" not in [r.workflow_id for r in app.list_runs()]  # nothing created
+    finally:
+        app.close()
