@@ -65,7 +65,14 @@ from .record import RunRecord
 from .schedules import MissedTicks, Schedule, fire_schedules
 from .serde import dump_json
 from .stages import Pipeline
-from .stages.host import cancel_suspended, forget_files, forgotten_stages, rerun_step, run_prefix
+from .stages.host import (
+    cancel_suspended,
+    forget_files,
+    forgotten_stages,
+    rerun_step,
+    restarted_stages,
+    run_prefix,
+)
 from .store import (
     AICallRow,
     AIUsageRow,
@@ -670,6 +677,9 @@ class App:
                 return await self._runner.result_of(workflow_id, defn)
             return await self._runner.drive(workflow_id, on_event=on_event)
         finally:
+            if pipeline is not None and not forget:  # a step inside a stage: the stages
+                # after it that ran again (the one holding it keeps its attempt)
+                forget = restarted_stages(pipeline, await self.store.list_events(workflow_id))
             if forget:  # after the commit; only the attempts before (keys carry attempts)
                 await forget_files(self.blobs, workflow_id, forget, run.attempt)
 

@@ -59,3 +59,83 @@ async def test_a_second_rerun_from_a_reordered_group_reruns_all_of_it(database_u
         assert again.value == {"right": {"side": "right" * 20}, "left": {"side": "left" * 20}}
     finally:
         await app.aclose()
+
+
+class Note(BaseModel):
+    text: str
+
+
+@tether.stage(id="first", input=Doc, output=Note)
+async def first(ctx: tether.StageContext[Doc, None]) -> Note:
+    return Note(text=await ctx.workflow.step("inner", lambda: "one"))
+
+
+@tether.stage(id="second", input=Note, output=Note)
+async def second(ctx: tether.StageContext[Note, None]) -> Note:
+    await ctx.artifacts.put("f.txt", ctx.input.text)
+    return Note(text=ctx.input.text + "!")
+
+
+async def test_a_rerun_from_a_step_inside_a_stage_removes_the_later_stages_old_files(
+    database_url: str,
+) -> None:
+    """The stage holding the step keeps its start and attempt; the later ones run in
+    the new attempt, and their files of the old one went nowhere (only a rerun from
+    a stage id removed the files of the stages it forgot)."""
+    app = App(database_url)
+    p = tether.Pipeline("two", input=Doc).pipe(first).pipe(second)
+    app.register(p)
+    try:
+        await app.arun(p, Doc(url="u"), workflow_id="two-1")
+        assert await app.blobs.get("runs/two-1/stages/second/1/files/f.txt") is not None
+        done = await app.arerun_from("two-1", "first/inner")
+        assert done.status is RunStatus.COMPLETED
+        assert [(s.id, s.attempt) for s in done.record.stages] == [("first", 1), ("second", 2)]
+        assert sorted(await app.blobs.list("runs/two-1/")) == [
+            "runs/two-1/stages/second/2/files/f.txt"
+        ]
+    finally:
+        await app.aclose()
+
+
+counter = {"n": 0}
+
+
+def _count() -> int:
+    counter["n"] += 1
+    return counter["n"]
+
+
+@tether.stage(id="logged", input=Doc, output=Note)
+async def logged(ctx: tether.StageContext[Doc, None]) -> Note:
+    await ctx.log("info", "before")
+    got = await ctx.workflow.step("work", _count)
+    await ctx.log("info", f"work gave {got}")
+    await ctx.progress(1.0, "done")
+    return Note(text=str(got))
+
+
+async def test_a_rerun_from_a_step_inside_a_stage_writes_its_lines_again(
+    database_url: str,
+) -> None:
+    """The stage keeps its attempt; the lines written from the step on were forgotten
+    with it and are written again, the ones before it are not written twice."""
+    counter["n"] = 0
+    app = App(database_url)
+    p = tether.Pipeline("logs", input=Doc).pipe(logged)
+    app.register(p)
+
+    async def lines() -> list[str | None]:
+        return [e.message for e in (await app.aget_record("logs-1")).events
+                if e.type in ("stage.log", "stage.progress")]  # fmt: skip
+
+    try:
+        await app.arun(p, Doc(url="u"), workflow_id="logs-1")
+        done = await app.arerun_from("logs-1", "logged/work")
+        assert done.value == Note(text="2")
+        assert await lines() == ["before", "work gave 1", "done", "work gave 2", "done"]
+        again = await app.arerun_from("logs-1", "logged/work")  # and a second time
+        assert again.value == Note(text="3")
+        assert (await lines())[-2:] == ["work gave 3", "done"]
+    finally:
+        await app.aclose()

@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,7 +35,7 @@ from .._fanout import ITEM_PATH, ForEachError, ItemStatus
 from .._run_state import name_scope
 from ..errors import StoreError, explain_validation
 from ..serde import to_json_data
-from ..store import NewEvent
+from ..store import EventRow, NewEvent
 from ._context import StageContext, stage_prefix
 from ._errors import StageError, StageFailedError, StageTimeoutError, not_json
 from ._outcomes import Failed, NotReady, Ready, Suspend
@@ -354,13 +355,7 @@ class Execution:
         return written
 
     async def _count_written(self, stage_id: str, attempt: int) -> int:
-        top = 0
-        for e in await self.wf.list_events():
-            if e.type in ("stage.log", "stage.progress") and e.detail:
-                d = json.loads(e.detail)
-                if d.get("stage") == stage_id and d.get("attempt") == attempt:
-                    top = max(top, int(d.get("seq") or 0))
-        return top
+        return written_lines(await self.wf.list_events(), stage_id, attempt)
 
     # -- async-batch stages ------------------------------------------------------------------
 
@@ -446,3 +441,26 @@ class Execution:
 
     def _now(self) -> datetime:
         return self.wf.clock.now()
+
+
+def written_lines(events: Sequence[EventRow], stage_id: str, attempt: int) -> int:
+    """The number of the last log/progress line of the stage attempt that still stands.
+    A rerun from a step inside the stage keeps its attempt but forgets the lines
+    written from that step on (they are written again as the code runs again):
+    counted, they made the rerun's new lines look written and dropped them."""
+    lines: list[tuple[int, int]] = []  # (event number, line number)
+    starts: dict[str, list[tuple[int, int]]] = {}  # step -> (event number, round) of starts
+    round_at = 0
+    for e in events:  # in the order written
+        if e.type == "step.started" and e.message:
+            starts.setdefault(e.message, []).append((e.seq, round_at))
+        elif e.type in ("stage.log", "stage.progress") and e.detail:
+            d = json.loads(e.detail)
+            if d.get("stage") == stage_id and d.get("attempt") == attempt:
+                lines.append((e.seq, int(d.get("seq") or 0)))
+        elif e.type == "run.rerun_from" and e.message in starts:
+            seen = starts[e.message]  # from its first start in the round it last began
+            first = min(seq for seq, r in seen if r == seen[-1][1])
+            lines = [line for line in lines if line[0] < first]
+            round_at = e.seq
+    return max((n for _, n in lines), default=0)

@@ -26,6 +26,7 @@ __all__ = [
     "forget_files",
     "forgotten_stages",
     "rerun_step",
+    "restarted_stages",
     "run_prefix",
     "suspended_batches",
 ]
@@ -70,6 +71,20 @@ def rerun_step(
         f"stage {stage_id!r} never started in this run (an earlier stage ended it); "
         "rerun from an earlier stage"
     )
+
+
+def restarted_stages(pipeline: Pipeline[Any, Any], events: Sequence[EventRow]) -> list[str]:
+    """The stages that started anew since the run's last rerun: after a rerun from a
+    step inside a stage, the later stages it forgot (their files of earlier attempts
+    are stale); not the stage holding the step, which kept its start and attempt."""
+    starts = {start_key(s.id): s.id for s in pipeline.stages.values()}
+    since: set[str] = set()
+    for e in events:  # in the order written
+        if e.type == "run.rerun_from":
+            since.clear()
+        elif e.type == "step.started" and e.message in starts:
+            since.add(starts[e.message])
+    return [sid for sid in pipeline.stages if sid in since]
 
 
 async def forget_files(blobs: Any, workflow_id: str, stage_ids: Sequence[str], upto: int) -> int:
