@@ -139,3 +139,15 @@ def test_values_that_cannot_work_are_refused(front: str, words: str) -> None:
     with pytest.raises(WorkflowFileError) as err:
         parse_workflow(f"---\n{tracker}{front}\n---\nhi")
     assert err.value.code == "invalid_config" and words in str(err.value)
+
+
+def test_a_workspace_root_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    """Before: accepted, then every attempt failed on ``FileExistsError`` and was
+    retried until a person was asked, the message naming no setting."""
+    (tmp_path / "ws").write_text("not a folder")
+    text = "---\ntracker: {kind: memory}\nworkspace: {root: ws}\n---\nhi"
+    with pytest.raises(WorkflowFileError) as err:
+        parse_workflow(text, path=tmp_path / "WORKFLOW.md")
+    assert err.value.code == "invalid_config"
+    assert "workspace.root" in str(err.value) and "is a file, not a folder" in str(err.value)
+    assert parse_workflow(text.replace("ws}", "ws2}"), path=tmp_path / "WORKFLOW.md")

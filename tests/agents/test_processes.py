@@ -312,3 +312,36 @@ def test_a_retry_waiting_for_its_time_gives_its_slot_up(tmp_path: Path) -> None:
     starts = [e["t"] for e in log if e["event"] == "start"]
     ends = [e["t"] for e in log if e["event"] == "end"]
     assert all(e <= s for s, e in zip(starts[1:], ends, strict=False))
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kill", [True, False], ids=["sigkill", "sigterm"])
+def test_an_after_create_cut_short_runs_again_before_the_agent(tmp_path: Path, kill: bool) -> None:
+    """A dispatcher killed (or stopped) while `after_create` runs (a long clone, say)
+    leaves a half-made folder: the dispatcher that takes the run over makes it again
+    and runs the hook to its end before the agent starts (before: the folder existed,
+    so the hook never ran again and the agent worked in a half-cloned workspace)."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    hook = (  # the first run of the hook never ends; the next one does
+        "n=$(cat ../../hook.log 2>/dev/null | wc -l); echo run >> ../../hook.log; "
+        "touch cloning; if [ $n = 0 ]; then while true; do sleep 0.05; done; fi; touch cloned"
+    )
+    where = project(
+        tmp_path,
+        ["H-1"],
+        database_url=url,
+        extra=f'hooks: {{after_create: "{hook}", timeout_ms: 60000}}',
+        agent="shutdown_grace_ms: 0, ",
+    )
+    first = start(where, "first")
+    try:
+        eventually_sync(lambda: (where / "ws" / "H-1" / "cloning").exists(), timeout=TIMEOUT)
+    finally:
+        stop(first, kill=kill)
+    second = start(where, "second")
+    try:
+        eventually_sync(lambda: of(where, "H-1", "end"), timeout=TIMEOUT)
+    finally:
+        stop(second)
+    assert (where / "hook.log").read_text().count("run") == 2
+    assert (where / "ws" / "H-1" / "cloned").exists()

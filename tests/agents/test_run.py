@@ -164,3 +164,28 @@ async def test_a_run_waits_out_the_tracker_cooldown_before_its_hand_off(
     await _drive(app)
     assert [lab["name"] for lab in github.issues[1]["labels"]] == ["agent", "review"]
     assert (await app.aget_run("agent:github:api#1")).status.value == "completed"
+
+
+async def test_a_tracker_down_for_many_retries_never_fails_the_run(tmp_path: Path) -> None:
+    """Each retry whose re-check cannot read the tracker waits and re-checks again,
+    forever (Symphony): that must not use up the stack (before: each one recursed,
+    and after ~1,000 of them, hours of an outage at a short backoff, the run failed
+    on Python's recursion limit, and the issue was held as failed). The limit is
+    lowered here so a few hundred retries show it."""
+    import inspect
+
+    async with tether.App(f"sqlite:///{tmp_path}/t.db", inline_wait=5.0) as app:
+        config = _workflow(tmp_path, "exit 3", "max_turns: 1, max_retry_backoff_ms: 1")
+        tracker = MemoryTracker([_issue("R-1")])
+        d = Dispatcher(app, config, tracker=tracker)
+        assert (await d.tick()).dispatched == ["R-1"]
+        tracker.fail_reads = 400  # the re-check of every retry fails, 400 times
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(len(inspect.stack()) + 250)
+        try:
+            await _drive(app)
+        finally:
+            sys.setrecursionlimit(limit)
+        run = await app.aget_run("agent:memory:R-1")
+        assert run.status.value != "failed", run.error
+        assert tracker.fail_reads == 0

@@ -396,6 +396,13 @@ def _check_root(
         problem = f"is {root}, the folder of WORKFLOW.md" + (
             "" if path.resolve().parent == root else " or one above it"
         )
+    if problem is None and root.exists() and not root.is_dir():
+        raise WorkflowFileError(  # else every attempt fails on it, retried, unclear
+            f"{where}: workspace.root is {root}, which is a file, not a folder; point it "
+            "at a folder (created if missing) for the issues' workspaces, e.g. "
+            "'root: .workspaces'",
+            code="invalid_config",
+        )
     if problem is not None:
         raise WorkflowFileError(
             f"{where}: workspace.root {problem}; it must be a folder of its own for the "

@@ -194,6 +194,28 @@ class IssueRunner:
         *,
         failed: bool = False,
     ) -> dict[str, Any] | tuple[SchedulerState, Issue, int | None, str | None]:
+        """Wait for the retry, then decide again. A retry that has to wait once more
+        (the tracker cannot be read, no free slot) loops here, never recursing: a
+        tracker down for hours must not grow the stack until the run fails on
+        Python's recursion limit (and the issue is held as failed)."""
+        while True:
+            state, nxt = await self._retry_once(wf, issue, state, effect, failed=failed)
+            if not isinstance(nxt, ScheduleRetry):
+                return nxt
+            effect, failed = nxt, False
+
+    async def _retry_once(
+        self,
+        wf: Workflow,
+        issue: Issue,
+        state: SchedulerState,
+        effect: ScheduleRetry,
+        *,
+        failed: bool = False,
+    ) -> tuple[
+        SchedulerState,
+        dict[str, Any] | tuple[SchedulerState, Issue, int | None, str | None] | ScheduleRetry,
+    ]:
         now = await wf.now()
         due = now + timedelta(milliseconds=effect.delay_ms)
         await self._phase(
@@ -227,15 +249,15 @@ class IssueRunner:
         state = replace(state, running=_own(state, issue.id))
         for e in effects:
             if isinstance(e, Dispatch):
-                return state, e.issue, e.attempt, None
+                return state, (state, e.issue, e.attempt, None)
             if isinstance(e, ScheduleRetry):
-                return await self._retry(wf, issue, state, e)
+                return state, e
             if isinstance(e, CleanWorkspace):
                 _: bool = await wf.step("clean", partial(self._remove_workspace, issue.identifier))
             if isinstance(e, Release):
                 await self._phase(wf, issue, "released", error=e.reason)
-                return {"issue": issue.identifier, "released": e.reason}
-        return {"issue": issue.identifier, "released": "nothing to do"}
+                return state, {"issue": issue.identifier, "released": e.reason}
+        return state, {"issue": issue.identifier, "released": "nothing to do"}
 
     async def tracker_cooldown(self) -> datetime | None:
         """Until when the tracker is rate-limited (shared by every dispatcher on the

@@ -10,7 +10,9 @@ use the path is checked to be inside the root with symlinks resolved
 (`workspace_outside_root`, `workspace_symlink_escape`, `workspace_equals_root`).
 
 Only folders the dispatcher created are ever removed: `ensure` writes a marker
-beside each folder it creates (``.<key>.tether-workspace``, naming the issue),
+beside each folder it creates (``.<key>.tether-workspace``, naming the issue,
+and saying so while `after_create` has not finished: a folder whose hook was
+cut short, by a dispatcher killed or stopped during it, is made again),
 and `remove` and the retention sweep leave alone any folder without one (a
 root shared with other files loses nothing but workspaces).
 
@@ -106,8 +108,21 @@ def _marker(path: Path) -> Path:
     return path.parent / f".{path.name}.tether-workspace"
 
 
-def _mark(path: Path, identifier: str) -> None:
-    _marker(path).write_text(json.dumps({"identifier": identifier, "key": path.name}))
+def _mark(path: Path, identifier: str, *, pending: bool = False) -> None:
+    """`pending`: `after_create` has not finished yet; a folder still marked so when
+    it is next ensured was left half made (a dispatcher killed or stopped during the
+    hook) and is made again, so a workspace is never used without its hook done."""
+    data = {"identifier": identifier, "key": path.name}
+    _marker(path).write_text(json.dumps({**data, "after_create": "pending"} if pending else data))
+
+
+def _half_made(path: Path) -> bool:
+    """The folder is ours and its `after_create` never finished."""
+    try:
+        data = json.loads(_marker(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("after_create") == "pending" and is_workspace(path)
 
 
 def is_workspace(path: Path) -> bool:
@@ -168,9 +183,12 @@ class WorkspaceManager:
         created = False
         if path.is_symlink() or (path.exists() and not path.is_dir()):
             path.unlink()  # a stray file (or link) where the folder belongs
+        if path.is_dir() and _half_made(path):
+            await reap_orphan(path)  # the interrupted hook, if it still runs
+            await asyncio.to_thread(shutil.rmtree, path, True)
         if not path.exists():
+            _mark(path, identifier, pending=bool(self.hooks.after_create))
             path.mkdir()
-            _mark(path, identifier)
             created = True
         real = check_inside(self.root, path)
         ws = Workspace(real, path.name, created)
@@ -180,6 +198,7 @@ class WorkspaceManager:
                 shutil.rmtree(ws.path, ignore_errors=True)
                 _marker(ws.path).unlink(missing_ok=True)
                 raise _hook_error(result)
+            _mark(path, identifier)
         return ws
 
     async def before_run(self, path: Path) -> None:
