@@ -65,6 +65,7 @@ STORE = {
     "AISpend",
     "AIUsageRow",
     "ApiTokenRow",
+    "Claimed",
     "EndReason",
     "DEFAULT_URL",
     "Durability",

@@ -549,6 +549,38 @@ async def test_jobs_are_claimed_once_and_closed_by_their_worker(store: Store) ->
     assert "job.ghost" in [e.type for e in await store.list_events("j1")]
 
 
+async def test_a_claim_says_whether_it_left_ready_jobs(store: Store) -> None:
+    """`Claimed.more`: a claim that took as many jobs as asked says whether ready ones
+    of its workflows were left, so a worker whose slots all filled claims again when
+    one frees only then (a claim after the last job came back empty). On the one-
+    statement claim (keyless jobs) and the general one (a capped queue, a key)."""
+    of = [("wf", None)]
+
+    async def claim(queues: list[str], limit: int, **kw: Any) -> tuple[list[str], bool]:
+        got = await store.claim_jobs(
+            "w", queues, limit=limit, visibility=30, now=T0, at=T0, workflows=of, **kw
+        )
+        return [j.workflow_id for j in got], got.more
+
+    for i in range(3):
+        await store.submit_run(NewRun(f"f{i}", "wf"), NewJob("free", priority=-i), T0)
+    await store.submit_run(NewRun("theirs", "other"), NewJob("free"), T0)
+    later = T0 + timedelta(hours=1)
+    await store.submit_run(NewRun("later", "wf"), NewJob("free", run_after=later), T0)
+    assert await claim(["free"], 2, limits={}) == (["f0", "f1"], True)
+    assert await claim(["free"], 1, limits={}) == (["f2"], False)  # the last ready one
+    assert await claim(["free"], 1, limits={}) == ([], False)
+    cap = {"capped": QueueLimit(concurrency=5)}
+    for i in range(2):
+        await store.submit_run(NewRun(f"c{i}", "wf"), NewJob("capped", priority=-i), T0)
+    assert await claim(["capped"], 1, limits=cap) == (["c0"], True)
+    assert await claim(["capped"], 1, limits=cap) == (["c1"], False)
+    await store.submit_run(NewRun("k0", "wf"), NewJob("keyed", concurrency_key="k"), T0)
+    await store.submit_run(NewRun("k1", "wf"), NewJob("keyed", concurrency_key="j"), T0)
+    assert await claim(["keyed"], 1, limits={}) == (["k0"], True)
+    assert await claim(["keyed"], 5, limits={}) == (["k1"], False)  # fewer than asked
+
+
 async def test_a_run_ended_by_its_function_closes_its_claimed_job_with_it(
     database_url: str,
 ) -> None:

@@ -447,6 +447,49 @@ async def test_an_idle_worker_claims_on_news_not_after_each_empty_wait(app: App)
         await task
 
 
+async def test_a_worker_that_took_the_last_job_claims_on_news_not_at_its_end(
+    app: App,
+) -> None:
+    """A claim that filled every slot with the last ready job (`Claimed.more` false)
+    makes no claim when the job ends: it would come back empty (on an idle system
+    that claim ran beside the caller reading the run's result). A job announced
+    while every slot was busy is still claimed as soon as one frees, not at the
+    poll (an hour here)."""
+    gate = asyncio.Event()
+
+    @app.workflow(name="gated")
+    async def gated(wf: Workflow) -> int:
+        await gate.wait()
+        return await wf.step("s", lambda: 1)
+
+    claims = 0
+    real = app.store.claim_jobs
+
+    async def counting(*args: Any, **kw: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await real(*args, **kw)
+
+    app.store.claim_jobs = counting  # type: ignore[method-assign]
+    worker = Worker(app, queues=["q"], concurrency=1, poll_interval=3600)
+    task = asyncio.ensure_future(worker.run(install_signals=False))
+    try:
+        await eventually(lambda: claims >= 1)  # the first claim: nothing queued yet
+        first = await app.asubmit(gated, queue="q")
+        await eventually(lambda: claims >= 2)  # took it, the last one
+        second = await app.asubmit(gated, queue="q")  # news while the slot is busy
+        gate.set()
+        for wid in (first, second):
+            assert (await app.aresult(wid, timeout=30)).status is RunStatus.COMPLETED
+        await eventually(lambda: worker.executed == 2)
+        for _ in range(20):  # turns of the loop in which a claim at the end would start
+            await asyncio.sleep(0)
+        assert claims == 3
+    finally:
+        worker.stop()
+        await task
+
+
 async def test_cancel_under_a_running_job_makes_a_ghost(app: App) -> None:
     entered = asyncio.Event()
     release = asyncio.Event()

@@ -402,16 +402,17 @@ class PostgresStore(Store):
 
     async def _claim_at_once(
         self, free: list[str], limit: int, p: dict[str, Any]
-    ) -> tuple[list[JobRow], bool]:
+    ) -> tuple[list[JobRow], bool, bool]:
         """Keyless jobs of uncapped queues in one statement; it also says whether keyed
-        jobs wait, so only then (or with capped queues) the shared claim runs."""
+        jobs wait, so only then (or with capped queues) the shared claim runs, and
+        whether ready jobs were left when it took `limit` (`Claimed.more`)."""
         if not free:
-            return [], True
+            return [], True, False
         query = "claim_free_of" if "wnames" in p else "claim_free"
         rows = await self._tx("fast", lambda tx: tx.all(query, qs=free, n=limit, **p), single=True)
-        keyed = bool(rows[0][-1]) if rows else False
-        jobs = (PG_ROWS.job_with_run(r[:-1]) for r in rows if r[0] is not None)
-        return sorted(jobs, key=lambda j: (-j.priority, j.id)), keyed
+        keyed, more = (bool(rows[0][-2]), bool(rows[0][-1])) if rows else (False, False)
+        jobs = (PG_ROWS.job_with_run(r[:-2]) for r in rows if r[0] is not None)
+        return sorted(jobs, key=lambda j: (-j.priority, j.id)), keyed, more
 
     def _lost_race(self, exc: StoreError) -> bool:
         return isinstance(exc.__cause__, psycopg.errors.UniqueViolation)
@@ -663,6 +664,9 @@ class PostgresStore(Store):
             with contextlib.suppress(Exception):
                 await conn.close()
             raise
+        if self._listener is not None:  # listening again: what came meanwhile went unheard,
+            # so waiters for work look (a claim) rather than wait for their poll
+            self._changes.setdefault("jobs", asyncio.Event()).set()
         self._listener = conn
 
         async def pump() -> None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
+    "Claimed",
     "EndReason",
     "EventRow",
     "Fence",
@@ -338,6 +339,21 @@ class JobRow:
     # (no `RunClaim`, a workflow not driven as recorded, a run not pending or running,
     # or one another transaction holds: skipped, never waited for)
     run: RunRow | None = None
+
+
+class Claimed(list[JobRow]):
+    """The jobs a claim took. `more`: it took as many as it was asked for and ready
+    jobs of the asked workflows were left, so a worker whose slots all filled claims
+    again as soon as one frees; otherwise it waits for news of work (or its poll)
+    instead of making a claim that would come back empty."""
+
+    more: bool = False
+
+    @classmethod
+    def of(cls, jobs: list[JobRow], *, more: bool) -> Claimed:
+        out = cls(jobs)
+        out.more = more
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ from ._base import Mode, Tx
 from ._deferred import Deferred
 from ._migrations import pending
 from ._port import Store
-from ._records import Fence, JobRow, NewEvent, StepRow
+from ._records import Claimed, Fence, NewEvent, StepRow
 from ._rows import SQLITE_ROWS, started_step
 from ._sql import queries
 from ._sqlite_changes import Mark, Notes, mark, wait_for_news
@@ -282,7 +282,7 @@ class SQLiteStore(Store):
             since, self._jobs_mark = self._jobs_mark, None
         return await wait_for_news(conn, self._conn_lock, self._notes, channel, timeout, since)
 
-    async def claim_jobs(self, worker: str, queues: Sequence[str], **kw: Any) -> list[JobRow]:
+    async def claim_jobs(self, worker: str, queues: Sequence[str], **kw: Any) -> Claimed:
         if self._conn is not None:  # a job queued from here on is news to the next wait
             self._jobs_mark = mark(self._conn, self._conn_lock, self._notes, "jobs")
         return await super().claim_jobs(worker, queues, **kw)

@@ -36,6 +36,7 @@ from ..errors import (
 from ._base import StoreBase, Tx
 from ._lifecycle import RERUNNABLE, TERMINAL, end_reason, moves
 from ._records import (
+    Claimed,
     Fence,
     JobRow,
     NewEvent,
@@ -71,12 +72,15 @@ async def _pick(
     limits: dict[str, QueueLimit],
     now: object,
     p: dict[str, Any],
-) -> list[int]:
+) -> tuple[list[int], bool]:
     """Ids of up to `limit` ready jobs, best priority first across `queues` (the oldest
     first among equals, whatever order the queues were named in), within each queue's
-    caps and one per concurrency key; of the workflows in `p` (`_workflow_params`)."""
+    caps and one per concurrency key; of the workflows in `p` (`_workflow_params`).
+    And whether it picked `limit` and ready jobs were left (`Claimed.more`)."""
     rooms: dict[str, int] = {}
     ready: list[tuple[int, int, str, str | None]] = []  # (-priority, id, queue, key)
+    # a job as good as those picked left over (`Claimed.more`): from the candidates, up
+    # to four times the room of each queue
     of: dict[str, Any] = {}
     if "wnames" in p:
         of = {"wnames": tx.array(p["wnames"]), "wversions": tx.array(p["wversions"])}
@@ -98,7 +102,7 @@ async def _pick(
             keys.add(key)
         picked.append(job_id)
         rooms[queue] -= 1
-    return picked
+    return picked, len(picked) >= limit and len(ready) > len(picked)
 
 
 async def _room(tx: Tx, queue: str, room: int, cap: QueueLimit | None, now: object) -> int:
@@ -194,7 +198,7 @@ class QueueVerbs(StoreBase):
         at: datetime,
         runs: RunClaim | None = None,
         workflows: Sequence[tuple[str, str | None]] | None = None,
-    ) -> list[JobRow]:
+    ) -> Claimed:
         """Claim up to `limit` ready jobs, best priority first.
 
         One atomic transition admits one runner: queued -> claimed with this
@@ -206,40 +210,43 @@ class QueueVerbs(StoreBase):
         tether, which recorded none); without, jobs of any.
         """
         if limit < 1 or not queues:
-            return []
+            return Claimed()
         p = {"worker": worker, "vis": visibility, "now": now, "at": at, **_run_claim(runs),
              **_workflow_params(workflows)}  # fmt: skip
-        jobs, more = await self._claim_at_once([q for q in queues if q not in limits], limit, p)
+        free = [q for q in queues if q not in limits]
+        jobs, keyed, more = await self._claim_at_once(free, limit, p)
         limit -= len(jobs)
-        if limit < 1 or not (more or any(q in limits for q in queues)):
-            return self._claimed(jobs)
+        if limit < 1 or not (keyed or any(q in limits for q in queues)):
+            return self._claimed(jobs, more=more and limit < 1)
 
-        async def body(tx: Tx) -> list[JobRow]:
-            picked = await _pick(tx, queues, limit, limits, tx.now(now), p)
+        async def body(tx: Tx) -> tuple[list[JobRow], bool]:
+            picked, left = await _pick(tx, queues, limit, limits, tx.now(now), p)
             if not picked:
-                return []
+                return [], False
             rows = await tx.all(
                 "claim_ids", worker=worker, now=tx.now(now), vis=visibility, at=at,
                 ids=tx.array(picked)
             )  # fmt: skip
             claimed = sorted((tx.rows.job(r) for r in rows), key=lambda j: picked.index(j.id))
-            if runs is None:
-                return claimed
-            return [await self._claim_job_run(tx, job, p) for job in claimed]
+            if runs is not None:
+                claimed = [await self._claim_job_run(tx, job, p) for job in claimed]
+            return claimed, left
 
         try:
-            jobs += await self._tx("fast", body)
+            taken, more = await self._tx("fast", body)
+            jobs += taken
         except StoreError as exc:
             if not self._lost_race(exc):
                 raise  # else: lost a race for a concurrency key; the next round claims again
-        return self._claimed(jobs)
+            more = True
+        return self._claimed(jobs, more=more)
 
-    def _claimed(self, jobs: list[JobRow]) -> list[JobRow]:
+    def _claimed(self, jobs: list[JobRow], *, more: bool) -> Claimed:
         """`jobs`, once committed, their runs claimed with them noted (`_note_moved`)."""
         for job in jobs:
             if job.run is not None:
                 self._note_moved(job.run.workflow_id, job.run.generation)
-        return jobs
+        return Claimed.of(jobs, more=more)
 
     async def _claim_job_run(self, tx: Tx, job: JobRow, p: dict[str, Any]) -> JobRow:
         """`job` with its run claimed in `tx` (as `RunClaim` says), if it may be."""
@@ -257,10 +264,11 @@ class QueueVerbs(StoreBase):
 
     async def _claim_at_once(
         self, free: list[str], limit: int, p: dict[str, Any]
-    ) -> tuple[list[JobRow], bool]:
+    ) -> tuple[list[JobRow], bool, bool]:
         """Claim ready jobs of the uncapped queues `free` in one statement, if the dialect
-        can: (the jobs, whether more may wait for the general claim). Here: none, True."""
-        return [], True
+        can: (the jobs, whether keyed jobs wait for the general claim, whether it took
+        `limit` and ready jobs were left). Here: none, True, False."""
+        return [], True, False
 
     def _lost_race(self, exc: StoreError) -> bool:
         """Whether a claim failed only because a concurrent claim took a concurrency key

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .._names import check_name
 from ..errors import InvalidArgumentError
-from ..store import JobRow
+from ..store import Claimed
 
 if TYPE_CHECKING:
     from ..app import App
@@ -34,7 +34,7 @@ def queue_names(queues: object) -> tuple[str, ...]:
 
 async def claim_jobs(
     app: App, worker_id: str, queues: Sequence[str], limit: int, *, with_runs: bool = False
-) -> list[JobRow]:
+) -> Claimed:
     """Claim up to `limit` ready jobs of `queues` for `worker_id`, under the app's job
     visibility and queue limits, at the app's clock; `with_runs`: their runs too, for
     the app's host to drive at once (`JobRow.run`).

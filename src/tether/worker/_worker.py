@@ -85,7 +85,7 @@ class Worker:
         self.outdated: IncompatibleStoreError | None = None
         self._hurry: asyncio.Event | None = None  # asked twice: cut the grace period short
         self._kick: asyncio.Event | None = None
-        self._full = False  # whether the last claim filled every free slot
+        self._full = False  # whether the last claim filled every free slot, work left
         self.executed = 0
         self.abandoned = 0  # jobs cancelled at shutdown and handed back
         self._home: asyncio.AbstractEventLoop | None = None  # the App's loop, run there
@@ -233,6 +233,11 @@ class Worker:
     async def _claim_loop(self) -> None:
         assert self._stopping is not None and self._kick is not None
         app = self.app
+        # listen for news of work before the first claim: a job announced between that
+        # claim and the first wait would be heard only at the poll (once a claim takes
+        # the last job, no claim follows when it ends: news starts the next one)
+        with contextlib.suppress(StoreError):
+            await app.store.wait_for_change("jobs", 0)
         while not self._stopping.is_set():
             free = self.concurrency - len(self._running)
             if free > 0:
@@ -248,13 +253,19 @@ class Worker:
                     continue
                 for job in jobs:
                     self._start(job)
-                self._full = len(jobs) == free
+                # every slot filled and ready jobs left: claim again once one frees; if it
+                # took the last ready job, a claim then would come back empty (news of
+                # work, or the poll, starts the next one)
+                self._full = len(jobs) == free and jobs.more
                 if self._full:
                     continue  # every free slot filled: more may be ready, claim again
             # fewer than asked (or none): nothing more was ready; claiming again at once
             # would come back empty, so wait for a free slot, news of a job, or the poll
             self._kick.clear()
             await self._idle(self.poll_interval)
+            if len(self._running) >= self.concurrency:
+                self._full = True  # news (or the poll) while every slot is busy: claim
+                # as soon as one frees, or the job announced meanwhile waits for the poll
 
     async def _idle(self, timeout: float) -> None:
         """Sleep until a job slot frees, new work is announced, the worker is asked to

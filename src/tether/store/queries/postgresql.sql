@@ -315,7 +315,8 @@ n AS (SELECT pg_notify(:chan, 'jobs') FROM r)
 SELECT r.*, (SELECT count(*) FROM n) FROM r
 -- name: claim_free
 -- keyless jobs in queues without caps, in one statement; one row of NULLs when none,
--- each row ending with "do keyed jobs wait too" (asked only when fewer than :n were claimed);
+-- each row ending with "do keyed jobs wait too" (asked only when fewer than :n were claimed)
+-- and "are ready jobs left" (Claimed.more: asked only when :n were);
 -- each job's run is claimed with it for the worker's host (RunClaim; :owner NULL: none), so
 -- its worker need not read or claim it again; a run another transaction holds (a cancel,
 -- which locks the run and then its queued job) is skipped, not waited for: no deadlock.
@@ -327,9 +328,12 @@ WITH a AS (SELECT id, priority, concurrency_key FROM jobs WHERE queue = ANY(:qs)
   AND status = 'queued' AND run_after <= {_now} ORDER BY priority DESC, id
   LIMIT :n FOR UPDATE SKIP LOCKED),
 {_free_claim}
-SELECT u.*, r.*, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
+SELECT u.*, r.*, k.keyed, k.more FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
   THEN EXISTS (SELECT 1 FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
-  AND concurrency_key IS NOT NULL) ELSE false END AS keyed) k {_free_rows}
+  AND concurrency_key IS NOT NULL) ELSE false END AS keyed,
+  CASE WHEN (SELECT count(*) FROM u) = :n THEN EXISTS (SELECT 1 FROM jobs j
+  WHERE j.queue = ANY(:qs) AND j.status = 'queued' AND j.run_after <= {_now}
+  AND j.id NOT IN (SELECT id FROM u)) ELSE false END AS more) k {_free_rows}
 -- name: claim_free_of
 -- claim_free of the jobs of workflows (d) the worker registered, at versions it resumes,
 -- and of jobs queued by an older tether (no workflow recorded: a NULL pair): the best :n
@@ -341,9 +345,12 @@ a AS (SELECT l.* FROM unnest(:qs::text[]) q(q) CROSS JOIN d CROSS JOIN LATERAL
   AND j.status = 'queued' AND j.run_after <= {_now} ORDER BY j.priority DESC, j.id
   LIMIT :n FOR UPDATE SKIP LOCKED) l ORDER BY l.priority DESC, l.id LIMIT :n),
 {_free_claim}
-SELECT u.*, r.*, k.keyed FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
+SELECT u.*, r.*, k.keyed, k.more FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
   THEN EXISTS (SELECT 1 FROM d JOIN jobs j ON {_job_of} WHERE j.queue = ANY(:qs)
-  AND j.status = 'queued' AND j.concurrency_key IS NOT NULL) ELSE false END AS keyed) k
+  AND j.status = 'queued' AND j.concurrency_key IS NOT NULL) ELSE false END AS keyed,
+  CASE WHEN (SELECT count(*) FROM u) = :n THEN EXISTS (SELECT 1 FROM d JOIN jobs j
+  ON {_job_of} WHERE j.queue = ANY(:qs) AND j.status = 'queued' AND j.run_after <= {_now}
+  AND j.id NOT IN (SELECT id FROM u)) ELSE false END AS more) k
   {_free_rows}
 -- name: _job_of
 -- a job j of workflow d (n, v): equalities the index jobs_ready_workflow finds, then the
