@@ -661,14 +661,33 @@ async def test_parked_time_does_not_count_against_timeout(app: App, clock: FakeC
         (lambda wf: wf.wait_for_event("e", timeout=-1), "timeout"),
         (lambda wf: wf.sleep(-5), "sleep seconds"),
         (lambda wf: wf.wait_for_event("e", match=["x"]), "match must be a dict"),
+        # keys, tokens and child ids name rows: before, "" fell back to the occurrence,
+        # and a NUL or a number reached the database (a StoreError on PostgreSQL, kept
+        # as it was on SQLite)
+        (lambda wf: wf.wait_for_signal("go", key=""), "wait key must be a non-empty"),
+        (lambda wf: wf.wait_for_signal("go", key=5), "wait key must be a non-empty"),
+        (lambda wf: wf.wait_for_event("e", key="a\x00b"), "wait key .* NUL"),
+        (lambda wf: wf.wait_for_token("t\x00"), "token .* NUL"),
+        (lambda wf: wf.child(_child, workflow_id=""), "child workflow_id must be a non-empty"),
+        (lambda wf: wf.child(_child, workflow_id="c\x00"), "child workflow_id .* NUL"),
+        (lambda wf: wf.start_child(_child, workflow_id=""), "child workflow_id must be"),
     ],
 )
 async def test_bad_wait_arguments(app: App, call: object, match: str) -> None:
     async def flow(wf: Workflow) -> None:
+        await wf.step("before", lambda: "kept")
         await call(wf)  # type: ignore[operator]
 
     with pytest.raises(tether.InvalidArgumentError, match=match):
         await app.arun(flow, workflow_id="bad-wait")
+    record = await app.aget_record("bad-wait")  # what was recorded before stays, alone
+    assert record.steps["before"].status.value == "completed"
+    assert await app.alist_waits("bad-wait") == []
+    assert [run.workflow_id for run in await app.alist_runs()] == ["bad-wait"]  # no child
+
+
+async def _child(wf: Workflow) -> str:
+    return "child"
 
 
 async def test_a_run_woken_under_an_incompatible_version_is_left_pending_not_failed(

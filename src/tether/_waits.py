@@ -52,6 +52,13 @@ def _seconds(what: str, value: float | None) -> float | None:
     return None if value is None else check_seconds(what, value)
 
 
+def _check_key(key: object) -> None:
+    """A wait's own key names its waitpoint in an indexed column: "" does not fall back
+    to the occurrence (as None does) but is refused, as a key the database cannot hold."""
+    if key is not None:
+        check_name("wait key", key)
+
+
 def _payload(row: WaitRow, default: Any) -> Any:
     return default if row.status is WaitStatus.TIMED_OUT else load_json(row.payload)
 
@@ -103,6 +110,7 @@ class Waits:
         key: str | None,
     ) -> Any:
         check_name("event_type", event_type)
+        _check_key(key)
         if match is not None and not isinstance(match, dict):
             raise InvalidArgumentError("match must be a dict of payload field -> value")
         wait = NewWait(
@@ -118,6 +126,7 @@ class Waits:
         self, name: str, timeout: float | None, default: Any, key: str | None
     ) -> Any:
         check_name("signal name", name)
+        _check_key(key)
         wait = NewWait(
             key or self._run.next_key(f"signal:{name}"),
             WaitKind.SIGNAL,
@@ -142,6 +151,7 @@ class Waits:
     async def wait_for_token(self, token: str, timeout: float | None, default: Any) -> Any:
         if not isinstance(token, str) or not token:
             raise InvalidArgumentError(f"token must be a token id from create_token, got {token!r}")
+        check_name("token", token)
         wait = NewWait(f"token:{token}", WaitKind.TOKEN, None, None, self._due(timeout), token)
         return _payload(await self._wait(wait, default), default)
 
@@ -164,6 +174,8 @@ class Waits:
         self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None
     ) -> Any:
         defn = WorkflowDef.of(workflow)
+        if workflow_id is not None:  # checked before it names a run or a wait
+            check_name("child workflow_id", workflow_id)
         cid = workflow_id or f"{self._run.workflow_id}/{self._run.next_key(defn.name)}"
         wait = NewWait(f"child:{cid}", WaitKind.RUN, cid)
         if wait.key in self._run.waits:  # it had ended when this drive started
@@ -187,6 +199,8 @@ class Waits:
         self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None
     ) -> str:
         defn = WorkflowDef.of(workflow)
+        if workflow_id is not None:  # checked before it names a run or a wait
+            check_name("child workflow_id", workflow_id)
         cid = workflow_id or f"{self._run.workflow_id}/{self._run.next_key(defn.name)}"
         host = self._require_host()
         await host.create_child(defn, input, cid, self._run.workflow_id, detached=True)

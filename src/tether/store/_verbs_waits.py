@@ -8,7 +8,10 @@ they expire, so one that arrives just before its wait registers is not lost.
 
 Waits of one run are serialised by locking the run first (``FOR UPDATE`` on
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already admits one writer), so a
-resolution racing a registration sees one or the other.
+resolution racing a registration sees one or the other. An event is sent to no
+run in particular: sending it and registering a wait for its type take a lock
+on the type first (an advisory lock on PostgreSQL), else a wait registered
+while the event is sent would miss it and be missed by it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,19 @@ async def _lock_run(tx: Tx, workflow_id: str) -> str:
     if row is None:
         raise RunNotFoundError(workflow_id)
     return str(row[0])
+
+
+async def _token_unclaimed(tx: Tx, token_id: str, workflow_id: str) -> None:
+    """Refuse a wait for a token the run did not make (called once the run's own wait
+    for it was not found): the id already names another waitpoint, which completing it
+    would resolve instead. Said plainly, not as the unique-key violation of the insert."""
+    row = await tx.one("wait_owner", id=token_id)
+    if row is not None:
+        raise InvalidArgumentError(
+            f"token {token_id!r} was not made by run {workflow_id!r}: it names a wait of "
+            f"run {row[0]!r}. A run waits only for the tokens it made with "
+            "wf.create_token(); make one in this run and hand out its id"
+        )
 
 
 async def _arrived(tx: Tx, w: WaitRow, at: datetime) -> tuple[str | None, int | None] | None:
@@ -81,6 +97,8 @@ class WaitVerbs(StoreBase):
         """
 
         async def body(tx: Tx) -> WaitRow:
+            if wait.kind is WaitKind.EVENT:  # first, as send_event takes it (no deadlock)
+                await tx.one("event_lock", name=wait.name)
             await _lock_run(tx, fence.workflow_id)
             found = await tx.one("wait_get", wid=fence.workflow_id, key=wait.key)
             if found is not None:
@@ -92,6 +110,8 @@ class WaitVerbs(StoreBase):
                     await tx.execute("wait_set_due", due=wait.due_at, id=existing.id)
                     existing = replace(existing, due_at=wait.due_at)
                 return await self._try_resolve(tx, existing, at)
+            if wait.wait_id is not None:
+                await _token_unclaimed(tx, wait.wait_id, fence.workflow_id)
             await self._events(tx, fence, [NewEvent("wait.registered", wait.key)], at)
             row = await tx.one(
                 "wait_insert",
@@ -138,6 +158,8 @@ class WaitVerbs(StoreBase):
         """Resolve every pending event wait it matches; keep it in the inbox. Woken run ids."""
 
         async def body(tx: Tx) -> list[str]:
+            # a wait for it registered meanwhile either finds it in the inbox or is found
+            await tx.one("event_lock", name=type)
             row = await tx.one(
                 "inbox_add_event", name=type, payload=payload, at=at, expires=expires_at
             )

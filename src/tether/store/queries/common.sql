@@ -293,3 +293,6 @@ UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'q
   worker = NULL, locked_until = NULL,
   run_after = CASE WHEN attempt >= max_attempts THEN run_after ELSE :at END, updated_at = :at
 WHERE status = 'claimed' AND locked_until <= {_now} RETURNING run_id, status, last_error
+-- name: wait_owner
+-- the run whose waitpoint has this id (a token's id is its waitpoint's), of any kind
+SELECT run_id FROM waitpoints WHERE id = :id
