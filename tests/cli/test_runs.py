@@ -55,6 +55,19 @@ def test_runs_list_stops_at_the_limit_and_says_so(tmp_path: Path) -> None:
     assert {"input", "output", "error", "queue", "createdAt", "finishedAt"} <= set(rows[0])
 
 
+def test_runs_list_json_cut_short_says_so_on_stderr(tmp_path: Path) -> None:
+    """The text says "5 of 111 runs"; the JSON said nothing, so a script took the first
+    page for every run. stdout stays one JSON array; the note goes to stderr."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    _submitted(url, 100, 11)
+    cut = tether(tmp_path, "runs", "list", "--json", "--limit", "5", db=url)
+    assert cut.returncode == 0, cut.stderr
+    assert len(json.loads(cut.stdout)) == 5
+    assert "5 of 111 runs (newest first); --limit N or --all for more" in cut.stderr
+    whole = tether(tmp_path, "runs", "list", "--json", "--all", db=url)
+    assert len(json.loads(whole.stdout)) == 111 and "of 111 runs" not in whole.stderr
+
+
 def test_runs_list_filters(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/t.db"
     _submitted(url, 3, 4)

@@ -545,3 +545,22 @@ def test_a_body_that_is_not_json_is_a_422_saying_why(served: Served) -> None:
         assert error["code"] == "invalid_request"
         assert "not valid JSON" in error["message"] and why in error["message"]
         assert [d["field"] for d in error["details"]] == ["body"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/runs?created_after", "/api/v1/usage?since"])
+def test_a_time_without_a_zone_is_refused_with_an_example_that_works(
+    served: Served, path: str
+) -> None:
+    """A date alone was told "give a time zone (e.g. Z)" (runs) or "must be a
+    timezone-aware datetime" (usage, naming no field); 2026-12-04Z is no time at all,
+    so the advice led to a second 422. The example given is one the server takes."""
+    field = path.rsplit("?", 1)[1]
+    for given, kept in (("2026-12-04", "T00:00:00Z"), ("2026-12-04T10:00:00", "T10:00:00Z")):
+        got = httpx.get(f"{served.url}{path}={given}")
+        assert got.status_code == 422, got.text
+        error = got.json()["error"]
+        assert error["code"] == "invalid_request"
+        assert error["details"] == [{"field": f"query.{field}", "message": "needs a time zone"}]
+        example = error["message"].split("e.g. ")[1].split(" ")[0]
+        assert example == "2026-12-04" + kept  # the time asked for, in UTC
+        assert httpx.get(f"{served.url}{path}={example}").status_code == 200

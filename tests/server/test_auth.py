@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -11,7 +12,7 @@ from tether import Client
 from tether.errors import InvalidArgumentError
 from tether.server import ApiError, check_bind, is_loopback
 
-from ._serve import Served, start, tether
+from ._serve import FLOWS, TETHER, Served, environment, start, tether
 
 
 def _status(url: str, token: str | None, method: str = "GET", path: str = "/api/v1/runs") -> int:
@@ -136,3 +137,31 @@ def test_serve_without_an_app_serves_the_runs_in_the_database(tmp_path: Path) ->
         served.stop()
     missing = tether(tmp_path, f"sqlite:///{tmp_path}/none.db", "serve", "--port", "0")
     assert missing.returncode == 4 and "none.db" in missing.stderr
+
+
+def test_a_token_made_for_the_app_guards_the_server_of_that_app(tmp_path: Path) -> None:
+    """`tether tokens create` without --db wrote to the default database, not the one
+    of the App that `tether serve --app` serves: the server stayed open to this
+    machine and refused the token. With --app the token goes where the server looks,
+    and stderr names the database, as `run` and `worker` do."""
+    db = f"sqlite:///{tmp_path}/flows.db"  # the App's own (FLOWS_DB), not the default
+    (tmp_path / "flows.py").write_text(FLOWS)
+    env = environment(tmp_path, db)
+    made = subprocess.run(
+        [TETHER, "tokens", "create", "--scope", "read", "--app", "flows.py:app"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert f"database: {db} (from the App in flows.py)" in made.stderr
+    bare = subprocess.run(
+        [TETHER, "tokens", "create", "--scope", "read"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "database: sqlite:///.tether/tether.db (from the default)" in bare.stderr
+    served = start(tmp_path, db)
+    try:
+        assert _status(served.url, None) == 401
+        assert _status(served.url, made.stdout.strip()) == 200
+        assert _status(served.url, bare.stdout.strip()) == 401
+    finally:
+        served.stop()

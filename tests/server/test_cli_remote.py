@@ -37,6 +37,18 @@ def test_runs_commands_against_a_server(served: Served) -> None:
     assert down.returncode == 4 and "cannot reach" in down.stderr
 
 
+def test_runs_list_json_from_a_server_cut_short_says_so(served: Served) -> None:
+    """As from the database: a --json list stopped by --limit says so on stderr."""
+    with Client(served.url) as client:
+        for n in range(3):
+            client.start("greet", {"name": f"n{n}"}, workflow_id=f"cut-{n}")
+    nowhere = "sqlite:////nonexistent/never.db"
+    got = tether(served.folder, nowhere, "runs", "list", "--json", "--limit", "2",
+                 "--server", served.url)  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    assert len(json.loads(got.stdout)) == 2 and "2 of 3 runs" in got.stderr
+
+
 def test_serve_on_a_taken_port_says_so_with_a_usage_exit(served: Served) -> None:
     """Not uvicorn's startup exit 3, which is our "no such run"."""
     port = served.url.rsplit(":", 1)[1]

@@ -20,6 +20,7 @@ from ._common import (
     CliState,
     db_option,
     fail,
+    note,
     out,
     pass_state,
     server_option,
@@ -154,13 +155,24 @@ def runs_list(
     shown = found if show_all else found[:limit]
     if as_json:
         print(json.dumps([row_dict(r) for r in shown], indent=2, default=str))
+        _cut_short(len(shown), len(found), as_json)
         return
     if not shown:
         print("no runs match" if rows else "no runs")
         return
     out.print(_runs_table(shown, wide))
-    if len(shown) < len(found):
-        print(f"{len(shown)} of {len(found)} runs (newest first); --limit N or --all for more")
+    _cut_short(len(shown), len(found), as_json)
+
+
+def _cut_short(shown: int, found: int, as_json: bool) -> None:
+    """Say that the list stops at --limit: a script reading the JSON must not take
+    the first 50 runs for all of them (on stderr then, so stdout stays one array)."""
+    if shown < found:
+        line = f"{shown} of {found} runs (newest first); --limit N or --all for more"
+        if as_json:
+            note(line)
+        else:
+            print(line)
 
 
 def _remote_list(
@@ -193,6 +205,7 @@ def _remote_list(
     shown = found if show_all else found[:limit]
     if as_json:  # the API's run summaries
         print(json.dumps([r.model_dump(mode="json") for r in shown], indent=2))
+        _cut_short(len(shown), len(found), as_json)
         return
     if not shown:
         print("no runs match")
@@ -202,8 +215,7 @@ def _remote_list(
         row(t, r.workflow_id, r.workflow_name, r.status.value, ", ".join(r.tags),
             ts(r.created_at), ts(r.updated_at))  # fmt: skip
     out.print(t)
-    if len(shown) < len(found):
-        print(f"{len(shown)} of {len(found)} runs (newest first); --limit N or --all for more")
+    _cut_short(len(shown), len(found), as_json)
 
 
 def _runs_table(rows: list[RunInfo], wide: bool) -> Table:

@@ -18,10 +18,21 @@ from ._common import (
     out,
     text,
 )
-from ._db import choose, open_app, use_app
+from ._db import choose, open_app
 from ._format import row, table, ts, zoned
+from .prune import with_app
+from .worker import load_app
 
 __all__ = ["tokens"]
+
+
+_APP = click.option(
+    "--app",
+    "app_ref",
+    metavar="FILE.py:APP|MODULE:APP",
+    help="The App `tether serve --app` serves: its database holds the tokens "
+    "(see `tether --help` for which database is used without it).",
+)
 
 
 @click.group(no_args_is_help=True)
@@ -38,14 +49,24 @@ def tokens() -> None:
     help="read: GET only; write: also act on runs; admin: also manage tokens.",
 )
 @click.option("--name", metavar="NAME", help="A name to tell tokens apart (and revoke by).")
+@_APP
 @db_state
-def tokens_create(state: CliState, scope: str, name: str | None) -> None:
-    """Create a token and print it, once: only its hash is kept."""
+def tokens_create(state: CliState, scope: str, name: str | None, app_ref: str | None) -> None:
+    """Create a token and print it, once: only its hash is kept.
+
+    It counts only for a server on the same database, which is said on stderr:
+    a token made in another one (the default, beside an App of its own) leaves
+    that server open to this machine and refuses the token."""
     from ..server import create_token
 
     if name is not None:
         text(name, "name")
-    the_app = open_app(choose(state.db))  # creating the first token may create the database
+    if app_ref is None:
+        db = choose(state.db)
+        the_app = open_app(db)  # creating the first token may create the database
+    else:
+        the_app, db = load_app(state, app_ref, existing=False)
+    db.announce()
     try:
         token, tok = guard(
             lambda: the_app.run_sync(create_token(the_app.store, the_app.clock, scope, name))
@@ -62,10 +83,11 @@ def tokens_create(state: CliState, scope: str, name: str | None) -> None:
 
 @tokens.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_APP
 @db_state
-def tokens_list(state: CliState, as_json: bool) -> None:
+def tokens_list(state: CliState, as_json: bool, app_ref: str | None) -> None:
     """Every token (never its secret), revoked ones included."""
-    found = use_app(state, lambda a: a.run_sync(a.store.list_api_tokens()))
+    found = with_app(state, app_ref, lambda a: a.run_sync(a.store.list_api_tokens()))
     if as_json:
         print(json.dumps([_dict(r) for r in found], indent=2))
         return
@@ -92,11 +114,14 @@ def _dict(r: ApiTokenRow) -> dict[str, object]:
 
 @tokens.command("revoke")
 @click.argument("token", metavar="ID|NAME")
+@_APP
 @db_state
-def tokens_revoke(state: CliState, token: str) -> None:
+def tokens_revoke(state: CliState, token: str, app_ref: str | None) -> None:
     """Revoke a token (by id, or every live token with that name) at once."""
     text(token, "token id")
-    count = use_app(state, lambda a: a.run_sync(a.store.revoke_api_token(token, at=a.clock.now())))
+    count = with_app(
+        state, app_ref, lambda a: a.run_sync(a.store.revoke_api_token(token, at=a.clock.now()))
+    )
     if count == 0:
         fail(EXIT_NOT_FOUND, f"no live API token {token!r}; `tether tokens list` shows them")
     print(f"revoked {count} token(s)")

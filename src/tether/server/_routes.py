@@ -44,7 +44,7 @@ from ._models import (
 from ._run_path import RunRoute
 from ._sse import event_stream, streams_of
 
-__all__ = ["api_router", "decode_cursor", "encode_cursor", "record_path", "record_router"]
+__all__ = ["api_router", "aware", "decode_cursor", "encode_cursor", "record_path", "record_router"]
 
 # a run id may hold '/' (a child's does): its routes take the rest of the path, each
 # matching only its own tail as sent (`RunRoute`), and the record's route, which
@@ -79,6 +79,21 @@ def decode_cursor(cursor: str) -> tuple[str, datetime]:
         ) from None
 
 
+def aware(**given: datetime | None) -> None:
+    """Refuse a time without a time zone (a 422 naming the query field), with an example
+    to copy: a date alone has none and cannot take one (``2026-12-04Z`` is no time at
+    all), so "give a time zone" sent the caller to a second 422."""
+    for what, when in given.items():
+        if when is not None and when.tzinfo is None:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"query.{what}: give a time with its time zone, e.g. {when.isoformat()}Z "
+                "(UTC; a date or a time alone has none)",
+                [{"field": f"query.{what}", "message": "needs a time zone"}],
+            )
+
+
 @api_router.get("/runs", dependencies=[READ], summary="List runs, newest first")
 async def list_runs(
     request: Request,
@@ -91,9 +106,7 @@ async def list_runs(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RunPage:
-    for what, when in (("created_after", created_after), ("created_before", created_before)):
-        if when is not None and when.tzinfo is None:
-            raise ApiError(422, "invalid_request", f"{what}: give a time zone (e.g. Z)")
+    aware(created_after=created_after, created_before=created_before)
     where = RunFilter(status, workflow, tag, tenant, created_after, created_before)
     after = None if cursor is None else decode_cursor(cursor)
     rows = await served_app(request).store.list_runs_page(where, limit=limit + 1, after=after)

@@ -23,6 +23,7 @@ from ._models import (
     UsageRow,
     WorkerInfo,
 )
+from ._routes import aware
 from ._run_path import RunRoute
 
 __all__ = ["ops_router"]
@@ -48,6 +49,7 @@ class UsageQuery:
 async def usage(request: Request, query: Annotated[UsageQuery, Depends()]) -> list[UsageRow]:
     """Sums over the call log (`App.usage`); cost is integer micro-USD, and calls at
     no known price count in `unknown_cost_calls`, never as $0."""
+    aware(since=query.since, until=query.until)
     rows = await served_app(request).ausage(**asdict(query))
     return [UsageRow.of(r) for r in rows]
 
