@@ -480,3 +480,22 @@ async def test_the_claims_are_planned_once_not_at_each_poll(pg: str) -> None:
             assert generic > 0 and custom == 0, (statement[:60], generic, custom)
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "parsed"),
+    [
+        ("postgresql:///app?schema=s", {"dbname": "app"}),
+        ("postgres:///app", {"dbname": "app"}),
+        ("postgresql://u@db.example:6432/app?sslmode=require",
+         {"user": "u", "host": "db.example", "port": "6432", "dbname": "app", "sslmode": "require"}),
+    ],
+)  # fmt: skip
+def test_a_url_keeps_a_form_libpq_reads(url: str, parsed: dict[str, str]) -> None:
+    """Without a host (libpq's local socket) the URL lost its "//": "postgresql:/app",
+    which libpq cannot read, so `--db postgresql:///app` could never connect."""
+    import psycopg
+
+    from tether.store import parse_pg_url
+
+    assert psycopg.conninfo.conninfo_to_dict(parse_pg_url(url).conninfo) == parsed

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from ..errors import InvalidArgumentError
 
@@ -284,7 +284,9 @@ def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConf
             "and sslmode, connect_timeout, application_name"
         )
     query = "&".join(f"{k}={v}" for k, v in opts.items())
-    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, query, ""))
+    # spelled out: urlunsplit drops the "//" of a URL without a host (the local
+    # socket), and libpq cannot read "postgresql:/db"
+    conninfo = f"postgresql://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
     host = parts.hostname or "localhost"
     if parts.port:
         host = f"{host}:{parts.port}"
