@@ -499,3 +499,17 @@ def test_a_url_keeps_a_form_libpq_reads(url: str, parsed: dict[str, str]) -> Non
     from tether.store import parse_pg_url
 
     assert psycopg.conninfo.conninfo_to_dict(parse_pg_url(url).conninfo) == parsed
+
+
+def test_a_value_over_postgresqls_limits_is_not_blamed_on_the_connection(pg: str) -> None:
+    """A 300 MB signal payload (over jsonb's 256 MB) was answered "check that the
+    server runs, the database exists and the user may connect"."""
+    import psycopg
+
+    store: Any = open_store(pg)
+    too_big = psycopg.errors.ProgramLimitExceeded("string too long to represent as jsonb string")
+    said = str(store._store_error(too_big))
+    assert "too large" in said and "pass a reference" in said
+    assert "server runs" not in said
+    lost = psycopg.OperationalError("connection to server at 127.0.0.1 failed")
+    assert "server runs" in str(store._store_error(lost))  # the advice where it belongs

@@ -640,9 +640,19 @@ class PostgresStore(Store):
         return True
 
     def _store_error(self, exc: psycopg.Error) -> StoreError:
-        if not isinstance(exc, psycopg.OperationalError):
-            return StoreError(f"PostgreSQL error: {str(exc).strip()}")
-        return StoreError(self._describe(exc))
+        """The error a verb raises. Advice on reaching the server only where reaching
+        it failed (no answer, or the server's connection, resource and shutdown
+        classes): a value over PostgreSQL's limits got "check that the server runs"."""
+        state = exc.sqlstate or ""
+        if isinstance(exc, psycopg.OperationalError) and not state.startswith(("54", "55")):
+            return StoreError(self._describe(exc))
+        said = str(exc).strip() or type(exc).__name__
+        if state.startswith("54"):  # program limit exceeded: a value too large
+            return StoreError(
+                f"PostgreSQL refused a value as too large: {said.splitlines()[0]}. Keep large "
+                "data out of the run (a file, or the blob store) and pass a reference to it"
+            )
+        return StoreError(f"PostgreSQL error: {said}")
 
     async def _ensure_listener(self) -> None:
         if self._listen_task is not None and not self._listen_task.done():
