@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import contextvars
 import os
 import re
@@ -35,6 +36,8 @@ HERE = Path(__file__).resolve().parent
 T = TypeVar("T")
 
 _role: contextvars.ContextVar[str] = contextvars.ContextVar("role", default="other")
+_piped: contextvars.ContextVar[bool] = contextvars.ContextVar("piped", default=False)
+_MARKS = ("(BEGIN+COMMIT)", "(pipeline)", "(pipelined)")  # counts that are not statements
 _counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
 
 
@@ -56,14 +59,29 @@ def _label(names: dict[str, str], query: Any) -> str:
 
 @contextmanager
 def counting() -> Iterator[None]:
-    """Count every statement and transaction psycopg runs, by the task's role."""
+    """Count every statement and transaction psycopg runs, by the task's role; the
+    statements of a pipeline share one round trip (a run's history read, a claim
+    with its plan setting)."""
     names = _names()
     execute = psycopg.AsyncCursor.execute
     transaction = psycopg.AsyncConnection.transaction
+    pipeline = psycopg.AsyncConnection.pipeline
 
     async def counted_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
         _counts[_role.get()][_label(names, query)] += 1
+        if _piped.get():
+            _counts[_role.get()]["(pipelined)"] += 1
         return await execute(self, query, *args, **kwargs)
+
+    @contextlib.asynccontextmanager
+    async def counted_pipeline(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _counts[_role.get()]["(pipeline)"] += 1
+        token = _piped.set(True)
+        try:
+            async with pipeline(self, *args, **kwargs) as piped:
+                yield piped
+        finally:
+            _piped.reset(token)
 
     def counted_transaction(self: Any, *args: Any, **kwargs: Any) -> Any:
         _counts[_role.get()]["(BEGIN+COMMIT)"] += 1
@@ -71,11 +89,13 @@ def counting() -> Iterator[None]:
 
     psycopg.AsyncCursor.execute = counted_execute  # type: ignore[method-assign]
     psycopg.AsyncConnection.transaction = counted_transaction  # type: ignore[method-assign]
+    psycopg.AsyncConnection.pipeline = counted_pipeline  # type: ignore[method-assign]
     try:
         yield
     finally:
         psycopg.AsyncCursor.execute = execute  # type: ignore[method-assign]
         psycopg.AsyncConnection.transaction = transaction  # type: ignore[method-assign]
+        psycopg.AsyncConnection.pipeline = pipeline  # type: ignore[method-assign]
 
 
 async def _as(role: str, make: Callable[[], Awaitable[T]]) -> T:
@@ -87,14 +107,16 @@ def _report(title: str, runs: int) -> None:
     print(f"\n== {title}: {runs} runs")
     for role in ("client", "worker", "maintenance"):
         c = _counts.get(role, collections.Counter())
-        tx = c.get("(BEGIN+COMMIT)", 0)
-        stmts = sum(v for k, v in c.items() if k != "(BEGIN+COMMIT)")
+        tx, pipes, piped = (c.get(k, 0) for k in _MARKS)
+        stmts = sum(v for k, v in c.items() if k not in _MARKS)
+        trips = stmts - piped + pipes + 2 * tx
         print(
             f"{role}: {stmts / runs:.2f} statements, {tx / runs:.2f} transactions, "
-            f"{(stmts + 2 * tx) / runs:.2f} round trips per run"
+            f"{trips / runs:.2f} round trips per run"
         )
         for name, n in c.most_common():
-            print(f"    {n / runs:6.2f}  {name}")
+            if name not in _MARKS[1:]:
+                print(f"    {n / runs:6.2f}  {name}")
     _counts.clear()
 
 
