@@ -173,10 +173,7 @@ class Waits:
     async def child(
         self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None
     ) -> Any:
-        defn = WorkflowDef.of(workflow)
-        if workflow_id is not None:  # checked before it names a run or a wait
-            check_name("child workflow_id", workflow_id)
-        cid = workflow_id or f"{self._run.workflow_id}/{self._run.next_key(defn.name)}"
+        defn, cid = self._child_of(workflow, workflow_id)
         wait = NewWait(f"child:{cid}", WaitKind.RUN, cid)
         if wait.key in self._run.waits:  # it had ended when this drive started
             row = await self._wait(wait, MISSING)
@@ -198,13 +195,20 @@ class Waits:
     async def start_child(
         self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None
     ) -> str:
-        defn = WorkflowDef.of(workflow)
-        if workflow_id is not None:  # checked before it names a run or a wait
-            check_name("child workflow_id", workflow_id)
-        cid = workflow_id or f"{self._run.workflow_id}/{self._run.next_key(defn.name)}"
+        defn, cid = self._child_of(workflow, workflow_id)
         host = self._require_host()
         await host.create_child(defn, input, cid, self._run.workflow_id, detached=True)
         return cid
+
+    def _child_of(
+        self, workflow: Callable[..., Awaitable[Any]], workflow_id: str | None
+    ) -> tuple[WorkflowDef, str]:
+        """The child's definition and run id: `workflow_id` (checked before it names a
+        run or a wait), or the parent's id and the child's occurrence."""
+        defn = WorkflowDef.of(workflow)
+        if workflow_id is not None:
+            check_name("child workflow_id", workflow_id)
+        return defn, workflow_id or f"{self._run.workflow_id}/{self._run.next_key(defn.name)}"
 
     def _require_host(self) -> Host:
         if self._host is None:
