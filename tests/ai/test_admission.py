@@ -137,6 +137,25 @@ async def test_an_unbudgeted_fan_out_waits_for_nothing(database_url: str) -> Non
         await app.aclose()
 
 
+async def test_parallel_branches_past_the_warning_line_warn_once(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crowd = Crowd(9)  # the first alone; the nine after it in flight at once
+    app = App(database_url, clock=FakeClock(), ai=ai.Providers(crowd=crowd, prices=PRICES))
+    _first_once_all_asked(app, crowd, monkeypatch)
+    fan = _fan(app, ai.Budget(max_usd=100, warn_at=0.001))  # past the line after one call
+    try:
+        async with asyncio.timeout(30):
+            assert (await app.arun(fan, workflow_id="warned")).value == 10
+        # each judged on the spend past the line (one fewer when a read counted one twice)
+        assert crowd.peak >= 8
+        events = (await app.aget_record("warned")).events
+        assert len([e for e in events if e.type == "budget.warning"]) == 1
+        assert len(ADMISSIONS) == 0
+    finally:
+        await app.aclose()
+
+
 async def test_a_retried_call_counts_its_failed_attempts_cost_once(database_url: str) -> None:
     class Answer(BaseModel):
         label: str

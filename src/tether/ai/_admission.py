@@ -100,6 +100,12 @@ class Ticket:
         self._spent = Spend()
         self._state: Literal["flight", "returned", "logged"] = "flight"
 
+    @property
+    def spend(self) -> Spend:
+        """The spend it was admitted on and what its own calls cost since: what a call
+        it makes next (`generate_object` asking again) is judged on."""
+        return _plus(self.judged, self._spent)
+
     def cost(self, micro_usd: int | None, tokens: int) -> None:
         """A provider call of this admission was recorded (and priced). Its cost is
         unknown if `micro_usd` is None (no price, or an answer that told no usage): as

@@ -108,6 +108,15 @@ class _Stop(BaseModel):
     step: str | None = None  # the stopped step's key (a stage's ``stage-id/...``), to rerun from
 
 
+class _Spent(Exception):
+    """The budget ran out between two provider calls of one step (`generate_object`
+    asking again): the step records it as stopped, with the calls it made."""
+
+    def __init__(self, spend: Spend) -> None:
+        super().__init__("budget exceeded")
+        self.spend = spend
+
+
 class _StepContext(Protocol):
     @property
     def name(self) -> str: ...  # the step's key in the run's record
@@ -154,6 +163,9 @@ class WorkflowAI:
         self._log = log
         self.budget = budget
         self._warning_recorded = False  # known from the log (not from attaching it)
+        # attached by a call of this run still in flight: parallel branches judged past
+        # the line before its step is written must not write one each
+        self._warning_attached = False
         self._raises = 0  # budget.raise signals taken so far (see `_Stop.raises`)
         self._now = now  # the App's clock: a call's time, and the prices in force then
         self._admissions = admissions
@@ -453,11 +465,18 @@ class WorkflowAI:
                 if gate is None:  # no budget
                     return _Outcome(result=await call())
                 tickets.append(gate)
-                token, ok = _TICKET.set(gate), False
+                token, ok, warned = _TICKET.set(gate), False, False
                 try:
-                    await self._warn(gate.judged)
+                    warned = await self._warn(gate.judged)
                     result = await call()
                     ok = True
+                except _Spent as spent:
+                    ok = True  # its calls answered: their costs are known
+                    return _Outcome(stopped=self._stop(spent.spend, ctx.name))
+                except BaseException as exc:
+                    if warned and not isinstance(exc, Exception):  # cut short: not written
+                        self._warning_attached = False
+                    raise
                 finally:
                     _TICKET.reset(token)
                     gate.returned(ok)
@@ -518,6 +537,11 @@ class WorkflowAI:
         )
         if ticket is not None:
             return ticket
+        return self._stop(spend, step)
+
+    def _stop(self, spend: Spend, step: str) -> _Stop:
+        budget = self.budget
+        assert budget is not None
         return _Stop(
             spent_usd=spend.usd,
             tokens=spend.tokens,
@@ -526,19 +550,32 @@ class WorkflowAI:
             step=step,
         )
 
-    async def _warn(self, spend: Spend) -> None:
-        """Past `warn_at`, the run's ``budget.warning``, written once with the step."""
+    def _still_within(self) -> None:
+        """Before a step's next provider call (`generate_object` asking again): stop
+        once the budget is spent, as the next step's check would, so only the call that
+        crossed the limit is over it."""
+        ticket, budget = _TICKET.get(), self.budget
+        if ticket is not None and budget is not None and budget.judge(ticket.spend) == "exceeded":
+            raise _Spent(ticket.spend)
+
+    async def _warn(self, spend: Spend) -> bool:
+        """Past `warn_at`, the run's ``budget.warning``, written once with the step;
+        whether this call attached it."""
         budget = self.budget
         if budget is None or budget.judge(spend) != "warn" or await self._warned():
-            return
+            return False
+        self._warning_attached = True
         detail = {"spent_usd": spend.usd, "tokens": spend.tokens, **_limits(budget)}
         attach(NewEvent("budget.warning", budget.describe(spend), json.dumps(detail)))
+        return True
 
     async def _warned(self) -> bool:
-        """Whether the run recorded its budget warning; once it has, not asked again."""
-        if not self._warning_recorded:
+        """Whether the run recorded its budget warning, or a call in flight attached it;
+        once it has, not asked again. Read after the log, so a call that attached it
+        during the read is seen."""
+        if not self._warning_recorded and not self._warning_attached:
             self._warning_recorded = await self._log.budget_warned(self._flow.workflow_id)
-        return self._warning_recorded
+        return self._warning_recorded or self._warning_attached
 
     async def _call(
         self, call_type: str, pname: str, provider: Provider, model_id: str, request: TextRequest
@@ -577,6 +614,8 @@ class WorkflowAI:
         usage, cost, error = Usage(), 0, ""
         known = True
         for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                self._still_within()
             reply, one = await self._call("object", pname, provider, model_id, request)
             usage = usage + reply.usage
             known = known and one is not None

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import importlib
+import inspect
 import json
 import os
 from collections.abc import Callable
@@ -18,7 +20,14 @@ from typing import Any, Generic, TypeVar
 from ..errors import InvalidArgumentError
 from ._errors import MissingAPIKeyError, ProviderError
 
-__all__ = ["ClientPerLoop", "SDKProvider", "classify", "error_in_body", "resolve_key"]
+__all__ = [
+    "ClientPerLoop",
+    "SDKProvider",
+    "classify",
+    "error_in_body",
+    "resolve_key",
+    "sdk_kwargs",
+]
 
 C = TypeVar("C")
 
@@ -155,6 +164,35 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
+def sdk_kwargs(fn: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` as keywords of the SDK method `fn`: a field it has no keyword for (an
+    OpenAI-compatible server's own, one newer than the installed SDK, `temperature`
+    where the SDK dropped it) goes in `extra_body`, which the SDK merges into the
+    request body as it is; passed as a keyword it would be a `TypeError`."""
+    known = _keywords(getattr(fn, "__func__", fn))
+    if known is None:
+        return body
+    extra = {k: v for k, v in body.items() if k not in known}
+    if not extra:
+        return body
+    kwargs = {k: v for k, v in body.items() if k in known}
+    kwargs["extra_body"] = {**extra, **(kwargs.get("extra_body") or {})}
+    return kwargs
+
+
+@functools.cache
+def _keywords(fn: Any) -> frozenset[str] | None:
+    """The keywords `fn` takes, read once per SDK method; None if it takes any (or
+    has no `extra_body` to put the others in)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return None
+    if "extra_body" not in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return frozenset(params)
+
+
 class _Default(enum.Enum):
     DEFAULT = "default"
 
@@ -231,7 +269,7 @@ class SDKProvider:
     ) -> tuple[Any, dict[str, Any]]:
         """Call the SDK for `model`'s answer: it and its dump, or the error a 200 carries
         instead (`answered` tells a dump that holds a result; see `error_in_body`)."""
-        answer = await self._call(fn, **kwargs)
+        answer = await self._call(fn, **sdk_kwargs(fn, kwargs))
         raw: dict[str, Any] = answer.model_dump()
         failed = error_in_body(raw, self.name, model, answered=answered(raw))
         if failed is not None:

@@ -1,0 +1,73 @@
+"""What a call asks reaches the provider's wire as it was given: `temperature`, and
+`options=` the SDK has no keyword for (OpenRouter's `provider`, vLLM's `top_k`,
+a field newer than the SDK), sent in the request body untouched, through the
+official SDKs to a real local server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tether import App, FakeClock, Workflow, ai
+
+from ._server import ProviderServer
+
+ROUTING = {"provider": {"sort": "throughput", "require_parameters": True}}
+
+
+@pytest.fixture
+async def app(database_url: str, clock: FakeClock, server: ProviderServer) -> AsyncIterator[App]:
+    providers = ai.Providers(
+        router=ai.OpenAICompatible(base_url=server.openai_url),
+        anthropic=ai.Anthropic(api_key="k", base_url=server.anthropic_url),
+    )
+    the_app = App(database_url, clock=clock, ai=providers)
+    yield the_app
+    await the_app.aclose()
+
+
+def _asker(app: App) -> object:
+    @app.workflow(name="ask")
+    async def ask(wf: Workflow, call: dict[str, Any]) -> str:
+        answer = await wf.ai.generate_text(
+            call["model"], prompt="hi", temperature=0.2, options=call["options"]
+        )
+        return answer.text
+
+    return ask
+
+
+@pytest.mark.parametrize(
+    ("model", "options"),
+    [
+        ("router:meta-llama/llama-3.1-8b", {**ROUTING, "top_k": 40, "min_p": 0.05}),
+        ("router:meta-llama/llama-3.1-8b", {"seed": 7}),  # one the SDK has a keyword for
+        ("anthropic:claude-sonnet-4-5", {"top_k": 5, "a_newer_field": {"x": [1, 2]}}),
+    ],
+)
+async def test_temperature_and_options_reach_the_wire_untouched(
+    app: App, server: ProviderServer, model: str, options: dict[str, Any]
+) -> None:
+    ask = _asker(app)
+    done = await app.arun(ask, {"model": model, "options": options}, workflow_id="o1")  # type: ignore[arg-type]
+    assert done.value is not None and done.value.startswith("echo"), done.record.last_error
+    [(_, sent)] = server.state.bodies
+    assert sent["temperature"] == 0.2
+    assert {k: sent[k] for k in options} == options
+    assert "extra_body" not in sent
+
+
+async def test_embedding_options_the_sdk_does_not_know_reach_the_wire(
+    app: App, server: ProviderServer
+) -> None:
+    @app.workflow(name="emb")
+    async def emb(wf: Workflow) -> int:
+        found = await wf.ai.embed("router:e5", ["a b"], options={"input_type": "query"})
+        return len(found.vectors)
+
+    done = await app.arun(emb, workflow_id="e1")
+    assert done.value == 1, done.record.last_error
+    [(_, sent)] = server.state.bodies
+    assert sent["input_type"] == "query" and sent["input"] == ["a b"]
