@@ -181,6 +181,36 @@ async def test_steps_record_whether_their_policy_would_retry(app: App) -> None:
     assert again.last_error == rec.last_error and again.steps == rec.steps
 
 
+class Unprintable(Exception):
+    """An error whose message cannot be built (a library's __str__ reading a missing field)."""
+
+    def __str__(self) -> str:
+        raise AttributeError("no field 'detail'")
+
+
+async def test_a_step_error_whose_str_fails_is_recorded_and_retried(app: App) -> None:
+    calls: list[int] = []
+
+    def breaks() -> None:
+        calls.append(1)
+        raise Unprintable("x")
+
+    @app.workflow
+    async def flow(wf: Workflow) -> None:
+        await wf.step("s", breaks, retry=RetryPolicy(attempts=3, backoff=0, jitter=0))
+
+    for _ in range(2):  # the run, then the run asked again (its record)
+        with pytest.raises(Unprintable):  # its own error, not tether's AttributeError
+            await app.arun(flow, workflow_id="unprintable")
+    assert len(calls) == 3  # retried as the policy says, and not again when asked again
+    rec = await app.aget_record("unprintable")
+    step = rec.steps["s"]
+    assert step.status is tether.StepStatus.FAILED and step.attempts == 3
+    assert step.error is not None and step.error.type == "Unprintable"
+    assert step.error.message == "<exception str() failed>"  # as Python's tracebacks say
+    assert rec.last_error is not None and rec.last_error.type == "Unprintable"
+
+
 async def test_a_failed_rerun_raises_once_and_logs_no_background_failure(
     app: tether.App, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -90,6 +90,30 @@ async def test_stop_on_error_raises_with_summary(app: App) -> None:
     assert isinstance(summary.results[1].error, ValueError)
 
 
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise AttributeError("no field 'detail'")
+
+
+async def test_an_item_error_whose_str_fails_still_stops_the_rest(app: App) -> None:
+    async def flow(wf: Workflow) -> None:
+        async def work(i: int) -> int:
+            if i == 0:
+                raise Unprintable()
+            return i
+
+        await wf.for_each([0, 1], work)
+
+    with pytest.raises(
+        tether.ForEachError, match=r"Unprintable: <exception str\(\) failed>"
+    ) as info:
+        await app.arun(flow, workflow_id="fe-unprintable")
+    assert isinstance(info.value.first_error, Unprintable)
+    rec = await app.aget_record("fe-unprintable")
+    assert rec.status is RunStatus.FAILED and rec.last_error is not None
+    assert rec.last_error.type == "ForEachError"
+
+
 async def test_a_failure_that_stops_the_rest_is_not_put_off_by_a_waiting_item(
     app: App,
 ) -> None:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tether import App, StepContext, Workflow
+from tether import App, RetryPolicy, StepContext, StepTimeoutError, Workflow
 from tether._step_threads import SPIN, StepThreads
 from tether.testing import eventually
 
@@ -103,3 +103,44 @@ async def test_shutdown_waits_for_a_step_in_flight_up_to_its_timeout() -> None:
     assert pool.in_flight == 0
     threads = [t for t in threading.enumerate() if t.name.startswith("tether-step-")]
     assert all(t.daemon for t in threads)
+
+
+async def test_steps_that_timed_out_while_hung_do_not_starve_later_steps(app: App) -> None:
+    hung = threading.Event()  # a request that never answers, until the test ends
+
+    def hangs() -> str:
+        hung.wait(30)
+        return "late"
+
+    async def flow(wf: Workflow) -> str:
+        # more attempts than the App has step threads, each abandoned still running
+        with pytest.raises(StepTimeoutError):
+            await wf.step("hangs", hangs, timeout=0.05, retry=RetryPolicy(40, backoff=0))
+        return await wf.step("quick", lambda: "quick", timeout=5)
+
+    try:
+        result = await asyncio.wait_for(app.arun(flow, workflow_id="wf-hung"), 30)
+        assert result.value == "quick"  # it ran, instead of timing out in the queue
+    finally:
+        hung.set()
+
+
+async def test_a_call_given_up_before_a_thread_took_it_never_runs() -> None:
+    pool = StepThreads(max_threads=1)
+    release, started = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def busy() -> str:
+        started.set()
+        release.wait(10)
+        return "busy"
+
+    first = asyncio.ensure_future(pool.run(busy))
+    await eventually(started.is_set, interval=0.001)
+    with pytest.raises(TimeoutError):  # `busy` holds the one thread: this call is queued
+        await asyncio.wait_for(pool.run(ran.append, "late"), 0.05)
+    release.set()
+    assert await first == "busy"
+    assert await pool.run(lambda: "next") == "next"  # the thread is free again
+    assert ran == []  # its caller gave up: running it now would be a side effect nobody sees
+    assert pool.shutdown(wait=True, timeout=5)

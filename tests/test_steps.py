@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import gc
+import time
 import weakref
 from typing import Any
 
-from tether import App, StepContext, Workflow
+from tether import App, RetryPolicy, RunStatus, StepContext, Workflow
 from tether._steps import is_async, wants_context
+from tether.testing import eventually
 
 
 class _Document:
@@ -90,3 +92,69 @@ async def test_partials_and_methods_run_as_steps(app: App) -> None:
         ]
 
     assert (await app.arun(flow)).value == [1, 7, 1, 2]
+
+
+# -- retry back-off: a wait with no step in flight ---------------------------------------
+
+_LONG_BACKOFF = RetryPolicy(attempts=3, backoff=60, max_delay=60, jitter=0)
+
+
+async def _retrying(app: App, workflow_id: str) -> None:
+    async def waits_to_retry() -> bool:
+        events = [e.type for e in (await app.aget_record(workflow_id)).events]
+        return "step.retrying" in events
+
+    await eventually(waits_to_retry, timeout=10)
+
+
+async def test_an_exit_during_a_retry_back_off_hands_the_run_back_at_once(
+    database_url: str,
+) -> None:
+    app = App(database_url, shutdown_grace=20)
+    calls: list[int] = []
+
+    def flaky() -> None:
+        calls.append(1)
+        raise ConnectionError("the agent dropped the call")
+
+    @app.workflow(name="backs-off")
+    async def flow(wf: Workflow) -> None:
+        await wf.step("call", flaky, retry=_LONG_BACKOFF)
+
+    await app.astart(flow, workflow_id="bo-exit")
+    await _retrying(app, "bo-exit")
+    began = time.monotonic()
+    await app.aclose()  # no step in flight: nothing to wait for, not the 20 s grace
+    assert time.monotonic() - began < 5
+    again = App(database_url)
+    try:
+        rec = await again.aget_record("bo-exit")
+        assert rec.status is RunStatus.PENDING and rec.events[-1].type == "workflow.handed_back"
+        assert rec.steps["call"].attempts == 1 and calls == [1]  # the next process retries
+    finally:
+        await again.aclose()
+
+
+async def test_a_cancel_during_a_retry_back_off_compensates_at_once(database_url: str) -> None:
+    app = App(database_url)
+    undone: list[str] = []
+
+    def flaky() -> None:
+        raise ConnectionError("the agent dropped the call")
+
+    @app.workflow(name="cancelled-in-back-off")
+    async def flow(wf: Workflow) -> None:
+        await wf.step("charge", lambda: "c-1", compensate=undone.append)
+        await wf.step("call", flaky, retry=_LONG_BACKOFF)
+
+    try:
+        await app.astart(flow, workflow_id="bo-cancel")
+        await _retrying(app, "bo-cancel")
+        began = time.monotonic()
+        await app.acancel("bo-cancel", "no longer needed", compensate=True)
+        result = await app.aresult("bo-cancel", timeout=30)
+        assert time.monotonic() - began < 5  # not after the minute of back-off
+        assert result.record.status is RunStatus.COMPENSATED and undone == ["c-1"]
+        assert result.record.steps["call"].attempts == 1  # no attempt after the cancel
+    finally:
+        await app.aclose()

@@ -44,6 +44,7 @@ __all__ = [
     "decode_error",
     "encode_error",
     "encode_record",
+    "error_text",
     "revive_error",
     "revived",
 ]
@@ -121,6 +122,16 @@ class ErrorRecord:
         return chain
 
 
+def error_text(exc: BaseException) -> str:
+    """``str(exc)``, or what Python's tracebacks print when that raises: an exception
+    whose ``__str__`` is broken must still be recorded (and the step retried), not
+    replace the step's failure with an error of tether's own."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
+
+
 def _record(exc: BaseException, retryable: bool | None, tb: str | None, left: int) -> ErrorRecord:
     cls = type(exc)
     if retryable is None:
@@ -129,7 +140,7 @@ def _record(exc: BaseException, retryable: bool | None, tb: str | None, left: in
     cause = exc.__cause__
     return ErrorRecord(
         type=cls.__name__,
-        message=str(exc),
+        message=error_text(exc),
         module=cls.__module__,
         qualname=cls.__qualname__,
         retryable=retryable,
@@ -145,7 +156,7 @@ def _attributes(exc: BaseException) -> dict[str, Any] | None:
     kept: dict[str, Any] = {}
     # its args too (as a list: setting them back makes a tuple again), so a replay's
     # exc.args and str(exc) are the first run's (a KeyError's str quotes its arg)
-    given = [("args", list(exc.args))] if exc.args != (str(exc),) else []
+    given = [("args", list(exc.args))] if exc.args != (error_text(exc),) else []
     for name, value in [*given, *getattr(exc, "__dict__", {}).items()]:
         if name.startswith("_"):
             continue

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from ._control import Suspend
+from ._failure import error_text
 from .errors import InvalidArgumentError, StoreError, TetherError
 
 __all__ = ["ForEachError", "ForEachSummary", "ItemResult", "ItemStatus", "run_for_each"]
@@ -228,5 +229,5 @@ class ForEachError(TetherError):
         self.first_error = first_error
         super().__init__(
             f"for_each: {summary.rejected} item(s) failed, {summary.fulfilled} succeeded; "
-            f"first error: {type(first_error).__name__}: {first_error}"
+            f"first error: {type(first_error).__name__}: {error_text(first_error)}"
         )

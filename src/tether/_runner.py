@@ -17,7 +17,7 @@ from typing import Any
 
 from ._compensation import compensate
 from ._control import HandBack, Suspend
-from ._failure import decode_error, encode_error, revive_error
+from ._failure import decode_error, encode_error, error_text, revive_error
 from ._interceptors import RunCall, run_intercepted, with_listeners
 from ._owners import forget_owner, owner_is_dead
 from ._results import dump_result, load_result
@@ -194,7 +194,7 @@ class Runner:
     def begin_drain(self) -> None:
         """Start no more steps: every run driven here hands itself back at its next
         step boundary (a step in flight finishes and is recorded first)."""
-        self._rt.draining = True
+        self._rt.drain()
 
     async def shutdown(self, grace: float) -> None:
         """Drain, wait up to `grace` seconds for the runs driven here to hand
@@ -607,7 +607,7 @@ class Runner:
         arriving meanwhile is refused instead of compensating the run again, and
         one that landed first wins (the run ends cancelled, compensated as asked)."""
         status = RunStatus.FAILED
-        error, what = encode_error(exc), f"{type(exc).__name__}: {exc}"
+        error, what = encode_error(exc), f"{type(exc).__name__}: {error_text(exc)}"
         timed_out = getattr(exc, "workflow_id", None) == st.workflow_id and isinstance(
             exc, WorkflowTimeoutError
         )
@@ -626,7 +626,7 @@ class Runner:
         await self._finish(
             st, status, NewEvent("workflow.failed", what), error=error, reason=reason
         )
-        st.emit("workflow.failed", str(exc))
+        st.emit("workflow.failed", error_text(exc))
         self._wake_parent(st)
         return True
 

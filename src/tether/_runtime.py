@@ -80,3 +80,37 @@ class Runtime:
     # lambda, a partial): such callables share a registry name, the latest run under it
     # holding it, so each run keeps its own here until it ends
     run_defs: dict[str, WorkflowDef] = field(default_factory=dict)
+    # by run id, the retry back-offs its steps wait out now (see `rest`)
+    resting: dict[str, set[asyncio.Future[None]]] = field(default_factory=dict)
+
+    def drain(self) -> None:
+        """Start no more steps, and cut every back-off short: a run waiting to retry
+        has no step in flight, so it can hand itself back at once instead of keeping
+        the exit waiting out its grace period."""
+        self.draining = True
+        self.wake(list(self.resting))
+
+    def wake(self, workflow_ids: list[str]) -> None:
+        """Cut short the back-offs of these runs (cancelled: their next attempt is
+        refused at once, and their compensations need not wait for it)."""
+        for wid in workflow_ids:
+            for fut in list(self.resting.get(wid, ())):
+                fut.get_loop().call_soon_threadsafe(_resolve, fut)
+
+    async def rest(self, workflow_id: str, seconds: float) -> None:
+        """Wait `seconds` on the clock before a step's next attempt, unless the process
+        starts draining or the run is cancelled here meanwhile (`wake`)."""
+        if self.draining:
+            return
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.resting.setdefault(workflow_id, set()).add(wake)
+        nap = asyncio.ensure_future(self.clock.sleep(seconds))
+        try:
+            await asyncio.wait((nap, wake), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            nap.cancel()
+            waits = self.resting.get(workflow_id)
+            if waits is not None:
+                waits.discard(wake)
+                if not waits:
+                    del self.resting[workflow_id]

@@ -45,7 +45,22 @@ IDLE_EXIT = 30.0
 class _Call:
     """One call handed to a step thread, and how its answer gets back."""
 
-    __slots__ = ("args", "ctx", "done", "error", "fn", "fut", "loop", "parked", "result", "state")
+    __slots__ = (
+        "abandoned",
+        "args",
+        "ctx",
+        "done",
+        "epoch",
+        "error",
+        "fn",
+        "fut",
+        "loop",
+        "parked",
+        "result",
+        "running",
+        "state",
+        "stuck",
+    )
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
@@ -59,6 +74,12 @@ class _Call:
         self.parked = False  # the loop stopped waiting in place: resolve `fut`
         self.fut: asyncio.Future[Any] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        # under the pool's lock: the awaiting task gave up (a step timeout, a cancel);
+        # a thread (of `epoch`) runs it now; it was abandoned while running
+        self.abandoned = False
+        self.running = False
+        self.epoch = -1
+        self.stuck = False
 
 
 def _deliver(fut: asyncio.Future[Any], call: _Call) -> None:
@@ -87,6 +108,7 @@ class StepThreads:
         self._threads: set[threading.Thread] = set()
         self._idle = 0
         self._busy = 0
+        self._stuck = 0  # threads running a call whose caller gave up (see `_abandon`)
         self._epoch = 0  # bumped by shutdown: threads of an older epoch are leaving
         _ALL.add(self)
 
@@ -112,7 +134,22 @@ class StepThreads:
                 call.fut, call.loop, call.parked = fut, loop, True
         if not call.parked:
             return self._answer(call)
-        return await fut
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self._abandon(call)
+            raise
+
+    def _abandon(self, call: _Call) -> None:
+        """The caller gave up on `call` (a step timeout): a sync function cannot be
+        stopped, so a call still running holds its thread, perhaps for ever (a hung
+        request), and another thread is allowed in its place, else hung calls would
+        starve every later step; a call not started yet is dropped, not run late."""
+        with self._lock:
+            call.abandoned = True
+            if call.running and call.epoch == self._epoch:
+                call.stuck = True
+                self._stuck += 1
 
     @staticmethod
     def _answer(call: _Call) -> Any:
@@ -122,7 +159,7 @@ class StepThreads:
 
     def _submit(self, call: _Call) -> None:
         with self._lock:
-            if self._idle <= 0 and len(self._threads) < self.max_threads:
+            if self._idle <= 0 and len(self._threads) - self._stuck < self.max_threads:
                 t = threading.Thread(
                     target=self._work,
                     args=(self._queue, self._epoch),
@@ -152,14 +189,20 @@ class StepThreads:
                 with self._lock:
                     self._leave(epoch)
                 return
-            try:
-                call.result = call.ctx.run(call.fn, *call.args)
-            except BaseException as exc:  # handed to the awaiting task, as to_thread does
-                call.error = exc
+            with self._lock:
+                dropped = call.abandoned  # its caller gave up before it started
+                call.running, call.epoch = not dropped, epoch
+            if not dropped:
+                try:
+                    call.result = call.ctx.run(call.fn, *call.args)
+                except BaseException as exc:  # handed to the awaiting task, as to_thread does
+                    call.error = exc
             with self._lock:
                 self._busy -= 1
+                call.running = False
                 if epoch == self._epoch:
                     self._idle += 1
+                    self._stuck -= call.stuck
                 self._quiet.notify_all()
             with call.state:
                 call.done.release()
@@ -186,6 +229,7 @@ class StepThreads:
         with self._lock:
             threads, q = list(self._threads), self._queue
             self._threads, self._queue, self._idle = set(), queue.SimpleQueue(), 0
+            self._stuck = 0
             self._epoch += 1
             for _ in threads:
                 q.put(None)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ._attach import collecting
 from ._control import HandBack
-from ._failure import decode_error, encode_error, revived
+from ._failure import decode_error, encode_error, error_text, revived
 from ._interceptors import StepCall, intercepted
 from ._results import dump_result, load_result
 from ._run_state import RunState
@@ -93,7 +93,7 @@ class StepExecutor:
                     await self._record_failure(spec, row, exc, retryable, again, rows)
                     if not again:
                         raise
-                    await self._rt.clock.sleep(_backoff(spec.policy, row.attempts, exc))
+                    await self._rt.rest(run.workflow_id, _backoff(spec.policy, row.attempts, exc))
                     prior = row.attempts
                     continue
             return await self._record_result(spec, row, result, rows)
@@ -166,7 +166,7 @@ class StepExecutor:
     ) -> None:
         err = encode_error(exc, retryable=retryable)
         what = "step.retrying" if again else "step.failed"
-        detail = {"attempt": row.attempts, "error": f"{type(exc).__name__}: {exc}"}
+        detail = {"attempt": row.attempts, "error": f"{type(exc).__name__}: {error_text(exc)}"}
         await self._rt.store.fail_step(
             self._run.fence,
             spec.key,
