@@ -415,6 +415,19 @@ async def test_a_worker_asked_to_stop_while_it_claims_stops_at_once(app: App) ->
     await asyncio.wait_for(worker.run(install_signals=False), 30)
 
 
+def _count_claims(app: App) -> list[int]:
+    """A one-item counter of the claims `app`'s store makes from now on."""
+    claims = [0]
+    real = app.store.claim_jobs
+
+    async def counting(*args: Any, **kw: Any) -> Any:
+        claims[0] += 1
+        return await real(*args, **kw)
+
+    app.store.claim_jobs = counting  # type: ignore[method-assign]
+    return claims
+
+
 async def test_an_idle_worker_claims_on_news_not_after_each_empty_wait(app: App) -> None:
     """An idle worker claims again when work is announced (or its poll is due), not
     each time the store's wait comes back with nothing: SQLite's wait returns within
@@ -425,21 +438,13 @@ async def test_an_idle_worker_claims_on_news_not_after_each_empty_wait(app: App)
     async def quick(wf: Workflow) -> int:
         return await wf.step("s", lambda: 1)
 
-    claims = 0
-    real = app.store.claim_jobs
-
-    async def counting(*args: Any, **kw: Any) -> Any:
-        nonlocal claims
-        claims += 1
-        return await real(*args, **kw)
-
-    app.store.claim_jobs = counting  # type: ignore[method-assign]
+    claims = _count_claims(app)
     worker = Worker(app, queues=["q"], poll_interval=3600)
     task = asyncio.ensure_future(worker.run(install_signals=False))
     try:
-        await eventually(lambda: claims >= 1)
+        await eventually(lambda: claims[0] >= 1)
         await asyncio.sleep(6 * POLL_MAX)  # idle, through six of SQLite's empty waits
-        assert claims == 1
+        assert claims[0] == 1
         wid = await app.asubmit(quick, queue="q")  # announced: claimed at once
         assert (await app.aresult(wid, timeout=30)).status is RunStatus.COMPLETED
     finally:
@@ -462,21 +467,13 @@ async def test_a_worker_that_took_the_last_job_claims_on_news_not_at_its_end(
         await gate.wait()
         return await wf.step("s", lambda: 1)
 
-    claims = 0
-    real = app.store.claim_jobs
-
-    async def counting(*args: Any, **kw: Any) -> Any:
-        nonlocal claims
-        claims += 1
-        return await real(*args, **kw)
-
-    app.store.claim_jobs = counting  # type: ignore[method-assign]
+    claims = _count_claims(app)
     worker = Worker(app, queues=["q"], concurrency=1, poll_interval=3600)
     task = asyncio.ensure_future(worker.run(install_signals=False))
     try:
-        await eventually(lambda: claims >= 1)  # the first claim: nothing queued yet
+        await eventually(lambda: claims[0] >= 1)  # the first claim: nothing queued yet
         first = await app.asubmit(gated, queue="q")
-        await eventually(lambda: claims >= 2)  # took it, the last one
+        await eventually(lambda: claims[0] >= 2)  # took it, the last one
         second = await app.asubmit(gated, queue="q")  # news while the slot is busy
         gate.set()
         for wid in (first, second):
@@ -484,7 +481,7 @@ async def test_a_worker_that_took_the_last_job_claims_on_news_not_at_its_end(
         await eventually(lambda: worker.executed == 2)
         for _ in range(20):  # turns of the loop in which a claim at the end would start
             await asyncio.sleep(0)
-        assert claims == 3
+        assert claims[0] == 3
     finally:
         worker.stop()
         await task
