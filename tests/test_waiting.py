@@ -806,3 +806,24 @@ async def test_a_task_that_swallows_the_unwind_and_fails_is_still_reported(
     finally:
         loop.set_exception_handler(None)
     assert [str(e) for e in reported] == ["side broke"]
+
+
+@pytest.mark.parametrize("items", [6, 12])
+async def test_signals_reach_for_each_items_in_the_order_they_waited(app: App, items: int) -> None:
+    # under the fake clock every wait registers at one instant; half of them carry a
+    # timeout, and on PostgreSQL the items' registrations commit on several connections
+    async def item(wf: Workflow, i: int) -> object:
+        return await wf.wait_for_signal("go", timeout=3600 if i % 2 else None)
+
+    @app.workflow
+    async def queue_up(wf: Workflow) -> list[object]:
+        work = [i for i in range(items)]
+        return (await wf.for_each(work, lambda i: item(wf, i), max_parallel=items)).values
+
+    res = await app.arun(queue_up, workflow_id="queue-up")
+    assert res.status is RunStatus.WAITING
+    for i in range(items):
+        await app.asignal("queue-up", "go", i)
+    assert (await app.aresult("queue-up", timeout=30)).value == list(range(items))
+    waits = await app.alist_waits("queue-up")  # the record lists them in that order too
+    assert [w.key for w in waits] == [f"signal:go[{i}]#1" for i in range(items)]

@@ -8,7 +8,9 @@ so the store never re-serialises.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -124,6 +126,22 @@ class WaitStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+_order_lock = threading.Lock()
+_last_order = 0
+
+
+def _registration_order() -> int:
+    """A number that grows with each call, in this process and (as it follows the
+    wall clock in ns) across processes: a signal goes to a run's oldest wait for it,
+    and waits registered under one fake-clock instant, or in one microsecond by
+    `for_each` items, tie on `created_at`; their rows reach the database in the order
+    their connections commit, not the order the code asked."""
+    global _last_order
+    with _order_lock:
+        _last_order = max(_last_order + 1, time.time_ns())
+        return _last_order
+
+
 @dataclass(frozen=True, slots=True)
 class NewWait:
     """A waitpoint to register; `key` names it within its run, stable across replays."""
@@ -134,6 +152,8 @@ class NewWait:
     match: str | None = None  # JSON object: payload fields an event must equal
     due_at: datetime | None = None  # timer due time, or the wait's timeout
     wait_id: str | None = None  # given for tokens (the token id), else generated
+    # the order the code asked for its waits in, which breaks ties of their times
+    order: int = field(default_factory=_registration_order)
 
 
 @dataclass(frozen=True, slots=True)

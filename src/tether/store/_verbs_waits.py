@@ -123,6 +123,7 @@ class WaitVerbs(StoreBase):
                 match=wait.match,
                 due=wait.due_at,
                 at=at,
+                seq=wait.order,
             )
             return await self._try_resolve(tx, tx.rows.wait(row), at)
 

@@ -32,12 +32,12 @@ UPDATE waitpoints SET due_at = :due WHERE id = :id
 -- name: inbox_consume
 UPDATE inbox SET consumed_by = :wait WHERE id = :id
 -- name: list_waits
-SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid ORDER BY created_at, wait_key
+SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid ORDER BY {_wait_order}
 -- name: park_run
 UPDATE runs SET status = 'waiting', compute_seconds = compute_seconds + :cs WHERE id = :wid
 -- name: wait_for_signal
 SELECT id, wait_key FROM waitpoints WHERE run_id = :wid AND kind = 'signal' AND name = :name
-  AND status = 'pending' ORDER BY created_at LIMIT 1
+  AND status = 'pending' ORDER BY {_wait_order} LIMIT 1
 -- name: jobs_cancel_queued
 UPDATE jobs SET status = 'cancelled', updated_at = :at WHERE run_id = :id AND status = 'queued'
 -- name: waits_cancel

@@ -17,6 +17,9 @@ released_at
 -- name: _wait_cols
 id, run_id, wait_key, kind, name, match::text, status, payload::text, due_at, created_at,
 resolved_at
+-- name: _wait_order
+-- the order the code asked for its waits in (`seq` is NULL for waits of an older tether)
+created_at, seq, wait_key
 -- name: _job_cols
 jobs.id, jobs.run_id, jobs.queue, jobs.status, jobs.priority, jobs.attempt, jobs.max_attempts,
 jobs.concurrency_key, jobs.worker, jobs.locked_until, jobs.run_after, jobs.last_error
@@ -257,8 +260,9 @@ SELECT {_lock_cols} FROM locks WHERE scope = :scope AND generation > 0
   AND (:run::text IS NULL OR run_id = :run) ORDER BY key
 
 -- name: wait_insert
-INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, due_at, created_at)
-VALUES (:id, :wid, :key, :kind, :name, :match::jsonb, 'pending', :due, :at)
+INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, due_at, created_at,
+  seq)
+VALUES (:id, :wid, :key, :kind, :name, :match::jsonb, 'pending', :due, :at, :seq)
 RETURNING {_wait_cols}
 -- name: wait_resolve
 UPDATE waitpoints SET status = 'resolved', payload = :payload::jsonb, inbox_id = :inbox,
@@ -281,7 +285,7 @@ INSERT INTO inbox (kind, name, payload, created_at, expires_at)
 VALUES ('event', :name, :payload::jsonb, :at, :expires) RETURNING id
 -- name: waits_for_event
 SELECT id, run_id, wait_key, match::text FROM waitpoints WHERE kind = 'event' AND name = :name
-  AND status = 'pending' ORDER BY created_at FOR UPDATE
+  AND status = 'pending' ORDER BY {_wait_order} FOR UPDATE
 -- name: inbox_add_signal
 INSERT INTO inbox (kind, target, name, payload, created_at, expires_at)
 VALUES ('signal', :wid, :name, :payload::jsonb, :at, :expires)

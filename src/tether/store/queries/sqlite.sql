@@ -17,6 +17,9 @@ scope, key, holder, generation, run_id, detail, acquired_at, heartbeat_at, expir
 released_at
 -- name: _wait_cols
 id, run_id, wait_key, kind, name, match, status, payload, due_at, created_at, resolved_at
+-- name: _wait_order
+-- the order the code asked for its waits in (`seq` is NULL for waits of an older tether)
+created_at, seq, wait_key
 -- name: _job_cols
 id, run_id, queue, status, priority, attempt, max_attempts, concurrency_key, worker,
 locked_until, run_after, last_error
@@ -147,8 +150,9 @@ SELECT {_lock_cols} FROM locks WHERE scope = :scope AND generation > 0
   AND (:run IS NULL OR run_id = :run) ORDER BY key
 
 -- name: wait_insert
-INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, due_at, created_at)
-VALUES (:id, :wid, :key, :kind, :name, :match, 'pending', :due, :at) RETURNING {_wait_cols}
+INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, due_at, created_at,
+  seq)
+VALUES (:id, :wid, :key, :kind, :name, :match, 'pending', :due, :at, :seq) RETURNING {_wait_cols}
 -- name: wait_resolve
 UPDATE waitpoints SET status = 'resolved', payload = :payload, inbox_id = :inbox,
   resolved_at = :at WHERE id = :id RETURNING {_wait_cols}
@@ -170,7 +174,7 @@ INSERT INTO inbox (kind, name, payload, created_at, expires_at)
 VALUES ('event', :name, :payload, :at, :expires) RETURNING id
 -- name: waits_for_event
 SELECT id, run_id, wait_key, match FROM waitpoints WHERE kind = 'event' AND name = :name
-  AND status = 'pending' ORDER BY created_at
+  AND status = 'pending' ORDER BY {_wait_order}
 -- name: inbox_add_signal
 INSERT INTO inbox (kind, target, name, payload, created_at, expires_at)
 VALUES ('signal', :wid, :name, :payload, :at, :expires)
