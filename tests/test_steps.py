@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
+import sys
 import time
 import weakref
 from typing import Any
@@ -154,6 +156,37 @@ async def test_a_cancel_during_a_retry_back_off_compensates_at_once(database_url
         await app.acancel("bo-cancel", "no longer needed", compensate=True)
         result = await app.aresult("bo-cancel", timeout=30)
         assert time.monotonic() - began < 5  # not after the minute of back-off
+        assert result.record.status is RunStatus.COMPENSATED and undone == ["c-1"]
+        assert result.record.steps["call"].attempts == 1  # no attempt after the cancel
+    finally:
+        await app.aclose()
+
+
+async def test_a_cancel_from_another_process_cuts_a_retry_back_off_short(
+    database_url: str,
+) -> None:
+    app = App(database_url, owner_lease=1)  # a keep-alive turn every third of a second
+    undone: list[str] = []
+
+    def flaky() -> None:
+        raise ConnectionError("the agent dropped the call")
+
+    @app.workflow(name="cancelled-elsewhere")
+    async def flow(wf: Workflow) -> None:
+        await wf.step("charge", lambda: "c-1", compensate=undone.append)
+        await wf.step("call", flaky, retry=_LONG_BACKOFF)
+
+    try:
+        await app.astart(flow, workflow_id="bo-far")
+        await _retrying(app, "bo-far")
+        began = time.monotonic()
+        code = (
+            "import sys, tether; tether.App(sys.argv[1]).cancel('bo-far', 'stop', compensate=True)"
+        )
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, database_url)
+        assert await proc.wait() == 0
+        result = await app.aresult("bo-far", timeout=30)
+        assert time.monotonic() - began < 15  # not after the minute of back-off
         assert result.record.status is RunStatus.COMPENSATED and undone == ["c-1"]
         assert result.record.steps["call"].attempts == 1  # no attempt after the cancel
     finally:

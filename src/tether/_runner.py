@@ -311,12 +311,13 @@ class Runner:
                 at=self._clock.now(),
             )
         if self._active:
-            await self._store.renew_owner(
-                self._rt.owner,
-                list(self._active),
-                lease=self.owner_lease,
-                now=self._clock.store_time(),
+            driven = list(self._active)
+            held = await self._store.renew_owner(
+                self._rt.owner, driven, lease=self.owner_lease, now=self._clock.store_time()
             )
+            # cancelled by another process (or taken over): a run resting before a retry
+            # learns it now, not when its back-off ends
+            self._rt.wake(sorted(set(driven) - set(held)))
         self._announced = True
 
     async def announce_now(self) -> None:

@@ -99,7 +99,8 @@ class Runtime:
 
     async def rest(self, workflow_id: str, seconds: float) -> None:
         """Wait `seconds` on the clock before a step's next attempt, unless the process
-        starts draining or the run is cancelled here meanwhile (`wake`)."""
+        starts draining or the run is cancelled meanwhile (`wake`: at once when here,
+        at the next keep-alive turn when by another process)."""
         if self.draining:
             return
         wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()

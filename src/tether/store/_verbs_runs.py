@@ -163,14 +163,14 @@ class RunVerbs(StoreBase):
 
     async def renew_owner(
         self, owner: str, workflow_ids: Sequence[str], *, lease: float, now: datetime | None
-    ) -> int:
-        """Extend `owner`'s claims on those of `workflow_ids` it still holds; how many."""
+    ) -> list[str]:
+        """Extend `owner`'s claims on those of `workflow_ids` it still holds, and say
+        which those are: the others were cancelled, ended or taken over meanwhile."""
 
-        async def body(tx: Tx) -> int:
+        async def body(tx: Tx) -> list[str]:
             ids = tx.array(workflow_ids)
-            return await tx.execute(
-                "renew_owner", now=tx.now(now), lease=lease, owner=owner, ids=ids
-            )
+            rows = await tx.all("renew_owner", now=tx.now(now), lease=lease, owner=owner, ids=ids)
+            return [str(r[0]) for r in rows]
 
         return await self._tx("fast", body, single=True)
 

@@ -107,7 +107,7 @@ WITH c AS (UPDATE runs SET {_claim_set_compensating}, event_seq = event_seq + 1
   WHERE {_claim_where_compensating} RETURNING {_run_cols}, event_seq), {_claim_event}
 -- name: renew_owner
 UPDATE runs SET owner_expires_at = {_now} + make_interval(secs => :lease)
-WHERE owner = :owner AND status = 'running' AND id = ANY(:ids)
+WHERE owner = :owner AND status = 'running' AND id = ANY(:ids) RETURNING id
 -- name: release_run_check
 SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen FOR UPDATE
 -- name: release_run_one

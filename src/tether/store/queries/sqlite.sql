@@ -80,6 +80,7 @@ RETURNING {_run_cols}
 -- name: renew_owner
 UPDATE runs SET owner_expires_at = {_now} + :lease
 WHERE owner = :owner AND status = 'running' AND id IN (SELECT value FROM json_each(:ids))
+RETURNING id
 -- name: release_run_check
 SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen
 -- name: finish_run
