@@ -6,12 +6,17 @@ import asyncio
 import functools
 import gc
 import sys
+import threading
 import time
 import weakref
 from typing import Any
 
+import pytest
+
 from tether import App, RetryPolicy, RunStatus, StepContext, Workflow
 from tether._steps import is_async, wants_context
+from tether.errors import RunAlreadyRunningError
+from tether.store import NewEvent
 from tether.testing import eventually
 
 
@@ -190,4 +195,38 @@ async def test_a_cancel_from_another_process_cuts_a_retry_back_off_short(
         assert result.record.status is RunStatus.COMPENSATED and undone == ["c-1"]
         assert result.record.steps["call"].attempts == 1  # no attempt after the cancel
     finally:
+        await app.aclose()
+
+
+async def test_a_long_compensation_keeps_its_claim_alive(database_url: str) -> None:
+    app = App(database_url, owner_lease=1)  # the claim lapses a second after a missed turn
+    undoing, finish = threading.Event(), threading.Event()
+
+    def refund(_: object) -> None:
+        undoing.set()
+        finish.wait(30)  # a slow refund API, longer than the lease
+
+    @app.workflow(name="slow-undo")
+    async def flow(wf: Workflow) -> None:
+        await wf.step("charge", lambda: "c-1", compensate=refund)
+        await wf.wait_for_signal("go")
+
+    other = App(database_url)
+    try:
+        await app.arun(flow, workflow_id="slow-undo")  # parked on its signal
+        cancelling = asyncio.ensure_future(app.acancel("slow-undo", "stop", compensate=True))
+        await eventually(lambda: undoing.is_set(), timeout=10)
+        await asyncio.sleep(2.5)  # the lease's length, twice over: real time passes
+        with pytest.raises(RunAlreadyRunningError):  # a worker adopting orphans is refused
+            await other.store.claim_run(
+                "slow-undo", "adopter", app.clock.now(), NewEvent("workflow.compensating"),
+                compensating=True, lease=30,
+            )  # fmt: skip
+        finish.set()
+        await cancelling
+        rec = (await app.aresult("slow-undo", timeout=30)).record
+        assert rec.status is RunStatus.COMPENSATED
+    finally:
+        finish.set()
+        await other.aclose()
         await app.aclose()

@@ -92,6 +92,7 @@ class Runner:
         self.inline_wait = inline_wait
         self.resume_woken = resume_woken
         self._active: dict[str, asyncio.Event] = {}
+        self._undoing: set[str] = set()  # cancelled runs compensated here now
         self._rewake: set[str] = set()  # woken while being driven here: drive again after
         self._background: set[asyncio.Task[Any]] = set()
         self.owner_lease = owner_lease
@@ -317,7 +318,13 @@ class Runner:
             )
             # cancelled by another process (or taken over): a run resting before a retry
             # learns it now, not when its back-off ends
-            self._rt.wake(sorted(set(driven) - set(held)))
+            self._rt.wake(
+                [
+                    w
+                    for w in driven
+                    if held.get(w) is not RunStatus.RUNNING and w not in self._undoing
+                ]
+            )
         self._announced = True
 
     async def announce_now(self) -> None:
@@ -729,11 +736,14 @@ class Runner:
         if not st.compensations:
             status, event = RunStatus.CANCELLED, "workflow.cancelled"
         else:
+            self._undoing.add(st.workflow_id)
             try:
                 ok = await compensate(wf, st)
             except HandBack:  # a clean exit: the next process compensates what is left
                 await self._hand_back(st)
                 return None
+            finally:
+                self._undoing.discard(st.workflow_id)
             status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
             event = "workflow.compensated" if ok else "workflow.compensation_failed"
         await self._finish(st, status, NewEvent(event))

@@ -378,9 +378,9 @@ async def test_a_live_claim_is_refused_and_a_lapsed_one_taken_over(store: Store)
     await store.claim_run("r1", "a", T0, NewEvent("workflow.running"), lease=10, now=T0)
     with pytest.raises(tether.RunAlreadyRunningError):
         await store.claim_run("r1", "b", T0, NewEvent("workflow.running"), lease=10, now=T0)
-    assert await store.renew_owner("a", ["r1", "r9"], lease=10, now=T0 + timedelta(seconds=5)) == [
-        "r1"
-    ]
+    assert await store.renew_owner("a", ["r1", "r9"], lease=10, now=T0 + timedelta(seconds=5)) == {
+        "r1": RunStatus.RUNNING
+    }
     late = T0 + timedelta(seconds=16)
     got = await store.claim_run("r1", "b", T0, NewEvent("workflow.running"), lease=10, now=late)
     assert got.owner == "b"

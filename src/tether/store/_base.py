@@ -178,12 +178,16 @@ class StoreBase(abc.ABC):
             return StaleOwnerError(fence.workflow_id, fence.generation)
         return RunCancelledError(fence.workflow_id)
 
-    async def _claim_refusal(self, tx: Tx, workflow_id: str) -> TetherError:
-        """Why `claim_run` changed no row: the run is missing, owned, or has ended."""
+    async def _claim_refusal(
+        self, tx: Tx, workflow_id: str, compensating: bool = False
+    ) -> TetherError:
+        """Why `claim_run` changed no row: the run is missing, owned (running, or for a
+        compensating claim, compensated by a live owner now), or has ended."""
         found = await tx.one("claim_refused", wid=workflow_id)
         if found is None:
             return RunNotFoundError(workflow_id)
-        if found[0] == "running":
+        undoing = compensating and found[0] == "cancelled" and found[3] == "compensate"
+        if found[0] == "running" or (undoing and found[1] is not None):
             return RunAlreadyRunningError(workflow_id, found[1], tx.rows.ot(found[2]))
         return RunFinishedError(workflow_id, found[0], "resume")
 

@@ -342,7 +342,7 @@ class PostgresStore(Store):
                 name, now=now, etype=event.type, emsg=event.message, edetail=event.detail, **p
             )
             if row is None:
-                raise await self._claim_refusal(tx, p["wid"])
+                raise await self._claim_refusal(tx, p["wid"], compensating)
             return tx.rows.run(row)
 
         run = await self._tx("write", body, single=True)

@@ -151,7 +151,7 @@ class RunVerbs(StoreBase):
         async def body(tx: Tx) -> RunRow:
             row = await tx.one(name, now=tx.now(now), **p)
             if row is None:
-                raise await self._claim_refusal(tx, p["wid"])
+                raise await self._claim_refusal(tx, p["wid"], compensating)
             claimed = tx.rows.run(row)
             fence = Fence(claimed.workflow_id, claimed.generation, compensating)
             await self._events(tx, fence, [event], p["at"])
@@ -163,14 +163,15 @@ class RunVerbs(StoreBase):
 
     async def renew_owner(
         self, owner: str, workflow_ids: Sequence[str], *, lease: float, now: datetime | None
-    ) -> list[str]:
-        """Extend `owner`'s claims on those of `workflow_ids` it still holds, and say
-        which those are: the others were cancelled, ended or taken over meanwhile."""
+    ) -> dict[str, RunStatus]:
+        """Extend `owner`'s claims on those of `workflow_ids` it still holds (running,
+        or compensating a cancel), with the status of each: one missing was ended or
+        taken over meanwhile, one cancelled is to be compensated."""
 
-        async def body(tx: Tx) -> list[str]:
+        async def body(tx: Tx) -> dict[str, RunStatus]:
             ids = tx.array(workflow_ids)
             rows = await tx.all("renew_owner", now=tx.now(now), lease=lease, owner=owner, ids=ids)
-            return [str(r[0]) for r in rows]
+            return {str(wid): RunStatus(status) for wid, status in rows}
 
         return await self._tx("fast", body, single=True)
 

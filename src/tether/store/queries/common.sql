@@ -14,7 +14,7 @@ SELECT {_run_cols} FROM runs WHERE id = :id
 UPDATE runs SET {_claim_set} WHERE id = :wid AND {_run_unlocked} AND status IN {JOB_RUN}
   AND {_drives} AND {_claimable} RETURNING {_run_cols}
 -- name: claim_refused
-SELECT status, owner, owner_expires_at FROM runs WHERE id = :wid
+SELECT status, owner, owner_expires_at, cancel_requested FROM runs WHERE id = :wid
 -- name: release_run
 UPDATE runs SET status = 'pending', owner_expires_at = NULL WHERE id = :wid
 -- name: release_claim

@@ -26,7 +26,7 @@ jobs.concurrency_key, jobs.worker, jobs.locked_until, jobs.run_after, jobs.last_
 -- name: _now
 COALESCE(:now::timestamptz, clock_timestamp())
 -- name: _claimable
-(:force OR status != 'running' OR owner IS NULL OR owner = :owner
+(:force OR status NOT IN ('running', 'cancelled') OR owner IS NULL OR owner = :owner
  OR owner_expires_at IS NULL OR owner_expires_at <= {_now}
  OR owner IS NOT DISTINCT FROM :dead::text)
 -- name: _orphan
@@ -107,7 +107,8 @@ WITH c AS (UPDATE runs SET {_claim_set_compensating}, event_seq = event_seq + 1
   WHERE {_claim_where_compensating} RETURNING {_run_cols}, event_seq), {_claim_event}
 -- name: renew_owner
 UPDATE runs SET owner_expires_at = {_now} + make_interval(secs => :lease)
-WHERE owner = :owner AND status = 'running' AND id = ANY(:ids) RETURNING id
+WHERE owner = :owner AND id = ANY(:ids) AND (status = 'running' OR (status = 'cancelled'
+  AND cancel_requested = 'compensate')) RETURNING id, status
 -- name: release_run_check
 SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen FOR UPDATE
 -- name: release_run_one

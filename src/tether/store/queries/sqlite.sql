@@ -24,8 +24,9 @@ created_at, seq, wait_key
 id, run_id, queue, status, priority, attempt, max_attempts, concurrency_key, worker,
 locked_until, run_after, last_error
 -- name: _claimable
--- another owner's live claim keeps a run; force takes it anyway, a dead owner by name
-(:force OR status != 'running' OR owner IS NULL OR owner = :owner
+-- another owner's live claim keeps a run (running, or compensating a cancel); force takes
+-- it anyway, a dead owner by name
+(:force OR status NOT IN ('running', 'cancelled') OR owner IS NULL OR owner = :owner
  OR owner_expires_at IS NULL OR owner_expires_at <= {_now} OR owner IS :dead)
 -- name: _orphan
 -- nobody drives it: the owner's claim lapsed, or it sat runnable past the grace period
@@ -79,8 +80,8 @@ WHERE id = :wid AND status = 'cancelled' AND cancel_requested = 'compensate' AND
 RETURNING {_run_cols}
 -- name: renew_owner
 UPDATE runs SET owner_expires_at = {_now} + :lease
-WHERE owner = :owner AND status = 'running' AND id IN (SELECT value FROM json_each(:ids))
-RETURNING id
+WHERE owner = :owner AND id IN (SELECT value FROM json_each(:ids)) AND (status = 'running'
+  OR (status = 'cancelled' AND cancel_requested = 'compensate')) RETURNING id, status
 -- name: release_run_check
 SELECT status FROM runs WHERE id = :wid AND owner_generation = :gen
 -- name: finish_run
