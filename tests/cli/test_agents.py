@@ -77,3 +77,33 @@ def test_run_once_exits_1_when_the_agent_cannot_start(tmp_path: Path) -> None:
     assert broken.returncode == 1, broken.stdout
     assert "failed: agent:file:DEMO-1" in broken.stdout
     assert "the tick had errors or failed runs" in broken.stderr
+
+
+def test_an_agents_error_with_brackets_is_shown_as_written(tmp_path: Path) -> None:
+    """What agents and trackers say is text, not rich markup: a `[/tmp/x]` in an error
+    crashed `run --once`, `status` and `show` (a closing tag no one opened), and a
+    `[bold]` vanished from it."""
+    where = _example(tmp_path)
+    workflow = where / "WORKFLOW.md"
+    said = "echo '[/tmp/x] [bold]boom' >&2; exit 3"
+    workflow.write_text(workflow.read_text().replace("python3 ../../agent.py", f'"{said}"'))
+    once = tether(where, "agents", "run", "--once")
+    assert once.returncode == 1, once.stderr
+    assert "[/tmp/x] [bold]boom" in once.stdout
+    listed = tether(where, "agents", "status")
+    assert listed.returncode == 0, listed.stderr
+    assert "[/tmp/x] [bold]boom" in listed.stdout
+    shown = tether(where, "agents", "show", "DEMO-1")
+    assert shown.returncode == 0, shown.stderr
+    assert "error: process_exit: exited 3: [/tmp/x] [bold]boom" in shown.stdout
+
+
+def test_reading_and_steering_never_create_a_database(tmp_path: Path) -> None:
+    """`agents status|show|answer|retry|stop` exit 4 where there is no database, as
+    `tether runs list` does: an empty one made at a mistyped --db said "no issue runs"."""
+    where = _example(tmp_path)
+    for args in (("status",), ("show", "DEMO-1"), ("answer", "DEMO-1", "yes"), ("stop", "DEMO-1")):
+        done = tether(where, "agents", *args)
+        assert done.returncode == 4, (args, done.stdout, done.stderr)
+        assert "no tether database at" in done.stderr
+    assert not (where / "t.db").exists()

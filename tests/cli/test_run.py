@@ -50,6 +50,18 @@ def test_run_resume_and_inspect(tmp_path: Path, flow: Path) -> None:
     assert set(exported["steps"]) == {"hello", "world"}
 
 
+def test_a_run_id_with_brackets_is_printed_as_written(tmp_path: Path, flow: Path) -> None:
+    """`--id job[/x]` is an id, not rich markup: the summary line crashed on it (a closing
+    tag no one opened) after the run completed, and `[x]` vanished from it."""
+    done = tether(tmp_path, "run", f"{flow}:greet", "-i", '{"name": "ada"}', "--id", "job[/x]")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["workflowId"] == "job[/x]"
+    assert "run job[/x] completed" in done.stderr
+    kept = tether(tmp_path, "run", f"{flow}:greet", "-i", '{"name": "ada"}', "--id", "job[x]")
+    assert kept.returncode == 0, kept.stderr
+    assert "run job[x] completed" in kept.stderr
+
+
 def test_input_from_file_and_module_target(tmp_path: Path, flow: Path) -> None:
     (tmp_path / "input.json").write_text('{"name": "lin"}')
     res = tether(tmp_path, "run", "flows:greet", "--input", "@input.json", "--id", "m1")

@@ -56,3 +56,24 @@ def test_an_empty_database_lists_no_schedules(tmp_path: object) -> None:
     assert listed.exit_code == 0 and "no schedules" in listed.output
     unknown = invoke(url, "schedules", "resume", "nightly")
     assert unknown.exit_code == 3 and "known: none" in unknown.output
+
+
+def test_names_with_brackets_are_listed_as_written(tmp_path: object) -> None:
+    """A schedule's name is text, not rich markup: `[/v2]` crashed the table (a closing
+    tag no one opened) and `[eu]` vanished from it."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    app = App(url)
+
+    @app.workflow(name="nightly[/v2]", schedule="0 2 * * *")
+    async def nightly(wf: Workflow) -> str:
+        return "ok"
+
+    @app.workflow(name="report[eu]", schedule="0 3 * * *")
+    async def report(wf: Workflow) -> str:
+        return "ok"
+
+    app.fire_schedules()
+    app.close()
+    listed = invoke(url, "schedules", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "nightly[/v2]" in listed.output and "report[eu]" in listed.output

@@ -88,3 +88,20 @@ def test_a_blank_time_is_refused_not_taken_for_no_filter(database_url: str) -> N
         blank = invoke(database_url, "usage", option, "")
         assert blank.exit_code == 2, blank.output
         assert f"{option}: cannot read '' as a time" in blank.output
+
+
+def test_a_workflow_name_with_brackets_is_a_row_as_written(tmp_path: object) -> None:
+    """`--by workflow` rows are names, not rich markup: `[/v2]` crashed the table."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    app = App(url, ai=ai.Providers(fake=ai.FakeModel()))
+
+    @app.workflow(name="summarise[/v2]")
+    async def summarise(wf: Workflow) -> str:
+        await wf.ai.generate_text("fake:local-model", prompt="a")
+        return "done"
+
+    app.run(summarise, workflow_id="b1")
+    app.close()
+    by_workflow = invoke(url, "usage", "--by", "workflow")
+    assert by_workflow.exit_code == 0, by_workflow.output
+    assert "summarise[/v2]" in by_workflow.output

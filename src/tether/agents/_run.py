@@ -92,6 +92,11 @@ _EXITS: dict[str, ExitReason] = {
 }
 
 
+# what follows an attempt: the run's result (it ends), or the next attempt's
+# (state, issue, attempt number, a person's answer)
+_Next = dict[str, Any] | tuple[SchedulerState, Issue, int | None, str | None]
+
+
 def _exit_reason(status: str, error: str | None) -> ExitReason:
     if status in _EXITS:
         return _EXITS[status]
@@ -167,7 +172,7 @@ class IssueRunner:
         question: str | None = None,
         *,
         failed: bool = False,
-    ) -> dict[str, Any] | tuple[SchedulerState, Issue, int | None, str | None]:
+    ) -> _Next:
         """Execute what the reducer decided after an attempt: the next attempt's
         (state, issue, attempt, answer), or the run's result when it ends. `question`:
         what the agent asked, shown to the person who is to answer it; `failed`: the
@@ -182,7 +187,14 @@ class IssueRunner:
                 fresh = SchedulerState(running={issue.id: RunningEntry(issue, nxt, 0.0)})
                 return fresh, issue, nxt, _answer_of(payload)  # failures start again from 0
             elif isinstance(effect, ScheduleRetry):
-                return await self._retry(wf, issue, state, effect, failed=failed)
+                # a retry that has to wait once more loops here, never recursing: a
+                # tracker down for hours must not grow the stack until the run fails
+                # on Python's recursion limit (and the issue is held as failed)
+                then: _Next | ScheduleRetry = effect
+                while isinstance(then, ScheduleRetry):
+                    state, then = await self._retry(wf, issue, state, then, failed=failed)
+                    failed = False
+                return then
         return {"issue": issue.identifier, "ended": "no further work"}
 
     async def _retry(
@@ -193,29 +205,9 @@ class IssueRunner:
         effect: ScheduleRetry,
         *,
         failed: bool = False,
-    ) -> dict[str, Any] | tuple[SchedulerState, Issue, int | None, str | None]:
-        """Wait for the retry, then decide again. A retry that has to wait once more
-        (the tracker cannot be read, no free slot) loops here, never recursing: a
-        tracker down for hours must not grow the stack until the run fails on
-        Python's recursion limit (and the issue is held as failed)."""
-        while True:
-            state, nxt = await self._retry_once(wf, issue, state, effect, failed=failed)
-            if not isinstance(nxt, ScheduleRetry):
-                return nxt
-            effect, failed = nxt, False
-
-    async def _retry_once(
-        self,
-        wf: Workflow,
-        issue: Issue,
-        state: SchedulerState,
-        effect: ScheduleRetry,
-        *,
-        failed: bool = False,
-    ) -> tuple[
-        SchedulerState,
-        dict[str, Any] | tuple[SchedulerState, Issue, int | None, str | None] | ScheduleRetry,
-    ]:
+    ) -> tuple[SchedulerState, _Next | ScheduleRetry]:
+        """Wait for the retry, re-check the issue, decide again: what follows, or a
+        retry that has to wait once more (the tracker cannot be read, no free slot)."""
         now = await wf.now()
         due = now + timedelta(milliseconds=effect.delay_ms)
         await self._phase(

@@ -64,7 +64,7 @@ def drive(
         _run_failed(exc, progress, workflow_id, traceback)
     finally:
         the_app.close()
-    err.print(progress.summary(result.record), highlight=False, soft_wrap=True)
+    err.print(progress.summary(result.record), highlight=False, soft_wrap=True, markup=False)
     if waits:
         err.print(waits, highlight=False, soft_wrap=True, markup=False)
     print(

@@ -31,7 +31,8 @@ from ._common import (
     out,
     text,
 )
-from ._db import Database, choose, open_app
+from ._db import Database, choose, open_app, require_existing
+from ._format import row
 from .worker import _KeyValues
 
 __all__ = ["agents"]
@@ -48,17 +49,28 @@ _WORKFLOW = click.option(
 )
 
 
-def _open(state: CliState, path: str) -> tuple[Any, App, Database]:
+def _open(state: CliState, path: str, *, existing: bool = True) -> tuple[Any, App, Database]:
+    """The dispatcher of WORKFLOW.md at `path`, on its database. `existing`: the command
+    only reads or steers issue runs, so the database must be there already (exit 4, as
+    `tether runs list`), never an empty one made where a --db was mistyped."""
     from ..agents import Dispatcher, WorkflowWatcher
 
     watcher = guard(lambda: WorkflowWatcher(path))
     db = choose(state.db)
     if db.source == "the default" and watcher.current.config.database_url:
         db = Database(watcher.current.config.database_url, f"database_url in {watcher.path}")
+    if existing:
+        require_existing(db)
     # a retry's timer parks its run, never waited out in place: a run waiting there
     # would keep its slot of the agents queue (the others queued behind it)
     app = guard(lambda: App(db.url, inline_wait=0))
     return guard(lambda: Dispatcher(app, watcher)), app, db
+
+
+def _say(line: str) -> None:
+    """A line of output as plain text: identifiers, errors and what an agent said come
+    from trackers and agents, and a `[/x]` in them is not rich markup (it crashed)."""
+    out.print(line, highlight=False, markup=False)
 
 
 def _call(app: App, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -100,7 +112,7 @@ def agents_run(
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_KeyValues())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    dispatcher, app, db = _open(state, workflow_path)
+    dispatcher, app, db = _open(state, workflow_path, existing=False)
     db.announce()
     if once and port is not None:
         fail(EXIT_USAGE, "--port serves while the dispatcher runs; it cannot go with --once")
@@ -129,13 +141,13 @@ def _run_once(dispatcher: Any, app: App) -> None:
     app.shutdown_grace = dispatcher.config().config.agent.shutdown_grace_ms / 1000
     report = _call(app, dispatcher.run_once)
     for ident in report.dispatched:
-        out.print(f"dispatched {ident}", highlight=False)
+        _say(f"dispatched {ident}")
     for ident, why in report.skipped.items():
-        out.print(f"skipped {ident}: {why}", highlight=False)
+        _say(f"skipped {ident}: {why}")
     for problem in report.errors:
-        out.print(f"error: {problem}", highlight=False)
+        _say(f"error: {problem}")
     for run_id in report.failed:
-        out.print(f"failed: {run_id} (tether runs show {run_id})", highlight=False)
+        _say(f"failed: {run_id} (tether runs show {run_id})")
     _print_status(dispatcher, app)
     if not report.ok:  # scripts and CI tell a broken setup from a quiet tick
         fail(EXIT_FAILED, "the tick had errors or failed runs (see above)")
@@ -197,7 +209,8 @@ def _print_status(dispatcher: Any, app: App, *, all_runs: bool = False) -> None:
     )
     for r in rows:
         cost = "-" if r.cost_usd is None else f"${r.cost_usd:.4f}"
-        table.add_row(
+        row(
+            table,
             r.identifier,
             r.issue_state or "",
             f"{r.phase} ({r.status})",
@@ -235,17 +248,17 @@ def agents_show(state: CliState, issue: str, workflow_path: str) -> None:
         return run, (await app.aget_record(run.workflow_id))
 
     run, record = _call(app, show)
-    out.print(f"{ident}: run {run.workflow_id} is {run.status.value}", highlight=False)
+    _say(f"{ident}: run {run.workflow_id} is {run.status.value}")
     for key, value in sorted(dispatcher.state_of(run, record.state).items()):
         if value is not None:
-            out.print(f"  {key}: {value}", highlight=False)
+            _say(f"  {key}: {value}")
     prompts = [s for name, s in record.steps.items() if name.startswith("prompt")]
     if prompts and isinstance(prompts[-1].result, dict):
-        out.print("prompt (last attempt):", highlight=False)
-        out.print(str(prompts[-1].result.get("prompt")), highlight=False, markup=False)
-    out.print("last events:", highlight=False)
+        _say("prompt (last attempt):")
+        _say(str(prompts[-1].result.get("prompt")))
+    _say("last events:")
     for e in record.events[-10:]:
-        out.print(f"  {e.at:%H:%M:%S} {e.type} {e.message or ''}", highlight=False, markup=False)
+        _say(f"  {e.at:%H:%M:%S} {e.type} {e.message or ''}")
 
 
 def _verb(name: str, help_text: str, method: str, *, takes_text: bool = False) -> click.Command:
@@ -258,7 +271,7 @@ def _verb(name: str, help_text: str, method: str, *, takes_text: bool = False) -
         ident = text(issue, "issue")
         args = (ident, answer) if takes_text else (ident,)
         run_id = _call(app, lambda: getattr(dispatcher, method)(*args))
-        out.print(f"{name}: {ident} (run {run_id})", highlight=False)
+        _say(f"{name}: {ident} (run {run_id})")
 
     if takes_text:
         command = click.argument("answer")(command)

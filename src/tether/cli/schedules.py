@@ -12,6 +12,7 @@ from ..schedules import Schedule
 from ..store import ScheduleRow
 from ._common import EXIT_NOT_FOUND, CliState, db_option, db_state, fail, out, text
 from ._db import use_app
+from ._format import row
 
 __all__ = ["schedules"]
 
@@ -22,12 +23,12 @@ def schedules() -> None:
     """List, pause and resume schedules (saved when a worker first fires them)."""
 
 
-def _next(row: ScheduleRow) -> str:
-    if row.paused:
+def _next(saved: ScheduleRow) -> str:
+    if saved.paused:
         return "paused"
     try:
-        sched = Schedule(row.name, row.workflow_name, row.cron, row.timezone)
-        after = max(row.fired_until, datetime.now(UTC))
+        sched = Schedule(saved.name, saved.workflow_name, saved.cron, saved.timezone)
+        after = max(saved.fired_until, datetime.now(UTC))
         return sched.next_tick(after).strftime("%Y-%m-%d %H:%M UTC")
     except Exception:  # a row written by other code: show it, do not fail the list
         return "?"
@@ -43,7 +44,8 @@ def schedules_list(state: CliState) -> None:
         return
     table = Table("name", "workflow", "cron", "timezone", "missed", "next tick", "fired until")
     for r in rows:
-        table.add_row(
+        row(
+            table,
             r.name,
             r.workflow_name,
             r.cron,

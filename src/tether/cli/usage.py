@@ -12,6 +12,7 @@ from ..app import App
 from ..store import AIUsageRow
 from ._common import CliState, db_state, out, when
 from ._db import use_app
+from ._format import row
 
 __all__ = ["usage", "usage_table"]
 
@@ -21,7 +22,8 @@ def usage_table(rows: list[AIUsageRow], group: str) -> Table:
         group, "calls", "input", "cached", "output", "reasoning", "cost (USD)", "unpriced"
     )
     for r in rows:
-        table.add_row(
+        row(
+            table,
             r.group or "all",
             str(r.calls),
             f"{r.input_tokens:,}",
