@@ -1,8 +1,9 @@
 """A real local HTTP server that speaks OpenAI's and Anthropic's wire formats.
 
 The official SDKs are pointed at it by `base_url`; no test reaches the
-internet. It answers from a script (`queue_chat`, `queue_message`, `fail_next`)
-or with a default echo, reports usage with cached and reasoning parts, keeps
+internet. It answers from a script (`queue_chat`, `queue_message`, `fail_next`,
+for a POST or, with ``method="GET"``, a read such as a batch's status) or with a
+default echo, reports usage with cached and reasoning parts, keeps
 files and batches in memory (they survive the workflow processes, which run
 elsewhere; OpenAI's are listed newest first with their metadata), ends
 batches as the providers do (`finish_batches`, `end_batches`, a cancel with
@@ -29,6 +30,7 @@ class Failure:
     # "reset": headers promise the body, half of it is sent, the connection dropped;
     # "stall": nothing is answered until `release` is set (a client timeout)
     mode: str = ""
+    method: str = "POST"  # the next request of this method fails
 
 
 @dataclass
@@ -154,16 +156,19 @@ class ProviderServer:
             }
         )
 
-    def fail_next(self, status: int, *, retry_after: str | None = None) -> None:
+    def fail_next(
+        self, status: int, *, retry_after: str | None = None, method: str = "POST"
+    ) -> None:
         headers = {"retry-after": retry_after} if retry_after is not None else {}
-        self.state.failures.append(
-            Failure(status, headers, {"error": {"message": f"scripted {status}", "type": "x"}})
-        )
+        body = {"error": {"message": f"scripted {status}", "type": "x"}}
+        self.state.failures.append(Failure(status, headers, body, method=method))
 
-    def answer_next(self, status: int, body: dict[str, Any] | bytes, mode: str = "") -> None:
-        """The next POST is answered with `body` as it is (bytes: not even JSON), or,
-        with `mode`, is cut off mid-body ("reset") or left unanswered ("stall")."""
-        self.state.failures.append(Failure(status, {}, body, mode))
+    def answer_next(
+        self, status: int, body: dict[str, Any] | bytes, mode: str = "", *, method: str = "POST"
+    ) -> None:
+        """The next POST (GET) is answered with `body` as it is (bytes: not even JSON),
+        or, with `mode`, is cut off mid-body ("reset") or left unanswered ("stall")."""
+        self.state.failures.append(Failure(status, {}, body, mode, method))
 
     def count(self, path_prefix: str) -> int:
         return sum(n for p, n in self.state.counts.items() if p.startswith(path_prefix))
@@ -330,7 +335,9 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         with srv.lock:
             srv.state.counts[f"{method} {path}"] += 1
-            fail = srv.state.failures.popleft() if srv.state.failures and method == "POST" else None
+            fail = next((f for f in srv.state.failures if f.method == method), None)
+            if fail is not None:
+                srv.state.failures.remove(fail)
             if fail is None:
                 try:
                     status, body = _dispatch(srv, method, path, raw, self.headers, parse_qs(query))

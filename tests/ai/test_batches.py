@@ -1,6 +1,6 @@
 """`wf.ai.batch` at its edges: the last look at `max_wait`, batches that end short
-(expired, cancelled, cancelled at `max_wait`) with billed results, and a submit
-retried after a crash. The official SDKs talk to a real local server; time is a
+(expired, cancelled, cancelled at `max_wait`) with billed results, a provider that
+fails its status reads or its cancel, and a submit retried after a crash. The official SDKs talk to a real local server; time is a
 fake clock, except in the process that is killed."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tether import App, FakeClock, RunStatus, Workflow, ai
+from tether import App, FakeClock, RunResult, RunStatus, Workflow, ai
 from tether.testing import eventually
 
 from ._server import ProviderServer
@@ -21,10 +22,12 @@ from ._server import ProviderServer
 MODELS = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-sonnet-4-5"}
 
 
-def _app(database_url: str, clock: FakeClock, server: ProviderServer) -> App:
+def _app(
+    database_url: str, clock: FakeClock, server: ProviderServer, timeout: float | None = None
+) -> App:
     providers = ai.Providers(
-        openai=ai.OpenAI(api_key="k", base_url=server.openai_url),
-        anthropic=ai.Anthropic(api_key="k", base_url=server.anthropic_url),
+        openai=ai.OpenAI(api_key="k", base_url=server.openai_url, timeout=timeout),
+        anthropic=ai.Anthropic(api_key="k", base_url=server.anthropic_url, timeout=timeout),
     )
     return App(database_url, clock=clock, ai=providers, inline_wait=0)
 
@@ -62,9 +65,7 @@ async def test_a_batch_done_in_the_last_wait_is_looked_at_max_wait_and_collected
     await _later(app, clock, "lw", 60, polls=2)
     await _later(app, clock, "lw", 60, polls=3)  # t=120: pending; 30 s of max_wait left
     server.finish_batches()  # done before max_wait, after the last full wait
-    clock.advance(30)  # t=150: the last look, not at t=180 nor a cancel
-    await app.afire_due_timers()
-    done = await app.aresult("lw", timeout=10)
+    done = await _ended(app, clock, "lw", 30)  # t=150: the last look, not t=180 nor a cancel
     assert done.status is RunStatus.COMPLETED, done.record.last_error
     assert done.value == {"0": "echo: q0", "1": "echo: q1"}
     assert server.count("POST /v1/batches/") == 0  # never cancelled
@@ -78,12 +79,9 @@ async def test_max_wait_shorter_than_poll_every_gives_up_at_max_wait(
     app = _app(database_url, clock, server)
     batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=10)
     assert (await app.arun(batched, workflow_id="mw")).status is RunStatus.WAITING
-    clock.advance(10)  # max_wait, not poll_every
-    await app.afire_due_timers()
-    done = await app.aresult("mw", timeout=10)
+    done = await _ended(app, clock, "mw", 10)  # max_wait, not poll_every
     assert done.status is RunStatus.FAILED
-    assert done.record.last_error is not None
-    assert "did not finish within max_wait=10 s" in done.record.last_error.message
+    assert "did not finish within max_wait=10 s" in _error(done)
     [batch] = server.state.batches.values()
     assert batch["status"] == "cancelled"
     await app.aclose()
@@ -98,12 +96,9 @@ async def test_a_batch_that_ended_short_records_its_completed_results_then_fails
     batched = _batcher(app, MODELS[provider], 2, poll_every=60, max_wait=3600)
     assert (await app.arun(batched, workflow_id="es")).status is RunStatus.WAITING
     server.end_batches(ending, completed=1)  # one request done (billed), one not
-    clock.advance(60)
-    await app.afire_due_timers()
-    done = await app.aresult("es", timeout=10)
+    done = await _ended(app, clock, "es", 60)
     assert done.status is RunStatus.FAILED
-    assert done.record.last_error is not None
-    said = done.record.last_error.message
+    said = _error(done)
     assert "ended" in said and "1 of its 2 requests completed" in said, said
     await _one_result_recorded(app, "es")
     await app.aclose()
@@ -119,12 +114,9 @@ async def test_a_batch_cancelled_at_max_wait_records_what_it_completed(
     batched = _batcher(app, MODELS[provider], 2, poll_every=60, max_wait=60)
     assert (await app.arun(batched, workflow_id="cm")).status is RunStatus.WAITING
     await _later(app, clock, "cm", 60, polls=3)  # max_wait: cancelled, still cancelling
-    clock.advance(60)
-    await app.afire_due_timers()
-    done = await app.aresult("cm", timeout=10)
+    done = await _ended(app, clock, "cm", 60)
     assert done.status is RunStatus.FAILED
-    assert done.record.last_error is not None
-    said = done.record.last_error.message
+    said = _error(done)
     assert "did not finish within max_wait=60 s" in said, said
     assert "1 of its 2 requests completed" in said, said
     await _one_result_recorded(app, "cm")
@@ -138,13 +130,150 @@ async def test_a_fake_model_batch_past_max_wait_is_cancelled_and_fails_the_run(
     app = App(database_url, clock=clock, ai=ai.Providers(fake=fake), inline_wait=0)
     batched = _batcher(app, "fake:m", 2, poll_every=60, max_wait=60)
     assert (await app.arun(batched, workflow_id="fm")).status is RunStatus.WAITING
-    clock.advance(60)
-    await app.afire_due_timers()
-    done = await app.aresult("fm", timeout=10)
-    assert done.record.last_error is not None
-    said = done.record.last_error.message
+    done = await _ended(app, clock, "fm", 60)
+    said = _error(done)
     assert "did not finish within max_wait=60 s; it was cancelled and none of its 2" in said
     assert fake.calls == []  # cancelled before it answered any
+    await app.aclose()
+
+
+# -- a provider failing its status reads or its cancel ------------------------------------
+
+STATUS = {"openai": "GET /v1/batches/", "anthropic": "GET /v1/messages/batches/"}
+CANCEL = {"openai": "POST /v1/batches/", "anthropic": "POST /v1/messages/batches/"}
+# a fault of the server's as `fail_next` (a status) or `answer_next` (a dropped or
+# unanswered connection) scripts it
+FAULTS = {503: (503, {}), 429: (429, {}), "reset": (200, {"x": "y" * 99}), "stall": (200, {})}
+
+
+def _fail_reads(server: ProviderServer, fault: int | str, times: int) -> None:
+    for _ in range(times):
+        if isinstance(fault, int):
+            server.fail_next(fault, retry_after="1" if fault == 429 else None, method="GET")
+        else:
+            status, body = FAULTS[fault]
+            server.answer_next(status, body, fault, method="GET")
+
+
+@pytest.mark.parametrize(
+    ("provider", "fault"),
+    [("openai", 503), ("anthropic", 429), ("openai", "reset"), ("anthropic", "stall")],
+)
+async def test_status_reads_failing_for_a_while_are_retried_at_the_next_polls(
+    database_url: str, clock: FakeClock, server: ProviderServer, provider: str, fault: int | str
+) -> None:
+    """Six failed reads in a row (half a minute at 5 s) used up the poll step's retries
+    and failed the run, the batch left running, billed."""
+    app = _app(database_url, clock, server, timeout=0.3)
+    batched = _batcher(app, MODELS[provider], 2, poll_every=5, max_wait=3600)
+    _fail_reads(server, fault, 6)
+    assert (await app.arun(batched, workflow_id="tr")).status is RunStatus.WAITING
+    for polls in range(2, 7):
+        await _later(app, clock, "tr", 5, polls=polls)
+    server.finish_batches()
+    await _later(app, clock, "tr", 5, polls=7)
+    done = await app.aresult("tr", timeout=10)
+    assert done.status is RunStatus.COMPLETED, done.record.last_error
+    assert done.value is not None and sorted(done.value) == ["0", "1"]
+    assert server.count(STATUS[provider]) >= 7 and server.count(CANCEL[provider]) == 0
+    assert len(await app.alist_ai_calls("tr")) == 2
+    await app.aclose()
+
+
+async def test_status_reads_failing_until_max_wait_cancel_the_batch(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=300)
+    _fail_reads(server, 503, 6)  # every look until max_wait
+    assert (await app.arun(batched, workflow_id="tm")).status is RunStatus.WAITING
+    for polls in range(2, 6):
+        await _later(app, clock, "tm", 60, polls=polls)
+    done = await _ended(app, clock, "tm", 60)  # max_wait: the last look fails too; cancelled
+    assert done.status is RunStatus.FAILED
+    assert "did not finish within max_wait=300 s" in _error(done)
+    [batch] = server.state.batches.values()
+    assert batch["status"] == "cancelled"
+    await app.aclose()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_status_read_refused_for_good_cancels_the_batch_and_fails_the_run(
+    database_url: str, clock: FakeClock, server: ProviderServer, provider: str
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS[provider], 1, poll_every=60, max_wait=3600)
+    server.fail_next(401, method="GET")  # the key was revoked: looking again cannot help
+    with pytest.raises(ai.ProviderError, match="answered 401"):
+        await app.arun(batched, workflow_id="pe")
+    assert server.count(CANCEL[provider]) == 1  # not left running, billed, unwatched
+    rec = await app.aget_record("pe")
+    assert rec.status is RunStatus.FAILED
+    assert rec.steps[f"ai.batch:{MODELS[provider]}.cancel"].status == "completed"
+    await app.aclose()
+
+
+async def test_a_cancel_failing_for_a_moment_at_max_wait_is_retried(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=60)
+    assert (await app.arun(batched, workflow_id="cr")).status is RunStatus.WAITING
+    server.fail_next(503)
+    server.fail_next(429)
+    done = await _ended(app, clock, "cr", 60)
+    assert "did not finish within max_wait=60 s; it was cancelled" in _error(done)
+    assert server.count(CANCEL["openai"]) == 3
+    [batch] = server.state.batches.values()
+    assert batch["status"] == "cancelled"
+    await app.aclose()
+
+
+async def test_a_cancel_refused_at_max_wait_is_recorded_and_named_in_the_error(
+    database_url: str, clock: FakeClock, server: ProviderServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=60)
+    assert (await app.arun(batched, workflow_id="cf")).status is RunStatus.WAITING
+    server.fail_next(403)
+    done = await _ended(app, clock, "cf", 60)
+    assert done.status is RunStatus.FAILED
+    [batch_id] = server.state.batches
+    said = _error(done)
+    assert f"could not cancel batch {batch_id}" in said and "answered 403" in said, said
+    assert "may still be running" in said, said
+    [event] = [e for e in done.record.events if e.type == "ai.batch.cancel_failed"]
+    assert event.detail["batch_id"] == batch_id and "answered 403" in event.detail["error"]
+    assert f"could not cancel batch {batch_id}" in caplog.text
+    await app.aclose()
+
+
+async def test_a_batch_done_behind_a_failed_last_look_is_collected_not_timed_out(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["openai"], 2, poll_every=60, max_wait=60)
+    assert (await app.arun(batched, workflow_id="dl")).status is RunStatus.WAITING
+    server.finish_batches()
+    server.fail_next(503, method="GET")  # the last look, at max_wait, cannot read it
+    server.fail_next(400)  # OpenAI refuses to cancel a batch that completed
+    done = await _ended(app, clock, "dl", 60)
+    assert done.status is RunStatus.COMPLETED, done.record.last_error
+    assert done.value == {"0": "echo: q0", "1": "echo: q1"}
+    assert [e.type for e in done.record.events].count("ai.batch.cancel_failed") == 1
+    await app.aclose()
+
+
+async def test_a_cancel_refused_when_the_run_is_cancelled_is_logged(
+    database_url: str, clock: FakeClock, server: ProviderServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=3600)
+    assert (await app.arun(batched, workflow_id="rc")).status is RunStatus.WAITING
+    [batch_id] = server.state.batches
+    server.fail_next(503)
+    assert await app.acancel("rc") == ["rc"]  # the run is cancelled either way
+    assert f"could not cancel batch {batch_id} of run rc" in caplog.text
     await app.aclose()
 
 
@@ -171,11 +300,21 @@ async def test_a_provider_without_batch_find_still_batches(
     app = App(database_url, clock=clock, ai=ai.Providers(older=older), inline_wait=0)
     batched = _batcher(app, "older:m", 2, poll_every=60, max_wait=600)
     assert (await app.arun(batched, workflow_id="old")).status is RunStatus.WAITING
-    clock.advance(60)
-    await app.afire_due_timers()
-    done = await app.aresult("old", timeout=10)
+    done = await _ended(app, clock, "old", 60)
     assert done.value == {"0": "a", "1": "b"}
     await app.aclose()
+
+
+async def _ended(app: App, clock: FakeClock, wid: str, seconds: float) -> RunResult[Any]:
+    """Let `seconds` pass, fire the timers due, and wait for the run to end."""
+    clock.advance(seconds)
+    await app.afire_due_timers()
+    return await app.aresult(wid, timeout=10)
+
+
+def _error(done: RunResult[Any]) -> str:
+    assert done.record.last_error is not None
+    return done.record.last_error.message
 
 
 async def _one_result_recorded(app: App, wid: str) -> None:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from .._attach import attach
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, StoreError
 from ..retry import RetryPolicy
 from ..store import NewAICall, NewEvent
 from ._admission import Admissions, Ticket
@@ -305,11 +305,17 @@ class WorkflowAI:
         on a durable timer and polls every `poll_every` seconds, freeing its
         worker in between; the last wait is cut so the last look is at
         `max_wait` (counted in time slept). A batch not done then is cancelled
-        and `TimeoutError` raised; one that ended failed, cancelled or expired
-        raises `ProviderError`. Either way the results of the requests it did
-        complete (billed) are recorded first. Results are recorded once, each
-        keyed by its `custom_id` (a request is a prompt, whose id is its index,
-        or a dict with ``custom_id`` and ``prompt`` or ``messages``).
+        and `TimeoutError` raised (one found done after all is collected); one
+        that ended failed, cancelled or expired raises `ProviderError`. Either
+        way the results of the requests it did complete (billed) are recorded
+        first. Results are recorded once, each keyed by its `custom_id` (a
+        request is a prompt, whose id is its index, or a dict with
+        ``custom_id`` and ``prompt`` or ``messages``).
+
+        A status read that fails transiently (429, 5xx, a timeout) is tried
+        again at the next poll, up to `max_wait`; one refused for good (a
+        revoked key) cancels the batch and fails the run. A cancel the provider
+        refuses is logged and recorded as the run's ``ai.batch.cancel_failed``.
 
         A submit retried after a crash takes the batch the crashed attempt left
         at the provider, found by the run and step it is tagged with, instead
@@ -320,30 +326,55 @@ class WorkflowAI:
         job = _Job(name or f"ai.batch:{model}", pname, provider, model_id, model, items)
         every, limit = _positive("poll_every", poll_every), _positive("max_wait", max_wait)
         batch_id: str = await self._durable(job.base, lambda: self._submit(job), str)
-        status = await self._until_ended(job, batch_id, every, limit)
-        timed_out = status.state == "pending"
-        if timed_out:
-            status = await self._cancel(job, batch_id, every)
-        if status.state == "pending":  # still being cancelled
-            raise TimeoutError(
-                f"batch {batch_id} did not finish within max_wait={max_wait:g} s and was "
-                f"cancelled, but {pname} had not finished cancelling it "
-                f"{_CANCEL_WAIT / 60:g} minutes later, so the results of the requests it "
-                f"completed (billed) are not in the call log; see them at {pname}"
-            )
+        try:
+            status = await self._until_ended(job, batch_id, every, limit)
+        except StoreError:
+            raise  # tether's database, not the batch: the run resumes and polls on
+        except Exception:  # a read refused for good: the batch must not run on, unwatched
+            await self._cancel(job, batch_id)
+            raise
+        if status.state == "pending":
+            return await self._past_max_wait(job, batch_id, every, f"max_wait={max_wait:g} s")
         result = await self._results(job, batch_id)
-        if timed_out:
-            raise TimeoutError(
-                f"batch {batch_id} did not finish within max_wait={max_wait:g} s; it was "
-                f"cancelled and {_completed(result, items)}; pass a larger max_wait to wait "
-                "longer"
-            )
         if status.state != "done":
             raise ProviderError(
                 f"batch {batch_id} ended {status.provider_status}: {_completed(result, items)}; "
                 "submit any that did not complete again in a new batch"
             )
         return result
+
+    async def _past_max_wait(
+        self, job: _Job, batch_id: str, every: float, limit: str
+    ) -> BatchResult:
+        """Cancel the batch; once the provider finished cancelling it, record the results
+        of the requests it completed (billed) and raise `TimeoutError` saying so. One
+        that turns out done (its last look failed, or it ended as it was cancelled)
+        is collected and returned, as one done by the last look is."""
+        said = f"batch {batch_id} did not finish within {limit}"
+        failed = await self._cancel(job, batch_id)
+        if failed is None:
+            status = await self._until_cancelled(job, batch_id, every)
+        else:  # one look: it may have ended meanwhile, its results to collect
+            status = await self._poll(job, batch_id)
+            if status.state == "pending":
+                raise TimeoutError(
+                    f"{said}, and tether could not cancel batch {batch_id} at {job.pname} "
+                    f"({failed}), so it may still be running, billed: cancel it there"
+                )
+        if status.state == "pending":
+            raise TimeoutError(
+                f"{said} and was cancelled, but {job.pname} had not finished cancelling it "
+                f"{_CANCEL_WAIT / 60:g} minutes later, so the results of the requests it "
+                f"completed (billed) are not in the call log; see them at {job.pname}"
+            )
+        result = await self._results(job, batch_id)
+        if status.state == "done":
+            return result
+        how = "it was cancelled" if failed is None else f"it ended {status.provider_status}"
+        raise TimeoutError(
+            f"{said}; {how} and {_completed(result, job.items)}; pass a larger max_wait to "
+            "wait longer"
+        )
 
     # -- the steps of a batch --------------------------------------------------------------
 
@@ -380,9 +411,27 @@ class WorkflowAI:
         return next((b for b in found if b not in known), None)
 
     async def _poll(self, job: _Job, batch_id: str) -> BatchStatus:
-        async def status() -> BatchStatus:
-            return await job.provider.batch_status(batch_id)
+        """The batch's status. A read that fails transiently (a rate limit, a server
+        error, a timeout, a dropped connection) is recorded as pending, with its
+        error, and read again at the next poll: the durable timer waits an outage
+        out, where the step's back-off would fail the run within a minute and leave
+        the batch running, billed."""
 
+        async def status() -> BatchStatus:
+            try:
+                return await job.provider.batch_status(batch_id)
+            except ProviderError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning(
+                    "could not read batch %s at %s (%s); looking again at the next poll",
+                    batch_id,
+                    job.pname,
+                    exc,
+                )
+                return BatchStatus(state="pending", provider_status="unknown", error=str(exc))
+
+        # AI_RETRY still: a poll an older tether left failed mid-retry resumes, not fails
         return await self._flow.step(  # type: ignore[no-any-return]
             f"{job.base}.poll", status, retry=AI_RETRY, result_type=BatchStatus
         )
@@ -403,15 +452,31 @@ class WorkflowAI:
             await self._flow.sleep(wait)
             slept = limit if wait == left else slept + wait
 
-    async def _cancel(self, job: _Job, batch_id: str, every: float) -> BatchStatus:
-        """Cancel the batch and poll (backing off, up to `_CANCEL_WAIT`) until the
-        provider has finished cancelling: only then are the results of the requests
-        it completed there (OpenAI: up to 10 minutes)."""
+    async def _cancel(self, job: _Job, batch_id: str) -> str | None:
+        """Cancel the batch, best effort, as a step (a transient failure retried); the
+        error if that failed, then logged and recorded as the run's
+        ``ai.batch.cancel_failed`` event rather than raised over why the run ends."""
 
         async def cancel() -> None:
             await job.provider.batch_cancel(batch_id)
 
-        await self._flow.step(f"{job.base}.cancel", cancel)
+        try:
+            await self._flow.step(f"{job.base}.cancel", cancel, retry=AI_RETRY)
+            return None
+        except Exception as exc:
+            error = str(exc)
+        wid = self._flow.workflow_id
+        log.warning(
+            "could not cancel batch %s of run %s at %s: %s", batch_id, wid, job.pname, error
+        )
+        detail = {"batch_id": batch_id, "provider": job.pname, "error": error}
+        await self._flow.append_event("ai.batch.cancel_failed", batch_id, detail)
+        return error
+
+    async def _until_cancelled(self, job: _Job, batch_id: str, every: float) -> BatchStatus:
+        """Poll the cancelled batch (backing off, up to `_CANCEL_WAIT`) until the
+        provider has finished cancelling: only then are the results of the requests
+        it completed there (OpenAI: up to 10 minutes)."""
         slept, wait = 0.0, min(every, _CANCEL_POLL)
         while True:
             status = await self._poll(job, batch_id)

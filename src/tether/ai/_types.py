@@ -144,11 +144,14 @@ class BatchItem(BaseModel):
 
 
 class BatchStatus(BaseModel):
-    """A provider batch's state: `state` is pending, done, failed, cancelled or expired."""
+    """A provider batch's state: `state` is pending, done, failed, cancelled or expired.
+    `error` is set on a poll whose read failed transiently: the state is not known
+    and counts as pending until the next poll reads it."""
 
     state: Literal["pending", "done", "failed", "cancelled", "expired"]
     provider_status: str
     counts: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
 
 
 class BatchItemResult(BaseModel):
