@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -827,3 +828,31 @@ async def test_signals_reach_for_each_items_in_the_order_they_waited(app: App, i
     assert (await app.aresult("queue-up", timeout=30)).value == list(range(items))
     waits = await app.alist_waits("queue-up")  # the record lists them in that order too
     assert [w.key for w in waits] == [f"signal:go[{i}]#1" for i in range(items)]
+
+
+async def test_a_parked_run_cancelled_with_compensation_elsewhere_is_compensated_there(
+    database_url: str,
+) -> None:
+    # the process that parked it holds no claim on it: another App with the workflow
+    # compensates at once, not once that process's last claim has lapsed
+    undone: list[str] = []
+
+    def register(app: App) -> Any:
+        @app.workflow(name="parks")
+        async def parks(wf: Workflow) -> None:
+            await wf.step("charge", lambda: "c-1", compensate=undone.append)
+            await wf.wait_for_signal("go")
+
+        return parks
+
+    parked_by, cancelled_by = App(database_url), App(database_url)
+    parks = register(parked_by)
+    register(cancelled_by)
+    try:
+        assert (await parked_by.arun(parks, workflow_id="parks")).status is RunStatus.WAITING
+        await cancelled_by.acancel("parks", "stop", compensate=True)
+        result = await cancelled_by.aresult("parks", timeout=10)
+        assert result.record.status is RunStatus.COMPENSATED and undone == ["c-1"]
+    finally:
+        await parked_by.aclose()
+        await cancelled_by.aclose()

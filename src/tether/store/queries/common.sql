@@ -34,7 +34,9 @@ UPDATE inbox SET consumed_by = :wait WHERE id = :id
 -- name: list_waits
 SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid ORDER BY {_wait_order}
 -- name: park_run
-UPDATE runs SET status = 'waiting', compute_seconds = compute_seconds + :cs WHERE id = :wid
+-- a parked run has no driver: its claim ends (a cancel with compensation is taken up at once)
+UPDATE runs SET status = 'waiting', owner_expires_at = NULL,
+  compute_seconds = compute_seconds + :cs WHERE id = :wid
 -- name: wait_for_signal
 SELECT id, wait_key FROM waitpoints WHERE run_id = :wid AND kind = 'signal' AND name = :name
   AND status = 'pending' ORDER BY {_wait_order} LIMIT 1
