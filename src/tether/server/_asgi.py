@@ -8,10 +8,8 @@ queue is named), and the App is closed when the server shuts down.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 import os
-import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, get_args
@@ -28,10 +26,11 @@ from ..errors import InvalidArgumentError, TetherError
 from ._dashboard import install_dashboard
 from ._deps import ServerConfig
 from ._edge import Edge
-from ._errors import ApiError, answer_for, error_body
+from ._errors import ApiError, answer_for, error_body, named
 from ._hooks_route import hooks
 from ._metrics_route import metrics
 from ._port import ServedApp
+from ._query import meant
 from ._routes import api_router, record_router
 from ._routes_ops import ops_router
 from ._sse import Streams
@@ -51,16 +50,10 @@ def _body_fields(request: Request) -> list[str]:
 
 
 def _unknown_field(name: str, fields: list[str]) -> str:
-    """Why a body field was refused, naming the field meant: the API's fields are
-    snake_case, while a run's record (and so a client's habit) is camelCase."""
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-    if snake != name and snake in fields:
-        return f'unknown field; the API\'s fields are snake_case: send "{snake}"'
-    if snake == "idempotency_key":
-        return "unknown field; send the key as the Idempotency-Key header"
-    close = difflib.get_close_matches(snake, fields, n=1, cutoff=0.8)
-    if close:
-        return f'unknown field; did you mean "{close[0]}"?'
+    """Why a body field was refused, naming the field meant if it can be guessed."""
+    hint = meant(name, fields, "fields")
+    if hint is not None:
+        return f"unknown field; {hint}"
     return f"unknown field; known: {', '.join(fields)}" if fields else "unknown field"
 
 
@@ -75,8 +68,7 @@ def _problem(e: Any, fields: list[str]) -> dict[str, Any]:
 def _problems(exc: RequestValidationError, request: Request) -> tuple[str, list[dict[str, Any]]]:
     fields = _body_fields(request)
     details = [_problem(e, fields) for e in exc.errors()]
-    named = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
-    return f"invalid request: {named}", details
+    return f"invalid request: {named(details)}", details
 
 
 _BODY_PARSE = "There was an error parsing the body"  # FastAPI's 400 for these

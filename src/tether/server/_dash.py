@@ -10,7 +10,7 @@ event stream (``/api/v1/runs/{id}/events/stream``) and redraws what changed.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from ._errors import ApiError
 from ._models import storable
 from ._routes import decode_cursor, encode_cursor
 
-__all__ = ["HERE", "PAGE", "SINCE", "counts", "render", "runs_page", "unstorable", "valid_cursor"]
+__all__ = ["HERE", "PAGE", "SINCE", "counts", "read_cursor", "render", "runs_page", "unstorable"]
 
 HERE = Path(__file__).parent
 PAGE = 50
@@ -92,25 +92,20 @@ def unstorable(name: str, value: str) -> str | None:
     return None
 
 
-def valid_cursor(cursor: str) -> bool:
-    """Whether `cursor` is one a page of runs gave (``?cursor=``)."""
+def read_cursor(cursor: str) -> tuple[str, datetime] | None:
+    """Where the page of runs of `cursor` (``?cursor=``) starts; None if it is not
+    one a page gave (a browser's address bar is no API client: no 422 for it)."""
     try:
-        decode_cursor(cursor)
+        return decode_cursor(cursor)
     except ApiError:
-        return False
-    return True
+        return None
 
 
 async def runs_page(
     request: Request, where: RunFilter, cursor: str | None
 ) -> tuple[list[RunInfo], str | None]:
     """One page of runs (newest first) and the cursor of the next, if any."""
-    after = None
-    if cursor:
-        try:
-            after = decode_cursor(cursor)
-        except ApiError:
-            after = None
+    after = read_cursor(cursor) if cursor else None
     rows = await served_app(request).store.list_runs_page(where, limit=PAGE + 1, after=after)
     runs = [RunInfo.from_row(r) for r in rows[:PAGE]]
     return runs, encode_cursor(runs[-1]) if len(rows) > PAGE else None

@@ -20,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from .._info import RunInfo, WaitInfo
 from ..errors import InvalidArgumentError, RunNotFoundError
 from ..store import AICallRow, AIUsageRow, RunFilter, RunStatus, WaitStatus
-from ._dash import SINCE, counts, render, runs_page, unstorable, valid_cursor
+from ._dash import SINCE, counts, read_cursor, render, runs_page, unstorable
 from ._dash_auth import Viewer, viewer
 from ._dash_view import driven, run_url, timeline
 from ._deps import served_app
@@ -122,7 +122,7 @@ async def runs(request: Request, who: Who) -> Response:
         missing = shown["q"]
     status = 200 if problem is None else 422  # a filter refused, as the API refuses it
     cursor = request.query_params.get("cursor", "")
-    if cursor and not valid_cursor(cursor):  # it showed the newest runs as a later page
+    if cursor and read_cursor(cursor) is None:  # it showed the newest runs as a later page
         problem = problem or (
             "This address's page of runs (its cursor) is not one the dashboard gave, cut "
             "short perhaps: these are the newest runs."

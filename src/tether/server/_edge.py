@@ -1,4 +1,8 @@
-"""What every request passes before routing: the body size limit and Idempotency-Key.
+"""What every request passes before routing: HEAD, the body size limit and Idempotency-Key.
+
+HEAD: HTTP asks a server that offers GET to answer HEAD as it, with the same
+status and headers and no body; FastAPI's routes offer GET alone (405 to a
+HEAD). A HEAD is answered here as the GET is, less its body (`_headers_only`).
 
 A plain ASGI middleware, so that it sees the raw body (the signature of a
 webhook and the digest of an idempotent request are over the bytes sent) and
@@ -103,8 +107,26 @@ async def _refuse(send: Send, exc: TetherError) -> None:
         await _error(send, status, code, str(exc))
 
 
+def _headers_only(send: Send) -> Send:
+    """The `send` of a HEAD answered as a GET: the answer's start as it is, then its
+    end at once, so that no body is sent; the server, its answer complete, then tells
+    the app the client is gone, which ends an endless body (an event stream) too."""
+    started = False
+
+    async def head(message: Message) -> None:
+        nonlocal started
+        if started:
+            return  # the body: not for a HEAD
+        await send(message)
+        if message["type"] == "http.response.start":
+            started = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return head
+
+
 class Edge:
-    """Body size limit (413) and Idempotency-Key handling in front of `app`."""
+    """HEAD as GET, body size limit (413) and Idempotency-Key handling in front of `app`."""
 
     def __init__(
         self, app: ASGIApp, *, store: Store, clock: Clock, max_body: int, keep: float
@@ -116,7 +138,10 @@ class Edge:
         self.keep = keep
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            await self.app({**scope, "method": "GET"}, receive, _headers_only(send))
+            return
+        if scope["type"] != "http" or scope["method"] in ("GET", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         try:

@@ -29,7 +29,7 @@ from ..errors import (
     WorkflowNotFoundError,
 )
 
-__all__ = ["ApiError", "ApiUnreachable", "answer_for", "error_body"]
+__all__ = ["ApiError", "ApiUnreachable", "answer_for", "error_body", "named"]
 
 
 class ApiError(TetherError):
@@ -77,3 +77,8 @@ def answer_for(exc: TetherError) -> tuple[int, str]:
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
+
+
+def named(problems: list[dict[str, Any]]) -> str:
+    """The first problems of a refused request, as its message names them."""
+    return "; ".join(f"{p['field']}: {p['message']}" for p in problems[:3])

@@ -8,7 +8,6 @@ import binascii
 import json
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -43,6 +42,7 @@ from ._models import (
 )
 from ._run_path import RunRoute
 from ._sse import event_stream, streams_of
+from ._wire import path_segment
 
 __all__ = ["api_router", "aware", "decode_cursor", "encode_cursor", "record_path", "record_router"]
 
@@ -120,9 +120,7 @@ async def list_runs(
 
 def record_path(request: Request, workflow_id: str) -> str:
     """The path of a run's record (``/api/v1/runs/{id}``, the id one segment)."""
-    seg = quote(workflow_id, safe="")
-    seg = seg.replace(".", "%2E") if seg in (".", "..") else seg
-    return f"{request.scope.get('root_path', '')}/api/v1/runs/{seg}"
+    return f"{request.scope.get('root_path', '')}/api/v1/runs/{path_segment(workflow_id)}"
 
 
 @api_router.post("/runs", dependencies=[WRITE], status_code=201, summary="Start or submit a run")

@@ -7,24 +7,26 @@ Such a route takes the rest of the path as the id (``{workflow_id:path}``), so
 ``/events``, as the only literal slashes after the id. A route here matches only
 if its tail is literally in the raw path, so an encoded id is always read whole
 (``..`` and ``.`` too, sent as ``%2E%2E`` and ``%2E``). An id sent unencoded
-still works when no route's tail ends it.
+still works when no route's tail ends it. Being routes of the API, they check
+their query too (`ApiRoute`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
+
+from ._query import ApiRoute
 
 __all__ = ["RunRoute"]
 
 _ID = "{workflow_id:path}"
 
 
-class RunRoute(APIRoute):
-    """An `APIRoute` that, for a path with a ``{workflow_id:path}`` followed by a tail
+class RunRoute(ApiRoute):
+    """An `ApiRoute` that, for a path with a ``{workflow_id:path}`` followed by a tail
     (``/events``), matches only when the raw path ends with that tail as sent."""
 
     def __init__(self, path: str, *args: Any, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -35,7 +36,7 @@ from ._models import (
     WorkerInfo,
 )
 
-__all__ = ["UNSET", "Call", "Calls", "SSEParser", "error_of"]
+__all__ = ["UNSET", "Call", "Calls", "SSEParser", "error_of", "path_segment"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -121,21 +122,21 @@ class Calls:
         return Call("GET", "/api/v1/runs", _model(RunPage), _params(**_args(locals())))
 
     def get_record(self, workflow_id: str) -> Call[RunRecord]:
-        return Call("GET", f"/api/v1/runs/{_seg(workflow_id)}", RunRecord.from_dict)
+        return Call("GET", f"/api/v1/runs/{path_segment(workflow_id)}", RunRecord.from_dict)
 
     def events(self, workflow_id: str, *, after: int = 0) -> Call[list[Event]]:
         def read(data: Any) -> list[Event]:
             return EventList.model_validate(data).events
 
-        path = f"/api/v1/runs/{_seg(workflow_id)}/events"
+        path = f"/api/v1/runs/{path_segment(workflow_id)}/events"
         return Call("GET", path, read, _params(after=after))
 
     def stream(self, workflow_id: str, after: int = 0) -> Call[None]:
-        path = f"/api/v1/runs/{_seg(workflow_id)}/events/stream"
+        path = f"/api/v1/runs/{path_segment(workflow_id)}/events/stream"
         return Call("GET", path, lambda _: None, _params(after=after))
 
     def waits(self, workflow_id: str) -> Call[list[WaitSummary]]:
-        return Call("GET", f"/api/v1/runs/{_seg(workflow_id)}/waits", _models(WaitSummary))
+        return Call("GET", f"/api/v1/runs/{path_segment(workflow_id)}/waits", _models(WaitSummary))
 
     def start(
         self,
@@ -185,7 +186,7 @@ class Calls:
     ) -> Call[list[str]]:
         body = {"reason": reason, "compensate": compensate, "abandon_batches": abandon_batches}
         return self._post(
-            f"/api/v1/runs/{_seg(workflow_id)}/cancel",
+            f"/api/v1/runs/{path_segment(workflow_id)}/cancel",
             lambda d: RunCancelled.model_validate(d).cancelled,
             body,
             idempotency_key,
@@ -200,7 +201,7 @@ class Calls:
         idempotency_key: str | None = None,
     ) -> Call[bool]:
         return self._post(
-            f"/api/v1/runs/{_seg(workflow_id)}/signal",
+            f"/api/v1/runs/{path_segment(workflow_id)}/signal",
             lambda d: Signalled.model_validate(d).woken,
             {"name": name, "payload": payload},
             idempotency_key,
@@ -220,7 +221,7 @@ class Calls:
         self, token_id: str, payload: Any = None, *, idempotency_key: str | None = None
     ) -> Call[str]:
         return self._post(
-            f"/api/v1/wait-tokens/{_seg(token_id)}/complete",
+            f"/api/v1/wait-tokens/{path_segment(token_id)}/complete",
             lambda d: TokenCompleted.model_validate(d).workflow_id,
             {"payload": payload},
             idempotency_key,
@@ -230,7 +231,7 @@ class Calls:
         self, workflow_id: str, step: str, *, idempotency_key: str | None = None
     ) -> Call[list[str]]:
         return self._post(
-            f"/api/v1/runs/{_seg(workflow_id)}/rerun",
+            f"/api/v1/runs/{path_segment(workflow_id)}/rerun",
             lambda d: RerunStarted.model_validate(d).woken,
             {"step": step},
             idempotency_key,
@@ -239,11 +240,12 @@ class Calls:
     # -- usage, queues, workers, tokens ----------------------------------------------
 
     def usage(self, /, **filters: Any) -> Call[list[UsageRow]]:
-        """As `App.usage`: `workflow`, `tag`, `since`, `until`, `group_by`, `run`, `children`."""
+        """As `App.usage`: `workflow`, `tag`, `since`, `until`, `group_by`, `run`, `children`
+        (another name is refused: `ApiError` 400 ``unknown_parameter``)."""
         return Call("GET", "/api/v1/usage", _models(UsageRow), _params(**filters))
 
     def ai_calls(self, workflow_id: str, *, children: bool = False) -> Call[list[AICall]]:
-        path = f"/api/v1/runs/{_seg(workflow_id)}/ai-calls"
+        path = f"/api/v1/runs/{path_segment(workflow_id)}/ai-calls"
         return Call("GET", path, _models(AICall), _params(children=children))
 
     def queues(self) -> Call[list[QueueInfo]]:
@@ -260,7 +262,7 @@ class Calls:
         return Call("POST", "/api/v1/api-tokens", _model(ApiTokenCreated), body=body)
 
     def revoke_api_token(self, token_id: str) -> Call[list[ApiTokenInfo]]:
-        return Call("DELETE", f"/api/v1/api-tokens/{_seg(token_id)}", _models(ApiTokenInfo))
+        return Call("DELETE", f"/api/v1/api-tokens/{path_segment(token_id)}", _models(ApiTokenInfo))
 
     def openapi(self) -> Call[dict[str, Any]]:
         return Call("GET", "/api/v1/openapi.json", dict)
@@ -271,11 +273,9 @@ def _args(given: dict[str, Any], *leave_out: str) -> dict[str, Any]:
     return {k: v for k, v in given.items() if k not in ("self", *leave_out)}
 
 
-def _seg(value: str) -> str:
+def path_segment(value: str) -> str:
     """One path segment: a run id with '/' or '?' in it stays one segment, and an id
     of dots (``..``) is not taken for a step up the path."""
-    from urllib.parse import quote
-
     quoted = quote(value, safe="")
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
