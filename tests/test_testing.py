@@ -184,6 +184,33 @@ async def test_eventually_raises_other_errors_at_once() -> None:
         await eventually(lambda: {}["x"], timeout=5)
 
 
+async def test_eventually_fails_at_its_timeout_on_a_condition_that_never_returns() -> None:
+    """An async condition awaiting what never comes (a run's result, a lock) made
+    `eventually` hang the test for good: its timeout was checked only between calls."""
+    never = asyncio.Event()
+
+    async def stuck() -> bool:
+        await never.wait()
+        return True
+
+    with pytest.raises(AssertionError, match=r"stuck did not hold within 0.1s; .*still running"):
+        await asyncio.wait_for(eventually(stuck, timeout=0.1), 5)
+
+
+async def test_eventually_raises_the_conditions_own_timeout_error_at_once() -> None:
+    """Only its own deadline fails the wait; a `TimeoutError` the condition raises is
+    one of its errors, raised as it is."""
+    calls: list[int] = []
+
+    async def times_out() -> bool:
+        calls.append(1)
+        raise TimeoutError("the result did not come within 1 s")
+
+    with pytest.raises(TimeoutError, match="did not come"):
+        await eventually(times_out, timeout=5)
+    assert calls == [1]
+
+
 async def test_eventually_moves_a_fake_clock() -> None:
     clock = FakeClock()
     start = clock.now()

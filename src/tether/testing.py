@@ -49,6 +49,7 @@ class _Poll:
         self.interval = interval
         self.deadline = time.monotonic() + timeout
         self.last: str = "nothing yet"
+        self.overdue = False  # a call outlived the deadline: fail now, no further try
 
     def met(self, value: Any) -> bool:
         self.last = f"it returned {value!r}"
@@ -60,6 +61,8 @@ class _Poll:
         try:
             yield
         except AssertionError as exc:
+            if self.overdue:
+                raise
             self.last = f"it failed: {exc}" if str(exc) else "it failed an assert"
 
     def pause(self, clock: FakeClock | None) -> float:
@@ -71,6 +74,27 @@ class _Poll:
             return self.interval
         clock.advance(self.interval)
         return min(self.interval, FAKE_PAUSE)
+
+    def left(self) -> float:
+        """Real seconds one call of the condition may take: what is left of `timeout`,
+        and at least one `interval` (a last try after the deadline still gets its go)."""
+        return max(self.deadline - time.monotonic(), self.interval)
+
+    async def awaited(self, value: Awaitable[Any]) -> Any:
+        """`value` awaited within `left()`: a condition that never returns (a result it
+        awaits that never comes) fails at the deadline like one that returns false,
+        instead of hanging the test for good. A `TimeoutError` of the condition's own
+        is raised as it is, as any other exception."""
+        scope = asyncio.timeout(self.left())
+        try:
+            async with scope:
+                return await value
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            self.last = "its call was still running at the deadline (cancelled)"
+            self.overdue = True
+            raise self.error() from None
 
     def error_name(self) -> str:
         return str(getattr(self.condition, "__qualname__", repr(self.condition)))
@@ -93,7 +117,8 @@ async def eventually(
     `AssertionError` means "not yet"; any other exception is raised at once.
 
     After `timeout` real seconds it fails with an `AssertionError` saying what
-    the condition last returned or asserted. With a `FakeClock`, each poll
+    the condition last returned or asserted; an async condition still running
+    then is cancelled and fails it too. With a `FakeClock`, each poll
     moves it on by `interval` (leases and timers on it come due: a due timer is
     started by a worker, or by ``app.fire_due_timers()`` in the condition) and
     pauses only briefly in real time; `timeout` stays real seconds either way.
@@ -103,7 +128,7 @@ async def eventually(
         with poll.attempt():
             value = condition()
             if inspect.isawaitable(value):
-                value = await value
+                value = await poll.awaited(value)
             if poll.met(value):
                 return value
         await asyncio.sleep(poll.pause(clock))

@@ -306,6 +306,59 @@ async def test_a_publisher_killed_mid_pass_leaves_only_its_unfinished_batch_to_r
     assert _unpublished(database_url) == 0
 
 
+WORKER_APP = textwrap.dedent(
+    """
+    import os
+    import tether
+    from tether.kernel import WebhookSink
+
+    app = tether.App(os.environ["TETHER_DATABASE_URL"],
+                     sinks=[WebhookSink(os.environ["HOOK"], "s3cret")])
+    """
+)
+
+
+async def test_a_worker_stopped_mid_pass_records_what_it_delivered(
+    database_url: str, receiver: _Receiver, tmp_path: Path
+) -> None:
+    """SIGTERM is a clean exit: the worker cancels its outbox pass, and the pass records
+    the deliveries it made before the one in flight. Before, the cancelled pass wrote
+    nothing, so every event it had delivered went out again after the exit; now only
+    the delivery in flight (its answer never read) goes out twice."""
+    ids = await _seed(database_url, runs=3, per_run=10)
+    receiver.block_at = 12  # the worker is mid-batch, this delivery in flight
+    (tmp_path / "flows.py").write_text(WORKER_APP)
+    env = {**os.environ, "TETHER_DATABASE_URL": database_url, "HOOK": receiver.url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tether.cli", "worker", "--app", "flows.py:app", "-q", "none"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    heir = App(database_url, sinks=[WebhookSink(receiver.url, "s3cret")])
+    try:
+        while not receiver.blocked.wait(0.05):
+            assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=60)
+        assert proc.returncode == 0, err
+        receiver.release.set()
+        assert _unpublished(database_url) == len(ids) - 11  # what it delivered is recorded
+        flushed = await publish_outbox(heir.kernel, "heir", ttl=30, budget=5)  # lock released
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        await heir.aclose()
+    assert flushed is not None and flushed.delivered == len(ids) - 11
+    counts = Counter(receiver.received)
+    assert sorted(counts) == sorted(ids)  # none lost
+    assert [d for d, n in counts.items() if n > 1] == [receiver.received[11]]
+    assert _unpublished(database_url) == 0
+
+
 # -- dead letters -------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ reach the sinks in `seq` order whatever the clocks of the hosts that wrote them.
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
@@ -20,9 +21,13 @@ from tether.kernel import (
     OutboxEvent,
     OutboxFlush,
     OutboxFlushed,
+    OutboxPolicy,
     WebhookSink,
 )
 from tether.store import Fence, NewEvent, NewRun
+from tether.worker import maintenance_tick
+
+from .._sql import execute
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -222,3 +227,37 @@ async def test_a_runs_events_reach_the_sinks_in_seq_order_whatever_the_clocks(
         assert types[0] == "workflow.running" and types[-1] == "workflow.completed"
     finally:
         await second.aclose()
+
+
+async def test_a_sink_that_never_returns_fails_its_delivery_and_the_tick_ends(
+    app: App, clock: FakeClock, database_url: str
+) -> None:
+    """A plugin sink awaiting a broker that never answers held the outbox pass, its
+    renewed chore lock and the worker's maintenance tick for good: no timer of that
+    worker fired again. Each delivery now fails after `OutboxPolicy.delivery_timeout`
+    (real seconds, kept tiny here), is retried on its back-off, and other runs go on."""
+    never = asyncio.Event()
+    delivered: list[str] = []
+
+    async def publish(event: OutboxEvent) -> None:
+        if event.workflow_id == "stuck":
+            await never.wait()
+        delivered.append(event.delivery_id)
+
+    app.kernel.sinks.append(CallableSink(publish))
+    app.kernel.outbox = OutboxPolicy(delivery_timeout=0.05)
+    await _run_with_events(app, "stuck", 2, clock.now())
+    await _run_with_events(app, "fine", 2, clock.now() + timedelta(seconds=1))
+    tick = await asyncio.wait_for(maintenance_tick(app, "w1", chores=("outbox",)), 10)
+    assert (tick.outbox_failed, tick.outbox_delivered) == (1, 2)
+    assert delivered == ["fine:1", "fine:2"]
+    [(error,)] = execute(
+        database_url, "SELECT last_error FROM events WHERE run_id = 'stuck' AND seq = 1"
+    )
+    assert error == "TimeoutError: CallableSink did not take the event within 0.05 s"
+
+
+def test_outbox_policy_refuses_a_delivery_timeout_that_is_no_duration() -> None:
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(tether.InvalidArgumentError, match="delivery_timeout"):
+            OutboxPolicy(delivery_timeout=bad)

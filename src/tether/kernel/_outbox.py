@@ -13,8 +13,10 @@ another worker would take the lock and deliver the same events again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..clock import Clock
+from ..errors import InvalidArgumentError
 from ..store import OutboxRow, Store
 from ._sinks import EventSink, OutboxEvent
 
@@ -34,9 +37,23 @@ _go_on: ContextVar[Callable[[], bool] | None] = ContextVar("tether_outbox_go_on"
 
 @dataclass(frozen=True)
 class OutboxPolicy:
+    """Retries of a failed delivery, and how long one delivery may take.
+
+    `delivery_timeout` bounds each sink's ``publish`` (real seconds): a sink that
+    never returns (a plugin awaiting a dead broker) fails its delivery instead of
+    holding the pass, its renewed chore lock and so every later maintenance chore.
+    """
+
     max_attempts: int = 8
     backoff: float = 1.0
     max_delay: float = 300.0
+    delivery_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.delivery_timeout < math.inf:
+            raise InvalidArgumentError(
+                f"delivery_timeout must be seconds > 0, got {self.delivery_timeout!r}"
+            )
 
     def delay(self, attempts: int) -> float:
         return float(min(self.max_delay, self.backoff * 2 ** max(0, attempts - 1)))
@@ -77,44 +94,64 @@ async def flush(
     max_events: int,
 ) -> tuple[int, int, int]:
     """One pass over the outbox; (delivered, failed, dead-lettered). Events not tried
-    (`OutboxPolicy.deliver_while` said stop) stay pending, their attempts uncounted."""
+    (`OutboxPolicy.deliver_while` said stop) stay pending, their attempts uncounted.
+
+    What was tried is recorded even when the pass is cancelled (a worker or an App
+    stopping): otherwise a clean exit would have every event it delivered in this
+    batch delivered again. Only the delivery in flight then stays pending."""
     rows = await store.outbox_pending(limit=max_events, now=clock.store_time())
     go_on = _go_on.get()
     delivered: list[tuple[str, int]] = []
     failed: list[tuple[str, int, str, datetime | None]] = []
     blocked: set[str] = set()
-    dead = 0
-    for row in rows:
-        if row.workflow_id in blocked:
-            continue  # keep order: nothing after a failed event of the same run
-        if go_on is not None and not go_on():
-            break
-        event = _event(row)
+    try:
+        for row in rows:
+            if row.workflow_id in blocked:
+                continue  # keep order: nothing after a failed event of the same run
+            if go_on is not None and not go_on():
+                break
+            error = await _deliver(sinks, _event(row), policy.delivery_timeout)
+            if error is None:
+                delivered.append((row.workflow_id, row.seq))
+                continue
+            retry_at = _retry_at(row, error, clock, policy)
+            failed.append((row.workflow_id, row.seq, error, retry_at))
+            if retry_at is not None:
+                blocked.add(row.workflow_id)
+    finally:
+        if delivered or failed:  # shielded: a cancelled pass still records its deliveries
+            await asyncio.shield(
+                store.outbox_mark(delivered=delivered, failed=failed, at=clock.now())
+            )
+    dead = sum(1 for *_, retry_at in failed if retry_at is None)
+    return len(delivered), len(failed) - dead, dead
+
+
+async def _deliver(sinks: Sequence[EventSink], event: OutboxEvent, timeout: float) -> str | None:
+    """Hand `event` to every sink, each within `timeout` seconds; None if all took it,
+    else the first one's error."""
+    for sink in sinks:
+        scope = asyncio.timeout(timeout)
         try:
-            for sink in sinks:
+            async with scope:
                 await sink.publish(event)
         except Exception as exc:
-            attempts = row.attempts + 1
-            error = f"{type(exc).__name__}: {exc}"
-            if attempts >= policy.max_attempts:
-                failed.append((row.workflow_id, row.seq, error, None))
-                dead += 1
-                log.warning(
-                    "event %s dead-lettered after %d attempts: %s",
-                    event.delivery_id,
-                    attempts,
-                    error,
-                )
-            else:
-                retry_at = clock.now() + timedelta(seconds=policy.delay(attempts))
-                failed.append((row.workflow_id, row.seq, error, retry_at))
-                blocked.add(row.workflow_id)
-            continue
-        delivered.append((row.workflow_id, row.seq))
-    if delivered or failed:
-        await store.outbox_mark(
-            delivered=delivered,
-            failed=failed,
-            at=clock.now(),
+            if isinstance(exc, TimeoutError) and scope.expired():
+                return f"TimeoutError: {type(sink).__name__} did not take the event within {timeout:g} s"
+            return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _retry_at(row: OutboxRow, error: str, clock: Clock, policy: OutboxPolicy) -> datetime | None:
+    """When to try a failed event again; None once its attempts are used up (dead)."""
+    attempts = row.attempts + 1
+    if attempts >= policy.max_attempts:
+        log.warning(
+            "event %s:%d dead-lettered after %d attempts: %s",
+            row.workflow_id,
+            row.seq,
+            attempts,
+            error,
         )
-    return len(delivered), len(failed) - dead, dead
+        return None
+    return clock.now() + timedelta(seconds=policy.delay(attempts))
