@@ -2,12 +2,14 @@
 
 The official SDKs are pointed at it by `base_url`; no test reaches the
 internet. It answers from a script (`queue_chat`, `queue_message`, `fail_next`,
-for a POST or, with ``method="GET"``, a read such as a batch's status) or with a
+for a POST or, with ``method="GET"``, a read such as a batch's status; with
+``path``, only a request to that path, such as a batch's results) or with a
 default echo, reports usage with cached and reasoning parts, keeps
 files and batches in memory (they survive the workflow processes, which run
 elsewhere; OpenAI's are listed newest first with their metadata), ends
 batches as the providers do (`finish_batches`, `end_batches`, a cancel with
-the requests it had completed), and counts every request it receives by path.
+the requests it had completed; OpenAI refuses, 409, to cancel one that ended),
+and counts every request it receives by path.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Failure:
     # "stall": nothing is answered until `release` is set (a client timeout)
     mode: str = ""
     method: str = "POST"  # the next request of this method fails
+    path: str | None = None  # ... whose path this pattern is found in (`re.search`)
 
 
 @dataclass
@@ -157,11 +160,18 @@ class ProviderServer:
         )
 
     def fail_next(
-        self, status: int, *, retry_after: str | None = None, method: str = "POST"
+        self,
+        status: int,
+        *,
+        retry_after: str | None = None,
+        method: str = "POST",
+        path: str | None = None,
     ) -> None:
+        """The next request of `method` (whose path `path`, a pattern, is found in)
+        is answered `status`."""
         headers = {"retry-after": retry_after} if retry_after is not None else {}
         body = {"error": {"message": f"scripted {status}", "type": "x"}}
-        self.state.failures.append(Failure(status, headers, body, method=method))
+        self.state.failures.append(Failure(status, headers, body, method=method, path=path))
 
     def answer_next(
         self, status: int, body: dict[str, Any] | bytes, mode: str = "", *, method: str = "POST"
@@ -335,7 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         with srv.lock:
             srv.state.counts[f"{method} {path}"] += 1
-            fail = next((f for f in srv.state.failures if f.method == method), None)
+            fail = next((f for f in srv.state.failures if _fails(f, method, path)), None)
             if fail is not None:
                 srv.state.failures.remove(fail)
             if fail is None:
@@ -347,6 +357,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(fail)
             return
         self._send(status, body)
+
+
+def _fails(fail: Failure, method: str, path: str) -> bool:
+    return fail.method == method and (fail.path is None or re.search(fail.path, path) is not None)
 
 
 def _dispatch(
@@ -387,6 +401,9 @@ def _dispatch(
     m = re.fullmatch(r"/v1/batches/([\w-]+)(/cancel)?", path)
     if m:
         batch = st.batches[m.group(1)]
+        if m.group(2) and batch["status"] in _OPENAI_ENDED:  # as OpenAI refuses it
+            message = f"Cannot cancel a batch with status '{batch['status']}'."
+            return 409, {"error": {"message": message, "type": "invalid_request_error"}}
         if m.group(2):
             batch.update(status="cancelling", _reads=st.cancelling_reads)
         if batch["status"] == "cancelling":
@@ -414,6 +431,11 @@ def _dispatch(
                 _end_anthropic(srv, batch, "canceled", st.cancel_completes)
         return 200, {k: v for k, v in batch.items() if not k.startswith("_")}
     raise KeyError(path)
+
+
+# a batch in one of these has ended: OpenAI answers its cancel 409 Conflict, "Cannot
+# cancel a batch with status 'completed'." (the error openai.ConflictError carries)
+_OPENAI_ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
 def _file(file_id: str, size: int, purpose: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """`wf.ai.batch` at its edges: the last look at `max_wait`, batches that end short
 (expired, cancelled, cancelled at `max_wait`) with billed results, a provider that
-fails its status reads or its cancel, and a submit retried after a crash. The official SDKs talk to a real local server; time is a
-fake clock, except in the process that is killed."""
+fails its status reads, its results or its cancel (at `max_wait` or when the run is
+cancelled), and a submit retried after a crash. The official SDKs talk to a real
+local server; time is a fake clock, except in the process that is killed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tether import App, FakeClock, RunResult, RunStatus, Workflow, ai
+from tether import App, FakeClock, RunRecord, RunResult, RunStatus, Workflow, ai
 from tether.testing import eventually
 
 from ._server import ProviderServer
@@ -256,24 +257,198 @@ async def test_a_batch_done_behind_a_failed_last_look_is_collected_not_timed_out
     assert (await app.arun(batched, workflow_id="dl")).status is RunStatus.WAITING
     server.finish_batches()
     server.fail_next(503, method="GET")  # the last look, at max_wait, cannot read it
-    server.fail_next(400)  # OpenAI refuses to cancel a batch that completed
-    done = await _ended(app, clock, "dl", 60)
+    done = await _ended(app, clock, "dl", 60)  # the cancel is refused: it completed
     assert done.status is RunStatus.COMPLETED, done.record.last_error
     assert done.value == {"0": "echo: q0", "1": "echo: q1"}
-    assert [e.type for e in done.record.events].count("ai.batch.cancel_failed") == 1
+    # the refusal of a batch that ended is no failure to cancel: not retried, not recorded
+    assert server.count(CANCEL["openai"]) == 1
+    assert "ai.batch.cancel_failed" not in [e.type for e in done.record.events]
     await app.aclose()
 
 
-async def test_a_cancel_refused_when_the_run_is_cancelled_is_logged(
+async def test_openai_refuses_to_cancel_a_batch_that_ended(server: ProviderServer) -> None:
+    """As the real API does (409, openai.ConflictError): the local server must not
+    turn a completed batch back into a cancelled one, its results lost."""
+    openai = ai.OpenAI(api_key="k", base_url=server.openai_url)
+    request = ai.TextRequest(messages=[ai.Message(role="user", content="q")])
+    batch_id = await openai.batch_submit(
+        "gpt-4.1-mini", [ai.BatchItem(custom_id="0", request=request)]
+    )
+    server.finish_batches()
+    with pytest.raises(ai.ProviderError, match=r"answered 409.*status 'completed'") as refused:
+        await openai.batch_cancel(batch_id)
+    assert refused.value.status == 409
+    assert (await openai.batch_status(batch_id)).state == "done"
+    await openai.aclose()
+
+
+async def test_a_cancel_refused_when_the_run_is_cancelled_is_logged_and_recorded(
     database_url: str, clock: FakeClock, server: ProviderServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = _app(database_url, clock, server)
     batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=3600)
     assert (await app.arun(batched, workflow_id="rc")).status is RunStatus.WAITING
     [batch_id] = server.state.batches
-    server.fail_next(503)
+    server.fail_next(403)  # refused for good: not tried again
     assert await app.acancel("rc") == ["rc"]  # the run is cancelled either way
     assert f"could not cancel batch {batch_id} of run rc" in caplog.text
+    assert server.count(CANCEL["openai"]) == 1
+    rec = await app.aget_record("rc")  # `tether runs show rc` tells the batch may bill on
+    assert rec.status is RunStatus.CANCELLED
+    [event] = [e for e in rec.events if e.type == "ai.batch.cancel_failed"]
+    assert event.message == batch_id
+    assert event.detail["batch_id"] == batch_id and event.detail["provider"] == "openai"
+    assert "answered 403" in event.detail["error"]
+    await app.aclose()
+
+
+async def _cancelled_unreached(database_url: str, clock: FakeClock, wid: str) -> None:
+    """Cancel run `wid` from an App without providers: the run is cancelled, its batch
+    left for `cancel_open_batches` to cancel here, on a clock of the test's own."""
+    async with App(database_url, clock=clock) as bare:
+        assert await bare.acancel(wid, abandon_batches=True) == [wid]
+
+
+async def test_a_run_cancel_tries_a_cancel_failing_for_a_moment_again(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=3600)
+    assert (await app.arun(batched, workflow_id="ct")).status is RunStatus.WAITING
+    await _cancelled_unreached(database_url, clock, "ct")
+    server.fail_next(503)
+    server.fail_next(429, retry_after="2")  # waited for: it is within the bound
+    waits = FakeClock()
+    assert await ai.cancel_open_batches(app.ai, app.store, ["ct"], clock=waits) == 1
+    assert server.count(CANCEL["openai"]) == 3
+    assert waits.slept == [0.5, 2.0]
+    [batch] = server.state.batches.values()
+    assert batch["status"] == "cancelled"
+    assert "ai.batch.cancel_failed" not in [e.type for e in (await app.aget_record("ct")).events]
+    await app.aclose()
+
+
+async def test_a_run_cancel_gives_up_a_cancel_within_seconds_and_records_it(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    """It runs inside `app.cancel`: a provider asking to wait an hour is not waited
+    for past the bound (a few seconds), and the batch that may bill on is recorded."""
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["anthropic"], 1, poll_every=60, max_wait=3600)
+    assert (await app.arun(batched, workflow_id="cg")).status is RunStatus.WAITING
+    await _cancelled_unreached(database_url, clock, "cg")
+    for _ in range(10):
+        server.fail_next(429, retry_after="3600")
+    waits = FakeClock()
+    assert await ai.cancel_open_batches(app.ai, app.store, ["cg"], clock=waits) == 0
+    assert 1 < server.count(CANCEL["anthropic"]) <= 4
+    assert 0 < sum(waits.slept) <= 5
+    [batch_id] = server.state.anthropic_batches
+    rec = await app.aget_record("cg")
+    [event] = [e for e in rec.events if e.type == "ai.batch.cancel_failed"]
+    assert event.detail["batch_id"] == batch_id and event.detail["provider"] == "anthropic"
+    assert "answered 429" in event.detail["error"]
+    await app.aclose()
+
+
+async def test_a_run_cancelled_after_its_batch_completed_has_nothing_to_cancel(
+    database_url: str, clock: FakeClock, server: ProviderServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=3600)
+    assert (await app.arun(batched, workflow_id="cc")).status is RunStatus.WAITING
+    server.finish_batches()  # before the run's next look
+    assert await app.acancel("cc") == ["cc"]
+    assert server.count(CANCEL["openai"]) == 1  # refused (409): it ended; not tried again
+    assert "could not cancel" not in caplog.text
+    rec = await app.aget_record("cc")
+    assert "ai.batch.cancel_failed" not in [e.type for e in rec.events]
+    [batch] = server.state.batches.values()
+    assert batch["status"] == "completed"
+    await app.aclose()
+
+
+# -- the results of an ended batch, their endpoint down for a while ---------------------
+
+# the request that fetches the results (OpenAI: the output file; Anthropic: the results)
+RESULTS = {"openai": r"^/v1/files/[\w-]+/content$", "anthropic": r"/results$"}
+RESULTS_STEP = {p: f"ai.batch:{m}.results" for p, m in MODELS.items()}
+
+
+def _fail_results(server: ProviderServer, provider: str, times: int) -> None:
+    for _ in range(times):
+        server.fail_next(503, method="GET", path=RESULTS[provider])
+
+
+async def _fetching(app: App, clock: FakeClock, wid: str) -> RunRecord:
+    """Let the results fetch wait out its timer while the run waits (or ended);
+    the record."""
+    for _ in range(30):
+        rec = await app.aget_record(wid)
+        if rec.status is not RunStatus.WAITING:
+            return rec
+        before = len([k for k in rec.steps if ".results" in k])
+        clock.advance(300)  # longer than a fetch waits
+        await app.afire_due_timers()
+
+        async def fetched(before: int = before) -> bool:
+            rec = await app.aget_record(wid)
+            made = len([k for k in rec.steps if ".results" in k])
+            return rec.status is not RunStatus.RUNNING and (rec.status.terminal or made > before)
+
+        await eventually(fetched, timeout=10)
+    raise AssertionError(f"run {wid} still waits")
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_results_unreadable_for_minutes_are_fetched_again_on_the_timer(
+    database_url: str, clock: FakeClock, server: ProviderServer, provider: str
+) -> None:
+    """The fetch's step retries (half a minute) ran out and failed the run: the
+    completed requests' results, billed, never recorded."""
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS[provider], 2, poll_every=60, max_wait=3600)
+    assert (await app.arun(batched, workflow_id="ro")).status is RunStatus.WAITING
+    server.finish_batches()
+    _fail_results(server, provider, 8)  # a quarter of an hour and more
+    await _later(app, clock, "ro", 60, polls=2)  # done; its results not to be had
+    await _fetching(app, clock, "ro")
+    done = await app.aresult("ro", timeout=10)
+    assert done.status is RunStatus.COMPLETED, done.record.last_error
+    assert done.value == ({"0": "echo: q0", "1": "echo: q1"} if provider == "openai" else
+                          {"0": "echo", "1": "echo"})  # fmt: skip
+    assert len([k for k in done.record.steps if ".results" in k]) == 9
+    calls = await app.alist_ai_calls("ro")
+    assert sorted(c.custom_id or "" for c in calls) == ["0", "1"]  # each once
+    assert server.count(CANCEL[provider]) == 0
+    await app.aclose()
+
+
+async def test_results_unreadable_for_an_hour_fail_the_run_and_rerun_from_fetches_them(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS["openai"], 2, poll_every=60, max_wait=3600)
+    assert (await app.arun(batched, workflow_id="rl")).status is RunStatus.WAITING
+    server.finish_batches()
+    _fail_results(server, "openai", 100)
+    await _later(app, clock, "rl", 60, polls=2)
+    rec = await _fetching(app, clock, "rl")
+    assert rec.status is RunStatus.FAILED
+    assert rec.last_error is not None
+    said = rec.last_error.message
+    [batch_id] = server.state.batches
+    step = RESULTS_STEP["openai"]
+    assert f"batch {batch_id}" in said and "60 minutes" in said, said
+    assert f"app.rerun_from('rl', {step!r})" in said, said
+    assert await app.alist_ai_calls("rl") == []  # nothing recorded, nothing twice later
+    server.state.failures.clear()  # the endpoint is back
+    again = await app.arerun_from("rl", step)
+    assert again.status is RunStatus.COMPLETED, again.record.last_error
+    assert again.value == {"0": "echo: q0", "1": "echo: q1"}
+    calls = await app.alist_ai_calls("rl")
+    assert sorted((c.batch_id, c.custom_id) for c in calls) == [(batch_id, "0"), (batch_id, "1")]
+    assert server.state.counts["POST /v1/batches"] == 1  # the batch was not submitted again
     await app.aclose()
 
 

@@ -27,9 +27,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from .._attach import attach
+from ..clock import Clock, SystemClock
 from ..errors import InvalidArgumentError, StoreError
 from ..retry import RetryPolicy
-from ..store import NewAICall, NewEvent
+from ..store import Fence, NewAICall, NewEvent
 from ._admission import Admissions, Ticket
 from ._budget import Budget, Spend
 from ._errors import BudgetExceededError, ObjectValidationError, ProviderError
@@ -106,6 +107,15 @@ class _Stop(BaseModel):
     # together (for_each branches) wait for the same next raise, and one raise wakes all
     raises: int = 0
     step: str | None = None  # the stopped step's key (a stage's ``stage-id/...``), to rerun from
+
+
+class _Unfetched(BaseModel):
+    """A results fetch that failed transiently, recorded as its step's result so the
+    run waits on the durable timer and fetches again; `step` is that step's key (to
+    rerun from)."""
+
+    unfetched: str
+    step: str
 
 
 class _Spent(Exception):
@@ -315,7 +325,11 @@ class WorkflowAI:
         A status read that fails transiently (429, 5xx, a timeout) is tried
         again at the next poll, up to `max_wait`; one refused for good (a
         revoked key) cancels the batch and fails the run. A cancel the provider
-        refuses is logged and recorded as the run's ``ai.batch.cancel_failed``.
+        refuses is logged and recorded as the run's ``ai.batch.cancel_failed``
+        (not one refused as the batch had ended: it is collected). Results that
+        cannot be fetched for a while (the endpoint down) are fetched again on
+        the durable timer for up to an hour after the batch ended; then the run
+        fails, naming the step that `app.rerun_from` fetches them again from.
 
         A submit retried after a crash takes the batch the crashed attempt left
         at the provider, found by the run and step it is tagged with, instead
@@ -335,7 +349,7 @@ class WorkflowAI:
             raise
         if status.state == "pending":
             return await self._past_max_wait(job, batch_id, every, f"max_wait={max_wait:g} s")
-        result = await self._results(job, batch_id)
+        result = await self._results(job, batch_id, every)
         if status.state != "done":
             raise ProviderError(
                 f"batch {batch_id} ended {status.provider_status}: {_completed(result, items)}; "
@@ -367,10 +381,11 @@ class WorkflowAI:
                 f"{_CANCEL_WAIT / 60:g} minutes later, so the results of the requests it "
                 f"completed (billed) are not in the call log; see them at {job.pname}"
             )
-        result = await self._results(job, batch_id)
+        result = await self._results(job, batch_id, every)
         if status.state == "done":
             return result
-        how = "it was cancelled" if failed is None else f"it ended {status.provider_status}"
+        cancelled = failed is None and status.state == "cancelled"
+        how = "it was cancelled" if cancelled else f"it ended {status.provider_status}"
         raise TimeoutError(
             f"{said}; {how} and {_completed(result, job.items)}; pass a larger max_wait to "
             "wait longer"
@@ -455,10 +470,12 @@ class WorkflowAI:
     async def _cancel(self, job: _Job, batch_id: str) -> str | None:
         """Cancel the batch, best effort, as a step (a transient failure retried); the
         error if that failed, then logged and recorded as the run's
-        ``ai.batch.cancel_failed`` event rather than raised over why the run ends."""
+        ``ai.batch.cancel_failed`` event rather than raised over why the run ends. A
+        batch that had ended (the provider refused: see `_cancel_or_ended`) is no
+        failure: the looks that follow find it ended and collect it."""
 
         async def cancel() -> None:
-            await job.provider.batch_cancel(batch_id)
+            await _cancel_or_ended(job.provider, batch_id)
 
         try:
             await self._flow.step(f"{job.base}.cancel", cancel, retry=AI_RETRY)
@@ -485,18 +502,59 @@ class WorkflowAI:
             await self._flow.sleep(wait)
             slept, wait = slept + wait, min(wait * 2, _CANCEL_POLL)
 
-    async def _results(self, job: _Job, batch_id: str) -> BatchResult:
-        """The results the ended batch has, recorded in the call log in this step."""
+    async def _results(self, job: _Job, batch_id: str, every: float) -> BatchResult:
+        """The results the ended batch has, recorded in the call log by the step that
+        fetched them. A fetch that fails transiently (the endpoint down) is tried again
+        on the durable timer, the wait doubling from `every` (at most `_RESULTS_POLL`)
+        to `_RESULTS_POLL`, until `_RESULTS_WAIT` was slept: the step's back-off alone
+        failed the run within a minute, the completed requests' results (billed) never
+        recorded. Past that the run fails naming the step to rerun from: the provider
+        keeps the results (Anthropic for 29 days)."""
+        slept, wait, first = 0.0, min(every, _RESULTS_POLL), ""
+        while True:
+            got = await self._fetch(job, batch_id)
+            if isinstance(got, BatchResult):
+                return got
+            first = first or got.step  # rerun from it: the whole window again
+            if slept >= _RESULTS_WAIT:
+                wid = self._flow.workflow_id
+                raise ProviderError(
+                    f"batch {batch_id} ended, but its results could not be fetched from "
+                    f"{job.pname} for {_RESULTS_WAIT / 60:g} minutes ({got.unfetched}); "
+                    f"{job.pname} keeps them: once it answers again, fetch and record them "
+                    f"with app.rerun_from({wid!r}, {first!r})"
+                )
+            wait = min(wait, _RESULTS_WAIT - slept)  # the last fetch at _RESULTS_WAIT
+            await self._flow.sleep(wait)
+            slept, wait = slept + wait, min(wait * 2, _RESULTS_POLL)
 
-        async def collect() -> BatchResult:
-            found = await self._collect(
-                job.pname, job.provider, job.model_id, job.model, batch_id, job.items
-            )
+    async def _fetch(self, job: _Job, batch_id: str) -> BatchResult | _Unfetched:
+        """One fetch of the results, as a step: a transient failure is its result, not
+        its error (the caller waits on the durable timer). Nothing is recorded before
+        the provider handed over all the results, so each is recorded once."""
+
+        async def collect(ctx: _StepContext) -> BatchResult | _Unfetched:
+            try:
+                found = await self._collect(
+                    job.pname, job.provider, job.model_id, job.model, batch_id, job.items
+                )
+            except ProviderError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning(
+                    "could not fetch the results of batch %s at %s (%s); fetching them again",
+                    batch_id,
+                    job.pname,
+                    exc,
+                )
+                return _Unfetched(unfetched=str(exc), step=ctx.name)
             attach(_batch_event("ai.batch.ended", batch_id, job.pname, len(job.items)))
             return found
 
+        # AI_RETRY still: a fetch an older tether left failed mid-retry resumes, not fails;
+        # what an older tether recorded (a BatchResult) is read as such
         return await self._flow.step(  # type: ignore[no-any-return]
-            f"{job.base}.results", collect, retry=AI_RETRY, result_type=BatchResult
+            f"{job.base}.results", collect, retry=AI_RETRY, result_type=BatchResult | _Unfetched
         )
 
     # -- one durable call ------------------------------------------------------------------
@@ -870,6 +928,17 @@ class WorkflowAI:
 # minutes to cancel one) and the longest wait between looks
 _CANCEL_WAIT = 15 * 60.0
 _CANCEL_POLL = 60.0
+# an ended batch's results not to be had: fetched again for this long, at most this
+# long apart (on the durable timer)
+_RESULTS_WAIT = 60 * 60.0
+_RESULTS_POLL = 5 * 60.0
+# a run's cancel (inside app.cancel, which waits for it): a batch's cancel failing
+# transiently is tried this many times, waiting this long in all at most
+_CANCEL_NOW_TRIES = 4
+_CANCEL_NOW_WAIT = 5.0
+# a cancel refused with one of these may be refused as the batch had ended (OpenAI:
+# 409 "Cannot cancel a batch with status 'completed'")
+_REFUSED_AS_ENDED = frozenset({400, 409})
 _TAG_VALUE = 512  # the longest metadata value OpenAI keeps
 
 
@@ -913,24 +982,92 @@ async def open_batches(store: Any, workflow_id: str) -> dict[str, str]:
     return found
 
 
-async def cancel_open_batches(providers: Providers, store: Any, workflow_ids: list[str]) -> int:
+async def cancel_open_batches(
+    providers: Providers, store: Any, workflow_ids: list[str], *, clock: Clock | None = None
+) -> int:
     """Cancel the provider batches these (cancelled) runs submitted and did not finish;
-    how many. A provider that refuses is logged, never fails the cancel.
+    how many. The caller (`app.cancel`) waits for this, so a cancel failing
+    transiently is tried again only briefly (`_cancel_soon`, on `clock`); one that
+    still fails never fails the cancel: it is logged and recorded on the run as
+    ``ai.batch.cancel_failed``, as `WorkflowAI.batch` records one, so the run's
+    record shows the batch may still be running, billed. A batch that had ended
+    (the provider refused to cancel it as such) needs no cancel.
 
     The results of requests such a batch completed are not recorded: the provider
     has them only once it finished cancelling, and a cancelled run records no
     more steps (a batch cancelled at `max_wait` is waited for and recorded)."""
+    clock = SystemClock() if clock is None else clock
     cancelled = 0
     for wid in workflow_ids:
         for batch_id, pname in (await open_batches(store, wid)).items():
             try:
-                await providers.resolve(f"{pname}:batch")[1].batch_cancel(batch_id)
-                cancelled += 1
+                provider = providers.resolve(f"{pname}:batch")[1]
+                cancelled += await _cancel_soon(provider, batch_id, clock)
             except Exception as exc:  # the run is cancelled either way
-                log.warning(
-                    "could not cancel batch %s of run %s at %s: %s", batch_id, wid, pname, exc
-                )
+                await _record_cancel_failed(store, clock.now(), wid, batch_id, pname, exc)
     return cancelled
+
+
+async def _cancel_soon(provider: Provider, batch_id: str, clock: Clock) -> bool:
+    """Cancel the batch (True), or find it ended (False). A transient failure (429,
+    5xx, a timeout) is tried again up to `_CANCEL_NOW_TRIES` times, waiting 0.5 s,
+    1 s, 2 s or the provider's retry-after if longer, each cut to what is left of
+    `_CANCEL_NOW_WAIT`: a cancel call must not hang on a provider's outage."""
+    waited, backoff, attempt = 0.0, 0.5, 1
+    while True:
+        try:
+            return await _cancel_or_ended(provider, batch_id)
+        except ProviderError as exc:
+            left = _CANCEL_NOW_WAIT - waited
+            if not exc.retryable or attempt >= _CANCEL_NOW_TRIES or left <= 0:
+                raise
+            wait = min(max(backoff, exc.retry_after or 0.0), left)
+        await clock.sleep(wait)
+        waited, backoff, attempt = waited + wait, backoff * 2, attempt + 1
+
+
+async def _cancel_or_ended(provider: Provider, batch_id: str) -> bool:
+    """Cancel the batch: True; False if the provider refused because it had already
+    ended (OpenAI answers 409 for a completed batch). That refusal is no failure:
+    the batch bills no more and its results are there, so it is not retried nor
+    recorded as ``ai.batch.cancel_failed``."""
+    try:
+        await provider.batch_cancel(batch_id)
+        return True
+    except ProviderError as exc:
+        if exc.status not in _REFUSED_AS_ENDED:
+            raise
+        refused = exc
+    try:
+        ended = (await provider.batch_status(batch_id)).state != "pending"
+    except ProviderError:
+        ended = False  # not known: the refusal stands
+    if not ended:
+        raise refused
+    log.info("batch %s had ended when tether cancelled it (%s)", batch_id, refused)
+    return False
+
+
+async def _record_cancel_failed(
+    store: Any, at: datetime, wid: str, batch_id: str, pname: str, exc: Exception
+) -> None:
+    """Log the cancel that failed and record it on the cancelled run, unfenced (a
+    fenced write to a cancelled run is refused), as a cancelled batch stage records
+    ``stage.cancelled``. A record that fails is logged: the run is cancelled."""
+    log.warning(
+        "could not cancel batch %s of run %s at %s: %s; it may still be running, billed: "
+        "cancel it there",
+        batch_id,
+        wid,
+        pname,
+        exc,
+    )
+    detail = json.dumps({"batch_id": batch_id, "provider": pname, "error": str(exc)})
+    event = NewEvent("ai.batch.cancel_failed", batch_id, detail)
+    try:
+        await store.append_events(Fence(wid), [event], at)
+    except Exception as err:
+        log.warning("could not record on run %s that batch %s may bill on: %s", wid, batch_id, err)
 
 
 def _request(
