@@ -361,22 +361,24 @@ async def test_for_each_items_updating_the_state_side_by_side_lose_no_update(
     assert sorted(done.value["done"]) == [0, 1, 2, 3]
 
 
-async def test_a_child_of_a_workflow_this_app_does_not_know_fails_the_parent_saying_so(
+async def test_a_child_never_declared_runs_as_a_function_run_never_declared_does(
     app: tether.App,
 ) -> None:
     async def summarise(wf: tether.Workflow, doc: str) -> str:  # never declared
+        await wf.wait_for_signal("go")
         return doc.upper()
 
     @app.workflow
     async def parent(wf: tether.Workflow) -> str:
         return str(await wf.child(summarise, "doc"))
 
-    # before: the child was created and never driven, the parent waited for ever
-    with pytest.raises(
-        tether.WorkflowNotFoundError, match=r"child workflow '.*summarise' is not registered"
-    ):
-        await app.arun(parent, workflow_id="orphan-child")
-    assert (await app.aget_run("orphan-child")).status is tether.RunStatus.FAILED
+    # before: the parent failed with WorkflowNotFoundError, where the README says a
+    # function run without being declared is registered when run
+    parked = await app.arun(parent, workflow_id="plain-child")
+    assert parked.status is tether.RunStatus.WAITING
+    (child,) = [r for r in await app.alist_runs() if r.parent_id == "plain-child"]
+    await app.asignal(child.workflow_id, "go")  # the child resumes here, then its parent
+    assert (await app.aresult("plain-child", timeout=10)).value == "DOC"
 
 
 @pytest.mark.parametrize("order", [["a", "a#2", "a"], ["a", "a", "a#2"]])

@@ -109,8 +109,8 @@ class Runner:
         # a child of a queued run is queued too, so workers (not this process) resume it
         parent = await self._store.get_run(parent_id)
         queue = parent.queue if parent is not None else None
-        if queue is None:  # driven here, so it must be known here (else it waits for ever)
-            self._known_child(defn.name)
+        if queue is None:  # driven here: a function never declared is driven as given
+            self._bind_child(defn, workflow_id)
         text = None if input is MISSING else defn.encode_input(input, child=True)
         run = NewRun(
             workflow_id=workflow_id,
@@ -135,15 +135,14 @@ class Runner:
         elif detached and queue is None:
             self.spawn(workflow_id)
 
-    def _known_child(self, name: str) -> None:
+    def _bind_child(self, defn: WorkflowDef, workflow_id: str) -> None:
+        """Drive the child with the callable the parent passed when no workflow of its
+        name is registered here (as `app.run` does a function never declared): the
+        parent passes it again on every replay, wherever that runs."""
         try:
-            self._lookup(name, None)
+            self._lookup(defn.name, workflow_id)
         except WorkflowNotFoundError:
-            raise WorkflowNotFoundError(
-                f"child workflow {name!r} is not registered in this App, which drives the "
-                f"child runs of runs it drives; declare it with @app.workflow (or "
-                f"app.register) before the parent runs"
-            ) from None
+            self._rt.run_defs[workflow_id] = defn
 
     async def drive_child(self, workflow_id: str) -> None:
         try:
