@@ -234,3 +234,27 @@ async def test_a_stage_whose_input_does_not_fit_ends_its_span_as_an_error(
     assert span.status.status_code is StatusCode.ERROR
     assert "does not fit Counted" in (span.status.description or "")
     assert "tether.stage.parked" not in span.attributes
+
+
+async def test_each_drive_says_how_it_ended(
+    database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    app = App(database_url, interceptors=[Tracing(provider)])
+
+    @app.workflow
+    async def gated(wf: tether.Workflow) -> int:
+        await wf.step("a", lambda: 1)
+        await wf.wait_for_signal("go")
+        return 2
+
+    try:
+        await app.arun(gated, workflow_id="gated")
+        await app.asignal("gated", "go")
+        await app.aresult("gated", timeout=10)
+    finally:
+        await app.aclose()
+    drives = [s for s in exporter.get_finished_spans() if s.name.startswith("tether.run ")]
+    # before: "Suspend" (an internal class) for the parked drive, nothing for the last
+    assert [s.attributes["tether.outcome"] for s in drives] == ["parked", "completed"]
+    assert all(s.status.status_code is StatusCode.UNSET for s in drives)

@@ -3,7 +3,9 @@
 Needs the ``otel`` extra (``pip install 'tether[otel]'``). Spans:
 
 - ``tether.run <workflow>``: one per drive of a run (from its claim until it
-  ends, parks or is handed back);
+  ends, parks or is handed back), its ``tether.outcome`` saying which:
+  ``completed``, ``parked``, ``handed_back``, ``cancelled`` or the type of the
+  error it failed with (a parked drive is no error);
 - ``tether.stage <id>``: a pipeline stage, inside the drive: one per drive
   the stage runs in (a stage parked on a wait, a batch stage between checks,
   or one whose process died gets another when it resumes, marked
@@ -28,6 +30,7 @@ import time
 from typing import Any
 
 from ._attach import attached
+from ._control import HandBack, Suspend
 from ._interceptors import Proceed, RunCall, StepCall
 from .errors import InvalidArgumentError
 from .store import NewAICall
@@ -55,6 +58,17 @@ def run_trace_context(workflow_id: str) -> Any:
         trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
     )
     return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
+def _outcome(exc: BaseException) -> str:
+    """How a drive that did not return ended, as the run span says it."""
+    if isinstance(exc, HandBack):  # (a Suspend: test it first)
+        return "handed_back"
+    if isinstance(exc, Suspend):
+        return "parked"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return type(exc).__name__
 
 
 class Tracing:
@@ -87,10 +101,12 @@ class Tracing:
             attributes=attributes,
         ) as span:
             try:
-                return await proceed()
+                value = await proceed()
             except BaseException as exc:
-                span.set_attribute("tether.outcome", type(exc).__name__)
+                span.set_attribute("tether.outcome", _outcome(exc))
                 raise
+            span.set_attribute("tether.outcome", "completed")
+            return value
 
     async def intercept(self, call: StepCall, proceed: Proceed) -> Any:
         attributes: dict[str, Any] = {
