@@ -631,3 +631,23 @@ def test_a_tenant_on_a_fake_clock_serves_and_times_its_waits(clock: tether.FakeC
             clock.advance(3601)
             assert app.fire_due_timers() == ["fc-1"]
             assert app.run(flow, workflow_id="fc-1").value == "no reply"
+
+
+def test_a_failure_whose_message_the_store_cannot_keep_fails_the_run(app: tether.App) -> None:
+    # a lone surrogate broke the answer's encoding on the tenant (behind uvicorn the
+    # stream ended without a status and the run was invoked again up to its cap); a
+    # NUL character stopped PostgreSQL from recording the failure (the run stayed
+    # running)
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="garbled")
+    async def garbled(wf: tether.Workflow) -> None:
+        await wf.step("read", lambda: 1)
+        raise ValueError("bad byte \x00 in \udc80 the file")
+
+    flow = _served(app, tenant, "garbled", max_invocations=2, retry_delay=0.01)
+    with pytest.raises(tether.remote.RemoteWorkflowError, match=r"bad byte \\x00 in \\udc80"):
+        app.run(flow, workflow_id="garbled-1")
+    rec = app.get_record("garbled-1")
+    assert rec.status is RunStatus.FAILED
+    assert rec.steps["read"].result == 1

@@ -17,8 +17,9 @@ import httpx
 from pydantic import ValidationError
 
 from .._signatures import SIGNATURE, TIMESTAMP
-from ..errors import explain_validation
+from ..errors import NotSerializableError, explain_validation
 from ..kernel import sign
+from ..serde import dump_json
 from ._asgi import StreamingASGI
 from ._errors import (
     RemoteDeadlineError,
@@ -119,7 +120,7 @@ async def _read(
 ) -> Answer:
     """The answer line, each line before it handed to `on_line` once received whole;
     only waiting for more is cut at the deadline."""
-    chunks, pending = resp.aiter_bytes(), b""
+    chunks, pending = resp.aiter_bytes(), bytearray()
     while True:
         try:
             async with asyncio.timeout_at(cut):
@@ -128,14 +129,21 @@ async def _read(
             raise late from None  # what is pending is part of a line: not recorded
         if chunk is None:
             break
-        *whole, pending = (pending + chunk).split(b"\n")
-        for raw in whole:
+        # only the new chunk is searched for line ends: a long line arriving in many
+        # chunks was copied and split again whole for each one (quadratic: a 16 MB
+        # result in 4 KB chunks took 15 s, past the deadline, and ran again each time)
+        if b"\n" not in chunk:
+            pending += chunk
+            continue
+        first, *whole, rest = chunk.split(b"\n")
+        for raw in (bytes(pending + first), *whole):
             answer = await _line(raw, url, inv, on_line)
             if answer is not None:
                 return answer
+        pending = bytearray(rest)
     if pending.strip():  # a last line without its newline: whole if it parses
         with contextlib.suppress(RemoteRefusedError):
-            answer = await _line(pending, url, inv, on_line)
+            answer = await _line(bytes(pending), url, inv, on_line)
             if answer is not None:
                 return answer
         raise RemoteUnavailableError(
@@ -152,11 +160,10 @@ async def _line(raw: bytes, url: str, inv: Invocation, on_line: OnLine) -> Answe
         return None
     try:
         line = Line.model_validate_json(raw)
+        _check_json("the line", raw)  # a key, a name or an error the store cannot keep
+        _check_event(line.event)
         for where, text in _json_texts(line):
-            try:
-                json.loads(text)
-            except ValueError:
-                raise ValueError(f"{where} is not JSON text") from None
+            _check_json(where, text)
     except (ValidationError, ValueError) as exc:
         why = explain_validation(exc) if isinstance(exc, ValidationError) else str(exc)
         text = raw[:200].decode(errors="replace")
@@ -170,6 +177,36 @@ async def _line(raw: bytes, url: str, inv: Invocation, on_line: OnLine) -> Answe
         raise what(f"invocation {inv.invocation}: the tenant stopped: {line.reason}")
     await on_line(line)
     return None
+
+
+def _check_json(where: str, text: str | bytes) -> None:
+    """`ValueError` unless `text` is JSON the store can keep: Python's parser takes
+    NaN, Infinity, a NUL character and a lone surrogate, which PostgreSQL refuses
+    (the write failed on every drive and the run stayed running for good), and a
+    value nested past the recursion limit raised RecursionError, not a protocol
+    error."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{where} is nested too deep") from None
+    except ValueError:
+        raise ValueError(f"{where} is not JSON text") from None
+    try:
+        dump_json(value, what=where)
+    except NotSerializableError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _check_event(event: dict[str, Any] | None) -> None:
+    """An event line names its type (a non-empty string) and a message string or
+    none: ``{"type": 5}`` was recorded as an event of type ``"5"``."""
+    if event is None:
+        return
+    kind, message, detail = event.get("type"), event.get("message"), event.get("detail")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"event.type must be a non-empty string, got {kind!r}"[:200])
+    if not isinstance(message, str | None) or not isinstance(detail, str | None):
+        raise ValueError("event.message and event.detail must be strings (detail JSON text)")
 
 
 def _json_texts(line: Line) -> Iterator[tuple[str, str]]:

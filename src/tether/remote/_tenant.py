@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast, overload
@@ -190,7 +191,7 @@ async def execute(tenant: TenantApp, defn: WorkflowDef, inv: Invocation, send: S
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        error = ErrorRecord.of(exc).to_dict()
+        error = _error(exc)
         if not st.compensations:
             return _answer("failed", inv, store, error=error)
         ok = await compensate(wf, st)
@@ -231,7 +232,28 @@ def _bad_input(defn: WorkflowDef, exc: Exception) -> dict[str, Any]:
         f"the input does not fit workflow {defn.name!r} on the tenant: {why}; start the "
         "run again with an input of the type its function declares"
     )
-    return ErrorRecord.of(error).to_dict()
+    return _error(error)
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    """The failure as the answer carries it, in text the orchestrator can store: a
+    message with a NUL character (PostgreSQL keeps none) or a lone surrogate (the
+    answer could not be encoded: the stream broke off and the invocation was
+    retried up to its cap) is sent with them spelled out."""
+    return cast(dict[str, Any], _storable(ErrorRecord.of(exc).to_dict()))
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.replace("\x00", "\\x00")
+        return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
 
 
 def _answer(status: str, inv: Invocation, store: JournalStore, **fields: Any) -> Answer:
