@@ -58,7 +58,8 @@ def test_a_call_cancelled_on_the_other_loop_is_cancelled_on_the_apps(database_ur
 
     @app.workflow()
     async def parked(wf: Workflow) -> str:
-        return str(await wf.step("gate", lambda: gate.wait(30)))
+        # (300 s: on a loaded 2-core machine 30 ran out before the gate was set)
+        return str(await wf.step("gate", lambda: gate.wait(300)))
 
     async def hopped() -> list[str]:  # calls run here for another loop (`homed`)
         names = (getattr(t.get_coro(), "__qualname__", "") for t in asyncio.all_tasks())
