@@ -251,3 +251,25 @@ async def test_a_run_started_in_the_background_that_fails_is_logged(
 
 def _raise_value_error() -> None:
     raise ValueError("broken")
+
+
+@pytest.mark.parametrize(("text", "kept"), [("a\x00b", "a\\x00b"), ("a\ud800b", "a\\ud800b")])
+async def test_an_error_whose_text_a_store_cannot_keep_fails_its_run(
+    app: App, text: str, kept: str
+) -> None:
+    # a NUL (PostgreSQL keeps none) or a lone surrogate (no UTF-8) in the message: the
+    # failure could not be written, and the run stayed running, failing at each drive
+    @app.workflow(name="says-nul")
+    async def flow(wf: Workflow) -> None:
+        def step() -> None:
+            raise RuntimeError(text)
+
+        await wf.step("s", step, retry=RetryPolicy(attempts=1))
+
+    with pytest.raises(RuntimeError):
+        await app.arun(flow, workflow_id="says-nul")
+    rec = await app.aget_record("says-nul")
+    assert rec.status is tether.RunStatus.FAILED
+    assert rec.last_error is not None and rec.last_error.message == kept
+    assert rec.steps["s"].error is not None and rec.steps["s"].error.message == kept
+    assert any(kept in (e.message or "") for e in rec.events if e.type == "workflow.failed")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import math
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -125,9 +126,10 @@ class ErrorRecord:
 def error_text(exc: BaseException) -> str:
     """``str(exc)``, or what Python's tracebacks print when that raises: an exception
     whose ``__str__`` is broken must still be recorded (and the step retried), not
-    replace the step's failure with an error of tether's own."""
+    replace the step's failure with an error of tether's own; in text any store keeps
+    (`storable`), as it goes into events too."""
     try:
-        return str(exc)
+        return str(storable(str(exc)))
     except Exception:
         return "<exception str() failed>"
 
@@ -184,8 +186,25 @@ def _text(value: Any) -> str | None:
 
 
 def encode_record(record: ErrorRecord) -> str:
-    """`record` as the JSON text recorded on a run or step."""
-    return dump_json(record.to_dict(), what="error")
+    """`record` as the JSON text recorded on a run or step, in text any store keeps."""
+    return dump_json(storable(record.to_dict()), what="error")
+
+
+def storable(value: Any) -> Any:
+    """An error's record with what a store cannot keep spelled out: a NUL character
+    (PostgreSQL keeps none) as ``\\x00``, a lone surrogate (no valid UTF-8) as
+    ``\\udc80``, NaN and infinities as their names. Refused, they left the failed run
+    (or step) running for good, failing again at each drive."""
+    if isinstance(value, str):
+        text = value.replace("\x00", "\\x00")
+        return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
 
 
 def encode_error(exc: BaseException, *, retryable: bool | None = None) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast, overload
@@ -22,7 +21,7 @@ from pydantic import ValidationError
 
 from .._compensation import compensate
 from .._control import Suspend
-from .._failure import ErrorRecord
+from .._failure import ErrorRecord, storable
 from .._results import dump_result
 from .._run_state import RunState
 from .._runtime import Runtime
@@ -237,23 +236,9 @@ def _bad_input(defn: WorkflowDef, exc: Exception) -> dict[str, Any]:
 
 def _error(exc: BaseException) -> dict[str, Any]:
     """The failure as the answer carries it, in text the orchestrator can store: a
-    message with a NUL character (PostgreSQL keeps none) or a lone surrogate (the
-    answer could not be encoded: the stream broke off and the invocation was
-    retried up to its cap) is sent with them spelled out."""
-    return cast(dict[str, Any], _storable(ErrorRecord.of(exc).to_dict()))
-
-
-def _storable(value: Any) -> Any:
-    if isinstance(value, str):
-        text = value.replace("\x00", "\\x00")
-        return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
-    if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_storable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return value
+    lone surrogate could not even be encoded (the stream broke off and the
+    invocation was retried up to its cap)."""
+    return cast(dict[str, Any], storable(ErrorRecord.of(exc).to_dict()))
 
 
 def _answer(status: str, inv: Invocation, store: JournalStore, **fields: Any) -> Answer:
