@@ -151,3 +151,11 @@ def test_head_is_answered_as_get_without_the_body(served: Served) -> None:
     assert stream.headers["content-type"].startswith("text/event-stream")
     assert httpx.get(f"{served.url}/api/v1/runs/{wid}").status_code == 200  # still serving
     assert "Traceback" not in served.log
+
+
+def test_a_parameter_given_twice_is_refused_naming_it(served: Served) -> None:
+    # before: ?status=failed&status=cancelled listed the cancelled runs alone
+    got = httpx.get(f"{served.url}/api/v1/runs?status=failed&status=cancelled")
+    error = _refused(got, "repeated_parameter")
+    assert "query.status: given more than once" in error["message"], error
+    assert httpx.get(f"{served.url}/api/v1/runs?status=failed&limit=5").status_code == 200

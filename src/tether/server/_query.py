@@ -1,10 +1,11 @@
 """The query of a request to the API, checked against what its route takes.
 
 A parameter the route does not take (a typo: ``?stauts=failed``) would be
-ignored, and one given empty (``?workflow=``) would filter on the empty text:
-either way the caller gets a list, the unfiltered one or an empty one, and
-takes it for the answer. `ApiRoute` refuses both (400, naming the parameter)
-after the route's token check and before its parameters are read.
+ignored, one given empty (``?workflow=``) would filter on the empty text, and
+one given twice (``?status=failed&status=cancelled``) would filter on the last
+alone: the caller gets a list, unfiltered, empty or half-filtered, and takes it
+for the answer. `ApiRoute` refuses them (400, naming the parameter) after the
+route's token check and before its parameters are read.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def checked_query(request: Request) -> None:
     empty = {name: "given empty" for name, value in given.multi_items() if value == ""}
     if empty:
         raise _refuse("empty_parameter", empty, "leave the parameter out, or give it a value")
+    # every parameter of the API takes one value: a second one was dropped unsaid
+    twice = {name: "given more than once" for name in given if len(given.getlist(name)) > 1}
+    if twice:
+        raise _refuse("repeated_parameter", twice, "give each parameter once")
 
 
 class ApiRoute(APIRoute):
