@@ -18,7 +18,13 @@ from ._names import check_name
 from ._run_state import RunState
 from ._runtime import Runtime
 from ._steps import is_async
-from .errors import InvalidArgumentError, LeaseConflictError, MutexTimeoutError
+from .errors import (
+    InvalidArgumentError,
+    LeaseConflictError,
+    MutexTimeoutError,
+    RunCancelledError,
+    StaleOwnerError,
+)
 from .record import LeaseRecord
 from .serde import dump_json
 from .store import LockOutcome, LockResult, LockRow, NewEvent, kept_attempt, kept_detail
@@ -175,13 +181,34 @@ class Locks:
         return released is not None and released.outcome is not LockOutcome.CONFLICT
 
     async def _renew(self, handle: MutexHandle, ttl: float) -> None:
+        """Push the claim out every third of `ttl` while the block runs. A renewal that
+        fails (the database blinked) is tried again sooner, never given up: a renewer
+        that died on one error let the claim lapse under a live holder, and let
+        another process into the block beside it."""
+        delay = ttl / 3
         while True:
-            await asyncio.sleep(ttl / 3)
-            row = await self._rt.store.renew_lock(
-                MUTEX_SCOPE, handle.key, handle.holder, ttl=ttl, now=self._rt.clock.store_time()
-            )
+            await asyncio.sleep(delay)
+            try:
+                row = await self._rt.store.renew_lock(
+                    MUTEX_SCOPE, handle.key, handle.holder, ttl=ttl, now=self._rt.clock.store_time()
+                )
+            except Exception as exc:
+                log.warning(
+                    "run %s: renewing mutex %r failed (%s); trying again",
+                    self._run.workflow_id,
+                    handle.key,
+                    exc,
+                )
+                delay = ttl / 6
+                continue
+            delay = ttl / 3
             if row is None:
                 handle.lost = True
+                log.warning(
+                    "run %s: mutex %r was taken by another holder while its block ran",
+                    self._run.workflow_id,
+                    handle.key,
+                )
                 return
 
     async def _keep_parked(self, handle: MutexHandle, ttl: float) -> None:
@@ -216,6 +243,9 @@ class Locks:
         )
 
     async def _release_mutex(self, handle: MutexHandle) -> None:
+        """Release the mutex, with its event. A run cancelled (or taken over) meanwhile
+        refuses the event; the mutex is still released, by its holder alone, so the
+        key is free at once rather than after `stale_after` of nobody renewing it."""
         try:
             await self._rt.store.release_lock(
                 MUTEX_SCOPE,
@@ -226,6 +256,16 @@ class Locks:
                 event=NewEvent("mutex.released", handle.key),
                 at=self._rt.clock.now(),
             )
+        except (RunCancelledError, StaleOwnerError):
+            # the run's next write says so; a holder-checked release frees no one else's
+            await self._rt.store.release_lock(
+                MUTEX_SCOPE,
+                handle.key,
+                handle.holder,
+                now=self._rt.clock.store_time(),
+                at=self._rt.clock.now(),
+            )
+            return
         finally:
             self._rt.waker.notify(handle.key)
         self._run.emit("mutex.released", handle.key)

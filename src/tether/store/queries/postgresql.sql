@@ -252,10 +252,12 @@ UPDATE locks SET heartbeat_at = :t, expires_at = :t + make_interval(secs => :ttl
   detail = COALESCE(:detail::jsonb, detail)
 WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
 -- name: renew_lock
+-- the holder's own claim, even if it lapsed: nobody took it meanwhile (a taker is
+-- the holder now), so a renewal late by a stall is no reason to let a live holder go
 WITH t AS (SELECT {_now} AS n) UPDATE locks SET heartbeat_at = t.n,
   expires_at = t.n + make_interval(secs => :ttl) FROM t
 WHERE scope = :scope AND key = :key AND holder = :holder AND released_at IS NULL
-  AND expires_at > t.n RETURNING {_lock_cols}
+RETURNING {_lock_cols}
 -- name: list_locks
 SELECT {_lock_cols} FROM locks WHERE scope = :scope AND generation > 0
   AND (:run::text IS NULL OR run_id = :run) ORDER BY key

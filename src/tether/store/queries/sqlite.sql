@@ -144,9 +144,11 @@ UPDATE locks SET holder = :holder, generation = generation + 1, run_id = :run,
 UPDATE locks SET heartbeat_at = :t, expires_at = :t + :ttl, detail = COALESCE(:detail, detail)
 WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
 -- name: renew_lock
+-- the holder's own claim, even if it lapsed: nobody took it meanwhile (a taker is
+-- the holder now), so a renewal late by a stall is no reason to let a live holder go
 UPDATE locks SET heartbeat_at = {_now}, expires_at = {_now} + :ttl
 WHERE scope = :scope AND key = :key AND holder = :holder AND released_at IS NULL
-  AND expires_at > {_now} RETURNING {_lock_cols}
+RETURNING {_lock_cols}
 -- name: list_locks
 SELECT {_lock_cols} FROM locks WHERE scope = :scope AND generation > 0
   AND (:run IS NULL OR run_id = :run) ORDER BY key
