@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -248,3 +250,41 @@ async def test_a_wait_outside_the_block_keeps_nothing(app: App) -> None:
 
     assert (await app.arun(polite, workflow_id="polite")).status is RunStatus.WAITING
     assert (await app.arun(_contender("job:7"), workflow_id="next")).value == "acquired"
+
+
+async def test_a_step_given_up_inside_a_mutex_keeps_the_key_until_it_returns(
+    database_url: str,
+) -> None:
+    # a sync step cannot be stopped at its timeout: its thread runs on, and the next
+    # holder got the key beside the side effect still under way
+    app, other = App(database_url), App(database_url)
+    done, ledger = threading.Event(), []
+
+    def charge() -> None:
+        ledger.append("charge started")
+        done.wait(60)
+        ledger.append("charge ended")
+
+    @app.workflow(name="charges")
+    async def charges(wf: Workflow) -> str:
+        async with wf.mutex("acct-1"):
+            with contextlib.suppress(tether.StepTimeoutError):
+                await wf.step("charge", charge, timeout=0.2, retry=tether.RetryPolicy(attempts=1))
+        return "left the block"
+
+    async def next_holder(wf: Workflow, wait: float) -> None:
+        async with wf.mutex("acct-1", timeout=wait):
+            await wf.step("refund", lambda: ledger.append("refund"))
+
+    other.workflow(name="next-holder")(next_holder)
+    try:
+        assert (await app.arun(charges, workflow_id="c")).value == "left the block"
+        with pytest.raises(tether.MutexTimeoutError):  # the charge still runs
+            await other.arun(next_holder, 0.5, workflow_id="early")
+        done.set()
+        await other.arun(next_holder, 30.0, workflow_id="late")  # the key freed at its end
+        assert ledger == ["charge started", "charge ended", "refund"]
+    finally:
+        done.set()
+        await other.aclose()
+        await app.aclose()

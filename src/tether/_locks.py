@@ -17,6 +17,7 @@ from ._mutex_guard import check_not_held, holding
 from ._names import check_name
 from ._run_state import RunState
 from ._runtime import Runtime
+from ._step_threads import watching_abandoned
 from ._steps import is_async
 from .errors import (
     InvalidArgumentError,
@@ -54,6 +55,10 @@ def _lease_scope(scope: str, workflow_id: str) -> str:
     raise InvalidArgumentError(
         f'lease scope must be "global" (exclusive across runs) or "run", got {scope!r}'
     )
+
+
+# releases put off until a block's abandoned steps return (kept from garbage collection)
+_LATER: set[asyncio.Future[None]] = set()
 
 
 @dataclass(slots=True)
@@ -96,16 +101,45 @@ class Locks:
         renewer = asyncio.ensure_future(self._renew(handle, ttl))
         parked = False
         try:
-            with holding(self._run.workflow_id, key):
+            with holding(self._run.workflow_id, key), watching_abandoned() as stragglers:
                 yield handle
         except Suspend as exc:  # the run parks inside the block: it keeps the mutex
             parked = not isinstance(exc, HandBack)
             raise
         finally:
-            renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
-            leave = self._keep_parked(handle, ttl) if parked else self._release_mutex(handle)
-            await asyncio.shield(leave)
+            running = [f for f in stragglers if not f.done()]
+            if running and not parked:  # its steps still run: the key is kept till they end
+                self._release_later(handle, renewer, running)
+            else:
+                renewer.cancel()
+                await asyncio.gather(renewer, return_exceptions=True)
+                leave = self._keep_parked(handle, ttl) if parked else self._release_mutex(handle)
+                await asyncio.shield(leave)
+
+    def _release_later(
+        self, handle: MutexHandle, renewer: asyncio.Future[None], running: list[Any]
+    ) -> None:
+        """Leave the block, but keep its key (renewed) until the sync steps it gave up on
+        (a step timeout) have returned: a thread cannot be stopped, and releasing at
+        once let the next holder in beside a side effect still under way."""
+        log.warning(
+            "run %s left mutex %r with %d timed-out step(s) still running: the mutex is "
+            "released when they return",
+            self._run.workflow_id,
+            handle.key,
+            len(running),
+        )
+
+        async def release() -> None:
+            try:
+                await asyncio.gather(*running, return_exceptions=True)
+            finally:
+                renewer.cancel()
+                await asyncio.gather(renewer, return_exceptions=True)
+                await self._release_mutex(handle)
+
+        _LATER.add(task := asyncio.ensure_future(release()))
+        task.add_done_callback(_LATER.discard)
 
     async def _acquire(self, handle: MutexHandle, ttl: float, timeout: float, poll: float) -> None:
         """Try until the mutex is ours (`MutexTimeoutError` after `timeout` seconds)."""

@@ -28,10 +28,29 @@ import os
 import queue
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["SPIN", "StepThreads"]
+__all__ = ["SPIN", "StepThreads", "watching_abandoned"]
+
+# where a caller that gives up on a call still running learns when it returns at last:
+# a mutex block keeps its key until the sync steps it gave up on (a step timeout) end
+_WATCH: contextvars.ContextVar[list[asyncio.Future[None]] | None] = contextvars.ContextVar(
+    "tether_abandoned_calls", default=None
+)
+
+
+@contextlib.contextmanager
+def watching_abandoned() -> Iterator[list[asyncio.Future[None]]]:
+    """While the block runs (and in the tasks it starts), each call given up on while
+    still running adds a future here, resolved when its function returns at last."""
+    found: list[asyncio.Future[None]] = []
+    token = _WATCH.set(found)
+    try:
+        yield found
+    finally:
+        _WATCH.reset(token)
+
 
 log = logging.getLogger("tether")
 
@@ -50,6 +69,7 @@ class _Call:
         "args",
         "ctx",
         "done",
+        "ended",
         "epoch",
         "error",
         "fn",
@@ -78,8 +98,14 @@ class _Call:
         # a thread (of `epoch`) runs it now; it was abandoned while running
         self.abandoned = False
         self.running = False
+        self.ended: asyncio.Future[None] | None = None  # resolved when it returns at last
         self.epoch = -1
         self.stuck = False
+
+
+def _ended(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _deliver(fut: asyncio.Future[Any], call: _Call) -> None:
@@ -137,19 +163,27 @@ class StepThreads:
         try:
             return await fut
         except asyncio.CancelledError:
-            self._abandon(call)
+            ended = self._abandon(call, loop)
+            watch = _WATCH.get()
+            if ended is not None and watch is not None:
+                watch.append(ended)
             raise
 
-    def _abandon(self, call: _Call) -> None:
+    def _abandon(self, call: _Call, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None] | None:
         """The caller gave up on `call` (a step timeout): a sync function cannot be
         stopped, so a call still running holds its thread, perhaps for ever (a hung
         request), and another thread is allowed in its place, else hung calls would
-        starve every later step; a call not started yet is dropped, not run late."""
+        starve every later step; a call not started yet is dropped, not run late.
+        Returns, for a call still running, a future resolved when it returns."""
         with self._lock:
             call.abandoned = True
-            if call.running and call.epoch == self._epoch:
+            if not call.running:
+                return None
+            if call.epoch == self._epoch:
                 call.stuck = True
                 self._stuck += 1
+            call.ended = loop.create_future()
+            return call.ended
 
     @staticmethod
     def _answer(call: _Call) -> Any:
@@ -210,6 +244,8 @@ class StepThreads:
                     assert call.loop is not None and call.fut is not None
                     with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
                         call.loop.call_soon_threadsafe(_deliver, call.fut, call)
+                        if call.ended is not None:  # (set before `running` went false)
+                            call.loop.call_soon_threadsafe(_ended, call.ended)
             del call
 
     def _leave(self, epoch: int) -> None:
