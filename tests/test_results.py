@@ -206,3 +206,46 @@ async def test_input_is_converted_to_the_declared_type_before_a_run_exists(app: 
 def test_plain_json_with_the_tag_key_comes_back_as_itself(value: dict[str, object]) -> None:
     # before: read as a value recorded with its class: unwrapped, or a ValidationError
     assert load_result(dump_result(value, what="result")) == value
+
+
+class Grid(BaseModel):
+    cells: dict[tuple[int, int], str]
+
+
+async def test_a_typed_value_whose_json_does_not_read_back_is_refused_before_it_is_recorded(
+    app: App,
+) -> None:
+    # pydantic writes the key (1, 2) as "1,2", which no tuple validates from: the step was
+    # recorded completed, the first run failed with a bare ValidationError, and every
+    # replay said "the code changed since the step ran" when it had not
+    async def flow(wf: Workflow) -> None:
+        await wf.step("grid", lambda: {(1, 2): "x"}, result_type=dict[tuple[int, int], str])
+
+    with pytest.raises(NotSerializableError, match=r"does not read back as dict\[tuple") as info:
+        await app.arun(flow, workflow_id="no-read-back")
+    assert info.value.path == "$['1,2']['[key]']"
+    record = await app.aget_record("no-read-back")
+    assert record.steps["grid"].status.value == "failed" and record.status is RunStatus.FAILED
+    with pytest.raises(NotSerializableError):  # asked again: the same error, as itself
+        await app.arun(flow, workflow_id="no-read-back")
+
+    async def model(wf: Workflow) -> None:  # recorded with its class: the same check
+        await wf.step("grid", lambda: Grid(cells={(1, 2): "x"}))
+
+    with pytest.raises(NotSerializableError, match="does not read back as Grid"):
+        await app.arun(model, workflow_id="no-read-back-model")
+
+    async def result(wf: Workflow) -> dict[tuple[int, int], str]:
+        return {(3, 4): "y"}
+
+    with pytest.raises(NotSerializableError, match="result of workflow"):
+        await app.arun(result, workflow_id="no-read-back-result")
+
+
+def test_the_first_load_of_a_dump_is_its_own_value_and_never_shared() -> None:
+    text = dump_result([Model(x=1)], what="r", tp=list[Model])
+    first, again = load_result(text, list[Model]), load_result(text, list[Model])
+    assert first == again == [Model(x=1)] and first is not again
+    text = dump_result(Point(1, 2), what="r")
+    assert load_result(text) == load_result(text) == Point(1, 2)
+    assert load_result(text) is not load_result(text)

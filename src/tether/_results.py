@@ -17,7 +17,10 @@ keys, a generator, a model nested inside plain containers) would come back
 different, so it is refused on the first run with `NotSerializableError`
 naming its type and path, and how to declare it. The first run then returns
 the value decoded from what was written, not the object the function
-returned: equal by construction to every replay.
+returned: equal by construction to every replay. A typed value whose JSON
+does not decode back into its type (a ``dict[tuple[int, int], str]``: pydantic
+writes the key ``(1, 2)`` as ``"1,2"``) is refused the same way, before it is
+recorded, instead of failing on the way back.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ import dataclasses
 import importlib
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from .errors import NotSerializableError
+from .errors import NotSerializableError, explain_validation
 from .serde import dump_json, load_json
 
 __all__ = ["dump_result", "load_result"]
@@ -42,10 +45,19 @@ _DECLARE = (
 )
 
 
+# (text, type, value): what the last typed dump decoded, for the `load_result` that the
+# caller makes of that very text next, so the first run validates once, not twice.
+# Taken once (never shared by two callers) and matched by the text's identity.
+_decoded: tuple[str, Any, Any] | None = None
+
+
 def dump_result(value: Any, *, what: str, tp: Any = None) -> str:
     """The JSON text to record for `value`; refuses what would not replay the same."""
     if tp is not None:
-        return dump_json(value, what=what, tp=tp)
+        text = dump_json(value, what=what, tp=tp)
+        if tp is not type(value) or tp not in _SCALARS:  # a str as str: read back as is
+            _check_revives(text, text, tp, value, what)
+        return text
     if type(value) in _SCALARS:
         return dump_json(value, what=what)
     if isinstance(value, BaseModel) or (
@@ -60,7 +72,12 @@ def dump_result(value: Any, *, what: str, tp: Any = None) -> str:
                 fix=_DECLARE.format(name=cls.__name__) + " Or define the class at module level.",
             )
         body = dump_json(value, what=what, tp=cls)
-        return f'{{"{_TAG}":"{cls.__module__}:{cls.__qualname__}","value":{body}}}'
+        ref = f"{cls.__module__}:{cls.__qualname__}"
+        text = f'{{"{_TAG}":"{ref}","value":{body}}}'
+        _check_revives(text, body, cls, value, what)
+        if _find(ref) is not cls:  # read back as plain data: let load_result say so
+            _forget(text)
+        return text
     _refuse_lossy(value, what, "$")
     if type(value) is dict and _TAG in value:  # the user's own key: kept as it is, not read
         return f'{{"{_TAG}":"{_PLAIN}","value":{dump_json(value, what=what)}}}'
@@ -69,6 +86,11 @@ def dump_result(value: Any, *, what: str, tp: Any = None) -> str:
 
 def load_result(text: str | None, tp: Any = None) -> Any:
     """A recorded result, as the first run returned it."""
+    global _decoded
+    memo = _decoded
+    if memo is not None and memo[0] is text and memo[1] is tp:
+        _decoded = None
+        return memo[2]
     if tp is not None:
         return load_json(text, tp)
     data = load_json(text)
@@ -80,6 +102,38 @@ def load_result(text: str | None, tp: Any = None) -> Any:
             return load_json(dump_json(data["value"], what="result"), cls)
         return data["value"]  # its class is gone: the data is all we have
     return data
+
+
+def _check_revives(text: str, body: str, tp: Any, value: Any, what: str) -> None:
+    """Refuse `value` if `body`, its JSON as `tp`, does not validate back into `tp`;
+    else keep what it decodes to for the `load_result` of `text` that follows."""
+    global _decoded
+    try:
+        decoded = load_json(body, tp)
+    except ValidationError as exc:
+        loc = exc.errors(include_url=False)[0]["loc"] if exc.error_count() else ()
+        raise NotSerializableError(
+            what,
+            type(value),
+            "$" + "".join(f"[{p!r}]" for p in loc),
+            problem=f"is written as JSON that does not read back as {_type_name(tp)} "
+            f"({explain_validation(exc)})",
+            fix="Declare a type whose JSON reads back (dict keys of str, int, an enum or "
+            "a date; a list of pairs instead of a dict with tuple keys).",
+        ) from None
+    # a typed result is loaded with its type; one recorded with its class, with none
+    _decoded = (text, tp if text is body else None, decoded)
+
+
+def _forget(text: str) -> None:
+    global _decoded
+    memo = _decoded
+    if memo is not None and memo[0] is text:
+        _decoded = None
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__qualname__ if isinstance(tp, type) else str(tp).replace("typing.", "")
 
 
 def _refuse_lossy(value: Any, what: str, path: str) -> None:

@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
+import time
 from pathlib import Path
 
+from .._owners import new_owner, owner_is_dead
 from ..errors import InvalidArgumentError
 from ._port import check_data, check_key
 
 __all__ = ["FileBlobStore"]
+
+_TMP = ".tmp-"
+_WRITERS: dict[int, str] = {}  # pid -> the owner name in this process's temporary files
+_STALE_SECONDS = 24 * 3600  # a temporary file of another machine this old is abandoned
 
 
 class FileBlobStore:
@@ -20,8 +26,10 @@ class FileBlobStore:
 
     A put writes a temporary file, fsyncs it and renames it over the key, so a
     reader sees the old bytes or the new ones, never a torn file, and a crash
-    after `put` returned loses nothing. For several machines without a shared
-    disk use `DatabaseBlobStore` on PostgreSQL.
+    (even a power cut) after `put` returned loses nothing: the folders it made
+    are fsynced into their parents too. Files get the mode the process's umask
+    gives (as the database file does), not a private one. For several machines
+    without a shared disk use `DatabaseBlobStore` on PostgreSQL.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -36,33 +44,13 @@ class FileBlobStore:
     async def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         try:
-            await asyncio.to_thread(self._put, path, check_data(data))
+            await asyncio.to_thread(_put, path, check_data(data))
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
             raise InvalidArgumentError(
                 f"blob key {key!r} cannot be a file of {self!r}: a file cannot also be a "
                 "folder, and one of the keys 'a' and 'a/b' is stored already; name them "
                 "apart (e.g. 'report.txt' and 'report/p1.txt')"
             ) from None
-
-    @staticmethod
-    def _put(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)  # the rename itself survives a power cut
-        finally:
-            os.close(dfd)
 
     async def get(self, key: str) -> bytes | None:
         path = self._path(key)
@@ -95,13 +83,94 @@ class FileBlobStore:
         return len(keys)
 
 
+def _writer() -> str:
+    """Who writes this process's temporary files (a forked child is a writer of its
+    own): a process killed mid-put leaves one, which the next put to its folder
+    removes once that writer is known to be dead."""
+    pid = os.getpid()
+    found = _WRITERS.get(pid)
+    if found is None:
+        found = _WRITERS[pid] = new_owner()
+    return found
+
+
+def _put(path: Path, data: bytes) -> None:
+    """Write `data` at `path` through a temporary file renamed over it, durably."""
+    made = _make_folders(path.parent)
+    _sweep(path.parent)
+    tmp = path.parent / f"{_TMP}{_writer()}-{secrets.token_hex(6)}"
+    # 0o666 under the umask, as open() gives: mkstemp's 0o600 would hide the blobs
+    # from the other users (workers, the dashboard) that can read the database
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(path.parent)  # the rename itself survives a power cut
+    for folder in made:  # ... and so do the folders it is in that this put made
+        _fsync_folder(folder.parent)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; the ones that were missing, deepest first."""
+    missing: list[Path] = []
+    at = folder
+    while not at.is_dir():
+        missing.append(at)
+        if at.parent == at:
+            break
+        at = at.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the temporary files in `folder` that a writer killed mid-put left behind:
+    those of a process of this machine that is gone, or a day old. Never a live
+    writer's: its rename would fail."""
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(_TMP) and _abandoned(entry):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _abandoned(entry: os.DirEntry[str]) -> bool:
+    writer = entry.name[len(_TMP) :].rpartition("-")[0]
+    if writer and owner_is_dead(writer):
+        return True
+    try:
+        age = os.path.getmtime(entry.path)
+    except OSError:
+        return False
+    return time.time() - age > _STALE_SECONDS
+
+
 def _keys(root: Path, prefix: str) -> list[str]:
-    """The keys under `root` starting with `prefix` (temporary files left out)."""
-    if not root.is_dir():
+    """The keys under `root` starting with `prefix` (temporary files left out). Only the
+    folder the prefix names is walked: deleting one run's files must not read every
+    other run's."""
+    head, _, _ = prefix.rpartition("/")
+    start = root.joinpath(*head.split("/")) if head else root
+    if not start.is_dir():
         return []
-    keys = [
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.is_file() and not p.name.startswith(".tmp-")
-    ]
+    keys: list[str] = []
+    for folder, _dirs, files in os.walk(start):
+        rel = Path(folder).relative_to(root).as_posix()
+        base = "" if rel == "." else f"{rel}/"
+        keys.extend(f"{base}{name}" for name in files if not name.startswith(_TMP))
     return sorted(k for k in keys if k.startswith(prefix))
