@@ -5,6 +5,8 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -446,3 +448,26 @@ async def test_a_compatible_release_that_changes_the_stages_resumes_and_shows_th
         assert [(s.id, s.status) for s in done.record.stages] == [(i, "completed") for i in ran]
     finally:
         await new.aclose()
+
+
+class Stamp(BaseModel):
+    at: datetime
+
+
+@tether.stage(id="stamps", input=Doc, output=Summary)
+async def stamps(ctx: tether.StageContext[Doc, None]) -> Summary:
+    await ctx.artifacts.put("stamp.json", {"stamp": Stamp(at=datetime(2026, 1, 2, tzinfo=UTC))})
+    back = await ctx.artifacts.get_json("stamp.json")
+    try:
+        await ctx.artifacts.put("bad.json", {"x": math.nan})
+    except tether.NotSerializableError as exc:
+        return Summary(summary=f"{back['stamp']['at']} / {exc}")
+    return Summary(summary="NaN was written")
+
+
+async def test_an_artifact_of_json_data_is_written_as_values_are(app: App) -> None:
+    # before: a model or a datetime raised a bare TypeError, NaN was written as `NaN`
+    p = tether.Pipeline("stamps", input=Doc).pipe(stamps)
+    app.register(p)
+    said = (await app.arun(p, Doc(url="u"), workflow_id="st")).value.summary
+    assert said.startswith("2026-01-02T00:00:00Z / ") and "artifact 'bad.json'" in said, said

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from .._attach import attach, in_step
 from ..blobs import check_key
 from ..errors import InvalidArgumentError
+from ..serde import dump_json
 from ..store import NewEvent
 from ._stage import Stage
 
@@ -70,7 +71,7 @@ class Artifacts:
     async def put(self, name: str, data: bytes | str | Any) -> str:
         """Store `data` (bytes, text, or JSON data) as `name`; its blob key."""
         key = self._key(name, None)
-        await self._wf.blobs.put(key, _as_bytes(data))
+        await self._wf.blobs.put(key, _as_bytes(data, name))
         return key
 
     async def get(self, name: str, *, stage: Stage[Any, Any, Any] | str | None = None) -> bytes:
@@ -94,12 +95,14 @@ class Artifacts:
         return bool(await self._wf.blobs.delete(self._key(name, None)))
 
 
-def _as_bytes(data: Any) -> bytes:
+def _as_bytes(data: Any, name: str) -> bytes:
+    """An artifact's bytes; JSON data written as tether writes values (a model, a
+    datetime), and NaN refused, not written as JSON no reader takes."""
     if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data)
     if isinstance(data, str):
         return data.encode()
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return dump_json(data, what=f"artifact {name!r}").encode()
 
 
 class StageContext(Generic[I, C]):
