@@ -345,3 +345,31 @@ async def test_one_schedule_that_cannot_start_does_not_stop_the_others(
         assert await app.afire_schedules() == ["b@2026-12-01T16:05:00Z"]
     assert "schedule 'a' could not start its due runs" in caplog.text
     await app.aclose()
+
+
+async def test_a_tick_that_cannot_start_is_skipped_not_blocking_the_later_ones(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With missed="all", a tick refused for good (another deploy started it with another
+    input) was tried again at every pass and held back every later tick of its schedule;
+    now it is logged once and skipped, and the next ticks start on time."""
+    clock = FakeClock(T0)
+    app = App(database_url, clock=clock)
+
+    @app.workflow(name="w")
+    async def w(wf: Workflow, x: int) -> int:
+        return x
+
+    app.schedule(w, cron="*/5 * * * *", input=1, name="a", missed="all")
+    await app.afire_schedules()
+    await app.asubmit(w, 2, workflow_id="a@2026-12-01T16:05:00Z")
+    clock.advance(120)  # 16:05
+    with caplog.at_level("ERROR", logger="tether"):
+        assert await app.afire_schedules() == []
+        assert await app.afire_schedules() == []
+    assert caplog.text.count("tick a@2026-12-01T16:05:00Z skipped") == 1
+    clock.advance(300)  # 16:10
+    assert await app.afire_schedules() == ["a@2026-12-01T16:10:00Z"]
+    clock.advance(300)  # 16:15
+    assert await app.afire_schedules() == ["a@2026-12-01T16:15:00Z"]
+    await app.aclose()

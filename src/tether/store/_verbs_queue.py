@@ -211,12 +211,15 @@ class QueueVerbs(StoreBase):
         """
         if limit < 1 or not queues:
             return Claimed()
+        queues = list(dict.fromkeys(queues))  # a queue named twice is read once
         p = {"worker": worker, "vis": visibility, "now": now, "at": at, **_run_claim(runs),
              **_workflow_params(workflows)}  # fmt: skip
-        free = [q for q in queues if q not in limits]
-        jobs, keyed, more = await self._claim_at_once(free, limit, p)
+        # the one-statement claim sees only uncapped queues: beside a capped one it would
+        # take their jobs before a better one of the capped queue, so all go through `_pick`
+        capped = any(q in limits for q in queues)
+        jobs, keyed, more = await self._claim_at_once([] if capped else queues, limit, p)
         limit -= len(jobs)
-        if limit < 1 or not (keyed or any(q in limits for q in queues)):
+        if limit < 1 or not (keyed or capped):
             return self._claimed(jobs, more=more and limit < 1)
 
         async def body(tx: Tx) -> tuple[list[JobRow], bool]:

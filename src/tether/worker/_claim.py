@@ -21,7 +21,8 @@ log = logging.getLogger("tether.worker")
 
 
 def queue_names(queues: object) -> tuple[str, ...]:
-    """The queues a worker serves: one name, or a list of names (never a name's letters)."""
+    """The queues a worker serves: one name, or a list of names (never a name's letters),
+    each once."""
     names = [queues] if isinstance(queues, str) else queues
     if not isinstance(names, Sequence) or not names:
         raise InvalidArgumentError(
@@ -29,7 +30,9 @@ def queue_names(queues: object) -> tuple[str, ...]:
         )
     for name in names:
         check_name("queue name", name)
-    return tuple(names)
+    # each once: a queue named twice was read twice by the claim, its jobs picked twice
+    # over, and the claim filled half its free slots
+    return tuple(dict.fromkeys(names))
 
 
 async def claim_jobs(
