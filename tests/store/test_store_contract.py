@@ -450,6 +450,23 @@ async def test_a_compensating_claim_keeps_the_run_cancelled(store: Store) -> Non
     assert [e[0] for e in events] == list(range(1, len(events) + 1))
 
 
+async def test_a_job_whose_run_was_handed_back_goes_back_with_its_attempt_uncounted(
+    store: Store,
+) -> None:
+    """A worker stopped gracefully hands its run back and closes the job: the job goes
+    back to the queue, and its attempt is not one of those `max_attempts` counts (for
+    workers that died): it was, and one kill after a SIGTERM failed the run."""
+    await store.submit_run(NewRun("h1", "wf", state="null"), NewJob("q", max_attempts=2), T0)
+    (job,) = await store.claim_jobs("w", ["q"], limit=1, visibility=30, limits={}, now=T0, at=T0)
+    assert job.attempt == 1
+    run = await store.claim_run("h1", "w", T0, NewEvent("workflow.running"))
+    fence = Fence("h1", run.generation)
+    assert await store.release_run(fence, at=T0, event=NewEvent("workflow.handed_back"))
+    await store.finish_job(job.id, "w", error=None, ghost=False, at=T0)
+    (back,) = await store.list_jobs(workflow_id="h1")
+    assert back.status is JobStatus.QUEUED and back.attempt == 0
+
+
 async def test_a_queued_run_cancelled_with_compensation_gets_a_job_for_it(store: Store) -> None:
     """A worker drives a queued run's compensation: the cancel queues a job for it
     (none for a run driven in its process, none twice), and that job goes back to the

@@ -70,8 +70,12 @@ status = 'done', last_error = NULL, locked_until = NULL, updated_at = :at
 -- name: close_job_of_run
 UPDATE jobs SET {_job_done_with_run} WHERE run_id = :wid AND status = 'claimed' RETURNING id
 -- name: finish_job
+-- back to the queue (its run handed back, or woken meanwhile): the attempt is not counted,
+-- as max_attempts counts the workers that died
 UPDATE jobs SET status = :status, last_error = :error, locked_until = NULL,
-  run_after = CASE WHEN :status = 'queued' THEN :at ELSE run_after END, updated_at = :at
+  run_after = CASE WHEN :status = 'queued' THEN :at ELSE run_after END,
+  attempt = CASE WHEN :status = 'queued' AND attempt > 0 THEN attempt - 1 ELSE attempt END,
+  updated_at = :at
 WHERE id = :id
 -- name: retry_job
 -- a database failure is not the run's: its job goes back, its attempt not counted (a job

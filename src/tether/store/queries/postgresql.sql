@@ -431,15 +431,17 @@ WHERE id = :id AND worker = :worker AND status IN ('claimed', 'done')
 SELECT j.run_id, {_job_run_status} FROM jobs j JOIN runs r ON r.id = j.run_id
 WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed' FOR UPDATE OF j, r
 -- name: finish_job_one
--- one statement: back to the queue if the run was woken meanwhile, else done (or failed);
--- the run locked as in job_of_worker
+-- one statement: back to the queue if the run was woken meanwhile (or handed back), its
+-- attempt not counted, else done (or failed); the run locked as in job_of_worker
 WITH j AS (SELECT j.id, j.run_id, {_job_run_status} AS run_status FROM jobs j JOIN runs r
   ON r.id = j.run_id WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed'
   FOR UPDATE OF j, r),
 u AS (UPDATE jobs SET status = CASE WHEN :error::text IS NULL AND j.run_status = 'pending'
   THEN 'queued' WHEN :error::text IS NULL THEN 'done' ELSE 'failed' END, last_error = :error,
   locked_until = NULL, run_after = CASE WHEN :error::text IS NULL AND j.run_status = 'pending'
-  THEN :at ELSE jobs.run_after END, updated_at = :at FROM j WHERE jobs.id = j.id
+  THEN :at ELSE jobs.run_after END, attempt = CASE WHEN :error::text IS NULL
+  AND j.run_status = 'pending' AND jobs.attempt > 0 THEN jobs.attempt - 1 ELSE jobs.attempt END,
+  updated_at = :at FROM j WHERE jobs.id = j.id
   RETURNING jobs.status, jobs.run_id),
 n AS (SELECT pg_notify(:chan, 'jobs') FROM u WHERE u.status = 'queued')
 SELECT u.run_id, (SELECT count(*) FROM n) FROM u
