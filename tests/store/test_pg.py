@@ -461,12 +461,15 @@ async def test_the_claims_are_planned_once_not_at_each_poll(pg: str) -> None:
     at = datetime(2026, 12, 1, tzinfo=UTC)
     try:
         await store.open()
+        capped = {"capped": tether.store.QueueLimit(concurrency=2)}
         for i in range(8):  # psycopg prepares a statement at its fifth execution
-            await store.claim_jobs(
-                f"w{i}", ["default", "capped"], limit=4, visibility=30.0, now=None, at=at,
-                limits={"capped": tether.store.QueueLimit(concurrency=2)},
-                workflows=[("wf", None)],
-            )  # fmt: skip
+            # uncapped queues alone: the one-statement claim; with a capped one: all of
+            # them through the ready jobs, so priority orders across the queues
+            for queues, limits in ((["default"], {}), (["default", "capped"], capped)):
+                await store.claim_jobs(
+                    f"w{i}", queues, limit=4, visibility=30.0, now=None, at=at,
+                    limits=limits, workflows=[("wf", None)],
+                )  # fmt: skip
 
         async def plans(conn: Any) -> list[tuple[str, int, int]]:
             cur = await conn.execute(
