@@ -35,7 +35,8 @@ class Waker:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(key, []).append(fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            async with asyncio.timeout(timeout):  # (wait_for may swallow a cancel on 3.11)
+                await asyncio.shield(fut)
         except TimeoutError:
             pass
         finally:

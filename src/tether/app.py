@@ -704,6 +704,11 @@ class App:
         deadline = None if timeout is None else loop.time() + timeout
         woken = False
         while True:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # a cancel that a read on the way swallowed (a database driver's cancel of
+                # its query): honour it, or this loop would wait for the run's end
+                raise asyncio.CancelledError
             if woken:  # most likely by the run's end: read it whole at once
                 ended = await self._runner.result_if_ended(workflow_id)
                 if ended is not None:

@@ -723,7 +723,10 @@ class PostgresStore(Store):
             ev.clear()
             return True
         try:
-            await asyncio.wait_for(ev.wait(), timeout)
+            # not asyncio.wait_for: on Python 3.11 a cancel landing as the event is set is
+            # swallowed there, and `App.result` cancelled from another loop waited on
+            async with asyncio.timeout(timeout):
+                await ev.wait()
             ev.clear()
             return True
         except TimeoutError:
