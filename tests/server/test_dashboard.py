@@ -126,14 +126,22 @@ def shot(driver: Any, folder: Path, name: str, width: int = 1280) -> Path:
 
 
 def wait_until(driver: Any, check: Any, message: str) -> Any:
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
+
+    def tolerant(d: Any) -> Any:
+        try:
+            return check(d)
+        except WebDriverException as exc:  # an element of the page being left, read as
+            if "does not belong to the document" in str(exc):  # the next one loads
+                return False
+            raise
 
     # a live part of the page may be swapped between finding an element and reading it
     waiting = WebDriverWait(
         driver, WAIT, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
     )
-    return waiting.until(check, message)
+    return waiting.until(tolerant, message)
 
 
 def text_of(driver: Any, css: str) -> str:
