@@ -34,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 from .errors import NotSerializableError, explain_validation
 from .serde import dump_json, load_json
 
-__all__ = ["dump_result", "load_result"]
+__all__ = ["dump_result", "load_result", "recorded_result"]
 
 _TAG = "$tether"  # marks a value recorded with its class
 _PLAIN = ":"  # ... or plain JSON that has a key of that name itself
@@ -45,52 +45,60 @@ _DECLARE = (
 )
 
 
-# (text, type, value): what the last typed dump decoded, for the `load_result` that the
-# caller makes of that very text next, so the first run validates once, not twice.
-# Taken once (never shared by two callers) and matched by the text's identity.
-_decoded: tuple[str, Any, Any] | None = None
-
-
 def dump_result(value: Any, *, what: str, tp: Any = None) -> str:
     """The JSON text to record for `value`; refuses what would not replay the same."""
+    return _encoded(value, what, tp, decode=False)[0]
+
+
+def recorded_result(value: Any, *, what: str, tp: Any = None) -> tuple[str, Any]:
+    """The JSON text to record for `value`, and the value every replay will return
+    (`load_result` of that text), decoded once: the check that a typed value
+    revives has decoded it already."""
+    return _encoded(value, what, tp, decode=True)
+
+
+def _encoded(value: Any, what: str, tp: Any, *, decode: bool) -> tuple[str, Any]:
     if tp is not None:
         text = dump_json(value, what=what, tp=tp)
-        if tp is not type(value) or tp not in _SCALARS:  # a str as str: read back as is
-            _check_revives(text, text, tp, value, what)
-        return text
+        if tp is type(value) and tp in _SCALARS:  # a str as str: read back as is
+            return text, value
+        return text, _revived(text, tp, value, what)
     if type(value) in _SCALARS:
-        return dump_json(value, what=what)
+        return dump_json(value, what=what), value
     if isinstance(value, BaseModel) or (
         dataclasses.is_dataclass(value) and not isinstance(value, type)
     ):
-        cls = type(value)
-        if "<locals>" in cls.__qualname__:
-            raise NotSerializableError(
-                what,
-                cls,
-                problem="is defined inside a function, so a replay cannot find its class",
-                fix=_DECLARE.format(name=cls.__name__) + " Or define the class at module level.",
-            )
-        body = dump_json(value, what=what, tp=cls)
-        ref = f"{cls.__module__}:{cls.__qualname__}"
-        text = f'{{"{_TAG}":"{ref}","value":{body}}}'
-        _check_revives(text, body, cls, value, what)
-        if _find(ref) is not cls:  # read back as plain data: let load_result say so
-            _forget(text)
-        return text
+        return _with_class(value, what)
     _refuse_lossy(value, what, "$")
     if type(value) is dict and _TAG in value:  # the user's own key: kept as it is, not read
-        return f'{{"{_TAG}":"{_PLAIN}","value":{dump_json(value, what=what)}}}'
-    return dump_json(value, what=what)
+        text = f'{{"{_TAG}":"{_PLAIN}","value":{dump_json(value, what=what)}}}'
+    else:
+        text = dump_json(value, what=what)
+    # a copy: what the function returned may change after it is recorded
+    return text, load_result(text) if decode else None
+
+
+def _with_class(value: Any, what: str) -> tuple[str, Any]:
+    """A model or dataclass recorded with its class, to be revived as that class."""
+    cls = type(value)
+    if "<locals>" in cls.__qualname__:
+        raise NotSerializableError(
+            what,
+            cls,
+            problem="is defined inside a function, so a replay cannot find its class",
+            fix=_DECLARE.format(name=cls.__name__) + " Or define the class at module level.",
+        )
+    body = dump_json(value, what=what, tp=cls)
+    ref = f"{cls.__module__}:{cls.__qualname__}"
+    text = f'{{"{_TAG}":"{ref}","value":{body}}}'
+    decoded = _revived(body, cls, value, what)
+    if _find(ref) is not cls:  # read back as plain data: let load_result say so
+        return text, load_result(text)
+    return text, decoded
 
 
 def load_result(text: str | None, tp: Any = None) -> Any:
     """A recorded result, as the first run returned it."""
-    global _decoded
-    memo = _decoded
-    if memo is not None and memo[0] is text and memo[1] is tp:
-        _decoded = None
-        return memo[2]
     if tp is not None:
         return load_json(text, tp)
     data = load_json(text)
@@ -104,12 +112,11 @@ def load_result(text: str | None, tp: Any = None) -> Any:
     return data
 
 
-def _check_revives(text: str, body: str, tp: Any, value: Any, what: str) -> None:
-    """Refuse `value` if `body`, its JSON as `tp`, does not validate back into `tp`;
-    else keep what it decodes to for the `load_result` of `text` that follows."""
-    global _decoded
+def _revived(body: str, tp: Any, value: Any, what: str) -> Any:
+    """`body`, the JSON of `value` as `tp`, read back as `tp`; refuses `value` if
+    it does not validate back."""
     try:
-        decoded = load_json(body, tp)
+        return load_json(body, tp)
     except ValidationError as exc:
         loc = exc.errors(include_url=False)[0]["loc"] if exc.error_count() else ()
         raise NotSerializableError(
@@ -121,15 +128,6 @@ def _check_revives(text: str, body: str, tp: Any, value: Any, what: str) -> None
             fix="Declare a type whose JSON reads back (dict keys of str, int, an enum or "
             "a date; a list of pairs instead of a dict with tuple keys).",
         ) from None
-    # a typed result is loaded with its type; one recorded with its class, with none
-    _decoded = (text, tp if text is body else None, decoded)
-
-
-def _forget(text: str) -> None:
-    global _decoded
-    memo = _decoded
-    if memo is not None and memo[0] is text:
-        _decoded = None
 
 
 def _type_name(tp: Any) -> str:

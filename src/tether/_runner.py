@@ -20,7 +20,7 @@ from ._control import HandBack, Suspend
 from ._failure import decode_error, encode_error, error_text, revive_error
 from ._interceptors import RunCall, run_intercepted, with_listeners
 from ._owners import forget_owner, owner_is_dead
-from ._results import dump_result, load_result
+from ._results import load_result, recorded_result
 from ._run_state import STEP_RULE, RunState
 from ._runtime import EventHook, Runtime
 from ._waits import MISSING
@@ -566,8 +566,8 @@ class Runner:
         try:
             value = await self._call(st, defn, args)
             tp = return_type_of(defn.fn)
-            output = dump_result(value, what=f"the result of workflow {defn.name!r}", tp=tp)
-            value = load_result(output, tp)  # what asking again will return
+            what = f"the result of workflow {defn.name!r}"
+            output, value = recorded_result(value, what=what, tp=tp)  # value: as asked again
         except HandBack:
             await self._hand_back(st)
             return _HANDED_BACK

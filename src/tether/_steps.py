@@ -23,7 +23,7 @@ from ._attach import collecting
 from ._control import HandBack
 from ._failure import decode_error, encode_error, error_text, revived
 from ._interceptors import StepCall, intercepted
-from ._results import dump_result, load_result
+from ._results import load_result, recorded_result
 from ._run_state import RunState
 from ._runtime import Runtime
 from ._step_threads import StepThreads
@@ -185,7 +185,9 @@ class StepExecutor:
     ) -> Any:
         attempt = row.attempts
         try:
-            text = dump_result(result, what=f"the result of step {spec.key!r}", tp=spec.tp)
+            text, value = recorded_result(
+                result, what=f"the result of step {spec.key!r}", tp=spec.tp
+            )
         except Exception as exc:
             await self._rt.store.fail_step(
                 self._run.fence,
@@ -204,9 +206,7 @@ class StepExecutor:
         self._run.steps[spec.key] = _ended(row, StepStatus.COMPLETED, text, row.error, now)
         self._run.emit("step.completed", spec.key, {"attempt": attempt})
         self._emit_attached(rows)
-        if type(result) in (str, int, bool, type(None)) and spec.tp in (None, type(result)):
-            return result  # comes back as itself (an int declared float comes back a float)
-        return load_result(text, spec.tp)  # what every replay will return
+        return value  # what every replay will return
 
     def _emit_attached(self, rows: list[Any]) -> None:
         """Tell the run's listener of the events the attempt wrote with its outcome."""
