@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import tether
-from tether.blobs import FileBlobStore
+from tether.blobs import FileBlobStore, _files
 from tether.testing import eventually_sync
 
 SRC = Path(tether.__file__).resolve().parents[1]  # the tether this test imports
@@ -25,7 +25,7 @@ SRC = Path(tether.__file__).resolve().parents[1]  # the tether this test imports
 WRITER = textwrap.dedent(
     """
     import asyncio, os, sys, time
-    from tether.blobs import FileBlobStore
+    from tether.blobs import FileBlobStore, _files
 
     def stall(fd):
         print("written", flush=True)
@@ -81,18 +81,72 @@ async def test_a_writer_killed_mid_put_leaves_the_old_bytes_and_its_leftover_goe
     assert await store.get("out/big.bin") == b"again"
 
 
+def _age_sweeps(store: FileBlobStore) -> None:
+    """Make every folder `store` swept due for its next sweep (as time passing would)."""
+    for folder in store._swept:
+        store._swept[folder] -= _files._SWEEP_EVERY
+
+
 async def test_a_live_writers_temporary_file_is_left_alone(tmp_path: Path) -> None:
     store = FileBlobStore(tmp_path)
     await store.put("a/x", b"1")
-    mine = tmp_path / "a" / f".tmp-{tether.blobs._files._writer()}-abc"
+    mine = tmp_path / "a" / f".tmp-{_files._writer()}-abc"
     mine.write_bytes(b"half")  # another task of this (live) process is writing
     other_host = tmp_path / "a" / ".tmp-elsewhere:1:0-abc"
     other_host.write_bytes(b"half")  # a machine whose processes we cannot see
-    await store.put("a/y", b"2")
+    await FileBlobStore(tmp_path).put("a/y", b"2")  # a first put to the folder sweeps it
     assert mine.exists() and other_host.exists()
     os.utime(other_host, (0, 0))  # a day old: abandoned
+    _age_sweeps(store)
     await store.put("a/z", b"3")
     assert mine.exists() and not other_host.exists()
+
+
+async def test_a_put_does_not_read_its_folder_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every put listed its folder (and stat'ed each temporary file) looking for leftovers:
+    # a put cost more as the folder filled, 10,000 puts to one folder 50 million reads
+    store = FileBlobStore(tmp_path)
+    await store.put("runs/r/0", b"x")
+    read: list[str] = []
+    real = os.scandir
+
+    def spy(path: Any = ".") -> Any:
+        read.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", spy)
+    for i in range(1, 300):
+        await store.put(f"runs/r/{i}", b"x")
+    assert read == []
+    await store.put("runs/other/0", b"x")  # a folder it makes holds no leftover to sweep
+    await store.put("runs/other/1", b"x")
+    assert read == []
+    _age_sweeps(store)  # ten minutes on, the next put to a folder sweeps it once
+    for i in range(3):
+        await store.put(f"runs/r/{i}", b"y")
+    assert read == [str(tmp_path / "runs" / "r")]
+    assert len(await store.list("runs/r/")) == 300
+
+
+async def test_a_long_running_store_sweeps_a_writer_killed_after_its_first_put(
+    tmp_path: Path,
+) -> None:
+    # the store of a long-running worker swept the folder before another process died in
+    # it: the leftover goes at its next sweep of that folder, not at its next put
+    root = tmp_path / "blobs"
+    store = FileBlobStore(root)
+    await store.put("out/other.bin", b"mine")  # swept (made) now
+    _kill_mid_put(tmp_path, root)
+    folder = root / "out"
+    assert [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+    await store.put("out/other.bin", b"again")
+    assert [p for p in folder.iterdir() if p.name.startswith(".tmp-")]  # not yet
+    _age_sweeps(store)
+    await store.put("out/other.bin", b"and again")
+    assert sorted(p.name for p in folder.iterdir()) == ["big.bin", "other.bin"]
+    assert await store.get("out/big.bin") == b"old" * 10
 
 
 async def test_files_get_the_mode_the_umask_gives(tmp_path: Path) -> None:

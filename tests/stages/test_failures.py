@@ -4,6 +4,11 @@ deleted or damaged); the error says which stage, where and how to recompute it."
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 from pydantic import BaseModel
 
@@ -17,18 +22,34 @@ def _failed(rec: tether.RunRecord) -> list[dict[str, object]]:
     return [e.detail for e in rec.events if e.type == "stage.failed"]
 
 
-DAMAGE = {
-    "missing": None,
-    "truncated": b'{"text":"text of u text of',
-    "not utf-8": b"\x00\xff\xfe garbage",
-    "wrong shape": b'{"nope": 1}',
+def _digit_changed(body: bytes) -> bytes:
+    """`body` with its last digit changed: the same size, JSON that fits the model."""
+    at = max(i for i, b in enumerate(body) if chr(b).isdigit())
+    return body[:at] + (b"1" if body[at : at + 1] != b"1" else b"2") + body[at + 1 :]
+
+
+# damage done to the blob -> the new bytes (None: the blob deleted)
+DAMAGE: dict[str, Callable[[bytes], bytes | None]] = {
+    "missing": lambda body: None,
+    "truncated": lambda body: body[:-5],
+    "not utf-8": lambda body: b"\x00\xff\xfe garbage",
+    "wrong shape": lambda body: b'{"nope": 1}',
+    # read back as a value until the sha256 was recorded: the wrong one, silently
+    "same size, still fits": _digit_changed,
 }
-WHY = {
-    "missing": "which the blob store no longer has",
-    "truncated": "which is damaged: 26 bytes that are not UTF-8 JSON",
-    "not utf-8": "which is damaged: 11 bytes that are not UTF-8 JSON",
-    "wrong shape": r"which does not fit its output Text \(text: Field required",
-}
+
+
+def _why(damage: str, written: int) -> str:
+    sha = r"\(sha256 [0-9a-f]{16}\.\.\., written [0-9a-f]{16}\.\.\.\)"
+    return {
+        "missing": "which the blob store no longer has",
+        "truncated": rf"which is damaged: it holds {written - 5} bytes, not the {written} "
+        rf"written {sha}",
+        "not utf-8": rf"which is damaged: it holds 11 bytes, not the {written} written {sha}",
+        "wrong shape": rf"which is damaged: it holds 11 bytes, not the {written} written {sha}",
+        "same size, still fits": rf"which is damaged: its {written} bytes are not those "
+        rf"written {sha}",
+    }[damage]
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
@@ -43,14 +64,20 @@ async def test_an_unreadable_output_blob_fails_naming_the_stage_blob_and_fix(
         done = await app.arun(p, Doc(url="u"), workflow_id="d1")
         key = done.record.stages[0].output_blob
         assert key == "runs/d1/stages/extract/1/output.json"
-        body = DAMAGE[damage]
+        written = await app.blobs.get(key)
+        assert written is not None
+        recorded = done.record.steps["stage:extract"].result
+        assert recorded["sha256"] == hashlib.sha256(written).hexdigest()
+        assert recorded["size"] == len(written)
+        body = DAMAGE[damage](written)
         if body is None:
             await app.blobs.delete(key)
         else:
+            assert body != written
             await app.blobs.put(key, body)
         expected = (
-            rf"output of stage 'extract' is recorded at blob '{key}', {WHY[damage]}.*"
-            r"app\.rerun_from\('d1', 'extract'\)"
+            rf"output of stage 'extract' of run 'd1' is recorded at blob '{key}', "
+            rf"{_why(damage, len(written))}.*app\.rerun_from\('d1', 'extract'\)"
         )
         with pytest.raises(tether.StageError, match=expected):
             await app.arerun_from("d1", "summarize")
@@ -93,3 +120,35 @@ async def test_an_input_that_does_not_fit_is_the_stages_recorded_failure(app: Ap
     assert "does not fit Counted" in (rec.stages[1].error or "")
     [failed] = _failed(rec)
     assert failed["stage"] == "count" and failed["attempt"] == 1
+
+
+async def test_an_output_blob_recorded_without_a_digest_is_still_decoded_and_checked(
+    tmp_path: Path,
+) -> None:
+    # a record written by a tether before the digest: its blob is read as it was then
+    # (decoded and validated), neither refused for the digest it lacks nor left unchecked
+    db = tmp_path / "tether.db"
+    app = App(f"sqlite:///{db}")
+    p = tether.Pipeline("blobbed", input=Doc, inline_limit=10)
+    p = p.pipe(extract).parallel([summarize, keywords])
+    app.register(p)
+    try:
+        done = await app.arun(p, Doc(url="u"), workflow_id="old")
+        with sqlite3.connect(db) as conn:
+            conn.execute(
+                "UPDATE steps SET result = json_remove(result, '$.sha256', '$.size') "
+                "WHERE run_id = 'old' AND step_key = 'stage:extract'"
+            )
+        assert set((await app.aget_record("old")).steps["stage:extract"].result) == {
+            "attempt",
+            "blob",
+        }
+        again = await app.arerun_from("old", "summarize")  # its intact blob reads back
+        assert again.status is RunStatus.COMPLETED and again.value == done.value
+        key = "runs/old/stages/extract/1/output.json"
+        await app.blobs.put(key, b'{"text":"cut sh')
+        with pytest.raises(tether.StageError, match=r"which is damaged: 15 bytes that are "
+                           r"not UTF-8 JSON .*app\.rerun_from\('old', 'extract'\)"):  # fmt: skip
+            await app.arerun_from("old", "summarize")
+    finally:
+        await app.aclose()

@@ -6,9 +6,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
+from ..errors import InvalidArgumentError
 from ._port import check_data, check_key
 
 __all__ = ["BlobRows", "DatabaseBlobStore"]
+
+# the most a blob row holds: SQLite's longest value (PostgreSQL's bytea: 1 GiB)
+MAX_BYTES = 1_000_000_000
 
 
 class BlobRows(Protocol):
@@ -35,7 +39,14 @@ class DatabaseBlobStore:
         return f"DatabaseBlobStore({self._store!r})"
 
     async def put(self, key: str, data: bytes) -> None:
-        await self._store.put_blob(check_key(key), check_data(data), self._now())
+        key, body = check_key(key), check_data(data)
+        if len(body) > MAX_BYTES:
+            raise InvalidArgumentError(
+                f"blob {key!r} is {len(body):,} bytes: a blob of {self!r} holds at most "
+                f"{MAX_BYTES:,} (a database value's limit); keep files this large in a "
+                "FileBlobStore on a disk the workers share"
+            )
+        await self._store.put_blob(key, body, self._now())
 
     async def get(self, key: str) -> bytes | None:
         return await self._store.get_blob(check_key(key))

@@ -19,6 +19,11 @@ __all__ = ["FileBlobStore"]
 _TMP = ".tmp-"
 _WRITERS: dict[int, str] = {}  # pid -> the owner name in this process's temporary files
 _STALE_SECONDS = 24 * 3600  # a temporary file of another machine this old is abandoned
+# a folder is swept of abandoned temporary files at a store's first put to it, then at
+# most once per this many seconds: a put costs the same however full its folder is
+_SWEEP_EVERY = 600.0
+_SWEPT_MAX = 4096  # folders remembered as swept (forgotten ones are swept again)
+_TRIES = 20  # a put whose folder a delete removes as it writes makes it again, this often
 
 
 class FileBlobStore:
@@ -30,10 +35,30 @@ class FileBlobStore:
     are fsynced into their parents too. Files get the mode the process's umask
     gives (as the database file does), not a private one. For several machines
     without a shared disk use `DatabaseBlobStore` on PostgreSQL.
+
+    A writer killed mid-put leaves its temporary file; a put removes those of
+    dead writers from its folder, not at every put (it read the whole folder
+    each time, so a put cost more as the folder filled) but at the store's first
+    put to that folder and then every ten minutes at most; `delete_prefix` removes
+    them with the folder it empties.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._swept: dict[Path, float] = {}  # folder -> when this store last swept it
+
+    def _sweep_due(self, folder: Path) -> bool:
+        """Whether a put to `folder` sweeps it (noted as swept now if so)."""
+        now = time.monotonic()
+        last = self._swept.get(folder)
+        if last is not None and now - last < _SWEEP_EVERY:
+            return False
+        if len(self._swept) >= _SWEPT_MAX:
+            self._swept = {f: t for f, t in self._swept.items() if now - t < _SWEEP_EVERY}
+            if len(self._swept) >= _SWEPT_MAX:
+                self._swept.clear()
+        self._swept[folder] = now
+        return True
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
@@ -43,8 +68,9 @@ class FileBlobStore:
 
     async def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
+        body = check_data(data)
         try:
-            await asyncio.to_thread(_put, path, check_data(data))
+            await asyncio.to_thread(_put, path, body, self._sweep_due(path.parent))
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
             raise InvalidArgumentError(
                 f"blob key {key!r} cannot be a file of {self!r}: a file cannot also be a "
@@ -85,7 +111,7 @@ class FileBlobStore:
 
 def _writer() -> str:
     """Who writes this process's temporary files (a forked child is a writer of its
-    own): a process killed mid-put leaves one, which the next put to its folder
+    own): a process killed mid-put leaves one, which a later sweep of its folder
     removes once that writer is known to be dead."""
     pid = os.getpid()
     found = _WRITERS.get(pid)
@@ -94,10 +120,37 @@ def _writer() -> str:
     return found
 
 
-def _put(path: Path, data: bytes) -> None:
-    """Write `data` at `path` through a temporary file renamed over it, durably."""
-    made = _make_folders(path.parent)
-    _sweep(path.parent)
+def _put(path: Path, data: bytes, sweep: bool) -> None:
+    """Write `data` at `path` through a temporary file renamed over it, durably;
+    with `sweep`, first remove the abandoned temporary files of its folder.
+
+    A delete of its folder under way meanwhile (`delete_prefix`: a prune, a rerun's
+    cleanup) can remove the folder, or the temporary file, from under the put: it
+    makes them again and writes again, coming after the delete (it failed with a
+    bare FileNotFoundError). A folder gone once the rename is done was deleted after
+    the put, which is then done: the delete stands."""
+    made: list[Path] = []  # folders this put made, deepest first, over its tries
+    for attempt in range(_TRIES):
+        try:
+            fresh = _make_folders(path.parent)
+            made = fresh + [f for f in made if f not in fresh]
+            if sweep and not fresh:  # a folder this put made holds none
+                _sweep(path.parent)
+            sweep = False
+            _write(path, data)
+            break
+        except FileNotFoundError:
+            if attempt == _TRIES - 1:
+                raise
+    try:
+        _fsync_folder(path.parent)  # the rename itself survives a power cut
+        for folder in made:  # ... and so do the folders it is in that this put made
+            _fsync_folder(folder.parent)
+    except FileNotFoundError:
+        pass  # deleted since it was written: nothing of it left to keep
+
+
+def _write(path: Path, data: bytes) -> None:
     tmp = path.parent / f"{_TMP}{_writer()}-{secrets.token_hex(6)}"
     # 0o666 under the umask, as open() gives: mkstemp's 0o600 would hide the blobs
     # from the other users (workers, the dashboard) that can read the database
@@ -112,9 +165,6 @@ def _put(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_folder(path.parent)  # the rename itself survives a power cut
-    for folder in made:  # ... and so do the folders it is in that this put made
-        _fsync_folder(folder.parent)
 
 
 def _make_folders(folder: Path) -> list[Path]:

@@ -9,7 +9,8 @@ scope mark the stage's life:
   drive that finds it recorded (the stage parked, or its process died) writes
   `stage.resumed` with the same detail, so each drive of a stage is visible
   (a tracer opens the stage's span on either);
-- ``stage:<id>`` records the output (inline, or a blob key when large) and
+- ``stage:<id>`` records the output (inline, or when large a blob key with the
+  sha256 and size of the bytes written, checked when they are read back) and
   writes `stage.completed`: once it is recorded, the stage never runs again;
   an attempt that fails (its input does not fit, its code raises, or its
   recorded output cannot be read back) writes `stage.failed`;
@@ -242,6 +243,10 @@ class Execution:
             key = f"{stage_prefix(self.wf.workflow_id, s.id, attempt)}output.json"
             await self.wf.blobs.put(key, body)  # before the record that names it
             record["blob"] = key
+            # what was written, so a read gets these bytes or an error: a blob truncated,
+            # damaged or overwritten (by a writer fenced out since) read back as a value
+            record["sha256"] = hashlib.sha256(body).hexdigest()
+            record["size"] = len(body)
         else:
             record["output"] = data
         seconds = round(time.monotonic() - t0, 6)
@@ -263,7 +268,9 @@ class Execution:
     async def _read_output(self, s: AnyStage, done: dict[str, Any]) -> Any:
         """A completed stage's recorded output, typed; when it cannot be read back (its
         blob deleted or damaged, or its model changed since), a StageError that says
-        where it is, what is wrong and how to recompute it, not a bare decode error."""
+        where it is, what is wrong and how to recompute it, not a bare decode error.
+        A blob is checked against the sha256 recorded when it was written (a record of
+        an older tether has none: its blob is only decoded and validated)."""
         key = done.get("blob")
         where = "the run's record" if key is None else f"blob {key!r}"
         if key is None:
@@ -272,8 +279,12 @@ class Execution:
             body = await self.wf.blobs.get(key)
             if body is None:
                 raise self._unreadable(s, where, "the blob store no longer has")
+            body = bytes(body)
+            damage = _damage(body, done.get("sha256"), done.get("size"))
+            if damage is not None:
+                raise self._unreadable(s, where, f"is damaged: {damage}")
             try:
-                data = json.loads(bytes(body).decode("utf-8"))
+                data = json.loads(body.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 why = f"is damaged: {len(body)} bytes that are not UTF-8 JSON ({exc})"
                 raise self._unreadable(s, where, why) from None
@@ -288,7 +299,7 @@ class Execution:
     def _unreadable(self, s: AnyStage, where: str, why: str) -> StageError:
         run = self.wf.workflow_id
         return StageError(
-            f"the output of stage {s.id!r} is recorded at {where}, which {why}; "
+            f"the output of stage {s.id!r} of run {run!r} is recorded at {where}, which {why}; "
             f"recompute it by rerunning from this stage: app.rerun_from({run!r}, {s.id!r}) "
             f"or `tether runs rerun {run} --from {s.id}`"
         )
@@ -441,6 +452,19 @@ class Execution:
 
     def _now(self) -> datetime:
         return self.wf.clock.now()
+
+
+def _damage(body: bytes, sha256: Any, size: Any) -> str | None:
+    """How `body` differs from the bytes recorded as written (None: it is them)."""
+    if not isinstance(sha256, str):
+        return None  # recorded by an older tether
+    got = hashlib.sha256(body).hexdigest()
+    if got == sha256:
+        return None
+    shas = f"(sha256 {got[:16]}..., written {sha256[:16]}...)"
+    if isinstance(size, int) and len(body) != size:
+        return f"it holds {len(body)} bytes, not the {size} written {shas}"
+    return f"its {len(body)} bytes are not those written {shas}"
 
 
 def written_lines(events: Sequence[EventRow], stage_id: str, attempt: int) -> int:

@@ -3,6 +3,10 @@
 Each verb is its own short transaction and never runs inside another: a
 blob is written before the record that names it, and deleted only after
 the record that dropped it committed, so a rollback never loses data.
+
+The blobs under a prefix are found as a range of the key's index (keys
+compare byte by byte on both dialects: see migration 0017), never by a
+test of every row: deleting one run's files must not read every other run's.
 """
 
 from __future__ import annotations
@@ -11,7 +15,23 @@ from datetime import datetime
 
 from ._base import StoreBase, Tx
 
-__all__ = ["BlobVerbs"]
+__all__ = ["BlobVerbs", "prefix_range"]
+
+_LAST = "\U0010ffff"  # the greatest code point: no key continues a prefix past it
+
+
+def prefix_range(prefix: str) -> tuple[str, str | None]:
+    """The keys starting with `prefix` as a range: those from the first string up to,
+    not including, the second (None: no upper bound), compared by code point (the
+    order of their UTF-8 bytes, as PostgreSQL's "C" and SQLite's BINARY compare).
+    No character is special: ``%``, ``_`` and ``\\`` are only themselves."""
+    head = prefix.rstrip(_LAST)
+    if not head:
+        return prefix, None
+    after = ord(head[-1]) + 1
+    if 0xD800 <= after <= 0xDFFF:  # surrogates are no characters of a UTF-8 string
+        after = 0xE000
+    return prefix, head[:-1] + chr(after)
 
 
 class BlobVerbs(StoreBase):
@@ -21,28 +41,35 @@ class BlobVerbs(StoreBase):
         await self._execute("write", "put_blob", key=key, body=body, size=len(body), at=at)
 
     async def get_blob(self, key: str) -> bytes | None:
-        """The body of blob `key`, or None."""
+        """The body of blob `key`, or None (read in slices where the dialect must)."""
 
         async def go(tx: Tx) -> bytes | None:
-            row = await tx.one("get_blob", key=key)
-            return None if row is None else bytes(row[0])
+            rows = await tx.all("get_blob", key=key)
+            if not rows:
+                return None
+            if len(rows) == 1:
+                return bytes(rows[0][0])
+            return b"".join(bytes(r[0]) for r in rows)
 
         return await self._tx("read", go)
 
     async def list_blobs(self, prefix: str) -> list[tuple[str, int]]:
-        """(key, size) of every blob whose key starts with `prefix`, by key."""
+        """(key, size) of every blob whose key starts with `prefix`, by key (byte order)."""
+        lo, hi = prefix_range(prefix)
 
         async def go(tx: Tx) -> list[tuple[str, int]]:
-            return [
-                (r[0], int(r[1])) for r in await tx.all("list_blobs", prefix=prefix, n=len(prefix))
-            ]
+            rows = await (tx.all("list_all_blobs") if hi is None
+                          else tx.all("list_blobs", lo=lo, hi=hi))  # fmt: skip
+            return [(r[0], int(r[1])) for r in rows]
 
         return await self._tx("read", go)
 
     async def delete_blobs(self, prefix: str) -> int:
         """Delete every blob whose key starts with `prefix`; how many."""
-
-        return await self._execute("write", "delete_blobs", prefix=prefix, n=len(prefix))
+        lo, hi = prefix_range(prefix)
+        if hi is None:
+            return await self._execute("write", "delete_all_blobs")
+        return await self._execute("write", "delete_blobs", lo=lo, hi=hi)
 
     async def delete_blob(self, key: str) -> bool:
         """Delete blob `key`; False if there was none."""

@@ -235,13 +235,17 @@ SELECT id FROM runs WHERE parent_id = :wid ORDER BY created_at, id
 INSERT INTO blobs (key, body, size, created_at) VALUES (:key, :body, :size, :at)
 ON CONFLICT (key) DO UPDATE SET body = excluded.body, size = excluded.size,
   created_at = excluded.created_at
--- name: get_blob
-SELECT body FROM blobs WHERE key = :key
 -- name: list_blobs
--- keys that start with :prefix, compared as they are (SQLite's LIKE ignores case)
-SELECT key, size FROM blobs WHERE substr(key, 1, :n) = :prefix ORDER BY key
+-- the keys starting with a prefix: those from :lo up to (not including) :hi, compared
+-- byte by byte ({_blob_key}): a range of the key's index, not a test of every row
+SELECT key, size FROM blobs WHERE {_blob_key} >= :lo AND {_blob_key} < :hi
+ORDER BY {_blob_key}
 -- name: delete_blobs
-DELETE FROM blobs WHERE substr(key, 1, :n) = :prefix
+DELETE FROM blobs WHERE {_blob_key} >= :lo AND {_blob_key} < :hi
+-- name: list_all_blobs
+SELECT key, size FROM blobs ORDER BY {_blob_key}
+-- name: delete_all_blobs
+DELETE FROM blobs
 -- name: delete_blob
 DELETE FROM blobs WHERE key = :key
 -- name: jobs_by_queue_status

@@ -565,3 +565,13 @@ SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN
 -- locks anything else: a wait registered while the event is being sent sees it in the inbox,
 -- or is seen by it (else each missed the other's uncommitted row, and the run waited on)
 SELECT pg_advisory_xact_lock(hashtext('tether-event:' || :name))
+-- name: _blob_key
+-- a blob key as its prefix queries compare it: byte by byte, as its index is built (0017)
+key COLLATE "C"
+-- name: get_blob
+-- the body as slices of 256 MiB, in order (one statement: one snapshot, never the slices
+-- of two puts): rows come back as text, a bytea's twice its size in hex, and the server
+-- cannot make a text of 1 GB, so a body over 512 MiB was stored but could not be read
+SELECT substring(b.body FROM s FOR 268435456) FROM blobs b,
+  generate_series(1, greatest(octet_length(b.body), 1), 268435456) AS s
+WHERE b.key = :key ORDER BY s

@@ -344,3 +344,8 @@ SELECT sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END), sum(CASE WHEN d <= 0.01 THEN
 -- name: event_lock
 -- (one writer at a time already: BEGIN IMMEDIATE serialises send_event and register_wait)
 SELECT :name
+-- name: _blob_key
+-- a blob key as its prefix queries compare it: byte by byte (BINARY), as its index is built
+key
+-- name: get_blob
+SELECT body FROM blobs WHERE key = :key

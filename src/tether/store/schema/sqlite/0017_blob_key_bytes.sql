@@ -1,0 +1,3 @@
+-- Blob keys compare byte by byte: on PostgreSQL 0017 gives the key the "C"
+-- collation, so that a prefix is a range of the primary key's index. SQLite's
+-- key already compares so (BINARY, the default collation): nothing to change.
