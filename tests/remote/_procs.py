@@ -141,6 +141,19 @@ TENANT = textwrap.dedent(
         return await wf.step("die", die)
 
 
+    @tenant.workflow(version="1")
+    async def hoard(wf: tether.Workflow, size: int) -> int:
+        await wf.step("small", lambda: note(wf, "small"))
+
+        def big() -> str:
+            note(wf, "big")
+            return "x" * size
+
+        blob = await wf.step("big", big)
+        await wf.wait_for_signal("go")
+        return len(blob)
+
+
     app = handler(tenant)
     """
 )

@@ -61,6 +61,50 @@ def test_steps_streamed_in_process_before_the_deadline_are_recorded(app: tether.
     }
 
 
+def test_a_tenant_out_of_time_at_every_invocation_is_told_to_take_longer(
+    app: tether.App,
+) -> None:
+    # the cap's advice was "raise max_invocations=", which only cuts the step short
+    # more often: a step that outlasts the deadline never completes
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="long")
+    async def long(wf: tether.Workflow) -> None:
+        await wf.step("long", asyncio.Event().wait)  # never set: cut at each deadline
+
+    flow = app.remote_workflow(
+        "long", url="http://t/", secret=SECRET, deadline=0.3, max_invocations=2,
+        retry_delay=0.01, transport=httpx.ASGITransport(handler(tenant)),
+    )  # fmt: skip
+    with pytest.raises(RemoteInvocationLimitError) as raised:
+        app.run(flow, workflow_id="long-1")
+    message = str(raised.value)
+    assert "cap of 2 invocations" in message and "by its deadline" in message
+    assert "did not answer within deadline=0.3 s: raise deadline= on app.remote_workflow" in message
+
+
+def test_a_step_interrupted_by_every_deadline_fails_saying_so(app: tether.App) -> None:
+    # the step's attempts ran out first: "Interrupted: attempts were used up by an
+    # earlier process", when no process had died, the deadline had cut each of them
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="long")
+    async def long(wf: tether.Workflow) -> None:
+        await wf.step("long", asyncio.Event().wait)  # never set: cut at each deadline
+
+    flow = app.remote_workflow(
+        "long", url="http://t/", secret=SECRET, deadline=0.2, retry_delay=0.01,
+        transport=httpx.ASGITransport(handler(tenant)),
+    )  # fmt: skip
+    with pytest.raises(tether.remote.RemoteWorkflowError) as raised:
+        app.run(flow, workflow_id="long-2")
+    assert raised.value.error_type == "StepFailedError"
+    message = str(raised.value)
+    assert "invocations of this run were cut at their deadline=0.2 s" in message
+    assert "raise deadline= on app.remote_workflow" in message
+    assert app.get_record("long-2").status is RunStatus.FAILED
+
+
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -198,6 +242,14 @@ def test_a_tenant_killed_mid_stream_tells_the_listener_each_step_once(tmp_path: 
         # a RecursionError out of the middle of the recording
         (b'{"type":"step","step":{"key":"a","name":"a","result":"' + b"[" * 100_000 + b"]" * 100_000
          + b'"}}', "step.result is nested too deep"),
+        # a failed attempt's error went to the store unchecked: on PostgreSQL its write
+        # failed (StoreError) and the run was left running
+        (b'{"type":"attempt","attempt":{"key":"a","status":"failed","error":"{\\"m\\":\\"\\\\u0000\\"}"}}',
+         "attempt.error cannot be stored"),
+        (b'{"type":"attempt","attempt":{"key":"a","status":"failed","error":"{\\"m\\":NaN}"}}',
+         "$.m is nan"),
+        (b'{"type":"attempt","attempt":{"key":"a","status":"failed","error":"' + b"[" * 100_000
+         + b"]" * 100_000 + b'"}}', "attempt.error is nested too deep"),
         # recorded as an event of type "5"
         (b'{"type":"event","event":{"type":5}}', "event.type must be a non-empty string"),
     ],

@@ -105,6 +105,16 @@ def test_the_tenant_refuses_what_it_cannot_serve(
         assert field in answer.json()["error"]["message"]
 
 
+def test_a_deadline_passed_on_arrival_says_by_how_much(tenant: TenantApp) -> None:
+    # "the invocation's deadline has passed": a tenant whose clock runs ahead refused
+    # every invocation so, and nothing pointed at the clocks
+    answer = _post(tenant, _invocation(deadline=time.time() - 60))
+    assert answer.status_code == 408
+    message = answer.json()["error"]["message"]
+    assert "deadline passed 6" in message and "s before it arrived here" in message
+    assert "clock is ahead of the orchestrator's" in message
+
+
 def test_a_wrong_secret_is_refused(tenant: TenantApp) -> None:
     answer = _post(tenant, _invocation(), secret="other")
     assert (answer.status_code, answer.json()["error"]["code"]) == (401, "bad_signature")
@@ -416,6 +426,12 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(
     answer = asyncio.run(go())
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large"
     assert sent[0] * len(chunk) <= MAX_BODY + len(chunk)  # read no further than the limit
+    # it said "the request is over 33554432 bytes", and nothing of what to do
+    message = answer.json()["error"]["message"]
+    size = f"{3 * MAX_BODY} bytes, " if declared else ""
+    assert f"the invocation is {size}over the {MAX_BODY} bytes this tenant reads" in message
+    assert "blob store" in message and "reference" in message
+    assert answer.json()["error"]["details"] == {"limit": MAX_BODY}
 
 
 def _served(app: tether.App, tenant: TenantApp, name: str, **options: Any) -> Any:

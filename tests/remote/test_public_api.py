@@ -8,7 +8,7 @@ import tether.remote
 REMOTE = {
     "PROTOCOL_HEADER", "PROTOCOL_VERSION", "SUPPORTED_PROTOCOLS", "Answer", "Invocation",
     "Journal", "JournalAttempt", "JournalStep", "JournalWait", "Line", "RemoteDeadlineError", "RemoteError",
-    "RemoteInvocationLimitError", "RemoteRefusedError", "RemoteSpec", "RemoteUnavailableError",
+    "RemoteInvocationLimitError", "RemoteRefusedError", "RemoteSpec", "RemoteTooLargeError", "RemoteUnavailableError",
     "RemoteVersionError", "RemoteWorkflowError", "RunMeta", "TenantApp", "TenantMeta",
     "Waitpoint", "handler", "remote_workflow",
 }  # fmt: skip

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -24,16 +25,54 @@ from ._asgi import StreamingASGI
 from ._errors import (
     RemoteDeadlineError,
     RemoteRefusedError,
+    RemoteTooLargeError,
     RemoteUnavailableError,
     RemoteVersionError,
 )
-from ._wire import PROTOCOL_HEADER, Answer, Invocation, Line
+from ._wire import MAX_BODY, PROTOCOL_HEADER, Answer, Invocation, Line
 
-__all__ = ["OnLine", "call"]
+__all__ = ["OnLine", "Reply", "call", "encode", "parse_line"]
 
-OnLine = Callable[[Line], Awaitable[None]]
+# a line, and the values of the JSON texts it carries, by where (see `parse_line`)
+OnLine = Callable[[Line, Mapping[str, Any]], Awaitable[None]]
 
 _VERSION_CODES = ("protocol_version_mismatch", "workflow_version_mismatch")
+# the longest answer line read: the answer carries the run's journal (at most MAX_BODY)
+# and its output; a longer one fails the run rather than fill the orchestrator's memory
+MAX_LINE = 4 * MAX_BODY
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The tenant's answer, and its output parsed (by the check: not parsed again)."""
+
+    answer: Answer
+    output: Any = None
+
+
+def encode(inv: Invocation) -> bytes:
+    """The body of `inv`; `RemoteTooLargeError` naming its largest parts when it is over
+    what a tenant reads (it would answer 413: the run could never go on)."""
+    body = inv.model_dump_json().encode()
+    if len(body) > MAX_BODY:
+        what = f"invocation {inv.invocation} of run {inv.run_id!r} ({_largest(inv, len(body))})"
+        raise RemoteTooLargeError.of(what, len(body), MAX_BODY)
+    return body
+
+
+def _largest(inv: Invocation, size: int) -> str:
+    """What makes an invocation of `size` bytes large: its largest parts, or its steps
+    in all when none of them is."""
+    steps = [*inv.journal.steps, *inv.journal.compensations]
+    parts = [("its input", len(inv.input or "")), ("its state", len(inv.state or ""))]
+    parts += [(f"step {s.key!r}", len(s.result)) for s in steps]
+    parts += [(f"wait {w.key!r}", len(w.payload or "")) for w in inv.journal.waits]
+    top = sorted(parts, key=lambda p: -p[1])[:3]
+    large = [f"{name} {n:,} characters" for name, n in top if n * 100 >= size]
+    if large:
+        return "largest: " + ", ".join(large)
+    total = sum(len(s.result) for s in steps)
+    return f"the results of its {len(steps):,} steps: {total:,} characters in all"
 
 
 def _headers(secret: str, body: bytes, protocol: int) -> dict[str, str]:
@@ -52,16 +91,19 @@ async def call(
     inv: Invocation,
     on_line: OnLine,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> Answer:
-    """Send `inv` and return the tenant's answer; each line before it goes to
-    `on_line` as it arrives (and is recorded before the next one is read).
+    body: bytes | None = None,
+) -> Reply:
+    """Send `inv` (`body`: its `encode`, when already made) and return the tenant's
+    answer; each line before it goes to `on_line` as it arrives (and is recorded
+    before the next one is read).
 
+    `RemoteTooLargeError` before sending what a tenant would not read,
     `RemoteRefusedError` for a refusal, `RemoteUnavailableError` (or its
     `RemoteDeadlineError`) when no answer came, by the deadline at the latest. The
     deadline cuts only the reading: every line received whole before it is recorded
     (a line cut in two is not), its recording never cut short.
     """
-    body = inv.model_dump_json().encode()
+    body = encode(inv) if body is None else body
     remaining = inv.deadline - time.time()
     if remaining <= 0:
         raise RemoteDeadlineError(
@@ -87,7 +129,7 @@ async def _exchange(
     body: bytes,
     on_line: OnLine,
     cut: float,
-) -> Answer:
+) -> Reply:
     request = client.build_request(
         "POST", url, content=body, headers=_headers(secret, body, inv.protocol), timeout=None
     )
@@ -104,7 +146,7 @@ async def _exchange(
                     text = await resp.aread()
             except TimeoutError:
                 raise late from None
-            raise _refusal(url, resp.status_code, text, inv.invocation)
+            raise _refusal(url, resp, text, inv, len(body))
         return await _read(resp, url, inv, on_line, cut, late)
     finally:
         await resp.aclose()
@@ -117,7 +159,7 @@ async def _read(
     on_line: OnLine,
     cut: float,
     late: RemoteDeadlineError,
-) -> Answer:
+) -> Reply:
     """The answer line, each line before it handed to `on_line` once received whole;
     only waiting for more is cut at the deadline."""
     chunks, pending = resp.aiter_bytes(), bytearray()
@@ -134,9 +176,12 @@ async def _read(
         # result in 4 KB chunks took 15 s, past the deadline, and ran again each time)
         if b"\n" not in chunk:
             pending += chunk
+            _check_length(pending, url, inv)
             continue
         first, *whole, rest = chunk.split(b"\n")
-        for raw in (bytes(pending + first), *whole):
+        pending += first
+        _check_length(pending, url, inv)
+        for raw in (bytes(pending), *whole):
             answer = await _line(raw, url, inv, on_line)
             if answer is not None:
                 return answer
@@ -154,47 +199,104 @@ async def _read(
     )
 
 
-async def _line(raw: bytes, url: str, inv: Invocation, on_line: OnLine) -> Answer | None:
+def _check_length(pending: bytearray, url: str, inv: Invocation) -> None:
+    """`RemoteTooLargeError` once a line is longer than any this orchestrator reads: a
+    tenant that sent bytes without a line end was read into memory until the deadline
+    (4 s of it: 600 MB). A tenant's step results are at most `MAX_BODY` in all (it
+    fails a step beyond), so only a run's own output can make a legitimate line long."""
+    if len(pending) <= MAX_LINE:
+        return
+    begins = bytes(pending[:120]).decode(errors="replace")
+    raise RemoteTooLargeError(
+        f"a line of the answer from {url} to invocation {inv.invocation} of run "
+        f"{inv.run_id!r} is over {MAX_LINE:,} bytes, the longest line read (it begins "
+        f"{begins!r}): a tenant of this release sends no step result that large; if it is "
+        f"the run's output, {RemoteTooLargeError.FIX}",
+        len(pending),
+        MAX_LINE,
+    )
+
+
+async def _line(raw: bytes, url: str, inv: Invocation, on_line: OnLine) -> Reply | None:
     """The answer if `raw` is it; any other line goes to `on_line`."""
     if not raw.strip():
         return None
     try:
-        line = Line.model_validate_json(raw)
-        _check_json("the line", raw)  # a key, a name or an error the store cannot keep
-        _check_event(line.event)
-        for where, text in _json_texts(line):
-            _check_json(where, text)
-    except (ValidationError, ValueError) as exc:
-        why = explain_validation(exc) if isinstance(exc, ValidationError) else str(exc)
+        line, values = parse_line(raw)
+    except ValueError as exc:
         text = raw[:200].decode(errors="replace")
         raise RemoteRefusedError(
-            url, 200, "invalid_answer", f"not a protocol line ({why[:300]}): {text!r}", None
+            url, 200, "invalid_answer", f"not a protocol line ({str(exc)[:400]}): {text!r}", None
         ) from None
     if line.type == "answer" and line.answer is not None:
-        return line.answer
+        return Reply(line.answer, values.get("answer.output"))
     if line.type == "aborted":
         what = RemoteDeadlineError if "deadline" in (line.reason or "") else RemoteUnavailableError
         raise what(f"invocation {inv.invocation}: the tenant stopped: {line.reason}")
-    await on_line(line)
+    await on_line(line, values)
     return None
 
 
-def _check_json(where: str, text: str | bytes) -> None:
-    """`ValueError` unless `text` is JSON the store can keep: Python's parser takes
-    NaN, Infinity, a NUL character and a lone surrogate, which PostgreSQL refuses
-    (the write failed on every drive and the run stayed running for good), and a
-    value nested past the recursion limit raised RecursionError, not a protocol
-    error."""
+def parse_line(raw: bytes) -> tuple[Line, dict[str, Any]]:
+    """The line `raw` holds, parsed once, and the values of the JSON texts it carries
+    by where they are (``answer.output``, ``state`` ...), each parsed once; `ValueError`
+    saying what is wrong unless every part of it is the protocol's and what the store
+    can keep (a key, a name or an error too: the whole line is checked)."""
     try:
-        value = json.loads(text)
+        text = raw.decode()  # json.loads would take UTF-16 and a BOM too: not the protocol
+    except UnicodeDecodeError:
+        raise ValueError("the line is not UTF-8 text") from None
+    data = _parse("the line", text)
+    _check_json("the line", data)
+    try:
+        line = Line.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(explain_validation(exc)) from None
+    _check_event(line.event)
+    _check_attempt_error(line)
+    values: dict[str, Any] = {}
+    for where, text in _json_texts(line):
+        values[where] = value = _parse(where, text)
+        _check_json(where, value)
+    return line, values
+
+
+def _parse(where: str, text: str) -> Any:
+    """`text` parsed; `ValueError` if it is not JSON text (or nests past the recursion
+    limit, which raised RecursionError, not a protocol error)."""
+    try:
+        return json.loads(text)
     except RecursionError:
         raise ValueError(f"{where} is nested too deep") from None
     except ValueError:
         raise ValueError(f"{where} is not JSON text") from None
+
+
+def _check_json(where: str, value: Any) -> None:
+    """`ValueError` unless the parsed `value` is what the store can keep: Python's
+    parser takes NaN, Infinity, a NUL character and a lone surrogate, which
+    PostgreSQL refuses (the write failed on every drive and the run stayed running
+    for good), and nesting past `serde.MAX_DEPTH`."""
     try:
         dump_json(value, what=where)
     except NotSerializableError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _check_attempt_error(line: Line) -> None:
+    """A failed attempt's error, when it is JSON text, is recorded as it is: it must be
+    what the store keeps (a ``\\u0000`` or a NaN in it failed the write on PostgreSQL at
+    every drive, the run left running); other text is recorded as an error's message."""
+    error = line.attempt.error if line.attempt is not None else None
+    if error is None:
+        return
+    try:
+        value = json.loads(error)
+    except RecursionError:
+        raise ValueError("attempt.error is nested too deep") from None
+    except ValueError:
+        return  # not JSON: `Recorder` records it as the message of an error
+    _check_json("attempt.error", value)
 
 
 def _check_event(event: dict[str, Any] | None) -> None:
@@ -230,18 +332,39 @@ def _json_texts(line: Line) -> Iterator[tuple[str, str]]:
                 yield f"waitpoint {wp.key!r} {name}", text
 
 
-def _refusal(url: str, status: int, body: bytes, invocation: int) -> Exception:
+def _refusal(url: str, resp: httpx.Response, body: bytes, inv: Invocation, size: int) -> Exception:
+    """The error of a refusal; `body` is the answer's, `size` the invocation's."""
+    invocation, status = inv.invocation, resp.status_code
     try:
-        error: Any = json.loads(body).get("error") or {}
+        error: Any = json.loads(body).get("error")
     except (ValueError, AttributeError):
+        error = None
+    if not isinstance(error, dict):  # not a tether tenant's refusal (a proxy's, say)
         error = {}
     code = str(error.get("code", "http_error"))
     message = str(error.get("message", body[:200].decode(errors="replace")))
-    if status >= 500:
+    if status >= 500 or status == 429:  # 429: a rate limit in front of it, for now
         return RemoteUnavailableError(
             f"invocation {invocation}: {url} answered {status}: {message}"
         )
+    if status == 413:  # a tenant of another release, or a proxy in front of it
+        return RemoteTooLargeError(
+            f"the tenant at {url} (or a proxy in front of it) refused invocation {invocation} "
+            f"of run {inv.run_id!r}, {size:,} bytes, as too large (413 {code}: "
+            f"{message[:200]}); raise the proxy's limit on request bodies (a tenant of this "
+            f"release reads up to {MAX_BODY:,} bytes), and {RemoteTooLargeError.FIX}",
+            size,
+        )
     if status == 408 or code == "deadline_exceeded":
         return RemoteDeadlineError(f"invocation {invocation}: {url}: {message}")
+    if 300 <= status < 400:  # a mount's trailing slash, http to https: not followed
+        location = resp.headers.get("location", "")
+        message = (
+            f"it redirected it to {location!r}: register the remote workflow with that url= "
+            "(a signed invocation is sent only where it is registered to go)"
+        )
+        return RemoteRefusedError(url, status, "redirected", message, {"location": location})
+    if code == "http_error":
+        message += " (not a tether tenant's answer: is tether.remote.handler served at this url?)"
     kind = RemoteVersionError if code in _VERSION_CODES else RemoteRefusedError
     return kind(url, status, code, message, error.get("details"))

@@ -8,6 +8,7 @@ The tree (under `tether.TetherError`)::
     ├── RemoteUnavailableError       no answer (network, 5xx, cut short): retried
     │   └── RemoteDeadlineError      no answer before the invocation's deadline
     ├── RemoteInvocationLimitError   the run used up its invocations: the run fails
+    ├── RemoteTooLargeError          an invocation would exceed what a tenant reads
     └── RemoteWorkflowError          the workflow body failed on the tenant
 """
 
@@ -22,6 +23,7 @@ __all__ = [
     "RemoteError",
     "RemoteInvocationLimitError",
     "RemoteRefusedError",
+    "RemoteTooLargeError",
     "RemoteUnavailableError",
     "RemoteVersionError",
     "RemoteWorkflowError",
@@ -62,24 +64,54 @@ class RemoteDeadlineError(RemoteUnavailableError):
 class RemoteInvocationLimitError(RemoteError):
     """The run reached its cap of invocations without ending."""
 
-    def __init__(self, workflow_id: str, limit: int, last: str | None = None) -> None:
+    def __init__(
+        self, workflow_id: str, limit: int, last: str | None = None, fix: str | None = None
+    ) -> None:
         self.workflow_id, self.limit = workflow_id, limit
         tail = f"; the last one: {last}" if last else ""
+        fix = fix or "raise max_invocations= on app.remote_workflow if the workflow needs more"
         super().__init__(
             f"run {workflow_id!r} reached its cap of {limit} invocations without ending{tail} "
-            "(raise max_invocations= on app.remote_workflow if the workflow needs more)"
+            f"({fix})"
         )
+
+
+class RemoteTooLargeError(RemoteError):
+    """An invocation would carry more than a tenant reads (`limit` bytes): the run's
+    input, or its journal with the results of its steps, is too large. Raised on the
+    orchestrator before sending, and on the tenant by the step whose result would make
+    the next invocation too large (the step fails for good: a retry returns as much).
+    Retrying cannot help, so the run fails; what it recorded before is kept."""
+
+    FIX = (
+        "every invocation sends the tenant the run's input, state and the results of "
+        "all its completed steps: keep large values out of them (store them in a blob "
+        "store, object storage or a file, and pass or return a reference: its key or URL)"
+    )
+
+    def __init__(self, message: str, size: int | None = None, limit: int | None = None) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(message)
+
+    @classmethod
+    def of(cls, what: str, size: int, limit: int) -> RemoteTooLargeError:
+        """`what` is `size` bytes, over `limit`: the message says so, and how to fix it."""
+        return cls(f"{what} is {size:,} bytes, over the {limit:,} bytes an invocation of a "
+                   f"remote workflow may carry; {cls.FIX}", size, limit)  # fmt: skip
 
 
 class RemoteWorkflowError(RemoteError):
     """The workflow body raised on the tenant: `error_type` and the tenant's message."""
 
-    def __init__(self, workflow_id: str, error: dict[str, Any] | None) -> None:
+    def __init__(
+        self, workflow_id: str, error: dict[str, Any] | None, hint: str | None = None
+    ) -> None:
         error = error or {}
         self.workflow_id = workflow_id
         self.error_type = str(error.get("type", "Exception"))
         self.remote_error = error
+        tail = f" ({hint})" if hint else ""
         super().__init__(
             f"run {workflow_id!r} failed on the tenant: {self.error_type}: "
-            f"{error.get('message', '')}"
+            f"{error.get('message', '')}{tail}"
         )

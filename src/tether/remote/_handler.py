@@ -39,14 +39,13 @@ from starlette.routing import Route
 
 from .._signatures import HookRejected, Webhook, check_signature
 from ..errors import InvalidArgumentError
+from ._errors import RemoteTooLargeError
 from ._tenant import TenantApp, execute, served_versions
-from ._wire import PROTOCOL_HEADER, SUPPORTED_PROTOCOLS, Invocation, Line
+from ._wire import MAX_BODY, PROTOCOL_HEADER, SUPPORTED_PROTOCOLS, Invocation, Line
 
-__all__ = ["handler"]
+__all__ = ["MAX_BODY", "handler"]
 
 log = logging.getLogger("tether.remote")
-
-MAX_BODY = 32 * 1024 * 1024
 
 
 class _Refused(Exception):
@@ -85,16 +84,21 @@ def handler(tenant: TenantApp) -> Starlette:
 
     async def invoke(request: Request) -> Response:
         try:
-            inv = await _admit(request, tenant, hook, seen)
+            inv, size = await _admit(request, tenant, hook, seen)
         except _Refused as refused:
             return refused.response()
-        return StreamingResponse(_lines(tenant, inv), media_type="application/x-ndjson")
+        # the steps it completes go back in the next invocation: they have what is left
+        lines = _lines(tenant, inv, MAX_BODY - size)
+        return StreamingResponse(lines, media_type="application/x-ndjson")
 
     return Starlette(routes=[Route("/", invoke, methods=["POST"])])
 
 
-async def _admit(request: Request, tenant: TenantApp, hook: Webhook, seen: _Seen) -> Invocation:
-    """The invocation, once every check passed; `_Refused` naming the first that did not."""
+async def _admit(
+    request: Request, tenant: TenantApp, hook: Webhook, seen: _Seen
+) -> tuple[Invocation, int]:
+    """The invocation and its size in bytes, once every check passed; `_Refused` naming
+    the first that did not."""
     body = await _body(request)
     now = time.time()
     try:
@@ -123,7 +127,7 @@ async def _admit(request: Request, tenant: TenantApp, hook: Webhook, seen: _Seen
         fields = [f"{'.'.join(str(p) for p in e['loc'])} ({e['msg']})" for e in exc.errors()]
         raise _Refused(400, "invalid_request", f"bad fields: {', '.join(fields)}") from None
     _check_served(tenant, inv, now)
-    return inv
+    return inv, len(body)
 
 
 def _check_types(data: Any) -> None:
@@ -159,8 +163,14 @@ async def _body(request: Request) -> bytes:
     """The body, read no further than `MAX_BODY`: it is not signed-checked yet, so a
     stranger's huge body must not be held in memory (its Content-Length is refused
     before a byte is read, a body without one once it passes the limit)."""
-    too_large = _Refused(413, "too_large", f"the request is over {MAX_BODY} bytes")
     declared = request.headers.get("content-length", "")
+    too_large = _Refused(
+        413,
+        "too_large",
+        f"the invocation is {declared + ' bytes, ' if declared.isdigit() else ''}over the "
+        f"{MAX_BODY} bytes this tenant reads: {RemoteTooLargeError.FIX}",
+        limit=MAX_BODY,
+    )
     if declared.isdigit() and int(declared) > MAX_BODY:
         raise too_large
     chunks, size = [], 0
@@ -188,12 +198,19 @@ def _check_served(tenant: TenantApp, inv: Invocation, now: float) -> None:
             versions=versions,
         )
     if now >= inv.deadline:
-        raise _Refused(408, "deadline_exceeded", "the invocation's deadline has passed")
+        raise _Refused(
+            408,
+            "deadline_exceeded",
+            f"the invocation's deadline passed {now - inv.deadline:.1f} s before it arrived "
+            "here; if that is longer than it spent on the way, this machine's clock is ahead "
+            "of the orchestrator's: synchronise them (NTP)",
+        )
 
 
-async def _lines(tenant: TenantApp, inv: Invocation) -> AsyncIterator[bytes]:
+async def _lines(tenant: TenantApp, inv: Invocation, room: int) -> AsyncIterator[bytes]:
     """The streamed answer. A step line is yielded, and so sent, before the body is let
-    go on (the `send` it awaits returns only then)."""
+    go on (the `send` it awaits returns only then). `room`: the bytes the steps it
+    completes may add to the next invocation."""
     queue: asyncio.Queue[tuple[Line, asyncio.Event | None]] = asyncio.Queue()
 
     async def send(line: Line) -> None:
@@ -204,7 +221,7 @@ async def _lines(tenant: TenantApp, inv: Invocation) -> AsyncIterator[bytes]:
     async def run() -> None:
         defn = tenant.workflows[inv.workflow]
         try:
-            answer = await execute(tenant, defn, inv, send)
+            answer = await execute(tenant, defn, inv, send, room=room)
         except Exception as exc:  # a fault of the executor, not of the workflow
             log.exception("invocation %s of run %s failed", inv.invocation, inv.run_id)
             await queue.put((Line(type="aborted", reason=f"executor error: {exc!r}"), None))

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from .._failure import encode_error
 from .._waits import MISSING
 from ..definition import WorkflowDef
 from ..errors import InvalidArgumentError
@@ -41,7 +42,8 @@ from ..store import (
     WaitRow,
     WaitStatus,
 )
-from ._wire import JournalAttempt, JournalStep, Line, Waitpoint
+from ._errors import RemoteTooLargeError
+from ._wire import MAX_BODY, JournalAttempt, JournalStep, Line, Waitpoint
 
 __all__ = ["RESERVED", "JournalHost", "JournalStore", "Send"]
 
@@ -78,10 +80,14 @@ class JournalStore:
         *,
         prior: Sequence[JournalAttempt] = (),
         accepts: Sequence[str] = (),
+        room: int | None = None,
     ) -> None:
         self.workflow_id = workflow_id
         self._send = send
         self._accepts = frozenset(accepts)
+        # bytes the next invocation may grow by before a tenant refuses it (None: not
+        # counted); each step completed here goes back in its journal
+        self._room = room
         # attempts so far, from the journal (earlier invocations) and this invocation
         self._attempts: dict[str, int] = {a.key: a.attempts for a in prior}
         self._idempotency: dict[str, str | None] = {a.key: a.idempotency_key for a in prior}
@@ -125,8 +131,30 @@ class JournalStore:
             attempts=self._attempts.get(key, 1),
             events=events or None,
         )
+        try:
+            self._spend(step, f"step {key!r}")
+        except RemoteTooLargeError as exc:  # for good: its next attempt returns as much
+            await self.fail_step(fence, key, error=encode_error(exc, retryable=False), final=True)
+            raise
         self.completed.append(step)
         await self._send(Line(type="step", step=step))
+
+    def _spend(self, step: JournalStep, what: str) -> None:
+        """Count `step` against the room left in the next invocation, which carries it
+        back; `RemoteTooLargeError` before it is sent if it does not fit (the run could
+        never be invoked again: better now, saying why, than at its next invocation)."""
+        if self._room is None:
+            return
+        size = len(step.model_dump_json(exclude={"events"}).encode())  # as the journal has it
+        if size > self._room:
+            limit = MAX_BODY
+            raise RemoteTooLargeError.of(
+                f"{what} of run {self.workflow_id!r} returned {len(step.result):,} "
+                "characters of JSON: with it, the run's next invocation",
+                limit - self._room + size,
+                limit,
+            )
+        self._room -= size
 
     async def fail_step(
         self, fence: Fence, key: str, *, error: str, final: bool, **_: object
@@ -157,13 +185,14 @@ class JournalStore:
         events: Sequence[NewEvent] = (),
     ) -> None:
         _check_free(key)
+        step = JournalStep(key=key, name=key, result=value, value=True)
+        self._spend(step, f"recorded value {key!r}")
         # what the value carries goes first: lost with the line after it, it is sent
         # again by the next invocation, which replays the body up to here
         if state is not None:  # its line records "state.updated" on the orchestrator
             await self.set_state(fence, state, at, NewEvent("state.updated"))
             events = [e for e in events if e.type != "state.updated"]
         await self.append_events(fence, events, at)
-        step = JournalStep(key=key, name=key, result=value, value=True)
         self.completed.append(step)
         await self._send(Line(type="step", step=step))
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -49,15 +49,16 @@ from ..definition import DEF_ATTR, WorkflowDef
 from ..errors import ChildRunError, InvalidArgumentError, RunCancelledError
 from ..serde import load_json
 from ..store import Fence, Store
-from ._call import call
+from ._call import Reply, call, encode
 from ._errors import (
+    RemoteDeadlineError,
     RemoteError,
     RemoteInvocationLimitError,
     RemoteUnavailableError,
     RemoteWorkflowError,
 )
 from ._recorder import ACCEPTS, Recorder, journal_of
-from ._wire import PROTOCOL_VERSION, Answer, Invocation, Line, RunMeta, TenantMeta, Waitpoint
+from ._wire import PROTOCOL_VERSION, Invocation, Line, RunMeta, TenantMeta, Waitpoint
 
 
 class App(Protocol):
@@ -148,6 +149,7 @@ class _Drive:
         self.app, self.spec, self.wf, self.input = app, spec, wf, input
         self.failures = 0
         self.recorder: Recorder | None = None  # of the invocation under way
+        self.cut = False  # an invocation of this drive was cut at its deadline
 
     async def run(self) -> Any:
         # a marker step; when a run cancelled with compensate=True is replayed, it
@@ -158,29 +160,45 @@ class _Drive:
         await self.wf.step(TENANT, self._where, compensate=undo)
         if compensating:  # the replay learned that compensation: stop here
             raise RunCancelledError(self.wf.workflow_id)
-        last: str | None = None
+        last: RemoteUnavailableError | None = None
         while True:
             if self.wf.draining:  # shutting down: no new invocation, hand the run back
                 raise HandBack()
             n = await self._invocations() + 1
             if n > self.spec.max_invocations:
-                raise RemoteInvocationLimitError(
-                    self.wf.workflow_id, self.spec.max_invocations, last
-                )
-            await self.wf.log_event_now(INVOKED, f"invocation {n}", {"invocation": n})
+                raise self._capped(last)
             inv = await self._invocation(n)
+            body = encode(inv)  # one a tenant would refuse as too large fails the run here
+            await self.wf.log_event_now(INVOKED, f"invocation {n}", {"invocation": n})
             try:
-                answer = await call(
-                    self.spec.url, self.spec.secret, inv, self._record, self.spec.transport
+                reply = await call(
+                    self.spec.url, self.spec.secret, inv, self._record, self.spec.transport, body
                 )
             except RemoteUnavailableError as exc:
-                last = str(exc)
+                last = exc
+                self.cut = self.cut or isinstance(exc, RemoteDeadlineError)
                 await self._back_off(exc)
                 continue
             self.failures = 0
-            result = await self._settle(answer)
+            result = await self._settle(reply)
             if result is not _AGAIN:
                 return result
+
+    def _capped(self, last: RemoteUnavailableError | None) -> RemoteInvocationLimitError:
+        """The run's cap reached; when the tenant ran out of time, the fix is more time:
+        a step that outlasts the deadline is cut short at every invocation."""
+        fix = None
+        if isinstance(last, RemoteDeadlineError):
+            fix = (
+                f"the tenant did not answer within deadline={self.spec.deadline:g} s: raise "
+                "deadline= on app.remote_workflow if its steps take longer (a step still "
+                "running at the deadline is cut short at every invocation), or "
+                "max_invocations= if the workflow needs more invocations"
+            )
+        last_text = None if last is None else str(last)
+        return RemoteInvocationLimitError(
+            self.wf.workflow_id, self.spec.max_invocations, last_text, fix
+        )
 
     def _where(self) -> str:
         return self.spec.url
@@ -194,11 +212,12 @@ class _Drive:
         inv = (await self._invocation(n)).model_copy(update={"mode": "compensate"})
         ran: list[str] = []
 
-        async def seen(line: Line) -> None:
+        async def seen(line: Line, values: Mapping[str, Any]) -> None:
             if line.type == "step" and line.step is not None:
                 ran.append(line.step.key)
 
-        answer = await call(self.spec.url, self.spec.secret, inv, seen, self.spec.transport)
+        reply = await call(self.spec.url, self.spec.secret, inv, seen, self.spec.transport)
+        answer = reply.answer
         log.info("tenant compensated run %s: %s (%s)", inv.run_id, answer.status, ran)
         if answer.status == "compensation_failed":
             raise RemoteError(
@@ -247,8 +266,9 @@ class _Drive:
 
     # -- what comes back ------------------------------------------------------------------
 
-    async def _record(self, line: Line) -> None:
-        """Record one streamed line, through the fenced context, before reading on."""
+    async def _record(self, line: Line, values: Mapping[str, Any]) -> None:
+        """Record one streamed line, through the fenced context, before reading on;
+        `values` are its JSON texts as `call` parsed them (to check them)."""
         wf, recorder = self.wf, self.recorder
         assert recorder is not None  # made with the invocation
         if line.type == "step" and line.step is not None:
@@ -260,26 +280,23 @@ class _Drive:
         elif line.type == "wait" and line.wait is not None:
             await recorder.token(line.wait)
         elif line.type == "event" and line.event is not None:
-            detail = line.event.get("detail")
             await wf.log_event_now(
-                str(line.event.get("type")),
-                line.event.get("message"),
-                None if detail is None else load_json(detail),
+                str(line.event.get("type")), line.event.get("message"), values.get("event.detail")
             )
         elif line.type == "state" and line.state is not None:
-            await wf.write_state_now(load_json(line.state))
+            await wf.write_state_now(values["state"])
         elif line.type == "start_child" and line.child is not None:
             child = line.child
             fn = self.app.get_workflow(str(child.workflow)).fn
             given = MISSING if child.input is None else load_json(child.input)
             await wf.start_child(fn, given, workflow_id=child.name)
 
-    async def _settle(self, answer: Answer) -> Any:
+    async def _settle(self, reply: Reply) -> Any:
         """The run's result, or `_AGAIN` once every waitpoint resolved; raises for a
         failure, and `Suspend` (from the waits) to park."""
-        wid = self.wf.workflow_id
+        wid, answer = self.wf.workflow_id, reply.answer
         if answer.status == "completed":
-            return load_json(answer.output)
+            return reply.output  # parsed once, by the check of its line
         if answer.status == "waiting":
             if not answer.waitpoints:
                 raise RemoteWorkflowError(
@@ -299,7 +316,15 @@ class _Drive:
             raise RunCancelledError(wid)
         if answer.status in ("compensated", "compensation_failed"):
             await self._compensated(answer.status)
-        raise RemoteWorkflowError(wid, answer.error)
+        hint = None
+        if self.cut and (answer.error or {}).get("type") == "StepFailedError":
+            # its attempts were "used up by an earlier process": here, by the deadline
+            hint = (
+                f"invocations of this run were cut at their deadline={self.spec.deadline:g} s, "
+                "and a step still running then is interrupted: raise deadline= on "
+                "app.remote_workflow if its steps take longer"
+            )
+        raise RemoteWorkflowError(wid, answer.error, hint)
 
     async def _compensated(self, status: str) -> str:
         """The tenant already ran the compensations (recorded as its steps); tell the

@@ -159,13 +159,19 @@ def _state(inv: Invocation, now: datetime) -> RunState:
     )
 
 
-async def execute(tenant: TenantApp, defn: WorkflowDef, inv: Invocation, send: Send) -> Answer:
+async def execute(
+    tenant: TenantApp, defn: WorkflowDef, inv: Invocation, send: Send, *, room: int | None = None
+) -> Answer:
     """Replay `defn`'s body against the invocation's journal; how it ended.
 
     Steps completed here go out through `send` as they complete; the answer
-    carries the whole journal as the tenant leaves it.
+    carries the whole journal as the tenant leaves it. A step whose result would
+    make the next invocation grow by more than `room` bytes fails for good
+    (`RemoteTooLargeError`).
     """
-    store = JournalStore(inv.run_id, send, prior=inv.journal.attempts, accepts=inv.accepts)
+    store = JournalStore(
+        inv.run_id, send, prior=inv.journal.attempts, accepts=inv.accepts, room=room
+    )
     rt = Runtime(cast(Store, store), tenant.clock, threads=tenant.threads)
     st = _state(inv, tenant.clock.now())
     wf = Workflow(rt, st, host=JournalHost(store, send))

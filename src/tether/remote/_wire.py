@@ -59,6 +59,11 @@ __all__ = [
 PROTOCOL_VERSION = 1
 SUPPORTED_PROTOCOLS: tuple[int, ...] = (1,)
 PROTOCOL_HEADER = "X-Tether-Protocol"
+# the largest invocation a tenant reads (a 413 above it); it carries the run's input,
+# state and journal, so the orchestrator refuses to send more and the tenant fails the
+# step whose result would make the next invocation larger. Not a public name: an
+# orchestrator and a tenant of one release agree on it.
+MAX_BODY = 32 * 1024 * 1024
 
 Status = Literal[
     "completed", "failed", "waiting", "cancelled", "compensated", "compensation_failed"
