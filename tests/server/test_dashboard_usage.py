@@ -3,6 +3,7 @@ models and workflows with long names."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,13 +12,14 @@ from typing import Any
 import pytest
 
 import tether
-from tether import FakeClock, ai
+from tether import Client, FakeClock, ai
 
 from . import test_dashboard
 from ._serve import Served, start
-from .test_dashboard import shot
+from .test_dashboard import done, shot
 
 browser = test_dashboard.browser  # the fixture: a headless Chromium
+dash = test_dashboard.dash  # `tether serve` of flows with AI calls, one at no known price
 
 MODELS = [f"demo:model-{i:02d}-" + "long-name-" * (i % 4) for i in range(12)]
 FLOWS = [f"workflow_{j:02d}_" + "with_a_rather_long_name_" * (j % 3) for j in range(12)]
@@ -55,38 +57,154 @@ def full(tmp_path: Path) -> Iterator[Served]:
     s.stop()
 
 
-FIT = """
-const page = document.documentElement.getBoundingClientRect();
-return [...document.querySelectorAll('svg.chart')].map(chart => {
-  const box = chart.closest('.chart-box'), c = chart.getBoundingClientRect();
-  const labels = [...chart.querySelectorAll('svg.labels')].map(l => l.getBoundingClientRect());
+READ = """
+const visible = el => {
+  const r = el.getBoundingClientRect();
+  return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== 'hidden';
+};
+const own = el => [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.data).join('').trim();
+const skip = 'h2, table, details, title, .scroll';
+return [...document.querySelectorAll('.chart-box')].map(box => {
+  const b = box.getBoundingClientRect();
+  const texts = [...box.querySelectorAll('*')]
+    .filter(el => !el.closest(skip) && own(el) && visible(el))
+    .map(el => {
+      const r = el.getBoundingClientRect();
+      const ctm = el.getScreenCTM ? el.getScreenCTM() : null;  // an SVG text is scaled
+      const tip = el.querySelector('title') ? el.querySelector('title').textContent
+        : (el.getAttribute('title') || '');
+      return {
+        text: own(el), tip: tip, cut: el.scrollWidth > el.clientWidth + 0.5,
+        px: parseFloat(getComputedStyle(el).fontSize) * (ctm ? Math.abs(ctm.a) : 1),
+        left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+      };
+    });
+  const tables = [...box.querySelectorAll('.scroll')].map(s => s.scrollWidth - s.clientWidth);
+  const costs = [...box.querySelectorAll('tbody tr')]  // a table's, or the days' (hidden)
+    .map(tr => tr.lastElementChild.textContent.trim().split(' ')[0]);
   return {
-    width: c.width, room: box.clientWidth, overflow: box.scrollWidth - box.clientWidth,
-    bars: chart.querySelectorAll('rect.bar').length,
-    cut: [...chart.querySelectorAll('text.lbl')].filter(t => {
-      const r = t.getBoundingClientRect();  // the text's own extent, clipped or not
-      return r.width && (r.left < c.left - 0.5 || r.left < page.left);
-    }).map(t => t.textContent),
-    over_bars: labels.some(l => [...chart.querySelectorAll('rect.bar')]
-      .some(b => b.getBoundingClientRect().left < l.right - 0.5)),
+    title: box.querySelector('h2').textContent, texts: texts, tables: tables, costs: costs,
+    bars: box.querySelectorAll('.bar').length,
+    box: {left: b.left, right: b.right},
   };
 });
 """
 
 
-@pytest.mark.parametrize("width", [1280, 400])
-def test_ninety_days_of_many_groups_fit_their_boxes_and_keep_label_starts(
+def _overlaps(texts: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The pairs of texts whose boxes intersect (by more than half a pixel)."""
+    found = []
+    for i, a in enumerate(texts):
+        for b in texts[i + 1 :]:
+            if (
+                min(a["right"], b["right"]) - max(a["left"], b["left"]) > 0.5
+                and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > 0.5
+            ):
+                found.append((a["text"], b["text"]))
+    return found
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_usage_charts_are_readable_on_a_phone_and_a_desktop(
     full: Served, browser: Any, tmp_path: Path, width: int
 ) -> None:
-    # a long label was anchored at its end: its start fell off the chart's left edge
+    # at 390 px the charts were drawn at a desktop's size and shrunk to fit: the days'
+    # labels came out 4.3 px high, the models' and workflows' 8 px; a workflow's name
+    # pushed its table's costs out of sight
     browser.set_window_size(width, 900)
     browser.get(f"{full.url}/usage?days=90")
-    charts = browser.execute_script(FIT)
-    assert [c["bars"] for c in charts] == [90, 12, 12]
-    for c in charts:
-        assert c["width"] <= c["room"] + 0.5 and c["overflow"] <= 0, c
-        assert c["cut"] == [] and not c["over_bars"], c
+    shot(browser, tmp_path, f"usage-charts-{width}", width=width)
+    browser.set_window_size(width, 900)
     assert browser.execute_script(
-        "return document.documentElement.scrollWidth <= window.innerWidth"
+        "return document.scrollingElement.scrollWidth <= window.innerWidth"
     ), "the page scrolls sideways"
-    shot(browser, tmp_path, f"usage-90-days-{width}", width=width)
+    day, model, flow = browser.execute_script(READ)
+    assert [day["bars"], model["bars"], flow["bars"]] == [90, 12, 12]
+    for chart in (day, model, flow):
+        texts = chart["texts"]
+        small = [(t["text"], round(t["px"], 1)) for t in texts if t["px"] < 11.5]
+        assert small == [], (chart["title"], small)  # every label readable
+        assert _overlaps(texts) == [], chart["title"]
+        outside = [t["text"] for t in texts
+                   if t["left"] < chart["box"]["left"] - 0.5 or t["right"] > chart["box"]["right"] + 0.5]  # fmt: skip
+        assert outside == [], chart["title"]
+        cut = [t["text"] for t in texts  # an ellipsis drawn, or written
+               if (t["cut"] and t["tip"] != t["text"]) or (t["text"].endswith("…")
+                   and not t["tip"].startswith(t["text"][:-1]))]  # fmt: skip
+        assert cut == [], chart["title"]  # a label cut short has its whole text as a tooltip
+        assert all(side <= 0 for side in chart["tables"]), chart  # every column in sight
+    for chart in (model, flow):  # each group's cost shows beside its bar, its name too
+        shown = [t["text"] for t in chart["texts"]]
+        assert sorted(c for c in chart["costs"]) == sorted(s for s in shown if s.startswith("$"))
+        names = {t["tip"] or t["text"] for t in chart["texts"] if not t["text"].startswith("$")}
+        assert names == set(MODELS if chart is model else FLOWS)
+    (top,) = [t["text"] for t in day["texts"] if t["text"].startswith("max")]
+    assert top == "max " + max(day["costs"])  # the same width each: as text, the largest
+    ticks = [t["text"] for t in day["texts"] if re.fullmatch(r"\d\d-\d\d", t["text"])]
+    assert len(ticks) >= 4 and ticks[-1] == datetime.now(UTC).strftime("%m-%d"), ticks
+
+
+COSTS = """
+const out = [];
+document.querySelectorAll('main table').forEach(table => {
+  const heads = [...table.querySelectorAll('thead th')].map(th => th.textContent.trim());
+  const at = heads.findIndex(h => /cost/i.test(h));
+  if (at < 0) return;
+  const room = (table.closest('.scroll') || table.parentElement).getBoundingClientRect();
+  table.querySelectorAll('tbody tr').forEach(tr => {
+    const cell = tr.children[at];
+    if (!cell) return;  // a table's 'none' row
+    const r = cell.getBoundingClientRect();
+    out.push({text: cell.textContent.trim(), right: r.right, room: Math.min(room.right, innerWidth)});
+  });
+});
+return out;
+"""
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_every_cost_of_a_table_is_in_sight_without_scrolling_sideways(
+    dash: Served, browser: Any, tmp_path: Path, width: int
+) -> None:
+    # on a phone, "unknown +1 unpriced" (kept on one line) widened the cost column of
+    # the usage tables past the screen's edge: a cost was read by scrolling the table
+    with Client(dash.url) as client:
+        runs = [client.start("triage", ["A ticket"]), client.start("local")]
+        for wid in runs:
+            done(client, wid)
+    browser.set_window_size(width, 900)
+    for page in [f"/runs/{wid}" for wid in runs] + ["/usage"]:
+        browser.get(dash.url + page)
+        cells = browser.execute_script(COSTS)
+        shot(browser, tmp_path, f"costs{page.replace('/', '-')}-{width}", width=width)
+        browser.set_window_size(width, 900)
+        assert cells and all(c["text"] for c in cells), page
+        assert ("unknown" in str(cells)) == ("triage" not in page), page
+        hidden = [c for c in cells if c["right"] > c["room"] + 0.5]
+        assert hidden == [], page
+        assert browser.execute_script(
+            "return document.scrollingElement.scrollWidth <= window.innerWidth"
+        ), page
+
+
+def test_a_charts_names_are_text_never_markup() -> None:
+    from tether.server._dash_view import column_chart, hbar_chart
+
+    name = 'demo:<b onclick="x()">bold</b>'
+    bars = hbar_chart([(name, 5), ("other", 10)], 'cost "per" model')
+    days = column_chart([("2026-01-01", 0), ("<i>", 3)], "per <day>")
+    for html in (bars, days):
+        assert "<b" not in html and "<i>" not in html and "per <day>" not in html
+    assert 'title="demo:&lt;b onclick=&#34;x()&#34;&gt;bold&lt;/b&gt;"' in bars
+    assert bars.index("other") < bars.index("demo:")  # the largest first
+
+
+def test_a_narrow_box_labels_every_other_day_of_a_desktops_and_always_the_last() -> None:
+    from tether.server._dash_view import _ticks
+
+    for n in (7, 30, 90):
+        ticks = _ticks(n)
+        kept = [i for i, narrow in ticks if narrow]
+        assert len(ticks) <= 9 and ticks[-1] == (n - 1, True), n
+        assert kept == [i for i, _ in ticks][::-1][::2][::-1], n
+        assert len(kept) <= 5, n

@@ -1,6 +1,6 @@
 """The dashboard's operations pages: ``/queues`` (jobs per queue and status, limits,
 live workers and their heartbeats) and ``/usage`` (AI cost per day, per model and
-per workflow, as charts drawn here in SVG, and as tables)."""
+per workflow, as charts (`_dash_view`) and as tables)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """What the dashboard's pages show, computed without I/O: money and durations as
-text, a run's timeline as bars, and the usage charts as inline SVG.
+text, a run's timeline as bars, and the usage charts as HTML (the columns of the
+days an SVG stretched to its box), their text at the page's size on any screen.
 
 The timeline places every step, stage, wait and child run of a run on one time
 axis, from the run's creation to its end (or now, while it lasts); a bar's
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from .._info import RunInfo, WaitInfo
 from ..record import RunRecord
@@ -257,83 +258,81 @@ def timeline(
 # -- charts ------------------------------------------------------------------------------
 
 
-def hbar_chart(
-    rows: Sequence[tuple[str, int]], title: str, width: int = 520, empty: str = "no AI calls"
-) -> Markup:
+def hbar_chart(rows: Sequence[tuple[str, int]], title: str, empty: str = "no AI calls") -> Markup:
     """Horizontal bars, one per (label, micro-USD), largest first: per model, per workflow;
     `empty` where there is none.
 
-    The labels are left-aligned in a box of their own that clips them: a long name
-    loses its end (it is whole in its tooltip), never its start, and never runs into
-    the bars."""
+    Drawn in HTML, its text at the page's size on any screen (an SVG scaled to a phone
+    shrank it to 8 px): a row is the label, then the bar with its value at its end. In
+    a wide box the labels share a column, a long one cut short (whole in its tooltip);
+    in a narrow one (the CSS's container query) the label takes a line of its own and
+    wraps, the bar below it."""
     rows = sorted(rows, key=lambda r: -r[1])
-    top = max((v for _, v in rows), default=0) or 1
-    label_w, value_w, row_h = 170, 90, 26
-    bar_w = width - label_w - value_w
-    height = max(len(rows), 1) * row_h + 4
-    parts = [_svg_open(title, width, height)]
-    parts.append(f'<svg class="labels" width="{label_w - 8}" height="{height}" overflow="hidden">')
-    for i, (label, _) in enumerate(rows):
-        parts.append(
-            f'<text x="0" y="{i * row_h + 19}" class="lbl">'
-            f"{escape(_clip(label, 22))}<title>{escape(label)}</title></text>"
-        )
-    parts.append("</svg>")
-    for i, (_, value) in enumerate(rows):
-        y = i * row_h + 2
-        w = max(value / top * bar_w, 1.0 if value else 0.0)
-        parts.append(
-            f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" class="bar"/>'
-            f'<text x="{label_w + w + 6:.1f}" y="{y + 17}" class="val">{money(value)}</text>'
-        )
     if not rows:
-        parts.append(f'<text x="8" y="18" class="lbl">{escape(empty)}</text>')
-    parts.append("</svg>")
-    return Markup("".join(parts))
+        return Markup('<p class="chart chart-empty">{}</p>').format(empty)
+    top = max(v for _, v in rows) or 1
+    # the values' column: as wide as the widest, so that the longest bar leaves it room
+    room = max(len(money(v)) for _, v in rows) + 1
+    items = []
+    for label, value in rows:
+        share = max(value / top, 0.005) if value else 0.0
+        items.append(
+            Markup(
+                '<li><span class="hb-label" title="{0}">{0}</span><span class="hb-track">'
+                '<span class="bar" style="--share:{1:.4f}"></span>'
+                '<span class="hb-val">{2}</span></span></li>'
+            ).format(label, share, money(value))
+        )
+    return Markup('<ol class="chart hbars" aria-label="{}" style="--val-w:{}ch">{}</ol>').format(
+        title, room, Markup("").join(items)
+    )
 
 
-def column_chart(rows: Sequence[tuple[str, int]], title: str, width: int = 900) -> Markup:
-    """Columns in the given order (days, oldest first), labelled under and valued over."""
+def _ticks(n: int) -> list[tuple[int, bool]]:
+    """The columns labelled under the axis, each with whether a narrow box keeps it: at
+    most ~9 (the last column always), every other one of them in a narrow box."""
+    every = max(1, round(n / 8))
+    return [(i, (n - 1 - i) % (2 * every) == 0) for i in range(n) if (n - 1 - i) % every == 0]
+
+
+def column_chart(rows: Sequence[tuple[str, int]], title: str) -> Markup:
+    """Columns in the given order (days, oldest first), the largest value over them and
+    some of the labels under them.
+
+    The columns are an SVG stretched to the box (shapes stretch, text would not); the
+    text is HTML at the page's size: a label is centred under its column, kept inside
+    the box at its ends, and a narrow box shows every other one (the CSS's container
+    query), so that labels never overlap."""
     n = max(len(rows), 1)
-    top = max((v for _, v in rows), default=0) or 1
-    plot_h, pad_top, pad_bottom = 150, 22, 30
-    slot = width / n
-    parts = [_svg_open(title, width, plot_h + pad_top + pad_bottom)]
-    base = pad_top + plot_h
-    parts.append(f'<line x1="0" y1="{base}" x2="{width}" y2="{base}" class="axis"/>')
-    every = max(1, round(n / 8))  # at most ~9 labels under the axis, the last day always
+    top = max((v for _, v in rows), default=0)
+    parts = [
+        Markup('<figure class="chart cols" aria-label="{}">').format(title),
+        Markup('<p class="cols-max">{}</p>').format(f"max {money(top)}" if top else ""),
+        Markup(
+            '<svg class="cols-plot" viewBox="0 0 {} 100" preserveAspectRatio="none" '
+            'aria-hidden="true">'  # the table under the chart says it in words
+        ).format(n),
+    ]
     for i, (label, value) in enumerate(rows):
-        h = value / top * plot_h
-        x = i * slot + slot * 0.15
+        h = max(value / top * 100, 1.0) if value else 0.0
         parts.append(
-            f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
-            f'class="bar"><title>{escape(label)}: {money(value)}</title></rect>'
+            Markup(
+                '<rect x="{:.2f}" y="{:.2f}" width="0.7" height="{:.2f}" class="bar">'
+                "<title>{}: {}</title></rect>"
+            ).format(i + 0.15, 100 - h, h, label, money(value))
         )
-        if (n - 1 - i) % every == 0:
-            cx = i * slot + slot / 2
-            anchor = "start" if cx < 30 else "end" if cx > width - 30 else "middle"
-            cx = 0 if anchor == "start" else width if anchor == "end" else cx
-            parts.append(
-                f'<text x="{cx:.1f}" y="{base + 18}" text-anchor="{anchor}" class="lbl">'
-                f"{escape(label[5:] if len(label) == 10 else label)}</text>"
+    parts.append(Markup("</svg>"))
+    if not top:
+        parts.append(Markup('<p class="chart-empty">no cost in this period</p>'))
+    parts.append(Markup('<div class="cols-axis" aria-hidden="true">'))
+    for i, kept in _ticks(len(rows)):
+        label = rows[i][0]
+        parts.append(
+            Markup('<span class="tick{}" style="--at:{:.3f}%">{}</span>').format(
+                "" if kept else " minor",
+                (i + 0.5) / n * 100,
+                label[5:] if len(label) == 10 else label,
             )
-    parts.append(
-        f'<text x="0" y="14" class="val">max {money(max((v for _, v in rows), default=0))}</text>'
-    )
-    if not rows:
-        parts.append(f'<text x="8" y="{base - 8}" class="lbl">no AI calls</text>')
-    parts.append("</svg>")
-    return Markup("".join(parts))
-
-
-def _svg_open(title: str, width: int, height: int) -> str:
-    return (
-        f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" '
-        f'style="max-width:{width}px" preserveAspectRatio="xMinYMin meet" role="img" '
-        f'aria-label="{escape(title)}">'
-        f"<title>{escape(title)}</title>"
-    )
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        )
+    parts.append(Markup("</div></figure>"))
+    return Markup("").join(parts)
