@@ -24,6 +24,7 @@ orchestrator sends them: the tenant's `clock` is its workflows' (a test's
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import math
@@ -59,17 +60,28 @@ class _Refused(Exception):
 
 
 class _Seen:
-    """Signatures accepted within the window: a second delivery of one is refused."""
+    """Signatures accepted within the window: a second delivery of one is refused.
+
+    One is remembered while its time of acceptance is within twice the timestamp
+    tolerance (a timestamp may be that far off either way). They leave in order of
+    that time, from a heap: a request looks only at those that leave, not at them all.
+    """
 
     def __init__(self, window: float) -> None:
         self._window = window
         self._seen: dict[str, float] = {}
+        self._by_time: list[tuple[float, str]] = []  # a heap of (accepted at, signature)
 
     def admit(self, signature: str, now: float) -> bool:
-        self._seen = {s: t for s, t in self._seen.items() if t > now - 2 * self._window}
+        """Whether `signature` is new at `now` (unix seconds), remembering it if so."""
+        cutoff = now - 2 * self._window
+        while self._by_time and self._by_time[0][0] <= cutoff:
+            _, old = heapq.heappop(self._by_time)
+            del self._seen[old]
         if signature in self._seen:
             return False
         self._seen[signature] = now
+        heapq.heappush(self._by_time, (now, signature))
         return True
 
 

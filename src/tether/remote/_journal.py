@@ -185,14 +185,20 @@ class JournalStore:
         events: Sequence[NewEvent] = (),
     ) -> None:
         _check_free(key)
-        step = JournalStep(key=key, name=key, result=value, value=True)
-        self._spend(step, f"recorded value {key!r}")
-        # what the value carries goes first: lost with the line after it, it is sent
-        # again by the next invocation, which replays the body up to here
         if state is not None:  # its line records "state.updated" on the orchestrator
-            await self.set_state(fence, state, at, NewEvent("state.updated"))
             events = [e for e in events if e.type != "state.updated"]
-        await self.append_events(fence, events, at)
+        together = "value_events" in self._accepts and bool(events)
+        # the events in the value's own line: recorded with it in one write, so a cut
+        # cannot leave an event recorded without the key that marks it written
+        carried = [_event(e) for e in events] if together else None
+        step = JournalStep(key=key, name=key, result=value, value=True, events=carried)
+        self._spend(step, f"recorded value {key!r}")
+        # what else the value carries goes first: lost with the line after it, it is sent
+        # again by the next invocation, which replays the body up to here
+        if state is not None:
+            await self.set_state(fence, state, at, NewEvent("state.updated"))
+        if not together:  # an orchestrator of an earlier release: a line each
+            await self.append_events(fence, events, at)
         self.completed.append(step)
         await self._send(Line(type="step", step=step))
 

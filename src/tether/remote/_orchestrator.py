@@ -46,7 +46,12 @@ from .._waits import MISSING
 from .._workflow import Workflow
 from ..clock import Clock
 from ..definition import DEF_ATTR, WorkflowDef
-from ..errors import ChildRunError, InvalidArgumentError, RunCancelledError
+from ..errors import (
+    ChildRunError,
+    InvalidArgumentError,
+    RunCancelledError,
+    WorkflowNotFoundError,
+)
 from ..serde import load_json
 from ..store import Fence, Store
 from ._call import Reply, call, encode
@@ -72,6 +77,9 @@ class App(Protocol):
     def register(self, workflow: Callable[..., Awaitable[Any]]) -> None: ...
 
     def get_workflow(self, name: str) -> WorkflowDef: ...
+
+    @property
+    def workflows(self) -> dict[str, WorkflowDef]: ...
 
     async def acancel(
         self, workflow_id: str, reason: str | None = None, *, compensate: bool = False
@@ -287,9 +295,25 @@ class _Drive:
             await wf.write_state_now(values["state"])
         elif line.type == "start_child" and line.child is not None:
             child = line.child
-            fn = self.app.get_workflow(str(child.workflow)).fn
+            fn = self._child_workflow(str(child.workflow)).fn
             given = MISSING if child.input is None else load_json(child.input)
             await wf.start_child(fn, given, workflow_id=child.name)
+
+    def _child_workflow(self, name: str) -> WorkflowDef:
+        """The workflow a tenant's body started as a child, by its name here; if none is
+        registered, an error that says how to register one (a child the tenant serves
+        is registered as a remote workflow: its ``@tenant.workflow`` is not enough)."""
+        try:
+            return self.app.get_workflow(name)
+        except WorkflowNotFoundError:
+            known = ", ".join(sorted(self.app.workflows)) or "none"
+            raise WorkflowNotFoundError(
+                f"remote workflow {self.spec.name!r} (run {self.wf.workflow_id!r}) started "
+                f"a child workflow {name!r}, and none is registered under that name on this "
+                f"orchestrator (registered: {known}): register it here with "
+                f"app.remote_workflow({name!r}, url=..., secret=...) if a tenant serves it, "
+                "or with @app.workflow if its code runs in the orchestrator's process"
+            ) from None
 
     async def _settle(self, reply: Reply) -> Any:
         """The run's result, or `_AGAIN` once every waitpoint resolved; raises for a
@@ -360,7 +384,7 @@ class _Drive:
             assert timeout is not None
             await wf.sleep_until(app.clock.now() + timedelta(seconds=timeout), key=wp.key)
         else:
-            fn = app.get_workflow(str(wp.workflow)).fn
+            fn = self._child_workflow(str(wp.workflow)).fn
             given = MISSING if wp.input is None else load_json(wp.input)
             with contextlib.suppress(ChildRunError):  # the tenant reads it from the journal
                 await wf.child(fn, given, workflow_id=wp.name)

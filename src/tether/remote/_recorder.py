@@ -41,8 +41,9 @@ from ._wire import Journal, JournalAttempt, JournalStep, JournalWait, Waitpoint
 
 __all__ = ["ACCEPTS", "Recorder", "journal_of"]
 
-# the line types beyond the first release's that this orchestrator records
-ACCEPTS = ("attempt", "wait")
+# what this orchestrator records beyond the first release: line types ("attempt",
+# "wait"), and the events on a recorded value's line ("value_events")
+ACCEPTS = ("attempt", "wait", "value_events")
 
 # tells the run's listeners (`on_event`) of an event once it is recorded
 Notify = Callable[[str, str | None, Any], None]
@@ -100,13 +101,17 @@ class Recorder:
             self._notify(e.type, e.message, None if e.detail is None else load_json(e.detail))
 
     async def _value(self, step: JournalStep) -> None:
-        """A recorded value, as a drive records one: a completed step without events."""
+        """A recorded value, as a drive records one: with the events it carries (those
+        of a ``wf.append_event``) in the same write, so they are recorded once."""
+        events = [self._event(e) for e in step.events or ()]
         at = self._clock.now()
-        await self._store.save_value(self._fence, step.key, step.result, at)
+        await self._store.save_value(self._fence, step.key, step.result, at, events=events)
         self._steps[step.key] = StepRow(
             self._fence.workflow_id, step.key, step.key, StepStatus.COMPLETED, 1, None,
             step.result, None, at, at, at,
         )  # fmt: skip
+        for e in events:
+            self._notify(e.type, e.message, None if e.detail is None else load_json(e.detail))
 
     async def attempt(self, attempt: JournalAttempt) -> None:
         """An attempt the tenant started (before its function ran) or that failed."""

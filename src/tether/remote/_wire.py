@@ -79,10 +79,12 @@ class JournalStep(BaseModel):
     idempotency_key: str | None = None
     attempts: int = Field(default=1, ge=1)
     # True on a recorded value (``wf.now()``, a state update or event written once):
-    # recorded as one, without the events of a step; not sent for a step
+    # recorded as one; not sent for a step
     value: bool | None = None
     # the events the step appended while it ran ({"type", "message", "detail"}, the
-    # detail JSON text): recorded with its completion; not sent when there are none
+    # detail JSON text), or on a value the events written with it (``wf.append_event``,
+    # to an orchestrator that accepts "value_events"): recorded in the same write as
+    # the step or value; not sent when there are none
     events: list[dict[str, Any]] | None = None
 
 
@@ -160,7 +162,8 @@ class Invocation(BaseModel):
     # of an earlier release), the body then starts from a state of None
     state: str | None = None
     # the line types beyond the first release's that this orchestrator records
-    # ("attempt", "wait"); a tenant sends no others
+    # ("attempt", "wait"; a tenant sends no others), and "value_events": it records the
+    # events on a value's line (a tenant sends them to others as "event" lines)
     accepts: list[str] = []
 
 
