@@ -527,6 +527,14 @@ class Workflow:
             new = value_or_fn
         return dump_json(new, what="workflow state")
 
+    def keep_state(self, text: str, seq: int | None) -> None:
+        """Take `text` as the run's state, already written with its event by a layer that
+        records what code elsewhere wrote (the remote orchestrator, a tenant's update)."""
+        run = self._run
+        run.state = load_json(text)
+        if seq:
+            run.state_seq = seq
+
     async def write_state_now(self, value: Any) -> None:
         """Write the state now, each time this runs (for a layer whose code is not
         replayed, such as the remote orchestrator recording what a tenant sent)."""

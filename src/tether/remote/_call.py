@@ -318,6 +318,8 @@ def _json_texts(line: Line) -> Iterator[tuple[str, str]]:
         for event in line.step.events or ():
             if isinstance(event.get("detail"), str):
                 yield "step.events[].detail", event["detail"]
+        if line.step.state is not None:
+            yield "step.state", line.step.state
     if line.event is not None and isinstance(line.event.get("detail"), str):
         yield "event.detail", line.event["detail"]
     if line.state is not None:

@@ -145,7 +145,8 @@ class JournalStore:
         never be invoked again: better now, saying why, than at its next invocation)."""
         if self._room is None:
             return
-        size = len(step.model_dump_json(exclude={"events"}).encode())  # as the journal has it
+        # as the journal has it: without the events and the state the value's line carried
+        size = len(step.model_dump_json(exclude={"events", "state"}).encode())
         if size > self._room:
             limit = MAX_BODY
             raise RemoteTooLargeError.of(
@@ -185,19 +186,27 @@ class JournalStore:
         events: Sequence[NewEvent] = (),
     ) -> None:
         _check_free(key)
-        if state is not None:  # its line records "state.updated" on the orchestrator
+        if state is not None:  # the orchestrator records "state.updated" with the state
             events = [e for e in events if e.type != "state.updated"]
         together = "value_events" in self._accepts and bool(events)
-        # the events in the value's own line: recorded with it in one write, so a cut
-        # cannot leave an event recorded without the key that marks it written
-        carried = [_event(e) for e in events] if together else None
-        step = JournalStep(key=key, name=key, result=value, value=True, events=carried)
+        with_state = state is not None and "value_state" in self._accepts
+        # the events and the state in the value's own line: recorded with it in one
+        # write, so a cut cannot leave them recorded without the key that marks them
+        # written (a resume would write them a second time)
+        step = JournalStep(
+            key=key,
+            name=key,
+            result=value,
+            value=True,
+            events=[_event(e) for e in events] if together else None,
+            state=state if with_state else None,
+        )
         self._spend(step, f"recorded value {key!r}")
-        # what else the value carries goes first: lost with the line after it, it is sent
-        # again by the next invocation, which replays the body up to here
-        if state is not None:
+        # to an orchestrator of an earlier release, a line each, before the value's: lost
+        # with the line after it, it is sent again by the next invocation
+        if state is not None and not with_state:
             await self.set_state(fence, state, at, NewEvent("state.updated"))
-        if not together:  # an orchestrator of an earlier release: a line each
+        if not together:
             await self.append_events(fence, events, at)
         self.completed.append(step)
         await self._send(Line(type="step", step=step))

@@ -250,7 +250,9 @@ class _Drive:
         assert run is not None  # the drive holds it
         steps = await store.load_steps(wid)
         fence = Fence(wid, self.wf.generation)
-        self.recorder = Recorder(store, self.app.clock, fence, steps, self.wf.notify)
+        self.recorder = Recorder(
+            store, self.app.clock, fence, steps, self.wf.notify, self.wf.keep_state
+        )
         return Invocation(
             protocol=PROTOCOL_VERSION,
             run_id=wid,

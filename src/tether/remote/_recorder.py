@@ -42,11 +42,14 @@ from ._wire import Journal, JournalAttempt, JournalStep, JournalWait, Waitpoint
 __all__ = ["ACCEPTS", "Recorder", "journal_of"]
 
 # what this orchestrator records beyond the first release: line types ("attempt",
-# "wait"), and the events on a recorded value's line ("value_events")
-ACCEPTS = ("attempt", "wait", "value_events")
+# "wait"), and the events and the state on a recorded value's line ("value_events",
+# "value_state")
+ACCEPTS = ("attempt", "wait", "value_events", "value_state")
 
 # tells the run's listeners (`on_event`) of an event once it is recorded
 Notify = Callable[[str, str | None, Any], None]
+# tells the drive of a state recorded from a value's line (its JSON text, its seq)
+KeepState = Callable[[str, int | None], None]
 
 
 def _quiet(type_: str, message: str | None, detail: Any) -> None:
@@ -65,15 +68,18 @@ class Recorder:
         fence: Fence,
         rows: Iterable[StepRow],
         notify: Notify = _quiet,
+        keep_state: KeepState | None = None,
     ) -> None:
         self._store, self._clock, self._fence = store, clock, fence
         self._steps = {r.key: r for r in rows}
         self._notify = notify
+        self._keep_state = keep_state
 
     async def completed(self, step: JournalStep) -> None:
-        """A step (or recorded value, or compensation) the tenant completed; its result
-        and its events' details were checked as JSON the store keeps (`parse_line`),
-        and are recorded as the text they came as (not parsed again)."""
+        """A step (or recorded value, or compensation) the tenant completed; its result,
+        its events' details and the state it carries were checked as JSON the store
+        keeps (`parse_line`), and are recorded as the text they came as (not parsed
+        again)."""
         self._check(step.key)
         row = self._mine(step.key, step.idempotency_key)
         if row is not None and row.status is StepStatus.COMPLETED:
@@ -101,15 +107,22 @@ class Recorder:
             self._notify(e.type, e.message, None if e.detail is None else load_json(e.detail))
 
     async def _value(self, step: JournalStep) -> None:
-        """A recorded value, as a drive records one: with the events it carries (those
-        of a ``wf.append_event``) in the same write, so they are recorded once."""
+        """A recorded value, as a drive records one: with the state and the events it
+        carries (those of a ``wf.update_state``, a ``wf.append_event``) in the same
+        write, so they are recorded once; its listeners told after that write."""
         events = [self._event(e) for e in step.events or ()]
+        if step.state is not None:  # as in-process: the update's event goes with it
+            events.insert(0, NewEvent("state.updated"))
         at = self._clock.now()
-        await self._store.save_value(self._fence, step.key, step.result, at, events=events)
+        seq = await self._store.save_value(
+            self._fence, step.key, step.result, at, state=step.state, events=events
+        )
         self._steps[step.key] = StepRow(
             self._fence.workflow_id, step.key, step.key, StepStatus.COMPLETED, 1, None,
-            step.result, None, at, at, at,
+            step.result, None, at, at, at, seq or None,
         )  # fmt: skip
+        if step.state is not None and self._keep_state is not None:
+            self._keep_state(step.state, seq)  # as a "state" line's `write_state_now` does
         for e in events:
             self._notify(e.type, e.message, None if e.detail is None else load_json(e.detail))
 

@@ -9,7 +9,11 @@ HMAC-SHA256 of ``timestamp + "." + body``, `tether.kernel.sign`), and
 - ``{"type": "step", "step": {...}}`` as soon as a step (or a recorded value,
   or a compensation) completes on the tenant, before the body goes on;
 - ``{"type": "event" | "state" | "start_child", ...}`` for what the body
-  writes besides steps (events, durable state, detached children);
+  writes besides steps (events, durable state, detached children); an event or
+  a state the body writes once (``wf.append_event`` outside a step,
+  ``wf.update_state``) goes instead in the line of the value that marks it
+  written (its `JournalStep.events`, `JournalStep.state`) to an orchestrator
+  that lists ``value_events``, ``value_state`` in ``accepts``;
 - ``{"type": "attempt", "attempt": {...}}`` when a step starts an attempt (before
   its function runs) and when an attempt fails, and ``{"type": "wait", "wait":
   {...}}`` when the body creates a token: sent only to an orchestrator that
@@ -86,6 +90,10 @@ class JournalStep(BaseModel):
     # to an orchestrator that accepts "value_events"): recorded in the same write as
     # the step or value; not sent when there are none
     events: list[dict[str, Any]] | None = None
+    # on the value of a ``wf.update_state``, to an orchestrator that accepts
+    # "value_state": the run's new state (JSON text), recorded with the value and a
+    # "state.updated" event in one write (to others it goes as a "state" line first)
+    state: str | None = None
 
 
 class JournalAttempt(BaseModel):
@@ -162,8 +170,9 @@ class Invocation(BaseModel):
     # of an earlier release), the body then starts from a state of None
     state: str | None = None
     # the line types beyond the first release's that this orchestrator records
-    # ("attempt", "wait"; a tenant sends no others), and "value_events": it records the
-    # events on a value's line (a tenant sends them to others as "event" lines)
+    # ("attempt", "wait"; a tenant sends no others), "value_events": it records the
+    # events on a value's line (a tenant sends them to others as "event" lines), and
+    # "value_state": it records the state on a value's line (to others: a "state" line)
     accepts: list[str] = []
 
 
