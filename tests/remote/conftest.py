@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import tether
+
 from ..server._serve import Served
 from ._procs import Tenant, start_orchestrator, start_tenant
 
@@ -39,3 +41,12 @@ def own_pair(tmp_path: Path) -> Iterator[tuple[Served, Tenant]]:
     yield served, tenant
     served.stop()
     tenant.stop()
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[tether.App]:
+    """The orchestrator in this process, on each backend (a module with listeners or
+    interceptors defines its own)."""
+    a = tether.App(database_url, inline_wait=0)
+    yield a
+    a.close()

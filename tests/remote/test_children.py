@@ -3,8 +3,6 @@ not registered there fails the run, saying how to register it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
@@ -13,13 +11,6 @@ from tether.errors import WorkflowNotFoundError
 from tether.remote import TenantApp, handler
 
 SECRET = "s"
-
-
-@pytest.fixture
-def app(database_url: str) -> Iterator[tether.App]:
-    a = tether.App(database_url, inline_wait=0)
-    yield a
-    a.close()
 
 
 def _tenant() -> TenantApp:

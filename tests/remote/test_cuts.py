@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socketserver
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,6 @@ from ._procs import SECRET, start_tenant
 
 STEP_A = b'{"type":"step","step":{"key":"a","name":"a","result":"1"}}\n'
 HALF_B = b'{"type":"step","step":{"key":"b","name":"b","res'
-
-
-@pytest.fixture
-def app(database_url: str) -> Iterator[tether.App]:
-    a = tether.App(database_url, inline_wait=0)
-    yield a
-    a.close()
 
 
 def _statuses(app: tether.App, wid: str) -> dict[str, StepStatus]:

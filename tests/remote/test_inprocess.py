@@ -7,7 +7,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,6 @@ from tether.store import NewEvent
 from tether.testing import eventually_sync
 
 SECRET = "s"
-
-
-@pytest.fixture
-def app(database_url: str) -> Iterator[tether.App]:
-    """The orchestrator, on each backend."""
-    a = tether.App(database_url, inline_wait=0)
-    yield a
-    a.close()
 
 
 def _post(tenant: TenantApp, payload: dict[str, Any], secret: str = SECRET) -> httpx.Response:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 import tether
 from tether.kernel import sign
@@ -19,13 +17,6 @@ from tether.remote import TenantApp, handler
 from tether.remote._recorder import ACCEPTS
 
 SECRET = "s"
-
-
-@pytest.fixture
-def app(database_url: str) -> Iterator[tether.App]:
-    a = tether.App(database_url, inline_wait=0)
-    yield a
-    a.close()
 
 
 class _CutAfterNote(httpx.AsyncBaseTransport):

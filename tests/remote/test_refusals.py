@@ -4,8 +4,6 @@ was, and only a passing one (429) is tried again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 import tether
@@ -14,13 +12,6 @@ from tether.remote import RemoteInvocationLimitError, RemoteRefusedError
 
 from ._http import serve
 from ._procs import SECRET
-
-
-@pytest.fixture
-def app(database_url: str) -> Iterator[tether.App]:
-    a = tether.App(database_url, inline_wait=0)
-    yield a
-    a.close()
 
 
 def _refused(app: tether.App, head: bytes, body: bytes, wid: str) -> tuple[str, list[int]]:

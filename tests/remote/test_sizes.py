@@ -6,7 +6,6 @@ what it recorded before kept, and is not invoked again."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -31,13 +30,6 @@ from tether.remote._handler import MAX_BODY
 
 from ._http import serve
 from ._procs import SECRET, start_tenant
-
-
-@pytest.fixture
-def app(database_url: str) -> Iterator[tether.App]:
-    a = tether.App(database_url, inline_wait=0)
-    yield a
-    a.close()
 
 
 def _invocations(app: tether.App, wid: str) -> int:
