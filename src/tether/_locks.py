@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures.thread  # noqa: F401 -- its exit hook must run after `_release_at_exit`
 import inspect
 import logging
+import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,10 +19,12 @@ from ._control import HandBack, Suspend
 from ._durations import check_seconds
 from ._mutex_guard import check_not_held, holding
 from ._names import check_name
+from ._owners import owner_is_dead
 from ._run_state import RunState
 from ._runtime import Runtime
 from ._step_threads import watching_abandoned
 from ._steps import is_async
+from .clock import Clock
 from .errors import (
     InvalidArgumentError,
     LeaseConflictError,
@@ -28,7 +34,16 @@ from .errors import (
 )
 from .record import LeaseRecord
 from .serde import dump_json
-from .store import LockOutcome, LockResult, LockRow, NewEvent, kept_attempt, kept_detail
+from .store import (
+    LockOutcome,
+    LockResult,
+    LockRow,
+    NewEvent,
+    Store,
+    kept_attempt,
+    kept_detail,
+    open_store,
+)
 
 __all__ = ["LEASE_SCOPE", "Locks", "MutexHandle", "lease_scope"]
 
@@ -59,6 +74,21 @@ def _lease_scope(scope: str, workflow_id: str) -> str:
 
 # releases put off until a block's abandoned steps return (kept from garbage collection)
 _LATER: set[asyncio.Future[None]] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A mutex kept past its block for the sync steps it gave up on, until they return."""
+
+    url: str  # the database it is held in
+    key: str
+    holder: str
+    clock: Clock
+    pid: int  # the process whose steps it waits for (a forked child inherits the entry)
+
+
+# by holder: the keys to release if the process exits before those steps return
+_KEPT: dict[str, _Kept] = {}
 
 
 @dataclass(slots=True)
@@ -121,22 +151,31 @@ class Locks:
     ) -> None:
         """Leave the block, but keep its key (renewed) until the sync steps it gave up on
         (a step timeout) have returned: a thread cannot be stopped, and releasing at
-        once let the next holder in beside a side effect still under way."""
+        once let the next holder in beside a side effect still under way. Nor is it
+        released when the loop ends first (the App closed): the process, and those
+        steps with it, may live on. It is released when the process exits (the steps
+        die with it: `_release_at_exit`), or lapses `stale_after` after its last
+        renewal if the process outlives its loop."""
         log.warning(
             "run %s left mutex %r with %d timed-out step(s) still running: the mutex is "
-            "released when they return",
+            "released when they return (or when this process exits)",
             self._run.workflow_id,
             handle.key,
             len(running),
         )
+        url = getattr(self._rt.store, "url", None)
+        if isinstance(url, str) and ":memory:" not in url:  # (a memory database dies too)
+            kept = _Kept(url, handle.key, handle.holder, self._rt.clock, os.getpid())
+            _KEPT[handle.holder] = kept
 
         async def release() -> None:
             try:
                 await asyncio.gather(*running, return_exceptions=True)
-            finally:
+            finally:  # (cancelled: the loop ends while they run; the key stays held)
                 renewer.cancel()
-                await asyncio.gather(renewer, return_exceptions=True)
-                await self._release_mutex(handle)
+            await asyncio.gather(renewer, return_exceptions=True)
+            await self._release_mutex(handle)
+            _KEPT.pop(handle.holder, None)
 
         _LATER.add(task := asyncio.ensure_future(release()))
         task.add_done_callback(_LATER.discard)
@@ -152,8 +191,8 @@ class Locks:
                 return
             if self._rt.draining:
                 raise self._run.unwind(HandBack())
-            if await self._take_back(res.row):
-                continue  # this run's own dead incarnation held it
+            if await self._take_back(res.row) or await self._evict_dead(res.row):
+                continue  # this run's own dead incarnation, or a process gone, held it
             if loop.time() >= next_note:
                 next_note = loop.time() + MUTEX_NOTE_EVERY
                 self._note_waiting(handle.key, res)
@@ -213,6 +252,35 @@ class Locks:
             at=self._rt.clock.now(),
         )
         return released is not None and released.outcome is not LockOutcome.CONFLICT
+
+    async def _evict_dead(self, row: LockRow) -> bool:
+        """Release at once, rather than `stale_after` after its last renewal, a mutex
+        whose holder's process is known to be gone (on this machine: `owner_is_dead`):
+        its block, and any step given up on inside it, died with that process. Not a
+        mutex kept by a parked run (the run holds it, not a process), nor one of this
+        process (the steps of a closed App may still run here). True if released."""
+        owner = row.holder.split("/", 1)[0]
+        pid = owner.rsplit(":", 2)[1] if owner.count(":") >= 2 else ""
+        if kept_attempt(row.detail) is not None or pid == str(os.getpid()):
+            return False
+        if not owner_is_dead(owner):
+            return False
+        released = await self._rt.store.release_lock(
+            MUTEX_SCOPE,
+            row.key,
+            row.holder,
+            now=self._rt.clock.store_time(),
+            at=self._rt.clock.now(),
+        )
+        if released is None or released.outcome is LockOutcome.CONFLICT:
+            return False
+        log.info(
+            "run %s: mutex %r was held by %s, a process that is gone: released",
+            self._run.workflow_id,
+            row.key,
+            owner,
+        )
+        return True
 
     async def _renew(self, handle: MutexHandle, ttl: float) -> None:
         """Push the claim out every third of `ttl` while the block runs. A renewal that
@@ -315,7 +383,9 @@ class Locks:
         async with self.mutex(key, timeout, poll, stale_after):
             if is_async(fn):
                 return await cast(Callable[[], Awaitable[T]], fn)()
-            out = await asyncio.to_thread(fn)
+            # in a step thread: given up on while it runs (an enclosing step's timeout),
+            # it keeps the key until it returns, as a sync step in the block does
+            out = await self._rt.threads.run(fn)
             if inspect.isawaitable(out):
                 return cast(T, await out)
             return cast(T, out)
@@ -380,3 +450,40 @@ class Locks:
             raise LeaseConflictError(key, holder or "", res.row.holder, res.row.expires_at)
         self._run.emit("lease.released", key)
         return True
+
+
+async def _release_kept(kept: list[_Kept]) -> None:
+    """Release each kept key, held by its holder still (a holder-checked release frees
+    nobody else's), through a store of its own: the App's is closed by now."""
+    for url in dict.fromkeys(k.url for k in kept):
+        store: Store = open_store(url)
+        try:
+            for k in (k for k in kept if k.url == url):
+                done = await store.release_lock(
+                    MUTEX_SCOPE, k.key, k.holder, now=k.clock.store_time(), at=k.clock.now()
+                )
+                if done is not None and done.outcome is not LockOutcome.CONFLICT:
+                    log.info("released mutex %r at exit: its timed-out steps end here", k.key)
+        finally:
+            await store.close()
+
+
+def _release_at_exit() -> None:
+    """The process exits: the sync steps that mutex blocks gave up on die with it, so
+    the keys kept for them are released now rather than left held until their claim
+    lapses (`stale_after`, 30 s by default, after the process is gone). Runs once the
+    Apps' loops are closed (their exit hook is registered later, and runs first) and
+    before the executors shut down (a SQLite store opens through one)."""
+    kept = [k for k in _KEPT.values() if k.pid == os.getpid()]
+    _KEPT.clear()
+    if not kept:
+        return
+    try:
+        asyncio.run(asyncio.wait_for(_release_kept(kept), EXIT_RELEASE_TIMEOUT))
+    except Exception as exc:  # the database is gone too: the keys lapse instead
+        log.warning("releasing %d kept mutex(es) at exit failed: %s", len(kept), exc)
+
+
+EXIT_RELEASE_TIMEOUT = 10.0  # seconds the exit may wait for the database
+_register = getattr(threading, "_register_atexit", None)  # before executors shut down
+(_register or atexit.register)(_release_at_exit)

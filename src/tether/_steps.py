@@ -13,8 +13,10 @@ import asyncio
 import functools
 import inspect
 import logging
+import sys
 import types
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,11 +34,20 @@ from .retry import RetryPolicy
 from .serde import dump_json, load_json
 from .store import NewEvent, StepRow, StepStatus
 
-__all__ = ["StepContext", "StepExecutor", "StepSpec", "is_async", "wants_context"]
+__all__ = ["StepContext", "StepExecutor", "StepSpec", "check_depth", "is_async", "wants_context"]
 
 COMPLETION_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # seconds, ~6 s in all
+# frames kept free below a step for recording its attempt (a store write, the traceback
+# of its error: 20 to 40 deep): a step called with fewer left is refused (`check_depth`)
+RECORDING_HEADROOM = 120
 
 log = logging.getLogger("tether")
+
+# the steps with a timeout whose function this code runs in (an async step calling steps
+# of its own): their key, timeout and `asyncio.timeout`, innermost last
+_ENCLOSING: ContextVar[tuple[tuple[str, float, asyncio.Timeout], ...]] = ContextVar(
+    "tether_enclosing_timeouts", default=()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,7 @@ class StepExecutor:
         """Run the step until it succeeds or its attempts are used up; its result as
         every replay will return it. Called with the step's lock held."""
         run = self._run
+        check_depth(f"step {spec.key!r}", run.workflow_id)
         row = run.steps.get(spec.key)
         mine = row is not None and row.idempotency_key == spec.idempotency_key
         if mine and row is not None and row.status is StepStatus.COMPLETED:
@@ -87,6 +99,9 @@ class StepExecutor:
             with collecting() as rows:  # what the attempt attaches (its AI calls)
                 try:
                     result = await self._attempt(spec, row.attempts, with_ctx, asynchronous)
+                except asyncio.CancelledError:
+                    await self._record_cut_short(spec, row, rows)
+                    raise
                 except Exception as exc:
                     retryable = spec.policy.retries(exc)
                     again = retryable and row.attempts < spec.policy.attempts
@@ -150,10 +165,29 @@ class StepExecutor:
         if spec.timeout is None:
             return await _call_step(spec.fn, args, asynchronous, self._rt.threads)
         try:
-            async with asyncio.timeout(spec.timeout):
-                return await _call_step(spec.fn, args, asynchronous, self._rt.threads)
+            async with asyncio.timeout(spec.timeout) as cut:
+                token = _ENCLOSING.set((*_ENCLOSING.get(), (spec.key, spec.timeout, cut)))
+                try:
+                    return await _call_step(spec.fn, args, asynchronous, self._rt.threads)
+                finally:
+                    _ENCLOSING.reset(token)
         except TimeoutError as exc:
             raise StepTimeoutError(spec.key, spec.timeout) from exc
+
+    async def _record_cut_short(self, spec: StepSpec, row: StepRow, rows: list[Any]) -> None:
+        """A step called from an enclosing step's function, cancelled because that step
+        ran past its timeout, failed with it: record it so (it stayed `running` in the
+        record for good, in a run that went on or ended). Any other cancellation (a
+        shutdown, a cancelled run) leaves it interrupted, to run again on resume."""
+        cut = next(((k, t) for k, t, cm in reversed(_ENCLOSING.get()) if cm.expired()), None)
+        if cut is None:
+            return
+        self._run.in_flight.discard(spec.key)
+        exc = StepTimeoutError(*cut)
+        try:
+            await asyncio.shield(self._record_failure(spec, row, exc, True, False, rows))
+        except Exception as err:  # the cancellation goes on; the step reads as interrupted
+            log.warning("recording step %r as cut short failed: %s", spec.key, err)
 
     async def _record_failure(
         self,
@@ -241,6 +275,33 @@ class StepExecutor:
                     exc,
                 )
                 await asyncio.sleep(delay)
+
+
+def check_depth(what: str, workflow_id: str) -> None:
+    """Refuse, with a `RecursionError` that says why, to start `what` (a step, a write
+    of the run) so deep in the stack (steps called from steps, child runs from child
+    runs) that its recording could reach Python's recursion limit: a RecursionError
+    raised inside a store write left the step `running` for good. Refused before it
+    starts, it is its caller's failure (an enclosing step's, the run's), recorded
+    there, shallower, like any other."""
+    limit = sys.getrecursionlimit()
+    try:
+        sys._getframe(max(limit - RECORDING_HEADROOM, limit // 2))
+    except ValueError:
+        return  # not that deep: room enough
+    raise RecursionError(
+        f"{what} of run {workflow_id!r} is called {_depth()} frames deep, too close to "
+        f"Python's recursion limit ({limit}) to be run and recorded: steps (or child "
+        "runs) nested in each other too deeply. Call them one after another (a loop) "
+        "instead of from each other, or raise the limit with sys.setrecursionlimit"
+    )
+
+
+def _depth() -> int:
+    frame, n = sys._getframe(1), 1
+    while frame.f_back is not None:
+        frame, n = frame.f_back, n + 1
+    return n
 
 
 def _backoff(policy: RetryPolicy, attempt: int, exc: BaseException) -> float:

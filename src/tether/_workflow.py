@@ -32,7 +32,7 @@ from ._names import check_name
 from ._results import load_result
 from ._run_state import Compensation, RunState
 from ._runtime import Runtime
-from ._steps import StepContext, StepExecutor, StepSpec
+from ._steps import StepContext, StepExecutor, StepSpec, check_depth
 from ._waits import MISSING, Host, Waits
 from .ai import Budget, WorkflowAI
 from .clock import Clock
@@ -302,6 +302,7 @@ class Workflow:
         wait of this run took it. `match` names payload fields (dotted for
         nested ones) and the values they must equal.
         """
+        check_depth("wf.wait_for_event", self.workflow_id)
         return await self._waits.wait_for_event(event_type, match, timeout, default, key)
 
     async def wait_for_signal(
@@ -313,10 +314,12 @@ class Workflow:
         key: str | None = None,
     ) -> Any:
         """The payload of the next signal `name` sent to this run (kept if sent early)."""
+        check_depth("wf.wait_for_signal", self.workflow_id)
         return await self._waits.wait_for_signal(name, timeout, default, key)
 
     async def create_token(self, timeout: float | None = None) -> str:
         """A completion token for an outside party (a person, a webhook) to complete by id."""
+        check_depth("wf.create_token", self.workflow_id)
         return await self._waits.create_token(timeout)
 
     async def wait_for_token(
@@ -327,15 +330,18 @@ class Workflow:
         `timeout` (seconds from the first time this wait is reached) applies
         when `create_token` set none; then `WaitTimeout`, or `default`.
         """
+        check_depth("wf.wait_for_token", self.workflow_id)
         return await self._waits.wait_for_token(token, timeout, default)
 
     async def sleep(self, seconds: float) -> None:
         """A durable timer: the run parks and wakes once `seconds` have passed."""
+        check_depth("wf.sleep", self.workflow_id)
         await self._waits.sleep(seconds)
 
     async def sleep_until(self, when: datetime, *, key: str | None = None) -> None:
         """A durable timer to a point in time (timezone-aware); `key` names the
         waitpoint (default: ``sleep#n``, its occurrence)."""
+        check_depth("wf.sleep_until", self.workflow_id)
         await self._waits.sleep_until(when, key)
 
     async def child(
@@ -350,6 +356,7 @@ class Workflow:
         Cancelling this run cancels the child. A child that fails or is
         cancelled raises `ChildRunError` here.
         """
+        check_depth("wf.child", self.workflow_id)
         return await self._waits.child(workflow, input, workflow_id)
 
     async def start_child(
@@ -360,18 +367,22 @@ class Workflow:
         workflow_id: str | None = None,
     ) -> str:
         """Start a detached child run (not waited on, not cancelled with this run); its id."""
+        check_depth("wf.start_child", self.workflow_id)
         return await self._waits.start_child(workflow, input, workflow_id)
 
     async def now(self) -> datetime:
         """The current time, recorded on first use so a replay sees the same value."""
+        check_depth("wf.now", self.workflow_id)
         return await self._waits.now()
 
     async def random(self) -> float:
         """A random float in [0, 1), recorded on first use."""
+        check_depth("wf.random", self.workflow_id)
         return await self._waits.random()
 
     async def uuid(self) -> str:
         """A random UUID (hex), recorded on first use."""
+        check_depth("wf.uuid", self.workflow_id)
         return await self._waits.uuid()
 
     # -- mutexes, heartbeats and leases -------------------------------------------------
@@ -388,8 +399,12 @@ class Workflow:
 
         The holder renews its claim every `stale_after / 3` seconds while the
         block runs; another process may evict it only once it stopped renewing
-        for `stale_after` seconds (default 30), i.e. when it died.
+        for `stale_after` seconds (default 30), i.e. when it died, or at once when
+        its process is known gone (on the same machine). A sync step given up on
+        inside the block (its `timeout`) keeps the key until it returns, or until
+        this process exits (the step dies with it).
         """
+        check_depth("wf.mutex", self.workflow_id)
         async with self._locks.mutex(key, timeout, poll, stale_after) as handle:
             yield handle
 
@@ -403,10 +418,12 @@ class Workflow:
         stale_after: float | None = None,
     ) -> T:
         """Call `fn` while holding mutex `key`; sync `fn` runs in a worker thread."""
+        check_depth("wf.with_mutex", self.workflow_id)
         return await self._locks.with_mutex(key, fn, timeout, poll, stale_after)
 
     async def heartbeat(self, key: str, detail: Any = None) -> None:
         """Record that `key` (a worker, a phase) is alive, with an optional detail."""
+        check_depth("wf.heartbeat", self.workflow_id)
         await self._locks.heartbeat(key, detail)
 
     async def touch_lease(
@@ -419,6 +436,7 @@ class Workflow:
         with ``scope="run"`` it is kept inside this run only (the seed's
         record), and other runs may hold a lease of the same key.
         """
+        check_depth("wf.touch_lease", self.workflow_id)
         return await self._locks.touch_lease(key, holder, ttl, detail, scope)
 
     async def release_lease(
@@ -428,6 +446,7 @@ class Workflow:
 
         Returns False when there was no active lease to release.
         """
+        check_depth("wf.release_lease", self.workflow_id)
         return await self._locks.release_lease(key, holder, scope)
 
     # -- fan-out -----------------------------------------------------------------------
@@ -482,6 +501,7 @@ class Workflow:
         code again gets the state this call wrote, and neither calls `fn` nor
         writes again (an increment is applied once, however often the run resumes).
         """
+        check_depth("wf.update_state", self.workflow_id)
         run = self._run
         key = self._once_key("tether.state")
         done = run.steps.get(key)
@@ -506,6 +526,7 @@ class Workflow:
         if in_step():  # listeners hear of it once it is written, with the step
             attach(event)
             return
+        check_depth("wf.append_event", self.workflow_id)
         key = self._once_key("tether.event")
         done = self._run.steps.get(key)
         if done is not None and done.status is StepStatus.COMPLETED:
