@@ -208,3 +208,48 @@ def test_a_narrow_box_labels_every_other_day_of_a_desktops_and_always_the_last()
         assert len(ticks) <= 9 and ticks[-1] == (n - 1, True), n
         assert kept == [i for i, _ in ticks][::-1][::2][::-1], n
         assert len(kept) <= 5, n
+
+
+TABLES = """
+return [...document.querySelectorAll('.grid2 .chart-box')].map(box => ({
+  title: box.querySelector('h2').textContent,
+  chart: [...box.querySelectorAll('.hbars .hb-label')].map(l => l.textContent),
+  table: [...box.querySelectorAll('table.names tbody tr')].map(tr => [
+    tr.children[0].textContent.trim(), tr.lastElementChild.textContent.trim().split(' ')[0]]),
+}));
+"""
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_usage_tables_are_sorted_by_cost_as_their_charts(
+    dash: Served, browser: Any, tmp_path: Path, width: int
+) -> None:
+    # the charts listed the costliest first, the tables beside them by name: the two
+    # orders disagreed, a reader matched bars to rows by hand
+    with Client(dash.url) as client:
+        for wid in [client.start("triage", ["A ticket", "Another"]), client.start("local"),
+                    client.start("greet", "Ada")]:  # fmt: skip
+            done(client, wid)
+    browser.set_window_size(width, 900)
+    browser.get(dash.url + "/usage")
+    shot(browser, tmp_path, f"usage-sorted-{width}", width=width)
+    model, flow = browser.execute_script(TABLES)
+    # by name: demo:big, demo:local, demo:small; by cost: big, small, then the unknown
+    assert [name for name, _ in model["table"]] == ["demo:big", "demo:small", "demo:local"]
+    assert [cost for _, cost in model["table"]][-1] == "unknown"
+    assert [name for name, _ in flow["table"]] == ["triage", "local"]
+    for box in (model, flow):  # the priced rows in the chart's order, the unknown after
+        assert [name for name, _ in box["table"]][: len(box["chart"])] == box["chart"], box
+
+
+def test_a_usage_tables_order_is_cost_then_unknown_then_name() -> None:
+    from tether.server._dash_ops import by_cost
+    from tether.store import AIUsageRow
+
+    def row(group: str, cost: int, priced: int, unknown: int = 0) -> AIUsageRow:
+        return AIUsageRow(group, priced + unknown, 10, 0, 0, 10, 0, cost, unknown, priced)
+
+    rows = [row("a-unknown", 0, 0, 2), row("b-free", 0, 1), row("c-cheap", 5, 1),
+            row("d-dear", 90, 2), row("e-cheap", 5, 1, 1), row("0-unknown", 0, 0, 1)]  # fmt: skip
+    assert [r.group for r in by_cost(rows)] == [
+        "d-dear", "c-cheap", "e-cheap", "b-free", "0-unknown", "a-unknown"]  # fmt: skip

@@ -27,6 +27,20 @@ __all__ = ["ISSUE_WORKFLOW", "IssueRow", "agent_pages"]
 ISSUE_WORKFLOW = "agents.issue"  # tether.agents' run per issue (a test pins the two equal)
 SHOWN = 200  # issue runs listed, newest first
 
+# a phase's colours: those of the run status it reads as (dash.css's .st-*); a phase
+# unknown here, neither a run's status, is grey
+PHASE_TONE = {
+    "queued": "pending",
+    "running": "running",
+    "retrying": "waiting",
+    "waiting": "waiting",
+    "released": "skipped",
+    "ended": "skipped",
+    "done": "completed",
+    "failed": "failed",
+}
+STATUSES = {s.value for s in RunStatus}
+
 agent_pages = APIRouter(include_in_schema=False)
 Who = Annotated[Viewer, Depends(viewer)]
 
@@ -46,6 +60,15 @@ class IssueRow:
     cost_micro_usd: int | None
     last_event: str
     last_event_at: datetime | None
+
+    @property
+    def tone(self) -> str:
+        return tone(self.phase or self.run.status.value)
+
+
+def tone(phase: str) -> str:
+    """The run status whose colours a phase's chip takes."""
+    return PHASE_TONE.get(phase, phase if phase in STATUSES else "skipped")
 
 
 async def _row(request: Request, run: RunInfo, usage: AIUsageRow | None) -> IssueRow:
@@ -83,4 +106,4 @@ async def agents(request: Request, who: Who) -> Response:
     for i in issues:
         phases[i.phase or i.run.status.value] = phases.get(i.phase or i.run.status.value, 0) + 1
     return render(request, who, "agents.html", issues=issues, show_all=show_all,
-                  phases=sorted(phases.items()))  # fmt: skip
+                  phases=[(p, n, tone(p)) for p, n in sorted(phases.items())])  # fmt: skip

@@ -91,6 +91,19 @@ def _priced(rows: list[AIUsageRow]) -> list[tuple[str, int]]:
     ]
 
 
+def by_cost(rows: list[AIUsageRow]) -> list[AIUsageRow]:
+    """A usage table's rows in its chart's order: the costliest first, then the groups
+    whose calls had no known price (their cost says unknown), each by name."""
+    return sorted(
+        rows,
+        key=lambda r: (
+            bool(r.unknown_cost_calls and not r.priced_calls),
+            -r.cost_micro_usd,
+            r.group or "",
+        ),
+    )
+
+
 def _none(rows: list[AIUsageRow]) -> str:
     """What a cost chart without bars says: no calls, or none at a known price."""
     return "no AI calls at a known price" if rows else "no AI calls"
@@ -110,8 +123,9 @@ async def usage(request: Request, who: Who) -> Response:
         hour=0, minute=0, second=0, microsecond=0
     )
     by_day = await app.ausage(since=since, workflow=workflow, group_by="day")
-    by_model = await app.ausage(since=since, workflow=workflow, group_by="model")
-    by_workflow = await app.ausage(since=since, workflow=workflow, group_by="workflow")
+    # the tables in their charts' order (they were by name, the charts by cost)
+    by_model = by_cost(await app.ausage(since=since, workflow=workflow, group_by="model"))
+    by_workflow = by_cost(await app.ausage(since=since, workflow=workflow, group_by="workflow"))
     total = await app.ausage(since=since, workflow=workflow)
     days = day_series(by_day, since, now)
     return render(

@@ -33,7 +33,24 @@
       if (active && active !== document.body && old.contains(active)) return;
       if (old.dataset.version !== undefined && old.dataset.version === fresh.dataset.version) return;
       if (old.innerHTML === fresh.innerHTML) return;
-      old.replaceWith(document.importNode(fresh, true));
+      var next = document.importNode(fresh, true);
+      keepOpen(old, next);
+      old.replaceWith(next);
+    });
+  }
+
+  // A toggle the reader opened or shut stays so through a redraw (a long error being
+  // read folded back at the run's next event): matched by its class, else its summary.
+  function keepOpen(old, next) {
+    function key(d) {
+      var s = d.querySelector("summary");
+      return d.className || (s ? s.textContent.trim() : "");
+    }
+    var was = {};
+    old.querySelectorAll("details").forEach(function (d) { was[key(d)] = d.open; });
+    next.querySelectorAll("details").forEach(function (d) {
+      var k = key(d);
+      if (Object.prototype.hasOwnProperty.call(was, k)) d.open = was[k];
     });
   }
 
