@@ -133,11 +133,44 @@ async def test_a_nested_step_cut_short_by_its_enclosing_steps_timeout_is_recorde
     assert result.value == "went on"
     assert await _steps_left_running(app, "cut-short") == []  # inner was left running
     record = await app.aget_record("cut-short")
-    assert record.steps["before"].status is StepStatus.COMPLETED
-    for key in ("inner", "outer"):
+    assert record.steps["outer/before"].status is StepStatus.COMPLETED  # named under it
+    for key in ("outer/inner", "outer"):
         step = record.steps[key]
         assert step.status is StepStatus.FAILED, key
         assert step.error is not None and step.error.type == "StepTimeoutError"
         assert "step 'outer' ran past its timeout" in step.error.message
     ends = [e.message for e in record.events if e.type == "step.failed"]
-    assert ends == ["inner", "outer"]
+    assert ends == ["outer/inner", "outer"]
+
+
+async def test_a_step_called_inside_a_step_keeps_its_name_apart_on_replay(
+    database_url: str,
+) -> None:
+    # a replay answers "outer" from the record and calls nothing inside it: the later
+    # top-level "fetch" took the number of the one "outer" called, and its answer
+    fetched: list[str] = []
+    app = App(database_url)
+
+    @app.workflow(name="nest")
+    async def nest(wf: Workflow) -> str:
+        def fetch(what: str) -> str:
+            fetched.append(what)
+            return what
+
+        async def outer() -> str:
+            return await wf.step("fetch", lambda: fetch("inner")) + "+outer"
+
+        a = await wf.step("outer", outer)
+        b = await wf.step("fetch", lambda: fetch("top"))
+        await wf.wait_for_signal("go")
+        return f"{a} | {b}"
+
+    try:
+        await app.astart(nest, workflow_id="n1")
+        await app.asignal("n1", "go", None)
+        assert (await app.aresult("n1", timeout=60)).value == "inner+outer | top"
+        assert fetched == ["inner", "top"]  # each once: the replay called neither
+        record = await app.aget_record("n1")
+        assert {"outer", "outer/fetch", "fetch"} <= set(record.steps)
+    finally:
+        await app.aclose()

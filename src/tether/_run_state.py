@@ -27,8 +27,11 @@ from .store import Fence, RunRow, StepRow, WaitRow, WaitStatus
 __all__ = ["STEP_RULE", "Compensation", "RunState", "name_scope"]
 
 # the newest rule by which this release names steps, waits and recorded values (the
-# default of `NewRun.step_rule`); a run started under a newer one is not driven here
-STEP_RULE = 3
+# default of `NewRun.step_rule`); a run started under a newer one is not driven here.
+# 2: ``name#2``, ``name@key``; 3: inside `for_each` item i, ``name[i]``; 4: inside a
+# step, ``outer/name`` (else a replay that answers ``outer`` from the record skips the
+# steps it called, and a later call of one of their names took its number: its answer)
+STEP_RULE = 4
 
 # the prefix of the names of steps, waits and recorded values called in this task (a
 # stage's id and "/"): two stages running side by side may name their steps alike
@@ -36,9 +39,10 @@ NAME_SCOPE: ContextVar[str] = ContextVar("tether_name_scope", default="")
 
 
 @contextmanager
-def name_scope(prefix: str) -> Iterator[None]:
-    """Name what runs inside ``prefix/...`` (nested scopes join: ``a/b/...``)."""
-    token = NAME_SCOPE.set(f"{NAME_SCOPE.get()}{prefix}/")
+def name_scope(prefix: str, within: str | None = None) -> Iterator[None]:
+    """Name what runs inside ``prefix/...``, joined to the scope `within` (default: the
+    current one; nested scopes join: ``a/b/...``)."""
+    token = NAME_SCOPE.set(f"{NAME_SCOPE.get() if within is None else within}{prefix}/")
     try:
         yield
     finally:
@@ -131,6 +135,11 @@ class RunState:
         if task is not None and task is not self.driver:
             task.add_done_callback(_retrieve_unwind)
         return exc
+
+    @property
+    def nests(self) -> bool:
+        """Whether what a step's function calls is named under the step (rule 4)."""
+        return self.run.step_rule >= 4
 
     @property
     def workflow_id(self) -> str:

@@ -26,7 +26,7 @@ from ._control import HandBack
 from ._failure import decode_error, encode_error, error_text, revived
 from ._interceptors import StepCall, intercepted
 from ._results import load_result, recorded_result
-from ._run_state import RunState
+from ._run_state import NAME_SCOPE, RunState
 from ._runtime import Runtime
 from ._step_threads import StepThreads
 from .errors import StaleOwnerError, StepFailedError, StepTimeoutError, StoreError
@@ -136,6 +136,10 @@ class StepExecutor:
             else ()
         )
         run.in_flight.add(spec.key)
+        # the steps (waits, values) the function calls are named under this one (its key
+        # holds the scope it was called in): a replay that answers it from the record
+        # calls none of them, and must not shift the numbers of later calls of their names
+        scope = NAME_SCOPE.set(f"{spec.key}/") if run.nests else None
         try:
             if not self._rt.interceptors:  # the common path: no chain, no extra frames
                 if spec.timeout is None:
@@ -157,6 +161,9 @@ class StepExecutor:
         except Exception:
             run.in_flight.discard(spec.key)
             raise
+        finally:
+            if scope is not None:
+                NAME_SCOPE.reset(scope)
         # not on cancellation: a step cut short at shutdown is reported as interrupted
         run.in_flight.discard(spec.key)
         return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -160,6 +161,19 @@ def _state(inv: Invocation, now: datetime) -> RunState:
 
 
 async def execute(
+    tenant: TenantApp, defn: WorkflowDef, inv: Invocation, send: Send, *, room: int | None = None
+) -> Answer:
+    """Replay `defn`'s body against the invocation's journal; how it ended.
+
+    In a context of its own, as in a process of its own: an in-process transport calls
+    this inside the orchestrator's step, whose context names what runs in it under
+    that step (and holds its mutexes, collects its rows): the body's steps took that
+    name, and were not found in the journal."""
+    body = _execute(tenant, defn, inv, send, room=room)
+    return await asyncio.create_task(body, context=contextvars.Context())
+
+
+async def _execute(
     tenant: TenantApp, defn: WorkflowDef, inv: Invocation, send: Send, *, room: int | None = None
 ) -> Answer:
     """Replay `defn`'s body against the invocation's journal; how it ended.

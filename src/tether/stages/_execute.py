@@ -33,7 +33,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .._attach import attach
 from .._fanout import ITEM_PATH, ForEachError, ItemStatus
-from .._run_state import name_scope
+from .._run_state import NAME_SCOPE, name_scope
 from ..errors import StoreError, explain_validation
 from ..serde import to_json_data
 from ..store import EventRow, NewEvent
@@ -385,7 +385,7 @@ class Execution:
         for k in itertools.count(1):
             check: _Check = await self.wf.step(
                 f"stage:{s.id}.check",
-                partial(self._check, s, ctx, sus, k),
+                partial(self._check, s, ctx, sus, k, NAME_SCOPE.get()),
                 result_type=_Check,
             )
             if check.kind == "ready":
@@ -413,12 +413,13 @@ class Execution:
         return record
 
     async def _check(
-        self, s: AnyStage, ctx: StageContext[Any, Any], sus: dict[str, Any], k: int
+        self, s: AnyStage, ctx: StageContext[Any, Any], sus: dict[str, Any], k: int, scope: str
     ) -> _Check:
         assert s.check_fn is not None
         # the steps a check makes (ctx.ai calls) are named by the check they belong to:
-        # under one name, a later check would be answered what the first one got
-        with name_scope(f"{s.id}/check#{k}"):
+        # under one name, a later check would be answered what the first one got; and
+        # in the stage's scope, not under the step this runs in, so they count for it
+        with name_scope(f"{s.id}/check#{k}", within=scope):
             answer = await s.check_fn(sus["state"], ctx)
         if isinstance(answer, Ready):
             out = self._validate_output(s, answer.output)
