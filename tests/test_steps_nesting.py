@@ -174,3 +174,31 @@ async def test_a_step_called_inside_a_step_keeps_its_name_apart_on_replay(
         assert {"outer", "outer/fetch", "fetch"} <= set(record.steps)
     finally:
         await app.aclose()
+
+
+async def test_a_run_recorded_under_rule_3_names_a_step_inside_a_step_as_before(
+    database_url: str,
+) -> None:
+    from tether.store import NewRun
+
+    app = App(database_url)
+
+    @app.workflow(name="nest3")
+    async def nest3(wf: Workflow) -> str:
+        async def outer() -> str:
+            return await wf.step("fetch", lambda: "inner")
+
+        return await wf.step("outer", outer) + "|" + await wf.step("fetch", lambda: "top")
+
+    try:
+        await app.store.create_run(
+            NewRun(workflow_id="old", workflow_name="nest3", state="null", step_rule=3),
+            app.clock.now(),
+        )
+        old = await app.arun(nest3, workflow_id="old")
+        new = await app.arun(nest3, workflow_id="new")
+        assert sorted(old.record.steps) == ["fetch", "fetch#2", "outer"]  # as recorded then
+        assert sorted(new.record.steps) == ["fetch", "outer", "outer/fetch"]
+        assert old.value == new.value == "inner|top"
+    finally:
+        await app.aclose()
