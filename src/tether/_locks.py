@@ -19,7 +19,7 @@ from ._control import HandBack, Suspend
 from ._durations import check_seconds
 from ._mutex_guard import check_not_held, holding
 from ._names import check_name
-from ._owners import owner_is_dead
+from ._owners import owner_is_dead, owner_pid
 from ._run_state import RunState
 from ._runtime import Runtime
 from ._step_threads import watching_abandoned
@@ -260,8 +260,7 @@ class Locks:
         mutex kept by a parked run (the run holds it, not a process), nor one of this
         process (the steps of a closed App may still run here). True if released."""
         owner = row.holder.split("/", 1)[0]
-        pid = owner.rsplit(":", 2)[1] if owner.count(":") >= 2 else ""
-        if kept_attempt(row.detail) is not None or pid == str(os.getpid()):
+        if kept_attempt(row.detail) is not None or owner_pid(owner) == os.getpid():
             return False
         if not owner_is_dead(owner):
             return False

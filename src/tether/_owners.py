@@ -14,7 +14,7 @@ import os
 import socket
 import uuid
 
-__all__ = ["forget_owner", "new_owner", "owner_is_dead"]
+__all__ = ["forget_owner", "new_owner", "owner_is_dead", "owner_pid"]
 
 _HOST = socket.gethostname()
 _LIVE: set[str] = set()  # owners of this process that are open
@@ -32,14 +32,19 @@ def forget_owner(owner: str) -> None:
     _LIVE.discard(owner)
 
 
+def owner_pid(owner: str) -> int | None:
+    """The process id in `owner` (``host:pid:nonce``); None if it is not one."""
+    parts = owner.rsplit(":", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
 def owner_is_dead(owner: str | None) -> bool:
     """True only when `owner` is known to be gone; False when alive or unknown."""
-    if not owner:
+    if not owner or owner.rsplit(":", 2)[0] != _HOST:
         return False
-    parts = owner.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
+    pid = owner_pid(owner)
+    if pid is None:
         return False
-    pid = int(parts[1])
     if pid == os.getpid():
         return owner not in _LIVE
     return not _pid_alive(pid)

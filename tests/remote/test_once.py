@@ -4,17 +4,15 @@ and the write that marks it done are one transaction."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from typing import Any
 
 import httpx
 
 import tether
-from tether.kernel import sign
 from tether.remote import TenantApp, handler
 from tether.remote._recorder import ACCEPTS
+
+from ._answers import tenant_lines
 
 SECRET = "s"
 
@@ -107,22 +105,7 @@ def test_events_of_a_body_go_in_order_with_the_steps_around_them(app: tether.App
 
 
 def _lines(tenant: TenantApp, accepts: list[str]) -> list[dict[str, Any]]:
-    """The lines a tenant answers an invocation of "noted" with, to an orchestrator
-    that accepts `accepts`."""
-    payload = {
-        "protocol": 1, "run_id": "r", "workflow": "noted", "invocation": 1,
-        "journal": {}, "deadline": time.time() + 30, "accepts": accepts,
-    }  # fmt: skip
-    body = json.dumps(payload).encode()
-    ts = str(int(time.time()))
-    headers = {"X-Tether-Timestamp": ts, "X-Tether-Signature": sign(SECRET, ts, body)}
-
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=handler(tenant))
-        async with httpx.AsyncClient(transport=transport) as client:
-            return await client.post("http://tenant/", content=body, headers=headers)
-
-    return [json.loads(line) for line in asyncio.run(go()).content.splitlines()]
+    return tenant_lines(tenant, SECRET, "noted", accepts)
 
 
 def test_an_orchestrator_of_an_earlier_release_is_sent_the_event_on_a_line_of_its_own() -> None:

@@ -5,22 +5,20 @@ and that value in one write, as in-process."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-import time
 from typing import Any
 
 import httpx
 import pytest
 
 import tether
-from tether.kernel import sign
 from tether.remote import RemoteRefusedError, TenantApp, handler
 from tether.remote._call import parse_line
 from tether.remote._recorder import ACCEPTS
 from tether.serde import MAX_DEPTH
 
+from ._answers import tenant_lines
 from .test_cuts import _serve
 
 SECRET = "s"
@@ -112,22 +110,7 @@ def test_the_drive_keeps_the_state_the_tenant_updated(database_url: str) -> None
 
 
 def _lines(tenant: TenantApp, accepts: list[str]) -> list[dict[str, Any]]:
-    """The lines a tenant answers an invocation of "counted" with, to an orchestrator
-    that accepts `accepts`."""
-    payload = {
-        "protocol": 1, "run_id": "r", "workflow": "counted", "invocation": 1,
-        "journal": {}, "deadline": time.time() + 30, "accepts": accepts,
-    }  # fmt: skip
-    body = json.dumps(payload).encode()
-    ts = str(int(time.time()))
-    headers = {"X-Tether-Timestamp": ts, "X-Tether-Signature": sign(SECRET, ts, body)}
-
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=handler(tenant))
-        async with httpx.AsyncClient(transport=transport) as client:
-            return await client.post("http://tenant/", content=body, headers=headers)
-
-    return [json.loads(line) for line in asyncio.run(go()).content.splitlines()]
+    return tenant_lines(tenant, SECRET, "counted", accepts)
 
 
 def test_an_orchestrator_of_an_earlier_release_is_sent_the_state_on_a_line_of_its_own() -> None:
