@@ -177,6 +177,42 @@ async def test_a_bad_step_or_for_each_is_refused_in_the_workflow(
     assert (await sqlite_app.aget_record("bad-call")).steps == {}
 
 
+@pytest.mark.parametrize("inside", [False, True], ids=["in-the-run", "in-a-step"])
+@pytest.mark.parametrize("kind", ["workflow.completed", "stage.completed", "job.ghost"])
+async def test_an_event_in_the_engines_own_namespace_is_refused(
+    sqlite_app: App, kind: str, inside: bool
+) -> None:
+    """A run's own `workflow.completed` or `stage.completed` would be read back by the
+    dashboard, tracing and the stage records as what the engine did."""
+
+    async def flow(wf: Workflow) -> str:
+        await wf.append_event("app.before", "kept")
+        if inside:
+            await wf.step("s", lambda: wf.append_event(kind, "forged"))
+        else:
+            await wf.append_event(kind, "forged")
+        return "done"
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        await sqlite_app.arun(flow, workflow_id=f"forged-{kind}-{inside}")
+    _clear(caught.value, repr(kind), "namespace of your own")
+    record = await sqlite_app.aget_record(f"forged-{kind}-{inside}")
+    assert [e.message for e in record.events if e.type == "app.before"] == ["kept"]
+    assert not [e for e in record.events if e.message == "forged"]
+
+
+async def test_an_event_named_like_the_engines_without_its_namespace_is_kept(
+    sqlite_app: App,
+) -> None:
+    async def flow(wf: Workflow) -> None:
+        for kind in ("job.found", "workflow_completed", "steps.done", "progress"):
+            await wf.append_event(kind)
+
+    await sqlite_app.arun(flow, workflow_id="own-events")
+    kinds = [e.type for e in (await sqlite_app.aget_record("own-events")).events]
+    assert {"job.found", "workflow_completed", "steps.done", "progress"} <= set(kinds)
+
+
 @pytest.mark.timeout(30)  # without the check this waited for itself until the mutex timeout
 async def test_a_mutex_taken_again_inside_its_for_each_item_fails_fast(sqlite_app: App) -> None:
     async def flow(wf: Workflow) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import InvalidArgumentError
 
-__all__ = ["check_name"]
+__all__ = ["ENGINE_EVENT_PREFIXES", "check_name", "check_own_event"]
 
 
 def check_name(what: str, key: object) -> str:
@@ -31,6 +31,31 @@ def check_name(what: str, key: object) -> str:
             f"{_MAX_KEY_BYTES} bytes of UTF-8 (e.g. pass a hash of a long key)"
         )
     return key
+
+
+# What the engine and its layers write; readers of a history (the dashboard, stage
+# records, tracing, batch collection) take these for what tether did.
+ENGINE_EVENT_PREFIXES = (
+    "workflow.", "step.", "stage.", "pipeline.", "run.", "wait.", "signal.", "state.",
+    "mutex.", "lease.", "heartbeat.", "ai.", "budget.", "remote.", "tether.",
+)  # fmt: skip
+_ENGINE_EVENT_TYPES = frozenset({"job.ghost", "job.lease_expired"})
+
+
+def check_own_event(type: str) -> str:
+    """`type` if a run's code may write it: not an event of the engine's own."""
+    space, _, rest = type.partition(".")
+    if type.startswith(ENGINE_EVENT_PREFIXES):
+        what = f"is in tether's own namespace '{space}.'"
+    elif type in _ENGINE_EVENT_TYPES:
+        what = "is an event tether writes"
+    else:
+        return type
+    raise InvalidArgumentError(
+        f"event type {type!r} {what}, which readers of a run's history take for what "
+        f"the engine did; name yours in a namespace of your own, e.g. 'app.{rest}' or "
+        f"'{space}_{rest}'"
+    )
 
 
 def _shown(key: object) -> str:

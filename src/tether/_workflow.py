@@ -28,7 +28,7 @@ from ._attach import attach, in_step
 from ._durations import check_seconds
 from ._fanout import ForEachSummary, run_for_each
 from ._locks import LEASE_SCOPE, Locks, MutexHandle, lease_scope
-from ._names import check_name
+from ._names import check_name, check_own_event
 from ._results import load_result
 from ._run_state import Compensation, RunState
 from ._runtime import Runtime
@@ -521,7 +521,14 @@ class Workflow:
 
         Once per call in the run's code: a resume that runs this code again does
         not write it again. Inside a step it is written with the step's completion.
+        A type in one of tether's own namespaces (``workflow.``, ``step.``, ...) is
+        refused: readers of the history take those for what the engine did.
         """
+        await self.record_event(check_own_event(type), message, detail)
+
+    async def record_event(self, type: str, message: str | None = None, detail: Any = None) -> None:
+        """`append_event` for tether's layers, whose events are in the engine's
+        namespaces (``ai.batch.cancel_failed``, ``budget.raise_refused``)."""
         event = _custom_event(type, message, detail)
         if in_step():  # listeners hear of it once it is written, with the step
             attach(event)

@@ -79,7 +79,7 @@ class Flow(Protocol):
 
     async def wait_for_signal(self, name: str, *, key: str | None = ...) -> Any: ...
 
-    async def append_event(
+    async def record_event(
         self, type: str, message: str | None = ..., detail: Any = ...
     ) -> None: ...
 
@@ -487,7 +487,7 @@ class WorkflowAI:
             "could not cancel batch %s of run %s at %s: %s", batch_id, wid, job.pname, error
         )
         detail = {"batch_id": batch_id, "provider": job.pname, "error": error}
-        await self._flow.append_event("ai.batch.cancel_failed", batch_id, detail)
+        await self._flow.record_event("ai.batch.cancel_failed", batch_id, detail)
         return error
 
     async def _until_cancelled(self, job: _Job, batch_id: str, every: float) -> BatchStatus:
@@ -643,7 +643,7 @@ class WorkflowAI:
             try:
                 return budget.raised(payload)
             except InvalidArgumentError as exc:
-                await self._flow.append_event("budget.raise_refused", str(exc))
+                await self._flow.record_event("budget.raise_refused", str(exc))
 
     async def _gate(self, step: str) -> _Stop | Ticket | None:
         """The call's admission (None: no budget), or what stops it: the budget is
