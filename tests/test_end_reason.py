@@ -263,8 +263,8 @@ async def test_a_run_a_newer_tether_started_is_not_driven_here(database_url: str
     try:
         await app.asubmit(job, workflow_id="direct")
         await app.asubmit(job, workflow_id="queued")
-        execute(database_url, "UPDATE runs SET step_rule = 5")
-        with pytest.raises(tether.NewerRunError, match=r"newer tether \(step rule 5"):
+        execute(database_url, "UPDATE runs SET step_rule = 6")
+        with pytest.raises(tether.NewerRunError, match=r"newer tether \(step rule 6"):
             await app.aresume("direct")
         report = await ServerlessHost(app).aprocess_available_jobs(limit=5)
         assert report.succeeded == 0 and ran == []

@@ -435,7 +435,7 @@ async def test_runs_recorded_before_the_rule_keep_their_rule(app: App, clock: Fa
     assert list(legacy.record.steps) == ["call-llm"]
     fresh = await app.arun(agent, workflow_id="fresh")
     assert fresh.value == ["answer 0", "answer 1", "answer 2"]
-    assert (await app.aget_run("fresh")).step_rule == 4
+    assert (await app.aget_run("fresh")).step_rule == 5
 
 
 async def test_a_step_timeout_ends_the_attempt_and_the_policy_retries(app: App) -> None:

@@ -181,6 +181,80 @@ async def test_child_that_waits_resumes_its_parent(app: App) -> None:
     assert done.status is RunStatus.COMPLETED and done.value == 43
 
 
+async def test_a_child_awaited_in_a_for_each_item_names_its_steps_from_its_own_root(
+    app: App,
+) -> None:
+    """Driven from the item, the child's step was ``a[0]`` and its wait ``go[0]``;
+    woken on its own by the signal, ``a`` and ``go``: it ran its step again and waited
+    for a second signal for good (step rule 5)."""
+    ran: list[int] = []
+
+    @app.workflow
+    async def kid(wf: Workflow, x: int) -> str:
+        await wf.step("a", lambda: ran.append(x))
+        who = await wf.wait_for_signal("go")
+        return f"{x}:{who}"
+
+    @app.workflow
+    async def fan(wf: Workflow) -> list[str | None]:
+        summary = await wf.for_each([1], lambda x: wf.child(kid, x, workflow_id=f"kid-{x}"))
+        return summary.values
+
+    assert (await app.arun(fan, workflow_id="fan")).status is RunStatus.WAITING
+    assert await app.asignal("kid-1", "go", "ada") is True
+    assert (await app.aresult("kid-1", timeout=10)).value == "1:ada"
+    assert (await app.aresult("fan", timeout=10)).value == ["1:ada"]
+    assert ran == [1]
+    assert list((await app.aget_record("kid-1")).steps) == ["a"]
+    assert [w.key for w in await app.alist_waits("kid-1")] == ["signal:go#1"]
+
+
+async def test_a_child_started_inside_a_step_keeps_its_own_names_and_events(app: App) -> None:
+    """Its drive inherited the step's context: its steps were named ``outer/...`` and
+    the events it appended went to the parent's step, already recorded: lost."""
+
+    @app.workflow
+    async def kid(wf: Workflow) -> str:
+        await wf.step("a", lambda: "A")
+        await wf.append_event("app.note", "from the child")
+        return "done"
+
+    @app.workflow
+    async def starter(wf: Workflow) -> str:
+        return await wf.step("outer", lambda: wf.start_child(kid, workflow_id="kid-in-step"))
+
+    assert (await app.arun(starter, workflow_id="starter")).value == "kid-in-step"
+    done = await app.aresult("kid-in-step", timeout=10)
+    assert done.value == "done" and "a" in done.record.steps
+    assert not [k for k in done.record.steps if k.startswith("outer")]
+    assert [e.message for e in done.record.events if e.type == "app.note"] == ["from the child"]
+
+
+async def test_a_child_recorded_under_rule_4_is_named_as_it_was_then(app: App) -> None:
+    from tether.store import NewRun
+
+    @app.workflow(name="kid4")
+    async def kid4(wf: Workflow, x: int) -> int:
+        return await wf.step("a", lambda: x)
+
+    @app.workflow(name="fan4")
+    async def fan4(wf: Workflow) -> list[int | None]:
+        summary = await wf.for_each([1], lambda x: wf.child(kid4, x, workflow_id="kid4"))
+        return summary.values
+
+    now = app.clock.now()
+    await app.store.create_run(
+        NewRun(workflow_id="fan4", workflow_name="fan4", state="null", step_rule=4), now
+    )
+    await app.store.create_run(
+        NewRun(workflow_id="kid4", workflow_name="kid4", input="1", state="null",
+               parent_id="fan4", step_rule=4),
+        now,
+    )  # fmt: skip
+    assert (await app.aresume("fan4")).value == [1]
+    assert list((await app.aget_record("kid4")).steps) == ["a[0]"]  # as rule 4 named it
+
+
 async def test_cancelling_a_child_wakes_its_waiting_parent_here(app: App) -> None:
     """The parent is woken to see the child cancelled and continues in this process,
     as for a child that ends (before: it sat pending until someone resumed it)."""

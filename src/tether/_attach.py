@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["attach", "attached", "collecting", "in_step"]
+__all__ = ["attach", "attached", "collecting", "in_step", "outside_step"]
 
 _CURRENT: ContextVar[list[Any] | None] = ContextVar("tether_step_rows", default=None)
 
@@ -49,5 +49,17 @@ def collecting() -> Iterator[list[Any]]:
     token = _CURRENT.set(rows)
     try:
         yield rows
+    finally:
+        _CURRENT.reset(token)
+
+
+@contextmanager
+def outside_step() -> Iterator[None]:
+    """Run code that is no step's own though a step's function called it (a child run
+    driven from inside its parent's step): what it attaches is written with its own
+    steps, not lost with, or counted in, the parent's."""
+    token = _CURRENT.set(None)
+    try:
+        yield
     finally:
         _CURRENT.reset(token)

@@ -50,7 +50,7 @@ class RunInfo:
     cancel_requested: str | None
     queue: str | None
     owner_expires_at: datetime | None  # the owner's claim lapses then (running runs)
-    step_rule: int  # how its steps are named (2: ``name#2``; 3: for_each items; 4: nested)
+    step_rule: int  # how its steps are named (`tether._run_state.STEP_RULE`)
     attempt: int = 1  # 1, plus one per `rerun_from`
     end_reason: EndReason | None = None  # None while it has not ended (failed: compensating)
 

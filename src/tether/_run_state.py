@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from ._attach import outside_step
 from ._control import Suspend
 from ._fanout import ITEM_PATH
 from ._runtime import EventHook
@@ -30,8 +31,11 @@ __all__ = ["STEP_RULE", "Compensation", "RunState", "name_scope"]
 # default of `NewRun.step_rule`); a run started under a newer one is not driven here.
 # 2: ``name#2``, ``name@key``; 3: inside `for_each` item i, ``name[i]``; 4: inside a
 # step, ``outer/name`` (else a replay that answers ``outer`` from the record skips the
-# steps it called, and a later call of one of their names took its number: its answer)
-STEP_RULE = 4
+# steps it called, and a later call of one of their names took its number: its answer);
+# 5: a run driven from inside another's code (a child awaited in a for_each item or a
+# step) names its calls from its own root, as it does when woken on its own (else its
+# steps were ``a[0]`` in one drive and ``a`` in the next: run again)
+STEP_RULE = 5
 
 # the prefix of the names of steps, waits and recorded values called in this task (a
 # stage's id and "/"): two stages running side by side may name their steps alike
@@ -135,6 +139,23 @@ class RunState:
         if task is not None and task is not self.driver:
             task.add_done_callback(_retrieve_unwind)
         return exc
+
+    @contextmanager
+    def own_root(self) -> Iterator[None]:
+        """Drive the run's code as its own, whoever's code drives it (a parent awaiting
+        it as a child from a for_each item or a step): its names start from its root
+        (rule 5) and no step of the parent's collects what it attaches."""
+        if self.run.step_rule < 5:  # named under the driver's scope then: kept so
+            with outside_step():
+                yield
+            return
+        scope, path = NAME_SCOPE.set(""), ITEM_PATH.set(())
+        try:
+            with outside_step():
+                yield
+        finally:
+            ITEM_PATH.reset(path)
+            NAME_SCOPE.reset(scope)
 
     @property
     def nests(self) -> bool:

@@ -465,7 +465,8 @@ class Runner:
             wf, st = await self._context(claimed, the_def, on_event, compensating=False)
             args, claimed = _args(wf, the_def, claimed, input), None
             st.emit("workflow.running")
-            outcome = await self._execute(wf, st, the_def, args)
+            with st.own_root():  # (a child driven from its parent's for_each item or step)
+                outcome = await self._execute(wf, st, the_def, args)
             if outcome is _SUSPENDED:
                 if await self._park(st):
                     if await self._wait_inline(workflow_id):
@@ -757,13 +758,14 @@ class Runner:
             run.workflow_id, NewEvent("workflow.compensating"), force=False, compensating=True
         )
         wf, st = await self._context(claimed, defn, on_event, compensating=True)
-        try:
-            await defn.call(*_args(wf, defn, claimed, MISSING))
-        except (RunCancelledError, Suspend):
-            pass
-        except Exception as exc:
-            log.debug("replay for compensation of %s stopped: %r", run.workflow_id, exc)
-        return await self._finish_compensation(wf, st)
+        with st.own_root():
+            try:
+                await defn.call(*_args(wf, defn, claimed, MISSING))
+            except (RunCancelledError, Suspend):
+                pass
+            except Exception as exc:
+                log.debug("replay for compensation of %s stopped: %r", run.workflow_id, exc)
+            return await self._finish_compensation(wf, st)
 
     # -- results --------------------------------------------------------------------------------
 

@@ -193,7 +193,7 @@ class NewRun:
     queue: str | None = None  # runs with a queue are driven by jobs (workers)
     # how new runs name steps: 2, by occurrence (see the 0005 migration); 3, and inside a
     # for_each item the waits and recorded values too by the item, as its steps are
-    step_rule: int = 4  # (`tether._run_state.STEP_RULE`)
+    step_rule: int = 5  # (`tether._run_state.STEP_RULE`)
     budget: str | None = None  # JSON text: the run's own AI budget, if it was given one
 
 
