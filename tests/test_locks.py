@@ -288,3 +288,75 @@ async def test_a_step_given_up_inside_a_mutex_keeps_the_key_until_it_returns(
         done.set()
         await other.aclose()
         await app.aclose()
+
+
+# -- a child run asking for a mutex its waiting parent holds -----------------------------------
+
+
+async def test_a_child_asking_for_its_awaiting_parents_mutex_fails_at_once(app: App) -> None:
+    """The parent lets go only once the child ends: the child waited for itself until its
+    mutex timeout, then failed with a timeout that did not say why."""
+
+    @app.workflow
+    async def kid(wf: Workflow) -> str:
+        async with wf.mutex("acct", timeout=3):
+            return "never"
+
+    @app.workflow
+    async def parent(wf: Workflow) -> str:
+        async with wf.mutex("acct"):
+            return await wf.child(kid, workflow_id="kid-inline")
+
+    with pytest.raises(tether.ChildRunError):
+        await app.arun(parent, workflow_id="parent-inline")
+    error = (await app.aget_record("kid-inline")).last_error
+    assert error is not None and error.type == "InvalidArgumentError", error
+    assert "which run 'parent-inline' holds while it waits for 'kid-inline'" in error.message
+
+
+async def test_a_child_woken_later_asking_for_its_parked_parents_mutex_fails_at_once(
+    app: App,
+) -> None:
+    @app.workflow
+    async def kid(wf: Workflow) -> str:
+        await wf.wait_for_signal("go")
+        async with wf.mutex("acct", timeout=3):
+            return "never"
+
+    @app.workflow
+    async def parent(wf: Workflow) -> str:
+        async with wf.mutex("acct"):
+            return await wf.child(kid, workflow_id="kid-parked")
+
+    assert (await app.arun(parent, workflow_id="parent-parked")).status is RunStatus.WAITING
+    await app.asignal("kid-parked", "go", True)
+    done = await app.aresult("parent-parked", timeout=10)
+    assert done.status is RunStatus.FAILED
+    error = (await app.aget_record("kid-parked")).last_error
+    assert error is not None and error.type == "InvalidArgumentError", error
+    assert "which run 'parent-parked' holds, parked, while it waits" in error.message
+
+
+async def test_a_child_started_inside_its_parents_mutex_waits_for_it(app: App) -> None:
+    """Not awaited, the child is no deadlock: it gets the mutex once the parent lets go."""
+    order: list[str] = []
+    parent_done = asyncio.Event()
+
+    @app.workflow
+    async def kid(wf: Workflow) -> str:
+        async with wf.mutex("acct", timeout=30, poll=0.01):
+            order.append("kid")
+        return "ok"
+
+    @app.workflow
+    async def parent(wf: Workflow) -> str:
+        async with wf.mutex("acct"):
+            cid = await wf.start_child(kid, workflow_id="kid-detached")
+            await asyncio.sleep(0.2)  # the child runs meanwhile, and waits for the mutex
+            order.append("parent")
+        parent_done.set()
+        return cid
+
+    assert (await app.arun(parent, workflow_id="parent-detached")).value == "kid-detached"
+    assert (await app.aresult("kid-detached", timeout=20)).value == "ok"
+    assert order == ["parent", "kid"]

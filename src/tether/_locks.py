@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 
 from ._control import HandBack, Suspend
 from ._durations import check_seconds
-from ._mutex_guard import check_not_held, holding
+from ._mutex_guard import check_not_held, deadlock, held_above, holding
 from ._names import check_name
 from ._owners import owner_is_dead, owner_pid
 from ._run_state import RunState
@@ -40,6 +40,8 @@ from .store import (
     LockRow,
     NewEvent,
     Store,
+    WaitKind,
+    WaitStatus,
     kept_attempt,
     kept_detail,
     open_store,
@@ -52,6 +54,8 @@ T = TypeVar("T")
 MUTEX_SCOPE = "mutex"
 DEFAULT_MUTEX_TTL = 30.0
 MUTEX_NOTE_EVERY = 5.0  # seconds between log lines while a mutex is awaited
+_MAX_ANCESTORS = 64  # how far up a deadlocked wait for a mutex is looked for
+
 LEASE_SCOPE = "lease"  # leases are exclusive across runs and processes by default
 
 log = logging.getLogger("tether")
@@ -125,6 +129,9 @@ class Locks:
     ) -> AsyncIterator[MutexHandle]:
         ttl = _check_mutex_args(key, timeout, poll, stale_after)
         check_not_held(self._run.workflow_id, key)
+        above = held_above(self._run.workflow_id, key)
+        if above is not None and await self._ancestor(above):
+            raise deadlock(self._run.workflow_id, key, above, "")
         handle = MutexHandle(key, self._mutex_holder())
         await self._acquire(handle, ttl, timeout, poll)
         self._run.emit("mutex.acquired", key)
@@ -185,6 +192,7 @@ class Locks:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         next_note = loop.time() + MUTEX_NOTE_EVERY
+        asked_above = False
         while True:
             res = await self._lock(handle, ttl, NewEvent("mutex.acquired", handle.key))
             if res.outcome is not LockOutcome.CONFLICT:
@@ -193,6 +201,10 @@ class Locks:
                 raise self._run.unwind(HandBack())
             if await self._take_back(res.row) or await self._evict_dead(res.row):
                 continue  # this run's own dead incarnation, or a process gone, held it
+            if not asked_above and kept_attempt(res.row.detail) is not None:
+                asked_above = True  # (once: a parked holder stays parked till woken)
+                if res.row.run_id and await self._awaits_this(res.row.run_id):
+                    raise deadlock(self._run.workflow_id, handle.key, res.row.run_id, ", parked,")
             if loop.time() >= next_note:
                 next_note = loop.time() + MUTEX_NOTE_EVERY
                 self._note_waiting(handle.key, res)
@@ -206,6 +218,32 @@ class Locks:
                     parked=kept_attempt(res.row.detail) is not None,
                 )
             await self._rt.waker.wait(handle.key, min(poll, remaining))
+
+    async def _ancestor(self, run_id: str) -> bool:
+        """Whether `run_id` is this run's parent, or its parent's, and so on up."""
+        above = self._run.run.parent_id
+        for _ in range(_MAX_ANCESTORS):
+            if above is None or above == run_id:
+                return above is not None
+            run = await self._rt.store.get_run(above)
+            above = run.parent_id if run is not None else None
+        return False
+
+    async def _awaits_this(self, holder: str) -> bool:
+        """Whether `holder` is an ancestor of this run that waits, child by child down
+        to this run, for it to end (so a mutex it keeps while parked is never let go)."""
+        store, below, above = self._rt.store, self._run.workflow_id, self._run.run.parent_id
+        for _ in range(_MAX_ANCESTORS):
+            if above is None or not any(
+                w.kind is WaitKind.RUN and w.name == below and w.status is WaitStatus.PENDING
+                for w in await store.list_waits(above)
+            ):
+                return False
+            if above == holder:
+                return True
+            run = await store.get_run(above)
+            below, above = above, run.parent_id if run is not None else None
+        return False
 
     def _note_waiting(self, key: str, res: LockResult) -> None:
         until = (

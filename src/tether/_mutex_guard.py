@@ -16,7 +16,7 @@ from contextvars import ContextVar
 
 from .errors import InvalidArgumentError
 
-__all__ = ["check_not_held", "holding"]
+__all__ = ["check_not_held", "deadlock", "held_above", "holding"]
 
 _HELD: ContextVar[frozenset[tuple[str, str]]] = ContextVar("tether_held", default=frozenset())
 
@@ -30,6 +30,27 @@ def check_not_held(workflow_id: str, key: str) -> None:
             "are not re-entrant: acquiring it again would wait for itself. Drop the inner "
             "acquisition; the code already runs under that mutex"
         )
+
+
+def held_above(workflow_id: str, key: str) -> str | None:
+    """The run other than `workflow_id` that holds `key` in this task's code: one whose
+    drive awaits this run (a parent calling ``wf.child`` inside ``wf.mutex(key)``, its
+    held keys in this context), which lets go only once this run ends."""
+    for holder, held in _HELD.get():
+        if held == key and holder != workflow_id:
+            return holder
+    return None
+
+
+def deadlock(workflow_id: str, key: str, holder: str, how: str) -> InvalidArgumentError:
+    """The error of a child run asking for a mutex its waiting ancestor holds."""
+    return InvalidArgumentError(
+        f"run {workflow_id!r} asks for mutex {key!r}, which run {holder!r} holds{how} "
+        f"while it waits for {workflow_id!r} to end (wf.child called inside its "
+        f"wf.mutex({key!r})): it would wait for itself until the mutex timeout. Take the "
+        "mutex in one of the two: drop the child's (it runs under its parent's), or call "
+        "the child outside the parent's block"
+    )
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
@@ -158,7 +159,9 @@ class Runner:
         self._track(self._drive_quietly(workflow_id))
 
     def _track(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
+        # a context of its own: a drive started from a run's code (a detached child, a
+        # run woken from a step) is no part of it (its step, its item, the mutexes held)
+        task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
