@@ -570,8 +570,9 @@ SELECT pg_advisory_xact_lock(hashtext('tether-event:' || :name))
 key COLLATE "C"
 -- name: get_blob
 -- the body as slices of 256 MiB, in order (one statement: one snapshot, never the slices
--- of two puts): rows come back as text, a bytea's twice its size in hex, and the server
--- cannot make a text of 1 GB, so a body over 512 MiB was stored but could not be read
+-- of two puts): read as text, a bytea is twice its size in hex and the server makes no
+-- text of 1 GB (a body over 512 MiB was stored but could not be read); it is read in
+-- binary now (`_BINARY` in _postgres.py), and no one value comes near the limit
 SELECT substring(b.body FROM s FOR 268435456) FROM blobs b,
   generate_series(1, greatest(octet_length(b.body), 1), 268435456) AS s
 WHERE b.key = :key ORDER BY s
