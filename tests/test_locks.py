@@ -360,3 +360,28 @@ async def test_a_child_started_inside_its_parents_mutex_waits_for_it(app: App) -
     assert (await app.arun(parent, workflow_id="parent-detached")).value == "kid-detached"
     assert (await app.aresult("kid-detached", timeout=20)).value == "ok"
     assert order == ["parent", "kid"]
+
+
+async def test_a_child_awaited_after_its_parent_left_the_block_gets_the_mutex(app: App) -> None:
+    """A task started inside the block carries a copy of the block's context; the parent
+    has let go by the time its child asks: no deadlock, and the child gets the key."""
+
+    @app.workflow
+    async def kid(wf: Workflow) -> str:
+        async with wf.mutex("acct", timeout=10, poll=0.01):
+            return "got it"
+
+    @app.workflow
+    async def parent(wf: Workflow) -> str:
+        gate = asyncio.Event()
+
+        async def later() -> str:
+            await gate.wait()
+            return str(await wf.child(kid, workflow_id="kid-later"))
+
+        async with wf.mutex("acct"):
+            task = asyncio.ensure_future(later())
+        gate.set()
+        return await task
+
+    assert (await app.arun(parent, workflow_id="parent-later")).value == "got it"

@@ -129,9 +129,6 @@ class Locks:
     ) -> AsyncIterator[MutexHandle]:
         ttl = _check_mutex_args(key, timeout, poll, stale_after)
         check_not_held(self._run.workflow_id, key)
-        above = held_above(self._run.workflow_id, key)
-        if above is not None and await self._ancestor(above):
-            raise deadlock(self._run.workflow_id, key, above, "")
         handle = MutexHandle(key, self._mutex_holder())
         await self._acquire(handle, ttl, timeout, poll)
         self._run.emit("mutex.acquired", key)
@@ -201,10 +198,11 @@ class Locks:
                 raise self._run.unwind(HandBack())
             if await self._take_back(res.row) or await self._evict_dead(res.row):
                 continue  # this run's own dead incarnation, or a process gone, held it
-            if not asked_above and kept_attempt(res.row.detail) is not None:
-                asked_above = True  # (once: a parked holder stays parked till woken)
-                if res.row.run_id and await self._awaits_this(res.row.run_id):
-                    raise deadlock(self._run.workflow_id, handle.key, res.row.run_id, ", parked,")
+            if not asked_above:  # (once: a holder awaiting this run holds on till it ends)
+                asked_above = True
+                how = await self._awaited_by(res.row)
+                if how is not None:
+                    raise deadlock(self._run.workflow_id, handle.key, str(res.row.run_id), how)
             if loop.time() >= next_note:
                 next_note = loop.time() + MUTEX_NOTE_EVERY
                 self._note_waiting(handle.key, res)
@@ -218,6 +216,18 @@ class Locks:
                     parked=kept_attempt(res.row.detail) is not None,
                 )
             await self._rt.waker.wait(handle.key, min(poll, remaining))
+
+    async def _awaited_by(self, row: LockRow) -> str | None:
+        """How the run holding the mutex waits for this one to end ("": it drives this run
+        inline, in this task; ", parked,": parked in its block), else None."""
+        holder = row.run_id
+        if holder is None or holder == self._run.workflow_id:
+            return None
+        if held_above(self._run.workflow_id, row.key) == holder and await self._ancestor(holder):
+            return ""
+        if kept_attempt(row.detail) is not None and await self._awaits_this(holder):
+            return ", parked,"
+        return None
 
     async def _ancestor(self, run_id: str) -> bool:
         """Whether `run_id` is this run's parent, or its parent's, and so on up."""
