@@ -231,29 +231,33 @@ class Locks:
 
     async def _ancestor(self, run_id: str) -> bool:
         """Whether `run_id` is this run's parent, or its parent's, and so on up."""
-        above = self._run.run.parent_id
-        for _ in range(_MAX_ANCESTORS):
-            if above is None or above == run_id:
-                return above is not None
-            run = await self._rt.store.get_run(above)
-            above = run.parent_id if run is not None else None
+        async for _, above in self._lineage():
+            if above == run_id:
+                return True
         return False
 
     async def _awaits_this(self, holder: str) -> bool:
         """Whether `holder` is an ancestor of this run that waits, child by child down
         to this run, for it to end (so a mutex it keeps while parked is never let go)."""
-        store, below, above = self._rt.store, self._run.workflow_id, self._run.run.parent_id
-        for _ in range(_MAX_ANCESTORS):
-            if above is None or not any(
+        async for below, above in self._lineage():
+            if not any(
                 w.kind is WaitKind.RUN and w.name == below and w.status is WaitStatus.PENDING
-                for w in await store.list_waits(above)
+                for w in await self._rt.store.list_waits(above)
             ):
                 return False
             if above == holder:
                 return True
-            run = await store.get_run(above)
-            below, above = above, run.parent_id if run is not None else None
         return False
+
+    async def _lineage(self) -> AsyncIterator[tuple[str, str]]:
+        """(a run, its parent) from this run up, read as far as the caller goes."""
+        below, above = self._run.workflow_id, self._run.run.parent_id
+        for _ in range(_MAX_ANCESTORS):
+            if above is None:
+                return
+            yield below, above
+            run = await self._rt.store.get_run(above)
+            below, above = above, run.parent_id if run is not None else None
 
     def _note_waiting(self, key: str, res: LockResult) -> None:
         until = (

@@ -145,17 +145,15 @@ class RunState:
         """Drive the run's code as its own, whoever's code drives it (a parent awaiting
         it as a child from a for_each item or a step): its names start from its root
         (rule 5) and no step of the parent's collects what it attaches."""
-        if self.run.step_rule < 5:  # named under the driver's scope then: kept so
-            with outside_step():
-                yield
-            return
-        scope, path = NAME_SCOPE.set(""), ITEM_PATH.set(())
+        own = self.run.step_rule >= 5  # (before: named under the driver's scope, kept so)
+        scope, path = (NAME_SCOPE.set(""), ITEM_PATH.set(())) if own else (None, None)
         try:
             with outside_step():
                 yield
         finally:
-            ITEM_PATH.reset(path)
-            NAME_SCOPE.reset(scope)
+            if scope is not None and path is not None:
+                ITEM_PATH.reset(path)
+                NAME_SCOPE.reset(scope)
 
     @property
     def nests(self) -> bool:

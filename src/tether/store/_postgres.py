@@ -129,7 +129,7 @@ def _params(name: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 # queries whose rows come back in binary: a blob's body as its bytes, not as text twice
-# its size in hex to be parsed back (reading 100 MiB grew the process by 400 MiB)
+# its size in hex to be parsed back (a read grew the process by six times the body)
 _BINARY = frozenset({"get_blob"})
 
 
