@@ -151,3 +151,123 @@ def test_a_workspace_root_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert err.value.code == "invalid_config"
     assert "workspace.root" in str(err.value) and "is a file, not a folder" in str(err.value)
     assert parse_workflow(text.replace("ws}", "ws2}"), path=tmp_path / "WORKFLOW.md")
+
+
+def test_states_may_be_a_comma_separated_string_as_in_symphony() -> None:
+    """Symphony's schema takes `active_states` and `terminal_states` as a list or a
+    comma-separated string; a WORKFLOW.md written for it was refused ("Input should
+    be a valid list")."""
+    wf = parse_workflow(
+        "---\ntracker: {kind: memory, active_states: 'Todo, In Progress',"
+        " terminal_states: Done}\n---\nhi"
+    )
+    assert wf.config.tracker.active() == ["Todo", "In Progress"]
+    assert wf.config.tracker.terminal() == ["Done"]
+    assert wf.config.tracker.is_active("in progress") and wf.config.tracker.is_terminal("done")
+
+
+@pytest.mark.parametrize(
+    ("section", "meant"),
+    [("agnet", "agent"), ("hook", "hooks"), ("workspaces", "workspace"), ("Polling", "polling")],
+)
+def test_a_misspelt_section_is_refused_naming_the_one_meant(section: str, meant: str) -> None:
+    """Before: ignored as an unknown key, so ``agnet: {backend: mock}`` silently ran
+    the default agent (codex) and ``hook:`` ran no hook."""
+    with pytest.raises(WorkflowFileError) as err:
+        parse_workflow(f"---\ntracker: {{kind: memory}}\n{section}: {{}}\n---\nhi")
+    assert err.value.code == "invalid_config"
+    assert f"'{section}'" in str(err.value) and f"did you mean '{meant}'" in str(err.value)
+
+
+def test_other_unknown_sections_are_still_ignored() -> None:
+    """Symphony's rule for what is not a misspelling: extensions of other tools."""
+    wf = parse_workflow("---\ntracker: {kind: memory}\nobservability: {refresh_ms: 5}\n---\nhi")
+    assert wf.config.tracker.kind == "memory"
+
+
+def test_symphonys_codex_section_is_refused_saying_where_its_keys_go() -> None:
+    """Before: ignored, so a Symphony file's ``codex: {command: ...}`` ran tether's
+    default command and its timeouts were not applied, silently."""
+    with pytest.raises(WorkflowFileError) as err:
+        parse_workflow("---\ntracker: {kind: memory}\ncodex: {stall_timeout_ms: 0}\n---\nhi")
+    assert err.value.code == "invalid_config" and "under agent:" in str(err.value)
+    # a file shared with Symphony that chooses tether's agent keeps its codex: section
+    shared = "tracker: {kind: memory}\ncodex: {command: x}\nagent: {backend: mock}"
+    assert parse_workflow(f"---\n{shared}\n---\nhi").config.agent.backend == "mock"
+
+
+def test_a_misspelt_key_of_a_section_names_the_key_meant() -> None:
+    with pytest.raises(WorkflowFileError) as err:
+        parse_workflow("---\ntracker: {kind: memory}\nagent: {max_concurent_agents: 3}\n---\n")
+    assert "agent.max_concurent_agents" in str(err.value)
+    assert "did you mean agent.max_concurrent_agents?" in str(err.value)
+
+
+def test_a_yaml_error_names_the_line_of_the_file() -> None:
+    """Before: YAML's own count, from the front matter's first line (the file's second),
+    and its "<unicode string>": line 3 of the file was reported as line 2."""
+    text = "---\ntracker: {kind: memory}\nagent:\n  backend: mock\n   max_turns: 3\n---\nhi"
+    with pytest.raises(WorkflowFileError) as err:
+        parse_workflow(text, path=Path("/x/WORKFLOW.md"))
+    assert err.value.code == "workflow_parse_error"
+    message = str(err.value)
+    assert "line 5, column 13" in message and "mapping values are not allowed" in message
+    assert "unicode string" not in message
+
+
+@pytest.mark.parametrize(
+    ("prompt", "words"),
+    [
+        (
+            "Fix {{ issue.titel }}",
+            "uses issue.titel (line 1), which no issue has; did you mean issue.title?",
+        ),
+        ("A\n{% if attempt %}{{ atempt }}{% endif %}", "uses atempt (line 2)"),
+        ("{{ issue.title | shout }}", "the filter 'shout' (line 1)"),
+    ],
+)
+def test_a_name_no_prompt_can_have_is_refused_when_the_file_is_read(
+    prompt: str, words: str
+) -> None:
+    """Before: the file loaded, then every attempt of every issue failed on it and was
+    retried (10 s, 20 s, 40 s ...) until each issue waited for a person."""
+    with pytest.raises(TemplateError) as err:
+        parse_workflow(f"---\ntracker: {{kind: memory}}\n---\n{prompt}")
+    assert err.value.code == "template_render_error" and words in str(err.value)
+
+
+def test_locals_loops_and_every_issue_field_are_known() -> None:
+    prompt = (
+        "{% assign t = issue.title | upcase %}{{ t }} {{ issue.labels.size }}"
+        "{% for b in issue.blocked_by %}{{ forloop.index }} {{ b.identifier }}{% endfor %}"
+        "{% if attempt %}{{ attempt }}{% endif %}{{ issue.url }}"
+    )
+    wf = parse_workflow(f"---\ntracker: {{kind: memory}}\n---\n{prompt}")
+    assert render_prompt(wf.prompt, ISSUE, 2) == "FIX IT 02"
+
+
+def test_a_cap_on_a_state_that_is_not_active_is_refused() -> None:
+    """Before: accepted, and never applied (agents are counted by their issue's state,
+    always an active one): ``in-progress`` for ``In Progress`` ran as many as the
+    global cap allowed."""
+    front = (
+        "tracker: {kind: memory, active_states: [Todo, In Progress]}\n"
+        "agent: {max_concurrent_agents_by_state: {in-progress: 1}}"
+    )
+    with pytest.raises(WorkflowFileError) as err:
+        parse_workflow(f"---\n{front}\n---\nhi")
+    assert err.value.code == "invalid_config"
+    message = str(err.value)
+    assert "max_concurrent_agents_by_state caps state 'in-progress'" in message
+    assert "did you mean 'in progress'?" in message
+    ok = parse_workflow(f"---\n{front.replace('in-progress', 'In Progress ')}\n---\nhi")
+    assert ok.config.agent.max_concurrent_agents_by_state == {"in progress": 1}
+
+
+def test_a_blank_required_label_is_refused() -> None:
+    """Symphony: a blank required label matches no issue. Before: it was dropped, so
+    ``required_labels: [" "]`` dispatched every issue of the tracker."""
+    with pytest.raises(WorkflowFileError) as err:
+        parse_workflow("---\ntracker: {kind: memory, required_labels: [agent, ' ']}\n---\nhi")
+    assert err.value.code == "invalid_config"
+    assert "tracker.required_labels" in str(err.value) and "blank" in str(err.value)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
 
 import tether
 import tether.worker
-from tether.agents import AgentsError, Dispatcher, Issue, parse_workflow
+from tether.agents import AgentsError, Dispatcher, Issue, WorkflowWatcher, parse_workflow
 from tether.agents.backends import MockBackend
 from tether.agents.trackers import MemoryTracker
 from tether.testing import eventually
@@ -269,6 +270,85 @@ async def test_a_closed_issue_stops_its_agent_within_a_tick_and_loses_its_worksp
     await asyncio.wait_for(driving, 20)  # the agent was killed, not waited for
     assert (await app.aget_run("agent:memory:D-1")).status.value == "cancelled"
     assert not (tmp_path / "ws" / "D-1").exists()
+
+
+async def test_a_terminal_issue_loses_its_workspace_while_it_waits_for_a_retry(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """before_run failed: the run waits for its retry, its workspace made but never
+    recorded as the run's. The issue closed meanwhile: its workspace goes all the same."""
+    text = _text(tmp_path, 1).replace('"echo run >> runs.txt"', '"exit 3"')
+    config = parse_workflow(text, path=tmp_path / "WORKFLOW.md")
+    tracker = MemoryTracker([_issue("W-1")])
+    d = Dispatcher(app, config, tracker=tracker, backend=MockBackend([{}]))
+    await d.run_once()
+    [row] = await d.status()
+    ws = tmp_path / "ws" / "W-1"
+    assert row.phase == "retrying" and "before_run" in (row.reason or "") and ws.is_dir()
+    tracker.set_state("W-1", "done")
+    report = await d.tick()
+    assert report.stopped == ["agent:memory:W-1"]
+    assert not ws.exists()
+
+
+async def test_a_terminal_issue_loses_its_workspace_while_its_next_run_is_queued(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """The issue came back (a second run queued, not yet driven) and was closed before
+    that run started: the workspace its first run left goes."""
+    tracker = MemoryTracker([_issue("W-2")])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=MockBackend([{}] * 3))
+    await d.run_once()
+    ws = tmp_path / "ws" / "W-2"
+    assert tracker.issues["W-2"].state == "review" and ws.is_dir()  # kept after a run
+    tracker.set_state("W-2", "todo")
+    assert (await d.tick()).dispatched == ["W-2"]  # queued: agent:memory:W-2:2
+    tracker.set_state("W-2", "done")
+    report = await d.tick()
+    assert report.stopped == ["agent:memory:W-2:2"]
+    assert not ws.exists()
+
+
+async def test_an_issue_with_a_nul_or_a_lone_surrogate_in_its_text_is_worked_on(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """Before: its run could not be stored ("contains a NUL character"), so the issue
+    was never dispatched and every tick reported the same error, forever. Tracker text
+    is the tracker's: such characters become U+FFFD."""
+    issue = _issue("N-1", description="log:\x00\x00 end")
+    issue = Issue(**{**issue.to_dict(), "title": "half an emoji \ud83d", "blocked_by": ()})
+    backend = MockBackend([{}] * 3)
+    d = Dispatcher(app, _config(tmp_path), tracker=MemoryTracker([issue]), backend=backend)
+    report = await d.run_once()
+    assert report.errors == [] and report.dispatched == ["N-1"]
+    request = backend.requests[0]
+    assert request.prompt == "Work on N-1: half an emoji \ufffd"
+    assert request.issue["description"] == "log:\ufffd\ufffd end"
+
+
+async def test_a_broken_workflow_md_blocks_new_dispatch_but_not_reconciliation(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """Symphony: a WORKFLOW.md that does not load blocks new dispatches until it is
+    fixed; reconciliation goes on. Before: new issues were dispatched under the last
+    good config while the file said something else (half-edited, say)."""
+    path = tmp_path / "WORKFLOW.md"
+    path.write_text(_text(tmp_path, 1))
+    tracker = MemoryTracker([_issue("B-1")])
+    d = Dispatcher(app, WorkflowWatcher(path), tracker=tracker, backend=MockBackend([{}]))
+    assert (await d.tick()).dispatched == ["B-1"]  # queued
+    path.write_text(_text(tmp_path, 1).replace("max_turns: 1", "max_turns: 0"))
+    os.utime(path, (1, 1))
+    tracker.set_state("B-1", "done")
+    tracker.put(_issue("B-2"))
+    report = await d.tick()
+    assert report.stopped == ["agent:memory:B-1"]  # reconciled all the same
+    assert report.dispatched == [] and "agent.max_turns" in report.skipped["B-2"]
+    assert any("no new dispatch until it is fixed" in e for e in report.errors)
+    path.write_text(_text(tmp_path, 1))
+    os.utime(path, (2, 2))
+    fixed = await d.tick()
+    assert fixed.dispatched == ["B-2"] and fixed.errors == []
 
 
 async def test_cleanup_respects_and_records_the_tracker_cooldown(

@@ -27,6 +27,19 @@ def test_names_keep_safe_identifiers_and_hash_the_rest() -> None:
         assert "/" not in workspace_key(bad) and workspace_key(bad) not in {".", ".."}
 
 
+async def test_a_very_long_identifier_gets_a_workspace_of_its_own(tmp_path: Path) -> None:
+    """Before: the folder was named after the whole identifier, and past 255 bytes (the
+    marker beside it adds 18) every attempt failed on "File name too long", retried
+    until a person was asked."""
+    m = WorkspaceManager(tmp_path / "root", HooksSettings())
+    first, second = "L" * 300 + "-1", "L" * 300 + "-2"
+    one, two = await m.ensure(first), await m.ensure(second)
+    assert one.path != two.path and one.path.is_dir() and two.path.is_dir()
+    assert len(one.key) <= 237 and one.key.startswith("L" * 100)
+    assert workspace_key("E" * 237) == "E" * 237  # what fitted before keeps its name
+    assert await m.remove(one.path) and not one.path.exists()
+
+
 @pytest.mark.parametrize("ident", ["../escape", "/abs/path", "..", "."])
 async def test_escaping_identifiers_stay_inside_the_root(tmp_path: Path, ident: str) -> None:
     ws = await WorkspaceManager(tmp_path / "root", HooksSettings()).ensure(ident)
@@ -73,6 +86,20 @@ async def test_a_failing_after_create_removes_the_new_folder_and_fails(tmp_path:
         await m.ensure("A-1")
     assert err.value.code == "hook_failed" and "nope" in str(err.value)
     assert not (tmp_path / "root" / "A-1").exists()
+
+
+async def test_a_failing_hook_is_explained_by_the_end_of_its_output(tmp_path: Path) -> None:
+    """A verbose hook (``npm ci`` ...) says why it failed last. Before: the first 2,048
+    bytes were kept, so the error recorded for the attempt (and shown by `agents
+    status`) was a line of progress, never the cause."""
+    script = "for i in $(seq 1 500); do echo progress line $i; done; echo 'ERR! the cause'; exit 1"
+    m = WorkspaceManager(tmp_path / "root", HooksSettings(before_run=script))
+    ws = await m.ensure("A-1")
+    with pytest.raises(WorkspaceError) as err:
+        await m.before_run(ws.path)
+    assert err.value.code == "hook_failed" and "ERR! the cause" in str(err.value)
+    result = await m.run_hook("before_run", ws.path)
+    assert len(result.output.encode()) <= 2048 and result.output.endswith("ERR! the cause\n")
 
 
 async def test_a_hook_past_its_timeout_is_killed(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ to what starts next, an invalid one keeps the last good config and says why.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
@@ -103,7 +104,18 @@ class TrackerSettings(_Section):
     @field_validator("required_labels")
     @classmethod
     def _labels(cls, value: list[str]) -> list[str]:
+        # Symphony: a blank label matches no issue; dropping it would match every one
+        if any(not str(label).strip() for label in value):
+            raise ValueError("a label is blank, which no issue has; remove it")
         return list(normalise_labels(value))
+
+    @field_validator("active_states", "terminal_states", mode="before")
+    @classmethod
+    def _state_list(cls, value: Any) -> Any:
+        """Symphony takes a list or a comma-separated string (``Todo, In Progress``)."""
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
 
     def active(self) -> list[str]:
         return (
@@ -250,7 +262,7 @@ def _split(text: str, where: str) -> tuple[dict[str, Any], str]:
         front = yaml.safe_load("\n".join(lines[1:end]))
     except yaml.YAMLError as exc:
         raise WorkflowFileError(
-            f"{where}: the front matter is not valid YAML ({' '.join(str(exc).split())})",
+            f"{where}: the front matter is not valid YAML{_yaml_problem(exc)}",
             code="workflow_parse_error",
         ) from None
     if front is None:
@@ -262,6 +274,19 @@ def _split(text: str, where: str) -> tuple[dict[str, Any], str]:
             code="workflow_front_matter_not_a_map",
         )
     return front, "\n".join(lines[end + 1 :]).strip()
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, by the lines of WORKFLOW.md (YAML counts from the front matter's
+    first line, which is the file's second: its own numbers sent people to the wrong
+    line)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return f" ({' '.join(str(exc).split())})"
+    context = getattr(exc, "context", None)
+    what = f"{context}: {problem}" if context else str(problem)
+    return f" at line {mark.line + 2}, column {mark.column + 1} ({what})"
 
 
 _SECRETS = {("tracker", "api_key")}
@@ -314,12 +339,22 @@ def _explain(exc: ValidationError, where: str) -> WorkflowFileError:
                 " (file, github, linear or memory)" if key.endswith("kind") else ""
             )
         elif e["type"] == "extra_forbidden":
-            fix = f"remove {key} or check its spelling"
+            fix = f"remove {key} or check its spelling" + _did_you_mean(e["loc"])
         else:
             shown = "<secret>" if "api_key" in key else repr(e.get("input"))
             fix = f"got {shown}"
         problems.append(f"{key}: {e['msg']} ({fix})")
     return WorkflowFileError(f"{where}: " + "; ".join(problems), code="invalid_config")
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    """``; did you mean agent.max_concurrent_agents?`` for a misspelt key of a section."""
+    field = WorkflowConfig.model_fields.get(str(loc[0])) if len(loc) == 2 else None
+    section = field.annotation if field is not None else None
+    if not (isinstance(section, type) and issubclass(section, BaseModel)):
+        return ""
+    close = difflib.get_close_matches(str(loc[1]), list(section.model_fields), n=1, cutoff=0.7)
+    return f"; did you mean {loc[0]}.{close[0]}?" if close else ""
 
 
 _SECRET_ENV = {"github": "GITHUB_TOKEN", "linear": "LINEAR_API_KEY"}
@@ -379,6 +414,24 @@ def _check_states(tracker: TrackerSettings, where: str) -> None:
         raise WorkflowFileError(f"{where}: {problem}", code="invalid_config")
 
 
+def _check_caps(config: WorkflowConfig, where: str) -> None:
+    """A per-state cap counts the agents at work on issues in that state, all of them in
+    an active state: a cap on any other state (``in-progress`` for ``In Progress``)
+    would never hold, silently."""
+    active = [normalise_state(s) for s in config.tracker.active()]
+    for state in config.agent.max_concurrent_agents_by_state:
+        if state in active:
+            continue
+        close = difflib.get_close_matches(state, active, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise WorkflowFileError(
+            f"{where}: agent.max_concurrent_agents_by_state caps state {state!r}, which is "
+            f"not an active state, so the cap would never apply; {hint}(active_states: "
+            f"{', '.join(config.tracker.active())})",
+            code="invalid_config",
+        )
+
+
 def _check_root(
     front: dict[str, Any], config: WorkflowConfig, path: Path | None, where: str
 ) -> None:
@@ -412,10 +465,38 @@ def _check_root(
         )
 
 
+def _check_sections(front: dict[str, Any], where: str) -> None:
+    """Unknown top-level keys are ignored (Symphony: other tools' extensions), but not
+    a misspelt section (``agnet:`` would run the default agent), nor Symphony's
+    ``codex:`` in a file that does not choose tether's agent (``agent.backend``): its
+    command and timeouts would silently not apply (tether reads them under agent:)."""
+    known = list(WorkflowConfig.model_fields)
+    agent = front.get("agent")
+    for key in front:
+        name = str(key)
+        if name in known:
+            continue
+        if name == "codex" and not (isinstance(agent, dict) and "backend" in agent):
+            raise WorkflowFileError(
+                f"{where}: codex: is Symphony's section and tether does not read it; put the "
+                "agent's settings under agent: (backend: codex, command, turn_timeout_ms, "
+                "stall_timeout_ms)",
+                code="invalid_config",
+            )
+        close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.75)
+        if close:
+            raise WorkflowFileError(
+                f"{where}: unknown section {name!r}; did you mean {close[0]!r}? "
+                f"(the sections are {', '.join(known)})",
+                code="invalid_config",
+            )
+
+
 def parse_workflow(text: str, *, path: Path | None = None) -> WorkflowFile:
     """A WORKFLOW.md's text, validated; `WorkflowFileError` naming the key and the fix."""
     where = str(path) if path is not None else "WORKFLOW.md"
     front, prompt = _split(text, where)
+    _check_sections(front, where)
     if "tracker" not in front:
         raise WorkflowFileError(
             f"{where}: tracker is missing; add e.g. 'tracker: {{kind: file, path: ISSUES.md}}'",
@@ -428,6 +509,7 @@ def parse_workflow(text: str, *, path: Path | None = None) -> WorkflowFile:
         raise _explain(exc, where) from None
     _check_tracker(config.tracker, where)
     _check_states(config.tracker, where)
+    _check_caps(config, where)
     _check_root(front, config, path, where)
     if config.agent.backend in ("command",) and not config.agent.command:
         raise WorkflowFileError(

@@ -113,6 +113,7 @@ class Dispatcher:
         self._wake: asyncio.Event | None = None  # set by `refresh`: tick now
         self._worker: Worker | None = None  # the one `serve` runs, resized on reload
         self._asked_at: datetime | None = None
+        self._refused: str | None = None  # why WORKFLOW.md was refused, once logged
         self.runner = IssueRunner(app, self.config, self.tracker, self.backend)
         app.workflow(name=ISSUE_WORKFLOW)(self.runner)
         app.queue(QUEUE, concurrency=self.config().config.agent.max_concurrent_agents)
@@ -125,18 +126,24 @@ class Dispatcher:
     def reload(self) -> bool:
         """Re-read WORKFLOW.md if it changed; True if a new config applies."""
         if self.watcher is None or not self.watcher.check():
-            if self.watcher is not None and self.watcher.error:
-                log.warning(
-                    "WORKFLOW.md change refused, keeping the last good config: %s",
-                    self.watcher.error,
-                )
+            error = self.watcher.error if self.watcher is not None else None
+            if error and error != self._refused:  # once, not at every tick
+                log.warning("WORKFLOW.md change refused, keeping the last good config: %s", error)
+            self._refused = error
             return False
+        self._refused = None
         log.info("WORKFLOW.md reloaded", extra={"sha256": self.config().sha256[:12]})
         most = self.config().config.agent.max_concurrent_agents
         self.app.queue(QUEUE, concurrency=most)
         if self._worker is not None:  # the serving worker takes as many at once too
             self._worker.resize(most)
         return True
+
+    def broken(self) -> str | None:
+        """Why WORKFLOW.md, as it is now, does not load (None: it does). Until it is
+        fixed no issue is dispatched anew (Symphony); what runs goes on under the last
+        good config, and reconciliation too."""
+        return self.watcher.error if self.watcher is not None else None
 
     def _built(self) -> tuple[Tracker, AgentBackend]:
         sha = self.config().sha256
@@ -253,6 +260,8 @@ class Dispatcher:
         """A tick's report, and the candidates it saw."""
         self.reload()
         report = TickReport()
+        if self.broken() is not None:  # reconciliation goes on under the last good one
+            report.errors.append(f"no new dispatch until it is fixed: {self.broken()}")
         config = self.config().config
         tracker = self.tracker()
         until = await self.tracker_cooldown()
@@ -315,6 +324,9 @@ class Dispatcher:
 
     async def _execute(self, effect: Any, runs: dict[str, str], report: TickReport) -> None:
         if isinstance(effect, Dispatch):
+            if self.broken() is not None:
+                report.skipped[effect.issue.identifier] = f"WORKFLOW.md: {self.broken()}"
+                return
             if not await self._still_eligible(effect.issue):
                 report.skipped[effect.issue.identifier] = CHANGED_SINCE_POLL
                 return
@@ -381,12 +393,15 @@ class Dispatcher:
     async def remove_workspace(self, run_id: str) -> bool:
         """Remove a run's workspace by the path it recorded (`before_remove` first).
         Only for a run no process drives: a driven one removes its own once its
-        agent stopped."""
+        agent stopped. A run that recorded none (queued behind an earlier run of its
+        issue, or its `before_run` failed) removes the issue's workspace by name:
+        one an earlier run or attempt left must not outlive a terminal issue."""
         run = await self.app.aget_run(run_id)
         recorded = _state(run.state).get("workspace")
-        if not recorded:
-            return False
-        return await self.runner.workspaces().discard(Path(recorded))
+        manager = self.runner.workspaces()
+        if recorded:
+            return await manager.discard(Path(recorded))
+        return await manager.discard(manager.path_for(_identifier_of(run)))
 
     async def cleanup(self) -> list[str]:
         """The retention chore: remove the workspaces of terminal issues, and those
@@ -600,7 +615,11 @@ class Dispatcher:
         # poll: a run answered then is not "already running" if it parked again since
         state, _ = await self.state(candidates)
         now = self.app.clock.now().timestamp()
-        report.skipped = {k: v for k, v in report.skipped.items() if v == CHANGED_SINCE_POLL}
+        report.skipped = {
+            k: v
+            for k, v in report.skipped.items()
+            if v == CHANGED_SINCE_POLL or v.startswith("WORKFLOW.md: ")
+        }
         _skipped(report, candidates, state, self.config().config, now)
         return report
 

@@ -6,10 +6,26 @@ list is never missing, so a strict template may reference every field.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["Blocker", "Issue", "normalise_labels", "normalise_state"]
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any) -> Any:
+    """`value` with every NUL and lone surrogate in its strings (keys too) replaced by
+    U+FFFD: a tracker may send either (JSON escapes them), no database stores them."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 def normalise_state(state: str | None) -> str:
@@ -58,11 +74,13 @@ class Issue:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON: what a run records and what a prompt template sees."""
+        """Plain JSON: what a run records and what a prompt template sees. A NUL or a
+        lone surrogate in the tracker's text (neither can be stored) is U+FFFD."""
         data = asdict(self)
         data["labels"] = list(self.labels)
         data["blocked_by"] = [asdict(b) for b in self.blocked_by]
-        return data
+        clean: dict[str, Any] = _storable(data)
+        return clean
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Issue:

@@ -6,6 +6,8 @@ works on a strict template. `attempt` is None on the first run, then 1, 2, ...
 
 from __future__ import annotations
 
+from dataclasses import fields
+from difflib import get_close_matches
 from typing import Any
 
 from liquid import Environment, StrictUndefined
@@ -30,13 +32,59 @@ def _one_line(exc: Exception) -> str:
 
 
 def check_template(template: str) -> None:
-    """Parse `template` now (`template_parse_error`), so a bad file fails at load."""
+    """Parse `template` now (`template_parse_error`), so a bad file fails at load; and
+    refuse a name no prompt can have or a filter Liquid lacks (`template_render_error`),
+    which would otherwise fail every attempt of every issue, one after another, until
+    each waits for a person."""
     try:
-        _ENV.from_string(template)
+        parsed = _ENV.from_string(template)
     except LiquidError as exc:
         raise TemplateError(
             f"the prompt template does not parse: {_one_line(exc)}", code="template_parse_error"
         ) from None
+    problem = _unknown_name(parsed, template)
+    if problem is not None:
+        raise TemplateError(f"the prompt template {problem}", code="template_render_error")
+
+
+_FIELDS = tuple(f.name for f in fields(Issue))
+
+
+def _unknown_name(parsed: Any, template: str) -> str | None:
+    """What the template uses that rendering would refuse whatever the issue: a variable
+    other than `issue` and `attempt` (locals of its own aside), a field no issue has, an
+    unknown filter. None when all is known (or the analysis itself fails: it is a help)."""
+    try:
+        analysis = parsed.analyze()
+    except Exception:
+        return None
+    for name, uses in analysis.globals.items():
+        for use in uses:
+            segments = list(use.segments)
+            field = segments[1] if len(segments) > 1 else None
+            if name == "attempt" or (
+                name == "issue" and (not isinstance(field, str) or field in _FIELDS)
+            ):
+                continue
+            what = f"issue.{field}" if name == "issue" else str(name)
+            close = get_close_matches(what, [f"issue.{f}" for f in _FIELDS] + ["attempt"], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            return (
+                f"uses {what} (line {_line(template, use.span.index)}), which no issue has; "
+                f"{hint}(known: issue.<{', '.join(_FIELDS)}>, attempt)"
+            )
+    for name, spans in analysis.filters.items():
+        if name not in _ENV.filters:
+            return (
+                f"uses the filter {name!r} (line {_line(template, spans[0].index)}), which "
+                "Liquid does not have"
+            )
+    return None
+
+
+def _line(template: str, index: int) -> int:
+    """The line (of the prompt, from 1) of character `index`."""
+    return template.count("\n", 0, max(index, 0)) + 1
 
 
 def render_prompt(template: str, issue: Issue, attempt: int | None) -> str:

@@ -18,10 +18,11 @@ root shared with other files loses nothing but workspaces).
 
 Hooks run as ``sh -lc <script>`` in the workspace, each within
 ``hooks.timeout_ms`` of the shell's exit (the process group is killed at the
-limit, and when the hook's caller is cancelled), their output truncated to
-2,048 bytes in the log. A background child a hook leaves behind does not hold
-the hook up: its output goes to a file, not a pipe waited on. Failure semantics: `after_create` and
-`before_run` abort the attempt (a folder just created is removed again);
+limit, and when the hook's caller is cancelled), their output cut to its last
+2,048 bytes in the log (where a failing command says why). A background child
+a hook leaves behind does not hold the hook up: its output goes to a file, not
+a pipe waited on. Failure semantics: `after_create` and `before_run` abort the
+attempt (a folder just created is removed again);
 `after_run` and `before_remove` are logged and ignored.
 """
 
@@ -58,17 +59,20 @@ __all__ = [
 log = logging.getLogger("tether.agents")
 
 OUTPUT_LIMIT = 2048
+# a folder name is at most 255 bytes, and its marker beside it adds 18 (".<key>.tether-workspace")
+MAX_KEY = 237
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def workspace_key(identifier: str) -> str:
-    """The folder name of an issue's workspace (never hidden: no leading ``.``)."""
+    """The folder name of an issue's workspace (never hidden: no leading ``.``; at most
+    `MAX_KEY` characters, a longer one cut and hashed)."""
     safe = _UNSAFE.sub("_", identifier)
     if safe.startswith("."):  # `.github#5` (GitHub's `.github` repository), `.`, `..`
         safe = "_" + safe[1:]
-    if safe == identifier and safe:
+    if safe == identifier and safe and len(safe) <= MAX_KEY:
         return safe
-    return f"{safe}--{_digest(identifier)}"
+    return f"{safe[: MAX_KEY - 18]}--{_digest(identifier)}"
 
 
 def _legacy_key(identifier: str) -> str:
@@ -151,7 +155,7 @@ class Workspace:
 class HookResult:
     name: str
     exit_code: int | None  # None: killed at the timeout
-    output: str  # truncated to OUTPUT_LIMIT bytes
+    output: str  # its last OUTPUT_LIMIT bytes
 
     @property
     def ok(self) -> bool:
@@ -285,7 +289,8 @@ class WorkspaceManager:
                 code = await _exit_within(proc, self.hooks.timeout_ms / 1000)
             finally:
                 record.unlink(missing_ok=True)
-            out.seek(0)
+            # its end: a failing command says why last (after pages of progress, say)
+            out.seek(max(out.seek(0, os.SEEK_END) - OUTPUT_LIMIT, 0))
             text = out.read(OUTPUT_LIMIT).decode("utf-8", "replace")
         result = HookResult(name, code, text)
         level = logging.INFO if result.ok else logging.WARNING

@@ -53,7 +53,13 @@ def _open(state: CliState, path: str, *, existing: bool = True) -> tuple[Any, Ap
     """The dispatcher of WORKFLOW.md at `path`, on its database. `existing`: the command
     only reads or steers issue runs, so the database must be there already (exit 4, as
     `tether runs list`), never an empty one made where a --db was mistyped."""
-    from ..agents import Dispatcher, WorkflowWatcher
+    try:
+        from ..agents import Dispatcher, WorkflowWatcher
+    except ModuleNotFoundError as exc:  # (a traceback, before)
+        fail(
+            EXIT_USAGE,
+            f"tether agents needs the agents extra: pip install 'tether[agents]' ({exc})",
+        )
 
     watcher = guard(lambda: WorkflowWatcher(path))
     db = choose(state.db)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from tether.agents import TrackerError
 from tether.agents.trackers import FileTracker, parse_issues
 
 TEXT = """# Roadmap
@@ -59,3 +62,14 @@ async def test_moves_and_comments_land_once(tmp_path: Path) -> None:
         and "agent finished" in one.description
     )
     assert await t.fetch_issues_by_states([]) == [] and await t.fetch_issues_by_ids([]) == []
+
+
+async def test_a_file_that_is_not_utf8_is_a_tracker_error_naming_it(tmp_path: Path) -> None:
+    """Before: ``'utf-8' codec can't decode byte 0xe9 ...`` at every tick, naming no
+    file and no fix."""
+    path = tmp_path / "ISSUES.md"
+    path.write_bytes("## ENG-1: caf\u00e9\n- status: todo\n".encode("latin-1"))
+    with pytest.raises(TrackerError) as err:
+        await FileTracker(path).fetch_issues_by_states(["todo"])
+    assert err.value.code == "tracker_response"
+    assert str(path) in str(err.value) and "not UTF-8" in str(err.value)

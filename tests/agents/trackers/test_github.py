@@ -118,6 +118,25 @@ async def test_rate_limits_and_refusals_are_tracker_errors(github: FakeGitHub) -
     assert err.value.code == "tracker_response"
 
 
+async def test_a_list_holding_what_is_no_issue_is_a_tracker_error(github: FakeGitHub) -> None:
+    """Before: a null or a number in the list raised ``TypeError: argument of type 'int'
+    is not iterable``, which named neither the tracker nor the answer."""
+    github.add(1, "one", labels=("agent",))
+    tracker = _tracker(github, required_labels=())
+    original = github.answer
+
+    def garbage(method: str, path: str, headers: dict[str, str], body: object) -> object:
+        answer = original(method, path, headers, body)
+        assert answer is not None
+        status, extra, payload = answer
+        return status, extra, [*payload, None, 5] if isinstance(payload, list) else payload
+
+    github.answer = garbage  # type: ignore[method-assign]
+    with pytest.raises(TrackerError) as err:
+        await tracker.fetch_issues_by_states(["open"])
+    assert err.value.code == "tracker_response" and "without a number" in str(err.value)
+
+
 def test_rate_limit_headers() -> None:
     assert rate_limit_wait(200, {"x-ratelimit-remaining": "0"}) is None
     assert rate_limit_wait(403, {"x-ratelimit-remaining": "12"}) is None  # a plain refusal

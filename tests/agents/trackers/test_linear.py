@@ -156,3 +156,25 @@ def test_a_node_becomes_an_issue_field_by_field() -> None:
     assert type(mine.priority) is int
     anyone = LinearTracker("k", team="ENG").normalise({**node, "priority": 0})
     assert (anyone.dispatchable, anyone.priority) == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("labels", ["agent"]), ("inverseRelations", {"nodes": [None]}), ("assignee", "someone")],
+)
+async def test_a_field_of_another_shape_is_a_malformed_issue(
+    linear: tuple[FakeLinear, str], field: str, value: object
+) -> None:
+    """Before: ``AttributeError: 'list' object has no attribute 'get'``, naming neither
+    the tracker nor the issue."""
+    fake, _ = linear
+    fake.add("ENG-1", "one")
+    node = fake.node
+
+    def odd(issue_id: str) -> dict[str, object]:
+        return {**node(issue_id), field: value}
+
+    fake.node = odd  # type: ignore[method-assign]
+    with pytest.raises(TrackerError) as err:
+        await _tracker(linear).fetch_issues_by_states(["Todo"])
+    assert err.value.code == "tracker_response" and "malformed issue" in str(err.value)

@@ -137,6 +137,12 @@ class FileTracker:
                 f"cannot read the issues file {self.path}: {exc.strerror or exc}",
                 code="tracker_request",
             ) from None
+        except UnicodeDecodeError as exc:
+            raise TrackerError(
+                f"the issues file {self.path} is not UTF-8 text (byte {exc.object[exc.start]:#x} "
+                f"at offset {exc.start}); save it as UTF-8",
+                code="tracker_response",
+            ) from None
 
     async def fetch_issues_by_states(self, states: Sequence[str]) -> list[Issue]:
         if not states:

@@ -143,7 +143,11 @@ class GitHubTracker:
                     "(does the repository exist and can the token read it?)",
                     code="tracker_response",
                 )
-            found.extend(self.normalise(item) for item in body if "pull_request" not in item)
+            found.extend(  # anything but an issue object (a pull request aside) fails the call
+                self.normalise(item)
+                for item in body
+                if not (isinstance(item, dict) and "pull_request" in item)
+            )
             url, params = response.links.get("next", {}).get("url"), None
             pages += 1
             if pages > 1000:

@@ -137,7 +137,17 @@ class LinearTracker:
     # -- reading ------------------------------------------------------------------------
 
     def normalise(self, node: Any) -> Issue:
-        """An issue from a GraphQL node (`TrackerError` if it lacks what an issue needs)."""
+        """An issue from a GraphQL node (`TrackerError` if it lacks what an issue needs,
+        or a field of it has another shape than Linear's)."""
+        try:
+            return self._normalise(node)
+        except (AttributeError, TypeError, ValueError):
+            raise TrackerError(
+                f"linear: a malformed issue in the answer: {str(node)[:200]}",
+                code="tracker_response",
+            ) from None
+
+    def _normalise(self, node: Any) -> Issue:
         state = node.get("state") if isinstance(node, dict) else None
         if not (
             isinstance(node, dict)
