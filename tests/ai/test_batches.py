@@ -6,10 +6,12 @@ local server; time is a fake clock, except in the process that is killed."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,40 @@ from tether.testing import eventually
 from ._server import ProviderServer
 
 MODELS = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-sonnet-4-5"}
+
+
+class _Caught(logging.Handler):
+    """The records one logger emits, kept in order."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def said(self, words: str) -> list[logging.LogRecord]:
+        return [r for r in self.records if words in r.getMessage()]
+
+
+@pytest.fixture
+def ai_log() -> Iterator[_Caught]:
+    """What logger ``tether.ai`` says at INFO and above, caught by a handler on that
+    logger itself. caplog's handler sits on the root logger, where an earlier test in
+    the same process can hide these records (`tether runs signal` run in-process sets
+    the ``tether`` logger to ERROR; a dictConfig disables existing loggers; a logger
+    may stop propagating): the tests failed by order, or a `not in` passed idly."""
+    logger = logging.getLogger("tether.ai")
+    caught, level, disabled = _Caught(), logger.level, logger.disabled
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
+    logger.addHandler(caught)
+    try:
+        yield caught
+    finally:
+        logger.removeHandler(caught)
+        logger.setLevel(level)
+        logger.disabled = disabled
 
 
 def _app(
@@ -231,7 +267,7 @@ async def test_a_cancel_failing_for_a_moment_at_max_wait_is_retried(
 
 
 async def test_a_cancel_refused_at_max_wait_is_recorded_and_named_in_the_error(
-    database_url: str, clock: FakeClock, server: ProviderServer, caplog: pytest.LogCaptureFixture
+    database_url: str, clock: FakeClock, server: ProviderServer, ai_log: _Caught
 ) -> None:
     app = _app(database_url, clock, server)
     batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=60)
@@ -245,7 +281,8 @@ async def test_a_cancel_refused_at_max_wait_is_recorded_and_named_in_the_error(
     assert "may still be running" in said, said
     [event] = [e for e in done.record.events if e.type == "ai.batch.cancel_failed"]
     assert event.detail["batch_id"] == batch_id and "answered 403" in event.detail["error"]
-    assert f"could not cancel batch {batch_id}" in caplog.text
+    [warned] = ai_log.said(f"could not cancel batch {batch_id} of run cf")
+    assert warned.levelno == logging.WARNING and "answered 403" in warned.getMessage()
     await app.aclose()
 
 
@@ -283,7 +320,7 @@ async def test_openai_refuses_to_cancel_a_batch_that_ended(server: ProviderServe
 
 
 async def test_a_cancel_refused_when_the_run_is_cancelled_is_logged_and_recorded(
-    database_url: str, clock: FakeClock, server: ProviderServer, caplog: pytest.LogCaptureFixture
+    database_url: str, clock: FakeClock, server: ProviderServer, ai_log: _Caught
 ) -> None:
     app = _app(database_url, clock, server)
     batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=3600)
@@ -291,7 +328,8 @@ async def test_a_cancel_refused_when_the_run_is_cancelled_is_logged_and_recorded
     [batch_id] = server.state.batches
     server.fail_next(403)  # refused for good: not tried again
     assert await app.acancel("rc") == ["rc"]  # the run is cancelled either way
-    assert f"could not cancel batch {batch_id} of run rc" in caplog.text
+    [warned] = ai_log.said(f"could not cancel batch {batch_id} of run rc")
+    assert warned.levelno == logging.WARNING and "may still be running" in warned.getMessage()
     assert server.count(CANCEL["openai"]) == 1
     rec = await app.aget_record("rc")  # `tether runs show rc` tells the batch may bill on
     assert rec.status is RunStatus.CANCELLED
@@ -352,7 +390,7 @@ async def test_a_run_cancel_gives_up_a_cancel_within_seconds_and_records_it(
 
 
 async def test_a_run_cancelled_after_its_batch_completed_has_nothing_to_cancel(
-    database_url: str, clock: FakeClock, server: ProviderServer, caplog: pytest.LogCaptureFixture
+    database_url: str, clock: FakeClock, server: ProviderServer, ai_log: _Caught
 ) -> None:
     app = _app(database_url, clock, server)
     batched = _batcher(app, MODELS["openai"], 1, poll_every=60, max_wait=3600)
@@ -360,7 +398,9 @@ async def test_a_run_cancelled_after_its_batch_completed_has_nothing_to_cancel(
     server.finish_batches()  # before the run's next look
     assert await app.acancel("cc") == ["cc"]
     assert server.count(CANCEL["openai"]) == 1  # refused (409): it ended; not tried again
-    assert "could not cancel" not in caplog.text
+    assert ai_log.said("could not cancel") == []
+    [batch_id] = server.state.batches
+    assert ai_log.said(f"batch {batch_id} had ended when tether cancelled it")  # it was seen
     rec = await app.aget_record("cc")
     assert "ai.batch.cancel_failed" not in [e.type for e in rec.events]
     [batch] = server.state.batches.values()

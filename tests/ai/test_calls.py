@@ -282,10 +282,10 @@ async def test_a_budget_asks_for_its_warning_only_past_the_warning_line(
     asked: list[float] = []
     warned = app.store.budget_warned
 
-    async def counted(workflow_id: str) -> bool:
+    async def counted(workflow_id: str, limits: Any = None) -> bool:
         spend = await app.store.ai_spend(workflow_id, None)
         asked.append(round(spend.usd, 2))
-        return await warned(workflow_id)
+        return await warned(workflow_id, limits)
 
     monkeypatch.setattr(app.store, "budget_warned", counted)
 

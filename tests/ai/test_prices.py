@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tether import App, FakeClock, Workflow, ai
+import pytest
+
+from tether import App, FakeClock, InvalidArgumentError, Workflow, ai
 from tether.ai import Price, Prices, Usage
 
 AT = datetime(2026, 6, 1, tzinfo=UTC)
@@ -54,3 +56,16 @@ async def test_a_batch_is_charged_at_the_tables_discount(database_url: str) -> N
         assert (await app.arun(batched, workflow_id="b")).value == [1.0, 1.0]
     finally:
         await app.aclose()
+
+
+@pytest.mark.parametrize("price", [float("inf"), "1e400", float("nan")])
+def test_a_price_that_is_no_finite_number_is_refused_when_the_table_is_built(
+    price: float | str,
+) -> None:
+    """An infinite price (a config's "1e400") was taken; every call to the model then
+    failed after the provider answered, and billed, with `decimal.InvalidOperation`,
+    its call not logged."""
+    with pytest.raises(InvalidArgumentError, match=r"price of 'fake:m' is not valid \("):
+        Prices({"fake:m": {"input_per_million": 1.0, "output_per_million": price}})
+    with pytest.raises(InvalidArgumentError, match="cached_input_per_million: Input should be"):
+        Prices({"fake:m": {**DOLLAR, "cached_input_per_million": price}})

@@ -63,3 +63,26 @@ async def test_a_priced_model_answering_without_usage_is_told_as_that_not_as_unp
     [told] = [e for e in events if e.type == "budget.unpriced"]
     assert "openai:gpt-4.1-mini answered without usage" in (told.message or "")
     assert "no known price" not in (told.message or "")  # it has one
+
+
+async def test_an_unpriced_model_under_a_token_limit_too_is_not_told_to_set_one(
+    database_url: str, clock: FakeClock
+) -> None:
+    """The event advised "or set max_tokens" to a budget that had one, which its calls
+    count against already."""
+    app = App(database_url, clock=clock, ai=ai.Providers(fake=ai.FakeModel()))
+
+    @app.workflow(name="both", budget=ai.Budget(max_usd=0.5, max_tokens=10_000))
+    async def both(wf: Workflow) -> str:
+        return (await wf.ai.generate_text("fake:m", prompt="hi")).text
+
+    try:
+        await app.arun(both, workflow_id="b1")
+        [told] = [e for e in (await app.aget_record("b1")).events if e.type == "budget.unpriced"]
+    finally:
+        await app.aclose()
+    assert told.message == (
+        "fake:m has no known price, so its calls do not count against the budget's "
+        "max_usd=0.5; price it in ai.Prices({'fake:m': {...}}) (its tokens count against "
+        "the budget's max_tokens=10000)"
+    )

@@ -10,6 +10,7 @@ about one call too.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -39,10 +40,11 @@ class Budget(BaseModel):
     """A limit on AI spend: `max_usd` and/or `max_tokens` (input + output).
 
     At `warn_at` (a fraction of a limit) a ``budget.warning`` event is
-    recorded once. On exceeding, ``on_exceed="fail"`` fails the run with
-    `BudgetExceededError`; ``"pause"`` parks it until the signal
-    ``budget.raise`` arrives with new limits (``{"max_usd": 5}``), then the
-    call runs. `key` shares one budget among many runs (a customer, an
+    recorded once (once more after each raise, at the new line). A call the
+    budget stops records ``budget.exceeded`` (spend, limit, the stopped step);
+    then ``on_exceed="fail"`` fails the run with `BudgetExceededError`;
+    ``"pause"`` parks it until the signal ``budget.raise`` arrives with new
+    limits (``{"max_usd": 5}``), then the call runs. `key` shares one budget among many runs (a customer, an
     issue): spend is summed over every run that used the key.
     """
 
@@ -109,15 +111,17 @@ class Budget(BaseModel):
         Budget(max_usd=1.0, max_tokens=1).raised(payload)
 
     def judge(self, spend: Spend) -> Verdict:
+        """Where `spend` stands, reckoned exactly: in floats $2.40 of $3 was 0.7999...
+        and no warning at ``warn_at=0.8``."""
         shares = []
         if self.max_usd is not None:
-            shares.append(spend.usd / self.max_usd)
+            shares.append(Fraction(spend.micro_usd, 1_000_000) / _exact(self.max_usd))
         if self.max_tokens is not None:
-            shares.append(spend.tokens / self.max_tokens)
+            shares.append(Fraction(spend.tokens, self.max_tokens))
         top = max(shares)
         if top >= 1:
             return "exceeded"
-        return "warn" if top >= self.warn_at else "ok"
+        return "warn" if top >= _exact(self.warn_at) else "ok"
 
     def describe(self, spend: Spend) -> str:
         parts = []
@@ -132,6 +136,11 @@ class Budget(BaseModel):
         )
         scope = f"budget key {self.key!r}" if self.key else "this run"
         return f"{scope} has spent {', '.join(parts)}{unknown}"
+
+
+def _exact(value: float) -> Fraction:
+    """The decimal a limit is written as (0.8), not the binary float nearest it."""
+    return Fraction(repr(value))
 
 
 def _dollars(usd: float) -> str:

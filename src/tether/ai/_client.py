@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,7 +92,9 @@ class SpendLog(Protocol):
 
     async def ai_spend(self, workflow_id: str, budget_key: str | None) -> Spend: ...
 
-    async def budget_warned(self, workflow_id: str) -> bool: ...
+    async def budget_warned(
+        self, workflow_id: str, limits: Mapping[str, Any] | None = None
+    ) -> bool: ...
 
     async def list_events(self, workflow_id: str) -> Sequence[Any]: ...
 
@@ -172,10 +174,12 @@ class WorkflowAI:
         self._providers = providers
         self._log = log
         self.budget = budget
-        self._warning_recorded = False  # known from the log (not from attaching it)
-        # attached by a call of this run still in flight: parallel branches judged past
-        # the line before its step is written must not write one each
-        self._warning_attached = False
+        # the limits (`_limits_key`) a budget.warning is known from the log to be recorded
+        # for, or attached for by a call of this run still in flight: parallel branches
+        # judged past the line before its step is written must not write one each; a
+        # raised budget warns again at its own line
+        self._warned_known: set[str] = set()
+        self._warned_attached: set[str] = set()
         self._raises = 0  # budget.raise signals taken so far (see `_Stop.raises`)
         self._now = now  # the App's clock: a call's time, and the prices in force then
         self._admissions = admissions
@@ -582,23 +586,23 @@ class WorkflowAI:
                 earlier.logged()
             gate = await self._gate(ctx.name)
             if isinstance(gate, _Stop):
-                return _Outcome(stopped=gate)
+                return _Outcome(stopped=self._stopped(gate))
             step = _STEP.set(ctx)
             try:
                 if gate is None:  # no budget
                     return _Outcome(result=await call())
                 tickets.append(gate)
-                token, ok, warned = _TICKET.set(gate), False, False
+                token, ok, warned = _TICKET.set(gate), False, None
                 try:
                     warned = await self._warn(gate.judged)
                     result = await call()
                     ok = True
                 except _Spent as spent:
                     ok = True  # its calls answered: their costs are known
-                    return _Outcome(stopped=self._stop(spent.spend, ctx.name))
+                    return _Outcome(stopped=self._stopped(self._stop(spent.spend, ctx.name)))
                 except BaseException as exc:
                     if warned and not isinstance(exc, Exception):  # cut short: not written
-                        self._warning_attached = False
+                        self._warned_attached.discard(warned)
                     raise
                 finally:
                     _TICKET.reset(token)
@@ -623,10 +627,14 @@ class WorkflowAI:
                 f"step {name!r} or its latest #n in the run's steps: "
                 "app.rerun_from(run_id, step, budget="
             )
+        # the budget given replaces the run's: a key left out would log the calls made
+        # from then on under no key, outside the spend the key shares
+        fields = [f"{k}=..." for k, v in _limits(budget).items() if v is not None]
+        fields += [f"key={budget.key!r}"] if budget.key else []
         return BudgetExceededError(
             f"AI budget exceeded: {stopped.message}; go on with a larger one from the "
-            f"stopped call: {how}ai.Budget(max_usd=...)), or use on_exceed='pause' to raise "
-            "it while the run waits",
+            f"stopped call: {how}ai.Budget({', '.join(fields)})), or use on_exceed='pause' "
+            "to raise it while the run waits",
             spent_usd=stopped.spent_usd,
             limit_usd=budget.max_usd,
         )
@@ -673,6 +681,22 @@ class WorkflowAI:
             step=step,
         )
 
+    def _stopped(self, stopped: _Stop) -> _Stop:
+        """Record, with the stopped step, the run's ``budget.exceeded``: spend, limit and
+        what comes next, so a run parked on ``budget.raise`` says why and by how much
+        (the stop is otherwise only in the step's recorded result)."""
+        budget = self.budget
+        assert budget is not None
+        then = (
+            "the run waits for signal budget.raise with new limits, e.g. {'max_usd': 5}"
+            if budget.on_exceed == "pause"
+            else "the run fails"
+        )
+        detail = {"step": stopped.step, "spent_usd": stopped.spent_usd, "tokens": stopped.tokens,
+                  "key": budget.key, "on_exceed": budget.on_exceed, **_limits(budget)}  # fmt: skip
+        attach(NewEvent("budget.exceeded", f"{stopped.message}; {then}", json.dumps(detail)))
+        return stopped
+
     def _still_within(self) -> None:
         """Before a step's next provider call (`generate_object` asking again): stop
         once the budget is spent, as the next step's check would, so only the call that
@@ -681,24 +705,28 @@ class WorkflowAI:
         if ticket is not None and budget is not None and budget.judge(ticket.spend) == "exceeded":
             raise _Spent(ticket.spend)
 
-    async def _warn(self, spend: Spend) -> bool:
-        """Past `warn_at`, the run's ``budget.warning``, written once with the step;
-        whether this call attached it."""
+    async def _warn(self, spend: Spend) -> str | None:
+        """Past `warn_at`, the run's ``budget.warning``, written with the step once per
+        limits (a budget raised since warns again at its new line); the limits
+        (`_limits_key`) if this call attached it."""
         budget = self.budget
-        if budget is None or budget.judge(spend) != "warn" or await self._warned():
-            return False
-        self._warning_attached = True
+        if budget is None or budget.judge(spend) != "warn" or await self._warned(budget):
+            return None
+        limits = _limits_key(budget)
+        self._warned_attached.add(limits)
         detail = {"spent_usd": spend.usd, "tokens": spend.tokens, **_limits(budget)}
         attach(NewEvent("budget.warning", budget.describe(spend), json.dumps(detail)))
-        return True
+        return limits
 
-    async def _warned(self) -> bool:
-        """Whether the run recorded its budget warning, or a call in flight attached it;
-        once it has, not asked again. Read after the log, so a call that attached it
-        during the read is seen."""
-        if not self._warning_recorded and not self._warning_attached:
-            self._warning_recorded = await self._log.budget_warned(self._flow.workflow_id)
-        return self._warning_recorded or self._warning_attached
+    async def _warned(self, budget: Budget) -> bool:
+        """Whether the run recorded its warning for the budget's limits, or a call in
+        flight attached it; once it has, not asked again. Read after the log, so a call
+        that attached it during the read is seen."""
+        limits = _limits_key(budget)
+        asked = limits not in self._warned_known and limits not in self._warned_attached
+        if asked and await self._log.budget_warned(self._flow.workflow_id, _limits(budget)):
+            self._warned_known.add(limits)
+        return limits in self._warned_known or limits in self._warned_attached
 
     async def _call(
         self, call_type: str, pname: str, provider: Provider, model_id: str, request: TextRequest
@@ -891,9 +919,15 @@ class WorkflowAI:
         self._unpriced_seen.add((pname, model_id))
         model = f"{pname}:{model_id}"
         limit = f"max_usd={budget.max_usd:g}"
+        # its tokens count against a max_tokens the budget has: then that is no advice
+        tokens = (
+            " or set max_tokens"
+            if budget.max_tokens is None
+            else f" (its tokens count against the budget's max_tokens={budget.max_tokens})"
+        )
         message = (
             f"{model} has no known price, so its calls do not count against the budget's "
-            f"{limit}; price it in ai.Prices({{{model!r}: {{...}}}}) or set max_tokens"
+            f"{limit}; price it in ai.Prices({{{model!r}: {{...}}}}){tokens}"
             if usage_known
             else f"{model} answered without usage (tokens), so its cost is unknown and does "
             f"not count against the budget's {limit}; have the server report usage"
@@ -1222,6 +1256,10 @@ def _usd(micro: int | None) -> float | None:
 
 def _limits(budget: Budget) -> dict[str, Any]:
     return {"max_usd": budget.max_usd, "max_tokens": budget.max_tokens}
+
+
+def _limits_key(budget: Budget) -> str:
+    return json.dumps(_limits(budget), sort_keys=True)
 
 
 def _positive(what: str, value: float) -> float:

@@ -38,11 +38,13 @@ class Price(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(ge=0)
-    cached_input_per_million: float | None = Field(default=None, ge=0)
-    cache_write_per_million: float | None = Field(default=None, ge=0)
-    cache_write_1h_per_million: float | None = Field(default=None, ge=0)
+    # finite: an infinite price was taken, then failed every call to the model after
+    # the provider answered (and billed), its call never logged
+    input_per_million: float = Field(ge=0, allow_inf_nan=False)
+    output_per_million: float = Field(ge=0, allow_inf_nan=False)
+    cached_input_per_million: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    cache_write_per_million: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    cache_write_1h_per_million: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     batch_discount: float | None = Field(default=None, ge=0, le=1)
 
     def cost(self, usage: Usage) -> Decimal:

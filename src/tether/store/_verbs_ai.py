@@ -9,7 +9,8 @@ every call of a run is kept once).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,6 +92,15 @@ def usage_params(
     }
 
 
+def _warned_for(detail: str | None, limits: Mapping[str, Any] | None) -> bool:
+    """Whether a warning (its detail) was for `limits`; one that names no limits (or
+    any warning, when `limits` is None) counts."""
+    said = json.loads(detail) if detail else None
+    if limits is None or not isinstance(said, dict):
+        return True
+    return all(said.get(k, v) == v for k, v in limits.items())
+
+
 def usage_row(group: Any, r: Sequence[Any]) -> AIUsageRow:
     return AIUsageRow(
         group=None if group is None else str(group),
@@ -133,12 +143,18 @@ class AIVerbs(StoreBase):
 
         return await self._tx("read", body)
 
-    async def budget_warned(self, workflow_id: str) -> bool:
-        """Whether the run recorded a budget warning (a scan of its events: asked only
-        once its spend has reached the warning line)."""
-        return (
-            await self._tx("read", lambda tx: tx.one("budget_warned", wid=workflow_id)) is not None
-        )
+    async def budget_warned(
+        self, workflow_id: str, limits: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Whether the run recorded a budget warning; with `limits` (``max_usd``,
+        ``max_tokens``), one for those limits: a budget raised since warns again at its
+        own line. A scan of the run's events, asked only once its spend has reached the
+        warning line."""
+
+        async def body(tx: Tx) -> list[str | None]:
+            return [r[0] for r in await tx.all("budget_warnings", wid=workflow_id)]
+
+        return any(_warned_for(d, limits) for d in await self._tx("read", body))
 
     async def list_ai_calls(self, workflow_ids: Sequence[str]) -> list[AICallRow]:
         """The AI calls of these runs, oldest first, with their prompts and responses."""

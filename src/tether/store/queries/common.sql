@@ -209,8 +209,8 @@ sum(input_tokens + output_tokens)
 SELECT {_spend_sums} FROM ai_calls WHERE run_id = :wid
 -- name: ai_spend_key
 SELECT {_spend_sums} FROM ai_calls WHERE budget_key = :bkey
--- name: budget_warned
-SELECT 1 FROM events WHERE run_id = :wid AND type = 'budget.warning' LIMIT 1
+-- name: budget_warnings
+SELECT CAST(detail AS text) FROM events WHERE run_id = :wid AND type = 'budget.warning'
 -- name: _usage_sums
 count(*), sum(c.input_tokens), sum(c.cached_input_tokens), sum(c.cache_write_tokens),
 sum(c.output_tokens), sum(c.reasoning_tokens), sum(c.cost_micro_usd),

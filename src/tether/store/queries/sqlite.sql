@@ -299,14 +299,16 @@ WHERE (:any_id OR c.run_id IN (SELECT value FROM json_each(:ids)))
 -- name: ai_usage_by_day
 SELECT date(c.at, 'unixepoch'), {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_stage
--- a step inside a stage is keyed 'stage-id/step'; calls outside any stage group under NULL.
--- A stage counts the calls of the run attempt it started in (its 'stage:id.start' step
--- says which) and later ones (a rerun from a step inside it), not those of attempts a rerun
--- forgot (no start step: every attempt); the run's own total (ai_usage_by_none) counts all
-SELECT CASE WHEN instr(c.step_key, '/') > 0 THEN substr(c.step_key, 1, instr(c.step_key, '/') - 1) END, {_usage_sums} {_usage_from}
-  AND (instr(c.step_key, '/') = 0 OR c.run_attempt >= COALESCE((SELECT json_extract(s.result,
-    '$.attempt') FROM steps s WHERE s.run_id = c.run_id
-      AND s.step_key = 'stage:' || substr(c.step_key, 1, instr(c.step_key, '/') - 1) || '.start'), 0))
+-- a stage of tether.stages names its steps 'stage-id/step' and records the run attempt it
+-- started in with its step 'stage:stage-id.start'. A call counts for stage X if its step is
+-- named under 'X/', the run has X's start step (a plain step 'triage' whose function made
+-- calls, 'triage/ai.text:m', is no stage) and it was made in that attempt or a later one (a
+-- rerun from a step inside it). Every other call groups under NULL: outside any stage, or
+-- of an attempt a rerun forgot; the groups add up to the run's own total.
+SELECT CASE WHEN c.run_attempt >= (SELECT json_extract(s.result, '$.attempt') FROM steps s
+    WHERE s.run_id = c.run_id AND instr(c.step_key, '/') > 0
+      AND s.step_key = 'stage:' || substr(c.step_key, 1, instr(c.step_key, '/') - 1) || '.start')
+  THEN substr(c.step_key, 1, instr(c.step_key, '/') - 1) END, {_usage_sums} {_usage_from}
 GROUP BY 1 ORDER BY 1
 
 -- name: list_runs_page

@@ -1,0 +1,80 @@
+"""The call log read back as a user reads it: usage per stage, per group and filter."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+import tether
+from tether import App, FakeClock, Workflow, ai
+
+MODEL = "demo:small"
+USAGE = ai.Usage(input_tokens=1000, output_tokens=100)  # 1,200 micro-USD at PRICES
+PRICES = ai.Prices({MODEL: {"input_per_million": 1.0, "output_per_million": 2.0}})
+
+
+class Note(BaseModel):
+    text: str
+
+
+def _app(database_url: str) -> App:
+    model = ai.FakeModel(usage=USAGE)
+    return App(database_url, clock=FakeClock(), ai=ai.Providers(demo=model, prices=PRICES))
+
+
+@tether.stage(id="summarize", input=Note, output=Note)
+async def summarize(ctx: tether.StageContext[Note, None]) -> Note:
+    async def label() -> str:  # a step of the stage's own: named summarize/label
+        return (await ctx.workflow.ai.generate_text(MODEL, prompt="label")).text
+
+    said = await ctx.workflow.step("label", label)
+    reply = await ctx.ai.generate_text(MODEL, prompt=ctx.input.text)
+    return Note(text=said + reply.text)
+
+
+PIPELINE = tether.Pipeline("notes", input=Note, output=Note).pipe(summarize)
+
+
+async def _by_stage(app: App, wid: str) -> dict[str | None, int]:
+    rows = await app.store.ai_usage(workflow_ids=[wid], group_by="stage")
+    return {r.group: r.calls for r in rows}
+
+
+async def test_a_plain_steps_calls_are_no_stages_usage(database_url: str) -> None:
+    """A plain step's calls are named under it (``triage/ai.text:...``) as a stage's are
+    under the stage: they grouped as a stage 'triage' that the run does not have."""
+    app = _app(database_url)
+
+    @app.workflow(name="triaged")
+    async def triaged(wf: Workflow, text: str) -> str:
+        async def triage() -> str:
+            return (await wf.ai.generate_text(MODEL, prompt=text)).text
+
+        first = await wf.step("triage", triage)
+        return first + (await PIPELINE(wf, Note(text=text))).text
+
+    try:
+        done = await app.arun(triaged, "a note", workflow_id="t1")
+        keys = sorted(c.step_key for c in await app.alist_ai_calls("t1"))
+        assert keys[-1].startswith("triage/") and keys[0].startswith("summarize/")
+        assert await _by_stage(app, "t1") == {None: 1, "summarize": 2}
+        [stage] = done.record.stages
+        assert stage.id == "summarize" and stage.usage is not None and stage.usage.calls == 2
+    finally:
+        await app.aclose()
+
+
+async def test_the_usage_per_stage_adds_up_to_the_runs_after_a_rerun(database_url: str) -> None:
+    """The calls of an attempt a rerun forgot count for no stage (the stage's usage is
+    its current attempt's) but still for the run, under no stage: they were left out."""
+    app = _app(database_url)
+    app.register(PIPELINE)
+    try:
+        await app.arun(PIPELINE, Note(text="n"), workflow_id="r1")
+        again = await app.arerun_from("r1", "summarize")
+        assert await _by_stage(app, "r1") == {None: 2, "summarize": 2}
+        [stage] = again.record.stages
+        assert stage.attempt == 2 and stage.usage is not None and stage.usage.calls == 2
+        [total] = await app.ausage(run="r1")
+        assert total.calls == 4 and total.cost_micro_usd == 4 * 1200
+    finally:
+        await app.aclose()
