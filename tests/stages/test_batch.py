@@ -232,3 +232,62 @@ async def test_each_check_asks_the_model_afresh_and_its_calls_count_for_the_stag
         assert stage.usage is not None and stage.usage.calls == 3  # before: None
     finally:
         await app.aclose()
+
+
+async def test_a_check_that_raises_says_the_batch_is_out_and_which_check_to_rerun(
+    app: App, clock: FakeClock
+) -> None:
+    app.register(batch_pipeline)
+    parked = await app.arun(batch_pipeline, Doc(url="u"), workflow_id="blip")
+    assert parked.status is RunStatus.WAITING and BATCHES["batch-1"]["checks"] == 1
+    BATCHES["batch-1"]["db"] = object()  # a bug: the next check raises a TypeError
+    clock.advance(60)
+    await app.afire_due_timers()
+    with pytest.raises(tether.StageError) as raised:
+        await app.aresume("blip")
+    message = str(raised.value)
+    assert "batch stage 'embed-all': its check #2 raised TypeError" in message
+    assert "batch is still out (state {'batch_id': 'batch-1'})" in message
+    assert "app.rerun_from('blip', 'stage:embed-all.check#2')" in message
+    assert BATCHES["batch-1"]["cancelled"] is False
+    rec = await app.aget_record("blip")
+    assert rec.status is RunStatus.FAILED and "check #2 raised" in (rec.stages[0].error or "")
+
+    del BATCHES["batch-1"]["db"]  # fixed: the advice asks the same batch again
+    done = await app.arerun_from("blip", "stage:embed-all.check#2")
+    assert done.value == Answers(answers=["U"])
+    assert list(BATCHES) == ["batch-1"]  # not submitted again
+
+
+class Vectors(BaseModel):
+    vectors: list[list[float]]
+
+
+@tether.batch_stage(id="embed-many", input=Doc, output=Vectors)
+async def embed_many(ctx: tether.StageContext[Doc, None]) -> tether.Suspend:
+    return tether.Suspend({"batch_id": "big-1"}, poll_every=60)
+
+
+@embed_many.check
+async def _big_ready(state: dict[str, Any], ctx: tether.StageContext[Doc, None]) -> Any:
+    BATCHES.setdefault("big-1", {"checks": 0})["checks"] += 1
+    return tether.Ready(Vectors(vectors=[[0.25] * 64 for _ in range(100)]))
+
+
+async def test_a_large_batch_output_goes_to_the_blob_store_not_the_checks_record(
+    app: App,
+) -> None:
+    p = tether.Pipeline("big-batch", input=Doc, output=Vectors, inline_limit=4096)
+    p = p.pipe(embed_many)
+    app.register(p)
+    done = await app.arun(p, Doc(url="u"), workflow_id="bb")
+    assert done.status is RunStatus.COMPLETED and len(done.value.vectors) == 100
+    steps = done.record.steps
+    # before: the check's step held the whole output (here 26 KB; a batch's embeddings
+    # run to megabytes), beside the blob, and every later drive of the run loaded it
+    check = steps["stage:embed-many.check"].result
+    assert check["output"] is None and check["blob"] == steps["stage:embed-many"].result["blob"]
+    assert len(str(check)) < 1000
+    again = await app.arun(p, workflow_id="bb")  # answered from the record and the blob
+    assert again.value == done.value and BATCHES["big-1"]["checks"] == 1
+    assert await app.blobs.list("runs/bb/") == ["runs/bb/stages/embed-many/1/output.json"]

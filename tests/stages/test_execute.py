@@ -471,3 +471,23 @@ async def test_an_artifact_of_json_data_is_written_as_values_are(app: App) -> No
     app.register(p)
     said = (await app.arun(p, Doc(url="u"), workflow_id="st")).value.summary
     assert said.startswith("2026-01-02T00:00:00Z / ") and "artifact 'bad.json'" in said, said
+
+
+async def test_log_levels_are_read_in_any_case(app: App) -> None:
+    @tether.stage(id="ported", input=Doc, output=Summary)
+    async def ported(ctx: tether.StageContext[Doc, None]) -> Summary:
+        await ctx.log("INFO", "as bratsos spells it")  # type: ignore[arg-type]
+        await ctx.log("WARN", "short for warning")  # type: ignore[arg-type]
+        await ctx.log("Error", "mixed case")  # type: ignore[arg-type]
+        try:
+            await ctx.log("verbose", "no such level")  # type: ignore[arg-type]
+        except tether.InvalidArgumentError as exc:
+            return Summary(summary=str(exc))
+        return Summary(summary="verbose was taken")
+
+    p = tether.Pipeline("ported", input=Doc).pipe(ported)
+    done = await app.arun(p, Doc(url="u"), workflow_id="lv")
+    assert done.value.summary.startswith("log level must be one of")
+    logs = [(e.detail["level"], e.message) for e in done.record.events if e.type == "stage.log"]
+    assert logs == [("info", "as bratsos spells it"), ("warning", "short for warning"),
+                    ("error", "mixed case")]  # fmt: skip

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
 import tether
 from tether import App, RunStatus
@@ -122,6 +122,26 @@ async def test_an_input_that_does_not_fit_is_the_stages_recorded_failure(app: Ap
     assert failed["stage"] == "count" and failed["attempt"] == 1
 
 
+async def test_an_input_that_does_not_fit_says_what_gave_it_and_where_to_rerun(
+    app: App,
+) -> None:
+    p = tether.Pipeline("misfit-2", input=Doc).pipe(split).pipe(count)
+    with pytest.raises(tether.StageError) as raised:
+        await app.arun(p, Doc(url="u"), workflow_id="m2")
+    assert str(raised.value).endswith(
+        "; it is what stage 'split' gave: fix that (or Counted), then rerun from it: "
+        "app.rerun_from('m2', 'split') or `tether runs rerun m2 --from split`"
+    )
+    # a model the pipeline's own input does not fit at run time: rerun from the stage
+    first = tether.Pipeline("misfit-3", input=Words).pipe(count)
+    with pytest.raises(tether.StageError) as raised:
+        await app.arun(first, Words(words="a b"), workflow_id="m3")
+    assert str(raised.value).endswith(
+        "; it is the pipeline's input: make Counted take it, then rerun from this stage: "
+        "app.rerun_from('m3', 'count')"
+    )
+
+
 async def test_an_output_blob_recorded_without_a_digest_is_still_decoded_and_checked(
     tmp_path: Path,
 ) -> None:
@@ -152,3 +172,47 @@ async def test_an_output_blob_recorded_without_a_digest_is_still_decoded_and_che
             await app.arerun_from("old", "summarize")
     finally:
         await app.aclose()
+
+
+async def test_a_stage_error_reads_as_the_runs_last_error_does(app: App) -> None:
+    """The stage table showed repr(exc): a pydantic ValidationError (raised by the
+    stage's own code building a model) without its type, every error's lines as one
+    line of escapes."""
+
+    class Positive(BaseModel):
+        n: int = Field(gt=0)
+
+    @tether.stage(id="build", input=Doc, output=Positive)
+    async def build(ctx: tether.StageContext[Doc, None]) -> Positive:
+        return Positive(n=0)
+
+    @tether.stage(id="two-lines", input=Doc, output=Text)
+    async def two_lines(ctx: tether.StageContext[Doc, None]) -> Text:
+        raise RuntimeError("first line\nsecond line")
+
+    for stage, wid in ((build, "v1"), (two_lines, "v2")):
+        with pytest.raises((ValidationError, RuntimeError)):
+            await app.arun(tether.Pipeline(f"p-{wid}", input=Doc).pipe(stage), Doc(url="u"),
+                           workflow_id=wid)  # fmt: skip
+    v1, v2 = [await app.aget_record(w) for w in ("v1", "v2")]
+    assert v1.last_error is not None and v2.last_error is not None
+    assert v1.stages[0].error == f"ValidationError: {v1.last_error.message}"
+    assert v1.stages[0].error.startswith("ValidationError: 1 validation error for Positive\nn\n")
+    assert v2.stages[0].error == "RuntimeError: first line\nsecond line"
+
+
+async def test_an_error_a_stage_raises_carries_a_note_naming_the_stage(app: App) -> None:
+    @tether.stage(id="fragile", input=Doc, output=Text)
+    async def fragile(ctx: tether.StageContext[Doc, None]) -> Text:
+        raise KeyError("page")
+
+    p = tether.Pipeline("noted", input=Doc).pipe(fragile)
+    with pytest.raises(KeyError) as raised:  # the stage's own error, as it raised it
+        await app.arun(p, Doc(url="u"), workflow_id="n1")
+    note = (
+        "raised in stage 'fragile' of pipeline 'noted' (run 'n1'); after a fix, rerun from "
+        "it: app.rerun_from('n1', 'fragile')"
+    )
+    assert raised.value.__notes__ == [note]
+    rec = await app.aget_record("n1")
+    assert rec.last_error is not None and note in (rec.last_error.traceback or "")

@@ -103,6 +103,14 @@ def test_bad_stage_declarations_say_what_to_write() -> None:
         tether.Pipeline("p").parallel([])
 
 
+@pytest.mark.parametrize("name", [None, "", "  ", 5])
+def test_a_pipeline_without_a_name_is_refused_when_built(name: object) -> None:
+    # None built a pipeline registered as "Pipeline" (its class), whose runs then
+    # failed with a ValidationError of PipelineRun
+    with pytest.raises(PipelineError, match="a pipeline's name must be a non-empty str"):
+        tether.Pipeline(name, input=Doc)  # type: ignore[arg-type]
+
+
 def test_a_batch_stage_without_a_check_is_refused_when_piped() -> None:
     @tether.batch_stage(id="b", output=Text)
     async def b(ctx: object) -> tether.Suspend:

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from .._attach import attach, in_step
 from ..blobs import check_key
@@ -59,14 +59,21 @@ class Artifacts:
     files of earlier attempts are removed after the rerun is recorded.
     """
 
-    def __init__(self, wf: Workflow, stage_id: str, attempts: Callable[[str], int]) -> None:
+    def __init__(
+        self, wf: Workflow, stage_id: str, attempts: Callable[[str], int], *, place: str = ""
+    ) -> None:
         self._wf = wf
         self._stage = stage_id
         self._attempts = attempts  # stage id -> the attempt whose files count
+        self._place = place  # the folder of the pipeline call, when not the run's own
+
+    def _folder(self, stage: Stage[Any, Any, Any] | str | None) -> str:
+        sid = self._stage if stage is None else stage if isinstance(stage, str) else stage.id
+        at = stage_prefix(self._wf.workflow_id, sid, self._attempts(sid))
+        return f"{at}{self._place}files/"
 
     def _key(self, name: str, stage: Stage[Any, Any, Any] | str | None) -> str:
-        sid = self._stage if stage is None else stage if isinstance(stage, str) else stage.id
-        return f"{stage_prefix(self._wf.workflow_id, sid, self._attempts(sid))}files/{name}"
+        return self._folder(stage) + _name_key(name)
 
     async def put(self, name: str, data: bytes | str | Any) -> str:
         """Store `data` (bytes, text, or JSON data) as `name`; its blob key."""
@@ -88,11 +95,34 @@ class Artifacts:
         return json.loads(await self.get(name, stage=stage))
 
     async def list(self, *, stage: Stage[Any, Any, Any] | str | None = None) -> list[str]:
-        prefix = self._key("", stage)
-        return [k[len(prefix) :] for k in await self._wf.blobs.list(prefix)]
+        """The names of the artifacts (of this stage, or of an earlier `stage`)."""
+        prefix = self._folder(stage)
+        return [unquote(k[len(prefix) :]) for k in await self._wf.blobs.list(prefix)]
 
     async def delete(self, name: str) -> bool:
         return bool(await self._wf.blobs.delete(self._key(name, None)))
+
+
+# what a blob key segment holds as itself; '%' is not among them: it encodes the rest
+_KEPT = "-_.:@#[]=+/"
+
+
+def _name_key(name: str) -> str:
+    """An artifact's name as the end of a blob key: any text (a file's name in any
+    language, with spaces) percent-encoded, as a run id is; a name made only of what a
+    key holds as itself, without '%', stays as it is (as artifacts were always stored)."""
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"an artifact name is a str, got {type(name).__name__}")
+    key = quote(name, safe=_KEPT).replace("~", "%7E")  # quote() never encodes '~'
+    try:
+        return check_key(key)
+    except InvalidArgumentError:
+        raise InvalidArgumentError(
+            f"artifact name {name!r} cannot name a file: use '/'-separated parts, none "
+            "empty, '.' or '..' nor starting '.tmp-', each at most 200 characters once "
+            "percent-encoded (any characters otherwise), e.g. 'pages/3.txt' or "
+            "'Bericht für März.pdf'"
+        ) from None
 
 
 def _as_bytes(data: Any, name: str) -> bytes:
@@ -120,6 +150,8 @@ class StageContext(Generic[I, C]):
         outputs: Callable[[str], tuple[bool, Any]],
         attempts: Callable[[str], int],
         written: Callable[[], Awaitable[int]],
+        place: str = "",
+        where: str = "",
     ) -> None:
         self.workflow = wf
         self.stage = stage
@@ -128,9 +160,10 @@ class StageContext(Generic[I, C]):
         self.config = config
         self.group = group
         self.attempt = attempt
-        self.artifacts = Artifacts(wf, stage.id, attempts)
+        self.artifacts = Artifacts(wf, stage.id, attempts, place=place)
         self._outputs = outputs
         self._written = written  # how many numbered log/progress events are recorded
+        self._where = where  # where the pipeline was called from, when not the run itself
         self._seq = 0
 
     @property
@@ -174,10 +207,14 @@ class StageContext(Generic[I, C]):
 
     async def log(self, level: Literal["debug", "info", "warning", "error"], message: str,
                   **fields: Any) -> None:  # fmt: skip
-        """Record a log line of this stage as a run event (`stage.log`)."""
-        if level not in LEVELS:
+        """Record a log line of this stage as a run event (`stage.log`). The level is
+        read in any case, ``warn`` as ``warning``, as other engines spell them ("INFO",
+        "WARN"): code ported from them failed its stage on its first log line."""
+        said = level.lower() if isinstance(level, str) else level
+        said = "warning" if said == "warn" else said
+        if said not in LEVELS:
             raise InvalidArgumentError(f"log level must be one of {LEVELS}, got {level!r}")
-        await self._event("stage.log", str(message), {"level": level, "fields": fields})
+        await self._event("stage.log", str(message), {"level": said, "fields": fields})
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Record how far this stage is (0.0 to 1.0) as a run event (`stage.progress`)."""
@@ -190,7 +227,8 @@ class StageContext(Generic[I, C]):
         await self._event("stage.progress", message, {"fraction": float(fraction)})
 
     async def _event(self, kind: str, message: str | None, detail: dict[str, Any]) -> None:
-        detail = {"stage": self.stage_id, "attempt": self.attempt, **detail}
+        at = {"at": self._where} if self._where else {}
+        detail = {"stage": self.stage_id, "attempt": self.attempt, **at, **detail}
         if in_step():  # written with the step: exactly when the step is recorded
             attach(NewEvent(kind, message, json.dumps(detail, default=str)))
             return

@@ -20,11 +20,11 @@ scope mark the stage's life:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
 import time
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,14 +32,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .._attach import attach
+from .._failure import error_text
 from .._fanout import ITEM_PATH, ForEachError, ItemStatus
 from .._run_state import NAME_SCOPE, name_scope
 from ..errors import StoreError, explain_validation
 from ..serde import to_json_data
-from ..store import EventRow, NewEvent
+from ..store import NewEvent
 from ._context import StageContext, stage_prefix
 from ._errors import StageError, StageFailedError, StageTimeoutError, not_json
 from ._outcomes import Failed, NotReady, Ready, Suspend
+from ._records import Stopped, blob_damage, encoded, first_failure, own_scope, written_lines
 from ._run_input import PipelineRun
 from ._stage import Stage
 
@@ -84,13 +86,23 @@ class _Check(BaseModel):
     """One recorded check of a batch stage."""
 
     kind: str  # ready | waiting | failed | expired
-    output: Any = None
+    output: Any = None  # a ready output, when small; else where it was written:
+    blob: str | None = None
+    sha256: str | None = None
+    size: int | None = None
     error: str | None = None
     sleep: float = 0.0
 
 
 class Execution:
-    """One drive of one pipeline run."""
+    """One drive of one pipeline run.
+
+    A pipeline is also called from a workflow's code: in each item of a `for_each`,
+    in a step, or more than once in a row. Its steps are then named as any step
+    there (``stage:read[2]``, ``process/stage:read``), so each lookup of what a
+    stage recorded uses the key its step has (`_key`), and its files go to a folder
+    of that place, not over those of another call.
+    """
 
     def __init__(self, pipeline: Plan, wf: Workflow, run: PipelineRun) -> None:
         self.p = pipeline
@@ -98,9 +110,30 @@ class Execution:
         self.run_input = run
         self.outputs: dict[str, Any] = {}  # stage id -> output, as stages complete
         self.attempts: dict[str, int] = {}  # stage id -> the attempt its record is from
+        self.put: dict[str, str] = {}  # blob key -> sha256 of what this drive wrote there
         self.group_of = {s.id: n for n, g in enumerate(pipeline.groups, 1) for s in g}
+        self.items = ITEM_PATH.get()  # the for_each items it was called in (outermost first)
+        path = "".join(f"[{i}]" for i in self.items)
+        self.own = own_scope(wf, pipeline.name, NAME_SCOPE.get() + path, run.model_dump_json())
+        self.scope = NAME_SCOPE.get() + ("" if self.own is None else f"{self.own}/")
+        self.path = path
+        # where it was called from ("" for the run's own pipeline): its log lines say so,
+        # and its files go to a folder of that place
+        self.where = self.scope + path
+        digest = hashlib.sha256(self.where.encode()).hexdigest()[:16]
+        self.place = f"at-{digest}/" if self.where else ""
+
+    def _key(self, name: str) -> str:
+        """The key in the run's record of this execution's step `name`."""
+        return f"{self.scope}{name}{self.path}"
 
     async def run(self) -> Any:
+        if self.own is None:
+            return await self._run()
+        with name_scope(self.own):
+            return await self._run()
+
+    async def _run(self) -> Any:
         plan: dict[str, Any] = await self.wf.step("pipeline.plan", self._plan)
         await self._replan(plan)
         value: Any = self._typed_input()
@@ -149,40 +182,69 @@ class Execution:
         del replanned
 
     async def _parallel(self, group: tuple[AnyStage, ...], n: int, value: Any) -> dict[str, Any]:
+        failed = asyncio.Event()  # set by the first stage of the group to fail
+
         async def one(s: AnyStage) -> Any:
-            ITEM_PATH.set(())  # a stage names its steps by its own scope, not by item index
-            return await self._stage(s, n, value)
+            # a stage names its steps by its own scope, not by its index in the group
+            ITEM_PATH.set(self.items)
+            return await self._stoppable(s, n, value, failed)
 
         try:
             summary = await self.wf.for_each(group, one, max_parallel=len(group))
         except ForEachError as exc:
             await self._stopped(group, exc)
-            raise exc.first_error from None
+            raise first_failure(exc) from None
         return {s.id: out for s, out in zip(group, summary.values, strict=True)}
+
+    async def _stoppable(self, s: AnyStage, n: int, value: Any, failed: asyncio.Event) -> Any:
+        """Stage `s` of a parallel group, cancelled if a sibling fails first: left to run
+        on (a long model call, an agent), it was billed for a run that had failed, whose
+        failure waited for it, and which a rerun from the group runs again anyway. A
+        batch stage is not: cut short between its submit and the record of it, its batch
+        would run on unknown; it reaches its park, and its batch is cancelled then."""
+        task = asyncio.ensure_future(self._stage(s, n, value))
+        halt = asyncio.ensure_future(failed.wait())
+        try:
+            waits = {task} if s.mode == "batch" else {task, halt}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halt.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            raise Stopped(s.id)
+        exc = task.exception()
+        if isinstance(exc, Exception) and not isinstance(exc, StoreError):
+            failed.set()
+        return task.result()
 
     async def _stopped(self, group: tuple[AnyStage, ...], exc: ForEachError) -> None:
         """Record `stage.cancelled` for the stages of the group that a sibling's failure
-        stopped before they ended (one parked on a wait or a batch)."""
+        stopped before they ended (working, or parked on a wait or a batch)."""
         failed = [s.id for s, r in zip(group, exc.summary.results, strict=True)
-                  if r.status is ItemStatus.REJECTED]  # fmt: skip
+                  if r.status is ItemStatus.REJECTED and not isinstance(r.error, Stopped)]  # fmt: skip
         why = f"stage {failed[0]!r} of its group failed"
         for s, r in zip(group, exc.summary.results, strict=True):
-            if r.status is not ItemStatus.SKIPPED or s.id not in self.attempts:
+            # one cut short may not have its start recorded yet: its attempt is the run's
+            cut = isinstance(r.error, Stopped)
+            if not cut and (r.status is not ItemStatus.SKIPPED or s.id not in self.attempts):
                 continue
-            sus = self.wf.recorded(f"stage:{s.id}.suspended")
+            sus = self.wf.recorded(self._key(f"stage:{s.id}.suspended"))
             if sus is not None:  # its batch is out: stop it, or it runs on, billed
                 await self._cancel_batch(s, sus["state"], why)
             else:
-                detail = {"stage": s.id, "attempt": self.attempts[s.id], "reason": why}
+                attempt = self.attempts.get(s.id, self.wf.attempt)
+                detail = {"stage": s.id, "attempt": attempt, "reason": why}
                 await self.wf.log_event_now("stage.cancelled", s.id, detail)
 
     # -- one stage -----------------------------------------------------------------------
 
     async def _stage(self, s: AnyStage, n: int, value: Any) -> Any:
-        done = self.wf.recorded(f"stage:{s.id}")
+        done = self.wf.recorded(self._key(f"stage:{s.id}"))
         if done is not None:
             return await self._load_output(s, done)
-        resumed = self.wf.recorded(start_key(s.id)) is not None
+        resumed = self.wf.recorded(self._key(start_key(s.id))) is not None
         started: dict[str, Any] = await self.wf.step(start_key(s.id), partial(self._start, s, n))
         attempt = int(started["attempt"])
         self.attempts[s.id] = attempt
@@ -201,6 +263,8 @@ class Execution:
             raise  # the run is not ours to write (fenced out) or the store is down
         except Exception as exc:
             await self._failed(s.id, attempt, exc)
+            if not isinstance(exc, StageError):  # its message names the stage already
+                exc.add_note(self._where_failed(s))
             raise
         record: dict[str, Any] = await self.wf.step(
             f"stage:{s.id}", partial(self._finish, s, attempt, out, t0)
@@ -215,37 +279,54 @@ class Execution:
         return StageContext(
             self.wf,
             s,
-            input=self._stage_input(s, value),
+            input=self._stage_input(s, n, value),
             config=self._stage_config(s),
             group=n,
             attempt=attempt,
             outputs=partial(self._output_of, n),
             attempts=self._attempt_of,
             written=self._written_counter(s.id, attempt, resumed),
+            place=self.place,
+            where=self.where,
+        )
+
+    def _where_failed(self, s: AnyStage) -> str:
+        """A note for an error a stage's code raised: its message (the run's last error)
+        is the stage's own and names no stage; the note shows in its traceback."""
+        run = self.wf.workflow_id
+        return (
+            f"raised in stage {s.id!r} of pipeline {self.p.name!r} (run {run!r}); after a "
+            f"fix, rerun from it: app.rerun_from({run!r}, {s.id!r})"
         )
 
     async def _failed(self, stage_id: str, attempt: int, exc: Exception) -> None:
-        await self.wf.log_event_now(
-            "stage.failed", stage_id, {"stage": stage_id, "attempt": attempt, "error": repr(exc)}
-        )
+        # as the run's last error reads (type, then the message's own lines): repr() left
+        # a pydantic ValidationError untyped, and put every error on one line of escapes
+        error = f"{type(exc).__name__}: {error_text(exc)}"
+        detail = {"stage": stage_id, "attempt": attempt, "error": error}
+        await self.wf.log_event_now("stage.failed", stage_id, detail)
 
     async def _start(self, s: AnyStage, n: int) -> dict[str, Any]:
         attempt = self.wf.attempt
         attach(NewEvent("stage.started", s.id, json.dumps(_detail(s, n, attempt))))
         return {"attempt": attempt, "group": n}
 
+    def _output_key(self, s: AnyStage, attempt: int) -> str:
+        return f"{stage_prefix(self.wf.workflow_id, s.id, attempt)}{self.place}output.json"
+
     async def _finish(self, s: AnyStage, attempt: int, out: Any, t0: float) -> dict[str, Any]:
         data = to_json_data(out, what=f"the output of stage {s.id!r}")
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         record: dict[str, Any] = {"attempt": attempt}
-        body = text.encode()
+        body = encoded(data)
         if len(body) > self.p.inline_limit:
-            key = f"{stage_prefix(self.wf.workflow_id, s.id, attempt)}output.json"
-            await self.wf.blobs.put(key, body)  # before the record that names it
-            record["blob"] = key
+            key = self._output_key(s, attempt)
             # what was written, so a read gets these bytes or an error: a blob truncated,
             # damaged or overwritten (by a writer fenced out since) read back as a value
-            record["sha256"] = hashlib.sha256(body).hexdigest()
+            sha = hashlib.sha256(body).hexdigest()
+            if self.put.get(key) != sha:  # not written by the batch check just now
+                await self.wf.blobs.put(key, body)  # before the record that names it
+            record["blob"] = key
+            record["sha256"] = sha
             record["size"] = len(body)
         else:
             record["output"] = data
@@ -280,7 +361,7 @@ class Execution:
             if body is None:
                 raise self._unreadable(s, where, "the blob store no longer has")
             body = bytes(body)
-            damage = _damage(body, done.get("sha256"), done.get("size"))
+            damage = blob_damage(body, done.get("sha256"), done.get("size"))
             if damage is not None:
                 raise self._unreadable(s, where, f"is damaged: {damage}")
             try:
@@ -322,7 +403,7 @@ class Execution:
                 f"{explain_validation(exc)}"
             ) from None
 
-    def _stage_input(self, s: AnyStage, value: Any) -> Any:
+    def _stage_input(self, s: AnyStage, n: int, value: Any) -> Any:
         if s.input is None:
             return value
         try:
@@ -332,8 +413,27 @@ class Execution:
         except ValidationError as exc:
             raise StageError(
                 f"the input of stage {s.id!r} does not fit {s.input.__name__}: "
-                f"{explain_validation(exc)}"
+                f"{explain_validation(exc)}; {self._refit(s, n)}"
             ) from None
+
+    def _refit(self, s: AnyStage, n: int) -> str:
+        """How to go on from an input that does not fit stage `s` of group `n`: fix what
+        gave it, or the model, and rerun from the group that gave it (a rerun from the
+        pipeline's first group, for its input, which the run keeps)."""
+        run = self.wf.workflow_id
+        name = getattr(s.input, "__name__", "its input model")
+        if n == 1:
+            return (
+                f"it is the pipeline's input: make {name} take it, then rerun from this "
+                f"stage: app.rerun_from({run!r}, {s.id!r})"
+            )
+        before = [t.id for t in self.p.groups[n - 2]]
+        gave = f"stage {before[0]!r}" if len(before) == 1 else f"the parallel group {before}"
+        return (
+            f"it is what {gave} gave: fix that (or {name}), then rerun from it: "
+            f"app.rerun_from({run!r}, {before[0]!r}) or `tether runs rerun {run} --from "
+            f"{before[0]}`"
+        )
 
     def _stage_config(self, s: AnyStage) -> Any:
         raw = self.run_input.config.get(s.id, {})
@@ -366,13 +466,13 @@ class Execution:
         return written
 
     async def _count_written(self, stage_id: str, attempt: int) -> int:
-        return written_lines(await self.wf.list_events(), stage_id, attempt)
+        return written_lines(await self.wf.list_events(), stage_id, attempt, self.where)
 
     # -- async-batch stages ------------------------------------------------------------------
 
     async def _batch(self, s: AnyStage, ctx: StageContext[Any, Any]) -> Any:
         key = f"stage:{s.id}.suspended"
-        sus = self.wf.recorded(key)
+        sus = self.wf.recorded(self._key(key))
         if sus is None:
             with name_scope(s.id):
                 asked = await s.fn(ctx)
@@ -383,13 +483,9 @@ class Execution:
                 )
             sus = await self.wf.step(key, partial(self._suspended, s, ctx.attempt, asked))
         for k in itertools.count(1):
-            check: _Check = await self.wf.step(
-                f"stage:{s.id}.check",
-                partial(self._check, s, ctx, sus, k, NAME_SCOPE.get()),
-                result_type=_Check,
-            )
+            check = await self._checked(s, ctx, sus, k)
             if check.kind == "ready":
-                return check.output
+                return await self._ready_output(s, check)
             if check.kind == "failed":
                 raise StageFailedError(f"batch stage {s.id!r} failed: {check.error}")
             if check.kind == "expired":
@@ -399,6 +495,33 @@ class Execution:
                     "its batch was cancelled"
                 )
             await self.wf.sleep(check.sleep)
+
+    async def _checked(
+        self, s: AnyStage, ctx: StageContext[Any, Any], sus: dict[str, Any], k: int
+    ) -> _Check:
+        """Check `k` of a batch stage, as recorded. A check that raises leaves the batch
+        out (it may be done, billed): the error says so and names the check to rerun
+        from, which asks the same batch again (a rerun from the stage submits anew)."""
+        try:
+            check: _Check = await self.wf.step(
+                f"stage:{s.id}.check",
+                partial(self._check, s, ctx, sus, k, NAME_SCOPE.get()),
+                result_type=_Check,
+            )
+        except StoreError:
+            raise
+        except Exception as exc:
+            run = self.wf.workflow_id
+            step = self._key(f"stage:{s.id}.check") + ("" if k == 1 else f"#{k}")
+            raise StageError(
+                f"batch stage {s.id!r}: its check #{k} raised {type(exc).__name__}: {exc}; its "
+                f"batch is still out (state {sus['state']!r}). Fix the cause, then check the "
+                f"same batch again by rerunning from that check: app.rerun_from({run!r}, "
+                f"{step!r}) or `tether runs rerun {run} --from {step}` (a rerun from the "
+                f"stage submits a new batch); for an error worth waiting out, catch it in "
+                "the check and return tether.NotReady()"
+            ) from exc
+        return check
 
     async def _suspended(self, s: AnyStage, attempt: int, asked: Suspend) -> dict[str, Any]:
         now = self._now()
@@ -422,10 +545,7 @@ class Execution:
         with name_scope(f"{s.id}/check#{k}", within=scope):
             answer = await s.check_fn(sus["state"], ctx)
         if isinstance(answer, Ready):
-            out = self._validate_output(s, answer.output)
-            return _Check(
-                kind="ready", output=to_json_data(out, what=f"the output of stage {s.id!r}")
-            )
+            return await self._ready(s, ctx.attempt, answer)
         if isinstance(answer, Failed):
             return _Check(kind="failed", error=str(answer.error))
         if not isinstance(answer, NotReady):
@@ -441,6 +561,28 @@ class Execution:
         attach(_event("stage.polled", s.id, attempt=ctx.attempt, next_check_in=min(wait, left)))
         return _Check(kind="waiting", sleep=min(wait, left))
 
+    async def _ready(self, s: AnyStage, attempt: int, answer: Ready) -> _Check:
+        """A ready check's record. A large output (a batch's embeddings run to megabytes)
+        is written where the stage's output goes, and the check records its key: held
+        in the check's own record, it was loaded again by every later drive of the run."""
+        out = self._validate_output(s, answer.output)
+        data = to_json_data(out, what=f"the output of stage {s.id!r}")
+        body = encoded(data)
+        if len(body) <= self.p.inline_limit:
+            return _Check(kind="ready", output=data)
+        key = self._output_key(s, attempt)
+        await self.wf.blobs.put(key, body)  # before the record that names it
+        sha = hashlib.sha256(body).hexdigest()
+        self.put[key] = sha
+        return _Check(kind="ready", blob=key, sha256=sha, size=len(body))
+
+    async def _ready_output(self, s: AnyStage, check: _Check) -> Any:
+        if check.blob is None:
+            return check.output
+        return await self._read_output(
+            s, {"blob": check.blob, "sha256": check.sha256, "size": check.size}
+        )
+
     async def _cancel_batch(self, s: AnyStage, state: Any, reason: str) -> None:
         async def cancel() -> bool:
             if s.cancel_fn is not None:
@@ -453,39 +595,3 @@ class Execution:
 
     def _now(self) -> datetime:
         return self.wf.clock.now()
-
-
-def _damage(body: bytes, sha256: Any, size: Any) -> str | None:
-    """How `body` differs from the bytes recorded as written (None: it is them)."""
-    if not isinstance(sha256, str):
-        return None  # recorded by an older tether
-    got = hashlib.sha256(body).hexdigest()
-    if got == sha256:
-        return None
-    shas = f"(sha256 {got[:16]}..., written {sha256[:16]}...)"
-    if isinstance(size, int) and len(body) != size:
-        return f"it holds {len(body)} bytes, not the {size} written {shas}"
-    return f"its {len(body)} bytes are not those written {shas}"
-
-
-def written_lines(events: Sequence[EventRow], stage_id: str, attempt: int) -> int:
-    """The number of the last log/progress line of the stage attempt that still stands.
-    A rerun from a step inside the stage keeps its attempt but forgets the lines
-    written from that step on (they are written again as the code runs again):
-    counted, they made the rerun's new lines look written and dropped them."""
-    lines: list[tuple[int, int]] = []  # (event number, line number)
-    starts: dict[str, list[tuple[int, int]]] = {}  # step -> (event number, round) of starts
-    round_at = 0
-    for e in events:  # in the order written
-        if e.type == "step.started" and e.message:
-            starts.setdefault(e.message, []).append((e.seq, round_at))
-        elif e.type in ("stage.log", "stage.progress") and e.detail:
-            d = json.loads(e.detail)
-            if d.get("stage") == stage_id and d.get("attempt") == attempt:
-                lines.append((e.seq, int(d.get("seq") or 0)))
-        elif e.type == "run.rerun_from" and e.message in starts:
-            seen = starts[e.message]  # from its first start in the round it last began
-            first = min(seq for seq, r in seen if r == seen[-1][1])
-            lines = [line for line in lines if line[0] < first]
-            round_at = e.seq
-    return max((n for _, n in lines), default=0)

@@ -50,6 +50,12 @@ class Pipeline(Generic[I, O]):
         budget: Budget | dict[str, Any] | None = None,
         inline_limit: int = 64 * 1024,
     ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            # None was taken, and the pipeline registered under its class name "Pipeline"
+            raise PipelineError(
+                f"a pipeline's name must be a non-empty str, got {name!r}; it names the "
+                "workflow its runs are of, e.g. tether.Pipeline('doc-processor', input=Doc)"
+            )
         for what, tp in (("input", input), ("output", output)):
             if tp is not None and not (isinstance(tp, type) and issubclass(tp, BaseModel)):
                 raise PipelineError(f"pipeline {name!r}: {what} must be a pydantic model class")
@@ -230,10 +236,12 @@ class Pipeline(Generic[I, O]):
         if isinstance(value, dict) and set(value) == _AT_REST and value["pipeline"] == self.name:
             value = PipelineRun.model_validate(value)  # as stored, or passed on by a command
         if isinstance(value, PipelineRun):
-            # a run started before a compatible release removed or renamed a stage keeps
-            # that stage's config: it no longer applies, and must not fail the resume
+            # a run started before a compatible release removed or renamed a stage, or
+            # dropped a stage's config model, keeps that stage's config: it no longer
+            # applies, and must not fail the resume
             stages = self.stages
-            kept = {sid: c for sid, c in value.config.items() if sid in stages}
+            kept = {sid: c for sid, c in value.config.items()
+                    if sid in stages and stages[sid].config is not None}  # fmt: skip
             return self.bind(value.input, kept)
         return self.bind(value, None)
 
@@ -248,5 +256,15 @@ class Pipeline(Generic[I, O]):
     # -- running -------------------------------------------------------------------------
 
     async def __call__(self, wf: Any, run: Any = None) -> Any:
-        bound = run if isinstance(run, PipelineRun) else self.__tether_input__(run)
+        try:
+            bound = run if isinstance(run, PipelineRun) else self.__tether_input__(run)
+        except PipelineError as exc:
+            if not (isinstance(run, dict) and set(run) == _AT_REST):
+                raise  # a new input, not one the run recorded
+            raise PipelineError(
+                f"{exc}; run {wf.workflow_id!r} recorded its input and config when it "
+                "started, under an earlier release of the pipeline: make this release take "
+                "them (give a new field a default, accept a value it no longer reads), or "
+                "take that release out of compatible=[...] so its runs resume where it runs"
+            ) from None
         return await Execution(self, wf, bound).run()

@@ -1,0 +1,69 @@
+"""Artifacts named as files are: in any language, with spaces and signs; a name that
+cannot name a file is refused naming the artifact, not the blob key it would make."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from pydantic import BaseModel
+
+import tether
+from tether import App, InvalidArgumentError
+
+from ._flows import Doc
+
+NAMES = ["Bericht für März.pdf", "页面/第 3 页.txt", "100% done~.md", "x:y.json"]
+
+
+class Listed(BaseModel):
+    names: list[str]
+    refused: str
+
+
+@tether.stage(id="write", input=Doc, output=Listed)
+async def write(ctx: tether.StageContext[Doc, None]) -> Listed:
+    for name in NAMES:
+        await ctx.artifacts.put(name, name.encode())
+        assert await ctx.artifacts.get(name) == name.encode()
+    try:
+        await ctx.artifacts.put("../escape.txt", b"x")
+    except InvalidArgumentError as exc:
+        refused = str(exc)
+    return Listed(names=await ctx.artifacts.list(), refused=refused)
+
+
+@tether.stage(id="read", output=Listed, dependencies=[write])
+async def read(ctx: tether.StageContext[object, None]) -> Listed:
+    names = await ctx.artifacts.list(stage=write)
+    for name in names:
+        assert (await ctx.artifacts.get(name, stage=write)).decode() == name
+    assert await ctx.artifacts.delete("nothing here.txt") is False
+    return Listed(names=names, refused="")
+
+
+async def test_artifacts_take_any_file_name(app: App) -> None:
+    p = tether.Pipeline("files", input=Doc).pipe(write).pipe(read)
+    app.register(p)
+    done = await app.arun(p, Doc(url="u"), workflow_id="files-1")
+    assert sorted(done.value.names) == sorted(NAMES)
+    written = await app.arun(p, workflow_id="files-1")  # answered from the record
+    assert sorted(written.value.names) == sorted(NAMES)
+    first = done.record.steps["stage:write"].result["output"]
+    assert first["refused"].startswith("artifact name '../escape.txt' cannot name a file")
+    keys = await app.blobs.list("runs/files-1/stages/write/1/files/")
+    # a name of what a key holds as itself is stored as it always was
+    assert "runs/files-1/stages/write/1/files/x:y.json" in keys
+
+
+@pytest.mark.parametrize("name", ["", "a//b", ".", "../x", "x/.."])
+async def test_a_name_that_cannot_name_a_file_is_refused_naming_it(app: App, name: str) -> None:
+    @tether.stage(id="bad", input=Doc, output=Doc)
+    async def bad(ctx: tether.StageContext[Doc, None]) -> Doc:
+        await ctx.artifacts.put(name, b"x")
+        return ctx.input
+
+    p = tether.Pipeline("bad-files", input=Doc).pipe(bad)
+    said = re.escape(f"artifact name {name!r} cannot name a file")
+    with pytest.raises(InvalidArgumentError, match=said):
+        await app.arun(p, Doc(url="u"))
