@@ -43,7 +43,10 @@ _ENGINE_EVENT_TYPES = frozenset({"job.ghost", "job.lease_expired"})
 
 
 def check_own_event(type: str) -> str:
-    """`type` if a run's code may write it: not an event of the engine's own."""
+    """`type` if a run's code may write it: not an event of the engine's own (what is
+    no name at all is `check_name`'s to refuse)."""
+    if not isinstance(type, str):
+        return type
     space, _, rest = type.partition(".")
     if type.startswith(ENGINE_EVENT_PREFIXES):
         what = f"is in tether's own namespace '{space}.'"
