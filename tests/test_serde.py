@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from enum import Enum
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from tether import NotSerializableError
 from tether.serde import dump_json, load_json, return_type_of
@@ -149,3 +150,48 @@ def test_bytes_that_are_not_utf8_say_how_to_declare_them() -> None:
         dump_json(b"\x00\xff", what="the result of step 'mk'", tp=bytes)
     text = dump_json(b"\x00\xff", what="x", tp=Base64Bytes)
     assert load_json(text, Base64Bytes) == b"\x00\xff"
+
+
+class _Mail(BaseModel):
+    sender: str = Field(alias="from")
+    subject: str
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel)
+    first_name: str
+
+
+def test_a_model_with_aliases_is_written_as_it_reads_back() -> None:
+    """Written by field name, `{"sender": ...}` did not read back as `_Mail`, which reads
+    `from`: a step or a run returning such a model failed (NotSerializableError)."""
+    mail = _Mail.model_validate({"from": "ada", "subject": "hi"})
+    text = dump_json(mail, what="v", tp=_Mail)
+    assert load_json(text) == {"from": "ada", "subject": "hi"}
+    assert load_json(text, _Mail) == mail
+    camel = _Camel(firstName="ada")
+    assert load_json(dump_json([camel], what="v", tp=list[_Camel]), list[_Camel]) == [camel]
+
+
+async def test_a_run_of_aliased_models_replays_them(sqlite_url: str) -> None:
+    from tether import App, Workflow
+
+    app = App(sqlite_url)
+
+    @app.workflow
+    async def reply(wf: Workflow, mail: _Mail) -> _Mail:
+        async def who() -> _Camel:
+            return _Camel(firstName=mail.sender)
+
+        person = await wf.step("who", who)
+        return _Mail.model_validate({"from": person.first_name, "subject": "re: " + mail.subject})
+
+    try:
+        mail = _Mail.model_validate({"from": "ada", "subject": "hi"})
+        first = await app.arun(reply, mail, workflow_id="aliased")
+        again = await app.arun(reply, mail, workflow_id="aliased")
+        assert (
+            first.value == again.value == _Mail.model_validate({"from": "ada", "subject": "re: hi"})
+        )
+    finally:
+        await app.aclose()

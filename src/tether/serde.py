@@ -115,8 +115,9 @@ def to_json_data(value: Any, *, what: str, tp: Any = None) -> Any:
     try:
         if tp is not None:
             # warnings="error": a value that is not of the declared type would be written
-            # as it is and fail validation on replay, so it is refused now
-            data = _adapter(tp).dump_python(value, mode="json", warnings="error")
+            # as it is and fail validation on replay, so it is refused now; by alias, as a
+            # model reads its fields back (``Field(alias="from")``, an alias generator)
+            data = _adapter(tp).dump_python(value, mode="json", warnings="error", by_alias=True)
         else:
             data = to_jsonable_python(value)
     except PydanticSerializationError as exc:

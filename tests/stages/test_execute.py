@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 import tether
 from tether import App, FakeClock, RunStatus, ai
@@ -491,3 +492,36 @@ async def test_log_levels_are_read_in_any_case(app: App) -> None:
     logs = [(e.detail["level"], e.message) for e in done.record.events if e.type == "stage.log"]
     assert logs == [("info", "as bratsos spells it"), ("warning", "short for warning"),
                     ("error", "mixed case")]  # fmt: skip
+
+
+class _Ticket(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel)
+    ticket_id: str
+    body_text: str
+
+
+class _Reply(BaseModel):
+    reply_to: str = Field(alias="replyTo")
+    text: str
+
+
+class _Tone(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel)
+    tone_of_voice: str = "plain"
+
+
+@tether.stage(id="answer", input=_Ticket, output=_Reply, config=_Tone)
+async def _answer(ctx: tether.StageContext[_Ticket, _Tone]) -> _Reply:
+    return _Reply(replyTo=ctx.input.ticket_id, text=f"{ctx.config.tone_of_voice}: ok")
+
+
+async def test_models_with_aliases_flow_through_a_pipeline(app: App) -> None:
+    """The input and config were recorded by field name and read back by alias: every
+    such run failed at its first stage."""
+    p = tether.Pipeline("aliased", input=_Ticket, output=_Reply).pipe(_answer)
+    app.register(p)
+    ticket = _Ticket(ticketId="T-1", bodyText="help")
+    done = await app.arun(p, ticket, config={"answer": {"toneOfVoice": "warm"}},
+                          workflow_id="aliased-1")  # fmt: skip
+    assert done.value == _Reply(replyTo="T-1", text="warm: ok")
+    assert (await app.arun(p, workflow_id="aliased-1")).value == done.value  # replayed

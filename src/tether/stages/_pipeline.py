@@ -210,7 +210,7 @@ class Pipeline(Generic[I, O]):
         if self.input is None:
             return value
         try:
-            return self.input.model_validate(value).model_dump(mode="json")
+            return self.input.model_validate(value).model_dump(mode="json", by_alias=True)
         except ValidationError as exc:
             raise PipelineError(
                 f"the input of pipeline {self.name!r} does not fit {self.input.__name__}: "
@@ -229,7 +229,7 @@ class Pipeline(Generic[I, O]):
                 f"config of stage {s.id!r} does not fit {s.config.__name__}: "
                 f"{explain_validation(exc)}"
             ) from None
-        return dict(model.model_dump(mode="json"))
+        return dict(model.model_dump(mode="json", by_alias=True))
 
     def __tether_input__(self, value: Any) -> PipelineRun:
         """The run input for what a run was started with (see `WorkflowDef.coerce_input`)."""
