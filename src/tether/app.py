@@ -63,7 +63,7 @@ from .kernel import (
 )
 from .record import RunRecord
 from .schedules import MissedTicks, Schedule, fire_schedules
-from .serde import dump_json
+from .serde import dump_json, load_json
 from .stages import Pipeline
 from .stages.host import (
     cancel_suspended,
@@ -647,10 +647,16 @@ class App:
         workers instead, and this returns at once (wait with `result`).
 
         `budget` gives the run a new AI budget (a run that failed on its budget
-        goes on with a larger one); the calls the forgotten steps made stay in
-        the call log and count against it, as the money was spent.
+        goes on with a larger one): a dict's fields over the run's own budget
+        (``{"max_usd": 10}`` keeps its key, `on_exceed` and `warn_at`), an
+        `ai.Budget` as given. The calls the forgotten steps made stay in the call
+        log and count against it, as the money was spent.
         """
-        new_budget = Budget.of(budget)
+        new_budget = Budget.of(budget)  # (a bad one refused before anything is read)
+        if isinstance(budget, dict) and budget:
+            stored = await self.store.get_run(workflow_id)
+            if stored is not None and stored.budget:
+                new_budget = Budget.of({**load_json(stored.budget), **budget})
         run = await self.aget_run(workflow_id)
         if run.status not in (RunStatus.COMPLETED, RunStatus.FAILED):
             raise InvalidArgumentError(_not_rerunnable(run))

@@ -182,3 +182,23 @@ async def test_a_raised_budget_warns_again_at_its_own_line(
         ]
     finally:
         await app.aclose()
+
+
+async def test_a_rerun_given_new_limits_as_a_dict_keeps_the_runs_key(
+    database_url: str, clock: FakeClock
+) -> None:
+    """`budget={"max_usd": 5}` replaced the whole budget: the key went, and the calls of
+    the rerun were logged under none, outside the spend the key shares."""
+    app = _priced_app(database_url, clock)
+    asker = _asker(app, "keyed-dict", ai.Budget(max_usd=2, key="customer:7", warn_at=0.5),
+                   calls=3)  # fmt: skip
+    try:
+        with pytest.raises(ai.BudgetExceededError):
+            await app.arun(asker, workflow_id="kd")
+        done = await app.arerun_from("kd", "ai.text:fake:m#3", budget={"max_usd": 5})
+        assert done.value == 3
+        assert {c.budget_key for c in await app.alist_ai_calls("kd")} == {"customer:7"}
+        kept = (await app.store.get_run("kd")).budget
+        assert kept is not None and '"key":"customer:7"' in kept and '"warn_at":0.5' in kept
+    finally:
+        await app.aclose()
