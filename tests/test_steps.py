@@ -214,3 +214,32 @@ async def test_a_long_compensation_keeps_its_claim_alive(database_url: str) -> N
         finish.set()
         await other.aclose()
         await app.aclose()
+
+
+async def test_a_step_still_running_when_its_run_ends_is_recorded_failed(app: App) -> None:
+    """A step in a task the run's code never awaited stayed `running` in the record of
+    the completed run for good (the dashboard showed it running, `tether runs show` too)."""
+    never = asyncio.Event()
+
+    async def flow(wf: Workflow) -> str:
+        background = asyncio.ensure_future(wf.step("bg", never.wait))
+        await wf.step("main", lambda: "m")
+        for _ in range(10_000):  # the background step starts (its start is written first)
+            if "bg" in wf.in_flight:
+                break
+            await asyncio.sleep(0.001)
+        assert "bg" in wf.in_flight
+        del background
+        return "done"
+
+    try:
+        done = await app.arun(flow, workflow_id="left-running")
+        assert done.status is RunStatus.COMPLETED
+        steps = done.record.steps
+        assert steps["main"].status.value == "completed"
+        assert steps["bg"].status.value == "failed", steps["bg"]
+        assert (
+            steps["bg"].error is not None and "still running when run" in steps["bg"].error.message
+        )
+    finally:
+        never.set()

@@ -36,6 +36,7 @@ from .errors import (
     RunFinishedError,
     RunNotFoundError,
     StoreError,
+    TetherError,
     WorkflowNotFoundError,
     WorkflowTimeoutError,
     WorkflowVersionError,
@@ -654,6 +655,8 @@ class Runner:
         now = self._clock.now()
         if status.terminal:  # its own callable (a lambda's) is no longer needed here
             self._rt.run_defs.pop(st.workflow_id, None)
+            if st.in_flight:
+                await self._close_cut_short(st, status, now)
         await self._store.finish_run(
             st.fence,
             status,
@@ -664,6 +667,27 @@ class Runner:
             compute_seconds=st.elapsed(now),
             reason=reason,
         )
+
+    async def _close_cut_short(self, st: RunState, status: RunStatus, now: datetime) -> None:
+        """Record failed the steps still running as the run ends: cancelled with the item
+        of a for_each the run left, or in a task its code never awaited. They stayed
+        `running` in the record of an ended run for good (a parked or handed-back run
+        keeps them: they run again on resume)."""
+        for key in sorted(st.in_flight):
+            exc = TetherError(
+                f"step {key!r} was still running when run {st.workflow_id!r} ended "
+                f"{status.value}: it was cut short, or left running in a task the run's "
+                "code never awaited"
+            )
+            try:
+                await self._store.fail_step(
+                    st.fence, key, error=encode_error(exc, retryable=False), final=True,
+                    at=now, event=NewEvent("step.failed", key, '{"cut_short":true}'),
+                )  # fmt: skip
+            except StoreError as err:  # the run's end is what matters now
+                log.warning("could not record step %r of run %s as cut short: %s",
+                            key, st.workflow_id, err)  # fmt: skip
+        st.in_flight.clear()
 
     async def _call(self, st: RunState, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
         if not self._rt.interceptors:
