@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,57 @@ def test_a_context_opened_on_another_loop_is_refused_saying_why(database_url: st
         assert "opened" not in [r.workflow_id for r in app.list_runs()]  # nothing created
     finally:
         app.close()
+
+
+_FORKED = """
+import asyncio, multiprocessing, sys
+from tether import App, Workflow
+
+app = App(sys.argv[1])
+
+@app.workflow()
+async def double(wf: Workflow, n: int) -> int:
+    return await wf.step("s", lambda: n * 2)
+
+def sync_in_child(n):
+    try:
+        return app.run(double, n, workflow_id=f"child-{n}").value
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        app.close()  # a no-op here: what it would close is the parent's
+
+def async_in_child(n):
+    try:
+        return asyncio.run(app.arun(double, n, workflow_id=f"achild-{n}")).value
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+if __name__ == "__main__":
+    print(app.run(double, 1, workflow_id="parent").value)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        print(pool.apply(sync_in_child, (2,)))
+        print(pool.apply(async_in_child, (3,)))
+    print(app.run(double, 4, workflow_id="parent-again").value)  # the parent's still works
+    app.close()
+"""
+
+
+def test_an_app_used_in_a_forked_child_says_how_to_do_it(database_url: str, tmp_path: Path) -> None:
+    """A Pool child forked after the App started its loop thread handed its call to a
+    loop no thread runs there, and waited for good."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "forked.py"
+    script.write_text(_FORKED)
+    done = subprocess.run(
+        [sys.executable, str(script), database_url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "2" and lines[3] == "8", lines
+    for said in lines[1:3]:
+        assert said.startswith("TetherError: this App was opened in process"), said
+        assert "multiprocessing.get_context('spawn')" in said

@@ -24,12 +24,13 @@ import logging
 import os
 import signal
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .errors import TetherError
 
-__all__ = ["LoopThread", "await_on", "home_loop", "homed"]
+__all__ = ["LoopThread", "await_on", "check_not_forked", "home_loop", "homed"]
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -37,6 +38,7 @@ P = ParamSpec("P")
 log = logging.getLogger("tether")
 
 _OPEN: set[LoopThread] = set()  # loops running now (kept alive until stopped)
+_STARTED: weakref.WeakSet[LoopThread] = weakref.WeakSet()  # every one that started a loop
 
 
 def _forget_in_child() -> None:
@@ -85,6 +87,15 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def check_not_forked(owner: object) -> None:
+    """Refuse to use `owner` (an App) in a process forked from the one whose loop thread
+    it opened: that thread is not in the child, and a call handed to its loop waited
+    for good; its database connections are the parent's too."""
+    for lt in list(_STARTED):
+        if lt.serves(owner):
+            lt.check_here()
+
+
 def home_loop(owner: object) -> asyncio.AbstractEventLoop | None:
     """The loop thread running for `owner` (an App whose sync facade started one: its
     `on_exit` is `owner`'s method), or None. While it runs, `owner`'s store, runner
@@ -130,6 +141,7 @@ def homed(
 
     @functools.wraps(amethod)
     async def hop(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        check_not_forked(self)
         home = home_loop(self)
         if home is None or home is asyncio.get_running_loop():
             return await amethod(self, *args, **kwargs)
@@ -169,6 +181,7 @@ class LoopThread:
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
         self._on_exit = on_exit
+        self._pid = 0  # the process the loop was started in
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -178,7 +191,25 @@ class LoopThread:
         """Whether this loop is `owner`'s (its exit hook is a method of `owner`)."""
         return getattr(self._on_exit, "__self__", None) is owner
 
+    def forked(self) -> bool:
+        """Whether this process was forked after the loop started (it is not here)."""
+        return self._loop is not None and self._pid != os.getpid()
+
+    def check_here(self) -> None:
+        """Refuse to go on in a process forked after this loop started (see
+        `check_not_forked`), saying how to do it instead."""
+        if self.forked():
+            raise TetherError(
+                f"this App was opened in process {self._pid} (its event loop thread, its "
+                "database connections), and this process was forked from it "
+                "(multiprocessing's default on Linux), where neither works: a call waited "
+                "for good. Create the App in the child process (in the function it runs, "
+                "or a Pool initializer), or start children with "
+                "multiprocessing.get_context('spawn')"
+            )
+
     def _ensure(self) -> asyncio.AbstractEventLoop:
+        self.check_here()
         with self._guard:
             if self._loop is None or self._loop.is_closed():
                 _install_exit_hook()
@@ -193,8 +224,9 @@ class LoopThread:
                 self._thread = threading.Thread(target=main, name=self._name, daemon=True)
                 self._thread.start()
                 ready.wait()
-                self._loop = loop
+                self._loop, self._pid = loop, os.getpid()
                 _OPEN.add(self)
+                _STARTED.add(self)
             return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

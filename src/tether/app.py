@@ -1227,6 +1227,8 @@ class App:
 
     def close(self) -> None:
         """Sync facade of `aclose`; also stops the App's loop thread."""
+        if self._loop.forked():  # its loop, threads and connections are the parent's
+            return
         if self._loop.loop is not None:
             self._loop.run(self.aclose())
             self._loop.stop()
