@@ -126,6 +126,13 @@ def sync_in_child(n):
     finally:
         app.close()  # a no-op here: what it would close is the parent's
 
+def fresh_in_child(n):
+    fresh = app.with_database(app.database_url)  # as the error advises
+    try:
+        return fresh.run(double, n, workflow_id=f"fresh-{n}").value
+    finally:
+        fresh.close()
+
 def async_in_child(n):
     try:
         return asyncio.run(app.arun(double, n, workflow_id=f"achild-{n}")).value
@@ -137,6 +144,7 @@ if __name__ == "__main__":
     with multiprocessing.get_context("fork").Pool(1) as pool:
         print(pool.apply(sync_in_child, (2,)))
         print(pool.apply(async_in_child, (3,)))
+        print(pool.apply(fresh_in_child, (5,)))
     print(app.run(double, 4, workflow_id="parent-again").value)  # the parent's still works
     app.close()
 """
@@ -156,7 +164,7 @@ def test_an_app_used_in_a_forked_child_says_how_to_do_it(database_url: str, tmp_
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == "2" and lines[3] == "8", lines
+    assert lines[0] == "2" and lines[3] == "10" and lines[4] == "8", lines
     for said in lines[1:3]:
         assert said.startswith("TetherError: this App was opened in process"), said
-        assert "multiprocessing.get_context('spawn')" in said
+        assert "app.with_database(app.database_url)" in said

@@ -203,8 +203,9 @@ class LoopThread:
                 f"this App was opened in process {self._pid} (its event loop thread, its "
                 "database connections), and this process was forked from it "
                 "(multiprocessing's default on Linux), where neither works: a call waited "
-                "for good. Create the App in the child process (in the function it runs, "
-                "or a Pool initializer), or start children with "
+                "for good. Create an App in the child process (in the function it runs, "
+                "or a Pool initializer: app.with_database(app.database_url) builds one with "
+                "this App's workflows and settings), or start children with "
                 "multiprocessing.get_context('spawn')"
             )
 
