@@ -253,6 +253,63 @@ def test_a_refused_request_does_not_pin_its_idempotency_key(served: Served) -> N
     assert again.json()["workflow_id"] == good.json()["workflow_id"]
 
 
+def test_starting_a_run_id_that_exists_answers_it_with_200_not_201(served: Served) -> None:
+    # the same workflow_id answers the run it names, as `App.start` does: a second POST
+    # got 201 Created, though nothing was started (a finished run stayed finished)
+    url = f"{served.url}/api/v1/runs"
+    first = httpx.post(url, json={"workflow": "counts", "input": 1, "workflow_id": "nightly"})
+    assert first.status_code == 201, first.text
+    with Client(served.url) as client:
+        _done(client, "nightly")
+        again = httpx.post(url, json={"workflow": "counts", "input": 1, "workflow_id": "nightly"})
+        assert again.status_code == 200, again.text
+        assert again.json() == {"workflow_id": "nightly"}
+        assert again.headers["location"] == first.headers["location"]
+        assert len(client.list_runs().runs) == 1
+    other = httpx.post(url, json={"workflow": "counts", "input": 1, "workflow_id": "other"})
+    assert other.status_code == 201  # a new id: a new run
+
+
+def test_openapi_document_describes_the_error_body_the_server_sends(served: Served) -> None:
+    # every 422 was documented as FastAPI's {"detail": [...]}, a body this server never
+    # sends ({"error": {"code", "message", "details"}}), and no other error at all: a
+    # client made from the document read every refusal wrong
+    with Client(served.url) as client:
+        doc = client.openapi()
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, ops in doc["paths"].items():
+        if not path.startswith(("/api/", "/hooks/")):
+            continue
+        for method, op in ops.items():
+            answers = op["responses"]
+            assert answers["4XX"]["content"]["application/json"]["schema"] == ref, (method, path)
+            assert "422" not in answers, (method, path)
+    refused = httpx.post(f"{served.url}/api/v1/runs", json={})
+    assert refused.status_code == 422
+    assert set(refused.json()) == {"error"}
+    assert set(refused.json()["error"]) == set(
+        doc["components"]["schemas"]["ErrorDetail"]["properties"]
+    )
+
+
+def test_a_method_a_path_does_not_take_is_named_with_those_it_takes(served: Served) -> None:
+    # a bare "Method Not Allowed", and no Allow header (HTTP requires one in a 405)
+    api = f"{served.url}/api/v1"
+    for method, path, allowed in [
+        ("DELETE", "/runs/x", "GET, HEAD"),
+        ("PUT", "/runs", "GET, HEAD, POST"),  # two routes: both named
+        ("GET", "/events", "POST"),
+        ("GET", "/api-tokens/abc", "DELETE"),
+    ]:
+        got = httpx.request(method, api + path)
+        assert got.status_code == 405, (method, path)
+        assert got.headers["allow"] == allowed, (method, path)
+        error = got.json()["error"]
+        assert error["code"] == "method_not_allowed"
+        assert error["message"] == f"{method} is not allowed at /api/v1{path}; it takes {allowed}"
+
+
 def test_body_size_limit(served: Served) -> None:
     big = {"type": "x", "payload": "a" * (1024 * 1024)}
     resp = httpx.post(f"{served.url}/api/v1/events", json=big)

@@ -154,3 +154,72 @@ def test_a_live_redraw_keeps_what_the_reader_opened_or_closed(
                    get_attribute("textContent"), "the output never came")  # fmt: skip
         shot(browser, tmp_path, "error-live-redraw")
         assert browser.execute_script(shown) == [False, False, True]
+
+
+SUMMARY = "#summary .last-error details.err-more summary"
+# scroll so that the point `arguments[0]` of the way down the error's text is mid-window
+TO_ERROR = """
+const t = document.querySelector('#summary .last-error .err-text').getBoundingClientRect();
+scrollTo(0, scrollY + t.top + t.height * arguments[0] - innerHeight / 2);
+"""
+# the toggle: inside the window, and what a click at its middle reaches (nothing over it)
+TOGGLE = """
+const s = document.querySelector(arguments[0]).getBoundingClientRect();
+const hit = document.elementFromPoint(s.left + s.width / 2, s.top + s.height / 2);
+return {top: s.top, bottom: s.bottom, innerHeight: innerHeight,
+        inside: s.top >= 0 && s.bottom <= innerHeight, hit: !!(hit && hit.closest('summary'))};
+"""
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_an_open_long_error_folds_from_where_it_is_read(
+    failed: tuple[Served, dict[str, str]], browser: Any, tmp_path: Path, width: int
+) -> None:
+    # once a long error was open, its one toggle was under its last line: a reader at
+    # the top or in the middle of a 300-line traceback scrolled screens down to fold it
+    from selenium.webdriver.common.by import By
+
+    served, ids = failed
+    browser.set_window_size(width, 900)
+    browser.get(f"{served.url}/runs/{ids['long_trace']}")
+    browser.find_element(By.CSS_SELECTOR, SUMMARY).click()
+    assert browser.execute_script(READ)["open"] is True
+    for where in (0.0, 0.5):  # its first lines, then its middle, mid-window
+        browser.execute_script(TO_ERROR, where)
+        seen = browser.execute_script(TOGGLE, SUMMARY)
+        assert seen["inside"] and seen["hit"], (where, seen)
+    browser.save_screenshot(str(tmp_path / f"error-open-middle-{width}.png"))
+    browser.find_element(By.CSS_SELECTOR, SUMMARY).click()  # where it is: in sight
+    wait_until(browser, lambda d: d.execute_script(READ)["open"] is False, "it did not fold")
+    # folded, the reader is at the error's top, not screens below it
+    top = browser.execute_script(
+        "return document.querySelector('#summary .last-error').getBoundingClientRect().top"
+    )
+    assert -2 <= top < browser.execute_script("return innerHeight") / 2, top
+    assert browser.execute_script(READ)["clipped"]
+    shot(browser, tmp_path, f"error-folded-again-{width}", width=width)
+
+
+def test_a_cancelled_runs_reason_is_no_last_error(failed: tuple[Served, dict[str, str]]) -> None:
+    # a run cancelled by hand said "Last error: Cancelled: no longer needed", as if it
+    # had failed; one cancelled with no reason, "Last error: Cancelled: cancelled"
+    import httpx
+
+    served, ids = failed
+    with Client(served.url) as client:
+        given, bare = client.start("waits"), client.start("waits")
+        for wid in (given, bare):
+            done(client, wid, RunStatus.WAITING)
+        client.cancel(given, "no longer needed")
+        client.cancel(bare)
+        for wid in (given, bare):
+            done(client, wid, RunStatus.CANCELLED)
+
+    def box(wid: str) -> str:
+        page = httpx.get(f"{served.url}/runs/{wid}").text
+        return page.split('<div class="problem last-error', 1)[1].split("</div>\n  </div>")[0]
+
+    assert "<strong>Cancelled:</strong>" in box(given) and "no longer needed" in box(given)
+    assert "Last error" not in box(given) and "Cancelled: no longer" not in box(given)
+    assert "no reason given" in box(bare) and "cancelled<" not in box(bare)
+    assert "<strong>Last error:</strong>" in box(ids["short"])  # a failure still is one

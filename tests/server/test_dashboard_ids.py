@@ -115,10 +115,12 @@ def test_the_list_and_the_search_reach_any_run_id(
         wait_until(browser, lambda d, w=wid: text_of(d, "h1") == w, f"searching lost {wid!r}")
         assert not browser.find_elements(By.CSS_SELECTOR, ".problem")
     shot(browser, tmp_path, "run-dotdot-search")
-    nothing = httpx.get(dash.url + "/runs/")  # no id at all: a page, not the API's JSON
+    # no id at all: a page, not the API's JSON; /runs/ is the list (as /usage/ is /usage)
+    nothing = httpx.get(dash.url + "/run")
     assert nothing.status_code == 404 and "text/html" in nothing.headers["content-type"]
     assert "No run id was given" in nothing.text
-    assert "No run id was given" in httpx.get(dash.url + "/run").text
+    listed = httpx.get(dash.url + "/runs/", follow_redirects=True)
+    assert listed.status_code == 200 and str(listed.url) == dash.url + "/runs"
 
 
 def test_the_forms_and_the_stream_of_a_dot_segment_run(

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 
 from ._deps import need
 from ._errors import ApiError
+from ._models import ERRORS
 
 __all__ = ["DispatcherView", "dispatcher_routes"]
 
@@ -33,7 +34,7 @@ class DispatcherView(Protocol):
 
 def dispatcher_routes(view: DispatcherView) -> APIRouter:
     """The routes of Symphony's status API over `view`, under ``/api/v1``."""
-    router = APIRouter(prefix="/api/v1", tags=["agents"])
+    router = APIRouter(prefix="/api/v1", tags=["agents"], responses=ERRORS)
 
     @router.get("/state", dependencies=[need("read")])
     async def state() -> dict[str, Any]:

@@ -16,19 +16,21 @@ from typing import Any, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
 
 from .. import __version__
 from .._signatures import HookRejected, Webhook
 from ..errors import InvalidArgumentError, TetherError
-from ._dashboard import install_dashboard
+from ._dashboard import install_dashboard, page_not_found
 from ._deps import ServerConfig
 from ._edge import Edge
 from ._errors import ApiError, answer_for, error_body, named
 from ._hooks_route import hooks
 from ._metrics_route import metrics
+from ._models import ERRORS
 from ._port import ServedApp
 from ._query import meant
 from ._routes import api_router, record_router
@@ -92,6 +94,29 @@ def _unreadable(exc: HTTPException) -> str | None:
     return f"not valid JSON: {cause}"
 
 
+def _not_allowed(request: Request) -> JSONResponse:
+    """405, with the methods the path takes in ``Allow`` (as HTTP requires) and in words:
+    a path's methods may be those of several routes (GET and POST /api/v1/runs), and
+    Starlette named the first route's alone, in a bare "Method Not Allowed"."""
+    methods = [
+        method
+        for method in ("DELETE", "GET", "HEAD", "POST", "PUT", "PATCH")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.routes
+        )
+    ]
+    if "GET" in methods and "HEAD" not in methods:
+        methods.append("HEAD")  # `Edge` answers a HEAD as the GET
+    allowed = ", ".join(sorted(methods))
+    message = f"{request.method} is not allowed at {request.url.path}; it takes {allowed}"
+    return JSONResponse(
+        error_body("method_not_allowed", message, {"allowed": sorted(methods)}),
+        status_code=405,
+        headers={"Allow": allowed},
+    )
+
+
 def _install_handlers(api: FastAPI) -> None:
     async def on_api(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -109,7 +134,7 @@ def _install_handlers(api: FastAPI) -> None:
         safe = json.loads(json.dumps(details, default=str))
         return JSONResponse(error_body("invalid_request", message, safe), status_code=422)
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         why = _unreadable(exc)
         if why is not None:
@@ -118,8 +143,15 @@ def _install_handlers(api: FastAPI) -> None:
                 error_body("invalid_request", f"invalid request: body: {why}", [problem]),
                 status_code=422,
             )
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        page = page_not_found(request) if exc.status_code == 404 else None
+        if page is not None:
+            return page
+        if exc.status_code == 405:
+            return _not_allowed(request)
+        code = {404: "not_found"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
 
     async def on_hook(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HookRejected)
@@ -176,10 +208,11 @@ def create_app(app: ServedApp, config: ServerConfig | None = None) -> Any:
     api.state.tether_config = config
     api.state.tether_streams = Streams()  # its close() ends the open event streams
     _install_handlers(api)
-    api.include_router(api_router, prefix="/api/v1")
-    api.include_router(ops_router, prefix="/api/v1")
-    api.include_router(record_router, prefix="/api/v1")  # after every /runs/ID/... route
-    api.include_router(hooks)
+    api.include_router(api_router, prefix="/api/v1", responses=ERRORS)
+    api.include_router(ops_router, prefix="/api/v1", responses=ERRORS)
+    # after every /runs/ID/... route
+    api.include_router(record_router, prefix="/api/v1", responses=ERRORS)
+    api.include_router(hooks, responses=ERRORS)
     api.include_router(metrics)
     install_dashboard(api)
     # the last added is the outermost: Edge's own answers (413, a replay, 409) pass

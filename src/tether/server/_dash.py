@@ -21,7 +21,16 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .._info import RunInfo
 from ..store import RunFilter, RunStatus
 from ._dash_auth import Viewer, keep_cookies, sent_path, without_token
-from ._dash_view import compact_json, cost, duration, money, pretty_json, run_url, when
+from ._dash_view import (
+    api_url,
+    compact_json,
+    cost,
+    duration,
+    money,
+    pretty_json,
+    run_url,
+    when,
+)
 from ._deps import served_app
 from ._errors import ApiError
 from ._models import storable
@@ -58,6 +67,7 @@ ENV.filters.update(
     pretty_json=pretty_json,
     compact_json=compact_json,
     run_url=run_url,
+    api_url=api_url,
 )
 
 

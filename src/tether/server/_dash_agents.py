@@ -40,6 +40,9 @@ PHASE_TONE = {
     "failed": "failed",
 }
 STATUSES = {s.value for s in RunStatus}
+# the phases of an issue run at work: once its run has ended, one of them is where the
+# run stood when it last wrote its state (a run cancelled while it waited said "waiting")
+IN_FLIGHT = {"queued", "running", "retrying", "waiting"}
 
 agent_pages = APIRouter(include_in_schema=False)
 Who = Annotated[Viewer, Depends(viewer)]
@@ -57,13 +60,25 @@ class IssueRow:
     reason: str
     workspace: str
     tokens: int
-    cost_micro_usd: int | None
+    usage: AIUsageRow | None  # None: the run made no AI call (no agent turn reported usage)
     last_event: str
     last_event_at: datetime | None
 
     @property
+    def shown_phase(self) -> str:
+        """What its Phase column and the chips above say: its phase, else its run's status."""
+        return self.phase or self.run.status.value
+
+    @property
     def tone(self) -> str:
-        return tone(self.phase or self.run.status.value)
+        return tone(self.shown_phase)
+
+    @property
+    def cost_micro_usd(self) -> int | None:
+        """The known cost; None without calls or when none of them had a known price."""
+        if self.usage is None or not self.usage.priced_calls:
+            return None
+        return self.usage.cost_micro_usd
 
 
 def tone(phase: str) -> str:
@@ -76,16 +91,24 @@ async def _row(request: Request, run: RunInfo, usage: AIUsageRow | None) -> Issu
     state = state if isinstance(state, dict) else {}
     events = await served_app(request).store.list_events(run.workflow_id)
     last = events[-1] if events else None
+    phase = str(state.get("phase") or ("queued" if run.status is RunStatus.PENDING else ""))
+    reason = str(state.get("reason") or state.get("error") or "")
+    if run.status.terminal and phase in IN_FLIGHT:
+        # ended: as it ended (a run cancelled while it waited for a person is not
+        # waiting), and why, as `tether agents status` says it
+        error = run.error_record
+        phase = run.status.value
+        reason = "" if run.status is RunStatus.COMPLETED or error is None else error.message
     return IssueRow(
         run=run,
         identifier=str(state.get("identifier") or run.workflow_id),
         title=str(state.get("title") or ""),
-        phase=str(state.get("phase") or ("queued" if run.status is RunStatus.PENDING else "")),
+        phase=phase,
         attempt=state.get("attempt"),
-        reason=str(state.get("reason") or state.get("error") or ""),
+        reason=reason,
         workspace=str(state.get("workspace") or ""),
         tokens=0 if usage is None else usage.input_tokens + usage.output_tokens,
-        cost_micro_usd=None if usage is None else usage.cost_micro_usd,
+        usage=usage,
         last_event="" if last is None else f"{last.type} {last.message or ''}".strip(),
         last_event_at=None if last is None else last.at,
     )
@@ -95,15 +118,24 @@ async def _row(request: Request, run: RunInfo, usage: AIUsageRow | None) -> Issu
 async def agents(request: Request, who: Who) -> Response:
     app = served_app(request)
     show_all = request.query_params.get("all") == "1"
-    rows = await app.store.list_runs_page(RunFilter(workflow=ISSUE_WORKFLOW), limit=SHOWN)
-    runs = [RunInfo.from_row(r) for r in rows]
-    if not show_all:
-        runs = [r for r in runs if not r.status.terminal]
+    if show_all:
+        rows = await app.store.list_runs_page(RunFilter(workflow=ISSUE_WORKFLOW), limit=SHOWN + 1)
+    else:  # those not ended, however many ended since: they were looked for among the
+        # newest SHOWN runs alone, and an issue waiting for a person behind 200 newer
+        # runs was not on the page
+        rows = []
+        for status in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING):
+            where = RunFilter(status=status, workflow=ISSUE_WORKFLOW)
+            rows += await app.store.list_runs_page(where, limit=SHOWN + 1)
+        rows.sort(key=lambda r: r.workflow_id)  # as a page of runs: newest first, then by id
+        rows.sort(key=lambda r: r.created_at, reverse=True)
+    runs = [RunInfo.from_row(r) for r in rows[:SHOWN]]
+    more = len(rows) > SHOWN
     ids = [r.workflow_id for r in runs]
     usage = {u.group: u for u in await app.store.ai_usage(workflow_ids=ids, group_by="run")}
     issues = [await _row(request, r, usage.get(r.workflow_id)) for r in runs]
     phases: dict[str, int] = {}
     for i in issues:
-        phases[i.phase or i.run.status.value] = phases.get(i.phase or i.run.status.value, 0) + 1
-    return render(request, who, "agents.html", issues=issues, show_all=show_all,
-                  phases=[(p, n, tone(p)) for p, n in sorted(phases.items())])  # fmt: skip
+        phases[i.shown_phase] = phases.get(i.shown_phase, 0) + 1
+    return render(request, who, "agents.html", issues=issues, show_all=show_all, more=more,
+                  shown=SHOWN, phases=[(p, n, tone(p)) for p, n in sorted(phases.items())])  # fmt: skip

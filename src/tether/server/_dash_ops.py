@@ -16,11 +16,11 @@ from .._runner import PROCESS_SCOPE
 from ..store import AIUsageRow, JobStatus
 from ._dash import render, unstorable
 from ._dash_auth import Viewer, viewer
-from ._dash_view import column_chart, hbar_chart
+from ._dash_view import by_cost, column_chart, hbar_chart
 from ._deps import served_app
 from ._routes_ops import queues as list_queues
 
-__all__ = ["USAGE_DAYS", "Worker", "day_series", "ops_pages"]
+__all__ = ["USAGE_DAYS", "Worker", "by_cost", "day_series", "ops_pages"]
 
 ops_pages = APIRouter(include_in_schema=False)
 Who = Annotated[Viewer, Depends(viewer)]
@@ -59,6 +59,12 @@ async def queues(request: Request, who: Who) -> Response:
             )
     # a queue no live process works is a queue whose jobs wait for good: say so
     served = {q: sum(q in w.queues for w in workers) for w in workers for q in w.queues}
+    # a job still claimed by a worker that stopped renewing it (it died) is run by
+    # nobody: it counted among the jobs "workers are running" until a worker reaps it
+    lapsed: dict[str, int] = {}
+    for job in await app.store.list_jobs(status=JobStatus.CLAIMED.value):
+        if job.locked_until is not None and job.locked_until <= now:
+            lapsed[job.queue] = lapsed.get(job.queue, 0) + 1
     return render(
         request,
         who,
@@ -67,6 +73,7 @@ async def queues(request: Request, who: Who) -> Response:
         job_statuses=[s.value for s in JobStatus],
         workers=workers,
         served=served,
+        lapsed=lapsed,
         now=now,
     )
 
@@ -89,19 +96,6 @@ def _priced(rows: list[AIUsageRow]) -> list[tuple[str, int]]:
         for r in rows
         if r.priced_calls or not r.unknown_cost_calls
     ]
-
-
-def by_cost(rows: list[AIUsageRow]) -> list[AIUsageRow]:
-    """A usage table's rows in its chart's order: the costliest first, then the groups
-    whose calls had no known price (their cost says unknown), each by name."""
-    return sorted(
-        rows,
-        key=lambda r: (
-            bool(r.unknown_cost_calls and not r.priced_calls),
-            -r.cost_micro_usd,
-            r.group or "",
-        ),
-    )
 
 
 def _none(rows: list[AIUsageRow]) -> str:

@@ -22,7 +22,7 @@ from ..errors import InvalidArgumentError, RunNotFoundError
 from ..store import AICallRow, AIUsageRow, RunFilter, RunStatus, WaitStatus
 from ._dash import SINCE, counts, read_cursor, render, runs_page, unstorable
 from ._dash_auth import Viewer, viewer
-from ._dash_view import driven, run_url, timeline
+from ._dash_view import HEAD_BARS, by_cost, driven, run_url, timeline
 from ._deps import served_app
 from ._routes import MAX_SEQ
 from ._sse import event_stream, streams_of
@@ -32,6 +32,9 @@ __all__ = ["StepUsage", "done_note", "run_page", "runs_pages"]
 runs_pages = APIRouter(include_in_schema=False)
 Who = Annotated[Viewer, Depends(viewer)]
 MAX_CHILDREN = 50
+# events listed: the latest (a run of 3,000 steps had 6,000 rows, megabytes of a page
+# fetched again at each new event); the API lists every one
+MAX_EVENTS = 1000
 _RESUME = (
     "`tether runs resume {rid} --app FILE.py:app` drives it, or start "
     "`tether worker --app FILE.py:app`."
@@ -210,9 +213,15 @@ async def run_page(
         "waits": _pending_first(waits),
         "pending": [w for w in waits if w.status is WaitStatus.PENDING],
         "more_children": more_children,
+        "max_children": len(children),
+        "head_bars": HEAD_BARS,
+        "events": rec.events[-MAX_EVENTS:],
+        "earlier_events": max(len(rec.events) - MAX_EVENTS, 0),
         "timeline": timeline(rec, waits, children, now),
         "driven": driven(rec, now),
         "gone_since": rec.owner_gone_since(now),
+        # in the usage page's order: the costliest model first, those at no known price last
+        "by_model": by_cost(list(rec.usage.by_model.values())) if rec.usage else [],
         "per_step": _per_step(await app.alist_ai_calls(workflow_id)),
         "now": now,
         "done": done_note(request.query_params.get("done", ""), info),
@@ -224,6 +233,9 @@ async def run_page(
 
 @runs_pages.get("/runs/{workflow_id:path}")  # a child's id holds '/'
 async def run(request: Request, workflow_id: str, who: Who) -> Response:
+    if not workflow_id:  # /runs/: the list (as /usage/ is /usage), not "no run id given"
+        query = request.url.query
+        return RedirectResponse("/runs" + (f"?{query}" if query else ""), status_code=307)
     return await run_page(request, who, workflow_id)
 
 

@@ -21,11 +21,13 @@ from markupsafe import Markup
 
 from .._info import RunInfo, WaitInfo
 from ..record import RunRecord
-from ..store import RunStatus, StepStatus
+from ..store import AIUsageRow, RunStatus, StepStatus
 
 __all__ = [
     "Bar",
     "Timeline",
+    "api_url",
+    "by_cost",
     "column_chart",
     "compact_json",
     "driven",
@@ -39,6 +41,9 @@ __all__ = [
 ]
 
 MIN_WIDTH = 0.6  # percent: an instant still shows as a sliver
+# rows of a timeline drawn: its first and its last (a step in a loop of 3,000 made a
+# page 80,000 px tall, 2.5 MB of HTML fetched again at each event of a live run)
+HEAD_BARS, TAIL_BARS = 100, 200
 
 
 def money(micro_usd: int | None) -> str:
@@ -56,6 +61,20 @@ def cost(row: Any) -> str:
     if unknown and not priced:
         return "unknown"
     return money(row.cost_micro_usd)
+
+
+def by_cost(rows: list[AIUsageRow]) -> list[AIUsageRow]:
+    """A usage table's rows in its chart's order: the costliest first, then the groups
+    whose calls had no known price (their cost says unknown), each by name: the usage
+    page's tables and a run's usage per model."""
+    return sorted(
+        rows,
+        key=lambda r: (
+            bool(r.unknown_cost_calls and not r.priced_calls),
+            -r.cost_micro_usd,
+            r.group or "",
+        ),
+    )
 
 
 def duration(seconds: float | None) -> str:
@@ -100,6 +119,15 @@ def run_url(workflow_id: str, action: str = "") -> str:
     return f"/runs/{quote(workflow_id, safe='')}{'/' + action if action else ''}"
 
 
+def api_url(workflow_id: str, tail: str = "") -> str | None:
+    """The API's address of a run's record (or, with `tail`, of ``/events`` and such),
+    for a link a browser follows with the dashboard's cookie; None for an id a browser
+    would resolve as a dot-segment (``..``, even sent as ``%2E%2E``)."""
+    if workflow_id in (".", ".."):
+        return None
+    return f"/api/v1/runs/{quote(workflow_id, safe='')}{tail}"
+
+
 @dataclass(frozen=True)
 class Bar:
     """One row of a timeline: `left` and `width` are percentages of its span."""
@@ -124,9 +152,16 @@ class Bar:
 
 @dataclass(frozen=True)
 class Timeline:
+    """A run's bars on its time axis; past `HEAD_BARS` + `TAIL_BARS`, the first and the
+    last are drawn, and `hidden` rows after the first `HEAD_BARS` are not (between
+    `gap_from` and `gap_to`, when they began)."""
+
     start: datetime
     end: datetime
     bars: list[Bar] = field(default_factory=list)
+    hidden: int = 0
+    gap_from: datetime | None = None
+    gap_to: datetime | None = None
 
     @property
     def seconds(self) -> float:
@@ -155,6 +190,23 @@ def _retries(rec: RunRecord) -> dict[str, list[datetime]]:
     return found
 
 
+def _first_attempts(rec: RunRecord) -> dict[str, list[datetime]]:
+    """When each step's first attempt began, for each time it began again from its first
+    (a step run again after `rerun` did): its row keeps its last attempt's start only."""
+    found: dict[str, list[datetime]] = {}
+    for e in rec.events:
+        first = isinstance(e.detail, dict) and e.detail.get("attempt") == 1
+        if e.type == "step.started" and e.message and first:
+            found.setdefault(e.message, []).append(e.at)
+    return found
+
+
+def _began(first: list[datetime], last_start: datetime) -> datetime:
+    """When the step's attempts that led to its last one began: the latest first attempt
+    up to `last_start` (the step's row's start), else that start."""
+    return max((t for t in first if t <= last_start), default=last_start)
+
+
 def driven(rec: RunRecord, now: datetime) -> bool:
     """Whether a process drives the run now: it runs, and its owner's claim has not
     lapsed (a step left running otherwise was cut off, as `tether runs show` says)."""
@@ -162,7 +214,11 @@ def driven(rec: RunRecord, now: datetime) -> bool:
 
 
 def _step_bars(rec: RunRecord, axis: _Axis, end: datetime, now: datetime) -> list[Bar]:
+    """A bar a step, from its first attempt (a step retried showed its last attempt
+    alone, the failed ones before it on an empty track) to its end, a mark where each
+    failed attempt ended."""
     retries = _retries(rec)
+    firsts = _first_attempts(rec)
     bars = []
     alive = driven(rec, now)
     for key, s in rec.steps.items():
@@ -171,8 +227,10 @@ def _step_bars(rec: RunRecord, axis: _Axis, end: datetime, now: datetime) -> lis
         running = s.status is StepStatus.RUNNING and alive
         stop = s.completed_at or (end if running else s.started_at)
         status = "interrupted" if s.status is StepStatus.RUNNING and not running else s.status.value
-        left, width = axis.place(s.started_at, stop)
+        begin = _began(firsts.get(key, []), s.started_at) if s.attempts > 1 else s.started_at
+        left, width = axis.place(begin, stop)
         note = f"{s.attempts} attempts" if s.attempts > 1 else ""
+        marks = [t for t in retries.get(key, ()) if begin <= t <= max(stop, begin)]
         bars.append(
             Bar(
                 "step",
@@ -180,10 +238,10 @@ def _step_bars(rec: RunRecord, axis: _Axis, end: datetime, now: datetime) -> lis
                 status,
                 left,
                 width,
-                s.started_at,
+                begin,
                 stop if not running else None,
                 note,
-                marks=tuple(round(axis.at(t), 3) for t in retries.get(key, ())),
+                marks=tuple(round(axis.at(t), 3) for t in marks),
             )
         )
     return bars
@@ -252,7 +310,17 @@ def timeline(
     ]
     order = {"stage": 0, "step": 1, "wait": 1, "child": 1}
     bars.sort(key=lambda b: (order[b.kind], b.started or start))
-    return Timeline(start, end, bars)
+    if len(bars) <= HEAD_BARS + TAIL_BARS:
+        return Timeline(start, end, bars)
+    gap = bars[HEAD_BARS:-TAIL_BARS]
+    return Timeline(
+        start,
+        end,
+        bars[:HEAD_BARS] + bars[-TAIL_BARS:],
+        hidden=len(gap),
+        gap_from=gap[0].started,
+        gap_to=gap[-1].started,
+    )
 
 
 # -- charts ------------------------------------------------------------------------------

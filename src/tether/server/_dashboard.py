@@ -13,7 +13,7 @@ from ._dash_auth import LoginNeeded, SetToken, set_token_cookie
 from ._dash_ops import ops_pages
 from ._dash_runs import runs_pages
 
-__all__ = ["install_dashboard"]
+__all__ = ["install_dashboard", "page_not_found"]
 
 
 def _install_handlers(api: FastAPI) -> None:
@@ -29,6 +29,18 @@ def _install_handlers(api: FastAPI) -> None:
 
     api.add_exception_handler(LoginNeeded, on_login)
     api.add_exception_handler(SetToken, on_token)
+
+
+def page_not_found(request: Request) -> Response | None:
+    """The dashboard's page for an address it has none at, for a browser (a GET that
+    takes HTML, outside the API and the webhooks); None for any other request, which
+    gets the API's JSON error. A browser showed ``{"error": ...}`` for a mistyped page."""
+    path = request.url.path
+    if request.method not in ("GET", "HEAD") or path.startswith(("/api/", "/hooks/")):
+        return None
+    if "text/html" not in request.headers.get("accept", ""):
+        return None
+    return render(request, None, "notfound.html", status=404)
 
 
 def install_dashboard(api: FastAPI) -> None:

@@ -18,6 +18,7 @@ from ..record import EventRecord
 from ..store import AICallRow, AIUsageRow, EndReason, RunStatus
 
 __all__ = [
+    "ERRORS",
     "AICall",
     "ApiTokenCreated",
     "ApiTokenInfo",
@@ -92,6 +93,20 @@ class ErrorBody(_Out):
     """Every error answer: ``{"error": {"code", "message", "details"}}``."""
 
     error: ErrorDetail
+
+
+#: the error answers of the API's routes, as the OpenAPI document describes them: every
+#: one is an `ErrorBody` (it described a 422 as FastAPI's ``{"detail": [...]}``, a body
+#: this server never sends, and no other error at all)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {
+        "model": ErrorBody,
+        "description": "Refused: 400 bad query, 401 no or bad token, 403 scope too low, "
+        "404 no such run (or token, workflow), 409 the run's state refuses it, 413 body too "
+        "large, 422 invalid body or argument",
+    },
+    "5XX": {"model": ErrorBody, "description": "503: the database is unreachable; 500: a bug"},
+}
 
 
 # -- runs -----------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from ._models import (
     WaitSummary,
     storable,
 )
+from ._port import ServedApp
 from ._run_path import RunRoute
 from ._sse import event_stream, streams_of
 from ._wire import path_segment
@@ -123,12 +124,38 @@ def record_path(request: Request, workflow_id: str) -> str:
     return f"{request.scope.get('root_path', '')}/api/v1/runs/{path_segment(workflow_id)}"
 
 
-@api_router.post("/runs", dependencies=[WRITE], status_code=201, summary="Start or submit a run")
+async def _named(app: ServedApp, workflow_id: str | None) -> bool:
+    """Whether `workflow_id` names a run already: starting it again starts nothing (its
+    workflow is `App.start`'s to check), and a 201 said otherwise. An id the database
+    cannot store names none (`App.start` refuses it, saying why)."""
+    if workflow_id is None:
+        return False
+    try:
+        storable(workflow_id)
+    except ValueError:
+        return False
+    return await app.store.get_run(workflow_id) is not None
+
+
+@api_router.post(
+    "/runs",
+    dependencies=[WRITE],
+    status_code=201,
+    summary="Start or submit a run",
+    responses={
+        200: {
+            "description": "The run `workflow_id` names already (nothing started)",
+            "model": RunStarted,
+        }
+    },
+)
 async def start_run(request: Request, response: Response, body: StartRun) -> RunStarted:
     """Without `queue` the server starts the run now and drives it (`App.start`);
     with one it is queued for that queue's workers (`App.submit`). `run_after`,
     `max_attempts` and `concurrency_key` are a queued run's: given without `queue`
-    they are refused (422), never ignored. ``Location`` names the run's record."""
+    they are refused (422), never ignored. ``Location`` names the run's record.
+    A `workflow_id` that names a run of the workflow already answers that run, as
+    `App.start` does, with 200 instead of 201: nothing was started."""
     app = served_app(request)
     given_queued = [f for f in QUEUED_ONLY if f in body.model_fields_set]
     if body.queue is None and given_queued:
@@ -141,6 +168,7 @@ async def start_run(request: Request, response: Response, body: StartRun) -> Run
             [{"field": f"body.{f}", "message": "needs queue"} for f in given_queued],
         )
     fn = app.get_workflow(body.workflow).fn
+    existed = await _named(app, body.workflow_id)
     given: Any = MISSING if "input" not in body.model_fields_set else body.input
     common: dict[str, Any] = {
         "workflow_id": body.workflow_id,
@@ -162,6 +190,8 @@ async def start_run(request: Request, response: Response, body: StartRun) -> Run
             **common,
         )
     response.headers["Location"] = record_path(request, wid)
+    if existed:
+        response.status_code = 200
     return RunStarted(workflow_id=wid)
 
 

@@ -35,7 +35,25 @@
       if (old.innerHTML === fresh.innerHTML) return;
       var next = document.importNode(fresh, true);
       keepOpen(old, next);
+      var scrolled = boxesOf(old).map(function (b) {
+        return { top: b.scrollTop, atEnd: b.scrollTop > 0 && b.scrollHeight - b.scrollTop - b.clientHeight < 4 };
+      });
       old.replaceWith(next);
+      keepScrolled(next, scrolled);
+    });
+  }
+
+  // A box that scrolls (a long timeline, a long table) keeps where the reader scrolled
+  // it through a redraw (it went back to its top at each event of the run), or its end
+  // if they followed it there.
+  function boxesOf(part) {
+    return Array.prototype.slice.call(part.querySelectorAll(".timeline, .scroll"));
+  }
+  function keepScrolled(part, scrolled) {
+    boxesOf(part).forEach(function (b, i) {
+      var was = scrolled[i];
+      if (!was) return;
+      b.scrollTop = was.atEnd ? b.scrollHeight : was.top;
     });
   }
 
@@ -53,6 +71,16 @@
       if (Object.prototype.hasOwnProperty.call(was, k)) d.open = was[k];
     });
   }
+
+  // A long error's toggle shut from the window's foot, where it stays while the whole
+  // text is open: the text folds up above the reader, who is taken back to its top
+  // (else they were left screens below it, at whatever followed it on the page).
+  document.addEventListener("toggle", function (ev) {
+    var d = ev.target;
+    if (!d.classList || !d.classList.contains("err-more") || d.open) return;
+    var box = d.closest(".last-error");
+    if (box && box.getBoundingClientRect().top < 0) box.scrollIntoView({ block: "start" });
+  }, true);
 
   // Times: the server writes UTC in <time datetime>; shown in the reader's zone unless
   // they chose UTC (the footer's switch, remembered in localStorage).
