@@ -73,7 +73,7 @@ def tether(
 ) -> subprocess.CompletedProcess[str]:
     """`tether --db <tmp>/t.db ARGS` in `tmp`, with no $TETHER_DATABASE_URL to fall back on
     (unless `env` sets it): the venv's console script, a real process."""
-    url = db or f"sqlite:///{tmp}/t.db"
+    url = f"sqlite:///{tmp}/t.db" if db is None else db
     environ = {k: v for k, v in os.environ.items() if k != "TETHER_DATABASE_URL"}
     environ |= {"EFFECTS": str(tmp / "effects.log"), "FLOWS_DB": url, "COLUMNS": "200"}
     environ |= env or {}
@@ -85,6 +85,18 @@ def tether(
         text=True,
         timeout=120,
     )
+
+
+def peak_kib(tmp: Path, url: str, *args: str) -> int:
+    """The peak resident memory (KiB) of `tether --db URL ARGS`, a real process."""
+    env = {k: v for k, v in os.environ.items() if k != "TETHER_DATABASE_URL"}
+    proc = subprocess.Popen(
+        [TETHER, "--db", url, *args], cwd=tmp, env=env, stdout=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    return usage.ru_maxrss
 
 
 def effects(tmp: Path) -> list[str]:

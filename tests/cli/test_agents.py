@@ -107,3 +107,17 @@ def test_reading_and_steering_never_create_a_database(tmp_path: Path) -> None:
         assert done.returncode == 4, (args, done.stdout, done.stderr)
         assert "no tether database at" in done.stderr
     assert not (where / "t.db").exists()
+
+
+def test_status_folds_ids_and_paths_rather_than_cutting_them(tmp_path: Path) -> None:
+    # on 100 columns the run read "agent:file…" and the workspace "/tmp/…": neither
+    # could be copied into `tether runs show` or a shell
+    where = _example(tmp_path)
+    assert tether(where, "agents", "run", "--once").returncode == 0
+    listed = tether(where, "agents", "status", "--all", env={"COLUMNS": "100"})
+    assert listed.returncode == 0, listed.stderr
+    assert "…" not in listed.stdout, listed.stdout
+    rows = [line.split("│") for line in listed.stdout.splitlines() if line.startswith("│")]
+    assert "".join(r[5].strip() for r in rows) == "agent:file:DEMO-1", listed.stdout
+    workspace = "".join(r[9].strip() for r in rows)
+    assert workspace == str(where / ".workspaces" / "DEMO-1"), listed.stdout

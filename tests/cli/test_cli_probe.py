@@ -66,3 +66,38 @@ def test_a_run_that_parks_says_what_it_waits_for_and_how_to_send_it(
     assert sent.returncode == 0 and "woke doc 1" in sent.stdout, sent.stderr
     done = tether(tmp_path, "run", "flows.py:greet", "-i", '{"name": "Ada"}', "--id", "g1")
     assert "waits for" not in done.stderr  # a run that ended says nothing of waits
+
+
+def test_a_blank_db_is_refused_not_taken_for_no_db(tmp_path: Path, flow: Path) -> None:
+    # `tether --db "$DB_URL" run ...` with $DB_URL unset ran on the module App's
+    # database (or made .tether/tether.db), and `runs list` read the default one
+    for args in (["run", "flows.py:greet", "-i", '{"name": "a"}'], ["runs", "list"],
+                 ["worker", "--app", "flows.py:app"], ["usage"]):  # fmt: skip
+        done = tether(tmp_path, *args, db="", env={"FLOWS_DB": f"sqlite:///{tmp_path}/t.db"})
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.strip() == (
+            "error: --db is blank (a shell variable that is not set?); give a database URL, "
+            "e.g. sqlite:///runs.db or postgresql://user@host:5432/db"
+        ), done.stderr
+    assert not (tmp_path / "t.db").exists() and not (tmp_path / ".tether").exists()
+
+
+def test_json_output_keeps_text_as_written(tmp_path: Path, flow: Path) -> None:
+    # `runs export` wrote "日本" and `runs show --json`, `runs list --json`, `runs events
+    # --json` and `tether run` wrote "\u65e5\u672c" (grep found nothing); and where
+    # stdout could not encode it, `runs export` ended in a UnicodeEncodeError traceback
+    ran = tether(tmp_path, "run", "flows.py:greet", "-i", '{"name": "日本"}', "--id", "ユニ-1")
+    assert ran.returncode == 0, ran.stderr
+    assert '"result": "hi 日本"' in ran.stdout and '"workflowId": "ユニ-1"' in ran.stdout
+    for args in (["runs", "show", "ユニ-1", "--json"], ["runs", "list", "--json"],
+                 ["runs", "events", "ユニ-1", "--json"], ["runs", "export", "ユニ-1"]):  # fmt: skip
+        shown = tether(tmp_path, *args)
+        assert shown.returncode == 0, shown.stderr
+        assert "\\u" not in shown.stdout, (args, shown.stdout)
+        assert args[1] == "events" or "日本" in shown.stdout, (args, shown.stdout)
+        json.loads(shown.stdout)
+    exported = tether(tmp_path, "runs", "export", "ユニ-1")
+    ascii_only = tether(tmp_path, "runs", "export", "ユニ-1", env={"PYTHONIOENCODING": "ascii"})
+    assert ascii_only.returncode == 0, ascii_only.stderr
+    assert ascii_only.stdout.isascii() and "\\u65e5\\u672c" in ascii_only.stdout
+    assert json.loads(ascii_only.stdout) == json.loads(exported.stdout)

@@ -48,6 +48,18 @@ def test_every_help_reads_as_usage(path: tuple[str, ...]) -> None:
         assert "ISSUE" in shown  # the agents commands name a tracker issue, not a run
 
 
+@pytest.mark.parametrize("path", COMMANDS[1:], ids=" ".join)
+def test_every_option_says_what_it_does(path: tuple[str, ...]) -> None:
+    # `tether serve --help` showed `--port INTEGER RANGE  [default: 8000; 0<=x<=65535]`
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    assert command.help, path
+    bare = [p.opts for p in command.params if isinstance(p, click.Option) and not p.help]
+    assert bare == [], (path, bare)
+
+
 def test_root_help_states_the_database_rule_and_the_exit_codes() -> None:
     shown = CliRunner().invoke(cli, ["--help"], terminal_width=100).output
     assert "1. --db URL" in shown and "2. $TETHER_DATABASE_URL" in shown

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from tether import App, FakeClock, Workflow
 from tether.errors import InvalidArgumentError
 
-from ._helpers import tether
+from ._helpers import peak_kib, tether
 
 
 async def done(wf: Workflow) -> int:
@@ -155,3 +155,23 @@ def test_delete_and_prune_remove_the_files_in_the_apps_own_blob_store(tmp_path: 
                  env=env | {"LATER": "1"})  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "deleted 1 finished run(s) older than 1h" in res.stdout and files("d2") == []
+
+
+async def echoes(wf: Workflow, text: str) -> int:
+    return len(text)
+
+
+def test_a_dry_run_counts_without_reading_every_run(tmp_path: Path) -> None:
+    # the dry run read every run, inputs included, to count them here: its memory grew
+    # with the database
+    small, large = f"sqlite:///{tmp_path}/small.db", f"sqlite:///{tmp_path}/large.db"
+    for url, runs in ((small, 1), (large, 24)):
+        app = App(url, clock=FakeClock(datetime(2026, 1, 1, tzinfo=UTC)))
+        for i in range(runs):
+            app.run(echoes, "x" * 8_000_000, workflow_id=f"big-{i:02}")
+        app.close()
+    args = ("runs", "prune", "--older-than", "1d", "--dry-run")
+    alone, among = peak_kib(tmp_path, small, *args), peak_kib(tmp_path, large, *args)
+    assert among - alone < 60_000, (alone, among)  # ids read, not 24 inputs (192 MB)
+    counted = tether(tmp_path, *args, db=large)
+    assert counted.stdout.strip() == "24 finished run(s) older than 1d would be deleted (dry run)"

@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,10 @@ from click.testing import CliRunner, Result
 
 from tether import App, Workflow
 from tether.cli import cli
+from tether.store import NewRun
 
 from .._postgres import PostgresServer
-from ._helpers import create, tether
+from ._helpers import create, peak_kib, tether
 
 
 def invoke(*args: str) -> Result:
@@ -84,6 +86,11 @@ def test_runs_list_filters(tmp_path: Path) -> None:
     assert ids("--until", "2000-01-01") == [] and ids("--since", "2999-01-01T00:00") == []
     assert len(ids("--until", "2999-01-01T00:00:00+00:00")) == 7
     assert ids("--status", "completed") == []
+    assert ids("--tag", "nightly", "--tag", "adhoc") == ["b-001", "b-003"]
+    both = invoke("--db", url, "runs", "list", "--tag", "nightly", "--tag", "adhoc", "--limit", "1")
+    assert "1 of 2 runs" in both.output, both.output
+    pending = invoke("--db", url, "runs", "list", "--status", "pending", "--limit", "2")
+    assert "2 of 7 runs" in pending.output, pending.output
     bad = invoke("--db", url, "runs", "list", "--since", "yesterday")
     assert bad.exit_code == 2 and "--since: cannot read 'yesterday' as a time" in bad.output
 
@@ -166,6 +173,25 @@ def test_reading_commands_never_create_a_database(tmp_path: Path, args: list[str
     assert not (tmp_path / "t.db").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [*READING, ["usage"], ["tokens", "list"], ["schedules", "list"], ["top", "--once"]],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_a_database_in_a_folder_that_does_not_exist_is_not_there(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # it was refused as a bad URL (exit 2) with "create it first (mkdir -p ...)": a
+    # folder made so holds no database either
+    res = tether(tmp_path, *args, db="sqlite:///no-such-folder/t.db")
+    assert res.returncode == 4, res.stderr
+    assert res.stderr.startswith(
+        f"error: no tether database at {tmp_path}/no-such-folder/t.db: its folder "
+        f"{tmp_path}/no-such-folder does not exist (database from --db)"
+    ), res.stderr
+    assert "mkdir" not in res.stderr and not (tmp_path / "no-such-folder").exists()
+
+
 def test_reading_a_postgres_database_without_tether_tables(
     tmp_path: Path, postgres: PostgresServer
 ) -> None:
@@ -244,3 +270,23 @@ def test_runs_show_lists_a_runs_children_and_a_childs_parent(tmp_path: Path) -> 
     assert re.search(r"^parent\s+p\s*$", child.output, re.M), child.output
     assert "child runs" not in child.output
     assert "child runs" not in invoke("--db", url, "runs", "show", "lone").output
+
+
+def test_listing_a_few_runs_does_not_read_the_whole_database(tmp_path: Path) -> None:
+    # `runs list --limit 1` read every run, inputs included, and filtered them here: its
+    # memory grew with the database (350 MB to list 3 of 300 runs of 1 MB each)
+    small, large = f"sqlite:///{tmp_path}/small.db", f"sqlite:///{tmp_path}/large.db"
+    payload = json.dumps("x" * 8_000_000)
+    for url, runs in ((small, 1), (large, 24)):
+        app = App(url)
+        for i in range(runs):
+            new = NewRun(workflow_id=f"big-{i:02}", workflow_name="load", input=payload)
+            at = datetime.now(UTC) - timedelta(minutes=60 - i)
+            app.run_sync(app.store.create_run(new, at))
+        app.close()
+    alone = peak_kib(tmp_path, small, "runs", "list", "--limit", "1")
+    among = peak_kib(tmp_path, large, "runs", "list", "--limit", "1")
+    assert among - alone < 60_000, (alone, among)  # 2 runs read, not all 24 (192 MB)
+    shown = tether(tmp_path, "runs", "list", "--limit", "2", "--json", db=large)
+    assert [r["workflowId"] for r in json.loads(shown.stdout)] == ["big-23", "big-22"]
+    assert shown.stderr.startswith("2 of 24 runs (newest first)"), shown.stderr

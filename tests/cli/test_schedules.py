@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 
 from tether import App, FakeClock, Workflow
+
+from ._helpers import tether
 
 
 def invoke(url: str, *args: str) -> Result:
@@ -77,3 +80,24 @@ def test_names_with_brackets_are_listed_as_written(tmp_path: object) -> None:
     listed = invoke(url, "schedules", "list")
     assert listed.exit_code == 0, listed.output
     assert "nightly[/v2]" in listed.output and "report[eu]" in listed.output
+
+
+def test_a_long_name_is_folded_on_80_columns_not_cut(tmp_path: Path) -> None:
+    # the name read "customer…" (and the next tick "2026-12-…"): nothing to pass to
+    # `tether schedules pause NAME`
+    url = f"sqlite:///{tmp_path}/t.db"
+    app = App(url)
+    name = "customer-invoices-monthly-reconciliation-report"
+
+    @app.workflow(name=name, schedule="0 2 * * *")
+    async def monthly(wf: Workflow) -> str:
+        return "ok"
+
+    app.fire_schedules()
+    app.close()
+    listed = tether(tmp_path, "schedules", "list", env={"COLUMNS": "80"})
+    assert listed.returncode == 0, listed.stderr
+    assert "…" not in listed.stdout, listed.stdout
+    rows = [line.split("│") for line in listed.stdout.splitlines() if line.startswith("│")]
+    assert "".join(r[1].strip() for r in rows) == name, listed.stdout
+    assert max(len(line) for line in listed.stdout.splitlines()) <= 80

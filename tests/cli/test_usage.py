@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from click.testing import CliRunner, Result
 
 from tether import App, Workflow, ai
 
-from ._helpers import record_summaries
+from ._helpers import create, record_summaries, tether
 
 
 def invoke(url: str, *args: str) -> Result:
@@ -105,3 +107,30 @@ def test_a_workflow_name_with_brackets_is_a_row_as_written(tmp_path: object) -> 
     by_workflow = invoke(url, "usage", "--by", "workflow")
     assert by_workflow.exit_code == 0, by_workflow.output
     assert "summarise[/v2]" in by_workflow.output
+
+
+def _column(output: str, index: int) -> str:
+    """The text of one column of a table, its folded pieces joined."""
+    return "".join(
+        line.split("│")[index + 1].strip() for line in output.splitlines() if "│" in line
+    )
+
+
+def test_a_narrow_terminal_folds_names_and_costs_rather_than_cutting_them(
+    tmp_path: Path,
+) -> None:
+    # on 80 columns the workflow "summarise" read "summari…", and on 60 a cost of
+    # 0.002000 read "0.00…" (rich's default ellipsis)
+    url = create(f"sqlite:///{tmp_path}/t.db")
+    record_summaries(url, "u1")
+    for width in ("60", "80"):
+        by_workflow = tether(tmp_path, "usage", "--by", "workflow", env={"COLUMNS": width})
+        assert by_workflow.returncode == 0, by_workflow.stderr
+        assert "…" not in by_workflow.stdout, by_workflow.stdout
+        assert _column(by_workflow.stdout, 0) == "summariseall", by_workflow.stdout
+        assert _column(by_workflow.stdout, 6) == "0.0020000.002000", by_workflow.stdout
+        by_model = tether(tmp_path, "usage", "--by", "model", env={"COLUMNS": width})
+        assert _column(by_model.stdout, 0) == "fake:cheapfake:unpricedall", by_model.stdout
+        assert _column(by_model.stdout, 6) == "0.002000unknown0.002000", by_model.stdout
+        widest = max(len(line) for line in by_model.stdout.splitlines())
+        assert widest <= int(width), by_model.stdout  # nothing cropped at the right edge

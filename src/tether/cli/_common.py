@@ -3,6 +3,7 @@ the `--db` option, and the turning of tether's errors into one line and a code."
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback as tb
@@ -37,6 +38,7 @@ __all__ = [
     "one_line",
     "out",
     "pass_state",
+    "print_json",
     "server_option",
     "text",
     "when",
@@ -124,6 +126,18 @@ def note(message: str) -> None:
     """One plain line on stderr (no markup, no highlighting, not wrapped): what a
     command says about itself, beside its output."""
     err.print(message, highlight=False, markup=False, soft_wrap=True)
+
+
+def print_json(value: Any) -> None:
+    """`value` as indented JSON on stdout, its text as written ("日本", as `runs export`
+    wrote it, where `runs show --json` wrote "\\u65e5\\u672c"); escaped only where
+    stdout cannot encode it (an ASCII locale), rather than failing with a traceback."""
+    shown = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    try:
+        shown.encode(sys.stdout.encoding or "utf-8")
+    except UnicodeEncodeError:
+        shown = json.dumps(value, indent=2, default=str)
+    print(shown)
 
 
 def fail(code: int, message: str) -> NoReturn:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from ..app import App
 from ..errors import InvalidArgumentError, StoreError, TetherError
@@ -66,7 +67,7 @@ class Database:
 def choose(flag: str | None, module_app: App | None = None, where: str = "") -> Database:
     """The database by the rule above; an unreadable URL exits 2."""
     try:
-        if flag:
+        if flag is not None:  # `--db ""` too: "$DB_URL" unset must not pick another database
             _check_kind(flag, "--db")
             return Database(flag, "--db")
         env = os.environ.get(ENV_VAR)
@@ -83,6 +84,11 @@ def choose(flag: str | None, module_app: App | None = None, where: str = "") -> 
 def _check_kind(url: str, what: str) -> None:
     """`check_url`, and a URL of a kind tether stores in (a bare path or another
     scheme was refused as "not a PostgreSQL URL")."""
+    if not url.strip():
+        raise InvalidArgumentError(
+            f"{what} is blank (a shell variable that is not set?); give a database URL, "
+            "e.g. sqlite:///runs.db or postgresql://user@host:5432/db"
+        )
     scheme = check_url(url, what).scheme
     if scheme in ("sqlite", "postgresql", "postgres"):
         return
@@ -137,6 +143,9 @@ def require_existing(db: Database) -> None:
 
 
 def _sqlite_missing(db: Database) -> str | None:
+    missing = _in_missing_folder(db.url)
+    if missing is not None:
+        return f"no tether database at {missing}: its folder {missing.parent} does not exist"
     config = parse_sqlite_url(db.url)
     if config.in_memory:
         return "an in-memory database (sqlite:///:memory:) is empty in a new process"
@@ -154,6 +163,18 @@ def _sqlite_missing(db: Database) -> str | None:
     except sqlite3.Error as exc:
         return f"{path} is not a readable SQLite database ({exc})"
     return None if found else f"{path} is not a tether database (it has no tether tables)"
+
+
+def _in_missing_folder(url: str) -> Path | None:
+    """The SQLite file `url` names, when its folder does not exist. `parse_sqlite_url`
+    refuses such a URL (exit 2, "create it first": a typo must not make folders), but
+    to a command that only reads it is a database that is not there (exit 4)."""
+    parts = urlsplit(url)
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if parts.netloc or not path or path == ":memory:" or "\x00" in path:
+        return None  # a bad URL: parse_sqlite_url says why
+    file = Path(path).absolute()
+    return None if file.parent.is_dir() else file
 
 
 def _pg_missing(db: Database) -> str | None:

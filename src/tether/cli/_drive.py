@@ -3,7 +3,6 @@ the result as JSON on stdout, and the exit code by how the run ended."""
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import traceback as tb
@@ -25,6 +24,7 @@ from ._common import (
     fail,
     one_line,
     out,
+    print_json,
 )
 from ._progress import Progress
 
@@ -67,16 +67,12 @@ def drive(
     err.print(progress.summary(result.record), highlight=False, soft_wrap=True, markup=False)
     if waits:
         err.print(waits, highlight=False, soft_wrap=True, markup=False)
-    print(
-        json.dumps(
-            {
-                "workflowId": result.workflow_id,
-                "status": result.status.value,
-                "result": result.record.output,
-            },
-            indent=2,
-            default=str,
-        )
+    print_json(
+        {
+            "workflowId": result.workflow_id,
+            "status": result.status.value,
+            "result": result.record.output,
+        }
     )
     if result.status is RunStatus.CANCELLED:
         fail(EXIT_FAILED, f"run {workflow_id} was cancelled")

@@ -6,11 +6,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
 from .. import RunInfo
 from .._failure import ErrorRecord
+from .._owners import owner_is_dead, owner_pid
 from ..record import RunRecord, StepRecord, owner_gone_since
 from ..store import AIUsageRow, RunStatus, StepStatus
 
@@ -19,6 +21,7 @@ __all__ = [
     "driven_by",
     "error_text",
     "iso",
+    "process_ended",
     "row",
     "row_dict",
     "short",
@@ -29,7 +32,7 @@ __all__ = [
     "zoned",
 ]
 
-_NO_WRAP = {"seq", "status", "attempts", "type"}
+_NO_WRAP = {"seq", "attempts", "type"}
 
 
 def ts(value: datetime | None, *, zone: bool = False) -> str:
@@ -49,7 +52,8 @@ def short(value: Any, limit: int = 160) -> str:
 
 
 def table(*columns: str) -> Table:
-    """Ids and names fold rather than lose their end to an ellipsis: they get copied."""
+    """Ids and names fold rather than lose their end to an ellipsis: they get copied.
+    A status wraps between its words only (see `row`)."""
     t = Table(header_style="bold", title_justify="left")
     for name in columns:
         t.add_column(name, overflow="fold", no_wrap=name in _NO_WRAP)
@@ -57,7 +61,14 @@ def table(*columns: str) -> Table:
 
 
 def row(t: Table, *cells: str) -> None:
-    """Add a row as plain text: ids, step names and messages are not rich markup."""
+    """Add a row as plain text: ids, step names and messages are not rich markup. A
+    status column is as wide as its longest word, a long status ("running (owner gone
+    since ...)") wrapping between words: kept on one line, it pushed the ids and
+    names out of a terminal's width."""
+    for column, cell in zip(t.columns, cells, strict=False):
+        if column.header == "status":
+            longest = max((cell_len(word) for word in cell.split()), default=0)
+            column.min_width = max(column.min_width or 0, longest)
     t.add_row(*(Text(c) for c in cells))
 
 
@@ -78,19 +89,38 @@ def iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
-def status_text(status: RunStatus, expires: datetime | None) -> str:
-    """The status, and for a running run whose owner died, since when nobody drives it."""
-    since = gone(status, expires)
-    if since is None:
-        return status.value
-    return f"{status.value} (owner gone since {ts(since, zone=True)}; a worker or the next run takes it over)"
+def process_ended(run: RunInfo | RunRecord) -> bool:
+    """A running run whose owner is a process of this machine that no longer exists
+    (killed, say): nothing drives it, though its claim has not lapsed yet."""
+    return run.status is RunStatus.RUNNING and owner_is_dead(run.owner)
+
+
+def status_text(run: RunInfo | RunRecord, *, brief: bool = False) -> str:
+    """The status, and for a running run whose owner died, since when nobody drives it
+    (or, before its claim lapses, that its process on this machine has ended); `brief`
+    for a table's cell, without what happens next."""
+    since = gone(run.status, run.owner_expires_at)
+    if since is not None:
+        then = "" if brief else "; a worker or the next run takes it over"
+        return f"{run.status.value} (owner gone since {ts(since, zone=True)}{then})"
+    if not process_ended(run):
+        return run.status.value
+    if brief:
+        return f"{run.status.value} (owner gone: its process ended)"
+    return (
+        f"{run.status.value} (owner gone: its process {owner_pid(run.owner or '')} on this "
+        "machine has ended; a resume here takes the run over now, a worker once its "
+        f"claim lapses at {ts(run.owner_expires_at, zone=True)})"
+    )
 
 
 def step_status(rec: RunRecord, step: StepRecord) -> str:
     """A step left running where nothing runs it (the run ended, was handed back or
     parked, or its owner died) was cut off: say so."""
     if step.status is StepStatus.RUNNING and (
-        rec.status is not RunStatus.RUNNING or gone(rec.status, rec.owner_expires_at) is not None
+        rec.status is not RunStatus.RUNNING
+        or gone(rec.status, rec.owner_expires_at) is not None
+        or process_ended(rec)
     ):
         return "interrupted"
     return step.status.value
@@ -109,9 +139,11 @@ def start_hint(workflow_name: str, queue: str | None = None) -> str:
 
 
 def driven_by(rec: RunRecord, drivers: list[str]) -> str:
-    """Who will move an unfinished run on: the live processes serving its workflow."""
+    """Who will move an unfinished run on: the live processes serving its workflow (a
+    process of this machine that has ended is not, though its claim has not lapsed)."""
     if rec.status.terminal:
         return ""
+    drivers = [d for d in drivers if not owner_is_dead(d)]
     if drivers:
         return ", ".join(drivers)
     if rec.workflow_name == AGENT_RUNS:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
-from rich.table import Table
 
 from ..app import App
 from ._agents_http import serve_with_status, status_server
@@ -33,6 +32,7 @@ from ._common import (
 )
 from ._db import Database, choose, open_app, require_existing
 from ._format import row
+from ._format import table as fold_table
 from .worker import _KeyValues
 
 __all__ = ["agents"]
@@ -210,7 +210,8 @@ def _print_status(dispatcher: Any, app: App, *, all_runs: bool = False) -> None:
     if not rows:
         out.print("no issue runs" + ("" if all_runs else " in progress (--all lists ended ones)"))
         return
-    table = Table(
+    # folded, not cut: "agent:file…" and "/tmp/cli_…" at 100 columns named nothing
+    table = fold_table(
         "issue", "state", "phase", "attempt", "run", "tokens", "cost", "why / due", "workspace"
     )
     for r in rows:

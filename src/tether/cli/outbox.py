@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from ..store import OutboxRow
-from ._common import CliState, db_option, db_state, out
+from ._common import CliState, db_option, db_state, out, print_json
 from ._db import use_app
 from ._format import iso, row, table, ts, zoned
 
@@ -30,7 +28,7 @@ def outbox_dead(state: CliState, limit: int, as_json: bool) -> None:
     `tether outbox replay` puts them back for delivery."""
     found = use_app(state, lambda a: a.dead_letters(limit=limit))
     if as_json:
-        print(json.dumps([_dict(r) for r in found], indent=2))
+        print_json([_dict(r) for r in found])
         return
     if not found:
         print("no dead letters: every event was delivered or is still being tried")

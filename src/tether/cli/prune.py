@@ -83,9 +83,11 @@ def prune(
 
 
 def _count(the_app: App, cutoff: datetime, statuses: list[RunStatus] | None) -> int:
-    rows = the_app.list_runs(limit=2**62)
-    final = statuses or [s for s in RunStatus if s.terminal]
-    return sum(1 for r in rows if r.status in final and (r.finished_at or r.updated_at) < cutoff)
+    """The runs a prune would delete (with their child runs), by the prune's own rule
+    and ids alone: reading every run (inputs and results with them) to count them took
+    memory in proportion to the whole database."""
+    ids = the_app.run_sync(the_app.store.prunable_runs(cutoff, statuses, 2**62))
+    return len(ids)
 
 
 @click.command("delete")

@@ -3,7 +3,6 @@ steer runs and delete them are added to the group from `steer` and `prune`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -14,7 +13,7 @@ from rich.table import Table
 from .. import RunInfo
 from ..app import App
 from ..record import RunRecord
-from ..store import RunStatus
+from ..store import RunFilter, RunStatus
 from ._common import (
     EXIT_USAGE,
     CliState,
@@ -23,6 +22,7 @@ from ._common import (
     note,
     out,
     pass_state,
+    print_json,
     server_option,
     text,
     when,
@@ -143,25 +143,57 @@ def runs_list(
     if state.server is not None:
         _remote_list(state, status, workflow, tags, after, before, limit, show_all, as_json)
         return
-    rows: list[RunInfo] = use_app(state, lambda a: a.list_runs(status=status, limit=2**62))
-    found = [
-        r
-        for r in rows
-        if (workflow is None or r.workflow_name == workflow)
-        and all(t in r.tags for t in tags)
-        and (after is None or r.created_at >= after)
-        and (before is None or r.created_at < before)
-    ]
-    shown = found if show_all else found[:limit]
+    for value, what in [(workflow, "--workflow"), *((t, "--tag") for t in tags)]:
+        if value is not None:
+            text(value, what)
+    where = RunFilter(
+        status=None if status is None else RunStatus(status),
+        workflow=workflow,
+        tag=tags[0] if tags else None,
+        created_after=after,
+        created_before=before,
+    )
+    shown, found, any_run = use_app(
+        state, lambda a: a.run_sync(_matching(a, where, tags[1:], None if show_all else limit))
+    )
     if as_json:
-        print(json.dumps([row_dict(r) for r in shown], indent=2, default=str))
-        _cut_short(len(shown), len(found), as_json)
+        print_json([row_dict(r) for r in shown])
+        _cut_short(len(shown), found, as_json)
         return
     if not shown:
-        print("no runs match" if rows else "no runs")
+        print("no runs match" if any_run else "no runs")
         return
     out.print(_runs_table(shown, wide))
-    _cut_short(len(shown), len(found), as_json)
+    _cut_short(len(shown), found, as_json)
+
+
+_PAGE = 500  # runs read at a time
+
+
+async def _matching(
+    a: App, where: RunFilter, more_tags: tuple[str, ...], limit: int | None
+) -> tuple[list[RunInfo], int, bool]:
+    """The first `limit` runs that match (all of them if None), newest first; how many
+    match; whether the database has any run. Read a page at a time, filtered by the
+    database: reading every run (inputs and results with them) to show 50 took memory
+    and time in proportion to the whole database."""
+    shown: list[RunInfo] = []
+    after: tuple[str, datetime] | None = None
+    while limit is None or len(shown) < limit:
+        size = _PAGE if limit is None else min(_PAGE, limit - len(shown) + 1)
+        page = await a.store.list_runs_page(where, limit=size, after=after)
+        shown += [RunInfo.from_row(r) for r in page if all(t in r.tags for t in more_tags)]
+        if len(page) < size:
+            break
+        after = (page[-1].workflow_id, page[-1].created_at)
+    if limit is None or len(shown) <= limit:
+        return shown, len(shown), bool(shown) or bool(await a.store.run_counts())
+    if more_tags:  # the database counts by one tag: count the rest here, id by id
+        every, _, _ = await _matching(a, where, more_tags, None)
+        return shown[:limit], len(every), True
+    matched = await a.store.run_counts(where)
+    found = sum(n for _, st, n in matched if where.status is None or st == where.status.value)
+    return shown[:limit], found, True
 
 
 def _cut_short(shown: int, found: int, as_json: bool) -> None:
@@ -204,7 +236,7 @@ def _remote_list(
     ]
     shown = found if show_all else found[:limit]
     if as_json:  # the API's run summaries
-        print(json.dumps([r.model_dump(mode="json") for r in shown], indent=2))
+        print_json([r.model_dump(mode="json") for r in shown])
         _cut_short(len(shown), len(found), as_json)
         return
     if not shown:
@@ -230,7 +262,7 @@ def _runs_table(rows: list[RunInfo], wide: bool) -> Table:
             t,
             rid,
             r.workflow_name,
-            status_text(r.status, r.owner_expires_at),
+            status_text(r, brief=True),
             ", ".join(r.tags),
             ts(r.created_at),
             ts(r.updated_at),
@@ -258,7 +290,7 @@ def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
     """A run's summary, its steps and its last 10 events."""
     rec, drivers, parent, children, more_children = _shown(state, workflow_id)
     if as_json:
-        print(json.dumps(_shown_record(rec), indent=2, default=str))
+        print_json(_shown_record(rec))
         return
     out.print(_summary(rec, drivers, parent))
     if rec.stages:
@@ -291,7 +323,7 @@ def _children_table(children: list[RunInfo], more: int) -> Table:
         f"child runs ({shown})" if not more else f"child runs (first {shown} of {shown + more})"
     )
     for c in children:
-        row(t, c.workflow_id, c.workflow_name, status_text(c.status, c.owner_expires_at),
+        row(t, c.workflow_id, c.workflow_name, status_text(c, brief=True),
             ts(c.finished_at))  # fmt: skip
     return t
 
@@ -344,7 +376,7 @@ def _summary(rec: RunRecord, drivers: list[str], parent: str | None) -> Table:
         ("run", rec.workflow_id),
         ("workflow", rec.workflow_name + version),
         ("parent", parent or ""),
-        ("status", status_text(rec.status, rec.owner_expires_at)),
+        ("status", status_text(rec)),
         ("ended", _ended(rec)),
         ("owner", rec.owner if rec.status is RunStatus.RUNNING and rec.owner else ""),
         ("driven by", driven_by(rec, drivers)),
@@ -381,7 +413,7 @@ def runs_events(state: CliState, workflow_id: str, as_json: bool) -> None:
     """Every event of a run, in order."""
     rec = _record(state, workflow_id)
     if as_json:
-        print(json.dumps([e.to_dict() for e in rec.events], indent=2))
+        print_json([e.to_dict() for e in rec.events])
         return
     t = table("seq", zoned("at"), "type", "message", "detail")
     for e in rec.events:
@@ -399,4 +431,4 @@ def runs_events(state: CliState, workflow_id: str, as_json: bool) -> None:
 @_one_run("export", short_help="A run's full record as JSON.")
 def runs_export(state: CliState, workflow_id: str) -> None:
     """The run's full record as JSON (iso-orchestrator record shape)."""
-    print(_record(state, workflow_id).to_json())
+    print_json(_record(state, workflow_id).to_dict())

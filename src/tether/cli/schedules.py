@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import click
-from rich.table import Table
 
 from ..app import App
 from ..schedules import Schedule
 from ..store import ScheduleRow
 from ._common import EXIT_NOT_FOUND, CliState, db_option, db_state, fail, out, text
 from ._db import use_app
-from ._format import row
+from ._format import row, table
 
 __all__ = ["schedules"]
 
@@ -42,10 +41,11 @@ def schedules_list(state: CliState) -> None:
     if not rows:
         print("no schedules in this database (a worker saves each when it first fires it)")
         return
-    table = Table("name", "workflow", "cron", "timezone", "missed", "next tick", "fired until")
+    # folded, not cut: a name ending in "…" at 80 columns could not be paused by it
+    t = table("name", "workflow", "cron", "timezone", "missed", "next tick", "fired until")
     for r in rows:
         row(
-            table,
+            t,
             r.name,
             r.workflow_name,
             r.cron,
@@ -54,7 +54,7 @@ def schedules_list(state: CliState) -> None:
             _next(r),
             r.fired_until.strftime("%Y-%m-%d %H:%M:%S UTC"),
         )
-    out.print(table)
+    out.print(t)
 
 
 def _pause(a: App, name: str, paused: bool) -> None:

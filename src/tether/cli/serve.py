@@ -61,7 +61,13 @@ def _address(host: str, port: int) -> str:
     "runs already in the database are served: inspect, signal, cancel.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0: any free port, named in the server's log).",
+)
 @click.option(
     "--max-body",
     type=click.IntRange(min=1),

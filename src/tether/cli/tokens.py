@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from ..store import ApiTokenRow
@@ -16,6 +14,7 @@ from ._common import (
     fail,
     guard,
     out,
+    print_json,
     text,
 )
 from ._db import choose, open_app
@@ -89,7 +88,7 @@ def tokens_list(state: CliState, as_json: bool, app_ref: str | None) -> None:
     """Every token (never its secret), revoked ones included."""
     found = with_app(state, app_ref, lambda a: a.run_sync(a.store.list_api_tokens()))
     if as_json:
-        print(json.dumps([_dict(r) for r in found], indent=2))
+        print_json([_dict(r) for r in found])
         return
     if not found:
         print("no tokens")

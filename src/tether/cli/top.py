@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from .._owners import owner_is_dead
 from .._runner import PROCESS_SCOPE
 from ..app import App
 from ..store import RunStatus
@@ -62,7 +63,11 @@ async def _costly(app: App, rows: int) -> Table:
 
 
 async def _processes(app: App, now: datetime) -> Text:
-    live = [r for r in await app.store.list_locks(PROCESS_SCOPE) if r.active_at(now)]
+    live = [  # a process of this machine that has ended is not, though its claim lives on
+        r
+        for r in await app.store.list_locks(PROCESS_SCOPE)
+        if r.active_at(now) and not owner_is_dead(r.holder)
+    ]
     names = ", ".join(sorted(r.holder for r in live)) or "none"
     return Text.assemble(("live processes  ", "bold"), f"{len(live)}  ", (names, "dim"))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
 import click
@@ -10,17 +9,24 @@ from rich.table import Table
 
 from ..app import App
 from ..store import AIUsageRow
-from ._common import CliState, db_state, out, when
+from ._common import CliState, db_state, out, print_json, when
 from ._db import use_app
 from ._format import row
 
 __all__ = ["usage", "usage_table"]
 
 
+_NUMBERS = ("calls", "input", "cached", "output", "reasoning", "cost (USD)", "unpriced")
+
+
 def usage_table(rows: list[AIUsageRow], group: str) -> Table:
-    table = Table(
-        group, "calls", "input", "cached", "output", "reasoning", "cost (USD)", "unpriced"
-    )
+    """On a narrow terminal every cell folds onto more lines, none is cut: with rich's
+    default ellipsis "summarise" read "summari…" on 80 columns, and a cost of 0.002000
+    read "0.00…" on 60."""
+    table = Table(header_style="bold")
+    table.add_column(group, overflow="fold")
+    for name in _NUMBERS:
+        table.add_column(name, justify="right", overflow="fold")
     for r in rows:
         row(
             table,
@@ -78,7 +84,7 @@ def usage(
     if as_json:  # for a ledger kept longer than the runs (pruning deletes their calls)
         found = total[0] if total and total[0].calls else None
         shown = {"rows": [asdict(r) for r in rows], "total": found and asdict(found)}
-        print(json.dumps(shown, indent=2))
+        print_json(shown)
         return
     if not total or total[0].calls == 0:
         print("no AI calls recorded for these filters")

@@ -48,7 +48,7 @@ def _header(rec: RunRecord, now: datetime) -> Table:
     usage = rec.usage.total if rec.usage is not None else None
     facts = [
         ("run", f"{rec.workflow_id}  ({rec.workflow_name}, attempt {rec.attempt})"),
-        ("status", status_text(rec.status, rec.owner_expires_at)),
+        ("status", status_text(rec)),
         ("elapsed", f"{(ended - started).total_seconds():.1f}s"),
         ("AI cost", "" if usage is None else f"{cost_text(usage)} ({usage.calls} calls)"),
         ("last error", short(rec.last_error.message) if rec.last_error else ""),
