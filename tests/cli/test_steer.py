@@ -232,3 +232,34 @@ def test_cancel_with_abandon_batches_leaves_the_batch_running(
     assert "cancelled: b2" in done.stdout
     [batch] = list(server.state.batches.values())
     assert batch["status"] == "in_progress"  # left at the provider, as asked
+
+
+def test_signal_leaves_the_tether_loggers_level_as_it_found_it(tmp_path: Path) -> None:
+    """Called in-process (a test, a program), `runs signal` set the `tether` logger to
+    ERROR for good: every later warning of the process was lost (tests of the AI layer
+    that read them failed when they ran after it)."""
+    import logging
+
+    from click.testing import CliRunner
+
+    from tether import Workflow
+    from tether.cli import cli
+
+    url = f"sqlite:///{tmp_path / 'signal.db'}"
+    app = App(url)
+
+    @app.workflow(name="gate")
+    async def gate(wf: Workflow) -> object:
+        return await wf.wait_for_signal("go")
+
+    app.run(gate, workflow_id="g")
+    app.close()
+    logger = logging.getLogger("tether")
+    before = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        done = CliRunner().invoke(cli, ["--db", url, "runs", "signal", "g", "go", "--payload", "1"])
+        assert done.exit_code == 0, done.output
+        assert logger.level == logging.INFO
+    finally:
+        logger.setLevel(before)

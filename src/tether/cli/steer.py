@@ -100,7 +100,6 @@ def signal(state: CliState, workflow_id: str, name: str, payload: str | None, ke
     text(workflow_id, "run id")
     text(name, "signal name")
     data = guard(lambda: parse_json(payload, "payload"))
-    logging.getLogger("tether").setLevel(logging.ERROR)  # the note below says it better
 
     def send(a: App) -> str:
         run = a.get_run(workflow_id)
@@ -110,7 +109,16 @@ def signal(state: CliState, workflow_id: str, name: str, payload: str | None, ke
             return f"signal {name!r} kept for {workflow_id}: it gets it when it waits for {name!r}"
         return f"signal {name!r} woke {workflow_id}; " + _who_drives(a, a.get_run(workflow_id))
 
-    print(use_app(state, send))
+    # the note printed says it better than tether's own log lines; for this command only
+    # (called in-process, by a test or a program, the level it set stayed for good)
+    logger = logging.getLogger("tether")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        said = use_app(state, send)
+    finally:
+        logger.setLevel(level)
+    print(said)
 
 
 def _sends(
