@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import InvalidArgumentError
 
-__all__ = ["ENGINE_EVENT_PREFIXES", "check_name", "check_own_event"]
+__all__ = ["check_name", "check_own_event"]
 
 
 def check_name(what: str, key: object) -> str:

@@ -32,3 +32,22 @@ def tenant_lines(
             return await client.post("http://tenant/", content=body, headers=headers)
 
     return [json.loads(line) for line in asyncio.run(go()).content.splitlines()]
+
+
+class CutAfterFirst(httpx.AsyncBaseTransport):
+    """The tenant's real answer; the first one cut off right after the first line that
+    holds `marker` (the connection dropped there), the later ones whole."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, marker: bytes) -> None:
+        self.inner = inner
+        self.marker = marker
+        self.cuts = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        resp = await self.inner.handle_async_request(request)
+        lines = (await resp.aread()).splitlines(keepends=True)
+        if self.cuts == 0:
+            first = next(i for i, line in enumerate(lines) if self.marker in line)
+            lines = lines[: first + 1]
+            self.cuts += 1
+        return httpx.Response(resp.status_code, headers=resp.headers, content=b"".join(lines))

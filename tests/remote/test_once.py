@@ -12,27 +12,9 @@ import tether
 from tether.remote import TenantApp, handler
 from tether.remote._recorder import ACCEPTS
 
-from ._answers import tenant_lines
+from ._answers import CutAfterFirst, tenant_lines
 
 SECRET = "s"
-
-
-class _CutAfterNote(httpx.AsyncBaseTransport):
-    """The tenant's real answer; the first one cut off right after the first line
-    that names the event "note" (the connection dropped there)."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.cuts = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        resp = await self.inner.handle_async_request(request)
-        lines = (await resp.aread()).splitlines(keepends=True)
-        if self.cuts == 0:
-            first = next(i for i, line in enumerate(lines) if b'"note"' in line)
-            lines = lines[: first + 1]
-            self.cuts += 1
-        return httpx.Response(resp.status_code, headers=resp.headers, content=b"".join(lines))
 
 
 class _Heard:
@@ -61,7 +43,7 @@ def test_an_event_cut_off_from_its_once_key_is_not_recorded_twice(database_url: 
         return 1
 
     heard = _Heard()
-    cut = _CutAfterNote(httpx.ASGITransport(handler(tenant)))
+    cut = CutAfterFirst(httpx.ASGITransport(handler(tenant)), b'"note"')
     with tether.App(database_url, inline_wait=0, interceptors=[heard]) as app:
         flow = app.remote_workflow(
             "noted", url="http://t/", secret=SECRET, retry_delay=0.01, transport=cut

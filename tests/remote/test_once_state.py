@@ -18,28 +18,10 @@ from tether.remote._call import parse_line
 from tether.remote._recorder import ACCEPTS
 from tether.serde import MAX_DEPTH
 
-from ._answers import tenant_lines
+from ._answers import CutAfterFirst, tenant_lines
 from .test_cuts import _serve
 
 SECRET = "s"
-
-
-class _CutAfterCount(httpx.AsyncBaseTransport):
-    """The tenant's real answer; the first one cut off right after the first line that
-    holds the new state (the connection dropped there)."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.cuts = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        resp = await self.inner.handle_async_request(request)
-        lines = (await resp.aread()).splitlines(keepends=True)
-        if self.cuts == 0:
-            first = next(i for i, line in enumerate(lines) if b"count" in line)
-            lines = lines[: first + 1]
-            self.cuts += 1
-        return httpx.Response(resp.status_code, headers=resp.headers, content=b"".join(lines))
 
 
 class _Heard:
@@ -75,7 +57,7 @@ def test_a_state_update_cut_off_from_its_once_key_is_not_recorded_twice(
     # between them, the state and its event were recorded and the key not, so the next
     # invocation replayed the body past wf.update_state and recorded the event again
     heard = _Heard()
-    cut = _CutAfterCount(httpx.ASGITransport(handler(_counting())))
+    cut = CutAfterFirst(httpx.ASGITransport(handler(_counting())), b"count")
     with tether.App(database_url, inline_wait=0, interceptors=[heard]) as app:
         flow = app.remote_workflow(
             "counted", url="http://t/", secret=SECRET, retry_delay=0.01, transport=cut
