@@ -78,6 +78,32 @@ async def test_a_put_whose_folder_goes_once_written_is_done_and_the_delete_stand
     assert gone and await store.list() == []
 
 
+async def test_a_put_whose_folder_goes_between_mkdir_and_its_check_writes_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mkdir(exist_ok=True) found the folder there, a prune removed it, and mkdir's own
+    # check then saw no folder: the put failed as a key clashing with a folder
+    store = FileBlobStore(tmp_path)
+    await store.put("runs/r/a", b"first")
+    real_mkdir = os.mkdir
+    raced: list[str] = []
+
+    def mkdir(path: Any, *args: Any, **kwargs: Any) -> None:
+        if not raced and Path(path) == tmp_path / "runs" / "r":
+            raced.append(str(path))
+            shutil.rmtree(tmp_path / "runs")
+            raise FileExistsError(17, "File exists", str(path))
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    await store.put("runs/r/b", b"second")
+    monkeypatch.undo()
+    assert raced
+    assert await store.list() == ["runs/r/b"]
+    with pytest.raises(tether.InvalidArgumentError, match="a file cannot also be a folder"):
+        await store.put("runs/r/b/c", b"still a clash when a file stands there")
+
+
 # a writer process: puts self-checking bodies (sha256|payload) to the keys of 4 runs and
 # to one shared key, as fast as it can, for a while; prints the errors it met
 WRITER = textwrap.dedent(

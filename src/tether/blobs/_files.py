@@ -127,7 +127,8 @@ def _put(path: Path, data: bytes, sweep: bool) -> None:
     A delete of its folder under way meanwhile (`delete_prefix`: a prune, a rerun's
     cleanup) can remove the folder, or the temporary file, from under the put: it
     makes them again and writes again, coming after the delete (it failed with a
-    bare FileNotFoundError). A folder gone once the rename is done was deleted after
+    bare FileNotFoundError, or FileExistsError when the folder went between mkdir's
+    try and its check). A folder gone once the rename is done was deleted after
     the put, which is then done: the delete stands."""
     made: list[Path] = []  # folders this put made, deepest first, over its tries
     for attempt in range(_TRIES):
@@ -141,6 +142,11 @@ def _put(path: Path, data: bytes, sweep: bool) -> None:
             break
         except FileNotFoundError:
             if attempt == _TRIES - 1:
+                raise
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            # mkdir saw the folder, then a delete removed it before mkdir checked it:
+            # a race, not a clash, unless a file really stands where a folder must
+            if _clashes(path) or attempt == _TRIES - 1:
                 raise
     try:
         _fsync_folder(path.parent)  # the rename itself survives a power cut
@@ -178,6 +184,13 @@ def _make_folders(folder: Path) -> list[Path]:
         at = at.parent
     folder.mkdir(parents=True, exist_ok=True)
     return missing
+
+
+def _clashes(path: Path) -> bool:
+    """Whether `path` is a folder, or one of the folders it must be in is a file."""
+    if path.is_dir():
+        return True
+    return any(p.exists() and not p.is_dir() for p in path.parents)
 
 
 def _fsync_folder(folder: Path) -> None:
