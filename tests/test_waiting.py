@@ -359,6 +359,50 @@ async def test_failed_child_raises_in_parent(app: App) -> None:
     assert (await app.arun(parent, workflow_id="p-fail")).value == "failed:child broke"
 
 
+async def test_a_rerun_runs_the_children_awaited_after_its_step_again(app: App) -> None:
+    # a rerun forgets the steps after the one it names, but a child awaited after it
+    # answered from its old run: a child that failed failed the parent again, for good
+    fixed: list[bool] = []
+    ran: list[str] = []
+
+    @app.workflow(name="first")
+    async def first(wf: Workflow) -> str:
+        ran.append("first")
+        return "kept"
+
+    @app.workflow(name="pick")
+    async def pick(wf: Workflow, n: int) -> int:
+        ran.append(f"pick {n}")
+        if not fixed:
+            raise ValueError("not fixed yet")
+        return n * 2
+
+    @app.workflow
+    async def parent(wf: Workflow) -> str:
+        kept = await wf.child(first)
+        n = await wf.step("n", lambda: 3)
+        got = await wf.child(pick, n)
+        last = await wf.step("last", lambda: "done")
+        return f"{kept} {got} {last}"
+
+    with pytest.raises(tether.ChildRunError, match="not fixed yet"):
+        await app.arun(parent, workflow_id="pr")
+    fixed.append(True)
+    assert (await app.arerun_from("pr", "n")).value == "kept 6 done"
+    assert ran == ["first", "pick 3", "pick 3"]  # the first child answered as recorded
+    assert (await app.arerun_from("pr", "last")).value == "kept 6 done"
+    assert ran == ["first", "pick 3", "pick 3"]  # both awaited before 'last': kept
+    assert (await app.arerun_from("pr", "n")).value == "kept 6 done"
+    assert ran == ["first", "pick 3", "pick 3", "pick 3"]
+    kids = {r.workflow_id: r.status for r in await app.alist_runs() if r.parent_id == "pr"}
+    assert kids == {
+        "pr/first#1": RunStatus.COMPLETED,
+        "pr/pick#1": RunStatus.FAILED,  # each round's child stays as it ended
+        "pr/pick#1@2": RunStatus.COMPLETED,
+        "pr/pick#1@4": RunStatus.COMPLETED,
+    }
+
+
 async def test_cancel_while_waiting(app: App) -> None:
     @app.workflow
     async def waits(wf: Workflow) -> None:

@@ -174,6 +174,8 @@ class Waits:
         self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None
     ) -> Any:
         defn, cid = self._child_of(workflow, workflow_id)
+        if workflow_id is None:
+            cid = self._this_rounds(cid)
         wait = NewWait(f"child:{cid}", WaitKind.RUN, cid)
         if wait.key in self._run.waits:  # it had ended when this drive started
             row = await self._wait(wait, MISSING)
@@ -209,6 +211,15 @@ class Waits:
         if workflow_id is not None:
             check_name("child workflow_id", workflow_id)
         return defn, workflow_id or f"{self._run.workflow_id}/{self._run.next_key(defn.name)}"
+
+    def _this_rounds(self, cid: str) -> str:
+        """The id of the child this call awaits in the run's current round: a rerun
+        forgets what came after its step, children awaited there too, so such a call
+        makes a child of the round (``<id>@<attempt>``; the earlier rounds' children
+        stay as they ended). A call the rerun kept finds the child it awaited then."""
+        attempt = self._run.run.attempt
+        ids = [cid, *(f"{cid}@{n}" for n in range(2, attempt + 1))]
+        return next((c for c in ids if f"child:{c}" in self._run.waits), ids[-1])
 
     def _require_host(self) -> Host:
         if self._host is None:

@@ -637,7 +637,9 @@ class App:
         budget: Budget | dict[str, Any] | None = None,
     ) -> RunResult[Any]:
         """Retry a finished run after a fix: forget `step` and every step recorded
-        after it (earlier results are kept), then run it again from there.
+        after it (earlier results are kept), then run it again from there. A child
+        awaited after `step` runs again as a new child run (``<id>@<attempt>``);
+        one with its own `workflow_id`, or started with `start_child`, does not.
 
         For a pipeline run, `step` may name a stage: its group and every later
         one are forgotten (records and files), earlier outputs kept, and the
