@@ -128,6 +128,60 @@ async def test_durable_sleep_on_fake_clock(app: App, clock: FakeClock) -> None:
     assert clock.now() - start == timedelta(seconds=3601)
 
 
+async def test_durations_may_be_timedeltas(app: App, clock: FakeClock) -> None:
+    # "wait two days for a person" was refused: every duration had to be seconds
+    @app.workflow
+    async def patient(wf: Workflow) -> list[Any]:
+        async with wf.mutex("desk", timeout=timedelta(seconds=5), stale_after=timedelta(1)):
+            lease = await wf.touch_lease("desk", holder="ada", ttl=timedelta(hours=1))
+        got = await wf.step("quick", lambda: "ok", timeout=timedelta(minutes=1))
+        ok = await wf.wait_for_signal("approve", timeout=timedelta(days=2), default="no")
+        await wf.sleep(timedelta(hours=1))
+        summary = await wf.for_each([1], lambda i: i, mutex_timeout=timedelta(minutes=5))
+        left = (lease.expires_at - lease.acquired_at).total_seconds()
+        return [got, ok, left, summary.values]
+
+    assert (await app.arun(patient, workflow_id="td")).status is RunStatus.WAITING
+    clock.advance(2 * 86400 - 1)
+    assert await app.afire_due_timers() == []  # two days, not two seconds
+    assert (await app.aget_run("td")).status is RunStatus.WAITING
+    clock.advance(2)
+    await app.afire_due_timers()  # (or this App's own wake-up for its wait, first)
+
+    async def on_its_sleep() -> bool:
+        waits = await app.alist_waits("td")
+        return any(w.kind.value == "timer" and w.status is WaitStatus.PENDING for w in waits)
+
+    await eventually(on_its_sleep)
+    clock.advance(3599)
+    assert await app.afire_due_timers() == []  # an hour, not a second
+    assert await on_its_sleep()
+    clock.advance(2)
+    await app.afire_due_timers()  # (or this App's own wake-up for its timer, first)
+    done = await app.aresult("td", timeout=timedelta(seconds=10))
+    assert done.value == ["ok", "no", 3600.0, [1]]
+
+
+async def test_a_negative_timedelta_is_refused_saying_so(app: App) -> None:
+    @app.workflow
+    async def hasty(wf: Workflow) -> None:
+        await wf.wait_for_signal("go", timeout=timedelta(seconds=-1))
+
+    with pytest.raises(tether.InvalidArgumentError, match=r"or a timedelta, got -1\.0"):
+        await app.arun(hasty, workflow_id="neg")
+
+
+async def test_a_result_timed_out_says_when_nothing_drives_the_run(app: App) -> None:
+    # waiting for a run that no process drives timed out saying only "still pending"
+    @app.workflow(name="queued")
+    async def queued(wf: Workflow) -> int:
+        return 1
+
+    wid = await app.asubmit(queued, queue="nobody-serves")
+    with pytest.raises(TimeoutError, match="no worker serves its queue 'nobody-serves'"):
+        await app.aresult(wid, timeout=0)
+
+
 async def test_brief_sleep_simply_waits_in_run(app: App, clock: FakeClock) -> None:
     @app.workflow
     async def blink(wf: Workflow) -> str:

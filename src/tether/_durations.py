@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["MAX_SECONDS", "check_seconds", "parse_age", "parse_when"]
+__all__ = ["MAX_SECONDS", "check_seconds", "parse_age", "parse_when", "seconds_of"]
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -16,10 +17,17 @@ _EXAMPLES = "e.g. 45s, 30m, 2h, 7d or 2w"
 MAX_SECONDS = 100 * 366 * 24 * 3600.0  # a century: beyond it a datetime soon overflows
 
 
+def seconds_of(value: Any) -> Any:
+    """`value` in seconds if it is a `timedelta` (a wait of days reads best as one),
+    else as given, for the checks that follow to judge."""
+    return value.total_seconds() if isinstance(value, timedelta) else value
+
+
 def check_seconds(what: str, value: object, *, positive: bool = False) -> float:
     """`value` as seconds (0, or above 0 if `positive`, to a century); else a clear error.
-    NaN, infinities, strings and booleans are refused: a NaN deadline never comes, an
-    infinite one overflows a datetime."""
+    A `timedelta` counts as its seconds. NaN, infinities, strings and booleans are
+    refused: a NaN deadline never comes, an infinite one overflows a datetime."""
+    value = seconds_of(value)
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
@@ -28,8 +36,8 @@ def check_seconds(what: str, value: object, *, positive: bool = False) -> float:
     ):
         low = "above 0" if positive else "from 0"
         raise InvalidArgumentError(
-            f"{what} must be a number of seconds {low} to {MAX_SECONDS:.0f} (a century), "
-            f"got {value!r}; pass a finite number such as 60"
+            f"{what} must be a number of seconds {low} to {MAX_SECONDS:.0f} (a century) or "
+            f"a timedelta, got {value!r}; pass e.g. 60 or timedelta(days=2)"
         )
     return float(value)
 

@@ -19,13 +19,13 @@ import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
 from ._attach import attach, in_step
-from ._durations import check_seconds
+from ._durations import check_seconds, seconds_of
 from ._fanout import ForEachSummary, run_for_each
 from ._locks import LEASE_SCOPE, Locks, MutexHandle, lease_scope
 from ._names import check_name, check_own_event
@@ -175,7 +175,7 @@ class Workflow:
         idempotency_key: str | None = None,
         retry: int | RetryPolicy | None = None,
         compensate: Callable[..., Any] | None = None,
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
         result_type: Any = None,
     ) -> T:
         """Run `fn` once for this run and record its result; return the record on replay.
@@ -204,14 +204,21 @@ class Workflow:
         back different (a tuple, a set, a date, a dict with int keys) without
         a declared type is refused with `NotSerializableError`.
 
-        `timeout` (seconds) ends an attempt that runs longer as a failed attempt
+        `timeout` (seconds or a timedelta) ends an attempt that runs longer as a failed attempt
         with `StepTimeoutError`, retried as the policy says: an async `fn` is
         cancelled; a sync one cannot be, and its late result is discarded.
         """
         return cast(
             T,
             await self._step(
-                name, fn, idempotency_key, retry, compensate, timeout, result_type, settled=False
+                name,
+                fn,
+                idempotency_key,
+                retry,
+                compensate,
+                seconds_of(timeout),
+                result_type,
+                settled=False,
             ),
         )
 
@@ -291,7 +298,7 @@ class Workflow:
         event_type: str,
         *,
         match: dict[str, Any] | None = None,
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
         default: Any = MISSING,
         key: str | None = None,
     ) -> Any:
@@ -303,27 +310,30 @@ class Workflow:
         nested ones) and the values they must equal.
         """
         check_depth("wf.wait_for_event", self.workflow_id)
-        return await self._waits.wait_for_event(event_type, match, timeout, default, key)
+        return await self._waits.wait_for_event(
+            event_type, match, seconds_of(timeout), default, key
+        )
 
     async def wait_for_signal(
         self,
         name: str,
         *,
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
         default: Any = MISSING,
         key: str | None = None,
     ) -> Any:
-        """The payload of the next signal `name` sent to this run (kept if sent early)."""
+        """The payload of the next signal `name` sent to this run (kept if sent early).
+        Past `timeout` (seconds or a timedelta), `default`, else `WaitTimeout`."""
         check_depth("wf.wait_for_signal", self.workflow_id)
-        return await self._waits.wait_for_signal(name, timeout, default, key)
+        return await self._waits.wait_for_signal(name, seconds_of(timeout), default, key)
 
-    async def create_token(self, timeout: float | None = None) -> str:
+    async def create_token(self, timeout: float | timedelta | None = None) -> str:
         """A completion token for an outside party (a person, a webhook) to complete by id."""
         check_depth("wf.create_token", self.workflow_id)
-        return await self._waits.create_token(timeout)
+        return await self._waits.create_token(seconds_of(timeout))
 
     async def wait_for_token(
-        self, token: str, *, timeout: float | None = None, default: Any = MISSING
+        self, token: str, *, timeout: float | timedelta | None = None, default: Any = MISSING
     ) -> Any:
         """The payload the token was completed with (at once if it already was).
 
@@ -331,12 +341,13 @@ class Workflow:
         when `create_token` set none; then `WaitTimeout`, or `default`.
         """
         check_depth("wf.wait_for_token", self.workflow_id)
-        return await self._waits.wait_for_token(token, timeout, default)
+        return await self._waits.wait_for_token(token, seconds_of(timeout), default)
 
-    async def sleep(self, seconds: float) -> None:
-        """A durable timer: the run parks and wakes once `seconds` have passed."""
+    async def sleep(self, seconds: float | timedelta) -> None:
+        """A durable timer: the run parks and wakes once `seconds` (or a timedelta)
+        have passed."""
         check_depth("wf.sleep", self.workflow_id)
-        await self._waits.sleep(seconds)
+        await self._waits.sleep(seconds_of(seconds))
 
     async def sleep_until(self, when: datetime, *, key: str | None = None) -> None:
         """A durable timer to a point in time (timezone-aware); `key` names the
@@ -391,9 +402,9 @@ class Workflow:
     async def mutex(
         self,
         key: str,
-        timeout: float = 30.0,
-        poll: float = 0.05,
-        stale_after: float | None = None,
+        timeout: float | timedelta = 30.0,
+        poll: float | timedelta = 0.05,
+        stale_after: float | timedelta | None = None,
     ) -> AsyncIterator[MutexHandle]:
         """Hold the keyed mutex `key` across every process sharing the store.
 
@@ -405,7 +416,8 @@ class Workflow:
         this process exits (the step dies with it).
         """
         check_depth("wf.mutex", self.workflow_id)
-        async with self._locks.mutex(key, timeout, poll, stale_after) as handle:
+        durations = seconds_of(timeout), seconds_of(poll), seconds_of(stale_after)
+        async with self._locks.mutex(key, *durations) as handle:
             yield handle
 
     async def with_mutex(
@@ -413,13 +425,14 @@ class Workflow:
         key: str,
         fn: Callable[[], Awaitable[T]] | Callable[[], T],
         *,
-        timeout: float = 30.0,
-        poll: float = 0.05,
-        stale_after: float | None = None,
+        timeout: float | timedelta = 30.0,
+        poll: float | timedelta = 0.05,
+        stale_after: float | timedelta | None = None,
     ) -> T:
         """Call `fn` while holding mutex `key`; sync `fn` runs in a worker thread."""
         check_depth("wf.with_mutex", self.workflow_id)
-        return await self._locks.with_mutex(key, fn, timeout, poll, stale_after)
+        durations = seconds_of(timeout), seconds_of(poll), seconds_of(stale_after)
+        return await self._locks.with_mutex(key, fn, *durations)
 
     async def heartbeat(self, key: str, detail: Any = None) -> None:
         """Record that `key` (a worker, a phase) is alive, with an optional detail."""
@@ -427,7 +440,13 @@ class Workflow:
         await self._locks.heartbeat(key, detail)
 
     async def touch_lease(
-        self, key: str, *, holder: str, ttl: float, detail: Any = None, scope: str = "global"
+        self,
+        key: str,
+        *,
+        holder: str,
+        ttl: float | timedelta,
+        detail: Any = None,
+        scope: str = "global",
     ) -> LeaseRecord:
         """Acquire lease `key` for `holder` for `ttl` seconds, or renew it in place.
 
@@ -437,7 +456,7 @@ class Workflow:
         record), and other runs may hold a lease of the same key.
         """
         check_depth("wf.touch_lease", self.workflow_id)
-        return await self._locks.touch_lease(key, holder, ttl, detail, scope)
+        return await self._locks.touch_lease(key, holder, seconds_of(ttl), detail, scope)
 
     async def release_lease(
         self, key: str, holder: str | None = None, *, scope: str = "global"
@@ -459,8 +478,8 @@ class Workflow:
         max_parallel: int = 1,
         mutex_key: Callable[[T], str] | None = None,
         stop_on_error: bool = True,
-        stale_after: float | None = None,
-        mutex_timeout: float = 3600.0,
+        stale_after: float | timedelta | None = None,
+        mutex_timeout: float | timedelta = 3600.0,
     ) -> ForEachSummary[T, R]:
         """Run `fn(item)` for each item, at most `max_parallel` at once.
 
@@ -472,7 +491,8 @@ class Workflow:
         seconds for its key (held by another run, perhaps parked), then fails
         with `MutexTimeoutError`.
         """
-        check_seconds("mutex_timeout", mutex_timeout)
+        mutex_timeout = check_seconds("mutex_timeout", mutex_timeout)
+        stale_after = seconds_of(stale_after)
         if isinstance(items, str | bytes) or not isinstance(items, Iterable):
             raise InvalidArgumentError(
                 f"for_each needs an iterable of items (a list, a tuple, a generator), got "

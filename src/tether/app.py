@@ -19,7 +19,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel, ValidationError
 
 from ._batches_out import unreachable_batches
-from ._durations import check_seconds, parse_age
+from ._durations import check_seconds, parse_age, seconds_of
 from ._facade import facade
 from ._info import RunInfo, WaitInfo
 from ._interceptors import StepInterceptor, check_interceptors
@@ -694,7 +694,9 @@ class App:
     rerun_from = facade(arerun_from)
 
     @homed
-    async def aresult(self, workflow_id: str, timeout: float | None = None) -> RunResult[Any]:
+    async def aresult(
+        self, workflow_id: str, timeout: float | timedelta | None = None
+    ) -> RunResult[Any]:
         """Wait until the run has ended (a run cancelled with ``compensate=True``:
         until its compensations ran); its result.
 
@@ -703,13 +705,14 @@ class App:
         the run has not ended within `timeout` seconds.
         """
         check_name("workflow_id", workflow_id)
-        if timeout is not None and (_not_seconds(timeout) or timeout < 0):
+        limit: float | None = seconds_of(timeout)
+        if limit is not None and (_not_seconds(limit) or limit < 0):
             raise InvalidArgumentError(
                 f"timeout must be a number of seconds >= 0 (or None to wait as long as it "
                 f"takes), got {timeout!r}"
             )
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None if limit is None else loop.time() + limit
         woken = False
         while True:
             task = asyncio.current_task()
@@ -730,7 +733,8 @@ class App:
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 raise TimeoutError(
-                    f"run {workflow_id!r} is still {run.status.value} after {timeout:g}s"
+                    f"run {workflow_id!r} is still {run.status.value} after {limit:g}s"
+                    + await self._nobody_drives(run)
                 )
             # a notification may race our read: re-read at least every second
             woken = await self.store.wait_for_change(
@@ -738,6 +742,21 @@ class App:
             )
 
     result = facade(aresult)
+
+    async def _nobody_drives(self, run: RunRow) -> str:
+        """Why waiting longer will not help, for a run handed back that no live process
+        drives (a script that started it and exited): what to start."""
+        if run.status is not RunStatus.PENDING or await self.adrivers(run.workflow_name, run.queue):
+            return ""
+        if run.queue is not None:
+            return (
+                f": no worker serves its queue {run.queue!r} (start "
+                f"`tether worker --app FILE.py:app -q {run.queue}`)"
+            )
+        return (
+            f": no live process drives workflow {run.workflow_name!r}; resume it here "
+            f"(app.resume({run.workflow_id!r})) or start `tether worker --app FILE.py:app`"
+        )
 
     # -- resolving waits from outside -------------------------------------------------------
 
