@@ -490,6 +490,9 @@ class Workflow:
         each item's mutex (see `mutex`); an item waits up to `mutex_timeout`
         seconds for its key (held by another run, perhaps parked), then fails
         with `MutexTimeoutError`.
+
+        `fn` is the run's code, not a step: a replay calls it again, so what must
+        happen once goes in a `wf.step` inside it (an async `fn`).
         """
         mutex_timeout = check_seconds("mutex_timeout", mutex_timeout)
         stale_after = seconds_of(stale_after)
