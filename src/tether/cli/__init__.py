@@ -37,6 +37,7 @@ from .runs import runs
 from .schedules import schedules
 from .serve import serve
 from .steer import COMMANDS as STEER_COMMANDS
+from .submit import submit
 from .tokens import tokens
 from .top import top
 from .usage import usage
@@ -98,6 +99,7 @@ def cli() -> None:
 for _command in (*STEER_COMMANDS, *PRUNE_COMMANDS, watch):
     runs.add_command(_command)
 cli.add_command(run)
+cli.add_command(submit)
 cli.add_command(worker)
 cli.add_command(runs)
 cli.add_command(schedules)

@@ -1,0 +1,127 @@
+"""`tether submit`: queue a run for the workers, from a shell or a cron job."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import click
+
+from ..app import App
+from ..definition import WorkflowDef
+from ..store import RunStatus
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    CliState,
+    db_state,
+    err,
+    exit_code,
+    fail,
+    guard,
+    one_line,
+    out,
+    print_json,
+    text,
+)
+from ._format import error_text, start_hint
+from ._load import load_target, parse_json, validate_input
+from .run import _app_for, _require_recorded_input
+
+__all__ = ["submit"]
+
+
+@click.command(no_args_is_help=True, short_help="Queue a run for the workers; print its id.")
+@click.argument("target", metavar="FILE.py:FUNC|MODULE:FUNC")
+@click.option(
+    "--input", "-i", "input_json", metavar="JSON|@FILE", help="Input as JSON, or @file.json."
+)
+@click.option(
+    "--id",
+    "workflow_id",
+    metavar="ID",
+    help="Workflow id; submitting the same id again gives that run, not a second one.",
+)
+@click.option(
+    "--queue", "-q", default="default", show_default=True, metavar="NAME",
+    help="The job queue whose workers run it (`tether worker -q NAME`).",
+)  # fmt: skip
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option(
+    "--wait", is_flag=True, help="Wait for the run's end; print its result as `tether run` does."
+)
+@click.option("--traceback", is_flag=True, help="Print the traceback of a failure to load.")
+@db_state
+def submit(
+    state: CliState,
+    target: str,
+    input_json: str | None,
+    workflow_id: str | None,
+    queue: str,
+    priority: int,
+    wait: bool,
+    traceback: bool,
+) -> None:
+    """Queue a run of a workflow for the workers and print its id.
+
+    Nothing runs here: a worker serving the queue (`tether worker --app
+    FILE.py:app -q QUEUE`) claims it, so the run goes on when this command,
+    or its machine, is gone. The workflow is named as for `tether run`. With
+    --wait, the command waits for the run's end, prints its result as JSON
+    and exits 1 if it failed or was cancelled; Ctrl-C stops the waiting, not
+    the run. A queue no live worker serves is said on stderr: the run waits
+    there until one starts.
+    """
+    if workflow_id is not None:
+        text(workflow_id, "--id")
+    text(queue, "--queue")
+    fn, module = guard(lambda: load_target(target), traceback=traceback)
+    value = guard(lambda: parse_json(input_json, "input"))
+    defn: WorkflowDef = guard(lambda: WorkflowDef.of(fn))
+    args: tuple[Any, ...] = ()
+    if input_json is not None:
+        args = (guard(lambda: validate_input(defn, value)),)
+    run_id = workflow_id or f"{defn.name}-{uuid.uuid4().hex[:12]}"
+    the_app = _app_for(state, module, target.rpartition(":")[0])
+    try:
+        if input_json is None and defn.input_required:
+            guard(lambda: _require_recorded_input(the_app, defn, workflow_id))
+        guard(
+            lambda: the_app.submit(
+                defn.fn, *args, workflow_id=run_id, queue=queue, priority=priority
+            )
+        )
+        if not guard(lambda: the_app.drivers(defn.name, queue)):
+            err.print(
+                f"no live worker serves queue {queue!r} yet: run {run_id} waits there "
+                f"until one starts ({start_hint(defn.name, queue)})",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+        if not wait:
+            out.print(run_id, highlight=False, soft_wrap=True, markup=False)
+            return
+        _wait_and_print(the_app, run_id)
+    finally:
+        the_app.close()
+
+
+def _wait_and_print(the_app: App, run_id: str) -> None:
+    """Wait for the run's end; its result as `tether run` prints it; exit 1 unless it
+    completed."""
+    try:
+        the_app.result(run_id)
+        record = the_app.get_record(run_id)
+    except KeyboardInterrupt:
+        fail(
+            EXIT_INTERRUPTED,
+            f"stopped waiting; run {run_id} goes on on the workers (`tether runs watch {run_id}`)",
+        )
+    except Exception as exc:  # the store's, or a failure raised again
+        fail(exit_code(exc) or EXIT_FAILED, one_line(exc))
+    print_json({"workflowId": run_id, "status": record.status.value, "result": record.output})
+    if record.status is RunStatus.FAILED:
+        fail(EXIT_FAILED, f"run {run_id} failed: {error_text(record.last_error)}")
+    if record.status is not RunStatus.COMPLETED:
+        fail(EXIT_FAILED, f"run {run_id} ended {record.status.value}")
