@@ -193,6 +193,27 @@ async def test_brief_sleep_simply_waits_in_run(app: App, clock: FakeClock) -> No
     assert clock.slept == [2.0]
 
 
+async def test_a_workflow_sets_its_own_inline_wait(app: App, clock: FakeClock) -> None:
+    # only the App had the setting: a workflow whose runs must park on every timer (an
+    # issue run's 1 s retry, which a dispatcher's tick must not sit through) could not
+    @app.workflow(inline_wait=0)
+    async def parks(wf: Workflow) -> str:
+        await wf.sleep(2)
+        return "awake"
+
+    @app.workflow(inline_wait=120)
+    async def waits_a_minute(wf: Workflow) -> str:
+        await wf.sleep(60)
+        return "awake"
+
+    assert (await app.arun(parks, workflow_id="parks")).status is RunStatus.WAITING
+    assert clock.slept == []
+    assert (await app.arun(waits_a_minute, workflow_id="minute")).value == "awake"
+    assert clock.slept == [60.0]
+    with pytest.raises(tether.InvalidArgumentError, match="inline_wait must be a number"):
+        app.workflow(inline_wait=-1)(parks)
+
+
 async def test_wait_timeout_raises_or_returns_default(app: App, clock: FakeClock) -> None:
     @app.workflow
     async def impatient(wf: Workflow) -> str:

@@ -473,7 +473,7 @@ class Runner:
                 outcome = await self._execute(wf, st, the_def, args)
             if outcome is _SUSPENDED:
                 if await self._park(st):
-                    if await self._wait_inline(workflow_id):
+                    if await self._wait_inline(workflow_id, the_def):
                         continue
                     return RunStatus.WAITING, _UNKNOWN
                 continue  # a wait resolved while we were parking: run again now
@@ -733,9 +733,10 @@ class Runner:
             st.emit("workflow.waiting", ", ".join(st.blocked_on))
         return parked
 
-    async def _wait_inline(self, workflow_id: str) -> bool:
+    async def _wait_inline(self, workflow_id: str, defn: WorkflowDef) -> bool:
         """For a brief timer, wait here instead of returning `waiting`; True if it woke."""
-        if self.inline_wait <= 0 or self._rt.draining:
+        limit = self.inline_wait if defn.inline_wait is None else defn.inline_wait
+        if limit <= 0 or self._rt.draining:
             return False
         due: list[datetime] = [
             w.due_at
@@ -745,7 +746,7 @@ class Runner:
         if not due:
             return False
         delay = (min(due) - self._clock.now()).total_seconds()
-        if delay > self.inline_wait:
+        if delay > limit:
             return False
         await self._clock.sleep(max(0.0, delay))
         woken = await self._store.fire_due(now=self._clock.store_time(), at=self._clock.now())

@@ -236,6 +236,7 @@ class App:
         timeout: float | None = None,
         schedule: str | None = None,
         budget: Budget | dict[str, Any] | None = None,
+        inline_wait: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def workflow(
@@ -249,6 +250,7 @@ class App:
         timeout: float | None = None,
         schedule: str | None = None,
         budget: Budget | dict[str, Any] | None = None,
+        inline_wait: float | None = None,
     ) -> Any:
         """Register an ``async def fn(wf, input)`` as a workflow (usable bare or called).
 
@@ -257,6 +259,8 @@ class App:
         seconds a run spends executing; time parked does not count. `schedule`
         (a cron expression, UTC) starts it on that cron: see `schedule`. `budget`
         (a `tether.ai.Budget`) limits the AI spend of each run not given its own.
+        `inline_wait` overrides the App's for this workflow's runs (0: they park
+        on every timer, and the call driving them returns at once).
         """
         the_budget = Budget.of(budget)
 
@@ -268,6 +272,7 @@ class App:
                 compatible=compatible,
                 timeout=timeout,
                 budget=the_budget,
+                inline_wait=inline_wait,
             )
             existing = self._registry.get(defn.name)
             if existing is not None and existing.fn is not f:

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from ._durations import check_seconds
 from ._names import check_name
 from .errors import InvalidArgumentError, WorkflowVersionError
 from .record import RunRecord
@@ -109,6 +110,8 @@ class WorkflowDef:
     compatible: tuple[str, ...] = ()
     timeout: float | None = None
     budget: Any = None  # a tether.ai.Budget for each run that is not given its own
+    # seconds a run may wait here for a brief timer rather than park (None: the App's)
+    inline_wait: float | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
@@ -223,6 +226,7 @@ class WorkflowDef:
         compatible: Iterable[str] = (),
         timeout: float | None = None,
         budget: Any = None,
+        inline_wait: float | None = None,
     ) -> WorkflowDef:
         if name is not None:
             check_name("workflow name", name)
@@ -243,7 +247,9 @@ class WorkflowDef:
                     f"compatible lists versions, which are str; got {old!r} in {list(compatible)!r}"
                     f" (e.g. compatible=[{str(old)!r}])"
                 )
-        return cls(name or default_name(fn), version, fn, compatible, timeout, budget)
+        if inline_wait is not None:
+            inline_wait = check_seconds("inline_wait", inline_wait)
+        return cls(name or default_name(fn), version, fn, compatible, timeout, budget, inline_wait)
 
     @classmethod
     def of(cls, fn: Callable[..., Any]) -> WorkflowDef:
