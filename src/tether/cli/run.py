@@ -17,7 +17,7 @@ from ._drive import drive
 from ._load import UsageError, load_target, module_app, parse_json, validate_input
 from ._progress import Progress
 
-__all__ = ["run"]
+__all__ = ["load_run", "run"]
 
 
 @click.command(
@@ -50,17 +50,8 @@ def run(
     run again. When the module defines a tether App, the run uses it (and
     its database, unless --db or $TETHER_DATABASE_URL say otherwise).
     """
-    if workflow_id is not None:
-        text(workflow_id, "--id")
-    fn, module = guard(lambda: load_target(target), traceback=traceback)
-    value = guard(lambda: parse_json(input_json, "input"))
     initial = guard(lambda: parse_json(state_json, "state"))
-    defn: WorkflowDef = guard(lambda: WorkflowDef.of(fn))
-    args: tuple[Any, ...] = ()
-    if input_json is not None:
-        args = (guard(lambda: validate_input(defn, value)),)
-    run_id = workflow_id or f"{defn.name}-{uuid.uuid4().hex[:12]}"
-    the_app = _app_for(state, module, target.rpartition(":")[0])
+    defn, args, run_id, the_app = load_run(state, target, input_json, workflow_id, traceback)
 
     def call(progress: Progress) -> RunResult[Any]:
         if input_json is None and defn.input_required:
@@ -70,6 +61,24 @@ def run(
         )
 
     drive(the_app, run_id, call, f"tether run {target} --id {run_id}", traceback)
+
+
+def load_run(
+    state: CliState, target: str, input_json: str | None, workflow_id: str | None, traceback: bool
+) -> tuple[WorkflowDef, tuple[Any, ...], str, App]:
+    """What `run` and `submit` start: the workflow, its input checked against its
+    declared type (as the args to pass), the run's id, and the App on the database the
+    rule picks; each bad part ends the command with exit 2 before anything is made."""
+    if workflow_id is not None:
+        text(workflow_id, "--id")
+    fn, module = guard(lambda: load_target(target), traceback=traceback)
+    value = guard(lambda: parse_json(input_json, "input"))
+    defn: WorkflowDef = guard(lambda: WorkflowDef.of(fn))
+    args: tuple[Any, ...] = ()
+    if input_json is not None:
+        args = (guard(lambda: validate_input(defn, value)),)
+    run_id = workflow_id or f"{defn.name}-{uuid.uuid4().hex[:12]}"
+    return defn, args, run_id, _app_for(state, module, target.rpartition(":")[0])
 
 
 def _app_for(state: CliState, module: ModuleType, where: str) -> App:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import click
 
 from ..app import App
-from ..definition import WorkflowDef
 from ..store import RunStatus
 from ._common import (
     EXIT_FAILED,
@@ -25,8 +21,7 @@ from ._common import (
     text,
 )
 from ._format import error_text, start_hint
-from ._load import load_target, parse_json, validate_input
-from .run import _app_for, _require_recorded_input
+from .run import _require_recorded_input, load_run
 
 __all__ = ["submit"]
 
@@ -72,17 +67,8 @@ def submit(
     the run. A queue no live worker serves is said on stderr: the run waits
     there until one starts.
     """
-    if workflow_id is not None:
-        text(workflow_id, "--id")
     text(queue, "--queue")
-    fn, module = guard(lambda: load_target(target), traceback=traceback)
-    value = guard(lambda: parse_json(input_json, "input"))
-    defn: WorkflowDef = guard(lambda: WorkflowDef.of(fn))
-    args: tuple[Any, ...] = ()
-    if input_json is not None:
-        args = (guard(lambda: validate_input(defn, value)),)
-    run_id = workflow_id or f"{defn.name}-{uuid.uuid4().hex[:12]}"
-    the_app = _app_for(state, module, target.rpartition(":")[0])
+    defn, args, run_id, the_app = load_run(state, target, input_json, workflow_id, traceback)
     try:
         if input_json is None and defn.input_required:
             guard(lambda: _require_recorded_input(the_app, defn, workflow_id))
