@@ -104,3 +104,23 @@ def test_a_run_whose_claim_lapsed_keeps_its_id_in_a_terminal_wide_list(tmp_path:
     assert max(len(line) for line in listed.stdout.splitlines()) <= 100
     status = [line.split("│")[3].strip() for line in listed.stdout.splitlines() if "│" in line]
     assert " ".join(status).startswith("running (owner gone since ")  # the rest: `runs show`
+
+
+def test_the_json_says_the_owner_is_gone_when_its_process_was_killed(
+    tmp_path: Path,
+) -> None:
+    # the table said "running (owner gone: its process ended)"; the JSON had no such flag
+    _killed_mid_run(tmp_path, "orphan-j")
+    app = App(f"sqlite:///{tmp_path}/t.db")
+    app.run_sync(app.store.create_run(NewRun("waiting-j", "long", state="null"), datetime.now(UTC)))
+    app.close()
+    listed = tether(tmp_path, "runs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    by_id = {r["workflowId"]: r for r in json.loads(listed.stdout)}
+    assert by_id["orphan-j"]["status"] == "running"
+    assert by_id["orphan-j"]["ownerGone"] is True, by_id["orphan-j"]
+    assert by_id["orphan-j"]["ownerGoneSince"] is None  # its claim has not lapsed yet
+    assert by_id["waiting-j"]["ownerGone"] is False  # pending: nobody owns it, none is gone
+    shown = tether(tmp_path, "runs", "show", "orphan-j", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["ownerGone"] is True

@@ -69,6 +69,26 @@ def test_input_from_file_and_module_target(tmp_path: Path, flow: Path) -> None:
     assert json.loads(res.stdout)["result"] == "hi lin"
 
 
+def test_input_from_a_pipe(tmp_path: Path, flow: Path) -> None:
+    # `--input @/dev/stdin` (and a shell's `@<(jq ...)`, a pipe at /dev/fd/N) was
+    # refused as "input file not found": only a regular file was read
+    env = {k: v for k, v in os.environ.items() if k != "TETHER_DATABASE_URL"}
+    env |= {"EFFECTS": str(tmp_path / "effects.log"), "FLOWS_DB": f"sqlite:///{tmp_path}/t.db"}
+    res = subprocess.run(
+        [TETHER, "run", "flows.py:greet", "--input", "@/dev/stdin", "--id", "p1"],
+        cwd=tmp_path,
+        env=env,
+        input='{"name": "pipe"}',
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["result"] == "hi pipe"
+    folder = tether(tmp_path, "run", "flows.py:greet", "--input", f"@{tmp_path}")
+    assert folder.returncode == 2 and "is a folder" in folder.stderr, folder.stderr
+
+
 def test_default_database_is_under_dot_tether(tmp_path: Path) -> None:
     (tmp_path / "plain.py").write_text("async def greet(wf, who):\n    return 'hi ' + who\n")
     res = tether(tmp_path, "run", "plain.py:greet", "-i", '"x"', use_db=False)

@@ -57,6 +57,19 @@ def test_runs_list_stops_at_the_limit_and_says_so(tmp_path: Path) -> None:
     assert {"input", "output", "error", "queue", "createdAt", "finishedAt"} <= set(rows[0])
 
 
+def test_a_limit_of_whole_pages_still_says_the_list_is_cut_short(tmp_path: Path) -> None:
+    # `--limit 500` (the runs read at a time) of 501 runs said nothing of the 501st: a
+    # script reading the JSON took the first 500 for all of them
+    url = f"sqlite:///{tmp_path}/t.db"
+    _submitted(url, 500, 1)
+    res = invoke("--db", url, "runs", "list", "--limit", "500")
+    assert res.exit_code == 0, res.output
+    assert "500 of 501 runs (newest first)" in res.output, res.output[-300:]
+    cut = tether(tmp_path, "runs", "list", "--json", "--limit", "500", db=url)
+    assert len(json.loads(cut.stdout)) == 500
+    assert "500 of 501 runs (newest first)" in cut.stderr, cut.stderr
+
+
 def test_runs_list_json_cut_short_says_so_on_stderr(tmp_path: Path) -> None:
     """The text says "5 of 111 runs"; the JSON said nothing, so a script took the first
     page for every run. stdout stays one JSON array; the note goes to stderr."""
@@ -68,6 +81,20 @@ def test_runs_list_json_cut_short_says_so_on_stderr(tmp_path: Path) -> None:
     assert "5 of 111 runs (newest first); --limit N or --all for more" in cut.stderr
     whole = tether(tmp_path, "runs", "list", "--json", "--all", db=url)
     assert len(json.loads(whole.stdout)) == 111 and "of 111 runs" not in whole.stderr
+
+
+@pytest.mark.parametrize("command", [["runs", "list"], ["usage"]], ids=" ".join)
+def test_a_time_window_given_the_wrong_way_round_is_refused(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # `--since 1h --until 2h` matched nothing and said "no runs match", exit 0
+    url = create(f"sqlite:///{tmp_path}/t.db")
+    res = invoke("--db", url, *command, "--since", "1h", "--until", "2h")
+    assert res.exit_code == 2, res.output
+    assert "--since 1h (" in res.output and "is not before --until 2h (" in res.output
+    assert "give --since the earlier time" in res.output
+    fine = invoke("--db", url, *command, "--since", "2h", "--until", "1h")
+    assert fine.exit_code == 0, fine.output
 
 
 def test_runs_list_filters(tmp_path: Path) -> None:
@@ -190,6 +217,16 @@ def test_a_database_in_a_folder_that_does_not_exist_is_not_there(
         f"{tmp_path}/no-such-folder does not exist (database from --db)"
     ), res.stderr
     assert "mkdir" not in res.stderr and not (tmp_path / "no-such-folder").exists()
+
+
+def test_a_database_url_naming_a_folder_says_so(tmp_path: Path) -> None:
+    # "no tether database at /x: the file does not exist", of a folder that exists
+    res = tether(tmp_path, "runs", "list", db=f"sqlite:///{tmp_path}/")
+    assert res.returncode == 4, res.stderr
+    assert f"no tether database at {tmp_path}: it is a folder; name the database file" in (
+        res.stderr
+    ), res.stderr
+    assert f"sqlite:///{tmp_path}/tether.db" in res.stderr
 
 
 def test_reading_a_postgres_database_without_tether_tables(

@@ -16,6 +16,7 @@ Exit codes (scripts can rely on them):
   4    store error: the database cannot be opened, is not there (read-only
        commands never create one), or is not a tether database
   130  interrupted (Ctrl-C); the run resumes with the same --id
+  141  the reader of stdout went away (`tether runs list | head -1`): no message
   143  stopped by SIGTERM; the run resumes with the same --id
 """
 
@@ -27,7 +28,7 @@ from typing import Any, NoReturn
 import click
 
 from .. import __version__
-from ._common import EXIT_INTERRUPTED, EXIT_USAGE, db_option, fail
+from ._common import EXIT_INTERRUPTED, EXIT_USAGE, closed_pipe, db_option, fail, stdout_closed
 from ._db import PRECEDENCE
 from .agents import agents
 from .outbox import outbox
@@ -59,6 +60,7 @@ Exit codes:
   3    no such run or token
   4    store error: unreachable, not there, or not a tether database
   130  interrupted (Ctrl-C)
+  141  stdout closed by its reader (`| head -1`)
   143  stopped by SIGTERM
 """
 
@@ -82,6 +84,16 @@ class _Root(click.Group):
         except click.Abort:
             fail(EXIT_INTERRUPTED, "interrupted")
         sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """A closed stdout (`| head -1`) ends the command quietly, before click's own
+        handling of it, which exits 1 as if the command had failed."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            if stdout_closed():
+                closed_pipe()
+            raise
 
 
 @click.group(
@@ -111,6 +123,32 @@ cli.add_command(agents)
 cli.add_command(outbox)
 
 
+def _lenient_output() -> None:
+    """Text stdout cannot encode (an id in Japanese, under an ASCII locale or
+    PYTHONIOENCODING=ascii) is printed escaped, as stderr already does, rather than
+    ending the command with a UnicodeEncodeError traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
+def _flush_stdout() -> None:
+    """What is still buffered goes out now, where a closed pipe can end the command
+    quietly (at interpreter exit it printed 'Exception ignored ... BrokenPipeError').
+    No stdout at all (`tether ... >&-`): nothing to flush."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        closed_pipe()
+
+
 def main() -> None:
     """Entry point of the `tether` console script."""
-    cli(prog_name="tether")
+    _lenient_output()
+    try:
+        cli(prog_name="tether")
+    finally:
+        _flush_stdout()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 import traceback as tb
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from ..errors import RunNotFoundError, StoreError, TetherError, TokenNotFoundErr
 from ._load import UsageError
 
 __all__ = [
+    "EXIT_CLOSED_PIPE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_NOT_FOUND",
@@ -29,6 +31,7 @@ __all__ = [
     "EXIT_TERMINATED",
     "EXIT_USAGE",
     "CliState",
+    "closed_pipe",
     "db_option",
     "db_state",
     "err",
@@ -40,17 +43,56 @@ __all__ = [
     "pass_state",
     "print_json",
     "server_option",
+    "stdout_closed",
     "text",
     "when",
+    "window",
 ]
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_STORE, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, which tether turns into a normal exit with this code
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell shows for `git log | head -1`
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console()
+
+def stdout_closed() -> bool:
+    """Whether whoever read stdout has gone (`| head -1` read its line): a pipe whose
+    reader closed polls as an error (or hung up). A BrokenPipeError from anything else
+    (a socket) is a real error, not the reader's choice to stop."""
+    poll = getattr(select, "poll", None)
+    if poll is None:  # Windows: no poll of a pipe; taken to be stdout's, as click does
+        return True
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
+        return False
+    poller = poll()
+    poller.register(fd, select.POLLOUT)
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+
+
+def closed_pipe() -> NoReturn:
+    """Stop quietly, as git and ripgrep do, when the reader of stdout has gone: no
+    traceback, no message, exit 141. Stdout goes to devnull first, so that flushing
+    what is still buffered at exit does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    sys.exit(EXIT_CLOSED_PIPE)
+
+
+class _Out(Console):
+    """Stdout's console: rich's own answer to a closed pipe exits 1, as if the
+    command had failed; a reader that stopped reading is no failure."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        closed_pipe()
+
+
+out = _Out()
 err = Console(stderr=True)
 if not out.is_terminal and "COLUMNS" not in os.environ:
     out.width = 200  # piped into grep or a file: a row per line beats folding to 80 columns
@@ -169,6 +211,21 @@ def when(value: str | None, what: str) -> datetime | None:
         return parse_when(value, datetime.now(UTC))
     except TetherError as exc:
         fail(EXIT_USAGE, f"{what}: {exc}")
+
+
+def window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """`--since` and `--until` read (see `when`); a window that ends where or before it
+    starts is refused with exit 2: it matches nothing, and "no runs match" hid the
+    options given the wrong way round (`--since 1h --until 2h`)."""
+    start, end = when(since, "--since"), when(until, "--until")
+    if start is not None and end is not None and start >= end:
+        fail(
+            EXIT_USAGE,
+            f"--since {since} ({start.isoformat(timespec='seconds')}) is not before "
+            f"--until {until} ({end.isoformat(timespec='seconds')}): nothing lies between; "
+            "give --since the earlier time",
+        )
+    return start, end
 
 
 def exit_code(exc: BaseException) -> int | None:

@@ -150,6 +150,11 @@ def _sqlite_missing(db: Database) -> str | None:
     if config.in_memory:
         return "an in-memory database (sqlite:///:memory:) is empty in a new process"
     path = Path(config.path).resolve()
+    if path.is_dir():  # it said "the file does not exist", of a folder that does
+        return (
+            f"no tether database at {path}: it is a folder; name the database file in "
+            f"it, e.g. sqlite:///{path / 'tether.db'}"
+        )
     if not path.is_file():
         return f"no tether database at {path}: the file does not exist"
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,10 +18,12 @@ from ..record import RunRecord, StepRecord, owner_gone_since
 from ..store import AIUsageRow, RunStatus, StepStatus
 
 __all__ = [
+    "cell",
     "cost_text",
     "driven_by",
     "error_text",
     "iso",
+    "owner_gone",
     "process_ended",
     "row",
     "row_dict",
@@ -51,6 +54,20 @@ def short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def cell(value: str, style: str = "") -> Text:
+    """A table cell as plain text (an id or a message is not rich markup), what stdout
+    cannot encode (an id in Japanese under an ASCII locale) escaped before rich measures
+    the column: escaped by the stream after, the rows no longer lined up."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        value.encode(encoding)
+    except UnicodeEncodeError:
+        value = value.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:  # an encoding Python does not know: leave it to the stream
+        pass
+    return Text(value, style=style)
+
+
 def table(*columns: str) -> Table:
     """Ids and names fold rather than lose their end to an ellipsis: they get copied.
     A status wraps between its words only (see `row`)."""
@@ -65,11 +82,11 @@ def row(t: Table, *cells: str) -> None:
     status column is as wide as its longest word, a long status ("running (owner gone
     since ...)") wrapping between words: kept on one line, it pushed the ids and
     names out of a terminal's width."""
-    for column, cell in zip(t.columns, cells, strict=False):
+    for column, value in zip(t.columns, cells, strict=False):
         if column.header == "status":
-            longest = max((cell_len(word) for word in cell.split()), default=0)
+            longest = max((cell_len(word) for word in value.split()), default=0)
             column.min_width = max(column.min_width or 0, longest)
-    t.add_row(*(Text(c) for c in cells))
+    t.add_row(*(cell(c) for c in cells))
 
 
 def cost_text(usage: AIUsageRow | None) -> str:
@@ -198,5 +215,13 @@ def row_dict(r: RunInfo) -> dict[str, Any]:
         "startedAt": iso(r.started_at),
         "finishedAt": iso(r.finished_at),
         "computeSeconds": r.compute_seconds,
-        "ownerGoneSince": iso(gone(r.status, r.owner_expires_at)),
+        **owner_gone(r),
     }
+
+
+def owner_gone(r: RunInfo | RunRecord) -> dict[str, Any]:
+    """Whether nothing drives a running run, as the table's status says: its claim
+    lapsed (since then), or its process on this machine has ended (killed, say) while
+    the claim lives on; without the second a script saw a dead run as driven."""
+    since = gone(r.status, r.owner_expires_at)
+    return {"ownerGone": since is not None or process_ended(r), "ownerGoneSince": iso(since)}

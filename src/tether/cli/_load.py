@@ -182,16 +182,7 @@ def parse_json(text: str | None, what: str) -> Any:
     if text is None:
         return None
     if text.startswith("@"):
-        path = Path(text[1:])
-        if not path.is_file():
-            raise UsageError(
-                f"{what} file not found: {path} (relative to {Path.cwd()}); "
-                f"--{what} @FILE reads JSON from FILE"
-            )
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read {what} file {path}: {exc}") from exc
+        text = _read_file(Path(text[1:]), what)
     try:
         return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
@@ -214,6 +205,22 @@ def parse_json(text: str | None, what: str) -> Any:
         raise UsageError(
             f"{what} has a number too long to read ({exc}); pass it as a string in --{what}"
         ) from None
+
+
+def _read_file(path: Path, what: str) -> str:
+    """The text of an ``@path`` argument. Not only a regular file: ``@/dev/stdin`` and
+    a shell's ``@<(jq ...)`` (a pipe, /dev/fd/63) were refused as "not found"."""
+    if not path.exists():
+        raise UsageError(
+            f"{what} file not found: {path} (relative to {Path.cwd()}); "
+            f"--{what} @FILE reads JSON from FILE"
+        )
+    if path.is_dir():
+        raise UsageError(f"{what} file {path} is a folder; --{what} @FILE reads JSON from FILE")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {what} file {path}: {exc}") from exc
 
 
 class _NotJSONNumber(ValueError):

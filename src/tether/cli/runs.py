@@ -25,13 +25,14 @@ from ._common import (
     print_json,
     server_option,
     text,
-    when,
+    window,
 )
 from ._db import use_app
 from ._format import (
     cost_text,
     driven_by,
     error_text,
+    owner_gone,
     row,
     row_dict,
     short,
@@ -139,7 +140,7 @@ def runs_list(
         fail(EXIT_USAGE, "--limit and --all contradict each other; give one of them")
     if status is not None and status not in {s.value for s in RunStatus}:
         fail(EXIT_USAGE, f"unknown run status {status!r}; known: {_STATUS_NAMES}")
-    after, before = when(since, "--since"), when(until, "--until")
+    after, before = window(since, until)
     if state.server is not None:
         _remote_list(state, status, workflow, tags, after, before, limit, show_all, as_json)
         return
@@ -176,11 +177,14 @@ async def _matching(
     """The first `limit` runs that match (all of them if None), newest first; how many
     match; whether the database has any run. Read a page at a time, filtered by the
     database: reading every run (inputs and results with them) to show 50 took memory
-    and time in proportion to the whole database."""
+    and time in proportion to the whole database. One run past `limit` is read to know
+    whether there are more: at a `limit` of whole pages (500, 1000) it was not, and the
+    list cut short did not say so."""
     shown: list[RunInfo] = []
     after: tuple[str, datetime] | None = None
-    while limit is None or len(shown) < limit:
-        size = _PAGE if limit is None else min(_PAGE, limit - len(shown) + 1)
+    while limit is None or len(shown) <= limit:
+        # filtered here by more tags, a page may hold few matches: read whole pages
+        size = _PAGE if limit is None or more_tags else min(_PAGE, limit - len(shown) + 1)
         page = await a.store.list_runs_page(where, limit=size, after=after)
         shown += [RunInfo.from_row(r) for r in page if all(t in r.tags for t in more_tags)]
         if len(page) < size:
@@ -353,11 +357,12 @@ def _stages_table(rec: RunRecord) -> Table:
 
 def _shown_record(rec: RunRecord) -> dict[str, Any]:
     """The record as `runs export` prints it, with a step cut off by the run's end
-    shown as interrupted (as the table does)."""
+    shown as interrupted (as the table does), and whether its owner is gone (as the
+    status line says, and `runs list --json`)."""
     data = rec.to_dict()
     for name, s in rec.steps.items():
         data["steps"][name]["status"] = step_status(rec, s)
-    return data
+    return data | owner_gone(rec)
 
 
 def _ended(rec: RunRecord) -> str:

@@ -20,7 +20,7 @@ from ..app import App
 from ..store import RunStatus
 from ._common import EXIT_USAGE, CliState, db_state, fail, guard, out
 from ._db import read_app
-from ._format import cost_text
+from ._format import cell, cost_text
 
 __all__ = ["top"]
 
@@ -45,7 +45,7 @@ def _queues(depths: list[Any], now: datetime, rows: int) -> Table:
         age = (
             "" if d.oldest_due is None else f"{max(0.0, (now - d.oldest_due).total_seconds()):.0f}s"
         )
-        t.add_row(Text(d.queue), str(d.queued), str(d.claimed), age)
+        t.add_row(cell(d.queue), str(d.queued), str(d.claimed), age)
     return t
 
 
@@ -57,7 +57,7 @@ async def _costly(app: App, rows: int) -> Table:
     usage = [u for u in await app.store.ai_usage(group_by="run") if u.group in open_runs]
     for u in sorted(usage, key=lambda u: -(u.cost_micro_usd or 0))[:rows]:
         run = open_runs[u.group or ""]
-        t.add_row(Text(run.workflow_id), Text(run.workflow_name), run.status.value,
+        t.add_row(cell(run.workflow_id), cell(run.workflow_name), run.status.value,
                   str(u.calls), cost_text(u))  # fmt: skip
     return t
 

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..app import App
 from ..store import AIUsageRow
-from ._common import CliState, db_state, out, print_json, when
+from ._common import CliState, db_state, out, print_json, window
 from ._db import use_app
 from ._format import row
 
@@ -74,7 +74,7 @@ def usage(
 ) -> None:
     """AI calls, tokens and cost from the call log. A call to a model with no known
     price counts in `unpriced`, never as $0."""
-    start, end = when(since, "--since"), when(until, "--until")
+    start, end = window(since, until)
 
     def read(a: App) -> tuple[list[AIUsageRow], list[AIUsageRow]]:
         rows = a.usage(workflow=workflow, tag=tag, since=start, until=end, group_by=group_by)

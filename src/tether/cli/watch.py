@@ -31,7 +31,7 @@ from ._common import (
     text,
 )
 from ._db import read_app
-from ._format import cost_text, short, status_text, step_status, ts
+from ._format import cell, cost_text, short, status_text, step_status, ts
 
 __all__ = ["render_run", "watch"]
 
@@ -55,7 +55,7 @@ def _header(rec: RunRecord, now: datetime) -> Table:
     ]
     for label, value in facts:
         if value:
-            grid.add_row(label, Text(value))  # an id or a message is not rich markup
+            grid.add_row(label, cell(value))  # an id or a message is not rich markup
     return grid
 
 
@@ -67,10 +67,10 @@ def _stages(rec: RunRecord) -> Table:
         fraction = s.progress or 0.0
         cost = cost_text(s.usage)
         t.add_row(
-            Text(f"{s.group}. {s.id}"),
-            Text(s.status, style=_STAGE_STYLE.get(s.status, "")),
+            cell(f"{s.group}. {s.id}"),
+            cell(s.status, style=_STAGE_STYLE.get(s.status, "")),
             ProgressBar(total=1.0, completed=fraction, width=20),
-            Text(s.progress_message or ""),
+            cell(s.progress_message or ""),
             "" if s.seconds is None else f"{s.seconds:.2f}",
             cost,
         )
@@ -85,7 +85,7 @@ def _steps(rec: RunRecord, last: int) -> Table:
     for name, s in list(rec.steps.items())[-last:]:
         style = {StepStatus.COMPLETED: "green", StepStatus.FAILED: "red"}.get(s.status, "cyan")
         status = step_status(rec, s)
-        t.add_row(Text(name), Text(status, style=style), str(s.attempts), ts(s.completed_at))
+        t.add_row(cell(name), cell(status, style=style), str(s.attempts), ts(s.completed_at))
     return t
 
 
