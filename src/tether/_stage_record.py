@@ -10,14 +10,15 @@ is judged by the events of the run's current attempt and the run's status.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
 from ._usage_json import usage_dict, usage_row
 from .store import AIUsageRow, EventRow, RunRow, RunStatus, StepRow, StepStatus
 
-__all__ = ["StageRecord", "build_stages"]
+__all__ = ["StageRecord", "build_stages", "stage_usage"]
 
 STATUSES = ("pending", "running", "suspended", "completed", "failed", "cancelled", "skipped")
 
@@ -43,6 +44,9 @@ class StageRecord:
     progress_message: str | None = None
     usage: AIUsageRow | None = None
     output_blob: str | None = None
+    # where the workflow's code called its pipeline, when not the run's own pipeline (nor
+    # its one call from the top): "pipeline#2/", "process/", "[0]"; each call is its rows
+    at: str = ""
 
     @property
     def seconds(self) -> float | None:
@@ -64,6 +68,7 @@ class StageRecord:
             "progressMessage": self.progress_message,
             "outputBlob": self.output_blob,
             "usage": None if self.usage is None else usage_dict(self.usage),
+            "at": self.at,
         }
 
     @classmethod
@@ -82,6 +87,7 @@ class StageRecord:
             progress_message=d.get("progressMessage"),
             usage=None if d.get("usage") is None else usage_row(d["id"], d["usage"]),
             output_blob=d.get("outputBlob"),
+            at=d.get("at") or "",
         )
 
 
@@ -123,31 +129,54 @@ def build_stages(
     events: list[EventRow],
     usage: dict[str, AIUsageRow] | None = None,
 ) -> tuple[StageRecord, ...]:
-    """The run's stages in plan order (empty if the run is not a pipeline run)."""
-    groups: list[list[str]] = []
-    seen: dict[str, _Seen] = {}
+    """The run's stages in plan order (empty if the run is not a pipeline run), those
+    of each place the workflow's code called a pipeline from apart, in the order
+    first called: one stage id in two calls is two rows. `usage` is keyed by the
+    place and the stage id (``pipeline#2/read``; the stage id alone for the run's own)."""
+    plans: dict[str, list[list[str]]] = {}  # place -> its groups (its latest plan)
+    seen: dict[tuple[str, str], _Seen] = {}
     for e in events:
-        if e.type == "pipeline.planned" and e.detail:
-            groups = json.loads(e.detail)["groups"]
-        elif e.type.startswith("stage.") and e.detail:
-            d = json.loads(e.detail)
-            if isinstance(d, dict) and isinstance(d.get("stage"), str):
-                _apply(seen.setdefault(d["stage"], _Seen()), e, d)
+        if not (e.detail and e.type.startswith(("stage.", "pipeline.planned"))):
+            continue
+        d = json.loads(e.detail)
+        at = d.get("at") or "" if isinstance(d, dict) else ""
+        if e.type == "pipeline.planned":
+            plans[at] = d["groups"]
+        elif isinstance(d, dict) and isinstance(d.get("stage"), str):
+            _apply(seen.setdefault((at, d["stage"]), _Seen()), e, d)
     done = {s.key for s in steps if s.status is StepStatus.COMPLETED}
     started = {s.key for s in steps}
     return tuple(
-        _stage(
-            sid,
-            n,
-            run,
-            seen.get(sid, _Seen()),
-            f"stage:{sid}" in done,
-            f"stage:{sid}.start" in started,
-            (usage or {}).get(sid),
-        )
+        _placed(at, sid, n, run, seen, done, started, usage or {})
+        for at, groups in plans.items()
         for n, group in enumerate(groups, 1)
         for sid in group
     )
+
+
+def _placed(
+    at: str,
+    sid: str,
+    n: int,
+    run: RunRow,
+    seen: dict[tuple[str, str], _Seen],
+    done: set[str],
+    started: set[str],
+    usage: dict[str, AIUsageRow],
+) -> StageRecord:
+    """Stage `sid` of the call made `at`: its steps are named in the call's scope and
+    end with its for_each item path (``process/stage:read[2]``)."""
+    scope, items = _split(at)
+    row = _stage(
+        sid,
+        n,
+        run,
+        seen.get((at, sid), _Seen()),
+        f"{scope}stage:{sid}{items}" in done,
+        f"{scope}stage:{sid}.start{items}" in started,
+        usage.get(at + sid),
+    )
+    return replace(row, at=at) if at else row
 
 
 def _stage(
@@ -184,3 +213,76 @@ def _status(run: RunRow, s: _Seen, done: bool, began: bool) -> str:
     if s.outcome == "suspended" or run.status is RunStatus.WAITING:
         return "suspended"
     return "running"
+
+
+def _split(at: str) -> tuple[str, str]:
+    """A place as the name scope of its stages' steps and the for_each item path their
+    keys end with: ``"process/[2]"`` is ``("process/", "[2]")``."""
+    items = _ITEMS.search(at)
+    return (at[: items.start()], items.group(0)) if items else (at, "")
+
+
+_ITEMS = re.compile(r"(\[\d+\])+$")
+_OCCURRENCE = re.compile(r"#\d+$")
+
+
+def _places(events: list[EventRow]) -> dict[str, list[str]]:
+    """The places pipelines were called from (see `build_stages`), each with its stage ids."""
+    plans: dict[str, list[str]] = {}
+    for e in events:
+        if e.type == "pipeline.planned" and e.detail:
+            d = json.loads(e.detail)
+            plans[d.get("at") or ""] = [sid for group in d["groups"] for sid in group]
+    return plans
+
+
+def stage_usage(
+    steps: list[StepRow], events: list[EventRow], by_step: list[tuple[str, int, AIUsageRow]]
+) -> dict[str, AIUsageRow]:
+    """The AI usage of each stage of each pipeline call, keyed as `build_stages` reads it
+    (the place and the stage id): the calls made under the stage's scope, in the
+    attempt its start records or a later one (a rerun from a step inside it). A call
+    of a for_each item's pipeline counts for that item's stage, not for a stage of
+    the same id called from the top (their steps share the scope); one of a pipeline
+    called inside a stage counts for both stages."""
+    starts = {s.key: s for s in steps}
+    stages = []  # (key in the result, prefix of its steps, item path, first attempt)
+    for at, sids in _places(events).items():
+        scope, items = _split(at)
+        for sid in sids:
+            since = _attempt_of(starts.get(f"{scope}stage:{sid}.start{items}"))
+            if since is not None:
+                stages.append((at + sid, f"{scope}{sid}/", items, since))
+    sums: dict[str, list[AIUsageRow]] = {}
+    for key, attempt, usage in by_step:
+        best: dict[str, tuple[int, str]] = {}  # prefix -> (item path length, result key)
+        for name, prefix, items, since in stages:
+            deeper = len(items) >= best.get(prefix, (-1, ""))[0]
+            if deeper and attempt >= since and _within(key, prefix, items):
+                best[prefix] = (len(items), name)
+        for _, name in best.values():
+            sums.setdefault(name, []).append(usage)
+    return {k: AIUsageRow(k, *(sum(getattr(r, f) for r in rows) for f in _SUMS))
+            for k, rows in sums.items()}  # fmt: skip
+
+
+def _attempt_of(start: StepRow | None) -> int | None:
+    if start is None or start.status is not StepStatus.COMPLETED or not start.result:
+        return None
+    found = json.loads(start.result)
+    return int(found["attempt"]) if isinstance(found, dict) and "attempt" in found else None
+
+
+def _within(key: str, prefix: str, items: str) -> bool:
+    """Whether step `key` is named under `prefix` in for_each item `items` (each step
+    key under it holds the item path; a for_each inside the stage adds its own)."""
+    if not key.startswith(prefix):
+        return False
+    if not items:
+        return True
+    last = _OCCURRENCE.sub("", key.rsplit("/", 1)[-1])
+    found = _ITEMS.search(last)
+    return found is not None and found.group(0).startswith(items)
+
+
+_SUMS = [f.name for f in fields(AIUsageRow) if f.name != "group"]

@@ -32,6 +32,7 @@ from ._names import check_name, check_own_event
 from ._results import load_result
 from ._run_state import Compensation, RunState
 from ._runtime import Runtime
+from ._stage_record import stage_usage
 from ._steps import StepContext, StepExecutor, StepSpec, check_depth
 from ._waits import MISSING, Host, Waits
 from .ai import Budget, WorkflowAI
@@ -643,8 +644,8 @@ async def load_history(store: Store, workflow_id: str) -> tuple[RunRow, RunRecor
     usage = RunUsage.build(h.usage)
     per_stage = None
     if usage is not None and any(e.type == "pipeline.planned" for e in h.events):
-        rows = await store.ai_usage(workflow_ids=[workflow_id], group_by="stage")
-        per_stage = {r.group: r for r in rows if r.group is not None}
+        by_step = await store.ai_usage_by_step(workflow_id)
+        per_stage = stage_usage(h.steps, h.events, by_step)
     record = RunRecord.build(h.run, h.steps, h.events, h.heartbeats, h.locks, usage, per_stage)
     return h.run, record
 

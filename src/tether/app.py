@@ -1013,12 +1013,14 @@ class App:
         children: bool = False,
     ) -> list[AIUsageRow]:
         """AI calls, tokens and cost summed from the call log: one row, or one per
-        ``group_by`` ("model", "workflow", "day" or "run"), filtered by workflow name,
-        run tag, call time, or one `run` (with its child runs if `children`). Calls
-        at no known price count in `unknown_cost_calls`, never as $0."""
-        if group_by not in (None, "model", "workflow", "day", "run"):
+        ``group_by`` ("model", "workflow", "day", "run" or "stage": a pipeline stage's
+        calls of its current attempt, every other call under None), filtered by
+        workflow name, run tag, call time, or one `run` (with its child runs if
+        `children`). Calls at no known price count in `unknown_cost_calls`, never as $0."""
+        if group_by not in (None, "model", "workflow", "day", "run", "stage"):
             raise InvalidArgumentError(
-                f'group_by must be "model", "workflow", "day", "run" or None, got {group_by!r}'
+                'group_by must be "model", "workflow", "day", "run", "stage" or None, '
+                f"got {group_by!r}"
             )
         for what, when in (("since", since), ("until", until)):
             if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):

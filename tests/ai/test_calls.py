@@ -162,6 +162,29 @@ async def test_a_list_or_scalar_schema_is_asked_for_inside_an_object(
     assert sent_anthropic["tools"][-1]["input_schema"]["type"] == "object"
 
 
+async def test_a_list_answered_bare_is_taken_and_a_wrong_answer_still_sent_back(
+    app: App, server: ProviderServer
+) -> None:
+    """A server without structured outputs (an OpenAI-compatible one) answers a list as
+    it is, not inside {"value": ...}: it was refused, each attempt billed, as "value:
+    Input should be an object". An answer that fits neither is still sent back."""
+    server.queue_chat('[{"label": "bug", "confidence": 0.5}]')
+    server.queue_chat('{"labels": ["bug"]}')
+    server.queue_chat('{"value": [{"label": "ok", "confidence": 1}]}')
+
+    @app.workflow(name="bare-list")
+    async def bare(wf: Workflow) -> tuple[list[Verdict], list[Verdict], int]:
+        first = await wf.ai.generate_object("local:llama", list[Verdict], prompt="all")
+        second = await wf.ai.generate_object("local:llama", list[Verdict], prompt="again")
+        return first.object, second.object, second.attempts
+
+    done = await app.arun(bare, workflow_id="bare-1")
+    assert done.value == ([Verdict(label="bug", confidence=0.5)],
+                          [Verdict(label="ok", confidence=1.0)], 2)  # fmt: skip
+    sent_back = server.state.bodies[-1][1]["messages"][-1]["content"]
+    assert sent_back.startswith("That answer does not match the schema: value:")
+
+
 async def test_a_stop_string_is_one_stop_sequence_and_a_schema_without_json_schema_is_refused(
     app: App, server: ProviderServer
 ) -> None:

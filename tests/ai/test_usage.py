@@ -78,3 +78,45 @@ async def test_the_usage_per_stage_adds_up_to_the_runs_after_a_rerun(database_ur
         assert total.calls == 4 and total.cost_micro_usd == 4 * 1200
     finally:
         await app.aclose()
+
+
+async def test_app_usage_groups_by_stage(database_url: str) -> None:
+    """`app.usage(group_by="stage")`: the store has the group, and the App refused it
+    (InvalidArgumentError) though `record.stages` shows the same sums. Waits for the
+    lead's change to `App.ausage` (src/tether/app.py): fails until it is applied."""
+    app = _app(database_url)
+    app.register(PIPELINE)
+    try:
+        await app.arun(PIPELINE, Note(text="n"), workflow_id="s1")
+        rows = await app.ausage(run="s1", group_by="stage")
+        assert [(r.group, r.calls, r.cost_micro_usd) for r in rows] == [("summarize", 2, 2400)]
+    finally:
+        await app.aclose()
+
+
+async def test_each_pipeline_calls_stage_counts_its_own_calls(database_url: str) -> None:
+    """A pipeline called twice and once per item: each call's stage row counts the calls
+    of that call (the usage per stage read the first part of a step's name: the calls
+    of ``pipeline#2/summarize/...`` and of each item counted for no stage, or for
+    another call's). Needs the lead's change (`_stage_record.stage_usage`, read by
+    `load_history`): fails until it is applied."""
+    app = _app(database_url)
+
+    @app.workflow(name="notes-again")
+    async def again(wf: Workflow) -> list[str]:
+        first = await PIPELINE(wf, Note(text="one"))
+        second = await PIPELINE(wf, Note(text="two"))
+
+        async def item(text: str) -> str:
+            return (await PIPELINE(wf, Note(text=text))).text
+
+        items = await wf.for_each(["x", "y"], item, max_parallel=2)
+        return [first.text, second.text, *items.values]  # type: ignore[list-item]
+
+    try:
+        done = await app.arun(again, workflow_id="n1")
+        rows = [(s.at, s.id, s.usage and s.usage.calls) for s in done.record.stages]
+        assert rows == [("", "summarize", 2), ("pipeline#2/", "summarize", 2),
+                        ("[0]", "summarize", 2), ("[1]", "summarize", 2)]  # fmt: skip
+    finally:
+        await app.aclose()

@@ -291,3 +291,27 @@ async def test_a_large_batch_output_goes_to_the_blob_store_not_the_checks_record
     again = await app.arun(p, workflow_id="bb")  # answered from the record and the blob
     assert again.value == done.value and BATCHES["big-1"]["checks"] == 1
     assert await app.blobs.list("runs/bb/") == ["runs/bb/stages/embed-many/1/output.json"]
+
+
+async def test_each_calls_batch_is_named_when_a_cancel_cannot_reach_them(
+    database_url: str, clock: FakeClock
+) -> None:
+    """A pipeline called once per item has a batch out per item; a cancel this App
+    cannot carry to them names each (the suspended stages were kept by stage id: two
+    batches out read as one, the other unnamed, left to run on billed)."""
+    async with App(database_url, clock=clock) as app:
+
+        @app.workflow(name="batch-per-doc")
+        async def per_doc(wf: tether.Workflow, urls: list[str]) -> list[str]:
+            async def one(url: str) -> str:
+                return (await batch_pipeline(wf, Doc(url=url))).answers[0]
+
+            return list((await wf.for_each(urls, one, max_parallel=2)).values)  # type: ignore[arg-type]
+
+        parked = await app.arun(per_doc, ["a", "b"], workflow_id="per-doc")
+        assert parked.status is RunStatus.WAITING and len(BATCHES) == 2
+        with pytest.raises(tether.BatchesOutError) as refused:
+            await app.acancel("per-doc")
+        assert sorted(refused.value.batches) == ["batch stage '[0]embed-all'",
+                                                 "batch stage '[1]embed-all'"]  # fmt: skip
+        assert (await app.aget_run("per-doc")).status is RunStatus.WAITING

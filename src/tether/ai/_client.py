@@ -1216,7 +1216,7 @@ def _schema_adapter(schema: Any) -> tuple[_Answer, dict[str, Any]]:
         # top: a list, a scalar or a union is asked for as {"value": ...}
         answer = _TYPED_DICT(_schema_name(schema), {"value": schema})
         wrapper: TypeAdapter[Any] = TypeAdapter(answer)
-        return _Answer(wrapper, wrapped=True), wrapper.json_schema()
+        return _Answer(wrapper, wrapped=True, bare=adapter), wrapper.json_schema()
     except Exception as exc:  # a field pydantic validates but cannot describe (a callable)
         raise InvalidArgumentError(
             f"schema {schema!r} has no JSON Schema to send to the model ({exc}); use fields "
@@ -1228,14 +1228,32 @@ _TYPED_DICT: Any = TypedDict  # its functional form, called with a name made at 
 
 
 class _Answer:
-    """Reads a model's answer as the schema asked for (unwrapped if it was wrapped)."""
+    """Reads a model's answer as the schema asked for (unwrapped if it was wrapped).
 
-    def __init__(self, adapter: TypeAdapter[Any], *, wrapped: bool) -> None:
+    A list, scalar or union asked for inside ``{"value": ...}`` is also taken bare
+    when that is what came back: a model without structured outputs (an
+    OpenAI-compatible server, JSON mode) or a scripted `FakeModel` answers
+    ``[...]`` for a list, and every attempt was refused (and billed) for a
+    missing wrapper, as "value: Input should be an object"."""
+
+    def __init__(
+        self, adapter: TypeAdapter[Any], *, wrapped: bool, bare: TypeAdapter[Any] | None = None
+    ) -> None:
         self._adapter = adapter
         self._wrapped = wrapped
+        self._bare = bare
 
     def validate_json(self, text: str) -> Any:
-        value = self._adapter.validate_json(text)
+        try:
+            value = self._adapter.validate_json(text)
+        except ValidationError:
+            if self._bare is None:
+                raise
+            try:
+                return self._bare.validate_json(text)
+            except ValidationError:
+                pass
+            raise  # as asked: the error says what the wrapped answer lacks
         return value["value"] if self._wrapped else value
 
 

@@ -73,9 +73,9 @@ def start_key(stage_id: str) -> str:
     return f"stage:{stage_id}.start"
 
 
-def _detail(s: AnyStage, group: int, attempt: int) -> dict[str, Any]:
+def _detail(s: AnyStage, group: int, attempt: int, at: dict[str, str]) -> dict[str, Any]:
     """What `stage.started` and `stage.resumed` say of a stage (a tracer's span attributes)."""
-    return {"stage": s.id, "group": group, "attempt": attempt, "mode": s.mode}
+    return {"stage": s.id, "group": group, "attempt": attempt, "mode": s.mode, **at}
 
 
 def _event(kind: str, stage_id: str, **detail: Any) -> NewEvent:
@@ -114,7 +114,8 @@ class Execution:
         self.group_of = {s.id: n for n, g in enumerate(pipeline.groups, 1) for s in g}
         self.items = ITEM_PATH.get()  # the for_each items it was called in (outermost first)
         path = "".join(f"[{i}]" for i in self.items)
-        self.own = own_scope(wf, pipeline.name, NAME_SCOPE.get() + path, run.model_dump_json())
+        ids = self.group_of  # its stage ids: another pipeline's records of them answer none
+        self.own = own_scope(wf, pipeline.name, NAME_SCOPE.get() + path, run.model_dump_json(), ids)
         self.scope = NAME_SCOPE.get() + ("" if self.own is None else f"{self.own}/")
         self.path = path
         # where it was called from ("" for the run's own pipeline): its log lines say so,
@@ -122,6 +123,9 @@ class Execution:
         self.where = self.scope + path
         digest = hashlib.sha256(self.where.encode()).hexdigest()[:16]
         self.place = f"at-{digest}/" if self.where else ""
+        # what each stage event says of that place: a reader keeps the stages of each
+        # call apart (one stage id in two calls, or in another pipeline, is two stages)
+        self.at = {"at": self.where} if self.where else {}
 
     def _key(self, name: str) -> str:
         """The key in the run's record of this execution's step `name`."""
@@ -168,7 +172,8 @@ class Execution:
 
     async def _plan(self) -> dict[str, Any]:
         groups = [[s.id for s in g] for g in self.p.groups]
-        attach(NewEvent("pipeline.planned", self.p.name, json.dumps({"groups": groups})))
+        detail = json.dumps({"groups": groups, **self.at})
+        attach(NewEvent("pipeline.planned", self.p.name, detail))
         return {"groups": groups}
 
     async def _replan(self, plan: dict[str, Any]) -> None:
@@ -235,7 +240,7 @@ class Execution:
                 await self._cancel_batch(s, sus["state"], why)
             else:
                 attempt = self.attempts.get(s.id, self.wf.attempt)
-                detail = {"stage": s.id, "attempt": attempt, "reason": why}
+                detail = {"stage": s.id, "attempt": attempt, "reason": why, **self.at}
                 await self.wf.log_event_now("stage.cancelled", s.id, detail)
 
     # -- one stage -----------------------------------------------------------------------
@@ -244,12 +249,19 @@ class Execution:
         done = self.wf.recorded(self._key(f"stage:{s.id}"))
         if done is not None:
             return await self._load_output(s, done)
-        resumed = self.wf.recorded(self._key(start_key(s.id))) is not None
-        started: dict[str, Any] = await self.wf.step(start_key(s.id), partial(self._start, s, n))
+        # resumed: its start was answered from the record, not made now. Whether a start
+        # is recorded under the stage's first key says nothing of the start this call
+        # takes: a retried step around the pipeline starts it anew (``...start#2``), and
+        # it read as both started and resumed in one drive (two spans, one cut short)
+        ran: list[bool] = []
+        started: dict[str, Any] = await self.wf.step(
+            start_key(s.id), partial(self._start, s, n, ran)
+        )
+        resumed = not ran
         attempt = int(started["attempt"])
         self.attempts[s.id] = attempt
         if resumed and not self.wf.compensating:
-            await self.wf.log_event_now("stage.resumed", s.id, _detail(s, n, attempt))
+            await self.wf.log_event_now("stage.resumed", s.id, _detail(s, n, attempt, self.at))
         t0 = time.monotonic()
         try:  # a bad input fails the stage too: it is recorded as this stage's failure
             ctx = self._context(s, n, value, attempt, resumed)
@@ -303,12 +315,13 @@ class Execution:
         # as the run's last error reads (type, then the message's own lines): repr() left
         # a pydantic ValidationError untyped, and put every error on one line of escapes
         error = f"{type(exc).__name__}: {error_text(exc)}"
-        detail = {"stage": stage_id, "attempt": attempt, "error": error}
+        detail = {"stage": stage_id, "attempt": attempt, "error": error, **self.at}
         await self.wf.log_event_now("stage.failed", stage_id, detail)
 
-    async def _start(self, s: AnyStage, n: int) -> dict[str, Any]:
+    async def _start(self, s: AnyStage, n: int, ran: list[bool]) -> dict[str, Any]:
+        ran.append(True)
         attempt = self.wf.attempt
-        attach(NewEvent("stage.started", s.id, json.dumps(_detail(s, n, attempt))))
+        attach(NewEvent("stage.started", s.id, json.dumps(_detail(s, n, attempt, self.at))))
         return {"attempt": attempt, "group": n}
 
     def _output_key(self, s: AnyStage, attempt: int) -> str:
@@ -332,7 +345,7 @@ class Execution:
             record["output"] = data
         seconds = round(time.monotonic() - t0, 6)
         attach(_event("stage.completed", s.id, attempt=attempt, seconds=seconds,
-                      blob=record.get("blob"), bytes=len(body)))  # fmt: skip
+                      blob=record.get("blob"), bytes=len(body), **self.at))  # fmt: skip
         return record
 
     async def _load_output(self, s: AnyStage, done: dict[str, Any]) -> Any:
@@ -532,7 +545,7 @@ class Execution:
             "at": now.isoformat(),
         }
         attach(_event("stage.suspended", s.id, attempt=attempt, state=record["state"],
-                      poll_every=asked.poll_every, max_wait=asked.max_wait))  # fmt: skip
+                      poll_every=asked.poll_every, max_wait=asked.max_wait, **self.at))  # fmt: skip
         return record
 
     async def _check(
@@ -558,7 +571,11 @@ class Execution:
         if left <= 0:
             return _Check(kind="expired")
         wait = answer.next_check_in or sus["poll_every"]
-        attach(_event("stage.polled", s.id, attempt=ctx.attempt, next_check_in=min(wait, left)))
+        attach(
+            _event(
+                "stage.polled", s.id, attempt=ctx.attempt, next_check_in=min(wait, left), **self.at
+            )
+        )
         return _Check(kind="waiting", sleep=min(wait, left))
 
     async def _ready(self, s: AnyStage, attempt: int, answer: Ready) -> _Check:
@@ -587,7 +604,9 @@ class Execution:
         async def cancel() -> bool:
             if s.cancel_fn is not None:
                 await s.cancel_fn(state)
-            attach(_event("stage.cancelled", s.id, attempt=self.wf.attempt, reason=reason))
+            attach(
+                _event("stage.cancelled", s.id, attempt=self.wf.attempt, reason=reason, **self.at)
+            )
             return True
 
         done: bool = await self.wf.step(f"stage:{s.id}.cancel", cancel)

@@ -15,6 +15,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from .._fanout import ITEM_PATH
+from .._run_state import NAME_SCOPE
 from ..ai import Budget
 from ..definition import DEF_ATTR, WorkflowDef
 from ..errors import explain_validation
@@ -267,4 +269,26 @@ class Pipeline(Generic[I, O]):
                 "them (give a new field a default, accept a value it no longer reads), or "
                 "take that release out of compatible=[...] so its runs resume where it runs"
             ) from None
+        self._check_embedded(wf)
         return await Execution(self, wf, bound).run()
+
+    def _check_embedded(self, wf: Any) -> None:
+        """Refuse a call from another run's code of a pipeline declaring `budget=` or
+        `timeout=`: they are options of the pipeline's own runs, and the calling run's
+        hold there instead. Taken, the pipeline's cap was silently ignored: a stage
+        spent $0.012 past its pipeline's max_usd of $0.003."""
+        _, timeout, budget = self._options
+        own = wf.workflow_name == self.name and not NAME_SCOPE.get() and not ITEM_PATH.get()
+        if own or (timeout is None and budget is None):
+            return
+        which = " and ".join(
+            f"{k}={v!r}" for k, v in (("budget", budget), ("timeout", timeout)) if v is not None
+        )
+        raise PipelineError(
+            f"pipeline {self.name!r} declares {which}, which hold for runs of the pipeline; "
+            f"called from the code of run {wf.workflow_id!r} (workflow {wf.workflow_name!r}) "
+            "it would run under that run's budget and timeout, its own ignored. Run it as a "
+            "child run, where they hold: await wf.child(pipeline, input); or give the "
+            f"workflow {wf.workflow_name!r} the budget or timeout and call a pipeline built "
+            "without them"
+        )

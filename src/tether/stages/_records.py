@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
@@ -21,25 +21,28 @@ __all__ = ["Stopped", "blob_damage", "encoded", "first_failure", "own_scope", "w
 
 
 # the pipelines each drive (one `Workflow`) has called, by the place they were called
-# from (name scope and for_each item path), in order: (name, input, the scope it got)
-_CALLED: WeakKeyDictionary[Workflow, dict[str, list[tuple[str, str, str | None]]]] = (
-    WeakKeyDictionary()
-)
+# from (name scope and for_each item path), in order: (name, input, stage ids, scope)
+_Call = tuple[str, str, frozenset[str], str | None]
+_CALLED: WeakKeyDictionary[Workflow, dict[str, list[_Call]]] = WeakKeyDictionary()
 
 
-def own_scope(wf: Workflow, name: str, place: str, run: str) -> str | None:
+def own_scope(
+    wf: Workflow, name: str, place: str, run: str, stage_ids: Iterable[str]
+) -> str | None:
     """The scope a call of pipeline `name` with input and config `run` (as JSON) from
     `place` names its steps under: none, as a pipeline run has always named them, unless
-    the same pipeline was called from there before in this drive with another input,
-    whose stages' records would answer this call; then ``pipeline#N`` (the N-th pipeline
-    called from there), the same on every drive. A call with the same input as an
-    earlier one (a retry in the workflow's code) takes its scope: it goes on from what
-    that call recorded."""
+    a pipeline called from there before in this drive (the same one with another input,
+    or another one sharing a stage id) recorded stages whose records would answer this
+    call (another pipeline's ``stage:read`` answered this one's with its output); then
+    ``pipeline#N`` (the N-th pipeline called from there), the same on every drive. A
+    call with the same input as an earlier one (a retry in the workflow's code) takes
+    its scope: it goes on from what that call recorded."""
+    ids = frozenset(stage_ids)
     called = _CALLED.setdefault(wf, {}).setdefault(place, [])
-    same = [scope for n, r, scope in called if n == name and r == run]
-    again = any(n == name for n, _, _ in called)
+    same = [scope for n, r, _, scope in called if n == name and r == run]
+    again = any(n == name or ids & sids for n, _, sids, _ in called)
     scope = same[0] if same else f"pipeline#{len(called) + 1}" if again else None
-    called.append((name, run, scope))
+    called.append((name, run, ids, scope))
     return scope
 
 

@@ -97,14 +97,22 @@ async def forget_files(blobs: Any, workflow_id: str, stage_ids: Sequence[str], u
 
 
 async def suspended_batches(store: Store, workflow_id: str) -> dict[str, Any]:
-    """The run's batch stages whose batch is out: stage id -> what it suspended with."""
+    """The run's batch stages whose batch is out: stage id -> what it suspended with.
+    A stage of a pipeline called from the workflow's code elsewhere than the run's own
+    is named by that place too (``[2]read``, ``pipeline#2/read``): each call's batch
+    is its own, and one of a stage id of the run's own pipeline is not that stage's."""
     out: dict[str, Any] = {}
     for e in await store.list_events(workflow_id):
-        if e.type == "stage.suspended" and e.detail:
-            d = json.loads(e.detail)
-            out[d["stage"]] = d
-        elif e.type in ("stage.completed", "stage.failed", "stage.cancelled") and e.message:
-            out.pop(e.message, None)
+        if not (e.type.startswith("stage.") and e.detail):
+            continue
+        d = json.loads(e.detail)
+        if not (isinstance(d, dict) and isinstance(d.get("stage"), str)):
+            continue
+        name = f"{d.get('at') or ''}{d['stage']}"
+        if e.type == "stage.suspended":
+            out[name] = d
+        elif e.type in ("stage.completed", "stage.failed", "stage.cancelled"):
+            out.pop(name, None)
     return out
 
 

@@ -165,6 +165,17 @@ class AIVerbs(StoreBase):
 
         return await self._tx("read", body)
 
+    async def ai_usage_by_step(self, workflow_id: str) -> list[tuple[str, int, AIUsageRow]]:
+        """The run's AI usage per step key and run attempt: (key, attempt, totals). A
+        pipeline stage's usage is summed from it by where the pipeline was called, which
+        only the run's plan tells (`tether._stage_record.stage_usage`)."""
+
+        async def body(tx: Tx) -> list[tuple[str, int, AIUsageRow]]:
+            rows = await tx.all("ai_usage_of_run_by_step", wid=workflow_id)
+            return [(r[0], int(r[1]), usage_row(r[0], r[2:])) for r in rows]
+
+        return await self._tx("read", body)
+
     async def ai_usage(
         self,
         *,

@@ -223,6 +223,11 @@ SELECT {_usage_sums} {_usage_from}
 -- a run's usage per model (run_history): by its index alone, planned once
 SELECT c.provider || ':' || c.model, {_usage_sums} FROM ai_calls c WHERE c.run_id = :wid
 GROUP BY 1 ORDER BY 1
+-- name: ai_usage_of_run_by_step
+-- a run's usage per step and run attempt: what its pipeline stages' usage is summed from,
+-- each call of a pipeline apart (`_stage_record.stage_usage`)
+SELECT c.step_key, c.run_attempt, {_usage_sums} FROM ai_calls c WHERE c.run_id = :wid
+GROUP BY 1, 2 ORDER BY 1, 2
 -- name: ai_usage_by_model
 SELECT c.provider || ':' || c.model, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_workflow
