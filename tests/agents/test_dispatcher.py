@@ -469,3 +469,125 @@ async def test_a_due_retry_sees_the_agents_running_beside_it(
     assert seen["issue"]["identifier"] == "E-1" and seen["busy"] == ["doing"]
     await app.acancel("agent:memory:E-2")
     await asyncio.wait_for(driving, 20)
+
+
+# -- run_once on a default App (its inline_wait left at 5 s) -----------------------------
+
+
+def _no_handoff(tmp: Path) -> tether.agents.WorkflowFile:
+    """An issue that stays active after each attempt: every attempt ends in a 1 s
+    continuation retry (no hand-off state moves it on)."""
+    text = _text(tmp, 1).replace(", handoff_state: review", "")
+    return parse_workflow(text, path=tmp / "WORKFLOW.md")
+
+
+async def test_run_once_on_a_default_app_returns_while_an_issue_stays_active(
+    tmp_path: Path,
+) -> None:
+    """Before: the App waited each 1 s continuation out inline (inline_wait, 5 s by
+    default), re-checked the issue, started the next attempt, and so on: run_once
+    never returned. Now an issue run always parks on its timers: one attempt a call."""
+    clock = tether.FakeClock()
+    async with tether.App(f"sqlite:///{tmp_path}/t.db", clock=clock) as app:
+        backend = MockBackend([{}] * 50)
+        tracker = MemoryTracker([_issue("L-1")])
+        d = Dispatcher(app, _no_handoff(tmp_path), tracker=tracker, backend=backend)
+        for n in (1, 2, 3):  # a user's loop of run_once calls
+            report = await asyncio.wait_for(d.run_once(), 30)
+            assert report.ok and len(backend.requests) == n
+            [row] = await d.status()
+            assert (row.status, row.phase, row.attempt) == ("waiting", "retrying", n)
+            assert tracker.issues["L-1"].state == "todo"
+            clock.advance(1)  # the continuation is due: the next call re-checks, works on
+
+
+class _Slow(MockBackend):
+    """An agent whose turn takes `seconds` of the fake clock."""
+
+    def __init__(self, clock: tether.FakeClock, seconds: float) -> None:
+        super().__init__([])
+        self.clock, self.seconds = clock, seconds
+
+    async def run_turn(self, request, on_event):  # type: ignore[no-untyped-def]
+        self.clock.advance(self.seconds)
+        return await super().run_turn(request, on_event)
+
+
+async def test_run_once_leaves_a_retry_due_meanwhile_for_the_next_call(tmp_path: Path) -> None:
+    """Three agents of 0.7 s each: the first one's continuation (1 s) is due before the
+    third ends. Before: run_once fired it and drove that run again, whose own retry
+    fell due during the next, and so on for good (`tether agents run --once` too)."""
+    clock = tether.FakeClock()
+    async with tether.App(f"sqlite:///{tmp_path}/t.db", clock=clock, inline_wait=0) as app:
+        backend = _Slow(clock, 0.7)
+        tracker = MemoryTracker([_issue("S-1"), _issue("S-2"), _issue("S-3")])
+        d = Dispatcher(app, _no_handoff(tmp_path), tracker=tracker, backend=backend)
+        report = await asyncio.wait_for(d.run_once(), 30)
+        assert report.dispatched == ["S-1", "S-2", "S-3"] and len(backend.requests) == 3
+        assert {r.phase for r in await d.status()} == {"retrying"}
+        # the next call fires what is due as it starts (S-1's, since 1.7 s; S-2's at
+        # 2.4 s is not yet at 2.1 s) and leaves S-2's, due while S-1 works, for the next
+        await asyncio.wait_for(d.run_once(), 30)
+        assert [r.issue["identifier"] for r in backend.requests[3:]] == ["S-1"]
+        await asyncio.wait_for(d.run_once(), 30)
+        assert [r.issue["identifier"] for r in backend.requests[4:]] == ["S-2"]
+
+
+async def test_an_ended_run_shows_how_and_when_it_ended_not_a_stale_state(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """Before: `status --all` and the issue view showed an ended run with the state its
+    last attempt saw ("todo") though the issue was closed since (which is why its
+    run was stopped). Now: no tracker state but one the run handed off to, and how
+    and when the run ended."""
+    clock = app.clock
+    assert isinstance(clock, tether.FakeClock)
+    tracker = MemoryTracker([_issue("X-1"), _issue("X-2")])
+    backend = MockBackend([{"result": "failed", "message": "tests fail"}, {}, {}, {}])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    await d.run_once()  # X-1 fails (waits for a retry), X-2 is handed off to review
+    tracker.set_state("X-1", "done")
+    assert (await d.tick()).stopped == ["agent:memory:X-1"]
+    rows = {r.identifier: r for r in await d.status(all_runs=True)}
+    closed, handed = rows["X-1"], rows["X-2"]
+    assert (closed.phase, closed.status, closed.issue_state) == ("ended", "cancelled", None)
+    assert closed.ended == "cancelled: issue terminal" and closed.due_at is None
+    assert closed.ended_at is not None and closed.ended_at.startswith(str(clock.now().year))
+    assert closed.why == "issue terminal"  # why it was cancelled, no stale retry time
+    assert (handed.issue_state, handed.ended) == ("review", "completed: handed off to review")
+    view = await d.issue_report("X-1")
+    assert view is not None and view["state"] is None and view["phase"] == "ended"
+    assert view["ended"] == "cancelled: issue terminal" and view["ended_at"] == closed.ended_at
+
+
+async def test_two_runs_queued_past_a_states_cap_never_run_their_agents_at_once(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """Two runs of todo issues queued at once (as two dispatchers' ticks, or a tick and
+    a person's retry, can), `todo` capped at 1: driven side by side, one agent works,
+    the other run waits for the slot (no available orchestrator slots), not beside it."""
+    text = _text(tmp_path, 1).replace(
+        "stall_timeout_ms: 0}", "stall_timeout_ms: 0, max_concurrent_agents_by_state: {todo: 1}}"
+    )
+    config = parse_workflow(text, path=tmp_path / "WORKFLOW.md")
+    tracker = MemoryTracker([_issue("T-1"), _issue("T-2")])
+    backend = MockBackend([{"block": 60}, {"block": 60}])
+    d = Dispatcher(app, config, tracker=tracker, backend=backend)
+    for ident in ("T-1", "T-2"):
+        await d.dispatch(tracker.issues[ident])  # past the tick's count
+    host = tether.worker.ServerlessHost(app, queues=("agents",))
+    jobs = [*(await host.aclaim(1)), *(await host.aclaim(1))]
+    assert len(jobs) == 2
+    driving = [asyncio.ensure_future(host.ahandle_job(job)) for job in jobs]
+    try:
+        await eventually(lambda: len(backend.requests) == 1, timeout=20)
+        # before: the second agent started beside the first, and neither drive ended
+        await eventually(lambda: any(t.done() for t in driving), timeout=20)
+        rows = {r.identifier: r for r in await d.status()}
+        waiting = [r for r in rows.values() if r.phase == "retrying"]
+        assert [r.reason for r in waiting] == ["no available orchestrator slots"]
+        assert len(backend.requests) == 1  # never a second agent beside the first
+    finally:
+        for ident in ("T-1", "T-2"):
+            await app.acancel(f"agent:memory:{ident}")
+        await asyncio.wait_for(asyncio.gather(*driving, return_exceptions=True), 20)

@@ -345,3 +345,106 @@ def test_an_after_create_cut_short_runs_again_before_the_agent(tmp_path: Path, k
         stop(second)
     assert (where / "hook.log").read_text().count("run") == 2
     assert (where / "ws" / "H-1" / "cloned").exists()
+
+
+def _most_at_once(where: Path) -> int:
+    """The most agents that worked at once, by their logged start .. end (or fail)."""
+    log = events(where)
+    edges = []
+    for s in (e for e in log if e["event"] == "start"):
+        ends = [
+            e["t"]
+            for e in log
+            if e["pid"] == s["pid"] and e["event"] in ("end", "fail") and e["t"] >= s["t"]
+        ]
+        edges += [(s["t"], 1), (min(ends) if ends else float("inf"), -1)]
+    most = now = 0
+    for _, step in sorted(edges, key=lambda edge: (edge[0], edge[1])):
+        now += step
+        most = max(most, now)
+    return most
+
+
+def _cli(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    tether = str(Path(sys.executable).parent / "tether")
+    return subprocess.run(
+        [tether, "agents", *args], cwd=where, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(240)
+def test_a_states_cap_holds_against_a_run_started_elsewhere(tmp_path: Path) -> None:
+    """`max_concurrent_agents_by_state: {todo: 1}`, two dispatcher processes and a
+    person's `tether agents retry` (a third process) that queues a run of a todo
+    issue while another todo issue's agent works. Before: the cap was only counted
+    by a tick before it dispatched; a run queued by anything else (a retry, a tick of
+    another process that counted at the same moment) started its agent over the cap.
+    Now each attempt takes its state's slot under a mutex shared by every process:
+    that run waits (no available orchestrator slots) until the slot is free."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    where = project(
+        tmp_path,
+        ["A-1", "B-1"],
+        database_url=url,
+        agent="max_retry_backoff_ms: 500, max_concurrent_agents_by_state: {todo: 1}, ",
+    )
+    issues = where / "ISSUES.md"
+    text = issues.read_text()
+    issues.write_text(text.replace("- status: todo", "- status: backlog", 1))  # A-1 waits
+    (where / "block-A-1").touch()
+    (where / "block-B-1").touch()
+    both = [start(where, "one"), start(where, "two")]
+    try:
+        eventually_sync(lambda: of(where, "B-1", "start"), timeout=TIMEOUT)
+        stopped = _cli(where, "stop", "B-1")  # held: a person stopped it
+        assert stopped.returncode == 0, stopped.stderr
+        eventually_sync(lambda: not alive(of(where, "B-1", "start")[0]["pid"]), timeout=30)
+        issues.write_text(text)  # A-1 comes to todo: the slot is free, it is dispatched
+        eventually_sync(lambda: of(where, "A-1", "start"), timeout=TIMEOUT)
+        retried = _cli(where, "retry", "B-1")  # B-1 again, while A-1 holds todo's slot
+        assert retried.returncode == 0, retried.stderr
+
+        def waits_or_started() -> bool:
+            st = _state(_runs(url)["agent:file:B-1:2"].state)
+            no_slot = st.get("error") == "no available orchestrator slots"
+            return no_slot or len(of(where, "B-1", "start")) > 1
+
+        eventually_sync(waits_or_started, timeout=TIMEOUT)
+        time.sleep(2.0)  # a few of its retries: it never starts beside A-1
+        assert len(of(where, "B-1", "start")) == 1, "B-1 started beside A-1, over the cap"
+        (where / "block-A-1").unlink()
+        (where / "block-B-1").unlink()
+        eventually_sync(lambda: of(where, "B-1", "end"), timeout=TIMEOUT)  # then its turn
+    finally:
+        for proc in both:
+            stop(proc)
+    # (the first B-1 agent was killed: it logged no end) its second starts after A-1's
+    assert of(where, "B-1", "start")[1]["t"] >= of(where, "A-1", "end")[0]["t"]
+
+
+@pytest.mark.timeout(240)
+def test_two_dispatchers_keep_a_states_cap_while_retries_and_dispatches_contend(
+    tmp_path: Path,
+) -> None:
+    """`max_concurrent_agents_by_state: {todo: 1}` with two dispatcher processes on one
+    database, agents failing (short retries) and working in turn: never two agents on
+    todo issues at once, however their ticks and due retries interleave."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    issues = [f"Q-{n}" for n in range(1, 7)]
+    where = project(
+        tmp_path,
+        issues,
+        database_url=url,
+        agent="max_retry_backoff_ms: 300, max_concurrent_agents_by_state: {todo: 1}, ",
+    )
+    for ident in issues:
+        (where / f"fail-{ident}").write_text("2")  # two failed attempts, then the work
+    both = [start(where, "one", AGENT_WORK="0.3"), start(where, "two", AGENT_WORK="0.3")]
+    try:
+        eventually_sync(lambda: all(of(where, i, "end") for i in issues), timeout=TIMEOUT * 2)
+    finally:
+        for proc in both:
+            stop(proc)
+    _no_overlap(where)
+    assert _most_at_once(where) == 1

@@ -171,10 +171,11 @@ async def test_a_tracker_down_for_many_retries_never_fails_the_run(tmp_path: Pat
     forever (Symphony): that must not use up the stack (before: each one recursed,
     and after ~1,000 of them, hours of an outage at a short backoff, the run failed
     on Python's recursion limit, and the issue was held as failed). The limit is
-    lowered here so a few hundred retries show it."""
+    lowered here so a few hundred retries show it. Each retry parks its run (a
+    drive a retry), and each drive replays every retry before it in one go."""
     import inspect
 
-    async with tether.App(f"sqlite:///{tmp_path}/t.db", inline_wait=5.0) as app:
+    async with tether.App(f"sqlite:///{tmp_path}/t.db", clock=tether.FakeClock()) as app:
         config = _workflow(tmp_path, "exit 3", "max_turns: 1, max_retry_backoff_ms: 1")
         tracker = MemoryTracker([_issue("R-1")])
         d = Dispatcher(app, config, tracker=tracker)
@@ -183,7 +184,11 @@ async def test_a_tracker_down_for_many_retries_never_fails_the_run(tmp_path: Pat
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(len(inspect.stack()) + 250)
         try:
-            await _drive(app)
+            for _ in range(500):
+                await _drive(app)
+                if tracker.fail_reads == 0:
+                    break
+                await _due(app, 0.01)  # the next retry (1 ms) is due
         finally:
             sys.setrecursionlimit(limit)
         run = await app.aget_run("agent:memory:R-1")

@@ -86,9 +86,9 @@ class Dispatcher:
     """The agent dispatcher on `app`, configured by a WORKFLOW.md.
 
     `tracker` and `backend` replace the ones WORKFLOW.md names (tests pass a
-    `MemoryTracker` and a `MockBackend`). Serve it on an ``App(inline_wait=0)``, as
-    `tether agents run` does: a retry's timer then parks its run, giving its slot of
-    the queue to the next run, rather than being waited out holding it."""
+    `MemoryTracker` and a `MockBackend`). Any App does: an issue run parks on its
+    retry timers whatever the App's `inline_wait` (its other workflows keep it), giving
+    its slot of the queue to the next run rather than waiting the timer out in it."""
 
     def __init__(
         self,
@@ -115,7 +115,9 @@ class Dispatcher:
         self._asked_at: datetime | None = None
         self._refused: str | None = None  # why WORKFLOW.md was refused, once logged
         self.runner = IssueRunner(app, self.config, self.tracker, self.backend)
-        app.workflow(name=ISSUE_WORKFLOW)(self.runner)
+        # its retries park, whatever the App's inline_wait: waited out inline, a 1 s
+        # continuation held the queue's slot, and `run_once` on a default App never returned
+        app.workflow(name=ISSUE_WORKFLOW, inline_wait=0)(self.runner)
         app.queue(QUEUE, concurrency=self.config().config.agent.max_concurrent_agents)
 
     # -- configuration and components ---------------------------------------------------
@@ -575,6 +577,8 @@ class Dispatcher:
                     issue_state=st.get("issue_state"),
                     title=st.get("title"),
                     question=st.get("question"),
+                    ended=st.get("ended"),
+                    ended_at=st.get("ended_at"),
                 )
             )
         return rows
@@ -590,18 +594,20 @@ class Dispatcher:
     # -- serving ------------------------------------------------------------------------
 
     async def run_once(self) -> TickReport:
-        """One tick, then drive the runs it made runnable until each parks or ends
-        (what `tether agents run --once` does; timers due later stay in the database)."""
+        """Fire the retries due by now, tick, then drive the runs made runnable until
+        each parks or ends (what `tether agents run --once` does). Each run works at
+        most one attempt: timers due later, even a second later, stay in the database
+        for the next call, so a loop of `run_once` calls never hangs in one."""
         from ..worker import ServerlessHost
 
         await self.app.afire_due_timers()  # retries that fell due while nobody ran
         report, candidates = await self._tick()
         host = ServerlessHost(self.app, queues=(QUEUE,))
         while True:
+            # no timer is fired here: one that falls due while this pass drives other
+            # runs (a continuation is due 1 s after its attempt) waits for the next
+            # run_once, else agents slower than that between them kept it going forever
             jobs = await host.aclaim(1)
-            if not jobs:
-                await self.app.afire_due_timers()
-                jobs = await host.aclaim(1)
             if not jobs:
                 break
             run_id = jobs[0].workflow_id

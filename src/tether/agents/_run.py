@@ -23,6 +23,7 @@ time, last error, workspace): `tether agents status` reads it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -36,16 +37,18 @@ from .._failure import decode_error
 from .._workflow import Workflow
 from ..errors import RunCancelledError
 from ..retry import RetryPolicy
-from ..store import RunStatus
+from ..store import RunFilter, RunStatus
 from ._config import WorkflowFile
 from ._errors import TrackerError
 from ._issue import Issue, normalise_state
 from ._prompt import continuation_prompt, render_prompt
 from ._scheduler import (
+    NO_SLOTS,
     CleanWorkspace,
     Dispatch,
     Release,
     RetryDue,
+    RetryEntry,
     RunningEntry,
     ScheduleRetry,
     SchedulerState,
@@ -53,6 +56,7 @@ from ._scheduler import (
     WaitForPerson,
     WorkerExit,
     apply_event,
+    retry_delay,
 )
 from ._turns import TurnOutcome, run_turn
 from ._workspace import WorkspaceManager, check_inside
@@ -72,6 +76,8 @@ QUEUE = "agents"
 RESUME_SIGNAL = "agents.resume"
 COOLDOWN_SCOPE = "agents.cooldown"
 TERMINAL_STOP = "issue terminal"  # the cancel reason that also removes the workspace
+NO_SLOT = "no_slot"  # an attempt's outcome: its state's slots are all taken
+SLOT_MUTEX_WAIT = 600.0  # seconds an attempt waits for its state's mutex (held briefly)
 
 
 def issue_key(tracker: str, identifier: str) -> str:
@@ -136,8 +142,15 @@ class IssueRunner:
             # totals it had reported (recorded with the turn that asked)
             asked = outcome.get("session_id") if answer is not None else None
             seen = (outcome.get("totals") or {}) if asked is not None else {}
-            outcome = await self._attempt(wf, issue, attempt, answer, (asked, seen))
-            answer = None
+            got = await self._attempt(wf, issue, attempt, answer, (asked, seen))
+            if got.get("status") == NO_SLOT:  # its state's slots are taken: wait
+                nxt = await self._no_slot(wf, issue, state, attempt)
+                if isinstance(nxt, dict):
+                    return nxt
+                # an answer (and the session it continues) waits for the slot too
+                state, issue, attempt, _ = nxt
+                continue
+            outcome, answer = got, None
             moved = outcome.get("handed_off")
             if moved and not self.current().config.tracker.is_active(moved):
                 # the run moved its issue out of the active states itself: done, no
@@ -196,6 +209,33 @@ class IssueRunner:
                     failed = False
                 return then
         return {"issue": issue.identifier, "ended": "no further work"}
+
+    async def _no_slot(
+        self, wf: Workflow, issue: Issue, state: SchedulerState, attempt: int | None
+    ) -> _Next:
+        """The attempt found no free slot for its issue's state: as Symphony does with
+        a retry that finds none, it waits its failure backoff (attempt + 1, not a
+        failure: nothing ran) and asks again."""
+        entry = state.running.get(issue.id)
+        nxt = (attempt or 0) + 1
+        delay = retry_delay("failure", nxt, self.current().config.agent.max_retry_backoff_ms)
+        now = (await wf.now()).timestamp()
+        waiting = replace(
+            state,
+            running=_without(state.running, issue.id),
+            retrying={
+                **state.retrying,
+                issue.id: RetryEntry(
+                    issue.identifier,
+                    nxt,
+                    now + delay / 1000,
+                    NO_SLOTS,
+                    entry.failures if entry is not None else 0,
+                ),
+            },
+        )
+        effect = ScheduleRetry(issue.id, issue.identifier, nxt, delay, NO_SLOTS)
+        return await self._follow(wf, issue, waiting, [effect], nxt)
 
     async def _retry(
         self,
@@ -372,16 +412,8 @@ class IssueRunner:
         """One attempt; `session`: the one it continues (and the totals that session
         reported so far), or (None, {}) for a new one."""
         config = self.current()
-        await self._phase(
-            wf,
-            issue,
-            "running",
-            attempt=attempt,
-            error=None,
-            due_at=None,
-            reason=None,
-            question=None,
-        )
+        if not await self._take_slot(wf, issue, attempt):
+            return {"status": NO_SLOT, "error": NO_SLOTS}
         prepared: dict[str, Any] = await wf.step("workspace", partial(self._prepare, issue))
         if prepared.get("error"):
             if prepared.get("path"):  # the workspace exists (before_run failed): after_run
@@ -404,6 +436,46 @@ class IssueRunner:
         finally:
             if not await self._is_cancelled(wf.workflow_id):
                 _ran: bool = await wf.step("after_run", partial(self._after_run, path))
+
+    async def _take_slot(self, wf: Workflow, issue: Issue, attempt: int | None) -> bool:
+        """Start the attempt (its phase becomes ``running``) if its issue's state has a
+        free slot under ``agent.max_concurrent_agents_by_state``; False if not.
+
+        The dispatcher's tick only counts what it saw: two ticks at once (two
+        dispatcher processes, or a tick beside a due retry) each saw the slot free.
+        Here the decision is made under the state's mutex, across every process on
+        the database: the runs whose attempt is under way in that state are counted
+        (a ``running`` phase, driven or handed back mid-attempt) and this one joins
+        them before the mutex is let go. A recorded step: a resume decides the same."""
+        start: dict[str, Any] = {"attempt": attempt, "error": None, "due_at": None, "reason": None}
+        state = normalise_state(issue.state)
+        cap = self.current().config.agent.max_concurrent_agents_by_state.get(state)
+        if cap is None:
+            await self._phase(wf, issue, "running", question=None, **start)
+            return True
+        key = f"agents.slots:{hashlib.sha256(state.encode()).hexdigest()[:16]}"
+        async with wf.mutex(key, timeout=SLOT_MUTEX_WAIT):
+            busy: int = await wf.step("slots", partial(self._busy_in, state, wf.workflow_id))
+            if busy >= cap:
+                return False
+            await self._phase(wf, issue, "running", question=None, **start)
+        return True
+
+    async def _busy_in(self, state: str, run_id: str) -> int:
+        """How many issue runs, this one aside, are in an attempt in `state` now."""
+        busy = 0
+        for status in (RunStatus.RUNNING, RunStatus.PENDING):
+            where = RunFilter(status=status, workflow=ISSUE_WORKFLOW)
+            for run in await self.app.store.list_runs_page(where, limit=10_000):
+                if run.workflow_id == run_id:
+                    continue
+                st = _json(run.state)
+                if (
+                    st.get("phase") == "running"
+                    and normalise_state(str(st.get("issue_state") or "")) == state
+                ):
+                    busy += 1
+        return busy
 
     async def _is_cancelled(self, run_id: str) -> bool:
         row = await self.app.store.get_run(run_id)
@@ -636,6 +708,10 @@ def _transient(exc: BaseException) -> bool:
 # a tracker write that failed on the way (5xx, 429, a dropped connection) is asked
 # again: it carries a marker, so repeating one that landed does nothing
 TRACKER_WRITE_RETRY = RetryPolicy(attempts=6, backoff=2.0, max_delay=60.0, should_retry=_transient)
+
+
+def _without(running: Any, issue_id: str) -> dict[str, RunningEntry]:
+    return {k: v for k, v in running.items() if k != issue_id}
 
 
 def _own(state: SchedulerState, issue_id: str) -> dict[str, RunningEntry]:

@@ -38,10 +38,14 @@ class IssueStatus:
     issue_state: str | None
     title: str | None
     question: str | None = None  # what the agent asked, while it waits for the answer
+    ended: str | None = None  # an ended run: how ("completed: handed off to review")
+    ended_at: str | None = None  # ... and when
 
     @property
     def why(self) -> str:
-        """What `tether agents status` shows: why it waits, and when a retry is due."""
+        """What `tether agents status` shows: why it waits, and when a retry is due
+        (an ended run: why it failed or was cancelled; `ended` and `ended_at` say how
+        and when it ended)."""
         due = f"due {self.due_at}" if self.due_at and self.phase == "retrying" else ""
         return "; ".join(part for part in (self.reason or "", due) if part)
 
@@ -51,17 +55,35 @@ def as_ended(run: RunInfo, state: dict[str, Any]) -> dict[str, Any]:
     is written while the run works, so after its end its phase, reason and the
     issue's state are those of its last attempt (``running``, an old failure, the
     state it was dispatched in). An ended run's phase is ``ended``; its reason why it
-    failed or was cancelled (none when it completed); the issue's state the one it
-    was handed off to."""
+    failed or was cancelled (none when it completed); ``ended`` how it ended and
+    ``ended_at`` when. The issue's state is the one the run handed it off to, else
+    none: the state its last attempt saw is stale (the issue was closed, moved or
+    sent back since: that is why it ended), and the tracker is not asked here."""
     if run.end_reason is None or not run.status.terminal:  # (failed, compensating)
         return state
     error = run.error_record
     reason = None if run.status is RunStatus.COMPLETED or error is None else error.message
-    out = {**state, "phase": "ended", "reason": reason, "error": None, "question": None}
     result = load_json(run.output) if run.output else None
-    if isinstance(result, dict) and result.get("handed_off"):
-        out["issue_state"] = result["handed_off"]
-    return out
+    result = result if isinstance(result, dict) else {}
+    handed_off = result.get("handed_off")
+    if run.status is RunStatus.COMPLETED:
+        detail = result.get("ended") or (
+            f"released: {result['released']}" if result.get("released") else None
+        )
+    else:
+        detail = reason
+    how = run.status.value + (f": {detail}" if detail else "")
+    return {
+        **state,
+        "phase": "ended",
+        "reason": reason,
+        "error": None,
+        "question": None,
+        "due_at": None,
+        "issue_state": handed_off or None,
+        "ended": how,
+        "ended_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
 
 
 class Reported(Protocol):
@@ -141,6 +163,8 @@ async def issue_view(d: Reported, identifier: str) -> dict[str, Any] | None:
         "due_at": state.get("due_at"),
         "last_error": state.get("error") or state.get("reason"),
         "question": state.get("question") if state.get("phase") == "waiting" else None,
+        "ended": state.get("ended"),
+        "ended_at": state.get("ended_at"),
         "tokens": {
             "input_tokens": tokens_in,
             "output_tokens": tokens_out,

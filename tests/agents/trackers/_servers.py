@@ -195,6 +195,19 @@ def reset_in(seconds: float) -> dict[str, str]:
     }
 
 
+def _state_matches(name: str, f: dict[str, Any]) -> bool:
+    """Linear's WorkflowStateFilter, the parts the tracker uses: ``or``, and a name's
+    ``in`` (case-sensitive, as Linear's is), ``eq`` and ``eqIgnoreCase``."""
+    if "or" in f:
+        return any(_state_matches(name, g) for g in f["or"])
+    by = f["name"]
+    if "in" in by:
+        return name in by["in"]
+    if "eqIgnoreCase" in by:
+        return name.lower() == str(by["eqIgnoreCase"]).lower()
+    return bool(name == by["eq"])
+
+
 class FakeLinear:
     """A Linear workspace: issues with teams, projects and workflow states; answers the
     GraphQL operations the tracker sends (by operation name) in Linear's shapes."""
@@ -276,7 +289,7 @@ class FakeLinear:
             return False
         if "team" in f and i["team"] != f["team"]["key"]["eq"]:
             return False
-        return "state" not in f or self.STATES[i["state"]][0] in f["state"]["name"]["in"]
+        return "state" not in f or _state_matches(self.STATES[i["state"]][0], f["state"])
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> Answer:
         if headers.get("Authorization") != self.key:

@@ -178,3 +178,46 @@ async def test_a_field_of_another_shape_is_a_malformed_issue(
     with pytest.raises(TrackerError) as err:
         await _tracker(linear).fetch_issues_by_states(["Todo"])
     assert err.value.code == "tracker_response" and "malformed issue" in str(err.value)
+
+
+async def test_states_match_ignoring_case_and_spaces(linear: tuple[FakeLinear, str]) -> None:
+    """Symphony compares states trimmed and lowercased. Before: the names went to Linear
+    in an ``in`` filter, which compares exactly, so a WORKFLOW.md saying ``in progress``
+    (or ``todo``) found no issue in Linear's "In Progress" (or "Todo") ever."""
+    fake, _ = linear
+    fake.add("ENG-1", "one", state="s1")
+    fake.add("ENG-2", "two", state="s2")
+    fake.add("ENG-3", "three", state="s4")
+    found = await _tracker(linear).fetch_issues_by_states(["todo", " IN PROGRESS "])
+    assert sorted((i.identifier, i.state) for i in found) == [
+        ("ENG-1", "Todo"),
+        ("ENG-2", "In Progress"),
+    ]
+    assert await _tracker(linear).fetch_issues_by_states(["  "]) == []
+
+
+async def test_a_dispatcher_configured_in_lower_case_works_a_linear_issue(
+    linear: tuple[FakeLinear, str], tmp_path: Path
+) -> None:
+    """End to end: `active_states: [in progress]` dispatches Linear's "In Progress"."""
+    import tether
+    from tether.agents import Dispatcher
+    from tether.agents.backends import MockBackend
+
+    fake, url = linear
+    fake.add("ENG-7", "seven", state="s2")
+    config = parse_workflow(
+        f"""---
+tracker: {{kind: linear, api_key: {fake.key}, endpoint: "{url}", project_slug: proj,
+          active_states: [in progress], terminal_states: [done], handoff_state: human review}}
+workspace: {{root: {tmp_path / "ws"}}}
+agent: {{backend: mock, max_turns: 1, stall_timeout_ms: 0}}
+---
+hi""",
+        path=tmp_path / "WORKFLOW.md",
+    )
+    async with tether.App(f"sqlite:///{tmp_path}/t.db", clock=tether.FakeClock()) as app:
+        d = Dispatcher(app, config, backend=MockBackend([{}]))
+        report = await d.run_once()
+        assert report.errors == [] and report.dispatched == ["ENG-7"]
+        assert fake.issues["uuid-ENG-7"]["state"] == "s3"  # handed off to Human Review

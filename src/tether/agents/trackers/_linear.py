@@ -1,10 +1,12 @@
 """The `linear` tracker: Linear's GraphQL API (httpx).
 
-- Candidates: ``issues(filter: {project: {slugId}, team: {key}, state: {name: {in:
-  states}}})`` 50 a page, following ``pageInfo.endCursor`` while
-  ``hasNextPage``; the issue state's name is kept as Linear spells it and its
-  type (``unstarted``, ``started``, ``completed``, ``canceled``...) in `extra`.
-  State names go to Linear as WORKFLOW.md spells them (Linear compares exactly).
+- Candidates: ``issues(filter: {project: {slugId}, team: {key}, state: {or:
+  [{name: {eqIgnoreCase: <state>}}, ...]}})`` 50 a page, following
+  ``pageInfo.endCursor`` while ``hasNextPage``; the issue state's name is kept as
+  Linear spells it and its type (``unstarted``, ``started``, ``completed``,
+  ``canceled``...) in `extra`. State names match as Symphony compares them,
+  trimmed and ignoring case ("in progress" is Linear's "In Progress"): Linear's
+  own ``in`` compares exactly.
 - By ids: the same query filtered on ``id: {in: ids}`` (ids not returned are not
   visible; a malformed node fails the call).
 - Fields: identifier (``ENG-12``), title, description, priority (Linear's 1
@@ -216,8 +218,13 @@ class LinearTracker:
     async def fetch_issues_by_states(self, states: Sequence[str]) -> list[Issue]:
         if not states:
             return []
-        names = list(dict.fromkeys(s.strip() for s in states))
-        found = await self._issues({**self._scope(), "state": {"name": {"in": names}}}, "issues")
+        # Linear's `in` is case-sensitive, and configs spell states as they like ("in
+        # progress"): ask for each name ignoring case, and compare as Symphony does
+        names = list(dict.fromkeys(s.strip() for s in states if s.strip()))
+        if not names:
+            return []
+        by_name = {"or": [{"name": {"eqIgnoreCase": n}} for n in names]}
+        found = await self._issues({**self._scope(), "state": by_name}, "issues")
         wanted = {normalise_state(s) for s in states}
         return [i for i in found if normalise_state(i.state) in wanted]
 
