@@ -16,6 +16,7 @@ EXPECTED = {
     "WorkflowVersionError",
     "WorkflowTimeoutError",
     "WaitTimeout",
+    "TokenCompletedError",
     "TokenNotFoundError",
     "RunFinishedError",
     "RunAlreadyRunningError",

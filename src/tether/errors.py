@@ -4,7 +4,8 @@ The tree::
 
     TetherError
     ├── InvalidArgumentError (also ValueError)  bad input to a public call
-    │   └── IdempotencyConflictError            a run's idempotency key reused with other input
+    │   ├── IdempotencyConflictError            a run's idempotency key reused with other input
+    │   └── TokenCompletedError                 a token completed again (HTTP: 409)
     ├── NotSerializableError (also TypeError)   a value JSON cannot hold
     ├── StoreError                              the database failed or is unusable
     │   ├── StoreUnavailableError               cannot reach / open the database
@@ -70,6 +71,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "TetherError",
+    "TokenCompletedError",
     "TokenNotFoundError",
     "WaitTimeout",
     "WorkflowNotFoundError",
@@ -275,6 +277,40 @@ class TokenNotFoundError(TetherError, LookupError):
         self.token_id = token_id
         super().__init__(
             f"no completion token {token_id!r}; tokens come from `await wf.create_token()`"
+        )
+
+
+_ENDED = {"resolved": "resolved: completed", "timed_out": "timed out", "cancelled": "cancelled"}
+
+
+class TokenCompletedError(InvalidArgumentError):
+    """A token completed again. The call is sound but conflicts with what is recorded
+    (the server answers 409, not 422), so it says when the token was completed and
+    with what: a caller retrying after a lost answer can tell its own completion from
+    another's. An `InvalidArgumentError` still, as it was before it had a class."""
+
+    def __init__(
+        self,
+        token_id: str,
+        workflow_id: str,
+        status: str,
+        completed_at: datetime | None,
+        payload: str | None,
+    ) -> None:
+        self.token_id = token_id
+        self.workflow_id = workflow_id
+        self.status = status  # resolved, timed_out or cancelled
+        self.completed_at = completed_at
+        self.payload = payload  # JSON text, or None
+        when = "" if completed_at is None else f" at {completed_at.isoformat()}"
+        given = ""
+        if status == "resolved":
+            text = payload or "null"
+            given = f" with payload {text if len(text) <= 200 else text[:200] + '...'}"
+        super().__init__(
+            f"token {token_id!r} of run {workflow_id!r} was already "
+            f"{_ENDED.get(status, status)}{when}{given}; a token completes once: to answer "
+            "the run again, have it make a new token with wf.create_token()"
         )
 
 

@@ -51,3 +51,7 @@ class CutAfterFirst(httpx.AsyncBaseTransport):
             lines = lines[: first + 1]
             self.cuts += 1
         return httpx.Response(resp.status_code, headers=resp.headers, content=b"".join(lines))
+
+    async def aclose(self) -> None:
+        """Closed with the orchestrator's client: a real transport's open connections too."""
+        await self.inner.aclose()

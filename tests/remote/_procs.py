@@ -154,6 +154,17 @@ TENANT = textwrap.dedent(
         return len(blob)
 
 
+    @tenant.workflow(version="1")
+    async def ladder(wf: tether.Workflow, plan: dict) -> int:
+        # plan["steps"] steps, and after every plan["every"] of them a signal "next"
+        total = 0
+        for i in range(plan["steps"]):
+            total += await wf.step(f"rung{i}", lambda i=i: note(wf, f"rung{i}") or i)
+            if (i + 1) % plan["every"] == 0:
+                total += await wf.wait_for_signal("next")
+        return total
+
+
     app = handler(tenant)
     """
 )

@@ -37,8 +37,9 @@ __all__ = ["OnLine", "Reply", "call", "encode", "parse_line"]
 OnLine = Callable[[Line, Mapping[str, Any]], Awaitable[None]]
 
 _VERSION_CODES = ("protocol_version_mismatch", "workflow_version_mismatch")
-# the longest answer line read: the answer carries the run's journal (at most MAX_BODY)
-# and its output; a longer one fails the run rather than fill the orchestrator's memory
+# the longest answer line read: the answer carries the run's output, and a tenant of an
+# earlier release the run's journal too (at most MAX_BODY); a longer one fails the run
+# rather than fill the orchestrator's memory
 MAX_LINE = 4 * MAX_BODY
 
 
@@ -368,5 +369,36 @@ def _refusal(url: str, resp: httpx.Response, body: bytes, inv: Invocation, size:
         return RemoteRefusedError(url, status, "redirected", message, {"location": location})
     if code == "http_error":
         message += " (not a tether tenant's answer: is tether.remote.handler served at this url?)"
+    fix = _fix(code, error.get("details"), inv)
+    if fix is not None:
+        message += f"; {fix}"
     kind = RemoteVersionError if code in _VERSION_CODES else RemoteRefusedError
     return kind(url, status, code, message, error.get("details"))
+
+
+def _fix(code: str, details: Any, inv: Invocation) -> str | None:
+    """How to mend a refusal that the orchestrator's own registration causes: the
+    tenant says what it refused ("the signature does not match the body"), and the
+    run failed with that alone, though the fix is in ``app.remote_workflow``."""
+    details = details if isinstance(details, dict) else {}
+    if code == "bad_signature":
+        return (
+            "the secret= given to app.remote_workflow is not one the tenant accepts: give "
+            "it the tenant's TenantApp(secret=...)"
+        )
+    if code == "stale_timestamp":
+        return "this machine's clock and the tenant's differ: synchronise them (NTP)"
+    if code == "workflow_not_found":
+        served = ", ".join(repr(w) for w in details.get("workflows") or []) or "none"
+        return (
+            f"the tenant serves {served}: register {inv.workflow!r} there with "
+            "@tenant.workflow, or name one it serves in app.remote_workflow"
+        )
+    if code == "workflow_version_mismatch":
+        versions = ", ".join(repr(v) for v in details.get("versions") or []) or "none"
+        return (
+            f"it serves versions {versions}: register the workflow here with one of them "
+            f"(app.remote_workflow(..., version=)), or have the tenant serve {inv.version!r} "
+            "(@tenant.workflow(compatible=[...]))"
+        )
+    return None

@@ -91,7 +91,6 @@ class JournalStore:
         # attempts so far, from the journal (earlier invocations) and this invocation
         self._attempts: dict[str, int] = {a.key: a.attempts for a in prior}
         self._idempotency: dict[str, str | None] = {a.key: a.idempotency_key for a in prior}
-        self.completed: list[JournalStep] = []
         self.waits: dict[str, WaitRow] = {}  # registered during this invocation
         self.children: dict[str, Waitpoint] = {}  # child run id -> what to start
 
@@ -136,7 +135,6 @@ class JournalStore:
         except RemoteTooLargeError as exc:  # for good: its next attempt returns as much
             await self.fail_step(fence, key, error=encode_error(exc, retryable=False), final=True)
             raise
-        self.completed.append(step)
         await self._send(Line(type="step", step=step))
 
     def _spend(self, step: JournalStep, what: str) -> None:
@@ -208,7 +206,6 @@ class JournalStore:
             await self.set_state(fence, state, at, NewEvent("state.updated"))
         if not together:
             await self.append_events(fence, events, at)
-        self.completed.append(step)
         await self._send(Line(type="step", step=step))
 
     # -- waits ----------------------------------------------------------------------

@@ -209,12 +209,15 @@ class Waitpoint(BaseModel):
 
 
 class Answer(BaseModel):
-    """How the invocation ended, with the journal as the tenant left it."""
+    """How the invocation ended."""
 
     status: Status
     output: str | None = None  # JSON text of a completed run's result
     error: dict[str, Any] | None = None  # {"type", "module", "message", ...}
     waitpoints: list[Waitpoint] = []
+    # empty from a tenant of this release: what the invocation completed went in lines
+    # of their own. One of an earlier release repeated the whole journal here (the
+    # orchestrator reads none of it), so a long run's answers grew with every invocation
     journal: Journal = Journal()
 
 

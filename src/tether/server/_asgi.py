@@ -27,7 +27,7 @@ from ..errors import InvalidArgumentError, TetherError
 from ._dashboard import install_dashboard, page_not_found
 from ._deps import ServerConfig
 from ._edge import Edge
-from ._errors import ApiError, answer_for, error_body, named
+from ._errors import ApiError, answer_for, details_for, error_body, named
 from ._hooks_route import hooks
 from ._metrics_route import metrics
 from ._models import ERRORS
@@ -59,17 +59,35 @@ def _unknown_field(name: str, fields: list[str]) -> str:
     return f"unknown field; known: {', '.join(fields)}" if fields else "unknown field"
 
 
-def _problem(e: Any, fields: list[str]) -> dict[str, Any]:
+def _problem(e: Any, fields: list[str], content_type: str | None) -> dict[str, Any]:
     loc = e["loc"]
     message = e["msg"]
     if e["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] == "body":
         message = _unknown_field(str(loc[1]), fields)
+    if tuple(loc) == ("body",) and isinstance(e.get("input"), bytes):
+        message = _not_json(content_type)
+    if e["type"] == "json_invalid" and len(loc) == 2 and loc[0] == "body":
+        # FastAPI's "body.30: JSON decode error" named a field "30" and no reason
+        why = (e.get("ctx") or {}).get("error") or "a syntax error"
+        message = f"not valid JSON: {why} at character {loc[1]} of the body; send valid JSON"
+        loc = ("body",)
     return {"field": ".".join(str(p) for p in loc), "message": message, "type": e["type"]}
 
 
+def _not_json(content_type: str | None) -> str:
+    """Why a body sent as another type was refused: FastAPI reads a body as JSON only
+    when its Content-Type says JSON, and said of one sent by ``curl -d`` (a form's
+    type) that the "input should be a valid dictionary", which pointed nowhere."""
+    sent = "no Content-Type" if not content_type else f"Content-Type {content_type!r}"
+    return (
+        f"the body must be JSON sent with Content-Type: application/json, and it came with "
+        f"{sent}; send that header (curl: -H 'Content-Type: application/json')"
+    )
+
+
 def _problems(exc: RequestValidationError, request: Request) -> tuple[str, list[dict[str, Any]]]:
-    fields = _body_fields(request)
-    details = [_problem(e, fields) for e in exc.errors()]
+    fields, sent = _body_fields(request), request.headers.get("content-type")
+    details = [_problem(e, fields, sent) for e in exc.errors()]
     return f"invalid request: {named(details)}", details
 
 
@@ -92,6 +110,19 @@ def _unreadable(exc: HTTPException) -> str | None:
     if isinstance(cause, ValueError) and "digits" in str(cause):
         return "not valid JSON: a number has too many digits to read; send it as a string"
     return f"not valid JSON: {cause}"
+
+
+def _said(request: Request, exc: HTTPException) -> str:
+    """The message of an HTTP error: for a path no route takes, which path and where the
+    routes are listed (Starlette said "Not Found", which a program's author could not
+    tell from a run that was not found)."""
+    if exc.status_code != 404 or exc.detail != "Not Found":
+        return str(exc.detail)
+    root = request.scope.get("root_path", "")
+    return (
+        f"no route takes {request.method} {request.url.path}; the API's routes are under "
+        f"{root}/api/v1/ and listed in {root}/api/v1/openapi.json"
+    )
 
 
 def _not_allowed(request: Request) -> JSONResponse:
@@ -125,7 +156,7 @@ def _install_handlers(api: FastAPI) -> None:
     async def on_tether(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, TetherError)
         status, code = answer_for(exc)
-        return JSONResponse(error_body(code, str(exc)), status_code=status)
+        return JSONResponse(error_body(code, str(exc), details_for(exc)), status_code=status)
 
     async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -150,7 +181,7 @@ def _install_handlers(api: FastAPI) -> None:
             return _not_allowed(request)
         code = {404: "not_found"}.get(exc.status_code, "http_error")
         return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+            error_body(code, _said(request, exc)), status_code=exc.status_code, headers=exc.headers
         )
 
     async def on_hook(_: Request, exc: Exception) -> JSONResponse:

@@ -40,7 +40,7 @@ from ..errors import TetherError
 from ..store import IdempotentAnswer, Store
 from ._auth import hash_token
 from ._deps import granted
-from ._errors import ApiError, answer_for, error_body
+from ._errors import ApiError, answer_for, details_for, error_body
 
 __all__ = ["Edge", "bearer_token"]
 
@@ -104,7 +104,7 @@ async def _refuse(send: Send, exc: TetherError) -> None:
         await _error(send, exc.status, exc.code, exc.message, exc.details)
     else:
         status, code = answer_for(exc)
-        await _error(send, status, code, str(exc))
+        await _error(send, status, code, str(exc), details_for(exc))
 
 
 def _headers_only(send: Send) -> Send:

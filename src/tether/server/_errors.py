@@ -12,6 +12,7 @@ the HTTP status::
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..errors import (
@@ -25,11 +26,12 @@ from ..errors import (
     RunNotFoundError,
     StoreError,
     TetherError,
+    TokenCompletedError,
     TokenNotFoundError,
     WorkflowNotFoundError,
 )
 
-__all__ = ["ApiError", "ApiUnreachable", "answer_for", "error_body", "named"]
+__all__ = ["ApiError", "ApiUnreachable", "answer_for", "details_for", "error_body", "named"]
 
 
 class ApiError(TetherError):
@@ -60,6 +62,8 @@ _ANSWERS: tuple[tuple[type[BaseException], int, str], ...] = (
     (RunAlreadyRunningError, 409, "run_already_running"),
     (RunFinishedError, 409, "run_finished"),
     (BatchesOutError, 409, "batches_out"),
+    # a token completed again conflicts with what is recorded: not a malformed request
+    (TokenCompletedError, 409, "token_already_completed"),
     (NotSerializableError, 422, "not_serializable"),
     (InvalidArgumentError, 422, "invalid_argument"),
     (StoreError, 503, "store_unavailable"),
@@ -73,6 +77,23 @@ def answer_for(exc: TetherError) -> tuple[int, str]:
         if isinstance(exc, kind):
             return status, code
     return 400, "bad_request"
+
+
+def details_for(exc: TetherError) -> Any:
+    """The facts of an error a client acts on, as its answer's details: for a token
+    completed again, when and with what, so a client retrying after a lost answer can
+    tell its own completion from another's. None for the others."""
+    if not isinstance(exc, TokenCompletedError):
+        return None
+    payload = None if exc.payload is None else json.loads(exc.payload)
+    at = None if exc.completed_at is None else exc.completed_at.isoformat()
+    return {
+        "token_id": exc.token_id,
+        "workflow_id": exc.workflow_id,
+        "status": exc.status,
+        "completed_at": at,
+        "payload": payload,
+    }
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -102,8 +102,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     "4XX": {
         "model": ErrorBody,
         "description": "Refused: 400 bad query, 401 no or bad token, 403 scope too low, "
-        "404 no such run (or token, workflow), 409 the run's state refuses it, 413 body too "
-        "large, 422 invalid body or argument",
+        "404 no such run (or token, workflow), 409 what is recorded refuses it (the run's "
+        "state, a token completed already, a run id taken), 413 body too large, 422 "
+        "invalid body or argument",
     },
     "5XX": {"model": ErrorBody, "description": "503: the database is unreachable; 500: a bug"},
 }

@@ -124,17 +124,29 @@ def record_path(request: Request, workflow_id: str) -> str:
     return f"{request.scope.get('root_path', '')}/api/v1/runs/{path_segment(workflow_id)}"
 
 
-async def _named(app: ServedApp, workflow_id: str | None) -> bool:
-    """Whether `workflow_id` names a run already: starting it again starts nothing (its
-    workflow is `App.start`'s to check), and a 201 said otherwise. An id the database
-    cannot store names none (`App.start` refuses it, saying why)."""
+async def _named(app: ServedApp, workflow_id: str | None, workflow: str) -> bool:
+    """Whether `workflow_id` names a run of `workflow` already: starting it again starts
+    nothing, and a 201 said otherwise. A run of another workflow is a conflict with
+    what is recorded (409; `App.start`'s refusal of it was answered as a malformed
+    request, 422). An id the database cannot store names none (`App.start` refuses
+    it, saying why)."""
     if workflow_id is None:
         return False
     try:
         storable(workflow_id)
     except ValueError:
         return False
-    return await app.store.get_run(workflow_id) is not None
+    run = await app.store.get_run(workflow_id)
+    if run is not None and run.workflow_name != workflow:
+        raise ApiError(
+            409,
+            "workflow_id_taken",
+            f"workflow id {workflow_id!r} already names a run of workflow "
+            f"{run.workflow_name!r}, not {workflow!r}; choose another workflow_id (or leave "
+            "it out for a new one)",
+            {"workflow_id": workflow_id, "workflow": run.workflow_name},
+        )
+    return run is not None
 
 
 @api_router.post(
@@ -155,7 +167,8 @@ async def start_run(request: Request, response: Response, body: StartRun) -> Run
     `max_attempts` and `concurrency_key` are a queued run's: given without `queue`
     they are refused (422), never ignored. ``Location`` names the run's record.
     A `workflow_id` that names a run of the workflow already answers that run, as
-    `App.start` does, with 200 instead of 201: nothing was started."""
+    `App.start` does, with 200 instead of 201: nothing was started; one that names a
+    run of another workflow is a 409."""
     app = served_app(request)
     given_queued = [f for f in QUEUED_ONLY if f in body.model_fields_set]
     if body.queue is None and given_queued:
@@ -167,8 +180,9 @@ async def start_run(request: Request, response: Response, body: StartRun) -> Run
             f"{'them' if len(given_queued) > 1 else 'it'} out to start the run now",
             [{"field": f"body.{f}", "message": "needs queue"} for f in given_queued],
         )
-    fn = app.get_workflow(body.workflow).fn
-    existed = await _named(app, body.workflow_id)
+    defn = app.get_workflow(body.workflow)
+    fn = defn.fn
+    existed = await _named(app, body.workflow_id, defn.name)
     given: Any = MISSING if "input" not in body.model_fields_set else body.input
     common: dict[str, Any] = {
         "workflow_id": body.workflow_id,

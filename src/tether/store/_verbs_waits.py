@@ -22,7 +22,13 @@ from dataclasses import replace
 from datetime import datetime
 
 from .._failure import ErrorRecord, encode_record
-from ..errors import InvalidArgumentError, RunFinishedError, RunNotFoundError, TokenNotFoundError
+from ..errors import (
+    InvalidArgumentError,
+    RunFinishedError,
+    RunNotFoundError,
+    TokenCompletedError,
+    TokenNotFoundError,
+)
 from ._base import StoreBase, Tx, outcome
 from ._lifecycle import end_reason
 from ._match import matches
@@ -209,7 +215,8 @@ class WaitVerbs(StoreBase):
         return await self._tx("write", body)
 
     async def complete_token(self, token_id: str, payload: str | None, *, at: datetime) -> str:
-        """Resolve the token's waitpoint; the run id. Completing it twice is an error."""
+        """Resolve the token's waitpoint; the run id. Completing it twice raises
+        `TokenCompletedError` (a conflict with what is recorded, saying what that is)."""
 
         async def body(tx: Tx) -> str:
             row = await tx.one("token_get", id=token_id)
@@ -220,9 +227,9 @@ class WaitVerbs(StoreBase):
                 if RunStatus(status).terminal:
                     raise RunFinishedError(row[0], status, f"complete token {token_id!r} of")
             if row[2] != "pending":
-                raise InvalidArgumentError(
-                    f"token {token_id!r} was already {row[2].replace('_', ' ')}; "
-                    "a token completes once"
+                w = tx.rows.wait(await tx.one("wait_get", wid=row[0], key=row[1]))
+                raise TokenCompletedError(
+                    w.id, w.workflow_id, w.status.value, w.resolved_at, w.payload
                 )
             await tx.execute("wait_resolve", payload=payload, inbox=None, at=at, id=token_id)
             await self._wake(tx, [(row[0], row[1], "resolved")], at)
