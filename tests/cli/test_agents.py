@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -31,8 +32,10 @@ def test_run_once_dispatches_the_example_offline(tmp_path: Path) -> None:
         "DEMO-1" in listed.stdout and "2700" in listed.stdout
     )  # 2 turns × 1,350 tokens, from the call log
     # as the run ended, not as its last attempt began: handed off, nothing failing
-    (row,) = [line for line in listed.stdout.splitlines() if "DEMO-1" in line]
+    # the row's first line (a long workspace path folds onto a second one)
+    row = next(line for line in listed.stdout.splitlines() if "DEMO-1" in line)
     assert "review" in row and "ended (completed)" in row and "todo" not in row
+    assert re.search(r"ended \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row), row  # and when
     assert "phase: ended" in shown.stdout and "issue_state: review" in shown.stdout
 
 

@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any, TypeVar
 
 import click
@@ -31,7 +32,7 @@ from ._common import (
     text,
 )
 from ._db import Database, choose, open_app, require_existing
-from ._format import row
+from ._format import row, ts
 from ._format import table as fold_table
 from .worker import _KeyValues
 
@@ -225,10 +226,18 @@ def _print_status(dispatcher: Any, app: App, *, all_runs: bool = False) -> None:
             r.run_id,
             str(r.tokens),
             cost,
-            r.why,
+            _why(r),
             r.workspace or "",
         )
     out.print(table)
+
+
+def _why(r: Any) -> str:
+    """The row's why / due, and for an ended run when it ended (the phase says how)."""
+    if not r.ended_at:
+        return str(r.why)
+    when = ts(datetime.fromisoformat(r.ended_at), zone=True)
+    return "; ".join(part for part in (r.why, f"ended {when}") if part)
 
 
 @agents.command("status")
