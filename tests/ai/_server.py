@@ -363,6 +363,19 @@ def _fails(fail: Failure, method: str, path: str) -> bool:
     return fail.method == method and (fail.path is None or re.search(fail.path, path) is not None)
 
 
+# OpenAI's reasoning models refuse `max_tokens` with this answer
+_REASONING = re.compile(r"o\d|gpt-5")
+_NO_MAX_TOKENS = {
+    "error": {
+        "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+        "Use 'max_completion_tokens' instead.",
+        "type": "invalid_request_error",
+        "param": "max_tokens",
+        "code": "unsupported_parameter",
+    }
+}
+
+
 def _dispatch(
     srv: ProviderServer, method: str, path: str, raw: bytes, headers: Any, query: dict[str, Any]
 ) -> tuple[int, Any]:
@@ -370,6 +383,8 @@ def _dispatch(
     if path == "/v1/chat/completions":
         body = json.loads(raw)
         st.bodies.append((path, body))
+        if "max_tokens" in body and _REASONING.match(body["model"]):  # as OpenAI refuses it
+            return 400, _NO_MAX_TOKENS
         return 200, srv.chat_completion(body)
     if path == "/v1/embeddings":
         body = json.loads(raw)
@@ -414,6 +429,10 @@ def _dispatch(
     if path == "/v1/messages":
         body = json.loads(raw)
         st.bodies.append((path, body))
+        refused = _anthropic_refuses(body)
+        if refused:
+            return 400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                    "message": refused}}  # fmt: skip
         return 200, srv.anthropic_message(body)
     if path == "/v1/messages/batches" and method == "POST":
         return 200, _anthropic_batch_create(srv, json.loads(raw))
@@ -431,6 +450,18 @@ def _dispatch(
                 _end_anthropic(srv, batch, "canceled", st.cancel_completes)
         return 200, {k: v for k, v in batch.items() if not k.startswith("_")}
     raise KeyError(path)
+
+
+def _anthropic_refuses(body: dict[str, Any]) -> str | None:
+    """What Anthropic says of messages it refuses: a role other than user and
+    assistant, a field of OpenAI's (`tool_calls`, `tool_call_id`)."""
+    for i, message in enumerate(body.get("messages") or []):
+        if message.get("role") not in ("user", "assistant"):
+            return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        extra = sorted(set(message) - {"role", "content"})
+        if extra:
+            return f"messages.{i}.{extra[0]}: Extra inputs are not permitted"
+    return None
 
 
 # a batch in one of these has ended: OpenAI answers its cancel 409 Conflict, "Cannot

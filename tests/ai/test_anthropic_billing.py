@@ -96,3 +96,42 @@ async def test_web_searches_are_read_from_the_usage_and_billed(
     finally:
         await app.aclose()
     assert call.cost_micro_usd == 1000 * 3 + 100 * 15 + 2 * 10_000  # 24500
+
+
+async def test_a_table_price_still_bills_the_web_searches(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    """A model priced in the user's table (a negotiated rate) had its web searches
+    priced $0: the table's price replaced genai-prices' whole, searches included.
+    Unset in the table, they are priced from genai-prices ($10 per thousand)."""
+    rate = {"input_per_million": 2.0, "output_per_million": 10.0}
+    prices = ai.Prices({"anthropic:claude-sonnet-4-5": rate})
+    anthropic = ai.Anthropic(api_key="k", base_url=server.anthropic_url)
+    app = App(database_url, clock=clock, ai=ai.Providers(anthropic=anthropic, prices=prices))
+    server.queue_message("found it", input_tokens=1000, output_tokens=100, web_searches=2)
+
+    @app.workflow(name="searcher")
+    async def searcher(wf: Workflow) -> float | None:
+        return (await wf.ai.generate_text("anthropic:claude-sonnet-4-5", prompt="x")).cost_usd
+
+    try:
+        done = await app.arun(searcher, workflow_id="s1")
+        [call] = await app.alist_ai_calls("s1")
+    finally:
+        await app.aclose()
+    # 1000 x 2 + 100 x 10 at the table's rate, and 2 searches at $10 per thousand
+    assert call.cost_micro_usd == 3000 + 2 * 10_000 and done.value == 0.023
+    assert (call.price_source or "").startswith("table:")
+
+
+def test_web_searches_are_billed_at_the_tables_price_else_unknown() -> None:
+    """A table's own search price is taken; with none, for a model genai-prices does
+    not know, what the searches cost is unknown: the call's cost is None, not the
+    tokens' alone."""
+    rate = {"input_per_million": 1.0, "output_per_million": 1.0}
+    usage = Usage(input_tokens=10, web_search_requests=2)
+    own = ai.Prices({"m": {**rate, "web_search_per_thousand": 5.0}}).price("x", "m", usage, at=AT)
+    assert own.micro_usd == 10 + 2 * 5_000
+    priced = ai.Prices({"m": rate}).price("mine", "m", usage, at=AT)
+    assert (priced.micro_usd, priced.source) == (None, None)
+    assert ai.Prices({"m": rate}).price("mine", "m", Usage(input_tokens=10), at=AT).micro_usd == 10

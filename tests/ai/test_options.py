@@ -71,3 +71,30 @@ async def test_embedding_options_the_sdk_does_not_know_reach_the_wire(
     assert done.value == 1, done.record.last_error
     [(_, sent)] = server.state.bodies
     assert sent["input_type"] == "query" and sent["input"] == ["a b"]
+
+
+async def test_max_tokens_reaches_a_reasoning_model_as_openai_asks(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    """`max_tokens=` was sent as `max_tokens`, which OpenAI's reasoning models (o3,
+    gpt-5) refuse with a 400: every capped call to them failed. OpenAI is sent
+    `max_completion_tokens`; an OpenAI-compatible server still gets `max_tokens`."""
+    providers = ai.Providers(
+        openai=ai.OpenAI(api_key="k", base_url=server.openai_url),
+        local=ai.OpenAICompatible(base_url=server.openai_url),
+    )
+    app = App(database_url, clock=clock, ai=providers)
+
+    @app.workflow(name="capped")
+    async def capped(wf: Workflow, model: str) -> str:
+        return (await wf.ai.generate_text(model, prompt="hi", max_tokens=64)).text
+
+    try:
+        done = await app.arun(capped, "openai:o3", workflow_id="c1")
+        assert done.value == "echo: hi", done.record.last_error
+        local = await app.arun(capped, "local:qwen3", workflow_id="c2")
+    finally:
+        await app.aclose()
+    [(_, to_openai), (_, to_local)] = server.state.bodies
+    assert to_openai["max_completion_tokens"] == 64 and "max_tokens" not in to_openai
+    assert local.value == "echo: hi" and to_local["max_tokens"] == 64

@@ -9,6 +9,8 @@ import pytest
 from tether import App, FakeClock, InvalidArgumentError, Workflow, ai
 from tether.ai import Price, Prices, Usage
 
+from ._server import ProviderServer
+
 AT = datetime(2026, 6, 1, tzinfo=UTC)
 MILLION_IN = Usage(input_tokens=1_000_000)  # $1.00 at $1 / MTok
 DOLLAR = {"input_per_million": 1.0, "output_per_million": 1.0}
@@ -69,3 +71,27 @@ def test_a_price_that_is_no_finite_number_is_refused_when_the_table_is_built(
         Prices({"fake:m": {"input_per_million": 1.0, "output_per_million": price}})
     with pytest.raises(InvalidArgumentError, match="cached_input_per_million: Input should be"):
         Prices({"fake:m": {**DOLLAR, "cached_input_per_million": price}})
+
+
+async def test_a_price_id_genai_prices_knows_prices_an_openai_compatible_call(
+    database_url: str, server: ProviderServer
+) -> None:
+    """``OpenAICompatible(price_id="openrouter")`` is documented to take genai-prices'
+    prices; only six providers were asked, so an OpenRouter call was priced unknown
+    ($0 in every total) though genai-prices has OpenRouter's price of the model."""
+    server.queue_chat("hi", prompt_tokens=1000, completion_tokens=100)
+    router = ai.OpenAICompatible(base_url=server.openai_url, price_id="openrouter")
+    app = App(database_url, clock=FakeClock(), ai=ai.Providers(router=router))
+
+    @app.workflow(name="routed")
+    async def routed(wf: Workflow) -> float | None:
+        return (await wf.ai.generate_text("router:openai/gpt-4.1-mini", prompt="x")).cost_usd
+
+    try:
+        done = await app.arun(routed, workflow_id="r")
+        [call] = await app.alist_ai_calls("r")
+    finally:
+        await app.aclose()
+    # OpenRouter's gpt-4.1-mini: $0.40 / MTok input, $1.60 output
+    assert call.cost_micro_usd == 1000 * 0.40 + 100 * 1.60  # 560
+    assert done.value == 0.00056 and (call.price_source or "").startswith("genai-prices@")

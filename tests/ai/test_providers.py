@@ -107,7 +107,7 @@ async def test_openai_generate_and_embed_through_the_sdk(server: ProviderServer)
     assert reply.request_id and reply.model == "gpt-4.1-mini"
     sent = server.state.bodies[-1][1]
     assert sent["messages"][0] == {"role": "system", "content": "be brief"}
-    assert sent["max_tokens"] == 9
+    assert sent["max_completion_tokens"] == 9 and "max_tokens" not in sent
     emb = await provider.embed("text-embedding-3-small", ["a b", "c"], {})
     assert [v[0] for v in emb.vectors] == [3.0, 1.0] and emb.usage.input_tokens == 3
     await provider.aclose()
@@ -137,6 +137,63 @@ async def test_rate_limits_and_server_errors_are_retryable_bad_requests_are_not(
     await provider.aclose()
 
 
+async def test_deepseeks_cache_hits_are_cached_input_and_priced_so(
+    server: ProviderServer,
+) -> None:
+    """DeepSeek's OpenAI-compatible API tells its cache hits (a part of prompt_tokens)
+    as `prompt_cache_hit_tokens`, with no prompt_tokens_details: they were read as 0
+    and every cached token was priced as a fresh one."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100,
+             "prompt_cache_hit_tokens": 800, "prompt_cache_miss_tokens": 200}  # fmt: skip
+    message = {"role": "assistant", "content": "hi"}
+    body = {"id": "c1", "object": "chat.completion", "created": 1, "model": "deepseek-chat",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": usage}  # fmt: skip
+    server.answer_next(200, body)
+    deepseek = ai.OpenAICompatible(base_url=server.openai_url, price_id="deepseek")
+    try:
+        reply = await deepseek.generate("deepseek-chat", _ask("hi"))
+    finally:
+        await deepseek.aclose()
+    assert reply.usage == Usage(input_tokens=1000, cached_input_tokens=800, output_tokens=100)
+    providers = ai.Providers(deepseek=deepseek)
+    cost = providers.price("deepseek", "deepseek-chat", reply.usage, at=AT).micro_usd
+    fresh = Usage(input_tokens=200, output_tokens=100)
+    hits = Usage(input_tokens=800, cached_input_tokens=800)
+    parts = [
+        providers.price("deepseek", "deepseek-chat", u, at=AT).micro_usd for u in (fresh, hits)
+    ]
+    assert cost is not None and parts[0] is not None and parts[1] is not None
+    assert abs(cost - (parts[0] + parts[1])) <= 1  # each part rounded to a micro-dollar
+
+
+async def test_gemini_reasoning_left_out_of_completion_tokens_is_output(
+    server: ProviderServer,
+) -> None:
+    """Gemini's OpenAI-compatible answers count its thinking apart from
+    completion_tokens (total_tokens = prompt + completion + reasoning): the thinking,
+    billed as output, was neither counted nor priced (here 400 of 550 output tokens)."""
+    usage = {"prompt_tokens": 100, "completion_tokens": 150, "total_tokens": 650,
+             "completion_tokens_details": {"reasoning_tokens": 400}}  # fmt: skip
+    message = {"role": "assistant", "content": "hi"}
+    body = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gemini-2.5-flash",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": usage}  # fmt: skip
+    server.answer_next(200, body)
+    gemini = ai.OpenAICompatible(base_url=server.openai_url, price_id="google")
+    try:
+        reply = await gemini.generate("gemini-2.5-flash", _ask("hi"))
+    finally:
+        await gemini.aclose()
+    assert reply.usage == Usage(input_tokens=100, output_tokens=550, reasoning_tokens=400)
+    cost = ai.Providers(gemini=gemini).price("gemini", "gemini-2.5-flash", reply.usage, at=AT)
+    assert cost.micro_usd == 100 * 0.30 + 550 * 2.50  # 1405: $0.30 / MTok in, $2.50 out
+    # OpenAI's own (reasoning inside completion_tokens) is taken as it is
+    inside = {"prompt_tokens": 100, "completion_tokens": 550, "total_tokens": 650,
+              "completion_tokens_details": {"reasoning_tokens": 400}}  # fmt: skip
+    assert openai_usage(inside) == reply.usage
+
+
 async def test_openai_batches_submit_poll_and_read_results(server: ProviderServer) -> None:
     server.queue_chat("one", prompt_tokens=10, completion_tokens=2)
     server.queue_chat("two", prompt_tokens=20, completion_tokens=4)
@@ -153,6 +210,68 @@ async def test_openai_batches_submit_poll_and_read_results(server: ProviderServe
 
 
 # -- Anthropic through its SDK --------------------------------------------------------------
+
+
+async def test_a_tool_loop_in_openais_shape_reaches_anthropic_in_its_own(
+    server: ProviderServer,
+) -> None:
+    """An assistant's OpenAI `tool_calls` and the ``tool`` messages answering them
+    were sent to Anthropic as they were, and refused (400: role 'tool'); they are its
+    ``tool_use`` and ``tool_result`` parts, one turn's results in one user message."""
+    calls = [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "lookup", "arguments": '{"q": "a"}'}},
+        {"id": "call_2", "type": "function",
+         "function": {"name": "lookup", "arguments": '{"q": "b"}'}},
+    ]  # fmt: skip
+    request = TextRequest(
+        messages=[
+            Message(role="user", content="find a and b"),
+            Message(role="assistant", content="", tool_calls=calls),
+            Message(role="tool", content="A", tool_call_id="call_1"),
+            Message(role="tool", content="B", tool_call_id="call_2"),
+        ],
+        tools=[{"name": "lookup", "input_schema": {"type": "object"}}],
+    )
+    provider = ai.Anthropic(api_key="k", base_url=server.anthropic_url)
+    try:
+        reply = await provider.generate("claude-sonnet-4-5", request)
+    finally:
+        await provider.aclose()
+    assert reply.text == "echo"
+    user, assistant, results = server.state.bodies[-1][1]["messages"]
+    assert user == {"role": "user", "content": "find a and b"}
+    assert assistant == {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "call_1", "name": "lookup", "input": {"q": "a"}},
+        {"type": "tool_use", "id": "call_2", "name": "lookup", "input": {"q": "b"}},
+    ]}  # fmt: skip
+    assert results == {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "call_1", "content": "A"},
+        {"type": "tool_result", "tool_use_id": "call_2", "content": "B"},
+    ]}  # fmt: skip
+
+
+async def test_anthropic_keeps_a_system_messages_cached_blocks_as_blocks(
+    server: ProviderServer,
+) -> None:
+    """A system message of content blocks (a ``cache_control`` on the long prompt, to
+    cache it) was sent as the Python repr of the list: the model read
+    "[{'type': 'text', ...}]" and nothing was cached."""
+    cached = {"type": "text", "text": "the long rules", "cache_control": {"type": "ephemeral"}}
+    request = TextRequest(
+        messages=[Message(role="system", content=[cached]), Message(role="user", content="hi")],
+        system="be brief",
+    )
+    provider = ai.Anthropic(api_key="k", base_url=server.anthropic_url)
+    try:
+        await provider.generate("claude-sonnet-4-5", request)
+        sent = server.state.bodies[-1][1]
+        await provider.generate("claude-sonnet-4-5", _ask("hi", system="plain"))
+    finally:
+        await provider.aclose()
+    assert sent["system"] == [{"type": "text", "text": "be brief"}, cached]
+    assert sent["messages"] == [{"role": "user", "content": "hi"}]
+    assert server.state.bodies[-1][1]["system"] == "plain"  # text stays text
 
 
 async def test_anthropic_generate_counts_cache_and_forces_the_schema_tool(
@@ -218,3 +337,14 @@ async def test_fake_model_answers_from_its_script_and_records_what_it_was_asked(
     assert [r.messages[0].content for _, r in fake.calls] == ["a", "b", "c", "d"]
     vectors = (await fake.embed("e", ["x", "x"], {})).vectors
     assert vectors[0] == vectors[1] and len(vectors[0]) == 8
+
+
+async def test_a_fake_models_fixed_usage_is_its_embeddings_usage_too() -> None:
+    """`FakeModel(usage=...)` "fixes the usage of every call", but an embedding was
+    counted from its text: a test of a budget or a price over embeddings saw other
+    figures than it fixed."""
+    fixed = Usage(input_tokens=1_000_000)
+    fake = ai.FakeModel(usage=fixed)
+    assert (await fake.embed("e", ["a short text"], {})).usage == fixed
+    counted = await ai.FakeModel().embed("e", ["a short text"], {})  # 12 chars: 3 tokens
+    assert counted.usage == Usage(input_tokens=3)

@@ -22,6 +22,7 @@ from ._types import (
     BatchItemResult,
     BatchStatus,
     EmbedReply,
+    Message,
     ModelReply,
     TextRequest,
     Usage,
@@ -76,15 +77,11 @@ class Anthropic(SDKProvider):
         params: dict[str, Any] = {
             "model": model,
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
-            "messages": [
-                m.model_dump(exclude_none=True) for m in request.messages if m.role != "system"
-            ],
+            "messages": _messages(request.messages),
         }
-        system = [m.content for m in request.messages if m.role == "system"]
-        if request.system is not None:
-            system.insert(0, request.system)
+        system = _system(request)
         if system:
-            params["system"] = "\n\n".join(str(s) for s in system)
+            params["system"] = system
         if request.temperature is not None:
             params["temperature"] = request.temperature
         if request.stop:
@@ -160,6 +157,66 @@ class Anthropic(SDKProvider):
 
     async def batch_cancel(self, batch_id: str) -> None:
         await self._call(self._clients.get().messages.batches.cancel, batch_id)
+
+
+def _messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """The conversation in Messages' shape. A tool loop written in OpenAI's (an
+    assistant's `tool_calls`, ``tool`` messages with the `tool_call_id` they answer)
+    becomes Anthropic's ``tool_use`` and ``tool_result`` parts, the results of one
+    turn in one user message: sent as it was, Anthropic refused it (400, "role:
+    Input should be 'user' or 'assistant'"), saying nothing of how to write it."""
+    said: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        if m.role == "tool":
+            result = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+            last = said[-1] if said else None
+            if last is not None and last.get("_results"):
+                last["content"].append(result)
+            else:
+                said.append({"role": "user", "content": [result], "_results": True})
+        elif m.tool_calls:
+            text = (
+                [{"type": "text", "text": m.content}] if isinstance(m.content, str) else m.content
+            )
+            uses = [_tool_use(c) for c in m.tool_calls]
+            said.append(
+                {"role": m.role, "content": [p for p in text if p.get("text") != ""] + uses}
+            )
+        else:
+            said.append(m.model_dump(exclude_none=True))
+    return [{k: v for k, v in m.items() if k != "_results"} for m in said]
+
+
+def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI tool call as a ``tool_use`` part (one already in that shape as it is)."""
+    function = call.get("function")
+    if call.get("type") == "tool_use" or not isinstance(function, dict):
+        return call
+    arguments = function.get("arguments") or "{}"
+    try:
+        given = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except json.JSONDecodeError:
+        given = {"arguments": arguments}  # as the model wrote it: Anthropic takes an object
+    return {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": given}
+
+
+def _system(request: TextRequest) -> str | list[dict[str, Any]] | None:
+    """The system prompt: `system` and the system messages, text joined by blank
+    lines; content parts (a ``cache_control`` on a block, to cache the prompt) kept as
+    the text blocks Anthropic takes, never written out as a Python list's repr."""
+    parts = [m.content for m in request.messages if m.role == "system"]
+    if request.system is not None:
+        parts.insert(0, request.system)
+    if not parts:
+        return None
+    if all(isinstance(p, str) for p in parts):
+        return "\n\n".join(str(p) for p in parts)
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        blocks += [{"type": "text", "text": part}] if isinstance(part, str) else part
+    return blocks
 
 
 def _answered(raw: dict[str, Any]) -> bool:

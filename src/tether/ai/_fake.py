@@ -113,7 +113,8 @@ class FakeModel:
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
         vectors = [_vector(text, self.embed_dims) for text in inputs]
         tokens = sum(max(1, len(t) // 4) for t in inputs)
-        return EmbedReply(vectors=vectors, usage=Usage(input_tokens=tokens), model=model)
+        usage = self.usage or Usage(input_tokens=tokens)  # fixed for every call, as said
+        return EmbedReply(vectors=vectors, usage=usage, model=model)
 
     async def batch_submit(
         self, model: str, items: list[BatchItem], tag: dict[str, str] | None = None

@@ -3,7 +3,8 @@ the official `openai` SDK (``pip install -e '.[openai]'``).
 
 Usage: Chat Completions' `prompt_tokens` already includes cached tokens and
 `completion_tokens` includes reasoning, which is tether's convention, so the
-numbers are taken as they are.
+numbers are taken as they are; OpenAI-compatible servers that differ (DeepSeek's
+cache hits, Gemini's reasoning outside completion_tokens) are read into it.
 """
 
 from __future__ import annotations
@@ -50,11 +51,19 @@ def openai_usage(usage: dict[str, Any] | None) -> Usage:
     output = usage.get("completion_tokens", usage.get("output_tokens")) or 0
     in_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
     out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+    # DeepSeek (OpenAI-compatible) tells its cache hits, a part of prompt_tokens, in
+    # its own field, and no prompt_tokens_details
+    cached = in_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
+    reasoning = int(out_details.get("reasoning_tokens") or 0)
+    # Gemini's OpenAI-compatible answers (and gateways in front of it) leave the
+    # reasoning out of completion_tokens, their total_tokens telling so: it is output
+    if reasoning and usage.get("total_tokens") == int(prompt) + int(output) + reasoning:
+        output = int(output) + reasoning
     return Usage(
         input_tokens=int(prompt),
-        cached_input_tokens=int(in_details.get("cached_tokens") or 0),
+        cached_input_tokens=int(cached),
         output_tokens=int(output),
-        reasoning_tokens=int(out_details.get("reasoning_tokens") or 0),
+        reasoning_tokens=reasoning,
     )
 
 
@@ -67,6 +76,9 @@ class OpenAI(SDKProvider):
     default_key_env: str | None = "OPENAI_API_KEY"
     default_price_id: str | None = "openai"
     default_timeout = 120.0
+    # OpenAI's reasoning models (o1, o3, o4-mini, gpt-5) refuse `max_tokens` (400
+    # "Use 'max_completion_tokens' instead"); every chat model takes this one
+    max_tokens_param = "max_completion_tokens"
 
     # -- generation -------------------------------------------------------------------
 
@@ -79,7 +91,7 @@ class OpenAI(SDKProvider):
         for key in ("temperature", "max_tokens", "stop", "tools", "tool_choice"):
             value = getattr(request, key)
             if value is not None:
-                body[key] = value
+                body[self.max_tokens_param if key == "max_tokens" else key] = value
         if request.json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
@@ -198,6 +210,7 @@ class OpenAICompatible(OpenAI):
     name = "OpenAICompatible"
     default_key_env = None
     default_price_id = None
+    max_tokens_param = "max_tokens"  # what Ollama, vLLM and gateways all take
 
     def __init__(
         self,

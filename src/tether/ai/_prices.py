@@ -27,14 +27,14 @@ from ._types import Usage
 __all__ = ["Price", "Priced", "Prices"]
 
 _MICRO = Decimal(1_000_000)
-_GENAI_PROVIDERS = frozenset({"openai", "anthropic", "google", "mistral", "groq", "deepseek"})
 
 
 class Price(BaseModel):
     """USD per million tokens of one model. Cached reads and cache writes default to
     the input price, cache writes kept an hour to the cache write price;
     `batch_discount` is the fraction taken off batch calls (unset: the table's,
-    `Prices(batch_discount=...)`)."""
+    `Prices(batch_discount=...)`); `web_search_per_thousand` prices server-side web
+    searches (unset: genai-prices' price of them)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -46,6 +46,9 @@ class Price(BaseModel):
     cache_write_per_million: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     cache_write_1h_per_million: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     batch_discount: float | None = Field(default=None, ge=0, le=1)
+    # USD per thousand server-side web searches (Anthropic's: 10); unset, genai-prices'
+    # price of them, else the call's cost is unknown
+    web_search_per_thousand: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     def cost(self, usage: Usage) -> Decimal:
         fresh = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens
@@ -60,7 +63,10 @@ class Price(BaseModel):
             + Decimal(write_1h) * Decimal(str(hour))
             + Decimal(usage.output_tokens) * Decimal(str(self.output_per_million))
         )
-        return per_million / _MICRO
+        searches = Decimal(usage.web_search_requests) * Decimal(
+            str(self.web_search_per_thousand or 0)
+        )
+        return per_million / _MICRO + searches / 1000
 
 
 @dataclass(frozen=True)
@@ -113,8 +119,8 @@ class Prices:
     ) -> Priced:
         own = self.own(provider, model)
         if own is not None:
-            return self.by_table(own, usage, batch=batch)
-        if not self._genai or provider not in _GENAI_PROVIDERS:
+            return self.by_table(own, usage, batch=batch, catalog=provider, model=model, at=at)
+        if not self._genai or provider not in _genai_providers():
             return Priced(None, None)
         usd_or_none = genai_price(provider, model, usage, at, service_tier)
         if usd_or_none is None:
@@ -127,15 +133,40 @@ class Prices:
         """The user's price of `model` (keyed ``provider:model`` or ``model``), if any."""
         return self._table.get(f"{provider}:{model}") or self._table.get(model)
 
-    def by_table(self, own: Price, usage: Usage, *, batch: bool = False) -> Priced:
+    def by_table(
+        self,
+        own: Price,
+        usage: Usage,
+        *,
+        batch: bool = False,
+        catalog: str | None = None,
+        model: str = "",
+        at: datetime | None = None,
+    ) -> Priced:
         """The cost of `usage` at the user's price `own`; a batch call takes the price's
-        own discount, else the table's."""
+        own discount, else the table's. Web searches `own` has no price for are priced
+        from genai-prices (the model's `catalog`, at `at`): left out, they were $0."""
         if own.batch_discount is None:  # the source names the discount in force
             own = own.model_copy(update={"batch_discount": float(self._batch_discount)})
         usd = own.cost(usage)
+        source = f"table:{_digest(own)}"
+        if usage.web_search_requests and own.web_search_per_thousand is None:
+            searches = self._searches(catalog, model, usage.web_search_requests, at)
+            if searches is None:
+                return Priced(None, None)
+            usd += searches
+            source += f"+genai-prices@{_genai_version()}"
         if batch:
             usd *= 1 - Decimal(str(own.batch_discount))
-        return Priced(_micro(usd), f"table:{_digest(own)}")
+        return Priced(_micro(usd), source)
+
+    def _searches(
+        self, catalog: str | None, model: str, count: int, at: datetime | None
+    ) -> Decimal | None:
+        """genai-prices' price of `count` web searches with `model`; None if unknown."""
+        if not self._genai or catalog not in _genai_providers() or at is None:
+            return None
+        return genai_price(catalog, model, Usage(web_search_requests=count), at, None)
 
 
 def _micro(usd: Decimal) -> int:
@@ -148,10 +179,21 @@ def _or(value: float | None, default: float) -> float:
 
 def _digest(price: Price) -> str:
     dump = price.model_dump()
-    if dump["cache_write_1h_per_million"] is None:  # the digest a price had before it
-        del dump["cache_write_1h_per_million"]
+    for later in ("cache_write_1h_per_million", "web_search_per_thousand"):
+        if dump[later] is None:  # the digest a price had before the field
+            del dump[later]
     text = json.dumps(dump, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+@functools.cache
+def _genai_providers() -> frozenset[str]:
+    """The provider ids genai-prices' snapshot prices (openrouter, together, x-ai, ...),
+    so a `price_id` naming any of them is priced as documented. An id outside them is
+    not asked: genai-prices would match the model under some other provider."""
+    from genai_prices import data_snapshot
+
+    return frozenset(p.id for p in data_snapshot.get_snapshot().providers)
 
 
 @functools.cache

@@ -71,9 +71,11 @@ class Providers:
         user's table first (by the configured name), then the provider's catalog
         (`price_id`); unknown is None."""
         own = self.prices.own(name, model_id)
-        if own is not None:
-            return self.prices.by_table(own, usage, batch=batch)
         catalog = self._providers[name].price_id
+        if own is not None:
+            return self.prices.by_table(
+                own, usage, batch=batch, catalog=catalog, model=model_id, at=at
+            )
         if catalog is None:
             return Priced(None, None)
         return self.prices.price(

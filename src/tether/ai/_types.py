@@ -64,7 +64,8 @@ class Message(BaseModel):
 
     A tool loop on OpenAI's wire format also needs the assistant's `tool_calls`
     and, on a ``tool`` message, the `tool_call_id` it answers (Anthropic keeps
-    both inside `content` parts). Unset fields are left out of the request.
+    both inside `content` parts; its adapter turns these into them). Unset fields
+    are left out of the request.
     """
 
     model_config = ConfigDict(frozen=True)
