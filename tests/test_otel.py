@@ -3,9 +3,10 @@ trace per run across drives (checked with the SDK's in-memory exporter)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -258,3 +259,53 @@ async def test_each_drive_says_how_it_ended(
     # before: "Suspend" (an internal class) for the parked drive, nothing for the last
     assert [s.attributes["tether.outcome"] for s in drives] == ["parked", "completed"]
     assert all(s.status.status_code is StatusCode.UNSET for s in drives)
+
+
+class _Both:
+    """Two stage bodies that each wait for the other to have started: they overlap."""
+
+    started: ClassVar[dict[str, asyncio.Event]] = {}
+
+
+@tether.stage(id="read", input=Doc, output=Doc)
+async def read_both(ctx: tether.StageContext[Doc, None]) -> Doc:
+    me, other = ("a", "b") if ctx.input.text == "a" else ("b", "a")
+    _Both.started[me].set()
+    await _Both.started[other].wait()
+    return Doc(text=ctx.input.text.upper())
+
+
+async def test_one_stage_id_called_twice_at_once_makes_two_stage_spans(
+    database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """Two `for_each` items calling one pipeline run the stage `read` at once. Keyed by
+    the stage id alone, the second start ended the first's span as parked (it was
+    not) and its step hung under that ended span; each call has its own now, saying
+    where it was called."""
+    provider, exporter = spans
+    _Both.started = {"a": asyncio.Event(), "b": asyncio.Event()}
+    reader = tether.Pipeline("reader", input=Doc).pipe(read_both)
+    app = App(database_url, clock=FakeClock(), interceptors=[Tracing(provider)])
+
+    @app.workflow(name="both")
+    async def both(wf: tether.Workflow) -> list[str]:
+        async def one(text: str) -> str:
+            return (await reader(wf, Doc(text=text))).text
+
+        summary = await wf.for_each(["a", "b"], one, max_parallel=2)
+        return [r.value for r in summary.results]
+
+    try:
+        done = await app.arun(both, workflow_id="both-1")
+    finally:
+        await app.aclose()
+    assert done.status is RunStatus.COMPLETED and done.value == ["A", "B"]
+    finished = exporter.get_finished_spans()
+    read = [s for s in finished if s.name == "tether.stage read"]
+    assert [s.attributes.get("tether.stage.parked") for s in read] == [None, None]
+    stages = {s.attributes["tether.stage.at"]: s for s in read}
+    assert sorted(stages) == ["[0]", "[1]"]
+    for at, stage in stages.items():
+        (step,) = [s for s in finished if s.name == f"tether.step stage:read{at}"]
+        assert step.parent.span_id == stage.context.span_id
+        assert stage.start_time <= step.start_time and step.end_time <= stage.end_time

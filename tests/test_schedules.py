@@ -373,3 +373,37 @@ async def test_a_tick_that_cannot_start_is_skipped_not_blocking_the_later_ones(
     clock.advance(300)  # 16:15
     assert await app.afire_schedules() == ["a@2026-12-01T16:15:00Z"]
     await app.aclose()
+
+
+async def test_two_apps_declaring_one_schedule_name_differently_say_so(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two services on one database, each with a schedule named 'sync' on its own cron:
+    each pass saved its own definition over the other's, resetting the progress, and
+    neither ever started a tick, with nothing in the log. Each replacement is logged
+    now, naming both definitions and how to tell them apart."""
+    clock = FakeClock(T0)
+    apps = []
+    for cron, name in (("0 * * * *", "sync-a"), ("30 * * * *", "sync-b")):
+        app = App(database_url, clock=clock)
+
+        @app.workflow(name=name)
+        async def sync(wf: Workflow) -> str:
+            return "synced"
+
+        app.schedule(sync, cron=cron, name="sync")
+        apps.append(app)
+    try:
+        with caplog.at_level("WARNING", logger="tether"):
+            for _ in range(4):
+                for app in apps:
+                    await app.afire_schedules()
+                    clock.advance(150)
+    finally:
+        for app in apps:
+            await app.aclose()
+    said = [r.getMessage() for r in caplog.records if "schedule 'sync' is saved" in r.message]
+    assert len(said) == 7  # every pass but the very first replaced the other's
+    assert "as workflow 'sync-a', cron '0 * * * *'" in said[0]
+    assert "declares workflow 'sync-b', cron '30 * * * *'" in said[0]
+    assert "give each its own name=" in said[0]

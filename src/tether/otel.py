@@ -9,7 +9,9 @@ Needs the ``otel`` extra (``pip install 'tether[otel]'``). Spans:
 - ``tether.stage <id>``: a pipeline stage, inside the drive: one per drive
   the stage runs in (a stage parked on a wait, a batch stage between checks,
   or one whose process died gets another when it resumes, marked
-  ``tether.stage.resumed``); its status is ERROR when the stage fails;
+  ``tether.stage.resumed``); its status is ERROR when the stage fails; a
+  pipeline called from a run's code says where in ``tether.stage.at`` (two
+  ``for_each`` items calling it at once make two spans of each stage);
 - ``tether.step <key>``: each executed attempt of a step (a replayed step
   runs nothing and makes no span), with its exception when it fails;
 - ``<operation> <model>`` for each AI call made in a step, with the GenAI
@@ -80,7 +82,9 @@ class Tracing:
                 "tether.otel needs OpenTelemetry: pip install 'tether[otel]'"
             )
         self._tracer = trace.get_tracer("tether", tracer_provider=tracer_provider)
-        self._stages: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        # (run, stage id, where the pipeline was called) -> its open span: one stage id
+        # called twice at once in a run (`for_each` items) is two stages
+        self._stages: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 
     async def intercept_run(self, call: RunCall, proceed: Proceed) -> Any:
         caller = trace.get_current_span().get_span_context()
@@ -150,7 +154,7 @@ class Tracing:
             return
         if not type_.startswith("stage.") or not isinstance(detail, dict):
             return
-        key = (workflow_id, str(detail.get("stage")))
+        key = (workflow_id, str(detail.get("stage")), str(detail.get("at") or ""))
         if type_ in ("stage.started", "stage.resumed"):
             # a span still open here is from a drive that ended without a word (fenced out)
             self._end_stage(key, "tether.stage.parked", same_task=True)
@@ -159,20 +163,24 @@ class Tracing:
             error = None if type_ == "stage.completed" else str(detail.get("error") or type_)
             self._end_stage(key, error, same_task=True)
 
-    def _open_stage(self, key: tuple[str, str], detail: dict[str, Any], *, resumed: bool) -> None:
+    def _open_stage(
+        self, key: tuple[str, str, str], detail: dict[str, Any], *, resumed: bool
+    ) -> None:
         attributes: dict[str, Any] = {
             "tether.workflow_id": key[0],
             "tether.stage": key[1],
             "tether.stage.group": int(detail.get("group") or 0),
             "tether.attempt": int(detail.get("attempt") or 1),
         }
+        if key[2]:  # a pipeline called from the run's code: where (``[0]`` of a for_each)
+            attributes["tether.stage.at"] = key[2]
         if resumed:
             attributes["tether.stage.resumed"] = True
         span = self._tracer.start_span(f"tether.stage {key[1]}", attributes=attributes)
         token = otel_context.attach(trace.set_span_in_context(span))
         self._stages[key] = (span, token, asyncio.current_task())
 
-    def _end_stage(self, key: tuple[str, str], error: str | None, *, same_task: bool) -> None:
+    def _end_stage(self, key: tuple[str, str, str], error: str | None, *, same_task: bool) -> None:
         found = self._stages.pop(key, None)
         if found is None:
             return

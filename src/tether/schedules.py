@@ -212,6 +212,8 @@ async def _fire(
     """Start `sched`'s due ticks; a changed definition counts from `now` (the store
     keeps `fired_until` only while cron and time zone are unchanged)."""
     if row is None or _changed(row, sched):
+        if row is not None:
+            _say_changed(row, sched)
         row = await app.store.save_schedule(sched.row(sched.workflow, now))
     if row.paused:
         return []
@@ -240,6 +242,21 @@ async def _fire(
     if through > row.fired_until:
         await app.store.advance_schedule(sched.name, through, now)
     return started
+
+
+def _say_changed(row: ScheduleRow, sched: Schedule) -> None:
+    """Log a definition replacing the saved one. Once is a deploy; again and again is two
+    Apps on this database declaring one schedule name differently: each pass reset the
+    other's progress and no tick of either started, with not a word in the log."""
+    log.warning(
+        "schedule %r is saved in this database as workflow %r, cron %r in %s, queue %r, "
+        "missed=%r; this App declares workflow %r, cron %r in %s, queue %r, missed=%r and "
+        "saves that instead (a new cron or time zone counts from now). If this repeats, "
+        "two Apps sharing the database declare schedule %r differently and none of their "
+        "ticks start: give each its own name= (each tick's run is named after it)",
+        sched.name, row.workflow_name, row.cron, row.timezone, row.queue, row.missed,
+        sched.workflow, sched.cron, sched.timezone, sched.queue, sched.missed, sched.name,
+    )  # fmt: skip
 
 
 def _changed(row: ScheduleRow, sched: Schedule) -> bool:

@@ -27,6 +27,16 @@ async def test_something_that_is_no_command_is_refused_clearly(app: App, payload
             {"run_after": "2026-01-01T00:00:00", "queue": "q"},
             "run_after: Input should have timezone",
         ),
+        # bounds of App.submit: PostgreSQL refused these with a bare "integer out of
+        # range" store error, SQLite stored them; a run_after past 9998 in UTC was
+        # stored, then every read of the queue (/metrics) failed with "year 10000"
+        ({"priority": 2**31, "queue": "q"}, "priority: Input should be less than or equal"),
+        ({"priority": -(2**31), "queue": "q"}, "priority: Input should be greater than"),
+        ({"max_attempts": 2**40, "queue": "q"}, "max_attempts: Input should be less than"),
+        (
+            {"run_after": "9999-12-31T23:59:00-05:00", "queue": "q"},
+            "run_after: .* outside the years 1 to 9998 in UTC",
+        ),
     ],
 )
 async def test_a_run_create_the_app_would_refuse_is_refused_by_the_kernel(
@@ -39,3 +49,32 @@ async def test_a_run_create_the_app_would_refuse_is_refused_by_the_kernel(
     with pytest.raises(tether.InvalidArgumentError, match=f"invalid command: .*{what}"):
         await app.kernel.adispatch({"type": "run.create", "workflow": "w", **extra})
     assert await app.store.list_runs() == []
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        # PostgreSQL refused these with a bare store error ("interval out of range",
+        # "timestamp out of range", "cannot contain NUL"); SQLite took them
+        ({"type": "run.reap_stuck", "idle_for": "inf"}, r"idle_for: Input should be less"),
+        ({"type": "run.reap_stuck", "idle_for": 1e300}, r"idle_for: Input should be less"),
+        (
+            {"type": "run.adopt_orphans", "queue": "q", "workflows": ["w"], "grace": "inf"},
+            r"grace: Input should be less",
+        ),
+        (
+            {"type": "run.adopt_orphans", "queue": "q", "workflows": ["w\x00"]},
+            r"workflows: .*contains a NUL",
+        ),
+        # SQLite raised a bare OverflowError
+        (
+            {"type": "job.execute", "job_id": 10**30, "workflow_id": "r", "worker": "me"},
+            r"job_id: Input should be less than or equal",
+        ),
+    ],
+)
+async def test_a_maintenance_command_the_database_cannot_take_is_refused(
+    app: App, command: dict[str, object], what: str
+) -> None:
+    with pytest.raises(tether.InvalidArgumentError, match=f"invalid command: .*{what}"):
+        await app.kernel.adispatch(command)

@@ -257,7 +257,79 @@ async def test_a_sink_that_never_returns_fails_its_delivery_and_the_tick_ends(
     assert error == "TimeoutError: CallableSink did not take the event within 0.05 s"
 
 
+async def test_a_blocking_sync_plugin_sink_fails_its_delivery_and_frees_the_loop(
+    app: App, clock: FakeClock, database_url: str
+) -> None:
+    """A sync `CallableSink` function blocking on a broker that never answers ran on the
+    event loop: the host's claims, lease renewals and signal handlers all stopped, and
+    `delivery_timeout` could not end it (the delivery even counted as made once it
+    returned). It runs in a thread now: its delivery fails on time, other runs go on,
+    and the loop keeps turning meanwhile."""
+    broker = threading.Event()  # the broker answers only once the test is over
+    delivered: list[str] = []
+    beats: list[int] = []
+
+    def publish(event: OutboxEvent) -> None:
+        if event.workflow_id == "stuck":
+            broker.wait(10)  # bounded, so that a loop it blocks frees itself in the end
+        delivered.append(event.delivery_id)
+
+    async def heartbeat() -> None:
+        while not broker.is_set():
+            beats.append(len(beats))
+            await asyncio.sleep(0.01)
+
+    app.kernel.sinks.append(CallableSink(publish))
+    app.kernel.outbox = OutboxPolicy(delivery_timeout=0.3)
+    await _run_with_events(app, "stuck", 2, clock.now())
+    await _run_with_events(app, "fine", 2, clock.now() + timedelta(seconds=1))
+    beating = asyncio.ensure_future(heartbeat())
+    try:
+        await asyncio.sleep(0)
+        before = len(beats)
+        tick = await maintenance_tick(app, "w1", chores=("outbox",))
+        during = len(beats) - before
+        made = list(delivered)  # before the broker answers the abandoned thread
+    finally:
+        broker.set()
+        await beating
+    assert (tick.outbox_failed, tick.outbox_delivered) == (1, 2)
+    assert made == ["fine:1", "fine:2"]
+    assert during > 1  # the loop turned while the sink blocked its thread
+    [(error,)] = execute(
+        database_url, "SELECT last_error FROM events WHERE run_id = 'stuck' AND seq = 1"
+    )
+    assert error == "TimeoutError: CallableSink did not take the event within 0.3 s"
+
+
 def test_outbox_policy_refuses_a_delivery_timeout_that_is_no_duration() -> None:
     for bad in (0, -1.0, float("inf"), float("nan")):
         with pytest.raises(tether.InvalidArgumentError, match="delivery_timeout"):
             OutboxPolicy(delivery_timeout=bad)
+
+
+def test_outbox_policy_refuses_retries_it_could_not_schedule() -> None:
+    """A retry time past a datetime's range (a huge `max_delay`) raised in the middle
+    of every pass, so the failing event was never recorded nor dead-lettered: the
+    outbox stuck on it. Such a policy, and attempts or delays that are no count or no
+    duration, are refused when built, each naming its field."""
+    bad: list[tuple[dict[str, object], str]] = [
+        ({"max_delay": 1e12}, "max_delay"),
+        ({"max_delay": -1.0}, "max_delay"),
+        ({"max_delay": float("inf")}, "max_delay"),
+        ({"backoff": float("nan")}, "backoff"),
+        ({"backoff": -1}, "backoff"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": 2.5}, "max_attempts"),
+        ({"max_attempts": True}, "max_attempts"),
+    ]
+    for kwargs, field in bad:
+        with pytest.raises(tether.InvalidArgumentError, match=field):
+            OutboxPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_back_off_of_a_late_attempt_is_the_cap_not_an_overflow() -> None:
+    """`backoff * 2 ** n` made an int too large for a float past about 1,000 attempts
+    (OverflowError in the pass); past the cap, the delay is the cap."""
+    policy = OutboxPolicy(max_attempts=5000, backoff=1.0, max_delay=300.0)
+    assert [policy.delay(n) for n in (1, 2, 9, 3000)] == [1.0, 2.0, 256.0, 300.0]

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import pytest
 
+from tether.errors import InvalidArgumentError
 from tether.kernel import OutboxEvent, WebhookSink
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -98,3 +99,28 @@ async def test_a_receiver_answering_garbage_fails_naming_the_webhook(receiver: s
         ConnectionError, match=r"webhook .*/garbage answered something that is not HTTP"
     ):
         await sink.publish(OutboxEvent("r", 1, "step.completed", None, None, T0, 1))
+
+
+async def test_extra_headers_are_sent_and_unsendable_ones_refused_when_built(
+    receiver: str,
+) -> None:
+    """http.client refuses a line break in a header and sends values as latin-1: such a
+    header once failed every delivery with a bare ValueError naming no webhook, until
+    each event was dead-lettered. It is refused when the sink is built, the value not
+    shown (it may be a credential); a latin-1 value is delivered as given."""
+    sink = WebhookSink(f"{receiver}/ok", "s", headers={"X-Team": "café\tops"})
+    await sink.publish(OutboxEvent("r", 1, "step.completed", None, None, T0, 1))
+    (headers,) = _Receiver.seen
+    assert headers["X-Team"] == "café\tops"
+    bad: list[tuple[object, str]] = [
+        ({"Authorization": "Bearer s3cret\r\nX-Evil: 1"}, r"'Authorization'.*U\+000D"),
+        ({"X-Team": "€"}, r"'X-Team'.*outside latin-1"),
+        ({"X Team": "a"}, r"'X Team' is not an HTTP header name"),
+        ({"X-Count": 5}, r"'X-Count' must be a str"),
+        (["X-Team"], "must be a mapping"),
+    ]
+    for headers_, message in bad:
+        with pytest.raises(InvalidArgumentError, match=message) as refused:
+            WebhookSink(f"{receiver}/ok", "s", headers=headers_)  # type: ignore[arg-type]
+        assert "s3cret" not in str(refused.value)
+    assert len(_Receiver.seen) == 1

@@ -5,6 +5,7 @@ pass over the same events, and a stopping worker hands its chores over at once."
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import subprocess
@@ -194,6 +195,25 @@ async def test_only_some_chores(app: App) -> None:
     assert set((await maintenance_tick(app, "w2")).skipped) == {"outbox"}
     with pytest.raises(tether.InvalidArgumentError, match="unknown chores"):
         await maintenance_tick(app, "w1", chores=("outbox", "laundry"))
+
+
+async def test_a_tick_refuses_seconds_it_cannot_use(app: App) -> None:
+    """A NaN (or text) lease made every chore fail on its lock, each with a bare store
+    error in the log ("NOT NULL constraint failed"), and the tick reported nothing due:
+    a cron-triggered host did no maintenance at all. Refused now, naming the argument."""
+    app.kernel.sinks.append(CollectingSink())
+    bad: list[tuple[str, object]] = [
+        ("chore_ttl", math.nan),
+        ("chore_ttl", "30"),
+        ("chore_ttl", 0),
+        ("stuck_after", -1),
+        ("orphan_grace", math.inf),
+        ("outbox_budget", math.nan),
+    ]
+    for name, value in bad:
+        with pytest.raises(tether.InvalidArgumentError, match=f"{name} must be a number"):
+            await maintenance_tick(app, "w1", **{name: value})  # type: ignore[arg-type]
+    assert await app.store.list_locks("chore") == []  # no chore was tried
 
 
 WORKER = textwrap.dedent(

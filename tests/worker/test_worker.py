@@ -598,6 +598,26 @@ async def test_worker_bad_configuration(app: App) -> None:
     assert worker.concurrency == 5
 
 
+async def test_a_serverless_host_refuses_a_limit_that_is_no_count(app: App) -> None:
+    """A handler passing its event's text ("10") raised a bare TypeError from inside the
+    loop, and a limit of 1.5 ran two jobs; each is refused naming the limit, and no job
+    is claimed."""
+
+    @app.workflow(name="quick")
+    async def quick(wf: Workflow) -> None:
+        return None
+
+    await app.asubmit(quick)
+    host = ServerlessHost(app)
+    for bad in ("10", 1.5, None, True, -1):
+        with pytest.raises(tether.InvalidArgumentError, match="limit must be a whole number"):
+            await host.aprocess_available_jobs(bad)  # type: ignore[arg-type]
+        with pytest.raises(tether.InvalidArgumentError, match="limit must be a whole number"):
+            await host.aclaim(bad)  # type: ignore[arg-type]
+    assert (await host.aprocess_available_jobs(0)).processed == 0
+    assert (await host.aprocess_available_jobs(5)).processed == 1
+
+
 async def test_queue_rate_limit_caps_starts_per_second(app: App, clock: tether.FakeClock) -> None:
     @app.workflow(name="quick")
     async def quick(wf: Workflow) -> None:

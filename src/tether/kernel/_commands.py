@@ -8,10 +8,12 @@ result, and dispatching it while the first is still in flight raises
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from .._durations import MAX_SECONDS
 from .._names import check_name
 
 __all__ = [
@@ -38,6 +40,9 @@ __all__ = [
     "Woken",
 ]
 
+
+_INT32 = 2**31 - 1
+_INT64 = 2**63 - 1
 
 # the fields that name something kept in an indexed column (a run, a queue, a key)
 _NAMES = frozenset(
@@ -68,14 +73,34 @@ class RunCreate(_Command):
     input: Any = None  # passed to workflows that take an input
     workflow_id: str | None = Field(default=None, min_length=1)
     queue: str | None = Field(default=None, min_length=1)
-    priority: int = 0
+    # the bounds `App.submit` has (the columns are 32-bit): PostgreSQL refused more with a
+    # bare store error, SQLite stored it
+    priority: int = Field(default=0, ge=-_INT32, le=_INT32)
     tags: tuple[str, ...] = ()
     tenant: str | None = None
     concurrency_key: str | None = Field(default=None, min_length=1)
-    max_attempts: int = Field(default=10, ge=1)
+    max_attempts: int = Field(default=10, ge=1, le=_INT32)
     run_after: AwareDatetime | None = None  # a naive one is another moment elsewhere
     initial_state: Any = None
     budget: dict[str, Any] | None = None  # the run's own AI budget (tether.ai.Budget fields)
+
+    @field_validator("run_after", mode="after")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        """A moment UTC can hold, as `App.submit` checks: one past the year 9998 in UTC
+        was stored, then every read of the queue (``/metrics`` among them) failed with
+        "year 10000 is out of range"."""
+        if value is not None:
+            try:
+                year = value.astimezone(UTC).year
+            except OverflowError:
+                year = 10000
+            if year >= 9999:
+                raise ValueError(
+                    f"{value.isoformat()} is outside the years 1 to 9998 in UTC; give a real "
+                    "moment, e.g. now + 1 day"
+                )
+        return value
 
 
 class RunCancel(_Command):
@@ -106,7 +131,7 @@ class JobExecute(_Command):
     """Drive the run of a claimed job, then close the job."""
 
     type: Literal["job.execute"] = "job.execute"
-    job_id: int
+    job_id: int = Field(ge=1, le=_INT64)  # a job's id as the database keeps it
     workflow_id: str = Field(min_length=1)
     worker: str = Field(min_length=1)
 
@@ -121,7 +146,9 @@ class LeaseReapStale(_Command):
 
 class RunReapStuck(_Command):
     type: Literal["run.reap_stuck"] = "run.reap_stuck"
-    idle_for: float = Field(default=300.0, gt=0)
+    # to a century, as a worker's `stuck_after`: PostgreSQL refused more (an infinity)
+    # with a bare "interval out of range"
+    idle_for: float = Field(default=300.0, gt=0, le=MAX_SECONDS)
 
 
 class RunAdoptOrphans(_Command):
@@ -131,7 +158,15 @@ class RunAdoptOrphans(_Command):
     type: Literal["run.adopt_orphans"] = "run.adopt_orphans"
     queue: str = Field(min_length=1)
     workflows: tuple[str, ...]
-    grace: float = Field(default=30.0, ge=0)
+    grace: float = Field(default=30.0, ge=0, le=MAX_SECONDS)
+
+    @field_validator("workflows", mode="after")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each a name the database can store (a NUL was a bare PostgreSQL error)."""
+        for name in value:
+            check_name("workflows name", name)
+        return value
 
 
 class OutboxFlush(_Command):

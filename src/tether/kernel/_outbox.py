@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .._durations import check_seconds
 from ..clock import Clock
 from ..errors import InvalidArgumentError
 from ..store import OutboxRow, Store
@@ -54,9 +55,26 @@ class OutboxPolicy:
             raise InvalidArgumentError(
                 f"delivery_timeout must be seconds > 0, got {self.delivery_timeout!r}"
             )
+        # checked here, not at the first failed delivery: a retry time past a datetime's
+        # range raised in the middle of a pass, every pass, and the event was never
+        # recorded as failed nor dead-lettered (the outbox stuck on it for good)
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise InvalidArgumentError(
+                f"max_attempts must be an integer >= 1 (deliveries of an event before it is "
+                f"dead-lettered), got {attempts!r}; e.g. OutboxPolicy(max_attempts=8)"
+            )
+        check_seconds("OutboxPolicy backoff", self.backoff)
+        check_seconds("OutboxPolicy max_delay", self.max_delay)
 
     def delay(self, attempts: int) -> float:
-        return float(min(self.max_delay, self.backoff * 2 ** max(0, attempts - 1)))
+        """Seconds before retrying after `attempts` failed deliveries: doubling from
+        `backoff`, capped at `max_delay` (however many attempts: no float overflow)."""
+        try:
+            doubled = self.backoff * 2.0 ** max(0, attempts - 1)
+        except OverflowError:  # 2.0 ** n beyond a float: past any cap
+            return float(self.max_delay)
+        return float(min(self.max_delay, doubled))
 
     @staticmethod
     @contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import hashlib
 import hmac
@@ -19,6 +20,7 @@ import inspect
 import json
 import logging
 import math
+import re
 import threading
 import time
 import urllib.error
@@ -112,7 +114,12 @@ class CollectingSink:
 
 
 class CallableSink:
-    """Calls a plain function (sync or async) with each event: the plugin sink."""
+    """Calls a plain function (sync or async) with each event: the plugin sink.
+
+    A sync function runs in a thread of its own: one blocking on a broker that never
+    answers held the host's event loop (its claims, its job leases' renewals, its
+    signal handlers) and no `OutboxPolicy.delivery_timeout` could end it. Given up
+    on, it is left to finish in its daemon thread, holding no exit."""
 
     def __init__(self, fn: Callable[[OutboxEvent], Any]) -> None:
         if not callable(fn):
@@ -120,9 +127,50 @@ class CallableSink:
         self._fn = fn
 
     async def publish(self, event: OutboxEvent) -> None:
-        out = self._fn(event)
-        if inspect.isawaitable(out):
+        if _is_async(self._fn):
+            await self._fn(event)
+            return
+        out = await _off_loop(self._fn, event)
+        if inspect.isawaitable(out):  # a sync callable handing back a coroutine
             await out
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """An async function, or an object whose `__call__` is one."""
+    call = vars(type(fn)).get("__call__")
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+
+
+async def _off_loop(fn: Callable[[OutboxEvent], Any], event: OutboxEvent) -> Any:
+    """`fn(event)` in a daemon thread (with this task's context); cancelling the wait
+    leaves the thread to finish, its outcome dropped."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+    ctx = contextvars.copy_context()
+
+    def call() -> None:
+        try:
+            out, error = ctx.run(fn, event), None
+        except BaseException as exc:  # handed to the awaiting task
+            out, error = None, exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
+            loop.call_soon_threadsafe(_settle_with, done, out, error)
+
+    threading.Thread(target=call, name="tether-sink", daemon=True).start()
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        done.cancel()  # its late outcome is dropped, not logged as never retrieved
+        raise
+
+
+def _settle_with(done: asyncio.Future[Any], out: Any, error: BaseException | None) -> None:
+    if done.done():  # given up on
+        return
+    if error is None:
+        done.set_result(out)
+    else:
+        done.set_exception(error)
 
 
 def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
@@ -190,6 +238,50 @@ def _check_url(url: object) -> str:
     return url
 
 
+# a header name as HTTP defines it (RFC 9110 token)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _check_headers(headers: object) -> dict[str, str]:
+    """`headers` if every POST can carry them, else say which one and why now: http.client
+    refuses a line break and sends values as latin-1, and it raised at every delivery, a
+    bare ValueError naming no webhook, until each event was dead-lettered."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise InvalidArgumentError(
+            f"webhook headers must be a mapping of header names to str values, got {headers!r}"
+        )
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise InvalidArgumentError(
+                f"webhook header name {name!r} is not an HTTP header name: use letters, "
+                "digits and '-' (no spaces or colons), e.g. 'X-Team'"
+            )
+        if not isinstance(value, str):
+            raise InvalidArgumentError(
+                f"webhook header {name!r} must be a str, got {value!r}; pass str({value!r})"
+            )
+        why = _unsendable(value)
+        if why is not None:  # the value itself is not shown: it may be a credential
+            raise InvalidArgumentError(
+                f"webhook header {name!r} has a value HTTP cannot send: {why}; send no "
+                "line breaks or control characters, only latin-1 (percent-encode the rest "
+                "with urllib.parse.quote)"
+            )
+    return dict(headers)
+
+
+def _unsendable(value: str) -> str | None:
+    """Why http.client cannot send `value` as a header value, or None."""
+    for at, ch in enumerate(value):
+        if (ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F:
+            return f"a control character (U+{ord(ch):04X}) at position {at}"
+        if ord(ch) > 0xFF:
+            return f"a character outside latin-1 (U+{ord(ch):04X}) at position {at}"
+    return None
+
+
 class WebhookSink:
     """POSTs each event as JSON to a URL, signed with HMAC-SHA256.
 
@@ -224,7 +316,7 @@ class WebhookSink:
             raise InvalidArgumentError(f"webhook timeout must be seconds > 0, got {timeout!r}")
         self._secret = secret
         self._timeout = timeout
-        self._headers = dict(headers or {})
+        self._headers = _check_headers(headers)
         self._clock = clock
 
     def request(self, event: OutboxEvent) -> urllib.request.Request:

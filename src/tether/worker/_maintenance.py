@@ -19,6 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .._durations import check_seconds
 from ..errors import InvalidArgumentError
 from ..kernel import (
     LeaseReapStale,
@@ -107,6 +108,12 @@ async def maintenance_tick(
     publish the outbox: batch after batch while they get anywhere, for up to
     `outbox_budget` seconds (at most a third of `chore_ttl`). `chores` picks some of
     these (a host that does only some: `("outbox",)`)."""
+    # checked first: a NaN lease made every chore fail on its lock with a bare store
+    # error in the log ("NOT NULL constraint failed"), and the report said nothing was due
+    check_seconds("chore_ttl", chore_ttl, positive=True)
+    check_seconds("stuck_after", stuck_after, positive=True)
+    check_seconds("orphan_grace", orphan_grace)
+    check_seconds("outbox_budget", outbox_budget)
     chores = (chores,) if isinstance(chores, str) else chores
     unknown = set(chores) - set(CHORES)
     if unknown:

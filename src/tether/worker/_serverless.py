@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .._owners import new_owner as process_owner
 from ..app import run_on_loop
+from ..errors import InvalidArgumentError
 from ..kernel import JobExecute, JobExecuted
 from ..store import JobRow
 from ._claim import claim_jobs, queue_names
@@ -31,6 +32,15 @@ class ProcessReport:
     failed: int
 
 
+def _check_limit(limit: object) -> None:
+    """A count of jobs: a platform's handler passing its event's text ("10") raised a bare
+    TypeError, and 1.5 ran two jobs."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidArgumentError(
+            f"limit must be a whole number of jobs >= 0, got {limit!r}; e.g. limit=10"
+        )
+
+
 class ServerlessHost:
     """Claims and executes jobs on demand, and runs maintenance on a schedule."""
 
@@ -47,6 +57,7 @@ class ServerlessHost:
 
     async def aclaim(self, limit: int = 1) -> list[JobRow]:
         """Claim up to `limit` ready jobs for this host."""
+        _check_limit(limit)
         return await claim_jobs(self.app, self.worker_id, self.queues, limit)
 
     async def ahandle_job(self, job: JobRow) -> JobExecuted:
@@ -59,6 +70,7 @@ class ServerlessHost:
 
     async def aprocess_available_jobs(self, limit: int = 10) -> ProcessReport:
         """Claim and execute up to `limit` jobs, one after another."""
+        _check_limit(limit)
         processed = succeeded = failed = 0
         while processed < limit:
             jobs = await self.aclaim(1)

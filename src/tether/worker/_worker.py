@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._durations import check_seconds
+from .._durations import MAX_SECONDS, check_seconds
 from .._loop import await_on, home_loop
 from .._owners import new_owner as process_owner
 from ..errors import (
@@ -361,7 +361,7 @@ class Worker:
                 report = await maintenance_tick(
                     self.app,
                     self.worker_id,
-                    chore_ttl=self.maintenance_interval * 3,
+                    chore_ttl=min(self.maintenance_interval * 3, MAX_SECONDS),
                     stuck_after=self.stuck_after,
                     orphan_queue=self.queues[0],
                     outbox_budget=self.maintenance_interval,
