@@ -53,3 +53,28 @@ async def test_metrics_describe_runs_steps_queues_ai_and_processes(database_url:
     assert re.search(r'^tether_worker_up\{worker="[^"]+"\} 1$', text, re.MULTILINE)
     assert "# TYPE tether_step_seconds histogram" in text
     assert "# TYPE tether_ai_cost_usd_total counter" in text
+
+
+async def test_a_process_gone_for_an_hour_leaves_the_metrics(database_url: str) -> None:
+    # every stopped or killed worker kept its tether_worker_up 0 series for good: the
+    # exposition grew with each restart
+    clock = FakeClock()
+    app = App(database_url, clock=clock)
+
+    @app.workflow(name="one")
+    async def one(wf: tether.Workflow) -> None:
+        return None
+
+    try:
+        await app.arun(one)  # this process announces itself
+        await app.aclose()
+        app = App(database_url, clock=clock)  # ... and is gone: its claim lapses
+        clock.advance(600)
+        gone_lately = await render_metrics(app.store, clock.now())
+        clock.advance(3600)
+        gone_long = await render_metrics(app.store, clock.now())
+    finally:
+        await app.aclose()
+    assert re.search(r'^tether_worker_up\{worker="[^"]+"\} 0$', gone_lately, re.MULTILINE)
+    assert "tether_worker_up{" not in gone_long
+    assert "tether_worker_heartbeat_age_seconds{" not in gone_long

@@ -88,12 +88,19 @@ def _ai_lines(rows: list[Any]) -> list[str]:
     ]  # fmt: skip
 
 
+# a process silent this long has gone for good: its series leave the exposition (each
+# restart of a worker is a new process; kept, their series grew without end)
+GONE_AFTER = 3600.0
+
+
 def _worker_lines(locks: list[Any], now: datetime) -> list[str]:
     up, seen = [], []
     for row in locks:
         alive = row.active_at(now)
-        up.append(f"tether_worker_up{_labels(worker=row.holder)} {1 if alive else 0}")
         age = max(0.0, (now - row.heartbeat_at).total_seconds())
+        if not alive and age > GONE_AFTER:
+            continue
+        up.append(f"tether_worker_up{_labels(worker=row.holder)} {1 if alive else 0}")
         seen.append(f"tether_worker_heartbeat_age_seconds{_labels(worker=row.holder)} {age:.3f}")
     return [
         *_family("tether_worker_up", "gauge", "1 while a process that drives runs is alive.", up),
