@@ -24,7 +24,7 @@ from starlette.routing import Match
 from .. import __version__
 from .._signatures import HookRejected, Webhook
 from ..errors import InvalidArgumentError, TetherError
-from ._dashboard import install_dashboard, page_not_found
+from ._dashboard import install_dashboard, page_failed, page_not_found
 from ._deps import ServerConfig
 from ._edge import Edge
 from ._errors import ApiError, answer_for, details_for, error_body, named
@@ -153,9 +153,12 @@ def _install_handlers(api: FastAPI) -> None:
         assert isinstance(exc, ApiError)
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
 
-    async def on_tether(_: Request, exc: Exception) -> JSONResponse:
+    async def on_tether(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TetherError)
         status, code = answer_for(exc)
+        page = page_failed(request, status, str(exc)) if status >= 500 else None
+        if page is not None:  # a dashboard page a browser asked for
+            return page
         return JSONResponse(error_body(code, str(exc), details_for(exc)), status_code=status)
 
     async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
@@ -188,7 +191,7 @@ def _install_handlers(api: FastAPI) -> None:
         assert isinstance(exc, HookRejected)
         return JSONResponse(error_body(exc.code, str(exc)), status_code=exc.status)
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
         # answered by Starlette's outermost middleware, which then raises `exc` again
         # for the server to log with its traceback
         message = (
@@ -196,7 +199,9 @@ def _install_handlers(api: FastAPI) -> None:
             f"({type(exc).__name__}): a bug, not a problem with the request. The server's "
             "log has the traceback; please report it"
         )
-        return JSONResponse(error_body("internal", message), status_code=500)
+        return page_failed(request, 500, message) or JSONResponse(
+            error_body("internal", message), status_code=500
+        )
 
     api.add_exception_handler(Exception, on_unexpected)
     api.add_exception_handler(ApiError, on_api)

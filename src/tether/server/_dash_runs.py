@@ -27,7 +27,7 @@ from ._deps import served_app
 from ._routes import MAX_SEQ
 from ._sse import event_stream, streams_of
 
-__all__ = ["StepUsage", "done_note", "run_page", "runs_pages"]
+__all__ = ["ChildrenPage", "StepUsage", "done_note", "run_page", "runs_pages"]
 
 runs_pages = APIRouter(include_in_schema=False)
 Who = Annotated[Viewer, Depends(viewer)]
@@ -115,13 +115,26 @@ async def _costs(request: Request, runs: list[RunInfo]) -> dict[str, AIUsageRow]
     return {r.group or "": r for r in rows}
 
 
+async def _find_run(request: Request, stripped: str) -> str | None:
+    """The id of the run the search box names: as typed, else without the spaces around
+    it (pasted with them); an id that begins or ends with a space is found too (the
+    box's text trimmed alone missed it)."""
+    store = served_app(request).store
+    typed = request.query_params.get("q", "")
+    for wid in dict.fromkeys((typed, stripped)):
+        if wid and unstorable("q", wid) is None and await store.get_run(wid) is not None:
+            return wid
+    return None
+
+
 @runs_pages.get("/runs")
 async def runs(request: Request, who: Who) -> Response:
     where, shown, problem = _filters(request)
     missing = None
     if shown["q"]:
-        if await served_app(request).store.get_run(shown["q"]) is not None:
-            return RedirectResponse(run_url(shown["q"]), status_code=303)
+        named = await _find_run(request, shown["q"])
+        if named is not None:
+            return RedirectResponse(run_url(named), status_code=303)
         missing = shown["q"]
     status = 200 if problem is None else 422  # a filter refused, as the API refuses it
     cursor = request.query_params.get("cursor", "")
@@ -177,16 +190,69 @@ def _per_step(calls: list[AICallRow]) -> list[StepUsage]:
     return [StepUsage(k, *v) for k, v in sums.items()]
 
 
-async def _children(request: Request, workflow_id: str) -> tuple[list[RunInfo], int]:
-    """The run's first `MAX_CHILDREN` child runs, and how many more it has."""
+@dataclass(frozen=True)
+class ChildrenPage:
+    """Which of a run's child runs its page draws (`MAX_CHILDREN` from `first`), and the
+    addresses of the pages before and after: past the first page the rest of them were
+    counted but reachable from nowhere."""
+
+    first: int
+    shown: int
+    total: int
+    earlier: str | None
+    later: str | None
+
+    @property
+    def next_count(self) -> int:
+        return min(self.total - self.first - self.shown, MAX_CHILDREN)
+
+    @property
+    def before_count(self) -> int:
+        return min(self.first, MAX_CHILDREN)
+
+
+def _children_from(request: Request) -> int:
+    """The first child run to draw (``?children=N``, counted from 0); 0 if not a count."""
+    given = request.query_params.get("children", "")
+    return int(given) if given.isascii() and given.isdigit() and len(given) < 10 else 0
+
+
+def _children_url(workflow_id: str, first: int) -> str:
+    page = run_url(workflow_id)
+    return page if first == 0 else f"{page}{'&' if '?' in page else '?'}children={first}"
+
+
+async def _children(request: Request, workflow_id: str) -> tuple[list[RunInfo], int, ChildrenPage]:
+    """The run's child runs on this page (`MAX_CHILDREN` from ``?children=``), how many
+    come after them, and the page's place among all of them."""
     store = served_app(request).store
     ids = await store.child_runs(workflow_id)
+    first = min(_children_from(request), max(len(ids) - 1, 0))
     found = []
-    for child in ids[:MAX_CHILDREN]:
+    for child in ids[first : first + MAX_CHILDREN]:
         row = await store.get_run(child)
         if row is not None:
             found.append(RunInfo.from_row(row))
-    return found, max(len(ids) - MAX_CHILDREN, 0)
+    after = max(len(ids) - first - MAX_CHILDREN, 0)
+    page = ChildrenPage(
+        first,
+        min(MAX_CHILDREN, len(ids) - first),
+        len(ids),
+        _children_url(workflow_id, max(first - MAX_CHILDREN, 0)) if first else None,
+        _children_url(workflow_id, first + MAX_CHILDREN) if after else None,
+    )
+    return found, after, page
+
+
+async def _unserved_queue(request: Request, info: RunInfo) -> str | None:
+    """The command that starts a worker for the run, if it waits in a job queue that no
+    live worker serving its workflow works: its page said only "pending", and the
+    queues page alone told that nothing will start it."""
+    if info.queue is None or info.status is not RunStatus.PENDING:
+        return None
+    if await served_app(request).adrivers(info.workflow_name, info.queue):
+        return None
+    return f"tether worker --app FILE.py:app -q {shlex.quote(info.queue)}"
 
 
 def _pending_first(waits: list[WaitInfo]) -> list[WaitInfo]:
@@ -205,7 +271,7 @@ async def run_page(
     except (RunNotFoundError, InvalidArgumentError):  # InvalidArgument: no id at all
         return render(request, who, "missing.html", status=404, workflow_id=workflow_id)
     waits = await app.alist_waits(workflow_id)
-    children, more_children = await _children(request, workflow_id)
+    children, more_children, children_page = await _children(request, workflow_id)
     now: datetime = app.clock.now()
     context: dict[str, Any] = {
         "rec": rec,
@@ -213,6 +279,8 @@ async def run_page(
         "waits": _pending_first(waits),
         "pending": [w for w in waits if w.status is WaitStatus.PENDING],
         "more_children": more_children,
+        "children_page": children_page,
+        "unserved_queue": await _unserved_queue(request, info),
         "max_children": len(children),
         "head_bars": HEAD_BARS,
         "events": rec.events[-MAX_EVENTS:],

@@ -13,7 +13,7 @@ from ._dash_auth import LoginNeeded, SetToken, set_token_cookie
 from ._dash_ops import ops_pages
 from ._dash_runs import runs_pages
 
-__all__ = ["install_dashboard", "page_not_found"]
+__all__ = ["install_dashboard", "page_failed", "page_not_found"]
 
 
 def _install_handlers(api: FastAPI) -> None:
@@ -31,16 +31,49 @@ def _install_handlers(api: FastAPI) -> None:
     api.add_exception_handler(SetToken, on_token)
 
 
-def page_not_found(request: Request) -> Response | None:
-    """The dashboard's page for an address it has none at, for a browser (a GET that
-    takes HTML, outside the API and the webhooks); None for any other request, which
-    gets the API's JSON error. A browser showed ``{"error": ...}`` for a mistyped page."""
+def _for_browser(request: Request) -> bool:
+    """Whether a browser asks for a page: a GET that takes HTML, outside the API and the
+    webhooks (whose clients read the JSON error)."""
     path = request.url.path
     if request.method not in ("GET", "HEAD") or path.startswith(("/api/", "/hooks/")):
-        return None
-    if "text/html" not in request.headers.get("accept", ""):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def page_not_found(request: Request) -> Response | None:
+    """The dashboard's page for an address it has none at, for a browser; None for any
+    other request, which gets the API's JSON error. A browser showed ``{"error": ...}``
+    for a mistyped page."""
+    if not _for_browser(request):
         return None
     return render(request, None, "notfound.html", status=404)
+
+
+#: the heading of a page the server failed to make, and what its reader can do, by status
+_FAILED = {
+    503: (
+        "The database could not be read",
+        "Check that the database the server was started on (--db, or the App's) is "
+        "reachable and still holds tether's tables, then reload this page.",
+    ),
+    500: (
+        "The server failed",
+        "Reload the page; if it fails again, the server's log has the traceback.",
+    ),
+}
+
+
+def page_failed(request: Request, status: int, message: str) -> Response | None:
+    """The dashboard's page for a page the server failed to make (the database
+    unreachable: 503; a bug: 500), for a browser; None for any other request. A browser
+    was shown the API's JSON error in place of the page."""
+    if not _for_browser(request):
+        return None
+    heading, advice = _FAILED.get(status, _FAILED[500])
+    return render(
+        request, None, "failed.html", status=status, heading=heading, message=message,
+        advice=advice,
+    )  # fmt: skip
 
 
 def install_dashboard(api: FastAPI) -> None:

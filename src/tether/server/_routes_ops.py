@@ -40,7 +40,7 @@ class UsageQuery:
     tag: Text | None = None
     since: datetime | None = None
     until: datetime | None = None
-    group_by: Literal["model", "workflow", "day", "run"] | None = None
+    group_by: Literal["model", "workflow", "day", "run", "stage"] | None = None
     run: Text | None = None
     children: bool = False
 
