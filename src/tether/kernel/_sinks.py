@@ -141,22 +141,23 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
-async def _off_loop(fn: Callable[[OutboxEvent], Any], event: OutboxEvent) -> Any:
-    """`fn(event)` in a daemon thread (with this task's context); cancelling the wait
-    leaves the thread to finish, its outcome dropped."""
+async def _off_loop(fn: Callable[[Any], Any], arg: Any, name: str = "tether-sink") -> Any:
+    """`fn(arg)` in a daemon thread (with this task's context); cancelling the wait
+    (a timeout) leaves the thread to finish, its outcome dropped: it holds no executor
+    thread and no exit, and at-least-once delivery covers what it did."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Any] = loop.create_future()
     ctx = contextvars.copy_context()
 
     def call() -> None:
         try:
-            out, error = ctx.run(fn, event), None
+            out, error = ctx.run(fn, arg), None
         except BaseException as exc:  # handed to the awaiting task
             out, error = None, exc
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
             loop.call_soon_threadsafe(_settle_with, done, out, error)
 
-    threading.Thread(target=call, name="tether-sink", daemon=True).start()
+    threading.Thread(target=call, name=name, daemon=True).start()
     try:
         return await asyncio.shield(done)
     except asyncio.CancelledError:
@@ -367,33 +368,10 @@ class WebhookSink:
         so a receiver trickling its answer would otherwise hold the outbox (and its
         chore lock) for as long as it likes. The request left to finish in its daemon
         thread holds no executor thread and no exit; at-least-once covers its POST."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
         req = self.request(event)
-
-        def send() -> None:
-            try:
-                self._send(req)
-                out: BaseException | None = None
-            except BaseException as exc:  # handed to the awaiting task
-                out = exc
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
-                loop.call_soon_threadsafe(_settle, done, out)
-
-        threading.Thread(target=send, name="tether-webhook", daemon=True).start()
         try:
-            await asyncio.wait_for(asyncio.shield(done), self._timeout)
+            await asyncio.wait_for(_off_loop(self._send, req, "tether-webhook"), self._timeout)
         except TimeoutError:
-            done.cancel()  # its late outcome is dropped, not logged as never retrieved
             raise ConnectionError(
                 f"webhook {self.url} did not answer within {self._timeout} s"
             ) from None
-
-
-def _settle(done: asyncio.Future[None], out: BaseException | None) -> None:
-    if done.done():  # given up on
-        return
-    if out is None:
-        done.set_result(None)
-    else:
-        done.set_exception(out)
