@@ -175,10 +175,9 @@ async def test_each_items_log_lines_are_written_once_and_none_dropped_on_resume(
                      "bbb before 2"]  # fmt: skip
 
 
-async def test_the_same_call_again_in_the_workflows_code_resumes_the_first(app: App) -> None:
-    """Called again with the same input (a retry in the workflow's code), a pipeline
-    goes on from what the first call recorded, as before calls were told apart."""
-    ran: list[str] = []
+def _costly_then_flaky(name: str, ran: list[str]) -> tether.Pipeline[Doc, Part]:
+    """Pipeline `name`: a stage worth keeping, then one that fails its first time; each
+    stage notes in `ran` that it ran."""
 
     @tether.stage(id="costly", input=Doc, output=Part)
     async def costly(ctx: tether.StageContext[Doc, None]) -> Part:
@@ -192,7 +191,14 @@ async def test_the_same_call_again_in_the_workflows_code_resumes_the_first(app: 
             raise ConnectionError("try again")
         return Part(text=ctx.input.text + "!")
 
-    p = tether.Pipeline("retried", input=Doc, output=Part).pipe(costly).pipe(flaky)
+    return tether.Pipeline(name, input=Doc, output=Part).pipe(costly).pipe(flaky)
+
+
+async def test_the_same_call_again_in_the_workflows_code_resumes_the_first(app: App) -> None:
+    """Called again with the same input (a retry in the workflow's code), a pipeline
+    goes on from what the first call recorded, as before calls were told apart."""
+    ran: list[str] = []
+    p = _costly_then_flaky("retried", ran)
 
     @app.workflow(name="retrying")
     async def retrying(wf: tether.Workflow) -> str:
@@ -273,20 +279,7 @@ async def test_a_retried_step_answers_the_stages_its_pipeline_completed(app: App
     failed attempt completed (recorded once, never recomputed) and starts the rest anew,
     as started, not resumed."""
     ran: list[str] = []
-
-    @tether.stage(id="costly", input=Doc, output=Part)
-    async def costly(ctx: tether.StageContext[Doc, None]) -> Part:
-        ran.append("costly")
-        return Part(text=ctx.input.url)
-
-    @tether.stage(id="flaky", input=Part, output=Part)
-    async def flaky(ctx: tether.StageContext[Part, None]) -> Part:
-        ran.append("flaky")
-        if ran.count("flaky") == 1:
-            raise ConnectionError("try again")
-        return Part(text=ctx.input.text + "!")
-
-    p = tether.Pipeline("in-retried-step", input=Doc, output=Part).pipe(costly).pipe(flaky)
+    p = _costly_then_flaky("in-retried-step", ran)
 
     @app.workflow(name="retried-step")
     async def retried(wf: tether.Workflow) -> str:
