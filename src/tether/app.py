@@ -23,6 +23,7 @@ from ._durations import check_seconds, parse_age, seconds_of
 from ._facade import facade
 from ._info import RunInfo, WaitInfo
 from ._interceptors import StepInterceptor, check_interceptors
+from ._listing import page_cursor, run_filter
 from ._loop import LoopThread, home_loop, homed
 from ._names import check_name
 from ._owners import new_owner
@@ -957,19 +958,33 @@ class App:
 
     @homed
     async def alist_runs(
-        self, *, status: RunStatus | str | None = None, limit: int = 100
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        workflow: str | Callable[..., Any] | None = None,
+        tag: str | None = None,
+        tenant: str | None = None,
+        parent: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        after: str | RunInfo | None = None,
+        limit: int = 100,
     ) -> list[RunInfo]:
-        """Runs, newest first."""
-        if status is not None:
-            try:
-                status = RunStatus(status)
-            except ValueError:
-                known = ", ".join(s.value for s in RunStatus)
-                raise InvalidArgumentError(
-                    f"unknown run status {status!r}; known: {known}"
-                ) from None
+        """Runs, newest first, at most `limit`: those in `status`, of `workflow` (its name
+        or function), tagged `tag`, of `tenant`, started by the run `parent` (its
+        children), created in ``[created_after, created_before)``. The next page is
+        ``list_runs(..., after=page[-1])``: the runs after that one, in the same order."""
+        where = run_filter(
+            status=status, workflow=workflow, tag=tag, tenant=tenant, parent=parent,
+            created_after=created_after, created_before=created_before,
+        )  # fmt: skip
         _check_limit(limit)
-        return [RunInfo.from_row(r) for r in await self.store.list_runs(status=status, limit=limit)]
+        cursor = None
+        if after is not None:
+            known = None if not isinstance(after, str) else await self.store.get_run(after)
+            cursor = page_cursor(after, None if known is None else known.created_at)
+        rows = await self.store.list_runs_page(where, limit=limit, after=cursor)
+        return [RunInfo.from_row(r) for r in rows]
 
     list_runs = facade(alist_runs)
 

@@ -584,6 +584,7 @@ class RunFilter:
     tenant: str | None = None
     created_after: datetime | None = None  # at or after
     created_before: datetime | None = None  # strictly before
+    parent: str | None = None  # the run that started them (its children)
 
 
 @dataclass(frozen=True, slots=True)

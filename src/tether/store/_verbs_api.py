@@ -33,6 +33,7 @@ class ApiVerbs(StoreBase):
                 workflow=where.workflow,
                 tenant=where.tenant,
                 tag=where.tag,
+                parent=where.parent,
                 after=where.created_after,
                 before=where.created_before,
                 cur=None if after is None else after[0],

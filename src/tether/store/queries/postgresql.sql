@@ -531,6 +531,7 @@ WHERE (:status::text IS NULL OR status = :status)
   AND (:workflow::text IS NULL OR workflow_name = :workflow)
   AND (:tenant::text IS NULL OR tenant = :tenant)
   AND (:tag::text IS NULL OR tags @> jsonb_build_array(:tag::text))
+  AND (:parent::text IS NULL OR parent_id = :parent)
   AND (:after::timestamptz IS NULL OR created_at >= :after)
   AND (:before::timestamptz IS NULL OR created_at < :before)
   AND (:cur::text IS NULL

@@ -317,6 +317,7 @@ SELECT {_run_cols} FROM runs
 WHERE (:status IS NULL OR status = :status) AND (:workflow IS NULL OR workflow_name = :workflow)
   AND (:tenant IS NULL OR tenant = :tenant)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = :tag))
+  AND (:parent IS NULL OR parent_id = :parent)
   AND (:after IS NULL OR created_at >= :after) AND (:before IS NULL OR created_at < :before)
   AND (:cur IS NULL OR created_at < coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at)
     OR (created_at = coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at) AND id > :cur))
