@@ -55,6 +55,7 @@ TESTING = {
     "eventually",
     "eventually_sync",
     "memory_app",
+    "pass_time",
     "tether_app",
     "tether_clock",
 }

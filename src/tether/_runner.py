@@ -195,6 +195,13 @@ class Runner:
         except Exception:
             log.exception("run %s failed", workflow_id)
 
+    async def settle(self) -> None:
+        """Return once no run is driven in the background here: those started, those
+        woken (by a signal, a timer, a child's end) and those they woke meanwhile."""
+        me = asyncio.current_task()
+        while tasks := [t for t in self._background if t is not me and not t.done()]:
+            await asyncio.wait(tasks)
+
     def begin_drain(self) -> None:
         """Start no more steps: every run driven here hands itself back at its next
         step boundary (a step in flight finishes and is recorded first)."""

@@ -836,6 +836,24 @@ class App:
     fire_due_timers = facade(afire_due_timers)
 
     @homed
+    async def asettle(self, timeout: float | timedelta | None = None) -> None:
+        """Wait until the runs this App drives in the background are at rest: ended,
+        parked on a wait, or handed back. Those are the runs it started (`start`) and
+        those it woke (a signal, an event, a due timer, a child's end), with the runs
+        they woke meanwhile. A script that signals a run and wants it to have gone as
+        far as it can here before it goes on calls this; so does a test before it
+        looks. `TimeoutError` after `timeout` seconds (the runs go on)."""
+        limit = None if timeout is None else check_seconds("timeout", timeout)
+        try:
+            await asyncio.wait_for(self._runner.settle(), limit)
+        except TimeoutError:
+            raise TimeoutError(
+                f"runs driven in the background here are still running after {limit:g}s"
+            ) from None
+
+    settle = facade(asettle)
+
+    @homed
     async def acancel(
         self,
         workflow_id: str,

@@ -10,6 +10,8 @@
 - `eventually` (async) and `eventually_sync`: poll a condition until it
   holds instead of sleeping a guessed while; a timeout fails with what the
   condition last showed.
+- `pass_time`: let days of a run's timers and wait timeouts pass in a
+  moment, each at its own time, the runs they wake driven before time moves on.
 """
 
 from __future__ import annotations
@@ -19,12 +21,23 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
+from ._durations import check_seconds
 from .app import App
 from .clock import FakeClock
+from .errors import InvalidArgumentError
 
-__all__ = ["FakeClock", "eventually", "eventually_sync", "memory_app", "tether_app", "tether_clock"]
+__all__ = [
+    "FakeClock",
+    "eventually",
+    "eventually_sync",
+    "memory_app",
+    "pass_time",
+    "tether_app",
+    "tether_clock",
+]
 
 T = TypeVar("T")
 
@@ -157,6 +170,42 @@ def eventually_sync(
             if poll.met(value):
                 return value
         time.sleep(poll.pause(clock))
+
+
+#: timers fired within one `pass_time` before it gives up: a run that sets a timer due
+#: at once, again and again, would otherwise keep it firing for ever
+MAX_FIRINGS = 10_000
+
+
+async def pass_time(app: App, by: float | timedelta) -> list[str]:
+    """Let `by` (seconds or a timedelta) pass for `app`, an App on a `FakeClock`, as
+    it would for a process that keeps it running: each timer and wait timeout due
+    in that span fires at its own time, in order, and the runs it wakes are driven
+    here until they rest (ended, or parked again) before the clock moves on. So a
+    run that waits a day for a signal and then sleeps two hours ends within
+    ``await pass_time(app, timedelta(days=2))``. The ids of the runs woken, in the
+    order they woke. Queued runs (`submit`) are woken but left to workers."""
+    clock = app.clock
+    if not isinstance(clock, FakeClock):
+        raise InvalidArgumentError(
+            f"pass_time needs an App on a FakeClock (App(clock=FakeClock()), or the "
+            f"tether_app fixture), got one on {type(clock).__name__}"
+        )
+    end = clock.now() + timedelta(seconds=check_seconds("pass_time's `by`", by))
+    woken: list[str] = []
+    await app.asettle()
+    for _ in range(MAX_FIRINGS):
+        due = await app.store.next_due()
+        if due is None or due > end:
+            clock.set(max(clock.now(), end))
+            return woken
+        clock.set(max(clock.now(), due))
+        woken += await app.afire_due_timers()
+        await app.asettle()
+    raise AssertionError(
+        f"timers kept coming due within {by}: {MAX_FIRINGS} fired, the last woke "
+        f"{woken[-3:]}; a run that sets a timer due at once in a loop never lets time pass"
+    )
 
 
 try:

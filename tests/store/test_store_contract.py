@@ -304,6 +304,21 @@ async def test_a_token_completes_once_and_timers_fire_when_due(store: Store) -> 
     }
 
 
+async def test_next_due_is_the_earliest_pending_timer_or_timeout(store: Store) -> None:
+    assert await store.next_due() is None
+    f = Fence("r1", await _run(store))
+    await store.register_wait(f, NewWait("t", WaitKind.TOKEN, wait_id="tok-1"), T0)
+    assert await store.next_due() is None  # a token has no time
+    late, soon = T0 + timedelta(hours=2), T0 + timedelta(seconds=90, microseconds=250)
+    await store.register_wait(f, NewWait("nap", WaitKind.TIMER, due_at=late), T0)
+    await store.register_wait(f, NewWait("sig", WaitKind.SIGNAL, "x", due_at=soon), T0)
+    assert await store.next_due() == soon
+    await store.fire_due(now=soon, at=soon)  # the signal's wait timed out
+    assert await store.next_due() == late
+    await store.fire_due(now=late, at=late)
+    assert await store.next_due() is None
+
+
 async def test_finish_run_wakes_the_waiting_parent_in_the_same_transaction(store: Store) -> None:
     parent = await _run(store, "p", queue="q")
     await store.create_run(NewRun("c", "wf", state="null", parent_id="p"), T0)

@@ -138,6 +138,15 @@ class WaitVerbs(StoreBase):
     async def list_waits(self, workflow_id: str) -> list[WaitRow]:
         return await self._list("list_waits", Rows.wait, wid=workflow_id)
 
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending timer or wait timeout comes due (None: none is set),
+        read from the index `fire_due` uses; what lets a test skip time to it."""
+
+        async def body(tx: Tx) -> datetime | None:
+            return tx.rows.ot((await tx.one("next_due"))[0])
+
+        return await self._tx("read", body)
+
     async def park_run(
         self, fence: Fence, keys: Sequence[str], *, compute_seconds: float, at: datetime
     ) -> bool:

@@ -33,6 +33,8 @@ UPDATE waitpoints SET due_at = :due WHERE id = :id
 UPDATE inbox SET consumed_by = :wait WHERE id = :id
 -- name: list_waits
 SELECT {_wait_cols} FROM waitpoints WHERE run_id = :wid ORDER BY {_wait_order}
+-- name: next_due
+SELECT min(due_at) FROM waitpoints WHERE status = 'pending' AND due_at IS NOT NULL
 -- name: park_run
 -- a parked run has no driver: its claim ends (a cancel with compensation is taken up at once)
 UPDATE runs SET status = 'waiting', owner_expires_at = NULL,
