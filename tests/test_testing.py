@@ -56,6 +56,7 @@ TESTING = {
     "eventually_sync",
     "memory_app",
     "pass_time",
+    "pass_time_sync",
     "tether_app",
     "tether_clock",
 }

@@ -9,7 +9,7 @@ import pytest
 
 import tether
 from tether import App, RunStatus, Workflow, testing
-from tether.testing import FakeClock, pass_time
+from tether.testing import FakeClock, pass_time, pass_time_sync
 
 
 async def reminder(wf: Workflow, who: str) -> str:
@@ -117,3 +117,21 @@ async def test_settle_gives_up_at_its_timeout_and_the_run_goes_on(tether_app: Ap
     assert (await tether_app.aresult(run_id, timeout=5)).value == "through"
     with pytest.raises(tether.InvalidArgumentError, match="timeout must be"):
         await tether_app.asettle(timeout=-1)
+
+
+def test_a_sync_test_lets_time_pass_too(database_url: str) -> None:
+    with App(database_url, clock=FakeClock()) as app:
+        assert app.run(reminder, "eve", workflow_id="s").status == "waiting"
+        assert pass_time_sync(app, timedelta(days=2)) == ["s", "s"]
+        assert app.get_run("s").status is RunStatus.COMPLETED
+
+
+def test_the_async_form_hops_to_the_loop_of_an_app_used_through_its_sync_api(
+    database_url: str,
+) -> None:
+    # the sync API put the App's store on its own loop thread; a test's own loop
+    # (asyncio.run) must not take it from there (on PostgreSQL: another loop's pool)
+    with App(database_url, clock=FakeClock()) as app:
+        app.run(reminder, "fay", workflow_id="h")
+        assert asyncio.run(pass_time(app, timedelta(days=2))) == ["h", "h"]
+        assert app.result("h", timeout=5).value == "nudged"

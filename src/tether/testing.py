@@ -10,7 +10,7 @@
 - `eventually` (async) and `eventually_sync`: poll a condition until it
   holds instead of sleeping a guessed while; a timeout fails with what the
   condition last showed.
-- `pass_time`: let days of a run's timers and wait timeouts pass in a
+- `pass_time` (and `pass_time_sync`): let days of a run's timers and wait timeouts pass in a
   moment, each at its own time, the runs they wake driven before time moves on.
 """
 
@@ -21,10 +21,11 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ._durations import check_seconds
+from ._loop import await_on, home_loop
 from .app import App
 from .clock import FakeClock
 from .errors import InvalidArgumentError
@@ -35,6 +36,7 @@ __all__ = [
     "eventually_sync",
     "memory_app",
     "pass_time",
+    "pass_time_sync",
     "tether_app",
     "tether_clock",
 ]
@@ -192,6 +194,20 @@ async def pass_time(app: App, by: float | timedelta) -> list[str]:
             f"tether_app fixture), got one on {type(clock).__name__}"
         )
     end = clock.now() + timedelta(seconds=check_seconds("pass_time's `by`", by))
+    home = home_loop(app)  # an App used through its sync API: its store lives there
+    if home is not None and home is not asyncio.get_running_loop():
+        return await await_on(home, _pass_until(app, clock, end, by), lambda: None)
+    return await _pass_until(app, clock, end, by)
+
+
+def pass_time_sync(app: App, by: float | timedelta) -> list[str]:
+    """`pass_time` for a test that uses the App's sync API (`app.run`, `app.signal`)."""
+    return app.run_sync(pass_time(app, by))
+
+
+async def _pass_until(
+    app: App, clock: FakeClock, end: datetime, by: float | timedelta
+) -> list[str]:
     woken: list[str] = []
     await app.asettle()
     for _ in range(MAX_FIRINGS):
