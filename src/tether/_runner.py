@@ -106,8 +106,9 @@ class Runner:
     # -- the Host port used by workflows --------------------------------------------
 
     async def create_child(
-        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str, *, detached: bool
-    ) -> None:
+        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str, *,
+        detached: bool, budget: str | None = None,
+    ) -> None:  # fmt: skip
         # a child of a queued run is queued too, so workers (not this process) resume it
         parent = await self._store.get_run(parent_id)
         queue = parent.queue if parent is not None else None
@@ -122,6 +123,7 @@ class Runner:
             state="null",
             parent_id=parent_id,
             queue=queue,
+            budget=budget,  # its own AI budget, if given (its parent's covers it too)
         )
         if detached and queue is not None:
             row, created = await self._store.submit_run(run, NewJob(queue=queue), self._clock.now())

@@ -40,9 +40,11 @@ class Host(Protocol):
     """What a workflow needs from the App that runs it, to start and drive children."""
 
     async def create_child(
-        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str, *, detached: bool
-    ) -> None:
-        """Create the child run (once); a detached one is also set going."""
+        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str, *,
+        detached: bool, budget: str | None = None,
+    ) -> None:  # fmt: skip
+        """Create the child run (once), with its own AI `budget` (JSON) if given; a
+        detached one is also set going."""
         ...
 
     async def drive_child(self, workflow_id: str) -> None: ...
@@ -171,8 +173,9 @@ class Waits:
         await self._wait(NewWait(key, WaitKind.TIMER, None, None, when), MISSING)
 
     async def child(
-        self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None
-    ) -> Any:
+        self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None,
+        budget: str | None = None,
+    ) -> Any:  # fmt: skip
         defn, cid = self._child_of(workflow, workflow_id)
         if workflow_id is None:
             cid = self._this_rounds(cid)
@@ -181,7 +184,9 @@ class Waits:
             row = await self._wait(wait, MISSING)
         else:  # create it (once) and drive it
             host = self._require_host()
-            await host.create_child(defn, input, cid, self._run.workflow_id, detached=False)
+            await host.create_child(
+                defn, input, cid, self._run.workflow_id, detached=False, budget=budget
+            )
             try:
                 row = await self._wait(wait, MISSING)
             except Suspend:
@@ -195,11 +200,14 @@ class Waits:
         return load_result(dump_json(outcome.get("output"), what="child output"), tp)
 
     async def start_child(
-        self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None
-    ) -> str:
+        self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None,
+        budget: str | None = None,
+    ) -> str:  # fmt: skip
         defn, cid = self._child_of(workflow, workflow_id)
         host = self._require_host()
-        await host.create_child(defn, input, cid, self._run.workflow_id, detached=True)
+        await host.create_child(
+            defn, input, cid, self._run.workflow_id, detached=True, budget=budget
+        )
         return cid
 
     def _child_of(

@@ -115,7 +115,10 @@ class Workflow:
                 if own is not None
                 else self._rt.workflow_budget(self.workflow_name)
             )
-            self._ai = WorkflowAI(self, self._rt.ai, self._rt.store, budget, self._rt.clock.now)
+            self._ai = WorkflowAI(
+                self, self._rt.ai, self._rt.store, budget, self._rt.clock.now,
+                workflow_budget=self._rt.workflow_budget,
+            )  # fmt: skip
         return self._ai
 
     @property
@@ -362,14 +365,18 @@ class Workflow:
         input: Any = MISSING,
         *,
         workflow_id: str | None = None,
+        budget: Any = None,
     ) -> Any:
         """Start a child run and wait for its result.
 
         Cancelling this run cancels the child. A child that fails or is
-        cancelled raises `ChildRunError` here.
+        cancelled raises `ChildRunError` here. This run's AI budget covers the
+        child's calls too; `budget` (a `tether.ai.Budget` or a dict of its
+        fields) gives the child one of its own as well, instead of its
+        workflow's (both hold).
         """
         check_depth("wf.child", self.workflow_id)
-        return await self._waits.child(workflow, input, workflow_id)
+        return await self._waits.child(workflow, input, workflow_id, Budget.stored(budget))
 
     async def start_child(
         self,
@@ -377,10 +384,12 @@ class Workflow:
         input: Any = MISSING,
         *,
         workflow_id: str | None = None,
+        budget: Any = None,
     ) -> str:
-        """Start a detached child run (not waited on, not cancelled with this run); its id."""
+        """Start a detached child run (not waited on, not cancelled with this run); its id.
+        This run's AI budget covers it too; `budget` as for `child`."""
         check_depth("wf.start_child", self.workflow_id)
-        return await self._waits.start_child(workflow, input, workflow_id)
+        return await self._waits.start_child(workflow, input, workflow_id, Budget.stored(budget))
 
     async def now(self) -> datetime:
         """The current time, recorded on first use so a replay sees the same value."""

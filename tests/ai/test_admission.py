@@ -75,9 +75,9 @@ def _first_once_all_asked(app: App, crowd: Crowd, monkeypatch: pytest.MonkeyPatc
     spend = app.store.ai_spend
     reads = 0
 
-    async def counted(workflow_id: str, budget_key: str | None) -> ai.Spend:
+    async def counted(workflow_id: str, budget_key: str | None, *, tree: bool) -> ai.Spend:
         nonlocal reads
-        found = await spend(workflow_id, budget_key)
+        found = await spend(workflow_id, budget_key, tree=tree)
         reads += 1
         if reads >= 10:
             crowd.first.set()

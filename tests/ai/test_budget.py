@@ -202,3 +202,30 @@ async def test_a_rerun_given_new_limits_as_a_dict_keeps_the_runs_key(
         assert kept is not None and '"key":"customer:7"' in kept and '"warn_at":0.5' in kept
     finally:
         await app.aclose()
+
+
+async def test_the_steps_a_budget_stopped_are_told_apart_from_answered_calls(
+    database_url: str, clock: FakeClock
+) -> None:
+    """A call stopped with on_exceed="pause" is recorded as a completed step (the stop
+    is its result, so a replay takes the same path): `ai.budget_stops` names it, for
+    views to show it stopped rather than answered."""
+    app = _priced_app(database_url, clock)
+    asker = _asker(app, "stopped-steps", ai.Budget(max_usd=1, on_exceed="pause"), calls=2)
+    try:
+        assert (await app.arun(asker, workflow_id="s")).status is RunStatus.WAITING
+        record = await app.aget_record("s")
+        stops = ai.budget_stops(record.events)
+        assert list(stops) == ["ai.text:fake:m#2"]
+        assert stops["ai.text:fake:m#2"].startswith("this run has spent $1.2000 of $1.0000")
+        assert record.steps["ai.text:fake:m#2"].status.value == "completed"  # as replayed
+        rows = await app.store.list_events("s")  # rows: detail as JSON text
+        assert ai.budget_stops(rows) == stops
+        await app.asignal("s", "budget.raise", {"max_usd": 5})
+        done = await app.aresume("s")
+        assert done.value == 2
+        # the call ran as the step's next occurrence; the stopped one is still told apart
+        assert list(ai.budget_stops(done.record.events)) == ["ai.text:fake:m#2"]
+        assert "ai.text:fake:m#3" in done.record.steps
+    finally:
+        await app.aclose()

@@ -6,6 +6,7 @@ provider, model and status, and none is logged as a free answer."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
@@ -235,3 +236,37 @@ async def test_asking_for_a_stream_is_refused_before_any_call(
 
 def _ask() -> ai.TextRequest:
     return ai.TextRequest(messages=[ai.Message(role="user", content="hi")])
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_retry_after_given_as_a_date_is_waited_by_the_apps_clock(
+    app: App, server: ProviderServer, clock: FakeClock, provider: str
+) -> None:
+    """An HTTP date in ``retry-after`` was counted from this machine's clock: a run
+    driven on a fake clock (here, months before the real time) waited the policy's 1 s
+    instead of the 45 s asked, and no test could set the time."""
+    from email.utils import format_datetime
+
+    when = clock.now() + timedelta(seconds=45)
+    server.fail_next(429, retry_after=format_datetime(when, usegmt=True))
+    _queue(server, provider, "after the wait")
+    ask = _asker(app, MODELS[provider])
+    assert (await app.arun(ask, workflow_id=f"date-{provider}")).value == "after the wait"
+    assert clock.slept == [45.0]
+
+
+def test_a_retry_after_date_is_a_time_until_a_clock_reads_it() -> None:
+    from datetime import UTC, datetime
+
+    from tether.ai._sdk import _retry_after, _retry_at
+
+    headers = {"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}
+    assert _retry_after(headers) is None
+    assert _retry_at(headers) == datetime(2026, 10, 21, 7, 28, tzinfo=UTC)
+    assert _retry_at({"retry-after": "12"}) is None and _retry_after({"retry-after": "12"}) == 12
+    assert _retry_at({"retry-after": "soon"}) is None
+    exc = ai.ProviderError(
+        "busy", retryable=True, retry_at=datetime(2026, 10, 21, 7, 28, tzinfo=UTC)
+    )
+    assert exc.wait_from(datetime(2026, 10, 21, 7, 27, 30, tzinfo=UTC)).retry_after == 30.0
+    assert exc.wait_from(datetime(2026, 10, 22, tzinfo=UTC)).retry_after == 0.0

@@ -1,7 +1,7 @@
 """AI calls that are durable, priced and budgeted."""
 
 from ._anthropic import Anthropic
-from ._budget import Budget, Spend
+from ._budget import Budget, Spend, budget_stops
 from ._client import WorkflowAI, cancel_open_batches, open_batches
 from ._errors import (
     BudgetExceededError,
@@ -58,6 +58,7 @@ __all__ = [
     "UnknownProviderError",
     "Usage",
     "WorkflowAI",
+    "budget_stops",
     "cancel_open_batches",
     "open_batches",
 ]

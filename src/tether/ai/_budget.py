@@ -10,6 +10,8 @@ about one call too.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import InvalidArgumentError
 from ..store import AISpend as Spend
 
-__all__ = ["Budget", "Spend", "Verdict"]
+__all__ = ["Budget", "Spend", "Verdict", "budget_stops"]
 
 Verdict = Literal["ok", "warn", "exceeded"]
 _LIMITS = {"max_usd", "max_tokens"}  # what a budget.raise signal may carry
@@ -46,6 +48,12 @@ class Budget(BaseModel):
     ``"pause"`` parks it until the signal ``budget.raise`` arrives with new
     limits (``{"max_usd": 5}``), then the call runs. `key` shares one budget among many runs (a customer, an
     issue): spend is summed over every run that used the key.
+
+    A run's budget covers the runs it starts (``wf.child``, ``wf.start_child``, at any
+    depth): their calls count with its own, and each of their calls is checked against
+    it as well as against the child's own budget (``wf.child(fn, x, budget=...)``, or
+    its workflow's). A key is passed down: a child without a key of its own logs its
+    calls under the nearest one above it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -91,6 +99,13 @@ class Budget(BaseModel):
             )
         return cls(**value)
 
+    @classmethod
+    def stored(cls, value: Any) -> str | None:
+        """`value` (as `of` takes it) as a run records its budget: JSON of the fields
+        set, or None; a bad one refused before anything is written."""
+        budget = cls.of(value)
+        return None if budget is None else json.dumps(budget.model_dump(exclude_none=True))
+
     def raised(self, payload: Any) -> Budget:
         """This budget with the limits a ``budget.raise`` signal carries."""
         if not isinstance(payload, dict) or not payload or not payload.keys() <= _LIMITS:
@@ -123,7 +138,9 @@ class Budget(BaseModel):
             return "exceeded"
         return "warn" if top >= _exact(self.warn_at) else "ok"
 
-    def describe(self, spend: Spend) -> str:
+    def describe(self, spend: Spend, of: str | None = None) -> str:
+        """What `spend` is of the limits; `of` says whose spend it is (by default this
+        run's, or its key's)."""
         parts = []
         if self.max_usd is not None:
             parts.append(f"{_dollars(spend.usd)} of {_dollars(self.max_usd)}")
@@ -134,7 +151,7 @@ class Budget(BaseModel):
             if spend.unknown_cost_calls
             else ""
         )
-        scope = f"budget key {self.key!r}" if self.key else "this run"
+        scope = f"budget key {self.key!r}" if self.key else of or "this run"
         return f"{scope} has spent {', '.join(parts)}{unknown}"
 
 
@@ -146,3 +163,28 @@ def _exact(value: float) -> Fraction:
 def _dollars(usd: float) -> str:
     """Four decimals, or six (micro-dollars) below a cent, so small limits read apart."""
     return f"${usd:.4f}" if usd == 0 or usd >= 0.01 else f"${usd:.6f}"
+
+
+def budget_stops(events: Iterable[Any]) -> dict[str, str]:
+    """The steps of a run that a budget stopped, by step key, each with what its
+    ``budget.exceeded`` event says (spend, limit, what came next), read from the
+    run's events (`RunRecord.events`, or rows whose `detail` is JSON text).
+
+    Such a step is recorded *completed*: the stop is its result, so a replay takes
+    the same path (it fails again, or waits for the same ``budget.raise``), and the
+    call runs, once raised, as the step's next occurrence (``name#2``). A view of
+    the run's steps shows these as stopped by the budget, not as answered calls."""
+    found: dict[str, str] = {}
+    for event in events:
+        if getattr(event, "type", None) != "budget.exceeded":
+            continue
+        detail = getattr(event, "detail", None)
+        if isinstance(detail, str):
+            try:
+                detail = json.loads(detail)
+            except ValueError:
+                continue
+        step = detail.get("step") if isinstance(detail, dict) else None
+        if isinstance(step, str):  # None: recorded by an older tether, step not named
+            found[step] = getattr(event, "message", None) or "stopped by the AI budget"
+    return found

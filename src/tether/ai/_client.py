@@ -49,8 +49,9 @@ T = TypeVar("T")
 
 #: the calls of this process, admitted per budget scope (see `_admission`)
 ADMISSIONS = Admissions()
-# the admission of the call running in this context: its recorded costs count at once
-_TICKET: ContextVar[Ticket | None] = ContextVar("tether_ai_ticket", default=None)
+# the admissions of the call running in this context, one per budget that covers it:
+# its recorded costs count at once
+_TICKETS: ContextVar[tuple[_Held, ...]] = ContextVar("tether_ai_tickets", default=())
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -87,10 +88,15 @@ class Flow(Protocol):
 
 
 class SpendLog(Protocol):
-    """The recorded spend (the store answers it from the call log), and the run's
-    events (the batches it submitted)."""
+    """The recorded spend (the store answers it from the call log), the runs (whose
+    budgets cover the runs they started), and the run's events (the batches it
+    submitted)."""
 
-    async def ai_spend(self, workflow_id: str, budget_key: str | None) -> Spend: ...
+    async def ai_spend(
+        self, workflow_id: str, budget_key: str | None, *, tree: bool = ...
+    ) -> Spend: ...
+
+    async def get_run(self, workflow_id: str) -> Any: ...
 
     async def budget_warned(
         self, workflow_id: str, limits: Mapping[str, Any] | None = None
@@ -109,6 +115,9 @@ class _Stop(BaseModel):
     # together (for_each branches) wait for the same next raise, and one raise wakes all
     raises: int = 0
     step: str | None = None  # the stopped step's key (a stage's ``stage-id/...``), to rerun from
+    # the run whose budget stopped it: this run, or one that started it (at any depth);
+    # None: recorded by an older tether, when only the run's own budget was checked
+    of: str | None = None
 
 
 class _Unfetched(BaseModel):
@@ -124,9 +133,28 @@ class _Spent(Exception):
     """The budget ran out between two provider calls of one step (`generate_object`
     asking again): the step records it as stopped, with the calls it made."""
 
-    def __init__(self, spend: Spend) -> None:
+    def __init__(self, limit: _Limit, spend: Spend) -> None:
         super().__init__("budget exceeded")
+        self.limit = limit
         self.spend = spend
+
+
+@dataclass(frozen=True)
+class _Limit:
+    """A budget a call of the run is checked against: the run's own (`of` is the run)
+    or that of a run that started it, at any depth. A budget covers the runs its run
+    starts, so it counts their calls with its run's (`SpendLog.ai_spend`, `tree`)."""
+
+    budget: Budget
+    of: str
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A call's admission under one of the budgets that cover it."""
+
+    limit: _Limit
+    ticket: Ticket
 
 
 class _StepContext(Protocol):
@@ -169,11 +197,16 @@ class WorkflowAI:
         budget: Budget | None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         admissions: Admissions = ADMISSIONS,
+        workflow_budget: Callable[[str], Budget | None] = lambda name: None,
     ) -> None:
         self._flow = flow
         self._providers = providers
         self._log = log
-        self.budget = budget
+        self.budget = budget  # the run's own; those of the runs that started it also hold
+        # the budgets of the runs that started this one (parent first), read once a drive;
+        # a run recorded without a budget of its own has its workflow's (`workflow_budget`)
+        self._above: list[_Limit] | None = None
+        self._workflow_budget = workflow_budget
         # the limits (`_limits_key`) a budget.warning is known from the log to be recorded
         # for, or attached for by a call of this run still in flight: parallel branches
         # judged past the line before its step is written must not write one each; a
@@ -343,6 +376,7 @@ class WorkflowAI:
         items = _batch_items(requests)
         job = _Job(name or f"ai.batch:{model}", pname, provider, model_id, model, items)
         every, limit = _positive("poll_every", poll_every), _positive("max_wait", max_wait)
+        await self._covering()  # its results are logged under the key that covers it
         batch_id: str = await self._durable(job.base, lambda: self._submit(job), str)
         try:
             status = await self._until_ended(job, batch_id, every, limit)
@@ -482,7 +516,7 @@ class WorkflowAI:
             await _cancel_or_ended(job.provider, batch_id)
 
         try:
-            await self._flow.step(f"{job.base}.cancel", cancel, retry=AI_RETRY)
+            await self._flow.step(f"{job.base}.cancel", self._timed(cancel), retry=AI_RETRY)
             return None
         except Exception as exc:
             error = str(exc)
@@ -568,11 +602,11 @@ class WorkflowAI:
             outcome = await self._admitted(name, call, rtype)
             if outcome.stopped is None:
                 return outcome.result  # type: ignore[return-value]
-            budget = self.budget
-            assert budget is not None
-            if budget.on_exceed == "fail":
-                raise self._exceeded(budget, outcome.stopped, name)
-            self.budget = await self._raised(budget, outcome.stopped.raises)
+            limit = await self._stopper(outcome.stopped)
+            if limit.budget.on_exceed == "fail":
+                raise self._exceeded(limit, outcome.stopped, name)
+            raised = await self._raised(limit.budget, outcome.stopped.raises)
+            self._replace(limit, _Limit(raised, limit.of))
 
     async def _admitted(
         self, name: str, call: Callable[[], Awaitable[R]], rtype: Any
@@ -580,33 +614,36 @@ class WorkflowAI:
         """One occurrence of the step: the call runs once the budget admits it, and its
         cost counts from its answer until the step (or a failed attempt) is logged."""
         tickets: list[Ticket] = []
+        call = self._timed(call)
 
         async def gated(ctx: _StepContext) -> _Outcome[Any]:
             for earlier in tickets:  # an attempt before: logged with its failure
                 earlier.logged()
             gate = await self._gate(ctx.name)
             if isinstance(gate, _Stop):
-                return _Outcome(stopped=self._stopped(gate))
+                return _Outcome(stopped=gate)
             step = _STEP.set(ctx)
             try:
-                if gate is None:  # no budget
+                if not gate:  # no budget
                     return _Outcome(result=await call())
-                tickets.append(gate)
-                token, ok, warned = _TICKET.set(gate), False, None
+                tickets.extend(held.ticket for held in gate)
+                token, ok, warned = _TICKETS.set(gate), False, []
                 try:
-                    warned = await self._warn(gate.judged)
+                    for held in gate:
+                        warned += await self._warn(held.limit, held.ticket.judged)
                     result = await call()
                     ok = True
                 except _Spent as spent:
                     ok = True  # its calls answered: their costs are known
-                    return _Outcome(stopped=self._stopped(self._stop(spent.spend, ctx.name)))
+                    return _Outcome(stopped=self._stop(spent.limit, spent.spend, ctx.name))
                 except BaseException as exc:
-                    if warned and not isinstance(exc, Exception):  # cut short: not written
-                        self._warned_attached.discard(warned)
+                    if not isinstance(exc, Exception):  # cut short: not written
+                        self._warned_attached.difference_update(warned)
                     raise
                 finally:
-                    _TICKET.reset(token)
-                    gate.returned(ok)
+                    _TICKETS.reset(token)
+                    for held in gate:
+                        held.ticket.returned(ok)
                 return _Outcome(result=result)
             finally:
                 _STEP.reset(step)
@@ -619,22 +656,47 @@ class WorkflowAI:
             for ticket in tickets:
                 ticket.logged()
 
-    def _exceeded(self, budget: Budget, stopped: _Stop, name: str) -> BudgetExceededError:
-        if stopped.step is not None:
-            how = f"app.rerun_from({self._flow.workflow_id!r}, {stopped.step!r}, budget="
-        else:  # recorded by an older tether, without the step's key
-            how = (
-                f"step {name!r} or its latest #n in the run's steps: "
-                "app.rerun_from(run_id, step, budget="
-            )
+    def _timed(self, call: Callable[[], Awaitable[R]]) -> Callable[[], Awaitable[R]]:
+        """`call`, a provider's ``retry-after`` date read as seconds by the App's clock
+        (the step's back-off waits at least that long)."""
+
+        async def timed() -> R:
+            try:
+                return await call()
+            except ProviderError as exc:
+                exc.wait_from(self._now())
+                raise
+
+        return timed
+
+    def _exceeded(self, limit: _Limit, stopped: _Stop, name: str) -> BudgetExceededError:
+        budget, wid = limit.budget, self._flow.workflow_id
         # the budget given replaces the run's: a key left out would log the calls made
         # from then on under no key, outside the spend the key shares
         fields = [f"{k}=..." for k, v in _limits(budget).items() if v is not None]
         fields += [f"key={budget.key!r}"] if budget.key else []
+        larger = f"ai.Budget({', '.join(fields)})"
+        if limit.of != wid:  # the budget of a run that started this one
+            how = (
+                f"the budget of run {limit.of!r} covers the runs it starts: go on with a "
+                f"larger one there, app.rerun_from({limit.of!r}, step, budget={larger}) from "
+                "a step before it started this run, or give it on_exceed='pause' to raise "
+                "it while this run waits"
+            )
+        else:
+            if stopped.step is not None:
+                rerun = f"app.rerun_from({wid!r}, {stopped.step!r}, budget="
+            else:  # recorded by an older tether, without the step's key
+                rerun = (
+                    f"step {name!r} or its latest #n in the run's steps: "
+                    "app.rerun_from(run_id, step, budget="
+                )
+            how = (
+                f"go on with a larger one from the stopped call: {rerun}{larger}), or use "
+                "on_exceed='pause' to raise it while the run waits"
+            )
         return BudgetExceededError(
-            f"AI budget exceeded: {stopped.message}; go on with a larger one from the "
-            f"stopped call: {how}ai.Budget({', '.join(fields)})), or use on_exceed='pause' "
-            "to raise it while the run waits",
+            f"AI budget exceeded: {stopped.message}; {how}",
             spent_usd=stopped.spent_usd,
             limit_usd=budget.max_usd,
         )
@@ -642,7 +704,9 @@ class WorkflowAI:
     async def _raised(self, budget: Budget, taken: int) -> Budget:
         """The budget the next ``budget.raise`` signal gives. All calls stopped before
         it wait for the same one (a waitpoint keyed by how many came before); one that
-        carries no valid limits is recorded as refused and the run waits on."""
+        carries no valid limits is recorded as refused and the run waits on. A raise
+        of the budget of a run that started this one holds for this run (the signal
+        is sent to the run that waits)."""
         while True:
             taken += 1
             key = f"signal:budget.raise#{taken}"
@@ -653,78 +717,171 @@ class WorkflowAI:
             except InvalidArgumentError as exc:
                 await self._flow.record_event("budget.raise_refused", str(exc))
 
-    async def _gate(self, step: str) -> _Stop | Ticket | None:
-        """The call's admission (None: no budget), or what stops it: the budget is
-        exceeded (the step records it). Calls in flight of the same budget are
-        admitted together only as far as it goes (see `_admission`)."""
-        budget = self.budget
-        if budget is None:
-            return None
-        wid = self._flow.workflow_id
-        shared = (id(self._log), "key", budget.key)  # the log's: one process, two databases
-        scope = shared if budget.key else (id(self._log), "run", wid)
-        spend, ticket = await self._admissions.admit(
-            scope, budget, lambda: self._log.ai_spend(wid, budget.key)
-        )
-        if ticket is not None:
-            return ticket
-        return self._stop(spend, step)
+    # -- the budgets that cover a call ------------------------------------------------------
 
-    def _stop(self, spend: Spend, step: str) -> _Stop:
-        budget = self.budget
-        assert budget is not None
-        return _Stop(
+    async def _covering(self) -> list[_Limit]:
+        """The budgets a call of this run is checked against: its own, then those of
+        the runs that started it, parent first (read once a drive: the same on a replay
+        as on the first run, as the runs' recorded budgets are)."""
+        if self._above is None:
+            self._above = await self._ancestors()
+        return self._covering_now()
+
+    async def _ancestors(self) -> list[_Limit]:
+        found: list[_Limit] = []
+        seen = {self._flow.workflow_id}
+        run = await self._log.get_run(self._flow.workflow_id)
+        parent = None if run is None else run.parent_id
+        while parent is not None and parent not in seen:
+            seen.add(parent)
+            row = await self._log.get_run(parent)
+            if row is None:  # deleted: its budget went with it
+                break
+            budget = (
+                Budget.of(json.loads(row.budget))
+                if row.budget is not None
+                else self._workflow_budget(row.workflow_name)
+            )
+            if budget is not None:
+                found.append(_Limit(budget, parent))
+            parent = row.parent_id
+        return found
+
+    async def _stopper(self, stopped: _Stop) -> _Limit:
+        """The budget that stopped a call: the one of the run `stopped.of` names (its
+        latest limits, raised since), else (an older tether's record) the run's own."""
+        covering = await self._covering()
+        of = stopped.of or self._flow.workflow_id
+        found = next((lim for lim in covering if lim.of == of), None)
+        if found is None:  # that run no longer covers this one (deleted): fail as its own
+            own = self.budget or Budget(max_usd=stopped.spent_usd or 1.0)
+            found = _Limit(own, self._flow.workflow_id)
+        return found
+
+    def _replace(self, old: _Limit, new: _Limit) -> None:
+        """Take `new` (raised limits) as the budget `old` was, for the rest of the drive."""
+        if old.of == self._flow.workflow_id:
+            self.budget = new.budget
+        elif self._above is not None:
+            self._above = [new if lim.of == old.of else lim for lim in self._above]
+
+    def _log_key(self) -> str | None:
+        """The budget key a call is logged under: the nearest keyed budget's that covers
+        it (the run's own, else that of the run that started it, ...): a key shared by
+        runs counts the calls of the runs they start."""
+        return next((lim.budget.key for lim in self._covering_now() if lim.budget.key), None)
+
+    async def _gate(self, step: str) -> _Stop | tuple[_Held, ...]:
+        """The call's admissions, one per budget that covers it (none: no budget), or
+        what stops it: a budget is exceeded (the step records it). Calls in flight of
+        the same budget are admitted together only as far as it goes (see
+        `_admission`); the budgets are taken in one order in every run, so two calls
+        never wait on each other's."""
+        held: list[_Held] = []
+        log_id = id(self._log)  # the log's: one process, two databases
+        covering = sorted(
+            await self._covering(),
+            key=lambda lim: ("key", lim.budget.key) if lim.budget.key else ("run", lim.of),
+        )
+        admitted: dict[tuple[Any, ...], Ticket] = {}
+        try:
+            for limit in covering:
+                budget, of = limit.budget, limit.of
+                scope = (log_id, "key", budget.key) if budget.key else (log_id, "run", of)
+                ticket: Ticket | None = admitted.get(scope)
+                if ticket is not None:  # a key a run and one that started it both have
+                    spend = ticket.judged  # admitted once, judged by each budget of it
+                    if budget.judge(spend) == "exceeded":
+                        return self._stop(limit, spend, step)
+                else:
+                    spend, ticket = await self._admissions.admit(
+                        scope, budget, self._spend_of(limit)
+                    )
+                    if ticket is None:
+                        return self._stop(limit, spend, step)
+                    admitted[scope] = ticket
+                held.append(_Held(limit, ticket))
+            done, held = tuple(held), []
+            return done
+        finally:
+            for cut in held:  # stopped by a later budget: these calls never ran
+                cut.ticket.returned(False)
+                cut.ticket.logged()
+
+    def _spend_of(self, limit: _Limit) -> Callable[[], Awaitable[Spend]]:
+        """The read of what `limit` counts: its run's calls and those of the runs it
+        started (with its key's, if it has one)."""
+        return lambda: self._log.ai_spend(limit.of, limit.budget.key, tree=True)
+
+    def _stop(self, limit: _Limit, spend: Spend, step: str) -> _Stop:
+        """What a call the budget stopped records as its step's result, and the run's
+        ``budget.exceeded`` written with it: spend, limit and what comes next, so a run
+        parked on ``budget.raise`` says why and by how much."""
+        budget = limit.budget
+        stopped = _Stop(
             spent_usd=spend.usd,
             tokens=spend.tokens,
-            message=budget.describe(spend),
+            message=budget.describe(spend, of=self._whose(limit)),
             raises=self._raises,
             step=step,
+            of=limit.of,
         )
-
-    def _stopped(self, stopped: _Stop) -> _Stop:
-        """Record, with the stopped step, the run's ``budget.exceeded``: spend, limit and
-        what comes next, so a run parked on ``budget.raise`` says why and by how much
-        (the stop is otherwise only in the step's recorded result)."""
-        budget = self.budget
-        assert budget is not None
+        wid = self._flow.workflow_id
+        # a budget of a run that started this one: the raise goes to this run, which waits
+        who = "the run" if limit.of == wid else f"run {wid!r} (not {limit.of!r})"
         then = (
-            "the run waits for signal budget.raise with new limits, e.g. {'max_usd': 5}"
+            f"{who} waits for signal budget.raise with new limits, e.g. {{'max_usd': 5}}"
             if budget.on_exceed == "pause"
             else "the run fails"
         )
-        detail = {"step": stopped.step, "spent_usd": stopped.spent_usd, "tokens": stopped.tokens,
-                  "key": budget.key, "on_exceed": budget.on_exceed, **_limits(budget)}  # fmt: skip
+        detail = {"step": step, "spent_usd": stopped.spent_usd, "tokens": stopped.tokens,
+                  "key": budget.key, "on_exceed": budget.on_exceed, **_limits(budget),
+                  "budget_of": limit.of}  # fmt: skip
         attach(NewEvent("budget.exceeded", f"{stopped.message}; {then}", json.dumps(detail)))
         return stopped
 
+    def _whose(self, limit: _Limit) -> str | None:
+        """Whose spend a budget counts, said (None: this run's)."""
+        if limit.of == self._flow.workflow_id:
+            return None
+        return f"run {limit.of!r} (which started this one), with the runs it started,"
+
+    def _covering_now(self) -> list[_Limit]:
+        """`_covering` as read this drive (a call's gate reads it first)."""
+        own = [] if self.budget is None else [_Limit(self.budget, self._flow.workflow_id)]
+        return own + (self._above or [])
+
     def _still_within(self) -> None:
         """Before a step's next provider call (`generate_object` asking again): stop
-        once the budget is spent, as the next step's check would, so only the call that
+        once a budget is spent, as the next step's check would, so only the call that
         crossed the limit is over it."""
-        ticket, budget = _TICKET.get(), self.budget
-        if ticket is not None and budget is not None and budget.judge(ticket.spend) == "exceeded":
-            raise _Spent(ticket.spend)
+        for held in _TICKETS.get():
+            if held.limit.budget.judge(held.ticket.spend) == "exceeded":
+                raise _Spent(held.limit, held.ticket.spend)
 
-    async def _warn(self, spend: Spend) -> str | None:
+    async def _warn(self, limit: _Limit, spend: Spend) -> list[str]:
         """Past `warn_at`, the run's ``budget.warning``, written with the step once per
-        limits (a budget raised since warns again at its new line); the limits
-        (`_limits_key`) if this call attached it."""
-        budget = self.budget
-        if budget is None or budget.judge(spend) != "warn" or await self._warned(budget):
-            return None
-        limits = _limits_key(budget)
+        budget and limits (a budget raised since warns again at its new line); the
+        limits (`_limits_key`) if this call attached it."""
+        budget = limit.budget
+        if budget.judge(spend) != "warn" or await self._warned(limit):
+            return []
+        limits = _limits_key(budget, limit.of)
         self._warned_attached.add(limits)
-        detail = {"spent_usd": spend.usd, "tokens": spend.tokens, **_limits(budget)}
-        attach(NewEvent("budget.warning", budget.describe(spend), json.dumps(detail)))
-        return limits
+        detail = {"spent_usd": spend.usd, "tokens": spend.tokens, **_limits(budget),
+                  "budget_of": limit.of}  # fmt: skip
+        message = budget.describe(spend, of=self._whose(limit))
+        attach(NewEvent("budget.warning", message, json.dumps(detail)))
+        return [limits]
 
-    async def _warned(self, budget: Budget) -> bool:
+    async def _warned(self, limit: _Limit) -> bool:
         """Whether the run recorded its warning for the budget's limits, or a call in
         flight attached it; once it has, not asked again. Read after the log, so a call
         that attached it during the read is seen."""
-        limits = _limits_key(budget)
+        limits = _limits_key(limit.budget, limit.of)
         asked = limits not in self._warned_known and limits not in self._warned_attached
-        if asked and await self._log.budget_warned(self._flow.workflow_id, _limits(budget)):
+        said = {**_limits(limit.budget), "budget_of": limit.of}
+        if asked and await self._log.budget_warned(self._flow.workflow_id, said):
             self._warned_known.add(limits)
         return limits in self._warned_known or limits in self._warned_attached
 
@@ -900,20 +1057,21 @@ class WorkflowAI:
                 latency_ms=0 if started is None else int((time.monotonic() - started) * 1000),
                 at=now,
                 error=error,
-                budget_key=self.budget.key if self.budget else None,
+                budget_key=self._log_key(),
                 batch_id=batch[0] if batch else None,
                 custom_id=batch[1] if batch else None,
             )
         )
-        ticket = _TICKET.get()
-        if ticket is not None:  # counts for the budget now, before the step is logged
+        # counts for the budgets now, before the step is logged (a ticket two budgets of
+        # one key share, once)
+        for ticket in {id(held.ticket): held.ticket for held in _TICKETS.get()}.values():
             ticket.cost(priced.micro_usd, usage.total_tokens)
         return priced.micro_usd
 
     def _unpriced(self, pname: str, model_id: str, usage_known: bool) -> None:
         """Warn, once per model and run, that a call no dollar limit can see was made:
         one to a model of no known price, or an answer that told no usage."""
-        budget = self.budget
+        budget = next((lim.budget for lim in self._covering_now() if lim.budget.max_usd), None)
         if budget is None or budget.max_usd is None or (pname, model_id) in self._unpriced_seen:
             return
         self._unpriced_seen.add((pname, model_id))
@@ -1055,7 +1213,7 @@ async def _cancel_soon(provider: Provider, batch_id: str, clock: Clock) -> bool:
             left = _CANCEL_NOW_WAIT - waited
             if not exc.retryable or attempt >= _CANCEL_NOW_TRIES or left <= 0:
                 raise
-            wait = min(max(backoff, exc.retry_after or 0.0), left)
+            wait = min(max(backoff, exc.wait_from(clock.now()).retry_after or 0.0), left)
         await clock.sleep(wait)
         waited, backoff, attempt = waited + wait, backoff * 2, attempt + 1
 
@@ -1276,8 +1434,8 @@ def _limits(budget: Budget) -> dict[str, Any]:
     return {"max_usd": budget.max_usd, "max_tokens": budget.max_tokens}
 
 
-def _limits_key(budget: Budget) -> str:
-    return json.dumps(_limits(budget), sort_keys=True)
+def _limits_key(budget: Budget, of: str) -> str:
+    return json.dumps({**_limits(budget), "budget_of": of}, sort_keys=True)
 
 
 def _positive(what: str, value: float) -> float:

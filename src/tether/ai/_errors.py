@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ..errors import InvalidArgumentError, TetherError
 
 __all__ = [
@@ -22,6 +24,10 @@ class ProviderError(TetherError):
     `retry_after` seconds when the provider said so. Others (a bad request,
     a wrong key) fail the step at once: trying again cannot help. `model` is
     the model asked (None where no model was, e.g. a batch's poll).
+
+    A ``retry-after`` given as an HTTP date is kept as `retry_at` (a time, not yet
+    a wait): `wf.ai` turns it into `retry_after` seconds by the App's clock
+    (`wait_from`), so a run driven on a fake clock waits what that clock says.
     """
 
     def __init__(
@@ -33,13 +39,22 @@ class ProviderError(TetherError):
         retry_after: float | None = None,
         request_id: str | None = None,
         model: str | None = None,
+        retry_at: datetime | None = None,
     ) -> None:
         super().__init__(message)
         self.model = model
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
+        self.retry_at = retry_at
         self.request_id = request_id
+
+    def wait_from(self, now: datetime) -> ProviderError:
+        """Itself, with a `retry_at` the provider gave read as `retry_after` seconds
+        from `now` (the time of the clock the call runs on)."""
+        if self.retry_at is not None:
+            self.retry_after = max(0.0, (self.retry_at - now).total_seconds())
+        return self
 
 
 class MissingAPIKeyError(InvalidArgumentError):

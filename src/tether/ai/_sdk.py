@@ -14,6 +14,7 @@ import inspect
 import json
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 
@@ -96,6 +97,7 @@ def classify(
             status=status,
             retryable=retryable,
             retry_after=_retry_after(headers),
+            retry_at=_retry_at(headers),
             request_id=getattr(exc, "request_id", None) or headers.get("x-request-id"),
             model=model,
         )
@@ -142,7 +144,7 @@ def _message(exc: Any) -> str:
 
 def _retry_after(headers: Any) -> float | None:
     """Seconds the provider asked to wait: `retry-after-ms`, or `retry-after` as
-    seconds or an HTTP date."""
+    seconds (one given as an HTTP date is a time: `_retry_at`)."""
     ms = headers.get("retry-after-ms")
     if ms is not None:
         try:
@@ -155,13 +157,21 @@ def _retry_after(headers: Any) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        pass
-    try:
-        from datetime import UTC, datetime
+        return None
 
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+
+def _retry_at(headers: Any) -> datetime | None:
+    """The time `retry-after` names when given as an HTTP date (none with seconds, or
+    `retry-after-ms`): the wait is counted from it by the clock the call runs on
+    (`ProviderError.wait_from`), not by this machine's."""
+    value = headers.get("retry-after")
+    if value is None or _retry_after(headers) is not None:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def sdk_kwargs(fn: Any, body: dict[str, Any]) -> dict[str, Any]:

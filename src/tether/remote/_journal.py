@@ -292,8 +292,14 @@ class JournalHost:
         self._send = send
 
     async def create_child(
-        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str, *, detached: bool
-    ) -> None:
+        self, defn: WorkflowDef, input: Any, workflow_id: str, parent_id: str, *,
+        detached: bool, budget: str | None = None,
+    ) -> None:  # fmt: skip
+        if budget is not None:
+            raise InvalidArgumentError(
+                "a remote workflow cannot give a child run an AI budget (budget=): declare "
+                "it on the child's workflow in the orchestrator's App"
+            )
         text = (
             None
             if input is MISSING

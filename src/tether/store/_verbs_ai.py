@@ -125,17 +125,27 @@ class AIVerbs(StoreBase):
 
         return await self._tx("read", body)
 
-    async def ai_spend(self, workflow_id: str, budget_key: str | None) -> AISpend:
+    async def ai_spend(
+        self, workflow_id: str, budget_key: str | None, *, tree: bool = False
+    ) -> AISpend:
         """What the call log holds for the run (`budget_key` None) or for every run that
-        spent under `budget_key` (sums read from an index that holds their columns)."""
+        spent under `budget_key` (sums read from an index that holds their columns).
+
+        With `tree`, what a budget of the run counts: the calls of the run and of every
+        run it started, at any depth (`runs.parent_id`, walked by a recursive query);
+        with `budget_key` too, the key's calls and those of the runs it started logged
+        under another key (a child's own keyed budget) or none."""
 
         async def body(tx: Tx) -> AISpend:
-            if budget_key is None:
+            if tree:
+                name = "ai_spend_tree" if budget_key is None else "ai_spend_key_tree"
+                row = await tx.one(name, wid=workflow_id, bkey=budget_key)
+            elif budget_key is None:
                 row = await tx.one("ai_spend_run", wid=workflow_id)
             else:
                 row = await tx.one("ai_spend_key", bkey=budget_key)
             return AISpend(
-                calls=int(row[0]),
+                calls=int(row[0] or 0),
                 micro_usd=int(row[1] or 0),
                 unknown_cost_calls=int(row[2] or 0),
                 tokens=int(row[3] or 0),

@@ -211,6 +211,30 @@ sum(input_tokens + output_tokens)
 SELECT {_spend_sums} FROM ai_calls WHERE run_id = :wid
 -- name: ai_spend_key
 SELECT {_spend_sums} FROM ai_calls WHERE budget_key = :bkey
+-- name: _spend_parts
+count(*) AS n, sum(cost_micro_usd) AS usd,
+sum(CASE WHEN cost_micro_usd IS NULL THEN 1 ELSE 0 END) AS unknown,
+sum(input_tokens + output_tokens) AS tokens
+-- name: _run_tree
+-- the run and every run it started (children, theirs, ...), by the runs_parent index
+WITH RECURSIVE tree(id) AS (SELECT CAST(:wid AS text)
+  UNION SELECT r.id FROM runs r JOIN tree t ON r.parent_id = t.id)
+-- name: ai_spend_tree
+-- a run's budget: the calls of the run and of every run it started, each run's by its
+-- covering index (one probe of runs_parent for a run that started none)
+{_run_tree}
+SELECT {_spend_sums} FROM ai_calls WHERE run_id IN (SELECT id FROM tree)
+-- name: ai_spend_key_tree
+-- a keyed budget of a run: the calls logged under the key (the key's covering index),
+-- and those of the runs it started logged under another key or none (a child's own
+-- keyed budget); the run's own calls are logged under its key
+{_run_tree}
+SELECT sum(n), sum(usd), sum(unknown), sum(tokens) FROM (
+  SELECT {_spend_parts} FROM ai_calls WHERE budget_key = :bkey
+  UNION ALL
+  SELECT {_spend_parts} FROM ai_calls
+  WHERE run_id IN (SELECT id FROM tree WHERE id <> :wid) AND coalesce(budget_key, '') <> :bkey
+) AS parts
 -- name: budget_warnings
 SELECT CAST(detail AS text) FROM events WHERE run_id = :wid AND type = 'budget.warning'
 -- name: _usage_sums
