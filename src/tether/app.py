@@ -1277,11 +1277,13 @@ class App:
     @homed
     async def aclose(self) -> None:
         """Stop gracefully: no new steps; steps in flight finish (up to
-        `shutdown_grace` seconds) and are recorded; runs are handed back."""
+        `shutdown_grace` seconds) and are recorded; runs are handed back; the sinks'
+        deliveries in flight finish (up to ten seconds)."""
         if self._closed:
             return
         self._closed = True
         await self._runner.shutdown(self.shutdown_grace)
+        await self.kernel.aclose()  # a sink's delivery in flight finishes, not cut off
         if self.ai is not None:
             await self.ai.aclose()
         await self.store.close()

@@ -124,3 +124,71 @@ def test_status_folds_ids_and_paths_rather_than_cutting_them(tmp_path: Path) -> 
     assert "".join(r[5].strip() for r in rows) == "agent:file:DEMO-1", listed.stdout
     workspace = "".join(r[9].strip() for r in rows)
     assert workspace == str(where / ".workspaces" / "DEMO-1"), listed.stdout
+
+
+def test_an_issue_never_dispatched_is_named_as_an_issue(tmp_path: Path) -> None:
+    """`show`, `answer`, `retry` and `stop` of an issue with no run said "no run with
+    workflow id 'agent:file:DEMO-3'; `tether runs list` ...": the dispatcher's
+    internal run id, and a command that lists every run instead of the issues."""
+    where = _example(tmp_path)
+    assert tether(where, "agents", "run", "--once").returncode == 0
+    for verb in (["show"], ["answer", "--", "hi"], ["retry"], ["stop"]):
+        args = [verb[0], "DEMO-3", *verb[1:]]
+        got = tether(where, "agents", *args)
+        assert got.returncode == 3, (args, got.stderr)
+        assert "no run of issue 'DEMO-3': it was never dispatched" in got.stderr, got.stderr
+        assert "tether agents status --all" in got.stderr and "agent:file" not in got.stderr
+
+
+ASKING_AGENT = """
+import json, os, sys
+
+def say(**line):
+    print(json.dumps(line), flush=True)
+
+prompt = sys.stdin.read()
+if os.environ.get("TETHER_SESSION_ID"):  # the answer continues the session
+    say(type="result", status="completed", message="painted", session_id="s1")
+else:
+    say(type="input_required", question="Which colour?", session_id="s1")
+"""
+
+ASKING_WORKFLOW = """---
+tracker: {kind: file, path: ISSUES.md, active_states: [todo], terminal_states: [done],
+          handoff_state: review}
+workspace: {root: .ws}
+agent: {backend: command, command: python3 ../../agent.py, max_turns: 1}
+---
+Work on {{ issue.identifier }}.
+"""
+
+
+def test_an_agent_asking_for_input_is_answered_then_continued(tmp_path: Path) -> None:
+    """The status said "waiting (waiting)", and `answer` said only "answer: ASK-1 (run
+    ...)", not that the run goes on only once a dispatcher runs."""
+    (tmp_path / "agent.py").write_text(ASKING_AGENT)
+    (tmp_path / "WORKFLOW.md").write_text(ASKING_WORKFLOW)
+    (tmp_path / "ISSUES.md").write_text(
+        "# Issues\n\n## ASK-1: Paint it\n- status: todo\n\nPick a colour.\n"
+    )
+    assert tether(tmp_path, "agents", "run", "--once").returncode == 0
+    status = tether(tmp_path, "agents", "status")
+    row = next(line for line in status.stdout.splitlines() if "ASK-1" in line)
+    assert "input_required: Which colour?" in row and "waiting (" not in row, row
+    answered = tether(tmp_path, "agents", "answer", "ASK-1", "blue")
+    assert answered.returncode == 0, answered.stderr
+    assert "a dispatcher (`tether agents run`) takes it on" in answered.stdout
+    assert tether(tmp_path, "agents", "run", "--once").returncode == 0
+    assert "- status: review" in (tmp_path / "ISSUES.md").read_text()
+
+
+def test_once_with_a_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """The refusal came after the start-up line ("database: ..."), as if the dispatcher
+    had begun."""
+    where = _example(tmp_path)
+    got = tether(where, "agents", "run", "--once", "--port", "0")
+    assert got.returncode == 2
+    assert got.stderr == (
+        "error: --port serves while the dispatcher runs; it cannot go with --once\n"
+    ), got.stderr
+    assert not (where / ".tether").exists()

@@ -4,6 +4,7 @@ called "not a PostgreSQL URL", and `tether usage` with nothing to pipe."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,10 @@ def test_a_run_that_parks_says_what_it_waits_for_and_how_to_send_it(
     assert parked.returncode == 0, parked.stderr
     assert json.loads(parked.stdout)["status"] == "waiting"  # stdout: the JSON alone
     line = parked.stderr.splitlines()[-1]
-    assert line == "run doc 1 waits for signal 'go' (`tether runs signal 'doc 1' go`)", line
-    sent = tether(tmp_path, "runs", "signal", "doc 1", "go")  # the command, as given
+    db = f"sqlite:///{tmp_path}/t.db"  # the --db it ran on: the command finds the run there
+    assert line == f"run doc 1 waits for signal 'go' (`tether runs signal 'doc 1' go --db {db}`)"
+    hint = shlex.split(line.split("`")[1])
+    sent = tether(tmp_path, *hint[1:], use_db=False)  # the command, as given
     assert sent.returncode == 0 and "woke doc 1" in sent.stdout, sent.stderr
     done = tether(tmp_path, "run", "flows.py:greet", "-i", '{"name": "Ada"}', "--id", "g1")
     assert "waits for" not in done.stderr  # a run that ended says nothing of waits

@@ -271,7 +271,8 @@ def test_interrupted_run_exits_130_and_resumes(
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     assert f"{said}; run s1 keeps" in stderr
-    assert "resume it with `tether run slow.py:slow --id s1`" in stderr
+    # with the --db it ran on: without, the command resumed nothing, it started afresh
+    assert f"resume it with `tether run slow.py:slow --id s1 --db {db}`" in stderr
     assert "Traceback" not in stderr
     resumed = tether(tmp_path, "run", "slow.py:slow", "--id", "s1")
     assert resumed.returncode == 0, resumed.stderr

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from tether import App, Workflow
+from tether import App, Client, RunStatus, Workflow
 from tether.cli import cli
 from tether.store import NewRun
+from tether.testing import eventually_sync
 
 from .._postgres import PostgresServer
+from ..server._serve import start
 from ._helpers import create, peak_kib, tether
 
 
@@ -327,3 +329,81 @@ def test_listing_a_few_runs_does_not_read_the_whole_database(tmp_path: Path) -> 
     shown = tether(tmp_path, "runs", "list", "--limit", "2", "--json", db=large)
     assert [r["workflowId"] for r in json.loads(shown.stdout)] == ["big-23", "big-22"]
     assert shown.stderr.startswith("2 of 24 runs (newest first)"), shown.stderr
+
+
+def test_runs_list_json_has_the_same_keys_and_values_from_a_server(tmp_path: Path) -> None:
+    """From a server the list printed the API's snake_case summaries (workflow_id, no
+    input or output), from the database camelCase records (workflowId): a script
+    written against one broke on the other."""
+    served = start(tmp_path, f"sqlite:///{tmp_path}/t.db")
+    try:
+        with Client(served.url) as client:
+            done = client.start("greet", {"name": "Cy"}, tags=["x"])
+            failed = client.start("broken", None)
+            waiting = client.start("waits", None)
+            ended = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.WAITING}
+            eventually_sync(
+                lambda: {client.get_record(w).status for w in (done, failed, waiting)} == ended,
+                timeout=30,
+            )
+        local = tether(tmp_path, "runs", "list", "--json", db=served.db)
+        remote = tether(tmp_path, "runs", "list", "--json", "--server", served.url, use_db=False)
+    finally:
+        served.stop()
+    assert local.returncode == 0 and remote.returncode == 0, local.stderr + remote.stderr
+    from_db, from_server = json.loads(local.stdout), json.loads(remote.stdout)
+    assert [r["workflowId"] for r in from_server] == [waiting, failed, done]
+    assert [list(r) for r in from_server] == [list(r) for r in from_db]
+    assert all(r["computeSeconds"] is None for r in from_server)  # the API has no such field
+    for r in from_db:
+        r["computeSeconds"] = None
+    assert from_server == from_db
+    assert from_server[2]["output"] == "hi Cy" and from_server[1]["error"]["message"]
+
+
+def _family(url: str) -> None:
+    """Runs p1 and p2 of two tenants, p1 with three children, p2 with one."""
+    import asyncio
+
+    from tether.store import open_store
+
+    async def make() -> None:
+        store = open_store(url)
+        await store.open()
+        at = datetime(2026, 3, 1, tzinfo=UTC)
+        for wid, tenant, parent in [
+            ("p1", "acme", None),
+            ("p2", "globex", None),
+            *((f"p1/c{i}", "acme", "p1") for i in range(3)),
+            ("p2/c0", "globex", "p2"),
+        ]:
+            run = NewRun(wid, "fam", state="null", tenant=tenant, parent_id=parent)
+            await store.create_run(run, at)
+            at += timedelta(seconds=1)
+        await store.close()
+
+    asyncio.run(make())
+
+
+def test_runs_list_by_parent_and_tenant_here_and_from_a_server(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    _family(url)
+    kids = invoke("--db", url, "runs", "list", "--parent", "p1", "--json")
+    assert kids.exit_code == 0, kids.output
+    assert [r["workflowId"] for r in json.loads(kids.output)] == ["p1/c2", "p1/c1", "p1/c0"]
+    acme = invoke("--db", url, "runs", "list", "--tenant", "acme", "--parent", "p1", "--limit", "1")
+    assert "p1/c2" in acme.output and "1 of 3 runs" in acme.output, acme.output
+    assert "p2" not in invoke("--db", url, "runs", "list", "--tenant", "acme").output
+    bad = invoke("--db", url, "runs", "list", "--parent", "")
+    assert bad.exit_code == 2 and "--parent" in bad.output, bad.output
+    served = start(tmp_path, url, flows=None)
+    try:
+        remote = tether(tmp_path, "runs", "list", "--json", "--parent", "p2", "--server",
+                        served.url, use_db=False)  # fmt: skip
+        globex = tether(tmp_path, "runs", "list", "--tenant", "globex", "--server", served.url,
+                        use_db=False)  # fmt: skip
+    finally:
+        served.stop()
+    assert remote.returncode == 0, remote.stderr
+    assert [r["workflowId"] for r in json.loads(remote.stdout)] == ["p2/c0"]
+    assert "p2/c0" in globex.stdout and "p1" not in globex.stdout, globex.stdout

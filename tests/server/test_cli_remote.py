@@ -24,7 +24,7 @@ def test_runs_commands_against_a_server(served: Served) -> None:
     listed = tether(served.folder, nowhere, "runs", "list", "--tag", "x", env=env)
     assert listed.returncode == 0 and wid in listed.stdout, listed.stderr
     as_json = tether(served.folder, nowhere, "runs", "list", "--json", env=env)
-    assert [r["workflow_id"] for r in json.loads(as_json.stdout)] == [wid]
+    assert [r["workflowId"] for r in json.loads(as_json.stdout)] == [wid]
     shown = tether(served.folder, nowhere, "runs", "show", wid, "--server", served.url)
     assert shown.returncode == 0 and "hi Cy" in shown.stdout
     events = tether(served.folder, nowhere, "runs", "events", wid, "--json", env=env)

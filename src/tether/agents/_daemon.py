@@ -32,7 +32,7 @@ from .._info import RunInfo
 from ..errors import RunFinishedError, RunNotFoundError
 from ..store import RunStatus
 from ._config import WorkflowConfig, WorkflowFile, WorkflowWatcher
-from ._errors import AgentsError
+from ._errors import AgentsError, IssueNotFoundError
 from ._factory import make_backend, make_tracker
 from ._issue import Issue
 from ._run import COOLDOWN_SCOPE, ISSUE_WORKFLOW, QUEUE, RESUME_SIGNAL, IssueRunner, issue_key
@@ -198,10 +198,11 @@ class Dispatcher:
         return as_ended(run, state if isinstance(state, dict) else {})
 
     async def latest_run(self, identifier: str) -> Any:
-        """The issue's newest run (RunNotFoundError if it never ran)."""
+        """The issue's newest run (`IssueNotFoundError`, a RunNotFoundError, if it never
+        ran)."""
         run = await self._latest_run(identifier)
         if run is None:
-            raise RunNotFoundError(self.key(identifier))
+            raise IssueNotFoundError(identifier, self.key(identifier))
         return run
 
     async def _latest_run(self, identifier: str) -> Any:
@@ -454,17 +455,11 @@ class Dispatcher:
 
     # -- a person's verbs ---------------------------------------------------------------
 
-    async def _live_run(self, identifier: str) -> Any:
-        run = await self._latest_run(identifier)
-        if run is None:
-            raise RunNotFoundError(self.key(identifier))
-        return run
-
     async def answer(self, identifier: str, text: str) -> str:
         """Answer an agent waiting for input; the run resumes in the same workspace.
         Refused (`AgentsError`) unless the run waits for a person, and when it waits
         for a bigger budget: an answer cannot raise it."""
-        run = await self._live_run(identifier)
+        run = await self.latest_run(identifier)
         st = _state(run.state)
         if run.status is not RunStatus.WAITING or st.get("phase") != "waiting":
             phase = st.get("phase") if not run.status.terminal else None  # ended: as it ended
@@ -487,7 +482,7 @@ class Dispatcher:
     async def retry(self, identifier: str) -> str:
         """Try again now: wake a run waiting for a person, or dispatch a new run of an
         issue whose last run ended, if the tracker says it is still eligible."""
-        run = await self._live_run(identifier)
+        run = await self.latest_run(identifier)
         if run.status is RunStatus.WAITING and _state(run.state).get("phase") == "waiting":
             await self.app.asignal(run.workflow_id, RESUME_SIGNAL, {"retry": True})
             return str(run.workflow_id)
@@ -538,7 +533,7 @@ class Dispatcher:
         """Stop the issue's agent and keep it from being dispatched until `retry`. The
         dispatcher driving it kills its agent; one a killed dispatcher left behind is
         killed here (by the process group recorded beside its workspace)."""
-        run = await self._live_run(identifier)
+        run = await self.latest_run(identifier)
         await self.app.acancel(run.workflow_id, STOPPED_BY_PERSON)
         workspace = _state(run.state).get("workspace")
         if workspace:

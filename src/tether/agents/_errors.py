@@ -5,6 +5,7 @@ The tree::
 
     TetherError
     └── AgentsError                      code: what went wrong, in one word
+        ├── IssueNotFoundError           no run of that issue (a RunNotFoundError too)
         ├── WorkflowFileError            WORKFLOW.md missing, unparsable or invalid
         ├── TemplateError                the prompt template does not parse or render
         ├── WorkspaceError               a path outside the root, a failed hook
@@ -14,11 +15,12 @@ The tree::
 
 from __future__ import annotations
 
-from ..errors import TetherError
+from ..errors import RunNotFoundError, TetherError
 
 __all__ = [
     "AgentError",
     "AgentsError",
+    "IssueNotFoundError",
     "TemplateError",
     "TrackerError",
     "WorkflowFileError",
@@ -35,6 +37,21 @@ class AgentsError(TetherError):
         super().__init__(message)
         if code is not None:
             self.code = code
+
+
+class IssueNotFoundError(AgentsError, RunNotFoundError):
+    """No run of the issue: it was never dispatched (or the identifier is mistyped).
+    Said in the issue's words, not as the run id it would have had."""
+
+    code = "issue_not_found"
+
+    def __init__(self, identifier: str, workflow_id: str) -> None:
+        self.identifier, self.workflow_id = identifier, workflow_id
+        TetherError.__init__(  # not RunNotFoundError's: it speaks of run ids
+            self,
+            f"no run of issue {identifier!r}: it was never dispatched; "
+            "`tether agents status --all` lists the issues that were",
+        )
 
 
 class WorkflowFileError(AgentsError):

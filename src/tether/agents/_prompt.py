@@ -31,17 +31,22 @@ def _one_line(exc: Exception) -> str:
     return first[0] if first else type(exc).__name__
 
 
+def _parse(template: str) -> Any:
+    """The parsed template, or the `template_parse_error` a person can act on."""
+    try:
+        return _ENV.from_string(template)
+    except LiquidError as exc:
+        raise TemplateError(
+            f"the prompt template does not parse: {_one_line(exc)}", code="template_parse_error"
+        ) from None
+
+
 def check_template(template: str) -> None:
     """Parse `template` now (`template_parse_error`), so a bad file fails at load; and
     refuse a name no prompt can have or a filter Liquid lacks (`template_render_error`),
     which would otherwise fail every attempt of every issue, one after another, until
     each waits for a person."""
-    try:
-        parsed = _ENV.from_string(template)
-    except LiquidError as exc:
-        raise TemplateError(
-            f"the prompt template does not parse: {_one_line(exc)}", code="template_parse_error"
-        ) from None
+    parsed = _parse(template)
     problem = _unknown_name(parsed, template)
     if problem is not None:
         raise TemplateError(f"the prompt template {problem}", code="template_render_error")
@@ -89,12 +94,7 @@ def _line(template: str, index: int) -> int:
 
 def render_prompt(template: str, issue: Issue, attempt: int | None) -> str:
     """The prompt for `issue` at `attempt` (None on the first run)."""
-    try:
-        parsed = _ENV.from_string(template)
-    except LiquidError as exc:
-        raise TemplateError(
-            f"the prompt template does not parse: {_one_line(exc)}", code="template_parse_error"
-        ) from None
+    parsed = _parse(template)
     context: dict[str, Any] = {"issue": issue.to_dict(), "attempt": attempt}
     try:
         return str(parsed.render(**context))

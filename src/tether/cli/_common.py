@@ -8,7 +8,7 @@ import os
 import select
 import sys
 import traceback as tb
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
@@ -42,6 +42,7 @@ __all__ = [
     "out",
     "pass_state",
     "print_json",
+    "printed_whole",
     "server_option",
     "stdout_closed",
     "text",
@@ -168,6 +169,21 @@ def note(message: str) -> None:
     """One plain line on stderr (no markup, no highlighting, not wrapped): what a
     command says about itself, beside its output."""
     err.print(message, highlight=False, markup=False, soft_wrap=True)
+
+
+def printed_whole(
+    found: Sequence[T], as_json: bool, as_dict: Callable[[T], Any], none: str
+) -> bool:
+    """Print `found` whole where a list command needs no table: with --json as one JSON
+    array (`as_dict` of each, an empty array too), else `none` when nothing was found.
+    False: the caller prints its table."""
+    if as_json:
+        print_json([as_dict(r) for r in found])
+        return True
+    if not found:
+        print(none)
+        return True
+    return False
 
 
 def print_json(value: Any) -> None:

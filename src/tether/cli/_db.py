@@ -15,6 +15,7 @@ check that one is there.
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ __all__ = [
     "Database",
     "bind",
     "choose",
+    "db_flag",
+    "given_db",
     "open_app",
     "read_app",
     "require_existing",
@@ -79,6 +82,23 @@ def choose(flag: str | None, module_app: App | None = None, where: str = "") -> 
     if module_app is not None and module_app.database_url:
         return Database(module_app.database_url, f"the App in {where}")
     return Database(DEFAULT_URL, "the default")
+
+
+def db_flag(url: str | None) -> str:
+    """`` --db URL`` for a command named in a hint that loads no module (`runs signal`),
+    where the rule would not pick `url` by itself ($TETHER_DATABASE_URL, else the
+    default): `tether run` on the App's database told to `tether runs signal` a run
+    that command then looked for elsewhere. A password in it is hidden."""
+    if url is None or url == (os.environ.get(ENV_VAR) or DEFAULT_URL):
+        return ""
+    return f" --db {shlex.quote(redact(url))}"
+
+
+def given_db(state: CliState) -> str:
+    """`` --db URL`` when the command was given one, for the command it names to go on
+    with (`tether run ... --id` to resume): without it, that command picked another
+    database and started the run afresh there. A password in it is hidden."""
+    return "" if state.db is None else f" --db {shlex.quote(redact(state.db))}"
 
 
 def _check_kind(url: str, what: str) -> None:

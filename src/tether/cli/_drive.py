@@ -26,6 +26,7 @@ from ._common import (
     out,
     print_json,
 )
+from ._db import db_flag
 from ._progress import Progress
 
 __all__ = ["drive"]
@@ -86,14 +87,14 @@ def drive(
         fail(EXIT_FAILED, f"run {workflow_id} was cancelled; {how}")
 
 
-def _wake_text(w: WaitInfo, rid: str) -> str:
+def _wake_text(w: WaitInfo, rid: str, db: str) -> str:
     name = shlex.quote(w.name or "")
     if w.kind is WaitKind.SIGNAL:
-        return f"signal {w.name!r} (`tether runs signal {rid} {name}`)"
+        return f"signal {w.name!r} (`tether runs signal {rid} {name}{db}`)"
     if w.kind is WaitKind.EVENT:
-        return f"event {w.name!r} (`tether runs event {name}`)"
+        return f"event {w.name!r} (`tether runs event {name}{db}`)"
     if w.kind is WaitKind.TOKEN:
-        return f"token {w.id} (`tether runs complete-token {w.id}`)"
+        return f"token {w.id} (`tether runs complete-token {w.id}{db}`)"
     if w.kind is WaitKind.TIMER:
         due = f" due {w.due_at:%Y-%m-%d %H:%M:%S} UTC" if w.due_at else ""
         return f"a timer{due} (a worker or `tether serve --app` wakes it)"
@@ -102,15 +103,15 @@ def _wake_text(w: WaitInfo, rid: str) -> str:
 
 def _how_to_wake(the_app: App, result: RunResult[Any]) -> str | None:
     """For a run that parked: what it waits for, and the command that sends each (the
-    JSON said only "waiting")."""
+    JSON said only "waiting"), with the --db that command needs to find the run."""
     if result.status is not RunStatus.WAITING:
         return None
     try:
         waits = the_app.list_waits(result.workflow_id)
     except TetherError:
         return None
-    rid = shlex.quote(result.workflow_id)
-    pending = [_wake_text(w, rid) for w in waits if w.status is WaitStatus.PENDING]
+    rid, db = shlex.quote(result.workflow_id), db_flag(the_app.database_url)
+    pending = [_wake_text(w, rid, db) for w in waits if w.status is WaitStatus.PENDING]
     return f"run {result.workflow_id} waits for " + "; ".join(pending) if pending else None
 
 

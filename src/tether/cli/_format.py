@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "process_ended",
     "row",
     "row_dict",
+    "served_dict",
     "short",
     "status_text",
     "step_status",
@@ -131,9 +133,13 @@ def status_text(run: RunInfo | RunRecord, *, brief: bool = False) -> str:
     )
 
 
-def step_status(rec: RunRecord, step: StepRecord) -> str:
+def step_status(rec: RunRecord, step: StepRecord, stopped: Collection[str] = ()) -> str:
     """A step left running where nothing runs it (the run ended, was handed back or
-    parked, or its owner died) was cut off: say so."""
+    parked, or its owner died) was cut off: say so. One of `stopped` (the steps an AI
+    budget stopped: `ai.budget_stops`) is recorded completed, the stop its result, but
+    called nothing: "stopped"."""
+    if step.status is StepStatus.COMPLETED and step.name in stopped:
+        return "stopped"
     if step.status is StepStatus.RUNNING and (
         rec.status is not RunStatus.RUNNING
         or gone(rec.status, rec.owner_expires_at) is not None
@@ -194,28 +200,56 @@ def _error_dict(error: ErrorRecord | None) -> dict[str, Any] | None:
 
 def row_dict(r: RunInfo) -> dict[str, Any]:
     """A run's row as JSON (`runs list --json`): every field, values decoded."""
+    return _listed(
+        r,
+        input=_json(r.input),
+        output=_json(r.output),
+        error=_error_dict(r.error_record),
+        state=_json(r.state),
+        owner=r.owner,
+        computeSeconds=r.compute_seconds,
+    ) | owner_gone(r)
+
+
+def served_dict(summary: Any, rec: RunRecord) -> dict[str, Any]:
+    """A run a server lists (`runs list --server --json`) in `row_dict`'s keys, from its
+    API summary (snake_case) and its record. The API reports no compute time: null."""
+    return _listed(
+        summary,
+        input=rec.input,
+        output=rec.output,
+        error=summary.error,
+        state=rec.state,
+        owner=rec.owner,
+        computeSeconds=None,
+    ) | owner_gone(rec)
+
+
+def _listed(r: Any, **values: Any) -> dict[str, Any]:
+    """The keys of `runs list --json`, in order: the fields a `RunInfo` and a server's
+    `RunSummary` share (same names), and `values` (input, output, error, state, owner,
+    computeSeconds) in their places."""
     return {
         "workflowId": r.workflow_id,
         "workflow": r.workflow_name,
         "version": r.workflow_version,
         "status": r.status.value,
-        "input": _json(r.input),
-        "output": _json(r.output),
-        "error": _error_dict(r.error_record),
+        "input": values["input"],
+        "output": values["output"],
+        "error": values["error"],
         "endReason": None if r.end_reason is None else r.end_reason.value,
-        "state": _json(r.state),
+        "state": values["state"],
         "priority": r.priority,
         "tags": list(r.tags),
         "tenant": r.tenant,
         "parentId": r.parent_id,
         "queue": r.queue,
-        "owner": r.owner,
+        "owner": values["owner"],
         "createdAt": r.created_at.isoformat(),
         "updatedAt": r.updated_at.isoformat(),
         "startedAt": iso(r.started_at),
         "finishedAt": iso(r.finished_at),
-        "computeSeconds": r.compute_seconds,
-        **owner_gone(r),
+        "computeSeconds": values["computeSeconds"],
     }
 
 

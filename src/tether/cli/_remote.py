@@ -11,9 +11,10 @@ from ..errors import TetherError
 from ._common import EXIT_NOT_FOUND, EXIT_STORE, EXIT_USAGE, CliState, fail, one_line
 
 if TYPE_CHECKING:
+    from ..record import RunRecord
     from ..server import Client
 
-__all__ = ["ask"]
+__all__ = ["ask", "records", "summaries"]
 
 T = TypeVar("T")
 
@@ -53,3 +54,20 @@ def ask(state: CliState, question: Callable[[Client], T]) -> T:
 def summaries(state: CliState, **filters: Any) -> list[Any]:
     """Every run matching `filters`, newest first (`RunSummary` values)."""
     return ask(state, lambda c: list(c.iter_runs(**filters)))
+
+
+def records(state: CliState, workflow_ids: list[str]) -> dict[str, RunRecord]:
+    """The records of runs `workflow_ids`, by id; a run deleted meanwhile is left out."""
+    from ..server import ApiError
+
+    def read(client: Client) -> dict[str, RunRecord]:
+        found = {}
+        for wid in workflow_ids:
+            try:
+                found[wid] = client.get_record(wid)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+        return found
+
+    return ask(state, read)

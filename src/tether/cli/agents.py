@@ -116,13 +116,13 @@ def agents_run(
     state: CliState, workflow_path: str, once: bool, port: int | None, host: str | None
 ) -> None:
     """Poll the tracker and run agents on its eligible issues (until SIGTERM or Ctrl-C)."""
+    if once and port is not None:  # before the start-up lines, which read as if it ran
+        fail(EXIT_USAGE, "--port serves while the dispatcher runs; it cannot go with --once")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_KeyValues())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     dispatcher, app, db = _open(state, workflow_path, existing=False)
     db.announce()
-    if once and port is not None:
-        fail(EXIT_USAGE, "--port serves while the dispatcher runs; it cannot go with --once")
     served = dispatcher.config().config.server  # read at start: a change needs a restart
     port = served.port if port is None and not once else port
     host = host or served.host
@@ -221,7 +221,9 @@ def _print_status(dispatcher: Any, app: App, *, all_runs: bool = False) -> None:
             table,
             r.identifier,
             r.issue_state or "",
-            f"{r.phase} ({r.status})",
+            r.phase
+            if r.phase == r.status
+            else f"{r.phase} ({r.status})",  # not "waiting (waiting)"
             "-" if r.attempt is None else str(r.attempt),
             r.run_id,
             str(r.tokens),
@@ -277,7 +279,13 @@ def agents_show(state: CliState, issue: str, workflow_path: str) -> None:
         _say(f"  {e.at:%H:%M:%S} {e.type} {e.message or ''}")
 
 
-def _verb(name: str, help_text: str, method: str, *, takes_text: bool = False) -> click.Command:
+# what `answer` and `retry` leave to do: the run is woken (or queued), not driven here
+_DISPATCHER_GOES_ON = "; a dispatcher (`tether agents run`) takes it on at its next tick"
+
+
+def _verb(
+    name: str, help_text: str, method: str, *, takes_text: bool = False, then: str = ""
+) -> click.Command:
     @click.command(name, help=help_text)
     @click.argument("issue")
     @_WORKFLOW
@@ -287,7 +295,7 @@ def _verb(name: str, help_text: str, method: str, *, takes_text: bool = False) -
         ident = text(issue, "issue")
         args = (ident, answer) if takes_text else (ident,)
         run_id = _call(app, lambda: getattr(dispatcher, method)(*args))
-        _say(f"{name}: {ident} (run {run_id})")
+        _say(f"{name}: {ident} (run {run_id}){then}")
 
     if takes_text:
         command = click.argument("answer")(command)
@@ -301,6 +309,7 @@ agents.add_command(
         "Answer an agent that asked for input; its run resumes.",
         "answer",
         takes_text=True,
+        then=_DISPATCHER_GOES_ON,
     )
 )
 agents.add_command(
@@ -308,6 +317,7 @@ agents.add_command(
         "retry",
         "Try an issue again now (a waiting run resumes, an ended one is dispatched again).",
         "retry",
+        then=_DISPATCHER_GOES_ON,
     )
 )
 agents.add_command(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..store import OutboxRow
-from ._common import CliState, db_option, db_state, out, print_json
+from ._common import CliState, db_option, db_state, out, printed_whole
 from ._db import use_app
 from ._format import iso, row, table, ts, zoned
 
@@ -27,11 +27,9 @@ def outbox_dead(state: CliState, limit: int, as_json: bool) -> None:
     """Each dead letter: its run, event, attempts, when it was given up on and why.
     `tether outbox replay` puts them back for delivery."""
     found = use_app(state, lambda a: a.dead_letters(limit=limit))
-    if as_json:
-        print_json([_dict(r) for r in found])
-        return
-    if not found:
-        print("no dead letters: every event was delivered or is still being tried")
+    if printed_whole(
+        found, as_json, _dict, "no dead letters: every event was delivered or is still being tried"
+    ):
         return
     t = table("run", "seq", "event", "attempts", zoned("dead since"), "last error")
     for r in found:

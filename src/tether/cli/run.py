@@ -12,7 +12,7 @@ from ..app import App, RunResult
 from ..definition import WorkflowDef
 from ..errors import RunNotFoundError
 from ._common import CliState, db_state, guard, text
-from ._db import bind, choose, open_app
+from ._db import bind, choose, given_db, open_app
 from ._drive import drive
 from ._load import UsageError, load_target, module_app, parse_json, validate_input
 from ._progress import Progress
@@ -60,7 +60,8 @@ def run(
             defn.fn, *args, workflow_id=run_id, initial_state=initial, on_event=progress
         )
 
-    drive(the_app, run_id, call, f"tether run {target} --id {run_id}", traceback)
+    again = f"tether run {target} --id {run_id}{given_db(state)}"
+    drive(the_app, run_id, call, again, traceback)
 
 
 def load_run(

@@ -3,6 +3,7 @@ steer runs and delete them are added to the group from `steer` and `prune`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -11,6 +12,7 @@ import click
 from rich.table import Table
 
 from .. import RunInfo
+from ..ai import budget_stops
 from ..app import App
 from ..record import RunRecord
 from ..store import RunFilter, RunStatus
@@ -35,6 +37,7 @@ from ._format import (
     owner_gone,
     row,
     row_dict,
+    served_dict,
     short,
     status_text,
     step_status,
@@ -107,6 +110,8 @@ _STATUS_NAMES = ", ".join(s.value for s in RunStatus)
 @click.option("--status", metavar="STATUS", help=f"Only runs with this status: {_STATUS_NAMES}.")
 @click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only runs with this tag.")
+@click.option("--tenant", metavar="NAME", help="Only runs of this tenant.")
+@click.option("--parent", metavar="ID", help="Only the child runs of run ID.")
 @click.option("--since", metavar="WHEN", help="Created at or after: 2026-12-01, ISO time, 2h.")
 @click.option("--until", metavar="WHEN", help="Created before: 2026-12-01, ISO time, 30m.")
 @click.option(
@@ -118,7 +123,12 @@ _STATUS_NAMES = ", ".join(s.value for s in RunStatus)
 )
 @click.option("--all", "show_all", is_flag=True, help="Show every run that matches.")
 @click.option("--wide", is_flag=True, help="Show ids in full.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON array of full records.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON array, an object per run, the same keys with or without --server.",
+)
 @db_option
 @server_option
 @pass_state
@@ -127,6 +137,8 @@ def runs_list(
     status: str | None,
     workflow: str | None,
     tags: tuple[str, ...],
+    tenant: str | None,
+    parent: str | None,
     since: str | None,
     until: str | None,
     limit: int,
@@ -134,26 +146,43 @@ def runs_list(
     wide: bool,
     as_json: bool,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first.
+
+    \b
+    With --json, each run is an object of these keys (camelCase, as the other
+    commands' JSON), read from the database or from a --server alike:
+    workflowId, workflow, version, status, input, output, error, endReason,
+    state, priority, tags, tenant, parentId, queue, owner, createdAt,
+    updatedAt, startedAt, finishedAt, computeSeconds (null from a server,
+    whose API does not report it), ownerGone, ownerGoneSince. From a server,
+    each run listed is one more request (its record has input and output).
+    """
     given = click.get_current_context().get_parameter_source("limit")
     if show_all and given is not click.core.ParameterSource.DEFAULT:
         fail(EXIT_USAGE, "--limit and --all contradict each other; give one of them")
     if status is not None and status not in {s.value for s in RunStatus}:
         fail(EXIT_USAGE, f"unknown run status {status!r}; known: {_STATUS_NAMES}")
     after, before = window(since, until)
-    if state.server is not None:
-        _remote_list(state, status, workflow, tags, after, before, limit, show_all, as_json)
-        return
-    for value, what in [(workflow, "--workflow"), *((t, "--tag") for t in tags)]:
+    for value, what in [
+        (workflow, "--workflow"),
+        (tenant, "--tenant"),
+        (parent, "--parent"),
+        *((t, "--tag") for t in tags),
+    ]:
         if value is not None:
             text(value, what)
     where = RunFilter(
         status=None if status is None else RunStatus(status),
         workflow=workflow,
         tag=tags[0] if tags else None,
+        tenant=tenant,
         created_after=after,
         created_before=before,
+        parent=parent,
     )
+    if state.server is not None:
+        _remote_list(state, where, tags, limit, show_all, as_json)
+        return
     shown, found, any_run = use_app(
         state, lambda a: a.run_sync(_matching(a, where, tags[1:], None if show_all else limit))
     )
@@ -213,34 +242,23 @@ def _cut_short(shown: int, found: int, as_json: bool) -> None:
 
 def _remote_list(
     state: CliState,
-    status: str | None,
-    workflow: str | None,
+    where: RunFilter,
     tags: tuple[str, ...],
-    after: datetime | None,
-    before: datetime | None,
     limit: int,
     show_all: bool,
     as_json: bool,
 ) -> None:
     """`runs list --server`: the server filters by one tag; the others are checked here."""
-    from ._remote import summaries
+    from ._remote import records, summaries
 
-    found = [
-        r
-        for r in summaries(
-            state,
-            status=status,
-            workflow=workflow,
-            tag=tags[0] if tags else None,
-            created_after=after,
-            created_before=before,
-            limit=500,
-        )
-        if all(t in r.tags for t in tags)
-    ]
+    # the API's filters are the store's, by the same names
+    filters = {f.name: getattr(where, f.name) for f in dataclasses.fields(where)}
+    filters["status"] = None if where.status is None else where.status.value
+    found = [r for r in summaries(state, **filters, limit=500) if all(t in r.tags for t in tags)]
     shown = found if show_all else found[:limit]
-    if as_json:  # the API's run summaries
-        print_json([r.model_dump(mode="json") for r in shown])
+    if as_json:  # the keys of the database's list: each run's record has the rest
+        got = records(state, [r.workflow_id for r in shown])
+        print_json([served_dict(r, got[r.workflow_id]) for r in shown if r.workflow_id in got])
         _cut_short(len(shown), len(found), as_json)
         return
     if not shown:
@@ -301,14 +319,15 @@ def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
         out.print(_stages_table(rec))
     steps = table("step", "status", "attempts", zoned("completed"), "error")
     steps.title = f"steps ({len(rec.steps)})"
+    stopped = budget_stops(rec.events)
     for name, s in rec.steps.items():
         row(
             steps,
             name,
-            step_status(rec, s),
+            step_status(rec, s, stopped),
             str(s.attempts),
             ts(s.completed_at),
-            error_text(s.error),
+            stopped.get(name) or error_text(s.error),
         )
     out.print(steps)
     if children:
@@ -360,8 +379,11 @@ def _shown_record(rec: RunRecord) -> dict[str, Any]:
     shown as interrupted (as the table does), and whether its owner is gone (as the
     status line says, and `runs list --json`)."""
     data = rec.to_dict()
+    stopped = budget_stops(rec.events)
     for name, s in rec.steps.items():
-        data["steps"][name]["status"] = step_status(rec, s)
+        data["steps"][name]["status"] = step_status(rec, s, stopped)
+        if name in stopped:  # what stopped it: its result is the stop, not an answer
+            data["steps"][name]["stoppedBy"] = stopped[name]
     return data | owner_gone(rec)
 
 

@@ -14,7 +14,7 @@ from ..ai import Budget
 from ..app import App, RunResult
 from ..store import RunStatus, WaitKind, WaitStatus
 from ._common import EXIT_USAGE, CliState, db_state, fail, guard, note, text
-from ._db import use_app
+from ._db import given_db, use_app
 from ._drive import drive
 from ._format import AGENT_RUNS, start_hint
 from ._load import parse_json
@@ -270,7 +270,7 @@ def _drive_with(
     """Drive a run with the App named by `--app` (which registers its workflow)."""
     the_app, db = load_app(state, app_ref, existing=True, traceback=traceback)
     db.announce()
-    again = f"tether runs resume {workflow_id} --app {app_ref}"
+    again = f"tether runs resume {workflow_id} --app {app_ref}{given_db(state)}"
     drive(the_app, workflow_id, lambda progress: call(the_app, progress), again, traceback)
 
 

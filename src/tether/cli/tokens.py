@@ -14,7 +14,7 @@ from ._common import (
     fail,
     guard,
     out,
-    print_json,
+    printed_whole,
     text,
 )
 from ._db import choose, open_app
@@ -87,11 +87,7 @@ def tokens_create(state: CliState, scope: str, name: str | None, app_ref: str | 
 def tokens_list(state: CliState, as_json: bool, app_ref: str | None) -> None:
     """Every token (never its secret), revoked ones included."""
     found = with_app(state, app_ref, lambda a: a.run_sync(a.store.list_api_tokens()))
-    if as_json:
-        print_json([_dict(r) for r in found])
-        return
-    if not found:
-        print("no tokens")
+    if printed_whole(found, as_json, _dict, "no tokens"):
         return
     t = table("id", "name", "scope", zoned("created"), zoned("last used"), zoned("revoked"))
     for r in found:

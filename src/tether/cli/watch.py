@@ -18,6 +18,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from ..ai import budget_stops
 from ..record import RunRecord
 from ..store import RunStatus, StepStatus
 from ._common import (
@@ -82,9 +83,11 @@ def _steps(rec: RunRecord, last: int) -> Table:
               title_justify="left")  # fmt: skip
     for col in ("step", "status", "attempts", "completed"):
         t.add_column(col)
+    stopped = budget_stops(rec.events)
     for name, s in list(rec.steps.items())[-last:]:
         style = {StepStatus.COMPLETED: "green", StepStatus.FAILED: "red"}.get(s.status, "cyan")
-        status = step_status(rec, s)
+        status = step_status(rec, s, stopped)
+        style = "yellow" if status == "stopped" else style
         t.add_row(cell(name), cell(status, style=style), str(s.attempts), ts(s.completed_at))
     return t
 

@@ -191,6 +191,15 @@ class Kernel:
         """Sync facade of `adispatch`."""
         return cast(CommandResult, self._bridge(self.adispatch(command)))
 
+    async def aclose(self) -> None:
+        """Let the sinks' deliveries in flight finish (the threads of `CallableSink` and
+        `WebhookSink`, for up to `EXIT_GRACE` seconds each) rather than cut them off as
+        the process exits. A sink with no `aclose` has nothing to wait for."""
+        for sink in self.sinks:
+            close = getattr(sink, "aclose", None)
+            if close is not None:
+                await close()
+
     async def _handle(self, cmd: Command) -> CommandResult:
         handler = cast(
             Callable[[Any], Awaitable[CommandResult]],

@@ -10,8 +10,6 @@ event again after a failure, and should be idempotent on
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import functools
 import hashlib
 import hmac
@@ -21,7 +19,6 @@ import json
 import logging
 import math
 import re
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -32,6 +29,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import InvalidArgumentError
+from ._sink_pool import SinkPool, off_loop
 
 __all__ = [
     "CallableSink",
@@ -116,62 +114,36 @@ class CollectingSink:
 class CallableSink:
     """Calls a plain function (sync or async) with each event: the plugin sink.
 
-    A sync function runs in a thread of its own: one blocking on a broker that never
-    answers held the host's event loop (its claims, its job leases' renewals, its
-    signal handlers) and no `OutboxPolicy.delivery_timeout` could end it. Given up
-    on, it is left to finish in its daemon thread, holding no exit."""
+    A sync function runs in a thread (a few, reused: `SinkPool`): one blocking on a
+    broker that never answers held the host's event loop (its claims, its job leases'
+    renewals, its signal handlers) and no `OutboxPolicy.delivery_timeout` could end it.
+    Given up on, it is left to finish in its daemon thread; `aclose` (the kernel's) and
+    a normal exit wait for the calls running then, up to `EXIT_GRACE` seconds, so a
+    delivery is not cut off midway, nor a hung one kept waited for."""
 
     def __init__(self, fn: Callable[[OutboxEvent], Any]) -> None:
         if not callable(fn):
             raise InvalidArgumentError("CallableSink needs a callable taking an OutboxEvent")
         self._fn = fn
+        self._pool = SinkPool("tether-sink")
 
     async def publish(self, event: OutboxEvent) -> None:
         if _is_async(self._fn):
             await self._fn(event)
             return
-        out = await _off_loop(self._fn, event)
+        out = await off_loop(self._pool, self._fn, event)
         if inspect.isawaitable(out):  # a sync callable handing back a coroutine
             await out
+
+    async def aclose(self) -> None:
+        """Wait (up to `EXIT_GRACE` seconds) for the calls running now to return."""
+        await asyncio.to_thread(self._pool.close)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
     """An async function, or an object whose `__call__` is one."""
     call = vars(type(fn)).get("__call__")
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
-
-
-async def _off_loop(fn: Callable[[Any], Any], arg: Any, name: str = "tether-sink") -> Any:
-    """`fn(arg)` in a daemon thread (with this task's context); cancelling the wait
-    (a timeout) leaves the thread to finish, its outcome dropped: it holds no executor
-    thread and no exit, and at-least-once delivery covers what it did."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[Any] = loop.create_future()
-    ctx = contextvars.copy_context()
-
-    def call() -> None:
-        try:
-            out, error = ctx.run(fn, arg), None
-        except BaseException as exc:  # handed to the awaiting task
-            out, error = None, exc
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
-            loop.call_soon_threadsafe(_settle_with, done, out, error)
-
-    threading.Thread(target=call, name=name, daemon=True).start()
-    try:
-        return await asyncio.shield(done)
-    except asyncio.CancelledError:
-        done.cancel()  # its late outcome is dropped, not logged as never retrieved
-        raise
-
-
-def _settle_with(done: asyncio.Future[Any], out: Any, error: BaseException | None) -> None:
-    if done.done():  # given up on
-        return
-    if error is None:
-        done.set_result(out)
-    else:
-        done.set_exception(error)
 
 
 def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
@@ -319,6 +291,7 @@ class WebhookSink:
         self._timeout = timeout
         self._headers = _check_headers(headers)
         self._clock = clock
+        self._pool = SinkPool("tether-webhook")
 
     def request(self, event: OutboxEvent) -> urllib.request.Request:
         body = json.dumps(event.to_dict(), separators=(",", ":")).encode()
@@ -367,11 +340,16 @@ class WebhookSink:
         """Fail once `timeout` seconds pass in all: the socket's timeout bounds each read,
         so a receiver trickling its answer would otherwise hold the outbox (and its
         chore lock) for as long as it likes. The request left to finish in its daemon
-        thread holds no executor thread and no exit; at-least-once covers its POST."""
+        thread holds no place in the pool, and an exit at most `EXIT_GRACE` seconds;
+        at-least-once covers its POST."""
         req = self.request(event)
         try:
-            await asyncio.wait_for(_off_loop(self._send, req, "tether-webhook"), self._timeout)
+            await asyncio.wait_for(off_loop(self._pool, self._send, req), self._timeout)
         except TimeoutError:
             raise ConnectionError(
                 f"webhook {self.url} did not answer within {self._timeout} s"
             ) from None
+
+    async def aclose(self) -> None:
+        """Wait (up to `EXIT_GRACE` seconds) for the requests sent now to be answered."""
+        await asyncio.to_thread(self._pool.close)

@@ -103,7 +103,22 @@ def handler(tenant: TenantApp) -> Starlette:
         lines = _lines(tenant, inv, MAX_BODY - size)
         return StreamingResponse(lines, media_type="application/x-ndjson")
 
-    return Starlette(routes=[Route("/", invoke, methods=["POST"])])
+    return Starlette(routes=[Route("/", invoke, methods=["POST"]), Route("/", _about)])
+
+
+async def _about(request: Request) -> Response:
+    """A GET (or HEAD) of the endpoint: a load balancer's health check, a person checking
+    the deployment in a browser. It said only 405 Method Not Allowed, so a health check
+    never passed; it names no workflow (it is unsigned)."""
+    return JSONResponse(
+        {
+            "service": "tether.remote tenant",
+            "protocols": list(SUPPORTED_PROTOCOLS),
+            "message": "a tether tenant is served here: an orchestrator POSTs signed "
+            "invocations to this URL (register it with app.remote_workflow(name, url=..., "
+            "secret=...))",
+        }
+    )
 
 
 async def _admit(

@@ -62,6 +62,7 @@ from ._errors import (
     RemoteUnavailableError,
     RemoteWorkflowError,
 )
+from ._invocations import INVOKED, invocations_so_far
 from ._recorder import ACCEPTS, Recorder, journal_of
 from ._wire import PROTOCOL_VERSION, Invocation, Line, RunMeta, TenantMeta, Waitpoint
 
@@ -90,7 +91,6 @@ __all__ = ["RemoteSpec", "remote_workflow"]
 
 log = logging.getLogger("tether.remote")
 
-INVOKED = "remote.invoked"
 TENANT = "remote.tenant"  # the marker step that carries the tenant's compensation
 _AGAIN: Any = object()
 
@@ -158,6 +158,7 @@ class _Drive:
         self.failures = 0
         self.recorder: Recorder | None = None  # of the invocation under way
         self.cut = False  # an invocation of this drive was cut at its deadline
+        self.invoked: int | None = None  # the run's invocations so far, once read
 
     async def run(self) -> Any:
         # a marker step; when a run cancelled with compensate=True is replayed, it
@@ -178,6 +179,7 @@ class _Drive:
             inv = await self._invocation(n)
             body = encode(inv)  # one a tenant would refuse as too large fails the run here
             await self.wf.log_event_now(INVOKED, f"invocation {n}", {"invocation": n})
+            self.invoked = n
             try:
                 reply = await call(
                     self.spec.url, self.spec.secret, inv, self._record, self.spec.transport, body
@@ -235,7 +237,11 @@ class _Drive:
             raise RemoteError(f"the tenant answered {answer.status!r} to compensate")
 
     async def _invocations(self) -> int:
-        return sum(1 for e in await self.wf.list_events() if e.type == INVOKED)
+        """The run's invocations so far: read once a drive, from the end of its events
+        (it read all of them at each invocation), then counted here."""
+        if self.invoked is None:
+            self.invoked = await invocations_so_far(self.app.store, self.wf.workflow_id)
+        return self.invoked
 
     async def _back_off(self, exc: RemoteError) -> None:
         await self.wf.log_event_now("remote.unanswered", str(exc))

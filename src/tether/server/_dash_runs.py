@@ -22,6 +22,7 @@ from ..errors import InvalidArgumentError, RunNotFoundError
 from ..store import AICallRow, AIUsageRow, RunFilter, RunStatus, WaitStatus
 from ._dash import SINCE, counts, read_cursor, render, runs_page, unstorable
 from ._dash_auth import Viewer, viewer
+from ._dash_values import PARTS, data_preview, error_notes, live_frame, shown_events
 from ._dash_view import HEAD_BARS, by_cost, driven, run_url, timeline
 from ._deps import served_app
 from ._routes import MAX_SEQ
@@ -283,7 +284,9 @@ async def run_page(
         "unserved_queue": await _unserved_queue(request, info),
         "max_children": len(children),
         "head_bars": HEAD_BARS,
-        "events": rec.events[-MAX_EVENTS:],
+        "events": shown_events(workflow_id, rec.events[-MAX_EVENTS:]),
+        "data": {part: data_preview(rec, part) for part in PARTS},
+        **error_notes(rec),
         "earlier_events": max(len(rec.events) - MAX_EVENTS, 0),
         "timeline": timeline(rec, waits, children, now),
         "driven": driven(rec, now),
@@ -332,7 +335,13 @@ async def run_events(request: Request, _: Who) -> Response:
     except (RunNotFoundError, InvalidArgumentError):
         return Response("no such run", status_code=404, media_type="text/plain")
     return StreamingResponse(
-        event_stream(app, workflow_id, _after(request), streams_of(request.app)),
+        event_stream(
+            app,
+            workflow_id,
+            _after(request),
+            streams_of(request.app),
+            lambda e: live_frame(workflow_id, e),  # its large values cut short
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

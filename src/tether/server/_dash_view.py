@@ -20,6 +20,7 @@ from urllib.parse import quote
 from markupsafe import Markup
 
 from .._info import RunInfo, WaitInfo
+from ..ai import budget_stops
 from ..record import RunRecord
 from ..store import AIUsageRow, RunStatus, StepStatus
 
@@ -221,15 +222,18 @@ def _step_bars(rec: RunRecord, axis: _Axis, end: datetime, now: datetime) -> lis
     firsts = _first_attempts(rec)
     bars = []
     alive = driven(rec, now)
+    stopped = budget_stops(rec.events)  # completed, the stop their result: no answer
     for key, s in rec.steps.items():
         if s.started_at is None:
             continue
         running = s.status is StepStatus.RUNNING and alive
         stop = s.completed_at or (end if running else s.started_at)
         status = "interrupted" if s.status is StepStatus.RUNNING and not running else s.status.value
+        status = "stopped" if key in stopped and s.status is StepStatus.COMPLETED else status
         begin = _began(firsts.get(key, []), s.started_at) if s.attempts > 1 else s.started_at
         left, width = axis.place(begin, stop)
         note = f"{s.attempts} attempts" if s.attempts > 1 else ""
+        note = "stopped by the AI budget" if status == "stopped" else note
         marks = [t for t in retries.get(key, ()) if begin <= t <= max(stop, begin)]
         bars.append(
             Bar(

@@ -12,6 +12,7 @@ from ._dash_agents import agent_pages
 from ._dash_auth import LoginNeeded, SetToken, set_token_cookie
 from ._dash_ops import ops_pages
 from ._dash_runs import runs_pages
+from ._dash_values import values_router
 
 __all__ = ["install_dashboard", "page_failed", "page_not_found"]
 
@@ -82,6 +83,7 @@ def install_dashboard(api: FastAPI) -> None:
     browser without a usable token gets."""
     _install_handlers(api)
     api.include_router(runs_pages)
+    api.include_router(values_router)
     api.include_router(actions_router)
     api.include_router(ops_pages)
     api.include_router(agent_pages)

@@ -102,13 +102,14 @@ async def list_runs(
     workflow: Text | None = None,
     tag: Text | None = None,
     tenant: Text | None = None,
+    parent: Annotated[Text | None, Query(description="the run that started them")] = None,
     created_after: Annotated[datetime | None, Query(description="at or after (ISO 8601)")] = None,
     created_before: Annotated[datetime | None, Query(description="strictly before")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RunPage:
     aware(created_after=created_after, created_before=created_before)
-    where = RunFilter(status, workflow, tag, tenant, created_after, created_before)
+    where = RunFilter(status, workflow, tag, tenant, created_after, created_before, parent)
     after = None if cursor is None else decode_cursor(cursor)
     rows = await served_app(request).store.list_runs_page(where, limit=limit + 1, after=after)
     runs = [RunInfo.from_row(r) for r in rows[:limit]]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..errors import RunNotFoundError
@@ -57,15 +57,22 @@ def streams_of(asgi: Any) -> Streams:
     return found
 
 
-def sse_frame(event: Event) -> bytes:
-    data = event.model_dump_json()  # JSON: one line
+def sse_frame(event: Event, data: str | None = None) -> bytes:
+    """The frame of `event`; `data` (one line of JSON) in place of the event's JSON."""
+    data = event.model_dump_json() if data is None else data  # JSON: one line
     kind = " ".join(event.type.splitlines())  # one line too, whatever was recorded
     return f"id: {event.seq}\nevent: {kind}\ndata: {data}\n\n".encode()
 
 
 async def event_stream(
-    app: ServedApp, workflow_id: str, after: int, streams: Streams
+    app: ServedApp,
+    workflow_id: str,
+    after: int,
+    streams: Streams,
+    frame: Callable[[Event], bytes] = sse_frame,
 ) -> AsyncIterator[bytes]:
+    """The run's events from `after` on, each as `frame` writes it (a run's page has
+    its large values cut short)."""
     loop = asyncio.get_running_loop()
     quiet_since = loop.time()
     while True:
@@ -79,7 +86,7 @@ async def event_stream(
             return
         rows = await app.store.list_events(workflow_id, after_seq=after)
         for row in rows:
-            yield sse_frame(Event.of(EventRecord.from_row(row)))
+            yield frame(Event.of(EventRecord.from_row(row)))
             after = row.seq
         if rows:
             quiet_since = loop.time()

@@ -112,13 +112,15 @@ class Calls:
         workflow: str | None = None,
         tag: str | None = None,
         tenant: str | None = None,
+        parent: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> Call[RunPage]:
         """One page of runs, newest first. Filters: `status`, `workflow`, `tag`,
-        `tenant`, `created_after`, `created_before`; `limit` (1-500), `cursor`."""
+        `tenant`, `parent` (the run that started them), `created_after`,
+        `created_before`; `limit` (1-500), `cursor`."""
         return Call("GET", "/api/v1/runs", _model(RunPage), _params(**_args(locals())))
 
     def get_record(self, workflow_id: str) -> Call[RunRecord]:

@@ -4,12 +4,26 @@ Idempotency-Key answers and seen webhook signatures."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from ._base import StoreBase, Tx, params
 from ._records import ApiTokenRow, IdempotentAnswer, RunFilter, RunRow
 from ._rows import Rows
 
-__all__ = ["ApiVerbs"]
+__all__ = ["ApiVerbs", "filter_params"]
+
+
+def filter_params(where: RunFilter) -> dict[str, Any]:
+    """The parameters of the queries' `_run_filter` (and `:status`) for `where`."""
+    return {
+        "status": None if where.status is None else where.status.value,
+        "workflow": where.workflow,
+        "tenant": where.tenant,
+        "tag": where.tag,
+        "parent": where.parent,
+        "after": where.created_after,
+        "before": where.created_before,
+    }
 
 
 class ApiVerbs(StoreBase):
@@ -29,13 +43,7 @@ class ApiVerbs(StoreBase):
         async def body(tx: Tx) -> list[RunRow]:
             rows = await tx.all(
                 "list_runs_page",
-                status=None if where.status is None else where.status.value,
-                workflow=where.workflow,
-                tenant=where.tenant,
-                tag=where.tag,
-                parent=where.parent,
-                after=where.created_after,
-                before=where.created_before,
+                **filter_params(where),
                 cur=None if after is None else after[0],
                 cur_at=None if after is None else after[1],
                 limit=limit,

@@ -7,6 +7,7 @@ from typing import Any
 
 from ._base import StoreBase, Tx
 from ._records import Histogram, QueueDepth, RunFilter
+from ._verbs_api import filter_params
 
 __all__ = ["METRIC_BUCKETS", "MetricVerbs"]
 
@@ -32,10 +33,7 @@ class MetricVerbs(StoreBase):
         w = where or RunFilter()
 
         async def body(tx: Tx) -> list[tuple[str, str, int]]:
-            rows = await tx.all(
-                "run_counts", workflow=w.workflow, tenant=w.tenant, tag=w.tag,
-                after=w.created_after, before=w.created_before
-            )  # fmt: skip
+            rows = await tx.all("run_counts", **filter_params(w))
             return [(r[0], r[1], int(r[2])) for r in rows]
 
         return await self._tx("read", body)

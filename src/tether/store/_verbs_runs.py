@@ -361,6 +361,12 @@ class RunVerbs(StoreBase):
             "list_events", Rows.event, wid=workflow_id, after=after_seq, limit=limit
         )
 
+    async def last_event(self, workflow_id: str, type: str) -> EventRow | None:
+        """The run's latest event of `type`, or None: read backwards along the run's
+        events from its last, so a type written often costs a row or a few, not the
+        history (a remote run's count of invocations, in the latest one's detail)."""
+        return await self._get("last_event", Rows.event, wid=workflow_id, type=type)
+
     # -- steps ------------------------------------------------------------------------
 
     async def load_steps(self, workflow_id: str) -> list[StepRow]:
@@ -562,6 +568,24 @@ class RunVerbs(StoreBase):
     async def list_locks(self, scope: str, *, run_id: str | None = None) -> list[LockRow]:
         """Locks of `scope` (taken by run `run_id` only, if given), by key."""
         return await self._list("list_locks", Rows.lock, scope=scope, run=run_id)
+
+    async def forget_silent_locks(
+        self, scope: str, *, silent_for: float, now: datetime | None
+    ) -> int:
+        """Delete the locks of `scope` no longer held (released or lapsed) whose holder
+        has given no sign (a renewal, the release) for over `silent_for` seconds; the
+        number deleted. Each process that drives runs announces itself under a lock of
+        its own, so a deployment that restarts its workers kept one row per process
+        ever started. Never deleted: a lock taken by a run (a mutex its parked run
+        keeps, which lapses but is held), nor one whose holder still owns a running run
+        under a live claim."""
+        return await self._tx(
+            "write",
+            lambda tx: tx.execute(
+                "forget_silent_locks", scope=scope, silent=silent_for, now=tx.now(now)
+            ),
+            single=True,
+        )
 
 
 def _current(rows: Rows, cur: Sequence[Any]) -> tuple[LockRow, Any, bool]:

@@ -4,6 +4,12 @@ A chore is guarded by a lock (scope ``chore``) that its holder renews every
 tick; other workers skip the chore while the lock is held, and take it over
 when the holder stops renewing (it died) or releases it (it stopped).
 
+Process rows are forgotten: every process that drives runs announces itself
+under a lock of its own (scope ``process``), and each start of a worker is a
+new process, so the rows of processes silent for `forget_processes_after`
+seconds (a day by default) are deleted, or a deployment restarting its
+workers daily would keep them, and every view of live processes read them all.
+
 The outbox goes last and is bounded: its sinks are other people's servers, and
 a slow or hanging one must neither keep the other chores (due timers, above
 all) from running each tick nor outlive the lock that keeps a second worker
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._durations import check_seconds
+from .._runner import PROCESS_SCOPE
 from ..errors import InvalidArgumentError
 from ..kernel import (
     LeaseReapStale,
@@ -39,7 +46,11 @@ __all__ = ["MaintenanceReport", "maintenance_tick", "release_chores"]
 
 log = logging.getLogger("tether.worker")
 
-CHORES = ("timers", "schedules", "leases", "stuck", "orphans", "outbox")
+CHORES = ("timers", "schedules", "leases", "stuck", "orphans", "processes", "outbox")
+
+# how long a process stays silent before its row is deleted: long past any lease, so a
+# process that stalled (a laptop asleep) announces itself again rather than being missed
+FORGET_PROCESSES_AFTER = 86400.0
 
 
 @dataclass
@@ -52,6 +63,7 @@ class MaintenanceReport:
     leases_reaped: int = 0
     stuck_requeued: list[str] = field(default_factory=list)
     orphans_adopted: list[str] = field(default_factory=list)
+    processes_forgotten: int = 0
     outbox_delivered: int = 0
     outbox_failed: int = 0
     outbox_dead: int = 0
@@ -102,10 +114,12 @@ async def maintenance_tick(
     orphan_grace: float = 30.0,
     outbox_budget: float = 5.0,
     chores: Collection[str] = CHORES,
+    forget_processes_after: float = FORGET_PROCESSES_AFTER,
 ) -> MaintenanceReport:
     """Fire due timers, start due schedule ticks, reap expired job leases, requeue stuck
-    runs, adopt orphaned runs of the app's workflows onto `orphan_queue` (if given), and
-    publish the outbox: batch after batch while they get anywhere, for up to
+    runs, adopt orphaned runs of the app's workflows onto `orphan_queue` (if given), delete
+    the rows of processes silent (no longer live) for `forget_processes_after` seconds,
+    and publish the outbox: batch after batch while they get anywhere, for up to
     `outbox_budget` seconds (at most a third of `chore_ttl`). `chores` picks some of
     these (a host that does only some: `("outbox",)`)."""
     # checked first: a NaN lease made every chore fail on its lock with a bare store
@@ -114,11 +128,13 @@ async def maintenance_tick(
     check_seconds("stuck_after", stuck_after, positive=True)
     check_seconds("orphan_grace", orphan_grace)
     check_seconds("outbox_budget", outbox_budget)
+    check_seconds("forget_processes_after", forget_processes_after, positive=True)
     chores = (chores,) if isinstance(chores, str) else chores
     unknown = set(chores) - set(CHORES)
     if unknown:
         raise InvalidArgumentError(f"unknown chores {sorted(unknown)}; known: {list(CHORES)}")
     report = MaintenanceReport()
+    settings = _Settings(stuck_after, orphan_queue, orphan_grace, forget_processes_after)
     for chore in (c for c in CHORES if c in chores):
         if _idle(app, chore, orphan_queue):
             continue
@@ -129,7 +145,7 @@ async def maintenance_tick(
             elif not await _hold(app, chore, holder, chore_ttl):
                 report.skipped.append(chore)
             else:
-                await _chore(app, chore, report, stuck_after, orphan_queue, orphan_grace)
+                await _chore(app, chore, report, settings)
         except Exception:
             log.exception("maintenance chore %s failed", chore)
     return report
@@ -148,16 +164,20 @@ async def _publish(
     return True
 
 
-async def _chore(
-    app: App,
-    chore: str,
-    report: MaintenanceReport,
-    stuck_after: float,
-    orphan_queue: str | None,
-    orphan_grace: float,
-) -> None:
+@dataclass(frozen=True)
+class _Settings:
+    """What the chores other than the outbox are told (see `maintenance_tick`)."""
+
+    stuck_after: float
+    orphan_queue: str | None
+    orphan_grace: float
+    forget_processes_after: float
+
+
+async def _chore(app: App, chore: str, report: MaintenanceReport, settings: _Settings) -> None:
     """One chore other than the outbox; its result goes into `report`."""
     kernel = app.kernel
+    orphan_queue = settings.orphan_queue
     if chore == "timers":
         woken = await kernel.adispatch(TimersFire())
         assert isinstance(woken, Woken)
@@ -172,15 +192,21 @@ async def _chore(
         assert orphan_queue is not None  # else idle
         adopted = await kernel.adispatch(
             RunAdoptOrphans(
-                queue=orphan_queue, workflows=tuple(sorted(app.workflows)), grace=orphan_grace
+                queue=orphan_queue,
+                workflows=tuple(sorted(app.workflows)),
+                grace=settings.orphan_grace,
             )
         )
         assert isinstance(adopted, Reaped)
         report.orphans_adopted = adopted.runs
     elif chore == "stuck":
-        stuck = await kernel.adispatch(RunReapStuck(idle_for=stuck_after))
+        stuck = await kernel.adispatch(RunReapStuck(idle_for=settings.stuck_after))
         assert isinstance(stuck, Reaped)
         report.stuck_requeued = stuck.runs
+    elif chore == "processes":
+        report.processes_forgotten = await app.store.forget_silent_locks(
+            PROCESS_SCOPE, silent_for=settings.forget_processes_after, now=app.clock.store_time()
+        )
 
 
 async def release_chores(app: App, holder: str) -> None:

@@ -38,7 +38,7 @@ from ..errors import (
 from ..kernel import JobExecuted
 from ..store import JobRow
 from ._claim import ForeignJobs, claim_jobs, queue_names
-from ._maintenance import maintenance_tick, release_chores
+from ._maintenance import FORGET_PROCESSES_AFTER, maintenance_tick, release_chores
 
 if TYPE_CHECKING:
     from ..app import App
@@ -49,7 +49,11 @@ log = logging.getLogger("tether.worker")
 
 
 class Worker:
-    """Runs queued jobs of `queues` with at most `concurrency` at once."""
+    """Runs queued jobs of `queues` with at most `concurrency` at once.
+
+    Its maintenance also deletes the rows of processes that drive runs once they
+    have been silent (stopped or killed) for `forget_processes_after` seconds, a day
+    by default: each worker start is a new process, and their rows piled up."""
 
     def __init__(
         self,
@@ -62,6 +66,7 @@ class Worker:
         maintenance_interval: float = 5.0,
         grace: float = 30.0,
         stuck_after: float = 300.0,
+        forget_processes_after: float = FORGET_PROCESSES_AFTER,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -71,6 +76,7 @@ class Worker:
         check_seconds("maintenance_interval", maintenance_interval, positive=True)
         check_seconds("grace", grace)
         check_seconds("stuck_after", stuck_after, positive=True)
+        check_seconds("forget_processes_after", forget_processes_after, positive=True)
         self.app = app
         self.queues = queue_names(queues)
         self.concurrency = concurrency
@@ -79,6 +85,7 @@ class Worker:
         self.maintenance_interval = maintenance_interval
         self.grace = grace
         self.stuck_after = stuck_after
+        self.forget_processes_after = forget_processes_after
         self._running: dict[asyncio.Task[JobExecuted], JobRow] = {}
         self._stopping: asyncio.Event | None = None
         # set once a newer tether migrated the database: `run` stops and raises it
@@ -365,12 +372,14 @@ class Worker:
                     stuck_after=self.stuck_after,
                     orphan_queue=self.queues[0],
                     outbox_budget=self.maintenance_interval,
+                    forget_processes_after=self.forget_processes_after,
                 )
                 if (
                     report.timers_woken
                     or report.leases_reaped
                     or report.stuck_requeued
                     or report.orphans_adopted
+                    or report.processes_forgotten
                 ):
                     log.info(
                         "maintenance",
@@ -380,6 +389,7 @@ class Worker:
                             "leases_reaped": report.leases_reaped,
                             "stuck_requeued": len(report.stuck_requeued),
                             "orphans_adopted": len(report.orphans_adopted),
+                            "processes_forgotten": report.processes_forgotten,
                         },
                     )
             except Exception:

@@ -150,6 +150,24 @@
     return td;
   }
 
+  // A message or detail too long for its row comes as its beginning (the server's
+  // preview: text, note, size, href), written as the page writes it: the whole a link away.
+  function shownCell(td, preview) {
+    if (!preview) return;
+    td.textContent = preview.text;
+    var mark = document.createElement("span");
+    mark.className = "cut-mark";
+    mark.textContent = "\u2026";
+    var link = document.createElement("a");
+    link.className = "value-whole";
+    link.href = preview.href;
+    link.title = preview.note;
+    link.textContent = "whole (" + preview.size + ")";
+    td.appendChild(mark);
+    td.appendChild(document.createTextNode(" "));
+    td.appendChild(link);
+  }
+
   function addEvent(e) {
     var tbody = document.getElementById("events-body");
     if (!tbody || tbody.querySelector('tr[data-seq="' + e.seq + '"]')) return;
@@ -165,8 +183,9 @@
     var code = document.createElement("code");
     code.textContent = e.type;
     cell(tr, "").appendChild(code);
-    cell(tr, e.message || "");
-    cell(tr, e.detail === null || e.detail === undefined ? "" : JSON.stringify(e.detail), "detail");
+    shownCell(cell(tr, e.message || ""), e.message_preview);
+    shownCell(cell(tr, e.detail === null || e.detail === undefined ? "" : JSON.stringify(e.detail), "detail"),
+              e.detail_preview);
     tbody.appendChild(tr);
     localTimes(tr);
     if (atEnd) box.scrollTop = box.scrollHeight;

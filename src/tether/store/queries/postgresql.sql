@@ -163,6 +163,9 @@ WITH r AS (UPDATE runs SET error = :error::jsonb, end_reason = :reason,
   RETURNING event_seq),
 {_event_r}
 SELECT 1 FROM r
+-- name: last_event
+SELECT run_id, seq, type, message, detail::text, at FROM events
+WHERE run_id = :wid AND type = :type ORDER BY seq DESC LIMIT 1
 -- name: list_events
 SELECT run_id, seq, type, message, detail::text, at FROM events
 WHERE run_id = :wid AND seq > :after ORDER BY seq LIMIT :limit
@@ -261,6 +264,14 @@ RETURNING {_lock_cols}
 -- name: list_locks
 SELECT {_lock_cols} FROM locks WHERE scope = :scope AND generation > 0
   AND (:run::text IS NULL OR run_id = :run) ORDER BY key
+-- name: forget_silent_locks
+-- a lock no longer held whose holder went silent, unless a run took it (a mutex kept by
+-- its parked run) or its holder still owns a running run under a live claim
+WITH t AS (SELECT {_now} AS n) DELETE FROM locks USING t WHERE scope = :scope
+  AND run_id IS NULL AND (released_at IS NOT NULL OR expires_at <= t.n)
+  AND COALESCE(released_at, heartbeat_at) < t.n - make_interval(secs => :silent)
+  AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.owner = locks.holder
+    AND runs.status = 'running' AND runs.owner_expires_at > t.n)
 
 -- name: wait_insert
 INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, due_at, created_at,
@@ -524,28 +535,25 @@ SELECT CASE WHEN c.run_attempt >= (SELECT (s.result->>'attempt')::int FROM steps
   THEN split_part(c.step_key, '/', 1) END, {_usage_sums} {_usage_from}
 GROUP BY 1 ORDER BY 1
 
--- name: list_runs_page
--- newest first; the cursor is the last run shown (its time, should it be deleted meanwhile)
-SELECT {_run_cols} FROM runs
-WHERE (:status::text IS NULL OR status = :status)
-  AND (:workflow::text IS NULL OR workflow_name = :workflow)
+-- name: _run_filter
+-- a `RunFilter` but its status (each left NULL matches every run)
+(:workflow::text IS NULL OR workflow_name = :workflow)
   AND (:tenant::text IS NULL OR tenant = :tenant)
   AND (:tag::text IS NULL OR tags @> jsonb_build_array(:tag::text))
   AND (:parent::text IS NULL OR parent_id = :parent)
   AND (:after::timestamptz IS NULL OR created_at >= :after)
   AND (:before::timestamptz IS NULL OR created_at < :before)
+-- name: list_runs_page
+-- newest first; the cursor is the last run shown (its time, should it be deleted meanwhile)
+SELECT {_run_cols} FROM runs
+WHERE (:status::text IS NULL OR status = :status) AND {_run_filter}
   AND (:cur::text IS NULL
     OR created_at < coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at::timestamptz)
     OR (created_at = coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at::timestamptz)
       AND id > :cur))
 ORDER BY created_at DESC, id LIMIT :limit
 -- name: run_counts
-SELECT workflow_name, status, count(*) FROM runs
-WHERE (:workflow::text IS NULL OR workflow_name = :workflow)
-  AND (:tenant::text IS NULL OR tenant = :tenant)
-  AND (:tag::text IS NULL OR tags @> jsonb_build_array(:tag::text))
-  AND (:after::timestamptz IS NULL OR created_at >= :after)
-  AND (:before::timestamptz IS NULL OR created_at < :before)
+SELECT workflow_name, status, count(*) FROM runs WHERE {_run_filter}
 GROUP BY workflow_name, status ORDER BY 1, 2
 
 -- name: touch_api_token

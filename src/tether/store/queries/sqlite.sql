@@ -94,6 +94,9 @@ UPDATE runs SET state = :state WHERE id = :wid
 -- name: mark_failing
 UPDATE runs SET error = :error, end_reason = :reason WHERE id = :wid AND status = 'running'
 RETURNING 1
+-- name: last_event
+SELECT run_id, seq, type, message, detail, at FROM events
+WHERE run_id = :wid AND type = :type ORDER BY seq DESC LIMIT 1
 -- name: list_events
 SELECT run_id, seq, type, message, detail, at FROM events WHERE run_id = :wid AND seq > :after
 ORDER BY seq LIMIT COALESCE(:limit, -1)
@@ -152,6 +155,14 @@ RETURNING {_lock_cols}
 -- name: list_locks
 SELECT {_lock_cols} FROM locks WHERE scope = :scope AND generation > 0
   AND (:run IS NULL OR run_id = :run) ORDER BY key
+-- name: forget_silent_locks
+-- a lock no longer held whose holder went silent, unless a run took it (a mutex kept by
+-- its parked run) or its holder still owns a running run under a live claim
+DELETE FROM locks WHERE scope = :scope AND run_id IS NULL
+  AND (released_at IS NOT NULL OR expires_at <= {_now})
+  AND COALESCE(released_at, heartbeat_at) < {_now} - :silent
+  AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.owner = locks.holder
+    AND runs.status = 'running' AND runs.owner_expires_at > {_now})
 
 -- name: wait_insert
 INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, due_at, created_at,
@@ -311,22 +322,21 @@ SELECT CASE WHEN c.run_attempt >= (SELECT json_extract(s.result, '$.attempt') FR
   THEN substr(c.step_key, 1, instr(c.step_key, '/') - 1) END, {_usage_sums} {_usage_from}
 GROUP BY 1 ORDER BY 1
 
--- name: list_runs_page
--- newest first; the cursor is the last run shown (its time, should it be deleted meanwhile)
-SELECT {_run_cols} FROM runs
-WHERE (:status IS NULL OR status = :status) AND (:workflow IS NULL OR workflow_name = :workflow)
-  AND (:tenant IS NULL OR tenant = :tenant)
+-- name: _run_filter
+-- a `RunFilter` but its status (each left NULL matches every run)
+(:workflow IS NULL OR workflow_name = :workflow) AND (:tenant IS NULL OR tenant = :tenant)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = :tag))
   AND (:parent IS NULL OR parent_id = :parent)
   AND (:after IS NULL OR created_at >= :after) AND (:before IS NULL OR created_at < :before)
+-- name: list_runs_page
+-- newest first; the cursor is the last run shown (its time, should it be deleted meanwhile)
+SELECT {_run_cols} FROM runs
+WHERE (:status IS NULL OR status = :status) AND {_run_filter}
   AND (:cur IS NULL OR created_at < coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at)
     OR (created_at = coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at) AND id > :cur))
 ORDER BY created_at DESC, id LIMIT :limit
 -- name: run_counts
-SELECT workflow_name, status, count(*) FROM runs
-WHERE (:workflow IS NULL OR workflow_name = :workflow) AND (:tenant IS NULL OR tenant = :tenant)
-  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = :tag))
-  AND (:after IS NULL OR created_at >= :after) AND (:before IS NULL OR created_at < :before)
+SELECT workflow_name, status, count(*) FROM runs WHERE {_run_filter}
 GROUP BY workflow_name, status ORDER BY 1, 2
 
 -- name: touch_api_token
