@@ -30,7 +30,8 @@ class Failure:
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] | bytes = field(default_factory=dict)
     # "reset": headers promise the body, half of it is sent, the connection dropped;
-    # "stall": nothing is answered until `release` is set (a client timeout)
+    # "stall": nothing is answered until `release` is set (a client timeout);
+    # "hold": answered as scripted once `held` is set (a slow refusal)
     mode: str = ""
     method: str = "POST"  # the next request of this method fails
     path: str | None = None  # ... whose path this pattern is found in (`re.search`)
@@ -72,6 +73,7 @@ class ProviderServer:
         self.state = State()
         self.lock = threading.Lock()
         self.release = threading.Event()  # ends every stalled answer
+        self.held = threading.Event()  # lets every held answer go
         handler = type("H", (_Handler,), {"server_state": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.httpd.server_address[1]
@@ -88,6 +90,7 @@ class ProviderServer:
 
     def close(self) -> None:
         self.release.set()
+        self.held.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -166,12 +169,14 @@ class ProviderServer:
         retry_after: str | None = None,
         method: str = "POST",
         path: str | None = None,
+        hold: bool = False,
     ) -> None:
         """The next request of `method` (whose path `path`, a pattern, is found in)
-        is answered `status`."""
+        is answered `status`; with `hold`, only once `held` is set."""
         headers = {"retry-after": retry_after} if retry_after is not None else {}
         body = {"error": {"message": f"scripted {status}", "type": "x"}}
-        self.state.failures.append(Failure(status, headers, body, method=method, path=path))
+        mode = "hold" if hold else ""
+        self.state.failures.append(Failure(status, headers, body, mode, method, path))
 
     def answer_next(
         self, status: int, body: dict[str, Any] | bytes, mode: str = "", *, method: str = "POST"
@@ -314,6 +319,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _fail(self, fail: Failure) -> None:
+        if fail.mode == "hold":
+            self.server_state.held.wait(30)
         if fail.mode == "stall":
             self.server_state.release.wait(30)
             self.close_connection = True

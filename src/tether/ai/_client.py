@@ -33,6 +33,7 @@ from ..retry import RetryPolicy
 from ..store import Fence, NewAICall, NewEvent
 from ._admission import Admissions, Ticket
 from ._budget import Budget, Spend
+from ._cooldown import RATE_LIMITED, Cooldowns, Turn, limited_until
 from ._errors import BudgetExceededError, ObjectValidationError, ProviderError
 from ._port import Provider
 from ._prices import Priced
@@ -40,7 +41,7 @@ from ._providers import Providers
 from ._results import BatchOutcome, BatchResult, EmbedResult, ObjectResult, TextResult
 from ._types import BatchItem, BatchStatus, Message, ModelReply, TextRequest, Usage
 
-__all__ = ["AI_RETRY", "WorkflowAI", "cancel_open_batches"]
+__all__ = ["AI_RETRY", "COOLDOWNS", "COOLDOWN_SCOPE", "WorkflowAI", "cancel_open_batches"]
 
 log = logging.getLogger("tether.ai")
 
@@ -49,6 +50,12 @@ T = TypeVar("T")
 
 #: the calls of this process, admitted per budget scope (see `_admission`)
 ADMISSIONS = Admissions()
+#: the providers' cooldowns of this process, shared by its runs (see `_cooldown`)
+COOLDOWNS = Cooldowns()
+#: where a cooldown is recorded for other processes: a lock of this scope, keyed by the
+#: provider's name, expiring when the cooldown ends
+COOLDOWN_SCOPE = "ai.cooldown"
+_COOLDOWN_HOLDER = "tether.ai"  # every process the same: each may extend it
 # the admissions of the call running in this context, one per budget that covers it:
 # its recorded costs count at once
 _TICKETS: ContextVar[tuple[_Held, ...]] = ContextVar("tether_ai_tickets", default=())
@@ -68,6 +75,9 @@ class Flow(Protocol):
 
     @property
     def workflow_id(self) -> str: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
     async def step(
         self,
@@ -103,6 +113,12 @@ class SpendLog(Protocol):
     ) -> bool: ...
 
     async def list_events(self, workflow_id: str) -> Sequence[Any]: ...
+
+    async def get_lock(self, scope: str, key: str) -> Any: ...
+
+    async def acquire_lock(
+        self, scope: str, key: str, holder: str, *, ttl: float, now: datetime | None, at: datetime
+    ) -> Any: ...
 
 
 class _Stop(BaseModel):
@@ -197,6 +213,7 @@ class WorkflowAI:
         budget: Budget | None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         admissions: Admissions = ADMISSIONS,
+        cooldowns: Cooldowns = COOLDOWNS,
         workflow_budget: Callable[[str], Budget | None] = lambda name: None,
     ) -> None:
         self._flow = flow
@@ -216,6 +233,7 @@ class WorkflowAI:
         self._raises = 0  # budget.raise signals taken so far (see `_Stop.raises`)
         self._now = now  # the App's clock: a call's time, and the prices in force then
         self._admissions = admissions
+        self._cooldowns = cooldowns
         self._unpriced_seen: set[tuple[str, str]] = set()  # models warned of (`_unpriced`)
 
     # -- the calls ----------------------------------------------------------------------
@@ -316,7 +334,9 @@ class WorkflowAI:
             started = time.monotonic()
             prompt = json.dumps({"input": texts})
             try:
-                reply = await provider.embed(model_id, texts, dict(options or {}))
+                reply = await self._reach(
+                    pname, lambda: provider.embed(model_id, texts, dict(options or {}))
+                )
             except ProviderError as exc:
                 self._record_failure("embed", pname, model_id, prompt, exc, started)
                 raise
@@ -891,7 +911,7 @@ class WorkflowAI:
         started = time.monotonic()
         prompt = request.model_dump_json(exclude_defaults=True)
         try:
-            reply = await provider.generate(model_id, request)
+            reply = await self._reach(pname, lambda: provider.generate(model_id, request))
         except ProviderError as exc:
             self._record_failure(call_type, pname, model_id, prompt, exc, started)
             raise
@@ -908,6 +928,56 @@ class WorkflowAI:
             usage_known=reply.usage_reported,
         )
         return reply, cost
+
+    async def _reach(self, pname: str, call: Callable[[], Awaitable[R]]) -> R:
+        """`call` to provider `pname`, once its cooldown allows (`_cooldown`). A rate
+        limit that says until when sets the cooldown, taken with the one other
+        processes recorded if that ends later (`_shared_until`), and the step's
+        back-off waits until then."""
+        clock = self._flow.clock
+        turn = await self._cooldowns.enter(self._providers, pname, clock)
+        try:
+            try:
+                result = await call()
+            except ProviderError as exc:
+                await self._limited(pname, exc, clock, turn)
+                raise
+            turn.end()
+            return result
+        finally:
+            turn.cut()  # cut short on the way (not ended above): the next call tries
+
+    async def _limited(self, pname: str, exc: ProviderError, clock: Clock, turn: Turn) -> None:
+        """End `turn` on the failure `exc`; a rate limit with a retry-after sets the
+        cooldown and makes `exc` ask for the wait to its (perhaps later, shared) end."""
+        now = clock.now()
+        until = limited_until(exc.wait_from(now), now)
+        if until is not None:
+            until = await self._shared_until(pname, until, clock)
+            wait = (until - now).total_seconds()
+            exc.retry_after = max(exc.retry_after or 0.0, wait)
+            if exc.retry_at is not None:  # read again from it by `_timed`
+                exc.retry_at = until
+        turn.end(limited=exc.status in RATE_LIMITED, until=until)
+
+    async def _shared_until(self, pname: str, until: datetime, clock: Clock) -> datetime:
+        """The later of `until` and the cooldown other processes recorded for
+        `pname` (a lock of `COOLDOWN_SCOPE`, expiring at its end); `until` is recorded
+        if it is the later. Read only here, on a rate limit this process met: the calls
+        it makes otherwise read nothing more. A database that fails here costs the
+        sharing, never the call's own error."""
+        try:
+            row = await self._log.get_lock(COOLDOWN_SCOPE, pname)
+            if row is not None and row.released_at is None and row.expires_at >= until:
+                return row.expires_at  # type: ignore[no-any-return]
+            ttl = (until - clock.now()).total_seconds()
+            await self._log.acquire_lock(
+                COOLDOWN_SCOPE, pname, _COOLDOWN_HOLDER, ttl=ttl, now=clock.store_time(),
+                at=clock.now(),
+            )  # fmt: skip
+        except Exception as err:
+            log.warning("could not share the cooldown of provider %s: %s", pname, err)
+        return until
 
     async def _object_attempts(
         self,
