@@ -10,6 +10,8 @@ import pytest
 
 from tether import App, EventRecord, FakeClock, InvalidArgumentError, RunStatus, Workflow, ai
 
+from ._priced import priced_app
+
 NOT_LIMITS = [
     ({"max_usd": True}, "max_usd: Input should be a number, not a bool"),
     ({"max_tokens": True}, "max_tokens: Input should be a number, not a bool"),
@@ -51,14 +53,6 @@ def test_a_limit_below_a_cent_reads_in_micro_dollars() -> None:
 
 # -- what a run records of its budget -------------------------------------------------------
 
-PER_CALL = ai.Prices({"fake:m": {"input_per_million": 1000, "output_per_million": 2000}})
-
-
-def _priced_app(database_url: str, clock: FakeClock) -> App:
-    """Every call of fake:m costs $1.20 (1,000 tokens in, 100 out)."""
-    fake = ai.FakeModel(usage=ai.Usage(input_tokens=1000, output_tokens=100))
-    return App(database_url, clock=clock, ai=ai.Providers(fake=fake, prices=PER_CALL))
-
 
 def _asker(app: App, name: str, budget: ai.Budget, calls: int) -> Any:
     @app.workflow(name=name, budget=budget)
@@ -75,7 +69,7 @@ async def test_a_spend_exactly_at_the_warning_line_records_the_warning(
 ) -> None:
     """$2.40 of $3 is 80 %: in floats it was 0.7999..., below ``warn_at=0.8``, and the
     run went from no warning straight past its limit."""
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app, "at-the-line", ai.Budget(max_usd=3, warn_at=0.8), calls=3)
     try:
         assert (await app.arun(asker, workflow_id="w1")).value == 3
@@ -95,7 +89,7 @@ async def test_a_run_paused_on_its_budget_records_why_and_by_how_much(
     """A run parked on ``budget.raise`` showed only the wait: not the key, its spend or
     its limit, which the operator needs to choose a raise (the run's own usage is not
     the key's)."""
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     budget = ai.Budget(max_usd=3, key="customer:7", on_exceed="pause")
     asker = _asker(app, "paused", budget, calls=2)
     try:
@@ -120,7 +114,7 @@ async def test_a_run_paused_on_its_budget_records_why_and_by_how_much(
 async def test_a_run_failed_on_its_budget_records_the_stop_too(
     database_url: str, clock: FakeClock
 ) -> None:
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app, "failing", ai.Budget(max_usd=1), calls=2)
     try:
         with pytest.raises(ai.BudgetExceededError, match=r"has spent \$1\.2000 of \$1\.0000"):
@@ -138,7 +132,7 @@ async def test_the_rerun_a_key_budgets_stop_advises_keeps_the_calls_under_the_ke
     """The error said ``budget=ai.Budget(max_usd=...)``: the budget given replaces the
     run's, so the rerun it advised logged its calls under no key, outside the spend the
     key shares (a customer's calls not counted against the customer)."""
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app, "keyed", ai.Budget(max_usd=2, key="customer:9"), calls=3)
     try:
         with pytest.raises(ai.BudgetExceededError) as stopped:
@@ -165,7 +159,7 @@ async def test_a_raised_budget_warns_again_at_its_own_line(
 ) -> None:
     """The warning was written once per run: after a raise from $3 to $10 the run went
     from $3.60 to past $10 and parked again with no warning at $5."""
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     budget = ai.Budget(max_usd=3, warn_at=0.5, on_exceed="pause")
     asker = _asker(app, "raised", budget, calls=12)  # $14.40 in all
     try:
@@ -189,7 +183,7 @@ async def test_a_rerun_given_new_limits_as_a_dict_keeps_the_runs_key(
 ) -> None:
     """`budget={"max_usd": 5}` replaced the whole budget: the key went, and the calls of
     the rerun were logged under none, outside the spend the key shares."""
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app, "keyed-dict", ai.Budget(max_usd=2, key="customer:7", warn_at=0.5),
                    calls=3)  # fmt: skip
     try:
@@ -210,7 +204,7 @@ async def test_the_steps_a_budget_stopped_are_told_apart_from_answered_calls(
     """A call stopped with on_exceed="pause" is recorded as a completed step (the stop
     is its result, so a replay takes the same path): `ai.budget_stops` names it, for
     views to show it stopped rather than answered."""
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app, "stopped-steps", ai.Budget(max_usd=1, on_exceed="pause"), calls=2)
     try:
         assert (await app.arun(asker, workflow_id="s")).status is RunStatus.WAITING

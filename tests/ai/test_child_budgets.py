@@ -19,13 +19,7 @@ from tether import (
     ai,
 )
 
-PER_CALL = ai.Prices({"fake:m": {"input_per_million": 1000, "output_per_million": 2000}})
-
-
-def _priced_app(database_url: str, clock: FakeClock) -> App:
-    """Every call of fake:m costs $1.20 (1,000 tokens in, 100 out)."""
-    fake = ai.FakeModel(usage=ai.Usage(input_tokens=1000, output_tokens=100))
-    return App(database_url, clock=clock, ai=ai.Providers(fake=fake, prices=PER_CALL))
+from ._priced import priced_app
 
 
 def _exceeded(events: Any) -> list[EventRecord]:
@@ -52,7 +46,7 @@ async def test_a_parents_budget_stops_the_calls_of_its_children(
 ) -> None:
     """Each child checked only its own (absent) budget: a parent of $2 fanning out to
     children spent without limit."""
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="fan", budget=ai.Budget(max_usd=2))
@@ -90,7 +84,7 @@ async def test_a_parents_budget_stops_the_calls_of_its_children(
 async def test_a_child_given_a_smaller_budget_stops_at_its_own(
     database_url: str, clock: FakeClock
 ) -> None:
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="lead", budget=ai.Budget(max_usd=10))
@@ -125,7 +119,7 @@ def _bad_budget(app: App, asker: Any) -> Any:
 
 
 async def test_a_grandchilds_calls_count_for_the_root(database_url: str, clock: FakeClock) -> None:
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="middle")
@@ -154,7 +148,7 @@ async def test_a_grandchilds_calls_count_for_the_root(database_url: str, clock: 
 async def test_a_key_is_passed_down_and_counts_the_childrens_calls(
     database_url: str, clock: FakeClock
 ) -> None:
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="keyed", budget=ai.Budget(max_usd=3, key="customer:9"))
@@ -176,7 +170,7 @@ async def test_a_key_is_passed_down_and_counts_the_childrens_calls(
 async def test_a_childs_own_key_still_counts_for_its_parents_key(
     database_url: str, clock: FakeClock
 ) -> None:
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="parent-key", budget=ai.Budget(max_usd=2, key="team"))
@@ -204,7 +198,7 @@ async def test_a_child_paused_by_its_parents_budget_goes_on_after_a_raise(
 ) -> None:
     """The stop is the step's recorded result: the drive after the raise replays it
     and runs the call as the step's next occurrence."""
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="careful", budget=ai.Budget(max_usd=2, on_exceed="pause"))
@@ -229,7 +223,7 @@ async def test_a_child_paused_by_its_parents_budget_goes_on_after_a_raise(
 async def test_a_detached_child_is_covered_and_keeps_its_own_budget(
     database_url: str, clock: FakeClock
 ) -> None:
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="starter", budget=ai.Budget(max_usd=1))
@@ -256,7 +250,7 @@ async def test_children_in_parallel_overshoot_their_parents_budget_by_about_one_
     """Children in flight at once are admitted together under the parent's budget (in
     this process), as a run's own parallel branches are: one call at a time until a
     cost is known, then only while the spend plus those in flight stays under it."""
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="wide", budget=ai.Budget(max_usd=2))
@@ -283,7 +277,7 @@ async def test_a_child_sharing_its_parents_key_is_admitted_once_under_both_limit
 ) -> None:
     """A key both a child and its parent budget on is one admission (asked twice, the
     call would wait for itself): each budget of the key judges the same spend."""
-    app = _priced_app(database_url, clock)
+    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="same-key", budget=ai.Budget(max_usd=2, key="shared"))

@@ -8,13 +8,13 @@ from tether.cli._format import step_status
 from tether.cli.runs import _shown_record
 from tether.server._dash_view import timeline
 
-PER_CALL = ai.Prices({"fake:m": {"input_per_million": 1000, "output_per_million": 2000}})
+from ..ai._priced import priced_app
+
 STOPPED = "ai.text:fake:m#2"  # the second call: $1.20 already spent of $1
 
 
 async def _paused_record(database_url: str) -> tuple[App, RunRecord]:
-    fake = ai.FakeModel(usage=ai.Usage(input_tokens=1000, output_tokens=100))
-    app = App(database_url, clock=FakeClock(), ai=ai.Providers(fake=fake, prices=PER_CALL))
+    app = priced_app(database_url, FakeClock())
 
     @app.workflow(name="asker", budget=ai.Budget(max_usd=1, on_exceed="pause"))
     async def asker(wf: Workflow) -> int:
