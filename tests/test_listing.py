@@ -92,3 +92,26 @@ def test_the_sync_facade_takes_the_same_filters(sqlite_url: str) -> None:
         app.submit(leaf, 2, workflow_id="y")
         since = datetime.now(UTC) - timedelta(hours=1)
         assert ids(app.list_runs(tenant="acme", created_after=since)) == ["x"]
+
+
+async def test_iter_runs_reads_every_match_a_page_at_a_time(app: App, clock: FakeClock) -> None:
+    for i in range(7):
+        await app.asubmit(leaf, i, workflow_id=f"r{i}", tenant="acme" if i % 2 else None)
+        clock.advance(1)
+    every = [r.workflow_id async for r in app.aiter_runs(page_size=2)]
+    assert every == [f"r{i}" for i in reversed(range(7))]  # newest first, none twice
+    odd = [r.workflow_id async for r in app.aiter_runs(page_size=2, tenant="acme")]
+    assert odd == ["r5", "r3", "r1"]  # the filters go to every page
+    assert [r async for r in app.aiter_runs(workflow="nothing-by-this-name")] == []
+    with pytest.raises(tether.InvalidArgumentError, match="limit must be an integer >= 1"):
+        [r async for r in app.aiter_runs(page_size=0)]
+
+
+def test_iter_runs_on_the_sync_facade(sqlite_url: str) -> None:
+    with App(sqlite_url) as app:
+        for i in range(5):
+            app.submit(leaf, i, workflow_id=f"s{i}")
+        assert sorted(r.workflow_id for r in app.iter_runs(page_size=2)) == [
+            f"s{i}" for i in range(5)
+        ]
+        assert [r.workflow_id for r in app.iter_runs(page_size=2, status="completed")] == []

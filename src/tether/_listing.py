@@ -9,12 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from ._info import RunInfo
 from .definition import WorkflowDef
 from .errors import InvalidArgumentError
 from .store import RunFilter, RunStatus
+
+
+class RunQuery(TypedDict, total=False):
+    """The filters of `App.list_runs`, as `App.iter_runs` takes them on to each page."""
+
+    status: RunStatus | str | None
+    workflow: str | Callable[..., Any] | None
+    tag: str | None
+    tenant: str | None
+    parent: str | None
+    created_after: datetime | None
+    created_before: datetime | None
 
 
 def run_status(status: RunStatus | str | None) -> RunStatus | None:

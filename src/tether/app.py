@@ -12,9 +12,18 @@ import contextlib
 import copy
 import logging
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
 from pydantic import BaseModel, ValidationError
 
@@ -23,7 +32,7 @@ from ._durations import check_seconds, parse_age, seconds_of
 from ._facade import facade
 from ._info import RunInfo, WaitInfo
 from ._interceptors import StepInterceptor, check_interceptors
-from ._listing import page_cursor, run_filter
+from ._listing import RunQuery, page_cursor, run_filter
 from ._loop import LoopThread, home_loop, homed
 from ._names import check_name
 from ._owners import new_owner
@@ -1005,6 +1014,31 @@ class App:
         return [RunInfo.from_row(r) for r in rows]
 
     list_runs = facade(alist_runs)
+
+    async def aiter_runs(
+        self, *, page_size: int = 500, **query: Unpack[RunQuery]
+    ) -> AsyncIterator[RunInfo]:
+        """Every run that matches `query` (the filters of `list_runs`), newest first,
+        read `page_size` at a time: for a scan that must not stop at a limit (a run
+        created meanwhile is newer than the cursor, so none is met twice)."""
+        after: RunInfo | None = None
+        while True:
+            page = await self.alist_runs(**query, after=after, limit=page_size)
+            for run in page:
+                yield run
+            if len(page) < page_size:
+                return
+            after = page[-1]
+
+    def iter_runs(self, *, page_size: int = 500, **query: Unpack[RunQuery]) -> Iterator[RunInfo]:
+        """The sync `aiter_runs`: one `list_runs` call a page."""
+        after: RunInfo | None = None
+        while True:
+            page = self.list_runs(**query, after=after, limit=page_size)
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1]
 
     get_run = facade(aget_run)
 

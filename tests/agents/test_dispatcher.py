@@ -591,3 +591,51 @@ async def test_two_runs_queued_past_a_states_cap_never_run_their_agents_at_once(
         for ident in ("T-1", "T-2"):
             await app.acancel(f"agent:memory:{ident}")
         await asyncio.wait_for(asyncio.gather(*driving, return_exceptions=True), 20)
+
+
+def _clone_run(db: Path, template: str, copies: int) -> None:
+    """`copies` more rows like run `template` (ids `template-1`...), in one
+    transaction: a database busy with other workflows' runs, made in a blink."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+        picked = ", ".join("? || '-' || n" if c == "id" else c for c in cols)
+        conn.execute(
+            f"WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?) "
+            f"INSERT INTO runs ({', '.join(cols)}) SELECT {picked} FROM runs, seq WHERE id = ?",
+            (copies, template, template),
+        )
+
+
+async def test_issue_runs_are_found_among_more_open_runs_than_a_page(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The dispatcher once read the newest 10,000 open runs of any workflow and kept
+    its own: past that, its waiting issue dropped out of its state and its status."""
+    clock = tether.FakeClock()
+    async with tether.App(sqlite_url, clock=clock, inline_wait=5.0) as app:
+
+        @app.workflow(name="other")
+        async def other(wf: tether.Workflow) -> None:
+            await wf.wait_for_signal("go")
+
+        backend = MockBackend([{"result": "input_required", "message": "which colour?"}, {}])
+        d = Dispatcher(
+            app, _config(tmp_path), tracker=MemoryTracker([_issue("C-1")]), backend=backend
+        )
+        await d.run_once()
+        clock.advance(1)
+        await app.astart(other, workflow_id="busy")
+
+        async def waiting() -> bool:
+            return (await app.aget_run("busy")).status.value == "waiting"
+
+        await eventually(waiting)
+        _clone_run(Path(sqlite_url.removeprefix("sqlite:///")), "busy", 10_000)
+        [row] = await d.status()
+        assert row.identifier == "C-1" and row.phase == "waiting"
+        assert [r.identifier for r in await d.status(all_runs=True)] == ["C-1"]
+        await d.answer("C-1", "blue")
+        await d.run_once()
+        assert backend.requests[1].prompt == "blue"

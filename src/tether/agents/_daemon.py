@@ -170,9 +170,8 @@ class Dispatcher:
         """The issue runs that have not ended, with their recorded state."""
         found = []
         for status in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING):
-            for run in await self.app.alist_runs(status=status, limit=10_000):
-                if run.workflow_name == ISSUE_WORKFLOW:
-                    found.append((run, _state(run.state)))
+            async for run in self.app.aiter_runs(status=status, workflow=ISSUE_WORKFLOW):
+                found.append((run, _state(run.state)))
         return found
 
     async def _held(self, candidates: list[Issue], live: set[str]) -> dict[str, str]:
@@ -546,8 +545,7 @@ class Dispatcher:
         if all_runs:
             runs = [
                 (r, as_ended(r, _state(r.state)))
-                for r in await self.app.alist_runs(limit=10_000)
-                if r.workflow_name == ISSUE_WORKFLOW
+                async for r in self.app.aiter_runs(workflow=ISSUE_WORKFLOW)
             ]
         else:
             runs = await self._issue_runs()

@@ -37,7 +37,7 @@ from .._failure import decode_error
 from .._workflow import Workflow
 from ..errors import RunCancelledError
 from ..retry import RetryPolicy
-from ..store import RunFilter, RunStatus
+from ..store import RunStatus
 from ._config import WorkflowFile
 from ._errors import TrackerError
 from ._issue import Issue, normalise_state
@@ -339,8 +339,8 @@ class IssueRunner:
         holding the queue's last slot would wait for a run that waits for it)."""
         fetched = await self._fetch(issue_id)
         busy = []
-        for run in await self.app.alist_runs(status=RunStatus.RUNNING, limit=10_000):
-            if run.workflow_name != ISSUE_WORKFLOW or run.workflow_id == run_id:
+        async for run in self.app.aiter_runs(status=RunStatus.RUNNING, workflow=ISSUE_WORKFLOW):
+            if run.workflow_id == run_id:
                 continue
             st = _json(run.state)
             if st.get("phase", "running") != "running":
@@ -465,8 +465,7 @@ class IssueRunner:
         """How many issue runs, this one aside, are in an attempt in `state` now."""
         busy = 0
         for status in (RunStatus.RUNNING, RunStatus.PENDING):
-            where = RunFilter(status=status, workflow=ISSUE_WORKFLOW)
-            for run in await self.app.store.list_runs_page(where, limit=10_000):
+            async for run in self.app.aiter_runs(status=status, workflow=ISSUE_WORKFLOW):
                 if run.workflow_id == run_id:
                     continue
                 st = _json(run.state)
