@@ -1049,3 +1049,30 @@ async def test_a_parked_run_cancelled_with_compensation_elsewhere_is_compensated
     finally:
         await parked_by.aclose()
         await cancelled_by.aclose()
+
+
+async def test_a_run_goes_on_from_a_wait_when_it_recorded_no_step_before_it(app: App) -> None:
+    """`rerun_from` took only step keys: a run whose first act was a wait (a signal, a
+    child, a sleep) and that failed after it could not go on, nor be told how."""
+    seen: list[Any] = []
+
+    @app.workflow
+    async def review(wf: Workflow) -> str:
+        decision = await wf.wait_for_signal("approval")
+        seen.append(decision)
+        if decision != "yes":
+            raise ValueError(f"cannot publish on {decision!r}")
+        return "published"
+
+    await app.arun(review, workflow_id="rv")
+    await app.asignal("rv", "approval", "maybe")
+    assert (await app.aresult("rv", timeout=10)).status is RunStatus.FAILED
+    with pytest.raises(tether.InvalidArgumentError, match="that name: 'signal:approval#1'"):
+        await app.arerun_from("rv", "approval")
+    with pytest.raises(tether.InvalidArgumentError, match="none; its waits: 'signal:appr"):
+        await app.arerun_from("rv", "publish")
+    parked = await app.arerun_from("rv", "signal:approval#1")  # forgets it and what came after
+    assert parked.status is RunStatus.WAITING and seen == ["maybe"]
+    await app.asignal("rv", "approval", "yes")
+    assert (await app.aresult("rv", timeout=10)).value == "published"
+    assert seen == ["maybe", "yes"]

@@ -655,6 +655,8 @@ class App:
         after it (earlier results are kept), then run it again from there. A child
         awaited after `step` runs again as a new child run (``<id>@<attempt>``);
         one with its own `workflow_id`, or started with `start_child`, does not.
+        `step` may be a wait's key (``signal:approval#1``, ``child:<id>``): a run
+        whose first act was a wait or a child has no step before it.
 
         For a pipeline run, `step` may name a stage: its group and every later
         one are forgotten (records and files), earlier outputs kept, and the

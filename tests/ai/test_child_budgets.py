@@ -71,12 +71,41 @@ async def test_a_parents_budget_stops_the_calls_of_its_children(
         assert "run 'p' (which started this one), with the runs it started, has spent" in (
             child.last_error.message
         )
-        assert "app.rerun_from('p', step, budget=ai.Budget(max_usd=...))" in (
+        assert "app.rerun_from('p', 'child:p/asker#2', budget=ai.Budget(max_usd=...))" in (
             child.last_error.message
         )
         [stop] = _exceeded(child.events)
         assert stop.detail["budget_of"] == "p" and stop.detail["max_usd"] == 2
         assert stop.detail["step"] == "ai.text:fake:m"
+    finally:
+        await app.aclose()
+
+
+async def test_a_parent_whose_first_act_is_the_child_goes_on_from_its_wait(
+    database_url: str, clock: FakeClock
+) -> None:
+    """The error told the user to rerun the parent from a step before the child, and
+    the parent had none: `rerun_from` took only step keys, so it could not go on."""
+    app = priced_app(database_url, clock)
+    asker = _asker(app)
+
+    @app.workflow(name="solo", budget=ai.Budget(max_usd=2))
+    async def solo(wf: Workflow) -> int:
+        return int(await wf.child(asker, 3))
+
+    try:
+        with pytest.raises(ChildRunError, match="AI budget exceeded"):
+            await app.arun(solo, workflow_id="p")
+        child = await app.aget_record("p/asker#1")
+        assert child.last_error is not None
+        said = "app.rerun_from('p', 'child:p/asker#1', budget=ai.Budget(max_usd=...))"
+        assert said in child.last_error.message
+        again = await app.arerun_from("p", "child:p/asker#1", budget={"max_usd": 10})
+        assert again.value == 3  # a child of the new round asked all three again
+        kids = {r.workflow_id: r.status async for r in app.aiter_runs(parent="p")}
+        assert kids == {"p/asker#1": RunStatus.FAILED, "p/asker#1@2": RunStatus.COMPLETED}
+        # the first child's two answered calls count (the money was spent), then three
+        assert await _spent(app, "p") == pytest.approx(5 * 1.2)
     finally:
         await app.aclose()
 

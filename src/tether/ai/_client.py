@@ -163,6 +163,7 @@ class _Limit:
 
     budget: Budget
     of: str
+    via: str | None = None  # the run `of` started on the way down to this one
 
 
 @dataclass(frozen=True)
@@ -626,7 +627,7 @@ class WorkflowAI:
             if limit.budget.on_exceed == "fail":
                 raise self._exceeded(limit, outcome.stopped, name)
             raised = await self._raised(limit.budget, outcome.stopped.raises)
-            self._replace(limit, _Limit(raised, limit.of))
+            self._replace(limit, _Limit(raised, limit.of, limit.via))
 
     async def _admitted(
         self, name: str, call: Callable[[], Awaitable[R]], rtype: Any
@@ -699,9 +700,10 @@ class WorkflowAI:
         if limit.of != wid:  # the budget of a run that started this one
             how = (
                 f"the budget of run {limit.of!r} covers the runs it starts: go on with a "
-                f"larger one there, app.rerun_from({limit.of!r}, step, budget={larger}) from "
-                "a step before it started this run, or give it on_exceed='pause' to raise "
-                "it while this run waits"
+                f"larger one there, app.rerun_from({limit.of!r}, 'child:{limit.via}', "
+                f"budget={larger}) from its wait for the run it started on the way here "
+                "(or from a step before it started that run), or give it "
+                "on_exceed='pause' to raise it while this run waits"
             )
         else:
             if stopped.step is not None:
@@ -752,6 +754,7 @@ class WorkflowAI:
         seen = {self._flow.workflow_id}
         run = await self._log.get_run(self._flow.workflow_id)
         parent = None if run is None else run.parent_id
+        below = self._flow.workflow_id
         while parent is not None and parent not in seen:
             seen.add(parent)
             row = await self._log.get_run(parent)
@@ -763,8 +766,8 @@ class WorkflowAI:
                 else self._workflow_budget(row.workflow_name)
             )
             if budget is not None:
-                found.append(_Limit(budget, parent))
-            parent = row.parent_id
+                found.append(_Limit(budget, parent, below))
+            below, parent = parent, row.parent_id
         return found
 
     async def _stopper(self, stopped: _Stop) -> _Limit:

@@ -225,7 +225,8 @@ def resume(state: CliState, workflow_id: str, app_ref: str, traceback: bool) -> 
     "step",
     required=True,
     metavar="STEP|STAGE",
-    help="The first step to run again (later ones go too), or a pipeline stage id "
+    help="The first step to run again (later ones go too), a wait's key "
+    "(signal:NAME#1, child:ID), or a pipeline stage id "
     "(its group and every later group go, with their files).",
 )
 @click.option(

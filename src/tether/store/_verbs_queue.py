@@ -472,9 +472,10 @@ class QueueVerbs(StoreBase):
                     f"run {workflow_id!r} is {run[0]}; rerun_from needs a run that is not "
                     "executing (cancel it first, or wait for it to end or park)"
                 )
-            if await tx.one("step_exists", wid=workflow_id, key=step) is None:
+            if await _unknown(tx, workflow_id, step):
                 keys = [tx.rows.step(r).key for r in await tx.all("load_steps", wid=workflow_id)]
-                raise InvalidArgumentError(_no_step(workflow_id, step, keys))
+                waits = [str(r[0]) for r in await tx.all("wait_keys", wid=workflow_id)]
+                raise InvalidArgumentError(_no_step(workflow_id, step, keys, waits))
             # "after it" in the run's own order (its events), not by clock: steps and
             # waits begun at the same instant keep their order
             first = (await tx.one("rerun_first", wid=workflow_id, key=step))[0]
@@ -641,11 +642,26 @@ def _queued(run: NewRun, queue: str) -> NewRun:
     return replace(run, queue=queue)
 
 
-def _no_step(workflow_id: str, step: str, keys: list[str]) -> str:
+async def _unknown(tx: Tx, workflow_id: str, key: str) -> bool:
+    """Neither a step nor a wait (a child, a signal, a sleep) the run recorded: a run
+    whose first act was a child or a wait has no step to go on from before it."""
+    if await tx.one("step_exists", wid=workflow_id, key=key) is not None:
+        return False
+    return await tx.one("wait_exists", wid=workflow_id, key=key) is None
+
+
+def _no_step(workflow_id: str, step: str, keys: list[str], waits: list[str]) -> str:
     """`rerun_from` of a step the run did not record: the keys it did record under
-    that name (``name@key``, ``name#2``, ``name[0]``, ``stage/name``), else all."""
+    that name (``name@key``, ``name#2``, ``name[0]``, ``stage/name``), else all, and
+    its waits' keys."""
     near = [k for k in keys if k.split("/")[-1].split("@")[0].split("#")[0].split("[")[0] == step]
-    shown = near or keys
-    listed = ", ".join(repr(k) for k in shown[:10]) + (", ..." if len(shown) > 10 else "")
-    where = f"recorded under that name: {listed}" if near else f"its steps: {listed or 'none'}"
+    near += [k for k in sorted(waits) if step in (k.split("#")[0], k.split("#")[0].split(":")[-1])]
+    if near:
+        return f"run {workflow_id!r} has no step {step!r}; recorded under that name: {_keys(near)}"
+    where = f"its steps: {_keys(keys) or 'none'}"
+    where += f"; its waits: {_keys(sorted(waits))}" if waits else ""
     return f"run {workflow_id!r} has no step {step!r}; {where}"
+
+
+def _keys(keys: list[str]) -> str:
+    return ", ".join(repr(k) for k in keys[:10]) + (", ..." if len(keys) > 10 else "")

@@ -90,15 +90,20 @@ WHERE id = :id AND worker = :worker AND status = 'claimed'
 UPDATE runs SET queue = :queue WHERE id = :id
 -- name: step_exists
 SELECT 1 FROM steps WHERE run_id = :wid AND step_key = :key
+-- name: wait_exists
+SELECT 1 FROM events WHERE run_id = :wid AND type = 'wait.registered' AND message = :key
+-- name: wait_keys
+SELECT DISTINCT message FROM events WHERE run_id = :wid AND type = 'wait.registered'
 -- name: rerun_first
--- the first start of the step as the run records it now: in the round (between two
--- rerun_from) of its last start, not one an earlier rerun_from took back
-WITH l AS (SELECT MAX(seq) AS s FROM events WHERE run_id = :wid AND type = 'step.started'
-  AND message = :key),
+-- the first start of the step (or registration of the wait) as the run records it now:
+-- in the round (between two rerun_from) of its last start, not one an earlier
+-- rerun_from took back
+WITH l AS (SELECT MAX(seq) AS s FROM events WHERE run_id = :wid
+  AND type IN ('step.started', 'wait.registered') AND message = :key),
 b AS (SELECT COALESCE(MAX(e.seq), 0) AS s FROM events e, l WHERE e.run_id = :wid
   AND e.type = 'run.rerun_from' AND e.seq < l.s)
 SELECT COALESCE(MIN(e.seq), 0) FROM events e, b WHERE e.run_id = :wid
-  AND e.type = 'step.started' AND e.message = :key AND e.seq > b.s
+  AND e.type IN ('step.started', 'wait.registered') AND e.message = :key AND e.seq > b.s
 -- name: rerun_steps
 DELETE FROM steps WHERE run_id = :wid AND step_key IN (SELECT message FROM events
   WHERE run_id = :wid AND type = 'step.started' AND seq >= :first)
