@@ -156,6 +156,31 @@ async def test_a_spent_budget_waits_as_such_and_an_answer_is_refused(
     assert err.value.code == "budget_exceeded" and "tether agents retry G-1" in str(err.value)
 
 
+async def test_a_budget_spent_for_the_day_goes_on_the_next_day(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """A per-issue budget over a period held the issue for a person, as a lifetime
+    budget must: with a period it is the next period that lets it go on."""
+    clock = app.clock
+    assert isinstance(clock, tether.FakeClock)
+    usage = {"usage": {"input_tokens": 100, "output_tokens": 20}}
+    backend = MockBackend([usage] * 4)
+    config = _config(tmp_path, "budget: {max_tokens: 50, period: day}")
+    d = Dispatcher(app, config, tracker=MemoryTracker([_issue("G-2")]), backend=backend)
+    await d.run_once()
+    [row] = await d.status()
+    assert row.phase == "retrying" and len(backend.requests) == 1
+    assert "spent for this day; retried when the next begins, at 2026-01-02T00:00:00" in (
+        row.reason or ""
+    )
+    clock.advance(3600)
+    await d.run_once()
+    assert len(backend.requests) == 1  # the same day: still spent
+    clock.advance(23 * 3600)
+    await d.run_once()
+    assert len(backend.requests) == 2  # the next day: one turn, then spent again
+
+
 async def test_an_answer_to_a_run_that_is_not_asking_is_refused(
     app: tether.App, tmp_path: Path
 ) -> None:

@@ -179,6 +179,14 @@ def test_a_question_or_a_spent_budget_waits_for_a_person_for_its_own_reason(
     assert s.held == {"A": held} and s.running == {} and s.retrying == {}
 
 
+def test_a_budget_spent_for_its_period_retries_the_issue_when_the_next_begins() -> None:
+    s = SchedulerState(running={"A": RunningEntry(issue("A"), 2, 1)})
+    s, eff = apply_event(s, WorkerExit("A", 10.0, "budget_exceeded", "spent today", 3600), CONFIG)
+    assert eff == [ScheduleRetry("A", "A", 3, 3_600_000, "spent today")]  # not a person
+    assert s.held == {} and s.retrying["A"].due_at == 3610.0
+    assert s.retrying["A"].failures == 0  # a period's end is no failure
+
+
 def test_retry_due_refresh_failure_and_release_rules() -> None:
     s = SchedulerState(running={"A": RunningEntry(issue("A"), None, 0)})
     s, _ = apply_event(s, WorkerExit("A", 0.0, "failure", "x"), CONFIG)

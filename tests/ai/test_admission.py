@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -75,9 +76,9 @@ def _first_once_all_asked(app: App, crowd: Crowd, monkeypatch: pytest.MonkeyPatc
     spend = app.store.ai_spend
     reads = 0
 
-    async def counted(workflow_id: str, budget_key: str | None, *, tree: bool) -> ai.Spend:
+    async def counted(workflow_id: str, budget_key: str | None, **how: Any) -> ai.Spend:
         nonlocal reads
-        found = await spend(workflow_id, budget_key, tree=tree)
+        found = await spend(workflow_id, budget_key, **how)
         reads += 1
         if reads >= 10:
             crowd.first.set()

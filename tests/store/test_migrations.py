@@ -39,6 +39,7 @@ PINNED = {
         "0015_state_history.sql": "040c536cd850e0111c21d55f1b26e38db6cc4a9090df6052de6130a10ba44db6",
         "0016_wait_order.sql": "9a8c780dc556da471b6b64083b4e99c20456904df5793ff54485bd0dc79836da",
         "0017_blob_key_bytes.sql": "012f4a94ac43e65a2c935f091f4f69ded18d2adaa3cf6fadf5a5da675a8891f9",
+        "0018_ai_spend_since.sql": "a6cd8fb8ac0a9846116ed1913fc866722682cf427a0d2b206349464590d5794a",
     },
     "sqlite": {
         "0001_core.sql": "a243e4a11c3b2854d7027cd3aa85f5ed9fa5fb97201936ecb0a7fa3d17ebfd44",
@@ -58,6 +59,7 @@ PINNED = {
         "0015_state_history.sql": "b4aca5adb17edaa1319777be0885ba70f59d114f8a12d3fe67947f1ce1a8fa44",
         "0016_wait_order.sql": "9216f398f1fb7e035b720e77f12002b49cf590ce9a783a9e224fa71d90b6d47e",
         "0017_blob_key_bytes.sql": "c3b7fa7a0f53116e6aa79532bb17969ec85c4250e428cf8947d6977f05a4c456",
+        "0018_ai_spend_since.sql": "c44d09f956825279ff6cbcaa71842b9e0fef1bb688440fb94403d711e063dcb4",
     },
 }
 

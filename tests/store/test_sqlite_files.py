@@ -172,7 +172,10 @@ async def test_a_budget_check_reads_an_index_alone(tmp_path: Path) -> None:
     await store.close()
     q = queries("sqlite")
     with sqlite3.connect(tmp_path / "spend.db") as conn:
-        for name, params in (("ai_spend_run", {"wid": "r"}), ("ai_spend_key", {"bkey": "k"})):
+        for name, params in (
+            ("ai_spend_run", {"wid": "r", "since": 0.0}),
+            ("ai_spend_key", {"bkey": "k", "since": 0.0}),
+        ):
             plan = " ".join(
                 str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {q[name]}", params)
             )

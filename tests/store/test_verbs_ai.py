@@ -22,10 +22,18 @@ async def test_a_budget_over_a_tree_of_runs_reads_the_covering_indexes(tmp_path:
         plans = {
             name: " ".join(
                 str(r[-1])
-                for r in conn.execute(f"EXPLAIN QUERY PLAN {q[name]}", {"wid": "r", "bkey": "k"})
+                for r in conn.execute(
+                    f"EXPLAIN QUERY PLAN {q[name]}", {"wid": "r", "bkey": "k", "since": 0.0}
+                )
             )
-            for name in ("ai_spend_tree", "ai_spend_key_tree")
+            for name in ("ai_spend_tree", "ai_spend_key_tree", "ai_spend_run", "ai_spend_key")
         }
-    assert "COVERING INDEX ai_calls_run_spend" in plans["ai_spend_tree"]
-    assert "COVERING INDEX ai_calls_key_spend" in plans["ai_spend_key_tree"]
-    assert all("INDEX runs_parent" in plan for plan in plans.values()), plans
+    # a period's calls are one range of the index (every call: the range from the epoch)
+    assert "COVERING INDEX ai_calls_run_spend_at (run_id=? AND at>?)" in plans["ai_spend_tree"]
+    assert (
+        "COVERING INDEX ai_calls_key_spend_at (budget_key=? AND at>?)"
+        in (plans["ai_spend_key_tree"])
+    )
+    assert "COVERING INDEX ai_calls_run_spend_at (run_id=? AND at>?)" in plans["ai_spend_run"]
+    assert "COVERING INDEX ai_calls_key_spend_at (budget_key=? AND at>?)" in plans["ai_spend_key"]
+    assert all("INDEX runs_parent" in plans[n] for n in ("ai_spend_tree", "ai_spend_key_tree"))

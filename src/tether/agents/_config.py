@@ -198,6 +198,7 @@ class BudgetSettings(_Section):
     max_tokens: int | None = Field(default=None, gt=0)
     warn_at: float = Field(default=0.8, gt=0, le=1)
     on_exceed: Literal["fail", "pause"] = "pause"
+    period: Literal["hour", "day", "week", "month"] | None = None  # else the life
 
     def budget(self, key: str) -> Budget | None:
         if self.max_usd is None and self.max_tokens is None:
@@ -208,6 +209,7 @@ class BudgetSettings(_Section):
             warn_at=self.warn_at,
             on_exceed=self.on_exceed,
             key=key,
+            period=self.period,
         )
 
 

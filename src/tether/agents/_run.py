@@ -535,7 +535,7 @@ class IssueRunner:
         outcome: TurnOutcome = {"status": "completed"}
         for turn in range(1, max_turns + 1):
             if not await self._within_budget(wf, issue):
-                return {"status": "budget_exceeded", "error": _budget_hint(issue.identifier)}
+                return await self._over_budget(wf, issue)
             outcome = await wf.step(
                 "turn",
                 partial(self._turn, wf, issue, path, text, (turn, max_turns), session, totals),
@@ -612,15 +612,17 @@ class IssueRunner:
         if budget is None:
             return True
 
+        since = budget.since(self.app.clock.now())
+
         async def judge() -> str:
-            spend = await self.app.store.ai_spend(wf.workflow_id, key)
+            spend = await self.app.store.ai_spend(wf.workflow_id, key, since=since)
             return budget.judge(spend)
 
         verdict: str = await wf.step("budget", judge)
         if verdict == "exceeded" and budget.on_exceed == "fail":
             from ..ai import BudgetExceededError
 
-            spend = await self.app.store.ai_spend(wf.workflow_id, key)
+            spend = await self.app.store.ai_spend(wf.workflow_id, key, since=since)
             raise BudgetExceededError(
                 f"the AI budget of {issue.identifier} is spent ({spend.usd:.4f} USD, "
                 f"{spend.tokens} tokens); raise budget.max_usd or budget.max_tokens",
@@ -628,6 +630,23 @@ class IssueRunner:
                 limit_usd=budget.max_usd,
             )
         return verdict != "exceeded"
+
+    async def _over_budget(self, wf: Workflow, issue: Issue) -> TurnOutcome:
+        """The attempt's end on a spent budget: a person raises it and retries, or, for
+        a budget over a period, the issue is retried when the next period begins."""
+        key = issue_key(self.tracker().kind, issue.identifier)
+        budget = self.current().config.budget.budget(key)
+        now = await wf.now()
+        until = None if budget is None else budget.until(now)
+        if until is None:
+            return {"status": "budget_exceeded", "error": _budget_hint(issue.identifier)}
+        return {
+            "status": "budget_exceeded",
+            "error": f"the AI budget of {issue.identifier} is spent for this "
+            f"{budget.period if budget else ''}; retried when the next begins, at "
+            f"{until.isoformat()}",
+            "retry_after": (until - now).total_seconds(),
+        }
 
     async def _still_active(self, wf: Workflow, issue: Issue) -> bool:
         fetched: dict[str, Any] = await wf.step("recheck", partial(self._fetch, issue.id))

@@ -122,7 +122,7 @@ class WorkerExit:
         "normal", "failure", "stalled", "input_required", "rate_limited", "budget_exceeded"
     ]
     error: str | None = None
-    retry_after: float | None = None  # seconds, for rate_limited
+    retry_after: float | None = None  # seconds: rate_limited, a budget's next period
 
 
 @dataclass(frozen=True)
@@ -402,6 +402,14 @@ def _worker_exit(state: SchedulerState, event: WorkerExit, config: WorkflowConfi
         held = {**state.held, event.issue_id: "waiting for input"}
         return replace(state, running=running, held=held), [
             WaitForPerson(event.issue_id, "input_required")
+        ]
+    if event.reason == "budget_exceeded" and event.retry_after is not None:
+        # a budget over a period: the issue goes on in the next one (not a failure)
+        retry = RetryEntry(ident, attempt, event.now + event.retry_after, event.error, 0)
+        delay = int(event.retry_after * 1000)
+        retrying = {**state.retrying, event.issue_id: retry}
+        return replace(state, running=running, retrying=retrying), [
+            ScheduleRetry(event.issue_id, ident, attempt, delay, event.error)
         ]
     if event.reason == "budget_exceeded":  # a person raises the budget, then retries
         held = {**state.held, event.issue_id: "budget spent"}

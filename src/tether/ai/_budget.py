@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -23,6 +24,8 @@ from ..store import AISpend as Spend
 __all__ = ["Budget", "Spend", "Verdict", "budget_stops"]
 
 Verdict = Literal["ok", "warn", "exceeded"]
+Period = Literal["hour", "day", "week", "month"]
+_LENGTHS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 _LIMITS = {"max_usd", "max_tokens"}  # what a budget.raise signal may carry
 _EXAMPLE = "ai.Budget(max_usd=2.0, warn_at=0.8, on_exceed='pause')"
 _RAISE = "{'max_usd': 5} or {'max_tokens': 200000}"
@@ -54,6 +57,11 @@ class Budget(BaseModel):
     it as well as against the child's own budget (``wf.child(fn, x, budget=...)``, or
     its workflow's). A key is passed down: a child without a key of its own logs its
     calls under the nearest one above it.
+
+    `period` (``"hour"``, ``"day"``, ``"week"``, ``"month"``: calendar periods in
+    UTC, weeks from Monday) counts only the calls made since the current period began:
+    ``Budget(key="project:x", max_usd=50, period="day")`` is $50 a day. A run the
+    budget paused goes on by itself when the next period begins (or at a raise).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -63,6 +71,7 @@ class Budget(BaseModel):
     warn_at: float = Field(default=0.8, gt=0, le=1)
     on_exceed: Literal["fail", "pause"] = "fail"
     key: str | None = Field(default=None, min_length=1)
+    period: Period | None = None
 
     def __init__(self, **fields: Any) -> None:
         """As pydantic's, with what it refused told as an `InvalidArgumentError`."""
@@ -125,6 +134,29 @@ class Budget(BaseModel):
         """Refuse a ``budget.raise`` payload no budget could take (`raised`)."""
         Budget(max_usd=1.0, max_tokens=1).raised(payload)
 
+    def since(self, now: datetime) -> datetime | None:
+        """When the period holding `now` began (None: the budget counts every call)."""
+        if self.period is None:
+            return None
+        at = now.astimezone(UTC)
+        if self.period == "hour":
+            return at.replace(minute=0, second=0, microsecond=0)
+        day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+        if self.period == "day":
+            return day
+        if self.period == "week":
+            return day - timedelta(days=day.weekday())
+        return day.replace(day=1)
+
+    def until(self, now: datetime) -> datetime | None:
+        """When the next period begins, counting from nothing (None: no period)."""
+        start, period = self.since(now), self.period
+        if start is None or period is None:
+            return None
+        if period == "month":
+            return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+        return start + _LENGTHS[period]
+
     def judge(self, spend: Spend) -> Verdict:
         """Where `spend` stands, reckoned exactly: in floats $2.40 of $3 was 0.7999...
         and no warning at ``warn_at=0.8``."""
@@ -138,9 +170,9 @@ class Budget(BaseModel):
             return "exceeded"
         return "warn" if top >= _exact(self.warn_at) else "ok"
 
-    def describe(self, spend: Spend, of: str | None = None) -> str:
+    def describe(self, spend: Spend, of: str | None = None, since: datetime | None = None) -> str:
         """What `spend` is of the limits; `of` says whose spend it is (by default this
-        run's, or its key's)."""
+        run's, or its key's), `since` from when (the period's start)."""
         parts = []
         if self.max_usd is not None:
             parts.append(f"{_dollars(spend.usd)} of {_dollars(self.max_usd)}")
@@ -152,7 +184,12 @@ class Budget(BaseModel):
             else ""
         )
         scope = f"budget key {self.key!r}" if self.key else of or "this run"
-        return f"{scope} has spent {', '.join(parts)}{unknown}"
+        when = "" if since is None else f" this {self.period} (since {_utc(since)})"
+        return f"{scope} has spent {', '.join(parts)}{when}{unknown}"
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _exact(value: float) -> Fraction:

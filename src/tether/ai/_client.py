@@ -65,6 +65,9 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 
 
+# what a pause of a budget with a period waits for besides a raise: the next period
+_NEXT_PERIOD = object()
+
 #: rate limits, server errors and timeouts are retried with back-off (and at
 #: least the provider's retry-after), counted durably; other errors fail at once
 AI_RETRY = RetryPolicy(attempts=6, backoff=1.0, max_delay=60.0, should_retry=_retryable)
@@ -88,7 +91,9 @@ class Flow(Protocol):
         result_type: Any = ...,
     ) -> Any: ...
 
-    async def wait_for_signal(self, name: str, *, key: str | None = ...) -> Any: ...
+    async def wait_for_signal(
+        self, name: str, *, timeout: float | None = ..., default: Any = ..., key: str | None = ...
+    ) -> Any: ...
 
     async def record_event(
         self, type: str, message: str | None = ..., detail: Any = ...
@@ -103,7 +108,12 @@ class SpendLog(Protocol):
     submitted)."""
 
     async def ai_spend(
-        self, workflow_id: str, budget_key: str | None, *, tree: bool = ...
+        self,
+        workflow_id: str,
+        budget_key: str | None,
+        *,
+        tree: bool = ...,
+        since: datetime | None = ...,
     ) -> Spend: ...
 
     async def get_run(self, workflow_id: str) -> Any: ...
@@ -627,7 +637,8 @@ class WorkflowAI:
             if limit.budget.on_exceed == "fail":
                 raise self._exceeded(limit, outcome.stopped, name)
             raised = await self._raised(limit.budget, outcome.stopped.raises)
-            self._replace(limit, _Limit(raised, limit.of, limit.via))
+            if raised is not limit.budget:
+                self._replace(limit, _Limit(raised, limit.of, limit.via))
 
     async def _admitted(
         self, name: str, call: Callable[[], Awaitable[R]], rtype: Any
@@ -696,6 +707,7 @@ class WorkflowAI:
         # from then on under no key, outside the spend the key shares
         fields = [f"{k}=..." for k, v in _limits(budget).items() if v is not None]
         fields += [f"key={budget.key!r}"] if budget.key else []
+        fields += [f"period={budget.period!r}"] if budget.period else []
         larger = f"ai.Budget({', '.join(fields)})"
         if limit.of != wid:  # the budget of a run that started this one
             how = (
@@ -717,6 +729,9 @@ class WorkflowAI:
                 f"go on with a larger one from the stopped call: {rerun}{larger}), or use "
                 "on_exceed='pause' to raise it while the run waits"
             )
+        until = budget.until(self._now())
+        if until is not None:  # or the same one, once it counts from nothing again
+            how += f" (or rerun it as it is once the next {budget.period} begins, at {until.isoformat()})"
         return BudgetExceededError(
             f"AI budget exceeded: {stopped.message}; {how}",
             spent_usd=stopped.spent_usd,
@@ -728,12 +743,20 @@ class WorkflowAI:
         it wait for the same one (a waitpoint keyed by how many came before); one that
         carries no valid limits is recorded as refused and the run waits on. A raise
         of the budget of a run that started this one holds for this run (the signal
-        is sent to the run that waits)."""
+        is sent to the run that waits). A budget with a period is back, as it is, when
+        the next period begins (a durable timer: the wait's timeout)."""
         while True:
             taken += 1
             key = f"signal:budget.raise#{taken}"
-            payload = await self._flow.wait_for_signal("budget.raise", key=key)
+            now = self._now()
+            until = budget.until(now)
+            timeout = None if until is None else (until - now).total_seconds()
+            payload = await self._flow.wait_for_signal(
+                "budget.raise", key=key, timeout=timeout, default=_NEXT_PERIOD
+            )
             self._raises = max(self._raises, taken)
+            if payload is _NEXT_PERIOD:
+                return budget
             try:
                 return budget.raised(payload)
             except InvalidArgumentError as exc:
@@ -810,7 +833,10 @@ class WorkflowAI:
         try:
             for limit in covering:
                 budget, of = limit.budget, limit.of
-                scope = (log_id, "key", budget.key) if budget.key else (log_id, "run", of)
+                scope: tuple[Any, ...] = (
+                    (log_id, "key", budget.key) if budget.key else (log_id, "run", of)
+                )
+                scope += (budget.since(self._now()),)  # a new period: a new scope
                 ticket: Ticket | None = admitted.get(scope)
                 if ticket is not None:  # a key a run and one that started it both have
                     spend = ticket.judged  # admitted once, judged by each budget of it
@@ -834,17 +860,19 @@ class WorkflowAI:
     def _spend_of(self, limit: _Limit) -> Callable[[], Awaitable[Spend]]:
         """The read of what `limit` counts: its run's calls and those of the runs it
         started (with its key's, if it has one)."""
-        return lambda: self._log.ai_spend(limit.of, limit.budget.key, tree=True)
+        since = limit.budget.since(self._now())
+        return lambda: self._log.ai_spend(limit.of, limit.budget.key, tree=True, since=since)
 
     def _stop(self, limit: _Limit, spend: Spend, step: str) -> _Stop:
         """What a call the budget stopped records as its step's result, and the run's
         ``budget.exceeded`` written with it: spend, limit and what comes next, so a run
         parked on ``budget.raise`` says why and by how much."""
         budget = limit.budget
+        now = self._now()
         stopped = _Stop(
             spent_usd=spend.usd,
             tokens=spend.tokens,
-            message=budget.describe(spend, of=self._whose(limit)),
+            message=budget.describe(spend, of=self._whose(limit), since=budget.since(now)),
             raises=self._raises,
             step=step,
             of=limit.of,
@@ -857,9 +885,13 @@ class WorkflowAI:
             if budget.on_exceed == "pause"
             else "the run fails"
         )
+        until = budget.until(now)
+        if until is not None:
+            then += f"; the budget's next {budget.period} begins at {until.isoformat()}"
+            then += ", when the run goes on" if budget.on_exceed == "pause" else ""
         detail = {"step": step, "spent_usd": stopped.spent_usd, "tokens": stopped.tokens,
-                  "key": budget.key, "on_exceed": budget.on_exceed, **_limits(budget),
-                  "budget_of": limit.of}  # fmt: skip
+                  "key": budget.key, "on_exceed": budget.on_exceed,
+                  **_said(budget, limit.of, now)}  # fmt: skip
         attach(NewEvent("budget.exceeded", f"{stopped.message}; {then}", json.dumps(detail)))
         return stopped
 
@@ -889,11 +921,12 @@ class WorkflowAI:
         budget = limit.budget
         if budget.judge(spend) != "warn" or await self._warned(limit):
             return []
-        limits = _limits_key(budget, limit.of)
+        now = self._now()
+        limits = _limits_key(budget, limit.of, now)
         self._warned_attached.add(limits)
-        detail = {"spent_usd": spend.usd, "tokens": spend.tokens, **_limits(budget),
-                  "budget_of": limit.of}  # fmt: skip
-        message = budget.describe(spend, of=self._whose(limit))
+        detail = {"spent_usd": spend.usd, "tokens": spend.tokens,
+                  **_said(budget, limit.of, now)}  # fmt: skip
+        message = budget.describe(spend, of=self._whose(limit), since=budget.since(now))
         attach(NewEvent("budget.warning", message, json.dumps(detail)))
         return [limits]
 
@@ -901,9 +934,10 @@ class WorkflowAI:
         """Whether the run recorded its warning for the budget's limits, or a call in
         flight attached it; once it has, not asked again. Read after the log, so a call
         that attached it during the read is seen."""
-        limits = _limits_key(limit.budget, limit.of)
+        now = self._now()
+        limits = _limits_key(limit.budget, limit.of, now)
         asked = limits not in self._warned_known and limits not in self._warned_attached
-        said = {**_limits(limit.budget), "budget_of": limit.of}
+        said = _said(limit.budget, limit.of, now)
         if asked and await self._log.budget_warned(self._flow.workflow_id, said):
             self._warned_known.add(limits)
         return limits in self._warned_known or limits in self._warned_attached
@@ -1507,8 +1541,16 @@ def _limits(budget: Budget) -> dict[str, Any]:
     return {"max_usd": budget.max_usd, "max_tokens": budget.max_tokens}
 
 
-def _limits_key(budget: Budget, of: str) -> str:
-    return json.dumps({**_limits(budget), "budget_of": of}, sort_keys=True)
+def _said(budget: Budget, of: str, now: datetime) -> dict[str, Any]:
+    """What a budget event records of the budget: its limits, whose it is and, with a
+    period, since when it counts (so each period warns once)."""
+    since = budget.since(now)
+    return {**_limits(budget), "budget_of": of,
+            **({} if since is None else {"since": since.isoformat()})}  # fmt: skip
+
+
+def _limits_key(budget: Budget, of: str, now: datetime) -> str:
+    return json.dumps(_said(budget, of, now), sort_keys=True)
 
 
 def _positive(what: str, value: float) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ._base import StoreBase, Tx, params
@@ -21,6 +21,7 @@ __all__ = ["BLOB_THRESHOLD", "AIVerbs", "usage_params", "usage_row", "write_atta
 
 BLOB_THRESHOLD = 8192
 GROUPS = ("model", "workflow", "day", "run", "stage")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a budget without a period counts every call
 
 
 async def _text(tx: Tx, text: str | None) -> tuple[str | None, str | None]:
@@ -126,24 +127,31 @@ class AIVerbs(StoreBase):
         return await self._tx("read", body)
 
     async def ai_spend(
-        self, workflow_id: str, budget_key: str | None, *, tree: bool = False
+        self,
+        workflow_id: str,
+        budget_key: str | None,
+        *,
+        tree: bool = False,
+        since: datetime | None = None,
     ) -> AISpend:
         """What the call log holds for the run (`budget_key` None) or for every run that
-        spent under `budget_key` (sums read from an index that holds their columns).
+        spent under `budget_key` (sums read from an index that holds their columns);
+        with `since`, only the calls made at or after it (a budget's period).
 
         With `tree`, what a budget of the run counts: the calls of the run and of every
         run it started, at any depth (`runs.parent_id`, walked by a recursive query);
         with `budget_key` too, the key's calls and those of the runs it started logged
         under another key (a child's own keyed budget) or none."""
+        start = _EPOCH if since is None else since
 
         async def body(tx: Tx) -> AISpend:
             if tree:
                 name = "ai_spend_tree" if budget_key is None else "ai_spend_key_tree"
-                row = await tx.one(name, wid=workflow_id, bkey=budget_key)
+                row = await tx.one(name, wid=workflow_id, bkey=budget_key, since=start)
             elif budget_key is None:
-                row = await tx.one("ai_spend_run", wid=workflow_id)
+                row = await tx.one("ai_spend_run", wid=workflow_id, since=start)
             else:
-                row = await tx.one("ai_spend_key", bkey=budget_key)
+                row = await tx.one("ai_spend_key", bkey=budget_key, since=start)
             return AISpend(
                 calls=int(row[0] or 0),
                 micro_usd=int(row[1] or 0),

@@ -213,9 +213,10 @@ count(*), sum(cost_micro_usd),
 sum(CASE WHEN cost_micro_usd IS NULL THEN 1 ELSE 0 END),
 sum(input_tokens + output_tokens)
 -- name: ai_spend_run
-SELECT {_spend_sums} FROM ai_calls WHERE run_id = :wid
+-- (since: the start of a budget's period, else the epoch: a range of the index either way)
+SELECT {_spend_sums} FROM ai_calls WHERE run_id = :wid AND at >= :since
 -- name: ai_spend_key
-SELECT {_spend_sums} FROM ai_calls WHERE budget_key = :bkey
+SELECT {_spend_sums} FROM ai_calls WHERE budget_key = :bkey AND at >= :since
 -- name: _spend_parts
 count(*) AS n, sum(cost_micro_usd) AS usd,
 sum(CASE WHEN cost_micro_usd IS NULL THEN 1 ELSE 0 END) AS unknown,
@@ -228,17 +229,18 @@ WITH RECURSIVE tree(id) AS (SELECT CAST(:wid AS text)
 -- a run's budget: the calls of the run and of every run it started, each run's by its
 -- covering index (one probe of runs_parent for a run that started none)
 {_run_tree}
-SELECT {_spend_sums} FROM ai_calls WHERE run_id IN (SELECT id FROM tree)
+SELECT {_spend_sums} FROM ai_calls WHERE run_id IN (SELECT id FROM tree) AND at >= :since
 -- name: ai_spend_key_tree
 -- a keyed budget of a run: the calls logged under the key (the key's covering index),
 -- and those of the runs it started logged under another key or none (a child's own
 -- keyed budget); the run's own calls are logged under its key
 {_run_tree}
 SELECT sum(n), sum(usd), sum(unknown), sum(tokens) FROM (
-  SELECT {_spend_parts} FROM ai_calls WHERE budget_key = :bkey
+  SELECT {_spend_parts} FROM ai_calls WHERE budget_key = :bkey AND at >= :since
   UNION ALL
   SELECT {_spend_parts} FROM ai_calls
   WHERE run_id IN (SELECT id FROM tree WHERE id <> :wid) AND coalesce(budget_key, '') <> :bkey
+    AND at >= :since
 ) AS parts
 -- name: budget_warnings
 SELECT CAST(detail AS text) FROM events WHERE run_id = :wid AND type = 'budget.warning'
