@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -407,3 +408,61 @@ def test_runs_list_by_parent_and_tenant_here_and_from_a_server(tmp_path: Path) -
     assert remote.returncode == 0, remote.stderr
     assert [r["workflowId"] for r in json.loads(remote.stdout)] == ["p2/c0"]
     assert "p2/c0" in globex.stdout and "p1" not in globex.stdout, globex.stdout
+
+
+def test_the_table_of_runs_does_not_read_their_inputs(tmp_path: Path, database_url: str) -> None:
+    # `runs list` read every listed run's input, output and state to show ids and
+    # statuses: 12 runs of 8 MB inputs, 96 MB read for a table of 12 rows
+    app = App(database_url)
+    for i in range(12):
+        new = NewRun(f"big-{i:02}", "load", input=json.dumps("x" * 8_000_000))
+        app.run_sync(app.store.create_run(new, datetime(2026, 3, 1, 0, i, tzinfo=UTC)))
+    app.close()
+    tracemalloc.start()
+    try:  # what Python held at most: the table shows no input, nor reads one (8 MB)
+        shown = invoke("--db", database_url, "runs", "list")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert shown.exit_code == 0 and "big-11" in shown.output and "big-00" in shown.output
+    assert peak < 4_000_000, peak
+    whole = tether(tmp_path, "runs", "list", "--json", "--limit", "1", db=database_url)
+    assert json.loads(whole.stdout)[0]["input"] == "x" * 8_000_000  # --json has them still
+
+
+def _list_requests(served_log: str) -> list[str]:
+    """The requests for pages of runs and for runs' records in a server's access log."""
+    return re.findall(r'"GET (/api/v1/runs[^ ]*) HTTP', served_log)
+
+
+def test_runs_list_json_from_a_server_asks_once_a_page(tmp_path: Path) -> None:
+    """It asked for each run's record (input, output, state), one request a run."""
+    served = start(tmp_path, f"sqlite:///{tmp_path}/t.db")
+    try:
+        with Client(served.url) as client:
+            for n in range(3):
+                client.start("greet", {"name": f"n{n}"}, workflow_id=f"g-{n}")
+            eventually_sync(
+                lambda: all(r.status is RunStatus.COMPLETED for r in client.iter_runs()),
+                timeout=30,
+            )
+        asked = len(_list_requests(served.log))
+        remote = tether(tmp_path, "runs", "list", "--json", "--server", served.url, use_db=False)
+        one_page = _list_requests(served.log)[asked:]
+        cut = tether(tmp_path, "runs", "list", "--json", "--limit", "2", "--server", served.url,
+                     use_db=False)  # fmt: skip
+        two_pages = _list_requests(served.log)[asked + len(one_page) :]
+        local = tether(tmp_path, "runs", "list", "--json", db=served.db)
+    finally:
+        served.stop()
+    assert remote.returncode == 0 and cut.returncode == 0, remote.stderr + cut.stderr
+    assert one_page == ["/api/v1/runs?limit=50&fields=full"], one_page
+    # the two runs shown with their payloads, then the rest counted from summaries
+    assert two_pages[0] == "/api/v1/runs?limit=2&fields=full" and len(two_pages) == 2
+    assert re.fullmatch(r"/api/v1/runs\?cursor=[\w-]+&limit=500", two_pages[1]), two_pages
+    from_db = json.loads(local.stdout)
+    for r in from_db:
+        r["computeSeconds"] = None  # the API has no such field
+    assert json.loads(remote.stdout) == from_db
+    assert json.loads(cut.stdout) == from_db[:2] and "2 of 3 runs" in cut.stderr
+    assert from_db[0]["output"] == "hi n2" and from_db[0]["input"] == {"name": "n2"}

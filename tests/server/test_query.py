@@ -17,7 +17,9 @@ from tether.testing import eventually_sync
 
 from ._serve import Served
 
-RUNS_TAKES = "status, workflow, tag, tenant, parent, created_after, created_before, cursor, limit"
+RUNS_TAKES = (
+    "status, workflow, tag, tenant, parent, created_after, created_before, cursor, limit, fields"
+)
 
 
 def _refused(got: httpx.Response, code: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ other source status must be refused (an error, or nothing changed).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,21 +27,12 @@ from tether.store import (
     Store,
     WaitKind,
     WaitStatus,
-    open_store,
 )
 from tether.store._lifecycle import CLOSED, END_REASONS, MOVES, TERMINAL, end_reason, moves
 from tether.store._records import _TERMINAL
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 EV = NewEvent("x")
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = open_store(database_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 def test_status_sets_derive_from_the_table() -> None:

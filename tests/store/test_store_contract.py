@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,14 +35,6 @@ from tether.store import (
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 LATER = T0 + timedelta(days=1)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = open_store(database_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def _run(store: Store, wid: str = "r1", **kw: object) -> int:

@@ -4,23 +4,12 @@ latest event of a type."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from tether.store import Fence, NewEvent, NewRun, Store, kept_detail, open_store
+from tether.store import Fence, NewEvent, NewRun, Store, kept_detail
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 DAY = 86400.0
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = open_store(database_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 def _at(seconds: float) -> datetime:

@@ -11,10 +11,9 @@ from ..errors import TetherError
 from ._common import EXIT_NOT_FOUND, EXIT_STORE, EXIT_USAGE, CliState, fail, one_line
 
 if TYPE_CHECKING:
-    from ..record import RunRecord
     from ..server import Client
 
-__all__ = ["ask", "records", "summaries"]
+__all__ = ["ask", "matching"]
 
 T = TypeVar("T")
 
@@ -51,23 +50,35 @@ def ask(state: CliState, question: Callable[[Client], T]) -> T:
             fail(EXIT_USAGE, one_line(exc))
 
 
-def summaries(state: CliState, **filters: Any) -> list[Any]:
-    """Every run matching `filters`, newest first (`RunSummary` values)."""
-    return ask(state, lambda c: list(c.iter_runs(**filters)))
+_PAGE = 500  # runs asked for at a time (the API's most)
 
 
-def records(state: CliState, workflow_ids: list[str]) -> dict[str, RunRecord]:
-    """The records of runs `workflow_ids`, by id; a run deleted meanwhile is left out."""
-    from ..server import ApiError
+def matching(
+    state: CliState,
+    more_tags: tuple[str, ...],
+    limit: int | None,
+    *,
+    full: bool,
+    **filters: Any,
+) -> tuple[list[Any], int]:
+    """The first `limit` runs that match `filters` and carry `more_tags` too (every one
+    if None), newest first (`RunSummary` values), and how many match. A page a request:
+    with `full`, those shown come with their input, output, state and owner
+    (``fields=full``; it was a request a run for their records), the rest are only
+    counted, from pages of summaries."""
 
-    def read(client: Client) -> dict[str, RunRecord]:
-        found = {}
-        for wid in workflow_ids:
-            try:
-                found[wid] = client.get_record(wid)
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
-        return found
+    def read(client: Client) -> tuple[list[Any], int]:
+        found: list[Any] = []
+        cursor: str | None = None
+        while True:
+            short = limit is None or len(found) < limit
+            size = _PAGE if limit is None or not short else min(_PAGE, limit - len(found))
+            page = client.list_runs(
+                **filters, cursor=cursor, limit=size, fields="full" if full and short else None
+            )
+            found += [r for r in page.runs if all(t in r.tags for t in more_tags)]
+            if page.next_cursor is None:
+                return found[:limit], len(found)
+            cursor = page.next_cursor
 
     return ask(state, read)

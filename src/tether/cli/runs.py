@@ -155,7 +155,7 @@ def runs_list(
     state, priority, tags, tenant, parentId, queue, owner, createdAt,
     updatedAt, startedAt, finishedAt, computeSeconds (null from a server,
     whose API does not report it), ownerGone, ownerGoneSince. From a server,
-    each run listed is one more request (its record has input and output).
+    they are read a page at a time, input and output with them.
     """
     given = click.get_current_context().get_parameter_source("limit")
     if show_all and given is not click.core.ParameterSource.DEFAULT:
@@ -183,8 +183,9 @@ def runs_list(
     if state.server is not None:
         _remote_list(state, where, tags, limit, show_all, as_json)
         return
+    most = None if show_all else limit
     shown, found, any_run = use_app(
-        state, lambda a: a.run_sync(_matching(a, where, tags[1:], None if show_all else limit))
+        state, lambda a: a.run_sync(_matching(a, where, tags[1:], most, whole=as_json))
     )
     if as_json:
         print_json([row_dict(r) for r in shown])
@@ -201,20 +202,24 @@ _PAGE = 500  # runs read at a time
 
 
 async def _matching(
-    a: App, where: RunFilter, more_tags: tuple[str, ...], limit: int | None
+    a: App, where: RunFilter, more_tags: tuple[str, ...], limit: int | None, *, whole: bool
 ) -> tuple[list[RunInfo], int, bool]:
     """The first `limit` runs that match (all of them if None), newest first; how many
     match; whether the database has any run. Read a page at a time, filtered by the
     database: reading every run (inputs and results with them) to show 50 took memory
     and time in proportion to the whole database. One run past `limit` is read to know
     whether there are more: at a `limit` of whole pages (500, 1000) it was not, and the
-    list cut short did not say so."""
+    list cut short did not say so. Unless `whole` (the JSON has them), their input,
+    output, state and error are not read (left None): the table shows none of them."""
     shown: list[RunInfo] = []
     after: tuple[str, datetime] | None = None
     while limit is None or len(shown) <= limit:
         # filtered here by more tags, a page may hold few matches: read whole pages
         size = _PAGE if limit is None or more_tags else min(_PAGE, limit - len(shown) + 1)
-        page = await a.store.list_runs_page(where, limit=size, after=after)
+        if whole:
+            page = await a.store.list_runs_page(where, limit=size, after=after)
+        else:
+            page = await a.store.list_run_heads(where, limit=size, after=after)
         shown += [RunInfo.from_row(r) for r in page if all(t in r.tags for t in more_tags)]
         if len(page) < size:
             break
@@ -222,7 +227,7 @@ async def _matching(
     if limit is None or len(shown) <= limit:
         return shown, len(shown), bool(shown) or bool(await a.store.run_counts())
     if more_tags:  # the database counts by one tag: count the rest here, id by id
-        every, _, _ = await _matching(a, where, more_tags, None)
+        every, _, _ = await _matching(a, where, more_tags, None, whole=False)
         return shown[:limit], len(every), True
     matched = await a.store.run_counts(where)
     found = sum(n for _, st, n in matched if where.status is None or st == where.status.value)
@@ -249,17 +254,15 @@ def _remote_list(
     as_json: bool,
 ) -> None:
     """`runs list --server`: the server filters by one tag; the others are checked here."""
-    from ._remote import records, summaries
+    from ._remote import matching
 
     # the API's filters are the store's, by the same names
     filters = {f.name: getattr(where, f.name) for f in dataclasses.fields(where)}
     filters["status"] = None if where.status is None else where.status.value
-    found = [r for r in summaries(state, **filters, limit=500) if all(t in r.tags for t in tags)]
-    shown = found if show_all else found[:limit]
-    if as_json:  # the keys of the database's list: each run's record has the rest
-        got = records(state, [r.workflow_id for r in shown])
-        print_json([served_dict(r, got[r.workflow_id]) for r in shown if r.workflow_id in got])
-        _cut_short(len(shown), len(found), as_json)
+    shown, found = matching(state, tags, None if show_all else limit, full=as_json, **filters)
+    if as_json:  # the keys of the database's list: a full summary has those of the record
+        print_json([served_dict(r, r) for r in shown])
+        _cut_short(len(shown), found, as_json)
         return
     if not shown:
         print("no runs match")
@@ -269,7 +272,7 @@ def _remote_list(
         row(t, r.workflow_id, r.workflow_name, r.status.value, ", ".join(r.tags),
             ts(r.created_at), ts(r.updated_at))  # fmt: skip
     out.print(t)
-    _cut_short(len(shown), len(found), as_json)
+    _cut_short(len(shown), found, as_json)
 
 
 def _runs_table(rows: list[RunInfo], wide: bool) -> Table:

@@ -114,9 +114,10 @@ def read_cursor(cursor: str) -> tuple[str, datetime] | None:
 async def runs_page(
     request: Request, where: RunFilter, cursor: str | None
 ) -> tuple[list[RunInfo], str | None]:
-    """One page of runs (newest first) and the cursor of the next, if any."""
+    """One page of runs (newest first) and the cursor of the next, if any: their heads
+    alone, as the list shows no input, output, state or error."""
     after = read_cursor(cursor) if cursor else None
-    rows = await served_app(request).store.list_runs_page(where, limit=PAGE + 1, after=after)
+    rows = await served_app(request).store.list_run_heads(where, limit=PAGE + 1, after=after)
     runs = [RunInfo.from_row(r) for r in rows[:PAGE]]
     return runs, encode_cursor(runs[-1]) if len(rows) > PAGE else None
 

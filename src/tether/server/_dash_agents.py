@@ -8,6 +8,7 @@ importing the dispatcher, whose extra (Liquid, YAML) the server does not need.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -118,15 +119,16 @@ async def _row(request: Request, run: RunInfo, usage: AIUsageRow | None) -> Issu
 async def agents(request: Request, who: Who) -> Response:
     app = served_app(request)
     show_all = request.query_params.get("all") == "1"
+    # the page shows of a run its state (phase, title...) and error, not its input or output
+    heads = functools.partial(app.store.list_run_heads, limit=SHOWN + 1, error=True, state=True)
     if show_all:
-        rows = await app.store.list_runs_page(RunFilter(workflow=ISSUE_WORKFLOW), limit=SHOWN + 1)
+        rows = await heads(RunFilter(workflow=ISSUE_WORKFLOW))
     else:  # those not ended, however many ended since: they were looked for among the
         # newest SHOWN runs alone, and an issue waiting for a person behind 200 newer
         # runs was not on the page
         rows = []
         for status in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING):
-            where = RunFilter(status=status, workflow=ISSUE_WORKFLOW)
-            rows += await app.store.list_runs_page(where, limit=SHOWN + 1)
+            rows += await heads(RunFilter(status=status, workflow=ISSUE_WORKFLOW))
         rows.sort(key=lambda r: r.workflow_id)  # as a page of runs: newest first, then by id
         rows.sort(key=lambda r: r.created_at, reverse=True)
     runs = [RunInfo.from_row(r) for r in rows[:SHOWN]]

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .._info import RunInfo, WaitInfo
-from ..record import EventRecord
-from ..store import AICallRow, AIUsageRow, EndReason, RunStatus
+from ..record import EventRecord, RunRecord
+from ..store import AICallRow, AIUsageRow, EndReason, RunRow, RunStatus
 
 __all__ = [
     "ERRORS",
@@ -112,6 +112,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 # -- runs -----------------------------------------------------------------------------
 
+_FULL = "; with ?fields=full only (absent otherwise)"
+_FULL_ONLY = ("input", "output", "state", "owner", "owner_expires_at")
+
 
 class RunSummary(_Out):
     """One run as it stands, without its history (`RunRecord` has that)."""
@@ -138,13 +141,29 @@ class RunSummary(_Out):
         description="the last error recorded: type, module, qualname, message, retryable, "
         "traceback, cause (the error it was raised from, the same shape, or null)",
     )
+    # with ?fields=full only (absent otherwise): what a list of summaries does not read
+    input: Any = Field(default=None, description=f"the run's input{_FULL}")
+    output: Any = Field(default=None, description=f"the run's result{_FULL}")
+    state: Any = Field(default=None, description=f"the run's state{_FULL}")
+    owner: str | None = Field(default=None, description=f"the process driving it{_FULL}")
+    owner_expires_at: datetime | None = Field(
+        default=None, description=f"when its owner's claim lapses, unless renewed{_FULL}"
+    )
 
     @classmethod
-    def of(cls, run: RunInfo) -> RunSummary:
-        """The run's fields of the same names; `error` decoded (`RunInfo` keeps its JSON)."""
-        same = {name: getattr(run, name) for name in cls.model_fields.keys() - {"error"}}
+    def of(cls, run: RunInfo, **full: Any) -> RunSummary:
+        """The run's fields of the same names; `error` decoded (`RunInfo` keeps its JSON);
+        the fields of ?fields=full only if given in `full`."""
+        same = {n: getattr(run, n) for n in cls.model_fields.keys() - {"error", *_FULL_ONLY}}
         error = run.error_record
-        return cls(**same, error=None if error is None else error.to_dict())
+        return cls(**same, error=None if error is None else error.to_dict(), **full)
+
+    @classmethod
+    def full(cls, row: RunRow) -> RunSummary:
+        """`of` the run, with its input, output and state as its record gives them (a
+        result recorded with its class shows its data) and its owner."""
+        rec = RunRecord.build(row, [], [], [], [])  # the run's own values; no history
+        return cls.of(RunInfo.from_row(row), **{n: getattr(rec, n) for n in _FULL_ONLY})
 
 
 class RunPage(_Out):

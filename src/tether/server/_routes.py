@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -16,7 +16,7 @@ from .._info import RunInfo
 from .._waits import MISSING
 from ..kernel import RunRerunFrom
 from ..record import EventRecord
-from ..store import RunFilter, RunStatus
+from ..store import RunFilter, RunRow, RunStatus
 from ._deps import need, served_app
 from ._errors import ApiError
 from ._models import (
@@ -58,7 +58,14 @@ MAX_SEQ = 2**63 - 1  # an event number: a 64-bit integer in both databases
 READ, WRITE = need("read"), need("write")
 
 
-def encode_cursor(run: RunInfo) -> str:
+_FIELDS = (
+    "summary: each run as it stands, without its input, output and state (none read); "
+    "full: with them, as its record has them, and its owner and owner_expires_at (the "
+    "keys of `tether runs list --json`)"
+)
+
+
+def encode_cursor(run: RunInfo | RunRow) -> str:
     raw = json.dumps([run.workflow_id, run.created_at.isoformat()]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -95,7 +102,12 @@ def aware(**given: datetime | None) -> None:
             )
 
 
-@api_router.get("/runs", dependencies=[READ], summary="List runs, newest first")
+@api_router.get(
+    "/runs",
+    dependencies=[READ],
+    summary="List runs, newest first",
+    response_model_exclude_unset=True,  # the fields of ?fields=full are absent without it
+)
 async def list_runs(
     request: Request,
     status: RunStatus | None = None,
@@ -107,17 +119,20 @@ async def list_runs(
     created_before: Annotated[datetime | None, Query(description="strictly before")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    fields: Annotated[Literal["summary", "full"], Query(description=_FIELDS)] = "summary",
 ) -> RunPage:
     aware(created_after=created_after, created_before=created_before)
     where = RunFilter(status, workflow, tag, tenant, created_after, created_before, parent)
     after = None if cursor is None else decode_cursor(cursor)
-    rows = await served_app(request).store.list_runs_page(where, limit=limit + 1, after=after)
-    runs = [RunInfo.from_row(r) for r in rows[:limit]]
+    store = served_app(request).store
+    if fields == "full":
+        rows = await store.list_runs_page(where, limit=limit + 1, after=after)
+        runs = [RunSummary.full(r) for r in rows[:limit]]
+    else:  # a summary shows no input, output or state: they are not read
+        rows = await store.list_run_heads(where, limit=limit + 1, after=after, error=True)
+        runs = [RunSummary.of(RunInfo.from_row(r)) for r in rows[:limit]]
     more = len(rows) > limit
-    return RunPage(
-        runs=[RunSummary.of(r) for r in runs],
-        next_cursor=encode_cursor(runs[-1]) if more else None,
-    )
+    return RunPage(runs=runs, next_cursor=encode_cursor(rows[limit - 1]) if more else None)
 
 
 def record_path(request: Request, workflow_id: str) -> str:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, TypeAdapter
@@ -117,10 +117,13 @@ class Calls:
         created_before: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        fields: Literal["summary", "full"] | None = None,
     ) -> Call[RunPage]:
         """One page of runs, newest first. Filters: `status`, `workflow`, `tag`,
         `tenant`, `parent` (the run that started them), `created_after`,
-        `created_before`; `limit` (1-500), `cursor`."""
+        `created_before`; `limit` (1-500), `cursor`. ``fields="full"``: each run with
+        its input, output, state, owner and owner_expires_at too (not sent unless
+        given: a server older than this argument refuses it)."""
         return Call("GET", "/api/v1/runs", _model(RunPage), _params(**_args(locals())))
 
     def get_record(self, workflow_id: str) -> Call[RunRecord]:

@@ -543,15 +543,28 @@ GROUP BY 1 ORDER BY 1
   AND (:parent::text IS NULL OR parent_id = :parent)
   AND (:after::timestamptz IS NULL OR created_at >= :after)
   AND (:before::timestamptz IS NULL OR created_at < :before)
--- name: list_runs_page
+-- name: _run_page
 -- newest first; the cursor is the last run shown (its time, should it be deleted meanwhile)
-SELECT {_run_cols} FROM runs
 WHERE (:status::text IS NULL OR status = :status) AND {_run_filter}
   AND (:cur::text IS NULL
     OR created_at < coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at::timestamptz)
     OR (created_at = coalesce((SELECT created_at FROM runs WHERE id = :cur), :cur_at::timestamptz)
       AND id > :cur))
 ORDER BY created_at DESC, id LIMIT :limit
+-- name: list_runs_page
+SELECT {_run_cols} FROM runs {_run_page}
+-- name: list_run_heads
+-- `_run_cols` without input, output and initial state (NULL: never read, nor detoasted),
+-- the error and state only if asked; the error also of a run that ended before
+-- `end_reason` was recorded, whose end reason is read from it (`_rows._end_reason`)
+SELECT id, workflow_name, workflow_version, status, NULL, NULL,
+  CASE WHEN :error::boolean OR (end_reason IS NULL AND status IN {TERMINAL})
+    THEN error::text END,
+  CASE WHEN :state::boolean THEN state::text END, priority, tags::text, tenant, parent_id,
+  idempotency_key, owner, owner_generation, created_at, updated_at, started_at, finished_at,
+  compute_seconds, cancel_requested, queue, owner_expires_at, step_rule, budget, attempt,
+  end_reason, NULL
+FROM runs {_run_page}
 -- name: run_counts
 SELECT workflow_name, status, count(*) FROM runs WHERE {_run_filter}
 GROUP BY workflow_name, status ORDER BY 1, 2
