@@ -62,6 +62,7 @@ def test_the_agents_page_shows_an_issue_waiting_for_a_person(
         assert "Pick a colour" in row and "waiting" in row and "input_required" in row
         assert "150" in row  # tokens: 120 in + 30 out, from the call log
         assert str(tmp_path / "ws") in row  # its workspace
+        assert "workflow.waiting" in row  # its newest event (not its first)
         assert text_of(browser, '[data-phase="waiting"]') == "waiting 1"
         shot(browser, tmp_path, "agents")
         browser.get(served.url + "/agents?all=1")

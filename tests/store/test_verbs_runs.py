@@ -81,3 +81,18 @@ async def test_last_event_is_the_latest_of_its_type_however_many_came_after(
     assert json.loads(latest.detail or "null") == {"invocation": 2}
     assert await store.last_event("r1", "nothing.like.it") is None
     assert await store.last_event("no-such-run", "remote.invoked") is None
+
+
+async def test_latest_events_are_each_runs_newest_read_at_once(store: Store) -> None:
+    """The agents page read each run's whole history to show its last event."""
+    for wid in ("r1", "r2", "r3"):
+        await store.create_run(NewRun(wid, "wf", state="null"), T0)
+    await store.append_events(Fence("r1", None), [NewEvent("a", f"{n}") for n in range(30)], T0)
+    await store.append_events(Fence("r2", None), [NewEvent("b", "only")], _at(1))
+    latest = await store.latest_events(["r1", "r2", "r3", "no-such-run"])
+    assert {wid: (e.type, e.message) for wid, e in latest.items() if wid != "r3"} == {
+        "r1": ("a", "29"),
+        "r2": ("b", "only"),
+    }
+    assert "no-such-run" not in latest
+    assert await store.latest_events([]) == {}

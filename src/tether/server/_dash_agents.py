@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from .._info import RunInfo
-from ..store import AIUsageRow, RunFilter, RunStatus
+from ..store import AIUsageRow, EventRow, RunFilter, RunStatus
 from ._dash import render
 from ._dash_auth import Viewer, viewer
 from ._deps import served_app
@@ -87,11 +87,9 @@ def tone(phase: str) -> str:
     return PHASE_TONE.get(phase, phase if phase in STATUSES else "skipped")
 
 
-async def _row(request: Request, run: RunInfo, usage: AIUsageRow | None) -> IssueRow:
+def _row(run: RunInfo, usage: AIUsageRow | None, last: EventRow | None) -> IssueRow:
     state = json.loads(run.state) if run.state else {}
     state = state if isinstance(state, dict) else {}
-    events = await served_app(request).store.list_events(run.workflow_id)
-    last = events[-1] if events else None
     phase = str(state.get("phase") or ("queued" if run.status is RunStatus.PENDING else ""))
     reason = str(state.get("reason") or state.get("error") or "")
     if run.status.terminal and phase in IN_FLIGHT:
@@ -135,7 +133,9 @@ async def agents(request: Request, who: Who) -> Response:
     more = len(rows) > SHOWN
     ids = [r.workflow_id for r in runs]
     usage = {u.group: u for u in await app.store.ai_usage(workflow_ids=ids, group_by="run")}
-    issues = [await _row(request, r, usage.get(r.workflow_id)) for r in runs]
+    # the newest event of each, in one read (each run's whole history was read for it)
+    last = await app.store.latest_events(ids)
+    issues = [_row(r, usage.get(r.workflow_id), last.get(r.workflow_id)) for r in runs]
     phases: dict[str, int] = {}
     for i in issues:
         phases[i.shown_phase] = phases.get(i.shown_phase, 0) + 1

@@ -361,6 +361,16 @@ class RunVerbs(StoreBase):
             "list_events", Rows.event, wid=workflow_id, after=after_seq, limit=limit
         )
 
+    async def latest_events(self, workflow_ids: Sequence[str]) -> dict[str, EventRow]:
+        """The newest event of each run of `workflow_ids` that has one, by run: where
+        each of a list of runs stands, without reading their histories."""
+
+        async def body(tx: Tx) -> dict[str, EventRow]:
+            rows = await tx.all("latest_events", wids=tx.array(list(workflow_ids)))
+            return {e.workflow_id: e for e in (tx.rows.event(r) for r in rows)}
+
+        return await self._tx("read", body)
+
     async def last_event(self, workflow_id: str, type: str) -> EventRow | None:
         """The run's latest event of `type`, or None: read backwards along the run's
         events from its last, so a type written often costs a row or a few, not the

@@ -169,6 +169,10 @@ WHERE run_id = :wid AND type = :type ORDER BY seq DESC LIMIT 1
 -- name: list_events
 SELECT run_id, seq, type, message, detail::text, at FROM events
 WHERE run_id = :wid AND seq > :after ORDER BY seq LIMIT :limit
+-- name: latest_events
+-- the newest event of each run :wids, one probe of the primary key each
+SELECT e.run_id, e.seq, e.type, e.message, e.detail::text, e.at FROM unnest(:wids::text[]) w(id)
+CROSS JOIN LATERAL (SELECT * FROM events WHERE run_id = w.id ORDER BY seq DESC LIMIT 1) e
 
 -- name: _held_completion
 -- a held step completion (:ckey) that rides on a statement whose CTE r reserved two event

@@ -100,6 +100,11 @@ WHERE run_id = :wid AND type = :type ORDER BY seq DESC LIMIT 1
 -- name: list_events
 SELECT run_id, seq, type, message, detail, at FROM events WHERE run_id = :wid AND seq > :after
 ORDER BY seq LIMIT COALESCE(:limit, -1)
+-- name: latest_events
+-- the newest event of each run :wids, one probe of the primary key each
+SELECT e.run_id, e.seq, e.type, e.message, e.detail, e.at FROM json_each(:wids) w
+JOIN events e ON e.run_id = w.value
+  AND e.seq = (SELECT max(seq) FROM events WHERE run_id = w.value)
 
 -- name: start_step
 INSERT INTO steps (run_id, step_key, name, status, attempts, idempotency_key, started_at,
