@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Collection
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from rich.cells import cell_len
 from rich.table import Table
@@ -108,7 +108,20 @@ def iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
-def process_ended(run: RunInfo | RunRecord) -> bool:
+class Owned(Protocol):
+    """What says whether a run is driven: a `RunInfo`, a `RunRecord`, a server's run."""
+
+    @property
+    def status(self) -> RunStatus: ...
+
+    @property
+    def owner(self) -> str | None: ...
+
+    @property
+    def owner_expires_at(self) -> datetime | None: ...
+
+
+def process_ended(run: Owned) -> bool:
     """A running run whose owner is a process of this machine that no longer exists
     (killed, say): nothing drives it, though its claim has not lapsed yet."""
     return run.status is RunStatus.RUNNING and owner_is_dead(run.owner)
@@ -211,18 +224,19 @@ def row_dict(r: RunInfo) -> dict[str, Any]:
     ) | owner_gone(r)
 
 
-def served_dict(summary: Any, rec: RunRecord) -> dict[str, Any]:
+def served_dict(summary: Any) -> dict[str, Any]:
     """A run a server lists (`runs list --server --json`) in `row_dict`'s keys, from its
-    API summary (snake_case) and its record. The API reports no compute time: null."""
+    full API summary (``fields=full``: snake_case, with input, output, state and owner).
+    The API reports no compute time: null."""
     return _listed(
         summary,
-        input=rec.input,
-        output=rec.output,
+        input=summary.input,
+        output=summary.output,
         error=summary.error,
-        state=rec.state,
-        owner=rec.owner,
+        state=summary.state,
+        owner=summary.owner,
         computeSeconds=None,
-    ) | owner_gone(rec)
+    ) | owner_gone(summary)
 
 
 def _listed(r: Any, **values: Any) -> dict[str, Any]:
@@ -253,7 +267,7 @@ def _listed(r: Any, **values: Any) -> dict[str, Any]:
     }
 
 
-def owner_gone(r: RunInfo | RunRecord) -> dict[str, Any]:
+def owner_gone(r: Owned) -> dict[str, Any]:
     """Whether nothing drives a running run, as the table's status says: its claim
     lapsed (since then), or its process on this machine has ended (killed, say) while
     the claim lives on; without the second a script saw a dead run as driven."""

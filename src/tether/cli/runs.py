@@ -261,7 +261,7 @@ def _remote_list(
     filters["status"] = None if where.status is None else where.status.value
     shown, found = matching(state, tags, None if show_all else limit, full=as_json, **filters)
     if as_json:  # the keys of the database's list: a full summary has those of the record
-        print_json([served_dict(r, r) for r in shown])
+        print_json([served_dict(r) for r in shown])
         _cut_short(len(shown), found, as_json)
         return
     if not shown:
