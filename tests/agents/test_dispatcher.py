@@ -170,7 +170,7 @@ async def test_a_budget_spent_for_the_day_goes_on_the_next_day(
     await d.run_once()
     [row] = await d.status()
     assert row.phase == "retrying" and len(backend.requests) == 1
-    assert "spent for this day; retried when the next begins, at 2026-01-02T00:00:00" in (
+    assert "spent today; retried when the next day begins, at 2026-01-02T00:00:00" in (
         row.reason or ""
     )
     clock.advance(3600)

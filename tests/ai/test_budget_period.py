@@ -61,7 +61,7 @@ async def test_a_daily_budget_counts_the_day_and_starts_again_the_next(
         with pytest.raises(ai.BudgetExceededError) as stopped:
             await app.arun(asker, 2, workflow_id="b")  # $2.40 > $2: its second call stops
         said = str(stopped.value)
-        assert "budget key 'project:x' has spent $2.4000 of $2.0000 this day" in said
+        assert "budget key 'project:x' has spent $2.4000 of $2.0000 today" in said
         assert "(since 2026-12-04 00:00 UTC)" in said
         assert "period='day'" in said and "2026-12-05T00:00:00+00:00" in said
         clock.advance(timedelta(hours=2, minutes=1).total_seconds())  # past midnight

@@ -642,9 +642,9 @@ class IssueRunner:
             return {"status": "budget_exceeded", "error": _budget_hint(issue.identifier)}
         return {
             "status": "budget_exceeded",
-            "error": f"the AI budget of {issue.identifier} is spent for this "
-            f"{budget.period if budget else ''}; retried when the next begins, at "
-            f"{until.isoformat()}",
+            "error": f"the AI budget of {issue.identifier} is spent "
+            f"{budget.period_said() if budget else ''}; retried when the next "
+            f"{budget.period if budget else ''} begins, at {until.isoformat()}",
             "retry_after": (until - now).total_seconds(),
         }
 

@@ -25,6 +25,7 @@ __all__ = ["Budget", "Spend", "Verdict", "budget_stops"]
 
 Verdict = Literal["ok", "warn", "exceeded"]
 Period = Literal["hour", "day", "week", "month"]
+_SAID = {"day": "today"}
 _LENGTHS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 _LIMITS = {"max_usd", "max_tokens"}  # what a budget.raise signal may carry
 _EXAMPLE = "ai.Budget(max_usd=2.0, warn_at=0.8, on_exceed='pause')"
@@ -157,6 +158,10 @@ class Budget(BaseModel):
             return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
         return start + _LENGTHS[period]
 
+    def period_said(self) -> str:
+        """The current period, as a sentence says it ("today"); "" without one."""
+        return "" if self.period is None else _SAID.get(self.period, f"this {self.period}")
+
     def judge(self, spend: Spend) -> Verdict:
         """Where `spend` stands, reckoned exactly: in floats $2.40 of $3 was 0.7999...
         and no warning at ``warn_at=0.8``."""
@@ -184,7 +189,7 @@ class Budget(BaseModel):
             else ""
         )
         scope = f"budget key {self.key!r}" if self.key else of or "this run"
-        when = "" if since is None else f" this {self.period} (since {_utc(since)})"
+        when = "" if since is None else f" {self.period_said()} (since {_utc(since)})"
         return f"{scope} has spent {', '.join(parts)}{when}{unknown}"
 
 
