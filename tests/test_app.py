@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import threading
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -16,6 +14,8 @@ import tether
 from tether import App, FakeClock, RunStatus, Workflow
 from tether.kernel import CallableSink, OutboxEvent
 from tether.testing import eventually
+
+from ._broker import HeldBroker
 
 
 class Job(BaseModel):
@@ -445,22 +445,14 @@ async def test_a_run_that_ends_between_a_drivers_read_and_its_claim_is_not_run_a
 
 
 async def test_close_lets_a_sinks_delivery_in_flight_finish(sqlite_url: str) -> None:
-    started, broker = threading.Event(), threading.Event()
-    finished: list[int] = []
-
-    def deliver(event: OutboxEvent) -> None:
-        started.set()
-        broker.wait(30)
-        time.sleep(0.05)  # the broker's answer takes a moment to read
-        finished.append(event.seq)
-
-    sink = CallableSink(deliver)
+    broker = HeldBroker()
+    sink = CallableSink(broker.deliver)
     app = App(sqlite_url, sinks=[sink])
     event = OutboxEvent("r1", 1, "step.completed", None, None, datetime.now(UTC), 1)
     delivery = asyncio.ensure_future(sink.publish(event))
-    await eventually(started.is_set)
+    await eventually(broker.started.is_set)
     closing = asyncio.ensure_future(app.aclose())
-    broker.set()
+    broker.release.set()
     await closing
-    assert finished == [1]  # delivered before the App closed, not cut off after
+    assert broker.finished == [1]  # delivered before the App closed, not cut off after
     await delivery

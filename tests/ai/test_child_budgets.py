@@ -4,6 +4,7 @@ each is checked against it (and against the child's own budget), on both backend
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -36,17 +37,22 @@ def _asker(app: App) -> Any:
     return asker
 
 
+@pytest.fixture
+async def app(database_url: str, clock: FakeClock) -> AsyncIterator[App]:
+    """An App whose every call of fake:m costs $1.20, closed after the test."""
+    the_app = priced_app(database_url, clock)
+    yield the_app
+    await the_app.aclose()
+
+
 async def _spent(app: App, run: str) -> float:
     [row] = await app.ausage(run=run, children=True)
     return row.cost_usd
 
 
-async def test_a_parents_budget_stops_the_calls_of_its_children(
-    database_url: str, clock: FakeClock
-) -> None:
+async def test_a_parents_budget_stops_the_calls_of_its_children(app: App) -> None:
     """Each child checked only its own (absent) budget: a parent of $2 fanning out to
     children spent without limit."""
-    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="fan", budget=ai.Budget(max_usd=2))
@@ -59,61 +65,49 @@ async def test_a_parents_budget_stops_the_calls_of_its_children(
                 said.append(exc.status)
         return said
 
-    try:
-        done = await app.arun(fan, workflow_id="p")
-        # the first child's second call was admitted at $1.20 (one call overshoots);
-        # the next child's first call is stopped by the parent's budget
-        assert done.value == ["2", "failed", "failed"]
-        assert await _spent(app, "p") == pytest.approx(2.4)
-        assert (await app.store.ai_spend("p", None, tree=True)).usd == pytest.approx(2.4)
-        child = await app.aget_record("p/asker#2")
-        assert child.last_error is not None
-        assert "run 'p' (which started this one), with the runs it started, has spent" in (
-            child.last_error.message
-        )
-        assert "app.rerun_from('p', 'child:p/asker#2', budget=ai.Budget(max_usd=...))" in (
-            child.last_error.message
-        )
-        [stop] = _exceeded(child.events)
-        assert stop.detail["budget_of"] == "p" and stop.detail["max_usd"] == 2
-        assert stop.detail["step"] == "ai.text:fake:m"
-    finally:
-        await app.aclose()
+    done = await app.arun(fan, workflow_id="p")
+    # the first child's second call was admitted at $1.20 (one call overshoots);
+    # the next child's first call is stopped by the parent's budget
+    assert done.value == ["2", "failed", "failed"]
+    assert await _spent(app, "p") == pytest.approx(2.4)
+    assert (await app.store.ai_spend("p", None, tree=True)).usd == pytest.approx(2.4)
+    child = await app.aget_record("p/asker#2")
+    assert child.last_error is not None
+    assert "run 'p' (which started this one), with the runs it started, has spent" in (
+        child.last_error.message
+    )
+    assert "app.rerun_from('p', 'child:p/asker#2', budget=ai.Budget(max_usd=...))" in (
+        child.last_error.message
+    )
+    [stop] = _exceeded(child.events)
+    assert stop.detail["budget_of"] == "p" and stop.detail["max_usd"] == 2
+    assert stop.detail["step"] == "ai.text:fake:m"
 
 
-async def test_a_parent_whose_first_act_is_the_child_goes_on_from_its_wait(
-    database_url: str, clock: FakeClock
-) -> None:
+async def test_a_parent_whose_first_act_is_the_child_goes_on_from_its_wait(app: App) -> None:
     """The error told the user to rerun the parent from a step before the child, and
     the parent had none: `rerun_from` took only step keys, so it could not go on."""
-    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="solo", budget=ai.Budget(max_usd=2))
     async def solo(wf: Workflow) -> int:
         return int(await wf.child(asker, 3))
 
-    try:
-        with pytest.raises(ChildRunError, match="AI budget exceeded"):
-            await app.arun(solo, workflow_id="p")
-        child = await app.aget_record("p/asker#1")
-        assert child.last_error is not None
-        said = "app.rerun_from('p', 'child:p/asker#1', budget=ai.Budget(max_usd=...))"
-        assert said in child.last_error.message
-        again = await app.arerun_from("p", "child:p/asker#1", budget={"max_usd": 10})
-        assert again.value == 3  # a child of the new round asked all three again
-        kids = {r.workflow_id: r.status async for r in app.aiter_runs(parent="p")}
-        assert kids == {"p/asker#1": RunStatus.FAILED, "p/asker#1@2": RunStatus.COMPLETED}
-        # the first child's two answered calls count (the money was spent), then three
-        assert await _spent(app, "p") == pytest.approx(5 * 1.2)
-    finally:
-        await app.aclose()
+    with pytest.raises(ChildRunError, match="AI budget exceeded"):
+        await app.arun(solo, workflow_id="p")
+    child = await app.aget_record("p/asker#1")
+    assert child.last_error is not None
+    said = "app.rerun_from('p', 'child:p/asker#1', budget=ai.Budget(max_usd=...))"
+    assert said in child.last_error.message
+    again = await app.arerun_from("p", "child:p/asker#1", budget={"max_usd": 10})
+    assert again.value == 3  # a child of the new round asked all three again
+    kids = {r.workflow_id: r.status async for r in app.aiter_runs(parent="p")}
+    assert kids == {"p/asker#1": RunStatus.FAILED, "p/asker#1@2": RunStatus.COMPLETED}
+    # the first child's two answered calls count (the money was spent), then three
+    assert await _spent(app, "p") == pytest.approx(5 * 1.2)
 
 
-async def test_a_child_given_a_smaller_budget_stops_at_its_own(
-    database_url: str, clock: FakeClock
-) -> None:
-    app = priced_app(database_url, clock)
+async def test_a_child_given_a_smaller_budget_stops_at_its_own(app: App) -> None:
     asker = _asker(app)
 
     @app.workflow(name="lead", budget=ai.Budget(max_usd=10))
@@ -124,19 +118,16 @@ async def test_a_child_given_a_smaller_budget_stops_at_its_own(
             return exc.status
         return "done"
 
-    try:
-        assert (await app.arun(lead, workflow_id="l")).value == "failed"
-        row = await app.store.get_run("l/asker#1")
-        assert row is not None and row.budget is not None  # recorded with the child
-        assert json.loads(row.budget)["max_usd"] == 1
-        child = await app.aget_record("l/asker#1")
-        assert child.last_error is not None
-        assert "this run has spent $1.2000 of $1.0000" in child.last_error.message
-        assert await _spent(app, "l") == pytest.approx(1.2)
-        with pytest.raises(InvalidArgumentError, match=r"budget must be an ai\.Budget"):
-            await app.arun(_bad_budget(app, asker), workflow_id="bad")
-    finally:
-        await app.aclose()
+    assert (await app.arun(lead, workflow_id="l")).value == "failed"
+    row = await app.store.get_run("l/asker#1")
+    assert row is not None and row.budget is not None  # recorded with the child
+    assert json.loads(row.budget)["max_usd"] == 1
+    child = await app.aget_record("l/asker#1")
+    assert child.last_error is not None
+    assert "this run has spent $1.2000 of $1.0000" in child.last_error.message
+    assert await _spent(app, "l") == pytest.approx(1.2)
+    with pytest.raises(InvalidArgumentError, match=r"budget must be an ai\.Budget"):
+        await app.arun(_bad_budget(app, asker), workflow_id="bad")
 
 
 def _bad_budget(app: App, asker: Any) -> Any:
@@ -147,8 +138,7 @@ def _bad_budget(app: App, asker: Any) -> Any:
     return bad
 
 
-async def test_a_grandchilds_calls_count_for_the_root(database_url: str, clock: FakeClock) -> None:
-    app = priced_app(database_url, clock)
+async def test_a_grandchilds_calls_count_for_the_root(app: App) -> None:
     asker = _asker(app)
 
     @app.workflow(name="middle")
@@ -165,41 +155,29 @@ async def test_a_grandchilds_calls_count_for_the_root(database_url: str, clock: 
                 out.append(exc.status)
         return out
 
-    try:
-        assert (await app.arun(root, workflow_id="r")).value == ["2", "failed"]
-        spend = await app.store.ai_spend("r", None, tree=True)
-        assert (spend.calls, spend.tokens) == (3, 3300)  # two, then one over $3
-        assert (await app.store.ai_spend("r", None)).calls == 0  # its own: none
-    finally:
-        await app.aclose()
+    assert (await app.arun(root, workflow_id="r")).value == ["2", "failed"]
+    spend = await app.store.ai_spend("r", None, tree=True)
+    assert (spend.calls, spend.tokens) == (3, 3300)  # two, then one over $3
+    assert (await app.store.ai_spend("r", None)).calls == 0  # its own: none
 
 
-async def test_a_key_is_passed_down_and_counts_the_childrens_calls(
-    database_url: str, clock: FakeClock
-) -> None:
-    app = priced_app(database_url, clock)
+async def test_a_key_is_passed_down_and_counts_the_childrens_calls(app: App) -> None:
     asker = _asker(app)
 
     @app.workflow(name="keyed", budget=ai.Budget(max_usd=3, key="customer:9"))
     async def keyed(wf: Workflow, calls: int) -> int:
         return int(await wf.child(asker, calls))
 
-    try:
-        assert (await app.arun(keyed, 2, workflow_id="k1")).value == 2
-        calls = await app.alist_ai_calls("k1", children=True)
-        assert [c.budget_key for c in calls] == ["customer:9", "customer:9"]
-        # another run of the key: $2.40 spent by the first one's child, so one call more
-        with pytest.raises(ChildRunError):
-            await app.arun(keyed, 2, workflow_id="k2")
-        assert (await app.store.ai_spend("k2", "customer:9", tree=True)).calls == 3
-    finally:
-        await app.aclose()
+    assert (await app.arun(keyed, 2, workflow_id="k1")).value == 2
+    calls = await app.alist_ai_calls("k1", children=True)
+    assert [c.budget_key for c in calls] == ["customer:9", "customer:9"]
+    # another run of the key: $2.40 spent by the first one's child, so one call more
+    with pytest.raises(ChildRunError):
+        await app.arun(keyed, 2, workflow_id="k2")
+    assert (await app.store.ai_spend("k2", "customer:9", tree=True)).calls == 3
 
 
-async def test_a_childs_own_key_still_counts_for_its_parents_key(
-    database_url: str, clock: FakeClock
-) -> None:
-    app = priced_app(database_url, clock)
+async def test_a_childs_own_key_still_counts_for_its_parents_key(app: App) -> None:
     asker = _asker(app)
 
     @app.workflow(name="parent-key", budget=ai.Budget(max_usd=2, key="team"))
@@ -213,46 +191,34 @@ async def test_a_childs_own_key_still_counts_for_its_parents_key(
                 out.append(exc.status)
         return out
 
-    try:
-        assert (await app.arun(parent, workflow_id="pk")).value == ["2", "failed"]
-        calls = await app.alist_ai_calls("pk", children=True)
-        assert {c.budget_key for c in calls} == {"project"}  # the nearest key
-        assert (await app.store.ai_spend("pk", "team", tree=True)).calls == 2
-    finally:
-        await app.aclose()
+    assert (await app.arun(parent, workflow_id="pk")).value == ["2", "failed"]
+    calls = await app.alist_ai_calls("pk", children=True)
+    assert {c.budget_key for c in calls} == {"project"}  # the nearest key
+    assert (await app.store.ai_spend("pk", "team", tree=True)).calls == 2
 
 
-async def test_a_child_paused_by_its_parents_budget_goes_on_after_a_raise(
-    database_url: str, clock: FakeClock
-) -> None:
+async def test_a_child_paused_by_its_parents_budget_goes_on_after_a_raise(app: App) -> None:
     """The stop is the step's recorded result: the drive after the raise replays it
     and runs the call as the step's next occurrence."""
-    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="careful", budget=ai.Budget(max_usd=2, on_exceed="pause"))
     async def careful(wf: Workflow) -> int:
         return int(await wf.child(asker, 3))
 
-    try:
-        assert (await app.arun(careful, workflow_id="c")).status is RunStatus.WAITING
-        child = await app.aget_record("c/asker#1")
-        assert child.status is RunStatus.WAITING
-        [stop] = _exceeded(child.events)
-        assert stop.detail["budget_of"] == "c" and stop.detail["on_exceed"] == "pause"
-        assert "run 'c/asker#1' (not 'c') waits for signal budget.raise" in stop.message
-        await app.asignal("c/asker#1", "budget.raise", {"max_usd": 10})
-        assert (await app.aresume("c/asker#1")).value == 3
-        assert (await app.aresume("c")).value == 3
-        assert await _spent(app, "c") == pytest.approx(3.6)
-    finally:
-        await app.aclose()
+    assert (await app.arun(careful, workflow_id="c")).status is RunStatus.WAITING
+    child = await app.aget_record("c/asker#1")
+    assert child.status is RunStatus.WAITING
+    [stop] = _exceeded(child.events)
+    assert stop.detail["budget_of"] == "c" and stop.detail["on_exceed"] == "pause"
+    assert "run 'c/asker#1' (not 'c') waits for signal budget.raise" in stop.message
+    await app.asignal("c/asker#1", "budget.raise", {"max_usd": 10})
+    assert (await app.aresume("c/asker#1")).value == 3
+    assert (await app.aresume("c")).value == 3
+    assert await _spent(app, "c") == pytest.approx(3.6)
 
 
-async def test_a_detached_child_is_covered_and_keeps_its_own_budget(
-    database_url: str, clock: FakeClock
-) -> None:
-    app = priced_app(database_url, clock)
+async def test_a_detached_child_is_covered_and_keeps_its_own_budget(app: App) -> None:
     asker = _asker(app)
 
     @app.workflow(name="starter", budget=ai.Budget(max_usd=1))
@@ -260,26 +226,22 @@ async def test_a_detached_child_is_covered_and_keeps_its_own_budget(
         await wf.ai.generate_text("fake:m", prompt="mine")  # $1.20: the budget is spent
         return await wf.start_child(asker, 1, budget={"max_tokens": 50_000})
 
-    try:
-        cid = (await app.arun(starter, workflow_id="s")).value
-        row = await app.store.get_run(cid)
-        assert row is not None and row.budget is not None
-        assert json.loads(row.budget)["max_tokens"] == 50_000
-        assert (await app.aresult(cid, timeout=10)).status is RunStatus.FAILED
-        child = await app.aget_record(cid)
-        assert child.last_error is not None
-        assert "run 's' (which started this one)" in child.last_error.message
-    finally:
-        await app.aclose()
+    cid = (await app.arun(starter, workflow_id="s")).value
+    row = await app.store.get_run(cid)
+    assert row is not None and row.budget is not None
+    assert json.loads(row.budget)["max_tokens"] == 50_000
+    assert (await app.aresult(cid, timeout=10)).status is RunStatus.FAILED
+    child = await app.aget_record(cid)
+    assert child.last_error is not None
+    assert "run 's' (which started this one)" in child.last_error.message
 
 
 async def test_children_in_parallel_overshoot_their_parents_budget_by_about_one_call(
-    database_url: str, clock: FakeClock
+    app: App,
 ) -> None:
     """Children in flight at once are admitted together under the parent's budget (in
     this process), as a run's own parallel branches are: one call at a time until a
     cost is known, then only while the spend plus those in flight stays under it."""
-    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="wide", budget=ai.Budget(max_usd=2))
@@ -293,20 +255,14 @@ async def test_children_in_parallel_overshoot_their_parents_budget_by_about_one_
         summary = await wf.for_each(list(range(6)), one, max_parallel=6)
         return [r.value for r in summary.results]
 
-    try:
-        done = await app.arun(wide, workflow_id="w")
-        assert sorted(done.value, key=str) == [1, 1, *["failed"] * 4]
-        assert await _spent(app, "w") == pytest.approx(2.4)  # $1.20 under, one call over
-    finally:
-        await app.aclose()
+    done = await app.arun(wide, workflow_id="w")
+    assert sorted(done.value, key=str) == [1, 1, *["failed"] * 4]
+    assert await _spent(app, "w") == pytest.approx(2.4)  # $1.20 under, one call over
 
 
-async def test_a_child_sharing_its_parents_key_is_admitted_once_under_both_limits(
-    database_url: str, clock: FakeClock
-) -> None:
+async def test_a_child_sharing_its_parents_key_is_admitted_once_under_both_limits(app: App) -> None:
     """A key both a child and its parent budget on is one admission (asked twice, the
     call would wait for itself): each budget of the key judges the same spend."""
-    app = priced_app(database_url, clock)
     asker = _asker(app)
 
     @app.workflow(name="same-key", budget=ai.Budget(max_usd=2, key="shared"))
@@ -317,11 +273,8 @@ async def test_a_child_sharing_its_parents_key_is_admitted_once_under_both_limit
             return exc.status
         return "done"
 
-    try:
-        assert (await app.arun(same_key, workflow_id="sk")).value == "failed"
-        assert (await app.store.ai_spend("sk", "shared", tree=True)).calls == 2  # the $2
-        child = await app.aget_record("sk/asker#1")
-        assert child.last_error is not None
-        assert "budget key 'shared' has spent $2.4000 of $2.0000" in child.last_error.message
-    finally:
-        await app.aclose()
+    assert (await app.arun(same_key, workflow_id="sk")).value == "failed"
+    assert (await app.store.ai_spend("sk", "shared", tree=True)).calls == 2  # the $2
+    child = await app.aget_record("sk/asker#1")
+    assert child.last_error is not None
+    assert "budget key 'shared' has spent $2.4000 of $2.0000" in child.last_error.message

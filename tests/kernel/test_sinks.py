@@ -7,12 +7,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tether.kernel import CallableSink, OutboxEvent
 from tether.testing import eventually
+
+from .._broker import HeldBroker
 
 
 def _event(seq: int) -> OutboxEvent:
@@ -36,22 +37,14 @@ async def test_deliveries_reuse_a_few_threads() -> None:
 
 
 async def test_close_waits_for_a_delivery_in_flight() -> None:
-    started, broker = threading.Event(), threading.Event()
-    finished: list[int] = []
-
-    def deliver(event: OutboxEvent) -> None:
-        started.set()
-        broker.wait(30)
-        time.sleep(0.05)  # the broker's answer takes a moment to read
-        finished.append(event.seq)
-
-    sink = CallableSink(deliver)
+    broker = HeldBroker()
+    sink = CallableSink(broker.deliver)
     delivery = asyncio.ensure_future(sink.publish(_event(1)))
-    await eventually(started.is_set)
+    await eventually(broker.started.is_set)
     closing = asyncio.ensure_future(sink.aclose())
-    broker.set()
+    broker.release.set()
     await closing
-    assert finished == [1]  # done before close returned, not cut off after
+    assert broker.finished == [1]  # done before close returned, not cut off after
     await delivery
 
 
