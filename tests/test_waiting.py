@@ -478,6 +478,72 @@ async def test_a_rerun_runs_the_children_awaited_after_its_step_again(app: App) 
     }
 
 
+async def test_a_rerun_from_a_failed_childs_wait_takes_that_child_up_where_it_stopped(
+    app: App,
+) -> None:
+    """A rerun from the wait for a child that failed made a new child (``@2``) that did
+    all its work again: each step, each paid AI call. The child now goes on from the
+    step that failed, its earlier steps kept, and the parent awaits that same child."""
+    fixed: list[bool] = []
+    ran: list[str] = []
+
+    def b() -> str:
+        ran.append("b")
+        if not fixed:
+            raise ValueError("not fixed yet")
+        return "b"
+
+    @app.workflow(name="work")
+    async def work(wf: Workflow) -> str:
+        a = await wf.step("a", lambda: ran.append("a") or "a")
+        return a + await wf.step("b", b)
+
+    @app.workflow
+    async def parent(wf: Workflow) -> str:
+        before = await wf.step("before", lambda: ran.append("before") or "<")
+        got = await wf.child(work)
+        return before + got + await wf.step("after", lambda: ran.append("after") or ">")
+
+    with pytest.raises(tether.ChildRunError, match="not fixed yet"):
+        await app.arun(parent, workflow_id="pw")
+    fixed.append(True)
+    assert (await app.arerun_from("pw", "child:pw/work#1")).value == "<ab>"
+    assert ran == ["before", "a", "b", "b", "after"]  # 'a' and 'before' kept
+    kids = {r.workflow_id: r.status for r in await app.alist_runs(parent="pw")}
+    assert kids == {"pw/work#1": RunStatus.COMPLETED}
+    assert (await app.aget_run("pw/work#1")).attempt == 2
+    # a child that completed is run again, as a new child, from its wait
+    assert (await app.arerun_from("pw", "child:pw/work#1")).value == "<ab>"
+    assert ran[5:] == ["a", "b", "after"]
+    assert (await app.aget_run("pw/work#1@3")).status is RunStatus.COMPLETED
+
+
+async def test_a_child_that_failed_outside_its_steps_goes_on_with_all_of_them(
+    app: App,
+) -> None:
+    fixed: list[bool] = []
+    ran: list[str] = []
+
+    @app.workflow(name="check")
+    async def check(wf: Workflow) -> int:
+        n = await wf.step("count", lambda: ran.append("count") or 7)
+        if not fixed:
+            raise ValueError("the check's code raised")
+        return n
+
+    @app.workflow
+    async def parent(wf: Workflow) -> int:
+        return int(await wf.child(check)) + 1
+
+    with pytest.raises(tether.ChildRunError, match="code raised"):
+        await app.arun(parent, workflow_id="pc")
+    fixed.append(True)
+    assert (await app.arerun_from("pc", "child:pc/check#1")).value == 8
+    assert ran == ["count"]
+    events = [e.type for e in (await app.aget_record("pc/check#1")).events]
+    assert events.count("run.rerun_from") == 1
+
+
 async def test_cancel_while_waiting(app: App) -> None:
     @app.workflow
     async def waits(wf: Workflow) -> None:

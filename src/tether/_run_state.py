@@ -70,6 +70,7 @@ class RunState:
     started: datetime  # when this drive started executing (compute time counts from here)
     steps: dict[str, StepRow] = field(default_factory=dict)  # by key, loaded then kept current
     waits: dict[str, WaitRow] = field(default_factory=dict)  # resolved waitpoints, by key
+    pending: frozenset[str] = frozenset()  # keys of the waitpoints pending when it opened
     state: Any = None  # the durable user state as the run's code last wrote (or replayed) it
     state_seq: int = 0  # the place in the run of the write that `state` is (0: its creation)
     timeout: float | None = None  # the workflow's compute budget in seconds
@@ -112,6 +113,7 @@ class RunState:
             started=started,
             steps=by_key,
             waits={w.key: w for w in waits if w.status is not WaitStatus.PENDING},
+            pending=frozenset(w.key for w in waits if w.status is WaitStatus.PENDING),
             state=load_json(run.state if latest else run.initial_state),
             # the latest state: no recorded update is newer (each is replayed as a value)
             state_seq=max((s.seq or 0 for s in by_key.values()), default=0) if not replay else 0,

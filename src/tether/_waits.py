@@ -224,10 +224,12 @@ class Waits:
         """The id of the child this call awaits in the run's current round: a rerun
         forgets what came after its step, children awaited there too, so such a call
         makes a child of the round (``<id>@<attempt>``; the earlier rounds' children
-        stay as they ended). A call the rerun kept finds the child it awaited then."""
+        stay as they ended). A call the rerun kept finds the child it awaited then, as
+        does one whose wait the rerun kept pending (a failed child taken up again)."""
         attempt = self._run.run.attempt
         ids = [cid, *(f"{cid}@{n}" for n in range(2, attempt + 1))]
-        return next((c for c in ids if f"child:{c}" in self._run.waits), ids[-1])
+        known = self._run.waits.keys() | self._run.pending
+        return next((c for c in ids if f"child:{c}" in known), ids[-1])
 
     def _require_host(self) -> Host:
         if self._host is None:

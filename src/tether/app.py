@@ -656,7 +656,10 @@ class App:
         awaited after `step` runs again as a new child run (``<id>@<attempt>``);
         one with its own `workflow_id`, or started with `start_child`, does not.
         `step` may be a wait's key (``signal:approval#1``, ``child:<id>``): a run
-        whose first act was a wait or a child has no step before it.
+        whose first act was a wait or a child has no step before it. From the
+        wait for a child that failed, that child goes on from where it stopped
+        (its failed step, or the AI call its budget stopped; its earlier steps
+        kept, no answered call asked again) and the parent awaits it again.
 
         For a pipeline run, `step` may name a stage: its group and every later
         one are forgotten (records and files), earlier outputs kept, and the

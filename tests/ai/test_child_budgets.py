@@ -100,11 +100,13 @@ async def test_a_parent_whose_first_act_is_the_child_goes_on_from_its_wait(app: 
     said = "app.rerun_from('p', 'child:p/asker#1', budget=ai.Budget(max_usd=...))"
     assert said in child.last_error.message
     again = await app.arerun_from("p", "child:p/asker#1", budget={"max_usd": 10})
-    assert again.value == 3  # a child of the new round asked all three again
+    assert again.value == 3  # the same child went on from the call its budget stopped
     kids = {r.workflow_id: r.status async for r in app.aiter_runs(parent="p")}
-    assert kids == {"p/asker#1": RunStatus.FAILED, "p/asker#1@2": RunStatus.COMPLETED}
-    # the first child's two answered calls count (the money was spent), then three
-    assert await _spent(app, "p") == pytest.approx(5 * 1.2)
+    assert kids == {"p/asker#1": RunStatus.COMPLETED}
+    # its two answered calls were not asked again: three calls paid in all
+    assert await _spent(app, "p") == pytest.approx(3 * 1.2)
+    asked = [c.step_key for c in await app.alist_ai_calls("p/asker#1")]
+    assert len(asked) == len(set(asked)) == 3
 
 
 async def test_a_child_given_a_smaller_budget_stops_at_its_own(app: App) -> None:

@@ -20,6 +20,7 @@ for a worker that knows it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import replace
@@ -51,6 +52,9 @@ from ._records import (
 from ._rows import Rows
 
 __all__ = ["QueueVerbs"]
+
+# a rerun that forgets nothing: no event of a run comes after it
+_NOTHING = 1 << 62
 
 # every table that holds rows of a run, by the query that deletes them
 _RUN_TABLES = (
@@ -461,35 +465,61 @@ class QueueVerbs(StoreBase):
     ) -> None:
         """Forget `step` and every step started after it, and the values recorded since
         (state updates, now(), uuid(): the state goes back to its last kept update);
-        the run becomes runnable. `budget` (JSON) replaces the run's AI budget."""
+        the run becomes runnable. `budget` (JSON) replaces the run's AI budget.
+
+        `step` the wait for a child that failed (``child:<id>``): the child goes on
+        from where it stopped, in the same transaction (its failed step, or the AI
+        call its budget stopped, forgotten; what it did before kept, so no answered
+        call is asked again), and the wait stays registered, pending, for the
+        parent's replay to find that child again."""
 
         async def body(tx: Tx) -> None:
-            run = await tx.one("run_status_locked", wid=workflow_id)
-            if run is None:
-                raise RunNotFoundError(workflow_id)
-            if run[0] not in RERUNNABLE:
-                raise InvalidArgumentError(
-                    f"run {workflow_id!r} is {run[0]}; rerun_from needs a run that is not "
-                    "executing (cancel it first, or wait for it to end or park)"
-                )
-            if await _unknown(tx, workflow_id, step):
-                keys = [tx.rows.step(r).key for r in await tx.all("load_steps", wid=workflow_id)]
-                waits = [str(r[0]) for r in await tx.all("wait_keys", wid=workflow_id)]
-                raise InvalidArgumentError(_no_step(workflow_id, step, keys, waits))
-            # "after it" in the run's own order (its events), not by clock: steps and
-            # waits begun at the same instant keep their order
-            first = (await tx.one("rerun_first", wid=workflow_id, key=step))[0]
-            await tx.execute("rerun_steps", wid=workflow_id, first=first)
-            await tx.execute("rerun_values", wid=workflow_id, first=first)
-            await tx.execute("rerun_state", wid=workflow_id)
-            await tx.execute("rerun_waits", wid=workflow_id, first=first)
-            await tx.execute("rerun_reset", wid=workflow_id)
-            if budget is not None:
-                await tx.execute("set_budget", wid=workflow_id, budget=budget)
-            await self._events(tx, Fence(workflow_id), [NewEvent("run.rerun_from", step)], at)
-            await self._enqueue_next(tx, workflow_id, at)
+            await self._check_rerun(tx, workflow_id, step)
+            child = await _failed_child(tx, workflow_id, step)
+            if child is not None:
+                await self._check_rerun(tx, child, None)
+                point = await _stopped_at(tx, child)
+                await self._rerun(tx, child, point, None, at)
+            await self._rerun(tx, workflow_id, step, budget, at, keep_wait=child is not None)
 
         await self._tx("write", body)
+
+    async def _check_rerun(self, tx: Tx, workflow_id: str, step: str | None) -> None:
+        run = await tx.one("run_status_locked", wid=workflow_id)
+        if run is None:
+            raise RunNotFoundError(workflow_id)
+        if run[0] not in RERUNNABLE:
+            raise InvalidArgumentError(
+                f"run {workflow_id!r} is {run[0]}; rerun_from needs a run that is not "
+                "executing (cancel it first, or wait for it to end or park)"
+            )
+        if step is not None and await _unknown(tx, workflow_id, step):
+            keys = [tx.rows.step(r).key for r in await tx.all("load_steps", wid=workflow_id)]
+            waits = [str(r[0]) for r in await tx.all("wait_keys", wid=workflow_id)]
+            raise InvalidArgumentError(_no_step(workflow_id, step, keys, waits))
+
+    async def _rerun(
+        self, tx: Tx, workflow_id: str, step: str | None, budget: str | None, at: datetime,
+        *, keep_wait: bool = False,
+    ) -> None:  # fmt: skip
+        """The rerun of one run from `step` (None: nothing forgotten, the run driven
+        again over all it recorded); `keep_wait`: `step`, a wait, is kept, pending."""
+        # "after it" in the run's own order (its events), not by clock: steps and
+        # waits begun at the same instant keep their order
+        first = _NOTHING
+        if step is not None:
+            first = (await tx.one("rerun_first", wid=workflow_id, key=step))[0]
+        await tx.execute("rerun_steps", wid=workflow_id, first=first)
+        await tx.execute("rerun_values", wid=workflow_id, first=first)
+        await tx.execute("rerun_state", wid=workflow_id)
+        await tx.execute("rerun_waits", wid=workflow_id, first=first + keep_wait)
+        if keep_wait:
+            await tx.execute("rerun_wait_pending", wid=workflow_id, key=step)
+        await tx.execute("rerun_reset", wid=workflow_id)
+        if budget is not None:
+            await tx.execute("set_budget", wid=workflow_id, budget=budget)
+        await self._events(tx, Fence(workflow_id), [NewEvent("run.rerun_from", step)], at)
+        await self._enqueue_next(tx, workflow_id, at)
 
     # -- outbox -----------------------------------------------------------------------
 
@@ -640,6 +670,39 @@ async def _finished_family(tx: Tx, run_id: str) -> list[str] | None:
 
 def _queued(run: NewRun, queue: str) -> NewRun:
     return replace(run, queue=queue)
+
+
+async def _failed_child(tx: Tx, workflow_id: str, key: str) -> str | None:
+    """The child `key` (``child:<id>``) waited for, if it is a child of this run that
+    failed: a rerun from that wait takes it up where it stopped."""
+    if not key.startswith("child:"):
+        return None
+    child = key.removeprefix("child:")
+    row = await tx.one("get_run", id=child)
+    if row is None:
+        return None
+    run = tx.rows.run(row)
+    ok = run.parent_id == workflow_id and run.status is RunStatus.FAILED
+    return child if ok else None
+
+
+async def _stopped_at(tx: Tx, workflow_id: str) -> str | None:
+    """Where a failed run stopped in its latest round: the step that failed, or the AI
+    call its budget stopped (recorded as answered, with the stop); None where it
+    failed outside any step (its code raised), so nothing need be forgotten."""
+    rows = await tx.all("list_events", wid=workflow_id, after=0, limit=None)
+    events = [tx.rows.event(r) for r in rows]
+    since = max((e.seq for e in events if e.type == "run.rerun_from"), default=0)
+    for e in events:
+        if e.seq <= since:
+            continue
+        if e.type == "step.failed" and e.message:
+            return e.message
+        if e.type == "budget.exceeded" and e.detail:
+            step = json.loads(e.detail).get("step")
+            if isinstance(step, str) and step:
+                return step
+    return None
 
 
 async def _unknown(tx: Tx, workflow_id: str, key: str) -> bool:

@@ -120,6 +120,10 @@ UPDATE runs SET state = COALESCE((SELECT s.result FROM steps s WHERE s.run_id = 
 -- and the waits the run's end closed (cancelled): the replay registers them anew
 DELETE FROM waitpoints WHERE run_id = :wid AND (status = 'cancelled' OR wait_key IN
   (SELECT message FROM events WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first))
+-- name: rerun_wait_pending
+-- the wait for a child the rerun takes up again: pending, for the replay to find
+UPDATE waitpoints SET status = 'pending', payload = NULL, resolved_at = NULL
+WHERE run_id = :wid AND wait_key = :key
 -- name: set_budget
 UPDATE runs SET budget = :budget WHERE id = :wid
 -- name: rerun_reset
