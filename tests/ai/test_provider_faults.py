@@ -191,6 +191,55 @@ async def test_an_answer_without_usage_costs_unknown_not_zero(
     assert (await app.store.ai_spend("u1", None)).unknown_cost_calls == 1  # the budget's read
 
 
+# usage blocks that lack the input or the output count, as some servers send them
+_PARTIAL_USAGE = {
+    "openai": [
+        {"total_tokens": 15},
+        {"prompt_tokens": 10},
+        {"prompt_tokens": 10, "completion_tokens": None, "total_tokens": None},
+    ],
+    "anthropic": [{}, {"input_tokens": 10}, {"output_tokens": 10, "input_tokens": None}],
+}
+
+
+def _answer_with_usage(provider: str, usage: dict[str, object]) -> dict[str, object]:
+    if provider == "openai":
+        return {**OPENAI_NO_USAGE, "usage": usage}
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "hi"}],
+        "stop_reason": "end_turn",
+        "usage": usage,
+    }
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_usage_block_missing_a_count_costs_unknown_not_less(
+    app: App, server: ProviderServer, provider: str
+) -> None:
+    """A usage block without its input or output count was priced as if those tokens
+    were none: `{"total_tokens": 15}` logged a call at $0, `{"prompt_tokens": 10}`
+    one at the price of its input alone."""
+    for usage in _PARTIAL_USAGE[provider]:
+        server.answer_next(200, _answer_with_usage(provider, usage))
+
+    @app.workflow(name="partial-usage")
+    async def ask(wf: Workflow) -> list[float | None]:
+        calls = range(len(_PARTIAL_USAGE[provider]))
+        return [(await wf.ai.generate_text(MODELS[provider], prompt="hi")).cost_usd for _ in calls]
+
+    done = await app.arun(ask, workflow_id="p1")
+    assert done.value == [None, None, None]
+    calls = await app.alist_ai_calls("p1")
+    assert [c.cost_micro_usd for c in calls] == [None, None, None]
+    assert [c.input_tokens for c in calls][1] == 10  # the counts it told are kept
+    [row] = await app.ausage(run="p1")
+    assert (row.calls, row.unknown_cost_calls, row.priced_calls) == (3, 3, 0)
+
+
 async def test_a_refused_call_that_billed_nothing_is_not_of_unknown_cost(
     database_url: str, clock: FakeClock, server: ProviderServer
 ) -> None:

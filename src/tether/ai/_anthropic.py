@@ -26,6 +26,7 @@ from ._types import (
     ModelReply,
     TextRequest,
     Usage,
+    is_count,
 )
 
 __all__ = ["Anthropic", "anthropic_usage"]
@@ -246,7 +247,8 @@ def _reply(
         tool_calls=tool_calls,
         finish_reason=raw.get("stop_reason"),
         usage=anthropic_usage(usage),
-        usage_reported=bool(usage),
+        # a count left out would price the call as free of those tokens: unknown instead
+        usage_reported=all(is_count(usage.get(k)) for k in ("input_tokens", "output_tokens")),
         model=raw.get("model") or "",
         request_id=request_id or raw.get("id"),
         service_tier=usage.get("service_tier"),

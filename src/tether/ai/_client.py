@@ -1144,7 +1144,12 @@ class WorkflowAI:
             service_tier=None if batch else service_tier,
         )
         if not usage_known:  # billed, but for tokens not told: its cost is unknown, not $0
-            log.warning("%s:%s answered without usage; its cost is unknown", pname, model_id)
+            log.warning(
+                "%s:%s answered without usage (or without its input or output count); "
+                "its cost is unknown",
+                pname,
+                model_id,
+            )
             priced = Priced(None, None)
         if priced.micro_usd is None and error is None:
             self._unpriced(pname, model_id, usage_known)
@@ -1194,8 +1199,9 @@ class WorkflowAI:
             f"{model} has no known price, so its calls do not count against the budget's "
             f"{limit}; price it in ai.Prices({{{model!r}: {{...}}}}){tokens}"
             if usage_known
-            else f"{model} answered without usage (tokens), so its cost is unknown and does "
-            f"not count against the budget's {limit}; have the server report usage"
+            else f"{model} answered without usage (or without its input or output tokens), "
+            f"so its cost is unknown and does not count against the budget's {limit}; "
+            "have the server report usage"
         )
         log.warning("run %s: %s", self._flow.workflow_id, message)
         detail = {"provider": pname, "model": model_id, "max_usd": budget.max_usd}

@@ -23,9 +23,10 @@ from ._types import (
     ModelReply,
     TextRequest,
     Usage,
+    is_count,
 )
 
-__all__ = ["OpenAI", "OpenAICompatible", "openai_usage"]
+__all__ = ["OpenAI", "OpenAICompatible", "openai_usage", "openai_usage_told"]
 
 _BATCH_STATES = {
     "validating": "pending",
@@ -65,6 +66,22 @@ def openai_usage(usage: dict[str, Any] | None) -> Usage:
         output_tokens=int(output),
         reasoning_tokens=reasoning,
     )
+
+
+def openai_usage_told(usage: Any, *, output: bool = True) -> bool:
+    """Whether `usage` tells the input count (and, for a generation, the output):
+    a block without them (only `total_tokens`, or a count left out or null, as some
+    OpenAI-compatible servers send) would price the call as free of those tokens,
+    so its cost is unknown instead."""
+    if not isinstance(usage, dict):
+        return False
+    told = _counted(usage, "prompt_tokens", "input_tokens")
+    return told and (not output or _counted(usage, "completion_tokens", "output_tokens"))
+
+
+def _counted(usage: dict[str, Any], *keys: str) -> bool:
+    """Whether one of `keys` holds a count (a number, as some servers send 12.0)."""
+    return any(is_count(usage.get(k)) for k in keys)
 
 
 class OpenAI(SDKProvider):
@@ -123,7 +140,7 @@ class OpenAI(SDKProvider):
         return EmbedReply(
             vectors=[r["embedding"] for r in rows],
             usage=openai_usage(raw.get("usage")),
-            usage_reported=bool(raw.get("usage")),
+            usage_reported=openai_usage_told(raw.get("usage"), output=False),
             model=raw.get("model") or model,
             request_id=getattr(resp, "_request_id", None),
             raw={k: v for k, v in raw.items() if k != "data"},
@@ -260,7 +277,7 @@ def _reply(raw: dict[str, Any], request_id: str | None) -> ModelReply:
         tool_calls=message.get("tool_calls") or [],
         finish_reason=choice.get("finish_reason"),
         usage=openai_usage(raw.get("usage")),
-        usage_reported=bool(raw.get("usage")),
+        usage_reported=openai_usage_told(raw.get("usage")),
         model=raw.get("model") or "",
         request_id=request_id or raw.get("id"),
         service_tier=raw.get("service_tier"),

@@ -28,6 +28,12 @@ __all__ = [
 Role = Literal["system", "user", "assistant", "tool"]
 
 
+def is_count(value: Any) -> bool:
+    """A token count as a server sends it: a number (not None, not a bool; some
+    servers send 12.0)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class Usage(BaseModel):
     """Tokens of one call (or a sum of calls), in one convention for all providers."""
 
