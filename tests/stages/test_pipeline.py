@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, Optional
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 import tether
 from tether import PipelineError
@@ -136,6 +136,29 @@ def test_config_is_validated_per_stage_with_defaults_before_anything_runs() -> N
     with pytest.raises(PipelineError, match="takes no config"):
         tether.Pipeline("q", input=Text).pipe(summarize).bind({"text": "", "words": 0},
                                                               {"summarize": {"x": 1}})  # fmt: skip
+
+
+def test_a_config_key_the_stage_does_not_declare_is_refused_not_ignored() -> None:
+    """A misspelt key (``max_len``) was dropped by the model, and the stage ran with
+    its default: a config the caller believed applied, silently not."""
+    p = tether.Pipeline("p", input=Doc).pipe(extract)
+    with pytest.raises(
+        PipelineError,
+        match=r"config of stage 'extract' has no field 'max_len' .*fields: fail, "
+        r"max_length\); did you mean 'max_length'\?",
+    ):
+        p.bind({"url": "u"}, {"extract": {"max_len": 5}})
+
+    class Loose(BaseModel):
+        model_config = ConfigDict(extra="ignore")  # said so: extra keys are dropped
+        depth: int = 1
+
+    @tether.stage(id="loose", input=Doc, output=Doc, config=Loose)
+    async def loose(ctx: tether.StageContext[Doc, Loose]) -> Doc:
+        return ctx.input
+
+    run = tether.Pipeline("l", input=Doc).pipe(loose).bind({"url": "u"}, {"loose": {"x": 1}})
+    assert run.config == {"loose": {"depth": 1}}
 
 
 def test_suspend_and_not_ready_check_their_seconds() -> None:

@@ -80,3 +80,27 @@ async def test_a_recorded_config_the_release_refuses_says_how_to_make_it_fit(
         assert "give a new field a default" in said
     finally:
         await new.aclose()
+
+
+async def test_a_release_that_dropped_a_config_field_resumes_runs_that_set_it(
+    database_url: str,
+) -> None:
+    """A run's recorded config keeps a field the release has since dropped: only a
+    config a caller gives now is refused for a key its model does not declare."""
+    await _parked(database_url, "r3")
+    new = App(database_url, clock=FakeClock())
+    new.register(_release("2", Nothing))
+    try:
+        await new.asignal("r3", "go", "yes")
+        done = await new.aresume("r3")
+        assert done.status is RunStatus.COMPLETED, done.record.last_error
+        with pytest.raises(tether.PipelineError, match="has no field 'style'"):
+            await new.arun(_release("2", Nothing), Doc(url="u"), config={"ask": {"style": "x"}})
+    finally:
+        await new.aclose()
+
+
+class Nothing(BaseModel):
+    """A release's config that no longer has `style`."""
+
+    depth: int = 1

@@ -10,6 +10,7 @@ earlier and models that do not chain are refused there, not at run time.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -189,23 +190,31 @@ class Pipeline(Generic[I, O]):
 
     # -- binding a run's input and config ---------------------------------------------------
 
-    def bind(self, input: Any, config: Mapping[str, Any] | None) -> PipelineRun:
+    def bind(
+        self, input: Any, config: Mapping[str, Any] | None, *, given: bool = True
+    ) -> PipelineRun:
         """The run input for `input` and `config` (one mapping by stage id), validated:
-        a bad value fails here, naming the stage and the field, before anything runs."""
+        a bad value fails here, naming the stage and the field, before anything runs.
+        A key a stage's config model does not declare is refused when the config is
+        `given` by a caller (a misspelt ``max_len`` ran with the default); a stored
+        run's config keeps a field a compatible release has since dropped."""
         self.check()
         if config is not None and not isinstance(config, Mapping):
             raise PipelineError(
                 f"config must be a mapping by stage id, e.g. {{'extract': {{...}}}}; got {config!r}"
             )
-        given = dict(config or {})
+        by_stage = dict(config or {})
         stages = self.stages
-        unknown = sorted(set(given) - set(stages))
+        unknown = sorted(set(by_stage) - set(stages))
         if unknown:
             raise PipelineError(
                 f"config names {unknown}, which are not stages of pipeline {self.name!r} "
                 f"(stages: {', '.join(stages)})"
             )
-        configs = {sid: self._config(s, given.get(sid)) for sid, s in stages.items()}
+        if given:
+            for sid, value in by_stage.items():
+                _check_fields(stages[sid], value)
+        configs = {sid: self._config(s, by_stage.get(sid)) for sid, s in stages.items()}
         return PipelineRun(pipeline=self.name, input=self._input(input), config=configs)
 
     def _input(self, value: Any) -> Any:
@@ -244,7 +253,7 @@ class Pipeline(Generic[I, O]):
             stages = self.stages
             kept = {sid: c for sid, c in value.config.items()
                     if sid in stages and stages[sid].config is not None}  # fmt: skip
-            return self.bind(value.input, kept)
+            return self.bind(value.input, kept, given=False)
         return self.bind(value, None)
 
     @property
@@ -292,3 +301,24 @@ class Pipeline(Generic[I, O]):
             f"workflow {wf.workflow_name!r} the budget or timeout and call a pipeline built "
             "without them"
         )
+
+
+def _check_fields(s: Stage[Any, Any, Any], value: Any) -> None:
+    """Refuse a key `s`'s config model does not declare, unless the model says what
+    to do with extra keys (``model_config = ConfigDict(extra=...)``)."""
+    model = s.config
+    if model is None or not isinstance(value, Mapping) or model.model_config.get("extra"):
+        return
+    known: set[str] = set()
+    for name, field in model.model_fields.items():
+        known |= {name, *(a for a in (field.alias, field.validation_alias) if isinstance(a, str))}
+    extra = sorted(str(k) for k in value if k not in known)
+    if not extra:
+        return
+    fields = ", ".join(sorted(model.model_fields)) or "none"
+    close = difflib.get_close_matches(extra[0], sorted(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise PipelineError(
+        f"config of stage {s.id!r} has no field {extra[0]!r} ({model.__name__}'s fields: "
+        f"{fields}){hint}"
+    )
