@@ -664,3 +664,27 @@ async def test_issue_runs_are_found_among_more_open_runs_than_a_page(
         await d.answer("C-1", "blue")
         await d.run_once()
         assert backend.requests[1].prompt == "blue"
+
+
+async def test_run_once_returns_when_the_app_stops_and_leaves_the_runs_queued(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A signal drains the App: a run driven by `run_once` hands itself back at its next
+    step. Before, the pass claimed that run's job again at once, in a loop that never
+    ended; the process died holding the job, and a restarted dispatcher waited out its
+    lease before the run went on."""
+    tracker = MemoryTracker([_issue("S-1"), _issue("S-2")])
+    async with tether.App(database_url, clock=tether.FakeClock()) as stopping:
+        d = Dispatcher(stopping, _config(tmp_path), tracker=tracker, backend=MockBackend())
+        stopping.drain()
+        # a bound for a hang, not a measure of speed: the pass makes no step at all
+        report = await asyncio.wait_for(d.run_once(), 20)
+        assert report.dispatched == ["S-1", "S-2"] and report.ok
+        jobs = await stopping.store.list_jobs()
+        assert {j.status.value for j in jobs} == {"queued"}, jobs
+    async with tether.App(database_url, clock=tether.FakeClock()) as restarted:
+        backend = MockBackend()
+        e = Dispatcher(restarted, _config(tmp_path), tracker=tracker, backend=backend)
+        await e.run_once()  # takes both over at once, no lease to wait out
+        assert {i.state for i in tracker.issues.values()} == {"review"}
+        assert len(backend.requests) == 6  # three turns each, once

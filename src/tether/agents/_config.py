@@ -158,8 +158,9 @@ class HooksSettings(_Section):
 
 
 class AgentSettings(_Section):
-    """The agent and the scheduler's limits. `max_retries` failures in a row park the
-    issue for a person (`tether agents retry`); None retries forever (Symphony)."""
+    """The agent and the scheduler's limits. A failure after `max_retries` retries in a
+    row (`max_retries` + 1 failures) parks the issue for a person (`tether agents
+    retry`); None retries forever (Symphony)."""
 
     backend: Literal["api", "claude", "codex", "command", "mock"] = "codex"
     command: str | None = None

@@ -34,6 +34,7 @@ from ..store import RunStatus
 from ._config import WorkflowConfig, WorkflowFile, WorkflowWatcher
 from ._errors import AgentsError, IssueNotFoundError
 from ._factory import make_backend, make_tracker
+from ._generations import Generations, generation_id
 from ._issue import Issue
 from ._run import COOLDOWN_SCOPE, ISSUE_WORKFLOW, QUEUE, RESUME_SIGNAL, IssueRunner, issue_key
 from ._scheduler import (
@@ -54,7 +55,7 @@ from .trackers import Tracker
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..worker import Worker
+    from ..worker import ServerlessHost, Worker
 
 __all__ = ["Dispatcher", "IssueStatus", "TickReport"]
 
@@ -64,6 +65,8 @@ STOPPED_BY_PERSON = "stopped by a person"
 CHANGED_SINCE_POLL = "changed since the poll"
 CLEANUP_EVERY = 20  # ticks between runs of the workspace retention chore
 CLEANUP_LIMIT = 900  # seconds one run of it may take
+# a job's run neither parked nor ended: it handed itself back (the App drains)
+_HANDED_BACK = frozenset({RunStatus.PENDING.value, RunStatus.RUNNING.value})
 
 
 @dataclass
@@ -114,6 +117,7 @@ class Dispatcher:
         self._worker: Worker | None = None  # the one `serve` runs, resized on reload
         self._asked_at: datetime | None = None
         self._refused: str | None = None  # why WORKFLOW.md was refused, once logged
+        self._generations = Generations(app)  # each issue's newest run, found in few reads
         self.runner = IssueRunner(app, self.config, self.tracker, self.backend)
         # its retries park, whatever the App's inline_wait: waited out inline, a 1 s
         # continuation held the queue's slot, and `run_once` on a default App never returned
@@ -204,15 +208,9 @@ class Dispatcher:
             raise IssueNotFoundError(identifier, self.key(identifier))
         return run
 
-    async def _latest_run(self, identifier: str) -> Any:
-        latest = None
-        n = 1
-        while True:
-            try:
-                latest = await self.app.aget_run(_run_id(self.key(identifier), n))
-            except RunNotFoundError:
-                return latest
-            n += 1
+    async def _latest_run(self, identifier: str) -> RunInfo | None:
+        _, run = await self._generations.newest(self.key(identifier))
+        return run
 
     async def state(self, candidates: list[Issue]) -> tuple[SchedulerState, dict[str, str]]:
         """The scheduler's state rebuilt from the runs; and issue id -> run id."""
@@ -373,20 +371,13 @@ class Dispatcher:
     async def dispatch(self, issue: Issue) -> str:
         """Queue the issue's run: its first, or the next one if the last has ended."""
         base = self.key(issue.identifier)
-        n = 1
-        while True:
-            run_id = _run_id(base, n)
-            try:
-                run = await self.app.aget_run(run_id)
-            except RunNotFoundError:
-                break
-            if not run.status.terminal:
-                return run_id  # already there: dispatching twice is a no-op
-            n += 1
+        n, latest = await self._generations.newest(base)
+        if latest is not None and not latest.status.terminal:
+            return latest.workflow_id  # already there: dispatching twice is a no-op
         return await self.app.asubmit(
             self.runner,
-            {"issue": issue.to_dict(), "generation": n},
-            workflow_id=run_id,
+            {"issue": issue.to_dict(), "generation": n + 1},
+            workflow_id=generation_id(base, n + 1),
             queue=QUEUE,
             concurrency_key=base,
             tags=("agents", base),
@@ -595,21 +586,7 @@ class Dispatcher:
 
         await self.app.afire_due_timers()  # retries that fell due while nobody ran
         report, candidates = await self._tick()
-        host = ServerlessHost(self.app, queues=(QUEUE,))
-        while True:
-            # no timer is fired here: one that falls due while this pass drives other
-            # runs (a continuation is due 1 s after its attempt) waits for the next
-            # run_once, else agents slower than that between them kept it going forever
-            jobs = await host.aclaim(1)
-            if not jobs:
-                break
-            run_id = jobs[0].workflow_id
-            before = await self._failed_attempts(run_id)
-            done = await host.ahandle_job(jobs[0])
-            # the run failed, or an attempt of it did (it retries or waits for a person)
-            failed = done.status == "failed" or await self._failed_attempts(run_id) > before
-            if failed and run_id not in report.failed:
-                report.failed.append(run_id)
+        await self._drive(ServerlessHost(self.app, queues=(QUEUE,)), report)
         # why each candidate is not worked on, as things stand now rather than at the
         # poll: a run answered then is not "already running" if it parked again since
         state, _ = await self.state(candidates)
@@ -621,6 +598,29 @@ class Dispatcher:
         }
         _skipped(report, candidates, state, self.config().config, now)
         return report
+
+    async def _drive(self, host: ServerlessHost, report: TickReport) -> None:
+        """Drive the queued runs one by one until each parks or ends; those that failed
+        (or an attempt of which did) go in `report.failed`."""
+        while True:
+            # no timer is fired here: one that falls due while this pass drives other
+            # runs (a continuation is due 1 s after its attempt) waits for the next
+            # run_once, else agents slower than that between them kept it going forever
+            jobs = await host.aclaim(1)
+            if not jobs:
+                return
+            run_id = jobs[0].workflow_id
+            before = await self._failed_attempts(run_id)
+            done = await host.ahandle_job(jobs[0])
+            # the run failed, or an attempt of it did (it retries or waits for a person)
+            failed = done.status == "failed" or await self._failed_attempts(run_id) > before
+            if failed and run_id not in report.failed:
+                report.failed.append(run_id)
+            if done.status in _HANDED_BACK:
+                # the App is stopping (a signal, `drain`): the run gave itself back
+                # unfinished and its job is queued again; claimed once more, it came
+                # straight back, in a loop, until the process died holding its job
+                return
 
     async def _failed_attempts(self, run_id: str) -> int:
         """How many attempts of the run failed so far (its state counts them)."""
@@ -713,10 +713,6 @@ def _skipped(
         reason = why_not(issue, state, config, now)
         if reason is not None and issue.identifier not in report.dispatched:
             report.skipped[issue.identifier] = reason
-
-
-def _run_id(base: str, n: int) -> str:
-    return base if n == 1 else f"{base}:{n}"
 
 
 def _state(text: str | None) -> dict[str, Any]:

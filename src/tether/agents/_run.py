@@ -13,7 +13,7 @@ attempts, retry timers, waits for a person and results are rows:
 - the scheduler's reducer decides what follows: a continuation retry (1 s) or
   a failure retry (backoff) as a durable timer (`wf.sleep`) then a re-check of
   the issue (a step), or a wait for a person (`wf.wait_for_signal`) after
-  `max_retries` failures in a row, when the agent asks for input, or when the
+  `max_retries` + 1 failures in a row, when the agent asks for input, or when the
   issue's budget is spent;
 - tracker writes (the hand-off state) are steps carrying a marker.
 

@@ -14,8 +14,9 @@ Symphony's SPEC has a function of the same name here:
 - `reconcile_issue` (terminal: stop and clean; not active or gone: stop, keep),
 - `is_stalled` (no *progress* event for `stall_timeout_ms`).
 
-tether adds `max_retries`: that many failures in a row park the issue for a
-person instead of retrying forever, and a shared provider cooldown.
+tether adds `max_retries`: once that many retries failed too (`max_retries` + 1
+failures in a row) the issue waits for a person instead of retrying forever; and a
+shared provider cooldown.
 """
 
 from __future__ import annotations
