@@ -1313,6 +1313,13 @@ class App:
         next step boundary (a step in flight finishes and is recorded first)."""
         self._runner.begin_drain()
 
+    @property
+    def draining(self) -> bool:
+        """Whether this App began to stop (`drain`, `close`, a signal its process got):
+        a loop that claims work for it (a `ServerlessHost`, a dispatcher) stops
+        claiming, as each run it drove would only hand itself back."""
+        return self._runtime.draining
+
     @homed
     async def aclose(self) -> None:
         """Stop gracefully: no new steps; steps in flight finish (up to

@@ -56,8 +56,11 @@ class ServerlessHost:
         self.worker_id = worker_id or process_owner()
 
     async def aclaim(self, limit: int = 1) -> list[JobRow]:
-        """Claim up to `limit` ready jobs for this host."""
+        """Claim up to `limit` ready jobs for this host; none once its App drains (each
+        run would hand itself back at once and its job be claimed again, in a loop)."""
         _check_limit(limit)
+        if self.app.draining:
+            return []
         return await claim_jobs(self.app, self.worker_id, self.queues, limit)
 
     async def ahandle_job(self, job: JobRow) -> JobExecuted:
