@@ -68,6 +68,28 @@ def test_a_secret_comes_from_the_environment_and_never_shows(
         ),
         ("---\ntracker: {kind: file}\n---\n", "invalid_config", "tracker.path"),
         ("---\ntracker: {kind: memory}\n---\n{% if x %", "template_parse_error", "parse"),
+        # each says which file, where in the prompt, and a misspelt choice's near match
+        (
+            "---\ntracker: {kind: memory}\n---\nhi\n{% if issue.title %}\nx\n",
+            "template_parse_error",
+            "WORKFLOW.md: the prompt template does not parse: expected tag endif, found end "
+            "of expression (a block the prompt opens is never closed: add its end tag)",
+        ),
+        (
+            "---\ntracker: {kind: memory}\n---\na\n{% fi %}\n",
+            "template_parse_error",
+            "unexpected tag 'fi' (line 2)",
+        ),
+        (
+            "---\ntracker: {kind: memory}\n---\n{{ issue.titel }}",
+            "template_render_error",
+            "WORKFLOW.md: the prompt template uses issue.titel",
+        ),
+        (
+            "---\ntracker: {kind: memory}\nagent: {backend: comand}\n---\n",
+            "invalid_config",
+            "(got 'comand'; did you mean 'command'?)",
+        ),
     ],
 )
 def test_errors_name_the_key_and_the_fix(text: str, code: str, words: str) -> None:

@@ -141,6 +141,40 @@ Work on {{{{ issue.identifier }}}}""",
             await serving
 
 
+async def test_an_error_that_lasts_is_logged_once_not_at_every_tick(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken WORKFLOW.md (refused once, in its own line) also logged "tick: no new
+    dispatch until it is fixed" at every tick, for as long as it stayed broken."""
+    from tether.agents import WorkflowWatcher
+
+    path = tmp_path / "WORKFLOW.md"
+    text = f"""---
+tracker: {{kind: memory, active_states: [todo]}}
+polling: {{interval_ms: 3600000}}
+workspace: {{root: {tmp_path / "ws"}}}
+agent: {{backend: mock, max_turns: 1}}
+---
+Work on {{{{ issue.identifier }}}}"""
+    tracker = MemoryTracker([Issue(id="1", identifier="L-1", title="one", state="todo")])
+    async with tether.App(f"sqlite:///{tmp_path}/t.db") as app:
+        path.write_text(text)
+        d = Dispatcher(app, WorkflowWatcher(path), tracker=tracker, backend=MockBackend())
+        path.write_text(text.replace("max_turns: 1", "max_turns: 0"))  # broken from here
+        stop = asyncio.Event()
+        caplog.set_level("WARNING", logger="tether")
+        serving = asyncio.ensure_future(d.serve(stop=stop))
+        try:
+            for _ in range(4):  # a refresh is taken when a tick starts: 3 ticks have ended
+                await eventually(lambda: d.refresh()["coalesced"] is False, timeout=30)
+        finally:
+            stop.set()
+            await serving
+    said = [r.getMessage() for r in caplog.records if "no new dispatch" in r.getMessage()]
+    assert len(said) == 1, said
+    assert tracker.issues["1"].state == "todo"  # nothing dispatched meanwhile
+
+
 async def test_the_retention_chore_never_holds_up_a_tick(tmp_path: Path) -> None:
     """A slow `before_remove` at start-up: the first tick dispatches all the same."""
     from tether.agents import WorkspaceManager

@@ -345,7 +345,7 @@ def _explain(exc: ValidationError, where: str) -> WorkflowFileError:
             fix = f"remove {key} or check its spelling" + _did_you_mean(e["loc"])
         else:
             shown = "<secret>" if "api_key" in key else repr(e.get("input"))
-            fix = f"got {shown}"
+            fix = f"got {shown}" + _one_of(e)
         problems.append(f"{key}: {e['msg']} ({fix})")
     return WorkflowFileError(f"{where}: " + "; ".join(problems), code="invalid_config")
 
@@ -358,6 +358,16 @@ def _did_you_mean(loc: tuple[int | str, ...]) -> str:
         return ""
     close = difflib.get_close_matches(str(loc[1]), list(section.model_fields), n=1, cutoff=0.7)
     return f"; did you mean {loc[0]}.{close[0]}?" if close else ""
+
+
+def _one_of(e: Any) -> str:
+    """``; did you mean 'command'?`` for a misspelt choice (``backend: comand``)."""
+    given, expected = e.get("input"), (e.get("ctx") or {}).get("expected")
+    if e["type"] != "literal_error" or not isinstance(given, str) or not expected:
+        return ""
+    choices = re.findall(r"'([^']*)'", str(expected))
+    close = difflib.get_close_matches(given.lower(), choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 _SECRET_ENV = {"github": "GITHUB_TOKEN", "linear": "LINEAR_API_KEY"}
@@ -527,7 +537,10 @@ def parse_workflow(text: str, *, path: Path | None = None) -> WorkflowFile:
             code="invalid_config",
         )
     if prompt:
-        check_template(prompt)
+        try:
+            check_template(prompt)
+        except TemplateError as exc:  # which file, as every other refusal says
+            raise TemplateError(f"{where}: {exc}", code=exc.code) from None
     digest = hashlib.sha256(text.encode()).hexdigest()
     return WorkflowFile(config=config, prompt=prompt or DEFAULT_PROMPT, path=path, sha256=digest)
 

@@ -677,6 +677,7 @@ class Dispatcher:
         serving = asyncio.ensure_future(worker.run(install_signals=False))
         ticks = 0
         cleaning: asyncio.Future[None] | None = None
+        said: set[str] = set()  # the last tick's errors: one that lasts is logged once
         try:
             while not stop.is_set():
                 # at start-up, then now and then; beside the ticks, never holding one up
@@ -686,7 +687,9 @@ class Dispatcher:
                 try:
                     report = await self.tick()
                     for err in report.errors:
-                        log.warning("tick: %s", err)
+                        if err not in said:
+                            log.warning("tick: %s", err)
+                    said = set(report.errors)
                 except Exception:
                     log.exception("tick failed")
                 await self._pause(stop)

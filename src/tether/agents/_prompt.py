@@ -37,8 +37,21 @@ def _parse(template: str) -> Any:
         return _ENV.from_string(template)
     except LiquidError as exc:
         raise TemplateError(
-            f"the prompt template does not parse: {_one_line(exc)}", code="template_parse_error"
+            f"the prompt template does not parse: {_one_line(exc)}{_place(exc)}",
+            code="template_parse_error",
         ) from None
+
+
+def _place(exc: LiquidError) -> str:
+    """Where in the prompt a parse error is: its line, when Liquid knows the token; a
+    block never closed is found only at the end, which names no line."""
+    token = getattr(exc, "token", None)
+    at, source = getattr(token, "start_index", -1), getattr(token, "source", "")
+    if isinstance(at, int) and at >= 0 and isinstance(source, str) and source:
+        return f" (line {source.count(chr(10), 0, at) + 1})"
+    if "expected tag end" in str(exc):
+        return " (a block the prompt opens is never closed: add its end tag)"
+    return ""
 
 
 def check_template(template: str) -> None:
