@@ -156,5 +156,8 @@ def start(
             except httpx.TransportError:
                 return False
 
-        eventually_sync(up, timeout=60, interval=0.05)
+        try:
+            eventually_sync(up, timeout=60, interval=0.05)
+        except AssertionError as exc:  # stopped, not left running into the next test
+            raise AssertionError(f"{exc}; its output:\n{served.stop()[-4000:]}") from None
     return served

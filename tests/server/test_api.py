@@ -217,6 +217,21 @@ def test_errors_are_json_with_code_message_and_details(served: Served) -> None:
         assert got.status_code == 200 and "event: end" in body
 
 
+def test_a_cancel_flag_must_be_a_json_boolean(served: Served) -> None:
+    """``{"compensate": "yes"}`` (or 1, or "false") was read as a boolean by pydantic's
+    lax rules: a client's mistake decided whether undo steps ran."""
+    with Client(served.url) as client:
+        wid = client.start("waits")
+        _parked(client, wid)
+    for flag in ("yes", 1, "false"):
+        got = httpx.post(f"{served.url}/api/v1/runs/{wid}/cancel", json={"compensate": flag})
+        assert got.status_code == 422, (flag, got.text)
+        assert got.json()["error"]["details"][0]["field"] == "body.compensate"
+    assert httpx.get(f"{served.url}/api/v1/runs/{wid}").json()["status"] == "waiting"
+    done = httpx.post(f"{served.url}/api/v1/runs/{wid}/cancel", json={"compensate": False})
+    assert done.status_code == 200, done.text
+
+
 def test_idempotency_key_makes_a_retried_post_safe(served: Served) -> None:
     with Client(served.url) as client:
         one = client.start("counts", 1, idempotency_key="k-1")

@@ -81,8 +81,11 @@ def done_note(code: str, info: RunInfo) -> tuple[str, bool] | None:
 
 
 @runs_pages.get("/")
-async def home(_: Who) -> Response:
-    return RedirectResponse("/runs", status_code=303)
+async def home(request: Request, _: Who) -> Response:
+    """The runs page, with the query given (``/?status=failed`` filters as ``/runs``
+    does: a link or bookmark to the address printed at start-up kept its filter)."""
+    query = request.url.query
+    return RedirectResponse(f"/runs?{query}" if query else "/runs", status_code=303)
 
 
 def _filters(request: Request) -> tuple[RunFilter, dict[str, str], str | None]:

@@ -127,7 +127,12 @@ async def granted(request: Request, token: str | None) -> Scope:
             if why is None:
                 return "admin"
             raise ApiError(401, "unauthenticated", f"{why}; {_SEND_TOKEN}")
-        raise ApiError(401, "unauthenticated", "send an API token: Authorization: Bearer <token>")
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "send an API token: Authorization: Bearer <token> (an admin makes one with "
+            "`tether tokens create --scope read|write|admin`)",
+        )
     row = await app.store.find_api_token(hash_token(token), at=app.clock.now())
     if row is None or row.scope not in SCOPES:
         raise ApiError(401, "invalid_token", "the API token is unknown or revoked")

@@ -197,7 +197,14 @@ class Edge:
         self, scope: Scope, receive: Receive, send: Send, key: str, body: bytes
     ) -> None:
         if not key or len(key) > 200:
-            await _error(send, 422, "invalid_idempotency_key", "Idempotency-Key: 1-200 chars")
+            given = f"it has {len(key)}" if key else "it is empty"
+            await _error(
+                send,
+                422,
+                "invalid_idempotency_key",
+                f"Idempotency-Key: give 1 to 200 characters ({given}); send a shorter key "
+                "(a hash of a long one, say), or leave the header out",
+            )
             return
         try:
             stored_key, request, earlier = await self._begin(scope, key, body)

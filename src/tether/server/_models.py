@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from .._info import RunInfo, WaitInfo
 from ..record import EventRecord, RunRecord
@@ -232,9 +232,10 @@ class RunStarted(_Out):
 
 class CancelRun(_Body):
     reason: str | None = None
-    compensate: bool = False
+    # a JSON true or false: "yes" or 1 read as true cancelled with compensation
+    compensate: StrictBool = False
     # cancel even with provider batches out that the served App cannot reach
-    abandon_batches: bool = False
+    abandon_batches: StrictBool = False
 
 
 class RunCancelled(_Out):
@@ -337,6 +338,11 @@ class WorkerInfo(_Out):
 
     id: str
     workflows: list[str]
+    queues: list[str] = Field(
+        default_factory=list,
+        description="the job queues it works (a worker); none: it drives only the runs it "
+        "starts or is woken for",
+    )
     since: datetime
     expires_at: datetime
 

@@ -89,6 +89,7 @@ async def workers(request: Request) -> list[WorkerInfo]:
             WorkerInfo(
                 id=row.holder,
                 workflows=list(detail.get("workflows", [])),
+                queues=list(detail.get("queues", [])),
                 since=row.acquired_at,
                 expires_at=row.expires_at,
             )

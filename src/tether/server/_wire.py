@@ -14,6 +14,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, TypeAdapter
 
 from ..record import RunRecord
+from ..serde import to_json_data
 from ..store import RunStatus
 from ._errors import ApiError
 from ._models import (
@@ -166,8 +167,10 @@ class Calls:
         options = _args(locals(), "workflow", "input", "idempotency_key")
         body: dict[str, Any] = {"workflow": workflow}
         if input is not UNSET:
-            body["input"] = input
+            body["input"] = to_json_data(input, what="input")
         body |= {k: _jsonable(v) for k, v in options.items() if v is not None}
+        if initial_state is not None:
+            body["initial_state"] = to_json_data(initial_state, what="initial_state")
         return self._post(
             "/api/v1/runs",
             lambda d: RunStarted.model_validate(d).workflow_id,
@@ -208,7 +211,7 @@ class Calls:
         return self._post(
             f"/api/v1/runs/{path_segment(workflow_id)}/signal",
             lambda d: Signalled.model_validate(d).woken,
-            {"name": name, "payload": payload},
+            {"name": name, "payload": to_json_data(payload, what=f"signal {name!r} payload")},
             idempotency_key,
         )
 
@@ -218,7 +221,7 @@ class Calls:
         return self._post(
             "/api/v1/events",
             lambda d: EventSent.model_validate(d).woken,
-            {"type": event_type, "payload": payload},
+            {"type": event_type, "payload": to_json_data(payload, what="event payload")},
             idempotency_key,
         )
 
@@ -228,7 +231,7 @@ class Calls:
         return self._post(
             f"/api/v1/wait-tokens/{path_segment(token_id)}/complete",
             lambda d: TokenCompleted.model_validate(d).workflow_id,
-            {"payload": payload},
+            {"payload": to_json_data(payload, what="token payload")},
             idempotency_key,
         )
 
