@@ -39,6 +39,23 @@ def test_run_once_dispatches_the_example_offline(tmp_path: Path) -> None:
     assert "phase: ended" in shown.stdout and "issue_state: review" in shown.stdout
 
 
+def test_run_once_removes_the_workspace_of_an_issue_closed_after_its_run(
+    tmp_path: Path,
+) -> None:
+    """The retention chore ran only in `run`: a `--once` from cron left the workspace of
+    an issue closed after its run ended for good."""
+    where = _example(tmp_path)
+    assert tether(where, "agents", "run", "--once").returncode == 0
+    workspace = where / ".workspaces" / "DEMO-1"
+    assert workspace.is_dir()
+    issues = (where / "ISSUES.md").read_text().replace("- status: review", "- status: done")
+    (where / "ISSUES.md").write_text(issues)  # a person merged it
+    again = tether(where, "agents", "run", "--once")
+    assert again.returncode == 0, again.stderr
+    assert "removed workspace DEMO-1" in again.stdout
+    assert not workspace.exists()
+
+
 def test_an_issue_sent_back_is_dispatched_again_in_a_new_run(tmp_path: Path) -> None:
     where = _example(tmp_path)
     text = (

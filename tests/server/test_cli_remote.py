@@ -37,6 +37,22 @@ def test_runs_commands_against_a_server(served: Served) -> None:
     assert down.returncode == 4 and "cannot reach" in down.stderr
 
 
+def test_show_of_a_waiting_run_through_a_server_names_the_server_as_its_driver(
+    served: Served,
+) -> None:
+    """It said no live process drives the run, and to start a worker, while the server
+    that answered drove it (as `runs show --db` said)."""
+    with Client(served.url) as client:
+        wid = client.start("waits")
+        eventually_sync(lambda: client.get_record(wid).status is RunStatus.WAITING, timeout=30)
+        [server] = [w.id for w in client.workers() if "waits" in w.workflows]
+    nowhere = "sqlite:////nonexistent/never.db"
+    shown = tether(served.folder, nowhere, "runs", "show", wid, "--server", served.url)
+    assert shown.returncode == 0, shown.stderr
+    assert "no live process" not in shown.stdout
+    assert server in " ".join(shown.stdout.split()), shown.stdout
+
+
 def test_runs_list_json_from_a_server_cut_short_says_so(served: Served) -> None:
     """As from the database: a --json list stopped by --limit says so on stderr."""
     with Client(served.url) as client:

@@ -174,9 +174,11 @@ def start_hint(workflow_name: str, queue: str | None = None) -> str:
     return "`tether worker --app FILE.py:app" + (f" -q {queue}`" if queue else "`")
 
 
-def driven_by(rec: RunRecord, drivers: list[str]) -> str:
+def driven_by(rec: RunRecord, drivers: list[str], queue: str | None = None) -> str:
     """Who will move an unfinished run on: the live processes serving its workflow (a
-    process of this machine that has ended is not, though its claim has not lapsed)."""
+    process of this machine that has ended is not, though its claim has not lapsed).
+    A queued run's hint names its `queue`: a worker started as told, on the default
+    queue, never took it."""
     if rec.status.terminal:
         return ""
     drivers = [d for d in drivers if not owner_is_dead(d)]
@@ -184,9 +186,10 @@ def driven_by(rec: RunRecord, drivers: list[str]) -> str:
         return ", ".join(drivers)
     if rec.workflow_name == AGENT_RUNS:
         return f"nobody: no dispatcher is running (start {start_hint(rec.workflow_name)})"
+    where = f" on queue {queue!r}" if queue else ""
     return (
-        f"nobody: no live process drives workflow {rec.workflow_name!r} (start "
-        f"{start_hint(rec.workflow_name)}, or `tether runs resume {rec.workflow_id} "
+        f"nobody: no live process drives workflow {rec.workflow_name!r}{where} (start "
+        f"{start_hint(rec.workflow_name, queue)}, or `tether runs resume {rec.workflow_id} "
         "--app FILE.py:app`)"
     )
 

@@ -23,7 +23,14 @@ from ..definition import WorkflowDef
 from ..errors import InvalidArgumentError
 from ..serde import MAX_DEPTH
 
-__all__ = ["UsageError", "load_target", "module_app", "parse_json", "validate_input"]
+__all__ = [
+    "UsageError",
+    "load_target",
+    "module_app",
+    "parse_json",
+    "validate_input",
+    "workflow_def",
+]
 
 
 class UsageError(Exception):
@@ -52,6 +59,23 @@ def load_target(target: str) -> tuple[Any, ModuleType]:
             "`async def f(wf, input)`"
         )
         raise UsageError(f"{where} has no {name!r}; {hint}") from None
+
+
+def workflow_def(target: str, found: Any, module: ModuleType) -> WorkflowDef:
+    """The workflow `target` names. Naming the App (`flows.py:app`, as `worker` takes
+    it) or anything else that is not a workflow said only "got <tether.app.App object
+    at 0x7f...>", with no word of which names would do."""
+    try:
+        return WorkflowDef.of(found)
+    except InvalidArgumentError:
+        if callable(found) and not isinstance(found, type):
+            raise
+        names = _async_functions(module)
+        there = f"async functions there: {', '.join(names)}" if names else "it has none"
+        raise UsageError(
+            f"{target} is an object of type {type(found).__name__}, not a workflow: name an async "
+            f"function, `async def f(wf)` or `async def f(wf, input)` ({there})"
+        ) from None
 
 
 def _load_file(where: str) -> ModuleType:

@@ -146,7 +146,16 @@ def _run_once(dispatcher: Any, app: App) -> None:
     """One tick, what it did, and an exit code that says whether it went well. A
     signal meanwhile gives the turns in flight `shutdown_grace_ms`, as `run` does."""
     app.shutdown_grace = dispatcher.config().config.agent.shutdown_grace_ms / 1000
-    report = _call(app, dispatcher.run_once)
+
+    async def tick_and_sweep() -> tuple[Any, list[str]]:
+        # the retention chore too, as `run` does at start-up: a `--once` from cron
+        # never removed the workspace of an issue that went terminal after its run
+        report = await dispatcher.run_once()
+        return report, ([] if app.draining else await dispatcher.cleanup())
+
+    report, removed = _call(app, tick_and_sweep)
+    for name in removed:
+        _say(f"removed workspace {name}")
     for ident in report.dispatched:
         _say(f"dispatched {ident}")
     for ident, why in report.skipped.items():

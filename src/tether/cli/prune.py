@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import click
 
@@ -12,7 +12,7 @@ from .._durations import parse_age
 from ..app import App
 from ..errors import TetherError
 from ..store import RunStatus
-from ._common import EXIT_USAGE, CliState, db_state, fail, guard, text
+from ._common import EXIT_INTERRUPTED, EXIT_USAGE, CliState, db_state, err, fail, guard, note, text
 from ._db import use_app
 from .worker import load_app
 
@@ -74,12 +74,47 @@ def prune(
     except TetherError as exc:
         fail(EXIT_USAGE, f"--older-than: {exc}")
     wanted = [RunStatus(s) for s in statuses] or None
+    cutoff = datetime.now(UTC) - age
     if dry_run:
-        count = with_app(state, app_ref, lambda a: _count(a, datetime.now(UTC) - age, wanted))
+        count = with_app(state, app_ref, lambda a: _count(a, cutoff, wanted))
         print(f"{count} finished run(s) older than {older_than} would be deleted (dry run)")
         return
-    deleted = with_app(state, app_ref, lambda a: a.prune(age, wanted))
+    found: list[int] = []  # how many there were, once counted
+
+    def delete(a: App) -> int:
+        found.append(_count(a, cutoff, wanted))
+        return _deleting(found[0], older_than, lambda: a.prune(age, wanted))
+
+    try:
+        deleted = with_app(state, app_ref, delete)
+    except KeyboardInterrupt:
+        _interrupted(found, lambda: with_app(state, app_ref, lambda a: _count(a, cutoff, wanted)))
     print(f"deleted {deleted} finished run(s) older than {older_than}")
+
+
+def _deleting(count: int, older_than: str, prune: Callable[[], int]) -> int:
+    """`prune`, said on stderr before it starts, with a spinner on a terminal: thousands
+    of runs take a while (5,000 took 14 s on PostgreSQL, without a word)."""
+    if not count:
+        return 0
+    note(f"deleting {count} finished run(s) older than {older_than} (Ctrl-C stops it) ...")
+    if not err.is_terminal:
+        return prune()
+    with err.status(f"deleting {count} finished run(s) ..."):
+        return prune()
+
+
+def _interrupted(found: list[int], remaining: Callable[[], int]) -> NoReturn:
+    """Ctrl-C: each batch deleted stays deleted, so say how far it got (it said only
+    "interrupted", leaving the user to guess whether anything was deleted)."""
+    if not found or not found[0]:
+        fail(EXIT_INTERRUPTED, "interrupted before anything was deleted")
+    gone = max(found[0] - remaining(), 0)
+    fail(
+        EXIT_INTERRUPTED,
+        f"interrupted after deleting {gone} of {found[0]} finished run(s); the same "
+        "command deletes the rest",
+    )
 
 
 def _count(the_app: App, cutoff: datetime, statuses: list[RunStatus] | None) -> int:

@@ -14,7 +14,7 @@ from ..errors import RunNotFoundError
 from ._common import CliState, db_state, guard, text
 from ._db import bind, choose, given_db, open_app
 from ._drive import drive
-from ._load import UsageError, load_target, module_app, parse_json, validate_input
+from ._load import UsageError, load_target, module_app, parse_json, validate_input, workflow_def
 from ._progress import Progress
 
 __all__ = ["load_run", "run"]
@@ -74,7 +74,7 @@ def load_run(
         text(workflow_id, "--id")
     fn, module = guard(lambda: load_target(target), traceback=traceback)
     value = guard(lambda: parse_json(input_json, "input"))
-    defn: WorkflowDef = guard(lambda: WorkflowDef.of(fn))
+    defn: WorkflowDef = guard(lambda: workflow_def(target, fn, module))
     args: tuple[Any, ...] = ()
     if input_json is not None:
         args = (guard(lambda: validate_input(defn, value)),)

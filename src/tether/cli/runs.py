@@ -70,6 +70,7 @@ class _Shown(NamedTuple):
 
     rec: RunRecord
     drivers: list[str]
+    queue: str | None
     parent: str | None
     children: list[RunInfo]
     more_children: int
@@ -82,9 +83,23 @@ async def _children(a: App, workflow_id: str) -> tuple[list[RunInfo], int]:
     return found, max(len(ids) - _MAX_CHILDREN, 0)
 
 
+def _served_drivers(state: CliState, rec: RunRecord) -> list[str]:
+    """The live processes the server knows that drive the run's workflow (the server
+    itself among them): it said none, and told the user to start a worker beside the
+    server that drove the run. The record names no queue, so a queued run's drivers
+    are those of its workflow on any queue."""
+    if rec.status.terminal:
+        return []
+    from ._remote import ask
+
+    workers = ask(state, lambda c: c.workers())
+    return [w.id for w in workers if rec.workflow_name in w.workflows]
+
+
 def _shown(state: CliState, workflow_id: str) -> _Shown:
     if state.server is not None:
-        return _Shown(_record(state, workflow_id), [], None, [], 0)
+        rec = _record(state, workflow_id)
+        return _Shown(rec, _served_drivers(state, rec), None, None, [], 0)
     text(workflow_id, "run id")
 
     def read(a: App) -> _Shown:
@@ -92,7 +107,7 @@ def _shown(state: CliState, workflow_id: str) -> _Shown:
         info = a.get_run(workflow_id)
         drivers = a.drivers(rec.workflow_name, info.queue)  # a queued run: its queue's workers
         children, more = a.run_sync(_children(a, workflow_id))
-        return _Shown(rec, drivers, info.parent_id, children, more)
+        return _Shown(rec, drivers, info.queue, info.parent_id, children, more)
 
     return use_app(state, read)
 
@@ -313,11 +328,12 @@ def _one_run(
 @_one_run("show", json_help="Print the run's full record as JSON.")
 def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
     """A run's summary, its steps and its last 10 events."""
-    rec, drivers, parent, children, more_children = _shown(state, workflow_id)
+    shown = _shown(state, workflow_id)
+    rec, children, more_children = shown.rec, shown.children, shown.more_children
     if as_json:
         print_json(_shown_record(rec))
         return
-    out.print(_summary(rec, drivers, parent))
+    out.print(_summary(shown))
     if rec.stages:
         out.print(_stages_table(rec))
     steps = table("step", "status", "attempts", zoned("completed"), "error")
@@ -397,7 +413,8 @@ def _ended(rec: RunRecord) -> str:
     return rec.end_reason.value.replace("_", " ")
 
 
-def _summary(rec: RunRecord, drivers: list[str], parent: str | None) -> Table:
+def _summary(shown: _Shown) -> Table:
+    rec = shown.rec
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
@@ -405,11 +422,11 @@ def _summary(rec: RunRecord, drivers: list[str], parent: str | None) -> Table:
     facts = [
         ("run", rec.workflow_id),
         ("workflow", rec.workflow_name + version),
-        ("parent", parent or ""),
+        ("parent", shown.parent or ""),
         ("status", status_text(rec)),
         ("ended", _ended(rec)),
         ("owner", rec.owner if rec.status is RunStatus.RUNNING and rec.owner else ""),
-        ("driven by", driven_by(rec, drivers)),
+        ("driven by", driven_by(rec, shown.drivers, shown.queue)),
         ("created", ts(rec.created_at, zone=True)),
         ("updated", ts(rec.updated_at, zone=True)),
         ("finished", ts(rec.finished_at, zone=True)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 
 import click
@@ -14,6 +15,8 @@ from ._db import Database, bind, choose, require_existing
 from ._load import load_target
 
 __all__ = ["load_app", "worker"]
+
+_CENTURY = 3_162_240_000  # seconds: the longest grace a Worker takes
 
 
 class _KeyValues(logging.Formatter):
@@ -73,7 +76,7 @@ def load_app(
 )
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),  # nan passes it: Worker refuses it (exit 2)
+    type=click.FloatRange(min=0),  # nan and inf pass it: refused below, naming --grace
     default=30.0,
     show_default=True,
     metavar="SECONDS",
@@ -91,13 +94,20 @@ def worker(
     """
     from ..worker import Worker
 
+    names = _queue_names(queues)
+    if not math.isfinite(grace) or grace > _CENTURY:
+        fail(
+            EXIT_USAGE,
+            f"--grace {grace}: grace must be a number of seconds from 0 to {_CENTURY} "
+            "(a century); pass e.g. --grace 60",
+        )
     the_app, db = load_app(state, app_ref, existing=False)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_KeyValues())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     db.announce()
     try:
-        w = Worker(the_app, queues=_queue_names(queues), concurrency=concurrency, grace=grace)
+        w = Worker(the_app, queues=names, concurrency=concurrency, grace=grace)
     except TetherError as exc:
         fail(EXIT_USAGE, str(exc))
     guard(w.serve)
@@ -107,4 +117,11 @@ def _queue_names(given: tuple[str, ...]) -> list[str]:
     """The queues of ``-q`` options, each a name or names separated by commas (as
     Celery's ``-Q a,b``): ``a,b`` was served as one queue named ``a,b``."""
     names = [n.strip() for value in given for n in value.split(",")]
+    if any(not n for n in names):  # `-q agents,` or an unset `-q "$QUEUE"`
+        given_text = " ".join(f"-q {value!r}" for value in given)
+        fail(
+            EXIT_USAGE,
+            f"{given_text}: a queue name is blank; give names separated by commas, "
+            "e.g. -q agents,batch",
+        )
     return list(dict.fromkeys(names)) or ["default"]
