@@ -180,3 +180,26 @@ async def test_a_budget_check_reads_an_index_alone(tmp_path: Path) -> None:
                 str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {q[name]}", params)
             )
             assert "COVERING INDEX" in plan, (name, plan)
+
+
+async def test_a_database_at_its_schema_opens_and_reads_beside_a_writer(tmp_path: Path) -> None:
+    """Opening took the write lock to find no migration to apply: `tether runs list`
+    beside another process's write transaction waited it out, then failed "database
+    is locked" (with busy_timeout=0 here, at once)."""
+    db = tmp_path / "t.db"
+    first = App(f"sqlite:///{db}")
+    await first.arun(_noop, workflow_id="kept")
+    await first.aclose()
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # holds the write lock throughout
+        reader = open_store(f"sqlite:///{db}?busy_timeout=0")
+        try:
+            await reader.open()
+            run = await reader.get_run("kept")
+            assert run is not None and run.status is tether.RunStatus.COMPLETED
+        finally:
+            await reader.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -362,6 +362,8 @@ class SQLiteStore(Store):
                 delay = min(delay * 2, 0.1)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
+        if self._up_to_date(conn):
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -381,6 +383,18 @@ class SQLiteStore(Store):
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def _up_to_date(self, conn: sqlite3.Connection) -> bool:
+        """Whether the database is at this tether's schema, read without the write lock:
+        opening one took that lock to find nothing to do, so a read-only command (`runs
+        list`) waited out a writer's transaction, or failed once it took too long."""
+        try:
+            current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+        except sqlite3.OperationalError:  # a new file: no schema yet
+            return False
+        if current is None or conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            return False
+        return not pending(self.dialect, current, repr(self.config.path))
 
 
 def _statements(script: str) -> list[str]:
