@@ -488,3 +488,15 @@ def test_filters_the_database_cannot_store_are_refused_as_the_api_refuses_them(
         assert "NUL" in page.text and 'class="problem"' in page.text
     listed = httpx.get(pg_served.url + "/runs?workflow=%00")
     assert "greet" in listed.text  # the filter is dropped: every run is listed
+
+
+def test_a_status_no_run_has_is_said_not_ignored(dash: Served) -> None:
+    """``/runs?status=faild`` listed every run under no word: a mistyped link read as
+    if all of them had failed."""
+    with Client(dash.url) as client:
+        client.start("greet", "Ada")
+    page = httpx.get(dash.url + "/runs?status=faild")
+    assert page.status_code == 422, page.text[:200]
+    assert 'class="problem"' in page.text
+    assert "There is no run status &#39;faild&#39;" in page.text and "failed" in page.text
+    assert "greet" in page.text  # every run listed, as the note says

@@ -89,8 +89,9 @@ async def home(request: Request, _: Who) -> Response:
 
 
 def _filters(request: Request) -> tuple[RunFilter, dict[str, str], str | None]:
-    """The runs page's filters from its query (unknown values are ignored), and the
-    problem with one the database cannot store (dropped, as the API refuses it)."""
+    """The runs page's filters from its query, and the problem with one it drops: a
+    value the database cannot store, or a status no run has (a mistyped link listed
+    every run as if they were all of it; the API refuses both)."""
     q = request.query_params
     shown = {k: q.get(k, "").strip() for k in ("status", "workflow", "tag", "since", "q")}
     problem = None
@@ -99,6 +100,12 @@ def _filters(request: Request) -> tuple[RunFilter, dict[str, str], str | None]:
         if why is not None:
             problem, shown[name] = why, ""
     status = RunStatus(shown["status"]) if shown["status"] in set(RunStatus) else None
+    if status is None and shown["status"]:
+        known = ", ".join(s.value for s in RunStatus)
+        problem = problem or (
+            f"There is no run status {shown['status']!r} (statuses: {known}): showing runs "
+            "of every status."
+        )
     if status is None:
         shown["status"] = ""
     since = SINCE.get(shown["since"])
