@@ -144,3 +144,35 @@ async def test_an_interceptor_may_answer_or_refuse_without_calling_the_step(
     assert res.value == ["from-the-interceptor", "ran"]
     assert calls == ["refused"]
     assert res.record.steps["refused"].attempts == 2
+
+
+async def test_a_listener_that_raises_is_logged_and_the_run_goes_on(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in a logging hook failed the run for good, at a step whose result was
+    already recorded, and kept the listeners after it from hearing anything."""
+
+    class Broken:
+        async def intercept(self, call: StepCall, proceed: Proceed) -> Any:
+            return await proceed()
+
+        def on_event(self, workflow_id: str, type_: str, message: Any, detail: Any) -> None:
+            raise KeyError("a bug in the listener")
+
+    heard: list[str] = []
+    app = App(database_url, clock=FakeClock(), interceptors=[Broken()])
+
+    @app.workflow(name="listened")
+    async def listened(wf: Workflow) -> int:
+        return await wf.step("one", lambda: 1) + await wf.step("two", lambda: 1)
+
+    caplog.set_level("DEBUG", logger="tether")
+    try:
+        done = await app.arun(listened, workflow_id="l1", on_event=lambda *e: heard.append(e[1]))
+    finally:
+        await app.aclose()
+    assert done.status is tether.RunStatus.COMPLETED and done.value == 2
+    assert heard.count("step.completed") == 2  # the hook after the broken one heard all
+    said = [r for r in caplog.records if "on_event listener failed" in r.getMessage()]
+    assert [r.levelname for r in said][:1] == ["ERROR"]  # once with its traceback
+    assert all(r.levelname == "DEBUG" for r in said[1:]) and len(said) > 1

@@ -69,3 +69,39 @@ def test_pytest_asyncio_still_runs_the_tests_it_is_asked_to(tmp_path: Path) -> N
     done = _pytest(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout, done.stdout
+
+
+ANYIO_TESTS = """
+import pytest
+import tether
+
+async def flow(wf: tether.Workflow) -> int:
+    return await wf.step("one", lambda: 1)
+
+@pytest.mark.anyio
+async def test_marked_for_anyio(tether_app):
+    assert (await tether_app.arun(flow, workflow_id="t")).value == 1
+"""
+
+
+def test_anyio_on_a_backend_other_than_asyncio_fails_saying_how_to_keep_asyncio(
+    tmp_path: Path,
+) -> None:
+    """anyio runs a marked test on each backend installed; tether_app on trio fails
+    naming the fixture that keeps the test on asyncio, not "no current event loop"."""
+    pytest.importorskip("trio")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_flows.py").write_text(ANYIO_TESTS)
+    done = _pytest(tmp_path, "-p", "no:asyncio")
+    assert "1 passed, 1 error" in done.stdout, done.stdout
+    assert "ERROR test_flows.py::test_marked_for_anyio[trio]" in done.stdout
+    assert "tether_app runs on asyncio, not on anyio's 'trio' backend" in done.stdout
+    assert "def anyio_backend(): return 'asyncio'" in done.stdout
+    assert "no current event loop" not in done.stdout
+
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef anyio_backend():\n    return 'asyncio'\n"
+    )
+    done = _pytest(tmp_path, "-p", "no:asyncio")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout, done.stdout

@@ -17,6 +17,7 @@ detail)``, which sees every event the drive writes, as `on_event` hooks do.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -73,15 +74,38 @@ class StepInterceptor(Protocol):
 
 
 def check_interceptors(interceptors: Sequence[Any]) -> tuple[StepInterceptor, ...]:
-    """The interceptors as a tuple, each checked to have an ``intercept`` method."""
+    """The interceptors as a tuple, each checked here so that a mistake fails `App()`
+    with what to change, not each step later with a TypeError from inside the chain."""
     if isinstance(interceptors, str | bytes) or not isinstance(interceptors, Sequence):
         raise InvalidArgumentError("interceptors must be a list of StepInterceptor objects")
     for i in interceptors:
-        if not isinstance(i, StepInterceptor):
-            raise InvalidArgumentError(
-                f"interceptor {i!r} has no `async def intercept(self, call, proceed)` method"
-            )
+        _check_one(i)
     return tuple(interceptors)
+
+
+def _check_one(icpt: Any) -> None:
+    if isinstance(icpt, type):
+        raise InvalidArgumentError(
+            f"interceptor {icpt.__qualname__} is a class: pass an instance, "
+            f"interceptors=[{icpt.__qualname__}()]"
+        )
+    if not isinstance(icpt, StepInterceptor):
+        raise InvalidArgumentError(
+            f"interceptor {icpt!r} has no `async def intercept(self, call, proceed)` method"
+        )
+    for name in ("intercept", "intercept_run"):
+        method = getattr(icpt, name, None)
+        if inspect.isroutine(method) and not inspect.iscoroutinefunction(method):
+            raise InvalidArgumentError(
+                f"{type(icpt).__qualname__}.{name} is a plain `def`: make it "
+                f"`async def {name}(self, call, proceed)` and `return await proceed()`"
+            )
+    listen = getattr(icpt, "on_event", None)
+    if listen is not None and not callable(listen):
+        raise InvalidArgumentError(
+            f"{type(icpt).__qualname__}.on_event is {listen!r}, not a method: define "
+            "`def on_event(self, workflow_id, type, message, detail)` or leave it out"
+        )
 
 
 def run_intercepted(
@@ -117,7 +141,13 @@ def with_listeners(interceptors: tuple[StepInterceptor, ...], hook: Any) -> Any:
         listeners.append(hook)
 
     def every(workflow_id: str, type_: str, message: str | None, detail: Any) -> None:
-        for listen in listeners:
-            listen(workflow_id, type_, message, detail)
+        failed: Exception | None = None
+        for listen in listeners:  # one that raises keeps none after it from hearing
+            try:
+                listen(workflow_id, type_, message, detail)
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed  # for the drive to log (`RunState.emit`)
 
     return every

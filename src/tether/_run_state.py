@@ -10,6 +10,7 @@ methods here; nobody else reaches into the context.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -36,6 +37,8 @@ __all__ = ["STEP_RULE", "Compensation", "RunState", "name_scope"]
 # step) names its calls from its own root, as it does when woken on its own (else its
 # steps were ``a[0]`` in one drive and ``a`` in the next: run again)
 STEP_RULE = 5
+
+log = logging.getLogger("tether")
 
 # the prefix of the names of steps, waits and recorded values called in this task (a
 # stage's id and "/"): two stages running side by side may name their steps alike
@@ -84,6 +87,7 @@ class RunState:
     in_flight: set[str] = field(default_factory=set)  # steps whose function runs now
     step_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     driver: asyncio.Task[Any] | None = None  # the task that drives the run (see `unwind`)
+    listener_failed: bool = False  # an `on_event` listener raised in this drive (logged)
 
     @classmethod
     def open(
@@ -167,8 +171,21 @@ class RunState:
         return self.fence.workflow_id
 
     def emit(self, type_: str, message: str | None = None, detail: Any = None) -> None:
-        if self.on_event is not None:
+        """Tell the drive's listeners (`on_event=`, interceptors' `on_event`). A listener
+        that raises is logged, not raised: a bug in a logging or tracing hook failed the
+        run for good, at a step whose result was already recorded."""
+        if self.on_event is None:
+            return
+        try:
             self.on_event(self.workflow_id, type_, message, detail)
+        except Exception:
+            if self.listener_failed:  # said once a drive, with its traceback
+                log.debug("an on_event listener failed again on %s of run %s", type_,
+                          self.workflow_id, exc_info=True)  # fmt: skip
+                return
+            self.listener_failed = True
+            log.exception("an on_event listener failed on %s of run %s; the run goes on",
+                          type_, self.workflow_id)  # fmt: skip
 
     # -- the compute budget --------------------------------------------------------
 

@@ -56,13 +56,15 @@ def memory_app(clock: FakeClock | None = None) -> App:
 class _Poll:
     """One polling of a condition: its deadline, and what it last showed."""
 
-    def __init__(self, condition: Callable[[], Any], timeout: float, interval: float) -> None:
-        if not timeout > 0 or not interval > 0:
-            raise ValueError(f"timeout and interval must be > 0, got {timeout!r}, {interval!r}")
+    def __init__(
+        self, condition: Callable[[], Any], timeout: float | timedelta, interval: float | timedelta
+    ) -> None:
+        # checked as pass_time's `by` is: a timedelta or a string here would otherwise
+        # fail with a bare "'>' not supported" TypeError from inside this class
+        self.timeout = check_seconds("eventually's `timeout`", timeout, positive=True)
+        self.interval = check_seconds("eventually's `interval`", interval, positive=True)
         self.condition = condition
-        self.timeout = timeout
-        self.interval = interval
-        self.deadline = time.monotonic() + timeout
+        self.deadline = time.monotonic() + self.timeout
         self.last: str = "nothing yet"
         self.overdue = False  # a call outlived the deadline: fail now, no further try
 
@@ -123,8 +125,8 @@ class _Poll:
 async def eventually(
     condition: Callable[[], T] | Callable[[], Awaitable[T]],
     *,
-    timeout: float = 10.0,
-    interval: float = 0.01,
+    timeout: float | timedelta = 10.0,
+    interval: float | timedelta = 0.01,
     clock: FakeClock | None = None,
 ) -> T:
     """Call `condition` (sync or async) every `interval` seconds until it returns a
@@ -152,8 +154,8 @@ async def eventually(
 def eventually_sync(
     condition: Callable[[], T],
     *,
-    timeout: float = 10.0,
-    interval: float = 0.01,
+    timeout: float | timedelta = 10.0,
+    interval: float | timedelta = 0.01,
     clock: FakeClock | None = None,
 ) -> T:
     """`eventually` for sync code (a test driving subprocesses, say). An async
@@ -236,8 +238,9 @@ else:
         return FakeClock()
 
     @pytest.fixture
-    def tether_app(tether_clock: FakeClock) -> Iterator[App]:
+    def tether_app(tether_clock: FakeClock, request: pytest.FixtureRequest) -> Iterator[App]:
         """A fresh in-memory `App` on `tether_clock`, closed after the test."""
+        _refuse_other_loops(request)
         app = memory_app(tether_clock)
         # connect now: the connection (on the store's own thread) then serves whichever loop
         # the test runs on, and no two first uses can race to open two in-memory databases
@@ -249,6 +252,21 @@ else:
             # an async plugin ran the test on a loop it has closed since, and with it what
             # the App had running there: only the store is left to close
             _run(app.store.close())
+
+    def _refuse_other_loops(request: pytest.FixtureRequest) -> None:
+        """An App runs on asyncio only: anyio (which runs a marked test on every backend
+        installed, trio too) gets a failure saying so, not "no current event loop"."""
+        if "anyio_backend" not in request.fixturenames:
+            return
+        backend = request.getfixturevalue("anyio_backend")
+        name = backend if isinstance(backend, str) else backend[0]
+        if name != "asyncio":
+            pytest.fail(
+                f"tether_app runs on asyncio, not on anyio's {name!r} backend; keep this "
+                "test on asyncio with a fixture in conftest.py: @pytest.fixture "
+                "def anyio_backend(): return 'asyncio'",
+                pytrace=False,
+            )
 
     def _run(coro: Coroutine[Any, Any, None]) -> None:
         """Run `coro` on a loop of its own, leaving the thread's current loop (which an
