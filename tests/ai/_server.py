@@ -65,6 +65,16 @@ OPENAI_NO_USAGE: dict[str, object] = {
     ],
 }
 
+# an Anthropic message from a proxy that reports no usage
+ANTHROPIC_NO_USAGE: dict[str, object] = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5",
+    "content": [{"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+}
+
 
 class ProviderServer:
     """Start with `ProviderServer()`; `openai_url` and `anthropic_url` for the SDKs."""

@@ -12,7 +12,7 @@ import pytest
 
 from tether import App, FakeClock, InvalidArgumentError, Workflow, ai
 
-from ._server import OPENAI_NO_USAGE, ProviderServer
+from ._server import ANTHROPIC_NO_USAGE, OPENAI_NO_USAGE, ProviderServer
 
 OPENAI_ERROR = {"error": {"message": "The server had an error", "type": "server_error"}}
 ANTHROPIC_ERROR = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
@@ -161,18 +161,7 @@ async def test_a_request_left_unanswered_times_out_retryable_naming_the_model(
 async def test_an_answer_without_usage_costs_unknown_not_zero(
     app: App, server: ProviderServer, provider: str
 ) -> None:
-    if provider == "openai":
-        body: dict[str, object] = OPENAI_NO_USAGE
-    else:
-        body = {
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": "claude-sonnet-4-5",
-            "content": [{"type": "text", "text": "hi"}],
-            "stop_reason": "end_turn",
-        }
-    server.answer_next(200, body)
+    server.answer_next(200, OPENAI_NO_USAGE if provider == "openai" else ANTHROPIC_NO_USAGE)
 
     @app.workflow(name="no-usage")
     async def ask(wf: Workflow) -> float | None:
@@ -203,17 +192,7 @@ _PARTIAL_USAGE = {
 
 
 def _answer_with_usage(provider: str, usage: dict[str, object]) -> dict[str, object]:
-    if provider == "openai":
-        return {**OPENAI_NO_USAGE, "usage": usage}
-    return {
-        "id": "msg_1",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-5",
-        "content": [{"type": "text", "text": "hi"}],
-        "stop_reason": "end_turn",
-        "usage": usage,
-    }
+    return {**(OPENAI_NO_USAGE if provider == "openai" else ANTHROPIC_NO_USAGE), "usage": usage}
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
