@@ -103,6 +103,11 @@ def test_tick_ids_are_the_schedule_and_the_utc_time() -> None:
         # cronsim reads six fields as seconds first: a schedule every second, not minute
         ({"cron": "* * * * * *"}, "five fields"),
         ({"cron": "* * * *"}, "five fields"),
+        ({"cron": "0 1"}, "it has 2 fields; write five fields"),
+        ({"cron": "*"}, "it has 1 field; write five fields"),
+        # crontab's nicknames: said "it has 1 fields", naming none of the five to write
+        ({"cron": "@daily"}, r"nicknames are not read; write it as '0 0 \* \* \*'"),
+        ({"cron": "@Hourly"}, r"write it as '0 \* \* \* \*'"),
         # its runs are named name@<tick>: a name a run id cannot carry failed at 2 a.m.
         ({"cron": "* * * * *", "name": "a" * 990}, "keep it within 979 bytes"),
     ],
@@ -131,6 +136,15 @@ def test_a_schedule_input_the_workflow_refuses_fails_when_declared(sqlite_url: s
 
     with pytest.raises(tether.InvalidArgumentError, match="input"):
         app.schedule(w, cron="* * * * *", input="not a number")
+
+    @app.workflow(name="plain")
+    async def plain(wf: Workflow) -> int:
+        return 1
+
+    # accepted, then every tick logged "takes no input" and started nothing
+    with pytest.raises(tether.InvalidArgumentError, match="'plain' takes no input; drop input="):
+        app.schedule(plain, cron="* * * * *", input=5)
+    assert "plain" not in app.schedules
     app.close()
 
 

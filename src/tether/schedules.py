@@ -55,6 +55,17 @@ _INCLUSIVE = timedelta(microseconds=1)  # CronSim walks strictly before its star
 # 1,000 bytes a run id may have
 _MAX_NAME_BYTES = 979
 log = logging.getLogger("tether")
+# the @-nicknames of crontab, as five fields (said in the error rather than read: a
+# schedule's cron is five fields wherever it is shown)
+_NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
 
 
 @dataclass(frozen=True)
@@ -82,12 +93,18 @@ class Schedule:
             raise InvalidArgumentError(
                 f"cron must be a cron expression string such as '*/5 * * * *', got {self.cron!r}"
             )
-        if len(self.cron.split()) != 5:  # cronsim reads six as seconds first: every second
+        fields = len(self.cron.split())
+        if fields != 5:  # cronsim reads six as seconds first: every second
+            nickname = _NICKNAMES.get(self.cron.strip().lower())
             raise InvalidArgumentError(
-                f"cron {self.cron!r} is not a valid cron expression: it has "
-                f"{len(self.cron.split())} fields; write five fields: minute hour "
-                "day-of-month month day-of-week, e.g. '0 2 * * *' (a schedule runs at most "
-                "once a minute)"
+                f"cron {self.cron!r} is not a valid cron expression: "
+                + (
+                    f"nicknames are not read; write it as {nickname!r}"
+                    if nickname is not None
+                    else f"it has {fields} field{'' if fields == 1 else 's'}; write five "
+                    "fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *' "
+                    "(a schedule runs at most once a minute)"
+                )
             )
         try:
             CronSim(self.cron, datetime.now(UTC))

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from tether.kernel import CollectingSink
 from tether.store import JobStatus
 from tether.store._sqlite_changes import POLL_MAX
 from tether.testing import eventually, eventually_sync
-from tether.worker import ServerlessHost, Worker
+from tether.worker import ServerlessHost, Worker, maintenance_tick
 
 FLOWS = textwrap.dedent(
     """
@@ -795,3 +796,38 @@ def test_a_worker_refuses_seconds_it_cannot_wait(sqlite_url: str, given: dict[st
         name = next(iter(given))
         with pytest.raises(tether.InvalidArgumentError, match=f"{name} must be a number of"):
             Worker(app, **given)
+
+
+async def test_a_worker_given_timedeltas_serves_maintains_and_stops(app: App) -> None:
+    """Its durations took a timedelta (their errors say one may be given) and kept it:
+    every maintenance tick failed comparing it with a float, and the stop raised
+    TypeError adding the grace period to the monotonic clock."""
+
+    @app.workflow(name="quick")
+    async def quick(wf: Workflow) -> int:
+        return await wf.step("one", lambda: 1)
+
+    worker = Worker(
+        app,
+        poll_interval=timedelta(milliseconds=10),
+        maintenance_interval=timedelta(seconds=1),
+        grace=timedelta(seconds=2),
+        stuck_after=timedelta(minutes=5),
+        forget_processes_after=timedelta(days=1),
+    )
+    assert (worker.poll_interval, worker.maintenance_interval, worker.grace) == (0.01, 1.0, 2.0)
+    serving = asyncio.ensure_future(worker.run(install_signals=False))
+    wid = await app.asubmit(quick)
+    assert (await app.aresult(wid, timeout=30)).value == 1
+    worker.stop()
+    await asyncio.wait_for(serving, 30)
+    report = await maintenance_tick(
+        app,
+        "w2",
+        chore_ttl=timedelta(seconds=30),
+        stuck_after=timedelta(minutes=5),
+        orphan_grace=timedelta(seconds=30),
+        outbox_budget=timedelta(seconds=1),
+        forget_processes_after=timedelta(days=1),
+    )
+    assert report.skipped == []

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, cast, get_args
 
@@ -55,9 +55,9 @@ from ._commands import (
     TimersFire,
     Woken,
 )
-from ._outbox import OutboxPolicy, flush
+from ._outbox import OutboxPolicy, Taken, flush
 from ._ports import RunHost, WorkflowRegistry
-from ._sinks import EventSink
+from ._sinks import EventSink, check_sink
 
 __all__ = ["Kernel"]
 
@@ -142,11 +142,35 @@ class Kernel:
         self.host = host
         self.inbox_retention = inbox_retention
         self._bridge = bridge or asyncio.run
+        if isinstance(sinks, str | bytes) or not isinstance(sinks, Iterable):
+            raise InvalidArgumentError(
+                f"sinks must be a list of event sinks, got {sinks!r}; e.g. "
+                "sinks=[tether.kernel.LoggingSink()]"
+            )
         self.sinks: list[EventSink] = list(sinks)
-        self.outbox = outbox or OutboxPolicy()
+        for sink in self.sinks:
+            check_sink(sink)
+        self.outbox = OutboxPolicy() if outbox is None else outbox
         self.job_visibility = job_visibility
         self._stale_after = idempotency_stale_after
         self._store_failures: dict[int, int] = {}  # job id -> store errors in a row
+        self._taken: Taken = {}  # the sinks that took an event a later one failed
+
+    @property
+    def outbox(self) -> OutboxPolicy:
+        """How failed deliveries are retried (set another `OutboxPolicy` to change it)."""
+        return self._outbox
+
+    @outbox.setter
+    def outbox(self, policy: OutboxPolicy) -> None:
+        # checked here: a dict or a number was kept, and every pass of the outbox then
+        # failed with an AttributeError, nothing delivered, nothing dead-lettered
+        if not isinstance(policy, OutboxPolicy):
+            raise InvalidArgumentError(
+                f"the kernel's outbox must be a tether.kernel.OutboxPolicy, got {policy!r}; "
+                "e.g. app.kernel.outbox = OutboxPolicy(max_attempts=5, backoff=2)"
+            )
+        self._outbox = policy
 
     # -- dispatch --------------------------------------------------------------------
 
@@ -480,7 +504,12 @@ class Kernel:
 
     async def _outbox_flush(self, cmd: OutboxFlush) -> OutboxFlushed:
         delivered, failed, dead = await flush(
-            self.store, self.sinks, self.clock, self.outbox, max_events=cmd.max_events
+            self.store,
+            self.sinks,
+            self.clock,
+            self.outbox,
+            max_events=cmd.max_events,
+            taken=self._taken,
         )
         return OutboxFlushed(delivered=delivered, failed=failed, dead=dead)
 

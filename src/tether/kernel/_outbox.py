@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,9 +28,13 @@ from ..errors import InvalidArgumentError
 from ..store import OutboxRow, Store
 from ._sinks import EventSink, OutboxEvent
 
-__all__ = ["OutboxPolicy", "flush"]
+__all__ = ["OutboxPolicy", "Taken", "flush"]
 
 log = logging.getLogger("tether.outbox")
+
+# an event -> the sinks that took it at an attempt that a later sink failed
+Taken = dict[tuple[str, int], list[EventSink]]
+_MAX_TAKEN = 10_000  # entries kept at most (others go on to deliver some: forgotten)
 
 _go_on: ContextVar[Callable[[], bool] | None] = ContextVar("tether_outbox_go_on", default=None)
 
@@ -51,10 +54,14 @@ class OutboxPolicy:
     delivery_timeout: float = 60.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.delivery_timeout < math.inf:
-            raise InvalidArgumentError(
-                f"delivery_timeout must be seconds > 0, got {self.delivery_timeout!r}"
+        # each kept as float seconds: a timedelta was let through (the error says one may
+        # be given) and the first failed delivery's back-off then raised TypeError in the
+        # middle of a pass, every pass, the event never recorded as failed nor dead
+        for name in ("backoff", "max_delay", "delivery_timeout"):
+            seconds = check_seconds(
+                f"OutboxPolicy {name}", getattr(self, name), positive=name == "delivery_timeout"
             )
+            object.__setattr__(self, name, seconds)
         # checked here, not at the first failed delivery: a retry time past a datetime's
         # range raised in the middle of a pass, every pass, and the event was never
         # recorded as failed nor dead-lettered (the outbox stuck on it for good)
@@ -64,8 +71,6 @@ class OutboxPolicy:
                 f"max_attempts must be an integer >= 1 (deliveries of an event before it is "
                 f"dead-lettered), got {attempts!r}; e.g. OutboxPolicy(max_attempts=8)"
             )
-        check_seconds("OutboxPolicy backoff", self.backoff)
-        check_seconds("OutboxPolicy max_delay", self.max_delay)
 
     def delay(self, attempts: int) -> float:
         """Seconds before retrying after `attempts` failed deliveries: doubling from
@@ -110,13 +115,28 @@ async def flush(
     policy: OutboxPolicy,
     *,
     max_events: int,
+    taken: Taken | None = None,
 ) -> tuple[int, int, int]:
     """One pass over the outbox; (delivered, failed, dead-lettered). Events not tried
     (`OutboxPolicy.deliver_while` said stop) stay pending, their attempts uncounted.
 
     What was tried is recorded even when the pass is cancelled (a worker or an App
     stopping): otherwise a clean exit would have every event it delivered in this
-    batch delivered again. Only the delivery in flight then stays pending."""
+    batch delivered again. Only the delivery in flight then stays pending.
+
+    With no sinks it delivers nothing: marking the events published to nobody took
+    them from the App that has sinks (an App with no sinks leaves the outbox be).
+
+    `taken` (the kernel's, kept from pass to pass) remembers which sinks took an event
+    that a later sink failed, so its retry goes to the sinks that did not: a broker
+    that was down made every other sink get each of its retried events again, up to
+    8 times over. Only this process remembers: at least once still holds."""
+    if not sinks:
+        return 0, 0, 0
+    if taken is None:
+        taken = {}
+    elif len(taken) > _MAX_TAKEN:  # events another process went on to deliver
+        taken.clear()
     rows = await store.outbox_pending(limit=max_events, now=clock.store_time())
     go_on = _go_on.get()
     delivered: list[tuple[str, int]] = []
@@ -128,7 +148,7 @@ async def flush(
                 continue  # keep order: nothing after a failed event of the same run
             if go_on is not None and not go_on():
                 break
-            error = await _deliver(sinks, _event(row), policy.delivery_timeout)
+            error = await _deliver(sinks, _event(row), policy.delivery_timeout, taken)
             if error is None:
                 delivered.append((row.workflow_id, row.seq))
                 continue
@@ -136,27 +156,64 @@ async def flush(
             failed.append((row.workflow_id, row.seq, error, retry_at))
             if retry_at is not None:
                 blocked.add(row.workflow_id)
+            else:  # dead: a replay delivers it to every sink again
+                taken.pop((row.workflow_id, row.seq), None)
     finally:
         if delivered or failed:  # shielded: a cancelled pass still records its deliveries
             await asyncio.shield(
                 store.outbox_mark(delivered=delivered, failed=failed, at=clock.now())
             )
     dead = sum(1 for *_, retry_at in failed if retry_at is None)
+    if len(failed) > dead:
+        _say_failed(rows, failed, policy)
     return len(delivered), len(failed) - dead, dead
 
 
-async def _deliver(sinks: Sequence[EventSink], event: OutboxEvent, timeout: float) -> str | None:
-    """Hand `event` to every sink, each within `timeout` seconds; None if all took it,
-    else the first one's error."""
+def _say_failed(
+    rows: Sequence[OutboxRow],
+    failed: Sequence[tuple[str, int, str, datetime | None]],
+    policy: OutboxPolicy,
+) -> None:
+    """One warning a pass for the deliveries to be retried: a sink that is down or
+    refuses everything said nothing until its events were dead-lettered, minutes later
+    (8 attempts of back-off)."""
+    retried = [(wid, seq, error) for wid, seq, error, retry_at in failed if retry_at is not None]
+    wid, seq, error = retried[0]
+    attempts = next((r.attempts + 1 for r in rows if (r.workflow_id, r.seq) == (wid, seq)), 1)
+    log.warning(
+        "%d event delivery(ies) failed and will be retried with back-off, each dead-lettered "
+        "after %d attempts (first: %s:%d, attempt %d: %s)",
+        len(retried),
+        policy.max_attempts,
+        wid,
+        seq,
+        attempts,
+        error,
+    )
+
+
+async def _deliver(
+    sinks: Sequence[EventSink], event: OutboxEvent, timeout: float, taken: Taken
+) -> str | None:
+    """Hand `event` to every sink that has not taken it yet (`taken`), each within
+    `timeout` seconds; None if all took it, else the first one's error."""
+    key = (event.workflow_id, event.seq)
+    took = taken.setdefault(key, [])
     for sink in sinks:
+        if any(s is sink for s in took):
+            continue  # took it at an earlier attempt that a later sink failed
         scope = asyncio.timeout(timeout)
         try:
             async with scope:
                 await sink.publish(event)
         except Exception as exc:
+            if not took:
+                del taken[key]
             if isinstance(exc, TimeoutError) and scope.expired():
                 return f"TimeoutError: {type(sink).__name__} did not take the event within {timeout:g} s"
             return f"{type(exc).__name__}: {exc}"
+        took.append(sink)
+    del taken[key]
     return None
 
 

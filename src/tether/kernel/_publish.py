@@ -17,6 +17,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from .._durations import check_seconds
 from ..store import LockOutcome
 from ._commands import OutboxFlush, OutboxFlushed
 from ._outbox import OutboxPolicy
@@ -40,7 +41,11 @@ async def publish_outbox(
     holder has the lock. One batch a pass would cap delivery below what a few busy
     runs write. Between batches it pauses as long as the batch took: the runs' own
     writes get half of the store's time."""
+    ttl = check_seconds("ttl", ttl, positive=True)  # a timedelta, as seconds
+    budget = check_seconds("budget", budget)
     store, clock = kernel.store, kernel.clock
+    if not kernel.sinks:  # nothing to publish to: the lock is left to an App that has sinks
+        return OutboxFlushed(delivered=0, failed=0, dead=0)
     got = await store.acquire_lock(
         *OUTBOX_LOCK, holder, ttl=ttl, now=clock.store_time(), at=clock.now()
     )

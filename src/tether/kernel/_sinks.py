@@ -10,6 +10,7 @@ event again after a failure, and should be idempotent on
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import hashlib
 import hmac
@@ -38,6 +39,7 @@ __all__ = [
     "LoggingSink",
     "OutboxEvent",
     "WebhookSink",
+    "check_sink",
     "sign",
 ]
 
@@ -82,9 +84,20 @@ class EventSink(Protocol):
 class LoggingSink:
     """Writes each event to a `logging` logger (structured in `extra`)."""
 
-    def __init__(self, logger: logging.Logger | None = None, level: int = logging.INFO) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        level: int | str = logging.INFO,
+    ) -> None:
+        # checked here: a logger's name or an unknown level was taken, and every
+        # delivery then failed (AttributeError, "Level not an integer") until dead-lettered
+        if logger is not None and not isinstance(logger, logging.Logger | logging.LoggerAdapter):
+            raise InvalidArgumentError(
+                f"LoggingSink logger must be a logging.Logger, got {logger!r}; e.g. "
+                "LoggingSink(logging.getLogger('myapp.events'))"
+            )
         self._log = logger or logging.getLogger("tether.events")
-        self._level = level
+        self._level = _log_level(level)
 
     async def publish(self, event: OutboxEvent) -> None:
         self._log.log(
@@ -95,6 +108,44 @@ class LoggingSink:
             event.seq,
             event.message or "",
             extra={"tether_event": event.to_dict()},
+        )
+
+
+def _log_level(level: object) -> int:
+    """`level` as the number `Logger.log` takes: a number, or a level's name."""
+    if isinstance(level, str):
+        number = logging.getLevelNamesMapping().get(level.upper())
+        if number is not None:
+            return number
+    elif isinstance(level, int) and not isinstance(level, bool) and level >= 0:
+        return level
+    raise InvalidArgumentError(
+        f"LoggingSink level must be a logging level, got {level!r}; e.g. logging.INFO or 'INFO'"
+    )
+
+
+def check_sink(sink: object) -> None:
+    """Refuse what cannot take events, when the App is built rather than at every
+    delivery until each event is dead-lettered: a sink's class instead of a sink, or a
+    sink whose `publish` is a plain function (awaiting its None failed the delivery
+    after it ran: each event sent again, 8 times over)."""
+    publish = getattr(sink, "publish", None)
+    what = (
+        f"{sink!r} is not an event sink (it needs an `async def publish(event)`); use a "
+        "sink from tether.kernel: LoggingSink(), CallableSink(fn), WebhookSink(url, secret)"
+    )
+    if isinstance(sink, type):
+        raise InvalidArgumentError(
+            f"sinks: {sink.__name__} is a class, not a sink: pass an instance, e.g. "
+            f"{sink.__name__}(...)"
+        )
+    if not callable(publish):
+        raise InvalidArgumentError(f"sinks: {what}")
+    if not _is_async(publish):
+        raise InvalidArgumentError(
+            f"sinks: {type(sink).__name__}.publish is not async: write it as `async def "
+            "publish(self, event)`, or pass a plain function as CallableSink(fn), which "
+            "runs it in a thread"
         )
 
 
@@ -122,8 +173,11 @@ class CallableSink:
     delivery is not cut off midway, nor a hung one kept waited for."""
 
     def __init__(self, fn: Callable[[OutboxEvent], Any]) -> None:
-        if not callable(fn):
-            raise InvalidArgumentError("CallableSink needs a callable taking an OutboxEvent")
+        if not callable(fn) or not _takes_one_argument(fn):
+            raise InvalidArgumentError(
+                f"CallableSink needs a callable taking an OutboxEvent, got {fn!r}; e.g. "
+                "CallableSink(lambda event: print(event.type))"
+            )
         self._fn = fn
         self._pool = SinkPool("tether-sink")
 
@@ -138,6 +192,20 @@ class CallableSink:
     async def aclose(self) -> None:
         """Wait (up to `EXIT_GRACE` seconds) for the calls running now to return."""
         await asyncio.to_thread(self._pool.close)
+
+
+def _takes_one_argument(fn: Callable[..., Any]) -> bool:
+    """Whether `fn(event)` can be called (True where the signature cannot be read): one
+    taking none, or two, failed every delivery with a TypeError until dead-lettered."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without one: let the call tell
+        return True
+    try:
+        signature.bind(None)
+    except TypeError:
+        return False
+    return True
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -211,6 +279,20 @@ def _check_url(url: object) -> str:
     return url
 
 
+def _split_credentials(url: str) -> tuple[str, str | None]:
+    """`url` without its user and password, and the Basic Authorization header they
+    make (None if it has none)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    bare = (parts.scheme, host, parts.path, parts.query, parts.fragment)
+    return urllib.parse.urlunsplit(bare), f"Basic {token}"
+
+
 # a header name as HTTP defines it (RFC 9110 token)
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -265,6 +347,8 @@ class WebhookSink:
     non-2xx answer or network error fails the delivery; the outbox retries it
     with back-off. Redirects are not followed (a 3xx fails, naming its
     ``Location``): urllib would re-send the event as a GET without its body.
+    A user and password in the url (``https://user:pass@host/hook``) are sent as
+    Basic auth, and `url` keeps the rest (errors and logs never show the password).
     """
 
     def __init__(
@@ -276,7 +360,10 @@ class WebhookSink:
         headers: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.url = _check_url(url)
+        # credentials in the url (https://user:pass@host/hook) are sent as Basic auth, as
+        # curl and requests do: urllib took "user:pass@host" for the host name, failed
+        # every delivery ("Name or service not known") and logged the password each time
+        self.url, basic = _split_credentials(_check_url(url))
         if not isinstance(secret, str | bytes) or not secret:
             raise InvalidArgumentError(
                 f"webhook secret must be a non-empty str or bytes, got {secret!r}"
@@ -290,6 +377,13 @@ class WebhookSink:
         self._secret = secret
         self._timeout = timeout
         self._headers = _check_headers(headers)
+        if basic is not None:
+            if any(name.lower() == "authorization" for name in self._headers):
+                raise InvalidArgumentError(
+                    "webhook credentials given twice: in the url (user:password@) and in "
+                    "an Authorization header; keep one"
+                )
+            self._headers["Authorization"] = basic
         self._clock = clock
         self._pool = SinkPool("tether-webhook")
 

@@ -124,11 +124,14 @@ async def maintenance_tick(
     these (a host that does only some: `("outbox",)`)."""
     # checked first: a NaN lease made every chore fail on its lock with a bare store
     # error in the log ("NOT NULL constraint failed"), and the report said nothing was due
-    check_seconds("chore_ttl", chore_ttl, positive=True)
-    check_seconds("stuck_after", stuck_after, positive=True)
-    check_seconds("orphan_grace", orphan_grace)
-    check_seconds("outbox_budget", outbox_budget)
-    check_seconds("forget_processes_after", forget_processes_after, positive=True)
+    # (kept as the seconds checked: a timedelta, which the check takes, failed later)
+    chore_ttl = check_seconds("chore_ttl", chore_ttl, positive=True)
+    stuck_after = check_seconds("stuck_after", stuck_after, positive=True)
+    orphan_grace = check_seconds("orphan_grace", orphan_grace)
+    outbox_budget = check_seconds("outbox_budget", outbox_budget)
+    forget_processes_after = check_seconds(
+        "forget_processes_after", forget_processes_after, positive=True
+    )
     chores = (chores,) if isinstance(chores, str) else chores
     unknown = set(chores) - set(CHORES)
     if unknown:

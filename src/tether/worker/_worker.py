@@ -71,21 +71,22 @@ class Worker:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         # as seconds, to a century: NaN (which passed `<= 0`) spun an idle worker's CPU,
-        # and a NaN grace cut steps off at once
-        check_seconds("poll_interval", poll_interval, positive=True)
-        check_seconds("maintenance_interval", maintenance_interval, positive=True)
-        check_seconds("grace", grace)
-        check_seconds("stuck_after", stuck_after, positive=True)
-        check_seconds("forget_processes_after", forget_processes_after, positive=True)
+        # and a NaN grace cut steps off at once. Kept as the seconds checked: a timedelta
+        # (which the check takes) was kept as given, and every maintenance tick, and the
+        # stop, then failed adding it to a float
         self.app = app
         self.queues = queue_names(queues)
         self.concurrency = concurrency
         self.worker_id = worker_id or process_owner()
-        self.poll_interval = poll_interval
-        self.maintenance_interval = maintenance_interval
-        self.grace = grace
-        self.stuck_after = stuck_after
-        self.forget_processes_after = forget_processes_after
+        self.poll_interval = check_seconds("poll_interval", poll_interval, positive=True)
+        self.maintenance_interval = check_seconds(
+            "maintenance_interval", maintenance_interval, positive=True
+        )
+        self.grace = check_seconds("grace", grace)
+        self.stuck_after = check_seconds("stuck_after", stuck_after, positive=True)
+        self.forget_processes_after = check_seconds(
+            "forget_processes_after", forget_processes_after, positive=True
+        )
         self._running: dict[asyncio.Task[JobExecuted], JobRow] = {}
         self._stopping: asyncio.Event | None = None
         # set once a newer tether migrated the database: `run` stops and raises it
