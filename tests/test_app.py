@@ -456,3 +456,12 @@ async def test_close_lets_a_sinks_delivery_in_flight_finish(sqlite_url: str) -> 
     await closing
     assert broker.finished == [1]  # delivered before the App closed, not cut off after
     await delivery
+
+
+def test_a_sink_not_in_a_list_is_refused_saying_so(sqlite_url: str) -> None:
+    """`App(sinks=LoggingSink())` was a raw TypeError ('object is not iterable') from
+    building the settings before the options were checked."""
+    from tether.kernel import LoggingSink
+
+    with pytest.raises(tether.InvalidArgumentError, match=r"sinks must be a list of event sinks"):
+        App(sqlite_url, sinks=LoggingSink())  # type: ignore[arg-type]

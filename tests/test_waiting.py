@@ -998,17 +998,29 @@ async def test_the_result_of_a_run_cancelled_with_compensation_waits_for_the_und
     assert run.settled and run.status is RunStatus.COMPENSATED
 
 
-async def test_a_hosts_chores_wake_due_timers_without_a_worker(app: App, clock: FakeClock) -> None:
+@pytest.mark.parametrize("every", [0.01, timedelta(milliseconds=10)], ids=["float", "timedelta"])
+async def test_a_hosts_chores_wake_due_timers_without_a_worker(
+    app: App, clock: FakeClock, every: float | timedelta
+) -> None:
     # under `tether serve` nothing fired a timer longer than the inline wait: a run
     # parked on wf.sleep(3600) stayed waiting until some other run happened to wait
+    # (and a timedelta, which the check of `every` takes, ended the chores at once)
     @app.workflow
     async def napper(wf: Workflow) -> str:
         await wf.sleep(3600)
+        await wf.sleep(3600)  # due only after the chores' first pause
         return "rested"
 
     assert (await app.arun(napper, workflow_id="nap")).status is RunStatus.WAITING
-    chores = asyncio.ensure_future(app.ahost_chores(every=0.01))
+    chores = asyncio.ensure_future(app.ahost_chores(every=every))
     try:
+        clock.advance(3600)
+
+        async def second_nap() -> bool:
+            waits = await app.alist_waits("nap")
+            return len(waits) == 2 and (await app.aget_run("nap")).status is RunStatus.WAITING
+
+        await eventually(second_nap, timeout=30)
         clock.advance(3600)
         assert (await app.aresult("nap", timeout=30)).value == "rested"
     finally:

@@ -172,8 +172,8 @@ class App:
     ) -> None:
         # what with_database() needs to build this App again on another database
         settings = {k: v for k, v in locals().items() if k not in ("self", "database_url", "store")}
-        settings["sinks"] = tuple(sinks)
         _check_app_options(clock, store, resume_woken, recover_orphans, sinks)
+        settings["sinks"] = tuple(sinks)
         _check_seconds(inbox_retention, owner_lease, shutdown_grace, inline_wait, job_visibility)
         self.store: Store = store or open_store(database_url, durability=durability)
         self.clock: Clock = clock or SystemClock()
@@ -1147,7 +1147,12 @@ class App:
             queue=queue,
             missed=missed,
         )
-        if defn.takes_input or input is not None:
+        if input is not None and not defn.takes_input:  # else each tick skipped, logged
+            raise InvalidArgumentError(
+                f"workflow {defn.name!r} takes no input; drop input= or give the workflow "
+                "a parameter for it"
+            )
+        if defn.takes_input:
             defn.coerce_input(input)  # a bad input fails here, not at 2 a.m.
         known = self._schedules.get(sched.name)
         if known is not None and known != sched:
@@ -1256,7 +1261,7 @@ class App:
             await self.arecover_orphans()
 
     @homed
-    async def ahost_chores(self, *, every: float = 1.0) -> None:
+    async def ahost_chores(self, *, every: float | timedelta = 1.0) -> None:
         """Keep the runs of a long-lived process moving, until cancelled (what `tether
         serve` runs beside its API): every `every` seconds wake the runs whose timers or
         wait timeouts are due (driven here: `resume_woken`), and every `RECOVER_EVERY`
@@ -1264,7 +1269,7 @@ class App:
         by a server that stopped, or whose owner died). Queued runs stay the workers'.
         With `sinks`, publish the outbox to them too, under the lock workers share
         (`publish_outbox`). A database error is logged and the chores go on."""
-        check_seconds("every", every, positive=True)
+        every = check_seconds("every", every, positive=True)  # a timedelta, as seconds
         holder = new_owner()
         try:  # say at once that runs of these workflows are driven here (`adrivers`)
             await self.store.open()
