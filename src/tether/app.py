@@ -172,7 +172,8 @@ class App:
     ) -> None:
         # what with_database() needs to build this App again on another database
         settings = {k: v for k, v in locals().items() if k not in ("self", "database_url", "store")}
-        _check_app_options(clock, store, resume_woken, recover_orphans, sinks)
+        _check_app_options(clock, store, resume_woken, recover_orphans)
+        sinks = Kernel.check_sinks(sinks)  # a list: a generator is read once
         settings["sinks"] = tuple(sinks)
         _check_seconds(inbox_retention, owner_lease, shutdown_grace, inline_wait, job_visibility)
         self.store: Store = store or open_store(database_url, durability=durability)
@@ -1624,7 +1625,7 @@ def _check_seconds(
 
 
 def _check_app_options(
-    clock: object, store: object, resume_woken: object, recover_orphans: object, sinks: object
+    clock: object, store: object, resume_woken: object, recover_orphans: object
 ) -> None:
     """Refuse App options of the wrong kind before anything is opened."""
     if clock is not None and not all(
@@ -1641,16 +1642,6 @@ def _check_app_options(
     for what, flag in (("resume_woken", resume_woken), ("recover_orphans", recover_orphans)):
         if not isinstance(flag, bool):
             raise InvalidArgumentError(f"{what} must be True or False, got {flag!r}")
-    if isinstance(sinks, str | bytes) or not isinstance(sinks, Iterable):
-        raise InvalidArgumentError(
-            f"sinks must be a list of event sinks, got {sinks!r}; e.g. sinks=[tether.kernel.LoggingSink()]"
-        )
-    for sink in sinks:
-        if not callable(getattr(sink, "publish", None)):
-            raise InvalidArgumentError(
-                f"sinks: {sink!r} is not an event sink (it needs an `async def publish(event)`); "
-                "use a sink from tether.kernel: LoggingSink(), CallableSink(fn), WebhookSink(url, secret)"
-            )
 
 
 def run_on_loop(app: App, coro: Coroutine[Any, Any, T]) -> T:

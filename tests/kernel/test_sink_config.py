@@ -67,6 +67,22 @@ async def test_the_kernel_refuses_sinks_that_are_not_a_list(app: App) -> None:
         Kernel(app.store, app.clock, app, app.kernel.host, sinks=sink)  # type: ignore[arg-type]
 
 
+async def test_sinks_given_as_a_generator_are_all_kept(sqlite_url: str) -> None:
+    """The App's check read a generator of sinks to its end, leaving none for the
+    settings and the kernel: every event was published to nobody."""
+    sink = CollectingSink()
+    app = App(sqlite_url, sinks=(s for s in [sink]))  # type: ignore[arg-type]
+    try:
+        await _run(app, "g1")
+        flushed = await _flush(app)
+        assert flushed.delivered == len(sink.of("g1")) > 0
+        again = app.with_database(sqlite_url)
+        assert again.kernel.sinks == [sink]
+        await again.aclose()
+    finally:
+        await app.aclose()
+
+
 def test_logging_sink_checks_its_logger_and_level() -> None:
     """A logger's name or an unknown level was kept; each delivery then raised."""
     with pytest.raises(InvalidArgumentError, match=r"logger must be a logging.Logger"):

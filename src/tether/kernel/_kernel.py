@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, cast, get_args
 
@@ -57,7 +57,7 @@ from ._commands import (
 )
 from ._outbox import OutboxPolicy, Taken, flush
 from ._ports import RunHost, WorkflowRegistry
-from ._sinks import EventSink, check_sink
+from ._sinks import EventSink, check_sinks
 
 __all__ = ["Kernel"]
 
@@ -118,6 +118,8 @@ class Kernel:
     sync code (the App's loop thread), for the sync `dispatch`.
     """
 
+    check_sinks = staticmethod(check_sinks)  # for an App to refuse them before it opens a store
+
     def __init__(
         self,
         store: Store,
@@ -142,14 +144,7 @@ class Kernel:
         self.host = host
         self.inbox_retention = inbox_retention
         self._bridge = bridge or asyncio.run
-        if isinstance(sinks, str | bytes) or not isinstance(sinks, Iterable):
-            raise InvalidArgumentError(
-                f"sinks must be a list of event sinks, got {sinks!r}; e.g. "
-                "sinks=[tether.kernel.LoggingSink()]"
-            )
-        self.sinks: list[EventSink] = list(sinks)
-        for sink in self.sinks:
-            check_sink(sink)
+        self.sinks: list[EventSink] = check_sinks(sinks)
         self.outbox = OutboxPolicy() if outbox is None else outbox
         self.job_visibility = job_visibility
         self._stale_after = idempotency_stale_after

@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -40,6 +40,7 @@ __all__ = [
     "OutboxEvent",
     "WebhookSink",
     "check_sink",
+    "check_sinks",
     "sign",
 ]
 
@@ -147,6 +148,19 @@ def check_sink(sink: object) -> None:
             "publish(self, event)`, or pass a plain function as CallableSink(fn), which "
             "runs it in a thread"
         )
+
+
+def check_sinks(sinks: object) -> list[EventSink]:
+    """The sinks as a list, each checked by `check_sink`."""
+    if isinstance(sinks, str | bytes) or not isinstance(sinks, Iterable):
+        raise InvalidArgumentError(
+            f"sinks must be a list of event sinks, got {sinks!r}; e.g. "
+            "sinks=[tether.kernel.LoggingSink()]"
+        )
+    checked = list(sinks)
+    for sink in checked:
+        check_sink(sink)
+    return checked
 
 
 class CollectingSink:
