@@ -4,8 +4,7 @@ the App's shape and not on `tether.app` (which imports the server for `App.asgi`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .._info import RunInfo, WaitInfo
@@ -28,37 +27,13 @@ class ServedApp(Protocol):
 
     def get_workflow(self, name: str) -> WorkflowDef: ...
 
-    async def astart(
-        self,
-        workflow: Callable[..., Awaitable[Any]],
-        input: Any = ...,
-        *,
-        workflow_id: str | None = None,
-        idempotency_key: str | None = None,
-        priority: int = 0,
-        tags: Iterable[str] = (),
-        tenant: str | None = None,
-        initial_state: Any = None,
-        budget: Any = None,
-    ) -> str: ...
+    # run creation and usage take the App's keyword options, which the routes pass
+    # through from validated bodies: typed where the App declares them, not again here
+    @property
+    def astart(self) -> Callable[..., Awaitable[str]]: ...
 
-    async def asubmit(
-        self,
-        workflow: Callable[..., Awaitable[Any]],
-        input: Any = ...,
-        *,
-        workflow_id: str | None = None,
-        queue: str = "default",
-        idempotency_key: str | None = None,
-        priority: int = 0,
-        concurrency_key: str | None = None,
-        tags: Iterable[str] = (),
-        tenant: str | None = None,
-        initial_state: Any = None,
-        max_attempts: int = 10,
-        run_after: datetime | None = None,
-        budget: Any = None,
-    ) -> str: ...
+    @property
+    def asubmit(self) -> Callable[..., Awaitable[str]]: ...
 
     async def aget_run(self, workflow_id: str) -> RunInfo: ...
 
@@ -81,17 +56,8 @@ class ServedApp(Protocol):
 
     async def acomplete_token(self, token_id: str, payload: Any = None) -> str: ...
 
-    async def ausage(
-        self,
-        *,
-        workflow: str | None = None,
-        tag: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        group_by: str | None = None,
-        run: str | None = None,
-        children: bool = False,
-    ) -> list[AIUsageRow]: ...
+    @property
+    def ausage(self) -> Callable[..., Awaitable[list[AIUsageRow]]]: ...
 
     async def alist_ai_calls(
         self, workflow_id: str, *, children: bool = False
