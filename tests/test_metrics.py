@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 import tether
 from tether import App, FakeClock, ai
 from tether.metrics import render_metrics
@@ -78,3 +80,24 @@ async def test_a_process_gone_for_an_hour_leaves_the_metrics(database_url: str) 
     assert re.search(r'^tether_worker_up\{worker="[^"]+"\} 0$', gone_lately, re.MULTILINE)
     assert "tether_worker_up{" not in gone_long
     assert "tether_worker_heartbeat_age_seconds{" not in gone_long
+
+
+async def test_a_naive_now_is_refused_saying_to_pass_an_aware_one(database_url: str) -> None:
+    """render_metrics(store, datetime.now()) raised a bare TypeError ("can't subtract
+    offset-naive and offset-aware datetimes") once a queue or a process was recorded."""
+    clock = FakeClock()
+    app = App(database_url, clock=clock)
+    later = app.workflow(name="later")(_nothing)
+    try:
+        await app.asubmit(later, queue="q")  # a job waits: its age is measured
+        with pytest.raises(tether.InvalidArgumentError, match="takes an aware datetime"):
+            await render_metrics(app.store, clock.now().replace(tzinfo=None))
+        clock.advance(5)
+        text = await render_metrics(app.store, clock.now())
+    finally:
+        await app.aclose()
+    assert _value(text, 'tether_queue_oldest_job_age_seconds{queue="q"}') == 5
+
+
+async def _nothing(wf: tether.Workflow) -> None:
+    return None

@@ -309,3 +309,16 @@ async def test_one_stage_id_called_twice_at_once_makes_two_stage_spans(
         (step,) = [s for s in finished if s.name == f"tether.step stage:read{at}"]
         assert step.parent.span_id == stage.context.span_id
         assert stage.start_time <= step.start_time and step.end_time <= stage.end_time
+
+
+def test_a_provider_that_is_not_one_is_refused_saying_what_to_pass(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """Passing the exporter (or a tracer) where the provider goes raised a bare
+    AttributeError ("'InMemorySpanExporter' object has no attribute 'get_tracer'")."""
+    provider, exporter = spans
+    tracer = provider.get_tracer("mine")
+    for wrong in (exporter, tracer, "console"):
+        with pytest.raises(tether.InvalidArgumentError, match="takes an OpenTelemetry Tra"):
+            Tracing(wrong)
+    assert isinstance(Tracing(provider), Tracing)

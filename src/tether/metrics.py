@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ._runner import PROCESS_SCOPE
+from .errors import InvalidArgumentError
 from .store import Histogram, Store
 
 __all__ = ["CONTENT_TYPE", "render_metrics"]
@@ -42,6 +43,12 @@ def _histogram(name: str, help_: str, h: Histogram) -> list[str]:
 
 async def render_metrics(store: Store, now: datetime) -> str:
     """The Prometheus text exposition of what `store` holds at `now`."""
+    if not isinstance(now, datetime) or now.utcoffset() is None:
+        # a naive now raised a bare TypeError, and only once a queue or process existed
+        raise InvalidArgumentError(
+            f"render_metrics(store, now) takes an aware datetime, got {now!r}; "
+            "e.g. datetime.now(UTC) or app.clock.now()"
+        )
     lines: list[str] = []
     runs = await store.run_counts()
     lines += _family("tether_runs", "gauge", "Runs by workflow and status.",

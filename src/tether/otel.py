@@ -81,6 +81,16 @@ class Tracing:
             raise InvalidArgumentError(
                 "tether.otel needs OpenTelemetry: pip install 'tether[otel]'"
             )
+        if tracer_provider is not None and not callable(
+            getattr(tracer_provider, "get_tracer", None)
+        ):
+            # an exporter or a tracer passed here failed with a bare AttributeError
+            raise InvalidArgumentError(
+                f"Tracing(tracer_provider) takes an OpenTelemetry TracerProvider, got "
+                f"{type(tracer_provider).__name__}; e.g. provider = TracerProvider(); "
+                "provider.add_span_processor(SimpleSpanProcessor(exporter)); "
+                "Tracing(provider), or Tracing() for the global provider"
+            )
         self._tracer = trace.get_tracer("tether", tracer_provider=tracer_provider)
         # (run, stage id, where the pipeline was called) -> its open span: one stage id
         # called twice at once in a run (`for_each` items) is two stages

@@ -131,3 +131,34 @@ async def test_a_segment_a_file_store_keeps_for_its_writes_is_refused_everywhere
     # hidden from list() and left out of delete_prefix's count
     with pytest.raises(InvalidArgumentError, match=r"'\.tmp-'"):
         await blobs.put("runs/.tmp-x", b"x")
+
+
+async def test_delete_prefix_takes_a_folder_not_the_start_of_a_name(blobs: BlobStore) -> None:
+    """delete_prefix("runs/r1") (the '/' left off) deleted run r10's files with r1's."""
+    for key in ["runs/r1/out", "runs/r10/out", "runs/r1x"]:
+        await blobs.put(key, b"x")
+    with pytest.raises(InvalidArgumentError, match=r"delete_prefix\('runs/r1/'\)"):
+        await blobs.delete_prefix("runs/r1")
+    assert await blobs.list() == ["runs/r1/out", "runs/r10/out", "runs/r1x"]
+    assert await blobs.delete_prefix("runs/r1/") == 1
+    assert await blobs.list() == ["runs/r10/out", "runs/r1x"]
+
+
+async def test_a_file_store_whose_root_is_a_file_says_so(tmp_path: Path) -> None:
+    """A root that is a file (or under one) blamed two keys 'a' and 'a/b' clashing,
+    which the store did not hold: the message now names the file in the way."""
+    (tmp_path / "taken").write_bytes(b"not a folder")
+    for root in (tmp_path / "taken", tmp_path / "taken" / "blobs"):
+        store = FileBlobStore(root)
+        with pytest.raises(InvalidArgumentError, match="is a file, not a folder") as caught:
+            await store.put("report.json", b"{}")
+        assert str(tmp_path / "taken") in str(caught.value)
+        assert "'a/b'" not in str(caught.value)
+
+
+def test_a_file_store_needs_a_folder_path() -> None:
+    """FileBlobStore("") (an unset setting) kept blobs in the current directory, and
+    FileBlobStore(None) raised a bare TypeError from pathlib."""
+    for root in ("", None, 3):
+        with pytest.raises(InvalidArgumentError, match="takes the folder to keep blobs in"):
+            FileBlobStore(root)  # type: ignore[arg-type]

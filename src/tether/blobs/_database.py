@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from ..errors import InvalidArgumentError
-from ._port import check_data, check_key
+from ._port import check_data, check_folder, check_key
 
 __all__ = ["BlobRows", "DatabaseBlobStore"]
 
@@ -61,4 +61,4 @@ class DatabaseBlobStore:
         return [k for k, _ in await self._store.list_blobs(check_key(prefix, prefix=True))]
 
     async def delete_prefix(self, prefix: str) -> int:
-        return await self._store.delete_blobs(check_key(prefix, prefix=True))
+        return await self._store.delete_blobs(check_folder(prefix))

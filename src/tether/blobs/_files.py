@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .._owners import new_owner, owner_is_dead
 from ..errors import InvalidArgumentError
-from ._port import check_data, check_key
+from ._port import check_data, check_folder, check_key
 
 __all__ = ["FileBlobStore"]
 
@@ -44,6 +44,12 @@ class FileBlobStore:
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
+        if not isinstance(root, str | os.PathLike) or not os.fspath(root):
+            # "" was the current directory: blobs landed wherever the process started
+            raise InvalidArgumentError(
+                f"FileBlobStore(root) takes the folder to keep blobs in, got {root!r}; "
+                "e.g. FileBlobStore('/var/lib/app/blobs')"
+            )
         self.root = Path(root)
         self._swept: dict[Path, float] = {}  # folder -> when this store last swept it
 
@@ -72,6 +78,12 @@ class FileBlobStore:
         try:
             await asyncio.to_thread(_put, path, body, self._sweep_due(path.parent))
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            blocked = _file_above(self.root)
+            if blocked is not None:  # not a clash of keys: no key can be stored here
+                raise InvalidArgumentError(
+                    f"{self!r} cannot keep blob {key!r}: {str(blocked)!r} is a file, not a "
+                    "folder; give the store a folder path (one that is not there is made)"
+                ) from None
             raise InvalidArgumentError(
                 f"blob key {key!r} cannot be a file of {self!r}: a file cannot also be a "
                 "folder, and one of the keys 'a' and 'a/b' is stored already; name them "
@@ -100,10 +112,10 @@ class FileBlobStore:
         return await asyncio.to_thread(_keys, self.root, prefix)
 
     async def delete_prefix(self, prefix: str) -> int:
-        keys = await self.list(prefix)
+        keys = await self.list(check_folder(prefix))
         for key in keys:
             await self.delete(key)
-        if prefix.endswith("/") and prefix != "/":
+        if prefix:  # a folder: remove it too, with temporary files left in it
             folder = self.root.joinpath(*prefix.strip("/").split("/"))
             await asyncio.to_thread(shutil.rmtree, folder, True)
         return len(keys)
@@ -191,6 +203,11 @@ def _clashes(path: Path) -> bool:
     if path.is_dir():
         return True
     return any(p.exists() and not p.is_dir() for p in path.parents)
+
+
+def _file_above(root: Path) -> Path | None:
+    """The file standing at `root` or at one of its parents, where a folder must be."""
+    return next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
 
 
 def _fsync_folder(folder: Path) -> None:

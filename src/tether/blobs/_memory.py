@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._port import check_data, check_key
+from ._port import check_data, check_folder, check_key
 
 __all__ = ["MemoryBlobStore"]
 
@@ -30,7 +30,7 @@ class MemoryBlobStore:
         return sorted(k for k in self.data if k.startswith(prefix))
 
     async def delete_prefix(self, prefix: str) -> int:
-        keys = await self.list(prefix)
+        keys = await self.list(check_folder(prefix))
         for k in keys:
             del self.data[k]
         return len(keys)

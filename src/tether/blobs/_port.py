@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["BlobStore", "check_data", "check_key"]
+__all__ = ["BlobStore", "check_data", "check_folder", "check_key"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._:@#%\[\]=+-]{1,200}")
 
@@ -39,6 +39,20 @@ def check_key(key: object, *, prefix: bool = False) -> str:
             "e.g. 'report.json' or 'pages/3.txt'"
         )
     return key
+
+
+def check_folder(prefix: object) -> str:
+    """`prefix` if it is one `delete_prefix` takes: a folder of keys (ending in ``/``),
+    or ``""`` for all. ``runs/r1`` also matched ``runs/r10/...``: deleting one run's
+    files took another's."""
+    prefix = check_key(prefix, prefix=True)
+    if prefix and not prefix.endswith("/"):
+        raise InvalidArgumentError(
+            f"delete_prefix({prefix!r}) would also delete the keys of every folder whose "
+            f"name starts {prefix.rpartition('/')[2]!r}: name a folder, ending in '/' "
+            f"(delete_prefix({prefix + '/'!r})), or delete one key with delete()"
+        )
+    return prefix
 
 
 def check_data(data: object) -> bytes:
