@@ -189,3 +189,31 @@ async def test_a_call_failing_otherwise_lets_the_waiting_calls_go_at_once(
     assert all(v in (None, f"echo: item {i}") for i, v in enumerate(done.value))
     assert clock.slept == []
     assert server.count(PATH) == 3
+
+
+async def test_a_calls_latency_is_the_providers_time_not_its_wait_for_a_cooldown(
+    database_url: str, server: ProviderServer
+) -> None:
+    """`latency_ms` was counted in real time from before a call waited for its
+    provider's cooldown: now it is the provider's time on the App's clock, from when
+    the request left. A request held 1.5 s took 1,500 ms; a call that waited 21.5 s
+    for the cooldown and was then answered at once took 0."""
+    providers = ai.Providers(openai=ai.OpenAI(api_key="k", base_url=server.openai_url, timeout=5))
+    clock_a, clock_b = FakeClock(T0), FakeClock(T0)
+    first = App(database_url, clock=clock_a, ai=providers)
+    other = App(database_url, clock=clock_b, ai=providers)
+    try:
+        server.fail_next(429, retry_after="20", hold=True)
+        run = asyncio.create_task(first.arun(_ask(first), workflow_id="l1"))  # type: ignore[arg-type]
+        await eventually(lambda: server.count(PATH) == 1)  # the request is held there
+        clock_a.advance(1.5)
+        server.held.set()
+        assert (await run).value == "echo: hi"
+        calls = await first.alist_ai_calls("l1")
+        assert [(c.error is None, c.latency_ms) for c in calls] == [(False, 1500), (True, 0)]
+        assert (await other.arun(_ask(other), workflow_id="l2")).value == "echo: hi"  # type: ignore[arg-type]
+        assert clock_b.slept == [21.5]  # it waited out the cooldown the 429 set
+        assert [c.latency_ms for c in await other.alist_ai_calls("l2")] == [0]
+    finally:
+        await first.aclose()
+        await other.aclose()

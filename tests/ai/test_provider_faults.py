@@ -298,3 +298,23 @@ def test_a_retry_after_date_is_a_time_until_a_clock_reads_it() -> None:
     )
     assert exc.wait_from(datetime(2026, 10, 21, 7, 27, 30, tzinfo=UTC)).retry_after == 30.0
     assert exc.wait_from(datetime(2026, 10, 22, tzinfo=UTC)).retry_after == 0.0
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_200_with_neither_a_result_nor_an_error_is_retried(
+    app: App, server: ProviderServer, provider: str
+) -> None:
+    """`{"choices": []}` (a gateway's answer when its upstream failed) was taken as an
+    empty answer: the run went on with "" as the model's text, logged as a success."""
+    empty = (
+        {"id": "chatcmpl_0", "object": "chat.completion", "model": "gpt-4.1-mini", "choices": []}
+        if provider == "openai"
+        else {"id": "msg_0", "type": "message", "role": "assistant", "model": "claude"}
+    )
+    server.answer_next(200, empty)
+    _queue(server, provider, "the real answer")
+    done = await app.arun(_asker(app, MODELS[provider]), workflow_id="n1")  # type: ignore[arg-type]
+    assert done.value == "the real answer"
+    failed, answered = await app.alist_ai_calls("n1")
+    assert "without a result and without an error" in (failed.error or "")
+    assert failed.response is None and answered.error is None

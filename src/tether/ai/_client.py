@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -342,14 +341,14 @@ class WorkflowAI:
             )
 
         async def call() -> EmbedResult:
-            started = time.monotonic()
+            sent = _Sent(self._now)
             prompt = json.dumps({"input": texts})
             try:
                 reply = await self._reach(
-                    pname, lambda: provider.embed(model_id, texts, dict(options or {}))
+                    pname, sent.timed(lambda: provider.embed(model_id, texts, dict(options or {})))
                 )
             except ProviderError as exc:
-                self._record_failure("embed", pname, model_id, prompt, exc, started)
+                self._record_failure("embed", pname, model_id, prompt, exc, sent.at)
                 raise
             cost = self._record(
                 "embed",
@@ -357,7 +356,7 @@ class WorkflowAI:
                 model_id,
                 prompt,
                 reply.usage,
-                started,
+                sent.at,
                 response=None,
                 request_id=reply.request_id,
                 usage_known=reply.usage_reported,
@@ -945,12 +944,14 @@ class WorkflowAI:
     async def _call(
         self, call_type: str, pname: str, provider: Provider, model_id: str, request: TextRequest
     ) -> tuple[ModelReply, int | None]:
-        started = time.monotonic()
+        sent = _Sent(self._now)
         prompt = request.model_dump_json(exclude_defaults=True)
         try:
-            reply = await self._reach(pname, lambda: provider.generate(model_id, request))
+            reply = await self._reach(
+                pname, sent.timed(lambda: provider.generate(model_id, request))
+            )
         except ProviderError as exc:
-            self._record_failure(call_type, pname, model_id, prompt, exc, started)
+            self._record_failure(call_type, pname, model_id, prompt, exc, sent.at)
             raise
         cost = self._record(
             call_type,
@@ -958,7 +959,7 @@ class WorkflowAI:
             model_id,
             prompt,
             reply.usage,
-            started,
+            sent.at,
             response=reply.model_dump_json(exclude={"raw"}),
             request_id=reply.request_id,
             service_tier=reply.service_tier,
@@ -1125,7 +1126,7 @@ class WorkflowAI:
         model_id: str,
         prompt: str,
         usage: Usage,
-        started: float | None,
+        sent: datetime | None,
         *,
         response: str | None,
         request_id: str | None = None,
@@ -1166,7 +1167,7 @@ class WorkflowAI:
                 price_source=priced.source,
                 service_tier=service_tier,
                 request_id=request_id,
-                latency_ms=0 if started is None else int((time.monotonic() - started) * 1000),
+                latency_ms=_took_ms(sent, now),
                 at=now,
                 error=error,
                 budget_key=self._log_key(),
@@ -1214,7 +1215,7 @@ class WorkflowAI:
         model_id: str,
         prompt: str,
         exc: ProviderError,
-        started: float,
+        sent: datetime,
     ) -> None:
         self._record(
             call_type,
@@ -1222,11 +1223,33 @@ class WorkflowAI:
             model_id,
             prompt,
             Usage(),
-            started,
+            sent,
             response=None,
             request_id=exc.request_id,
             error=str(exc),
         )
+
+
+class _Sent:
+    """When a request left for its provider, on the App's clock: after any cooldown
+    let it go, so that a call's `latency_ms` is the provider's time, not the wait
+    before it."""
+
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self._now = now
+        self.at = now()
+
+    def timed(self, call: Callable[[], Awaitable[R]]) -> Callable[[], Awaitable[R]]:
+        async def send() -> R:
+            self.at = self._now()
+            return await call()
+
+        return send
+
+
+def _took_ms(sent: datetime | None, now: datetime) -> int:
+    """Milliseconds from `sent` to `now` (0 for a batch's results, or a clock set back)."""
+    return 0 if sent is None else max(0, int((now - sent).total_seconds() * 1000))
 
 
 # after max_wait: how long a cancelled batch is waited for (OpenAI takes up to 10

@@ -114,11 +114,21 @@ def error_in_body(
     raw: dict[str, Any], provider: str, model: str, answered: bool
 ) -> ProviderError | None:
     """The error a 200 answer carries instead of a result (`answered` is False: it
-    holds none), as some gateways and proxies send; None for a real answer. Read as
-    a success it would be an empty answer logged at a price of $0."""
+    holds none), as some gateways and proxies send, or one that holds neither; None
+    for a real answer. Read as a success it would be an empty answer logged at a
+    price of $0."""
     err = raw.get("error")
-    if answered or not err:
+    if answered:
         return None
+    if not err:  # neither a result nor an error (`"choices": []`, as some gateways send)
+        return ProviderError(
+            f"{provider} answered 200 for model {model} without a result and without an "
+            "error; retried as a server error",
+            status=200,
+            retryable=True,
+            request_id=raw.get("id") if isinstance(raw.get("id"), str) else None,
+            model=model,
+        )
     err = err if isinstance(err, dict) else {"message": str(err)}
     kind = str(err.get("type") or err.get("code") or "")
     code = err.get("code")
