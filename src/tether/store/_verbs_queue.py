@@ -27,7 +27,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from .._failure import ErrorRecord, encode_record
+from .._failure import ErrorRecord, decode_error, encode_record
 from ..errors import (
     IdempotencyInProgressError,
     InvalidArgumentError,
@@ -687,22 +687,39 @@ async def _failed_child(tx: Tx, workflow_id: str, key: str) -> str | None:
 
 
 async def _stopped_at(tx: Tx, workflow_id: str) -> str | None:
-    """Where a failed run stopped in its latest round: the step that failed, or the AI
-    call its budget stopped (recorded as answered, with the stop); None where it
-    failed outside any step (its code raised), so nothing need be forgotten."""
+    """Where a failed run stopped in its latest round: the AI call its budget stopped
+    (recorded as answered, with the stop), or its last step that failed if that
+    failure is what the run failed of (its error, or one that error was raised from).
+    None where it failed outside any step (its code raised, perhaps after catching a
+    step's failure), so nothing need be forgotten: going on from a failure the code
+    caught would run the steps done after it again."""
     rows = await tx.all("list_events", wid=workflow_id, after=0, limit=None)
     events = [tx.rows.event(r) for r in rows]
     since = max((e.seq for e in events if e.type == "run.rerun_from"), default=0)
+    last, budget = None, False  # the last stop, and whether a budget's
     for e in events:
         if e.seq <= since:
             continue
         if e.type == "step.failed" and e.message:
-            return e.message
+            last, budget = e.message, False
         if e.type == "budget.exceeded" and e.detail:
             step = json.loads(e.detail).get("step")
             if isinstance(step, str) and step:
-                return step
-    return None
+                last, budget = step, True
+    if last is None or budget:
+        return last
+    run = tx.rows.run(await tx.one("get_run", id=workflow_id))
+    failed = tx.rows.step(await tx.one("get_step", wid=workflow_id, key=last))
+    return last if _raised_of(decode_error(run.error), decode_error(failed.error)) else None
+
+
+def _raised_of(error: ErrorRecord | None, cause: ErrorRecord | None) -> bool:
+    """Whether `error` is `cause`, or was raised from it (by its type and message)."""
+    while error is not None and cause is not None:
+        if (error.type, error.message) == (cause.type, cause.message):
+            return True
+        error = error.cause
+    return False
 
 
 async def _unknown(tx: Tx, workflow_id: str, key: str) -> bool:

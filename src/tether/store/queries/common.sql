@@ -90,6 +90,8 @@ WHERE id = :id AND worker = :worker AND status = 'claimed'
 UPDATE runs SET queue = :queue WHERE id = :id
 -- name: step_exists
 SELECT 1 FROM steps WHERE run_id = :wid AND step_key = :key
+-- name: get_step
+SELECT {_step_cols} FROM steps WHERE run_id = :wid AND step_key = :key
 -- name: wait_exists
 SELECT 1 FROM events WHERE run_id = :wid AND type = 'wait.registered' AND message = :key
 -- name: wait_keys
