@@ -164,7 +164,9 @@ def test_a_config_key_the_stage_does_not_declare_is_refused_not_ignored() -> Non
 def test_suspend_and_not_ready_check_their_seconds() -> None:
     assert tether.Suspend({"id": 1}).poll_every == 30.0
     assert tether.Suspend({"id": 1}).max_wait == 24 * 3600.0
-    with pytest.raises(tether.InvalidArgumentError, match="poll_every must be seconds > 0"):
+    with pytest.raises(
+        tether.InvalidArgumentError, match="poll_every must be a number of seconds above 0"
+    ):
         tether.Suspend({}, poll_every=0)
     with pytest.raises(tether.InvalidArgumentError, match="next_check_in"):
         tether.NotReady(next_check_in=-1)

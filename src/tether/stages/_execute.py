@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .._attach import attach
+from .._durations import seconds_of
 from .._failure import error_text
 from .._fanout import ITEM_PATH, ForEachError, ItemStatus
 from .._run_state import NAME_SCOPE, name_scope
@@ -570,7 +571,7 @@ class Execution:
         left = (deadline - self._now()).total_seconds()
         if left <= 0:
             return _Check(kind="expired")
-        wait = answer.next_check_in or sus["poll_every"]
+        wait = seconds_of(answer.next_check_in) or sus["poll_every"]  # a float: see NotReady
         attach(
             _event(
                 "stage.polled", s.id, attempt=ctx.attempt, next_check_in=min(wait, left), **self.at

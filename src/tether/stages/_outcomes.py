@@ -4,9 +4,10 @@ from check."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from ..errors import InvalidArgumentError
+from .._durations import check_seconds
 
 __all__ = ["DEFAULT_MAX_WAIT", "DEFAULT_POLL_EVERY", "Failed", "NotReady", "Ready", "Suspend"]
 
@@ -14,12 +15,9 @@ DEFAULT_POLL_EVERY = 30.0  # seconds between checks when neither side says
 DEFAULT_MAX_WAIT = 24 * 3600.0  # a provider batch's usual completion window
 
 
-def _seconds(what: str, value: float | None, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
-        raise InvalidArgumentError(f"{what} must be seconds > 0, got {value!r}; e.g. {what}=60")
-    return float(value)
+def _seconds(what: str, value: float | timedelta | None, default: float) -> float:
+    """Seconds (or a timedelta, as elsewhere in tether), above 0; `default` for None."""
+    return default if value is None else check_seconds(what, value, positive=True)
 
 
 @dataclass(frozen=True)
@@ -33,8 +31,8 @@ class Suspend:
     """
 
     state: Any
-    poll_every: float | None = None
-    max_wait: float | None = None
+    poll_every: float | timedelta | None = None
+    max_wait: float | timedelta | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -54,11 +52,12 @@ class Ready:
 class NotReady:
     """Not done yet: check again in `next_check_in` seconds (default: `poll_every`)."""
 
-    next_check_in: float | None = None
+    next_check_in: float | timedelta | None = None
 
     def __post_init__(self) -> None:
-        if self.next_check_in is not None:
-            _seconds("next_check_in", self.next_check_in, 0.0)
+        if self.next_check_in is not None:  # stored as seconds: compared with the time left
+            seconds = _seconds("next_check_in", self.next_check_in, 0.0)
+            object.__setattr__(self, "next_check_in", seconds)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ earlier and models that do not chain are refused there, not at run time.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +21,7 @@ from ..ai import Budget
 from ..definition import DEF_ATTR, WorkflowDef
 from ..errors import explain_validation
 from ._chain import mapping_misfit, misfit, type_name
+from ._config_keys import dropped_key
 from ._errors import PipelineError
 from ._execute import Execution
 from ._run_input import PipelineRun
@@ -94,6 +94,13 @@ class Pipeline(Generic[I, O]):
 
     def pipe(self, stage: Stage[Any, Any, Any]) -> Pipeline[I, O]:
         """A new pipeline running `stage` after this one's groups."""
+        if isinstance(stage, list | tuple) and all(isinstance(s, Stage) for s in stage):
+            # refused as "not a stage; declare it with @tether.stage", of declared stages
+            raise PipelineError(
+                f"pipeline {self.name!r}: pipe takes one stage, got {list(stage)!r}; for "
+                "stages side by side use .parallel([...]), for stages in a row one "
+                ".pipe(stage) each"
+            )
         return self._with((stage,))
 
     def parallel(self, stages: Sequence[Stage[Any, Any, Any]]) -> Pipeline[I, O]:
@@ -168,7 +175,11 @@ class Pipeline(Generic[I, O]):
         """Refuse a pipeline that cannot run: no stages, or a last group that does not
         fit the declared output."""
         if not self.groups:
-            raise PipelineError(f"pipeline {self.name!r} has no stages; add one with .pipe()")
+            # said so too of a pipeline whose .pipe() result was dropped, not assigned
+            raise PipelineError(
+                f"pipeline {self.name!r} has no stages; add them with .pipe() or .parallel(), "
+                "which return a new pipeline: keep it, e.g. p = p.pipe(extract)"
+            )
         why = None if self.output is None else self._misfit(self.groups, self.output)
         if why is not None:
             raise PipelineError(
@@ -304,21 +315,8 @@ class Pipeline(Generic[I, O]):
 
 
 def _check_fields(s: Stage[Any, Any, Any], value: Any) -> None:
-    """Refuse a key `s`'s config model does not declare, unless the model says what
-    to do with extra keys (``model_config = ConfigDict(extra=...)``)."""
-    model = s.config
-    if model is None or not isinstance(value, Mapping) or model.model_config.get("extra"):
-        return
-    known: set[str] = set()
-    for name, field in model.model_fields.items():
-        known |= {name, *(a for a in (field.alias, field.validation_alias) if isinstance(a, str))}
-    extra = sorted(str(k) for k in value if k not in known)
-    if not extra:
-        return
-    fields = ", ".join(sorted(model.model_fields)) or "none"
-    close = difflib.get_close_matches(extra[0], sorted(known), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise PipelineError(
-        f"config of stage {s.id!r} has no field {extra[0]!r} ({model.__name__}'s fields: "
-        f"{fields}){hint}"
-    )
+    """Refuse a key `s`'s config model (or a model nested in it) would drop, unless the
+    model says what to do with extra keys (``model_config = ConfigDict(extra=...)``)."""
+    dropped = None if s.config is None else dropped_key(s.config, value)
+    if dropped is not None:
+        raise PipelineError(f"config of stage {s.id!r} has {dropped}")

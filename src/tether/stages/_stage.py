@@ -106,18 +106,18 @@ class Stage(Generic[I, O, C]):
         check: Callable[..., Awaitable[Any]] | None = None,
         cancel: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
-        self.id = _check_id(id)
+        self.dependencies = _check_declaration(id, output, input, config, dependencies)
         if not inspect.iscoroutinefunction(fn):
             raise PipelineError(
                 f"stage {id!r}: its function must be an `async def f(ctx)`, got {fn!r}"
             )
+        self.id = id
         self.fn = fn
-        self.output: type[O] = _check_model("output", id, output, required=True)
-        self.input: type[I] | None = _check_model("input", id, input, required=False)
-        self.config: type[C] | None = _check_model("config", id, config, required=False)
+        self.output: type[O] = output
+        self.input: type[I] | None = input
+        self.config: type[C] | None = config
         self.name = name or id
         self.description = description
-        self.dependencies = _dependency_ids(self.id, dependencies)
         self.mode = mode
         self._check = None if check is None else self._async("check", check)
         self._cancel = None if cancel is None else self._async("cancel", cancel)
