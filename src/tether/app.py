@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import difflib
 import logging
 import math
 from collections.abc import (
@@ -74,7 +75,7 @@ from .kernel import (
 from .record import RunRecord
 from .schedules import MissedTicks, Schedule, fire_schedules
 from .serde import dump_json, load_json
-from .stages import Pipeline
+from .stages import Pipeline, Stage
 from .stages.host import (
     cancel_suspended,
     forget_files,
@@ -647,7 +648,7 @@ class App:
     async def arerun_from(
         self,
         workflow_id: str,
-        step: str,
+        step: str | Stage[Any, Any, Any],
         *,
         on_event: EventHook | None = None,
         budget: Budget | dict[str, Any] | None = None,
@@ -675,6 +676,7 @@ class App:
         `ai.Budget` as given. The calls the forgotten steps made stay in the call
         log and count against it, as the money was spent.
         """
+        step = _step_key(step)
         new_budget = Budget.of(budget)  # (a bad one refused before anything is read)
         if isinstance(budget, dict) and budget:
             stored = await self.store.get_run(workflow_id)
@@ -688,10 +690,8 @@ class App:
             defn = self.get_workflow(run.workflow_name)  # fail before changing anything
         pipeline = defn.fn if defn is not None and isinstance(defn.fn, Pipeline) else None
         forget: list[str] = []
-        if pipeline is not None and step in pipeline.stages:
-            forget = forgotten_stages(pipeline, step)
-            kept = {s.key for s in await self.store.load_steps(workflow_id)}
-            step = rerun_step(pipeline, await self.store.list_events(workflow_id), step, kept)
+        if pipeline is not None:
+            step, forget = await self._stage_step(workflow_id, pipeline, step)
         budget_text = (
             None
             if new_budget is None
@@ -713,6 +713,25 @@ class App:
                 await forget_files(self.blobs, workflow_id, forget, run.attempt)
 
     rerun_from = facade(arerun_from)
+
+    async def _stage_step(
+        self, workflow_id: str, pipeline: Pipeline[Any, Any], step: str
+    ) -> tuple[str, list[str]]:
+        """Where a pipeline run goes on from, and the stages whose files go: a stage's
+        id is its group's first start. A misspelt stage id is refused with the
+        pipeline's stages (the store's refusal lists every step key, `pipeline.plan`
+        and `stage:<id>.start` among them)."""
+        steps = {s.key for s in await self.store.load_steps(workflow_id)}
+        if step in pipeline.stages:
+            events = await self.store.list_events(workflow_id)
+            return rerun_step(pipeline, events, step, steps), forgotten_stages(pipeline, step)
+        close = difflib.get_close_matches(step, list(pipeline.stages), n=1, cutoff=0.6)
+        if close and step not in steps and ":" not in step:  # (":": a wait's key)
+            raise InvalidArgumentError(
+                f"run {workflow_id!r} has no stage or step {step!r}; did you mean stage "
+                f"{close[0]!r}? its pipeline's stages: {', '.join(map(repr, pipeline.stages))}"
+            )
+        return step, []
 
     @homed
     async def aresult(
@@ -1622,6 +1641,19 @@ def _check_seconds(
             raise InvalidArgumentError(
                 f"{what} must be a number of seconds >= {low:g}, got {value!r}"
             )
+
+
+def _step_key(step: object) -> str:
+    """What `rerun_from` goes on from: a step's (or wait's) key, or a stage's id. A stage
+    given as itself failed with a raw validation error of the kernel's command."""
+    if isinstance(step, Stage):
+        return step.id
+    if not isinstance(step, str):
+        raise InvalidArgumentError(
+            f"rerun_from takes a step's key (or a wait's, or a stage's id) as a str, got "
+            f"{step!r}; e.g. rerun_from(run_id, 'charge') (its record lists the keys)"
+        )
+    return step
 
 
 def _check_app_options(

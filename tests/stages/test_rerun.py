@@ -4,6 +4,7 @@ an attempt whose files the rerun removes."""
 
 from __future__ import annotations
 
+import pytest
 from pydantic import BaseModel
 
 import tether
@@ -137,5 +138,29 @@ async def test_a_rerun_from_a_step_inside_a_stage_writes_its_lines_again(
         again = await app.arerun_from("logs-1", "logged/work")  # and a second time
         assert again.value == Note(text="3")
         assert (await lines())[-2:] == ["work gave 3", "done"]
+    finally:
+        await app.aclose()
+
+
+async def test_a_rerun_from_takes_the_stage_itself_and_refuses_what_is_no_key(
+    database_url: str,
+) -> None:
+    """`rerun_from(run, left)`, the stage rather than its id, failed with a raw
+    validation error of the kernel's command."""
+    app, p = App(database_url), _release("1", [left, right])
+    app.register(p)
+    try:
+        await app.arun(p, Doc(url="u"), workflow_id="st")
+        done = await app.arerun_from("st", left)
+        assert [(s.id, s.attempt) for s in done.record.stages] == [("left", 2), ("right", 2)]
+        with pytest.raises(tether.InvalidArgumentError, match=r"takes a step's key .* got 3"):
+            await app.arerun_from("st", 3)  # type: ignore[arg-type]
+        # a misspelt stage id was answered with every step key, the stages' among them
+        with pytest.raises(
+            tether.InvalidArgumentError,
+            match=r"no stage or step 'lef'; did you mean stage 'left'\? its pipeline's "
+            r"stages: 'left', 'right'",
+        ):
+            await app.arerun_from("st", "lef")
     finally:
         await app.aclose()
