@@ -65,6 +65,35 @@ def _payload(row: WaitRow, default: Any) -> Any:
     return default if row.status is WaitStatus.TIMED_OUT else load_json(row.payload)
 
 
+def _check_child_input(defn: WorkflowDef, input: Any) -> None:
+    """Refuse a child's input that its function cannot take, as `app.run` does: an input
+    to a workflow without the parameter was dropped unseen, and a missing one ran the
+    child with None for a parameter that has no default."""
+    if input is not MISSING and not defn.takes_input:
+        raise InvalidArgumentError(
+            f"workflow {defn.name!r} takes no input (its function has one parameter, the "
+            "Workflow); drop the input from the child call or add a parameter"
+        )
+    if input is MISSING and defn.input_required:
+        raise InvalidArgumentError(
+            f"workflow {defn.name!r} takes an input and the child call passes none; "
+            "pass one: wf.child(workflow, input)"
+        )
+
+
+def _refuse_any_of(match: dict[str, Any] | None) -> None:
+    """A set in a match filter reads as "any of these", but a filter compares each field
+    for equality, and a set is written as a list in no set order: such a wait matched
+    no event, silently, until its timeout."""
+    for field, value in (match or {}).items():
+        if isinstance(value, set | frozenset):
+            raise InvalidArgumentError(
+                f"match[{field!r}] is a set, but a match filter compares each field for "
+                "equality with the event's value (it has no 'any of'); match one value, or "
+                "wait with no match for that field and check it in the workflow"
+            )
+
+
 class Waits:
     """The waiting verbs of one run's context (see `Workflow.wait_for_event` and friends)."""
 
@@ -115,6 +144,7 @@ class Waits:
         _check_key(key)
         if match is not None and not isinstance(match, dict):
             raise InvalidArgumentError("match must be a dict of payload field -> value")
+        _refuse_any_of(match)
         wait = NewWait(
             key or self._run.next_key(f"event:{event_type}"),
             WaitKind.EVENT,
@@ -158,8 +188,7 @@ class Waits:
         return _payload(await self._wait(wait, default), default)
 
     async def sleep(self, seconds: float) -> None:
-        secs = _seconds("sleep seconds", seconds)
-        assert secs is not None
+        secs = check_seconds("sleep seconds", seconds)  # None too: a sleep has a length
         key = self._run.next_key("sleep")
         due = self._rt.clock.now() + timedelta(seconds=secs)
         await self._wait(NewWait(key, WaitKind.TIMER, None, None, due), MISSING)
@@ -176,7 +205,7 @@ class Waits:
         self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None,
         budget: str | None = None,
     ) -> Any:  # fmt: skip
-        defn, cid = self._child_of(workflow, workflow_id)
+        defn, cid = self._child_of(workflow, input, workflow_id)
         if workflow_id is None:
             cid = self._this_rounds(cid)
         wait = NewWait(f"child:{cid}", WaitKind.RUN, cid)
@@ -203,7 +232,7 @@ class Waits:
         self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None,
         budget: str | None = None,
     ) -> str:  # fmt: skip
-        defn, cid = self._child_of(workflow, workflow_id)
+        defn, cid = self._child_of(workflow, input, workflow_id)
         host = self._require_host()
         await host.create_child(
             defn, input, cid, self._run.workflow_id, detached=True, budget=budget
@@ -211,13 +240,15 @@ class Waits:
         return cid
 
     def _child_of(
-        self, workflow: Callable[..., Awaitable[Any]], workflow_id: str | None
+        self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None
     ) -> tuple[WorkflowDef, str]:
         """The child's definition and run id: `workflow_id` (checked before it names a
-        run or a wait), or the parent's id and the child's occurrence."""
+        run or a wait), or the parent's id and the child's occurrence. The input is
+        checked against the workflow's parameters first, as `app.run` checks it."""
         defn = WorkflowDef.of(workflow)
         if workflow_id is not None:
             check_name("child workflow_id", workflow_id)
+        _check_child_input(defn, input)
         return defn, workflow_id or f"{self._run.workflow_id}/{self._run.next_key(defn.name)}"
 
     def _this_rounds(self, cid: str) -> str:
