@@ -95,8 +95,14 @@ def test_tick_ids_are_the_schedule_and_the_utc_time() -> None:
     [
         ({"cron": "every 5 minutes"}, "not a valid cron expression"),
         ({"cron": "61 * * * *"}, "not a valid cron expression"),
+        ({"cron": "0 0 32 * *"}, r"not a valid cron expression \(Bad day-of-month\)"),
+        # a day none of its months has was said to be a "Bad day-of-month"
+        ({"cron": "0 0 30 2 *"}, "never fire: day-of-month '30' falls in none of the months '2'"),
+        ({"cron": "0 0 31 4,6 *"}, "never fire"),
         ({"cron": 5}, "cron expression string"),
         ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "IANA time zone"),
+        # read on each host: workers in two zones started one tick under two run ids
+        ({"cron": "0 2 * * *", "timezone": "localtime"}, "each host's own zone"),
         ({"cron": "* * * * *", "missed": "some"}, "one of 'latest', 'all', 'skip'"),
         ({"cron": "* * * * *", "queue": ""}, "queue must be a non-empty string"),
         ({"cron": "* * * * *", "name": ""}, "schedule name must be a non-empty string"),

@@ -109,10 +109,7 @@ class Schedule:
         try:
             CronSim(self.cron, datetime.now(UTC))
         except CronSimError as exc:
-            raise InvalidArgumentError(
-                f"cron {self.cron!r} is not a valid cron expression ({exc}); write five "
-                "fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *'"
-            ) from None
+            raise InvalidArgumentError(_cron_error(self.cron, exc)) from None
         self.zone()
         if self.missed not in get_args(MissedTicks):
             raise InvalidArgumentError(
@@ -120,6 +117,12 @@ class Schedule:
             )
 
     def zone(self) -> ZoneInfo:
+        if self.timezone == "localtime":  # a link to /etc/localtime, read on each host
+            raise InvalidArgumentError(
+                "timezone 'localtime' is each host's own zone: workers on hosts set to "
+                "different zones would read the cron differently and start a tick twice "
+                "(under two run ids); name the zone, e.g. timezone='Europe/Berlin'"
+            )
         try:
             return ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -178,6 +181,25 @@ class Schedule:
             created_at=at,
             updated_at=at,
         )
+
+
+def _cron_error(cron: str, exc: CronSimError) -> str:
+    """What is wrong with `cron`. A day no month of it has ('0 0 30 2 *') was refused as
+    "Bad day-of-month", which reads as a typo in a valid day."""
+    minute, hour, day, month, weekday = cron.split()
+    try:
+        CronSim(f"{minute} {hour} {day} * {weekday}", datetime.now(UTC))
+    except CronSimError:
+        pass
+    else:
+        return (
+            f"cron {cron!r} would never fire: day-of-month {day!r} falls in none of the "
+            f"months {month!r}; pick days those months have, or other months"
+        )
+    return (
+        f"cron {cron!r} is not a valid cron expression ({exc}); write five "
+        "fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *'"
+    )
 
 
 class ScheduleHost(Protocol):

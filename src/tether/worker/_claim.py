@@ -9,13 +9,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .._names import check_name
+from .._owners import new_owner
 from ..errors import InvalidArgumentError
 from ..store import Claimed
 
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["FOREIGN_WARN_EVERY", "ForeignJobs", "claim_jobs", "queue_names"]
+__all__ = ["FOREIGN_WARN_EVERY", "ForeignJobs", "claim_jobs", "host_id", "queue_names"]
 
 log = logging.getLogger("tether.worker")
 
@@ -25,14 +26,32 @@ def queue_names(queues: object) -> tuple[str, ...]:
     each once."""
     names = [queues] if isinstance(queues, str) else queues
     if not isinstance(names, Sequence) or not names:
+        # a set (or a generator) was refused as not "one or more queue names", which it
+        # is: say what to pass instead, and why order matters
+        unordered = (
+            ""
+            if names is None or isinstance(names, Sequence)
+            else (
+                f" in a list or tuple, not a {type(names).__name__} (in order: the first "
+                "queue also takes the orphaned runs a worker adopts)"
+            )
+        )
         raise InvalidArgumentError(
-            f"queues must be one or more queue names, got {queues!r}; e.g. queues=['default']"
+            f"queues must be one or more queue names{unordered}, got {queues!r}; "
+            "e.g. queues=['default']"
         )
     for name in names:
         check_name("queue name", name)
     # each once: a queue named twice was read twice by the claim, its jobs picked twice
     # over, and the claim filled half its free slots
     return tuple(dict.fromkeys(names))
+
+
+def host_id(worker_id: object) -> str:
+    """The id a host claims and leases jobs under: `worker_id`, checked, or a fresh one
+    of this process when None. A non-text id (`worker_id=5`) passed the worker's start,
+    then failed every job it claimed, leaving each run 'running' until its lease lapsed."""
+    return new_owner() if worker_id is None else check_name("worker_id", worker_id)
 
 
 async def claim_jobs(
@@ -92,6 +111,34 @@ class ForeignJobs:
             self._warned[(name, version)] = now
             await self._warn(queue, name, version)
             warned.append((queue, name, version))
+        return warned
+
+    async def unserved_schedules(self) -> list[str]:
+        """Warn of each schedule (not warned of lately) whose queue neither this worker
+        nor any live worker of its workflow serves: its ticks are started, and wait
+        there; the names of those warned of now. A typo in `queue=` was met with
+        silence while tick after tick piled up on a queue nobody works."""
+        now = self.app.clock.now()
+        warned: list[str] = []
+        for sched in self.app.schedules.values():
+            key = (f"schedule {sched.name}", None)
+            last = self._warned.get(key)
+            if sched.queue in self.queues or (
+                last is not None and (now - last).total_seconds() < self.every
+            ):
+                continue
+            self._warned[key] = now  # looked at: again in `every` at the soonest
+            if await self.app.adrivers(sched.workflow, sched.queue):
+                continue  # another worker serves it
+            log.warning(
+                "schedule %r queues its runs on queue %r, which no live worker of workflow "
+                "%r serves (this one serves %s): its ticks wait there until one starts; "
+                "start a worker with -q %s, or give the schedule queue= one of those",
+                sched.name, sched.queue, sched.workflow, ", ".join(map(repr, self.queues)),
+                sched.queue,
+                extra={"worker": self.worker_id, "queue": sched.queue, "schedule": sched.name},
+            )  # fmt: skip
+            warned.append(sched.name)
         return warned
 
     async def _warn(self, queue: str, name: str, version: str | None) -> None:

@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._owners import new_owner as process_owner
 from ..app import run_on_loop
 from ..errors import InvalidArgumentError
 from ..kernel import JobExecute, JobExecuted
 from ..store import JobRow
-from ._claim import claim_jobs, queue_names
+from ._claim import claim_jobs, host_id, queue_names
 from ._maintenance import MaintenanceReport, maintenance_tick
 
 if TYPE_CHECKING:
@@ -53,7 +52,7 @@ class ServerlessHost:
     ) -> None:
         self.app = app
         self.queues = queue_names(queues)
-        self.worker_id = worker_id or process_owner()
+        self.worker_id = host_id(worker_id)
 
     async def aclaim(self, limit: int = 1) -> list[JobRow]:
         """Claim up to `limit` ready jobs for this host; none once its App drains (each

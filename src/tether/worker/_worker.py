@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from .._durations import MAX_SECONDS, check_seconds
 from .._loop import await_on, home_loop
-from .._owners import new_owner as process_owner
 from ..errors import (
     IncompatibleStoreError,
     InvalidArgumentError,
@@ -37,7 +36,7 @@ from ..errors import (
 )
 from ..kernel import JobExecuted
 from ..store import JobRow
-from ._claim import ForeignJobs, claim_jobs, queue_names
+from ._claim import ForeignJobs, claim_jobs, host_id, queue_names
 from ._maintenance import FORGET_PROCESSES_AFTER, maintenance_tick, release_chores
 
 if TYPE_CHECKING:
@@ -77,7 +76,7 @@ class Worker:
         self.app = app
         self.queues = queue_names(queues)
         self.concurrency = concurrency
-        self.worker_id = worker_id or process_owner()
+        self.worker_id = host_id(worker_id)
         self.poll_interval = check_seconds("poll_interval", poll_interval, positive=True)
         self.maintenance_interval = check_seconds(
             "maintenance_interval", maintenance_interval, positive=True
@@ -397,6 +396,7 @@ class Worker:
                 log.exception("maintenance tick failed")
             with contextlib.suppress(StoreError):  # the database blinked: next tick
                 await self.foreign.check()
+                await self.foreign.unserved_schedules()
             await asyncio.sleep(self.maintenance_interval)
 
     async def _outdated(self) -> bool:
