@@ -16,7 +16,6 @@ detail)``, which sees every event the drive writes, as `on_event` hooks do.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -77,7 +76,11 @@ def check_interceptors(interceptors: Sequence[Any]) -> tuple[StepInterceptor, ..
     """The interceptors as a tuple, each checked here so that a mistake fails `App()`
     with what to change, not each step later with a TypeError from inside the chain."""
     if isinstance(interceptors, str | bytes) or not isinstance(interceptors, Sequence):
-        raise InvalidArgumentError("interceptors must be a list of StepInterceptor objects")
+        one = type(interceptors).__qualname__
+        raise InvalidArgumentError(
+            f"interceptors must be a list of StepInterceptor objects, got a {one}; "
+            f"wrap it in a list, interceptors=[{one}()]"
+        )
     for i in interceptors:
         _check_one(i)
     return tuple(interceptors)
@@ -100,12 +103,40 @@ def _check_one(icpt: Any) -> None:
                 f"{type(icpt).__qualname__}.{name} is a plain `def`: make it "
                 f"`async def {name}(self, call, proceed)` and `return await proceed()`"
             )
+        _check_takes(icpt, name, 2, f"async def {name}(self, call, proceed)")
     listen = getattr(icpt, "on_event", None)
     if listen is not None and not callable(listen):
         raise InvalidArgumentError(
             f"{type(icpt).__qualname__}.on_event is {listen!r}, not a method: define "
-            "`def on_event(self, workflow_id, type, message, detail)` or leave it out"
+            f"`{_ON_EVENT}` or leave it out"
         )
+    if inspect.iscoroutinefunction(listen):
+        # called without an await, its body would never run and the events go unheard
+        raise InvalidArgumentError(
+            f"{type(icpt).__qualname__}.on_event is an `async def`: events are passed "
+            f"synchronously, so make it `{_ON_EVENT}` (hand slow work to a queue or thread)"
+        )
+    _check_takes(icpt, "on_event", 4, _ON_EVENT)
+
+
+_ON_EVENT = "def on_event(self, workflow_id, type, message, detail)"
+
+
+def _check_takes(icpt: Any, name: str, count: int, shape: str) -> None:
+    """Refuse a hook that cannot take the `count` arguments it is called with, here
+    rather than as a TypeError from the first step or event."""
+    method = getattr(icpt, name, None)
+    if not callable(method):
+        return
+    try:
+        inspect.signature(method).bind(*[None] * count)
+    except TypeError as exc:
+        raise InvalidArgumentError(
+            f"{type(icpt).__qualname__}.{name} cannot be called with the {count} arguments "
+            f"tether passes ({exc}): define it as `{shape}`"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): let the call judge
+        return
 
 
 def run_intercepted(
@@ -115,9 +146,8 @@ def run_intercepted(
     ``async def intercept_run(call, proceed)`` (tracing a run, say); the others pass."""
     proceed = inner
     for icpt in reversed(interceptors):
-        hook = getattr(icpt, "intercept_run", None)
-        if hook is not None:
-            proceed = functools.partial(hook, call, proceed)
+        if getattr(icpt, "intercept_run", None) is not None:
+            proceed = _link(icpt, "intercept_run", call, proceed)
     return proceed()
 
 
@@ -127,8 +157,43 @@ def intercepted(
     """`inner()` run through the chain, the first interceptor outermost."""
     proceed = inner
     for icpt in reversed(interceptors):
-        proceed = functools.partial(icpt.intercept, call, proceed)
+        proceed = _link(icpt, "intercept", call, proceed)
     return proceed()
+
+
+def _link(icpt: Any, name: str, call: StepCall | RunCall, proceed: Proceed) -> Proceed:
+    """`icpt.<name>(call, proceed)` as one link of a chain, refusing a link that returns
+    what its ``proceed()`` made without awaiting it: the step (or run) never ran, and
+    storing that coroutine would fail as "not JSON", pointing away from the interceptor."""
+    hook = getattr(icpt, name)
+
+    async def link() -> Any:
+        made: list[Awaitable[Any]] = []
+
+        def tracked() -> Awaitable[Any]:
+            made.append(proceed())
+            return made[-1]
+
+        result = await hook(call, tracked)
+        if made and result is made[-1]:
+            if inspect.iscoroutine(result):
+                result.close()  # no "never awaited" warning on top of the error
+            raise InvalidArgumentError(_unawaited(icpt, name, call))
+        return result
+
+    return link
+
+
+def _unawaited(icpt: Any, name: str, call: StepCall | RunCall) -> str:
+    what = (
+        f"step {call.key!r}"
+        if isinstance(call, StepCall)
+        else f"the run of workflow {call.workflow_name!r}"
+    )
+    return (
+        f"{type(icpt).__qualname__}.{name} returned proceed() without awaiting it, "
+        f"so {what} did not run: write `return await proceed()`"
+    )
 
 
 def with_listeners(interceptors: tuple[StepInterceptor, ...], hook: Any) -> Any:

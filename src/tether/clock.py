@@ -12,6 +12,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from ._durations import seconds_of
 from .errors import InvalidArgumentError
 
 __all__ = ["Clock", "FakeClock", "SystemClock", "utcnow"]
@@ -69,8 +70,10 @@ class FakeClock:
     def now(self) -> datetime:
         return self._now
 
-    def advance(self, seconds: float) -> datetime:
-        """Move time forward by `seconds` and return the new time."""
+    def advance(self, seconds: float | timedelta) -> datetime:
+        """Move time forward by `seconds` (or a timedelta, as `pass_time` takes) and
+        return the new time."""
+        seconds = seconds_of(seconds)
         number = math.nan
         if isinstance(seconds, int | float) and not isinstance(seconds, bool):
             with contextlib.suppress(OverflowError):

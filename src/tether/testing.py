@@ -53,6 +53,20 @@ def memory_app(clock: FakeClock | None = None) -> App:
     return App(MEMORY_URL, clock=clock or FakeClock())
 
 
+def _check_callable(condition: object) -> None:
+    """Refuse a condition already evaluated (`eventually(app.aget_run(id))`, or
+    `eventually(x == 1)`), which would fail with "'bool' object is not callable"."""
+    if callable(condition):
+        return
+    if inspect.iscoroutine(condition):
+        condition.close()  # no "never awaited" warning on top of the error
+    raise InvalidArgumentError(
+        f"eventually needs a function to call again and again, got {condition!r} (a "
+        f"{type(condition).__name__}, evaluated once already); pass the function itself "
+        "or wrap the check in one: eventually(lambda: ...) or an `async def`"
+    )
+
+
 class _Poll:
     """One polling of a condition: its deadline, and what it last showed."""
 
@@ -61,6 +75,7 @@ class _Poll:
     ) -> None:
         # checked as pass_time's `by` is: a timedelta or a string here would otherwise
         # fail with a bare "'>' not supported" TypeError from inside this class
+        _check_callable(condition)
         self.timeout = check_seconds("eventually's `timeout`", timeout, positive=True)
         self.interval = check_seconds("eventually's `interval`", interval, positive=True)
         self.condition = condition
