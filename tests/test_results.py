@@ -3,6 +3,7 @@ input is its declared type before a run exists."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import date
@@ -249,3 +250,19 @@ def test_the_first_load_of_a_dump_is_its_own_value_and_never_shared() -> None:
     text = dump_result(Point(1, 2), what="r")
     assert load_result(text) == load_result(text) == Point(1, 2)
     assert load_result(text) is not load_result(text)
+
+
+async def test_a_result_returned_without_its_await_says_to_await_it(app: App) -> None:
+    """`return wf.step(...)` without the await was refused saying to declare the return
+    type `-> coroutine`; the step never ran."""
+    ran: list[str] = []
+
+    @app.workflow
+    async def forgot(wf: Workflow) -> Any:
+        return wf.step("a", lambda: ran.append("a") or 1)
+
+    with pytest.raises(NotSerializableError, match=r"without being awaited.*return await"):
+        await app.arun(forgot, workflow_id="fa")
+    assert ran == []
+    with pytest.raises(NotSerializableError, match=r"without being awaited"):
+        dump_result(asyncio.sleep(0), what="x")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -58,6 +59,8 @@ def recorded_result(value: Any, *, what: str, tp: Any = None) -> tuple[str, Any]
 
 
 def _encoded(value: Any, what: str, tp: Any, *, decode: bool) -> tuple[str, Any]:
+    if inspect.isawaitable(value):
+        _refuse_unawaited(value, what)
     if tp is not None:
         text = dump_json(value, what=what, tp=tp)
         if tp is type(value) and tp in _SCALARS:  # a str as str: read back as is
@@ -76,6 +79,19 @@ def _encoded(value: Any, what: str, tp: Any, *, decode: bool) -> tuple[str, Any]
         text = dump_json(value, what=what)
     # a copy: what the function returned may change after it is recorded
     return text, load_result(text) if decode else None
+
+
+def _refuse_unawaited(value: Any, what: str) -> None:
+    """`return wf.step(...)` without the await: the step never ran, and the error said
+    to declare the return type `-> coroutine`."""
+    if inspect.iscoroutine(value):
+        value.close()  # no "never awaited" warning on top of the error
+    raise NotSerializableError(
+        what,
+        type(value),
+        problem="was returned without being awaited, so what it stands for did not run",
+        fix="Await it: `return await wf.step(...)` (or whatever call made it).",
+    )
 
 
 def _with_class(value: Any, what: str) -> tuple[str, Any]:
