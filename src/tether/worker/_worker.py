@@ -52,7 +52,13 @@ class Worker:
 
     Its maintenance also deletes the rows of processes that drive runs once they
     have been silent (stopped or killed) for `forget_processes_after` seconds, a day
-    by default: each worker start is a new process, and their rows piled up."""
+    by default: each worker start is a new process, and their rows piled up.
+
+    `worker_id` (default: one of this process) names the worker on the jobs it
+    claims and the chores it holds: give each live worker its own. Two at once
+    under one id are one worker to the database: each may renew or release the
+    other's jobs, and both do the chores meant for one worker at a time. A
+    restart may take the id of a worker that stopped."""
 
     def __init__(
         self,
