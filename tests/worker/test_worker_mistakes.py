@@ -91,3 +91,29 @@ async def test_a_schedule_served_by_another_live_worker_is_not_warned_of(
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_the_maintenance_log_line_counts_the_schedule_ticks_it_started(
+    app: App, clock: tether.FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tick that only started schedule runs logged nothing, and the line of one that
+    did more left them out."""
+
+    @app.workflow(name="minutely")
+    async def minutely(wf: Workflow) -> str:
+        return "done"
+
+    app.schedule(minutely, cron="* * * * *")
+    worker = Worker(app, poll_interval=3600, maintenance_interval=0.01)
+    with caplog.at_level(logging.INFO, logger="tether.worker"):
+        task = asyncio.ensure_future(worker.run(install_signals=False))
+        try:
+            await eventually(app.store.list_schedules)  # the first tick saved it
+            clock.advance(120)  # two ticks due: the latest is started (missed="latest")
+            lines = await eventually(
+                lambda: [r for r in caplog.records if r.getMessage() == "maintenance"]
+            )
+        finally:
+            worker.stop()
+            await task
+    assert getattr(lines[0], "scheduled", None) == 1

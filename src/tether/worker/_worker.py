@@ -382,6 +382,7 @@ class Worker:
                 )
                 if (
                     report.timers_woken
+                    or report.scheduled
                     or report.leases_reaped
                     or report.stuck_requeued
                     or report.orphans_adopted
@@ -392,6 +393,7 @@ class Worker:
                         extra={
                             "worker": self.worker_id,
                             "timers_woken": len(report.timers_woken),
+                            "scheduled": len(report.scheduled),
                             "leases_reaped": report.leases_reaped,
                             "stuck_requeued": len(report.stuck_requeued),
                             "orphans_adopted": len(report.orphans_adopted),
