@@ -107,11 +107,17 @@ def _none(rows: list[AIUsageRow]) -> str:
 async def usage(request: Request, who: Who) -> Response:
     app = served_app(request)
     q = request.query_params
-    days_key = q.get("days", "30") if q.get("days") in USAGE_DAYS else "30"
+    days_key = q.get("days", "30").strip() or "30"
     workflow = q.get("workflow", "").strip() or None
     problem = None if workflow is None else unstorable("workflow", workflow)
     if problem is not None:
         workflow = None  # refused, as the API refuses it: the page shows every workflow
+    if days_key not in USAGE_DAYS:  # a mistyped link showed 30 days without a word
+        problem = problem or (
+            f"There is no period of {days_key!r} days (periods: {', '.join(USAGE_DAYS)}): "
+            "showing the last 30 days."
+        )
+        days_key = "30"
     now = app.clock.now()
     since = (now - timedelta(days=USAGE_DAYS[days_key] - 1)).replace(
         hour=0, minute=0, second=0, microsecond=0

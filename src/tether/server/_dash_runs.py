@@ -90,8 +90,8 @@ async def home(request: Request, _: Who) -> Response:
 
 def _filters(request: Request) -> tuple[RunFilter, dict[str, str], str | None]:
     """The runs page's filters from its query, and the problem with one it drops: a
-    value the database cannot store, or a status no run has (a mistyped link listed
-    every run as if they were all of it; the API refuses both)."""
+    value the database cannot store, a status no run has or a creation period the page
+    does not offer (a mistyped link listed every run as if they were all of it)."""
     q = request.query_params
     shown = {k: q.get(k, "").strip() for k in ("status", "workflow", "tag", "since", "q")}
     problem = None
@@ -109,6 +109,11 @@ def _filters(request: Request) -> tuple[RunFilter, dict[str, str], str | None]:
     if status is None:
         shown["status"] = ""
     since = SINCE.get(shown["since"])
+    if since is None and shown["since"]:
+        problem = problem or (
+            f"There is no creation period {shown['since']!r} (periods: {', '.join(SINCE)}): "
+            "showing runs created at any time."
+        )
     if since is None:
         shown["since"] = ""
     after = None if since is None else served_app(request).clock.now() - since
