@@ -91,7 +91,7 @@ def test_a_workflow_version_the_tenant_does_not_serve_fails_the_run(
     assert rec.status is RunStatus.FAILED
     assert rec.last_error is not None
     assert rec.last_error.type == "RemoteVersionError"
-    assert "['2', '1']" in rec.last_error.message and "'3'" in rec.last_error.message
+    assert "served at versions '2', '1', not '3'" in rec.last_error.message
     assert _invocations(rec) == 1
 
 

@@ -29,7 +29,7 @@ from ._errors import (
     RemoteUnavailableError,
     RemoteVersionError,
 )
-from ._wire import MAX_BODY, PROTOCOL_HEADER, Answer, Invocation, Line
+from ._wire import MAX_BODY, PROTOCOL_HEADER, Answer, Invocation, Line, versions_text
 
 __all__ = ["OnLine", "Reply", "call", "encode", "parse_line"]
 
@@ -255,6 +255,9 @@ def parse_line(raw: bytes) -> tuple[Line, dict[str, Any]]:
         raise ValueError(explain_validation(exc)) from None
     _check_event(line.event)
     _check_attempt_error(line)
+    if line.answer is not None and line.answer.status == "waiting" and not line.answer.waitpoints:
+        # it failed the run as the body's own error ("RemoteWorkflowError: ProtocolError")
+        raise ValueError("a 'waiting' answer names no waitpoint to wait on")
     values: dict[str, Any] = {}
     for where, text in _json_texts(line):
         values[where] = value = _parse(where, text)
@@ -395,10 +398,28 @@ def _fix(code: str, details: Any, inv: Invocation) -> str | None:
             "@tenant.workflow, or name one it serves in app.remote_workflow"
         )
     if code == "workflow_version_mismatch":
-        versions = ", ".join(repr(v) for v in details.get("versions") or []) or "none"
-        return (
-            f"it serves versions {versions}: register the workflow here with one of them "
-            f"(app.remote_workflow(..., version=)), or have the tenant serve {inv.version!r} "
-            "(@tenant.workflow(compatible=[...]))"
-        )
+        return _version_fix(list(details.get("versions") or []), inv.version)
     return None
+
+
+def _version_fix(served: list[Any], version: str | None) -> str:
+    """How to mend a version the tenant does not serve. A workflow registered without
+    version= on one side only was told to list None in compatible= (which takes only
+    strings): "it serves versions None ... have the tenant serve None"."""
+    versions = versions_text(served)
+    if version is None:
+        return (
+            f"it serves versions {versions or 'none'}, and this run has no version "
+            "(app.remote_workflow was given no version=): register the workflow here with "
+            "app.remote_workflow(..., version=) naming one of them"
+        )
+    if served == [None]:
+        return (
+            "the tenant registered the workflow without a version: drop version= from "
+            f"app.remote_workflow here, or give it @tenant.workflow(version={version!r})"
+        )
+    return (
+        f"it serves versions {versions or 'none'}: register the workflow here with one of "
+        f"them (app.remote_workflow(..., version=)), or have the tenant serve {version!r} "
+        "(@tenant.workflow(compatible=[...]))"
+    )

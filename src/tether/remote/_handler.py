@@ -42,7 +42,14 @@ from .._signatures import HookRejected, Webhook, check_signature
 from ..errors import InvalidArgumentError
 from ._errors import RemoteTooLargeError
 from ._tenant import TenantApp, execute, served_versions
-from ._wire import MAX_BODY, PROTOCOL_HEADER, SUPPORTED_PROTOCOLS, Invocation, Line
+from ._wire import (
+    MAX_BODY,
+    PROTOCOL_HEADER,
+    SUPPORTED_PROTOCOLS,
+    Invocation,
+    Line,
+    versions_text,
+)
 
 __all__ = ["MAX_BODY", "handler"]
 
@@ -221,7 +228,8 @@ def _check_served(tenant: TenantApp, inv: Invocation, now: float) -> None:
         raise _Refused(
             409,
             "workflow_version_mismatch",
-            f"workflow {inv.workflow!r} is served at versions {versions}, not {inv.version!r}",
+            f"workflow {inv.workflow!r} is served at versions {versions_text(versions)}, "
+            f"not {versions_text([inv.version])}",
             versions=versions,
         )
     if now >= inv.deadline:

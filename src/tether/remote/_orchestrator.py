@@ -218,23 +218,38 @@ class _Drive:
         which the tenant runs the compensations of the steps its journal holds.
         Its lines are not recorded here (a compensation is one step), so if this is
         retried the tenant runs its compensations again: make them idempotent."""
-        n = await self._invocations() + 1
-        inv = (await self._invocation(n)).model_copy(update={"mode": "compensate"})
         ran: list[str] = []
-
-        async def seen(line: Line, values: Mapping[str, Any]) -> None:
-            if line.type == "step" and line.step is not None:
-                ran.append(line.step.key)
-
-        reply = await call(self.spec.url, self.spec.secret, inv, seen, self.spec.transport)
-        answer = reply.answer
-        log.info("tenant compensated run %s: %s (%s)", inv.run_id, answer.status, ran)
+        answer = (await self._call_to_compensate(ran)).answer
+        log.info("tenant compensated run %s: %s (%s)", self.wf.workflow_id, answer.status, ran)
         if answer.status == "compensation_failed":
             raise RemoteError(
                 f"a compensation failed on the tenant ({', '.join(ran) or 'none ran'})"
             )
         if answer.status not in ("compensated", "cancelled"):
             raise RemoteError(f"the tenant answered {answer.status!r} to compensate")
+
+    async def _call_to_compensate(self, ran: list[str]) -> Reply:
+        """The tenant's answer to the compensate invocation, the keys of the steps it
+        streamed added to `ran`. Unanswered (the tenant down, a 5xx, its deadline), it
+        is tried again after `retry_delay`, doubling, up to `max_invocations` tries, as
+        the run's own invocations are (unless this process is shutting down): it was
+        tried once, so a tenant down for a moment left the run compensation_failed and
+        the steps the tenant ran never undone."""
+
+        async def seen(line: Line, values: Mapping[str, Any]) -> None:
+            if line.type == "step" and line.step is not None:
+                ran.append(line.step.key)
+
+        n, tries = await self._invocations(), 0
+        while True:
+            tries += 1
+            inv = (await self._invocation(n + tries)).model_copy(update={"mode": "compensate"})
+            try:
+                return await call(self.spec.url, self.spec.secret, inv, seen, self.spec.transport)
+            except RemoteUnavailableError as exc:
+                if self.wf.draining or tries >= self.spec.max_invocations:
+                    raise
+                await self._back_off(exc)
 
     async def _invocations(self) -> int:
         """The run's invocations so far: read once a drive, from the end of its events
@@ -329,11 +344,7 @@ class _Drive:
         wid, answer = self.wf.workflow_id, reply.answer
         if answer.status == "completed":
             return reply.output  # parsed once, by the check of its line
-        if answer.status == "waiting":
-            if not answer.waitpoints:
-                raise RemoteWorkflowError(
-                    wid, {"type": "ProtocolError", "message": "waiting on no waitpoint"}
-                )
+        if answer.status == "waiting":  # on a waitpoint at least (`parse_line`)
             pending: Suspend | None = None
             for wp in answer.waitpoints:  # register every one, then park on those pending
                 try:

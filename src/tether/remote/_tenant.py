@@ -189,12 +189,10 @@ async def _execute(
     rt = Runtime(cast(Store, store), tenant.clock, threads=tenant.threads)
     st = _state(inv, tenant.clock.now())
     wf = Workflow(rt, st, host=JournalHost(store, send))
-    args: tuple[Any, ...] = (wf,)
-    if defn.takes_input and (inv.input is not None or defn.input_required):
-        try:
-            args = (wf, load_json(inv.input, defn.input_type))
-        except (ValidationError, TetherError, ValueError) as exc:  # the run's input: its failure
-            return _answer("failed", error=_bad_input(defn, exc))
+    try:
+        args = _args(defn, inv.input, wf)
+    except InvalidArgumentError as exc:  # the run's input: its failure
+        return _answer("failed", error=_error(exc))
     if inv.mode == "compensate":
         return await _compensate_cancelled(defn, args, inv, wf, st)
     try:
@@ -242,15 +240,35 @@ async def _compensate_cancelled(
     return _answer("compensated" if ok else "compensation_failed")
 
 
-def _bad_input(defn: WorkflowDef, exc: Exception) -> dict[str, Any]:
-    """The error of a run whose input does not fit the tenant's workflow: not a fault
-    of the tenant (retrying would never help), so the run fails at once, saying why."""
-    why = explain_validation(exc) if isinstance(exc, ValidationError) else str(exc)
-    error = InvalidArgumentError(
-        f"the input does not fit workflow {defn.name!r} on the tenant: {why}; start the "
-        "run again with an input of the type its function declares"
-    )
-    return _error(error)
+def _args(defn: WorkflowDef, given: str | None, wf: Workflow) -> tuple[Any, ...]:
+    """The body's arguments from the run's input (`given`, JSON text); an
+    `InvalidArgumentError` when it does not fit the tenant's function: not a fault of
+    the tenant (retrying would never help), so the run fails at once, saying why. An
+    input given to a function without the parameter was dropped, and a missing one
+    reached the body as None, where a run in-process is refused either way."""
+    if not defn.takes_input:
+        if given is not None:
+            raise InvalidArgumentError(
+                f"workflow {defn.name!r} on the tenant takes no input (its function has one "
+                "parameter, the Workflow), and the run was started with one: start it "
+                "without an input, or add a parameter to the tenant's function"
+            )
+        return (wf,)
+    if given is None:
+        if defn.input_required:
+            raise InvalidArgumentError(
+                f"workflow {defn.name!r} on the tenant takes an input, and the run was "
+                "started without one: start it with one (app.run(workflow, input))"
+            )
+        return (wf,)
+    try:
+        return (wf, load_json(given, defn.input_type))
+    except (ValidationError, TetherError, ValueError) as exc:
+        why = explain_validation(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise InvalidArgumentError(
+            f"the input does not fit workflow {defn.name!r} on the tenant: {why}; start the "
+            "run again with an input of the type its function declares"
+        ) from None
 
 
 def _error(exc: BaseException) -> dict[str, Any]:

@@ -69,6 +69,13 @@ PROTOCOL_HEADER = "X-Tether-Protocol"
 # orchestrator and a tenant of one release agree on it.
 MAX_BODY = 32 * 1024 * 1024
 
+
+def versions_text(versions: list[str | None]) -> str:
+    """Workflow versions as a message names them; None is a workflow registered
+    without version= (it was shown as ``[None]``, or as "versions None")."""
+    return ", ".join("none (no version=)" if v is None else repr(v) for v in versions)
+
+
 Status = Literal[
     "completed", "failed", "waiting", "cancelled", "compensated", "compensation_failed"
 ]

@@ -1,0 +1,81 @@
+"""A cancel with compensation whose invocation goes unanswered is tried again, as the
+run's own invocations are. The tenant sits behind a proxy (an ASGI app) that answers
+503 while it is "down"; the orchestrator is an App on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import httpx
+
+import tether
+from tether import RunStatus
+from tether.remote import TenantApp, handler
+from tether.testing import eventually_sync
+
+SECRET = "s"
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Scope]]
+Send = Callable[[Scope], Awaitable[None]]
+
+
+class _Proxy:
+    """Answers the first `down` POSTs with 503 (the tenant restarting behind it), then
+    passes every request to the tenant's handler."""
+
+    def __init__(self, tenant: TenantApp, down: int) -> None:
+        self.inner, self.down = handler(tenant), down
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and self.down > 0:
+            self.down -= 1
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"restarting"})
+            return
+        await self.inner(scope, receive, send)
+
+
+def _booking(tenant: TenantApp, undone: list[str]) -> None:
+    @tenant.workflow(name="booking", version="1")
+    async def booking(wf: tether.Workflow) -> object:
+        await wf.step("reserve", lambda: "seat-1", compensate=undone.append)
+        return await wf.wait_for_signal("pay")
+
+
+def test_an_unanswered_compensate_invocation_is_tried_again(app: tether.App) -> None:
+    # it was tried once: a tenant down for a moment when the run was cancelled left it
+    # compensation_failed, the seat it reserved never released
+    tenant, undone = TenantApp(secret=SECRET), list[str]()
+    _booking(tenant, undone)
+    proxy = _Proxy(tenant, down=0)
+    flow = app.remote_workflow("booking", url="http://t/", secret=SECRET, version="1",
+                               retry_delay=0.01, transport=httpx.ASGITransport(app=proxy))  # fmt: skip
+    assert app.run(flow, workflow_id="b-1").status is RunStatus.WAITING
+    proxy.down = 2
+    app.cancel("b-1", "customer left", compensate=True)
+    ended = (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
+    rec = eventually_sync(lambda: (r := app.get_record("b-1")).status in ended and r)
+    assert rec.status is RunStatus.COMPENSATED and undone == ["seat-1"]
+    assert proxy.down == 0
+    unanswered = [e.message for e in rec.events if e.type == "remote.unanswered"]
+    assert len(unanswered) == 2 and all("answered 503: restarting" in m for m in unanswered)
+
+
+def test_a_tenant_down_past_max_invocations_tries_ends_compensation_failed(
+    app: tether.App,
+) -> None:
+    # the retries are bounded as the run's invocations are: max_invocations tries
+    tenant, undone = TenantApp(secret=SECRET), list[str]()
+    _booking(tenant, undone)
+    proxy = _Proxy(tenant, down=0)
+    flow = app.remote_workflow("booking", url="http://t/", secret=SECRET, version="1",
+                               retry_delay=0.01, max_invocations=3,
+                               transport=httpx.ASGITransport(app=proxy))  # fmt: skip
+    assert app.run(flow, workflow_id="b-2").status is RunStatus.WAITING
+    proxy.down = 10
+    app.cancel("b-2", compensate=True)
+    ended = (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
+    rec = eventually_sync(lambda: (r := app.get_record("b-2")).status in ended and r)
+    assert rec.status is RunStatus.COMPENSATION_FAILED and undone == []
+    assert proxy.down == 10 - 3
