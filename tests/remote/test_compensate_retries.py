@@ -79,3 +79,41 @@ def test_a_tenant_down_past_max_invocations_tries_ends_compensation_failed(
     rec = eventually_sync(lambda: (r := app.get_record("b-2")).status in ended and r)
     assert rec.status is RunStatus.COMPENSATION_FAILED and undone == []
     assert proxy.down == 10 - 3
+
+
+class _Limited:
+    """Answers the first POST 429 with a Retry-After (a rate limit in front of the
+    tenant), then passes every request to the tenant's handler."""
+
+    def __init__(self, tenant: TenantApp, retry_after: str) -> None:
+        self.inner, self.retry_after, self.refused = handler(tenant), retry_after, 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not self.refused:
+            self.refused += 1
+            headers = [(b"retry-after", self.retry_after.encode())]
+            await send({"type": "http.response.start", "status": 429, "headers": headers})
+            await send({"type": "http.response.body", "body": b"slow down"})
+            return
+        await self.inner(scope, receive, send)
+
+
+def test_a_429s_retry_after_is_waited_before_the_next_invocation(database_url: str) -> None:
+    """A rate limit's Retry-After was ignored: the next invocation went at the
+    back-off's own pace (0.01 s here), and met the limit again."""
+    tenant = TenantApp(secret=SECRET)
+
+    @tenant.workflow(name="quick", version="1")
+    async def quick(wf: tether.Workflow) -> str:
+        return str(await wf.step("one", lambda: "done"))
+
+    clock = tether.FakeClock()
+    app = tether.App(database_url, inline_wait=0, clock=clock)
+    try:
+        limited = _Limited(tenant, retry_after="40")
+        flow = app.remote_workflow("quick", url="http://t/", secret=SECRET, version="1",
+                                   retry_delay=0.01, transport=httpx.ASGITransport(app=limited))  # fmt: skip
+        assert app.run(flow, workflow_id="q-1").value == "done"
+        assert limited.refused == 1 and clock.slept == [40.0]
+    finally:
+        app.close()

@@ -12,6 +12,8 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -338,6 +340,27 @@ def _json_texts(line: Line) -> Iterator[tuple[str, str]]:
                 yield f"waitpoint {wp.key!r} {name}", text
 
 
+def _retry_after(value: str | None) -> float | None:
+    """The seconds a ``Retry-After`` asks for (a number, or an HTTP date); None when it
+    is absent or unreadable. It was ignored: a rate limit in front of the tenant got
+    the next invocation at the back-off's own pace, and refused it again."""
+    if value is None:
+        return None
+    try:
+        return min(max(0.0, float(value)), _MOST_RETRY_AFTER)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return min(max(0.0, when.timestamp() - time.time()), _MOST_RETRY_AFTER)
+
+
+_MOST_RETRY_AFTER = 3600.0  # a longer ask is taken as an hour: the invocations are capped
+
+
 def _refusal(url: str, resp: httpx.Response, body: bytes, inv: Invocation, size: int) -> Exception:
     """The error of a refusal; `body` is the answer's, `size` the invocation's."""
     invocation, status = inv.invocation, resp.status_code
@@ -349,9 +372,10 @@ def _refusal(url: str, resp: httpx.Response, body: bytes, inv: Invocation, size:
         error = {}
     code = str(error.get("code", "http_error"))
     message = str(error.get("message", body[:200].decode(errors="replace")))
-    if status >= 500 or status == 429:  # 429: a rate limit in front of it, for now
+    if status >= 500 or status == 429:  # 429: a rate limit in front of it
         return RemoteUnavailableError(
-            f"invocation {invocation}: {url} answered {status}: {message}"
+            f"invocation {invocation}: {url} answered {status}: {message}",
+            _retry_after(resp.headers.get("retry-after")),
         )
     if status == 413:  # a tenant of another release, or a proxy in front of it
         return RemoteTooLargeError(

@@ -54,7 +54,12 @@ class RemoteVersionError(RemoteRefusedError):
 
 class RemoteUnavailableError(RemoteError):
     """No complete answer from the tenant (network error, 5xx, a cut stream); the
-    invocation is tried again, steps it recorded kept."""
+    invocation is tried again, steps it recorded kept: after `retry_after` seconds
+    at the least, where the answer said so (a 429's or 503's ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RemoteDeadlineError(RemoteUnavailableError):

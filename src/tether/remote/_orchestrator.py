@@ -261,6 +261,8 @@ class _Drive:
     async def _back_off(self, exc: RemoteError) -> None:
         await self.wf.log_event_now("remote.unanswered", str(exc))
         delay = min(self.spec.retry_delay * 2**self.failures, 30.0)
+        asked = getattr(exc, "retry_after", None)  # the tenant's (or a proxy's) Retry-After
+        delay = delay if asked is None else max(delay, asked)
         self.failures += 1
         log.warning("%s; trying again in %.1fs", exc, delay)
         await self.app.clock.sleep(delay)
