@@ -516,3 +516,27 @@ def test_a_value_over_postgresqls_limits_is_not_blamed_on_the_connection(pg: str
     assert "server runs" not in said
     lost = psycopg.OperationalError("connection to server at 127.0.0.1 failed")
     assert "server runs" in str(store._store_error(lost))  # the advice where it belongs
+
+
+async def test_times_come_back_in_utc_whatever_the_servers_zone(
+    pg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session in another zone (the server's default, or PGTZ) gave every time read
+    back in that zone's offset, where SQLite gives UTC: the same run told two stories."""
+    monkeypatch.setenv("PGTZ", "America/New_York")
+    app = App(pg)
+    try:
+
+        @app.workflow
+        async def parked(wf: Workflow) -> str:
+            await wf.step("a", lambda: 1)
+            return str(await wf.wait_for_signal("go"))
+
+        await app.arun(parked, workflow_id="tz1")
+        run = await app.aget_run("tz1")
+        (wait,) = await app.alist_waits("tz1")
+        record = await app.aget_record("tz1")
+        times = [run.created_at, run.updated_at, wait.created_at, record.events[0].at]
+        assert all(t.utcoffset() is not None and t.utcoffset().total_seconds() == 0 for t in times)
+    finally:
+        await app.aclose()

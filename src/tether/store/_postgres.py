@@ -452,7 +452,9 @@ class PostgresStore(Store):
         )
 
     async def _configure(self, conn: Conn) -> None:
-        await conn.execute(f"SET search_path TO {self.config.schema}")
+        # times read back in UTC, as SQLite's are: a server (or PGTZ) set to another zone
+        # gave every RunInfo, WaitInfo and event time in that zone's offset
+        await conn.execute(f"SET search_path TO {self.config.schema}; SET TimeZone TO 'UTC'")
         if self.config.statement_timeout is not None:
             await conn.execute(
                 f"SET statement_timeout = {int(self.config.statement_timeout * 1000)}"
