@@ -173,13 +173,21 @@ async def test_for_each_steps_resume_from_record(app: App) -> None:
     assert sorted(calls) == ["a", "b"]
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
-async def test_bad_max_parallel(app: App, bad: object) -> None:
-    async def flow(wf: Workflow) -> None:
-        await wf.for_each([1], lambda i: i, max_parallel=bad)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("kwargs", "said"),
+    [({"max_parallel": bad}, "max_parallel must be an integer >= 1") for bad in (0, -1, 1.5, True)]
+    + [({"stop_on_error": bad}, "stop_on_error must be True or False") for bad in ("no", None, 0)],
+)
+async def test_bad_max_parallel_or_stop_on_error(
+    app: App, kwargs: dict[str, object], said: str
+) -> None:
+    """A stop_on_error of "no" was taken as true (and None as false), unsaid."""
 
-    with pytest.raises(tether.InvalidArgumentError, match="max_parallel must be an integer >= 1"):
-        await app.arun(flow, workflow_id=f"fe-bad-{bad}")
+    async def flow(wf: Workflow) -> None:
+        await wf.for_each([1], lambda i: i, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.raises(tether.InvalidArgumentError, match=said):
+        await app.arun(flow, workflow_id="fe-bad")
 
 
 async def test_bad_mutex_key_result(app: App) -> None:

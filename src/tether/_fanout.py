@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
@@ -81,14 +83,31 @@ async def run_for_each(
     item runs inside `hold(key)` (the durable mutex), which also keeps out
     other processes working on the same key.
     """
-    if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
-        raise InvalidArgumentError(f"max_parallel must be an integer >= 1, got {max_parallel!r}")
-    if mutex_key is not None and not callable(mutex_key):
-        raise InvalidArgumentError("mutex_key must be a function of the item returning a str")
+    _check_args(items, max_parallel, mutex_key, stop_on_error)
     seq = list(items)
     fan = _FanOut(seq, _item_keys(seq, mutex_key), fn, hold, max_parallel, stop_on_error)
     await fan.run()
     return fan.summary()
+
+
+def _check_args(items: object, max_parallel: object, mutex_key: object, stop: object) -> None:
+    """Refuse, before any item starts, what would misbehave only later (or on a resume)."""
+    if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
+        raise InvalidArgumentError(f"max_parallel must be an integer >= 1, got {max_parallel!r}")
+    if mutex_key is not None and not callable(mutex_key):
+        raise InvalidArgumentError("mutex_key must be a function of the item returning a str")
+    if not isinstance(stop, bool):
+        # a truthy "no" or a None would silently decide whether one failure stops the rest
+        raise InvalidArgumentError(f"stop_on_error must be True or False, got {stop!r}")
+    if isinstance(items, set | frozenset):
+        # item i's steps are `name[i]`: a set's order changes between processes (str
+        # hashes are salted per process), so a resumed run would hand item i another
+        # item's recorded results
+        raise InvalidArgumentError(
+            f"for_each items must come in a fixed order, and a {type(items).__name__} has "
+            "none (it may change in the process that resumes the run, and items would get "
+            "each other's recorded steps); pass sorted(items) or a list"
+        )
 
 
 def _item_keys(seq: list[T], mutex_key: Callable[[T], str] | None) -> list[str | None]:
@@ -96,8 +115,14 @@ def _item_keys(seq: list[T], mutex_key: Callable[[T], str] | None) -> list[str |
     if mutex_key is None:
         return [None] * len(seq)
     keys: list[str | None] = []
-    for item in seq:
-        key = mutex_key(item)
+    for i, item in enumerate(seq):
+        try:
+            key = mutex_key(item)
+        except Exception as exc:
+            raise InvalidArgumentError(
+                f"mutex_key raised {type(exc).__name__}: {error_text(exc)} for item {i} "
+                f"({item!r}); it must return a non-empty str for every item"
+            ) from exc
         if not isinstance(key, str) or not key:
             raise InvalidArgumentError(
                 f"mutex_key({item!r}) returned {key!r}; it must return a non-empty str"
@@ -121,9 +146,22 @@ class _FanOut(Generic[T, R]):
         self.seq, self.keys, self.fn, self.hold = seq, keys, fn, hold
         self.max_parallel, self.stop_on_error = max_parallel, stop_on_error
         self.outcomes: list[ItemResult[T, R] | None] = [None] * len(seq)
-        self.waiting = list(range(len(seq)))
-        self.busy: set[str] = set()
+        # items free to start (no key, or the first waiting one of a key none runs), as a
+        # heap so they start in input order, and the rest of each key behind it: picking
+        # the next item costs no scan of every waiting one (that was quadratic in items)
+        self.ready: list[int] = []
+        self.queued: dict[str, deque[int]] = {}
+        for i, key in enumerate(keys):  # `ready` is built ascending: a heap already
+            if key is None:
+                self.ready.append(i)
+            elif key in self.queued:
+                self.queued[key].append(i)
+            else:
+                self.queued[key] = deque()
+                self.ready.append(i)
         self.running: dict[asyncio.Task[R], int] = {}
+        self.finished: list[asyncio.Task[R]] = []  # in the order they ended
+        self.wake = asyncio.Event()
         self.first_error: BaseException | None = None
         self.suspended: Suspend | None = None
         self.store_error: StoreError | None = None  # the database failed, not the item
@@ -131,12 +169,16 @@ class _FanOut(Generic[T, R]):
     async def run(self) -> None:
         """Run the items to the end (or until one suspends or the store fails)."""
         try:
-            while self.waiting or self.running:
+            while self.ready or self.running:
                 if self._may_start():
                     self._start_free()
                 if not self.running:
                     break
-                done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+                # told by each task as it ends: asyncio.wait over every running task
+                # on each completion was quadratic in max_parallel
+                await self.wake.wait()
+                self.wake.clear()
+                done, self.finished = self.finished, []
                 for task in done:
                     self._collect(task)
         finally:
@@ -160,16 +202,15 @@ class _FanOut(Generic[T, R]):
 
     def _start_free(self) -> None:
         """Start waiting items, in order, while there is a slot and their key is free."""
-        for i in list(self.waiting):
-            if len(self.running) >= self.max_parallel:
-                break
-            key = self.keys[i]
-            if key is not None and key in self.busy:
-                continue
-            self.waiting.remove(i)
-            if key is not None:
-                self.busy.add(key)
-            self.running[asyncio.ensure_future(self._one(i))] = i
+        while self.ready and len(self.running) < self.max_parallel:
+            i = heapq.heappop(self.ready)
+            task = asyncio.ensure_future(self._one(i))
+            task.add_done_callback(self._ended)
+            self.running[task] = i
+
+    def _ended(self, task: asyncio.Task[R]) -> None:
+        self.finished.append(task)
+        self.wake.set()
 
     async def _one(self, i: int) -> R:
         ITEM_PATH.set((*ITEM_PATH.get(), i))  # this task's own context: steps inside know i
@@ -188,8 +229,8 @@ class _FanOut(Generic[T, R]):
     def _collect(self, task: asyncio.Task[R]) -> None:
         i = self.running.pop(task)
         key = self.keys[i]
-        if key is not None:
-            self.busy.discard(key)
+        if key is not None and self.queued[key]:
+            heapq.heappush(self.ready, self.queued[key].popleft())  # the key is free again
         exc = task.exception()
         if exc is None:
             self.outcomes[i] = ItemResult(i, self.seq[i], ItemStatus.FULFILLED, value=task.result())
