@@ -116,7 +116,9 @@ class RemoteWorkflowError(RemoteError):
         self.error_type = str(error.get("type", "Exception"))
         self.remote_error = error
         tail = f" ({hint})" if hint else ""
-        super().__init__(
-            f"run {workflow_id!r} failed on the tenant: {self.error_type}: "
-            f"{error.get('message', '')}{tail}"
+        said = (
+            f"{self.error_type}: {error.get('message', '')}"
+            if error
+            else "it answered 'failed' without saying why (no error)"
         )
+        super().__init__(f"run {workflow_id!r} failed on the tenant: {said}{tail}")
