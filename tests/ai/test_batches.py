@@ -125,6 +125,37 @@ async def test_max_wait_shorter_than_poll_every_gives_up_at_max_wait(
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("finished", [False, True])
+async def test_max_wait_passed_while_the_process_was_down_ends_at_the_next_look(
+    database_url: str, clock: FakeClock, server: ProviderServer, provider: str, finished: bool
+) -> None:
+    """Before, `max_wait` counted only the time slept: a process down two days past
+    `max_wait=300` came back and polled five more minutes (a day more at the default),
+    the batch running on, billed. Now the next look, at the restart, is the last: a
+    batch still pending is cancelled and the run fails; one done meanwhile is taken."""
+    app = _app(database_url, clock, server)
+    batched = _batcher(app, MODELS[provider], 2, poll_every=60, max_wait=300)
+    assert (await app.arun(batched, workflow_id="dn")).status is RunStatus.WAITING
+    await app.aclose()  # the process goes down with the batch in flight
+    if finished:
+        server.finish_batches()
+    app = _app(database_url, clock, server)
+    _batcher(app, MODELS[provider], 2, poll_every=60, max_wait=300)
+    await _later(app, clock, "dn", 2 * 86400, polls=2)  # back two days later
+    rec = await app.aget_record("dn")
+    assert sum(".poll" in k for k in rec.steps) == (2 if finished else 3), sorted(rec.steps)
+    if finished:
+        assert rec.status is RunStatus.COMPLETED, rec.last_error
+        assert server.count(CANCEL[provider]) == 0
+    else:
+        assert rec.status is RunStatus.FAILED, rec.status
+        assert rec.last_error is not None
+        assert "did not finish within max_wait=300 s" in rec.last_error.message
+        assert server.count(CANCEL[provider]) == 1
+    await app.aclose()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 @pytest.mark.parametrize("ending", ["expired", "cancelled"])
 async def test_a_batch_that_ended_short_records_its_completed_results_then_fails(
     database_url: str, clock: FakeClock, server: ProviderServer, provider: str, ending: str
@@ -172,6 +203,25 @@ async def test_a_fake_model_batch_past_max_wait_is_cancelled_and_fails_the_run(
     assert "did not finish within max_wait=60 s; it was cancelled and none of its 2" in said
     assert fake.calls == []  # cancelled before it answered any
     await app.aclose()
+
+
+async def test_a_fake_model_batch_run_again_on_the_same_database_logs_its_calls(
+    database_url: str, clock: FakeClock
+) -> None:
+    """Before, each FakeModel numbered its batches from 1, and the call log keeps one
+    row per (batch id, custom_id): the same script run a second time on the same
+    database (a new process, a new FakeModel) had its batch's calls silently dropped,
+    its usage empty and its spend uncounted by any budget."""
+    for wid in ("first", "second"):  # two runs of one script, each with its own FakeModel
+        app = App(database_url, clock=clock, ai=ai.Providers(fake=ai.FakeModel()), inline_wait=0)
+        batched = _batcher(app, "fake:m", 2, poll_every=60, max_wait=600)
+        assert (await app.arun(batched, workflow_id=wid)).status is RunStatus.WAITING
+        done = await _ended(app, clock, wid, 60)
+        assert done.status is RunStatus.COMPLETED, done.record.last_error
+        calls = await app.alist_ai_calls(wid)
+        assert sorted(c.custom_id or "" for c in calls) == ["0", "1"], wid
+        assert done.record.usage is not None and done.record.usage.total.calls == 2
+        await app.aclose()
 
 
 # -- a provider failing its status reads or its cancel ------------------------------------

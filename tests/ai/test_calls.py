@@ -247,6 +247,52 @@ async def test_bad_call_arguments_are_refused_before_any_provider_call(
     assert await app.alist_ai_calls("bad") == []
 
 
+NOT_TYPES = [
+    ("Verdict", r"got the str 'Verdict': pass the class itself \(schema=Verdict\)"),
+    (Verdict(label="x", confidence=0.5), r"got an instance .*: pass the class \(schema=Verdict\)"),
+    ({"label": str}, r"got a dict .*: declare a pydantic model with those fields"),
+    ([Verdict], r"got a list .*: for a list of X pass schema=list\[X\]"),
+]
+
+
+@pytest.mark.parametrize(("schema", "says"), NOT_TYPES, ids=["str", "instance", "dict", "list"])
+async def test_a_schema_that_is_not_a_type_is_refused_saying_what_to_pass(
+    app: App, server: ProviderServer, schema: object, says: str
+) -> None:
+    """Before, a class's name was taken as a forward reference (pydantic's "call
+    `.rebuild()`"), and a dict, an instance or a list failed with pydantic's internals
+    ("('type')", "arbitrary_types_allowed"): none said to pass the class."""
+
+    @app.workflow(name="not-a-type")
+    async def not_a_type(wf: Workflow) -> str:
+        with pytest.raises(tether.InvalidArgumentError, match="schema must be a type, " + says):
+            await wf.ai.generate_object("openai:gpt-4.1-mini", schema, prompt="x")  # type: ignore[arg-type]
+        return "refused"
+
+    assert (await app.arun(not_a_type, workflow_id="nt")).value == "refused"
+    assert server.count("POST /v1/") == 0
+
+
+async def test_a_batch_with_a_custom_id_used_twice_is_refused_naming_it(
+    app: App, server: ProviderServer
+) -> None:
+    """Before, the error said only "custom_ids must be unique": not which one, nor
+    which requests, in a batch of thousands built by code."""
+    requests = [{"custom_id": f"t{i}", "prompt": "x"} for i in range(5)]
+    requests.append({"custom_id": "t3", "prompt": "y"})
+
+    @app.workflow(name="dup-ids")
+    async def dup_ids(wf: Workflow) -> str:
+        with pytest.raises(
+            tether.InvalidArgumentError, match="requests 3 and 5 share custom_id 't3'"
+        ):
+            await wf.ai.batch("openai:gpt-4.1-mini", requests)
+        return "refused"
+
+    assert (await app.arun(dup_ids, workflow_id="dup")).value == "refused"
+    assert server.count("POST /v1/") == 0
+
+
 async def test_embed_refuses_options_that_are_not_a_dict(app: App, server: ProviderServer) -> None:
     @app.workflow(name="bad-embed")
     async def bad_embed(wf: Workflow) -> str:

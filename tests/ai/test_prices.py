@@ -95,3 +95,10 @@ async def test_a_price_id_genai_prices_knows_prices_an_openai_compatible_call(
     # OpenRouter's gpt-4.1-mini: $0.40 / MTok input, $1.60 output
     assert call.cost_micro_usd == 1000 * 0.40 + 100 * 1.60  # 560
     assert done.value == 0.00056 and (call.price_source or "").startswith("genai-prices@")
+
+
+def test_a_misspelt_price_field_is_named_beside_the_one_it_was_meant_to_be() -> None:
+    """Before, only the first error was said, "input_per_million: Field required", for
+    a table that had it, misspelt: the misspelling itself was never named."""
+    with pytest.raises(InvalidArgumentError, match="input_per_millions: Extra inputs"):
+        Prices({"fake:m": {"input_per_millions": 0.4, "output_per_million": 1.6}})

@@ -33,7 +33,12 @@ from ..store import Fence, NewAICall, NewEvent
 from ._admission import Admissions, Ticket
 from ._budget import Budget, Spend
 from ._cooldown import RATE_LIMITED, Cooldowns, Turn, limited_until
-from ._errors import BudgetExceededError, ObjectValidationError, ProviderError
+from ._errors import (
+    BudgetExceededError,
+    ObjectValidationError,
+    ProviderError,
+    validation_message,
+)
 from ._port import Provider
 from ._prices import Priced
 from ._providers import Providers
@@ -152,6 +157,14 @@ class _Unfetched(BaseModel):
 
     unfetched: str
     step: str
+
+
+class _Read(BatchStatus):
+    """A status poll's answer with when it was read (the App's clock), recorded with
+    its step: `max_wait` counts from the first poll's time, the process down in
+    between included, and a replay reads the same times (None: an older tether's)."""
+
+    read_at: datetime | None = None
 
 
 class _Spent(Exception):
@@ -493,16 +506,18 @@ class WorkflowAI:
         }
         return next((b for b in found if b not in known), None)
 
-    async def _poll(self, job: _Job, batch_id: str) -> BatchStatus:
-        """The batch's status. A read that fails transiently (a rate limit, a server
-        error, a timeout, a dropped connection) is recorded as pending, with its
-        error, and read again at the next poll: the durable timer waits an outage
-        out, where the step's back-off would fail the run within a minute and leave
-        the batch running, billed."""
+    async def _poll(self, job: _Job, batch_id: str) -> _Read:
+        """The batch's status, with when it was read. A read that fails transiently (a
+        rate limit, a server error, a timeout, a dropped connection) is recorded as
+        pending, with its error, and read again at the next poll: the durable timer
+        waits an outage out, where the step's back-off would fail the run within a
+        minute and leave the batch running, billed."""
 
-        async def status() -> BatchStatus:
+        async def status() -> _Read:
+            at = self._now()
             try:
-                return await job.provider.batch_status(batch_id)
+                read = await job.provider.batch_status(batch_id)
+                return _Read(**read.model_dump(), read_at=at)
             except ProviderError as exc:
                 if not exc.retryable:
                     raise
@@ -512,23 +527,31 @@ class WorkflowAI:
                     job.pname,
                     exc,
                 )
-                return BatchStatus(state="pending", provider_status="unknown", error=str(exc))
+                return _Read(state="pending", provider_status="unknown", error=str(exc), read_at=at)
 
         # AI_RETRY still: a poll an older tether left failed mid-retry resumes, not fails
         return await self._flow.step(  # type: ignore[no-any-return]
-            f"{job.base}.poll", status, retry=AI_RETRY, result_type=BatchStatus
+            f"{job.base}.poll", status, retry=AI_RETRY, result_type=_Read
         )
 
     async def _until_ended(
         self, job: _Job, batch_id: str, every: float, limit: float
     ) -> BatchStatus:
-        """Poll every `every` seconds until the batch ended or `limit` seconds were slept;
-        the last status. The last wait is cut to what is left, so the last look is at
-        `limit`: a batch done by then is collected, not cancelled."""
-        slept = 0.0
+        """Poll every `every` seconds until the batch ended or `limit` seconds passed
+        since the first poll (by the recorded poll times: a process down past `limit`
+        looks once more, then gives up, where counting only the time slept kept the
+        batch running, billed, up to `limit` longer); the last status. The last wait is
+        cut to what is left, so the last look is at `limit`: a batch done by then is
+        collected, not cancelled."""
+        slept, first = 0.0, None  # first: (slept, read_at) at the first timed poll
         while True:
             status = await self._poll(job, batch_id)
-            left = limit - slept
+            elapsed = slept
+            if status.read_at is not None:
+                first = first or (slept, status.read_at)
+                since = (status.read_at - first[1]).total_seconds()
+                elapsed = max(slept, first[0] + since)
+            left = limit - elapsed
             if status.state != "pending" or left <= 0:
                 return status
             wait = min(every, left)
@@ -1039,7 +1062,7 @@ class WorkflowAI:
             try:
                 value = adapter.validate_json(reply.text)
             except ValidationError as exc:
-                error = _validation_message(exc)
+                error = validation_message(exc)
                 request = request.model_copy(
                     update={
                         "messages": [
@@ -1487,14 +1510,28 @@ def _batch_items(requests: Sequence[str | dict[str, Any]]) -> list[BatchItem]:
         except InvalidArgumentError as exc:
             raise InvalidArgumentError(f"batch request {i}: {exc}") from None
         items.append(BatchItem(custom_id=req["custom_id"], request=request))
-    ids = [item.custom_id for item in items]
-    if len(set(ids)) != len(ids):
-        raise InvalidArgumentError("batch request custom_ids must be unique")
+    _unique_ids(items)
     return items
+
+
+def _unique_ids(items: list[BatchItem]) -> None:
+    """Refuse a custom_id used twice, naming it and its requests: results are keyed by
+    it, so one of the two answers would be lost."""
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        j = first.setdefault(item.custom_id, i)
+        if j != i:
+            raise InvalidArgumentError(
+                f"batch requests {j} and {i} share custom_id {item.custom_id!r}; results are "
+                "keyed by it, so give each request its own"
+            )
 
 
 def _schema_adapter(schema: Any) -> tuple[_Answer, dict[str, Any]]:
     """The validator of `schema` and the JSON Schema the model is asked to follow."""
+    value = _not_a_type(schema)
+    if value is not None:
+        raise InvalidArgumentError(f"schema must be a type, got {value}")
     try:
         adapter = TypeAdapter(schema)
     except Exception as exc:  # pydantic raises several kinds for a non-type
@@ -1516,6 +1553,25 @@ def _schema_adapter(schema: Any) -> tuple[_Answer, dict[str, Any]]:
             f"schema {schema!r} has no JSON Schema to send to the model ({exc}); use fields "
             "of JSON types (str, int, float, bool, lists, dicts, nested models)"
         ) from None
+
+
+def _not_a_type(schema: Any) -> str | None:
+    """What a value passed as `schema` is, and what to pass instead; None for a type.
+    pydantic takes a str as a forward reference and says to call `.rebuild()`, and
+    a dict or an instance fails with its own internals."""
+    if isinstance(schema, str):
+        return f"the str {schema!r}: pass the class itself (schema={schema}), not its name"
+    if isinstance(schema, BaseModel):
+        name = type(schema).__name__
+        return f"an instance {schema!r}: pass the class (schema={name}), not an object of it"
+    if isinstance(schema, dict):
+        return (
+            f"a dict {schema!r}: declare a pydantic model with those fields "
+            "(class Answer(BaseModel): label: str) and pass schema=Answer"
+        )
+    if isinstance(schema, list | tuple | set):
+        return f"a {type(schema).__name__} {schema!r}: for a list of X pass schema=list[X]"
+    return None
 
 
 _TYPED_DICT: Any = TypedDict  # its functional form, called with a name made at run time
@@ -1554,12 +1610,6 @@ class _Answer:
 def _schema_name(schema: Any) -> str:
     name = getattr(schema, "__name__", "answer")
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64] or "answer"
-
-
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()[:5]
-    )
 
 
 def _usd(micro: int | None) -> float | None:

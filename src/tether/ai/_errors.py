@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import ValidationError
+
 from ..errors import InvalidArgumentError, TetherError
 
 __all__ = [
@@ -76,3 +78,10 @@ class BudgetExceededError(TetherError):
         super().__init__(message)
         self.spent_usd = spent_usd
         self.limit_usd = limit_usd
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Up to five of pydantic's errors, each as ``field: message``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()[:5]
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,6 +66,10 @@ class FakeModel:
         self._tags: dict[str, dict[str, str]] = {}  # what each batch was submitted with
         self._cancelled: set[str] = set()
         self._ids = itertools.count(1)
+        # batch ids unique across instances and processes: the call log keeps one row per
+        # (batch id, custom_id), so a second script run on the same database, its ids
+        # from 1 again, had its batch's calls dropped (no usage, no spend)
+        self._batch_prefix = secrets.token_hex(4)
 
     def check(self) -> None:
         return None
@@ -119,7 +124,7 @@ class FakeModel:
     async def batch_submit(
         self, model: str, items: list[BatchItem], tag: dict[str, str] | None = None
     ) -> str:
-        batch_id = f"fakebatch-{next(self._ids)}"
+        batch_id = f"fakebatch-{self._batch_prefix}-{next(self._ids)}"
         self._batches[batch_id] = (model, list(items), 0)
         self._tags[batch_id] = dict(tag or {})
         return batch_id

@@ -21,6 +21,7 @@ from importlib import metadata
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidArgumentError
+from ._errors import validation_message
 from ._genai import genai_price
 from ._types import Usage
 
@@ -99,7 +100,7 @@ class Prices:
                 self._table[key] = value if isinstance(value, Price) else Price(**value)
             except (ValidationError, TypeError) as exc:
                 raise InvalidArgumentError(
-                    f"price of {key!r} is not valid ({_first_error(exc)}); pass e.g. "
+                    f"price of {key!r} is not valid ({_errors_of(exc)}); pass e.g. "
                     "Price(input_per_million=0.4, output_per_million=1.6)"
                 ) from None
         if not 0 <= batch_discount <= 1:
@@ -204,8 +205,7 @@ def _genai_version() -> str:
         return "unknown"
 
 
-def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        return f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
-    return str(exc)
+def _errors_of(exc: Exception) -> str:
+    """Every field's error, not the first only: a misspelt field ("Extra inputs are
+    not permitted") was hidden behind the required one it was meant to be."""
+    return validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
