@@ -7,7 +7,8 @@ folder, never ``.`` or ``..``); if that changed anything, ``--`` and the first
 identifiers never share a folder. (A tether before this rule kept a leading
 ``.``: such a workspace is still used and removed as its issue's.) Before any
 use the path is checked to be inside the root with symlinks resolved
-(`workspace_outside_root`, `workspace_symlink_escape`, `workspace_equals_root`).
+(`workspace_outside_root`, `workspace_symlink_escape`, `workspace_equals_root`;
+a file where the folder belongs is refused, `workspace_not_a_folder`, never deleted).
 
 Only folders the dispatcher created are ever removed: `ensure` writes a marker
 beside each folder it creates (``.<key>.tether-workspace``, naming the issue,
@@ -53,6 +54,7 @@ __all__ = [
     "is_workspace",
     "reap_orphan",
     "record_agent",
+    "run_shell",
     "workspace_key",
 ]
 
@@ -185,8 +187,15 @@ class WorkspaceManager:
         path = self.path_for(identifier)
         check_inside(self.root, path)
         created = False
-        if path.is_symlink() or (path.exists() and not path.is_dir()):
-            path.unlink()  # a stray file (or link) where the folder belongs
+        if path.is_symlink():
+            path.unlink()  # a stray link where the folder belongs (it holds no data)
+        elif path.exists() and not path.is_dir():
+            # a file of the user's: never deleted (only what the dispatcher made is)
+            raise WorkspaceError(
+                f"workspace {path} exists and is not a folder: move or remove that file "
+                f"(the issue {identifier} works in a folder of that name)",
+                code="workspace_not_a_folder",
+            )
         if path.is_dir() and _half_made(path):
             await reap_orphan(path)  # the interrupted hook, if it still runs
             await asyncio.to_thread(shutil.rmtree, path, True)
@@ -273,25 +282,9 @@ class WorkspaceManager:
         script = getattr(self.hooks, name)
         assert isinstance(script, str)
         await reap_orphan(cwd)
-        with tempfile.TemporaryFile() as out:
-            proc = await asyncio.create_subprocess_exec(
-                "sh",
-                "-lc",
-                script,
-                cwd=cwd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
-            record = record_agent(cwd, proc.pid)
-            try:
-                code = await _exit_within(proc, self.hooks.timeout_ms / 1000)
-            finally:
-                record.unlink(missing_ok=True)
-            # its end: a failing command says why last (after pages of progress, say)
-            out.seek(max(out.seek(0, os.SEEK_END) - OUTPUT_LIMIT, 0))
-            text = out.read(OUTPUT_LIMIT).decode("utf-8", "replace")
+        code, text, _ = await run_shell(
+            script, cwd, timeout=self.hooks.timeout_ms / 1000, limit=OUTPUT_LIMIT, record=True
+        )
         result = HookResult(name, code, text)
         level = logging.INFO if result.ok else logging.WARNING
         log.log(
@@ -344,6 +337,45 @@ class WorkspaceManager:
                     doomed.append(p)
                     total -= sizes[p]
         return doomed
+
+
+async def run_shell(
+    script: str,
+    cwd: Path,
+    *,
+    timeout: float,
+    limit: int,
+    env: dict[str, str] | None = None,
+    record: bool = False,
+) -> tuple[int | None, str, int]:
+    """Run ``sh -lc script`` in `cwd` (its own process group) until its shell exits,
+    within `timeout` seconds: (exit code, None if killed at the limit; the last
+    `limit` bytes of its output, where a failing command says why; the output's
+    size). The output goes to a file, not a pipe: a huge one costs no memory, and a
+    background child holding it open does not hold the caller up. `record`: the
+    group is recorded beside `cwd` while it runs (see `reap_orphan`)."""
+    with tempfile.TemporaryFile() as out:
+        proc = await asyncio.create_subprocess_exec(
+            "sh",
+            "-lc",
+            script,
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        recorded = record_agent(cwd, proc.pid) if record else None
+        try:
+            code = await _exit_within(proc, timeout)
+        finally:
+            if recorded is not None:
+                recorded.unlink(missing_ok=True)
+        size = out.seek(0, os.SEEK_END)
+        out.seek(max(size - limit, 0))
+        text = out.read(limit).decode("utf-8", "replace")
+    return code, text, size
 
 
 async def _exit_within(proc: asyncio.subprocess.Process, timeout: float) -> int | None:

@@ -321,6 +321,9 @@ class FakeLinear:
             return self._issues(v)
         if "query TetherIssue(" in query:
             return self._issue(v["id"])
+        if "query TetherComments(" in query:
+            comments = self._comments(v["id"], v["after"])
+            return 200, {}, {"data": {"issue": {"comments": comments}}}
         if "mutation TetherComment" in query:
             self.comments.setdefault(v["issueId"], []).append(v["body"])
             return self._written({"commentCreate": {"success": True}})
@@ -328,6 +331,16 @@ class FakeLinear:
             self.issues[v["id"]]["state"] = v["stateId"]
             return self._written({"issueUpdate": {"success": True}})
         return 400, {}, {"errors": [{"message": "unknown operation"}]}
+
+    def _comments(self, issue_id: str, after: str | None) -> dict[str, Any]:
+        """A page of an issue's comments, 250 a page as the tracker asks, oldest first."""
+        bodies = self.comments.get(issue_id, [])
+        start = int(after or 0)
+        more = start + 250 < len(bodies)
+        return {
+            "nodes": [{"body": b} for b in bodies[start : start + 250]],
+            "pageInfo": {"hasNextPage": more, "endCursor": str(start + 250) if more else None},
+        }
 
     def _written(self, data: dict[str, Any]) -> Answer:
         if self.drop_next_write:
@@ -373,9 +386,7 @@ class FakeLinear:
                                 "nodes": [{"id": k, "name": n} for k, (n, _) in self.STATES.items()]
                             }
                         },
-                        "comments": {
-                            "nodes": [{"body": b} for b in self.comments.get(issue_id, [])]
-                        },
+                        "comments": self._comments(issue_id, None),
                     }
                 }
             },

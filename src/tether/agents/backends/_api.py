@@ -27,11 +27,8 @@ session was lost.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
-import signal
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ...ai import Anthropic, Message, ModelReply, ProviderError, Providers, TextRequest
+from .._workspace import run_shell
 from ._port import AgentEvent, OnEvent, TurnRequest, TurnResult, Usage
 
 __all__ = ["ApiBackend"]
@@ -175,33 +173,18 @@ class Toolbox:
         if not isinstance(command, str) or not command.strip():
             raise ValueError("command must be a non-empty string")
         timeout = min(float(args.get("timeout_seconds") or self.timeout), self.timeout)
-        proc = await asyncio.create_subprocess_exec(
-            "sh",
-            "-lc",
+        # its output in a file, its tail kept: `yes` for minutes costs no memory, and a
+        # daemon it started (holding the output open) does not hold the turn up
+        code, text, size = await run_shell(
             command,
-            cwd=self.root,
+            self.root,
+            timeout=timeout,
+            limit=self.max_output,
             env={**os.environ, **self.env},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
         )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-            head = f"exit code {proc.returncode}"
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = await proc.communicate()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            head = f"killed after {timeout:g} s"
-        text = out.decode("utf-8", "replace")
-        if len(text) > self.max_output:
-            text = (
-                f"[... {len(text) - self.max_output} characters cut]\n" + text[-self.max_output :]
-            )
-        return f"{head}\n{text}"
+        head = f"exit code {code}" if code is not None else f"killed after {timeout:g} s"
+        cut = size - self.max_output
+        return f"{head}\n" + (f"[... {cut} bytes cut]\n" if cut > 0 else "") + text
 
 
 class _OpenAIShape:

@@ -8,7 +8,8 @@ recognises (its final ``result``, ``input_required``: the process gets
 `silence_timeout` seconds without a line. At the turn's end the process
 group is always killed, so no background child of the agent (a dev server, a
 watcher) outlives its turn. Lines are read up to 10 MB (a longer one fails
-the turn as malformed); stderr is kept (its tail explains a failed exit).
+the turn as malformed); stderr's last 64 KB are kept (its tail explains a failed
+exit, with a hint when the shell did not find the command).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import AgentError
+from .._issue import _storable
 from .._workspace import reap_orphan, record_agent
 from ._port import AgentEvent, OnEvent, TurnRequest, TurnResult
 
@@ -30,6 +32,7 @@ __all__ = ["LineParser", "Parsed", "ProcessBackend"]
 
 MAX_LINE = 10 * 1024 * 1024
 RESULT_GRACE = 2.0  # seconds an agent that reported its result has to exit by itself
+STDERR_KEEP = 64 * 1024  # bytes of stderr kept: its tail explains a failed exit
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class ProcessBackend:
             proc.stdin.write(request.prompt.encode())
             await proc.stdin.drain()
         proc.stdin.close()
-        errors = asyncio.ensure_future(proc.stderr.read())
+        errors = asyncio.ensure_future(_tail(proc.stderr, STDERR_KEEP))
         result: TurnResult | None = None  # the turn's end, as the agent said it
         notice: TurnResult | None = None  # a rate limit, say: why a failed exit failed
         session = request.session_id
@@ -156,23 +159,40 @@ class ProcessBackend:
             return TurnResult("completed", session)
         if notice is not None:
             return notice if notice.session_id else _with_session(notice, session)
-        tail = stderr.decode("utf-8", "replace").strip()[-500:]
+        return TurnResult("failed", session, error=self._exit_error(code, stderr))
+
+    def _exit_error(self, code: int | None, stderr: bytes) -> str:
+        """Why a turn failed on its exit: the code (with a hint for the shell's 127,
+        "not found") and stderr's tail."""
+        tail = _storable(stderr.decode("utf-8", "replace").strip()[-500:])
         why = f"exited {code}" if code is not None else "closed its output but did not exit"
-        return TurnResult(
-            "failed", session, error=f"process_exit: {why}" + (f": {tail}" if tail else "")
-        )
+        if code == 127:
+            why += f" (command not found: is agent.command {self.command!r} installed, on PATH?)"
+        return f"process_exit: {why}" + (f": {tail}" if tail else "")
 
     def _parse(self, line: bytes) -> Parsed:
-        text = line.decode("utf-8", "replace").strip()
+        """A NUL or a lone surrogate (raw, or JSON's ``\\u0000``/``\\ud800``, as a tool
+        cutting text mid-emoji writes) becomes U+FFFD: no database stores either, and
+        the turn's result would fail the run for good rather than be retried."""
+        text = _storable(line.decode("utf-8", "replace").strip())
         if not text:
             return Parsed()
         try:
-            data = json.loads(text)
+            data = _storable(json.loads(text))
         except ValueError:
             return Parsed(AgentEvent("other_message", progress=True, message=text[:2000]))
         if not isinstance(data, dict):
             return Parsed(AgentEvent("malformed", progress=False, message=text[:2000]))
         return self.parse(data)
+
+
+async def _tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+    """The last `keep` bytes of `stream`, read to its end: an agent writing gigabytes
+    to stderr costs the dispatcher no more memory than that."""
+    tail = b""
+    while chunk := await stream.read(1 << 16):
+        tail = (tail + chunk)[-keep:]
+    return tail
 
 
 async def _exited(proc: asyncio.subprocess.Process, within: float) -> int | None:

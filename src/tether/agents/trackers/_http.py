@@ -7,7 +7,9 @@ answer that is not what the API promises, `tracker_rate_limited` with
 `retry_after` seconds). A rate limit is read from the headers the providers
 send: ``retry-after`` (seconds), else ``x-ratelimit-reset`` (GitHub, epoch
 seconds) or ``x-ratelimit-requests-reset`` (Linear, epoch milliseconds) when
-no requests remain.
+no requests remain; a GitHub 403 whose message names a rate limit (its secondary
+limit, which may carry no header) waits `DEFAULT_RATE_LIMIT_WAIT`. A 401 or another
+403 says to check ``tracker.api_key``.
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ async def request_json(
             f"{what}: the request failed ({type(exc).__name__}: {exc})", code="tracker_request"
         ) from None
     wait = rate_limit_wait(response.status_code, response.headers)
+    if wait is None and response.status_code == 403 and "rate limit" in _message(response).lower():
+        # GitHub's secondary limit may come without a header: wait a minute, as its docs say
+        wait = DEFAULT_RATE_LIMIT_WAIT
     if wait is not None:
         raise TrackerError(
             f"{what}: rate limited for {wait:.0f} s (HTTP {response.status_code})",
@@ -86,7 +91,8 @@ async def request_json(
             pass
     if response.status_code >= 400:
         raise TrackerError(
-            f"{what}: HTTP {response.status_code} {_message(response)}",
+            f"{what}: HTTP {response.status_code} {_message(response)}"
+            + _HINTS.get(response.status_code, ""),
             code="tracker_status",
             status=response.status_code,
         )
@@ -96,6 +102,12 @@ async def request_json(
         return response.json(), response
     except ValueError:
         raise TrackerError(f"{what}: the answer is not JSON", code="tracker_response") from None
+
+
+_HINTS = {
+    401: " (the token was refused: is tracker.api_key set to a current, valid token?)",
+    403: " (the token may not do this: does tracker.api_key have access to it?)",
+}
 
 
 def _message(response: Any) -> str:

@@ -13,8 +13,8 @@
   urgent .. 4 low; 0 "no priority" is None), labels, state, url, branch name,
   assignee, times, and blockers from the inverse ``blocks`` relations.
   With `assignee` set, only issues assigned to that user id are dispatchable.
-- Writes: `comment` reads the issue's comments and does nothing if one carries
-  the marker, else ``commentCreate``; `move` reads the issue's state and its
+- Writes: `comment` reads the issue's comments (every page, 250 a page) and does
+  nothing if one carries the marker, else ``commentCreate``; `move` reads the issue's state and its
   team's workflow states, does nothing if already there, else ``issueUpdate``
   with the state of that name.
 - The key goes in the ``Authorization`` header as Linear expects; a 429 or a
@@ -56,7 +56,13 @@ query TetherIssue($id: String!) {
     id
     state { id name }
     team { states { nodes { id name } } }
-    comments(first: 250) { nodes { body } }
+    comments(first: 250) { nodes { body } pageInfo { hasNextPage endCursor } }
+  }
+}"""
+COMMENTS_QUERY = """
+query TetherComments($id: String!, $after: String) {
+  issue(id: $id) {
+    comments(first: 250, after: $after) { nodes { body } pageInfo { hasNextPage endCursor } }
   }
 }"""
 COMMENT_MUTATION = """
@@ -130,7 +136,10 @@ class LinearTracker:
                     code="tracker_rate_limited",
                     retry_after=rate_limit_wait(429, response.headers),
                 )
-            raise TrackerError(f"linear: {what}: {first}", code="tracker_response")
+            hint = ""
+            if codes & {"AUTHENTICATION_ERROR", "FORBIDDEN"}:
+                hint = " (the key was refused: is tracker.api_key a current Linear API key?)"
+            raise TrackerError(f"linear: {what}: {first}{hint}", code="tracker_response")
         data = body.get("data")
         if not isinstance(data, dict):
             raise TrackerError(f"linear: {what}: no data in the answer", code="tracker_response")
@@ -247,8 +256,7 @@ class LinearTracker:
         tag = f"<!-- {marker} -->"
         async with self._client() as client:
             issue = await self._issue(client, issue_id)
-            comments = (issue.get("comments") or {}).get("nodes") or ()
-            if any(tag in str(c.get("body") or "") for c in comments if isinstance(c, dict)):
+            if await self._has_comment(client, issue_id, issue.get("comments"), tag):
                 return  # posted before a crash: not again
             data = await self._query(
                 client,
@@ -257,6 +265,24 @@ class LinearTracker:
                 f"commenting on {issue_id}",
             )
             _succeeded(data, "commentCreate", issue_id)
+
+    async def _has_comment(self, client: Any, issue_id: str, page: Any, tag: str) -> bool:
+        """Whether a comment of the issue carries `tag`, on any page of its comments
+        (not only the first 250: a busy issue's marker may be further on)."""
+        for _ in range(1000):
+            page = page if isinstance(page, dict) else {}
+            nodes = page.get("nodes") or ()
+            if any(tag in str(c.get("body") or "") for c in nodes if isinstance(c, dict)):
+                return True
+            info = page.get("pageInfo") or {}
+            if not (info.get("hasNextPage") and info.get("endCursor")):
+                return False
+            variables = {"id": issue_id, "after": info["endCursor"]}
+            data = await self._query(client, COMMENTS_QUERY, variables, f"comments of {issue_id}")
+            page = (data.get("issue") or {}).get("comments")
+        raise TrackerError(
+            f"linear: comments of {issue_id}: more than 1000 pages", code="tracker_pagination"
+        )
 
     async def move(self, issue_id: str, state: str, *, marker: str) -> None:
         async with self._client() as client:

@@ -1,0 +1,45 @@
+"""The github tracker's refusals as an operator meets them: GitHub's secondary rate
+limit without a header, and a token that is wrong (a real local HTTP server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tether.agents import TrackerError
+from tether.agents.trackers import GitHubTracker
+
+from ._servers import FakeGitHub
+
+
+def _tracker(fake: FakeGitHub, token: str | None = None) -> GitHubTracker:
+    return GitHubTracker("acme/api", token or fake.token, endpoint=fake.base, states=("open",))
+
+
+async def test_a_secondary_rate_limit_without_headers_is_a_rate_limit(github: FakeGitHub) -> None:
+    """GitHub's secondary limit may answer 403 "...rate limit..." with neither
+    ``retry-after`` nor ``x-ratelimit-remaining: 0``. Before, that was a refusal
+    (``tracker_status``, not transient): no cooldown, every tick asked again (which
+    GitHub punishes), and a hand-off hitting it failed its run. Now it is a rate
+    limit of a minute, as GitHub's docs ask."""
+    github.add(1, "one")
+    github.rate_limit_next = {"x-ratelimit-remaining": "4990"}
+    with pytest.raises(TrackerError) as err:
+        await _tracker(github).fetch_issues_by_states(["open"])
+    assert err.value.code == "tracker_rate_limited" and err.value.transient
+    assert err.value.retry_after == 60
+    github.rate_limit_next = {"x-ratelimit-remaining": "4990"}
+    with pytest.raises(TrackerError) as err:
+        await _tracker(github).move("1", "closed", marker="tether-run:r:s")
+    assert err.value.code == "tracker_rate_limited"
+    assert [i.id for i in await _tracker(github).fetch_issues_by_states(["open"])] == ["1"]
+
+
+async def test_a_wrong_token_says_which_setting_to_fix(github: FakeGitHub) -> None:
+    """Before: "github: listing open issues: HTTP 401 Bad credentials", naming no
+    setting; now the error points at ``tracker.api_key`` (the token never shown)."""
+    with pytest.raises(TrackerError) as err:
+        await _tracker(github, token="ghp_wrong").fetch_issues_by_states(["open"])
+    message = str(err.value)
+    assert err.value.code == "tracker_status" and err.value.status == 401
+    assert "Bad credentials" in message and "tracker.api_key" in message
+    assert "ghp_wrong" not in message and not err.value.transient
