@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+from ..agents.trackers._servers import FakeGitHub, serving
 from ._helpers import ROOT, tether
 
 
@@ -209,3 +210,20 @@ def test_once_with_a_port_is_refused_before_anything_starts(tmp_path: Path) -> N
         "error: --port serves while the dispatcher runs; it cannot go with --once\n"
     ), got.stderr
     assert not (where / ".tether").exists()
+
+
+def test_the_dispatchers_log_is_not_drowned_by_its_http_requests(tmp_path: Path) -> None:
+    """Each tracker request logged "HTTP Request: GET ..." at INFO, burying the
+    dispatcher's own lines; the HTTP clients now log warnings only."""
+    fake = FakeGitHub()
+    fake.add(1, "Fix the build", labels=("agent",))
+    with serving(fake) as base:
+        (tmp_path / "WORKFLOW.md").write_text(
+            "---\n"
+            f'tracker: {{kind: github, repo: acme/api, endpoint: "{base}", api_key: gh-token}}\n'
+            "workspace: {root: ws}\nagent: {backend: mock}\n---\nhi\n"
+        )
+        done = tether(tmp_path, "agents", "run", "--once")
+    assert done.returncode == 0, done.stderr
+    assert fake.requests, "the tracker was asked"
+    assert "HTTP Request" not in done.stderr

@@ -69,7 +69,7 @@ class TemplateError(AgentsError):
 
 class WorkspaceError(AgentsError):
     """A workspace cannot be used (`workspace_outside_root`, `workspace_symlink_escape`,
-    `workspace_equals_root`, `hook_failed`, `hook_timeout`)."""
+    `workspace_equals_root`, `workspace_not_a_folder`, `hook_failed`, `hook_timeout`)."""
 
     code = "workspace_error"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
@@ -34,7 +33,7 @@ from ._common import (
 from ._db import Database, choose, open_app, require_existing
 from ._format import row, ts
 from ._format import table as fold_table
-from .worker import _KeyValues
+from .worker import log_to_stderr
 
 __all__ = ["agents"]
 
@@ -118,9 +117,7 @@ def agents_run(
     """Poll the tracker and run agents on its eligible issues (until SIGTERM or Ctrl-C)."""
     if once and port is not None:  # before the start-up lines, which read as if it ran
         fail(EXIT_USAGE, "--port serves while the dispatcher runs; it cannot go with --once")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_KeyValues())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    log_to_stderr()
     dispatcher, app, db = _open(state, workflow_path, existing=False)
     db.announce()
     served = dispatcher.config().config.server  # read at start: a change needs a restart

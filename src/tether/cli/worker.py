@@ -37,6 +37,17 @@ class _KeyValues(logging.Formatter):
         return line
 
 
+def log_to_stderr() -> None:
+    """Log INFO and above to stderr, one line a record (`_KeyValues`). The HTTP clients'
+    own lines ("HTTP Request: GET ...", one per tracker or provider request) are kept
+    to warnings: they drowned what the worker or dispatcher itself said."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_KeyValues())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def load_app(
     state: CliState, app_ref: str, *, existing: bool, traceback: bool = False
 ) -> tuple[App, Database]:
@@ -102,9 +113,7 @@ def worker(
             "(a century); pass e.g. --grace 60",
         )
     the_app, db = load_app(state, app_ref, existing=False)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_KeyValues())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    log_to_stderr()
     db.announce()
     try:
         w = Worker(the_app, queues=names, concurrency=concurrency, grace=grace)
