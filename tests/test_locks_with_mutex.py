@@ -50,3 +50,23 @@ async def test_a_sync_fn_of_with_mutex_given_up_on_keeps_the_key_until_it_return
         done.set()
         await other.aclose()
         await app.aclose()
+
+
+@pytest.mark.parametrize("shape", ["value", "coroutine"])
+async def test_with_mutex_given_no_function_is_refused_before_taking_the_key(
+    app: App, shape: str
+) -> None:
+    """`wf.with_mutex(k, do_work())` (the result, not the function) took the key, then
+    failed inside the block with a bare `TypeError: 'int' object is not callable`."""
+
+    async def work() -> int:
+        return 5
+
+    async def flow(wf: Workflow) -> None:
+        await wf.with_mutex("acct-1", work() if shape == "coroutine" else 5)  # type: ignore[arg-type]
+
+    with pytest.raises(tether.InvalidArgumentError, match="needs a function to call") as info:
+        await app.arun(flow, workflow_id="no-fn")
+    assert "not wf.with_mutex('acct-1', do_work())" in str(info.value)
+    record = await app.aget_record("no-fn")
+    assert not [e for e in record.events if e.type.startswith("mutex.")]  # never taken

@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 
 from ._control import HandBack, Suspend
 from ._durations import check_seconds
-from ._mutex_guard import check_not_held, deadlock, held_above, holding
+from ._mutex_guard import check_not_held, deadlock, held_above, holding, lock_order_hint
 from ._names import check_name
 from ._owners import owner_is_dead, owner_pid
 from ._run_state import RunState
@@ -39,6 +39,7 @@ from .store import (
     LockResult,
     LockRow,
     NewEvent,
+    RunStatus,
     Store,
     WaitKind,
     WaitStatus,
@@ -54,6 +55,7 @@ T = TypeVar("T")
 MUTEX_SCOPE = "mutex"
 DEFAULT_MUTEX_TTL = 30.0
 MUTEX_NOTE_EVERY = 5.0  # seconds between log lines while a mutex is awaited
+CANCEL_CHECK_EVERY = 1.0  # seconds between looks, while a mutex is awaited, for a cancel
 _MAX_ANCESTORS = 64  # how far up a deadlocked wait for a mutex is looked for
 
 LEASE_SCOPE = "lease"  # leases are exclusive across runs and processes by default
@@ -189,6 +191,7 @@ class Locks:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         next_note = loop.time() + MUTEX_NOTE_EVERY
+        next_check = loop.time() + CANCEL_CHECK_EVERY
         asked_above = False
         while True:
             res = await self._lock(handle, ttl, NewEvent("mutex.acquired", handle.key))
@@ -196,6 +199,9 @@ class Locks:
                 return
             if self._rt.draining:
                 raise self._run.unwind(HandBack())
+            if loop.time() >= next_check:
+                next_check = loop.time() + CANCEL_CHECK_EVERY
+                await self._check_not_cancelled()
             if await self._take_back(res.row) or await self._evict_dead(res.row):
                 continue  # this run's own dead incarnation, or a process gone, held it
             if not asked_above:  # (once: a holder awaiting this run holds on till it ends)
@@ -208,14 +214,26 @@ class Locks:
                 self._note_waiting(handle.key, res)
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise MutexTimeoutError(
-                    handle.key,
-                    timeout,
-                    res.row.holder,
-                    run_id=res.row.run_id,
-                    parked=kept_attempt(res.row.detail) is not None,
-                )
+                raise self._timed_out(handle.key, timeout, res.row)
             await self._rt.waker.wait(handle.key, min(poll, remaining))
+
+    async def _check_not_cancelled(self) -> None:
+        """Stop waiting for a mutex once the run is cancelled (from any process): a
+        refused try writes nothing, so no fence told the waiter, which went on asking
+        until its timeout (an hour for a `for_each` item) and only then ended cancelled."""
+        run = await self._rt.store.get_run(self._run.workflow_id)
+        if run is not None and run.status is RunStatus.CANCELLED:
+            raise RunCancelledError(self._run.workflow_id)
+
+    def _timed_out(self, key: str, timeout: float, row: LockRow) -> MutexTimeoutError:
+        """The error of a wait for `key` that ran out. Asked inside another mutex's block,
+        it says the two may be a deadlock (nested mutexes taken in opposite orders):
+        the bare timeout left a user hunting for a holder that never releases."""
+        parked = kept_attempt(row.detail) is not None
+        hint = None if parked else lock_order_hint(self._run.workflow_id, key, row.run_id)
+        return MutexTimeoutError(
+            key, timeout, row.holder, run_id=row.run_id, parked=parked, hint=hint or None
+        )
 
     async def _awaited_by(self, row: LockRow) -> str | None:
         """How the run holding the mutex waits for this one to end ("": it drives this run
@@ -431,6 +449,14 @@ class Locks:
         poll: float,
         stale_after: float | None,
     ) -> T:
+        if not callable(fn):  # refused before the key is taken, not inside the block
+            if inspect.iscoroutine(fn):
+                fn.close()  # (no "never awaited" warning on top of the error)
+            raise InvalidArgumentError(
+                f"with_mutex needs a function to call while it holds mutex {key!r}, got "
+                f"{type(fn).__name__} {fn!r}; pass the function itself, not its result: "
+                f"wf.with_mutex({key!r}, do_work), not wf.with_mutex({key!r}, do_work())"
+            )
         async with self.mutex(key, timeout, poll, stale_after):
             if is_async(fn):
                 return await cast(Callable[[], Awaitable[T]], fn)()

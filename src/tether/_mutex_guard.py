@@ -16,7 +16,7 @@ from contextvars import ContextVar
 
 from .errors import InvalidArgumentError
 
-__all__ = ["check_not_held", "deadlock", "held_above", "holding"]
+__all__ = ["check_not_held", "deadlock", "held_above", "holding", "lock_order_hint"]
 
 _HELD: ContextVar[frozenset[tuple[str, str]]] = ContextVar("tether_held", default=frozenset())
 
@@ -50,6 +50,24 @@ def deadlock(workflow_id: str, key: str, holder: str, how: str) -> InvalidArgume
         f"wf.mutex({key!r})): it would wait for itself until the mutex timeout. Take the "
         "mutex in one of the two: drop the child's (it runs under its parent's), or call "
         "the child outside the parent's block"
+    )
+
+
+def lock_order_hint(workflow_id: str, key: str, holder: str | None) -> str:
+    """What to tell a run whose wait for `key` timed out while this code path holds
+    other mutexes: the holder may be waiting for one of them (a deadlock), or "" if
+    it holds none."""
+    held = sorted(k for w, k in _HELD.get() if w == workflow_id and k != key)
+    if not held:
+        return ""
+    mine = ", ".join(repr(k) for k in held)
+    what, which = ("mutex", mine) if len(held) == 1 else ("mutexes", f"one of {mine}")
+    who = f"run {holder!r}" if holder else "its holder"
+    return (
+        f"run {workflow_id!r} holds {what} {mine} here while it waits for {key!r}: if "
+        f"{who} waits in turn for {which} (nested mutexes taken in opposite orders), each "
+        "waits for the other until one times out, a deadlock. Take nested mutexes in one "
+        "fixed order everywhere (e.g. sorted keys)"
     )
 
 

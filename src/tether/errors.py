@@ -218,6 +218,7 @@ class MutexTimeoutError(TetherError, TimeoutError):
         *,
         run_id: str | None = None,
         parked: bool = False,
+        hint: str | None = None,
     ) -> None:
         self.key = key
         self.timeout = timeout
@@ -231,7 +232,7 @@ class MutexTimeoutError(TetherError, TimeoutError):
                 "timer) and keeps the mutex until it resumes and leaves the block or ends; "
                 "resolve its wait or cancel it, or raise `timeout=`"
             )
-        else:
+        elif hint is None:  # (given: what else the waiter knows, a lock order say)
             hint = "raise `timeout=` or check for a holder that never releases"
         super().__init__(f"mutex {key!r} was not acquired within {timeout:g}s{by}; {hint}")
 
