@@ -269,8 +269,9 @@ async def test_a_run_recorded_before_item_keyed_values_keeps_counting_across_ite
     )
     old = await app.arun(ids, workflow_id="old")
     new = await app.arun(ids, workflow_id="new")
-    assert sorted(old.record.steps) == ["uuid#1", "uuid#2"]
-    assert sorted(new.record.steps) == ["uuid[0]#1", "uuid[1]#1"]
+    # (beside the items' fingerprint, `for_each.items#1`, which keeps a resume's items)
+    assert sorted(old.record.steps) == ["for_each.items#1", "uuid#1", "uuid#2"]
+    assert sorted(new.record.steps) == ["for_each.items#1", "uuid[0]#1", "uuid[1]#1"]
 
 
 async def test_an_item_whose_key_a_parked_run_holds_fails_after_mutex_timeout(

@@ -156,3 +156,32 @@ def _recorded_items(url: str) -> set[int]:
         for name, step in record.steps.items()
         if name.startswith("effect[") and step.status is StepStatus.COMPLETED
     }
+
+
+async def test_items_that_changed_since_the_run_first_came_here_are_refused(app: App) -> None:
+    """A resume given ["x", "a", "b", "c"] where the run first had ["a", "b", "c"]
+    handed each item the recorded steps of the one that had its place: it returned
+    ['x->a', 'a->b', 'b->c', 'c->c'], silently."""
+    items = ["a", "b", "c"]
+
+    @app.workflow(name="shifted")
+    async def shifted(wf: Workflow) -> list[str]:
+        async def one(item: str) -> str:
+            return str(await wf.step("tag", lambda: f"{item}->{item}"))
+
+        done = await wf.for_each(list(items), one)
+        await wf.wait_for_signal("go")
+        return [str(v) for v in done.values]
+
+    assert (await app.arun(shifted, workflow_id="sh")).status is tether.RunStatus.WAITING
+    items.insert(0, "x")  # the code (or what it read outside a step) changed meanwhile
+    await app.asignal("sh", "go")
+    failed = await app.aresult("sh")
+    assert failed.status is tether.RunStatus.FAILED and failed.record.last_error is not None
+    assert "other items than when the run first came here (3 items then, 4 now)" in (
+        failed.record.last_error.message
+    )
+    items.pop(0)  # the same items again: the run is rerun from its start and completes
+    assert (await app.arerun_from("sh", "for_each.items#1")).status is tether.RunStatus.WAITING
+    await app.asignal("sh", "go")
+    assert (await app.aresult("sh")).value == ["a->a", "b->b", "c->c"]

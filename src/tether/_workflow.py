@@ -15,6 +15,7 @@ run's length.
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -516,6 +517,9 @@ class Workflow:
                 f"for_each needs a function to call on each item, got {type(fn).__name__} "
                 f"{fn!r}; e.g. wf.for_each(items, handle_item)"
             )
+        if not isinstance(items, set | frozenset):  # (refused by run_for_each, saying why)
+            items = list(items)
+            await self._same_items(items)
         return await run_for_each(
             items,
             fn,
@@ -524,6 +528,26 @@ class Workflow:
             stop_on_error=stop_on_error,
             hold=lambda key: self.mutex(key, timeout=mutex_timeout, stale_after=stale_after),
         )
+
+    async def _same_items(self, items: list[Any]) -> None:
+        """Refuse items other than those this call was given when the run first came
+        here (recorded as their count and digest): item i's steps are ``name[i]``, so a
+        resume given ``["x", "a", "b"]`` for ``["a", "b"]`` handed each item the recorded
+        results of the one before it, silently. Items that are not JSON go unchecked."""
+        try:
+            text = dump_json(items, what="for_each items")
+        except TetherError:
+            return
+        told = {"items": len(items), "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
+        first = await self._waits.recorded(self._run.next_key("for_each.items"), lambda: told)
+        if first != told:
+            raise TetherError(
+                f"for_each in run {self.workflow_id!r} was given other items than when the "
+                f"run first came here ({first.get('items')} items then, {len(items)} now), "
+                "and each item would get the recorded steps of the one that had its place. "
+                "Give for_each what a step returned (its result is recorded), or rerun the "
+                "run from a step before this call (app.rerun_from)"
+            )
 
     # -- state and events ----------------------------------------------------------------
 
