@@ -5,6 +5,7 @@ run again), on both backends."""
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,20 @@ def _flaky(ran: list[str], name: str, fixed: list[bool]) -> object:
     return step
 
 
+async def _fails_then_goes_on(
+    app: App, child: Any, parent_id: str, error: str, fixed: list[bool]
+) -> None:
+    """Run a parent awaiting `child` as `parent_id`: it fails with `error`; then fix."""
+
+    @app.workflow(name=f"parent-of-{parent_id}")
+    async def parent(wf: Workflow) -> str:
+        return str(await wf.child(child))
+
+    with pytest.raises(tether.ChildRunError, match=error):
+        await app.arun(parent, workflow_id=parent_id)
+    fixed.append(True)
+
+
 async def test_a_child_goes_on_from_the_failure_that_failed_it_not_one_it_caught(
     app: App,
 ) -> None:
@@ -37,13 +52,7 @@ async def test_a_child_goes_on_from_the_failure_that_failed_it_not_one_it_caught
         charged = await wf.step("charge", lambda: ran.append("charge") or "$")
         return charged + await wf.step("ship", _flaky(ran, "ship", fixed))
 
-    @app.workflow
-    async def parent(wf: Workflow) -> str:
-        return await wf.child(work)
-
-    with pytest.raises(tether.ChildRunError, match="ship not fixed yet"):
-        await app.arun(parent, workflow_id="pk")
-    fixed.append(True)
+    await _fails_then_goes_on(app, work, "pk", "ship not fixed yet", fixed)
     assert (await app.arerun_from("pk", "child:pk/work#1")).value == "$ship"
     assert ran == ["optional", "charge", "ship", "ship"]  # charged once
 
@@ -91,12 +100,6 @@ async def test_a_child_whose_code_wrapped_its_steps_failure_goes_on_from_that_st
         except ValueError as exc:
             raise RuntimeError("the second step failed") from exc
 
-    @app.workflow
-    async def parent(wf: Workflow) -> str:
-        return await wf.child(wrap)
-
-    with pytest.raises(tether.ChildRunError, match="the second step failed"):
-        await app.arun(parent, workflow_id="pw2")
-    fixed.append(True)
+    await _fails_then_goes_on(app, wrap, "pw2", "the second step failed", fixed)
     assert (await app.arerun_from("pw2", "child:pw2/wrap#1")).value == "1second"
     assert ran == ["first", "second", "second"]
