@@ -721,17 +721,20 @@ class App:
         id is its group's first start. A misspelt stage id is refused with the
         pipeline's stages (the store's refusal lists every step key, `pipeline.plan`
         and `stage:<id>.start` among them)."""
-        steps = {s.key for s in await self.store.load_steps(workflow_id)}
         if step in pipeline.stages:
+            steps = {s.key for s in await self.store.load_steps(workflow_id)}
             events = await self.store.list_events(workflow_id)
             return rerun_step(pipeline, events, step, steps), forgotten_stages(pipeline, step)
         close = difflib.get_close_matches(step, list(pipeline.stages), n=1, cutoff=0.6)
-        if close and step not in steps and ":" not in step:  # (":": a wait's key)
+        if close and ":" not in step and not await self._has_step(workflow_id, step):
             raise InvalidArgumentError(
                 f"run {workflow_id!r} has no stage or step {step!r}; did you mean stage "
                 f"{close[0]!r}? its pipeline's stages: {', '.join(map(repr, pipeline.stages))}"
             )
         return step, []
+
+    async def _has_step(self, workflow_id: str, key: str) -> bool:
+        return any(s.key == key for s in await self.store.load_steps(workflow_id))
 
     @homed
     async def aresult(
