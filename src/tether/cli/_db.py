@@ -212,7 +212,7 @@ def _pg_missing(db: Database) -> str | None:
     try:
         with psycopg.connect(config.conninfo, connect_timeout=10, autocommit=True) as conn:
             row = conn.execute(
-                "SELECT to_regclass(%s)", (f"{config.schema}.schema_version",)
+                "SELECT to_regclass(%s)", (f"{config.ident}.schema_version",)
             ).fetchone()
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

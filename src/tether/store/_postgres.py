@@ -454,7 +454,7 @@ class PostgresStore(Store):
     async def _configure(self, conn: Conn) -> None:
         # times read back in UTC, as SQLite's are: a server (or PGTZ) set to another zone
         # gave every RunInfo, WaitInfo and event time in that zone's offset
-        await conn.execute(f"SET search_path TO {self.config.schema}; SET TimeZone TO 'UTC'")
+        await conn.execute(f"SET search_path TO {self.config.ident}; SET TimeZone TO 'UTC'")
         if self.config.statement_timeout is not None:
             await conn.execute(
                 f"SET statement_timeout = {int(self.config.statement_timeout * 1000)}"
@@ -528,33 +528,16 @@ class PostgresStore(Store):
         await self._discard()
 
     async def _migrate(self) -> None:
-        schema = self.config.schema
         try:
             conn = await AsyncConnection.connect(
                 self.config.conninfo, autocommit=True, connect_timeout=10
             )
         except Exception as exc:
             raise self._unavailable(exc) from None
+        where = f"schema {self.config.schema!r} in database {self.config.dbname!r}"
         try:
-            async with conn.transaction():
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tether-migrate:{schema}",)
-                )
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                await conn.execute(f"SET LOCAL search_path TO {schema}")
-                await conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
-                    "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-                row = await cur.fetchone()
-                where = f"schema {schema!r} in database {self.config.dbname!r}"
-                for mig in pending(self.dialect, int(row[0]) if row else 0, where):
-                    await conn.execute(mig.sql.encode())
-                    await conn.execute(
-                        "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
-                        (mig.version, mig.name),
-                    )
+            if not await self._up_to_date(conn, where):
+                await self._apply_migrations(conn, where)
         except TetherError:
             raise
         except psycopg.Error as exc:
@@ -562,6 +545,43 @@ class PostgresStore(Store):
         finally:
             await conn.close()
         self._migrated = True
+
+    async def _up_to_date(self, conn: Conn, where: str) -> bool:
+        """Whether the schema is at this tether's version, read without DDL: CREATE
+        SCHEMA IF NOT EXISTS needs the right to create schemas in the database even
+        when the schema is there, so a role a DBA gave tether's tables to (and not
+        that) could not start. `IncompatibleStoreError` if a newer tether wrote it."""
+        table = f"{self.config.ident}.schema_version"
+        cur = await conn.execute("SELECT to_regclass(%s)", (table,))
+        row = await cur.fetchone()
+        if row is None or row[0] is None:
+            return False
+        cur = await conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {table}")
+        row = await cur.fetchone()
+        return not pending(self.dialect, int(row[0]) if row else 0, where)
+
+    async def _apply_migrations(self, conn: Conn, where: str) -> None:
+        """The migrations the schema lacks, under an advisory lock: processes starting
+        together migrate once."""
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                (f"tether-migrate:{self.config.schema}",),
+            )
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.config.ident}")
+            await conn.execute(f"SET LOCAL search_path TO {self.config.ident}")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            row = await cur.fetchone()
+            for mig in pending(self.dialect, int(row[0]) if row else 0, where):
+                await conn.execute(mig.sql.encode())
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
+                    (mig.version, mig.name),
+                )
 
     async def schema_version(self) -> int:
         async def go(conn: Conn) -> int:

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import SplitResult, parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
 from ..errors import InvalidArgumentError
 
@@ -236,6 +236,12 @@ def _check_parent(url: str, path: str) -> None:
     if parent == default_folder or parent.absolute() == default_folder.absolute():
         return
     what = "is not a folder" if parent.exists() else "does not exist"
+    if path.startswith("~"):  # "mkdir -p '~'" made a folder named ~ in the working directory
+        home = Path(path).expanduser()
+        raise InvalidArgumentError(
+            f"sqlite URL {redact(url)!r}: a URL does not expand ~ (it named a folder "
+            f"{str(parent)!r} that {what}); write the full path, e.g. sqlite:///{home}"
+        )
     raise InvalidArgumentError(
         f"sqlite URL {redact(url)!r}: the folder {str(parent)!r} {what}; create it first "
         f"(mkdir -p {str(parent)!r}) or give a path in an existing folder"
@@ -256,6 +262,12 @@ class PgConfig:
     def channel(self) -> str:
         return f"tether_{self.schema}"
 
+    @property
+    def ident(self) -> str:
+        """The schema as a quoted SQL identifier: unquoted, a name that is a keyword
+        (``schema=user``, ``schema=order``) was a syntax error at start-up."""
+        return f'"{self.schema}"'
+
 
 def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConfig:
     """``postgresql://user@host:port/db?schema=tether&pool_size=10&statement_timeout=30``.
@@ -272,6 +284,9 @@ def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConf
         raise InvalidArgumentError(
             f"schema {schema!r} is not a plain identifier (letters, digits, underscore)"
         )
+    # as PostgreSQL folds an unquoted name (the schema tether always used), and the
+    # channel with it: LISTEN folds, pg_notify does not, so schema=Tether woke no one
+    schema = schema.lower()
     pool_size = int(opts.pop("pool_size", "10"))
     timeout_text = opts.pop("statement_timeout", None)
     statement_timeout = None if timeout_text is None else float(timeout_text)
@@ -283,7 +298,9 @@ def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConf
             f"unknown PostgreSQL URL option(s) {sorted(unknown)}; known: {sorted(ours)} "
             "and sslmode, connect_timeout, application_name"
         )
-    query = "&".join(f"{k}={v}" for k, v in opts.items())
+    # encoded again: parse_qsl decoded it, and libpq refused application_name=my%20app
+    # once it read "my app"
+    query = urlencode(opts, quote_via=quote)
     # spelled out: urlunsplit drops the "//" of a URL without a host (the local
     # socket), and libpq cannot read "postgresql:/db"
     conninfo = f"postgresql://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
