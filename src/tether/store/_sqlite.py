@@ -61,6 +61,10 @@ T = TypeVar("T")
 log = logging.getLogger("tether.store")
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _Q = queries("sqlite")
+# A query `q` with a `q_then` answers with the rows of `q_then`, run right after it in
+# the same transaction: the step path's writes without a RETURNING clause, which costs
+# SQLite more than a second statement (queries/sqlite.sql, `bump`)
+_THEN = {name: _Q[f"{name}_then"] for name in _Q if f"{name}_then" in _Q}
 # PRAGMA application_id marks a file as tether's ("TETH").
 APPLICATION_ID = 0x54455448
 
@@ -82,7 +86,9 @@ class SQLiteTx:
         for k, v in params.items():
             if v.__class__ is datetime:
                 params[k] = v.timestamp()
-        return self._conn.execute(_Q[name], params)
+        cursor = self._conn.execute(_Q[name], params)
+        then = _THEN.get(name)
+        return cursor if then is None else self._conn.execute(then, params)
 
     async def one(self, name: str, /, **params: Any) -> Any:
         return self._run(name, params).fetchone()
