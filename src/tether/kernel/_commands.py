@@ -47,6 +47,7 @@ _INT64 = 2**63 - 1
 # the fields that name something kept in an indexed column (a run, a queue, a key)
 _NAMES = frozenset(
     {"idempotency_key", "workflow", "workflow_id", "queue", "concurrency_key", "name", "step"}
+    | {"tenant"}  # as `App.submit` checks it: a NUL was a bare store error on PostgreSQL
 )
 
 
@@ -100,6 +101,15 @@ class RunCreate(_Command):
                     f"{value.isoformat()} is outside the years 1 to 9998 in UTC; give a real "
                     "moment, e.g. now + 1 day"
                 )
+        return value
+
+    @field_validator("tags", mode="after")
+    @classmethod
+    def _tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each a name the database can store, as `App.submit` checks them: a NUL in a
+        tag was stored by SQLite and a bare store error on PostgreSQL."""
+        for tag in value:
+            check_name("tag", tag)
         return value
 
 
@@ -169,14 +179,16 @@ class RunAdoptOrphans(_Command):
         return value
 
 
+# a LIMIT both databases take: more was a raw OverflowError (SQLite) or a bare
+# "bigint out of range" (PostgreSQL)
 class OutboxFlush(_Command):
     type: Literal["outbox.flush"] = "outbox.flush"
-    max_events: int = Field(default=500, ge=1)
+    max_events: int = Field(default=500, ge=1, le=_INT64)
 
 
 class OutboxReplayDead(_Command):
     type: Literal["outbox.replay_dead"] = "outbox.replay_dead"
-    max_events: int = Field(default=1000, ge=1)
+    max_events: int = Field(default=1000, ge=1, le=_INT64)
 
 
 Command = Annotated[

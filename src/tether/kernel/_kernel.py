@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
+from ..ai import Budget
 from ..clock import Clock
 from ..errors import (
     IdempotencyConflictError,
@@ -249,7 +250,9 @@ class Kernel:
             tenant=cmd.tenant,
             idempotency_key=cmd.idempotency_key,
             queue=cmd.queue,
-            budget=None if cmd.budget is None else dump_json(cmd.budget, what="budget"),
+            # checked as `App.submit` checks it: a misspelt limit was stored and ignored,
+            # the run then spending with no cap
+            budget=Budget.stored(cmd.budget),
         )
         if cmd.queue is None:
             row, created = await self.store.create_run(run, self.clock.now())

@@ -55,6 +55,14 @@ __all__ = ["QueueVerbs"]
 
 # a rerun that forgets nothing: no event of a run comes after it
 _NOTHING = 1 << 62
+_MAX_LIMIT = 2**63 - 1  # the largest LIMIT both databases take
+
+
+def _at_most(limit: int) -> int:
+    """`limit` as a LIMIT: "at most 10**20" means all of them, where it was a raw
+    OverflowError (SQLite) or a bare "bigint out of range" (PostgreSQL)."""
+    return min(limit, _MAX_LIMIT)
+
 
 # every table that holds rows of a run, by the query that deletes them
 _RUN_TABLES = (
@@ -445,7 +453,9 @@ class QueueVerbs(StoreBase):
     async def list_jobs(
         self, *, workflow_id: str | None = None, status: str | None = None, limit: int = 1000
     ) -> list[JobRow]:
-        return await self._list("list_jobs", Rows.job, wid=workflow_id, status=status, limit=limit)
+        return await self._list(
+            "list_jobs", Rows.job, wid=workflow_id, status=status, limit=_at_most(limit)
+        )
 
     async def queued_workflows(
         self, queues: Sequence[str]
@@ -559,7 +569,7 @@ class QueueVerbs(StoreBase):
         return await self._execute("write", "outbox_replay_dead", limit=limit)
 
     async def outbox_dead(self, *, limit: int) -> list[OutboxRow]:
-        return await self._list("outbox_dead", Rows.outbox, limit=limit)
+        return await self._list("outbox_dead", Rows.outbox, limit=_at_most(limit))
 
     # -- idempotency ------------------------------------------------------------------
 
