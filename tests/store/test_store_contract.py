@@ -740,6 +740,20 @@ async def test_outbox_delivers_in_order_retries_and_replays_the_dead(store: Stor
     assert await store.outbox_dead(limit=10) == []
 
 
+async def test_a_failure_recorded_after_the_delivery_leaves_the_event_delivered(
+    store: Store,
+) -> None:
+    # two passes over the same event (an `outbox.flush` dispatched by two processes,
+    # which share no lock): one delivered it, the other's attempt failed and is
+    # recorded after; the event stays delivered, not dead-lettered
+    gen = await _run(store)
+    await store.append_events(Fence("r1", gen), [NewEvent("a")], T0)
+    await store.outbox_mark(delivered=[("r1", 2)], failed=[], at=T0)
+    await store.outbox_mark(delivered=[], failed=[("r1", 2, "sink down", None)], at=T0)
+    assert await store.outbox_dead(limit=10) == []
+    assert [o.seq for o in await store.outbox_pending(limit=10, now=T0)] == [1]
+
+
 async def test_outbox_marks_many_deliveries_of_many_runs_at_once(store: Store) -> None:
     for wid in ("r1", "r2", "r3"):
         gen = await _run(store, wid)

@@ -495,7 +495,7 @@ WHERE events.run_id = d.run_id AND events.seq = d.seq
 -- name: outbox_failed
 UPDATE events SET attempts = attempts + 1, last_error = :error,
   next_attempt_at = :next::timestamptz, dead_at = :dead::timestamptz
-WHERE run_id = :wid AND seq = :seq
+WHERE run_id = :wid AND seq = :seq AND published_at IS NULL
 -- name: outbox_dead
 SELECT run_id, seq, type, message, detail::text, at, attempts, last_error, dead_at FROM events
 WHERE dead_at IS NOT NULL ORDER BY dead_at, run_id, seq LIMIT :limit

@@ -288,7 +288,7 @@ WHERE (run_id, seq) IN (SELECT w.value, s.value FROM json_each(:wids) w
   JOIN json_each(:seqs) s ON s.key = w.key)
 -- name: outbox_failed
 UPDATE events SET attempts = attempts + 1, last_error = :error, next_attempt_at = :next,
-  dead_at = :dead WHERE run_id = :wid AND seq = :seq
+  dead_at = :dead WHERE run_id = :wid AND seq = :seq AND published_at IS NULL
 -- name: outbox_dead
 SELECT run_id, seq, type, message, detail, at, attempts, last_error, dead_at FROM events
 WHERE dead_at IS NOT NULL ORDER BY dead_at, run_id, seq LIMIT :limit
