@@ -43,6 +43,7 @@ __all__ = [
     "pass_state",
     "print_json",
     "printed_whole",
+    "redraw_interval",
     "server_option",
     "stdout_closed",
     "text",
@@ -227,6 +228,18 @@ def when(value: str | None, what: str) -> datetime | None:
         return parse_when(value, datetime.now(UTC))
     except TetherError as exc:
         fail(EXIT_USAGE, f"{what}: {exc}")
+    except OverflowError:  # `--since 99999999d`: a traceback, not an error line
+        fail(EXIT_USAGE, f"{what}: {value!r} {_BEYOND}")
+
+
+_BEYOND = "lies outside the dates Python can hold (years 1 to 9999); give a nearer time"
+
+
+def redraw_interval(value: float) -> None:
+    """Exit 2 unless `--interval` is seconds above 0 and at most an hour: `inf` or
+    `1e10` ended `top` and `runs watch` in a traceback from `time.sleep`."""
+    if not 0 < value <= 3600:
+        fail(EXIT_USAGE, f"--interval must be seconds above 0, at most 3600, got {value}")
 
 
 def window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:

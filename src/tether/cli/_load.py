@@ -101,12 +101,25 @@ def _load_file(where: str) -> ModuleType:
             f"cannot load {where}: syntax error{_in_other(exc, path)} at line {exc.lineno}: "
             f"{exc.msg}"
         ) from exc
+    except SystemExit as exc:
+        del sys.modules[spec.name]
+        raise UsageError(f"cannot load {where}: {_exited(exc)}") from None
     except Exception as exc:
         del sys.modules[spec.name]
         raise UsageError(
             f"cannot load {where}: importing it raised {type(exc).__name__}: {_one_line(exc)}"
         ) from exc
     return module
+
+
+def _exited(exc: SystemExit) -> str:
+    """What to say of a module that calls `sys.exit` (or `parser.parse_args()`, on
+    tether's own arguments) as it is imported: that ended the command with the
+    module's code (3 read as "no such run") and often no word at all."""
+    return (
+        f"importing it called sys.exit({exc.code!r}); "
+        'put its script code under `if __name__ == "__main__":`'
+    )
 
 
 def _module_name(path: Path) -> str:
@@ -150,6 +163,10 @@ def _import_module(where: str) -> ModuleType:
             f"cannot import module {where!r}: syntax error in {exc.filename} "
             f"at line {exc.lineno}: {exc.msg}"
         ) from exc
+    except SystemExit as exc:
+        raise UsageError(
+            f"cannot import module {where!r} ({_origin(where)}): {_exited(exc)}"
+        ) from None
     except Exception as exc:
         raise UsageError(
             f"cannot import module {where!r} ({_origin(where)}): importing it raised "

@@ -71,10 +71,15 @@ def prune(
     """
     try:
         age = parse_age(older_than)
+        cutoff = datetime.now(UTC) - age
     except TetherError as exc:
         fail(EXIT_USAGE, f"--older-than: {exc}")
+    except OverflowError:  # `--older-than 99999999d`: a traceback, not an error line
+        fail(
+            EXIT_USAGE,
+            f"--older-than: {older_than!r} reaches back before the year 1; give a smaller age",
+        )
     wanted = [RunStatus(s) for s in statuses] or None
-    cutoff = datetime.now(UTC) - age
     if dry_run:
         count = with_app(state, app_ref, lambda a: _count(a, cutoff, wanted))
         print(f"{count} finished run(s) older than {older_than} would be deleted (dry run)")

@@ -11,10 +11,10 @@ from ._common import (
     EXIT_INTERRUPTED,
     CliState,
     db_state,
-    err,
     exit_code,
     fail,
     guard,
+    note,
     one_line,
     out,
     print_json,
@@ -77,20 +77,36 @@ def submit(
                 defn.fn, *args, workflow_id=run_id, queue=queue, priority=priority
             )
         )
-        if not guard(lambda: the_app.drivers(defn.name, queue)):
-            err.print(
-                f"no live worker serves queue {queue!r} yet: run {run_id} waits there "
-                f"until one starts ({start_hint(defn.name, queue)})",
-                highlight=False,
-                soft_wrap=True,
-                markup=False,
-            )
+        _say_where(the_app, defn.name, run_id, queue)
         if not wait:
             out.print(run_id, highlight=False, soft_wrap=True, markup=False)
             return
         _wait_and_print(the_app, run_id)
     finally:
         the_app.close()
+
+
+def _say_where(the_app: App, workflow: str, run_id: str, queue: str) -> None:
+    """On stderr, where the run waits when no live worker serves its queue. An id
+    submitted again answers with the run already there: "no live worker serves queue
+    'other' yet: run X waits there" was said of a run on another queue, of one that
+    `tether run` had started on none, and of one that had already ended."""
+    info = guard(lambda: the_app.get_run(run_id))
+    if info.status.terminal:
+        return
+    if info.queue != queue:
+        where = (
+            f"queue {info.queue!r}" if info.queue else "no queue (it was started, not submitted)"
+        )
+        note(f"run {run_id} already exists, on {where}; it stays there, not on queue {queue!r}")
+        if info.queue is None:
+            return
+        queue = info.queue
+    if not guard(lambda: the_app.drivers(workflow, queue)):
+        note(
+            f"no live worker serves queue {queue!r} yet: run {run_id} waits there "
+            f"until one starts ({start_hint(workflow, queue)})"
+        )
 
 
 def _wait_and_print(the_app: App, run_id: str) -> None:

@@ -18,7 +18,7 @@ from .._owners import owner_is_dead
 from .._runner import PROCESS_SCOPE
 from ..app import App
 from ..store import RunStatus
-from ._common import EXIT_USAGE, CliState, db_state, fail, guard, out
+from ._common import EXIT_USAGE, CliState, db_state, fail, guard, out, redraw_interval
 from ._db import read_app
 from ._format import cell, cost_text
 
@@ -93,8 +93,9 @@ def top(state: CliState, interval: float, rows: int, once: bool) -> None:
     """A live overview of the database: runs by status, the processes driving them,
     the queues with the most waiting jobs, and the unfinished runs that cost the most.
     Ctrl-C ends it."""
-    if not interval > 0 or rows < 1:
-        fail(EXIT_USAGE, "--interval must be seconds > 0 and --rows at least 1")
+    redraw_interval(interval)
+    if rows < 1:
+        fail(EXIT_USAGE, f"--rows must be at least 1, got {rows}")
     app = read_app(state)
     try:
         view: Group = guard(lambda: app.run_sync(frame(app, rows)))

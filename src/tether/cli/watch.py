@@ -23,12 +23,11 @@ from ..record import RunRecord
 from ..store import RunStatus, StepStatus
 from ._common import (
     EXIT_FAILED,
-    EXIT_USAGE,
     CliState,
     db_state,
-    fail,
     guard,
     out,
+    redraw_interval,
     text,
 )
 from ._db import read_app
@@ -116,8 +115,7 @@ def watch(state: CliState, workflow_id: str, interval: float, once: bool) -> Non
     compensations, if due, have run): 0 if it completed, 1 if it failed or was cancelled
     (compensated or not)."""
     text(workflow_id, "run id")
-    if not interval > 0:
-        fail(EXIT_USAGE, f"--interval must be seconds > 0, got {interval}")
+    redraw_interval(interval)
     app = read_app(state)
     try:
 
