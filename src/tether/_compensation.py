@@ -14,19 +14,25 @@ import inspect
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ._run_state import RunState
 from ._steps import StepContext, is_async
-from ._workflow import Workflow
 from .errors import InvalidArgumentError
 
-__all__ = ["compensate"]
+__all__ = ["check_compensation", "compensate"]
 
 log = logging.getLogger("tether")
 
 
-async def compensate(wf: Workflow, st: RunState) -> bool:
+class _Steps(Protocol):
+    """What `compensate` needs of the run's `Workflow` (which imports this module to
+    check a compensation as its step is called: importing it here closed a circle)."""
+
+    async def step(self, name: str, fn: Callable[..., Any]) -> Any: ...
+
+
+async def compensate(wf: _Steps, st: RunState) -> bool:
     """Run the registered compensations newest first, each once; True if all succeeded.
 
     Newest by when their steps completed, as recorded: a replay registers them in
@@ -56,12 +62,7 @@ def _compensation(fn: Callable[..., Any], value: Any) -> Callable[[StepContext],
     """The compensation as a step function. Like a step function, a compensation
     takes what it declares: nothing, the step's result, or the compensation
     step's `StepContext` and the result. A sync one runs in a worker thread."""
-    arity = _required_positional(fn)
-    if arity > 2:
-        raise InvalidArgumentError(
-            f"compensation {getattr(fn, '__qualname__', fn)!r} takes {arity} arguments; it may "
-            "take none, the step's result, or a StepContext and the result"
-        )
+    arity = check_compensation(fn, None)
 
     async def undo(ctx: StepContext) -> None:
         args = ((), (value,), (ctx, value))[arity]
@@ -73,6 +74,22 @@ def _compensation(fn: Callable[..., Any], value: Any) -> Callable[[StepContext],
             await out
 
     return undo
+
+
+def check_compensation(fn: Callable[..., Any], step: str | None) -> int:
+    """How many arguments compensation `fn` takes; refused if it takes more than it can
+    be given. Checked when its step is called (`step`): found out only once the run
+    failed, it left the step undone and the run `compensation_failed`."""
+    if not callable(fn):
+        raise InvalidArgumentError(f"compensate of step {step!r} must be callable")
+    arity = _required_positional(fn)
+    if arity > 2:
+        where = "" if step is None else f" of step {step!r}"
+        raise InvalidArgumentError(
+            f"compensation {getattr(fn, '__qualname__', fn)!r}{where} takes {arity} arguments; "
+            "it may take none, the step's result, or a StepContext and the result"
+        )
+    return arity
 
 
 def _required_positional(fn: Callable[..., Any]) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import json
 import math
 import traceback
@@ -159,7 +160,8 @@ def _attributes(exc: BaseException) -> dict[str, Any] | None:
     # its args too (as a list: setting them back makes a tuple again), so a replay's
     # exc.args and str(exc) are the first run's (a KeyError's str quotes its arg)
     given = [("args", list(exc.args))] if exc.args != (error_text(exc),) else []
-    for name, value in [*given, *getattr(exc, "__dict__", {}).items()]:
+    fields = [*given, *_builtin_fields(exc), *getattr(exc, "__dict__", {}).items()]
+    for name, value in fields:
         if name.startswith("_"):
             continue
         try:
@@ -169,6 +171,26 @@ def _attributes(exc: BaseException) -> dict[str, Any] | None:
         if len(text) <= MAX_ATTRIBUTE and _same(json.loads(text), value):
             kept[name] = value
     return kept or None
+
+
+def _builtin_fields(exc: BaseException) -> list[tuple[str, Any]]:
+    """The fields a built-in exception keeps outside its ``__dict__`` (an `OSError`'s
+    ``errno``, ``strerror`` and ``filename``, which its str() is made of), those set:
+    left out, a replayed ``FileNotFoundError`` had ``errno`` None and read
+    ``(2, 'No such file or directory')``, so an ``except`` testing them went
+    another way."""
+    fields: list[tuple[str, Any]] = []
+    for cls in type(exc).__mro__:
+        if cls.__module__ != "builtins" or cls in (BaseException, Exception, object):
+            continue
+        for name, slot in vars(cls).items():
+            if name.startswith("_") or not inspect.isdatadescriptor(slot):
+                continue
+            with contextlib.suppress(Exception):  # one unset reads as an AttributeError
+                value = getattr(exc, name)
+                if value is not None:
+                    fields.append((name, value))
+    return fields
 
 
 def _same(back: Any, value: Any) -> bool:

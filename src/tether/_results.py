@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import NotSerializableError, explain_validation
-from .serde import dump_json, load_json
+from .serde import check_type, dump_json, load_json
 
 __all__ = ["dump_result", "load_result", "recorded_result"]
 
@@ -62,6 +62,7 @@ def _encoded(value: Any, what: str, tp: Any, *, decode: bool) -> tuple[str, Any]
     if inspect.isawaitable(value):
         _refuse_unawaited(value, what)
     if tp is not None:
+        check_type(tp, what, " as its return annotation, or declare none and return plain JSON")
         text = dump_json(value, what=what, tp=tp)
         if tp is type(value) and tp in _SCALARS:  # a str as str: read back as is
             return text, value

@@ -26,6 +26,7 @@ from typing import Any, TypeVar, cast
 from pydantic import ValidationError
 
 from ._attach import attach, in_step
+from ._compensation import check_compensation
 from ._durations import check_seconds, seconds_of
 from ._fanout import ForEachSummary, run_for_each
 from ._locks import LEASE_SCOPE, Locks, MutexHandle, lease_scope
@@ -41,13 +42,15 @@ from .clock import Clock
 from .errors import InvalidArgumentError, RunCancelledError, TetherError, explain_validation
 from .record import LeaseRecord, RunRecord, RunUsage
 from .retry import RetryPolicy, as_policy
-from .serde import dump_json, load_json, return_type_of
+from .serde import check_type, dump_json, load_json, return_type_of
 from .store import NewEvent, RunRow, StepRow, StepStatus, Store
 
 __all__ = ["MutexHandle", "StepContext", "Workflow", "load_history", "load_record"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+# what a step whose declared result type cannot be stored may do instead
+_TYPE_FIX = " as its return annotation or result_type=, or declare none and return plain JSON"
 
 
 def _check_step_args(name: str, fn: object, timeout: float | None) -> None:
@@ -252,6 +255,9 @@ class Workflow:
         _check_step_args(name, fn, timeout)
         tp = return_type_of(fn) if result_type is None else result_type
         check_name("step name", name)
+        check_type(tp, f"step {name!r}", _TYPE_FIX)
+        if compensate is not None:
+            check_compensation(compensate, name)
         if idempotency_key is not None:
             check_name(f"idempotency_key of step {name!r}", idempotency_key)
         run = self._run
@@ -264,8 +270,6 @@ class Workflow:
         ):
             value = _recorded_as(done, tp, run.workflow_id)
         else:
-            if compensate is not None and not callable(compensate):
-                raise InvalidArgumentError(f"compensate of step {key!r} must be callable")
             if run.compensating:
                 raise RunCancelledError(run.workflow_id)
             run.check_budget(self._rt.clock.now())

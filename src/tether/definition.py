@@ -16,13 +16,14 @@ from ._durations import check_seconds
 from ._names import check_name
 from .errors import InvalidArgumentError, WorkflowVersionError
 from .record import RunRecord
-from .serde import dump_json, load_json
+from .serde import check_type, dump_json, load_json
 from .store import RunRow, RunStatus
 
 __all__ = ["RunResult", "WorkflowDef"]
 
 T = TypeVar("T")
 DEF_ATTR = "__tether_workflow__"
+_INPUT_FIX = " as its annotation, or annotate it with none and pass plain JSON"
 
 
 @functools.lru_cache(maxsize=256)
@@ -162,6 +163,7 @@ class WorkflowDef:
         tp = self.input_type
         if tp is None:
             return value
+        check_type(tp, f"the input parameter of workflow {self.name!r}", _INPUT_FIX)
         try:
             return _adapter(tp).validate_python(value)
         except ValidationError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from ._durations import MAX_SECONDS
 from .errors import InvalidArgumentError
 
 __all__ = ["RetryPolicy", "as_policy"]
+
+log = logging.getLogger("tether")
 
 MAX_ATTEMPTS = 1_000_000  # "retry for ever" in practice; beyond it a typo, not a plan
 
@@ -87,9 +90,22 @@ class RetryPolicy:
         return max(0.0, base)
 
     def retries(self, error: BaseException) -> bool:
+        """Whether `error` is worth another attempt. A `should_retry` that raises says
+        no, noted on `error`: its own error left the step `running` in the record, in
+        a run failed with that error instead of the step's."""
         if not isinstance(error, Exception) or isinstance(error, self.non_retryable):
             return False
-        return True if self.should_retry is None else bool(self.should_retry(error))
+        if self.should_retry is None:
+            return True
+        try:
+            return bool(self.should_retry(error))
+        except Exception as exc:
+            error.add_note(
+                f"tether: not retried, as should_retry raised {exc!r} when asked about this "
+                "error; make should_retry return True or False for every error"
+            )
+            log.warning("should_retry raised %r; the error is not retried", exc)
+            return False
 
 
 def _is_int(value: object) -> bool:

@@ -26,12 +26,19 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import PydanticUserError, TypeAdapter
 from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
-from .errors import NotSerializableError
+from .errors import InvalidArgumentError, NotSerializableError
 
-__all__ = ["MAX_DEPTH", "dump_json", "load_json", "return_type_of", "to_json_data"]
+__all__ = [
+    "MAX_DEPTH",
+    "check_type",
+    "dump_json",
+    "load_json",
+    "return_type_of",
+    "to_json_data",
+]
 
 _NO_TYPE: Any = object()
 
@@ -46,6 +53,27 @@ _NESTED_FIX = (
 @functools.lru_cache(maxsize=1024)
 def _adapter(tp: Any) -> TypeAdapter[Any]:
     return TypeAdapter(tp)
+
+
+def check_type(tp: Any, what: str, fix: str = "") -> None:
+    """Refuse a declared type that no value can be stored as, before anything runs.
+
+    Pydantic builds a type's schema on first use: for a class it knows nothing of
+    (``-> httpx.Response``), ``typing.TypedDict`` before Python 3.12, a model with an
+    undefined forward reference or a value that is no type (``result_type=[int]``) it
+    raises its own error, which reached the caller only after the step's function had
+    run (its side effect done) and failed the step for good."""
+    if tp is None:
+        return
+    try:
+        _adapter(tp)
+    except (PydanticUserError, NameError, TypeError) as exc:
+        reason = str(exc).split("\n", 1)[0].split(". ", 1)[0].rstrip(".")
+        raise InvalidArgumentError(
+            f"{what} declares the type {_type_name(tp)}, which tether cannot store as JSON "
+            f"({reason}). Declare a type pydantic can validate (a pydantic model, a "
+            f"dataclass, plain types such as dict[str, int]){fix}"
+        ) from None
 
 
 def return_type_of(fn: Callable[..., Any]) -> Any:
