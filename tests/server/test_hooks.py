@@ -107,3 +107,18 @@ def test_a_signed_timestamp_too_large_for_a_number_is_stale(hooked: Served) -> N
         resp = httpx.post(hooked.url + "/hooks/github", content=body, headers=raw)
         assert resp.status_code == 401 and resp.json()["error"]["code"] == code, resp.text
     assert "Traceback" not in hooked.log
+
+
+def test_a_signed_webhook_nested_too_deeply_is_a_422_saying_so(hooked: Served) -> None:
+    now = int(time.time())
+    deep = _post(hooked.url, b"[" * 100_000 + b"]" * 100_000, now)  # under --max-body
+    assert deep.status_code == 422, deep.text
+    error = deep.json()["error"]
+    assert error["code"] == "invalid_json" and "nested too deeply" in error["message"]
+    digits = _post(hooked.url, b"1" * 5000, now)
+    assert digits.status_code == 422 and "too many digits" in digits.json()["error"]["message"]
+    # refused before its signature was remembered: the sender may send it again flattened
+    assert _post(hooked.url, b'{"action": "opened"}', now).json() == {
+        "event": "github",
+        "woken": [],
+    }

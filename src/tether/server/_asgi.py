@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, get_args
@@ -27,7 +28,7 @@ from ..errors import InvalidArgumentError, TetherError
 from ._dashboard import install_dashboard, page_failed, page_not_found
 from ._deps import ServerConfig
 from ._edge import Edge
-from ._errors import ApiError, answer_for, details_for, error_body, named
+from ._errors import ApiError, answer_for, details_for, error_body, named, unreadable_json
 from ._hooks_route import hooks
 from ._metrics_route import metrics
 from ._models import ERRORS
@@ -59,9 +60,28 @@ def _unknown_field(name: str, fields: list[str]) -> str:
     return f"unknown field; known: {', '.join(fields)}" if fields else "unknown field"
 
 
+# a time whose "+01:00" came through a URL unencoded: a '+' in a query reads as a space
+_LOST_PLUS = re.compile(r"\d \d{2}(:?\d{2})?$")
+
+
+def _lost_plus(e: Any) -> str:
+    """A hint for a query time refused for the space its unencoded '+' became (``curl
+    '...?since=2026-12-01T00:00:00+01:00'``): the error said only "unexpected extra
+    characters", and the time looked right as typed."""
+    given = e.get("input")
+    if tuple(e["loc"][:1]) != ("query",) or not e["type"].startswith("datetime"):
+        return ""
+    if not isinstance(given, str) or not _LOST_PLUS.search(given):
+        return ""
+    return (
+        "; a '+' in a URL reads as a space: send the offset's '+' as %2B (e.g. "
+        "2026-12-01T00:00:00%2B01:00), or give the time in UTC with Z"
+    )
+
+
 def _problem(e: Any, fields: list[str], content_type: str | None) -> dict[str, Any]:
     loc = e["loc"]
-    message = e["msg"]
+    message = e["msg"] + _lost_plus(e)
     if e["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] == "body":
         message = _unknown_field(str(loc[1]), fields)
     if tuple(loc) == ("body",) and isinstance(e.get("input"), bytes):
@@ -100,16 +120,7 @@ def _unreadable(exc: HTTPException) -> str | None:
     cause = exc.__cause__
     if exc.status_code != 400 or exc.detail != _BODY_PARSE or cause is None:
         return None
-    if isinstance(cause, UnicodeDecodeError):
-        return (
-            f"not valid JSON: not UTF-8 text (byte 0x{cause.object[cause.start]:02x} at "
-            f"offset {cause.start}); send it encoded as UTF-8"
-        )
-    if isinstance(cause, RecursionError):
-        return "not valid JSON: arrays and objects nested too deeply to read; flatten it"
-    if isinstance(cause, ValueError) and "digits" in str(cause):
-        return "not valid JSON: a number has too many digits to read; send it as a string"
-    return f"not valid JSON: {cause}"
+    return unreadable_json(cause)
 
 
 def _said(request: Request, exc: HTTPException) -> str:

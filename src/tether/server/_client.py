@@ -24,7 +24,7 @@ import httpx
 from ..errors import InvalidArgumentError
 from ._errors import ApiUnreachable
 from ._models import Event, RunSummary
-from ._wire import Call, Calls, SSEParser, error_of
+from ._wire import Call, Calls, SSEParser, error_of, not_tether
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -51,10 +51,24 @@ def _reaching(base_url: str) -> Iterator[None]:
         raise ApiUnreachable(base_url, str(exc) or type(exc).__name__) from None
 
 
-def _read(call: Call[T], resp: httpx.Response) -> T:
+def _read(base_url: str, call: Call[T], resp: httpx.Response) -> T:
     if resp.status_code >= 400:
         raise error_of(resp.status_code, resp.text)
-    return call.read(resp.json())
+    try:  # pydantic's ValidationError is a ValueError; a record's reader raises the others
+        return call.read(resp.json())
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise _foreign(base_url, resp, resp.text) from exc
+
+
+def _foreign(base_url: str, resp: httpx.Response, text: str) -> Exception:
+    return not_tether(base_url, resp.status_code, resp.headers.get("content-type"), text)
+
+
+def _not_events(resp: httpx.Response) -> bool:
+    """Whether a stream's answer is not Server-Sent Events: read as events, the lines
+    of a web page were none, and the run seemed to have ended without any."""
+    kind: str = resp.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return kind != "text/event-stream"
 
 
 class _Sent(Generic[P, T]):
@@ -159,7 +173,7 @@ class Client(_Calls[httpx.Client, httpx.BaseTransport]):
             resp = self._http.request(
                 call.method, call.path, params=call.params, json=call.body, headers=call.headers
             )
-        return _read(call, resp)
+        return _read(self.base_url, call, resp)
 
     def iter_runs(self, **filters: Any) -> Iterator[RunSummary]:
         """Every run that matches, newest first, a page at a time."""
@@ -184,6 +198,8 @@ class Client(_Calls[httpx.Client, httpx.BaseTransport]):
         ):
             if resp.status_code >= 400:
                 raise error_of(resp.status_code, resp.read().decode())
+            if _not_events(resp):
+                raise _foreign(self.base_url, resp, resp.read().decode(errors="replace"))
             for event in parser.feed(resp.iter_lines()):
                 yield event
                 if parser.done:
@@ -209,7 +225,7 @@ class AsyncClient(_Calls[httpx.AsyncClient, httpx.AsyncBaseTransport]):
             resp = await self._http.request(
                 call.method, call.path, params=call.params, json=call.body, headers=call.headers
             )
-        return _read(call, resp)
+        return _read(self.base_url, call, resp)
 
     async def iter_runs(self, **filters: Any) -> AsyncIterator[RunSummary]:
         cursor: str | None = None
@@ -229,6 +245,9 @@ class AsyncClient(_Calls[httpx.AsyncClient, httpx.AsyncBaseTransport]):
             ) as resp:
                 if resp.status_code >= 400:
                     raise error_of(resp.status_code, (await resp.aread()).decode())
+                if _not_events(resp):
+                    text = (await resp.aread()).decode(errors="replace")
+                    raise _foreign(self.base_url, resp, text)
                 async for line in resp.aiter_lines():
                     for event in parser.feed([line]):
                         yield event

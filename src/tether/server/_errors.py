@@ -31,7 +31,15 @@ from ..errors import (
     WorkflowNotFoundError,
 )
 
-__all__ = ["ApiError", "ApiUnreachable", "answer_for", "details_for", "error_body", "named"]
+__all__ = [
+    "ApiError",
+    "ApiUnreachable",
+    "answer_for",
+    "details_for",
+    "error_body",
+    "named",
+    "unreadable_json",
+]
 
 
 class ApiError(TetherError):
@@ -103,3 +111,18 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 def named(problems: list[dict[str, Any]]) -> str:
     """The first problems of a refused request, as its message names them."""
     return "; ".join(f"{p['field']}: {p['message']}" for p in problems[:3])
+
+
+def unreadable_json(cause: BaseException) -> str:
+    """Why a body could not be read as JSON (`cause`, what ``json.loads`` raised), in
+    the words of the answer's message: a request's body and a webhook's alike."""
+    if isinstance(cause, UnicodeDecodeError):
+        return (
+            f"not valid JSON: not UTF-8 text (byte 0x{cause.object[cause.start]:02x} at "
+            f"offset {cause.start}); send it encoded as UTF-8"
+        )
+    if isinstance(cause, RecursionError):
+        return "not valid JSON: arrays and objects nested too deeply to read; flatten it"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "not valid JSON: a number has too many digits to read; send it as a string"
+    return f"not valid JSON: {cause}"

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from .._signatures import HookRejected, check_signature
 from ._deps import served_app, settings
+from ._errors import unreadable_json
 from ._models import HookAccepted
 
 __all__ = ["hooks"]
@@ -26,8 +27,8 @@ async def receive_hook(request: Request, name: str) -> HookAccepted:
     signature = check_signature(hook, request.headers, body, now.timestamp())
     try:
         payload = json.loads(body) if body else None
-    except ValueError:
-        raise HookRejected(422, "invalid_json", "the body is not JSON") from None
+    except (ValueError, RecursionError) as exc:  # nested too deeply: a RecursionError
+        raise HookRejected(422, "invalid_json", unreadable_json(exc)) from None
     sent_at = int(request.headers["x-tether-timestamp"])
     expires = now + timedelta(seconds=sent_at + hook.tolerance - now.timestamp())
     if not await app.store.remember_signature(name, signature, expires_at=expires, at=now):

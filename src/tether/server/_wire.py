@@ -37,7 +37,7 @@ from ._models import (
     WorkerInfo,
 )
 
-__all__ = ["UNSET", "Call", "Calls", "SSEParser", "error_of", "path_segment"]
+__all__ = ["UNSET", "Call", "Calls", "SSEParser", "error_of", "not_tether", "path_segment"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -99,6 +99,22 @@ def error_of(status: int, text: str) -> ApiError:
         return ApiError(status, str(err["code"]), str(err["message"]), err.get("details"))
     except (ValueError, KeyError, TypeError):
         return ApiError(status, "http_error", text[:200] or f"HTTP {status}")
+
+
+def not_tether(base_url: str, status: int, content_type: str | None, text: str) -> ApiError:
+    """The `ApiError` for a successful answer that is not the API's: another program
+    answers at `base_url` (a web page, another service), or a prefix such as
+    ``/api/v1`` was given in it. Reading such an answer raised a bare JSON decode or
+    validation error, and an event stream read a web page as no events at all."""
+    sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+    start = " ".join(text[:80].split())
+    return ApiError(
+        status,
+        "not_tether",
+        f"the server at {base_url} answered with something that is not tether's API "
+        f"({sent}: {start!r}); give the address `tether serve` prints, without /api/v1 "
+        "(e.g. http://127.0.0.1:8000)",
+    )
 
 
 class Calls:
