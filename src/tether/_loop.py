@@ -75,15 +75,27 @@ def _install_exit_hook() -> None:
         import atexit
 
         atexit.register(_at_exit)
-    if threading.current_thread() is threading.main_thread():
-        try:
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, _terminate)
-        except ValueError:  # pragma: no cover - not the main interpreter
-            pass
+    _catch_sigterm()
+
+
+def _catch_sigterm() -> None:
+    """Make SIGTERM a normal exit (once a loop started), unless the process has a
+    handler of its own. Only the main thread may set a handler: an App built there
+    and first used from another thread (a web server's) has it set when built."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # pragma: no cover - not the main interpreter
+        pass
 
 
 def _terminate(signum: int, frame: object) -> None:
+    if not _hook_installed:  # no loop started yet: nothing to close, die as by default
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise SystemExit(128 + signum)
 
 
@@ -182,6 +194,8 @@ class LoopThread:
         self._guard = threading.Lock()
         self._on_exit = on_exit
         self._pid = 0  # the process the loop was started in
+        if on_exit is not None:
+            _catch_sigterm()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -262,7 +276,14 @@ class LoopThread:
         if self._loop is None or self._loop.is_closed():
             return
         if self._on_exit is not None:
-            self._on_exit()
+            try:
+                self._on_exit()
+            except (KeyboardInterrupt, SystemExit):
+                # a second Ctrl-C or SIGTERM during the grace period: cut it short, as
+                # a worker does; `stop` cancels the runs still driven, and a run
+                # cancelled while draining is handed back, its step in flight
+                # recorded as interrupted (left running, it waited for its claim)
+                log.warning("stopping at once: the steps in flight are interrupted")
         self.stop()
 
     def stop(self) -> None:

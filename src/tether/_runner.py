@@ -99,6 +99,7 @@ class Runner:
         self._background: set[asyncio.Task[Any]] = set()
         self.owner_lease = owner_lease
         self._drives: set[asyncio.Task[Any]] = set()  # tasks driving a run here now
+        self._cut: set[asyncio.Task[Any]] = set()  # those `shutdown` cancelled (grace over)
         self._renewer: asyncio.Task[None] | None = None
         self._announced = False  # whether this process has announced itself once
         self.queues: tuple[str, ...] = ()  # the job queues it serves (a worker), announced
@@ -224,6 +225,7 @@ class Runner:
                 grace,
             )
             _, late = await asyncio.wait(tasks, timeout=grace)
+            self._cut |= late
             for t in late:
                 t.cancel()
             await asyncio.gather(*late, return_exceptions=True)
@@ -438,13 +440,24 @@ class Runner:
             busy = self._active.get(workflow_id)  # it left the run runnable: drive it here
         done = self._active[workflow_id] = asyncio.Event()
         task = asyncio.current_task()
+        # a child driven inline, in its parent's task: that task is the parent drive's
+        task = task if task is not None and task not in self._drives else None
         if task is not None:
             self._drives.add(task)
         try:
             return await self._drive(workflow_id, defn, input, on_event, force_claim, claimed)
+        except asyncio.CancelledError:
+            if task is None or task not in self._cut or task.cancelling() != 1:
+                raise
+            # the grace period ran out (the run was handed back): a caller waiting on
+            # `app.run` gets the run as it stands, as when its step finished in time,
+            # not a bare CancelledError
+            task.uncancel()
+            return None, _UNKNOWN
         finally:
             if task is not None:
                 self._drives.discard(task)
+                self._cut.discard(task)
             del self._active[workflow_id]
             done.set()
             if workflow_id in self._rewake:
@@ -591,8 +604,11 @@ class Runner:
             await self._cancelled(wf, st)
             return _CANCELLED
         except asyncio.CancelledError:
-            if self._rt.draining:  # the grace period ran out mid-step
-                await asyncio.shield(self._hand_back(st))
+            # the grace period ran out mid-step, or whoever drove the run stopped (Ctrl-C
+            # in `asyncio.run`, which cancels its task; a task cancelled at the loop's
+            # end): nobody drives it here any more, so it is runnable at once, not left
+            # `running` until its claim lapses
+            await asyncio.shield(self._hand_back(st))
             raise
         except StoreError:
             # another owner has the run now (StaleOwnerError), or the database failed: not
