@@ -22,6 +22,8 @@ import pytest
 from tether import App, EndReason, RunStatus
 from tether.testing import eventually_sync
 
+from ._env import child_pythonpath
+
 MODULE = textwrap.dedent(
     """
     import asyncio, os, sys, time
@@ -94,7 +96,7 @@ def env(tmp_path: Path, database_url: str) -> dict[str, str]:
         **os.environ,
         "DB": database_url,
         "LEDGER": str(tmp_path / "ledger"),
-        "PYTHONPATH": str(tmp_path),
+        "PYTHONPATH": child_pythonpath(tmp_path),
     }
 
 

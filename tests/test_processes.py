@@ -20,6 +20,8 @@ import pytest
 
 from tether.testing import eventually_sync
 
+from ._env import child_pythonpath
+
 CRASH_SCRIPT = textwrap.dedent(
     """
     import asyncio, os, sys, time
@@ -245,7 +247,7 @@ def test_human_approval_across_processes(tmp_path: Path, database_url: str) -> N
         **os.environ,
         "DB_URL": database_url,
         "EFFECTS": str(tmp_path / "effects.log"),
-        "PYTHONPATH": str(tmp_path),
+        "PYTHONPATH": child_pythonpath(tmp_path),
     }
     start = (
         "from flows import app, publish\n"

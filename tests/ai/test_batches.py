@@ -20,6 +20,7 @@ import pytest
 from tether import App, FakeClock, RunRecord, RunResult, RunStatus, Workflow, ai
 from tether.testing import eventually
 
+from .._env import child_pythonpath
 from ._server import ProviderServer
 
 MODELS = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-sonnet-4-5"}
@@ -646,7 +647,7 @@ def test_a_submit_killed_after_the_provider_accepted_it_takes_that_batch_again(
 ) -> None:
     (tmp_path / "flows.py").write_text(FLOWS)
     env = {**os.environ, "DB": database_url, "OPENAI_URL": server.openai_url}
-    env["PYTHONPATH"] = str(tmp_path)
+    env["PYTHONPATH"] = child_pythonpath(tmp_path)
     run = "import flows; print(flows.app.run(flows.batched, workflow_id='bk').value)"
 
     def child(**extra: str) -> subprocess.CompletedProcess[str]:

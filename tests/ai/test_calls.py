@@ -22,6 +22,7 @@ import tether
 from tether import App, FakeClock, RunStatus, Workflow, ai
 from tether.testing import eventually
 
+from .._env import child_pythonpath
 from ._server import ProviderServer
 
 
@@ -538,7 +539,7 @@ def flows(tmp_path: Path, database_url: str, server: ProviderServer) -> dict[str
         "DB": database_url,
         "OPENAI_URL": server.openai_url,
         "MARK": str(tmp_path / "mark"),
-        "PYTHONPATH": str(tmp_path),
+        "PYTHONPATH": child_pythonpath(tmp_path),
     }
 
 

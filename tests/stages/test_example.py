@@ -10,12 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .._env import child_pythonpath
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "document_pipeline.py"
 TETHER = str(Path(sys.executable).with_name("tether"))
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(cwd / "examples"), "COLUMNS": "160"}
+    env = {**os.environ, "PYTHONPATH": child_pythonpath(cwd / "examples"), "COLUMNS": "160"}
     return subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 

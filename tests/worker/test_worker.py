@@ -27,6 +27,8 @@ from tether.store._sqlite_changes import POLL_MAX
 from tether.testing import eventually, eventually_sync
 from tether.worker import ServerlessHost, Worker, maintenance_tick
 
+from .._env import child_pythonpath
+
 FLOWS = textwrap.dedent(
     """
     import os, time
@@ -208,7 +210,7 @@ def test_a_worker_leaves_a_queued_run_to_the_live_process_driving_it(flows: Path
     driver = subprocess.Popen(
         [sys.executable, "-c", f"from flows import app; app.resume({wid!r})"],
         cwd=flows,
-        env={**os.environ, "PYTHONPATH": str(flows)},
+        env={**os.environ, "PYTHONPATH": child_pythonpath(flows)},
         stderr=subprocess.PIPE,
     )
     eventually_sync(marker.exists, timeout=60)  # the other process is on step s1
