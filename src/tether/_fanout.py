@@ -215,10 +215,18 @@ class _FanOut(Generic[T, R]):
     async def _one(self, i: int) -> R:
         ITEM_PATH.set((*ITEM_PATH.get(), i))  # this task's own context: steps inside know i
         key = self.keys[i]
-        if key is None:
-            return await self._call(i)
-        async with self.hold(key):
-            return await self._call(i)
+        try:
+            if key is None:
+                return await self._call(i)
+            async with self.hold(key):
+                return await self._call(i)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the item was cancelled (the run stops, the process shuts down)
+            # the item's code raised it (a library's, re-raised): its failure, as any
+            # other error; as a cancel, it escaped `for_each` and left the run running
+            raise _RaisedCancel(exc) from exc
 
     async def _call(self, i: int) -> R:
         out = self.fn(self.seq[i])
@@ -232,13 +240,15 @@ class _FanOut(Generic[T, R]):
         if key is not None and self.queued[key]:
             heapq.heappush(self.ready, self.queued[key].popleft())  # the key is free again
         exc = task.exception()
+        if isinstance(exc, _RaisedCancel):
+            exc = exc.cancel
         if exc is None:
             self.outcomes[i] = ItemResult(i, self.seq[i], ItemStatus.FULFILLED, value=task.result())
         elif isinstance(exc, StoreError):
             # infrastructure, not the item's failure: start no more, and raise it
             # as it is, so the run stays running and is retried (not failed)
             self.store_error = self.store_error or exc
-        elif isinstance(exc, Exception):
+        elif isinstance(exc, Exception | asyncio.CancelledError):
             self.outcomes[i] = ItemResult(i, self.seq[i], ItemStatus.REJECTED, error=exc)
             if self.first_error is None:
                 self.first_error = exc
@@ -260,6 +270,15 @@ class _FanOut(Generic[T, R]):
         if self.stop_on_error and self.first_error is not None:
             raise ForEachError(summary, self.first_error)
         return summary
+
+
+class _RaisedCancel(Exception):
+    """Carries a `CancelledError` an item raised itself out of its task (which would
+    otherwise end cancelled, as if stopped from outside) to `_collect`."""
+
+    def __init__(self, cancel: asyncio.CancelledError) -> None:
+        super().__init__(str(cancel))
+        self.cancel = cancel
 
 
 class ForEachError(TetherError):

@@ -11,13 +11,19 @@ import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from ._control import HandBack, Suspend
 from ._durations import check_seconds
-from ._mutex_guard import check_not_held, deadlock, held_above, holding, lock_order_hint
+from ._mutex_guard import (
+    check_not_held,
+    deadlock,
+    held_above,
+    holding,
+    lock_order_hint,
+    mutex_block,
+)
 from ._names import check_name
 from ._owners import owner_is_dead, owner_pid
 from ._run_state import RunState
@@ -125,7 +131,7 @@ class Locks:
 
     # -- mutexes -------------------------------------------------------------------
 
-    @asynccontextmanager
+    @mutex_block
     async def mutex(
         self, key: str, timeout: float, poll: float, stale_after: float | None
     ) -> AsyncIterator[MutexHandle]:

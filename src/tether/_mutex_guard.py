@@ -10,13 +10,27 @@ same run (which may wait for the holder) for the holder itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
+from functools import wraps
+from types import TracebackType
+from typing import Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from .errors import InvalidArgumentError
 
-__all__ = ["check_not_held", "deadlock", "held_above", "holding", "lock_order_hint"]
+__all__ = [
+    "MutexBlock",
+    "check_not_held",
+    "deadlock",
+    "held_above",
+    "holding",
+    "lock_order_hint",
+    "mutex_block",
+]
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 _HELD: ContextVar[frozenset[tuple[str, str]]] = ContextVar("tether_held", default=frozenset())
 
@@ -80,3 +94,62 @@ def holding(workflow_id: str, key: str) -> Iterator[None]:
         yield
     finally:
         _HELD.set(before)
+
+
+class MutexBlock(AbstractAsyncContextManager[T], Generic[T]):
+    """What ``wf.mutex(key)`` returns: a block for ``async with``, and nothing else.
+    Awaited, or entered with a plain ``with``, it raised a bare TypeError about an
+    ``_AsyncGeneratorContextManager``; it now says how to write it. Nothing is taken
+    until the block is entered."""
+
+    __slots__ = ("_enter", "_key", "_open")
+
+    def __init__(self, key: object, enter: Callable[[], AbstractAsyncContextManager[T]]) -> None:
+        self._key = key
+        self._enter = enter
+        self._open: AbstractAsyncContextManager[T] | None = None
+
+    async def __aenter__(self) -> T:
+        self._open = self._enter()
+        return await self._open.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._open is not None, "__aexit__ without __aenter__"
+        return await self._open.__aexit__(exc_type, exc, tb)
+
+    def __await__(self) -> Generator[Any, None, NoReturn]:
+        raise self._misused("`await wf.mutex(...)`", "awaiting it holds nothing")
+
+    def __enter__(self) -> NoReturn:
+        raise self._misused(
+            "a plain `with wf.mutex(...)`", "it is taken and renewed on the event loop"
+        )
+
+    def __exit__(self, *exc: object) -> None:  # (never reached: `__enter__` raises)
+        return None
+
+    def _misused(self, how: str, why: str) -> InvalidArgumentError:
+        key = self._key
+        return InvalidArgumentError(
+            f"{how} cannot hold mutex {key!r}: wf.mutex is an async context manager "
+            f"({why}). Write `async with wf.mutex({key!r}):` around the code that needs "
+            f"the mutex, or `await wf.with_mutex({key!r}, fn)` to call one function under it"
+        )
+
+
+def mutex_block(fn: Callable[P, AsyncIterator[T]]) -> Callable[P, MutexBlock[T]]:
+    """`asynccontextmanager` for a mutex method ``(self, key, ...)``, whose result
+    refuses `await` and a plain `with` with an error saying how to write it."""
+    opened = asynccontextmanager(fn)
+
+    @wraps(fn)
+    def block(*args: P.args, **kwargs: P.kwargs) -> MutexBlock[T]:
+        key = args[1] if len(args) > 1 else kwargs.get("key")
+        return MutexBlock(key, lambda: opened(*args, **kwargs))
+
+    return block

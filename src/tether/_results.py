@@ -32,10 +32,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import NotSerializableError, explain_validation
+from .errors import NotSerializableError, TetherError, explain_validation
 from .serde import check_type, dump_json, load_json
 
-__all__ = ["dump_result", "load_result", "recorded_result"]
+__all__ = ["dump_result", "load_result", "recorded_as", "recorded_result"]
 
 _TAG = "$tether"  # marks a value recorded with its class
 _PLAIN = ":"  # ... or plain JSON that has a key of that name itself
@@ -211,3 +211,16 @@ def _find(ref: str) -> type | None:
     except Exception:
         return None
     return found if isinstance(found, type) else None
+
+
+def recorded_as(text: str | None, tp: Any, *, what: str, since: str, way_out: str) -> Any:
+    """A recorded result (a step's, a run's, a child run's) as `tp`, its type declared
+    now; when the code changed since and it no longer fits, an error naming `what`
+    recorded it, what does not fit, and `way_out`, rather than pydantic's bare one."""
+    try:
+        return load_result(text, tp)
+    except ValidationError as exc:
+        raise TetherError(
+            f"{what} recorded a result that does not fit its declared type now: "
+            f"{explain_validation(exc)}. The code changed since {since}: {way_out}"
+        ) from None

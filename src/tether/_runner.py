@@ -12,16 +12,17 @@ import contextlib
 import contextvars
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from ._attach import in_step
 from ._compensation import compensate
 from ._control import HandBack, Suspend
 from ._failure import decode_error, encode_error, error_text, revive_error
 from ._interceptors import RunCall, run_intercepted, with_listeners
 from ._owners import forget_owner, owner_is_dead
-from ._results import load_result, recorded_result
+from ._results import recorded_as, recorded_result
 from ._run_state import STEP_RULE, RunState
 from ._runtime import EventHook, Runtime
 from ._waits import MISSING
@@ -71,6 +72,12 @@ _UNKNOWN: Any = object()
 # ended or cancelled: the workflow function runs no more (a compensating replay aside)
 _ENDED = (RunStatus.CANCELLED, RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
 _FAILURES = (EndReason.FAILED, EndReason.TIMED_OUT)  # its function raised, or ran too long
+
+# the runners driving the run the code calling this belongs to (a child run driven inline
+# by another App's step nests): `App.close` tells a step of its own from another App's
+_DRIVING: contextvars.ContextVar[tuple[Runner, ...]] = contextvars.ContextVar(
+    "tether_driving", default=()
+)
 
 
 class Runner:
@@ -491,7 +498,8 @@ class Runner:
             wf, st = await self._context(claimed, the_def, on_event, compensating=False)
             args, claimed = _args(wf, the_def, claimed, input), None
             st.emit("workflow.running")
-            with st.own_root():  # (a child driven from its parent's for_each item or step)
+            # own root: a child driven from its parent's for_each item or step
+            with st.own_root(), self._driving():
                 outcome = await self._execute(wf, st, the_def, args)
             if outcome is _SUSPENDED:
                 if await self._park(st):
@@ -504,6 +512,27 @@ class Runner:
             if outcome is _HANDED_BACK:
                 return RunStatus.PENDING, _UNKNOWN
             return RunStatus.COMPLETED, outcome
+
+    @contextlib.contextmanager
+    def _driving(self) -> Iterator[None]:
+        """Mark the code run inside (the workflow function, its steps, in their step
+        threads too) as driven by this runner, for `refuse_close_in_step`."""
+        token = _DRIVING.set((*_DRIVING.get(), self))
+        try:
+            yield
+        finally:
+            _DRIVING.reset(token)
+
+    def refuse_close_in_step(self) -> None:
+        """`App.close` called from inside a step this runner runs would wait for that
+        very step (the whole grace period), then hand its run back: refused at once."""
+        if in_step() and self in _DRIVING.get():
+            raise InvalidArgumentError(
+                "app.close() was called from inside a step of this App: it would wait for "
+                "that very step to finish (up to shutdown_grace seconds), then hand the run "
+                "back unfinished. To stop the run from a step, raise an exception (or "
+                "return); close the App after the run, once app.run(...) has returned"
+            )
 
     async def _refuse_newer(self, claimed: RunRow) -> None:
         """A run a newer tether started (a rolling deploy: this process is the old one)
@@ -839,7 +868,14 @@ class Runner:
                 with contextlib.suppress(WorkflowNotFoundError):
                     defn = self._lookup(record.workflow_name, record.workflow_id)
             tp = return_type_of(defn.fn) if defn is not None else None
-            value = load_result(run.output, tp)
+            value = recorded_as(
+                run.output,
+                tp,
+                what=f"run {run.workflow_id!r}",
+                since="the run ended",
+                way_out=f"read it with the code that ran it, or declare on workflow "
+                f"{record.workflow_name!r} a return type the recorded value fits",
+            )
         return RunResult(value, record)
 
 

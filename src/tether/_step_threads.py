@@ -284,7 +284,8 @@ def _report_abandoned() -> None:
     if busy:
         log.warning(
             "%d sync step(s) still running at interpreter exit were abandoned; their runs "
-            "resume from the last completed step (call StepThreads.shutdown(wait=True) "
-            "before exit to let them finish)",
+            "resume from the last completed step. To let steps finish at exit, give them "
+            "longer with App(shutdown_grace=<seconds>), or wait for the runs to end and "
+            "call app.close() before the program exits",
             busy,
         )

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ._control import Suspend
 from ._durations import check_seconds
 from ._names import check_name
-from ._results import load_result
+from ._results import recorded_as
 from ._run_state import RunState
 from ._runtime import Runtime
 from .definition import WorkflowDef
@@ -225,8 +225,14 @@ class Waits:
         outcome = load_json(row.payload) or {}
         if outcome.get("status") != "completed":
             raise ChildRunError(cid, str(outcome.get("status")), outcome.get("error"))
-        tp = return_type_of(defn.fn)
-        return load_result(dump_json(outcome.get("output"), what="child output"), tp)
+        return recorded_as(
+            dump_json(outcome.get("output"), what="child output"),
+            return_type_of(defn.fn),
+            what=f"child run {cid!r} of run {self._run.workflow_id!r}",
+            since="the child ran",
+            way_out=f"resume run {self._run.workflow_id!r} with the code that started it, "
+            f"or declare on workflow {defn.name!r} a return type the recorded value fits",
+        )
 
     async def start_child(
         self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None,

@@ -19,19 +19,17 @@ import hashlib
 import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
-
-from pydantic import ValidationError
 
 from ._attach import attach, in_step
 from ._compensation import check_compensation
 from ._durations import check_seconds, seconds_of
 from ._fanout import ForEachSummary, run_for_each
 from ._locks import LEASE_SCOPE, Locks, MutexHandle, lease_scope
+from ._mutex_guard import mutex_block
 from ._names import check_name, check_own_event
-from ._results import load_result
+from ._results import load_result, recorded_as
 from ._run_state import Compensation, RunState
 from ._runtime import Runtime
 from ._stage_record import stage_usage
@@ -39,7 +37,7 @@ from ._steps import StepContext, StepExecutor, StepSpec, check_depth
 from ._waits import MISSING, Host, Waits
 from .ai import Budget, WorkflowAI
 from .clock import Clock
-from .errors import InvalidArgumentError, RunCancelledError, TetherError, explain_validation
+from .errors import InvalidArgumentError, RunCancelledError, TetherError
 from .record import LeaseRecord, RunRecord, RunUsage
 from .retry import RetryPolicy, as_policy
 from .serde import check_type, dump_json, load_json, return_type_of
@@ -413,7 +411,7 @@ class Workflow:
 
     # -- mutexes, heartbeats and leases -------------------------------------------------
 
-    @asynccontextmanager
+    @mutex_block
     async def mutex(
         self,
         key: str,
@@ -703,12 +701,11 @@ def _custom_event(type: str, message: str | None, detail: Any) -> NewEvent:
 def _recorded_as(row: StepRow, tp: Any, workflow_id: str) -> Any:
     """A completed step's recorded result as `tp`; when the code changed since and it no
     longer fits, an error naming the step, what was recorded and the way out."""
-    try:
-        return load_result(row.result, tp)
-    except ValidationError as exc:
-        raise TetherError(
-            f"step {row.key!r} of run {workflow_id!r} recorded a result that does not fit "
-            f"its declared type now: {explain_validation(exc)}. The code changed since the "
-            f"step ran: resume the run with the code that started it, or rerun it from this "
-            f"step: app.rerun_from({workflow_id!r}, {row.key!r})"
-        ) from None
+    return recorded_as(
+        row.result,
+        tp,
+        what=f"step {row.key!r} of run {workflow_id!r}",
+        since="the step ran",
+        way_out=f"resume the run with the code that started it, or rerun it from this "
+        f"step: app.rerun_from({workflow_id!r}, {row.key!r})",
+    )

@@ -1355,6 +1355,7 @@ class App:
         deliveries in flight finish (up to ten seconds)."""
         if self._closed:
             return
+        self._runner.refuse_close_in_step()
         self._closed = True
         await self._runner.shutdown(self.shutdown_grace)
         await self.kernel.aclose()  # a sink's delivery in flight finishes, not cut off
@@ -1366,6 +1367,7 @@ class App:
         """Sync facade of `aclose`; also stops the App's loop thread."""
         if self._loop.forked():  # its loop, threads and connections are the parent's
             return
+        self._runner.refuse_close_in_step()  # before waiting on the loop it may run on
         if self._loop.loop is not None:
             self._loop.run(self.aclose())
             self._loop.stop()

@@ -32,7 +32,7 @@ from ..errors import (
     explain_validation,
 )
 from ..serde import dump_json
-from ..store import EndReason, JobRow, NewJob, NewRun, RunRow, RunStatus, Store
+from ..store import EndReason, JobRow, JobStatus, NewJob, NewRun, RunRow, RunStatus, Store
 from ._commands import (
     Command,
     CommandResult,
@@ -331,9 +331,24 @@ class Kernel:
         claimed with it (`JobRow.run`, see `run_claim`) is driven without a read or
         a claim of its own."""
         cmd = JobExecute(job_id=job.id, workflow_id=job.workflow_id, worker=worker)
-        return await self._job_execute(cmd, job.run)
+        return await self._drive_job(cmd, job.run)
 
-    async def _job_execute(self, cmd: JobExecute, run: RunRow | None = None) -> JobExecuted:
+    async def _job_execute(self, cmd: JobExecute) -> JobExecuted:
+        """`job.execute` dispatched from outside: only for a job its worker holds. An
+        unchecked one drove the run of a job nobody claimed (or another worker held),
+        answering 'completed' while the job stayed queued, or beside its holder.
+        (`execute_job`, the worker's path, has just claimed the job: no read.)"""
+        jobs = await self.store.list_jobs(workflow_id=cmd.workflow_id)
+        job = next((j for j in jobs if j.id == cmd.job_id), None)
+        if job is None or job.status is not JobStatus.CLAIMED or job.worker != cmd.worker:
+            raise InvalidArgumentError(
+                f"job.execute: job {cmd.job_id} of run {cmd.workflow_id!r} is not claimed "
+                f"by worker {cmd.worker!r} ({_job_held(job)}); claim it first (a worker's "
+                "claim of its queue) and execute it as the worker that holds it"
+            )
+        return await self._drive_job(cmd)
+
+    async def _drive_job(self, cmd: JobExecute, run: RunRow | None = None) -> JobExecuted:
         """Drive the job's run under its lease (renewed meanwhile), then close the job.
 
         A run cancelled under the job ends it as a ghost: its late result was
@@ -547,3 +562,12 @@ def _cancelled_under_job(run: RunRow | None) -> bool:
 def _handed_back(run: RunRow) -> bool:
     """Pending after an owner drove it: handed back (or woken), runnable by anyone."""
     return run.status is RunStatus.PENDING and run.generation >= 1
+
+
+def _job_held(job: JobRow | None) -> str:
+    """What a job is, for the error of a `job.execute` its worker does not hold."""
+    if job is None:
+        return "that run has no such job"
+    if job.status is JobStatus.CLAIMED:
+        return f"worker {job.worker!r} holds it"
+    return f"it is {job.status.value}"

@@ -47,8 +47,25 @@ __all__ = ["Worker"]
 log = logging.getLogger("tether.worker")
 
 
+def _split_names(queues: object) -> object:
+    """`queues` as the CLI's ``-q`` reads it: a string of names separated by commas is
+    those names (``"agents,batch"``, as Celery's ``-Q``), not one queue named
+    ``agents,batch`` that nothing is sent to (the worker then idled, saying nothing).
+    A name in a list is taken as it is."""
+    if not isinstance(queues, str) or "," not in queues:
+        return queues
+    names = [name.strip() for name in queues.split(",")]
+    if not all(names):  # "agents," or "agents,,batch": a name left out, not a queue ""
+        raise InvalidArgumentError(
+            f"queues={queues!r} has a blank queue name; give names separated by commas, "
+            "e.g. queues='agents,batch', or a list: queues=['agents', 'batch']"
+        )
+    return names
+
+
 class Worker:
-    """Runs queued jobs of `queues` with at most `concurrency` at once.
+    """Runs queued jobs of `queues` (a name, names separated by commas as with
+    ``tether worker -q a,b``, or a list of names) with at most `concurrency` at once.
 
     Its maintenance also deletes the rows of processes that drive runs once they
     have been silent (stopped or killed) for `forget_processes_after` seconds, a day
@@ -80,7 +97,7 @@ class Worker:
         # (which the check takes) was kept as given, and every maintenance tick, and the
         # stop, then failed adding it to a float
         self.app = app
-        self.queues = queue_names(queues)
+        self.queues = queue_names(_split_names(queues))
         self.concurrency = concurrency
         self.worker_id = host_id(worker_id)
         self.poll_interval = check_seconds("poll_interval", poll_interval, positive=True)
