@@ -40,6 +40,7 @@ PINNED = {
         "0016_wait_order.sql": "9a8c780dc556da471b6b64083b4e99c20456904df5793ff54485bd0dc79836da",
         "0017_blob_key_bytes.sql": "012f4a94ac43e65a2c935f091f4f69ded18d2adaa3cf6fadf5a5da675a8891f9",
         "0018_ai_spend_since.sql": "a6cd8fb8ac0a9846116ed1913fc866722682cf427a0d2b206349464590d5794a",
+        "0019_ai_batch_item_provider.sql": "1d562e54fb42f0ccf22e470bdffb0b616b37e23bc8cadc2fe97cbde5648d6522",
     },
     "sqlite": {
         "0001_core.sql": "a243e4a11c3b2854d7027cd3aa85f5ed9fa5fb97201936ecb0a7fa3d17ebfd44",
@@ -60,6 +61,7 @@ PINNED = {
         "0016_wait_order.sql": "9216f398f1fb7e035b720e77f12002b49cf590ce9a783a9e224fa71d90b6d47e",
         "0017_blob_key_bytes.sql": "c3b7fa7a0f53116e6aa79532bb17969ec85c4250e428cf8947d6977f05a4c456",
         "0018_ai_spend_since.sql": "c44d09f956825279ff6cbcaa71842b9e0fef1bb688440fb94403d711e063dcb4",
+        "0019_ai_batch_item_provider.sql": "1d562e54fb42f0ccf22e470bdffb0b616b37e23bc8cadc2fe97cbde5648d6522",
     },
 }
 

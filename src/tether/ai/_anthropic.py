@@ -13,8 +13,10 @@ input schema is the pydantic schema, Anthropic's documented way to get JSON.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+from ..errors import InvalidArgumentError
 from ._errors import ProviderError
 from ._sdk import SDKProvider
 from ._types import (
@@ -55,6 +57,24 @@ def anthropic_usage(usage: dict[str, Any] | None) -> Usage:
             details.get("thinking_tokens") or details.get("reasoning_tokens") or 0
         ),
     )
+
+
+# what Anthropic's message batches take as a request's custom_id
+CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def check_custom_ids(items: list[BatchItem]) -> None:
+    """`InvalidArgumentError` naming the first custom_id outside ^[a-zA-Z0-9_-]{1,64}$:
+    Anthropic refuses the whole batch over it (a proxy may take it and answer under
+    another id), so it is refused before anything is sent."""
+    for i, item in enumerate(items):
+        if not CUSTOM_ID.fullmatch(item.custom_id):
+            fixed = re.sub(r"[^a-zA-Z0-9_-]", "_", item.custom_id)[:64] or "_"
+            raise InvalidArgumentError(
+                f"batch request {i} has custom_id {item.custom_id!r}, which Anthropic's "
+                "message batches refuse: a custom_id must match ^[a-zA-Z0-9_-]{1,64}$ "
+                f"(1 to 64 letters, digits, '_' or '-'); rename it, e.g. {fixed!r}"
+            )
 
 
 class Anthropic(SDKProvider):
@@ -112,8 +132,14 @@ class Anthropic(SDKProvider):
 
     # -- message batches ---------------------------------------------------------------
 
+    def batch_check(self, items: list[BatchItem]) -> None:
+        """Refuse a custom_id Anthropic's message batches do not take (`check_custom_ids`)
+        before the batch is submitted."""
+        check_custom_ids(items)
+
     async def batch_submit(self, model: str, items: list[BatchItem]) -> str:
         """Create the batch (no tag: a message batch keeps no metadata, see the class)."""
+        check_custom_ids(items)
         requests = [
             {"custom_id": item.custom_id, "params": self._params(model, item.request)}
             for item in items

@@ -358,7 +358,10 @@ class WorkflowAI:
             prompt = json.dumps({"input": texts})
             try:
                 reply = await self._reach(
-                    pname, sent.timed(lambda: provider.embed(model_id, texts, dict(options or {})))
+                    pname,
+                    sent.timed(
+                        provider, lambda: provider.embed(model_id, texts, dict(options or {}))
+                    ),
                 )
             except ProviderError as exc:
                 self._record_failure("embed", pname, model_id, prompt, exc, sent.at)
@@ -417,6 +420,9 @@ class WorkflowAI:
         """
         pname, provider, model_id = self._providers.resolve(model)
         items = _batch_items(requests)
+        check = getattr(provider, "batch_check", None)  # ids the provider refuses
+        if check is not None:
+            check(items)
         job = _Job(name or f"ai.batch:{model}", pname, provider, model_id, model, items)
         every, limit = _positive("poll_every", poll_every), _positive("max_wait", max_wait)
         await self._covering()  # its results are logged under the key that covers it
@@ -971,7 +977,7 @@ class WorkflowAI:
         prompt = request.model_dump_json(exclude_defaults=True)
         try:
             reply = await self._reach(
-                pname, sent.timed(lambda: provider.generate(model_id, request))
+                pname, sent.timed(provider, lambda: provider.generate(model_id, request))
             )
         except ProviderError as exc:
             self._record_failure(call_type, pname, model_id, prompt, exc, sent.at)
@@ -1255,15 +1261,22 @@ class WorkflowAI:
 
 class _Sent:
     """When a request left for its provider, on the App's clock: after any cooldown
-    let it go, so that a call's `latency_ms` is the provider's time, not the wait
-    before it."""
+    let it go and after the provider's client was built (its optional `ready`), so
+    that a call's `latency_ms` is the provider's time, not the wait before it nor the
+    first call's SDK import."""
 
     def __init__(self, now: Callable[[], datetime]) -> None:
         self._now = now
         self.at = now()
 
-    def timed(self, call: Callable[[], Awaitable[R]]) -> Callable[[], Awaitable[R]]:
+    def timed(
+        self, provider: Provider, call: Callable[[], Awaitable[R]]
+    ) -> Callable[[], Awaitable[R]]:
+        ready = getattr(provider, "ready", None)
+
         async def send() -> R:
+            if ready is not None:
+                ready()
             self.at = self._now()
             return await call()
 

@@ -28,7 +28,10 @@ class Provider(Protocol):
         """Close what the provider holds for the running event loop."""
         ...
 
-    async def generate(self, model: str, request: TextRequest) -> ModelReply: ...
+    async def generate(self, model: str, request: TextRequest) -> ModelReply:
+        """One answer. A provider with an optional ``ready()`` has it called first, out
+        of the call's `latency_ms`: there it builds what it sends with (an SDK client)."""
+        ...
 
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply: ...
 
@@ -40,7 +43,9 @@ class Provider(Protocol):
         and takes ``tag=`` here (the run and step that submit it, kept with the
         batch): a submit retried after a crash then takes the batch the crashed
         attempt left instead of paying for a second. Both are optional, so a
-        provider written before them still works (without that recovery)."""
+        provider written before them still works (without that recovery). An
+        optional ``batch_check(items)`` raises `InvalidArgumentError` for requests
+        the provider would refuse (Anthropic's custom_id rule), before the submit."""
         ...
 
     async def batch_status(self, batch_id: str) -> BatchStatus:

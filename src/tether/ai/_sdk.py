@@ -275,6 +275,12 @@ class SDKProvider:
             max_retries=0,
         )
 
+    def ready(self) -> None:
+        """Build the running loop's client (the SDK imported on first use) now, before
+        the request is timed: a first call's `latency_ms` is the provider's time, not
+        that of importing the SDK and building its client."""
+        self._clients.get()
+
     async def aclose(self) -> None:
         await self._clients.aclose()
 
