@@ -496,7 +496,10 @@ class RunVerbs(StoreBase):
         """Acquire if free, released or expired; renew if `holder` holds it.
 
         Otherwise return outcome CONFLICT with the current holder's row and
-        write nothing. The matching event is written with the change.
+        write nothing. The matching event is written with the change. Under a `fence`
+        the change is refused (`StaleOwnerError`) once the run has a newer owner, with
+        an event or without one: a renewal with none (a mutex's acquire retried after
+        its reply was lost) kept an old owner's hold alive beside the new owner's.
         """
         run = None if fence is None else fence.workflow_id
         p = {"scope": scope, "key": key, "holder": holder, "ttl": ttl, "detail": detail}
@@ -518,8 +521,8 @@ class RunVerbs(StoreBase):
                 else:
                     outcome, event = LockOutcome.ACQUIRED, on_acquire
                     row = await tx.one("lock_take", **p, t=t, run=run)
-            if fence is not None and event is not None:
-                await self._events(tx, fence, [event], at)
+            if fence is not None:  # in this transaction: a refused fence undoes the change
+                await self._events(tx, fence, [] if event is None else [event], at)
             return LockResult(outcome, tx.rows.lock(row))
 
         return await self._tx("fast", body)

@@ -16,9 +16,32 @@ from ..store import Claimed
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["FOREIGN_WARN_EVERY", "ForeignJobs", "claim_jobs", "host_id", "queue_names"]
+__all__ = [
+    "FOREIGN_WARN_EVERY",
+    "ForeignJobs",
+    "claim_jobs",
+    "host_id",
+    "queue_names",
+    "split_names",
+]
 
 log = logging.getLogger("tether.worker")
+
+
+def split_names(queues: object) -> object:
+    """`queues` as the CLI's ``-q`` reads it: a string of names separated by commas is
+    those names (``"agents,batch"``, as Celery's ``-Q``), not one queue named
+    ``agents,batch`` that nothing is sent to (the worker then idled, saying nothing).
+    A name in a list is taken as it is."""
+    if not isinstance(queues, str) or "," not in queues:
+        return queues
+    names = [name.strip() for name in queues.split(",")]
+    if not all(names):  # "agents," or "agents,,batch": a name left out, not a queue ""
+        raise InvalidArgumentError(
+            f"queues={queues!r} has a blank queue name; give names separated by commas, "
+            "e.g. queues='agents,batch', or a list: queues=['agents', 'batch']"
+        )
+    return names
 
 
 def queue_names(queues: object) -> tuple[str, ...]:

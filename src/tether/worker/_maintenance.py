@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._durations import check_seconds
+from .._owners import owner_is_dead
 from .._runner import PROCESS_SCOPE
 from ..errors import InvalidArgumentError
 from ..kernel import (
@@ -42,9 +43,18 @@ from ..store import LockOutcome
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["MaintenanceReport", "maintenance_tick", "release_chores"]
+__all__ = [
+    "MaintenanceReport",
+    "hold_worker_id",
+    "maintenance_tick",
+    "release_chores",
+    "release_worker_id",
+    "worker_id_taken",
+]
 
 log = logging.getLogger("tether.worker")
+
+WORKER_SCOPE = "worker"  # a lock per worker id, held by the live worker that uses it
 
 CHORES = ("timers", "schedules", "leases", "stuck", "orphans", "processes", "outbox")
 
@@ -226,3 +236,47 @@ async def release_chores(app: App, holder: str) -> None:
             )
         except Exception as exc:  # they expire anyway: say so, and release the rest
             log.warning("releasing the %s chore lock failed: %s", chore, exc)
+
+
+async def hold_worker_id(app: App, worker_id: str, instance: str, ttl: float) -> str | None:
+    """Take or renew the lock on `worker_id` for this worker `instance` (``host:pid:nonce``);
+    the holder instead if another live worker holds it. Two workers of one id renewed,
+    released and reaped each other's job leases and chores as their own, and both drove
+    one job. An id whose worker died (its lock lapsed, or its process is gone from this
+    machine) is free: a restarted container keeps its id."""
+    for _ in range(2):
+        res = await app.store.acquire_lock(
+            WORKER_SCOPE, worker_id, instance, ttl=ttl, now=app.clock.store_time(),
+            at=app.clock.now(),
+        )  # fmt: skip
+        if res.outcome is not LockOutcome.CONFLICT:
+            return None
+        if not owner_is_dead(res.row.holder):
+            return res.row.holder
+        await app.store.release_lock(
+            WORKER_SCOPE, worker_id, res.row.holder, now=app.clock.store_time(),
+            at=app.clock.now(),
+        )  # fmt: skip
+    return res.row.holder
+
+
+def worker_id_taken(worker_id: str, holder: str) -> InvalidArgumentError:
+    """The error of a worker started with an id a live worker holds."""
+    host, _, rest = holder.rpartition(":")[0].rpartition(":")
+    where = f" (pid {rest} on host {host})" if rest.isdigit() else f" ({holder})"
+    return InvalidArgumentError(
+        f"worker id {worker_id!r} is in use by a live worker{where}: two workers of one "
+        "id would take each other's jobs and chores as their own. Give each worker its "
+        "own id (Worker(worker_id=...), tether worker --id), or leave it unset for a "
+        "generated one; a stopped worker's id is free again once its lease lapses"
+    )
+
+
+async def release_worker_id(app: App, worker_id: str, instance: str) -> None:
+    """Free `worker_id` as its worker stops: a worker restarted with it starts at once."""
+    try:
+        await app.store.release_lock(
+            WORKER_SCOPE, worker_id, instance, now=app.clock.store_time(), at=app.clock.now()
+        )
+    except Exception as exc:  # it lapses anyway
+        log.warning("releasing worker id %s failed: %s", worker_id, exc)

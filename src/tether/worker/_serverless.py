@@ -15,7 +15,7 @@ from ..app import run_on_loop
 from ..errors import InvalidArgumentError
 from ..kernel import JobExecuted
 from ..store import JobRow
-from ._claim import claim_jobs, host_id, queue_names
+from ._claim import claim_jobs, host_id, queue_names, split_names
 from ._maintenance import MaintenanceReport, maintenance_tick
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class ServerlessHost:
         worker_id: str | None = None,
     ) -> None:
         self.app = app
-        self.queues = queue_names(queues)
+        self.queues = queue_names(split_names(queues))
         self.worker_id = host_id(worker_id)
 
     async def aclaim(self, limit: int = 1) -> list[JobRow]:

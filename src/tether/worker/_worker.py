@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._durations import MAX_SECONDS, check_seconds
 from .._loop import await_on, home_loop
+from .._owners import forget_owner, new_owner
 from ..errors import (
     IncompatibleStoreError,
     InvalidArgumentError,
@@ -36,8 +37,15 @@ from ..errors import (
 )
 from ..kernel import JobExecuted
 from ..store import JobRow
-from ._claim import ForeignJobs, claim_jobs, host_id, queue_names
-from ._maintenance import FORGET_PROCESSES_AFTER, maintenance_tick, release_chores
+from ._claim import ForeignJobs, claim_jobs, host_id, queue_names, split_names
+from ._maintenance import (
+    FORGET_PROCESSES_AFTER,
+    hold_worker_id,
+    maintenance_tick,
+    release_chores,
+    release_worker_id,
+    worker_id_taken,
+)
 
 if TYPE_CHECKING:
     from ..app import App
@@ -45,22 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["Worker"]
 
 log = logging.getLogger("tether.worker")
-
-
-def _split_names(queues: object) -> object:
-    """`queues` as the CLI's ``-q`` reads it: a string of names separated by commas is
-    those names (``"agents,batch"``, as Celery's ``-Q``), not one queue named
-    ``agents,batch`` that nothing is sent to (the worker then idled, saying nothing).
-    A name in a list is taken as it is."""
-    if not isinstance(queues, str) or "," not in queues:
-        return queues
-    names = [name.strip() for name in queues.split(",")]
-    if not all(names):  # "agents," or "agents,,batch": a name left out, not a queue ""
-        raise InvalidArgumentError(
-            f"queues={queues!r} has a blank queue name; give names separated by commas, "
-            "e.g. queues='agents,batch', or a list: queues=['agents', 'batch']"
-        )
-    return names
 
 
 class Worker:
@@ -97,9 +89,12 @@ class Worker:
         # (which the check takes) was kept as given, and every maintenance tick, and the
         # stop, then failed adding it to a float
         self.app = app
-        self.queues = queue_names(_split_names(queues))
+        self.queues = queue_names(split_names(queues))
         self.concurrency = concurrency
         self.worker_id = host_id(worker_id)
+        # a given id is held by one live worker at a time: `_instance`, this start of it
+        self._named = worker_id is not None
+        self._instance: str | None = None
         self.poll_interval = check_seconds("poll_interval", poll_interval, positive=True)
         self.maintenance_interval = check_seconds(
             "maintenance_interval", maintenance_interval, positive=True
@@ -176,6 +171,12 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
         if not await self._open_store():
             return
+        self._instance = new_owner() if self._named else None
+        if (holder := await self._hold_id()) is not None:
+            forget_owner(self._instance or "")
+            for sig in (signal.SIGTERM, signal.SIGINT) if install_signals else ():
+                loop.remove_signal_handler(sig)
+            raise worker_id_taken(self.worker_id, holder)
         await self.app.aannounce(self.queues)
         if not self.app.workflows:
             log.warning("no workflows are registered in this worker's App: it claims no job",
@@ -196,6 +197,9 @@ class Worker:
             await asyncio.gather(chores, return_exceptions=True)
             await release_chores(self.app, self.worker_id)  # another worker takes them now
             await self._drain()
+            if self._instance is not None:  # its jobs handed back: the id is free
+                await release_worker_id(self.app, self.worker_id, self._instance)
+                forget_owner(self._instance)
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -383,9 +387,26 @@ class Worker:
 
     # -- maintenance and shutdown ---------------------------------------------------------
 
+    async def _hold_id(self) -> str | None:
+        """Take (or renew) this worker's id; the live worker holding it instead, if one
+        does. A generated id is this process's own: nobody else holds it."""
+        if self._instance is None:
+            return None
+        ttl = min(self.maintenance_interval * 3, MAX_SECONDS)
+        try:
+            return await hold_worker_id(self.app, self.worker_id, self._instance, ttl)
+        except StoreError as exc:  # the database blinked: the next tick tries again
+            log.warning("holding worker id failed: %s", exc, extra={"worker": self.worker_id})
+            return None
+
     async def _maintenance(self) -> None:
         while True:
             if await self._outdated():
+                return
+            if (holder := await self._hold_id()) is not None:  # we stalled past its lease
+                log.error("stopping: %s", worker_id_taken(self.worker_id, holder),
+                          extra={"worker": self.worker_id})  # fmt: skip
+                self.stop()
                 return
             try:
                 report = await maintenance_tick(
