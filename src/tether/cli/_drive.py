@@ -13,7 +13,7 @@ from rich.live import Live
 
 from .._info import WaitInfo
 from ..app import App, RunResult
-from ..errors import TetherError
+from ..errors import RunFailedError, TetherError
 from ..store import RunStatus, WaitKind, WaitStatus
 from ._common import (
     EXIT_FAILED,
@@ -62,7 +62,7 @@ def drive(
             f"`{again}`",
         )
     except Exception as exc:
-        _run_failed(exc, progress, workflow_id, traceback)
+        _run_failed(exc, progress, _failed_before(the_app, workflow_id), traceback)
     finally:
         the_app.close()
     err.print(progress.summary(result.record), highlight=False, soft_wrap=True, markup=False)
@@ -115,12 +115,38 @@ def _how_to_wake(the_app: App, result: RunResult[Any]) -> str | None:
     return f"run {result.workflow_id} waits for " + "; ".join(pending) if pending else None
 
 
-def _run_failed(exc: Exception, progress: Progress, workflow_id: str, traceback: bool) -> NoReturn:
-    """Exit 1 if the workflow's own failure was recorded, else 2/3/4 by the error's kind."""
+def _failed_before(the_app: App, workflow_id: str) -> str | None:
+    """The run's id if it had failed before this command drove it (asked again, the App
+    answers with the recorded failure, and no `workflow.failed` event comes), else None."""
+    try:
+        status = the_app.get_run(workflow_id).status
+    except TetherError:  # the store is the trouble: the error itself says so
+        return None
+    return workflow_id if status is RunStatus.FAILED else None
+
+
+def _run_failed(
+    exc: Exception, progress: Progress, failed_before: str | None, traceback: bool
+) -> NoReturn:
+    """Exit 1 if the workflow's own failure was recorded (now, or by an earlier command:
+    `failed_before`), else 2/3/4 by the error's kind."""
     if traceback:
         sys.stderr.write("".join(tb.format_exception(exc)))  # unwrapped: paths stay whole
+    workflow_id = progress.workflow_id
     if progress.run_failed:
         fail(EXIT_FAILED, f"run {workflow_id} failed: {type(exc).__name__}: {one_line(exc)}")
+    if failed_before is not None:
+        what = (  # a class the App could not find again: the recorded one is named
+            f"{exc.error_type}: {' '.join(exc.message.split()) or '(no message)'}"
+            if isinstance(exc, RunFailedError)
+            else f"{type(exc).__name__}: {one_line(exc)}"
+        )
+        fail(
+            EXIT_FAILED,
+            f"run {workflow_id} failed: {what} (it had already failed: this is its recorded "
+            f"error; retry it after a fix with `tether runs rerun {shlex.quote(workflow_id)} "
+            "--from STEP`, or start a new run under another --id)",
+        )
     code = exit_code(exc)
     if code is None:  # not tether's: a bug somewhere, reported all the same
         fail(EXIT_FAILED, f"run {workflow_id} stopped: {type(exc).__name__}: {one_line(exc)}")

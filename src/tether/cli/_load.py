@@ -27,6 +27,7 @@ __all__ = [
     "UsageError",
     "load_target",
     "module_app",
+    "not_an_app",
     "parse_json",
     "validate_input",
     "workflow_def",
@@ -37,9 +38,10 @@ class UsageError(Exception):
     """Bad usage or input; the message says how to fix it (exit code 2)."""
 
 
-def load_target(target: str) -> tuple[Any, ModuleType]:
+def load_target(target: str, *, app: bool = False) -> tuple[Any, ModuleType]:
     """The object named by ``path/to/file.py:NAME`` or ``package.module:NAME``, and
-    the module it was found in."""
+    the module it was found in. With `app` (`--app`), a missing name's hint lists the
+    Apps there, not the async functions (a workflow is no App)."""
     where, sep, name = target.rpartition(":")
     if not sep or not where or not name:
         raise UsageError(
@@ -51,6 +53,8 @@ def load_target(target: str) -> tuple[Any, ModuleType]:
     try:
         return getattr(module, name), module
     except AttributeError:
+        if app:
+            raise UsageError(f"{where} has no {name!r}; {_apps_there(module, where)}") from None
         found = _async_functions(module)
         hint = (
             f"async functions there: {', '.join(found)}"
@@ -206,6 +210,29 @@ def module_app(module: ModuleType) -> Any:
         if isinstance(value, App):
             return value
     return None
+
+
+def not_an_app(app_ref: str, found: Any, module: ModuleType) -> str:
+    """Why `found`, named by `--app`, will not do, and which names would."""
+    kind = type(found).__name__
+    what = f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+    if found is None or isinstance(found, int | float | str):  # a value: show it, cut short
+        shown = repr(found) if len(repr(found)) <= 40 else repr(found)[:37] + "..."
+        what = f"{shown} ({what})"
+    where = app_ref.rpartition(":")[0]
+    return f"{app_ref} is {what}, not a tether.App; {_apps_there(module, where)}"
+
+
+def _apps_there(module: ModuleType, where: str) -> str:
+    """The hint for `--app`: the Apps `module` defines, or how to make one."""
+    names = [n for n, v in vars(module).items() if isinstance(v, App) and not n.startswith("_")]
+    if names:
+        return f"Apps there: {', '.join(names)} (e.g. --app {where}:{names[0]})"
+    return (
+        "it defines no tether.App; make one at its top level, e.g. "
+        "`app = tether.App()` with `@app.workflow` on its workflows, and pass --app "
+        f"{where}:app"
+    )
 
 
 def _async_functions(module: ModuleType) -> list[str]:

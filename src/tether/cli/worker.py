@@ -12,7 +12,7 @@ from ..app import App
 from ..errors import TetherError
 from ._common import EXIT_USAGE, CliState, db_state, fail, guard
 from ._db import Database, bind, choose, require_existing
-from ._load import load_target
+from ._load import load_target, not_an_app
 
 __all__ = ["load_app", "worker"]
 
@@ -53,13 +53,9 @@ def load_app(
 ) -> tuple[App, Database]:
     """The App named by `--app`, on the database the rule picks (see `tether --help`);
     with `existing`, refuse a database that is not there yet."""
-    target, _ = guard(lambda: load_target(app_ref), traceback=traceback)
+    target, module = guard(lambda: load_target(app_ref, app=True), traceback=traceback)
     if not isinstance(target, App):
-        fail(
-            EXIT_USAGE,
-            f"{app_ref} is a {type(target).__name__}, not a tether.App; "
-            "name the App, e.g. flows.py:app",
-        )
+        fail(EXIT_USAGE, not_an_app(app_ref, target, module))
     db = choose(state.db, target, app_ref.rpartition(":")[0])
     if existing:
         require_existing(db)
