@@ -267,8 +267,8 @@ def worker_id_taken(worker_id: str, holder: str) -> InvalidArgumentError:
     return InvalidArgumentError(
         f"worker id {worker_id!r} is in use by a live worker{where}: two workers of one "
         "id would take each other's jobs and chores as their own. Give each worker its "
-        "own id (Worker(worker_id=...), tether worker --id), or leave it unset for a "
-        "generated one; a stopped worker's id is free again once its lease lapses"
+        "own id (Worker(worker_id=...)), or leave it unset for a generated one; a "
+        "stopped worker's id is free again once its lease lapses"
     )
 
 
