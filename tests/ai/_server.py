@@ -14,8 +14,10 @@ and counts every request it receives by path.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import struct
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -44,6 +46,8 @@ class State:
     failures: deque[Failure] = field(default_factory=deque)
     counts: Counter[str] = field(default_factory=Counter)
     bodies: list[tuple[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # of the chat requests
+    queries: list[dict[str, Any]] = field(default_factory=list)  # of the chat requests
     files: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     anthropic_batches: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -393,6 +397,13 @@ _NO_MAX_TOKENS = {
 }
 
 
+def _encoded(vector: list[float], body: dict[str, Any]) -> Any:
+    """A vector as OpenAI sends it: base64 of little-endian float32s if asked for."""
+    if body.get("encoding_format") != "base64":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
 def _dispatch(
     srv: ProviderServer, method: str, path: str, raw: bytes, headers: Any, query: dict[str, Any]
 ) -> tuple[int, Any]:
@@ -400,6 +411,8 @@ def _dispatch(
     if path == "/v1/chat/completions":
         body = json.loads(raw)
         st.bodies.append((path, body))
+        st.headers.append({k.lower(): v for k, v in headers.items()})
+        st.queries.append(query)
         if "max_tokens" in body and _REASONING.match(body["model"]):  # as OpenAI refuses it
             return 400, _NO_MAX_TOKENS
         return 200, srv.chat_completion(body)
@@ -407,9 +420,10 @@ def _dispatch(
         body = json.loads(raw)
         st.bodies.append((path, body))
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        vectors = [[float(len(t)), 0.5, -0.5] for t in inputs]
         data = [
-            {"object": "embedding", "index": i, "embedding": [float(len(t)), 0.5, -0.5]}
-            for i, t in enumerate(inputs)
+            {"object": "embedding", "index": i, "embedding": _encoded(v, body)}
+            for i, v in enumerate(vectors)
         ]
         tokens = sum(len(t.split()) for t in inputs)
         return 200, {

@@ -59,18 +59,40 @@ async def test_temperature_and_options_reach_the_wire_untouched(
     assert "extra_body" not in sent
 
 
+async def test_the_sdks_request_keywords_in_options_act_as_the_sdk_has_them(
+    app: App, server: ProviderServer
+) -> None:
+    """`extra_body` is merged into the body and `extra_headers`/`extra_query` are sent
+    as headers and query, as the typed SDK method takes them; none is a body field."""
+    options = {
+        "extra_body": {"top_k": 3},
+        "extra_headers": {"X-Trace": "t-1"},
+        "extra_query": {"api-version": "2"},
+        "timeout": 30,
+    }
+    ask = _asker(app)
+    call = {"model": "router:meta-llama/llama-3.1-8b", "options": options}
+    done = await app.arun(ask, call, workflow_id="k1")  # type: ignore[arg-type]
+    assert done.value is not None and done.value.startswith("echo"), done.record.last_error
+    [(_, sent)] = server.state.bodies
+    assert sent["top_k"] == 3 and not {"extra_body", "extra_headers", "timeout"} & set(sent)
+    assert server.state.headers[0]["x-trace"] == "t-1"
+    assert server.state.queries[0] == {"api-version": ["2"]}
+
+
 async def test_embedding_options_the_sdk_does_not_know_reach_the_wire(
     app: App, server: ProviderServer
 ) -> None:
     @app.workflow(name="emb")
-    async def emb(wf: Workflow) -> int:
+    async def emb(wf: Workflow) -> list[list[float]]:
         found = await wf.ai.embed("router:e5", ["a b"], options={"input_type": "query"})
-        return len(found.vectors)
+        return found.vectors
 
     done = await app.arun(emb, workflow_id="e1")
-    assert done.value == 1, done.record.last_error
+    assert done.value == [[3.0, 0.5, -0.5]], done.record.last_error  # base64, decoded
     [(_, sent)] = server.state.bodies
     assert sent["input_type"] == "query" and sent["input"] == ["a b"]
+    assert sent["encoding_format"] == "base64"
 
 
 async def test_max_tokens_reaches_a_reasoning_model_as_openai_asks(

@@ -90,6 +90,7 @@ class Anthropic(SDKProvider):
     name = "Anthropic"
     sdk_module = "anthropic"
     client_class = "AsyncAnthropic"
+    request_id_header = "request-id"
     default_key_env: str | None = "ANTHROPIC_API_KEY"
     default_price_id: str | None = "anthropic"
     default_timeout = 600.0
@@ -119,10 +120,10 @@ class Anthropic(SDKProvider):
         return params
 
     async def generate(self, model: str, request: TextRequest) -> ModelReply:
-        create = self._clients.get().messages.create
-        msg, raw = await self._answer(create, model, _answered, **self._params(model, request))
+        params = self._params(model, request)
+        raw, request_id = await self._post_json("/v1/messages", model, _answered, params)
         forced = request.schema_name or "answer" if request.json_schema is not None else None
-        return _reply(raw, getattr(msg, "_request_id", None), forced)
+        return _reply(raw, request_id, forced)
 
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
         raise ProviderError(

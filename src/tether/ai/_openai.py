@@ -9,11 +9,13 @@ cache hits, Gemini's reasoning outside completion_tokens) are read into it.
 
 from __future__ import annotations
 
+import array
+import base64
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import ProviderError
 from ._sdk import SDKProvider
 from ._types import (
     BatchItem,
@@ -38,9 +40,6 @@ _BATCH_STATES = {
     "cancelling": "pending",  # its partial results come when it is "cancelled"
     "cancelled": "cancelled",
 }
-# what the SDK raises when an embeddings answer holds no vectors and no
-# `encoding_format` was asked for (it then decodes the vectors itself, and checks)
-_SDK_NO_EMBEDDINGS = "No embedding data received"
 _FIND_PAGES = 10  # batches a retried submit looks through for its tag: 10 x 100, newest first
 
 
@@ -121,28 +120,21 @@ class OpenAI(SDKProvider):
         return body
 
     async def generate(self, model: str, request: TextRequest) -> ModelReply:
-        create = self._clients.get().chat.completions.create
         body = self._body(model, request)
-        resp, raw = await self._answer(create, model, _holds("choices"), **body)
-        return _reply(raw, getattr(resp, "_request_id", None))
+        raw, request_id = await self._post_json("/chat/completions", model, _holds("choices"), body)
+        return _reply(raw, request_id)
 
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
-        create = self._clients.get().embeddings.create
-        try:
-            resp, raw = await self._answer(
-                create, model, _holds("data"), model=model, input=inputs, **options
-            )
-        except ValueError as exc:
-            if str(exc) != _SDK_NO_EMBEDDINGS:
-                raise
-            raise _no_embeddings(self.name, model) from exc
+        # as the SDK asks: vectors as base64 float32, under half the bytes of JSON floats
+        body = {"model": model, "input": inputs, "encoding_format": "base64", **options}
+        raw, request_id = await self._post_json("/embeddings", model, _holds("data"), body)
         rows = sorted(raw["data"], key=lambda d: d["index"])
         return EmbedReply(
-            vectors=[r["embedding"] for r in rows],
+            vectors=[_vector(r["embedding"]) for r in rows],
             usage=openai_usage(raw.get("usage")),
             usage_reported=openai_usage_told(raw.get("usage"), output=False),
             model=raw.get("model") or model,
-            request_id=getattr(resp, "_request_id", None),
+            request_id=request_id,
             raw={k: v for k, v in raw.items() if k != "data"},
         )
 
@@ -251,17 +243,15 @@ class OpenAICompatible(OpenAI):
             super().check()
 
 
-def _no_embeddings(provider: str, model: str) -> ProviderError:
-    """What a 200 without vectors is (most likely an error in its body, as
-    `error_in_body` tells when the SDK hands the answer over): a server's fault,
-    worth another attempt, never a `ValueError` escaping from inside the SDK."""
-    return ProviderError(
-        f"{provider} answered 200 for model {model} with no embeddings (the openai SDK "
-        f"refused it: {_SDK_NO_EMBEDDINGS}); retried as a server error",
-        status=200,
-        retryable=True,
-        model=model,
-    )
+def _vector(embedding: Any) -> list[float]:
+    """A vector as sent: a list of floats, or base64 of little-endian float32s (what
+    was asked for; servers that ignore the ask send the list)."""
+    if not isinstance(embedding, str):
+        return list(embedding)
+    floats = array.array("f", base64.b64decode(embedding))
+    if sys.byteorder == "big":
+        floats.byteswap()
+    return floats.tolist()
 
 
 def _holds(key: str) -> Callable[[dict[str, Any]], bool]:
