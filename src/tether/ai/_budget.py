@@ -10,6 +10,7 @@ about one call too.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -197,6 +198,7 @@ def _utc(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+@functools.lru_cache(maxsize=256)
 def _exact(value: float) -> Fraction:
     """The decimal a limit is written as (0.8), not the binary float nearest it."""
     return Fraction(repr(value))
