@@ -113,7 +113,7 @@ class Declined(Exception):
         super().__init__(f"{code}: {why}")
         self.code, self.why = code, why
         self.detail = {"lines": [1, 2], "ok": False, "cost": 0.5}
-        self.pair = (1, 2)  # comes back from JSON a list: left out
+        self.pair = (1, 2)  # kept in tagged form: JSON alone brings back a list
         self.handle = object()  # not JSON at all: left out
         self._private = "kept to itself"
 
@@ -127,11 +127,12 @@ def test_a_revived_error_keeps_its_public_attributes_that_json_holds() -> None:
         "code": 402,
         "why": "card declined",
         "detail": {"lines": [1, 2], "ok": False, "cost": 0.5},
+        "pair": (1, 2),
     }
     exc = revive_error("w", record)
     assert type(exc) is Declined and str(exc) == "402: card declined"
     assert (exc.code, exc.why, exc.detail) == (402, "card declined", record.attributes["detail"])
-    assert not hasattr(exc, "pair") and not hasattr(exc, "_private")
+    assert exc.pair == (1, 2) and not hasattr(exc, "_private")
     provider = revive_error("w", ErrorRecord.of(ProviderError("gone", status=404, request_id="r1")))
     assert isinstance(provider, ProviderError)
     assert (provider.status, provider.retryable, provider.request_id) == (404, False, "r1")

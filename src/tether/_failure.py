@@ -28,6 +28,7 @@ class cannot be found, `RunFailedError` stands in.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib
 import inspect
@@ -81,8 +82,11 @@ class ErrorRecord:
         return cls("Cancelled", reason or "cancelled", retryable=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape at rest (and in `RunRecord.to_dict`)."""
-        return {
+        """The JSON shape at rest (and in `RunRecord.to_dict`); attributes JSON would
+        change (a tuple, bytes) go under ``exact_attributes`` in tagged form, so that
+        ``attributes`` stays what an older tether reads."""
+        plain, exact = _split(self.attributes)
+        shape = {
             "type": self.type,
             "module": self.module,
             "qualname": self.qualname,
@@ -90,8 +94,11 @@ class ErrorRecord:
             "retryable": self.retryable,
             "traceback": self.traceback,
             "cause": None if self.cause is None else self.cause.to_dict(),
-            "attributes": self.attributes,
+            "attributes": plain,
         }
+        if exact:
+            shape["exact_attributes"] = exact
+        return shape
 
     @classmethod
     def from_dict(cls, data: Any, depth: int = 0) -> ErrorRecord:
@@ -100,7 +107,7 @@ class ErrorRecord:
             return cls("Exception", data if isinstance(data, str) else json.dumps(data))
         cause = data.get("cause")
         retryable = data.get("retryable")
-        attributes = data.get("attributes")
+        attributes = _merged(data.get("attributes"), data.get("exact_attributes"))
         return cls(
             type=_text(data.get("type")) or "Exception",
             message=_text(data.get("message")) or "",
@@ -111,7 +118,7 @@ class ErrorRecord:
             cause=cls.from_dict(cause, depth + 1)
             if cause is not None and depth < MAX_CAUSES
             else None,
-            attributes=attributes if isinstance(attributes, dict) and attributes else None,
+            attributes=attributes,
         )
 
     def causes(self) -> list[ErrorRecord]:
@@ -154,23 +161,83 @@ def _record(exc: BaseException, retryable: bool | None, tb: str | None, left: in
 
 
 def _attributes(exc: BaseException) -> dict[str, Any] | None:
-    """The public instance attributes of `exc` that come back from JSON equal and of
-    the same type (a tuple would come back a list: left out), each small."""
+    """The public instance attributes of `exc` that come back from JSON (tagged, for a
+    tuple or bytes: `_tag`) equal and of the same type, each small."""
     kept: dict[str, Any] = {}
     # its args too (as a list: setting them back makes a tuple again), so a replay's
     # exc.args and str(exc) are the first run's (a KeyError's str quotes its arg)
     given = [("args", list(exc.args))] if exc.args != (error_text(exc),) else []
     fields = [*given, *_builtin_fields(exc), *getattr(exc, "__dict__", {}).items()]
     for name, value in fields:
-        if name.startswith("_"):
-            continue
-        try:
-            text = json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
-            continue
-        if len(text) <= MAX_ATTRIBUTE and _same(json.loads(text), value):
+        if not name.startswith("_") and _kept_form(value) is not None:
             kept[name] = value
     return kept or None
+
+
+def _kept_form(value: Any) -> tuple[bool, Any] | None:
+    """(True, `value`) when JSON brings it back as it is; (False, its tagged form) when
+    only that does (a ``KeyError(("a", 1))``'s tuple, a ``UnicodeDecodeError``'s bytes:
+    left out, a replay's args and str() were not the first run's); None when neither
+    does within `MAX_ATTRIBUTE` characters."""
+    for plain in (True, False):
+        try:
+            data = value if plain else _tag(value)
+            text = json.dumps(data, allow_nan=False)
+            back = json.loads(text) if plain else _untag(json.loads(text))
+        except (TypeError, ValueError, RecursionError):
+            continue
+        if len(text) <= MAX_ATTRIBUTE and _same(back, value):
+            return plain, data
+    return None
+
+
+def _tag(value: Any) -> Any:
+    """`value` as JSON data in which every object is a tag, so nothing is ambiguous."""
+    kind = type(value)
+    if value is None or kind in (str, int, bool, float):
+        return value
+    if kind is list:
+        return [_tag(v) for v in value]
+    if kind is tuple:
+        return {"$tuple": [_tag(v) for v in value]}
+    if kind is bytes:
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if kind is dict:
+        return {"$dict": [[_tag(k), _tag(v)] for k, v in value.items()]}
+    raise TypeError(f"{kind.__name__} has no tagged form")
+
+
+def _untag(data: Any) -> Any:
+    """The value `_tag` made `data` of."""
+    if isinstance(data, list):
+        return [_untag(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    if "$tuple" in data:
+        return tuple(_untag(v) for v in data["$tuple"])
+    if "$bytes" in data:
+        return base64.b64decode(data["$bytes"], validate=True)
+    return {_untag(k): _untag(v) for k, v in data["$dict"]}
+
+
+def _split(attributes: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """`attributes` as (those JSON keeps as they are, the others tagged)."""
+    plain: dict[str, Any] = {}
+    exact: dict[str, Any] = {}
+    for name, value in (attributes or {}).items():
+        form = _kept_form(value)
+        if form is not None:
+            (plain if form[0] else exact)[name] = form[1]
+    return plain or None, exact
+
+
+def _merged(plain: Any, exact: Any) -> dict[str, Any] | None:
+    """The attributes of a record at rest; a tagged one that does not read is lost."""
+    merged = dict(plain) if isinstance(plain, dict) else {}
+    for name, data in (exact if isinstance(exact, dict) else {}).items():
+        with contextlib.suppress(Exception):
+            merged[name] = _untag(data)
+    return merged or None
 
 
 def _builtin_fields(exc: BaseException) -> list[tuple[str, Any]]:
@@ -196,7 +263,7 @@ def _builtin_fields(exc: BaseException) -> list[tuple[str, Any]]:
 def _same(back: Any, value: Any) -> bool:
     if type(back) is not type(value):
         return False
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return len(back) == len(value) and all(map(_same, back, value))
     if isinstance(value, dict):
         return back.keys() == value.keys() and all(_same(back[k], value[k]) for k in value)

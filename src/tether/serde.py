@@ -10,7 +10,8 @@ What JSON (or one of the two databases) cannot carry is refused the same way
 on both backends, with the path of the offending part: NaN and infinities,
 integers too long to turn into text, lone surrogates (not valid Unicode), the
 NUL character (PostgreSQL cannot store it), and values nested more than
-`MAX_DEPTH` levels deep (or containing themselves).
+`MAX_DEPTH` levels deep (or containing themselves). Where no type is declared,
+a set is refused too: JSON keeps it as a list, which is what would be read back.
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ def _return_type(fn: Callable[..., Any]) -> Any:
 
 def to_json_data(value: Any, *, what: str, tp: Any = None) -> Any:
     """`value` as plain JSON data (dicts, lists, str, numbers, bool, None)."""
+    if tp is None:
+        _refuse_set(value, what)
     try:
         if tp is not None:
             # warnings="error": a value that is not of the declared type would be written
@@ -175,6 +178,34 @@ def to_json_data(value: Any, *, what: str, tp: Any = None) -> Any:
             raise NotSerializableError(what, type(value)) from exc
         raise _unserialisable(what, bad, path) from None
     return data
+
+
+def _refuse_set(value: Any, what: str) -> None:
+    """Refuse a set in plain containers: JSON writes it as a list, so whoever reads it
+    back (a waiting run, a replay) got a list where a set was sent, and nothing said so.
+
+    Iterative, bounded by `MAX_DEPTH`, each container walked once."""
+    if type(value) in _PLAIN:
+        return
+    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    seen: set[int] = set()  # a part met twice (shared, or containing itself) is walked once
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, set | frozenset):
+            raise NotSerializableError(
+                what,
+                type(item),
+                _short_path(path),
+                problem="is a set, which JSON stores as a list: it would be read back a list",
+                fix="Send a list (e.g. sorted(...)) and make it a set where it is read.",
+            )
+        if depth >= MAX_DEPTH or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            stack.extend((v, f"{path}{_key_path(k)}", depth + 1) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item))
 
 
 def _unserialisable(what: str, bad: type, path: str) -> NotSerializableError:
