@@ -104,3 +104,93 @@ async def test_a_step_may_close_another_app(database_url: str, clock: FakeClock)
         assert result.value == "closed"  # another App's close is not refused
     finally:
         await app.aclose()
+
+
+BODY_REFUSED = "app.close() was called from the workflow code of a run this App is driving"
+
+
+async def _still_usable(app: App) -> None:
+    """The refused close left the App whole: it runs a workflow, then its owner closes it."""
+
+    @app.workflow(name="after")
+    async def after(wf: Workflow) -> str:
+        return await wf.step("s", lambda: "ok")
+
+    assert (await app.arun(after, workflow_id="after1")).value == "ok"
+    await app.aclose()
+
+
+async def test_close_from_the_workflow_body_is_refused(database_url: str, clock: FakeClock) -> None:
+    """It closed the App under its own run: the run was handed back `pending` with
+    nothing to drive it, `arun` answered that, and the App was left half closed."""
+    app = App(database_url, clock=clock, shutdown_grace=1)
+
+    @app.workflow(name="body_closer")
+    async def body_closer(wf: Workflow) -> str:
+        await wf.step("before", lambda: "kept")
+        await app.aclose()
+        return await wf.step("after", lambda: "never")
+
+    try:
+        with pytest.raises(InvalidArgumentError, match="workflow code") as caught:
+            await app.arun(body_closer, workflow_id="b1")
+        message = str(caught.value)
+        assert message.startswith(BODY_REFUSED)
+        assert "once app.run(...) has returned, from the code that created the App" in message
+        record = await app.aget_record("b1")
+        assert record.status is RunStatus.FAILED  # as a step raising it would
+        assert record.last_error is not None and record.last_error.message == message
+        assert record.steps["before"].status.value == "completed"  # nothing recorded lost
+        assert "after" not in record.steps
+    finally:
+        await _still_usable(app)
+
+
+def test_sync_close_from_the_workflow_body_is_refused(database_url: str, clock: FakeClock) -> None:
+    """The sync `close` from the body (on the App's own loop) said only that an event
+    loop was running there; now it says what was wrong and how to close instead."""
+    app = App(database_url, clock=clock, shutdown_grace=1)
+
+    @app.workflow(name="sync_body_closer")
+    async def sync_body_closer(wf: Workflow) -> str:
+        app.close()
+        return "never"
+
+    try:
+        with pytest.raises(InvalidArgumentError, match="workflow code"):
+            app.run(sync_body_closer, workflow_id="s1")
+        assert app.get_record("s1").status is RunStatus.FAILED
+    finally:
+        app.close()
+    assert app.draining  # its owner's close went through
+
+
+async def test_close_from_a_compensation_of_a_cancelled_run_is_refused(
+    database_url: str, clock: FakeClock
+) -> None:
+    """A run cancelled with compensate=True replays outside the drive that marks its
+    code as this App's: its compensation closed the App under itself."""
+    app = App(database_url, clock=clock, shutdown_grace=1)
+    refusals: list[str] = []
+
+    async def undo() -> None:
+        try:
+            await app.aclose()
+        except InvalidArgumentError as exc:
+            refusals.append(str(exc))
+            raise
+
+    @app.workflow(name="undo_closer")
+    async def undo_closer(wf: Workflow) -> str:
+        await wf.step("booked", lambda: "b", compensate=undo)
+        return str(await wf.wait_for_signal("go"))
+
+    try:
+        assert (await app.arun(undo_closer, workflow_id="u1")).status is RunStatus.WAITING
+        await app.acancel("u1", compensate=True)
+        result = await app.aresult("u1", timeout=60)  # a guard only
+        assert result.status is RunStatus.COMPENSATION_FAILED
+        assert len(refusals) == 1 and refusals[0].startswith(REFUSED)
+        assert result.record.steps["booked"].status.value == "completed"
+    finally:
+        await _still_usable(app)

@@ -516,23 +516,34 @@ class Runner:
     @contextlib.contextmanager
     def _driving(self) -> Iterator[None]:
         """Mark the code run inside (the workflow function, its steps, in their step
-        threads too) as driven by this runner, for `refuse_close_in_step`."""
+        threads too) as driven by this runner, for `refuse_close_in_run`."""
         token = _DRIVING.set((*_DRIVING.get(), self))
         try:
             yield
         finally:
             _DRIVING.reset(token)
 
-    def refuse_close_in_step(self) -> None:
-        """`App.close` called from inside a step this runner runs would wait for that
-        very step (the whole grace period), then hand its run back: refused at once."""
-        if in_step() and self in _DRIVING.get():
+    def refuse_close_in_run(self) -> None:
+        """`App.close` called from code of a run this runner drives (a step, the workflow
+        body, a compensation) would stop the App under that run: a step waited for itself
+        the whole grace period, the body left a half-closed App and its run handed back
+        with nothing to drive it. Refused at once; the run fails as on any error."""
+        if self not in _DRIVING.get():
+            return
+        if in_step():
             raise InvalidArgumentError(
                 "app.close() was called from inside a step of this App: it would wait for "
                 "that very step to finish (up to shutdown_grace seconds), then hand the run "
                 "back unfinished. To stop the run from a step, raise an exception (or "
                 "return); close the App after the run, once app.run(...) has returned"
             )
+        raise InvalidArgumentError(
+            "app.close() was called from the workflow code of a run this App is driving "
+            "(its body, outside any step): it would close the App under that run, which "
+            "would be handed back unfinished with nothing left to drive it. To stop the run, "
+            "raise an exception (or return); close the App after the run, once "
+            "app.run(...) has returned, from the code that created the App"
+        )
 
     async def _refuse_newer(self, claimed: RunRow) -> None:
         """A run a newer tether started (a rolling deploy: this process is the old one)
@@ -840,7 +851,7 @@ class Runner:
             run.workflow_id, NewEvent("workflow.compensating"), force=False, compensating=True
         )
         wf, st = await self._context(claimed, defn, on_event, compensating=True)
-        with st.own_root():
+        with st.own_root(), self._driving():  # its compensations are this run's code
             try:
                 await defn.call(*_args(wf, defn, claimed, MISSING))
             except (RunCancelledError, Suspend):

@@ -44,7 +44,7 @@ from ._waits import MISSING
 from ._workflow import Workflow, load_record
 from .ai import Budget, Providers, cancel_open_batches
 from .blobs import BlobStore, default_blobs
-from .clock import Clock, SystemClock
+from .clock import Clock, FakeClock, SystemClock
 from .definition import DEF_ATTR, RunResult, WorkflowDef
 from .errors import (
     BatchesOutError,
@@ -52,6 +52,7 @@ from .errors import (
     RunAlreadyRunningError,
     RunNotFoundError,
     StoreError,
+    TetherError,
     WorkflowNotFoundError,
     explain_validation,
 )
@@ -96,6 +97,8 @@ from .store import (
     RunStatus,
     ScheduleRow,
     Store,
+    WaitKind,
+    WaitStatus,
     open_store,
 )
 
@@ -108,6 +111,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 RECOVER_EVERY = 5.0  # seconds between two looks for orphans (App(recover_orphans=True))
 C = TypeVar("C", bound=BaseModel)
 _MISSING: Any = MISSING
+
+
+# looks of `aresult` (a second apart) that find a FakeClock unmoved before it says so
+_STILL_LOOKS = 5
 
 
 class App:
@@ -756,7 +763,7 @@ class App:
             )
         loop = asyncio.get_running_loop()
         deadline = None if limit is None else loop.time() + limit
-        woken = False
+        woken, seen = False, None
         while True:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -773,6 +780,7 @@ class App:
             if run.settled:  # a cancel's compensations, if due, have run
                 defn = self._registry.get(run.workflow_name)
                 return await self._runner.result_of(workflow_id, defn)
+            seen = await self._on_fake_clock(run, seen)
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 raise TimeoutError(
@@ -785,6 +793,42 @@ class App:
             )
 
     result = facade(aresult)
+
+    async def _on_fake_clock(
+        self, run: RunRow, seen: tuple[datetime, int] | None
+    ) -> tuple[datetime, int] | None:
+        """For `aresult` on a FakeClock, which moves only when told: a run parked only on
+        durable timers waited for ever. A timer the clock was moved past fires here (as
+        a process keeping the App running fires it); one not due on a clock nobody moved
+        over `_STILL_LOOKS` looks a second apart (`seen`: the time, and how many looks
+        found it) is refused, saying how to move it; a slow test that moves it from
+        another task has those seconds. What to pass back as `seen`; None where this
+        does not apply."""
+        clock = self.clock
+        if not isinstance(clock, FakeClock) or run.status is not RunStatus.WAITING:
+            return None
+        waits = [
+            w for w in await self.store.list_waits(run.workflow_id)
+            if w.status is WaitStatus.PENDING
+        ]  # fmt: skip
+        due = [w.due_at for w in waits if w.kind is WaitKind.TIMER and w.due_at is not None]
+        if not due or len(due) < len(waits):  # no timer, or a signal or event may come
+            return None
+        now = clock.now()
+        if min(due) <= now:
+            await self.afire_due_timers()
+            return None
+        looks = seen[1] + 1 if seen is not None and seen[0] == now else 1
+        if looks < _STILL_LOOKS:
+            return now, looks
+        wait = (min(due) - now).total_seconds()
+        raise TetherError(
+            f"run {run.workflow_id!r} waits for a durable timer due in {wait:g}s of this "
+            f"App's FakeClock, which moves only when told and nobody moved it: it would "
+            f"wait for ever. Let the time pass first: `await tether.testing.pass_time(app, "
+            f"{wait:g})`, or `clock.advance({wait:g})` (from another task too) and "
+            f"aresult fires the timer"
+        )
 
     async def _nobody_drives(self, run: RunRow) -> str:
         """Why waiting longer will not help, for a run handed back that no live process
@@ -1355,7 +1399,7 @@ class App:
         deliveries in flight finish (up to ten seconds)."""
         if self._closed:
             return
-        self._runner.refuse_close_in_step()
+        self._runner.refuse_close_in_run()
         self._closed = True
         await self._runner.shutdown(self.shutdown_grace)
         await self.kernel.aclose()  # a sink's delivery in flight finishes, not cut off
@@ -1367,7 +1411,7 @@ class App:
         """Sync facade of `aclose`; also stops the App's loop thread."""
         if self._loop.forked():  # its loop, threads and connections are the parent's
             return
-        self._runner.refuse_close_in_step()  # before waiting on the loop it may run on
+        self._runner.refuse_close_in_run()  # before waiting on the loop it may run on
         if self._loop.loop is not None:
             self._loop.run(self.aclose())
             self._loop.stop()
