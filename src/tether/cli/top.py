@@ -3,14 +3,12 @@ unfinished runs and the live processes, redrawn from the database."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 from rich.console import Group
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -21,6 +19,7 @@ from ..store import RunStatus
 from ._common import EXIT_USAGE, CliState, db_state, fail, guard, out, redraw_interval
 from ._db import read_app
 from ._format import cell, cost_text
+from ._live import LiveView
 
 __all__ = ["top"]
 
@@ -92,7 +91,7 @@ async def frame(app: App, rows: int) -> Group:
 def top(state: CliState, interval: float, rows: int, once: bool) -> None:
     """A live overview of the database: runs by status, the processes driving them,
     the queues with the most waiting jobs, and the unfinished runs that cost the most.
-    Ctrl-C ends it."""
+    Ctrl-C (exit 130) or SIGTERM (exit 143) ends it."""
     redraw_interval(interval)
     if rows < 1:
         fail(EXIT_USAGE, f"--rows must be at least 1, got {rows}")
@@ -102,9 +101,8 @@ def top(state: CliState, interval: float, rows: int, once: bool) -> None:
         if once:
             out.print(view)
             return
-        with Live(view, console=out, refresh_per_second=4) as live:
-            while True:
-                time.sleep(interval)
+        with LiveView(view) as live:  # until Ctrl-C (exit 130) or SIGTERM (exit 143)
+            while live.wait(interval):
                 live.update(guard(lambda: app.run_sync(frame(app, rows))))
     finally:
         app.close()

@@ -8,12 +8,10 @@ cancelled), or at once with ``--once``.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import click
 from rich.console import Group
-from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -32,6 +30,7 @@ from ._common import (
 )
 from ._db import read_app
 from ._format import cell, cost_text, short, status_text, step_status, ts
+from ._live import LiveView
 
 __all__ = ["render_run", "watch"]
 
@@ -131,9 +130,8 @@ def watch(state: CliState, workflow_id: str, interval: float, once: bool) -> Non
         if once:
             out.print(view)
             return
-        with Live(view, console=out, refresh_per_second=4, transient=False) as live:
-            while not settled:  # a cancel's compensations too, until they have run
-                time.sleep(interval)
+        with LiveView(view) as live:  # SIGTERM ends it with exit 143, the run goes on
+            while not settled and live.wait(interval):  # a cancel's compensations too
                 view, rec, settled = frame()
                 live.update(view)
     finally:
