@@ -294,11 +294,12 @@ class SDKProvider:
     async def _post_json(
         self, path: str, model: str, answered: Callable[[dict[str, Any]], bool], body: Any
     ) -> tuple[dict[str, Any], str | None]:
-        """As `_answer`, for a body that is JSON already: posted through the client's
-        `post` (its auth, headers, timeout and errors), answered as the body read as JSON
-        once, and the request id. The typed method walks the body against its
-        parameter types and builds the answer into models we would dump back to a
-        dict: a third of the call's CPU, spent for nothing here."""
+        """`model`'s answer to `body` (JSON already) and its request id, or the error a
+        200 carries instead (`answered` tells a body that holds a result; see
+        `error_in_body`). Posted through the client's `post` (its auth, headers, timeout
+        and errors) and read as JSON once: the typed SDK method walks the body against
+        its parameter types and builds the answer into models we would dump back to a
+        dict, a third of the call's CPU spent for nothing here."""
         sdk = self.sdk()
         body, options = _request_options(body)
         try:
@@ -319,15 +320,10 @@ class SDKProvider:
                 retryable=True,
                 model=model,
             )
-        return self._checked(raw, model, answered), response.headers.get(self.request_id_header)
-
-    def _checked(
-        self, raw: dict[str, Any], model: str, answered: Callable[[dict[str, Any]], bool]
-    ) -> dict[str, Any]:
         failed = error_in_body(raw, self.name, model, answered=answered(raw))
         if failed is not None:
             raise failed
-        return raw
+        return raw, response.headers.get(self.request_id_header)
 
     async def _call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         sdk = self.sdk()
