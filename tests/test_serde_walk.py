@@ -4,6 +4,7 @@ signal's payload, on both backends (a real App on a real database)."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -85,3 +86,27 @@ def test_an_error_recorded_before_tagged_attributes_revives_as_it_did() -> None:
     old_tuple = {**old_key, "message": "('a', 1)", "attributes": None}
     exc = revive_error("w", decode_error(json.dumps(old_tuple)))
     assert type(exc) is KeyError and exc.args == ("('a', 1)",)
+
+
+def _negative_zero() -> float:
+    return -0.0
+
+
+async def test_a_negative_zero_is_the_same_zero_on_the_first_run_and_on_replay(
+    app: App,
+) -> None:
+    """PostgreSQL's jsonb has no negative zero: there a replay read 0.0 where the first
+    run had seen -0.0 (SQLite kept it). Both backends now record 0.0."""
+    seen: list[Any] = []
+
+    async def flow(wf: Workflow) -> None:
+        seen.append(await wf.step("typed", _negative_zero))
+        seen.append(await wf.step("plain", lambda: {"x": [-0.0, -0.05]}))
+        await wf.wait_for_signal("again")
+
+    await app.arun(flow, workflow_id="zeros")
+    await app.asignal("zeros", "again")
+    await app.arun(flow, workflow_id="zeros")
+    assert seen[0::2] == [0.0, 0.0] and all(math.copysign(1, v) == 1 for v in seen[0::2])
+    assert seen[1] == seen[3] == {"x": [0.0, -0.05]}
+    assert [math.copysign(1, d["x"][0]) for d in seen[1::2]] == [1, 1]

@@ -65,10 +65,10 @@ def _encoded(value: Any, what: str, tp: Any, *, decode: bool) -> tuple[str, Any]
         check_type(tp, what, " as its return annotation, or declare none and return plain JSON")
         text = dump_json(value, what=what, tp=tp)
         if tp is type(value) and tp in _SCALARS:  # a str as str: read back as is
-            return text, value
+            return text, _unsigned(value)
         return text, _revived(text, tp, value, what)
     if type(value) in _SCALARS:
-        return dump_json(value, what=what), value
+        return dump_json(value, what=what), _unsigned(value)
     if isinstance(value, BaseModel) or (
         dataclasses.is_dataclass(value) and not isinstance(value, type)
     ):
@@ -80,6 +80,11 @@ def _encoded(value: Any, what: str, tp: Any, *, decode: bool) -> tuple[str, Any]
         text = dump_json(value, what=what)
     # a copy: what the function returned may change after it is recorded
     return text, load_result(text) if decode else None
+
+
+def _unsigned(scalar: Any) -> Any:
+    """A scalar as a replay reads it back: -0.0 is recorded 0.0 (`serde.dump_json`)."""
+    return 0.0 if type(scalar) is float and scalar == 0.0 else scalar
 
 
 def _refuse_unawaited(value: Any, what: str) -> None:

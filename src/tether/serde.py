@@ -21,6 +21,7 @@ import functools
 import inspect
 import json
 import math
+import re
 import sys
 import types
 import typing
@@ -253,7 +254,26 @@ def dump_json(value: Any, *, what: str, tp: Any = None) -> str:
         # would replay as None: look for them in a python-mode dump (only when a null
         # was written, so the common case costs a substring search)
         _refuse_hidden_non_finite(value, tp, what)
+    if _NEGATIVE_ZERO.search(text):
+        text = _ENCODER.encode(_unsigned_zeros(data))
     return text
+
+
+# -0.0 as JSON writes it (not -0.05, not -0.0e5): PostgreSQL's jsonb keeps numbers as
+# numeric, which has no negative zero, so a replay there read 0.0 where the first run
+# saw -0.0; both backends record 0.0, and the first run sees what a replay will
+_NEGATIVE_ZERO = re.compile(r"-0\.0(?![0-9eE])")
+
+
+def _unsigned_zeros(data: Any) -> Any:
+    """`data` (plain JSON, within `MAX_DEPTH`) with each -0.0 made 0.0."""
+    if type(data) is float:
+        return 0.0 if data == 0.0 else data
+    if type(data) is list:
+        return [_unsigned_zeros(v) for v in data]
+    if type(data) is dict:
+        return {k: _unsigned_zeros(v) for k, v in data.items()}
+    return data
 
 
 def _refuse_hidden_non_finite(value: Any, tp: Any, what: str) -> None:
