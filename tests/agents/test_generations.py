@@ -128,3 +128,48 @@ async def test_a_remembered_run_deleted_since_is_looked_for_from_the_first(
     with pytest.raises(tether.errors.RunNotFoundError, match="never dispatched"):
         await d.latest_run("D-1")
     assert await d.dispatch(_issue("D-1")) == "agent:memory:D-1"  # the first, made again
+
+
+async def test_after_a_prune_of_its_early_runs_a_restarted_dispatcher_numbers_on(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Before: a restarted dispatcher looked from `<key>` on, found it pruned, and made
+    `<key>` again (generation 1) although `<key>:3` was still there."""
+    tracker = MemoryTracker([_issue("P-1")])
+    clock = tether.FakeClock()
+    async with tether.App(database_url, clock=clock) as first:
+        d = Dispatcher(first, _config(tmp_path), tracker=tracker, backend=MockBackend())
+        await d.tick()
+        for _ in range(2):  # P-1, P-1:2 end a day apart from P-1:3
+            await d.stop("P-1")
+            clock.advance(86400)
+            await d.retry("P-1")
+        await d.stop("P-1")
+        assert await first.aprune("12h") == 2
+        assert (await first.aget_run("agent:memory:P-1:3")).status.terminal
+    async with tether.App(database_url, clock=clock) as again:
+        e = Dispatcher(again, _config(tmp_path), tracker=tracker, backend=MockBackend())
+        assert (await e.latest_run("P-1")).workflow_id == "agent:memory:P-1:3"
+        assert await e.retry("P-1") == "agent:memory:P-1:4"
+        assert await e.dispatch(_issue("P-1")) == "agent:memory:P-1:4"  # already there
+        ids = [r.workflow_id async for r in again.aiter_runs(tag="agent:memory:P-1")]
+        assert sorted(ids) == ["agent:memory:P-1:3", "agent:memory:P-1:4"]
+
+
+async def test_a_tick_reads_the_latest_runs_of_all_held_candidates_in_one_query(
+    counted: tuple[tether.App, CountingStore], tmp_path: Path
+) -> None:
+    """Before: one store read (or more) per candidate issue at every tick."""
+    app, store = counted
+    idents = [f"H-{i}" for i in range(30)]
+    tracker = MemoryTracker([_issue(i) for i in idents])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=MockBackend())
+    for ident in idents:  # more than a tick dispatches at once (its concurrency)
+        await d.dispatch(_issue(ident))
+        await d.stop(ident)
+    store.calls.clear()
+    report = await d.tick()
+    assert report.dispatched == []
+    assert all("stopped by a person" in report.skipped[i] for i in idents), report.skipped
+    assert store.calls["newest_generations"] == 1, store.calls
+    assert store.calls["get_run"] == 0, store.calls

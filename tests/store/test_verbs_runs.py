@@ -96,3 +96,15 @@ async def test_latest_events_are_each_runs_newest_read_at_once(store: Store) -> 
     }
     assert "no-such-run" not in latest
     assert await store.latest_events([]) == {}
+
+
+async def test_newest_generations_gives_each_name_its_highest_surviving_run(
+    store: Store,
+) -> None:
+    """One query for many names: `<base>:10` after `<base>:9`, a name whose first runs
+    were deleted still found, ids of other names (longer, or not `:<n>`) never taken."""
+    for wid in ("a", "a:2", "a:9", "a:10", "ab:99", "a:x", "b:3", "b:4", "c"):
+        await store.create_run(NewRun(wid, "w"), T0)
+    newest = await store.newest_generations(["a", "b", "c", "missing", "a"])
+    assert {k: r.workflow_id for k, r in newest.items()} == {"a": "a:10", "b": "b:4", "c": "c"}
+    assert await store.newest_generations([]) == {}

@@ -182,10 +182,10 @@ class Dispatcher:
         """Issues whose latest run ended in a way that needs a person: stopped by
         one, or failed. They are not dispatched again until `retry`."""
         held: dict[str, str] = {}
-        for issue in candidates:
-            if issue.id in live:
-                continue
-            latest = await self._latest_run(issue.identifier)
+        asked = [i for i in candidates if i.id not in live]
+        newest = await self._generations.newest_of([self.key(i.identifier) for i in asked])
+        for issue in asked:  # one query for every candidate, not a read each
+            _, latest = newest.get(self.key(issue.identifier), (0, None))
             if latest is None:
                 continue
             if latest.status is RunStatus.FAILED:

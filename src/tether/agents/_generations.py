@@ -1,26 +1,27 @@
 """An issue's runs, one generation each: `<key>`, `<key>:2`, `<key>:3` ...
 
-A new generation is made only once the one before it has ended, so the ids are
-contiguous and the newest is the last that exists. Finding it by asking for
-each id in turn cost one read per generation, for every candidate issue at
-every tick; an issue retried a hundred times cost a hundred reads a tick.
-`Generations` remembers the newest it saw of each issue and looks from there
-(the remembered run, then that the next does not exist: two reads), galloping
-forward when other dispatchers made more meanwhile, and from the first again
-when the remembered one is gone (deleted by `tether runs prune`).
+The next run is numbered after the newest run of the issue that exists, found by
+one query (`Store.newest_generations`) for every candidate issue of a tick, not a
+read per issue, nor per generation. It used to be found by asking for `<key>`,
+`<key>:2` ... in turn, which stopped at the first missing: once `tether runs
+prune` had deleted an issue's early runs, a restarted dispatcher numbered its
+next run from 1 again. Numbering after the newest surviving run needs nothing
+reserved beforehand, so a crash between choosing the number and creating the
+run leaves nothing behind; two dispatchers racing choose the same id, and the
+run is created once (`create_run` keeps the first of an id).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._info import RunInfo
-from ..errors import RunNotFoundError
 
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["Generations", "generation_id"]
+__all__ = ["Generations", "generation_id", "generation_of"]
 
 
 def generation_id(base: str, n: int) -> str:
@@ -28,45 +29,26 @@ def generation_id(base: str, n: int) -> str:
     return base if n == 1 else f"{base}:{n}"
 
 
+def generation_of(base: str, run_id: str) -> int:
+    """Which of the issue's runs `run_id` is (the inverse of `generation_id`)."""
+    return 1 if run_id == base else int(run_id[len(base) + 1 :])
+
+
 class Generations:
-    """The newest run of each issue, read with as few `get_run` calls as it can."""
+    """The newest run of each issue, read for many issues at once."""
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self._seen: dict[str, int] = {}  # key -> the newest generation seen to exist
 
-    async def _get(self, base: str, n: int) -> RunInfo | None:
-        try:
-            run: RunInfo = await self.app.aget_run(generation_id(base, n))
-        except RunNotFoundError:
-            return None
-        return run
+    async def newest_of(self, bases: Sequence[str]) -> dict[str, tuple[int, RunInfo]]:
+        """Each issue's newest generation and its run, by key (an issue that never
+        ran, or whose runs were all deleted, is missing)."""
+        rows = await self.app.store.newest_generations(bases)
+        return {
+            base: (generation_of(base, row.workflow_id), RunInfo.from_row(row))
+            for base, row in rows.items()
+        }
 
     async def newest(self, base: str) -> tuple[int, RunInfo | None]:
         """The issue's newest generation and its run; (0, None) if it never ran."""
-        start = self._seen.get(base, 1)
-        run = await self._get(base, start)
-        if run is None and start > 1:  # the one remembered is gone: from the first again
-            start = 1
-            run = await self._get(base, start)
-        if run is None:
-            self._seen.pop(base, None)
-            return 0, None
-        n, run = await self._last(base, start, run)
-        self._seen[base] = n
-        return n, run
-
-    async def _last(self, base: str, low: int, found: RunInfo) -> tuple[int, RunInfo]:
-        """The last generation that exists from `low` (which does) on: steps of 1, 2,
-        4 ... until one is missing, then halving the gap between."""
-        step = 1
-        while (more := await self._get(base, low + step)) is not None:
-            low, found, step = low + step, more, step * 2
-        high = low + step  # missing; every generation from `low` up to it is looked at
-        while high - low > 1:
-            mid = (low + high) // 2
-            if (more := await self._get(base, mid)) is None:
-                high = mid
-            else:
-                low, found = mid, more
-        return low, found
+        return (await self.newest_of([base])).get(base, (0, None))

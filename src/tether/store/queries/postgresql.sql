@@ -174,6 +174,17 @@ WHERE run_id = :wid AND seq > :after ORDER BY seq LIMIT :limit
 SELECT e.run_id, e.seq, e.type, e.message, e.detail::text, e.at FROM unnest(:wids::text[]) w(id)
 CROSS JOIN LATERAL (SELECT * FROM events WHERE run_id = w.id ORDER BY seq DESC LIMIT 1) e
 
+-- name: newest_generations
+-- the newest run of each :bases, whose runs are `<base>` and `<base>:<n>`: that name's
+-- runs only, the longest id and then the highest winning (`:10` after `:9`). The range
+-- is byte by byte, on the ids' "C" index (0020): in the database's own collation (en-US
+-- ignores punctuation at first) 'P-1:3' sorts after 'P-1;' and fell outside it
+SELECT n.base, {_run_cols} FROM unnest(:bases::text[]) n(base) CROSS JOIN LATERAL (
+  SELECT * FROM runs WHERE id = n.base OR ((id COLLATE "C") > (n.base || ':') COLLATE "C"
+    AND (id COLLATE "C") < (n.base || ';') COLLATE "C"
+    AND substr(id, length(n.base) + 2) ~ '^[0-9]+$')
+  ORDER BY length(id) DESC, (id COLLATE "C") DESC LIMIT 1) r
+
 -- name: _held_completion
 -- a held step completion (:ckey) that rides on a statement whose CTE r reserved two event
 -- numbers: the completion's event first, then the statement's own
@@ -557,18 +568,22 @@ WHERE (:status::text IS NULL OR status = :status) AND {_run_filter}
 ORDER BY created_at DESC, id LIMIT :limit
 -- name: list_runs_page
 SELECT {_run_cols} FROM runs {_run_page}
--- name: list_run_heads
+-- name: _run_heads
 -- `_run_cols` without input, output and initial state (NULL: never read, nor detoasted),
 -- the error and state only if asked; the error also of a run that ended before
 -- `end_reason` was recorded, whose end reason is read from it (`_rows._end_reason`)
-SELECT id, workflow_name, workflow_version, status, NULL, NULL,
+id, workflow_name, workflow_version, status, NULL, NULL,
   CASE WHEN :error::boolean OR (end_reason IS NULL AND status IN {TERMINAL})
     THEN error::text END,
   CASE WHEN :state::boolean THEN state::text END, priority, tags::text, tenant, parent_id,
   idempotency_key, owner, owner_generation, created_at, updated_at, started_at, finished_at,
   compute_seconds, cancel_requested, queue, owner_expires_at, step_rule, budget, attempt,
   end_reason, NULL
-FROM runs {_run_page}
+-- name: list_run_heads
+SELECT {_run_heads} FROM runs {_run_page}
+-- name: run_heads
+-- the heads of the runs named (a run page's children), in no order
+SELECT {_run_heads} FROM runs WHERE id = ANY(:ids)
 -- name: run_counts
 SELECT workflow_name, status, count(*) FROM runs WHERE {_run_filter}
 GROUP BY workflow_name, status ORDER BY 1, 2

@@ -110,6 +110,16 @@ SELECT e.run_id, e.seq, e.type, e.message, e.detail, e.at FROM json_each(:wids) 
 JOIN events e ON e.run_id = w.value
   AND e.seq = (SELECT max(seq) FROM events WHERE run_id = w.value)
 
+-- name: newest_generations
+-- the newest run of each :bases, whose runs are `<base>` and `<base>:<n>`: a walk of the
+-- primary key over that name's runs only (ids compare byte by byte), the longest id and
+-- then the highest winning (`:10` after `:9`)
+SELECT n.base, {_run_cols} FROM (SELECT b.value AS base, (SELECT id FROM runs
+  WHERE id = b.value OR (id > b.value || ':' AND id < b.value || ';'
+    AND substr(id, length(b.value) + 2) NOT GLOB '*[^0-9]*')
+  ORDER BY length(id) DESC, id DESC LIMIT 1) AS wid FROM json_each(:bases) b) n
+JOIN runs ON runs.id = n.wid
+
 -- name: start_step
 INSERT INTO steps (run_id, step_key, name, status, attempts, idempotency_key, started_at,
   updated_at) VALUES (:wid, :key, :key, 'running', 1, :ikey, :at, :at)
@@ -346,16 +356,20 @@ WHERE (:status IS NULL OR status = :status) AND {_run_filter}
 ORDER BY created_at DESC, id LIMIT :limit
 -- name: list_runs_page
 SELECT {_run_cols} FROM runs {_run_page}
--- name: list_run_heads
+-- name: _run_heads
 -- `_run_cols` without input, output and initial state (NULL: never read), the error and
 -- state only if asked; the error also of a run that ended before `end_reason` was
 -- recorded, whose end reason is read from it (`_rows._end_reason`)
-SELECT id, workflow_name, workflow_version, status, NULL, NULL,
+id, workflow_name, workflow_version, status, NULL, NULL,
   CASE WHEN :error OR (end_reason IS NULL AND status IN {TERMINAL}) THEN error END,
   CASE WHEN :state THEN state END, priority, tags, tenant, parent_id, idempotency_key, owner,
   owner_generation, created_at, updated_at, started_at, finished_at, compute_seconds,
   cancel_requested, queue, owner_expires_at, step_rule, budget, attempt, end_reason, NULL
-FROM runs {_run_page}
+-- name: list_run_heads
+SELECT {_run_heads} FROM runs {_run_page}
+-- name: run_heads
+-- the heads of the runs named (a run page's children), in no order
+SELECT {_run_heads} FROM runs WHERE id IN (SELECT value FROM json_each(:ids))
 -- name: run_counts
 SELECT workflow_name, status, count(*) FROM runs WHERE {_run_filter}
 GROUP BY workflow_name, status ORDER BY 1, 2

@@ -1,0 +1,3 @@
+-- Run ids compared byte by byte: on PostgreSQL 0020 indexes them so, for the
+-- range of an agents dispatcher's issue runs (`<key>:<n>`). SQLite's primary key
+-- already compares so (BINARY, the default collation): nothing to change.
