@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import pytest
 
 from tether import RunInfo
 from tether.server import RunPage, RunSummary
-from tether.store import Fence, NewEvent, NewRun, RunFilter, RunRow, RunStatus, open_store
+from tether.store import Fence, NewEvent, NewRun, RunFilter, RunRow, RunStatus, Store, open_store
 
 from ._serve import Served, start
 
@@ -34,36 +34,52 @@ SUMMARY_KEYS = {
 }  # fmt: skip
 
 
-async def _issues(url: str) -> list[RunRow]:
+async def _fail(store: Store, workflow_id: str, at: datetime) -> None:
+    """Claim the run and end it failed, with `ERROR`."""
+    claimed = await store.claim_run(workflow_id, "o", T0, NewEvent("x"))
+    await store.finish_run(Fence(workflow_id, claimed.generation), RunStatus.FAILED,
+                           output=None, error=json.dumps(ERROR), at=at,
+                           event=NewEvent("workflow.failed"))  # fmt: skip
+
+
+def _serving(
+    folder: Path, url: str, fill: Callable[[Store], Awaitable[list[RunRow]]]
+) -> Iterator[tuple[Served, list[RunRow]]]:
+    """`tether serve` of the database (no --app) once `fill` wrote its runs, and the
+    rows `fill` gave."""
+
+    async def filled() -> list[RunRow]:
+        store = open_store(url)
+        await store.open()
+        try:
+            return await fill(store)
+        finally:
+            await store.close()
+
+    rows = asyncio.run(filled())
+    served = start(folder, url, flows=None)
+    yield served, rows
+    served.stop()
+
+
+async def _issues(store: Store) -> list[RunRow]:
     """Issue runs of the agent dispatcher with large inputs, one of them failed; the
     whole rows of every run, as `list_runs_page` reads them."""
-    store = open_store(url)
-    await store.open()
-    try:
-        for n in range(LARGE):
-            state = {"identifier": f"I-{n}", "title": f"Fix bug {n}", "phase": "running",
-                     "workspace": f"/ws/I-{n}"}  # fmt: skip
-            new = NewRun(f"issue-{n:02}", "agents.issue", input=json.dumps("x" * BIG),
-                         state=json.dumps(state), tags=("agents", f"n{n}"))  # fmt: skip
-            await store.create_run(new, T0 + timedelta(seconds=n))
-        state = json.dumps({"identifier": "F-1", "phase": "running"})
-        await store.create_run(NewRun("failed-1", "agents.issue", state=state), T0)
-        fence = Fence(
-            "failed-1", (await store.claim_run("failed-1", "o", T0, NewEvent("x"))).generation
-        )
-        await store.finish_run(fence, RunStatus.FAILED, output=None, error=json.dumps(ERROR),
-                               at=T0, event=NewEvent("workflow.failed"))  # fmt: skip
-        return await store.list_runs_page(RunFilter(), limit=100)
-    finally:
-        await store.close()
+    for n in range(LARGE):
+        state = {"identifier": f"I-{n}", "title": f"Fix bug {n}", "phase": "running",
+                 "workspace": f"/ws/I-{n}"}  # fmt: skip
+        new = NewRun(f"issue-{n:02}", "agents.issue", input=json.dumps("x" * BIG),
+                     state=json.dumps(state), tags=("agents", f"n{n}"))  # fmt: skip
+        await store.create_run(new, T0 + timedelta(seconds=n))
+    state = json.dumps({"identifier": "F-1", "phase": "running"})
+    await store.create_run(NewRun("failed-1", "agents.issue", state=state), T0)
+    await _fail(store, "failed-1", T0)
+    return await store.list_runs_page(RunFilter(), limit=100)
 
 
 @pytest.fixture
 def issues(tmp_path: Path, database_url: str) -> Iterator[tuple[Served, list[RunRow]]]:
-    rows = asyncio.run(_issues(database_url))
-    served = start(tmp_path, database_url, flows=None)
-    yield served, rows
-    served.stop()
+    yield from _serving(tmp_path, database_url, _issues)
 
 
 def test_a_page_of_runs_shows_what_it_showed(issues: tuple[Served, list[RunRow]]) -> None:
@@ -160,3 +176,45 @@ def test_lists_of_runs_with_large_inputs_do_not_read_them(
     assert all(kib < whole // 4 for kib in peaks.values()), (peaks, whole)
     # the measure sees a read: a page with the inputs (?fields=full) reads them all
     assert _peak_kib(served, "/api/v1/runs", fields="full") > whole
+
+
+async def _family(store: Store) -> list[RunRow]:
+    """A parent run `p` and its children, each of a large input, one failed; the
+    children's whole rows, oldest first."""
+    await store.create_run(NewRun("p", "agents.batch"), T0)
+    for n in range(LARGE):
+        new = NewRun(f"kid-{n:02}", "agents.issue", input=json.dumps("x" * BIG),
+                     parent_id="p", tags=("kid",))  # fmt: skip
+        await store.create_run(new, T0 + timedelta(seconds=n))
+    await _fail(store, "kid-03", T0 + timedelta(seconds=90))
+    return [r for w in await store.child_runs("p") if (r := await store.get_run(w))]
+
+
+@pytest.fixture
+def family(tmp_path: Path, database_url: str) -> Iterator[tuple[Served, list[RunRow]]]:
+    yield from _serving(tmp_path, database_url, _family)
+
+
+def test_a_run_page_draws_its_children_as_it_did(family: tuple[Served, list[RunRow]]) -> None:
+    served, kids = family
+    page = httpx.get(f"{served.url}/runs/p", timeout=60).text
+    drawn = re.findall(
+        r'<li class="tl-row kind-child" data-kind="child" data-name="([^"]+)" '
+        r'data-status="([^"]+)">\s*<span class="tl-label"><a href="([^"]+)">',
+        page,
+    )
+    # in the timeline's order (by start), each child once, with its status and link
+    assert sorted(drawn) == [(r.workflow_id, r.status.value, f"/runs/{r.workflow_id}")
+                             for r in kids]  # fmt: skip
+    assert drawn[0] == ("kid-00", "pending", "/runs/kid-00") and len(drawn) == LARGE
+    assert ("kid-03", "failed", "/runs/kid-03") in drawn
+
+
+def test_a_run_page_does_not_read_its_childrens_inputs(
+    family: tuple[Served, list[RunRow]],
+) -> None:
+    """Each child was read whole to draw its bar: 12 children of 8 MB inputs, 96 MB
+    read for ids, statuses and times."""
+    served, _ = family
+    whole = LARGE * BIG // 1024
+    assert _peak_kib(served, "/runs/p") < whole // 4

@@ -157,3 +157,31 @@ async def test_heads_of_runs_with_large_payloads_do_not_read_them(store: Store) 
     heads = await _peak(store.list_run_heads(RunFilter(), limit=50))
     assert whole > 6 * 4_000_000  # the measure sees a payload read: every input was
     assert heads < 1_000_000, heads  # not one input (4 MB) nor state read
+
+
+async def test_run_heads_are_the_runs_named_without_their_payloads(store: Store) -> None:
+    """In the order named, a run not found left out: a run page's children."""
+    await _runs(store)
+    named = ["t", "p/c2", "gone", "q", "p"]
+    heads = await store.run_heads(named)
+    whole = [await store.get_run(w) for w in named]
+    assert heads == [_headed(r) for r in whole if r is not None]
+    assert [r.workflow_id for r in heads] == ["t", "p/c2", "q", "p"]
+    assert heads[2].end_reason is EndReason.FAILED and heads[2].error is None
+    assert await store.run_heads([]) == []
+
+
+async def test_run_heads_of_runs_with_large_payloads_do_not_read_them(store: Store) -> None:
+    big = json.dumps("x" * 4_000_000)
+    for i in range(6):
+        new = NewRun(f"big-{i}", "load", input=big, state=big, parent_id="p")
+        await store.create_run(new, T0 + timedelta(seconds=i))
+    ids = await store.child_runs("p")
+
+    async def whole() -> list[RunRow | None]:
+        return [await store.get_run(w) for w in ids]
+
+    assert await _peak(whole()) > 6 * 4_000_000  # the measure sees a read of each input
+    heads = await _peak(store.run_heads(ids))
+    assert heads < 1_000_000, heads  # not one input (4 MB) nor state read
+    assert [r.workflow_id for r in await store.run_heads(ids)] == ids
