@@ -65,3 +65,31 @@ def test_ids_and_names_are_shown_as_text_not_rich_markup(tmp_path: Path) -> None
         assert wid in watched.stdout
     assert "[red]step[/red]" in run_tether(tmp_path, "runs", "watch", "[/]costly", "--once",
                                            db=url).stdout  # fmt: skip
+
+
+def test_the_costliest_open_run_is_found_behind_hundreds_of_newer_ones(tmp_path: Path) -> None:
+    # `top` read the newest 500 open runs of each status and the usage of every run
+    # ever made: a costly run waiting behind 500 newer waiting runs was not shown
+    url = f"sqlite:///{tmp_path}/t.db"
+    model = ai.FakeModel(["x", "y"], usage=ai.Usage(input_tokens=1000, output_tokens=100))
+    prices = ai.Prices({"demo:m": {"input_per_million": 1.0, "output_per_million": 2.0}})
+    app = App(url, ai=ai.Providers(demo=model, prices=prices))
+
+    @app.workflow(name="asks")
+    async def asks(wf: tether.Workflow, ask: bool) -> object:
+        if ask:
+            await wf.ai.generate_text("demo:m", prompt="plan")
+        return await wf.wait_for_signal("go")
+
+    app.run(asks, True, workflow_id="old-and-costly")
+    app.run(asks, True, workflow_id="ended-and-costly")
+    app.signal("ended-and-costly", "go", 1)
+    app.run(asks, True, workflow_id="ended-and-costly")
+    for i in range(501):
+        app.run(asks, False, workflow_id=f"new-{i}")
+    app.close()
+
+    shown = run_tether(tmp_path, "top", "--once", db=url)
+    assert shown.returncode == 0, shown.stderr
+    assert "old-and-costly" in shown.stdout and "$0.001200" in shown.stdout
+    assert "ended-and-costly" not in shown.stdout

@@ -23,8 +23,6 @@ from ._live import LiveView
 
 __all__ = ["top"]
 
-_OPEN = (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PENDING)
-
 
 def _counts(runs: list[tuple[str, str, int]]) -> Text:
     by_status: Counter[str] = Counter()
@@ -52,12 +50,8 @@ async def _costly(app: App, rows: int) -> Table:
     t = Table(title="most expensive unfinished runs", title_justify="left")
     for col in ("run", "workflow", "status", "AI calls", "AI cost"):
         t.add_column(col)
-    open_runs = {r.workflow_id: r for s in _OPEN for r in await app.alist_runs(status=s, limit=500)}
-    usage = [u for u in await app.store.ai_usage(group_by="run") if u.group in open_runs]
-    for u in sorted(usage, key=lambda u: -(u.cost_micro_usd or 0))[:rows]:
-        run = open_runs[u.group or ""]
-        t.add_row(cell(run.workflow_id), cell(run.workflow_name), run.status.value,
-                  str(u.calls), cost_text(u))  # fmt: skip
+    for workflow, status, u in await app.store.costliest_open_runs(rows):
+        t.add_row(cell(u.group or ""), cell(workflow), status.value, str(u.calls), cost_text(u))
     return t
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "END_REASONS",
     "JOB_RUN",
     "MOVES",
+    "OPEN",
     "RERUNNABLE",
     "TERMINAL",
     "Move",
@@ -146,6 +147,8 @@ TERMINAL = _targets("finish_run", "cancel_run", "finish_run(compensating)", "rea
 CLOSED = _targets("cancel_run", "finish_run(compensating)")
 # runs a job's claim claims with it
 JOB_RUN = frozenset(str(s) for s in moves("run", "claim_jobs").src)
+# runs not ended yet (pending, running, waiting): an index's list, not a NOT IN
+OPEN = frozenset(str(s) for s in RunStatus if str(s) not in TERMINAL)
 # runs `rerun_from` may rewind
 RERUNNABLE = moves("run", "rerun_from").src
 

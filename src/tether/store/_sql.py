@@ -9,7 +9,7 @@ A block headed ``-- name: claim_run`` runs to the next header. Parameters are
 written ``:name`` in both files; for PostgreSQL they become psycopg's
 ``%(name)s`` (so a literal ``%`` is doubled, and ``::type`` casts stay).
 ``{_cols}`` inserts the block named ``_cols`` (a fragment such as a column
-list), ``{TERMINAL}`` / ``{CLOSED}`` / ``{JOB_RUN}`` a status set of `_lifecycle`.
+list), ``{TERMINAL}`` / ``{CLOSED}`` / ``{JOB_RUN}`` / ``{OPEN}`` a status set of `_lifecycle`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import functools
 import re
 from importlib import resources
 
-from ._lifecycle import CLOSED, JOB_RUN, TERMINAL, sql_set
+from ._lifecycle import CLOSED, JOB_RUN, OPEN, TERMINAL, sql_set
 
 __all__ = ["jsonb_params", "queries"]
 
@@ -43,7 +43,12 @@ def queries(dialect: str) -> dict[str, str]:
             # one line each: a comment at the end of a line ends with it (joined into one
             # line, it swallowed the rest of the query: ORDER BY, LIMIT, FOR UPDATE)
             blocks[name] = "\n".join(ln.strip() for ln in lines)
-    sets = {"TERMINAL": sql_set(TERMINAL), "CLOSED": sql_set(CLOSED), "JOB_RUN": sql_set(JOB_RUN)}
+    sets = {
+        "TERMINAL": sql_set(TERMINAL),
+        "CLOSED": sql_set(CLOSED),
+        "JOB_RUN": sql_set(JOB_RUN),
+        "OPEN": sql_set(OPEN),
+    }
 
     def fill(sql: str) -> str:
         return _SLOT.sub(

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._base import StoreBase, Tx
-from ._records import Histogram, QueueDepth, RunFilter
+from ._records import AIUsageRow, Histogram, QueueDepth, RunFilter, RunStatus
+from ._verbs_ai import usage_row
 from ._verbs_api import filter_params
 
 __all__ = ["METRIC_BUCKETS", "MetricVerbs"]
@@ -35,6 +36,18 @@ class MetricVerbs(StoreBase):
         async def body(tx: Tx) -> list[tuple[str, str, int]]:
             rows = await tx.all("run_counts", **filter_params(w))
             return [(r[0], r[1], int(r[2])) for r in rows]
+
+        return await self._tx("read", body)
+
+    async def costliest_open_runs(self, limit: int) -> list[tuple[str, RunStatus, AIUsageRow]]:
+        """The `limit` unfinished runs whose AI calls cost the most so far, costliest
+        first: (workflow name, status, usage grouped by the run's id). Read from the
+        open runs, however many runs ended before them: a sum over every call ever
+        made, redrawn each second, grew with the whole log."""
+
+        async def body(tx: Tx) -> list[tuple[str, RunStatus, AIUsageRow]]:
+            rows = await tx.all("costliest_open_runs", n=limit)
+            return [(r[1], RunStatus(r[2]), usage_row(r[0], r[3:])) for r in rows]
 
         return await self._tx("read", body)
 

@@ -273,6 +273,13 @@ SELECT c.provider || ':' || c.model, {_usage_sums} {_usage_from} GROUP BY 1 ORDE
 SELECT r.workflow_name, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
 -- name: ai_usage_by_run
 SELECT c.run_id, {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
+-- name: costliest_open_runs
+-- the unfinished runs that cost the most so far (`tether top`): the open runs by their
+-- status, each one's calls by its own index; never a sum over every call ever made
+SELECT r.id, r.workflow_name, r.status, {_usage_sums}
+FROM runs r JOIN ai_calls c ON c.run_id = r.id WHERE r.status IN {OPEN}
+GROUP BY r.id, r.workflow_name, r.status
+ORDER BY coalesce(sum(c.cost_micro_usd), 0) DESC, count(*) DESC, r.id LIMIT :n
 -- name: child_run_ids
 SELECT id FROM runs WHERE parent_id = :wid ORDER BY created_at, id
 -- name: put_blob
