@@ -10,11 +10,11 @@ is judged by the events of the run's current attempt and the run's status.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
+from ._stage_usage import PlacedStage, split_place, started_stages, summed, usage_per_stage
 from ._usage_json import usage_dict, usage_row
 from .store import AIUsageRow, EventRow, RunRow, RunStatus, StepRow, StepStatus
 
@@ -166,7 +166,7 @@ def _placed(
 ) -> StageRecord:
     """Stage `sid` of the call made `at`: its steps are named in the call's scope and
     end with its for_each item path (``process/stage:read[2]``)."""
-    scope, items = _split(at)
+    scope, items = split_place(at)
     row = _stage(
         sid,
         n,
@@ -215,74 +215,18 @@ def _status(run: RunRow, s: _Seen, done: bool, began: bool) -> str:
     return "running"
 
 
-def _split(at: str) -> tuple[str, str]:
-    """A place as the name scope of its stages' steps and the for_each item path their
-    keys end with: ``"process/[2]"`` is ``("process/", "[2]")``."""
-    items = _ITEMS.search(at)
-    return (at[: items.start()], items.group(0)) if items else (at, "")
-
-
-_ITEMS = re.compile(r"(\[\d+\])+$")
-_OCCURRENCE = re.compile(r"#\d+$")
-
-
-def _places(events: list[EventRow]) -> dict[str, list[str]]:
-    """The places pipelines were called from (see `build_stages`), each with its stage ids."""
-    plans: dict[str, list[str]] = {}
-    for e in events:
-        if e.type == "pipeline.planned" and e.detail:
-            d = json.loads(e.detail)
-            plans[d.get("at") or ""] = [sid for group in d["groups"] for sid in group]
-    return plans
-
-
 def stage_usage(
     steps: list[StepRow], events: list[EventRow], by_step: list[tuple[str, int, AIUsageRow]]
 ) -> dict[str, AIUsageRow]:
     """The AI usage of each stage of each pipeline call, keyed as `build_stages` reads it
-    (the place and the stage id): the calls made under the stage's scope, in the
-    attempt its start records or a later one (a rerun from a step inside it). A call
-    of a for_each item's pipeline counts for that item's stage, not for a stage of
-    the same id called from the top (their steps share the scope); one of a pipeline
-    called inside a stage counts for both stages."""
-    starts = {s.key: s for s in steps}
-    stages = []  # (key in the result, prefix of its steps, item path, first attempt)
-    for at, sids in _places(events).items():
-        scope, items = _split(at)
-        for sid in sids:
-            since = _attempt_of(starts.get(f"{scope}stage:{sid}.start{items}"))
-            if since is not None:
-                stages.append((at + sid, f"{scope}{sid}/", items, since))
-    sums: dict[str, list[AIUsageRow]] = {}
-    for key, attempt, usage in by_step:
-        best: dict[str, tuple[int, str]] = {}  # prefix -> (item path length, result key)
-        for name, prefix, items, since in stages:
-            deeper = len(items) >= best.get(prefix, (-1, ""))[0]
-            if deeper and attempt >= since and _within(key, prefix, items):
-                best[prefix] = (len(items), name)
-        for _, name in best.values():
-            sums.setdefault(name, []).append(usage)
-    return {k: AIUsageRow(k, *(sum(getattr(r, f) for r in rows) for f in _SUMS))
-            for k, rows in sums.items()}  # fmt: skip
+    (the place and the stage id), by the rule `Store.ai_usage` groups many runs by
+    (`tether._stage_usage`)."""
+    plans = [e.detail for e in events if e.type == "pipeline.planned" and e.detail]
+    starts = {s.key: s.result for s in steps if s.status is StepStatus.COMPLETED}
+    stages = started_stages(plans, starts)
+    sums = usage_per_stage(stages, by_step, _place_and_id)
+    return {k: summed(k, rows) for k, rows in sums.items() if k is not None}
 
 
-def _attempt_of(start: StepRow | None) -> int | None:
-    if start is None or start.status is not StepStatus.COMPLETED or not start.result:
-        return None
-    found = json.loads(start.result)
-    return int(found["attempt"]) if isinstance(found, dict) and "attempt" in found else None
-
-
-def _within(key: str, prefix: str, items: str) -> bool:
-    """Whether step `key` is named under `prefix` in for_each item `items` (each step
-    key under it holds the item path; a for_each inside the stage adds its own)."""
-    if not key.startswith(prefix):
-        return False
-    if not items:
-        return True
-    last = _OCCURRENCE.sub("", key.rsplit("/", 1)[-1])
-    found = _ITEMS.search(last)
-    return found is not None and found.group(0).startswith(items)
-
-
-_SUMS = [f.name for f in fields(AIUsageRow) if f.name != "group"]
+def _place_and_id(stage: PlacedStage) -> str:
+    return stage.at + stage.sid

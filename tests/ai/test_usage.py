@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pydantic import BaseModel
 
 import tether
-from tether import App, FakeClock, Workflow, ai
+from tether import App, FakeClock, RunRecord, Workflow, ai
 
 MODEL = "demo:small"
 USAGE = ai.Usage(input_tokens=1000, output_tokens=100)  # 1,200 micro-USD at PRICES
@@ -118,5 +120,111 @@ async def test_each_pipeline_calls_stage_counts_its_own_calls(database_url: str)
         rows = [(s.at, s.id, s.usage and s.usage.calls) for s in done.record.stages]
         assert rows == [("", "summarize", 2), ("pipeline#2/", "summarize", 2),
                         ("[0]", "summarize", 2), ("[1]", "summarize", 2)]  # fmt: skip
+    finally:
+        await app.aclose()
+
+
+# -- across runs, as each run's record counts: wherever a pipeline is called ------------
+
+
+@tether.stage(id="outer", input=Note, output=Note)
+async def outer(ctx: tether.StageContext[Note, None]) -> Note:
+    """One call of its own and a pipeline called inside it (two calls in `summarize`)."""
+    await ctx.ai.generate_text(MODEL, prompt="outer")
+    return await PIPELINE(ctx.workflow, ctx.input)
+
+
+OUTER = tether.Pipeline("outer-notes", input=Note, output=Note).pipe(outer)
+
+
+def _from_record(record: RunRecord) -> Counter[str]:
+    """A run's calls per stage id, as its record counts them."""
+    found: Counter[str] = Counter()
+    for s in record.stages:
+        found[s.id] += s.usage.calls if s.usage else 0
+    return found
+
+
+async def _grouped(app: App, **filters: object) -> dict[str | None, int]:
+    return {r.group: r.calls for r in await app.ausage(group_by="stage", **filters)}  # type: ignore[arg-type]
+
+
+async def test_a_pipeline_called_from_workflow_code_counts_for_its_stages(
+    database_url: str,
+) -> None:
+    """Before: the calls of every call but the first from the top (``pipeline#2/``,
+    ``process/``, ``[0]``) and those of the pipeline inside `outer` grouped under None."""
+    app = _app(database_url)
+
+    @app.workflow(name="mixed")
+    async def mixed(wf: Workflow) -> int:
+        await PIPELINE(wf, Note(text="one"))  # the first call from the top
+        await PIPELINE(wf, Note(text="two"))  # pipeline#2/
+        await wf.step("process", lambda: PIPELINE(wf, Note(text="three")))  # process/
+
+        async def item(text: str) -> str:
+            return (await PIPELINE(wf, Note(text=text))).text
+
+        await wf.for_each(["x", "y"], item, max_parallel=2)  # [0], [1]
+        # outer's own call, and summarize's two inside it (in a step: a second plan
+        # from the top would replace the first call's in the record, see build_stages)
+        await wf.step("nest", lambda: OUTER(wf, Note(text="four")))
+
+        async def triage() -> str:  # a plain step: no stage
+            return (await wf.ai.generate_text(MODEL, prompt="triage")).text
+
+        await wf.step("triage", triage)
+        return 0
+
+    try:
+        done = await app.arun(mixed, workflow_id="m1")
+        assert _from_record(done.record) == {"summarize": 12, "outer": 3}
+        assert done.record.usage is not None and done.record.usage.total.calls == 14
+        by_stage = await _grouped(app, run="m1")
+        # the call of `outer` inside it counts for both stages, as the record counts it
+        assert by_stage == {"summarize": 12, "outer": 3, None: 1}
+        rows = {r.group: r for r in await app.ausage(group_by="stage", run="m1")}
+        assert rows["outer"].cost_micro_usd == 3 * 1200
+        assert rows["summarize"].input_tokens == 12 * 1000
+    finally:
+        await app.aclose()
+
+
+async def test_the_usage_by_stage_of_many_runs_is_their_records_summed(
+    database_url: str,
+) -> None:
+    """Pipeline runs, runs that call pipelines and plain runs together; a rerun from inside
+    a stage keeps the stage's earlier attempt, one from the stage forgets it (its calls
+    then group under None), and a filter reads only the runs it names."""
+    app = _app(database_url)
+    app.register(PIPELINE)
+
+    @app.workflow(name="twice")
+    async def twice(wf: Workflow) -> str:
+        await PIPELINE(wf, Note(text="a"))
+        return (await wf.step("process", lambda: PIPELINE(wf, Note(text="b")))).text
+
+    @app.workflow(name="plain")
+    async def plain(wf: Workflow) -> str:
+        return (await wf.ai.generate_text(MODEL, prompt="p")).text
+
+    try:
+        records = [(await app.arun(PIPELINE, Note(text="n"), workflow_id="p1")).record]
+        await app.arun(PIPELINE, Note(text="n"), workflow_id="p2")
+        records.append((await app.arerun_from("p2", "summarize")).record)  # forgets 2 calls
+        await app.arun(PIPELINE, Note(text="n"), workflow_id="p3")
+        inside = await app.arerun_from("p3", "summarize/ai.text:demo:small")
+        records.append(inside.record)  # keeps the stage's start: 3 calls for it
+        records.append((await app.arun(twice, workflow_id="w1")).record)
+        records.append((await app.arun(plain, workflow_id="x1")).record)
+        summed = sum((_from_record(r) for r in records), Counter())
+        assert summed == {"summarize": 2 + 2 + 3 + 4}
+        assert await _grouped(app) == {"summarize": 11, None: 2 + 1}  # p2's forgotten, x1's
+        assert await _grouped(app, workflow="twice") == {"summarize": 4}
+        assert await _grouped(app, run="p2") == {"summarize": 2, None: 2}
+        assert await _grouped(app, workflow="plain") == {None: 1}
+        assert await _grouped(app, workflow="nothing-like-it") == {}
+        [total] = await app.ausage()
+        assert total.calls == 11 + 3
     finally:
         await app.aclose()

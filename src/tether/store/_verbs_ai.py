@@ -4,6 +4,9 @@ Totals are always queries over `ai_calls`, never counters, so they cannot
 drift from the log. A prompt or response above `BLOB_THRESHOLD` characters is
 stored once in `ai_blobs` under its digest (a long system prompt repeated by
 every call of a run is kept once).
+
+Which pipeline stage a call counts for is one rule (`tether._stage_usage`), read
+by a run's record and by the usage of many runs grouped by stage (`AIVerbs.ai_usage`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from .._stage_usage import PlacedStage, started_stages, summed, usage_per_stage
 from ._base import StoreBase, Tx, params
 from ._records import AICallRow, AISpend, AIUsageRow, Fence, NewAICall, NewEvent
 
@@ -117,6 +121,40 @@ def usage_row(group: Any, r: Sequence[Any]) -> AIUsageRow:
     )
 
 
+def _stage_of(st: PlacedStage) -> str:
+    return st.sid
+
+
+async def _usage_by_stage(tx: Tx, filters: dict[str, Any]) -> list[AIUsageRow]:
+    """`AIVerbs.ai_usage` by stage, in four queries whatever the number of runs: the
+    plans of the runs with calls in the filter, then (at once) those runs' usage per
+    step and attempt and their stages' start steps, and the other runs' total."""
+    plans: dict[str, list[str]] = {}
+    for run_id, detail in await tx.all("ai_usage_plans", **filters):
+        plans.setdefault(run_id, []).append(detail)
+    ids = tx.array(list(plans))
+    by_step, starts, rest = await tx.many(
+        [
+            ("ai_usage_of_runs_by_step", filters | {"ids": ids, "any_id": False}),
+            ("stage_starts_of_runs", {"ids": ids}),
+            ("ai_usage_not_of_runs", filters | {"planned": ids}),
+        ]
+    )
+    started: dict[str, dict[str, str | None]] = {}
+    for run_id, key, result in starts:
+        started.setdefault(run_id, {})[key] = result
+    steps: dict[str, list[tuple[str, int, AIUsageRow]]] = {}
+    for r in by_step:
+        steps.setdefault(r[0], []).append((r[1], int(r[2]), usage_row(None, r[3:])))
+    sums: dict[str | None, list[AIUsageRow]] = {None: [usage_row(None, r) for r in rest]}
+    for run_id, run_plans in plans.items():
+        stages = started_stages(run_plans, started.get(run_id, {}))
+        for group, rows in usage_per_stage(stages, steps.get(run_id, []), _stage_of).items():
+            sums.setdefault(group, []).extend(rows)
+    found = [summed(g, rows) for g, rows in sums.items()]
+    return sorted((u for u in found if u.calls), key=lambda u: (u.group is None, u.group or ""))
+
+
 class AIVerbs(StoreBase):
     async def child_runs(self, workflow_id: str) -> list[str]:
         """Ids of the runs started as children of this one, oldest first."""
@@ -205,16 +243,27 @@ class AIVerbs(StoreBase):
         group_by: str | None = None,
     ) -> list[AIUsageRow]:
         """Totals of the calls matching the filters: one row, or one per group
-        (``model``, ``workflow``, ``day``, ``run``). Sums over the log, never counters.
-        """
+        (``model``, ``workflow``, ``day``, ``run``, ``stage``). Sums over the log, never
+        counters.
+
+        By ``stage``, the rule of a run's record (`tether._stage_usage`): a call counts for
+        the pipeline stage whose steps its step is named under, wherever the pipeline
+        was called (the run's own, from the workflow's code, in a step, per for_each
+        item, inside another stage), if made in the attempt the stage's start records
+        or a later one; a call inside a stage's nested pipeline counts for both stages,
+        so the stages may add up to more than the run. Every other call groups under
+        None, last: outside any stage, or of an attempt a rerun forgot. Four queries
+        whatever the number of runs, which reads each step of a pipeline run that made
+        calls in the filter (one row per step and attempt) and sums the others' calls
+        in the database."""
         if group_by is not None and group_by not in GROUPS:
             raise ValueError(f"group_by must be one of {GROUPS}, got {group_by!r}")
 
         async def body(tx: Tx) -> list[AIUsageRow]:
-            rows = await tx.all(
-                f"ai_usage_by_{group_by or 'none'}",
-                **usage_params(tx, workflow_ids, workflow, tag, since, until),
-            )
+            filters = usage_params(tx, workflow_ids, workflow, tag, since, until)
+            if group_by == "stage":
+                return await _usage_by_stage(tx, filters)
+            rows = await tx.all(f"ai_usage_by_{group_by or 'none'}", **filters)
             if group_by is None:
                 return [usage_row(None, r) for r in rows]
             return [usage_row(r[0], r[1:]) for r in rows]

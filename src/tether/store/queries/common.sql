@@ -280,6 +280,23 @@ SELECT r.id, r.workflow_name, r.status, {_usage_sums}
 FROM runs r JOIN ai_calls c ON c.run_id = r.id WHERE r.status IN {OPEN}
 GROUP BY r.id, r.workflow_name, r.status
 ORDER BY coalesce(sum(c.cost_micro_usd), 0) DESC, count(*) DESC, r.id LIMIT :n
+-- name: ai_usage_plans
+-- usage by stage (`_verbs_ai._usage_by_stage`): the pipeline plans of the runs with calls
+-- in the filter, each run's oldest first (a probe of the events' key per run)
+SELECT e.run_id, CAST(e.detail AS text) FROM events e
+WHERE e.type = 'pipeline.planned' AND e.run_id IN (SELECT c.run_id {_usage_from})
+ORDER BY e.run_id, e.seq
+-- name: ai_usage_of_runs_by_step
+-- usage by stage: the usage per step and run attempt of those runs (:ids) in the filter
+SELECT c.run_id, c.step_key, c.run_attempt, {_usage_sums} {_usage_from} GROUP BY 1, 2, 3
+-- name: stage_starts_of_runs
+-- usage by stage: the completed stage start steps of those runs (:ids), each recording
+-- the run attempt its stage started in ('<scope>stage:<id>.start<items>')
+SELECT c.run_id, c.step_key, CAST(c.result AS text) FROM steps c
+WHERE {_calls_of_ids} AND c.status = 'completed' AND c.step_key LIKE '%stage:%.start%'
+-- name: ai_usage_not_of_runs
+-- usage by stage: the calls in the filter of every other run, none of them in a stage
+SELECT {_usage_sums} {_usage_from} AND {_calls_not_of_planned}
 -- name: child_run_ids
 SELECT id FROM runs WHERE parent_id = :wid ORDER BY created_at, id
 -- name: put_blob

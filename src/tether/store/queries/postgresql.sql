@@ -537,18 +537,10 @@ WHERE (CAST(:any_id AS boolean) OR c.run_id = ANY(CAST(:ids AS text[])))
   AND (CAST(:since AS timestamptz) IS NULL OR c.at >= :since) AND (CAST(:until AS timestamptz) IS NULL OR c.at < :until)
 -- name: ai_usage_by_day
 SELECT to_char(c.at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
--- name: ai_usage_by_stage
--- a stage of tether.stages names its steps 'stage-id/step' and records the run attempt it
--- started in with its step 'stage:stage-id.start'. A call counts for stage X if its step is
--- named under 'X/', the run has X's start step (a plain step 'triage' whose function made
--- calls, 'triage/ai.text:m', is no stage) and it was made in that attempt or a later one (a
--- rerun from a step inside it). Every other call groups under NULL: outside any stage, or
--- of an attempt a rerun forgot; the groups add up to the run's own total.
-SELECT CASE WHEN c.run_attempt >= (SELECT (s.result->>'attempt')::int FROM steps s
-    WHERE s.run_id = c.run_id AND strpos(c.step_key, '/') > 0
-      AND s.step_key = 'stage:' || split_part(c.step_key, '/', 1) || '.start')
-  THEN split_part(c.step_key, '/', 1) END, {_usage_sums} {_usage_from}
-GROUP BY 1 ORDER BY 1
+-- name: _calls_not_of_planned
+-- not a call of the runs :planned (on PostgreSQL a hashed set, not a scan of the array
+-- per call)
+c.run_id NOT IN (SELECT unnest(CAST(:planned AS text[])))
 
 -- name: _run_filter
 -- a `RunFilter` but its status (each left NULL matches every run)

@@ -329,18 +329,9 @@ WHERE (:any_id OR c.run_id IN (SELECT value FROM json_each(:ids)))
   AND (:since IS NULL OR c.at >= :since) AND (:until IS NULL OR c.at < :until)
 -- name: ai_usage_by_day
 SELECT date(c.at, 'unixepoch'), {_usage_sums} {_usage_from} GROUP BY 1 ORDER BY 1
--- name: ai_usage_by_stage
--- a stage of tether.stages names its steps 'stage-id/step' and records the run attempt it
--- started in with its step 'stage:stage-id.start'. A call counts for stage X if its step is
--- named under 'X/', the run has X's start step (a plain step 'triage' whose function made
--- calls, 'triage/ai.text:m', is no stage) and it was made in that attempt or a later one (a
--- rerun from a step inside it). Every other call groups under NULL: outside any stage, or
--- of an attempt a rerun forgot; the groups add up to the run's own total.
-SELECT CASE WHEN c.run_attempt >= (SELECT json_extract(s.result, '$.attempt') FROM steps s
-    WHERE s.run_id = c.run_id AND instr(c.step_key, '/') > 0
-      AND s.step_key = 'stage:' || substr(c.step_key, 1, instr(c.step_key, '/') - 1) || '.start')
-  THEN substr(c.step_key, 1, instr(c.step_key, '/') - 1) END, {_usage_sums} {_usage_from}
-GROUP BY 1 ORDER BY 1
+-- name: _calls_not_of_planned
+-- not a call of the runs :planned (their set is built once, not scanned per call)
+c.run_id NOT IN (SELECT value FROM json_each(:planned))
 
 -- name: _run_filter
 -- a `RunFilter` but its status (each left NULL matches every run)
