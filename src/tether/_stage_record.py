@@ -14,7 +14,14 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from ._stage_usage import PlacedStage, split_place, started_stages, summed, usage_per_stage
+from ._stage_usage import (
+    PlacedStage,
+    plans_by_place,
+    split_place,
+    started_stages,
+    summed,
+    usage_per_stage,
+)
 from ._usage_json import usage_dict, usage_row
 from .store import AIUsageRow, EventRow, RunRow, RunStatus, StepRow, StepStatus
 
@@ -133,22 +140,23 @@ def build_stages(
     of each place the workflow's code called a pipeline from apart, in the order
     first called: one stage id in two calls is two rows. `usage` is keyed by the
     place and the stage id (``pipeline#2/read``; the stage id alone for the run's own)."""
-    plans: dict[str, list[list[str]]] = {}  # place -> its groups (its latest plan)
     seen: dict[tuple[str, str], _Seen] = {}
+    planned: list[tuple[str | None, str]] = []
     for e in events:
         if not (e.detail and e.type.startswith(("stage.", "pipeline.planned"))):
             continue
-        d = json.loads(e.detail)
-        at = d.get("at") or "" if isinstance(d, dict) else ""
         if e.type == "pipeline.planned":
-            plans[at] = d["groups"]
-        elif isinstance(d, dict) and isinstance(d.get("stage"), str):
-            _apply(seen.setdefault((at, d["stage"]), _Seen()), e, d)
+            planned.append((e.message, e.detail))
+            continue
+        d = json.loads(e.detail)
+        if isinstance(d, dict) and isinstance(d.get("stage"), str):
+            _apply(seen.setdefault((d.get("at") or "", d["stage"]), _Seen()), e, d)
+    plans = plans_by_place(planned)
     done = {s.key for s in steps if s.status is StepStatus.COMPLETED}
     started = {s.key for s in steps}
     return tuple(
         _placed(at, sid, n, run, seen, done, started, usage or {})
-        for at, groups in plans.items()
+        for (at, _), groups in plans.items()
         for n, group in enumerate(groups, 1)
         for sid in group
     )
@@ -221,7 +229,7 @@ def stage_usage(
     """The AI usage of each stage of each pipeline call, keyed as `build_stages` reads it
     (the place and the stage id), by the rule `Store.ai_usage` groups many runs by
     (`tether._stage_usage`)."""
-    plans = [e.detail for e in events if e.type == "pipeline.planned" and e.detail]
+    plans = [(e.message, e.detail) for e in events if e.type == "pipeline.planned" and e.detail]
     starts = {s.key: s.result for s in steps if s.status is StepStatus.COMPLETED}
     stages = started_stages(plans, starts)
     sums = usage_per_stage(stages, by_step, _place_and_id)

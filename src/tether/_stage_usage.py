@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["PlacedStage", "split_place", "started_stages", "summed", "usage_per_stage"]
+__all__ = [
+    "PlacedStage",
+    "plans_by_place",
+    "split_place",
+    "started_stages",
+    "summed",
+    "usage_per_stage",
+]
 
 T = TypeVar("T")
 C = TypeVar("C", bound="DataclassInstance")
@@ -52,16 +59,31 @@ _ITEMS = re.compile(r"(\[\d+\])+$")
 _OCCURRENCE = re.compile(r"#\d+$")
 
 
-def started_stages(plans: Iterable[str], starts: Mapping[str, str | None]) -> list[PlacedStage]:
-    """A run's stages that started: `plans` are the details of its ``pipeline.planned``
-    events, oldest first (a place's latest plan wins), `starts` the recorded results of
-    its completed steps by key (only stage starts are looked up)."""
-    places: dict[str, list[str]] = {}
-    for detail in plans:
+def plans_by_place(
+    plans: Iterable[tuple[str | None, str]],
+) -> dict[tuple[str, str | None], list[list[str]]]:
+    """A run's pipeline plans, from its ``pipeline.planned`` events (the pipeline's
+    name, the detail) oldest first: the groups of stage ids of each pipeline called
+    from each place, in the order first called. The latest plan of a pipeline at a
+    place wins (a rerun plans again); another pipeline called from the same place
+    (two called in turn from the workflow's code) is a plan of its own: keyed by the
+    place alone, the second hid the first's stages."""
+    places: dict[tuple[str, str | None], list[list[str]]] = {}
+    for name, detail in plans:
         d = json.loads(detail)
-        places[d.get("at") or ""] = [sid for group in d["groups"] for sid in group]
+        places[(d.get("at") or "", name)] = d["groups"]
+    return places
+
+
+def started_stages(
+    plans: Iterable[tuple[str | None, str]], starts: Mapping[str, str | None]
+) -> list[PlacedStage]:
+    """A run's stages that started: `plans` as `plans_by_place` reads them, `starts`
+    the recorded results of its completed steps by key (only stage starts are looked
+    up)."""
     found = []
-    for at, sids in places.items():
+    for (at, _), groups in plans_by_place(plans).items():
+        sids = [sid for group in groups for sid in group]
         scope, items = split_place(at)
         for sid in sids:
             since = _attempt_of(starts.get(f"{scope}stage:{sid}.start{items}"))

@@ -166,8 +166,7 @@ async def test_a_pipeline_called_from_workflow_code_counts_for_its_stages(
             return (await PIPELINE(wf, Note(text=text))).text
 
         await wf.for_each(["x", "y"], item, max_parallel=2)  # [0], [1]
-        # outer's own call, and summarize's two inside it (in a step: a second plan
-        # from the top would replace the first call's in the record, see build_stages)
+        # outer's own call, and summarize's two inside it
         await wf.step("nest", lambda: OUTER(wf, Note(text="four")))
 
         async def triage() -> str:  # a plain step: no stage
@@ -186,6 +185,31 @@ async def test_a_pipeline_called_from_workflow_code_counts_for_its_stages(
         rows = {r.group: r for r in await app.ausage(group_by="stage", run="m1")}
         assert rows["outer"].cost_micro_usd == 3 * 1200
         assert rows["summarize"].input_tokens == 12 * 1000
+    finally:
+        await app.aclose()
+
+
+async def test_two_pipelines_called_in_turn_from_the_top_keep_each_its_stages(
+    database_url: str,
+) -> None:
+    """Two different pipelines called one after the other from the workflow's code
+    share the place (the top): keyed by the place alone, the second's plan hid the
+    first's stages, in the record (no `summarize` row) and across runs (its calls
+    grouped under None)."""
+    app = _app(database_url)
+
+    @app.workflow(name="turns")
+    async def turns(wf: Workflow) -> int:
+        await PIPELINE(wf, Note(text="one"))
+        await OUTER(wf, Note(text="two"))  # summarize again inside outer
+        return 0
+
+    try:
+        done = await app.arun(turns, workflow_id="t1")
+        rows = [(s.at, s.id) for s in done.record.stages]
+        assert rows == [("", "summarize"), ("", "outer"), ("outer/", "summarize")]
+        assert _from_record(done.record) == {"summarize": 4, "outer": 3}
+        assert await _grouped(app, run="t1") == {"summarize": 4, "outer": 3}
     finally:
         await app.aclose()
 

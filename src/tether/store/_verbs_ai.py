@@ -129,9 +129,9 @@ async def _usage_by_stage(tx: Tx, filters: dict[str, Any]) -> list[AIUsageRow]:
     """`AIVerbs.ai_usage` by stage, in four queries whatever the number of runs: the
     plans of the runs with calls in the filter, then (at once) those runs' usage per
     step and attempt and their stages' start steps, and the other runs' total."""
-    plans: dict[str, list[str]] = {}
-    for run_id, detail in await tx.all("ai_usage_plans", **filters):
-        plans.setdefault(run_id, []).append(detail)
+    plans: dict[str, list[tuple[str | None, str]]] = {}
+    for run_id, name, detail in await tx.all("ai_usage_plans", **filters):
+        plans.setdefault(run_id, []).append((name, detail))
     ids = tx.array(list(plans))
     by_step, starts, rest = await tx.many(
         [

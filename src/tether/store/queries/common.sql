@@ -282,8 +282,9 @@ GROUP BY r.id, r.workflow_name, r.status
 ORDER BY coalesce(sum(c.cost_micro_usd), 0) DESC, count(*) DESC, r.id LIMIT :n
 -- name: ai_usage_plans
 -- usage by stage (`_verbs_ai._usage_by_stage`): the pipeline plans of the runs with calls
--- in the filter, each run's oldest first (a probe of the events' key per run)
-SELECT e.run_id, CAST(e.detail AS text) FROM events e
+-- in the filter (the pipeline's name, the plan), each run's oldest first (a probe of the
+-- events' key per run)
+SELECT e.run_id, e.message, CAST(e.detail AS text) FROM events e
 WHERE e.type = 'pipeline.planned' AND e.run_id IN (SELECT c.run_id {_usage_from})
 ORDER BY e.run_id, e.seq
 -- name: ai_usage_of_runs_by_step
