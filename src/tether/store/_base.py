@@ -77,6 +77,11 @@ class Tx(Protocol):
         answered in one round trip (pipeline mode), not one per query."""
         ...
 
+    async def read_blob(self, key: str) -> bytes | None:
+        """The body of blob `key`, or None: read in one snapshot (never part of one put
+        and part of another) straight into the bytes returned, never held twice."""
+        ...
+
     def now(self, now: datetime | None) -> Any:
         """The value for ``:now``: the pinned time, else the store's clock."""
         ...

@@ -102,6 +102,24 @@ class SQLiteTx:
     async def many(self, reads: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
         return [self._run(name, dict(params)).fetchall() for name, params in reads]
 
+    async def read_blob(self, key: str) -> bytes | None:
+        """Blob `key`'s body, or None: its row found, then its bytes read into the bytes
+        returned (`blobopen`), in one read transaction (the row of one put). As a
+        column value it was held twice: SQLite's copy of the value, then Python's."""
+        conn = self._conn
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN")  # deferred: a snapshot from the first read, no lock
+        try:
+            rows = conn.execute(_Q["get_blob"], {"key": key}).fetchall()
+            if not rows:
+                return None
+            with conn.blobopen("blobs", "body", rows[0][0], readonly=True) as blob:
+                return blob.read()
+        finally:
+            if own:
+                conn.execute("COMMIT")
+
     def now(self, now: datetime | None) -> float:
         return time.time() if now is None else now.timestamp()
 

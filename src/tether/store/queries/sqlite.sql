@@ -387,4 +387,5 @@ SELECT :name
 -- a blob key as its prefix queries compare it: byte by byte (BINARY), as its index is built
 key
 -- name: get_blob
-SELECT body FROM blobs WHERE key = :key
+-- the row whose body `SQLiteTx.read_blob` reads (sqlite3's blobopen), not the body
+SELECT rowid FROM blobs WHERE key = :key
