@@ -4,11 +4,14 @@ Closing waits for the steps in flight, so a step closing its own App waited for
 itself the whole grace period, then handed its run back. It is refused with an
 `InvalidArgumentError` saying what to do instead (raise or return, close after
 the run); the run goes on, and the App still closes normally afterwards. A step
-closing another App is not its own step: that App closes.
+closing another App is not its own step: that App closes. So is a close from the
+workflow body, a compensation, or an `on_event` listener the drive calls (or a task
+it started): each would hand the run back with nothing left to drive it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -194,3 +197,107 @@ async def test_close_from_a_compensation_of_a_cancelled_run_is_refused(
         assert result.record.steps["booked"].status.value == "completed"
     finally:
         await _still_usable(app)
+
+
+LISTENER_REFUSED = "app.close() was called from an on_event listener of a run this App is driving"
+
+
+def _check_listener_refusal(message: str) -> None:
+    assert message.startswith(LISTENER_REFUSED)
+    assert "once app.run(...) has returned, from the code that created the App" in message
+
+
+async def test_aclose_started_by_a_listener_as_the_run_starts_is_refused(
+    database_url: str, clock: FakeClock
+) -> None:
+    """`workflow.running` is told before the body runs: an `aclose` its listener started
+    drained the App under the run, which was handed back `pending`, nothing driving it."""
+    app = App(database_url, clock=clock, shutdown_grace=1)
+    closing: list[asyncio.Task[None]] = []
+
+    def listener(workflow_id: str, type_: str, message: str | None, detail: object) -> None:
+        if type_ == "workflow.running" and not closing:
+            closing.append(asyncio.get_running_loop().create_task(app.aclose()))
+
+    async def meet_the_close() -> str:  # the close runs while this step is in flight
+        await asyncio.wait(closing)  # (not cancelling it if the close cancels this step)
+        return str(closing[0].exception())
+
+    @app.workflow(name="listened")
+    async def listened(wf: Workflow) -> str:
+        refusal = await wf.step("meet", meet_the_close)
+        return await wf.step("after", lambda: refusal)
+
+    try:
+        result = await app.arun(listened, workflow_id="l1", on_event=listener)
+        assert result.status is RunStatus.COMPLETED  # the run went on, not handed back
+        _check_listener_refusal(result.value)
+        assert "A listener cannot stop the run" in result.value
+        assert not app.draining
+    finally:
+        await _still_usable(app)
+
+
+async def test_aclose_started_by_a_listener_of_a_parked_run_is_refused(
+    database_url: str, clock: FakeClock
+) -> None:
+    """Told `workflow.waiting`, the run is parked but still driven; the refused close
+    leaves it waiting and resumable. Called after the run's drive, the same listener
+    closes the App."""
+    app = App(database_url, clock=clock, shutdown_grace=1)
+    closing: list[asyncio.Task[None]] = []
+
+    def listener(workflow_id: str, type_: str, message: str | None, detail: object) -> None:
+        if type_ == "workflow.waiting":
+            closing.append(asyncio.get_running_loop().create_task(app.aclose()))
+
+    @app.workflow(name="parked")
+    async def parked(wf: Workflow) -> str:
+        await wf.step("before", lambda: "kept")
+        return str(await wf.wait_for_signal("go"))
+
+    result = await app.arun(parked, workflow_id="p1", on_event=listener)
+    assert result.status is RunStatus.WAITING
+    with pytest.raises(InvalidArgumentError) as caught:
+        await closing.pop()
+    _check_listener_refusal(str(caught.value))
+    assert not app.draining
+    await app.asignal("p1", "go", "went")
+    assert (await app.aresume("p1")).value == "went"  # the run was not lost
+    listener("p1", "workflow.waiting", None, None)  # outside any drive: it closes
+    await closing.pop()
+    assert app.draining
+
+
+def test_sync_close_from_a_listener_is_refused(database_url: str, clock: FakeClock) -> None:
+    """The sync `close` from a listener (on the App's own loop) said only that an event
+    loop was running there; now it says what was wrong and how to close instead."""
+    app = App(database_url, clock=clock, shutdown_grace=1)
+    outcomes: list[str] = []
+
+    def listener(workflow_id: str, type_: str, message: str | None, detail: object) -> None:
+        if type_ in ("step.completed", "workflow.waiting"):
+            try:
+                app.close()
+                outcomes.append("closed")
+            except InvalidArgumentError as exc:
+                outcomes.append(str(exc))
+
+    @app.workflow(name="sync_parked")
+    async def sync_parked(wf: Workflow) -> str:
+        await wf.step("before", lambda: "kept")
+        return str(await wf.wait_for_signal("go"))
+
+    try:
+        assert app.run(sync_parked, workflow_id="s1", on_event=listener).status is (
+            RunStatus.WAITING
+        )
+        assert len(outcomes) == 2
+        for message in outcomes:
+            _check_listener_refusal(message)
+        app.signal("s1", "go", "went")
+        assert app.resume("s1").value == "went"
+        listener("s1", "workflow.waiting", None, None)  # after the run: it closes
+        assert outcomes[-1] == "closed" and app.draining
+    finally:
+        app.close()

@@ -78,6 +78,8 @@ _FAILURES = (EndReason.FAILED, EndReason.TIMED_OUT)  # its function raised, or r
 _DRIVING: contextvars.ContextVar[tuple[Runner, ...]] = contextvars.ContextVar(
     "tether_driving", default=()
 )
+# whether that code is (or was started by) an `on_event` listener the drive called
+_HEARING: contextvars.ContextVar[bool] = contextvars.ContextVar("tether_hearing", default=False)
 
 
 class Runner:
@@ -514,22 +516,46 @@ class Runner:
             return RunStatus.COMPLETED, outcome
 
     @contextlib.contextmanager
-    def _driving(self) -> Iterator[None]:
+    def _driving(self, *, hearing: bool = False) -> Iterator[None]:
         """Mark the code run inside (the workflow function, its steps, in their step
-        threads too) as driven by this runner, for `refuse_close_in_run`."""
+        threads too; with `hearing`, a listener) as driven by this runner, for
+        `refuse_close_in_run`. Tasks started there copy the mark."""
         token = _DRIVING.set((*_DRIVING.get(), self))
+        heard = _HEARING.set(True) if hearing else None
         try:
             yield
         finally:
+            if heard is not None:
+                _HEARING.reset(heard)
             _DRIVING.reset(token)
+
+    def _heard(self, hook: EventHook | None) -> EventHook | None:
+        """`hook` marked as run code: a listener is called while its run is driven (parked
+        or not), where closing the App would hand the run back with nothing to drive it."""
+        if hook is None:
+            return None
+
+        def heard(workflow_id: str, type_: str, message: str | None, detail: Any) -> None:
+            with self._driving(hearing=True):
+                hook(workflow_id, type_, message, detail)
+
+        return heard
 
     def refuse_close_in_run(self) -> None:
         """`App.close` called from code of a run this runner drives (a step, the workflow
-        body, a compensation) would stop the App under that run: a step waited for itself
-        the whole grace period, the body left a half-closed App and its run handed back
-        with nothing to drive it. Refused at once; the run fails as on any error."""
+        body, a compensation, a listener) would stop the App under that run: a step waited
+        for itself the whole grace period, the body or a listener left a half-closed App
+        and its run handed back with nothing to drive it. Refused at once; the run fails
+        as on any error (a listener's error is logged: the run goes on)."""
         if self not in _DRIVING.get():
             return
+        if _HEARING.get():
+            raise InvalidArgumentError(
+                _refused_in_run(
+                    "an on_event listener of a run this App is driving (or a task it started)",
+                    "A listener cannot stop the run; ",
+                )
+            )
         if in_step():
             raise InvalidArgumentError(
                 "app.close() was called from inside a step of this App: it would wait for "
@@ -538,11 +564,10 @@ class Runner:
                 "return); close the App after the run, once app.run(...) has returned"
             )
         raise InvalidArgumentError(
-            "app.close() was called from the workflow code of a run this App is driving "
-            "(its body, outside any step): it would close the App under that run, which "
-            "would be handed back unfinished with nothing left to drive it. To stop the run, "
-            "raise an exception (or return); close the App after the run, once "
-            "app.run(...) has returned, from the code that created the App"
+            _refused_in_run(
+                "the workflow code of a run this App is driving (its body, outside any step)",
+                "To stop the run, raise an exception (or return); ",
+            )
         )
 
     async def _refuse_newer(self, claimed: RunRow) -> None:
@@ -622,7 +647,7 @@ class Runner:
             steps=steps,
             waits=waits,
             timeout=defn.timeout,
-            on_event=with_listeners(self._rt.interceptors, on_event),
+            on_event=self._heard(with_listeners(self._rt.interceptors, on_event)),
             compensating=compensating,
         )
         return Workflow(self._rt, st, host=self), st
@@ -888,6 +913,17 @@ class Runner:
                 f"{record.workflow_name!r} a return type the recorded value fits",
             )
         return RunResult(value, record)
+
+
+def _refused_in_run(source: str, instead: str) -> str:
+    """Why `app.close()` from `source` (code a run executes) is refused, and `instead`
+    the way to stop or close."""
+    return (
+        f"app.close() was called from {source}: it would close the App under that run, "
+        "which would be handed back unfinished with nothing left to drive it. "
+        f"{instead}close the App after the run, once app.run(...) has returned, from the "
+        "code that created the App"
+    )
 
 
 def _args(wf: Workflow, defn: WorkflowDef, run: RunRow, input: Any) -> tuple[Any, ...]:
