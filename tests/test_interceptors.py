@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 import tether
-from tether import App, FakeClock, Proceed, RetryPolicy, StepCall, Workflow
+from tether import App, FakeClock, InvalidArgumentError, Proceed, RetryPolicy, StepCall, Workflow
 
 
 class Recorder:
@@ -176,3 +177,44 @@ async def test_a_listener_that_raises_is_logged_and_the_run_goes_on(
     said = [r for r in caplog.records if "on_event listener failed" in r.getMessage()]
     assert [r.levelname for r in said][:1] == ["ERROR"]  # once with its traceback
     assert all(r.levelname == "DEBUG" for r in said[1:]) and len(said) > 1
+
+
+async def test_a_listener_that_could_never_hear_is_refused_before_the_run(
+    sqlite_url: str,
+) -> None:
+    """An `async def` listener was called without an await: its body never ran, every
+    event went unheard and nothing said so. A listener that cannot take the four
+    arguments failed each event with a logged TypeError. Both are refused at the call,
+    before a run is created."""
+    app = App(sqlite_url, clock=FakeClock())
+
+    @app.workflow(name="heard")
+    async def heard(wf: Workflow) -> int:
+        return await wf.step("one", lambda: 1)
+
+    async def late(workflow_id: str, type_: str, message: Any, detail: Any) -> None:
+        return None
+
+    class Later:
+        async def __call__(self, workflow_id: str, type_: str, message: Any, detail: Any) -> None:
+            return None
+
+    try:
+        for bad, said in [
+            (late, "is an `async def`"),
+            (Later(), "is an `async def`"),
+            (lambda wid: None, "cannot be called with the 4 arguments"),
+            ("print", "must be a function"),
+        ]:
+            with pytest.raises(InvalidArgumentError, match=re.escape(said)):
+                await app.arun(heard, workflow_id="h1", on_event=bad)  # type: ignore[arg-type]
+            with pytest.raises(InvalidArgumentError, match=re.escape(said)):
+                await app.aresume("h1", on_event=bad)  # type: ignore[arg-type]
+        assert [r.workflow_id for r in await app.alist_runs()] == []  # no run was created
+        done = await app.arun(heard, workflow_id="h1", on_event=lambda *e: None)
+        assert done.value == 1
+        with pytest.raises(InvalidArgumentError, match="is an `async def`"):
+            await app.arerun_from("h1", "one", on_event=late)  # type: ignore[arg-type]
+        assert (await app.aget_run("h1")).status is tether.RunStatus.COMPLETED
+    finally:
+        await app.aclose()

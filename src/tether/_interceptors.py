@@ -29,6 +29,7 @@ __all__ = [
     "StepCall",
     "StepInterceptor",
     "check_interceptors",
+    "check_on_event",
     "intercepted",
     "run_intercepted",
     "with_listeners",
@@ -120,6 +121,36 @@ def _check_one(icpt: Any) -> None:
 
 
 _ON_EVENT = "def on_event(self, workflow_id, type, message, detail)"
+
+
+def check_on_event(hook: Any) -> Any:
+    """An `on_event=` listener as given, refused here if it could never hear: an
+    ``async def`` was called without an await, so its body never ran and every event
+    went unheard, with nothing said (the interceptors' own are checked as well)."""
+    if hook is None:
+        return None
+    if not callable(hook):
+        raise InvalidArgumentError(f"on_event must be a function `{_LISTENER}`, got {hook!r}")
+    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
+        getattr(hook, "__call__", None)  # noqa: B004 - a callable object's own method
+    ):
+        raise InvalidArgumentError(
+            "on_event is an `async def`: events are passed synchronously, so its body would "
+            f"never run; make it `{_LISTENER}` (hand slow work to a queue or a thread)"
+        )
+    try:
+        inspect.signature(hook).bind(*[None] * 4)
+    except TypeError as exc:
+        raise InvalidArgumentError(
+            f"on_event cannot be called with the 4 arguments tether passes ({exc}): "
+            f"define it as `{_LISTENER}`"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): let the call judge
+        pass
+    return hook
+
+
+_LISTENER = "def on_event(workflow_id, type, message, detail)"
 
 
 def _check_takes(icpt: Any, name: str, count: int, shape: str) -> None:

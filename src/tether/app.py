@@ -32,7 +32,7 @@ from ._batches_out import unreachable_batches
 from ._durations import check_seconds, parse_age, seconds_of
 from ._facade import facade
 from ._info import RunInfo, WaitInfo
-from ._interceptors import StepInterceptor, check_interceptors
+from ._interceptors import StepInterceptor, check_interceptors, check_on_event
 from ._listing import RunQuery, page_cursor, run_filter
 from ._loop import LoopThread, home_loop, homed
 from ._names import check_name
@@ -479,6 +479,7 @@ class App:
         one mapping by stage id, each checked by its stage's config model.
         """
         input = _with_config(workflow, input, config)
+        check_on_event(on_event)
         if if_running not in ("raise", "wait"):
             raise InvalidArgumentError(f'if_running must be "raise" or "wait", got {if_running!r}')
         await self._maybe_recover()
@@ -646,6 +647,7 @@ class App:
         self, workflow_id: str, *, on_event: EventHook | None = None
     ) -> RunResult[Any]:
         """Drive a run of a workflow registered here until it ends or parks again."""
+        check_on_event(on_event)
         await self._maybe_recover()
         return await self._runner.drive(workflow_id, on_event=on_event)
 
@@ -684,6 +686,7 @@ class App:
         log and count against it, as the money was spent.
         """
         step = _step_key(step)
+        check_on_event(on_event)
         new_budget = Budget.of(budget)  # (a bad one refused before anything is read)
         if isinstance(budget, dict) and budget:
             stored = await self.store.get_run(workflow_id)
