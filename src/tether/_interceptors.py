@@ -104,67 +104,63 @@ def _check_one(icpt: Any) -> None:
                 f"{type(icpt).__qualname__}.{name} is a plain `def`: make it "
                 f"`async def {name}(self, call, proceed)` and `return await proceed()`"
             )
-        _check_takes(icpt, name, 2, f"async def {name}(self, call, proceed)")
+        _check_takes(
+            getattr(icpt, name, None),
+            f"{type(icpt).__qualname__}.{name}",
+            2,
+            f"async def {name}(self, call, proceed)",
+        )
     listen = getattr(icpt, "on_event", None)
     if listen is not None and not callable(listen):
         raise InvalidArgumentError(
             f"{type(icpt).__qualname__}.on_event is {listen!r}, not a method: define "
             f"`{_ON_EVENT}` or leave it out"
         )
-    if inspect.iscoroutinefunction(listen):
-        # called without an await, its body would never run and the events go unheard
-        raise InvalidArgumentError(
-            f"{type(icpt).__qualname__}.on_event is an `async def`: events are passed "
-            f"synchronously, so make it `{_ON_EVENT}` (hand slow work to a queue or thread)"
-        )
-    _check_takes(icpt, "on_event", 4, _ON_EVENT)
+    _check_listener(listen, f"{type(icpt).__qualname__}.on_event", _ON_EVENT)
 
 
 _ON_EVENT = "def on_event(self, workflow_id, type, message, detail)"
 
 
 def check_on_event(hook: Any) -> Any:
-    """An `on_event=` listener as given, refused here if it could never hear: an
-    ``async def`` was called without an await, so its body never ran and every event
-    went unheard, with nothing said (the interceptors' own are checked as well)."""
+    """An `on_event=` listener as given, refused here if it could never hear (the
+    interceptors' own are checked as well)."""
     if hook is None:
         return None
     if not callable(hook):
         raise InvalidArgumentError(f"on_event must be a function `{_LISTENER}`, got {hook!r}")
-    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
-        getattr(hook, "__call__", None)  # noqa: B004 - a callable object's own method
-    ):
-        raise InvalidArgumentError(
-            "on_event is an `async def`: events are passed synchronously, so its body would "
-            f"never run; make it `{_LISTENER}` (hand slow work to a queue or a thread)"
-        )
-    try:
-        inspect.signature(hook).bind(*[None] * 4)
-    except TypeError as exc:
-        raise InvalidArgumentError(
-            f"on_event cannot be called with the 4 arguments tether passes ({exc}): "
-            f"define it as `{_LISTENER}`"
-        ) from None
-    except ValueError:  # no signature to read (a builtin): let the call judge
-        pass
+    _check_listener(hook, "on_event", _LISTENER)
     return hook
 
 
 _LISTENER = "def on_event(workflow_id, type, message, detail)"
 
 
-def _check_takes(icpt: Any, name: str, count: int, shape: str) -> None:
+def _check_listener(listen: Any, what: str, shape: str) -> None:
+    """Refuse an ``async def`` listener: called without an await, its body never ran
+    and every event went unheard, with nothing said; and one that cannot take the
+    four arguments (a TypeError logged at each event)."""
+    if inspect.iscoroutinefunction(listen) or inspect.iscoroutinefunction(
+        getattr(listen, "__call__", None)  # noqa: B004 - a callable object's own method
+    ):
+        raise InvalidArgumentError(
+            f"{what} is an `async def`: events are passed synchronously, so its body would "
+            f"never run; make it `{shape}` (hand slow work to a queue or a thread)"
+        )
+    _check_takes(listen, what, 4, shape)
+
+
+def _check_takes(method: Any, what: str, count: int, shape: str) -> None:
     """Refuse a hook that cannot take the `count` arguments it is called with, here
     rather than as a TypeError from the first step or event."""
-    method = getattr(icpt, name, None)
     if not callable(method):
         return
     try:
         inspect.signature(method).bind(*[None] * count)
     except TypeError as exc:
         raise InvalidArgumentError(
-            f"{type(icpt).__qualname__}.{name} cannot be called with the {count} arguments "
-            f"tether passes ({exc}): define it as `{shape}`"
+            f"{what} cannot be called with the {count} arguments tether passes ({exc}): "
+            f"define it as `{shape}`"
         ) from None
     except ValueError:  # no signature to read (a builtin): let the call judge
         return

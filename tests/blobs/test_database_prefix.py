@@ -25,6 +25,7 @@ from tether.store._sql import queries
 from tether.store._verbs_blobs import prefix_range
 
 from .._postgres import PostgresServer
+from ._slices import small_slices
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -218,11 +219,7 @@ async def test_a_body_is_read_back_in_slices_on_postgresql(
     # 1 GB: a 530 MB blob was stored, then every read failed ("invalid memory alloc
     # request size 1111490563"); slices of 1 MiB (they were of 256 MiB), here of 1000
     # bytes, of a body the server compresses (a pattern) or keeps as it is (random)
-    from tether.store import _postgres
-
-    sliced = _postgres._Q["get_blob"].replace("1048576", "1000")
-    assert sliced != _postgres._Q["get_blob"]
-    monkeypatch.setitem(_postgres._Q, "get_blob", sliced)
+    small_slices(monkeypatch)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     store = open_store(postgres.url_with_schema(schema))
     compressed: set[bool] = set()

@@ -23,6 +23,7 @@ from tether.store import open_store
 from tether.store._sqlite import SQLiteTx
 
 from .._postgres import PostgresServer
+from ._slices import small_slices
 
 SRC = Path(tether.__file__).resolve().parents[1]  # the tether this test imports
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -99,9 +100,7 @@ async def test_a_put_during_a_read_on_postgresql_is_not_seen_by_it(
     # two of them (here, as the first is copied) leaves the read with the old body whole
     from tether.store import _postgres
 
-    sliced = _postgres._Q["get_blob"].replace("1048576", "1000")
-    assert sliced != _postgres._Q["get_blob"]
-    monkeypatch.setitem(_postgres._Q, "get_blob", sliced)
+    small_slices(monkeypatch)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     url = postgres.url_with_schema(schema)
     store = open_store(url)
