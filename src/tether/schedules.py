@@ -187,11 +187,9 @@ def _cron_error(cron: str, exc: CronSimError) -> str:
     """What is wrong with `cron`. A day no month of it has ('0 0 30 2 *') was refused as
     "Bad day-of-month", which reads as a typo in a valid day."""
     minute, hour, day, month, weekday = cron.split()
-    try:
-        CronSim(f"{minute} {hour} {day} * {weekday}", datetime.now(UTC))
-    except CronSimError:
-        pass
-    else:
+    if _parses(f"{minute} {hour} {day} * {weekday}") and _parses(f"0 0 1 {month} *"):
+        # every field reads alone: the days and the months never meet. A bad month
+        # ('13', 'FOO') was said to be one whose days '*' never fall in
         return (
             f"cron {cron!r} would never fire: day-of-month {day!r} falls in none of the "
             f"months {month!r}; pick days those months have, or other months"
@@ -200,6 +198,14 @@ def _cron_error(cron: str, exc: CronSimError) -> str:
         f"cron {cron!r} is not a valid cron expression ({exc}); write five "
         "fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *'"
     )
+
+
+def _parses(cron: str) -> bool:
+    try:
+        CronSim(cron, datetime.now(UTC))
+    except CronSimError:
+        return False
+    return True
 
 
 class ScheduleHost(Protocol):

@@ -57,6 +57,8 @@ def test_an_empty_database_lists_no_schedules(tmp_path: object) -> None:
     app.close()
     listed = invoke(url, "schedules", "list")
     assert listed.exit_code == 0 and "no schedules" in listed.output
+    as_json = invoke(url, "schedules", "list", "--json")
+    assert as_json.exit_code == 0 and as_json.output.strip() == "[]", as_json.output
     unknown = invoke(url, "schedules", "resume", "nightly")
     assert unknown.exit_code == 3 and "known: none" in unknown.output
 
@@ -101,3 +103,39 @@ def test_a_long_name_is_folded_on_80_columns_not_cut(tmp_path: Path) -> None:
     rows = [line.split("│") for line in listed.stdout.splitlines() if line.startswith("│")]
     assert "".join(r[1].strip() for r in rows) == name, listed.stdout
     assert max(len(line) for line in listed.stdout.splitlines()) <= 80
+
+
+def test_schedules_list_json_and_remove(database_url: str) -> None:
+    """`list --json` was refused ("No such option"), where every other list has it; a
+    schedule its App no longer declares was listed for ever with a next tick that never
+    came, and no command could forget it."""
+    import json
+
+    clock = FakeClock(datetime(2026, 12, 1, 16, 3, tzinfo=UTC))
+    app = App(database_url, clock=clock)
+
+    @app.workflow(name="nightly", schedule="0 2 * * *")
+    async def nightly(wf: Workflow) -> str:
+        return "ok"
+
+    app.schedule(nightly, cron="*/5 * * * *", name="old 5min", timezone="Europe/Berlin")
+    app.fire_schedules()
+    app.pause_schedule("old 5min")
+    listed = invoke(database_url, "schedules", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    got = {s["name"]: s for s in json.loads(listed.output)}
+    assert set(got) == {"nightly", "old 5min"}
+    assert got["old 5min"]["paused"] is True and got["old 5min"]["nextTick"] is None
+    assert got["old 5min"]["timezone"] == "Europe/Berlin"
+    n = got["nightly"]
+    assert (n["workflow"], n["cron"], n["queue"], n["missed"]) == (
+        "nightly", "0 2 * * *", "default", "latest"
+    )  # fmt: skip
+    assert n["firedUntil"] == "2026-12-01T16:03:00+00:00"
+    assert datetime.fromisoformat(n["nextTick"]).strftime("%H:%M %Z") == "02:00 UTC"
+    removed = invoke(database_url, "schedules", "remove", "old 5min")
+    assert removed.exit_code == 0 and "removed" in removed.output, removed.output
+    assert [r.name for r in app.list_schedules()] == ["nightly"]
+    gone = invoke(database_url, "schedules", "remove", "old 5min")
+    assert gone.exit_code == 3 and "known: nightly" in gone.output
+    app.close()

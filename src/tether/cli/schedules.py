@@ -9,9 +9,18 @@ import click
 from ..app import App
 from ..schedules import Schedule
 from ..store import ScheduleRow
-from ._common import EXIT_NOT_FOUND, CliState, db_option, db_state, fail, out, text
+from ._common import (
+    EXIT_NOT_FOUND,
+    CliState,
+    db_option,
+    db_state,
+    fail,
+    out,
+    printed_whole,
+    text,
+)
 from ._db import use_app
-from ._format import row, table
+from ._format import iso, row, table
 
 __all__ = ["schedules"]
 
@@ -25,21 +34,45 @@ def schedules() -> None:
 def _next(saved: ScheduleRow) -> str:
     if saved.paused:
         return "paused"
+    at = _next_at(saved)
+    return "?" if at is None else datetime.fromisoformat(at).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _next_at(saved: ScheduleRow) -> str | None:
+    """The next tick in UTC (ISO), None while paused or for a row it cannot be read of."""
+    if saved.paused:
+        return None
     try:
         sched = Schedule(saved.name, saved.workflow_name, saved.cron, saved.timezone)
-        after = max(saved.fired_until, datetime.now(UTC))
-        return sched.next_tick(after).strftime("%Y-%m-%d %H:%M UTC")
+        return iso(sched.next_tick(max(saved.fired_until, datetime.now(UTC))))
     except Exception:  # a row written by other code: show it, do not fail the list
-        return "?"
+        return None
+
+
+def _dict(r: ScheduleRow) -> dict[str, object]:
+    return {
+        "name": r.name,
+        "workflow": r.workflow_name,
+        "cron": r.cron,
+        "timezone": r.timezone,
+        "queue": r.queue,
+        "missed": r.missed,
+        "paused": r.paused,
+        "nextTick": _next_at(r),
+        "firedUntil": iso(r.fired_until),
+        "createdAt": iso(r.created_at),
+        "updatedAt": iso(r.updated_at),
+    }
 
 
 @schedules.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
 @db_state
-def schedules_list(state: CliState) -> None:
+def schedules_list(state: CliState, as_json: bool) -> None:
     """Each schedule: its workflow, cron, time zone, next tick and whether it is paused."""
     rows = use_app(state, lambda a: a.list_schedules())
-    if not rows:
-        print("no schedules in this database (a worker saves each when it first fires it)")
+    none = "no schedules in this database (a worker saves each when it first fires it)"
+    if printed_whole(rows, as_json, _dict, none):
         return
     # folded, not cut: a name ending in "…" at 80 columns could not be paused by it
     t = table("name", "workflow", "cron", "timezone", "missed", "next tick", "fired until")
@@ -57,9 +90,9 @@ def schedules_list(state: CliState) -> None:
     out.print(t)
 
 
-def _pause(a: App, name: str, paused: bool) -> None:
-    """Pause or resume `name`; one the database does not know exits 3 (not found), as
-    a missing run does, naming those it knows."""
+def _known(a: App, name: str) -> None:
+    """One the database does not know exits 3 (not found), as a missing run does,
+    naming those it knows."""
     known = [r.name for r in a.list_schedules()]
     if name not in known:
         fail(
@@ -68,7 +101,16 @@ def _pause(a: App, name: str, paused: bool) -> None:
             "`tether schedules list` shows them); a schedule is saved when a worker running "
             "its app first fires it",
         )
+
+
+def _pause(a: App, name: str, paused: bool) -> None:
+    _known(a, name)
     a.pause_schedule(name, paused=paused)
+
+
+def _remove(a: App, name: str) -> None:
+    _known(a, name)
+    a.run_sync(a.store.delete_schedule(name))
 
 
 def _set(state: CliState, name: str, paused: bool) -> None:
@@ -93,3 +135,15 @@ def schedules_pause(state: CliState, name: str) -> None:
 def schedules_resume(state: CliState, name: str) -> None:
     """Start ticks of schedule NAME again, from now on."""
     _set(state, name, False)
+
+
+@schedules.command("remove")
+@click.argument("name")
+@db_state
+def schedules_remove(state: CliState, name: str) -> None:
+    """Forget schedule NAME, one no App declares any more (its runs are kept): it is
+    no longer listed with a next tick that never comes. An App that still declares it
+    saves it again when it next fires its schedules, counting from then."""
+    text(name, "schedule name")
+    use_app(state, lambda a: _remove(a, name))
+    print(f"schedule {name} removed (its runs are kept)")

@@ -42,6 +42,12 @@ class ScheduleVerbs(StoreBase):
 
         return await self._tx("write", body)
 
+    async def delete_schedule(self, name: str) -> bool:
+        """Forget a schedule no App declares any more (its runs are kept); False if there
+        is none. An App still declaring it saves it again, counting from then."""
+
+        return await self._execute("write", "delete_schedule", name=name) == 1
+
     async def advance_schedule(self, name: str, fired_until: datetime, at: datetime) -> bool:
         """Record that every tick up to `fired_until` is started (compare-and-set: False
         if the schedule already fired that far, or is paused).

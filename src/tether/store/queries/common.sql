@@ -187,6 +187,8 @@ ON CONFLICT (name) DO UPDATE SET workflow_name = excluded.workflow_name, cron = 
 SELECT {_schedule_cols} FROM schedules WHERE name = :name
 -- name: list_schedules
 SELECT {_schedule_cols} FROM schedules ORDER BY name
+-- name: delete_schedule
+DELETE FROM schedules WHERE name = :name
 -- name: advance_schedule
 UPDATE schedules SET fired_until = :fired, updated_at = :at
 WHERE name = :name AND fired_until < :fired AND NOT paused
