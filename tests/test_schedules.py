@@ -272,6 +272,19 @@ async def test_paused_schedules_start_nothing_and_resume_from_now(database_url: 
     await app.aclose()
 
 
+async def test_a_declared_schedule_is_paused_before_its_first_tick(database_url: str) -> None:
+    """A deploy that pauses a schedule before any process fired it was told there is
+    "no schedule named" the one its App declares; its first fire then started ticks."""
+    clock = FakeClock(T0)
+    app = await _app(database_url, clock, missed="all")
+    row = await app.apause_schedule("report")
+    assert row.paused and row.fired_until == T0
+    clock.advance(20 * 60)
+    assert await app.afire_schedules() == []  # paused from the start: nothing started
+    assert [r.paused for r in await app.alist_schedules()] == [True]
+    await app.aclose()
+
+
 async def test_workers_fire_schedules_in_maintenance_and_run_the_ticks(
     database_url: str,
 ) -> None:

@@ -1255,8 +1255,15 @@ class App:
     @homed
     async def apause_schedule(self, name: str, *, paused: bool = True) -> ScheduleRow:
         """Pause a schedule (no ticks start) or resume it (`paused=False`): resuming
-        starts from now, the ticks that fell in the pause are not started."""
+        starts from now, the ticks that fell in the pause are not started. A schedule
+        this App declares is saved first if no process fired it yet (a deploy that
+        pauses it before its first tick)."""
         row = await self.store.pause_schedule(name, paused, self.clock.now())
+        declared = self._schedules.get(name)
+        if row is None and declared is not None:
+            now = self.clock.now()
+            await self.store.save_schedule(declared.row(declared.workflow, now))
+            row = await self.store.pause_schedule(name, paused, now)
         if row is None:
             known = ", ".join(r.name for r in await self.store.list_schedules()) or "none"
             raise InvalidArgumentError(
