@@ -42,9 +42,12 @@ def anthropic_usage(usage: dict[str, Any] | None) -> Usage:
         return Usage()
     fresh = int(usage.get("input_tokens") or 0)
     read = int(usage.get("cache_read_input_tokens") or 0)
-    write = int(usage.get("cache_creation_input_tokens") or 0)
+    split = usage.get("cache_creation") or {}
+    hour = int(split.get("ephemeral_1h_input_tokens") or 0)
+    # some gateways tell the writes only split by how long they are kept: their sum
+    parts = hour + int(split.get("ephemeral_5m_input_tokens") or 0)
+    write = max(int(usage.get("cache_creation_input_tokens") or 0), parts)
     details = usage.get("output_tokens_details") or {}
-    hour = int((usage.get("cache_creation") or {}).get("ephemeral_1h_input_tokens") or 0)
     searches = int((usage.get("server_tool_use") or {}).get("web_search_requests") or 0)
     return Usage(
         input_tokens=fresh + read + write,

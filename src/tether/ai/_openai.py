@@ -47,8 +47,8 @@ def openai_usage(usage: dict[str, Any] | None) -> Usage:
     """Chat Completions (or Responses, or embeddings) usage in tether's convention."""
     if not usage:
         return Usage()
-    prompt = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
-    output = usage.get("completion_tokens", usage.get("output_tokens")) or 0
+    prompt = _count(usage, "prompt_tokens", "input_tokens")
+    output = _count(usage, "completion_tokens", "output_tokens")
     in_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
     out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
     # DeepSeek (OpenAI-compatible) tells its cache hits, a part of prompt_tokens, in
@@ -76,6 +76,12 @@ def openai_usage_told(usage: Any, *, output: bool = True) -> bool:
         return False
     told = _counted(usage, "prompt_tokens", "input_tokens")
     return told and (not output or _counted(usage, "completion_tokens", "output_tokens"))
+
+
+def _count(usage: dict[str, Any], *keys: str) -> int:
+    """The first of `keys` that holds a count: a server that sends ``prompt_tokens:
+    null`` beside ``input_tokens`` is told (`openai_usage_told`), so that count is read."""
+    return next((int(usage[k]) for k in keys if is_count(usage.get(k))), 0)
 
 
 def _counted(usage: dict[str, Any], *keys: str) -> bool:

@@ -102,6 +102,10 @@ def classify(
     return ProviderError(f"{provider}{about}: {type(exc).__name__}: {exc}", model=model)
 
 
+# a 200 body that is not JSON: malformed, or not even UTF-8 (a binary or latin-1 page
+# from a proxy, which json reads as a UnicodeDecodeError)
+_NOT_JSON = (json.JSONDecodeError, UnicodeDecodeError)
+
 # error types a provider answers for a failure on its side: worth another attempt
 _TRANSIENT = frozenset(
     {"server_error", "api_error", "overloaded_error", "rate_limit_error", "timeout", "overloaded"}
@@ -310,7 +314,7 @@ class SDKProvider:
             raise classify(exc, self.name, sdk, model) from exc
         try:
             raw = response.json()
-        except json.JSONDecodeError as exc:  # a 200 whose body is not JSON (a proxy's page)
+        except _NOT_JSON as exc:  # a 200 whose body is not JSON (a proxy's page)
             raise self._not_json(exc, model) from exc
         if not isinstance(raw, dict):
             raise ProviderError(
@@ -332,10 +336,10 @@ class SDKProvider:
             return await fn(*args, **kwargs)
         except sdk.APIError as exc:  # status errors, timeouts, dropped connections
             raise classify(exc, self.name, sdk, model) from exc
-        except json.JSONDecodeError as exc:  # a 200 whose body is not JSON (a proxy's page)
+        except _NOT_JSON as exc:  # a 200 whose body is not JSON (a proxy's page)
             raise self._not_json(exc, model) from exc
 
-    def _not_json(self, exc: json.JSONDecodeError, model: str | None) -> ProviderError:
+    def _not_json(self, exc: ValueError, model: str | None) -> ProviderError:
         about = f" for model {model}" if model else ""
         return ProviderError(
             f"{self.name} answered{about} with a body that is not JSON ({exc}); "
