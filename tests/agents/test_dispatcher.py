@@ -429,6 +429,40 @@ async def test_workspaces_under_an_earlier_root_are_removed_by_their_recorded_pa
     assert not (tmp_path / "ws" / "R-1").exists() and not (tmp_path / "ws" / "R-2").exists()
 
 
+class _MovesRoot(MockBackend):
+    """An agent during whose first turn an operator points `workspace.root` elsewhere
+    (and a serving dispatcher's tick reloads WORKFLOW.md)."""
+
+    def __init__(self, workflow: Path, tmp: Path) -> None:
+        super().__init__([])
+        self.workflow, self.tmp = workflow, tmp
+        self.dispatcher: Dispatcher | None = None
+
+    async def run_turn(self, request, on_event):  # type: ignore[no-untyped-def]
+        if not self.requests:
+            new = _text(self.tmp, 2).replace(str(self.tmp / "ws"), str(self.tmp / "ws-new"))
+            self.workflow.write_text(new)
+            assert self.dispatcher is not None and self.dispatcher.reload()
+        return await super().run_turn(request, on_event)
+
+
+async def test_a_root_changed_mid_attempt_leaves_the_attempt_in_its_workspace(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """A reload applies to the next attempt: the attempt in flight goes on in the
+    workspace it started in (its continuation turn was refused as outside the new
+    root, and the run failed)."""
+    path = tmp_path / "WORKFLOW.md"
+    path.write_text(_text(tmp_path, 2))
+    tracker = MemoryTracker([_issue("M-1")])
+    backend = _MovesRoot(path, tmp_path)
+    d = backend.dispatcher = Dispatcher(app, path, tracker=tracker, backend=backend)
+    report = await d.run_once()
+    assert report.ok, report
+    assert [r.workspace for r in backend.requests] == [(tmp_path / "ws" / "M-1").resolve()] * 2
+    assert tracker.issues["M-1"].state == "review"
+
+
 class _Closes(MockBackend):
     """An agent that closes its issue itself (moves it to the terminal state)."""
 

@@ -59,7 +59,7 @@ from ._scheduler import (
     retry_delay,
 )
 from ._turns import TurnOutcome, run_turn
-from ._workspace import WorkspaceManager, check_inside
+from ._workspace import WorkspaceManager
 from .backends import AgentBackend, AgentEvent, TurnRequest
 from .trackers import Tracker
 from .trackers._http import DEFAULT_RATE_LIMIT_WAIT
@@ -565,7 +565,7 @@ class IssueRunner:
     ) -> TurnOutcome:
         turn, max_turns = turns
         config = self.current().config
-        check_inside(self.current().workspace_root, path)
+        self.workspaces().recorded(path)  # where it started, whatever the root is now
         request = TurnRequest(
             prompt=prompt,
             workspace=path,

@@ -233,7 +233,7 @@ class WorkspaceManager:
         was nothing to remove, or the folder is not one the dispatcher created (no
         marker: it is left alone, whatever its name). One recorded under an earlier
         `workspace.root` is removed too if the dispatcher created it."""
-        real = self._recorded(path)
+        real = self.recorded(path)
         # an agent a killed dispatcher left behind may still work in it: not any more
         await reap_orphan(real)
         if not real.exists():
@@ -253,10 +253,11 @@ class WorkspaceManager:
         log.info("workspace removed", extra={"workspace": str(real)})
         return True
 
-    def _recorded(self, path: Path) -> Path:
-        """`path` with symlinks resolved if it may be removed: inside the root, or a
-        workspace the dispatcher created under an earlier root (the config changed
-        since it was recorded), resolved inside its own folder; else WorkspaceError."""
+    def recorded(self, path: Path) -> Path:
+        """`path` with symlinks resolved if it may be used or removed: inside the root,
+        or a workspace the dispatcher created under an earlier root (the config changed
+        since it was recorded: an attempt in flight keeps its workspace), resolved inside
+        its own folder; else WorkspaceError."""
         try:
             return check_inside(self.root, path)
         except WorkspaceError:
