@@ -23,9 +23,13 @@ from ._stage_usage import (
     usage_per_stage,
 )
 from ._usage_json import usage_dict, usage_row
-from .store import AIUsageRow, EventRow, RunRow, RunStatus, StepRow, StepStatus
+from .store import AIUsageRow, EndReason, EventRow, RunRow, RunStatus, StepRow, StepStatus
 
 __all__ = ["StageRecord", "build_stages", "stage_usage"]
+
+# the ends of a run that leave a stage it had begun undone
+_UNDONE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.COMPENSATED,
+                     RunStatus.COMPENSATION_FAILED})  # fmt: skip
 
 STATUSES = ("pending", "running", "suspended", "completed", "failed", "cancelled", "skipped")
 
@@ -214,10 +218,11 @@ def _status(run: RunRow, s: _Seen, done: bool, began: bool) -> str:
         return "skipped" if run.status.terminal else "pending"
     if s.outcome in ("failed", "cancelled"):
         return s.outcome
-    if run.status is RunStatus.CANCELLED:
-        return "cancelled"
-    if run.status is RunStatus.FAILED:
-        return "failed"
+    if run.status in _UNDONE:
+        # what ended the run ended the stage; a run compensated or whose compensation
+        # failed says why by its end reason: the stage it cut short showed `running`
+        cut = run.status is RunStatus.CANCELLED or run.end_reason is EndReason.CANCELLED
+        return "cancelled" if cut else "failed"
     if s.outcome == "suspended" or run.status is RunStatus.WAITING:
         return "suspended"
     return "running"
