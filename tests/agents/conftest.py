@@ -6,13 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from .trackers._servers import FakeGitHub, serving
+from .trackers._servers import FakeGitHub, served
 
 
 @pytest.fixture
 def github() -> Iterator[FakeGitHub]:
     """A GitHub issues API on a free loopback port (`fake.base` is its URL)."""
-    fake = FakeGitHub()
-    with serving(fake) as base:
-        fake.base = base
-        yield fake
+    yield from served(FakeGitHub())

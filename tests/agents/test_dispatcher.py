@@ -15,7 +15,7 @@ from tether.agents.backends import MockBackend
 from tether.agents.trackers import MemoryTracker
 from tether.testing import eventually
 
-from .trackers._servers import FakeGitHub, reset_in
+from .trackers._servers import FakeGitHub, github_workflow, reset_in
 
 
 def _config(tmp: Path, extra: str = "") -> tether.agents.WorkflowFile:
@@ -379,16 +379,7 @@ async def test_a_broken_workflow_md_blocks_new_dispatch_but_not_reconciliation(
 async def test_cleanup_respects_and_records_the_tracker_cooldown(
     app: tether.App, tmp_path: Path, github: FakeGitHub
 ) -> None:
-    config = parse_workflow(
-        f"""---
-tracker: {{kind: github, repo: acme/api, endpoint: "{github.base}", api_key: {github.token}}}
-workspace: {{root: {tmp_path / "ws"}}}
-agent: {{backend: mock}}
----
-hi""",
-        path=tmp_path / "WORKFLOW.md",
-    )
-    d = Dispatcher(app, config)
+    d = Dispatcher(app, github_workflow(github, tmp_path))
     github.rate_limit_next = reset_in(300)
     assert await d.cleanup() == []  # rate-limited: by age only, and a cooldown row
     assert await d.tracker_cooldown() is not None

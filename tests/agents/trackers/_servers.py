@@ -14,8 +14,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
+
+from tether.agents import WorkflowFile, parse_workflow
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -67,6 +70,26 @@ def serving(fake: Any) -> Iterator[str]:
 
 
 Answer = tuple[int, dict[str, str], Any] | None
+
+
+def served(fake: Any) -> Iterator[Any]:
+    """`fake` on a free loopback port, its `base` set (the body of a fixture)."""
+    with serving(fake) as base:
+        fake.base = base
+        yield fake
+
+
+def github_workflow(fake: FakeGitHub, root: Path) -> WorkflowFile:
+    """A WORKFLOW.md on the github tracker `fake`, a mock agent, workspaces in `root`."""
+    return parse_workflow(
+        f"""---
+tracker: {{kind: github, repo: acme/api, endpoint: "{fake.base}", api_key: {fake.token}}}
+workspace: {{root: {root / "ws"}}}
+agent: {{backend: mock}}
+---
+hi""",
+        path=root / "WORKFLOW.md",
+    )
 
 
 class FakeGitHub:

@@ -5,7 +5,7 @@ httpx stays inside this module and the adapters: the dispatcher sees
 failed, `tracker_status` for a refused request, `tracker_response` for an
 answer that is not what the API promises, `tracker_rate_limited` with
 `retry_after` seconds). A rate limit is read from the headers the providers
-send: ``retry-after`` (seconds), else ``x-ratelimit-reset`` (GitHub, epoch
+send: ``retry-after`` (seconds or an HTTP date), else ``x-ratelimit-reset`` (GitHub, epoch
 seconds) or ``x-ratelimit-requests-reset`` (Linear, epoch milliseconds) when
 no requests remain; a GitHub 403 whose message names a rate limit (its secondary
 limit, which may carry no header) waits `DEFAULT_RATE_LIMIT_WAIT`. A 401 or another
@@ -14,8 +14,11 @@ limit, which may carry no header) waits `DEFAULT_RATE_LIMIT_WAIT`. A 401 or anot
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .._errors import TrackerError
@@ -27,10 +30,26 @@ TIMEOUT = 30.0
 
 
 def _number(value: str | None) -> float | None:
+    """A header's number; None if absent or not a finite number (``inf`` or ``nan``
+    from a broken proxy would make a cooldown that never ends or cannot be stored)."""
     try:
-        return float(value) if value is not None else None
+        number = float(value) if value is not None else None
     except ValueError:
         return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """``retry-after`` in seconds: RFC 9110 allows a delay or an HTTP date (which
+    proxies and CDNs send); None if absent or neither."""
+    seconds = _number(value)
+    if seconds is not None or value is None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when.replace(tzinfo=when.tzinfo or UTC).timestamp() - now  # HTTP dates are GMT
 
 
 def rate_limit_wait(
@@ -40,7 +59,7 @@ def rate_limit_wait(
     403 (GitHub's secondary and primary limits) only with ``retry-after`` or no
     requests remaining."""
     now = time.time() if now is None else now
-    after = _number(headers.get("retry-after"))
+    after = _retry_after(headers.get("retry-after"), now)
     remaining = _number(headers.get("x-ratelimit-remaining"))
     if remaining is None:
         remaining = _number(headers.get("x-ratelimit-requests-remaining"))
