@@ -228,6 +228,45 @@ class ProviderServer:
                     kind = "canceled" if status == "cancelled" else status
                     _end_anthropic(self, batch, kind, completed)
 
+    def fail_validation(self, code: str, message: str) -> None:
+        """Every OpenAI batch still running fails, as one whose input file OpenAI
+        refused at validation: status ``failed``, no output nor error file, the
+        reasons in its ``errors`` (none of its requests ran, none billed)."""
+        with self.lock:
+            for batch in self.state.batches.values():
+                if batch["status"] == "in_progress":
+                    error = {"code": code, "message": message, "param": None, "line": 1}
+                    batch.update(status="failed", errors={"object": "list", "data": [error]})
+
+    def finish_batches_refusing(self, refused: set[str]) -> None:
+        """Every submitted batch completes now, the requests whose custom_id is in
+        `refused` answered with a 400 each (not billed), the others as usual: OpenAI
+        writes those in the error file, Anthropic lists them as ``errored``."""
+        error = {"type": "invalid_request_error", "message": "max_tokens: too large"}
+        with self.lock:
+            for batch in self.state.batches.values():
+                if batch["status"] == "in_progress":
+                    done = [x for x in batch["_lines"] if x["custom_id"] not in refused]
+                    bad = [_refused_line(self, x, error) for x in batch["_lines"]
+                           if x["custom_id"] in refused]  # fmt: skip
+                    batch.update(
+                        status="completed",
+                        output_file_id=_jsonl_file(self, done) if done else None,
+                        error_file_id=_jsonl_file(self, bad) if bad else None,
+                        request_counts={"total": len(batch["_lines"]),
+                                        "completed": len(done), "failed": len(bad)},
+                    )  # fmt: skip
+            for batch in self.state.anthropic_batches.values():
+                if batch["processing_status"] == "in_progress":
+                    for entry in batch["_results"]:
+                        if entry["custom_id"] in refused:
+                            entry["result"] = {"type": "errored",
+                                               "error": {"type": "error", "error": error}}  # fmt: skip
+                    _end_anthropic(self, batch, "succeeded", len(batch["_results"]))
+                    batch["request_counts"].update(
+                        succeeded=len(batch["_results"]) - len(refused), errored=len(refused)
+                    )
+
     # -- answers --------------------------------------------------------------------------
 
     def next_id(self, prefix: str) -> str:
@@ -591,6 +630,13 @@ def _end_openai(srv: ProviderServer, batch: dict[str, Any], status: str, complet
         error_file_id=_jsonl_file(srv, errors) if errors else None,
         request_counts={"total": len(batch["_lines"]), "completed": len(done), "failed": 0},
     )
+
+
+def _refused_line(srv: ProviderServer, line: dict[str, Any], error: Any) -> dict[str, Any]:
+    """A request of an OpenAI batch answered 400, as its error file has it."""
+    response = {"status_code": 400, "request_id": srv.next_id("req"), "body": {"error": error}}
+    return {"id": line["id"], "custom_id": line["custom_id"], "response": response,
+            "error": None}  # fmt: skip
 
 
 def _end_anthropic(srv: ProviderServer, batch: dict[str, Any], kind: str, completed: int) -> None:

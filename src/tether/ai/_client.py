@@ -438,10 +438,7 @@ class WorkflowAI:
             return await self._past_max_wait(job, batch_id, every, f"max_wait={max_wait:g} s")
         result = await self._results(job, batch_id, every)
         if status.state != "done":
-            raise ProviderError(
-                f"batch {batch_id} ended {status.provider_status}: {_completed(result, items)}; "
-                "submit any that did not complete again in a new batch"
-            )
+            raise _ended_short(job, batch_id, status, result)
         return result
 
     async def _past_max_wait(
@@ -1326,6 +1323,26 @@ def _completed(result: BatchResult, items: list[BatchItem]) -> str:
     return (
         f"{ok} of its {len(items)} requests completed (their results, billed, are in the "
         "call log and the run's usage: app.list_ai_calls(run_id))"
+    )
+
+
+def _ended_short(
+    job: _Job, batch_id: str, status: BatchStatus, result: BatchResult
+) -> ProviderError:
+    """The error of a batch that ended failed, cancelled or expired, naming provider
+    and model. One the provider failed as a whole says why (an input file refused at
+    validation): submitted again as it is, it would fail again."""
+    ended = f"batch {batch_id} at {job.pname} ({job.model}) ended {status.provider_status}"
+    done = _completed(result, job.items)
+    if status.reason:
+        return ProviderError(
+            f"{ended}: {status.reason}; {done}; fix what it names and submit the requests "
+            "in a new batch",
+            model=job.model,
+        )
+    return ProviderError(
+        f"{ended}: {done}; submit any that did not complete again in a new batch",
+        model=job.model,
     )
 
 

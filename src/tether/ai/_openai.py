@@ -196,7 +196,12 @@ class OpenAI(SDKProvider):
         if state == "done" and not batch.output_file_id and not batch.error_file_id:
             state = "pending"  # completed, but the results file is not there yet
         counts = batch.request_counts.model_dump() if batch.request_counts else {}
-        return BatchStatus(state=state, provider_status=batch.status, counts=counts)  # type: ignore[arg-type]
+        return BatchStatus(
+            state=state,  # type: ignore[arg-type]
+            provider_status=batch.status,
+            counts=counts,
+            reason=_batch_errors(batch) if state == "failed" else None,
+        )
 
     async def batch_results(self, batch_id: str) -> list[BatchItemResult]:
         client = self._clients.get()
@@ -279,6 +284,18 @@ def _reply(raw: dict[str, Any], request_id: str | None) -> ModelReply:
         service_tier=raw.get("service_tier"),
         raw={k: v for k, v in raw.items() if k != "choices"},
     )
+
+
+def _batch_errors(batch: Any) -> str | None:
+    """Why OpenAI failed a batch as a whole (its ``errors``: an input file refused at
+    validation, each with its code and line), up to five; None if it said nothing."""
+    errors = getattr(batch, "errors", None)
+    said = []
+    for error in (getattr(errors, "data", None) or [])[:5]:
+        where = f" (line {error.line})" if getattr(error, "line", None) is not None else ""
+        code = f"{error.code}: " if getattr(error, "code", None) else ""
+        said.append(f"{code}{getattr(error, 'message', None) or 'no message'}{where}")
+    return "; ".join(said) or None
 
 
 def _batch_line(line: dict[str, Any]) -> BatchItemResult:

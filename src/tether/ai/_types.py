@@ -153,12 +153,15 @@ class BatchItem(BaseModel):
 class BatchStatus(BaseModel):
     """A provider batch's state: `state` is pending, done, failed, cancelled or expired.
     `error` is set on a poll whose read failed transiently: the state is not known
-    and counts as pending until the next poll reads it."""
+    and counts as pending until the next poll reads it. `reason` is why the provider
+    failed the batch as a whole (OpenAI's ``errors``: an input file it refused at
+    validation), for the run's error to say what to fix."""
 
     state: Literal["pending", "done", "failed", "cancelled", "expired"]
     provider_status: str
     counts: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
+    reason: str | None = None
 
 
 class BatchItemResult(BaseModel):
