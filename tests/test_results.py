@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import tether
-from tether import App, NotSerializableError, RunStatus, Workflow
-from tether._results import dump_result, load_result
+from tether import App, NotSerializableError, RunStatus, Workflow, serde
+from tether._results import dump_result, load_result, recorded_result
 
 
 class Model(BaseModel):
@@ -266,3 +266,48 @@ async def test_a_result_returned_without_its_await_says_to_await_it(app: App) ->
     assert ran == []
     with pytest.raises(NotSerializableError, match=r"without being awaited"):
         dump_result(asyncio.sleep(0), what="x")
+
+
+def test_an_untyped_plain_result_is_walked_once_before_it_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The walk that proves a result plain JSON was followed by dump_json's walk for sets
+    (none can be there) and pydantic's copy of the whole value before the encoder, which
+    cost most of the time to record it (bench/results.py). The text and the errors are
+    dump_json's."""
+    value = {"a": [1, 2.5, "s", None, True], "b": {"c": -0.0, "d": ["x"] * 3}, "$tether": 1}
+    calls: list[str] = []
+
+    def counted(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(serde, "_refuse_set", counted("_refuse_set", serde._refuse_set))
+    monkeypatch.setattr(
+        serde, "to_jsonable_python", counted("to_jsonable_python", serde.to_jsonable_python)
+    )
+    text, first = recorded_result(value, what="the result of step 's'")
+    recorded_result([value] * 3, what="the result of step 's'")
+    recorded_result(2.5, what="the result of step 's'")
+    assert calls == []
+    assert text == f'{{"$tether":":","value":{serde.dump_json(value, what="v")}}}'
+    assert first == {**value, "b": {"c": 0.0, "d": ["x"] * 3}} and first is not value
+    with pytest.raises(NotSerializableError, match=r"at \$\.a\[1\] is nan"):
+        recorded_result({"a": [1, float("nan")]}, what="the result of step 's'")
+
+
+def test_an_untyped_result_containing_itself_is_refused() -> None:
+    # the walk that proves a result plain went round it for ever: the step never ended
+    looped: dict[str, Any] = {"n": 1}
+    looped["me"] = looped
+    with pytest.raises(NotSerializableError, match="or contains itself") as info:
+        dump_result(looped, what="the result of step 's'")
+    assert info.value.path.startswith("$.me.me.me")
+    twice: list[Any] = [1]
+    twice.append([twice, (1, 2)])  # and a part that would change on replay: named first
+    with pytest.raises(NotSerializableError, match="different type") as info:
+        dump_result(twice, what="the result of step 's'")
+    assert info.value.path == "$[1][1]"

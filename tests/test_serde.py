@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from tether import NotSerializableError
-from tether.serde import dump_json, load_json, return_type_of
+from tether.serde import MAX_DEPTH, dump_json, dump_plain, is_plain, load_json, return_type_of
 
 
 class M(BaseModel):
@@ -64,6 +64,75 @@ def test_refusal_names_what_type_and_path() -> None:
 def test_non_finite_float_refused() -> None:
     with pytest.raises(NotSerializableError, match=r"\$\.v"):
         dump_json({"v": float("inf")}, what="x")
+
+
+def _nested(levels: int, inner: object, *, key: str | None = None) -> object:
+    for _ in range(levels):
+        inner = [inner] if key is None else {key: inner}
+    return inner
+
+
+def _containing_itself() -> dict[str, object]:
+    looped: dict[str, object] = {"n": 1}
+    looped["me"] = looped
+    return looped
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"a": [1, 2.5, "s", None, True], "é": {"b": -0.0, "c": [-0.0, -0.05, 1e16]}},
+        {"v": [1, float("nan")]},
+        [float("-inf")],
+        {"n": [10**5000]},
+        {"s": "a\ud800"},
+        {"k\udc00": 1},
+        {"s": ["x\x00"]},
+        {"\x00": 1},
+        {"s": "\\u0000"},  # the six characters, not a NUL
+        _nested(MAX_DEPTH, 1),
+        _nested(MAX_DEPTH - 1, {}, key="k"),
+        [_nested(MAX_DEPTH - 1, []), float("nan")],
+        {"k\udc00": 1, "deep": _nested(MAX_DEPTH - 1, [])},  # refused for its depth first
+        -0.0,
+        "x\ud800",
+    ],
+)
+def test_plain_data_is_dumped_or_refused_as_dump_json_does(data: object) -> None:
+    def outcome(dump: Callable[..., str]) -> object:
+        try:
+            return dump(data, what="the result of step 'x'")
+        except NotSerializableError as exc:
+            return (str(exc), exc.offending_type, exc.path)
+
+    assert is_plain(data)
+    assert outcome(dump_plain) == outcome(dump_json)
+
+
+def test_plain_data_goes_as_deep_as_pydantic_dumps() -> None:
+    for key in (None, "k"):
+        at_the_limit = (_nested(MAX_DEPTH, 1, key=key), _nested(MAX_DEPTH, [], key=key))
+        for data in at_the_limit:
+            assert is_plain(data)
+            dump_json(data, what="x")
+        for data in (_nested(MAX_DEPTH, [1], key=key), _nested(MAX_DEPTH + 1, {}, key=key)):
+            assert not is_plain(data)
+            with pytest.raises(NotSerializableError, match=f"more than {MAX_DEPTH} levels"):
+                dump_json(data, what="x")
+    assert not is_plain(_containing_itself())
+    with pytest.raises(NotSerializableError, match="or contains itself"):
+        dump_plain(_containing_itself(), what="x")  # not plain, and refused all the same
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "data", [(1,), {1: "a"}, [{2}], {"d": b"x"}, _Text("a"), [True, _Text("b")], {_Text("k"): 1}]
+)
+def test_other_types_are_not_plain(data: object) -> None:
+    assert not is_plain(data)
 
 
 class Scored(BaseModel):

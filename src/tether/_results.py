@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import NotSerializableError, TetherError, explain_validation
-from .serde import check_type, dump_json, load_json
+from .serde import check_type, dump_json, dump_plain, is_plain, load_json
 
 __all__ = ["dump_result", "load_result", "recorded_as", "recorded_result"]
 
@@ -68,16 +68,16 @@ def _encoded(value: Any, what: str, tp: Any, *, decode: bool) -> tuple[str, Any]
             return text, _unsigned(value)
         return text, _revived(text, tp, value, what)
     if type(value) in _SCALARS:
-        return dump_json(value, what=what), _unsigned(value)
+        return dump_plain(value, what=what), _unsigned(value)
     if isinstance(value, BaseModel) or (
         dataclasses.is_dataclass(value) and not isinstance(value, type)
     ):
         return _with_class(value, what)
-    _refuse_lossy(value, what, "$")
+    _refuse_lossy(value, what, "$")  # what passes is what dump_plain takes
     if type(value) is dict and _TAG in value:  # the user's own key: kept as it is, not read
-        text = f'{{"{_TAG}":"{_PLAIN}","value":{dump_json(value, what=what)}}}'
+        text = f'{{"{_TAG}":"{_PLAIN}","value":{dump_plain(value, what=what)}}}'
     else:
-        text = dump_json(value, what=what)
+        text = dump_plain(value, what=what)
     # a copy: what the function returned may change after it is recorded
     return text, load_result(text) if decode else None
 
@@ -157,13 +157,34 @@ def _type_name(tp: Any) -> str:
 
 
 def _refuse_lossy(value: Any, what: str, path: str) -> None:
-    """Walk plain containers; refuse the first part JSON would bring back changed."""
+    """Refuse the first part of `value` JSON would bring back changed, and a value
+    nested deeper than JSON is stored (`serde.MAX_DEPTH`) or containing itself: what
+    passes is the plain JSON `serde.dump_plain` takes.
+
+    The usual answer, nothing to refuse, comes from `is_plain`, a walk that names no
+    paths; only when it finds something is the value walked again to name the part."""
+    if is_plain(value):
+        return
+    _refuse_changed(value, what, path)
+    dump_json(value, what=what)  # plain, but too deep or containing itself: refused there
+
+
+def _refuse_changed(value: Any, what: str, path: str) -> None:
+    """Walk plain containers; refuse the first part JSON would bring back changed.
+
+    A container met again is not walked again: it passed the first time (or, inside
+    itself, is being walked), and a value containing itself ends."""
     stack: list[tuple[Any, str]] = [(value, path)]
+    walked: set[int] = set()
     while stack:
         item, where = stack.pop()
         kind = type(item)
         if kind in _SCALARS:
             continue
+        if kind is list or kind is dict:
+            if id(item) in walked:
+                continue
+            walked.add(id(item))
         if kind is list:
             stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
             continue

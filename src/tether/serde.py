@@ -37,6 +37,8 @@ __all__ = [
     "MAX_DEPTH",
     "check_type",
     "dump_json",
+    "dump_plain",
+    "is_plain",
     "load_json",
     "return_type_of",
     "to_json_data",
@@ -257,6 +259,74 @@ def dump_json(value: Any, *, what: str, tp: Any = None) -> str:
     if _NEGATIVE_ZERO.search(text):
         text = _ENCODER.encode(_unsigned_zeros(data))
     return text
+
+
+def is_plain(data: Any) -> bool:
+    """Whether `data` is plain JSON as `dump_plain` takes it: dicts with str keys, lists,
+    str, int, float, bool and None (those very types, no subclasses), nested no deeper
+    than pydantic dumps (no item more than `MAX_DEPTH` containers down, so an empty
+    container may sit at that depth; a value containing itself goes deeper).
+
+    Depth first, building no paths: a value containing itself reaches the limit
+    within that many containers."""
+    kind = type(data)
+    if kind is not dict and kind is not list:
+        return kind in _PLAIN_SCALARS
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if type(item) is dict:
+            for key in item:
+                if type(key) is not str:
+                    return False
+            items = item.values()
+        else:
+            items = item
+        if depth >= MAX_DEPTH:
+            if items:
+                return False
+            continue
+        depth += 1
+        for v in items:
+            kind = type(v)
+            if kind in _PLAIN_SCALARS:
+                continue
+            if kind is not list and kind is not dict:
+                return False
+            stack.append((v, depth))
+    return True
+
+
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def dump_plain(data: Any, *, what: str) -> str:
+    """`dump_json(data, what=what)` for `data` that `is_plain` holds for (its caller's
+    walk proved it: `tether._results` does so of an untyped result before recording it).
+
+    The same text, without the walk for sets and pydantic's copy that `dump_json`
+    makes first: neither finds anything in such data. Whatever the encoder or the
+    text's scans refuse (NaN and infinities, too long an int, a lone surrogate, NUL;
+    a value containing itself) goes through `dump_json`, which names it and its path
+    as it always has. Data `is_plain` refuses for its depth alone would be written
+    here as it is: the encoder has no such limit."""
+    try:
+        text = _ENCODER.encode(data)
+    except (ValueError, RecursionError):
+        return dump_json(data, what=what)
+    if (not text.isascii() and not _is_utf8(text)) or "\\u0000" in text:
+        return dump_json(data, what=what)  # refused there (or a str held "\\u0000" as text)
+    if _NEGATIVE_ZERO.search(text):
+        text = _ENCODER.encode(_unsigned_zeros(data))
+    return text
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # -0.0 as JSON writes it (not -0.05, not -0.0e5): PostgreSQL's jsonb keeps numbers as
