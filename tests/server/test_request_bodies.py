@@ -42,7 +42,7 @@ def test_a_json_body_without_its_content_type_is_told_to_send_it(
 def test_a_body_of_json_that_is_no_object_is_still_said_so(served: Served) -> None:
     refused = httpx.post(f"{served.url}/api/v1/runs", json=[1])
     assert refused.status_code == 422
-    assert "valid dictionary" in refused.json()["error"]["message"]
+    assert "the body must be a JSON object" in refused.json()["error"]["message"]
 
 
 def test_a_run_id_of_another_workflow_is_a_conflict(either_served: Served) -> None:

@@ -5,9 +5,7 @@ what was wrong, never a bare decode error or an event stream read as no events."
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 
 import httpx
@@ -16,29 +14,9 @@ import pytest
 from tether import AsyncClient, Client
 from tether.server import ApiError
 
-from ._serve import Served
+from ._serve import Served, answering, serving
 
 PAGE = b"<!doctype html><html><body>welcome to the admin panel</body></html>"
-
-
-def _answering(kind: str, body: bytes) -> type[http.server.BaseHTTPRequestHandler]:
-    class Other(http.server.BaseHTTPRequestHandler):
-        """Another program on the port: 200 with its own answer to every request."""
-
-        def _answer(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return Other
 
 
 @pytest.fixture(params=["page", "json"])
@@ -49,12 +27,8 @@ def other(request: pytest.FixtureRequest) -> Iterator[str]:
         "page": ("text/html", PAGE),
         "json": ("application/json", json.dumps({"status": "ok", "version": 3}).encode()),
     }[request.param]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _answering(kind, body))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(answering(kind, body)) as url:
+        yield url
 
 
 def _refused(url: str, error: ApiError) -> None:

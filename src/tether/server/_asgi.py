@@ -28,7 +28,15 @@ from ..errors import InvalidArgumentError, TetherError
 from ._dashboard import install_dashboard, page_failed, page_not_found
 from ._deps import ServerConfig
 from ._edge import Edge
-from ._errors import ApiError, answer_for, details_for, error_body, named, unreadable_json
+from ._errors import (
+    ApiError,
+    answer_for,
+    challenge,
+    details_for,
+    error_body,
+    named,
+    unreadable_json,
+)
 from ._hooks_route import hooks
 from ._metrics_route import metrics
 from ._models import ERRORS
@@ -86,12 +94,32 @@ def _problem(e: Any, fields: list[str], content_type: str | None) -> dict[str, A
         message = _unknown_field(str(loc[1]), fields)
     if tuple(loc) == ("body",) and isinstance(e.get("input"), bytes):
         message = _not_json(content_type)
+    elif tuple(loc) == ("body",) and e["type"] in _NOT_AN_OBJECT:
+        message = _not_an_object(e.get("input"), fields)
     if e["type"] == "json_invalid" and len(loc) == 2 and loc[0] == "body":
         # FastAPI's "body.30: JSON decode error" named a field "30" and no reason
         why = (e.get("ctx") or {}).get("error") or "a syntax error"
         message = f"not valid JSON: {why} at character {loc[1]} of the body; send valid JSON"
         loc = ("body",)
     return {"field": ".".join(str(p) for p in loc), "message": message, "type": e["type"]}
+
+
+# pydantic's words for a body that is no JSON object: none at all, or another value
+_NOT_AN_OBJECT = ("missing", "model_attributes_type", "dict_type", "model_type")
+
+
+def _not_an_object(given: Any, fields: list[str]) -> str:
+    """Why a body that is no JSON object was refused: FastAPI said "Field required" of
+    an empty one and "a valid dictionary or object to extract fields from" of ``[]``
+    or ``null``, and named neither what came nor what to send."""
+    sent = (
+        "no body (or null)" if given is None else f"a JSON {_JSON_KINDS.get(type(given), 'value')}"
+    )
+    keys = f" (its fields: {', '.join(fields)})" if fields else ""
+    return f"the body must be a JSON object{keys}, and it came with {sent}; send an object"
+
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
 def _not_json(content_type: str | None) -> str:
@@ -159,11 +187,16 @@ def _not_allowed(request: Request) -> JSONResponse:
     )
 
 
-def _install_handlers(api: FastAPI) -> None:
-    async def on_api(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
+async def _on_api(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.details),
+        status_code=exc.status,
+        headers=challenge(exc.status, exc.code),  # a 401's WWW-Authenticate
+    )
 
+
+def _install_handlers(api: FastAPI) -> None:
     async def on_tether(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TetherError)
         status, code = answer_for(exc)
@@ -215,7 +248,7 @@ def _install_handlers(api: FastAPI) -> None:
         )
 
     api.add_exception_handler(Exception, on_unexpected)
-    api.add_exception_handler(ApiError, on_api)
+    api.add_exception_handler(ApiError, _on_api)
     api.add_exception_handler(TetherError, on_tether)
     api.add_exception_handler(RequestValidationError, on_invalid)
     api.add_exception_handler(HTTPException, on_http)

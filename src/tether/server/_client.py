@@ -53,11 +53,17 @@ def _reaching(base_url: str) -> Iterator[None]:
 
 def _read(base_url: str, call: Call[T], resp: httpx.Response) -> T:
     if resp.status_code >= 400:
-        raise error_of(resp.status_code, resp.text)
+        raise _refused(resp, resp.text)
     try:  # pydantic's ValidationError is a ValueError; a record's reader raises the others
         return call.read(resp.json())
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise _foreign(base_url, resp, resp.text) from exc
+
+
+def _refused(resp: httpx.Response, text: str) -> Exception:
+    """The error of an error answer (`text`: its body, decoded come what may: a proxy's
+    page in Latin-1 raised a bare UnicodeDecodeError from a stream)."""
+    return error_of(resp.status_code, text, resp.headers.get("content-type"))
 
 
 def _foreign(base_url: str, resp: httpx.Response, text: str) -> Exception:
@@ -197,7 +203,7 @@ class Client(_Calls[httpx.Client, httpx.BaseTransport]):
             ) as resp,
         ):
             if resp.status_code >= 400:
-                raise error_of(resp.status_code, resp.read().decode())
+                raise _refused(resp, resp.read().decode(errors="replace"))
             if _not_events(resp):
                 raise _foreign(self.base_url, resp, resp.read().decode(errors="replace"))
             for event in parser.feed(resp.iter_lines()):
@@ -244,7 +250,7 @@ class AsyncClient(_Calls[httpx.AsyncClient, httpx.AsyncBaseTransport]):
                 "GET", call.path, params=call.params, timeout=_STREAM_TIMEOUT
             ) as resp:
                 if resp.status_code >= 400:
-                    raise error_of(resp.status_code, (await resp.aread()).decode())
+                    raise _refused(resp, (await resp.aread()).decode(errors="replace"))
                 if _not_events(resp):
                     text = (await resp.aread()).decode(errors="replace")
                     raise _foreign(self.base_url, resp, text)

@@ -40,7 +40,7 @@ from ..errors import TetherError
 from ..store import IdempotentAnswer, Store
 from ._auth import hash_token
 from ._deps import granted
-from ._errors import ApiError, answer_for, details_for, error_body
+from ._errors import ApiError, answer_for, challenge, details_for, error_body
 
 __all__ = ["Edge", "bearer_token"]
 
@@ -95,7 +95,10 @@ async def _answer(send: Send, status: int, body: bytes, headers: list[Any] | Non
 
 
 async def _error(send: Send, status: int, code: str, message: str, details: Any = None) -> None:
-    await _answer(send, status, json.dumps(error_body(code, message, details)).encode())
+    headers = [(b"content-type", b"application/json")] + [
+        (k.lower().encode(), v.encode()) for k, v in challenge(status, code).items()
+    ]
+    await _answer(send, status, json.dumps(error_body(code, message, details)).encode(), headers)
 
 
 async def _refuse(send: Send, exc: TetherError) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "ApiError",
     "ApiUnreachable",
     "answer_for",
+    "challenge",
     "details_for",
     "error_body",
     "named",
@@ -102,6 +103,17 @@ def details_for(exc: TetherError) -> Any:
         "completed_at": at,
         "payload": payload,
     }
+
+
+def challenge(status: int, code: str) -> dict[str, str]:
+    """The ``WWW-Authenticate`` header a 401 must carry (RFC 9110): how to authenticate
+    (a bearer token) and, for a token refused, why (RFC 6750's ``invalid_token``), so
+    an HTTP library of any language can tell a missing token from a bad one."""
+    if status != 401:
+        return {}
+    if code == "invalid_token":
+        return {"WWW-Authenticate": 'Bearer realm="tether", error="invalid_token"'}
+    return {"WWW-Authenticate": 'Bearer realm="tether"'}
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

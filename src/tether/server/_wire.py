@@ -5,9 +5,11 @@ Events parser. `Client` and `AsyncClient` add only the sending."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
@@ -40,6 +42,7 @@ from ._models import (
 __all__ = ["UNSET", "Call", "Calls", "SSEParser", "error_of", "not_tether", "path_segment"]
 
 T = TypeVar("T")
+_TAGS = re.compile(r"<[^>]*>")  # of an HTML error page, to quote its words
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -92,13 +95,35 @@ def _idem(key: str | None) -> dict[str, str]:
     return {} if key is None else {"Idempotency-Key": key}
 
 
-def error_of(status: int, text: str) -> ApiError:
-    """The `ApiError` for an error answer (its JSON body, or whatever came)."""
+def error_of(status: int, text: str, content_type: str | None = None) -> ApiError:
+    """The `ApiError` for an error answer: tether's JSON error, or `_foreign_error`."""
     try:
         err = json.loads(text)["error"]
         return ApiError(status, str(err["code"]), str(err["message"]), err.get("details"))
     except (ValueError, KeyError, TypeError):
-        return ApiError(status, "http_error", text[:200] or f"HTTP {status}")
+        return _foreign_error(status, text, content_type)
+
+
+def _foreign_error(status: int, text: str, content_type: str | None) -> ApiError:
+    """An error answer that is not tether's (a proxy's 502/503 page, another program):
+    its raw text was the whole message (``<html><head><title>503 ...``), which said
+    neither who answered nor whether to try again."""
+    try:
+        reason = f" {HTTPStatus(status).phrase}"
+    except ValueError:
+        reason = ""
+    sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+    start = " ".join(_TAGS.sub(" ", text).split())[:80]
+    then = (
+        "the server (or a proxy in front of it) is down, starting or overloaded: retry later"
+        if status >= 500
+        else "check the URL is the one `tether serve` prints (e.g. http://127.0.0.1:8000)"
+    )
+    return ApiError(
+        status,
+        "http_error",
+        f"HTTP {status}{reason}, not an error of tether's API ({sent}: {start!r}); {then}",
+    )
 
 
 def not_tether(base_url: str, status: int, content_type: str | None, text: str) -> ApiError:
