@@ -28,12 +28,14 @@ from ..errors import InvalidArgumentError
 from ..store import OutboxRow, Store
 from ._sinks import EventSink, OutboxEvent
 
-__all__ = ["OutboxPolicy", "Taken", "flush"]
+__all__ = ["OutboxPolicy", "Taken", "flush", "one_warning"]
 
 log = logging.getLogger("tether.outbox")
 
 # an event -> the sinks that took it at an attempt that a later sink failed
 Taken = dict[tuple[str, int], list[EventSink]]
+# a failed delivery: run, seq, error, when to retry it (None: dead-lettered)
+_Failed = tuple[str, int, str, datetime | None]
 _MAX_TAKEN = 10_000  # entries kept at most (others go on to deliver some: forgotten)
 
 _go_on: ContextVar[Callable[[], bool] | None] = ContextVar("tether_outbox_go_on", default=None)
@@ -140,7 +142,7 @@ async def flush(
     rows = await store.outbox_pending(limit=max_events, now=clock.store_time())
     go_on = _go_on.get()
     delivered: list[tuple[str, int]] = []
-    failed: list[tuple[str, int, str, datetime | None]] = []
+    failed: list[_Failed] = []
     blocked: set[str] = set()
     try:
         for row in rows:
@@ -169,27 +171,69 @@ async def flush(
     return len(delivered), len(failed) - dead, dead
 
 
-def _say_failed(
-    rows: Sequence[OutboxRow],
-    failed: Sequence[tuple[str, int, str, datetime | None]],
-    policy: OutboxPolicy,
-) -> None:
-    """One warning a pass for the deliveries to be retried: a sink that is down or
-    refuses everything said nothing until its events were dead-lettered, minutes later
-    (8 attempts of back-off)."""
-    retried = [(wid, seq, error) for wid, seq, error, retry_at in failed if retry_at is not None]
-    wid, seq, error = retried[0]
-    attempts = next((r.attempts + 1 for r in rows if (r.workflow_id, r.seq) == (wid, seq)), 1)
-    log.warning(
-        "%d event delivery(ies) failed and will be retried with back-off, each dead-lettered "
-        "after %d attempts (first: %s:%d, attempt %d: %s)",
-        len(retried),
-        policy.max_attempts,
-        wid,
-        seq,
-        attempts,
-        error,
-    )
+@dataclass
+class _Failures:
+    """The deliveries to be retried that a pass has not said yet: their count, and the
+    first one (run, seq, attempt, error)."""
+
+    max_attempts: int
+    count: int = 0
+    first: tuple[str, int, int, str] | None = None
+
+    def add(self, rows: Sequence[OutboxRow], failed: Sequence[_Failed]) -> None:
+        retried = [
+            (wid, seq, error) for wid, seq, error, retry_at in failed if retry_at is not None
+        ]
+        if retried and self.first is None:
+            wid, seq, error = retried[0]
+            at = next((r.attempts + 1 for r in rows if (r.workflow_id, r.seq) == (wid, seq)), 1)
+            self.first = (wid, seq, at, error)
+        self.count += len(retried)
+
+    def say(self) -> None:
+        """One warning for them all: a sink that is down or refuses everything said
+        nothing until its events were dead-lettered, minutes later (8 attempts of
+        back-off); and a warning a batch said it many times over in a pass."""
+        if self.first is None:
+            return
+        wid, seq, attempt, error = self.first
+        log.warning(
+            "%d event delivery(ies) failed and will be retried with back-off, each "
+            "dead-lettered after %d attempts (first: %s:%d, attempt %d: %s)",
+            self.count,
+            self.max_attempts,
+            wid,
+            seq,
+            attempt,
+            error,
+        )
+
+
+_failures: ContextVar[_Failures | None] = ContextVar("tether_outbox_failures", default=None)
+
+
+@contextmanager
+def one_warning(policy: OutboxPolicy) -> Iterator[None]:
+    """Have the flushes in this context (the batches of one pass) say their failed
+    deliveries in one warning as it ends, rather than one a batch."""
+    failures = _Failures(policy.max_attempts)
+    token = _failures.set(failures)
+    try:
+        yield
+    finally:
+        _failures.reset(token)
+        failures.say()
+
+
+def _say_failed(rows: Sequence[OutboxRow], failed: Sequence[_Failed], policy: OutboxPolicy) -> None:
+    """Say the deliveries to be retried now, or at the end of the pass (`one_warning`)."""
+    pending = _failures.get()
+    if pending is not None:
+        pending.add(rows, failed)
+        return
+    now = _Failures(policy.max_attempts)
+    now.add(rows, failed)
+    now.say()
 
 
 async def _deliver(
@@ -211,10 +255,22 @@ async def _deliver(
                 del taken[key]
             if isinstance(exc, TimeoutError) and scope.expired():
                 return f"TimeoutError: {type(sink).__name__} did not take the event within {timeout:g} s"
-            return f"{type(exc).__name__}: {exc}"
+            return _error_text(exc)
         took.append(sink)
     del taken[key]
     return None
+
+
+def _error_text(exc: Exception) -> str:
+    """`exc` as text every store can keep: a NUL (PostgreSQL refuses it) or a lone
+    surrogate (neither store can encode one) in a sink's error failed the whole pass's
+    record, so its batch was delivered again at every pass, and that event never
+    dead-lettered."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # a plugin's exception whose __str__ raises
+        text = f"{type(exc).__name__}: (its message could not be read)"
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _retry_at(row: OutboxRow, error: str, clock: Clock, policy: OutboxPolicy) -> datetime | None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .._durations import check_seconds
 from ..store import LockOutcome
 from ._commands import OutboxFlush, OutboxFlushed
-from ._outbox import OutboxPolicy
+from ._outbox import OutboxPolicy, one_warning
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
@@ -60,7 +60,7 @@ async def publish_outbox(
 
     keeper = asyncio.ensure_future(_keep_lock(kernel, holder, ttl, lost))
     try:
-        with OutboxPolicy.deliver_while(go_on):
+        with OutboxPolicy.deliver_while(go_on), one_warning(kernel.outbox):
             while go_on():
                 began = time.monotonic()
                 flushed = await kernel.adispatch(OutboxFlush())
