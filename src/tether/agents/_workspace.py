@@ -427,14 +427,20 @@ def _agent_file(workspace: Path) -> Path:
     return workspace.parent / f".{workspace.name}.agent"
 
 
-def _started(pid: int) -> str | None:
-    """The process's start time (Linux ``/proc``), telling it from a reused pid; None
-    if it is gone (a zombie, killed and not yet reaped by its parent, is gone)."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after its name (Linux), from the state on;
+    None if the process is gone (a zombie, killed and not yet reaped, is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return None if len(fields) < 20 or fields[0] == "Z" else fields[19]
+    return None if len(fields) < 20 or fields[0] == "Z" else fields
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time, telling it from a reused pid; None if it is gone."""
+    fields = _stat(pid)
+    return None if fields is None else fields[19]
 
 
 def record_agent(workspace: Path, pid: int) -> Path:
@@ -460,12 +466,35 @@ async def reap_orphan(workspace: Path) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         return False
     path.unlink(missing_ok=True)
-    if started is None or _started(pgid) != started:
+    if started is None or not _group_left(pgid, str(started)):
         return False  # gone, or the pid now belongs to someone else
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
     for _ in range(100):  # until it is gone (its locks and files released)
-        if _started(pgid) != started:
+        if not _group_left(pgid, str(started)):
             break
         await asyncio.sleep(0.05)
     return True
+
+
+def _group_left(pgid: int, started: str) -> bool:
+    """Some of the recorded group still runs. Its leader (the agent's shell) may be
+    gone while a child works on: an agent dies of the broken pipe its killed
+    dispatcher left, the test run or server it started does not. Such a child
+    started no earlier than the leader, and while it lives the group id is not
+    reused; a pid reused by another process (a different start time) is never it."""
+    leader = _started(pgid)
+    if leader is not None or not started.isdigit():
+        return leader == started
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and _member_since(int(proc.name), pgid, int(started)):
+            return True
+    return False
+
+
+def _member_since(pid: int, pgid: int, started: int) -> bool:
+    """Process `pid` runs, in group `pgid`, started at or after `started` (jiffies)."""
+    fields = _stat(pid)
+    if fields is None or not fields[19].isdigit():
+        return False
+    return int(fields[2]) == pgid and int(fields[19]) >= started
