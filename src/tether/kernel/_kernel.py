@@ -349,6 +349,19 @@ class Kernel:
         return await self._drive_job(cmd)
 
     async def _drive_job(self, cmd: JobExecute, run: RunRow | None = None) -> JobExecuted:
+        """`_drive`, counting the job's store errors in a row only while they last: the
+        count of a job that got past them was kept for the worker's life, one entry per
+        job that ever met a blip (a long outage on a busy queue: thousands)."""
+        try:
+            result = await self._drive(cmd, run)
+        except BaseException:
+            self._store_failures.pop(cmd.job_id, None)  # the job is not retried from here
+            raise
+        if result.status != "store_error":
+            self._store_failures.pop(cmd.job_id, None)
+        return result
+
+    async def _drive(self, cmd: JobExecute, run: RunRow | None) -> JobExecuted:
         """Drive the job's run under its lease (renewed meanwhile), then close the job.
 
         A run cancelled under the job ends it as a ghost: its late result was
