@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from pathlib import Path
 import httpx
 
 from tether.testing import eventually_sync
+
+from .._loopback import loopback
 
 TETHER = str(Path(sys.executable).with_name("tether"))
 
@@ -193,11 +194,5 @@ def answering(
 @contextmanager
 def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
     """The URL of a real HTTP server on a free loopback port answering with `handler`."""
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            thread.join()
+    with loopback(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield url

@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from tether.agents import WorkflowFile, parse_workflow
 
+from ..._loopback import loopback
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -60,13 +62,8 @@ def serving(fake: Any) -> Iterator[str]:
     """Serve `fake` on an ephemeral port; yields its base URL."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.fake = fake
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback(server) as url:
+        yield url
 
 
 Answer = tuple[int, dict[str, str], Any] | None
