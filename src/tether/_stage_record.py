@@ -25,7 +25,7 @@ from ._stage_usage import (
 from ._usage_json import usage_dict, usage_row
 from .store import AIUsageRow, EndReason, EventRow, RunRow, RunStatus, StepRow, StepStatus
 
-__all__ = ["StageRecord", "build_stages", "stage_usage"]
+__all__ = ["StageRecord", "build_stages", "placed_stages", "stage_usage"]
 
 # the ends of a run that leave a stage it had begun undone
 _UNDONE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.COMPENSATED,
@@ -234,11 +234,16 @@ def stage_usage(
     """The AI usage of each stage of each pipeline call, keyed as `build_stages` reads it
     (the place and the stage id), by the rule `Store.ai_usage` groups many runs by
     (`tether._stage_usage`)."""
+    sums = usage_per_stage(placed_stages(steps, events), by_step, _place_and_id)
+    return {k: summed(k, rows) for k, rows in sums.items() if k is not None}
+
+
+def placed_stages(steps: list[StepRow], events: list[EventRow]) -> list[PlacedStage]:
+    """The stages of a run (of each place its pipelines were called from) whose start
+    step is recorded, each with the run attempt it started in."""
     plans = [(e.message, e.detail) for e in events if e.type == "pipeline.planned" and e.detail]
     starts = {s.key: s.result for s in steps if s.status is StepStatus.COMPLETED}
-    stages = started_stages(plans, starts)
-    sums = usage_per_stage(stages, by_step, _place_and_id)
-    return {k: summed(k, rows) for k, rows in sums.items() if k is not None}
+    return started_stages(plans, starts)
 
 
 def _place_and_id(stage: PlacedStage) -> str:

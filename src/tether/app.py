@@ -719,8 +719,9 @@ class App:
             if pipeline is not None and not forget:  # a step inside a stage: the stages
                 # after it that ran again (the one holding it keeps its attempt)
                 forget = restarted_stages(pipeline, await self.store.list_events(workflow_id))
-            if forget:  # after the commit; only the attempts before (keys carry attempts)
-                await forget_files(self.blobs, workflow_id, forget, run.attempt)
+            # after the commit; only the attempts before (keys carry attempts); the store:
+            # also those of pipelines the run's code called (each item of a for_each)
+            await forget_files(self.blobs, workflow_id, forget, run.attempt, store=self.store)
 
     rerun_from = facade(arerun_from)
 

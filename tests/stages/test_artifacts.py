@@ -67,3 +67,35 @@ async def test_a_name_that_cannot_name_a_file_is_refused_naming_it(app: App, nam
     said = re.escape(f"artifact name {name!r} cannot name a file")
     with pytest.raises(InvalidArgumentError, match=said):
         await app.arun(p, Doc(url="u"))
+
+
+LONG = ["n" * 300 + ".txt", "页" * 120 + "/part.txt", "pages/.tmp-draft.md", "x" * 2000]
+
+
+@tether.stage(id="long", input=Doc, output=Listed)
+async def long(ctx: tether.StageContext[Doc, None]) -> Listed:
+    keys = [await ctx.artifacts.put(name, name[:5]) for name in LONG]
+    assert keys == [await ctx.artifacts.put(name, name[:5]) for name in LONG]  # stable keys
+    await ctx.artifacts.put("gone " + "z" * 300, b"x")
+    assert await ctx.artifacts.delete("gone " + "z" * 300) is True
+    return Listed(names=await ctx.artifacts.list(), refused="")
+
+
+@tether.stage(id="later", output=Listed, dependencies=[long])
+async def later(ctx: tether.StageContext[object, None]) -> Listed:
+    names = await ctx.artifacts.list(stage=long)
+    return Listed(names=[(await ctx.artifacts.get(n, stage=long)).decode() for n in names],
+                  refused="")  # fmt: skip
+
+
+async def test_a_name_no_key_can_hold_is_kept_under_its_digest(app: App) -> None:
+    """A part over 200 characters once encoded, one a file store keeps for its writes, a
+    name longer than a key: any text, as the README says, each stored under a digest of
+    the name, listed and read back by the name itself."""
+    p = tether.Pipeline("long-files", input=Doc).pipe(long).pipe(later)
+    done = await app.arun(p, Doc(url="u"), workflow_id="long-1")
+    assert sorted(done.record.steps["stage:long"].result["output"]["names"]) == sorted(LONG)
+    assert sorted(done.value.names) == sorted(name[:5] for name in LONG)
+    keys = await app.blobs.list("runs/long-1/stages/long/1/files/")
+    # each the digest of its name, and its name beside it; the deleted one is gone
+    assert len(keys) == 2 * len(LONG) and all("/files/%-" in k for k in keys)

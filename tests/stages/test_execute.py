@@ -266,6 +266,37 @@ async def test_require_of_a_stage_that_did_not_run_earlier_is_an_error(app: App)
         await app.arun(tether.Pipeline("greedy", input=Doc).pipe(greedy), Doc(url="u"))
 
 
+async def test_require_of_an_unknown_stage_names_the_pipelines_stages(app: App) -> None:
+    @tether.stage(id="typo", input=Text, output=Summary)
+    async def typo(ctx: tether.StageContext[Text, None]) -> Summary:
+        ctx.require("extrct")
+        raise AssertionError("unreachable")
+
+    p = tether.Pipeline("typos", input=Doc).pipe(extract).pipe(typo)
+    said = (r"requires the output of 'extrct', which is no stage of this pipeline; did you "
+            r"mean 'extract'\? check the spelling: its stages are 'extract', 'typo'")  # fmt: skip
+    with pytest.raises(tether.InvalidArgumentError, match=said):
+        await app.arun(p, Doc(url="u"))
+
+
+async def test_require_of_a_later_stage_says_to_move_it_before(app: App) -> None:
+    @tether.stage(id="early", input=Doc, output=Text)
+    async def early(ctx: tether.StageContext[Doc, None]) -> Text:
+        ctx.require("late")
+        raise AssertionError("unreachable")
+
+    @tether.stage(id="late", input=Text, output=Summary)
+    async def late(ctx: tether.StageContext[Text, None]) -> Summary:
+        return Summary(summary=ctx.input.text)
+
+    p = tether.Pipeline("backwards", input=Doc).pipe(early).pipe(late)
+    said = (r"'early' requires the output of 'late', which runs later, in group 2 \(this "
+            r"stage is in group 1\): move 'late' to a group before this one, and declare it "
+            r"with dependencies=\['late'\]")  # fmt: skip
+    with pytest.raises(tether.InvalidArgumentError, match=said):
+        await app.arun(p, Doc(url="u"))
+
+
 async def test_rerun_after_a_fix_deployed_as_a_compatible_version(
     database_url: str, effects: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -164,3 +164,50 @@ async def test_a_rerun_from_takes_the_stage_itself_and_refuses_what_is_no_key(
             await app.arerun_from("st", "lef")
     finally:
         await app.aclose()
+
+
+@tether.stage(id="fetch", input=Doc, output=Note)
+async def fetch(ctx: tether.StageContext[Doc, None]) -> Note:
+    text = await ctx.workflow.step("get", lambda: ctx.input.url)
+    await ctx.artifacts.put("page.txt", text)
+    return Note(text=text)
+
+
+async def test_a_rerun_of_a_plain_workflow_removes_the_old_files_of_each_items_forgotten_stages(
+    sqlite_url: str,
+) -> None:
+    """A pipeline called once per item of a for_each: the rerun forgets the second item's
+    stages, whose files of the old attempt went nowhere (only a pipeline run's stages
+    had theirs removed); the first item's stages, kept, keep theirs."""
+    p = tether.Pipeline("per-page", input=Doc).pipe(fetch).pipe(second)
+    app = App(sqlite_url)  # a real SQLite file, its files in blobs/ beside it
+
+    @app.workflow(name="pages")
+    async def pages(wf: tether.Workflow, urls: list[str]) -> list[str]:
+        async def one(url: str) -> str:
+            return (await p(wf, Doc(url=url))).text
+
+        return list((await wf.for_each(urls, one, max_parallel=1)).values)  # type: ignore[arg-type]
+
+    async def files() -> dict[tuple[str, str], str]:
+        """(attempt, what the file holds) -> its key: each item's files hold its url."""
+        keys = [k for k in await app.blobs.list("runs/pages-1/") if "/files/" in k]
+        said = {k: bytes(await app.blobs.get(k) or b"").decode() for k in keys}
+        return {(k.split("/")[4], f"{text}:{k.rsplit('/', 1)[1]}"): k for k, text in said.items()}
+
+    try:
+        await app.arun(pages, ["a", "b"], workflow_id="pages-1")
+        before = await files()
+        assert sorted(before) == [("1", "a:f.txt"), ("1", "a:page.txt"),
+                                  ("1", "b:f.txt"), ("1", "b:page.txt")]  # fmt: skip
+        done = await app.arerun_from("pages-1", "stage:fetch.start[1]")
+        assert done.status is RunStatus.COMPLETED and done.value == ["a!", "b!"]
+        after = await files()
+        # the second item's stages ran again in attempt 2; their old files are gone,
+        # the first item's (kept) are where they were
+        assert sorted(after) == [("1", "a:f.txt"), ("1", "a:page.txt"),
+                                 ("2", "b:f.txt"), ("2", "b:page.txt")]  # fmt: skip
+        assert after[("1", "a:page.txt")] == before[("1", "a:page.txt")]
+        assert after[("1", "a:f.txt")] == before[("1", "a:f.txt")]
+    finally:
+        await app.aclose()

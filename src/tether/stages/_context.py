@@ -8,9 +8,11 @@ code is written at once and numbered, so the code running again on resume
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote, unquote
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from .._workflow import Workflow
     from ..ai import WorkflowAI
 
-__all__ = ["Artifacts", "StageContext", "run_prefix", "stage_prefix"]
+__all__ = ["Artifacts", "StageContext", "place_folder", "run_prefix", "stage_prefix"]
 
 I = TypeVar("I")  # noqa: E741
 C = TypeVar("C")
@@ -52,6 +54,12 @@ def stage_prefix(workflow_id: str, stage_id: str, attempt: int | None = None) ->
     return base if attempt is None else f"{base}{attempt}/"
 
 
+def place_folder(where: str) -> str:
+    """The folder, inside a stage attempt's, of the files of a pipeline called from the
+    workflow's code `where` (``process/[2]``): none for the run's own pipeline."""
+    return f"at-{hashlib.sha256(where.encode()).hexdigest()[:16]}/" if where else ""
+
+
 class Artifacts:
     """A stage's files in the blob store, under its run, stage and attempt.
 
@@ -72,18 +80,27 @@ class Artifacts:
         at = stage_prefix(self._wf.workflow_id, sid, self._attempts(sid))
         return f"{at}{self._place}files/"
 
-    def _key(self, name: str, stage: Stage[Any, Any, Any] | str | None) -> str:
-        return self._folder(stage) + _name_key(name)
+    def _key(self, name: str, stage: Stage[Any, Any, Any] | str | None) -> tuple[str, bool]:
+        """The blob key of `name`, and whether it is its digest (see `_DIGEST`)."""
+        folder = self._folder(stage)
+        plain = _name_key(name)
+        if plain is not None:
+            with contextlib.suppress(InvalidArgumentError):  # a key over 1000 characters
+                return check_key(folder + plain), False
+        return f"{folder}{_DIGEST}{hashlib.sha256(name.encode()).hexdigest()}", True
 
     async def put(self, name: str, data: bytes | str | Any) -> str:
         """Store `data` (bytes, text, or JSON data) as `name`; its blob key."""
-        key = self._key(name, None)
-        await self._wf.blobs.put(key, _as_bytes(data, name))
+        key, digest = self._key(name, None)
+        body = _as_bytes(data, name)
+        if digest:  # the name first: a file is never listed without it
+            await self._wf.blobs.put(key + _NAMED, name.encode())
+        await self._wf.blobs.put(key, body)
         return key
 
     async def get(self, name: str, *, stage: Stage[Any, Any, Any] | str | None = None) -> bytes:
         """The bytes of `name` (of this stage, or of an earlier `stage`)."""
-        found = await self._wf.blobs.get(self._key(name, stage))
+        found = await self._wf.blobs.get(self._key(name, stage)[0])
         if found is None:
             raise InvalidArgumentError(
                 f"no artifact {name!r} in stage {stage or self._stage!r} of run "
@@ -97,32 +114,50 @@ class Artifacts:
     async def list(self, *, stage: Stage[Any, Any, Any] | str | None = None) -> list[str]:
         """The names of the artifacts (of this stage, or of an earlier `stage`)."""
         prefix = self._folder(stage)
-        return [unquote(k[len(prefix) :]) for k in await self._wf.blobs.list(prefix)]
+        names = []
+        for key in await self._wf.blobs.list(prefix):
+            end = key[len(prefix) :]
+            if not end.startswith(_DIGEST):
+                names.append(unquote(end))
+            elif not end.endswith(_NAMED) and (told := await self._wf.blobs.get(key + _NAMED)):
+                names.append(bytes(told).decode())
+        return names
 
     async def delete(self, name: str) -> bool:
-        return bool(await self._wf.blobs.delete(self._key(name, None)))
+        key, digest = self._key(name, None)
+        deleted = bool(await self._wf.blobs.delete(key))
+        if digest:
+            await self._wf.blobs.delete(key + _NAMED)
+        return deleted
 
 
 # what a blob key segment holds as itself; '%' is not among them: it encodes the rest
 _KEPT = "-_.:@#[]=+/"
+# the key of a name no plain key holds (a part over 200 characters once encoded, one
+# starting '.tmp-', a key over 1000): a digest of it, marked by a '%' that no
+# encoded name has without two hex digits after it; the name is kept beside it
+_DIGEST = "%-"
+_NAMED = "=name"
 
 
-def _name_key(name: str) -> str:
+def _name_key(name: str) -> str | None:
     """An artifact's name as the end of a blob key: any text (a file's name in any
     language, with spaces) percent-encoded, as a run id is; a name made only of what a
-    key holds as itself, without '%', stays as it is (as artifacts were always stored)."""
+    key holds as itself, without '%', stays as it is (as artifacts were always stored).
+    None where that is no key (the name's digest stands for it)."""
     if not isinstance(name, str):
         raise InvalidArgumentError(f"an artifact name is a str, got {type(name).__name__}")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise InvalidArgumentError(
+            f"artifact name {name!r} cannot name a file: it has an empty part, '.' or '..'; "
+            "use '/'-separated parts of any other text, e.g. 'pages/3.txt' or "
+            "'Bericht für März.pdf'"
+        )
     key = quote(name, safe=_KEPT).replace("~", "%7E")  # quote() never encodes '~'
     try:
         return check_key(key)
     except InvalidArgumentError:
-        raise InvalidArgumentError(
-            f"artifact name {name!r} cannot name a file: use '/'-separated parts, none "
-            "empty, '.' or '..' nor starting '.tmp-', each at most 200 characters once "
-            "percent-encoded (any characters otherwise), e.g. 'pages/3.txt' or "
-            "'Bericht für März.pdf'"
-        ) from None
+        return None
 
 
 def _as_bytes(data: Any, name: str) -> bytes:
@@ -150,6 +185,7 @@ class StageContext(Generic[I, C]):
         outputs: Callable[[str], tuple[bool, Any]],
         attempts: Callable[[str], int],
         written: Callable[[], Awaitable[int]],
+        groups: Mapping[str, int],
         place: str = "",
         where: str = "",
     ) -> None:
@@ -162,6 +198,7 @@ class StageContext(Generic[I, C]):
         self.attempt = attempt
         self.artifacts = Artifacts(wf, stage.id, attempts, place=place)
         self._outputs = outputs
+        self._groups = groups  # stage id -> its group, for each stage of the pipeline
         self._written = written  # how many numbered log/progress events are recorded
         self._where = where  # where the pipeline was called from, when not the run itself
         self._seq = 0
@@ -187,11 +224,33 @@ class StageContext(Generic[I, C]):
         sid = stage if isinstance(stage, str) else stage.id
         found, value = self._outputs(sid)
         if not found:
-            raise InvalidArgumentError(
-                f"stage {self.stage_id!r} requires the output of {sid!r}, which has not run "
-                "in an earlier group of this pipeline; pipe it before, or use ctx.optional"
-            )
+            raise InvalidArgumentError(self._not_before(sid))
         return value
+
+    def _not_before(self, sid: str) -> str:
+        """Why `require(sid)` has no output, and what to change."""
+        me = f"stage {self.stage_id!r} requires the output of {sid!r}"
+        n = self._groups.get(sid)
+        if n is None:
+            close = difflib.get_close_matches(sid, list(self._groups), n=1, cutoff=0.6)
+            guess = f"did you mean {close[0]!r}? " if close else ""
+            known = ", ".join(map(repr, self._groups))
+            return (
+                f"{me}, which is no stage of this pipeline; {guess}check the spelling: "
+                f"its stages are {known}"
+            )
+        if n >= self.group:
+            when = "beside it, in the same group" if n == self.group else f"later, in group {n}"
+            return (
+                f"{me}, which runs {when} (this stage is in group {self.group}): move "
+                f"{sid!r} to a group before this one, and declare it with "
+                f"dependencies=[{sid!r}] so the pipeline refuses such an order when built; "
+                "or read it with ctx.optional if this stage can do without it"
+            )
+        return (
+            f"{me}, a stage of an earlier group that gave no output in this run; "
+            "read it with ctx.optional if this stage can do without it"
+        )
 
     @overload
     def optional(self, stage: Stage[Any, O, Any]) -> O | None: ...

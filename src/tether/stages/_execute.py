@@ -39,7 +39,7 @@ from .._run_state import NAME_SCOPE, name_scope
 from ..errors import StoreError, explain_validation
 from ..serde import to_json_data
 from ..store import NewEvent
-from ._context import StageContext, stage_prefix
+from ._context import StageContext, place_folder, stage_prefix
 from ._errors import StageError, StageFailedError, StageTimeoutError, not_json
 from ._outcomes import Failed, NotReady, Ready, Suspend
 from ._records import Stopped, blob_damage, encoded, first_failure, own_scope, written_lines
@@ -122,8 +122,7 @@ class Execution:
         # where it was called from ("" for the run's own pipeline): its log lines say so,
         # and its files go to a folder of that place
         self.where = self.scope + path
-        digest = hashlib.sha256(self.where.encode()).hexdigest()[:16]
-        self.place = f"at-{digest}/" if self.where else ""
+        self.place = place_folder(self.where)
         # what each stage event says of that place: a reader keeps the stages of each
         # call apart (one stage id in two calls, or in another pipeline, is two stages)
         self.at = {"at": self.where} if self.where else {}
@@ -299,6 +298,7 @@ class Execution:
             outputs=partial(self._output_of, n),
             attempts=self._attempt_of,
             written=self._written_counter(s.id, attempt, resumed),
+            groups=self.group_of,
             place=self.place,
             where=self.where,
         )

@@ -15,8 +15,9 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
+from .._stage_record import placed_stages
 from ..store import EventRow, Fence, NewEvent, Store
-from ._context import run_prefix, stage_prefix
+from ._context import place_folder, run_prefix, stage_prefix
 from ._errors import PipelineError
 from ._execute import start_key
 from ._pipeline import Pipeline
@@ -87,13 +88,53 @@ def restarted_stages(pipeline: Pipeline[Any, Any], events: Sequence[EventRow]) -
     return [sid for sid in pipeline.stages if sid in since]
 
 
-async def forget_files(blobs: Any, workflow_id: str, stage_ids: Sequence[str], upto: int) -> int:
-    """Remove the files of `stage_ids` written by attempts up to `upto`; how many."""
+async def forget_files(
+    blobs: Any, workflow_id: str, stage_ids: Sequence[str], upto: int, *, store: Store | None = None
+) -> int:
+    """Remove the files of `stage_ids` written by attempts up to `upto`; how many. With
+    `store`, also those of every stage of a pipeline call (the run's own, or one from
+    the workflow's code: each item of a `for_each`) whose start from those attempts the
+    run no longer keeps: a rerun forgot it."""
     removed = 0
     for sid in stage_ids:
         for attempt in range(1, upto + 1):
             removed += await blobs.delete_prefix(stage_prefix(workflow_id, sid, attempt))
+    if store is not None:
+        removed += await _forget_places(blobs, store, workflow_id, upto)
     return removed
+
+
+async def _forget_places(blobs: Any, store: Store, workflow_id: str, upto: int) -> int:
+    """Each stage's files in the folder of the place it was called from: a stage of the
+    same id called from elsewhere, and kept, keeps its own."""
+    steps, events = await store.load_steps(workflow_id), await store.list_events(workflow_id)
+    kept = {(st.at, st.sid) for st in placed_stages(steps, events) if st.since <= upto}
+    removed = 0
+    for (at, sid), attempts in _started(events, upto).items():
+        if (at, sid) in kept:
+            continue
+        for attempt in attempts:
+            base = stage_prefix(workflow_id, sid, attempt)
+            if at:
+                removed += await blobs.delete_prefix(base + place_folder(at))
+                continue  # the run's own call: its files lie beside the other places'
+            removed += await blobs.delete_prefix(f"{base}files/")
+            removed += int(bool(await blobs.delete(f"{base}output.json")))
+    return removed
+
+
+def _started(events: Sequence[EventRow], upto: int) -> dict[tuple[str, str], set[int]]:
+    """(place, stage id) -> the attempts up to `upto` it started in, as `stage.started`
+    events tell (a rerun forgets steps, never events)."""
+    found: dict[tuple[str, str], set[int]] = {}
+    for e in events:
+        if e.type != "stage.started" or not e.detail:
+            continue
+        d = json.loads(e.detail)
+        attempt = d.get("attempt") if isinstance(d, dict) else None
+        if isinstance(attempt, int) and attempt <= upto and isinstance(d.get("stage"), str):
+            found.setdefault((d.get("at") or "", d["stage"]), set()).add(attempt)
+    return found
 
 
 async def suspended_batches(store: Store, workflow_id: str) -> dict[str, Any]:
