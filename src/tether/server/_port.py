@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .._info import RunInfo, WaitInfo
+from ..blobs import BlobStore
 from ..clock import Clock
 from ..definition import WorkflowDef
 from ..kernel import Kernel
@@ -19,6 +20,7 @@ __all__ = ["ServedApp"]
 
 class ServedApp(Protocol):
     store: Store
+    blobs: BlobStore
     clock: Clock
     kernel: Kernel
 

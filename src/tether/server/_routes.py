@@ -16,6 +16,7 @@ from .._info import RunInfo
 from .._waits import MISSING
 from ..kernel import RunRerunFrom
 from ..record import EventRecord
+from ..stages.host import forget_files
 from ..store import RunFilter, RunRow, RunStatus
 from ._deps import need, served_app
 from ._errors import ApiError
@@ -304,6 +305,8 @@ async def rerun_from(request: Request, workflow_id: str, body: RerunFrom) -> Rer
     if run.queue is None:
         app.get_workflow(run.workflow_name)  # fail before changing anything
     await app.kernel.adispatch(RunRerunFrom(workflow_id=workflow_id, step=body.step))
+    # the files of the stages it forgot, of the attempts before (as `App.rerun_from`)
+    await forget_files(app.blobs, workflow_id, [], run.attempt, store=app.store)
     return RerunStarted(woken=[workflow_id])
 
 
