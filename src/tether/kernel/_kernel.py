@@ -87,18 +87,24 @@ _RESULTS: dict[str, type[CommandResult]] = {
 _REQUEST = "$request"
 
 
-def _fingerprint(cmd: Command) -> str:
-    """What a command asks, key aside: the same key must come with the same request."""
-    body = cmd.model_dump_json(exclude={"idempotency_key"})
+def _fingerprint(cmd: Command, *, canonical: bool = True) -> str:
+    """What a command asks, key aside: the same key must come with the same request.
+    Canonical (object keys sorted): a retry whose payload held the same object with its
+    keys in another order (re-serialised by a client) was refused as another request."""
+    if canonical:
+        body = json.dumps(cmd.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True)
+    else:
+        body = cmd.model_dump_json(exclude={"idempotency_key"})
     return hashlib.sha256(body.encode()).hexdigest()
 
 
 def _replayed(cmd: Command, key: str, asked: str, earlier: str) -> CommandResult:
     """The first result of `key`; `IdempotencyConflictError` if it answered another
-    request (a result kept before requests were kept is taken as it is)."""
+    request (a result kept before requests were kept is taken as it is, and one kept
+    with the fingerprint of an earlier release, keys in their given order, still holds)."""
     data = json.loads(earlier)
     first = data.pop(_REQUEST, None) if isinstance(data, dict) else None
-    if first is not None and first != asked:
+    if first is not None and first not in (asked, _fingerprint(cmd, canonical=False)):
         workflow_id = getattr(cmd, "workflow_id", None) or ""
         raise IdempotencyConflictError(key, workflow_id, "request", command=cmd.type)
     return _RESULTS[cmd.type].model_validate(data)

@@ -250,15 +250,28 @@ async def _deliver(
         try:
             async with scope:
                 await sink.publish(event)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             if not took:
                 del taken[key]
+            if isinstance(exc, asyncio.CancelledError):
+                _reraise_if_ours(exc)
+                return f"CancelledError: {type(sink).__name__}.publish was cancelled inside"
             if isinstance(exc, TimeoutError) and scope.expired():
                 return f"TimeoutError: {type(sink).__name__} did not take the event within {timeout:g} s"
             return _error_text(exc)
         took.append(sink)
     del taken[key]
     return None
+
+
+def _reraise_if_ours(exc: asyncio.CancelledError) -> None:
+    """Raise `exc` if this pass is being cancelled (its host stopping). Else a sink's
+    own awaitable was cancelled under it (a broker client dropping its pending publish):
+    that ended the pass, the tick, and a worker's maintenance for good (no timers fired,
+    no leases reaped), its event never failed, so never dead-lettered."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise exc
 
 
 def _error_text(exc: Exception) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..app import run_on_loop
 from ..errors import InvalidArgumentError
 from ..kernel import JobExecuted
-from ..store import JobRow
+from ..store import JobRow, JobStatus
 from ._claim import claim_jobs, host_id, queue_names, split_names
 from ._maintenance import MaintenanceReport, maintenance_tick
 
@@ -38,6 +38,27 @@ def _check_limit(limit: object) -> None:
         raise InvalidArgumentError(
             f"limit must be a whole number of jobs >= 0, got {limit!r}; e.g. limit=10"
         )
+
+
+def _check_claimed(job: object, worker_id: str) -> None:
+    """Refuse a job this host does not hold: one read from the store (still queued) was
+    driven as if claimed, answered 'completed' while the job stayed queued, and was
+    claimed and driven again later (as a dispatched `job.execute` refuses it)."""
+    if not isinstance(job, JobRow):
+        raise InvalidArgumentError(
+            f"handle_job takes a job this host claimed (a JobRow from claim()), got {job!r}"
+        )
+    if job.status is JobStatus.CLAIMED and job.worker == worker_id:
+        return
+    held = (
+        f"worker {job.worker!r} holds it"
+        if job.status is JobStatus.CLAIMED
+        else f"it is {job.status.value}"
+    )
+    raise InvalidArgumentError(
+        f"handle_job: job {job.id} of run {job.workflow_id!r} is not claimed by this host "
+        f"{worker_id!r} ({held}); handle the jobs its claim() returns"
+    )
 
 
 class ServerlessHost:
@@ -64,8 +85,8 @@ class ServerlessHost:
 
     async def ahandle_job(self, job: JobRow) -> JobExecuted:
         """Execute one job this host claimed (drive its run, then close the job)."""
-        # as a worker does: the job is this host's claim, so no check of it is read
-        # (a dispatched `job.execute` reads it: it may name any job)
+        # the row is checked, not read again: a claim's row is this host's own
+        _check_claimed(job, self.worker_id)
         return await self.app.kernel.execute_job(job, self.worker_id)
 
     async def aprocess_available_jobs(self, limit: int = 10) -> ProcessReport:
@@ -90,6 +111,10 @@ class ServerlessHost:
         return await maintenance_tick(self.app, self.worker_id, orphan_queue=self.queues[0])
 
     # sync faces, for platforms whose handlers are plain functions
+
+    def claim(self, limit: int = 1) -> list[JobRow]:
+        """Sync face of `aclaim`: `handle_job` takes the jobs it returns."""
+        return run_on_loop(self.app, self.aclaim(limit))
 
     def handle_job(self, job: JobRow) -> JobExecuted:
         return run_on_loop(self.app, self.ahandle_job(job))
