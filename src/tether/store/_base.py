@@ -30,10 +30,10 @@ from ..errors import (
     TetherError,
 )
 from ._deferred import Deferred
-from ._records import Fence, NewEvent, NewRun, RunRow
+from ._records import Fence, NewEvent, NewRun, RunRow, RunStatus
 from ._rows import Rows
 
-__all__ = ["Mode", "StoreBase", "Tx", "outcome", "params"]
+__all__ = ["Mode", "StoreBase", "Tx", "event_params", "fenced_params", "outcome", "params"]
 
 T = TypeVar("T")
 Mode = Literal["read", "write", "fast"]
@@ -51,6 +51,18 @@ def params(record: Any) -> dict[str, Any]:
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}  # a record class's field names
+
+
+def event_params(event: NewEvent) -> dict[str, Any]:
+    """The parameters of a query that writes `event` itself (``:etype``, ...)."""
+    return {"etype": event.type, "emsg": event.message, "edetail": event.detail}
+
+
+def fenced_params(fence: Fence, event: NewEvent) -> dict[str, Any]:
+    """The parameters of a query that checks `fence` and writes `event` itself
+    (`StoreBase.fenced_queries`)."""
+    return {"wid": fence.workflow_id, "gen": fence.generation, "comp": fence.compensating,
+            "etype": event.type, "emsg": event.message, "edetail": event.detail}  # fmt: skip
 
 
 class Tx(Protocol):
@@ -252,6 +264,17 @@ class StoreBase(abc.ABC):
         """Queue a job for a queue-managed run unless it has an open one."""
         await tx.execute("enqueue_next", at=at, id=run_id)
         await tx.notify("jobs")
+
+    async def _end_run(self, tx: Tx, wid: str, status: RunStatus, at: datetime, **p: Any) -> None:
+        """Write the run's move to `status` (``finish_run``: `p` its output, error, cs and
+        reason) and what goes with an end: a parent waiting on it is woken, and its
+        waits still pending (a for_each sibling's, a task's never awaited) are
+        cancelled, as no timer fires for it and no event or token resolves them now."""
+        await tx.execute("finish_run", status=status.value, at=at, wid=wid, **p)
+        if status.terminal:
+            await self._child_ended(tx, wid, status.value, p["output"], p["error"], at)
+            await tx.execute("waits_cancel", at=at, id=wid)
+        await tx.notify(f"run:{wid}")
 
     async def _child_ended(
         self, tx: Tx, child: str, status: str, output: str | None, error: str | None, at: datetime

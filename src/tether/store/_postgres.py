@@ -53,7 +53,7 @@ from ..errors import (
     StoreUnavailableError,
     TetherError,
 )
-from ._base import Mode, Tx
+from ._base import Mode, Tx, event_params, fenced_params
 from ._deferred import RETRY_DELAYS, Deferred
 from ._migrations import pending
 from ._port import Store
@@ -332,26 +332,22 @@ class PostgresStore(Store):
         """The start marker, with the run's held completion of its previous step folded
         in where there is exactly that (one durable statement instead of two)."""
         done = self._fold(fence, key)
-        if done is None:
-            return await super().start_step(
-                fence, key, idempotency_key=idempotency_key, at=at, event=event
-            )
-        p = {"wid": fence.workflow_id, "gen": fence.generation, "comp": fence.compensating,
-             "key": key, "ikey": idempotency_key, "at": at, "etype": event.type,
-             "emsg": event.message, "edetail": event.detail} | self._folded(done)  # fmt: skip
+        if done is not None:
+            p = fenced_params(fence, event) | {"key": key, "ikey": idempotency_key, "at": at}
+            p |= self._folded(done)
 
-        async def body(tx: Tx) -> Any:
-            row = await tx.one("complete_and_start_step", **p)
-            if row is None:  # both refused: the completion is dropped, the start raises
-                raise await self._fence_failure(tx, fence)
-            return row
+            async def body(tx: Tx) -> Any:
+                row = await tx.one("complete_and_start_step", **p)
+                if row is None:  # both refused: the completion is dropped, the start raises
+                    raise await self._fence_failure(tx, fence)
+                return row
 
-        folded, row = await self._carrying(done, body)
-        if not folded or row is None:
-            return await super().start_step(
-                fence, key, idempotency_key=idempotency_key, at=at, event=event
-            )
-        return started_step(fence.workflow_id, key, idempotency_key, row, at)
+            folded, row = await self._carrying(done, body)
+            if folded and row is not None:
+                return started_step(fence.workflow_id, key, idempotency_key, row, at)
+        return await super().start_step(
+            fence, key, idempotency_key=idempotency_key, at=at, event=event
+        )
 
     # -- the one-statement verbs -----------------------------------------------------
 
@@ -370,9 +366,7 @@ class PostgresStore(Store):
         second read, as there."""
 
         async def body(tx: Tx) -> RunRow:
-            row = await tx.one(
-                name, now=now, etype=event.type, emsg=event.message, edetail=event.detail, **p
-            )
+            row = await tx.one(name, now=now, **event_params(event), **p)
             if row is None:
                 raise await self._claim_refusal(tx, p["wid"], compensating)
             return tx.rows.run(row)
@@ -381,10 +375,12 @@ class PostgresStore(Store):
         self._note_moved(run.workflow_id, run.generation)
         return run
 
+    def _run_note(self, fence: Fence) -> dict[str, str]:
+        """The parameters of a statement that notifies the run's waiters itself."""
+        return {"chan": self.config.channel, "note": f"run:{fence.workflow_id}"}
+
     async def release_run(self, fence: Fence, *, at: datetime, event: NewEvent) -> bool:
-        p = {"wid": fence.workflow_id, "gen": fence.generation, "at": at, "etype": event.type,
-             "emsg": event.message, "edetail": event.detail, "chan": self.config.channel,
-             "note": f"run:{fence.workflow_id}"}  # fmt: skip
+        p = fenced_params(fence, event) | self._run_note(fence) | {"at": at}
         row = await self._tx("write", lambda tx: tx.one("release_run_one", **p), single=True)
         return row is not None
 
@@ -395,10 +391,8 @@ class PostgresStore(Store):
         notification). An end that resolves a wait on this run (a parent's) must wake
         the waiter in the same transaction, and a failed fence must be explained: the
         statement changes nothing then, and the shared transaction does it all."""
-        p |= {"wid": fence.workflow_id, "gen": fence.generation, "comp": fence.compensating,
-              "etype": event.type, "emsg": event.message, "edetail": event.detail, "at": at,
-              "status": status.value, "ended": status.terminal, "chan": self.config.channel,
-              "note": f"run:{fence.workflow_id}"}  # fmt: skip
+        p |= fenced_params(fence, event) | self._run_note(fence)
+        p |= {"at": at, "status": status.value, "ended": status.terminal}
         done = self._fold(fence)
         if done is None:
             row = await self._tx("write", lambda tx: tx.one("finish_run_one", **p), single=True)

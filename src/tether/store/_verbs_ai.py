@@ -158,11 +158,7 @@ async def _usage_by_stage(tx: Tx, filters: dict[str, Any]) -> list[AIUsageRow]:
 class AIVerbs(StoreBase):
     async def child_runs(self, workflow_id: str) -> list[str]:
         """Ids of the runs started as children of this one, oldest first."""
-
-        async def body(tx: Tx) -> list[str]:
-            return [r[0] for r in await tx.all("child_run_ids", wid=workflow_id)]
-
-        return await self._tx("read", body)
+        return await self._list("child_run_ids", lambda _, r: str(r[0]), wid=workflow_id)
 
     async def ai_spend(
         self,
@@ -206,11 +202,8 @@ class AIVerbs(StoreBase):
         ``max_tokens``), one for those limits: a budget raised since warns again at its
         own line. A scan of the run's events, asked only once its spend has reached the
         warning line."""
-
-        async def body(tx: Tx) -> list[str | None]:
-            return [r[0] for r in await tx.all("budget_warnings", wid=workflow_id)]
-
-        return any(_warned_for(d, limits) for d in await self._tx("read", body))
+        details = await self._list("budget_warnings", lambda _, r: r[0], wid=workflow_id)
+        return any(_warned_for(d, limits) for d in details)
 
     async def list_ai_calls(self, workflow_ids: Sequence[str]) -> list[AICallRow]:
         """The AI calls of these runs, oldest first, with their prompts and responses."""
@@ -225,12 +218,11 @@ class AIVerbs(StoreBase):
         """The run's AI usage per step key and run attempt: (key, attempt, totals). A
         pipeline stage's usage is summed from it by where the pipeline was called, which
         only the run's plan tells (`tether._stage_record.stage_usage`)."""
-
-        async def body(tx: Tx) -> list[tuple[str, int, AIUsageRow]]:
-            rows = await tx.all("ai_usage_of_run_by_step", wid=workflow_id)
-            return [(r[0], int(r[1]), usage_row(r[0], r[2:])) for r in rows]
-
-        return await self._tx("read", body)
+        return await self._list(
+            "ai_usage_of_run_by_step",
+            lambda _, r: (r[0], int(r[1]), usage_row(r[0], r[2:])),
+            wid=workflow_id,
+        )
 
     async def ai_usage(
         self,

@@ -110,11 +110,7 @@ class ApiVerbs(StoreBase):
 
     async def jobs_by_queue(self) -> list[tuple[str, str, int]]:
         """(queue, job status, jobs) for every queue and status that has jobs."""
-
-        async def body(tx: Tx) -> list[tuple[str, str, int]]:
-            return [(r[0], r[1], int(r[2])) for r in await tx.all("jobs_by_queue_status")]
-
-        return await self._tx("read", body)
+        return await self._list("jobs_by_queue_status", lambda _, r: (r[0], r[1], int(r[2])))
 
     # -- API tokens -----------------------------------------------------------------
 

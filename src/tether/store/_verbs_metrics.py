@@ -31,25 +31,19 @@ class MetricVerbs(StoreBase):
     async def run_counts(self, where: RunFilter | None = None) -> list[tuple[str, str, int]]:
         """(workflow, status, runs) for every pair that has runs matching `where` (its
         status aside; None: every run), by workflow then status."""
-        w = where or RunFilter()
-
-        async def body(tx: Tx) -> list[tuple[str, str, int]]:
-            rows = await tx.all("run_counts", **filter_params(w))
-            return [(r[0], r[1], int(r[2])) for r in rows]
-
-        return await self._tx("read", body)
+        params = filter_params(where or RunFilter())
+        return await self._list("run_counts", lambda _, r: (r[0], r[1], int(r[2])), **params)
 
     async def costliest_open_runs(self, limit: int) -> list[tuple[str, RunStatus, AIUsageRow]]:
         """The `limit` unfinished runs whose AI calls cost the most so far, costliest
         first: (workflow name, status, usage grouped by the run's id). Read from the
         open runs, however many runs ended before them: a sum over every call ever
         made, redrawn each second, grew with the whole log."""
-
-        async def body(tx: Tx) -> list[tuple[str, RunStatus, AIUsageRow]]:
-            rows = await tx.all("costliest_open_runs", n=limit)
-            return [(r[1], RunStatus(r[2]), usage_row(r[0], r[3:])) for r in rows]
-
-        return await self._tx("read", body)
+        return await self._list(
+            "costliest_open_runs",
+            lambda _, r: (r[1], RunStatus(r[2]), usage_row(r[0], r[3:])),
+            n=limit,
+        )
 
     async def latency_histogram(self, which: str) -> Histogram:
         """``step_seconds`` (a completed step, started to completed), ``job_wait_seconds``
@@ -66,11 +60,7 @@ class MetricVerbs(StoreBase):
 
     async def queue_depths(self) -> list[QueueDepth]:
         """Per queue: jobs waiting, jobs claimed, when the oldest waiting one was due."""
-
-        async def body(tx: Tx) -> list[QueueDepth]:
-            return [
-                QueueDepth(r[0], int(r[1] or 0), int(r[2] or 0), tx.rows.ot(r[3]))
-                for r in await tx.all("metric_queues")
-            ]
-
-        return await self._tx("read", body)
+        return await self._list(
+            "metric_queues",
+            lambda rows, r: QueueDepth(r[0], int(r[1] or 0), int(r[2] or 0), rows.ot(r[3])),
+        )

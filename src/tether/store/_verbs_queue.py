@@ -153,13 +153,11 @@ def _workflow_params(workflows: Sequence[tuple[str, str | None]] | None) -> dict
 
 def _run_claim(runs: RunClaim | None) -> dict[str, Any]:
     """The claim query parameters of `runs` (owner NULL: claim no run)."""
+    # a run another live process drives is not taken from it (its job waits)
+    p: dict[str, Any] = {"force": False, "dead": None}
     if runs is None:
-        return {"owner": None, "lease": 0.0, "etype": "", "names": [], "versions": [],
-                "force": False, "dead": None}  # fmt: skip
-    return {
-        # a run another live process drives is not taken from it (its job waits)
-        "force": False,
-        "dead": None,
+        return p | {"owner": None, "lease": 0.0, "etype": "", "names": [], "versions": []}
+    return p | {
         "owner": runs.owner,
         "lease": runs.lease,
         "etype": runs.event,
@@ -385,13 +383,12 @@ class QueueVerbs(StoreBase):
         message = f"its job used up its attempts (max_attempts); the last: {why}"
         error = encode_record(ErrorRecord("JobAttemptsExhausted", message))
         reason = end_reason("reap_jobs", RunStatus.FAILED)
-        await tx.execute("finish_run", status=RunStatus.FAILED.value, output=None, error=error,
-                         at=at, cs=0.0, reason=reason and reason.value, wid=run_id)  # fmt: skip
         event = NewEvent("workflow.failed", f"JobAttemptsExhausted: {message}")
         await self._events(tx, Fence(run_id), [event], at)
-        await self._child_ended(tx, run_id, "failed", None, error, at)
-        await tx.execute("waits_cancel", at=at, id=run_id)  # none fires or wakes it now
-        await tx.notify(f"run:{run_id}")
+        await self._end_run(
+            tx, run_id, RunStatus.FAILED, at, output=None, error=error, cs=0.0,
+            reason=reason and reason.value
+        )  # fmt: skip
 
     async def reap_stuck_runs(
         self, *, idle_for: float, now: datetime | None, at: datetime

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._base import Mode, StoreBase, Tx
+from ._base import Mode, StoreBase, Tx, fenced_params
 from ._lifecycle import TERMINAL, end_reason
 from ._records import (
     EndReason,
@@ -247,15 +247,8 @@ class RunVerbs(StoreBase):
         async def body(tx: Tx) -> list[Any]:
             wid = fence.workflow_id
             await self._events(tx, fence, [event], at)
-            await tx.execute("finish_run", status=status.value, at=at, wid=wid, **p)
-            if status.terminal:
-                await self._child_ended(tx, wid, status.value, output, error, at)
-                # waits still pending (a for_each sibling's, a task's never awaited) end
-                # with the run: no timer fires for it, no event or token resolves them
-                await tx.execute("waits_cancel", at=at, id=wid)
-            closed = await tx.all("close_job_of_run", wid=wid, at=at) if close_job else []
-            await tx.notify(f"run:{wid}")
-            return closed
+            await self._end_run(tx, wid, status, at, **p)
+            return await tx.all("close_job_of_run", wid=wid, at=at) if close_job else []
 
         self._closed_with_run(await self._tx("write", body))  # once committed
 
@@ -344,10 +337,7 @@ class RunVerbs(StoreBase):
 
         async def body(tx: Tx) -> Any:
             if self.fenced_queries:
-                row = await tx.one(
-                    name, wid=fence.workflow_id, gen=fence.generation, comp=fence.compensating,
-                    etype=event.type, emsg=event.message, edetail=event.detail, at=at, **p
-                )  # fmt: skip
+                row = await tx.one(name, **fenced_params(fence, event), at=at, **p)
                 if row is None:
                     raise await self._fence_failure(tx, fence)
             else:
