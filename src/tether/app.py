@@ -1463,7 +1463,8 @@ class App:
         """Delete the finished runs (of `statuses`, default every terminal one) that
         ended more than `older_than` ago (a timedelta, or "30d", "12h", "45m"), with
         their steps, events, waits, jobs and AI calls, `batch` runs per transaction.
-        How many."""
+        How many. With sinks, a run with an event they have yet to get (neither
+        delivered nor dead-lettered) is kept until the outbox has delivered it."""
         age = parse_age(older_than)
         wanted = _terminal(statuses)
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -1471,11 +1472,12 @@ class App:
         cutoff = self.clock.now() - age
         total = 0
         while True:
-            ids = await self.store.prunable_runs(cutoff, wanted, batch)
+            keep = bool(self.kernel.sinks)  # no sink ever takes them here otherwise
+            ids = await self.store.prunable_runs(cutoff, wanted, batch, keep_undelivered=keep)
             if not ids:
                 return total
             families = [f for wid in ids for f in await self._family(wid, True)]
-            deleted = await self.store.delete_runs(ids)
+            deleted = await self.store.delete_runs(ids, keep_undelivered=keep)
             await self._forget_run_files(
                 [f for f in families if await self.store.get_run(f) is None]
             )

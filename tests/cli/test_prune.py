@@ -175,3 +175,42 @@ def test_a_dry_run_counts_without_reading_every_run(tmp_path: Path) -> None:
     assert among - alone < 60_000, (alone, among)  # ids read, not 24 inputs (192 MB)
     counted = tether(tmp_path, *args, db=large)
     assert counted.stdout.strip() == "24 finished run(s) older than 1d would be deleted (dry run)"
+
+
+def test_a_prune_keeps_the_runs_whose_events_the_apps_sinks_have_yet_to_get(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Every event is its outbox row: a prune deleted the events a sink had not got yet
+    (a worker's outbox behind, or down), and they were never delivered. With sinks they
+    stay until delivered; an App with none prunes them (no sink of its takes them)."""
+    from tether.kernel import CollectingSink, OutboxFlush
+
+    clock = FakeClock(datetime.now(UTC) - timedelta(days=40))
+    _history(database_url, clock)  # run by an App without sinks: nothing delivered
+    sink = CollectingSink()
+    app = App(database_url, clock=clock, sinks=[sink])
+    try:
+        assert app.prune("30d") == 0  # four old finished runs, their events undelivered
+        assert invoke(database_url, "runs", "prune", "--older-than", "30d", "--dry-run",
+                      "--app", _sinks_app(tmp_path)).output.startswith("0 finished")  # fmt: skip
+        app.run_sync(app.kernel.adispatch(OutboxFlush(max_events=10_000)))
+        assert {e.workflow_id for e in sink.events} >= {"old-0", "old-failed"}
+        assert app.prune("30d") == 4
+    finally:
+        app.close()
+    assert _ids(database_url) == ["new", "old-waiting"]
+    clock.advance(40 * 86400)
+    app = App(database_url, clock=clock)  # no sinks: its runs' events go with them
+    try:
+        assert app.prune("30d") == 1
+    finally:
+        app.close()
+
+
+def _sinks_app(folder: Path) -> str:
+    """An app module whose App has a sink, for `--app`."""
+    (folder / "with_sink.py").write_text(
+        "import tether\nfrom tether.kernel import CollectingSink\n"
+        "app = tether.App(sinks=[CollectingSink()])\n"
+    )
+    return f"{folder / 'with_sink.py'}:app"

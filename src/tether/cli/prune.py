@@ -126,7 +126,10 @@ def _count(the_app: App, cutoff: datetime, statuses: list[RunStatus] | None) -> 
     """The runs a prune would delete (with their child runs), by the prune's own rule
     and ids alone: reading every run (inputs and results with them) to count them took
     memory in proportion to the whole database."""
-    ids = the_app.run_sync(the_app.store.prunable_runs(cutoff, statuses, 2**62))
+    keep = bool(the_app.kernel.sinks)  # as App.prune: what its sinks have yet to get stays
+    ids = the_app.run_sync(
+        the_app.store.prunable_runs(cutoff, statuses, 2**62, keep_undelivered=keep)
+    )
     return len(ids)
 
 

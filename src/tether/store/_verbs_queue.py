@@ -609,23 +609,27 @@ class QueueVerbs(StoreBase):
     # -- pruning ----------------------------------------------------------------------
 
     async def prunable_runs(
-        self, finished_before: datetime, statuses: Sequence[RunStatus] | None, limit: int
+        self,
+        finished_before: datetime,
+        statuses: Sequence[RunStatus] | None,
+        limit: int,
+        *,
+        keep_undelivered: bool = False,
     ) -> list[str]:
         """Ids of terminal runs (of `statuses`, default every terminal one) that finished
         before `finished_before`, oldest first, at most `limit`. Non-terminal statuses
-        in `statuses` are ignored.
+        in `statuses` are ignored. With `keep_undelivered`, not a run with an event the
+        outbox has yet to deliver (neither published nor dead-lettered).
         """
         wanted = sorted(TERMINAL if statuses is None else {s.value for s in statuses} & TERMINAL)
+        p = {"before": finished_before, "limit": limit, "keep": keep_undelivered}
 
         async def body(tx: Tx) -> list[str]:
-            rows = await tx.all(
-                "prunable_runs", statuses=tx.array(wanted), before=finished_before, limit=limit
-            )
-            return [r[0] for r in rows]
+            return [r[0] for r in await tx.all("prunable_runs", statuses=tx.array(wanted), **p)]
 
         return await self._tx("read", body)
 
-    async def delete_runs(self, run_ids: Sequence[str]) -> int:
+    async def delete_runs(self, run_ids: Sequence[str], *, keep_undelivered: bool = False) -> int:
         """Delete finished runs with everything of theirs, in one transaction; how many
         runs went (children included).
 
@@ -633,13 +637,16 @@ class QueueVerbs(StoreBase):
         heartbeats, the locks it took, inbox signals sent to it, idempotency rows whose
         result names it, its AI calls (and the stored prompts and responses no other
         call names), and its child runs (recursively). A run that is not terminal,
-        or has a child that is not, is skipped whole; unknown ids are ignored.
+        or has a child that is not, is skipped whole; so is one of which a run has
+        an event yet to deliver, with `keep_undelivered`; unknown ids are ignored.
         """
 
         async def body(tx: Tx) -> int:
             deleted = 0
             for run_id in dict.fromkeys(run_ids):
                 family = await _finished_family(tx, run_id)
+                if family and keep_undelivered and await _undelivered(tx, family):
+                    continue
                 for rid in family or ():
                     await _forget_ai_calls(tx, rid)
                     for query in _RUN_TABLES:
@@ -657,6 +664,14 @@ async def _forget_ai_calls(tx: Tx, run_id: str) -> None:
     await tx.execute("delete_ai_calls", id=run_id)
     for digest in sorted(digests):
         await tx.execute("delete_unused_ai_blob", digest=digest)
+
+
+async def _undelivered(tx: Tx, run_ids: list[str]) -> bool:
+    """Whether one of these runs has an event the outbox has yet to deliver."""
+    for rid in run_ids:
+        if await tx.one("run_undelivered", id=rid) is not None:
+            return True
+    return False
 
 
 async def _finished_family(tx: Tx, run_id: str) -> list[str] | None:

@@ -518,8 +518,13 @@ WHERE command = :command AND key = :key FOR UPDATE
 UPDATE idempotency SET status = 'done', result = :result::jsonb, updated_at = :at
 WHERE command = :command AND key = :key
 -- name: prunable_runs
-SELECT id FROM runs WHERE status = ANY(:statuses) AND finished_at < :before
+-- with :keep, not a run with an event the outbox has yet to deliver (the App has sinks)
+SELECT id FROM runs r WHERE status = ANY(:statuses) AND finished_at < :before
+  AND NOT (CAST(:keep AS boolean) AND EXISTS (SELECT 1 FROM events e WHERE e.run_id = r.id
+    AND e.published_at IS NULL AND e.dead_at IS NULL))
 ORDER BY finished_at, id LIMIT :limit
+-- name: run_undelivered
+SELECT 1 FROM events WHERE run_id = :id AND published_at IS NULL AND dead_at IS NULL LIMIT 1
 -- name: delete_idempotency_of
 DELETE FROM idempotency WHERE jsonb_typeof(result) = 'object'
   AND result->>'workflow_id' = :id

@@ -310,8 +310,13 @@ WHERE command = :command AND key = :key
 UPDATE idempotency SET status = 'done', result = :result, updated_at = :at
 WHERE command = :command AND key = :key
 -- name: prunable_runs
-SELECT id FROM runs WHERE status IN (SELECT value FROM json_each(:statuses))
-  AND finished_at < :before ORDER BY finished_at, id LIMIT :limit
+-- with :keep, not a run with an event the outbox has yet to deliver (the App has sinks)
+SELECT id FROM runs r WHERE status IN (SELECT value FROM json_each(:statuses))
+  AND finished_at < :before AND NOT (:keep AND EXISTS (SELECT 1 FROM events e
+    WHERE e.run_id = r.id AND e.published_at IS NULL AND e.dead_at IS NULL))
+  ORDER BY finished_at, id LIMIT :limit
+-- name: run_undelivered
+SELECT 1 FROM events WHERE run_id = :id AND published_at IS NULL AND dead_at IS NULL LIMIT 1
 -- name: delete_idempotency_of
 DELETE FROM idempotency
 WHERE CASE WHEN json_valid(result) THEN json_extract(result, '$.workflow_id') END = :id
