@@ -126,11 +126,13 @@ async def test_a_burst_of_40_issues_runs_3_at_a_time_in_priority_order(
 
 
 class _Heartbeats:
-    """An agent that only ever says it is alive: no progress, no end."""
+    """An agent that only ever says it is alive: no progress, no end. Each heartbeat
+    lets a minute of `clock` pass, so a stall shows on a FakeClock at once."""
 
     name = "heartbeats"
 
-    def __init__(self) -> None:
+    def __init__(self, clock: tether.FakeClock) -> None:
+        self.clock = clock
         self.turns = 0
         self.stopped = 0
 
@@ -139,6 +141,7 @@ class _Heartbeats:
         try:
             while True:
                 await on_event(AgentEvent("heartbeat", progress=False))
+                self.clock.advance(60)
                 await asyncio.sleep(0.01)
         finally:
             self.stopped += 1
@@ -147,18 +150,22 @@ class _Heartbeats:
 async def test_a_stalled_agent_is_stopped_and_retried_with_the_documented_backoff(
     database_url: str, tmp_path: Path
 ) -> None:
-    config = _config(tmp_path, "stall_timeout_ms: 100, max_retries: 5")
+    """The stall is judged by the App's clock: the default five minutes without
+    progress pass on a FakeClock, not in real time. Before, the stall timer read
+    `time.monotonic()`, and this turn went on for five real minutes."""
+    config = _config(tmp_path, "stall_timeout_ms: 300000, max_retries: 5")
     tracker = MemoryTracker([Issue(id="S-1", identifier="S-1", title="t", state="todo")])
-    agent = _Heartbeats()
     clock = tether.FakeClock()
+    agent = _Heartbeats(clock)
     async with tether.App(database_url, clock=clock) as app:
         d = Dispatcher(app, config, tracker=tracker, backend=agent)
         dues = []
         for _ in range(3):
-            report = await d.run_once()
+            report = await asyncio.wait_for(d.run_once(), 30)
             assert report.failed == ["agent:memory:S-1"]
             [row] = await d.status()
-            assert row.phase == "retrying" and str(row.reason).startswith("stalled")
+            assert row.phase == "retrying"
+            assert str(row.reason).startswith("stalled: no progress for 300000 ms")
             due = datetime.fromisoformat(str(row.due_at))
             dues.append((due - clock.now()).total_seconds())
             clock.advance(dues[-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -227,3 +228,59 @@ def test_the_dispatchers_log_is_not_drowned_by_its_http_requests(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert fake.requests, "the tracker was asked"
     assert "HTTP Request" not in done.stderr
+
+
+STATUS_KEYS = {
+    "issue_identifier",
+    "title",
+    "state",
+    "run_id",
+    "run_status",
+    "phase",
+    "attempt",
+    "reason",
+    "question",
+    "due_at",
+    "workspace",
+    "tokens",
+    "cost_usd",
+    "ended",
+    "ended_at",
+}
+
+
+def test_status_json_is_a_document_for_scripts(tmp_path: Path) -> None:
+    """`agents status` only printed a table (a script had to scrape folded columns);
+    `--json` prints one array of issues with the keys its help names."""
+    (tmp_path / "agent.py").write_text(ASKING_AGENT)
+    (tmp_path / "WORKFLOW.md").write_text(ASKING_WORKFLOW)
+    (tmp_path / "ISSUES.md").write_text(
+        "# Issues\n\n## ASK-1: Paint it\n- status: todo\n\nPick a colour.\n"
+    )
+    empty = tether(tmp_path, "agents", "status", "--json", "--db", "sqlite:///x.db")
+    assert empty.returncode == 4  # no database yet: as the table, never an empty one made
+    assert tether(tmp_path, "agents", "run", "--once").returncode == 0
+    got = tether(tmp_path, "agents", "status", "--json")
+    assert got.returncode == 0, got.stderr
+    [issue] = json.loads(got.stdout)
+    assert set(issue) == STATUS_KEYS
+    assert issue["issue_identifier"] == "ASK-1" and issue["title"] == "Paint it"
+    assert (issue["phase"], issue["run_status"], issue["question"]) == (
+        "waiting",
+        "waiting",
+        "Which colour?",
+    )
+    assert issue["run_id"].startswith("agent:file:") and issue["ended"] is None
+    assert issue["tokens"] == {"total_tokens": 0}
+    helped = tether(tmp_path, "agents", "status", "--help").stdout
+    assert all(key in helped for key in STATUS_KEYS)
+    assert tether(tmp_path, "agents", "answer", "ASK-1", "blue").returncode == 0
+    assert tether(tmp_path, "agents", "run", "--once").returncode == 0
+    assert json.loads(tether(tmp_path, "agents", "status", "--json").stdout) == []
+    [ended] = json.loads(tether(tmp_path, "agents", "status", "--all", "--json").stdout)
+    assert (ended["phase"], ended["run_status"], ended["state"]) == (
+        "ended",
+        "completed",
+        "review",
+    )
+    assert ended["ended_at"] and ended["reason"] is None

@@ -15,6 +15,9 @@ The tree::
 
 from __future__ import annotations
 
+import logging
+import math
+
 from ..errors import RunNotFoundError, TetherError
 
 __all__ = [
@@ -107,3 +110,32 @@ class AgentError(AgentsError):
     """An agent backend could not run (`agent_not_found`, `process_exit`, `turn_timeout`)."""
 
     code = "agent_error"
+
+
+MAX_RETRY_AFTER = 86_400.0  # seconds: a day, the longest wait a rate limit may ask
+
+_log = logging.getLogger("tether.agents")
+
+
+def capped_wait(seconds: float | None, who: str) -> float | None:
+    """A rate limit's wait, at most `MAX_RETRY_AFTER` (a warning names `who` asked
+    more): a broken proxy's ``Retry-After: 1e308`` or a 400-digit number would
+    overflow the cooldown's datetime or the retry delay's milliseconds. None (no
+    wait given) and NaN stay None."""
+    if seconds is None:
+        return None
+    try:
+        number = float(seconds)
+    except OverflowError:  # an int beyond any float (JSON allows 10**400)
+        number = math.inf
+    if math.isnan(number):
+        return None
+    if number <= MAX_RETRY_AFTER:
+        return number
+    _log.warning("%s asked to wait %s; capped at %.0f s", who, asked(number), MAX_RETRY_AFTER)
+    return MAX_RETRY_AFTER
+
+
+def asked(seconds: float) -> str:
+    """A wait as a short text, however long (never 309 digits)."""
+    return f"{seconds:.3g} s" if math.isfinite(seconds) else "more than 1e308 s"

@@ -39,7 +39,7 @@ from ..errors import RunCancelledError
 from ..retry import RetryPolicy
 from ..store import RunStatus
 from ._config import WorkflowFile
-from ._errors import TrackerError
+from ._errors import TrackerError, capped_wait
 from ._issue import Issue, normalise_state
 from ._prompt import continuation_prompt, render_prompt
 from ._scheduler import (
@@ -162,9 +162,9 @@ class IssueRunner:
                 }
             now = (await wf.now()).timestamp()
             reason = _exit_reason(outcome["status"], outcome.get("error"))
-            event = WorkerExit(
-                issue.id, now, reason, outcome.get("error"), outcome.get("retry_after")
-            )
+            # any backend's (a user's too): a wait beyond a day would overflow the delay
+            wait = capped_wait(outcome.get("retry_after"), f"the {self.backend().name} agent")
+            event = WorkerExit(issue.id, now, reason, outcome.get("error"), wait)
             state, effects = apply_event(state, event, self.current().config)
             asking = outcome.get("message") if reason == "input_required" else None
             failed = reason in ("failure", "stalled")  # counted: `run --once` tells
@@ -304,7 +304,8 @@ class IssueRunner:
         when (None: `exc` is no rate limit)."""
         if not isinstance(exc, TrackerError) or exc.code != "tracker_rate_limited":
             return None
-        wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
+        wait = capped_wait(exc.retry_after, f"the {self.tracker().kind} tracker")
+        wait = wait if wait is not None else DEFAULT_RATE_LIMIT_WAIT
         if wait <= 0:
             return None
         kind = self.tracker().kind
@@ -603,6 +604,7 @@ class IssueRunner:
             on_event=seen,
             model=config.agent.model or backend.name,
             budget_key=issue_key(self.tracker().kind, issue.identifier),
+            clock=self.app.clock,
             seen_totals=totals,
         )
 

@@ -49,6 +49,18 @@ class IssueStatus:
         due = f"due {self.due_at}" if self.due_at and self.phase == "retrying" else ""
         return "; ".join(part for part in (self.reason or "", due) if part)
 
+    def to_dict(self) -> dict[str, Any]:
+        """This issue in `tether agents status --json`: the status API's row, with why
+        it waits (`reason`, `question`, `due_at`) and how and when it ended."""
+        return {
+            **_row(self),
+            "reason": self.reason,
+            "question": self.question,
+            "due_at": self.due_at,
+            "ended": self.ended,
+            "ended_at": self.ended_at,
+        }
+
 
 def as_ended(run: RunInfo, state: dict[str, Any]) -> dict[str, Any]:
     """The run's recorded state as a reader should see it once the run ended: the state

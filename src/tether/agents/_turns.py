@@ -12,19 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .._attach import attach
+from ..clock import Clock
 from ..store import NewAICall
 from ._scheduler import is_stalled
 from .backends import AgentBackend, AgentEvent, TurnRequest, TurnResult, Usage, UsageMeter
 
 __all__ = ["TurnOutcome", "run_turn"]
 
-WATCH_EVERY = 0.2  # seconds between checks for a stall or a cancelled run
+WATCH_EVERY = 0.2  # real seconds between checks for a stall or a cancelled run
 
 
 @dataclass
@@ -63,29 +63,32 @@ async def run_turn(
     on_event: Callable[[AgentEvent], Awaitable[None]],
     model: str,
     budget_key: str,
+    clock: Clock,
     seen_totals: dict[str, list[float | None]] | None = None,
 ) -> TurnOutcome:
     """Run one turn; the outcome as plain JSON (what the step records). `seen_totals`
     are the session totals earlier turns of the attempt saw (recorded with them), so
-    a total a session reports again is not counted again."""
+    a total a session reports again is not counted again. A stall is judged by
+    `clock` (the App's), as every other time of the dispatcher is, so a FakeClock
+    drives it."""
     meter = UsageMeter()
     for session, (i, o, c, cost) in (seen_totals or {}).items():
         meter.last[session] = Usage(int(i or 0), int(o or 0), int(c or 0), cost)
-    live = _Live(started=time.monotonic())
+    live = _Live(started=clock.now().timestamp())
 
     async def seen(event: AgentEvent) -> None:
         live.events += 1
         live.last_event = event.kind
         live.last_message = event.message or live.last_message
         if event.progress:
-            live.last_progress = time.monotonic()
+            live.last_progress = clock.now().timestamp()
         if event.usage is not None:
             meter.feed(event.session_id or request.session_id or "session", event.usage)
         await on_event(event)
 
     turn = asyncio.ensure_future(backend.run_turn(request, seen))
     try:
-        why = await _watch(turn, live, stall_timeout_ms, cancelled)
+        why = await _watch(turn, live, stall_timeout_ms, cancelled, clock)
     except BaseException:
         # the step itself was cancelled (a dispatcher shutting down): the agent must
         # not outlive it, or it would go on editing a workspace handed to another
@@ -121,13 +124,14 @@ async def _watch(
     live: _Live,
     stall_timeout_ms: int,
     cancelled: Callable[[], Awaitable[bool]],
+    clock: Clock,
 ) -> str | None:
     """Wait for the turn; the reason to stop it early, or None when it ended."""
     while True:
         done, _ = await asyncio.wait({turn}, timeout=WATCH_EVERY)
         if done:
             return None
-        if is_stalled(live.last_progress, live.started, time.monotonic(), stall_timeout_ms):
+        if is_stalled(live.last_progress, live.started, clock.now().timestamp(), stall_timeout_ms):
             return f"stalled: no progress for {stall_timeout_ms} ms (last event: {live.last_event})"
         if await cancelled():
             return "cancelled: the run was stopped"

@@ -28,6 +28,7 @@ from ._common import (
     fail,
     guard,
     out,
+    printed_whole,
     text,
 )
 from ._db import Database, choose, open_app, require_existing
@@ -211,11 +212,13 @@ async def _serve(dispatcher: Any, app: App, web: Any) -> bool:
     return hurried.is_set()
 
 
-def _print_status(dispatcher: Any, app: App, *, all_runs: bool = False) -> None:
+def _print_status(
+    dispatcher: Any, app: App, *, all_runs: bool = False, as_json: bool = False
+) -> None:
     the_app = open_app(Database(app.database_url or "", "")) if app.database_url else app
     rows = _call(the_app, lambda: dispatcher.status(all_runs=all_runs))
-    if not rows:
-        out.print("no issue runs" + ("" if all_runs else " in progress (--all lists ended ones)"))
+    none = "no issue runs" + ("" if all_runs else " in progress (--all lists ended ones)")
+    if printed_whole(rows, as_json, lambda r: r.to_dict(), none):
         return
     # folded, not cut: "agent:file…" and "/tmp/cli_…" at 100 columns named nothing
     table = fold_table(
@@ -251,11 +254,25 @@ def _why(r: Any) -> str:
 @agents.command("status")
 @_WORKFLOW
 @click.option("--all", "all_runs", is_flag=True, help="Also the issues whose runs ended.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON array (its keys listed above)."
+)
 @db_state
-def agents_status(state: CliState, workflow_path: str, all_runs: bool) -> None:
-    """A table of the issues: running, retrying, waiting for a person."""
+def agents_status(state: CliState, workflow_path: str, all_runs: bool, as_json: bool) -> None:
+    """A table of the issues: running, retrying, waiting for a person.
+
+    \b
+    With --json, one array (empty when there are none), an object an issue with:
+      issue_identifier, title, state (the issue's tracker state), run_id,
+      run_status (the run's: running, waiting, completed ...), phase (running,
+      retrying, waiting, ended ...), attempt, reason (why it waits or failed),
+      question (what a waiting agent asked), due_at (a retry's ISO time),
+      workspace, tokens ({"total_tokens": n}), cost_usd (null: unknown), ended
+      (how an ended run ended), ended_at (when, ISO); null where a value is not
+      known. The keys of the status API's rows (`run --port`), and some.
+    """
     dispatcher, app, _ = _open(state, workflow_path)
-    _print_status(dispatcher, app, all_runs=all_runs)
+    _print_status(dispatcher, app, all_runs=all_runs, as_json=as_json)
 
 
 @agents.command("show")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +260,17 @@ def test_tool_definitions_are_json_schema_objects(server: ProviderServer) -> Non
     for params in schemas:
         assert params["type"] == "object" and set(params["required"]) <= set(params["properties"])
     assert json.loads(json.dumps(anthropic)) == anthropic
+
+
+async def test_a_rate_limit_until_an_http_date_waits_until_then(
+    tmp_path: Path, server: ProviderServer
+) -> None:
+    """A provider (or its proxy) may send ``retry-after`` as an HTTP date, which
+    tether.ai keeps as `retry_at`: the api agent read only `retry_after`, so it took
+    no wait at all (the default cooldown) instead of the one asked."""
+    until = datetime.now(UTC) + timedelta(minutes=10)
+    server.fail_next(429, retry_after=format_datetime(until, usegmt=True))
+    backend = ApiBackend(_providers(server), "openai:gpt-4.1-mini")
+    result, _ = await _turn(backend, tmp_path)
+    assert result.status == "rate_limited" and result.retry_after is not None
+    assert 500 < result.retry_after <= 600

@@ -379,6 +379,7 @@ def _arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
 
 
 def _refused(exc: ProviderError, session: str) -> TurnResult:
-    if exc.status == 429:
-        return TurnResult("rate_limited", session, error=str(exc), retry_after=exc.retry_after)
+    if exc.status == 429:  # a retry-after date (`retry_at`) is a time on the wall clock
+        wait = exc.wait_from(datetime.now(UTC)).retry_after
+        return TurnResult("rate_limited", session, error=str(exc), retry_after=wait)
     return TurnResult("failed", session, error=f"the model call failed: {exc}")

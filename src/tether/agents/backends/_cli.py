@@ -21,6 +21,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from .._errors import capped_wait
 from ._port import AgentEvent, TurnRequest, TurnResult, TurnStatus, Usage
 from ._process import Parsed, ProcessBackend
 
@@ -66,7 +67,8 @@ def parse_command_line(data: dict[str, Any]) -> Parsed:
         return Parsed(AgentEvent("heartbeat", progress=False, session_id=session, raw=data))
     if kind == "rate_limit":
         after = data.get("retry_after")
-        wait = float(after) if isinstance(after, int | float) else None
+        number = after if isinstance(after, int | float) and not isinstance(after, bool) else None
+        wait = capped_wait(number, "the agent's rate_limit line")
         event = AgentEvent(
             "rate_limit", progress=False, retry_after=wait, session_id=session, raw=data
         )

@@ -8,7 +8,8 @@ answer that is not what the API promises, `tracker_rate_limited` with
 send: ``retry-after`` (seconds or an HTTP date), else ``x-ratelimit-reset`` (GitHub, epoch
 seconds) or ``x-ratelimit-requests-reset`` (Linear, epoch milliseconds) when
 no requests remain; a GitHub 403 whose message names a rate limit (its secondary
-limit, which may carry no header) waits `DEFAULT_RATE_LIMIT_WAIT`. A 401 or another
+limit, which may carry no header) waits `DEFAULT_RATE_LIMIT_WAIT`. A wait is at
+most `MAX_RETRY_AFTER` (a day; the error says when it was capped). A 401 or another
 403 says to check ``tracker.api_key``.
 """
 
@@ -21,7 +22,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from .._errors import TrackerError
+from .._errors import MAX_RETRY_AFTER, TrackerError, asked, capped_wait
 
 __all__ = ["DEFAULT_RATE_LIMIT_WAIT", "rate_limit_wait", "request_json"]
 
@@ -41,7 +42,11 @@ def _number(value: str | None) -> float | None:
 
 def _retry_after(value: str | None, now: float) -> float | None:
     """``retry-after`` in seconds: RFC 9110 allows a delay or an HTTP date (which
-    proxies and CDNs send); None if absent or neither."""
+    proxies and CDNs send); None if absent or neither. Digits beyond a float's range
+    are an endless wait (capped by the caller), not a missing header."""
+    digits = (value or "").strip()
+    if digits.isdigit():  # RFC 9110's delay-seconds, of any length
+        return float(digits) if len(digits) <= 300 else math.inf
     seconds = _number(value)
     if seconds is not None or value is None:
         return seconds
@@ -57,7 +62,12 @@ def rate_limit_wait(
 ) -> float | None:
     """Seconds to wait if this answer is a rate limit, else None. A 429 always is; a
     403 (GitHub's secondary and primary limits) only with ``retry-after`` or no
-    requests remaining."""
+    requests remaining. At most `MAX_RETRY_AFTER`."""
+    return capped_wait(_asked_wait(status, headers, now), f"HTTP {status}")
+
+
+def _asked_wait(status: int, headers: Mapping[str, str], now: float | None) -> float | None:
+    """What the headers ask, uncapped (it may be infinite)."""
     now = time.time() if now is None else now
     after = _retry_after(headers.get("retry-after"), now)
     remaining = _number(headers.get("x-ratelimit-remaining"))
@@ -91,13 +101,15 @@ async def request_json(
         raise TrackerError(
             f"{what}: the request failed ({type(exc).__name__}: {exc})", code="tracker_request"
         ) from None
-    wait = rate_limit_wait(response.status_code, response.headers)
+    wait = _asked_wait(response.status_code, response.headers, None)
     if wait is None and response.status_code == 403 and "rate limit" in _message(response).lower():
         # GitHub's secondary limit may come without a header: wait a minute, as its docs say
         wait = DEFAULT_RATE_LIMIT_WAIT
     if wait is not None:
+        capped = "" if wait <= MAX_RETRY_AFTER else f"; it asked for {asked(wait)}, capped"
+        wait = capped_wait(wait, what)
         raise TrackerError(
-            f"{what}: rate limited for {wait:.0f} s (HTTP {response.status_code})",
+            f"{what}: rate limited for {wait:.0f} s (HTTP {response.status_code}{capped})",
             code="tracker_rate_limited",
             retry_after=wait,
         )
