@@ -30,6 +30,7 @@ from ._errors import (
     RemoteTooLargeError,
     RemoteUnavailableError,
     RemoteVersionError,
+    listed,
 )
 from ._wire import MAX_BODY, PROTOCOL_HEADER, Answer, Invocation, Line, versions_text
 
@@ -43,6 +44,9 @@ _VERSION_CODES = ("protocol_version_mismatch", "workflow_version_mismatch")
 # earlier release the run's journal too (at most MAX_BODY); a longer one fails the run
 # rather than fill the orchestrator's memory
 MAX_LINE = 4 * MAX_BODY
+# the most of a refusal's body read: a tether tenant's is a small JSON object, a proxy's
+# an error page; only its start is shown
+MAX_REFUSAL = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,7 @@ async def _exchange(
         if resp.status_code != 200:
             try:
                 async with asyncio.timeout_at(cut):
-                    text = await resp.aread()
+                    text = await _refusal_body(resp)
             except TimeoutError:
                 raise late from None
             raise _refusal(url, resp, text, inv, len(body))
@@ -200,6 +204,16 @@ async def _read(
     raise RemoteUnavailableError(
         f"invocation {inv.invocation}: {url} ended its answer without a status"
     )
+
+
+async def _refusal_body(resp: httpx.Response) -> bytes:
+    """The first `MAX_REFUSAL` bytes of a refusal's body, the rest left unread: a server
+    answering 500 with an endless body was read into memory until the deadline, and the
+    run was told the tenant had not answered in time (to raise deadline=)."""
+    kept, chunks = bytearray(), resp.aiter_bytes()
+    while len(kept) < MAX_REFUSAL and (chunk := await anext(chunks, None)) is not None:
+        kept += chunk
+    return bytes(kept[:MAX_REFUSAL])
 
 
 def _check_length(pending: bytearray, url: str, inv: Invocation) -> None:
@@ -366,7 +380,7 @@ def _refusal(url: str, resp: httpx.Response, body: bytes, inv: Invocation, size:
     invocation, status = inv.invocation, resp.status_code
     try:
         error: Any = json.loads(body).get("error")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, too deep
         error = None
     if not isinstance(error, dict):  # not a tether tenant's refusal (a proxy's, say)
         error = {}
@@ -416,13 +430,13 @@ def _fix(code: str, details: Any, inv: Invocation) -> str | None:
     if code == "stale_timestamp":
         return "this machine's clock and the tenant's differ: synchronise them (NTP)"
     if code == "workflow_not_found":
-        served = ", ".join(repr(w) for w in details.get("workflows") or []) or "none"
+        served = ", ".join(repr(w) for w in listed(details, "workflows")) or "none"
         return (
             f"the tenant serves {served}: register {inv.workflow!r} there with "
             "@tenant.workflow, or name one it serves in app.remote_workflow"
         )
     if code == "workflow_version_mismatch":
-        return _version_fix(list(details.get("versions") or []), inv.version)
+        return _version_fix(listed(details, "versions"), inv.version)
     return None
 
 

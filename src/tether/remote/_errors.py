@@ -48,8 +48,14 @@ class RemoteVersionError(RemoteRefusedError):
 
     @property
     def supported(self) -> list[Any]:
-        details = self.details if isinstance(self.details, dict) else {}
-        return list(details.get("supported") or details.get("versions") or [])
+        return listed(self.details, "supported") or listed(self.details, "versions")
+
+
+def listed(details: Any, key: str) -> list[Any]:
+    """The list a refusal's `details` hold under `key`, or none: a tenant of another
+    make may send anything there (``{"versions": 5}`` failed the run with TypeError)."""
+    value = details.get(key) if isinstance(details, dict) else None
+    return list(value) if isinstance(value, list) else []
 
 
 class RemoteUnavailableError(RemoteError):

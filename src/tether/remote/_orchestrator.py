@@ -226,7 +226,10 @@ class _Drive:
                 f"a compensation failed on the tenant ({', '.join(ran) or 'none ran'})"
             )
         if answer.status not in ("compensated", "cancelled"):
-            raise RemoteError(f"the tenant answered {answer.status!r} to compensate")
+            # its error says why (an input its function no longer takes, say): it was left out
+            error = answer.error or {}
+            why = f": {error.get('type', 'Exception')}: {error.get('message', '')}" if error else ""
+            raise RemoteError(f"the tenant answered {answer.status!r} to compensate{why}")
 
     async def _call_to_compensate(self, ran: list[str]) -> Reply:
         """The tenant's answer to the compensate invocation, the keys of the steps it
