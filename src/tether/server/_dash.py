@@ -9,6 +9,7 @@ event stream (``/api/v1/runs/{id}/events/stream``) and redraws what changed.
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -68,6 +69,7 @@ ENV.filters.update(
     compact_json=compact_json,
     run_url=run_url,
     api_url=api_url,
+    shell=shlex.quote,  # a name in a command to paste: a queue named 'a b' is one word
 )
 
 

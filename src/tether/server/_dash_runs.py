@@ -52,7 +52,7 @@ def _woke(code: str, head: str) -> dict[str, tuple[str, bool]]:
                            "drive it.", True),
         f"{code}-stuck": (f"{head}: the run woke, but it is queued on {{queue!r}} and no "
                           "worker serving that queue and workflow {workflow!r} is running; "
-                          "start `tether worker --app FILE.py:app -q {queue}`.", False),
+                          "start `tether worker --app FILE.py:app -q {shell_queue}`.", False),
         f"{code}-idle": (f"{head}: the run woke, but nothing drives it now: no live "
                          "process serves workflow {workflow!r}. " + _RESUME, False),
     }  # fmt: skip
@@ -76,8 +76,11 @@ def done_note(code: str, info: RunInfo) -> tuple[str, bool] | None:
     if code not in DONE:
         return None
     text, ok = DONE[code]
-    rid = shlex.quote(info.workflow_id)
-    return text.format(workflow=info.workflow_name, queue=info.queue or "", rid=rid), ok
+    queue = info.queue or ""
+    rid, shell_queue = shlex.quote(info.workflow_id), shlex.quote(queue)
+    return text.format(
+        workflow=info.workflow_name, queue=queue, rid=rid, shell_queue=shell_queue
+    ), ok
 
 
 @runs_pages.get("/")
