@@ -105,35 +105,46 @@ class WaitVerbs(StoreBase):
         async def body(tx: Tx) -> WaitRow:
             if wait.kind is WaitKind.EVENT:  # first, as send_event takes it (no deadlock)
                 await tx.one("event_lock", name=wait.name)
-            await _lock_run(tx, fence.workflow_id)
-            found = await tx.one("wait_get", wid=fence.workflow_id, key=wait.key)
-            if found is not None:
-                existing = tx.rows.wait(found)
-                if existing.status is not WaitStatus.PENDING:
-                    return existing
-                if existing.due_at is None and wait.due_at is not None:
-                    # a timeout given at the wait (a token made without one)
-                    await tx.execute("wait_set_due", due=wait.due_at, id=existing.id)
-                    existing = replace(existing, due_at=wait.due_at)
-                return await self._try_resolve(tx, existing, at)
-            if wait.wait_id is not None:
-                await _token_unclaimed(tx, wait.wait_id, fence.workflow_id)
-            await self._events(tx, fence, [NewEvent("wait.registered", wait.key)], at)
-            row = await tx.one(
-                "wait_insert",
-                id=wait.wait_id or uuid.uuid4().hex,
-                wid=fence.workflow_id,
-                key=wait.key,
-                kind=wait.kind.value,
-                name=wait.name,
-                match=wait.match,
-                due=wait.due_at,
-                at=at,
-                seq=wait.order,
-            )
-            return await self._try_resolve(tx, tx.rows.wait(row), at)
+            status = await _lock_run(tx, fence.workflow_id)
+            row = await self._wait_row(tx, fence, wait, at)
+            if status == RunStatus.WAITING.value and row.status is not WaitStatus.PENDING:
+                # a branch of the run's code that went on after a sibling's wait parked
+                # the run has its answer, which nothing else wakes the run for: its
+                # code had moved on without it, so the run is replayed to take it
+                await self._wake(tx, [(fence.workflow_id, row.key, row.status.value)], at)
+            return row
 
         return await self._tx("fast", body)
+
+    async def _wait_row(self, tx: Tx, fence: Fence, wait: NewWait, at: datetime) -> WaitRow:
+        """The run's waitpoint `wait.key` (registered now if it has none), resolved
+        if what it waits for is there; the run is locked."""
+        found = await tx.one("wait_get", wid=fence.workflow_id, key=wait.key)
+        if found is not None:
+            existing = tx.rows.wait(found)
+            if existing.status is not WaitStatus.PENDING:
+                return existing
+            if existing.due_at is None and wait.due_at is not None:
+                # a timeout given at the wait (a token made without one)
+                await tx.execute("wait_set_due", due=wait.due_at, id=existing.id)
+                existing = replace(existing, due_at=wait.due_at)
+            return await self._try_resolve(tx, existing, at)
+        if wait.wait_id is not None:
+            await _token_unclaimed(tx, wait.wait_id, fence.workflow_id)
+        await self._events(tx, fence, [NewEvent("wait.registered", wait.key)], at)
+        row = await tx.one(
+            "wait_insert",
+            id=wait.wait_id or uuid.uuid4().hex,
+            wid=fence.workflow_id,
+            key=wait.key,
+            kind=wait.kind.value,
+            name=wait.name,
+            match=wait.match,
+            due=wait.due_at,
+            at=at,
+            seq=wait.order,
+        )
+        return await self._try_resolve(tx, tx.rows.wait(row), at)
 
     async def list_waits(self, workflow_id: str) -> list[WaitRow]:
         return await self._list("list_waits", Rows.wait, wid=workflow_id)
