@@ -524,10 +524,18 @@ def _dispatch(
 
 def _anthropic_refuses(body: dict[str, Any]) -> str | None:
     """What Anthropic says of messages it refuses: a role other than user and
-    assistant, a field of OpenAI's (`tool_calls`, `tool_call_id`)."""
-    for i, message in enumerate(body.get("messages") or []):
+    assistant, a field of OpenAI's (`tool_calls`, `tool_call_id`), an empty content
+    (but for a last assistant message, a prefill)."""
+    messages = body.get("messages") or []
+    for i, message in enumerate(messages):
         if message.get("role") not in ("user", "assistant"):
             return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        last = i == len(messages) - 1 and message.get("role") == "assistant"
+        if message.get("content") in ("", []) and not last:
+            return (
+                f"messages.{i}: all messages must have non-empty content except for the "
+                "optional final assistant message"
+            )
         extra = sorted(set(message) - {"role", "content"})
         if extra:
             return f"messages.{i}.{extra[0]}: Extra inputs are not permitted"

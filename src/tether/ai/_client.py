@@ -1065,20 +1065,15 @@ class WorkflowAI:
             try:
                 value = adapter.validate_json(reply.text)
             except ValidationError as exc:
-                error = validation_message(exc)
-                request = request.model_copy(
-                    update={
-                        "messages": [
-                            *request.messages,
-                            Message(role="assistant", content=reply.text),
-                            Message(
-                                role="user",
-                                content=f"That answer does not match the schema: {error}. "
-                                "Answer again with only JSON that matches it.",
-                            ),
-                        ]
-                    }
+                error = _no_object(reply, request.max_tokens, validation_message(exc))
+                # an empty turn is left out: Anthropic refuses a message without content
+                said = [Message(role="assistant", content=reply.text)] if reply.text else []
+                again = Message(
+                    role="user",
+                    content=f"That answer does not match the schema: {error}. "
+                    "Answer again with only JSON that matches it.",
                 )
+                request = request.model_copy(update={"messages": [*request.messages, *said, again]})
                 continue
             return ObjectResult[Any](
                 object=value,
@@ -1635,6 +1630,20 @@ class _Answer:
                 pass
             raise  # as asked: the error says what the wrapped answer lacks
         return value["value"] if self._wrapped else value
+
+
+def _no_object(reply: ModelReply, max_tokens: int | None, invalid: str) -> str:
+    """Why `reply` gave no object, in the words that say what to do: a refusal, an
+    answer cut off at max_tokens or an empty one read only as pydantic's "Invalid
+    JSON: EOF while parsing", the model's words and the limit nowhere."""
+    if reply.refusal or reply.finish_reason == "refusal":  # OpenAI's field, Anthropic's stop
+        return f"the model refused: {reply.refusal or reply.text!r}"
+    if reply.finish_reason in ("length", "max_tokens"):
+        limit = f"max_tokens={max_tokens}" if max_tokens else "max_tokens (the provider's default)"
+        return f"the answer was cut off at {limit}: raise it ({invalid})"
+    if not reply.text.strip():
+        return f"the answer was empty (finish_reason {reply.finish_reason!r})"
+    return invalid
 
 
 def _schema_name(schema: Any) -> str:

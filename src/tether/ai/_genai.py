@@ -119,11 +119,14 @@ def _calc(
     extra: dict[str, int] | None = None,
 ) -> Decimal | None:
     """The long way: genai-prices' own calculation (the only one that prices the
-    `extra` counts, which the affine shortcut does not learn)."""
+    `extra` counts, which the affine shortcut does not learn). Counts it refuses
+    (ValueError: cache reads above the input, as a server counting only the tokens it
+    evaluated reports them) price nothing: raised here, after the provider answered,
+    the run failed on it and the billed call was never logged."""
     try:
         calc = info.calc_price(
             _usage(counts, extra), found, genai_request_timestamp=at, price_context=context
         )
-    except LookupError:
+    except (LookupError, ValueError):
         return None
     return Decimal(calc.total_price)

@@ -274,9 +274,10 @@ def _reply(raw: dict[str, Any], request_id: str | None) -> ModelReply:
     choice = (raw.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     return ModelReply(
-        text=message.get("content") or "",
+        text=_text(message.get("content")),
         tool_calls=message.get("tool_calls") or [],
         finish_reason=choice.get("finish_reason"),
+        refusal=message.get("refusal") or None,
         usage=openai_usage(raw.get("usage")),
         usage_reported=openai_usage_told(raw.get("usage")),
         model=raw.get("model") or "",
@@ -284,6 +285,20 @@ def _reply(raw: dict[str, Any], request_id: str | None) -> ModelReply:
         service_tier=raw.get("service_tier"),
         raw={k: v for k, v in raw.items() if k != "choices"},
     )
+
+
+def _text(content: Any) -> str:
+    """The answer's text. Some OpenAI-compatible servers (Mistral's reasoning models)
+    send content as parts, ``[{"type": "thinking", ...}, {"type": "text", "text": ...}]``:
+    its text parts, joined (the thinking is no answer). Taken as it came, the call
+    failed on tether's own "ModelReply text: Input should be a valid string" after the
+    provider billed it, and was never logged."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        parts = [p for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        return "".join(str(p.get("text") or "") for p in parts)
+    return json.dumps(content)  # no shape a server is known to send: kept as it came
 
 
 def _batch_errors(batch: Any) -> str | None:

@@ -124,6 +124,7 @@ class ModelReply(BaseModel):
     text: str = ""
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)
     finish_reason: str | None = None
+    refusal: str | None = None  # why the model declined (OpenAI's `message.refusal`)
     usage: Usage = Field(default_factory=Usage)
     # False: the answer carried no usage (some OpenAI-compatible servers), so its
     # tokens, and its cost, are unknown rather than zero
