@@ -135,3 +135,18 @@ def test_a_compensate_answered_failed_says_why(app: tether.App) -> None:
         "the tenant answered 'failed' to compensate: InvalidArgumentError: workflow 'seat' "
         "on the tenant takes no input"
     )
+
+
+def test_an_aborted_answer_without_a_reason_says_so(app: tether.App) -> None:
+    # it read "the tenant stopped: None"
+    server, url, _ = serve(b"HTTP/1.1 200 OK", b'{"type": "aborted"}\n')
+    try:
+        flow = app.remote_workflow("quits", url=url, secret=SECRET, max_invocations=1,
+                                   retry_delay=0.01, deadline=5)  # fmt: skip
+        with pytest.raises(RemoteInvocationLimitError) as raised:
+            app.run(flow, workflow_id="quits-1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "the tenant stopped: it gave no reason (see the tenant's log)" in str(raised.value)
+    assert "None" not in str(raised.value)

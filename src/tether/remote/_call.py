@@ -249,7 +249,8 @@ async def _line(raw: bytes, url: str, inv: Invocation, on_line: OnLine) -> Reply
         return Reply(line.answer, values.get("answer.output"))
     if line.type == "aborted":
         what = RemoteDeadlineError if "deadline" in (line.reason or "") else RemoteUnavailableError
-        raise what(f"invocation {inv.invocation}: the tenant stopped: {line.reason}")
+        why = line.reason or "it gave no reason (see the tenant's log)"
+        raise what(f"invocation {inv.invocation}: the tenant stopped: {why}")
     await on_line(line, values)
     return None
 
