@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from tether import App
@@ -130,3 +131,33 @@ def record_summaries(url: str, *workflow_ids: str) -> None:
     for wid in workflow_ids:
         app.run(summarise, workflow_id=wid)
     app.close()
+
+
+SLOW = (  # 30 steps of 0.1 s, each logging its number to ticks.log
+    "import asyncio\n\nasync def tick(i):\n"
+    "    with open('ticks.log', 'a') as f:\n"
+    "        f.write(f'{i}\\n')\n"
+    "    await asyncio.sleep(0.1)\n\n"
+    "async def slow(wf):\n"
+    "    for i in range(30):\n"
+    "        await wf.step(f's{i}', lambda: tick(i))\n"
+    "    return 'done'\n"
+)
+
+
+def interrupted(tmp: Path, sig: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """`tether ARGS` (a run of `SLOW`, in `tmp`) sent `sig` once three of its steps
+    have run: a real process, its stdout and stderr captured."""
+    env = {k: v for k, v in os.environ.items() if k != "TETHER_DATABASE_URL"}
+    proc = subprocess.Popen(
+        [TETHER, *args], cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    ticks = tmp / "ticks.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # interrupt once a few steps have run
+        if ticks.exists() and len(ticks.read_text().split()) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

@@ -8,12 +8,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from ._helpers import ROOT, TETHER, effects, tether
+from ._helpers import ROOT, SLOW, TETHER, effects, interrupted, tether
 
 
 def test_run_resume_and_inspect(tmp_path: Path, flow: Path) -> None:
@@ -243,32 +242,11 @@ def test_interrupted_run_exits_130_and_resumes(
 ) -> None:
     """SIGTERM as Ctrl-C: the run is handed back and the message says how to resume it
     (before: exit 143 without a word)."""
-    (tmp_path / "slow.py").write_text(
-        "import asyncio\n\nasync def tick(i):\n"
-        "    with open('ticks.log', 'a') as f:\n"
-        "        f.write(f'{i}\\n')\n"
-        "    await asyncio.sleep(0.1)\n\n"
-        "async def slow(wf):\n"
-        "    for i in range(30):\n"
-        "        await wf.step(f's{i}', lambda: tick(i))\n"
-        "    return 'done'\n"
-    )
+    (tmp_path / "slow.py").write_text(SLOW)
     db = f"sqlite:///{tmp_path}/t.db"
-    proc = subprocess.Popen(
-        [TETHER, "--db", db, "run", "slow.py:slow", "--id", "s1"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = interrupted(tmp_path, sig, "--db", db, "run", "slow.py:slow", "--id", "s1")
+    stderr = proc.stderr
     ticks = tmp_path / "ticks.log"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # interrupt once a few steps have run
-        if ticks.exists() and len(ticks.read_text().split()) >= 3:
-            break
-        time.sleep(0.02)
-    proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     assert f"{said}; run s1 keeps" in stderr
     # with the --db it ran on: without, the command resumed nothing, it started afresh

@@ -190,10 +190,12 @@ def printed_whole(
 def print_json(value: Any) -> None:
     """`value` as indented JSON on stdout, its text as written ("日本", as `runs export`
     wrote it, where `runs show --json` wrote "\\u65e5\\u672c"); escaped only where
-    stdout cannot encode it (an ASCII locale), rather than failing with a traceback."""
+    stdout cannot encode it (an ASCII locale), rather than failing with a traceback.
+    No stdout at all (`>&-`, so sys.stdout is None): print drops it, as it drops text;
+    a completed `tether run` ended in a traceback and exit 1, as if it had failed."""
     shown = json.dumps(value, indent=2, default=str, ensure_ascii=False)
     try:
-        shown.encode(sys.stdout.encoding or "utf-8")
+        shown.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
     except UnicodeEncodeError:
         shown = json.dumps(value, indent=2, default=str)
     print(shown)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Collection
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ __all__ = [
     "iso",
     "owner_gone",
     "process_ended",
+    "resume_hint",
     "row",
     "row_dict",
     "served_dict",
@@ -168,10 +170,17 @@ AGENT_RUNS = "agents.issue"
 
 
 def start_hint(workflow_name: str, queue: str | None = None) -> str:
-    """What to start so that runs of `workflow_name` are driven."""
+    """What to start so that runs of `workflow_name` are driven. The queue is quoted
+    for the shell, as in `resume_hint`."""
     if workflow_name == AGENT_RUNS:
         return "`tether agents run` beside its WORKFLOW.md"
-    return "`tether worker --app FILE.py:app" + (f" -q {queue}`" if queue else "`")
+    return "`tether worker --app FILE.py:app" + (f" -q {shlex.quote(queue)}`" if queue else "`")
+
+
+def resume_hint(workflow_id: str) -> str:
+    """The command that drives run `workflow_id` on here, its id quoted for the shell:
+    `tether runs resume night run's 1` pasted back ran into an open quote."""
+    return f"`tether runs resume {shlex.quote(workflow_id)} --app FILE.py:app`"
 
 
 def driven_by(rec: RunRecord, drivers: list[str], queue: str | None = None) -> str:
@@ -189,8 +198,7 @@ def driven_by(rec: RunRecord, drivers: list[str], queue: str | None = None) -> s
     where = f" on queue {queue!r}" if queue else ""
     return (
         f"nobody: no live process drives workflow {rec.workflow_name!r}{where} (start "
-        f"{start_hint(rec.workflow_name, queue)}, or `tether runs resume {rec.workflow_id} "
-        "--app FILE.py:app`)"
+        f"{start_hint(rec.workflow_name, queue)}, or {resume_hint(rec.workflow_id)})"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import uuid
 from types import ModuleType
 from typing import Any
@@ -60,7 +61,7 @@ def run(
             defn.fn, *args, workflow_id=run_id, initial_state=initial, on_event=progress
         )
 
-    again = f"tether run {target} --id {run_id}{given_db(state)}"
+    again = f"tether run {shlex.quote(target)} --id {shlex.quote(run_id)}{given_db(state)}"
     drive(the_app, run_id, call, again, traceback)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from ..store import RunStatus, WaitKind, WaitStatus
 from ._common import EXIT_USAGE, CliState, db_state, fail, guard, note, text
 from ._db import given_db, use_app
 from ._drive import drive
-from ._format import AGENT_RUNS, start_hint
+from ._format import AGENT_RUNS, resume_hint, start_hint
 from ._load import parse_json
 from ._progress import Progress
 from .prune import with_app
@@ -66,7 +67,7 @@ def _who_drives(a: App, run: RunInfo) -> str:
     resume = (
         f"start {start_hint(run.workflow_name)}"
         if run.workflow_name == AGENT_RUNS
-        else f"`tether runs resume {run.workflow_id} --app FILE.py:app` drives it here, "
+        else f"{resume_hint(run.workflow_id)} drives it here, "
         f"or start {start_hint(run.workflow_name)}"
     )
     if queue is not None:
@@ -200,7 +201,7 @@ def cancel(
     elif compensate and cancelled:
         note(
             "the compensations run where the workflow is registered: "
-            f"`tether runs resume {workflow_id} --app FILE.py:app` runs them here, and an "
+            f"{resume_hint(workflow_id)} runs them here, and an "
             "App's recover_orphans() picks them up"
         )
 
@@ -271,7 +272,8 @@ def _drive_with(
     """Drive a run with the App named by `--app` (which registers its workflow)."""
     the_app, db = load_app(state, app_ref, existing=True, traceback=traceback)
     db.announce()
-    again = f"tether runs resume {workflow_id} --app {app_ref}{given_db(state)}"
+    again = f"tether runs resume {shlex.quote(workflow_id)} --app {shlex.quote(app_ref)}"
+    again += given_db(state)
     drive(the_app, workflow_id, lambda progress: call(the_app, progress), again, traceback)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from ..app import App
@@ -118,7 +120,8 @@ def _wait_and_print(the_app: App, run_id: str) -> None:
     except KeyboardInterrupt:
         fail(
             EXIT_INTERRUPTED,
-            f"stopped waiting; run {run_id} goes on on the workers (`tether runs watch {run_id}`)",
+            f"stopped waiting; run {run_id} goes on on the workers "
+            f"(`tether runs watch {shlex.quote(run_id)}`)",
         )
     except Exception as exc:  # the store's, or a failure raised again
         fail(exit_code(exc) or EXIT_FAILED, one_line(exc))
