@@ -133,6 +133,7 @@ def check_url(url: str, what: str = "database URL") -> SplitResult:
             f"{what} {shown} has a bad port: {exc}; give a port from 1 to 65535, "
             "e.g. postgresql://user@localhost:5432/db"
         ) from None
+    _check_blank(parts, what)
     if parts.scheme in ("postgresql", "postgres"):
         opts = dict(parse_qsl(parts.query))
         if "pool_size" in opts:
@@ -156,6 +157,27 @@ def check_url(url: str, what: str = "database URL") -> SplitResult:
                 f"{opts['sslmode']!r}; e.g. ?sslmode=require"
             )
     return parts
+
+
+# tether's own URL options, by scheme, with an example of each
+_OWN = {
+    "postgresql": {"schema": "tether", "pool_size": "10", "statement_timeout": "30",
+                   "durability": "full"},
+    "sqlite": {"durability": "full", "busy_timeout": "5"},
+}  # fmt: skip
+
+
+def _check_blank(parts: SplitResult, what: str) -> None:
+    """Refuse one of tether's own options given empty (``?schema=``): read as absent, it
+    took the default, and a templated URL whose value came out empty put its tables in
+    schema ``tether``, beside another deployment's."""
+    own = _OWN.get("postgresql" if parts.scheme == "postgres" else parts.scheme, {})
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in own and not value.strip():
+            raise InvalidArgumentError(
+                f"{what}: ?{name}= is empty; give it a value, e.g. ?{name}={own[name]}, "
+                "or leave the option out for its default"
+            )
 
 
 def _option_seconds(what: str, name: str, text: str, example: str) -> float:
