@@ -90,3 +90,14 @@ def test_json_with_no_stdout_is_no_failure(tmp_path: Path, flow: Path) -> None:
     for args in (["runs", "list", "--json"], ["usage", "--json"], ["runs", "show", "g1", "--json"]):
         done = _no_stdout(tmp_path, *args)
         assert (done.returncode, done.stderr) == (0, ""), args
+
+
+def test_a_token_is_not_created_for_no_stdout(tmp_path: Path) -> None:
+    """`tokens create >&-` made a token and printed it nowhere, exit 0: a token shown
+    only once, and never, that stays valid in the database."""
+    create(f"sqlite:///{tmp_path}/t.db")
+    done = _no_stdout(tmp_path, "tokens", "create", "--scope", "admin", "--name", "ci")
+    assert done.returncode == 2, done.stderr
+    assert "stdout is closed" in done.stderr and "nothing was created" in done.stderr
+    listed = tether(tmp_path, "tokens", "list", "--json")
+    assert json.loads(listed.stdout) == []

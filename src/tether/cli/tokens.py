@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..store import ApiTokenRow
 from ._common import (
     EXIT_NOT_FOUND,
+    EXIT_USAGE,
     CliState,
     db_option,
     db_state,
@@ -60,6 +63,12 @@ def tokens_create(state: CliState, scope: str, name: str | None, app_ref: str | 
 
     if name is not None:
         text(name, "name")
+    if sys.stdout is None:  # `>&-`: a token shown nowhere, and never again, is no token
+        fail(
+            EXIT_USAGE,
+            "stdout is closed, and a token is printed only once: nothing was created; "
+            "run it with stdout open, e.g. > token.txt",
+        )
     if app_ref is None:
         db = choose(state.db)
         the_app = open_app(db)  # creating the first token may create the database
