@@ -231,7 +231,9 @@ class RunStarted(_Out):
 
 
 class CancelRun(_Body):
-    reason: str | None = None
+    # written in the run's cancel event: a NUL was the store's 503 on PostgreSQL (and
+    # kept on SQLite), a lone surrogate the server's 500
+    reason: Text | None = None
     # a JSON true or false: "yes" or 1 read as true cancelled with compensation
     compensate: StrictBool = False
     # cancel even with provider batches out that the served App cannot reach

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from .._info import RunInfo
+from .._names import check_name
 from .._waits import MISSING
 from ..kernel import RunRerunFrom
 from ..record import EventRecord
@@ -292,7 +293,10 @@ async def signal_run(request: Request, workflow_id: str, body: SignalRun) -> Sig
 async def rerun_from(request: Request, workflow_id: str, body: RerunFrom) -> RerunStarted:
     """Forget `step` and every later step, and run it again from there: in the
     server (its workflow registered on the served App) or, for a queued run, on a
-    worker. Answers at once; follow the run with its events or its record."""
+    worker. Answers at once; follow the run with its events or its record. A step
+    name the database cannot store (a NUL, blank) is a 422, as from `App.rerun_from`
+    (the command refused it deep in the kernel, answered as the server's 500)."""
+    step = check_name("step", body.step)
     app = served_app(request)
     run = await app.aget_run(workflow_id)
     if run.status not in (RunStatus.COMPLETED, RunStatus.FAILED):
@@ -304,7 +308,7 @@ async def rerun_from(request: Request, workflow_id: str, body: RerunFrom) -> Rer
         )
     if run.queue is None:
         app.get_workflow(run.workflow_name)  # fail before changing anything
-    await app.kernel.adispatch(RunRerunFrom(workflow_id=workflow_id, step=body.step))
+    await app.kernel.adispatch(RunRerunFrom(workflow_id=workflow_id, step=step))
     # the files of the stages it forgot, of the attempts before (as `App.rerun_from`)
     await forget_files(app.blobs, workflow_id, [], run.attempt, store=app.store)
     return RerunStarted(woken=[workflow_id])

@@ -110,7 +110,9 @@ async def new_token(request: Request, body: NewApiToken) -> ApiTokenCreated:
 
 
 @ops_router.delete("/api-tokens/{token_id}", dependencies=[ADMIN], summary="Revoke a token")
-async def revoke_token(request: Request, token_id: str) -> list[ApiTokenInfo]:
+async def revoke_token(request: Request, token_id: Text) -> list[ApiTokenInfo]:
+    """An id with a NUL is a 422, as every text a request carries to the store
+    (`Text`): PostgreSQL refused it, answered as the store down (503, retry later)."""
     app = served_app(request)
     # by id only: a name may be shared, by the caller's own token too
     if await app.store.revoke_api_token(token_id, at=app.clock.now(), by_name=False) == 0:

@@ -339,21 +339,28 @@ def _jsonable(value: Any) -> Any:
 
 class SSEParser:
     """Server-Sent Events, line by line: `feed` a line, get the events it completes.
-    The stream's ``end`` event is `done`, not an event."""
+    The stream's ``end`` event is `done`, not an event: the frame ``event: end`` with
+    no ``id``. A run's own event of type ``end`` (``wf.append_event("end")``) comes
+    with its seq as its id, and is an event: taken for the end, it ended the stream
+    while the run went on, its later events never read. Nothing is read after the
+    end."""
 
     def __init__(self) -> None:
         self._event = ""
+        self._id: str | None = None
         self._data: list[str] = []
         self.done = False
 
     def feed(self, lines: Iterable[str]) -> Iterator[Event]:
         for line in lines:
+            if self.done:
+                return
             if line == "":
-                if self._data and self._event == "end":
+                if self._data and self._event == "end" and self._id is None:
                     self.done = True
                 elif self._data:
                     yield Event.model_validate_json("\n".join(self._data))
-                self._event, self._data = "", []
+                self._event, self._id, self._data = "", None, []
             elif line.startswith(":"):
                 continue  # a keep-alive comment
             else:
@@ -361,5 +368,7 @@ class SSEParser:
                 value = value[1:] if value.startswith(" ") else value
                 if name == "event":
                     self._event = value
+                elif name == "id":
+                    self._id = value
                 elif name == "data":
                     self._data.append(value)
