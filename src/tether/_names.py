@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import InvalidArgumentError
 
-__all__ = ["check_name", "check_own_event"]
+__all__ = ["check_name", "check_own_event", "check_text"]
 
 
 def check_name(what: str, key: object) -> str:
@@ -20,17 +20,26 @@ def check_name(what: str, key: object) -> str:
             f"{what} must be a non-empty string, got {_shown(key)}; "
             "pass a name such as 'fetch-user'"
         )
-    if "\x00" in key or (not key.isascii() and any("\ud800" <= c <= "\udfff" for c in key)):
-        raise InvalidArgumentError(
-            f"{what} {_shown(key)} contains a NUL character or a lone surrogate, which the "
-            "database cannot store; pass valid text without '\\x00'"
-        )
+    check_text(what, key)
     if len(key) > 250 and len(key.encode()) > _MAX_KEY_BYTES:  # a PostgreSQL index entry
         raise InvalidArgumentError(
             f"{what} {_shown(key)} is {len(key.encode())} bytes long; keep it within "
             f"{_MAX_KEY_BYTES} bytes of UTF-8 (e.g. pass a hash of a long key)"
         )
     return key
+
+
+def check_text(what: str, text: object) -> str:
+    """`text` (a name, or free text: a cancel's reason) if both databases can store it:
+    no NUL, no lone surrogate (PostgreSQL refuses both, SQLite kept a NUL)."""
+    if not isinstance(text, str):
+        raise InvalidArgumentError(f"{what} must be a string, got {_shown(text)}")
+    if "\x00" in text or (not text.isascii() and any("\ud800" <= c <= "\udfff" for c in text)):
+        raise InvalidArgumentError(
+            f"{what} {_shown(text)} contains a NUL character or a lone surrogate, which the "
+            "database cannot store; pass valid text without '\\x00'"
+        )
+    return text
 
 
 # What the engine and its layers write; readers of a history (the dashboard, stage

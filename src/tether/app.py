@@ -35,7 +35,7 @@ from ._info import RunInfo, WaitInfo
 from ._interceptors import StepInterceptor, check_interceptors, check_on_event
 from ._listing import RunQuery, page_cursor, run_filter
 from ._loop import LoopThread, home_loop, homed
-from ._names import check_name
+from ._names import check_name, check_text
 from ._owners import new_owner
 from ._run_state import RunState
 from ._runner import Runner
@@ -959,6 +959,8 @@ class App:
         cancel the run and leave them running.
         """
         check_name("workflow_id", workflow_id)
+        if reason is not None:
+            check_text("reason", reason)  # written in its cancel event
         if not abandon_batches:
             out = await unreachable_batches(self.store, self.ai, self._registry, workflow_id)
             if out:

@@ -78,3 +78,21 @@ async def test_a_maintenance_command_the_database_cannot_take_is_refused(
 ) -> None:
     with pytest.raises(tether.InvalidArgumentError, match=f"invalid command: .*{what}"):
         await app.kernel.adispatch(command)
+
+
+@pytest.mark.parametrize("reason", ["stop\x00now", "half \ud83d"])
+async def test_a_cancel_reason_no_database_can_store_is_refused(app: App, reason: str) -> None:
+    """The reason is written in the cancel event: a NUL was kept on SQLite and refused
+    by PostgreSQL with a bare store error, a lone surrogate refused by both."""
+
+    @app.workflow(name="parks")
+    async def parks(wf: Workflow) -> object:
+        return await wf.wait_for_signal("go")
+
+    await app.arun(parks, workflow_id="p1")
+    with pytest.raises(tether.InvalidArgumentError, match=r"reason .* contains a NUL"):
+        await app.acancel("p1", reason)
+    with pytest.raises(tether.InvalidArgumentError, match=r"reason .* contains a NUL"):
+        await app.kernel.adispatch({"type": "run.cancel", "workflow_id": "p1", "reason": reason})
+    assert (await app.aget_run("p1")).status is tether.RunStatus.WAITING  # nothing changed
+    assert await app.acancel("p1", "stop now") == ["p1"]

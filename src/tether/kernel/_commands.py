@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from .._durations import MAX_SECONDS
-from .._names import check_name
+from .._names import check_name, check_text
 
 __all__ = [
     "Command",
@@ -118,6 +118,13 @@ class RunCancel(_Command):
     workflow_id: str = Field(min_length=1)
     reason: str | None = None
     compensate: bool = False
+
+    @field_validator("reason", mode="after")
+    @classmethod
+    def _reason_storable(cls, value: str | None) -> str | None:
+        """Written in the cancel event: a NUL was kept on SQLite and refused by
+        PostgreSQL (a bare store error)."""
+        return None if value is None else check_text("reason", value)
 
 
 class RunResume(_Command):
