@@ -175,13 +175,14 @@ def test_an_issues_tokens_and_cost_are_in_sight_on_a_phone_and_a_desktop(
     assert all(inside for _, inside in seen), seen
 
 
-@pytest.mark.parametrize("width", [390, 1280])  # a phone scrolls the table, as it may
+@pytest.mark.parametrize("width", [390, 1280])
 def test_a_queue_no_worker_serves_is_named_and_said_so_in_sight(
     dash: Served, browser: Any, tmp_path: Path, width: int
 ) -> None:
     # the hint of a queue no worker serves (a command with the queue's name) stayed on
     # one line: on a desktop it pushed the "Workers" column past the table's edge, and
-    # squeezed the queue's name to a word a line
+    # squeezed the queue's name to a word a line; on a phone the table scrolled
+    # sideways, its Workers column (the command) out of sight past the screen's edge
     browser.set_window_size(width, 900)
     browser.get(dash.url + "/queues")
     wait_until(browser, lambda d: QUEUE in text_of(d, "table.queues"), "no queue row")
@@ -189,12 +190,22 @@ def test_a_queue_no_worker_serves_is_named_and_said_so_in_sight(
     browser.set_window_size(width, 900)
     got = browser.execute_script(
         "const s = document.querySelector('#queues .scroll');"
-        "const name = document.querySelector('table.queues tbody th');"
+        "const room = Math.min(innerWidth, s.getBoundingClientRect().right);"
+        "const tr = document.querySelector('table.queues tbody tr');"
+        "const name = tr.querySelector('th');"
         "const range = document.createRange(); range.selectNodeContents(name);"
         "const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;"
-        "return {overflow: s.scrollWidth - s.clientWidth, lines: lines,"
+        "const seen = {};"
+        "for (const [k, css] of [['name', 'th'], ['queued', 'td[data-status=queued]'],"
+        "    ['claimed', 'td[data-status=claimed]'], ['workers', 'td[data-workers]']]) {"
+        "  const r = tr.querySelector(css).getBoundingClientRect();"
+        "  seen[k] = r.width > 0 && r.left >= 0 && r.right <= room + 0.5; }"
+        "return {overflow: s.scrollWidth - s.clientWidth, lines: lines, seen: seen,"
+        " page: document.scrollingElement.scrollWidth - innerWidth,"
         " hint: document.querySelector('td[data-workers] .warn').textContent};"
     )
     assert got["hint"].startswith("none: tether worker") and QUEUE in got["hint"], got
-    if width >= 1000:  # a desktop shows every column, no sideways scroll, the name whole
-        assert got["overflow"] <= 0 and got["lines"] <= 3, got
+    assert got["overflow"] <= 0 and got["page"] <= 0, got  # no sideways scroll
+    assert all(got["seen"].values()), got
+    if width >= 1000:  # a desktop shows the name whole
+        assert got["lines"] <= 3, got

@@ -16,7 +16,7 @@ from tether import Client, FakeClock, ai
 
 from . import test_dashboard
 from ._serve import Served, start
-from .test_dashboard import done, shot
+from .test_dashboard import done, shot, wait_until
 
 browser = test_dashboard.browser  # the fixture: a headless Chromium
 dash = test_dashboard.dash  # `tether serve` of flows with AI calls, one at no known price
@@ -253,3 +253,53 @@ def test_a_usage_tables_order_is_cost_then_unknown_then_name() -> None:
             row("d-dear", 90, 2), row("e-cheap", 5, 1, 1), row("0-unknown", 0, 0, 1)]  # fmt: skip
     assert [r.group for r in by_cost(rows)] == [
         "d-dear", "c-cheap", "e-cheap", "b-free", "0-unknown", "a-unknown"]  # fmt: skip
+
+
+ODD = "triage & reply #2"  # a name a link must encode ('&' and '#' end a bare query's value)
+
+
+def _seed_odd_names(url: str) -> dict[str, list[str]]:
+    """Runs of three workflows, two of them with AI calls: the ids of each one's runs."""
+    model = ai.FakeModel(lambda name, request: "An answer.")
+    app = tether.App(url, ai=ai.Providers(demo=model))
+
+    def named(name: str, calls: bool) -> Any:
+        async def asks(wf: tether.Workflow) -> str:
+            return (await wf.ai.generate_text("demo:small", prompt="x")).text if calls else ""
+
+        return app.workflow(name=name)(asks)
+
+    flows = {ODD: named(ODD, True), "triage": named("triage", True), "quiet": named("quiet", False)}
+    ids: dict[str, list[str]] = {}
+    for name, flow in flows.items():
+        ids[name] = [f"{name}-{i}" for i in range(2)]
+        for wid in ids[name]:
+            app.run(flow, workflow_id=wid)
+    app.close()
+    return ids
+
+
+def test_a_usage_rows_workflow_links_to_that_workflows_runs(browser: Any, tmp_path: Path) -> None:
+    # a workflow's row said its cost and calls, but reaching its runs meant typing its
+    # name into the runs page's filter
+    from selenium.webdriver.common.by import By
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    ids = _seed_odd_names(url)
+    served = start(tmp_path, url, flows=None)
+    try:
+        browser.get(served.url + "/usage")
+        shot(browser, tmp_path, "usage-workflow-links")
+        links = browser.find_elements(By.CSS_SELECTOR, "#h-2 ~ .scroll tbody td:first-child a")
+        assert sorted(a.text for a in links) == sorted([ODD, "triage"])
+        next(a for a in links if a.text == ODD).click()
+        wait_until(browser, lambda d: "/runs?" in d.current_url, "the link led nowhere")
+        shot(browser, tmp_path, "usage-workflow-link-followed")
+        listed = browser.execute_script(
+            "return [...document.querySelectorAll('#runs-body tr[data-run-id]')]"
+            ".map(tr => tr.dataset.runId)"
+        )
+        assert sorted(listed) == sorted(ids[ODD]), (listed, ids)
+        assert browser.find_element(By.ID, "f-workflow").get_attribute("value") == ODD
+    finally:
+        served.stop()

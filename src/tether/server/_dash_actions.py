@@ -84,8 +84,9 @@ async def _event(app: ServedApp, workflow_id: str, form: dict[str, str], payload
 
 
 async def _cancel(app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any) -> str:
-    await app.acancel(workflow_id, form.get("reason", "").strip() or None)
-    return "cancelled"
+    compensate = bool(form.get("compensate"))  # a checkbox: sent only when checked
+    await app.acancel(workflow_id, form.get("reason", "").strip() or None, compensate=compensate)
+    return "cancelled-compensate" if compensate else "cancelled"
 
 
 _Action = Callable[[ServedApp, str, dict[str, str], Any], Awaitable[str]]

@@ -68,6 +68,8 @@ DONE = {
     "event-sent": ("Event sent; this run was not waiting for it (it is kept for runs that "
                    "wait for it later).", True),
     "cancelled": ("Cancellation requested.", True),
+    "cancelled-compensate": ("Cancellation requested, with compensation: the compensations "
+                             "of its completed steps run, last step first.", True),
 }  # fmt: skip
 
 
