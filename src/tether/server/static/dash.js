@@ -191,14 +191,17 @@
     if (atEnd) box.scrollTop = box.scrollHeight;
   }
 
+  // the stream's own end is the frame "event: end" with no id: a run's own event of
+  // type "end" (wf.append_event("end")) carries its seq as its id, and is an event
   function parseFrame(frame) {
-    var out = { event: "message", data: "" };
+    var out = { event: "message", data: "", id: null };
     frame.split("\n").forEach(function (line) {
       if (!line || line.charAt(0) === ":") return;
       var at = line.indexOf(":");
       var field = at < 0 ? line : line.slice(0, at);
       var value = at < 0 ? "" : line.slice(at + 1).replace(/^ /, "");
       if (field === "event") out.event = value;
+      else if (field === "id") out.id = value;
       else if (field === "data") out.data += (out.data ? "\n" : "") + value;
     });
     return out.data ? out : null;
@@ -215,7 +218,7 @@
     function onFrame(frame) {
       var ev = parseFrame(frame);
       if (!ev) return;
-      if (ev.event === "end") {
+      if (ev.event === "end" && ev.id === null) {
         ended = true;
       } else {
         var e = JSON.parse(ev.data);
