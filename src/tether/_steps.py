@@ -171,14 +171,17 @@ class StepExecutor:
     async def _timed(self, spec: StepSpec, args: tuple[Any, ...], asynchronous: bool) -> Any:
         if spec.timeout is None:
             return await _call_step(spec.fn, args, asynchronous, self._rt.threads)
+        cut = asyncio.timeout(spec.timeout)
         try:
-            async with asyncio.timeout(spec.timeout) as cut:
+            async with cut:
                 token = _ENCLOSING.set((*_ENCLOSING.get(), (spec.key, spec.timeout, cut)))
                 try:
                     return await _call_step(spec.fn, args, asynchronous, self._rt.threads)
                 finally:
                     _ENCLOSING.reset(token)
         except TimeoutError as exc:
+            if not cut.expired():  # the function's own (a socket's, a client's): its error
+                raise
             raise StepTimeoutError(spec.key, spec.timeout) from exc
 
     async def _record_cut_short(self, spec: StepSpec, row: StepRow, rows: list[Any]) -> None:
