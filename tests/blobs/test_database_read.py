@@ -29,7 +29,8 @@ SRC = Path(tether.__file__).resolve().parents[1]  # the tether this test imports
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 MIB = 2**20
 
-# reads blob "big" of argv[1] (argv[2] bytes) and prints how far the process grew
+# reads blob "big" of argv[1] (argv[2] bytes) with argv[3] ("get", or "has": is it there)
+# and prints how far the process grew
 _READ = """
 import asyncio, gc, sys
 from pathlib import Path
@@ -51,9 +52,12 @@ async def main() -> None:
     except OSError:  # it stays this process's peak so far: never less than the growth
         pass
     before = vm("VmRSS")
-    body = await blobs.get("big")
+    body = await getattr(blobs, sys.argv[3])("big")
     grown = vm("VmHWM") - before
-    assert type(body) is bytes and len(body) == int(sys.argv[2]), len(body or b"")
+    if sys.argv[3] == "has":
+        assert body is True, body
+    else:
+        assert type(body) is bytes and len(body) == int(sys.argv[2]), len(body or b"")
     print(grown)
     await store.close()
 
@@ -77,20 +81,33 @@ async def test_a_read_holds_the_body_once(database_url: str, kind: str) -> None:
     its result, the bytes; as hex text it had been 6 N) and 2 N on SQLite (SQLite's
     copy of the value, the bytes). Now by N and a slice or two."""
     size = 64 * MIB
+    grown = await _growth(database_url, _body(kind, size), "get")
+    assert grown < 1.6 * size, f"a read of {size:,} bytes grew the process {grown / size:.2f} times"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+async def test_asking_whether_a_blob_is_there_reads_no_body(database_url: str) -> None:
+    """`has` read the whole body to say True: 64 MiB for one bool."""
+    size = 64 * MIB
+    grown = await _growth(database_url, os.urandom(size), "has")
+    assert grown < 0.25 * size, f"has() of a {size:,} byte blob grew the process by {grown:,}"
+
+
+async def _growth(database_url: str, body: bytes, op: str) -> int:
+    """How far a process grows doing `op` ("get", "has") on blob "big" holding `body`."""
     store = open_store(database_url)
     try:
         await store.put_blob("small", b"s", AT)
-        await store.put_blob("big", _body(kind, size), AT)
+        await store.put_blob("big", body, AT)
     finally:
         await store.close()
     out = subprocess.run(
-        [sys.executable, "-c", _READ, database_url, str(size)],
+        [sys.executable, "-c", _READ, database_url, str(len(body)), op],
         env={**os.environ, "PYTHONPATH": str(SRC)},
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    grown = int(out.stdout)
-    assert grown < 1.6 * size, f"a read of {size:,} bytes grew the process {grown / size:.2f} times"
+    return int(out.stdout)
 
 
 async def test_a_put_during_a_read_on_postgresql_is_not_seen_by_it(

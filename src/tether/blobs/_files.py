@@ -241,9 +241,10 @@ def _abandoned(entry: os.DirEntry[str]) -> bool:
 
 
 def _keys(root: Path, prefix: str) -> list[str]:
-    """The keys under `root` starting with `prefix` (temporary files left out). Only the
-    folder the prefix names is walked: deleting one run's files must not read every
-    other run's."""
+    """The keys under `root` starting with `prefix`. Only the folder the prefix names is
+    walked: deleting one run's files must not read every other run's. A file whose path
+    is no key (a temporary file, an editor's ``notes.txt~``) is left out: listed, it was
+    a key that `get` and `delete` refuse, and `delete_prefix` failed on it."""
     head, _, _ = prefix.rpartition("/")
     start = root.joinpath(*head.split("/")) if head else root
     if not start.is_dir():
@@ -252,5 +253,13 @@ def _keys(root: Path, prefix: str) -> list[str]:
     for folder, _dirs, files in os.walk(start):
         rel = Path(folder).relative_to(root).as_posix()
         base = "" if rel == "." else f"{rel}/"
-        keys.extend(f"{base}{name}" for name in files if not name.startswith(_TMP))
-    return sorted(k for k in keys if k.startswith(prefix))
+        keys.extend(f"{base}{name}" for name in files)
+    return sorted(k for k in keys if k.startswith(prefix) and _is_key(k))
+
+
+def _is_key(path: str) -> bool:
+    try:
+        check_key(path)
+    except InvalidArgumentError:
+        return False
+    return True

@@ -47,6 +47,16 @@ class BlobVerbs(StoreBase):
 
         return await self._tx("read", lambda tx: tx.read_blob(key))
 
+    async def has_blob(self, key: str) -> bool:
+        """Whether blob `key` is there, its body unread (it was read whole to say so). The
+        range from `key` to `key` + U+0001 holds `key` and keys that go on with a NUL."""
+
+        async def go(tx: Tx) -> bool:
+            rows = await tx.all("list_blobs", lo=key, hi=key + "\x01")
+            return any(r[0] == key for r in rows)
+
+        return await self._tx("read", go)
+
     async def list_blobs(self, prefix: str) -> list[tuple[str, int]]:
         """(key, size) of every blob whose key starts with `prefix`, by key (byte order)."""
         lo, hi = prefix_range(prefix)
