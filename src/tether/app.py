@@ -1226,7 +1226,7 @@ class App:
                 "a parameter for it"
             )
         if defn.takes_input:
-            defn.coerce_input(input)  # a bad input fails here, not at 2 a.m.
+            defn.encode_input(input)  # a bad or unstorable input fails here, not at 2 a.m.
         known = self._schedules.get(sched.name)
         if known is not None and known != sched:
             raise InvalidArgumentError(
