@@ -2,7 +2,7 @@
 
 from ._anthropic import Anthropic
 from ._budget import Budget, Spend, budget_stops
-from ._client import WorkflowAI, cancel_open_batches, open_batches
+from ._client import WorkflowAI, batches_out, cancel_open_batches, open_batches, stop_batches
 from ._errors import (
     BudgetExceededError,
     MissingAPIKeyError,
@@ -58,7 +58,9 @@ __all__ = [
     "UnknownProviderError",
     "Usage",
     "WorkflowAI",
+    "batches_out",
     "budget_stops",
     "cancel_open_batches",
     "open_batches",
+    "stop_batches",
 ]

@@ -13,10 +13,11 @@ signal, and the call then runs as the step's next occurrence (``name#2``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,7 +46,15 @@ from ._providers import Providers
 from ._results import BatchOutcome, BatchResult, EmbedResult, ObjectResult, TextResult
 from ._types import BatchItem, BatchStatus, Message, ModelReply, TextRequest, Usage
 
-__all__ = ["AI_RETRY", "COOLDOWNS", "COOLDOWN_SCOPE", "WorkflowAI", "cancel_open_batches"]
+__all__ = [
+    "AI_RETRY",
+    "COOLDOWNS",
+    "COOLDOWN_SCOPE",
+    "WorkflowAI",
+    "batches_out",
+    "cancel_open_batches",
+    "stop_batches",
+]
 
 log = logging.getLogger("tether.ai")
 
@@ -63,6 +72,35 @@ _COOLDOWN_HOLDER = "tether.ai"  # every process the same: each may extend it
 # the admissions of the call running in this context, one per budget that covers it:
 # its recorded costs count at once
 _TICKETS: ContextVar[tuple[_Held, ...]] = ContextVar("tether_ai_tickets", default=())
+# the batches `WorkflowAI.batch` calls have out in this context (see `batches_out`)
+_OUT: ContextVar[dict[str, tuple[WorkflowAI, str]] | None] = ContextVar(
+    "tether_ai_batches_out", default=None
+)
+
+
+@contextlib.contextmanager
+def batches_out() -> Iterator[dict[str, tuple[WorkflowAI, str]]]:
+    """While the block runs (and in the tasks it starts), each batch a `WorkflowAI.batch`
+    call has out is listed here (its id -> the client and the provider's name) until
+    the call returns or fails. For code that stops such a call for good (a stage whose
+    sibling failed): `stop_batches` cancels what it had out. A call cancelled to be
+    resumed (a clean exit hands the run back) is no such stop: its batch runs on."""
+    found: dict[str, tuple[WorkflowAI, str]] = {}
+    token = _OUT.set(found)
+    try:
+        yield found
+    finally:
+        _OUT.reset(token)
+
+
+async def stop_batches(out: dict[str, tuple[WorkflowAI, str]]) -> int:
+    """Cancel at their providers the batches `out` lists (`batches_out`); how many. A
+    cancel that fails is logged and recorded as the run's ``ai.batch.cancel_failed``."""
+    cancelled = 0
+    for batch_id, (client, pname) in list(out.items()):
+        cancelled += await client.stop_batch(batch_id, pname)
+        out.pop(batch_id, None)
+    return cancelled
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -427,6 +465,24 @@ class WorkflowAI:
         every, limit = _positive("poll_every", poll_every), _positive("max_wait", max_wait)
         await self._covering()  # its results are logged under the key that covers it
         batch_id: str = await self._durable(job.base, lambda: self._submit(job), str)
+        out = _OUT.get()
+        if out is None:
+            return await self._follow(job, batch_id, every, limit, max_wait)
+        out[batch_id] = (self, pname)
+        try:
+            result = await self._follow(job, batch_id, every, limit, max_wait)
+        except Exception:
+            out.pop(batch_id, None)
+            raise
+        # parked on its poll timer, or cancelled: still out, and whoever stops the call
+        # knows whether for good (`stop_batches`)
+        out.pop(batch_id, None)
+        return result
+
+    async def _follow(
+        self, job: _Job, batch_id: str, every: float, limit: float, max_wait: float
+    ) -> BatchResult:
+        """Poll the submitted batch until it ends, then collect it (see `batch`)."""
         try:
             status = await self._until_ended(job, batch_id, every, limit)
         except StoreError:
@@ -560,6 +616,20 @@ class WorkflowAI:
             wait = min(every, left)
             await self._flow.sleep(wait)
             slept = limit if wait == left else slept + wait
+
+    async def stop_batch(self, batch_id: str, pname: str) -> int:
+        """Cancel this run's batch `batch_id` at provider `pname` now, its call stopped
+        for good (`stop_batches`): 1 if cancelled, 0 if it had ended or the cancel failed
+        (then logged and recorded as ``ai.batch.cancel_failed``)."""
+        try:
+            provider = self._providers.resolve(f"{pname}:batch")[1]
+            return int(await _cancel_or_ended(provider, batch_id))
+        except Exception as exc:
+            wid = self._flow.workflow_id
+            log.warning("could not cancel batch %s of run %s at %s: %s", batch_id, wid, pname, exc)
+            detail = {"batch_id": batch_id, "provider": pname, "error": str(exc)}
+            await self._flow.record_event("ai.batch.cancel_failed", batch_id, detail)
+            return 0
 
     async def _cancel(self, job: _Job, batch_id: str) -> str | None:
         """Cancel the batch, best effort, as a step (a transient failure retried); the

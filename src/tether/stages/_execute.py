@@ -36,6 +36,7 @@ from .._durations import seconds_of
 from .._failure import error_text
 from .._fanout import ITEM_PATH, ForEachError, ItemStatus
 from .._run_state import NAME_SCOPE, name_scope
+from ..ai import batches_out, stop_batches
 from ..errors import StoreError, explain_validation
 from ..serde import to_json_data
 from ..store import NewEvent
@@ -112,6 +113,8 @@ class Execution:
         self.outputs: dict[str, Any] = {}  # stage id -> output, as stages complete
         self.attempts: dict[str, int] = {}  # stage id -> the attempt its record is from
         self.put: dict[str, str] = {}  # blob key -> sha256 of what this drive wrote there
+        # stage id -> the provider batches its ctx.ai.batch calls have out (parallel groups)
+        self.out: dict[str, dict[str, Any]] = {}
         self.group_of = {s.id: n for n, g in enumerate(pipeline.groups, 1) for s in g}
         self.items = ITEM_PATH.get()  # the for_each items it was called in (outermost first)
         path = "".join(f"[{i}]" for i in self.items)
@@ -207,7 +210,8 @@ class Execution:
         failure waited for it, and which a rerun from the group runs again anyway. A
         batch stage is not: cut short between its submit and the record of it, its batch
         would run on unknown; it reaches its park, and its batch is cancelled then."""
-        task = asyncio.ensure_future(self._stage(s, n, value))
+        with batches_out() as self.out[s.id]:  # its wf.ai.batch calls' batches out
+            task = asyncio.ensure_future(self._stage(s, n, value))
         halt = asyncio.ensure_future(failed.wait())
         try:
             waits = {task} if s.mode == "batch" else {task, halt}
@@ -239,6 +243,7 @@ class Execution:
             if sus is not None:  # its batch is out: stop it, or it runs on, billed
                 await self._cancel_batch(s, sus["state"], why)
             else:
+                await stop_batches(self.out.get(s.id, {}))  # its ctx.ai.batch calls' too
                 attempt = self.attempts.get(s.id, self.wf.attempt)
                 detail = {"stage": s.id, "attempt": attempt, "reason": why, **self.at}
                 await self.wf.log_event_now("stage.cancelled", s.id, detail)
