@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import InvalidArgumentError
 
-__all__ = ["check_name", "check_own_event", "check_text"]
+__all__ = ["check_name", "check_own_event", "check_text", "unstorable"]
 
 
 def check_name(what: str, key: object) -> str:
@@ -29,12 +29,18 @@ def check_name(what: str, key: object) -> str:
     return key
 
 
+def unstorable(text: str) -> bool:
+    """Whether `text` holds a NUL or a lone surrogate, which PostgreSQL refuses (and
+    SQLite keeps, or cannot encode): the one test for text either database must hold."""
+    return "\x00" in text or (not text.isascii() and any("\ud800" <= c <= "\udfff" for c in text))
+
+
 def check_text(what: str, text: object) -> str:
     """`text` (a name, or free text: a cancel's reason) if both databases can store it:
     no NUL, no lone surrogate (PostgreSQL refuses both, SQLite kept a NUL)."""
     if not isinstance(text, str):
         raise InvalidArgumentError(f"{what} must be a string, got {_shown(text)}")
-    if "\x00" in text or (not text.isascii() and any("\ud800" <= c <= "\udfff" for c in text)):
+    if unstorable(text):
         raise InvalidArgumentError(
             f"{what} {_shown(text)} contains a NUL character or a lone surrogate, which the "
             "database cannot store; pass valid text without '\\x00'"

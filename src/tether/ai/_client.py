@@ -625,10 +625,7 @@ class WorkflowAI:
             provider = self._providers.resolve(f"{pname}:batch")[1]
             return int(await _cancel_or_ended(provider, batch_id))
         except Exception as exc:
-            wid = self._flow.workflow_id
-            log.warning("could not cancel batch %s of run %s at %s: %s", batch_id, wid, pname, exc)
-            detail = {"batch_id": batch_id, "provider": pname, "error": str(exc)}
-            await self._flow.record_event("ai.batch.cancel_failed", batch_id, detail)
+            await self._cancel_failed(batch_id, pname, str(exc))
             return 0
 
     async def _cancel(self, job: _Job, batch_id: str) -> str | None:
@@ -646,13 +643,16 @@ class WorkflowAI:
             return None
         except Exception as exc:
             error = str(exc)
-        wid = self._flow.workflow_id
-        log.warning(
-            "could not cancel batch %s of run %s at %s: %s", batch_id, wid, job.pname, error
-        )
-        detail = {"batch_id": batch_id, "provider": job.pname, "error": error}
-        await self._flow.record_event("ai.batch.cancel_failed", batch_id, detail)
+        await self._cancel_failed(batch_id, job.pname, error)
         return error
+
+    async def _cancel_failed(self, batch_id: str, pname: str, error: str) -> None:
+        """Log a cancel that failed and record it as the run's ``ai.batch.cancel_failed``:
+        the batch may still be running, billed."""
+        wid = self._flow.workflow_id
+        log.warning("could not cancel batch %s of run %s at %s: %s", batch_id, wid, pname, error)
+        detail = {"batch_id": batch_id, "provider": pname, "error": error}
+        await self._flow.record_event("ai.batch.cancel_failed", batch_id, detail)
 
     async def _until_cancelled(self, job: _Job, batch_id: str, every: float) -> BatchStatus:
         """Poll the cancelled batch (backing off, up to `_CANCEL_WAIT`) until the

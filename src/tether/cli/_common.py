@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .._durations import parse_when
+from .._names import unstorable
 from ..errors import RunNotFoundError, StoreError, TetherError, TokenNotFoundError
 from ._load import UsageError
 
@@ -211,7 +212,7 @@ def text(value: str, what: str) -> str:
     surrogates, which no database can store; refuse them (and NUL) with exit code 2."""
     if not value.strip():
         fail(EXIT_USAGE, f"{what} must not be blank; pass a non-blank {what}")
-    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+    if unstorable(value):
         fail(
             EXIT_USAGE,
             f"{what} {value!r} is not valid UTF-8 text (or contains NUL); "

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from .._info import RunInfo, WaitInfo
+from .._names import unstorable
 from ..record import EventRecord, RunRecord
 from ..store import AICallRow, AIUsageRow, EndReason, RunRow, RunStatus
 
@@ -57,7 +58,7 @@ Scope = Literal["read", "write", "admin"]
 def storable(value: str) -> str:
     """`value` if both databases can store it: no NUL, no lone surrogate (PostgreSQL
     refuses both, which would otherwise surface as a 503 from the store)."""
-    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+    if unstorable(value):
         raise ValueError(
             "contains a NUL character (\\u0000) or a lone surrogate, which the database "
             "cannot store; send plain text without them"

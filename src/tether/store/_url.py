@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
+from .._names import unstorable
 from ..errors import InvalidArgumentError
 
 __all__ = [
@@ -112,7 +113,7 @@ def _importable(module: str) -> bool:
 def check_url(url: str, what: str = "database URL") -> SplitResult:
     """Refuse what no backend can parse, naming the part that is wrong; the split URL."""
     shown = repr(redact(url)) if len(url) <= 200 else repr(redact(url)[:200]) + "..."
-    if "\x00" in url or any("\ud800" <= c <= "\udfff" for c in url):
+    if unstorable(url):
         raise InvalidArgumentError(
             f"{what} {shown} contains a NUL character or a lone surrogate; "
             "pass a plain text URL such as sqlite:///tether.db"
@@ -236,7 +237,7 @@ def parse_sqlite_url(url: str, durability: str | Durability | None = None) -> SQ
         raise InvalidArgumentError(
             f"unknown sqlite URL option(s) {sorted(unknown)}; known: durability, busy_timeout"
         )
-    if "\x00" in path or any("\ud800" <= c <= "\udfff" for c in path):
+    if unstorable(path):
         raise InvalidArgumentError(
             f"bad sqlite URL {url!r}: the path contains a NUL character or a lone surrogate; "
             "give a plain file path, e.g. sqlite:///data/tether.db"
