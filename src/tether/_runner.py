@@ -689,6 +689,7 @@ class Runner:
             if failed:
                 raise
             return _CANCELLED
+        await wf.stop_given_up_batches()
         await self._finish(st, RunStatus.COMPLETED, NewEvent("workflow.completed"), output=output)
         st.emit("workflow.completed")
         self._wake_parent(st)
@@ -714,6 +715,7 @@ class Runner:
             exc, WorkflowTimeoutError
         )
         reason = EndReason.TIMED_OUT if timed_out else EndReason.FAILED
+        await wf.stop_given_up_batches()
         if st.compensations:
             try:
                 await self._store.mark_failing(

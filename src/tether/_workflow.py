@@ -647,6 +647,12 @@ class Workflow:
         recorded through the store itself (the remote orchestrator, a tenant's steps)."""
         self._run.emit(type, message, detail)
 
+    async def stop_given_up_batches(self) -> int:
+        """Cancel at their providers the batches whose `wf.ai.batch` calls this drive left
+        parked or cancelled; the driver calls it as the run ends (completed or failed),
+        when nothing will poll them again. How many."""
+        return 0 if self._ai is None else await self._ai.given_up()
+
     async def get_record(self) -> RunRecord:
         """Everything recorded about this run, read fresh from the store."""
         return await load_record(self._rt.store, self.workflow_id)

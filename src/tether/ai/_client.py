@@ -296,6 +296,9 @@ class WorkflowAI:
         self._admissions = admissions
         self._cooldowns = cooldowns
         self._unpriced_seen: set[tuple[str, str]] = set()  # models warned of (`_unpriced`)
+        # the batches this drive's `batch` calls have out (id -> provider), from submit to
+        # return or failure: one still here when the run ends was given up (`given_up`)
+        self._following: dict[str, str] = {}
 
     # -- the calls ----------------------------------------------------------------------
 
@@ -466,18 +469,33 @@ class WorkflowAI:
         await self._covering()  # its results are logged under the key that covers it
         batch_id: str = await self._durable(job.base, lambda: self._submit(job), str)
         out = _OUT.get()
-        if out is None:
-            return await self._follow(job, batch_id, every, limit, max_wait)
-        out[batch_id] = (self, pname)
+        if out is not None:
+            out[batch_id] = (self, pname)
+        self._following[batch_id] = pname
         try:
             result = await self._follow(job, batch_id, every, limit, max_wait)
         except Exception:
-            out.pop(batch_id, None)
+            self._ended_call(out, batch_id)
             raise
         # parked on its poll timer, or cancelled: still out, and whoever stops the call
-        # knows whether for good (`stop_batches`)
-        out.pop(batch_id, None)
+        # knows whether for good (`stop_batches`, `given_up`)
+        self._ended_call(out, batch_id)
         return result
+
+    def _ended_call(self, out: dict[str, tuple[WorkflowAI, str]] | None, batch_id: str) -> None:
+        if out is not None:
+            out.pop(batch_id, None)
+        self._following.pop(batch_id, None)
+
+    async def given_up(self) -> int:
+        """Cancel the batches whose `batch` calls this drive left parked or cancelled, now
+        that the run ends (completed or failed): nothing will poll them again, and they ran
+        on, billed. An item of ``for_each(stop_on_error=True)`` parked on its batch when a
+        sibling failed is one; a call the workflow cancelled itself is another. How many."""
+        cancelled = 0
+        for batch_id, pname in list(self._following.items()):
+            cancelled += await self.stop_batch(batch_id, pname)
+        return cancelled
 
     async def _follow(
         self, job: _Job, batch_id: str, every: float, limit: float, max_wait: float
@@ -621,6 +639,7 @@ class WorkflowAI:
         """Cancel this run's batch `batch_id` at provider `pname` now, its call stopped
         for good (`stop_batches`): 1 if cancelled, 0 if it had ended or the cancel failed
         (then logged and recorded as ``ai.batch.cancel_failed``)."""
+        self._following.pop(batch_id, None)  # stopped once, not again at the run's end
         try:
             provider = self._providers.resolve(f"{pname}:batch")[1]
             return int(await _cancel_or_ended(provider, batch_id))
