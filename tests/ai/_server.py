@@ -267,6 +267,21 @@ class ProviderServer:
                         succeeded=len(batch["_results"]) - len(refused), errored=len(refused)
                     )
 
+    def edit_results(self, edit: Any) -> None:
+        """Every ended batch's results become `edit(lines)` (a list of result lines, as
+        OpenAI's output file or Anthropic's results list them): a line left out, one
+        repeated, as a provider's results file may have them."""
+        with self.lock:
+            for batch in self.state.batches.values():
+                if batch.get("output_file_id"):
+                    file_id = batch["output_file_id"]
+                    lines = [json.loads(x) for x in self.state.files[file_id].splitlines() if x]
+                    new = "".join(json.dumps(x) + "\n" for x in edit(lines))
+                    self.state.files[file_id] = new.encode()
+            for batch in self.state.anthropic_batches.values():
+                if batch["processing_status"] == "ended":
+                    batch["_results"] = edit(batch["_results"])
+
     # -- answers --------------------------------------------------------------------------
 
     def next_id(self, prefix: str) -> str:
@@ -423,17 +438,29 @@ def _fails(fail: Failure, method: str, path: str) -> bool:
     return fail.method == method and (fail.path is None or re.search(fail.path, path) is not None)
 
 
+def _refusal(message: str, param: str, code: str) -> dict[str, Any]:
+    """A 400's body as OpenAI words one."""
+    return {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                      "code": code}}  # fmt: skip
+
+
+# the names OpenAI takes for a response_format's schema
+_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_BAD_SCHEMA_NAME = _refusal(
+    "Invalid 'response_format.json_schema.name': string does not match pattern. "
+    "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+    "response_format.json_schema.name",
+    "invalid_value",
+)
+
 # OpenAI's reasoning models refuse `max_tokens` with this answer
 _REASONING = re.compile(r"o\d|gpt-5")
-_NO_MAX_TOKENS = {
-    "error": {
-        "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
-        "Use 'max_completion_tokens' instead.",
-        "type": "invalid_request_error",
-        "param": "max_tokens",
-        "code": "unsupported_parameter",
-    }
-}
+_NO_MAX_TOKENS = _refusal(
+    "Unsupported parameter: 'max_tokens' is not supported with this model. "
+    "Use 'max_completion_tokens' instead.",
+    "max_tokens",
+    "unsupported_parameter",
+)
 
 
 def _encoded(vector: list[float], body: dict[str, Any]) -> Any:
@@ -454,6 +481,9 @@ def _dispatch(
         st.queries.append(query)
         if "max_tokens" in body and _REASONING.match(body["model"]):  # as OpenAI refuses it
             return 400, _NO_MAX_TOKENS
+        name = ((body.get("response_format") or {}).get("json_schema") or {}).get("name")
+        if name is not None and not _NAME.fullmatch(name):  # as OpenAI refuses it
+            return 400, _BAD_SCHEMA_NAME
         return 200, srv.chat_completion(body)
     if path == "/v1/embeddings":
         body = json.loads(raw)
@@ -525,7 +555,11 @@ def _dispatch(
 def _anthropic_refuses(body: dict[str, Any]) -> str | None:
     """What Anthropic says of messages it refuses: a role other than user and
     assistant, a field of OpenAI's (`tool_calls`, `tool_call_id`), an empty content
-    (but for a last assistant message, a prefill)."""
+    (but for a last assistant message, a prefill), a tool name outside its pattern."""
+    for i, tool in enumerate(body.get("tools") or []):
+        name = tool.get("name")
+        if isinstance(name, str) and not re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", name):
+            return f"tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'"
     messages = body.get("messages") or []
     for i, message in enumerate(messages):
         if message.get("role") not in ("user", "assistant"):

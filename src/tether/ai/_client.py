@@ -1189,6 +1189,8 @@ class WorkflowAI:
         found: dict[str, BatchOutcome] = {}
         total, cost, known = Usage(), 0, True
         for res in await provider.batch_results(batch_id):
+            if res.custom_id in found:  # a line repeated: logged once (by the log's key)
+                continue  # and so counted once, in the batch's usage and cost as there
             item = asked.get(res.custom_id)
             prompt = item.request.model_dump_json(exclude_defaults=True) if item else "{}"
             usage = res.reply.usage if res.reply else Usage()
@@ -1218,11 +1220,10 @@ class WorkflowAI:
                 cost_usd=_usd(one),
                 model=model,
             )
-        in_order = {i.custom_id: found[i.custom_id] for i in items if i.custom_id in found}
         return BatchResult(
             batch_id=batch_id,
             provider=pname,
-            items={**in_order, **found},  # as asked (providers answer in any order)
+            items=_as_asked(found, items, f"batch {batch_id} at {pname}", model),
             usage=total,
             cost_usd=_usd(cost if known else None),
         )
@@ -1408,6 +1409,23 @@ def _completed(result: BatchResult, items: list[BatchItem]) -> str:
         f"{ok} of its {len(items)} requests completed (their results, billed, are in the "
         "call log and the run's usage: app.list_ai_calls(run_id))"
     )
+
+
+def _as_asked(
+    found: dict[str, BatchOutcome], items: list[BatchItem], batch: str, model: str
+) -> dict[str, BatchOutcome]:
+    """The outcomes in the order asked (providers answer in any order), any the
+    provider answered under an id not asked last. A request the results hold no line
+    for is an outcome that says so: left out, the run went on without it and
+    ``items[custom_id]`` raised KeyError. Nothing is logged for it in the call log:
+    the provider told neither usage nor error."""
+    missing = [i.custom_id for i in items if i.custom_id not in found]
+    if missing:
+        named = ", ".join(repr(m) for m in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        log.warning("%s ended with no result for %d requests: %s", batch, len(missing), named)
+    error = f"{batch} ended with no result for this request; submit it again"
+    gone = {m: BatchOutcome(custom_id=m, ok=False, error=error, model=model) for m in missing}
+    return {i.custom_id: found.get(i.custom_id) or gone[i.custom_id] for i in items} | found
 
 
 def _ended_short(
@@ -1736,8 +1754,11 @@ def _no_object(reply: ModelReply, max_tokens: int | None, invalid: str) -> str:
 
 
 def _schema_name(schema: Any) -> str:
+    """The schema's name as OpenAI (^[a-zA-Z0-9_-]+$) and Anthropic take it: ASCII
+    only, as `str.isalnum` alone let 'Réponse' through, which both refused (400)."""
     name = getattr(schema, "__name__", "answer")
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64] or "answer"
+    kept = "".join(c if (c.isascii() and c.isalnum()) or c in "_-" else "_" for c in name)
+    return kept[:64] or "answer"
 
 
 def _usd(micro: int | None) -> float | None:
