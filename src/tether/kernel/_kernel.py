@@ -56,7 +56,7 @@ from ._commands import (
     TimersFire,
     Woken,
 )
-from ._outbox import OutboxPolicy, Taken, flush
+from ._outbox import OutboxPolicy, Taken, flush, flush_alone
 from ._ports import RunHost, WorkflowRegistry
 from ._sinks import EventSink, check_sinks
 
@@ -535,14 +535,23 @@ class Kernel:
         return Reaped(count=len(runs), runs=runs)
 
     async def _outbox_flush(self, cmd: OutboxFlush) -> OutboxFlushed:
-        delivered, failed, dead = await flush(
-            self.store,
-            self.sinks,
-            self.clock,
-            self.outbox,
-            max_events=cmd.max_events,
-            taken=self._taken,
-        )
+        """One batch, under the outbox lock (`flush_alone`): nothing while another
+        process publishes."""
+        if not self.sinks:  # nothing to publish to: the lock is left to an App that has sinks
+            return OutboxFlushed(delivered=0, failed=0, dead=0)
+        policy = self.outbox
+
+        def deliver() -> Awaitable[tuple[int, int, int]]:
+            return flush(
+                self.store,
+                self.sinks,
+                self.clock,
+                policy,
+                max_events=cmd.max_events,
+                taken=self._taken,
+            )
+
+        delivered, failed, dead = await flush_alone(self.store, self.clock, deliver)
         return OutboxFlushed(delivered=delivered, failed=failed, dead=dead)
 
     async def _outbox_replay_dead(self, cmd: OutboxReplayDead) -> Replayed:

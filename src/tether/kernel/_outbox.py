@@ -16,19 +16,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .._durations import check_seconds
+from .._owners import forget_owner, new_owner
 from ..clock import Clock
 from ..errors import InvalidArgumentError
-from ..store import OutboxRow, Store
+from ..store import LockOutcome, OutboxRow, Store
 from ._sinks import EventSink, OutboxEvent
 
-__all__ = ["OutboxPolicy", "Taken", "flush", "one_warning"]
+__all__ = [
+    "OUTBOX_LOCK",
+    "OutboxPolicy",
+    "Taken",
+    "flush",
+    "flush_alone",
+    "keep_lock",
+    "one_warning",
+]
 
 log = logging.getLogger("tether.outbox")
 
@@ -37,6 +46,9 @@ Taken = dict[tuple[str, int], list[EventSink]]
 # a failed delivery: run, seq, error, when to retry it (None: dead-lettered)
 _Failed = tuple[str, int, str, datetime | None]
 _MAX_TAKEN = 10_000  # entries kept at most (others go on to deliver some: forgotten)
+
+OUTBOX_LOCK = ("chore", "outbox")  # (scope, key) of the lock a pass holds
+_ALONE_TTL = 30.0  # the lease of that lock while a dispatched `outbox.flush` delivers
 
 _go_on: ContextVar[Callable[[], bool] | None] = ContextVar("tether_outbox_go_on", default=None)
 
@@ -299,3 +311,55 @@ def _retry_at(row: OutboxRow, error: str, clock: Clock, policy: OutboxPolicy) ->
         )
         return None
     return clock.now() + timedelta(seconds=policy.delay(attempts))
+
+
+async def flush_alone(
+    store: Store, clock: Clock, deliver: Callable[[], Awaitable[tuple[int, int, int]]]
+) -> tuple[int, int, int]:
+    """`deliver` (one flush) as an `outbox.flush` dispatched outside a pass does it: under
+    the lock a pass holds, renewed while it delivers, released after; (0, 0, 0) while
+    another process holds it. Without the lock, a flush (`app.kernel.dispatch(
+    OutboxFlush())`) beside a worker delivered every event of its batch a second time."""
+    if _go_on.get() is not None:  # inside a pass (`publish_outbox`): it holds the lock
+        return await deliver()
+    holder = new_owner()
+    got = await store.acquire_lock(
+        *OUTBOX_LOCK, holder, ttl=_ALONE_TTL, now=clock.store_time(), at=clock.now()
+    )
+    if got.outcome is LockOutcome.CONFLICT:
+        return 0, 0, 0
+    lost = asyncio.Event()
+    keeper = asyncio.ensure_future(keep_lock(store, clock, holder, _ALONE_TTL, lost))
+    try:
+        with OutboxPolicy.deliver_while(lambda: not lost.is_set()):
+            return await deliver()
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+        try:  # shielded: a cancelled flush hands the lock over at once too
+            release = store.release_lock(
+                *OUTBOX_LOCK, holder, now=clock.store_time(), at=clock.now()
+            )
+            await asyncio.shield(release)
+        except Exception as exc:  # it lapses after its lease instead
+            log.warning("releasing the outbox chore lock failed: %s", exc)
+        finally:
+            forget_owner(holder)  # one a flush: not kept among the process's live owners
+
+
+async def keep_lock(
+    store: Store, clock: Clock, holder: str, ttl: float, lost: asyncio.Event
+) -> None:
+    """Renew the outbox lock every third of its TTL (real seconds) until cancelled; set
+    `lost` if another holder has it now."""
+    while True:
+        await asyncio.sleep(ttl / 3)
+        try:
+            row = await store.renew_lock(*OUTBOX_LOCK, holder, ttl=ttl, now=clock.store_time())
+        except Exception as exc:  # the database blinked: try again at the next turn
+            log.warning("renewing the outbox chore lock failed: %s", exc)
+            continue
+        if row is None:
+            log.warning("the outbox chore lock expired; stopping this pass")
+            lost.set()
+            return

@@ -12,7 +12,6 @@ serve``) runs it too; both share the lock.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -20,16 +19,12 @@ from typing import TYPE_CHECKING
 from .._durations import check_seconds
 from ..store import LockOutcome
 from ._commands import OutboxFlush, OutboxFlushed
-from ._outbox import OutboxPolicy, one_warning
+from ._outbox import OUTBOX_LOCK, OutboxPolicy, keep_lock, one_warning
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
 
 __all__ = ["OUTBOX_LOCK", "publish_outbox"]
-
-log = logging.getLogger("tether.kernel")
-
-OUTBOX_LOCK = ("chore", "outbox")  # (scope, key) of the lock a pass holds
 
 
 async def publish_outbox(
@@ -58,7 +53,7 @@ async def publish_outbox(
     def go_on() -> bool:
         return not lost.is_set() and clock.now() < deadline
 
-    keeper = asyncio.ensure_future(_keep_lock(kernel, holder, ttl, lost))
+    keeper = asyncio.ensure_future(keep_lock(store, clock, holder, ttl, lost))
     try:
         with OutboxPolicy.deliver_while(go_on), one_warning(kernel.outbox):
             while go_on():
@@ -78,21 +73,3 @@ async def publish_outbox(
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
     return total
-
-
-async def _keep_lock(kernel: Kernel, holder: str, ttl: float, lost: asyncio.Event) -> None:
-    """Renew the lock every third of its TTL (real seconds) until cancelled; set `lost`
-    if another holder has it now."""
-    while True:
-        await asyncio.sleep(ttl / 3)
-        try:
-            row = await kernel.store.renew_lock(
-                *OUTBOX_LOCK, holder, ttl=ttl, now=kernel.clock.store_time()
-            )
-        except Exception as exc:  # the database blinked: try again at the next turn
-            log.warning("renewing the outbox chore lock failed: %s", exc)
-            continue
-        if row is None:
-            log.warning("the outbox chore lock expired; stopping this pass")
-            lost.set()
-            return

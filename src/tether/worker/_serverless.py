@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._owners import new_owner
 from ..app import run_on_loop
 from ..errors import InvalidArgumentError
 from ..kernel import JobExecuted
@@ -74,6 +75,11 @@ class ServerlessHost:
         self.app = app
         self.queues = queue_names(split_names(queues))
         self.worker_id = host_id(worker_id)
+        # the chores' locks are this host's own, not its id's: the invocations of one
+        # function share a worker_id, and two at once each renewed the outbox lock the
+        # other held, so both published every event
+        named = worker_id is not None
+        self._chores_holder = f"{self.worker_id}@{new_owner()}" if named else self.worker_id
 
     async def aclaim(self, limit: int = 1) -> list[JobRow]:
         """Claim up to `limit` ready jobs for this host; none once its App drains (each
@@ -108,7 +114,7 @@ class ServerlessHost:
     async def amaintenance_tick(self) -> MaintenanceReport:
         """The chores a worker does between jobs, orphans included: runs of this App's
         workflows whose owner died are adopted onto this host's first queue."""
-        return await maintenance_tick(self.app, self.worker_id, orphan_queue=self.queues[0])
+        return await maintenance_tick(self.app, self._chores_holder, orphan_queue=self.queues[0])
 
     # sync faces, for platforms whose handlers are plain functions
 
