@@ -42,8 +42,16 @@ def test_usage_prints_json_for_a_pipe(tmp_path: Path) -> None:
     assert rows["fake:cheap"]["cost_micro_usd"] == 2000  # 1000 x $1 + 100 x $10, per million
     assert rows["fake:unpriced"]["unknown_cost_calls"] == 1  # never a $0 cost
     assert got["total"]["calls"] == 2 and got["total"]["priced_calls"] == 1
+    # no calls in the window: "total" keeps its shape, zeros (it was null, and a script's
+    # total["calls"] raised TypeError)
     none = tether(tmp_path, "usage", "--workflow", "other", "--json")
-    assert none.returncode == 0 and json.loads(none.stdout) == {"rows": [], "total": None}
+    assert none.returncode == 0, none.stderr
+    empty = json.loads(none.stdout)
+    assert empty["rows"] == [] and set(empty["total"]) == set(got["total"]), empty
+    assert empty["total"]["group"] is None
+    assert {k: v for k, v in empty["total"].items() if k != "group"} == dict.fromkeys(
+        set(got["total"]) - {"group"}, 0
+    ), empty
 
 
 def test_a_bad_time_names_its_option(tmp_path: Path) -> None:

@@ -126,6 +126,7 @@ def _check_kind(url: str, what: str) -> None:
 
 def bind(module_app: App, db: Database) -> App:
     """`module_app` itself when it already uses `db`, else the same App rebuilt on it."""
+    _require_writable_folder(db)
     if module_app.database_url == db.url:
         return module_app
     try:
@@ -140,6 +141,7 @@ def bind(module_app: App, db: Database) -> App:
 
 def open_app(db: Database) -> App:
     """A bare App (no workflows registered) on `db`."""
+    _require_writable_folder(db)
     try:
         return App(db.url)
     except StoreError as exc:
@@ -186,8 +188,43 @@ def _sqlite_missing(db: Database) -> str | None:
         finally:
             conn.close()
     except sqlite3.Error as exc:
+        if (read_only := _read_only_folder(path)) is not None:
+            fail(EXIT_STORE, f"{read_only} (database from {db.source})")
         return f"{path} is not a readable SQLite database ({exc})"
     return None if found else f"{path} is not a tether database (it has no tether tables)"
+
+
+def _require_writable_folder(db: Database) -> None:
+    """Exit 4 when `db` is a SQLite file in a folder this process cannot write: the
+    store said "not a readable SQLite database" of a sound one there, and of a new one
+    "cannot open SQLite database: unable to open database file"."""
+    if not db.url.startswith("sqlite:") or _in_missing_folder(db.url) is not None:
+        return  # a missing folder: the App's own error says to create it
+    try:
+        config = parse_sqlite_url(db.url)
+    except TetherError:
+        return  # a bad URL: opening the App says why (exit 2)
+    if config.in_memory:
+        return
+    read_only = _read_only_folder(Path(config.path).resolve())
+    if read_only is not None:
+        fail(EXIT_STORE, f"{read_only} (database from {db.source})")
+
+
+def _read_only_folder(path: Path) -> str | None:
+    """Why a tether database in a folder that cannot be written (a read-only mount) does
+    not open: it is in WAL mode, and even a reader must make its -wal and -shm files
+    beside it. It was called "not a readable SQLite database", of a sound one."""
+    if os.access(path.parent, os.W_OK):
+        return None
+    beside = [path.with_name(path.name + end) for end in ("-wal", "-shm")]
+    if all(os.access(f, os.W_OK) for f in beside):  # made already (a writer has it open)
+        return None
+    return (
+        f"cannot open {path}: its folder {path.parent} is read-only, and SQLite must "
+        f"create {path.name}-wal and {path.name}-shm beside the database even to read "
+        "it; make the folder writable, or use a database in a writable folder"
+    )
 
 
 def _in_missing_folder(url: str) -> Path | None:

@@ -82,9 +82,10 @@ def usage(
 
     rows, total = use_app(state, read)
     if as_json:  # for a ledger kept longer than the runs (pruning deletes their calls)
-        found = total[0] if total and total[0].calls else None
-        shown = {"rows": [asdict(r) for r in rows], "total": found and asdict(found)}
-        print_json(shown)
+        # "total" is always an object of the rows' keys: zero calls sum to zeros, so a
+        # script reads total["calls"] of an empty window as 0 (null made it a TypeError)
+        # (App.usage without group_by is one row on both stores, zeros when no call matched)
+        print_json({"rows": [asdict(r) for r in rows], "total": asdict(total[0])})
         return
     if not total or total[0].calls == 0:
         print("no AI calls recorded for these filters")
