@@ -293,3 +293,27 @@ def test_a_blank_required_label_is_refused() -> None:
         parse_workflow("---\ntracker: {kind: memory, required_labels: [agent, ' ']}\n---\nhi")
     assert err.value.code == "invalid_config"
     assert "tracker.required_labels" in str(err.value) and "blank" in str(err.value)
+
+
+def test_a_per_state_cap_of_true_or_twice_the_same_state_is_refused() -> None:
+    """Before: ``{todo: true}`` was read as a cap of 1 (the check for a boolean ran after
+    pydantic had made it 1), and ``{Todo: 1, todo: 5}`` kept 5 without a word."""
+    base = "tracker: {kind: memory}\nagent: {max_concurrent_agents_by_state: %s}"
+    for caps, says in (
+        ("{todo: true}", "must be an integer > 0, got True"),
+        ("{Todo: 1, ' todo': 5}", "'Todo' and ' todo' are the same state"),
+    ):
+        with pytest.raises(WorkflowFileError) as err:
+            parse_workflow(f"---\n{base % caps}\n---\nhi")
+        assert err.value.code == "invalid_config" and says in str(err.value)
+
+
+def test_a_workflow_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """Before: an editor's UTF-8 byte order mark hid the front matter (line 1 was not
+    exactly ``---``): the whole file became the prompt and loading said "tracker is
+    missing" of a file that has one."""
+    path = tmp_path / "WORKFLOW.md"
+    path.write_text("---\ntracker: {kind: memory}\nagent: {max_turns: 3}\n---\nDo it.", "utf-8-sig")
+    wf = load_workflow(path)
+    assert (wf.config.agent.max_turns, wf.prompt) == (3, "Do it.")
+    assert parse_workflow(path.read_text("utf-8")).config.agent.max_turns == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -713,3 +714,68 @@ async def test_run_once_returns_when_the_app_stops_and_leaves_the_runs_queued(
         await e.run_once()  # takes both over at once, no lease to wait out
         assert {i.state for i in tracker.issues.values()} == {"review"}
         assert len(backend.requests) == 6  # three turns each, once
+
+
+async def test_a_run_cancelled_by_a_person_holds_its_issue_until_retry(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """Before: `tether cancel <run>` (not `tether agents stop`) was followed at the next
+    tick by a new run of the issue, its failures in a row forgotten. A run the tick
+    itself cancelled (the issue left the active states) is dispatched again as before."""
+    tracker = MemoryTracker([_issue("K-1"), _issue("K-2")])
+    backend = MockBackend([{"result": "failed", "message": "tests fail"}] * 4)
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    await d.run_once()
+    await app.acancel("agent:memory:K-1")  # as `tether cancel agent:memory:K-1` does
+    tracker.set_state("K-2", "review")
+    report = await d.tick()
+    assert report.stopped == ["agent:memory:K-2"] and report.dispatched == []
+    assert "its run was cancelled" in report.skipped["K-1"]
+    tracker.set_state("K-2", "todo")
+    assert (await d.tick()).dispatched == ["K-2"]
+    assert "K-1" in (await d.tick()).skipped
+    assert await d.retry("K-1") == "agent:memory:K-1:2"
+
+
+async def test_the_age_sweep_spares_the_workspace_of_an_issue_whose_run_is_queued(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """Before: a run queued for an issue that came back (rework after a review) has no
+    workspace recorded yet, so the retention chore removed the issue's old workspace,
+    and the work the earlier run left in it, just before the new run was to use it."""
+    tracker = MemoryTracker([_issue("Q-1"), _issue("Q-2")])
+    config = _config(tmp_path, "workspace: {root: %s, max_age_days: 1}" % (tmp_path / "ws"))
+    d = Dispatcher(app, config, tracker=tracker, backend=MockBackend([{}] * 6))
+    await d.run_once()
+    old = time.time() - 5 * 86400  # the sweep reads the folders' own (real) times
+    for ident in ("Q-1", "Q-2"):
+        assert tracker.issues[ident].state == "review"
+        os.utime(tmp_path / "ws" / ident, (old, old))
+    tracker.set_state("Q-1", "todo")  # a reviewer sends it back: its next run queues
+    assert (await d.tick()).dispatched == ["Q-1"]
+    assert await d.cleanup() == ["Q-2"]  # old, and no run of its issue is open
+    assert (tmp_path / "ws" / "Q-1").is_dir()
+
+
+async def test_an_issue_closed_during_after_create_loses_its_workspace(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """Before: the issue closed while its workspace's `after_create` ran (a long clone):
+    the tick cancelled the run and left the removal to its driver, which only removed a
+    workspace when cancelled during the turns; the folder stayed behind."""
+    hook = "touch ../started; while [ ! -f ../go ]; do sleep 0.05; done; echo made > made.txt"
+    text = _text(tmp_path, 1).replace('"echo created > created.txt"', f'"{hook}"')
+    config = parse_workflow(text, path=tmp_path / "WORKFLOW.md")
+    tracker = MemoryTracker([_issue("H-1")])
+    d = Dispatcher(app, config, tracker=tracker, backend=MockBackend([{}]))
+    host = tether.worker.ServerlessHost(app, queues=("agents",))
+    await d.tick()
+    [job] = await host.aclaim(1)
+    driving = asyncio.ensure_future(host.ahandle_job(job))
+    await eventually(lambda: (tmp_path / "ws" / "started").exists(), timeout=20)
+    tracker.set_state("H-1", "done")
+    assert (await d.tick()).stopped == ["agent:memory:H-1"]
+    (tmp_path / "ws" / "go").touch()  # the hook ends
+    await asyncio.wait_for(driving, 20)
+    assert (await app.aget_run("agent:memory:H-1")).status.value == "cancelled"
+    assert not (tmp_path / "ws" / "H-1").exists()

@@ -15,6 +15,7 @@ from tether.agents import (
     RunningEntry,
     ScheduleRetry,
     SchedulerState,
+    SetCooldown,
     Stop,
     Tick,
     WaitForPerson,
@@ -236,3 +237,24 @@ def test_a_due_retry_without_a_free_slot_waits_for_one() -> None:
     two = {k: RunningEntry(issue(k), None, 5.0) for k in "BC"}  # the global cap (2)
     _, eff = apply_event(replace(s, running=two), RetryDue("A", 11.0, a), CONFIG)
     assert [type(e).__name__ for e in eff] == ["ScheduleRetry"]
+
+
+def test_rate_limits_in_a_row_defer_the_issue_and_never_exhaust_its_retries() -> None:
+    """Before: a rate limit counted as a failure, so ``max_retries`` + 1 of them in a row
+    (a provider's usage cap for an hour) parked every issue as "retries exhausted" for a
+    person to retry by hand. It waits the cooldown instead; failures around it count."""
+    a = issue("A")
+    s = SchedulerState(running={"A": RunningEntry(a, None, 0)})
+    s, _ = apply_event(s, WorkerExit("A", 0.0, "failure", "tests fail"), CONFIG)
+    for n in range(1, 6):
+        s, eff = apply_event(s, RetryDue("A", 1000.0 * n, a), CONFIG)
+        assert [type(e) for e in eff] == [Dispatch]
+        s, eff = apply_event(
+            s, WorkerExit("A", 1000.0 * n + 1, "rate_limited", "429", retry_after=120.0), CONFIG
+        )
+        assert [type(e) for e in eff] == [SetCooldown, ScheduleRetry], eff
+    assert s.retrying["A"].failures == 1  # the failure before the rate limits
+    for n in (6, 7):
+        s, _ = apply_event(s, RetryDue("A", 1000.0 * n, a), CONFIG)
+        s, eff = apply_event(s, WorkerExit("A", 1000.0 * n + 1, "failure", "again"), CONFIG)
+    assert [type(e) for e in eff] == [WaitForPerson]  # the third failure: max_retries 2

@@ -178,13 +178,25 @@ class AgentSettings(_Section):
     rate_limit_cooldown_ms: int = Field(default=60_000, ge=0)
     shutdown_grace_ms: int = Field(default=30_000, ge=0)  # turns in flight at SIGTERM
 
-    @field_validator("max_concurrent_agents_by_state")
+    @field_validator("max_concurrent_agents_by_state", mode="before")
     @classmethod
-    def _by_state(cls, value: dict[str, int]) -> dict[str, int]:
+    def _by_state(cls, value: Any) -> Any:
+        """Before pydantic's coercion, which reads YAML's ``true`` as a cap of 1."""
+        if not isinstance(value, dict):
+            return value  # pydantic says what is wrong with it
+        caps: dict[str, int] = {}
+        named: dict[str, str] = {}
         for state, cap in value.items():
             if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
                 raise ValueError(f"the cap of state {state!r} must be an integer > 0, got {cap!r}")
-        return {normalise_state(k): v for k, v in value.items()}
+            key = normalise_state(str(state))
+            if key in named:
+                raise ValueError(
+                    f"{named[key]!r} and {state!r} are the same state (case and spaces "
+                    "aside); give it one cap"
+                )
+            named[key], caps[key] = str(state), cap
+        return caps
 
     def default_command(self) -> str:
         if self.command:
@@ -250,7 +262,7 @@ class WorkflowFile:
 
 
 def _split(text: str, where: str) -> tuple[dict[str, Any], str]:
-    lines = text.splitlines()
+    lines = text.removeprefix("\ufeff").splitlines()  # an editor's byte order mark
     if not lines or lines[0].strip() != "---":
         return {}, text.strip()
     try:

@@ -62,6 +62,10 @@ __all__ = ["Dispatcher", "IssueStatus", "TickReport"]
 log = logging.getLogger("tether.agents")
 
 STOPPED_BY_PERSON = "stopped by a person"
+# how the dispatcher's own cancels read (`Stop` of a tick: "issue <reason>"); a run
+# cancelled any other way was stopped by a person and holds its issue until `retry`
+_RECONCILED = ("issue terminal", "issue no longer active", "issue stalled")
+_CANCELLED = frozenset({RunStatus.CANCELLED, RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED})
 CHANGED_SINCE_POLL = "changed since the poll"
 CLEANUP_EVERY = 20  # ticks between runs of the workspace retention chore
 CLEANUP_LIMIT = 900  # seconds one run of it may take
@@ -190,8 +194,12 @@ class Dispatcher:
                 continue
             if latest.status is RunStatus.FAILED:
                 held[issue.id] = "its run failed; tether agents retry to dispatch it again"
-            elif latest.status is RunStatus.CANCELLED and _cancelled_for(latest, STOPPED_BY_PERSON):
+            elif latest.status in _CANCELLED and _cancelled_for(latest, STOPPED_BY_PERSON):
                 held[issue.id] = "stopped by a person; tether agents retry to dispatch it again"
+            elif latest.status in _CANCELLED and not _reconciled(latest):
+                # `tether cancel <run>`: a person's stop too, not a reason to start afresh
+                # (with its failures in a row forgotten) at the next tick
+                held[issue.id] = "its run was cancelled; tether agents retry to dispatch it again"
         return held
 
     @staticmethod
@@ -415,9 +423,12 @@ class Dispatcher:
                 log.warning("cleanup: cannot list terminal issues (%s); sweeping by age only", exc)
         manager = self.runner.workspaces()
         busy = set()
-        for _run, st in await self._issue_runs():
+        for run, st in await self._issue_runs():
             if st.get("workspace"):
                 busy.add(Path(str(st["workspace"])).name)
+            # a run queued for its issue (sent back after a review) has recorded none yet:
+            # the workspace an earlier run of it left is the one it is about to use
+            busy.add(manager.path_for(_identifier_of(run)).name)
         doomed = await asyncio.to_thread(  # it walks folders: not on the event loop
             partial(
                 manager.sweep,
@@ -743,6 +754,11 @@ def _why(st: dict[str, Any]) -> str | None:
     if st.get("phase") == "waiting" and st.get("question"):
         return f"{reason}: {st['question']}"
     return None if reason is None else str(reason)
+
+
+def _reconciled(run: RunInfo) -> bool:
+    """The run was cancelled by a tick (its issue left the active states, or stalled)."""
+    return any(_cancelled_for(run, reason) for reason in _RECONCILED)
 
 
 def _cancelled_for(run: RunInfo, reason: str) -> bool:

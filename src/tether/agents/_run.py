@@ -415,7 +415,11 @@ class IssueRunner:
         config = self.current()
         if not await self._take_slot(wf, issue, attempt):
             return {"status": NO_SLOT, "error": NO_SLOTS}
-        prepared: dict[str, Any] = await wf.step("workspace", partial(self._prepare, issue))
+        try:
+            prepared: dict[str, Any] = await wf.step("workspace", partial(self._prepare, issue))
+        except RunCancelledError:  # stopped during a hook (a long clone): tidy up as below
+            await self._stopped(wf.workflow_id, self.workspaces().path_for(issue.identifier))
+            raise
         if prepared.get("error"):
             if prepared.get("path"):  # the workspace exists (before_run failed): after_run
                 _after: bool = await wf.step(

@@ -16,7 +16,7 @@ Symphony's SPEC has a function of the same name here:
 
 tether adds `max_retries`: once that many retries failed too (`max_retries` + 1
 failures in a row) the issue waits for a person instead of retrying forever; and a
-shared provider cooldown.
+shared provider cooldown (a rate limit waits it out and is not counted as a failure).
 """
 
 from __future__ import annotations
@@ -420,9 +420,12 @@ def _worker_exit(state: SchedulerState, event: WorkerExit, config: WorkflowConfi
         retry = RetryEntry(ident, attempt, event.now + CONTINUATION_DELAY_MS / 1000, None, 0)
         effects.append(ScheduleRetry(event.issue_id, ident, attempt, CONTINUATION_DELAY_MS, None))
     else:
-        failures = entry.failures + 1
+        # a rate limit is no failure of the issue's: it waits the cooldown, however many
+        # in a row (a provider's usage cap), and never parks it as "retries exhausted"
+        limited = event.reason == "rate_limited"
+        failures = entry.failures + (0 if limited else 1)
         limit = config.agent.max_retries
-        if limit is not None and failures > limit:
+        if not limited and limit is not None and failures > limit:
             held = {**state.held, event.issue_id: f"failed {failures} times: {event.error}"}
             return replace(state, running=running, held=held), [
                 WaitForPerson(event.issue_id, f"retries exhausted ({limit}): {event.error}")

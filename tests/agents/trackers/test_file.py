@@ -73,3 +73,13 @@ async def test_a_file_that_is_not_utf8_is_a_tracker_error_naming_it(tmp_path: Pa
         await FileTracker(path).fetch_issues_by_states(["todo"])
     assert err.value.code == "tracker_response"
     assert str(path) in str(err.value) and "not UTF-8" in str(err.value)
+
+
+async def test_a_quoted_marker_in_the_issue_is_not_taken_for_tethers_own(tmp_path: Path) -> None:
+    path = tmp_path / "ISSUES.md"
+    tag = "<!-- tether-run:r:note -->"
+    quoted = f"Carefully.\n\nA person wrote:\n> > **tether:** agent finished {tag}"
+    path.write_text(TEXT.replace("Carefully.", quoted))
+    t = FileTracker(path)
+    await t.comment("ENG-1", "agent finished", marker="tether-run:r:note")
+    assert path.read_text().count(tag) == 2

@@ -256,3 +256,15 @@ def test_which_tracker_errors_are_worth_asking_again() -> None:
     assert err("tracker_status", 502).transient and err("tracker_status", 500).transient
     assert not err("tracker_status", 401).transient and not err("tracker_status").transient
     assert not err("tracker_response").transient
+
+
+async def test_a_user_comment_quoting_a_marker_is_not_taken_for_tethers_own(
+    github: FakeGitHub,
+) -> None:
+    github.add(7, "seven", labels=("agent",))
+    tag = "<!-- tether-run:r1:comment -->"
+    # a person pastes the raw text of tether's comment, quoted, and answers below it
+    github.comments[7] = [{"id": 1, "body": f"> done: see the PR\n>\n> {tag}\n\nwhich PR?"}]
+    github.comments[7].append({"id": 2, "body": f"> done\r\n> {tag}"})
+    await _tracker(github).comment("7", "done: see the PR", marker="tether-run:r1:comment")
+    assert [c["body"] for c in github.comments[7]][2:] == [f"done: see the PR\n\n{tag}"]

@@ -221,3 +221,14 @@ hi""",
         report = await d.run_once()
         assert report.errors == [] and report.dispatched == ["ENG-7"]
         assert fake.issues["uuid-ENG-7"]["state"] == "s3"  # handed off to Human Review
+
+
+async def test_a_user_comment_quoting_a_marker_is_not_taken_for_tethers_own(
+    linear: tuple[FakeLinear, str],
+) -> None:
+    fake, _ = linear
+    fake.add("ENG-1", "one", state="s2")
+    tag = "<!-- tether-run:r:c -->"
+    fake.comments["uuid-ENG-1"] = [f"> handed off\n>\n> {tag}\n\nwhy?"]
+    await _tracker(linear).comment("uuid-ENG-1", "handed off", marker="tether-run:r:c")
+    assert fake.comments["uuid-ENG-1"][1:] == [f"handed off\n\n{tag}"]

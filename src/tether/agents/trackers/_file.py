@@ -37,6 +37,7 @@ from .._issue import Blocker, Issue, normalise_labels, normalise_state
 
 __all__ = ["FileTracker", "parse_issues"]
 
+_OWN = "> **tether:**"  # how a line tether wrote starts (a person's quote of it does not)
 _HEADING = re.compile(r"^##\s+(.*?)\s*$")
 _FIELD = re.compile(r"^\s*[-*]\s+\**([A-Za-z][A-Za-z _-]*?)\**\s*:\s*\**\s*(.*?)\s*$")
 _IDENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*):\s+(.+)$")
@@ -203,14 +204,19 @@ class FileTracker:
         lines = self._text().splitlines()
         s = self._section(lines, issue_id)
         tag = f"<!-- {marker} -->"
-        if any(tag in lines[n] for n in range(s.start, s.end)):
+        if any(_ours(lines[n], tag) for n in range(s.start, s.end)):
             return  # written before a crash: not again
         end = s.end
         while end > s.start + 1 and not lines[end - 1].strip():
             end -= 1
         text = " ".join(body.split())
-        lines[end:end] = ["", f"> **tether:** {text} {tag}"]
+        lines[end:end] = ["", f"{_OWN} {text} {tag}"]
         self._write(lines)
 
     async def aclose(self) -> None:
         return None
+
+
+def _ours(line: str, tag: str) -> bool:
+    """Whether `line` is a comment tether wrote with `tag` (not a person quoting one)."""
+    return line.startswith(_OWN) and line.rstrip().endswith(tag)

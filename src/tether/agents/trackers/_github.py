@@ -37,6 +37,7 @@ from typing import Any
 from .._errors import TrackerError
 from .._issue import Issue, normalise_labels, normalise_state
 from ._http import request_json
+from ._port import carries_marker, marked
 
 __all__ = ["GitHubTracker"]
 
@@ -197,7 +198,6 @@ class GitHubTracker:
     # -- writing ------------------------------------------------------------------------
 
     async def comment(self, issue_id: str, body: str, *, marker: str) -> None:
-        tag = f"<!-- {marker} -->"
         async with self._client() as client:
             url: str | None = f"/repos/{self.repo}/issues/{issue_id}/comments"
             params: dict[str, Any] | None = {"per_page": 100}
@@ -207,7 +207,7 @@ class GitHubTracker:
                 )
                 if page is None:
                     raise TrackerError(f"github: no issue {issue_id}", code="tracker_response")
-                if any(tag in str(c.get("body") or "") for c in page if isinstance(c, dict)):
+                if any(_ours(c, marker) for c in page):
                     return  # posted before a crash: not again
                 url, params = response.links.get("next", {}).get("url"), None
             await request_json(
@@ -215,7 +215,7 @@ class GitHubTracker:
                 "POST",
                 f"/repos/{self.repo}/issues/{issue_id}/comments",
                 what=f"github: commenting on {issue_id}",
-                json={"body": f"{body}\n\n{tag}"},
+                json={"body": marked(body, marker)},
             )
 
     async def move(self, issue_id: str, state: str, *, marker: str) -> None:
@@ -244,6 +244,10 @@ class GitHubTracker:
 
     async def aclose(self) -> None:
         return None  # one client per call: nothing held between calls
+
+
+def _ours(comment: Any, marker: str) -> bool:
+    return isinstance(comment, dict) and carries_marker(str(comment.get("body") or ""), marker)
 
 
 def _label_names(data: dict[str, Any]) -> list[str]:

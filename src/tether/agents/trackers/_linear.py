@@ -30,6 +30,7 @@ from typing import Any
 from .._errors import TrackerError
 from .._issue import Issue, normalise_state
 from ._http import rate_limit_wait, request_json
+from ._port import carries_marker, marked
 
 __all__ = ["LinearTracker"]
 
@@ -253,26 +254,26 @@ class LinearTracker:
         return issue
 
     async def comment(self, issue_id: str, body: str, *, marker: str) -> None:
-        tag = f"<!-- {marker} -->"
         async with self._client() as client:
             issue = await self._issue(client, issue_id)
-            if await self._has_comment(client, issue_id, issue.get("comments"), tag):
+            if await self._has_comment(client, issue_id, issue.get("comments"), marker):
                 return  # posted before a crash: not again
             data = await self._query(
                 client,
                 COMMENT_MUTATION,
-                {"issueId": issue_id, "body": f"{body}\n\n{tag}"},
+                {"issueId": issue_id, "body": marked(body, marker)},
                 f"commenting on {issue_id}",
             )
             _succeeded(data, "commentCreate", issue_id)
 
-    async def _has_comment(self, client: Any, issue_id: str, page: Any, tag: str) -> bool:
-        """Whether a comment of the issue carries `tag`, on any page of its comments
+    async def _has_comment(self, client: Any, issue_id: str, page: Any, marker: str) -> bool:
+        """Whether a comment of the issue is tether's own with `marker`, on any page of its comments
         (not only the first 250: a busy issue's marker may be further on)."""
         for _ in range(1000):
             page = page if isinstance(page, dict) else {}
             nodes = page.get("nodes") or ()
-            if any(tag in str(c.get("body") or "") for c in nodes if isinstance(c, dict)):
+            bodies = (str(c.get("body") or "") for c in nodes if isinstance(c, dict))
+            if any(carries_marker(b, marker) for b in bodies):
                 return True
             info = page.get("pageInfo") or {}
             if not (info.get("hasNextPage") and info.get("endCursor")):

@@ -9,6 +9,9 @@ Writes (`move`, `comment`) are called inside durable steps and carry a
 `marker` (``tether-run:<run>:<step>``): an adapter that can look before it
 writes (comments) finds the marker of a write that landed before a crash and
 does not write again; a move to the state an issue is already in is a no-op.
+A comment is tether's own only if the marker is its last line, alone (as
+`marked` writes it): a person quoting or pasting it elsewhere in a comment of
+theirs must not make tether skip its own.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 from .._issue import Issue
 
-__all__ = ["Tracker"]
+__all__ = ["Tracker", "carries_marker", "marked"]
 
 
 @runtime_checkable
@@ -34,3 +37,19 @@ class Tracker(Protocol):
     async def comment(self, issue_id: str, body: str, *, marker: str) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+def _tag(marker: str) -> str:
+    return f"<!-- {marker} -->"
+
+
+def marked(body: str, marker: str) -> str:
+    """`body` as tether posts it: the marker (an invisible HTML comment) on its own last line."""
+    return f"{body}\n\n{_tag(marker)}"
+
+
+def carries_marker(text: str, marker: str) -> bool:
+    """Whether a comment's `text` is one `marked` wrote with `marker` (its last line is
+    the tag, alone; a quoted ``> <!-- ... -->`` or a tag mid-text is a person's)."""
+    lines = text.rstrip().splitlines()
+    return bool(lines) and lines[-1].strip() == _tag(marker)
