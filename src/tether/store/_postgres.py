@@ -462,10 +462,13 @@ class PostgresStore(Store):
         """A failure to connect; `lasting` when the server itself refused."""
         return StoreUnavailableError(self._describe(exc), lasting=bool(_REFUSED.search(str(exc))))
 
+    def _describe_where(self) -> str:
+        return f"PostgreSQL at {self.config.host}, database {self.config.dbname!r}"
+
     def _describe(self, exc: BaseException) -> str:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return (
-            f"PostgreSQL at {self.config.host}, database {self.config.dbname!r}: {first}. "
+            f"{self._describe_where()}: {first}. "
             "Check that the server runs, the database exists and the user may connect "
             "and create tables in the schema"
         )
@@ -625,7 +628,8 @@ class PostgresStore(Store):
         after a short pause, rather than failing a verb that merely met another.
         """
         await self.open()
-        assert self._pool is not None
+        pool = self._pool
+        assert pool is not None
         rollbacks = iter(ROLLBACK_RETRIES)
         for attempt in itertools.count(1):
             broken = False
@@ -646,7 +650,7 @@ class PostgresStore(Store):
                         raise
                     finally:
                         self._hot_busy = False
-                async with self._pool.connection() as conn:
+                async with pool.connection() as conn:
                     try:
                         return await _on(conn, fn, tx)
                     except psycopg.OperationalError:
@@ -655,6 +659,11 @@ class PostgresStore(Store):
             except (TetherError, RunCancelledError):
                 raise
             except psycopg.Error as exc:
+                if self._pool is not pool:  # closed under it: neither retried nor reopened
+                    raise StoreError(
+                        f"the store on {self._describe_where()} was closed while a call on it "
+                        "was in flight; close the store (App.aclose) only once its calls ended"
+                    ) from exc
                 if not await self._again(exc, broken and attempt == 1, rollbacks):
                     raise self._store_error(exc) from exc
         raise AssertionError("unreachable")

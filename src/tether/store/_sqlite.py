@@ -169,11 +169,7 @@ class SQLiteStore(Store):
                     self._conn_lock.release()
             deadline = deadline or time.monotonic() + self.config.busy_timeout
             if time.monotonic() >= deadline:
-                raise StoreError(
-                    f"SQLite database {self.config.path!r} stayed locked by another "
-                    f"process for {self.config.busy_timeout:g}s; raise ?busy_timeout= "
-                    "or find the process holding a long write transaction"
-                )
+                raise StoreError(self._locked())
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
 
@@ -204,6 +200,13 @@ class SQLiteStore(Store):
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"SQLite error on {self.config.path}: {exc}") from exc
             raise
+
+    def _locked(self) -> str:
+        return (
+            f"SQLite database {self.config.path!r} stayed locked by another process for "
+            f"{self.config.busy_timeout:g}s; raise ?busy_timeout= or find the process "
+            "holding a long write transaction"
+        )
 
     def _begin(self, conn: sqlite3.Connection, sync: str) -> None:
         if sync != self._sync:
@@ -348,6 +351,8 @@ class SQLiteStore(Store):
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
         except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:  # readable, once free
+                raise StoreUnavailableError(self._locked()) from exc
             raise IncompatibleStoreError(
                 f"{path!r} is not a readable SQLite database ({exc}); point tether at a new "
                 "file or at an existing tether database"
@@ -365,6 +370,8 @@ class SQLiteStore(Store):
             self._migrate(conn)
             conn.execute("PRAGMA busy_timeout=0")  # from here on, _tx backs off itself
         except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in _BUSY_CODES:
+                raise StoreUnavailableError(self._locked()) from exc
             raise StoreUnavailableError(f"cannot prepare SQLite database {path!r}: {exc}") from exc
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:

@@ -36,6 +36,8 @@ POSTGRES_INSTALL = (
     "pip install 'tether[postgres] @ git+<repository URL>'"
 )
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# the libpq options a URL may pass on to the server's driver
+_LIBPQ = ("sslmode", "connect_timeout", "application_name", "sslrootcert", "host")
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
 
@@ -97,8 +99,35 @@ def _check_driver(scheme: str) -> None:
 
 
 def redact(url: str) -> str:
-    """`url` with its password (if any) replaced by ***, fit for an error message."""
-    return re.sub(r"^([^:/?#]+://[^:/?#@]*):[^@/?#]*@", r"\1:***@", url)
+    """`url` with its password (if any) replaced by ***, fit for an error message.
+    The password runs to the last ``@`` of the host part: one with an ``@`` in it
+    showed what followed that ``@``."""
+    return re.sub(r"^([^:/?#]+://[^:/?#@]*):[^/?#]*@", r"\1:***@", url)
+
+
+# "scheme://user:" then a password cut short by a "/", "?" or "#" and an "@" after it:
+# what a password with one of those left as it is looks like (group 1: the "port")
+_CUT_PASSWORD = re.compile(r"^[^:/?#]+://[^:/?#@]*:([^/?#@]*)[/?#].*@", re.DOTALL)
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _check_userinfo(url: str, what: str) -> None:
+    """Refuse a user name or password with a character a URL must percent-encode: read
+    as the host, a port or the path, it was reported as "a bad port" or as the server's
+    failure, and in those messages the password was shown in clear."""
+    head = url.split("://", 1)[1] if "://" in url else ""
+    netloc = re.split(r"[/?#]", head, maxsplit=1)[0]
+    cut = _CUT_PASSWORD.match(url)
+    if (
+        netloc.count("@") > 1
+        or (cut is not None and not cut.group(1).isdigit())
+        or ("@" in netloc and _BAD_PERCENT.search(netloc.rpartition("@")[0]))
+    ):
+        raise InvalidArgumentError(
+            f"{what}: the user name or password has a character that must be "
+            "percent-encoded in a URL: write @ as %40, / as %2F, ? as %3F, # as %23, "
+            "% as %25 and : as %3A, e.g. postgresql://user:a%40b@host/db for the password a@b"
+        )
 
 
 def _importable(module: str) -> bool:
@@ -112,6 +141,7 @@ def _importable(module: str) -> bool:
 
 def check_url(url: str, what: str = "database URL") -> SplitResult:
     """Refuse what no backend can parse, naming the part that is wrong; the split URL."""
+    _check_userinfo(url, what)  # first: its messages must not show the URL
     shown = repr(redact(url)) if len(url) <= 200 else repr(redact(url)[:200]) + "..."
     if unstorable(url):
         raise InvalidArgumentError(
@@ -315,11 +345,11 @@ def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConf
     statement_timeout = None if timeout_text is None else float(timeout_text)
     dur = Durability.parse(durability or opts.pop("durability", "full"))
     opts.pop("durability", None)
-    unknown = set(opts) - {"sslmode", "connect_timeout", "application_name", "sslrootcert"}
+    unknown = set(opts) - set(_LIBPQ)
     if unknown:
         raise InvalidArgumentError(
             f"unknown PostgreSQL URL option(s) {sorted(unknown)}; known: {sorted(ours)} "
-            "and sslmode, connect_timeout, application_name"
+            f"and {', '.join(_LIBPQ)}"
         )
     # encoded again: parse_qsl decoded it, and libpq refused application_name=my%20app
     # once it read "my app"
@@ -327,7 +357,8 @@ def parse_pg_url(url: str, durability: str | Durability | None = None) -> PgConf
     # spelled out: urlunsplit drops the "//" of a URL without a host (the local
     # socket), and libpq cannot read "postgresql:/db"
     conninfo = f"postgresql://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
-    host = parts.hostname or "localhost"
+    # ?host=/run/postgresql: a Unix socket's folder, as libpq documents it
+    host = opts.get("host") or parts.hostname or "localhost"
     if parts.port:
         host = f"{host}:{parts.port}"
     return PgConfig(
