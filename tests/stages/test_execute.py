@@ -556,3 +556,24 @@ async def test_models_with_aliases_flow_through_a_pipeline(app: App) -> None:
                           workflow_id="aliased-1")  # fmt: skip
     assert done.value == _Reply(replyTo="T-1", text="warm: ok")
     assert (await app.arun(p, workflow_id="aliased-1")).value == done.value  # replayed
+
+
+async def test_an_untyped_pipeline_input_reads_the_same_in_every_drive(app: App) -> None:
+    # given a model, the first drive's stage got the model and the drive after the wait
+    # got the dict the run recorded: `ctx.input.url` worked, then failed on resume
+    seen: list[object] = []
+
+    @tether.stage(id="read", output=Summary)
+    async def read(ctx: tether.StageContext[object, None]) -> Summary:
+        seen.append(ctx.input)
+        await ctx.workflow.wait_for_signal("go")
+        return Summary(summary=str(ctx.input))
+
+    p = tether.Pipeline("untyped").pipe(read)
+    app.register(p)
+    first = await app.arun(p, Doc(url="https://a"), workflow_id="u1")
+    assert first.status is RunStatus.WAITING
+    await app.asignal("u1", "go", None)
+    done = await app.aresume("u1")
+    assert seen == [{"url": "https://a"}, {"url": "https://a"}]
+    assert done.value == Summary(summary="{'url': 'https://a'}")

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, Optional
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 import tether
 from tether import PipelineError
@@ -307,3 +307,60 @@ def test_a_plain_def_check_or_cancel_is_refused_when_declared() -> None:
         embed.on_cancel(lambda state: None)
     with pytest.raises(PipelineError, match="its check must be an `async def"):
         tether.batch_stage(id="b2", output=Doc, check=check)(embed.fn)
+
+
+class _Both(BaseModel):
+    # stage ids with '-' are no Python names: a model reads them under an alias
+    summary: Summary = Field(alias="sum-up")
+    words: Keywords = Field(alias="key-words")
+
+
+class _Body(BaseModel):
+    content: str = Field(alias="text")
+
+
+@tether.stage(id="sum-up", input=Text, output=Summary)
+async def _sum_up(ctx: tether.StageContext[Text, None]) -> Summary:
+    return Summary(summary=ctx.input.text[:9])
+
+
+@tether.stage(id="key-words", input=Text, output=Keywords)
+async def _key_words(ctx: tether.StageContext[Text, None]) -> Keywords:
+    return Keywords(words=ctx.input.text.split()[:2])
+
+
+@tether.stage(id="body", input=_Body, output=Summary)
+async def _body(ctx: tether.StageContext[_Body, None]) -> Summary:
+    return Summary(summary=ctx.input.content[:4])
+
+
+def test_a_model_reading_stage_outputs_under_aliases_is_taken_and_runs(database_url: str) -> None:
+    # refused when built: "_Both requires fields ['summary', 'words'], which are not
+    # stage ids of the group", though the run validates the outputs by their aliases
+    both = tether.Pipeline("both", input=Doc, output=_Both).pipe(extract)
+    both = both.parallel([_sum_up, _key_words])
+    body = tether.Pipeline("body", input=Doc).pipe(extract).pipe(_body)
+    with tether.App(database_url) as app:
+        app.register(both)
+        app.register(body)
+        done = app.run(both, Doc(url="u"), workflow_id="both-1")
+        assert done.value.summary.summary == "text of u"
+        assert done.value.words.words == ["text", "of"]
+        assert app.run(body, Doc(url="u"), workflow_id="body-1").value.summary == "text"
+
+
+def test_an_alias_naming_no_stage_or_field_is_still_refused() -> None:
+    class Misspelt(BaseModel):
+        summary: Summary = Field(alias="sum_up")
+
+    class Elsewhere(BaseModel):
+        content: str = Field(alias="body")
+
+    with pytest.raises(PipelineError, match=r"Misspelt requires fields \['summary'\]"):
+        tether.Pipeline("p", input=Doc, output=Misspelt).pipe(extract).parallel(
+            [_sum_up, _key_words]
+        ).check()
+    with pytest.raises(PipelineError, match=r"Text lacks the required fields \['content'\]"):
+        tether.Pipeline("p", input=Doc).pipe(extract).pipe(
+            tether.stage(id="elsewhere", input=Elsewhere, output=Summary)(_body.fn)
+        )

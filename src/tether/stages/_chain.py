@@ -17,9 +17,10 @@ from __future__ import annotations
 import collections
 import collections.abc as abc
 import types
+from collections.abc import Iterable
 from typing import Annotated, Any, TypeGuard, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, AliasPath, BaseModel
 from pydantic.fields import FieldInfo
 
 __all__ = ["accepts", "mapping_misfit", "misfit", "type_name"]
@@ -59,7 +60,7 @@ def misfit(
         return None
     seen.add((source, target))
     have = source.model_fields
-    missing = [n for n, f in target.model_fields.items() if f.is_required() and n not in have]
+    missing = _unread(target, {k for n, f in have.items() for k in (n, _dumped_key(n, f))})
     if missing:
         return f"{source.__name__} lacks the required fields {missing}"
     if target.model_config.get("coerce_numbers_to_str"):
@@ -81,22 +82,66 @@ def mapping_misfit(outputs: dict[str, type[BaseModel]], target: type[BaseModel])
     can): its required fields must be stage ids of the group, each declared as a type
     taking that stage's output."""
     fields = target.model_fields
-    missing = [n for n, f in fields.items() if f.is_required() and n not in outputs]
+    missing = _unread(target, outputs)
     if missing:
         return f"{target.__name__} requires fields {missing}, which are not stage ids of the group"
     for name, field in fields.items():
         tp = field.annotation
-        if name in outputs and not accepts(tp, outputs[name]):
-            why = misfit(outputs[name], tp) if _is_model(tp) else None
-            return (
-                f"field {name!r} of {target.__name__} wants {type_name(tp)}, but stage {name!r} "
-                f"outputs {outputs[name].__name__}" + (f" ({why})" if why else "")
-            )
+        read = [k for k, n in _keys(target).items() if n == name and k in outputs]
+        for sid in read:
+            if not accepts(tp, outputs[sid]):
+                why = misfit(outputs[sid], tp) if _is_model(tp) else None
+                return (
+                    f"field {name!r} of {target.__name__} wants {type_name(tp)}, but stage "
+                    f"{sid!r} outputs {outputs[sid].__name__}" + (f" ({why})" if why else "")
+                )
     return None
 
 
 def _aliased(f: FieldInfo) -> bool:
     return bool(f.alias or f.validation_alias or f.serialization_alias)
+
+
+def _dumped_key(name: str, f: FieldInfo) -> str:
+    """The key a producer's field is written under (tether dumps by alias)."""
+    return f.serialization_alias or f.alias or name
+
+
+def _aliases(field: FieldInfo) -> list[str]:
+    """The keys a field is read under besides its name (its validation alias or alias;
+    of a path into a nested value, its first key)."""
+    alias = field.validation_alias if field.validation_alias is not None else field.alias
+    choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+    keys = []
+    for c in choices:
+        first = c.path[0] if isinstance(c, AliasPath) else c
+        if isinstance(first, str):
+            keys.append(first)
+    return keys
+
+
+def _keys(model: type[BaseModel]) -> dict[str, str]:
+    """The keys `model` reads, each with the field it fills: a field's aliases and, when
+    it has none or the model reads fields by name too, its name."""
+    conf = model.model_config
+    by_name = bool(conf.get("validate_by_name") or conf.get("populate_by_name"))
+    by_alias = conf.get("validate_by_alias", True) is not False
+    keys: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        aliases = _aliases(field) if by_alias else []
+        keys.update(dict.fromkeys(aliases, name))
+        if by_name or not aliases:
+            keys[name] = name
+    return keys
+
+
+def _unread(model: type[BaseModel], given: Iterable[str]) -> list[str]:
+    """The required fields of `model` that none of the keys `given` fills. A stage id
+    with a '-' is no Python name: a model reads it with ``Field(alias="sum-up")``, and
+    was refused as lacking the field ``sum_up``, though the run validates by alias."""
+    keys = set(given)
+    filled = {field for key, field in _keys(model).items() if key in keys}
+    return [n for n, f in model.model_fields.items() if f.is_required() and n not in filled]
 
 
 def accepts(target: Any, source: Any, seen: Seen | None = None) -> bool:

@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
 
-from pydantic import AliasChoices, AliasPath, BaseModel, RootModel
-from pydantic.fields import FieldInfo
+from pydantic import BaseModel, RootModel
 
-from ._chain import _ARRAYS, _OBJECTS, _bare, _is_model, _is_union, _item
+from ._chain import _ARRAYS, _OBJECTS, _aliases, _bare, _is_model, _is_union, _item, _keys
 
 __all__ = ["DroppedKey", "dropped_key"]
 
@@ -74,33 +73,6 @@ def _within(tp: Any, value: Any, path: str) -> DroppedKey | None:
         found = (_within(args[1], v, f"{path}.{k}") for k, v in value.items())
         return next((f for f in found if f is not None), None)
     return None
-
-
-def _aliases(field: FieldInfo) -> list[str]:
-    """The keys a field is read under besides its name (its validation alias or alias)."""
-    alias = field.validation_alias if field.validation_alias is not None else field.alias
-    choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
-    keys = []
-    for c in choices:
-        first = c.path[0] if isinstance(c, AliasPath) else c
-        if isinstance(first, str):
-            keys.append(first)
-    return keys
-
-
-def _keys(model: type[BaseModel]) -> dict[str, str]:
-    """The keys `model` reads, each with the field it fills: a field's aliases and, when
-    it has none or the model reads fields by name too, its name."""
-    conf = model.model_config
-    by_name = bool(conf.get("validate_by_name") or conf.get("populate_by_name"))
-    by_alias = conf.get("validate_by_alias", True) is not False
-    keys: dict[str, str] = {}
-    for name, field in model.model_fields.items():
-        aliases = _aliases(field) if by_alias else []
-        keys.update(dict.fromkeys(aliases, name))
-        if by_name or not aliases:
-            keys[name] = name
-    return keys
 
 
 def _hint(model: type[BaseModel], key: str, keys: dict[str, str]) -> str:

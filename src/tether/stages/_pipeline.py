@@ -20,6 +20,7 @@ from .._run_state import NAME_SCOPE
 from ..ai import Budget
 from ..definition import DEF_ATTR, WorkflowDef
 from ..errors import explain_validation
+from ..serde import to_json_data
 from ._chain import mapping_misfit, misfit, type_name
 from ._config_keys import dropped_key
 from ._errors import PipelineError
@@ -230,7 +231,10 @@ class Pipeline(Generic[I, O]):
 
     def _input(self, value: Any) -> Any:
         if self.input is None:
-            return value
+            # as JSON data, as every later drive reads it back from the run's record: kept
+            # as given (a model), a stage read `ctx.input.url` in the first drive and
+            # failed on a dict once the run resumed after a wait or a crash
+            return to_json_data(value, what=f"the input of pipeline {self.name!r}")
         try:
             return self.input.model_validate(value).model_dump(mode="json", by_alias=True)
         except ValidationError as exc:
