@@ -40,6 +40,7 @@ COMPLETION_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # seconds, ~6 s in al
 # frames kept free below a step for recording its attempt (a store write, the traceback
 # of its error: 20 to 40 deep): a step called with fewer left is refused (`check_depth`)
 RECORDING_HEADROOM = 120
+MAX_RETRY_AFTER = 3600.0  # seconds: the longest wait a failure's `retry_after` may ask for
 
 log = logging.getLogger("tether")
 
@@ -316,11 +317,13 @@ def _depth() -> int:
 
 def _backoff(policy: RetryPolicy, attempt: int, exc: BaseException) -> float:
     """The wait before the next attempt: the policy's, or longer if the failure asked
-    for it (a provider's ``retry-after``, carried as `retry_after` seconds)."""
+    for it (a provider's ``retry-after``, carried as `retry_after` seconds, heeded up
+    to `MAX_RETRY_AFTER`). Never shorter than the policy's: an ask above the cap made
+    a policy waiting longer than it (``max_delay=7200``) retry after the cap instead."""
     asked = getattr(exc, "retry_after", None)
     delay = policy.delay(attempt)
     if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > delay:
-        return float(min(asked, 3600.0))
+        return max(delay, float(min(asked, MAX_RETRY_AFTER)))
     return delay
 
 

@@ -101,6 +101,31 @@ class Waits:
         self._rt = rt
         self._run = run
         self._host = host
+        self._given: set[str] = set()  # the wait keys given by the caller, this drive
+        self._numbered: set[str] = set()  # the keys tether numbered (``base#n``), this drive
+
+    def _key_of(self, key: str | None, base: str) -> str:
+        """The waitpoint's key: `key` as given, else the next occurrence of `base`
+        (``base#n``). A given key that is also a numbered one of this run is refused,
+        whichever came first: both waits were one waitpoint, and the later returned
+        the earlier's answer at once (``sleep_until(..., key="sleep#2")`` made the
+        second ``wf.sleep`` return without sleeping, a second signal wait returned
+        the first's payload)."""
+        if key is not None:
+            self._given.add(key)
+            if key not in self._numbered:
+                return key
+        else:
+            key = self._run.next_key(base)
+            self._numbered.add(key)
+            if key not in self._given:
+                return key
+        raise InvalidArgumentError(
+            f"wait key {key!r} of run {self._run.workflow_id!r} is given to one wait and is "
+            f"also the key tether numbers another by (its name, '#', its occurrence): the "
+            f"two would share one waitpoint and the later return the earlier's answer. "
+            f"Give a key that does not end in '#<number>', e.g. {key.replace('#', '-')!r}"
+        )
 
     async def _wait(self, wait: NewWait, default: Any) -> WaitRow:
         """The resolved waitpoint (from the record if it was resolved when this drive
@@ -154,7 +179,7 @@ class Waits:
             raise InvalidArgumentError("match must be a dict of payload field -> value")
         _refuse_any_of(match)
         wait = NewWait(
-            key or self._run.next_key(f"event:{event_type}"),
+            self._key_of(key, f"event:{event_type}"),
             WaitKind.EVENT,
             event_type,
             None if match is None else dump_json(match, what="the event match filter"),
@@ -168,7 +193,7 @@ class Waits:
         check_name("signal name", name)
         _check_key(key)
         wait = NewWait(
-            key or self._run.next_key(f"signal:{name}"),
+            self._key_of(key, f"signal:{name}"),
             WaitKind.SIGNAL,
             name,
             None,
@@ -197,7 +222,7 @@ class Waits:
 
     async def sleep(self, seconds: float) -> None:
         secs = check_seconds("sleep seconds", seconds)  # None too: a sleep has a length
-        key = self._run.next_key("sleep")
+        key = self._key_of(None, "sleep")
         due = self._rt.clock.now() + timedelta(seconds=secs)
         await self._wait(NewWait(key, WaitKind.TIMER, None, None, due), MISSING)
 
@@ -206,7 +231,7 @@ class Waits:
             raise InvalidArgumentError("sleep_until needs a timezone-aware datetime")
         if key is not None:
             check_name("sleep key", key)
-        key = key or self._run.next_key("sleep")
+        key = self._key_of(key, "sleep")
         await self._wait(NewWait(key, WaitKind.TIMER, None, None, when), MISSING)
 
     async def child(
