@@ -835,8 +835,9 @@ class Runner:
             for w in await self._store.list_waits(workflow_id)
             if w.status is WaitStatus.PENDING and w.due_at is not None
         ]
-        if not due:
-            return False
+        if not due:  # none to sleep for; a timer may have fired in another process since
+            run = await self._store.get_run(workflow_id)  # it parked, and woken it (pending)
+            return run is not None and run.status is RunStatus.PENDING
         delay = (min(due) - self._clock.now()).total_seconds()
         if delay > limit:
             return False
