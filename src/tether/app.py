@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import difflib
 import logging
 import math
 from collections.abc import (
@@ -80,8 +79,7 @@ from .stages import Pipeline, Stage
 from .stages.host import (
     cancel_suspended,
     forget_files,
-    forgotten_stages,
-    rerun_step,
+    rerun_point,
     restarted_stages,
     run_prefix,
 )
@@ -701,7 +699,7 @@ class App:
         pipeline = defn.fn if defn is not None and isinstance(defn.fn, Pipeline) else None
         forget: list[str] = []
         if pipeline is not None:
-            step, forget = await self._stage_step(workflow_id, pipeline, step)
+            step, forget = await rerun_point(self.store, workflow_id, pipeline, step)
         budget_text = (
             None
             if new_budget is None
@@ -724,28 +722,6 @@ class App:
             await forget_files(self.blobs, workflow_id, forget, run.attempt, store=self.store)
 
     rerun_from = facade(arerun_from)
-
-    async def _stage_step(
-        self, workflow_id: str, pipeline: Pipeline[Any, Any], step: str
-    ) -> tuple[str, list[str]]:
-        """Where a pipeline run goes on from, and the stages whose files go: a stage's
-        id is its group's first start. A misspelt stage id is refused with the
-        pipeline's stages (the store's refusal lists every step key, `pipeline.plan`
-        and `stage:<id>.start` among them)."""
-        if step in pipeline.stages:
-            steps = {s.key for s in await self.store.load_steps(workflow_id)}
-            events = await self.store.list_events(workflow_id)
-            return rerun_step(pipeline, events, step, steps), forgotten_stages(pipeline, step)
-        close = difflib.get_close_matches(step, list(pipeline.stages), n=1, cutoff=0.6)
-        if close and ":" not in step and not await self._has_step(workflow_id, step):
-            raise InvalidArgumentError(
-                f"run {workflow_id!r} has no stage or step {step!r}; did you mean stage "
-                f"{close[0]!r}? its pipeline's stages: {', '.join(map(repr, pipeline.stages))}"
-            )
-        return step, []
-
-    async def _has_step(self, workflow_id: str, key: str) -> bool:
-        return any(s.key == key for s in await self.store.load_steps(workflow_id))
 
     @homed
     async def aresult(

@@ -6,6 +6,7 @@ known price."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from tether import Client, RunStatus
 
 from . import test_dashboard
-from ._serve import Served, start
+from ._serve import TETHER, Served, environment, start
 from .test_dashboard import done, shot, text_of, wait_until
 from .test_dashboard_agents import _issue_waiting_for_a_person
 
@@ -209,3 +210,46 @@ def test_a_queue_no_worker_serves_is_named_and_said_so_in_sight(
     assert all(got["seen"].values()), got
     if width >= 1000:  # a desktop shows the name whole
         assert got["lines"] <= 3, got
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_each_live_process_and_its_heartbeat_are_in_sight_on_a_phone_and_a_desktop(
+    dash: Served, browser: Any, tmp_path: Path, width: int
+) -> None:
+    # on a phone the "Live processes" table scrolled sideways: the process's id and its
+    # queues showed, its workflows, heartbeat and lease were past the screen's edge
+    worker = subprocess.Popen(
+        [TETHER, "--db", dash.db, "worker", "--app", "flows.py:app", "--queue", QUEUE],
+        cwd=dash.folder, env=environment(dash.folder, dash.db),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        browser.set_window_size(width, 900)
+        browser.get(dash.url + "/queues")
+        wait_until(browser, lambda d: QUEUE in text_of(d, "table.workers"), "no worker row")
+        shot(browser, tmp_path, f"workers-{width}", width=width)
+        browser.set_window_size(width, 900)
+        got = browser.execute_script(LIVE)
+        shown = text_of(browser, "table.workers")
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert len(got["rows"]) == 2, got  # the server and the worker
+    assert got["overflow"] <= 0 and got["page"] <= 0, got  # no sideways scroll
+    for row in got["rows"]:
+        assert all(row.values()), got
+    assert "ago" in shown and LONG in shown and QUEUE in shown, shown
+
+
+LIVE = """
+const s = document.querySelector('#workers .scroll');
+const room = Math.min(innerWidth, s.getBoundingClientRect().right);
+const rows = [...document.querySelectorAll('table.workers tbody tr')].map(tr => {
+  const seen = {};
+  [...tr.children].forEach((cell, i) => {
+    const r = cell.getBoundingClientRect();
+    seen[i] = r.width > 0 && r.left >= 0 && r.right <= room + 0.5; });
+  return seen; });
+return {rows: rows, overflow: s.scrollWidth - s.clientWidth,
+        page: document.scrollingElement.scrollWidth - innerWidth};
+"""

@@ -15,9 +15,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from .._info import RunInfo
 from .._names import check_name
 from .._waits import MISSING
+from ..definition import WorkflowDef
+from ..errors import WorkflowNotFoundError
 from ..kernel import RunRerunFrom
 from ..record import EventRecord
-from ..stages.host import forget_files
+from ..stages import Pipeline
+from ..stages.host import forget_files, rerun_point
 from ..store import RunFilter, RunRow, RunStatus
 from ._deps import need, served_app
 from ._errors import ApiError
@@ -291,7 +294,8 @@ async def signal_run(request: Request, workflow_id: str, body: SignalRun) -> Sig
     "/runs/{workflow_id:path}/rerun", dependencies=[WRITE], summary="Run a finished run again"
 )
 async def rerun_from(request: Request, workflow_id: str, body: RerunFrom) -> RerunStarted:
-    """Forget `step` and every later step, and run it again from there: in the
+    """Forget `step` and every later step, and run it again from there (a pipeline
+    run's `step` may be a stage's id, as in `App.rerun_from`): in the
     server (its workflow registered on the served App) or, for a queued run, on a
     worker. Answers at once; follow the run with its events or its record. A step
     name the database cannot store (a NUL, blank) is a 422, as from `App.rerun_from`
@@ -306,11 +310,18 @@ async def rerun_from(request: Request, workflow_id: str, body: RerunFrom) -> Rer
             f"run {workflow_id!r} is {run.status.value}; only a completed or failed run "
             "is run again",
         )
-    if run.queue is None:
-        app.get_workflow(run.workflow_name)  # fail before changing anything
+    try:
+        defn: WorkflowDef | None = app.get_workflow(run.workflow_name)
+    except WorkflowNotFoundError:
+        if run.queue is None:  # fail before changing anything
+            raise
+        defn = None  # its workers know it: the step goes as given
+    forget: list[str] = []
+    if defn is not None and isinstance(defn.fn, Pipeline):
+        step, forget = await rerun_point(app.store, workflow_id, defn.fn, step)
     await app.kernel.adispatch(RunRerunFrom(workflow_id=workflow_id, step=step))
     # the files of the stages it forgot, of the attempts before (as `App.rerun_from`)
-    await forget_files(app.blobs, workflow_id, [], run.attempt, store=app.store)
+    await forget_files(app.blobs, workflow_id, forget, run.attempt, store=app.store)
     return RerunStarted(woken=[workflow_id])
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from ..record import RunRecord
 from ..serde import to_json_data
+from ..stages import Stage
 from ..store import RunStatus
 from ._errors import ApiError
 from ._models import (
@@ -277,12 +278,18 @@ class Calls:
         )
 
     def rerun_from(
-        self, workflow_id: str, step: str, *, idempotency_key: str | None = None
+        self,
+        workflow_id: str,
+        step: str | Stage[Any, Any, Any],
+        *,
+        idempotency_key: str | None = None,
     ) -> Call[list[str]]:
+        """As `App.rerun_from`: `step` a step's (or wait's) key, or a pipeline's stage by
+        its id or as itself (sent as a Stage, it failed to be written as JSON)."""
         return self._post(
             f"/api/v1/runs/{path_segment(workflow_id)}/rerun",
             lambda d: RerunStarted.model_validate(d).woken,
-            {"step": step},
+            {"step": step.id if isinstance(step, Stage) else step},
             idempotency_key,
         )
 

@@ -9,6 +9,7 @@ attempt, so a rerun already under way on a worker never loses its own files.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 from collections.abc import Collection, Sequence
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from .._stage_record import placed_stages
+from ..errors import InvalidArgumentError
 from ..store import EventRow, Fence, NewEvent, Store
 from ._context import place_folder, run_prefix, stage_prefix
 from ._errors import PipelineError
@@ -26,6 +28,7 @@ __all__ = [
     "cancel_suspended",
     "forget_files",
     "forgotten_stages",
+    "rerun_point",
     "rerun_step",
     "restarted_stages",
     "run_prefix",
@@ -39,6 +42,34 @@ def forgotten_stages(pipeline: Pipeline[Any, Any], stage_id: str) -> list[str]:
     """The stages a rerun from `stage_id` forgets: its group and every later one."""
     n = pipeline.group_of(stage_id)
     return [s.id for g in pipeline.groups[n - 1 :] for s in g]
+
+
+async def rerun_point(
+    store: Store, workflow_id: str, pipeline: Pipeline[Any, Any], step: str
+) -> tuple[str, list[str]]:
+    """Where a pipeline run rerun from `step` goes on from, and the stages whose files
+    go: a stage's id is its group's first start (`rerun_step`); a step's key goes as
+    given. A misspelt stage id is refused naming the pipeline's stages (the store's
+    refusal lists every step key, `pipeline.plan` and `stage:<id>.start` among them)."""
+    if step in pipeline.stages:
+        steps = {s.key for s in await store.load_steps(workflow_id)}
+        events = await store.list_events(workflow_id)
+        return rerun_step(pipeline, events, step, steps), forgotten_stages(pipeline, step)
+    if ":" not in step and not await _recorded_key(store, workflow_id, step):
+        close = difflib.get_close_matches(step, list(pipeline.stages), n=1, cutoff=0.6)
+        meant = f"did you mean stage {close[0]!r}? " if close else ""
+        raise InvalidArgumentError(
+            f"run {workflow_id!r} has no stage or step {step!r}; {meant}its pipeline's "
+            f"stages: {', '.join(map(repr, pipeline.stages))} (or a step's key from its record)"
+        )
+    return step, []
+
+
+async def _recorded_key(store: Store, workflow_id: str, key: str) -> bool:
+    """Whether `key` is one of the run's steps or waits (a rerun goes from either)."""
+    if any(s.key == key for s in await store.load_steps(workflow_id)):
+        return True
+    return any(w.key == key for w in await store.list_waits(workflow_id))
 
 
 def rerun_step(
