@@ -40,9 +40,8 @@ async def unreachable_batches(
                 found.append(f"{provider} batch {batch_id!r}")
         defn = registry.get(run.workflow_name)
         pipeline = defn.fn if defn is not None and isinstance(defn.fn, Pipeline) else None
-        for sid in await suspended_batches(store, wid):
-            stage = None if pipeline is None else pipeline.stages.get(sid)
-            if stage is None:  # a stage without `cancel=` has nothing to reach
-                found.append(f"batch stage {sid!r}")
+        for sus in await suspended_batches(store, wid):
+            if sus.stage(pipeline, run.workflow_name) is None:  # one without `cancel=` has nothing to reach
+                found.append(f"batch stage {sus.name!r}")
         todo += await store.child_runs(wid)
     return found

@@ -955,9 +955,11 @@ class App:
         """Stop the batches that suspended stages of cancelled pipeline runs had out."""
         for wid in workflow_ids:
             run = await self.store.get_run(wid)
-            defn = None if run is None else self._registry.get(run.workflow_name)
-            if defn is not None and isinstance(defn.fn, Pipeline):
-                await cancel_suspended(defn.fn, self.store, wid, self.clock.now())
+            if run is None:
+                continue
+            defn = self._registry.get(run.workflow_name)
+            own = defn.fn if defn is not None and isinstance(defn.fn, Pipeline) else None
+            await cancel_suspended(own, self.store, run, self.clock.now())
 
     cancel = facade(acancel)
 

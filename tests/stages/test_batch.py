@@ -4,6 +4,9 @@ fake clock and across a worker restart; max_wait; cancel while suspended."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,12 +296,13 @@ async def test_a_large_batch_output_goes_to_the_blob_store_not_the_checks_record
     assert await app.blobs.list("runs/bb/") == ["runs/bb/stages/embed-many/1/output.json"]
 
 
-async def test_each_calls_batch_is_named_when_a_cancel_cannot_reach_them(
+async def test_each_calls_batch_is_cancelled_through_its_stages_on_cancel(
     database_url: str, clock: FakeClock
 ) -> None:
-    """A pipeline called once per item has a batch out per item; a cancel this App
-    cannot carry to them names each (the suspended stages were kept by stage id: two
-    batches out read as one, the other unnamed, left to run on billed)."""
+    """A pipeline called once per item from a workflow's code has a batch out per item;
+    cancelling the run calls the stage's `on_cancel` for each (its stage was looked for
+    in the run's own pipeline alone: the workflow is not one, so the cancel was refused
+    with `BatchesOutError`, and `abandon_batches=True` left both batches running)."""
     async with App(database_url, clock=clock) as app:
 
         @app.workflow(name="batch-per-doc")
@@ -310,8 +314,65 @@ async def test_each_calls_batch_is_named_when_a_cancel_cannot_reach_them(
 
         parked = await app.arun(per_doc, ["a", "b"], workflow_id="per-doc")
         assert parked.status is RunStatus.WAITING and len(BATCHES) == 2
+        assert await app.acancel("per-doc") == ["per-doc"]
+        assert [b["cancelled"] for b in BATCHES.values()] == [True, True]
+        rec = await app.aget_record("per-doc")
+        assert rec.status is RunStatus.CANCELLED
+        assert [(s.at, s.id, s.status) for s in rec.stages] == [
+            ("[0]", "embed-all", "cancelled"), ("[1]", "embed-all", "cancelled")
+        ]  # fmt: skip
+
+
+UNKNOWN_HERE = """
+import asyncio, sys
+import tether
+from pydantic import BaseModel
+
+class Doc(BaseModel):
+    url: str
+
+@tether.batch_stage(id="far", input=Doc, output=Doc)
+async def far(ctx):
+    await ctx.workflow.step("submit", lambda: "b-1")
+    return tether.Suspend({"batch_id": "b-1"}, poll_every=60, max_wait=600)
+
+@far.check
+async def _check(state, ctx):
+    return tether.NotReady()
+
+@far.on_cancel
+async def _cancel(state):
+    pass
+
+elsewhere = tether.Pipeline("built-elsewhere", input=Doc, output=Doc).pipe(far)
+
+async def main():
+    async with tether.App(sys.argv[1]) as app:
+        @app.workflow(name="far-per-doc")
+        async def per_doc(wf, urls: list[str]) -> int:
+            async def one(url: str) -> str:
+                return (await elsewhere(wf, Doc(url=url))).url
+            return len((await wf.for_each(urls, one, max_parallel=2)).values)
+        print((await app.arun(per_doc, ["a", "b"], workflow_id="far")).status.value)
+
+asyncio.run(main())
+"""
+
+
+async def test_each_calls_batch_is_named_when_a_cancel_cannot_reach_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A process that has not built the pipeline the run's code called (a bare
+    `tether runs cancel`) cannot reach its batches: the cancel names each call's
+    (the suspended stages were kept by stage id: two batches out read as one)."""
+    script = tmp_path / "far.py"
+    script.write_text(UNKNOWN_HERE)
+    done = subprocess.run(
+        [sys.executable, str(script), database_url], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "waiting", done.stderr
+    async with App(database_url) as app:
         with pytest.raises(tether.BatchesOutError) as refused:
-            await app.acancel("per-doc")
-        assert sorted(refused.value.batches) == ["batch stage '[0]embed-all'",
-                                                 "batch stage '[1]embed-all'"]  # fmt: skip
-        assert (await app.aget_run("per-doc")).status is RunStatus.WAITING
+            await app.acancel("far")
+        assert sorted(refused.value.batches) == ["batch stage '[0]far'", "batch stage '[1]far'"]
+        assert (await app.aget_run("far")).status is RunStatus.WAITING

@@ -10,6 +10,7 @@ earlier and models that do not chain are refused there, not at run time.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -28,7 +29,20 @@ from ._execute import Execution
 from ._run_input import PipelineRun
 from ._stage import Stage
 
-__all__ = ["Pipeline", "PipelineRun"]
+__all__ = ["Pipeline", "PipelineRun", "built_stage"]
+
+# the pipelines this process has built, by name: a cancel finds the stage of one that a
+# workflow's code called (the run's workflow is not the pipeline) by its recorded name
+_BUILT: dict[str, weakref.WeakSet[Pipeline[Any, Any]]] = {}
+
+
+def built_stage(pipeline: str | None, stage_id: str) -> Stage[Any, Any, Any] | None:
+    """Stage `stage_id` of the pipeline named `pipeline` that this process has built
+    (None if none has it, or several with different stages of that id: which one a
+    run called cannot be told)."""
+    found = {id(s): s for p in _BUILT.get(pipeline or "", ()) if (s := p.stages.get(stage_id))}
+    return next(iter(found.values())) if len(found) == 1 else None
+
 
 I = TypeVar("I", bound=BaseModel)  # noqa: E741
 O = TypeVar("O", bound=BaseModel)  # noqa: E741
@@ -125,6 +139,7 @@ class Pipeline(Generic[I, O]):
         new.groups = (*self.groups, group)
         new.check_group(len(new.groups))
         setattr(new, DEF_ATTR, new.definition())
+        _BUILT.setdefault(new.name, weakref.WeakSet()).add(new)
         return new
 
     def check_group(self, n: int) -> None:

@@ -13,18 +13,21 @@ import difflib
 import json
 import logging
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .._stage_record import placed_stages
 from ..errors import InvalidArgumentError
-from ..store import EventRow, Fence, NewEvent, Store
+from ..store import EventRow, Fence, NewEvent, RunRow, Store
 from ._context import place_folder, run_prefix, stage_prefix
 from ._errors import PipelineError
 from ._execute import start_key
-from ._pipeline import Pipeline
+from ._pipeline import Pipeline, built_stage
+from ._stage import Stage
 
 __all__ = [
+    "SuspendedStage",
     "cancel_suspended",
     "forget_files",
     "forgotten_stages",
@@ -168,47 +171,76 @@ def _started(events: Sequence[EventRow], upto: int) -> dict[tuple[str, str], set
     return found
 
 
-async def suspended_batches(store: Store, workflow_id: str) -> dict[str, Any]:
-    """The run's batch stages whose batch is out: stage id -> what it suspended with.
-    A stage of a pipeline called from the workflow's code elsewhere than the run's own
-    is named by that place too (``[2]read``, ``pipeline#2/read``): each call's batch
-    is its own, and one of a stage id of the run's own pipeline is not that stage's."""
-    out: dict[str, Any] = {}
+@dataclass(frozen=True)
+class SuspendedStage:
+    """A batch stage of a run whose batch is out."""
+
+    at: str  # the place its pipeline was called from ('' for the run's own pipeline)
+    stage_id: str
+    pipeline: str | None  # the name its pipeline was planned under at that place
+    detail: dict[str, Any]  # what it suspended with (its `stage.suspended` event)
+
+    @property
+    def name(self) -> str:
+        """The stage named by its place too (``[2]read``, ``pipeline#2/read``)."""
+        return f"{self.at}{self.stage_id}"
+
+    def stage(self, own: Pipeline[Any, Any] | None, workflow: str) -> Stage[Any, Any, Any] | None:
+        """The stage itself: of the run's own pipeline (`own`, as the App registered the
+        run's `workflow`), or, for a pipeline the workflow's code called, of the one of
+        its name this process has built (it was looked for in the run's own alone: none
+        there, the cancel was refused for a batch that `on_cancel` could stop)."""
+        if self.at == "" and self.pipeline == workflow:
+            return None if own is None else own.stages.get(self.stage_id)
+        return built_stage(self.pipeline, self.stage_id)
+
+
+async def suspended_batches(store: Store, workflow_id: str) -> list[SuspendedStage]:
+    """The run's batch stages whose batch is out, each call of a pipeline from the
+    workflow's code apart: each call's batch is its own, and one of a stage id of the
+    run's own pipeline is not that stage's."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    planned: dict[str, str] = {}  # place -> the pipeline's name
     for e in await store.list_events(workflow_id):
-        if not (e.type.startswith("stage.") and e.detail):
+        if not (e.type.startswith(("stage.", "pipeline.planned")) and e.detail):
             continue
         d = json.loads(e.detail)
-        if not (isinstance(d, dict) and isinstance(d.get("stage"), str)):
+        if not isinstance(d, dict):
             continue
-        name = f"{d.get('at') or ''}{d['stage']}"
+        if e.type == "pipeline.planned":
+            planned[d.get("at") or ""] = e.message or ""
+            continue
+        if not isinstance(d.get("stage"), str):
+            continue
+        where = (d.get("at") or "", d["stage"])
         if e.type == "stage.suspended":
-            out[name] = d
+            out[where] = d
         elif e.type in ("stage.completed", "stage.failed", "stage.cancelled"):
-            out.pop(name, None)
-    return out
+            out.pop(where, None)
+    return [SuspendedStage(at, sid, planned.get(at), d) for (at, sid), d in out.items()]
 
 
 async def cancel_suspended(
-    pipeline: Pipeline[Any, Any], store: Store, workflow_id: str, at: datetime
+    own: Pipeline[Any, Any] | None, store: Store, run: RunRow, at: datetime
 ) -> list[str]:
-    """Call `cancel(state)` of each batch stage of a cancelled run whose batch is out,
-    and record `stage.cancelled`; the stage ids. A cancel that fails is logged: the
-    run is cancelled either way."""
-    out = await suspended_batches(store, workflow_id)
-    stages = pipeline.stages
+    """Call `cancel(state)` of each batch stage of a cancelled run whose batch is out
+    (of its own pipeline `own`, or of one its code called), and record
+    `stage.cancelled`; the stages' names. A cancel that fails is logged: the run is
+    cancelled either way."""
     done = []
-    for sid, d in out.items():
-        s = stages.get(sid)
+    workflow_id = run.workflow_id
+    for sus in await suspended_batches(store, workflow_id):
+        s = sus.stage(own, run.workflow_name)
         if s is None or s.cancel_fn is None:
             continue
         try:
-            await s.cancel_fn(d.get("state"))
+            await s.cancel_fn(sus.detail.get("state"))
         except Exception as exc:
-            log.warning("cancel of batch stage %s of run %s failed: %s", sid, workflow_id, exc)
+            log.warning("cancel of batch stage %s of run %s failed: %s", sus.name, workflow_id, exc)
             continue
-        detail = json.dumps({"stage": sid, "attempt": d.get("attempt"), "reason": "cancelled"})
-        await store.append_events(
-            Fence(workflow_id), [NewEvent("stage.cancelled", sid, detail)], at
-        )
-        done.append(sid)
+        place = {"at": sus.at} if sus.at else {}
+        detail = {"stage": s.id, "attempt": sus.detail.get("attempt"), "reason": "cancelled"}
+        event = NewEvent("stage.cancelled", s.id, json.dumps({**detail, **place}))
+        await store.append_events(Fence(workflow_id), [event], at)
+        done.append(sus.name)
     return done
