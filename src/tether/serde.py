@@ -28,7 +28,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import PydanticUserError, TypeAdapter
+from pydantic import BaseModel, PydanticUserError, TypeAdapter
 from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
 from .errors import InvalidArgumentError, NotSerializableError
@@ -165,6 +165,8 @@ def to_json_data(value: Any, *, what: str, tp: Any = None) -> Any:
             ) from None
         bad, path = _find_unserialisable(value, "$")
         raise _unserialisable(what, bad, path) from None
+    except OverflowError:  # an int declared a float, too large for one: float() failed
+        raise _too_big(value, what) from None
     except (TypeError, ValueError, RecursionError) as exc:
         _check_depth(value, what)
         bad, path = _find_unserialisable(value, "$")
@@ -394,9 +396,10 @@ def _find_unserialisable(value: Any, path: str) -> tuple[type, str]:
             if where:
                 return bad, where
         return type(None), ""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            bad, where = _find_unserialisable(getattr(value, f.name), f"{path}.{f.name}")
+    fields = _fields(value)
+    if fields is not None:
+        for name, v in fields:
+            bad, where = _find_unserialisable(v, f"{path}.{name}")
             if where:
                 return bad, where
         return type(None), ""
@@ -415,13 +418,8 @@ def _check_depth(value: Any, what: str) -> None:
     stack: list[tuple[Any, int, str]] = [(value, 0, "$")]
     while stack:
         item, depth, path = stack.pop()
-        if isinstance(item, Mapping):
-            children: list[tuple[Any, str]] = [
-                (v, f"{path}{_key_path(k)}") for k, v in item.items()
-            ]
-        elif isinstance(item, list | tuple | set | frozenset):
-            children = [(v, f"{path}[{i}]") for i, v in enumerate(item)]
-        else:
+        children = _children(item, path)
+        if children is None:
             continue
         if depth >= MAX_DEPTH:
             raise NotSerializableError(
@@ -432,6 +430,26 @@ def _check_depth(value: Any, what: str) -> None:
                 fix=_NESTED_FIX,
             )
         stack.extend((v, depth + 1, p) for v, p in reversed(children))
+
+
+def _children(item: Any, path: str) -> list[tuple[Any, str]] | None:
+    """The parts of a container, dataclass or model with their paths; None for a scalar."""
+    if isinstance(item, Mapping):
+        return [(v, f"{path}{_key_path(k)}") for k, v in item.items()]
+    if isinstance(item, list | tuple | set | frozenset):
+        return [(v, f"{path}[{i}]") for i, v in enumerate(item)]
+    fields = _fields(item)
+    return None if fields is None else [(v, f"{path}.{name}") for name, v in fields]
+
+
+def _fields(value: Any) -> list[tuple[str, Any]] | None:
+    """The fields of a dataclass or pydantic model instance, by name; None for anything
+    else. Walked as containers are: a model or dataclass may hold itself, or a bad part."""
+    if isinstance(value, BaseModel):
+        return [(name, getattr(value, name, None)) for name in type(value).model_fields]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value)]
+    return None
 
 
 def _key_path(key: object) -> str:
@@ -498,6 +516,45 @@ def _has_surrogate(value: Any) -> bool:
 
 def _not_finite(value: Any) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
+
+
+def _too_big(value: Any, what: str) -> NotSerializableError:
+    """The error for an int that a declared float cannot hold (pydantic's float() of it
+    raised a bare `OverflowError`), with its path."""
+    return NotSerializableError(
+        what,
+        int,
+        _short_path(_locate(value, _too_big_for_float)),
+        problem="is declared a float but is too large for one (beyond 1.8e308)",
+        fix="Declare it an int, or store it as a string (and int() it back).",
+    )
+
+
+def _locate(value: Any, bad: Callable[[Any], bool]) -> str:
+    """The path of the first part of `value` (through containers, dataclass and model
+    fields) for which `bad` holds; "" if none does. Each part is walked once."""
+    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    seen: set[int] = set()
+    while stack:
+        item, path, depth = stack.pop()
+        if bad(item):
+            return path
+        if depth >= MAX_DEPTH or id(item) in seen:
+            continue
+        seen.add(id(item))
+        children = _children(item, path)
+        stack.extend((v, p, depth + 1) for v, p in reversed(children or ()))
+    return ""
+
+
+def _too_big_for_float(value: Any) -> bool:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return True
+    return False
 
 
 def _too_long_int(value: Any) -> bool:
