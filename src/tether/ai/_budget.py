@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import InvalidArgumentError
 from ..store import AISpend as Spend
 
-__all__ = ["Budget", "Spend", "Verdict", "budget_stops"]
+__all__ = ["Budget", "Spend", "Verdict", "budget_stops", "raises_told"]
 
 Verdict = Literal["ok", "warn", "exceeded"]
 Period = Literal["hour", "day", "week", "month"]
@@ -131,6 +131,10 @@ class Budget(BaseModel):
                 exc.detail, "the limits a budget.raise signal carries are not valid", _RAISE
             ) from None
 
+    def with_limits(self, limits: dict[str, Any]) -> Budget:
+        """This budget with the limits a ``budget.raised`` event recorded (`raises_told`)."""
+        return Budget(**{**self.model_dump(), **limits})
+
     @staticmethod
     def check_raise(payload: Any) -> None:
         """Refuse a ``budget.raise`` payload no budget could take (`raised`)."""
@@ -209,6 +213,33 @@ def _dollars(usd: float) -> str:
     return f"${usd:.4f}" if usd == 0 or usd >= 0.01 else f"${usd:.6f}"
 
 
+def raises_told(events: Iterable[Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The ``budget.raised`` events of a run since its last rerun (`run.rerun_from`,
+    which may give it a new budget): (whose budget, which raise) -> the limits it gave,
+    oldest first. `events` as `budget_stops` takes them."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for event in events:
+        kind = getattr(event, "type", None)
+        if kind == "run.rerun_from":
+            found.clear()
+        detail = _detail(event) if kind == "budget.raised" else None
+        if isinstance(detail, dict) and isinstance(detail.get("budget_of"), str):
+            limits = {k: detail.get(k) for k in sorted(_LIMITS)}
+            found[(detail["budget_of"], int(detail.get("raise") or 0))] = limits
+    return found
+
+
+def _detail(event: Any) -> Any:
+    """An event's detail, its JSON text read (None: not JSON)."""
+    detail = getattr(event, "detail", None)
+    if isinstance(detail, str):
+        try:
+            return json.loads(detail)
+        except ValueError:
+            return None
+    return detail
+
+
 def budget_stops(events: Iterable[Any]) -> dict[str, str]:
     """The steps of a run that a budget stopped, by step key, each with what its
     ``budget.exceeded`` event says (spend, limit, what came next), read from the
@@ -222,12 +253,7 @@ def budget_stops(events: Iterable[Any]) -> dict[str, str]:
     for event in events:
         if getattr(event, "type", None) != "budget.exceeded":
             continue
-        detail = getattr(event, "detail", None)
-        if isinstance(detail, str):
-            try:
-                detail = json.loads(detail)
-            except ValueError:
-                continue
+        detail = _detail(event)
         step = detail.get("step") if isinstance(detail, dict) else None
         if isinstance(step, str):  # None: recorded by an older tether, step not named
             found[step] = getattr(event, "message", None) or "stopped by the AI budget"

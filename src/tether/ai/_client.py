@@ -32,7 +32,7 @@ from ..errors import InvalidArgumentError, StoreError
 from ..retry import RetryPolicy
 from ..store import Fence, NewAICall, NewEvent
 from ._admission import Admissions, Ticket
-from ._budget import Budget, Spend
+from ._budget import Budget, Spend, raises_told
 from ._cooldown import RATE_LIMITED, Cooldowns, Turn, limited_until
 from ._errors import (
     BudgetExceededError,
@@ -292,6 +292,10 @@ class WorkflowAI:
         self._warned_known: set[str] = set()
         self._warned_attached: set[str] = set()
         self._raises = 0  # budget.raise signals taken so far (see `_Stop.raises`)
+        # raises taken this drive, (whose budget, which raise) -> the limits they gave, to
+        # record as ``budget.raised`` (`_tell_raises`); those the run has recorded
+        self._untold: dict[tuple[str, int], Budget] = {}
+        self._told: set[tuple[str, int]] | None = None
         self._now = now  # the App's clock: a call's time, and the prices in force then
         self._admissions = admissions
         self._cooldowns = cooldowns
@@ -753,6 +757,7 @@ class WorkflowAI:
             raised = await self._raised(limit.budget, outcome.stopped.raises)
             if raised is not limit.budget:
                 self._replace(limit, _Limit(raised, limit.of, limit.via))
+                self._untold[(limit.of, self._raises)] = raised
 
     async def _admitted(
         self, name: str, call: Callable[[], Awaitable[R]], rtype: Any
@@ -773,6 +778,7 @@ class WorkflowAI:
                 if not gate:  # no budget
                     return _Outcome(result=await call())
                 tickets.extend(held.ticket for held in gate)
+                await self._tell_raises()
                 token, ok, warned = _TICKETS.set(gate), False, []
                 try:
                     for held in gate:
@@ -903,9 +909,41 @@ class WorkflowAI:
                 else self._workflow_budget(row.workflow_name)
             )
             if budget is not None:
+                budget = await self._raised_since(parent, budget)
                 found.append(_Limit(budget, parent, below))
             below, parent = parent, row.parent_id
         return found
+
+    async def _raised_since(self, run: str, budget: Budget) -> Budget:
+        """`budget`, recorded for `run`, with the limits the ``budget.raise`` signals it
+        took for it gave (its ``budget.raised`` events): a raise holds for the runs it
+        starts after it. Only a budget that pauses can be raised so."""
+        if budget.on_exceed != "pause":
+            return budget
+        told = raises_told(await self._log.list_events(run))
+        limits = [v for (of, _), v in told.items() if of == run]
+        return budget.with_limits(limits[-1]) if limits else budget
+
+    async def _tell_raises(self) -> None:
+        """Record each ``budget.raise`` taken this drive once, as ``budget.raised`` with
+        the limits it gave, written with the first call that runs after it (a replay
+        takes it again: told once, by the run's events since its last rerun)."""
+        if not self._untold:
+            return
+        if self._told is None:
+            self._told = set(raises_told(await self._log.list_events(self._flow.workflow_id)))
+        for (of, n), budget in self._untold.items():
+            if (of, n) in self._told:
+                continue
+            self._told.add((of, n))
+            limits = _limits(budget)
+            said = ", ".join(f"{k}={v}" for k, v in limits.items() if v is not None)
+            whose = (
+                "the run's budget" if of == self._flow.workflow_id else f"the budget of run {of!r}"
+            )
+            detail = json.dumps({"budget_of": of, "raise": n, **limits})
+            attach(NewEvent("budget.raised", f"{whose} raised by signal: {said}", detail))
+        self._untold.clear()
 
     async def _stopper(self, stopped: _Stop) -> _Limit:
         """The budget that stopped a call: the one of the run `stopped.of` names (its
