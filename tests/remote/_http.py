@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import socketserver
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -37,3 +38,14 @@ def serve(head: bytes, answer: bytes | Iterable[bytes]) -> tuple[_Server, str, l
     server = _Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/", sizes
+
+
+@contextmanager
+def serving(head: bytes, answer: bytes | Iterable[bytes]) -> Iterator[str]:
+    """`serve` for the block: its url, the server shut down after."""
+    server, url, _ = serve(head, answer)
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -12,7 +12,7 @@ import pytest
 import tether
 from tether.remote import RemoteRefusedError, RemoteVersionError
 
-from ._http import serve
+from ._http import serve, serving
 from ._procs import SECRET, Tenant, start_tenant
 
 
@@ -72,4 +72,36 @@ def test_a_stale_timestamp_names_the_clocks(app: tether.App) -> None:
     assert str(raised.value).endswith(
         "from the server's clock; this machine's clock and the tenant's differ: "
         "synchronise them (NTP)"
+    )
+
+
+def _mismatch(app: tether.App, wid: str, supported: list[object]) -> str:
+    """The message run `wid` failed with, as recorded, when a real server answers as a
+    tether tenant of another release does to a protocol it does not speak."""
+    error = {"code": "protocol_version_mismatch", "message": "protocol version 1 is not "
+             "spoken here", "details": {"supported": supported}}  # fmt: skip
+    head = b"HTTP/1.1 426 Upgrade Required\r\ncontent-type: application/json"
+    with serving(head, json.dumps({"error": error}).encode()) as url:
+        flow = app.remote_workflow(wid, url=url, secret=SECRET)
+        with pytest.raises(RemoteVersionError):
+            app.run(flow, workflow_id=wid)
+    recorded = app.get_record(wid).last_error
+    assert recorded is not None and recorded.type == "RemoteVersionError"
+    return recorded.message
+
+
+def test_a_protocol_the_tenant_does_not_speak_names_those_it_does(app: tether.App) -> None:
+    # the recorded error (tether runs show, the dashboard) said only "protocol version 1
+    # is not spoken here": the versions spoken were on the exception object alone
+    assert _mismatch(app, "newer", [2, 3]).endswith(
+        "is not spoken here; the tenant speaks protocol versions 2, 3 and this orchestrator "
+        "1: upgrade tether here to a release that speaks one of them"
+    )
+    assert _mismatch(app, "older", [0]).endswith(
+        "the tenant speaks protocol versions 0 and this orchestrator 1: upgrade tether on "
+        "the tenant to a release that speaks 1"
+    )
+    assert _mismatch(app, "odd", ["two"]).endswith(
+        "is not spoken here; the tenant speaks protocol versions 'two' and this orchestrator "
+        "1: run releases of tether on both sides that share a protocol version"
     )

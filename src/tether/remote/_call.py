@@ -34,7 +34,7 @@ from ._errors import (
 )
 from ._wire import MAX_BODY, PROTOCOL_HEADER, Answer, Invocation, Line, versions_text
 
-__all__ = ["OnLine", "Reply", "call", "encode", "parse_line"]
+__all__ = ["OnLine", "Reply", "call", "encode", "parse_line", "shown_url"]
 
 # a line, and the values of the JSON texts it carries, by where (see `parse_line`)
 OnLine = Callable[[Line, Mapping[str, Any]], Awaitable[None]]
@@ -82,6 +82,19 @@ def _largest(inv: Invocation, size: int) -> str:
     return f"the results of its {len(steps):,} steps: {total:,} characters in all"
 
 
+def shown_url(url: str) -> str:
+    """`url` as messages and records show it: credentials in it (``user:password@``,
+    sent as Basic auth to a proxy in front of the tenant) replaced by ``***``. They
+    were recorded as the marker step's result and in the run's errors and events,
+    for anyone who reads runs (the HTTP API, the dashboard) to see."""
+    scheme, sep, rest = url.partition("://")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority = rest[:end]
+    if not sep or "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{rest[end:]}"
+
+
 def _headers(secret: str, body: bytes, protocol: int) -> dict[str, str]:
     ts = str(int(time.time()))
     return {
@@ -124,7 +137,8 @@ async def call(
             return await _exchange(client, url, secret, inv, body, on_line, cut)
     except httpx.HTTPError as exc:
         raise RemoteUnavailableError(
-            f"invocation {inv.invocation}: {url} unreachable: {type(exc).__name__}: {exc}"
+            f"invocation {inv.invocation}: {shown_url(url)} unreachable: "
+            f"{type(exc).__name__}: {exc}"
         ) from None
 
 
@@ -140,6 +154,7 @@ async def _exchange(
     request = client.build_request(
         "POST", url, content=body, headers=_headers(secret, body, inv.protocol), timeout=None
     )
+    url = shown_url(url)  # sent with its credentials; every message shows it without
     late = RemoteDeadlineError(f"invocation {inv.invocation}: no answer from {url} by its deadline")
     try:
         async with asyncio.timeout_at(cut):
@@ -428,6 +443,8 @@ def _fix(code: str, details: Any, inv: Invocation) -> str | None:
             "the secret= given to app.remote_workflow is not one the tenant accepts: give "
             "it the tenant's TenantApp(secret=...)"
         )
+    if code == "protocol_version_mismatch":
+        return _protocol_fix(listed(details, "supported"), inv.protocol)
     if code == "stale_timestamp":
         return "this machine's clock and the tenant's differ: synchronise them (NTP)"
     if code == "workflow_not_found":
@@ -439,6 +456,21 @@ def _fix(code: str, details: Any, inv: Invocation) -> str | None:
     if code == "workflow_version_mismatch":
         return _version_fix(listed(details, "versions"), inv.version)
     return None
+
+
+def _protocol_fix(spoken: list[Any], ours: int) -> str:
+    """How to mend a protocol the tenant does not speak. The run's recorded error said
+    only "protocol version 1 is not spoken here": the versions it does speak were on
+    the exception object alone (`RemoteVersionError.supported`), never recorded."""
+    said = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in spoken)
+    text = f"the tenant speaks protocol versions {said or 'none it names'}"
+    text += f" and this orchestrator {ours}"
+    numbers = [v for v in spoken if isinstance(v, int) and not isinstance(v, bool)]
+    if numbers and len(numbers) == len(spoken) and min(numbers) > ours:
+        return f"{text}: upgrade tether here to a release that speaks one of them"
+    if numbers and len(numbers) == len(spoken) and max(numbers) < ours:
+        return f"{text}: upgrade tether on the tenant to a release that speaks {ours}"
+    return f"{text}: run releases of tether on both sides that share a protocol version"
 
 
 def _version_fix(served: list[Any], version: str | None) -> str:

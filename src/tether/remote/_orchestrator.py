@@ -54,7 +54,7 @@ from ..errors import (
 )
 from ..serde import load_json
 from ..store import Fence, Store
-from ._call import Reply, call, encode
+from ._call import Reply, call, encode, shown_url
 from ._errors import (
     RemoteDeadlineError,
     RemoteError,
@@ -211,7 +211,7 @@ class _Drive:
         )
 
     def _where(self) -> str:
-        return self.spec.url
+        return shown_url(self.spec.url)  # recorded: never a password in it
 
     async def _compensate_on_tenant(self) -> None:
         """The compensation of `TENANT`: one invocation in ``compensate`` mode, in
