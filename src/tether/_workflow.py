@@ -427,11 +427,23 @@ class Workflow:
         its process is known gone (on the same machine). A sync step given up on
         inside the block (its `timeout`) keeps the key until it returns, or until
         this process exits (the step dies with it).
+
+        A block the run left in an earlier drive is not taken again when the run is
+        replayed (nothing in it runs again): its exit is recorded (``mutex.left:key``).
         """
         check_depth("wf.mutex", self.workflow_id)
         durations = seconds_of(timeout), seconds_of(poll), seconds_of(stale_after)
+        check_name("mutex key", key)
+        left = self._run.next_key(f"mutex.left:{key}")
+        done = self._run.steps.get(left)
+        if done is not None and done.status is StepStatus.COMPLETED:
+            # left before: waiting for the key again (behind a run parked in its own
+            # block) stalled a replay for up to its timeout, then failed it
+            yield MutexHandle(key, "(left in an earlier drive)")
+            return
         async with self._locks.mutex(key, *durations) as handle:
             yield handle
+        await self._waits.save(left, "true")  # after the release: a crash between re-takes it
 
     async def with_mutex(
         self,
