@@ -218,3 +218,46 @@ async def test_a_listener_that_could_never_hear_is_refused_before_the_run(
         assert (await app.aget_run("h1")).status is tether.RunStatus.COMPLETED
     finally:
         await app.aclose()
+
+
+async def test_a_run_interceptor_calling_proceed_twice_is_refused_not_paying_twice(
+    database_url: str,
+) -> None:
+    """An `intercept_run` that retried the drive by calling proceed() again ran the
+    workflow's code a second time in the same drive: its steps took new names
+    (``charge#2``) and executed again, a recorded payment charged twice."""
+    charges: list[str] = []
+    failures = iter([ValueError("flaky once")])
+
+    def flaky() -> int:
+        for exc in failures:
+            raise exc
+        return 1
+
+    class RetryTheRun:
+        async def intercept(self, call: StepCall, proceed: Proceed) -> Any:
+            return await proceed()
+
+        async def intercept_run(self, call: tether.RunCall, proceed: Proceed) -> Any:
+            try:
+                return await proceed()
+            except ValueError:
+                return await proceed()
+
+    app = App(database_url, clock=FakeClock(), interceptors=[RetryTheRun()])
+
+    @app.workflow(name="pay")
+    async def pay(wf: Workflow) -> str:
+        await wf.step("charge", lambda: charges.append("paid"))
+        await wf.step("flaky", flaky)
+        return "done"
+
+    try:
+        with pytest.raises(InvalidArgumentError, match=r"called proceed\(\) a second time"):
+            await app.arun(pay, workflow_id="pay-1")
+        record = await app.aget_record("pay-1")
+    finally:
+        await app.aclose()
+    assert charges == ["paid"]  # before: ["paid", "paid"] and the run completed
+    assert record.status is tether.RunStatus.FAILED
+    assert sorted(record.steps) == ["charge", "flaky"]

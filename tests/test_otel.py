@@ -322,3 +322,53 @@ def test_a_provider_that_is_not_one_is_refused_saying_what_to_pass(
         with pytest.raises(tether.InvalidArgumentError, match="takes an OpenTelemetry Tra"):
             Tracing(wrong)
     assert isinstance(Tracing(provider), Tracing)
+
+
+@tether.stage(id="taken", input=Doc, output=Doc)
+async def taken_over(ctx: tether.StageContext[Doc, None]) -> Doc:
+    await ctx.workflow.step("one", lambda: 1)
+    with pytest.raises(tether.RunAlreadyRunningError):  # while this process's claim holds
+        await _TakeOver.second.aresume("f1")
+    _TakeOver.clock.advance(31)  # this process stopped renewing its claim: it lapsed
+    await _TakeOver.second.aresume("f1")  # another process took the run over
+    await ctx.workflow.step("two", lambda: 2)  # fenced out here
+    return ctx.input
+
+
+class _TakeOver:
+    clock: ClassVar[FakeClock]
+    second: ClassVar[App]
+
+
+async def test_a_stage_of_a_drive_fenced_out_still_ends_its_span(
+    database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """A drive fenced out by another owner (StaleOwnerError) ends with no `workflow.`
+    event: the span of the stage it was in stayed open for good, never exported, and
+    the step spans under it pointed at a parent the trace never got."""
+    provider, exporter = spans
+    _TakeOver.clock = clock = FakeClock()
+    first = App(database_url, clock=clock, interceptors=[Tracing(provider)])
+    _TakeOver.second = second = App(database_url, clock=clock, interceptors=[Tracing(provider)])
+    p = tether.Pipeline("fenced", input=Doc).pipe(taken_over)
+
+    @first.workflow(name="fenced-flow")
+    async def flow(wf: tether.Workflow) -> str:
+        return (await p(wf, Doc(text="x"))).text
+
+    @second.workflow(name="fenced-flow")
+    async def other(wf: tether.Workflow) -> str:
+        return "taken"
+
+    try:
+        with pytest.raises(tether.StaleOwnerError):
+            await first.arun(flow, workflow_id="f1")
+    finally:
+        await first.aclose()
+        await second.aclose()
+    [stage] = _stage_spans(exporter, "taken")  # before: none, the span never ended
+    assert stage.attributes["tether.stage.parked"] is True
+    assert _parent_of(exporter, "tether.step taken/one") == stage.context.span_id
+    [run] = [s for s in exporter.get_finished_spans() if s.name == "tether.run fenced-flow"
+             and s.attributes["tether.outcome"] == "StaleOwnerError"]  # fmt: skip
+    assert stage.parent.span_id == run.context.span_id and stage.end_time <= run.end_time

@@ -191,13 +191,16 @@ def intercepted(
 def _link(icpt: Any, name: str, call: StepCall | RunCall, proceed: Proceed) -> Proceed:
     """`icpt.<name>(call, proceed)` as one link of a chain, refusing a link that returns
     what its ``proceed()`` made without awaiting it: the step (or run) never ran, and
-    storing that coroutine would fail as "not JSON", pointing away from the interceptor."""
+    storing that coroutine would fail as "not JSON", pointing away from the interceptor;
+    and a run link calling ``proceed()`` twice (see `_again`)."""
     hook = getattr(icpt, name)
 
     async def link() -> Any:
         made: list[Awaitable[Any]] = []
 
         def tracked() -> Awaitable[Any]:
+            if made and isinstance(call, RunCall):
+                raise InvalidArgumentError(_again(icpt, call))
             made.append(proceed())
             return made[-1]
 
@@ -220,6 +223,17 @@ def _unawaited(icpt: Any, name: str, call: StepCall | RunCall) -> str:
     return (
         f"{type(icpt).__qualname__}.{name} returned proceed() without awaiting it, "
         f"so {what} did not run: write `return await proceed()`"
+    )
+
+
+def _again(icpt: Any, call: RunCall) -> str:
+    """A second ``proceed()`` in one drive ran the workflow's code again in it: its steps
+    took new names (``charge#2``) and ran a second time, a recorded payment paid twice."""
+    return (
+        f"{type(icpt).__qualname__}.intercept_run called proceed() a second time for run "
+        f"{call.workflow_id!r}: the workflow's steps would run again under new names "
+        "(`step#2`), each one executed twice; call proceed() once and let the error "
+        "propagate (retry a step with its `retry=` policy, a whole run with app.rerun_from)"
     )
 
 

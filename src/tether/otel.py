@@ -119,6 +119,10 @@ class Tracing:
             except BaseException as exc:
                 span.set_attribute("tether.outcome", _outcome(exc))
                 raise
+            finally:
+                # a drive fenced out (StaleOwnerError) ends with no `workflow.` event: its
+                # stages' spans were left open, never exported, their steps orphaned
+                self._end_stages_of(call.workflow_id)
             span.set_attribute("tether.outcome", "completed")
             return value
 
@@ -159,8 +163,7 @@ class Tracing:
         or when the drive ends first (a stage parked on a wait or a batch: a span per
         drive of it, the later ones opened on `stage.resumed`)."""
         if type_.startswith("workflow."):
-            for key in [k for k in self._stages if k[0] == workflow_id]:
-                self._end_stage(key, "tether.stage.parked", same_task=False)
+            self._end_stages_of(workflow_id)
             return
         if not type_.startswith("stage.") or not isinstance(detail, dict):
             return
@@ -172,6 +175,11 @@ class Tracing:
         elif type_ in ("stage.completed", "stage.failed", "stage.cancelled"):
             error = None if type_ == "stage.completed" else str(detail.get("error") or type_)
             self._end_stage(key, error, same_task=True)
+
+    def _end_stages_of(self, workflow_id: str) -> None:
+        """End the spans of the stages still open in a drive of `workflow_id` that ended."""
+        for key in [k for k in self._stages if k[0] == workflow_id]:
+            self._end_stage(key, "tether.stage.parked", same_task=False)
 
     def _open_stage(
         self, key: tuple[str, str, str], detail: dict[str, Any], *, resumed: bool
