@@ -49,6 +49,14 @@ def _positional(fn: Callable[..., Any]) -> list[inspect.Parameter]:
     return [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
+def _has_var_positional(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
 def _annotated(fn: Callable[..., Any]) -> Any:
     """Where `fn`'s annotations live: itself, a partial's function, an object's __call__."""
     if isinstance(fn, functools.partial):
@@ -56,6 +64,26 @@ def _annotated(fn: Callable[..., Any]) -> Any:
     if inspect.isfunction(fn) or inspect.ismethod(fn):
         return fn
     return getattr(type(fn), "__call__", fn)  # noqa: B004
+
+
+def _input_hint(workflow: str, fn: Any, param: str) -> Any:
+    """The resolved annotation of `fn`'s parameter `param` (None: none declared), read
+    on its own: another annotation that only exists for type checkers (``wf: Workflow``
+    imported under ``TYPE_CHECKING``) does not make the input untyped."""
+    annotation = getattr(fn, "__annotations__", {}).get(param)
+    if annotation is None:
+        return None
+    one = type("_OneHint", (), {"__annotations__": {param: annotation}})
+    try:
+        hints = typing.get_type_hints(one, getattr(fn, "__globals__", None), {})
+    except Exception as exc:
+        raise InvalidArgumentError(
+            f"the input parameter {param!r} of workflow {workflow!r} is annotated "
+            f"{annotation!r}, which cannot be resolved at run time ({type(exc).__name__}: "
+            f"{exc}); define that type at module level (not only under TYPE_CHECKING), "
+            "or annotate the input with none and pass plain JSON"
+        ) from None
+    return hints.get(param)
 
 
 def default_name(fn: Callable[..., Any]) -> str:
@@ -135,7 +163,9 @@ class WorkflowDef:
 
     @property
     def takes_input(self) -> bool:
-        return len(self._params) >= 2
+        """Whether a run may pass an input: a second positional parameter, or ``*args``
+        (a wrapper written ``async def flow(*args, **kwargs)``)."""
+        return len(self._params) >= 2 or _has_var_positional(self.fn)
 
     @property
     def input_required(self) -> bool:
@@ -147,11 +177,7 @@ class WorkflowDef:
         params = self._params
         if len(params) < 2:
             return None
-        try:
-            hints = typing.get_type_hints(_annotated(self.fn))
-        except Exception:
-            return None
-        return hints.get(params[1].name)
+        return _input_hint(self.name, _annotated(self.fn), params[1].name)
 
     def coerce_input(self, value: Any) -> Any:
         """`value` as the workflow's declared input type (a dict becomes its model);
