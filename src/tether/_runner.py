@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from ._attach import in_step
 from ._compensation import compensate
 from ._control import HandBack, Suspend
@@ -41,6 +43,7 @@ from .errors import (
     WorkflowNotFoundError,
     WorkflowTimeoutError,
     WorkflowVersionError,
+    explain_validation,
 )
 from .record import RunRecord
 from .serde import dump_json, load_json, return_type_of
@@ -398,6 +401,30 @@ class Runner:
             return
         st.emit("workflow.handed_back", message)
 
+    async def _unfit_input(
+        self, st: RunState, defn: WorkflowDef, run: RunRow, exc: ValidationError
+    ) -> InvalidArgumentError:
+        """Hand back a run whose recorded input no longer fits its workflow's input type
+        (a deploy changed it); the error saying so. It was left `running`, claimed by a
+        drive that had ended with pydantic's bare error, and each resume met the same."""
+        said = (
+            f"run {run.workflow_id!r}'s recorded input (started under version "
+            f"{run.workflow_version!r}) does not fit the input type "
+            f"{getattr(defn.input_type, '__name__', defn.input_type)!s} of workflow "
+            f"{defn.name!r} (version {defn.version!r}): {explain_validation(exc)}. Take "
+            "the old shape too (a union, a validator), or leave its version out of "
+            "compatible= so an App of that version resumes it"
+        )
+        try:
+            await self._store.release_run(
+                st.fence,
+                at=self._clock.now(),
+                event=NewEvent("workflow.handed_back", "recorded input does not fit"),
+            )
+        except StoreError as err:  # fenced out or unreachable: its claim will lapse
+            log.warning("could not hand back run %s: %s", st.workflow_id, err)
+        return InvalidArgumentError(said)
+
     # -- driving ----------------------------------------------------------------------------
 
     async def drive(
@@ -498,7 +525,11 @@ class Runner:
             await self._refuse_newer(claimed)
             the_def = defn or self._lookup(claimed.workflow_name, claimed.workflow_id)
             wf, st = await self._context(claimed, the_def, on_event, compensating=False)
-            args, claimed = _args(wf, the_def, claimed, input), None
+            try:
+                args = _args(wf, the_def, claimed, input)
+            except ValidationError as exc:
+                raise await self._unfit_input(st, the_def, claimed, exc) from None
+            claimed = None
             st.emit("workflow.running")
             # own root: a child driven from its parent's for_each item or step
             with st.own_root(), self._driving():
