@@ -115,6 +115,23 @@ def return_type_of(fn: Callable[..., Any]) -> Any:
     return found
 
 
+def _return_hint(target: Any) -> Any:
+    """`target`'s return annotation resolved on its own (`_NO_TYPE`: none, or none that
+    resolves): another annotation that exists only for type checkers (``wf: Workflow``
+    imported under ``TYPE_CHECKING``) lost the return type, and a declared ``-> date``
+    came back from the record as a str."""
+    annotations = getattr(target, "__annotations__", None)
+    if not isinstance(annotations, dict) or "return" not in annotations:
+        return _NO_TYPE
+    unwrapped = inspect.unwrap(target) if hasattr(target, "__wrapped__") else target
+    one = type("_ReturnHint", (), {"__annotations__": {"r": annotations["return"]}})
+    try:
+        hints = typing.get_type_hints(one, getattr(unwrapped, "__globals__", None), {})
+    except Exception:
+        return _NO_TYPE
+    return hints.get("r", _NO_TYPE)
+
+
 # (code, the wrapped function's code, return annotation) -> the type: see `return_type_of`
 _BY_CODE: dict[tuple[Any, ...], Any] = {}
 
@@ -126,11 +143,7 @@ def _return_type(fn: Callable[..., Any]) -> Any:
     target = fn
     if isinstance(fn, functools.partial):
         target = fn.func
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:
-        return None
-    tp = hints.get("return", _NO_TYPE)
+    tp = _return_hint(target)
     if tp is _NO_TYPE or tp is Any:
         return None
     if inspect.iscoroutinefunction(target):
