@@ -45,6 +45,7 @@ from pathlib import Path
 
 from ._config import HooksSettings
 from ._errors import WorkspaceError
+from ._issue import _storable
 
 __all__ = [
     "HookResult",
@@ -375,7 +376,8 @@ async def run_shell(
                 recorded.unlink(missing_ok=True)
         size = out.seek(0, os.SEEK_END)
         out.seek(max(size - limit, 0))
-        text = out.read(limit).decode("utf-8", "replace")
+        # a NUL (a binary file cat'ed) would fail the step recording it, on any store
+        text = _storable(out.read(limit).decode("utf-8", "replace"))
     return code, text, size
 
 

@@ -28,6 +28,7 @@ session was lost.
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -141,9 +142,9 @@ class Toolbox:
         path = self.path(args.get("path"))
         if not path.is_file():
             raise ValueError(f"{args.get('path')!r} is not a file")
+        offset = int(_number(args, "offset", 0, least=0))
+        limit = int(_number(args, "max_chars", self.max_output, least=1))
         text = path.read_text("utf-8", errors="replace")
-        offset = int(args.get("offset") or 0)
-        limit = int(args.get("max_chars") or self.max_output)
         part = text[offset : offset + min(limit, self.max_output)]
         rest = len(text) - offset - len(part)
         return part + (f"\n[... {rest} more characters; read on with offset]" if rest > 0 else "")
@@ -172,7 +173,7 @@ class Toolbox:
         command = args.get("command")
         if not isinstance(command, str) or not command.strip():
             raise ValueError("command must be a non-empty string")
-        timeout = min(float(args.get("timeout_seconds") or self.timeout), self.timeout)
+        timeout = min(_number(args, "timeout_seconds", self.timeout, least=1), self.timeout)
         # its output in a file, its tail kept: `yes` for minutes costs no memory, and a
         # daemon it started (holding the output open) does not hold the turn up
         code, text, size = await run_shell(
@@ -361,6 +362,22 @@ class ApiBackend:
             results.append((call, text))
             await on_event(AgentEvent("tool_result", message=text[:300], session_id=session))
         return results, question
+
+
+def _number(args: dict[str, Any], key: str, default: float, *, least: float) -> float:
+    """`args[key]`, a number at least `least` (`default` when absent or null), else
+    the ValueError the model is answered with: a list or a negative offset is a
+    mistake to tell it about, never a crashed turn or a command killed at once."""
+    value = args.get(key)
+    if value is None:
+        return default
+    try:  # "60" as a string too, as models sometimes write it
+        number = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number >= least):
+        raise ValueError(f"{key} must be a number of at least {least:g}, got {value!r}")
+    return number
 
 
 def _schema(name: str, properties: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,8 @@ __all__ = ["LineParser", "Parsed", "ProcessBackend"]
 MAX_LINE = 10 * 1024 * 1024
 RESULT_GRACE = 2.0  # seconds an agent that reported its result has to exit by itself
 STDERR_KEEP = 64 * 1024  # bytes of stderr kept: its tail explains a failed exit
+EXIT_GRACE = 1.0  # seconds of output still read once the agent's shell exited
+EXIT_POLL = 0.1  # seconds between looks at whether it exited, while no line comes
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class ProcessBackend:
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(TimeoutError):
                 # bounded: a child that left the group may still hold a pipe
-                await asyncio.wait_for(asyncio.shield(proc.wait()), 10)
+                await asyncio.wait_for(asyncio.shield(_ended(proc)), 10)
             with contextlib.suppress(OSError):
                 record.unlink()
 
@@ -105,31 +107,20 @@ class ProcessBackend:
         self, proc: asyncio.subprocess.Process, request: TurnRequest, on_event: OnEvent
     ) -> TurnResult:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            proc.stdin.write(request.prompt.encode())
-            await proc.stdin.drain()
-        proc.stdin.close()
-        errors = asyncio.ensure_future(_tail(proc.stderr, STDERR_KEEP))
+        # fed beside the reading: an agent that never reads a prompt larger than the
+        # pipe holds must not keep the turn from its silence timeout
+        feed = asyncio.ensure_future(_feed(proc.stdin, request.prompt.encode()))
+        errors = _Tail(proc.stderr, STDERR_KEEP)
+        lines = _Lines(proc, proc.stdout)
         result: TurnResult | None = None  # the turn's end, as the agent said it
         notice: TurnResult | None = None  # a rate limit, say: why a failed exit failed
         session = request.session_id
         try:
             while True:
                 try:
-                    line = await asyncio.wait_for(proc.stdout.readline(), request.silence_timeout)
-                except TimeoutError:
-                    return TurnResult(
-                        "failed",
-                        session,
-                        error=f"turn_timeout: no output for {request.silence_timeout:g}s",
-                    )
-                except ValueError:  # asyncio's "Separator is not found, and chunk exceed..."
-                    return TurnResult(
-                        "failed",
-                        session,
-                        error=f"malformed: an output line longer than {MAX_LINE // 2**20} MB "
-                        "(the agent must write one JSON object per line)",
-                    )
+                    line = await lines.next(request.silence_timeout)
+                except (TimeoutError, ValueError) as exc:
+                    return TurnResult("failed", session, error=_unread(exc, request))
                 if not line:
                     break
                 parsed = self._parse(line)
@@ -148,11 +139,11 @@ class ProcessBackend:
             # output closed: the exit follows (bounded all the same)
             code = await _exited(proc, request.silence_timeout) if result is None else None
             if result is None:  # its stderr explains a failed exit: read it to the end
-                await asyncio.wait([errors], timeout=1.0)
+                await errors.finish(1.0)
         finally:
-            if not errors.done():
-                errors.cancel()
-        stderr = errors.result() if errors.done() and not errors.cancelled() else b""
+            feed.cancel()
+            errors.stop()
+        stderr = errors.tail
         if result is not None:
             return result if result.session_id else _with_session(result, session)
         if code == 0:  # a clean exit without a result completes the turn, notices or not
@@ -186,13 +177,84 @@ class ProcessBackend:
         return self.parse(data)
 
 
-async def _tail(stream: asyncio.StreamReader, keep: int) -> bytes:
-    """The last `keep` bytes of `stream`, read to its end: an agent writing gigabytes
-    to stderr costs the dispatcher no more memory than that."""
-    tail = b""
-    while chunk := await stream.read(1 << 16):
-        tail = (tail + chunk)[-keep:]
-    return tail
+async def _ended(proc: asyncio.subprocess.Process) -> None:
+    """The process exited and its output pipes closed (what is left in them read and
+    dropped): `proc.wait()` alone returns at once for a process already seen to exit,
+    leaving pipes a killed child held to be closed by no one."""
+    await proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            while await stream.read(1 << 16):
+                pass
+
+
+async def _feed(stdin: asyncio.StreamWriter, prompt: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stdin.write(prompt)
+        await stdin.drain()
+    stdin.close()
+
+
+class _Tail:
+    """The last `keep` bytes of `stream`, read on in the background: an agent writing
+    gigabytes to stderr costs the dispatcher no more memory than that, and what was
+    read is there even when a child the agent left holds the stream open."""
+
+    def __init__(self, stream: asyncio.StreamReader, keep: int) -> None:
+        self.tail = b""
+        self.stream = stream
+        self.keep = keep
+        self.task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        while chunk := await self.stream.read(1 << 16):
+            self.tail = (self.tail + chunk)[-self.keep :]
+
+    async def finish(self, within: float) -> None:
+        """Read on to the stream's end, for up to `within` seconds."""
+        await asyncio.wait([self.task], timeout=within)
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+class _Lines:
+    """The agent's output lines. Once the agent's shell exited and no line came for
+    `EXIT_GRACE` seconds, its output counts as closed: a child it left in the
+    background (a dev server, a watcher) holding stdout open must not hide the exit
+    until the silence timeout, which would fail a turn that ended at once."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, stdout: asyncio.StreamReader) -> None:
+        self.proc = proc
+        self.stdout = stdout
+        self.exited_at: float | None = None
+
+    async def next(self, silence: float) -> bytes:
+        """The next line (b"" once the output is over); TimeoutError after `silence`
+        seconds without one. A line's wait is polled for the exit: an unfinished
+        line stays in the reader's buffer when its wait is cancelled."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + silence
+        read = asyncio.ensure_future(self.stdout.readline())
+        try:
+            while True:
+                now = loop.time()
+                if self.proc.returncode is not None and self.exited_at is None:
+                    self.exited_at = now
+                # idle for the grace since the exit (a line read resets it: nothing
+                # the agent wrote before its exit is dropped, however slow the reading)
+                over = None if self.exited_at is None else max(self.exited_at, start) + EXIT_GRACE
+                until = deadline if over is None else min(deadline, over)
+                if now >= until:
+                    if over is not None and now >= over:
+                        return b""
+                    raise TimeoutError
+                done, _ = await asyncio.wait({read}, timeout=min(until - now, EXIT_POLL))
+                if done:
+                    return read.result()
+        finally:
+            read.cancel()
 
 
 async def _exited(proc: asyncio.subprocess.Process, within: float) -> int | None:
@@ -203,6 +265,17 @@ async def _exited(proc: asyncio.subprocess.Process, within: float) -> int | None
     while proc.returncode is None and loop.time() < deadline:
         await asyncio.sleep(0.02)
     return proc.returncode
+
+
+def _unread(exc: Exception, request: TurnRequest) -> str:
+    """Why no line came: the silence timeout, or (asyncio's ValueError "Separator is
+    not found, and chunk exceed the limit") a line past `MAX_LINE`."""
+    if isinstance(exc, TimeoutError):
+        return f"turn_timeout: no output for {request.silence_timeout:g}s"
+    return (
+        f"malformed: an output line longer than {MAX_LINE // 2**20} MB "
+        "(the agent must write one JSON object per line)"
+    )
 
 
 def _with_session(result: TurnResult, session: str | None) -> TurnResult:
