@@ -41,7 +41,8 @@ async def unreachable_batches(
         defn = registry.get(run.workflow_name)
         pipeline = defn.fn if defn is not None and isinstance(defn.fn, Pipeline) else None
         for sus in await suspended_batches(store, wid):
-            if sus.stage(pipeline, run.workflow_name) is None:  # one without `cancel=` has nothing to reach
+            # (a stage without `cancel=` is reached: its pipeline leaves it running)
+            if sus.stage(pipeline, run.workflow_name) is None:
                 found.append(f"batch stage {sus.name!r}")
         todo += await store.child_runs(wid)
     return found
