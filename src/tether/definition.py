@@ -5,18 +5,17 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from ._durations import check_seconds
 from ._names import check_name
 from .errors import InvalidArgumentError, WorkflowVersionError
 from .record import RunRecord
-from .serde import check_type, dump_json, load_json
+from .serde import check_type, dump_json, load_json, resolve_annotation, validate
 from .store import RunRow, RunStatus
 
 __all__ = ["RunResult", "WorkflowDef"]
@@ -24,11 +23,6 @@ __all__ = ["RunResult", "WorkflowDef"]
 T = TypeVar("T")
 DEF_ATTR = "__tether_workflow__"
 _INPUT_FIX = " as its annotation, or annotate it with none and pass plain JSON"
-
-
-@functools.lru_cache(maxsize=256)
-def _adapter(tp: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(tp)
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -67,23 +61,14 @@ def _annotated(fn: Callable[..., Any]) -> Any:
 
 
 def _input_hint(workflow: str, fn: Any, param: str) -> Any:
-    """The resolved annotation of `fn`'s parameter `param` (None: none declared), read
-    on its own: another annotation that only exists for type checkers (``wf: Workflow``
-    imported under ``TYPE_CHECKING``) does not make the input untyped."""
-    annotation = getattr(fn, "__annotations__", {}).get(param)
-    if annotation is None:
-        return None
-    one = type("_OneHint", (), {"__annotations__": {param: annotation}})
+    """The resolved annotation of `fn`'s input parameter `param` (None: none declared)."""
+    what = f"the input parameter {param!r} of workflow {workflow!r}"
     try:
-        hints = typing.get_type_hints(one, getattr(fn, "__globals__", None), {})
-    except Exception as exc:
+        return resolve_annotation(fn, param, what)
+    except InvalidArgumentError as exc:
         raise InvalidArgumentError(
-            f"the input parameter {param!r} of workflow {workflow!r} is annotated "
-            f"{annotation!r}, which cannot be resolved at run time ({type(exc).__name__}: "
-            f"{exc}); define that type at module level (not only under TYPE_CHECKING), "
-            "or annotate the input with none and pass plain JSON"
+            f"{exc}, or annotate the input with none and pass plain JSON"
         ) from None
-    return hints.get(param)
 
 
 def default_name(fn: Callable[..., Any]) -> str:
@@ -172,8 +157,9 @@ class WorkflowDef:
         params = self._params
         return len(params) >= 2 and params[1].default is inspect.Parameter.empty
 
-    @property
+    @functools.cached_property
     def input_type(self) -> Any:
+        """The declared type of the input, resolved once (each run and child start asks)."""
         params = self._params
         if len(params) < 2:
             return None
@@ -191,7 +177,7 @@ class WorkflowDef:
             return value
         check_type(tp, f"the input parameter of workflow {self.name!r}", _INPUT_FIX)
         try:
-            return _adapter(tp).validate_python(value)
+            return validate(tp, value)
         except ValidationError as exc:
             problems = "; ".join(
                 f"input{_loc(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)[:3]

@@ -26,9 +26,10 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
+from datetime import datetime, time, timedelta
 from typing import Any
 
-from pydantic import BaseModel, PydanticUserError, TypeAdapter
+from pydantic import BaseModel, PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
 from .errors import InvalidArgumentError, NotSerializableError
@@ -40,8 +41,10 @@ __all__ = [
     "dump_plain",
     "is_plain",
     "load_json",
+    "resolve_annotation",
     "return_type_of",
     "to_json_data",
+    "validate",
 ]
 
 _NO_TYPE: Any = object()
@@ -115,21 +118,38 @@ def return_type_of(fn: Callable[..., Any]) -> Any:
     return found
 
 
-def _return_hint(target: Any) -> Any:
-    """`target`'s return annotation resolved on its own (`_NO_TYPE`: none, or none that
-    resolves): another annotation that exists only for type checkers (``wf: Workflow``
-    imported under ``TYPE_CHECKING``) lost the return type, and a declared ``-> date``
-    came back from the record as a str."""
-    annotations = getattr(target, "__annotations__", None)
-    if not isinstance(annotations, dict) or "return" not in annotations:
-        return _NO_TYPE
-    unwrapped = inspect.unwrap(target) if hasattr(target, "__wrapped__") else target
-    one = type("_ReturnHint", (), {"__annotations__": {"r": annotations["return"]}})
+def resolve_annotation(fn: Any, name: str, what: str, default: Any = None) -> Any:
+    """`fn`'s annotation `name` ("return": its return type) resolved on its own, in the
+    module of the function it wraps; `default` when it declares none.
+
+    One at a time: another annotation that exists only for type checkers (``wf:
+    Workflow`` imported under ``TYPE_CHECKING``) would otherwise hide the one asked for
+    (a declared ``-> date`` came back from the record as a str). One that does not
+    resolve raises `InvalidArgumentError` naming `what` (e.g. "the input parameter
+    'order' of workflow 'ship'")."""
+    annotations = getattr(fn, "__annotations__", None)
+    if not isinstance(annotations, dict) or name not in annotations:
+        return default
+    unwrapped = inspect.unwrap(fn) if hasattr(fn, "__wrapped__") else fn
+    one = type("_OneHint", (), {"__annotations__": {name: annotations[name]}})
     try:
         hints = typing.get_type_hints(one, getattr(unwrapped, "__globals__", None), {})
-    except Exception:
+    except Exception as exc:
+        raise InvalidArgumentError(
+            f"{what} is annotated {annotations[name]!r}, which cannot be resolved at run time "
+            f"({type(exc).__name__}: {exc}); define that type at module level (not only under "
+            "TYPE_CHECKING)"
+        ) from None
+    return hints.get(name, default)
+
+
+def _return_hint(target: Any) -> Any:
+    """`target`'s resolved return annotation; `_NO_TYPE` when it has none, or one that
+    does not resolve (the result is then stored and read back as plain JSON)."""
+    try:
+        return resolve_annotation(target, "return", "the return type", _NO_TYPE)
+    except InvalidArgumentError:
         return _NO_TYPE
-    return hints.get("r", _NO_TYPE)
 
 
 # (code, the wrapped function's code, return annotation) -> the type: see `return_type_of`
@@ -157,6 +177,18 @@ def _return_type(fn: Callable[..., Any]) -> Any:
 
 def to_json_data(value: Any, *, what: str, tp: Any = None) -> Any:
     """`value` as plain JSON data (dicts, lists, str, numbers, bool, None)."""
+    data = _json_data(value, what, tp)
+    if type(data) in _HAS_TEXT:
+        try:
+            text = to_json(data).decode()
+        except Exception:  # refused where it is written, with its path
+            return data
+        if _MINUTE_OFFSET.search(text):
+            data = _exact_offsets(value, tp, data)
+    return data
+
+
+def _json_data(value: Any, what: str, tp: Any) -> Any:
     if tp is None:
         _refuse_set(value, what)
     try:
@@ -248,12 +280,13 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 def dump_json(value: Any, *, what: str, tp: Any = None) -> str:
     """Serialise `value` to a JSON string, or raise `NotSerializableError`."""
     cls = type(value)
-    if cls in _PLAIN and (tp is None or tp is cls):
-        data = value
-    else:
-        data = to_json_data(value, what=what, tp=tp)
+    plain = cls in _PLAIN and (tp is None or tp is cls)
+    data = value if plain else _json_data(value, what, tp)
     try:
         text = _ENCODER.encode(data)
+        if _MINUTE_OFFSET.search(text):
+            data = _exact_offsets(value, tp, data)
+            text = _ENCODER.encode(data)
     except (ValueError, RecursionError):  # NaN/inf, or an int too long for str()
         raise _refusal(data, what) from None
     # cheap scans of the text; the walk that finds the path runs only on a hit
@@ -388,7 +421,90 @@ def load_json(text: str | None, tp: Any = None) -> Any:
     data = json.loads(text)
     if tp is None:
         return data
+    if _SECONDS_OFFSET.search(text):
+        try:  # a datetime or time whose offset has seconds: pydantic cannot parse its text
+            return _adapter(tp).validate_python(_read_offsets(data))
+        except ValidationError:
+            pass  # a str that only reads like one (declared str): as written
     return _adapter(tp).validate_python(data)
+
+
+def validate(tp: Any, value: Any) -> Any:
+    """`value` (a value or `to_json_data`'s data) validated into `tp`, as `load_json` reads
+    it: a datetime or time in it whose UTC offset has seconds, written out in full, is
+    read as one (pydantic cannot parse such text and refused it)."""
+    adapter = _adapter(tp)
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        if not _any(value, _is_seconds_offset):
+            raise
+        try:
+            return adapter.validate_python(_read_offsets(value))
+        except ValidationError:
+            pass
+        raise
+
+
+# What to_json_data writes of a datetime or time whose UTC offset has seconds: pydantic
+# writes an offset to the minute (+05:00 for +05:00:30; LMT zones such as Europe/Amsterdam
+# before 1937 have such offsets) and cannot parse one with seconds, so the value read back
+# was another instant. It is written as isoformat does (+05:00:30) and read back by
+# load_json with fromisoformat: the same instant and utcoffset.
+_HAS_TEXT = (str, list, dict)
+# a time of day with an offset as pydantic writes it, at the end of a string: the value
+# is then walked to see whether the offset had seconds
+_MINUTE_OFFSET = re.compile(r'\d\d:\d\d:\d\d(?:\.\d+)?[+-]\d\d:\d\d"')
+_SECONDS_OFFSET = re.compile(r'[+-]\d\d:\d\d:\d\d(?:\.\d{6})?"')
+_OFFSET_MOMENT = re.compile(
+    r"(?:\d{4}-\d\d-\d\dT)?\d\d:\d\d:\d\d(?:\.\d{6})?[+-]\d\d:\d\d:\d\d(?:\.\d{6})?"
+)
+_MINUTE = timedelta(minutes=1)
+
+
+def _exact_offsets(value: Any, tp: Any, data: Any) -> Any:
+    """`data`, dumped from `value`, with each datetime and time whose UTC offset has
+    seconds written in full: found where a python-mode dump, the same shape, holds one."""
+    try:
+        plain = _adapter(Any if tp is None else tp).dump_python(
+            value, mode="python", by_alias=True, warnings=False
+        )
+    except Exception:  # the JSON-mode dump worked; nothing more to learn here
+        return data
+    return _with_offsets(plain, data)
+
+
+def _with_offsets(plain: Any, data: Any) -> Any:
+    if isinstance(plain, datetime | time):
+        offset = plain.utcoffset()
+        if offset is None or not offset % _MINUTE or data != to_jsonable_python(plain):
+            return data  # another shape (a serializer of its own): left as pydantic wrote it
+        # the base class's: a subclass (pendulum's) may write its own text
+        return datetime.isoformat(plain) if isinstance(plain, datetime) else time.isoformat(plain)
+    if type(data) is list and isinstance(plain, list | tuple) and len(plain) == len(data):
+        return [_with_offsets(p, d) for p, d in zip(plain, data, strict=True)]
+    if type(data) is dict and isinstance(plain, dict) and len(plain) == len(data):
+        pairs = zip(plain.items(), data.items(), strict=True)
+        return {_with_offsets(pk, dk): _with_offsets(pv, dv) for (pk, pv), (dk, dv) in pairs}
+    return data
+
+
+def _is_seconds_offset(value: Any) -> bool:
+    return isinstance(value, str) and _OFFSET_MOMENT.fullmatch(value) is not None
+
+
+def _read_offsets(data: Any) -> Any:
+    """`data` with each datetime or time that `_with_offsets` wrote made one again."""
+    if type(data) is list:
+        return [_read_offsets(v) for v in data]
+    if type(data) is dict:
+        return {_read_offsets(k): _read_offsets(v) for k, v in data.items()}
+    if not _is_seconds_offset(data):
+        return data
+    try:
+        return (datetime if "T" in data else time).fromisoformat(data)
+    except ValueError:  # no such date or time: a str, as written
+        return data
 
 
 def _find_unserialisable(value: Any, path: str) -> tuple[type, str]:

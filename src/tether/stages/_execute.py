@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .._attach import attach
 from .._durations import seconds_of
@@ -38,7 +38,7 @@ from .._fanout import ITEM_PATH, ForEachError, ItemStatus
 from .._run_state import NAME_SCOPE, name_scope
 from ..ai import batches_out, stop_batches
 from ..errors import StoreError, explain_validation
-from ..serde import to_json_data
+from ..serde import to_json_data, validate
 from ..store import NewEvent
 from ._context import StageContext, place_folder, stage_prefix
 from ._errors import StageError, StageFailedError, StageTimeoutError, not_json
@@ -159,8 +159,8 @@ class Execution:
         assert self.p.output is not None
         last = [s.id for s in self.p.groups[-1]]
         try:
-            return self.p.output.model_validate(
-                to_json_data(value, what=f"the output of pipeline {self.p.name!r}")
+            return validate(
+                self.p.output, to_json_data(value, what=f"the output of pipeline {self.p.name!r}")
             )
         except ValidationError as exc:
             raise StageError(
@@ -171,7 +171,7 @@ class Execution:
 
     def _typed_input(self) -> Any:
         raw = self.run_input.input
-        return raw if self.p.input is None else self.p.input.model_validate(raw)
+        return raw if self.p.input is None else validate(self.p.input, raw)
 
     async def _plan(self) -> dict[str, Any]:
         groups = [[s.id for s in g] for g in self.p.groups]
@@ -389,7 +389,7 @@ class Execution:
                 why = f"is damaged: {len(body)} bytes that are not UTF-8 JSON ({exc})"
                 raise self._unreadable(s, where, why) from None
         try:
-            return s.output.model_validate(data)
+            return validate(s.output, data)
         except ValidationError as exc:
             shown = explain_validation(exc)  # quotes the data: a large output is cut short
             shown = shown if len(shown) <= 400 else f"{shown[:400]}..."
@@ -415,7 +415,7 @@ class Execution:
         except TypeError as exc:  # NotSerializableError is one
             raise StageError(not_json(s.id, s.output.__name__, out, exc)) from None
         try:
-            return s.output.model_validate(data)
+            return validate(s.output, data)
         except ValidationError as exc:
             raise StageError(
                 f"stage {s.id!r} returned a value that is not its output {s.output.__name__}: "
@@ -426,9 +426,7 @@ class Execution:
         if s.input is None:
             return value
         try:
-            return TypeAdapter(s.input).validate_python(
-                to_json_data(value, what=f"the input of stage {s.id!r}")
-            )
+            return validate(s.input, to_json_data(value, what=f"the input of stage {s.id!r}"))
         except ValidationError as exc:
             raise StageError(
                 f"the input of stage {s.id!r} does not fit {s.input.__name__}: "

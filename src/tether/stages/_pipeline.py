@@ -251,7 +251,8 @@ class Pipeline(Generic[I, O]):
             # failed on a dict once the run resumed after a wait or a crash
             return to_json_data(value, what=f"the input of pipeline {self.name!r}")
         try:
-            return self.input.model_validate(value).model_dump(mode="json", by_alias=True)
+            model = self.input.model_validate(value)
+            return to_json_data(model, what=f"the input of pipeline {self.name!r}")
         except ValidationError as exc:
             raise PipelineError(
                 f"the input of pipeline {self.name!r} does not fit {self.input.__name__}: "
