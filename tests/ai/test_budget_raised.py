@@ -4,18 +4,20 @@ real local server, both backends)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tether import App, ChildRunError, FakeClock, RunStatus, Workflow, ai
 
+from .._env import child_pythonpath
+from ._lineage import PRICES, M, lineage
 from ._server import ProviderServer
-
-M = "openai:gpt-4.1-mini"
-# the server's echo answer is 15 tokens: $1.20 a call at this price
-PRICES = ai.Prices({M: {"input_per_million": 80_000, "output_per_million": 80_000}})
 
 
 @pytest.fixture
@@ -86,3 +88,70 @@ async def test_a_raise_is_told_once_though_parallel_branches_and_later_drives_ta
     done = await app.aresume("f")
     assert done.value == 2
     assert len(_raised(done.record.events)) == 1
+
+
+async def test_a_raise_a_child_took_for_its_parents_budget_holds_for_its_descendants(
+    app: App, server: ProviderServer
+) -> None:
+    """mid, stopped by top's budget, took the raise to $10 and recorded it in its own
+    events; leaf and tip read only top's and were stopped at $1.50 ("$3.6000 of
+    $1.5000"), each waiting for a raise of its own."""
+    top = lineage(app)
+    assert (await app.arun(top, workflow_id="t")).status is RunStatus.WAITING
+    await app.asignal("t/mid#1", "budget.raise", {"max_usd": 10})
+    assert (await app.aresume("t/mid#1")).status is RunStatus.WAITING  # leaf on "go"
+    leaf = await app.aget_record("t/mid#1/leaf#1")
+    assert [e.type for e in leaf.events if e.type.startswith("budget.")] == []
+    await app.asignal("t/mid#1/leaf#1", "go", None)
+    assert (await app.aresume("t/mid#1/leaf#1")).status is RunStatus.COMPLETED
+    assert (await app.aresume("t/mid#1")).status is RunStatus.COMPLETED
+    done = await app.aresume("t")
+    assert done.value == ["echo: m0", "echo: m1", "echo: m2", "echo: leaf", "echo: leaf again",
+                          "echo: tip"]  # fmt: skip
+    for run in ("t/mid#1/leaf#1", "t/mid#1/leaf#1/tip#1"):
+        record = await app.aget_record(run)
+        assert [e.type for e in record.events if e.type.startswith("budget.")] == []
+    assert server.count("POST /v1/chat/completions") == 6  # $7.20 of $10
+
+
+_FLOWS = (
+    "import os, tether; from tether import ai; from tests.ai._lineage import M, PRICES, lineage; "
+    "providers = ai.Providers(openai=ai.OpenAI(api_key='k', base_url=os.environ['OPENAI_URL']), "
+    "prices=PRICES); app = tether.App(os.environ['DB'], ai=providers, inline_wait=0); "
+    "top = lineage(app); "
+)
+
+
+def _process(database_url: str, server: ProviderServer, code: str) -> str:
+    """What `code` prints, run in a process of its own after `_FLOWS` (its memory empty)."""
+    env = {**os.environ, "DB": database_url, "OPENAI_URL": server.openai_url,
+           "PYTHONPATH": child_pythonpath(Path(__file__).parents[2])}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", _FLOWS + code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_descendant_resumed_in_another_process_sees_the_raise_a_run_above_it_took(
+    database_url: str, server: ProviderServer
+) -> None:
+    """leaf, parked on "go" after the raise mid took, drives on in a new process: it
+    reads the raise from mid's recorded events, not from any memory of the drive."""
+    first = _process(database_url, server,
+        "app.run(top, workflow_id='t'); "
+        "app.signal('t/mid#1', 'budget.raise', {'max_usd': 10}); "
+        "print(app.resume('t/mid#1').status.value)",
+    )  # fmt: skip
+    assert first == "waiting"  # leaf, on "go"
+    assert server.count("POST /v1/chat/completions") == 4
+    second = _process(database_url, server,
+        "app.signal('t/mid#1/leaf#1', 'go', None); "
+        "print(app.resume('t/mid#1/leaf#1').status.value, app.resume('t/mid#1').status.value, "
+        "app.resume('t').value)",
+    )  # fmt: skip
+    assert second == (
+        "completed completed "
+        "['echo: m0', 'echo: m1', 'echo: m2', 'echo: leaf', 'echo: leaf again', 'echo: tip']"
+    )
+    assert server.count("POST /v1/chat/completions") == 6

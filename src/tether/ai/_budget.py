@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any, Literal
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import InvalidArgumentError
 from ..store import AISpend as Spend
 
-__all__ = ["Budget", "Spend", "Verdict", "budget_stops", "raises_told"]
+__all__ = ["Budget", "Spend", "Verdict", "budget_stops", "latest_raise", "raises_told"]
 
 Verdict = Literal["ok", "warn", "exceeded"]
 Period = Literal["hour", "day", "week", "month"]
@@ -31,6 +31,7 @@ _LENGTHS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timede
 _LIMITS = {"max_usd", "max_tokens"}  # what a budget.raise signal may carry
 _EXAMPLE = "ai.Budget(max_usd=2.0, warn_at=0.8, on_exceed='pause')"
 _RAISE = "{'max_usd': 5} or {'max_tokens': 200000}"
+_EPOCH = datetime.min.replace(tzinfo=UTC)  # an event read without its time
 
 
 class InvalidBudgetError(InvalidArgumentError):
@@ -217,16 +218,41 @@ def raises_told(events: Iterable[Any]) -> dict[tuple[str, int], dict[str, Any]]:
     """The ``budget.raised`` events of a run since its last rerun (`run.rerun_from`,
     which may give it a new budget): (whose budget, which raise) -> the limits it gave,
     oldest first. `events` as `budget_stops` takes them."""
-    found: dict[tuple[str, int], dict[str, Any]] = {}
+    return {key: _limits_of(detail) for key, (_, detail) in _raises(events).items()}
+
+
+def latest_raise(runs: Sequence[Iterable[Any]], of: str) -> dict[str, Any] | None:
+    """The limits the latest raise of run `of`'s budget gave (None: none), read from
+    the events of `runs`, nearest the reader first: a raise is recorded by the run
+    that took it, which may be `of` or any run between it and the reader, and holds
+    for all the runs below that one. The latest by time; at the same time the one
+    recorded nearer the reader (it was judged against the limits above it)."""
+    best: tuple[tuple[datetime, int, int], dict[str, Any]] | None = None
+    for nearness, events in enumerate(runs):
+        for order, ((whose, _), (event, detail)) in enumerate(_raises(events).items()):
+            at = getattr(event, "at", None) or _EPOCH
+            rank = (at, -nearness, order)
+            if whose == of and (best is None or rank > best[0]):
+                best = (rank, _limits_of(detail))
+    return None if best is None else best[1]
+
+
+def _raises(events: Iterable[Any]) -> dict[tuple[str, int], tuple[Any, dict[str, Any]]]:
+    """`raises_told`, each with its event and detail (its time orders raises of runs)."""
+    found: dict[tuple[str, int], tuple[Any, dict[str, Any]]] = {}
     for event in events:
         kind = getattr(event, "type", None)
         if kind == "run.rerun_from":
             found.clear()
         detail = _detail(event) if kind == "budget.raised" else None
         if isinstance(detail, dict) and isinstance(detail.get("budget_of"), str):
-            limits = {k: detail.get(k) for k in sorted(_LIMITS)}
-            found[(detail["budget_of"], int(detail.get("raise") or 0))] = limits
+            found[(detail["budget_of"], int(detail.get("raise") or 0))] = (event, detail)
     return found
+
+
+def _limits_of(detail: dict[str, Any]) -> dict[str, Any]:
+    """The limits a ``budget.raised`` detail records, each named (None: not raised)."""
+    return {k: detail.get(k) for k in sorted(_LIMITS)}
 
 
 def _detail(event: Any) -> Any:

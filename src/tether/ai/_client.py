@@ -32,7 +32,7 @@ from ..errors import InvalidArgumentError, StoreError
 from ..retry import RetryPolicy
 from ..store import Fence, NewAICall, NewEvent
 from ._admission import Admissions, Ticket
-from ._budget import Budget, Spend, raises_told
+from ._budget import Budget, Spend, latest_raise, raises_told
 from ._cooldown import RATE_LIMITED, Cooldowns, Turn, limited_until
 from ._errors import (
     BudgetExceededError,
@@ -893,7 +893,28 @@ class WorkflowAI:
         return self._covering_now()
 
     async def _ancestors(self) -> list[_Limit]:
+        """The budgets of the runs that started this one, parent first, each with the
+        limits the latest ``budget.raise`` of it gave (`latest_raise`). A raise is
+        recorded by the run that took it: the budget's run or any run it covers, so
+        the events of each run up to the topmost budget that pauses (only such a
+        budget is raised) are read, once a drive."""
+        path = await self._path_up()
+        top = max((i for i, (_, budget, _) in enumerate(path) if _pauses(budget)), default=-1)
+        events = [await self._log.list_events(run) for run, _, _ in path[: top + 1]]
         found: list[_Limit] = []
+        for i, (run, budget, below) in enumerate(path):
+            if budget is None:
+                continue
+            limits = latest_raise(events[: i + 1], run) if _pauses(budget) else None
+            found.append(
+                _Limit(budget if limits is None else budget.with_limits(limits), run, below)
+            )
+        return found
+
+    async def _path_up(self) -> list[tuple[str, Budget | None, str]]:
+        """The runs that started this one, parent first: (run, its budget as recorded,
+        else its workflow's, the run below it on the way here)."""
+        path: list[tuple[str, Budget | None, str]] = []
         seen = {self._flow.workflow_id}
         run = await self._log.get_run(self._flow.workflow_id)
         parent = None if run is None else run.parent_id
@@ -908,21 +929,9 @@ class WorkflowAI:
                 if row.budget is not None
                 else self._workflow_budget(row.workflow_name)
             )
-            if budget is not None:
-                budget = await self._raised_since(parent, budget)
-                found.append(_Limit(budget, parent, below))
+            path.append((parent, budget, below))
             below, parent = parent, row.parent_id
-        return found
-
-    async def _raised_since(self, run: str, budget: Budget) -> Budget:
-        """`budget`, recorded for `run`, with the limits the ``budget.raise`` signals it
-        took for it gave (its ``budget.raised`` events): a raise holds for the runs it
-        starts after it. Only a budget that pauses can be raised so."""
-        if budget.on_exceed != "pause":
-            return budget
-        told = raises_told(await self._log.list_events(run))
-        limits = [v for (of, _), v in told.items() if of == run]
-        return budget.with_limits(limits[-1]) if limits else budget
+        return path
 
     async def _tell_raises(self) -> None:
         """Record each ``budget.raise`` taken this drive once, as ``budget.raised`` with
@@ -1805,6 +1814,11 @@ def _usd(micro: int | None) -> float | None:
 
 def _limits(budget: Budget) -> dict[str, Any]:
     return {"max_usd": budget.max_usd, "max_tokens": budget.max_tokens}
+
+
+def _pauses(budget: Budget | None) -> bool:
+    """Whether a ``budget.raise`` can raise `budget` (it pauses the run at its line)."""
+    return budget is not None and budget.on_exceed == "pause"
 
 
 def _said(budget: Budget, of: str, now: datetime) -> dict[str, Any]:
