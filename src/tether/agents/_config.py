@@ -167,6 +167,7 @@ class AgentSettings(_Section):
     model: str | None = None  # api: 'provider:model', e.g. 'anthropic:claude-sonnet-4-5'
     max_tool_rounds: int = Field(default=50, gt=0)  # api: model calls in one turn
     command_timeout_ms: int = Field(default=300_000, gt=0)  # api: one run_command
+    max_sessions: int = Field(default=100, gt=0)  # api: conversations kept in memory
     script: list[Any] = []  # mock: one entry per turn
     max_concurrent_agents: int = Field(default=10, gt=0)
     max_concurrent_agents_by_state: dict[str, int] = {}

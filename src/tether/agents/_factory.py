@@ -65,6 +65,7 @@ def make_backend(wf: WorkflowFile, providers: Providers | None = None) -> AgentB
             a.model,
             max_tool_rounds=a.max_tool_rounds,
             command_timeout=a.command_timeout_ms / 1000,
+            max_sessions=a.max_sessions,
         )
     if a.backend == "mock":
         return MockBackend([dict(x) for x in a.script if isinstance(x, dict)])

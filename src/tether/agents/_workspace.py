@@ -368,9 +368,10 @@ async def run_shell(
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
+        started = _started(proc.pid)
         recorded = record_agent(cwd, proc.pid) if record else None
         try:
-            code = await _exit_within(proc, timeout)
+            code = await _exit_within(proc, timeout, started)
         finally:
             if recorded is not None:
                 recorded.unlink(missing_ok=True)
@@ -381,23 +382,44 @@ async def run_shell(
     return code, text, size
 
 
-async def _exit_within(proc: asyncio.subprocess.Process, timeout: float) -> int | None:
+async def _exit_within(
+    proc: asyncio.subprocess.Process, timeout: float, started: str | None
+) -> int | None:
     """The process's exit code, or None when it was killed (with its group) at
     `timeout`; killed too if the caller is cancelled. Waits for the exit itself,
-    never for a pipe a detached child may hold open, and never without a bound."""
+    never for a pipe a detached child may hold open, and never without a bound.
+    A kill waits for the whole group (`started`: the leader's start time), not
+    just the shell: its children die after it, and a cancelled hook's clone must
+    not write on in a workspace about to be removed."""
     try:
         await asyncio.wait_for(proc.wait(), timeout)
         return proc.returncode
     except TimeoutError:
-        _kill_group(proc.pid)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 10)
+        await _end_group(proc, started)
         return None
     except BaseException:
-        _kill_group(proc.pid)
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(proc.wait()), 10)
+        # shielded: the kill is waited for even while the cancel goes on up
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(_end_group(proc, started))
         raise
+
+
+async def _end_group(proc: asyncio.subprocess.Process, started: str | None) -> None:
+    """Kill `proc`'s process group and wait until it is reaped and no process of the
+    group is left (10 s at most for each: one stuck in the kernel holds nothing up)."""
+    _kill_group(proc.pid)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), 10)
+    if started is not None:
+        await _until_gone(proc.pid, started, polls=200)
+
+
+async def _until_gone(pgid: int, started: str, *, polls: int) -> None:
+    """Until no process of group `pgid` runs, looking `polls` times at most."""
+    for _ in range(polls):
+        if not _group_left(pgid, started):
+            return
+        await asyncio.sleep(0.05)
 
 
 def _kill_group(pgid: int) -> None:
@@ -470,12 +492,8 @@ async def reap_orphan(workspace: Path) -> bool:
     path.unlink(missing_ok=True)
     if started is None or not _group_left(pgid, str(started)):
         return False  # gone, or the pid now belongs to someone else
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    for _ in range(100):  # until it is gone (its locks and files released)
-        if not _group_left(pgid, str(started)):
-            break
-        await asyncio.sleep(0.05)
+    _kill_group(pgid)
+    await _until_gone(pgid, str(started), polls=100)  # its locks and files released
     return True
 
 

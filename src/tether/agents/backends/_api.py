@@ -22,7 +22,10 @@ price table, then genai-prices), so the turn's tokens and cost land in the
 AI call log once. The conversation of a session lives in this process:
 a later turn of the same session continues it; after a restart the next turn
 starts a new session with its continuation prompt, as with a CLI agent whose
-session was lost.
+session was lost. Only the `max_sessions` most recently used conversations are
+kept (the port says when a turn starts, never when an issue ends), so a
+dispatcher running for months holds a bounded number; a turn naming one
+dropped since starts a new session the same way.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ import json
 import math
 import os
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ...ai import Anthropic, Message, ModelReply, ProviderError, Providers, TextRequest
+from ...errors import InvalidArgumentError
 from .._workspace import run_shell
 from ._port import AgentEvent, OnEvent, TurnRequest, TurnResult, Usage
 
@@ -256,7 +261,9 @@ class ApiBackend:
 
     `providers` are the App's (``App(ai=...)``); `model` is ``provider:model``.
     `max_tool_rounds` bounds the model calls of one turn; `command_timeout`
-    caps one `run_command`; `max_output` caps what a tool hands back.
+    caps one `run_command`; `max_output` caps what a tool hands back;
+    `max_sessions` is how many conversations are kept, the least recently used
+    dropped first (a turn continuing one dropped starts a new session).
     """
 
     name = "api"
@@ -271,7 +278,13 @@ class ApiBackend:
         max_output: int = 20_000,
         max_tokens: int = 4096,
         system: str = SYSTEM,
+        max_sessions: int = 100,
     ) -> None:
+        if isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1:
+            raise InvalidArgumentError(
+                f"max_sessions must be a whole number of at least 1, got {max_sessions!r}; "
+                "pass e.g. max_sessions=100"
+            )
         self.providers = providers
         self.provider_name, self.provider, self.model_id = providers.resolve(model)
         self.provider.check()  # a missing key fails when the backend is built, naming it
@@ -282,7 +295,8 @@ class ApiBackend:
         self.max_output = max_output
         self.max_tokens = max_tokens
         self.system = system
-        self.sessions: dict[str, list[Message]] = {}
+        self.max_sessions = max_sessions
+        self.sessions: OrderedDict[str, list[Message]] = OrderedDict()  # oldest use first
 
     async def aclose(self) -> None:
         """Close the model clients this event loop opened (a later turn opens new ones)."""
@@ -291,8 +305,25 @@ class ApiBackend:
     async def run_turn(self, request: TurnRequest, on_event: OnEvent) -> TurnResult:
         session = request.session_id if request.session_id in self.sessions else None
         session = session or f"api-{uuid.uuid4().hex[:16]}"
-        history = self.sessions.setdefault(session, [])
+        history = self.sessions.get(session, [])
+        self._keep(session, history)
         history.append(Message(role="user", content=request.prompt))
+        try:
+            return await self._loop(request, session, history, on_event)
+        finally:  # kept again at its end: others started meanwhile do not drop it
+            self._keep(session, history)
+
+    def _keep(self, session: str, history: list[Message]) -> None:
+        """Keep `session` as the most recently used, dropping the least recently used
+        beyond `max_sessions`."""
+        self.sessions[session] = history
+        self.sessions.move_to_end(session)
+        while len(self.sessions) > self.max_sessions:
+            self.sessions.popitem(last=False)
+
+    async def _loop(
+        self, request: TurnRequest, session: str, history: list[Message], on_event: OnEvent
+    ) -> TurnResult:
         tools = Toolbox(
             request.workspace,
             env=request.env,
