@@ -63,6 +63,10 @@ FLOWS = textwrap.dedent(
         return await wf.wait_for_token(token)
 
     @app.workflow
+    async def awaits(wf: tether.Workflow, token: str) -> object:
+        return await wf.wait_for_token(token)  # the caller's own token id
+
+    @app.workflow
     async def counts(wf: tether.Workflow, n: int) -> int:
         for i in range(n):
             await wf.step("tick", lambda: i)

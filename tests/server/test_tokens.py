@@ -71,3 +71,23 @@ def test_an_unknown_token_is_404_and_a_malformed_body_422(served: Served) -> Non
     assert malformed.json()["error"]["code"] == "invalid_request"
     extra = httpx.post(f"{base}/{token}/complete", json={"payload": 1, "by": "me"})
     assert extra.status_code == 422 and "body.by" in extra.json()["error"]["message"]
+
+
+TOKEN_IDS = ["order/42", "x/complete", "a//b", "../up", "pct%2F", "ünï/ß"]
+
+
+def test_a_token_id_of_the_callers_own_with_a_slash_is_completed(either_served: Served) -> None:
+    """``wf.wait_for_token`` takes the caller's own token id, '/' and all; before, the
+    route took one segment, and ``order/42`` was answered 404 "no route takes POST"."""
+    with Client(either_served.url) as client:
+        runs = {token: client.start("awaits", token) for token in TOKEN_IDS}
+        for token, wid in runs.items():
+            eventually_sync(lambda w=wid: client.get_record(w).status is RunStatus.WAITING)
+            assert client.complete_token(token, {"for": token}) == wid, token
+            eventually_sync(lambda w=wid: client.get_record(w).status is RunStatus.COMPLETED)
+            assert client.get_record(wid).output == {"for": token}
+        # sent unencoded, as curl would: the route's tail ends the id
+        wid = client.start("awaits", "by/hand")
+        eventually_sync(lambda: client.get_record(wid).status is RunStatus.WAITING)
+    done = httpx.post(f"{either_served.url}/api/v1/wait-tokens/by/hand/complete", json={})
+    assert (done.status_code, done.json()) == (200, {"workflow_id": wid}), done.text

@@ -118,8 +118,7 @@ class RemoteSpec:
                 f"compatible must be a list of version strings, got {self.compatible!r}"
             )
         object.__setattr__(self, "compatible", tuple(self.compatible))
-        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
-            raise InvalidArgumentError(f"url must be an http(s) URL, got {self.url!r}")
+        _check_url(self.url)
         if not isinstance(self.secret, str) or not self.secret:
             raise InvalidArgumentError("secret must be a non-empty str (the tenant's secret)")
         for what, value in (("deadline", self.deadline), ("retry_delay", self.retry_delay)):
@@ -132,6 +131,34 @@ class RemoteSpec:
             raise InvalidArgumentError(
                 f"max_invocations must be an integer >= 1, got {self.max_invocations!r}"
             )
+
+
+def _check_url(url: object) -> None:
+    """`InvalidArgumentError` unless `url` is an http(s) URL httpx can send to. A port
+    out of range or a broken IPv6 host was accepted here and failed each run with
+    httpx's bare ``InvalidURL: Invalid port: ':1'``, naming neither the url nor the
+    fix; ``HTTPS://`` (a scheme is case-insensitive) was refused; and the message
+    quoted the url with the password in it."""
+    if not isinstance(url, str):
+        raise InvalidArgumentError(f"url must be an http(s) URL string, got {url!r}")
+    shown = shown_url(url)
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise InvalidArgumentError(
+            f"url {shown!r} is not a valid URL ({exc}): give the URL the tenant's "
+            "tether.remote.handler is served at, e.g. 'https://tenant.example/'"
+        ) from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise InvalidArgumentError(
+            f"url {shown!r} has port {parsed.port}, and a port is 1 to 65535: give the "
+            "port the tenant's tether.remote.handler is served on"
+        )
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidArgumentError(
+            f"url must be an http(s) URL with a host, got {shown!r}: give the URL the "
+            "tenant's tether.remote.handler is served at, e.g. 'https://tenant.example/'"
+        )
 
 
 def remote_workflow(app: App, spec: RemoteSpec, timeout: float | None = None) -> Any:

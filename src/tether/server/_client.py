@@ -43,12 +43,32 @@ _STREAM_TIMEOUT = httpx.Timeout(30.0, read=None)  # events come as long as the r
 
 @contextmanager
 def _reaching(base_url: str) -> Iterator[None]:
-    """No answer at all (refused, reset, timed out) raised as `ApiUnreachable`,
-    for the blocking and the async client alike."""
+    """No answer at all (refused, reset, timed out) raised as `ApiUnreachable`, and a
+    request that cannot be written (`_unsendable`) as `InvalidArgumentError`, for the
+    blocking and the async client alike."""
     try:
         yield
+    except (UnicodeEncodeError, httpx.LocalProtocolError) as exc:
+        raise _unsendable(exc) from None
     except httpx.TransportError as exc:
         raise ApiUnreachable(base_url, str(exc) or type(exc).__name__) from None
+
+
+def _unsendable(exc: UnicodeEncodeError | httpx.LocalProtocolError) -> InvalidArgumentError:
+    """Why a request was never sent: text UTF-8 cannot write (a lone surrogate) in an
+    id or a body, or a token or Idempotency-Key no HTTP header can carry. Each was
+    raised bare (UnicodeEncodeError), or as the server unreachable (a newline)."""
+    if isinstance(exc, httpx.LocalProtocolError) or exc.encoding == "ascii":
+        return InvalidArgumentError(
+            f"the API token or Idempotency-Key cannot be sent in an HTTP header ({exc}); "
+            "pass the token as `tether tokens create` printed it, and a key of printable "
+            "ASCII (a hash of another, say)"
+        )
+    bad = exc.object[exc.start : exc.end]
+    return InvalidArgumentError(
+        f"cannot send {bad!r} (in {exc.object[:60]!r}): a lone surrogate is not text UTF-8 "
+        "can write; pass valid text (bytes decoded with errors='replace', say)"
+    )
 
 
 def _read(base_url: str, call: Call[T], resp: httpx.Response) -> T:
@@ -86,11 +106,15 @@ class _Sent(Generic[P, T]):
     def __init__(self, build: Callable[Concatenate[Calls, P], Call[T]]) -> None:
         @functools.wraps(build)
         def blocking(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
-            return self._send(build(_CALLS, *args, **kwargs))
+            with _reaching(self.base_url):  # an id's path segment may not be writable
+                call = build(_CALLS, *args, **kwargs)
+            return self._send(call)
 
         @functools.wraps(build)
         async def awaited(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
-            return await self._send(build(_CALLS, *args, **kwargs))
+            with _reaching(self.base_url):
+                call = build(_CALLS, *args, **kwargs)
+            return await self._send(call)
 
         # as `help` shows it: the answer's type, not the `Call` that reads it
         signature = inspect.signature(build)
@@ -141,9 +165,13 @@ class _Calls(Generic[H, X]):
                 "e.g. http://127.0.0.1:8000"
             )
         self.base_url = base_url.rstrip("/")
-        self._http: H = self._HTTP(
-            base_url=self.base_url, headers=_headers(token), timeout=timeout, transport=transport
-        )
+        with _reaching(self.base_url):  # a token no header can carry
+            self._http: H = self._HTTP(
+                base_url=self.base_url,
+                headers=_headers(token),
+                timeout=timeout,
+                transport=transport,
+            )
 
     list_runs = _Sent(Calls.list_runs)
     get_record = _Sent(Calls.get_record)
@@ -195,21 +223,20 @@ class Client(_Calls[httpx.Client, httpx.BaseTransport]):
         """The run's events as they happen (after seq `after`), until the run ends,
         or the server stops (then the iteration ends early: continue with `after`
         the last event's seq once it is back)."""
-        call, parser = _CALLS.stream(workflow_id, after), SSEParser()
-        with (
-            _reaching(self.base_url),
-            self._http.stream(
+        parser = SSEParser()
+        with _reaching(self.base_url):
+            call = _CALLS.stream(workflow_id, after)
+            with self._http.stream(
                 "GET", call.path, params=call.params, timeout=_STREAM_TIMEOUT
-            ) as resp,
-        ):
-            if resp.status_code >= 400:
-                raise _refused(resp, resp.read().decode(errors="replace"))
-            if _not_events(resp):
-                raise _foreign(self.base_url, resp, resp.read().decode(errors="replace"))
-            for event in parser.feed(resp.iter_lines()):
-                yield event
-                if parser.done:
-                    return
+            ) as resp:
+                if resp.status_code >= 400:
+                    raise _refused(resp, resp.read().decode(errors="replace"))
+                if _not_events(resp):
+                    raise _foreign(self.base_url, resp, resp.read().decode(errors="replace"))
+                for event in parser.feed(resp.iter_lines()):
+                    yield event
+                    if parser.done:
+                        return
 
     def close(self) -> None:
         self._http.close()
@@ -244,8 +271,9 @@ class AsyncClient(_Calls[httpx.AsyncClient, httpx.AsyncBaseTransport]):
             cursor = page.next_cursor
 
     async def stream_events(self, workflow_id: str, *, after: int = 0) -> AsyncIterator[Event]:
-        call, parser = _CALLS.stream(workflow_id, after), SSEParser()
+        parser = SSEParser()
         with _reaching(self.base_url):
+            call = _CALLS.stream(workflow_id, after)
             async with self._http.stream(
                 "GET", call.path, params=call.params, timeout=_STREAM_TIMEOUT
             ) as resp:

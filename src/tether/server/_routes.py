@@ -331,7 +331,7 @@ async def send_event(request: Request, body: SendEvent) -> EventSent:
 
 
 @api_router.post(
-    "/wait-tokens/{token_id}/complete", dependencies=[WRITE], summary="Complete a token"
+    "/wait-tokens/{token_id:path}/complete", dependencies=[WRITE], summary="Complete a token"
 )
 async def complete_token(request: Request, token_id: str, body: CompleteToken) -> TokenCompleted:
     wid = await served_app(request).acomplete_token(token_id, body.payload)

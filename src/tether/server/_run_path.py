@@ -1,4 +1,6 @@
-"""Routes under ``/runs/{id}/...`` whose run id may hold '/' (a child's does).
+"""Routes under ``/runs/{id}/...`` whose run id may hold '/' (a child's does), and
+``/wait-tokens/{id}/complete``, whose token id may too (``wf.wait_for_token`` takes
+the caller's own, such as ``order/42``).
 
 Such a route takes the rest of the path as the id (``{workflow_id:path}``), so
 ``/runs/x/events`` is ambiguous: the events of run ``x``, or the record of run
@@ -22,16 +24,16 @@ from ._query import ApiRoute
 
 __all__ = ["RunRoute"]
 
-_ID = "{workflow_id:path}"
+_WHOLE = ":path}"  # a parameter that takes the rest of the path: '/' and all
 
 
 class RunRoute(ApiRoute):
-    """An `ApiRoute` that, for a path with a ``{workflow_id:path}`` followed by a tail
+    """An `ApiRoute` that, for a path with a ``{...:path}`` parameter followed by a tail
     (``/events``), matches only when the raw path ends with that tail as sent."""
 
     def __init__(self, path: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(path, *args, **kwargs)
-        tail = path.partition(_ID)[2] if _ID in path else ""
+        tail = path.partition(_WHOLE)[2]
         self._tail = tail.encode()
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
