@@ -16,6 +16,7 @@ from tether.agents.backends import MockBackend
 from tether.agents.trackers import MemoryTracker
 from tether.testing import eventually
 
+from ._procs import alive
 from .trackers._servers import FakeGitHub, github_workflow, reset_in
 
 
@@ -779,3 +780,26 @@ async def test_an_issue_closed_during_after_create_loses_its_workspace(
     await asyncio.wait_for(driving, 20)
     assert (await app.aget_run("agent:memory:H-1")).status.value == "cancelled"
     assert not (tmp_path / "ws" / "H-1").exists()
+
+
+async def test_an_issue_closed_during_after_create_stops_the_hook(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """Before: the run cancelled under a long `after_create` (a clone) left the hook
+    running until it ended by itself; one that never ended held the run's driver."""
+    hook = "echo $$ > ../hook.pid; touch ../started; while true; do sleep 0.05; done"
+    text = _text(tmp_path, 1).replace('"echo created > created.txt"', f'"{hook}"')
+    config = parse_workflow(text, path=tmp_path / "WORKFLOW.md")
+    tracker = MemoryTracker([_issue("H-1")])
+    d = Dispatcher(app, config, tracker=tracker, backend=MockBackend([{}]))
+    host = tether.worker.ServerlessHost(app, queues=("agents",))
+    await d.tick()
+    [job] = await host.aclaim(1)
+    driving = asyncio.ensure_future(host.ahandle_job(job))
+    await eventually(lambda: (tmp_path / "ws" / "started").exists(), timeout=20)
+    tracker.set_state("H-1", "done")
+    assert (await d.tick()).stopped == ["agent:memory:H-1"]
+    await asyncio.wait_for(driving, 20)  # the hook never ends by itself
+    assert (await app.aget_run("agent:memory:H-1")).status.value == "cancelled"
+    assert not (tmp_path / "ws" / "H-1").exists()
+    assert not alive(int((tmp_path / "ws" / "hook.pid").read_text()))

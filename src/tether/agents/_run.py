@@ -58,7 +58,7 @@ from ._scheduler import (
     apply_event,
     retry_delay,
 )
-from ._turns import TurnOutcome, run_turn
+from ._turns import TurnOutcome, run_turn, unless_cancelled
 from ._workspace import WorkspaceManager
 from .backends import AgentBackend, AgentEvent, TurnRequest
 from .trackers import Tracker
@@ -416,7 +416,9 @@ class IssueRunner:
         if not await self._take_slot(wf, issue, attempt):
             return {"status": NO_SLOT, "error": NO_SLOTS}
         try:
-            prepared: dict[str, Any] = await wf.step("workspace", partial(self._prepare, issue))
+            prepared: dict[str, Any] = await wf.step(
+                "workspace", partial(self._prepare, issue, wf.workflow_id)
+            )
         except RunCancelledError:  # stopped during a hook (a long clone): tidy up as below
             await self._stopped(wf.workflow_id, self.workspaces().path_for(issue.identifier))
             raise
@@ -495,7 +497,17 @@ class IssueRunner:
         if error is not None and TERMINAL_STOP in error.message:
             await self.workspaces().discard(path)
 
-    async def _prepare(self, issue: Issue) -> dict[str, Any]:
+    async def _prepare(self, issue: Issue, run_id: str) -> dict[str, Any]:
+        """The workspace made ready (`_ready`), stopped with its hook when the run is
+        cancelled meanwhile (the step's write is then refused, and `_stopped` tidies)."""
+        ended, prepared = await unless_cancelled(
+            self._ready(issue), partial(self._is_cancelled, run_id)
+        )
+        if not ended or prepared is None:
+            return {"path": None, "error": "cancelled: the run was stopped during its hooks"}
+        return prepared
+
+    async def _ready(self, issue: Issue) -> dict[str, Any]:
         manager = self.workspaces()
         try:
             ws = await manager.ensure(issue.identifier)

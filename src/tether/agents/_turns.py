@@ -14,7 +14,7 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .._attach import attach
 from ..clock import Clock
@@ -22,7 +22,7 @@ from ..store import NewAICall
 from ._scheduler import is_stalled
 from .backends import AgentBackend, AgentEvent, TurnRequest, TurnResult, Usage, UsageMeter
 
-__all__ = ["TurnOutcome", "run_turn"]
+__all__ = ["TurnOutcome", "run_turn", "unless_cancelled"]
 
 WATCH_EVERY = 0.2  # real seconds between checks for a stall or a cancelled run
 
@@ -112,7 +112,32 @@ async def run_turn(
     return outcome
 
 
-async def _stop(turn: asyncio.Future[TurnResult]) -> None:
+T = TypeVar("T")
+
+
+async def unless_cancelled(
+    work: Awaitable[T], cancelled: Callable[[], Awaitable[bool]]
+) -> tuple[bool, T | None]:
+    """(True, its result) once `work` ends; (False, None) as soon as `cancelled` says
+    the run was stopped, `work` then cancelled and waited for (a hook's process group
+    killed): a workspace hook, such as a long clone, ran on after its run was
+    cancelled, until it ended by itself."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=WATCH_EVERY)
+            if done:
+                return True, task.result()
+            if await cancelled():
+                break
+    except BaseException:
+        await _stop(task)
+        raise
+    await _stop(task)
+    return False, None
+
+
+async def _stop(turn: asyncio.Future[Any]) -> None:
     """Cancel the backend's turn and wait until it let go (its process group killed)."""
     turn.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
