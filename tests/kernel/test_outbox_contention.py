@@ -140,6 +140,7 @@ def _unpublished(url: str) -> int:
 RIVAL = textwrap.dedent(
     """
     import asyncio, json, os, sys
+    from datetime import UTC, datetime, timedelta
     import tether
     from tether.kernel import WebhookSink, publish_outbox
 
@@ -154,7 +155,8 @@ RIVAL = textwrap.dedent(
         while not os.path.exists(go):
             await asyncio.sleep(0.001)
         passes = delivered = 0
-        while await store.outbox_pending(limit=1, now=None):
+        later = datetime.now(UTC) + timedelta(days=1)  # the other's claims lapsed: all left
+        while await store.outbox_pending(limit=1, now=later):
             flushed = await publish_outbox(app.kernel, holder, ttl=TTL, budget=0.05)
             if flushed is None:  # the other one holds the lock
                 await asyncio.sleep(0.002)
@@ -268,10 +270,11 @@ async def test_a_publisher_killed_mid_pass_leaves_only_its_unfinished_batch_to_r
 ) -> None:
     """The guarantee is at least once, and how much more is bounded by the code: a flush
     marks its batch (up to `BATCH` events) published in one write after the batch, so a
-    publisher killed mid-batch has its earlier batches marked and this one not. After
-    its lock lapses, the next publisher delivers exactly that batch's deliveries again
-    (the one in flight included), then the rest; nothing is lost, nothing else repeats.
-    Receivers dedupe by ``X-Tether-Delivery``."""
+    publisher killed mid-batch has its earlier batches marked and this one not. That
+    batch stays claimed after its lock lapses, until its claim does
+    (`OutboxPolicy.claim_lease`); then the next publisher delivers exactly that batch's
+    deliveries again (the one in flight included), then the rest; nothing is lost,
+    nothing else repeats. Receivers dedupe by ``X-Tether-Delivery``."""
     ids = await _seed(database_url, runs=6, per_run=(BATCH + 100) // 6)
     kill_at = BATCH + 20  # the 20th delivery of its second batch hangs
     receiver.block_at = kill_at
@@ -291,6 +294,9 @@ async def test_a_publisher_killed_mid_pass_leaves_only_its_unfinished_batch_to_r
         clock.advance(29)
         assert await publish_outbox(heir.kernel, "heir", ttl=30, budget=5) is None  # its lease
         clock.advance(2)
+        held = await publish_outbox(heir.kernel, "heir", ttl=30, budget=5)  # its claim
+        assert held is not None and held.delivered == 0
+        clock.advance(heir.kernel.outbox.claim_lease - 31)
         flushed = await publish_outbox(heir.kernel, "heir", ttl=30, budget=5)
     finally:
         if proc.poll() is None:

@@ -771,6 +771,30 @@ async def test_outbox_marks_many_deliveries_of_many_runs_at_once(store: Store) -
     assert await store.outbox_pending(limit=10, now=T0) == []
 
 
+async def test_outbox_claims_a_batch_for_its_lease_and_takes_back_what_was_released(
+    store: Store,
+) -> None:
+    # a claim holds its rows, and its runs' later ones, from any other claim until its
+    # lease runs out; a release hands them back at once, but only while still its claim
+    for wid in ("r1", "r2"):
+        gen = await _run(store, wid)
+        await store.append_events(Fence(wid, gen), [NewEvent("a"), NewEvent("b")], T0)
+    first = await store.outbox_claim(limit=4, lease=60, now=T0)
+    assert [(o.workflow_id, o.seq) for o in first] == [("r1", 1), ("r1", 2), ("r1", 3), ("r2", 1)]
+    assert {o.claimed_until for o in first} == {T0 + timedelta(seconds=60)}
+    assert await store.outbox_claim(limit=10, lease=60, now=T0 + timedelta(seconds=59)) == []
+    later = T0 + timedelta(seconds=60)
+    again = await store.outbox_claim(limit=1, lease=60, now=later)  # the first lapsed
+    assert [(o.workflow_id, o.seq) for o in again] == [("r1", 1)]
+    await store.outbox_mark(delivered=[("r2", 1)], failed=[], at=T0, released=first)
+    # r1:1 is the second claim's now, not released by the first: r1 waits behind it
+    rest = await store.outbox_claim(limit=10, lease=60, now=later)
+    assert [(o.workflow_id, o.seq) for o in rest] == [("r2", 2), ("r2", 3)]
+    await store.outbox_mark(delivered=[], failed=[], at=later, released=again)
+    back = await store.outbox_claim(limit=10, lease=60, now=later)
+    assert [(o.workflow_id, o.seq) for o in back] == [("r1", 1), ("r1", 2), ("r1", 3)]
+
+
 async def test_idempotency_reserves_returns_and_takes_over_stale(store: Store) -> None:
     assert await store.idempotency_begin("cmd", "k", at=T0, stale_after=60) is None
     with pytest.raises(tether.IdempotencyInProgressError):

@@ -60,20 +60,30 @@ class OutboxPolicy:
     `delivery_timeout` bounds each sink's ``publish`` (real seconds): a sink that
     never returns (a plugin awaiting a dead broker) fails its delivery instead of
     holding the pass, its renewed chore lock and so every later maintenance chore.
+
+    `claim_lease` is how long a batch's events stay claimed by the publisher that took
+    them (seconds of the store's clock): no other publisher takes them meanwhile, even
+    once the first lost its chore lock (its process stalled past the lock's lease). A
+    publisher starts no delivery after half of it, so a stall of up to the other half
+    (less its delivery in flight) delivers no event twice; a longer one may. A publisher
+    that dies mid-batch leaves its unfinished events to wait this long.
     """
 
     max_attempts: int = 8
     backoff: float = 1.0
     max_delay: float = 300.0
     delivery_timeout: float = 60.0
+    claim_lease: float = 120.0
 
     def __post_init__(self) -> None:
         # each kept as float seconds: a timedelta was let through (the error says one may
         # be given) and the first failed delivery's back-off then raised TypeError in the
         # middle of a pass, every pass, the event never recorded as failed nor dead
-        for name in ("backoff", "max_delay", "delivery_timeout"):
+        for name in ("backoff", "max_delay", "delivery_timeout", "claim_lease"):
             seconds = check_seconds(
-                f"OutboxPolicy {name}", getattr(self, name), positive=name == "delivery_timeout"
+                f"OutboxPolicy {name}",
+                getattr(self, name),
+                positive=name in ("delivery_timeout", "claim_lease"),
             )
             object.__setattr__(self, name, seconds)
         # checked here, not at the first failed delivery: a retry time past a datetime's
@@ -144,15 +154,18 @@ async def flush(
     `taken` (the kernel's, kept from pass to pass) remembers which sinks took an event
     that a later sink failed, so its retry goes to the sinks that did not: a broker
     that was down made every other sink get each of its retried events again, up to
-    8 times over. Only this process remembers: at least once still holds."""
+    8 times over. Only this process remembers: at least once still holds. The batch is
+    claimed (`Store.outbox_claim`): no other publisher takes it, even one that took the lock."""
     if not sinks:
         return 0, 0, 0
     if taken is None:
         taken = {}
     elif len(taken) > _MAX_TAKEN:  # events another process went on to deliver
         taken.clear()
-    rows = await store.outbox_pending(limit=max_events, now=clock.store_time())
-    go_on = _go_on.get()
+    lease = policy.claim_lease
+    stop_at = clock.now() + timedelta(seconds=lease / 2)  # a delivery begun ends in the claim
+    rows = await store.outbox_claim(limit=max_events, lease=lease, now=clock.store_time())
+    go_on = _go_on.get() or (lambda: True)
     delivered: list[tuple[str, int]] = []
     failed: list[_Failed] = []
     blocked: set[str] = set()
@@ -160,7 +173,7 @@ async def flush(
         for row in rows:
             if row.workflow_id in blocked:
                 continue  # keep order: nothing after a failed event of the same run
-            if go_on is not None and not go_on():
+            if not go_on() or clock.now() >= stop_at:
                 break
             error = await _deliver(sinks, _event(row), policy.delivery_timeout, taken)
             if error is None:
@@ -172,15 +185,29 @@ async def flush(
                 blocked.add(row.workflow_id)
             else:  # dead: a replay delivers it to every sink again
                 taken.pop((row.workflow_id, row.seq), None)
-    finally:
-        if delivered or failed:  # shielded: a cancelled pass still records its deliveries
-            await asyncio.shield(
-                store.outbox_mark(delivered=delivered, failed=failed, at=clock.now())
-            )
+    finally:  # shielded: a cancelled pass still records its deliveries
+        await asyncio.shield(_record(store, clock, rows, delivered, failed))
     dead = sum(1 for *_, retry_at in failed if retry_at is None)
     if len(failed) > dead:
         _say_failed(rows, failed, policy)
     return len(delivered), len(failed) - dead, dead
+
+
+async def _record(
+    store: Store,
+    clock: Clock,
+    rows: Sequence[OutboxRow],
+    delivered: Sequence[tuple[str, int]],
+    failed: Sequence[_Failed],
+) -> None:
+    """Record a batch's deliveries and failures, and hand back the claimed rows it did
+    not try (a stop, a failed earlier event of their run): else they waited out the
+    claim's lease, not their run's back-off or the next pass."""
+    if not rows:
+        return
+    tried = {*delivered, *((wid, seq) for wid, seq, *_ in failed)}
+    left = [r for r in rows if (r.workflow_id, r.seq) not in tried]
+    await store.outbox_mark(delivered=delivered, failed=failed, at=clock.now(), released=left)
 
 
 @dataclass

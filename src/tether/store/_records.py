@@ -410,6 +410,8 @@ class OutboxRow:
     attempts: int
     last_error: str | None = None
     dead_at: datetime | None = None
+    # claimed for delivery (`Store.outbox_claim`): until when no other publisher takes it
+    claimed_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -541,14 +541,34 @@ class QueueVerbs(StoreBase):
 
         return await self._tx("read", body)
 
+    async def outbox_claim(
+        self, *, limit: int, lease: float, now: datetime | None
+    ) -> list[OutboxRow]:
+        """The batch `outbox_pending` reads, claimed for `lease` seconds in the same
+        statement (each row's `claimed_until`): until then no other claim takes these
+        events nor their runs' later ones, so two publishers never deliver one event
+        both, even one whose chore lock lapsed mid-batch (a stall past its lease).
+        `outbox_mark` ends a claim: delivered, failed (its retry time), or released."""
+
+        async def body(tx: Tx) -> list[OutboxRow]:
+            rows = await tx.all("outbox_claim", now=tx.now(now), lease=lease, limit=limit)
+            return [
+                replace(tx.rows.outbox(r[:7]), claimed_until=tx.rows.t(r[7]))
+                for r in sorted(rows, key=lambda r: (r[8], r[0], r[1]))
+            ]
+
+        return await self._tx("fast", body, single=True)
+
     async def outbox_mark(
         self,
         *,
         delivered: Sequence[tuple[str, int]],
         failed: Sequence[tuple[str, int, str, datetime | None]],
         at: datetime,
+        released: Sequence[OutboxRow] = (),
     ) -> None:
-        """Record deliveries; a failure carries its error and next attempt (None: dead)."""
+        """Record deliveries; a failure carries its error and next attempt (None: dead).
+        `released` (claimed rows not tried) go back at once, while still their claim."""
 
         async def body(tx: Tx) -> None:
             if delivered:  # a pass delivers up to hundreds: one statement, not one each
@@ -558,6 +578,11 @@ class QueueVerbs(StoreBase):
             for run, seq, err, nxt in failed:  # rare: one each
                 dead = at if nxt is None else None
                 await tx.execute("outbox_failed", error=err, next=nxt, dead=dead, wid=run, seq=seq)
+            for until in dict.fromkeys(r.claimed_until for r in released):  # one a claim
+                rows = [r for r in released if r.claimed_until == until]
+                wids = tx.array([r.workflow_id for r in rows])
+                seqs = tx.array([r.seq for r in rows])
+                await tx.execute("outbox_release", until=until, wids=wids, seqs=seqs)
 
         await self._tx("fast", body)
 

@@ -486,18 +486,39 @@ ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED
 -- name: list_jobs
 SELECT {_job_cols} FROM jobs WHERE (:wid::text IS NULL OR run_id = :wid)
   AND (:status::text IS NULL OR status = :status) ORDER BY id LIMIT :limit
--- name: outbox_pending
+-- name: _outbox_due
 -- the undelivered events of the runs waiting longest, each run's in seq order (never by
--- `at`: hosts' clocks differ) and only up to its first event waiting for a retry: a run
--- backing off takes no place in the batch and holds back only its own events. One scan
--- of the undelivered events and no join, so no plan depends on fresh statistics.
+-- `at`: hosts' clocks differ) and only up to its first event waiting for a retry or
+-- claimed by a publisher: a run backing off takes no place in the batch and holds back
+-- only its own events. One scan of the undelivered events and no join, so no plan
+-- depends on fresh statistics.
 WITH t AS (SELECT {_now} AS n),
 p AS (SELECT run_id, seq, type, message, detail, at, attempts, min(at) OVER w AS since,
     min(CASE WHEN next_attempt_at > t.n THEN seq END) OVER w AS upto
   FROM events CROSS JOIN t WHERE published_at IS NULL AND dead_at IS NULL
   WINDOW w AS (PARTITION BY run_id))
+-- name: outbox_pending
+{_outbox_due}
 SELECT run_id, seq, type, message, detail::text, at, attempts FROM p
 WHERE upto IS NULL OR seq < upto ORDER BY since, run_id, seq LIMIT :limit
+-- name: outbox_claim
+-- the batch outbox_pending reads, claimed until now + :lease in the same statement, so a
+-- second publisher skips it until then. Rows another claim holds are skipped, not waited
+-- for, and one it committed since this statement's snapshot fails the recheck (k); a run
+-- is taken only with its first claimable event (head), so a racing claim that has it
+-- keeps the whole run: never its later events out of order.
+{_outbox_due},
+c AS (SELECT run_id, seq, since, min(seq) OVER (PARTITION BY run_id) AS head FROM p
+  WHERE upto IS NULL OR seq < upto ORDER BY since, run_id, seq LIMIT :limit),
+k AS (SELECT e.run_id, e.seq, c.since, c.head FROM events e JOIN c USING (run_id, seq)
+  WHERE e.published_at IS NULL AND e.dead_at IS NULL
+    AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= (SELECT n FROM t))
+  FOR UPDATE OF e SKIP LOCKED)
+UPDATE events SET next_attempt_at = (SELECT n FROM t) + make_interval(secs => :lease)
+FROM k WHERE events.run_id = k.run_id AND events.seq = k.seq
+  AND EXISTS (SELECT 1 FROM k h WHERE h.run_id = k.run_id AND h.seq = k.head)
+RETURNING events.run_id, events.seq, events.type, events.message, events.detail::text,
+  events.at, events.attempts, events.next_attempt_at, k.since
 -- name: outbox_delivered
 -- the events (:wids[i], :seqs[i]), in one statement
 UPDATE events SET published_at = :at, attempts = attempts + 1
@@ -507,6 +528,13 @@ WHERE events.run_id = d.run_id AND events.seq = d.seq
 UPDATE events SET attempts = attempts + 1, last_error = :error,
   next_attempt_at = :next::timestamptz, dead_at = :dead::timestamptz
 WHERE run_id = :wid AND seq = :seq AND published_at IS NULL
+-- name: outbox_release
+-- claimed events a publisher did not try, handed back at once: only while still its claim
+-- (:until) and not delivered meanwhile
+UPDATE events SET next_attempt_at = NULL
+FROM unnest(:wids::text[], :seqs::bigint[]) AS d(run_id, seq)
+WHERE events.run_id = d.run_id AND events.seq = d.seq AND events.published_at IS NULL
+  AND events.dead_at IS NULL AND events.next_attempt_at = :until::timestamptz
 -- name: outbox_dead
 SELECT run_id, seq, type, message, detail::text, at, attempts, last_error, dead_at FROM events
 WHERE dead_at IS NOT NULL ORDER BY dead_at, run_id, seq LIMIT :limit

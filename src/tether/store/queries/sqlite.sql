@@ -280,17 +280,30 @@ ORDER BY updated_at LIMIT :limit
 -- name: list_jobs
 SELECT {_job_cols} FROM jobs WHERE (:wid IS NULL OR run_id = :wid)
   AND (:status IS NULL OR status = :status) ORDER BY id LIMIT :limit
--- name: outbox_pending
+-- name: _outbox_due
 -- the undelivered events of the runs waiting longest, each run's in seq order (never by
--- `at`: hosts' clocks differ) and only up to its first event waiting for a retry: a run
--- backing off takes no place in the batch and holds back only its own events. One scan
--- of the undelivered events and no join, so no plan depends on fresh statistics.
+-- `at`: hosts' clocks differ) and only up to its first event waiting for a retry or
+-- claimed by a publisher: a run backing off takes no place in the batch and holds back
+-- only its own events. One scan of the undelivered events and no join, so no plan
+-- depends on fresh statistics.
 WITH p AS (SELECT run_id, seq, type, message, detail, at, attempts, min(at) OVER w AS since,
     min(CASE WHEN next_attempt_at > {_now} THEN seq END) OVER w AS upto
   FROM events WHERE published_at IS NULL AND dead_at IS NULL
   WINDOW w AS (PARTITION BY run_id))
+-- name: outbox_pending
+{_outbox_due}
 SELECT run_id, seq, type, message, detail, at, attempts FROM p
 WHERE upto IS NULL OR seq < upto ORDER BY since, run_id, seq LIMIT :limit
+-- name: outbox_claim
+-- the batch outbox_pending reads, claimed until :now + :lease in the same statement (the
+-- write lock held: no other claim interleaves), so a second publisher skips it until then.
+-- RETURNING's order is SQLite's: each row carries its run's `since` to be sorted by
+UPDATE events SET next_attempt_at = {_now} + :lease WHERE (run_id, seq) IN ({_outbox_due}
+  SELECT run_id, seq FROM p WHERE upto IS NULL OR seq < upto
+  ORDER BY since, run_id, seq LIMIT :limit)
+RETURNING run_id, seq, type, message, detail, at, attempts, next_attempt_at,
+  (SELECT min(x.at) FROM events x WHERE x.run_id = events.run_id AND x.published_at IS NULL
+    AND x.dead_at IS NULL)
 -- name: outbox_delivered
 -- the events (:wids[i], :seqs[i]), in one statement
 UPDATE events SET published_at = :at, attempts = attempts + 1
@@ -299,6 +312,12 @@ WHERE (run_id, seq) IN (SELECT w.value, s.value FROM json_each(:wids) w
 -- name: outbox_failed
 UPDATE events SET attempts = attempts + 1, last_error = :error, next_attempt_at = :next,
   dead_at = :dead WHERE run_id = :wid AND seq = :seq AND published_at IS NULL
+-- name: outbox_release
+-- claimed events a publisher did not try, handed back at once: only while still its claim
+-- (:until, read back to the microsecond) and not delivered meanwhile
+UPDATE events SET next_attempt_at = NULL WHERE (run_id, seq) IN (SELECT w.value, s.value
+  FROM json_each(:wids) w JOIN json_each(:seqs) s ON s.key = w.key)
+  AND published_at IS NULL AND dead_at IS NULL AND abs(next_attempt_at - :until) < 0.000002
 -- name: outbox_dead
 SELECT run_id, seq, type, message, detail, at, attempts, last_error, dead_at FROM events
 WHERE dead_at IS NOT NULL ORDER BY dead_at, run_id, seq LIMIT :limit
