@@ -362,3 +362,27 @@ def test_a_failed_runs_compensation_cut_short_by_an_exit_is_finished_by_the_next
     rec = _record(env, "d1")
     assert rec.status is RunStatus.COMPENSATED  # type: ignore[attr-defined]
     assert _ledger(env) == ["reserve", "charge", "undo-charge", "undo-reserve"]
+
+
+def test_the_async_api_under_asyncio_run_then_the_sync_api_exits_cleanly(
+    env: dict[str, str],
+) -> None:
+    """Before: a script that drove a run under ``asyncio.run`` and then read it with the
+    sync API printed "closing tether at exit failed ... Event loop is closed" as it
+    exited (the keep-alive task of the closed loop was awaited on the App's own)."""
+    done = _py(
+        env,
+        """
+        import asyncio
+        import m
+
+        async def main() -> int:
+            return (await m.app.arun(m.five, workflow_id="f1")).value
+
+        assert asyncio.run(main()) == 5
+        print(m.app.result("f1").value)
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "5"
+    assert "Traceback" not in done.stderr and "failed" not in done.stderr, done.stderr

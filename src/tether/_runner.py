@@ -242,8 +242,7 @@ class Runner:
                 t.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         if self._renewer is not None:
-            self._renewer.cancel()
-            await asyncio.gather(self._renewer, return_exceptions=True)
+            await _stopped(self._renewer)
             self._renewer, self._announced = None, False
             with contextlib.suppress(StoreError):  # gone: no longer a driver of anything
                 await self._store.release_lock(
@@ -947,6 +946,20 @@ class Runner:
                 f"{record.workflow_name!r} a return type the recorded value fits",
             )
         return RunResult(value, record)
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    """`task` cancelled and waited for, on whichever loop runs it. One started on a
+    loop that has closed since (``asyncio.run(...)``, then the sync API) is over
+    already: awaiting it here raised "Event loop is closed" as the App closed."""
+    if task.done():
+        return
+    loop = task.get_loop()
+    if loop is asyncio.get_running_loop():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(task.cancel)
 
 
 def _refused_in_run(source: str, instead: str) -> str:
