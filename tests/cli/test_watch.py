@@ -56,3 +56,13 @@ def test_watch_exits_1_for_a_run_that_failed_and_was_compensated(
     assert tether(tmp_path, "run", f"{flow}:undone", "--id", "u1").returncode == 1
     watched = tether(tmp_path, "runs", "watch", "u1")
     assert watched.returncode == 1 and "compensated" in watched.stdout
+
+
+def test_watch_into_a_pipe_ends_its_last_line(tmp_path: Path, flow: Path) -> None:
+    """Before: the frame printed to a pipe had no final newline, and a script reading
+    it line by line (`| while read line`) lost the last one, the run's end event."""
+    assert tether(tmp_path, "run", f"{flow}:broken", "--id", "b1").returncode == 1
+    watched = tether(tmp_path, "runs", "watch", "b1")
+    assert watched.returncode == 1, watched.stderr
+    assert watched.stdout.endswith("\n"), watched.stdout[-200:]
+    assert "workflow.failed" in watched.stdout.splitlines()[-1]

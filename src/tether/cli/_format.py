@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -72,10 +74,41 @@ def cell(value: str, style: str = "") -> Text:
     return Text(value, style=style)
 
 
+class _Fitted(Table):
+    """A table whose columns' wished-for widths (a whole id, a status's longest word)
+    give way, widest first, when the terminal cannot hold them: rich crops a table it
+    cannot fit, and `runs list` on 80 columns lost its right edge (the updated time),
+    with --wide and a long id every column but the id."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        wished = [column.min_width for column in self.columns]
+        wishing = sorted(
+            (c for c in self.columns if c.min_width), key=lambda c: -(c.min_width or 0)
+        )
+        try:
+            lines = list(super().__rich_console__(console, options))
+            for column in wishing:
+                if _widest(lines) <= options.max_width:
+                    break
+                column.min_width = None
+                lines = list(super().__rich_console__(console, options))
+        finally:  # the wishes hold again at a wider width (a live view's next frame)
+            for column, width in zip(self.columns, wished, strict=True):
+                column.min_width = width
+        yield from lines
+
+
+def _widest(segments: list[Any]) -> int:
+    """The width in cells of the widest line of rendered segments."""
+    rendered = [s for s in segments if isinstance(s, Segment)]
+    return max((Segment.get_line_length(line) for line in Segment.split_lines(rendered)), default=0)
+
+
 def table(*columns: str) -> Table:
     """Ids and names fold rather than lose their end to an ellipsis: they get copied.
-    A status wraps between its words only (see `row`)."""
-    t = Table(header_style="bold", title_justify="left")
+    A status wraps between its words only (see `row`), unless the terminal is too
+    narrow for that (see `_Fitted`)."""
+    t = _Fitted(header_style="bold", title_justify="left")
     for name in columns:
         t.add_column(name, overflow="fold", no_wrap=name in _NO_WRAP)
     return t

@@ -79,6 +79,8 @@ class LiveView:
     ) -> None:
         try:
             self._live.stop()
+            if not out.is_terminal:  # rich ends the frame it prints to a pipe without one:
+                out.line()  # its last line, the run's last event, was lost to `read`
         finally:
             if not self._terminated:
                 signal.signal(signal.SIGTERM, self._before)
