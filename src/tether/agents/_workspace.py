@@ -53,9 +53,12 @@ __all__ = [
     "WorkspaceManager",
     "check_inside",
     "is_workspace",
+    "kill_group",
     "reap_orphan",
     "record_agent",
     "run_shell",
+    "start_time",
+    "until_gone",
     "workspace_key",
 ]
 
@@ -368,7 +371,7 @@ async def run_shell(
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
-        started = _started(proc.pid)
+        started = start_time(proc.pid)
         recorded = record_agent(cwd, proc.pid) if record else None
         try:
             code = await _exit_within(proc, timeout, started)
@@ -407,14 +410,14 @@ async def _exit_within(
 async def _end_group(proc: asyncio.subprocess.Process, started: str | None) -> None:
     """Kill `proc`'s process group and wait until it is reaped and no process of the
     group is left (10 s at most for each: one stuck in the kernel holds nothing up)."""
-    _kill_group(proc.pid)
+    kill_group(proc.pid)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(proc.wait(), 10)
     if started is not None:
-        await _until_gone(proc.pid, started, polls=200)
+        await until_gone(proc.pid, started, polls=200)
 
 
-async def _until_gone(pgid: int, started: str, *, polls: int) -> None:
+async def until_gone(pgid: int, started: str, *, polls: int) -> None:
     """Until no process of group `pgid` runs, looking `polls` times at most."""
     for _ in range(polls):
         if not _group_left(pgid, started):
@@ -422,7 +425,7 @@ async def _until_gone(pgid: int, started: str, *, polls: int) -> None:
         await asyncio.sleep(0.05)
 
 
-def _kill_group(pgid: int) -> None:
+def kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 
@@ -461,7 +464,7 @@ def _stat(pid: int) -> list[str] | None:
     return None if len(fields) < 20 or fields[0] == "Z" else fields
 
 
-def _started(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
     """The process's start time, telling it from a reused pid; None if it is gone."""
     fields = _stat(pid)
     return None if fields is None else fields[19]
@@ -471,7 +474,7 @@ def record_agent(workspace: Path, pid: int) -> Path:
     """Record the agent's process group beside `workspace`, for `reap_orphan`."""
     path = _agent_file(workspace)
     with contextlib.suppress(OSError):
-        path.write_text(json.dumps({"pgid": pid, "started": _started(pid)}))
+        path.write_text(json.dumps({"pgid": pid, "started": start_time(pid)}))
     return path
 
 
@@ -492,8 +495,8 @@ async def reap_orphan(workspace: Path) -> bool:
     path.unlink(missing_ok=True)
     if started is None or not _group_left(pgid, str(started)):
         return False  # gone, or the pid now belongs to someone else
-    _kill_group(pgid)
-    await _until_gone(pgid, str(started), polls=100)  # its locks and files released
+    kill_group(pgid)
+    await until_gone(pgid, str(started), polls=100)  # its locks and files released
     return True
 
 
@@ -503,7 +506,7 @@ def _group_left(pgid: int, started: str) -> bool:
     dispatcher left, the test run or server it started does not. Such a child
     started no earlier than the leader, and while it lives the group id is not
     reused; a pid reused by another process (a different start time) is never it."""
-    leader = _started(pgid)
+    leader = start_time(pgid)
     if leader is not None or not started.isdigit():
         return leader == started
     for proc in Path("/proc").iterdir():

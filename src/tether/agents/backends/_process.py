@@ -18,14 +18,13 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import AgentError
 from .._issue import _storable
-from .._workspace import reap_orphan, record_agent
+from .._workspace import kill_group, reap_orphan, record_agent, start_time, until_gone
 from ._port import AgentEvent, OnEvent, TurnRequest, TurnResult
 
 __all__ = ["LineParser", "Parsed", "ProcessBackend"]
@@ -90,16 +89,14 @@ class ProcessBackend:
             raise AgentError(
                 f"cannot start {self.command!r}: {exc}", code="agent_not_found"
             ) from None
+        started = start_time(proc.pid)
         record = record_agent(request.workspace, proc.pid)
         try:
             return await self._drive(proc, request, on_event)
         finally:
             # always, even when the shell itself exited: its background children go too
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(TimeoutError):
-                # bounded: a child that left the group may still hold a pipe
-                await asyncio.wait_for(asyncio.shield(_ended(proc)), 10)
+            # (shielded: a second cancel does not leave the group running unwaited)
+            await asyncio.shield(_end_agent(proc, started))
             with contextlib.suppress(OSError):
                 record.unlink()
 
@@ -175,6 +172,19 @@ class ProcessBackend:
         if not isinstance(data, dict):
             return Parsed(AgentEvent("malformed", progress=False, message=text[:2000]))
         return self.parse(data)
+
+
+async def _end_agent(proc: asyncio.subprocess.Process, started: str | None) -> None:
+    """Kill the agent's process group and wait until no process of it is left, not
+    just its shell (`started`: the shell's start time): the tools the agent started
+    (a compiler, a test run, git) die after the shell, and must not write on in a
+    workspace handed to the next attempt or removed. Each wait is bounded: one stuck
+    in the kernel, or a child that left the group holding a pipe, holds nothing up."""
+    kill_group(proc.pid)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_ended(proc), 10)
+    if started is not None:
+        await until_gone(proc.pid, started, polls=200)
 
 
 async def _ended(proc: asyncio.subprocess.Process) -> None:
