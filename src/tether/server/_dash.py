@@ -78,9 +78,10 @@ def render(
 ) -> HTMLResponse:
     """Template `name` as the answer, with the viewer's cookies and safe headers. A
     page knows its path as sent (`path`) and, for the sign-in form's ``next``, its
-    address less any ``?token=`` (`here`)."""
+    address less any ``?token=`` (`here`, unless `context` gives another)."""
     page = ENV.get_template(name)
-    html = page.render(path=sent_path(request), here=without_token(request), who=who, **context)
+    known = {"path": sent_path(request), "here": without_token(request), "who": who}
+    html = page.render(known | context)
     response = HTMLResponse(html, status_code=status)
     if who is not None:
         keep_cookies(request, response, who)

@@ -108,6 +108,8 @@ async def _act(request: Request, workflow_id: str, action: _Action) -> Response:
         who = await check_form(request, form, "write")
     except ApiError as exc:
         return render(request, None, "denied.html", status=exc.status, problem=exc.message)
+    except LoginNeeded as exc:  # signed out meanwhile: signing in returns to the run's page
+        raise LoginNeeded(exc.message, run_url(workflow_id)) from None
     app = served_app(request)
     payload = parse_payload(form.get("payload", ""))
     try:
@@ -160,12 +162,13 @@ async def login(request: Request) -> Response:
     if not same_origin(request):
         return render(request, None, "denied.html", status=403, problem="sent from another site")
     token = form.get("token", "").strip()
+    back = _local(form.get("next", "/"))  # kept by the form shown again, for the next try
     if not token:
-        raise LoginNeeded("paste an API token")
+        raise LoginNeeded("paste an API token", back)
     try:
         await granted(request, token)
     except ApiError as exc:
-        raise LoginNeeded(exc.message) from None
-    response = RedirectResponse(_local(form.get("next", "/")), status_code=303)
+        raise LoginNeeded(exc.message, back) from None
+    response = RedirectResponse(back, status_code=303)
     set_token_cookie(request, response, token)
     return response

@@ -46,11 +46,15 @@ _YEAR = 365 * 24 * 3600
 
 
 class LoginNeeded(Exception):
-    """The page needs an API token the request does not carry (answered with the sign-in page)."""
+    """The page needs an API token the request does not carry (answered with the sign-in page).
+    `back` is the page signing in returns to when it is not the request's own address: a
+    POST's address (the sign-in form's, a run's form's) answers no GET, and signing in
+    there ended on a JSON error."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, back: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.back = back
 
 
 class SetToken(Exception):

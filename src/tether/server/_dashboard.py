@@ -20,7 +20,8 @@ __all__ = ["install_dashboard", "page_failed", "page_not_found"]
 def _install_handlers(api: FastAPI) -> None:
     async def on_login(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginNeeded)
-        return render(request, None, "login.html", status=401, problem=exc.message)
+        back = {} if exc.back is None else {"here": exc.back}
+        return render(request, None, "login.html", status=401, problem=exc.message, **back)
 
     async def on_token(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SetToken)
