@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import os
@@ -12,7 +13,8 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -431,6 +433,17 @@ def _count_claims(app: App) -> list[int]:
     return claims
 
 
+@contextlib.asynccontextmanager
+async def _serving(worker: Worker) -> AsyncIterator[Worker]:
+    """`worker` running in this loop for the block, stopped and awaited after it."""
+    task = asyncio.ensure_future(worker.run(install_signals=False))
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await task
+
+
 async def test_an_idle_worker_claims_on_news_not_after_each_empty_wait(app: App) -> None:
     """An idle worker claims again when work is announced (or its poll is due), not
     each time the store's wait comes back with nothing: SQLite's wait returns within
@@ -442,17 +455,12 @@ async def test_an_idle_worker_claims_on_news_not_after_each_empty_wait(app: App)
         return await wf.step("s", lambda: 1)
 
     claims = _count_claims(app)
-    worker = Worker(app, queues=["q"], poll_interval=3600)
-    task = asyncio.ensure_future(worker.run(install_signals=False))
-    try:
+    async with _serving(Worker(app, queues=["q"], poll_interval=3600)):
         await eventually(lambda: claims[0] >= 1)
         await asyncio.sleep(6 * POLL_MAX)  # idle, through six of SQLite's empty waits
         assert claims[0] == 1
         wid = await app.asubmit(quick, queue="q")  # announced: claimed at once
         assert (await app.aresult(wid, timeout=30)).status is RunStatus.COMPLETED
-    finally:
-        worker.stop()
-        await task
 
 
 async def test_a_worker_that_took_the_last_job_claims_on_news_not_at_its_end(
@@ -636,6 +644,63 @@ async def test_queue_rate_limit_caps_starts_per_second(app: App, clock: tether.F
     assert len(await host.aclaim(10)) == 2
     clock.advance(1.5)
     assert len(await host.aclaim(10)) == 1
+
+
+async def test_a_rate_capped_queue_is_claimed_again_when_its_window_moves_on(
+    app: App, clock: tether.FakeClock
+) -> None:
+    """A job the queue's rate held back is claimable once the rate's window has moved
+    on, which no write announces: an idle worker claims again then, not at its poll
+    (an hour here; a queue capped at 4/s started 4 jobs per poll)."""
+
+    @app.workflow(name="quick")
+    async def quick(wf: Workflow) -> int:
+        return await wf.step("s", lambda: 1)
+
+    app.queue("metered", rate_per_second=1)
+    first, second = [await app.asubmit(quick, queue="metered") for _ in range(2)]
+    claims = _count_claims(app)
+    async with _serving(
+        Worker(app, queues=["metered"], poll_interval=3600, maintenance_interval=3600)
+    ):
+        assert (await app.aresult(first, timeout=30)).status is RunStatus.COMPLETED
+        before = claims[0]
+        await eventually(lambda: claims[0] > before)  # a claim since: the rate held it
+        assert (await app.aget_run(second)).status is RunStatus.PENDING
+        clock.advance(1.5)  # the window moved on: nothing announces it
+        assert (await app.aresult(second, timeout=30)).status is RunStatus.COMPLETED
+
+
+async def test_a_worker_fires_a_schedule_tick_when_due_not_at_its_next_maintenance(
+    database_url: str,
+) -> None:
+    """A worker's maintenance wakes for the App's next schedule tick: firing only every
+    `maintenance_interval` (an hour here) started ticks up to an interval late, and
+    missed="skip" dropped those found over a minute late, without a word."""
+    clock = tether.FakeClock(datetime(2026, 12, 1, 16, 0, 59, 900_000, tzinfo=UTC))
+    app = App(database_url, clock=clock)
+
+    @app.workflow(name="beat")
+    async def beat(wf: Workflow) -> str:
+        return "beat"
+
+    app.schedule(beat, cron="* * * * *", missed="skip")
+
+    async def saved() -> bool:  # the first tick saved it: it counts from now
+        return len(await app.alist_schedules()) == 1
+
+    async def started() -> bool:
+        return bool(await app.alist_runs(workflow="beat"))
+
+    try:
+        async with _serving(Worker(app, maintenance_interval=3600)):
+            await eventually(saved)
+            clock.advance(0.2)  # 16:01:00.1, the tick is due
+            await eventually(started, timeout=30)
+            done = await app.aresult("beat@2026-12-01T16:01:00Z", timeout=30)
+            assert (done.status, done.value) == (RunStatus.COMPLETED, "beat")
+    finally:
+        await app.aclose()
 
 
 async def test_a_run_whose_job_used_up_its_attempts_on_dead_workers_fails(

@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._durations import MAX_SECONDS, check_seconds
@@ -296,7 +298,7 @@ class Worker:
             # fewer than asked (or none): nothing more was ready; claiming again at once
             # would come back empty, so wait for a free slot, news of a job, or the poll
             self._kick.clear()
-            await self._idle(self.poll_interval)
+            await self._idle(self._next_claim_within())
             if len(self._running) >= self.concurrency:
                 self._full = True  # news (or the poll) while every slot is busy: claim
                 # as soon as one frees, or the job announced meanwhile waits for the poll
@@ -316,6 +318,18 @@ class Worker:
             for w in waits:
                 w.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
+
+    def _next_claim_within(self) -> float:
+        """How long an idle worker waits before it claims again without news: its poll,
+        or sooner, the rate window of a rate-capped queue it serves. A job the rate held
+        back becomes claimable when the window moves on, which nothing announces: with a
+        poll longer than the window, a queue capped at 4/s started 4 jobs per poll."""
+        windows = [
+            math.ceil(cap.rate_per_second) / cap.rate_per_second  # at least a second
+            for queue in self.queues
+            if (cap := self.app.queue_limits.get(queue)) is not None and cap.rate_per_second
+        ]
+        return min([self.poll_interval, *windows])
 
     async def _news(self, timeout: float) -> None:
         """Until the store announces work, or `timeout`. A wait may end early with
@@ -408,6 +422,7 @@ class Worker:
                           extra={"worker": self.worker_id})  # fmt: skip
                 self.stop()
                 return
+            fired = self.app.clock.now()  # a tick due while this one runs: at once after
             try:
                 report = await maintenance_tick(
                     self.app,
@@ -443,7 +458,18 @@ class Worker:
             with contextlib.suppress(StoreError):  # the database blinked: next tick
                 await self.foreign.check()
                 await self.foreign.unserved_schedules()
-            await asyncio.sleep(self.maintenance_interval)
+            await asyncio.sleep(self._next_tick_within(fired))
+
+    def _next_tick_within(self, fired: datetime) -> float:
+        """How long to wait for the next maintenance tick: its interval, or less, until
+        the first schedule tick after `fired` (when the last tick began) is due. Ticks
+        fired only each interval started up to an interval late, and with
+        missed="skip" one found over a minute late is dropped: an interval of 60 s or
+        more lost ticks without a word."""
+        ticks = [sched.next_tick(fired) for sched in self.app.schedules.values()]
+        now = self.app.clock.now()
+        until = min([(tick - now).total_seconds() for tick in ticks], default=MAX_SECONDS)
+        return min(self.maintenance_interval, max(until, 0.01))
 
     async def _outdated(self) -> bool:
         """True (and the worker stopping) once a newer tether has migrated the database:
