@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ._run_state import RunState
 from ._steps import StepContext, is_async
 from .errors import InvalidArgumentError
+from .store import EventRow
 
-__all__ = ["check_compensation", "compensate"]
+__all__ = ["check_compensation", "compensate", "completed_at_once", "completion_ranks"]
 
 log = logging.getLogger("tether")
 
@@ -32,21 +33,39 @@ class _Steps(Protocol):
     async def step(self, name: str, fn: Callable[..., Any]) -> Any: ...
 
 
-async def compensate(wf: _Steps, st: RunState) -> bool:
+async def compensate(wf: _Steps, st: RunState, ranks: Mapping[str, int] | None = None) -> bool:
     """Run the registered compensations newest first, each once; True if all succeeded.
 
     Newest by when their steps completed, as recorded: a replay registers them in
     the order the code asks for them (steps run together answer at once, in call
-    order), the first drive as they completed; the record gives both one order."""
+    order), the first drive as they completed; the record gives both one order.
+    Steps that completed at one instant (a fake clock) are told apart by `ranks`,
+    the event numbers of their completions (`completion_ranks`)."""
     ok = True
-    order = sorted(st.compensations, key=lambda c: _completed_at(st, c.key))
-    for name, fn, value in reversed(order):
+    known = ranks or {}
+
+    def newest_last(c: Any) -> tuple[datetime, int]:
+        return _completed_at(st, c.key), known.get(c.key, _UNRANKED)
+
+    for name, fn, value in reversed(sorted(st.compensations, key=newest_last)):
         try:
             await wf.step(f"compensate:{name}", _compensation(fn, value))
         except Exception as exc:
             log.warning("compensation of step %r in run %s failed: %r", name, st.workflow_id, exc)
             ok = False
     return ok
+
+
+def completed_at_once(st: RunState) -> bool:
+    """Whether two steps to compensate have one recorded completion time: only their
+    completion events then tell which completed last (worth reading the run's events)."""
+    times = [_completed_at(st, c.key) for c in st.compensations]
+    return len(set(times)) < len(times)
+
+
+def completion_ranks(events: Iterable[EventRow]) -> dict[str, int]:
+    """Each step's last completion as the number of its `step.completed` event."""
+    return {e.message: e.seq for e in events if e.type == "step.completed" and e.message}
 
 
 def _completed_at(st: RunState, key: str) -> datetime:
@@ -56,6 +75,7 @@ def _completed_at(st: RunState, key: str) -> datetime:
 
 
 _NEVER = datetime.max.replace(tzinfo=UTC)  # (not recorded: newest)
+_UNRANKED = 1 << 62  # (no completion event read: newest of its instant)
 
 
 def _compensation(fn: Callable[..., Any], value: Any) -> Callable[[StepContext], Any]:

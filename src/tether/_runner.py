@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ._attach import in_step
-from ._compensation import compensate
+from ._compensation import compensate, completed_at_once, completion_ranks
 from ._control import HandBack, Suspend
 from ._failure import decode_error, encode_error, error_text, revive_error
 from ._interceptors import RunCall, run_intercepted, with_listeners
@@ -755,7 +755,7 @@ class Runner:
             except RunCancelledError:
                 await self._cancelled(wf, st)
                 return False
-            ok = await compensate(wf, st)
+            ok = await self._compensate(wf, st)
             status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
         await self._finish(
             st, status, NewEvent("workflow.failed", what), error=error, reason=reason
@@ -879,6 +879,15 @@ class Runner:
 
     # -- compensation -------------------------------------------------------------------------
 
+    async def _compensate(self, wf: Workflow, st: RunState) -> bool:
+        """`compensate`, with steps that completed at one instant ordered by their
+        completion events (else a replay, registering them in call order, undid them in
+        another order than the drive that saw them complete)."""
+        ranks = None
+        if completed_at_once(st):
+            ranks = completion_ranks(await self._store.list_events(st.workflow_id))
+        return await compensate(wf, st, ranks)
+
     async def _finish_compensation(self, wf: Workflow, st: RunState) -> RunStatus | None:
         """Compensate a run cancelled with compensate=True, then record how that went
         (with nothing to compensate it simply stays cancelled); the status it ended
@@ -889,7 +898,7 @@ class Runner:
         else:
             self._undoing.add(st.workflow_id)
             try:
-                ok = await compensate(wf, st)
+                ok = await self._compensate(wf, st)
             except HandBack:  # a clean exit: the next process compensates what is left
                 await self._hand_back(st)
                 return None
