@@ -135,7 +135,9 @@ def open_store(url: str | None = None, *, durability: str | Durability | None = 
             ) from exc
         store: Store = PostgresStore(resolved, durability=durability)
         return store
+    # redacted: a URL of another form (SQLAlchemy's postgresql+psycopg://) carried a
+    # password, and this message showed it in clear
     raise InvalidArgumentError(
-        f"unsupported database URL {resolved!r}: use sqlite:///path.db, sqlite:///:memory: "
-        "or postgresql://user@host:port/db"
+        f"unsupported database URL {redact(resolved)!r}: use sqlite:///path.db, "
+        "sqlite:///:memory: or postgresql://user@host:port/db"
     )

@@ -251,7 +251,7 @@ def parse_sqlite_url(url: str, durability: str | Durability | None = None) -> SQ
         raise InvalidArgumentError(f"not a sqlite URL: {url!r}")
     if parts.netloc:
         raise InvalidArgumentError(
-            f"bad sqlite URL {url!r}: use three slashes, e.g. sqlite:///path/to/file.db "
+            f"bad sqlite URL {redact(url)!r}: use three slashes, e.g. sqlite:///path/to/file.db "
             "(four for an absolute path) or sqlite:///:memory:"
         )
     path = parts.path[1:] if parts.path.startswith("/") else parts.path

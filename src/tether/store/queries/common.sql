@@ -229,6 +229,15 @@ SELECT {_spend_sums} FROM ai_calls WHERE budget_key = :bkey AND at >= :since
 count(*) AS n, sum(cost_micro_usd) AS usd,
 sum(CASE WHEN cost_micro_usd IS NULL THEN 1 ELSE 0 END) AS unknown,
 sum(input_tokens + output_tokens) AS tokens
+-- name: _family_kept
+-- whether `delete_runs` skips run r whole: a run it started (at any depth) has not ended,
+-- or (with :keep) one of the family has an event yet to deliver. A prune must not pick
+-- it: the skipped filled its batch, and the finished runs after them were never deleted
+EXISTS (WITH RECURSIVE fam(id, status) AS (SELECT r.id, r.status
+  UNION SELECT c.id, c.status FROM runs c JOIN fam f ON c.parent_id = f.id)
+  SELECT 1 FROM fam WHERE fam.status IN {OPEN} OR (CAST(:keep AS boolean) AND EXISTS (
+    SELECT 1 FROM events e WHERE e.run_id = fam.id AND e.published_at IS NULL
+    AND e.dead_at IS NULL)))
 -- name: _run_tree
 -- the run and every run it started (children, theirs, ...), by the runs_parent index
 WITH RECURSIVE tree(id) AS (SELECT CAST(:wid AS text)

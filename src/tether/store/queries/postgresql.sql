@@ -548,8 +548,7 @@ WHERE command = :command AND key = :key
 -- name: prunable_runs
 -- with :keep, not a run with an event the outbox has yet to deliver (the App has sinks)
 SELECT id FROM runs r WHERE status = ANY(:statuses) AND finished_at < :before
-  AND NOT (CAST(:keep AS boolean) AND EXISTS (SELECT 1 FROM events e WHERE e.run_id = r.id
-    AND e.published_at IS NULL AND e.dead_at IS NULL))
+  AND NOT {_family_kept}
 ORDER BY finished_at, id LIMIT :limit
 -- name: run_undelivered
 SELECT 1 FROM events WHERE run_id = :id AND published_at IS NULL AND dead_at IS NULL LIMIT 1
