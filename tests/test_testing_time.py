@@ -135,3 +135,17 @@ def test_the_async_form_hops_to_the_loop_of_an_app_used_through_its_sync_api(
         app.run(reminder, "fay", workflow_id="h")
         assert asyncio.run(pass_time(app, timedelta(days=2))) == ["h", "h"]
         assert app.result("h", timeout=5).value == "nudged"
+
+
+async def answer_or_default(wf: Workflow) -> str:
+    return await wf.wait_for_signal("answer", timeout=timedelta(days=1), default="no answer")
+
+
+async def test_result_fires_a_wait_timeout_the_clock_was_moved_past(
+    tether_app: App, tether_clock: FakeClock
+) -> None:
+    """`aresult` after `clock.advance` past a signal wait's timeout: the timeout fires, as
+    a durable timer the clock passed does (it waited for ever, the run left `waiting`)."""
+    assert (await tether_app.arun(answer_or_default, workflow_id="d")).status == "waiting"
+    tether_clock.advance(timedelta(days=1, hours=3))
+    assert (await tether_app.aresult("d", timeout=5)).value == "no answer"

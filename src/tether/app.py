@@ -778,7 +778,8 @@ class App:
         self, run: RunRow, seen: tuple[datetime, int] | None
     ) -> tuple[datetime, int] | None:
         """For `aresult` on a FakeClock, which moves only when told: a run parked only on
-        durable timers waited for ever. A timer the clock was moved past fires here (as
+        durable timers waited for ever. A timer, or a wait's timeout (a signal's, given
+        up on), the clock was moved past fires here (as
         a process keeping the App running fires it); one not due on a clock nobody moved
         over `_STILL_LOOKS` looks a second apart (`seen`: the time, and how many looks
         found it) is refused, saying how to move it; a slow test that moves it from
@@ -791,12 +792,12 @@ class App:
             w for w in await self.store.list_waits(run.workflow_id)
             if w.status is WaitStatus.PENDING
         ]  # fmt: skip
+        now = clock.now()
+        if any(w.due_at is not None and w.due_at <= now for w in waits):
+            await self.afire_due_timers()  # a timer, or a wait's timeout, the clock passed
+            return None
         due = [w.due_at for w in waits if w.kind is WaitKind.TIMER and w.due_at is not None]
         if not due or len(due) < len(waits):  # no timer, or a signal or event may come
-            return None
-        now = clock.now()
-        if min(due) <= now:
-            await self.afire_due_timers()
             return None
         looks = seen[1] + 1 if seen is not None and seen[0] == now else 1
         if looks < _STILL_LOOKS:
