@@ -11,7 +11,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .._durations import MAX_SECONDS
 from .._names import check_name, check_text
@@ -103,6 +111,18 @@ class RunCreate(_Command):
                 )
         return value
 
+    @model_validator(mode="after")
+    def _job_fields_need_a_queue(self) -> RunCreate:
+        """A job's fields with no queue made no job and were dropped: a run given a
+        `run_after` a day ahead started at once, a `concurrency_key` held nothing."""
+        given = sorted(self.model_fields_set & {"run_after", "concurrency_key", "max_attempts"})
+        if self.queue is None and given:
+            raise ValueError(
+                f"{' and '.join(given)} set a queued run's job, and no queue was given; "
+                "add a queue (e.g. queue='default') or drop them"
+            )
+        return self
+
     @field_validator("tags", mode="after")
     @classmethod
     def _tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -135,6 +155,18 @@ class RunResume(_Command):
     name: str = Field(min_length=1, description="event type, signal name or token id")
     workflow_id: str | None = Field(default=None, min_length=1, description="signals only")
     payload: Any = None
+
+    @model_validator(mode="after")
+    def _run_only_for_signals(self) -> RunResume:
+        """An event with a `workflow_id` went to every run waiting for it, and a token
+        completed whatever run holds it, the id ignored: refused, not misrouted."""
+        if self.workflow_id is not None and self.kind != "signal":
+            raise ValueError(
+                f"workflow_id names the run of a signal; {self.kind}s are not sent to one "
+                "run (an event goes to every run waiting for it, a token to the run that "
+                "made it): drop workflow_id, or send kind='signal'"
+            )
+        return self
 
 
 class RunRerunFrom(_Command):
