@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -89,6 +90,18 @@ class FileBlobStore:
                 "folder, and one of the keys 'a' and 'a/b' is stored already; name them "
                 "apart (e.g. 'report.txt' and 'report/p1.txt')"
             ) from None
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # the bare "[Errno 28] No space left on device" named no file: which disk
+            # (the database's or the blobs') was full could not be told
+            raise OSError(
+                e.errno,
+                f"{self!r} cannot keep blob {key!r} ({len(body):,} bytes): the disk of "
+                f"{str(self.root)!r} is full or over quota ({e.strerror}); free space "
+                "there or give the store a folder on a larger disk",
+                str(path),
+            ) from e
 
     async def get(self, key: str) -> bytes | None:
         path = self._path(key)
