@@ -261,3 +261,32 @@ async def test_a_run_interceptor_calling_proceed_twice_is_refused_not_paying_twi
     assert charges == ["paid"]  # before: ["paid", "paid"] and the run completed
     assert record.status is tether.RunStatus.FAILED
     assert sorted(record.steps) == ["charge", "flaky"]
+
+
+async def test_a_proceed_never_awaited_fails_the_step_not_records_it_done(
+    sqlite_url: str,
+) -> None:
+    """An interceptor that calls proceed() but neither awaits nor returns it: the step
+    never ran, and was recorded completed with the interceptor's None (a charge never
+    made, read as made on every replay)."""
+    charged: list[str] = []
+
+    class FireAndForget:
+        async def intercept(self, call: StepCall, proceed: Proceed) -> Any:
+            proceed()  # the await forgotten
+
+    app = App(sqlite_url, clock=FakeClock(), interceptors=[FireAndForget()])
+
+    @app.workflow
+    async def flow(wf: Workflow) -> Any:
+        return await wf.step("charge", lambda: charged.append("paid") or "paid")
+
+    try:
+        with pytest.raises(InvalidArgumentError, match=r"FireAndForget.intercept called "
+                           r"proceed\(\) without awaiting it, so step 'charge' did not run"):  # fmt: skip
+            await app.arun(flow, workflow_id="r-forgot")
+        record = await app.aget_run("r-forgot")
+    finally:
+        await app.aclose()
+    assert charged == []
+    assert record.status is tether.RunStatus.FAILED  # not completed with None

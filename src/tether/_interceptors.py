@@ -205,23 +205,29 @@ def _link(icpt: Any, name: str, call: StepCall | RunCall, proceed: Proceed) -> P
             return made[-1]
 
         result = await hook(call, tracked)
-        if made and result is made[-1]:
-            if inspect.iscoroutine(result):
-                result.close()  # no "never awaited" warning on top of the error
-            raise InvalidArgumentError(_unawaited(icpt, name, call))
+        # one never started (``proceed()`` left unawaited, its result dropped): the step
+        # did not run, yet the hook's return (None) was recorded as its result
+        unrun = [m for m in made if inspect.iscoroutine(m)
+                 and inspect.getcoroutinestate(m) == inspect.CORO_CREATED]  # fmt: skip
+        returned = bool(made) and result is made[-1]
+        if unrun or returned:
+            for m in unrun:
+                m.close()  # no "never awaited" warning on top of the error
+            raise InvalidArgumentError(_unawaited(icpt, name, call, returned))
         return result
 
     return link
 
 
-def _unawaited(icpt: Any, name: str, call: StepCall | RunCall) -> str:
+def _unawaited(icpt: Any, name: str, call: StepCall | RunCall, returned: bool) -> str:
     what = (
         f"step {call.key!r}"
         if isinstance(call, StepCall)
         else f"the run of workflow {call.workflow_name!r}"
     )
     return (
-        f"{type(icpt).__qualname__}.{name} returned proceed() without awaiting it, "
+        f"{type(icpt).__qualname__}.{name} {'returned' if returned else 'called'} "
+        "proceed() without awaiting it, "
         f"so {what} did not run: write `return await proceed()`"
     )
 
