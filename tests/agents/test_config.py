@@ -139,6 +139,23 @@ def test_the_watcher_applies_valid_changes_and_keeps_the_last_good(tmp_path: Pat
     assert w.error is not None and "polling.interval_ms" in w.error
 
 
+def test_an_edit_of_the_same_size_and_mtime_is_seen(tmp_path: Path) -> None:
+    """A typo made and fixed within one tick of a coarse file clock keeps the size and
+    the mtime: both edits must still be read."""
+    path = tmp_path / "WORKFLOW.md"
+
+    def save(agent: str) -> None:
+        path.write_text(f"---\ntracker: {{kind: memory}}\n{agent}\n---\nx")
+        os.utime(path, (1, 1))
+
+    save("agent: {max_turns: 2}")
+    w = WorkflowWatcher(path)
+    save("agnet: {max_turns: 3}")
+    assert not w.check() and w.error is not None and "agent" in w.error
+    save("agent: {max_turns: 3}")
+    assert w.check() and w.error is None and w.current.config.agent.max_turns == 3
+
+
 @pytest.mark.parametrize(
     ("front", "words"),
     [

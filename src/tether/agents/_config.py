@@ -587,12 +587,13 @@ class WorkflowWatcher:
         self.error: str | None = None
         self._seen = self._signature()
 
-    def _signature(self) -> tuple[float, int] | None:
+    def _signature(self) -> bytes | None:
+        """The file's content digest: its mtime and size missed an edit of the same
+        length saved within one tick of a coarse clock (a typo fixed at once)."""
         try:
-            st = self.path.stat()
+            return hashlib.sha256(self.path.read_bytes()).digest()
         except OSError:
             return None
-        return (st.st_mtime, st.st_size)
 
     def check(self) -> bool:
         """Re-read the file if it changed; True when a new valid config applies."""
