@@ -280,6 +280,37 @@ async def test_run_once_says_why_skipped_as_things_stand_after_driving(
     assert report.skipped == {"H-1": "held: input_required"} and len(backend.requests) == 2
 
 
+async def test_status_of_an_answered_or_due_run_shows_it_queued_not_still_waiting(
+    app: tether.App, tmp_path: Path
+) -> None:
+    asks = {"result": "input_required", "message": "which colour?"}
+    backend = MockBackend([asks, {"result": "failed", "message": "tests fail"}])
+    tracker = MemoryTracker([_issue("Q-1"), _issue("Q-2")])
+    d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
+    await d.run_once()
+    assert {r.identifier: r.phase for r in await d.status()} == {
+        "Q-1": "waiting",
+        "Q-2": "retrying",
+    }
+    await d.answer("Q-1", "blue")  # answered: queued to resume, no longer asking
+    clock = app.clock
+    assert isinstance(clock, tether.FakeClock)
+    clock.advance(10)
+    await app.afire_due_timers()  # Q-2's retry fell due: queued, no longer waiting
+    rows = {r.identifier: r for r in await d.status()}
+    for row in rows.values():
+        assert (row.status, row.phase, row.question, row.due_at) == (
+            "pending",
+            "queued",
+            None,
+            None,
+        )
+    assert rows["Q-1"].reason is None
+    view = await d.issue_report("Q-1")
+    assert view is not None and (view["phase"], view["question"]) == ("queued", None)
+    assert (await d.state_report())["counts"] == {"running": 2, "retrying": 0, "waiting": 0}
+
+
 async def test_a_closed_issue_stops_its_agent_within_a_tick_and_loses_its_workspace(
     app: tether.App, tmp_path: Path
 ) -> None:

@@ -48,7 +48,7 @@ from ._scheduler import (
     apply_event,
     why_not,
 )
-from ._status_view import IssueStatus, as_ended, issue_view, state_view
+from ._status_view import IssueStatus, as_live, issue_view, state_view
 from ._workspace import reap_orphan
 from .backends import AgentBackend
 from .trackers import Tracker
@@ -205,8 +205,8 @@ class Dispatcher:
     @staticmethod
     def state_of(run: RunInfo, state: Any) -> dict[str, Any]:
         """The run's recorded state as a reader should see it (an ended run's, as it
-        ended: see `as_ended`)."""
-        return as_ended(run, state if isinstance(state, dict) else {})
+        ended; an answered or retried one's, as queued: see `as_live`)."""
+        return as_live(run, state if isinstance(state, dict) else {})
 
     async def latest_run(self, identifier: str) -> Any:
         """The issue's newest run (`IssueNotFoundError`, a RunNotFoundError, if it never
@@ -546,11 +546,11 @@ class Dispatcher:
         rows = []
         if all_runs:
             runs = [
-                (r, as_ended(r, _state(r.state)))
+                (r, as_live(r, _state(r.state)))
                 async for r in self.app.aiter_runs(workflow=ISSUE_WORKFLOW)
             ]
         else:
-            runs = await self._issue_runs()
+            runs = [(r, as_live(r, st)) for r, st in await self._issue_runs()]
         ids = [run.workflow_id for run, _ in runs]
         by_run = {
             u.group: u for u in await self.app.store.ai_usage(workflow_ids=ids, group_by="run")

@@ -18,7 +18,7 @@ from ..errors import RunNotFoundError
 from ..serde import load_json
 from ..store import RunStatus
 
-__all__ = ["IssueStatus", "Reported", "as_ended", "issue_view", "state_view"]
+__all__ = ["IssueStatus", "Reported", "as_ended", "as_live", "issue_view", "state_view"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,17 @@ def as_ended(run: RunInfo, state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def as_live(run: RunInfo, state: dict[str, Any]) -> dict[str, Any]:
+    """The recorded state of a run that has not ended, as a reader should see it: a run
+    recorded as waiting (for a person, or for its retry) that is no longer WAITING was
+    answered, retried or its timer fired, and is queued to go on; its old question,
+    reason and due time are stale until its next attempt records its own."""
+    stale = state.get("phase") in ("waiting", "retrying")
+    if run.status is RunStatus.WAITING or run.status.terminal or not stale:
+        return as_ended(run, state)
+    return {**state, "phase": "queued", "reason": None, "question": None, "due_at": None}
+
+
 class Reported(Protocol):
     """What the views read of a dispatcher."""
 
@@ -159,7 +170,7 @@ async def issue_view(d: Reported, identifier: str) -> dict[str, Any] | None:
     except RunNotFoundError:
         return None
     record = await d.app.aget_record(run.workflow_id)
-    state = as_ended(run, record.state if isinstance(record.state, dict) else {})
+    state = as_live(run, record.state if isinstance(record.state, dict) else {})
     total = record.usage.total if record.usage is not None else None
     tokens_in = total.input_tokens if total else 0
     tokens_out = total.output_tokens if total else 0
