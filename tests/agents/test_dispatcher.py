@@ -789,13 +789,11 @@ async def test_the_age_sweep_spares_the_workspace_of_an_issue_whose_run_is_queue
     assert (tmp_path / "ws" / "Q-1").is_dir()
 
 
-async def test_an_issue_closed_during_after_create_loses_its_workspace(
-    app: tether.App, tmp_path: Path
-) -> None:
-    """Before: the issue closed while its workspace's `after_create` ran (a long clone):
-    the tick cancelled the run and left the removal to its driver, which only removed a
-    workspace when cancelled during the turns; the folder stayed behind."""
-    hook = "touch ../started; while [ ! -f ../go ]; do sleep 0.05; done; echo made > made.txt"
+async def _closed_during_after_create(
+    app: tether.App, tmp_path: Path, hook: str
+) -> asyncio.Future[object]:
+    """Issue H-1 dispatched with `hook` as its `after_create`, then closed while the hook
+    runs (it touches ../started first): the driving of its job, stopped by the tick."""
     text = _text(tmp_path, 1).replace('"echo created > created.txt"', f'"{hook}"')
     config = parse_workflow(text, path=tmp_path / "WORKFLOW.md")
     tracker = MemoryTracker([_issue("H-1")])
@@ -807,6 +805,17 @@ async def test_an_issue_closed_during_after_create_loses_its_workspace(
     await eventually(lambda: (tmp_path / "ws" / "started").exists(), timeout=20)
     tracker.set_state("H-1", "done")
     assert (await d.tick()).stopped == ["agent:memory:H-1"]
+    return driving
+
+
+async def test_an_issue_closed_during_after_create_loses_its_workspace(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """Before: the issue closed while its workspace's `after_create` ran (a long clone):
+    the tick cancelled the run and left the removal to its driver, which only removed a
+    workspace when cancelled during the turns; the folder stayed behind."""
+    hook = "touch ../started; while [ ! -f ../go ]; do sleep 0.05; done; echo made > made.txt"
+    driving = await _closed_during_after_create(app, tmp_path, hook)
     (tmp_path / "ws" / "go").touch()  # the hook ends
     await asyncio.wait_for(driving, 20)
     assert (await app.aget_run("agent:memory:H-1")).status.value == "cancelled"
@@ -819,17 +828,7 @@ async def test_an_issue_closed_during_after_create_stops_the_hook(
     """Before: the run cancelled under a long `after_create` (a clone) left the hook
     running until it ended by itself; one that never ended held the run's driver."""
     hook = "echo $$ > ../hook.pid; touch ../started; while true; do sleep 0.05; done"
-    text = _text(tmp_path, 1).replace('"echo created > created.txt"', f'"{hook}"')
-    config = parse_workflow(text, path=tmp_path / "WORKFLOW.md")
-    tracker = MemoryTracker([_issue("H-1")])
-    d = Dispatcher(app, config, tracker=tracker, backend=MockBackend([{}]))
-    host = tether.worker.ServerlessHost(app, queues=("agents",))
-    await d.tick()
-    [job] = await host.aclaim(1)
-    driving = asyncio.ensure_future(host.ahandle_job(job))
-    await eventually(lambda: (tmp_path / "ws" / "started").exists(), timeout=20)
-    tracker.set_state("H-1", "done")
-    assert (await d.tick()).stopped == ["agent:memory:H-1"]
+    driving = await _closed_during_after_create(app, tmp_path, hook)
     await asyncio.wait_for(driving, 20)  # the hook never ends by itself
     assert (await app.aget_run("agent:memory:H-1")).status.value == "cancelled"
     assert not (tmp_path / "ws" / "H-1").exists()
