@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
+
+import pytest
 
 from tether import App, RunStatus, Workflow
 
@@ -43,6 +47,56 @@ async def test_a_branch_answered_at_once_while_a_sibling_suspends_is_not_slept_t
         assert (res.status, res.value) == (RunStatus.COMPLETED, "rejected by ada")
 
 
+async def test_a_park_waits_for_a_branch_still_registering_its_wait(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the run parked while a branch's wait was still being registered: the
+    store parked it first (that wait not yet written), then answered the wait from the
+    kept signal and woke the run, after the driver had returned `waiting`. Here the
+    store holds that registration until the park returns, or half a second if the park
+    (now) waits for it: the old order is forced, not left to a race."""
+    park_returned = asyncio.Event()
+    register, park = app.store.register_wait, app.store.park_run
+
+    async def late_register(fence: Any, wait: Any, at: Any) -> Any:
+        if wait.name == "reject":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(park_returned.wait(), 0.5)
+        return await register(fence, wait, at)
+
+    async def noted_park(*args: Any, **kwargs: Any) -> bool:
+        try:
+            return await park(*args, **kwargs)
+        finally:
+            park_returned.set()
+
+    monkeypatch.setattr(app.store, "register_wait", late_register)
+    monkeypatch.setattr(app.store, "park_run", noted_park)
+
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        started.set()
+        await gate.wait()
+
+    @app.workflow(inline_wait=0)  # (returns at the park, not after a look for a wake-up)
+    async def either(wf: Workflow) -> str:
+        await wf.step("hold", hold)
+        approve = asyncio.ensure_future(wf.wait_for_signal("approve"))
+        reject = asyncio.ensure_future(wf.wait_for_signal("reject"))
+        done, _ = await asyncio.wait({approve, reject}, return_when=asyncio.FIRST_COMPLETED)
+        if reject in done and reject.exception() is None:
+            return f"rejected by {reject.result()}"
+        return f"approved by {approve.result()}"
+
+    task = asyncio.ensure_future(app.arun(either, workflow_id="held"))
+    await started.wait()
+    assert await app.asignal("held", "reject", "ada") is False  # kept: no wait yet
+    gate.set()
+    res = await task
+    assert (res.status, res.value) == (RunStatus.COMPLETED, "rejected by ada")
+
+
 async def test_a_branch_answered_after_its_run_parked_wakes_the_run(app: App) -> None:
     """Before, a branch still in a step when its sibling's wait parked the run went on
     to wait for "reject", which the store answered at once from the inbox (the run
@@ -74,4 +128,69 @@ async def test_a_branch_answered_after_its_run_parked_wakes_the_run(app: App) ->
     run = await app.store.get_run("late-branch")
     assert run is not None and run.status is RunStatus.PENDING  # woken to be replayed
     res = await app.arun(either, workflow_id="late-branch")
+    assert (res.status, res.value) == (RunStatus.COMPLETED, "rejected by ada")
+
+
+async def test_a_branch_that_waits_while_its_run_parks_waits_for_the_park(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, a branch whose step ended as its sibling's wait parked the run went on
+    to wait for "reject" before the park was written: the store answered it from the
+    kept signal on a run still running (nothing to wake), then the park took no notice
+    of it, and the run slept on "approve" with the rejection consumed. Here the park
+    is held until that registration returns, or half a second if the registration
+    (now) waits for the park: the old order is forced."""
+    started, gate = asyncio.Event(), asyncio.Event()
+    step_may_end, registered, answered = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        started.set()
+        await gate.wait()
+
+    register, park = app.store.register_wait, app.store.park_run
+
+    async def noted_register(fence: Any, wait: Any, at: Any) -> Any:
+        try:
+            return await register(fence, wait, at)
+        finally:
+            if wait.name == "reject":
+                registered.set()
+
+    async def held_park(*args: Any, **kwargs: Any) -> bool:
+        step_may_end.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(registered.wait(), 0.5)
+        return await park(*args, **kwargs)
+
+    monkeypatch.setattr(app.store, "register_wait", noted_register)
+    monkeypatch.setattr(app.store, "park_run", held_park)
+
+    @app.workflow(inline_wait=0)
+    async def either(wf: Workflow) -> str:
+        await wf.step("hold", hold)
+
+        async def check_then_reject() -> object:
+            await wf.step("check", step_may_end.wait)
+            try:
+                return await wf.wait_for_signal("reject")
+            finally:
+                answered.set()
+
+        approve = asyncio.ensure_future(wf.wait_for_signal("approve"))
+        reject = asyncio.ensure_future(check_then_reject())
+        done, _ = await asyncio.wait({approve, reject}, return_when=asyncio.FIRST_COMPLETED)
+        if reject in done and reject.exception() is None:
+            return f"rejected by {reject.result()}"
+        return f"approved by {approve.result()}"
+
+    task = asyncio.ensure_future(app.arun(either, workflow_id="parking"))
+    await started.wait()
+    assert await app.asignal("parking", "reject", "ada") is False  # kept: no wait yet
+    gate.set()
+    first = await task
+    assert first.status is RunStatus.WAITING  # parked on "approve"; "check" held till then
+    await answered.wait()
+    run = await app.store.get_run("parking")
+    assert run is not None and run.status is RunStatus.PENDING  # woken to be replayed
+    res = await app.arun(either, workflow_id="parking")
     assert (res.status, res.value) == (RunStatus.COMPLETED, "rejected by ada")

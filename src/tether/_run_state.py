@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -83,6 +83,10 @@ class RunState:
     occurrences: dict[str, int] = field(default_factory=dict)  # step name -> calls so far
     key_bases: dict[str, str] = field(default_factory=dict)  # key given -> the name it is for
     blocked_on: list[str] = field(default_factory=list)  # pending waits that suspended it
+    # the wait registrations in flight: each one's event (set when answered) -> its key
+    # (branches may register one key at once: a budget raise they all wait for)
+    registering: dict[asyncio.Event, str] = field(default_factory=dict)
+    parking: asyncio.Event | None = None  # the code suspended; set once the park is settled
     compensations: list[Compensation] = field(default_factory=list)
     in_flight: set[str] = field(default_factory=set)  # steps whose function runs now
     step_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -135,6 +139,40 @@ class RunState:
         if row.seq is None or row.seq > self.state_seq:  # (None: written by an older tether)
             self.state, self.state_seq = value, row.seq or self.state_seq
         return value
+
+    async def register(self, key: str, register: Callable[[], Awaitable[WaitRow]]) -> WaitRow:
+        """Waitpoint `key` as `register` gives it (registered in the store, answered at
+        once if what it waits for is there).
+
+        A branch of the run's code (a task it started) may register a wait while a
+        sibling's wait suspends the run: the park waits for registrations in flight
+        (`settle`), and one that starts after the code suspended waits for the park.
+        Else the store answered the wait of a run not yet parked, the park did not
+        see that answer, and nothing woke the run for it."""
+        if self.parking is not None:
+            await self.parking.wait()  # then the store wakes a parked run it answers
+        done = asyncio.Event()
+        self.registering[done] = key
+        try:
+            return await register()
+        finally:
+            del self.registering[done]
+            done.set()
+
+    async def settle(self) -> list[str]:
+        """Once the run's code suspended: wait for the registrations in flight to be
+        answered, and hold back any new one until `parked`. The waits to park on: the
+        pending ones, and those registered meanwhile (answered: the park resumes)."""
+        self.parking = asyncio.Event()
+        keys = list(self.registering.values())
+        for done in list(self.registering):
+            await done.wait()
+        return list(dict.fromkeys([*self.blocked_on, *keys]))
+
+    def parked(self) -> None:
+        """The park is settled (parked, or resuming at once): waits may register."""
+        if self.parking is not None:
+            self.parking.set()
 
     def unwind(self, exc: Suspend) -> Suspend:
         """`exc`, to raise now. Raised in a task the workflow started and never awaited

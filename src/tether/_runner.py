@@ -847,10 +847,14 @@ class Runner:
             self.woken([parent.workflow_id])
 
     async def _park(self, st: RunState) -> bool:
-        now = self._clock.now()
-        parked = await self._store.park_run(
-            st.fence, st.pending_waits(), compute_seconds=st.elapsed(now), at=now
-        )
+        try:
+            keys = await st.settle()
+            now = self._clock.now()
+            parked = await self._store.park_run(
+                st.fence, keys, compute_seconds=st.elapsed(now), at=now
+            )
+        finally:
+            st.parked()
         if parked:
             st.emit("workflow.waiting", ", ".join(st.blocked_on))
         return parked

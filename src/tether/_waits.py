@@ -136,15 +136,10 @@ class Waits:
         run.check_budget(self._rt.clock.now())
         row = run.waits.get(wait.key)
         if row is None:
-            # counted among the waits the run parks on while the store answers: a sibling
-            # that suspends meanwhile parks the run, and the park (which resumes at once
-            # if one of its waits resolved) must see this one answered at once too (a
-            # kept signal), else nothing wakes the run for it
-            run.blocked_on.append(wait.key)
-            try:
-                row = await self._rt.store.register_wait(run.fence, wait, self._rt.clock.now())
-            finally:
-                run.blocked_on.remove(wait.key)
+            store, clock = self._rt.store, self._rt.clock
+            row = await run.register(
+                wait.key, lambda: store.register_wait(run.fence, wait, clock.now())
+            )
         # its answer is another wait's (a remote tenant's journal carries kinds, not names)
         if row.kind is not wait.kind or row.name not in (None, wait.name):
             raise InvalidArgumentError(
