@@ -23,8 +23,8 @@ PATHS = {"openai": "POST /v1/chat/completions", "anthropic": "POST /v1/messages"
 @pytest.fixture
 async def app(database_url: str, clock: FakeClock, server: ProviderServer) -> AsyncIterator[App]:
     providers = ai.Providers(
-        openai=ai.OpenAI(api_key="k", base_url=server.openai_url, timeout=0.5),
-        anthropic=ai.Anthropic(api_key="k", base_url=server.anthropic_url, timeout=0.5),
+        openai=ai.OpenAI(api_key="k", base_url=server.openai_url, timeout=10),
+        anthropic=ai.Anthropic(api_key="k", base_url=server.anthropic_url, timeout=10),
     )
     the_app = App(database_url, clock=clock, ai=providers)
     yield the_app

@@ -280,7 +280,7 @@ async def test_a_blocking_sync_plugin_sink_fails_its_delivery_and_frees_the_loop
             await asyncio.sleep(0.01)
 
     app.kernel.sinks.append(CallableSink(publish))
-    app.kernel.outbox = OutboxPolicy(delivery_timeout=0.3)
+    app.kernel.outbox = OutboxPolicy(delivery_timeout=1.0)
     await _run_with_events(app, "stuck", 2, clock.now())
     await _run_with_events(app, "fine", 2, clock.now() + timedelta(seconds=1))
     beating = asyncio.ensure_future(heartbeat())
@@ -299,7 +299,7 @@ async def test_a_blocking_sync_plugin_sink_fails_its_delivery_and_frees_the_loop
     [(error,)] = execute(
         database_url, "SELECT last_error FROM events WHERE run_id = 'stuck' AND seq = 1"
     )
-    assert error == "TimeoutError: CallableSink did not take the event within 0.3 s"
+    assert error == "TimeoutError: CallableSink did not take the event within 1 s"
 
 
 def test_outbox_policy_refuses_a_delivery_timeout_that_is_no_duration() -> None:
