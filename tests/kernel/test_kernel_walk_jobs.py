@@ -105,3 +105,44 @@ def test_queue_names_with_a_blank_one_are_refused_and_a_list_is_taken_as_is(
         assert Worker(app, queues="agents").queues == ("agents",)
     finally:
         app.close()
+
+
+async def test_a_draining_worker_hands_back_the_job_of_a_run_another_process_drives(
+    app: App, database_url: str, clock: Any
+) -> None:
+    """Before, a worker shutting down that had claimed a job whose run another live
+    process drove closed the job `done` without driving it: the run was left without
+    a job, so a crash of its owner left it for the stuck-run chore (minutes), not for
+    the next worker. The job now goes back to the queue at once, as a busy run's does."""
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    async def held() -> str:
+        entered.set()
+        await gate.wait()
+        return "done"
+
+    def register(on: App) -> Any:
+        @on.workflow(name="w")
+        async def w(wf: Workflow) -> str:
+            return await wf.step("s", held)
+
+        return w
+
+    other = App(database_url, clock=clock)
+    try:
+        wid = await app.asubmit(register(app), workflow_id="busy", queue="q")
+        driving = asyncio.ensure_future(other.arun(register(other), workflow_id=wid))
+        await entered.wait()  # `other` owns the run now, mid-step
+        (job,) = await claim_jobs(app, "w1", ["q"], 1)
+        app.drain()
+        executed = await app.kernel.execute_job(job, "w1")
+        assert executed.status != "completed"
+        assert await _job_status(app, wid) == ["queued"]  # back at once, not closed
+        gate.set()
+        assert (await driving).status is RunStatus.COMPLETED
+        (again,) = await claim_jobs(other, "w2", ["q"], 1)  # the next worker closes it
+        assert (await other.kernel.execute_job(again, "w2")).status == "completed"
+        assert await _job_status(app, wid) == ["done"]
+    finally:
+        gate.set()
+        await other.aclose()

@@ -411,6 +411,8 @@ class Kernel:
             done_renewing.set()
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
+        if status is RunStatus.RUNNING:  # not driven here: this process is shutting down
+            return await self._hand_back_job(cmd)
         ghost = False
         if status not in (RunStatus.COMPLETED, RunStatus.WAITING):  # rare: ask the store
             # None: the drive did not see how it ended (a cancel under the job ended it);
@@ -436,6 +438,14 @@ class Kernel:
         log.info("run %s is driven by %s; its job waits", cmd.workflow_id, exc.owner)
         await self.store.release_job(cmd.job_id, cmd.worker, at=now, run_after=after)
         return JobExecuted(status="busy", error=str(exc))
+
+    async def _hand_back_job(self, cmd: JobExecute) -> JobExecuted:
+        """The process shuts down and left the job's run, driven by another live
+        process, alone: its job goes back at once, its attempt not counted. Closed, it
+        left the run without a job (its owner's crash then waited for the stuck-run
+        chore, not the next worker's claim)."""
+        await self.store.release_job(cmd.job_id, cmd.worker, at=self.clock.now())
+        return JobExecuted(status="released", error="shutting down: the job went back")
 
     async def _not_ours(self, cmd: JobExecute, exc: Exception) -> JobExecuted:
         """This process does not have the run's workflow (or a version that can resume
