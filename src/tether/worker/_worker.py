@@ -276,6 +276,11 @@ class Worker:
             await app.store.wait_for_change("jobs", 0)
         while not self._stopping.is_set():
             free = self.concurrency - len(self._running)
+            # cleared before the claim, not after: a job of a concurrency key (or capped
+            # queue) that ends while the claim is in flight, after it found the key held,
+            # kicks a claim again (cleared after, it was lost: the job it had to leave
+            # waited for the poll, as nothing announces a key freed)
+            self._kick.clear()
             if free > 0:
                 try:
                     jobs = await claim_jobs(app, self.worker_id, self.queues, free, with_runs=True)
@@ -297,7 +302,6 @@ class Worker:
                     continue  # every free slot filled: more may be ready, claim again
             # fewer than asked (or none): nothing more was ready; claiming again at once
             # would come back empty, so wait for a free slot, news of a job, or the poll
-            self._kick.clear()
             await self._idle(self._next_claim_within())
             if len(self._running) >= self.concurrency:
                 self._full = True  # news (or the poll) while every slot is busy: claim
