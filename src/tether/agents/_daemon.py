@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._info import RunInfo
 from ..errors import RunFinishedError, RunNotFoundError
-from ..store import RunStatus
+from ..store import JobStatus, RunStatus
 from ._config import WorkflowConfig, WorkflowFile, WorkflowWatcher
 from ._errors import AgentsError, IssueNotFoundError
 from ._factory import make_backend, make_tracker
@@ -343,15 +343,23 @@ class Dispatcher:
             log.info("dispatched", extra={"issue": effect.issue.identifier, "run": run_id})
         elif isinstance(effect, Stop) and effect.issue_id in runs:
             run_id = runs[effect.issue_id]
-            before = await self.app.aget_run(run_id)
             with contextlib.suppress(RunFinishedError, RunNotFoundError):
                 await self.app.acancel(run_id, f"issue {effect.reason}")
             report.stopped.append(run_id)
             log.info("stopped", extra={"run": run_id, "reason": effect.reason})
-            if effect.clean and before.status is not RunStatus.RUNNING:
+            if effect.clean and not await self._driven(run_id):
                 await self.remove_workspace(run_id)  # else its driver removes it once stopped
         elif isinstance(effect, Log):
             log.info(effect.message, extra={"issue": effect.issue_id})
+
+    async def _driven(self, run_id: str) -> bool:
+        """A worker holds the run's job: its driver sees the cancel and removes the
+        workspace once its agent let go. Asked after the cancel, not before: a run read
+        as queued or parked may have been claimed since (the tick then removed the
+        workspace under its agent, and its `after_run` found none), one read as running
+        may have parked since (nobody removed it)."""
+        jobs = await self.app.store.list_jobs(workflow_id=run_id, status=JobStatus.CLAIMED.value)
+        return any(job.status is JobStatus.CLAIMED for job in jobs)
 
     async def _still_eligible(self, issue: Issue) -> bool:
         """Before dispatching an issue whose earlier run has ended, ask the tracker

@@ -132,6 +132,29 @@ class IssueRunner:
 
     async def __call__(self, wf: Workflow, request: dict[str, Any]) -> dict[str, Any]:
         """The body of workflow ``agents.issue``."""
+        try:
+            return await self._work(wf, request)
+        except RunCancelledError:
+            # cancelled outside an attempt too (its due retry re-checking the issue, its
+            # slot being taken): a tick leaves a driven run's workspace to its driver
+            await self._cancelled(wf.workflow_id, Issue.from_dict(request["issue"]))
+            raise
+
+    async def _cancelled(self, run_id: str, issue: Issue) -> None:
+        """The run was cancelled under its driver: for an issue that became terminal,
+        its workspace (the one it recorded, else the issue's) goes, if still there."""
+        row = await self.app.store.get_run(run_id)
+        error = None if row is None else decode_error(row.error)
+        if error is None or TERMINAL_STOP not in error.message:
+            return
+        recorded = _json(row.state if row is not None else None).get("workspace")
+        manager = self.workspaces()
+        path = Path(str(recorded)) if recorded else manager.path_for(issue.identifier)
+        if path.exists():
+            await manager.discard(path)
+
+    async def _work(self, wf: Workflow, request: dict[str, Any]) -> dict[str, Any]:
+        """The issue's attempts, and what follows each, until the run ends."""
         issue = Issue.from_dict(request["issue"])
         state = SchedulerState(running={issue.id: RunningEntry(issue, None, 0.0)})
         attempt: int | None = None
