@@ -107,6 +107,9 @@ class Runner:
         self.resume_woken = resume_woken
         self._active: dict[str, asyncio.Event] = {}
         self._undoing: set[str] = set()  # cancelled runs compensated here now
+        # children created here for their parent to await, by id: the parent, until its
+        # wait for the child is registered (a cancel landing before that misses them)
+        self._unwaited: dict[str, str] = {}
         self._rewake: set[str] = set()  # woken while being driven here: drive again after
         self._background: set[asyncio.Task[Any]] = set()
         self.owner_lease = owner_lease
@@ -124,6 +127,11 @@ class Runner:
     ) -> None:  # fmt: skip
         # a child of a queued run is queued too, so workers (not this process) resume it
         parent = await self._store.get_run(parent_id)
+        if not detached and parent is not None and parent.status.terminal:
+            # its parent was cancelled (or a compensating replay runs its code): no wait
+            # of the parent's will take the child, nor its parent's cancel reach it, and
+            # it sat pending for good (or ran, for nobody, once recovered as an orphan)
+            raise RunCancelledError(parent_id)
         queue = parent.queue if parent is not None else None
         if queue is None:  # driven here: a function never declared is driven as given
             self._bind_child(defn, workflow_id)
@@ -151,6 +159,8 @@ class Runner:
                 )
         elif detached and queue is None:
             self.spawn(workflow_id)
+        if not detached:  # until its parent's wait for it is registered (`drive_child`)
+            self._unwaited[workflow_id] = parent_id
 
     def _bind_child(self, defn: WorkflowDef, workflow_id: str) -> None:
         """Drive the child with the callable the parent passed when no workflow of its
@@ -162,6 +172,7 @@ class Runner:
             self._rt.run_defs[workflow_id] = defn
 
     async def drive_child(self, workflow_id: str) -> None:
+        self._unwaited.pop(workflow_id, None)  # its parent waits for it: a cancel reaches it
         try:
             await self.drive(workflow_id)
         except Exception as exc:  # recorded on the child; the parent reads it from there
@@ -720,7 +731,13 @@ class Runner:
                 raise
             return _CANCELLED
         await wf.stop_given_up_batches()
-        await self._finish(st, RunStatus.COMPLETED, NewEvent("workflow.completed"), output=output)
+        try:
+            await self._finish(
+                st, RunStatus.COMPLETED, NewEvent("workflow.completed"), output=output
+            )
+        except RunCancelledError:  # a cancel landed as its code returned: it ends cancelled
+            await self._cancelled(wf, st)
+            return _CANCELLED
         st.emit("workflow.completed")
         self._wake_parent(st)
         return value
@@ -728,9 +745,29 @@ class Runner:
     async def _cancelled(self, wf: Workflow, st: RunState) -> None:
         self._rt.run_defs.pop(st.workflow_id, None)
         run = await self._store.get_run(st.workflow_id)
+        await self._cancel_unwaited(st, run is not None and run.cancel_requested == "compensate")
         if run is not None and run.cancel_requested == "compensate":
             await self._finish_compensation(wf, st)
         st.emit("workflow.cancelled")
+
+    async def _cancel_unwaited(self, st: RunState, compensate: bool) -> None:
+        """Cancel the children created here for the cancelled run to await whose wait it
+        never registered: the cancel landed between the child's creation and its
+        parent's wait (refused then), so the cancel's reach (the children its run waits
+        on) missed them, and they sat pending for good."""
+        mine = [cid for cid, parent in self._unwaited.items() if parent == st.workflow_id]
+        for cid in mine:
+            del self._unwaited[cid]
+            try:
+                await self._store.cancel_run(
+                    cid, reason=f"its parent run {st.workflow_id!r} was cancelled",
+                    compensate=compensate, at=self._clock.now(),
+                )  # fmt: skip
+            except (RunFinishedError, RunNotFoundError):
+                pass  # it ended, or its parent's cancel reached it (its wait was registered)
+            except StoreError as exc:
+                log.warning("could not cancel child run %s of cancelled run %s: %s",
+                            cid, st.workflow_id, exc)  # fmt: skip
 
     async def _failed(self, wf: Workflow, st: RunState, exc: Exception) -> bool:
         """Record the workflow's failure, after running its compensations if it has
@@ -757,9 +794,13 @@ class Runner:
                 return False
             ok = await self._compensate(wf, st)
             status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED
-        await self._finish(
-            st, status, NewEvent("workflow.failed", what), error=error, reason=reason
-        )
+        try:
+            await self._finish(
+                st, status, NewEvent("workflow.failed", what), error=error, reason=reason
+            )
+        except RunCancelledError:  # a cancel landed as its code failed: it ends cancelled
+            await self._cancelled(wf, st)
+            return False
         st.emit("workflow.failed", error_text(exc))
         self._wake_parent(st)
         return True
@@ -789,6 +830,9 @@ class Runner:
             compute_seconds=st.elapsed(now),
             reason=reason,
         )
+        if status.terminal:  # (a child whose wait was answered at once, not driven)
+            for cid in [c for c, parent in self._unwaited.items() if parent == st.workflow_id]:
+                del self._unwaited[cid]
 
     async def _close_cut_short(self, st: RunState, status: RunStatus, now: datetime) -> None:
         """Record failed the steps still running as the run ends: cancelled with the item
