@@ -15,13 +15,22 @@ import pytest
 
 import tether
 from tether import App, FakeClock, RunStatus, WaitStatus, Workflow
+from tether.testing import eventually
 
 
-def _parked_sibling_flow(kind: str, tokens: list[str]) -> Callable[[Workflow], Awaitable[object]]:
+async def _wait_registered(app: App, wf: Workflow) -> None:
+    """Until the run has a waitpoint: a sibling item reached its wait (a short sleep
+    was not always enough on a loaded machine)."""
+    await eventually(lambda: app.store.list_waits(wf.workflow_id), timeout=60)
+
+
+def _parked_sibling_flow(
+    app: App, kind: str, tokens: list[str]
+) -> Callable[[Workflow], Awaitable[object]]:
     async def flow(wf: Workflow) -> object:
         async def item(i: int) -> object:
             if i == 1:
-                await asyncio.sleep(0.01)  # item 0 reaches its wait first
+                await _wait_registered(app, wf)  # item 0 reaches its wait first
                 raise ValueError("item 1 broke")
             if kind == "signal":
                 return await wf.wait_for_signal("go")
@@ -43,8 +52,8 @@ async def test_a_run_failed_by_a_sibling_closes_the_wait_another_item_parked_on(
     app: App, clock: FakeClock, kind: str
 ) -> None:
     tokens: list[str] = []
-    with pytest.raises(tether.ForEachError):
-        await app.arun(_parked_sibling_flow(kind, tokens), workflow_id="fe")
+    with pytest.raises(tether.ForEachError, match="item 1 broke"):
+        await app.arun(_parked_sibling_flow(app, kind, tokens), workflow_id="fe")
     assert (await app.aget_run("fe")).status is RunStatus.FAILED
     (wait,) = await app.alist_waits("fe")
     assert wait.status is WaitStatus.CANCELLED and wait.resolved_at is not None
@@ -69,9 +78,8 @@ async def test_a_run_failed_by_a_sibling_closes_the_wait_another_item_parked_on(
 async def test_a_completed_run_closes_the_waits_of_tasks_it_never_awaited(app: App) -> None:
     async def flow(wf: Workflow) -> str:
         task = asyncio.ensure_future(wf.wait_for_signal("never"))
-        await asyncio.sleep(0.01)  # the task registers its wait, then is left behind
+        await asyncio.wait({task})  # the task registers its wait, then is left behind
         token = await wf.create_token()  # handed out, never waited for
-        assert task.done()
         return token
 
     token = (await app.arun(flow, workflow_id="done")).value
@@ -95,7 +103,7 @@ async def test_a_rerun_of_the_failed_run_waits_again_for_the_wait_its_end_closed
         async def item(i: int) -> object:
             if i == 0:
                 return await wf.wait_for_signal("go")
-            await asyncio.sleep(0.01)
+            await _wait_registered(app, wf)
 
             def work() -> int:
                 if broken:
@@ -106,7 +114,7 @@ async def test_a_rerun_of_the_failed_run_waits_again_for_the_wait_its_end_closed
 
         return (await wf.for_each([0, 1], item, max_parallel=2)).values
 
-    with pytest.raises(tether.ForEachError):
+    with pytest.raises(tether.ForEachError, match="item 1 broke"):
         await app.arun(flow, workflow_id="fe")
     broken = False
     # the closed wait was registered before the step rerun from: kept cancelled, the
