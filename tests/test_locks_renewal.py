@@ -40,7 +40,7 @@ class _Renewals:
     async def more(self) -> None:
         """Wait for one more renewal to finish."""
         seen = len(self.rows)
-        await eventually(lambda: len(self.rows) > seen, timeout=3)
+        await eventually(lambda: len(self.rows) > seen, timeout=30)
 
 
 async def _intruder(app: App, clock: FakeClock) -> LockOutcome:
@@ -91,7 +91,7 @@ async def test_a_renewal_after_a_takeover_reports_the_loss(app: App, clock: Fake
         clock.advance(1.0)
         renewals.rows.clear()
         assert await _intruder(app, clock) is LockOutcome.ACQUIRED
-        await eventually(lambda: handle.lost, timeout=3)
+        await eventually(lambda: handle.lost, timeout=30)
     lock = await app.store.get_lock("mutex", "acct-1")
     assert lock is not None and lock.holder == "intruder" and lock.released_at is None
 

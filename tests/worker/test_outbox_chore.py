@@ -135,7 +135,7 @@ async def test_the_outbox_lock_is_renewed_while_a_delivery_is_in_flight(
             assert lock is not None and lock.holder == "w1"
             return lock.expires_at > clock.now() + timedelta(seconds=ttl * 0.5)
 
-        await eventually(lock_renewed, timeout=5)
+        await eventually(lock_renewed, timeout=30)
         renewed.set()
         clock.advance(ttl * 0.9)  # past the first lease: held only thanks to the renewal
         second.append(await maintenance_tick(app, "w2", chore_ttl=ttl, outbox_budget=0.1))
