@@ -72,7 +72,7 @@ async def test_workers_adopt_a_run_once_its_owner_claim_lapsed(app: App, clock: 
 
     report = await ServerlessHost(app).aprocess_available_jobs(limit=5)
     assert report.succeeded == 1
-    result = await app.aresult("orphan-1", timeout=5)
+    result = await app.aresult("orphan-1", timeout=30)
     assert result.value == "ok" and calls == ["a", "b"]
     adopted = [e for e in result.record.events if e.type == "run.adopted"]
     assert adopted and "elsewhere:1:dead" in (adopted[0].message or "")
@@ -87,7 +87,7 @@ async def test_a_serverless_hosts_maintenance_tick_adopts_orphans(
     host = ServerlessHost(app, queues=["jobs"])
     assert (await host.amaintenance_tick()).orphans_adopted == ["orphan-sl"]
     assert (await host.aprocess_available_jobs(limit=5)).succeeded == 1
-    assert (await app.aresult("orphan-sl", timeout=5)).value == "ok"
+    assert (await app.aresult("orphan-sl", timeout=30)).value == "ok"
 
 
 async def test_a_live_owner_is_refused_and_a_dead_one_on_this_host_is_taken_over_at_once(

@@ -296,7 +296,7 @@ async def test_workers_fire_schedules_in_maintenance_and_run_the_ticks(
     tick = await host.amaintenance_tick()
     assert tick.scheduled == ["report@2026-12-01T16:05:00Z"]
     assert (await host.aprocess_available_jobs(limit=5)).succeeded == 1
-    done = await app.aresult("report@2026-12-01T16:05:00Z", timeout=5)
+    done = await app.aresult("report@2026-12-01T16:05:00Z", timeout=30)
     assert (done.status, done.value) == (RunStatus.COMPLETED, "report for today")
     # another worker at the same moment skips the chore (its lock is held)
     other = ServerlessHost(app, worker_id="other")

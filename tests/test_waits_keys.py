@@ -47,7 +47,7 @@ async def test_a_signal_wait_numbered_like_an_earlier_given_key_is_refused(app: 
     for n in range(2):
         await app.asignal("listens", "go", n)
         await app.asettle(5)
-    result = await app.aresult("listens", timeout=5)
+    result = await app.aresult("listens", timeout=30)
     assert result.record.status is RunStatus.FAILED, result.value
     error = result.record.last_error
     assert error is not None and "'signal:go#2' of run 'listens'" in error.message
@@ -77,5 +77,5 @@ async def test_given_keys_of_their_own_still_name_one_waitpoint(app: App, clock:
     if result.record.status is RunStatus.WAITING:
         clock.advance(1)
         await app.afire_due_timers()
-        result = await app.aresult("daily", timeout=5)
+        result = await app.aresult("daily", timeout=30)
     assert result.value == [0, 1]

@@ -172,7 +172,7 @@ async def test_a_jobs_store_errors_are_forgotten_once_it_gets_past_them(
         assert len(app.kernel._store_failures) == 1  # its back-off grows while errors last
         clock.advance(5)
         assert (await host.aprocess_available_jobs(limit=1)).succeeded == 1
-        assert (await app.aresult("j1", timeout=5)).value == "a"
+        assert (await app.aresult("j1", timeout=30)).value == "a"
         assert app.kernel._store_failures == {}
     finally:
         for lock in held:

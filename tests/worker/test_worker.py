@@ -544,7 +544,7 @@ async def test_serverless_host_processes_and_maintains(app: App, clock: tether.F
     assert sorted(tick.timers_woken) == sorted(ids)
     assert tick.outbox_delivered == len(sink.events) > 0
     assert (await host.aprocess_available_jobs(limit=10)).processed == 3
-    assert [(await app.aresult(w, timeout=5)).value for w in ids] == [0, 1, 2]
+    assert [(await app.aresult(w, timeout=30)).value for w in ids] == [0, 1, 2]
     other = ServerlessHost(app, worker_id="other")
     # the first host holds every chore's lock, orphans' too (it adopts onto its queue)
     skipped = set((await other.amaintenance_tick()).skipped)
@@ -814,7 +814,7 @@ async def test_a_worker_without_the_runs_workflow_hands_its_job_on(
         assert job.run_after == clock.now()  # due at once, not put off
         assert (await new.aget_run(wid)).status is RunStatus.PENDING
         assert (await ServerlessHost(new).aprocess_available_jobs(limit=10)).succeeded == 1
-        assert (await new.aresult(wid, timeout=5)).value == "ran"
+        assert (await new.aresult(wid, timeout=30)).value == "ran"
     finally:
         await old.aclose()
         await new.aclose()
