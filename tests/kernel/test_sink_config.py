@@ -234,6 +234,15 @@ def test_a_policy_refuses_a_delivery_timeout_that_is_no_number() -> None:
             OutboxPolicy(delivery_timeout=bad)  # type: ignore[arg-type]
 
 
+def test_a_policy_refuses_a_claim_shorter_than_two_delivery_timeouts() -> None:
+    """Accepted before: a delivery started just before half the claim and slow to its
+    timeout outlived the claim, and another publisher sent the same event again."""
+    with pytest.raises(InvalidArgumentError, match=r"claim_lease \(30 s\) must be at least "
+                       r"twice delivery_timeout \(60 s\).*raise claim_lease to 120"):  # fmt: skip
+        OutboxPolicy(claim_lease=30)
+    assert OutboxPolicy(claim_lease=30, delivery_timeout=15).claim_lease == 30.0
+
+
 async def test_the_kernel_outbox_must_be_a_policy(app: App) -> None:
     """A dict was kept, and every outbox pass then failed with an AttributeError."""
     with pytest.raises(InvalidArgumentError, match=r"must be a tether.kernel.OutboxPolicy"):

@@ -66,7 +66,9 @@ class OutboxPolicy:
     once the first lost its chore lock (its process stalled past the lock's lease). A
     publisher starts no delivery after half of it, so a stall of up to the other half
     (less its delivery in flight) delivers no event twice; a longer one may. A publisher
-    that dies mid-batch leaves its unfinished events to wait this long.
+    that dies mid-batch leaves its unfinished events to wait this long. It must be at
+    least twice `delivery_timeout`, so that a delivery started by half the claim ends
+    within it.
     """
 
     max_attempts: int = 8
@@ -86,6 +88,16 @@ class OutboxPolicy:
                 positive=name in ("delivery_timeout", "claim_lease"),
             )
             object.__setattr__(self, name, seconds)
+        if self.claim_lease < 2 * self.delivery_timeout:
+            # a publisher starts deliveries until half the claim: one started then and
+            # slow to the end of its timeout outlived the claim, and another publisher
+            # took the same event (and the run's later ones, sent before it)
+            raise InvalidArgumentError(
+                f"OutboxPolicy claim_lease ({self.claim_lease:g} s) must be at least twice "
+                f"delivery_timeout ({self.delivery_timeout:g} s), or a delivery may outlive "
+                f"its claim and its event be sent twice; raise claim_lease to "
+                f"{2 * self.delivery_timeout:g} or lower delivery_timeout"
+            )
         # checked here, not at the first failed delivery: a retry time past a datetime's
         # range raised in the middle of a pass, every pass, and the event was never
         # recorded as failed nor dead-lettered (the outbox stuck on it for good)
