@@ -227,6 +227,14 @@ class _Limit:
 
 
 @dataclass(frozen=True)
+class _Over:
+    """A budget a call is over, and the spend it was judged on (`_gate`)."""
+
+    limit: _Limit
+    spend: Spend
+
+
+@dataclass(frozen=True)
 class _Held:
     """A call's admission under one of the budgets that cover it."""
 
@@ -983,7 +991,24 @@ class WorkflowAI:
         what stops it: a budget is exceeded (the step records it). Calls in flight of
         the same budget are admitted together only as far as it goes (see
         `_admission`); the budgets are taken in one order in every run, so two calls
-        never wait on each other's."""
+        never wait on each other's.
+
+        A call is judged on the limits read as its admission began: a ``budget.raise``
+        (or a new period) a sibling branch took while it waited or read the spend is
+        not in them, so a stop then is judged again on the raised limits. Taken as
+        after that raise, the stop waited for the next one, the run parked again with
+        its budget already raised."""
+        while True:
+            raises = self._raises
+            gate = await self._admit_all()
+            if not isinstance(gate, _Over):
+                return gate
+            if self._raises == raises:
+                return self._stop(gate.limit, gate.spend, step)
+
+    async def _admit_all(self) -> _Over | tuple[_Held, ...]:
+        """`_gate` on the budgets as they are now: the admissions, or the budget that
+        stops the call and the spend it was judged on."""
         held: list[_Held] = []
         log_id = id(self._log)  # the log's: one process, two databases
         covering = sorted(
@@ -1002,13 +1027,13 @@ class WorkflowAI:
                 if ticket is not None:  # a key a run and one that started it both have
                     spend = ticket.judged  # admitted once, judged by each budget of it
                     if budget.judge(spend) == "exceeded":
-                        return self._stop(limit, spend, step)
+                        return _Over(limit, spend)
                 else:
                     spend, ticket = await self._admissions.admit(
                         scope, budget, self._spend_of(limit)
                     )
                     if ticket is None:
-                        return self._stop(limit, spend, step)
+                        return _Over(limit, spend)
                     admitted[scope] = ticket
                 held.append(_Held(limit, ticket))
             done, held = tuple(held), []
