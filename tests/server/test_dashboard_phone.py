@@ -137,9 +137,14 @@ def test_a_run_page_with_long_names_fits_a_phone_and_a_desktop(
     assert browser.execute_script(
         "return document.scrollingElement.scrollWidth <= window.innerWidth"
     ), "the page scrolls sideways"
-    button = browser.find_element(By.CSS_SELECTOR, "#waits form.act-signal button")
-    assert SIGNAL in button.text.replace("\n", "")
-    right = browser.execute_script("return arguments[0].getBoundingClientRect().right", button)
+
+    def button_right(d: Any) -> float | None:
+        # read in one go, again if the live part of the page was swapped meanwhile
+        button = d.find_element(By.CSS_SELECTOR, "#waits form.act-signal button")
+        assert SIGNAL in button.text.replace("\n", "")
+        return float(d.execute_script("return arguments[0].getBoundingClientRect().right", button))
+
+    right = wait_until(browser, button_right, "no send button for the signal")
     assert right <= browser.execute_script("return window.innerWidth"), right
     lefts = browser.execute_script(
         "return new Set([...document.querySelectorAll('.facts > div')]"
