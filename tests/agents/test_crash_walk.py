@@ -204,10 +204,10 @@ async def test_an_issue_moved_out_of_the_active_states_mid_run_keeps_its_workspa
         await d.tick()
         [job] = await host.aclaim(1)
         driving = asyncio.ensure_future(host.ahandle_job(job))
-        await eventually(lambda: len(backend.requests) == 1, timeout=20)
+        await eventually(lambda: len(backend.requests) == 1, timeout=60)
         tracker.set_state("M-1", "blocked")
         assert (await d.tick()).stopped == ["agent:memory:M-1"]
-        await asyncio.wait_for(driving, 20)
+        await asyncio.wait_for(driving, 60)
         ws = tmp_path / "ws" / "M-1"
         assert (ws / "ran.txt").read_text() == "ran\n"  # after_run, workspace kept
         tracker.set_state("M-1", "todo")

@@ -321,11 +321,11 @@ async def test_a_closed_issue_stops_its_agent_within_a_tick_and_loses_its_worksp
     await d.tick()
     [job] = await host.aclaim(1)
     driving = asyncio.ensure_future(host.ahandle_job(job))
-    await eventually(lambda: len(backend.requests) == 1, timeout=20)
+    await eventually(lambda: len(backend.requests) == 1, timeout=60)
     tracker.set_state("D-1", "done")
     report = await d.tick()
     assert report.stopped == ["agent:memory:D-1"]
-    await asyncio.wait_for(driving, 20)  # the agent was killed, not waited for
+    await asyncio.wait_for(driving, 60)  # the agent was killed, not waited for
     assert (await app.aget_run("agent:memory:D-1")).status.value == "cancelled"
     assert not (tmp_path / "ws" / "D-1").exists()
 
@@ -546,12 +546,12 @@ async def test_a_due_retry_sees_the_agents_running_beside_it(
     await d.dispatch(tracker.issues["E-2"])
     [job] = await host.aclaim(1)
     driving = asyncio.ensure_future(host.ahandle_job(job))
-    await eventually(lambda: len(backend.requests) == 1, timeout=20)  # E-2's agent works
+    await eventually(lambda: len(backend.requests) == 1, timeout=60)  # E-2's agent works
     await d.dispatch(tracker.issues["E-3"])  # queued, not driven
     seen = await d.runner._refresh("E-1", "agent:memory:E-1")
     assert seen["issue"]["identifier"] == "E-1" and seen["busy"] == ["doing"]
     await app.acancel("agent:memory:E-2")
-    await asyncio.wait_for(driving, 20)
+    await asyncio.wait_for(driving, 60)
 
 
 # -- run_once on a default App (its inline_wait left at 5 s) -----------------------------
@@ -663,9 +663,9 @@ async def test_two_runs_queued_past_a_states_cap_never_run_their_agents_at_once(
     assert len(jobs) == 2
     driving = [asyncio.ensure_future(host.ahandle_job(job)) for job in jobs]
     try:
-        await eventually(lambda: len(backend.requests) == 1, timeout=20)
+        await eventually(lambda: len(backend.requests) == 1, timeout=60)
         # before: the second agent started beside the first, and neither drive ended
-        await eventually(lambda: any(t.done() for t in driving), timeout=20)
+        await eventually(lambda: any(t.done() for t in driving), timeout=60)
         rows = {r.identifier: r for r in await d.status()}
         waiting = [r for r in rows.values() if r.phase == "retrying"]
         assert [r.reason for r in waiting] == ["no available orchestrator slots"]
@@ -673,7 +673,7 @@ async def test_two_runs_queued_past_a_states_cap_never_run_their_agents_at_once(
     finally:
         for ident in ("T-1", "T-2"):
             await app.acancel(f"agent:memory:{ident}")
-        await asyncio.wait_for(asyncio.gather(*driving, return_exceptions=True), 20)
+        await asyncio.wait_for(asyncio.gather(*driving, return_exceptions=True), 60)
 
 
 def _clone_run(db: Path, template: str, copies: int) -> None:
@@ -714,7 +714,7 @@ async def test_issue_runs_are_found_among_more_open_runs_than_a_page(
         async def waiting() -> bool:
             return (await app.aget_run("busy")).status.value == "waiting"
 
-        await eventually(waiting)
+        await eventually(waiting, timeout=60)
         _clone_run(Path(sqlite_url.removeprefix("sqlite:///")), "busy", 10_000)
         [row] = await d.status()
         assert row.identifier == "C-1" and row.phase == "waiting"
@@ -736,7 +736,7 @@ async def test_run_once_returns_when_the_app_stops_and_leaves_the_runs_queued(
         d = Dispatcher(stopping, _config(tmp_path), tracker=tracker, backend=MockBackend())
         stopping.drain()
         # a bound for a hang, not a measure of speed: the pass makes no step at all
-        report = await asyncio.wait_for(d.run_once(), 20)
+        report = await asyncio.wait_for(d.run_once(), 60)
         assert report.dispatched == ["S-1", "S-2"] and report.ok
         jobs = await stopping.store.list_jobs()
         assert {j.status.value for j in jobs} == {"queued"}, jobs
@@ -802,7 +802,7 @@ async def _closed_during_after_create(
     await d.tick()
     [job] = await host.aclaim(1)
     driving = asyncio.ensure_future(host.ahandle_job(job))
-    await eventually(lambda: (tmp_path / "ws" / "started").exists(), timeout=20)
+    await eventually(lambda: (tmp_path / "ws" / "started").exists(), timeout=60)
     tracker.set_state("H-1", "done")
     assert (await d.tick()).stopped == ["agent:memory:H-1"]
     return driving
@@ -817,7 +817,7 @@ async def test_an_issue_closed_during_after_create_loses_its_workspace(
     hook = "touch ../started; while [ ! -f ../go ]; do sleep 0.05; done; echo made > made.txt"
     driving = await _closed_during_after_create(app, tmp_path, hook)
     (tmp_path / "ws" / "go").touch()  # the hook ends
-    await asyncio.wait_for(driving, 20)
+    await asyncio.wait_for(driving, 60)
     assert (await app.aget_run("agent:memory:H-1")).status.value == "cancelled"
     assert not (tmp_path / "ws" / "H-1").exists()
 
@@ -829,7 +829,7 @@ async def test_an_issue_closed_during_after_create_stops_the_hook(
     running until it ended by itself; one that never ended held the run's driver."""
     hook = "echo $$ > ../hook.pid; touch ../started; while true; do sleep 0.05; done"
     driving = await _closed_during_after_create(app, tmp_path, hook)
-    await asyncio.wait_for(driving, 20)  # the hook never ends by itself
+    await asyncio.wait_for(driving, 60)  # the hook never ends by itself
     assert (await app.aget_run("agent:memory:H-1")).status.value == "cancelled"
     assert not (tmp_path / "ws" / "H-1").exists()
     assert not alive(int((tmp_path / "ws" / "hook.pid").read_text()))

@@ -31,7 +31,7 @@ TIMEOUT = 90.0
 def _http(method: str, url: str) -> tuple[int, Any]:
     req = urllib.request.Request(url, method=method, data=b"" if method != "GET" else None)
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=60) as resp:
             body = resp.read()
             status = resp.status
             kind = resp.headers.get("content-type", "")

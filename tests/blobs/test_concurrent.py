@@ -125,7 +125,7 @@ WRITER = textwrap.dedent(
             blobs = DatabaseBlobStore(store)
         errors, puts = [], 0
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        while time.monotonic() < end or puts + len(errors) < 20:  # slow machine: enough
             i = random.randrange(20)
             for key, size in ((f"runs/r{i % 4}/stages/s/1/out{i}.json", 5000),
                               ("shared/same.json", random.choice([10, 200_000]))):

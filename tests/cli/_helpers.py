@@ -133,10 +133,14 @@ def record_summaries(url: str, *workflow_ids: str) -> None:
     app.close()
 
 
-SLOW = (  # 30 steps of 0.1 s, each logging its number to ticks.log
-    "import asyncio\n\nasync def tick(i):\n"
+SLOW = (  # 30 steps of 0.1 s, each logging its number to ticks.log; from the fourth on
+    # each waits for a file `go` too, made once the run was interrupted (`interrupted`):
+    # the interrupt lands mid-run, however slow the machine
+    "import asyncio, os\n\nasync def tick(i):\n"
     "    with open('ticks.log', 'a') as f:\n"
     "        f.write(f'{i}\\n')\n"
+    "    while i >= 3 and not os.path.exists('go'):\n"
+    "        await asyncio.sleep(0.01)\n"
     "    await asyncio.sleep(0.1)\n\n"
     "async def slow(wf):\n"
     "    for i in range(30):\n"
@@ -159,5 +163,8 @@ def interrupted(tmp: Path, sig: int, *args: str) -> subprocess.CompletedProcess[
             break
         time.sleep(0.02)
     proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        (tmp / "go").touch()  # what comes next (a resume) runs the rest freely
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

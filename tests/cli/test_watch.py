@@ -31,7 +31,7 @@ def test_watch_once_shows_the_wait_and_watch_follows_the_run_to_its_end(
         assert tether(tmp_path, "runs", "signal", "w1", "go", "--payload", "1").returncode == 0
         assert tether(tmp_path, "runs", "resume", "w1", "--app", f"{flow}:app").returncode == 0
         eventually_sync(lambda: watcher.poll() is not None, timeout=60)
-        stdout, stderr = watcher.communicate(timeout=10)
+        stdout, stderr = watcher.communicate(timeout=60)
     finally:
         if watcher.poll() is None:
             watcher.kill()

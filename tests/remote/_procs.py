@@ -222,7 +222,7 @@ def _wait_up(url: str, proc: subprocess.Popen[str], probe: str) -> None:
     def up() -> bool:
         assert proc.poll() is None, f"{url} exited"
         try:
-            httpx.get(url + probe, timeout=1)
+            httpx.get(url + probe, timeout=10)
             return True
         except httpx.TransportError:
             return False

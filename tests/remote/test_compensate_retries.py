@@ -55,7 +55,7 @@ def test_an_unanswered_compensate_invocation_is_tried_again(app: tether.App) -> 
     proxy.down = 2
     app.cancel("b-1", "customer left", compensate=True)
     ended = (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
-    rec = eventually_sync(lambda: (r := app.get_record("b-1")).status in ended and r)
+    rec = eventually_sync(lambda: (r := app.get_record("b-1")).status in ended and r, timeout=60)
     assert rec.status is RunStatus.COMPENSATED and undone == ["seat-1"]
     assert proxy.down == 0
     unanswered = [e.message for e in rec.events if e.type == "remote.unanswered"]
@@ -76,7 +76,7 @@ def test_a_tenant_down_past_max_invocations_tries_ends_compensation_failed(
     proxy.down = 10
     app.cancel("b-2", compensate=True)
     ended = (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
-    rec = eventually_sync(lambda: (r := app.get_record("b-2")).status in ended and r)
+    rec = eventually_sync(lambda: (r := app.get_record("b-2")).status in ended and r, timeout=60)
     assert rec.status is RunStatus.COMPENSATION_FAILED and undone == []
     assert proxy.down == 10 - 3
 

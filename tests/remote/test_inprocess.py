@@ -215,7 +215,7 @@ def test_the_answer_of_a_superseded_invocation_is_discarded(app: tether.App) -> 
         drive = pool.submit(app.run, flow, workflow_id="f-1")
         assert entered.wait(30)
         # the lines stream in as sent: taken over once it recorded the start of "held"
-        eventually_sync(lambda: "held" in app.get_record("f-1").steps)
+        eventually_sync(lambda: "held" in app.get_record("f-1").steps, timeout=60)
         taken = app.run_sync(
             app.store.claim_run(
                 "f-1", "another-owner", app.clock.now(), NewEvent("workflow.running"), force=True
@@ -320,7 +320,7 @@ def test_a_cancel_with_compensation_asks_the_tenant_to_compensate(
     assert app.run(flow, workflow_id="c-1").status is RunStatus.WAITING
     app.cancel("c-1", "changed my mind", compensate=True)
     ended = (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
-    rec = eventually_sync(lambda: (r := app.get_record("c-1")).status in ended and r)
+    rec = eventually_sync(lambda: (r := app.get_record("c-1")).status in ended and r, timeout=60)
     if fail:
         assert rec.status is RunStatus.COMPENSATION_FAILED and undone == []
     else:

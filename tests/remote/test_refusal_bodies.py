@@ -127,7 +127,7 @@ def test_a_compensate_answered_failed_says_why(app: tether.App) -> None:
     switch.inner = handler(after)
     app.cancel("seat-1", "left", compensate=True)
     ended = (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
-    rec = eventually_sync(lambda: (r := app.get_record("seat-1")).status in ended and r)
+    rec = eventually_sync(lambda: (r := app.get_record("seat-1")).status in ended and r, timeout=60)
     assert rec.status is RunStatus.COMPENSATION_FAILED
     error = rec.steps["compensate:remote.tenant"].error
     assert error is not None

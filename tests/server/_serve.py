@@ -161,7 +161,7 @@ def start(
         def up() -> bool:
             assert proc.poll() is None, f"tether serve exited: {served.stop()}"
             try:
-                return httpx.get(served.url + "/api/v1/openapi.json", timeout=1).status_code == 200
+                return httpx.get(served.url + "/api/v1/openapi.json", timeout=10).status_code == 200
             except httpx.TransportError:
                 return False
 

@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .._postgres import PostgresServer
 from ._serve import Served, start, tether
+
+
+@pytest.fixture(autouse=True)
+def _patient_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx's default timeout is 5 s: a request to a `tether serve` process on a slow,
+    loaded machine may take longer. Here a bare `httpx.get(...)` (and its kin) waits up
+    to 60 s, a bound for a hang, not a measure of speed; a test that passes its own
+    timeout keeps it."""
+    for verb in ("request", "stream", "get", "options", "head", "post", "put", "patch", "delete"):
+        monkeypatch.setattr(httpx, verb, functools.partial(getattr(httpx, verb), timeout=60))
 
 
 @pytest.fixture

@@ -591,7 +591,7 @@ def test_an_unexpected_error_is_a_json_500_and_logged(tmp_path: Path) -> None:
         error = resp.json()["error"]
         assert error["code"] == "internal" and "LookupError" in error["message"]
         assert "server's log" in error["message"]
-        eventually_sync(lambda: "LookupError: a bug in the served code" in served.log, timeout=10)
+        eventually_sync(lambda: "LookupError: a bug in the served code" in served.log, timeout=60)
         assert "Traceback" in served.log
     finally:
         served.stop()

@@ -30,7 +30,7 @@ from ._serve import TETHER, Served, environment, start, tether
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
-WAIT = 30
+WAIT = 60  # seconds: a bound for a hang (a loaded machine), never a measure of speed
 
 FLOWS = textwrap.dedent(
     """
@@ -381,7 +381,7 @@ def _csrf(page: httpx.Response) -> str:
 
 
 def test_a_form_needs_the_csrf_token_its_page_gave_and_the_same_origin(dash: Served) -> None:
-    with Client(dash.url) as client, httpx.Client(base_url=dash.url) as web:
+    with Client(dash.url) as client, httpx.Client(base_url=dash.url, timeout=60) as web:
         wid = _parked(client)
         page = web.get(f"/runs/{wid}")
         csrf = _csrf(page)
@@ -416,7 +416,7 @@ def test_pages_follow_the_token_rules(tmp_path: Path) -> None:
         assert anonymous.status_code == 401 and "Sign in" in anonymous.text
         bad = httpx.get(f"{served.url}/runs?token=nope")
         assert bad.status_code == 401 and "unknown or revoked" in bad.text
-        with httpx.Client(base_url=served.url, follow_redirects=True) as reader:
+        with httpx.Client(base_url=served.url, follow_redirects=True, timeout=60) as reader:
             signed = reader.get(f"/runs/{wid}?token={tokens['read']}")
             assert signed.status_code == 200 and "Sign in" not in signed.text
             assert 'name="csrf"' not in signed.text  # a read token gets no forms
@@ -468,7 +468,7 @@ def test_times_show_in_the_readers_zone_and_switch_to_utc(
 def test_a_payload_nested_too_deeply_to_read_is_sent_as_text(dash: Served) -> None:
     """'[' * 5000 was a 500 (RecursionError): the form says JSON, other text is sent
     as a string."""
-    with Client(dash.url) as client, httpx.Client(base_url=dash.url) as web:
+    with Client(dash.url) as client, httpx.Client(base_url=dash.url, timeout=60) as web:
         wid = _parked(client)
         csrf = _csrf(web.get(f"/runs/{wid}"))
         deep = "[" * 5000 + "]" * 5000

@@ -72,7 +72,7 @@ def test_a_token_given_to_the_printed_address_signs_in_and_keeps_the_filters(
     assert made.returncode == 0, made.stderr
     served = start(tmp_path, db, flows=FLOWS)
     try:
-        with httpx.Client(base_url=served.url, follow_redirects=True) as web:
+        with httpx.Client(base_url=served.url, follow_redirects=True, timeout=60) as web:
             page = web.get(f"/?token={made.stdout.strip()}&status=failed")
     finally:
         served.stop()

@@ -148,7 +148,7 @@ def test_head_is_answered_as_get_without_the_body(served: Served) -> None:
         assert _same_answer(served, page, whole=False).status_code == 200
     assert _same_answer(served, "/api/v1/events").status_code == 405  # POST only, as for GET
     # the event stream of a waiting run would go on as long as it waits: a HEAD ends
-    stream = httpx.head(f"{served.url}/api/v1/runs/{wid}/events/stream", timeout=10)
+    stream = httpx.head(f"{served.url}/api/v1/runs/{wid}/events/stream", timeout=60)
     assert stream.status_code == 200 and stream.content == b""
     assert stream.headers["content-type"].startswith("text/event-stream")
     assert httpx.get(f"{served.url}/api/v1/runs/{wid}").status_code == 200  # still serving

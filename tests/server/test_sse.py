@@ -138,7 +138,9 @@ def test_open_streams_end_cleanly_and_at_once_when_the_server_stops(served: Serv
     began = time.monotonic()
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(timeout=30) == 143
-    assert time.monotonic() - began < 5  # uvicorn's graceful timeout is 10 s
+    # under uvicorn's graceful timeout (10 s), with room for a loaded machine: the
+    # streams did not hold the shutdown up for the whole of it
+    assert time.monotonic() - began < 9
     for thread in threads:
         thread.join(30)
         assert not thread.is_alive()

@@ -82,12 +82,16 @@ def test_a_token_id_of_the_callers_own_with_a_slash_is_completed(either_served: 
     with Client(either_served.url) as client:
         runs = {token: client.start("awaits", token) for token in TOKEN_IDS}
         for token, wid in runs.items():
-            eventually_sync(lambda w=wid: client.get_record(w).status is RunStatus.WAITING)
+            eventually_sync(
+                lambda w=wid: client.get_record(w).status is RunStatus.WAITING, timeout=60
+            )
             assert client.complete_token(token, {"for": token}) == wid, token
-            eventually_sync(lambda w=wid: client.get_record(w).status is RunStatus.COMPLETED)
+            eventually_sync(
+                lambda w=wid: client.get_record(w).status is RunStatus.COMPLETED, timeout=60
+            )
             assert client.get_record(wid).output == {"for": token}
         # sent unencoded, as curl would: the route's tail ends the id
         wid = client.start("awaits", "by/hand")
-        eventually_sync(lambda: client.get_record(wid).status is RunStatus.WAITING)
+        eventually_sync(lambda: client.get_record(wid).status is RunStatus.WAITING, timeout=60)
     done = httpx.post(f"{either_served.url}/api/v1/wait-tokens/by/hand/complete", json={})
     assert (done.status_code, done.json()) == (200, {"workflow_id": wid}), done.text

@@ -20,10 +20,10 @@ async def test_a_daemon_the_command_started_does_not_hold_the_answer_up(
     and the model was told "killed after 1 s" about a command that had succeeded;
     now it gets the exit code and the output."""
     server.queue_chat(
-        "", tool_calls=[("run_command", {"command": "setsid sleep 5 & echo started"})]
+        "", tool_calls=[("run_command", {"command": "setsid sleep 30 & echo started"})]
     )
     server.queue_chat("ok")
-    backend = ApiBackend(_providers(server), "openai:gpt-4.1-mini", command_timeout=1)
+    backend = ApiBackend(_providers(server), "openai:gpt-4.1-mini", command_timeout=10)
     result, _ = await _turn(backend, tmp_path)
     answer = _sent(server, "/v1/chat/completions")[1]["messages"][-1]["content"]
     assert answer == "exit code 0\nstarted\n" and result.status == "completed"

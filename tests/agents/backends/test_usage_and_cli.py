@@ -137,11 +137,11 @@ async def test_a_turn_ends_on_its_result_even_if_the_agent_lingers(
     )
     request = TurnRequest("x", tmp_path, 1, 1, None, {}, silence_timeout=30)
     result = await asyncio.wait_for(
-        CommandBackend(f"{sys.executable} {script}").run_turn(request, _ignore), 15
+        CommandBackend(f"{sys.executable} {script}").run_turn(request, _ignore), 25
     )
     assert result.status == status
     child = int((tmp_path / "child.pid").read_text())
-    await eventually(lambda: not alive(child), timeout=10)  # SIGKILL lands in a moment
+    await eventually(lambda: not alive(child), timeout=60)  # SIGKILL lands in a moment
 
 
 async def test_background_children_do_not_outlive_a_turn_whose_shell_exited(
@@ -151,7 +151,7 @@ async def test_background_children_do_not_outlive_a_turn_whose_shell_exited(
     command = 'sleep 60 >/dev/null 2>&1 & echo $! > child.pid; echo \'{"type": "result"}\''
     result = await CommandBackend(command).run_turn(request, _ignore)
     assert result.status == "completed"
-    await eventually(lambda: not alive(int((tmp_path / "child.pid").read_text())))
+    await eventually(lambda: not alive(int((tmp_path / "child.pid").read_text())), timeout=60)
 
 
 async def test_a_line_over_the_limit_fails_the_turn_as_malformed(tmp_path: Path) -> None:
