@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from tether import App, RunStatus, Workflow
+
+
+async def _first_answer(approve: asyncio.Future[Any], reject: asyncio.Future[Any]) -> str:
+    """Whichever of "approve" and "reject" is answered first (a pending one suspends)."""
+    done, _ = await asyncio.wait({approve, reject}, return_when=asyncio.FIRST_COMPLETED)
+    if reject in done and reject.exception() is None:
+        return f"rejected by {reject.result()}"
+    return f"approved by {approve.result()}"
+
+
+async def _check_then_reject(
+    wf: Workflow, check: Callable[[], Awaitable[Any]], answered: asyncio.Event
+) -> object:
+    """A branch that waits for "reject" once its step "check" is done."""
+    await wf.step("check", check)
+    try:
+        return await wf.wait_for_signal("reject")
+    finally:
+        answered.set()
 
 
 async def test_a_branch_answered_at_once_while_a_sibling_suspends_is_not_slept_through(
@@ -31,10 +51,7 @@ async def test_a_branch_answered_at_once_while_a_sibling_suspends_is_not_slept_t
         await wf.step("hold", hold)
         approve = asyncio.ensure_future(wf.wait_for_signal("approve"))
         reject = asyncio.ensure_future(wf.wait_for_signal("reject"))
-        done, _ = await asyncio.wait({approve, reject}, return_when=asyncio.FIRST_COMPLETED)
-        if reject in done and reject.exception() is None:
-            return f"rejected by {reject.result()}"
-        return f"approved by {approve.result()}"  # suspends while "approve" is pending
+        return await _first_answer(approve, reject)  # suspends while "approve" is pending
 
     for n in range(5):
         started.clear()
@@ -84,10 +101,7 @@ async def test_a_park_waits_for_a_branch_still_registering_its_wait(
         await wf.step("hold", hold)
         approve = asyncio.ensure_future(wf.wait_for_signal("approve"))
         reject = asyncio.ensure_future(wf.wait_for_signal("reject"))
-        done, _ = await asyncio.wait({approve, reject}, return_when=asyncio.FIRST_COMPLETED)
-        if reject in done and reject.exception() is None:
-            return f"rejected by {reject.result()}"
-        return f"approved by {approve.result()}"
+        return await _first_answer(approve, reject)
 
     task = asyncio.ensure_future(app.arun(either, workflow_id="held"))
     await started.wait()
@@ -106,19 +120,9 @@ async def test_a_branch_answered_after_its_run_parked_wakes_the_run(app: App) ->
 
     @app.workflow
     async def either(wf: Workflow) -> str:
-        async def check_then_reject() -> object:
-            await wf.step("check", gate.wait)
-            try:
-                return await wf.wait_for_signal("reject")
-            finally:
-                answered.set()
-
         approve = asyncio.ensure_future(wf.wait_for_signal("approve"))
-        reject = asyncio.ensure_future(check_then_reject())
-        done, _ = await asyncio.wait({approve, reject}, return_when=asyncio.FIRST_COMPLETED)
-        if reject in done and reject.exception() is None:
-            return f"rejected by {reject.result()}"
-        return f"approved by {approve.result()}"
+        reject = asyncio.ensure_future(_check_then_reject(wf, gate.wait, answered))
+        return await _first_answer(approve, reject)
 
     first = await app.arun(either, workflow_id="late-branch")
     assert first.status is RunStatus.WAITING  # on "approve"; "check" still running
@@ -169,19 +173,9 @@ async def test_a_branch_that_waits_while_its_run_parks_waits_for_the_park(
     async def either(wf: Workflow) -> str:
         await wf.step("hold", hold)
 
-        async def check_then_reject() -> object:
-            await wf.step("check", step_may_end.wait)
-            try:
-                return await wf.wait_for_signal("reject")
-            finally:
-                answered.set()
-
         approve = asyncio.ensure_future(wf.wait_for_signal("approve"))
-        reject = asyncio.ensure_future(check_then_reject())
-        done, _ = await asyncio.wait({approve, reject}, return_when=asyncio.FIRST_COMPLETED)
-        if reject in done and reject.exception() is None:
-            return f"rejected by {reject.result()}"
-        return f"approved by {approve.result()}"
+        reject = asyncio.ensure_future(_check_then_reject(wf, step_may_end.wait, answered))
+        return await _first_answer(approve, reject)
 
     task = asyncio.ensure_future(app.arun(either, workflow_id="parking"))
     await started.wait()
