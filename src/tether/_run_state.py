@@ -167,7 +167,7 @@ class RunState:
         keys = list(self.registering.values())
         for done in list(self.registering):
             await done.wait()
-        return list(dict.fromkeys([*self.blocked_on, *keys]))
+        return list(dict.fromkeys([*self.pending_waits(), *keys]))
 
     def parked(self) -> None:
         """The park is settled (parked, or resuming at once): waits may register."""

@@ -830,7 +830,7 @@ class Runner:
             compute_seconds=st.elapsed(now),
             reason=reason,
         )
-        if status.terminal:  # (a child whose wait was answered at once, not driven)
+        if status.terminal and self._unwaited:  # (a child answered at once, not driven)
             for cid in [c for c, parent in self._unwaited.items() if parent == st.workflow_id]:
                 del self._unwaited[cid]
 
