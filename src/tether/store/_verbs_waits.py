@@ -8,7 +8,12 @@ they expire, so one that arrives just before its wait registers is not lost.
 
 Waits of one run are serialised by locking the run first (``FOR UPDATE`` on
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already admits one writer), so a
-resolution racing a registration sees one or the other. An event is sent to no
+resolution racing a registration sees one or the other. Every verb that writes
+a run's waits holds the run's row first, whoever it is for (a timer firing, an
+event, a token, a child ending), and several runs are locked in the order of
+their ids: a verb that took a wait and then waited for its run deadlocked with
+one that took the run and then waited for the wait (PostgreSQL undid one of
+them after a second). An event is sent to no
 run in particular: sending it and registering a wait for its type take a lock
 on the type first (an advisory lock on PostgreSQL), else a wait registered
 while the event is sent would miss it and be missed by it.
@@ -20,6 +25,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from .._failure import ErrorRecord, encode_record
 from ..errors import (
@@ -47,6 +53,12 @@ async def _lock_run(tx: Tx, workflow_id: str) -> str:
     if row is None:
         raise RunNotFoundError(workflow_id)
     return str(row[0])
+
+
+async def _lock_runs(tx: Tx, ids: Sequence[str]) -> None:
+    """Lock these runs' rows, in one order, before writing their waits."""
+    if ids:
+        await tx.all("runs_lock", ids=tx.array(ids))
 
 
 async def _token_unclaimed(tx: Tx, token_id: str, workflow_id: str) -> None:
@@ -187,6 +199,7 @@ class WaitVerbs(StoreBase):
         async def body(tx: Tx) -> list[str]:
             # a wait for it registered meanwhile either finds it in the inbox or is found
             await tx.one("event_lock", name=type)
+            await _lock_runs(tx, [r[0] for r in await tx.all("event_wait_runs", name=type)])
             row = await tx.one(
                 "inbox_add_event", name=type, payload=payload, at=at, expires=expires_at
             )
@@ -242,10 +255,13 @@ class WaitVerbs(StoreBase):
             row = await tx.one("token_get", id=token_id)
             if row is None:
                 raise TokenNotFoundError(token_id)
-            if row[2] == "cancelled":  # closed with its run's end (or cancel): say so
-                status = await _lock_run(tx, row[0])
-                if RunStatus(status).terminal:
-                    raise RunFinishedError(row[0], status, f"complete token {token_id!r} of")
+            status = await _lock_run(tx, row[0])
+            row = await tx.one("token_get", id=token_id)  # as it stands under the run's lock
+            if row is None:  # (its run was deleted meanwhile)
+                raise TokenNotFoundError(token_id)
+            if row[2] == "cancelled" and RunStatus(status).terminal:
+                # closed with its run's end (or cancel): say so
+                raise RunFinishedError(row[0], status, f"complete token {token_id!r} of")
             if row[2] != "pending":
                 w = tx.rows.wait(await tx.one("wait_get", wid=row[0], key=row[1]))
                 raise TokenCompletedError(
@@ -266,7 +282,11 @@ class WaitVerbs(StoreBase):
         """
 
         async def body(tx: Tx) -> list[str]:
-            rows = await tx.all("waits_due", at=at, now=tx.now(now))
+            due = [r[0] for r in await tx.all("waits_due_runs", now=tx.now(now))]
+            rows: list[Any] = []
+            if due:
+                await _lock_runs(tx, due)
+                rows = await tx.all("waits_due", at=at, now=tx.now(now), ids=tx.array(due))
             woken: list[str] = []
             for name, st, out, err in await tx.all("waits_on_ended_children"):
                 woken += await self._child_ended(tx, name, st, out, err, at)

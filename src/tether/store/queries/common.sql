@@ -366,10 +366,18 @@ ON CONFLICT DO NOTHING
 DELETE FROM webhook_signatures WHERE hook = :hook AND signature = :sig
 -- name: metric_queues
 SELECT queue, sum(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), sum(CASE WHEN status = 'claimed' THEN 1 ELSE 0 END), min(CASE WHEN status = 'queued' THEN run_after END) FROM jobs GROUP BY queue ORDER BY queue
+-- name: waits_due_runs
+-- the runs with a due wait, to lock (`runs_lock`) before `waits_due` writes their waits
+SELECT DISTINCT run_id FROM waitpoints WHERE status = 'pending' AND due_at IS NOT NULL
+  AND due_at <= {_now} ORDER BY run_id
 -- name: waits_due
 UPDATE waitpoints SET status = CASE kind WHEN 'timer' THEN 'resolved' ELSE 'timed_out' END,
   resolved_at = :at WHERE status = 'pending' AND due_at IS NOT NULL AND due_at <= {_now}
-RETURNING run_id, wait_key, status
+  AND run_id {_in_ids} RETURNING run_id, wait_key, status
+-- name: event_wait_runs
+-- the runs waiting for an event of this type, to lock before their waits
+SELECT DISTINCT run_id FROM waitpoints WHERE kind = 'event' AND name = :name
+  AND status = 'pending' ORDER BY run_id
 -- name: inbox_expire
 DELETE FROM inbox WHERE expires_at <= {_now}
 -- name: release_job

@@ -17,6 +17,12 @@ released_at
 -- name: _wait_cols
 id, run_id, wait_key, kind, name, match::text, status, payload::text, due_at, created_at,
 resolved_at
+-- name: _in_ids
+-- `x {_in_ids}`: x is one of the array :ids
+= ANY(:ids)
+-- name: runs_lock
+-- in one order (the ids'), as every verb that locks several runs at once
+SELECT id FROM runs WHERE id {_in_ids} ORDER BY id FOR UPDATE
 -- name: _wait_order
 -- the order the code asked for its waits in (`seq` is NULL for waits of an older tether)
 created_at, seq, wait_key
@@ -319,7 +325,7 @@ SELECT id, run_id, wait_key, match::text FROM waitpoints WHERE kind = 'event' AN
 INSERT INTO inbox (kind, target, name, payload, created_at, expires_at)
 VALUES ('signal', :wid, :name, :payload::jsonb, :at, :expires)
 -- name: token_get
-SELECT run_id, wait_key, status FROM waitpoints WHERE id = :id AND kind = 'token' FOR UPDATE
+SELECT run_id, wait_key, status FROM waitpoints WHERE id = :id AND kind = 'token'
 -- name: waits_on_ended_children
 SELECT w.name, c.status, c.output::text, c.error::text FROM waitpoints w
 JOIN runs c ON c.id = w.name WHERE w.kind = 'run' AND w.status = 'pending'
@@ -329,8 +335,13 @@ UPDATE runs SET status = 'cancelled', error = :error::jsonb, finished_at = :at,
   cancel_requested = :mode, end_reason = :reason
 WHERE id = :id AND status NOT IN {TERMINAL} AND end_reason IS NULL RETURNING id, queue
 -- name: child_waits_resolve
+-- the waiting parents' rows are locked before their waits (the order of every verb that
+-- writes a run's waits: else a timer of the parent's firing meanwhile deadlocks with it)
+WITH p AS (SELECT id FROM runs WHERE id IN (SELECT run_id FROM waitpoints WHERE kind = 'run'
+  AND name = :child AND status = 'pending') ORDER BY id FOR UPDATE)
 UPDATE waitpoints SET status = 'resolved', payload = :payload::jsonb, resolved_at = :at
-WHERE kind = 'run' AND name = :child AND status = 'pending' RETURNING run_id, wait_key
+WHERE kind = 'run' AND name = :child AND status = 'pending' AND run_id IN (SELECT id FROM p)
+RETURNING run_id, wait_key
 -- name: submit_run
 -- one statement: the run, its first job, its first event and the wake-up call
 WITH r AS (INSERT INTO runs (id, workflow_name, workflow_version, status, input, state,

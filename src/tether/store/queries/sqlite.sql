@@ -17,6 +17,12 @@ scope, key, holder, generation, run_id, detail, acquired_at, heartbeat_at, expir
 released_at
 -- name: _wait_cols
 id, run_id, wait_key, kind, name, match, status, payload, due_at, created_at, resolved_at
+-- name: _in_ids
+-- `x {_in_ids}`: x is one of the JSON array :ids
+IN (SELECT value FROM json_each(:ids))
+-- name: runs_lock
+-- (one writer at a time already: BEGIN IMMEDIATE holds every run)
+SELECT id FROM runs WHERE id {_in_ids}
 -- name: _wait_order
 -- the order the code asked for its waits in (`seq` is NULL for waits of an older tether)
 created_at, seq, wait_key
