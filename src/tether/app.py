@@ -178,24 +178,14 @@ class App:
     ) -> None:
         # what with_database() needs to build this App again on another database
         settings = {k: v for k, v in locals().items() if k not in ("self", "database_url", "store")}
-        _check_app_options(clock, store, resume_woken, recover_orphans)
+        _check_app_options(clock, store, resume_woken, recover_orphans, ai, blobs)
         sinks = Kernel.check_sinks(sinks)  # a list: a generator is read once
         settings["sinks"] = tuple(sinks)
         _check_seconds(inbox_retention, owner_lease, shutdown_grace, inline_wait, job_visibility)
         self.store: Store = store or open_store(database_url, durability=durability)
         self.clock: Clock = clock or SystemClock()
         self.inbox_retention = float(inbox_retention)
-        if ai is not None and not isinstance(ai, Providers):
-            raise InvalidArgumentError(
-                f"ai must be a tether.ai.Providers, got {ai!r}; e.g. "
-                "ai=tether.ai.Providers(openai=tether.ai.OpenAI())"
-            )
         self.ai = ai
-        if blobs is not None and not isinstance(blobs, BlobStore):
-            raise InvalidArgumentError(
-                f"blobs must be a tether.blobs.BlobStore, got {blobs!r}; e.g. "
-                "blobs=tether.blobs.FileBlobStore('/var/lib/app/blobs')"
-            )
         self.blobs: BlobStore = default_blobs(self.store, self.clock) if blobs is None else blobs
         self._runtime = Runtime(
             self.store,
@@ -208,15 +198,7 @@ class App:
         self._registry: dict[str, WorkflowDef] = {}
         self._implicit: set[str] = set()  # names registered by running them, not declared
         self._loop = LoopThread(on_exit=self.close)
-        self._runner = Runner(
-            self._runtime,
-            self.get_workflow,
-            inline_wait=inline_wait,
-            resume_woken=resume_woken,
-            owner_lease=float(owner_lease),
-            workflows=lambda: sorted(self._registry),
-            on_keep_alive=self._recover_if_due if recover_orphans else None,
-        )
+        self._runner = self._make_runner(inline_wait, resume_woken, owner_lease, recover_orphans)
         self.shutdown_grace = float(shutdown_grace)
         self._recover = bool(recover_orphans)
         self._recovered_at: datetime | None = None  # the last look for orphans
@@ -235,6 +217,19 @@ class App:
         )
         self.database_url: str | None = getattr(self.store, "url", None)
         self._settings: dict[str, Any] = settings
+
+    def _make_runner(
+        self, inline_wait: float, resume_woken: bool, owner_lease: float, recover_orphans: bool
+    ) -> Runner:
+        return Runner(
+            self._runtime,
+            self.get_workflow,
+            inline_wait=inline_wait,
+            resume_woken=resume_woken,
+            owner_lease=float(owner_lease),
+            workflows=lambda: sorted(self._registry),
+            on_keep_alive=self._recover_if_due if recover_orphans else None,
+        )
 
     # -- registry -------------------------------------------------------------------
 
@@ -1700,9 +1695,24 @@ def _step_key(step: object) -> str:
 
 
 def _check_app_options(
-    clock: object, store: object, resume_woken: object, recover_orphans: object
+    clock: object,
+    store: object,
+    resume_woken: object,
+    recover_orphans: object,
+    ai: object,
+    blobs: object,
 ) -> None:
     """Refuse App options of the wrong kind before anything is opened."""
+    if ai is not None and not isinstance(ai, Providers):
+        raise InvalidArgumentError(
+            f"ai must be a tether.ai.Providers, got {ai!r}; e.g. "
+            "ai=tether.ai.Providers(openai=tether.ai.OpenAI())"
+        )
+    if blobs is not None and not isinstance(blobs, BlobStore):
+        raise InvalidArgumentError(
+            f"blobs must be a tether.blobs.BlobStore, got {blobs!r}; e.g. "
+            "blobs=tether.blobs.FileBlobStore('/var/lib/app/blobs')"
+        )
     if clock is not None and not all(
         callable(getattr(clock, m, None)) for m in ("now", "sleep", "store_time")
     ):
