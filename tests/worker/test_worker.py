@@ -703,6 +703,31 @@ async def test_a_worker_fires_a_schedule_tick_when_due_not_at_its_next_maintenan
         await app.aclose()
 
 
+async def test_a_worker_resumes_a_run_parked_on_a_timer_when_it_comes_due(
+    database_url: str,
+) -> None:
+    """A run a worker parked on a timer resumes when the timer is due, not at the
+    worker's next maintenance tick (an hour here): timers fired only at ticks, up to
+    `maintenance_interval` (5 s by default) late. The real clock: the timer is a
+    second long, and nothing but the worker fires it."""
+    app = App(database_url, inline_wait=0)  # the run parks on its timer, job handed back
+
+    @app.workflow(name="nap")
+    async def nap(wf: Workflow) -> str:
+        await wf.sleep(1.0)
+        return "up"
+
+    try:
+        async with _serving(Worker(app, poll_interval=0.05, maintenance_interval=3600)):
+            wid = await app.asubmit(nap)
+            done = await app.aresult(wid, timeout=60)
+            assert (done.status, done.value) == (RunStatus.COMPLETED, "up")
+        kinds = [e.type for e in await app.store.list_events(wid)]
+        assert "workflow.waiting" in kinds  # it did park: the timer was fired, not slept
+    finally:
+        await app.aclose()
+
+
 async def test_a_run_whose_job_used_up_its_attempts_on_dead_workers_fails(
     app: App, clock: tether.FakeClock
 ) -> None:

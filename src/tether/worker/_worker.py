@@ -37,8 +37,8 @@ from ..errors import (
     StoreError,
     StoreUnavailableError,
 )
-from ..kernel import JobExecuted
-from ..store import JobRow
+from ..kernel import JobExecuted, TimersFire
+from ..store import JobRow, RunStatus
 from ._claim import ForeignJobs, claim_jobs, host_id, queue_names, split_names
 from ._maintenance import (
     FORGET_PROCESSES_AFTER,
@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 __all__ = ["Worker"]
 
 log = logging.getLogger("tether.worker")
+
+# seconds between two fires of timers between ticks while one stays due (the database's
+# clock behind this machine's: it is not due there yet)
+TIMER_GAP = 0.25
 
 
 class Worker:
@@ -112,6 +116,7 @@ class Worker:
         self.outdated: IncompatibleStoreError | None = None
         self._hurry: asyncio.Event | None = None  # asked twice: cut the grace period short
         self._kick: asyncio.Event | None = None
+        self._parked: asyncio.Event | None = None  # a run this worker drove parked
         self._full = False  # whether the last claim filled every free slot, work left
         self.executed = 0
         self.abandoned = 0  # jobs cancelled at shutdown and handed back
@@ -167,6 +172,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._kick = asyncio.Event()
+        self._parked = asyncio.Event()
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -392,6 +398,8 @@ class Worker:
             return
         self.executed += 1
         result = task.result()
+        if result.status == RunStatus.WAITING.value and self._parked is not None:
+            self._parked.set()  # on a timer, perhaps: its due time is looked at again
         log.info(
             "finished",
             extra={
@@ -462,7 +470,41 @@ class Worker:
             with contextlib.suppress(StoreError):  # the database blinked: next tick
                 await self.foreign.check()
                 await self.foreign.unserved_schedules()
-            await asyncio.sleep(self._next_tick_within(fired))
+            await self._until_next_tick(fired)
+
+    async def _until_next_tick(self, fired: datetime) -> None:
+        """Wait for the next maintenance tick, firing timers as they come due meanwhile:
+        a run parked on a timer (or a wait's timeout) resumed only at a tick, up to
+        `maintenance_interval` late, as no one announces a timer that comes due. The
+        next due time is read again whenever a run this worker drove parks."""
+        assert self._parked is not None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._next_tick_within(fired)
+        gap = 0.0  # after a fire: a timer still due (clocks apart) is not fired in a loop
+        while (left := end - loop.time()) > 0:
+            self._parked.clear()  # a run parking from here on is seen by the next look
+            due = await self._timer_due_in()
+            wait = left if due is None else min(left, max(due, gap))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._parked.wait(), wait)
+            if self._parked.is_set() or due is None or due > wait:
+                continue  # a run parked (look again), or the tick is due
+            try:
+                await self.app.kernel.adispatch(TimersFire())
+            except StoreError as exc:  # the database blinked: the tick tries again
+                log.warning("firing timers failed: %s", exc, extra={"worker": self.worker_id})
+            gap = TIMER_GAP
+
+    async def _timer_due_in(self) -> float | None:
+        """Seconds until the earliest pending timer or wait timeout (None: none, or the
+        database blinked), on the App's clock."""
+        try:
+            due = await self.app.store.next_due()
+        except StoreError:
+            return None
+        if due is None:
+            return None
+        return (due - self.app.clock.now()).total_seconds()
 
     def _next_tick_within(self, fired: datetime) -> float:
         """How long to wait for the next maintenance tick: its interval, or less, until
