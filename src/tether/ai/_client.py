@@ -13,6 +13,7 @@ signal, and the call then runs as the step's next occurrence (``name#2``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -28,7 +29,7 @@ from typing_extensions import TypedDict
 
 from .._attach import attach
 from ..clock import Clock, SystemClock
-from ..errors import InvalidArgumentError, StoreError
+from ..errors import InvalidArgumentError, RunCancelledError, StoreError
 from ..retry import RetryPolicy
 from ..store import Fence, NewAICall, NewEvent
 from ._admission import Admissions, Ticket
@@ -254,9 +255,10 @@ class _StepContext(Protocol):
 _STEP: ContextVar[_StepContext | None] = ContextVar("tether_ai_step", default=None)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Job:
-    """A batch call: its step names' base, the provider and the requests."""
+    """A batch call: its step names' base, the provider and the requests; `accepted`, the
+    id of the batch the provider accepted, from its answer on (before the step records it)."""
 
     base: str
     pname: str
@@ -264,6 +266,7 @@ class _Job:
     model_id: str
     model: str
     items: list[BatchItem]
+    accepted: str | None = None
 
 
 class _Outcome(BaseModel, Generic[R]):
@@ -479,8 +482,13 @@ class WorkflowAI:
         job = _Job(name or f"ai.batch:{model}", pname, provider, model_id, model, items)
         every, limit = _positive("poll_every", poll_every), _positive("max_wait", max_wait)
         await self._covering()  # its results are logged under the key that covers it
-        batch_id: str = await self._durable(job.base, lambda: self._submit(job), str)
         out = _OUT.get()
+        try:
+            batch_id: str = await self._durable(job.base, lambda: self._submit(job), str)
+        except asyncio.CancelledError as exc:
+            if job.accepted is not None:  # accepted, but no record names it
+                await self._unrecorded(job, job.accepted, out, exc)
+            raise
         if out is not None:
             out[batch_id] = (self, pname)
         self._following[batch_id] = pname
@@ -493,6 +501,30 @@ class WorkflowAI:
         # knows whether for good (`stop_batches`, `given_up`)
         self._ended_call(out, batch_id)
         return result
+
+    async def _unrecorded(
+        self,
+        job: _Job,
+        batch_id: str,
+        out: dict[str, tuple[WorkflowAI, str]] | None,
+        exc: asyncio.CancelledError,
+    ) -> None:
+        """The batch the provider accepted as the submit step was cut short, before its
+        record: `open_batches` cannot name it, and it ran on, billed. A run cancelled (the
+        record refused; `app.cancel` found no batch) cancels it now, as `cancel_open_batches`
+        would have. A call cancelled lists it as out, as one parked on its poll timer, for
+        whoever stops it for good (`stop_batches`, `given_up`); a run handed back leaves it
+        to the retried submit, which finds it by its tag."""
+        if isinstance(exc, RunCancelledError):
+            wid, clock = self._flow.workflow_id, self._flow.clock
+            try:
+                await _cancel_soon(job.provider, batch_id, clock)
+            except Exception as err:  # the run is cancelled either way
+                await _record_cancel_failed(self._log, clock.now(), wid, batch_id, job.pname, err)
+            return
+        if out is not None:
+            out[batch_id] = (self, job.pname)
+        self._following[batch_id] = job.pname
 
     def _ended_call(self, out: dict[str, tuple[WorkflowAI, str]] | None, batch_id: str) -> None:
         if out is not None:
@@ -564,11 +596,19 @@ class WorkflowAI:
     # -- the steps of a batch --------------------------------------------------------------
 
     async def _submit(self, job: _Job) -> str:
-        """Submit the batch, tagged with the run and step. A retried attempt first looks
-        for a batch with that tag the run does not know: an earlier attempt's, accepted
-        by the provider before a crash kept the step from being recorded."""
+        """Submit the batch, tagged with the run and step. The exchange with the provider
+        is seen through even if the call is cancelled meanwhile: cut off, a batch the
+        provider accepted ran on, its id never read (see `batch`)."""
         ctx = _STEP.get()
         assert ctx is not None  # called inside its step
+        batch_id = await _seen_through(asyncio.ensure_future(self._accepted(job, ctx)))
+        attach(_batch_event("ai.batch.submitted", batch_id, job.pname, len(job.items)))
+        return batch_id
+
+    async def _accepted(self, job: _Job, ctx: _StepContext) -> str:
+        """The id of the batch submitted, kept on `job`. A retried attempt first looks for a
+        batch with its tag the run does not know: an earlier attempt's, accepted by the
+        provider before a crash kept the step from being recorded."""
         batch_id: str | None = None
         if getattr(job.provider, "batch_find", None) is None:  # it keeps no tag
             batch_id = await job.provider.batch_submit(job.model_id, job.items)
@@ -579,7 +619,7 @@ class WorkflowAI:
             if batch_id is None:
                 submit: Any = job.provider.batch_submit
                 batch_id = str(await submit(job.model_id, job.items, tag=tag))
-        attach(_batch_event("ai.batch.submitted", batch_id, job.pname, len(job.items)))
+        job.accepted = batch_id
         return batch_id
 
     async def _left_behind(self, provider: Any, tag: dict[str, str]) -> str | None:
@@ -1518,6 +1558,21 @@ def _ended_short(
         f"{ended}: {done}; submit any that did not complete again in a new batch",
         model=job.model,
     )
+
+
+async def _seen_through(exchange: asyncio.Future[R]) -> R:
+    """`exchange`'s result. The awaiting task cancelled, the exchange still runs to its end
+    (a cancel again waits on) before the cancellation goes on: what it had the provider
+    do is then known, not cut off between the provider's answer and tether reading it."""
+    try:
+        return await asyncio.shield(exchange)
+    except asyncio.CancelledError:
+        while not exchange.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([exchange])
+        if not exchange.cancelled():
+            exchange.exception()  # retrieved: the cancellation goes on, not its failure
+        raise
 
 
 def _batch_event(kind: str, batch_id: str, provider: str, size: int) -> NewEvent:
