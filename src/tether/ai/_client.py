@@ -1359,22 +1359,8 @@ class WorkflowAI:
         usage_known: bool = True,
     ) -> int | None:
         now = self._now()
-        priced = self._providers.price(
-            pname,
-            model_id,
-            usage,
-            at=now,
-            batch=batch is not None,
-            service_tier=None if batch else service_tier,
-        )
-        if not usage_known:  # billed, but for tokens not told: its cost is unknown, not $0
-            log.warning(
-                "%s:%s answered without usage (or without its input or output count); "
-                "its cost is unknown",
-                pname,
-                model_id,
-            )
-            priced = Priced(None, None)
+        tier = None if batch else service_tier
+        priced = self._price(pname, model_id, usage, now, batch is not None, tier, usage_known)
         if priced.micro_usd is None and error is None:
             self._unpriced(pname, model_id, usage_known)
         attach(
@@ -1403,6 +1389,29 @@ class WorkflowAI:
         for ticket in {id(held.ticket): held.ticket for held in _TICKETS.get()}.values():
             ticket.cost(priced.micro_usd, usage.total_tokens)
         return priced.micro_usd
+
+    def _price(
+        self,
+        pname: str,
+        model_id: str,
+        usage: Usage,
+        at: datetime,
+        batch: bool,
+        service_tier: str | None,
+        usage_known: bool,
+    ) -> Priced:
+        """The call's cost; unknown (not $0) for one billed for tokens it did not tell."""
+        if not usage_known:
+            log.warning(
+                "%s:%s answered without usage (or without its input or output count); "
+                "its cost is unknown",
+                pname,
+                model_id,
+            )
+            return Priced(None, None)
+        return self._providers.price(
+            pname, model_id, usage, at=at, batch=batch, service_tier=service_tier
+        )
 
     def _unpriced(self, pname: str, model_id: str, usage_known: bool) -> None:
         """Warn, once per model and run, that a call no dollar limit can see was made:
