@@ -270,7 +270,8 @@ class Workflow:
         else:
             if run.compensating:
                 raise RunCancelledError(run.workflow_id)
-            run.check_budget(self._rt.clock.now())
+            if run.timeout is not None:  # no budget: no reading of the clock
+                run.check_budget(self._rt.clock.now())
             policy = as_policy(retry)
             spec = StepSpec(key, name, fn, idempotency_key, policy, tp, timeout, settled)
             async with run.step_lock(key):

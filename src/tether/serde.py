@@ -280,6 +280,11 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 def dump_json(value: Any, *, what: str, tp: Any = None) -> str:
     """Serialise `value` to a JSON string, or raise `NotSerializableError`."""
     cls = type(value)
+    if cls is int and (tp is None or tp is int):  # its digits: none of the scans below can hit
+        try:
+            return int.__repr__(value)  # what the encoder writes for one
+        except ValueError:  # too long for str()
+            raise _refusal(value, what) from None
     plain = cls in _PLAIN and (tp is None or tp is cls)
     data = value if plain else _json_data(value, what, tp)
     try:
@@ -358,6 +363,8 @@ def dump_plain(data: Any, *, what: str) -> str:
     a value containing itself) goes through `dump_json`, which names it and its path
     as it always has. Data `is_plain` refuses for its depth alone would be written
     here as it is: the encoder has no such limit."""
+    if type(data) is int:  # `dump_json`'s shortcut: its digits, without the encoder
+        return dump_json(data, what=what)
     try:
         text = _ENCODER.encode(data)
     except (ValueError, RecursionError):

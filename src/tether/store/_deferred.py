@@ -60,6 +60,8 @@ class Deferred:
         # every write of taken completions in flight (`taking`): until it commits, what
         # it took is neither held nor written
         self._out: list[asyncio.Future[None]] = []
+        # the loop a `_soon` is scheduled on and has not yet run on, if any
+        self._due: asyncio.AbstractEventLoop | None = None
 
     def __bool__(self) -> bool:
         return bool(self._bodies)
@@ -75,7 +77,12 @@ class Deferred:
         """Hold `body` for the next transaction; make one if none comes this turn."""
         self._bodies.append(body)
         if len(self._bodies) == 1:
-            asyncio.get_running_loop().call_soon(self._soon)
+            loop = asyncio.get_running_loop()
+            # one scheduled there and not yet run comes first, and looks at what is held
+            # then: steps that never yield (async ones on SQLite) scheduled one each
+            if self._due is not loop:
+                self._due = loop
+                loop.call_soon(self._soon)
 
     def take(self) -> list[Body]:
         """Every held completion (the caller writes them, or gives them back)."""
@@ -123,6 +130,7 @@ class Deferred:
             await asyncio.wait(out)
 
     def _soon(self) -> None:
+        self._due = None
         if self._bodies and (self._task is None or self._task.done()):
             self._task = asyncio.ensure_future(self._run_flush())
 

@@ -69,6 +69,11 @@ _THEN = {name: _Q[f"{name}_then"] for name in _Q if f"{name}_then" in _Q}
 APPLICATION_ID = 0x54455448
 
 
+def _epoch(value: Any) -> Any:
+    """A parameter as `SQLiteTx._run` passes it: a datetime as epoch seconds."""
+    return value.timestamp() if value.__class__ is datetime else value
+
+
 class _Busy(Exception):
     """The connection or the database's write lock is taken; nothing began."""
 
@@ -84,7 +89,7 @@ class SQLiteTx:
 
     def _run(self, name: str, params: dict[str, Any]) -> sqlite3.Cursor:
         for k, v in params.items():
-            if v.__class__ is datetime:
+            if v.__class__ is datetime:  # as `_epoch` does
                 params[k] = v.timestamp()
         cursor = self._conn.execute(_Q[name], params)
         then = _THEN.get(name)
@@ -186,7 +191,8 @@ class SQLiteStore(Store):
             self._begin(conn, self._full if mode == "write" or held else "NORMAL")
             tx.notified.clear()
             try:
-                await self.deferred.write(tx, held)
+                if held:
+                    await self.deferred.write(tx, held)
                 result = await body(tx)
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -257,13 +263,16 @@ class SQLiteStore(Store):
         fence, wid = done.fence, done.fence.workflow_id
         attached, calls = split_attached(done.rows)
         events = [done.event, *attached, event]
-        ats = [done.at] * (len(events) - 1) + [at]
 
         async def body(tx: Tx) -> Any:
-            await self._events(tx, fence, events, at, ats=ats)
-            await tx.execute(done.name, wid=wid, key=done.key, result=done.result, at=done.at)
-            await write_calls(tx, wid, done.key, calls, done.at)
-            return await tx.one("start_step", wid=wid, key=key, ikey=ikey, at=at)
+            # each time as a parameter once: five statements took them, and turned
+            # each datetime into epoch seconds again (`SQLiteTx._run`)
+            now, then = _epoch(at), _epoch(done.at)
+            await self._events(tx, fence, events, now, ats=[then] * (len(events) - 1) + [now])
+            await tx.execute(done.name, wid=wid, key=done.key, result=done.result, at=then)
+            if calls:
+                await write_calls(tx, wid, done.key, calls, then)
+            return await tx.one("start_step", wid=wid, key=key, ikey=ikey, at=now)
 
         return body
 

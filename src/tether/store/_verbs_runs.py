@@ -313,7 +313,9 @@ class RunVerbs(StoreBase):
         held = self.deferred.take()
         done = held[0] if len(held) == 1 and not self.deferred.writing else None
         if (
-            isinstance(done, HeldCompletion) and done.fence == fence and done.key != key
+            isinstance(done, HeldCompletion)
+            and (done.fence is fence or done.fence == fence)
+            and done.key != key
             and self._foldable(done)
         ):  # fmt: skip
             return done
