@@ -493,6 +493,8 @@ class Worker:
                 await self.app.kernel.adispatch(TimersFire())
             except StoreError as exc:  # the database blinked: the tick tries again
                 log.warning("firing timers failed: %s", exc, extra={"worker": self.worker_id})
+            except Exception:  # as a tick's failure: logged, the maintenance goes on
+                log.exception("firing timers failed", extra={"worker": self.worker_id})
             gap = TIMER_GAP
 
     async def _timer_due_in(self) -> float | None:
