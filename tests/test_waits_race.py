@@ -188,3 +188,51 @@ async def test_a_branch_that_waits_while_its_run_parks_waits_for_the_park(
     assert run is not None and run.status is RunStatus.PENDING  # woken to be replayed
     res = await app.arun(either, workflow_id="parking")
     assert (res.status, res.value) == (RunStatus.COMPLETED, "rejected by ada")
+
+
+async def test_kept_signals_answer_waits_of_one_name_in_the_order_the_code_asked(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two "go" signals are kept before two branches wait for "go" at once: the branch
+    that asked first gets the first signal. Before, each branch's registration went to
+    the store at once, and the second's could commit first (on PostgreSQL, a race of two
+    connections) and take the first signal. Here the store holds the first branch's
+    registration until the second's returns, or half a second if the second (now) waits
+    for the first: the old order is forced, not left to a race."""
+    second_done = asyncio.Event()
+    register = app.store.register_wait
+    calls: list[str] = []
+
+    async def first_held(fence: Any, wait: Any, at: Any) -> Any:
+        calls.append(wait.key)
+        if len(calls) == 1:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(second_done.wait(), 0.5)
+            return await register(fence, wait, at)
+        try:
+            return await register(fence, wait, at)
+        finally:
+            second_done.set()
+
+    monkeypatch.setattr(app.store, "register_wait", first_held)
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        started.set()
+        await gate.wait()
+
+    @app.workflow
+    async def both(wf: Workflow) -> list[Any]:
+        await wf.step("hold", hold)
+        first = asyncio.ensure_future(wf.wait_for_signal("go"))
+        second = asyncio.ensure_future(wf.wait_for_signal("go"))
+        return [await first, await second]
+
+    task = asyncio.ensure_future(app.arun(both, workflow_id="two-go"))
+    await started.wait()
+    for n in (1, 2):
+        assert await app.asignal("two-go", "go", n) is False  # kept: no wait yet
+    gate.set()
+    res = await task
+    assert (res.status, res.value) == (RunStatus.COMPLETED, [1, 2])
+    assert calls == ["signal:go#1", "signal:go#2"]

@@ -152,8 +152,13 @@ class RunState:
         if self.parking is not None:
             await self.parking.wait()  # then the store wakes a parked run it answers
         done = asyncio.Event()
+        earlier = list(self.registering)
         self.registering[done] = key
         try:
+            # one at a time, in the order the code asked: waits answered at once from
+            # the inbox (two kept signals of one name) take its items in that order
+            for before in earlier:
+                await before.wait()
             return await register()
         finally:
             del self.registering[done]
