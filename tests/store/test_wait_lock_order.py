@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -80,75 +80,80 @@ async def _write_wait_behind(url: str, run_id: str, verb: Awaitable[Any], write:
     return await asyncio.wait_for(task, 60)
 
 
-async def test_a_timer_fired_as_a_signal_answers_its_wait_waits_for_the_run(pg: str) -> None:
-    clock = FakeClock()
-    app = App(pg, clock=clock)
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
+
+@pytest.fixture
+async def app(pg: str, clock: FakeClock) -> AsyncIterator[App]:
+    app = App(pg, clock=clock)
+    yield app
+    await app.aclose()
+
+
+async def _parked(app: App, workflow: Callable[[Workflow], Awaitable[Any]], run_id: str) -> None:
+    assert (await app.arun(workflow, workflow_id=run_id)).status is RunStatus.WAITING
+
+
+async def _statuses(app: App, run_id: str) -> list[str]:
+    return [w.status.value for w in await app.alist_waits(run_id)]
+
+
+async def test_a_timer_fired_as_a_signal_answers_its_wait_waits_for_the_run(
+    pg: str, app: App, clock: FakeClock
+) -> None:
     async def gated(wf: Workflow) -> Any:
         return await wf.wait_for_signal("go", timeout=60)
 
-    try:
-        assert (await app.arun(gated, workflow_id="r")).status is RunStatus.WAITING
-        clock.advance(61)
-        answer = "UPDATE waitpoints SET status = 'resolved', resolved_at = now() WHERE run_id = %s"
-        woken = await _write_wait_behind(pg, "r", app.afire_due_timers(), answer)
-        assert woken == []  # the answer came first: the timer found nothing to time out
-        assert [w.status.value for w in await app.alist_waits("r")] == ["resolved"]
-    finally:
-        await app.aclose()
+    await _parked(app, gated, "r")
+    clock.advance(61)
+    answer = "UPDATE waitpoints SET status = 'resolved', resolved_at = now() WHERE run_id = %s"
+    woken = await _write_wait_behind(pg, "r", app.afire_due_timers(), answer)
+    assert woken == []  # the answer came first: the timer found nothing to time out
+    assert await _statuses(app, "r") == ["resolved"]
 
 
-async def test_an_event_sent_as_its_waiter_is_cancelled_waits_for_the_run(pg: str) -> None:
-    app = App(pg, clock=FakeClock())
-
+async def test_an_event_sent_as_its_waiter_is_cancelled_waits_for_the_run(
+    pg: str, app: App
+) -> None:
     async def hook(wf: Workflow) -> Any:
         return await wf.wait_for_event("paid")
 
-    try:
-        assert (await app.arun(hook, workflow_id="r")).status is RunStatus.WAITING
-        cancel = "UPDATE waitpoints SET status = 'cancelled' WHERE run_id = %s"
-        woken = await _write_wait_behind(pg, "r", app.asend_event("paid", {"n": 1}), cancel)
-        assert woken == []  # the wait was closed first: the event is kept in the inbox
-        assert [w.status.value for w in await app.alist_waits("r")] == ["cancelled"]
-    finally:
-        await app.aclose()
+    await _parked(app, hook, "r")
+    cancel = "UPDATE waitpoints SET status = 'cancelled' WHERE run_id = %s"
+    woken = await _write_wait_behind(pg, "r", app.asend_event("paid", {"n": 1}), cancel)
+    assert woken == []  # the wait was closed first: the event is kept in the inbox
+    assert await _statuses(app, "r") == ["cancelled"]
 
 
-async def test_a_token_completed_as_its_wait_times_out_waits_for_the_run(pg: str) -> None:
-    app = App(pg, clock=FakeClock())
-
+async def test_a_token_completed_as_its_wait_times_out_waits_for_the_run(pg: str, app: App) -> None:
     async def approval(wf: Workflow) -> Any:
         return await wf.wait_for_token(await wf.create_token())
 
-    try:
-        assert (await app.arun(approval, workflow_id="r")).status is RunStatus.WAITING
-        (token,) = [w.id for w in await app.alist_waits("r")]
-        timed_out = "UPDATE waitpoints SET status = 'timed_out' WHERE run_id = %s"
-        with pytest.raises(TokenCompletedError, match="already timed out"):
-            await _write_wait_behind(pg, "r", app.acomplete_token(token, "yes"), timed_out)
-    finally:
-        await app.aclose()
+    await _parked(app, approval, "r")
+    (token,) = [w.id for w in await app.alist_waits("r")]
+    timed_out = "UPDATE waitpoints SET status = 'timed_out' WHERE run_id = %s"
+    with pytest.raises(TokenCompletedError, match="already timed out"):
+        await _write_wait_behind(pg, "r", app.acomplete_token(token, "yes"), timed_out)
 
 
-async def test_a_child_ending_as_its_parent_is_cancelled_waits_for_the_parent(pg: str) -> None:
-    app = App(pg, clock=FakeClock())
-
+async def test_a_child_ending_as_its_parent_is_cancelled_waits_for_the_parent(
+    pg: str, app: App
+) -> None:
     async def kid(wf: Workflow) -> Any:
         return await wf.wait_for_signal("done")
 
     async def parent(wf: Workflow) -> Any:
         return await wf.child(kid, workflow_id="kid")
 
-    try:
-        assert (await app.arun(parent, workflow_id="p")).status is RunStatus.WAITING
-        assert (await app.aget_run("kid")).status is RunStatus.WAITING
-        cancel = "UPDATE waitpoints SET status = 'cancelled' WHERE run_id = %s"
+    await _parked(app, parent, "p")
+    assert (await app.aget_run("kid")).status is RunStatus.WAITING
+    cancel = "UPDATE waitpoints SET status = 'cancelled' WHERE run_id = %s"
 
-        async def signal_and_end() -> Any:
-            await app.asignal("kid", "done", 7)
-            return await app.aresult("kid")
+    async def signal_and_end() -> Any:
+        await app.asignal("kid", "done", 7)
+        return await app.aresult("kid")
 
-        assert (await _write_wait_behind(pg, "p", signal_and_end(), cancel)).value == 7
-        assert [w.status.value for w in await app.alist_waits("p")] == ["cancelled"]
-    finally:
-        await app.aclose()
+    assert (await _write_wait_behind(pg, "p", signal_and_end(), cancel)).value == 7
+    assert await _statuses(app, "p") == ["cancelled"]
