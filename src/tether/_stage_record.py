@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
+from ._iso_time import from_iso, iso_z
 from ._stage_usage import (
     PlacedStage,
     plans_by_place,
@@ -32,11 +33,6 @@ _UNDONE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.COMPENSATE
                      RunStatus.COMPENSATION_FAILED})  # fmt: skip
 
 STATUSES = ("pending", "running", "suspended", "completed", "failed", "cancelled", "skipped")
-
-
-def iso_z(dt: datetime | None) -> str | None:
-    """A time as the export writes it (UTC as ``Z``), here and in `RunRecord`."""
-    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +81,13 @@ class StageRecord:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageRecord:
         """The stage `to_dict` gave (a record read over HTTP)."""
-        when = datetime.fromisoformat
         return cls(
             id=d["id"],
             group=d["group"],
             status=d["status"],
             attempt=d.get("attempt"),
-            started_at=None if d.get("startedAt") is None else when(d["startedAt"]),
-            finished_at=None if d.get("finishedAt") is None else when(d["finishedAt"]),
+            started_at=from_iso(d.get("startedAt")),
+            finished_at=from_iso(d.get("finishedAt")),
             error=d.get("error"),
             progress=d.get("progress"),
             progress_message=d.get("progressMessage"),

@@ -14,8 +14,9 @@ from typing import Any
 
 from ._failure import ErrorRecord, decode_error
 from ._info import mirror
+from ._iso_time import from_iso as _from_iso
+from ._iso_time import iso_z as _iso
 from ._stage_record import StageRecord, build_stages
-from ._stage_record import iso_z as _iso
 from ._usage_json import usage_dict as _usage_dict
 from ._usage_json import usage_row as _usage_row
 from .store import (
@@ -176,17 +177,9 @@ class RunUsage:
         return cls(total, {r.group or "": r for r in by_model})
 
     def to_dict(self) -> dict[str, Any]:
-        t = self.total
+        """The total's counts (as `usage_dict` writes any row), then each model's."""
         return {
-            "calls": t.calls,
-            "inputTokens": t.input_tokens,
-            "cachedInputTokens": t.cached_input_tokens,
-            "cacheWriteTokens": t.cache_write_tokens,
-            "outputTokens": t.output_tokens,
-            "reasoningTokens": t.reasoning_tokens,
-            "costMicroUsd": t.cost_micro_usd,
-            "unknownCostCalls": t.unknown_cost_calls,
-            "pricedCalls": t.priced_calls,
+            **_usage_dict(self.total),
             "byModel": {k: _usage_dict(r) for k, r in self.by_model.items()},
         }
 
@@ -325,10 +318,6 @@ class RunRecord:
 
 def _error(data: Any) -> ErrorRecord | None:
     return None if data is None else ErrorRecord.from_dict(data)
-
-
-def _from_iso(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
 
 
 def _step(key: str, s: dict[str, Any]) -> StepRecord:

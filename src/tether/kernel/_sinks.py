@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from .._iso_time import iso_z
 from ..errors import InvalidArgumentError
 from ._sink_pool import SinkPool, off_loop
 
@@ -68,7 +69,7 @@ class OutboxEvent:
             "type": self.type,
             "message": self.message,
             "detail": self.detail,
-            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "at": iso_z(self.at),
             "attempt": self.attempt,
         }
 
