@@ -32,6 +32,7 @@ __all__ = [
     "EXIT_TERMINATED",
     "EXIT_USAGE",
     "CliState",
+    "app_option",
     "closed_pipe",
     "db_option",
     "db_state",
@@ -50,6 +51,7 @@ __all__ = [
     "text",
     "when",
     "window",
+    "window_options",
 ]
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_STORE, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
@@ -129,6 +131,14 @@ def db_option(fn: F) -> F:
         "(see `tether --help` for which database is used without it).",
     )
     return option(fn)
+
+
+def app_option(help: str, *, required: bool = False) -> Callable[[F], F]:
+    """`--app FILE.py:APP|MODULE:APP` into `app_ref`, as `load_app` reads it; `help`
+    says what the command wants of the App."""
+    return click.option(
+        "--app", "app_ref", required=required, metavar="FILE.py:APP|MODULE:APP", help=help
+    )
 
 
 def db_state(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -243,6 +253,18 @@ def redraw_interval(value: float) -> None:
     `1e10` ended `top` and `runs watch` in a traceback from `time.sleep`."""
     if not 0 < value <= 3600:
         fail(EXIT_USAGE, f"--interval must be seconds above 0, at most 3600, got {value}")
+
+
+def window_options(since_help: str, until_help: str) -> Callable[[F], F]:
+    """`--since WHEN` and `--until WHEN`, in that order, the names `window` reads and
+    reports; the helps say what the times bound."""
+    since = click.option("--since", metavar="WHEN", help=since_help)
+    until = click.option("--until", metavar="WHEN", help=until_help)
+
+    def apply(fn: F) -> F:
+        return since(until(fn))
+
+    return apply
 
 
 def window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:

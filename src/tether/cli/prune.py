@@ -12,7 +12,18 @@ from .._durations import parse_age
 from ..app import App
 from ..errors import TetherError
 from ..store import RunStatus
-from ._common import EXIT_INTERRUPTED, EXIT_USAGE, CliState, db_state, err, fail, guard, note, text
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliState,
+    app_option,
+    db_state,
+    err,
+    fail,
+    guard,
+    note,
+    text,
+)
 from ._db import use_app
 from .worker import load_app
 
@@ -21,12 +32,9 @@ __all__ = ["COMMANDS", "with_app"]
 T = TypeVar("T")
 
 _FINAL = click.Choice([s.value for s in RunStatus if s.terminal])
-_APP = click.option(
-    "--app",
-    "app_ref",
-    metavar="FILE.py:APP|MODULE:APP",
-    help="The App whose blob store holds the runs' files (stage outputs, artifacts), when "
-    "it is not the default one beside the database: they are deleted with the runs.",
+_APP = app_option(
+    "The App whose blob store holds the runs' files (stage outputs, artifacts), when "
+    "it is not the default one beside the database: they are deleted with the runs."
 )
 
 

@@ -28,6 +28,7 @@ from ._common import (
     server_option,
     text,
     window,
+    window_options,
 )
 from ._db import use_app
 from ._format import (
@@ -127,8 +128,9 @@ _STATUS_NAMES = ", ".join(s.value for s in RunStatus)
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only runs with this tag.")
 @click.option("--tenant", metavar="NAME", help="Only runs of this tenant.")
 @click.option("--parent", metavar="ID", help="Only the child runs of run ID.")
-@click.option("--since", metavar="WHEN", help="Created at or after: 2026-12-01, ISO time, 2h.")
-@click.option("--until", metavar="WHEN", help="Created before: 2026-12-01, ISO time, 30m.")
+@window_options(
+    "Created at or after: 2026-12-01, ISO time, 2h.", "Created before: 2026-12-01, ISO time, 30m."
+)
 @click.option(
     "--limit",
     type=click.IntRange(min=1),

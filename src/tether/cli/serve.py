@@ -18,6 +18,7 @@ from ._common import (
     EXIT_TERMINATED,
     EXIT_USAGE,
     CliState,
+    app_option,
     db_state,
     fail,
     guard,
@@ -52,13 +53,9 @@ def _address(host: str, port: int) -> str:
 
 
 @click.command()
-@click.option(
-    "--app",
-    "app_ref",
-    default=None,
-    metavar="FILE.py:APP|MODULE:APP",
-    help="The App to serve (its workflows can be started over HTTP). Without it, the "
-    "runs already in the database are served: inspect, signal, cancel.",
+@app_option(
+    "The App to serve (its workflows can be started over HTTP). Without it, the "
+    "runs already in the database are served: inspect, signal, cancel."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(

@@ -14,7 +14,7 @@ from .. import RunInfo, WaitInfo
 from ..ai import Budget
 from ..app import App, RunResult
 from ..store import RunStatus, WaitKind, WaitStatus
-from ._common import EXIT_USAGE, CliState, db_state, fail, guard, note, text
+from ._common import EXIT_USAGE, CliState, app_option, db_state, fail, guard, note, text
 from ._db import given_db, use_app
 from ._drive import drive
 from ._format import AGENT_RUNS, resume_hint, start_hint
@@ -26,13 +26,7 @@ from .worker import load_app
 __all__ = ["COMMANDS"]
 
 _PAYLOAD = click.option("--payload", metavar="JSON|@FILE", help="Payload as JSON, or @file.json.")
-_APP = click.option(
-    "--app",
-    "app_ref",
-    required=True,
-    metavar="FILE.py:APP|MODULE:APP",
-    help="The App that registers the run's workflow.",
-)
+_APP = app_option("The App that registers the run's workflow.", required=True)
 _TRACEBACK = click.option("--traceback", is_flag=True, help="Print the traceback of a failure.")
 
 
@@ -160,12 +154,9 @@ def complete_token(state: CliState, token_id: str, data: Any) -> None:
 @click.argument("workflow_id", metavar="RUN_ID")
 @click.option("--reason", metavar="TEXT", help="Why, recorded on the run.")
 @click.option("--compensate", is_flag=True, help="Run the completed steps' compensations.")
-@click.option(
-    "--app",
-    "app_ref",
-    metavar="FILE.py:APP|MODULE:APP",
-    help="The App of the run's workflow: needed to cancel the provider batches "
-    "(wf.ai.batch, batch stages) the run has out, which only its providers can reach.",
+@app_option(
+    "The App of the run's workflow: needed to cancel the provider batches "
+    "(wf.ai.batch, batch stages) the run has out, which only its providers can reach."
 )
 @click.option(
     "--abandon-batches",

@@ -11,6 +11,7 @@ from ._common import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     CliState,
+    app_option,
     db_option,
     db_state,
     err,
@@ -28,12 +29,9 @@ from .worker import load_app
 __all__ = ["tokens"]
 
 
-_APP = click.option(
-    "--app",
-    "app_ref",
-    metavar="FILE.py:APP|MODULE:APP",
-    help="The App `tether serve --app` serves: its database holds the tokens "
-    "(see `tether --help` for which database is used without it).",
+_APP = app_option(
+    "The App `tether serve --app` serves: its database holds the tokens "
+    "(see `tether --help` for which database is used without it)."
 )
 
 

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..app import App
 from ..store import AIUsageRow
-from ._common import CliState, db_state, out, print_json, window
+from ._common import CliState, db_state, out, print_json, window, window_options
 from ._db import use_app
 from ._format import row
 
@@ -53,8 +53,10 @@ def usage_table(rows: list[AIUsageRow], group: str) -> Table:
 )
 @click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
 @click.option("--tag", metavar="TAG", help="Only runs with this tag.")
-@click.option("--since", metavar="WHEN", help="Calls at or after: 2026-12-01, an ISO time, or 7d.")
-@click.option("--until", metavar="WHEN", help="Calls before: 2026-12-01, an ISO time, or 1h.")
+@window_options(
+    "Calls at or after: 2026-12-01, an ISO time, or 7d.",
+    "Calls before: 2026-12-01, an ISO time, or 1h.",
+)
 @click.option(
     "--json",
     "as_json",

@@ -10,7 +10,7 @@ import click
 
 from ..app import App
 from ..errors import TetherError
-from ._common import EXIT_USAGE, CliState, db_state, fail, guard
+from ._common import EXIT_USAGE, CliState, app_option, db_state, fail, guard
 from ._db import Database, bind, choose, require_existing
 from ._load import load_target, not_an_app
 
@@ -63,9 +63,7 @@ def load_app(
 
 
 @click.command(no_args_is_help=True)
-@click.option(
-    "--app", "app_ref", required=True, metavar="FILE.py:APP|MODULE:APP", help="The App to serve."
-)
+@app_option("The App to serve.", required=True)
 @click.option(
     "--queue",
     "-q",
