@@ -123,21 +123,22 @@ async def viewer(request: Request) -> Viewer:
 
 def keep_cookies(request: Request, response: Response, who: Viewer) -> None:
     if who.new_csrf:
-        response.set_cookie(
-            CSRF_COOKIE,
-            who.csrf,
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            path="/",
-        )
+        _set_cookie(request, response, CSRF_COOKIE, who.csrf)
 
 
 def set_token_cookie(request: Request, response: Response, token: str) -> None:
+    _set_cookie(request, response, TOKEN_COOKIE, token, max_age=_YEAR)
+
+
+def _set_cookie(
+    request: Request, response: Response, name: str, value: str, max_age: int | None = None
+) -> None:
+    """Every dashboard cookie alike: out of scripts' reach (HttpOnly), never sent by
+    another site's request (SameSite=Strict), Secure over https, for the whole site."""
     response.set_cookie(
-        TOKEN_COOKIE,
-        token,
-        max_age=_YEAR,
+        name,
+        value,
+        max_age=max_age,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
