@@ -157,3 +157,24 @@ async def test_a_child_ending_as_its_parent_is_cancelled_waits_for_the_parent(
 
     assert (await _write_wait_behind(pg, "p", signal_and_end(), cancel)).value == 7
     assert await _statuses(app, "p") == ["cancelled"]
+
+
+async def test_a_parent_cancelled_as_its_child_ends_locks_the_child_first(
+    pg: str, app: App
+) -> None:
+    """A child's end holds the child's row and then locks its waiting parent's; the
+    cancel held the parent and then waited for the child."""
+
+    async def kid(wf: Workflow) -> Any:
+        return await wf.wait_for_signal("done")
+
+    async def parent(wf: Workflow) -> Any:
+        return await wf.child(kid, workflow_id="kid")
+
+    await _parked(app, parent, "p")
+    as_the_kid_ends = (
+        "SELECT 1 FROM runs WHERE id = (SELECT parent_id FROM runs WHERE id = %s) FOR UPDATE"
+    )
+    cancelled = await _write_wait_behind(pg, "kid", app.acancel("p"), as_the_kid_ends)
+    assert cancelled == ["p", "kid"]
+    assert (await app.aget_run("kid")).status is RunStatus.CANCELLED

@@ -13,10 +13,12 @@ a run's waits holds the run's row first, whoever it is for (a timer firing, an
 event, a token, a child ending), and several runs are locked in the order of
 their ids: a verb that took a wait and then waited for its run deadlocked with
 one that took the run and then waited for the wait (PostgreSQL undid one of
-them after a second). An event is sent to no
-run in particular: sending it and registering a wait for its type take a lock
-on the type first (an advisory lock on PostgreSQL), else a wait registered
-while the event is sent would miss it and be missed by it.
+them after a second). A child comes before its parent: a child's end holds the
+child and then wakes the parent, so a cancel locks the children it reaches
+(deepest first) before the run it cancels. An event is sent to no run in
+particular: sending it and registering a wait for its type take a lock on the
+type first (an advisory lock on PostgreSQL), else a wait registered while the
+event is sent would miss it and be missed by it.
 """
 
 from __future__ import annotations
@@ -313,6 +315,7 @@ class WaitVerbs(StoreBase):
         why = str(end_reason("cancel_run", RunStatus.CANCELLED))
 
         async def body(tx: Tx) -> list[str]:
+            await tx.all("cancel_tree_lock", wid=workflow_id)  # the children first
             found = await tx.one("run_status_locked", wid=workflow_id)
             if found is None:
                 raise RunNotFoundError(workflow_id)

@@ -330,6 +330,16 @@ SELECT run_id, wait_key, status FROM waitpoints WHERE id = :id AND kind = 'token
 SELECT w.name, c.status, c.output::text, c.error::text FROM waitpoints w
 JOIN runs c ON c.id = w.name WHERE w.kind = 'run' AND w.status = 'pending'
   AND c.status IN {TERMINAL}
+-- name: cancel_tree_lock
+-- the runs a cancel reaches (the children it waits on, theirs, ...), locked deepest first
+-- and before the run itself: a child that ends holds its own row and then locks its
+-- waiting parent's, and a cancel that held the parent while it waited for the child
+-- deadlocked with it (PostgreSQL undid one of them after a second)
+WITH RECURSIVE t(id, depth) AS (SELECT CAST(:wid AS text), 0
+  UNION SELECT w.name, t.depth + 1 FROM waitpoints w JOIN t ON w.run_id = t.id
+  WHERE w.kind = 'run' AND w.status = 'pending' AND t.depth < 100)
+SELECT r.id FROM runs r JOIN (SELECT id, max(depth) AS depth FROM t GROUP BY id) d
+  ON d.id = r.id WHERE d.depth > 0 ORDER BY d.depth DESC, r.id FOR UPDATE OF r
 -- name: cancel_one
 UPDATE runs SET status = 'cancelled', error = :error::jsonb, finished_at = :at,
   cancel_requested = :mode, end_reason = :reason

@@ -224,6 +224,9 @@ SELECT run_id, wait_key, status FROM waitpoints WHERE id = :id AND kind = 'token
 -- name: waits_on_ended_children
 SELECT w.name, c.status, c.output, c.error FROM waitpoints w JOIN runs c ON c.id = w.name
 WHERE w.kind = 'run' AND w.status = 'pending' AND c.status IN {TERMINAL}
+-- name: cancel_tree_lock
+-- (one writer at a time already: BEGIN IMMEDIATE holds every run)
+SELECT :wid WHERE 0
 -- name: cancel_one
 UPDATE runs SET status = 'cancelled', error = :error, finished_at = :at, cancel_requested = :mode,
   end_reason = :reason WHERE id = :id AND status NOT IN {TERMINAL} AND end_reason IS NULL
