@@ -106,6 +106,11 @@ def _phase(url: str, run_id: str) -> str | None:
     return None if run is None else _state(run.state).get("phase")
 
 
+def _retry_attempt(url: str, workflow_id: str) -> int:
+    """The attempt the run's last retry waits to make (0: none yet)."""
+    return int(_state(_runs(url)[workflow_id].state).get("attempt") or 0)
+
+
 def _state(text: str | None) -> dict[str, Any]:
     """The run's recorded state; `null` (a run whose state was never set yet, or
     set to None) reads as empty."""
@@ -410,7 +415,14 @@ def test_a_states_cap_holds_against_a_run_started_elsewhere(tmp_path: Path) -> N
             return no_slot or len(of(where, "B-1", "start")) > 1
 
         eventually_sync(waits_or_started, timeout=TIMEOUT)
-        time.sleep(2.0)  # a few of its retries: it never starts beside A-1
+        first = _retry_attempt(url, "agent:file:B-1:2")
+
+        def refused_again() -> bool:  # three more of its retries found no slot
+            return len(of(where, "B-1", "start")) > 1 or (
+                _retry_attempt(url, "agent:file:B-1:2") >= first + 3
+            )
+
+        eventually_sync(refused_again, timeout=TIMEOUT)
         assert len(of(where, "B-1", "start")) == 1, "B-1 started beside A-1, over the cap"
         (where / "block-A-1").unlink()
         (where / "block-B-1").unlink()
