@@ -72,6 +72,41 @@ async def test_an_output_json_cannot_hold_fails_its_stage_naming_the_field(app: 
     assert stage.status == "failed" and "items[0].h of its Held" in (stage.error or "")
 
 
+class Reading(BaseModel):
+    value: float
+    label: str
+
+
+@pytest.mark.parametrize(
+    ("out", "why"),
+    [
+        (Reading(value=float("nan"), label="ok"), r"is nan, and JSON has no NaN"),
+        (Reading(value=1.0, label="a\x00b"), r"contains a NUL character"),
+        (Reading(value=1.0, label="a\ud800b"), r"surrogates not allowed"),
+    ],
+    ids=["nan", "nul", "lone-surrogate"],
+)
+async def test_an_output_its_record_cannot_hold_fails_its_stage(
+    app: App, out: Reading, why: str
+) -> None:
+    # before: the stage's output step refused it (a surrogate as a bare
+    # UnicodeEncodeError), naming the step 'stage:measure'; the stage read `failed`
+    # with no error and no stage.failed event
+    @tether.stage(id="measure", input=Doc, output=Reading)
+    async def measure(ctx: tether.StageContext[Doc, None]) -> Reading:
+        return out
+
+    p = tether.Pipeline("unrecordable", input=Doc).pipe(measure)
+    expected = r"stage 'measure' returned an output that cannot be stored as JSON: .*"
+    with pytest.raises(tether.StageError, match=expected + why):
+        await app.arun(p, Doc(url="u"), workflow_id="u1")
+    rec = await app.aget_record("u1")
+    [stage] = rec.stages
+    assert stage.status == "failed" and "stage 'measure' returned" in (stage.error or "")
+    assert "stage:measure" not in rec.steps
+    assert [e.message for e in rec.events if e.type == "stage.failed"] == ["measure"]
+
+
 @pytest.mark.parametrize("given", ["extract", 1, [1]], ids=["one-id", "int", "list-of-int"])
 def test_dependencies_that_are_not_a_list_of_stages_are_refused(given: object) -> None:
     # before: "extract" was read as its letters, 1 failed with a bare TypeError and

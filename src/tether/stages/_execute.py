@@ -38,7 +38,7 @@ from .._fanout import ITEM_PATH, ForEachError, ItemStatus
 from .._run_state import NAME_SCOPE, name_scope
 from ..ai import batches_out, stop_batches
 from ..errors import StoreError, explain_validation
-from ..serde import to_json_data, validate
+from ..serde import dump_json, to_json_data, validate
 from ..store import NewEvent
 from ._context import StageContext, place_folder, stage_prefix
 from ._errors import StageError, StageFailedError, StageTimeoutError, not_json
@@ -276,6 +276,7 @@ class Execution:
                 with name_scope(s.id):
                     out = await s.fn(ctx)
             out = self._validate_output(s, out)
+            data, body = self._recordable(s, out)
         except StoreError:
             raise  # the run is not ours to write (fenced out) or the store is down
         except Exception as exc:
@@ -284,7 +285,7 @@ class Execution:
                 exc.add_note(self._where_failed(s))
             raise
         record: dict[str, Any] = await self.wf.step(
-            f"stage:{s.id}", partial(self._finish, s, attempt, out, t0)
+            f"stage:{s.id}", partial(self._finish, s, attempt, data, body, t0)
         )
         del record
         self.outputs[s.id] = out
@@ -333,10 +334,25 @@ class Execution:
     def _output_key(self, s: AnyStage, attempt: int) -> str:
         return f"{stage_prefix(self.wf.workflow_id, s.id, attempt)}{self.place}output.json"
 
-    async def _finish(self, s: AnyStage, attempt: int, out: Any, t0: float) -> dict[str, Any]:
-        data = to_json_data(out, what=f"the output of stage {s.id!r}")
+    def _recordable(self, s: AnyStage, out: Any) -> tuple[Any, bytes]:
+        """`out` as the JSON data and the bytes it is recorded as; what the record cannot
+        hold fails the stage. Refused by the output step instead, a NaN, a NUL or a lone
+        surrogate failed the run naming a step, with no error on the stage (a surrogate
+        as a bare UnicodeEncodeError)."""
+        what = f"the output of stage {s.id!r}"
+        data = to_json_data(out, what=what)
+        try:
+            body = encoded(data)
+            if len(body) <= self.p.inline_limit:
+                dump_json(data, what=what)  # as the step's record writes it
+        except (TypeError, ValueError) as exc:  # NotSerializableError, UnicodeEncodeError
+            raise StageError(not_json(s.id, s.output.__name__, out, exc)) from None
+        return data, body
+
+    async def _finish(
+        self, s: AnyStage, attempt: int, data: Any, body: bytes, t0: float
+    ) -> dict[str, Any]:
         record: dict[str, Any] = {"attempt": attempt}
-        body = encoded(data)
         if len(body) > self.p.inline_limit:
             key = self._output_key(s, attempt)
             # what was written, so a read gets these bytes or an error: a blob truncated,
