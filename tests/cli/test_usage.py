@@ -134,3 +134,30 @@ def test_a_narrow_terminal_folds_names_and_costs_rather_than_cutting_them(
         assert _column(by_model.stdout, 6) == "0.002000unknown0.002000", by_model.stdout
         widest = max(len(line) for line in by_model.stdout.splitlines())
         assert widest <= int(width), by_model.stdout  # nothing cropped at the right edge
+
+
+def test_a_failed_stage_shows_its_error_as_text_not_quoted_json(database_url: str) -> None:
+    """The stage table printed the stage's error (text) through the JSON formatter:
+    ``"ValueError: c broke"``, in quotes, where the step table shows it plain."""
+    import pytest
+    from pydantic import BaseModel
+
+    import tether
+
+    class Text(BaseModel):
+        text: str
+
+    @tether.stage(id="c", input=Text, output=Text)
+    async def c(ctx: tether.StageContext[Text, None]) -> Text:
+        raise ValueError("c broke")
+
+    pipe = tether.Pipeline("p", input=Text, output=Text).pipe(c)
+
+    async def flow(wf: Workflow) -> str:
+        return (await pipe(wf, Text(text="x"))).text
+
+    with App(database_url) as app, pytest.raises(ValueError, match="c broke"):
+        app.run(flow, workflow_id="s1")
+    shown = invoke(database_url, "runs", "show", "s1")
+    line = next(ln for ln in shown.output.splitlines() if "c broke" in ln and "│ c " in ln)
+    assert "ValueError: c broke" in line and '"ValueError' not in line

@@ -23,6 +23,7 @@ from ..store import AIUsageRow, RunStatus, StepStatus
 
 __all__ = [
     "cell",
+    "clip",
     "cost_text",
     "driven_by",
     "error_text",
@@ -56,7 +57,12 @@ def zoned(column: str) -> str:
 
 
 def short(value: Any, limit: int = 160) -> str:
-    text = json.dumps(value, default=str, ensure_ascii=False)
+    """A JSON value as JSON text, cut to `limit` characters."""
+    return clip(json.dumps(value, default=str, ensure_ascii=False), limit)
+
+
+def clip(text: str, limit: int = 160) -> str:
+    """`text` as it is, cut to `limit` characters."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -32,6 +32,7 @@ from ._common import (
 )
 from ._db import use_app
 from ._format import (
+    clip,
     cost_text,
     driven_by,
     error_text,
@@ -390,7 +391,7 @@ def _stages_table(rec: RunRecord) -> Table:
             "" if s.seconds is None else f"{s.seconds:.2f}",
             progress,
             cost_text(s.usage),
-            short(s.error) if s.error else "",
+            clip(s.error) if s.error else "",  # text, not JSON: shown without quotes
         )
     return stages
 
