@@ -60,6 +60,12 @@ log = logging.getLogger("tether.worker")
 # clock behind this machine's: it is not due there yet)
 TIMER_GAP = 0.25
 
+STOPPING_APP = (
+    "stopping: this worker's App is stopping (app.drain(), app.close(), or an earlier "
+    "worker of it stopped), so each run it claimed would only hand itself back; "
+    "start the worker with a new App"
+)
+
 
 class Worker:
     """Runs queued jobs of `queues` (a name, names separated by commas as with
@@ -281,6 +287,10 @@ class Worker:
         with contextlib.suppress(StoreError):
             await app.store.wait_for_change("jobs", 0)
         while not self._stopping.is_set():
+            if app.draining:  # each run claimed would hand itself back: claimed in a loop
+                log.warning(STOPPING_APP, extra={"worker": self.worker_id})
+                self.stop()
+                break
             free = self.concurrency - len(self._running)
             # cleared before the claim, not after: a job of a concurrency key (or capped
             # queue) that ends while the claim is in flight, after it found the key held,
