@@ -25,3 +25,13 @@ def test_a_value_that_is_no_app_is_named_and_the_way_to_make_one_given(tmp_path:
     assert f"{path}:x is 5 (an int), not a tether.App" in done.stderr
     assert "it defines no tether.App; make one" in done.stderr
     assert f"--app {path}:app" in done.stderr
+
+
+def test_an_app_without_its_name_asks_for_the_app_not_a_function(
+    tmp_path: Path, flow: Path
+) -> None:
+    done = tether(tmp_path, "worker", "--app", str(flow))
+    assert done.returncode == 2
+    # before: "... names no function: give FILE.py:FUNC ..., e.g. flows.py:main"
+    assert "names no App: give FILE.py:APP" in done.stderr
+    assert "e.g. flows.py:app" in done.stderr and "FUNC" not in done.stderr

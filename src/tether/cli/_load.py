@@ -44,9 +44,11 @@ def load_target(target: str, *, app: bool = False) -> tuple[Any, ModuleType]:
     Apps there, not the async functions (a workflow is no App)."""
     where, sep, name = target.rpartition(":")
     if not sep or not where or not name:
+        what, eg = ("App", "APP") if app else ("function", "FUNC")
         raise UsageError(
-            f"{target!r} names no function: give FILE.py:FUNC (a path to a Python file) "
-            "or MODULE:FUNC (an importable module), e.g. flows.py:main"
+            f"{target!r} names no {what}: give FILE.py:{eg} (a path to a Python file) "
+            f"or MODULE:{eg} (an importable module), e.g. "
+            f"{'flows.py:app' if app else 'flows.py:main'}"
         )
     is_file = where.endswith(".py") or "/" in where or "\\" in where
     module = _load_file(where) if is_file else _import_module(where)
