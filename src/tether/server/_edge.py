@@ -62,6 +62,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _Gone(Exception):
+    """The client left before its body was all sent: the request is not whole."""
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
@@ -149,6 +153,8 @@ class Edge:
             return
         try:
             body = await self._read(scope, receive)
+        except _Gone:  # nobody to answer, and a cut body (or none) is not what was asked
+            return
         except _TooLarge:
             await _error(
                 send,
@@ -186,7 +192,7 @@ class Edge:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise _Gone  # acted on as cut, a cancel whose body never came cancelled
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:

@@ -355,7 +355,8 @@ class WorkerInfo(_Out):
 
 class NewApiToken(_Body):
     scope: Scope
-    name: Text | None = Field(default=None, min_length=1)
+    # the length checked first: after `storable` it was said of "items", not characters
+    name: Annotated[str, Field(min_length=1), AfterValidator(storable)] | None = None
 
 
 class ApiTokenInfo(_Out):

@@ -339,7 +339,7 @@ def path_segment(value: str) -> str:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, tuple):
+    if isinstance(value, tuple | set | frozenset):  # tags as `App.start` takes them
         return list(value)
     return value
 
