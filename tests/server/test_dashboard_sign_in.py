@@ -77,3 +77,21 @@ def test_a_form_sent_after_the_token_was_lost_signs_in_back_to_the_run(
     wait_until(browser, lambda d: text_of(d, "h1") == WID, "signing in did not reach the run")
     assert browser.current_url == page
     assert text_of(browser, "#run-status") == "waiting"  # the form was not sent on its own
+
+
+def test_the_sign_in_token_in_an_address_is_kept_out_of_the_access_log(tmp_path: Path) -> None:
+    """`tether serve` says "add ?token=TOKEN once"; the access log wrote the request
+    line as it came, the admin's secret with it."""
+    import httpx
+
+    db = f"sqlite:///{tmp_path}/t.db"
+    token = make_token(tmp_path, db, "write")
+    served = start(tmp_path, db)
+    try:
+        answer = httpx.get(f"{served.url}/?token={token}&x=1", follow_redirects=False)
+        assert answer.status_code in (302, 303, 307)  # signed in: on to the page, cookie set
+        assert "set-cookie" in answer.headers
+    finally:
+        log = served.stop()
+    assert "GET /?token=[hidden]&x=1" in log
+    assert token not in log

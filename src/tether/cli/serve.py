@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import socket
 import sys
@@ -172,6 +173,7 @@ def _run(asgi: Any, host: str, port: int) -> None:
     config = uvicorn.Config(
         asgi, host=host, port=port, log_level="info", timeout_graceful_shutdown=10
     )
+    logging.getLogger("uvicorn.access").addFilter(_HideTokens())  # after its log config
     server = Server(config)
 
     def stop(sig: int, frame: Any) -> None:
@@ -189,6 +191,22 @@ def _run(asgi: Any, host: str, port: int) -> None:
         sys.exit(EXIT_TERMINATED)
     if not server.started:  # uvicorn's own 3, "startup failed", is our "no such run"
         fail(EXIT_USAGE, f"the server did not start on {host}:{port} (see above)")
+
+
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&#\s]*")
+
+
+class _HideTokens(logging.Filter):
+    """Keeps the dashboard's sign-in token out of the access log: ``/?token=TOKEN``,
+    which the start-up line suggests, was logged as it came, a secret in the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_QUERY.sub(r"\1[hidden]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
 
 
 def _check_port(host: str, port: int) -> None:
