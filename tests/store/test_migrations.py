@@ -42,6 +42,7 @@ PINNED = {
         "0018_ai_spend_since.sql": "a6cd8fb8ac0a9846116ed1913fc866722682cf427a0d2b206349464590d5794a",
         "0019_ai_batch_item_provider.sql": "1d562e54fb42f0ccf22e470bdffb0b616b37e23bc8cadc2fe97cbde5648d6522",
         "0020_runs_id_bytes.sql": "339846cf6885249288edd7d5258c2b6a86f4c25a03d6e73b4ef3eba5899b7871",
+        "0021_jobs_due.sql": "1167187ba81723886223c5c6d079a17cb801f7b0decf1d33fb0b141a3c34fc39",
     },
     "sqlite": {
         "0001_core.sql": "a243e4a11c3b2854d7027cd3aa85f5ed9fa5fb97201936ecb0a7fa3d17ebfd44",
@@ -64,6 +65,7 @@ PINNED = {
         "0018_ai_spend_since.sql": "c44d09f956825279ff6cbcaa71842b9e0fef1bb688440fb94403d711e063dcb4",
         "0019_ai_batch_item_provider.sql": "1d562e54fb42f0ccf22e470bdffb0b616b37e23bc8cadc2fe97cbde5648d6522",
         "0020_runs_id_bytes.sql": "1b570f9750b9bb33f89849fdb16e8892fe4a70c8e44034e935986d0694c190aa",
+        "0021_jobs_due.sql": "68ab66362bb048f301badb3937de11f98fa12c8a8b60b0bae169dd71a45c8c2c",
     },
 }
 
