@@ -1,18 +1,17 @@
-"""A claim does not read the jobs delayed to later (migration 0021, `jobs_due`).
+"""A claim after an idle one does not read the jobs delayed to later (`jobs_due`).
 
 The claims read a queue in priority order and skipped each job whose `run_after`
 had not come (a delayed submit, a retry's back-off); with no job due they read
 them all, at every idle worker's every poll: 50,000 delayed jobs made each claim
-48 times an empty queue's on PostgreSQL and 232 times on SQLite (`bench/claims.py`). A claim now first looks up the earliest
-due time of the queue (the first entry of `jobs_due`) and reads no further when it
-has not come. The checks below read what the database did, not how long it took:
-on SQLite the virtual machine's instructions, on PostgreSQL the plan's executed
-nodes (EXPLAIN ANALYZE, rolled back).
+48 times an empty queue's on PostgreSQL and 232 times on SQLite (`bench/claims.py`).
+After a claim that took nothing, the next now looks up each queue's earliest due
+time first (`queues_due`, the first entry of the index `jobs_due`). The checks read
+what the database did, not how long it took: on SQLite the virtual machine's
+instructions, on PostgreSQL the plan's executed nodes (EXPLAIN ANALYZE).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,6 @@ import pytest
 
 from tether import App, FakeClock, Workflow
 from tether.store._sql import queries
-from tether.store._verbs_queue import _run_claim, _workflow_params
 
 DELAYED = 2_000
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -96,43 +94,14 @@ def delayed(database_url: str, clock: FakeClock) -> Iterator[str]:
     yield database_url
 
 
-def _params(dialect: str, **extra: Any) -> dict[str, Any]:
-    p: dict[str, Any] = {"worker": "w", "vis": 30.0, "now": T0, "at": T0, "q": "default",
-                         "qs": ["default"], "n": 4, "room": 16,
-                         **_run_claim(None), **_workflow_params([("noop", None)])}  # fmt: skip
-    if dialect == "sqlite":
-        p = {k: (json.dumps(v) if isinstance(v, list) else v) for k, v in p.items()}
-        p["now"] = p["at"] = T0.timestamp()
-    return p | extra
-
-
-def _sqlite_steps(path: str, query: str) -> int:
-    """The virtual machine instructions SQLite ran for `query` (a claim's read)."""
-    conn = sqlite3.connect(path)
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    conn.set_progress_handler(count, 1)
-    try:
-        assert conn.execute(queries("sqlite")[query], _params("sqlite")).fetchall() == []
-    finally:
-        conn.close()
-    return steps
-
-
-def _pg_plan(url: str, query: str) -> dict[str, Any]:
+def _pg_plan(url: str) -> dict[str, Any]:
     base, schema = _pg(url)
     with psycopg.connect(base) as conn:
         conn.execute(f'SET search_path TO "{schema}"')
-        conn.execute("SET plan_cache_mode = force_generic_plan")  # as the store runs claims
         row = conn.execute(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + queries("postgresql")[query], _params("postgresql")
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + queries("postgresql")["queues_due"],
+            {"qs": ["default"], "now": T0},
         ).fetchone()
-        conn.rollback()
     assert row is not None
     plan: dict[str, Any] = row[0][0]["Plan"]
     return plan
@@ -144,27 +113,51 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(sub)
 
 
-def _jobs_read(plan: dict[str, Any]) -> list[str]:
-    """The executed scans of `jobs` other than `jobs_due`'s and the primary key's."""
-    return [
-        f"{n['Node Type']} {n.get('Index Name', '')}".strip()
-        for n in _nodes(plan)
-        if n.get("Relation Name") == "jobs"
-        and "Scan" in n["Node Type"]
-        and n.get("Index Name") not in ("jobs_due", "jobs_pkey")
-        and n.get("Actual Loops", 0) > 0
-    ]
+async def _claim(app: App, clock: FakeClock) -> list[str]:
+    got = await app.store.claim_jobs(
+        "w", ["default"], limit=4, visibility=30, limits={}, now=clock.store_time(),
+        at=clock.now(), workflows=[("noop", None)],
+    )  # fmt: skip
+    return [j.workflow_id for j in got]
 
 
-def test_a_claim_with_no_job_due_reads_none_of_the_delayed_ones(delayed: str, backend: str) -> None:
-    if backend == "sqlite":
-        for query in ("ready_jobs", "ready_jobs_of"):
-            steps = _sqlite_steps(urlsplit(delayed).path, query)
-            assert steps < DELAYED // 2, f"{query} ran {steps} instructions for {DELAYED} jobs"
-        return
-    for query in ("claim_free", "claim_free_of", "ready_jobs", "ready_jobs_of"):
-        read = _jobs_read(_pg_plan(delayed, query))
-        assert read == [], f"{query} read the delayed jobs: {read}"
+async def test_a_claim_after_an_idle_one_reads_none_of_the_delayed_jobs(
+    delayed: str, backend: str, clock: FakeClock
+) -> None:
+    app = _flow_app(delayed, clock)
+    async with app:
+        assert await _claim(app, clock) == []  # reads the queue: none due
+        if backend == "postgresql":
+            read = [n for n in _nodes(_pg_plan(delayed)) if n.get("Relation Name") == "jobs"]
+            assert [n.get("Index Name") for n in read] == ["jobs_due"], read
+            assert read[0]["Actual Rows"] <= 1
+            assert await _claim(app, clock) == []
+            return
+        conn = app.store._conn  # type: ignore[attr-defined]  # the store's own connection
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        conn.set_progress_handler(count, 1)
+        try:
+            assert await _claim(app, clock) == []
+        finally:
+            conn.set_progress_handler(None, 1)
+        assert steps < DELAYED // 2, f"the idle claim ran {steps} instructions, {DELAYED} delayed"
+
+
+async def test_after_an_idle_claim_a_new_job_is_claimed_at_once(
+    delayed: str, clock: FakeClock
+) -> None:
+    app = _flow_app(delayed, clock)
+    async with app:
+        assert await _claim(app, clock) == []
+        assert await _claim(app, clock) == []
+        await app.asubmit(app.get_workflow("noop").fn, workflow_id="new")
+        assert await _claim(app, clock) == ["new"]
 
 
 async def test_a_due_job_behind_many_delayed_ones_is_claimed_and_a_delayed_one_when_due(
@@ -173,14 +166,7 @@ async def test_a_due_job_behind_many_delayed_ones_is_claimed_and_a_delayed_one_w
     app = _flow_app(delayed, clock)
     async with app:
         await app.asubmit(app.get_workflow("noop").fn, workflow_id="now")
-        got = await app.store.claim_jobs(
-            "w", ["default"], limit=4, visibility=30, limits={}, now=clock.store_time(),
-            at=clock.now(), workflows=[("noop", None)],
-        )  # fmt: skip
-        assert [j.workflow_id for j in got] == ["now"]
+        assert await _claim(app, clock) == ["now"]
+        assert await _claim(app, clock) == []  # idle: the next claim looks first
         clock.advance(timedelta(days=1, seconds=1))
-        later = await app.store.claim_jobs(
-            "w", ["default"], limit=4, visibility=30, limits={}, now=clock.store_time(),
-            at=clock.now(), workflows=[("noop", None)],
-        )  # fmt: skip
-        assert len(later) == 4  # the delayed ones, now due
+        assert len(await _claim(app, clock)) == 4  # the delayed ones, now due

@@ -459,6 +459,14 @@ async def test_the_claims_are_planned_once_not_at_each_poll(pg: str) -> None:
     store: Any = open_store(pg)
     assert isinstance(store, Store)
     at = datetime(2026, 12, 1, tzinfo=UTC)
+    async with tether.App(pg) as other:  # a due job in each queue, of a workflow not claimed:
+
+        @other.workflow(name="other")  # each claim reads the queues (none finds them idle)
+        async def elsewhere(wf: tether.Workflow) -> None:
+            return None
+
+        for queue in ("default", "capped"):
+            await other.asubmit(elsewhere, queue=queue)
     try:
         await store.open()
         capped = {"capped": tether.store.QueueLimit(concurrency=2)}

@@ -132,6 +132,9 @@ class StoreBase(abc.ABC):
         # runs this store cancelled (None) or gave to an owner of that generation: a held
         # completion under an older fence is written (and refused) at once, see `_may_hold`
         self._moved: dict[str, int | None] = {}
+        # queue sets whose last claim here took nothing: the next asks first whether a
+        # job of them is due (`claim_jobs`)
+        self._idle_claims: set[tuple[str, ...]] = set()
 
     @abc.abstractmethod
     async def _tx(

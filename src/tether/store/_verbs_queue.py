@@ -222,6 +222,8 @@ class QueueVerbs(StoreBase):
         if limit < 1 or not queues:
             return Claimed()
         queues = list(dict.fromkeys(queues))  # a queue named twice is read once
+        if not await self._any_due(queues, now):
+            return Claimed()
         p = {"worker": worker, "vis": visibility, "now": now, "at": at, **_run_claim(runs),
              **_workflow_params(workflows)}  # fmt: skip
         # the one-statement claim sees only uncapped queues: beside a capped one it would
@@ -230,7 +232,7 @@ class QueueVerbs(StoreBase):
         jobs, keyed, more = await self._claim_at_once([] if capped else queues, limit, p)
         limit -= len(jobs)
         if limit < 1 or not (keyed or capped):
-            return self._claimed(jobs, more=more and limit < 1)
+            return self._claimed(queues, jobs, more=more and limit < 1)
 
         async def body(tx: Tx) -> tuple[list[JobRow], bool]:
             picked, left = await _pick(tx, queues, limit, limits, tx.now(now), p)
@@ -252,10 +254,30 @@ class QueueVerbs(StoreBase):
             if not self._lost_race(exc):
                 raise  # else: lost a race for a concurrency key; the next round claims again
             more = True
-        return self._claimed(jobs, more=more)
+        return self._claimed(queues, jobs, more=more)
 
-    def _claimed(self, jobs: list[JobRow], *, more: bool) -> Claimed:
-        """`jobs`, once committed, their runs claimed with them noted (`_note_moved`)."""
+    async def _any_due(self, queues: list[str], now: datetime | None) -> bool:
+        """Whether a claim of `queues` may find a job, asked only after one of them took
+        nothing: a claim reads a queue in priority order, past each job delayed to later
+        (a delayed submit, a retry's back-off), so with many delayed and none due each
+        idle poll read them all. This looks at each queue's earliest due time instead (an
+        index's first entry): a busy claimer pays nothing, an idle one a cheap read."""
+        key = tuple(queues)
+        if key not in self._idle_claims:
+            return True
+
+        async def body(tx: Tx) -> bool:
+            return await tx.one("queues_due", qs=tx.array(queues), now=tx.now(now)) is not None
+
+        return await self._tx("read", body)
+
+    def _claimed(self, queues: list[str], jobs: list[JobRow], *, more: bool) -> Claimed:
+        """`jobs`, once committed, their runs claimed with them noted (`_note_moved`);
+        whether the claim of `queues` took nothing, noted for the next (`_any_due`)."""
+        if jobs:
+            self._idle_claims.discard(tuple(queues))
+        elif len(self._idle_claims) < 1024:  # a claimer of ever new queue sets: not all kept
+            self._idle_claims.add(tuple(queues))
         for job in jobs:
             if job.run is not None:
                 self._note_moved(job.run.workflow_id, job.run.generation)

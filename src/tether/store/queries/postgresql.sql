@@ -367,6 +367,11 @@ e AS (INSERT INTO events (run_id, seq, type, message, at)
   SELECT id, 1, 'workflow.submitted', :queue, :at FROM r),
 n AS (SELECT pg_notify(:chan, 'jobs') FROM r)
 SELECT r.*, (SELECT count(*) FROM n) FROM r
+-- name: queues_due
+-- a job of the queues :qs is due: each queue's earliest queued job, the first entry of
+-- jobs_due (asked by an idle claimer before it claims again, see `claim_jobs`)
+SELECT 1 FROM unnest(:qs::text[]) q(q) WHERE (SELECT min(g.run_after) FROM jobs g
+  WHERE g.queue = q.q AND g.status = 'queued') <= {_now} LIMIT 1
 -- name: claim_free
 -- keyless jobs in queues without caps, in one statement; one row of NULLs when none,
 -- each row ending with "do keyed jobs wait too" (asked only when fewer than :n were claimed)
@@ -379,11 +384,11 @@ SELECT r.*, (SELECT count(*) FROM n) FROM r
 -- Priority holds across keys: of the best :n ready jobs (a), only the keyless ones ahead of
 -- the first keyed one are claimed here; from there the shared claim (one per key) goes on
 WITH a AS (SELECT id, priority, concurrency_key FROM jobs WHERE queue = ANY(:qs)
-  AND status = 'queued' AND run_after <= {_now} AND {_any_due}
-  ORDER BY priority DESC, id LIMIT :n FOR UPDATE SKIP LOCKED),
+  AND status = 'queued' AND run_after <= {_now} ORDER BY priority DESC, id
+  LIMIT :n FOR UPDATE SKIP LOCKED),
 {_free_claim}
 SELECT u.*, r.*, k.keyed, k.more FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
-  AND {_any_due} THEN EXISTS (SELECT 1 FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
+  THEN EXISTS (SELECT 1 FROM jobs WHERE queue = ANY(:qs) AND status = 'queued'
   AND concurrency_key IS NOT NULL) ELSE false END AS keyed,
   CASE WHEN (SELECT count(*) FROM u) = :n THEN EXISTS (SELECT 1 FROM jobs j
   WHERE j.queue = ANY(:qs) AND j.status = 'queued' AND j.run_after <= {_now}
@@ -397,12 +402,10 @@ WITH d AS (SELECT * FROM unnest(:wnames::text[], :wversions::text[]) d(n, v)),
 a AS (SELECT l.* FROM unnest(:qs::text[]) q(q) CROSS JOIN d CROSS JOIN LATERAL
   (SELECT j.id, j.priority, j.concurrency_key FROM jobs j WHERE j.queue = q.q AND {_job_of}
   AND j.status = 'queued' AND j.run_after <= {_now} ORDER BY j.priority DESC, j.id
-  LIMIT :n FOR UPDATE SKIP LOCKED) l
-  WHERE (SELECT min(g.run_after) FROM jobs g WHERE g.queue = q.q AND g.status = 'queued')
-  <= {_now} ORDER BY l.priority DESC, l.id LIMIT :n),
+  LIMIT :n FOR UPDATE SKIP LOCKED) l ORDER BY l.priority DESC, l.id LIMIT :n),
 {_free_claim}
 SELECT u.*, r.*, k.keyed, k.more FROM (SELECT CASE WHEN (SELECT count(*) FROM u) < :n
-  AND {_any_due} THEN EXISTS (SELECT 1 FROM d JOIN jobs j ON {_job_of} WHERE j.queue = ANY(:qs)
+  THEN EXISTS (SELECT 1 FROM d JOIN jobs j ON {_job_of} WHERE j.queue = ANY(:qs)
   AND j.status = 'queued' AND j.concurrency_key IS NOT NULL) ELSE false END AS keyed,
   CASE WHEN (SELECT count(*) FROM u) = :n THEN EXISTS (SELECT 1 FROM d JOIN jobs j
   ON {_job_of} WHERE j.queue = ANY(:qs) AND j.status = 'queued' AND j.run_after <= {_now}
@@ -414,20 +417,6 @@ SELECT u.*, r.*, k.keyed, k.more FROM (SELECT CASE WHEN (SELECT count(*) FROM u)
 COALESCE(j.workflow_name, '') = COALESCE(d.n, '')
   AND COALESCE(j.workflow_version, '') = COALESCE(d.v, '')
   AND j.workflow_version IS NOT DISTINCT FROM d.v
--- name: _any_due
--- a job of the queues :qs is due: one probe of jobs_due. The claims read a queue in
--- priority order, past every job delayed to later (a delayed submit, a retry's back-off)
--- on the way, and asked whether keyed jobs wait by reading every queued job: with many
--- jobs delayed and none due, each idle worker's claim read them all at every poll. The
--- earliest of each queue (min, which the planner takes from the index's first entry)
-EXISTS (SELECT 1 FROM unnest(:qs::text[]) x(q) WHERE (SELECT min(g.run_after) FROM jobs g
-  WHERE g.queue = x.q AND g.status = 'queued') <= {_now})
--- name: _queue_due
--- a job of queue :q is due: the earliest, one probe of jobs_due (min, which the planners
--- take from the index's first entry), before the claim reads the queue in priority
--- order, past every job delayed to later (a delayed submit, a retry's back-off): with
--- many delayed and none due, each idle worker's claim read them all at every poll
-(SELECT min(g.run_after) FROM jobs g WHERE g.queue = :q AND g.status = 'queued') <= {_now}
 -- name: _free_rows
 LEFT JOIN u ON true LEFT JOIN LATERAL (SELECT {_run_cols} FROM rc WHERE rc.id = u.run_id) r ON true
 -- name: _free_claim
@@ -451,7 +440,7 @@ SELECT count(*) FILTER (WHERE status = 'claimed'),
 FROM jobs WHERE queue = :q
 -- name: ready_jobs
 SELECT j.id, j.concurrency_key, j.priority FROM jobs j WHERE j.queue = :q AND j.status = 'queued'
-  AND j.run_after <= {_now} AND {_queue_due} AND (j.concurrency_key IS NULL OR
+  AND j.run_after <= {_now} AND (j.concurrency_key IS NULL OR
   (pg_try_advisory_xact_lock(hashtext('tether-key:' || j.concurrency_key))
   AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.concurrency_key = j.concurrency_key
   AND k.status = 'claimed')))
@@ -473,7 +462,7 @@ SELECT queue, NULLIF(n, ''), NULLIF(v, '') FROM w ORDER BY 1, 2, 3
 WITH d AS (SELECT * FROM unnest(:wnames::text[], :wversions::text[]) d(n, v))
 SELECT l.* FROM d CROSS JOIN LATERAL (SELECT j.id, j.concurrency_key, j.priority FROM jobs j
   WHERE j.queue = :q AND {_job_of} AND j.status = 'queued' AND j.run_after <= {_now}
-  AND {_queue_due} AND (j.concurrency_key IS NULL OR
+  AND (j.concurrency_key IS NULL OR
   (pg_try_advisory_xact_lock(hashtext('tether-key:' || j.concurrency_key))
   AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.concurrency_key = j.concurrency_key
   AND k.status = 'claimed')))

@@ -239,16 +239,14 @@ SELECT :q
 -- name: queue_counts
 SELECT (SELECT COUNT(*) FROM jobs WHERE queue = :q AND status = 'claimed'),
   (SELECT COUNT(*) FROM jobs WHERE queue = :q AND claimed_at > {_now} - :window)
--- name: _due
--- when the earliest queued job of queue :q is due (jobs_due's first entry; no row: none
--- queued), the outer loop of the claims (CROSS JOIN keeps it first): none due, the queue
--- is never read in priority order, past every job delayed to later (a delayed submit, a
--- retry's back-off), as it was at each idle worker's every poll
-(SELECT g.run_after AS at FROM jobs g INDEXED BY jobs_due WHERE g.queue = :q
-  AND g.status = 'queued' ORDER BY g.run_after LIMIT 1) due
+-- name: queues_due
+-- a job of the queues :qs is due: each queue's earliest queued job, the first entry of
+-- jobs_due (asked by an idle claimer before it claims again, see `claim_jobs`)
+SELECT 1 FROM json_each(:qs) q WHERE (SELECT g.run_after FROM jobs g INDEXED BY jobs_due
+  WHERE g.queue = q.value AND g.status = 'queued' ORDER BY g.run_after LIMIT 1) <= {_now}
+LIMIT 1
 -- name: ready_jobs
-SELECT j.id, j.concurrency_key, j.priority FROM {_due} CROSS JOIN jobs j
-WHERE due.at <= {_now} AND j.queue = :q AND j.status = 'queued'
+SELECT j.id, j.concurrency_key, j.priority FROM jobs j WHERE j.queue = :q AND j.status = 'queued'
   AND j.run_after <= {_now} AND (j.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs k
   WHERE k.concurrency_key = j.concurrency_key AND k.status = 'claimed'))
 ORDER BY j.priority DESC, j.id LIMIT :room
@@ -261,8 +259,8 @@ JOIN jobs j ON j.queue = q.value AND j.status = 'queued' ORDER BY 1, 2, 3
 -- jobs queued by an older tether (no workflow recorded: a null pair): the best :room of
 -- each from the index jobs_ready_workflow, then of all. A job of another workflow is
 -- never read, however many wait ahead of these.
-SELECT j.id, j.concurrency_key, j.priority FROM {_due} CROSS JOIN json_each(:wnames) n
-JOIN json_each(:wversions) v ON v.key = n.key AND due.at <= {_now}
+SELECT j.id, j.concurrency_key, j.priority FROM json_each(:wnames) n
+JOIN json_each(:wversions) v ON v.key = n.key
 JOIN jobs j ON j.id IN (SELECT i.id FROM jobs i WHERE i.queue = :q AND i.status = 'queued'
   AND i.workflow_name IS n.value AND i.workflow_version IS v.value AND i.run_after <= {_now}
   AND (i.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs k
