@@ -9,11 +9,12 @@ import sys
 import threading
 import time
 import weakref
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tether import App, RetryPolicy, RunStatus, StepContext, Workflow
+from tether import App, Clock, FakeClock, RetryPolicy, RunStatus, StepContext, Workflow
 from tether._steps import is_async, wants_context
 from tether.errors import RunAlreadyRunningError
 from tether.store import NewEvent
@@ -140,6 +141,48 @@ async def test_an_exit_during_a_retry_back_off_hands_the_run_back_at_once(
         assert rec.steps["call"].attempts == 1 and calls == [1]  # the next process retries
     finally:
         await again.aclose()
+
+
+async def test_a_run_handed_back_in_its_back_off_waits_out_the_rest_when_resumed(
+    database_url: str,
+) -> None:
+    """The back-off outlives the process that began it: the next process to drive the
+    run retries when the attempt is due, not at once (a rate-limited API called again
+    the moment a worker restarts)."""
+    called: list[datetime] = []
+
+    def opened(clock: Clock | None) -> tuple[App, Any]:
+        app = App(database_url, clock=clock)
+
+        def flaky() -> str:
+            called.append(app.clock.now())
+            if len(called) == 1:
+                raise ConnectionError("the agent dropped the call")
+            return "ok"
+
+        @app.workflow(name="backs-off-across")
+        async def flow(wf: Workflow) -> str:
+            return await wf.step("call", flaky, retry=_LONG_BACKOFF)
+
+        return app, flow
+
+    first, flow = opened(None)
+    await first.astart(flow, workflow_id="bo-across")
+    await _retrying(first, "bo-across")
+    await first.aclose()  # handed back at once, in its minute of back-off
+    clock = FakeClock(called[0])
+    then, flow = opened(clock)
+    try:
+        rec = await then.aget_record("bo-across")
+        retrying = next(e for e in rec.events if e.type == "step.retrying")
+        due = datetime.fromisoformat(retrying.detail["retry_at"])
+        assert abs((due - called[0]).total_seconds() - 60) < 1
+        clock.set(due - timedelta(seconds=45))  # the next process starts 15 s later
+        result = await then.arun(flow, workflow_id="bo-across")
+        assert result.value == "ok" and len(called) == 2
+        assert called[1] == due and clock.slept == [45.0]  # the 45 s left, no more
+    finally:
+        await then.aclose()
 
 
 async def _cancel_elsewhere(database_url: str, workflow_id: str) -> None:

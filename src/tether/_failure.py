@@ -3,7 +3,7 @@
 A failed run or step, and a cancelled run, record an `ErrorRecord` as JSON::
 
     {"type", "module", "qualname", "message", "retryable", "traceback", "cause",
-     "attributes"}
+     "attributes", "retry_at"}
 
 `encode_error` writes an exception, `encode_record` a record made by hand (a
 cancellation), and `decode_error` reads any of them back, including rows
@@ -16,7 +16,9 @@ exception says of itself (a bool ``retryable`` attribute, as a
 `tether.ai.ProviderError` has); otherwise None: nobody decided (a run's own
 failure has no retry policy). ``cause`` is the ``__cause__`` chain (``raise
 ... from ...``), at most `MAX_CAUSES` deep; the traceback text, recorded on
-the outermost record only, already shows the whole chain.
+the outermost record only, already shows the whole chain. ``retry_at``, on a
+step attempt's failure that its policy retries, is when the next attempt is
+due: the back-off outlives the process that began it.
 
 Asking a failed run for its result again raises the same exception type as
 the first time: the class is found again by module and name and rebuilt with
@@ -35,7 +37,7 @@ import inspect
 import json
 import math
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import RunFailedError
@@ -69,6 +71,9 @@ class ErrorRecord:
     cause: ErrorRecord | None = None  # the error it was raised from
     # its public instance attributes that JSON holds as they are (None: none)
     attributes: dict[str, Any] | None = None
+    # a step attempt's failure that will be retried: when the next attempt is due (UTC
+    # ISO 8601), so a drive that resumes the run in its back-off waits out the rest
+    retry_at: str | None = None
 
     @classmethod
     def of(cls, exc: BaseException, *, retryable: bool | None = None) -> ErrorRecord:
@@ -98,6 +103,8 @@ class ErrorRecord:
         }
         if exact:
             shape["exact_attributes"] = exact
+        if self.retry_at is not None:
+            shape["retry_at"] = self.retry_at
         return shape
 
     @classmethod
@@ -119,6 +126,7 @@ class ErrorRecord:
             if cause is not None and depth < MAX_CAUSES
             else None,
             attributes=attributes,
+            retry_at=_text(data.get("retry_at")),
         )
 
     def causes(self) -> list[ErrorRecord]:
@@ -296,10 +304,13 @@ def storable(value: Any) -> Any:
     return value
 
 
-def encode_error(exc: BaseException, *, retryable: bool | None = None) -> str:
+def encode_error(
+    exc: BaseException, *, retryable: bool | None = None, retry_at: str | None = None
+) -> str:
     """`exc` as the JSON text recorded on a run or step (`retryable`: the retry
-    policy's verdict, when one decided)."""
-    return encode_record(ErrorRecord.of(exc, retryable=retryable))
+    policy's verdict, when one decided; `retry_at`: when a step's next attempt is due)."""
+    record = ErrorRecord.of(exc, retryable=retryable)
+    return encode_record(record if retry_at is None else replace(record, retry_at=retry_at))
 
 
 def decode_error(text: str | None) -> ErrorRecord | None:

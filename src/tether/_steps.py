@@ -18,13 +18,14 @@ import types
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._attach import collecting
 from ._control import HandBack
 from ._failure import decode_error, encode_error, error_text, revived
 from ._interceptors import StepCall, intercepted
+from ._iso_time import from_iso, iso_z
 from ._results import load_result, recorded_result
 from ._run_state import NAME_SCOPE, RunState
 from ._runtime import Runtime
@@ -92,6 +93,12 @@ class StepExecutor:
         if mine and row is not None and row.status is StepStatus.COMPLETED:
             return load_result(row.result, spec.tp)  # it finished while we waited
         prior = _attempts_left(spec, row if mine else None)
+        if mine and row is not None and row.status is StepStatus.FAILED:
+            # an earlier drive failed an attempt and handed the run back (or died) in
+            # the back-off before the next: the rest of it is waited out here
+            left = _rest_left(row, self._rt.clock.now())
+            if left > 0:
+                await self._rt.rest(run.workflow_id, left)
         with_ctx, asynchronous = wants_context(spec.fn), is_async(spec.fn)
         while True:
             if self._rt.draining and not spec.settled:  # shutting down: start nothing new
@@ -106,10 +113,11 @@ class StepExecutor:
                 except Exception as exc:
                     retryable = spec.policy.retries(exc)
                     again = retryable and row.attempts < spec.policy.attempts
-                    await self._record_failure(spec, row, exc, retryable, again, rows)
-                    if not again:
+                    pause = _backoff(spec.policy, row.attempts, exc) if again else None
+                    await self._record_failure(spec, row, exc, retryable, pause, rows)
+                    if pause is None:
                         raise
-                    await self._rt.rest(run.workflow_id, _backoff(spec.policy, row.attempts, exc))
+                    await self._rt.rest(run.workflow_id, pause)
                     prior = row.attempts
                     continue
             return await self._record_result(spec, row, result, rows)
@@ -196,7 +204,7 @@ class StepExecutor:
         self._run.in_flight.discard(spec.key)
         exc = StepTimeoutError(*cut)
         try:
-            await asyncio.shield(self._record_failure(spec, row, exc, True, False, rows))
+            await asyncio.shield(self._record_failure(spec, row, exc, True, None, rows))
         except Exception as err:  # the cancellation goes on; the step reads as interrupted
             log.warning("recording step %r as cut short failed: %s", spec.key, err)
 
@@ -206,18 +214,26 @@ class StepExecutor:
         row: StepRow,
         exc: Exception,
         retryable: bool,
-        again: bool,
+        pause: float | None,
         rows: list[Any],
     ) -> None:
-        err = encode_error(exc, retryable=retryable)
-        what = "step.retrying" if again else "step.failed"
-        detail = {"attempt": row.attempts, "error": f"{type(exc).__name__}: {error_text(exc)}"}
+        """Record a failed attempt; `pause`: the seconds before the next attempt (None:
+        the step fails), recorded as its due time, which outlives this process."""
+        now = self._rt.clock.now()
+        detail: dict[str, Any] = {
+            "attempt": row.attempts,
+            "error": f"{type(exc).__name__}: {error_text(exc)}",
+        }
+        if pause is not None:
+            detail["retry_at"] = _due_at(now, pause)
+        err = encode_error(exc, retryable=retryable, retry_at=detail.get("retry_at"))
+        what = "step.failed" if pause is None else "step.retrying"
         await self._rt.store.fail_step(
             self._run.fence,
             spec.key,
             error=err,
-            final=not again,
-            at=self._rt.clock.now(),
+            final=pause is None,
+            at=now,
             event=NewEvent(what, spec.key, dump_json(detail, what="event detail")),
             rows=tuple(rows),
         )
@@ -325,6 +341,28 @@ def _backoff(policy: RetryPolicy, attempt: int, exc: BaseException) -> float:
     if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > delay:
         return max(delay, float(min(asked, MAX_RETRY_AFTER)))
     return delay
+
+
+def _due_at(now: datetime, pause: float) -> str:
+    """When an attempt `pause` seconds from `now` is due, as the record keeps it (a pause
+    past the calendar, from a policy without a cap, is the calendar's end)."""
+    try:
+        return iso_z(now + timedelta(seconds=pause))
+    except OverflowError:
+        return iso_z(datetime.max.replace(tzinfo=UTC))
+
+
+def _rest_left(row: StepRow, now: datetime) -> float:
+    """Seconds of a failed attempt's back-off still to wait at `now` (0: none recorded,
+    or its due time has passed)."""
+    err = decode_error(row.error)
+    try:
+        due = from_iso(err.retry_at) if err is not None else None
+    except ValueError:  # not a time tether wrote: nothing to wait for
+        return 0.0
+    if due is None or due.tzinfo is None:
+        return 0.0
+    return max(0.0, (due - now).total_seconds())
 
 
 def _attempts_left(spec: StepSpec, row: StepRow | None) -> int:
