@@ -16,15 +16,15 @@ __all__ = ["Blocker", "Issue", "normalise_labels", "normalise_state"]
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _storable(value: Any) -> Any:
+def scrub_unstorable(value: Any) -> Any:
     """`value` with every NUL and lone surrogate in its strings (keys too) replaced by
     U+FFFD: a tracker may send either (JSON escapes them), no database stores them."""
     if isinstance(value, str):
         return _UNSTORABLE.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
+        return {scrub_unstorable(k): scrub_unstorable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_storable(v) for v in value]
+        return [scrub_unstorable(v) for v in value]
     return value
 
 
@@ -79,7 +79,7 @@ class Issue:
         data = asdict(self)
         data["labels"] = list(self.labels)
         data["blocked_by"] = [asdict(b) for b in self.blocked_by]
-        clean: dict[str, Any] = _storable(data)
+        clean: dict[str, Any] = scrub_unstorable(data)
         return clean
 
     @classmethod

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from ._config import HooksSettings
 from ._errors import WorkspaceError
-from ._issue import _storable
+from ._issue import scrub_unstorable
 
 __all__ = [
     "HookResult",
@@ -381,7 +381,7 @@ async def run_shell(
         size = out.seek(0, os.SEEK_END)
         out.seek(max(size - limit, 0))
         # a NUL (a binary file cat'ed) would fail the step recording it, on any store
-        text = _storable(out.read(limit).decode("utf-8", "replace"))
+        text = scrub_unstorable(out.read(limit).decode("utf-8", "replace"))
     return code, text, size
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import AgentError
-from .._issue import _storable
+from .._issue import scrub_unstorable
 from .._workspace import kill_group, reap_orphan, record_agent, start_time, until_gone
 from ._port import AgentEvent, OnEvent, TurnRequest, TurnResult
 
@@ -152,7 +152,7 @@ class ProcessBackend:
     def _exit_error(self, code: int | None, stderr: bytes) -> str:
         """Why a turn failed on its exit: the code (with a hint for the shell's 127,
         "not found") and stderr's tail."""
-        tail = _storable(stderr.decode("utf-8", "replace").strip()[-500:])
+        tail = scrub_unstorable(stderr.decode("utf-8", "replace").strip()[-500:])
         why = f"exited {code}" if code is not None else "closed its output but did not exit"
         if code == 127:
             why += f" (command not found: is agent.command {self.command!r} installed, on PATH?)"
@@ -162,11 +162,11 @@ class ProcessBackend:
         """A NUL or a lone surrogate (raw, or JSON's ``\\u0000``/``\\ud800``, as a tool
         cutting text mid-emoji writes) becomes U+FFFD: no database stores either, and
         the turn's result would fail the run for good rather than be retried."""
-        text = _storable(line.decode("utf-8", "replace").strip())
+        text = scrub_unstorable(line.decode("utf-8", "replace").strip())
         if not text:
             return Parsed()
         try:
-            data = _storable(json.loads(text))
+            data = scrub_unstorable(json.loads(text))
         except ValueError:
             return Parsed(AgentEvent("other_message", progress=True, message=text[:2000]))
         if not isinstance(data, dict):
