@@ -4,11 +4,12 @@ batch's submit. The official SDKs talk to a real local server; time is a fake cl
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from tether import App, FakeClock, RunResult, RunStatus, Workflow, ai
+from tether import App, FakeClock, InvalidArgumentError, RunResult, RunStatus, Workflow, ai
 from tether.testing import eventually
 
 from ._server import ProviderServer
@@ -132,3 +133,27 @@ async def test_a_batch_submit_a_paused_budget_stopped_is_submitted_once_when_rai
     assert len(batches) == 2  # submitted once, when raised
     assert len(await app.alist_ai_calls("p")) == 4
     await app.aclose()
+
+
+async def test_a_batch_requests_extra_body_is_merged_into_its_body(
+    database_url: str, clock: FakeClock, server: ProviderServer
+) -> None:
+    """Before, the line uploaded carried a field named "extra_body", which OpenAI refuses
+    in every request of the batch; the SDK's per-request options are refused, named."""
+    app = _app(database_url, clock, server)
+
+    @app.workflow(name="extra")
+    async def extra(wf: Workflow, req: dict[str, Any]) -> None:
+        await wf.ai.batch(MODELS["openai"], [req], poll_every=60, max_wait=3600)
+
+    try:
+        req = {"custom_id": "a", "prompt": "x", "extra_body": {"top_k": 3}}
+        assert (await app.arun(extra, req, workflow_id="x1")).status is RunStatus.WAITING
+        line = next(f for f in server.state.files.values() if b'"custom_id": "a"' in f)
+        body = json.loads(line)["body"]
+        assert body["top_k"] == 3 and "extra_body" not in body
+        timed = {"custom_id": "b", "prompt": "x", "timeout": 5, "extra_headers": {"h": "1"}}
+        with pytest.raises(InvalidArgumentError, match="request 0 sets extra_headers, timeout"):
+            await app.arun(extra, timed, workflow_id="x2")
+    finally:
+        await app.aclose()

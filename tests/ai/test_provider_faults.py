@@ -265,6 +265,24 @@ async def test_asking_for_a_stream_is_refused_before_any_call(
     assert server.count("POST") == 0
 
 
+async def test_a_stream_asked_for_in_extra_body_is_refused_before_any_call(
+    app: App, server: ProviderServer
+) -> None:
+    """`extra_body` is merged into the body sent, so its ``stream`` reached the
+    provider: the streamed answer, read as "not JSON", was retried, each try billed."""
+
+    @app.workflow(name="streamer")
+    async def streamer(wf: Workflow) -> str:
+        reply = await wf.ai.generate_text(
+            "anthropic:claude-sonnet-4-5", prompt="hi", options={"extra_body": {"stream": True}}
+        )
+        return reply.text
+
+    with pytest.raises(InvalidArgumentError, match=r"does not stream.*extra_body's 'stream'"):
+        await app.arun(streamer, workflow_id="s2")
+    assert server.count("POST") == 0
+
+
 def _ask() -> ai.TextRequest:
     return ai.TextRequest(messages=[ai.Message(role="user", content="hi")])
 

@@ -1762,7 +1762,7 @@ def _batch_items(requests: Sequence[str | dict[str, Any]]) -> list[BatchItem]:
                 f"batch request {i} must be a prompt or a dict with a str 'custom_id' and "
                 f"'prompt' or 'messages', got {req!r}"
             )
-        fields = {k: v for k, v in req.items() if k != "custom_id"}
+        fields = _batch_options(i, {k: v for k, v in req.items() if k != "custom_id"})
         try:
             request = _request(
                 fields.pop("prompt", None),
@@ -1780,6 +1780,25 @@ def _batch_items(requests: Sequence[str | dict[str, Any]]) -> list[BatchItem]:
         items.append(BatchItem(custom_id=req["custom_id"], request=request))
     _unique_ids(items)
     return items
+
+
+def _batch_options(i: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """A batch request's fields with `extra_body` merged in, as the SDK merges it
+    into a call's body: left as it was, it went into the batch's request as a field
+    named "extra_body", which the provider refuses. The SDK's per-request options
+    (headers, query, timeout) have no request of tether's to apply to: refused."""
+    own = sorted(k for k in ("extra_headers", "extra_query", "timeout") if k in fields)
+    if own:
+        raise InvalidArgumentError(
+            f"batch request {i} sets {', '.join(own)}, which apply to an HTTP request "
+            "tether sends; a batch's requests are sent by the provider: leave them out"
+        )
+    extra = fields.pop("extra_body", None)
+    if extra is not None and not isinstance(extra, dict):
+        raise InvalidArgumentError(
+            f"batch request {i}: extra_body must be a dict of body fields, got {extra!r}"
+        )
+    return {**fields, **(extra or {})}
 
 
 def _unique_ids(items: list[BatchItem]) -> None:

@@ -103,10 +103,15 @@ class TextRequest(BaseModel):
     @field_validator("options")
     @classmethod
     def _no_stream(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if value.get("stream"):  # the SDK would hand back a stream, not an answer
+        """The SDK would hand back a stream, not an answer. `extra_body` is merged into
+        the body as sent, so a ``stream`` in it is refused too: let through, the
+        provider streamed, the answer read as "not JSON" was retried, each try billed."""
+        extra = value.get("extra_body")
+        if value.get("stream") or (isinstance(extra, dict) and extra.get("stream")):
+            where = "extra_body's 'stream'" if not value.get("stream") else "'stream'"
             raise ValueError(
                 "wf.ai does not stream: a call is one step that records the whole answer; "
-                "leave out 'stream'"
+                f"leave out {where}"
             )
         return value
 
