@@ -86,7 +86,7 @@ def test_check_key_accepts_prefixes_only_where_asked() -> None:
 async def test_the_file_store_leaves_no_temporary_files(tmp_path: Path) -> None:
     store = FileBlobStore(tmp_path)
     await store.put("x/y", b"data")
-    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["y"]
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["y~blob"]
     assert await store.delete_prefix("x/") == 1
     assert not (tmp_path / "x").exists()
 
@@ -109,19 +109,21 @@ async def test_the_default_follows_the_run_store(tmp_path: Path, postgres: Any) 
         App("sqlite:///:memory:", blobs="here")  # type: ignore[arg-type]
 
 
-async def test_a_file_store_says_why_a_key_and_its_folder_cannot_both_be_blobs(
-    tmp_path: Path,
-) -> None:
-    # memory and database stores hold both 'report' and 'report/p1'; a file cannot also
-    # be a folder, which came out as a bare FileExistsError or NotADirectoryError
-    files = FileBlobStore(tmp_path / "blobs")
-    await files.put("report", b"all")
-    with pytest.raises(InvalidArgumentError, match="a file cannot also be a folder"):
-        await files.put("report/p1", b"page")
-    await files.put("pages/1", b"one")
-    with pytest.raises(InvalidArgumentError, match="a file cannot also be a folder"):
-        await files.put("pages", b"all")
-    assert await files.list() == ["pages/1", "report"]
+@pytest.mark.parametrize("first", ["report", "report/p1"])
+async def test_a_key_and_the_keys_under_it_are_all_blobs(blobs: BlobStore, first: str) -> None:
+    # the file store kept 'report' as a file where 'report/p1' needs a folder: the
+    # second put failed (an artifact 'report' and one 'report/p1' of one stage too)
+    keys = ["report", "report/p1", "report/p1/a"]
+    order = [first] + [k for k in keys if k != first]
+    for key in order:
+        await blobs.put(key, key.encode())
+    for key in keys:
+        assert await blobs.get(key) == key.encode() and await blobs.has(key)
+    assert await blobs.list() == keys and await blobs.list("report/") == keys[1:]
+    assert await blobs.delete("report/p1") and await blobs.get("report/p1") is None
+    assert await blobs.get("report/p1/a") == b"report/p1/a"
+    assert await blobs.delete_prefix("report/") == 1
+    assert await blobs.list() == ["report"] and await blobs.get("report") == b"report"
 
 
 async def test_a_segment_a_file_store_keeps_for_its_writes_is_refused_everywhere(

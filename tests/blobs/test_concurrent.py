@@ -100,8 +100,9 @@ async def test_a_put_whose_folder_goes_between_mkdir_and_its_check_writes_it_aga
     monkeypatch.undo()
     assert raced
     assert await store.list() == ["runs/r/b"]
-    with pytest.raises(tether.InvalidArgumentError, match="a file cannot also be a folder"):
-        await store.put("runs/r/b/c", b"still a clash when a file stands there")
+    (tmp_path / "runs" / "r" / "d~blob").mkdir()  # made by hand where a blob's file goes
+    with pytest.raises(tether.InvalidArgumentError, match="a folder stands there"):
+        await store.put("runs/r/d", b"still a clash when a folder stands there")
 
 
 # a writer process: puts self-checking bodies (sha256|payload) to the keys of 4 runs and

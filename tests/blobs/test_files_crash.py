@@ -77,7 +77,7 @@ async def test_a_writer_killed_mid_put_leaves_the_old_bytes_and_its_leftover_goe
     assert await store.get("out/big.bin") == b"old" * 10  # never the half-written bytes
     assert await store.list() == ["out/big.bin"]
     await store.put("out/big.bin", b"again")  # the next put to that folder tidies it
-    assert sorted(p.name for p in folder.iterdir()) == ["big.bin"]
+    assert sorted(p.name for p in folder.iterdir()) == ["big.bin~blob"]
     assert await store.get("out/big.bin") == b"again"
 
 
@@ -145,7 +145,7 @@ async def test_a_long_running_store_sweeps_a_writer_killed_after_its_first_put(
     assert [p for p in folder.iterdir() if p.name.startswith(".tmp-")]  # not yet
     _age_sweeps(store)
     await store.put("out/other.bin", b"and again")
-    assert sorted(p.name for p in folder.iterdir()) == ["big.bin", "other.bin"]
+    assert sorted(p.name for p in folder.iterdir()) == ["big.bin~blob", "other.bin~blob"]
     assert await store.get("out/big.bin") == b"old" * 10
 
 
@@ -157,7 +157,7 @@ async def test_files_get_the_mode_the_umask_gives(tmp_path: Path) -> None:
         await FileBlobStore(tmp_path).put("a/b", b"x")
     finally:
         os.umask(old)
-    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o664
+    assert stat.S_IMODE((tmp_path / "a" / "b~blob").stat().st_mode) == 0o664
 
 
 async def test_the_folders_a_put_makes_are_fsynced_into_their_parents(

@@ -39,4 +39,4 @@ async def test_a_put_to_a_full_disk_says_which_store_and_key(small_disk: Path) -
     message = str(caught.value)
     assert "'runs/r1/out.bin'" in message and str(small_disk / "blobs") in message
     assert await blobs.get("runs/r1/out.bin") == b"old"
-    assert os.listdir(small_disk / "blobs" / "runs" / "r1") == ["out.bin"]
+    assert os.listdir(small_disk / "blobs" / "runs" / "r1") == ["out.bin~blob"]

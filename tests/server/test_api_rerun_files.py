@@ -62,8 +62,8 @@ def _first_stage() -> tether.Stage[Any, Any, Any]:
 
 def _files(blobs: Path) -> list[str]:
     """The stage files under the run's folder, as 'stage/attempt/name'."""
-    found = (p.relative_to(blobs / "runs" / "d1" / "stages") for p in blobs.rglob("*.txt"))
-    return sorted("/".join((f.parts[0], f.parts[1], f.parts[-1])) for f in found)
+    found = (p.relative_to(blobs / "runs" / "d1" / "stages") for p in blobs.rglob("*.txt~blob"))
+    return sorted("/".join((f.parts[0], f.parts[1], f.name.removesuffix("~blob"))) for f in found)
 
 
 @pytest.fixture

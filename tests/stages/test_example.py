@@ -48,4 +48,4 @@ def test_the_document_pipeline_runs_shows_its_stages_and_reruns_from_one(tmp_pat
     assert record["attempt"] == 2
     blobs = sorted(p.relative_to(tmp_path / ".tether" / "blobs").as_posix()
                    for p in (tmp_path / ".tether" / "blobs").rglob("*") if p.is_file())  # fmt: skip
-    assert blobs == ["runs/doc-demo/stages/extract/1/files/clean.txt"]
+    assert blobs == ["runs/doc-demo/stages/extract/1/files/clean.txt~blob"]

@@ -18,6 +18,7 @@ from ._port import check_data, check_folder, check_key
 __all__ = ["FileBlobStore"]
 
 _TMP = ".tmp-"
+_FILE = "~blob"  # the end of a blob's file name: '~' is in no key, so in no folder's name
 _WRITERS: dict[int, str] = {}  # pid -> the owner name in this process's temporary files
 _STALE_SECONDS = 24 * 3600  # a temporary file of another machine this old is abandoned
 # a folder is swept of abandoned temporary files at a store's first put to it, then at
@@ -28,7 +29,12 @@ _TRIES = 20  # a put whose folder a delete removes as it writes makes it again, 
 
 
 class FileBlobStore:
-    """Blobs as files: key ``a/b.json`` is ``<root>/a/b.json``.
+    """Blobs as files: key ``a/b.json`` is ``<root>/a/b.json~blob``.
+
+    The ``~blob`` ending (``~`` is in no key) keeps a key's file apart from the
+    folder of the keys under it: ``report`` and ``report/p1`` are both blobs, as
+    in every other store. Files of the layout before it (``<root>/a/b.json``) are
+    read, listed and deleted as their keys; a put replaces one with its new file.
 
     A put writes a temporary file, fsyncs it and renames it over the key, so a
     reader sees the old bytes or the new ones, never a torn file, and a crash
@@ -68,6 +74,11 @@ class FileBlobStore:
         return True
 
     def _path(self, key: str) -> Path:
+        """The file of `key` (a folder never ends with `_FILE`, so is never one)."""
+        return _new(self._legacy(key))
+
+    def _legacy(self, key: str) -> Path:
+        """Where `key` was kept before `_FILE`: a key 'a' stood where 'a/b' needs a folder."""
         return self.root.joinpath(*check_key(key).split("/"))
 
     def __repr__(self) -> str:
@@ -77,7 +88,7 @@ class FileBlobStore:
         path = self._path(key)
         body = check_data(data)
         try:
-            await asyncio.to_thread(_put, path, body, self._sweep_due(path.parent))
+            await asyncio.to_thread(_put, self.root, path, body, self._sweep_due(path.parent))
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
             blocked = _file_above(self.root)
             if blocked is not None:  # not a clash of keys: no key can be stored here
@@ -86,9 +97,9 @@ class FileBlobStore:
                     "folder; give the store a folder path (one that is not there is made)"
                 ) from None
             raise InvalidArgumentError(
-                f"blob key {key!r} cannot be a file of {self!r}: a file cannot also be a "
-                "folder, and one of the keys 'a' and 'a/b' is stored already; name them "
-                "apart (e.g. 'report.txt' and 'report/p1.txt')"
+                f"{self!r} cannot keep blob {key!r} at {str(path)!r}: a folder stands "
+                "there, or a file no blob of the store (put there by hand) stands where "
+                "one of its folders must be; move it out of the store's folder"
             ) from None
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -104,21 +115,20 @@ class FileBlobStore:
             ) from e
 
     async def get(self, key: str) -> bytes | None:
-        path = self._path(key)
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None
+        # the new file again after the old one: a put may have moved it meanwhile
+        for path in (self._path(key), self._legacy(key), self._path(key)):
+            try:
+                return await asyncio.to_thread(path.read_bytes)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                continue
+        return None
 
     async def has(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return any(p.is_file() for p in (self._path(key), self._legacy(key), self._path(key)))
 
     async def delete(self, key: str) -> bool:
-        try:
-            self._path(key).unlink()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return False
-        return True
+        found = [_unlink(p) for p in (self._path(key), self._legacy(key))]
+        return any(found)
 
     async def list(self, prefix: str = "") -> list[str]:
         check_key(prefix, prefix=True)
@@ -145,9 +155,10 @@ def _writer() -> str:
     return found
 
 
-def _put(path: Path, data: bytes, sweep: bool) -> None:
+def _put(root: Path, path: Path, data: bytes, sweep: bool) -> None:
     """Write `data` at `path` through a temporary file renamed over it, durably;
-    with `sweep`, first remove the abandoned temporary files of its folder.
+    with `sweep`, first remove the abandoned temporary files of its folder. A blob
+    of the old layout standing where a folder of `path` must be is moved to its file.
 
     A delete of its folder under way meanwhile (`delete_prefix`: a prune, a rerun's
     cleanup) can remove the folder, or the temporary file, from under the put: it
@@ -171,7 +182,7 @@ def _put(path: Path, data: bytes, sweep: bool) -> None:
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
             # mkdir saw the folder, then a delete removed it before mkdir checked it:
             # a race, not a clash, unless a file really stands where a folder must
-            if _clashes(path) or attempt == _TRIES - 1:
+            if (_clashes(path) and not _move_legacy(root, path)) or attempt == _TRIES - 1:
                 raise
     try:
         _fsync_folder(path.parent)  # the rename itself survives a power cut
@@ -179,6 +190,8 @@ def _put(path: Path, data: bytes, sweep: bool) -> None:
             _fsync_folder(folder.parent)
     except FileNotFoundError:
         pass  # deleted since it was written: nothing of it left to keep
+    # a file of the layout before `_FILE` holds the key's old bytes: gone, never read again
+    _unlink(path.with_name(path.name.removesuffix(_FILE)))
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -209,6 +222,40 @@ def _make_folders(folder: Path) -> list[Path]:
         at = at.parent
     folder.mkdir(parents=True, exist_ok=True)
     return missing
+
+
+def _new(legacy: Path) -> Path:
+    """The file of the key whose file was `legacy` before `_FILE`."""
+    return legacy.with_name(legacy.name + _FILE)
+
+
+def _unlink(path: Path) -> bool:
+    """Remove the file at `path`, never a folder (a key's legacy path may be one)."""
+    if not path.is_file():
+        return False
+    try:
+        path.unlink()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
+def _move_legacy(root: Path, path: Path) -> bool:
+    """Move the blobs of the old layout that stand where folders of `path` must be
+    (below `root`) to their files; whether any was there. One whose new file is
+    there already is older than it (a put writes the new file, then removes the
+    old), so it is removed."""
+    moved = False
+    for folder in reversed(path.relative_to(root).parents[:-1]):
+        at = root / folder
+        if at.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                if _new(at).is_file():
+                    at.unlink()
+                else:
+                    os.replace(at, _new(at))
+                moved = True
+    return moved
 
 
 def _clashes(path: Path) -> bool:
@@ -257,7 +304,8 @@ def _keys(root: Path, prefix: str) -> list[str]:
     """The keys under `root` starting with `prefix`. Only the folder the prefix names is
     walked: deleting one run's files must not read every other run's. A file whose path
     is no key (a temporary file, an editor's ``notes.txt~``) is left out: listed, it was
-    a key that `get` and `delete` refuse, and `delete_prefix` failed on it."""
+    a key that `get` and `delete` refuse, and `delete_prefix` failed on it. A file of
+    the old layout is its key (once, beside its new file a crashed put left)."""
     head, _, _ = prefix.rpartition("/")
     start = root.joinpath(*head.split("/")) if head else root
     if not start.is_dir():
@@ -266,8 +314,8 @@ def _keys(root: Path, prefix: str) -> list[str]:
     for folder, _dirs, files in os.walk(start):
         rel = Path(folder).relative_to(root).as_posix()
         base = "" if rel == "." else f"{rel}/"
-        keys.extend(f"{base}{name}" for name in files)
-    return sorted(k for k in keys if k.startswith(prefix) and _is_key(k))
+        keys.extend(f"{base}{name.removesuffix(_FILE)}" for name in files)
+    return sorted({k for k in keys if k.startswith(prefix) and _is_key(k)})
 
 
 def _is_key(path: str) -> bool:

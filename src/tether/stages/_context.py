@@ -153,6 +153,16 @@ def _name_key(name: str) -> str | None:
             "use '/'-separated parts of any other text, e.g. 'pages/3.txt' or "
             "'Bericht für März.pdf'"
         )
+    if not name.isascii():
+        try:  # a file name os.listdir() decoded with surrogates: a bare UnicodeEncodeError
+            name.encode()
+        except UnicodeEncodeError as e:
+            raise InvalidArgumentError(
+                f"artifact name {name!r} is not text: {e.object[e.start : e.end]!r} stands "
+                "for a byte that is no UTF-8 (os.listdir() gives such a name for a file "
+                "named in another encoding); name it in text, e.g. "
+                "os.fsencode(name).decode('utf-8', 'replace')"
+            ) from None
     key = quote(name, safe=_KEPT).replace("~", "%7E")  # quote() never encodes '~'
     try:
         return check_key(key)
