@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 __all__ = ["HandBack", "Suspend"]
 
 
@@ -17,12 +19,16 @@ class Suspend(BaseException):
 
 
 class HandBack(Suspend):
-    """Unwinds a workflow at a step boundary because its process is shutting down.
+    """Unwinds a workflow at a step boundary because its process is shutting down, or
+    because a worker's run waits out a long retry back-off (`not_before`: when its
+    step's next attempt is due), which holds none of the worker's slots.
 
     The engine hands the run back (runnable at once by the next process or
-    worker) instead of starting another step. A `Suspend`, so that `for_each`
-    lets its running items reach their own boundaries before unwinding.
+    worker; a worker's job from `not_before`) instead of starting another step.
+    A `Suspend`, so that `for_each` lets its running items reach their own
+    boundaries before unwinding.
     """
 
-    def __init__(self) -> None:
-        super().__init__("shutdown")
+    def __init__(self, not_before: datetime | None = None) -> None:
+        self.not_before = not_before
+        super().__init__("shutdown" if not_before is None else "retry back-off")

@@ -25,6 +25,7 @@ __all__ = [
     "deadlock",
     "held_above",
     "holding",
+    "holds_any_mutex",
     "lock_order_hint",
     "mutex_block",
 ]
@@ -44,6 +45,11 @@ def check_not_held(workflow_id: str, key: str) -> None:
             "are not re-entrant: acquiring it again would wait for itself. Drop the inner "
             "acquisition; the code already runs under that mutex"
         )
+
+
+def holds_any_mutex() -> bool:
+    """Whether the code running here holds a mutex (of its run or of one awaiting it)."""
+    return bool(_HELD.get())
 
 
 def held_above(workflow_id: str, key: str) -> str | None:

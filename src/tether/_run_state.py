@@ -92,6 +92,10 @@ class RunState:
     step_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     driver: asyncio.Task[Any] | None = None  # the task that drives the run (see `unwind`)
     listener_failed: bool = False  # an `on_event` listener raised in this drive (logged)
+    # driven for a worker's job: a long retry back-off hands the run back to the queue
+    # (`HandBack.not_before`) instead of holding one of the worker's slots while it waits
+    job_drive: bool = False
+    resume_at: datetime | None = None  # handed back for a back-off: when it may go on
 
     @classmethod
     def open(

@@ -23,6 +23,7 @@ from ._compensation import compensate, completed_at_once, completion_ranks
 from ._control import HandBack, Suspend
 from ._failure import decode_error, encode_error, error_text, revive_error
 from ._interceptors import RunCall, run_intercepted, with_listeners
+from ._iso_time import iso_z
 from ._owners import forget_owner, owner_is_dead
 from ._results import recorded_as, recorded_result
 from ._run_state import STEP_RULE, RunState
@@ -395,6 +396,10 @@ class Runner:
             message = "compensation interrupted"
             detail: str | None = dump_json({"compensations_left": left}, what="event")
             release = self._store.release_claim
+        elif st.resume_at is not None:  # a worker's run waits out a back-off in its queue
+            message = "retry back-off: the next attempt is due at " + iso_z(st.resume_at)
+            detail = dump_json({"retry_at": iso_z(st.resume_at)}, what="event")
+            release = self._store.release_run
         else:
             interrupted = sorted(st.in_flight)
             detail = dump_json({"interrupted": interrupted}, what="event") if interrupted else None
@@ -465,16 +470,20 @@ class Runner:
         on_event: EventHook | None = None,
         force_claim: bool = False,
         claimed: RunRow | None = None,
+        for_job: bool = False,
     ) -> tuple[RunStatus | None, Any]:
         """Drive the run until it ends, parks or is handed back, without reading its
         record back.
 
         Returns (status, value) as far as known here: the status is None, and
         the value `_UNKNOWN`, when only the store knows (another task drove it,
-        or it ended through cancellation). `force_claim` takes the run whoever
-        holds it (a worker holding the run's job lease). `claimed` is the run's
-        row as claimed for this process with its job (`run_claim`): it is
-        driven from there, neither read nor claimed again.
+        or it ended through cancellation); a run handed back to wait out a
+        step's back-off is PENDING with the time its next attempt is due as
+        the value. `force_claim` takes the run whoever holds it (a worker
+        holding the run's job lease). `claimed` is the run's row as claimed
+        for this process with its job (`run_claim`): it is driven from there,
+        neither read nor claimed again. `for_job`: driven for a worker's job,
+        whose queue can hold the run through a long back-off.
         """
         busy = self._active.get(workflow_id)
         while busy is not None:  # already driven by this process: wait for that instead
@@ -491,7 +500,9 @@ class Runner:
         if task is not None:
             self._drives.add(task)
         try:
-            return await self._drive(workflow_id, defn, input, on_event, force_claim, claimed)
+            return await self._drive(
+                workflow_id, defn, input, on_event, force_claim, claimed, for_job
+            )
         except asyncio.CancelledError:
             if task is None or task not in self._cut or task.cancelling() != 1:
                 raise
@@ -518,6 +529,7 @@ class Runner:
         on_event: EventHook | None,
         force_claim: bool = False,
         claimed: RunRow | None = None,
+        for_job: bool = False,
     ) -> tuple[RunStatus | None, Any]:
         while True:
             if claimed is None:
@@ -535,6 +547,7 @@ class Runner:
             await self._refuse_newer(claimed)
             the_def = defn or self._lookup(claimed.workflow_name, claimed.workflow_id)
             wf, st = await self._context(claimed, the_def, on_event, compensating=False)
+            st.job_drive = for_job
             try:
                 args = _args(wf, the_def, claimed, input)
             except ValidationError as exc:
@@ -553,7 +566,7 @@ class Runner:
             if outcome is _CANCELLED:
                 return None, _UNKNOWN
             if outcome is _HANDED_BACK:
-                return RunStatus.PENDING, _UNKNOWN
+                return RunStatus.PENDING, _UNKNOWN if st.resume_at is None else st.resume_at
             return RunStatus.COMPLETED, outcome
 
     @contextlib.contextmanager
@@ -701,7 +714,8 @@ class Runner:
             tp = return_type_of(defn.fn)
             what = f"the result of workflow {defn.name!r}"
             output, value = recorded_result(value, what=what, tp=tp)  # value: as asked again
-        except HandBack:
+        except HandBack as exc:
+            st.resume_at = exc.not_before
             await self._hand_back(st)
             return _HANDED_BACK
         except Suspend:

@@ -26,6 +26,7 @@ from ._control import HandBack
 from ._failure import decode_error, encode_error, error_text, revived
 from ._interceptors import StepCall, intercepted
 from ._iso_time import from_iso, iso_z
+from ._mutex_guard import holds_any_mutex
 from ._results import load_result, recorded_result
 from ._run_state import NAME_SCOPE, RunState
 from ._runtime import Runtime
@@ -44,6 +45,12 @@ RECORDING_HEADROOM = 120
 MAX_RETRY_AFTER = 3600.0  # seconds: the longest wait a failure's `retry_after` may ask for
 
 log = logging.getLogger("tether")
+
+# a retry back-off this long (seconds) or longer, of a run a worker drives for its job,
+# hands the run back to its queue until the next attempt is due instead of holding one of
+# the worker's slots (shorter ones are waited out in place: a hand-back and a claim cost
+# a few round trips)
+QUEUE_BACK_OFFS_FROM = 5.0
 
 # the steps with a timeout whose function this code runs in (an async step calling steps
 # of its own): their key, timeout and `asyncio.timeout`, innermost last
@@ -96,9 +103,9 @@ class StepExecutor:
         if mine and row is not None and row.status is StepStatus.FAILED:
             # an earlier drive failed an attempt and handed the run back (or died) in
             # the back-off before the next: the rest of it is waited out here
-            left = _rest_left(row, self._rt.clock.now())
-            if left > 0:
-                await self._rt.rest(run.workflow_id, left)
+            due = _retry_due(row)
+            if due is not None and due > self._rt.clock.now():
+                await self._back_off(due)
         with_ctx, asynchronous = wants_context(spec.fn), is_async(spec.fn)
         while True:
             if self._rt.draining and not spec.settled:  # shutting down: start nothing new
@@ -113,14 +120,41 @@ class StepExecutor:
                 except Exception as exc:
                     retryable = spec.policy.retries(exc)
                     again = retryable and row.attempts < spec.policy.attempts
-                    pause = _backoff(spec.policy, row.attempts, exc) if again else None
-                    await self._record_failure(spec, row, exc, retryable, pause, rows)
-                    if pause is None:
+                    due = self._due(_backoff(spec.policy, row.attempts, exc)) if again else None
+                    await self._record_failure(spec, row, exc, retryable, due, rows)
+                    if due is None:
                         raise
-                    await self._rt.rest(run.workflow_id, pause)
+                    await self._back_off(due)
                     prior = row.attempts
                     continue
             return await self._record_result(spec, row, result, rows)
+
+    def _due(self, pause: float) -> datetime:
+        """When an attempt `pause` seconds from now is due (a pause past the calendar,
+        from a policy without a cap, is the calendar's end)."""
+        now = self._rt.clock.now()
+        try:
+            return now + timedelta(seconds=pause)
+        except OverflowError:
+            return datetime.max.replace(tzinfo=UTC)
+
+    async def _back_off(self, due: datetime) -> None:
+        """Wait until a step's next attempt is `due`: here, or, where the run is driven for
+        a worker's job, by handing it back to the queue until then when the wait is long
+        enough to be worth a worker's slot and nothing else of the run is under way (its
+        code awaits the step itself, no other step runs, it holds no mutex)."""
+        run = self._run
+        pause = max(0.0, (due - self._rt.clock.now()).total_seconds())
+        if (
+            run.job_drive
+            and pause >= QUEUE_BACK_OFFS_FROM
+            and not run.in_flight
+            and asyncio.current_task() is run.driver
+            and not holds_any_mutex()
+            and not self._rt.draining
+        ):
+            raise run.unwind(HandBack(not_before=due))
+        await self._rt.rest(run.workflow_id, pause)
 
     async def _start(self, spec: StepSpec, attempt: int) -> StepRow:
         row = await self._rt.store.start_step(
@@ -214,25 +248,25 @@ class StepExecutor:
         row: StepRow,
         exc: Exception,
         retryable: bool,
-        pause: float | None,
+        due: datetime | None,
         rows: list[Any],
     ) -> None:
-        """Record a failed attempt; `pause`: the seconds before the next attempt (None:
-        the step fails), recorded as its due time, which outlives this process."""
+        """Record a failed attempt; `due`: when the next attempt is (None: the step
+        fails), recorded, so that the back-off outlives this process."""
         now = self._rt.clock.now()
         detail: dict[str, Any] = {
             "attempt": row.attempts,
             "error": f"{type(exc).__name__}: {error_text(exc)}",
         }
-        if pause is not None:
-            detail["retry_at"] = _due_at(now, pause)
+        if due is not None:
+            detail["retry_at"] = iso_z(due)
         err = encode_error(exc, retryable=retryable, retry_at=detail.get("retry_at"))
-        what = "step.failed" if pause is None else "step.retrying"
+        what = "step.failed" if due is None else "step.retrying"
         await self._rt.store.fail_step(
             self._run.fence,
             spec.key,
             error=err,
-            final=pause is None,
+            final=due is None,
             at=now,
             event=NewEvent(what, spec.key, dump_json(detail, what="event detail")),
             rows=tuple(rows),
@@ -343,26 +377,15 @@ def _backoff(policy: RetryPolicy, attempt: int, exc: BaseException) -> float:
     return delay
 
 
-def _due_at(now: datetime, pause: float) -> str:
-    """When an attempt `pause` seconds from `now` is due, as the record keeps it (a pause
-    past the calendar, from a policy without a cap, is the calendar's end)."""
-    try:
-        return iso_z(now + timedelta(seconds=pause))
-    except OverflowError:
-        return iso_z(datetime.max.replace(tzinfo=UTC))
-
-
-def _rest_left(row: StepRow, now: datetime) -> float:
-    """Seconds of a failed attempt's back-off still to wait at `now` (0: none recorded,
-    or its due time has passed)."""
+def _retry_due(row: StepRow) -> datetime | None:
+    """When a failed attempt's step may be tried again, as recorded with it (None: no
+    time recorded, an older tether's or one not written by tether)."""
     err = decode_error(row.error)
     try:
         due = from_iso(err.retry_at) if err is not None else None
-    except ValueError:  # not a time tether wrote: nothing to wait for
-        return 0.0
-    if due is None or due.tzinfo is None:
-        return 0.0
-    return max(0.0, (due - now).total_seconds())
+    except ValueError:
+        return None
+    return due if due is not None and due.tzinfo is not None else None
 
 
 def _attempts_left(spec: StepSpec, row: StepRow | None) -> int:

@@ -13,7 +13,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast, get_args
 
 from pydantic import TypeAdapter, ValidationError
@@ -379,7 +379,9 @@ class Kernel:
         renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker, done_renewing))
         # never forced: a run another live process drives (a resume, an App's run) is
         # not taken from it mid-step; its job waits (`_run_busy`)
-        drive = asyncio.ensure_future(self.host.run_until_rest(cmd.workflow_id, claimed=run))
+        drive = asyncio.ensure_future(
+            self.host.run_until_rest(cmd.workflow_id, claimed=run, for_job=True)
+        )
         error: str | None = None
         status: RunStatus | None = None
         try:
@@ -396,7 +398,7 @@ class Kernel:
                 await asyncio.gather(drive, return_exceptions=True)
                 return JobExecuted(status="lease_lost", error="the job's lease expired")
             try:
-                status, _ = drive.result()
+                status, value = drive.result()
             except RunAlreadyRunningError as exc:
                 return await self._run_busy(cmd, exc)
             except (StaleOwnerError, RunCancelledError):
@@ -413,6 +415,8 @@ class Kernel:
             await asyncio.gather(renewer, return_exceptions=True)
         if status is RunStatus.RUNNING:  # not driven here: this process is shutting down
             return await self._hand_back_job(cmd)
+        if status is RunStatus.PENDING and isinstance(value, datetime):
+            return await self._backing_off(cmd, value)
         ghost = False
         if status not in (RunStatus.COMPLETED, RunStatus.WAITING):  # rare: ask the store
             # None: the drive did not see how it ended (a cancel under the job ended it);
@@ -446,6 +450,13 @@ class Kernel:
         chore, not the next worker's claim)."""
         await self.store.release_job(cmd.job_id, cmd.worker, at=self.clock.now())
         return JobExecuted(status="released", error="shutting down: the job went back")
+
+    async def _backing_off(self, cmd: JobExecute, due: datetime) -> JobExecuted:
+        """The run handed itself back to wait out a step's retry back-off: its job goes
+        back, its attempt not counted, to be claimed when the next attempt is due, and
+        the worker's slot serves other jobs meanwhile."""
+        await self.store.release_job(cmd.job_id, cmd.worker, at=self.clock.now(), run_after=due)
+        return JobExecuted(status="backing_off", error=None)
 
     async def _not_ours(self, cmd: JobExecute, exc: Exception) -> JobExecuted:
         """This process does not have the run's workflow (or a version that can resume

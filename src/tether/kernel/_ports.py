@@ -35,12 +35,19 @@ class RunHost(Protocol):
         ...
 
     async def run_until_rest(
-        self, workflow_id: str, *, force_claim: bool = False, claimed: RunRow | None = None
+        self,
+        workflow_id: str,
+        *,
+        force_claim: bool = False,
+        claimed: RunRow | None = None,
+        for_job: bool = False,
     ) -> tuple[RunStatus | None, Any]:
         """Drive the run until it ends, parks or is handed back; `claimed` is its row as
         claimed for this host with its job (else it is read and claimed). The status
         is where this drive left the run (a compensation it ran to its end included),
-        None where only the store knows (a cancel under the drive ended it)."""
+        None where only the store knows (a cancel under the drive ended it). `for_job`:
+        a long retry back-off hands the run back (PENDING, with the time the next
+        attempt is due as the value), for its job to wait in the queue until then."""
         ...
 
     def run_claim(self) -> RunClaim:
