@@ -65,3 +65,18 @@ def test_a_limit_below_one_is_refused(database_url: str) -> None:
             raise AssertionError("a limit below one was taken")
     assert len(app.dead_letters()) == 1  # nothing changed
     app.close()
+
+
+def test_a_huge_limit_replays_them_all(database_url: str) -> None:
+    """`outbox dead --limit 10**20` listed them all, `outbox replay --limit 10**20` was
+    refused: "invalid argument: max_events: Input should be less than or equal to
+    9223372036854775807", a field the command does not have."""
+    app = _dead_letter(database_url)
+    huge = str(10**20)
+    listed = invoke(database_url, "outbox", "dead", "--limit", huge)
+    assert listed.exit_code == 0 and "1 dead letter(s)" in listed.output, listed.output
+    replayed = invoke(database_url, "outbox", "replay", "--limit", huge)
+    assert replayed.exit_code == 0, replayed.output
+    assert "1 dead letter(s) put back" in replayed.output
+    assert app.dead_letters() == []
+    app.close()

@@ -125,6 +125,28 @@ def test_runs_list_filters(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--since: cannot read 'yesterday' as a time" in bad.output
 
 
+@pytest.mark.parametrize(
+    ("option", "values"),
+    [("--status", ["pending", "completed"]), ("--workflow", ["alpha", "beta"]),
+     ("--tenant", ["a", "b"]), ("--parent", ["p1", "p2"])],
+)  # fmt: skip
+def test_a_filter_given_twice_is_refused_not_half_read(
+    tmp_path: Path, option: str, values: list[str]
+) -> None:
+    """`--status pending --status completed` listed the completed runs alone (the last
+    one given won, without a word), as though no run were pending; `runs prune
+    --status` takes several, so a user reads it as "either"."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    _submitted(url, 1, 1)
+    args = [a for v in values for a in (option, v)]
+    res = invoke("--db", url, "runs", "list", *args)
+    assert res.exit_code == 2, res.output
+    assert f"{option} given 2 times ({values[0]!r}, {values[1]!r})" in res.output
+    assert "run it once for each" in res.output
+    once = invoke("--db", url, "runs", "list", option, values[0])
+    assert once.exit_code == 0, once.output
+
+
 def test_runs_list_shows_full_ids_only_when_wide(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/t.db"
     _submitted(url, 1, 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -30,11 +30,15 @@ def test_schedules_are_listed_paused_and_resumed(database_url: str) -> None:
     listed = invoke(database_url, "schedules", "list")
     assert listed.exit_code == 0, listed.output
     assert "nightly" in listed.output and "0 2 * * *" in listed.output
-    # the next tick after the schedule's clock or the wall clock (the CLI reads the
-    # latter), whichever is later
+    # the CLI reads the wall clock: a 02:00 tick it passed since the schedule's clock
+    # is due now (a worker starts it at once), else the next one is shown
     after = max(clock.now(), datetime.now(UTC))
-    day = after.date() if after.hour < 2 else after.date() + timedelta(days=1)
-    assert f"{day:%Y-%m-%d} 02:00 UTC" in listed.output
+    last = datetime.combine(after.date(), time(2), UTC)
+    last -= timedelta(days=1) if after.hour < 2 else timedelta()
+    shown = f"{last:%Y-%m-%d} 02:00 UTC, due now (1 missed tick)"
+    if last <= clock.now():
+        shown = f"{last + timedelta(days=1):%Y-%m-%d} 02:00 UTC"
+    assert shown in " ".join(listed.output.split()), listed.output
     paused = invoke(database_url, "schedules", "pause", "nightly")
     assert paused.exit_code == 0 and "paused" in paused.output
     assert [r.paused for r in app.list_schedules()] == [True]
@@ -138,4 +142,70 @@ def test_schedules_list_json_and_remove(database_url: str) -> None:
     assert [r.name for r in app.list_schedules()] == ["nightly"]
     gone = invoke(database_url, "schedules", "remove", "old 5min")
     assert gone.exit_code == 3 and "known: nightly" in gone.output
+    app.close()
+
+
+def test_a_schedule_behind_shows_the_ticks_a_worker_starts_at_once(database_url: str) -> None:
+    """A schedule no worker fired for years was listed with its next tick months
+    away, while the first worker up started its missed ticks at once (each of them
+    with missed="all")."""
+    import json
+
+    since = datetime(2020, 6, 1, tzinfo=UTC)
+    app = App(database_url, clock=FakeClock(since))
+
+    @app.workflow(name="yearly")
+    async def yearly(wf: Workflow) -> str:
+        return "ok"
+
+    for missed in ("all", "latest", "skip"):
+        app.schedule(yearly, cron="0 2 1 1 *", name=missed, missed=missed)
+    app.fire_schedules()  # saves them, fired through 2020-06-01
+    app.close()
+    now = datetime.now(UTC)
+    missed_ticks = [
+        tick
+        for tick in (datetime(year, 1, 1, 2, tzinfo=UTC) for year in range(2021, now.year + 2))
+        if tick <= now
+    ]
+    coming = datetime(missed_ticks[-1].year + 1, 1, 1, 2, tzinfo=UTC)
+    listed = invoke(database_url, "schedules", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    got = {s["name"]: (s["nextTick"], s["dueNow"]) for s in json.loads(listed.output)}
+    assert got == {
+        "all": (missed_ticks[0].isoformat(), len(missed_ticks)),
+        "latest": (missed_ticks[-1].isoformat(), 1),
+        "skip": (coming.isoformat(), 0),
+    }
+    table = " ".join(invoke(database_url, "schedules", "list").output.split())
+    count = len(missed_ticks)
+    assert f"{missed_ticks[0]:%Y-%m-%d} 02:00 UTC, due now ({count} missed ticks)" in table
+    assert f"{missed_ticks[-1]:%Y-%m-%d} 02:00 UTC, due now (1 missed tick)" in table
+    assert f"{coming:%Y-%m-%d} 02:00 UTC" in table
+
+
+def test_pausing_twice_or_resuming_a_running_schedule_says_nothing_changed(
+    database_url: str,
+) -> None:
+    """`schedules resume` of a schedule that was never paused said "resumed (from now:
+    the ticks of the pause are not started)", of a pause that never was."""
+    app = App(database_url, clock=FakeClock(datetime(2026, 12, 1, 16, 3, tzinfo=UTC)))
+
+    @app.workflow(name="nightly", schedule="0 2 * * *")
+    async def nightly(wf: Workflow) -> str:
+        return "ok"
+
+    app.fire_schedules()
+    said = [
+        invoke(database_url, "schedules", verb, "nightly")
+        for verb in ("resume", "pause", "pause", "resume")
+    ]
+    assert [r.exit_code for r in said] == [0, 0, 0, 0], [r.output for r in said]
+    assert [r.output.strip() for r in said] == [
+        "schedule nightly was not paused: unchanged",
+        "schedule nightly paused",
+        "schedule nightly was already paused: unchanged",
+        "schedule nightly resumed (from now: the ticks of the pause are not started)",
+    ]
+    assert [r.paused for r in app.list_schedules()] == [False]
     app.close()

@@ -124,11 +124,16 @@ _STATUS_NAMES = ", ".join(s.value for s in RunStatus)
 
 
 @runs.command("list")
-@click.option("--status", metavar="STATUS", help=f"Only runs with this status: {_STATUS_NAMES}.")
-@click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
-@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only runs with this tag.")
-@click.option("--tenant", metavar="NAME", help="Only runs of this tenant.")
-@click.option("--parent", metavar="ID", help="Only the child runs of run ID.")
+@click.option("--status", "status", multiple=True, metavar="STATUS",
+              help=f"Only runs with this status: {_STATUS_NAMES}.")  # fmt: skip
+@click.option("--workflow", "workflow", multiple=True, metavar="NAME",
+              help="Only runs of this workflow.")  # fmt: skip
+@click.option("--tag", "tags", multiple=True, metavar="TAG",
+              help="Only runs with this tag; repeat for runs with every one of them.")  # fmt: skip
+@click.option("--tenant", "tenant", multiple=True, metavar="NAME",
+              help="Only runs of this tenant.")  # fmt: skip
+@click.option("--parent", "parent", multiple=True, metavar="ID",
+              help="Only the child runs of run ID.")  # fmt: skip
 @window_options(
     "Created at or after: 2026-12-01, ISO time, 2h.", "Created before: 2026-12-01, ISO time, 30m."
 )
@@ -152,11 +157,11 @@ _STATUS_NAMES = ", ".join(s.value for s in RunStatus)
 @pass_state
 def runs_list(
     state: CliState,
-    status: str | None,
-    workflow: str | None,
+    status: tuple[str, ...],
+    workflow: tuple[str, ...],
     tags: tuple[str, ...],
-    tenant: str | None,
-    parent: str | None,
+    tenant: tuple[str, ...],
+    parent: tuple[str, ...],
     since: str | None,
     until: str | None,
     limit: int,
@@ -178,26 +183,7 @@ def runs_list(
     given = click.get_current_context().get_parameter_source("limit")
     if show_all and given is not click.core.ParameterSource.DEFAULT:
         fail(EXIT_USAGE, "--limit and --all contradict each other; give one of them")
-    if status is not None and status not in {s.value for s in RunStatus}:
-        fail(EXIT_USAGE, f"unknown run status {status!r}; known: {_STATUS_NAMES}")
-    after, before = window(since, until)
-    for value, what in [
-        (workflow, "--workflow"),
-        (tenant, "--tenant"),
-        (parent, "--parent"),
-        *((t, "--tag") for t in tags),
-    ]:
-        if value is not None:
-            text(value, what)
-    where = RunFilter(
-        status=None if status is None else RunStatus(status),
-        workflow=workflow,
-        tag=tags[0] if tags else None,
-        tenant=tenant,
-        created_after=after,
-        created_before=before,
-        parent=parent,
-    )
+    where = _filter(status, workflow, tags, tenant, parent, window(since, until))
     if state.server is not None:
         _remote_list(state, where, tags, limit, show_all, as_json)
         return
@@ -214,6 +200,44 @@ def runs_list(
         return
     out.print(_runs_table(shown, wide))
     _cut_short(len(shown), found, as_json)
+
+
+def _one(values: tuple[str, ...], option: str) -> str | None:
+    """The one value of a filter given at most once. Given twice, the last one was
+    used without a word: `--status failed --status completed` listed the completed
+    runs alone, as if there were no failed ones (`runs prune --status` takes several)."""
+    if len(values) > 1:
+        fail(
+            EXIT_USAGE,
+            f"{option} given {len(values)} times ({', '.join(map(repr, values))}); "
+            f"`runs list` filters by one {option[2:]} at a time: run it once for each",
+        )
+    return text(values[0], option) if values else None
+
+
+def _filter(
+    status: tuple[str, ...],
+    workflow: tuple[str, ...],
+    tags: tuple[str, ...],
+    tenant: tuple[str, ...],
+    parent: tuple[str, ...],
+    span: tuple[datetime | None, datetime | None],
+) -> RunFilter:
+    """The options of `runs list` as a filter, each checked."""
+    one_status = _one(status, "--status")
+    if one_status is not None and one_status not in {s.value for s in RunStatus}:
+        fail(EXIT_USAGE, f"unknown run status {one_status!r}; known: {_STATUS_NAMES}")
+    for t in tags:
+        text(t, "--tag")
+    return RunFilter(
+        status=None if one_status is None else RunStatus(one_status),
+        workflow=_one(workflow, "--workflow"),
+        tag=tags[0] if tags else None,
+        tenant=_one(tenant, "--tenant"),
+        created_after=span[0],
+        created_before=span[1],
+        parent=_one(parent, "--parent"),
+    )
 
 
 _PAGE = 500  # runs read at a time

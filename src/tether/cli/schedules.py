@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 import click
 
 from ..app import App
-from ..schedules import Schedule
+from ..schedules import MissedTicks, Schedule
 from ..store import ScheduleRow
 from ._common import (
     EXIT_NOT_FOUND,
@@ -34,22 +35,34 @@ def schedules() -> None:
 def _next(saved: ScheduleRow) -> str:
     if saved.paused:
         return "paused"
-    at = _next_at(saved)
-    return "?" if at is None else datetime.fromisoformat(at).strftime("%Y-%m-%d %H:%M UTC")
+    at, due = _upcoming(saved)
+    if at is None:
+        return "?"
+    shown = at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"{shown}, due now ({due} missed tick{'s' if due > 1 else ''})" if due else shown
 
 
-def _next_at(saved: ScheduleRow) -> str | None:
-    """The next tick in UTC (ISO), None while paused or for a row it cannot be read of."""
+def _upcoming(saved: ScheduleRow) -> tuple[datetime | None, int]:
+    """The next tick a worker starts (None while paused or for a row it cannot be read
+    of) and how many of the schedule's ticks are due now. A schedule behind (no worker
+    ran) was shown with tomorrow's tick, while the first worker up would start the
+    missed ones at once (`missed="latest"` one, `"all"` each)."""
     if saved.paused:
-        return None
+        return None, 0
     try:
-        sched = Schedule(saved.name, saved.workflow_name, saved.cron, saved.timezone)
-        return iso(sched.next_tick(max(saved.fired_until, datetime.now(UTC))))
+        missed = cast(MissedTicks, saved.missed)  # checked by Schedule
+        sched = Schedule(saved.name, saved.workflow_name, saved.cron, saved.timezone, missed=missed)
+        now = datetime.now(UTC)
+        due, _ = sched.due(saved.fired_until, now)
+        if due:
+            return due[0], len(due)
+        return sched.next_tick(max(saved.fired_until, now)), 0
     except Exception:  # a row written by other code: show it, do not fail the list
-        return None
+        return None, 0
 
 
 def _dict(r: ScheduleRow) -> dict[str, object]:
+    at, due = _upcoming(r)
     return {
         "name": r.name,
         "workflow": r.workflow_name,
@@ -58,7 +71,8 @@ def _dict(r: ScheduleRow) -> dict[str, object]:
         "queue": r.queue,
         "missed": r.missed,
         "paused": r.paused,
-        "nextTick": _next_at(r),
+        "nextTick": iso(at),
+        "dueNow": due,
         "firedUntil": iso(r.fired_until),
         "createdAt": iso(r.created_at),
         "updatedAt": iso(r.updated_at),
@@ -69,7 +83,11 @@ def _dict(r: ScheduleRow) -> dict[str, object]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
 @db_state
 def schedules_list(state: CliState, as_json: bool) -> None:
-    """Each schedule: its workflow, cron, time zone, next tick and whether it is paused."""
+    """Each schedule: its workflow, cron, time zone, next tick and whether it is paused.
+
+    A schedule behind (no worker ran at its ticks) shows the oldest tick the next
+    worker starts at once, and how many (its `missed` policy: latest one, all, or
+    skip those over a minute late); --json: nextTick and dueNow."""
     rows = use_app(state, lambda a: a.list_schedules())
     none = "no schedules in this database (a worker saves each when it first fires it)"
     if printed_whole(rows, as_json, _dict, none):
@@ -90,22 +108,26 @@ def schedules_list(state: CliState, as_json: bool) -> None:
     out.print(t)
 
 
-def _known(a: App, name: str) -> None:
-    """One the database does not know exits 3 (not found), as a missing run does,
-    naming those it knows."""
-    known = [r.name for r in a.list_schedules()]
-    if name not in known:
-        fail(
-            EXIT_NOT_FOUND,
-            f"no schedule named {name!r} in this database (known: {', '.join(known) or 'none'}; "
-            "`tether schedules list` shows them); a schedule is saved when a worker running "
-            "its app first fires it",
-        )
+def _known(a: App, name: str) -> ScheduleRow:
+    """The schedule saved as `name`. One the database does not know exits 3 (not
+    found), as a missing run does, naming those it knows."""
+    saved = a.list_schedules()
+    for r in saved:
+        if r.name == name:
+            return r
+    fail(
+        EXIT_NOT_FOUND,
+        f"no schedule named {name!r} in this database (known: "
+        f"{', '.join(r.name for r in saved) or 'none'}; `tether schedules list` shows "
+        "them); a schedule is saved when a worker running its app first fires it",
+    )
 
 
-def _pause(a: App, name: str, paused: bool) -> None:
-    _known(a, name)
+def _pause(a: App, name: str, paused: bool) -> bool:
+    """Pause or resume `name`; whether it was paused before."""
+    was = _known(a, name).paused
     a.pause_schedule(name, paused=paused)
+    return was
 
 
 def _remove(a: App, name: str) -> None:
@@ -114,11 +136,16 @@ def _remove(a: App, name: str) -> None:
 
 
 def _set(state: CliState, name: str, paused: bool) -> None:
+    """Say what changed: resuming a schedule that ran said "resumed (from now: the ticks
+    of the pause are not started)", of a pause that never was."""
     text(name, "schedule name")
-    use_app(state, lambda a: _pause(a, name, paused))
-    print(
-        f"schedule {name} {'paused' if paused else 'resumed (from now: the ticks of the pause are not started)'}"
-    )
+    was = use_app(state, lambda a: _pause(a, name, paused))
+    if was == paused:
+        print(f"schedule {name} was {'already paused' if paused else 'not paused'}: unchanged")
+    elif paused:
+        print(f"schedule {name} paused")
+    else:
+        print(f"schedule {name} resumed (from now: the ticks of the pause are not started)")
 
 
 @schedules.command("pause")
