@@ -1270,7 +1270,9 @@ class App:
         with their attempts from zero; how many. A worker's (or `serve`'s) next
         outbox pass delivers them, each run's in order."""
         _check_limit(limit)
-        result = await self.kernel.adispatch(OutboxReplayDead(max_events=limit))
+        # "at most 10**20" is all of them, as `dead_letters` reads it (the command's
+        # field stops at the largest LIMIT: refused, it named max_events, no argument here)
+        result = await self.kernel.adispatch(OutboxReplayDead(max_events=min(limit, 2**63 - 1)))
         assert isinstance(result, Replayed)
         return result.count
 

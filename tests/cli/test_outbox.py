@@ -79,4 +79,5 @@ def test_a_huge_limit_replays_them_all(database_url: str) -> None:
     assert replayed.exit_code == 0, replayed.output
     assert "1 dead letter(s) put back" in replayed.output
     assert app.dead_letters() == []
+    assert app.replay_dead_letters(limit=10**20) == 0  # the API takes it as the command does
     app.close()

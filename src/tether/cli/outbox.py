@@ -11,8 +11,6 @@ from ._format import iso, row, table, ts, zoned
 
 __all__ = ["outbox"]
 
-_ALL = 2**62  # more dead letters than any database holds
-
 
 @click.group(no_args_is_help=True)
 @db_option
@@ -48,9 +46,7 @@ def outbox_dead(state: CliState, limit: int, as_json: bool) -> None:
 def outbox_replay(state: CliState, limit: int) -> None:
     """Put dead letters back for delivery, their attempts from zero: the next outbox
     pass of a worker (or of `tether serve`) delivers them."""
-    # "at most 10**20" is all of them, as `outbox dead` reads it; the App's replay took
-    # it for bad input, naming a field the command does not have (max_events)
-    count = use_app(state, lambda a: a.replay_dead_letters(limit=min(limit, _ALL)))
+    count = use_app(state, lambda a: a.replay_dead_letters(limit=limit))
     print(f"{count} dead letter(s) put back for delivery")
 
 
