@@ -5,13 +5,14 @@ status and headers and no body; FastAPI's routes offer GET alone (405 to a
 HEAD). A HEAD is answered here as the GET is, less its body (`_headers_only`).
 
 A plain ASGI middleware, so that it sees the raw body (the signature of a
-webhook and the digest of an idempotent request are over the bytes sent) and
-the raw answer (kept as sent, to be sent again).
+webhook is over the bytes sent, and an idempotent request's digest over its JSON
+as read) and the raw answer (kept as sent, to be sent again).
 
 Idempotency-Key: a POST to the API (``/api/v1``) carrying one is answered once;
-the same key with the same request (method, path, query and body) gets the first
-answer again (its status, body and headers), marked ``Idempotent-Replayed:
-true``; with another request it gets 409 ``idempotency_conflict``; while the
+the same key with the same request (method, path, query and body: a JSON body by
+its meaning, so that key order and spacing do not count) gets the first answer
+again (its status, body and headers), marked ``Idempotent-Replayed: true``; with
+another request it gets 409 ``idempotency_conflict``; while the
 first is still being answered, 409 ``idempotency_in_progress``. Keys belong to
 the credential that sent them (the bearer token, however its scheme is
 spelled; or none: two clients cannot collide on a key), and a request with a
@@ -27,6 +28,7 @@ replayed.
 
 from __future__ import annotations
 
+import email.message
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -206,13 +208,17 @@ class Edge:
         self, scope: Scope, receive: Receive, send: Send, key: str, body: bytes
     ) -> None:
         if not key or len(key) > 200:
-            given = f"it has {len(key)}" if key else "it is empty"
+            # an empty key is told to give one: "send a shorter key" was no help to it
+            fix = (
+                f"it has {len(key)}); send a shorter key (a hash of a long one, say)"
+                if key
+                else "it is empty); send one (a request id, say)"
+            )
             await _error(
                 send,
                 422,
                 "invalid_idempotency_key",
-                f"Idempotency-Key: give 1 to 200 characters ({given}); send a shorter key "
-                "(a hash of a long one, say), or leave the header out",
+                f"Idempotency-Key: give 1 to 200 characters ({fix}, or leave the header out",
             )
             return
         try:
@@ -221,7 +227,8 @@ class Edge:
             await _refuse(send, exc)
             return
         if earlier is not None:
-            await _again(send, key, request, earlier.request_hash, earlier.status, earlier.response)
+            same = earlier.request_hash in request  # as kept by this server or an older one
+            await _again(send, key, same, earlier.status, earlier.response)
             return
         status, headers, chunks = 0, [], []
 
@@ -247,22 +254,51 @@ class Edge:
 
     async def _begin(
         self, scope: Scope, key: str, body: bytes
-    ) -> tuple[str, str, IdempotentAnswer | None]:
+    ) -> tuple[str, tuple[str, str], IdempotentAnswer | None]:
         """Reserve the key of a request let in (else `ApiError`): (the key as
-        stored, the request's digest, what the key stands for if it was used before)."""
+        stored, the request's digests (`_digests`), what the key stands for if it was
+        used before)."""
         token = bearer_token(_header(scope, b"authorization"))
         # the route checks the scope; a key's answer is only for a credential still let in
         await granted(Request(scope), token)
         who = "-" if token is None else hash_token(token)[:32]
         stored_key = f"{who}:{key}"
-        query = bytes(scope.get("query_string", b"")).decode("latin-1")
-        request = hashlib.sha256(
-            f"{scope['method']} {scope['path']}?{query}\n".encode() + body
-        ).hexdigest()
+        request = _digests(scope, body)
         earlier = await self.store.idempotent_begin(
-            stored_key, request, at=self.clock.now(), keep=self.keep, stale_after=_STALE_AFTER
+            stored_key, request[0], at=self.clock.now(), keep=self.keep, stale_after=_STALE_AFTER
         )
         return stored_key, request, earlier
+
+
+def _digests(scope: Scope, body: bytes) -> tuple[str, str]:
+    """The request's digest by its meaning (kept now), then by its bytes (as servers
+    before kept it, so that their keys are still honoured). A JSON body counts by its
+    canonical form: another client library, or a retry by another code path, sends the
+    same request with its keys in another order or other spacing. A body the API does
+    not read as JSON (another content type, or not JSON at all) counts by its bytes."""
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    line = f"{scope['method']} {scope['path']}?{query}\n".encode()
+    by_bytes = hashlib.sha256(line + body).hexdigest()
+    if not _read_as_json(_header(scope, b"content-type")):
+        return by_bytes, by_bytes
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+    except (ValueError, RecursionError):  # not JSON: the API refuses it, by its bytes
+        return by_bytes, by_bytes
+    return hashlib.sha256(line + canonical.encode()).hexdigest(), by_bytes
+
+
+def _read_as_json(content_type: str | None) -> bool:
+    """Whether the API reads a body of this type as JSON, as FastAPI decides it: a
+    JSON type (``application/json``, ``application/*+json``); with none, it does not."""
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
 
 
 def _keep(headers: list[Any], body: bytes) -> str:
@@ -287,10 +323,10 @@ def _replayed(response: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
 
 
 async def _again(
-    send: Send, key: str, request: str, first: str, status: int | None, response: str | None
+    send: Send, key: str, same: bool, status: int | None, response: str | None
 ) -> None:
-    """Answer a request whose Idempotency-Key was used before."""
-    if first != request:
+    """Answer a request whose Idempotency-Key was used before (`same`: with this request)."""
+    if not same:
         await _error(
             send,
             409,
