@@ -118,6 +118,8 @@ class Worker:
         )
         self._running: dict[asyncio.Task[JobExecuted], JobRow] = {}
         self._stopping: asyncio.Event | None = None
+        self._live = False  # inside `run`: a `stop()` is for this run
+        self._stop_first = False  # `stop()` asked while no run went on: the next one does nothing
         # set once a newer tether migrated the database: `run` stops and raises it
         self.outdated: IncompatibleStoreError | None = None
         self._hurry: asyncio.Event | None = None  # asked twice: cut the grace period short
@@ -160,13 +162,15 @@ class Worker:
             with contextlib.suppress(RuntimeError):  # its loop closed: it has stopped
                 self._home.call_soon_threadsafe(self.stop)
             return
-        if self._stopping is not None and self._stopping.is_set() and self._hurry is not None:
+        if not self._live or self._stopping is None:  # not running yet (a supervisor, a signal
+            self._stop_first = True  # handler): the next `run` returns at once, claiming nothing
+            return
+        if self._stopping.is_set() and self._hurry is not None:
             if not self._hurry.is_set():
                 log.warning("asked again: handing the runs in flight back now",
                             extra={"worker": self.worker_id})  # fmt: skip
             self._hurry.set()
-        if self._stopping is not None:
-            self._stopping.set()
+        self._stopping.set()
         if self._kick is not None:
             self._kick.set()
 
@@ -175,10 +179,23 @@ class Worker:
         home = home_loop(self.app)
         if home is not None and home is not asyncio.get_running_loop():
             return await self._run_at_home(home, install_signals)
-        self._stopping = asyncio.Event()
-        self._hurry = asyncio.Event()
-        self._kick = asyncio.Event()
-        self._parked = asyncio.Event()
+        self._live = True
+        try:
+            self._stopping = asyncio.Event()
+            self._hurry = asyncio.Event()
+            self._kick = asyncio.Event()
+            self._parked = asyncio.Event()
+            if self._stop_first:  # stopped before it ran: it opens, claims and holds nothing
+                self._stop_first = False
+                log.info("worker stopped before it started", extra={"worker": self.worker_id})
+                return
+            await self._work(install_signals)
+        finally:
+            self._live = False
+
+    async def _work(self, install_signals: bool) -> None:
+        """`run`'s work, once its events are made: claim until stopped, then drain."""
+        assert self._stopping is not None
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
