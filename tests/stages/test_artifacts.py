@@ -99,3 +99,24 @@ async def test_a_name_no_key_can_hold_is_kept_under_its_digest(app: App) -> None
     keys = await app.blobs.list("runs/long-1/stages/long/1/files/")
     # each the digest of its name, and its name beside it; the deleted one is gone
     assert len(keys) == 2 * len(LONG) and all("/files/%-" in k for k in keys)
+
+
+async def test_a_stage_no_pipeline_has_is_refused_naming_the_stages(app: App) -> None:
+    """`list(stage="wirte")` answered [] and `get` "no artifact ... in stage 'wirte'",
+    both hiding the typo."""
+    said: list[str] = []
+
+    @tether.stage(id="typo", output=Listed, dependencies=[write])
+    async def typo(ctx: tether.StageContext[object, None]) -> Listed:
+        for ask in (ctx.artifacts.list(stage="wirte"), ctx.artifacts.get("a", stage="wirte")):
+            try:
+                await ask
+            except InvalidArgumentError as exc:
+                said.append(str(exc))
+        return Listed(names=await ctx.artifacts.list(stage="write"), refused="")
+
+    p = tether.Pipeline("typos", input=Doc).pipe(write).pipe(typo)
+    done = await app.arun(p, Doc(url="u"), workflow_id="typos-1")
+    assert sorted(done.value.names) == sorted(NAMES)
+    assert len(said) == 2
+    assert all("no stage 'wirte' in this pipeline (its stages: 'write', 'typo')" in s for s in said)

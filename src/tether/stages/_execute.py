@@ -37,7 +37,7 @@ from .._failure import error_text
 from .._fanout import ITEM_PATH, ForEachError, ItemStatus
 from .._run_state import NAME_SCOPE, name_scope
 from ..ai import batches_out, stop_batches
-from ..errors import StoreError, explain_validation
+from ..errors import InvalidArgumentError, StoreError, explain_validation
 from ..serde import dump_json, to_json_data, validate
 from ..store import NewEvent
 from ._context import StageContext, place_folder, stage_prefix
@@ -480,6 +480,14 @@ class Execution:
         return (found, self.outputs.get(stage_id) if found else None)
 
     def _attempt_of(self, stage_id: str) -> int:
+        """The attempt of `stage_id` whose files count; a stage of no other pipeline. A
+        typo listed no artifacts and got "no artifact ... in stage 'typo'", which hid it."""
+        if stage_id not in self.group_of:
+            known = ", ".join(repr(s) for s in self.group_of)
+            raise InvalidArgumentError(
+                f"no stage {stage_id!r} in this pipeline (its stages: {known}); name one "
+                "of them, or pass the Stage object"
+            )
         if stage_id in self.attempts:
             return self.attempts[stage_id]
         return self.wf.attempt
