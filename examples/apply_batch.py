@@ -46,12 +46,14 @@ JOBS = [
 
 app = tether.App()  # $TETHER_DATABASE_URL, else .tether/tether.db in the working directory
 adapter_calls = 0  # how often the agent was really asked, in this process
+adapter_retries = 0  # of those, attempts after a dropped session
 
 
 async def apply_with_agent(job: Job, ctx: tether.StepContext) -> Outcome:
     """The simulated agent adapter: a few ms of work, and a flaky first attempt now and then."""
-    global adapter_calls
+    global adapter_calls, adapter_retries
     adapter_calls += 1
+    adapter_retries += ctx.attempt > 1
     await asyncio.sleep(random.uniform(0.002, 0.01))
     if ctx.attempt == 1 and random.random() < 0.3:
         raise ConnectionError(f"browser session for {job.company} dropped")
@@ -106,7 +108,9 @@ def main() -> None:
         step = record.steps[name]
         print(f"  {name:<42} {step.result['outcome']} after {step.attempts} attempt(s)")
     print(f"{len(JOBS)} jobs, {len(distinct)} distinct: the duplicate was answered from the record")
-    print(f"agent adapter calls in this process: {adapter_calls}")
+    retries = "retry" if adapter_retries == 1 else "retries"
+    retried = f" (including {adapter_retries} {retries})" if adapter_retries else ""
+    print(f"agent adapter calls in this process: {adapter_calls}{retried}")
     if adapter_calls == 0:
         print("every application came from the record: nothing was applied twice")
     else:
