@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .._info import RunInfo
 from ..store import RunFilter, RunStatus
-from ._dash_auth import Viewer, keep_cookies, sent_path, without_token
+from ._dash_auth import Viewer, keep_cookies, mount_root, page_path, without_token
 from ._dash_view import (
     api_url,
     compact_json,
@@ -77,10 +77,12 @@ def render(
     request: Request, who: Viewer | None, name: str, *, status: int = 200, **context: Any
 ) -> HTMLResponse:
     """Template `name` as the answer, with the viewer's cookies and safe headers. A
-    page knows its path as sent (`path`) and, for the sign-in form's ``next``, its
-    address less any ``?token=`` (`here`, unless `context` gives another)."""
+    page knows its path as sent below the mount point (`path`), the mount point its
+    links start with (`root`) and, for the sign-in form's ``next``, its address less
+    any ``?token=`` (`here`, unless `context` gives another)."""
     page = ENV.get_template(name)
-    known = {"path": sent_path(request), "here": without_token(request), "who": who}
+    root, here = mount_root(request), without_token(request)
+    known = {"path": page_path(request), "root": root, "here": here, "who": who}
     html = page.render(known | context)
     response = HTMLResponse(html, status_code=status)
     if who is not None:

@@ -21,14 +21,14 @@ from fastapi.responses import RedirectResponse, Response
 from ..errors import TetherError
 from ..store import JobStatus
 from ._dash import render
-from ._dash_auth import LoginNeeded, check_form, same_origin, set_token_cookie
+from ._dash_auth import LoginNeeded, check_form, mount_root, same_origin, set_token_cookie
 from ._dash_runs import run_page
 from ._dash_view import run_url
 from ._deps import granted, served_app
 from ._errors import ApiError, answer_for
 from ._port import ServedApp
 
-__all__ = ["actions_router", "parse_payload"]
+__all__ = ["BadPayload", "actions_router", "parse_payload"]
 
 actions_router = APIRouter(include_in_schema=False)
 
@@ -38,20 +38,58 @@ async def _form(request: Request) -> dict[str, str]:
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
+class BadPayload(ValueError):
+    """A form's payload that is not JSON: the field says JSON, and such text sent on as
+    a string (a brace forgotten) woke the run with a value its author never meant."""
+
+
+_HOW = (
+    'Write JSON: an object such as {"approved": true}, a number such as 42, or text '
+    'in double quotes such as "looks good"; leave the field empty to send null.'
+)
+
+
 def parse_payload(text: str) -> Any:
-    """A form's payload: JSON if it parses (``{"ok": true}``, ``42``), else the text
-    as a string (also JSON nested too deeply, or with a number too long, to read);
-    nothing at all is null."""
+    """A form's payload: its JSON (``{"ok": true}``, ``42``, ``"text"``), nothing at all
+    being null; `BadPayload`, saying where and how to fix it, for any other text."""
     if not text.strip():
         return None
     try:
         return json.loads(text)
-    except (ValueError, RecursionError):
-        return text
+    except json.JSONDecodeError as exc:
+        at = (
+            f"line {exc.lineno}, column {exc.colno}" if "\n" in text else f"character {exc.pos + 1}"
+        )
+        raise BadPayload(f"The payload is not valid JSON ({exc.msg} at {at}). {_HOW}") from None
+    except RecursionError:
+        raise BadPayload(
+            "The payload is nested too deeply to read (arrays or objects inside one "
+            "another, about a thousand levels). Send a flatter value."
+        ) from None
+    except ValueError:  # an integer of more digits than Python converts (4300)
+        raise BadPayload(
+            "The payload holds a number of more digits than can be read (at most 4300); "
+            "send it as text in double quotes."
+        ) from None
 
 
-def _back(workflow_id: str, done: str) -> Response:
-    url = run_url(workflow_id)
+#: the kind of wait each form answers, and the form field that names the wait
+_WAIT_OF = {"signal": ("signal", "name"), "complete-token": ("token", "token"),
+            "send-event": ("event", "type")}  # fmt: skip
+
+
+def _typed(path: str, form: dict[str, str], problem: str) -> dict[str, str] | None:
+    """What the run's page needs to show a refused payload in the form it came from:
+    the wait's kind and name (or token id), the text as typed, and the problem."""
+    if path not in _WAIT_OF:
+        return None
+    kind, field = _WAIT_OF[path]
+    text = form.get("payload", "")
+    return {"kind": kind, "key": form.get(field, ""), "text": text, "problem": problem}
+
+
+def _back(request: Request, workflow_id: str, done: str) -> Response:
+    url = mount_root(request) + run_url(workflow_id)
     return RedirectResponse(f"{url}{'&' if '?' in url else '?'}done={done}", status_code=303)
 
 
@@ -101,58 +139,65 @@ _ACTIONS: dict[str, _Action] = {
 }
 
 
-async def _act(request: Request, workflow_id: str, action: _Action) -> Response:
-    """Check the form, do `action` with it, and answer."""
+async def _act(request: Request, workflow_id: str, path: str) -> Response:
+    """Check the form, do the action at `path` with it, and answer: a payload that
+    is not JSON is shown again in its form with what is wrong (422), nothing done."""
     form = await _form(request)
     try:
         who = await check_form(request, form, "write")
     except ApiError as exc:
         return render(request, None, "denied.html", status=exc.status, problem=exc.message)
     except LoginNeeded as exc:  # signed out meanwhile: signing in returns to the run's page
-        raise LoginNeeded(exc.message, run_url(workflow_id)) from None
+        raise LoginNeeded(exc.message, mount_root(request) + run_url(workflow_id)) from None
     app = served_app(request)
-    payload = parse_payload(form.get("payload", ""))
+    try:
+        payload = parse_payload(form.get("payload", ""))
+    except BadPayload as exc:
+        typed = _typed(path, form, str(exc))
+        problem = None if typed else str(exc)
+        return await run_page(request, who, workflow_id, problem=problem, status=422, typed=typed)
     try:
         await app.aget_run(workflow_id)
-        done = await action(app, workflow_id, form, payload)
+        done = await _ACTIONS[path](app, workflow_id, form, payload)
     except TetherError as exc:
         status, _ = answer_for(exc)
         return await run_page(request, who, workflow_id, problem=str(exc), status=status)
-    return _back(workflow_id, done)
+    return _back(request, workflow_id, done)
 
 
-def _endpoint(action: _Action) -> Callable[[Request, str], Awaitable[Response]]:
+def _endpoint(path: str) -> Callable[[Request, str], Awaitable[Response]]:
     async def endpoint(request: Request, workflow_id: str) -> Response:
-        return await _act(request, workflow_id, action)
+        return await _act(request, workflow_id, path)
 
     return endpoint
 
 
-def _query_endpoint(action: _Action) -> Callable[[Request], Awaitable[Response]]:
+def _query_endpoint(path: str) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:  # ?id=ID: any id, '..' too
-        return await _act(request, request.query_params.get("id", ""), action)
+        return await _act(request, request.query_params.get("id", ""), path)
 
     return endpoint
 
 
-for _path, _action in _ACTIONS.items():
+for _path in _ACTIONS:
     actions_router.add_api_route(
         f"/runs/{{workflow_id:path}}/{_path}",
-        _endpoint(_action),
+        _endpoint(_path),
         methods=["POST"],
         name=_path.replace("-", "_"),
     )
     actions_router.add_api_route(
         f"/run/{_path}",
-        _query_endpoint(_action),
+        _query_endpoint(_path),
         methods=["POST"],
         name="run_" + _path.replace("-", "_"),
     )
 
 
-def _local(path: str) -> str:
-    """`path` if it is a path on this site, else ``/`` (no open redirect)."""
-    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
+def _local(path: str, root: str) -> str:
+    """`path` if it is a path on this site, else the dashboard's home, `root` ``/``
+    (no open redirect)."""
+    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else root + "/"
 
 
 @actions_router.post("/-/login")
@@ -162,7 +207,8 @@ async def login(request: Request) -> Response:
     if not same_origin(request):
         return render(request, None, "denied.html", status=403, problem="sent from another site")
     token = form.get("token", "").strip()
-    back = _local(form.get("next", "/"))  # kept by the form shown again, for the next try
+    # kept by the form shown again, for the next try
+    back = _local(form.get("next", ""), mount_root(request))
     if not token:
         raise LoginNeeded("paste an API token", back)
     try:

@@ -36,6 +36,8 @@ __all__ = [
     "Viewer",
     "check_form",
     "keep_cookies",
+    "mount_root",
+    "page_path",
     "sent_path",
     "viewer",
     "without_token",
@@ -95,6 +97,20 @@ def sent_path(request: Request) -> str:
     return request.url.path
 
 
+def mount_root(request: Request) -> str:
+    """Where the app is mounted (the ASGI ``root_path``: ``/tether`` behind a proxy that
+    serves it there, "" at the site's root). Every address a page, form, redirect or
+    cookie gives starts with it: they led out of the mount, to the proxy's other site."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def page_path(request: Request) -> str:
+    """`sent_path` below the mount point (``/runs`` at ``/tether/runs``): the page's
+    place among the dashboard's own."""
+    path, root = sent_path(request), mount_root(request)
+    return (path[len(root) :] or "/") if root and path.startswith(root) else path
+
+
 def without_token(request: Request) -> str:
     """The request's path (as sent) and query, less its ``token`` parameter."""
     query = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]
@@ -134,7 +150,8 @@ def _set_cookie(
     request: Request, response: Response, name: str, value: str, max_age: int | None = None
 ) -> None:
     """Every dashboard cookie alike: out of scripts' reach (HttpOnly), never sent by
-    another site's request (SameSite=Strict), Secure over https, for the whole site."""
+    another site's request (SameSite=Strict), Secure over https, for the whole
+    dashboard: its mount point, not the rest of the site behind the same proxy."""
     response.set_cookie(
         name,
         value,
@@ -142,7 +159,7 @@ def _set_cookie(
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-        path="/",
+        path=mount_root(request) or "/",
     )
 
 

@@ -21,7 +21,7 @@ from .._info import RunInfo, WaitInfo
 from ..errors import InvalidArgumentError, RunNotFoundError
 from ..store import AICallRow, AIUsageRow, RunFilter, RunStatus, WaitStatus
 from ._dash import SINCE, counts, read_cursor, render, runs_page, unstorable
-from ._dash_auth import Viewer, viewer
+from ._dash_auth import Viewer, mount_root, viewer
 from ._dash_values import PARTS, data_preview, error_notes, live_frame, shown_events
 from ._dash_view import HEAD_BARS, by_cost, driven, run_url, timeline
 from ._deps import served_app
@@ -89,8 +89,8 @@ def done_note(code: str, info: RunInfo) -> tuple[str, bool] | None:
 async def home(request: Request, _: Who) -> Response:
     """The runs page, with the query given (``/?status=failed`` filters as ``/runs``
     does: a link or bookmark to the address printed at start-up kept its filter)."""
-    query = request.url.query
-    return RedirectResponse(f"/runs?{query}" if query else "/runs", status_code=303)
+    query, root = request.url.query, mount_root(request)
+    return RedirectResponse(f"{root}/runs?{query}" if query else f"{root}/runs", status_code=303)
 
 
 def _filters(request: Request) -> tuple[RunFilter, dict[str, str], str | None]:
@@ -155,7 +155,7 @@ async def runs(request: Request, who: Who) -> Response:
     if shown["q"]:
         named = await _find_run(request, shown["q"])
         if named is not None:
-            return RedirectResponse(run_url(named), status_code=303)
+            return RedirectResponse(mount_root(request) + run_url(named), status_code=303)
         missing = shown["q"]
     status = 200 if problem is None else 422  # a filter refused, as the API refuses it
     cursor = request.query_params.get("cursor", "")
@@ -278,11 +278,18 @@ def _pending_first(waits: list[WaitInfo]) -> list[WaitInfo]:
     return sorted(waits, key=lambda w: (w.status is not WaitStatus.PENDING, w.created_at))
 
 
+def _answers(wait: WaitInfo, typed: dict[str, str]) -> bool:
+    """Whether `typed` (a refused payload) was sent by the form of `wait`."""
+    key = wait.id if wait.kind.value == "token" else wait.name
+    return wait.kind.value == typed["kind"] and key == typed["key"]
+
+
 async def run_page(
     request: Request, who: Viewer, workflow_id: str, *, problem: str | None = None,
-    status: int = 200,
+    status: int = 200, typed: dict[str, str] | None = None,
 ) -> Response:  # fmt: skip
-    """A run's page (also answered, with `problem`, when a form on it fails)."""
+    """A run's page (also answered, with `problem`, when a form on it fails; with
+    `typed`, a payload refused, shown again in its wait's form with what was wrong)."""
     app = served_app(request)
     try:
         info = await app.aget_run(workflow_id)
@@ -291,12 +298,15 @@ async def run_page(
         return render(request, who, "missing.html", status=404, workflow_id=workflow_id)
     waits = await app.alist_waits(workflow_id)
     children, more_children, children_page = await _children(request, workflow_id)
+    pending = [w for w in waits if w.status is WaitStatus.PENDING]
+    if typed and not any(_answers(w, typed) for w in pending):  # its wait ended meanwhile
+        problem, typed = f"{typed['problem']} The payload as typed: {typed['text']}", None
     now: datetime = app.clock.now()
     context: dict[str, Any] = {
         "rec": rec,
         "info": info,
         "waits": _pending_first(waits),
-        "pending": [w for w in waits if w.status is WaitStatus.PENDING],
+        "pending": pending,
         "more_children": more_children,
         "children_page": children_page,
         "unserved_queue": await _unserved_queue(request, info),
@@ -315,6 +325,11 @@ async def run_page(
         "now": now,
         "done": done_note(request.query_params.get("done", ""), info),
         "problem": problem,
+        "typed": typed,
+        # the answer to a form stands at the form's address: the page's own, to re-read
+        "page_url": mount_root(request) + run_url(workflow_id)
+        if request.method == "POST"
+        else None,
         "last_seq": rec.events[-1].seq if rec.events else 0,
     }
     return render(request, who, "run.html", status=status, **context)
@@ -324,7 +339,8 @@ async def run_page(
 async def run(request: Request, workflow_id: str, who: Who) -> Response:
     if not workflow_id:  # /runs/: the list (as /usage/ is /usage), not "no run id given"
         query = request.url.query
-        return RedirectResponse("/runs" + (f"?{query}" if query else ""), status_code=307)
+        runs_url = mount_root(request) + "/runs"
+        return RedirectResponse(runs_url + (f"?{query}" if query else ""), status_code=307)
     return await run_page(request, who, workflow_id)
 
 

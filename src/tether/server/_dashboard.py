@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from ._dash import HERE, render
 from ._dash_actions import actions_router
 from ._dash_agents import agent_pages
-from ._dash_auth import LoginNeeded, SetToken, set_token_cookie
+from ._dash_auth import LoginNeeded, SetToken, page_path, set_token_cookie
 from ._dash_ops import ops_pages
 from ._dash_runs import runs_pages
 from ._dash_values import values_router
@@ -35,8 +35,8 @@ def _install_handlers(api: FastAPI) -> None:
 
 def _for_browser(request: Request) -> bool:
     """Whether a browser asks for a page: a GET that takes HTML, outside the API and the
-    webhooks (whose clients read the JSON error)."""
-    path = request.url.path
+    webhooks (whose clients read the JSON error), wherever the app is mounted."""
+    path = page_path(request)
     if request.method not in ("GET", "HEAD") or path.startswith(("/api/", "/hooks/")):
         return False
     return "text/html" in request.headers.get("accept", "")

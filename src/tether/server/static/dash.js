@@ -7,14 +7,19 @@
 (function () {
   "use strict";
   var body = document.body;
+  // where the dashboard is mounted ("/tether" behind a proxy; "" at the site's root):
+  // the addresses this script makes start with it, as the page's links do
+  var root = document.documentElement.dataset.root || "";
 
   function say(text) {
     var live = document.getElementById("live");
     if (live && live.textContent !== text) live.textContent = text;
   }
 
+  // the page's own address: a form's answer (a payload refused) stands at the form's
+  // address, which answers no GET, and names the run's page in data-page
   function readPage() {
-    return fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    return fetch(body.dataset.page || location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (res) {
         if (!res.ok) throw new Error("HTTP " + res.status);
         return res.text();
@@ -160,7 +165,7 @@
     mark.textContent = "\u2026";
     var link = document.createElement("a");
     link.className = "value-whole";
-    link.href = preview.href;
+    link.href = root + preview.href;
     link.title = preview.note;
     link.textContent = "whole (" + preview.size + ")";
     td.appendChild(mark);
@@ -213,7 +218,7 @@
     var url = function () {
       // the API's stream (/api/v1/runs/{id}/events/stream) at the dashboard's address
       // that takes the id in the query: a browser resolves an id such as ".." in a path
-      return "/run/events?id=" + encodeURIComponent(runId) + "&after=" + after;
+      return root + "/run/events?id=" + encodeURIComponent(runId) + "&after=" + after;
     };
     function onFrame(frame) {
       var ev = parseFrame(frame);
@@ -259,6 +264,10 @@
     connect();
   }
 
+  // a payload refused, shown again in its field (focused): the caret at its end, where
+  // the fix of a text cut short goes, not before its first character
+  var refused = document.querySelector('textarea[aria-invalid="true"]');
+  if (refused) refused.setSelectionRange(refused.value.length, refused.value.length);
   if (body.dataset.run && body.dataset.ended !== "true") follow(body.dataset.run);
   if (body.dataset.poll) poll(Number(body.dataset.poll));
 })();
