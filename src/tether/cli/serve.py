@@ -89,6 +89,14 @@ def _address(host: str, port: int) -> str:
     help="Accept signed webhooks at /hooks/NAME; the secret is read from "
     "$TETHER_WEBHOOK_SECRET_<NAME> (comma-separated for several). Repeat for more.",
 )
+@click.option(
+    "--root-path",
+    default="",
+    metavar="PATH",
+    callback=lambda _ctx, _param, value: _root_path(value),
+    help="Behind a proxy that serves this server at PATH (e.g. /tether) and strips it: "
+    "the dashboard's links, redirects and cookies carry PATH. [default: none]",
+)
 @db_state
 def serve(
     state: CliState,
@@ -98,6 +106,7 @@ def serve(
     max_body: int,
     cors: tuple[str, ...],
     webhooks: tuple[str, ...],
+    root_path: str,
 ) -> None:
     """Serve the App's HTTP API (/api/v1), webhooks (/hooks/NAME) and the dashboard (/)
     until SIGTERM or Ctrl-C.
@@ -133,12 +142,25 @@ def serve(
     except TetherError as exc:
         fail(EXIT_USAGE, str(exc))
     _check_port(host, port)  # before saying anything else: the error alone
-    _announce(db, host, port, live, made)
+    _announce(db, host, port, live, made, root_path)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
-    _run(create_app(the_app, config), host, port)
+    _run(create_app(the_app, config), host, port, root_path)
 
 
-def _announce(db: Any, host: str, port: int, live: int, made: int) -> None:
+def _root_path(value: str) -> str:
+    """`--root-path` as uvicorn takes it: ``/tether``, never a trailing ``/``."""
+    path = value.rstrip("/")
+    if value and (
+        not path.startswith("/") or not re.fullmatch(r"(/[\w.~%!$&'()*+,;=:@-]+)+", path)
+    ):
+        raise click.BadParameter(
+            f"{value!r} is no URL path: give the path the proxy serves this server at, "
+            "starting with '/', e.g. --root-path /tether"
+        )
+    return path
+
+
+def _announce(db: Any, host: str, port: int, live: int, made: int, root: str = "") -> None:
     db.announce()
     if made == 0:
         note(
@@ -153,10 +175,11 @@ def _announce(db: Any, host: str, port: int, live: int, made: int) -> None:
     note(
         f"dashboard: {_address(host, port)}/"
         + ("" if made == 0 else " (sign in with a token, or add ?token=TOKEN once)")
+        + (f"; its links start with {root}, for the proxy that serves it there" if root else "")
     )
 
 
-def _run(asgi: Any, host: str, port: int) -> None:
+def _run(asgi: Any, host: str, port: int, root_path: str = "") -> None:
     """Serve until SIGTERM (exit 143) or Ctrl-C (exit 130). Open event streams end
     as soon as the signal comes, so they do not hold the shutdown up."""
     import uvicorn
@@ -171,7 +194,12 @@ def _run(asgi: Any, host: str, port: int) -> None:
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(
-        asgi, host=host, port=port, log_level="info", timeout_graceful_shutdown=10
+        asgi,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+        root_path=root_path,
     )
     logging.getLogger("uvicorn.access").addFilter(_HideTokens())  # after its log config
     server = Server(config)
