@@ -96,6 +96,10 @@ class RunState:
     # (`HandBack.not_before`) instead of holding one of the worker's slots while it waits
     job_drive: bool = False
     resume_at: datetime | None = None  # handed back for a back-off: when it may go on
+    # a step failed in an earlier drive waits out the rest of its recorded back-off; not
+    # in a remote tenant's invocation, which its deadline would cut at every invocation
+    # (there the next invocation makes the next attempt, as the wait ended with the last)
+    resumes_back_offs: bool = True
 
     @classmethod
     def open(

@@ -100,7 +100,7 @@ class StepExecutor:
         if mine and row is not None and row.status is StepStatus.COMPLETED:
             return load_result(row.result, spec.tp)  # it finished while we waited
         prior = _attempts_left(spec, row if mine else None)
-        if mine and row is not None and row.status is StepStatus.FAILED:
+        if mine and row is not None and row.status is StepStatus.FAILED and run.resumes_back_offs:
             # an earlier drive failed an attempt and handed the run back (or died) in
             # the back-off before the next: the rest of it is waited out here
             due = _retry_due(row)
@@ -154,7 +154,8 @@ class StepExecutor:
             and not self._rt.draining
         ):
             raise run.unwind(HandBack(not_before=due))
-        await self._rt.rest(run.workflow_id, pause)
+        if pause > 0:  # (recording the failure may have taken it all)
+            await self._rt.rest(run.workflow_id, pause)
 
     async def _start(self, spec: StepSpec, attempt: int) -> StepRow:
         row = await self._rt.store.start_step(

@@ -150,7 +150,7 @@ def _state(inv: Invocation, now: datetime) -> RunState:
                 w.payload, None, now, now)
         for w in inv.journal.waits
     ]  # fmt: skip
-    return RunState.open(
+    st = RunState.open(
         _run_row(inv, now),
         generation=inv.invocation,
         started=now,
@@ -158,6 +158,8 @@ def _state(inv: Invocation, now: datetime) -> RunState:
         waits=waits,
         compensating=inv.mode == "compensate",
     )
+    st.resumes_back_offs = False  # an invocation's deadline would cut it every time
+    return st
 
 
 async def execute(
