@@ -151,7 +151,6 @@ class StepExecutor:
             and not run.in_flight
             and asyncio.current_task() is run.driver
             and not holds_any_mutex()
-            and not self._rt.draining
         ):
             raise run.unwind(HandBack(not_before=due))
         if pause > 0:  # (recording the failure may have taken it all)
