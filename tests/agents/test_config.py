@@ -262,6 +262,7 @@ def test_a_yaml_error_names_the_line_of_the_file() -> None:
             "uses issue.titel (line 1), which no issue has; did you mean issue.title?",
         ),
         ("A\n{% if attempt %}{{ atempt }}{% endif %}", "uses atempt (line 2)"),
+        ("{{ isue.title }}", "uses isue (line 1), which no issue has; did you mean issue.title?"),
         ("{{ issue.title | shout }}", "the filter 'shout' (line 1)"),
     ],
 )

@@ -579,7 +579,8 @@ async def test_run_once_on_a_default_app_returns_while_an_issue_stays_active(
             report = await asyncio.wait_for(d.run_once(), 30)
             assert report.ok and len(backend.requests) == n
             [row] = await d.status()
-            assert (row.status, row.phase, row.attempt) == ("waiting", "retrying", n)
+            # each continuation is attempt 1, as in Symphony (not a count of turns)
+            assert (row.status, row.phase, row.attempt) == ("waiting", "retrying", 1)
             assert tracker.issues["L-1"].state == "todo"
             clock.advance(1)  # the continuation is due: the next call re-checks, works on
 
@@ -674,6 +675,59 @@ async def test_two_runs_queued_past_a_states_cap_never_run_their_agents_at_once(
         for ident in ("T-1", "T-2"):
             await app.acancel(f"agent:memory:{ident}")
         await asyncio.wait_for(asyncio.gather(*driving, return_exceptions=True), 60)
+
+
+async def test_an_issue_its_agent_moved_on_frees_the_slot_of_the_state_it_left(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """`todo` capped at 1: T-1's agent moves T-1 to in progress as it starts (Symphony's
+    own workflow). Before: its run still counted in todo, the state its attempt began
+    in, so T-2 waited its backoff (no available orchestrator slots) beside a free
+    slot. Now the states are the tracker's: T-2's agent works beside T-1's."""
+    text = (
+        _text(tmp_path, 1)
+        .replace("active_states: [todo]", "active_states: [todo, in progress]")
+        .replace(
+            "stall_timeout_ms: 0}",
+            "stall_timeout_ms: 0, max_concurrent_agents_by_state: {todo: 1}}",
+        )
+    )
+    config = parse_workflow(text, path=tmp_path / "WORKFLOW.md")
+    tracker = MemoryTracker([_issue("T-1"), _issue("T-2")])
+    backend = MockBackend([{"block": 60}, {"block": 60}])
+    d = Dispatcher(app, config, tracker=tracker, backend=backend)
+    host = tether.worker.ServerlessHost(app, queues=("agents",))
+    driving: list[asyncio.Future[object]] = []
+    try:
+        for ident in ("T-1", "T-2"):
+            await d.dispatch(tracker.issues[ident])
+            [job] = await host.aclaim(1)
+            driving.append(asyncio.ensure_future(host.ahandle_job(job)))
+            await eventually(lambda: len(backend.requests) == len(driving) or driving[-1].done())
+            tracker.set_state(ident, "in progress")  # the agent took it on
+        assert [r.issue["identifier"] for r in backend.requests] == ["T-1", "T-2"]
+        assert {r.identifier: r.phase for r in await d.status()} == {
+            "T-1": "running",
+            "T-2": "running",
+        }
+    finally:
+        for ident in ("T-1", "T-2"):
+            await app.acancel(f"agent:memory:{ident}")
+        await asyncio.wait_for(asyncio.gather(*driving, return_exceptions=True), 60)
+
+
+async def test_a_failed_before_run_still_shows_the_workspace_it_left(
+    app: tether.App, tmp_path: Path
+) -> None:
+    """Before: `status` showed no workspace for a run whose `before_run` failed, though
+    the folder was made (and `after_run` ran in it) and the retry works there."""
+    text = _text(tmp_path, 1).replace('before_run: "echo run >> runs.txt"', 'before_run: "exit 3"')
+    config = parse_workflow(text, path=tmp_path / "WORKFLOW.md")
+    d = Dispatcher(app, config, tracker=MemoryTracker([_issue("B-1")]), backend=MockBackend([]))
+    assert not (await d.run_once()).ok
+    [row] = await d.status()
+    assert row.phase == "retrying" and "before_run exited 3" in (row.why or "")
+    assert row.workspace == str(tmp_path / "ws" / "B-1") and (tmp_path / "ws" / "B-1").is_dir()
 
 
 def _clone_run(db: Path, template: str, copies: int) -> None:

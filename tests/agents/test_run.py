@@ -117,11 +117,26 @@ else:  # the same session, answered: its running total is 1500 / 150 now
 """
 
 
-async def test_an_answered_session_counts_its_tokens_once(app: tether.App, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "script_text",
+    [
+        SESSION,
+        # the session named only on the question (as examples/agents/agent.py names it on
+        # its result): before, its first 1000 / 100 were counted again after the answer
+        SESSION.replace(
+            'type="usage", session_id="s-1", input_tokens=1000', 'type="usage", input_tokens=1000'
+        ),
+    ],
+    ids=["named-on-every-line", "named-at-the-end"],
+)
+async def test_an_answered_session_counts_its_tokens_once(
+    app: tether.App, tmp_path: Path, script_text: str
+) -> None:
     """The totals a session reported before it asked are carried into the attempt that
     continues it after the answer: its next total becomes a delta, not counted again."""
+    assert script_text.count('session_id="s-1"') in (3, 4)
     script = tmp_path / "session.py"
-    script.write_text(SESSION)
+    script.write_text(script_text)
     tracker = MemoryTracker([_issue("S-1")])
     d = Dispatcher(app, _workflow(tmp_path, f"{sys.executable} {script}"), tracker=tracker)
     await d.run_once()

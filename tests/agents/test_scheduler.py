@@ -160,6 +160,19 @@ def test_exits_continuation_failure_backoff_then_a_person() -> None:
     assert "A" in s.held and "A" not in s.running
 
 
+def test_clean_continuations_do_not_grow_the_backoff_of_a_later_failure() -> None:
+    # Symphony: a normal exit schedules attempt 1, so a failure after any number of
+    # clean turns backs off 20 s (attempt 2), not 10 s × 2^(turns) up to the cap
+    s = SchedulerState(running={"A": RunningEntry(issue("A"), None, 0)})
+    for n in range(6):
+        s, eff = apply_event(s, WorkerExit("A", 10.0 * n, "normal"), CONFIG)
+        assert eff == [ScheduleRetry("A", "A", 1, 1_000, None)]
+        s, eff = apply_event(s, RetryDue("A", 10.0 * n + 1, issue("A")), CONFIG)
+        assert eff == [Dispatch(issue("A"), 1)]
+    s, eff = apply_event(s, WorkerExit("A", 100.0, "failure", "boom"), CONFIG)
+    assert eff == [ScheduleRetry("A", "A", 2, 20_000, "boom")]
+
+
 @pytest.mark.parametrize(
     ("reason", "error", "waits_for", "held"),
     [

@@ -85,7 +85,9 @@ def _unknown_name(parsed: Any, template: str) -> str | None:
             ):
                 continue
             what = f"issue.{field}" if name == "issue" else str(name)
-            close = get_close_matches(what, [f"issue.{f}" for f in _FIELDS] + ["attempt"], n=1)
+            # the whole path is compared: `isue.title` means issue.title, not issue.id
+            used = f"{name}.{field}" if isinstance(field, str) else str(name)
+            close = get_close_matches(used, [f"issue.{f}" for f in _FIELDS] + ["attempt"], n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             return (
                 f"uses {what} (line {_line(template, use.span.index)}), which no issue has; "

@@ -362,7 +362,7 @@ class IssueRunner:
         in an attempt holds a slot: a queued one waits for one (counting it, a retry
         holding the queue's last slot would wait for a run that waits for it)."""
         fetched = await self._fetch(issue_id)
-        busy = []
+        recorded: dict[str, str] = {}
         async for run in self.app.aiter_runs(status=RunStatus.RUNNING, workflow=ISSUE_WORKFLOW):
             if run.workflow_id == run_id:
                 continue
@@ -370,8 +370,29 @@ class IssueRunner:
             if st.get("phase", "running") != "running":
                 continue  # a retry of its own deciding right now
             issue = _json(run.input).get("issue") or {}
-            busy.append(str(st.get("issue_state") or issue.get("state") or ""))
-        return {**fetched, "busy": busy}
+            key = str(st.get("issue_id") or issue.get("id") or run.workflow_id)
+            recorded[key] = str(st.get("issue_state") or issue.get("state") or "")
+        return {**fetched, "busy": await self._states_now(recorded)}
+
+    async def _states_now(self, recorded: dict[str, str]) -> list[str]:
+        """The states of the issues at work (issue id -> the state its run recorded) as
+        the tracker has them now, when it can say. An agent moves its issue as it works
+        (Todo to In Progress, as Symphony's own workflow has it): counted in the state
+        its attempt started in, it held that state's slot, and the next issue of that
+        state waited its backoff beside a free slot. A tracker that cannot say, or an
+        issue it no longer shows, leaves the recorded state; with no cap by state, the
+        states count for nothing and the tracker is not asked."""
+        if not self.current().config.agent.max_concurrent_agents_by_state or not recorded:
+            return list(recorded.values())
+        if await self.tracker_cooldown() is not None:
+            return list(recorded.values())
+        try:
+            found = await self.tracker().fetch_issues_by_ids(list(recorded))
+        except Exception as exc:  # counted as recorded: a slot is no reason to fail
+            await self.tracker_rate_limited(exc)
+            return list(recorded.values())
+        now = {i.id: i.state for i in found}
+        return [now.get(key, state) for key, state in recorded.items()]
 
     async def _remove_workspace(self, identifier: str) -> bool:
         manager = self.workspaces()
@@ -447,6 +468,7 @@ class IssueRunner:
             raise
         if prepared.get("error"):
             if prepared.get("path"):  # the workspace exists (before_run failed): after_run
+                await self._phase(wf, issue, "running", workspace=prepared["path"])  # shown
                 _after: bool = await wf.step(
                     "after_run", partial(self._after_run, Path(prepared["path"]))
                 )
@@ -492,19 +514,16 @@ class IssueRunner:
         return True
 
     async def _busy_in(self, state: str, run_id: str) -> int:
-        """How many issue runs, this one aside, are in an attempt in `state` now."""
-        busy = 0
+        """How many issue runs, this one aside, are in an attempt in `state` now (the
+        state each issue is in now, see `_states_now`)."""
+        recorded: dict[str, str] = {}
         for status in (RunStatus.RUNNING, RunStatus.PENDING):
             async for run in self.app.aiter_runs(status=status, workflow=ISSUE_WORKFLOW):
-                if run.workflow_id == run_id:
-                    continue
                 st = _json(run.state)
-                if (
-                    st.get("phase") == "running"
-                    and normalise_state(str(st.get("issue_state") or "")) == state
-                ):
-                    busy += 1
-        return busy
+                if run.workflow_id != run_id and st.get("phase") == "running":
+                    key = str(st.get("issue_id") or run.workflow_id)
+                    recorded[key] = str(st.get("issue_state") or "")
+        return sum(normalise_state(s) == state for s in await self._states_now(recorded))
 
     async def _is_cancelled(self, run_id: str) -> bool:
         row = await self.app.store.get_run(run_id)

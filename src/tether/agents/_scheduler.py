@@ -417,8 +417,10 @@ def _worker_exit(state: SchedulerState, event: WorkerExit, config: WorkflowConfi
         why = "budget_exceeded" + (f": {event.error}" if event.error else "")
         return replace(state, running=running, held=held), [WaitForPerson(event.issue_id, why)]
     if event.reason == "normal":
-        retry = RetryEntry(ident, attempt, event.now + CONTINUATION_DELAY_MS / 1000, None, 0)
-        effects.append(ScheduleRetry(event.issue_id, ident, attempt, CONTINUATION_DELAY_MS, None))
+        # Symphony's continuation is attempt 1 whatever came before: clean turns do not
+        # grow the exponent a later failure backs off by (ten of them made it 5 min)
+        retry = RetryEntry(ident, 1, event.now + CONTINUATION_DELAY_MS / 1000, None, 0)
+        effects.append(ScheduleRetry(event.issue_id, ident, 1, CONTINUATION_DELAY_MS, None))
     else:
         # a rate limit is no failure of the issue's: it waits the cooldown, however many
         # in a row (a provider's usage cap), and never parks it as "retries exhausted"

@@ -54,6 +54,9 @@ def _outcome(result: TurnResult, delta: Usage, live: _Live) -> dict[str, Any]:
 TurnOutcome = dict[str, Any]
 
 
+ANONYMOUS = "session"  # the totals of a session that has not said its id (yet)
+
+
 async def run_turn(
     backend: AgentBackend,
     request: TurnRequest,
@@ -83,7 +86,7 @@ async def run_turn(
         if event.progress:
             live.last_progress = clock.now().timestamp()
         if event.usage is not None:
-            meter.feed(event.session_id or request.session_id or "session", event.usage)
+            meter.feed(event.session_id or request.session_id or ANONYMOUS, event.usage)
         await on_event(event)
 
     turn = asyncio.ensure_future(backend.run_turn(request, seen))
@@ -99,8 +102,9 @@ async def run_turn(
         result = TurnResult("failed", request.session_id, error=why)
     else:
         result = turn.result()
+    _name_session(meter, result.session_id or request.session_id)
     if result.usage is not None:
-        meter.feed(result.session_id or "session", result.usage)
+        meter.feed(result.session_id or ANONYMOUS, result.usage)
     delta = meter.delta
     outcome = _outcome(result, delta, live)
     outcome["totals"] = {
@@ -110,6 +114,14 @@ async def run_turn(
     if delta.total or delta.cost_usd:
         attach(_call_row(backend.name, model, request, outcome, delta, budget_key))
     return outcome
+
+
+def _name_session(meter: UsageMeter, named: str | None) -> None:
+    """Totals reported before the agent named its session (it names it at the end, on
+    its result or question) are that session's: the turn that continues it reports
+    under its name, and the same tokens were counted a second time."""
+    if named and ANONYMOUS in meter.last and named not in meter.last:
+        meter.last[named] = meter.last.pop(ANONYMOUS)
 
 
 T = TypeVar("T")
