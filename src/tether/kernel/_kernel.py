@@ -374,7 +374,6 @@ class Kernel:
         discarded at the step boundary. If the lease is lost (this worker
         stalled past it), the drive is cancelled: another worker owns the run.
         """
-        store = self.store
         done_renewing = asyncio.Event()
         renewer = asyncio.ensure_future(self._renew(cmd.job_id, cmd.worker, done_renewing))
         # never forced: a run another live process drives (a resume, an App's run) is
@@ -382,8 +381,8 @@ class Kernel:
         drive = asyncio.ensure_future(
             self.host.run_until_rest(cmd.workflow_id, claimed=run, for_job=True)
         )
-        error: str | None = None
         status: RunStatus | None = None
+        value: Any = None
         try:
             try:
                 done, _ = await asyncio.wait({drive, renewer}, return_when=asyncio.FIRST_COMPLETED)
@@ -413,6 +412,12 @@ class Kernel:
             done_renewing.set()
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
+        return await self._close_job(cmd, status, value)
+
+    async def _close_job(
+        self, cmd: JobExecute, status: RunStatus | None, value: Any
+    ) -> JobExecuted:
+        """Close the job of a drive that left its run at `status` (`value`: the drive's)."""
         if status is RunStatus.RUNNING:  # not driven here: this process is shutting down
             return await self._hand_back_job(cmd)
         if status is RunStatus.PENDING and isinstance(value, datetime):
@@ -422,15 +427,13 @@ class Kernel:
             # None: the drive did not see how it ended (a cancel under the job ended it);
             # else it saw to that itself (a compensation of a run cancelled before)
             drove_to_end = status is not None
-            run = await store.get_run(cmd.workflow_id)
+            run = await self.store.get_run(cmd.workflow_id)
             status = None if run is None else run.status
             ghost = not drove_to_end and _cancelled_under_job(run)
-        await store.finish_job(
-            cmd.job_id, cmd.worker, error=error, ghost=ghost, at=self.clock.now()
+        await self.store.finish_job(
+            cmd.job_id, cmd.worker, error=None, ghost=ghost, at=self.clock.now()
         )
-        return JobExecuted(
-            status="missing" if status is None else status.value, ghost=ghost, error=error
-        )
+        return JobExecuted(status="missing" if status is None else status.value, ghost=ghost)
 
     async def _run_busy(self, cmd: JobExecute, exc: RunAlreadyRunningError) -> JobExecuted:
         """The job's run is driven by another live process: its job goes back, its
