@@ -1,6 +1,7 @@
 """A scripted coding agent speaking tether's `command` protocol: the prompt on
 stdin, JSON lines on stdout. It writes the file the issue asks for, reports
-usage as a running total of its session, and ends the turn."""
+the usage of its turn (``cumulative: false``: it keeps no running total of its
+session), and ends the turn."""
 
 from __future__ import annotations
 
@@ -20,5 +21,5 @@ name = "goodbye.txt" if "farewell" in prompt.lower() else "hello.txt"
 with open(name, "w") as f:
     f.write(f"{'Goodbye' if name == 'goodbye.txt' else 'Hello'} from the agent ({ident})\n")
 say(type="tool", text=f"wrote {name}")
-say(type="usage", input_tokens=1200, output_tokens=150, cost_usd=0.0021)
+say(type="usage", input_tokens=1200, output_tokens=150, cost_usd=0.0021, cumulative=False)
 say(type="result", status="completed", message=f"wrote {name}", session_id=f"demo-{ident}")
