@@ -21,9 +21,15 @@ from fastapi.responses import RedirectResponse, Response
 from ..errors import TetherError
 from ..store import JobStatus
 from ._dash import render
-from ._dash_auth import LoginNeeded, check_form, mount_root, same_origin, set_token_cookie
+from ._dash_auth import (
+    LoginNeeded,
+    check_form,
+    mount_root,
+    mounted_run_url,
+    same_origin,
+    set_token_cookie,
+)
 from ._dash_runs import run_page
-from ._dash_view import run_url
 from ._deps import granted, served_app
 from ._errors import ApiError, answer_for
 from ._port import ServedApp
@@ -89,7 +95,7 @@ def _typed(path: str, form: dict[str, str], problem: str) -> dict[str, str] | No
 
 
 def _back(request: Request, workflow_id: str, done: str) -> Response:
-    url = mount_root(request) + run_url(workflow_id)
+    url = mounted_run_url(request, workflow_id)
     return RedirectResponse(f"{url}{'&' if '?' in url else '?'}done={done}", status_code=303)
 
 
@@ -148,7 +154,7 @@ async def _act(request: Request, workflow_id: str, path: str) -> Response:
     except ApiError as exc:
         return render(request, None, "denied.html", status=exc.status, problem=exc.message)
     except LoginNeeded as exc:  # signed out meanwhile: signing in returns to the run's page
-        raise LoginNeeded(exc.message, mount_root(request) + run_url(workflow_id)) from None
+        raise LoginNeeded(exc.message, mounted_run_url(request, workflow_id)) from None
     app = served_app(request)
     try:
         payload = parse_payload(form.get("payload", ""))

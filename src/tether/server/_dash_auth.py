@@ -25,6 +25,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ._auth import allows
+from ._dash_view import run_url
 from ._deps import TOKEN_COOKIE, granted
 from ._errors import ApiError
 from ._models import Scope
@@ -37,6 +38,7 @@ __all__ = [
     "check_form",
     "keep_cookies",
     "mount_root",
+    "mounted_run_url",
     "page_path",
     "sent_path",
     "viewer",
@@ -102,6 +104,11 @@ def mount_root(request: Request) -> str:
     serves it there, "" at the site's root). Every address a page, form, redirect or
     cookie gives starts with it: they led out of the mount, to the proxy's other site."""
     return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def mounted_run_url(request: Request, workflow_id: str) -> str:
+    """The address of a run's page as a redirect or a link gives it: below the mount."""
+    return mount_root(request) + run_url(workflow_id)
 
 
 def page_path(request: Request) -> str:

@@ -21,7 +21,7 @@ from .._info import RunInfo, WaitInfo
 from ..errors import InvalidArgumentError, RunNotFoundError
 from ..store import AICallRow, AIUsageRow, RunFilter, RunStatus, WaitStatus
 from ._dash import SINCE, counts, read_cursor, render, runs_page, unstorable
-from ._dash_auth import Viewer, mount_root, viewer
+from ._dash_auth import Viewer, mount_root, mounted_run_url, viewer
 from ._dash_values import PARTS, data_preview, error_notes, live_frame, shown_events
 from ._dash_view import HEAD_BARS, by_cost, driven, run_url, timeline
 from ._deps import served_app
@@ -155,7 +155,7 @@ async def runs(request: Request, who: Who) -> Response:
     if shown["q"]:
         named = await _find_run(request, shown["q"])
         if named is not None:
-            return RedirectResponse(mount_root(request) + run_url(named), status_code=303)
+            return RedirectResponse(mounted_run_url(request, named), status_code=303)
         missing = shown["q"]
     status = 200 if problem is None else 422  # a filter refused, as the API refuses it
     cursor = request.query_params.get("cursor", "")
@@ -327,9 +327,7 @@ async def run_page(
         "problem": problem,
         "typed": typed,
         # the answer to a form stands at the form's address: the page's own, to re-read
-        "page_url": mount_root(request) + run_url(workflow_id)
-        if request.method == "POST"
-        else None,
+        "page_url": mounted_run_url(request, workflow_id) if request.method == "POST" else None,
         "last_seq": rec.events[-1].seq if rec.events else 0,
     }
     return render(request, who, "run.html", status=status, **context)
