@@ -57,11 +57,14 @@ async def test_an_issue_runs_once_hands_off_and_its_run_ends(
     d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
     report = await d.run_once()
     assert report.dispatched == ["A-2", "A-1"]  # priority first
-    prompts = [r.prompt for r in backend.requests]
     # turn 1 gets the rendered prompt; while the issue stays active, continuation turns
     # follow up to max_turns (3); then the hand-off moves it out of the active states
-    assert prompts[0] == "Work on A-2: title A-2" and prompts[3] == "Work on A-1: title A-1"
-    assert prompts[1].startswith("Continuation turn #2 of 3") and len(prompts) == 6
+    # (the two agents work side by side: their turns interleave)
+    assert len(backend.requests) == 6
+    for ident in ("A-1", "A-2"):
+        prompts = [r.prompt for r in backend.requests if r.issue["identifier"] == ident]
+        assert prompts[0] == f"Work on {ident}: title {ident}" and len(prompts) == 3
+        assert prompts[1].startswith("Continuation turn #2 of 3")
     assert {i.state for i in tracker.issues.values()} == {"review"}
     for ident in ("A-1", "A-2"):
         run = await app.aget_run(f"agent:memory:{ident}")
@@ -284,7 +287,8 @@ async def test_status_of_an_answered_or_due_run_shows_it_queued_not_still_waitin
     app: tether.App, tmp_path: Path
 ) -> None:
     asks = {"result": "input_required", "message": "which colour?"}
-    backend = MockBackend([asks, {"result": "failed", "message": "tests fail"}])
+    fails = {"result": "failed", "message": "tests fail"}
+    backend = MockBackend({"Q-1": [asks], "Q-2": [fails]})
     tracker = MemoryTracker([_issue("Q-1"), _issue("Q-2")])
     d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
     await d.run_once()
@@ -557,10 +561,13 @@ async def test_a_due_retry_sees_the_agents_running_beside_it(
 # -- run_once on a default App (its inline_wait left at 5 s) -----------------------------
 
 
-def _no_handoff(tmp: Path) -> tether.agents.WorkflowFile:
+def _no_handoff(tmp: Path, lanes: int = 10) -> tether.agents.WorkflowFile:
     """An issue that stays active after each attempt: every attempt ends in a 1 s
-    continuation retry (no hand-off state moves it on)."""
+    continuation retry (no hand-off state moves it on); `lanes` agents at once."""
     text = _text(tmp, 1).replace(", handoff_state: review", "")
+    text = text.replace(
+        "stall_timeout_ms: 0", f"stall_timeout_ms: 0, max_concurrent_agents: {lanes}"
+    )
     return parse_workflow(text, path=tmp / "WORKFLOW.md")
 
 
@@ -586,35 +593,67 @@ async def test_run_once_on_a_default_app_returns_while_an_issue_stays_active(
 
 
 class _Slow(MockBackend):
-    """An agent whose turn takes `seconds` of the fake clock."""
+    """Agents whose turn on issue `slow` takes `seconds` of the fake clock, counted
+    from when the other issues' runs have parked (their turns ended meanwhile)."""
 
-    def __init__(self, clock: tether.FakeClock, seconds: float) -> None:
-        super().__init__([])
-        self.clock, self.seconds = clock, seconds
+    def __init__(self, app: tether.App, slow: str, others: list[str], seconds: float) -> None:
+        super().__init__([{}] * 10)
+        self.app, self.slow, self.others, self.seconds = app, slow, others, seconds
+
+    async def _others_parked(self) -> bool:
+        runs = [await self.app.aget_run(f"agent:memory:{ident}") for ident in self.others]
+        return all(run.status.value == "waiting" for run in runs)
 
     async def run_turn(self, request, on_event):  # type: ignore[no-untyped-def]
-        self.clock.advance(self.seconds)
+        if request.issue["identifier"] == self.slow:
+            await eventually(self._others_parked, timeout=10)
+            assert isinstance(self.app.clock, tether.FakeClock)
+            self.app.clock.advance(self.seconds)
         return await super().run_turn(request, on_event)
 
 
 async def test_run_once_leaves_a_retry_due_meanwhile_for_the_next_call(tmp_path: Path) -> None:
-    """Three agents of 0.7 s each: the first one's continuation (1 s) is due before the
-    third ends. Before: run_once fired it and drove that run again, whose own retry
-    fell due during the next, and so on for good (`tether agents run --once` too)."""
+    """S-3's agent works 1.5 s; S-1's and S-2's continuations (1 s) fall due meanwhile.
+    Before: run_once fired them and drove those runs again, whose own retries fell due
+    during the next, and so on for good (`tether agents run --once` too)."""
     clock = tether.FakeClock()
     async with tether.App(f"sqlite:///{tmp_path}/t.db", clock=clock, inline_wait=0) as app:
-        backend = _Slow(clock, 0.7)
+        backend = _Slow(app, "S-3", ["S-1", "S-2"], 1.5)
         tracker = MemoryTracker([_issue("S-1"), _issue("S-2"), _issue("S-3")])
         d = Dispatcher(app, _no_handoff(tmp_path), tracker=tracker, backend=backend)
         report = await asyncio.wait_for(d.run_once(), 30)
         assert report.dispatched == ["S-1", "S-2", "S-3"] and len(backend.requests) == 3
         assert {r.phase for r in await d.status()} == {"retrying"}
-        # the next call fires what is due as it starts (S-1's, since 1.7 s; S-2's at
-        # 2.4 s is not yet at 2.1 s) and leaves S-2's, due while S-1 works, for the next
+        # the next call fires what is due as it starts (S-1's and S-2's, since 1 s;
+        # S-3's at 2.5 s is not yet at 1.5 s)
         await asyncio.wait_for(d.run_once(), 30)
-        assert [r.issue["identifier"] for r in backend.requests[3:]] == ["S-1"]
-        await asyncio.wait_for(d.run_once(), 30)
-        assert [r.issue["identifier"] for r in backend.requests[4:]] == ["S-2"]
+        assert sorted(r.issue["identifier"] for r in backend.requests[3:]) == ["S-1", "S-2"]
+
+
+class _Meeting(MockBackend):
+    """Agents whose turns end only once `size` of them are in a turn at the same time."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__([{}] * size)
+        self.met = asyncio.Barrier(size)
+
+    async def run_turn(self, request, on_event):  # type: ignore[no-untyped-def]
+        await asyncio.wait_for(self.met.wait(), 10)  # one at a time, the first waits alone
+        return await super().run_turn(request, on_event)
+
+
+@pytest.mark.parametrize("lanes", [2, 3])
+async def test_run_once_drives_its_agents_side_by_side(tmp_path: Path, lanes: int) -> None:
+    """Before: `run_once` (`tether agents run --once`) drove one run after another, so a
+    tick of ten issues took ten agents' time; the first agent here waited alone for the
+    others until its 10 s ran out. Up to `max_concurrent_agents` now work at once."""
+    async with tether.App(f"sqlite:///{tmp_path}/t.db", clock=tether.FakeClock()) as app:
+        backend = _Meeting(lanes)
+        tracker = MemoryTracker([_issue(f"M-{n}") for n in range(lanes)])
+        d = Dispatcher(app, _no_handoff(tmp_path, lanes), tracker=tracker, backend=backend)
+        report = await asyncio.wait_for(d.run_once(), 30)
+        assert report.ok and len(report.dispatched) == lanes == len(backend.requests)
+        assert {r.phase for r in await d.status()} == {"retrying"}  # each attempt ended
 
 
 async def test_an_ended_run_shows_how_and_when_it_ended_not_a_stale_state(

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._info import RunInfo
 from ..errors import RunFinishedError, RunNotFoundError
-from ..store import JobStatus, RunStatus
+from ..store import JobRow, JobStatus, RunStatus
 from ._config import WorkflowConfig, WorkflowFile, WorkflowWatcher
 from ._errors import AgentsError, IssueNotFoundError
 from ._factory import make_backend, make_tracker
@@ -619,27 +619,41 @@ class Dispatcher:
         return report
 
     async def _drive(self, host: ServerlessHost, report: TickReport) -> None:
-        """Drive the queued runs one by one until each parks or ends; those that failed
-        (or an attempt of which did) go in `report.failed`."""
-        while True:
-            # no timer is fired here: one that falls due while this pass drives other
-            # runs (a continuation is due 1 s after its attempt) waits for the next
-            # run_once, else agents slower than that between them kept it going forever
-            jobs = await host.aclaim(1)
-            if not jobs:
-                return
-            run_id = jobs[0].workflow_id
-            before = await self._failed_attempts(run_id)
-            done = await host.ahandle_job(jobs[0])
-            # the run failed, or an attempt of it did (it retries or waits for a person)
-            failed = done.status == "failed" or await self._failed_attempts(run_id) > before
-            if failed and run_id not in report.failed:
-                report.failed.append(run_id)
-            if done.status in _HANDED_BACK:
-                # the App is stopping (a signal, `drain`): the run gave itself back
-                # unfinished and its job is queued again; claimed once more, it came
-                # straight back, in a loop, until the process died holding its job
-                return
+        """Drive the queued runs until each parks or ends, as many at once as
+        `agent.max_concurrent_agents` (the queue's concurrency caps the claims), each
+        lane taking the next job as its run parks; those that failed (or an attempt of
+        which did) go in `report.failed`. One after another, a `--once` from cron with
+        ten issues took ten agents' time."""
+        stopping = asyncio.Event()  # a run handed itself back: the App is stopping
+
+        async def lane() -> None:
+            while not stopping.is_set():
+                # no timer is fired here: one that falls due while this pass drives
+                # other runs (a continuation is due 1 s after its attempt) waits for the
+                # next run_once, else agents slower than that kept it going forever
+                jobs = await host.aclaim(1)
+                if not jobs:
+                    return
+                if await self._drive_job(host, jobs[0], report):
+                    # the run gave itself back unfinished and its job is queued again;
+                    # claimed once more, it came straight back, in a loop, until the
+                    # process died holding its job
+                    stopping.set()
+
+        async with asyncio.TaskGroup() as lanes:
+            for _ in range(self.config().config.agent.max_concurrent_agents):
+                lanes.create_task(lane())
+
+    async def _drive_job(self, host: ServerlessHost, job: JobRow, report: TickReport) -> bool:
+        """Drive one claimed job's run until it parks or ends; True if it was handed back."""
+        run_id = job.workflow_id
+        before = await self._failed_attempts(run_id)
+        done = await host.ahandle_job(job)
+        # the run failed, or an attempt of it did (it retries or waits for a person)
+        failed = done.status == "failed" or await self._failed_attempts(run_id) > before
+        if failed and run_id not in report.failed:
+            report.failed.append(run_id)
+        return done.status in _HANDED_BACK
 
     async def _failed_attempts(self, run_id: str) -> int:
         """How many attempts of the run failed so far (its state counts them)."""

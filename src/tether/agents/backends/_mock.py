@@ -6,6 +6,10 @@ An entry is a dict: ``events`` (a list of command-protocol lines, such as
 ``{"input_tokens": .., "output_tokens": ..}``), ``files`` (``{name: text}``
 written into the workspace) and ``block`` (seconds to wait before answering, for
 stall and stop tests). Past the end of the script every turn completes.
+
+Agents work side by side, so turns of several issues take one shared script in
+no set order: give a dict of scripts by issue identifier to say which issue
+plays what (an issue it does not name completes every turn).
 """
 
 from __future__ import annotations
@@ -24,13 +28,19 @@ __all__ = ["MockBackend"]
 class MockBackend:
     name = "mock"
 
-    def __init__(self, script: list[dict[str, Any]] | None = None) -> None:
-        self.script = list(script or [])
+    def __init__(
+        self, script: list[dict[str, Any]] | dict[str, list[dict[str, Any]]] | None = None
+    ) -> None:
+        self.scripts = {k: list(v) for k, v in script.items()} if isinstance(script, dict) else None
+        self.script = [] if isinstance(script, dict) else list(script or [])
         self.requests: list[TurnRequest] = []
 
     async def run_turn(self, request: TurnRequest, on_event: OnEvent) -> TurnResult:
         self.requests.append(request)
-        entry = self.script.pop(0) if self.script else {}
+        script = self.script
+        if self.scripts is not None:
+            script = self.scripts.get(str(request.issue.get("identifier")), [])
+        entry = script.pop(0) if script else {}
         session = request.session_id or f"mock-{request.issue.get('identifier', 'issue')}"
         for name, text in (entry.get("files") or {}).items():
             target = (request.workspace / name).resolve()
