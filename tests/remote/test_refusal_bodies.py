@@ -150,3 +150,20 @@ def test_an_aborted_answer_without_a_reason_says_so(app: tether.App) -> None:
         server.server_close()
     assert "the tenant stopped: it gave no reason (see the tenant's log)" in str(raised.value)
     assert "None" not in str(raised.value)
+
+
+def test_a_page_answered_200_without_a_line_end_is_refused_at_once(app: tether.App) -> None:
+    # it was taken for a protocol line cut in two and invoked again up to max_invocations
+    # (100 by default, the delay doubling to 30 s: most of an hour to fail)
+    server, url, sizes = serve(b"HTTP/1.1 200 OK\r\ncontent-type: text/html", b"<html>hi</html>")
+    try:
+        flow = app.remote_workflow("page", url=url, secret=SECRET, max_invocations=3,
+                                   retry_delay=0.01, deadline=5)  # fmt: skip
+        with pytest.raises(RemoteRefusedError) as raised:
+            app.run(flow, workflow_id="page-1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert raised.value.code == "invalid_answer"
+    assert "'<html>hi</html>'" in str(raised.value)
+    assert len(sizes) == 1

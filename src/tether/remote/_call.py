@@ -7,7 +7,6 @@ time two machines share; the App's clock (fake in tests) is not used here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -209,8 +208,14 @@ async def _read(
                 return answer
         pending = bytearray(rest)
     if pending.strip():  # a last line without its newline: whole if it parses
-        with contextlib.suppress(RemoteRefusedError):
+        try:
             answer = await _line(bytes(pending), url, inv, on_line)
+        except RemoteRefusedError:
+            # every protocol line is a JSON object: text that does not begin as one is no
+            # line cut in two (an HTML page answered 200 was invoked again 100 times)
+            if not pending.lstrip().startswith(b"{"):
+                raise
+        else:
             if answer is not None:
                 return answer
         raise RemoteUnavailableError(
