@@ -577,3 +577,30 @@ async def test_an_untyped_pipeline_input_reads_the_same_in_every_drive(app: App)
     done = await app.aresume("u1")
     assert seen == [{"url": "https://a"}, {"url": "https://a"}]
     assert done.value == Summary(summary="{'url': 'https://a'}")
+
+
+async def test_a_log_inside_a_step_is_written_as_one_outside_it(app: App) -> None:
+    when = datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    @tether.stage(id="logger", input=Doc, output=Summary)
+    async def logger(ctx: tether.StageContext[Doc, None]) -> Summary:
+        await ctx.log("info", "outside", when=when, doc=ctx.input)
+
+        async def inside() -> str:
+            await ctx.log("info", "inside", when=when, doc=ctx.input)
+            try:  # refused here, not by PostgreSQL when the step commits (a StoreError)
+                await ctx.log("info", "not a number", ratio=math.nan)
+            except tether.NotSerializableError as exc:
+                return str(exc)
+            return "NaN was taken"
+
+        said = await ctx.workflow.step("inside", inside)
+        return Summary(summary=said)
+
+    p = tether.Pipeline("logger", input=Doc).pipe(logger)
+    done = await app.arun(p, Doc(url="u"), workflow_id="lg")
+    assert done.status is RunStatus.COMPLETED, done.record.last_error
+    assert "is nan" in done.value.summary
+    fields = {e.message: e.detail["fields"] for e in done.record.events if e.type == "stage.log"}
+    assert fields["inside"] == fields["outside"] == {
+        "when": "2020-01-02T03:04:05Z", "doc": {"url": "u"}}  # fmt: skip

@@ -299,7 +299,9 @@ class StageContext(Generic[I, C]):
         at = {"at": self._where} if self._where else {}
         detail = {"stage": self.stage_id, "attempt": self.attempt, **at, **detail}
         if in_step():  # written with the step: exactly when the step is recorded
-            attach(NewEvent(kind, message, json.dumps(detail, default=str)))
+            # as `log_event_now` writes it: json.dumps(default=str) wrote a model as
+            # "x=1", a datetime unlike ISO, and a NaN that PostgreSQL refused at commit
+            attach(NewEvent(kind, message, dump_json(detail, what=f"event {kind!r} detail")))
             return
         self._seq += 1
         if self._seq <= await self._written():
