@@ -101,3 +101,53 @@ async def test_a_naive_now_is_refused_saying_to_pass_an_aware_one(database_url: 
 
 async def _nothing(wf: tether.Workflow) -> None:
     return None
+
+
+async def test_a_status_its_last_run_left_reads_zero_instead_of_vanishing(
+    database_url: str,
+) -> None:
+    """A status was listed only while runs were in it: once the last waiting run went
+    on, ``tether_runs{status="waiting"}`` left the exposition instead of reading 0."""
+    app = App(database_url, clock=FakeClock())
+
+    @app.workflow(name="gated")
+    async def gated(wf: tether.Workflow) -> None:
+        await wf.wait_for_signal("go")
+
+    try:
+        await app.arun(gated, workflow_id="g")
+        waiting = await render_metrics(app.store, app.clock.now())
+        await app.asignal("g", "go")
+        await app.aresult("g", timeout=10)
+        done = await render_metrics(app.store, app.clock.now())
+    finally:
+        await app.aclose()
+    assert _value(waiting, 'tether_runs{workflow="gated",status="waiting"}') == 1
+    assert _value(waiting, 'tether_runs{workflow="gated",status="completed"}') == 0
+    assert _value(done, 'tether_runs{workflow="gated",status="waiting"}') == 0
+    assert _value(done, 'tether_runs{workflow="gated",status="completed"}') == 1
+    assert len(re.findall(r"^tether_runs\{", done, re.MULTILINE)) == len(tether.RunStatus)
+
+
+async def test_calls_of_no_known_price_are_counted_beside_the_cost(database_url: str) -> None:
+    """A model with no price read ``tether_ai_cost_usd_total`` 0, as if free, and no
+    series said how many calls the cost left out."""
+    model = ai.FakeModel(["a", "b", "c"], usage=ai.Usage(input_tokens=10, output_tokens=5))
+    prices = ai.Prices({"demo:m": {"input_per_million": 1.0, "output_per_million": 2.0}})
+    app = App(database_url, clock=FakeClock(), ai=ai.Providers(demo=model, prices=prices))
+
+    @app.workflow(name="mixed")
+    async def mixed(wf: tether.Workflow) -> None:
+        await wf.ai.generate_text("demo:m", prompt="priced")
+        await wf.ai.generate_text("demo:unpriced", prompt="one")
+        await wf.ai.generate_text("demo:unpriced", prompt="two")
+
+    try:
+        await app.arun(mixed)
+        text = await render_metrics(app.store, app.clock.now())
+    finally:
+        await app.aclose()
+    assert _value(text, 'tether_ai_unpriced_calls_total{model="demo:unpriced"}') == 2
+    assert _value(text, 'tether_ai_unpriced_calls_total{model="demo:m"}') == 0
+    assert _value(text, 'tether_ai_cost_usd_total{model="demo:m"}') == 0.00002
+    assert "# TYPE tether_ai_unpriced_calls_total counter" in text

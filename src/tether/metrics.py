@@ -4,7 +4,8 @@ Everything comes from the store, so one scrape describes every worker and
 process sharing the database, whichever process serves it: runs by workflow
 and status, latency histograms of steps and jobs (over every recorded row; a
 prune lowers them, which Prometheus reads as a counter reset), queue depth
-and the age of the oldest waiting job, AI calls, tokens and cost by model,
+and the age of the oldest waiting job, AI calls, tokens and cost by model (and
+the calls of no known price, which the cost leaves out),
 and the live processes that drive runs.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from ._runner import PROCESS_SCOPE
 from .errors import InvalidArgumentError
-from .store import Histogram, Store
+from .store import Histogram, RunStatus, Store
 
 __all__ = ["CONTENT_TYPE", "render_metrics"]
 
@@ -49,10 +50,7 @@ async def render_metrics(store: Store, now: datetime) -> str:
             f"render_metrics(store, now) takes an aware datetime, got {now!r}; "
             "e.g. datetime.now(UTC) or app.clock.now()"
         )
-    lines: list[str] = []
-    runs = await store.run_counts()
-    lines += _family("tether_runs", "gauge", "Runs by workflow and status.",
-                     (f"tether_runs{_labels(workflow=w, status=s)} {n}" for w, s, n in runs))  # fmt: skip
+    lines = _run_lines(await store.run_counts())
     for which, help_ in (
         ("step_seconds", "Completed steps, from their start to their completion."),
         ("job_wait_seconds", "Ended jobs, from when they were last due to their last claim."),
@@ -63,6 +61,20 @@ async def render_metrics(store: Store, now: datetime) -> str:
     lines += _ai_lines(await store.ai_usage(group_by="model"))
     lines += _worker_lines(await store.list_locks(PROCESS_SCOPE), now)
     return "\n".join(lines) + "\n"
+
+
+def _run_lines(counts: list[tuple[str, str, int]]) -> list[str]:
+    """Every status of each workflow that has runs, 0 where none: a status left out
+    when its last run left it made the gauge vanish instead of reading 0 (an alert on
+    ``tether_runs{status="running"} == 0`` never fired, a sum over it was empty)."""
+    found = {(w, s): n for w, s, n in counts}
+    samples = [
+        f"tether_runs{_labels(workflow=w, status=s.value)} {found.pop((w, s.value), 0)}"
+        for w in sorted({w for w, _, _ in counts})
+        for s in RunStatus
+    ]
+    samples += [f"tether_runs{_labels(workflow=w, status=s)} {n}" for (w, s), n in found.items()]
+    return _family("tether_runs", "gauge", "Runs by workflow and status.", samples)
 
 
 def _queue_lines(depths: list[Any], now: datetime) -> list[str]:
@@ -80,10 +92,11 @@ def _queue_lines(depths: list[Any], now: datetime) -> list[str]:
 
 
 def _ai_lines(rows: list[Any]) -> list[str]:
-    calls, tokens, cost = [], [], []
+    calls, tokens, cost, unpriced = [], [], [], []
     for r in rows:
         m = r.group or ""
         calls.append(f"tether_ai_calls_total{_labels(model=m)} {r.calls}")
+        unpriced.append(f"tether_ai_unpriced_calls_total{_labels(model=m)} {r.unknown_cost_calls}")
         tokens.append(f"tether_ai_tokens_total{_labels(model=m, kind='input')} {r.input_tokens}")
         tokens.append(f"tether_ai_tokens_total{_labels(model=m, kind='output')} {r.output_tokens}")
         cost.append(f"tether_ai_cost_usd_total{_labels(model=m)} {r.cost_usd:.6f}")
@@ -91,7 +104,12 @@ def _ai_lines(rows: list[Any]) -> list[str]:
         *_family("tether_ai_calls_total", "counter", "AI calls, by provider:model.", calls),
         *_family("tether_ai_tokens_total", "counter", "AI tokens, by model and kind.", tokens),
         *_family("tether_ai_cost_usd_total", "counter",
-                 "AI cost in USD (calls of unknown price count 0), by model.", cost),
+                 "AI cost in USD of the priced calls, by model.", cost),
+        # a model with no known price read as $0 above, with nothing saying the sum was
+        # short: the calls it leaves out are counted here, never as free
+        *_family("tether_ai_unpriced_calls_total", "counter",
+                 "AI calls that used tokens at no known price (not in the cost), by model.",
+                 unpriced),
     ]  # fmt: skip
 
 

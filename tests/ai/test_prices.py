@@ -102,3 +102,11 @@ def test_a_misspelt_price_field_is_named_beside_the_one_it_was_meant_to_be() -> 
     a table that had it, misspelt: the misspelling itself was never named."""
     with pytest.raises(InvalidArgumentError, match="input_per_millions: Extra inputs"):
         Prices({"fake:m": {"input_per_millions": 0.4, "output_per_million": 1.6}})
+
+
+@pytest.mark.parametrize("discount", ["0.5", True, None])
+def test_a_table_discount_that_is_no_number_is_refused_saying_so(discount: object) -> None:
+    """`Prices(batch_discount="0.5")` (read from a config) raised a bare TypeError, and
+    `True` was taken as a discount of 1: every batch call free."""
+    with pytest.raises(InvalidArgumentError, match="batch_discount must be a number in"):
+        Prices(batch_discount=discount)  # type: ignore[arg-type]

@@ -103,6 +103,11 @@ class Prices:
                     f"price of {key!r} is not valid ({_errors_of(exc)}); pass e.g. "
                     "Price(input_per_million=0.4, output_per_million=1.6)"
                 ) from None
+        # a str ("0.5") raised a bare TypeError; True was taken as a discount of 1
+        if isinstance(batch_discount, bool) or not isinstance(batch_discount, int | float):
+            raise InvalidArgumentError(
+                f"batch_discount must be a number in [0, 1], got {batch_discount!r}"
+            )
         if not 0 <= batch_discount <= 1:
             raise InvalidArgumentError(f"batch_discount must be in [0, 1], got {batch_discount}")
         self._genai = genai_prices
