@@ -49,8 +49,11 @@ MEMORY_URL = "sqlite:///:memory:"
 
 
 def memory_app(clock: FakeClock | None = None) -> App:
-    """A fresh `App` on an in-memory SQLite store."""
-    return App(MEMORY_URL, clock=clock or FakeClock())
+    """A fresh `App` on an in-memory SQLite store. Closing it cuts the runs still in
+    flight at once (no `shutdown_grace`): their database goes with the App, so there is
+    nobody to hand them back to, and a test that failed with a run stuck on a step (a
+    gate never opened) waited 30 real seconds in teardown before its failure showed."""
+    return App(MEMORY_URL, clock=clock or FakeClock(), shutdown_grace=0)
 
 
 def _check_callable(condition: object) -> None:
