@@ -104,8 +104,67 @@ def test_a_version_given_on_the_tenant_only_says_to_give_it_here(
         app.run(_flow(app, tenant, "ping", None))
     assert raised.value.supported == ["1"]
     assert str(raised.value).endswith(
-        "workflow 'ping' is served at versions '1', not none (no version=); it serves "
-        "versions '1', and this run has no version (app.remote_workflow was given no "
-        "version=): register the workflow here with app.remote_workflow(..., version=) "
-        "naming one of them"
+        "workflow 'ping' is served at versions '1', not none (no version=); this run has "
+        "no version (app.remote_workflow was given no version=): register the workflow "
+        "here with app.remote_workflow(..., version=) naming one the tenant serves"
     )
+
+
+class _Switch:
+    """The tenant's handler, replaced by a redeployment's between two invocations."""
+
+    def __init__(self, tenant: TenantApp) -> None:
+        self.inner = handler(tenant)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.inner(scope, receive, send)
+
+
+def _waiter(version: str | None, compatible: list[str] | None = None) -> TenantApp:
+    t = TenantApp(secret=SECRET)
+
+    @t.workflow(name="seat", version=version, compatible=compatible or [])
+    async def seat(wf: tether.Workflow) -> object:
+        return await wf.wait_for_signal("pay")
+
+    return t
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "advice", "mended"),
+    [
+        ("1", "2", "served at versions '2', not '1'; this run is at version '1', which each "
+         "of its invocations sends (a version= given here applies to new runs only): have "
+         "the tenant serve '1' too (@tenant.workflow(compatible=['1'])), then rerun this run (app.rerun_from)", ("2", ["1"])),
+        ("1", None, "served at versions none (no version=), not '1'; the tenant registered "
+         "the workflow without a version: give it @tenant.workflow(version='1'), then rerun this run (app.rerun_from)", ("1", [])),
+        (None, "2", "served at versions '2', not none (no version=); this run has no "
+         "version, which each of its invocations sends: only a tenant workflow registered "
+         "without version= resumes it (its compatible= may list the versions served now), "
+         "then rerun this run (app.rerun_from)", (None, ["2"])),
+    ],
+)  # fmt: skip
+def test_a_run_under_way_is_told_to_have_the_tenant_serve_its_version(
+    app: tether.App,
+    before: str | None,
+    after: str | None,
+    advice: str,
+    mended: tuple[str | None, list[str]],
+) -> None:
+    # it was told to "register the workflow here with one of them (app.remote_workflow(
+    # ..., version=))", which cannot save it: each invocation sends the run's recorded
+    # version. And the versions served were named twice, by the tenant and the advice
+    switch = _Switch(_waiter(before))
+    flow = app.remote_workflow("seat", url="http://t/", secret=SECRET, version=before,
+                               transport=httpx.ASGITransport(app=switch))  # fmt: skip
+    assert app.run(flow, workflow_id="seat-1").status is RunStatus.WAITING
+    switch.inner = handler(_waiter(after))
+    app.signal("seat-1", "pay", 1)
+    with pytest.raises(RemoteVersionError) as raised:
+        app.run(flow, workflow_id="seat-1")
+    assert str(raised.value).endswith(advice)
+    assert "app.remote_workflow(" not in str(raised.value)
+    switch.inner = handler(_waiter(*mended))  # as the advice says: the run goes on
+    assert app.rerun_from("seat-1", "remote.tenant").status is RunStatus.WAITING
+    app.signal("seat-1", "pay", 2)
+    assert app.run(flow, workflow_id="seat-1").value == 2

@@ -167,3 +167,44 @@ def test_a_page_answered_200_without_a_line_end_is_refused_at_once(app: tether.A
     assert raised.value.code == "invalid_answer"
     assert "'<html>hi</html>'" in str(raised.value)
     assert len(sizes) == 1
+
+
+def test_an_empty_200_is_refused_at_once(app: tether.App) -> None:
+    # a webhook receiver at the wrong url: "ended its answer without a status", invoked
+    # again up to max_invocations (100 by default: about an hour to fail)
+    server, url, sizes = serve(b"HTTP/1.1 200 OK\r\ncontent-length: 0", b"")
+    try:
+        flow = app.remote_workflow("hook", url=url, secret=SECRET, max_invocations=3,
+                                   retry_delay=0.01, deadline=5)  # fmt: skip
+        with pytest.raises(RemoteRefusedError) as raised:
+            app.run(flow, workflow_id="hook-1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert raised.value.code == "invalid_answer"
+    assert str(raised.value).endswith(
+        "(200 invalid_answer): it answered 200 with an empty body (content-length: 0), "
+        "which no tether tenant sends (a tenant streams its answer): this url is probably "
+        "not a tether tenant's (is tether.remote.handler served at it?)"
+    )
+    assert len(sizes) == 1
+    assert app.get_record("hook-1").status is RunStatus.FAILED
+
+
+def test_a_last_step_line_without_its_newline_is_recorded_and_said_so(app: tether.App) -> None:
+    # the line was recorded, then the answer was said to have ended "in the middle of a
+    # line", as if it had been cut and lost
+    step = b'{"type":"step","step":{"key":"a","name":"a","result":"1"}}'
+    server, url, _ = serve(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson", step)
+    try:
+        flow = app.remote_workflow("last", url=url, secret=SECRET, max_invocations=1,
+                                   retry_delay=0.01, deadline=5)  # fmt: skip
+        with pytest.raises(RemoteInvocationLimitError) as raised:
+            app.run(flow, workflow_id="last-1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert f"invocation 1: {url} ended its answer after a 'step' line without a status" in str(
+        raised.value
+    )
+    assert app.get_record("last-1").steps["a"].result == 1

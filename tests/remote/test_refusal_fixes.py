@@ -49,11 +49,25 @@ def test_a_workflow_the_tenant_lacks_names_those_it_serves(app: tether.App, far:
 def test_a_version_the_tenant_lacks_names_those_it_serves(app: tether.App, far: Tenant) -> None:
     refused = _refused(app, far, "double", version="9")
     assert isinstance(refused, RemoteVersionError) and refused.supported == ["1"]
+    # the versions served were named twice: "served at versions '1', not '9'; it serves
+    # versions '1': ..."
     assert str(refused).endswith(
-        "; it serves versions '1': register the workflow here with one of them "
-        "(app.remote_workflow(..., version=)), or have the tenant serve '9' "
-        "(@tenant.workflow(compatible=[...]))"
+        "workflow 'double' is served at versions '1', not '9'; register the workflow here "
+        "at a version the tenant serves (app.remote_workflow(..., version=)), or have the "
+        "tenant serve '9' too (@tenant.workflow(compatible=['9']))"
     )
+
+
+def test_versions_a_tenant_does_not_name_are_named_by_the_advice(app: tether.App) -> None:
+    # a tenant of another make whose message does not list them
+    error = {"code": "workflow_version_mismatch", "message": "wrong version",
+             "details": {"versions": ["2"]}}  # fmt: skip
+    head = b"HTTP/1.1 409 Conflict\r\ncontent-type: application/json"
+    with serving(head, json.dumps({"error": error}).encode()) as url:
+        flow = app.remote_workflow("other", url=url, secret=SECRET, version="1")
+        with pytest.raises(RemoteVersionError) as raised:
+            app.run(flow)
+    assert "wrong version; it serves versions '2'; register the workflow here" in str(raised.value)
 
 
 def test_a_stale_timestamp_names_the_clocks(app: tether.App) -> None:

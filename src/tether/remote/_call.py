@@ -46,6 +46,11 @@ MAX_LINE = 4 * MAX_BODY
 # the most of a refusal's body read: a tether tenant's is a small JSON object, a proxy's
 # an error page; only its start is shown
 MAX_REFUSAL = 1024 * 1024
+_EMPTY = (
+    "it answered 200 with an empty body (content-length: 0), which no tether tenant sends "
+    "(a tenant streams its answer): this url is probably not a tether tenant's (is "
+    "tether.remote.handler served at it?)"
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,10 @@ async def _exchange(
             except TimeoutError:
                 raise late from None
             raise _refusal(url, resp, text, inv, len(body))
+        if resp.headers.get("content-length", "").strip() == "0":
+            # a tenant streams its lines: a webhook receiver, say, at the wrong url was
+            # taken for a tenant cut short and invoked again for most of an hour
+            raise RemoteRefusedError(url, 200, "invalid_answer", _EMPTY, None)
         return await _read(resp, url, inv, on_line, cut, late)
     finally:
         await resp.aclose()
@@ -183,7 +192,12 @@ async def _read(
 ) -> Reply:
     """The answer line, each line before it handed to `on_line` once received whole;
     only waiting for more is cut at the deadline."""
-    chunks, pending = resp.aiter_bytes(), bytearray()
+    chunks, pending, kinds = resp.aiter_bytes(), bytearray(), list[str]()
+
+    async def noted(line: Line, values: Mapping[str, Any]) -> None:
+        kinds.append(line.type)
+        await on_line(line, values)
+
     while True:
         try:
             async with asyncio.timeout_at(cut):
@@ -203,27 +217,34 @@ async def _read(
         pending += first
         _check_length(pending, url, inv)
         for raw in (bytes(pending), *whole):
-            answer = await _line(raw, url, inv, on_line)
+            answer = await _line(raw, url, inv, noted)
             if answer is not None:
                 return answer
         pending = bytearray(rest)
     if pending.strip():  # a last line without its newline: whole if it parses
         try:
-            answer = await _line(bytes(pending), url, inv, on_line)
+            answer = await _line(bytes(pending), url, inv, noted)
         except RemoteRefusedError:
             # every protocol line is a JSON object: text that does not begin as one is no
             # line cut in two (an HTML page answered 200 was invoked again 100 times)
             if not pending.lstrip().startswith(b"{"):
                 raise
-        else:
-            if answer is not None:
-                return answer
-        raise RemoteUnavailableError(
-            f"invocation {inv.invocation}: {url} ended its answer in the middle of a line"
-        )
+            raise RemoteUnavailableError(
+                f"invocation {inv.invocation}: {url} ended its answer in the middle of a line"
+            ) from None
+        if answer is not None:
+            return answer
+    # the last line, whole without its newline, was recorded: it said "in the middle of
+    # a line", as if a line had been cut and lost
+    after = f" after {_a(kinds[-1])} line" if kinds else ""
     raise RemoteUnavailableError(
-        f"invocation {inv.invocation}: {url} ended its answer without a status"
+        f"invocation {inv.invocation}: {url} ended its answer{after} without a status"
     )
+
+
+def _a(kind: str) -> str:
+    """A line's type with its article: "a 'step'", "an 'event'"."""
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind!r}"
 
 
 async def _refusal_body(resp: httpx.Response) -> bytes:
@@ -431,17 +452,17 @@ def _refusal(url: str, resp: httpx.Response, body: bytes, inv: Invocation, size:
         return RemoteRefusedError(url, status, "redirected", message, {"location": location})
     if code == "http_error":
         message += " (not a tether tenant's answer: is tether.remote.handler served at this url?)"
-    fix = _fix(code, error.get("details"), inv)
+    fix = _fix(code, error.get("details"), inv, message)
     if fix is not None:
         message += f"; {fix}"
     kind = RemoteVersionError if code in _VERSION_CODES else RemoteRefusedError
     return kind(url, status, code, message, error.get("details"))
 
 
-def _fix(code: str, details: Any, inv: Invocation) -> str | None:
+def _fix(code: str, details: Any, inv: Invocation, said: str) -> str | None:
     """How to mend a refusal that the orchestrator's own registration causes: the
-    tenant says what it refused ("the signature does not match the body"), and the
-    run failed with that alone, though the fix is in ``app.remote_workflow``."""
+    tenant says what it refused (`said`: "the signature does not match the body"), and
+    the run failed with that alone, though the fix is in ``app.remote_workflow``."""
     details = details if isinstance(details, dict) else {}
     if code == "bad_signature":
         return (
@@ -459,7 +480,7 @@ def _fix(code: str, details: Any, inv: Invocation) -> str | None:
             "@tenant.workflow, or name one it serves in app.remote_workflow"
         )
     if code == "workflow_version_mismatch":
-        return _version_fix(listed(details, "versions"), inv.version)
+        return _version_fix(listed(details, "versions"), inv, said)
     return None
 
 
@@ -478,24 +499,44 @@ def _protocol_fix(spoken: list[Any], ours: int) -> str:
     return f"{text}: run releases of tether on both sides that share a protocol version"
 
 
-def _version_fix(served: list[Any], version: str | None) -> str:
+def _version_fix(served: list[Any], inv: Invocation, said: str) -> str:
     """How to mend a version the tenant does not serve. A workflow registered without
     version= on one side only was told to list None in compatible= (which takes only
-    strings): "it serves versions None ... have the tenant serve None"."""
-    versions = versions_text(served)
+    strings). A run invoked before is told to have the tenant serve its version: each
+    invocation sends the run's recorded one, so the advice it got (a version= here)
+    could not save it."""
+    versions, version = versions_text(served), inv.version
+    # the tenant's own message names them ("served at versions '2', not '1'"): once
+    named = versions and f"versions {versions}" in said
+    serves = "" if named else f"it serves versions {versions or 'none'}; "
+    going = inv.invocation > 1 or inv.mode == "compensate"
+    rerun = ", then rerun this run (app.rerun_from)" if inv.mode == "run" else ""
+    if version is None and going:
+        return (
+            f"{serves}this run has no version, which each of its invocations sends: only a "
+            "tenant workflow registered without version= resumes it (its compatible= may "
+            f"list the versions served now){rerun}"
+        )
     if version is None:
         return (
-            f"it serves versions {versions or 'none'}, and this run has no version "
-            "(app.remote_workflow was given no version=): register the workflow here with "
-            "app.remote_workflow(..., version=) naming one of them"
+            f"{serves}this run has no version (app.remote_workflow was given no version=): "
+            "register the workflow here with app.remote_workflow(..., version=) naming one "
+            "the tenant serves"
         )
     if served == [None]:
+        here = "" if going else "drop version= from app.remote_workflow here, or "
         return (
-            "the tenant registered the workflow without a version: drop version= from "
-            f"app.remote_workflow here, or give it @tenant.workflow(version={version!r})"
+            f"the tenant registered the workflow without a version: {here}give it "
+            f"@tenant.workflow(version={version!r}){rerun if going else ''}"
+        )
+    if going:
+        return (
+            f"{serves}this run is at version {version!r}, which each of its invocations "
+            "sends (a version= given here applies to new runs only): have the tenant serve "
+            f"{version!r} too (@tenant.workflow(compatible=[{version!r}])){rerun}"
         )
     return (
-        f"it serves versions {versions or 'none'}: register the workflow here with one of "
-        f"them (app.remote_workflow(..., version=)), or have the tenant serve {version!r} "
-        "(@tenant.workflow(compatible=[...]))"
+        f"{serves}register the workflow here at a version the tenant serves "
+        f"(app.remote_workflow(..., version=)), or have the tenant serve {version!r} too "
+        f"(@tenant.workflow(compatible=[{version!r}]))"
     )
