@@ -76,7 +76,7 @@ async def test_an_unreadable_output_blob_fails_naming_the_stage_blob_and_fix(
             assert body != written
             await app.blobs.put(key, body)
         expected = (
-            rf"output of stage 'extract' of run 'd1' is recorded at blob '{key}', "
+            rf"stage 'extract' of run 'd1' recorded its output at blob '{key}', "
             rf"{_why(damage, len(written))}.*app\.rerun_from\('d1', 'extract'\)"
         )
         with pytest.raises(tether.StageError, match=expected):

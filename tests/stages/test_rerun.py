@@ -211,3 +211,71 @@ async def test_a_rerun_of_a_plain_workflow_removes_the_old_files_of_each_items_f
         assert after[("1", "a:f.txt")] == before[("1", "a:f.txt")]
     finally:
         await app.aclose()
+
+
+class Said(BaseModel):
+    text: str
+
+
+class SaidAsNumber(BaseModel):  # a model changed so that what was recorded no longer fits
+    text: int
+
+
+calls = {"one": 0}
+
+
+def _said(out: type[BaseModel]) -> tether.Pipeline[Doc, Note]:
+    @tether.stage(id="one", input=Doc, output=out)
+    async def one(ctx: tether.StageContext[Doc, None]) -> BaseModel:
+        def ask() -> str:  # the costly call: an AI model's, say
+            calls["one"] += 1
+            return "said"
+
+        return out(text=await ctx.workflow.step("ask", ask))
+
+    @tether.stage(id="two", input=out, output=Note)
+    async def two(ctx: tether.StageContext[BaseModel, None]) -> Note:
+        return Note(text=f"{ctx.input.text}!")  # type: ignore[attr-defined]
+
+    return tether.Pipeline("said", input=Doc).pipe(one).pipe(two)
+
+
+async def test_a_rerun_from_a_later_stage_goes_on_once_the_changed_model_is_fixed(
+    database_url: str,
+) -> None:
+    """A rerun from `two` failed reading `one`'s output (its model changed since); with
+    the model fixed, a second rerun from `two` was refused ("stage 'two' never started
+    ... an earlier stage ended it"): only a rerun from `one` went on, recomputing it."""
+    calls["one"] = 0
+    app, p = App(database_url), _said(Said)
+    app.register(p)
+    try:
+        await app.arun(p, Doc(url="u"), workflow_id="s1")
+    finally:
+        await app.aclose()
+    app = App(database_url)
+    app.register(_said(SaidAsNumber))
+    try:
+        expected = (
+            r"^stage 'one' of run 's1' recorded its output in the run's record, which no "
+            r"longer fits its output model SaidAsNumber \(text: .*\): change SaidAsNumber "
+            r"back, or make it accept what was recorded, and rerun as before .*; or "
+            r"recompute it by rerunning from this stage: app\.rerun_from\('s1', 'one'\)"
+        )
+        with pytest.raises(tether.StageError, match=expected):
+            await app.arerun_from("s1", "two")
+    finally:
+        await app.aclose()
+    app = App(database_url)
+    app.register(_said(Said))  # the model changed back
+    try:
+        done = await app.arerun_from("s1", "two")
+        assert done.status is RunStatus.COMPLETED and done.value == Note(text="said!")
+        assert calls["one"] == 1  # one's output, and the call that made it, were kept
+        assert [(s.id, s.attempt) for s in done.record.stages] == [("one", 1), ("two", 3)]
+        assert [k for k in done.record.steps if k.startswith("stage:")] == [
+            "stage:one.start", "stage:one", "stage:two.start", "stage:two"]  # fmt: skip
+        again = await app.arerun_from("s1", "two")  # an ordinary rerun from two still
+        assert again.value == Note(text="said!") and calls["one"] == 1
+    finally:
+        await app.aclose()

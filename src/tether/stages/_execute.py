@@ -66,13 +66,19 @@ class Plan(Protocol):
     def groups(self) -> tuple[tuple[Stage[Any, Any, Any], ...], ...]: ...
 
 
-__all__ = ["Execution", "start_key"]
+__all__ = ["Execution", "start_key", "unread_key"]
 
 AnyStage = Stage[Any, Any, Any]
 
 
 def start_key(stage_id: str) -> str:
     return f"stage:{stage_id}.start"
+
+
+def unread_key(stage_id: str) -> str:
+    """The step a drive records when the output stage `stage_id` recorded cannot be read
+    back: the point a rerun from a later stage (never started) goes on from."""
+    return f"stage:{stage_id}.unread"
 
 
 def _detail(s: AnyStage, group: int, attempt: int, at: dict[str, str]) -> dict[str, Any]:
@@ -377,6 +383,16 @@ class Execution:
             out = await self._read_output(s, done)
         except StageError as exc:
             await self._failed(s.id, attempt, exc)
+            # the run ends before the later stages start: a rerun from one of them (its
+            # model fixed) goes on from here, keeping this output (`host.rerun_step`)
+            error = str(exc)
+
+            async def unread() -> dict[str, Any]:
+                return {"attempt": self.wf.attempt, "error": error}
+
+            # typed on the left: `step` infers what a step returns from its target
+            recorded: dict[str, Any] = await self.wf.step(unread_key(s.id), unread)
+            del recorded
             raise
         self.outputs[s.id] = out
         return out
@@ -384,40 +400,46 @@ class Execution:
     async def _read_output(self, s: AnyStage, done: dict[str, Any]) -> Any:
         """A completed stage's recorded output, typed; when it cannot be read back (its
         blob deleted or damaged, or its model changed since), a StageError that says
-        where it is, what is wrong and how to recompute it, not a bare decode error.
+        where it is, what is wrong and how to go on, not a bare decode error.
         A blob is checked against the sha256 recorded when it was written (a record of
         an older tether has none: its blob is only decoded and validated)."""
         key = done.get("blob")
-        where = "the run's record" if key is None else f"blob {key!r}"
+        where = "in the run's record" if key is None else f"at blob {key!r}"
         if key is None:
             data = done.get("output")
         else:
             body = await self.wf.blobs.get(key)
             if body is None:
-                raise self._unreadable(s, where, "the blob store no longer has")
+                raise self._unreadable(s, where, "which the blob store no longer has")
             body = bytes(body)
             damage = blob_damage(body, done.get("sha256"), done.get("size"))
             if damage is not None:
-                raise self._unreadable(s, where, f"is damaged: {damage}")
+                raise self._unreadable(s, where, f"which is damaged: {damage}")
             try:
                 data = json.loads(body.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                why = f"is damaged: {len(body)} bytes that are not UTF-8 JSON ({exc})"
+                why = f"which is damaged: {len(body)} bytes that are not UTF-8 JSON ({exc})"
                 raise self._unreadable(s, where, why) from None
         try:
             return validate(s.output, data)
         except ValidationError as exc:
             shown = explain_validation(exc)  # quotes the data: a large output is cut short
             shown = shown if len(shown) <= 400 else f"{shown[:400]}..."
-            why = f"does not fit its output {s.output.__name__} ({shown})"
-            raise self._unreadable(s, where, why) from None
+            name = s.output.__name__
+            why = (
+                f"which no longer fits its output model {name} ({shown}): change {name} "
+                "back, or make it accept what was recorded, and rerun as before (a rerun "
+                "from a later stage keeps this output)"
+            )
+            raise self._unreadable(s, where, why, "or") from None
 
-    def _unreadable(self, s: AnyStage, where: str, why: str) -> StageError:
+    def _unreadable(self, s: AnyStage, where: str, why: str, how: str = "") -> StageError:
+        """Stage `s` completed; reading back its recorded output failed (`why`)."""
         run = self.wf.workflow_id
         return StageError(
-            f"the output of stage {s.id!r} of run {run!r} is recorded at {where}, which {why}; "
-            f"recompute it by rerunning from this stage: app.rerun_from({run!r}, {s.id!r}) "
-            f"or `tether runs rerun {run} --from {s.id}`"
+            f"stage {s.id!r} of run {run!r} recorded its output {where}, {why}; "
+            f"{how + ' ' if how else ''}recompute it by rerunning from this stage: "
+            f"app.rerun_from({run!r}, {s.id!r}) or `tether runs rerun {run} --from {s.id}`"
         )
 
     def _validate_output(self, s: AnyStage, out: Any) -> Any:

@@ -22,7 +22,7 @@ from ..errors import InvalidArgumentError
 from ..store import EventRow, Fence, NewEvent, RunRow, Store
 from ._context import place_folder, run_prefix, stage_prefix
 from ._errors import PipelineError
-from ._execute import start_key
+from ._execute import start_key, unread_key
 from ._pipeline import Pipeline, built_stage
 from ._stage import Stage
 
@@ -81,16 +81,37 @@ def rerun_step(
     stage_id: str,
     recorded: Collection[str],
 ) -> str:
-    """The step a rerun from `stage_id` forgets from: the stage of its group whose
-    start, as the run records it now, came first. Stages side by side start in
-    either order, and each round (between two reruns) may differ: the first start in
-    the whole history could be one that now comes after a sibling's, whose start
-    (and files, removed once the rerun ran) the rerun then kept. A start counts from
-    the round of its last start, as `rerun_from` counts it; only starts still
-    `recorded` count at all."""
+    """The step a rerun from `stage_id` forgets from: the first start, as the run
+    records it now, of a stage of its group or a later one. A group that never started
+    because the drive ended reading an earlier stage's output (its model changed since)
+    goes on from the step recording that: the earlier outputs are kept, nothing is
+    forgotten but that step. Any other group that never started is refused: an earlier
+    stage did not complete."""
     n = pipeline.group_of(stage_id)
-    wanted = {start_key(s.id) for s in pipeline.groups[n - 1]} & set(recorded)
-    first: dict[str, int] = {}  # start key -> its first start in the round it last began
+    later = {start_key(s.id) for g in pipeline.groups[n - 1 :] for s in g}
+    first = _first_starts(events, later & set(recorded))
+    earlier = [s.id for g in pipeline.groups[: n - 1] for s in g]
+    undone = [sid for sid in earlier if f"stage:{sid}" not in recorded]
+    if not first and not undone:
+        first = _first_starts(events, {unread_key(sid) for sid in earlier} & set(recorded))
+    if first:
+        return min(first, key=first.__getitem__)
+    if undone:
+        why = f"stage {undone[0]!r} before it did not complete; rerun from that stage"
+    else:
+        why = "the run ended before it and kept no step to go on from"
+        why += f"; rerun from stage {earlier[-1]!r}" if earlier else ""
+    raise PipelineError(f"stage {stage_id!r} never started in this run: {why}")
+
+
+def _first_starts(events: Sequence[EventRow], wanted: set[str]) -> dict[str, int]:
+    """Each of the `wanted` steps -> its first start in the round it last began (a
+    rerun's round: between two reruns). Stages side by side start in either order,
+    and each round may differ: the first start in the whole history could be one that
+    now comes after a sibling's, whose start (and files, removed once the rerun ran)
+    the rerun then kept. A start counts from the round of its last start, as
+    `rerun_from` counts it."""
+    first: dict[str, int] = {}
     last: dict[str, int] = {}
     round_at = 0
     for e in events:  # in the order written
@@ -100,12 +121,7 @@ def rerun_step(
             if last.get(e.message, -1) < round_at:
                 first[e.message] = e.seq
             last[e.message] = e.seq
-    if first:
-        return min(first, key=first.__getitem__)
-    raise PipelineError(
-        f"stage {stage_id!r} never started in this run (an earlier stage ended it); "
-        "rerun from an earlier stage"
-    )
+    return first
 
 
 def restarted_stages(pipeline: Pipeline[Any, Any], events: Sequence[EventRow]) -> list[str]:
