@@ -109,6 +109,17 @@ class _Seen:
     progress: float | None = None
     message: str | None = None
     blob: str | None = None
+    # its completion, while a failure to read its output back shows (`rerun_from`
+    # drives it again: a failure before the latest rerun is no longer its state)
+    kept: tuple[datetime | None, str | None] | None = None
+
+
+def _after_rerun(seen: _Seen) -> None:
+    """A completed stage whose output failed to be read back is completed again once
+    the run is rerun (its step kept): it showed `failed` after the rerun went on."""
+    if seen.outcome == "failed" and seen.kept is not None:
+        seen.outcome, seen.error = "completed", None
+        (seen.finished_at, seen.blob), seen.kept = seen.kept, None
 
 
 def _apply(seen: _Seen, e: EventRow, d: dict[str, Any]) -> None:
@@ -120,6 +131,8 @@ def _apply(seen: _Seen, e: EventRow, d: dict[str, Any]) -> None:
     elif e.type == "stage.completed":
         seen.outcome, seen.finished_at, seen.blob = "completed", e.at, d.get("blob")
     elif e.type == "stage.failed":
+        if seen.outcome == "completed":  # its output could not be read back
+            seen.kept = (seen.finished_at, seen.blob)
         seen.outcome, seen.finished_at, seen.error = "failed", e.at, d.get("error")
     elif e.type == "stage.cancelled":
         seen.outcome, seen.finished_at = "cancelled", e.at
@@ -142,6 +155,9 @@ def build_stages(
     seen: dict[tuple[str, str], _Seen] = {}
     planned: list[tuple[str | None, str]] = []
     for e in events:
+        if e.type == "run.rerun_from":
+            for each in seen.values():
+                _after_rerun(each)
         if not (e.detail and e.type.startswith(("stage.", "pipeline.planned"))):
             continue
         if e.type == "pipeline.planned":

@@ -273,6 +273,9 @@ async def test_a_rerun_from_a_later_stage_goes_on_once_the_changed_model_is_fixe
         assert done.status is RunStatus.COMPLETED and done.value == Note(text="said!")
         assert calls["one"] == 1  # one's output, and the call that made it, were kept
         assert [(s.id, s.attempt) for s in done.record.stages] == [("one", 1), ("two", 3)]
+        # one's read-back failure was before this rerun: it showed `failed` still
+        assert [s.status for s in done.record.stages] == ["completed", "completed"]
+        assert done.record.stages[0].error is None
         assert [k for k in done.record.steps if k.startswith("stage:")] == [
             "stage:one.start", "stage:one", "stage:two.start", "stage:two"]  # fmt: skip
         again = await app.arerun_from("s1", "two")  # an ordinary rerun from two still
