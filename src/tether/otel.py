@@ -14,14 +14,30 @@ Needs the ``otel`` extra (``pip install 'tether[otel]'``). Spans:
   ``for_each`` items calling it at once make two spans of each stage);
 - ``tether.step <key>``: each executed attempt of a step (a replayed step
   runs nothing and makes no span), with its exception when it fails;
-- ``<operation> <model>`` for each AI call made in a step, with the GenAI
-  semantic-convention attributes (system, model, input and output tokens)
-  and ``tether.cost_usd``.
+- ``<operation> <model>`` for each AI call made in a step (``chat``,
+  ``embeddings``, or ``invoke_agent`` for an agent's turn), with the GenAI
+  semantic-convention attributes: ``gen_ai.system`` (and
+  ``gen_ai.provider.name``), model, input and output tokens, and, when not 0,
+  ``gen_ai.usage.cache_read.input_tokens``,
+  ``gen_ai.usage.cache_creation.input_tokens`` and
+  ``gen_ai.usage.reasoning.output_tokens``; plus ``tether.ai.provider`` (the
+  name the provider has in ``ai.Providers(...)``) and ``tether.cost_usd``.
+  The system is the provider's own (``openai``, ``anthropic``: its
+  ``price_id``) when `Tracing` is given the App's providers,
+  ``Tracing(ai=providers)``; otherwise, or for a provider that does not say,
+  the name it has in ``ai.Providers(...)``. Each call's span starts and ends
+  when the call log says it did (its ``at`` and ``latency_ms``), so two calls
+  of one step follow each other; under a clock other than the wall clock (a
+  `FakeClock`) the last call is put at the step's end and the others as far
+  before it as the clock says. An agent's turn, which the log gives no times,
+  spans its step attempt.
 
 Every drive of a run belongs to the run's own trace: its trace id and root
 span id are derived from the run id, so a run resumed days later in another
 process (a worker, after a crash) continues the same trace without anything
-to look up. The caller's span, if any, is linked from the first drive.
+to look up. Each drive links the span current where it began, if any: the
+caller's of `arun` or `aresume` for the drive it starts (a drive a signal
+woke in the background, or a worker's, begins in none and links none).
 """
 
 from __future__ import annotations
@@ -29,13 +45,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from ._attach import attached
 from ._control import HandBack, Suspend
 from ._interceptors import Proceed, RunCall, StepCall
 from .errors import InvalidArgumentError
 from .store import NewAICall
+
+if TYPE_CHECKING:
+    from .ai import Providers
 
 try:
     from opentelemetry import context as otel_context
@@ -46,7 +66,26 @@ except ImportError:  # pragma: no cover - the extra is missing
 
 __all__ = ["Tracing", "run_trace_context"]
 
-_OPS = {"text": "chat", "object": "chat", "embed": "embeddings", "batch": "chat"}
+_OPS = {
+    "text": "chat",
+    "object": "chat",
+    "embed": "embeddings",
+    "batch": "chat",
+    "agent": "invoke_agent",
+}
+# genai-prices' provider ids (a provider's `price_id`) that the GenAI conventions spell
+# otherwise; the rest (openai, anthropic, groq, deepseek, cohere, ...) are the same
+_SYSTEMS = {
+    "aws": "aws.bedrock",
+    "azure": "azure.ai.openai",
+    "google": "gcp.gen_ai",
+    "mistral": "mistral_ai",
+    "x-ai": "x_ai",
+}
+# how far a call's recorded time may lie outside its step's wall-clock span and still
+# be taken as wall-clock time (the log's times are whole microseconds, its latency ms)
+_SLACK_NS = 2_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def run_trace_context(workflow_id: str) -> Any:
@@ -76,7 +115,9 @@ def _outcome(exc: BaseException) -> str:
 class Tracing:
     """Spans for runs, stages, steps and AI calls (an interceptor; see the module)."""
 
-    def __init__(self, tracer_provider: Any = None) -> None:
+    def __init__(self, tracer_provider: Any = None, *, ai: Providers | None = None) -> None:
+        """`ai`: the App's providers (what ``App(ai=...)`` has), so that an AI call's span
+        names the provider's system (``openai``) rather than the name it is given."""
         if trace is None:
             raise InvalidArgumentError(
                 "tether.otel needs OpenTelemetry: pip install 'tether[otel]'"
@@ -91,12 +132,17 @@ class Tracing:
                 "provider.add_span_processor(SimpleSpanProcessor(exporter)); "
                 "Tracing(provider), or Tracing() for the global provider"
             )
+        _check_providers(ai)
+        self._ai = ai
         self._tracer = trace.get_tracer("tether", tracer_provider=tracer_provider)
         # (run, stage id, where the pipeline was called) -> its open span: one stage id
         # called twice at once in a run (`for_each` items) is two stages
         self._stages: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 
     async def intercept_run(self, call: RunCall, proceed: Proceed) -> Any:
+        # every drive links the span it began in, not the first drive only: a later drive
+        # has a cause of its own (the request whose handler called `aresume`), which a
+        # trace linking only the first would hide; a drive begun in no span links none
         caller = trace.get_current_span().get_span_context()
         links = [Link(caller)] if caller.is_valid else []
         attributes: dict[str, Any] = {
@@ -135,27 +181,43 @@ class Tracing:
         }
         with self._tracer.start_as_current_span(f"tether.step {call.key}",
                                                 attributes=attributes):  # fmt: skip
+            started = time.time_ns()
             try:
                 return await proceed()
             finally:
-                self._ai_spans(attached())
+                self._ai_spans(attached(), started)
 
-    def _ai_spans(self, rows: list[Any]) -> None:
-        """A span per AI call the step made, ending now and lasting its latency."""
+    def _ai_spans(self, rows: list[Any], started: int) -> None:
+        """A span per AI call the step (begun at `started`) made, from when the call log
+        says it was sent to when it was answered; one with no time (an agent's turn)
+        spans the step attempt."""
         end = time.time_ns()
-        for row in rows:
-            if not isinstance(row, NewAICall):
-                continue
+        calls = [row for row in rows if isinstance(row, NewAICall)]
+        shift = _shift(calls, started, end)
+        for row in calls:
             op = _OPS.get(row.call_type, row.call_type)
+            if row.at is None:
+                start_ns, end_ns = started, end
+            else:
+                end_ns = _ns(row.at) + shift
+                start_ns = end_ns - row.latency_ms * 1_000_000
             span = self._tracer.start_span(
                 f"{op} {row.model}",
                 kind=SpanKind.CLIENT,
-                start_time=end - row.latency_ms * 1_000_000,
-                attributes=_genai(row, op),
+                start_time=start_ns,
+                attributes=_genai(row, op, self._system(row.provider)),
             )
             if row.error:
                 span.set_status(Status(StatusCode.ERROR, row.error[:200]))
-            span.end(end_time=end)
+            span.end(end_time=end_ns)
+
+    def _system(self, name: str) -> str:
+        """The GenAI system of the provider configured as `name`: its own when it says
+        (`price_id`), else the name."""
+        provider = None if self._ai is None else self._ai.get(name)
+        # not given the providers, or an agent backend's name: the name it has
+        own = getattr(provider, "price_id", None)
+        return _SYSTEMS.get(own, own) if isinstance(own, str) and own else name
 
     def on_event(self, workflow_id: str, type_: str, message: str | None, detail: Any) -> None:
         """Open a stage's span when it starts or resumes in this drive (current in the
@@ -212,14 +274,53 @@ class Tracing:
             otel_context.detach(token)
 
 
-def _genai(row: NewAICall, op: str) -> dict[str, Any]:
+def _check_providers(ai: Any) -> None:
+    """Refuse what is no `ai.Providers` (a provider, a dict) where the App's go."""
+    from .ai import Providers
+
+    if ai is not None and not isinstance(ai, Providers):
+        raise InvalidArgumentError(
+            f"Tracing(ai=) takes the App's tether.ai.Providers, got {type(ai).__name__}; "
+            "e.g. providers = ai.Providers(openai=ai.OpenAI()); "
+            "App(ai=providers, interceptors=[Tracing(ai=providers)])"
+        )
+
+
+def _ns(at: datetime) -> int:
+    """`at` in nanoseconds since the epoch, exact (a float timestamp is not)."""
+    moment = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+
+
+def _shift(calls: list[NewAICall], started: int, end: int) -> int:
+    """What to add to the calls' recorded times to place them in the step begun at
+    `started` and ended at `end`: nothing when they fall inside it (the App's clock is
+    the wall clock); otherwise (a FakeClock) enough to end the last call at `end`."""
+    ends = [_ns(row.at) for row in calls if row.at is not None]
+    if all(started - _SLACK_NS <= e <= end + _SLACK_NS for e in ends):
+        return 0
+    return end - max(ends)
+
+
+def _genai(row: NewAICall, op: str, system: str) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": op,
-        "gen_ai.system": row.provider,
+        "gen_ai.system": system,
+        "gen_ai.provider.name": system,
+        "tether.ai.provider": row.provider,
         "gen_ai.request.model": row.model,
         "gen_ai.usage.input_tokens": row.input_tokens,
         "gen_ai.usage.output_tokens": row.output_tokens,
     }
+    # parts of the counts above, as the log records them; 0 is left out, as what an
+    # agent's turn does not report (cache writes, reasoning) is 0 there
+    for name, count in (
+        ("gen_ai.usage.cache_read.input_tokens", row.cached_input_tokens),
+        ("gen_ai.usage.cache_creation.input_tokens", row.cache_write_tokens),
+        ("gen_ai.usage.reasoning.output_tokens", row.reasoning_tokens),
+    ):
+        if count:
+            attributes[name] = count
     if row.request_id:
         attributes["gen_ai.response.id"] = row.request_id
     if row.cost_micro_usd is not None:

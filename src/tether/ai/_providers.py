@@ -34,6 +34,10 @@ class Providers:
     def names(self) -> list[str]:
         return sorted(self._providers)
 
+    def get(self, name: str) -> Provider | None:
+        """The provider configured as `name`, if any."""
+        return self._providers.get(name)
+
     def check(self) -> None:
         """Raise `MissingAPIKeyError` for the first provider that cannot call."""
         for provider in self._providers.values():
