@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from tether import App, FakeClock, InvalidArgumentError, Workflow, ai
 from tether.ai import Price, Prices, Usage
@@ -110,3 +111,21 @@ def test_a_table_discount_that_is_no_number_is_refused_saying_so(discount: objec
     `True` was taken as a discount of 1: every batch call free."""
     with pytest.raises(InvalidArgumentError, match="batch_discount must be a number in"):
         Prices(batch_discount=discount)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("batch_discount", True), ("input_per_million", True), ("output_per_million", False),
+     ("cached_input_per_million", True), ("web_search_per_thousand", True),
+     ("input_per_million", "0.4")],
+)  # fmt: skip
+def test_a_price_that_is_no_number_is_refused_not_read_as_one(field: str, value: object) -> None:
+    """Pydantic's lax mode read `batch_discount=True` as 1.0 (every batch call free) and
+    `input_per_million=True` as $1 / MTok; ints and floats are still prices."""
+    given = {**DOLLAR, field: value}
+    with pytest.raises(ValidationError, match=f"{field}\n  Input should be a valid number"):
+        Price(**given)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=f"{field}: Input should be a valid number"):
+        Prices({"fake:m": given})  # type: ignore[dict-item]
+    whole = Price(input_per_million=2, output_per_million=1, batch_discount=0)
+    assert (whole.input_per_million, whole.batch_discount) == (2.0, 0.0)

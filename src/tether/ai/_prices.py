@@ -40,16 +40,25 @@ class Price(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # finite: an infinite price was taken, then failed every call to the model after
-    # the provider answered (and billed), its call never logged
-    input_per_million: float = Field(ge=0, allow_inf_nan=False)
-    output_per_million: float = Field(ge=0, allow_inf_nan=False)
-    cached_input_per_million: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    cache_write_per_million: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    cache_write_1h_per_million: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    batch_discount: float | None = Field(default=None, ge=0, le=1)
+    # the provider answered (and billed), its call never logged; strict: True was read
+    # as 1.0 (a batch discount of 100%, every batch call free) and "0.4" as 0.4
+    input_per_million: float = Field(ge=0, allow_inf_nan=False, strict=True)
+    output_per_million: float = Field(ge=0, allow_inf_nan=False, strict=True)
+    cached_input_per_million: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, strict=True
+    )
+    cache_write_per_million: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, strict=True
+    )
+    cache_write_1h_per_million: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, strict=True
+    )
+    batch_discount: float | None = Field(default=None, ge=0, le=1, strict=True)
     # USD per thousand server-side web searches (Anthropic's: 10); unset, genai-prices'
     # price of them, else the call's cost is unknown
-    web_search_per_thousand: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    web_search_per_thousand: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, strict=True
+    )
 
     def cost(self, usage: Usage) -> Decimal:
         fresh = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens

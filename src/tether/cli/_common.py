@@ -8,6 +8,7 @@ import os
 import select
 import sys
 import traceback as tb
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -217,9 +218,12 @@ def fail(code: int, message: str) -> NoReturn:
     sys.exit(code)
 
 
-def text(value: str, what: str) -> str:
+def text(value: str, what: str, *, new: bool = False) -> str:
     """An id or name from the command line: argv bytes that are not UTF-8 arrive as lone
-    surrogates, which no database can store; refuse them (and NUL) with exit code 2."""
+    surrogates, which no database can store; refuse them (and NUL) with exit code 2.
+    A `new` name (one being made) may hold no control character either: a newline split
+    it over two rows of a table. Names looked up are not held to that: the API stores
+    such names, and they must stay reachable (a run's id, a token to revoke)."""
     if not value.strip():
         fail(EXIT_USAGE, f"{what} must not be blank; pass a non-blank {what}")
     if unstorable(value):
@@ -227,6 +231,13 @@ def text(value: str, what: str) -> str:
             EXIT_USAGE,
             f"{what} {value!r} is not valid UTF-8 text (or contains NUL); "
             "check the terminal's encoding and pass plain text",
+        )
+    control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if new and control is not None:
+        fail(
+            EXIT_USAGE,
+            f"{what} {value!r} contains a control character ({control!r}), which would "
+            "break the lines of a table; pass a name of printable characters",
         )
     return value
 

@@ -60,7 +60,7 @@ def tokens_create(state: CliState, scope: str, name: str | None, app_ref: str | 
     from ..server import create_token
 
     if name is not None:
-        text(name, "name")
+        text(name, "--name", new=True)
     if sys.stdout is None:  # `>&-`: a token shown nowhere, and never again, is no token
         fail(
             EXIT_USAGE,

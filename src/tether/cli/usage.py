@@ -9,7 +9,17 @@ from rich.table import Table
 
 from ..app import App
 from ..store import AIUsageRow
-from ._common import CliState, db_state, out, print_json, window, window_options
+from ._common import (
+    EXIT_USAGE,
+    CliState,
+    db_state,
+    fail,
+    out,
+    print_json,
+    text,
+    window,
+    window_options,
+)
 from ._db import use_app
 from ._format import row
 
@@ -19,18 +29,20 @@ __all__ = ["usage", "usage_table"]
 _NUMBERS = ("calls", "input", "cached", "output", "reasoning", "cost (USD)", "unpriced")
 
 
-def usage_table(rows: list[AIUsageRow], group: str) -> Table:
-    """On a narrow terminal every cell folds onto more lines, none is cut: with rich's
-    default ellipsis "summarise" read "summari…" on 80 columns, and a cost of 0.002000
-    read "0.00…" on 60."""
+def usage_table(rows: list[AIUsageRow], group: str, total: AIUsageRow | None = None) -> Table:
+    """The rows, then `total` as "all". On a narrow terminal every cell folds onto more
+    lines, none is cut: with rich's default ellipsis "summarise" read "summari…" on 80
+    columns, and a cost of 0.002000 read "0.00…" on 60. By stage, the calls outside any
+    stage group under None: "(no stage)", where "all" read as a second total."""
     table = Table(header_style="bold")
     table.add_column(group, overflow="fold")
     for name in _NUMBERS:
         table.add_column(name, justify="right", overflow="fold")
-    for r in rows:
+    shown = [(r, r.group or f"(no {group})") for r in rows]
+    for r, label in shown + ([] if total is None else [(total, "all")]):
         row(
             table,
-            r.group or "all",
+            label,
             str(r.calls),
             f"{r.input_tokens:,}",
             f"{r.cached_input_tokens:,}",
@@ -46,12 +58,16 @@ def usage_table(rows: list[AIUsageRow], group: str) -> Table:
 @click.option(
     "--by",
     "group_by",
-    type=click.Choice(["model", "workflow", "day"]),
+    type=click.Choice(["model", "workflow", "day", "run", "stage"]),
     default="model",
     show_default=True,
-    help="One row per model, per workflow or per day (UTC).",
+    help="One row per model, per workflow, per day (UTC), per run, or per pipeline "
+    "stage (its current attempt's calls; the calls outside any stage under "
+    '"(no stage)").',
 )
 @click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
+@click.option("--run", "run_id", metavar="ID", help="Only this run's calls.")
+@click.option("--children", is_flag=True, help="With --run: its child runs' calls too.")
 @click.option("--tag", metavar="TAG", help="Only runs with this tag.")
 @window_options(
     "Calls at or after: 2026-12-01, an ISO time, or 7d.",
@@ -69,6 +85,8 @@ def usage(
     state: CliState,
     group_by: str,
     workflow: str | None,
+    run_id: str | None,
+    children: bool,
     tag: str | None,
     since: str | None,
     until: str | None,
@@ -77,10 +95,19 @@ def usage(
     """AI calls, tokens and cost from the call log. A call to a model with no known
     price counts in `unpriced`, never as $0."""
     start, end = window(since, until)
+    if run_id is not None:
+        text(run_id, "--run")
+    elif children:  # App.usage ignores children without a run: every run was summed
+        fail(EXIT_USAGE, "--children counts a run's child runs; give the run: --run ID")
 
     def read(a: App) -> tuple[list[AIUsageRow], list[AIUsageRow]]:
-        rows = a.usage(workflow=workflow, tag=tag, since=start, until=end, group_by=group_by)
-        return rows, a.usage(workflow=workflow, tag=tag, since=start, until=end)
+        def sums(by: str | None) -> list[AIUsageRow]:
+            return a.usage(
+                workflow=workflow, tag=tag, since=start, until=end, group_by=by,
+                run=run_id, children=children,
+            )  # fmt: skip
+
+        return sums(group_by), sums(None)
 
     rows, total = use_app(state, read)
     if as_json:  # for a ledger kept longer than the runs (pruning deletes their calls)
@@ -92,4 +119,4 @@ def usage(
     if not total or total[0].calls == 0:
         print("no AI calls recorded for these filters")
         return
-    out.print(usage_table([*rows, *total], group_by))
+    out.print(usage_table(rows, group_by, total[0]))
