@@ -385,3 +385,28 @@ async def test_a_child_awaited_after_its_parent_left_the_block_gets_the_mutex(ap
         return await task
 
     assert (await app.arun(parent, workflow_id="parent-later")).value == "got it"
+
+
+async def test_a_wait_for_a_parked_holder_times_out_when_the_fake_clock_passes_it(
+    app: App, clock: FakeClock
+) -> None:
+    """The wait was timed by the loop's clock alone: a test on a FakeClock whose run
+    waited (60 s) for a holder parked inside its block spent 60 real seconds, however
+    far it moved the clock."""
+    assert (await app.arun(_keeper, workflow_id="keeper")).status is RunStatus.WAITING
+
+    async def patient(wf: Workflow) -> str:
+        async with wf.mutex("job:42", timeout=60, poll=0.01):
+            return "acquired"
+
+    waiting = asyncio.ensure_future(app.arun(patient, workflow_id="patient"))
+    for _ in range(50):  # until the wait has begun (and timed the clock): 10 s at most
+        clock.advance(61)
+        await asyncio.wait([waiting], timeout=0.2)
+        if waiting.done():
+            break
+    else:
+        waiting.cancel()
+        pytest.fail("the wait did not end as the fake clock passed its timeout")
+    with pytest.raises(tether.MutexTimeoutError, match="'keeper'"):
+        waiting.result()

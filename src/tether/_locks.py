@@ -193,9 +193,11 @@ class Locks:
         task.add_done_callback(_LATER.discard)
 
     async def _acquire(self, handle: MutexHandle, ttl: float, timeout: float, poll: float) -> None:
-        """Try until the mutex is ours (`MutexTimeoutError` after `timeout` seconds)."""
+        """Try until the mutex is ours (`MutexTimeoutError` after `timeout` seconds; on a
+        fake clock also once it is moved past them, as a holder's lease lapses: a test
+        waited out `timeout` real seconds for a holder parked on the fake clock)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        waited = _stopwatch(self._rt.clock, loop)
         next_note = loop.time() + MUTEX_NOTE_EVERY
         next_check = loop.time() + CANCEL_CHECK_EVERY
         asked_above = False
@@ -218,7 +220,7 @@ class Locks:
             if loop.time() >= next_note:
                 next_note = loop.time() + MUTEX_NOTE_EVERY
                 self._note_waiting(handle.key, res)
-            remaining = deadline - loop.time()
+            remaining = timeout - waited()
             if remaining <= 0:
                 raise self._timed_out(handle.key, timeout, res.row)
             await self._rt.waker.wait(handle.key, min(poll, remaining))
@@ -570,3 +572,13 @@ def _release_at_exit() -> None:
 EXIT_RELEASE_TIMEOUT = 10.0  # seconds the exit may wait for the database
 _register = getattr(threading, "_register_atexit", None)  # before executors shut down
 (_register or atexit.register)(_release_at_exit)
+
+
+def _stopwatch(clock: Clock, loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """Seconds passed since now by the loop's monotonic time, or, on a clock the store
+    is told the time of (a `FakeClock`), by that clock if it moved on further."""
+    start = loop.time()
+    if clock.store_time() is None:
+        return lambda: loop.time() - start
+    began = clock.now()
+    return lambda: max(loop.time() - start, (clock.now() - began).total_seconds())

@@ -427,7 +427,9 @@ class Workflow:
         for `stale_after` seconds (default 30), i.e. when it died, or at once when
         its process is known gone (on the same machine). A sync step given up on
         inside the block (its `timeout`) keeps the key until it returns, or until
-        this process exits (the step dies with it).
+        this process exits (the step dies with it). A wait for the key ends with
+        `MutexTimeoutError` after `timeout` seconds, or on a `FakeClock` once the
+        test moves the clock past them.
 
         A block the run left in an earlier drive is not taken again when the run is
         replayed (nothing in it runs again): its exit is recorded (``mutex.left:key``).
