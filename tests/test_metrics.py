@@ -151,3 +151,43 @@ async def test_calls_of_no_known_price_are_counted_beside_the_cost(database_url:
     assert _value(text, 'tether_ai_unpriced_calls_total{model="demo:m"}') == 0
     assert _value(text, 'tether_ai_cost_usd_total{model="demo:m"}') == 0.00002
     assert "# TYPE tether_ai_unpriced_calls_total counter" in text
+
+
+async def test_cached_input_and_reasoning_tokens_are_counters_of_their_own(
+    database_url: str,
+) -> None:
+    """Only input and output were exposed: a cache's hit rate could not be watched.
+    The parts are families of their own, so a sum over `tether_ai_tokens_total`'s
+    kinds still counts each token once."""
+    usage = ai.Usage(
+        input_tokens=100,
+        cached_input_tokens=60,
+        cache_write_tokens=30,
+        output_tokens=20,
+        reasoning_tokens=7,
+    )
+    model = ai.FakeModel(["a", "b"], usage=usage)
+    app = App(database_url, clock=FakeClock(), ai=ai.Providers(demo=model))
+
+    @app.workflow(name="cached")
+    async def cached(wf: tether.Workflow) -> None:
+        await wf.ai.generate_text("demo:m", prompt="one")
+        await wf.ai.generate_text("demo:m", prompt="two")
+
+    try:
+        await app.arun(cached)
+        text = await render_metrics(app.store, app.clock.now())
+    finally:
+        await app.aclose()
+    assert _value(text, 'tether_ai_cached_input_tokens_total{model="demo:m"}') == 120
+    assert _value(text, 'tether_ai_cache_write_tokens_total{model="demo:m"}') == 60
+    assert _value(text, 'tether_ai_reasoning_tokens_total{model="demo:m"}') == 14
+    assert _value(text, 'tether_ai_tokens_total{model="demo:m",kind="input"}') == 200
+    kinds = re.findall(r'^tether_ai_tokens_total\{model="demo:m",kind="(\w+)"\}', text, re.M)
+    assert kinds == ["input", "output"]
+    for name in ("cached_input", "cache_write", "reasoning"):
+        assert f"# TYPE tether_ai_{name}_tokens_total counter" in text
+    assert re.search(
+        r"^# HELP tether_ai_cached_input_tokens_total .*part of kind=input", text, re.M
+    )
+    assert re.search(r"^# HELP tether_ai_reasoning_tokens_total .*part of kind=output", text, re.M)

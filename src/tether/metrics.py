@@ -4,8 +4,9 @@ Everything comes from the store, so one scrape describes every worker and
 process sharing the database, whichever process serves it: runs by workflow
 and status, latency histograms of steps and jobs (over every recorded row; a
 prune lowers them, which Prometheus reads as a counter reset), queue depth
-and the age of the oldest waiting job, AI calls, tokens and cost by model (and
-the calls of no known price, which the cost leaves out),
+and the age of the oldest waiting job, AI calls, tokens (with the cached input
+and reasoning output among them) and cost by model (and the calls of no known
+price, which the cost leaves out),
 and the live processes that drive runs.
 """
 
@@ -91,6 +92,18 @@ def _queue_lines(depths: list[Any], now: datetime) -> list[str]:
     ]  # fmt: skip
 
 
+# parts of the input and output counts, each its own family: as more kinds of
+# `tether_ai_tokens_total`, a sum over its kinds counted them twice
+_AI_PARTS = (
+    ("cached_input", "cached_input_tokens",
+     "AI input tokens read from a prompt cache, by model: a part of kind=input."),
+    ("cache_write", "cache_write_tokens",
+     "AI input tokens written to a prompt cache, by model: a part of kind=input."),
+    ("reasoning", "reasoning_tokens",
+     "AI output tokens spent reasoning, by model: a part of kind=output."),
+)  # fmt: skip
+
+
 def _ai_lines(rows: list[Any]) -> list[str]:
     calls, tokens, cost, unpriced = [], [], [], []
     for r in rows:
@@ -100,9 +113,15 @@ def _ai_lines(rows: list[Any]) -> list[str]:
         tokens.append(f"tether_ai_tokens_total{_labels(model=m, kind='input')} {r.input_tokens}")
         tokens.append(f"tether_ai_tokens_total{_labels(model=m, kind='output')} {r.output_tokens}")
         cost.append(f"tether_ai_cost_usd_total{_labels(model=m)} {r.cost_usd:.6f}")
+    parts: list[str] = []
+    for part, field, help_ in _AI_PARTS:
+        name = f"tether_ai_{part}_tokens_total"
+        samples = (f"{name}{_labels(model=r.group or '')} {getattr(r, field)}" for r in rows)
+        parts += _family(name, "counter", help_, samples)
     return [
         *_family("tether_ai_calls_total", "counter", "AI calls, by provider:model.", calls),
-        *_family("tether_ai_tokens_total", "counter", "AI tokens, by model and kind.", tokens),
+        *_family("tether_ai_tokens_total", "counter", "AI tokens, by model and kind (input and output in full).", tokens),
+        *parts,
         *_family("tether_ai_cost_usd_total", "counter",
                  "AI cost in USD of the priced calls, by model.", cost),
         # a model with no known price read as $0 above, with nothing saying the sum was

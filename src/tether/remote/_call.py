@@ -83,7 +83,8 @@ def _largest(inv: Invocation, size: int) -> str:
     if large:
         return "largest: " + ", ".join(large)
     total = sum(len(s.result) for s in steps)
-    return f"the results of its {len(steps):,} steps: {total:,} characters in all"
+    many = f"{len(steps):,} steps" if len(steps) != 1 else "1 step"
+    return f"the results of its {many}: {total:,} characters in all"
 
 
 def shown_url(url: str) -> str:

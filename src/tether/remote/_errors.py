@@ -82,7 +82,8 @@ class RemoteInvocationLimitError(RemoteError):
         tail = f"; the last one: {last}" if last else ""
         fix = fix or "raise max_invocations= on app.remote_workflow if the workflow needs more"
         super().__init__(
-            f"run {workflow_id!r} reached its cap of {limit} invocations without ending{tail} "
+            f"run {workflow_id!r} reached its cap of {limit} "
+            f"invocation{'' if limit == 1 else 's'} without ending{tail} "
             f"({fix})"
         )
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import secrets
+import unicodedata
 import uuid
 from urllib.parse import urlsplit
 
+from .._names import check_text
 from ..clock import Clock
 from ..errors import InvalidArgumentError
 from ..store import ApiTokenRow, Store
@@ -54,8 +56,8 @@ async def create_token(
     """A new token of `scope`: (the secret, shown once; its stored row)."""
     if scope not in SCOPES:
         raise InvalidArgumentError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-    if name is not None and not name.strip():
-        raise InvalidArgumentError("a token's name must not be blank")
+    if name is not None:
+        name = _new_name(name)
     token = PREFIX + secrets.token_urlsafe(32)
     row = ApiTokenRow(
         id="tok_" + uuid.uuid4().hex[:12],
@@ -68,6 +70,23 @@ async def create_token(
     )
     await store.create_api_token(row)
     return token, row
+
+
+def _new_name(name: object) -> str:
+    """A new token's name, as `tether tokens create --name` takes it: text the database
+    stores, not blank, and with no control character (a newline split it over two rows
+    of `tether tokens list`). Lookups and revocations take any name: tokens made before
+    this check must stay reachable."""
+    name = check_text("a token's name", name)
+    if not name.strip():
+        raise InvalidArgumentError("a token's name must not be blank")
+    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise InvalidArgumentError(
+            f"a token's name {name!r} contains a control character ({control!r}), which "
+            "would break the lines of a table; pass a name of printable characters"
+        )
+    return name
 
 
 def token_info(row: ApiTokenRow) -> ApiTokenInfo:
