@@ -239,6 +239,7 @@ class Client(_Calls[httpx.Client, httpx.BaseTransport]):
                         return
 
     def close(self) -> None:
+        """Close the connections (a `with Client(...)` block does it at its end)."""
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -261,6 +262,7 @@ class AsyncClient(_Calls[httpx.AsyncClient, httpx.AsyncBaseTransport]):
         return _read(self.base_url, call, resp)
 
     async def iter_runs(self, **filters: Any) -> AsyncIterator[RunSummary]:
+        """Every run that matches, newest first, a page at a time."""
         cursor: str | None = None
         while True:
             page = await self.list_runs(**filters, cursor=cursor)
@@ -271,6 +273,9 @@ class AsyncClient(_Calls[httpx.AsyncClient, httpx.AsyncBaseTransport]):
             cursor = page.next_cursor
 
     async def stream_events(self, workflow_id: str, *, after: int = 0) -> AsyncIterator[Event]:
+        """The run's events as they happen (after seq `after`), until the run ends,
+        or the server stops (then the iteration ends early: continue with `after`
+        the last event's seq once it is back)."""
         parser = SSEParser()
         with _reaching(self.base_url):
             call = _CALLS.stream(workflow_id, after)
@@ -289,6 +294,7 @@ class AsyncClient(_Calls[httpx.AsyncClient, httpx.AsyncBaseTransport]):
                         return
 
     async def aclose(self) -> None:
+        """Close the connections (an `async with AsyncClient(...)` block does it at its end)."""
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:

@@ -170,9 +170,14 @@ class Calls:
         return Call("GET", "/api/v1/runs", _model(RunPage), _params(**_args(locals())))
 
     def get_record(self, workflow_id: str) -> Call[RunRecord]:
+        """The run with its steps, events, waits, heartbeats, leases and AI usage, as
+        `App.get_record` reads it (`ApiError` 404 ``run_not_found`` if there is none)."""
         return Call("GET", f"/api/v1/runs/{path_segment(workflow_id)}", RunRecord.from_dict)
 
     def events(self, workflow_id: str, *, after: int = 0) -> Call[list[Event]]:
+        """The run's events numbered above `after`, oldest first: pass the last `seq`
+        seen to read on from there (`stream_events` waits for new ones)."""
+
         def read(data: Any) -> list[Event]:
             return EventList.model_validate(data).events
 
@@ -180,10 +185,12 @@ class Calls:
         return Call("GET", path, read, _params(after=after))
 
     def stream(self, workflow_id: str, after: int = 0) -> Call[None]:
+        """The request `stream_events` opens (Server-Sent Events, read by the client)."""
         path = f"/api/v1/runs/{path_segment(workflow_id)}/events/stream"
         return Call("GET", path, lambda _: None, _params(after=after))
 
     def waits(self, workflow_id: str) -> Call[list[WaitSummary]]:
+        """What the run waits for (signals, events, timers, tokens), pending and resolved."""
         return Call("GET", f"/api/v1/runs/{path_segment(workflow_id)}/waits", _models(WaitSummary))
 
     def start(
@@ -234,6 +241,10 @@ class Calls:
         abandon_batches: bool = False,
         idempotency_key: str | None = None,
     ) -> Call[list[str]]:
+        """As `App.cancel`: the ids cancelled (the run, its pending waits and the
+        children it waits on). `compensate` runs its compensations; `abandon_batches`
+        cancels a run whose provider batches the server cannot reach (they run on,
+        billed)."""
         body = {"reason": reason, "compensate": compensate, "abandon_batches": abandon_batches}
         return self._post(
             f"/api/v1/runs/{path_segment(workflow_id)}/cancel",
@@ -250,6 +261,8 @@ class Calls:
         *,
         idempotency_key: str | None = None,
     ) -> Call[bool]:
+        """As `App.signal`: True if a wait of the run took it; False if none matched
+        yet and the signal is kept for the run's next wait of that name."""
         return self._post(
             f"/api/v1/runs/{path_segment(workflow_id)}/signal",
             lambda d: Signalled.model_validate(d).woken,
@@ -260,6 +273,7 @@ class Calls:
     def send_event(
         self, event_type: str, payload: Any = None, *, idempotency_key: str | None = None
     ) -> Call[list[str]]:
+        """As `App.send_event`: the ids of the runs whose waits for `event_type` it woke."""
         return self._post(
             "/api/v1/events",
             lambda d: EventSent.model_validate(d).woken,
@@ -270,6 +284,8 @@ class Calls:
     def complete_token(
         self, token_id: str, payload: Any = None, *, idempotency_key: str | None = None
     ) -> Call[str]:
+        """As `App.complete_token`: complete a wait token (say, from a webhook) with
+        `payload`; the id of the run it wakes."""
         return self._post(
             f"/api/v1/wait-tokens/{path_segment(token_id)}/complete",
             lambda d: TokenCompleted.model_validate(d).workflow_id,
@@ -301,26 +317,37 @@ class Calls:
         return Call("GET", "/api/v1/usage", _models(UsageRow), _params(**filters))
 
     def ai_calls(self, workflow_id: str, *, children: bool = False) -> Call[list[AICall]]:
+        """The run's recorded model calls (`children`: its child runs' too), oldest
+        first, with tokens, cost and latency; prompts and responses stay off the wire."""
         path = f"/api/v1/runs/{path_segment(workflow_id)}/ai-calls"
         return Call("GET", path, _models(AICall), _params(children=children))
 
     def queues(self) -> Call[list[QueueInfo]]:
+        """Each queue's jobs by status (queued, claimed, done, failed) and its limits."""
         return Call("GET", "/api/v1/queues", _models(QueueInfo))
 
     def workers(self) -> Call[list[WorkerInfo]]:
+        """The live processes that drive runs: their workflows, queues, and until when
+        their claim holds."""
         return Call("GET", "/api/v1/workers", _models(WorkerInfo))
 
     def list_api_tokens(self) -> Call[list[ApiTokenInfo]]:
+        """The API tokens, never their secrets (admin scope)."""
         return Call("GET", "/api/v1/api-tokens", _models(ApiTokenInfo))
 
     def create_api_token(self, scope: Scope, name: str | None = None) -> Call[ApiTokenCreated]:
+        """A new token of `scope` (read, write or admin); its secret is in the answer
+        only, once: the server keeps a hash (admin scope)."""
         body = {"scope": scope, "name": name}
         return Call("POST", "/api/v1/api-tokens", _model(ApiTokenCreated), body=body)
 
     def revoke_api_token(self, token_id: str) -> Call[list[ApiTokenInfo]]:
+        """Revoke a token by its id (admin scope); the token as it now stands
+        (`ApiError` 404 ``api_token_not_found`` if no live token has it)."""
         return Call("DELETE", f"/api/v1/api-tokens/{path_segment(token_id)}", _models(ApiTokenInfo))
 
     def openapi(self) -> Call[dict[str, Any]]:
+        """The server's OpenAPI document, for other languages' clients."""
         return Call("GET", "/api/v1/openapi.json", dict)
 
 
