@@ -67,14 +67,18 @@ async def write_calls(
     tx: Tx, workflow_id: str, step_key: str, calls: Sequence[NewAICall], at: datetime
 ) -> None:
     """Write a step attempt's AI calls (`write_attached`, without the events)."""
+    if not calls:
+        return
+    attempts = await tx.one("ai_call_attempts", wid=workflow_id, key=step_key)
+    assert attempts is not None  # (one row, always)
+    keyed = {"wid": workflow_id, "key": step_key, "run_attempt": attempts[0],
+             "step_attempt": attempts[1]}  # fmt: skip
     for seq, call in enumerate(calls):
         prompt, prompt_blob = await _text(tx, call.prompt)
         response, response_blob = await _text(tx, call.response)
         texts = {"prompt": prompt, "prompt_blob": prompt_blob, "response": response,
                  "response_blob": response_blob, "at": call.at or at}  # fmt: skip
-        await tx.execute(
-            "insert_ai_call", **params(call) | texts, wid=workflow_id, key=step_key, seq=seq
-        )
+        await tx.execute("insert_ai_call", **params(call) | texts | keyed, seq=seq)
 
 
 def usage_params(

@@ -192,19 +192,25 @@ DELETE FROM schedules WHERE name = :name
 -- name: advance_schedule
 UPDATE schedules SET fired_until = :fired, updated_at = :at
 WHERE name = :name AND fired_until < :fired AND NOT paused
+-- name: ai_call_attempts
+-- the run's attempt and the step's, read once for all the calls of a step attempt: read
+-- for each call, SQLite walked the step row's overflow pages past its result to its
+-- attempts (a batch of 10,000 calls whose result row was 7 MB: 16 s, most of it here)
+SELECT coalesce((SELECT attempt FROM runs WHERE id = :wid), 1),
+  coalesce((SELECT attempts FROM steps WHERE run_id = :wid AND step_key = :key), 1)
 -- name: insert_ai_call
 -- keyed (run, its attempt, step, attempt, seq): a completion written twice writes the calls
--- once; WHERE true: SQLite's parser needs it before ON CONFLICT after a SELECT
+-- once
 INSERT INTO ai_calls (run_id, run_attempt, step_key, attempt, seq, call_type, provider, model,
   request_id, prompt, prompt_blob, response, response_blob, input_tokens, cached_input_tokens,
   cache_write_tokens, output_tokens, reasoning_tokens, cost_micro_usd, price_source,
   service_tier, latency_ms, at, error, budget_key, batch_id, custom_id)
-SELECT :wid, coalesce((SELECT attempt FROM runs WHERE id = :wid), 1), :key,
-  coalesce((SELECT attempts FROM steps WHERE run_id = :wid AND step_key = :key), 1), :seq, :call_type, :provider, :model, :request_id, :prompt, :prompt_blob, :response,
-  :response_blob, :input_tokens, :cached_input_tokens, :cache_write_tokens, :output_tokens,
-  :reasoning_tokens, :cost_micro_usd, :price_source, :service_tier, :latency_ms, :at, :error,
-  :budget_key, :batch_id, :custom_id
-WHERE true ON CONFLICT DO NOTHING
+VALUES (:wid, :run_attempt, :key, :step_attempt, :seq, :call_type, :provider, :model,
+  :request_id, :prompt, :prompt_blob, :response, :response_blob, :input_tokens,
+  :cached_input_tokens, :cache_write_tokens, :output_tokens, :reasoning_tokens,
+  :cost_micro_usd, :price_source, :service_tier, :latency_ms, :at, :error, :budget_key,
+  :batch_id, :custom_id)
+ON CONFLICT DO NOTHING
 -- name: list_ai_calls
 SELECT c.id, c.run_id, c.step_key, c.attempt, c.call_type, c.provider, c.model, c.request_id,
   coalesce(c.prompt, pb.body), coalesce(c.response, rb.body), c.input_tokens,
