@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from ..errors import InvalidArgumentError
+from ._batch_limits import check_batch_size
 from ._errors import ProviderError
 from ._sdk import SDKProvider
 from ._types import (
@@ -137,9 +138,10 @@ class Anthropic(SDKProvider):
     # -- message batches ---------------------------------------------------------------
 
     def batch_check(self, items: list[BatchItem]) -> None:
-        """Refuse a custom_id Anthropic's message batches do not take (`check_custom_ids`)
-        before the batch is submitted."""
+        """Refuse a custom_id Anthropic's message batches do not take (`check_custom_ids`),
+        and more than they hold (100,000 requests, 256 MB), before the batch is submitted."""
         check_custom_ids(items)
+        check_batch_size(items, "Anthropic", 100_000, 256)
 
     async def batch_submit(self, model: str, items: list[BatchItem]) -> str:
         """Create the batch (no tag: a message batch keeps no metadata, see the class)."""

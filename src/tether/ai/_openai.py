@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ._batch_limits import check_batch_size
 from ._sdk import SDKProvider
 from ._types import (
     BatchItem,
@@ -146,6 +147,11 @@ class OpenAI(SDKProvider):
 
     # -- batches --------------------------------------------------------------------------
 
+    def batch_check(self, items: list[BatchItem]) -> None:
+        """Refuse more than OpenAI's batches hold (50,000 requests, a 200 MB file) before
+        anything is uploaded: it took the file and failed the batch at validation."""
+        check_batch_size(items, "OpenAI", 50_000, 200)
+
     async def batch_submit(
         self, model: str, items: list[BatchItem], tag: dict[str, str] | None = None
     ) -> str:
@@ -252,6 +258,9 @@ class OpenAICompatible(OpenAI):
     def check(self) -> None:
         if self.api_key_env is not None:
             super().check()
+
+    def batch_check(self, items: list[BatchItem]) -> None:
+        """No check: a compatible server's batch limits are its own, not OpenAI's."""
 
 
 def _vector(embedding: Any) -> list[float]:

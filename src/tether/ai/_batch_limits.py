@@ -1,0 +1,33 @@
+"""The size limits of the providers' batch APIs, checked before anything is sent.
+
+Past them OpenAI takes the upload and fails the batch at validation (the run
+learns it at its first poll, a minute later), and Anthropic refuses the create:
+either way the run fails late with the provider's words. Refused here, the error
+says at once how to split the requests.
+"""
+
+from __future__ import annotations
+
+from ..errors import InvalidArgumentError
+from ._types import BatchItem
+
+__all__ = ["check_batch_size"]
+
+
+def check_batch_size(items: list[BatchItem], provider: str, most: int, megabytes: int) -> None:
+    """`InvalidArgumentError` for more than `most` requests, or requests whose JSON
+    passes `megabytes` MB in all (counted in characters, without each line's few
+    bytes of framing: a batch this refuses is surely past the limit)."""
+    if len(items) > most:
+        raise InvalidArgumentError(
+            f"a batch of {len(items):,} requests is more than {provider}'s batches take "
+            f"({most:,}); split the requests into batches of at most {most:,} (one "
+            "wf.ai.batch call each, under its own name=)"
+        )
+    size = sum(len(item.model_dump_json(exclude_none=True)) for item in items)
+    if size > megabytes * 1_000_000:
+        raise InvalidArgumentError(
+            f"the batch's requests are {size / 1_000_000:,.0f} MB of JSON, more than "
+            f"{provider}'s batches take ({megabytes} MB); split them into smaller "
+            "batches (one wf.ai.batch call each, under its own name=)"
+        )
