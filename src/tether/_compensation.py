@@ -102,23 +102,29 @@ def check_compensation(fn: Callable[..., Any], step: str | None) -> int:
     failed, it left the step undone and the run `compensation_failed`."""
     if not callable(fn):
         raise InvalidArgumentError(f"compensate of step {step!r} must be callable")
-    arity = _required_positional(fn)
-    if arity > 2:
+    arity, keywords = _required(fn)
+    if arity > 2 or keywords:
         where = "" if step is None else f" of step {step!r}"
+        takes = (
+            f"{arity} arguments"
+            if arity > 2
+            else f"keyword-only {', '.join(map(repr, keywords))} with no default"
+        )
         raise InvalidArgumentError(
-            f"compensation {getattr(fn, '__qualname__', fn)!r}{where} takes {arity} arguments; "
+            f"compensation {getattr(fn, '__qualname__', fn)!r}{where} takes {takes}; "
             "it may take none, the step's result, or a StepContext and the result"
         )
     return arity
 
 
-def _required_positional(fn: Callable[..., Any]) -> int:
+def _required(fn: Callable[..., Any]) -> tuple[int, list[str]]:
+    """How many positional arguments `fn` requires, and the keyword-only ones it requires
+    (a compensation is never given one: it failed only as the run was undone)."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return 1
-    return sum(
-        1
-        for p in params
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    )
+        return 1, []
+    required = [p for p in params if p.default is p.empty]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    keywords = [p.name for p in required if p.kind is p.KEYWORD_ONLY]
+    return sum(1 for p in required if p.kind in positional), keywords
