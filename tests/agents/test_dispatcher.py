@@ -666,7 +666,7 @@ async def test_an_ended_run_shows_how_and_when_it_ended_not_a_stale_state(
     clock = app.clock
     assert isinstance(clock, tether.FakeClock)
     tracker = MemoryTracker([_issue("X-1"), _issue("X-2")])
-    backend = MockBackend([{"result": "failed", "message": "tests fail"}, {}, {}, {}])
+    backend = MockBackend({"X-1": [{"result": "failed", "message": "tests fail"}]})
     d = Dispatcher(app, _config(tmp_path), tracker=tracker, backend=backend)
     await d.run_once()  # X-1 fails (waits for a retry), X-2 is handed off to review
     tracker.set_state("X-1", "done")
