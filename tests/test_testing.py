@@ -58,6 +58,7 @@ TESTING = {
     "pass_time",
     "pass_time_sync",
     "tether_app",
+    "tether_app_options",
     "tether_clock",
 }
 

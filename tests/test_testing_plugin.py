@@ -105,3 +105,67 @@ def test_anyio_on_a_backend_other_than_asyncio_fails_saying_how_to_keep_asyncio(
     done = _pytest(tmp_path, "-p", "no:asyncio")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout, done.stdout
+
+
+OPTIONS_CONFTEST = """
+import pytest
+from tether import ai
+
+@pytest.fixture
+def tether_app_options():
+    return {"ai": ai.Providers(fake=ai.FakeModel(["from the conftest"]))}
+"""
+
+OPTIONS_TESTS = """
+import pytest
+import tether
+
+async def ask(wf: tether.Workflow) -> str:
+    return (await wf.ai.generate_text("fake:small", prompt="hi")).text
+
+async def test_the_app_has_the_options_of_the_conftest(tether_app):
+    assert (await tether_app.arun(ask, workflow_id="a")).value == "from the conftest"
+    assert tether_app.shutdown_grace == 0
+
+class TestAModuleOverride:
+    @pytest.fixture
+    def tether_app_options(self):
+        return {"inline_wait": 0, "shutdown_grace": 2}
+
+    def test_the_nearest_override_wins(self, tether_app):
+        assert tether_app.ai is None and tether_app.shutdown_grace == 2
+
+"""
+
+
+def test_tether_app_options_configures_the_fixture_app(tmp_path: Path) -> None:
+    """Before: `tether_app` took only a clock; a test needing `ai=` or `interceptors=`
+    built its own App and lost the fixture's loop and close handling."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "conftest.py").write_text(OPTIONS_CONFTEST)
+    (tmp_path / "test_options.py").write_text(OPTIONS_TESTS)
+    done = _pytest(tmp_path, "-p", "no:asyncio")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ('{"clock": None}', "override tether_clock instead"),
+        ('{"interceptor": []}', "an option App does not take: 'interceptor'"),
+        ('["ai"]', "needs a dict of App options"),
+    ],
+    ids=["clock", "unknown", "not-a-dict"],
+)
+def test_bad_tether_app_options_fail_saying_what_to_do(
+    tmp_path: Path, options: str, said: str
+) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_bad.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef tether_app_options():\n"
+        f"    return {options}\n\ndef test_it(tether_app):\n    pass\n"
+    )
+    done = _pytest(tmp_path, "-p", "no:asyncio")
+    assert "1 error" in done.stdout, done.stdout
+    assert said in done.stdout, done.stdout

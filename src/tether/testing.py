@@ -2,8 +2,9 @@
 
 - `FakeClock`: time that moves only when told to; pass it as ``App(clock=...)``.
 - fixtures ``tether_clock`` (a `FakeClock`) and ``tether_app`` (a fresh
-  in-memory `App` on that clock), registered automatically when tether is
-  installed and pytest runs.
+  in-memory `App` on that clock, with the App options ``tether_app_options``
+  returns: override that fixture to give them), registered automatically when
+  tether is installed and pytest runs.
 - an ``async def`` test that uses those fixtures runs on its own event loop
   without an async plugin (pytest alone cannot run an ``async def`` test);
   where pytest-asyncio, anyio or trio already runs it, that plugin does.
@@ -11,7 +12,8 @@
   holds instead of sleeping a guessed while; a timeout fails with what the
   condition last showed.
 - `pass_time` (and `pass_time_sync`): let days of a run's timers and wait timeouts pass in a
-  moment, each at its own time, the runs they wake driven before time moves on.
+  moment, each at its own time, the runs they wake driven before time moves on;
+  schedule ticks too, their runs driven as a worker would.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -38,6 +40,7 @@ __all__ = [
     "pass_time",
     "pass_time_sync",
     "tether_app",
+    "tether_app_options",
     "tether_clock",
 ]
 
@@ -48,12 +51,37 @@ FAKE_PAUSE = 0.01  # real seconds between polls on a fake clock (work in threads
 MEMORY_URL = "sqlite:///:memory:"
 
 
-def memory_app(clock: FakeClock | None = None) -> App:
-    """A fresh `App` on an in-memory SQLite store. Closing it cuts the runs still in
-    flight at once (no `shutdown_grace`): their database goes with the App, so there is
-    nobody to hand them back to, and a test that failed with a run stuck on a step (a
-    gate never opened) waited 30 real seconds in teardown before its failure showed."""
-    return App(MEMORY_URL, clock=clock or FakeClock(), shutdown_grace=0)
+def memory_app(clock: FakeClock | None = None, **app_options: Any) -> App:
+    """A fresh `App` on an in-memory SQLite store; `app_options` are `App`'s own (``ai=``,
+    ``interceptors=``, ``sinks=``, ...). Closing it cuts the runs still in flight at
+    once (`shutdown_grace` 0 unless given): their database goes with the App, so there
+    is nobody to hand them back to, and a test that failed with a run stuck on a step
+    (a gate never opened) waited 30 real seconds in teardown before its failure showed."""
+    _check_app_options(app_options, "memory_app")
+    app_options.setdefault("shutdown_grace", 0)
+    return App(MEMORY_URL, clock=clock or FakeClock(), **app_options)
+
+
+def _check_app_options(options: object, what: str) -> None:
+    """Refuse what `memory_app` cannot pass on, naming the options it can: a mistyped
+    one, or a database (the App's store is in memory, and goes with it)."""
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise InvalidArgumentError(
+            f"{what} needs a dict of App options, e.g. {{'interceptors': [...]}}, got {options!r}"
+        )
+    taken = set(inspect.signature(App.__init__).parameters) - {"self", "clock"}
+    allowed = sorted(taken - {"database_url", "store"})
+    for name in options:
+        if name in ("database_url", "store"):
+            raise InvalidArgumentError(
+                f"{what} is an App on an in-memory SQLite store and takes no {name}=; "
+                "for another database build App(url, clock=FakeClock()) yourself"
+            )
+        if name not in taken:
+            raise InvalidArgumentError(
+                f"{what} got an option App does not take: {name!r}; App's options "
+                f"are {', '.join(allowed)}"
+            )
 
 
 def _check_callable(condition: object) -> None:
@@ -197,6 +225,8 @@ def eventually_sync(
 #: timers fired within one `pass_time` before it gives up: a run that sets a timer due
 #: at once, again and again, would otherwise keep it firing for ever
 MAX_FIRINGS = 10_000
+#: the worker id under which `pass_time` claims the jobs of scheduled runs
+TICK_WORKER = "tether.testing.pass_time"
 
 
 async def pass_time(app: App, by: float | timedelta) -> list[str]:
@@ -205,8 +235,11 @@ async def pass_time(app: App, by: float | timedelta) -> list[str]:
     in that span fires at its own time, in order, and the runs it wakes are driven
     here until they rest (ended, or parked again) before the clock moves on. So a
     run that waits a day for a signal and then sleeps two hours ends within
-    ``await pass_time(app, timedelta(days=2))``. The ids of the runs woken, in the
-    order they woke. Queued runs (`submit`) are woken but left to workers."""
+    ``await pass_time(app, timedelta(days=2))``. Each tick of the App's schedules in
+    the span starts at its time too, and its run (queued) is driven here as a worker
+    would, with the queued runs of the scheduled workflows. The ids of the runs
+    woken or started by a tick, in that order. Other queued runs (`submit`) are
+    woken but left to workers."""
     clock = app.clock
     if not isinstance(clock, FakeClock):
         raise InvalidArgumentError(
@@ -228,19 +261,68 @@ def pass_time_sync(app: App, by: float | timedelta) -> list[str]:
 async def _pass_until(
     app: App, clock: FakeClock, end: datetime, by: float | timedelta
 ) -> list[str]:
-    woken: list[str] = []
     await app.asettle()
-    for _ in range(MAX_FIRINGS):
-        due = await app.store.next_due()
+    woken = await _tick(app)  # a schedule not saved yet counts from now, as for a worker
+    fired = 0
+    while True:
+        timer = await app.store.next_due()
+        due = min(
+            (t for t in (timer, await _next_tick(app, clock.now())) if t is not None), default=None
+        )
         if due is None or due > end:
             clock.set(max(clock.now(), end))
             return woken
         clock.set(max(clock.now(), due))
-        woken += await app.afire_due_timers()
+        if timer is not None and timer <= due:
+            if fired == MAX_FIRINGS:
+                raise AssertionError(
+                    f"timers kept coming due within {by}: {MAX_FIRINGS} fired, the last "
+                    f"woke {woken[-3:]}; a run that sets a timer due at once in a loop "
+                    "never lets time pass"
+                )
+            fired += 1
+            woken += await app.afire_due_timers()
+            await app.asettle()
+        woken += await _tick(app)
+
+
+async def _next_tick(app: App, now: datetime) -> datetime | None:
+    """When the next tick of `app`'s schedules not paused falls, after `now`."""
+    if not app.schedules:
+        return None
+    paused = {row.name for row in await app.store.list_schedules() if row.paused}
+    return min(
+        (s.next_tick(now) for s in app.schedules.values() if s.name not in paused),
+        default=None,
+    )
+
+
+async def _tick(app: App) -> list[str]:
+    """Start the schedules' ticks due now, and drive the queued runs of the scheduled
+    workflows on their queues until they rest, as a worker serving them would (a
+    tick's run is queued, and so is its run woken by its own timer later); the ids
+    of the ticks' runs."""
+    if not app.schedules:
+        return []
+    started = await app.afire_schedules()
+    runs = app.kernel.host.run_claim()
+    names = {s.workflow for s in app.schedules.values()}
+    queues = sorted({s.queue for s in app.schedules.values()})
+    for _ in range(MAX_FIRINGS):
+        # only the scheduled workflows' jobs: a run the test queued itself is left
+        # to workers, as `pass_time` leaves every other queued run
+        jobs = await app.store.claim_jobs(
+            TICK_WORKER, queues, limit=1, visibility=app.kernel.job_visibility,
+            limits=app.queue_limits, now=app.clock.store_time(), at=app.clock.now(),
+            runs=runs, workflows=[w for w in runs.workflows if w[0] in names],
+        )  # fmt: skip
+        if not jobs:
+            return started
+        await app.kernel.execute_job(jobs[0], TICK_WORKER)
         await app.asettle()
     raise AssertionError(
-        f"timers kept coming due within {by}: {MAX_FIRINGS} fired, the last woke "
-        f"{woken[-3:]}; a run that sets a timer due at once in a loop never lets time pass"
+        f"the queued runs of scheduled workflows {sorted(names)} kept coming back to "
+        f"their queues: {MAX_FIRINGS} driven at {app.clock.now():%Y-%m-%dT%H:%M:%SZ}"
     )
 
 
@@ -256,10 +338,30 @@ else:
         return FakeClock()
 
     @pytest.fixture
-    def tether_app(tether_clock: FakeClock, request: pytest.FixtureRequest) -> Iterator[App]:
-        """A fresh in-memory `App` on `tether_clock`, closed after the test."""
+    def tether_app_options() -> dict[str, Any]:
+        """The `App` options of `tether_app` (none). Override this fixture, in a
+        conftest.py or a test module, to give the App ``ai=``, ``interceptors=``, ...::
+
+            @pytest.fixture
+            def tether_app_options():
+                return {"interceptors": [Timing()]}
+        """
+        return {}
+
+    @pytest.fixture
+    def tether_app(
+        tether_clock: FakeClock, tether_app_options: Any, request: pytest.FixtureRequest
+    ) -> Iterator[App]:
+        """A fresh in-memory `App` on `tether_clock`, with `tether_app_options`, closed
+        after the test."""
         _refuse_other_loops(request)
-        app = memory_app(tether_clock)
+        if isinstance(tether_app_options, Mapping) and "clock" in tether_app_options:
+            raise InvalidArgumentError(
+                "tether_app_options gives clock=; tether_app runs on the tether_clock "
+                "fixture: override tether_clock instead"
+            )
+        _check_app_options(tether_app_options, "tether_app_options")
+        app = memory_app(tether_clock, **tether_app_options)
         # connect now: the connection (on the store's own thread) then serves whichever loop
         # the test runs on, and no two first uses can race to open two in-memory databases
         _run(app.store.open())
