@@ -335,3 +335,40 @@ def test_a_workflow_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> N
     wf = load_workflow(path)
     assert (wf.config.agent.max_turns, wf.prompt) == (3, "Do it.")
     assert parse_workflow(path.read_text("utf-8")).config.agent.max_turns == 3
+
+
+def test_a_braced_variable_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``api_key: ${LINEAR_API_KEY}`` (as a shell writes it): before, only ``$NAME``
+    was read, so the text ``${LINEAR_API_KEY}`` itself went out as the key and Linear
+    refused it; an unset one is an error naming the variable, as ``$NAME``'s is."""
+    monkeypatch.setenv("LIN_KEY_X", "lin_s3cret")
+    front = "---\ntracker: {kind: linear, team: ENG, api_key: '${LIN_KEY_X}'}\n---\n"
+    key = parse_workflow(front).config.tracker.api_key
+    assert key is not None and key.get_secret_value() == "lin_s3cret"
+    monkeypatch.delenv("LIN_KEY_X")
+    with pytest.raises(WorkflowFileError, match=r"\$LIN_KEY_X.*not set") as err:
+        parse_workflow(front)
+    assert err.value.code == "missing_secret"
+
+
+@pytest.mark.parametrize("value", ["", None])
+def test_a_path_using_an_unset_variable_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    """``root: $WS_ROOT_X/agents`` with the variable unset: before, the workspaces
+    went to a folder literally named ``$WS_ROOT_X`` beside WORKFLOW.md (empty: to
+    ``/agents``); now it is refused naming the variable. Set, it expands."""
+    if value is None:
+        monkeypatch.delenv("WS_ROOT_X", raising=False)
+    else:
+        monkeypatch.setenv("WS_ROOT_X", value)
+    text = "---\ntracker: {kind: file, path: I.md}\nworkspace: {root: '${WS_ROOT_X}/agents'}\n---\n"
+    with pytest.raises(WorkflowFileError, match=r"workspace.root uses \$WS_ROOT_X") as err:
+        parse_workflow(text, path=tmp_path / "WORKFLOW.md")
+    assert err.value.code == "invalid_config"
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setenv("WS_ROOT_X", str(tmp_path / "shared"))
+    wf = parse_workflow(text.replace("${WS_ROOT_X}", "$WS_ROOT_X"), path=tmp_path / "WORKFLOW.md")
+    assert wf.workspace_root == tmp_path / "shared" / "agents"

@@ -2,9 +2,10 @@
 
 Loading follows Symphony: the file starts with a line that is exactly ``---``,
 the front matter runs to the next such line and must be a map, the rest
-(trimmed) is the prompt template. A value that is exactly ``$NAME`` is read
-from the environment (an empty variable counts as missing); path values also
-expand ``~`` and ``$VAR``, and a relative path is taken from the folder
+(trimmed) is the prompt template. A value that is exactly ``$NAME`` (or
+``${NAME}``) is read from the environment (an empty variable counts as missing);
+path values also expand ``~`` and ``$VAR`` (a variable unset or empty is an
+error, not a folder named ``$VAR``), and a relative path is taken from the folder
 holding WORKFLOW.md. Secrets are `SecretStr`: no repr, log or error shows
 them. Unknown top-level keys are ignored; an unknown key inside a section is
 an error (a typo must not silently fall back to a default).
@@ -65,7 +66,8 @@ _DEFAULT_STATES: dict[str, tuple[list[str], list[str]]] = {
     "linear": (["Todo", "In Progress"], ["Closed", "Cancelled", "Canceled", "Duplicate", "Done"]),
     "memory": (["Todo", "In Progress"], ["Closed", "Cancelled", "Canceled", "Duplicate", "Done"]),
 }
-_ENV_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+_ENV_REF = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))$")
+_PATH_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 class _Section(BaseModel):
@@ -321,7 +323,7 @@ def _resolve(front: dict[str, Any], base: Path | None, where: str) -> dict[str, 
             name = f"{section}.{key}"
             value = _env_value(value, name, where, secret=(section, key) in _SECRETS)
             if (section, key) in _PATHS and isinstance(value, str):
-                path = Path(os.path.expandvars(os.path.expanduser(value)))
+                path = Path(_expand_path(value, name, where))
                 if not path.is_absolute() and base is not None:
                     path = base / path
                 value = str(path.resolve())
@@ -331,19 +333,38 @@ def _resolve(front: dict[str, Any], base: Path | None, where: str) -> dict[str, 
 
 
 def _env_value(value: Any, name: str, where: str, *, secret: bool) -> Any:
+    """A value that is exactly ``$NAME`` or ``${NAME}``, from the environment (the
+    braced form was sent as it stands: a key ``${LINEAR_API_KEY}``, refused as wrong)."""
     if not isinstance(value, str):
         return value
     m = _ENV_REF.match(value.strip())
     if m is None:
         return value
-    found = os.environ.get(m.group(1), "")
+    var = m.group(1) or m.group(2)
+    found = os.environ.get(var, "")
     if not found:
-        raise WorkflowFileError(
-            f"{where}: {name} is ${m.group(1)}, and that environment variable is "
-            f"{'empty' if m.group(1) in os.environ else 'not set'}; export it before starting",
-            code="missing_secret" if secret else "invalid_config",
-        )
+        raise _unset(var, f"{name} is ${var}", where, "missing_secret" if secret else "")
     return found
+
+
+def _expand_path(value: str, name: str, where: str) -> str:
+    """``~`` and every ``$VAR`` of a path; a variable unset or empty is an error, where
+    `os.path.expandvars` kept ``$VAR`` as a folder's name (workspaces created in a
+    folder literally named ``$WORKSPACES`` beside WORKFLOW.md), or made an empty one
+    ``/sub`` of ``$VAR/sub``."""
+    for m in _PATH_VAR.finditer(value):
+        var = m.group(1) or m.group(2)
+        if not os.environ.get(var):
+            raise _unset(var, f"{name} uses ${var}", where, "")
+    return os.path.expandvars(os.path.expanduser(value))
+
+
+def _unset(var: str, what: str, where: str, code: str) -> WorkflowFileError:
+    state = "empty" if var in os.environ else "not set"
+    return WorkflowFileError(
+        f"{where}: {what}, and that environment variable is {state}; export it before starting",
+        code=code or "invalid_config",
+    )
 
 
 def _explain(exc: ValidationError, where: str) -> WorkflowFileError:

@@ -43,3 +43,32 @@ async def test_a_wrong_token_says_which_setting_to_fix(github: FakeGitHub) -> No
     assert err.value.code == "tracker_status" and err.value.status == 401
     assert "Bad credentials" in message and "tracker.api_key" in message
     assert "ghp_wrong" not in message and not err.value.transient
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("labels", "agent"), ("title", {"text": "one"}), ("created_at", 5), ("number", True)],
+)
+async def test_an_issue_field_of_another_shape_is_a_malformed_answer(
+    github: FakeGitHub, field: str, value: object
+) -> None:
+    """Before: ``labels: "agent"`` became the labels a, g, e, n and t, a title or a time
+    that is a number or an object went on into the issue and its prompt, and
+    ``number: true`` was issue 1; now each is a malformed answer, as Linear's are."""
+    github.add(1, "one", labels=("agent",))
+    original = github.answer
+
+    def odd(method: str, path: str, headers: dict[str, str], body: object) -> object:
+        answer = original(method, path, headers, body)
+        assert answer is not None
+        status, extra, payload = answer
+        if isinstance(payload, list):
+            return status, extra, [{**item, field: value} for item in payload]
+        return status, extra, {**payload, field: value}
+
+    github.answer = odd  # type: ignore[method-assign]
+    with pytest.raises(TrackerError) as err:
+        await _tracker(github).fetch_issues_by_states(["open"])
+    assert err.value.code == "tracker_response" and "github:" in str(err.value)
+    with pytest.raises(TrackerError):
+        await _tracker(github).fetch_issues_by_ids(["1"])

@@ -101,19 +101,25 @@ class GitHubTracker:
         return _OPEN
 
     def normalise(self, data: Any) -> Issue:
-        """An issue from the API's JSON (`TrackerError` if it lacks what an issue needs)."""
-        if not isinstance(data, dict) or not isinstance(data.get("number"), int):
+        """An issue from the API's JSON (`TrackerError` if it lacks what an issue needs,
+        or a field of it has another shape than GitHub's)."""
+        number = data.get("number") if isinstance(data, dict) else None
+        if not isinstance(number, int) or isinstance(number, bool):
             raise TrackerError(
                 f"github: an issue without a number in the answer: {str(data)[:200]}",
                 code="tracker_response",
             )
+        if not _well_formed(data):
+            raise TrackerError(
+                f"github: a malformed issue in the answer: {str(data)[:200]}",
+                code="tracker_response",
+            )
         labels = normalise_labels(_label_names(data))
-        assignee = data.get("assignee") if isinstance(data.get("assignee"), dict) else None
-        number = int(data["number"])
+        assignee = data.get("assignee")
         return Issue(
             id=str(number),
             identifier=f"{self.repo.split('/')[1]}#{number}",
-            title=str(data.get("title") or ""),
+            title=data["title"],
             state=self.state_of(data),
             description=data.get("body") or None,
             priority=_priority(labels),
@@ -244,6 +250,24 @@ class GitHubTracker:
 
     async def aclose(self) -> None:
         return None  # one client per call: nothing held between calls
+
+
+_OPTIONAL_TEXT = ("body", "html_url", "created_at", "updated_at")
+
+
+def _well_formed(data: dict[str, Any]) -> bool:
+    """Fields in GitHub's shapes: before, ``labels: "bug"`` became the labels b, u and
+    g, and a number for a title or a time went on into the issue (and its prompt)."""
+    assignee = data.get("assignee")
+    return (
+        isinstance(data.get("title"), str)
+        and all(isinstance(data.get(k), str | None) for k in _OPTIONAL_TEXT)
+        and isinstance(data.get("labels"), list | None)
+        and (
+            assignee is None
+            or (isinstance(assignee, dict) and isinstance(assignee.get("login"), str))
+        )
+    )
 
 
 def _ours(comment: Any, marker: str) -> bool:

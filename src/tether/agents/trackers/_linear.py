@@ -124,6 +124,8 @@ class LinearTracker:
         if not isinstance(body, dict):
             raise TrackerError(f"linear: {what}: no answer", code="tracker_response")
         errors = body.get("errors")
+        if errors and not isinstance(errors, list):  # GraphQL's is a list: was a KeyError
+            errors = [errors]
         if errors:
             codes = {
                 str((e.get("extensions") or {}).get("code", "")).upper()
@@ -215,6 +217,11 @@ class LinearTracker:
                     )
                 found.extend(self.normalise(n) for n in issues["nodes"])
                 page = issues.get("pageInfo") or {}
+                if not isinstance(page, dict):  # was an AttributeError naming nothing
+                    raise TrackerError(
+                        f"linear: {what}: a malformed pageInfo in the answer: {str(page)[:200]}",
+                        code="tracker_response",
+                    )
                 if not page.get("hasNextPage"):
                     return found
                 after = page.get("endCursor")
@@ -291,8 +298,12 @@ class LinearTracker:
             if normalise_state((issue.get("state") or {}).get("name")) == normalise_state(state):
                 return  # there already (perhaps moved before a crash)
             nodes = ((issue.get("team") or {}).get("states") or {}).get("nodes") or ()
-            ids = [
-                n["id"] for n in nodes if normalise_state(n.get("name")) == normalise_state(state)
+            ids = [  # a state without an id was a KeyError naming nothing: none of that name
+                n["id"]
+                for n in nodes
+                if isinstance(n, dict)
+                and isinstance(n.get("id"), str)
+                and normalise_state(n.get("name")) == normalise_state(state)
             ]
             if not ids:
                 raise TrackerError(
