@@ -67,6 +67,9 @@ __all__ = ["Runner"]
 log = logging.getLogger("tether")
 
 PROCESS_SCOPE = "process"  # locks announcing a live process and the workflows it drives
+# real seconds between looks at a run waiting inline for its timer, for an answer that
+# another process gave (one given here ends the wait at once)
+ANSWERED_EVERY = 0.25
 
 _SUSPENDED = object()
 _CANCELLED = object()
@@ -194,6 +197,9 @@ class Runner:
         task.add_done_callback(self._background.discard)
 
     def woken(self, run_ids: list[str]) -> None:
+        for rid in run_ids:
+            if rid in self._active:  # waiting inline for its timer: answered, it goes on
+                self._rt.waker.notify(_answered(rid))
         if not self.resume_woken:
             return
         for rid in run_ids:
@@ -933,11 +939,27 @@ class Runner:
         delay = (min(due) - self._clock.now()).total_seconds()
         if delay > limit:
             return False
-        await self._clock.sleep(max(0.0, delay))
+        await self._until_due_or_answered(workflow_id, max(0.0, delay))
         woken = await self._store.fire_due(now=self._clock.store_time(), at=self._clock.now())
         self.woken([r for r in woken if r != workflow_id])
         run = await self._store.get_run(workflow_id)
         return run is not None and run.status is RunStatus.PENDING
+
+    async def _until_due_or_answered(self, workflow_id: str, delay: float) -> None:
+        """Sleep `delay` seconds, or less if the run is answered meanwhile (no longer
+        waiting): a signal in this process ends the sleep at once (`woken`), one from
+        another within `ANSWERED_EVERY`. `wait_for_signal(timeout=4)` answered at once
+        went on only at 4 s. A fake clock's sleep passes its time at once, as before."""
+        if self._clock.store_time() is not None:
+            await self._clock.sleep(delay)
+            return
+        loop = asyncio.get_running_loop()
+        end = loop.time() + delay
+        while (left := end - loop.time()) > 0:
+            await self._rt.waker.wait(_answered(workflow_id), min(left, ANSWERED_EVERY))
+            run = await self._store.get_run(workflow_id)
+            if run is None or run.status is not RunStatus.WAITING:
+                return
 
     # -- compensation -------------------------------------------------------------------------
 
@@ -1031,6 +1053,11 @@ async def _stopped(task: asyncio.Task[None]) -> None:
         await asyncio.gather(task, return_exceptions=True)
     elif not loop.is_closed():
         loop.call_soon_threadsafe(task.cancel)
+
+
+def _answered(workflow_id: str) -> str:
+    """The waker's key of a run waiting inline for its timer (NUL: no mutex key has it)."""
+    return f"\0answered {workflow_id}"
 
 
 def _refused_in_run(source: str, instead: str) -> str:
