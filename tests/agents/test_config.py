@@ -372,3 +372,39 @@ def test_a_path_using_an_unset_variable_is_refused(
     monkeypatch.setenv("WS_ROOT_X", str(tmp_path / "shared"))
     wf = parse_workflow(text.replace("${WS_ROOT_X}", "$WS_ROOT_X"), path=tmp_path / "WORKFLOW.md")
     assert wf.workspace_root == tmp_path / "shared" / "agents"
+
+
+@pytest.mark.parametrize("kind", ["github", "linear"])
+@pytest.mark.parametrize("key", ["''", "'   '", "$BLANK_KEY_X", "'${BLANK_KEY_X}'", None])
+def test_a_blank_tracker_key_is_missing_at_load(
+    monkeypatch: pytest.MonkeyPatch, kind: str, key: str | None
+) -> None:
+    """Before: ``api_key: ''``, a key of spaces, or a variable (GITHUB_TOKEN too)
+    holding only spaces passed the check; the factory caught '' only, and a key of
+    spaces was sent and refused (HTTP 401) on every tick. Now each is missing."""
+    monkeypatch.setenv("BLANK_KEY_X", "  \t")
+    monkeypatch.setenv("GITHUB_TOKEN", " ")
+    monkeypatch.setenv("LINEAR_API_KEY", " ")
+    where = "repo: acme/api" if kind == "github" else "team: ENG"
+    given = "" if key is None else f", api_key: {key!s}"
+    with pytest.raises(WorkflowFileError) as err:
+        parse_workflow(f"---\ntracker: {{kind: {kind}, {where}{given}}}\n---\nhi")
+    variable = key is not None and "BLANK_KEY_X" in key
+    assert err.value.code == ("missing_secret" if variable else "missing_tracker_secret")
+    assert ("BLANK_KEY_X" in str(err.value) and "blank" in str(err.value)) or not variable
+
+
+@pytest.mark.parametrize("repo", ["acme", "acme/", "/api", "acme/api/x", "'acme /api'"])
+def test_a_github_repo_without_owner_and_name_is_refused_at_load(tmp_path: Path, repo: str) -> None:
+    """Before: ``repo: acme`` passed WORKFLOW.md validation and only building the
+    tracker refused it (`invalid_tracker_config`), so a hot reload took it as good."""
+    path = tmp_path / "WORKFLOW.md"
+    path.write_text("---\ntracker: {kind: github, repo: acme/api, api_key: k}\n---\none")
+    w = WorkflowWatcher(path)
+    path.write_text(f"---\ntracker: {{kind: github, repo: {repo}, api_key: k}}\n---\ntwo")
+    os.utime(path, (1, 1))
+    assert not w.check() and w.current.prompt == "one"
+    assert w.error is not None and "tracker.repo must be 'owner/name'" in w.error
+    with pytest.raises(WorkflowFileError) as err:
+        load_workflow(path)
+    assert err.value.code == "invalid_config"

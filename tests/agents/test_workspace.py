@@ -88,6 +88,26 @@ async def test_a_failing_after_create_removes_the_new_folder_and_fails(tmp_path:
     assert not (tmp_path / "root" / "A-1").exists()
 
 
+async def test_a_failing_after_create_kills_its_child_before_removing_the_folder(
+    tmp_path: Path,
+) -> None:
+    """Before: an `after_create` exiting non-zero (not timing out) had the new folder
+    removed while a background child it started (a ``git clone &``) went on running,
+    free to write into the folder again; now its process group is killed first."""
+    pid = tmp_path / "bg.pid"
+    script = (
+        f"(while true; do echo x >> $PWD/f 2>/dev/null; sleep 0.05; done) & echo $! > {pid}; exit 3"
+    )
+    m = WorkspaceManager(tmp_path / "root", HooksSettings(after_create=script, timeout_ms=60_000))
+    try:
+        with pytest.raises(WorkspaceError) as err:
+            await asyncio.wait_for(m.ensure("A-1"), 60)
+        assert err.value.code == "hook_failed"
+        assert not alive(int(pid.read_text())) and not (tmp_path / "root" / "A-1").exists()
+    finally:
+        _kill(pid)
+
+
 async def test_a_failing_hook_is_explained_by_the_end_of_its_output(tmp_path: Path) -> None:
     """A verbose hook (``npm ci`` ...) says why it failed last. Before: the first 2,048
     bytes were kept, so the error recorded for the attempt (and shown by `agents

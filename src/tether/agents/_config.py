@@ -68,6 +68,7 @@ _DEFAULT_STATES: dict[str, tuple[list[str], list[str]]] = {
 }
 _ENV_REF = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))$")
 _PATH_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_REPO = re.compile(r"[^/\s]+/[^/\s]+")  # github: owner/name
 
 
 class _Section(BaseModel):
@@ -342,7 +343,7 @@ def _env_value(value: Any, name: str, where: str, *, secret: bool) -> Any:
         return value
     var = m.group(1) or m.group(2)
     found = os.environ.get(var, "")
-    if not found:
+    if not (found.strip() if secret else found):  # a key of spaces: refused as wrong
         raise _unset(var, f"{name} is ${var}", where, "missing_secret" if secret else "")
     return found
 
@@ -360,7 +361,8 @@ def _expand_path(value: str, name: str, where: str) -> str:
 
 
 def _unset(var: str, what: str, where: str, code: str) -> WorkflowFileError:
-    state = "empty" if var in os.environ else "not set"
+    value = os.environ.get(var)
+    state = "not set" if value is None else ("blank" if value else "empty")
     return WorkflowFileError(
         f"{where}: {what}, and that environment variable is {state}; export it before starting",
         code=code or "invalid_config",
@@ -409,11 +411,14 @@ _SECRET_ENV = {"github": "GITHUB_TOKEN", "linear": "LINEAR_API_KEY"}
 
 def tracker_secret(tracker: TrackerSettings) -> str | None:
     """The tracker's API key: `api_key` (often ``$GITHUB_TOKEN``), else the kind's
-    usual variable (GITHUB_TOKEN, LINEAR_API_KEY); None if neither is set."""
+    usual variable (GITHUB_TOKEN, LINEAR_API_KEY); None if neither is set. A blank
+    one is none: sent, it is only refused by the tracker (HTTP 401) on every tick."""
     if tracker.api_key is not None:
-        return tracker.api_key.get_secret_value()
-    name = _SECRET_ENV.get(tracker.kind)
-    return (os.environ.get(name) or None) if name else None
+        key = tracker.api_key.get_secret_value()
+    else:
+        name = _SECRET_ENV.get(tracker.kind)
+        key = os.environ.get(name, "") if name else ""
+    return key if key.strip() else None
 
 
 def _check_tracker(tracker: TrackerSettings, where: str) -> None:
@@ -425,6 +430,9 @@ def _check_tracker(tracker: TrackerSettings, where: str) -> None:
         )
     elif tracker.kind == "github" and not tracker.repo:
         problem = "tracker.repo is missing; the github tracker needs 'repo: owner/name'"
+    elif tracker.kind == "github" and not _REPO.fullmatch(str(tracker.repo)):
+        # before, only building the tracker refused it: a reload took it as good
+        problem = f"tracker.repo must be 'owner/name' (e.g. 'acme/api'), got {tracker.repo!r}"
     elif tracker.kind == "linear" and not (tracker.project_slug or tracker.team):
         problem = (
             "tracker.project_slug or tracker.team is missing; the linear tracker needs "
@@ -433,8 +441,9 @@ def _check_tracker(tracker: TrackerSettings, where: str) -> None:
     if problem is not None:
         raise WorkflowFileError(f"{where}: {problem}", code="invalid_config")
     if tracker.kind in _SECRET_ENV and tracker_secret(tracker) is None:
+        blank = "tracker.api_key is blank; " if tracker.api_key is not None else ""
         raise WorkflowFileError(
-            f"{where}: the {tracker.kind} tracker needs an API key; set "
+            f"{where}: {blank}the {tracker.kind} tracker needs an API key; set "
             f"'api_key: ${_SECRET_ENV[tracker.kind]}' and export that variable",
             code="missing_tracker_secret",
         )

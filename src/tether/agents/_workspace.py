@@ -23,7 +23,8 @@ limit, and when the hook's caller is cancelled), their output cut to its last
 2,048 bytes in the log (where a failing command says why). A background child
 a hook leaves behind does not hold the hook up: its output goes to a file, not
 a pipe waited on. Failure semantics: `after_create` and `before_run` abort the
-attempt (a folder just created is removed again);
+attempt (a folder just created is removed again, after the failed hook's process
+group is killed: a child it started must not write on in it);
 `after_run` and `before_remove` are logged and ignored.
 """
 
@@ -210,7 +211,7 @@ class WorkspaceManager:
         real = check_inside(self.root, path)
         ws = Workspace(real, path.name, created)
         if created and self.hooks.after_create:
-            result = await self.run_hook("after_create", ws.path)
+            result = await self.run_hook("after_create", ws.path, end_failed=True)
             if not result.ok:
                 shutil.rmtree(ws.path, ignore_errors=True)
                 _marker(ws.path).unlink(missing_ok=True)
@@ -278,17 +279,23 @@ class WorkspaceManager:
             log.warning("cannot remove workspace %s: %s", path, exc, extra={"workspace": str(path)})
             return False
 
-    async def run_hook(self, name: str, cwd: Path) -> HookResult:
+    async def run_hook(self, name: str, cwd: Path, *, end_failed: bool = False) -> HookResult:
         """Run hook `name` in `cwd` until its shell exits, within `hooks.timeout_ms`:
         at the limit, or when the caller is cancelled (a dispatcher stopping, a run
-        stopped), its process group is killed. Its group is recorded beside the
+        stopped), its process group is killed; with `end_failed` also when it exits
+        non-zero (its folder is about to be removed). Its group is recorded beside the
         workspace while it runs, so `tether agents stop` and a dispatcher taking
         the run over kill a hook a killed dispatcher left behind."""
         script = getattr(self.hooks, name)
         assert isinstance(script, str)
         await reap_orphan(cwd)
         code, text, _ = await run_shell(
-            script, cwd, timeout=self.hooks.timeout_ms / 1000, limit=OUTPUT_LIMIT, record=True
+            script,
+            cwd,
+            timeout=self.hooks.timeout_ms / 1000,
+            limit=OUTPUT_LIMIT,
+            record=True,
+            end_failed=end_failed,
         )
         result = HookResult(name, code, text)
         level = logging.INFO if result.ok else logging.WARNING
@@ -352,13 +359,15 @@ async def run_shell(
     limit: int,
     env: dict[str, str] | None = None,
     record: bool = False,
+    end_failed: bool = False,
 ) -> tuple[int | None, str, int]:
     """Run ``sh -lc script`` in `cwd` (its own process group) until its shell exits,
     within `timeout` seconds: (exit code, None if killed at the limit; the last
     `limit` bytes of its output, where a failing command says why; the output's
     size). The output goes to a file, not a pipe: a huge one costs no memory, and a
     background child holding it open does not hold the caller up. `record`: the
-    group is recorded beside `cwd` while it runs (see `reap_orphan`)."""
+    group is recorded beside `cwd` while it runs (see `reap_orphan`); `end_failed`:
+    a non-zero exit kills what is left of its group, as the time-out does."""
     with tempfile.TemporaryFile() as out:
         proc = await asyncio.create_subprocess_exec(
             "sh",
@@ -374,7 +383,7 @@ async def run_shell(
         started = start_time(proc.pid)
         recorded = record_agent(cwd, proc.pid) if record else None
         try:
-            code = await _exit_within(proc, timeout, started)
+            code = await _exit_within(proc, timeout, started, end_failed=end_failed)
         finally:
             if recorded is not None:
                 recorded.unlink(missing_ok=True)
@@ -386,16 +395,19 @@ async def run_shell(
 
 
 async def _exit_within(
-    proc: asyncio.subprocess.Process, timeout: float, started: str | None
+    proc: asyncio.subprocess.Process, timeout: float, started: str | None, *, end_failed: bool
 ) -> int | None:
     """The process's exit code, or None when it was killed (with its group) at
     `timeout`; killed too if the caller is cancelled. Waits for the exit itself,
     never for a pipe a detached child may hold open, and never without a bound.
     A kill waits for the whole group (`started`: the leader's start time), not
     just the shell: its children die after it, and a cancelled hook's clone must
-    not write on in a workspace about to be removed."""
+    not write on in a workspace about to be removed (`end_failed`: after a non-zero
+    exit too, for the same reason)."""
     try:
         await asyncio.wait_for(proc.wait(), timeout)
+        if end_failed and proc.returncode != 0 and started and _group_left(proc.pid, started):
+            await _end_group(proc, started)  # a child it started: never a reused pid's group
         return proc.returncode
     except TimeoutError:
         await _end_group(proc, started)

@@ -8,7 +8,7 @@ import pytest
 from tether.agents import TrackerError
 from tether.agents.trackers import GitHubTracker
 
-from ._servers import FakeGitHub
+from ._servers import Answer, FakeGitHub
 
 
 def _tracker(fake: FakeGitHub, token: str | None = None) -> GitHubTracker:
@@ -72,3 +72,25 @@ async def test_an_issue_field_of_another_shape_is_a_malformed_answer(
     assert err.value.code == "tracker_response" and "github:" in str(err.value)
     with pytest.raises(TrackerError):
         await _tracker(github).fetch_issues_by_ids(["1"])
+
+
+@pytest.mark.parametrize("listing", [{"marker": "tether-run:r:c"}, "tether-run:r:c", 5])
+async def test_a_comment_listing_that_is_not_a_list_is_a_malformed_answer(
+    github: FakeGitHub, listing: object
+) -> None:
+    """Before: an object (or a string) for the issue's comments had its keys (its
+    characters) scanned for the marker, and the comment was posted anyway, perhaps a
+    second time; now it is a malformed answer and nothing is posted."""
+    github.add(1, "one")
+    original = github.answer
+
+    def answer(method: str, path: str, headers: dict[str, str], body: object) -> Answer:
+        if method == "GET" and "/comments" in path:
+            return 200, {}, listing
+        return original(method, path, headers, body)
+
+    github.answer = answer  # type: ignore[method-assign]
+    with pytest.raises(TrackerError) as err:
+        await _tracker(github).comment("1", "done", marker="tether-run:r:c")
+    assert err.value.code == "tracker_response" and "not a list" in str(err.value)
+    assert github.comments.get(1, []) == [] and [r[0] for r in github.requests] == ["GET"]

@@ -47,6 +47,8 @@ async def test_a_refused_key_says_which_setting_to_fix(
     ("answer", "words"),
     [
         ({"errors": {"message": "Query too complex"}}, "Query too complex"),
+        ({"errors": "boom"}, "issues: boom"),
+        ({"errors": [{"extensions": {"code": "INTERNAL"}}]}, "'code': 'INTERNAL'"),
         ({"data": {"issues": {"nodes": [], "pageInfo": "none"}}}, "malformed pageInfo"),
     ],
 )
@@ -56,7 +58,8 @@ async def test_a_malformed_answer_is_a_tracker_error(
     words: str,
 ) -> None:
     """Before: ``KeyError: 0`` (errors as one object, not a list) and ``AttributeError:
-    'str' object has no attribute 'get'``: the tick said "fetching candidates: 0"."""
+    'str' object has no attribute 'get'``: the tick said "fetching candidates: 0"; an
+    error without a message said only "None"."""
     fake, _ = linear
     fake.answer = lambda *_: (200, {}, answer)  # type: ignore[method-assign]
     with pytest.raises(TrackerError) as err:

@@ -213,6 +213,10 @@ class GitHubTracker:
                 )
                 if page is None:
                     raise TrackerError(f"github: no issue {issue_id}", code="tracker_response")
+                if not isinstance(page, list):  # an object's keys were read as comments
+                    raise TrackerError(
+                        f"github: comments of {issue_id}: not a list", code="tracker_response"
+                    )
                 if any(_ours(c, marker) for c in page):
                     return  # posted before a crash: not again
                 url, params = response.links.get("next", {}).get("url"), None

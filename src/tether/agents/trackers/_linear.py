@@ -133,6 +133,8 @@ class LinearTracker:
                 if isinstance(e, dict)
             }
             first = errors[0].get("message") if isinstance(errors[0], dict) else errors[0]
+            if not isinstance(first, str):  # an error without a message: was "None"
+                first = str(errors[0])[:200]
             if "RATELIMITED" in codes:
                 raise TrackerError(
                     f"linear: {what}: rate limited ({first})",
