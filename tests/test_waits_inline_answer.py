@@ -18,12 +18,17 @@ async def _asks(wf: Workflow) -> str:
 
 
 async def _waiting(app: App, run_id: str) -> None:
+    """Until the run is parked on its pending wait (its wait registered is not enough:
+    a signal then resolves the wait before the run parks, and wakes no one)."""
+
     async def parked() -> bool:
         try:
+            run = await app.aget_run(run_id)
             waits = await app.alist_waits(run_id)
         except tether.RunNotFoundError:  # not created yet
             return False
-        return bool(waits) and waits[0].status.value == "pending"
+        pending = bool(waits) and waits[0].status.value == "pending"
+        return pending and run.status is RunStatus.WAITING
 
     await tether.testing.eventually(parked, timeout=10)
 
