@@ -29,11 +29,12 @@ async def test_a_keyed_job_ending_during_a_claim_that_skipped_its_key_claims_aga
     worker = Worker(app, queues=["q"], concurrency=2, poll_interval=3600,
                     maintenance_interval=3600)  # fmt: skip
     real = app.store.claim_jobs
-    second: list[str] = []  # the queued job of k, once submitted
+    submitting = asyncio.Event()  # set before the queued job of k is submitted: the
+    # claim its news starts may begin before `asubmit` hands its id back
     forced: list[int] = []  # claims it ran in
 
     async def claim_while_first_ends(*args: Any, **kw: Any) -> Any:
-        after_second = bool(second)
+        after_second = submitting.is_set()
         claimed = await real(*args, **kw)
         if after_second and not claimed and not forced:
             forced.append(1)  # it saw k held: the first job ends before it returns
@@ -46,8 +47,9 @@ async def test_a_keyed_job_ending_during_a_claim_that_skipped_its_key_claims_aga
     try:
         first = await app.asubmit(keyed, True, queue="q", concurrency_key="k")
         await asyncio.wait_for(entered.wait(), 60)
-        second.append(await app.asubmit(keyed, False, queue="q", concurrency_key="k"))
-        for wid in (first, second[0]):
+        submitting.set()
+        second = await app.asubmit(keyed, False, queue="q", concurrency_key="k")
+        for wid in (first, second):
             assert (await app.aresult(wid, timeout=30)).status is RunStatus.COMPLETED
         assert forced == [1]
     finally:
