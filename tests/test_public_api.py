@@ -15,6 +15,7 @@ EXPECTED = {
     "RunInfo",
     "WorkflowVersionError",
     "WorkflowTimeoutError",
+    "WaitPayloadError",
     "WaitTimeout",
     "TokenCompletedError",
     "TokenNotFoundError",

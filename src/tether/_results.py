@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import NotSerializableError, TetherError, explain_validation
-from .serde import check_type, dump_json, dump_plain, is_plain, load_json
+from .serde import check_type, dump_json, dump_plain, is_plain, load_json, type_name
 
 __all__ = ["dump_result", "load_result", "recorded_as", "recorded_result"]
 
@@ -145,15 +145,11 @@ def _revived(body: str, tp: Any, value: Any, what: str) -> Any:
             what,
             type(value),
             "$" + "".join(f"[{p!r}]" for p in loc),
-            problem=f"is written as JSON that does not read back as {_type_name(tp)} "
+            problem=f"is written as JSON that does not read back as {type_name(tp)} "
             f"({explain_validation(exc)})",
             fix="Declare a type whose JSON reads back (dict keys of str, int, an enum or "
             "a date; a list of pairs instead of a dict with tuple keys).",
         ) from None
-
-
-def _type_name(tp: Any) -> str:
-    return tp.__qualname__ if isinstance(tp, type) else str(tp).replace("typing.", "")
 
 
 def _refuse_lossy(value: Any, what: str, path: str) -> None:

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from ._control import Suspend
 from ._durations import check_seconds
 from ._names import check_name
@@ -27,8 +29,15 @@ from ._results import recorded_as
 from ._run_state import RunState
 from ._runtime import Runtime
 from .definition import WorkflowDef
-from .errors import ChildRunError, InvalidArgumentError, RunCancelledError, WaitTimeout
-from .serde import dump_json, load_json, return_type_of
+from .errors import (
+    ChildRunError,
+    InvalidArgumentError,
+    RunCancelledError,
+    WaitPayloadError,
+    WaitTimeout,
+    explain_validation,
+)
+from .serde import check_type, dump_json, load_json, return_type_of, type_name
 from .store import NewEvent, NewWait, StepRow, StepStatus, WaitKind, WaitRow, WaitStatus
 
 __all__ = ["MISSING", "Host", "Waits"]
@@ -61,8 +70,24 @@ def _check_key(key: object) -> None:
         check_name("wait key", key)
 
 
-def _payload(row: WaitRow, default: Any) -> Any:
-    return default if row.status is WaitStatus.TIMED_OUT else load_json(row.payload)
+def _payload(row: WaitRow, default: Any, tp: Any = None) -> Any:
+    """The wait's answer, validated into `tp` when the wait declared one (the first
+    time and on every replay alike); a timeout's `default` is returned as given."""
+    if row.status is WaitStatus.TIMED_OUT:
+        return default
+    if tp is None:
+        return load_json(row.payload)
+    try:
+        return load_json(row.payload, tp)
+    except ValidationError as exc:
+        raise WaitPayloadError(
+            row.workflow_id, row.key, type_name(tp), explain_validation(exc)
+        ) from None
+
+
+def _check_answer_type(tp: Any, what: str) -> None:
+    """Refuse a `result_type` no payload can be read as, before the wait registers."""
+    check_type(tp, what, "; or declare none and take the payload as plain JSON")
 
 
 def _check_child_input(defn: WorkflowDef, input: Any) -> None:
@@ -170,9 +195,11 @@ class Waits:
         timeout: float | None,
         default: Any,
         key: str | None,
+        result_type: Any = None,
     ) -> Any:
         check_name("event_type", event_type)
         _check_key(key)
+        _check_answer_type(result_type, f"wait_for_event({event_type!r})")
         if match is not None and not isinstance(match, dict):
             raise InvalidArgumentError("match must be a dict of payload field -> value")
         _refuse_any_of(match)
@@ -183,13 +210,19 @@ class Waits:
             None if match is None else dump_json(match, what="the event match filter"),
             self._due(timeout),
         )
-        return _payload(await self._wait(wait, default), default)
+        return _payload(await self._wait(wait, default), default, result_type)
 
     async def wait_for_signal(
-        self, name: str, timeout: float | None, default: Any, key: str | None
+        self,
+        name: str,
+        timeout: float | None,
+        default: Any,
+        key: str | None,
+        result_type: Any = None,
     ) -> Any:
         check_name("signal name", name)
         _check_key(key)
+        _check_answer_type(result_type, f"wait_for_signal({name!r})")
         wait = NewWait(
             self._key_of(key, f"signal:{name}"),
             WaitKind.SIGNAL,
@@ -197,7 +230,7 @@ class Waits:
             None,
             self._due(timeout),
         )
-        return _payload(await self._wait(wait, default), default)
+        return _payload(await self._wait(wait, default), default, result_type)
 
     async def create_token(self, timeout: float | None) -> str:
         key = self._run.next_key("token")
@@ -211,12 +244,15 @@ class Waits:
             )
         return str(token)
 
-    async def wait_for_token(self, token: str, timeout: float | None, default: Any) -> Any:
+    async def wait_for_token(
+        self, token: str, timeout: float | None, default: Any, result_type: Any = None
+    ) -> Any:
         if not isinstance(token, str) or not token:
             raise InvalidArgumentError(f"token must be a token id from create_token, got {token!r}")
         check_name("token", token)
+        _check_answer_type(result_type, "wait_for_token")
         wait = NewWait(f"token:{token}", WaitKind.TOKEN, None, None, self._due(timeout), token)
-        return _payload(await self._wait(wait, default), default)
+        return _payload(await self._wait(wait, default), default, result_type)
 
     async def sleep(self, seconds: float) -> None:
         secs = check_seconds("sleep seconds", seconds)  # None too: a sleep has a length

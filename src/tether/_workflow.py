@@ -309,17 +309,21 @@ class Workflow:
         timeout: float | timedelta | None = None,
         default: Any = MISSING,
         key: str | None = None,
+        result_type: Any = None,
     ) -> Any:
         """The payload of the first event of `event_type` matching `match`.
 
         An event counts if it was sent after this run was created (events that
         arrive just before the wait registers are kept, not lost) and no other
         wait of this run took it. `match` names payload fields (dotted for
-        nested ones) and the values they must equal.
+        nested ones) and the values they must equal. `result_type` (a pydantic
+        model, a dataclass, ``list[int]``...) validates the payload into that
+        type, the same on every replay; a payload that does not fit raises
+        `WaitPayloadError`.
         """
         check_depth("wf.wait_for_event", self.workflow_id)
         return await self._waits.wait_for_event(
-            event_type, match, seconds_of(timeout), default, key
+            event_type, match, seconds_of(timeout), default, key, result_type
         )
 
     async def wait_for_signal(
@@ -329,11 +333,16 @@ class Workflow:
         timeout: float | timedelta | None = None,
         default: Any = MISSING,
         key: str | None = None,
+        result_type: Any = None,
     ) -> Any:
         """The payload of the next signal `name` sent to this run (kept if sent early).
-        Past `timeout` (seconds or a timedelta), `default`, else `WaitTimeout`."""
+        Past `timeout` (seconds or a timedelta), `default`, else `WaitTimeout`.
+        `result_type` validates the payload into that type, first time and replay
+        alike (`WaitPayloadError` if it does not fit)."""
         check_depth("wf.wait_for_signal", self.workflow_id)
-        return await self._waits.wait_for_signal(name, seconds_of(timeout), default, key)
+        return await self._waits.wait_for_signal(
+            name, seconds_of(timeout), default, key, result_type
+        )
 
     async def create_token(self, timeout: float | timedelta | None = None) -> str:
         """A completion token for an outside party (a person, a webhook) to complete by id."""
@@ -341,15 +350,21 @@ class Workflow:
         return await self._waits.create_token(seconds_of(timeout))
 
     async def wait_for_token(
-        self, token: str, *, timeout: float | timedelta | None = None, default: Any = MISSING
+        self,
+        token: str,
+        *,
+        timeout: float | timedelta | None = None,
+        default: Any = MISSING,
+        result_type: Any = None,
     ) -> Any:
         """The payload the token was completed with (at once if it already was).
 
         `timeout` (seconds from the first time this wait is reached) applies
         when `create_token` set none; then `WaitTimeout`, or `default`.
+        `result_type` validates the payload as `wait_for_signal`'s does.
         """
         check_depth("wf.wait_for_token", self.workflow_id)
-        return await self._waits.wait_for_token(token, seconds_of(timeout), default)
+        return await self._waits.wait_for_token(token, seconds_of(timeout), default, result_type)
 
     async def sleep(self, seconds: float | timedelta) -> None:
         """A durable timer: the run parks and wakes once `seconds` (or a timedelta)

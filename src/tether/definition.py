@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -15,7 +14,7 @@ from ._durations import check_seconds
 from ._names import check_name
 from .errors import InvalidArgumentError, WorkflowVersionError
 from .record import RunRecord
-from .serde import check_type, dump_json, load_json, resolve_annotation, validate
+from .serde import check_type, dump_json, load_json, resolve_annotation, type_name, validate
 from .store import RunRow, RunStatus
 
 __all__ = ["RunResult", "WorkflowDef"]
@@ -27,12 +26,6 @@ _INPUT_FIX = " as its annotation, or annotate it with none and pass plain JSON"
 
 def _loc(loc: tuple[int | str, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-
-
-def _type_name(tp: Any) -> str:
-    """``list[Job] | None`` rather than ``list[_tether_3f2a.Job] | NoneType``."""
-    text = tp.__name__ if isinstance(tp, type) else str(tp)
-    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", text).replace("NoneType", "None")
 
 
 def _positional(fn: Callable[..., Any]) -> list[inspect.Parameter]:
@@ -185,7 +178,7 @@ class WorkflowDef:
             more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
             raise InvalidArgumentError(
                 f"the input of workflow {self.name!r} does not fit its declared type "
-                f"{_type_name(tp)}: {problems}{more}; pass a value of that type"
+                f"{type_name(tp)}: {problems}{more}; pass a value of that type"
             ) from None
 
     def encode_input(self, value: Any, *, child: bool = False) -> str:

@@ -73,6 +73,7 @@ __all__ = [
     "TetherError",
     "TokenCompletedError",
     "TokenNotFoundError",
+    "WaitPayloadError",
     "WaitTimeout",
     "WorkflowNotFoundError",
     "WorkflowTimeoutError",
@@ -269,6 +270,23 @@ class WaitTimeout(TetherError, TimeoutError):
         self.key = key
         self.kind = kind
         super().__init__(f"{kind} wait {key!r} timed out; pass default= to get a value instead")
+
+
+class WaitPayloadError(TetherError, TypeError):
+    """A wait declared the type of its answer (``result_type=``) and was answered with a
+    payload that does not validate as it. The payload stays recorded as sent, and a
+    replay raises this again at the same wait: catch it to ask again (the next wait of
+    that name is a new wait) or let it fail the run."""
+
+    def __init__(self, workflow_id: str, wait_key: str, type_name: str, problem: str) -> None:
+        self.workflow_id = workflow_id
+        self.wait_key = wait_key
+        self.type_name = type_name
+        super().__init__(
+            f"wait {wait_key!r} of run {workflow_id!r} was answered with a payload that does "
+            f"not validate as {type_name} ({problem}); answer it with one that does, or "
+            "catch WaitPayloadError in the workflow to wait again"
+        )
 
 
 class TokenNotFoundError(TetherError, LookupError):

@@ -44,6 +44,7 @@ __all__ = [
     "resolve_annotation",
     "return_type_of",
     "to_json_data",
+    "type_name",
     "validate",
 ]
 
@@ -77,7 +78,7 @@ def check_type(tp: Any, what: str, fix: str = "") -> None:
     except (PydanticUserError, NameError, TypeError) as exc:
         reason = str(exc).split("\n", 1)[0].split(". ", 1)[0].rstrip(".")
         raise InvalidArgumentError(
-            f"{what} declares the type {_type_name(tp)}, which tether cannot store as JSON "
+            f"{what} declares the type {type_name(tp)}, which tether cannot store as JSON "
             f"({reason}). Declare a type pydantic can validate (a pydantic model, a "
             f"dataclass, plain types such as dict[str, int]){fix}"
         ) from None
@@ -205,7 +206,7 @@ def _json_data(value: Any, what: str, tp: Any) -> Any:
             raise NotSerializableError(
                 what,
                 type(value),
-                problem=f"does not match the declared type {_type_name(tp)}",
+                problem=f"does not match the declared type {type_name(tp)}",
                 fix="Pass a value of that type, or change the annotation to what is returned.",
             ) from None
         bad, path = _find_unserialisable(value, "$")
@@ -761,5 +762,7 @@ def _refusal(data: Any, what: str) -> NotSerializableError:
     )
 
 
-def _type_name(tp: Any) -> str:
-    return tp.__qualname__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+def type_name(tp: Any) -> str:
+    """``list[Job] | None`` rather than ``list[_tether_3f2a.Job] | NoneType``."""
+    text = tp.__name__ if isinstance(tp, type) else str(tp)
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", text).replace("NoneType", "None")
