@@ -30,7 +30,7 @@ class _Steps(Protocol):
     """What `compensate` needs of the run's `Workflow` (which imports this module to
     check a compensation as its step is called: importing it here closed a circle)."""
 
-    async def step(self, name: str, fn: Callable[..., Any]) -> Any: ...
+    async def step(self, name: str, fn: Callable[..., Any], *, retry: Any = None) -> Any: ...
 
 
 async def compensate(wf: _Steps, st: RunState, ranks: Mapping[str, int] | None = None) -> bool:
@@ -47,9 +47,9 @@ async def compensate(wf: _Steps, st: RunState, ranks: Mapping[str, int] | None =
     def newest_last(c: Any) -> tuple[datetime, int]:
         return _completed_at(st, c.key), known.get(c.key, _UNRANKED)
 
-    for name, fn, value in reversed(sorted(st.compensations, key=newest_last)):
+    for name, fn, value, retry in reversed(sorted(st.compensations, key=newest_last)):
         try:
-            await wf.step(f"compensate:{name}", _compensation(fn, value))
+            await wf.step(f"compensate:{name}", _compensation(fn, value), retry=retry)
         except Exception as exc:
             log.warning("compensation of step %r in run %s failed: %r", name, st.workflow_id, exc)
             ok = False

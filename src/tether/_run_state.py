@@ -57,11 +57,13 @@ def name_scope(prefix: str, within: str | None = None) -> Iterator[None]:
 
 
 class Compensation(NamedTuple):
-    """How to undo a completed step: its key, the undo function, the step's result."""
+    """How to undo a completed step: its key, the undo function, the step's result,
+    and how often to try the undo (`retry=` of a step: attempts or a policy)."""
 
     key: str
     fn: Callable[..., Any]
     value: Any
+    retry: Any = None
 
 
 @dataclass(eq=False)

@@ -183,6 +183,7 @@ class Workflow:
         compensate: Callable[..., Any] | None = None,
         timeout: float | timedelta | None = None,
         result_type: Any = None,
+        compensate_retry: int | RetryPolicy | None = None,
     ) -> T:
         """Run `fn` once for this run and record its result; return the record on replay.
 
@@ -203,6 +204,8 @@ class Workflow:
         with compensation): compensations of completed steps run in reverse
         order, each once, recorded like steps. Like `fn`, it takes what it
         declares: nothing, the step's result, or a `StepContext` and the result.
+        It is tried as `compensate_retry` says (attempts or a `RetryPolicy`),
+        by default as the step itself is (`retry`).
 
         The first run returns exactly what a replay will: the result typed by
         `fn`'s declared return type or `result_type`, a pydantic model or
@@ -214,6 +217,13 @@ class Workflow:
         with `StepTimeoutError`, retried as the policy says: an async `fn` is
         cancelled; a sync one cannot be, and its late result is discarded.
         """
+        if compensate_retry is not None:
+            if compensate is None:
+                raise InvalidArgumentError(
+                    f"step {name!r} has compensate_retry= but no compensate=: pass the "
+                    "function that undoes the step too, or drop compensate_retry"
+                )
+            as_policy(compensate_retry)  # a bad one refused before the step runs
         return cast(
             T,
             await self._step(
@@ -221,7 +231,7 @@ class Workflow:
                 fn,
                 idempotency_key,
                 retry,
-                compensate,
+                None if compensate is None else (compensate, compensate_retry),
                 seconds_of(timeout),
                 result_type,
                 settled=False,
@@ -244,7 +254,7 @@ class Workflow:
         fn: Callable[..., Any],
         idempotency_key: str | None,
         retry: int | RetryPolicy | None,
-        compensate: Callable[..., Any] | None,
+        undo: tuple[Callable[..., Any], int | RetryPolicy | None] | None,
         timeout: float | None,
         result_type: Any,
         *,
@@ -254,8 +264,8 @@ class Workflow:
         tp = return_type_of(fn) if result_type is None else result_type
         check_name("step name", name)
         check_type(tp, f"step {name!r}", _TYPE_FIX)
-        if compensate is not None:
-            check_compensation(compensate, name)
+        if undo is not None:
+            check_compensation(undo[0], name)
         if idempotency_key is not None:
             check_name(f"idempotency_key of step {name!r}", idempotency_key)
         run = self._run
@@ -277,10 +287,11 @@ class Workflow:
             async with run.step_lock(key):
                 value = await self._steps.execute(spec)
         # a second call answered by its idempotency key has its undo registered already
-        if compensate is not None and (
+        if undo is not None and (
             idempotency_key is None or all(c.key != key for c in run.compensations)
         ):
-            run.compensations.append(Compensation(key, compensate, value))
+            undo_retry = retry if undo[1] is None else undo[1]
+            run.compensations.append(Compensation(key, undo[0], value, undo_retry))
         return value
 
     def recorded(self, key: str, *, result_type: Any = None, default: Any = None) -> Any:
