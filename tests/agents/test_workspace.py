@@ -348,3 +348,50 @@ async def test_a_workspace_under_an_earlier_root_is_removed_by_its_recorded_path
     with pytest.raises(WorkspaceError):
         await after.remove(stranger)
     assert not await after.discard(stranger) and stranger.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("hook", "ends"),
+    [("before_run", "exit 1"), ("after_run", "exit 4"), ("before_remove", "exit 2"),
+     ("before_remove", "exit 0"), ("before_run", "sleep 60")],
+)  # fmt: skip
+async def test_a_hook_that_stops_leaves_no_child_behind(
+    tmp_path: Path, hook: str, ends: str
+) -> None:
+    """Before: only a failing `after_create` had its group killed; a failing
+    `before_run` (the attempt aborted) or `after_run`, and any `before_remove` (its
+    folder deleted next), left their background children running (a timed-out
+    hook's were killed already: the last case keeps it so)."""
+    from tether.testing import eventually
+
+    pid = tmp_path / "bg.pid"
+    script = f"sleep 900 & echo $! > {pid}; {ends}"  # the child outlives the test by far
+    hooks = HooksSettings(**{hook: script}, timeout_ms=60_000 if ends != "sleep 60" else 500)
+    m = WorkspaceManager(tmp_path / "root", hooks)
+    ws = await m.ensure("A-1")
+    try:
+        if hook == "before_run":
+            with pytest.raises(WorkspaceError):
+                await asyncio.wait_for(m.before_run(ws.path), 60)
+        elif hook == "after_run":
+            result = await asyncio.wait_for(m.after_run(ws.path), 60)
+            assert result is not None and not result.ok
+        else:
+            assert await asyncio.wait_for(m.remove(ws.path), 60) and not ws.path.exists()
+        child = int(pid.read_text())
+        await eventually(lambda: not alive(child), timeout=30)
+    finally:
+        _kill(pid)
+
+
+async def test_a_succeeding_hook_may_leave_the_daemon_it_started(tmp_path: Path) -> None:
+    """A `before_run` starting a server for the agent and exiting 0 is a pattern of
+    its own (Symphony sets nothing against it): its child is left running."""
+    pid = tmp_path / "bg.pid"
+    m = WorkspaceManager(tmp_path / "root", HooksSettings(before_run=f"sleep 60 & echo $! > {pid}"))
+    ws = await m.ensure("A-1")
+    try:
+        await asyncio.wait_for(m.before_run(ws.path), 60)
+        assert alive(int(pid.read_text()))
+    finally:
+        _kill(pid)

@@ -104,6 +104,18 @@ class TrackerSettings(_Section):
     required_labels: list[str] = []
     handoff_state: str | None = None
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key(cls, value: Any) -> Any:
+        """Without surrounding whitespace: a key from ``$(cat keyfile)`` ends in a
+        newline, which was sent in the Authorization header and refused. One with a
+        control character inside it (a key file of two lines) can never be sent."""
+        if not isinstance(value, str):
+            return value
+        if any(ord(c) < 32 or ord(c) == 127 for c in value.strip()):
+            raise ValueError("the key holds a line break or control character; give one line")
+        return value.strip()
+
     @field_validator("required_labels")
     @classmethod
     def _labels(cls, value: list[str]) -> list[str]:
@@ -411,14 +423,15 @@ _SECRET_ENV = {"github": "GITHUB_TOKEN", "linear": "LINEAR_API_KEY"}
 
 def tracker_secret(tracker: TrackerSettings) -> str | None:
     """The tracker's API key: `api_key` (often ``$GITHUB_TOKEN``), else the kind's
-    usual variable (GITHUB_TOKEN, LINEAR_API_KEY); None if neither is set. A blank
-    one is none: sent, it is only refused by the tracker (HTTP 401) on every tick."""
+    usual variable (GITHUB_TOKEN, LINEAR_API_KEY); None if neither is set. Without
+    surrounding whitespace (a trailing newline is refused by the tracker, HTTP 401),
+    and a blank one is none: sent, it is only refused on every tick."""
     if tracker.api_key is not None:
         key = tracker.api_key.get_secret_value()
     else:
         name = _SECRET_ENV.get(tracker.kind)
         key = os.environ.get(name, "") if name else ""
-    return key if key.strip() else None
+    return key.strip() or None
 
 
 def _check_tracker(tracker: TrackerSettings, where: str) -> None:

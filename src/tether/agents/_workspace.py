@@ -23,9 +23,13 @@ limit, and when the hook's caller is cancelled), their output cut to its last
 2,048 bytes in the log (where a failing command says why). A background child
 a hook leaves behind does not hold the hook up: its output goes to a file, not
 a pipe waited on. Failure semantics: `after_create` and `before_run` abort the
-attempt (a folder just created is removed again, after the failed hook's process
-group is killed: a child it started must not write on in it);
-`after_run` and `before_remove` are logged and ignored.
+attempt (a folder just created is removed again); `after_run` and `before_remove`
+are logged and ignored. A hook that fails or times out has what is left of its
+process group killed, whichever hook it is: a child it started (``sleep 60 &``, a
+``git clone &``) must not work on in a folder about to be removed or for an
+attempt that stopped. A hook that succeeds may leave a daemon it meant to start
+(a dev server for the agent; Symphony says nothing against it), except
+`before_remove`: its folder goes next, so its group is killed once its shell exits.
 """
 
 from __future__ import annotations
@@ -211,7 +215,7 @@ class WorkspaceManager:
         real = check_inside(self.root, path)
         ws = Workspace(real, path.name, created)
         if created and self.hooks.after_create:
-            result = await self.run_hook("after_create", ws.path, end_failed=True)
+            result = await self.run_hook("after_create", ws.path)
             if not result.ok:
                 shutil.rmtree(ws.path, ignore_errors=True)
                 _marker(ws.path).unlink(missing_ok=True)
@@ -279,11 +283,12 @@ class WorkspaceManager:
             log.warning("cannot remove workspace %s: %s", path, exc, extra={"workspace": str(path)})
             return False
 
-    async def run_hook(self, name: str, cwd: Path, *, end_failed: bool = False) -> HookResult:
+    async def run_hook(self, name: str, cwd: Path) -> HookResult:
         """Run hook `name` in `cwd` until its shell exits, within `hooks.timeout_ms`:
-        at the limit, or when the caller is cancelled (a dispatcher stopping, a run
-        stopped), its process group is killed; with `end_failed` also when it exits
-        non-zero (its folder is about to be removed). Its group is recorded beside the
+        at the limit, when the caller is cancelled (a dispatcher stopping, a run
+        stopped), and when it exits non-zero, its process group is killed (a failed
+        hook leaves nothing working on); after `before_remove` whatever its exit
+        (the folder goes next). Its group is recorded beside the
         workspace while it runs, so `tether agents stop` and a dispatcher taking
         the run over kill a hook a killed dispatcher left behind."""
         script = getattr(self.hooks, name)
@@ -295,7 +300,8 @@ class WorkspaceManager:
             timeout=self.hooks.timeout_ms / 1000,
             limit=OUTPUT_LIMIT,
             record=True,
-            end_failed=end_failed,
+            end_failed=True,
+            end_always=name == "before_remove",
         )
         result = HookResult(name, code, text)
         level = logging.INFO if result.ok else logging.WARNING
@@ -360,6 +366,7 @@ async def run_shell(
     env: dict[str, str] | None = None,
     record: bool = False,
     end_failed: bool = False,
+    end_always: bool = False,
 ) -> tuple[int | None, str, int]:
     """Run ``sh -lc script`` in `cwd` (its own process group) until its shell exits,
     within `timeout` seconds: (exit code, None if killed at the limit; the last
@@ -367,7 +374,8 @@ async def run_shell(
     size). The output goes to a file, not a pipe: a huge one costs no memory, and a
     background child holding it open does not hold the caller up. `record`: the
     group is recorded beside `cwd` while it runs (see `reap_orphan`); `end_failed`:
-    a non-zero exit kills what is left of its group, as the time-out does."""
+    a non-zero exit kills what is left of its group, as the time-out does;
+    `end_always`: any exit does."""
     with tempfile.TemporaryFile() as out:
         proc = await asyncio.create_subprocess_exec(
             "sh",
@@ -383,7 +391,8 @@ async def run_shell(
         started = start_time(proc.pid)
         recorded = record_agent(cwd, proc.pid) if record else None
         try:
-            code = await _exit_within(proc, timeout, started, end_failed=end_failed)
+            end = "always" if end_always else ("failure" if end_failed else "")
+            code = await _exit_within(proc, timeout, started, end=end)
         finally:
             if recorded is not None:
                 recorded.unlink(missing_ok=True)
@@ -395,18 +404,19 @@ async def run_shell(
 
 
 async def _exit_within(
-    proc: asyncio.subprocess.Process, timeout: float, started: str | None, *, end_failed: bool
+    proc: asyncio.subprocess.Process, timeout: float, started: str | None, *, end: str
 ) -> int | None:
     """The process's exit code, or None when it was killed (with its group) at
     `timeout`; killed too if the caller is cancelled. Waits for the exit itself,
     never for a pipe a detached child may hold open, and never without a bound.
     A kill waits for the whole group (`started`: the leader's start time), not
     just the shell: its children die after it, and a cancelled hook's clone must
-    not write on in a workspace about to be removed (`end_failed`: after a non-zero
-    exit too, for the same reason)."""
+    not write on in a workspace about to be removed (`end`: "failure", after a
+    non-zero exit too, for the same reason; "always", after any exit)."""
     try:
         await asyncio.wait_for(proc.wait(), timeout)
-        if end_failed and proc.returncode != 0 and started and _group_left(proc.pid, started):
+        ending = end == "always" or (end == "failure" and proc.returncode != 0)
+        if ending and started and _group_left(proc.pid, started):
             await _end_group(proc, started)  # a child it started: never a reused pid's group
         return proc.returncode
     except TimeoutError:

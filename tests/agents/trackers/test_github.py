@@ -268,3 +268,26 @@ async def test_a_user_comment_quoting_a_marker_is_not_taken_for_tethers_own(
     github.comments[7].append({"id": 2, "body": f"> done\r\n> {tag}"})
     await _tracker(github).comment("7", "done: see the PR", marker="tether-run:r1:comment")
     assert [c["body"] for c in github.comments[7]][2:] == [f"done: see the PR\n\n{tag}"]
+
+
+async def test_a_token_with_surrounding_whitespace_is_sent_without_it(
+    github: FakeGitHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Before: ``api_key: "${GITHUB_TOKEN}"`` with the variable ending in a newline
+    (``export GITHUB_TOKEN=$(cat token)``... with a file saved by an editor) sent the
+    whitespace on, and every request was refused (401) with no hint why."""
+    github.add(1, "one", labels=("agent",))
+    monkeypatch.setenv("GITHUB_TOKEN", f"{github.token} \r\n")
+    wf = parse_workflow(
+        f'---\ntracker: {{kind: github, repo: acme/api, endpoint: "{github.base}",'
+        ' api_key: "${GITHUB_TOKEN}"}\n---\nhi',
+        path=tmp_path / "WORKFLOW.md",
+    )
+    found = await make_tracker(wf).fetch_issues_by_ids(["1"])
+    assert [i.id for i in found] == ["1"]
+    assert {r[2].get("Authorization") for r in github.requests} == {f"Bearer {github.token}"}
+    literal = wf.config.tracker.model_copy(update={"api_key": None})
+    monkeypatch.setenv("GITHUB_TOKEN", f"\t{github.token}\n")  # the kind's variable, no api_key
+    from tether.agents._config import tracker_secret
+
+    assert tracker_secret(literal) == github.token

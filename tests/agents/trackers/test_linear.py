@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.agents import Blocker, Issue, TrackerError, parse_workflow
+from tether.agents import Blocker, Issue, TrackerError, WorkflowFileError, parse_workflow
 from tether.agents._factory import make_tracker
 from tether.agents.trackers import LinearTracker
 
@@ -232,3 +232,48 @@ async def test_a_user_comment_quoting_a_marker_is_not_taken_for_tethers_own(
     fake.comments["uuid-ENG-1"] = [f"> handed off\n>\n> {tag}\n\nwhy?"]
     await _tracker(linear).comment("uuid-ENG-1", "handed off", marker="tether-run:r:c")
     assert fake.comments["uuid-ENG-1"][1:] == [f"handed off\n\n{tag}"]
+
+
+@pytest.mark.parametrize("form", ["${LINEAR_API_KEY}", "$LINEAR_API_KEY", None])
+async def test_a_key_read_with_its_newline_is_sent_without_it(
+    linear: tuple[FakeLinear, str], monkeypatch: pytest.MonkeyPatch, form: str | None
+) -> None:
+    """A key exported as ``$(cat keyfile)``-style text, a newline at its end (and
+    spaces), named in `api_key` or read from LINEAR_API_KEY alone. Before: sent as it
+    stood in the Authorization header, and Linear answered 401 with no hint why."""
+    fake, url = linear
+    fake.add("ENG-1", "one")
+    monkeypatch.setenv("LINEAR_API_KEY", f"  {fake.key}\n")
+    key = f'api_key: "{form}", ' if form else ""
+    wf = parse_workflow(
+        f'---\ntracker: {{kind: linear, {key}endpoint: "{url}", project_slug: proj}}\n---\nhi'
+    )
+    found = await make_tracker(wf).fetch_issues_by_ids(["uuid-ENG-1"])
+    assert [i.identifier for i in found] == ["ENG-1"]
+    assert {r[2].get("Authorization") for r in fake.requests} == {fake.key}
+    monkeypatch.setenv("LINEAR_API_KEY", " \n")  # blank once stripped: still refused as missing
+    with pytest.raises(WorkflowFileError) as err:
+        parse_workflow(f"---\ntracker: {{kind: linear, {key}project_slug: proj}}\n---\nhi")
+    assert getattr(err.value, "code", None) in {"missing_tracker_secret", "missing_secret"}
+
+
+async def test_a_key_no_header_can_carry_is_never_quoted_in_the_error(
+    linear: tuple[FakeLinear, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a key with a line break inside it (a key file of two lines) failed
+    every request with httpx's "Illegal header value b'<the key>'", the secret copied
+    into the error, which is logged and recorded on the attempt. Now WORKFLOW.md
+    naming such a key is refused at load, and a tracker given one never quotes it."""
+    fake, url = linear
+    monkeypatch.setenv("LINEAR_API_KEY", "lin-secret\nsecond-line")
+    with pytest.raises(WorkflowFileError) as load:
+        parse_workflow("---\ntracker: {kind: linear, api_key: $LINEAR_API_KEY, team: ENG}\n---\nhi")
+    assert getattr(load.value, "code", None) == "invalid_config"
+    assert "tracker.api_key" in str(load.value) and "lin-secret" not in str(load.value)
+    with pytest.raises(TrackerError) as err:
+        await LinearTracker(
+            "lin-secret\nsecond-line", endpoint=url, team="ENG"
+        ).fetch_issues_by_ids(["uuid-ENG-1"])
+    assert err.value.code == "tracker_request" and "tracker.api_key" in str(err.value)
+    assert "lin-secret" not in str(err.value) and "second-line" not in str(err.value)
+    assert fake.requests == []  # refused before it was sent

@@ -97,6 +97,13 @@ async def request_json(
 
     try:
         response = await client.request(method, url, timeout=TIMEOUT, **kwargs)
+    except httpx.LocalProtocolError:
+        # never its text: it quotes the header it refused, the API key among them
+        raise TrackerError(
+            f"{what}: the request could not be sent: a header holds a character HTTP "
+            "forbids (a line break or control character inside tracker.api_key?)",
+            code="tracker_request",
+        ) from None
     except httpx.HTTPError as exc:
         raise TrackerError(
             f"{what}: the request failed ({type(exc).__name__}: {exc})", code="tracker_request"
