@@ -30,6 +30,8 @@ from ._types import (
     TextRequest,
     Usage,
     is_count,
+    read_count,
+    read_part,
 )
 
 __all__ = ["Anthropic", "anthropic_usage"]
@@ -39,27 +41,26 @@ DEFAULT_MAX_TOKENS = 4096
 
 def anthropic_usage(usage: dict[str, Any] | None) -> Usage:
     """Messages usage in tether's convention (input is the total, cache included)."""
-    if not usage:
+    if not isinstance(usage, dict):  # none, or of no shape known: no counts told
         return Usage()
-    fresh = int(usage.get("input_tokens") or 0)
-    read = int(usage.get("cache_read_input_tokens") or 0)
-    split = usage.get("cache_creation") or {}
-    hour = int(split.get("ephemeral_1h_input_tokens") or 0)
+    fresh = read_count(usage, "input_tokens")
+    read = read_count(usage, "cache_read_input_tokens")
+    split = read_part(usage, "cache_creation")
+    hour = read_count(split, "ephemeral_1h_input_tokens")
     # some gateways tell the writes only split by how long they are kept: their sum
-    parts = hour + int(split.get("ephemeral_5m_input_tokens") or 0)
-    write = max(int(usage.get("cache_creation_input_tokens") or 0), parts)
-    details = usage.get("output_tokens_details") or {}
-    searches = int((usage.get("server_tool_use") or {}).get("web_search_requests") or 0)
+    parts = hour + read_count(split, "ephemeral_5m_input_tokens")
+    write = max(read_count(usage, "cache_creation_input_tokens"), parts)
+    details = read_part(usage, "output_tokens_details")
+    searches = read_count(read_part(usage, "server_tool_use"), "web_search_requests")
     return Usage(
         input_tokens=fresh + read + write,
         cached_input_tokens=read,
         cache_write_tokens=write,
         cache_write_1h_tokens=min(hour, write),
         web_search_requests=searches,
-        output_tokens=int(usage.get("output_tokens") or 0),
-        reasoning_tokens=int(
-            details.get("thinking_tokens") or details.get("reasoning_tokens") or 0
-        ),
+        output_tokens=read_count(usage, "output_tokens"),
+        reasoning_tokens=read_count(details, "thinking_tokens")
+        or read_count(details, "reasoning_tokens"),
     )
 
 
@@ -127,7 +128,7 @@ class Anthropic(SDKProvider):
         params = self._params(model, request)
         raw, request_id = await self._post_json("/v1/messages", model, _answered, params)
         forced = request.schema_name or "answer" if request.json_schema is not None else None
-        return _reply(raw, request_id, forced)
+        return self._read(model, lambda: _reply(raw, request_id, forced))
 
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
         raise ProviderError(
@@ -273,7 +274,8 @@ def _reply(
                 texts.append(json.dumps(block.get("input")))
             else:
                 tool_calls.append(block)
-    usage = raw.get("usage") or {}
+    told = raw.get("usage")
+    usage: dict[str, Any] = told if isinstance(told, dict) else {}
     return ModelReply(
         text="".join(texts),
         tool_calls=tool_calls,

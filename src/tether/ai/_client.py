@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -256,6 +256,31 @@ _STEP: ContextVar[_StepContext | None] = ContextVar("tether_ai_step", default=No
 
 
 @dataclass
+class _Tries:
+    """A `generate_object` step's answers so far: the conversation to send next (each
+    refused answer and the error it had appended), and what the answers cost."""
+
+    request: TextRequest
+    answered: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost: int = 0
+    known: bool = True
+    error: str = ""
+
+    def ask_again(self, text: str) -> None:
+        """Send the refused answer `text` back with the error, asking again."""
+        # an empty turn is left out: Anthropic refuses a message without content
+        said = [Message(role="assistant", content=text)] if text else []
+        again = Message(
+            role="user",
+            content=f"That answer does not match the schema: {self.error}. "
+            "Answer again with only JSON that matches it.",
+        )
+        messages = [*self.request.messages, *said, again]
+        self.request = self.request.model_copy(update={"messages": messages})
+
+
+@dataclass
 class _Job:
     """A batch call: its step names' base, the provider and the requests; `accepted`, the
     id of the batch the provider accepted, from its answer on (before the step records it)."""
@@ -377,9 +402,13 @@ class WorkflowAI:
             prompt, messages, system, temperature, max_tokens, None, None, None, options
         ).model_copy(update={"json_schema": json_schema, "schema_name": _schema_name(schema)})
 
+        tries: dict[str, _Tries] = {}  # the step occurrence's answered attempts so far
+
         async def call() -> ObjectResult[T]:
+            ctx = _STEP.get()
+            so_far = tries.setdefault(ctx.name if ctx else "", _Tries(request))
             return await self._object_attempts(
-                pname, provider, model_id, model, request, adapter, attempts
+                pname, provider, model_id, model, so_far, adapter, attempts
             )
 
         result_type: Any = ObjectResult[schema]  # type: ignore[valid-type]
@@ -1250,42 +1279,40 @@ class WorkflowAI:
         provider: Provider,
         model_id: str,
         model: str,
-        request: TextRequest,
+        tries: _Tries,
         adapter: _Answer,
         attempts: int,
     ) -> ObjectResult[Any]:
-        usage, cost, error = Usage(), 0, ""
-        known = True
-        for attempt in range(1, attempts + 1):
-            if attempt > 1:
+        """Ask until an answer validates, `attempts` answers at most. `tries` holds the
+        answers the step's earlier attempts got (a 5xx after a refused answer retries
+        the step): the retry goes on from them, not from the first question again,
+        which was paid and logged already and was asked once more, its answer
+        thrown away, with `attempts` counted afresh."""
+        while tries.answered < attempts:
+            if tries.answered:
                 self._still_within()
-            reply, one = await self._call("object", pname, provider, model_id, request)
-            usage = usage + reply.usage
-            known = known and one is not None
-            cost += one or 0
+            reply, one = await self._call("object", pname, provider, model_id, tries.request)
+            tries.answered += 1
+            tries.usage = tries.usage + reply.usage
+            tries.known = tries.known and one is not None
+            tries.cost += one or 0
             try:
                 value = adapter.validate_json(reply.text)
             except ValidationError as exc:
-                error = _no_object(reply, request.max_tokens, validation_message(exc))
-                # an empty turn is left out: Anthropic refuses a message without content
-                said = [Message(role="assistant", content=reply.text)] if reply.text else []
-                again = Message(
-                    role="user",
-                    content=f"That answer does not match the schema: {error}. "
-                    "Answer again with only JSON that matches it.",
-                )
-                request = request.model_copy(update={"messages": [*request.messages, *said, again]})
+                tries.error = _no_object(reply, tries.request.max_tokens, validation_message(exc))
+                tries.ask_again(reply.text)
                 continue
             return ObjectResult[Any](
                 object=value,
                 text=reply.text,
-                usage=usage,
-                cost_usd=_usd(cost if known else None),
+                usage=tries.usage,
+                cost_usd=_usd(tries.cost if tries.known else None),
                 model=model,
-                attempts=attempt,
+                attempts=tries.answered,
             )
         raise ObjectValidationError(
-            f"{model} gave no answer matching the schema in {attempts} attempts; last error: {error}"
+            f"{model} gave no answer matching the schema in {attempts} attempts; "
+            f"last error: {tries.error}"
         )
 
     async def _collect(

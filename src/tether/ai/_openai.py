@@ -28,6 +28,8 @@ from ._types import (
     Usage,
     is_count,
 )
+from ._types import read_count as _count
+from ._types import read_part as _part
 
 __all__ = ["OpenAI", "OpenAICompatible", "openai_usage", "openai_usage_told"]
 
@@ -46,16 +48,16 @@ _FIND_PAGES = 10  # batches a retried submit looks through for its tag: 10 x 100
 
 def openai_usage(usage: dict[str, Any] | None) -> Usage:
     """Chat Completions (or Responses, or embeddings) usage in tether's convention."""
-    if not usage:
+    if not isinstance(usage, dict):  # none, or of no shape known: no counts told
         return Usage()
     prompt = _count(usage, "prompt_tokens", "input_tokens")
     output = _count(usage, "completion_tokens", "output_tokens")
-    in_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
-    out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+    in_details = _part(usage, "prompt_tokens_details", "input_tokens_details")
+    out_details = _part(usage, "completion_tokens_details", "output_tokens_details")
     # DeepSeek (OpenAI-compatible) tells its cache hits, a part of prompt_tokens, in
     # its own field, and no prompt_tokens_details
-    cached = in_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
-    reasoning = int(out_details.get("reasoning_tokens") or 0)
+    cached = _count(in_details, "cached_tokens") or _count(usage, "prompt_cache_hit_tokens")
+    reasoning = _count(out_details, "reasoning_tokens")
     # Gemini's OpenAI-compatible answers (and gateways in front of it) leave the
     # reasoning out of completion_tokens, their total_tokens telling so: it is output
     if reasoning and usage.get("total_tokens") == int(prompt) + int(output) + reasoning:
@@ -77,12 +79,6 @@ def openai_usage_told(usage: Any, *, output: bool = True) -> bool:
         return False
     told = _counted(usage, "prompt_tokens", "input_tokens")
     return told and (not output or _counted(usage, "completion_tokens", "output_tokens"))
-
-
-def _count(usage: dict[str, Any], *keys: str) -> int:
-    """The first of `keys` that holds a count: a server that sends ``prompt_tokens:
-    null`` beside ``input_tokens`` is told (`openai_usage_told`), so that count is read."""
-    return next((int(usage[k]) for k in keys if is_count(usage.get(k))), 0)
 
 
 def _counted(usage: dict[str, Any], *keys: str) -> bool:
@@ -129,7 +125,7 @@ class OpenAI(SDKProvider):
     async def generate(self, model: str, request: TextRequest) -> ModelReply:
         body = self._body(model, request)
         raw, request_id = await self._post_json("/chat/completions", model, _holds("choices"), body)
-        return _reply(raw, request_id)
+        return self._read(model, lambda: _reply(raw, request_id))
 
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
         # as the SDK asks: vectors as base64 float32, under half the bytes of JSON floats

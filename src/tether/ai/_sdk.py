@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 C = TypeVar("C")
+R = TypeVar("R")
 
 
 def resolve_key(api_key: str | None, env: str | None, provider: str) -> str | None:
@@ -347,3 +348,20 @@ class SDKProvider:
             retryable=True,
             model=model,
         )
+
+    def _read(self, model: str, build: Callable[[], R]) -> R:
+        """The answer `build` reads out of a 200's body, or a retryable ProviderError
+        saying the body is not of the API's shape (``choices`` a string, a content
+        block null): read as it came, the run failed on a bare AttributeError or
+        TypeError naming neither provider nor model, and the call was never logged."""
+        try:
+            return build()
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            raise ProviderError(
+                f"{self.name} answered 200 for model {model} with a body not of its API's "
+                f"shape ({type(exc).__name__}: {exc}); retried as a server error (a proxy "
+                "or gateway in between may be rewriting answers)",
+                status=200,
+                retryable=True,
+                model=model,
+            ) from exc

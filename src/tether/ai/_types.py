@@ -10,6 +10,7 @@ adapter converts, so a sum over calls never mixes the two.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,8 +31,24 @@ Role = Literal["system", "user", "assistant", "tool"]
 
 def is_count(value: Any) -> bool:
     """A token count as a server sends it: a number (not None, not a bool; some
-    servers send 12.0)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    servers send 12.0), finite (a Python server's ``Infinity`` read as a count
+    failed the billed call on an OverflowError)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def read_count(usage: dict[str, Any], *keys: str) -> int:
+    """The first of `keys` that holds a count: a server that sends ``prompt_tokens:
+    null`` beside ``input_tokens`` is told (`openai_usage_told`), so that count is read."""
+    return next((int(usage[k]) for k in keys if is_count(usage.get(k))), 0)
+
+
+def read_part(usage: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """The first of `keys` that holds a details object; {} if none does. A gateway's
+    ``"prompt_tokens_details": "n/a"`` failed the billed call on a bare AttributeError;
+    a count in it that is no number (`read_count`) is left out the same way."""
+    return next((usage[k] for k in keys if isinstance(usage.get(k), dict) and usage[k]), {})
 
 
 class Usage(BaseModel):
