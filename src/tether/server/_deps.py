@@ -151,7 +151,12 @@ async def _authorize(
     scope = await granted(request, token)
     if not allows(scope, needed):
         raise ApiError(
-            403, "insufficient_scope", f"this needs a token of scope {needed!r} (or above)"
+            403,
+            "insufficient_scope",
+            f"this needs a token of scope {needed!r} (or above), and the one sent is "
+            f"{scope!r}; send a token of that scope (an admin makes one with `tether "
+            f"tokens create --scope {needed}`)",
+            {"needed": needed, "granted": scope},
         )
 
 

@@ -1,4 +1,5 @@
-"""What every request passes before routing: HEAD, the body size limit and Idempotency-Key.
+"""What every request passes before routing: HEAD, a compressed body (415, nothing
+here decodes one), the body size limit and Idempotency-Key.
 
 HEAD: HTTP asks a server that offers GET to answer HEAD as it, with the same
 status and headers and no body; FastAPI's routes offer GET alone (405 to a
@@ -134,8 +135,28 @@ def _headers_only(send: Send) -> Send:
     return head
 
 
+def _encoded(scope: Scope) -> bool:
+    """Whether the body is sent compressed (``Content-Encoding: gzip``, say): nothing
+    here decodes it, and a gzipped JSON body was read as bytes, "not valid JSON at
+    character 0", while a plain one so labelled was taken as sent."""
+    coding = (_header(scope, b"content-encoding") or "").strip().lower()
+    return coding not in ("", "identity")
+
+
+async def _unencoded_only(send: Send, coding: str | None) -> None:
+    """415, naming the encoding and, as RFC 7694 has it, the one taken (``Accept-Encoding``)."""
+    body = error_body(
+        "unsupported_content_encoding",
+        f"Content-Encoding {coding!r}: the server takes a request body as sent, not "
+        "compressed; send it uncompressed, without the Content-Encoding header",
+    )
+    headers = [(b"content-type", b"application/json"), (b"accept-encoding", b"identity")]
+    await _answer(send, 415, json.dumps(body).encode(), headers)
+
+
 class Edge:
-    """HEAD as GET, body size limit (413) and Idempotency-Key handling in front of `app`."""
+    """HEAD as GET, no compressed body (415), body size limit (413) and
+    Idempotency-Key handling in front of `app`."""
 
     def __init__(
         self, app: ASGIApp, *, store: Store, clock: Clock, max_body: int, keep: float
@@ -152,6 +173,9 @@ class Edge:
             return
         if scope["type"] != "http" or scope["method"] in ("GET", "OPTIONS"):
             await self.app(scope, receive, send)
+            return
+        if _encoded(scope):
+            await _unencoded_only(send, _header(scope, b"content-encoding"))
             return
         try:
             body = await self._read(scope, receive)

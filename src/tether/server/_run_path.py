@@ -11,6 +11,11 @@ if its tail is literally in the raw path, so an encoded id is always read whole
 (``..`` and ``.`` too, sent as ``%2E%2E`` and ``%2E``). An id sent unencoded
 still works when no route's tail ends it. Being routes of the API, they check
 their query too (`ApiRoute`).
+
+A route with no tail (the record's, ``/runs/{id}``) does not match an empty id:
+``/runs/`` is the list's address with a trailing slash, redirected to ``/runs``
+as every other route's is (it was read as the record of run "", a 422, and a
+POST to it a 405 saying the path takes GET alone).
 """
 
 from __future__ import annotations
@@ -38,9 +43,12 @@ class RunRoute(ApiRoute):
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child = super().matches(scope)
-        raw = scope.get("raw_path")
-        if match is Match.NONE or not self._tail or not isinstance(raw, bytes):
+        if match is Match.NONE:
             return match, child
-        if not raw.partition(b"?")[0].endswith(self._tail):
+        if not self._tail:  # ``/runs/``: the list's address with a trailing slash, not run ""
+            empty = "" in child.get("path_params", {}).values()
+            return (Match.NONE, {}) if empty else (match, child)
+        raw = scope.get("raw_path")
+        if isinstance(raw, bytes) and not raw.partition(b"?")[0].endswith(self._tail):
             return Match.NONE, {}  # the tail is part of an encoded id: another route's
         return match, child
