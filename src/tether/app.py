@@ -113,6 +113,8 @@ _MISSING: Any = MISSING
 
 # looks of `aresult` (a second apart) that find a FakeClock unmoved before it says so
 _STILL_LOOKS = 5
+# runs of one wake-up (an event's) looked at for one with nothing to drive it
+_WOKEN_LOOKED_AT = 20
 
 
 class App:
@@ -827,13 +829,14 @@ class App:
     async def asend_event(self, event_type: str, payload: Any = None) -> list[str]:
         """Send an event to every run waiting for it; kept for runs that wait later.
 
-        Returns the ids of the runs it woke.
+        Returns the ids of the runs it woke; they continue where `signal` says.
         """
         check_name("event_type", event_type)
         result = await self.kernel.adispatch(
             RunResume(kind="event", name=event_type, payload=payload)
         )
         assert isinstance(result, RunResumed)
+        await self._warn_undriven(result.woken)
         return result.woken
 
     send_event = facade(asend_event)
@@ -856,29 +859,43 @@ class App:
             RunResume(kind="signal", name=name, workflow_id=workflow_id, payload=payload)
         )
         assert isinstance(result, RunResumed)
-        if result.woken:
-            run = await self.aget_run(workflow_id)
-            if not await self.adrivers(run.workflow_name, run.queue) and not (
+        await self._warn_undriven(result.woken)
+        return bool(result.woken)
+
+    async def _warn_undriven(self, woken: list[str]) -> None:
+        """Say so when a run just woken has nothing to drive it: neither this App (it
+        drives what it wakes of its own workflows) nor a live worker or App serving
+        its workflow. The caller's call succeeded; the run would wait unseen. An
+        event that woke many runs is looked at in its first few, once per workflow."""
+        asked: set[tuple[str, str | None]] = set()
+        for workflow_id in woken[:_WOKEN_LOOKED_AT]:
+            run = await self.store.get_run(workflow_id)
+            if run is None or run.status.terminal or (run.workflow_name, run.queue) in asked:
+                continue
+            asked.add((run.workflow_name, run.queue))
+            if await self.adrivers(run.workflow_name, run.queue) or (
                 self._runner.resume_woken and run.workflow_name in self._registry
             ):
-                log.warning(
-                    "run %s woke, but no live process drives workflow %r: it waits for "
-                    "`tether runs resume`, a worker serving it, or an App with recover_orphans",
-                    workflow_id,
-                    run.workflow_name,
-                )
-        return bool(result.woken)
+                continue
+            log.warning(
+                "run %s woke, but no live process drives workflow %r: it waits for "
+                "`tether runs resume`, a worker serving it, or an App with recover_orphans",
+                workflow_id,
+                run.workflow_name,
+            )
 
     signal = facade(asignal)
 
     @homed
     async def acomplete_token(self, token_id: str, payload: Any = None) -> str:
-        """Complete a token made by `wf.create_token()`; the id of the run it belongs to."""
+        """Complete a token made by `wf.create_token()`; the id of the run it belongs to.
+        The run woken continues where `signal` says."""
         check_name("token_id", token_id)
         result = await self.kernel.adispatch(
             RunResume(kind="token", name=token_id, payload=payload)
         )
         assert isinstance(result, RunResumed) and result.workflow_id is not None
+        await self._warn_undriven(result.woken)
         return result.workflow_id
 
     complete_token = facade(acomplete_token)
