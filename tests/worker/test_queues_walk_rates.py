@@ -53,9 +53,10 @@ def test_two_workers_start_a_rate_capped_queue_at_its_rate(rated: Path) -> None:
     assert [p.returncode for p in procs] == [0, 0]
     starts = sorted(t for wid in ids for t in _claimed_at(app, wid))
     assert len(starts) == 7  # each claimed once
-    # 2 per second: any 3 consecutive claims span a second (less a margin: the window
-    # is read on the database's clock, the events on the worker's)
-    assert all(starts[i + 2] - starts[i] >= 0.9 for i in range(len(starts) - 2)), starts
+    # 2 per second: any 3 consecutive claims span a second on the database's clock; the
+    # events carry the time each worker read before its claim, which a loaded machine
+    # may delay by a good part of a second (uncapped, all 7 start within a quarter)
+    assert all(starts[i + 2] - starts[i] >= 0.5 for i in range(len(starts) - 2)), starts
     lines = Counter(line.split()[0] for line in (rated / "effects.log").read_text().splitlines())
     assert lines == {"rate": 7}
     app.close()
