@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from rich.live import Live
 
+from .._failure import ErrorRecord
 from .._info import WaitInfo
 from ..app import App, RunResult
 from ..errors import RunFailedError, TetherError
@@ -115,27 +116,43 @@ def _how_to_wake(the_app: App, result: RunResult[Any]) -> str | None:
     return f"run {result.workflow_id} waits for " + "; ".join(pending) if pending else None
 
 
-def _failed_before(the_app: App, workflow_id: str) -> str | None:
-    """The run's id if it had failed before this command drove it (asked again, the App
-    answers with the recorded failure, and no `workflow.failed` event comes), else None."""
+def _failed_before(the_app: App, workflow_id: str) -> ErrorRecord | None:
+    """The error the run had failed with before this command drove it (asked again,
+    the App answers with it, and no `workflow.failed` event comes), else None."""
     try:
-        status = the_app.get_run(workflow_id).status
+        run = the_app.get_run(workflow_id)
+        record = run.error_record if run.status is RunStatus.FAILED else None
     except TetherError:  # the store is the trouble: the error itself says so
         return None
-    return workflow_id if status is RunStatus.FAILED else None
+    return record
+
+
+def _is_recorded(exc: Exception, failed_with: ErrorRecord | None) -> bool:
+    """Whether `exc` is the run's recorded failure given back, rather than the command's
+    own refusal (`runs rerun --from` a step the run has not: exit 2, not "failed"); a
+    tether error must say what the recorded one said (a run may fail on one too)."""
+    if failed_with is None:
+        return False
+    if isinstance(exc, RunFailedError):
+        return True
+    if type(exc).__name__ != failed_with.type:
+        return False
+    return not isinstance(exc, TetherError) or one_line(exc) == one_line(
+        Exception(failed_with.message)
+    )
 
 
 def _run_failed(
-    exc: Exception, progress: Progress, failed_before: str | None, traceback: bool
+    exc: Exception, progress: Progress, failed_with: ErrorRecord | None, traceback: bool
 ) -> NoReturn:
     """Exit 1 if the workflow's own failure was recorded (now, or by an earlier command:
-    `failed_before`), else 2/3/4 by the error's kind."""
+    `failed_with` is its type), else 2/3/4 by the error's kind."""
     if traceback:
         sys.stderr.write("".join(tb.format_exception(exc)))  # unwrapped: paths stay whole
     workflow_id = progress.workflow_id
     if progress.run_failed:
         fail(EXIT_FAILED, f"run {workflow_id} failed: {type(exc).__name__}: {one_line(exc)}")
-    if failed_before is not None:
+    if _is_recorded(exc, failed_with):
         what = (  # a class the App could not find again: the recorded one is named
             f"{exc.error_type}: {' '.join(exc.message.split()) or '(no message)'}"
             if isinstance(exc, RunFailedError)
