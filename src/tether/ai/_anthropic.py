@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import InvalidArgumentError
 from ._batch_limits import check_batch_size
 from ._errors import ProviderError
-from ._sdk import SDKProvider
+from ._sdk import SDKProvider, _http_response
 from ._types import (
     BatchItem,
     BatchItemResult,
@@ -29,12 +29,13 @@ from ._types import (
     ModelReply,
     TextRequest,
     Usage,
+    contradicts,
     is_count,
     read_count,
     read_part,
 )
 
-__all__ = ["Anthropic", "anthropic_usage"]
+__all__ = ["Anthropic", "anthropic_usage", "anthropic_usage_told"]
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -62,6 +63,17 @@ def anthropic_usage(usage: dict[str, Any] | None) -> Usage:
         reasoning_tokens=read_count(details, "thinking_tokens")
         or read_count(details, "reasoning_tokens"),
     )
+
+
+def anthropic_usage_told(usage: Any) -> bool:
+    """Whether `usage` tells both the input and the output count: a count left out
+    would price the call as free of those tokens, so its cost is unknown instead; so
+    is that of counts that contradict each other (`contradicts`: thinking above the
+    output; the input is the sum of its parts, so they cannot)."""
+    told = isinstance(usage, dict) and all(
+        is_count(usage.get(k)) for k in ("input_tokens", "output_tokens")
+    )
+    return told and not contradicts(anthropic_usage(usage))
 
 
 # what Anthropic's message batches take as a request's custom_id
@@ -128,7 +140,11 @@ class Anthropic(SDKProvider):
         params = self._params(model, request)
         raw, request_id = await self._post_json("/v1/messages", model, _answered, params)
         forced = request.schema_name or "answer" if request.json_schema is not None else None
-        return self._read(model, lambda: _reply(raw, request_id, forced))
+        return self._read(model, lambda: _reply(raw, request_id, forced), raw)
+
+    def _told(self, raw: Any, *, output: bool = True) -> Usage | None:
+        usage = raw.get("usage") if isinstance(raw, dict) else None
+        return anthropic_usage(usage) if anthropic_usage_told(usage) else None
 
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
         raise ProviderError(
@@ -171,23 +187,27 @@ class Anthropic(SDKProvider):
         return BatchStatus(state=state, provider_status=status, counts=counts)  # type: ignore[arg-type]
 
     async def batch_results(self, batch_id: str) -> list[BatchItemResult]:
-        stream = await self._call(self._clients.get().messages.batches.results, batch_id)
-        found: list[BatchItemResult] = []
-        async for entry in stream:
-            raw = entry.model_dump()
-            result = raw.get("result") or {}
-            if result.get("type") == "succeeded":
-                found.append(
-                    BatchItemResult(
-                        custom_id=raw["custom_id"], ok=True, reply=_reply(result["message"], None)
-                    )
-                )
-            else:
-                error = result.get("error") or {"type": result.get("type")}
-                found.append(
-                    BatchItemResult(custom_id=raw["custom_id"], ok=False, error=json.dumps(error))
-                )
-        return found
+        """The results, read line by line as OpenAI's (`_batch_lines`): the SDK's stream
+        stopped at a line that is not JSON, every line after it lost."""
+        client = self._clients.get()
+        batch = await self._call(client.messages.batches.retrieve, batch_id)
+        if not batch.results_url:
+            raise ProviderError(
+                f"Anthropic has no results for batch {batch_id} yet (it has not ended); "
+                "fetched again",
+                retryable=True,
+            )
+        response = await self._call(
+            client.get,
+            batch.results_url,
+            cast_to=_http_response(self.sdk()),
+            options={"headers": {"Accept": "application/binary"}},
+        )
+        return self._batch_lines(response.text, _batch_line)
+
+    def _line_body(self, line: dict[str, Any]) -> Any:
+        result = line.get("result")
+        return result.get("message") if isinstance(result, dict) else None
 
     async def batch_cancel(self, batch_id: str) -> None:
         await self._call(self._clients.get().messages.batches.cancel, batch_id)
@@ -281,10 +301,24 @@ def _reply(
         tool_calls=tool_calls,
         finish_reason=raw.get("stop_reason"),
         usage=anthropic_usage(usage),
-        # a count left out would price the call as free of those tokens: unknown instead
-        usage_reported=all(is_count(usage.get(k)) for k in ("input_tokens", "output_tokens")),
+        usage_reported=anthropic_usage_told(usage),
         model=raw.get("model") or "",
         request_id=request_id or raw.get("id"),
         service_tier=usage.get("service_tier"),
         raw={k: v for k, v in raw.items() if k != "content"},
     )
+
+
+def _batch_line(line: dict[str, Any], custom_id: str) -> BatchItemResult:
+    """A line of the results: ``{custom_id, result: {type: succeeded | errored |
+    canceled | expired, message | error}}``. A succeeded one whose message holds no
+    answer (an error, no content) raises ValueError: read as one, it was an empty
+    answer."""
+    result = line.get("result") or {}
+    if result.get("type") == "succeeded":
+        message = result["message"]
+        if not _answered(message):
+            raise ValueError("a succeeded result without a message's content")
+        return BatchItemResult(custom_id=custom_id, ok=True, reply=_reply(message, None))
+    error = result.get("error") or {"type": result.get("type")}
+    return BatchItemResult(custom_id=custom_id, ok=False, error=json.dumps(error))

@@ -1332,6 +1332,8 @@ class WorkflowAI:
                 continue  # and so counted once, in the batch's usage and cost as there
             item = asked.get(res.custom_id)
             prompt = item.request.model_dump_json(exclude_defaults=True) if item else "{}"
+            # a failed result with a reply was answered (billed) but unreadable
+            reply = res.reply.model_dump_json(exclude={"raw"}) if res.ok and res.reply else None
             usage = res.reply.usage if res.reply else Usage()
             one = self._record(
                 "batch",
@@ -1340,7 +1342,7 @@ class WorkflowAI:
                 prompt,
                 usage,
                 None,
-                response=res.reply.model_dump_json(exclude={"raw"}) if res.reply else None,
+                response=reply,
                 request_id=res.reply.request_id if res.reply else None,
                 service_tier="batch",
                 error=res.error,
@@ -1348,12 +1350,12 @@ class WorkflowAI:
                 usage_known=res.reply.usage_reported if res.reply else True,
             )
             total = total + usage
-            known = known and (one is not None or not res.ok)
+            known = known and (one is not None or res.reply is None)
             cost += one or 0
             found[res.custom_id] = BatchOutcome(
                 custom_id=res.custom_id,
                 ok=res.ok,
-                text=res.reply.text if res.reply else None,
+                text=res.reply.text if res.ok and res.reply else None,
                 error=res.error,
                 usage=usage,
                 cost_usd=_usd(one),
@@ -1388,7 +1390,8 @@ class WorkflowAI:
         now = self._now()
         tier = None if batch else service_tier
         priced = self._price(pname, model_id, usage, now, batch is not None, tier, usage_known)
-        if priced.micro_usd is None and error is None:
+        # a failure billed at an unknown cost is as unseen by a dollar limit
+        if priced.micro_usd is None and (error is None or not usage_known):
             self._unpriced(pname, model_id, usage_known)
         attach(
             NewAICall(
@@ -1430,8 +1433,8 @@ class WorkflowAI:
         """The call's cost; unknown (not $0) for one billed for tokens it did not tell."""
         if not usage_known:
             log.warning(
-                "%s:%s answered without usage (or without its input or output count); "
-                "its cost is unknown",
+                "%s:%s answered without usage (or without its input or output count, or "
+                "with parts above them); its cost is unknown",
                 pname,
                 model_id,
             )
@@ -1459,7 +1462,8 @@ class WorkflowAI:
             f"{model} has no known price, so its calls do not count against the budget's "
             f"{limit}; price it in ai.Prices({{{model!r}: {{...}}}}){tokens}"
             if usage_known
-            else f"{model} answered without usage (or without its input or output tokens), "
+            else f"{model} answered without usage (or without its input or output tokens, "
+            "or with parts of them above them), "
             f"so its cost is unknown and does not count against the budget's {limit}; "
             "have the server report usage"
         )
@@ -1476,16 +1480,20 @@ class WorkflowAI:
         exc: ProviderError,
         sent: datetime,
     ) -> None:
+        """Log a failed call: free if refused, but one the provider answered 200 may
+        have been billed (`ProviderError.billed`): priced from the usage its body
+        told, else of unknown cost, never $0."""
         self._record(
             call_type,
             pname,
             model_id,
             prompt,
-            Usage(),
+            exc.usage or Usage(),
             sent,
             response=None,
             request_id=exc.request_id,
             error=str(exc),
+            usage_known=not exc.billed or exc.usage is not None,
         )
 
 

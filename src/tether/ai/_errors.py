@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from ..errors import InvalidArgumentError, TetherError
+from ._types import Usage
 
 __all__ = [
     "BudgetExceededError",
@@ -30,6 +31,11 @@ class ProviderError(TetherError):
     A ``retry-after`` given as an HTTP date is kept as `retry_at` (a time, not yet
     a wait): `wf.ai` turns it into `retry_after` seconds by the App's clock
     (`wait_from`), so a run driven on a fake clock waits what that clock says.
+
+    `billed` is True for a 200 the call could not use (a body not JSON, not of the
+    API's shape, an error or no result inside it): the provider took the request and
+    may have billed it, so the call log prices it from `usage`, what the body told
+    of its tokens, or logs its cost as unknown, never as $0.
     """
 
     def __init__(
@@ -42,8 +48,12 @@ class ProviderError(TetherError):
         request_id: str | None = None,
         model: str | None = None,
         retry_at: datetime | None = None,
+        billed: bool = False,
+        usage: Usage | None = None,
     ) -> None:
         super().__init__(message)
+        self.billed = billed
+        self.usage = usage
         self.model = model
         self.status = status
         self.retryable = retryable

@@ -26,6 +26,7 @@ from ._types import (
     ModelReply,
     TextRequest,
     Usage,
+    contradicts,
     is_count,
 )
 from ._types import read_count as _count
@@ -74,11 +75,13 @@ def openai_usage_told(usage: Any, *, output: bool = True) -> bool:
     """Whether `usage` tells the input count (and, for a generation, the output):
     a block without them (only `total_tokens`, or a count left out or null, as some
     OpenAI-compatible servers send) would price the call as free of those tokens,
-    so its cost is unknown instead."""
+    so its cost is unknown instead; so is that of counts that contradict each other
+    (`contradicts`: cached tokens above the prompt's)."""
     if not isinstance(usage, dict):
         return False
     told = _counted(usage, "prompt_tokens", "input_tokens")
-    return told and (not output or _counted(usage, "completion_tokens", "output_tokens"))
+    told = told and (not output or _counted(usage, "completion_tokens", "output_tokens"))
+    return told and not contradicts(openai_usage(usage))
 
 
 def _counted(usage: dict[str, Any], *keys: str) -> bool:
@@ -125,21 +128,19 @@ class OpenAI(SDKProvider):
     async def generate(self, model: str, request: TextRequest) -> ModelReply:
         body = self._body(model, request)
         raw, request_id = await self._post_json("/chat/completions", model, _holds("choices"), body)
-        return self._read(model, lambda: _reply(raw, request_id))
+        return self._read(model, lambda: _reply(raw, request_id), raw)
 
     async def embed(self, model: str, inputs: list[str], options: dict[str, Any]) -> EmbedReply:
         # as the SDK asks: vectors as base64 float32, under half the bytes of JSON floats
         body = {"model": model, "input": inputs, "encoding_format": "base64", **options}
-        raw, request_id = await self._post_json("/embeddings", model, _holds("data"), body)
-        rows = sorted(raw["data"], key=lambda d: d["index"])
-        return EmbedReply(
-            vectors=[_vector(r["embedding"]) for r in rows],
-            usage=openai_usage(raw.get("usage")),
-            usage_reported=openai_usage_told(raw.get("usage"), output=False),
-            model=raw.get("model") or model,
-            request_id=request_id,
-            raw={k: v for k, v in raw.items() if k != "data"},
+        raw, request_id = await self._post_json(
+            "/embeddings", model, _holds("data"), body, output=False
         )
+        return self._read(model, lambda: _embedded(raw, request_id, model), raw, output=False)
+
+    def _told(self, raw: Any, *, output: bool = True) -> Usage | None:
+        usage = raw.get("usage") if isinstance(raw, dict) else None
+        return openai_usage(usage) if openai_usage_told(usage, output=output) else None
 
     # -- batches --------------------------------------------------------------------------
 
@@ -213,10 +214,12 @@ class OpenAI(SDKProvider):
             if not file_id:
                 continue
             content = await self._call(client.files.content, file_id=file_id)
-            for line in content.text.splitlines():
-                if line.strip():
-                    found.append(_batch_line(json.loads(line)))
+            found += self._batch_lines(content.text, _batch_line)
         return found
+
+    def _line_body(self, line: dict[str, Any]) -> Any:
+        response = line.get("response")
+        return response.get("body") if isinstance(response, dict) else None
 
     async def batch_cancel(self, batch_id: str) -> None:
         await self._call(self._clients.get().batches.cancel, batch_id=batch_id)
@@ -318,13 +321,31 @@ def _batch_errors(batch: Any) -> str | None:
     return "; ".join(said) or None
 
 
-def _batch_line(line: dict[str, Any]) -> BatchItemResult:
-    custom_id = str(line.get("custom_id"))
+def _embedded(raw: dict[str, Any], request_id: str | None, model: str) -> EmbedReply:
+    rows = sorted(raw["data"], key=lambda d: d["index"])
+    return EmbedReply(
+        vectors=[_vector(r["embedding"]) for r in rows],
+        usage=openai_usage(raw.get("usage")),
+        usage_reported=openai_usage_told(raw.get("usage"), output=False),
+        model=raw.get("model") or model,
+        request_id=request_id,
+        raw={k: v for k, v in raw.items() if k != "data"},
+    )
+
+
+def _batch_line(line: dict[str, Any], custom_id: str) -> BatchItemResult:
+    """A line of a results file: ``{custom_id, response: {status_code, request_id,
+    body}, error}``. A body of a 200 that holds no answer (an error inside it, no
+    choices) raises ValueError: it is no result, and read as one it was an empty
+    answer."""
     response = line.get("response") or {}
     if line.get("error") or response.get("status_code", 200) >= 400:
         error = line.get("error") or (response.get("body") or {}).get("error") or response
         return BatchItemResult(custom_id=custom_id, ok=False, error=json.dumps(error))
-    body = response.get("body") or {}
+    body = response.get("body")
+    if not isinstance(body, dict) or not body.get("choices"):
+        said = body.get("error") if isinstance(body, dict) else None
+        raise ValueError(f"a 200 without choices{f' (error: {said})' if said else ''}")
     return BatchItemResult(
         custom_id=custom_id, ok=True, reply=_reply(body, response.get("request_id"))
     )

@@ -11,6 +11,7 @@ import enum
 import functools
 import importlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from ..errors import InvalidArgumentError
 from ._errors import MissingAPIKeyError, ProviderError
+from ._types import BatchItemResult, ModelReply, Usage
 
 __all__ = [
     "ClientPerLoop",
@@ -27,6 +29,8 @@ __all__ = [
     "error_in_body",
     "resolve_key",
 ]
+
+log = logging.getLogger("tether.ai")
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -297,14 +301,21 @@ class SDKProvider:
         require_key(self._key(), self.api_key_env, self.name)
 
     async def _post_json(
-        self, path: str, model: str, answered: Callable[[dict[str, Any]], bool], body: Any
+        self,
+        path: str,
+        model: str,
+        answered: Callable[[dict[str, Any]], bool],
+        body: Any,
+        output: bool = True,
     ) -> tuple[dict[str, Any], str | None]:
         """`model`'s answer to `body` (JSON already) and its request id, or the error a
         200 carries instead (`answered` tells a body that holds a result; see
-        `error_in_body`). Posted through the client's `post` (its auth, headers, timeout
-        and errors) and read as JSON once: the typed SDK method walks the body against
-        its parameter types and builds the answer into models we would dump back to a
-        dict, a third of the call's CPU spent for nothing here."""
+        `error_in_body`), `billed` with the usage the body told (`_told`; `output`:
+        False for an embedding, which has no output count). Posted through the
+        client's `post` (its auth, headers, timeout and errors) and read as JSON once:
+        the typed SDK method walks the body against its parameter types and builds the
+        answer into models we would dump back to a dict, a third of the call's CPU
+        spent for nothing here."""
         sdk = self.sdk()
         body, options = _request_options(body)
         try:
@@ -316,7 +327,7 @@ class SDKProvider:
         try:
             raw = response.json()
         except _NOT_JSON as exc:  # a 200 whose body is not JSON (a proxy's page)
-            raise self._not_json(exc, model) from exc
+            raise self._not_json(exc, model, billed=True) from exc
         if not isinstance(raw, dict):
             raise ProviderError(
                 f"{self.name} answered 200 for model {model} with a JSON body that is not "
@@ -324,11 +335,19 @@ class SDKProvider:
                 status=200,
                 retryable=True,
                 model=model,
+                billed=True,
             )
         failed = error_in_body(raw, self.name, model, answered=answered(raw))
         if failed is not None:
+            failed.billed, failed.usage = True, self._told(raw, output=output)
             raise failed
         return raw, response.headers.get(self.request_id_header)
+
+    def _told(self, raw: Any, *, output: bool = True) -> Usage | None:
+        """The usage a body of this API tells, if it tells one that can be priced (its
+        input count, and its output count for a generation); None otherwise. A
+        subclass reads its API's usage block."""
+        return None
 
     async def _call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         sdk = self.sdk()
@@ -340,28 +359,86 @@ class SDKProvider:
         except _NOT_JSON as exc:  # a 200 whose body is not JSON (a proxy's page)
             raise self._not_json(exc, model) from exc
 
-    def _not_json(self, exc: ValueError, model: str | None) -> ProviderError:
+    def _not_json(self, exc: ValueError, model: str | None, billed: bool = False) -> ProviderError:
         about = f" for model {model}" if model else ""
         return ProviderError(
             f"{self.name} answered{about} with a body that is not JSON ({exc}); "
             "retried as a server error",
             retryable=True,
             model=model,
+            billed=billed,
         )
 
-    def _read(self, model: str, build: Callable[[], R]) -> R:
-        """The answer `build` reads out of a 200's body, or a retryable ProviderError
-        saying the body is not of the API's shape (``choices`` a string, a content
-        block null): read as it came, the run failed on a bare AttributeError or
-        TypeError naming neither provider nor model, and the call was never logged."""
+    def _read(self, model: str, build: Callable[[], R], raw: Any = None, output: bool = True) -> R:
+        """The answer `build` reads out of a 200's body `raw`, or a retryable
+        ProviderError saying the body is not of the API's shape (``choices`` a string, a
+        content block null): read as it came, the run failed on a bare AttributeError
+        or TypeError naming neither provider nor model, and the call was never logged.
+        The error is `billed`, with the usage `raw` told (`_told`, `output` as there)."""
         try:
             return build()
         except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
-            raise ProviderError(
-                f"{self.name} answered 200 for model {model} with a body not of its API's "
-                f"shape ({type(exc).__name__}: {exc}); retried as a server error (a proxy "
-                "or gateway in between may be rewriting answers)",
-                status=200,
-                retryable=True,
-                model=model,
-            ) from exc
+            raise self._unreadable(model, exc, raw, output) from exc
+
+    def _unreadable(
+        self, model: str, exc: Exception, raw: Any, output: bool = True
+    ) -> ProviderError:
+        """The error of a 200 whose body `raw` is not of the API's shape (`_read`)."""
+        return ProviderError(
+            f"{self.name} answered 200 for model {model} with a body not of its API's "
+            f"shape ({type(exc).__name__}: {exc}); retried as a server error (a proxy "
+            "or gateway in between may be rewriting answers)",
+            status=200,
+            retryable=True,
+            model=model,
+            billed=True,
+            usage=self._told(raw, output=output),
+        )
+
+    def _batch_lines(
+        self, text: str, read: Callable[[dict[str, Any], str], BatchItemResult]
+    ) -> list[BatchItemResult]:
+        """A batch's results file (JSON lines), each line `read` with its custom_id. A
+        line not of the batch API's shape fails its own request (`_odd_line`), never
+        the whole collect (which failed on a bare KeyError or AttributeError, every
+        line's billed result thrown away with it); one whose custom_id cannot be read
+        is skipped and logged, its request then ending with no result (`_as_asked`)."""
+        found: list[BatchItemResult] = []
+        for one in text.splitlines():
+            if not one.strip():
+                continue
+            try:
+                line = json.loads(one)
+                custom_id = line["custom_id"]
+                if not isinstance(custom_id, str):
+                    raise TypeError(f"custom_id is {type(custom_id).__name__}, not a string")
+            except (*_NOT_JSON, TypeError, KeyError, IndexError) as exc:
+                log.warning(
+                    "%s: skipped a batch result line without a custom_id (%s)", self.name, exc
+                )
+                continue
+            try:
+                found.append(read(line, custom_id))
+            except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+                found.append(self._odd_line(custom_id, exc, line))
+        return found
+
+    def _line_body(self, line: dict[str, Any]) -> Any:
+        """Where a result line of this API holds its answer (a subclass says)."""
+        return None
+
+    def _odd_line(self, custom_id: str, exc: Exception, line: dict[str, Any]) -> BatchItemResult:
+        """A result line not of the API's shape as its request's failure, in the batch
+        APIs' per-item error shape (OpenAI's ``{"code", "message"}``). It may have been
+        billed: its reply holds the usage its answer told (`_told`), else none told."""
+        told = self._told(self._line_body(line))
+        message = (
+            f"{self.name} gave a batch result not of its API's shape "
+            f"({type(exc).__name__}: {exc}); submit this request again"
+        )
+        return BatchItemResult(
+            custom_id=custom_id,
+            ok=False,
+            error=json.dumps({"code": "unreadable_result", "message": message}),
+            reply=ModelReply(usage=told or Usage(), usage_reported=told is not None),
+        )

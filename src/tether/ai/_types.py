@@ -51,6 +51,21 @@ def read_part(usage: dict[str, Any], *keys: str) -> dict[str, Any]:
     return next((usage[k] for k in keys if isinstance(usage.get(k), dict) and usage[k]), {})
 
 
+def contradicts(usage: Usage) -> bool:
+    """Whether a part of a count is above the count it is a part of (cache reads and
+    writes above the input, reasoning above the output). Such a usage has no cost
+    a careful bill can state: the part may be wrong (priced as told, 10 input tokens
+    with 20 cached cost more than 10 uncached ones), or the whole may (a server that
+    counts only the tokens it evaluated, its cache hits apart, under-tells the
+    input). Capping the part at the whole, or leaving it out, bills a guess either
+    way, so the cost is unknown (as genai-prices, which refuses such counts, has it)
+    and the counts are logged as told."""
+    return (
+        usage.cached_input_tokens + usage.cache_write_tokens > usage.input_tokens
+        or usage.reasoning_tokens > usage.output_tokens
+    )
+
+
 class Usage(BaseModel):
     """Tokens of one call (or a sum of calls), in one convention for all providers."""
 
@@ -188,6 +203,11 @@ class BatchStatus(BaseModel):
 
 
 class BatchItemResult(BaseModel):
+    """One request's result. A failed one (`ok` False) with a `reply` was answered but
+    its answer could not be read (a line not of the API's shape): it may have been
+    billed, and `reply` holds only the usage its line told (`usage_reported` False
+    if none), for the call log to price it or log its cost as unknown."""
+
     custom_id: str
     ok: bool
     reply: ModelReply | None = None
