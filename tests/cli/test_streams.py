@@ -71,6 +71,23 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> N
         assert code == 141, (args, code)  # 128 + SIGPIPE, what a shell shows for git
 
 
+def test_head_leaving_mid_write_of_a_long_listing_ends_the_command_as_closed(
+    tmp_path: Path,
+) -> None:
+    """`runs list --all | head -1` of 300 KB exited 0: head reads a pipe's worth and
+    leaves while the command's write is blocked, which then comes back short with no
+    error, and the rest was dropped as if all had been read."""
+    _runs(f"sqlite:///{tmp_path}/t.db", *(f"run-{i:05}" for i in range(3000)))
+    env = {k: v for k, v in os.environ.items() if k != "TETHER_DATABASE_URL"}
+    piped = subprocess.run(
+        ["bash", "-c", f'"{TETHER}" --db "sqlite:///{tmp_path}/t.db" runs list --all '
+         '| head -1 > /dev/null; exit "${PIPESTATUS[0]}"'],
+        cwd=tmp_path, env=env | {"COLUMNS": "200"}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert (piped.returncode, piped.stderr) == (141, "")
+
+
 def test_no_stdout_at_all_is_no_error(tmp_path: Path) -> None:
     # `tether runs list >&-`: the flush at the end must not trip over a missing stdout
     _runs(f"sqlite:///{tmp_path}/t.db", "run-1")

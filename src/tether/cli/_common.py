@@ -3,6 +3,7 @@ the `--db` option, and the turning of tether's errors into one line and a code."
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import select
@@ -98,7 +99,31 @@ class _Out(Console):
         closed_pipe()
 
 
-out = _Out()
+class _Stdout:
+    """Stdout as it is at each write (a test swaps it), telling a closed reader apart:
+    a long write into a pipe whose reader left mid-way (`| head -1` of 300 KB) comes
+    back short, with no error, and the rest was dropped while the command exited 0."""
+
+    def write(self, text: str) -> int:
+        if sys.stdout is None:  # no stdout at all (`>&-`): nothing to tell
+            return len(text)
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        if sys.stdout is None:
+            return
+        sys.stdout.flush()
+        if stdout_closed():
+            raise BrokenPipeError(errno.EPIPE, "stdout's reader has gone")
+
+    def isatty(self) -> bool:
+        return sys.stdout is not None and sys.stdout.isatty()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, encoding ... of stdout
+        return getattr(sys.stdout, name)
+
+
+out = _Out(file=_Stdout())  # type: ignore[arg-type]
 err = Console(stderr=True)
 if not out.is_terminal and "COLUMNS" not in os.environ:
     out.width = 200  # piped into grep or a file: a row per line beats folding to 80 columns
