@@ -28,7 +28,9 @@ from .test_worker import _stop
 
 # the flows of test_worker ("stall": steps s0, s1, then s2 stalls once; "keyed" writes
 # "tag start end" for its one step), and a queue with a cap
-FLOWS = WORKER_FLOWS + '\napp.queue("capped", concurrency=2)\n'
+FLOWS = (
+    WORKER_FLOWS + '\napp.queue("capped", concurrency=2)\napp.queue("rated", rate_per_second=2)\n'
+)
 
 
 @pytest.fixture
@@ -180,3 +182,31 @@ async def test_a_jobs_store_errors_are_forgotten_once_it_gets_past_them(
                 lock.release()
         await app.aclose()
         postgres.drop_schema(schema)
+
+
+def _claimed_at(app: App, wid: str) -> list[float]:
+    """When workers claimed run `wid` (each claim takes the run: `workflow.running`)."""
+    events = app.get_record(wid).events
+    return [e.at.timestamp() for e in events if e.type == "workflow.running"]
+
+
+def test_two_workers_start_a_rate_capped_queue_at_its_rate(flows: Path) -> None:
+    app = _load_app()
+    procs = [_worker(flows, "-q", "rated", "--concurrency", "4") for _ in range(2)]
+    try:
+        tagged = app.get_workflow("keyed").fn
+        ids = [app.submit(tagged, "rate", queue="rated") for _ in range(7)]
+        for wid in ids:
+            assert app.result(wid, timeout=120).status is RunStatus.COMPLETED
+    finally:
+        _stop(procs)
+    assert [p.returncode for p in procs] == [0, 0]
+    starts = sorted(t for wid in ids for t in _claimed_at(app, wid))
+    assert len(starts) == 7  # each claimed once
+    # 2 per second: any 3 consecutive claims span a second on the database's clock; the
+    # events carry the time each worker read before its claim, which a loaded machine
+    # may delay by a good part of a second (uncapped, all 7 start within a quarter)
+    assert all(starts[i + 2] - starts[i] >= 0.5 for i in range(len(starts) - 2)), starts
+    lines = Counter(line.split()[0] for line in (flows / "effects.log").read_text().splitlines())
+    assert lines == {"rate": 7}
+    app.close()
