@@ -83,3 +83,16 @@ def test_version_and_usage_errors(tmp_path: Path) -> None:
     res = tether(tmp_path, "runs", "list", "--limit", "many")
     assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
     assert "see `tether runs list --help`" in res.stderr
+
+
+def test_a_command_of_a_group_typed_at_the_top_is_named_in_full(tmp_path: Path) -> None:
+    """`tether prune` said only "No such command", when `tether runs prune` exists (and
+    click's guess, if any, named a top-level command: `run` for `tether rnu`)."""
+    for name, full in (("prune", "tether runs prune"), ("cancel", "tether runs cancel")):
+        res = tether(tmp_path, name)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip() == (
+            f"error: No such command {name!r}: it is `{full}`; see `tether --help`"
+        )
+    unknown = tether(tmp_path, "frobnicate")
+    assert unknown.returncode == 2 and ": it is" not in unknown.stderr

@@ -85,6 +85,26 @@ class _Root(click.Group):
             fail(EXIT_INTERRUPTED, "interrupted")
         sys.exit(code if isinstance(code, int) else 0)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """An unknown command that is a command of a group (`tether prune`) names it
+        (`tether runs prune`), where click guessed only at the top level's names."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
+            name = args[0] if args else ""
+            nested = [
+                f"`{ctx.command_path} {group} {name}`"
+                for group, cmd in sorted(self.commands.items())
+                if isinstance(cmd, click.Group) and name in cmd.commands
+            ]
+            if not nested:
+                raise
+            raise click.UsageError(
+                f"No such command {name!r}: it is {' or '.join(nested)}", ctx
+            ) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         """A closed stdout (`| head -1`) ends the command quietly, before click's own
         handling of it, which exits 1 as if the command had failed."""
