@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from ._run_state import RunState
 from ._steps import StepContext, is_async
 from .errors import InvalidArgumentError
+from .retry import RetryPolicy
 from .store import EventRow
 
 __all__ = ["check_compensation", "compensate", "completed_at_once", "completion_ranks"]
@@ -30,7 +31,9 @@ class _Steps(Protocol):
     """What `compensate` needs of the run's `Workflow` (which imports this module to
     check a compensation as its step is called: importing it here closed a circle)."""
 
-    async def step(self, name: str, fn: Callable[..., Any], *, retry: Any = None) -> Any: ...
+    async def step(
+        self, name: str, fn: Callable[..., Any], *, retry: int | RetryPolicy | None = None
+    ) -> Any: ...
 
 
 async def compensate(wf: _Steps, st: RunState, ranks: Mapping[str, int] | None = None) -> bool:

@@ -23,6 +23,7 @@ from ._control import Suspend
 from ._fanout import ITEM_PATH
 from ._runtime import EventHook
 from .errors import InvalidArgumentError, WorkflowTimeoutError
+from .retry import RetryPolicy
 from .serde import load_json
 from .store import Fence, RunRow, StepRow, WaitRow, WaitStatus
 
@@ -63,7 +64,7 @@ class Compensation(NamedTuple):
     key: str
     fn: Callable[..., Any]
     value: Any
-    retry: Any = None
+    retry: int | RetryPolicy | None = None
 
 
 @dataclass(eq=False)
