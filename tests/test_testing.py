@@ -16,6 +16,7 @@ from tether.testing import FakeClock, eventually, eventually_sync
 KERNEL = {
     "CallableSink",
     "CollectingSink",
+    "CompensationsRetried",
     "Command",
     "CommandResult",
     "EventSink",
@@ -40,6 +41,7 @@ KERNEL = {
     "RunReapStuck",
     "RunRerunFrom",
     "RunResume",
+    "RunRetryCompensations",
     "RunResumed",
     "TimersFire",
     "WebhookSink",

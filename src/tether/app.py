@@ -67,6 +67,7 @@ from .kernel import (
     RunRerunFrom,
     RunResume,
     RunResumed,
+    RunRetryCompensations,
     TimersFire,
     Woken,
     new_run_id,
@@ -719,6 +720,40 @@ class App:
             await forget_files(self.blobs, workflow_id, forget, run.attempt, store=self.store)
 
     rerun_from = facade(arerun_from)
+
+    @homed
+    async def aretry_compensations(
+        self, workflow_id: str, *, on_event: EventHook | None = None
+    ) -> RunResult[Any]:
+        """Try again the compensations of a `compensation_failed` run, after a fix (the
+        refund service is back): those that failed (after their own retries) run
+        again, newest first as before; those that completed are not run twice.
+
+        The run is driven here until its compensations have run, with the workflow
+        registered on this App; a queued run goes back to its queue for the workers
+        instead, and this waits for them. Returns the run's result as it then stands:
+        ``compensated``, or ``compensation_failed`` again (its record names the
+        compensation that failed). The run's own failure is not raised again: it is
+        on the record, as it was. A run in any other status is refused
+        (`InvalidArgumentError`), and nothing is changed.
+        """
+        check_on_event(on_event)
+        run = await self.aget_run(workflow_id)
+        if run.queue is None:
+            self.get_workflow(run.workflow_name)  # fail before changing anything
+        await self.kernel.adispatch(RunRetryCompensations(workflow_id=workflow_id))
+        try:
+            if run.queue is not None:
+                defn = self._registry.get(run.workflow_name)
+                return await self._runner.result_of(workflow_id, defn)
+            return await self._runner.drive(workflow_id, on_event=on_event)
+        except Exception:
+            record = await load_record(self.store, workflow_id)
+            if record.status not in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED):
+                raise
+            return RunResult(None, record)  # (its failure raised again by the replay)
+
+    retry_compensations = facade(aretry_compensations)
 
     @homed
     async def aresult(

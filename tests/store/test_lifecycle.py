@@ -143,6 +143,10 @@ async def _rerun(store: Store, wid: str) -> object:
     return await store.rerun_from(wid, "s", at=T0)
 
 
+async def _retry_comp(store: Store, wid: str) -> object:
+    return await store.retry_compensations(wid, at=T0)
+
+
 async def _park(store: Store, wid: str) -> object:
     gen = await _gen(store, wid)
     await store.register_wait(Fence(wid, gen), NewWait("p", WaitKind.TIMER, due_at=T0), T0)
@@ -161,6 +165,7 @@ RUN_VERBS: dict[str, tuple[Callable[[Store, str], Awaitable[object]], bool]] = {
     "finish_run(compensating)": (_finish_comp, False),
     "cancel_run": (_cancel, True),
     "rerun_from": (_rerun, True),
+    "retry_compensations": (_retry_comp, True),
     "reap_jobs": (_reap_abandoned, True),
 }
 

@@ -1,4 +1,5 @@
-"""Driving a run in this process (`run`, `runs resume`, `runs rerun`): live progress,
+"""Driving a run in this process (`run`, `runs resume`, `runs rerun`,
+`runs retry-compensations`): live progress,
 the result as JSON on stdout, and the exit code by how the run ended."""
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ def drive(
     call: Callable[[Progress], RunResult[Any]],
     again: str,
     traceback: bool,
+    *,
+    undo_again: str | None = None,
 ) -> None:
-    """Drive a run with live progress (on a terminal), print its result, exit by outcome."""
+    """Drive a run with live progress (on a terminal), print its result, exit by outcome.
+    `undo_again`: the run's compensations were retried (`runs retry-compensations`),
+    the command that tries them once more; compensated is then a success."""
     progress = Progress(workflow_id)
     try:
         if out.is_terminal:
@@ -76,6 +81,9 @@ def drive(
             "result": result.record.output,
         }
     )
+    if undo_again is not None:
+        _undone(workflow_id, result.status, undo_again)
+        return
     if result.status is RunStatus.CANCELLED:
         fail(EXIT_FAILED, f"run {workflow_id} was cancelled")
     if result.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED):
@@ -86,6 +94,18 @@ def drive(
             else ("a compensation failed: `tether runs show` says which")
         )
         fail(EXIT_FAILED, f"run {workflow_id} was cancelled; {how}")
+
+
+def _undone(workflow_id: str, status: RunStatus, again: str) -> None:
+    """Exit 0 once a retry of the run's compensations undid all it had to, else 1."""
+    if status is RunStatus.COMPENSATION_FAILED:
+        fail(
+            EXIT_FAILED,
+            f"run {workflow_id}: a compensation failed again (`tether runs show` says "
+            f"which and why); after a fix, try them once more with `{again}`",
+        )
+    if status is not RunStatus.COMPENSATED:  # a queued run's workers have not ended it
+        fail(EXIT_FAILED, f"run {workflow_id} is {status.value}")
 
 
 def _wake_text(w: WaitInfo, rid: str, db: str) -> str:

@@ -1,4 +1,5 @@
-"""`tether runs signal|event|complete-token|cancel|resume|rerun`: steer runs."""
+"""`tether runs signal|event|complete-token|cancel|resume|rerun|retry-compensations`:
+steer runs."""
 
 from __future__ import annotations
 
@@ -253,19 +254,56 @@ def rerun(
     )
 
 
+@click.command(
+    "retry-compensations",
+    short_help="Try the failed compensations of a run again, here.",
+)
+@click.argument("workflow_id", metavar="RUN_ID")
+@_APP
+@_TRACEBACK
+@db_state
+def retry_compensations(state: CliState, workflow_id: str, app_ref: str, traceback: bool) -> None:
+    """Try again the compensations of a compensation_failed run, after a fix.
+
+    Those that failed run again (newest first, with their retries); those that
+    completed are not run twice, and the run's own failure is not run again.
+    Exits 0 once the run is compensated, 1 if a compensation failed again, 2 for
+    a run that is not compensation_failed (nothing is changed)."""
+    text(workflow_id, "run id")
+    undo_again = f"tether runs retry-compensations {shlex.quote(workflow_id)} "
+    undo_again += f"--app {shlex.quote(app_ref)}{given_db(state)}"
+    _drive_with(
+        state,
+        app_ref,
+        workflow_id,
+        traceback,
+        lambda a, p: a.retry_compensations(workflow_id, on_event=p),
+        undo_again=undo_again,
+    )
+
+
 def _drive_with(
     state: CliState,
     app_ref: str,
     workflow_id: str,
     traceback: bool,
     call: Callable[[App, Progress], RunResult[Any]],
+    *,
+    undo_again: str | None = None,
 ) -> None:
     """Drive a run with the App named by `--app` (which registers its workflow)."""
     the_app, db = load_app(state, app_ref, existing=True, traceback=traceback)
     db.announce()
     again = f"tether runs resume {shlex.quote(workflow_id)} --app {shlex.quote(app_ref)}"
     again += given_db(state)
-    drive(the_app, workflow_id, lambda progress: call(the_app, progress), again, traceback)
+    drive(
+        the_app,
+        workflow_id,
+        lambda progress: call(the_app, progress),
+        again,
+        traceback,
+        undo_again=undo_again,
+    )
 
 
-COMMANDS = (signal, event, complete_token, cancel, resume, rerun)
+COMMANDS = (signal, event, complete_token, cancel, resume, rerun, retry_compensations)

@@ -27,6 +27,7 @@ from .._names import check_name, check_text
 __all__ = [
     "Command",
     "CommandResult",
+    "CompensationsRetried",
     "JobExecute",
     "JobExecuted",
     "LeaseReapStale",
@@ -44,6 +45,7 @@ __all__ = [
     "RunRerunFrom",
     "RunResume",
     "RunResumed",
+    "RunRetryCompensations",
     "TimersFire",
     "Woken",
 ]
@@ -176,6 +178,14 @@ class RunRerunFrom(_Command):
     budget: str | None = None  # JSON: the run's new AI budget, if it is given one
 
 
+class RunRetryCompensations(_Command):
+    """Try the compensations of a `compensation_failed` run again (those that did not
+    complete; the completed ones are never run twice)."""
+
+    type: Literal["run.retry_compensations"] = "run.retry_compensations"
+    workflow_id: str = Field(min_length=1)
+
+
 class JobExecute(_Command):
     """Drive the run of a claimed job, then close the job."""
 
@@ -235,6 +245,7 @@ Command = Annotated[
     | RunCancel
     | RunResume
     | RunRerunFrom
+    | RunRetryCompensations
     | JobExecute
     | TimersFire
     | LeaseReapStale
@@ -274,6 +285,11 @@ class Woken(_Result):
     woken: list[str]
 
 
+class CompensationsRetried(_Result):
+    workflow_id: str
+    retried: list[str]  # the keys of the compensations to be tried again
+
+
 class Reaped(_Result):
     count: int
     runs: list[str] = []
@@ -290,5 +306,13 @@ class Replayed(_Result):
 
 
 CommandResult = (
-    RunCreated | RunCancelled | RunResumed | JobExecuted | Woken | Reaped | OutboxFlushed | Replayed
+    RunCreated
+    | RunCancelled
+    | RunResumed
+    | JobExecuted
+    | Woken
+    | CompensationsRetried
+    | Reaped
+    | OutboxFlushed
+    | Replayed
 )

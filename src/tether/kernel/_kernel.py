@@ -36,6 +36,7 @@ from ..store import EndReason, JobRow, JobStatus, NewJob, NewRun, RunRow, RunSta
 from ._commands import (
     Command,
     CommandResult,
+    CompensationsRetried,
     JobExecute,
     JobExecuted,
     LeaseReapStale,
@@ -53,6 +54,7 @@ from ._commands import (
     RunRerunFrom,
     RunResume,
     RunResumed,
+    RunRetryCompensations,
     TimersFire,
     Woken,
 )
@@ -73,6 +75,7 @@ _RESULTS: dict[str, type[CommandResult]] = {
     "run.cancel": RunCancelled,
     "run.resume": RunResumed,
     "run.rerun_from": Woken,
+    "run.retry_compensations": CompensationsRetried,
     "job.execute": JobExecuted,
     "timers.fire": Woken,
     "lease.reap_stale": Reaped,
@@ -329,6 +332,11 @@ class Kernel:
         )
         self.host.woken([cmd.workflow_id])
         return Woken(woken=[cmd.workflow_id])
+
+    async def _run_retry_compensations(self, cmd: RunRetryCompensations) -> CompensationsRetried:
+        retried = await self.store.retry_compensations(cmd.workflow_id, at=self.clock.now())
+        self.host.woken([cmd.workflow_id])
+        return CompensationsRetried(workflow_id=cmd.workflow_id, retried=retried)
 
     # -- jobs ----------------------------------------------------------------------------
 

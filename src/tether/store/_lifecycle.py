@@ -78,6 +78,9 @@ MOVES: tuple[Move, ...] = (
     _m("run", "reap_jobs", (R.PENDING, R.RUNNING), R.FAILED),
     # a run that is not executing: not running, nor cancelled with compensation to come
     _m("run", "rerun_from", (R.PENDING, R.WAITING, *_FINISHED, *_ENDED_BY_CANCEL[1:]), R.PENDING),
+    # a compensation_failed run tries its unfinished compensations again: one that failed
+    # replays its failure first, one cancelled is compensated as a cancel leaves it
+    _m("run", "retry_compensations", R.COMPENSATION_FAILED, (R.PENDING, R.CANCELLED)),
     _m("step", "start_step", (None, S.RUNNING, S.FAILED, S.COMPLETED), S.RUNNING),
     _m("step", "complete_step", S.RUNNING, S.COMPLETED),
     _m("step", "fail_step", S.RUNNING, S.FAILED),

@@ -38,6 +38,7 @@ from ._base import StoreBase, Tx
 from ._lifecycle import RERUNNABLE, TERMINAL, end_reason, moves
 from ._records import (
     Claimed,
+    EndReason,
     Fence,
     JobRow,
     NewEvent,
@@ -550,6 +551,38 @@ class QueueVerbs(StoreBase):
         await self._events(tx, Fence(workflow_id), [NewEvent("run.rerun_from", step)], at)
         await self._enqueue_next(tx, workflow_id, at)
 
+    async def retry_compensations(self, workflow_id: str, *, at: datetime) -> list[str]:
+        """Forget the compensations of a `compensation_failed` run that did not complete,
+        and make the run runnable to try them again; the keys forgotten.
+
+        Those that completed stay recorded, so the replay answers them from the record
+        and never undoes a step twice. A run that failed goes back to pending (its
+        replay meets its recorded failure again, then compensates); one cancelled goes
+        back to cancelled with its compensation due, as ``cancel(compensate=True)``
+        leaves it. A queued run gets a job for its workers."""
+
+        async def body(tx: Tx) -> list[str]:
+            found = await tx.one("run_status_locked", wid=workflow_id)
+            if found is None:
+                raise RunNotFoundError(workflow_id)
+            if found[0] != RunStatus.COMPENSATION_FAILED.value:
+                raise InvalidArgumentError(_not_compensation_failed(workflow_id, found[0]))
+            rows = await tx.all("compensations_unfinished", wid=workflow_id)
+            keys = sorted(str(r[0]) for r in rows)
+            await tx.execute("compensations_forget", wid=workflow_id)
+            if found[1] == EndReason.CANCELLED.value:
+                await tx.execute("compensations_due", wid=workflow_id)
+            else:  # its replay meets the recorded failure, then compensates
+                await tx.execute("rerun_waits", wid=workflow_id, first=_NOTHING)
+                await tx.execute("rerun_reset", wid=workflow_id)
+            event = NewEvent("run.compensations_retried", ", ".join(keys) or None)
+            await self._events(tx, Fence(workflow_id), [event], at)
+            await self._enqueue_next(tx, workflow_id, at)
+            await tx.notify(f"run:{workflow_id}")
+            return keys
+
+        return await self._tx("write", body)
+
     # -- outbox -----------------------------------------------------------------------
 
     async def outbox_pending(self, *, limit: int, now: datetime | None) -> list[OutboxRow]:
@@ -814,3 +847,18 @@ def _no_step(workflow_id: str, step: str, keys: list[str], waits: list[str]) -> 
 
 def _keys(keys: list[str]) -> str:
     return ", ".join(repr(k) for k in keys[:10]) + (", ..." if len(keys) > 10 else "")
+
+
+def _not_compensation_failed(workflow_id: str, status: str) -> str:
+    """Why `retry_compensations` refuses a run of `status`, and what to do instead."""
+    if status == RunStatus.COMPENSATED.value:
+        return f"run {workflow_id!r} is compensated: every compensation it had ran"
+    if status in TERMINAL:
+        return (
+            f"run {workflow_id!r} is {status}; only a compensation_failed run has "
+            "compensations to retry (rerun_from retries a failed or completed run)"
+        )
+    return (
+        f"run {workflow_id!r} is {status}: it has not ended, and a run's compensations "
+        "run as it ends; retry them once it is compensation_failed"
+    )

@@ -131,6 +131,15 @@ UPDATE runs SET budget = :budget WHERE id = :wid
 -- name: rerun_reset
 UPDATE runs SET status = 'pending', output = NULL, finished_at = NULL, end_reason = NULL,
   attempt = attempt + 1 WHERE id = :wid
+-- name: compensations_unfinished
+-- the compensations a compensation_failed run tried without completing (retry_compensations)
+SELECT step_key FROM steps WHERE run_id = :wid AND step_key LIKE 'compensate:%'
+  AND status <> 'completed'
+-- name: compensations_forget
+DELETE FROM steps WHERE run_id = :wid AND step_key LIKE 'compensate:%' AND status <> 'completed'
+-- name: compensations_due
+-- a cancelled run's compensation due again, as cancel(compensate=True) leaves it
+UPDATE runs SET status = 'cancelled', cancel_requested = 'compensate' WHERE id = :wid
 -- name: outbox_replay_dead
 UPDATE events SET dead_at = NULL, attempts = 0, next_attempt_at = NULL
 WHERE (run_id, seq) IN (SELECT run_id, seq FROM events WHERE dead_at IS NOT NULL
