@@ -10,8 +10,9 @@ import contextlib
 import pytest
 
 from tether import App, EndReason, RunStatus, Workflow
-from tether.errors import InvalidArgumentError
+from tether.errors import InvalidArgumentError, WorkflowTimeoutError
 from tether.kernel import CompensationsRetried, RunRetryCompensations
+from tether.testing import FakeClock
 from tether.worker import ServerlessHost
 
 
@@ -161,3 +162,23 @@ def test_the_sync_facade(sqlite_url: str) -> None:
             app.run(order, workflow_id="s1")
         ledger.refunds_up = True
         assert app.retry_compensations("s1").status is RunStatus.COMPENSATED
+
+
+async def test_a_timed_out_run_is_undone_without_running_on(app: App, clock: FakeClock) -> None:
+    ledger = Ledger()
+
+    @app.workflow(name="slow", timeout=60)
+    async def slow(wf: Workflow) -> None:
+        await wf.step("charge", lambda: "c4", compensate=ledger.refund)
+        await wf.step("think", lambda: bool(clock.advance(120)))  # past its budget
+        await wf.step("never", lambda: ledger.calls.append("never"))
+
+    with pytest.raises(WorkflowTimeoutError):
+        await app.arun(slow, workflow_id="t1")
+    ledger.refunds_up = True
+    result = await app.aretry_compensations("t1")
+    assert (result.status, result.record.end_reason) == (
+        RunStatus.COMPENSATED,
+        EndReason.TIMED_OUT,
+    )
+    assert ledger.calls == ["refund c4", "refund c4"]

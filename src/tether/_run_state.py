@@ -82,6 +82,8 @@ class RunState:
     timeout: float | None = None  # the workflow's compute budget in seconds
     on_event: EventHook | None = None
     compensating: bool = False  # replaying only to learn compensations: run no new work
+    # running its compensations: past its timeout they still run (`check_budget`)
+    undoing: bool = False
     counters: dict[str, int] = field(default_factory=dict)  # wait/value key -> occurrences
     occurrences: dict[str, int] = field(default_factory=dict)  # step name -> calls so far
     key_bases: dict[str, str] = field(default_factory=dict)  # key given -> the name it is for
@@ -252,6 +254,10 @@ class RunState:
         return max(0.0, (now - self.started).total_seconds())
 
     def check_budget(self, now: datetime) -> None:
+        """Raise `WorkflowTimeoutError` once the run executed past its timeout; never
+        while it runs its compensations: a run that timed out is undone all the same."""
+        if self.undoing:
+            return
         if self.timeout is not None and self.executed(now) > self.timeout:
             raise WorkflowTimeoutError(self.workflow_id, self.timeout)
 

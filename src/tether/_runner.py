@@ -967,6 +967,7 @@ class Runner:
         """`compensate`, with steps that completed at one instant ordered by their
         completion events (else a replay, registering them in call order, undid them in
         another order than the drive that saw them complete)."""
+        st.undoing = True
         ranks = None
         if completed_at_once(st):
             ranks = completion_ranks(await self._store.list_events(st.workflow_id))
