@@ -43,6 +43,7 @@ PINNED = {
         "0019_ai_batch_item_provider.sql": "1d562e54fb42f0ccf22e470bdffb0b616b37e23bc8cadc2fe97cbde5648d6522",
         "0020_runs_id_bytes.sql": "339846cf6885249288edd7d5258c2b6a86f4c25a03d6e73b4ef3eba5899b7871",
         "0021_jobs_due.sql": "1167187ba81723886223c5c6d079a17cb801f7b0decf1d33fb0b141a3c34fc39",
+        "0022_ai_call_billed.sql": "fd83208f9f8eb1654388b7e4a165b7e7eea702e694816940fced22b129138631",
     },
     "sqlite": {
         "0001_core.sql": "a243e4a11c3b2854d7027cd3aa85f5ed9fa5fb97201936ecb0a7fa3d17ebfd44",
@@ -66,6 +67,7 @@ PINNED = {
         "0019_ai_batch_item_provider.sql": "1d562e54fb42f0ccf22e470bdffb0b616b37e23bc8cadc2fe97cbde5648d6522",
         "0020_runs_id_bytes.sql": "1b570f9750b9bb33f89849fdb16e8892fe4a70c8e44034e935986d0694c190aa",
         "0021_jobs_due.sql": "68ab66362bb048f301badb3937de11f98fa12c8a8b60b0bae169dd71a45c8c2c",
+        "0022_ai_call_billed.sql": "aed853d6a95b3207c4000b365145559695816c2b515e402b3926e0b5027c8095",
     },
 }
 

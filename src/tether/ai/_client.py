@@ -1348,6 +1348,7 @@ class WorkflowAI:
                 error=res.error,
                 batch=(batch_id, res.custom_id),
                 usage_known=res.reply.usage_reported if res.reply else True,
+                billed=res.ok or res.reply is not None,  # a failed one, if answered
             )
             total = total + usage
             known = known and (one is not None or res.reply is None)
@@ -1386,13 +1387,18 @@ class WorkflowAI:
         error: str | None = None,
         batch: tuple[str, str] | None = None,
         usage_known: bool = True,
+        billed: bool = True,
     ) -> int | None:
+        """Attach the call's row (`NewAICall`; `billed`: the provider took the request,
+        False for a refused one) and count it for the budgets; its cost."""
         now = self._now()
         tier = None if batch else service_tier
-        priced = self._price(pname, model_id, usage, now, batch is not None, tier, usage_known)
-        # a failure billed at an unknown cost is as unseen by a dollar limit
-        if priced.micro_usd is None and (error is None or not usage_known):
-            self._unpriced(pname, model_id, usage_known)
+        priced = self._price(
+            pname, model_id, usage, now, batch is not None, tier, usage_known, error
+        )
+        # a call that may have been billed at an unknown cost is unseen by a dollar limit
+        if priced.micro_usd is None and (billed or error is None):
+            self._unpriced(pname, model_id, usage_known, error)
         attach(
             NewAICall(
                 call_type=call_type,
@@ -1412,6 +1418,7 @@ class WorkflowAI:
                 budget_key=self._log_key(),
                 batch_id=batch[0] if batch else None,
                 custom_id=batch[1] if batch else None,
+                billed=billed,
             )
         )
         # counts for the budgets now, before the step is logged (a ticket two budgets of
@@ -1429,23 +1436,30 @@ class WorkflowAI:
         batch: bool,
         service_tier: str | None,
         usage_known: bool,
+        error: str | None = None,
     ) -> Priced:
         """The call's cost; unknown (not $0) for one billed for tokens it did not tell."""
         if not usage_known:
             log.warning(
-                "%s:%s answered without usage (or without its input or output count, or "
-                "with parts above them); its cost is unknown",
+                "%s:%s %s; its cost is unknown",
                 pname,
                 model_id,
+                "answered without usage (or without its input or output count, or with "
+                "parts above them)"
+                if error is None
+                else f"failed after the provider took the request ({error})",
             )
             return Priced(None, None)
         return self._providers.price(
             pname, model_id, usage, at=at, batch=batch, service_tier=service_tier
         )
 
-    def _unpriced(self, pname: str, model_id: str, usage_known: bool) -> None:
+    def _unpriced(
+        self, pname: str, model_id: str, usage_known: bool, error: str | None = None
+    ) -> None:
         """Warn, once per model and run, that a call no dollar limit can see was made:
-        one to a model of no known price, or an answer that told no usage."""
+        one to a model of no known price, an answer that told no usage, or a failure
+        (`error`) after the provider took the request."""
         budget = next((lim.budget for lim in self._covering_now() if lim.budget.max_usd), None)
         if budget is None or budget.max_usd is None or (pname, model_id) in self._unpriced_seen:
             return
@@ -1466,6 +1480,10 @@ class WorkflowAI:
             "or with parts of them above them), "
             f"so its cost is unknown and does not count against the budget's {limit}; "
             "have the server report usage"
+            if error is None
+            else f"a call to {model} failed after the provider took the request ({error}): "
+            f"it may have been billed, so its cost is unknown and does not count against "
+            f"the budget's {limit}"
         )
         log.warning("run %s: %s", self._flow.workflow_id, message)
         detail = {"provider": pname, "model": model_id, "max_usd": budget.max_usd}
@@ -1480,9 +1498,9 @@ class WorkflowAI:
         exc: ProviderError,
         sent: datetime,
     ) -> None:
-        """Log a failed call: free if refused, but one the provider answered 200 may
-        have been billed (`ProviderError.billed`): priced from the usage its body
-        told, else of unknown cost, never $0."""
+        """Log a failed call: free if refused, but one the provider took (answered 200,
+        or lost after the request went out) may have been billed (`ProviderError.billed`):
+        priced from the usage its body told, else of unknown cost, never $0."""
         self._record(
             call_type,
             pname,
@@ -1494,6 +1512,7 @@ class WorkflowAI:
             request_id=exc.request_id,
             error=str(exc),
             usage_known=not exc.billed or exc.usage is not None,
+            billed=exc.billed,
         )
 
 

@@ -33,7 +33,8 @@ class ProviderError(TetherError):
     (`wait_from`), so a run driven on a fake clock waits what that clock says.
 
     `billed` is True for a 200 the call could not use (a body not JSON, not of the
-    API's shape, an error or no result inside it): the provider took the request and
+    API's shape, an error or no result inside it), and for a timeout or a connection
+    lost after the request may have gone out: the provider took the request and
     may have billed it, so the call log prices it from `usage`, what the body told
     of its tokens, or logs its cost as unknown, never as $0.
     """

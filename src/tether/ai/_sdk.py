@@ -82,14 +82,20 @@ def classify(
     about = f" for model {model}" if model else ""
     if isinstance(exc, sdk.APITimeoutError):
         return ProviderError(
-            f"{provider}: the request{about} timed out", retryable=True, model=model
+            f"{provider}: the request{about} timed out",
+            retryable=True,
+            model=model,
+            billed=_maybe_sent(exc),
         )
     if isinstance(exc, sdk.APIConnectionError):
         # a connection refused, or one dropped mid-answer: the cause tells which
         cause = exc.__cause__
         why = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
         return ProviderError(
-            f"{provider}: the connection failed{about} ({why})", retryable=True, model=model
+            f"{provider}: the connection failed{about} ({why})",
+            retryable=True,
+            model=model,
+            billed=_maybe_sent(exc),
         )
     if isinstance(exc, sdk.APIStatusError):
         status = int(exc.status_code)
@@ -105,6 +111,25 @@ def classify(
             model=model,
         )
     return ProviderError(f"{provider}{about}: {type(exc).__name__}: {exc}", model=model)
+
+
+# the HTTP client's errors (httpx's, or a fork's of the same names) raised before any of
+# the request went out: no connection, none free in the pool, a request it would not send
+_UNSENT = frozenset(
+    {"ConnectError", "ConnectTimeout", "PoolTimeout", "ProxyError", "UnsupportedProtocol",
+     "LocalProtocolError"}
+)  # fmt: skip
+
+
+def _maybe_sent(exc: BaseException) -> bool:
+    """Whether a timeout or lost connection (the SDK's error, the HTTP client's its
+    cause) may have come after the request went out: then the provider may have taken
+    it and billed it. Only a failure to connect or to start sending is known to be
+    free; a read or write that failed, or a cause not told, may not be."""
+    cause = exc.__cause__
+    if cause is None:
+        return True
+    return not any(cls.__name__ in _UNSENT for cls in type(cause).__mro__)
 
 
 # a 200 body that is not JSON: malformed, or not even UTF-8 (a binary or latin-1 page

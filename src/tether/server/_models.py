@@ -323,6 +323,8 @@ class AICall(_Out):
     budget_key: str | None = None
     batch_id: str | None = None
     custom_id: str | None = None
+    # the provider took the request: with no cost known, one of unknown cost, never free
+    billed: bool = False
 
     @classmethod
     def of(cls, r: AICallRow) -> AICall:

@@ -459,6 +459,11 @@ class NewAICall:
     budget_key: str | None = None
     batch_id: str | None = None
     custom_id: str | None = None
+    # the provider took the request, so it may have billed it: an answer, or a failure
+    # after the request went out (a 200 it could not use, a timeout or a connection
+    # lost once sent). With no known cost it is of unknown cost, never free; a refused
+    # call (4xx, 5xx, no connection) is False: it cost nothing
+    billed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,15 +547,18 @@ class AICallRow:
     budget_key: str | None
     batch_id: str | None
     custom_id: str | None
+    # the provider took the request (`NewAICall.billed`); False in an older tether's rows
+    billed: bool = False
 
     @property
     def cost_unknown(self) -> bool:
-        """Billed at no known price (no price, or an answer that told no usage): counted
-        in `unknown_cost_calls`, never as $0. A failed call that billed no tokens is not
-        (the usage queries' `_usage_sums` count alike)."""
+        """Billed at no known price (no price, an answer that told no usage, a failure
+        after the provider took the request): counted in `unknown_cost_calls`, never as
+        $0. A refused call that billed no tokens is not (the usage queries'
+        `_usage_sums` and the budgets count alike)."""
         if self.cost_micro_usd is not None:
             return False
-        return self.error is None or self.input_tokens + self.output_tokens > 0
+        return self.billed or self.error is None or self.input_tokens + self.output_tokens > 0
 
 
 @dataclass(frozen=True, slots=True)

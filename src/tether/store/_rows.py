@@ -132,7 +132,8 @@ class Rows:
     def ai_call(self, r: Sequence[Any]) -> AICallRow:
         return AICallRow(
             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
-            r[13], r[14], r[15], r[16], r[17], r[18], self.t(r[19]), r[20], r[21], r[22], r[23]
+            r[13], r[14], r[15], r[16], r[17], r[18], self.t(r[19]), r[20], r[21], r[22], r[23],
+            bool(r[24]),
         )  # fmt: skip
 
 

@@ -213,19 +213,19 @@ SELECT coalesce((SELECT attempt FROM runs WHERE id = :wid), 1),
 INSERT INTO ai_calls (run_id, run_attempt, step_key, attempt, seq, call_type, provider, model,
   request_id, prompt, prompt_blob, response, response_blob, input_tokens, cached_input_tokens,
   cache_write_tokens, output_tokens, reasoning_tokens, cost_micro_usd, price_source,
-  service_tier, latency_ms, at, error, budget_key, batch_id, custom_id)
+  service_tier, latency_ms, at, error, budget_key, batch_id, custom_id, billed)
 VALUES (:wid, :run_attempt, :key, :step_attempt, :seq, :call_type, :provider, :model,
   :request_id, :prompt, :prompt_blob, :response, :response_blob, :input_tokens,
   :cached_input_tokens, :cache_write_tokens, :output_tokens, :reasoning_tokens,
   :cost_micro_usd, :price_source, :service_tier, :latency_ms, :at, :error, :budget_key,
-  :batch_id, :custom_id)
+  :batch_id, :custom_id, :billed)
 ON CONFLICT DO NOTHING
 -- name: list_ai_calls
 SELECT c.id, c.run_id, c.step_key, c.attempt, c.call_type, c.provider, c.model, c.request_id,
   coalesce(c.prompt, pb.body), coalesce(c.response, rb.body), c.input_tokens,
   c.cached_input_tokens, c.cache_write_tokens, c.output_tokens, c.reasoning_tokens,
   c.cost_micro_usd, c.price_source, c.service_tier, c.latency_ms, c.at, c.error, c.budget_key,
-  c.batch_id, c.custom_id
+  c.batch_id, c.custom_id, c.billed
 FROM ai_calls c LEFT JOIN ai_blobs pb ON pb.digest = c.prompt_blob
   LEFT JOIN ai_blobs rb ON rb.digest = c.response_blob
 WHERE {_calls_of_ids} ORDER BY c.id
@@ -277,10 +277,12 @@ SELECT sum(n), sum(usd), sum(unknown), sum(tokens) FROM (
 -- name: budget_warnings
 SELECT CAST(detail AS text) FROM events WHERE run_id = :wid AND type = 'budget.warning'
 -- name: _usage_sums
+-- of unknown cost: a call with no known cost the provider may have billed (it took the
+-- request, or told tokens); a refused call with none is neither unknown nor priced
 count(*), sum(c.input_tokens), sum(c.cached_input_tokens), sum(c.cache_write_tokens),
 sum(c.output_tokens), sum(c.reasoning_tokens), sum(c.cost_micro_usd),
 sum(CASE WHEN c.cost_micro_usd IS NULL
-  AND (c.error IS NULL OR c.input_tokens + c.output_tokens > 0) THEN 1 ELSE 0 END),
+  AND (c.billed OR c.error IS NULL OR c.input_tokens + c.output_tokens > 0) THEN 1 ELSE 0 END),
 sum(CASE WHEN c.cost_micro_usd IS NOT NULL THEN 1 ELSE 0 END)
 -- name: ai_usage_by_none
 SELECT {_usage_sums} {_usage_from}
