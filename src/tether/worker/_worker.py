@@ -24,7 +24,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +129,7 @@ class Worker:
         self.executed = 0
         self.abandoned = 0  # jobs cancelled at shutdown and handed back
         self._home: asyncio.AbstractEventLoop | None = None  # the App's loop, run there
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop `run` works on, if it does
         self.foreign = ForeignJobs(app, self.worker_id, self.queues)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -157,10 +158,9 @@ class Worker:
 
     def stop(self) -> None:
         """Ask the worker to shut down gracefully (safe from a signal handler); asked
-        again while it drains (a second Ctrl-C), it hands its runs back at once."""
-        if self._home is not None and _running_loop() is not self._home:
-            with contextlib.suppress(RuntimeError):  # its loop closed: it has stopped
-                self._home.call_soon_threadsafe(self.stop)
+        again while it drains (a second Ctrl-C), it hands its runs back at once; from
+        another thread too (a supervisor's)."""
+        if self._handed_to_its_loop(self.stop):
             return
         if not self._live or self._stopping is None:  # not running yet (a supervisor, a signal
             self._stop_first = True  # handler): the next `run` returns at once, claiming nothing
@@ -179,6 +179,7 @@ class Worker:
         home = home_loop(self.app)
         if home is not None and home is not asyncio.get_running_loop():
             return await self._run_at_home(home, install_signals)
+        self._loop = asyncio.get_running_loop()  # before `_live`: a `stop()` seen live goes there
         self._live = True
         try:
             self._stopping = asyncio.Event()
@@ -192,6 +193,7 @@ class Worker:
             await self._work(install_signals)
         finally:
             self._live = False
+            self._loop = None
 
     async def _work(self, install_signals: bool) -> None:
         """`run`'s work, once its events are made: claim until stopped, then drain."""
@@ -286,12 +288,29 @@ class Worker:
 
     def resize(self, concurrency: int) -> None:
         """Run at most `concurrency` jobs at once from now on (a lower cap lets the jobs
-        in flight finish; a higher one claims at once)."""
+        in flight finish; a higher one claims at once), from any thread."""
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         self.concurrency = concurrency
+        if not self._handed_to_its_loop(self._wake):
+            self._wake()
+
+    def _wake(self) -> None:
+        """Make the claim loop look at its free slots again (on the worker's loop)."""
         if self._kick is not None:
             self._kick.set()
+
+    def _handed_to_its_loop(self, callback: Callable[[], None]) -> bool:
+        """Whether `callback` was called off the loop the worker runs on (from another
+        thread: an autoscaler's, an admin endpoint's) and so handed to that loop. An
+        asyncio.Event set from another thread does not wake its loop: a resize or stop
+        waited for the poll (or for a lease renewal) to be seen."""
+        loop = self._loop or self._home
+        if loop is None or _running_loop() is loop:
+            return False
+        with contextlib.suppress(RuntimeError):  # its loop closed: the worker has stopped
+            loop.call_soon_threadsafe(callback)
+        return True
 
     # -- claiming -----------------------------------------------------------------------
 
