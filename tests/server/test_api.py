@@ -312,10 +312,10 @@ def test_a_method_a_path_does_not_take_is_named_with_those_it_takes(served: Serv
     # a bare "Method Not Allowed", and no Allow header (HTTP requires one in a 405)
     api = f"{served.url}/api/v1"
     for method, path, allowed in [
-        ("DELETE", "/runs/x", "GET, HEAD"),
-        ("PUT", "/runs", "GET, HEAD, POST"),  # two routes: both named
-        ("GET", "/events", "POST"),
-        ("GET", "/api-tokens/abc", "DELETE"),
+        ("DELETE", "/runs/x", "GET, HEAD, OPTIONS"),
+        ("PUT", "/runs", "GET, HEAD, OPTIONS, POST"),  # two routes: both named
+        ("GET", "/events", "OPTIONS, POST"),
+        ("GET", "/api-tokens/abc", "DELETE, OPTIONS"),
     ]:
         got = httpx.request(method, api + path)
         assert got.status_code == 405, (method, path)

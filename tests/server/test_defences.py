@@ -175,3 +175,26 @@ def test_answers_of_the_edge_carry_cors_headers_and_a_replay_the_firsts(
     assert big.status_code == 413
     for answer in (first, again, other, big):
         assert answer.headers.get("access-control-allow-origin") == ORIGIN, answer.status_code
+
+
+def test_a_cors_preflight_is_the_cors_answer_and_a_plain_options_the_allow(
+    cors: tuple[Served, str],
+) -> None:
+    """A preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered by
+    the CORS middleware, before the server's own answer to OPTIONS (204 with Allow)."""
+    served, _ = cors
+    url = f"{served.url}/api/v1/runs"
+    ask = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}
+    preflight = httpx.options(
+        url, headers=ask | {"Access-Control-Request-Headers": "authorization"}
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == ORIGIN
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    stranger = httpx.options(url, headers=ask | {"Origin": "https://elsewhere.example"})
+    assert stranger.status_code == 400
+    assert "access-control-allow-origin" not in stranger.headers
+    plain = httpx.options(url, headers={"Origin": ORIGIN})
+    assert plain.status_code == 204
+    assert plain.headers["allow"] == "GET, HEAD, OPTIONS, POST"
+    assert plain.headers["access-control-allow-origin"] == ORIGIN

@@ -157,17 +157,18 @@ def _said(request: Request, exc: HTTPException) -> str:
     tell from a run that was not found)."""
     if exc.status_code != 404 or exc.detail != "Not Found":
         return str(exc.detail)
-    root = request.scope.get("root_path", "")
+    # the app's own mount point: in a mounted app's scope (the static files') the
+    # root_path is that app's (it said the routes were under /-/static/api/v1/)
+    root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
     return (
         f"no route takes {request.method} {request.url.path}; the API's routes are under "
         f"{root}/api/v1/ and listed in {root}/api/v1/openapi.json"
     )
 
 
-def _not_allowed(request: Request) -> JSONResponse:
-    """405, with the methods the path takes in ``Allow`` (as HTTP requires) and in words:
-    a path's methods may be those of several routes (GET and POST /api/v1/runs), and
-    Starlette named the first route's alone, in a bare "Method Not Allowed"."""
+def _allowed(request: Request, exc: HTTPException) -> list[str]:
+    """The methods the path takes: those of every route it matches (GET and POST
+    /api/v1/runs are two routes), or those a mounted app named (the static files')."""
     methods = [
         method
         for method in ("DELETE", "GET", "HEAD", "POST", "PUT", "PATCH")
@@ -176,12 +177,28 @@ def _not_allowed(request: Request) -> JSONResponse:
             for route in request.app.routes
         )
     ]
+    # none matched: the path is a mount's (its scope is the mounted app's); its Allow
+    # then names them (a route's names its own methods alone, not the path's)
+    given = (exc.headers or {}).get("Allow") or ""
+    methods = methods or [m.strip() for m in given.split(",") if m.strip()]
     if "GET" in methods and "HEAD" not in methods:
         methods.append("HEAD")  # `Edge` answers a HEAD as the GET
-    allowed = ", ".join(sorted(methods))
+    return sorted({*methods, "OPTIONS"})  # OPTIONS: answered here, for any path routed
+
+
+def _not_allowed(request: Request, exc: HTTPException) -> Response:
+    """405, with the methods the path takes in ``Allow`` (as HTTP requires) and in words
+    (Starlette named the first route's alone, in a bare "Method Not Allowed"); to an
+    OPTIONS, which asks just that (RFC 9110), 204 with ``Allow``: it was a 405 saying
+    OPTIONS was not allowed. A CORS preflight never comes here: the CORS middleware,
+    when configured, answers it first."""
+    methods = _allowed(request, exc)
+    allowed = ", ".join(methods)
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers={"Allow": allowed})
     message = f"{request.method} is not allowed at {request.url.path}; it takes {allowed}"
     return JSONResponse(
-        error_body("method_not_allowed", message, {"allowed": sorted(methods)}),
+        error_body("method_not_allowed", message, {"allowed": methods}),
         status_code=405,
         headers={"Allow": allowed},
     )
@@ -225,7 +242,7 @@ def _install_handlers(api: FastAPI) -> None:
         if page is not None:
             return page
         if exc.status_code == 405:
-            return _not_allowed(request)
+            return _not_allowed(request, exc)
         code = {404: "not_found"}.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(code, _said(request, exc)), status_code=exc.status_code, headers=exc.headers

@@ -1,5 +1,6 @@
 """What every request passes before routing: HEAD, a compressed body (415, nothing
-here decodes one), the body size limit and Idempotency-Key.
+here decodes one), a JSON body in a charset JSON is not written in (415), the body
+size limit and Idempotency-Key.
 
 HEAD: HTTP asks a server that offers GET to answer HEAD as it, with the same
 status and headers and no body; FastAPI's routes offer GET alone (405 to a
@@ -29,6 +30,7 @@ replayed.
 
 from __future__ import annotations
 
+import codecs
 import email.message
 import hashlib
 import json
@@ -154,8 +156,42 @@ async def _unencoded_only(send: Send, coding: str | None) -> None:
     await _answer(send, 415, json.dumps(body).encode(), headers)
 
 
+# the encodings of JSON (RFC 8259; UTF-16 and UTF-32 as RFC 7159 allowed them), as
+# `codecs` names them: `json.loads` of the body's bytes tells which by its first bytes
+_JSON_CODECS = {"utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"}
+
+
+def _foreign_charset(content_type: str | None) -> str | None:
+    """The charset of a JSON body's Content-Type if it is none JSON is written in
+    (``charset=latin-1``): the body was read as UTF-8 whatever it said, so an "é" sent
+    in Latin-1 was refused as "not UTF-8", or read as another text. None if it is one."""
+    if content_type is None or not _read_as_json(content_type):
+        return None
+    message = email.message.Message()
+    message["content-type"] = content_type
+    charset = message.get_param("charset")
+    if not isinstance(charset, str):
+        return None  # none given (or one email cannot read): read as UTF-8, as JSON is
+    try:
+        known = codecs.lookup(charset.strip()).name
+    except LookupError:
+        known = ""
+    return None if known in _JSON_CODECS else charset
+
+
+async def _utf_only(send: Send, charset: str) -> None:
+    """415 for a JSON body in another charset than JSON's own (UTF-8)."""
+    await _error(
+        send,
+        415,
+        "unsupported_charset",
+        f"Content-Type charset {charset!r}: a JSON body is read as UTF-8 (RFC 8259); "
+        "send it encoded as UTF-8, with charset=utf-8 or no charset",
+    )
+
+
 class Edge:
-    """HEAD as GET, no compressed body (415), body size limit (413) and
+    """HEAD as GET, no compressed body or foreign charset (415), body size limit (413) and
     Idempotency-Key handling in front of `app`."""
 
     def __init__(
@@ -189,6 +225,10 @@ class Edge:
                 f"the request body is over {self.max_body} bytes; send a smaller one "
                 "(the server's limit is `tether serve --max-body`)",
             )
+            return
+        charset = _foreign_charset(_header(scope, b"content-type"))
+        if body and charset is not None:
+            await _utf_only(send, charset)
             return
         replay = _replayer(body, receive)
         key = _header(scope, b"idempotency-key")
