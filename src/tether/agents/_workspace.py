@@ -30,6 +30,17 @@ process group killed, whichever hook it is: a child it started (``sleep 60 &``, 
 attempt that stopped. A hook that succeeds may leave a daemon it meant to start
 (a dev server for the agent; Symphony says nothing against it), except
 `before_remove`: its folder goes next, so its group is killed once its shell exits.
+
+Such a daemon lives only as long as its workspace. Its group is recorded beside
+the folder (``.<key>.daemons``, with its start time: a reused pid is never taken
+for it; a file, so a restarted dispatcher still knows it), and removing the
+workspace, after `before_remove`, stops those groups and, on Linux, any other
+process whose working folder is inside the workspace (one a hook detached with
+``setsid``): SIGTERM, then SIGKILL for what is left after `stop_grace` seconds.
+Never the dispatcher or its parents, nor a process with a terminal (a person's
+shell looking into the folder); a kill that fails is logged and the removal
+goes on. A daemon that left its folder and its group (``setsid`` then ``cd /``)
+is beyond this.
 """
 
 from __future__ import annotations
@@ -63,6 +74,7 @@ __all__ = [
     "record_agent",
     "run_shell",
     "start_time",
+    "stop_leftovers",
     "until_gone",
     "workspace_key",
 ]
@@ -70,6 +82,8 @@ __all__ = [
 log = logging.getLogger("tether.agents")
 
 OUTPUT_LIMIT = 2048
+# seconds a hook's daemon has, from SIGTERM, to end before it is killed (its workspace going)
+STOP_GRACE = 5.0
 # a folder name is at most 255 bytes, and its marker beside it adds 18 (".<key>.tether-workspace")
 MAX_KEY = 237
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -176,9 +190,10 @@ class HookResult:
 class WorkspaceManager:
     """Creates, checks and removes workspaces under `root`, and runs the hooks."""
 
-    def __init__(self, root: Path, hooks: HooksSettings) -> None:
+    def __init__(self, root: Path, hooks: HooksSettings, *, stop_grace: float = STOP_GRACE) -> None:
         self.root = root
         self.hooks = hooks
+        self.stop_grace = stop_grace  # see `stop_leftovers`
 
     def path_for(self, identifier: str) -> Path:
         """Where the issue's workspace is: one an earlier tether named by its older
@@ -217,6 +232,7 @@ class WorkspaceManager:
         if created and self.hooks.after_create:
             result = await self.run_hook("after_create", ws.path)
             if not result.ok:
+                await stop_leftovers(ws.path, grace=self.stop_grace)  # a child it detached
                 shutil.rmtree(ws.path, ignore_errors=True)
                 _marker(ws.path).unlink(missing_ok=True)
                 raise _hook_error(result)
@@ -245,7 +261,8 @@ class WorkspaceManager:
         real = self.recorded(path)
         # an agent a killed dispatcher left behind may still work in it: not any more
         await reap_orphan(real)
-        if not real.exists():
+        if not real.exists():  # deleted by hand: the daemons recorded for it go all the same
+            await stop_leftovers(real, grace=self.stop_grace)
             return False
         if not is_workspace(real):
             log.warning(
@@ -257,6 +274,7 @@ class WorkspaceManager:
             return False
         if self.hooks.before_remove and real.is_dir():
             await self.run_hook("before_remove", real)
+        await stop_leftovers(real, grace=self.stop_grace)
         await asyncio.to_thread(shutil.rmtree, real, True)
         _marker(real).unlink(missing_ok=True)
         log.info("workspace removed", extra={"workspace": str(real)})
@@ -290,7 +308,8 @@ class WorkspaceManager:
         hook leaves nothing working on); after `before_remove` whatever its exit
         (the folder goes next). Its group is recorded beside the
         workspace while it runs, so `tether agents stop` and a dispatcher taking
-        the run over kill a hook a killed dispatcher left behind."""
+        the run over kill a hook a killed dispatcher left behind; and after, if it
+        succeeded and left a daemon, until the workspace is removed."""
         script = getattr(self.hooks, name)
         assert isinstance(script, str)
         await reap_orphan(cwd)
@@ -302,6 +321,7 @@ class WorkspaceManager:
             record=True,
             end_failed=True,
             end_always=name == "before_remove",
+            remember=True,
         )
         result = HookResult(name, code, text)
         level = logging.INFO if result.ok else logging.WARNING
@@ -367,6 +387,7 @@ async def run_shell(
     record: bool = False,
     end_failed: bool = False,
     end_always: bool = False,
+    remember: bool = False,
 ) -> tuple[int | None, str, int]:
     """Run ``sh -lc script`` in `cwd` (its own process group) until its shell exits,
     within `timeout` seconds: (exit code, None if killed at the limit; the last
@@ -375,7 +396,9 @@ async def run_shell(
     background child holding it open does not hold the caller up. `record`: the
     group is recorded beside `cwd` while it runs (see `reap_orphan`); `end_failed`:
     a non-zero exit kills what is left of its group, as the time-out does;
-    `end_always`: any exit does."""
+    `end_always`: any exit does; `remember`: a group a succeeding script leaves
+    running is recorded beside `cwd`, for `stop_leftovers`."""
+    floor = _ticks_now()  # its start time at the latest, if it is reaped before it is read
     with tempfile.TemporaryFile() as out:
         proc = await asyncio.create_subprocess_exec(
             "sh",
@@ -388,11 +411,13 @@ async def run_shell(
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
-        started = start_time(proc.pid)
+        started = _spawned_at(proc.pid) or floor
         recorded = record_agent(cwd, proc.pid) if record else None
         try:
             end = "always" if end_always else ("failure" if end_failed else "")
             code = await _exit_within(proc, timeout, started, end=end)
+            if remember and code == 0 and started and _group_left(proc.pid, started):
+                _remember_daemon(cwd, proc.pid, started)
         finally:
             if recorded is not None:
                 recorded.unlink(missing_ok=True)
@@ -492,6 +517,28 @@ def start_time(pid: int) -> str | None:
     return None if fields is None else fields[19]
 
 
+def _spawned_at(pid: int) -> str | None:
+    """The start time of a child of ours even if it has already exited (a zombie not
+    yet reaped: its pid cannot be reused before we reap it), so a hook that exits at
+    once still has its group told from a reused pid's; None once reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[19] if len(fields) >= 20 else None
+
+
+def _ticks_now() -> str | None:
+    """Now, in the unit and clock of a process's start time (clock ticks since boot;
+    the same clock since Linux 5.3), one tick early: no process started from now on
+    has an earlier start time. None off Linux."""
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return str(max(int(uptime * os.sysconf("SC_CLK_TCK")) - 1, 0))
+
+
 def record_agent(workspace: Path, pid: int) -> Path:
     """Record the agent's process group beside `workspace`, for `reap_orphan`."""
     path = _agent_file(workspace)
@@ -543,3 +590,141 @@ def _member_since(pid: int, pgid: int, started: int) -> bool:
     if fields is None or not fields[19].isdigit():
         return False
     return int(fields[2]) == pgid and int(fields[19]) >= started
+
+
+# -- the daemons a workspace's hooks left ----------------------------------------------
+
+
+def _daemons_file(workspace: Path) -> Path:
+    # beside the workspace, not in it: an agent committing its tree must not see it
+    return workspace.parent / f".{workspace.name}.daemons"
+
+
+def _recorded_daemons(workspace: Path) -> list[tuple[int, str]]:
+    """The groups recorded for `workspace` (pgid, the leader's start time)."""
+    try:
+        data = json.loads(_daemons_file(workspace).read_text())
+        return [(int(d["pgid"]), str(d["started"])) for d in data]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _remember_daemon(workspace: Path, pgid: int, started: str) -> None:
+    """Record the group a succeeding hook left running (those gone since dropped)."""
+    alive = [(g, s) for g, s in _recorded_daemons(workspace) if _group_left(g, s)]
+    groups = [*alive, (pgid, started)]
+    try:
+        _daemons_file(workspace).write_text(
+            json.dumps([{"pgid": g, "started": s} for g, s in groups])
+        )
+    except OSError as exc:
+        log.warning(
+            "cannot record the daemon hook group %d left in %s (%s): it outlives the "
+            "workspace's removal unless it runs inside the folder",
+            pgid,
+            workspace,
+            exc,
+            extra={"workspace": str(workspace)},
+        )
+
+
+def _ancestors() -> set[int]:
+    """This process and its parents, up to init: never stopped."""
+    found, pid = set(), os.getpid()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        fields = _stat(pid)
+        pid = int(fields[1]) if fields is not None and fields[1].isdigit() else 0
+    return found
+
+
+def _squatters(workspace: Path) -> list[tuple[int, str]]:
+    """The daemons (pid, start time) working inside `workspace` (their cwd in it, read
+    from /proc: Linux; none elsewhere), but never this process or its parents, nor
+    one with a terminal: a person's shell or editor looking into the workspace."""
+    spared = _ancestors()
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in spared:
+                continue
+            try:
+                cwd = Path(os.readlink(entry / "cwd"))
+            except OSError:
+                continue  # gone, or not ours to look at
+            fields = _stat(int(entry.name))
+            if fields is None or fields[4] != "0":  # gone, or a controlling terminal
+                continue
+            if cwd.is_relative_to(workspace):
+                found.append((int(entry.name), fields[19]))
+    return found
+
+
+def _send(target: int, sig: signal.Signals, *, group: bool) -> None:
+    try:
+        (os.killpg if group else os.kill)(target, sig)
+    except ProcessLookupError:
+        pass
+    except OSError as exc:
+        kind = "process group" if group else "process"
+        log.warning("cannot stop %s %d with %s: %s", kind, target, sig.name, exc)
+
+
+async def stop_leftovers(workspace: Path, *, grace: float) -> list[int]:
+    """Stop what the hooks left running in `workspace`, which is going: the groups
+    recorded for it, and the processes working inside it. SIGTERM first, SIGKILL
+    for what is left after `grace` seconds. Returns the pids and pgids stopped;
+    never raises (a kill that fails is logged: the removal goes on)."""
+    try:
+        return await _stop(workspace, grace)
+    except Exception as exc:
+        log.warning(
+            "cannot stop what the hooks left in %s: %s", workspace, exc,
+            extra={"workspace": str(workspace)},
+        )  # fmt: skip
+        return []
+
+
+async def _stop(workspace: Path, grace: float) -> list[int]:
+    """`stop_leftovers`, its failures raised."""
+    own = os.getpgrp()
+    groups = [(g, s) for g, s in _recorded_daemons(workspace) if g != own and _group_left(g, s)]
+    loners = await asyncio.to_thread(_squatters, workspace) if workspace.is_dir() else []
+    if groups or loners:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+            for g, _ in _still_running(groups, group=True):
+                _send(g, sig, group=True)
+            for pid, _ in _still_running(loners, group=False):
+                _send(pid, sig, group=False)
+            deadline = time.monotonic() + wait
+            while _any_running(groups, loners) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        log.info(
+            "stopped what the hooks left running in %s: process groups %s, processes %s",
+            workspace,
+            [g for g, _ in groups],
+            [pid for pid, _ in loners],
+            extra={"workspace": str(workspace)},
+        )
+        if _any_running(groups, loners):
+            log.warning(
+                "some of what the hooks left in %s still runs 10 s after SIGKILL "
+                "(stuck in the kernel?): process groups %s, processes %s",
+                workspace,
+                [g for g, _ in _still_running(groups, group=True)],
+                [pid for pid, _ in _still_running(loners, group=False)],
+                extra={"workspace": str(workspace)},
+            )
+    _daemons_file(workspace).unlink(missing_ok=True)
+    return [g for g, _ in groups] + [pid for pid, _ in loners]
+
+
+def _still_running(found: list[tuple[int, str]], *, group: bool) -> list[tuple[int, str]]:
+    """Those of `found` (pgids or pids, with their start time) still running."""
+    if group:
+        return [(g, s) for g, s in found if _group_left(g, s)]
+    return [(pid, s) for pid, s in found if start_time(pid) == s]
+
+
+def _any_running(groups: list[tuple[int, str]], loners: list[tuple[int, str]]) -> bool:
+    return bool(_still_running(loners, group=False) or _still_running(groups, group=True))
