@@ -73,6 +73,16 @@ FLOWS = textwrap.dedent(
         return n
 
     @app.workflow
+    async def refunds(wf: tether.Workflow, fixed: str) -> None:
+        # its undo fails until the file `fixed` exists (the refund service is back)
+        def refund(charge: str) -> None:
+            if not os.path.exists(fixed):
+                raise ConnectionError("refund service unavailable")
+
+        await wf.step("charge", lambda: "c1", compensate=refund)
+        raise RuntimeError("declined")
+
+    @app.workflow
     async def broken(wf: tether.Workflow) -> None:
         await wf.step("ok", lambda: 1)
         raise RuntimeError("the agent gave up")

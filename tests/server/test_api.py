@@ -344,6 +344,7 @@ def test_openapi_document_names_every_route(served: Served) -> None:
         "/api/v1/runs/{workflow_id}/cancel",
         "/api/v1/runs/{workflow_id}/signal",
         "/api/v1/runs/{workflow_id}/rerun",
+        "/api/v1/runs/{workflow_id}/retry-compensations",
         "/api/v1/events",
         "/api/v1/wait-tokens/{token_id}/complete",
         "/api/v1/usage",

@@ -12,7 +12,7 @@ from tether import AsyncClient, Client
 
 CALLS = [
     "list_runs", "get_record", "events", "waits", "start", "cancel", "signal", "send_event",
-    "complete_token", "rerun_from", "usage", "ai_calls", "queues", "workers",
+    "complete_token", "rerun_from", "retry_compensations", "usage", "ai_calls", "queues", "workers",
     "list_api_tokens", "create_api_token", "revoke_api_token", "openapi",
 ]  # fmt: skip
 

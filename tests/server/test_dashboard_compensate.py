@@ -32,6 +32,16 @@ FLOWS = textwrap.dedent(
     async def reserves(wf: tether.Workflow) -> object:
         await wf.step("reserve", lambda: wf.workflow_id, compensate=release)
         return await wf.wait_for_signal("go")
+
+    def refund(run_id: str) -> None:  # fails until the test says the service is back
+        if not Path("refunds-up").exists():
+            raise ConnectionError("refund service unavailable")
+        Path(f"refunded-{run_id}").write_text("refunded")
+
+    @app.workflow
+    async def declines(wf: tether.Workflow) -> None:
+        await wf.step("charge", lambda: wf.workflow_id, compensate=refund)
+        raise RuntimeError("card declined")
     """
 )
 
@@ -81,3 +91,33 @@ def _cancel_both(dash: Served, browser: Any, tmp_path: Path) -> None:
         assert note == "Cancellation requested.", note
         assert done(client, keep).status is RunStatus.CANCELLED  # ended: no undo to come
         assert not (tmp_path / f"released-{keep}").exists()
+
+
+def test_a_failed_undo_is_retried_from_the_page(browser: Any, tmp_path: Path) -> None:
+    """A compensation_failed run's page offers "Retry compensations"; a run in any other
+    status does not. Pressed once the refund service is back, the run is compensated."""
+    from selenium.webdriver.common.by import By
+
+    dash = start(tmp_path, f"sqlite:///{tmp_path}/t.db", flows=FLOWS)
+    try:
+        with Client(dash.url) as client:
+            wid = client.start("declines")
+            done(client, wid, RunStatus.COMPENSATION_FAILED)
+            other = client.start("reserves")
+            done(client, other, RunStatus.WAITING)
+            browser.get(f"{dash.url}/runs/{other}")
+            assert not browser.find_elements(By.ID, "h-retry-undo")
+            browser.get(f"{dash.url}/runs/{wid}")
+            shot(browser, tmp_path, "retry-compensations-form")
+            (tmp_path / "refunds-up").touch()
+            browser.find_element(By.CSS_SELECTOR, "#retry-undo button").click()
+            wait_until(browser, lambda d: "done=undo-retried" in d.current_url, "no answer")
+            note = text_of(browser, "p.done")
+            assert note.startswith("Compensations retried"), note
+            done(client, wid, RunStatus.COMPENSATED)
+            assert (tmp_path / f"refunded-{wid}").read_text() == "refunded"
+            browser.get(f"{dash.url}/runs/{wid}")
+            shot(browser, tmp_path, "retry-compensations-done")
+            assert not browser.find_elements(By.ID, "h-retry-undo")  # nothing left to retry
+    finally:
+        dash.stop()

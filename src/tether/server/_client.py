@@ -183,6 +183,7 @@ class _Calls(Generic[H, X]):
     send_event = _Sent(Calls.send_event)
     complete_token = _Sent(Calls.complete_token)
     rerun_from = _Sent(Calls.rerun_from)
+    retry_compensations = _Sent(Calls.retry_compensations)
     usage = _Sent(Calls.usage)
     ai_calls = _Sent(Calls.ai_calls)
     queues = _Sent(Calls.queues)

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ..errors import TetherError
+from ..kernel import RunRetryCompensations
 from ..store import JobStatus
 from ._dash import render
 from ._dash_auth import (
@@ -133,6 +134,15 @@ async def _cancel(app: ServedApp, workflow_id: str, form: dict[str, str], payloa
     return "cancelled-compensate" if compensate else "cancelled"
 
 
+async def _retry_compensations(
+    app: ServedApp, workflow_id: str, form: dict[str, str], payload: Any
+) -> str:
+    """`App.retry_compensations`, answered at once: the served App (or a worker of its
+    queue) drives the run while the page follows it."""
+    await app.kernel.adispatch(RunRetryCompensations(workflow_id=workflow_id))
+    return await _woken(app, workflow_id, "undo-retried")
+
+
 _Action = Callable[[ServedApp, str, dict[str, str], Any], Awaitable[str]]
 
 #: each form's path under ``/runs/{workflow_id}/``, and what it does (its answer is
@@ -142,6 +152,7 @@ _ACTIONS: dict[str, _Action] = {
     "complete-token": _token,
     "send-event": _event,
     "cancel": _cancel,
+    "retry-compensations": _retry_compensations,
 }
 
 

@@ -64,6 +64,7 @@ DONE = {
     **_woke("signalled", "Signal sent"),
     **_woke("token", "Token completed"),
     **_woke("event", "Event sent"),
+    **_woke("undo-retried", "Compensations retried"),
     "signal-kept": ("Signal sent: no wait matched it yet, so it is kept for the run.", True),
     "event-sent": ("Event sent; this run was not waiting for it (it is kept for runs that "
                    "wait for it later).", True),

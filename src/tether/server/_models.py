@@ -24,6 +24,7 @@ __all__ = [
     "ApiTokenCreated",
     "ApiTokenInfo",
     "CancelRun",
+    "CompensationsRetrying",
     "CompleteToken",
     "ErrorBody",
     "ErrorDetail",
@@ -277,6 +278,11 @@ class RerunFrom(_Body):
 
 class RerunStarted(_Out):
     woken: list[str]
+
+
+class CompensationsRetrying(_Out):
+    workflow_id: str
+    retried: list[str] = Field(description="the compensations that run again (their step keys)")
 
 
 # -- usage, queues, workers ---------------------------------------------------------------

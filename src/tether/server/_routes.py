@@ -17,7 +17,7 @@ from .._names import check_name
 from .._waits import MISSING
 from ..definition import WorkflowDef
 from ..errors import WorkflowNotFoundError
-from ..kernel import RunRerunFrom
+from ..kernel import CompensationsRetried, RunRerunFrom, RunRetryCompensations
 from ..record import EventRecord
 from ..stages import Pipeline
 from ..stages.host import forget_files, rerun_point
@@ -26,6 +26,7 @@ from ._deps import need, served_app
 from ._errors import ApiError
 from ._models import (
     CancelRun,
+    CompensationsRetrying,
     CompleteToken,
     Event,
     EventList,
@@ -323,6 +324,34 @@ async def rerun_from(request: Request, workflow_id: str, body: RerunFrom) -> Rer
     # the files of the stages it forgot, of the attempts before (as `App.rerun_from`)
     await forget_files(app.blobs, workflow_id, forget, run.attempt, store=app.store)
     return RerunStarted(woken=[workflow_id])
+
+
+@api_router.post(
+    "/runs/{workflow_id:path}/retry-compensations",
+    dependencies=[WRITE],
+    summary="Try a run's failed compensations again",
+)
+async def retry_compensations(request: Request, workflow_id: str) -> CompensationsRetrying:
+    """Try again the compensations of a `compensation_failed` run, after a fix, as
+    `App.retry_compensations` does: those that failed run again, those that
+    completed never twice. In the server (its workflow registered on the served
+    App) or, for a queued run, on a worker. Answers at once with the compensations
+    that run again; follow the run with its events or its record. A run in any other
+    status is a 409, nothing changed."""
+    app = served_app(request)
+    run = await app.aget_run(workflow_id)
+    if run.status is not RunStatus.COMPENSATION_FAILED:
+        raise ApiError(
+            409,
+            "run_not_compensation_failed",
+            f"run {workflow_id!r} is {run.status.value}; only a compensation_failed run has "
+            "compensations to retry",
+        )
+    if run.queue is None:
+        app.get_workflow(run.workflow_name)  # fail before changing anything
+    done = await app.kernel.adispatch(RunRetryCompensations(workflow_id=workflow_id))
+    assert isinstance(done, CompensationsRetried)  # (that command's result)
+    return CompensationsRetrying(workflow_id=workflow_id, retried=done.retried)
 
 
 @api_router.post("/events", dependencies=[WRITE], summary="Send an event to waiting runs")

@@ -24,6 +24,7 @@ from ._models import (
     AICall,
     ApiTokenCreated,
     ApiTokenInfo,
+    CompensationsRetrying,
     Event,
     EventList,
     EventSent,
@@ -306,6 +307,18 @@ class Calls:
             f"/api/v1/runs/{path_segment(workflow_id)}/rerun",
             lambda d: RerunStarted.model_validate(d).woken,
             {"step": step.id if isinstance(step, Stage) else step},
+            idempotency_key,
+        )
+
+    def retry_compensations(
+        self, workflow_id: str, *, idempotency_key: str | None = None
+    ) -> Call[list[str]]:
+        """As `App.retry_compensations`, answered at once: the keys of the compensations
+        that run again (the run goes on in the server, or on a worker of its queue)."""
+        return self._post(
+            f"/api/v1/runs/{path_segment(workflow_id)}/retry-compensations",
+            lambda d: CompensationsRetrying.model_validate(d).retried,
+            {},
             idempotency_key,
         )
 
