@@ -4,6 +4,7 @@ run's own invocations are. The tenant sits behind a proxy (an ASGI app) that ans
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -11,7 +12,7 @@ import httpx
 
 import tether
 from tether import RunStatus
-from tether.remote import TenantApp, handler
+from tether.remote import RemoteWorkflowError, TenantApp, handler
 from tether.testing import eventually_sync
 
 SECRET = "s"
@@ -117,3 +118,53 @@ def test_a_429s_retry_after_is_waited_before_the_next_invocation(database_url: s
         assert limited.refused == 1 and clock.slept == [40.0]
     finally:
         app.close()
+
+
+def test_a_remote_run_left_compensation_failed_is_retried_once_the_tenant_is_back(
+    app: tether.App,
+) -> None:
+    """`retry_compensations` sends the compensate invocation again: the tenant, back,
+    releases the seat, and the run is compensated."""
+    tenant, undone = TenantApp(secret=SECRET), list[str]()
+    _booking(tenant, undone)
+    proxy = _Proxy(tenant, down=0)
+    flow = app.remote_workflow("booking", url="http://t/", secret=SECRET, version="1",
+                               retry_delay=0.01, max_invocations=2,
+                               transport=httpx.ASGITransport(app=proxy))  # fmt: skip
+    assert app.run(flow, workflow_id="b-3").status is RunStatus.WAITING
+    proxy.down = 10
+    app.cancel("b-3", compensate=True)
+    ended = (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
+    rec = eventually_sync(lambda: (r := app.get_record("b-3")).status in ended and r, timeout=60)
+    assert rec.status is RunStatus.COMPENSATION_FAILED and undone == []
+    proxy.down = 0
+    assert app.retry_compensations("b-3").status is RunStatus.COMPENSATED
+    assert undone == ["seat-1"]
+
+
+def test_a_remote_run_whose_undo_failed_on_the_tenant_is_retried(app: tether.App) -> None:
+    """The run failed on the tenant, whose compensation failed there too (its refund
+    service down): once it is back, `retry_compensations` has the tenant undo it."""
+    tenant, undone, up = TenantApp(secret=SECRET), list[str](), [False]
+
+    def release(seat: str) -> None:
+        if not up[0]:
+            raise ConnectionError("seat service unavailable")
+        undone.append(seat)
+
+    def pay() -> None:
+        raise ValueError("payment failed")
+
+    @tenant.workflow(name="booking", version="1")
+    async def booking(wf: tether.Workflow) -> None:
+        await wf.step("reserve", lambda: "seat-1", compensate=release)
+        await wf.step("pay", pay)
+
+    flow = app.remote_workflow("booking", url="http://t/", secret=SECRET, version="1",
+                               retry_delay=0.01, transport=httpx.ASGITransport(app=handler(tenant)))  # fmt: skip
+    with contextlib.suppress(RemoteWorkflowError):
+        app.run(flow, workflow_id="f-1")
+    assert app.get_run("f-1").status is RunStatus.COMPENSATION_FAILED and undone == []
+    up[0] = True
+    assert app.retry_compensations("f-1").status is RunStatus.COMPENSATED
+    assert undone == ["seat-1"]
