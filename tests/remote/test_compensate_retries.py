@@ -80,6 +80,10 @@ def test_a_tenant_down_past_max_invocations_tries_ends_compensation_failed(
     rec = eventually_sync(lambda: (r := app.get_record("b-2")).status in ended and r, timeout=60)
     assert rec.status is RunStatus.COMPENSATION_FAILED and undone == []
     assert proxy.down == 10 - 3
+    # the tenant back, `retry_compensations` sends the compensate invocation again
+    proxy.down = 0
+    assert app.retry_compensations("b-2").status is RunStatus.COMPENSATED
+    assert undone == ["seat-1"]
 
 
 class _Limited:
@@ -118,28 +122,6 @@ def test_a_429s_retry_after_is_waited_before_the_next_invocation(database_url: s
         assert limited.refused == 1 and clock.slept == [40.0]
     finally:
         app.close()
-
-
-def test_a_remote_run_left_compensation_failed_is_retried_once_the_tenant_is_back(
-    app: tether.App,
-) -> None:
-    """`retry_compensations` sends the compensate invocation again: the tenant, back,
-    releases the seat, and the run is compensated."""
-    tenant, undone = TenantApp(secret=SECRET), list[str]()
-    _booking(tenant, undone)
-    proxy = _Proxy(tenant, down=0)
-    flow = app.remote_workflow("booking", url="http://t/", secret=SECRET, version="1",
-                               retry_delay=0.01, max_invocations=2,
-                               transport=httpx.ASGITransport(app=proxy))  # fmt: skip
-    assert app.run(flow, workflow_id="b-3").status is RunStatus.WAITING
-    proxy.down = 10
-    app.cancel("b-3", compensate=True)
-    ended = (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
-    rec = eventually_sync(lambda: (r := app.get_record("b-3")).status in ended and r, timeout=60)
-    assert rec.status is RunStatus.COMPENSATION_FAILED and undone == []
-    proxy.down = 0
-    assert app.retry_compensations("b-3").status is RunStatus.COMPENSATED
-    assert undone == ["seat-1"]
 
 
 def test_a_remote_run_whose_undo_failed_on_the_tenant_is_retried(app: tether.App) -> None:
