@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote, unquote
 
+from pydantic import BaseModel
+
 from .._attach import attach, in_step
 from ..blobs import check_key
 from ..errors import InvalidArgumentError
@@ -60,6 +62,22 @@ def place_folder(where: str) -> str:
     return f"at-{hashlib.sha256(where.encode()).hexdigest()[:16]}/" if where else ""
 
 
+def stage_id_of(stage: object, call: str, example: str) -> str:
+    """The id of `stage` (a Stage or an id). Anything else failed with an AttributeError
+    naming no stage: the output model a stage gives (``ctx.require(Summary)``) the likeliest."""
+    if isinstance(stage, str):
+        return stage
+    if isinstance(stage, Stage):
+        return stage.id
+    hint = ""
+    if isinstance(stage, type) and issubclass(stage, BaseModel):
+        hint = f"{stage.__name__} is a model, not a stage: pass the stage that outputs it; "
+    raise InvalidArgumentError(
+        f"{call} takes a stage or a stage id, got {stage!r}; {hint}e.g. "
+        f"{example.format('summarize')} or {example.format(repr('summarize'))}"
+    )
+
+
 class Artifacts:
     """A stage's files in the blob store, under its run, stage and attempt.
 
@@ -76,7 +94,11 @@ class Artifacts:
         self._place = place  # the folder of the pipeline call, when not the run's own
 
     def _folder(self, stage: Stage[Any, Any, Any] | str | None) -> str:
-        sid = self._stage if stage is None else stage if isinstance(stage, str) else stage.id
+        sid = (
+            self._stage
+            if stage is None
+            else stage_id_of(stage, "stage= of ctx.artifacts", "stage={}")
+        )
         at = stage_prefix(self._wf.workflow_id, sid, self._attempts(sid))
         return f"{at}{self._place}files/"
 
@@ -231,7 +253,7 @@ class StageContext(Generic[I, C]):
 
     def require(self, stage: Stage[Any, Any, Any] | str) -> Any:
         """The output of an earlier stage; an error if it did not run before this one."""
-        sid = stage if isinstance(stage, str) else stage.id
+        sid = stage_id_of(stage, "ctx.require", "ctx.require({})")
         found, value = self._outputs(sid)
         if not found:
             raise InvalidArgumentError(self._not_before(sid))
@@ -269,7 +291,7 @@ class StageContext(Generic[I, C]):
 
     def optional(self, stage: Stage[Any, Any, Any] | str) -> Any:
         """The output of an earlier stage, or None if it did not run."""
-        found, value = self._outputs(stage if isinstance(stage, str) else stage.id)
+        found, value = self._outputs(stage_id_of(stage, "ctx.optional", "ctx.optional({})"))
         return value if found else None
 
     # -- logs and progress -------------------------------------------------------------------

@@ -86,7 +86,11 @@ class Pipeline(Generic[I, O]):
         self.description = description
         self.inline_limit = inline_limit  # larger stage outputs go to the blob store
         self.groups: tuple[tuple[Stage[Any, Any, Any], ...], ...] = ()
-        self._options = (tuple(compatible), timeout, Budget.of(budget))
+        # a str is left for `WorkflowDef.make` to refuse: tuple("1.0") was ('1', '.', '0'),
+        # and the runs of version "1.0" were refused by the release listing it
+        one = isinstance(compatible, str) or not isinstance(compatible, Iterable)
+        kept = compatible if one else tuple(compatible)
+        self._options = (kept, timeout, Budget.of(budget))
         setattr(self, DEF_ATTR, self.definition())
 
     def definition(self) -> WorkflowDef:
@@ -267,9 +271,16 @@ class Pipeline(Generic[I, O]):
         try:
             model = s.config.model_validate(value or {})
         except ValidationError as exc:
+            # none given: say where it goes (a call from a workflow's code has no config=)
+            how = "" if value else (
+                f"; give it in the run's config: app.run(pipeline, input, config={{{s.id!r}: "
+                "{...}}), or from a workflow's code, in place of the input, bound = "
+                f"pipeline.bind(input, {{{s.id!r}: {{...}}}}): await pipeline(wf, bound) "
+                "or await wf.child(pipeline, bound)"
+            )  # fmt: skip
             raise PipelineError(
                 f"config of stage {s.id!r} does not fit {s.config.__name__}: "
-                f"{explain_validation(exc)}"
+                f"{explain_validation(exc)}{how}"
             ) from None
         return dict(model.model_dump(mode="json", by_alias=True))
 
