@@ -70,6 +70,10 @@ COOLDOWNS = Cooldowns()
 #: provider's name, expiring when the cooldown ends
 COOLDOWN_SCOPE = "ai.cooldown"
 _COOLDOWN_HOLDER = "tether.ai"  # every process the same: each may extend it
+# `Usage` counts the call log has no column for: they are priced, not logged
+_UNLOGGED_COUNTS = frozenset(
+    {"cache_write_1h_tokens", "web_search_requests", "input_audio_tokens", "output_audio_tokens"}
+)
 # the admissions of the call running in this context, one per budget that covers it:
 # its recorded costs count at once
 _TICKETS: ContextVar[tuple[_Held, ...]] = ContextVar("tether_ai_tickets", default=())
@@ -1406,8 +1410,9 @@ class WorkflowAI:
                 model=model_id,
                 prompt=prompt,
                 response=response,
-                # the token counts, under the same names (1 h writes, searches: in the cost)
-                **usage.model_dump(exclude={"cache_write_1h_tokens", "web_search_requests"}),
+                # the token counts, under the same names (1 h writes, searches, audio
+                # parts: the store has no columns for them; they are in the cost)
+                **usage.model_dump(exclude=set(_UNLOGGED_COUNTS)),
                 cost_micro_usd=priced.micro_usd,
                 price_source=priced.source,
                 service_tier=service_tier,
@@ -1458,8 +1463,9 @@ class WorkflowAI:
         self, pname: str, model_id: str, usage_known: bool, error: str | None = None
     ) -> None:
         """Warn, once per model and run, that a call no dollar limit can see was made:
-        one to a model of no known price, an answer that told no usage, or a failure
-        (`error`) after the provider took the request."""
+        one to a model of no known price (or of a table price with no rate for some of
+        its counts: its advice is not "price it"), an answer that told no usage, or a
+        failure (`error`) after the provider took the request."""
         budget = next((lim.budget for lim in self._covering_now() if lim.budget.max_usd), None)
         if budget is None or budget.max_usd is None or (pname, model_id) in self._unpriced_seen:
             return
@@ -1472,8 +1478,14 @@ class WorkflowAI:
             if budget.max_tokens is None
             else f" (its tokens count against the budget's max_tokens={budget.max_tokens})"
         )
+        own = self._providers.prices.own(pname, model_id) if usage_known else None
         message = (
-            f"{model} has no known price, so its calls do not count against the budget's "
+            f"{model}'s price in ai.Prices does not price all of a call (audio tokens, "
+            "which a Price has no rate for, or web searches of no known price), so its "
+            f"cost is unknown and does not count against the budget's {limit}; leave "
+            f"the model to genai-prices or set web_search_per_thousand{tokens}"
+            if own is not None
+            else f"{model} has no known price, so its calls do not count against the budget's "
             f"{limit}; price it in ai.Prices({{{model!r}: {{...}}}}){tokens}"
             if usage_known
             else f"{model} answered without usage (or without its input or output tokens, "

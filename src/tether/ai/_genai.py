@@ -9,7 +9,8 @@ model's price at the call's time, for its service tier), by pricing five
 probe usages, and checked on a sixth; every later call with that price is
 five multiplications, exact in `Decimal`. Tiered prices, a check that fails,
 counts genai-prices would refuse (cache reads and writes above the input),
-and groq (which bills audio by the second) go the long way, unchanged.
+counts the four leave out (1 h cache writes, web searches, audio tokens) and
+groq (which bills audio by the second) go the long way, unchanged.
 """
 
 from __future__ import annotations
@@ -101,12 +102,18 @@ def _usage(counts: tuple[int, int, int, int], extra: dict[str, int] | None = Non
 
 def _extra(usage: Usage, writes: int) -> dict[str, int]:
     """What the four counts leave out and genai-prices prices: cache writes kept an
-    hour (a part of the writes) and web searches."""
+    hour (a part of the writes), web searches, and audio tokens (parts of the input
+    and the output, priced at the model's audio rates; left to genai-prices to refuse,
+    not capped, when above their whole: a capped count would bill a guess)."""
     extra = {}
     if usage.cache_write_1h_tokens:
         extra["cache_write_1h_tokens"] = min(usage.cache_write_1h_tokens, writes)
     if usage.web_search_requests:
         extra["web_searches"] = usage.web_search_requests
+    if usage.input_audio_tokens:
+        extra["input_audio_tokens"] = usage.input_audio_tokens
+    if usage.output_audio_tokens:
+        extra["output_audio_tokens"] = usage.output_audio_tokens
     return extra
 
 

@@ -5,6 +5,8 @@ Usage: Chat Completions' `prompt_tokens` already includes cached tokens and
 `completion_tokens` includes reasoning, which is tether's convention, so the
 numbers are taken as they are; OpenAI-compatible servers that differ (DeepSeek's
 cache hits, Gemini's reasoning outside completion_tokens) are read into it.
+Audio models tell their audio tokens as parts of both counts (`audio_tokens` in
+the details), read as such so they are priced at the audio rates.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def openai_usage(usage: dict[str, Any] | None) -> Usage:
         cached_input_tokens=int(cached),
         output_tokens=int(output),
         reasoning_tokens=reasoning,
+        input_audio_tokens=_count(in_details, "audio_tokens"),
+        output_audio_tokens=_count(out_details, "audio_tokens"),
     )
 
 
@@ -76,7 +80,7 @@ def openai_usage_told(usage: Any, *, output: bool = True) -> bool:
     a block without them (only `total_tokens`, or a count left out or null, as some
     OpenAI-compatible servers send) would price the call as free of those tokens,
     so its cost is unknown instead; so is that of counts that contradict each other
-    (`contradicts`: cached tokens above the prompt's)."""
+    (`contradicts`: cached or audio tokens above the prompt's)."""
     if not isinstance(usage, dict):
         return False
     told = _counted(usage, "prompt_tokens", "input_tokens")

@@ -35,7 +35,10 @@ class Price(BaseModel):
     the input price, cache writes kept an hour to the cache write price;
     `batch_discount` is the fraction taken off batch calls (unset: the table's,
     `Prices(batch_discount=...)`); `web_search_per_thousand` prices server-side web
-    searches (unset: genai-prices' price of them)."""
+    searches (unset: genai-prices' price of them). A price has no audio rate: a call
+    that tells audio tokens (billed many times the text rate) costs None (unknown)
+    at a table's price rather than a text-rate guess; leave such a model to
+    genai-prices, which has audio rates."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -160,7 +163,10 @@ class Prices:
     ) -> Priced:
         """The cost of `usage` at the user's price `own`; a batch call takes the price's
         own discount, else the table's. Web searches `own` has no price for are priced
-        from genai-prices (the model's `catalog`, at `at`): left out, they were $0."""
+        from genai-prices (the model's `catalog`, at `at`): left out, they were $0.
+        Audio tokens it has no rate for make the cost unknown (None), not text-priced."""
+        if usage.input_audio_tokens or usage.output_audio_tokens:
+            return Priced(None, None)
         if own.batch_discount is None:  # the source names the discount in force
             own = own.model_copy(update={"batch_discount": float(self._batch_discount)})
         usd = own.cost(usage)

@@ -4,6 +4,8 @@ Usage is normalised at the edge to one convention (genai-prices'):
 `input_tokens` is the total input, cached reads and cache writes included;
 `cached_input_tokens` and `cache_write_tokens` are parts of it.
 `output_tokens` includes reasoning; `reasoning_tokens` is a part of it.
+Audio tokens (OpenAI's audio models) are parts too: `input_audio_tokens` of the
+input, `output_audio_tokens` of the output, priced at their own (higher) rates.
 Anthropic reports input without its cache parts and OpenAI with them; each
 adapter converts, so a sum over calls never mixes the two.
 """
@@ -53,16 +55,18 @@ def read_part(usage: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 def contradicts(usage: Usage) -> bool:
     """Whether a part of a count is above the count it is a part of (cache reads and
-    writes above the input, reasoning above the output). Such a usage has no cost
-    a careful bill can state: the part may be wrong (priced as told, 10 input tokens
-    with 20 cached cost more than 10 uncached ones), or the whole may (a server that
-    counts only the tokens it evaluated, its cache hits apart, under-tells the
-    input). Capping the part at the whole, or leaving it out, bills a guess either
-    way, so the cost is unknown (as genai-prices, which refuses such counts, has it)
-    and the counts are logged as told."""
+    writes, or audio, above the input; reasoning, or audio, above the output). Such a
+    usage has no cost a careful bill can state: the part may be wrong (priced as
+    told, 10 input tokens with 20 cached cost more than 10 uncached ones), or the
+    whole may (a server that counts only the tokens it evaluated, its cache hits
+    apart, under-tells the input). Capping the part at the whole, or leaving it
+    out, bills a guess either way, so the cost is unknown (as genai-prices, which
+    refuses such counts, has it) and the counts are logged as told."""
     return (
         usage.cached_input_tokens + usage.cache_write_tokens > usage.input_tokens
+        or usage.input_audio_tokens > usage.input_tokens
         or usage.reasoning_tokens > usage.output_tokens
+        or usage.output_audio_tokens > usage.output_tokens
     )
 
 
@@ -80,6 +84,10 @@ class Usage(BaseModel):
     # `cache_write_tokens` priced higher than the 5-minute ones
     cache_write_1h_tokens: int = 0
     web_search_requests: int = 0  # Anthropic's server-side web searches, billed each
+    # audio parts of the input and of the output (OpenAI's `prompt_tokens_details` and
+    # `completion_tokens_details` `audio_tokens`), billed many times the text rate
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -94,6 +102,8 @@ class Usage(BaseModel):
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             web_search_requests=self.web_search_requests + other.web_search_requests,
+            input_audio_tokens=self.input_audio_tokens + other.input_audio_tokens,
+            output_audio_tokens=self.output_audio_tokens + other.output_audio_tokens,
         )
 
 
