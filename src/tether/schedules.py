@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
@@ -123,13 +123,12 @@ class Schedule:
                 "different zones would read the cron differently and start a tick twice "
                 "(under two run ids); name the zone, e.g. timezone='Europe/Berlin'"
             )
+        if not isinstance(self.timezone, str):
+            raise InvalidArgumentError(_zone_not_a_name(self.timezone))
         try:
             return ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError, TypeError):
-            raise InvalidArgumentError(
-                f"timezone {self.timezone!r} is not a known IANA time zone; pass a name "
-                "such as 'UTC' or 'Europe/Berlin'"
-            ) from None
+            raise InvalidArgumentError(_zone_unknown(self.timezone)) from None
 
     def tick_id(self, tick: datetime) -> str:
         """The run id of the tick at `tick` (the same in every process)."""
@@ -181,6 +180,28 @@ class Schedule:
             created_at=at,
             updated_at=at,
         )
+
+
+def _zone_not_a_name(zone: object) -> str:
+    """A zone object (``ZoneInfo("Europe/Berlin")``) was said to be "not a known IANA
+    time zone", as if its zone did not exist: it is the name that is wanted."""
+    key = getattr(zone, "key", None)
+    example = repr(key) if isinstance(key, str) else "'Europe/Berlin'"
+    return (
+        f"timezone takes the zone's IANA name as a string, got {zone!r} (a "
+        f"{type(zone).__name__}); pass e.g. timezone={example} (the name is saved with "
+        "the schedule and read by every worker)"
+    )
+
+
+def _zone_unknown(name: str) -> str:
+    """The error for a name no zone has; the zone meant, where only its case or spaces
+    are wrong ('europe/berlin': zone names are case-sensitive on Linux)."""
+    said = f"timezone {name!r} is not a known IANA time zone"
+    meant = [z for z in available_timezones() if z.lower() == name.strip().lower()]
+    if meant:
+        return f"{said}; did you mean {min(meant)!r}? (a zone's name is exact: case counts)"
+    return f"{said}; pass a name such as 'UTC' or 'Europe/Berlin'"
 
 
 def _cron_error(cron: str, exc: CronSimError) -> str:

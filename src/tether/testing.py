@@ -112,6 +112,7 @@ class _Poll:
         self.condition = condition
         self.deadline = time.monotonic() + self.timeout
         self.last: str = "nothing yet"
+        self.moved = 0.0  # fake seconds a FakeClock was moved on, for the error
         self.overdue = False  # a call outlived the deadline: fail now, no further try
 
     def met(self, value: Any) -> bool:
@@ -136,6 +137,7 @@ class _Poll:
         if clock is None:
             return self.interval
         clock.advance(self.interval)
+        self.moved += self.interval
         return min(self.interval, FAKE_PAUSE)
 
     def left(self) -> float:
@@ -163,8 +165,19 @@ class _Poll:
         return str(getattr(self.condition, "__qualname__", repr(self.condition)))
 
     def error(self) -> AssertionError:
+        """What was last seen; on a FakeClock, how far it moved too: `timeout` is real
+        seconds, and at the default `interval` the clock moves about as fast as real
+        time, so a condition waiting for a minute of fake time failed saying only
+        "did not hold within 10s", as if the clock had been moved past it."""
+        moved = ""
+        if self.moved:
+            moved = (
+                f"; the FakeClock moved on only {self.moved:g}s meanwhile ({self.interval:g}s "
+                "a poll): give eventually a larger interval= to move it further"
+            )
         return AssertionError(
-            f"{self.error_name()} did not hold within {self.timeout:g}s; last seen: {self.last}"
+            f"{self.error_name()} did not hold within {self.timeout:g}s; last seen: "
+            f"{self.last}{moved}"
         )
 
 
@@ -227,6 +240,8 @@ def eventually_sync(
 MAX_FIRINGS = 10_000
 #: the worker id under which `pass_time` claims the jobs of scheduled runs
 TICK_WORKER = "tether.testing.pass_time"
+#: real seconds `pass_time` waits for the runs it drives to rest before it fails
+REST_TIMEOUT = 30.0
 
 
 async def pass_time(app: App, by: float | timedelta) -> list[str]:
@@ -261,7 +276,7 @@ def pass_time_sync(app: App, by: float | timedelta) -> list[str]:
 async def _pass_until(
     app: App, clock: FakeClock, end: datetime, by: float | timedelta
 ) -> list[str]:
-    await app.asettle()
+    await _rest(app)
     woken = await _tick(app)  # a schedule not saved yet counts from now, as for a worker
     fired = 0
     while True:
@@ -282,8 +297,25 @@ async def _pass_until(
                 )
             fired += 1
             woken += await app.afire_due_timers()
-            await app.asettle()
+            await _rest(app)
         woken += await _tick(app)
+
+
+async def _rest(app: App) -> None:
+    """`app.asettle()`, bounded: time moves on only once the runs driven here rest, and
+    one whose step waits for what the test does after `pass_time` (a gate it opens)
+    never rests, so `pass_time` hung for good where a running process lets time pass."""
+    try:
+        await app.asettle(REST_TIMEOUT)
+    except TimeoutError:
+        running = [r.workflow_id for r in await app.alist_runs(status="running", limit=5)]
+        raise AssertionError(
+            f"pass_time waited {REST_TIMEOUT:g} real seconds for the runs driven here to "
+            f"rest (end, or park on a wait) before moving the clock on at "
+            f"{app.clock.now():%Y-%m-%dT%H:%M:%SZ}; still running: {running}. A step that "
+            "waits for what the test does only after pass_time returns (an event it sets, "
+            "a gate it opens) never ends: do that first, or run pass_time in a task"
+        ) from None
 
 
 async def _next_tick(app: App, now: datetime) -> datetime | None:
@@ -319,7 +351,7 @@ async def _tick(app: App) -> list[str]:
         if not jobs:
             return started
         await app.kernel.execute_job(jobs[0], TICK_WORKER)
-        await app.asettle()
+        await _rest(app)
     raise AssertionError(
         f"the queued runs of scheduled workflows {sorted(names)} kept coming back to "
         f"their queues: {MAX_FIRINGS} driven at {app.clock.now():%Y-%m-%dT%H:%M:%SZ}"
