@@ -74,7 +74,7 @@ from .kernel import (
     publish_outbox,
 )
 from .record import RunRecord
-from .schedules import MissedTicks, Schedule, fire_schedules
+from .schedules import MissedTicks, Overlap, Schedule, fire_schedules
 from .serde import dump_json, load_json
 from .stages import Pipeline, Stage
 from .stages.host import (
@@ -1225,6 +1225,7 @@ class App:
         name: str | None = None,
         queue: str = "default",
         missed: MissedTicks = "latest",
+        overlap: Overlap = "allow",
     ) -> Schedule:
         """Start `workflow` on `cron` (five fields, read in `timezone`), each tick once.
 
@@ -1233,8 +1234,9 @@ class App:
         with the id ``NAME@TIME`` (UTC), so two workers never start one tick twice.
         `missed` says what happens to ticks missed while no worker ran: ``"latest"``
         starts the most recent once, ``"all"`` starts each (at most 100), ``"skip"``
-        starts none that are more than a minute late. `name` defaults to the
-        workflow's name.
+        starts none that are more than a minute late. `overlap` says what a tick due
+        while the schedule's last run has not ended does: ``"allow"`` starts it all the
+        same, ``"skip"`` drops it (logged). `name` defaults to the workflow's name.
         """
         defn = self._ensure_registered(workflow)
         sched = Schedule(
@@ -1245,6 +1247,7 @@ class App:
             input=input,
             queue=queue,
             missed=missed,
+            overlap=overlap,
         )
         if input is not None and not defn.takes_input:  # else each tick skipped, logged
             raise InvalidArgumentError(

@@ -18,6 +18,10 @@ schedule's `missed` policy:
 - ``"latest"`` (default): start the most recent missed tick once, drop the rest;
 - ``"all"``: start every missed tick, oldest first (at most `MAX_CATCH_UP`);
 - ``"skip"``: start a tick only if it is found within `LATE_AFTER` of its time.
+
+A tick due while the schedule's last run has not ended follows `overlap`:
+``"allow"`` (default) starts it beside that run; ``"skip"`` drops it (logged),
+for work that must never run twice at once (a sync, a poll of a tracker).
 """
 
 from __future__ import annotations
@@ -36,18 +40,22 @@ from ._names import check_name
 from .clock import Clock
 from .definition import WorkflowDef
 from .errors import InvalidArgumentError, StoreError
-from .store import ScheduleRow, Store
+from .store import RunFilter, ScheduleRow, Store
 
 __all__ = [
     "LATE_AFTER",
     "MAX_CATCH_UP",
     "MissedTicks",
+    "Overlap",
     "Schedule",
     "ScheduleHost",
     "fire_schedules",
 ]
 
 MissedTicks = Literal["latest", "all", "skip"]
+Overlap = Literal["allow", "skip"]
+# the schedule's newest runs looked at for one not ended (`overlap="skip"`)
+_OVERLAP_LOOK = 20
 MAX_CATCH_UP = 100
 LATE_AFTER = timedelta(seconds=60)
 _INCLUSIVE = timedelta(microseconds=1)  # CronSim walks strictly before its start
@@ -79,6 +87,7 @@ class Schedule:
     input: Any = None
     queue: str = "default"
     missed: MissedTicks = "latest"
+    overlap: Overlap = "allow"
 
     def __post_init__(self) -> None:
         check_name("schedule name", self.name)
@@ -114,6 +123,11 @@ class Schedule:
         if self.missed not in get_args(MissedTicks):
             raise InvalidArgumentError(
                 f"missed must be one of 'latest', 'all', 'skip', got {self.missed!r}"
+            )
+        if self.overlap not in get_args(Overlap):
+            raise InvalidArgumentError(
+                f"overlap must be 'allow' (a tick starts beside a run of the schedule not "
+                f"ended yet) or 'skip' (it is dropped), got {self.overlap!r}"
             )
 
     def zone(self) -> ZoneInfo:
@@ -287,6 +301,10 @@ async def _fire(
     defn = app.get_workflow(sched.workflow)
     started: list[str] = []
     for tick in ticks:
+        if sched.overlap == "skip" and (busy := await _running(app, sched)) is not None:
+            log.info("schedule %r: tick %s skipped, run %s has not ended (overlap='skip')",
+                     sched.name, sched.tick_id(tick), busy)  # fmt: skip
+            continue
         try:
             started.append(
                 await app.asubmit(
@@ -308,6 +326,13 @@ async def _fire(
     if through > row.fired_until:
         await app.store.advance_schedule(sched.name, through, now)
     return started
+
+
+async def _running(app: ScheduleHost, sched: Schedule) -> str | None:
+    """A run of `sched` that has not ended (its newest first), else None."""
+    where = RunFilter(tag=f"schedule:{sched.name}")
+    page = await app.store.list_runs_page(where, limit=_OVERLAP_LOOK)
+    return next((r.workflow_id for r in page if not r.status.terminal), None)
 
 
 def _say_changed(row: ScheduleRow, sched: Schedule) -> None:
