@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._helpers import tether
 
-ORDER = '''
+ORDER = """
 import os
 from pathlib import Path
 
@@ -37,7 +37,7 @@ def ship() -> None:
 async def order(wf: Workflow) -> None:
     await wf.step("charge", lambda: "c1", compensate=refund)
     await wf.step("ship", ship)
-'''
+"""
 
 
 def test_a_failed_undo_is_tried_again_after_a_fix(tmp_path: Path) -> None:
@@ -45,6 +45,8 @@ def test_a_failed_undo_is_tried_again_after_a_fix(tmp_path: Path) -> None:
     app = f"{tmp_path / 'order.py'}:app"
     failed = tether(tmp_path, "run", f"{tmp_path / 'order.py'}:order", "--id", "o1")
     assert failed.returncode == 1, failed.stderr
+    shown = tether(tmp_path, "runs", "show", "o1")
+    assert "try those that failed again with `tether runs retry-compensations o1" in (shown.stderr)
 
     again = tether(tmp_path, "runs", "retry-compensations", "o1", "--app", app)
     assert again.returncode == 1, again.stderr
@@ -55,6 +57,7 @@ def test_a_failed_undo_is_tried_again_after_a_fix(tmp_path: Path) -> None:
     (tmp_path / "refunds-up").touch()
     done = tether(tmp_path, "runs", "retry-compensations", "o1", "--app", app)
     assert done.returncode == 0, done.stderr
+    assert "retry-compensations" not in tether(tmp_path, "runs", "show", "o1").stderr
     assert json.loads(done.stdout)["status"] == "compensated"
     effects = (tmp_path / "effects.log").read_text().splitlines()
     assert effects == ["ship", "refund c1", "refund c1", "refund c1"]  # never shipped twice

@@ -4,6 +4,7 @@ steer runs and delete them are added to the group from `steer` and `prune`."""
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -30,7 +31,7 @@ from ._common import (
     window,
     window_options,
 )
-from ._db import use_app
+from ._db import given_db, use_app
 from ._format import (
     clip,
     cost_text,
@@ -383,6 +384,12 @@ def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
     for e in rec.events[-10:]:
         row(events, str(e.seq), ts(e.at), e.type, e.message or "")
     out.print(events)
+    if rec.status is RunStatus.COMPENSATION_FAILED:
+        note(
+            "a compensation failed (its step above says why); once its cause is fixed, try "
+            f"those that failed again with `tether runs retry-compensations "
+            f"{shlex.quote(rec.workflow_id)} --app FILE.py:APP{given_db(state)}`"
+        )
 
 
 def _children_table(children: list[RunInfo], more: int) -> Table:
