@@ -11,6 +11,7 @@ from ._port import check_data, check_folder, check_key
 
 __all__ = ["BlobRows", "DatabaseBlobStore"]
 
+_VERBS = ("put_blob", "get_blob", "has_blob", "list_blobs", "delete_blobs", "delete_blob")
 # the most a blob row holds: SQLite's longest value (PostgreSQL's bytea: 1 GiB)
 MAX_BYTES = 1_000_000_000
 
@@ -33,6 +34,14 @@ class DatabaseBlobStore:
     def __init__(
         self, store: BlobRows, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
+        missing = [v for v in _VERBS if not callable(getattr(store, v, None))]
+        if missing:  # a URL was taken, then the first put raised a bare AttributeError
+            raise InvalidArgumentError(  # the value is not shown: a URL may hold a password
+                f"DatabaseBlobStore(store) takes a run store, got a {type(store).__name__} "
+                f"(it has no {', '.join(missing)}); pass the store itself, e.g. "
+                "DatabaseBlobStore(tether.store.open_store('postgresql://host/db')) or "
+                "DatabaseBlobStore(app.store)"
+            )
         self._store = store
         self._now = clock
 

@@ -57,6 +57,13 @@ class FileBlobStore:
                 f"FileBlobStore(root) takes the folder to keep blobs in, got {root!r}; "
                 "e.g. FileBlobStore('/var/lib/app/blobs')"
             )
+        if os.fspath(root).startswith("~"):  # blobs went to a folder '~' where it started
+            raise InvalidArgumentError(
+                f"FileBlobStore({os.fspath(root)!r}): a path here does not expand ~ (blobs "
+                f"would go to a folder named {Path(root).parts[0]!r} in the working "
+                f"directory); write the full path, e.g. "
+                f"FileBlobStore({os.path.expanduser(root)!r})"
+            )
         self.root = Path(root)
         self._swept: dict[Path, float] = {}  # folder -> when this store last swept it
 
@@ -102,17 +109,38 @@ class FileBlobStore:
                 "one of its folders must be; move it out of the store's folder"
             ) from None
         except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            mended = self._put_error(e, key, len(body), path)
+            if mended is None:
                 raise
+            raise mended from e
+
+    def _put_error(self, e: OSError, key: str, size: int, path: Path) -> OSError | None:
+        """`e`, which a put of `key` raised, saying which store and how to mend it
+        (None: `e` says enough as it is)."""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
             # the bare "[Errno 28] No space left on device" named no file: which disk
             # (the database's or the blobs') was full could not be told
-            raise OSError(
+            return OSError(
                 e.errno,
-                f"{self!r} cannot keep blob {key!r} ({len(body):,} bytes): the disk of "
+                f"{self!r} cannot keep blob {key!r} ({size:,} bytes): the disk of "
                 f"{str(self.root)!r} is full or over quota ({e.strerror}); free space "
                 "there or give the store a folder on a larger disk",
                 str(path),
-            ) from e
+            )
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            # a bare "[Errno 13] Permission denied: '/srv/blobs'" did not say it was
+            # the blob store, nor that reads had worked and only writes could not
+            at = e.filename if e.filename is not None else str(path)
+            mend = ("remount it read-write" if e.errno == errno.EROFS
+                    else f"let {_user()} write there")  # fmt: skip
+            return type(e)(
+                e.errno,
+                f"{self!r} cannot keep blob {key!r}: it may not write {str(at)!r} "
+                f"({e.strerror}); {mend}, or give the store a folder this process may "
+                "write (App(blobs=FileBlobStore(...)))",
+                str(path),
+            )
+        return None
 
     async def get(self, key: str) -> bytes | None:
         # the new file again after the old one: a put may have moved it meanwhile
@@ -142,6 +170,12 @@ class FileBlobStore:
             folder = self.root.joinpath(*prefix.strip("/").split("/"))
             await asyncio.to_thread(shutil.rmtree, folder, True)
         return len(keys)
+
+
+def _user() -> str:
+    """Who this process writes as (whom a folder's permissions are checked for)."""
+    geteuid = getattr(os, "geteuid", None)
+    return f"user id {geteuid()}" if geteuid is not None else "this process's user"
 
 
 def _writer() -> str:
