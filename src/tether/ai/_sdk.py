@@ -80,22 +80,15 @@ def classify(
 ) -> ProviderError:
     """An SDK exception as a `ProviderError`, retryable or not, naming the model."""
     about = f" for model {model}" if model else ""
-    if isinstance(exc, sdk.APITimeoutError):
+    if isinstance(exc, sdk.APIConnectionError):  # a timeout is one too (its subclass)
+        if isinstance(exc, sdk.APITimeoutError):
+            what = f"the request{about} timed out"
+        else:  # a connection refused, or one dropped mid-answer: the cause tells which
+            cause = exc.__cause__
+            why = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
+            what = f"the connection failed{about} ({why})"
         return ProviderError(
-            f"{provider}: the request{about} timed out",
-            retryable=True,
-            model=model,
-            billed=_maybe_sent(exc),
-        )
-    if isinstance(exc, sdk.APIConnectionError):
-        # a connection refused, or one dropped mid-answer: the cause tells which
-        cause = exc.__cause__
-        why = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
-        return ProviderError(
-            f"{provider}: the connection failed{about} ({why})",
-            retryable=True,
-            model=model,
-            billed=_maybe_sent(exc),
+            f"{provider}: {what}", retryable=True, model=model, billed=_maybe_sent(exc)
         )
     if isinstance(exc, sdk.APIStatusError):
         status = int(exc.status_code)
