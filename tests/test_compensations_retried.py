@@ -154,6 +154,21 @@ async def test_a_queued_run_goes_back_to_its_workers(app: App) -> None:
     assert ledger.calls == ["refund c1"]
 
 
+async def test_the_app_hands_a_queued_run_to_its_workers_at_once(app: App) -> None:
+    ledger = Ledger()
+    order = _order(app, ledger)
+    wid = await app.asubmit(order, workflow_id="q2")
+    host = ServerlessHost(app)
+    await host.aprocess_available_jobs(limit=5)
+    ledger.refunds_up = True
+    ledger.calls.clear()
+    handed = await app.aretry_compensations(wid)  # returns at once: no worker ran yet
+    assert handed.status is RunStatus.PENDING and ledger.calls == []
+    await host.aprocess_available_jobs(limit=5)
+    assert (await app.aget_run(wid)).status is RunStatus.COMPENSATED
+    assert ledger.calls == ["refund c1"]
+
+
 def test_the_sync_facade(sqlite_url: str) -> None:
     ledger = Ledger()
     with App(sqlite_url) as app:

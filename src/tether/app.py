@@ -731,9 +731,9 @@ class App:
 
         The run is driven here until its compensations have run, with the workflow
         registered on this App; a queued run goes back to its queue for the workers
-        instead, and this waits for them. Returns the run's result as it then stands:
-        ``compensated``, or ``compensation_failed`` again (its record names the
-        compensation that failed). The run's own failure is not raised again: it is
+        instead, and this returns at once (wait with `result`). Returns the run's
+        result as it then stands: ``compensated``, or ``compensation_failed`` again
+        (its record names the compensation that failed). The run's own failure is not raised again: it is
         on the record, as it was. A run in any other status is refused
         (`InvalidArgumentError`), and nothing is changed.
         """

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from ._helpers import tether
@@ -69,3 +72,34 @@ def test_a_failed_undo_is_tried_again_after_a_fix(tmp_path: Path) -> None:
     assert "run 'o1' is compensated: every compensation it had ran" in refused.stderr
     missing = tether(tmp_path, "runs", "retry-compensations", "nope", "--app", app)
     assert missing.returncode == 3 and "no run with workflow id 'nope'" in missing.stderr
+
+
+QUEUED = """
+import asyncio, sys
+sys.path.insert(0, ".")
+import order
+from tether.worker import ServerlessHost
+
+async def main() -> None:
+    wid = await order.app.asubmit(order.order, workflow_id="q1")
+    await ServerlessHost(order.app).aprocess_available_jobs(limit=5)
+    print((await order.app.aget_run(wid)).status.value)
+    await order.app.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_a_queued_run_is_handed_to_its_workers(tmp_path: Path) -> None:
+    (tmp_path / "order.py").write_text(ORDER)
+    env = {**os.environ, "FLOWS_DB": f"sqlite:///{tmp_path}/t.db"}
+    env["EFFECTS"] = str(tmp_path / "effects.log")
+    made = subprocess.run(
+        [sys.executable, "-c", QUEUED], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert made.stdout.strip() == "compensation_failed", made.stderr
+    app = f"{tmp_path / 'order.py'}:app"
+    handed = tether(tmp_path, "runs", "retry-compensations", "q1", "--app", app)
+    assert handed.returncode == 0, handed.stderr
+    assert json.loads(handed.stdout)["status"] == "pending"
+    assert "a worker of its queue runs its compensations" in handed.stderr

@@ -24,6 +24,7 @@ from ._common import (
     err,
     exit_code,
     fail,
+    note,
     one_line,
     out,
     print_json,
@@ -97,7 +98,14 @@ def drive(
 
 
 def _undone(workflow_id: str, status: RunStatus, again: str) -> None:
-    """Exit 0 once a retry of the run's compensations undid all it had to, else 1."""
+    """Exit 0 once a retry of the run's compensations undid all it had to (or handed a
+    queued run to its workers), else 1."""
+    if status in (RunStatus.PENDING, RunStatus.CANCELLED):  # queued: workers compensate it
+        note(
+            f"run {workflow_id} is queued again: a worker of its queue runs its "
+            f"compensations (`tether runs watch {shlex.quote(workflow_id)}` follows it)"
+        )
+        return
     if status is RunStatus.COMPENSATION_FAILED:
         fail(
             EXIT_FAILED,
