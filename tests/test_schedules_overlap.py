@@ -72,6 +72,6 @@ def test_an_unknown_overlap_is_refused(sqlite_url: str) -> None:
         async def sync(wf: Workflow) -> None:
             return None
 
-        with pytest.raises(InvalidArgumentError, match="overlap must be 'allow'.*'skip'"):
+        with pytest.raises(InvalidArgumentError, match=r"overlap must be 'allow'.*'skip'"):
             app.schedule(sync, cron="*/5 * * * *", overlap="queue")  # type: ignore[arg-type]
         assert app.schedules == {}

@@ -64,4 +64,7 @@ def _dict(r: OutboxRow) -> dict[str, object]:
 
 
 def _clip(text: str, limit: int = 160) -> str:
+    """`text` on one line, clipped: a sink's error spanning lines (a receiver's answer, a
+    traceback) made each dead letter several rows of the table, hard to tell apart."""
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -187,11 +187,12 @@ async def flush(
                 continue  # keep order: nothing after a failed event of the same run
             if not go_on() or clock.now() >= stop_at:
                 break
-            error = await _deliver(sinks, _event(row), policy.delivery_timeout, taken)
-            if error is None:
+            outcome = await _deliver(sinks, _event(row), policy.delivery_timeout, taken)
+            if outcome is None:
                 delivered.append((row.workflow_id, row.seq))
                 continue
-            retry_at = _retry_at(row, error, clock, policy)
+            error, wait = outcome
+            retry_at = _retry_at(row, error, clock, policy, wait)
             failed.append((row.workflow_id, row.seq, error, retry_at))
             if retry_at is not None:
                 blocked.add(row.workflow_id)
@@ -289,9 +290,10 @@ def _say_failed(rows: Sequence[OutboxRow], failed: Sequence[_Failed], policy: Ou
 
 async def _deliver(
     sinks: Sequence[EventSink], event: OutboxEvent, timeout: float, taken: Taken
-) -> str | None:
+) -> tuple[str, float] | None:
     """Hand `event` to every sink that has not taken it yet (`taken`), each within
-    `timeout` seconds; None if all took it, else the first one's error."""
+    `timeout` seconds; None if all took it, else the first one's error and the seconds
+    it asked to be left alone (`_asked_wait`)."""
     key = (event.workflow_id, event.seq)
     took = taken.setdefault(key, [])
     for sink in sinks:
@@ -306,10 +308,13 @@ async def _deliver(
                 del taken[key]
             if isinstance(exc, asyncio.CancelledError):
                 _reraise_if_ours(exc)
-                return f"CancelledError: {type(sink).__name__}.publish was cancelled inside"
+                return f"CancelledError: {type(sink).__name__}.publish was cancelled inside", 0.0
             if isinstance(exc, TimeoutError) and scope.expired():
-                return f"TimeoutError: {type(sink).__name__} did not take the event within {timeout:g} s"
-            return _error_text(exc)
+                return (
+                    f"TimeoutError: {type(sink).__name__} did not take the event within {timeout:g} s",
+                    0.0,
+                )
+            return _error_text(exc), _asked_wait(exc)
         took.append(sink)
     del taken[key]
     return None
@@ -337,8 +342,25 @@ def _error_text(exc: Exception) -> str:
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _retry_at(row: OutboxRow, error: str, clock: Clock, policy: OutboxPolicy) -> datetime | None:
-    """When to try a failed event again; None once its attempts are used up (dead)."""
+def _asked_wait(exc: Exception) -> float:
+    """The seconds a sink's error asks to wait before the next attempt (its `retry_after`:
+    a webhook's 429 or 503 `Retry-After`), else 0."""
+    try:
+        wait = getattr(exc, "retry_after", None)
+    except Exception:  # a plugin's property that raises: no wait asked
+        return 0.0
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0:
+        return 0.0
+    return float(wait)
+
+
+def _retry_at(
+    row: OutboxRow, error: str, clock: Clock, policy: OutboxPolicy, wait: float = 0.0
+) -> datetime | None:
+    """When to try a failed event again, not before the `wait` its sink asked for (up to
+    `max_delay`): a receiver answering 429 with Retry-After was tried again a second
+    later, refused again, and the event dead-lettered within minutes; None once its
+    attempts are used up (dead)."""
     attempts = row.attempts + 1
     if attempts >= policy.max_attempts:
         log.warning(
@@ -349,7 +371,8 @@ def _retry_at(row: OutboxRow, error: str, clock: Clock, policy: OutboxPolicy) ->
             error,
         )
         return None
-    return clock.now() + timedelta(seconds=policy.delay(attempts))
+    delay = max(policy.delay(attempts), min(wait, policy.max_delay))
+    return clock.now() + timedelta(seconds=delay)
 
 
 async def flush_alone(

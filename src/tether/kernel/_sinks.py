@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import functools
 import hashlib
 import hmac
@@ -26,7 +27,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from .._iso_time import iso_z
@@ -232,11 +233,31 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
     """The signature header value for `body` sent at `timestamp` (unix seconds).
 
-    HMAC-SHA256 over ``timestamp + "." + body``; receivers recompute it and
-    reject stale timestamps to stop replays.
+    HMAC-SHA256 over ``timestamp + "." + body``. A receiver recomputes it from the
+    ``X-Tether-Timestamp`` header as sent and the raw body as received (not the JSON
+    parsed and dumped again), compares with `hmac.compare_digest` (not ``==``: its
+    timing tells the signature away), and refuses a timestamp minutes from its clock
+    (a replay). An empty secret is refused: a receiver whose secret was left unset
+    would otherwise accept any request signed with an empty key.
     """
+    if not isinstance(secret, str | bytes) or not secret:
+        raise InvalidArgumentError(
+            f"sign: secret must be a non-empty str or bytes, got {secret!r}; is the "
+            "webhook's secret set where this reads it?"
+        )
+    if not isinstance(timestamp, str):
+        raise InvalidArgumentError(
+            f"sign: timestamp must be the X-Tether-Timestamp header's text, got "
+            f"{timestamp!r}; e.g. sign(secret, str(int(time.time())), body)"
+        )
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise InvalidArgumentError(
+            f"sign: body must be the request's raw bytes as received, got "
+            f"{type(body).__name__}; a body decoded or parsed and dumped again does not "
+            "match its signature"
+        )
     key = secret.encode() if isinstance(secret, str) else secret
-    digest = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    digest = hmac.new(key, timestamp.encode() + b"." + bytes(body), hashlib.sha256).hexdigest()
     return f"sha256={digest}"
 
 
@@ -352,6 +373,40 @@ def _unsendable(value: str) -> str | None:
     return None
 
 
+_SAID = 200  # characters of a refusing receiver's answer kept in the error
+
+
+def _said(resp: urllib.error.HTTPError) -> str:
+    """The start of a refusing receiver's answer, for the error: a bare "HTTP 400" left
+    the operator to guess what it disliked (its signature check, its schema). Only a
+    little is read: a huge answer is not taken into memory."""
+    try:
+        head = resp.read(_SAID * 4)
+    except (OSError, http.client.HTTPException):  # it closed mid-answer: say the status
+        return ""
+    text = " ".join(head.decode("utf-8", "replace").split())
+    if not text:
+        return ""
+    return f": {text[: _SAID - 1] + '…' if len(text) > _SAID else text}"
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """Seconds a `Retry-After` header asks to wait (delta-seconds or an HTTP date), or
+    None if it has none or none that can be read."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
 class WebhookSink:
     """POSTs each event as JSON to a URL, signed with HMAC-SHA256.
 
@@ -359,8 +414,9 @@ class WebhookSink:
     (``sha256=<hex>``, see `sign`), ``X-Tether-Event`` (the type) and
     ``X-Tether-Delivery`` (``workflow_id:seq``, stable across retries); these two
     are percent-encoded (UTF-8) where not printable ASCII, or if they hold a ``%``. Any
-    non-2xx answer or network error fails the delivery; the outbox retries it
-    with back-off. Redirects are not followed (a 3xx fails, naming its
+    non-2xx answer or network error fails the delivery (the error quoting the start of
+    the answer); the outbox retries it with back-off, waiting at least as long as a
+    ``Retry-After`` asks (up to `OutboxPolicy.max_delay`). Redirects are not followed (a 3xx fails, naming its
     ``Location``): urllib would re-send the event as a GET without its body.
     A user and password in the url (``https://user:pass@host/hook``) are sent as
     Basic auth, and `url` keeps the rest (errors and logs never show the password).
@@ -399,6 +455,11 @@ class WebhookSink:
                     "an Authorization header; keep one"
                 )
             self._headers["Authorization"] = basic
+        if not callable(clock):  # e.g. the App's FakeClock: every delivery raised TypeError
+            raise InvalidArgumentError(
+                f"webhook clock must be a function returning unix seconds, got {clock!r}; "
+                "e.g. clock=time.time, or for a tether Clock: clock=lambda: c.now().timestamp()"
+            )
         self._clock = clock
         self._pool = SinkPool("tether-webhook")
 
@@ -423,7 +484,11 @@ class WebhookSink:
         except urllib.error.HTTPError as exc:
             with exc:  # its open response holds the connection
                 location = exc.headers.get("Location")
-            raise ConnectionError(self._refused(exc.code, location)) from None
+                wait = _retry_after(exc.headers.get("Retry-After"), self._clock())
+                said = "" if 300 <= exc.code < 400 else _said(exc)
+            refused = ConnectionError(self._refused(exc.code, location) + said)
+            refused.retry_after = wait  # type: ignore[attr-defined]  # read by the outbox
+            raise refused from None
         except (urllib.error.URLError, OSError) as exc:
             raise ConnectionError(f"webhook {self.url} unreachable: {exc}") from None
         except http.client.HTTPException as exc:  # a status line that is no HTTP
