@@ -135,7 +135,8 @@ async def test_a_run_not_compensation_failed_is_refused_unchanged(app: App, stat
     assert (after.status, after.attempt) == (before.status, before.attempt)
 
 
-async def test_a_queued_run_goes_back_to_its_workers(app: App) -> None:
+@pytest.mark.parametrize("how", ["kernel", "app"])
+async def test_a_queued_run_goes_back_to_its_workers(app: App, how: str) -> None:
     ledger = Ledger()
     order = _order(app, ledger)
     wid = await app.asubmit(order, workflow_id="q1")
@@ -145,26 +146,14 @@ async def test_a_queued_run_goes_back_to_its_workers(app: App) -> None:
 
     ledger.refunds_up = True
     ledger.calls.clear()
-    retried = await app.kernel.adispatch(RunRetryCompensations(workflow_id=wid))
-    assert retried == CompensationsRetried(workflow_id=wid, retried=["compensate:charge"])
-    assert (await app.aget_run(wid)).status is RunStatus.PENDING
+    if how == "kernel":
+        retried = await app.kernel.adispatch(RunRetryCompensations(workflow_id=wid))
+        assert retried == CompensationsRetried(workflow_id=wid, retried=["compensate:charge"])
+    else:  # the App returns at once: no worker ran yet
+        assert (await app.aretry_compensations(wid)).status is RunStatus.PENDING
+    assert (await app.aget_run(wid)).status is RunStatus.PENDING and ledger.calls == []
     report = await host.aprocess_available_jobs(limit=5)
     assert report.succeeded + report.failed == 1
-    assert (await app.aget_run(wid)).status is RunStatus.COMPENSATED
-    assert ledger.calls == ["refund c1"]
-
-
-async def test_the_app_hands_a_queued_run_to_its_workers_at_once(app: App) -> None:
-    ledger = Ledger()
-    order = _order(app, ledger)
-    wid = await app.asubmit(order, workflow_id="q2")
-    host = ServerlessHost(app)
-    await host.aprocess_available_jobs(limit=5)
-    ledger.refunds_up = True
-    ledger.calls.clear()
-    handed = await app.aretry_compensations(wid)  # returns at once: no worker ran yet
-    assert handed.status is RunStatus.PENDING and ledger.calls == []
-    await host.aprocess_available_jobs(limit=5)
     assert (await app.aget_run(wid)).status is RunStatus.COMPENSATED
     assert ledger.calls == ["refund c1"]
 

@@ -3,6 +3,7 @@ bare ENOSPC named no file), and the old bytes of the key still read back."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -14,20 +15,29 @@ import pytest
 from tether.blobs import FileBlobStore
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs: a disk that really fills (needs the right to mount)."""
+@contextlib.contextmanager
+def tmpfs(tmp_path: Path, options: str) -> Iterator[Path]:
+    """A 64 KiB tmpfs mounted with `options` at ``tmp_path/disk`` (needs the right to
+    mount: skipped without it), unmounted after."""
     disk = tmp_path / "disk"
     disk.mkdir()
     made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"{options}size=64k", "tmpfs", str(disk)],
+        capture_output=True,
     )
     if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs: {made.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount a tmpfs: {made.stderr.decode().strip()}")
     try:
         yield disk
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a disk that really fills."""
+    with tmpfs(tmp_path, "") as disk:
+        yield disk
 
 
 async def test_a_put_to_a_full_disk_says_which_store_and_key(small_disk: Path) -> None:

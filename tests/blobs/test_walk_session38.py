@@ -4,7 +4,6 @@ store is wanted, a root of ``~/...``, and a root the process may read but not wr
 from __future__ import annotations
 
 import errno
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,8 @@ import pytest
 
 from tether import InvalidArgumentError
 from tether.blobs import DatabaseBlobStore, FileBlobStore
+
+from .test_files_full import tmpfs
 
 
 @pytest.mark.parametrize("given", ["postgresql://me:s3cret@127.0.0.1/test", None])
@@ -35,18 +36,9 @@ def test_a_file_store_root_of_tilde_is_refused_not_made_where_the_process_starte
 
 @pytest.fixture
 def read_only_disk(tmp_path: Path) -> Iterator[Path]:
-    """A read-only tmpfs: a disk no write reaches (needs the right to mount)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(disk)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs: {made.stderr.decode().strip()}")
-    try:
+    """A read-only tmpfs: a disk no write reaches."""
+    with tmpfs(tmp_path, "ro,") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 async def test_a_put_to_a_read_only_disk_names_the_store_the_key_and_the_mend(

@@ -19,6 +19,7 @@ from tether.errors import InvalidArgumentError
 from tether.kernel import OutboxEvent, OutboxFlush, OutboxFlushed, WebhookSink, sign
 from tether.store import NewEvent, NewRun
 
+from .._loopback import loopback
 from .._sql import execute
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -68,13 +69,8 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 def receiver() -> Iterator[str]:
     _Receiver.seen = []
     _Receiver.busy = threading.Event()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with loopback(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)) as url:
+        yield url
 
 
 async def _flush(app: App) -> OutboxFlushed:
