@@ -17,6 +17,7 @@ EXPECTED = {
     "WorkflowTimeoutError",
     "WaitPayloadError",
     "WaitTimeout",
+    "WebhookSignatureError",
     "TokenCompletedError",
     "TokenNotFoundError",
     "RunFinishedError",

@@ -47,9 +47,11 @@ KERNEL = {
     "WebhookSink",
     "Woken",
     "WorkflowRegistry",
+    "check_signed",
     "new_run_id",
     "publish_outbox",
     "sign",
+    "verify",
 }
 WORKER = {"MaintenanceReport", "ProcessReport", "ServerlessHost", "Worker", "maintenance_tick"}
 TESTING = {

@@ -27,6 +27,7 @@ The tree::
     ├── WorkflowTimeoutError (also TimeoutError) the run executed longer than its timeout
     ├── ChildRunError                           a child run ended without a result
     ├── IdempotencyInProgressError              a command with that key is still running
+    ├── WebhookSignatureError                   a signed request that is not accepted (`verify`)
     └── BatchesOutError                         a cancel would leave provider batches running
 
 Engine control flow is not an error and derives from BaseException, so a
@@ -75,6 +76,7 @@ __all__ = [
     "TokenNotFoundError",
     "WaitPayloadError",
     "WaitTimeout",
+    "WebhookSignatureError",
     "WorkflowNotFoundError",
     "WorkflowTimeoutError",
     "WorkflowVersionError",
@@ -437,6 +439,19 @@ class IdempotencyInProgressError(TetherError):
             f"command {command!r} with idempotency key {key!r} is still in flight; "
             "retry later to get its result"
         )
+
+
+class WebhookSignatureError(TetherError):
+    """A signed request (a tether webhook delivery) that is not accepted.
+
+    `code` says why, for a receiver that answers it: ``signature_missing``,
+    ``bad_timestamp``, ``bad_signature`` or ``stale_timestamp``. Answer 401 for
+    each, and never say which secret came close.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
 
 
 class BatchesOutError(TetherError):

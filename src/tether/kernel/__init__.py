@@ -17,6 +17,7 @@ from ._sinks import (
     WebhookSink,
     sign,
 )
+from ._verify import check_signed, verify
 
 __all__ = [
     *_commands.__all__,
@@ -30,7 +31,9 @@ __all__ = [
     "RunHost",
     "WebhookSink",
     "WorkflowRegistry",
+    "check_signed",
     "new_run_id",
     "publish_outbox",
     "sign",
+    "verify",
 ]
