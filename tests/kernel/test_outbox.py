@@ -34,8 +34,8 @@ class FlakySink:
         self.delivered: list[OutboxEvent] = []
 
     async def publish(self, event: OutboxEvent) -> None:
-        n = self.tries.get(event.delivery_id, 0) + 1
-        self.tries[event.delivery_id] = n
+        n = self.tries.get(f"{event.workflow_id}:{event.seq}", 0) + 1
+        self.tries[f"{event.workflow_id}:{event.seq}"] = n
         if n <= self.failures:
             raise ConnectionError(f"try {n} refused")
         self.delivered.append(event)
@@ -70,7 +70,7 @@ async def test_sink_failing_twice_then_succeeding_delivers_each_event_once_in_or
     assert [e.seq for e in sink.delivered if e.workflow_id == "r2"] == sorted(
         e.seq for e in sink.delivered if e.workflow_id == "r2"
     )
-    ids = [e.delivery_id for e in sink.delivered]
+    ids = [f"{e.workflow_id}:{e.seq}" for e in sink.delivered]
     assert len(ids) == len(set(ids))  # each delivered once
     assert all(n == 3 for n in sink.tries.values())
     assert (await _flush(app)).delivered == 0  # nothing left
@@ -177,7 +177,9 @@ async def test_webhook_sink_posts_signed_events(app: App, receiver: str, clock: 
             expected.seq,
             expected.type,
         )
-        assert headers["X-Tether-Delivery"] == f"hooked:{expected.seq}"
+        delivery, run = headers["X-Tether-Delivery"].rsplit(":", 1)
+        assert delivery == f"hooked:{expected.seq}" and run.isdigit()  # which run of the id
+    assert len({h["X-Tether-Delivery"].rsplit(":", 1)[1] for h, _ in _Receiver.received}) == 1
 
 
 def test_webhook_sink_bad_configuration() -> None:

@@ -37,7 +37,7 @@ class _Pair:
 
     def _sink(self, name: str) -> CallableSink:
         async def publish(event: OutboxEvent) -> None:
-            self.seen.append((name, event.delivery_id))
+            self.seen.append((name, f"{event.workflow_id}:{event.seq}"))
             if name == "a" and self.stall is not None and len(self.seen) == self.stall_at:
                 await self.stall()
 

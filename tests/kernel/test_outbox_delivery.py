@@ -242,7 +242,7 @@ async def test_a_sink_that_never_returns_fails_its_delivery_and_the_tick_ends(
     async def publish(event: OutboxEvent) -> None:
         if event.workflow_id == "stuck":
             await never.wait()
-        delivered.append(event.delivery_id)
+        delivered.append(f"{event.workflow_id}:{event.seq}")
 
     app.kernel.sinks.append(CallableSink(publish))
     app.kernel.outbox = OutboxPolicy(delivery_timeout=0.05)
@@ -272,7 +272,7 @@ async def test_a_blocking_sync_plugin_sink_fails_its_delivery_and_frees_the_loop
     def publish(event: OutboxEvent) -> None:
         if event.workflow_id == "stuck":
             broker.wait(10)  # bounded, so that a loop it blocks frees itself in the end
-        delivered.append(event.delivery_id)
+        delivered.append(f"{event.workflow_id}:{event.seq}")
 
     async def heartbeat() -> None:
         while not broker.is_set():

@@ -34,7 +34,7 @@ PUBLISHER = textwrap.dedent(
 
     def sink(event):
         with open(ledger, "a") as f:
-            f.write(f"{event.delivery_id} {os.getpid()}\\n")
+            f.write(f"{event.workflow_id}:{event.seq} {os.getpid()}\\n")
         if hold != "-":  # hold the batch in flight until the test lets go
             Path(hold + ".held").touch()
             while not Path(hold).exists():

@@ -46,7 +46,7 @@ class _SyncPublish:
         self.seen: list[str] = []
 
     def publish(self, event: OutboxEvent) -> None:  # not async: awaiting its None failed
-        self.seen.append(event.delivery_id)
+        self.seen.append(f"{event.workflow_id}:{event.seq}")
 
 
 def test_a_sink_class_or_a_sync_publish_is_refused_when_the_app_is_built(
@@ -277,7 +277,7 @@ async def test_a_sink_that_took_an_event_a_later_sink_failed_is_not_sent_it_agai
         if refusals["n"] > 0:
             refusals["n"] -= 1
             raise ConnectionError("broker restarting")
-        second.append(event.delivery_id)
+        second.append(f"{event.workflow_id}:{event.seq}")
 
     app.kernel.sinks.extend([first, CallableSink(broker)])
     await _run(app, "twice")
@@ -286,7 +286,7 @@ async def test_a_sink_that_took_an_event_a_later_sink_failed_is_not_sent_it_agai
         clock.advance(60)
     expected = [f"twice:{e.seq}" for e in (await app.aget_record("twice")).events]
     assert second == expected
-    assert [e.delivery_id for e in first.events] == expected  # each once, in order
+    assert [f"{e.workflow_id}:{e.seq}" for e in first.events] == expected  # each once, in order
     assert app.kernel._taken == {}  # nothing left remembered
 
 
@@ -302,12 +302,12 @@ async def test_a_dead_letter_replayed_goes_to_every_sink_again(app: App, clock: 
     await _flush(app)
     clock.advance(60)
     assert (await _flush(app)).dead == 1  # the run's next event is tried: it fails too
-    assert [e.delivery_id for e in first.events] == ["dead:1", "dead:2"]  # each once
+    assert [f"{e.workflow_id}:{e.seq}" for e in first.events] == ["dead:1", "dead:2"]  # each once
     assert ("dead", 1) not in app.kernel._taken and ("dead", 2) in app.kernel._taken
     app.kernel.sinks[1] = CollectingSink()
     assert await app.kernel.adispatch(OutboxReplayDead()) == Replayed(count=1)
     clock.advance(60)
     await _flush(app)
-    got = [e.delivery_id for e in first.events]
+    got = [f"{e.workflow_id}:{e.seq}" for e in first.events]
     expected = [f"dead:{e.seq}" for e in (await app.aget_record("dead")).events]
     assert sorted(got) == sorted([*expected, "dead:1"])  # the replayed one again; dead:2 not

@@ -61,7 +61,7 @@ EXITING = textwrap.dedent(
         started.set()
         time.sleep(1)  # a slow broker
         with open(out, "w") as f:
-            f.write(event.delivery_id)
+            f.write(f"{event.workflow_id}:{event.seq}")
 
     async def main():
         sink = CallableSink(deliver)

@@ -49,7 +49,7 @@ async def test_a_hanging_sink_costs_a_tick_one_delivery_not_one_per_run(
     calls: list[str] = []
 
     def hang(event: OutboxEvent) -> None:
-        calls.append(event.delivery_id)
+        calls.append(f"{event.workflow_id}:{event.seq}")
         clock.advance(10)  # the webhook's timeout passes
         raise TimeoutError("timed out")
 
@@ -72,7 +72,7 @@ async def test_the_budget_is_at_most_a_third_of_the_lock_ttl(app: App, clock: Fa
     calls: list[str] = []
 
     def slow(event: OutboxEvent) -> None:
-        calls.append(event.delivery_id)
+        calls.append(f"{event.workflow_id}:{event.seq}")
         clock.advance(2)
 
     app.kernel.sinks.append(CallableSink(slow))
@@ -93,7 +93,7 @@ async def test_a_second_worker_never_delivers_what_a_slow_pass_is_delivering(
     second: list[MaintenanceReport] = []
 
     async def slow(event: OutboxEvent) -> None:
-        seen[event.delivery_id] += 1
+        seen[f"{event.workflow_id}:{event.seq}"] += 1
         order.append(event)
         clock.advance(2)
         state["calls"] += 1
@@ -158,7 +158,7 @@ async def test_a_tick_reaches_other_runs_past_a_failing_run_that_fills_a_batch(
     def publish(event: OutboxEvent) -> None:
         if event.workflow_id == "chatty":
             raise ConnectionError("the receiver rejects this run's events")
-        delivered.append(event.delivery_id)
+        delivered.append(f"{event.workflow_id}:{event.seq}")
 
     app.kernel.sinks.append(CallableSink(publish))
     store = app.store

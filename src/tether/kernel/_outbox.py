@@ -141,6 +141,7 @@ def _event(row: OutboxRow) -> OutboxEvent:
         detail=None if row.detail is None else json.loads(row.detail),
         at=row.at,
         attempt=row.attempts + 1,
+        run_created=row.run_created,
     )
 
 

@@ -3,8 +3,8 @@
 The outbox hands each event to every sink; a sink that raises makes the
 delivery fail, and the outbox retries it later with back-off, in order per
 run, until it is dead-lettered. Delivery is at least once: a sink may see an
-event again after a failure, and should be idempotent on
-``(workflow_id, seq)``.
+event again after a failure, and should be idempotent on its
+`OutboxEvent.delivery_id`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from .._iso_time import iso_z
@@ -46,6 +46,8 @@ __all__ = [
     "sign",
 ]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
@@ -58,10 +60,19 @@ class OutboxEvent:
     detail: Any
     at: datetime
     attempt: int
+    # when the run was created: a run id reused after its run was pruned numbers its
+    # events from 1 again, and the new run's events must not pass for the old one's
+    run_created: datetime | None = None
 
     @property
     def delivery_id(self) -> str:
-        return f"{self.workflow_id}:{self.seq}"
+        """The same for every attempt at this event and for no other event: the key to
+        drop at-least-once's repeats by (``workflow_id:seq:run`` with the run's creation
+        in microseconds since the epoch; ``workflow_id:seq`` when that is not known)."""
+        if self.run_created is None:
+            return f"{self.workflow_id}:{self.seq}"
+        run = (self.run_created - _EPOCH) // timedelta(microseconds=1)
+        return f"{self.workflow_id}:{self.seq}:{run}"
 
     def to_dict(self) -> dict[str, Any]:
         return {

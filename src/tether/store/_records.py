@@ -412,6 +412,8 @@ class OutboxRow:
     dead_at: datetime | None = None
     # claimed for delivery (`Store.outbox_claim`): until when no other publisher takes it
     claimed_until: datetime | None = None
+    # when its run was created (`Store.outbox_claim`): which run of a reused id it is
+    run_created: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -608,7 +608,11 @@ class QueueVerbs(StoreBase):
         async def body(tx: Tx) -> list[OutboxRow]:
             rows = await tx.all("outbox_claim", now=tx.now(now), lease=lease, limit=limit)
             return [
-                replace(tx.rows.outbox(r[:7]), claimed_until=tx.rows.t(r[7]))
+                replace(
+                    tx.rows.outbox(r[:7]),
+                    claimed_until=tx.rows.t(r[7]),
+                    run_created=tx.rows.ot(r[9]),
+                )
                 for r in sorted(rows, key=lambda r: (r[8], r[0], r[1]))
             ]
 

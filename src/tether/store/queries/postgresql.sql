@@ -528,6 +528,8 @@ p AS (SELECT run_id, seq, type, message, detail, at, attempts, min(at) OVER w AS
 SELECT run_id, seq, type, message, detail::text, at, attempts FROM p
 WHERE upto IS NULL OR seq < upto ORDER BY since, run_id, seq LIMIT :limit
 -- name: outbox_claim
+-- (each with its run's created_at: a run id reused after a prune numbers its events
+-- from 1 again, and a delivery id must not repeat the earlier run's)
 -- the batch outbox_pending reads, claimed until now + :lease in the same statement, so a
 -- second publisher skips it until then. Rows another claim holds are skipped, not waited
 -- for, and one it committed since this statement's snapshot fails the recheck (k); a run
@@ -544,7 +546,8 @@ UPDATE events SET next_attempt_at = (SELECT n FROM t) + make_interval(secs => :l
 FROM k WHERE events.run_id = k.run_id AND events.seq = k.seq
   AND EXISTS (SELECT 1 FROM k h WHERE h.run_id = k.run_id AND h.seq = k.head)
 RETURNING events.run_id, events.seq, events.type, events.message, events.detail::text,
-  events.at, events.attempts, events.next_attempt_at, k.since
+  events.at, events.attempts, events.next_attempt_at, k.since,
+  (SELECT r.created_at FROM runs r WHERE r.id = events.run_id)
 -- name: outbox_delivered
 -- the events (:wids[i], :seqs[i]), in one statement
 UPDATE events SET published_at = :at, attempts = attempts + 1

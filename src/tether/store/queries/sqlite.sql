@@ -312,13 +312,15 @@ WHERE upto IS NULL OR seq < upto ORDER BY since, run_id, seq LIMIT :limit
 -- name: outbox_claim
 -- the batch outbox_pending reads, claimed until :now + :lease in the same statement (the
 -- write lock held: no other claim interleaves), so a second publisher skips it until then.
--- RETURNING's order is SQLite's: each row carries its run's `since` to be sorted by
+-- RETURNING's order is SQLite's: each row carries its run's `since` to be sorted by, and
+-- its run's created_at (a run id reused after a prune numbers its events from 1 again)
 UPDATE events SET next_attempt_at = {_now} + :lease WHERE (run_id, seq) IN ({_outbox_due}
   SELECT run_id, seq FROM p WHERE upto IS NULL OR seq < upto
   ORDER BY since, run_id, seq LIMIT :limit)
 RETURNING run_id, seq, type, message, detail, at, attempts, next_attempt_at,
   (SELECT min(x.at) FROM events x WHERE x.run_id = events.run_id AND x.published_at IS NULL
-    AND x.dead_at IS NULL)
+    AND x.dead_at IS NULL),
+  (SELECT r.created_at FROM runs r WHERE r.id = events.run_id)
 -- name: outbox_delivered
 -- the events (:wids[i], :seqs[i]), in one statement
 UPDATE events SET published_at = :at, attempts = attempts + 1
