@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import ValidationError
@@ -39,6 +39,16 @@ __all__ = ["OnLine", "Reply", "call", "encode", "parse_line", "shown_url"]
 OnLine = Callable[[Line, Mapping[str, Any]], Awaitable[None]]
 
 _VERSION_CODES = ("protocol_version_mismatch", "workflow_version_mismatch")
+# a tether tenant's refusals (`_handler`'s and its signature check's), by status. Any
+# other is another server's: a url naming tether's own server ("401 unauthenticated:
+# send an API token", "422 invalid_request") failed the run with that advice alone
+_TENANT_REFUSALS = frozenset({
+    *((401, c) for c in ("signature_missing", "bad_timestamp", "bad_signature",
+                         "stale_timestamp", "replayed")),
+    (400, "invalid_json"), (400, "invalid_request"), (404, "workflow_not_found"),
+    (408, "deadline_exceeded"), (409, "workflow_version_mismatch"),
+    (426, "protocol_version_mismatch"),
+})  # fmt: skip
 # the longest answer line read: the answer carries the run's output, and a tenant of an
 # earlier release the run's journal too (at most MAX_BODY); a longer one fails the run
 # rather than fill the orchestrator's memory
@@ -136,6 +146,8 @@ async def call(
         )
     if isinstance(transport, httpx.ASGITransport):  # httpx's answers only once whole
         transport = StreamingASGI(transport)
+    elif transport is not None:  # the registration's, shared by its runs in flight
+        transport = _Borrowed(transport)
     cut = asyncio.get_running_loop().time() + remaining
     try:
         async with httpx.AsyncClient(transport=transport) as client:
@@ -145,6 +157,31 @@ async def call(
             f"invocation {inv.invocation}: {shown_url(url)} unreachable: "
             f"{type(exc).__name__}: {exc}"
         ) from None
+
+
+class _Borrowed(httpx.AsyncBaseTransport):
+    """A transport given to ``app.remote_workflow``, lent to one invocation's client.
+
+    The client closed it on leaving, and so closed every connection of its pool: one
+    run's invocation ending cut those of the other runs in flight through it (taken
+    as unanswered, they were sent again and their running steps ran twice). It is
+    closed once the last invocation through it ends, as it was after each one."""
+
+    _lent: ClassVar[dict[httpx.AsyncBaseTransport, int]] = {}  # its invocations in flight
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+        self._lent[inner] = self._lent.get(inner, 0) + 1
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        left = self._lent.pop(self._inner) - 1
+        if left:
+            self._lent[self._inner] = left
+        else:
+            await self._inner.aclose()
 
 
 async def _exchange(
@@ -434,6 +471,14 @@ def _refusal(url: str, resp: httpx.Response, body: bytes, inv: Invocation, size:
             f"invocation {invocation}: {url} answered {status}: {message}",
             _retry_after(resp.headers.get("retry-after")),
         )
+    if (status, code) == (401, "replayed"):
+        # this orchestrator signs each invocation afresh: a copy reached the tenant first
+        # (a proxy retrying it, say), and its answer went elsewhere. The run failed for
+        # good; a new invocation, with a signature of its own, is answered
+        return RemoteUnavailableError(
+            f"invocation {invocation}: {url} answered 401 replayed ({message}): a copy of "
+            "it reached the tenant first (is a proxy in front of it retrying requests?)"
+        )
     if status == 413:  # a tenant of another release, or a proxy in front of it
         return RemoteTooLargeError(
             f"the tenant at {url} (or a proxy in front of it) refused invocation {invocation} "
@@ -451,7 +496,7 @@ def _refusal(url: str, resp: httpx.Response, body: bytes, inv: Invocation, size:
             "(a signed invocation is sent only where it is registered to go)"
         )
         return RemoteRefusedError(url, status, "redirected", message, {"location": location})
-    if code == "http_error":
+    if (status, code) not in _TENANT_REFUSALS:
         message += " (not a tether tenant's answer: is tether.remote.handler served at this url?)"
     fix = _fix(code, error.get("details"), inv, message)
     if fix is not None:
