@@ -21,7 +21,8 @@ Needs the ``otel`` extra (``pip install 'tether[otel]'``). Spans:
   ``gen_ai.usage.cache_read.input_tokens``,
   ``gen_ai.usage.cache_creation.input_tokens`` and
   ``gen_ai.usage.reasoning.output_tokens``; plus ``tether.ai.provider`` (the
-  name the provider has in ``ai.Providers(...)``) and ``tether.cost_usd``.
+  name the provider has in ``ai.Providers(...)``) and ``tether.cost_usd``; a call
+  that failed has status ERROR and ``error.type`` ``_OTHER`` (the log keeps no type).
   The system is the provider's own (``openai``, ``anthropic``: its
   ``price_id``) when `Tracing` is given the App's providers,
   ``Tracing(ai=providers)``; otherwise, or for a provider that does not say,
@@ -91,6 +92,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def run_trace_context(workflow_id: str) -> Any:
     """The OTel context every drive of run `workflow_id` is a child of: a remote parent
     whose trace and span ids are derived from the run id."""
+    _need_otel()  # without the extra: an AttributeError on None, saying nothing of it
     digest = hashlib.sha256(f"tether-run:{workflow_id}".encode()).digest()
     span_context = trace.SpanContext(
         trace_id=int.from_bytes(digest[:16], "big") or 1,
@@ -99,6 +101,23 @@ def run_trace_context(workflow_id: str) -> Any:
         trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
     )
     return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
+def _need_otel() -> None:
+    if trace is None:
+        raise InvalidArgumentError(
+            "tether.otel needs OpenTelemetry, which is not installed: pip install 'tether[otel]'"
+        )
+
+
+def _failed(span: Any, exc: BaseException) -> None:
+    """Mark `span` failed by `exc` if it is an error: a drive that parks or is handed
+    back (a `Suspend`) or is cancelled is none. Done here, not by the SDK's
+    ``start_as_current_span``, which under opentelemetry-api 1.31 (allowed by the
+    extra) marked every BaseException, a parked drive too, as an ERROR."""
+    if isinstance(exc, Exception):
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
 
 def _outcome(exc: BaseException) -> str:
@@ -118,10 +137,7 @@ class Tracing:
     def __init__(self, tracer_provider: Any = None, *, ai: Providers | None = None) -> None:
         """`ai`: the App's providers (what ``App(ai=...)`` has), so that an AI call's span
         names the provider's system (``openai``) rather than the name it is given."""
-        if trace is None:
-            raise InvalidArgumentError(
-                "tether.otel needs OpenTelemetry: pip install 'tether[otel]'"
-            )
+        _need_otel()
         if tracer_provider is not None and not callable(
             getattr(tracer_provider, "get_tracer", None)
         ):
@@ -159,11 +175,14 @@ class Tracing:
             kind=SpanKind.INTERNAL,
             links=links,
             attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             try:
                 value = await proceed()
             except BaseException as exc:
                 span.set_attribute("tether.outcome", _outcome(exc))
+                _failed(span, exc)
                 raise
             finally:
                 # a drive fenced out (StaleOwnerError) ends with no `workflow.` event: its
@@ -179,11 +198,18 @@ class Tracing:
             "tether.step.attempt": call.attempt,
             "tether.step.max_attempts": call.max_attempts,
         }
-        with self._tracer.start_as_current_span(f"tether.step {call.key}",
-                                                attributes=attributes):  # fmt: skip
+        with self._tracer.start_as_current_span(
+            f"tether.step {call.key}",
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
             started = time.time_ns()
             try:
                 return await proceed()
+            except BaseException as exc:
+                _failed(span, exc)
+                raise
             finally:
                 self._ai_spans(attached(), started)
 
@@ -327,4 +353,8 @@ def _genai(row: NewAICall, op: str, system: str) -> dict[str, Any]:
         attributes["tether.cost_usd"] = row.cost_micro_usd / 1_000_000
     if row.batch_id:
         attributes["tether.batch_id"] = row.batch_id
+    if row.error:
+        # the GenAI conventions require it of a call that failed; the log keeps the
+        # error's message, not its type, so it is their fallback value
+        attributes["error.type"] = "_OTHER"
     return attributes
