@@ -10,7 +10,9 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -27,7 +29,7 @@ from ._mutex_guard import (
 from ._names import check_name
 from ._owners import owner_is_dead, owner_pid
 from ._run_state import RunState
-from ._runtime import Runtime
+from ._runtime import Runtime, Waker
 from ._step_threads import watching_abandoned
 from ._steps import is_async
 from .clock import Clock
@@ -195,35 +197,56 @@ class Locks:
     async def _acquire(self, handle: MutexHandle, ttl: float, timeout: float, poll: float) -> None:
         """Try until the mutex is ours (`MutexTimeoutError` after `timeout` seconds; on a
         fake clock also once it is moved past them, as a holder's lease lapses: a test
-        waited out `timeout` real seconds for a holder parked on the fake clock)."""
+        waited out `timeout` real seconds for a holder parked on the fake clock).
+        Waiters of this process try in the order they came (`_in_line`): a task that
+        released the key and asked again at once took it back before any waiter woke,
+        and starved them until they timed out."""
         loop = asyncio.get_running_loop()
         waited = _stopwatch(self._rt.clock, loop)
-        next_note = loop.time() + MUTEX_NOTE_EVERY
-        next_check = loop.time() + CANCEL_CHECK_EVERY
-        asked_above = False
-        while True:
-            res = await self._lock(handle, ttl, NewEvent("mutex.acquired", handle.key))
-            if res.outcome is not LockOutcome.CONFLICT:
-                return
-            if self._rt.draining:
-                raise self._run.unwind(HandBack())
-            if loop.time() >= next_check:
-                next_check = loop.time() + CANCEL_CHECK_EVERY
-                await self._check_not_cancelled()
-            if await self._take_back(res.row) or await self._evict_dead(res.row):
-                continue  # this run's own dead incarnation, or a process gone, held it
-            if not asked_above:  # (once: a holder awaiting this run holds on till it ends)
-                asked_above = True
-                how = await self._awaited_by(res.row)
-                if how is not None:
-                    raise deadlock(self._run.workflow_id, handle.key, str(res.row.run_id), how)
-            if loop.time() >= next_note:
-                next_note = loop.time() + MUTEX_NOTE_EVERY
-                self._note_waiting(handle.key, res)
-            remaining = timeout - waited()
-            if remaining <= 0:
-                raise self._timed_out(handle.key, timeout, res.row)
-            await self._rt.waker.wait(handle.key, min(poll, remaining))
+        looks = _Looks(loop)
+        with _in_line(self._rt.waker, handle.key) as place:
+            while True:
+                tried = place.first() or waited() >= timeout
+                if tried:
+                    res = await self._lock(handle, ttl, NewEvent("mutex.acquired", handle.key))
+                    if res.outcome is not LockOutcome.CONFLICT:
+                        return
+                    row: LockRow | None = res.row
+                else:  # another waiter here goes first: look at the holder, take nothing
+                    row = await self._rt.store.get_lock(MUTEX_SCOPE, handle.key)
+                if await self._between_tries(handle.key, row, looks, place):
+                    continue
+                remaining = timeout - waited()
+                if remaining <= 0 and tried and row is not None:
+                    raise self._timed_out(handle.key, timeout, row)
+                await self._rt.waker.wait(handle.key, max(0.0, min(poll, remaining)))
+
+    async def _between_tries(
+        self, key: str, row: LockRow | None, looks: _Looks, place: _Place
+    ) -> bool:
+        """What a waiter does while `row`'s holder keeps the key: stop if the App drains
+        or the run is cancelled, or at once on a deadlock; True if it freed the key (a
+        holder that is this run's dead incarnation, or a process gone): try again."""
+        if self._rt.draining:
+            raise self._run.unwind(HandBack())
+        if looks.due("check", CANCEL_CHECK_EVERY):
+            await self._check_not_cancelled()
+        if row is None or row.released_at is not None:
+            return False
+        if self._earlier_self(row):  # the run's own: it goes on in its block, ahead of all
+            place.to_front()  # (before the release: no waiter here tries in between)
+            if await self._take_back(row):
+                return True
+        if await self._evict_dead(row):
+            return True
+        if not looks.asked_above:  # (once: a holder awaiting this run holds on till it ends)
+            looks.asked_above = True
+            how = await self._awaited_by(row)
+            if how is not None:
+                raise deadlock(self._run.workflow_id, key, str(row.run_id), how)
+        if looks.due("note", MUTEX_NOTE_EVERY):
+            self._note_waiting(key, row)
+        return False
 
     async def _check_not_cancelled(self) -> None:
         """Stop waiting for a mutex once the run is cancelled (from any process): a
@@ -285,18 +308,18 @@ class Locks:
             run = await self._rt.store.get_run(above)
             below, above = above, run.parent_id if run is not None else None
 
-    def _note_waiting(self, key: str, res: LockResult) -> None:
+    def _note_waiting(self, key: str, row: LockRow) -> None:
         until = (
             "kept while that run is parked inside its block"
-            if kept_attempt(res.row.detail) is not None
-            else f"until {res.row.expires_at.isoformat()} unless renewed"
+            if kept_attempt(row.detail) is not None
+            else f"until {row.expires_at.isoformat()} unless renewed"
         )
         log.info(
             "run %s waits for mutex %r held by %s%s (%s)",
             self._run.workflow_id,
             key,
-            res.row.holder,
-            f" of run {res.row.run_id}" if res.row.run_id else "",
+            row.holder,
+            f" of run {row.run_id}" if row.run_id else "",
             until,
         )
 
@@ -306,18 +329,22 @@ class Locks:
         gen = "" if generation is None else f"/g{generation}"
         return f"{self._rt.owner}{gen}/{uuid.uuid4().hex[:8]}"
 
-    async def _take_back(self, row: LockRow) -> bool:
-        """A mutex held by an earlier owner generation of this same run belongs to the
-        run: its holder died (we own the run now), so release it at once instead of
-        waiting out its claim. True if released."""
+    def _earlier_self(self, row: LockRow) -> bool:
+        """Whether `row` is held by an earlier owner generation of this same run."""
         generation = self._run.fence.generation
         if row.run_id != self._run.workflow_id or generation is None:
             return False
         parts = row.holder.rsplit("/", 2)
         if len(parts) != 3 or not parts[1].startswith("g") or not parts[1][1:].isdigit():
             return False
-        if int(parts[1][1:]) >= generation:
-            return False  # a concurrent branch of this very incarnation
+        return int(parts[1][1:]) < generation  # (not a concurrent branch of this one)
+
+    async def _take_back(self, row: LockRow) -> bool:
+        """A mutex held by an earlier owner generation of this same run belongs to the
+        run: its holder died (we own the run now), so release it at once instead of
+        waiting out its claim. True if released."""
+        if not self._earlier_self(row):
+            return False
         released = await self._rt.store.release_lock(
             MUTEX_SCOPE,
             row.key,
@@ -582,3 +609,63 @@ def _stopwatch(clock: Clock, loop: asyncio.AbstractEventLoop) -> Callable[[], fl
         return lambda: loop.time() - start
     began = clock.now()
     return lambda: max(loop.time() - start, (clock.now() - began).total_seconds())
+
+
+class _Looks:
+    """When a waiter for a mutex next looks for a cancel or logs that it waits (each
+    first after its period), and whether it asked if the holder awaits its run."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._next: dict[str, float] = {}
+        self.asked_above = False
+
+    def due(self, what: str, every: float) -> bool:
+        now = self._loop.time()
+        at = self._next.setdefault(what, now + every)
+        if now < at:
+            return False
+        self._next[what] = now + every
+        return True
+
+
+# by App (its waker): the waiters of this process for each key, in the order they came
+_LINES: weakref.WeakKeyDictionary[Waker, dict[str, list[object]]] = weakref.WeakKeyDictionary()
+
+
+class _Place:
+    """A waiter's place in its key's line: the first one tries the key, the rest wait."""
+
+    __slots__ = ("_line", "_ticket")
+
+    def __init__(self, line: list[object]) -> None:
+        self._line = line
+        self._ticket = object()
+        line.append(self._ticket)
+
+    def first(self) -> bool:
+        return self._line[0] is self._ticket
+
+    def to_front(self) -> None:
+        """Go first: the run takes back its own key and goes on in its block."""
+        self._line.remove(self._ticket)
+        self._line.insert(0, self._ticket)
+
+    def leave(self) -> None:
+        self._line.remove(self._ticket)
+
+
+@contextmanager
+def _in_line(waker: Waker, key: str) -> Iterator[_Place]:
+    """Queue for `key` behind this process's earlier waiters. Leaving the line wakes
+    the next one."""
+    lines = _LINES.setdefault(waker, {})
+    line = lines.setdefault(key, [])
+    place = _Place(line)
+    try:
+        yield place
+    finally:
+        place.leave()
+        if not line and lines.get(key) is line:
+            del lines[key]
+        waker.notify(key)
