@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .._info import RunInfo
 from ..errors import RunFinishedError, RunNotFoundError
 from ..store import JobRow, JobStatus, RunStatus
-from ._config import WorkflowConfig, WorkflowFile, WorkflowWatcher
+from ._config import WorkflowConfig, WorkflowFile, WorkflowWatcher, tracker_secret
 from ._errors import AgentsError, IssueNotFoundError
 from ._factory import make_backend, make_tracker
 from ._generations import Generations, generation_id
@@ -117,6 +118,7 @@ class Dispatcher:
         self._tracker = tracker
         self._backend = backend
         self._components: tuple[str, Tracker, AgentBackend] | None = None
+        self._keys = ("", "")  # what the tracker and backend were built from
         self._wake: asyncio.Event | None = None  # set by `refresh`: tick now
         self._worker: Worker | None = None  # the one `serve` runs, resized on reload
         self._asked_at: datetime | None = None
@@ -134,12 +136,20 @@ class Dispatcher:
         return self.watcher.current if self.watcher is not None else self._fixed
 
     def reload(self) -> bool:
-        """Re-read WORKFLOW.md if it changed; True if a new config applies."""
+        """Re-read WORKFLOW.md if it changed; True if a new config applies. A change
+        the tracker or the agent backend cannot be built from (an api model whose
+        provider has no key) is refused as an invalid one is: it kept every tick
+        failing, reconciliation too, and every agent's next turn."""
+        before = self.watcher.current if self.watcher is not None else None
         if self.watcher is None or not self.watcher.check():
-            error = self.watcher.error if self.watcher is not None else None
-            if error and error != self._refused:  # once, not at every tick
-                log.warning("WORKFLOW.md change refused, keeping the last good config: %s", error)
-            self._refused = error
+            self._said_refused()
+            return False
+        try:
+            self._built()
+        except Exception as exc:
+            self.watcher.current = before or self.watcher.current
+            self.watcher.error = f"{self.watcher.path}: {type(exc).__name__}: {exc}"
+            self._said_refused()
             return False
         self._refused = None
         log.info("WORKFLOW.md reloaded", extra={"sha256": self.config().sha256[:12]})
@@ -149,6 +159,13 @@ class Dispatcher:
             self._worker.resize(most)
         return True
 
+    def _said_refused(self) -> None:
+        """Log why WORKFLOW.md's change was refused: once, not at every tick."""
+        error = self.watcher.error if self.watcher is not None else None
+        if error and error != self._refused:
+            log.warning("WORKFLOW.md change refused, keeping the last good config: %s", error)
+        self._refused = error
+
     def broken(self) -> str | None:
         """Why WORKFLOW.md, as it is now, does not load (None: it does). Until it is
         fixed no issue is dispatched anew (Symphony); what runs goes on under the last
@@ -156,11 +173,21 @@ class Dispatcher:
         return self.watcher.error if self.watcher is not None else None
 
     def _built(self) -> tuple[Tracker, AgentBackend]:
-        sha = self.config().sha256
-        if self._components is None or self._components[0] != sha:
-            tracker = self._tracker or make_tracker(self.config())
-            backend = self._backend or make_backend(self.config(), self.app.ai)
-            self._components = (sha, tracker, backend)
+        """The tracker and backend of the current config, each built anew only when
+        the settings it is built from changed: a new backend on every edit (a prompt's)
+        forgot the api backend's conversations, so an agent's next turn, or a person's
+        answer, started one afresh without what was said before."""
+        wf = self.config()
+        if self._components is None or self._components[0] != wf.sha256:
+            keys = _component_keys(wf)
+            made = self._components
+            tracker = self._tracker or (
+                made[1] if made and self._keys[0] == keys[0] else make_tracker(wf)
+            )
+            backend = self._backend or (
+                made[2] if made and self._keys[1] == keys[1] else make_backend(wf, self.app.ai)
+            )
+            self._components, self._keys = (wf.sha256, tracker, backend), keys
         return self._components[1], self._components[2]
 
     def tracker(self) -> Tracker:
@@ -376,13 +403,12 @@ class Dispatcher:
         except Exception as exc:
             await self._rate_limited(exc)
             return False  # not sure: the next tick decides
-        config = self.config().config.tracker
-        fresh = found[0] if found else None
-        return (
-            fresh is not None
-            and config.is_active(fresh.state)
-            and set(config.required_labels) <= set(fresh.labels)
-        )
+        if not found:
+            return False
+        # the whole of a tick's eligibility (slots aside): an issue given to somebody
+        # else, or blocked, since the poll gets no new agent either
+        now = self.app.clock.now().timestamp()
+        return why_not(found[0], SchedulerState(), self.config().config, now) is None
 
     async def dispatch(self, issue: Issue) -> str:
         """Queue the issue's run: its first, or the next one if the last has ended."""
@@ -679,13 +705,19 @@ class Dispatcher:
             "operations": ["poll", "reconcile"],
         }
 
-    async def _pause(self, stop: asyncio.Event) -> None:
-        """Until the next tick: the poll interval, a `refresh`, or `stop`."""
+    async def _pause(self, stop: asyncio.Event, serving: asyncio.Future[None]) -> None:
+        """Until the next tick: the poll interval, a `refresh`, `stop`, or the end of
+        the worker `serving` the runs."""
         wake = self._wake = self._wake or asyncio.Event()
         interval = self.config().config.polling.interval_ms / 1000
-        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())}
+        waits: set[asyncio.Future[Any]] = {
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(wake.wait()),
+        }
         try:
-            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {*waits, serving}, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+            )
             wake.clear()  # before the next await: a refresh from now on asks for another tick
         finally:
             for w in waits:
@@ -712,7 +744,9 @@ class Dispatcher:
         cleaning: asyncio.Future[None] | None = None
         said: set[str] = set()  # the last tick's errors: one that lasts is logged once
         try:
-            while not stop.is_set():
+            # a worker that ended unasked (its database is no tether one ...) ends the
+            # serving, its error raised below: polling on dispatched runs nobody worked
+            while not stop.is_set() and not serving.done():
                 # at start-up, then now and then; beside the ticks, never holding one up
                 if ticks % CLEANUP_EVERY == 0 and (cleaning is None or cleaning.done()):
                     cleaning = asyncio.ensure_future(self._cleanup_in_background())
@@ -725,16 +759,18 @@ class Dispatcher:
                     said = set(report.errors)
                 except Exception:
                     log.exception("tick failed")
-                await self._pause(stop)
+                await self._pause(stop, serving)
         finally:
             if cleaning is not None:
                 cleaning.cancel()  # a hook it runs is killed with its process group
                 await asyncio.gather(cleaning, return_exceptions=True)
             worker.stop()
-            await serving
-            close = getattr(self._components[2] if self._components else None, "aclose", None)
-            if close is not None:  # a backend holding clients (api) lets them go
-                await close()
+            try:
+                await serving
+            finally:  # the worker's error raised, the backend's clients still let go
+                close = getattr(self._components[2] if self._components else None, "aclose", None)
+                if close is not None:  # a backend holding clients (api) lets them go
+                    await close()
 
 
 def _skipped(
@@ -749,6 +785,27 @@ def _skipped(
         reason = why_not(issue, state, config, now)
         if reason is not None and issue.identifier not in report.dispatched:
             report.skipped[issue.identifier] = reason
+
+
+# the agent settings a backend is built from (`make_backend`): the others are limits
+_BACKEND_FIELDS = frozenset(
+    {"backend", "command", "model", "max_tool_rounds", "command_timeout_ms", "max_sessions"}
+)
+
+
+def _component_keys(wf: WorkflowFile) -> tuple[str, str]:
+    """What the config's tracker and backend are built from, each as one string (the
+    tracker's secret as its digest: a new token builds a new tracker)."""
+    t = wf.config.tracker
+    secret = hashlib.sha256((tracker_secret(t) or "").encode()).hexdigest()
+    tracker = json.dumps([t.model_dump(mode="json"), secret], sort_keys=True, default=str)
+    a = wf.config.agent
+    backend = json.dumps(
+        [a.model_dump(mode="json", include=set(_BACKEND_FIELDS)), a.script],
+        sort_keys=True,
+        default=str,
+    )
+    return tracker, backend
 
 
 def _state(text: str | None) -> dict[str, Any]:
