@@ -50,8 +50,11 @@ class LiveView:
         self._before = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             self._live.start(refresh=True)
-        except BaseException:
-            signal.signal(signal.SIGTERM, self._before)
+        except BaseException:  # Ctrl-C in the first draw: rich stops a Live only on an
+            try:  # Exception, and the terminal was left with its cursor hidden
+                self._live.stop()
+            finally:
+                signal.signal(signal.SIGTERM, self._before)
             raise
         return self
 

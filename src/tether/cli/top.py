@@ -23,6 +23,8 @@ from ._live import LiveView
 
 __all__ = ["top"]
 
+_MAX_ROWS = 1000  # more than any screen holds, and well inside a database's integers
+
 
 def _counts(runs: list[tuple[str, str, int]]) -> Text:
     by_status: Counter[str] = Counter()
@@ -79,7 +81,8 @@ async def frame(app: App, rows: int) -> Group:
 @click.command("top", short_help="Live counts, busy queues and costly runs.")
 @click.option("--interval", default=1.0, show_default=True, type=float,
               help="Seconds between redraws.")  # fmt: skip
-@click.option("--rows", default=10, show_default=True, type=int, help="Rows per table.")
+@click.option("--rows", default=10, show_default=True, type=int,
+              help=f"Rows per table (1 to {_MAX_ROWS}).")  # fmt: skip
 @click.option("--once", is_flag=True, help="Draw once and exit.")
 @db_state
 def top(state: CliState, interval: float, rows: int, once: bool) -> None:
@@ -87,8 +90,8 @@ def top(state: CliState, interval: float, rows: int, once: bool) -> None:
     the queues with the most waiting jobs, and the unfinished runs that cost the most.
     Ctrl-C (exit 130) or SIGTERM (exit 143) ends it."""
     redraw_interval(interval)
-    if rows < 1:
-        fail(EXIT_USAGE, f"--rows must be at least 1, got {rows}")
+    if not 1 <= rows <= _MAX_ROWS:  # 10**20 rows: a traceback from the database driver
+        fail(EXIT_USAGE, f"--rows must be from 1 to {_MAX_ROWS}, got {rows}")
     app = read_app(state)
     try:
         view: Group = guard(lambda: app.run_sync(frame(app, rows)))

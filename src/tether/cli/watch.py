@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..ai import budget_stops
-from ..record import RunRecord
+from ..record import EventRecord, RunRecord
 from ..store import RunStatus, StepStatus
 from ._common import (
     EXIT_FAILED,
@@ -29,7 +29,7 @@ from ._common import (
     text,
 )
 from ._db import read_app
-from ._format import cell, cost_text, short, status_text, step_status, ts
+from ._format import cell, clip, cost_text, short, status_text, step_status, ts
 from ._live import LiveView
 
 __all__ = ["render_run", "watch"]
@@ -96,10 +96,18 @@ def render_run(rec: RunRecord, now: datetime, waits: list[str], last: int = 8) -
     parts.append(_stages(rec) if rec.stages else _steps(rec, last))
     if waits:
         parts.append(Text.assemble(("waiting on: ", "bold"), ", ".join(waits)))
-    events = rec.events[-3:]
-    parts.append(Text("\n".join(f"  {e.seq} {e.type} {e.message or ''}" for e in events),
-                      style="dim"))  # fmt: skip
+    parts += [_event_line(e) for e in rec.events[-3:]]
     return Group(*parts)  # type: ignore[arg-type]
+
+
+def _event_line(e: EventRecord) -> Text:
+    """One screen line per event, as the header's last error is cut short: a failure's
+    message of many lines (a traceback, an HTTP body) filled the screen, and on a live
+    terminal pushed the frame past its height, where rich cuts it off."""
+    message = clip((e.message or "").replace("\r", "\\r").replace("\n", "\\n"))
+    line = cell(f"  {e.seq} {e.type} {message}".rstrip(), style="dim")
+    line.no_wrap, line.overflow = True, "ellipsis"
+    return line
 
 
 @click.command("watch", short_help="A live view of one run until it ends.")
