@@ -63,3 +63,31 @@ async def test_pass_time_fails_naming_a_run_stuck_in_a_step_instead_of_hanging(
     # the run was left alone: it ends once the gate opens
     assert (await tether_app.aresult("g1", timeout=5)).value == "through"
     assert (await tether_app.aget_run("g1")).status is RunStatus.COMPLETED
+
+
+async def test_pass_time_fails_naming_a_ticks_run_stuck_in_a_step_instead_of_hanging(
+    tether_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schedule's tick is driven by `pass_time` itself, as a worker would; a step of
+    it waiting for a gate the test opens afterwards hung `pass_time` for good."""
+    monkeypatch.setattr(testing, "REST_TIMEOUT", 0.3, raising=False)
+    gate = asyncio.Event()
+
+    async def wait_for_gate() -> str:
+        await gate.wait()
+        return "through"
+
+    @tether_app.workflow(name="hourly")
+    async def hourly(wf: Workflow) -> str:
+        return await wf.step("gate", wait_for_gate)
+
+    tether_app.schedule(hourly, cron="0 * * * *")
+    try:
+        async with asyncio.timeout(10):  # the old code never returned
+            with pytest.raises(AssertionError, match=r"run of a schedule's tick, 'hourly@"):
+                await pass_time(tether_app, timedelta(hours=1))
+    finally:
+        gate.set()
+    (run,) = await tether_app.alist_runs(workflow="hourly")
+    # the run was left alone: it ends once the gate opens
+    assert (await tether_app.aresult(run.workflow_id, timeout=5)).value == "through"
