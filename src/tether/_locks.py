@@ -12,7 +12,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -208,13 +208,14 @@ class Locks:
             while True:
                 tried = place.first() or waited() >= timeout
                 if tried:
-                    res = await self._lock(handle, ttl, NewEvent("mutex.acquired", handle.key))
+                    async with self._let_go_unless_done(handle):
+                        res = await self._lock(handle, ttl, NewEvent("mutex.acquired", handle.key))
                     if res.outcome is not LockOutcome.CONFLICT:
                         return
                     row: LockRow | None = res.row
                 else:  # another waiter here goes first: look at the holder, take nothing
                     row = await self._rt.store.get_lock(MUTEX_SCOPE, handle.key)
-                if await self._between_tries(handle.key, row, looks, place):
+                if await self._between_tries(handle, ttl, row, looks, place):
                     continue
                 remaining = timeout - waited()
                 if remaining <= 0 and tried and row is not None:
@@ -222,11 +223,12 @@ class Locks:
                 await self._rt.waker.wait(handle.key, max(0.0, min(poll, remaining)))
 
     async def _between_tries(
-        self, key: str, row: LockRow | None, looks: _Looks, place: _Place
+        self, handle: MutexHandle, ttl: float, row: LockRow | None, looks: _Looks, place: _Place
     ) -> bool:
         """What a waiter does while `row`'s holder keeps the key: stop if the App drains
-        or the run is cancelled, or at once on a deadlock; True if it freed the key (a
-        holder that is this run's dead incarnation, or a process gone): try again."""
+        or the run is cancelled, or at once on a deadlock; True if it took the key back
+        (from this run's dead incarnation) or freed it (a process gone): try again."""
+        key = handle.key
         if self._rt.draining:
             raise self._run.unwind(HandBack())
         if looks.due("check", CANCEL_CHECK_EVERY):
@@ -234,9 +236,10 @@ class Locks:
         if row is None or row.released_at is not None:
             return False
         if self._earlier_self(row):  # the run's own: it goes on in its block, ahead of all
-            place.to_front()  # (before the release: no waiter here tries in between)
-            if await self._take_back(row):
-                return True
+            place.to_front()  # (its next try, a renewal, is this waiter's)
+            async with self._let_go_unless_done(handle):
+                if await self._take_back(handle, ttl, row):
+                    return True
         if await self._evict_dead(row):
             return True
         if not looks.asked_above:  # (once: a holder awaiting this run holds on till it ends)
@@ -339,24 +342,56 @@ class Locks:
             return False
         return int(parts[1][1:]) < generation  # (not a concurrent branch of this one)
 
-    async def _take_back(self, row: LockRow) -> bool:
+    async def _take_back(self, handle: MutexHandle, ttl: float, row: LockRow) -> bool:
         """A mutex held by an earlier owner generation of this same run belongs to the
-        run: its holder died (we own the run now), so release it at once instead of
-        waiting out its claim. True if released."""
+        run: its holder died (we own the run now), so the hold passes to `handle` at
+        once instead of waiting out its claim, in one change (a release, then an
+        acquire, let a waiter of another process polling in between take the key while
+        the resumed run went on in its block). True if it is ours."""
         if not self._earlier_self(row):
             return False
-        released = await self._rt.store.release_lock(
+        res = await self._rt.store.acquire_lock(
             MUTEX_SCOPE,
             row.key,
-            row.holder,
+            handle.holder,
+            ttl=ttl,
             now=self._rt.clock.store_time(),
             fence=self._run.fence,
-            event=NewEvent(
+            on_acquire=NewEvent("mutex.acquired", row.key),
+            take_from=row.holder,
+            on_take=NewEvent(
                 "mutex.taken_back", row.key, dump_json({"from": row.holder}, what="event")
             ),
             at=self._rt.clock.now(),
         )
-        return released is not None and released.outcome is not LockOutcome.CONFLICT
+        return res.outcome is not LockOutcome.CONFLICT
+
+    @asynccontextmanager
+    async def _let_go_unless_done(self, handle: MutexHandle) -> AsyncIterator[None]:
+        """Release `handle`'s key if a try to take it ends in an error or a cancel: the
+        store may have committed it before the reply came (a task cancelled in
+        between), and nothing would renew or release it: it stayed held, by nobody,
+        until `stale_after`. Shielded; by holder alone (frees no one else's)."""
+        try:
+            yield
+        except BaseException:
+            await asyncio.shield(self._let_go(handle))
+            raise
+
+    async def _let_go(self, handle: MutexHandle) -> None:
+        try:
+            await self._rt.store.release_lock(
+                MUTEX_SCOPE,
+                handle.key,
+                handle.holder,
+                now=self._rt.clock.store_time(),
+                at=self._rt.clock.now(),
+            )
+        except Exception as exc:  # (the database is down: the key lapses instead)
+            log.warning(
+                "run %s: letting go of mutex %r failed: %s", self._run.workflow_id, handle.key, exc
+            )
+        self._rt.waker.notify(handle.key)
 
     async def _evict_dead(self, row: LockRow) -> bool:
         """Release at once, rather than `stale_after` after its last renewal, a mutex

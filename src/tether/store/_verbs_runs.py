@@ -495,6 +495,8 @@ class RunVerbs(StoreBase):
         detail: str | None = None,
         on_acquire: NewEvent | None = None,
         on_renew: NewEvent | None = None,
+        take_from: str | None = None,
+        on_take: NewEvent | None = None,
         at: datetime,
     ) -> LockResult:
         """Acquire if free, released or expired; renew if `holder` holds it.
@@ -504,29 +506,36 @@ class RunVerbs(StoreBase):
         the change is refused (`StaleOwnerError`) once the run has a newer owner, with
         an event or without one: a renewal with none (a mutex's acquire retried after
         its reply was lost) kept an old owner's hold alive beside the new owner's.
+
+        `take_from`: a holder (a dead earlier owner of the fence's run) whose hold,
+        active or not, passes to `holder` in this change (`on_take` written before
+        `on_acquire`). A release then an acquire let a waiter in between take the key
+        from the run going on in its block.
         """
         run = None if fence is None else fence.workflow_id
         p = {"scope": scope, "key": key, "holder": holder, "ttl": ttl, "detail": detail}
 
         async def body(tx: Tx) -> LockResult:
             cur = await tx.one("lock_current", scope=scope, key=key, now=tx.now(now))
+            events = [on_acquire]
             if cur is None:  # nobody ever held it: insert (a racing inserter wins on PG)
                 row = await tx.one("lock_insert", **p, run=run, now=tx.now(now))
                 if row is None:
                     cur = await tx.one("lock_current", scope=scope, key=key, now=tx.now(now))
-                outcome, event = LockOutcome.ACQUIRED, on_acquire
+                outcome = LockOutcome.ACQUIRED
             if cur is not None:
                 current, t, active = _current(tx.rows, cur)
-                if active and current.holder != holder:
+                taken = _takes(current, take_from, run)
+                if active and current.holder != holder and not taken:
                     return LockResult(LockOutcome.CONFLICT, current)
-                if active:
-                    outcome, event = LockOutcome.RENEWED, on_renew
+                if active and not taken:
+                    outcome, events = LockOutcome.RENEWED, [on_renew]
                     row = await tx.one("lock_extend", **p, t=t)
                 else:
-                    outcome, event = LockOutcome.ACQUIRED, on_acquire
+                    outcome, events = LockOutcome.ACQUIRED, [on_take if taken else None, *events]
                     row = await tx.one("lock_take", **p, t=t, run=run)
             if fence is not None:  # in this transaction: a refused fence undoes the change
-                await self._events(tx, fence, [] if event is None else [event], at)
+                await self._events(tx, fence, [e for e in events if e is not None], at)
             return LockResult(outcome, tx.rows.lock(row))
 
         return await self._tx("fast", body)
@@ -603,6 +612,16 @@ class RunVerbs(StoreBase):
             ),
             single=True,
         )
+
+
+def _takes(current: LockRow, take_from: str | None, run: str | None) -> bool:
+    """Whether `current`, unreleased, is the hold of `take_from` taken by its own run."""
+    return (
+        take_from is not None
+        and current.holder == take_from
+        and current.released_at is None
+        and current.run_id == run
+    )
 
 
 def _current(rows: Rows, cur: Sequence[Any]) -> tuple[LockRow, Any, bool]:
