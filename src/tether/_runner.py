@@ -58,6 +58,7 @@ from .store import (
     RunRow,
     RunStatus,
     StepRow,
+    StepStatus,
     WaitRow,
     WaitStatus,
 )
@@ -766,6 +767,7 @@ class Runner:
         self._rt.run_defs.pop(st.workflow_id, None)
         run = await self._store.get_run(st.workflow_id)
         await self._cancel_unwaited(st, run is not None and run.cancel_requested == "compensate")
+        await self._close_cancelled_steps(st)
         if run is not None and run.cancel_requested == "compensate":
             await self._finish_compensation(wf, st)
         st.emit("workflow.cancelled")
@@ -859,21 +861,48 @@ class Runner:
         of a for_each the run left, or in a task its code never awaited. They stayed
         `running` in the record of an ended run for good (a parked or handed-back run
         keeps them: they run again on resume)."""
-        for key in sorted(st.in_flight):
-            exc = TetherError(
-                f"step {key!r} was still running when run {st.workflow_id!r} ended "
-                f"{status.value}: it was cut short, or left running in a task the run's "
-                "code never awaited"
-            )
+        await self._fail_cut_short(
+            st.fence, st.workflow_id, sorted(st.in_flight), now,
+            f"was still running when run {st.workflow_id!r} ended {status.value}: it was "
+            "cut short, or left running in a task the run's code never awaited",
+        )  # fmt: skip
+        st.in_flight.clear()
+
+    async def _close_cancelled_steps(self, st: RunState) -> None:
+        """Record failed the steps of a cancelled run still `running` in its record: a
+        step that ran on as the cancel landed (its result refused, or dropped with the
+        write it rode on), or one left in a task never awaited. `cancel_run` ends the
+        run, not its steps, so they read `running` in the record for good. Written
+        under this drive's claim as compensating (a cancelled run's writes are refused
+        otherwise); a process that took the run over since is left to it."""
+        st.in_flight.clear()
+        try:
+            left = [s.key for s in await self._store.load_steps(st.workflow_id)
+                    if s.status is StepStatus.RUNNING]  # fmt: skip
+        except StoreError as err:
+            log.warning("could not read the steps of cancelled run %s: %s", st.workflow_id, err)
+            return
+        fence = Fence(st.workflow_id, st.fence.generation, compensating=True)
+        await self._fail_cut_short(
+            fence, st.workflow_id, left, self._clock.now(),
+            f"was still running when run {st.workflow_id!r} was cancelled: it was cut "
+            "short by the cancel (a result it returned since was discarded)",
+        )  # fmt: skip
+
+    async def _fail_cut_short(
+        self, fence: Fence, workflow_id: str, keys: list[str], now: datetime, why: str
+    ) -> None:
+        """Record each step of `keys` failed for good, cut short for the reason `why`."""
+        for key in keys:
+            exc = TetherError(f"step {key!r} {why}")
             try:
                 await self._store.fail_step(
-                    st.fence, key, error=encode_error(exc, retryable=False), final=True,
+                    fence, key, error=encode_error(exc, retryable=False), final=True,
                     at=now, event=NewEvent("step.failed", key, '{"cut_short":true}'),
                 )  # fmt: skip
-            except StoreError as err:  # the run's end is what matters now
+            except (StoreError, RunCancelledError) as err:  # the run's end matters more
                 log.warning("could not record step %r of run %s as cut short: %s",
-                            key, st.workflow_id, err)  # fmt: skip
-        st.in_flight.clear()
+                            key, workflow_id, err)  # fmt: skip
 
     async def _call(self, st: RunState, defn: WorkflowDef, args: tuple[Any, ...]) -> Any:
         if not self._rt.interceptors:
@@ -978,8 +1007,8 @@ class Runner:
         (with nothing to compensate it simply stays cancelled); the status it ended
         in, None if it was handed back."""
         st.begin_compensation()
-        if not st.compensations:
-            status, event = RunStatus.CANCELLED, "workflow.cancelled"
+        if not st.compensations:  # its own event: the cancel wrote `workflow.cancelled`
+            status, event = RunStatus.CANCELLED, "workflow.nothing_to_compensate"
         else:
             self._undoing.add(st.workflow_id)
             try:
