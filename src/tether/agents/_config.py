@@ -23,7 +23,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -35,6 +35,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from ..ai import Budget
 from ._errors import TemplateError, WorkflowFileError
@@ -70,6 +71,13 @@ _ENV_REF = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_
 _PATH_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _REPO = re.compile(r"[^/\s]+/[^/\s]+")  # github: owner/name
 
+# upper bounds of the numeric settings: a value past them is a typo, and the huge ones
+# overflowed later (a timer's datetime, ``Budget``'s finite check on every attempt)
+DAY_MS = 86_400_000  # a timeout, an interval or a backoff: at most a day
+MAX_COUNT = 10_000  # turns, retries, agents, tool rounds
+MAX_USD = 1_000_000
+MAX_TOKENS = 10**12
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -82,7 +90,9 @@ class _Section(BaseModel):
             for key, value in data.items():
                 field = cls.model_fields.get(str(key))
                 if isinstance(value, bool) and field is not None and field.annotation is not bool:
-                    raise ValueError(f"{key} must not be {str(value).lower()}; give a value")
+                    allowed = _allowed(field)
+                    said = f" ({allowed})" if allowed else ""
+                    raise ValueError(f"{key} must not be {str(value).lower()}; give a value{said}")
         return data
 
 
@@ -151,7 +161,7 @@ class TrackerSettings(_Section):
 
 
 class PollingSettings(_Section):
-    interval_ms: int = Field(default=30_000, gt=0)
+    interval_ms: int = Field(default=30_000, ge=1, le=DAY_MS)
 
 
 class WorkspaceSettings(_Section):
@@ -160,8 +170,8 @@ class WorkspaceSettings(_Section):
     (oldest first), never one an agent is working in."""
 
     root: str = str(Path(tempfile.gettempdir()) / "tether_workspaces")
-    max_age_days: float | None = Field(default=None, gt=0)
-    max_total_mb: float | None = Field(default=None, gt=0)
+    max_age_days: float | None = Field(default=None, gt=0, le=36_500)  # a century
+    max_total_mb: float | None = Field(default=None, gt=0, le=10**9)  # a petabyte
 
 
 class HooksSettings(_Section):
@@ -169,7 +179,7 @@ class HooksSettings(_Section):
     before_run: str | None = None
     after_run: str | None = None
     before_remove: str | None = None
-    timeout_ms: int = Field(default=60_000, gt=0)
+    timeout_ms: int = Field(default=60_000, ge=1, le=DAY_MS)
 
 
 class AgentSettings(_Section):
@@ -180,19 +190,19 @@ class AgentSettings(_Section):
     backend: Literal["api", "claude", "codex", "command", "mock"] = "codex"
     command: str | None = None
     model: str | None = None  # api: 'provider:model', e.g. 'anthropic:claude-sonnet-4-5'
-    max_tool_rounds: int = Field(default=50, gt=0)  # api: model calls in one turn
-    command_timeout_ms: int = Field(default=300_000, gt=0)  # api: one run_command
-    max_sessions: int = Field(default=100, gt=0)  # api: conversations kept in memory
+    max_tool_rounds: int = Field(default=50, ge=1, le=MAX_COUNT)  # api: model calls in one turn
+    command_timeout_ms: int = Field(default=300_000, ge=1, le=DAY_MS)  # api: one run_command
+    max_sessions: int = Field(default=100, ge=1, le=MAX_COUNT)  # api: conversations kept in memory
     script: list[Any] = []  # mock: one entry per turn
-    max_concurrent_agents: int = Field(default=10, gt=0)
+    max_concurrent_agents: int = Field(default=10, ge=1, le=MAX_COUNT)
     max_concurrent_agents_by_state: dict[str, int] = {}
-    max_turns: int = Field(default=20, gt=0)
-    max_retries: int | None = Field(default=5, ge=0)
-    max_retry_backoff_ms: int = Field(default=300_000, gt=0)
-    turn_timeout_ms: int = Field(default=3_600_000, gt=0)
-    stall_timeout_ms: int = Field(default=300_000, ge=0)
-    rate_limit_cooldown_ms: int = Field(default=60_000, ge=0)
-    shutdown_grace_ms: int = Field(default=30_000, ge=0)  # turns in flight at SIGTERM
+    max_turns: int = Field(default=20, ge=1, le=MAX_COUNT)
+    max_retries: int | None = Field(default=5, ge=0, le=MAX_COUNT)
+    max_retry_backoff_ms: int = Field(default=300_000, ge=1, le=DAY_MS)
+    turn_timeout_ms: int = Field(default=3_600_000, ge=1, le=DAY_MS)
+    stall_timeout_ms: int = Field(default=300_000, ge=0, le=DAY_MS)
+    rate_limit_cooldown_ms: int = Field(default=60_000, ge=0, le=DAY_MS)
+    shutdown_grace_ms: int = Field(default=30_000, ge=0, le=DAY_MS)  # turns in flight at SIGTERM
 
     @field_validator("max_concurrent_agents_by_state", mode="before")
     @classmethod
@@ -203,8 +213,11 @@ class AgentSettings(_Section):
         caps: dict[str, int] = {}
         named: dict[str, str] = {}
         for state, cap in value.items():
-            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-                raise ValueError(f"the cap of state {state!r} must be an integer > 0, got {cap!r}")
+            if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_COUNT:
+                raise ValueError(
+                    f"the cap of state {state!r} must be an integer > 0, got {_shown(cap)}; "
+                    f"give one from 1 to {MAX_COUNT:,}"
+                )
             key = normalise_state(str(state))
             if key in named:
                 raise ValueError(
@@ -223,8 +236,8 @@ class AgentSettings(_Section):
 class BudgetSettings(_Section):
     """Per-issue AI spend, summed over every run of the issue (retries included)."""
 
-    max_usd: float | None = Field(default=None, gt=0)
-    max_tokens: int | None = Field(default=None, gt=0)
+    max_usd: float | None = Field(default=None, gt=0, le=MAX_USD)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     warn_at: float = Field(default=0.8, gt=0, le=1)
     on_exceed: Literal["fail", "pause"] = "pause"
     period: Literal["hour", "day", "week", "month"] | None = None  # else the issue's life
@@ -391,11 +404,58 @@ def _explain(exc: ValidationError, where: str) -> WorkflowFileError:
             )
         elif e["type"] == "extra_forbidden":
             fix = f"remove {key} or check its spelling" + _did_you_mean(e["loc"])
+        elif e["type"] in _OUT_OF_RANGE and (allowed := _allowed(_field_of(e["loc"]))):
+            problems.append(f"{key} must be {allowed} (got {_shown(e.get('input'))})")
+            continue
         else:
-            shown = "<secret>" if "api_key" in key else repr(e.get("input"))
+            shown = "<secret>" if "api_key" in key else _shown(e.get("input"))
             fix = f"got {shown}" + _one_of(e)
         problems.append(f"{key}: {e['msg']} ({fix})")
     return WorkflowFileError(f"{where}: " + "; ".join(problems), code="invalid_config")
+
+
+# pydantic's refusals of a number out of its setting's bounds (or none at all)
+_OUT_OF_RANGE = {
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "finite_number",
+    "int_from_float",
+    "int_parsing",
+    "int_parsing_size",
+    "float_parsing",
+}
+
+
+def _field_of(loc: tuple[int | str, ...]) -> FieldInfo | None:
+    """The setting a ``(section, key)`` location names, None for anything else."""
+    section = WorkflowConfig.model_fields.get(str(loc[0])) if len(loc) == 2 else None
+    model = section.annotation if section is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    return model.model_fields.get(str(loc[1]))
+
+
+def _allowed(field: FieldInfo | None) -> str:
+    """What a numeric setting takes, from its bounds: ``an integer from 1 to 10,000``,
+    ``a number > 0 and <= 1,000,000``; "" for a setting without bounds."""
+    if field is None:
+        return ""
+    bounds = {k: getattr(m, k) for m in field.metadata for k in ("gt", "ge", "le") if hasattr(m, k)}
+    if "le" not in bounds:
+        return ""
+    top = f"{bounds['le']:,}"
+    if int in get_args(field.annotation) or field.annotation is int:
+        return f"an integer from {bounds.get('ge', 0):,} to {top}"
+    low = f"> {bounds['gt']:,}" if "gt" in bounds else f">= {bounds.get('ge', 0):,}"
+    return f"a number {low} and <= {top}"
+
+
+def _shown(value: Any) -> str:
+    """A refused value as the error shows it: a 400-digit number cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
 
 
 def _did_you_mean(loc: tuple[int | str, ...]) -> str:

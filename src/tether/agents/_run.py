@@ -57,6 +57,7 @@ from ._scheduler import (
     WorkerExit,
     apply_event,
     retry_delay,
+    why_not,
 )
 from ._turns import TurnOutcome, run_turn, unless_cancelled
 from ._workspace import WorkspaceManager
@@ -78,6 +79,7 @@ COOLDOWN_SCOPE = "agents.cooldown"
 TERMINAL_STOP = "issue terminal"  # the cancel reason that also removes the workspace
 NO_SLOT = "no_slot"  # an attempt's outcome: its state's slots are all taken
 SLOT_MUTEX_WAIT = 600.0  # seconds an attempt waits for its state's mutex (held briefly)
+BLOCKED = "blocked by"  # how `why_not` begins the reason of an issue with open blockers
 
 
 def issue_key(tracker: str, identifier: str) -> str:
@@ -174,6 +176,9 @@ class IssueRunner:
                 state, issue, attempt, _ = nxt
                 continue
             outcome, answer = got, None
+            if outcome.get("released"):  # blocked under its agent: nothing more to do
+                await self._phase(wf, issue, "released", error=outcome["released"])
+                return {"issue": issue.identifier, "released": outcome["released"]}
             moved = outcome.get("handed_off")
             if moved and not self.current().config.tracker.is_active(moved):
                 # the run moved its issue out of the active states itself: done, no
@@ -605,10 +610,11 @@ class IssueRunner:
                 return outcome
             if turn == max_turns:
                 break
-            if not await self._still_active(wf, issue):
-                # closed or moved during the turn (by the agent, by a person): it stays
-                # where it is, no hand-off; the re-check after the exit releases it
-                return outcome
+            why = await self._still_eligible(wf, issue)
+            if why is not None:
+                # closed, moved, reassigned or blocked during the turn (by the agent, by a
+                # person): it stays where it is, no hand-off (see `_ineligible`)
+                return _ineligible(outcome, why)
             text = continuation_prompt(turn + 1, max_turns)
         return await self._handoff(wf, issue, outcome)
 
@@ -708,18 +714,26 @@ class IssueRunner:
             "retry_after": (until - now).total_seconds(),
         }
 
-    async def _still_active(self, wf: Workflow, issue: Issue) -> bool:
+    async def _still_eligible(self, wf: Workflow, issue: Issue) -> str | None:
+        """Why the agent takes no further turn (None: it goes on): the issue as the
+        tracker has it now, judged as the dispatcher judges a candidate (`_not_eligible`).
+        A failed refresh keeps the agent going; a tick decides once the tracker answers."""
         fetched: dict[str, Any] = await wf.step("recheck", partial(self._fetch, issue.id))
         if fetched.get("error"):
-            return True  # a failed refresh keeps the agent going
+            return None
         found = fetched.get("issue")
         if not found:
-            return False
-        config = self.current().config
-        now = Issue.from_dict(found)
-        return config.tracker.is_active(now.state) and set(config.tracker.required_labels) <= set(
-            now.labels
-        )
+            return "no longer visible in the tracker"
+        return self._not_eligible(Issue.from_dict(found))
+
+    def _not_eligible(self, issue: Issue) -> str | None:
+        """Why `issue` is not one an agent may work on now (None: it is): the whole of
+        the dispatcher's eligibility, slots and claims aside (`why_not` with an empty
+        scheduler state), so a run stops on what would not dispatch it: a state that is
+        not active, an issue given to somebody else (not dispatchable), a required label
+        taken off, or a `todo` issue blocked by an open one."""
+        now = self.app.clock.now().timestamp()
+        return why_not(issue, SchedulerState(), self.current().config, now)
 
     async def _handoff(self, wf: Workflow, issue: Issue, outcome: TurnOutcome) -> TurnOutcome:
         target = self.current().config.tracker.handoff_state
@@ -736,6 +750,8 @@ class IssueRunner:
             # cooldown to end, then asks again
             await wf.sleep_until(datetime.fromisoformat(done["wait_until"]))
         moved = str(done.get("moved") or "")
+        if done.get("not_eligible"):
+            return _ineligible(outcome, str(done["not_eligible"]))
         return {**outcome, "handed_off": moved} if moved else outcome
 
     async def _move(self, run_id: str, issue: Issue, target: str) -> dict[str, Any]:
@@ -745,31 +761,40 @@ class IssueRunner:
         if until is not None:
             return {"wait_until": until.isoformat()}
         try:
-            return {"moved": await self._move_now(run_id, issue, target)}
+            return await self._move_now(run_id, issue, target)
         except TrackerError as exc:
             until = await self.tracker_rate_limited(exc)
             if until is None:
                 raise
             return {"wait_until": until.isoformat()}
 
-    async def _move_now(self, run_id: str, issue: Issue, target: str) -> str:
-        # the last turn may have closed or moved the issue: a terminal or no longer
-        # active issue is left where it is (moving it would re-open it)
+    async def _move_now(self, run_id: str, issue: Issue, target: str) -> dict[str, Any]:
+        """The hand-off of an issue still eligible (`_not_eligible`): the last turn, or a
+        person meanwhile, may have closed, moved, reassigned or blocked it, and it is
+        left where it is then (moving it would re-open it, or take it from its new
+        owner); ``not_eligible`` says why."""
         found = await self.tracker().fetch_issues_by_ids([issue.id])
         if not found:
-            return ""
-        now = found[0].state
-        if normalise_state(now) == normalise_state(target):
-            return target
-        if not self.current().config.tracker.is_active(now):
-            log.info(
-                "no hand-off: the issue is %s now",
-                now,
-                extra={"run": run_id, "issue": issue.identifier},
-            )
-            return ""
+            return {"moved": ""}
+        if normalise_state(found[0].state) == normalise_state(target):
+            return {"moved": target}
+        why = self._not_eligible(found[0])
+        if why is not None:
+            extra = {"run": run_id, "issue": issue.identifier}
+            log.info("no hand-off: %s", why, extra=extra)
+            return {"moved": "", "not_eligible": why}
         await self.tracker().move(issue.id, target, marker=f"tether-run:{run_id}:handoff")
-        return target
+        return {"moved": target}
+
+
+def _ineligible(outcome: TurnOutcome, why: str) -> TurnOutcome:
+    """The attempt's outcome once its issue is no longer eligible: no further turn and
+    no hand-off. A blocked issue also ends its run (``released``): the re-check of a
+    continuation would dispatch it again, turn after turn, while Symphony leaves a
+    blocked issue alone until its blockers are done (a tick dispatches it then). Any
+    other reason is left to that re-check, which releases the issue (and removes the
+    workspace of a terminal one)."""
+    return {**outcome, "released": why} if why.startswith(BLOCKED) else outcome
 
 
 def _budget_hint(identifier: str) -> str:
