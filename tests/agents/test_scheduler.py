@@ -212,6 +212,27 @@ def test_retry_due_refresh_failure_and_release_rules() -> None:
     assert [type(e).__name__ for e in eff] == ["CleanWorkspace", "Release"]
 
 
+@pytest.mark.parametrize(
+    ("now", "why"),
+    [
+        (issue("A", blocked_by=(Blocker("B", "B", "Todo"),)), "blocked by B"),
+        (issue("A", dispatchable=False), "not dispatchable"),
+        (replace(issue("A"), labels=()), "missing required labels ['agent']"),
+    ],
+)
+def test_a_retry_of_an_issue_no_longer_eligible_releases_it_saying_why(
+    now: Issue, why: str
+) -> None:
+    """A failed issue blocked, reassigned or unlabelled before its retry came due was
+    dispatched again (only its state was checked), or released as "not active"."""
+    s = SchedulerState(running={"A": RunningEntry(issue("A"), None, 0)})
+    s, _ = apply_event(s, WorkerExit("A", 0.0, "failure", "x"), CONFIG)
+    s, eff = apply_event(s, RetryDue("A", 20.0, now), CONFIG)
+    (release,) = eff
+    assert type(release).__name__ == "Release" and release.reason == why  # type: ignore[attr-defined]
+    assert "A" not in s.running and "A" not in s.retrying
+
+
 def test_a_rate_limit_sets_a_cooldown_and_waits_at_least_that_long() -> None:
     s = SchedulerState(running={"A": RunningEntry(issue("A"), None, 0)})
     s, eff = apply_event(

@@ -492,8 +492,12 @@ def _retry_due(state: SchedulerState, event: RetryDue, config: WorkflowConfig) -
             CleanWorkspace(event.issue_id, entry.identifier),
             Release(event.issue_id, "terminal"),
         ]
-    if not (config.tracker.is_active(issue.state) and _routable(issue, config)):
-        return after, [Release(event.issue_id, f"state {issue.state!r} is not active")]
+    # the whole of a candidate's eligibility, claims and slots aside: an issue given to
+    # somebody else, or a `todo` one blocked by an open issue, since it failed is
+    # released (Symphony), not dispatched again
+    why = why_not(issue, SchedulerState(), config, event.now)
+    if why is not None:
+        return after, [Release(event.issue_id, why)]
     if available_slots(after, config, issue.state) <= 0:  # Symphony: requeued, attempt+1
         again = replace(entry, attempt=entry.attempt + 1, error=NO_SLOTS)
         delay = retry_delay("failure", again.attempt, config.agent.max_retry_backoff_ms)
