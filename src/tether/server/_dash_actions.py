@@ -217,6 +217,14 @@ def _local(path: str, root: str) -> str:
     return path if path.startswith("/") and not path.startswith(("//", "/\\")) else root + "/"
 
 
+@actions_router.get("/-/login")
+async def login_page(request: Request, next: str = "") -> Response:
+    """The sign-in page at its own address: where a browser signed in with a ``read``
+    token goes to sign in with a ``write`` one (it had no way to), and what the address
+    a failed sign-in leaves in the bar shows when loaded again (it was a JSON 405)."""
+    return render(request, None, "login.html", problem=None, here=_local(next, mount_root(request)))
+
+
 @actions_router.post("/-/login")
 async def login(request: Request) -> Response:
     """The sign-in form: the token in the body (not in the address, nor in logs)."""
