@@ -808,7 +808,9 @@ class WorkflowAI:
                 )
             except ProviderError as exc:
                 if not exc.retryable:
-                    raise
+                    raise _unfetchable(
+                        job, batch_id, self._flow.workflow_id, ctx.name, exc
+                    ) from exc
                 log.warning(
                     "could not fetch the results of batch %s at %s (%s); fetching them again",
                     batch_id,
@@ -1631,6 +1633,23 @@ def _ended_short(
         )
     return ProviderError(
         f"{ended}: {done}; submit any that did not complete again in a new batch",
+        model=job.model,
+    )
+
+
+def _unfetchable(
+    job: _Job, batch_id: str, wid: str, step: str, exc: ProviderError
+) -> ProviderError:
+    """The error of an ended batch whose results the provider refused to hand over (a
+    revoked key, a file or URL not found): the provider's words alone ("answered 404:
+    not found: 'file-…'") named neither the batch nor that its completed requests were
+    billed and not recorded, nor the step that fetches them again."""
+    return ProviderError(
+        f"batch {batch_id} at {job.pname} ({job.model}) ended, but {job.pname} refused its "
+        f"results ({exc}), so the requests it completed (billed) are not in the call log; "
+        f"fix what it says, then fetch and record them with app.rerun_from({wid!r}, {step!r})",
+        status=exc.status,
+        request_id=exc.request_id,
         model=job.model,
     )
 

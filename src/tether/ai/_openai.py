@@ -156,7 +156,8 @@ class OpenAI(SDKProvider):
     async def batch_submit(
         self, model: str, items: list[BatchItem], tag: dict[str, str] | None = None
     ) -> str:
-        """Upload the requests and create the batch, `tag` as its metadata."""
+        """Upload the requests (a JSONL file in UTF-8) and create the batch, `tag` as its
+        metadata."""
         client = self._clients.get()
         lines = [
             json.dumps(
@@ -165,7 +166,8 @@ class OpenAI(SDKProvider):
                     "method": "POST",
                     "url": "/v1/chat/completions",
                     "body": self._body(model, item.request),
-                }
+                },
+                ensure_ascii=False,  # UTF-8 as counted (`batch_check`), not 6-byte escapes
             )
             for item in items
         ]
