@@ -97,7 +97,9 @@ async def _pick(
     of: dict[str, Any] = {}
     if "wnames" in p:
         of = {"wnames": tx.array(p["wnames"]), "wversions": tx.array(p["wversions"])}
-    for queue in queues:
+    # queues in one order for every claim: each capped one takes its lock, and two
+    # workers of `-q a,b` and `-q b,a` deadlocked (PostgreSQL broke it after a second)
+    for queue in sorted(queues):
         room = await _room(tx, queue, limit, limits.get(queue), now)
         if room > 0:
             rooms[queue] = room
@@ -222,6 +224,10 @@ class QueueVerbs(StoreBase):
         """
         if limit < 1 or not queues:
             return Claimed()
+        # "as many as there are" (a host's claim of 10**20) was a raw OverflowError on
+        # SQLite and "bigint out of range" on PostgreSQL; a quarter of the largest LIMIT
+        # leaves room for `_pick`'s candidates (four per free slot)
+        limit = min(limit, _MAX_LIMIT // 4)
         queues = list(dict.fromkeys(queues))  # a queue named twice is read once
         if not await self._any_due(queues, now):
             return Claimed()
