@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ._run_state import RunState
+from ._run_state import RunState, undo_step
 from ._steps import StepContext, is_async
 from .errors import InvalidArgumentError
 from .retry import RetryPolicy
@@ -52,7 +52,7 @@ async def compensate(wf: _Steps, st: RunState, ranks: Mapping[str, int] | None =
 
     for name, fn, value, retry in reversed(sorted(st.compensations, key=newest_last)):
         try:
-            await wf.step(f"compensate:{name}", _compensation(fn, value), retry=retry)
+            await wf.step(undo_step(name), _compensation(fn, value), retry=retry)
         except Exception as exc:
             log.warning("compensation of step %r in run %s failed: %r", name, st.workflow_id, exc)
             ok = False

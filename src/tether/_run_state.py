@@ -27,7 +27,7 @@ from .retry import RetryPolicy
 from .serde import load_json
 from .store import Fence, RunRow, StepRow, WaitRow, WaitStatus
 
-__all__ = ["STEP_RULE", "Compensation", "RunState", "name_scope"]
+__all__ = ["STEP_RULE", "Compensation", "RunState", "name_scope", "undo_step"]
 
 # the newest rule by which this release names steps, waits and recorded values (the
 # default of `NewRun.step_rule`); a run started under a newer one is not driven here.
@@ -38,6 +38,12 @@ __all__ = ["STEP_RULE", "Compensation", "RunState", "name_scope"]
 # step) names its calls from its own root, as it does when woken on its own (else its
 # steps were ``a[0]`` in one drive and ``a`` in the next: run again)
 STEP_RULE = 5
+
+
+def undo_step(key: str) -> str:
+    """The name of the step that runs step `key`'s compensation."""
+    return f"compensate:{key}"
+
 
 log = logging.getLogger("tether")
 
@@ -316,6 +322,13 @@ class RunState:
     def pending_waits(self) -> list[str]:
         """The waits the run is blocked on, each once, in the order reached."""
         return list(dict.fromkeys(self.blocked_on))
+
+    def undoes(self, key: str) -> bool:
+        """Whether step `key` is (or runs inside) the compensation of one of this run's
+        steps (`undo_step`): one an earlier drive left `running` was interrupted, and
+        runs again."""
+        root = key.split("/", 1)[0]
+        return any(root == undo_step(c.key) for c in self.compensations)
 
     def begin_compensation(self) -> None:
         """Switch a cancelled run's replay to running its compensations: its writes

@@ -413,7 +413,7 @@ class Runner:
             message = "interrupted step: " + ", ".join(interrupted) if interrupted else "clean exit"
             release = self._store.release_run
         try:
-            await release(
+            released = await release(
                 st.fence,
                 at=self._clock.now(),
                 event=NewEvent("workflow.handed_back", message, detail),
@@ -421,7 +421,26 @@ class Runner:
         except StoreError as exc:  # fenced out or unreachable: its claim will lapse
             log.warning("could not hand back run %s: %s", st.workflow_id, exc)
             return
+        if not released and not st.fence.compensating:  # no longer running under this claim
+            await self._close_if_cancelled(st)
         st.emit("workflow.handed_back", message)
+
+    async def _close_if_cancelled(self, st: RunState) -> None:
+        """A hand-back refused because another process cancelled the run while this
+        drive, cut short (an App's close, a worker's stop), had not learned so yet:
+        close the steps it left running, as the drive would have on learning of the
+        cancel. They read `running` in the cancelled run's record for good."""
+        try:
+            run = await self._store.get_run(st.workflow_id)
+        except StoreError as exc:
+            log.warning("could not read cancelled run %s: %s", st.workflow_id, exc)
+            return
+        if (  # (a process compensating it since holds a newer claim: left to it)
+            run is not None
+            and run.status is RunStatus.CANCELLED
+            and run.generation == st.fence.generation
+        ):
+            await self._close_cancelled_steps(st)
 
     async def _unfit_input(
         self, st: RunState, defn: WorkflowDef, run: RunRow, exc: ValidationError
@@ -868,25 +887,29 @@ class Runner:
         )  # fmt: skip
         st.in_flight.clear()
 
-    async def _close_cancelled_steps(self, st: RunState) -> None:
+    async def _close_cancelled_steps(self, st: RunState, *, left_by_another: bool = False) -> None:
         """Record failed the steps of a cancelled run still `running` in its record: a
         step that ran on as the cancel landed (its result refused, or dropped with the
-        write it rode on), or one left in a task never awaited. `cancel_run` ends the
-        run, not its steps, so they read `running` in the record for good. Written
-        under this drive's claim as compensating (a cancelled run's writes are refused
-        otherwise); a process that took the run over since is left to it."""
+        write it rode on), or one left in a task never awaited; `left_by_another`, one
+        an earlier process left as it died or was cut short (a compensation it left
+        runs again instead). `cancel_run` ends the run, not its steps, so they read
+        `running` in the record for good. Written under this drive's claim as
+        compensating (a cancelled run's writes are refused otherwise); a process that
+        took the run over since is left to it."""
         st.in_flight.clear()
         try:
             left = [s.key for s in await self._store.load_steps(st.workflow_id)
-                    if s.status is StepStatus.RUNNING]  # fmt: skip
+                    if s.status is StepStatus.RUNNING and not st.undoes(s.key)]  # fmt: skip
         except StoreError as err:
             log.warning("could not read the steps of cancelled run %s: %s", st.workflow_id, err)
             return
+        how = ("by the process that drove it, which no longer does"
+               if left_by_another else "by the cancel")  # fmt: skip
         fence = Fence(st.workflow_id, st.fence.generation, compensating=True)
         await self._fail_cut_short(
             fence, st.workflow_id, left, self._clock.now(),
             f"was still running when run {st.workflow_id!r} was cancelled: it was cut "
-            "short by the cancel (a result it returned since was discarded)",
+            f"short {how} (a result it returns since is discarded)",
         )  # fmt: skip
 
     async def _fail_cut_short(
@@ -1039,6 +1062,7 @@ class Runner:
                 pass
             except Exception as exc:
                 log.debug("replay for compensation of %s stopped: %r", run.workflow_id, exc)
+            await self._close_cancelled_steps(st, left_by_another=True)
             return await self._finish_compensation(wf, st)
 
     # -- results --------------------------------------------------------------------------------
