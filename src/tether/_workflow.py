@@ -248,6 +248,26 @@ class Workflow:
 
         return await self._step(name, known, idempotency_key, None, None, None, None, settled=True)
 
+    def undo_recorded(
+        self, key: str, fn: Callable[..., Any], *, retry: int | RetryPolicy | None = None
+    ) -> None:
+        """Register `fn` as the undo of step `key` (its key as recorded), already
+        completed, as ``step(..., compensate=fn)`` would have. Internal, for a layer that
+        learns only once the step is recorded whether it needs an undo (the remote
+        orchestrator, whose run was cancelled with compensation mid-invocation): calling
+        the step again would be a new step (``key#2``). Registered once per key."""
+        run = self._run
+        done = run.steps.get(key)
+        if done is None or done.status is not StepStatus.COMPLETED:
+            raise InvalidArgumentError(
+                f"step {key!r} of run {run.workflow_id!r} has not completed, so it has "
+                "nothing to undo: pass compensate= to wf.step instead"
+            )
+        check_compensation(fn, key)
+        if all(c.key != key for c in run.compensations):
+            value = load_result(done.result, None)
+            run.compensations.append(Compensation(key, fn, value, retry))
+
     async def _step(
         self,
         name: str,

@@ -196,6 +196,24 @@ class _Drive:
         await self.wf.step(TENANT, self._where, compensate=undo)
         if compensating:  # the replay learned that compensation: stop here
             raise RunCancelledError(self.wf.workflow_id)
+        try:
+            result = await self._invoke_until_done()
+        except RunCancelledError:
+            self._undoable()  # cancelled mid-invocation: compensated now, if asked
+            raise
+        self._undoable()  # a cancel landing as the run completes is compensated too
+        return result
+
+    def _undoable(self) -> None:
+        """Register the tenant's compensation on `TENANT` once the run is cancelled
+        while its drive runs (a cancel mid-invocation, or landing as it completes): a
+        cancel with compensate=True then asks the tenant to undo its steps, as the
+        replay of a parked run does. Never on a failure: the tenant compensated before
+        it answered that (the engine runs a cancelled run's undos only if asked)."""
+        self.wf.undo_recorded(TENANT, self._compensate_on_tenant)
+
+    async def _invoke_until_done(self) -> Any:
+        """Invocations until the run ends or parks: its result, or it raises."""
         last: RemoteUnavailableError | None = None
         while True:
             if self.wf.draining:  # shutting down: no new invocation, hand the run back
