@@ -380,13 +380,7 @@ class Locks:
 
     async def _let_go(self, handle: MutexHandle) -> None:
         try:
-            await self._rt.store.release_lock(
-                MUTEX_SCOPE,
-                handle.key,
-                handle.holder,
-                now=self._rt.clock.store_time(),
-                at=self._rt.clock.now(),
-            )
+            await self._release_by_holder(handle)
         except Exception as exc:  # (the database is down: the key lapses instead)
             log.warning(
                 "run %s: letting go of mutex %r failed: %s", self._run.workflow_id, handle.key, exc
@@ -499,17 +493,22 @@ class Locks:
             )
         except (RunCancelledError, StaleOwnerError):
             # the run's next write says so; a holder-checked release frees no one else's
-            await self._rt.store.release_lock(
-                MUTEX_SCOPE,
-                handle.key,
-                handle.holder,
-                now=self._rt.clock.store_time(),
-                at=self._rt.clock.now(),
-            )
+            await self._release_by_holder(handle)
             return
         finally:
             self._rt.waker.notify(handle.key)
         self._run.emit("mutex.released", handle.key)
+
+    async def _release_by_holder(self, handle: MutexHandle) -> None:
+        """Release `handle`'s key with no event and no fence: checked by holder alone,
+        it frees no one else's."""
+        await self._rt.store.release_lock(
+            MUTEX_SCOPE,
+            handle.key,
+            handle.holder,
+            now=self._rt.clock.store_time(),
+            at=self._rt.clock.now(),
+        )
 
     async def with_mutex(
         self,
