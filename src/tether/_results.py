@@ -33,7 +33,15 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import NotSerializableError, TetherError, explain_validation
-from .serde import check_type, dump_json, dump_plain, is_plain, load_json, type_name
+from .serde import (
+    check_type,
+    dump_json,
+    dump_plain,
+    is_plain,
+    load_json,
+    read_back_change,
+    type_name,
+)
 
 __all__ = ["dump_result", "load_result", "recorded_as", "recorded_result"]
 
@@ -136,9 +144,10 @@ def load_result(text: str | None, tp: Any = None) -> Any:
 
 def _revived(body: str, tp: Any, value: Any, what: str) -> Any:
     """`body`, the JSON of `value` as `tp`, read back as `tp`; refuses `value` if
-    it does not validate back."""
+    it does not validate back, or validates as another value (see
+    `serde.read_back_change`)."""
     try:
-        return load_json(body, tp)
+        revived = load_json(body, tp)
     except ValidationError as exc:
         loc = exc.errors(include_url=False)[0]["loc"] if exc.error_count() else ()
         raise NotSerializableError(
@@ -150,6 +159,30 @@ def _revived(body: str, tp: Any, value: Any, what: str) -> Any:
             fix="Declare a type whose JSON reads back (dict keys of str, int, an enum or "
             "a date; a list of pairs instead of a dict with tuple keys).",
         ) from None
+    changed = read_back_change(tp, value, revived)
+    if changed is not None:
+        raise _read_back_as_other(what, tp, *changed)
+    return revived
+
+
+def _read_back_as_other(what: str, tp: Any, path: str, given: Any, back: Any) -> Exception:
+    """The error for a value that `tp` reads back as another one: its first run would
+    have gone on with what a replay reads, not with what the function returned."""
+    return NotSerializableError(
+        what,
+        type(given),
+        path,
+        problem=f"is written as JSON that {type_name(tp)} reads back as "
+        f"{type(back).__name__} {_short(back)}, not as the {_short(given)} returned",
+        fix="Declare the type it has (not Any or object), or a union whose members "
+        "read back apart: the narrower type first in "
+        "Annotated[date | str, Field(union_mode='left_to_right')].",
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _refuse_lossy(value: Any, what: str, path: str) -> None:

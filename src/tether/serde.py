@@ -41,6 +41,7 @@ __all__ = [
     "dump_plain",
     "is_plain",
     "load_json",
+    "read_back_change",
     "resolve_annotation",
     "return_type_of",
     "to_json_data",
@@ -454,6 +455,47 @@ def validate(tp: Any, value: Any) -> Any:
         raise
 
 
+def read_back_change(tp: Any, value: Any, revived: Any) -> tuple[str, Any, Any] | None:
+    """Where `revived` (`value` written as `tp` and read back as `tp`) differs from
+    `value`: (path, the part as given, the part as read back); None where they agree.
+
+    Reading back validates without error yet may answer another value: a union whose
+    members both take the JSON (``str | date`` reads ``"2026-01-02"`` as the str), or
+    ``Any`` (a date, a tuple under ``-> dict``). The first run then saw that other
+    value, not what it returned. Compared as python-mode dumps through `tp`, so a model
+    revived as its declared class, a dataclass without ``__eq__`` or ``1`` for ``1.0``
+    are the same; the walk runs only where plain ``==`` already says they differ."""
+    try:
+        if revived == value:
+            return None
+        adapter = _adapter(tp)
+        given = adapter.dump_python(value, mode="python", by_alias=True, warnings=False)
+        back = adapter.dump_python(revived, mode="python", by_alias=True, warnings=False)
+        return _first_change(given, back, "$", 0)
+    except Exception:  # no comparison to be had: as pydantic read it back
+        return None
+
+
+def _first_change(given: Any, back: Any, path: str, depth: int) -> tuple[str, Any, Any] | None:
+    if given == back or _same_moment(given, back):
+        return None
+    pairs: list[tuple[Any, Any, str]] | None = None
+    if depth < MAX_DEPTH and type(given) is type(back):
+        if isinstance(given, dict) and given.keys() == back.keys():
+            pairs = [(v, back[k], f"{path}{_key_path(k)}") for k, v in given.items()]
+        elif isinstance(given, list | tuple) and len(given) == len(back):
+            pairs = [
+                (g, b, f"{path}[{i}]") for i, (g, b) in enumerate(zip(given, back, strict=True))
+            ]
+    if pairs is None:
+        return _short_path(path), given, back
+    for g, b, where in pairs:  # the same shape: the first part that differs, if any
+        found = _first_change(g, b, where, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
 # What to_json_data writes of a datetime or time whose UTC offset has seconds: pydantic
 # writes an offset to the minute (+05:00 for +05:00:30; LMT zones such as Europe/Amsterdam
 # before 1937 have such offsets) and cannot parse one with seconds, so the value read back
@@ -495,6 +537,17 @@ def _with_offsets(plain: Any, data: Any) -> Any:
         pairs = zip(plain.items(), data.items(), strict=True)
         return {_with_offsets(pk, dk): _with_offsets(pv, dv) for (pk, pv), (dk, dv) in pairs}
     return data
+
+
+def _same_moment(given: Any, back: Any) -> bool:
+    """Whether `back` is the datetime or time `given` is the text of as `to_json_data`
+    writes one whose offset has seconds: `load_json` reads such text back as the moment
+    even under ``Any`` (a stage's output, dumped to data, reaches the next stage so)."""
+    return (
+        isinstance(back, datetime | time)
+        and _is_seconds_offset(given)
+        and _read_offsets(given) == back
+    )
 
 
 def _is_seconds_offset(value: Any) -> bool:
