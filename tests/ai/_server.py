@@ -270,13 +270,14 @@ class ProviderServer:
     def edit_results(self, edit: Any) -> None:
         """Every ended batch's results become `edit(lines)` (a list of result lines, as
         OpenAI's output file or Anthropic's results list them): a line left out, one
-        repeated, as a provider's results file may have them."""
+        repeated, as a provider's results file may have them; a str is a line as it is
+        (not JSON, say)."""
         with self.lock:
             for batch in self.state.batches.values():
                 if batch.get("output_file_id"):
                     file_id = batch["output_file_id"]
                     lines = [json.loads(x) for x in self.state.files[file_id].splitlines() if x]
-                    new = "".join(json.dumps(x) + "\n" for x in edit(lines))
+                    new = "".join(_line(x) + "\n" for x in edit(lines))
                     self.state.files[file_id] = new.encode()
             for batch in self.state.anthropic_batches.values():
                 if batch["processing_status"] == "ended":
@@ -540,7 +541,7 @@ def _dispatch(
     if m:
         batch = st.anthropic_batches[m.group(1)]
         if m.group(2) == "/results":
-            lines = "\n".join(json.dumps(r) for r in batch["_results"]) + "\n"
+            lines = "\n".join(_line(r) for r in batch["_results"]) + "\n"
             return 200, lines.encode()
         if m.group(2) == "/cancel":
             batch.update(processing_status="canceling", _reads=st.cancelling_reads)
@@ -645,6 +646,11 @@ def _openai_batch_list(srv: ProviderServer, query: dict[str, Any]) -> dict[str, 
         "last_id": page[-1]["id"] if page else None,
         "has_more": len(rows) > limit,
     }
+
+
+def _line(entry: Any) -> str:
+    """A results file's line: a result as JSON, a str as it is (`edit_results`)."""
+    return entry if isinstance(entry, str) else json.dumps(entry)
 
 
 def _jsonl_file(srv: ProviderServer, lines: list[dict[str, Any]]) -> str:

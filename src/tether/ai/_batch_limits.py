@@ -8,7 +8,7 @@ says at once how to split the requests.
 
 from __future__ import annotations
 
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from ..errors import InvalidArgumentError
 from ._types import BatchItem
@@ -28,10 +28,23 @@ def check_batch_size(items: list[BatchItem], provider: str, most: int, megabytes
             f"({most:,}); split the requests into batches of at most {most:,} (one "
             "wf.ai.batch call each, under its own name=)"
         )
-    size = sum(len(to_json(item, exclude_none=True)) for item in items)
+    size = sum(_size(i, item) for i, item in enumerate(items))
     if size > megabytes * 1_000_000:
         raise InvalidArgumentError(
             f"the batch's requests are {size / 1_000_000:,.0f} MB of JSON, more than "
             f"{provider}'s batches take ({megabytes} MB); split them into smaller "
             "batches (one wf.ai.batch call each, under its own name=)"
         )
+
+
+def _size(i: int, item: BatchItem) -> int:
+    """The request's JSON in UTF-8 bytes; `InvalidArgumentError` naming it if its text
+    cannot be encoded (a lone surrogate: the raw serializer error named no request)."""
+    try:
+        return len(to_json(item, exclude_none=True))
+    except PydanticSerializationError as exc:
+        raise InvalidArgumentError(
+            f"batch request {i} (custom_id {item.custom_id!r}) cannot be sent as UTF-8 "
+            f"JSON ({exc}); remove or replace the character it names (a lone surrogate "
+            "such as '\\ud800')"
+        ) from None

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -41,7 +42,7 @@ from ._errors import (
     ProviderError,
     validation_message,
 )
-from ._port import Provider
+from ._port import RUN_CREATED, UNREADABLE_LINE, Provider
 from ._prices import Priced
 from ._providers import Providers
 from ._results import BatchOutcome, BatchResult, EmbedResult, ObjectResult, TextResult
@@ -646,19 +647,28 @@ class WorkflowAI:
         if getattr(job.provider, "batch_find", None) is None:  # it keeps no tag
             batch_id = await job.provider.batch_submit(job.model_id, job.items)
         else:
-            tag = _batch_tag(self._flow.workflow_id, ctx.name)
+            run = await self._log.get_run(self._flow.workflow_id)
+            created = getattr(run, "created_at", None)
+            tag = _batch_tag(self._flow.workflow_id, ctx.name, created)
             if ctx.attempt > 1:
-                batch_id = await self._left_behind(job.provider, tag)
+                batch_id = await self._left_behind(job.provider, tag, created)
             if batch_id is None:
                 submit: Any = job.provider.batch_submit
                 batch_id = str(await submit(job.model_id, job.items, tag=tag))
         job.accepted = batch_id
         return batch_id
 
-    async def _left_behind(self, provider: Any, tag: dict[str, str]) -> str | None:
+    async def _left_behind(
+        self, provider: Any, tag: dict[str, str], created: datetime | None
+    ) -> str | None:
         """The newest batch tagged `tag` that no submit of this run recorded (an earlier
-        run of the step, before `rerun_from`, recorded its own)."""
-        found: list[str] = await provider.batch_find(tag)
+        run of the step, before `rerun_from`, recorded its own). One an older tether
+        submitted, without the run's creation, is looked for among those created since
+        the run was (`tagged`), by a provider that can tell; never by the run's id
+        alone: a run pruned under that id left its batches, answers to other prompts."""
+        find = provider.batch_find
+        since = "since" in inspect.signature(find).parameters and created is not None
+        found: list[str] = await (find(tag, since=created) if since else find(tag))
         if not found:
             return None
         known = {
@@ -1575,18 +1585,24 @@ _CANCEL_NOW_WAIT = 5.0
 # 409 "Cannot cancel a batch with status 'completed'")
 _REFUSED_AS_ENDED = frozenset({400, 409})
 _TAG_VALUE = 512  # the longest metadata value OpenAI keeps
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _batch_tag(workflow_id: str, step: str) -> dict[str, str]:
-    """The metadata naming the run and step that submit a batch (a value too long
-    for the provider is kept as its digest)."""
+def _batch_tag(workflow_id: str, step: str, created: datetime | None) -> dict[str, str]:
+    """The metadata naming the run, its creation (in microseconds since the epoch, as
+    the outbox's delivery ids: a run id is reused once its run was pruned) and the step
+    that submit a batch (a value too long for the provider is kept as its digest)."""
 
     def fit(value: str) -> str:
         if len(value) <= _TAG_VALUE:
             return value
         return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
-    return {"tether_run": fit(workflow_id), "tether_step": fit(step)}
+    tag = {"tether_run": fit(workflow_id), "tether_step": fit(step)}
+    if created is not None:
+        aware = created if created.tzinfo else created.replace(tzinfo=UTC)
+        tag[RUN_CREATED] = str((aware - _EPOCH) // timedelta(microseconds=1))
+    return tag
 
 
 def _completed(result: BatchResult, items: list[BatchItem]) -> str:
@@ -1604,15 +1620,23 @@ def _as_asked(
     found: dict[str, BatchOutcome], items: list[BatchItem], batch: str, model: str
 ) -> dict[str, BatchOutcome]:
     """The outcomes in the order asked (providers answer in any order), any the
-    provider answered under an id not asked last. A request the results hold no line
-    for is an outcome that says so: left out, the run went on without it and
-    ``items[custom_id]`` raised KeyError. Nothing is logged for it in the call log:
-    the provider told neither usage nor error."""
+    provider answered under an id not asked last (a line whose custom_id could not be
+    read among them, `UNREADABLE_LINE`). A request the results hold no line for is an
+    outcome that says so: left out, the run went on without it and ``items[custom_id]``
+    raised KeyError. Nothing is logged for it in the call log: the provider told
+    neither usage nor error (its line may be one that could not be read, logged)."""
     missing = [i.custom_id for i in items if i.custom_id not in found]
     if missing:
         named = ", ".join(repr(m) for m in missing[:5]) + (", ..." if len(missing) > 5 else "")
         log.warning("%s ended with no result for %d requests: %s", batch, len(missing), named)
-    error = f"{batch} ended with no result for this request; submit it again"
+    lost = sum(1 for k in found if k.startswith(UNREADABLE_LINE))
+    maybe = (
+        f" ({lost} of its result lines could not be read, billed at an unknown cost: "
+        f"this request's may be one, see the items keyed {UNREADABLE_LINE}...)"
+        if lost
+        else ""
+    )
+    error = f"{batch} ended with no result for this request{maybe}; submit it again"
     gone = {m: BatchOutcome(custom_id=m, ok=False, error=error, model=model) for m in missing}
     return {i.custom_id: found.get(i.custom_id) or gone[i.custom_id] for i in items} | found
 
@@ -1804,9 +1828,33 @@ def _request(
         "options": {} if options is None else options,
     }
     try:
-        return TextRequest.model_validate(fields)
+        request = TextRequest.model_validate(fields)
     except ValidationError as exc:
         raise InvalidArgumentError(f"bad AI call arguments: {_argument_errors(exc)}") from None
+    _encodable(request.model_dump(exclude_defaults=True), "the request's")
+    return request
+
+
+def _encodable(value: Any, where: str, path: str = "") -> None:
+    """`InvalidArgumentError` naming the text in `value` UTF-8 cannot encode (a lone
+    surrogate such as "\\ud800", left by a bad decode or a split emoji), before
+    anything is sent: the call log's JSON raised a raw PydanticSerializationError."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidArgumentError(
+                f"{where}{' ' + path if path else ''} holds {value[exc.start]!r} at "
+                f"character {exc.start}, a lone surrogate UTF-8 cannot encode (no provider "
+                "takes it); remove or replace it, e.g. text.encode('utf-8', 'replace').decode()"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _encodable(key, where, f"{path} key" if path else "a key")
+            _encodable(item, where, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for n, item in enumerate(value):
+            _encodable(item, where, f"{path}[{n}]")
 
 
 # what to pass instead, by argument
@@ -1861,7 +1909,10 @@ def _batch_items(requests: Sequence[str | dict[str, Any]]) -> list[BatchItem]:
                 fields,
             )
         except InvalidArgumentError as exc:
-            raise InvalidArgumentError(f"batch request {i}: {exc}") from None
+            raise InvalidArgumentError(
+                f"batch request {i}: {exc} (the request with custom_id {req['custom_id']!r})"
+            ) from None
+        _encodable(req["custom_id"], f"batch request {i}'s custom_id")
         items.append(BatchItem(custom_id=req["custom_id"], request=request))
     _unique_ids(items)
     return items

@@ -13,10 +13,12 @@ import itertools
 import json
 import secrets
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import InvalidArgumentError
 from ._errors import ProviderError
+from ._port import tagged
 from ._types import (
     BatchItem,
     BatchItemResult,
@@ -63,7 +65,8 @@ class FakeModel:
         self.batch_polls = batch_polls
         self.calls: list[tuple[str, TextRequest]] = []
         self._batches: dict[str, tuple[str, list[BatchItem], int]] = {}
-        self._tags: dict[str, dict[str, str]] = {}  # what each batch was submitted with
+        # what each batch was submitted with, and when
+        self._tags: dict[str, tuple[dict[str, str], datetime]] = {}
         self._cancelled: set[str] = set()
         self._ids = itertools.count(1)
         # batch ids unique across instances and processes: the call log keeps one row per
@@ -126,11 +129,13 @@ class FakeModel:
     ) -> str:
         batch_id = f"fakebatch-{self._batch_prefix}-{next(self._ids)}"
         self._batches[batch_id] = (model, list(items), 0)
-        self._tags[batch_id] = dict(tag or {})
+        self._tags[batch_id] = (dict(tag or {}), datetime.now(UTC))
         return batch_id
 
-    async def batch_find(self, tag: dict[str, str]) -> list[str]:
-        return [b for b, t in reversed(self._tags.items()) if t and tag.items() <= t.items()]
+    async def batch_find(self, tag: dict[str, str], since: datetime | None = None) -> list[str]:
+        """The batches submitted with `tag` (`tagged`), newest first."""
+        mine = reversed(self._tags.items())
+        return [b for b, (t, at) in mine if t and tagged(tag, t, at, since)]
 
     async def batch_status(self, batch_id: str) -> BatchStatus:
         model, items, polls = self._batch(batch_id)

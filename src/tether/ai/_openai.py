@@ -16,9 +16,11 @@ import base64
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from ._batch_limits import check_batch_size
+from ._port import tagged
 from ._sdk import SDKProvider
 from ._types import (
     BatchItem,
@@ -185,15 +187,19 @@ class OpenAI(SDKProvider):
         )
         return str(batch.id)
 
-    async def batch_find(self, tag: dict[str, str]) -> list[str]:
-        """Recent batches whose metadata holds `tag` (the Batches API has no filter,
+    async def batch_find(self, tag: dict[str, str], since: datetime | None = None) -> list[str]:
+        """Recent batches submitted with `tag` (`tagged`; the Batches API has no filter,
         so the newest 1000 are listed)."""
         client = self._clients.get()
         found: list[str] = []
         after: dict[str, str] = {}
         for _ in range(_FIND_PAGES):
             page = await self._call(client.batches.list, limit=100, **after)
-            found += [str(b.id) for b in page.data if tag.items() <= dict(b.metadata or {}).items()]
+            found += [
+                str(b.id)
+                for b in page.data
+                if tagged(tag, b.metadata, datetime.fromtimestamp(b.created_at or 0, UTC), since)
+            ]
             if not page.data or page.has_more is False:
                 break
             after = {"after": str(page.data[-1].id)}

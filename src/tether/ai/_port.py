@@ -8,11 +8,39 @@ attempts are counted in the database and survive a crash.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from ._types import BatchItem, BatchItemResult, BatchStatus, EmbedReply, ModelReply, TextRequest
 
-__all__ = ["Provider"]
+__all__ = ["RUN_CREATED", "UNREADABLE_LINE", "Provider", "tagged"]
+
+#: the tag key holding the run's creation (microseconds since the epoch): a run id
+#: reused after its run was pruned must not take the pruned run's batch as its own
+RUN_CREATED = "tether_run_created"
+#: how the custom_id of a batch result line that tells none begins (then the line's
+#: digest): billed maybe, it is logged as a call of unknown cost, not skipped as free
+UNREADABLE_LINE = "unreadable-line:"
+
+
+def tagged(
+    tag: Mapping[str, str],
+    metadata: Mapping[str, Any] | None,
+    created: datetime,
+    since: datetime | None = None,
+) -> bool:
+    """Whether a batch with `metadata`, created at `created`, was submitted with `tag`
+    (`Provider.batch_find`). One an older tether submitted has no `RUN_CREATED`: it is
+    taken only when `since` (the run's creation) is given and it was created since,
+    as a pruned run of the same id submitted its own batches before this run existed."""
+    kept = dict(metadata or {})
+    if tag.items() <= kept.items():
+        return True
+    if since is None or RUN_CREATED in kept:
+        return False
+    rest = {k: v for k, v in tag.items() if k != RUN_CREATED}
+    return rest.items() <= kept.items() and created >= since
 
 
 @runtime_checkable
@@ -40,9 +68,11 @@ class Provider(Protocol):
 
         A provider that can find its batches again also has ``batch_find(tag) ->
         list[str]`` (the ids of recent batches submitted with `tag`, newest first)
-        and takes ``tag=`` here (the run and step that submit it, kept with the
-        batch): a submit retried after a crash then takes the batch the crashed
-        attempt left instead of paying for a second. Both are optional, so a
+        and takes ``tag=`` here (the run, its creation and the step that submit it,
+        kept with the batch): a submit retried after a crash then takes the batch the
+        crashed attempt left instead of paying for a second. A ``batch_find`` that
+        also takes ``since=`` (the run's creation) finds an older tether's batches,
+        tagged without the run's creation, if created since (see `tagged`). Both are optional, so a
         provider written before them still works (without that recovery). An
         optional ``batch_check(items)`` raises `InvalidArgumentError` for requests
         the provider would refuse (Anthropic's custom_id rule), before the submit."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import hashlib
 import importlib
 import json
 import logging
@@ -20,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from ..errors import InvalidArgumentError
 from ._errors import MissingAPIKeyError, ProviderError
+from ._port import UNREADABLE_LINE
 from ._types import BatchItemResult, ModelReply, Usage
 
 __all__ = [
@@ -420,26 +422,44 @@ class SDKProvider:
         line not of the batch API's shape fails its own request (`_odd_line`), never
         the whole collect (which failed on a bare KeyError or AttributeError, every
         line's billed result thrown away with it); one whose custom_id cannot be read
-        is skipped and logged, its request then ending with no result (`_as_asked`)."""
+        is a result of its own (`_lost_line`): skipped, it was counted as free."""
         found: list[BatchItemResult] = []
         for one in text.splitlines():
             if not one.strip():
                 continue
+            line: Any = None
             try:
                 line = json.loads(one)
                 custom_id = line["custom_id"]
                 if not isinstance(custom_id, str):
                     raise TypeError(f"custom_id is {type(custom_id).__name__}, not a string")
             except (*_NOT_JSON, TypeError, KeyError, IndexError) as exc:
-                log.warning(
-                    "%s: skipped a batch result line without a custom_id (%s)", self.name, exc
-                )
+                found.append(self._lost_line(one, line, exc))
                 continue
             try:
                 found.append(read(line, custom_id))
             except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
                 found.append(self._odd_line(custom_id, exc, line))
         return found
+
+    def _lost_line(self, raw: str, line: Any, exc: Exception) -> BatchItemResult:
+        """A result line whose custom_id cannot be read, as a failed result of its own
+        (keyed `UNREADABLE_LINE` and the line's digest): it may be any request's, and
+        billed, so it is logged with its cost unknown unless its answer tells usage."""
+        log.warning("%s: a batch result line without a custom_id (%s)", self.name, exc)
+        told = self._told(self._line_body(line)) if isinstance(line, dict) else None
+        digest = hashlib.sha256(raw.encode(errors="replace")).hexdigest()[:16]
+        message = (
+            f"{self.name} gave a batch result line whose custom_id could not be read "
+            f"({type(exc).__name__}: {exc}), so which request it answers is unknown; it "
+            "may have been billed, at a cost tether cannot tell"
+        )
+        return BatchItemResult(
+            custom_id=UNREADABLE_LINE + digest,
+            ok=False,
+            error=json.dumps({"code": "unreadable_line", "message": message}),
+            reply=ModelReply(usage=told or Usage(), usage_reported=told is not None),
+        )
 
     def _line_body(self, line: dict[str, Any]) -> Any:
         """Where a result line of this API holds its answer (a subclass says)."""
