@@ -14,7 +14,7 @@ import os
 import socket
 import uuid
 
-__all__ = ["forget_owner", "new_owner", "owner_is_dead", "owner_pid"]
+__all__ = ["forget_owner", "local_owners_like", "new_owner", "owner_is_dead", "owner_pid"]
 
 _HOST = socket.gethostname()
 _LIVE: set[str] = set()  # owners of this process that are open
@@ -30,6 +30,12 @@ def new_owner() -> str:
 def forget_owner(owner: str) -> None:
     """This process's `owner` is closed: its runs may be taken over at once."""
     _LIVE.discard(owner)
+
+
+def local_owners_like() -> str:
+    """An SQL LIKE pattern matching the owners of this machine (and, its ``_`` and
+    ``%`` unescaped, maybe a few more: `owner_is_dead` tells them apart)."""
+    return _HOST + ":%"
 
 
 def owner_pid(owner: str) -> int | None:

@@ -701,7 +701,26 @@ class Runner:
             return await self._compensate_cancelled(run, defn, on_event), _UNKNOWN
         if run.status is RunStatus.COMPLETED:
             return run.status, _UNKNOWN  # an answer, no body, no event
+        if run.status is RunStatus.CANCELLED and owner_is_dead(run.owner):
+            await self._close_steps_left_by(run)
         return None, _UNKNOWN
+
+    async def _close_steps_left_by(self, run: RunRow) -> None:
+        """Record cut short the steps a dead owner left `running` in a run cancelled
+        without compensation: no drive learns of the cancel, nor does a replay run,
+        so they read `running` in its record for good. Under the dead owner's claim
+        (its generation): a process that claimed the run since is left to it."""
+        try:
+            left = [s.key for s in await self._store.load_steps(run.workflow_id)
+                    if s.status is StepStatus.RUNNING]  # fmt: skip
+        except StoreError as err:
+            log.warning("could not read the steps of cancelled run %s: %s", run.workflow_id, err)
+            return
+        await self._fail_cut_short(
+            Fence(run.workflow_id, run.generation, compensating=True), run.workflow_id, left,
+            self._clock.now(), f"was still running when run {run.workflow_id!r} was "
+            "cancelled: it was cut short by the process that drove it, which has ended",
+        )  # fmt: skip
 
     async def _context(
         self,
@@ -961,6 +980,14 @@ class Runner:
         parent = await self._store.get_run(run.parent_id)
         if parent is not None and parent.status is RunStatus.PENDING:
             self.woken([parent.workflow_id])
+        elif (  # its owner, driving it inline, has ended: nobody else resumes it until
+            parent is not None  # that claim lapses (the claim is fenced on the dead owner)
+            and parent.status is RunStatus.RUNNING
+            and parent.queue is None
+            and parent.workflow_id not in self._active
+            and owner_is_dead(parent.owner)
+        ):
+            self._track(self._drive_if_local(parent.workflow_id))
 
     async def _park(self, st: RunState) -> bool:
         try:
@@ -1039,6 +1066,10 @@ class Runner:
             except HandBack:  # a clean exit: the next process compensates what is left
                 await self._hand_back(st)
                 return None
+            except asyncio.CancelledError:  # cut mid-step (a close's or stop's grace ran
+                # out): released now, not left claimed until the claim lapses
+                await asyncio.shield(self._hand_back(st))
+                raise
             finally:
                 self._undoing.discard(st.workflow_id)
             status = RunStatus.COMPENSATED if ok else RunStatus.COMPENSATION_FAILED

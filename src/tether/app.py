@@ -35,7 +35,7 @@ from ._interceptors import StepInterceptor, check_interceptors, check_on_event
 from ._listing import RunQuery, page_cursor, run_filter
 from ._loop import LoopThread, home_loop, homed
 from ._names import check_name, check_text
-from ._owners import new_owner
+from ._owners import local_owners_like, new_owner, owner_is_dead
 from ._run_state import RunState
 from ._runner import Runner
 from ._runtime import EventHook, Runtime
@@ -1338,15 +1338,21 @@ class App:
     @homed
     async def arecover_orphans(self, *, grace: float = 5.0, limit: int = 100) -> list[str]:
         """Drive, in the background here, runs of this App's workflows that nobody
-        drives: their owner died (its claim lapsed) or they sat runnable for more
-        than `grace` seconds. The ids taken up; two processes never both drive one.
+        drives: their owner died (its claim lapsed, or at once when it was a process
+        of this machine that has ended) or they sat runnable for more than `grace`
+        seconds. The ids taken up; two processes never both drive one.
         """
         self._recovered_at = self.clock.now()
         if not self._registry:
             return []
+        workflows = sorted(self._registry)
+        # an owner of this machine whose process has ended is known dead: its runs are
+        # taken up now, not once its claim lapses (the claim itself is fenced on it)
+        owners = await self.store.orphan_owners(workflows, like=local_owners_like())
         orphans = await self.store.orphaned_runs(
-            sorted(self._registry), grace=grace, now=self.clock.store_time(), limit=limit
-        )
+            workflows, grace=grace, now=self.clock.store_time(), limit=limit,
+            dead=[o for o in owners if owner_is_dead(o)],
+        )  # fmt: skip
         for run in orphans:
             self._runner.spawn(run.workflow_id)
         return [r.workflow_id for r in orphans]

@@ -434,17 +434,37 @@ class QueueVerbs(StoreBase):
         return await self._tx("write", body)
 
     async def orphaned_runs(
-        self, workflows: Sequence[str], *, grace: float, now: datetime | None, limit: int = 100
+        self,
+        workflows: Sequence[str],
+        *,
+        grace: float,
+        now: datetime | None,
+        limit: int = 100,
+        dead: Sequence[str] = (),
     ) -> list[RunRow]:
         """Unqueued runs of `workflows` that nobody drives: running with a lapsed owner
-        claim, or pending for more than `grace` seconds.
+        claim, or pending for more than `grace` seconds; and, claim or not, those whose
+        owner is one of `dead` (known ended: nobody renews it, and waiting for its claim
+        to lapse only keeps the run idle), cancelled ones with steps left running too.
         """
 
         async def body(tx: Tx) -> list[RunRow]:
             rows = await tx.all(
-                "orphaned_runs", wfs=tx.array(workflows), now=tx.now(now), grace=grace, limit=limit
-            )
+                "orphaned_runs", wfs=tx.array(workflows), now=tx.now(now), grace=grace,
+                limit=limit, dead=tx.array(list(dead)),
+            )  # fmt: skip
             return [tx.rows.run(r) for r in rows]
+
+        return await self._tx("read", body)
+
+    async def orphan_owners(self, workflows: Sequence[str], *, like: str) -> list[str]:
+        """The owners named like `like` (an SQL LIKE pattern: this machine's) of runs of
+        `workflows` that would be orphaned were their owner dead: the caller tells
+        which of them are (`orphaned_runs`'s `dead`)."""
+
+        async def body(tx: Tx) -> list[str]:
+            rows = await tx.all("orphan_owners", wfs=tx.array(workflows), like=like)
+            return [r[0] for r in rows]
 
         return await self._tx("read", body)
 

@@ -502,8 +502,19 @@ SELECT id FROM runs r WHERE status IN ('running', 'pending') AND queue IS NOT NU
   AND updated_at <= {_now} - make_interval(secs => :idle) AND NOT EXISTS (SELECT 1 FROM jobs j
   WHERE j.run_id = r.id AND j.status IN ('queued', 'claimed')) FOR UPDATE SKIP LOCKED
 -- name: orphaned_runs
-SELECT {_run_cols} FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs) AND {_orphan}
+-- or its owner is known dead (:dead, a process of this machine that has ended): at once
+SELECT {_run_cols} FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs) AND ({_orphan}
+  OR (owner = ANY(:dead::text[]) AND {_dead_owners_run}))
 ORDER BY updated_at LIMIT :limit
+-- name: _dead_owners_run
+-- a run a dead owner leaves to be driven: running, compensating, or cancelled with the
+-- steps it left running still to be recorded cut short
+(status = 'running' OR (status = 'cancelled' AND (cancel_requested = 'compensate'
+  OR EXISTS (SELECT 1 FROM steps s WHERE s.run_id = runs.id AND s.status = 'running'))))
+-- name: orphan_owners
+-- the owners (named like :like) of runs of :wfs that a dead owner would leave undriven
+SELECT DISTINCT owner FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs)
+  AND owner LIKE :like AND {_dead_owners_run}
 -- name: orphans_to_adopt
 SELECT id, owner FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs) AND {_orphan}
   -- a compensation is driven, never queued

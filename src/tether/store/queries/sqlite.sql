@@ -283,9 +283,21 @@ SELECT id FROM runs r WHERE status IN ('running', 'pending') AND queue IS NOT NU
   AND updated_at <= {_now} - :idle AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id
   AND j.status IN ('queued', 'claimed'))
 -- name: orphaned_runs
+-- or its owner is known dead (:dead, a process of this machine that has ended): at once
 SELECT {_run_cols} FROM runs WHERE queue IS NULL
-  AND workflow_name IN (SELECT value FROM json_each(:wfs)) AND {_orphan}
+  AND workflow_name IN (SELECT value FROM json_each(:wfs)) AND ({_orphan}
+  OR (owner IN (SELECT value FROM json_each(:dead)) AND {_dead_owners_run}))
 ORDER BY updated_at LIMIT :limit
+-- name: _dead_owners_run
+-- a run a dead owner leaves to be driven: running, compensating, or cancelled with the
+-- steps it left running still to be recorded cut short
+(status = 'running' OR (status = 'cancelled' AND (cancel_requested = 'compensate'
+  OR EXISTS (SELECT 1 FROM steps s WHERE s.run_id = runs.id AND s.status = 'running'))))
+-- name: orphan_owners
+-- the owners (named like :like) of runs of :wfs that a dead owner would leave undriven
+SELECT DISTINCT owner FROM runs WHERE queue IS NULL
+  AND workflow_name IN (SELECT value FROM json_each(:wfs))
+  AND owner LIKE :like AND {_dead_owners_run}
 -- name: orphans_to_adopt
 SELECT id, owner FROM runs WHERE queue IS NULL
   AND workflow_name IN (SELECT value FROM json_each(:wfs)) AND {_orphan}
