@@ -472,7 +472,9 @@ class App:
         `RunAlreadyRunningError` is raised, or with ``if_running="wait"`` its
         result is awaited. `budget` (a `tether.ai.Budget`) limits the run's AI
         spend instead of the workflow's own budget. `config` (pipelines only) is
-        one mapping by stage id, each checked by its stage's config model.
+        one mapping by stage id, each checked by its stage's config model. The id
+        of a queued run (`submit`) is driven as `resume` drives it: its job claimed
+        here, its `concurrency_key` held (waited for while another run holds it).
         """
         input = _with_config(workflow, input, config)
         check_on_event(on_event)
@@ -488,9 +490,10 @@ class App:
             self._runtime.run_defs.pop(workflow_id or "", None)
             raise
         try:
-            return await self._runner.drive(
-                run.workflow_id, defn=defn, input=input, on_event=on_event
-            )
+            async with self._holding_job(run.workflow_id, run.queue):
+                return await self._runner.drive(
+                    run.workflow_id, defn=defn, input=input, on_event=on_event
+                )
         except RunAlreadyRunningError:
             if if_running == "raise":
                 raise
@@ -642,12 +645,31 @@ class App:
     async def aresume(
         self, workflow_id: str, *, on_event: EventHook | None = None
     ) -> RunResult[Any]:
-        """Drive a run of a workflow registered here until it ends or parks again."""
+        """Drive a run of a workflow registered here until it ends or parks again.
+
+        A queued run (`submit`) is driven here as a worker would drive it: its job is
+        claimed for this process first, so no worker drives it meanwhile and its
+        `concurrency_key` is held. While another run's job holds that key, this waits
+        for it (logging which run holds it every 5 seconds) rather than run two of one
+        key at once; a worker that took the run's job meanwhile drives it instead, and
+        this raises `RunAlreadyRunningError` as for any run another process drives.
+        """
         check_on_event(on_event)
         await self._maybe_recover()
-        return await self._runner.drive(workflow_id, on_event=on_event)
+        async with self._holding_job(workflow_id):
+            return await self._runner.drive(workflow_id, on_event=on_event)
 
     resume = facade(aresume)
+
+    def _holding_job(
+        self, workflow_id: str, queue: object = _MISSING
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """The run's queued job held while it is driven here (`Kernel.holding_job`):
+        only a queued run has one (`queue`, when the caller read the run; else looked
+        for)."""
+        if queue is None:
+            return contextlib.nullcontext()
+        return self.kernel.holding_job(workflow_id, self._runtime.owner)
 
     @homed
     async def arerun_from(

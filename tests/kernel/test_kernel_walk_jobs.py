@@ -133,6 +133,9 @@ async def test_a_draining_worker_hands_back_the_job_of_a_run_another_process_dri
         wid = await app.asubmit(register(app), workflow_id="busy", queue="q")
         driving = asyncio.ensure_future(other.arun(register(other), workflow_id=wid))
         await entered.wait()  # `other` owns the run now, mid-step
+        # its drive holds the run's job; that lease lapsed and was reaped (`other` stalled)
+        (held_job,) = await app.store.list_jobs(workflow_id=wid)
+        await app.store.release_job(held_job.id, held_job.worker or "", at=app.clock.now())
         (job,) = await claim_jobs(app, "w1", ["q"], 1)
         app.drain()
         executed = await app.kernel.execute_job(job, "w1")

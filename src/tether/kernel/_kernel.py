@@ -8,11 +8,12 @@ idempotency keys and the in-process follow-ups (driving a woken run here).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast, get_args
 
@@ -68,6 +69,7 @@ log = logging.getLogger("tether.kernel")
 
 R = TypeVar("R")
 NOT_OURS_DELAY = 5.0  # seconds before a job handed back for another worker is due again
+KEY_WAIT_LOG_EVERY = 5.0  # seconds between two logs of a resume waiting for its key
 _COMMAND: TypeAdapter[Any] = TypeAdapter(Command)
 _COMMAND_TYPES = get_args(get_args(Command)[0])
 _RESULTS: dict[str, type[CommandResult]] = {
@@ -503,6 +505,69 @@ class Kernel:
             log.warning("could not put job %s back: %s", cmd.job_id, again)
         return JobExecuted(status="store_error", error=str(exc))
 
+    @contextlib.asynccontextmanager
+    async def holding_job(self, workflow_id: str, owner: str) -> AsyncIterator[None]:
+        """Hold a queued run's job, as `owner`, while this process drives the run itself
+        (`app.resume`, `app.run` of a submitted run's id): claimed as a worker's claim
+        would, it holds the run's concurrency key (no worker runs another job of that
+        key meanwhile) and no worker claims the job beside this drive. A key another
+        claimed job holds is waited for (logged every `KEY_WAIT_LOG_EVERY` seconds,
+        naming its run). A job another worker holds, or none, is left as it is: the
+        drive's claim of the run decides. On exit the job closes as a worker's does."""
+        job = await self._take_job(workflow_id, owner)
+        if job is None:
+            yield
+            return
+        done = asyncio.Event()
+        renewer = asyncio.ensure_future(self._renew(job.id, owner, done))
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            await self._let_job_go(job, owner)
+
+    async def _take_job(self, workflow_id: str, owner: str) -> JobRow | None:
+        """The run's job once claimed for `owner` (its key waited for); None when the
+        run has no queued job to claim."""
+        loop = asyncio.get_running_loop()
+        logged, pause = -KEY_WAIT_LOG_EVERY, 0.02
+        while True:
+            job = await self.store.claim_run_job(
+                workflow_id, owner, visibility=self.job_visibility,
+                now=self.clock.store_time(), at=self.clock.now(),
+            )  # fmt: skip
+            if job is None or job.status is not JobStatus.QUEUED:
+                return job  # claimed now, for `owner`; or nothing to claim
+            if loop.time() - logged >= KEY_WAIT_LOG_EVERY:
+                logged = loop.time()
+                holder = await self.store.key_holder(job.concurrency_key or "")
+                log.info(
+                    "run %s waits for its concurrency key %r, held by %s; it is driven "
+                    "here once that job ends", workflow_id, job.concurrency_key,
+                    _key_held_by(holder),
+                    extra={"workflow_id": workflow_id, "concurrency_key": job.concurrency_key},
+                )  # fmt: skip
+            await asyncio.sleep(pause)  # a finished job notifies no one: look again
+            pause = min(1.0, pause * 2)
+
+    async def _let_job_go(self, job: JobRow, owner: str) -> None:
+        """Close the job held for a drive here, as a worker closes its job: a run left
+        running (driven by another process, or cut short here) has its job back in the
+        queue, its attempt not counted; else done, or queued again if it is runnable."""
+        try:
+            run = await self.store.get_run(job.workflow_id)
+            if run is None:
+                return  # deleted, with its jobs
+            at = self.clock.now()
+            if run.status is RunStatus.RUNNING:
+                await self.store.release_job(job.id, owner, at=at)
+            else:
+                await self.store.finish_job(job.id, owner, error=None, ghost=False, at=at)
+        except StoreError as exc:  # its lease lapses, and the job goes back then
+            log.warning("could not close job %s of run %s: %s", job.id, job.workflow_id, exc)
+
     async def _renew(self, job_id: int, worker: str, done: asyncio.Event) -> None:
         """Renew the job's lease every third of it until `done` (or cancelled, or the
         lease is lost). A failed renewal is retried until the lease has really
@@ -631,3 +696,10 @@ def _job_held(job: JobRow | None) -> str:
     if job.status is JobStatus.CLAIMED:
         return f"worker {job.worker!r} holds it"
     return f"it is {job.status.value}"
+
+
+def _key_held_by(job: JobRow | None) -> str:
+    """Who holds a concurrency key, for the log of a run waiting for it."""
+    if job is None:
+        return "a job being claimed"
+    return f"run {job.workflow_id!r} (worker {job.worker!r}, lease until {job.locked_until})"

@@ -377,6 +377,38 @@ class QueueVerbs(StoreBase):
 
         await self._tx("write", body)
 
+    async def claim_run_job(
+        self, workflow_id: str, worker: str, *, visibility: float, now: datetime | None,
+        at: datetime,
+    ) -> JobRow | None:  # fmt: skip
+        """Claim the run's queued job for `worker`, a process about to drive the run
+        itself (a resume), due or not, as a worker's claim would: never while another
+        claimed job holds its concurrency key. The job claimed now; or the job, still
+        queued, when its key is held (see `key_holder`); or None when the run has no
+        queued job (none, or one claimed already: a worker's, or another drive's)."""
+
+        async def claim(tx: Tx) -> JobRow | None:
+            row = await tx.one(
+                "claim_run_job", wid=workflow_id, worker=worker, now=tx.now(now),
+                vis=visibility, at=at,
+            )  # fmt: skip
+            if row is None:
+                row = await tx.one("run_queued_job", wid=workflow_id)
+            return None if row is None else tx.rows.job(row)
+
+        try:
+            return await self._tx("write", claim)
+        except StoreError as exc:
+            if not self._lost_race(exc):
+                raise  # else: a worker's claim took the key first: the job is still queued
+        rows = await self._list("run_queued_job", Rows.job, wid=workflow_id)
+        return rows[0] if rows else None
+
+    async def key_holder(self, key: str) -> JobRow | None:
+        """The claimed job that holds concurrency key `key`, if one does."""
+        rows = await self._list("key_holder", Rows.job, key=key)
+        return rows[0] if rows else None
+
     async def retry_job(
         self, job_id: int, worker: str, *, error: str, run_after: datetime, at: datetime
     ) -> None:

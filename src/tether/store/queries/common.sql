@@ -402,6 +402,12 @@ UPDATE jobs SET status = 'queued', worker = NULL, locked_until = NULL,
   attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END, run_after = :after,
   updated_at = :at
 WHERE id = :id AND worker = :worker AND status = 'claimed'
+-- name: run_queued_job
+-- the run's queued job, if it has one
+SELECT {_job_cols} FROM jobs WHERE run_id = :wid AND status = 'queued' LIMIT 1
+-- name: key_holder
+-- the claimed job holding concurrency key :key, if one does
+SELECT {_job_cols} FROM jobs WHERE concurrency_key = :key AND status = 'claimed' LIMIT 1
 -- name: reap_jobs
 UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
   last_error = 'lease expired (worker ' || COALESCE(worker, '?') || ' stopped renewing)',

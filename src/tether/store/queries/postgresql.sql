@@ -472,6 +472,18 @@ ORDER BY l.priority DESC, l.id LIMIT :room
 WITH t AS (SELECT {_now} AS n) UPDATE jobs SET status = 'claimed', worker = :worker,
   locked_until = t.n + make_interval(secs => :vis), attempt = attempt + 1, claimed_at = t.n,
   updated_at = :at FROM t WHERE id = ANY(:ids) RETURNING {_job_cols}
+-- name: claim_run_job
+-- the run's queued job, due or not, claimed for a process that drives the run itself (a
+-- resume): as claim_ids, unless another claimed job holds its concurrency key (its lock
+-- taken as ready_jobs takes it; the unique index jobs_claimed_per_key settles the rest)
+WITH t AS (SELECT {_now} AS n) UPDATE jobs SET status = 'claimed', worker = :worker,
+  locked_until = t.n + make_interval(secs => :vis), attempt = attempt + 1, claimed_at = t.n,
+  updated_at = :at FROM t
+WHERE jobs.run_id = :wid AND jobs.status = 'queued' AND (jobs.concurrency_key IS NULL OR
+  (pg_try_advisory_xact_lock(hashtext('tether-key:' || jobs.concurrency_key))
+  AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.concurrency_key = jobs.concurrency_key
+  AND k.status = 'claimed')))
+RETURNING {_job_cols}
 -- name: renew_job
 -- a job closed with its run's end (see _finish_notify) is still the worker's: not lost
 UPDATE jobs SET locked_until = CASE WHEN status = 'claimed'

@@ -271,6 +271,14 @@ ORDER BY j.priority DESC, j.id LIMIT :room
 UPDATE jobs SET status = 'claimed', worker = :worker, locked_until = {_now} + :vis,
   attempt = attempt + 1, claimed_at = {_now}, updated_at = :at
 WHERE id IN (SELECT value FROM json_each(:ids)) RETURNING {_job_cols}
+-- name: claim_run_job
+-- the run's queued job, due or not, claimed for a process that drives the run itself (a
+-- resume): as claim_ids, unless another claimed job holds its concurrency key
+UPDATE jobs SET status = 'claimed', worker = :worker, locked_until = {_now} + :vis,
+  attempt = attempt + 1, claimed_at = {_now}, updated_at = :at
+WHERE run_id = :wid AND status = 'queued' AND (concurrency_key IS NULL OR NOT EXISTS
+  (SELECT 1 FROM jobs k WHERE k.concurrency_key = jobs.concurrency_key AND k.status = 'claimed'))
+RETURNING {_job_cols}
 -- name: renew_job
 -- a job closed with its run's end (close_job_of_run) is still the worker's: not lost
 UPDATE jobs SET locked_until = CASE WHEN status = 'claimed' THEN {_now} + :vis END
