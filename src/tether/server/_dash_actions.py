@@ -218,11 +218,13 @@ def _local(path: str, root: str) -> str:
 
 
 @actions_router.get("/-/login")
-async def login_page(request: Request, next: str = "") -> Response:
+async def login_page(request: Request, next: str = "", out: str = "") -> Response:
     """The sign-in page at its own address: where a browser signed in with a ``read``
-    token goes to sign in with a ``write`` one (it had no way to), and what the address
-    a failed sign-in leaves in the bar shows when loaded again (it was a JSON 405)."""
-    return render(request, None, "login.html", problem=None, here=_local(next, mount_root(request)))
+    token goes to sign in with a ``write`` one (it had no way to), what the address
+    a failed sign-in leaves in the bar shows when loaded again (it was a JSON 405), and
+    where signing out lands (``?out=1``: it says so)."""
+    here = _local(next, mount_root(request))
+    return render(request, None, "login.html", problem=None, here=here, signed_out=bool(out))
 
 
 @actions_router.post("/-/login")

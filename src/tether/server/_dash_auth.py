@@ -11,7 +11,8 @@ POSTs, and a cookie alone never authorizes one (another site could make the
 browser send it). Each form carries the page's CSRF token, which must equal
 the value of a second cookie the pages set (double submit: another site can
 neither read nor set it), and a request whose ``Origin`` names another site
-is refused outright.
+is refused outright. Signing out (``POST /-/logout``) is such a form too, checked
+by `check_csrf` alone: a revoked token's cookie may still be forgotten.
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ __all__ = [
     "LoginNeeded",
     "SetToken",
     "Viewer",
+    "check_csrf",
     "check_form",
+    "clear_cookies",
+    "csrf_of",
     "keep_cookies",
+    "keep_csrf",
     "mount_root",
     "mounted_run_url",
     "page_path",
@@ -77,17 +82,27 @@ class Viewer:
     scope: Scope
     csrf: str
     new_csrf: bool  # set the CSRF cookie with the answer
+    by_cookie: bool = False  # let in by the token cookie: it may sign out
 
     @property
     def can_write(self) -> bool:
         return allows(self.scope, "write")
 
 
-def _token(request: Request) -> str | None:
+def _token(request: Request) -> tuple[str | None, bool]:
+    """The request's token, and whether it is the cookie's (not an Authorization header)."""
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer ") and auth[7:].strip():
-        return auth[7:].strip()
-    return request.cookies.get(TOKEN_COOKIE) or None
+        return auth[7:].strip(), False
+    cookie = request.cookies.get(TOKEN_COOKIE) or None
+    return cookie, cookie is not None
+
+
+def csrf_of(request: Request) -> tuple[str, bool]:
+    """The CSRF token the browser's forms carry (its cookie's), and whether it is new
+    (no cookie yet: the answer sets one)."""
+    csrf = request.cookies.get(CSRF_COOKIE)
+    return (csrf, False) if csrf else (secrets.token_urlsafe(24), True)
 
 
 def sent_path(request: Request) -> str:
@@ -134,19 +149,36 @@ async def viewer(request: Request) -> Viewer:
         except ApiError as exc:
             raise LoginNeeded(exc.message) from None
         raise SetToken(without_token(request), given.strip())
+    token, by_cookie = _token(request)
     try:
-        scope = await granted(request, _token(request))
+        scope = await granted(request, token)
     except ApiError as exc:
         raise LoginNeeded(exc.message) from None
-    csrf = request.cookies.get(CSRF_COOKIE)
-    if not csrf:
-        return Viewer(scope, secrets.token_urlsafe(24), True)
-    return Viewer(scope, csrf, False)
+    csrf, new = csrf_of(request)
+    return Viewer(scope, csrf, new, by_cookie)
 
 
 def keep_cookies(request: Request, response: Response, who: Viewer) -> None:
     if who.new_csrf:
         _set_cookie(request, response, CSRF_COOKIE, who.csrf)
+
+
+def keep_csrf(request: Request, response: Response, csrf: str) -> None:
+    """Set the CSRF cookie `csrf` (a page without a `Viewer` whose form carries it)."""
+    _set_cookie(request, response, CSRF_COOKIE, csrf)
+
+
+def clear_cookies(request: Request, response: Response) -> None:
+    """Sign the browser out: its token cookie gone, and the CSRF token with it (the
+    next page sets a new one), each removed at the place it was set with the same flags."""
+    for name in (TOKEN_COOKIE, CSRF_COOKIE):
+        response.delete_cookie(
+            name,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path=mount_root(request) or "/",
+        )
 
 
 def set_token_cookie(request: Request, response: Response, token: str) -> None:
@@ -178,15 +210,21 @@ def same_origin(request: Request) -> bool:
     return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
 
 
-async def check_form(request: Request, form: dict[str, str], needed: Scope) -> Viewer:
-    """The viewer behind a form POST, if it came from one of our pages and may act:
-    `ApiError` 403 otherwise (`LoginNeeded` with no usable token)."""
+def check_csrf(request: Request, form: dict[str, str]) -> None:
+    """`ApiError` 403 unless the form came from one of our pages: same site, and the
+    CSRF token its page gave (the cookie's)."""
     if not same_origin(request):
         raise ApiError(403, "cross_origin", "this form was sent from another site")
     cookie = request.cookies.get(CSRF_COOKIE, "")
     sent = form.get("csrf", "")
     if not cookie or not hmac.compare_digest(cookie.encode(), sent.encode()):
         raise ApiError(403, "csrf", "the form is stale or was not sent from this dashboard")
+
+
+async def check_form(request: Request, form: dict[str, str], needed: Scope) -> Viewer:
+    """The viewer behind a form POST, if it came from one of our pages and may act:
+    `ApiError` 403 otherwise (`LoginNeeded` with no usable token)."""
+    check_csrf(request, form)
     who = await viewer(request)
     if not allows(who.scope, needed):
         raise ApiError(403, "insufficient_scope", f"this needs a token of scope {needed!r}")

@@ -12,6 +12,7 @@ from ._dash_agents import agent_pages
 from ._dash_auth import LoginNeeded, SetToken, page_path, set_token_cookie
 from ._dash_ops import ops_pages
 from ._dash_runs import runs_pages
+from ._dash_signout import signout_router
 from ._dash_values import values_router
 
 __all__ = ["install_dashboard", "page_failed", "page_not_found"]
@@ -80,12 +81,13 @@ def page_failed(request: Request, status: int, message: str) -> Response | None:
 
 def install_dashboard(api: FastAPI) -> None:
     """Add the dashboard's pages (``/``, ``/runs``, ``/runs/{id}``, ``/queues``,
-    ``/usage``, ``/agents``), its forms, its static files (``/-/static``) and the sign-in page a
-    browser without a usable token gets."""
+    ``/usage``, ``/agents``), its forms, its static files (``/-/static``), the sign-in page a
+    browser without a usable token gets, and signing out (``/-/logout``)."""
     _install_handlers(api)
     api.include_router(runs_pages)
     api.include_router(values_router)
     api.include_router(actions_router)
+    api.include_router(signout_router)
     api.include_router(ops_pages)
     api.include_router(agent_pages)
     api.mount("/-/static", StaticFiles(directory=HERE / "static"), name="dash-static")
