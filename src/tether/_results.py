@@ -43,11 +43,16 @@ from .serde import (
     type_name,
 )
 
-__all__ = ["dump_result", "load_result", "recorded_as", "recorded_result"]
+__all__ = ["check_input", "dump_result", "load_result", "recorded_as", "recorded_result"]
 
 _TAG = "$tether"  # marks a value recorded with its class
 _PLAIN = ":"  # ... or plain JSON that has a key of that name itself
 _SCALARS = (str, int, float, bool, type(None))
+_INPUT_DECLARE = (
+    "Annotate the workflow's input parameter (`input: {name}`) so it comes back as "
+    "itself on every replay, or pass plain JSON (dict with str keys, list, str, int, "
+    "float, bool, None)."
+)
 _DECLARE = (
     "Declare the return type (`-> {name}`, or pass result_type=) so it comes back as "
     "itself, or return plain JSON (dict with str keys, list, str, int, float, bool, None)."
@@ -185,7 +190,28 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _refuse_lossy(value: Any, what: str, path: str) -> None:
+def check_input(value: Any, tp: Any, text: str, what: str) -> None:
+    """Refuse a workflow input (`value`, recorded as `text`) that a replay of its run
+    would read back as another value: every drive, the first included, is given the
+    input as recorded, and a tuple (or a model under an unannotated parameter) came
+    back a list (a dict) after a crash where the first drive had the tuple."""
+    if tp is not None:
+        _revived(text, tp, value, what)
+        return
+    if isinstance(value, BaseModel) or (
+        dataclasses.is_dataclass(value) and not isinstance(value, type)
+    ):
+        raise NotSerializableError(
+            what,
+            type(value),
+            "$",
+            problem="would come back as a dict on replay",
+            fix=_INPUT_DECLARE.format(name=type(value).__name__),
+        )
+    _refuse_lossy(value, what, "$", _INPUT_DECLARE)
+
+
+def _refuse_lossy(value: Any, what: str, path: str, declare: str = _DECLARE) -> None:
     """Refuse the first part of `value` JSON would bring back changed, and a value
     nested deeper than JSON is stored (`serde.MAX_DEPTH`) or containing itself: what
     passes is the plain JSON `serde.dump_plain` takes.
@@ -194,11 +220,11 @@ def _refuse_lossy(value: Any, what: str, path: str) -> None:
     paths; only when it finds something is the value walked again to name the part."""
     if is_plain(value):
         return
-    _refuse_changed(value, what, path)
+    _refuse_changed(value, what, path, declare)
     dump_json(value, what=what)  # plain, but too deep or containing itself: refused there
 
 
-def _refuse_changed(value: Any, what: str, path: str) -> None:
+def _refuse_changed(value: Any, what: str, path: str, declare: str) -> None:
     """Walk plain containers; refuse the first part JSON would bring back changed.
 
     A container met again is not walked again: it passed the first time (or, inside
@@ -225,7 +251,7 @@ def _refuse_changed(value: Any, what: str, path: str) -> None:
                         type(k),
                         f"{where} (a key)",
                         problem="is a dict key that JSON turns into a string",
-                        fix=_DECLARE.format(name=f"dict[{type(k).__name__}, ...]"),
+                        fix=declare.format(name=f"dict[{type(k).__name__}, ...]"),
                     )
                 stack.append((v, f"{where}.{k}"))
             continue
@@ -234,7 +260,7 @@ def _refuse_changed(value: Any, what: str, path: str) -> None:
             kind,
             where,
             problem="would come back as a different type on replay",
-            fix=_DECLARE.format(name=_hint(value)),
+            fix=declare.format(name=_hint(value)),
         )
 
 

@@ -1158,8 +1158,9 @@ def _refused_in_run(source: str, instead: str) -> str:
 
 def _args(wf: Workflow, defn: WorkflowDef, run: RunRow, input: Any) -> tuple[Any, ...]:
     """What the workflow function is called with: the context, and its input if it
-    takes one (given now, else the recorded one)."""
-    if input is not MISSING:
+    takes one: the recorded one, as every replay reads it (the one given now only
+    where none is recorded, or the workflow binds its own)."""
+    if input is not MISSING and (run.input is None or defn.binds_input):
         return (wf, input)
     if defn.takes_input and (run.input is not None or defn.input_required):
         return (wf, load_json(run.input, defn.input_type))

@@ -418,11 +418,7 @@ class App:
         tag_tuple = _checked_tags(tags)
         if input is not _MISSING:
             input = defn.coerce_input(input)  # before anything is created
-        input_text = (
-            None
-            if input is _MISSING
-            else dump_json(input, what=f"the input of workflow {defn.name!r}", tp=defn.input_type)
-        )
+        input_text = None if input is _MISSING else defn.encode_coerced(input)
         run, created = await self.store.create_run(
             NewRun(
                 workflow_id=wid,

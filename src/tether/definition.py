@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from ._durations import check_seconds
 from ._names import check_name
+from ._results import check_input
 from .errors import InvalidArgumentError, WorkflowVersionError
 from .record import RunRecord
 from .serde import check_type, dump_json, load_json, resolve_annotation, type_name, validate
@@ -184,8 +185,21 @@ class WorkflowDef:
     def encode_input(self, value: Any, *, child: bool = False) -> str:
         """`value` as the recorded input of a new run (or child run) of this workflow:
         coerced to its declared type (see `coerce_input`), then JSON text."""
+        return self.encode_coerced(self.coerce_input(value), child=child)
+
+    def encode_coerced(self, coerced: Any, *, child: bool = False) -> str:
+        """`encode_input` of a value `coerce_input` gave: refused if a replay would read
+        it back as another value (a tuple under an unannotated parameter: a list)."""
         what = f"the input of {'child workflow' if child else 'workflow'} {self.name!r}"
-        return dump_json(self.coerce_input(value), what=what, tp=self.input_type)
+        text = dump_json(coerced, what=what, tp=self.input_type)
+        if not self.binds_input:  # (a pipeline binds its config: its own to read back)
+            check_input(coerced, self.input_type, text, what)
+        return text
+
+    @property
+    def binds_input(self) -> bool:
+        """Whether the workflow object binds its own input (`__tether_input__`)."""
+        return getattr(self.fn, "__tether_input__", None) is not None
 
     def call(self, *args: Any) -> Awaitable[Any]:
         """Call the workflow function; what it returns must be awaitable."""
