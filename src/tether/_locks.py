@@ -350,19 +350,9 @@ class Locks:
         the resumed run went on in its block). True if it is ours."""
         if not self._earlier_self(row):
             return False
-        res = await self._rt.store.acquire_lock(
-            MUTEX_SCOPE,
-            row.key,
-            handle.holder,
-            ttl=ttl,
-            now=self._rt.clock.store_time(),
-            fence=self._run.fence,
-            on_acquire=NewEvent("mutex.acquired", row.key),
-            take_from=row.holder,
-            on_take=NewEvent(
-                "mutex.taken_back", row.key, dump_json({"from": row.holder}, what="event")
-            ),
-            at=self._rt.clock.now(),
+        taken = NewEvent("mutex.taken_back", row.key, dump_json({"from": row.holder}, what="event"))
+        res = await self._lock(
+            handle, ttl, NewEvent("mutex.acquired", row.key), take_from=row.holder, on_take=taken
         )
         return res.outcome is not LockOutcome.CONFLICT
 
@@ -462,8 +452,11 @@ class Locks:
         on_acquire: NewEvent,
         on_renew: NewEvent | None = None,
         detail: str | None = None,
+        take_from: str | None = None,
+        on_take: NewEvent | None = None,
     ) -> LockResult:
-        """`acquire_lock` of the mutex for this run (fenced): taken, renewed or refused."""
+        """`acquire_lock` of the mutex for this run (fenced): taken, renewed or refused
+        (`take_from`: the hold of this run's dead incarnation, passed on in one change)."""
         return await self._rt.store.acquire_lock(
             MUTEX_SCOPE,
             handle.key,
@@ -474,6 +467,8 @@ class Locks:
             detail=detail,
             on_acquire=on_acquire,
             on_renew=on_renew,
+            take_from=take_from,
+            on_take=on_take,
             at=self._rt.clock.now(),
         )
 
