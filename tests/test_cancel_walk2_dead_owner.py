@@ -4,18 +4,11 @@ compensations. A real process, killed by SIGKILL while its step blocks."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
+from tests._killed import killed_once_marked
 from tether import App, FakeClock, RunStatus, Workflow
-from tether.testing import eventually
-
-from ._env import child_pythonpath
 
 NAME = "undo-after-death"
 
@@ -58,25 +51,9 @@ def _register(app: App, undone: list[str]) -> object:
 
 async def _killed_mid_step(tmp_path: Path, database_url: str) -> None:
     """Run "w" in a child process until its step "blocked" runs, then SIGKILL it."""
-    script, marker, log = tmp_path / "child.py", tmp_path / "in-step", tmp_path / "child.log"
+    script, marker = tmp_path / "child.py", tmp_path / "in-step"
     script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": child_pythonpath()}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(script), database_url, str(marker)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def in_step() -> bool:
-        assert proc.poll() is None, f"child exited early: {log.read_text()}"
-        return marker.exists()
-
-    try:
-        await eventually(in_step, timeout=60)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        await asyncio.to_thread(proc.wait, 30)
-    assert proc.returncode == -signal.SIGKILL
+    await killed_once_marked(script, marker, database_url, str(marker))
 
 
 async def test_a_dead_processes_step_is_recorded_cut_short_when_another_compensates(

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import tether
+from tests._killed import killed_once_marked
 from tether import App, FakeClock, RunStatus, Workflow
 from tether.store import NewEvent
 from tether.testing import eventually
-
-from ._env import child_pythonpath
 
 SCRIPT = textwrap.dedent(
     """
@@ -62,25 +58,9 @@ def _register(app: App) -> None:
 
 async def _killed_mid_step(tmp_path: Path, database_url: str, mode: str) -> None:
     """Run "w" in a child process until its step "blocked" runs, then SIGKILL it."""
-    script, marker, log = tmp_path / "child.py", tmp_path / "in-step", tmp_path / "child.log"
+    script, marker = tmp_path / "child.py", tmp_path / "in-step"
     script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": child_pythonpath()}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(script), database_url, str(marker), mode],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def in_step() -> bool:
-        assert proc.poll() is None, f"child exited early: {log.read_text()}"
-        return marker.exists()
-
-    try:
-        await eventually(in_step, timeout=60)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        await asyncio.to_thread(proc.wait, 30)
-    assert proc.returncode == -signal.SIGKILL
+    await killed_once_marked(script, marker, database_url, str(marker), mode)
 
 
 async def _is(app: App, workflow_id: str, status: RunStatus) -> bool:
