@@ -786,6 +786,9 @@ class Runner:
             except HandBack:  # an exit cut its compensation short: it fails again on resume
                 await self._hand_back(st)
                 return _HANDED_BACK
+            except asyncio.CancelledError:  # cut mid-step (the outer clause misses it here)
+                await asyncio.shield(self._hand_back(st))
+                raise
             if failed:
                 raise
             return _CANCELLED
