@@ -526,7 +526,9 @@ class App:
         instead of starting a second one, also when callers race: one of them
         drives it. Started again, a run that waits to be driven (``pending``:
         handed back by a process that exited) continues here; one that ended,
-        waits, or is driven by another live process is left as it is.
+        waits, or is driven by another live process is left as it is, and so is
+        a queued one (`submit`): its workers drive it, holding its concurrency
+        key (`resume` drives it here, holding them too).
         """
         _check_create(workflow_id, idempotency_key, priority, tags, tenant)
         input = _with_config(workflow, input, config)

@@ -281,10 +281,12 @@ class Kernel:
             _check_same_request(key, row, defn.name, cmd.workflow_id, input_text)
         elif not created:  # asked for again by its id
             defn.check_same_run(row, input_text)
-        if cmd.queue is None and (created or _handed_back(row)):
+        if cmd.queue is None and (created or (_handed_back(row) and row.queue is None)):
             # started again, a run that waits to be driven (handed back by a process that
             # exited) continues here, as a `run` of its id does; a run just created by
-            # another caller, never claimed yet, is that caller's to drive
+            # another caller, never claimed yet, is that caller's to drive. A queued run's
+            # job is back in its queue: its workers drive it, holding its concurrency key
+            # (driven here in the background it would hold neither job nor key)
             self.host.spawn(row.workflow_id)
         return RunCreated(workflow_id=row.workflow_id, created=created)
 
