@@ -20,7 +20,7 @@ import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from ._attach import attach, in_step
 from ._compensation import check_compensation
@@ -47,6 +47,7 @@ __all__ = ["MutexHandle", "StepContext", "Workflow", "load_history", "load_recor
 
 T = TypeVar("T")
 R = TypeVar("R")
+D = TypeVar("D")  # a wait's `default`: what it answers past its timeout
 # what a step whose declared result type cannot be stored may do instead
 _TYPE_FIX = " as its return annotation or result_type=, or declare none and return plain JSON"
 
@@ -332,6 +333,44 @@ class Workflow:
 
     # -- waits -----------------------------------------------------------------------
 
+    # A wait given `result_type=` is typed as that type (or its `default`'s, past its
+    # timeout), as `step` is by `fn`'s; a type that is no class (``int | None``,
+    # ``Annotated[...]``) or none at all leaves the answer `Any`, as plain JSON is.
+    @overload
+    async def wait_for_event(
+        self,
+        event_type: str,
+        *,
+        match: dict[str, Any] | None = None,
+        timeout: float | timedelta | None = None,
+        key: str | None = None,
+        result_type: type[T],
+    ) -> T: ...
+
+    @overload
+    async def wait_for_event(
+        self,
+        event_type: str,
+        *,
+        match: dict[str, Any] | None = None,
+        timeout: float | timedelta | None = None,
+        default: D,
+        key: str | None = None,
+        result_type: type[T],
+    ) -> T | D: ...
+
+    @overload
+    async def wait_for_event(
+        self,
+        event_type: str,
+        *,
+        match: dict[str, Any] | None = None,
+        timeout: float | timedelta | None = None,
+        default: Any = MISSING,
+        key: str | None = None,
+        result_type: Any = None,
+    ) -> Any: ...
+
     async def wait_for_event(
         self,
         event_type: str,
@@ -357,6 +396,38 @@ class Workflow:
             event_type, match, seconds_of(timeout), default, key, result_type
         )
 
+    @overload
+    async def wait_for_signal(
+        self,
+        name: str,
+        *,
+        timeout: float | timedelta | None = None,
+        key: str | None = None,
+        result_type: type[T],
+    ) -> T: ...
+
+    @overload
+    async def wait_for_signal(
+        self,
+        name: str,
+        *,
+        timeout: float | timedelta | None = None,
+        default: D,
+        key: str | None = None,
+        result_type: type[T],
+    ) -> T | D: ...
+
+    @overload
+    async def wait_for_signal(
+        self,
+        name: str,
+        *,
+        timeout: float | timedelta | None = None,
+        default: Any = MISSING,
+        key: str | None = None,
+        result_type: Any = None,
+    ) -> Any: ...
+
     async def wait_for_signal(
         self,
         name: str,
@@ -379,6 +450,35 @@ class Workflow:
         """A completion token for an outside party (a person, a webhook) to complete by id."""
         check_depth("wf.create_token", self.workflow_id)
         return await self._waits.create_token(seconds_of(timeout))
+
+    @overload
+    async def wait_for_token(
+        self,
+        token: str,
+        *,
+        timeout: float | timedelta | None = None,
+        result_type: type[T],
+    ) -> T: ...
+
+    @overload
+    async def wait_for_token(
+        self,
+        token: str,
+        *,
+        timeout: float | timedelta | None = None,
+        default: D,
+        result_type: type[T],
+    ) -> T | D: ...
+
+    @overload
+    async def wait_for_token(
+        self,
+        token: str,
+        *,
+        timeout: float | timedelta | None = None,
+        default: Any = MISSING,
+        result_type: Any = None,
+    ) -> Any: ...
 
     async def wait_for_token(
         self,
@@ -411,12 +511,12 @@ class Workflow:
 
     async def child(
         self,
-        workflow: Callable[..., Awaitable[Any]],
+        workflow: Callable[..., Awaitable[R]],
         input: Any = MISSING,
         *,
         workflow_id: str | None = None,
         budget: Any = None,
-    ) -> Any:
+    ) -> R:
         """Start a child run and wait for its result.
 
         Cancelling this run cancels the child. A child that fails or is
@@ -426,7 +526,8 @@ class Workflow:
         workflow's (both hold).
         """
         check_depth("wf.child", self.workflow_id)
-        return await self._waits.child(workflow, input, workflow_id, Budget.stored(budget))
+        # answered as the child's declared return type reads its record (`recorded_as`)
+        return cast(R, await self._waits.child(workflow, input, workflow_id, Budget.stored(budget)))
 
     async def start_child(
         self,

@@ -430,26 +430,31 @@ def load_json(text: str | None, tp: Any = None) -> Any:
     data = json.loads(text)
     if tp is None:
         return data
-    if _SECONDS_OFFSET.search(text):
-        try:  # a datetime or time whose offset has seconds: pydantic cannot parse its text
-            return _adapter(tp).validate_python(_read_offsets(data))
-        except ValidationError:
-            pass  # a str that only reads like one (declared str): as written
-    return _adapter(tp).validate_python(data)
+    return validate(tp, data)
 
 
 def validate(tp: Any, value: Any) -> Any:
     """`value` (a value or `to_json_data`'s data) validated into `tp`, as `load_json` reads
     it: a datetime or time in it whose UTC offset has seconds, written out in full, is
-    read as one (pydantic cannot parse such text and refused it)."""
+    read as one (pydantic cannot parse such text and refused it).
+
+    Only the text pydantic refused is read as a moment, where the type asks for one: a
+    str that merely reads like one under ``Any`` (or ``str``) stays a str, as it was
+    returned. Read as a datetime there, a step's str came back from its record, first
+    run and replay alike, as a datetime."""
     adapter = _adapter(tp)
     try:
         return adapter.validate_python(value)
-    except ValidationError:
-        if not _any(value, _is_seconds_offset):
+    except ValidationError as exc:
+        refused = {
+            e["input"]
+            for e in exc.errors(include_url=False, include_context=False)
+            if _is_seconds_offset(e.get("input"))
+        }
+        if not refused:
             raise
         try:
-            return adapter.validate_python(_read_offsets(value))
+            return adapter.validate_python(_read_offsets(value, refused))
         except ValidationError:
             pass
         raise
@@ -477,7 +482,7 @@ def read_back_change(tp: Any, value: Any, revived: Any) -> tuple[str, Any, Any] 
 
 
 def _first_change(given: Any, back: Any, path: str, depth: int) -> tuple[str, Any, Any] | None:
-    if given == back or _same_moment(given, back):
+    if given == back:
         return None
     pairs: list[tuple[Any, Any, str]] | None = None
     if depth < MAX_DEPTH and type(given) is type(back):
@@ -505,7 +510,6 @@ _HAS_TEXT = (str, list, dict)
 # a time of day with an offset as pydantic writes it, at the end of a string: the value
 # is then walked to see whether the offset had seconds
 _MINUTE_OFFSET = re.compile(r'\d\d:\d\d:\d\d(?:\.\d+)?[+-]\d\d:\d\d"')
-_SECONDS_OFFSET = re.compile(r'[+-]\d\d:\d\d:\d\d(?:\.\d{6})?"')
 _OFFSET_MOMENT = re.compile(
     r"(?:\d{4}-\d\d-\d\dT)?\d\d:\d\d:\d\d(?:\.\d{6})?[+-]\d\d:\d\d:\d\d(?:\.\d{6})?"
 )
@@ -539,28 +543,18 @@ def _with_offsets(plain: Any, data: Any) -> Any:
     return data
 
 
-def _same_moment(given: Any, back: Any) -> bool:
-    """Whether `back` is the datetime or time `given` is the text of as `to_json_data`
-    writes one whose offset has seconds: `load_json` reads such text back as the moment
-    even under ``Any`` (a stage's output, dumped to data, reaches the next stage so)."""
-    return (
-        isinstance(back, datetime | time)
-        and _is_seconds_offset(given)
-        and _read_offsets(given) == back
-    )
-
-
 def _is_seconds_offset(value: Any) -> bool:
     return isinstance(value, str) and _OFFSET_MOMENT.fullmatch(value) is not None
 
 
-def _read_offsets(data: Any) -> Any:
-    """`data` with each datetime or time that `_with_offsets` wrote made one again."""
+def _read_offsets(data: Any, refused: set[str]) -> Any:
+    """`data` with each datetime or time that `_with_offsets` wrote, among the texts
+    pydantic `refused`, made one again."""
     if type(data) is list:
-        return [_read_offsets(v) for v in data]
+        return [_read_offsets(v, refused) for v in data]
     if type(data) is dict:
-        return {_read_offsets(k): _read_offsets(v) for k, v in data.items()}
-    if not _is_seconds_offset(data):
+        return {_read_offsets(k, refused): _read_offsets(v, refused) for k, v in data.items()}
+    if type(data) is not str or data not in refused:
         return data
     try:
         return (datetime if "T" in data else time).fromisoformat(data)
