@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,28 +15,11 @@ from tether.agents import Dispatcher, Issue, parse_workflow
 from tether.agents.trackers import MemoryTracker
 from tether.testing import eventually
 
-from ._procs import AGENT, of
+from ._procs import of
 from .trackers._servers import FakeGitHub, reset_in
 
 NO_SLOTS = "no available orchestrator slots"
 MEMORY = "kind: memory, active_states: [todo], terminal_states: [done]"
-
-
-@pytest.fixture
-async def app(database_url: str) -> AsyncIterator[tether.App]:
-    the_app = tether.App(database_url, clock=tether.FakeClock(), inline_wait=5.0)
-    yield the_app
-    await the_app.aclose()
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Where `_procs.AGENT` logs its starts and looks for its block/fail files."""
-    where = tmp_path / "agent"
-    where.mkdir()
-    (where / "agent.py").write_text(AGENT)
-    monkeypatch.setenv("AGENT_HOME", str(where))
-    return where
 
 
 def _workflow(

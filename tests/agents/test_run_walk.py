@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import tether.worker
 from tether.agents import Dispatcher, parse_workflow
 from tether.testing import eventually
 
-from ._procs import AGENT, of
+from ._procs import of
 from .trackers._servers import FakeLinear, served
 
 
@@ -36,23 +36,6 @@ class AssignedLinear(FakeLinear):
 @pytest.fixture
 def linear() -> Iterator[AssignedLinear]:
     yield from served(AssignedLinear())
-
-
-@pytest.fixture
-async def app(database_url: str) -> AsyncIterator[tether.App]:
-    the_app = tether.App(database_url, clock=tether.FakeClock(), inline_wait=5.0)
-    yield the_app
-    await the_app.aclose()
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Where `_procs.AGENT` logs its starts and looks for its block files."""
-    where = tmp_path / "agent"
-    where.mkdir()
-    (where / "agent.py").write_text(AGENT)
-    monkeypatch.setenv("AGENT_HOME", str(where))
-    return where
 
 
 def _dispatcher(app: tether.App, tmp: Path, home: Path, fake: FakeLinear, turns: int) -> Dispatcher:

@@ -37,6 +37,7 @@ from ._errors import AgentsError, IssueNotFoundError
 from ._factory import make_backend, make_tracker
 from ._generations import Generations, generation_id
 from ._issue import Issue
+from ._leases import Leases
 from ._run import COOLDOWN_SCOPE, ISSUE_WORKFLOW, QUEUE, RESUME_SIGNAL, IssueRunner, issue_key
 from ._scheduler import (
     Dispatch,
@@ -124,7 +125,10 @@ class Dispatcher:
         self._asked_at: datetime | None = None
         self._refused: str | None = None  # why WORKFLOW.md was refused, once logged
         self._generations = Generations(app)  # each issue's newest run, found in few reads
-        self.runner = IssueRunner(app, self.config, self.tracker, self.backend)
+        self._leases = Leases()  # what a reload replaced is closed once nothing uses it
+        self.runner = IssueRunner(
+            app, self.config, self.tracker, self.backend, hold=self._leases.hold
+        )
         # its retries park, whatever the App's inline_wait: waited out inline, a 1 s
         # continuation held the queue's slot, and `run_once` on a default App never returned
         app.workflow(name=ISSUE_WORKFLOW, inline_wait=0)(self.runner)
@@ -187,8 +191,19 @@ class Dispatcher:
             backend = self._backend or (
                 made[2] if made and self._keys[1] == keys[1] else make_backend(wf, self.app.ai)
             )
+            if made is not None:
+                self._retire(made[1], tracker, self._tracker)
+                self._retire(made[2], backend, self._backend)
             self._components, self._keys = (wf.sha256, tracker, backend), keys
         return self._components[1], self._components[2]
+
+    def _retire(self, old: object, new: object, given: object) -> None:
+        """Close `old` once nothing uses it, if a reload replaced it. Not one passed
+        in (its owner closes it), nor an api backend on the App's providers (`ai=`):
+        their clients are the new backend's too, maybe in a turn; the App closes them."""
+        shares = self.app.ai is not None and getattr(old, "providers", None) is self.app.ai
+        if old is not new and old is not given and not shares:
+            self._leases.retire(old)
 
     def tracker(self) -> Tracker:
         return self._built()[0]
@@ -298,6 +313,7 @@ class Dispatcher:
         if self.broken() is not None:  # reconciliation goes on under the last good one
             report.errors.append(f"no new dispatch until it is fixed: {self.broken()}")
         config = self.config().config
+        await self._leases.close_idle()  # what the reload replaced, unless still in use
         tracker = self.tracker()
         until = await self.tracker_cooldown()
         if until is not None:  # the tracker said "slow down": nobody asks it until then
@@ -305,7 +321,8 @@ class Dispatcher:
             return report, []
         candidates: list[Issue] | None
         try:
-            candidates = await tracker.fetch_issues_by_states(config.tracker.active())
+            async with self._leases.hold(self.tracker()) as tracker:
+                candidates = await tracker.fetch_issues_by_states(config.tracker.active())
         except Exception as exc:
             report.errors.append(f"fetching candidates: {exc}")
             candidates = None
@@ -342,7 +359,8 @@ class Dispatcher:
             report.errors.append(f"refreshing claimed issues: rate-limited until {until}")
             return None
         try:
-            return {i.id: i for i in await self.tracker().fetch_issues_by_ids(claimed)}
+            async with self._leases.hold(self.tracker()) as tracker:
+                return {i.id: i for i in await tracker.fetch_issues_by_ids(claimed)}
         except Exception as exc:
             report.errors.append(f"refreshing claimed issues: {exc}")
             await self._rate_limited(exc)
@@ -399,7 +417,8 @@ class Dispatcher:
         if not latest.status.terminal:
             return True  # dispatch() finds it and does nothing
         try:
-            found = await self.tracker().fetch_issues_by_ids([issue.id])
+            async with self._leases.hold(self.tracker()) as tracker:
+                found = await tracker.fetch_issues_by_ids([issue.id])
         except Exception as exc:
             await self._rate_limited(exc)
             return False  # not sure: the next tick decides
@@ -451,7 +470,8 @@ class Dispatcher:
             )
         else:
             try:
-                terminal = await self.tracker().fetch_issues_by_states(config.tracker.terminal())
+                async with self._leases.hold(self.tracker()) as tracker:
+                    terminal = await tracker.fetch_issues_by_states(config.tracker.terminal())
             except Exception as exc:
                 await self._rate_limited(exc)
                 log.warning("cleanup: cannot list terminal issues (%s); sweeping by age only", exc)
@@ -537,7 +557,8 @@ class Dispatcher:
             until = await self.tracker_cooldown()
             if until is not None:  # nobody asks it until then
                 raise AgentsError(f"the {kind} tracker is rate-limited until {until}")
-            found = await self.tracker().fetch_issues_by_ids([issue.id])
+            async with self._leases.hold(self.tracker()) as tracker:
+                found = await tracker.fetch_issues_by_ids([issue.id])
         except Exception as exc:
             await self._rate_limited(exc)
             raise AgentsError(
@@ -768,6 +789,7 @@ class Dispatcher:
             try:
                 await serving
             finally:  # the worker's error raised, the backend's clients still let go
+                await self._leases.close_idle()  # its runs ended: nothing holds any now
                 close = getattr(self._components[2] if self._components else None, "aclose", None)
                 if close is not None:  # a backend holding clients (api) lets them go
                     await close()

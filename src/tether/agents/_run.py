@@ -26,7 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -122,11 +123,15 @@ class IssueRunner:
         current: Callable[[], WorkflowFile],
         tracker: Callable[[], Tracker],
         backend: Callable[[], AgentBackend],
+        *,
+        hold: Callable[[Any], AbstractAsyncContextManager[Any]] | None = None,
     ) -> None:
         self.app = app
         self.current = current
         self.tracker = tracker
         self.backend = backend
+        # marks a tracker or backend in use, so one a reload replaced is closed after
+        self.hold = hold or _unheld
 
     def workspaces(self) -> WorkspaceManager:
         wf = self.current()
@@ -355,7 +360,8 @@ class IssueRunner:
             kind = self.tracker().kind
             return {"issue": None, "error": f"the {kind} tracker is rate-limited until {until}"}
         try:
-            found = await self.tracker().fetch_issues_by_ids([issue_id])
+            async with self.hold(self.tracker()) as tracker:
+                found = await tracker.fetch_issues_by_ids([issue_id])
         except Exception as exc:  # any tracker failure is a retry, not a failed run
             await self.tracker_rate_limited(exc)
             return {"issue": None, "error": f"{type(exc).__name__}: {exc}"}
@@ -392,7 +398,8 @@ class IssueRunner:
         if await self.tracker_cooldown() is not None:
             return list(recorded.values())
         try:
-            found = await self.tracker().fetch_issues_by_ids(list(recorded))
+            async with self.hold(self.tracker()) as tracker:
+                found = await tracker.fetch_issues_by_ids(list(recorded))
         except Exception as exc:  # counted as recorded: a slot is no reason to fail
             await self.tracker_rate_limited(exc)
             return list(recorded.values())
@@ -660,17 +667,18 @@ class IssueRunner:
                     "agent event %s", event.kind, extra={"run": run_id, "issue": issue.identifier}
                 )
 
-        return await run_turn(
-            backend,
-            request,
-            stall_timeout_ms=config.agent.stall_timeout_ms,
-            cancelled=cancelled,
-            on_event=seen,
-            model=config.agent.model or backend.name,
-            budget_key=issue_key(self.tracker().kind, issue.identifier),
-            clock=self.app.clock,
-            seen_totals=totals,
-        )
+        async with self.hold(backend):  # no await since it was taken: it is not closed
+            return await run_turn(
+                backend,
+                request,
+                stall_timeout_ms=config.agent.stall_timeout_ms,
+                cancelled=cancelled,
+                on_event=seen,
+                model=config.agent.model or backend.name,
+                budget_key=issue_key(self.tracker().kind, issue.identifier),
+                clock=self.app.clock,
+                seen_totals=totals,
+            )
 
     async def _within_budget(self, wf: Workflow, issue: Issue) -> bool:
         key = issue_key(self.tracker().kind, issue.identifier)
@@ -773,7 +781,13 @@ class IssueRunner:
         person meanwhile, may have closed, moved, reassigned or blocked it, and it is
         left where it is then (moving it would re-open it, or take it from its new
         owner); ``not_eligible`` says why."""
-        found = await self.tracker().fetch_issues_by_ids([issue.id])
+        async with self.hold(self.tracker()) as tracker:
+            return await self._move_with(tracker, run_id, issue, target)
+
+    async def _move_with(
+        self, tracker: Tracker, run_id: str, issue: Issue, target: str
+    ) -> dict[str, Any]:
+        found = await tracker.fetch_issues_by_ids([issue.id])
         if not found:
             return {"moved": ""}
         if normalise_state(found[0].state) == normalise_state(target):
@@ -783,8 +797,14 @@ class IssueRunner:
             extra = {"run": run_id, "issue": issue.identifier}
             log.info("no hand-off: %s", why, extra=extra)
             return {"moved": "", "not_eligible": why}
-        await self.tracker().move(issue.id, target, marker=f"tether-run:{run_id}:handoff")
+        await tracker.move(issue.id, target, marker=f"tether-run:{run_id}:handoff")
         return {"moved": target}
+
+
+@asynccontextmanager
+async def _unheld(component: Any) -> AsyncIterator[Any]:
+    """No lease: a runner whose components are never replaced under it."""
+    yield component
 
 
 def _ineligible(outcome: TurnOutcome, why: str) -> TurnOutcome:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import typing
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -162,6 +163,11 @@ class Stage(Generic[I, O, C]):
         return fn
 
 
+@overload
+def stage(fn: Callable[..., Awaitable[O]], /) -> Stage[Any, O, Any]: ...
+
+
+@overload
 def stage(
     *,
     id: str,
@@ -171,16 +177,60 @@ def stage(
     name: str | None = None,
     description: str | None = None,
     dependencies: Iterable[Stage[Any, Any, Any] | str] = (),
-) -> Callable[[Callable[..., Awaitable[O]]], Stage[I, O, C]]:
+) -> Callable[[Callable[..., Awaitable[O]]], Stage[I, O, C]]: ...
+
+
+def stage(
+    fn: Callable[..., Awaitable[Any]] | None = None,
+    /,
+    *,
+    id: str | None = None,
+    output: type[Any] | None = None,
+    input: type[Any] | None = None,
+    config: type[Any] | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    dependencies: Iterable[Stage[Any, Any, Any] | str] = (),
+) -> Any:
     """Declare a stage: ``@tether.stage(id="extract", input=Doc, output=Text)`` on an
-    ``async def extract(ctx) -> Text``. Without `input`, the stage reads earlier
-    outputs with ``ctx.require(...)``; `dependencies` names the stages it reads, so
-    a pipeline that does not run them earlier is refused when built."""
+    ``async def extract(ctx) -> Text``, or bare ``@tether.stage``: its id is then the
+    function's name and its output the model it is annotated to return. Without
+    `input`, the stage reads earlier outputs with ``ctx.require(...)``; `dependencies`
+    names the stages it reads, so a pipeline that does not run them earlier is
+    refused when built."""
+    if fn is not None:
+        return _bare(fn)
     deps = _check_declaration(id, output, input, config, dependencies)
+    assert id is not None and output is not None  # both refused above when missing
     return functools.partial(
         Stage, id=id, output=output, input=input, config=config, name=name,
         description=description, dependencies=deps,
     )  # fmt: skip
+
+
+def _bare(fn: Any) -> Stage[Any, Any, Any]:
+    """Bare ``@stage``: the id is the function's name and the output the model its
+    return annotation names, so a stage needs no more than its function."""
+    if not callable(fn):
+        raise PipelineError(
+            f"@stage got {fn!r}; use it bare on an `async def`, or as "
+            "@stage(id='extract', output=Text)"
+        )
+    sid = getattr(fn, "__name__", repr(fn))
+    try:
+        output = typing.get_type_hints(fn).get("return")
+    except Exception as exc:  # an annotation naming what its module cannot see
+        raise PipelineError(
+            f"stage {sid!r}: its return annotation cannot be read ({exc}); declare it "
+            f"as @stage(id={sid!r}, output=Text)"
+        ) from None
+    if output is None:
+        raise PipelineError(
+            f"stage {sid!r}: a bare @stage takes its output model from the return "
+            f"annotation, and it has none; write `async def {sid}(ctx) -> Text`, or "
+            f"@stage(id={sid!r}, output=Text)"
+        )
+    return Stage(fn, id=sid, output=output)
 
 
 def batch_stage(
