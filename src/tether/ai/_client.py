@@ -442,6 +442,11 @@ class WorkflowAI:
                 f"options must be a dict the provider gets as it is, got {options!r}; "
                 "e.g. options={'dimensions': 256}"
             )
+        for n, text in enumerate(texts):  # named before anything is sent or logged
+            _encodable(
+                text, "the text to embed" if isinstance(inputs, str) else f"text {n} to embed"
+            )
+        _encodable(options or {}, "the embed call's options")
 
         async def call() -> EmbedResult:
             sent = _Sent(self._now)
@@ -489,11 +494,12 @@ class WorkflowAI:
         worker in between; the last wait is cut so the last look is at
         `max_wait` (counted in time slept). A batch not done then is cancelled
         and `TimeoutError` raised (one found done after all is collected); one
-        that ended failed, cancelled or expired raises `ProviderError`. Either
-        way the results of the requests it did complete (billed) are recorded
-        first. Results are recorded once, each keyed by its `custom_id` (a
-        request is a prompt, whose id is its index, or a dict with
-        ``custom_id`` and ``prompt`` or ``messages``).
+        that ended failed, cancelled or expired raises `ProviderError`, whose
+        `batch` holds its outcomes: the completed requests' results, the others
+        not ok with their error. Either way the results of the requests it did
+        complete (billed) are recorded first. Results are recorded once, each
+        keyed by its `custom_id` (a request is a prompt, whose id is its index,
+        or a dict with ``custom_id`` and ``prompt`` or ``messages``).
 
         A status read that fails transiently (429, 5xx, a timeout) is tried
         again at the next poll, up to `max_wait`; one refused for good (a
@@ -1414,7 +1420,8 @@ class WorkflowAI:
         )
         # a call that may have been billed at an unknown cost is unseen by a dollar limit
         if priced.micro_usd is None and (billed or error is None):
-            self._unpriced(pname, model_id, usage_known, error)
+            audio = bool(usage.input_audio_tokens or usage.output_audio_tokens)
+            self._unpriced(pname, model_id, usage_known, error, audio=audio)
         attach(
             NewAICall(
                 call_type=call_type,
@@ -1472,12 +1479,19 @@ class WorkflowAI:
         )
 
     def _unpriced(
-        self, pname: str, model_id: str, usage_known: bool, error: str | None = None
+        self,
+        pname: str,
+        model_id: str,
+        usage_known: bool,
+        error: str | None = None,
+        *,
+        audio: bool = False,
     ) -> None:
         """Warn, once per model and run, that a call no dollar limit can see was made:
         one to a model of no known price (or of a table price with no rate for some of
-        its counts: its advice is not "price it"), an answer that told no usage, or a
-        failure (`error`) after the provider took the request."""
+        its counts, or with `audio` tokens of no known rate: its advice is not "price
+        it"), an answer that told no usage, or a failure (`error`) after the provider
+        took the request."""
         budget = next((lim.budget for lim in self._covering_now() if lim.budget.max_usd), None)
         if budget is None or budget.max_usd is None or (pname, model_id) in self._unpriced_seen:
             return
@@ -1497,6 +1511,11 @@ class WorkflowAI:
             f"cost is unknown and does not count against the budget's {limit}; leave "
             f"the model to genai-prices or set web_search_per_thousand{tokens}"
             if own is not None
+            else f"{model} has no known rate for the audio tokens a call told (audio is "
+            "billed many times the text rate, not priced as text), so its cost is unknown "
+            f"and does not count against the budget's {limit}"
+            + ("; set max_tokens to bound such calls" if budget.max_tokens is None else tokens)
+            if usage_known and audio
             else f"{model} has no known price, so its calls do not count against the budget's "
             f"{limit}; price it in ai.Prices({{{model!r}: {{...}}}}){tokens}"
             if usage_known
@@ -1645,8 +1664,9 @@ def _ended_short(
     job: _Job, batch_id: str, status: BatchStatus, result: BatchResult
 ) -> ProviderError:
     """The error of a batch that ended failed, cancelled or expired, naming provider
-    and model. One the provider failed as a whole says why (an input file refused at
-    validation): submitted again as it is, it would fail again."""
+    and model, its outcomes (`result`) as its `batch`. One the provider failed as a
+    whole says why (an input file refused at validation): submitted again as it is,
+    it would fail again."""
     ended = f"batch {batch_id} at {job.pname} ({job.model}) ended {status.provider_status}"
     done = _completed(result, job.items)
     if status.reason:
@@ -1654,10 +1674,12 @@ def _ended_short(
             f"{ended}: {status.reason}; {done}; fix what it names and submit the requests "
             "in a new batch",
             model=job.model,
+            batch=result,
         )
     return ProviderError(
         f"{ended}: {done}; submit any that did not complete again in a new batch",
         model=job.model,
+        batch=result,
     )
 
 

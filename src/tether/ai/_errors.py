@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from ..errors import InvalidArgumentError, TetherError
 from ._types import Usage
+
+if TYPE_CHECKING:
+    from ._results import BatchResult
 
 __all__ = [
     "BudgetExceededError",
@@ -37,6 +41,10 @@ class ProviderError(TetherError):
     lost after the request may have gone out: the provider took the request and
     may have billed it, so the call log prices it from `usage`, what the body told
     of its tokens, or logs its cost as unknown, never as $0.
+
+    `batch` is set on the error of a batch that ended failed, expired or cancelled:
+    its outcomes, the completed requests' results (billed, and in the call log) and
+    the others not ok with their error, for a workflow that catches it to use.
     """
 
     def __init__(
@@ -51,8 +59,10 @@ class ProviderError(TetherError):
         retry_at: datetime | None = None,
         billed: bool = False,
         usage: Usage | None = None,
+        batch: BatchResult | None = None,
     ) -> None:
         super().__init__(message)
+        self.batch = batch
         self.billed = billed
         self.usage = usage
         self.model = model

@@ -10,7 +10,8 @@ probe usages, and checked on a sixth; every later call with that price is
 five multiplications, exact in `Decimal`. Tiered prices, a check that fails,
 counts genai-prices would refuse (cache reads and writes above the input),
 counts the four leave out (1 h cache writes, web searches, audio tokens) and
-groq (which bills audio by the second) go the long way, unchanged.
+groq (which bills audio by the second) go the long way, unchanged. Audio tokens
+of a price with no audio rate price nothing (unknown), not at the text rate.
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ def genai_price(
     except LookupError:
         return None
     extra = _extra(usage, counts[2])
-    if provider == "groq" or counts[1] + counts[2] > counts[0] or extra:
-        return _calc(info, found, counts, at, context, extra)
     # as ModelInfo.calc_price: a model found under another provider has no variants
     variants = context if context and any(info is m for m in found.models) else None
     price = info.get_prices(at, variants)
+    if _audio_unrated(price, usage):
+        return None
+    if provider == "groq" or counts[1] + counts[2] > counts[0] or extra:
+        return _calc(info, found, counts, at, context, extra)
     try:
         key = tuple(sorted(vars(price).items()))
         coefficients = _affine[key] if key in _affine else _learn(key, price)
@@ -64,6 +67,16 @@ def genai_price(
         return _calc(info, found, counts, at, context)
     base, *per_token = coefficients
     return base + sum((c * n for c, n in zip(per_token, counts, strict=True)), Decimal(0))
+
+
+def _audio_unrated(price: Any, usage: Usage) -> bool:
+    """Audio tokens of a price with no audio rate for them (gpt-4o-audio-preview's in
+    the snapshot: text rates only): genai-prices bills them at the text rate, a small
+    part of their cost, so the call's cost is unknown rather than that guess."""
+    return bool(
+        (usage.input_audio_tokens and getattr(price, "input_audio_mtok", None) is None)
+        or (usage.output_audio_tokens and getattr(price, "output_audio_mtok", None) is None)
+    )
 
 
 def _learn(key: tuple[Any, ...], price: Any) -> tuple[Decimal, ...] | None:
