@@ -83,19 +83,21 @@ async def frame(app: App, rows: int) -> Group:
               help="Seconds between redraws.")  # fmt: skip
 @click.option("--rows", default=10, show_default=True, type=int,
               help=f"Rows per table (1 to {_MAX_ROWS}).")  # fmt: skip
-@click.option("--once", is_flag=True, help="Draw once and exit.")
+@click.option("--once", is_flag=True,
+              help="Draw once and exit (what it does when stdout is no terminal).")  # fmt: skip
 @db_state
 def top(state: CliState, interval: float, rows: int, once: bool) -> None:
     """A live overview of the database: runs by status, the processes driving them,
     the queues with the most waiting jobs, and the unfinished runs that cost the most.
-    Ctrl-C (exit 130) or SIGTERM (exit 143) ends it."""
+    Ctrl-C (exit 130) or SIGTERM (exit 143) ends it. Piped or redirected (`tether top |
+    head`), it prints one frame and exits, as with --once."""
     redraw_interval(interval)
     if not 1 <= rows <= _MAX_ROWS:  # 10**20 rows: a traceback from the database driver
         fail(EXIT_USAGE, f"--rows must be from 1 to {_MAX_ROWS}, got {rows}")
     app = read_app(state)
     try:
         view: Group = guard(lambda: app.run_sync(frame(app, rows)))
-        if once:
+        if once or not out.is_terminal:  # a pipe saw nothing until the loop ended
             out.print(view)
             return
         with LiveView(view) as live:  # until Ctrl-C (exit 130) or SIGTERM (exit 143)

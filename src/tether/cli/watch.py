@@ -16,7 +16,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from .._info import RunInfo
 from ..ai import budget_stops
+from ..app import App
 from ..record import EventRecord, RunRecord
 from ..store import RunStatus, StepStatus
 from ._common import (
@@ -32,7 +34,7 @@ from ._db import read_app
 from ._format import cell, clip, cost_text, short, status_text, step_status, ts
 from ._live import LiveView
 
-__all__ = ["render_run", "watch"]
+__all__ = ["RunReader", "render_run", "watch"]
 
 _STAGE_STYLE = {"completed": "green", "failed": "red", "cancelled": "red", "suspended": "yellow",
                 "running": "cyan", "pending": "dim", "skipped": "dim"}  # fmt: skip
@@ -110,6 +112,39 @@ def _event_line(e: EventRecord) -> Text:
     return line
 
 
+class RunReader:
+    """What each redraw of `runs watch` reads. The whole record (every step and event)
+    is read only when the run changed: a redraw first reads the run's row and its events
+    past the last one seen (at most one), so a run that sits still, whatever its history,
+    costs two small reads a redraw, not its history's. The row is read first: a run seen
+    settled there has nothing left for the record to miss."""
+
+    def __init__(self, app: App, workflow_id: str) -> None:
+        self._app, self._wid = app, workflow_id
+        self._row: RunInfo | None = None
+        self._rec: RunRecord | None = None
+        self._waits: list[str] = []
+
+    def read(self) -> tuple[RunRecord, list[str], bool]:
+        """The record, its open waits, and whether the run has settled."""
+        app, wid = self._app, self._wid
+        row: RunInfo = guard(lambda: app.get_run(wid))
+        if self._rec is None or row != self._row or self._moved(self._rec):
+            self._rec = guard(lambda: app.get_record(wid))
+            self._waits = [w.key for w in guard(lambda: app.list_waits(wid))
+                           if w.status.value == "pending"]  # fmt: skip
+        self._row = row
+        return self._rec, self._waits, row.settled
+
+    def _moved(self, rec: RunRecord) -> bool:
+        """Whether an event came after the record's last (a step, a wait, an end)."""
+        seq = rec.events[-1].seq if rec.events else 0
+        store = self._app.store
+        newer = guard(lambda: self._app.run_sync(store.list_events(self._wid, after_seq=seq,
+                                                                   limit=1)))  # fmt: skip
+        return bool(newer)
+
+
 @click.command("watch", short_help="A live view of one run until it ends.")
 @click.argument("workflow_id", metavar="RUN_ID")
 @click.option("--interval", default=0.5, show_default=True, type=float,
@@ -125,13 +160,10 @@ def watch(state: CliState, workflow_id: str, interval: float, once: bool) -> Non
     redraw_interval(interval)
     app = read_app(state)
     try:
+        reader = RunReader(app, workflow_id)
 
         def frame() -> tuple[Group, RunRecord, bool]:
-            # read first: a run seen settled here has nothing left for the record to miss
-            settled = guard(lambda: app.get_run(workflow_id)).settled
-            rec: RunRecord = guard(lambda: app.get_record(workflow_id))
-            waits = [w.key for w in guard(lambda: app.list_waits(workflow_id))
-                     if w.status.value == "pending"]  # fmt: skip
+            rec, waits, settled = reader.read()
             return render_run(rec, datetime.now(UTC), waits), rec, settled
 
         view, rec, settled = frame()
