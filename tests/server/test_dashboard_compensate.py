@@ -57,6 +57,8 @@ def _cancel_from_page(browser: Any, url: str, compensate: bool) -> str:
     if compensate:
         box.click()
     browser.find_element(By.CSS_SELECTOR, "section.danger button").click()
+    wait_until(browser, lambda d: d.find_elements(By.ID, "confirm-cancel"), "no confirm page")
+    browser.find_element(By.CSS_SELECTOR, "#confirm-cancel button").click()
     wait_until(browser, lambda d: "done=cancelled" in d.current_url, "no answer to cancel")
     return text_of(browser, "p.done")
 

@@ -149,6 +149,8 @@ def test_the_forms_and_the_stream_of_a_dot_segment_run(
         _open_from_list(browser, dash.url, "../w")
         browser.find_element(By.ID, "reason").send_keys("not needed")
         browser.find_element(By.CSS_SELECTOR, "section.danger button").click()
+        wait_until(browser, lambda d: d.find_elements(By.ID, "confirm-cancel"), "no confirm")
+        browser.find_element(By.CSS_SELECTOR, "#confirm-cancel button").click()
         wait_until(browser, lambda d: "done=cancelled" in d.current_url, "no answer to cancel")
         assert text_of(browser, "h1") == "../w"
         assert done(client, "../w").status is RunStatus.CANCELLED

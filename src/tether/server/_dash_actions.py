@@ -18,12 +18,14 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from .._info import RunInfo
 from ..errors import TetherError
 from ..kernel import RunRetryCompensations
 from ..store import JobStatus
 from ._dash import render
 from ._dash_auth import (
     LoginNeeded,
+    Viewer,
     check_form,
     mount_root,
     mounted_run_url,
@@ -174,12 +176,29 @@ async def _act(request: Request, workflow_id: str, path: str) -> Response:
         problem = None if typed else str(exc)
         return await run_page(request, who, workflow_id, problem=problem, status=422, typed=typed)
     try:
-        await app.aget_run(workflow_id)
+        run = await app.aget_run(workflow_id)
+        if path == "cancel" and form.get("confirm") != "1":
+            return _confirm_cancel(request, who, run, form)
         done = await _ACTIONS[path](app, workflow_id, form, payload)
     except TetherError as exc:
         status, _ = answer_for(exc)
         return await run_page(request, who, workflow_id, problem=str(exc), status=status)
     return _back(request, workflow_id, done)
+
+
+def _confirm_cancel(request: Request, who: Viewer, run: RunInfo, form: dict[str, str]) -> Response:
+    """The page that asks before a run is cancelled: one misclick on the run's page
+    cancelled a run days into its work. Its form sends the run page's fields again,
+    with ``confirm=1``; nothing is done until it is sent."""
+    return render(
+        request,
+        who,
+        "cancel.html",
+        run=run,
+        reason=form.get("reason", "").strip(),
+        compensate=bool(form.get("compensate")),
+        back=mounted_run_url(request, run.workflow_id),
+    )
 
 
 def _endpoint(path: str) -> Callable[[Request, str], Awaitable[Response]]:
