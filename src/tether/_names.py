@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import InvalidArgumentError
 
-__all__ = ["check_name", "check_own_event", "check_text", "unstorable"]
+__all__ = ["check_name", "check_own_event", "check_queue_name", "check_text", "unstorable"]
 
 
 def check_name(what: str, key: object) -> str:
@@ -27,6 +27,26 @@ def check_name(what: str, key: object) -> str:
             f"{_MAX_KEY_BYTES} bytes of UTF-8 (e.g. pass a hash of a long key)"
         )
     return key
+
+
+def check_queue_name(what: str, name: object) -> str:
+    """`name` if it is a queue name a worker can be told on its command line: ``tether
+    worker -q a,b`` splits at commas and strips each name, so a queue named ``a,b`` or
+    ``" a"`` would take runs that no worker started from a shell could ever serve."""
+    check_name(what, name)
+    assert isinstance(name, str)
+    if "," in name:
+        raise InvalidArgumentError(
+            f"{what} {_shown(name)} contains a comma, which `tether worker -q` reads as "
+            "a separator between queue names, so no worker could serve it; name the "
+            f"queue without commas, e.g. {_shown(name.replace(',', '-'))}"
+        )
+    if name != name.strip():
+        raise InvalidArgumentError(
+            f"{what} {_shown(name)} starts or ends with whitespace, which `tether worker "
+            f"-q` strips, so no worker could serve it; pass {_shown(name.strip())}"
+        )
+    return name
 
 
 def unstorable(text: str) -> bool:

@@ -81,6 +81,12 @@ _UNKNOWN: Any = object()
 _ENDED = (RunStatus.CANCELLED, RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
 _FAILURES = (EndReason.FAILED, EndReason.TIMED_OUT)  # its function raised, or ran too long
 
+# what cut short the steps a cancelled run left running (`_close_cancelled_steps`)
+_DISCARDED = " (a result it returns since is discarded)"
+_BY_CANCEL = "by the cancel" + _DISCARDED
+_BY_ANOTHER = "by the process that drove it, which no longer does" + _DISCARDED
+_BY_DEAD = "by the process that drove it, which has ended"
+
 # the runners driving the run the code calling this belongs to (a child run driven inline
 # by another App's step nests): `App.close` tells a step of its own from another App's
 _DRIVING: contextvars.ContextVar[tuple[Runner, ...]] = contextvars.ContextVar(
@@ -440,7 +446,7 @@ class Runner:
             and run.status is RunStatus.CANCELLED
             and run.generation == st.fence.generation
         ):
-            await self._close_cancelled_steps(st)
+            await self._close_cancelled_steps(st.fence, _BY_CANCEL, drive=st)
 
     async def _unfit_input(
         self, st: RunState, defn: WorkflowDef, run: RunRow, exc: ValidationError
@@ -702,25 +708,10 @@ class Runner:
         if run.status is RunStatus.COMPLETED:
             return run.status, _UNKNOWN  # an answer, no body, no event
         if run.status is RunStatus.CANCELLED and owner_is_dead(run.owner):
-            await self._close_steps_left_by(run)
+            # no drive learns of the cancel, nor does a replay run: closed under the
+            # dead owner's claim (a process that claimed the run since is left to it)
+            await self._close_cancelled_steps(Fence(run.workflow_id, run.generation), _BY_DEAD)
         return None, _UNKNOWN
-
-    async def _close_steps_left_by(self, run: RunRow) -> None:
-        """Record cut short the steps a dead owner left `running` in a run cancelled
-        without compensation: no drive learns of the cancel, nor does a replay run,
-        so they read `running` in its record for good. Under the dead owner's claim
-        (its generation): a process that claimed the run since is left to it."""
-        try:
-            left = [s.key for s in await self._store.load_steps(run.workflow_id)
-                    if s.status is StepStatus.RUNNING]  # fmt: skip
-        except StoreError as err:
-            log.warning("could not read the steps of cancelled run %s: %s", run.workflow_id, err)
-            return
-        await self._fail_cut_short(
-            Fence(run.workflow_id, run.generation, compensating=True), run.workflow_id, left,
-            self._clock.now(), f"was still running when run {run.workflow_id!r} was "
-            "cancelled: it was cut short by the process that drove it, which has ended",
-        )  # fmt: skip
 
     async def _context(
         self,
@@ -808,7 +799,7 @@ class Runner:
         self._rt.run_defs.pop(st.workflow_id, None)
         run = await self._store.get_run(st.workflow_id)
         await self._cancel_unwaited(st, run is not None and run.cancel_requested == "compensate")
-        await self._close_cancelled_steps(st)
+        await self._close_cancelled_steps(st.fence, _BY_CANCEL, drive=st)
         if run is not None and run.cancel_requested == "compensate":
             await self._finish_compensation(wf, st)
         st.emit("workflow.cancelled")
@@ -909,29 +900,32 @@ class Runner:
         )  # fmt: skip
         st.in_flight.clear()
 
-    async def _close_cancelled_steps(self, st: RunState, *, left_by_another: bool = False) -> None:
-        """Record failed the steps of a cancelled run still `running` in its record: a
-        step that ran on as the cancel landed (its result refused, or dropped with the
-        write it rode on), or one left in a task never awaited; `left_by_another`, one
-        an earlier process left as it died or was cut short (a compensation it left
-        runs again instead). `cancel_run` ends the run, not its steps, so they read
-        `running` in the record for good. Written under this drive's claim as
-        compensating (a cancelled run's writes are refused otherwise); a process that
-        took the run over since is left to it."""
-        st.in_flight.clear()
+    async def _close_cancelled_steps(
+        self, fence: Fence, how: str, *, drive: RunState | None = None
+    ) -> None:
+        """Record failed the steps of a cancelled run still `running` in its record, cut
+        short `how`: a step that ran on as the cancel landed (its result refused, or
+        dropped with the write it rode on), one left in a task never awaited, or one an
+        earlier process left as it died or was cut short. `cancel_run` ends the run, not
+        its steps, so they read `running` in the record for good. Written under
+        `fence`'s claim (its generation) as compensating (a cancelled run's writes are
+        refused otherwise): a process that took the run over since is left to it.
+        `drive`, the drive closing them: its steps in flight are closed here, and the
+        steps of its compensations are not (one left running runs again)."""
+        workflow_id = fence.workflow_id
+        if drive is not None:
+            drive.in_flight.clear()
         try:
-            left = [s.key for s in await self._store.load_steps(st.workflow_id)
-                    if s.status is StepStatus.RUNNING and not st.undoes(s.key)]  # fmt: skip
+            left = [s.key for s in await self._store.load_steps(workflow_id)
+                    if s.status is StepStatus.RUNNING
+                    and not (drive is not None and drive.undoes(s.key))]  # fmt: skip
         except StoreError as err:
-            log.warning("could not read the steps of cancelled run %s: %s", st.workflow_id, err)
+            log.warning("could not read the steps of cancelled run %s: %s", workflow_id, err)
             return
-        how = ("by the process that drove it, which no longer does"
-               if left_by_another else "by the cancel")  # fmt: skip
-        fence = Fence(st.workflow_id, st.fence.generation, compensating=True)
         await self._fail_cut_short(
-            fence, st.workflow_id, left, self._clock.now(),
-            f"was still running when run {st.workflow_id!r} was cancelled: it was cut "
-            f"short {how} (a result it returns since is discarded)",
+            Fence(workflow_id, fence.generation, compensating=True), workflow_id, left,
+            self._clock.now(), f"was still running when run {workflow_id!r} was cancelled: "
+            f"it was cut short {how}",
         )  # fmt: skip
 
     async def _fail_cut_short(
@@ -1096,7 +1090,7 @@ class Runner:
                 pass
             except Exception as exc:
                 log.debug("replay for compensation of %s stopped: %r", run.workflow_id, exc)
-            await self._close_cancelled_steps(st, left_by_another=True)
+            await self._close_cancelled_steps(st.fence, _BY_ANOTHER, drive=st)
             return await self._finish_compensation(wf, st)
 
     # -- results --------------------------------------------------------------------------------

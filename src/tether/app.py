@@ -34,8 +34,8 @@ from ._info import RunInfo, WaitInfo
 from ._interceptors import StepInterceptor, check_interceptors, check_on_event
 from ._listing import RunQuery, page_cursor, run_filter
 from ._loop import LoopThread, home_loop, homed
-from ._names import check_name, check_text
-from ._owners import local_owners_like, new_owner, owner_is_dead
+from ._names import check_name, check_queue_name, check_text
+from ._owners import new_owner
 from ._run_state import RunState
 from ._runner import Runner
 from ._runtime import EventHook, Runtime
@@ -371,7 +371,7 @@ class App:
         self, name: str, *, concurrency: int | None = None, rate_per_second: float | None = None
     ) -> None:
         """Cap queue `name` across all workers: jobs at once, and starts per second."""
-        check_name("queue name", name)
+        check_queue_name("queue name", name)
         if concurrency is not None and (
             isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
         ):
@@ -573,10 +573,16 @@ class App:
         same key from executing at the same time across all workers (a parked
         run holds no key: to keep an entity across waits, use `wf.mutex`); a
         higher `priority` is claimed first. Wait for it with `result`.
+
+        The same `idempotency_key` returns the run it made first. Asked again for
+        another queue (or none: `start`), another workflow, id or input, it is an
+        `IdempotencyConflictError` naming that run; another priority is logged and not
+        applied (the same workers serve the run). A queue name may not hold a comma nor
+        blanks at its ends: ``tether worker -q a,b`` could not serve it.
         """
         _check_create(workflow_id, idempotency_key, priority, tags, tenant)
         input = _with_config(workflow, input, config)
-        check_name("queue", queue)
+        check_queue_name("queue", queue)
         if concurrency_key is not None:
             check_name("concurrency_key", concurrency_key)
         if (
@@ -654,20 +660,23 @@ class App:
         """
         check_on_event(on_event)
         await self._maybe_recover()
-        async with self._holding_job(workflow_id):
+        # one read says whether the run is queued: a run that never was (most resumed
+        # runs) has no job, and looking for one to claim was a write transaction
+        run = await self.store.get_run(workflow_id)
+        async with self._holding_job(workflow_id, None if run is None else run.queue):
             return await self._runner.drive(workflow_id, on_event=on_event)
 
     resume = facade(aresume)
 
     def _holding_job(
-        self, workflow_id: str, queue: object = _MISSING
+        self, workflow_id: str, queue: str | None
     ) -> contextlib.AbstractAsyncContextManager[None]:
-        """The run's queued job held while it is driven here (`Kernel.holding_job`):
-        only a queued run has one (`queue`, when the caller read the run; else looked
-        for)."""
+        """The run's queued job held while it is driven here (`Kernel.holding_job`),
+        within its queue's caps: only a queued run (`queue`, read by the caller) has
+        one."""
         if queue is None:
             return contextlib.nullcontext()
-        return self.kernel.holding_job(workflow_id, self._runtime.owner)
+        return self.kernel.holding_job(workflow_id, self._runtime.owner, self._queues)
 
     @homed
     async def arerun_from(
@@ -1365,14 +1374,11 @@ class App:
         self._recovered_at = self.clock.now()
         if not self._registry:
             return []
-        workflows = sorted(self._registry)
         # an owner of this machine whose process has ended is known dead: its runs are
         # taken up now, not once its claim lapses (the claim itself is fenced on it)
-        owners = await self.store.orphan_owners(workflows, like=local_owners_like())
         orphans = await self.store.orphaned_runs(
-            workflows, grace=grace, now=self.clock.store_time(), limit=limit,
-            dead=[o for o in owners if owner_is_dead(o)],
-        )  # fmt: skip
+            sorted(self._registry), grace=grace, now=self.clock.store_time(), limit=limit
+        )
         for run in orphans:
             self._runner.spawn(run.workflow_id)
         return [r.workflow_id for r in orphans]

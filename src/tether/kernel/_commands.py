@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from .._durations import MAX_SECONDS
-from .._names import check_name, check_text
+from .._names import check_name, check_queue_name, check_text
 
 __all__ = [
     "Command",
@@ -94,6 +94,12 @@ class RunCreate(_Command):
     run_after: AwareDatetime | None = None  # a naive one is another moment elsewhere
     initial_state: Any = None
     budget: dict[str, Any] | None = None  # the run's own AI budget (tether.ai.Budget fields)
+
+    @field_validator("queue", mode="after")
+    @classmethod
+    def _servable(cls, value: str | None) -> str | None:
+        """A queue a worker can be told on its command line (`check_queue_name`)."""
+        return value if value is None else check_queue_name("queue", value)
 
     @field_validator("run_after", mode="after")
     @classmethod

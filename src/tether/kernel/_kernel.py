@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast, get_args
 
@@ -33,7 +33,17 @@ from ..errors import (
     explain_validation,
 )
 from ..serde import dump_json
-from ..store import EndReason, JobRow, JobStatus, NewJob, NewRun, RunRow, RunStatus, Store
+from ..store import (
+    EndReason,
+    JobRow,
+    JobStatus,
+    NewJob,
+    NewRun,
+    QueueLimit,
+    RunRow,
+    RunStatus,
+    Store,
+)
 from ._commands import (
     Command,
     CommandResult,
@@ -279,6 +289,7 @@ class Kernel:
         key = cmd.idempotency_key
         if not created and key is not None and row.idempotency_key == key:
             _check_same_request(key, row, defn.name, cmd.workflow_id, input_text)
+            _check_same_queue(key, row, cmd)
         elif not created:  # asked for again by its id
             defn.check_same_run(row, input_text)
         if cmd.queue is None and (created or (_handed_back(row) and row.queue is None)):
@@ -508,15 +519,19 @@ class Kernel:
         return JobExecuted(status="store_error", error=str(exc))
 
     @contextlib.asynccontextmanager
-    async def holding_job(self, workflow_id: str, owner: str) -> AsyncIterator[None]:
+    async def holding_job(
+        self, workflow_id: str, owner: str, limits: Mapping[str, QueueLimit] | None = None
+    ) -> AsyncIterator[None]:
         """Hold a queued run's job, as `owner`, while this process drives the run itself
         (`app.resume`, `app.run` of a submitted run's id): claimed as a worker's claim
         would, it holds the run's concurrency key (no worker runs another job of that
-        key meanwhile) and no worker claims the job beside this drive. A key another
-        claimed job holds is waited for (logged every `KEY_WAIT_LOG_EVERY` seconds,
-        naming its run). A job another worker holds, or none, is left as it is: the
-        drive's claim of the run decides. On exit the job closes as a worker's does."""
-        job = await self._take_job(workflow_id, owner)
+        key meanwhile), counts against its queue's caps in `limits` (as a worker's
+        claim it is) and no worker claims the job beside this drive. A key another
+        claimed job holds, or a queue at its cap, is waited for (logged every
+        `KEY_WAIT_LOG_EVERY` seconds, naming what holds it). A job another worker
+        holds, or none, is left as it is: the drive's claim of the run decides. On
+        exit the job closes as a worker's does."""
+        job = await self._take_job(workflow_id, owner, limits)
         if job is None:
             yield
             return
@@ -530,29 +545,48 @@ class Kernel:
             await asyncio.gather(renewer, return_exceptions=True)
             await self._let_job_go(job, owner)
 
-    async def _take_job(self, workflow_id: str, owner: str) -> JobRow | None:
-        """The run's job once claimed for `owner` (its key waited for); None when the
-        run has no queued job to claim."""
+    async def _take_job(
+        self, workflow_id: str, owner: str, limits: Mapping[str, QueueLimit] | None
+    ) -> JobRow | None:
+        """The run's job once claimed for `owner` (its key and its queue's room waited
+        for); None when the run has no queued job to claim."""
         loop = asyncio.get_running_loop()
         logged, pause = -KEY_WAIT_LOG_EVERY, 0.02
         while True:
             job = await self.store.claim_run_job(
                 workflow_id, owner, visibility=self.job_visibility,
-                now=self.clock.store_time(), at=self.clock.now(),
+                now=self.clock.store_time(), at=self.clock.now(), limits=limits,
             )  # fmt: skip
             if job is None or job.status is not JobStatus.QUEUED:
                 return job  # claimed now, for `owner`; or nothing to claim
             if loop.time() - logged >= KEY_WAIT_LOG_EVERY:
                 logged = loop.time()
-                holder = await self.store.key_holder(job.concurrency_key or "")
-                log.info(
-                    "run %s waits for its concurrency key %r, held by %s; it is driven "
-                    "here once that job ends", workflow_id, job.concurrency_key,
-                    _key_held_by(holder),
-                    extra={"workflow_id": workflow_id, "concurrency_key": job.concurrency_key},
-                )  # fmt: skip
+                await self._log_wait(job, limits or {})
             await asyncio.sleep(pause)  # a finished job notifies no one: look again
             pause = min(1.0, pause * 2)
+
+    async def _log_wait(self, job: JobRow, limits: Mapping[str, QueueLimit]) -> None:
+        """Say why the run of `job`, to be driven here, waits: its concurrency key is
+        held (by which run), or else its queue is at its cap."""
+        wid = job.workflow_id
+        holder = None
+        if job.concurrency_key is not None:
+            holder = await self.store.key_holder(job.concurrency_key)
+        if holder is not None or job.queue not in limits:
+            log.info(
+                "run %s waits for its concurrency key %r, held by %s; it is driven "
+                "here once that job ends", wid, job.concurrency_key, _key_held_by(holder),
+                extra={"workflow_id": wid, "concurrency_key": job.concurrency_key},
+            )  # fmt: skip
+            return
+        cap = limits[job.queue]
+        caps = [f"{cap.concurrency} jobs at once"] if cap.concurrency is not None else []
+        caps += [f"{cap.rate_per_second:g} starts a second"] if cap.rate_per_second else []
+        log.info(
+            "run %s waits for room in its queue %r (capped at %s across all workers); it "
+            "is driven here once the queue has room", wid, job.queue, " and ".join(caps),
+            extra={"workflow_id": wid, "queue": job.queue},
+        )  # fmt: skip
 
     async def _let_job_go(self, job: JobRow, owner: str) -> None:
         """Close the job held for a drive here, as a worker closes its job: a run left
@@ -669,6 +703,25 @@ def _check_same_request(
         raise IdempotencyConflictError(key, run.workflow_id, "workflow id")
     if _differ(run.input, input_text):
         raise IdempotencyConflictError(key, run.workflow_id)
+
+
+def _check_same_queue(key: str, run: RunRow, cmd: RunCreate) -> None:
+    """Refuse the run `key` created, asked for again on another queue (or driven here
+    where it was queued, or queued where it was driven here): other workers than this
+    caller asked for would serve it. Another priority is no other request (the same
+    workers serve it, in a different order): the run keeps its own, and that is said."""
+    if run.queue != cmd.queue:
+        was = "not queued (started)" if run.queue is None else f"on queue {run.queue!r}"
+        asks = "no queue" if cmd.queue is None else f"queue {cmd.queue!r}"
+        differs = f"queue: it is {was}, this request asks for {asks}"
+        raise IdempotencyConflictError(key, run.workflow_id, differs)
+    if cmd.queue is not None and run.priority != cmd.priority:
+        log.warning(
+            "idempotency key %r: run %s is queued with priority %d; the priority %d asked "
+            "now is not applied (the same key returns the run as it was submitted)",
+            key, run.workflow_id, run.priority, cmd.priority,
+            extra={"workflow_id": run.workflow_id},
+        )  # fmt: skip
 
 
 def _differ(recorded: str | None, given: str | None) -> bool:

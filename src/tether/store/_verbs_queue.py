@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from .._failure import ErrorRecord, decode_error, encode_record
+from .._owners import local_owners_like, owner_is_dead
 from ..errors import (
     IdempotencyInProgressError,
     InvalidArgumentError,
@@ -379,15 +380,24 @@ class QueueVerbs(StoreBase):
 
     async def claim_run_job(
         self, workflow_id: str, worker: str, *, visibility: float, now: datetime | None,
-        at: datetime,
+        at: datetime, limits: Mapping[str, QueueLimit] | None = None,
     ) -> JobRow | None:  # fmt: skip
         """Claim the run's queued job for `worker`, a process about to drive the run
         itself (a resume), due or not, as a worker's claim would: never while another
-        claimed job holds its concurrency key. The job claimed now; or the job, still
-        queued, when its key is held (see `key_holder`); or None when the run has no
-        queued job (none, or one claimed already: a worker's, or another drive's)."""
+        claimed job holds its concurrency key, nor beyond its queue's caps in `limits`
+        (counted under the queue's lock, as `claim_jobs` counts them). The job claimed
+        now; or the job, still queued, when its key is held (see `key_holder`) or its
+        queue is full; or None when the run has no queued job (none, or one claimed
+        already: a worker's, or another drive's)."""
 
         async def claim(tx: Tx) -> JobRow | None:
+            if limits:  # the job's queue first: its caps decide whether it may be claimed
+                row = await tx.one("run_queued_job", wid=workflow_id)
+                if row is None:
+                    return None
+                job = tx.rows.job(row)
+                if await _room(tx, job.queue, 1, limits.get(job.queue), tx.now(now)) < 1:
+                    return job
             row = await tx.one(
                 "claim_run_job", wid=workflow_id, worker=worker, now=tx.now(now),
                 vis=visibility, at=at,
@@ -466,39 +476,31 @@ class QueueVerbs(StoreBase):
         return await self._tx("write", body)
 
     async def orphaned_runs(
-        self,
-        workflows: Sequence[str],
-        *,
-        grace: float,
-        now: datetime | None,
-        limit: int = 100,
-        dead: Sequence[str] = (),
+        self, workflows: Sequence[str], *, grace: float, now: datetime | None, limit: int = 100
     ) -> list[RunRow]:
         """Unqueued runs of `workflows` that nobody drives: running with a lapsed owner
         claim, or pending for more than `grace` seconds; and, claim or not, those whose
-        owner is one of `dead` (known ended: nobody renews it, and waiting for its claim
+        owner is known dead (`_dead_owners`: nobody renews it, and waiting for its claim
         to lapse only keeps the run idle), cancelled ones with steps left running too.
         """
 
         async def body(tx: Tx) -> list[RunRow]:
             rows = await tx.all(
                 "orphaned_runs", wfs=tx.array(workflows), now=tx.now(now), grace=grace,
-                limit=limit, dead=tx.array(list(dead)),
+                limit=limit, dead=await self._dead_owners(tx, workflows),
             )  # fmt: skip
             return [tx.rows.run(r) for r in rows]
 
         return await self._tx("read", body)
 
-    async def orphan_owners(self, workflows: Sequence[str], *, like: str) -> list[str]:
-        """The owners named like `like` (an SQL LIKE pattern: this machine's) of runs of
-        `workflows` that would be orphaned were their owner dead: the caller tells
-        which of them are (`orphaned_runs`'s `dead`)."""
-
-        async def body(tx: Tx) -> list[str]:
-            rows = await tx.all("orphan_owners", wfs=tx.array(workflows), like=like)
-            return [r[0] for r in rows]
-
-        return await self._tx("read", body)
+    async def _dead_owners(self, tx: Tx, workflows: Sequence[str]) -> Any:
+        """The owners (an array parameter) of runs of `workflows` that would be orphaned
+        were their owner dead, and that are: processes of this machine that have ended
+        (`owner_is_dead`). Judged here, by this process, for the one transaction that
+        takes their runs: the database cannot see this machine's processes. The taker
+        then claims each run fenced on its dead owner (`claim_run`'s `dead_owner`)."""
+        rows = await tx.all("orphan_owners", wfs=tx.array(workflows), like=local_owners_like())
+        return tx.array([r[0] for r in rows if owner_is_dead(r[0])])
 
     async def adopt_orphans(
         self,
@@ -510,14 +512,15 @@ class QueueVerbs(StoreBase):
         at: datetime,
         limit: int = 100,
     ) -> list[str]:
-        """Put orphaned runs (as `orphaned_runs`) on `queue` with a job each, in one
-        transaction; the ids. Two adopters never take the same run.
+        """Put orphaned runs (as `orphaned_runs`, a dead owner's taken at once; not
+        cancelled ones) on `queue` with a job each, in one transaction; the ids. Two
+        adopters never take the same run.
         """
 
         async def body(tx: Tx) -> list[str]:
             rows = await tx.all(
                 "orphans_to_adopt", wfs=tx.array(workflows), now=tx.now(now), grace=grace,
-                limit=limit
+                limit=limit, dead=await self._dead_owners(tx, workflows),
             )  # fmt: skip
             for run_id, owner in rows:
                 await tx.execute("set_queue", queue=queue, id=run_id)

@@ -528,7 +528,9 @@ ORDER BY updated_at LIMIT :limit
 SELECT DISTINCT owner FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs)
   AND owner LIKE :like AND {_dead_owners_run}
 -- name: orphans_to_adopt
-SELECT id, owner FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs) AND {_orphan}
+-- as orphaned_runs, a dead owner's too (:dead)
+SELECT id, owner FROM runs WHERE queue IS NULL AND workflow_name = ANY(:wfs) AND ({_orphan}
+  OR (owner = ANY(:dead::text[]) AND {_dead_owners_run}))
   -- a compensation is driven, never queued
   AND status != 'cancelled'
 ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED

@@ -307,8 +307,10 @@ SELECT DISTINCT owner FROM runs WHERE queue IS NULL
   AND workflow_name IN (SELECT value FROM json_each(:wfs))
   AND owner LIKE :like AND {_dead_owners_run}
 -- name: orphans_to_adopt
+-- as orphaned_runs, a dead owner's too (:dead)
 SELECT id, owner FROM runs WHERE queue IS NULL
-  AND workflow_name IN (SELECT value FROM json_each(:wfs)) AND {_orphan}
+  AND workflow_name IN (SELECT value FROM json_each(:wfs)) AND ({_orphan}
+  OR (owner IN (SELECT value FROM json_each(:dead)) AND {_dead_owners_run}))
   -- a compensation is driven, never queued
   AND status != 'cancelled'
 ORDER BY updated_at LIMIT :limit
