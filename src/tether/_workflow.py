@@ -815,6 +815,16 @@ class Workflow:
         when nothing will poll them again. How many."""
         return 0 if self._ai is None else await self._ai.given_up()
 
+    async def stop_open_batches(
+        self, which: Callable[[str], bool], *, besides: Iterable[str] = ()
+    ) -> int:
+        """Cancel at their providers the batches, not ended, that the steps whose keys
+        `which` picks submitted, but `besides` (`WorkflowAI.stop_open_batches`); how
+        many. None on an App without AI providers."""
+        if self._ai is None and self._rt.ai is None:
+            return 0
+        return await self.ai.stop_open_batches(which, besides=besides)
+
     async def get_record(self) -> RunRecord:
         """Everything recorded about this run, read fresh from the store."""
         return await load_record(self._rt.store, self.workflow_id)

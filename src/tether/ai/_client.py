@@ -19,7 +19,7 @@ import hashlib
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -642,7 +642,9 @@ class WorkflowAI:
         ctx = _STEP.get()
         assert ctx is not None  # called inside its step
         batch_id = await _seen_through(asyncio.ensure_future(self._accepted(job, ctx)))
-        attach(_batch_event("ai.batch.submitted", batch_id, job.pname, len(job.items)))
+        # the step that submitted it: a stage stopped before its replay listed the batch
+        # as out finds it by its key (`stop_open_batches`)
+        attach(_batch_event("ai.batch.submitted", batch_id, job.pname, len(job.items), ctx.name))
         return batch_id
 
     async def _accepted(self, job: _Job, ctx: _StepContext) -> str:
@@ -747,6 +749,20 @@ class WorkflowAI:
         except Exception as exc:
             await self._cancel_failed(batch_id, pname, str(exc))
             return 0
+
+    async def stop_open_batches(
+        self, which: Callable[[str], bool], *, besides: Iterable[str] = ()
+    ) -> int:
+        """Cancel at their providers this run's batches, not ended, submitted by the steps
+        whose keys `which` picks (but those in `besides`, stopped already); how many. A
+        call cut short before its replay listed its batch as out (`batches_out`): a stage
+        stopped as its sibling failed, early in a drive, left it running, billed."""
+        skip = set(besides)
+        cancelled = 0
+        for batch_id, detail in (await _open_batches(self._log, self._flow.workflow_id)).items():
+            if batch_id not in skip and "step" in detail and which(detail["step"]):
+                cancelled += await self.stop_batch(batch_id, detail["provider"])
+        return cancelled
 
     async def _cancel(self, job: _Job, batch_id: str) -> str | None:
         """Cancel the batch, best effort, as a step (a transient failure retried); the
@@ -1715,18 +1731,27 @@ async def _seen_through(exchange: asyncio.Future[R]) -> R:
         raise
 
 
-def _batch_event(kind: str, batch_id: str, provider: str, size: int) -> NewEvent:
-    detail = {"batch_id": batch_id, "provider": provider, "requests": size}
+def _batch_event(
+    kind: str, batch_id: str, provider: str, size: int, step: str | None = None
+) -> NewEvent:
+    detail: dict[str, Any] = {"batch_id": batch_id, "provider": provider, "requests": size}
+    if step is not None:
+        detail["step"] = step
     return NewEvent(kind, batch_id, json.dumps(detail))
 
 
 async def open_batches(store: Any, workflow_id: str) -> dict[str, str]:
     """The provider batches the run submitted that have not ended: id -> provider."""
-    found: dict[str, str] = {}
+    return {bid: d["provider"] for bid, d in (await _open_batches(store, workflow_id)).items()}
+
+
+async def _open_batches(store: Any, workflow_id: str) -> dict[str, dict[str, Any]]:
+    """The run's batches that have not ended: id -> its ``ai.batch.submitted`` detail."""
+    found: dict[str, dict[str, Any]] = {}
     for event in await store.list_events(workflow_id):
         if event.type == "ai.batch.submitted" and event.detail:
             detail = json.loads(event.detail)
-            found[detail["batch_id"]] = detail["provider"]
+            found[detail["batch_id"]] = detail
         elif event.type == "ai.batch.ended" and event.detail:
             found.pop(json.loads(event.detail)["batch_id"], None)
     return found

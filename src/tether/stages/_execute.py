@@ -24,7 +24,9 @@ import asyncio
 import hashlib
 import itertools
 import json
+import re
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -67,6 +69,9 @@ class Plan(Protocol):
 
 
 __all__ = ["Execution", "start_key", "unread_key"]
+
+# the for_each item path a step key ends with (``[0][2]``), before its occurrence (``#2``)
+_ITEMS_AT_END = re.compile(r"((?:\[\d+\])*)(?:#\d+)?$")
 
 AnyStage = Stage[Any, Any, Any]
 
@@ -249,10 +254,25 @@ class Execution:
             if sus is not None:  # its batch is out: stop it, or it runs on, billed
                 await self._cancel_batch(s, sus["state"], why)
             else:
-                await stop_batches(self.out.get(s.id, {}))  # its ctx.ai.batch calls' too
+                out = self.out.get(s.id, {})
+                listed = list(out)
+                await stop_batches(out)  # its ctx.ai.batch calls' too
+                if cut:  # stopped before its replay listed a batch it had out: by its key
+                    await self.wf.stop_open_batches(self._stage_step(s.id), besides=listed)
                 attempt = self.attempts.get(s.id, self.wf.attempt)
                 detail = {"stage": s.id, "attempt": attempt, "reason": why, **self.at}
                 await self.wf.log_event_now("stage.cancelled", s.id, detail)
+
+    def _stage_step(self, sid: str) -> Callable[[str], bool]:
+        """Whether a step key is one of stage `sid`'s own code here: under its scope, in
+        this execution's for_each item (an item path ``[i]...`` its key ends with)."""
+        prefix = f"{self.scope}{sid}/"
+
+        def mine(key: str) -> bool:
+            items = _ITEMS_AT_END.search(key)
+            return key.startswith(prefix) and items is not None and items[1].startswith(self.path)
+
+        return mine
 
     # -- one stage -----------------------------------------------------------------------
 
