@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
-from ._names import check_name
+from ._names import check_name, check_queue_name
 from .clock import Clock
 from .definition import WorkflowDef
 from .errors import InvalidArgumentError, StoreError
@@ -97,7 +97,7 @@ class Schedule:
                 f"keep it within {_MAX_NAME_BYTES} bytes (each run is named after it and "
                 "its tick, e.g. 'nightly@2026-06-01T02:00:00Z')"
             )
-        check_name("queue", self.queue)
+        check_queue_name("queue", self.queue)
         if not isinstance(self.cron, str):
             raise InvalidArgumentError(
                 f"cron must be a cron expression string such as '*/5 * * * *', got {self.cron!r}"

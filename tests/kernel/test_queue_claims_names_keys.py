@@ -15,6 +15,8 @@ import pytest
 
 import tether
 from tether import App, Workflow
+from tether.schedules import Schedule
+from tether.worker import Worker
 
 BAD = [
     ("a,b", "contains a comma", "'a-b'"),
@@ -47,6 +49,19 @@ async def test_a_queue_no_worker_command_line_can_name_is_refused(
     with pytest.raises(tether.InvalidArgumentError, match=said):
         await app.kernel.adispatch({"type": "run.create", "workflow": "one", "queue": queue})
     assert await app.alist_runs() == []  # nothing made
+
+
+@pytest.mark.parametrize(("queue", "said", "fix"), BAD)
+def test_a_schedule_or_a_worker_on_such_a_queue_is_refused(
+    app: App, queue: str, said: str, fix: str
+) -> None:
+    """Before, both were accepted: every tick's run was refused at its submit, and a
+    worker served a queue no run could be put on."""
+    with pytest.raises(tether.InvalidArgumentError, match=said) as declared:
+        Schedule("nightly", "one", cron="0 2 * * *", queue=queue)
+    with pytest.raises(tether.InvalidArgumentError, match=said) as started:
+        Worker(app, queues=[queue])
+    assert fix in str(declared.value) and fix in str(started.value)
 
 
 async def test_a_queue_name_with_inner_blanks_is_kept(app: App) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .._names import check_name
+from .._names import check_name, check_queue_name
 from .._owners import new_owner
 from ..errors import InvalidArgumentError
 from ..store import Claimed
@@ -64,7 +64,7 @@ def queue_names(queues: object) -> tuple[str, ...]:
             "e.g. queues=['default']"
         )
     for name in names:
-        check_name("queue name", name)
+        check_queue_name("queue name", name)
     # each once: a queue named twice was read twice by the claim, its jobs picked twice
     # over, and the claim filled half its free slots
     return tuple(dict.fromkeys(names))
