@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from ._info import RunInfo
+from ._names import check_name
 from .definition import WorkflowDef
 from .errors import InvalidArgumentError
 from .store import RunFilter, RunStatus
@@ -42,8 +43,10 @@ def run_status(status: RunStatus | str | None) -> RunStatus | None:
 
 def workflow_name(workflow: str | Callable[..., Any] | None) -> str | None:
     """A workflow given by name or by the function registered for it."""
-    if workflow is None or isinstance(workflow, str):
-        return workflow
+    if workflow is None:
+        return None
+    if isinstance(workflow, str):
+        return _filter_name("workflow", workflow)
     if not callable(workflow):
         raise InvalidArgumentError(
             f"workflow must be a workflow's name or its function, got {type(workflow).__name__}"
@@ -62,13 +65,9 @@ def run_filter(
     created_before: datetime | None,
 ) -> RunFilter:
     for what, value in (("tag", tag), ("tenant", tenant), ("parent", parent)):
-        if value is not None and not isinstance(value, str):
-            raise InvalidArgumentError(f"{what} must be a string, got {type(value).__name__}")
-    for what, when in (("created_after", created_after), ("created_before", created_before)):
-        if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
-            raise InvalidArgumentError(
-                f"{what} must be a timezone-aware datetime (e.g. datetime.now(UTC)), got {when!r}"
-            )
+        if value is not None:
+            _filter_name(what, value)
+    _check_window(created_after, created_before)
     return RunFilter(
         status=run_status(status),
         workflow=workflow_name(workflow),
@@ -78,6 +77,39 @@ def run_filter(
         created_before=created_before,
         parent=parent,
     )
+
+
+def _filter_name(what: str, value: object) -> str:
+    """`value` if some run could carry it: a run's names are checked as it is created
+    (`check_name`), so an empty one matched nothing on SQLite and one with a NUL failed
+    on PostgreSQL as a store error; both said nothing of the typo."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(
+            f"{what} must be a string, got {type(value).__name__}; leave it out (None) "
+            f"to list runs of any {what}"
+        )
+    try:
+        return check_name(what, value)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(
+            f"{exc} No run can have such a {what}; leave it out (None) to list runs of any {what}"
+        ) from None
+
+
+def _check_window(after: datetime | None, before: datetime | None) -> None:
+    """Both bounds timezone-aware, and a window some run could be created in: bounds
+    given the wrong way round listed nothing, as if no run had been created."""
+    for what, when in (("created_after", after), ("created_before", before)):
+        if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
+            raise InvalidArgumentError(
+                f"{what} must be a timezone-aware datetime (e.g. datetime.now(UTC)), got {when!r}"
+            )
+    if after is not None and before is not None and after >= before:
+        raise InvalidArgumentError(
+            f"created_after ({after.isoformat()}) must be before created_before "
+            f"({before.isoformat()}): runs are listed from created_after (included) to "
+            "created_before (excluded); swap them if given the wrong way round"
+        )
 
 
 def page_cursor(after: str | RunInfo | None, created_at: datetime | None) -> tuple[str, datetime]:

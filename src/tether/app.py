@@ -1141,6 +1141,8 @@ class App:
         _check_limit(limit)
         cursor = None
         if after is not None:
+            if isinstance(after, str):  # a NUL in it failed on PostgreSQL as a store error
+                check_name("after", after)
             known = None if not isinstance(after, str) else await self.store.get_run(after)
             cursor = page_cursor(after, None if known is None else known.created_at)
         rows = await self.store.list_runs_page(where, limit=limit, after=cursor)
