@@ -98,7 +98,7 @@ async def test_a_run_paused_on_its_budget_records_why_and_by_how_much(
         [stop] = _exceeded((await app.aget_record("b")).events)
         assert stop.message == (
             "budget key 'customer:7' has spent $3.6000 of $3.0000; the run waits for "
-            "signal budget.raise with new limits, e.g. {'max_usd': 5}"
+            "signal budget.raise with new limits, e.g. {'max_usd': 6.6}"
         )
         detail = stop.detail
         assert detail["step"] == "ai.text:fake:m#2" and detail["key"] == "customer:7"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -180,6 +181,22 @@ class Budget(BaseModel):
         if top >= 1:
             return "exceeded"
         return "warn" if top >= _exact(self.warn_at) else "ok"
+
+    def raise_hint(self, spend: Spend) -> dict[str, float | int]:
+        """A ``budget.raise`` payload that would let the run go on: each limit `spend`
+        reached (all, if it stopped short of them with calls in flight), raised by as
+        much again above the spend. A fixed ``{'max_usd': 5}`` told a run stopped by
+        ``max_tokens`` to raise dollars, and it stayed paused."""
+        usd = None if self.max_usd is None else _exact(self.max_usd)
+        over_usd = usd is not None and spend.micro_usd >= usd * 1_000_000
+        over_tokens = self.max_tokens is not None and spend.tokens >= self.max_tokens
+        hint: dict[str, float | int] = {}
+        if usd is not None and (over_usd or not over_tokens):
+            cents = math.ceil(Fraction(spend.micro_usd, 10_000) + usd * 100)
+            hint["max_usd"] = cents // 100 if cents % 100 == 0 else cents / 100
+        if self.max_tokens is not None and (over_tokens or not over_usd):
+            hint["max_tokens"] = spend.tokens + self.max_tokens
+        return hint
 
     def describe(self, spend: Spend, of: str | None = None, since: datetime | None = None) -> str:
         """What `spend` is of the limits; `of` says whose spend it is (by default this

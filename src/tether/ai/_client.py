@@ -1174,7 +1174,7 @@ class WorkflowAI:
         # a budget of a run that started this one: the raise goes to this run, which waits
         who = "the run" if limit.of == wid else f"run {wid!r} (not {limit.of!r})"
         then = (
-            f"{who} waits for signal budget.raise with new limits, e.g. {{'max_usd': 5}}"
+            f"{who} waits for signal budget.raise with new limits, e.g. {budget.raise_hint(spend)}"
             if budget.on_exceed == "pause"
             else "the run fails"
         )
