@@ -277,7 +277,8 @@ def when(value: str | None, what: str) -> datetime | None:
         return parse_when(value, datetime.now(UTC))
     except TetherError as exc:
         fail(EXIT_USAGE, f"{what}: {exc}")
-    except OverflowError:  # `--since 99999999d`: a traceback, not an error line
+    except (OverflowError, ValueError):  # a traceback, not an error line: `--since
+        # 99999999d` overflows; `--until 0001-01-01`, local midnight, is "year 0" in UTC
         fail(EXIT_USAGE, f"{what}: {value!r} {_BEYOND}")
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from ..app import App
 from ..store import OutboxRow
-from ._common import CliState, db_option, db_state, out, printed_whole
+from ._common import CliState, db_option, db_state, note, out, printed_whole
 from ._db import use_app
 from ._format import iso, row, table, ts, zoned
 
@@ -26,7 +27,12 @@ def outbox() -> None:
 def outbox_dead(state: CliState, limit: int, as_json: bool) -> None:
     """Each dead letter: its run, event, attempts, when it was given up on and why.
     `tether outbox replay` puts them back for delivery."""
-    found = use_app(state, lambda a: a.dead_letters(limit=limit))
+    # one past the limit, to tell a list cut short: "1 dead letter(s)" of three hid two
+    found = use_app(state, lambda a: a.dead_letters(limit=limit + 1))
+    more = len(found) > limit
+    found = found[:limit]
+    if more and as_json:  # on stderr: stdout stays one array
+        note(f"the {limit} longest dead shown; more dead letters: a larger --limit shows them")
     if printed_whole(
         found, as_json, _dict, "no dead letters: every event was delivered or is still being tried"
     ):
@@ -36,7 +42,10 @@ def outbox_dead(state: CliState, limit: int, as_json: bool) -> None:
         row(t, r.workflow_id, str(r.seq), r.type, str(r.attempts), ts(r.dead_at),
             _clip(r.last_error or ""))  # fmt: skip
     out.print(t)
-    print(f"{len(found)} dead letter(s); `tether outbox replay` delivers them again")
+    if more:
+        print(f"the {limit} longest dead shown; more dead letters: a larger --limit shows them")
+    else:
+        print(f"{len(found)} dead letter(s); `tether outbox replay` delivers them again")
 
 
 @outbox.command("replay")
@@ -46,8 +55,15 @@ def outbox_dead(state: CliState, limit: int, as_json: bool) -> None:
 def outbox_replay(state: CliState, limit: int) -> None:
     """Put dead letters back for delivery, their attempts from zero: the next outbox
     pass of a worker (or of `tether serve`) delivers them."""
-    count = use_app(state, lambda a: a.replay_dead_letters(limit=limit))
+
+    def replay(a: App) -> tuple[int, bool]:
+        count = a.replay_dead_letters(limit=limit)
+        return count, count == limit and bool(a.dead_letters(limit=1))
+
+    count, left = use_app(state, replay)
     print(f"{count} dead letter(s) put back for delivery")
+    if left:  # the rest stay dead: "1 put back" read as if that were all of them
+        print("more dead letters remain: `tether outbox replay` again (or a larger --limit)")
 
 
 def _dict(r: OutboxRow) -> dict[str, object]:

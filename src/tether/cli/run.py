@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import unicodedata
 import uuid
 from types import ModuleType
 from typing import Any
@@ -80,7 +81,21 @@ def load_run(
     if input_json is not None:
         args = (guard(lambda: validate_input(defn, value)),)
     run_id = workflow_id or f"{defn.name}-{uuid.uuid4().hex[:12]}"
-    return defn, args, run_id, _app_for(state, module, target.rpartition(":")[0])
+    the_app = _app_for(state, module, target.rpartition(":")[0])
+    if workflow_id is not None and any(unicodedata.category(c) == "Cc" for c in workflow_id):
+        _refuse_new_control_id(the_app, workflow_id)
+    return defn, args, run_id, the_app
+
+
+def _refuse_new_control_id(the_app: App, workflow_id: str) -> None:
+    """Exit 2 if `workflow_id` (holding a control character) would name a new run: a
+    newline split it over two rows of `runs list`, the second read as a blank run. A run
+    of that id already made (through the API) is still run or submitted again."""
+    try:
+        the_app.get_run(workflow_id)
+    except RunNotFoundError:
+        the_app.close()
+        text(workflow_id, "--id", new=True)
 
 
 def _app_for(state: CliState, module: ModuleType, where: str) -> App:

@@ -95,9 +95,11 @@ def usage(
     """AI calls, tokens and cost from the call log. A call to a model with no known
     price counts in `unpriced`, never as $0."""
     start, end = window(since, until)
-    if run_id is not None:
-        text(run_id, "--run")
-    elif children:  # App.usage ignores children without a run: every run was summed
+    for value, option in ((workflow, "--workflow"), (tag, "--tag"), (run_id, "--run")):
+        if value is not None:  # blank (an unset shell variable) matched nothing: "no AI
+            text(value, option)  # calls recorded" and exit 0, as if none had been made
+    # App.usage ignores children without a run: every run was summed
+    if run_id is None and children:
         fail(EXIT_USAGE, "--children counts a run's child runs; give the run: --run ID")
 
     def read(a: App) -> tuple[list[AIUsageRow], list[AIUsageRow]]:
