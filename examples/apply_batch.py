@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import sys
 import uuid
 
 from pydantic import BaseModel
@@ -74,6 +75,7 @@ async def apply_batch(wf: tether.Workflow, jobs: list[Job] | None = None) -> dic
             lambda ctx: apply_with_agent(job, ctx),
             idempotency_key=f"{job.company}:{job.role}",
             retry=tether.RetryPolicy(attempts=4, backoff=0.02),
+            result_type=Outcome,  # an Outcome on replay in any process, whatever loaded this file
         )
 
     summary = await wf.for_each(
@@ -99,6 +101,10 @@ def main() -> None:
     )
     try:
         result = app.run(apply_batch, workflow_id=run_id, initial_state={"applied": 0, "failed": 0})
+    except KeyboardInterrupt:
+        resume = f"tether run examples/apply_batch.py:apply_batch --id {run_id}"
+        print(f"interrupted: run {run_id} is kept; `{resume}` resumes it", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         app.close()
     record = result.record
