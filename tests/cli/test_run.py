@@ -368,3 +368,27 @@ def test_the_database_line_hides_the_password(tmp_path: Path) -> None:
     assert res.returncode == 4, res.stderr
     assert "database: postgresql://ada:***@127.0.0.1:1/nowhere" in res.stderr
     assert "s3cret" not in res.stderr
+
+
+MUTEXED = """
+import tether
+app = tether.App()
+
+@app.workflow(name="locked")
+async def locked(wf: tether.Workflow) -> str:
+    async with wf.mutex("acme"):
+        await wf.step("apply", lambda: "ok")
+    return "done"
+"""
+
+
+def test_a_new_run_says_nothing_completed_earlier(tmp_path: Path) -> None:
+    # before: "1 step(s) run here, 3 completed earlier" on a brand-new run: the record's
+    # own entries (the mutex's release, the state) counted as another process's steps
+    (tmp_path / "locked.py").write_text(MUTEXED)
+    first = tether(tmp_path, "run", f"{tmp_path / 'locked.py'}:locked", "--id", "l1")
+    assert first.returncode == 0, first.stderr
+    assert "1 step(s) run here" in first.stderr and "earlier" not in first.stderr
+    again = tether(tmp_path, "run", f"{tmp_path / 'locked.py'}:locked", "--id", "l1")
+    assert again.returncode == 0, again.stderr
+    assert "0 step(s) run here" in again.stderr and "completed earlier" in again.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Group
@@ -36,6 +37,7 @@ class Progress:
         self._stages: dict[str, tuple[str, float, str]] = {}  # id -> (status, fraction, note)
         self._lock = threading.Lock()
         self._started = time.monotonic()
+        self._since = datetime.now(UTC)  # a step completed before it: by an earlier process
 
     def __call__(self, workflow_id: str, type_: str, message: str | None, detail: Any) -> None:
         name = message or ""
@@ -126,10 +128,18 @@ class Progress:
 
     def summary(self, record: RunRecord) -> str:
         """One line for stderr: how the run ended and what this process did."""
-        completed = sum(1 for s in record.steps.values() if s.status is StepStatus.COMPLETED)
+        # by when they completed: the record also holds what no step event tells (a
+        # mutex's release, the run's state), and a new run read "3 completed earlier"
+        earlier = sum(
+            1
+            for s in record.steps.values()
+            if s.status is StepStatus.COMPLETED
+            and s.completed_at is not None
+            and s.completed_at < self._since
+        )
         parts = [f"{self.done} step(s) run here"]
-        if completed > self.done:
-            parts.append(f"{completed - self.done} completed earlier")
+        if earlier:
+            parts.append(f"{earlier} completed earlier")
         if self.retries:
             parts.append(f"{self.retries} attempt(s) retried")
         if self.failed:
