@@ -83,3 +83,15 @@ async def test_a_quoted_marker_in_the_issue_is_not_taken_for_tethers_own(tmp_pat
     t = FileTracker(path)
     await t.comment("ENG-1", "agent finished", marker="tether-run:r:note")
     assert path.read_text().count(tag) == 2
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o664, 0o600])
+async def test_a_move_keeps_the_files_mode(tmp_path: Path, mode: int) -> None:
+    # before: every write left the file 0600 (its temporary file's mode), unreadable
+    # to the group and others that could read it before
+    path = tmp_path / "ISSUES.md"
+    path.write_text(TEXT)
+    path.chmod(mode)
+    await FileTracker(path).move("ENG-1", "review", marker="tether-run:r:handoff")
+    assert "- status: review" in path.read_text()
+    assert path.stat().st_mode & 0o777 == mode

@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -158,9 +159,13 @@ class FileTracker:
         return [i for i in parse_issues(self._text()) if i.id in wanted]
 
     def _write(self, lines: list[str]) -> None:
+        """Replace the file whole (a reader never sees half of it), keeping its mode: the
+        temporary file is 0600, and the issues file went unreadable to its group."""
+        mode = stat.S_IMODE(self.path.stat().st_mode) if self.path.exists() else 0o644
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".issues-")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
+        os.chmod(tmp, mode)
         os.replace(tmp, self.path)
 
     def _section(self, lines: list[str], issue_id: str) -> _Section:
