@@ -6,37 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tether import App, RunStatus, Workflow
-from tether.store import JobStatus, Store, open_store
+from tether.store import JobStatus
 from tether.testing import eventually
 from tether.worker import Worker
 
-
-def _traced(url: str) -> tuple[Store, list[str]]:
-    """The SQLite store of `url`, keeping every statement it sends."""
-    sent: list[str] = []
-    base: Any = type(open_store(url))
-
-    class Tracing(base):  # type: ignore[misc]
-        async def open(self) -> None:
-            await super().open()
-            self._conn.set_trace_callback(sent.append)
-
-    return Tracing(url), sent
+from .._probes import Probe, register_probed, traced_store
 
 
 async def test_resuming_a_run_never_queued_writes_no_job_claim(tmp_path: Path) -> None:
     """Before, every resume ran the job claim's write transaction (BEGIN IMMEDIATE, the
     claim's UPDATE of jobs, a read of the run's queued job, COMMIT) for a run that never
     had a job; now one read of the run says it has none."""
-    store, sent = _traced(f"sqlite:///{tmp_path}/t.db")
+    store, sent = traced_store(f"sqlite:///{tmp_path}/t.db")
     async with App(store=store) as app:
 
         @app.workflow
@@ -56,7 +42,7 @@ async def test_resuming_a_run_never_queued_writes_no_job_claim(tmp_path: Path) -
 
 async def test_resuming_a_queued_run_still_claims_its_job(tmp_path: Path) -> None:
     """The read that spares a run never queued its claim does not spare a queued one."""
-    store, sent = _traced(f"sqlite:///{tmp_path}/t.db")
+    store, sent = traced_store(f"sqlite:///{tmp_path}/t.db")
     async with App(store=store) as app:
 
         @app.workflow
@@ -68,36 +54,6 @@ async def test_resuming_a_queued_run_still_claims_its_job(tmp_path: Path) -> Non
         assert (await app.aresume(wid)).value == 1
         assert [j.status for j in await app.ajobs(wid)] == [JobStatus.DONE]
     assert [s for s in sent if s.startswith("UPDATE jobs SET status = 'claimed'")]
-
-
-@dataclass
-class Probe:
-    """How many `work` steps run at once (the most ever); the run tagged "first" waits
-    at `gate` inside its step."""
-
-    running: int = 0
-    peak: int = 0
-    entered: asyncio.Event = field(default_factory=asyncio.Event)
-    gate: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def _register(app: App, probe: Probe, name: str) -> Callable[..., Awaitable[str]]:
-    async def body(wf: Workflow, tag: str) -> str:
-        async def work() -> str:
-            probe.running += 1
-            probe.peak = max(probe.peak, probe.running)
-            try:
-                if tag == "first":
-                    probe.entered.set()
-                    await probe.gate.wait()
-                return tag
-            finally:
-                probe.running -= 1
-
-        return await wf.step("work", work)
-
-    app.workflow(name=name)(body)
-    return body
 
 
 @pytest.mark.parametrize("how", ["resume", "run"])
@@ -113,9 +69,9 @@ async def test_a_queued_run_driven_here_waits_for_room_in_its_capped_queue(
     host, here = App(database_url), App(database_url)
     for app in (host, here):
         app.queue("q", concurrency=1)
-    _register(host, probe, "held")
-    held = _register(here, probe, "held")
-    other = _register(here, probe, "other")
+    register_probed(host, probe, "held")
+    held = register_probed(here, probe, "held")
+    other = register_probed(here, probe, "other")
     a = await here.asubmit(held, "first", queue="q")
     b = await here.asubmit(other, "second", queue="q")
     worker = Worker(host, queues=["q"], concurrency=2, poll_interval=0.01)
@@ -150,7 +106,7 @@ async def test_a_queued_run_driven_here_takes_its_queues_room_from_workers(
     probe = Probe()
     here = App(database_url)
     here.queue("q", concurrency=1)
-    held = _register(here, probe, "held")
+    held = register_probed(here, probe, "held")
     try:
         a = await here.asubmit(held, "first", queue="q")
         b = await here.asubmit(held, "second", queue="q")

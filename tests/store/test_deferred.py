@@ -17,6 +17,8 @@ import pytest
 import tether
 from tether.store import Fence, NewEvent, NewRun, StepStatus, Store, open_store
 
+from .._probes import traced_store
+
 AT = datetime(2026, 12, 1, tzinfo=UTC)
 
 
@@ -57,21 +59,8 @@ async def test_a_completion_is_written_as_soon_as_the_loop_turns(tmp_path: Path)
         assert (await app.arun(yields, workflow_id="r")).value == ["running", "completed"]
 
 
-def _statements(url: str) -> tuple[Store, list[str]]:
-    """The SQLite store of `url`, keeping every statement it sends."""
-    sent: list[str] = []
-    base: Any = type(open_store(url))
-
-    class Tracing(base):  # type: ignore[misc]
-        async def open(self) -> None:
-            await super().open()
-            self._conn.set_trace_callback(sent.append)
-
-    return Tracing(url), sent
-
-
 async def test_a_sequential_step_is_one_commit_under_one_fence_check(tmp_path: Path) -> None:
-    store, sent = _statements(f"sqlite:///{tmp_path}/t.db")
+    store, sent = traced_store(f"sqlite:///{tmp_path}/t.db")
     async with tether.App(store=store) as app:
         steps = _steps(app)
         await app.arun(steps, 1)

@@ -6,46 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from tether import App, RunAlreadyRunningError, RunStatus, Workflow
+from tether import App, RunAlreadyRunningError, RunStatus
 from tether.store import JobStatus
 from tether.testing import eventually
 from tether.worker import Worker
 
-
-@dataclass
-class Probe:
-    """How many `work` steps run at once (the most ever), and a gate the run tagged
-    "first" waits at inside its step."""
-
-    running: int = 0
-    peak: int = 0
-    entered: asyncio.Event = field(default_factory=asyncio.Event)
-    gate: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def _register(app: App, probe: Probe, name: str) -> Callable[..., Awaitable[str]]:
-    async def body(wf: Workflow, tag: str) -> str:
-        async def work() -> str:
-            probe.running += 1
-            probe.peak = max(probe.peak, probe.running)
-            try:
-                if tag == "first":
-                    probe.entered.set()
-                    await probe.gate.wait()
-                return tag
-            finally:
-                probe.running -= 1
-
-        return await wf.step("work", work)
-
-    app.workflow(name=name)(body)
-    return body
+from .._probes import Probe, register_probed
 
 
 async def _claim(app: App) -> list[Any]:
@@ -67,9 +37,9 @@ async def test_a_resumed_queued_run_waits_for_its_key_held_by_a_worker(
     caplog.set_level(logging.INFO, logger="tether.kernel")
     probe = Probe()
     host, here = App(database_url), App(database_url)
-    _register(host, probe, "held")
-    held = _register(here, probe, "held")
-    other = _register(here, probe, "other")
+    register_probed(host, probe, "held")
+    held = register_probed(here, probe, "held")
+    other = register_probed(here, probe, "other")
     a = await here.asubmit(held, "first", concurrency_key="k")
     b = await here.asubmit(other, "second", concurrency_key="k")
     worker = Worker(host, queues=["default"], concurrency=2, poll_interval=0.01)
@@ -103,7 +73,7 @@ async def test_a_worker_claims_neither_the_driven_runs_job_nor_its_key(
     shares that key; once `a` is done its job is closed and `b` is claimed."""
     probe = Probe()
     here = App(database_url)
-    held = _register(here, probe, "held")
+    held = register_probed(here, probe, "held")
     try:
         a = await here.asubmit(held, "first", concurrency_key=key)
         b = await here.asubmit(held, "second", concurrency_key=key)
@@ -129,8 +99,8 @@ async def test_a_resume_refused_by_a_live_driver_leaves_the_job_queued(database_
     its attempt not counted, rather than closing it or keeping it."""
     probe = Probe()
     first, second = App(database_url), App(database_url)
-    mine = _register(first, probe, "held")
-    held = _register(second, probe, "held")
+    mine = register_probed(first, probe, "held")
+    held = register_probed(second, probe, "held")
     try:
         a = await second.asubmit(held, "first")
         driving = asyncio.ensure_future(first.arun(mine, workflow_id=a))
