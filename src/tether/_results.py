@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import logging
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -44,6 +45,8 @@ from .serde import (
 )
 
 __all__ = ["check_input", "dump_result", "load_result", "recorded_as", "recorded_result"]
+
+log = logging.getLogger("tether")
 
 _TAG = "$tether"  # marks a value recorded with its class
 _PLAIN = ":"  # ... or plain JSON that has a key of that name itself
@@ -143,8 +146,34 @@ def load_result(text: str | None, tp: Any = None) -> Any:
         cls = _find(data[_TAG])
         if cls is not None:
             return load_json(dump_json(data["value"], what="result"), cls)
+        _unfound(data[_TAG])
         return data["value"]  # its class is gone: the data is all we have
     return data
+
+
+_UNFOUND: set[str] = set()  # the classes `_unfound` has warned of in this process
+
+
+def _unfound(ref: str) -> None:
+    """Warn, once per class and process, that a result recorded with its class reads
+    back as plain data here: a class of a script run as ``__main__``, read by ``tether
+    run``, a worker or another script, came back a dict, and the code using it failed
+    far from the cause (``'dict' object has no attribute ...``)."""
+    if ref in _UNFOUND:
+        return
+    _UNFOUND.add(ref)
+    module, _, name = ref.partition(":")
+    where = (
+        "a class of a script run as __main__ is found only by that script"
+        if module == "__main__"
+        else f"module {module!r} cannot be imported here, or no longer defines it"
+    )
+    log.warning(
+        "a result recorded as a %s reads back as plain data in this process (%s): declare "
+        "its type where it is read back (a step's return annotation or result_type=), "
+        "or define the class in a module every process imports",
+        name, where,
+    )  # fmt: skip
 
 
 def _revived(body: str, tp: Any, value: Any, what: str) -> Any:
