@@ -36,6 +36,7 @@ from ._listing import RunQuery, page_cursor, run_filter
 from ._loop import LoopThread, home_loop, homed
 from ._names import check_name, check_queue_name, check_text
 from ._owners import new_owner
+from ._raise_target import check_raise_target
 from ._run_state import RunState
 from ._runner import Runner
 from ._runtime import EventHook, Runtime
@@ -919,6 +920,7 @@ class App:
         check_name("signal name", name)
         if name == "budget.raise":  # refused here, not by the waiting run
             Budget.check_raise(payload)
+            await check_raise_target(self.store, workflow_id)
         result = await self.kernel.adispatch(
             RunResume(kind="signal", name=name, workflow_id=workflow_id, payload=payload)
         )

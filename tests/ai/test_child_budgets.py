@@ -220,6 +220,25 @@ async def test_a_child_paused_by_its_parents_budget_goes_on_after_a_raise(app: A
     assert await _spent(app, "c") == pytest.approx(3.6)
 
 
+async def test_a_raise_sent_to_the_budgets_run_names_the_child_that_waits(app: App) -> None:
+    """Before: sent to 'c', the budget's owner, the raise was kept for a wait 'c' never
+    makes, and 'c/asker#1' stayed paused with nothing said."""
+    asker = _asker(app)
+
+    @app.workflow(name="careful", budget=ai.Budget(max_usd=2, on_exceed="pause"))
+    async def careful(wf: Workflow) -> int:
+        return int(await wf.child(asker, 3))
+
+    assert (await app.arun(careful, workflow_id="c")).status is RunStatus.WAITING
+    with pytest.raises(InvalidArgumentError, match=r"'c/asker#1'") as refused:
+        await app.asignal("c", "budget.raise", {"max_usd": 10})
+    assert "app.signal('c/asker#1', 'budget.raise'" in str(refused.value)
+    assert [w for w in await app.alist_waits("c") if w.name == "budget.raise"] == []
+    await app.asignal("c/asker#1", "budget.raise", {"max_usd": 10})  # where it waits
+    assert (await app.aresume("c/asker#1")).value == 3
+    assert (await app.aresume("c")).value == 3
+
+
 async def test_a_detached_child_is_covered_and_keeps_its_own_budget(app: App) -> None:
     asker = _asker(app)
 
