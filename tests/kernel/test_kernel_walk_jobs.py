@@ -101,7 +101,11 @@ def test_queue_names_with_a_blank_one_are_refused_and_a_list_is_taken_as_is(
         for given in ("a,", "a,,b", ","):
             with pytest.raises(tether.InvalidArgumentError, match="blank queue name"):
                 Worker(app, queues=given)
-        assert Worker(app, queues=["a,b"]).queues == ("a,b",)  # a name in a list, as it is
+        # a name in a list is taken as it is, but no run can be put on a queue named
+        # with a comma (submit refuses it): a worker of one would serve nothing
+        with pytest.raises(tether.InvalidArgumentError, match="contains a comma"):
+            Worker(app, queues=["a,b"])
+        assert Worker(app, queues=["a b"]).queues == ("a b",)
         assert Worker(app, queues="agents").queues == ("agents",)
     finally:
         app.close()
