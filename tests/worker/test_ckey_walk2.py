@@ -10,7 +10,7 @@ from tether import App, RunStatus, Workflow
 from tether.store import JobStatus
 from tether.worker import Worker
 
-from .test_ckey_walk import Probe, _register
+from .._probes import Probe, register_probed
 
 
 async def _hand_back(database_url: str, workflow_id: str) -> None:
@@ -44,10 +44,10 @@ async def test_astart_leaves_a_handed_back_queued_run_to_its_workers(database_ur
     `b` was driven here at once beside `a`."""
     probe = Probe()
     host, here = App(database_url), App(database_url)
-    _register(host, probe, "held")
-    _register(host, probe, "other")
-    held = _register(here, probe, "held")
-    other = _register(here, probe, "other")
+    register_probed(host, probe, "held")
+    register_probed(host, probe, "other")
+    held = register_probed(here, probe, "held")
+    other = register_probed(here, probe, "other")
     worker = Worker(host, queues=["default"], concurrency=2, poll_interval=0.01)
     serving: asyncio.Future[None] | None = None
     try:
