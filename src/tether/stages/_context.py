@@ -20,8 +20,8 @@ from pydantic import BaseModel
 
 from .._attach import attach, in_step
 from ..blobs import check_key
-from ..errors import InvalidArgumentError
-from ..serde import dump_json
+from ..errors import InvalidArgumentError, NotSerializableError
+from ..serde import dump_json, to_json_data
 from ..store import NewEvent
 from ._stage import Stage
 
@@ -305,7 +305,23 @@ class StageContext(Generic[I, C]):
         said = "warning" if said == "warn" else said
         if said not in LEVELS:
             raise InvalidArgumentError(f"log level must be one of {LEVELS}, got {level!r}")
+        self._check_fields(fields)
         await self._event("stage.log", str(message), {"level": said, "fields": fields})
+
+    def _check_fields(self, fields: dict[str, Any]) -> None:
+        """Refuse a log field JSON cannot hold, naming the stage and the field. Refused
+        when the event was written, the error named only "event 'stage.log' detail" at
+        ``$.fields.x``, and told the stage's code to return JSON data."""
+        what = f"field of ctx.log in stage {self.stage_id!r}"
+        try:
+            to_json_data(fields, what=what)
+        except NotSerializableError as exc:
+            raise NotSerializableError(
+                what, exc.offending_type, exc.path,
+                fix="Log it as text (x=str(value)) or as JSON data (str, numbers, bool, None, "
+                "lists, dicts, a pydantic model)",
+            ) from None  # fmt: skip
+        dump_json(fields, what=what)  # a NaN, a NUL: refused naming the field too
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Record how far this stage is (0.0 to 1.0) as a run event (`stage.progress`)."""

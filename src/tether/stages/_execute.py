@@ -475,6 +475,13 @@ class Execution:
         try:
             return validate(s.output, data)
         except ValidationError as exc:
+            held = _holding(out, s.output)
+            if held is not None:  # ctx.ai.generate_object's ObjectResult, its .object a model
+                raise StageError(
+                    f"stage {s.id!r} returned a value of type {type(out).__name__}, not its output "
+                    f"{s.output.__name__}; its {held!r} is one: return that (e.g. "
+                    f"`return result.{held}`)"
+                ) from None
             raise StageError(
                 f"stage {s.id!r} returned a value that is not its output {s.output.__name__}: "
                 f"{explain_validation(exc)}"
@@ -684,3 +691,15 @@ class Execution:
 
     def _now(self) -> datetime:
         return self.wf.clock.now()
+
+
+def _holding(out: Any, model: type[BaseModel]) -> str | None:
+    """The field of `out` (a model of another class) whose value is a `model`: returned
+    whole, an ``ObjectResult`` failed as missing every field of the model it holds, its
+    message quoting the whole result (usage and text) once per field."""
+    if not isinstance(out, BaseModel) or isinstance(out, model):
+        return None
+    for name in type(out).model_fields:
+        if isinstance(getattr(out, name, None), model):
+            return name
+    return None

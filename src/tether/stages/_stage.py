@@ -14,7 +14,7 @@ import inspect
 import re
 import typing
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -233,6 +233,11 @@ def _bare(fn: Any) -> Stage[Any, Any, Any]:
     return Stage(fn, id=sid, output=output)
 
 
+@overload
+def batch_stage(fn: Callable[..., Awaitable[Any]], /) -> NoReturn: ...
+
+
+@overload
 def batch_stage(
     *,
     id: str,
@@ -244,7 +249,23 @@ def batch_stage(
     name: str | None = None,
     description: str | None = None,
     dependencies: Iterable[Stage[Any, Any, Any] | str] = (),
-) -> Callable[[Callable[..., Awaitable[Any]]], Stage[I, O, C]]:
+) -> Callable[[Callable[..., Awaitable[Any]]], Stage[I, O, C]]: ...
+
+
+def batch_stage(
+    fn: Callable[..., Awaitable[Any]] | None = None,
+    /,
+    *,
+    id: str | None = None,
+    output: type[O] | None = None,
+    input: type[I] | None = None,
+    config: type[C] | None = None,
+    check: Callable[..., Awaitable[Any]] | None = None,
+    cancel: Callable[..., Awaitable[Any]] | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    dependencies: Iterable[Stage[Any, Any, Any] | str] = (),
+) -> Any:
     """Declare an async-batch stage on its ``async def submit(ctx) -> tether.Suspend``.
 
     `check(state, ctx)` (or ``@the_stage.check``) answers `Ready(output)`,
@@ -252,10 +273,30 @@ def batch_stage(
     timer, outside any database transaction, on whichever worker takes the run.
     `cancel(state)` (or ``@the_stage.on_cancel``) stops the batch when the run is
     cancelled or `max_wait` passes.
+
+    Unlike `stage`, it is not used bare: its function returns `Suspend`, so its
+    output model cannot be read from the function and is given as ``output=``.
     """
+    if fn is not None:
+        _refuse_bare_batch(fn)
     deps = _check_declaration(id, output, input, config, dependencies)
+    assert id is not None and output is not None  # both refused above when missing
     return functools.partial(
         Stage, id=id, output=output, input=input, config=config, name=name,
         description=description, dependencies=deps, mode="batch", check=check,
         cancel=cancel,
     )  # fmt: skip
+
+
+def _refuse_bare_batch(fn: Any) -> NoReturn:
+    """Bare ``@batch_stage``: it failed with a TypeError (no positional argument) naming
+    neither the stage nor what to write. Its output model is needed, and cannot be read
+    from a submit function, which returns `Suspend`."""
+    sid = getattr(fn, "__name__", None)
+    sid = sid if isinstance(sid, str) and _ID.fullmatch(sid) else "submit"
+    raise PipelineError(
+        f"batch stage {sid!r}: @batch_stage needs its output model (its function returns "
+        f"a Suspend, not its output), so it is not used bare; write "
+        f"@batch_stage(id={sid!r}, output=Text), Text being the model its check's "
+        "Ready(...) holds"
+    )
