@@ -160,6 +160,7 @@ async def _admit(
     except ValidationError as exc:
         fields = [f"{'.'.join(str(p) for p in e['loc'])} ({e['msg']})" for e in exc.errors()]
         raise _Refused(400, "invalid_request", f"bad fields: {', '.join(fields)}") from None
+    _check_state(inv.state)
     _check_served(tenant, inv, now)
     return inv, len(body)
 
@@ -182,6 +183,22 @@ def _check_types(data: Any) -> None:
             "invalid_request",
             f"deadline must be a finite number of unix seconds, got {json.dumps(deadline)}",
         )
+
+
+def _check_state(state: str | None) -> None:
+    """Refuse (400) a run's state that is not JSON text: the replay could not start
+    from it, and the answer was an ``aborted`` line ("executor error: JSONDecodeError"),
+    which an orchestrator takes for a tenant cut short and invokes again, to its cap."""
+    if state is None:
+        return
+    try:
+        json.loads(state)
+    except RecursionError:
+        raise _Refused(400, "invalid_request", "bad fields: state (nested too deep)") from None
+    except ValueError:
+        raise _Refused(
+            400, "invalid_request", f"bad fields: state (not JSON text: {state[:100]!r})"
+        ) from None
 
 
 def _finite(value: Any) -> bool:

@@ -36,7 +36,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -63,7 +62,7 @@ from ._errors import (
     RemoteWorkflowError,
 )
 from ._invocations import INVOKED, invocations_so_far
-from ._recorder import ACCEPTS, Recorder, journal_of
+from ._recorder import ACCEPTS, Recorder, due_after, journal_of
 from ._wire import PROTOCOL_VERSION, Invocation, Line, RunMeta, TenantMeta, Waitpoint
 
 
@@ -451,7 +450,7 @@ class _Drive:
             await wf.wait_for_token(str(wp.name), timeout=timeout, default=None)
         elif wp.kind == "sleep":
             assert timeout is not None
-            await wf.sleep_until(app.clock.now() + timedelta(seconds=timeout), key=wp.key)
+            await wf.sleep_until(due_after(app.clock.now(), timeout), key=wp.key)
         else:
             fn = self._child_workflow(str(wp.workflow)).fn
             given = MISSING if wp.input is None else load_json(wp.input)

@@ -265,6 +265,11 @@ def _args(defn: WorkflowDef, given: str | None, wf: Workflow) -> tuple[Any, ...]
         return (wf,)
     try:
         return (wf, load_json(given, defn.input_type))
+    except RecursionError:  # it aborted the invocation ("executor error"), retried to the cap
+        raise InvalidArgumentError(
+            f"the input does not fit workflow {defn.name!r} on the tenant: it is nested too "
+            "deep to parse; start the run again with an input of the type its function declares"
+        ) from None
     except (ValidationError, TetherError, ValueError) as exc:
         why = explain_validation(exc) if isinstance(exc, ValidationError) else str(exc)
         raise InvalidArgumentError(

@@ -212,6 +212,10 @@ class Waitpoint(BaseModel):
             raise ValueError(f"a {self.kind} waitpoint needs a name")
         if self.kind == "child" and not self.workflow:
             raise ValueError("a child waitpoint needs the workflow to start")
+        if self.due_at is not None and self.due_at.utcoffset() is None:
+            # compared with the orchestrator's aware clock, it failed the run with
+            # "TypeError: can't subtract offset-naive and offset-aware datetimes"
+            raise ValueError("a waitpoint's due_at needs a UTC offset (e.g. +00:00)")
         return self
 
 
