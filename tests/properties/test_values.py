@@ -206,8 +206,8 @@ async def test_accepted_values_replay_exactly_per_backend(any_app: App, value: A
 
 @pytest.mark.parametrize("value", [1e16, 1e23, 1.7976931348623157e308, -2.5e20, 1.5e16])
 async def test_large_floats_replay_exactly(any_app: App, value: float) -> None:
-    """jsonb prints 1e23 as 100000000000000000000000, an int: PostgreSQL is given such
-    floats spelled out with a fraction, which jsonb keeps."""
+    """jsonb printed 1e23 as 100000000000000000000000, an int; PostgreSQL keeps JSON as
+    json since migration 0023, which keeps the number as written."""
     await _round_trip(any_app, value)
     await _round_trip(any_app, {"nested": [value, -value, "1e+23"], "e+": value})
     await _round_trip(any_app, {"long": [10**3999, -(10**3999)], "f": value})  # digits read once

@@ -44,6 +44,7 @@ PINNED = {
         "0020_runs_id_bytes.sql": "339846cf6885249288edd7d5258c2b6a86f4c25a03d6e73b4ef3eba5899b7871",
         "0021_jobs_due.sql": "1167187ba81723886223c5c6d079a17cb801f7b0decf1d33fb0b141a3c34fc39",
         "0022_ai_call_billed.sql": "fd83208f9f8eb1654388b7e4a165b7e7eea702e694816940fced22b129138631",
+        "0023_json_key_order.sql": "07572aa4d59b9b1a6bc1acf90dcd1c29e07e6e2371b4152092070947e366d9d4",
     },
     "sqlite": {
         "0001_core.sql": "a243e4a11c3b2854d7027cd3aa85f5ed9fa5fb97201936ecb0a7fa3d17ebfd44",

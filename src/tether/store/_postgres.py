@@ -23,11 +23,10 @@ Notifications: writes that make work available or end a run call
 ``pg_notify`` on one channel per schema; `wait_for_change` listens on a
 dedicated connection, so workers and `App.result` wake at once.
 
-JSON goes into ``jsonb`` columns, whose numbers are decimals printed without
-an exponent: a float of 1e16 or more (``1e+16`` in Python's JSON) would come
-back as ``10000000000000000``, an int. Such numbers are written out in full
-with a ``.0`` (`exact_floats`), which jsonb keeps, so they come back as the
-same floats, as on SQLite.
+JSON goes into ``json`` columns, which keep the text as written: an object's keys
+in their order and a number as Python wrote it, as SQLite's TEXT does (migration
+0023; jsonb sorted the keys and read 1e+16 back as an int). The tags stay ``jsonb``,
+matched with ``@>``.
 """
 
 from __future__ import annotations
@@ -42,7 +41,6 @@ import random
 import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from ..errors import (
@@ -68,7 +66,7 @@ from ._records import (
     StepRow,
 )
 from ._rows import PG_ROWS, started_step
-from ._sql import jsonb_params, queries
+from ._sql import queries
 from ._url import Durability, parse_pg_url
 from ._verbs_runs import HeldCompletion
 
@@ -91,7 +89,6 @@ _Q = queries("postgresql")
 # pauses before running a transaction again that the server rolled back (a deadlock);
 # each is jittered, so two verbs that met do not meet again
 ROLLBACK_RETRIES = (0.005, 0.02, 0.05, 0.1)
-_JSONB = jsonb_params("postgresql")
 # Queries planned once, not at each execution. The server plans a prepared statement
 # anew each time it deems a plan for the given parameters cheaper than a generic one;
 # for the claims (arrays of workflows and queues, LIMIT :n, several writing CTEs) that
@@ -101,34 +98,6 @@ GENERIC_PLAN = frozenset(
     {"claim_free", "claim_free_of", "ready_jobs", "ready_jobs_of", "queued_workflows"}
 )
 _GENERIC = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
-# a JSON string (kept as it is), or a number with a positive exponent (group 1); a
-# number is tried only where one starts, and its digits are never given back, so a long
-# run of digits is read once (a 4,000-digit int would otherwise be read ~4,000 times)
-_STRING_OR_BIG = re.compile(r'"(?:[^"\\]|\\.)*+"|(?<![\w.+-])(-?\d++(?:\.\d++)?[eE]\+?\d++)')
-
-
-def exact_floats(text: str) -> str:
-    """`text` (JSON) with each number written with a positive exponent spelled out in
-    full and given a fraction (``1e+23`` as ``100000000000000000000000.0``), the form
-    in which jsonb keeps a float a float."""
-
-    def spell(m: re.Match[str]) -> str:
-        if m.group(1) is None:
-            return m.group(0)
-        digits = format(Decimal(m.group(1)), "f")
-        return digits if "." in digits else digits + ".0"
-
-    return _STRING_OR_BIG.sub(spell, text)
-
-
-def _params(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """`params`, or a copy with the JSON of `name`'s jsonb parameters made float-exact
-    where it has to be (the caller's dict is left as it is)."""
-    for key in _JSONB.get(name, ()):
-        value = params.get(key)
-        if value.__class__ is str and "e+" in value:  # as Python writes a float >= 1e16
-            params = {**params, key: exact_floats(value)}
-    return params
 
 
 class _Slice(Loader):
@@ -181,12 +150,12 @@ class PgTx:
 
     async def _execute(self, name: str, params: dict[str, Any]) -> Any:
         if name not in GENERIC_PLAN:
-            return await self._conn.execute(_Q[name], _params(name, params))
+            return await self._conn.execute(_Q[name], params)
         # the setting rides in the same round trip and (local) ends with the statement's
         # transaction: the implicit one of the pipeline, or the verb's own
         async with self._conn.pipeline():
             await self._conn.execute(_GENERIC)
-            return await self._conn.execute(_Q[name], _params(name, params))
+            return await self._conn.execute(_Q[name], params)
 
     async def read_blob(self, key: str) -> bytes | None:
         """Blob `key`'s body, or None: one statement (one snapshot) whose rows, slices of
@@ -209,7 +178,7 @@ class PgTx:
 
     async def many(self, reads: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
         async with self._conn.pipeline():
-            curs = [await self._conn.execute(_Q[name], _params(name, p)) for name, p in reads]
+            curs = [await self._conn.execute(_Q[name], p) for name, p in reads]
         return [await cur.fetchall() for cur in curs]
 
     def now(self, now: datetime | None) -> datetime | None:

@@ -20,7 +20,7 @@ from importlib import resources
 
 from ._lifecycle import CLOSED, JOB_RUN, OPEN, TERMINAL, sql_set
 
-__all__ = ["jsonb_params", "queries"]
+__all__ = ["queries"]
 
 _HEADER = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -64,15 +64,3 @@ def queries(dialect: str) -> dict[str, str]:
             sql = _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
         out[name] = sql
     return out
-
-
-_JSONB = re.compile(r"%\((\w+)\)s::jsonb")
-
-
-@functools.cache
-def jsonb_params(dialect: str) -> dict[str, tuple[str, ...]]:
-    """Per query, the parameters it casts to ``jsonb`` (PostgreSQL), by name."""
-    found = {
-        name: tuple(dict.fromkeys(_JSONB.findall(sql))) for name, sql in queries(dialect).items()
-    }
-    return {name: params for name, params in found.items() if params}

@@ -52,7 +52,7 @@ WITH r AS (UPDATE runs SET event_seq = event_seq + 1, updated_at = :at WHERE {_f
 -- the event numbered by CTE r, the runs row's update (a verb that changes the run itself
 -- changes it in r: PostgreSQL applies one update per row per statement)
 e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
-  SELECT :wid, r.event_seq, :etype, :emsg, :edetail::jsonb, :at FROM r)
+  SELECT :wid, r.event_seq, :etype, :emsg, :edetail::json, :at FROM r)
 -- name: _sync_off
 q AS (SELECT set_config('synchronous_commit', 'off', true) AS s)
 -- name: _sync_on
@@ -62,7 +62,7 @@ q AS (SELECT 1 AS s)
 UPDATE runs SET event_seq = event_seq + :n, updated_at = :at WHERE {_fence} RETURNING event_seq
 -- name: insert_event
 INSERT INTO events (run_id, seq, type, message, detail, at)
-VALUES (:wid, :seq, :type, :message, :detail::jsonb, :at)
+VALUES (:wid, :seq, :type, :message, :detail::json, :at)
 -- name: run_status_locked
 SELECT status, end_reason FROM runs WHERE id = :wid FOR UPDATE
 -- name: notify
@@ -72,9 +72,9 @@ SELECT pg_notify(:chan, :what)
 INSERT INTO runs (id, workflow_name, workflow_version, status, input, state, priority, tags,
   tenant, parent_id, idempotency_key, queue, concurrency_key, created_at, updated_at, step_rule,
   budget, initial_state)
-VALUES (:workflow_id, :workflow_name, :workflow_version, 'pending', :input::jsonb, :state::jsonb,
+VALUES (:workflow_id, :workflow_name, :workflow_version, 'pending', :input::json, :state::json,
   :priority, :tags::jsonb, :tenant, :parent_id, :idempotency_key, :queue, :ckey, :at, :at,
-  :step_rule, :budget, :state::jsonb)
+  :step_rule, :budget, :state::json)
 ON CONFLICT DO NOTHING
 -- name: list_runs
 SELECT {_run_cols} FROM runs WHERE (:status::text IS NULL OR status = :status)
@@ -102,7 +102,7 @@ id = :wid AND status = 'cancelled' AND cancel_requested = 'compensate' AND {_cla
 -- the claim's event, numbered by the claim (CTE c) itself: the fence a separate bump would
 -- check right after the claim (this owner's generation, a status not closed) holds
 e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
-  SELECT id, event_seq, :etype, :emsg, :edetail::jsonb, :at FROM c)
+  SELECT id, event_seq, :etype, :emsg, :edetail::json, :at FROM c)
 SELECT {_run_cols} FROM c
 -- name: claim_run
 -- one statement: the claim and its event
@@ -126,7 +126,7 @@ WITH r AS (UPDATE runs SET status = 'pending', owner_expires_at = NULL,
 n AS (SELECT pg_notify(:chan, :note) FROM r)
 SELECT (SELECT count(*) FROM n) FROM r
 -- name: _finish_set
-status = :status, output = :output::jsonb, error = COALESCE(:error::jsonb, error),
+status = :status, output = :output::json, error = COALESCE(:error::json, error),
   finished_at = :at, compute_seconds = compute_seconds + :cs, cancel_requested = NULL,
   end_reason = :reason::text
 -- name: finish_run
@@ -159,12 +159,12 @@ WITH r AS (UPDATE runs SET {_finish_set}, event_seq = event_seq + 2, updated_at 
 {_held_completion},
 {_finish_notify}
 -- name: set_state
-WITH r AS (UPDATE runs SET state = :state::jsonb, event_seq = event_seq + 1, updated_at = :at
+WITH r AS (UPDATE runs SET state = :state::json, event_seq = event_seq + 1, updated_at = :at
   WHERE {_fence} RETURNING event_seq),
 {_event_r}
 SELECT 1 FROM r
 -- name: mark_failing
-WITH r AS (UPDATE runs SET error = :error::jsonb, end_reason = :reason,
+WITH r AS (UPDATE runs SET error = :error::json, end_reason = :reason,
   event_seq = event_seq + 1, updated_at = :at WHERE {_fence} AND status = 'running'
   RETURNING event_seq),
 {_event_r}
@@ -195,9 +195,9 @@ SELECT n.base, {_run_cols} FROM unnest(:bases::text[]) n(base) CROSS JOIN LATERA
 -- a held step completion (:ckey) that rides on a statement whose CTE r reserved two event
 -- numbers: the completion's event first, then the statement's own
 e AS (INSERT INTO events (run_id, seq, type, message, detail, at)
-  SELECT :wid, r.event_seq - 1, :ctype, :cmsg, :cdetail::jsonb, :cat FROM r
-  UNION ALL SELECT :wid, r.event_seq, :etype, :emsg, :edetail::jsonb, :at FROM r),
-c AS (UPDATE steps SET status = 'completed', result = :result::jsonb, error = NULL,
+  SELECT :wid, r.event_seq - 1, :ctype, :cmsg, :cdetail::json, :cat FROM r
+  UNION ALL SELECT :wid, r.event_seq, :etype, :emsg, :edetail::json, :at FROM r),
+c AS (UPDATE steps SET status = 'completed', result = :result::json, error = NULL,
   completed_at = :cat, updated_at = :cat FROM r WHERE run_id = :wid AND step_key = :ckey)
 
 -- name: _start_marker
@@ -227,32 +227,32 @@ WITH r AS (UPDATE runs SET event_seq = event_seq + 2, updated_at = :at WHERE {_f
 {_start_marker}
 -- name: complete_step
 {_event_cte} {_sync_on}
-UPDATE steps SET status = 'completed', result = :result::jsonb, error = NULL,
+UPDATE steps SET status = 'completed', result = :result::json, error = NULL,
   completed_at = :at, updated_at = :at FROM r, q WHERE run_id = :wid AND step_key = :key
 RETURNING 1
 -- name: complete_step_fast
 {_event_cte} {_sync_off}
-UPDATE steps SET status = 'completed', result = :result::jsonb, error = NULL,
+UPDATE steps SET status = 'completed', result = :result::json, error = NULL,
   completed_at = :at, updated_at = :at FROM r, q WHERE run_id = :wid AND step_key = :key
 RETURNING 1
 -- name: fail_step
 {_event_cte} {_sync_on}
-UPDATE steps SET status = 'failed', error = :error::jsonb, updated_at = :at FROM r, q
+UPDATE steps SET status = 'failed', error = :error::json, updated_at = :at FROM r, q
 WHERE run_id = :wid AND step_key = :key RETURNING 1
 -- name: fail_step_fast
 {_event_cte} {_sync_off}
-UPDATE steps SET status = 'failed', error = :error::jsonb, updated_at = :at FROM r, q
+UPDATE steps SET status = 'failed', error = :error::json, updated_at = :at FROM r, q
 WHERE run_id = :wid AND step_key = :key RETURNING 1
 -- name: record_heartbeat
 {_event_cte} {_sync_off}
-INSERT INTO heartbeats (run_id, key, at, detail) SELECT :wid, :key, :at, :detail::jsonb FROM r, q
+INSERT INTO heartbeats (run_id, key, at, detail) SELECT :wid, :key, :at, :detail::json FROM r, q
 ON CONFLICT (run_id, key) DO UPDATE SET at = excluded.at, detail = excluded.detail RETURNING 1
 -- name: save_value
 INSERT INTO steps (run_id, step_key, name, status, attempts, result, started_at, completed_at,
-  updated_at, seq) VALUES (:wid, :key, :key, 'completed', 1, :value::jsonb, :at, :at, :at, :seq)
+  updated_at, seq) VALUES (:wid, :key, :key, 'completed', 1, :value::json, :at, :at, :at, :seq)
 ON CONFLICT (run_id, step_key) DO NOTHING
 -- name: write_state
-UPDATE runs SET state = :state::jsonb, updated_at = :at WHERE id = :wid
+UPDATE runs SET state = :state::json, updated_at = :at WHERE id = :wid
 -- name: list_heartbeats
 SELECT run_id, key, at, detail::text FROM heartbeats WHERE run_id = :wid ORDER BY key
 
@@ -263,17 +263,17 @@ SELECT {_lock_cols}, {_now}, (SELECT status FROM runs WHERE id = locks.run_id),
 FROM locks WHERE scope = :scope AND key = :key FOR UPDATE
 -- name: lock_insert
 INSERT INTO locks (scope, key, holder, generation, run_id, detail, acquired_at, heartbeat_at,
-  expires_at) SELECT :scope, :key, :holder, 1, :run, :detail::jsonb, t.n, t.n,
+  expires_at) SELECT :scope, :key, :holder, 1, :run, :detail::json, t.n, t.n,
   t.n + make_interval(secs => :ttl) FROM (SELECT {_now} AS n) t
 ON CONFLICT DO NOTHING RETURNING {_lock_cols}
 -- name: lock_take
 UPDATE locks SET holder = :holder, generation = generation + 1, run_id = :run,
-  detail = :detail::jsonb, acquired_at = :t, heartbeat_at = :t,
+  detail = :detail::json, acquired_at = :t, heartbeat_at = :t,
   expires_at = :t + make_interval(secs => :ttl), released_at = NULL
 WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
 -- name: lock_extend
 UPDATE locks SET heartbeat_at = :t, expires_at = :t + make_interval(secs => :ttl),
-  detail = COALESCE(:detail::jsonb, detail)
+  detail = COALESCE(:detail::json, detail)
 WHERE scope = :scope AND key = :key RETURNING {_lock_cols}
 -- name: renew_lock
 -- the holder's own claim, even if it lapsed: nobody took it meanwhile (a taker is
@@ -297,10 +297,10 @@ WITH t AS (SELECT {_now} AS n) DELETE FROM locks USING t WHERE scope = :scope
 -- name: wait_insert
 INSERT INTO waitpoints (id, run_id, wait_key, kind, name, match, status, due_at, created_at,
   seq)
-VALUES (:id, :wid, :key, :kind, :name, :match::jsonb, 'pending', :due, :at, :seq)
+VALUES (:id, :wid, :key, :kind, :name, :match::json, 'pending', :due, :at, :seq)
 RETURNING {_wait_cols}
 -- name: wait_resolve
-UPDATE waitpoints SET status = 'resolved', payload = :payload::jsonb, inbox_id = :inbox,
+UPDATE waitpoints SET status = 'resolved', payload = :payload::json, inbox_id = :inbox,
   resolved_at = :at WHERE id = :id RETURNING {_wait_cols}
 -- name: inbox_signal
 SELECT id, payload::text FROM inbox WHERE kind = 'signal' AND name = :name AND target = :wid
@@ -317,13 +317,13 @@ SELECT 1 FROM waitpoints WHERE run_id = :wid AND wait_key = ANY(:keys) AND statu
 LIMIT 1
 -- name: inbox_add_event
 INSERT INTO inbox (kind, name, payload, created_at, expires_at)
-VALUES ('event', :name, :payload::jsonb, :at, :expires) RETURNING id
+VALUES ('event', :name, :payload::json, :at, :expires) RETURNING id
 -- name: waits_for_event
 SELECT id, run_id, wait_key, match::text FROM waitpoints WHERE kind = 'event' AND name = :name
   AND status = 'pending' ORDER BY {_wait_order} FOR UPDATE
 -- name: inbox_add_signal
 INSERT INTO inbox (kind, target, name, payload, created_at, expires_at)
-VALUES ('signal', :wid, :name, :payload::jsonb, :at, :expires)
+VALUES ('signal', :wid, :name, :payload::json, :at, :expires)
 -- name: token_get
 SELECT run_id, wait_key, status FROM waitpoints WHERE id = :id AND kind = 'token'
 -- name: waits_on_ended_children
@@ -341,7 +341,7 @@ WITH RECURSIVE t(id, depth) AS (SELECT CAST(:wid AS text), 0
 SELECT r.id FROM runs r JOIN (SELECT id, max(depth) AS depth FROM t GROUP BY id) d
   ON d.id = r.id WHERE d.depth > 0 ORDER BY d.depth DESC, r.id FOR UPDATE OF r
 -- name: cancel_one
-UPDATE runs SET status = 'cancelled', error = :error::jsonb, finished_at = :at,
+UPDATE runs SET status = 'cancelled', error = :error::json, finished_at = :at,
   cancel_requested = :mode, end_reason = :reason
 WHERE id = :id AND status NOT IN {TERMINAL} AND end_reason IS NULL RETURNING id, queue
 -- name: child_waits_resolve
@@ -349,7 +349,7 @@ WHERE id = :id AND status NOT IN {TERMINAL} AND end_reason IS NULL RETURNING id,
 -- writes a run's waits: else a timer of the parent's firing meanwhile deadlocks with it)
 WITH p AS (SELECT id FROM runs WHERE id IN (SELECT run_id FROM waitpoints WHERE kind = 'run'
   AND name = :child AND status = 'pending') ORDER BY id FOR UPDATE)
-UPDATE waitpoints SET status = 'resolved', payload = :payload::jsonb, resolved_at = :at
+UPDATE waitpoints SET status = 'resolved', payload = :payload::json, resolved_at = :at
 WHERE kind = 'run' AND name = :child AND status = 'pending' AND run_id IN (SELECT id FROM p)
 RETURNING run_id, wait_key
 -- name: submit_run
@@ -357,8 +357,8 @@ RETURNING run_id, wait_key
 WITH r AS (INSERT INTO runs (id, workflow_name, workflow_version, status, input, state,
   priority, tags, tenant, parent_id, idempotency_key, queue, concurrency_key, event_seq,
   created_at, updated_at, step_rule, budget, initial_state) VALUES (:id, :name, :version,
-  'pending', :input::jsonb, :state::jsonb, :rpriority, :tags::jsonb, :tenant, :parent, :ikey,
-  :queue, :ckey, 1, :at, :at, :rule, :budget, :state::jsonb) ON CONFLICT DO NOTHING
+  'pending', :input::json, :state::json, :rpriority, :tags::jsonb, :tenant, :parent, :ikey,
+  :queue, :ckey, 1, :at, :at, :rule, :budget, :state::json) ON CONFLICT DO NOTHING
   RETURNING {_run_cols}),
 j AS (INSERT INTO jobs (run_id, queue, status, priority, max_attempts, concurrency_key,
   run_after, created_at, updated_at, workflow_name, workflow_version) SELECT id, :queue,
@@ -597,7 +597,7 @@ WHERE dead_at IS NOT NULL ORDER BY dead_at, run_id, seq LIMIT :limit
 SELECT status, result::text, updated_at > :at - make_interval(secs => :stale) FROM idempotency
 WHERE command = :command AND key = :key FOR UPDATE
 -- name: idempotency_done
-UPDATE idempotency SET status = 'done', result = :result::jsonb, updated_at = :at
+UPDATE idempotency SET status = 'done', result = :result::json, updated_at = :at
 WHERE command = :command AND key = :key
 -- name: prunable_runs
 -- with :keep, not a run with an event the outbox has yet to deliver (the App has sinks)
@@ -607,7 +607,7 @@ ORDER BY finished_at, id LIMIT :limit
 -- name: run_undelivered
 SELECT 1 FROM events WHERE run_id = :id AND published_at IS NULL AND dead_at IS NULL LIMIT 1
 -- name: delete_idempotency_of
-DELETE FROM idempotency WHERE jsonb_typeof(result) = 'object'
+DELETE FROM idempotency WHERE json_typeof(result) = 'object'
   AND result->>'workflow_id' = :id
 -- name: pause_schedule
 UPDATE schedules SET paused = :paused, updated_at = :at,
