@@ -223,7 +223,7 @@ class WorkflowDef:
             input_text is not None
             and run.input is not None
             and input_text != run.input
-            and load_json(input_text) != load_json(run.input)  # jsonb orders keys its own way
+            and load_json(input_text) != load_json(run.input)  # keys in another order
         ):
             raise InvalidArgumentError(
                 f"run {run.workflow_id!r} was started with a different input; resume it without "
