@@ -19,6 +19,7 @@ from ._iso_time import iso_z as _iso
 from ._stage_record import StageRecord, build_stages
 from ._usage_json import usage_dict as _usage_dict
 from ._usage_json import usage_row as _usage_row
+from .errors import InvalidArgumentError
 from .store import (
     AIUsageRow,
     EndReason,
@@ -278,7 +279,24 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        """The record `to_dict` gave (over HTTP, say): `from_dict(r.to_dict()) == r`."""
+        """The record `to_dict` gave (over HTTP, say): `from_dict(r.to_dict()) == r`.
+        Anything else (`to_json`'s text, a dict without a field) is refused saying so."""
+        if not isinstance(data, dict):
+            raise InvalidArgumentError(
+                f"RunRecord.from_dict takes the dict RunRecord.to_dict gives, got "
+                f"{type(data).__name__}; pass e.g. json.loads(text) for what to_json wrote"
+            )
+        try:
+            return cls._read(data)
+        except KeyError as exc:
+            raise InvalidArgumentError(
+                f"not a run record as RunRecord.to_dict gives it: {exc.args[0]!r} is "
+                "missing; pass the dict to_dict gave, unchanged"
+            ) from None
+
+    @classmethod
+    def _read(cls, data: dict[str, Any]) -> RunRecord:
+        """`from_dict` of a dict."""
         t, ot = datetime.fromisoformat, _from_iso
         return cls(
             workflow_id=data["workflowId"],
@@ -321,8 +339,11 @@ def _error(data: Any) -> ErrorRecord | None:
 
 
 def _step(key: str, s: dict[str, Any]) -> StepRecord:
+    # a step's name is its key, as the store records it (``name#2``, ``name@key``):
+    # read as the name before its ``#n`` or ``@key``, a record read back differed
+    # from the one written (and a step the budget stopped, named by its key, was lost)
     return StepRecord(
-        name=_step_name(key),
+        name=key,
         status=StepStatus(s["status"]),
         attempts=s["attempts"],
         idempotency_key=s["idempotencyKey"],
@@ -331,13 +352,6 @@ def _step(key: str, s: dict[str, Any]) -> StepRecord:
         started_at=_from_iso(s["startedAt"]),
         completed_at=_from_iso(s["completedAt"]),
     )
-
-
-def _step_name(key: str) -> str:
-    """The step's name from its key (``name``, ``name#2``, ``name@key``)."""
-    name = key.split("@", 1)[0]
-    base, _, n = name.rpartition("#")
-    return base if base and n.isdigit() else name
 
 
 def _lease(key: str, d: dict[str, Any]) -> LeaseRecord:

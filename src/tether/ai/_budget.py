@@ -188,8 +188,8 @@ class Budget(BaseModel):
         much again above the spend. A fixed ``{'max_usd': 5}`` told a run stopped by
         ``max_tokens`` to raise dollars, and it stayed paused."""
         usd = None if self.max_usd is None else _exact(self.max_usd)
-        over_usd = usd is not None and spend.micro_usd >= usd * 1_000_000
-        over_tokens = self.max_tokens is not None and spend.tokens >= self.max_tokens
+        reached = self.reached(spend)
+        over_usd, over_tokens = "max_usd" in reached, "max_tokens" in reached
         hint: dict[str, float | int] = {}
         if usd is not None and (over_usd or not over_tokens):
             cents = math.ceil(Fraction(spend.micro_usd, 10_000) + usd * 100)
@@ -197,6 +197,15 @@ class Budget(BaseModel):
         if self.max_tokens is not None and (over_tokens or not over_usd):
             hint["max_tokens"] = spend.tokens + self.max_tokens
         return hint
+
+    def reached(self, spend: Spend) -> list[str]:
+        """The limits `spend` has reached, by name (none: calls in flight stopped it short)."""
+        found = []
+        if self.max_usd is not None and spend.micro_usd >= _exact(self.max_usd) * 1_000_000:
+            found.append("max_usd")
+        if self.max_tokens is not None and spend.tokens >= self.max_tokens:
+            found.append("max_tokens")
+        return found
 
     def describe(self, spend: Spend, of: str | None = None, since: datetime | None = None) -> str:
         """What `spend` is of the limits; `of` says whose spend it is (by default this

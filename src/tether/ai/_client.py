@@ -1048,10 +1048,12 @@ class WorkflowAI:
             below, parent = parent, row.parent_id
         return path
 
-    async def _tell_raises(self) -> None:
+    async def _tell_raises(self, still: _Over | None = None) -> None:
         """Record each ``budget.raise`` taken this drive once, as ``budget.raised`` with
-        the limits it gave, written with the first call that runs after it (a replay
-        takes it again: told once, by the run's events since its last rerun)."""
+        the limits it gave, written with the first call that runs after it, or that the
+        budget stops again (`still`: a raise that left the run over a limit says which,
+        and what raise lets it go on). A replay takes it again: told once, by the run's
+        events since its last rerun."""
         if not self._untold:
             return
         if self._told is None:
@@ -1065,9 +1067,25 @@ class WorkflowAI:
             whose = (
                 "the run's budget" if of == self._flow.workflow_id else f"the budget of run {of!r}"
             )
-            detail = json.dumps({"budget_of": of, "raise": n, **limits})
-            attach(NewEvent("budget.raised", f"{whose} raised by signal: {said}", detail))
+            fields: dict[str, Any] = {"budget_of": of, "raise": n, **limits}
+            message = f"{whose} raised by signal: {said}"
+            if still is not None and still.limit.of == of and still.limit.budget == budget:
+                over = still.limit.budget.reached(still.spend)
+                fields["still_over"] = over
+                message += f"; not enough: {self._not_enough(still, over)}"
+            attach(NewEvent("budget.raised", message, json.dumps(fields)))
         self._untold.clear()
+
+    def _not_enough(self, still: _Over, over: list[str]) -> str:
+        """What a raise that did not lift the run past its budget left: the spend, the
+        limits it is still over, the raise that would let it go on."""
+        budget, spend = still.limit.budget, still.spend
+        since = budget.since(self._now())
+        what = f"still over {' and '.join(over)}" if over else "calls in flight still stop it"
+        return (
+            f"{budget.describe(spend, of=self._whose(still.limit), since=since)}, {what}; "
+            f"the run waits for another budget.raise, e.g. {budget.raise_hint(spend)}"
+        )
 
     async def _stopper(self, stopped: _Stop) -> _Limit:
         """The budget that stopped a call: the one of the run `stopped.of` names (its
@@ -1111,6 +1129,7 @@ class WorkflowAI:
             if not isinstance(gate, _Over):
                 return gate
             if self._raises == raises:
+                await self._tell_raises(gate)  # a raise that did not lift it: said so
                 return self._stop(gate.limit, gate.spend, step)
 
     async def _admit_all(self) -> _Over | tuple[_Held, ...]:
