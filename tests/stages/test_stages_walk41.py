@@ -90,3 +90,50 @@ async def test_a_log_field_json_cannot_hold_is_refused_naming_the_stage_and_fiel
     assert "at $.handle" in seen[0] and "x=str(value)" in seen[0]
     assert seen[1].startswith("field of ctx.log in stage 'read'") and "nan" in seen[1]
     assert [d["fields"] for d in logged if d] == [{"size": 1, "doc": {"text": "a"}}]
+
+
+def test_stage_called_without_id_or_output_takes_them_from_the_function() -> None:
+    """``@tether.stage()`` or ``@tether.stage(input=Text)`` said "stage id None is not
+    valid", though bare ``@tether.stage`` infers both."""
+
+    @tether.stage()
+    async def extract(ctx: tether.StageContext[None, None]) -> Text:
+        return Text(text="x")
+
+    @tether.stage(input=Text, description="labels a text")
+    async def classify(ctx: tether.StageContext[Text, None]) -> Label:
+        return Label(label="x", urgent=False)
+
+    @tether.stage(id="short", input=Text)
+    async def summarise(ctx: tether.StageContext[Text, None]) -> Text:
+        return ctx.input
+
+    assert (extract.id, extract.output) == ("extract", Text)
+    assert (classify.id, classify.output, classify.input) == ("classify", Label, Text)
+    assert classify.description == "labels a text"
+    assert (summarise.id, summarise.output) == ("short", Text)
+
+    with pytest.raises(PipelineError, match=r"'loose': without output=.*-> Text"):
+
+        @tether.stage(input=Text)
+        async def loose(ctx: tether.StageContext[Text, None]):  # type: ignore[no-untyped-def]
+            return ctx.input
+
+
+async def test_a_progress_message_that_is_not_text_is_refused(database_url: str) -> None:
+    """``ctx.progress(0.5, 7)`` was taken as it was and recorded as the event's message."""
+    said: list[str] = []
+
+    @tether.stage(id="count", input=Text, output=Text)
+    async def count(ctx: tether.StageContext[Text, None]) -> Text:
+        with pytest.raises(tether.InvalidArgumentError) as info:
+            await ctx.progress(0.5, 7)  # type: ignore[arg-type]
+        said.append(str(info.value))
+        await ctx.progress(1.0, "7 of 7")
+        return ctx.input
+
+    async with App(database_url, clock=FakeClock()) as app:
+        done = await app.arun(tether.Pipeline("count", input=Text).pipe(count), Text(text="a"))
+    assert said == ["progress message is text, got 7; pass e.g. f'{done} of {total}'"]
+    messages = [e.message for e in done.record.events if e.type == "stage.progress"]
+    assert messages == ["7 of 7"]

@@ -331,6 +331,10 @@ class StageContext(Generic[I, C]):
             raise InvalidArgumentError(
                 f"progress is a fraction from 0 to 1, got {fraction!r}; for 40 of 100 pass 0.4"
             )
+        if message is not None and not isinstance(message, str):
+            raise InvalidArgumentError(
+                f"progress message is text, got {message!r}; pass e.g. f'{{done}} of {{total}}'"
+            )
         await self._event("stage.progress", message, {"fraction": float(fraction)})
 
     async def _event(self, kind: str, message: str | None, detail: dict[str, Any]) -> None:

@@ -180,6 +180,18 @@ def stage(
 ) -> Callable[[Callable[..., Awaitable[O]]], Stage[I, O, C]]: ...
 
 
+@overload
+def stage(
+    *,
+    id: str | None = None,
+    input: type[I] | None = None,
+    config: type[C] | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    dependencies: Iterable[Stage[Any, Any, Any] | str] = (),
+) -> Callable[[Callable[..., Awaitable[O]]], Stage[I, O, C]]: ...
+
+
 def stage(
     fn: Callable[..., Awaitable[Any]] | None = None,
     /,
@@ -197,11 +209,22 @@ def stage(
     function's name and its output the model it is annotated to return. Without
     `input`, the stage reads earlier outputs with ``ctx.require(...)``; `dependencies`
     names the stages it reads, so a pipeline that does not run them earlier is
-    refused when built."""
+    refused when built. ``@tether.stage(input=Doc)`` without `id` or `output` takes
+    those from the function, as the bare form does."""
     if fn is not None:
         return _bare(fn)
+    if id is None or output is None:
+
+        def inferred(fn: Callable[..., Awaitable[Any]]) -> Stage[Any, Any, Any]:
+            sid, out = _from_function(fn, id, output)
+            deps = _check_declaration(sid, out, input, config, dependencies)
+            return Stage(
+                fn, id=sid, output=out, input=input, config=config, name=name,
+                description=description, dependencies=deps,
+            )  # fmt: skip
+
+        return inferred
     deps = _check_declaration(id, output, input, config, dependencies)
-    assert id is not None and output is not None  # both refused above when missing
     return functools.partial(
         Stage, id=id, output=output, input=input, config=config, name=name,
         description=description, dependencies=deps,
@@ -211,12 +234,21 @@ def stage(
 def _bare(fn: Any) -> Stage[Any, Any, Any]:
     """Bare ``@stage``: the id is the function's name and the output the model its
     return annotation names, so a stage needs no more than its function."""
+    sid, output = _from_function(fn, None, None)
+    return Stage(fn, id=sid, output=output)
+
+
+def _from_function(fn: Any, sid: str | None, output: Any) -> tuple[str, Any]:
+    """The stage's id (`sid`, else the function's name) and output model (`output`,
+    else the one its return annotation names)."""
     if not callable(fn):
         raise PipelineError(
             f"@stage got {fn!r}; use it bare on an `async def`, or as "
             "@stage(id='extract', output=Text)"
         )
-    sid = getattr(fn, "__name__", repr(fn))
+    sid = sid if sid is not None else getattr(fn, "__name__", repr(fn))
+    if output is not None:
+        return sid, output
     try:
         output = typing.get_type_hints(fn).get("return")
     except Exception as exc:  # an annotation naming what its module cannot see
@@ -226,11 +258,11 @@ def _bare(fn: Any) -> Stage[Any, Any, Any]:
         ) from None
     if output is None:
         raise PipelineError(
-            f"stage {sid!r}: a bare @stage takes its output model from the return "
-            f"annotation, and it has none; write `async def {sid}(ctx) -> Text`, or "
+            f"stage {sid!r}: without output=, @stage takes its output model from the "
+            f"return annotation, and it has none; write `async def {sid}(ctx) -> Text`, or "
             f"@stage(id={sid!r}, output=Text)"
         )
-    return Stage(fn, id=sid, output=output)
+    return sid, output
 
 
 @overload
