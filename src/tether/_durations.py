@@ -9,12 +9,26 @@ from typing import Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["MAX_SECONDS", "check_seconds", "parse_age", "parse_when", "seconds_of"]
+__all__ = [
+    "LAST_DUE",
+    "MAX_SECONDS",
+    "check_seconds",
+    "due_after",
+    "due_at",
+    "parse_age",
+    "parse_when",
+    "seconds_of",
+]
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _EXAMPLES = "e.g. 45s, 30m, 2h, 7d or 2w"
 MAX_SECONDS = 100 * 366 * 24 * 3600.0  # a century: beyond it a datetime soon overflows
+# The last moment a wait is recorded due at: the last whole second of the year 9999 in UTC.
+# A later one (``datetime.max``) is past what SQLite, keeping unix seconds as a float, reads
+# back: the wait was refused with a bare "ValueError: year 10000 is out of range".
+LAST_DUE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+_FIRST = datetime.min.replace(tzinfo=UTC)
 
 
 def seconds_of(value: Any) -> Any:
@@ -40,6 +54,28 @@ def check_seconds(what: str, value: object, *, positive: bool = False) -> float:
             f"a timedelta, got {value!r}; pass e.g. 60 or timedelta(days=2)"
         )
     return float(value)
+
+
+def due_at(when: datetime) -> datetime:
+    """`when` (timezone-aware) as the UTC moment a wait is recorded due at: one past
+    `LAST_DUE` is due then (as good as never), one before the year 1 in UTC at its
+    first moment (long past: due at once). Such a moment failed the run with a bare
+    ValueError on SQLite and a StoreError ("timestamp too large") on PostgreSQL."""
+    try:
+        utc = when.astimezone(UTC)
+    except OverflowError:  # within a day of datetime's ends: its offset carries it out
+        return LAST_DUE if when.year > 1 else _FIRST
+    return min(utc, LAST_DUE)
+
+
+def due_after(now: datetime, seconds: float) -> datetime:
+    """`seconds` after `now`, held to `LAST_DUE`: a clock near the end of the year 9999
+    (a FakeClock) failed a wait's timeout with a bare "OverflowError: date value out of
+    range"."""
+    try:
+        return due_at(now + timedelta(seconds=seconds))
+    except OverflowError:
+        return LAST_DUE
 
 
 def parse_age(value: timedelta | str) -> timedelta:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import random as _random
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from ._control import Suspend
-from ._durations import check_seconds
+from ._durations import check_seconds, due_after, due_at
 from ._names import check_name
 from ._results import recorded_as
 from ._run_state import RunState
@@ -186,7 +186,7 @@ class Waits:
 
     def _due(self, timeout: float | None) -> datetime | None:
         seconds = _seconds("timeout", timeout)
-        return None if seconds is None else self._rt.clock.now() + timedelta(seconds=seconds)
+        return None if seconds is None else due_after(self._rt.clock.now(), seconds)
 
     async def wait_for_event(
         self,
@@ -257,16 +257,21 @@ class Waits:
     async def sleep(self, seconds: float) -> None:
         secs = check_seconds("sleep seconds", seconds)  # None too: a sleep has a length
         key = self._key_of(None, "sleep")
-        due = self._rt.clock.now() + timedelta(seconds=secs)
+        due = due_after(self._rt.clock.now(), secs)
         await self._wait(NewWait(key, WaitKind.TIMER, None, None, due), MISSING)
 
     async def sleep_until(self, when: datetime, key: str | None = None) -> None:
-        if not isinstance(when, datetime) or when.tzinfo is None:
-            raise InvalidArgumentError("sleep_until needs a timezone-aware datetime")
+        """A timer due at `when`, held to the years a store keeps (`due_at`): one in the
+        last moments of the year 9999 (``datetime.max``) is recorded due at `LAST_DUE`."""
+        if not isinstance(when, datetime) or when.utcoffset() is None:
+            raise InvalidArgumentError(
+                f"sleep_until needs a timezone-aware datetime, got {when!r}; "
+                "pass e.g. datetime(2026, 1, 1, tzinfo=timezone.utc)"
+            )
         if key is not None:
             check_name("sleep key", key)
         key = self._key_of(key, "sleep")
-        await self._wait(NewWait(key, WaitKind.TIMER, None, None, when), MISSING)
+        await self._wait(NewWait(key, WaitKind.TIMER, None, None, due_at(when)), MISSING)
 
     async def child(
         self, workflow: Callable[..., Awaitable[Any]], input: Any, workflow_id: str | None,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, get_args
@@ -59,6 +59,7 @@ _OVERLAP_LOOK = 20
 MAX_CATCH_UP = 100
 LATE_AFTER = timedelta(seconds=60)
 _INCLUSIVE = timedelta(microseconds=1)  # CronSim walks strictly before its start
+NO_TICK = datetime.max.replace(tzinfo=UTC)  # `Schedule.next_tick` when none is left
 # a tick's run id is the name and 21 more bytes ("@2026-06-01T02:00:00Z"), within the
 # 1,000 bytes a run id may have
 _MAX_NAME_BYTES = 979
@@ -149,8 +150,10 @@ class Schedule:
         return f"{self.name}@{tick.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
     def next_tick(self, after: datetime) -> datetime:
-        """The first tick strictly after `after`."""
-        return next(CronSim(self.cron, after.astimezone(self.zone()))).astimezone(UTC)
+        """The first tick strictly after `after`; `NO_TICK` if the calendar ends first
+        (``0 0 29 2 *`` after the year 9996 was a bare OverflowError)."""
+        tick = next(_ticks(self.cron, after.astimezone(self.zone())), None)
+        return NO_TICK if tick is None else tick.astimezone(UTC)
 
     def due(self, fired_until: datetime, now: datetime) -> tuple[list[datetime], datetime]:
         """The ticks to start now (oldest first), and the time the schedule has then
@@ -162,7 +165,7 @@ class Schedule:
         # does not see the ticks of an hour repeated when clocks go back (fold), so
         # the ticks themselves come from the forward walk, which does (as next_tick)
         start = fired_until
-        backward = CronSim(self.cron, now.astimezone(zone) + _INCLUSIVE, reverse=True)
+        backward = _ticks(self.cron, now.astimezone(zone) + _INCLUSIVE, reverse=True)
         for back, tick in enumerate(backward, 1):
             if tick <= fired_until:
                 break
@@ -170,7 +173,7 @@ class Schedule:
                 start = max(fired_until, tick.astimezone(UTC) - _INCLUSIVE)
                 break
         found: deque[datetime] = deque(maxlen=limit)  # the latest `limit` of them
-        for tick in CronSim(self.cron, start.astimezone(zone)):
+        for tick in _ticks(self.cron, start.astimezone(zone)):
             if tick.astimezone(UTC) > now:
                 break
             found.append(tick.astimezone(UTC))
@@ -194,6 +197,19 @@ class Schedule:
             created_at=at,
             updated_at=at,
         )
+
+
+def _ticks(cron: str, start: datetime, *, reverse: bool = False) -> Iterator[datetime]:
+    """The cron's ticks from `start`, ending where datetime's calendar ends: CronSim
+    raised OverflowError there, which lost the ticks walked to (the last minute of the
+    year 9999 never fired) and failed every pass of the schedule after."""
+    walk = CronSim(cron, start, reverse=reverse)
+    while True:
+        try:
+            tick = next(walk)
+        except OverflowError:
+            return
+        yield tick
 
 
 def _zone_not_a_name(zone: object) -> str:

@@ -70,8 +70,9 @@ APPLICATION_ID = 0x54455448
 
 
 def _epoch(value: Any) -> Any:
-    """A parameter as `SQLiteTx._run` passes it: a datetime as epoch seconds."""
-    return value.timestamp() if value.__class__ is datetime else value
+    """A parameter as `SQLiteTx._run` passes it: a datetime as epoch seconds (a subclass
+    too: a pandas Timestamp or a freezegun time was "type 'Timestamp' is not supported")."""
+    return value.timestamp() if isinstance(value, datetime) else value
 
 
 class _Busy(Exception):
@@ -89,7 +90,7 @@ class SQLiteTx:
 
     def _run(self, name: str, params: dict[str, Any]) -> sqlite3.Cursor:
         for k, v in params.items():
-            if v.__class__ is datetime:  # as `_epoch` does
+            if isinstance(v, datetime):  # as `_epoch` does
                 params[k] = v.timestamp()
         cursor = self._conn.execute(_Q[name], params)
         then = _THEN.get(name)
