@@ -40,7 +40,7 @@ def test_a_sleep_past_the_year_9999_parks_the_run(app: tether.App) -> None:
         result = app.run(flow, workflow_id="sleeper-1")
     assert result.record.status is tether.RunStatus.WAITING
     [wait] = [w for w in app.list_waits("sleeper-1") if w.key == "sleep#1"]
-    assert wait.due_at == datetime(9999, 12, 31, tzinfo=UTC)
+    assert wait.due_at == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # LAST_DUE
 
 
 def test_a_token_whose_timeout_is_past_the_year_9999_is_registered(app: tether.App) -> None:
@@ -50,7 +50,7 @@ def test_a_token_whose_timeout_is_past_the_year_9999_is_registered(app: tether.A
         flow = app.remote_workflow("tokens", url=url, secret=SECRET)
         assert app.run(flow, workflow_id="tokens-1").value == 7
     [wait] = [w for w in app.list_waits("tokens-1") if w.kind.value == "token"]
-    assert wait.due_at == datetime(9999, 12, 31, tzinfo=UTC)
+    assert wait.due_at == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # LAST_DUE
 
 
 def test_a_due_at_without_a_utc_offset_is_not_a_protocol_line(app: tether.App) -> None:

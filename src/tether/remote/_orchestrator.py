@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import httpx
 
 from .._control import HandBack, Suspend
+from .._durations import due_after
 from .._waits import MISSING
 from .._workflow import Workflow
 from ..clock import Clock
@@ -62,7 +63,7 @@ from ._errors import (
     RemoteWorkflowError,
 )
 from ._invocations import INVOKED, invocations_so_far
-from ._recorder import ACCEPTS, Recorder, due_after, journal_of
+from ._recorder import ACCEPTS, Recorder, journal_of
 from ._wire import PROTOCOL_VERSION, Invocation, Line, RunMeta, TenantMeta, Waitpoint
 
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .._durations import due_after, due_at
 from ..clock import Clock
 from ..serde import load_json
 from ..store import (
@@ -39,7 +39,7 @@ from ._errors import RemoteWorkflowError
 from ._journal import RESERVED
 from ._wire import Journal, JournalAttempt, JournalStep, JournalWait, Waitpoint
 
-__all__ = ["ACCEPTS", "Recorder", "due_after", "journal_of"]
+__all__ = ["ACCEPTS", "Recorder", "journal_of"]
 
 # what this orchestrator records beyond the first release: line types ("attempt",
 # "wait"), and the events and the state on a recorded value's line ("value_events",
@@ -161,7 +161,7 @@ class Recorder:
             )
         now = self._clock.now()
         due = due_after(now, wp.timeout) if wp.timeout is not None else wp.due_at
-        due = None if due is None else min(due, _LAST)
+        due = None if due is None else due_at(due)
         wait = NewWait(f"token:{wp.name}", WaitKind.TOKEN, None, None, due, wp.name)
         return await self._store.register_wait(self._fence, wait, now)
 
@@ -201,22 +201,6 @@ class Recorder:
                 {"type": "ProtocolError",
                  "message": f"the tenant sent a step under {key!r}, a key of the orchestrator's"},
             )  # fmt: skip
-
-
-# the last moment a wait is recorded due at: a day short of datetime's end, which a store
-# keeping unix seconds as a float rounds past ("ValueError: year 10000 is out of range")
-_LAST = datetime(9999, 12, 31, tzinfo=UTC)
-
-
-def due_after(now: datetime, seconds: float) -> datetime:
-    """`seconds` after `now`, or `_LAST` when that is past it (a wait that never times
-    out, as far as any clock goes): a tenant's timeout of 1e300 s, or a ``sleep_until``
-    near the year 9999 with the orchestrator's clock ahead, failed the run with a bare
-    "OverflowError: Python int too large to convert to C int"."""
-    try:
-        return min(now + timedelta(seconds=seconds), _LAST)
-    except OverflowError:
-        return _LAST
 
 
 def _seen(row: StepRow, attempt: JournalAttempt) -> bool:
