@@ -8,6 +8,8 @@ enough for an index entry.
 
 from __future__ import annotations
 
+import unicodedata
+
 from .errors import InvalidArgumentError
 
 __all__ = ["check_name", "check_own_event", "check_queue_name", "check_text", "unstorable"]
@@ -32,7 +34,8 @@ def check_name(what: str, key: object) -> str:
 def check_queue_name(what: str, name: object) -> str:
     """`name` if it is a queue name a worker can be told on its command line: ``tether
     worker -q a,b`` splits at commas and strips each name, so a queue named ``a,b`` or
-    ``" a"`` would take runs that no worker started from a shell could ever serve."""
+    ``" a"`` would take runs that no worker started from a shell could ever serve; one
+    with a control character (``"a\\nb"``) could only be typed quoted with $'...'."""
     check_name(what, name)
     assert isinstance(name, str)
     if "," in name:
@@ -45,6 +48,13 @@ def check_queue_name(what: str, name: object) -> str:
         raise InvalidArgumentError(
             f"{what} {_shown(name)} starts or ends with whitespace, which `tether worker "
             f"-q` strips, so no worker could serve it; pass {_shown(name.strip())}"
+        )
+    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if control is not None:  # a newline split `tether worker -q` hints and tables in two
+        raise InvalidArgumentError(
+            f"{what} {_shown(name)} contains a control character ({control!r}), which a "
+            "shell line cannot carry plainly to `tether worker -q`; name the queue with "
+            "printable characters only"
         )
     return name
 

@@ -16,7 +16,7 @@ from .._failure import ErrorRecord
 from .._info import WaitInfo
 from ..app import App, RunResult
 from ..errors import RunFailedError, TetherError
-from ..store import RunStatus, WaitKind, WaitStatus
+from ..store import EndReason, RunStatus, WaitKind, WaitStatus
 from ._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -32,7 +32,7 @@ from ._common import (
 from ._db import db_flag
 from ._progress import Progress
 
-__all__ = ["drive"]
+__all__ = ["FAILED_ENDS", "drive"]
 
 
 def drive(
@@ -144,15 +144,37 @@ def _how_to_wake(the_app: App, result: RunResult[Any]) -> str | None:
     return f"run {result.workflow_id} waits for " + "; ".join(pending) if pending else None
 
 
-def _failed_before(the_app: App, workflow_id: str) -> ErrorRecord | None:
+def _failed_before(the_app: App, workflow_id: str) -> tuple[ErrorRecord, RunStatus] | None:
     """The error the run had failed with before this command drove it (asked again,
-    the App answers with it, and no `workflow.failed` event comes), else None."""
+    the App answers with it, and no `workflow.failed` event comes), and its status
+    (compensated after, or not), else None. A run compensated after its failure was
+    left out: its recorded error, given back, was said as "stopped", as for a bug."""
     try:
         run = the_app.get_run(workflow_id)
-        record = run.error_record if run.status is RunStatus.FAILED else None
     except TetherError:  # the store is the trouble: the error itself says so
         return None
-    return record
+    failed = run.status is RunStatus.FAILED or run.end_reason in FAILED_ENDS
+    record = run.error_record if failed else None
+    return None if record is None else (record, run.status)
+
+
+FAILED_ENDS = (EndReason.FAILED, EndReason.TIMED_OUT)  # its function raised, or ran too long
+
+
+def _after_failure(workflow_id: str, status: RunStatus) -> str:
+    """What to do with a run that had failed, by what became of it since."""
+    rid = shlex.quote(workflow_id)
+    if status is RunStatus.COMPENSATION_FAILED:
+        return (
+            "a compensation failed after it (`tether runs show` says which): try them again "
+            f"after a fix with `tether runs retry-compensations {rid} --app FILE.py:APP`"
+        )
+    if status is RunStatus.COMPENSATED:
+        return "its compensations undid its steps: start a new run under another --id"
+    return (
+        f"retry it after a fix with `tether runs rerun {rid} --from STEP`, or start a new "
+        "run under another --id"
+    )
 
 
 def _is_recorded(exc: Exception, failed_with: ErrorRecord | None) -> bool:
@@ -171,16 +193,19 @@ def _is_recorded(exc: Exception, failed_with: ErrorRecord | None) -> bool:
 
 
 def _run_failed(
-    exc: Exception, progress: Progress, failed_with: ErrorRecord | None, traceback: bool
+    exc: Exception,
+    progress: Progress,
+    failed: tuple[ErrorRecord, RunStatus] | None,
+    traceback: bool,
 ) -> NoReturn:
     """Exit 1 if the workflow's own failure was recorded (now, or by an earlier command:
-    `failed_with` is its type), else 2/3/4 by the error's kind."""
+    `failed`: its recorded error and status since), else 2/3/4 by the error's kind."""
     if traceback:
         sys.stderr.write("".join(tb.format_exception(exc)))  # unwrapped: paths stay whole
     workflow_id = progress.workflow_id
     if progress.run_failed:
         fail(EXIT_FAILED, f"run {workflow_id} failed: {type(exc).__name__}: {one_line(exc)}")
-    if _is_recorded(exc, failed_with):
+    if failed is not None and _is_recorded(exc, failed[0]):
         what = (  # a class the App could not find again: the recorded one is named
             f"{exc.error_type}: {' '.join(exc.message.split()) or '(no message)'}"
             if isinstance(exc, RunFailedError)
@@ -189,8 +214,7 @@ def _run_failed(
         fail(
             EXIT_FAILED,
             f"run {workflow_id} failed: {what} (it had already failed: this is its recorded "
-            f"error; retry it after a fix with `tether runs rerun {shlex.quote(workflow_id)} "
-            "--from STEP`, or start a new run under another --id)",
+            f"error; {_after_failure(workflow_id, failed[1])})",
         )
     code = exit_code(exc)
     if code is None:  # not tether's: a bug somewhere, reported all the same

@@ -17,9 +17,9 @@ from ..app import App, RunResult
 from ..store import RunStatus, WaitKind, WaitStatus
 from ._common import EXIT_USAGE, CliState, app_option, db_state, fail, guard, note, text
 from ._db import given_db, use_app
-from ._drive import drive
+from ._drive import FAILED_ENDS, drive
 from ._format import AGENT_RUNS, resume_hint, start_hint
-from ._load import parse_json
+from ._load import UsageError, parse_json
 from ._progress import Progress
 from .prune import with_app
 from .worker import load_app
@@ -206,9 +206,24 @@ def cancel(
 def resume(state: CliState, workflow_id: str, app_ref: str, traceback: bool) -> None:
     """Drive a run on in this process, with the App that registers its workflow."""
     text(workflow_id, "run id")
-    _drive_with(
-        state, app_ref, workflow_id, traceback, lambda a, p: a.resume(workflow_id, on_event=p)
-    )
+    _drive_with(state, app_ref, workflow_id, traceback, lambda a, p: _resume(a, workflow_id, p))
+
+
+def _resume(a: App, workflow_id: str, progress: Progress) -> RunResult[Any]:
+    """`App.resume`, but a run cancelled (or compensated after) with nothing left to
+    run needs no workflow: its record is the answer, as the run's own App gives it.
+    An App without the workflow said "no workflow registered", not that it had ended."""
+    run = a.get_run(workflow_id)
+    cancelled = run.status in _CANCELLED and run.end_reason not in FAILED_ENDS
+    if cancelled and run.settled and run.workflow_name not in a.workflows:
+        note(f"run {workflow_id} has ended ({run.status.value}): nothing of it is left to run")
+        return RunResult(None, a.get_record(workflow_id))
+    return a.resume(workflow_id, on_event=progress)
+
+
+# how a cancelled run ends; a failed or completed one (compensated after, too) the App
+# answers for without its workflow already: its recorded error raised again, its result
+_CANCELLED = (RunStatus.CANCELLED, RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
 
 
 @click.command("rerun", short_help="Retry a finished run from a step or stage, here.")
@@ -250,8 +265,65 @@ def rerun(
         app_ref,
         workflow_id,
         traceback,
-        lambda a, p: a.rerun_from(workflow_id, step, on_event=p, budget=new_budget),
+        lambda a, p: _rerun(a, workflow_id, p, step, new_budget),
     )
+
+
+def _rerun(
+    a: App, workflow_id: str, progress: Progress, step: str, budget: Budget | None
+) -> RunResult[Any]:
+    """`App.rerun_from`, a run it refuses refused first in the command's words: the
+    App's own refusal named its Python method (`rerun_from`) to a user at a shell."""
+    run = a.get_run(workflow_id)
+    wid, status = repr(workflow_id), run.status
+    if not status.terminal:
+        raise UsageError(
+            f"run {wid} is {status.value}; `tether runs rerun` takes a run that has ended "
+            f"(completed or failed): wait for it to end ({_watch(workflow_id)} follows it)"
+        )
+    if status is RunStatus.CANCELLED:
+        raise UsageError(
+            f"run {wid} was cancelled; `tether runs rerun` retries a run that completed or "
+            "failed, not one stopped on purpose: start a new run instead"
+        )
+    if status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED):
+        raise UsageError(
+            f"run {wid} is {status.value}: its compensations undid its completed steps, so "
+            "their recorded results no longer hold and `tether runs rerun` cannot go on "
+            "from them: start a new run instead"
+        )
+    return a.rerun_from(workflow_id, step, on_event=progress, budget=budget)
+
+
+def _retry_undo(a: App, workflow_id: str, progress: Progress) -> RunResult[Any]:
+    """`App.retry_compensations`, a run it refuses refused first in the command's words:
+    the App's own refusal named a Python method (`rerun_from`) to a user at a shell."""
+    run = a.get_run(workflow_id)
+    wid, status, rid = repr(workflow_id), run.status, shlex.quote(workflow_id)
+    if status is RunStatus.COMPENSATED:
+        raise UsageError(f"run {wid} is compensated: every compensation it had ran")
+    if not status.terminal:
+        raise UsageError(
+            f"run {wid} is {status.value}: it has not ended, and a run's compensations run "
+            f"as it ends; retry them once it is compensation_failed ({_watch(workflow_id)} "
+            "follows it)"
+        )
+    if not run.settled:  # cancelled with compensate=True, its compensations not run yet
+        raise UsageError(
+            f"run {wid} is cancelled and its compensations have not run yet: a worker of "
+            f"its queue, or `tether runs resume {rid} --app FILE.py:APP`, runs them"
+        )
+    if status is not RunStatus.COMPENSATION_FAILED:
+        rerun = f"`tether runs rerun {rid} --from STEP` retries a completed or failed run"
+        raise UsageError(
+            f"run {wid} is {status.value}; only a compensation_failed run has "
+            "compensations to retry" + ("" if status is RunStatus.CANCELLED else f" ({rerun})")
+        )
+    return a.retry_compensations(workflow_id, on_event=progress)
+
+
+def _watch(workflow_id: str) -> str:
+    return f"`tether runs watch {shlex.quote(workflow_id)}`"
 
 
 @click.command(
@@ -277,7 +349,7 @@ def retry_compensations(state: CliState, workflow_id: str, app_ref: str, traceba
         app_ref,
         workflow_id,
         traceback,
-        lambda a, p: a.retry_compensations(workflow_id, on_event=p),
+        lambda a, p: _retry_undo(a, workflow_id, p),
         undo_again=undo_again,
     )
 

@@ -8,6 +8,7 @@ cancelled), or at once with ``--once``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import click
@@ -129,12 +130,22 @@ class RunReader:
         """The record, its open waits, and whether the run has settled."""
         app, wid = self._app, self._wid
         row: RunInfo = guard(lambda: app.get_run(wid))
-        if self._rec is None or row != self._row or self._moved(self._rec):
+        if self._rec is None or not self._same(row) or self._moved(self._rec):
             self._rec = guard(lambda: app.get_record(wid))
             self._waits = [w.key for w in guard(lambda: app.list_waits(wid))
                            if w.status.value == "pending"]  # fmt: skip
+        elif row.owner_expires_at != self._rec.owner_expires_at:
+            self._rec = replace(self._rec, owner_expires_at=row.owner_expires_at)
         self._row = row
         return self._rec, self._waits, row.settled
+
+    def _same(self, row: RunInfo) -> bool:
+        """Whether `row` is the row read before, but for a renewed claim: its owner's
+        renewals (every few seconds of a long step) change nothing else, and read the
+        whole record each time; the record takes the new expiry alone (the header says
+        from it whether the owner is gone)."""
+        seen = self._row
+        return seen is not None and replace(row, owner_expires_at=seen.owner_expires_at) == seen
 
     def _moved(self, rec: RunRecord) -> bool:
         """Whether an event came after the record's last (a step, a wait, an end)."""
