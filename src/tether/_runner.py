@@ -481,10 +481,12 @@ class Runner:
         defn: WorkflowDef | None = None,
         input: Any = MISSING,
         on_event: EventHook | None = None,
+        read: RunRow | None = None,
     ) -> RunResult[Any]:
-        """Run `workflow_id` until it ends or parks; its result as it then stands."""
+        """Run `workflow_id` until it ends or parks; its result as it then stands.
+        `read`: the run as the caller read it just now (not read again)."""
         status, value = await self.run_until_rest(
-            workflow_id, defn=defn, input=input, on_event=on_event
+            workflow_id, defn=defn, input=input, on_event=on_event, read=read
         )
         if status is RunStatus.COMPLETED and value is not _UNKNOWN:
             return RunResult(value, await load_record(self._store, workflow_id))
@@ -503,6 +505,7 @@ class Runner:
         force_claim: bool = False,
         claimed: RunRow | None = None,
         for_job: bool = False,
+        read: RunRow | None = None,
     ) -> tuple[RunStatus | None, Any]:
         """Drive the run until it ends, parks or is handed back, without reading its
         record back.
@@ -515,11 +518,12 @@ class Runner:
         holding the run's job lease). `claimed` is the run's row as claimed
         for this process with its job (`run_claim`): it is driven from there,
         neither read nor claimed again. `for_job`: driven for a worker's job,
-        whose queue can hold the run through a long back-off.
+        whose queue can hold the run through a long back-off. `read`: the run as the
+        caller read it just now, to decide whether to drive it without reading it again.
         """
         busy = self._active.get(workflow_id)
         while busy is not None:  # already driven by this process: wait for that instead
-            claimed = None  # that drive moved it on (and fenced out this claim)
+            claimed = read = None  # that drive moved it on (and fenced out this claim)
             await busy.wait()
             run = await self._store.get_run(workflow_id)
             if run is None or run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
@@ -533,7 +537,7 @@ class Runner:
             self._drives.add(task)
         try:
             return await self._drive(
-                workflow_id, defn, input, on_event, force_claim, claimed, for_job
+                workflow_id, defn, input, on_event, force_claim, claimed, for_job, read
             )
         except asyncio.CancelledError:
             if task is None or task not in self._cut or task.cancelling() != 1:
@@ -562,10 +566,12 @@ class Runner:
         force_claim: bool = False,
         claimed: RunRow | None = None,
         for_job: bool = False,
+        read: RunRow | None = None,
     ) -> tuple[RunStatus | None, Any]:
         while True:
             if claimed is None:
-                answer = await self._not_to_drive(workflow_id, defn, on_event)
+                answer = await self._not_to_drive(workflow_id, defn, on_event, read)
+                read = None  # (a next turn reads it anew)
                 if answer is not None:
                     return answer
                 try:
@@ -672,10 +678,15 @@ class Runner:
         raise NewerRunError(claimed.workflow_id, claimed.step_rule, STEP_RULE)
 
     async def _not_to_drive(
-        self, workflow_id: str, defn: WorkflowDef | None, on_event: EventHook | None
+        self,
+        workflow_id: str,
+        defn: WorkflowDef | None,
+        on_event: EventHook | None,
+        read: RunRow | None = None,
     ) -> tuple[RunStatus | None, Any] | None:
-        """The answer for a run that is not to be driven now, as read; None: drive it."""
-        run = await self._store.get_run(workflow_id)
+        """The answer for a run that is not to be driven now, as read (`read`: by the
+        caller just now); None: drive it."""
+        run = read or await self._store.get_run(workflow_id)
         if run is None:
             raise RunNotFoundError(workflow_id)
         if run.status in (RunStatus.COMPLETED, RunStatus.FAILED) or (

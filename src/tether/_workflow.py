@@ -164,8 +164,18 @@ class Workflow:
 
     @property
     def state(self) -> Any:
-        """The durable state as last written by this context (or loaded)."""
+        """The durable state as last written by this context (or loaded): None for a run
+        started without ``initial_state=`` that has written none yet."""
         return self._run.state
+
+    def _no_state(self) -> TetherError:
+        """The error of an `update_state` function that failed on a run holding no state."""
+        return TetherError(
+            f"run {self.workflow_id!r} has no state (None): it was started without "
+            "initial_state= and no value was written with wf.update_state(value), so the "
+            "function given to update_state got None; start it with e.g. "
+            'initial_state={"applied": 0}, or write a value first'
+        )
 
     @property
     def in_flight(self) -> set[str]:
@@ -769,7 +779,12 @@ class Workflow:
 
     async def _new_state(self, value_or_fn: Any) -> str:
         if callable(value_or_fn):
-            new = value_or_fn(copy.deepcopy(self._run.state))
+            try:
+                new = value_or_fn(copy.deepcopy(self._run.state))
+            except TypeError as exc:  # ({**s}, s + 1, s["n"] of no state at all)
+                if self._run.state is None:
+                    raise self._no_state() from exc
+                raise
             if inspect.isawaitable(new):
                 new = await new
         else:

@@ -576,9 +576,11 @@ class App:
         higher `priority` is claimed first. Wait for it with `result`.
 
         The same `idempotency_key` returns the run it made first. Asked again for
-        another queue (or none: `start`), another workflow, id or input, it is an
-        `IdempotencyConflictError` naming that run; another priority is logged and not
-        applied (the same workers serve the run). A queue name may not hold a comma nor
+        another queue (or none: `start`), another workflow, id, input, concurrency_key
+        or max_attempts, it is an `IdempotencyConflictError` naming that run; another
+        priority is logged and not applied (the same workers serve the run). The same
+        `workflow_id` returns its run too; another workflow or input, or another queue
+        than the one it is on, is an `InvalidArgumentError` naming it. A queue name may not hold a comma nor
         blanks at its ends: ``tether worker -q a,b`` could not serve it.
         """
         _check_create(workflow_id, idempotency_key, priority, tags, tenant)
@@ -662,10 +664,14 @@ class App:
         check_on_event(on_event)
         await self._maybe_recover()
         # one read says whether the run is queued: a run that never was (most resumed
-        # runs) has no job, and looking for one to claim was a write transaction
+        # runs) has no job, and looking for one to claim was a write transaction. The
+        # drive decides from that read too, unless a job was waited for meanwhile
         run = await self.store.get_run(workflow_id)
-        async with self._holding_job(workflow_id, None if run is None else run.queue):
-            return await self._runner.drive(workflow_id, on_event=on_event)
+        if run is None:
+            raise RunNotFoundError(workflow_id)
+        async with self._holding_job(workflow_id, run.queue):
+            read = run if run.queue is None else None
+            return await self._runner.drive(workflow_id, on_event=on_event, read=read)
 
     resume = facade(aresume)
 

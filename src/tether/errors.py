@@ -93,8 +93,9 @@ class InvalidArgumentError(TetherError, ValueError):
 
 class IdempotencyConflictError(InvalidArgumentError):
     """An idempotency key was given again with a different request: for a run,
-    another input, workflow id or workflow (`differs` says which); for another
-    kernel command (`command`), any other field."""
+    another input, workflow id, workflow, queue, concurrency key or number of
+    attempts (`differs` says which); for another kernel command (`command`), any
+    other field."""
 
     def __init__(
         self, key: str, workflow_id: str, differs: str = "input", *, command: str | None = None

@@ -41,17 +41,23 @@ def test_a_module_that_exits_as_it_is_imported_is_a_usage_error(
         assert 'if __name__ == "__main__":' in last
 
 
-def test_submitting_an_id_again_names_the_queue_the_run_is_on(tmp_path: Path, flow: Path) -> None:
-    # it said "no live worker serves queue 'other' yet: run q1 waits there"
+def test_submitting_an_id_again_to_another_queue_names_the_queue_the_run_is_on(
+    tmp_path: Path, flow: Path
+) -> None:
+    # it said "no live worker serves queue 'other' yet: run q1 waits there"; then it
+    # returned q1 with a note; now the submit is refused (the workers of 'other' would
+    # never see the run), naming the queue it is on
     first = tether(tmp_path, "submit", f"{flow}:greet", "-i", '{"name": "a"}', "--id", "q1",
                    "-q", "agents")  # fmt: skip
     assert first.returncode == 0, first.stderr
     again = tether(tmp_path, "submit", f"{flow}:greet", "-i", '{"name": "a"}', "--id", "q1",
                    "-q", "other")  # fmt: skip
-    assert again.returncode == 0 and again.stdout.strip() == "q1", again.stderr
-    assert "run q1 already exists, on queue 'agents'" in again.stderr
-    assert "queue 'other' yet" not in again.stderr
-    assert "no live worker serves queue 'agents' yet" in again.stderr
+    assert again.returncode == 2 and again.stdout == "", again.stderr
+    assert "already names a run on queue 'agents', not on queue 'other'" in again.stderr
+    same = tether(tmp_path, "submit", f"{flow}:greet", "-i", '{"name": "a"}', "--id", "q1",
+                  "-q", "agents")  # fmt: skip
+    assert same.returncode == 0 and same.stdout.strip() == "q1", same.stderr
+    assert "no live worker serves queue 'agents' yet" in same.stderr
     listed = json.loads(tether(tmp_path, "runs", "list", "--json").stdout)
     assert [(r["workflowId"], r["queue"]) for r in listed] == [("q1", "agents")]
 

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..ai import Budget
 from ..clock import Clock
+from ..definition import WorkflowDef
 from ..errors import (
     IdempotencyConflictError,
     InvalidArgumentError,
@@ -286,12 +287,8 @@ class Kernel:
                 run_after=cmd.run_after,
             )
             row, created = await self.store.submit_run(run, job, self.clock.now())
-        key = cmd.idempotency_key
-        if not created and key is not None and row.idempotency_key == key:
-            _check_same_request(key, row, defn.name, cmd.workflow_id, input_text)
-            _check_same_queue(key, row, cmd)
-        elif not created:  # asked for again by its id
-            defn.check_same_run(row, input_text)
+        if not created:
+            await self._check_asked_again(cmd, row, defn, input_text)
         if cmd.queue is None and (created or (_handed_back(row) and row.queue is None)):
             # started again, a run that waits to be driven (handed back by a process that
             # exited) continues here, as a `run` of its id does; a run just created by
@@ -300,6 +297,25 @@ class Kernel:
             # (driven here in the background it would hold neither job nor key)
             self.host.spawn(row.workflow_id)
         return RunCreated(workflow_id=row.workflow_id, created=created)
+
+    async def _check_asked_again(
+        self, cmd: RunCreate, row: RunRow, defn: WorkflowDef, input_text: str | None
+    ) -> None:
+        """Refuse an existing run asked for again with another request: by its
+        idempotency key, any other workflow, id, input, queue, concurrency key or
+        attempts; by its id, another workflow or input, or a queued run submitted to
+        another queue."""
+        key = cmd.idempotency_key
+        if key is None or row.idempotency_key != key:  # asked for again by its id
+            defn.check_same_run(row, input_text)
+            _check_same_id_queue(row, cmd)
+            return
+        _check_same_request(key, row, defn.name, cmd.workflow_id, input_text)
+        _check_same_queue(key, row, cmd)
+        if cmd.queue is not None:
+            jobs = await self.store.list_jobs(workflow_id=row.workflow_id, limit=1)
+            if jobs:  # the job its submit queued (none: pruned, nothing to compare)
+                _check_same_job(key, row, jobs[0], cmd)
 
     async def _run_cancel(self, cmd: RunCancel) -> RunCancelled:
         cancelled = await self.store.cancel_run(
@@ -722,6 +738,33 @@ def _check_same_queue(key: str, run: RunRow, cmd: RunCreate) -> None:
             key, run.workflow_id, run.priority, cmd.priority,
             extra={"workflow_id": run.workflow_id},
         )  # fmt: skip
+
+
+def _check_same_job(key: str, run: RunRow, job: JobRow, cmd: RunCreate) -> None:
+    """Refuse the run `key` queued, asked for again with another concurrency key or
+    number of attempts: its job keeps those it was queued with, so the caller's would
+    not apply (two runs of one key could run at once; a run allowed fewer attempts
+    would be tried more often)."""
+    for field, was, asks in (
+        ("concurrency_key", job.concurrency_key, cmd.concurrency_key),
+        ("max_attempts", job.max_attempts, cmd.max_attempts),
+    ):
+        if was != asks:
+            differs = f"{field}: it is queued with {was!r}, this request asks for {asks!r}"
+            raise IdempotencyConflictError(key, run.workflow_id, differs)
+
+
+def _check_same_id_queue(run: RunRow, cmd: RunCreate) -> None:
+    """Refuse an existing queued run submitted again by its id to another queue: the
+    workers of the queue asked for would never see it. (`start` of its id returns it,
+    its workers drive it; so does a `submit` of a run started without a queue.)"""
+    if cmd.queue is None or run.queue is None or run.queue == cmd.queue:
+        return
+    raise InvalidArgumentError(
+        f"workflow id {run.workflow_id!r} already names a run on queue {run.queue!r}, "
+        f"not on queue {cmd.queue!r} (its workers would never see it); choose another "
+        f"workflow_id, or submit it to queue {run.queue!r}"
+    )
 
 
 def _differ(recorded: str | None, given: str | None) -> bool:
