@@ -333,7 +333,21 @@ def revive_error(workflow_id: str, error: ErrorRecord | None) -> Exception:
 def revived(error: ErrorRecord) -> Exception | None:
     """The recorded exception rebuilt as its own class (its message and the attributes
     kept), so an ``except`` that caught it the first time catches it again; None when
-    the class cannot be found or built here."""
+    the class cannot be found or built here. Its ``__cause__`` chain is rebuilt too, as
+    far as those classes can be: without it, code that read the first run's
+    ``exc.__cause__`` went another way on replay, where it was None."""
+    exc = _revived_alone(error)
+    at, record = exc, error.cause
+    while at is not None and record is not None:
+        cause = _revived_alone(record)
+        if cause is not None:
+            at.__cause__ = cause  # (suppresses the context, as ``raise ... from`` does)
+        at, record = cause, record.cause
+    return exc
+
+
+def _revived_alone(error: ErrorRecord) -> Exception | None:
+    """`revived` without its cause."""
     cls = _find_class(error.module, error.qualname or error.type)
     if cls is None:
         return None

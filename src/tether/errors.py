@@ -123,7 +123,12 @@ class IdempotencyConflictError(InvalidArgumentError):
 
 
 class NotSerializableError(TetherError, TypeError):
-    """A value that must be stored as JSON cannot be."""
+    """A value that must be stored as JSON cannot be. `type_name` names the offending
+    type; `offending_type` is the type itself, None where the error was rebuilt from its
+    record (a replay, another process), which keeps the name but not the type."""
+
+    offending_type: type | None = None
+    type_name: str = ""
 
     def __init__(
         self,
@@ -139,6 +144,7 @@ class NotSerializableError(TetherError, TypeError):
         self.path = path
         where = f" at {path}" if path else ""
         type_name = f"{offending_type.__module__}.{offending_type.__qualname__}"
+        self.type_name = type_name
         if problem is None:
             problem = f"value of type {type_name}{where} is not JSON-serialisable"
         else:

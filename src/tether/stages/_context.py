@@ -317,7 +317,7 @@ class StageContext(Generic[I, C]):
             to_json_data(fields, what=what)
         except NotSerializableError as exc:
             raise NotSerializableError(
-                what, exc.offending_type, exc.path,
+                what, exc.offending_type or object, exc.path,
                 fix="Log it as text (x=str(value)) or as JSON data (str, numbers, bool, None, "
                 "lists, dicts, a pydantic model)",
             ) from None  # fmt: skip
