@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, NotSerializableError
+from ..serde import dump_json
 from ._errors import ApiUnreachable
 from ._models import Event, RunSummary
 from ._wire import Call, Calls, SSEParser, error_of, not_tether
@@ -42,16 +43,36 @@ _STREAM_TIMEOUT = httpx.Timeout(30.0, read=None)  # events come as long as the r
 
 
 @contextmanager
-def _reaching(base_url: str) -> Iterator[None]:
+def _reaching(base_url: str, body: Any = None) -> Iterator[None]:
     """No answer at all (refused, reset, timed out) raised as `ApiUnreachable`, and a
-    request that cannot be written (`_unsendable`) as `InvalidArgumentError`, for the
-    blocking and the async client alike."""
+    request that cannot be written (`_unsendable`) as `InvalidArgumentError`, or (its
+    `body` not JSON, `_unwritable`) as `NotSerializableError`, for the blocking and the
+    async client alike."""
     try:
         yield
     except (UnicodeEncodeError, httpx.LocalProtocolError) as exc:
         raise _unsendable(exc) from None
     except httpx.TransportError as exc:
         raise ApiUnreachable(base_url, str(exc) or type(exc).__name__) from None
+    except ValueError:
+        refused = _unwritable(body)
+        if refused is None:
+            raise
+        raise refused from None
+
+
+def _unwritable(body: Any) -> NotSerializableError | None:
+    """Why `body` cannot be written as JSON (a NaN or an infinity, an int too long for
+    text), with where in it, as the server refuses such a value (422
+    ``not_serializable``): it was raised bare, as ``json.dumps`` words it ("Out of
+    range float values are not JSON compliant"), naming no value. None if it can be."""
+    if body is None:
+        return None
+    try:
+        dump_json(body, what="the request body")
+    except NotSerializableError as exc:
+        return exc
+    return None
 
 
 def _unsendable(exc: UnicodeEncodeError | httpx.LocalProtocolError) -> InvalidArgumentError:
@@ -204,7 +225,7 @@ class Client(_Calls[httpx.Client, httpx.BaseTransport]):
     _HTTP = httpx.Client
 
     def _send(self, call: Call[T]) -> T:
-        with _reaching(self.base_url):
+        with _reaching(self.base_url, call.body):
             resp = self._http.request(
                 call.method, call.path, params=call.params, json=call.body, headers=call.headers
             )
@@ -256,7 +277,7 @@ class AsyncClient(_Calls[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     _HTTP = httpx.AsyncClient
 
     async def _send(self, call: Call[T]) -> T:
-        with _reaching(self.base_url):
+        with _reaching(self.base_url, call.body):
             resp = await self._http.request(
                 call.method, call.path, params=call.params, json=call.body, headers=call.headers
             )

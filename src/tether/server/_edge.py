@@ -307,7 +307,10 @@ class Edge:
         kept = False
         try:
             await self.app(scope, receive, capture)
-            if status < 400 or status == 409:  # it did something, or the state refused it
+            # it did something (2xx), or the state refused it (409); a redirect (a path
+            # with a trailing slash) did nothing: its key was kept, and the request it sent
+            # the client on to, with that key, was refused as another request (409)
+            if 200 <= status < 300 or status == 409:
                 await self.store.idempotent_finish(
                     stored_key, status, _keep(headers, b"".join(chunks))
                 )
@@ -339,9 +342,13 @@ def _digests(scope: Scope, body: bytes) -> tuple[str, str]:
     before kept it, so that their keys are still honoured). A JSON body counts by its
     canonical form: another client library, or a retry by another code path, sends the
     same request with its keys in another order or other spacing. A body the API does
-    not read as JSON (another content type, or not JSON at all) counts by its bytes."""
+    not read as JSON (another content type, or not JSON at all) counts by its bytes.
+    A path counts without its trailing '/' (the router redirects it there)."""
     query = bytes(scope.get("query_string", b"")).decode("latin-1")
-    line = f"{scope['method']} {scope['path']}?{query}\n".encode()
+    # a path with a trailing '/' is the request it is redirected to (307): the one the
+    # client follows it with, under the same key, and its retry are one request
+    path = str(scope["path"]).removesuffix("/")
+    line = f"{scope['method']} {path}?{query}\n".encode()
     by_bytes = hashlib.sha256(line + body).hexdigest()
     if not _read_as_json(_header(scope, b"content-type")):
         return by_bytes, by_bytes
