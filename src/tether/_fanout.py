@@ -282,12 +282,25 @@ class _RaisedCancel(Exception):
 
 
 class ForEachError(TetherError):
-    """At least one item of a for_each failed; `summary` holds every item's outcome."""
+    """At least one item of a for_each failed; `summary` holds every item's outcome.
+
+    The first failure is also its ``__cause__``: a failed run's error raised again from
+    its record (`app.run` of the run's id, in this process or another) has no summary,
+    but its cause chain is rebuilt, so `first_error` is there too (it was an
+    AttributeError) when its class can be imported."""
 
     def __init__(self, summary: ForEachSummary[Any, Any], first_error: BaseException) -> None:
         self.summary = summary
-        self.first_error = first_error
+        self.__cause__ = first_error
         super().__init__(
             f"for_each: {summary.rejected} item(s) failed, {summary.fulfilled} succeeded; "
             f"first error: {type(first_error).__name__}: {error_text(first_error)}"
         )
+
+    @property
+    def first_error(self) -> BaseException:
+        """The first item's failure."""
+        cause = self.__cause__
+        if cause is None:  # raised again from a record whose cause's class is not here
+            raise AttributeError("this ForEachError's first error could not be rebuilt")
+        return cause
