@@ -68,6 +68,7 @@ EXPECTED = {
     "TetherError",
     "Workflow",
     "WorkflowDef",
+    "WorkflowIdConflictError",
     "WorkflowNotFoundError",
     "__version__",
     "open_workflow",

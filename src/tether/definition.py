@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from ._durations import check_seconds
 from ._names import check_name
 from ._results import check_input
-from .errors import InvalidArgumentError, WorkflowVersionError
+from .errors import InvalidArgumentError, WorkflowIdConflictError, WorkflowVersionError
 from .record import RunRecord
 from .serde import check_type, dump_json, load_json, resolve_annotation, type_name, validate
 from .store import RunRow, RunStatus
@@ -215,9 +215,11 @@ class WorkflowDef:
         """Refuse an existing `run` asked for again by its id as a run of this workflow
         with `input_text` (None: any input): another workflow's run, or another input."""
         if run.workflow_name != self.name:
-            raise InvalidArgumentError(
+            raise WorkflowIdConflictError(
+                run.workflow_id,
+                "workflow",
                 f"workflow id {run.workflow_id!r} already names a run of workflow "
-                f"{run.workflow_name!r}, not {self.name!r}; choose another workflow_id"
+                f"{run.workflow_name!r}, not {self.name!r}; choose another workflow_id",
             )
         if (
             input_text is not None
@@ -225,9 +227,11 @@ class WorkflowDef:
             and input_text != run.input
             and load_json(input_text) != load_json(run.input)  # keys in another order
         ):
-            raise InvalidArgumentError(
+            raise WorkflowIdConflictError(
+                run.workflow_id,
+                "input",
                 f"run {run.workflow_id!r} was started with a different input; resume it without "
-                "an input (the recorded one is used) or choose another workflow_id"
+                "an input (the recorded one is used) or choose another workflow_id",
             )
 
     def check_version(self, run: RunRow) -> None:

@@ -77,6 +77,7 @@ __all__ = [
     "WaitPayloadError",
     "WaitTimeout",
     "WebhookSignatureError",
+    "WorkflowIdConflictError",
     "WorkflowNotFoundError",
     "WorkflowTimeoutError",
     "WorkflowVersionError",
@@ -89,6 +90,18 @@ class TetherError(Exception):
 
 class InvalidArgumentError(TetherError, ValueError):
     """A public call got an argument it cannot use."""
+
+
+class WorkflowIdConflictError(InvalidArgumentError):
+    """A workflow id given again, without its idempotency key, for another run than the
+    one it names: another workflow, another input, or (submitted) another queue. The
+    HTTP API answers it 409, a conflict with what is recorded, not a malformed request.
+    `workflow_id` is the id; `differs` says what differs."""
+
+    def __init__(self, workflow_id: str, differs: str, message: str) -> None:
+        super().__init__(message)
+        self.workflow_id = workflow_id
+        self.differs = differs
 
 
 class IdempotencyConflictError(InvalidArgumentError):

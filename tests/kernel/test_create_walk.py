@@ -111,3 +111,28 @@ async def test_a_none_the_code_wrote_is_read_back_as_written(app: App) -> None:
     assert (await app.aresult("n1", timeout=10)).value == [None, None]  # a replay too
     opened = await app.aopen("n1")
     assert opened.state is None
+
+
+async def test_the_conflicts_of_a_workflow_id_are_typed(app: App) -> None:
+    """Each refusal of an id asked again for another run is a `WorkflowIdConflictError`
+    (still an `InvalidArgumentError`), saying what differs."""
+
+    @app.workflow(name="typed")
+    async def typed(wf: Workflow, n: int) -> int:
+        return n
+
+    @app.workflow(name="other")
+    async def other(wf: Workflow, n: int) -> int:
+        return n
+
+    await app.asubmit(typed, 1, workflow_id="t1", queue="a")
+    asks = [
+        (lambda: app.asubmit(typed, 2, workflow_id="t1", queue="a"), "input"),
+        (lambda: app.asubmit(typed, 1, workflow_id="t1", queue="b"), "queue"),
+        (lambda: app.asubmit(other, 1, workflow_id="t1", queue="a"), "workflow"),
+    ]
+    for ask, differs in asks:
+        with pytest.raises(tether.WorkflowIdConflictError) as caught:
+            await ask()
+        assert caught.value.workflow_id == "t1" and caught.value.differs == differs
+        assert isinstance(caught.value, tether.InvalidArgumentError)

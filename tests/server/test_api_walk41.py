@@ -74,3 +74,20 @@ def test_a_value_json_cannot_write_is_refused_by_the_client_saying_where(served:
                     await call(client)
 
     asyncio.run(awaited())
+
+
+def test_a_workflow_id_given_again_for_another_run_is_a_conflict(served: Served) -> None:
+    """Another input, or another queue, for a workflow id that names a run was answered
+    422 invalid_argument, as if the request were malformed; it conflicts with what is
+    recorded (409), as another workflow under the id already did."""
+    wid = f"w-{uuid.uuid4().hex[:8]}"
+    body = {"workflow": "greet", "workflow_id": wid, "queue": "a", "input": {"name": "ada"}}
+    with httpx.Client(base_url=served.url, timeout=60) as http:
+        assert http.post("/api/v1/runs", json=body).status_code == 201
+        for other, differs in (({"input": {"name": "bob"}}, "input"), ({"queue": "b"}, "queue")):
+            answer = http.post("/api/v1/runs", json=body | other)
+            assert answer.status_code == 409, answer.text
+            error = answer.json()["error"]
+            assert error["code"] == "workflow_id_conflict"
+            assert wid in error["message"] and differs in error["message"]
+        assert http.post("/api/v1/runs", json=body).status_code == 200  # the same: its run

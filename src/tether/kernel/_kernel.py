@@ -29,6 +29,7 @@ from ..errors import (
     RunCancelledError,
     StaleOwnerError,
     StoreError,
+    WorkflowIdConflictError,
     WorkflowNotFoundError,
     WorkflowVersionError,
     explain_validation,
@@ -760,10 +761,12 @@ def _check_same_id_queue(run: RunRow, cmd: RunCreate) -> None:
     its workers drive it; so does a `submit` of a run started without a queue.)"""
     if cmd.queue is None or run.queue is None or run.queue == cmd.queue:
         return
-    raise InvalidArgumentError(
+    raise WorkflowIdConflictError(
+        run.workflow_id,
+        "queue",
         f"workflow id {run.workflow_id!r} already names a run on queue {run.queue!r}, "
         f"not on queue {cmd.queue!r} (its workers would never see it); choose another "
-        f"workflow_id, or submit it to queue {run.queue!r}"
+        f"workflow_id, or submit it to queue {run.queue!r}",
     )
 
 

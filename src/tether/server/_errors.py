@@ -28,6 +28,7 @@ from ..errors import (
     TetherError,
     TokenCompletedError,
     TokenNotFoundError,
+    WorkflowIdConflictError,
     WorkflowNotFoundError,
 )
 
@@ -67,6 +68,7 @@ _ANSWERS: tuple[tuple[type[BaseException], int, str], ...] = (
     (TokenNotFoundError, 404, "token_not_found"),
     (WorkflowNotFoundError, 404, "workflow_not_found"),
     (IdempotencyConflictError, 409, "idempotency_conflict"),
+    (WorkflowIdConflictError, 409, "workflow_id_conflict"),
     (IdempotencyInProgressError, 409, "idempotency_in_progress"),
     (RunAlreadyRunningError, 409, "run_already_running"),
     (RunFinishedError, 409, "run_finished"),
