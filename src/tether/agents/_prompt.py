@@ -73,17 +73,30 @@ def _unknown_name(parsed: Any, template: str) -> str | None:
     other than `issue` and `attempt` (locals of its own aside), a field no issue has, an
     unknown filter. None when all is known (or the analysis itself fails: it is a help)."""
     try:
-        analysis = parsed.analyze()
+        # partials are not followed: there is no file to load them from, and following
+        # one raised, which let every other unknown name of the template through
+        analysis = parsed.analyze(include_partials=False)
     except Exception:
         return None
+    for tag in ("include", "render"):
+        for span in analysis.tags.get(tag, ()):
+            return (
+                f"uses {{% {tag} %}} (line {_line(template, span.index)}), but a WORKFLOW.md "
+                "prompt has no other templates to load; put that text in the prompt itself"
+            )
     for name, uses in analysis.globals.items():
         for use in uses:
             segments = list(use.segments)
             field = segments[1] if len(segments) > 1 else None
-            if name == "attempt" or (
+            if (name == "attempt" and field is None) or (
                 name == "issue" and (not isinstance(field, str) or field in _FIELDS)
             ):
                 continue
+            if name == "attempt":
+                return (
+                    f"uses attempt.{field} (line {_line(template, use.span.index)}), but "
+                    "attempt is a number (None on the first run) with nothing in it; use attempt"
+                )
             what = f"issue.{field}" if name == "issue" else str(name)
             # the whole path is compared: `isue.title` means issue.title, not issue.id
             used = f"{name}.{field}" if isinstance(field, str) else str(name)

@@ -12,10 +12,12 @@ set fields; the rest of the section is the description::
 
     Say hello in hello.txt.
 
-A heading without ``IDENT:`` gets the identifier ``<slug>-<8 hex of sha256(title)>``.
-Blockers take their state from the same file (unknown: None, which blocks a
-``todo`` issue). `move` rewrites the status line; `comment` appends a quoted
-line carrying its marker, and finds that marker first so it never writes twice.
+A ``##`` line inside a closed fenced code block (``` or ~~~) is part of the
+description, not an issue. A heading without ``IDENT:`` gets the identifier
+``<slug>-<8 hex of sha256(title)>``. Blockers take their state from the same file
+(unknown: None, which blocks a ``todo`` issue). `move` rewrites the status line;
+`comment` appends a quoted line carrying its marker, and finds that marker first so it
+never writes twice.
 Writes replace the file atomically, one writer at a time (an ``flock`` on a
 ``.<name>.lock`` file beside it: several dispatcher processes may write at once).
 """
@@ -42,6 +44,7 @@ _OWN = "> **tether:**"  # how a line tether wrote starts (a person's quote of it
 _HEADING = re.compile(r"^##\s+(.*?)\s*$")
 _FIELD = re.compile(r"^\s*[-*]\s+\**([A-Za-z][A-Za-z _-]*?)\**\s*:\s*\**\s*(.*?)\s*$")
 _IDENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*):\s+(.+)$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 
 
 @dataclass
@@ -60,10 +63,33 @@ def _slug_id(title: str) -> str:
     return f"{slug}-{hashlib.sha256(title.encode()).hexdigest()[:8]}"
 
 
+def _fenced(lines: list[str]) -> set[int]:
+    """The lines inside fenced code blocks (CommonMark's ``` and ~~~ fences): a ``##``
+    there is code, not an issue. Only a closed fence counts: one left open would hide
+    every issue after it."""
+    inside: set[int] = set()
+    opened: tuple[int, str, int] | None = None  # line, fence character, fence length
+    for n, line in enumerate(lines):
+        m = _FENCE.match(line)
+        if opened is None:
+            if m is not None and not (m.group(1)[0] == "`" and "`" in m.group(2)):
+                opened = (n, m.group(1)[0], len(m.group(1)))
+        elif (
+            m is not None
+            and m.group(1)[0] == opened[1]
+            and len(m.group(1)) >= opened[2]
+            and not m.group(2).strip()
+        ):
+            inside.update(range(opened[0] + 1, n))
+            opened = None
+    return inside
+
+
 def _sections(lines: list[str]) -> list[_Section]:
     found: list[_Section] = []
+    code = _fenced(lines)
     for n, line in enumerate(lines):
-        m = _HEADING.match(line)
+        m = _HEADING.match(line) if n not in code else None
         if m is None:
             continue
         if found:
