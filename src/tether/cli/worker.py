@@ -95,7 +95,14 @@ def worker(
     """Work queued runs until SIGTERM or Ctrl-C.
 
     Stopping is graceful: the runs in flight finish their current step and
-    are handed back, runnable by the next worker.
+    are handed back, runnable by the next worker. Asked again (a second
+    Ctrl-C or SIGTERM), it hands them back at once.
+
+    \b
+    Exit codes:
+      0    stopped by SIGTERM or Ctrl-C, its runs handed back (not 130 or 143)
+      2    bad usage: an --app that does not import or names no App, a bad option
+      4    store error: the database is not there, or not one this tether can serve
     """
     from ..worker import Worker
 

@@ -447,7 +447,9 @@ class Worker:
         if result.status == RunStatus.WAITING.value and self._parked is not None:
             self._parked.set()  # on a timer, perhaps: its due time is looked at again
         log.info(
-            "finished",
+            # at a stop, a run that ended its step hands itself back: it was logged as
+            # "finished" with status=pending, unlike those handed back after the grace
+            "handed back" if self._handing_back(result.status) else "finished",
             extra={
                 "worker": self.worker_id,
                 "job": job.id,
@@ -456,6 +458,12 @@ class Worker:
                 "ghost": result.ghost,
             },
         )
+
+    def _handing_back(self, status: str) -> bool:
+        """Whether a job that ended with its run at `status` handed the run back to the
+        queue because this worker is stopping."""
+        stopping = self._stopping is not None and self._stopping.is_set()
+        return stopping and status == RunStatus.PENDING.value
 
     # -- maintenance and shutdown ---------------------------------------------------------
 
@@ -602,6 +610,13 @@ class Worker:
         self.app.drain()
         if not self._running:
             return
+        # said at once: with runs in flight the stop takes up to `grace`, and the worker
+        # said nothing from the SIGTERM (or Ctrl-C) until its runs were back
+        log.info(
+            "stopping: the runs in flight finish their current step, then are handed "
+            "back; stop again (Ctrl-C) to hand them back now",
+            extra={"worker": self.worker_id, "in_flight": len(self._running), "grace": self.grace},
+        )
         pending = await self._finish_within(set(self._running), time.monotonic() + self.grace)
         left = [(t, self._running.get(t)) for t in pending]
         self.abandoned = len(left)
