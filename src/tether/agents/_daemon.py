@@ -124,6 +124,7 @@ class Dispatcher:
         self._worker: Worker | None = None  # the one `serve` runs, resized on reload
         self._asked_at: datetime | None = None
         self._refused: str | None = None  # why WORKFLOW.md was refused, once logged
+        self._tick_errors: list[str] = []  # the last tick's, for the status API
         self._generations = Generations(app)  # each issue's newest run, found in few reads
         self._leases = Leases()  # what a reload replaced is closed once nothing uses it
         self.runner = IssueRunner(
@@ -304,6 +305,7 @@ class Dispatcher:
     async def tick(self) -> TickReport:
         """Reconcile the claimed issues, then dispatch eligible ones in order."""
         report, _ = await self._tick()
+        self._tick_errors = list(report.errors)
         return report
 
     async def _tick(self) -> tuple[TickReport, list[Issue]]:
@@ -394,8 +396,10 @@ class Dispatcher:
             log.info("stopped", extra={"run": run_id, "reason": effect.reason})
             if effect.clean and not await self._driven(run_id):
                 await self.remove_workspace(run_id)  # else its driver removes it once stopped
-        elif isinstance(effect, Log):
+        elif isinstance(effect, Log) and effect.issue_id is not None:
             log.info(effect.message, extra={"issue": effect.issue_id})
+        elif isinstance(effect, Log):  # the tick's error, logged once while it lasts, says it
+            log.debug(effect.message)
 
     async def _driven(self, run_id: str) -> bool:
         """A worker holds the run's job: its driver sees the cancel and removes the
@@ -634,8 +638,11 @@ class Dispatcher:
         return rows
 
     async def state_report(self) -> dict[str, Any]:
-        """Symphony's ``/api/v1/state``: issues running, retrying and waiting, totals."""
-        return await state_view(self)
+        """Symphony's ``/api/v1/state``: issues running, retrying and waiting, totals;
+        and `errors`, this dispatcher's last tick's (the tracker cannot be read,
+        WORKFLOW.md is refused ...): without them a dispatcher that dispatches nothing
+        looked idle and well."""
+        return {**await state_view(self), "errors": list(self._tick_errors)}
 
     async def issue_report(self, identifier: str) -> dict[str, Any] | None:
         """Symphony's ``/api/v1/<identifier>`` (None: the issue never ran)."""
@@ -652,6 +659,7 @@ class Dispatcher:
 
         await self.app.afire_due_timers()  # retries that fell due while nobody ran
         report, candidates = await self._tick()
+        self._tick_errors = list(report.errors)
         await self._drive(ServerlessHost(self.app, queues=(QUEUE,)), report)
         # why each candidate is not worked on, as things stand now rather than at the
         # poll: a run answered then is not "already running" if it parked again since

@@ -11,6 +11,8 @@ from difflib import get_close_matches
 from typing import Any
 
 from liquid import Environment, StrictUndefined
+from liquid.builtin.expressions.loop import LoopExpression
+from liquid.builtin.expressions.path import Path
 from liquid.exceptions import LiquidError
 
 from ._errors import TemplateError
@@ -60,7 +62,7 @@ def check_template(template: str) -> None:
     which would otherwise fail every attempt of every issue, one after another, until
     each waits for a person."""
     parsed = _parse(template)
-    problem = _unknown_name(parsed, template)
+    problem = _unknown_name(parsed, template) or _item_misuse(parsed, template)
     if problem is not None:
         raise TemplateError(f"the prompt template {problem}", code="template_render_error")
 
@@ -112,6 +114,72 @@ def _unknown_name(parsed: Any, template: str) -> str | None:
                 f"uses the filter {name!r} (line {_line(template, spans[0].index)}), which "
                 "Liquid does not have"
             )
+    return None
+
+
+# what an item of a list field has: a label is a string (only its size), a blocker a
+# mapping of these keys (and Liquid's size, first, last of any mapping)
+_ITEMS: dict[str, tuple[str, ...]] = {
+    "labels": ("size",),
+    "blocked_by": ("id", "identifier", "state", "size", "first", "last"),
+}
+
+
+def _item_misuse(parsed: Any, template: str) -> str | None:
+    """A field of a loop variable bound to `issue.labels` or `issue.blocked_by` that
+    their items lack (``{% for l in issue.labels %}{{ l.name }}``): it renders for an
+    issue without labels and fails every attempt of an issue with one. None when all
+    is well (or the walk itself fails: it is a help)."""
+    try:
+        for node in parsed.nodes:
+            problem = _visit(node, {}, template)
+            if problem is not None:
+                return problem
+    except Exception:
+        return None
+    return None
+
+
+def _visit(node: Any, bound: dict[str, str], template: str) -> str | None:
+    """`node` and its children; `bound`: the loop variables in scope over a list field."""
+    for expr in node.expressions():
+        problem = _path_misuse(expr, bound, template)
+        if problem is not None:
+            return problem
+    inner = dict(bound)  # an assign does not rebind a loop variable: the loop's wins
+    loop = getattr(node, "expression", None)
+    for name in map(str, node.block_scope()):  # the loop variable, its `forloop` ...
+        inner.pop(name, None)
+    if isinstance(loop, LoopExpression):
+        iterable = str(loop.iterable)
+        if iterable.startswith("issue.") and iterable[6:] in _ITEMS:
+            inner[str(loop.identifier)] = iterable[6:]
+    for child in node.children(None, include_partials=False):
+        problem = _visit(child, inner, template)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _path_misuse(expr: Any, bound: dict[str, str], template: str) -> str | None:
+    if isinstance(expr, Path) and len(expr.path) > 1 and str(expr.path[0]) in bound:
+        name, key = str(expr.path[0]), expr.path[1]
+        has = _ITEMS[bound[name]]
+        if isinstance(key, int) or (isinstance(key, str) and key not in has):
+            what = "a label is a string" if has == ("size",) else "a blocker has"
+            return (
+                f"uses {expr} (line {_line(template, expr.token.start_index)}), but {name} "
+                f"is an item of issue.{bound[name]} and {what} "
+                + (
+                    "with no fields; use {{ " + name + " }}"
+                    if has == ("size",)
+                    else ", ".join(has[:3])
+                )
+            )
+    for child in expr.children():
+        problem = _path_misuse(child, bound, template)
+        if problem is not None:
+            return problem
     return None
 
 

@@ -5,7 +5,7 @@ set fields; the rest of the section is the description::
 
     ## DEMO-1: Write a greeting
     - status: todo
-    - priority: 1
+    - priority: high
     - labels: agent, docs
     - blocked by: DEMO-0
     - created: 2026-01-01
@@ -15,7 +15,11 @@ set fields; the rest of the section is the description::
 A ``##`` line inside a closed fenced code block (``` or ~~~) is part of the
 description, not an issue. A heading without ``IDENT:`` gets the identifier
 ``<slug>-<8 hex of sha256(title)>``. Blockers take their state from the same file
-(unknown: None, which blocks a ``todo`` issue). `move` rewrites the status line;
+(unknown: None, which blocks a ``todo`` issue). A priority is Linear's: a number (1
+urgent .. 4 low; 0 is none) or one of the words ``urgent``, ``high``, ``medium``,
+``low``, ``none``. Identifiers are unique in the file: two sections with one (or an
+unknown priority word) make every read fail with an error naming the lines, rather
+than work on one of them. `move` rewrites the status line;
 `comment` appends a quoted line carrying its marker, and finds that marker first so it
 never writes twice.
 Writes replace the file atomically, one writer at a time (an ``flock`` on a
@@ -117,9 +121,43 @@ def _split_list(value: str | None) -> list[str]:
     return [v.strip() for v in re.split(r"[,;]", value or "") if v.strip() and v.strip() != "-"]
 
 
-def _issue(s: _Section, states: dict[str, str]) -> Issue:
+_PRIORITIES = {"urgent": 1, "high": 2, "medium": 3, "low": 4, "none": None, "no priority": None}
+
+
+def _priority(s: _Section, source: str) -> int | None:
+    """Linear's scale: 1 urgent .. 4 low, its 0 "no priority" None; the words too."""
+    value = " ".join(s.fields.get("priority", "").split()).lower()
+    if value in ("", "-"):
+        return None
+    if value.lstrip("-").isdigit():
+        return int(value) or None
+    if value in _PRIORITIES:
+        return _PRIORITIES[value]
+    raise TrackerError(
+        f"{source} line {s.field_lines['priority'] + 1}: {s.identifier} has priority "
+        f"{s.fields['priority']!r}; use a number (1 urgent .. 4 low, 0 none) or one of "
+        f"{', '.join(_PRIORITIES)}",
+        code="tracker_response",
+    )
+
+
+def _unique(sections: list[_Section], source: str) -> list[_Section]:
+    """`sections`, refused if two share an identifier: which one a run, a move or a
+    comment meant cannot be known, and working on either would be a guess."""
+    first: dict[str, _Section] = {}
+    for s in sections:
+        seen = first.setdefault(s.identifier, s)
+        if seen is not s:
+            raise TrackerError(
+                f"{source} has two issues {s.identifier!r} (the headings on lines "
+                f"{seen.start + 1} and {s.start + 1}); give each its own identifier",
+                code="tracker_response",
+            )
+    return sections
+
+
+def _issue(s: _Section, states: dict[str, str], source: str) -> Issue:
     f = s.fields
-    prio = f.get("priority", "").strip()
     blockers = _split_list(f.get("blocked by") or f.get("blockers"))
     description = "\n".join(s.body).strip() or None
     return Issue(
@@ -128,7 +166,7 @@ def _issue(s: _Section, states: dict[str, str]) -> Issue:
         title=s.title,
         state=(f.get("status") or f.get("state") or "").strip(),
         description=description,
-        priority=int(prio) if prio.lstrip("-").isdigit() else None,
+        priority=_priority(s, source),
         labels=normalise_labels(_split_list(f.get("labels"))),
         blocked_by=tuple(Blocker(b, b, states.get(b)) for b in blockers),
         dispatchable=normalise_state(f.get("dispatchable", "yes")) not in {"no", "false"},
@@ -139,14 +177,15 @@ def _issue(s: _Section, states: dict[str, str]) -> Issue:
     )
 
 
-def parse_issues(text: str) -> list[Issue]:
-    """The issues of a markdown file, in file order."""
-    sections = _sections(text.splitlines())
+def parse_issues(text: str, *, source: str = "the issues file") -> list[Issue]:
+    """The issues of a markdown file, in file order (`TrackerError`, naming `source`
+    and the lines, for a duplicate identifier or an unknown priority)."""
+    sections = _unique(_sections(text.splitlines()), source)
     states = {
         s.identifier: (s.fields.get("status") or s.fields.get("state") or "").strip()
         for s in sections
     }
-    return [_issue(s, states) for s in sections]
+    return [_issue(s, states, source) for s in sections]
 
 
 class FileTracker:
@@ -176,13 +215,17 @@ class FileTracker:
         if not states:
             return []
         wanted = {normalise_state(s) for s in states}
-        return [i for i in parse_issues(self._text()) if normalise_state(i.state) in wanted]
+        return [
+            i
+            for i in parse_issues(self._text(), source=str(self.path))
+            if normalise_state(i.state) in wanted
+        ]
 
     async def fetch_issues_by_ids(self, ids: Sequence[str]) -> list[Issue]:
         if not ids:
             return []
         wanted = set(ids)
-        return [i for i in parse_issues(self._text()) if i.id in wanted]
+        return [i for i in parse_issues(self._text(), source=str(self.path)) if i.id in wanted]
 
     def _write(self, lines: list[str]) -> None:
         """Replace the file whole (a reader never sees half of it), keeping its mode: the
@@ -195,7 +238,7 @@ class FileTracker:
         os.replace(tmp, self.path)
 
     def _section(self, lines: list[str], issue_id: str) -> _Section:
-        for s in _sections(lines):
+        for s in _unique(_sections(lines), str(self.path)):
             if s.identifier == issue_id:
                 return s
         raise TrackerError(f"no issue {issue_id!r} in {self.path}", code="tracker_response")
