@@ -60,3 +60,33 @@ def test_strictness_still_refuses_what_json_does_not_spell() -> None:
     assert '"n":"3"' in as_str
     with pytest.raises(ValidationError):
         load_json(as_str, Strict)
+
+
+class Booking(BaseModel):
+    at: datetime
+    seats: tuple[int, ...]
+
+
+def _typed_never() -> Booking:
+    raise AssertionError("a completed step ran again on replay")
+
+
+async def test_a_result_recorded_by_a_lambda_reads_back_where_the_code_now_declares_it(
+    database_url: str,
+) -> None:
+    """Recorded by an undeclared lambda (with its class), then read by a function that
+    declares that class (the code was tidied between deploys): it was refused as "does
+    not fit its declared type now", the step's side effect already done."""
+    booked = Booking(at=datetime(2026, 1, 2, tzinfo=UTC), seats=(1, 2))
+    async with App(database_url, clock=FakeClock()) as app:
+        await (await app.aopen("b1")).step("book", lambda: booked)
+        again = await (await app.aopen("b1")).step("book", _typed_never)
+        assert again == booked and isinstance(again, Booking) and again.seats == (1, 2)
+        plain = await (await app.aopen("b2")).step("note", lambda: {"$tether": "x", "value": 1})
+        assert plain == {"$tether": "x", "value": 1}
+        declared = await (await app.aopen("b2")).step("note", _dict_never)
+        assert declared == {"$tether": "x", "value": 1}  # the value, not its record
+
+
+def _dict_never() -> dict[str, object]:
+    raise AssertionError("a completed step ran again on replay")

@@ -42,6 +42,7 @@ from .serde import (
     load_json,
     read_back_change,
     type_name,
+    validate,
 )
 
 __all__ = ["check_input", "dump_result", "load_result", "recorded_as", "recorded_result"]
@@ -136,11 +137,20 @@ def _with_class(value: Any, what: str) -> tuple[str, Any]:
 
 
 def load_result(text: str | None, tp: Any = None) -> Any:
-    """A recorded result, as the first run returned it."""
+    """A recorded result, as the first run returned it; as `tp` when given, one recorded
+    with its class (by code that declared no type, a lambda) read as `tp` too: a step
+    turned from a lambda into a function declaring that class was refused as "does not
+    fit its declared type now" (and one declaring a dict got the record's wrapper)."""
     if tp is not None:
-        return load_json(text, tp)
+        data = load_json(text)
+        if _tagged(data):  # recorded with its class (or marked plain): its value is the result
+            try:
+                return validate(tp, data["value"])
+            except ValidationError:
+                pass
+        return validate(tp, data)
     data = load_json(text)
-    if isinstance(data, dict) and len(data) == 2 and isinstance(data.get(_TAG), str):
+    if _tagged(data):
         if data[_TAG] == _PLAIN:
             return data["value"]
         cls = _find(data[_TAG])
@@ -149,6 +159,16 @@ def load_result(text: str | None, tp: Any = None) -> Any:
         _unfound(data[_TAG])
         return data["value"]  # its class is gone: the data is all we have
     return data
+
+
+def _tagged(data: Any) -> bool:
+    """Whether `data` is a result recorded with its class (or marked plain)."""
+    return (
+        isinstance(data, dict)
+        and len(data) == 2
+        and isinstance(data.get(_TAG), str)
+        and ("value" in data)
+    )
 
 
 _UNFOUND: set[str] = set()  # the classes `_unfound` has warned of in this process
