@@ -228,6 +228,7 @@ async def test_a_lease_taken_after_it_lapsed_cannot_be_renewed_or_released_by_it
     clock = FakeClock()
     old, new = App(database_url, clock=clock), App(database_url, clock=clock)
     taken, lapsed = asyncio.Event(), asyncio.Event()
+    said: list[str] = []
 
     async def first(wf: Workflow) -> list[str]:
         await wf.touch_lease("L", holder="old", ttl=10)
@@ -241,6 +242,7 @@ async def test_a_lease_taken_after_it_lapsed_cannot_be_renewed_or_released_by_it
             with pytest.raises(tether.LeaseConflictError) as caught:
                 await attempt
             refused.append(caught.value.current_holder)
+            said.append(str(caught.value))
         return refused
 
     async def second(wf: Workflow) -> str:
@@ -255,6 +257,8 @@ async def test_a_lease_taken_after_it_lapsed_cannot_be_renewed_or_released_by_it
         assert (await new.arun(second, workflow_id="new")).value == "new"
         lapsed.set()
         assert (await holding).value == ["new", "new"]
+        assert "'old' cannot take it" in said[0]  # a renewal is a take
+        assert "'old' cannot release it: it is no longer theirs" in said[1]  # not "take"
         record = await new.aget_record("new")
         assert record.leases["L"].holder == "new"
     finally:

@@ -588,7 +588,9 @@ class Locks:
         if res is None:
             return False
         if res.outcome is LockOutcome.CONFLICT:
-            raise LeaseConflictError(key, holder or "", res.row.holder, res.row.expires_at)
+            raise LeaseConflictError(
+                key, holder or "", res.row.holder, res.row.expires_at, releasing=True
+            )
         self._run.emit("lease.released", key)
         return True
 

@@ -217,17 +217,27 @@ class LeaseConflictError(TetherError):
     """The lease is held by another holder and has not expired."""
 
     def __init__(
-        self, key: str, holder: str, current_holder: str, expires_at: datetime | None
+        self,
+        key: str,
+        holder: str,
+        current_holder: str,
+        expires_at: datetime | None,
+        *,
+        releasing: bool = False,
     ) -> None:
         self.key = key
         self.holder = holder
         self.current_holder = current_holder
         self.expires_at = expires_at
         until = f" until {expires_at.isoformat()}" if expires_at else ""
-        super().__init__(
-            f"lease {key!r} is held by {current_holder!r}{until}; "
-            f"{holder!r} cannot take it before it expires or is released"
-        )
+        if releasing:  # "cannot take it" read oddly for a release
+            said = (
+                f"{holder!r} cannot release it: it is no longer theirs (it lapsed and "
+                f"{current_holder!r} took it)"
+            )
+        else:
+            said = f"{holder!r} cannot take it before it expires or is released"
+        super().__init__(f"lease {key!r} is held by {current_holder!r}{until}; {said}")
 
 
 class MutexTimeoutError(TetherError, TimeoutError):
