@@ -9,7 +9,6 @@ so every dispatcher sharing the database reports the same issues, not only its o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .._info import RunInfo
@@ -151,7 +150,7 @@ async def state_view(d: Reported) -> dict[str, Any]:
     ]
     costs = [r.cost_usd for r in rows if r.cost_usd is not None]
     return {
-        "generated_at": datetime.now(UTC).isoformat(),
+        "generated_at": d.app.clock.now().isoformat(),  # the app's clock (a FakeClock's)
         "counts": {"running": len(running), "retrying": len(retrying), "waiting": len(waiting)},
         "running": running,
         "retrying": retrying,

@@ -40,14 +40,29 @@ __all__ = ["agents"]
 
 T = TypeVar("T")
 
-_WORKFLOW = click.option(
-    "--workflow",
-    "workflow_path",
-    default="WORKFLOW.md",
-    show_default=True,
-    metavar="PATH",
-    help="The WORKFLOW.md of the dispatcher.",
-)
+_DEFAULT_WORKFLOW = "WORKFLOW.md"
+
+
+def _workflow(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The WORKFLOW.md of the dispatcher, given as a last argument (as `run` takes it)
+    or as ``--workflow PATH``: `status WORKFLOW.md` was refused while `run WORKFLOW.md`
+    was the way to start it. Both at once must name the same file."""
+    command = click.option(
+        "--workflow",
+        "workflow_option",
+        default=None,
+        metavar="PATH",
+        help="The WORKFLOW.md of the dispatcher, as the WORKFLOW.md argument. "
+        f"[default: {_DEFAULT_WORKFLOW}]",
+    )(command)
+    return click.argument("workflow_path", required=False, metavar="[WORKFLOW.md]")(command)
+
+
+def _path(argument: str | None, option: str | None) -> str:
+    """The WORKFLOW.md given by argument or by --workflow (exit 2 if two are given)."""
+    if argument is not None and option is not None and argument != option:
+        fail(EXIT_USAGE, f"two WORKFLOW.md given: {argument} and --workflow {option}")
+    return argument or option or _DEFAULT_WORKFLOW
 
 
 def _open(state: CliState, path: str, *, existing: bool = True) -> tuple[Any, App, Database]:
@@ -94,7 +109,7 @@ def agents() -> None:
 
 
 @agents.command("run")
-@click.argument("workflow_path", default="WORKFLOW.md", metavar="[WORKFLOW.md]")
+@_workflow
 @click.option(
     "--once", is_flag=True, help="One tick; drive what it dispatched until it parks, then exit."
 )
@@ -113,13 +128,18 @@ def agents() -> None:
 )
 @db_state
 def agents_run(
-    state: CliState, workflow_path: str, once: bool, port: int | None, host: str | None
+    state: CliState,
+    workflow_path: str | None,
+    workflow_option: str | None,
+    once: bool,
+    port: int | None,
+    host: str | None,
 ) -> None:
     """Poll the tracker and run agents on its eligible issues (until SIGTERM or Ctrl-C)."""
     if once and port is not None:  # before the start-up lines, which read as if it ran
         fail(EXIT_USAGE, "--port serves while the dispatcher runs; it cannot go with --once")
     log_to_stderr()
-    dispatcher, app, db = _open(state, workflow_path, existing=False)
+    dispatcher, app, db = _open(state, _path(workflow_path, workflow_option), existing=False)
     db.announce()
     served = dispatcher.config().config.server  # read at start: a change needs a restart
     port = served.port if port is None and not once else port
@@ -252,14 +272,21 @@ def _why(r: Any) -> str:
 
 
 @agents.command("status")
-@_WORKFLOW
+@_workflow
 @click.option("--all", "all_runs", is_flag=True, help="Also the issues whose runs ended.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON array (its keys listed above)."
 )
 @db_state
-def agents_status(state: CliState, workflow_path: str, all_runs: bool, as_json: bool) -> None:
-    """A table of the issues: running, retrying, waiting for a person.
+def agents_status(
+    state: CliState,
+    workflow_path: str | None,
+    workflow_option: str | None,
+    all_runs: bool,
+    as_json: bool,
+) -> None:
+    """A table of the issues: running, retrying, waiting for a person (WORKFLOW.md,
+    the dispatcher's, given as the argument or as --workflow).
 
     \b
     With --json, one array (empty when there are none), an object an issue with:
@@ -271,17 +298,20 @@ def agents_status(state: CliState, workflow_path: str, all_runs: bool, as_json: 
       (how an ended run ended), ended_at (when, ISO); null where a value is not
       known. The keys of the status API's rows (`run --port`), and some.
     """
-    dispatcher, app, _ = _open(state, workflow_path)
+    dispatcher, app, _ = _open(state, _path(workflow_path, workflow_option))
     _print_status(dispatcher, app, all_runs=all_runs, as_json=as_json)
 
 
 @agents.command("show")
 @click.argument("issue")
-@_WORKFLOW
+@_workflow
 @db_state
-def agents_show(state: CliState, issue: str, workflow_path: str) -> None:
-    """One issue's latest run: phase, attempts, the prompt it got, its last events."""
-    dispatcher, app, _ = _open(state, workflow_path)
+def agents_show(
+    state: CliState, issue: str, workflow_path: str | None, workflow_option: str | None
+) -> None:
+    """One issue's latest run: phase, attempts, the prompt it got, its last events
+    (WORKFLOW.md, the dispatcher's, given as the last argument or as --workflow)."""
+    dispatcher, app, _ = _open(state, _path(workflow_path, workflow_option))
     ident = text(issue, "issue")
 
     async def show() -> tuple[Any, Any]:
@@ -309,12 +339,21 @@ _DISPATCHER_GOES_ON = "; a dispatcher (`tether agents run`) takes it on at its n
 def _verb(
     name: str, help_text: str, method: str, *, takes_text: bool = False, then: str = ""
 ) -> click.Command:
-    @click.command(name, help=help_text)
+    @click.command(
+        name,
+        help=help_text + " WORKFLOW.md, the dispatcher's, is the last argument or --workflow.",
+    )
     @click.argument("issue")
-    @_WORKFLOW
+    @_workflow
     @db_state
-    def command(state: CliState, issue: str, workflow_path: str, answer: str | None = None) -> None:
-        dispatcher, app, _ = _open(state, workflow_path)
+    def command(
+        state: CliState,
+        issue: str,
+        workflow_path: str | None,
+        workflow_option: str | None,
+        answer: str | None = None,
+    ) -> None:
+        dispatcher, app, _ = _open(state, _path(workflow_path, workflow_option))
         ident = text(issue, "issue")
         args = (ident, answer) if takes_text else (ident,)
         run_id = _call(app, lambda: getattr(dispatcher, method)(*args))
