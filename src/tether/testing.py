@@ -99,15 +99,33 @@ def _check_callable(condition: object) -> None:
     )
 
 
+def _check_clock(clock: object) -> None:
+    """Refuse a `clock=` that is no `FakeClock` (the App itself, a SystemClock, `clock.now`)
+    up front: it failed at the first poll that found the condition false, with
+    "'App' object has no attribute 'advance'"."""
+    if clock is None or isinstance(clock, FakeClock):
+        return
+    hint = " (pass its clock: clock=app.clock)" if isinstance(clock, App) else ""
+    raise InvalidArgumentError(
+        f"eventually's `clock` must be a FakeClock to move on each poll (the tether_clock "
+        f"fixture), or None, got {type(clock).__name__}{hint}"
+    )
+
+
 class _Poll:
     """One polling of a condition: its deadline, and what it last showed."""
 
     def __init__(
-        self, condition: Callable[[], Any], timeout: float | timedelta, interval: float | timedelta
+        self,
+        condition: Callable[[], Any],
+        timeout: float | timedelta,
+        interval: float | timedelta,
+        clock: FakeClock | None,
     ) -> None:
         # checked as pass_time's `by` is: a timedelta or a string here would otherwise
         # fail with a bare "'>' not supported" TypeError from inside this class
         _check_callable(condition)
+        _check_clock(clock)
         self.timeout = check_seconds("eventually's `timeout`", timeout, positive=True)
         self.interval = check_seconds("eventually's `interval`", interval, positive=True)
         self.condition = condition
@@ -200,7 +218,7 @@ async def eventually(
     started by a worker, or by ``app.fire_due_timers()`` in the condition) and
     pauses only briefly in real time; `timeout` stays real seconds either way.
     """
-    poll = _Poll(condition, timeout, interval)
+    poll = _Poll(condition, timeout, interval, clock)
     while True:
         with poll.attempt():
             value = condition()
@@ -220,7 +238,7 @@ def eventually_sync(
 ) -> T:
     """`eventually` for sync code (a test driving subprocesses, say). An async
     condition is refused: its coroutine, never awaited, would count as true."""
-    poll = _Poll(condition, timeout, interval)
+    poll = _Poll(condition, timeout, interval, clock)
     while True:
         with poll.attempt():
             value = condition()
@@ -255,7 +273,17 @@ async def pass_time(app: App, by: float | timedelta) -> list[str]:
     the span starts at its time too, and its run (queued) is driven here as a worker
     would, with the queued runs of the scheduled workflows. The ids of the runs
     woken or started by a tick, in that order. Other queued runs (`submit`) are
-    woken but left to workers."""
+    woken but left to workers: in a test,
+    ``await tether.worker.ServerlessHost(app).aprocess_available_jobs()`` drives them."""
+    if not isinstance(app, App):
+        # `pass_time(tether_clock, 60)` failed with "'FakeClock' object has no attribute
+        # 'clock'": the timers and schedules to fire are the App's, not the clock's
+        given = type(app).__name__
+        raise InvalidArgumentError(
+            f"pass_time needs the App whose time passes (the tether_app fixture), as "
+            f"pass_time(app, by), got a {given}"
+            + (" (the App's clock: pass the App built on it)" if isinstance(app, FakeClock) else "")
+        )
     clock = app.clock
     if not isinstance(clock, FakeClock):
         raise InvalidArgumentError(
