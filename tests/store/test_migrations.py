@@ -69,6 +69,7 @@ PINNED = {
         "0020_runs_id_bytes.sql": "1b570f9750b9bb33f89849fdb16e8892fe4a70c8e44034e935986d0694c190aa",
         "0021_jobs_due.sql": "68ab66362bb048f301badb3937de11f98fa12c8a8b60b0bae169dd71a45c8c2c",
         "0022_ai_call_billed.sql": "aed853d6a95b3207c4000b365145559695816c2b515e402b3926e0b5027c8095",
+        "0023_blob_body_last.sql": "4d1670784af4e80c5537b6b85796b10c7f3699d255cf9e0c5d79b26c8b5c4f9a",
     },
 }
 

@@ -94,6 +94,11 @@ class Tx(Protocol):
         and part of another) straight into the bytes returned, never held twice."""
         ...
 
+    async def write_blob(self, key: str, body: bytes, at: datetime) -> None:
+        """Write blob `key` (replacing one of the same key) in this transaction, with no
+        copy of `body` where the dialect can (SQLite writes it in place)."""
+        ...
+
     def now(self, now: datetime | None) -> Any:
         """The value for ``:now``: the pinned time, else the store's clock."""
         ...

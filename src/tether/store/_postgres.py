@@ -176,6 +176,10 @@ class PgTx:
                 body.write(piece)
         return None if body is None else body.getvalue()
 
+    async def write_blob(self, key: str, body: bytes, at: datetime) -> None:
+        """One statement, the body bound as a value (the driver and libpq each copy it)."""
+        await self.execute("put_blob", key=key, body=body, size=len(body), at=at)
+
     async def many(self, reads: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
         async with self._conn.pipeline():
             curs = [await self._conn.execute(_Q[name], p) for name, p in reads]

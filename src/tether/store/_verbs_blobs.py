@@ -38,7 +38,7 @@ class BlobVerbs(StoreBase):
     async def put_blob(self, key: str, body: bytes, at: datetime) -> None:
         """Write blob `key` (replacing one of the same key), in its own transaction."""
 
-        await self._execute("write", "put_blob", key=key, body=body, size=len(body), at=at)
+        await self._tx("write", lambda tx: tx.write_blob(key, body, at))
 
     async def get_blob(self, key: str) -> bytes | None:
         """The body of blob `key`, or None, in one snapshot: read into the bytes returned,

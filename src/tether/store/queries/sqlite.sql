@@ -451,3 +451,10 @@ key
 -- name: get_blob
 -- the row whose body `SQLiteTx.read_blob` reads (sqlite3's blobopen), not the body
 SELECT rowid FROM blobs WHERE key = :key
+-- name: put_blob_room
+-- a blob's row with room for its body (zeroblob, the last column since migration 0023:
+-- nothing allocated), which `SQLiteTx.write_blob` then writes in place (blobopen)
+INSERT INTO blobs (key, body, size, created_at) VALUES (:key, zeroblob(:size), :size, :at)
+ON CONFLICT (key) DO UPDATE SET body = excluded.body, size = excluded.size,
+  created_at = excluded.created_at
+RETURNING rowid
