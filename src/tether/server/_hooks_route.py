@@ -24,12 +24,15 @@ async def receive_hook(request: Request, name: str) -> HookAccepted:
         raise HookRejected(404, "hook_not_found", f"no webhook named {name!r} is configured")
     body = await request.body()
     now = app.clock.now()
-    signature = check_signature(hook, request.headers, body, now.timestamp())
+    # one value per header, the one checked: a header sent twice was checked by its last
+    # value and its expiry taken from its first (an old timestamp made a replay pass)
+    headers = dict(request.headers.items())
+    signature = check_signature(hook, headers, body, now.timestamp())
     try:
         payload = json.loads(body) if body else None
     except (ValueError, RecursionError) as exc:  # nested too deeply: a RecursionError
         raise HookRejected(422, "invalid_json", unreadable_json(exc)) from None
-    sent_at = int(request.headers["x-tether-timestamp"])
+    sent_at = int(headers["x-tether-timestamp"])
     expires = now + timedelta(seconds=sent_at + hook.tolerance - now.timestamp())
     if not await app.store.remember_signature(name, signature, expires_at=expires, at=now):
         raise HookRejected(409, "replayed", "this signed request was received before")
