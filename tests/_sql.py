@@ -5,6 +5,7 @@ look at a table no verb reads), for a SQLite file URL or a PostgreSQL URL with
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,3 +23,23 @@ def execute(url: str, statement: str) -> list[tuple[Any, ...]]:
         conn.execute(f"SET search_path TO {schema}")
         cur = conn.execute(statement)
         return list(cur.fetchall()) if cur.description else []
+
+
+def sqlite_at(path: str | Path, version: int) -> None:
+    """A SQLite file at `path` as an older tether left it: migrated up to `version`."""
+    from tether.store._migrations import migrations
+    from tether.store._sqlite import APPLICATION_ID, _statements
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute(
+            "CREATE TABLE schema_version "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        for mig in migrations("sqlite")[:version]:
+            for statement in _statements(mig.sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (?, ?, 0)", (mig.version, mig.name))
+    finally:
+        conn.close()

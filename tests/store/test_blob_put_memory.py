@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tether.store import open_store
-from tether.store._migrations import migrations
-from tether.store._sqlite import APPLICATION_ID, _statements
+
+from .._sql import sqlite_at
 
 PUT = r"""
 import asyncio, json, resource, sys
@@ -57,20 +57,9 @@ async def test_blobs_an_older_sqlite_database_kept_are_read_after_the_migration(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        conn.execute(
-            "CREATE TABLE schema_version "
-            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-        )
-        for mig in migrations("sqlite")[:22]:
-            for statement in _statements(mig.sql):
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version VALUES (?, ?, 0)", (mig.version, mig.name))
+    sqlite_at(path, 22)
+    with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO blobs VALUES ('a/b', x'00ff10', 3, 5.0)")
-    finally:
-        conn.close()
     store = open_store(f"sqlite:///{path}")
     await store.open()
     try:

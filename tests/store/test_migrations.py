@@ -19,6 +19,7 @@ from tether.store import open_store
 from tether.store._migrations import latest_version, migrations
 
 from .._postgres import PostgresServer
+from .._sql import sqlite_at
 
 PINNED = {
     "postgresql": {
@@ -155,19 +156,9 @@ OLD_RUNS = [
 
 
 def _sqlite_at_0009(path: Path) -> None:
-    from tether.store._sqlite import APPLICATION_ID, _statements
-
+    sqlite_at(path, 9)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        conn.execute(
-            "CREATE TABLE schema_version "
-            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-        )
-        for mig in migrations("sqlite")[:9]:
-            for statement in _statements(mig.sql):
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version VALUES (?, ?, 0)", (mig.version, mig.name))
         for wid, status, error, _ in OLD_RUNS:
             conn.execute(
                 "INSERT INTO runs (id, workflow_name, status, error, created_at, updated_at) "
