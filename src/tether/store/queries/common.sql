@@ -328,10 +328,6 @@ WHERE {_calls_of_ids} AND c.status = 'completed' AND c.step_key LIKE '%stage:%.s
 SELECT {_usage_sums} {_usage_from} AND {_calls_not_of_planned}
 -- name: child_run_ids
 SELECT id FROM runs WHERE parent_id = :wid ORDER BY created_at, id
--- name: put_blob
-INSERT INTO blobs (key, body, size, created_at) VALUES (:key, :body, :size, :at)
-ON CONFLICT (key) DO UPDATE SET body = excluded.body, size = excluded.size,
-  created_at = excluded.created_at
 -- name: list_blobs
 -- the keys starting with a prefix: those from :lo up to (not including) :hi, compared
 -- byte by byte ({_blob_key}): a range of the key's index, not a test of every row

@@ -689,6 +689,13 @@ SELECT pg_advisory_xact_lock(hashtext('tether-event:' || :name))
 -- name: _blob_key
 -- a blob key as its prefix queries compare it: byte by byte, as its index is built (0017)
 key COLLATE "C"
+-- name: lock_blob_key
+-- the key a put writes, until its transaction ends: a put of the same key beside it waits
+-- (the COPY that writes the row cannot replace one: `PgTx.write_blob`)
+SELECT pg_advisory_xact_lock(hashtext('tether-blob:' || :key))
+-- name: copy_blob
+-- a blob's row, fed in binary by `PgTx.write_blob` (its body a slice at a time)
+COPY blobs (key, size, created_at, body) FROM STDIN (FORMAT BINARY)
 -- name: get_blob
 -- the body as slices of 1 MiB, each row (offset, size of the body, slice), all of one
 -- statement (one snapshot: never the slices of two puts), streamed (`PgTx.read_blob`)
