@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -23,6 +24,7 @@ from pydantic import (
 
 from .._durations import MAX_SECONDS
 from .._names import check_name, check_queue_name, check_text
+from ..errors import InvalidArgumentError
 
 __all__ = [
     "Command",
@@ -66,6 +68,16 @@ class _Command(BaseModel):
 
     idempotency_key: str | None = Field(default=None, min_length=1)
 
+    def __init__(self, **fields: Any) -> None:
+        """As pydantic's, with what it refused told as an `InvalidArgumentError`, as a
+        dispatched dict's is: a host building a command (``RunCancel(workflow_id="")``)
+        got pydantic's bare ValidationError, no `TetherError` to catch."""
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            kind = type(self).model_fields["type"].default
+            raise InvalidArgumentError(f"invalid command: {_explain(kind, exc)}") from None
+
     @field_validator(*_NAMES, mode="after", check_fields=False)
     @classmethod
     def _storable(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -74,6 +86,19 @@ class _Command(BaseModel):
         if value is not None:
             check_name(info.field_name or "name", value)
         return value
+
+
+def _explain(kind: str, exc: ValidationError) -> str:
+    """What pydantic refused, each field named under the command's type, as a
+    dispatched dict's errors name them (``run.cancel.workflow_id: ...``); a check of
+    the whole command in its own words, without the input repeated."""
+    parts = []
+    for error in exc.errors(include_url=False)[:3]:
+        where = ".".join([kind, *(str(part) for part in error["loc"])])
+        said = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {said}" + (f" (got {error['input']!r})" if error["loc"] else ""))
+    more = exc.error_count() - 3
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
 class RunCreate(_Command):
@@ -142,6 +167,9 @@ class RunCreate(_Command):
 
 
 class RunCancel(_Command):
+    """Cancel a run and its children (`RunFinishedError` if it has ended); with
+    `compensate`, run their compensations. `RunCancelled` lists the runs cancelled."""
+
     type: Literal["run.cancel"] = "run.cancel"
     workflow_id: str = Field(min_length=1)
     reason: str | None = None
@@ -178,6 +206,9 @@ class RunResume(_Command):
 
 
 class RunRerunFrom(_Command):
+    """Run an ended (completed or failed) run again from `step`, forgetting it and
+    every later step. `budget`: JSON of the run's new `tether.ai.Budget` fields."""
+
     type: Literal["run.rerun_from"] = "run.rerun_from"
     workflow_id: str = Field(min_length=1)
     step: str = Field(min_length=1)
@@ -202,14 +233,23 @@ class JobExecute(_Command):
 
 
 class TimersFire(_Command):
+    """Resolve due timers and time out waits past their timeout (`Woken` lists the
+    runs woken), and drop inbox items past their retention."""
+
     type: Literal["timers.fire"] = "timers.fire"
 
 
 class LeaseReapStale(_Command):
+    """Put back in their queue the claimed jobs whose worker's lease lapsed (a job
+    past its attempts fails its run); `Reaped.count` says how many."""
+
     type: Literal["lease.reap_stale"] = "lease.reap_stale"
 
 
 class RunReapStuck(_Command):
+    """Queue a job for runs left running, idle for `idle_for` seconds, with no open
+    job (their owner died mid-drive), so that a worker drives them again."""
+
     type: Literal["run.reap_stuck"] = "run.reap_stuck"
     # to a century, as a worker's `stuck_after`: PostgreSQL refused more (an infinity)
     # with a bare "interval out of range"
@@ -237,11 +277,16 @@ class RunAdoptOrphans(_Command):
 # a LIMIT both databases take: more was a raw OverflowError (SQLite) or a bare
 # "bigint out of range" (PostgreSQL)
 class OutboxFlush(_Command):
+    """Publish one batch of up to `max_events` outbox events to the kernel's sinks;
+    zeros while another process publishes (it holds the outbox lock)."""
+
     type: Literal["outbox.flush"] = "outbox.flush"
     max_events: int = Field(default=500, ge=1, le=_INT64)
 
 
 class OutboxReplayDead(_Command):
+    """Put up to `max_events` dead-lettered events back for delivery."""
+
     type: Literal["outbox.replay_dead"] = "outbox.replay_dead"
     max_events: int = Field(default=1000, ge=1, le=_INT64)
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
+from .._durations import check_seconds
 from ..ai import Budget
 from ..clock import Clock
 from ..definition import WorkflowDef
@@ -158,10 +159,14 @@ class Kernel:
         idempotency_stale_after: float = 300.0,
         bridge: Callable[[Coroutine[Any, Any, Any]], Any] | None = None,
     ) -> None:
-        if job_visibility <= 0:
-            raise InvalidArgumentError(
-                f"job_visibility must be > 0 seconds, got {job_visibility!r}"
-            )
+        _check_ports(store, clock, registry, host)
+        # checked here, each named: a str was a bare TypeError, and a NaN or infinite
+        # one was kept, to fail the first signal (OverflowError) or the job's renewals
+        job_visibility = check_seconds("job_visibility", job_visibility, positive=True)
+        inbox_retention = check_seconds("inbox_retention", inbox_retention, positive=True)
+        idempotency_stale_after = check_seconds(
+            "idempotency_stale_after", idempotency_stale_after, positive=True
+        )
         self.store = store
         self.clock = clock
         self.registry = registry
@@ -359,9 +364,8 @@ class Kernel:
         return RunResumed(woken=woken, workflow_id=run_id)
 
     async def _run_rerun_from(self, cmd: RunRerunFrom) -> Woken:
-        await self.store.rerun_from(
-            cmd.workflow_id, cmd.step, at=self.clock.now(), budget=cmd.budget
-        )
+        budget = _rerun_budget(cmd.budget)  # before anything changes
+        await self.store.rerun_from(cmd.workflow_id, cmd.step, at=self.clock.now(), budget=budget)
         self.host.woken([cmd.workflow_id])
         return Woken(woken=[cmd.workflow_id])
 
@@ -707,6 +711,45 @@ class Kernel:
     async def _outbox_replay_dead(self, cmd: OutboxReplayDead) -> Replayed:
         count = await self.store.outbox_replay_dead(limit=cmd.max_events, at=self.clock.now())
         return Replayed(count=count)
+
+
+def _rerun_budget(text: str | None) -> str | None:
+    """A rerun's new budget (JSON of `tether.ai.Budget` fields) as the run records it,
+    checked as `App.rerun_from` checks its own: text that was no JSON, or a misspelt
+    limit, was stored as given, and the run's next AI call failed on it (or spent with
+    no cap)."""
+    if text is None:
+        return None
+    try:
+        fields = json.loads(text)
+    except ValueError as exc:
+        raise InvalidArgumentError(
+            f"run.rerun_from budget must be JSON of tether.ai.Budget fields, got {text!r} "
+            f"({exc}); e.g. budget='{{\"max_usd\": 10}}'"
+        ) from None
+    return Budget.stored(fields)
+
+
+# what the kernel calls on each port (a few of each: enough to tell a wrong object)
+_PORTS = (
+    ("store", ("create_run", "cancel_run", "send_signal"), "tether.store.open_store(url)"),
+    ("clock", ("now", "store_time"), "tether.SystemClock()"),
+    ("registry", ("get_workflow",), "an object with get_workflow(name, workflow_id)"),
+    ("host", ("spawn", "woken", "run_until_rest", "run_claim"), "a tether.kernel.RunHost"),
+)
+
+
+def _check_ports(*ports: object) -> None:
+    """Refuse a port that lacks what the kernel calls on it, naming what it needs: a
+    store's url for the store, or an App's registry missing `get_workflow`, was kept
+    and every command then failed with a bare AttributeError."""
+    for port, (what, needs, example) in zip(ports, _PORTS, strict=True):
+        missing = [name for name in needs if not callable(getattr(port, name, None))]
+        if missing:
+            raise InvalidArgumentError(
+                f"Kernel {what} must have {', '.join(needs)}; {port!r} has no "
+                f"{', '.join(missing)}: pass e.g. {example}"
+            )
 
 
 def _check_same_request(

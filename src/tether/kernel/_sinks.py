@@ -423,7 +423,8 @@ class WebhookSink:
 
     Headers: ``X-Tether-Timestamp`` (unix seconds), ``X-Tether-Signature``
     (``sha256=<hex>``, see `sign`), ``X-Tether-Event`` (the type) and
-    ``X-Tether-Delivery`` (``workflow_id:seq``, stable across retries); these two
+    ``X-Tether-Delivery`` (`OutboxEvent.delivery_id`: ``workflow_id:seq:run``, stable
+    across retries, and repeated by no run that reuses the id); these two
     are percent-encoded (UTF-8) where not printable ASCII, or if they hold a ``%``. Any
     non-2xx answer or network error fails the delivery (the error quoting the start of
     the answer); the outbox retries it with back-off, waiting at least as long as a
