@@ -37,6 +37,7 @@ from ._loop import LoopThread, home_loop, homed
 from ._names import check_name, check_queue_name, check_text
 from ._owners import new_owner
 from ._raise_target import check_raise_target
+from ._results import recorded_as
 from ._run_state import RunState
 from ._runner import Runner
 from ._runtime import EventHook, Runtime
@@ -76,7 +77,7 @@ from .kernel import (
 )
 from .record import RunRecord
 from .schedules import MissedTicks, Overlap, Schedule, fire_schedules
-from .serde import dump_json, load_json
+from .serde import check_type, dump_json, load_json
 from .stages import Pipeline, Stage
 from .stages.host import (
     cancel_suspended,
@@ -98,6 +99,7 @@ from .store import (
     ScheduleRow,
     Store,
     WaitKind,
+    WaitRow,
     WaitStatus,
     open_store,
 )
@@ -113,8 +115,9 @@ C = TypeVar("C", bound=BaseModel)
 _MISSING: Any = MISSING
 
 
-# looks of `aresult` (a second apart) that find a FakeClock unmoved before it says so
-_STILL_LOOKS = 5
+# real seconds a FakeClock may stand still, with a run parked only on its timers, before
+# `aresult` says that nobody moves it
+_STILL_FOR = 3.0
 # runs of one wake-up (an event's) looked at for one with nothing to drive it
 _WOKEN_LOOKED_AT = 20
 
@@ -793,14 +796,33 @@ class App:
 
     @homed
     async def aresult(
-        self, workflow_id: str, timeout: float | timedelta | None = None
+        self,
+        workflow_id: str,
+        timeout: float | timedelta | None = None,
+        *,
+        result_type: Any = None,
     ) -> RunResult[Any]:
         """Wait until the run has ended (a run cancelled with ``compensate=True``:
         until its compensations ran); its result.
 
-        On PostgreSQL the wait wakes on the run's notification, within
-        milliseconds of its end; elsewhere it polls. Raises `TimeoutError` if
-        the run has not ended within `timeout` seconds.
+        An ended run is answered, not raised: a failed one has status ``failed`` and
+        its error in ``record.last_error`` (type, message, cause), a cancelled one
+        ``cancelled``, ``compensated`` or ``compensation_failed`` (`arun` of the same
+        id raises a failure again).
+
+        `timeout` is real seconds (or a timedelta), on every clock: a `FakeClock`
+        times the run's own timers, not this wait. Past it, `TimeoutError` says what
+        the run still waits for (a signal, an event, a token, a timer, a child) and
+        how to end the wait. On a FakeClock a timer the clock was moved past is fired
+        here; a run parked only on timers of a clock that stood still for 3 real
+        seconds raises `TetherError` naming the time to pass, sooner than the timeout.
+
+        The value is typed by the return type of the workflow registered here under
+        the run's name; `result_type=` types it where none is (a script reading runs
+        another process started), else it is the recorded JSON.
+
+        On PostgreSQL the wait wakes on the run's notification, within milliseconds
+        of its end; elsewhere it polls.
         """
         check_name("workflow_id", workflow_id)
         limit: float | None = seconds_of(timeout)
@@ -809,6 +831,24 @@ class App:
                 f"timeout must be a number of seconds >= 0 (or None to wait as long as it "
                 f"takes), got {timeout!r}"
             )
+        check_type(result_type, "result_type", "; or pass none, for the recorded JSON")
+        answer = await self._ended(workflow_id, limit)
+        if result_type is None or answer.status is not RunStatus.COMPLETED:
+            return answer
+        run = await self.store.get_run(workflow_id)
+        value = recorded_as(
+            None if run is None else run.output,
+            result_type,
+            what=f"run {workflow_id!r}",
+            since="the run ended",
+            way_out="pass a result_type= its recorded value fits (or none, for the JSON)",
+        )
+        return RunResult(value, answer.record)
+
+    result = facade(aresult)
+
+    async def _ended(self, workflow_id: str, limit: float | None) -> RunResult[Any]:
+        """`aresult`'s wait for the end of the run, at most `limit` real seconds."""
         loop = asyncio.get_running_loop()
         deadline = None if limit is None else loop.time() + limit
         woken, seen = False, None
@@ -833,33 +873,28 @@ class App:
             if left is not None and left <= 0:
                 raise TimeoutError(
                     f"run {workflow_id!r} is still {run.status.value} after {limit:g}s"
-                    + await self._nobody_drives(run)
+                    + await self._why_not_ended(run)
                 )
             # a notification may race our read: re-read at least every second
             woken = await self.store.wait_for_change(
                 f"run:{workflow_id}", 1.0 if left is None else min(1.0, left)
             )
 
-    result = facade(aresult)
-
     async def _on_fake_clock(
-        self, run: RunRow, seen: tuple[datetime, int] | None
-    ) -> tuple[datetime, int] | None:
+        self, run: RunRow, seen: tuple[datetime, float] | None
+    ) -> tuple[datetime, float] | None:
         """For `aresult` on a FakeClock, which moves only when told: a run parked only on
         durable timers waited for ever. A timer, or a wait's timeout (a signal's, given
-        up on), the clock was moved past fires here (as
-        a process keeping the App running fires it); one not due on a clock nobody moved
-        over `_STILL_LOOKS` looks a second apart (`seen`: the time, and how many looks
-        found it) is refused, saying how to move it; a slow test that moves it from
-        another task has those seconds. What to pass back as `seen`; None where this
-        does not apply."""
+        up on), the clock was moved past fires here (as a process keeping the App
+        running fires it); one not due on a clock nobody moved for `_STILL_FOR` real
+        seconds (`seen`: the clock's time, and the loop time it was first seen at) is
+        refused, saying how to move it; a slow test that moves it from another task has
+        those seconds (counted in looks, they were a fifth of one on SQLite, which
+        looks every 50 ms). What to pass back as `seen`; None where this does not apply."""
         clock = self.clock
         if not isinstance(clock, FakeClock) or run.status is not RunStatus.WAITING:
             return None
-        waits = [
-            w for w in await self.store.list_waits(run.workflow_id)
-            if w.status is WaitStatus.PENDING
-        ]  # fmt: skip
+        waits = await self._pending_waits(run.workflow_id)
         now = clock.now()
         if any(w.due_at is not None and w.due_at <= now for w in waits):
             await self.afire_due_timers()  # a timer, or a wait's timeout, the clock passed
@@ -867,9 +902,10 @@ class App:
         due = [w.due_at for w in waits if w.kind is WaitKind.TIMER and w.due_at is not None]
         if not due or len(due) < len(waits):  # no timer, or a signal or event may come
             return None
-        looks = seen[1] + 1 if seen is not None and seen[0] == now else 1
-        if looks < _STILL_LOOKS:
-            return now, looks
+        looked = asyncio.get_running_loop().time()
+        since = seen[1] if seen is not None and seen[0] == now else looked
+        if looked - since < _STILL_FOR:
+            return now, since
         wait = (min(due) - now).total_seconds()
         raise TetherError(
             f"run {run.workflow_id!r} waits for a durable timer due in {wait:g}s of this "
@@ -879,19 +915,67 @@ class App:
             f"aresult fires the timer"
         )
 
+    async def _pending_waits(self, workflow_id: str) -> list[WaitRow]:
+        waits = await self.store.list_waits(workflow_id)
+        return [w for w in waits if w.status is WaitStatus.PENDING]
+
+    async def _why_not_ended(self, run: RunRow) -> str:
+        """What `aresult`'s `TimeoutError` adds: what the run waits for and how to end
+        that wait; or, for a run handed back, who could drive it. "Start `tether
+        worker`" was all it ever said, for a run of an in-memory App too."""
+        if run.status is RunStatus.WAITING:
+            waits = await self._pending_waits(run.workflow_id)
+            return "".join(f"; it waits for {self._wait_hint(run, w)}" for w in waits)
+        return await self._nobody_drives(run)
+
+    def _wait_hint(self, run: RunRow, wait: WaitRow) -> str:
+        """One wait of `run`: what it is, and the call that answers it."""
+        wid, name = run.workflow_id, wait.name
+        if wait.kind is WaitKind.SIGNAL:
+            what = f"signal {name!r}: send it with app.signal({wid!r}, {name!r}, payload)"
+        elif wait.kind is WaitKind.EVENT:
+            what = f"event {name!r}: send it with app.send_event({name!r}, payload)"
+        elif wait.kind is WaitKind.TOKEN:
+            what = f"token {wait.id!r}: complete it with app.complete_token({wait.id!r}, payload)"
+        elif wait.kind is WaitKind.RUN:
+            what = f"child run {name!r} to end: app.result({name!r}) says what it waits for"
+        else:
+            what = "a timer"
+        if wait.due_at is None:
+            return what
+        left = (wait.due_at - self.clock.now()).total_seconds()
+        when = "due" if wait.kind is WaitKind.TIMER else "or its timeout, due"
+        if isinstance(self.clock, FakeClock):
+            return (
+                f"{what} ({when} in {left:g}s of this App's FakeClock, which moves only "
+                f"when told: `await tether.testing.pass_time(app, {max(left, 0):g})`)"
+            )
+        return (
+            f"{what} ({when} at {wait.due_at.isoformat()}, in {left:g}s: fired then by a "
+            f"worker (`tether worker`) or app.fire_due_timers())"
+        )
+
     async def _nobody_drives(self, run: RunRow) -> str:
         """Why waiting longer will not help, for a run handed back that no live process
-        drives (a script that started it and exited): what to start."""
+        drives (a script that started it and exited): what to start. No other process
+        can reach an in-memory database: a worker for it runs in this one."""
         if run.status is not RunStatus.PENDING or await self.adrivers(run.workflow_name, run.queue):
             return ""
+        resume = f"resume it here (app.resume({run.workflow_id!r}))"
+        if _in_memory(self.store):
+            where = "" if run.queue is None else f", or Worker(app, queues=[{run.queue!r}])"
+            return (
+                f": nothing in this process drives it, and no other can reach this App's "
+                f"in-memory database: {resume}{where}"
+            )
         if run.queue is not None:
             return (
                 f": no worker serves its queue {run.queue!r} (start "
                 f"`tether worker --app FILE.py:app -q {run.queue}`)"
             )
         return (
-            f": no live process drives workflow {run.workflow_name!r}; resume it here "
-            f"(app.resume({run.workflow_id!r})) or start `tether worker --app FILE.py:app`"
+            f": no live process drives workflow {run.workflow_name!r}; {resume} or start "
+            f"`tether worker --app FILE.py:app`"
         )
 
     # -- resolving waits from outside -------------------------------------------------------
@@ -1751,6 +1835,12 @@ def _command(kind: type[C], **fields: Any) -> C:
         raise InvalidArgumentError(
             f"{explain_validation(exc)}; fix the argument(s) named"
         ) from None
+
+
+def _in_memory(store: Store) -> bool:
+    """Whether `store` is an in-memory SQLite database, which no other process reaches."""
+    config = getattr(store, "config", None)
+    return bool(getattr(config, "in_memory", False))
 
 
 def _not_seconds(value: object) -> bool:
