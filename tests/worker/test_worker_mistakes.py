@@ -104,7 +104,7 @@ async def test_the_maintenance_log_line_counts_the_schedule_ticks_it_started(
         return "done"
 
     app.schedule(minutely, cron="* * * * *")
-    worker = Worker(app, poll_interval=3600, maintenance_interval=0.01)
+    worker = Worker(app, poll_interval=3600, maintenance_interval=0.1)
     with caplog.at_level(logging.INFO, logger="tether.worker"):
         task = asyncio.ensure_future(worker.run(install_signals=False))
         try:

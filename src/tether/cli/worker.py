@@ -5,16 +5,21 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from ..app import App
 from ..errors import TetherError
-from ._common import EXIT_USAGE, CliState, app_option, db_state, fail, guard
+from ..worker._floors import DEFAULTS, FLOORS, at_least
+from ._common import EXIT_USAGE, CliState, app_option, db_state, fail, guard, text
 from ._db import Database, bind, choose, require_existing
 from ._load import load_target, not_an_app
 
 __all__ = ["load_app", "worker"]
+
+FC = TypeVar("FC", bound=Callable[..., Any])
 
 _CENTURY = 3_162_240_000  # seconds: the longest grace a Worker takes
 
@@ -62,6 +67,19 @@ def load_app(
     return bind(target, db), db
 
 
+def _timing_option(setting: str, what: str) -> Callable[[FC], FC]:
+    """The option of one of `Worker`'s timings: its default, and its floor in its help."""
+    return click.option(
+        "--" + setting.replace("_", "-"),
+        setting,
+        type=float,
+        default=DEFAULTS[setting],
+        show_default=True,
+        metavar="SECONDS",
+        help=f"{what}; at least {FLOORS[setting][0]:g}.",
+    )
+
+
 @click.command(no_args_is_help=True)
 @app_option("The App to serve.", required=True)
 @click.option(
@@ -88,10 +106,27 @@ def load_app(
     help="On SIGTERM or Ctrl-C, how long the runs in flight get to finish their "
     "current step before they are handed back to the queue.",
 )
+@click.option(
+    "--worker-id",
+    metavar="NAME",
+    help="This worker's name on the jobs it claims and in its log (default: one of "
+    "this process). One live worker holds a name at a time: another started with it "
+    "exits 2; a restart takes it once the old one stopped.",
+)
+@_timing_option(
+    "poll_interval",
+    "How often an idle worker looks for jobs it heard no news of (news of a new job "
+    "wakes it at once)",
+)
+@_timing_option(
+    "maintenance_interval",
+    "How often it fires due timers and schedules and requeues the jobs of workers that died",
+)
+@_timing_option(
+    "stuck_after", "How long a run may sit with no job before maintenance queues it again"
+)
 @db_state
-def worker(
-    state: CliState, app_ref: str, queues: tuple[str, ...], concurrency: int, grace: float
-) -> None:
+def worker(state: CliState, app_ref: str, queues: tuple[str, ...], **options: Any) -> None:
     """Work queued runs until SIGTERM or Ctrl-C.
 
     Stopping is graceful: the runs in flight finish their current step and
@@ -101,26 +136,44 @@ def worker(
     \b
     Exit codes:
       0    stopped by SIGTERM or Ctrl-C, its runs handed back (not 130 or 143)
-      2    bad usage: an --app that does not import or names no App, a bad option
+      2    bad usage: an --app that does not import or names no App, a bad option,
+           a --worker-id that a live worker holds
       4    store error: the database is not there, or not one this tether can serve
     """
     from ..worker import Worker
 
     names = _queue_names(queues)
-    if not math.isfinite(grace) or grace > _CENTURY:
-        fail(
-            EXIT_USAGE,
-            f"--grace {grace}: grace must be a number of seconds from 0 to {_CENTURY} "
-            "(a century); pass e.g. --grace 60",
-        )
+    _check_options(options)
     the_app, db = load_app(state, app_ref, existing=False)
     log_to_stderr()
     db.announce()
     try:
-        w = Worker(the_app, queues=names, concurrency=concurrency, grace=grace)
+        w = Worker(the_app, queues=names, **options)
     except TetherError as exc:
         fail(EXIT_USAGE, str(exc))
     guard(w.serve)
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    """Refuse, in the command line's words, the options `Worker` would refuse in its own
+    (a worker id it does not store, a timing below its floor, NaN seconds)."""
+    if options["worker_id"] is not None:
+        text(options["worker_id"], "--worker-id", new=True)
+    for setting in ("grace", *FLOORS):
+        flag, seconds = "--" + setting.replace("_", "-"), options[setting]
+        if not math.isfinite(seconds) or seconds > _CENTURY:
+            low = FLOORS.get(setting, (0, ""))[0]
+            fail(
+                EXIT_USAGE,
+                f"{flag} {seconds}: {flag[2:]} must be a number of seconds "
+                f"from {low:g} to {_CENTURY} (a century); pass e.g. "
+                f"{flag} {DEFAULTS.get(setting, 60):g}",
+            )
+        if setting in FLOORS:
+            try:
+                at_least(setting, seconds, flag=True)
+            except TetherError as exc:
+                fail(EXIT_USAGE, str(exc))
 
 
 def _queue_names(given: tuple[str, ...]) -> list[str]:

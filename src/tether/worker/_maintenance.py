@@ -39,6 +39,7 @@ from ..kernel import (
     publish_outbox,
 )
 from ..store import LockOutcome
+from ._floors import at_least
 
 if TYPE_CHECKING:
     from ..app import App
@@ -131,12 +132,12 @@ async def maintenance_tick(
     the rows of processes silent (no longer live) for `forget_processes_after` seconds,
     and publish the outbox: batch after batch while they get anywhere, for up to
     `outbox_budget` seconds (at most a third of `chore_ttl`). `chores` picks some of
-    these (a host that does only some: `("outbox",)`)."""
+    these (a host that does only some: `("outbox",)`). `stuck_after` is at least 1 s."""
     # checked first: a NaN lease made every chore fail on its lock with a bare store
     # error in the log ("NOT NULL constraint failed"), and the report said nothing was due
     # (kept as the seconds checked: a timedelta, which the check takes, failed later)
     chore_ttl = check_seconds("chore_ttl", chore_ttl, positive=True)
-    stuck_after = check_seconds("stuck_after", stuck_after, positive=True)
+    stuck_after = at_least("stuck_after", check_seconds("stuck_after", stuck_after, positive=True))
     orphan_grace = check_seconds("orphan_grace", orphan_grace)
     outbox_budget = check_seconds("outbox_budget", outbox_budget)
     forget_processes_after = check_seconds(
@@ -267,7 +268,8 @@ def worker_id_taken(worker_id: str, holder: str) -> InvalidArgumentError:
     return InvalidArgumentError(
         f"worker id {worker_id!r} is in use by a live worker{where}: two workers of one "
         "id would take each other's jobs and chores as their own. Give each worker its "
-        "own id (Worker(worker_id=...)), or leave it unset for a generated one; a "
+        "own id (Worker(worker_id=...), tether worker --worker-id), or leave it unset "
+        "for a generated one; a "
         "stopped worker's id is free again once its lease lapses"
     )
 

@@ -40,6 +40,7 @@ from ..errors import (
 from ..kernel import JobExecuted, TimersFire
 from ..store import JobRow, RunStatus
 from ._claim import ForeignJobs, claim_jobs, host_id, queue_names, split_names
+from ._floors import at_least
 from ._maintenance import (
     FORGET_PROCESSES_AFTER,
     hold_worker_id,
@@ -79,7 +80,11 @@ class Worker:
     claims and the chores it holds: give each live worker its own. Two at once
     under one id are one worker to the database: each may renew or release the
     other's jobs, and both do the chores meant for one worker at a time. A
-    restart may take the id of a worker that stopped."""
+    restart may take the id of a worker that stopped.
+
+    `poll_interval` (seconds between claims of an idle worker that hears no news of
+    work) is at least 0.01, `maintenance_interval` at least 0.1 and `stuck_after` at
+    least 1: below these a worker keeps a CPU and the database busy for nothing."""
 
     def __init__(
         self,
@@ -107,12 +112,11 @@ class Worker:
         # a given id is held by one live worker at a time: `_instance`, this start of it
         self._named = worker_id is not None
         self._instance: str | None = None
-        self.poll_interval = check_seconds("poll_interval", poll_interval, positive=True)
-        self.maintenance_interval = check_seconds(
-            "maintenance_interval", maintenance_interval, positive=True
-        )
+        # each at least its floor (`FLOORS`): 1e-9, above 0, spun a CPU on the database
+        self.poll_interval = _timing("poll_interval", poll_interval)
+        self.maintenance_interval = _timing("maintenance_interval", maintenance_interval)
         self.grace = check_seconds("grace", grace)
-        self.stuck_after = check_seconds("stuck_after", stuck_after, positive=True)
+        self.stuck_after = _timing("stuck_after", stuck_after)
         self.forget_processes_after = check_seconds(
             "forget_processes_after", forget_processes_after, positive=True
         )
@@ -220,6 +224,10 @@ class Worker:
                 "worker": self.worker_id,
                 "queues": list(self.queues),
                 "concurrency": self.concurrency,
+                # what it was told: `tether worker --poll-interval` and the others
+                "poll_interval": self.poll_interval,
+                "maintenance_interval": self.maintenance_interval,
+                "stuck_after": self.stuck_after,
             },
         )
         chores = asyncio.ensure_future(self._maintenance())
@@ -632,6 +640,11 @@ class Worker:
                 "handed back",
                 extra={"worker": self.worker_id, "job": job.id, "run": job.workflow_id},
             )
+
+
+def _timing(setting: str, value: object) -> float:
+    """`value` as seconds, not below `setting`'s floor."""
+    return at_least(setting, check_seconds(setting, value, positive=True))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

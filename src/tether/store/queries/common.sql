@@ -73,8 +73,10 @@ status = 'done', last_error = NULL, locked_until = NULL, updated_at = :at
 UPDATE jobs SET {_job_done_with_run} WHERE run_id = :wid AND status = 'claimed' RETURNING id
 -- name: finish_job
 -- back to the queue (its run handed back, or woken meanwhile): the attempt is not counted,
--- as max_attempts counts the workers that died
+-- as max_attempts counts the workers that died, and no worker holds it (a queued job kept
+-- naming the worker that handed it back); a closed one keeps the worker that did it
 UPDATE jobs SET status = :status, last_error = :error, locked_until = NULL,
+  worker = CASE WHEN :status = 'queued' THEN NULL ELSE worker END,
   run_after = CASE WHEN :status = 'queued' THEN :at ELSE run_after END,
   attempt = CASE WHEN :status = 'queued' AND attempt > 0 THEN attempt - 1 ELSE attempt END,
   updated_at = :at

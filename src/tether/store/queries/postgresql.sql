@@ -496,15 +496,18 @@ SELECT j.run_id, {_job_run_status} FROM jobs j JOIN runs r ON r.id = j.run_id
 WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed' FOR UPDATE OF j, r
 -- name: finish_job_one
 -- one statement: back to the queue if the run was woken meanwhile (or handed back), its
--- attempt not counted, else done (or failed); the run locked as in job_of_worker
+-- attempt not counted and no worker holding it, else done (or failed); the run locked as
+-- in job_of_worker
 WITH j AS (SELECT j.id, j.run_id, {_job_run_status} AS run_status FROM jobs j JOIN runs r
   ON r.id = j.run_id WHERE j.id = :id AND j.worker = :worker AND j.status = 'claimed'
   FOR UPDATE OF j, r),
 u AS (UPDATE jobs SET status = CASE WHEN :error::text IS NULL AND j.run_status = 'pending'
   THEN 'queued' WHEN :error::text IS NULL THEN 'done' ELSE 'failed' END, last_error = :error,
   locked_until = NULL, run_after = CASE WHEN :error::text IS NULL AND j.run_status = 'pending'
-  THEN :at ELSE jobs.run_after END, attempt = CASE WHEN :error::text IS NULL
-  AND j.run_status = 'pending' AND jobs.attempt > 0 THEN jobs.attempt - 1 ELSE jobs.attempt END,
+  THEN :at ELSE jobs.run_after END, worker = CASE WHEN :error::text IS NULL
+  AND j.run_status = 'pending' THEN NULL ELSE jobs.worker END,
+  attempt = CASE WHEN :error::text IS NULL AND j.run_status = 'pending' AND jobs.attempt > 0
+  THEN jobs.attempt - 1 ELSE jobs.attempt END,
   updated_at = :at FROM j WHERE jobs.id = j.id
   RETURNING jobs.status, jobs.run_id),
 n AS (SELECT pg_notify(:chan, 'jobs') FROM u WHERE u.status = 'queued')
