@@ -43,3 +43,23 @@ def sqlite_at(path: str | Path, version: int) -> None:
             conn.execute("INSERT INTO schema_version VALUES (?, ?, 0)", (mig.version, mig.name))
     finally:
         conn.close()
+
+
+def postgres_at(url: str, schema: str, version: int) -> None:
+    """A new schema `schema` in the PostgreSQL database at `url` (no ``?schema=``) as an
+    older tether left it: migrated up to `version`."""
+    from tether.store._migrations import migrations
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path TO {schema}")
+        conn.execute(
+            "CREATE TABLE schema_version (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for mig in migrations("postgresql")[:version]:
+            conn.execute(mig.sql.encode())
+            conn.execute(
+                "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
+                (mig.version, mig.name),
+            )

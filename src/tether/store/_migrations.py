@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from ..errors import IncompatibleStoreError
+from ..errors import IncompatibleStoreError, StoreUnavailableError
 
-__all__ = ["Migration", "latest_version", "migrations", "pending"]
+__all__ = ["Migration", "failed", "latest_version", "migrations", "pending"]
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -55,3 +55,17 @@ def pending(dialect: str, current: int, where: str) -> list[Migration]:
             f"knows up to {known}); upgrade tether to use it"
         )
     return [m for m in migrations(dialect) if m.version > current]
+
+
+def failed(mig: Migration, current: int, where: str, exc: Exception) -> StoreUnavailableError:
+    """A migration the database refused (an object of its name made by hand, say): the
+    transaction of the pending ones rolled back. Said as it is: the driver's bare text
+    ("relation ... already exists") came with advice to check that the server runs, and
+    a worker took it for a blip to retry for ever (`lasting`)."""
+    return StoreUnavailableError(
+        f"{where}: migration {mig.version:04d}_{mig.name} failed ({exc}); none of the "
+        f"pending migrations was applied, so the schema stays at version {current}. Fix "
+        "what it ran into (e.g. drop an object of the same name made by hand) and open "
+        "the database again: the upgrade goes on from there",
+        lasting=True,
+    )

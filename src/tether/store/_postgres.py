@@ -54,7 +54,7 @@ from ..errors import (
 )
 from ._base import Mode, Tx, event_params, fenced_params
 from ._deferred import RETRY_DELAYS, Deferred
-from ._migrations import pending
+from ._migrations import failed, pending
 from ._port import Store
 from ._records import (
     Fence,
@@ -604,8 +604,14 @@ class PostgresStore(Store):
             )
             cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
             row = await cur.fetchone()
-            for mig in pending(self.dialect, int(row[0]) if row else 0, where):
-                await conn.execute(mig.sql.encode())
+            current = int(row[0]) if row else 0
+            for mig in pending(self.dialect, current, where):
+                try:
+                    await conn.execute(mig.sql.encode())
+                except psycopg.OperationalError:
+                    raise  # the connection or the server: unavailable, perhaps for a moment
+                except psycopg.Error as exc:
+                    raise failed(mig, current, where, exc) from None
                 await conn.execute(
                     "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
                     (mig.version, mig.name),

@@ -45,7 +45,7 @@ from ..errors import (
 )
 from ._base import Mode, Tx
 from ._deferred import Deferred
-from ._migrations import pending
+from ._migrations import failed, pending
 from ._port import Store
 from ._records import Claimed, Fence, NewEvent, StepRow
 from ._rows import SQLITE_ROWS, started_step
@@ -426,9 +426,15 @@ class SQLiteStore(Store):
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
             current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-            for mig in pending(self.dialect, current.fetchone()[0], repr(self.config.path)):
-                for statement in _statements(mig.sql):
-                    conn.execute(statement)
+            version, where = current.fetchone()[0], repr(self.config.path)
+            for mig in pending(self.dialect, version, where):
+                try:
+                    for statement in _statements(mig.sql):
+                        conn.execute(statement)
+                except sqlite3.Error as exc:
+                    if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
+                        raise
+                    raise failed(mig, version, where, exc) from None
                 conn.execute(
                     "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                     (mig.version, mig.name, time.time()),
