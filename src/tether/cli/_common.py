@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
 from .._durations import parse_when
@@ -94,6 +94,25 @@ class _Out(Console):
     """Stdout's console: rich's own answer to a closed pipe exits 1, as if the
     command had failed; a reader that stopped reading is no failure."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._width = None  # $COLUMNS read as each command prints (see `size`)
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """The terminal's size, $COLUMNS wide if set; piped into grep or a file without
+        it, 200 columns: a row per line beats folding to 80. Read as the command prints,
+        not once as tether is imported, where a width from then held for every later
+        command run in the process (a test's, given its own $COLUMNS)."""
+        found = super().size
+        if self._width is None and "COLUMNS" not in os.environ and not self.is_terminal:
+            return ConsoleDimensions(200, found.height)
+        return found
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
     def on_broken_pipe(self) -> None:
         self.quiet = True
         closed_pipe()
@@ -123,10 +142,8 @@ class _Stdout:
         return getattr(sys.stdout, name)
 
 
-out = _Out(file=_Stdout())  # type: ignore[arg-type]
+out = _Out(file=_Stdout())
 err = Console(stderr=True)
-if not out.is_terminal and "COLUMNS" not in os.environ:
-    out.width = 200  # piped into grep or a file: a row per line beats folding to 80 columns
 
 
 @dataclass

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from rich.cells import cell_len
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.segment import Segment
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from .. import RunInfo
@@ -80,34 +81,96 @@ def cell(value: str, style: str = "") -> Text:
     return Text(value, style=style)
 
 
+# a column narrower than this (or than its content, when that is shorter) folds its
+# values into scraps of a letter or two ("u" "p" "d" "a" "t" "e" "d"); at four a time
+# still reads "2026" "-12-" "07", and `usage`'s eight columns fit on 60
+_READABLE = 4
+
+
 class _Fitted(Table):
     """A table whose columns' wished-for widths (a whole id, a status's longest word)
     give way, widest first, when the terminal cannot hold them: rich crops a table it
     cannot fit, and `runs list` on 80 columns lost its right edge (the updated time),
-    with --wide and a long id every column but the id."""
+    with --wide and a long id every column but the id. Where even every column at a
+    readable width (`_floor`) does not fit, each row is printed as a block of "key:
+    value" lines instead: on 30 columns every column was two or three cells wide, a
+    header of seven words one letter a line, and no value could be read."""
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        floors = [_floor(console, options, c) for c in self.columns]
+        if _too_narrow(floors, options):
+            yield from console.render(_blocks(self), options)
+            return
+        lines = self._fitted(console, options, floors)
+        if _widest(lines) > options.max_width:
+            yield from console.render(_blocks(self), options)
+        else:
+            yield from lines
+
+    def _fitted(self, console: Console, options: ConsoleOptions, floors: list[int]) -> list[Any]:
+        """The table rendered, no column under its floor, the wishes given up widest
+        first until it fits (or none is left)."""
         wished = [column.min_width for column in self.columns]
         wishing = sorted(
-            (c for c in self.columns if c.min_width), key=lambda c: -(c.min_width or 0)
+            (i for i, width in enumerate(wished) if width), key=lambda i: -(wished[i] or 0)
         )
         try:
+            for column, wish, floor in zip(self.columns, wished, floors, strict=True):
+                column.min_width = max(wish or 0, floor) or None
             lines = list(super().__rich_console__(console, options))
-            for column in wishing:
+            for i in wishing:
                 if _widest(lines) <= options.max_width:
                     break
-                column.min_width = None
+                self.columns[i].min_width = floors[i] or None
                 lines = list(super().__rich_console__(console, options))
         finally:  # the wishes hold again at a wider width (a live view's next frame)
             for column, width in zip(self.columns, wished, strict=True):
                 column.min_width = width
-        yield from lines
+        return lines
+
+
+def _too_narrow(floors: list[int], options: ConsoleOptions) -> bool:
+    """Whether columns at their floors outgrow the width: each costs its width and three
+    cells ("│ " before, " " after), the table one more (its right edge). Rich squeezed
+    the columns it could not fit to nothing: the events' time and message were gone
+    without a word on 30 columns."""
+    return sum(floors) + 3 * len(floors) + 1 > options.max_width
 
 
 def _widest(segments: list[Any]) -> int:
     """The width in cells of the widest line of rendered segments."""
     rendered = [s for s in segments if isinstance(s, Segment)]
     return max((Segment.get_line_length(line) for line in Segment.split_lines(rendered)), default=0)
+
+
+def _floor(console: Console, options: ConsoleOptions, column: Column) -> int:
+    """The narrowest a column reads at: `_READABLE` cells (all of it, where its header
+    and values are all shorter; all of a column that does not wrap)."""
+    cells = [column.header, *column.cells]
+    natural = max(Measurement.get(console, options, c).maximum for c in cells)
+    return natural if column.no_wrap else min(natural, _READABLE)
+
+
+def _blocks(t: Table) -> Group:
+    """`t`'s rows one block each, a line per column that has a value ("status:
+    completed"), the blocks apart by a blank line: a table too wide to read; "(none)"
+    for a table without rows."""
+    parts: list[RenderableType] = []
+    if t.title:
+        parts.append(t.title if isinstance(t.title, Text) else Text(str(t.title), "bold"))
+    if not t.row_count:  # its headers alone did not fit
+        parts.append(Text("(none)", "dim"))
+    columns = [list(c.cells) for c in t.columns]
+    for index in range(t.row_count):
+        block = Table.grid(padding=(0, 1))
+        block.add_column(style="bold", overflow="fold")
+        block.add_column(overflow="fold")
+        for column, cells in zip(t.columns, columns, strict=True):
+            value = cells[index]
+            if not isinstance(value, str | Text) or str(value).strip():  # a blank says nothing
+                block.add_row(f"{column.header}:", value)
+        parts += [Text(""), block] if index else [block]
+    return Group(*parts)
 
 
 def table(*columns: str) -> Table:

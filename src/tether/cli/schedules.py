@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
@@ -13,6 +15,7 @@ from ..store import ScheduleRow
 from ._common import (
     EXIT_NOT_FOUND,
     CliState,
+    app_option,
     db_option,
     db_state,
     fail,
@@ -20,8 +23,9 @@ from ._common import (
     printed_whole,
     text,
 )
-from ._db import use_app
+from ._db import db_flag, use_app
 from ._format import iso, row, table
+from .prune import with_app
 
 __all__ = ["schedules"]
 
@@ -79,22 +83,51 @@ def _dict(r: ScheduleRow) -> dict[str, object]:
     }
 
 
+@dataclass(frozen=True)
+class _Saved:
+    """The schedules a database knows, and, with --app, the names that App declares and
+    the database it was read on (for the hint to remove the others)."""
+
+    rows: list[ScheduleRow]
+    declared: frozenset[str] | None = None
+    url: str | None = None
+
+    def undeclared(self, r: ScheduleRow) -> bool:
+        return self.declared is not None and r.name not in self.declared
+
+
+def _saved(state: CliState, app_ref: str | None) -> _Saved:
+    def read(a: App) -> _Saved:
+        declared = None if app_ref is None else frozenset(a.schedules)
+        return _Saved(a.list_schedules(), declared, a.database_url)
+
+    return with_app(state, app_ref, read)
+
+
 @schedules.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+@app_option(
+    "The App whose code declares the schedules: a saved one it no longer declares "
+    "(renamed or deleted) is marked, and how to remove it said (--json: declared)."
+)
 @db_state
-def schedules_list(state: CliState, as_json: bool) -> None:
+def schedules_list(state: CliState, as_json: bool, app_ref: str | None) -> None:
     """Each schedule: its workflow, cron, time zone, next tick and whether it is paused.
 
     A schedule behind (no worker ran at its ticks) shows the oldest tick the next
     worker starts at once, and how many (its `missed` policy: latest one, all, or
     skip those over a minute late); --json: nextTick and dueNow."""
-    rows = use_app(state, lambda a: a.list_schedules())
+    saved = _saved(state, app_ref)
     none = "no schedules in this database (a worker saves each when it first fires it)"
-    if printed_whole(rows, as_json, _dict, none):
+
+    def as_dict(r: ScheduleRow) -> dict[str, object]:
+        return _dict(r) | ({} if saved.declared is None else {"declared": not saved.undeclared(r)})
+
+    if printed_whole(saved.rows, as_json, as_dict, none):
         return
     # folded, not cut: a name ending in "…" at 80 columns could not be paused by it
     t = table("name", "workflow", "cron", "timezone", "missed", "next tick", "fired until")
-    for r in rows:
+    for r in saved.rows:
         row(
             t,
             r.name,
@@ -102,10 +135,29 @@ def schedules_list(state: CliState, as_json: bool) -> None:
             r.cron,
             r.timezone,
             r.missed,
-            _next(r),
+            _NOT_DECLARED if saved.undeclared(r) else _next(r),
             r.fired_until.strftime("%Y-%m-%d %H:%M:%S UTC"),
         )
     out.print(t)
+    _say_undeclared(saved)
+
+
+# what "next tick" says of a schedule the App given no longer declares: its workers
+# never fire it, whatever the cron says
+_NOT_DECLARED = "none: not declared by this App"
+
+
+def _say_undeclared(saved: _Saved) -> None:
+    """Name the schedules the App no longer declares, and the command that forgets
+    one: they were listed with a next tick that never comes, no word of why."""
+    names = [r.name for r in saved.rows if saved.undeclared(r)]
+    if not names:
+        return
+    print(
+        f"not declared by this App (renamed or deleted in its code): {', '.join(names)}; "
+        f"`tether schedules remove {shlex.quote(names[0])}{db_flag(saved.url)}` forgets "
+        "one (its runs are kept), unless another App on this database declares it"
+    )
 
 
 def _known(a: App, name: str) -> ScheduleRow:

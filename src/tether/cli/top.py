@@ -18,7 +18,7 @@ from ..app import App
 from ..store import RunStatus
 from ._common import EXIT_USAGE, CliState, db_state, fail, guard, out, redraw_interval
 from ._db import read_app
-from ._format import cell, cost_text
+from ._format import cell, cost_text, table
 from ._live import LiveView
 
 __all__ = ["top"]
@@ -37,9 +37,8 @@ def _counts(runs: list[tuple[str, str, int]]) -> Text:
 
 
 def _queues(depths: list[Any], now: datetime, rows: int) -> Table:
-    t = Table(title="busiest queues", title_justify="left")
-    for col in ("queue", "waiting", "claimed", "oldest waiting"):
-        t.add_column(col)
+    t = table("queue", "waiting", "claimed", "oldest waiting")
+    t.title, t.title_justify = "busiest queues", "left"
     for d in sorted(depths, key=lambda d: (-d.queued, -d.claimed, d.queue))[:rows]:
         age = (
             "" if d.oldest_due is None else f"{max(0.0, (now - d.oldest_due).total_seconds()):.0f}s"
@@ -49,9 +48,8 @@ def _queues(depths: list[Any], now: datetime, rows: int) -> Table:
 
 
 async def _costly(app: App, rows: int) -> Table:
-    t = Table(title="most expensive unfinished runs", title_justify="left")
-    for col in ("run", "workflow", "status", "AI calls", "AI cost"):
-        t.add_column(col)
+    t = table("run", "workflow", "status", "AI calls", "AI cost")
+    t.title, t.title_justify = "most expensive unfinished runs", "left"
     for workflow, status, u in await app.store.costliest_open_runs(rows):
         t.add_row(cell(u.group or ""), cell(workflow), status.value, str(u.calls), cost_text(u))
     return t

@@ -22,6 +22,7 @@ from ._common import (
 )
 from ._db import use_app
 from ._format import row
+from ._format import table as fitted_table  # `table` names the one built here
 
 __all__ = ["usage", "usage_table"]
 
@@ -32,12 +33,12 @@ _NUMBERS = ("calls", "input", "cached", "output", "reasoning", "cost (USD)", "un
 def usage_table(rows: list[AIUsageRow], group: str, total: AIUsageRow | None = None) -> Table:
     """The rows, then `total` as "all". On a narrow terminal every cell folds onto more
     lines, none is cut: with rich's default ellipsis "summarise" read "summari…" on 80
-    columns, and a cost of 0.002000 read "0.00…" on 60. By stage, the calls outside any
+    columns, and a cost of 0.002000 read "0.00…" on 60; too narrow for every column, a
+    block of lines per row (see `_format.table`). By stage, the calls outside any
     stage group under None: "(no stage)", where "all" read as a second total."""
-    table = Table(header_style="bold")
-    table.add_column(group, overflow="fold")
-    for name in _NUMBERS:
-        table.add_column(name, justify="right", overflow="fold")
+    table = fitted_table(group, *_NUMBERS)
+    for column in table.columns[1:]:
+        column.justify = "right"
     shown = [(r, r.group or f"(no {group})") for r in rows]
     for r, label in shown + ([] if total is None else [(total, "all")]):
         row(
