@@ -22,7 +22,13 @@ from .errors import InvalidArgumentError
 from .retry import RetryPolicy
 from .store import EventRow
 
-__all__ = ["check_compensation", "compensate", "completed_at_once", "completion_ranks"]
+__all__ = [
+    "CompensationCancelled",
+    "check_compensation",
+    "compensate",
+    "completed_at_once",
+    "completion_ranks",
+]
 
 log = logging.getLogger("tether")
 
@@ -89,14 +95,35 @@ def _compensation(fn: Callable[..., Any], value: Any) -> Callable[[StepContext],
 
     async def undo(ctx: StepContext) -> None:
         args = ((), (value,), (ctx, value))[arity]
-        if is_async(fn):
-            await fn(*args)
-            return
-        out = await asyncio.to_thread(fn, *args)
-        if inspect.isawaitable(out):
-            await out
+        try:
+            if is_async(fn):
+                await fn(*args)
+                return
+            out = await asyncio.to_thread(fn, *args)
+            if inspect.isawaitable(out):
+                await out
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the run is stopped (a shutdown): not the compensation's failure
+            # the compensation's code raised it (a library's, re-raised): its failure; as
+            # a cancel it ended the drive, leaving the older steps undone and the run
+            # running, to fail the same way at each resume
+            raise CompensationCancelled(ctx.name) from exc
 
     return undo
+
+
+class CompensationCancelled(Exception):
+    """A compensation raised `asyncio.CancelledError` of its own accord (the run was not
+    being stopped): recorded as its failure, so the older steps are still undone."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(
+            f"compensation {step!r} raised asyncio.CancelledError though nothing cancelled "
+            "it (a library it calls re-raised one?); catch it there, or raise an ordinary "
+            "exception to fail the compensation; app.retry_compensations runs it again"
+        )
 
 
 def check_compensation(fn: Callable[..., Any], step: str | None) -> int:

@@ -52,6 +52,8 @@ __all__ = [
     "error_text",
     "revive_error",
     "revived",
+    "tagged",
+    "untagged",
 ]
 
 MAX_CAUSES = 8  # causes kept below the outermost error
@@ -170,7 +172,7 @@ def _record(exc: BaseException, retryable: bool | None, tb: str | None, left: in
 
 def _attributes(exc: BaseException) -> dict[str, Any] | None:
     """The public instance attributes of `exc` that come back from JSON (tagged, for a
-    tuple or bytes: `_tag`) equal and of the same type, each small."""
+    tuple or bytes: `tagged`) equal and of the same type, each small."""
     kept: dict[str, Any] = {}
     # its args too (as a list: setting them back makes a tuple again), so a replay's
     # exc.args and str(exc) are the first run's (a KeyError's str quotes its arg)
@@ -179,61 +181,78 @@ def _attributes(exc: BaseException) -> dict[str, Any] | None:
     for name, value in fields:
         if not name.startswith("_") and _kept_form(value) is not None:
             kept[name] = value
-    return kept or None
+    return {**kept, **_own_attributes(exc)} or None
 
 
-def _kept_form(value: Any) -> tuple[bool, Any] | None:
+def _own_attributes(exc: BaseException) -> dict[str, Any]:
+    """What `exc` says to record of itself beyond its plain attributes: a class whose
+    public attribute JSON cannot hold (`ForEachError.summary`) gives its JSON data from
+    ``_recorded_attributes()`` (of any size) and takes it back through ``setattr`` when
+    revived. One that fails or gives no JSON object is left out: the error is still
+    recorded."""
+    own = getattr(exc, "_recorded_attributes", None)
+    try:
+        data = own() if callable(own) else None
+        json.dumps(data, allow_nan=False)
+    except Exception:
+        return {}
+    return {str(k): v for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _kept_form(value: Any, limit: int | None = MAX_ATTRIBUTE) -> tuple[bool, Any] | None:
     """(True, `value`) when JSON brings it back as it is; (False, its tagged form) when
     only that does (a ``KeyError(("a", 1))``'s tuple, a ``UnicodeDecodeError``'s bytes:
     left out, a replay's args and str() were not the first run's); None when neither
-    does within `MAX_ATTRIBUTE` characters."""
+    does within `limit` characters (None: any size)."""
     for plain in (True, False):
         try:
-            data = value if plain else _tag(value)
+            data = value if plain else tagged(value)
             text = json.dumps(data, allow_nan=False)
-            back = json.loads(text) if plain else _untag(json.loads(text))
+            back = json.loads(text) if plain else untagged(json.loads(text))
         except (TypeError, ValueError, RecursionError):
             continue
-        if len(text) <= MAX_ATTRIBUTE and _same(back, value):
+        if (limit is None or len(text) <= limit) and _same(back, value):
             return plain, data
     return None
 
 
-def _tag(value: Any) -> Any:
+def tagged(value: Any) -> Any:
     """`value` as JSON data in which every object is a tag, so nothing is ambiguous."""
     kind = type(value)
     if value is None or kind in (str, int, bool, float):
         return value
     if kind is list:
-        return [_tag(v) for v in value]
+        return [tagged(v) for v in value]
     if kind is tuple:
-        return {"$tuple": [_tag(v) for v in value]}
+        return {"$tuple": [tagged(v) for v in value]}
     if kind is bytes:
         return {"$bytes": base64.b64encode(value).decode("ascii")}
     if kind is dict:
-        return {"$dict": [[_tag(k), _tag(v)] for k, v in value.items()]}
+        return {"$dict": [[tagged(k), tagged(v)] for k, v in value.items()]}
     raise TypeError(f"{kind.__name__} has no tagged form")
 
 
-def _untag(data: Any) -> Any:
-    """The value `_tag` made `data` of."""
+def untagged(data: Any) -> Any:
+    """The value `tagged` made `data` of."""
     if isinstance(data, list):
-        return [_untag(v) for v in data]
+        return [untagged(v) for v in data]
     if not isinstance(data, dict):
         return data
     if "$tuple" in data:
-        return tuple(_untag(v) for v in data["$tuple"])
+        return tuple(untagged(v) for v in data["$tuple"])
     if "$bytes" in data:
         return base64.b64decode(data["$bytes"], validate=True)
-    return {_untag(k): _untag(v) for k, v in data["$dict"]}
+    return {untagged(k): untagged(v) for k, v in data["$dict"]}
 
 
 def _split(attributes: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """`attributes` as (those JSON keeps as they are, the others tagged)."""
+    """`attributes` as (those JSON keeps as they are, the others tagged); their size
+    was checked as they were taken from the exception (`_attributes`): an attribute
+    over `MAX_ATTRIBUTE` here is one the exception gave of itself, kept whole."""
     plain: dict[str, Any] = {}
     exact: dict[str, Any] = {}
     for name, value in (attributes or {}).items():
-        form = _kept_form(value)
+        form = _kept_form(value, None)
         if form is not None:
             (plain if form[0] else exact)[name] = form[1]
     return plain or None, exact
@@ -244,7 +263,7 @@ def _merged(plain: Any, exact: Any) -> dict[str, Any] | None:
     merged = dict(plain) if isinstance(plain, dict) else {}
     for name, data in (exact if isinstance(exact, dict) else {}).items():
         with contextlib.suppress(Exception):
-            merged[name] = _untag(data)
+            merged[name] = untagged(data)
     return merged or None
 
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import inspect
+import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from ._control import Suspend
-from ._failure import error_text
+from ._failure import MAX_ATTRIBUTE, ErrorRecord, error_text, revived, tagged, untagged
 from .errors import InvalidArgumentError, StoreError, TetherError
+from .serde import to_json_data
 
 __all__ = ["ForEachError", "ForEachSummary", "ItemResult", "ItemStatus", "run_for_each"]
 
@@ -284,10 +287,12 @@ class _RaisedCancel(Exception):
 class ForEachError(TetherError):
     """At least one item of a for_each failed; `summary` holds every item's outcome.
 
-    The first failure is also its ``__cause__``: a failed run's error raised again from
-    its record (`app.run` of the run's id, in this process or another) has no summary,
-    but its cause chain is rebuilt, so `first_error` is there too (it was an
-    AttributeError) when its class can be imported."""
+    The first failure is also its ``__cause__``. Raised again from the failed run's
+    record (`app.run` of the run's id, in this process or another) it has both: the
+    summary comes back with every item's index, status and error (rebuilt as its own
+    class where it can be imported, else an ``Exception`` naming it); an item and a
+    value come back as the JSON data they were recorded as (a tuple as a tuple, a
+    model as its dict), or None when that takes over `MAX_ATTRIBUTE` characters."""
 
     def __init__(self, summary: ForEachSummary[Any, Any], first_error: BaseException) -> None:
         self.summary = summary
@@ -298,9 +303,96 @@ class ForEachError(TetherError):
         )
 
     @property
+    def summary(self) -> ForEachSummary[Any, Any]:
+        """Every item's outcome, in input order."""
+        return getattr(self, "_summary", ForEachSummary(()))
+
+    @summary.setter
+    def summary(self, summary: ForEachSummary[Any, Any] | dict[str, Any]) -> None:
+        # a dict: the summary's record, set back as the error is revived (`_failure`)
+        self._summary = summary if isinstance(summary, ForEachSummary) else _summary_of(summary)
+
+    def _recorded_attributes(self) -> dict[str, Any]:
+        """The summary as JSON data, for the run's error record (`_failure`), within
+        `SUMMARY_LIMIT` characters: past it the items and values are left out (each
+        item's status and error stay), then the errors but the first `_ERRORS_KEPT`,
+        then the summary itself; an error record of megabytes was read by every
+        `runs show` and replay."""
+        results = [_result_data(r) for r in self.summary.results]
+        for lighter in (_without_values, _with_few_errors):
+            if len(json.dumps(results)) <= SUMMARY_LIMIT:
+                break
+            results = lighter(results)
+        else:
+            if len(json.dumps(results)) > SUMMARY_LIMIT:
+                return {}
+        return {"summary": {"results": results}}
+
+    @property
     def first_error(self) -> BaseException:
         """The first item's failure."""
         cause = self.__cause__
         if cause is None:  # raised again from a record whose cause's class is not here
             raise AttributeError("this ForEachError's first error could not be rebuilt")
         return cause
+
+
+SUMMARY_LIMIT = 256 * 1024  # characters of JSON a ForEachError's recorded summary may take
+_ERRORS_KEPT = 20  # item errors a summary over its limit keeps
+
+
+def _without_values(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**r, "item": None, "value": None} for r in results]
+
+
+def _with_few_errors(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    failed = {i for i, r in enumerate(results) if r["error"] is not None}
+    dropped = failed - set(sorted(failed)[:_ERRORS_KEPT])
+    return [{**r, "error": None} if i in dropped else r for i, r in enumerate(results)]
+
+
+def _result_data(result: ItemResult[Any, Any]) -> dict[str, Any]:
+    error = result.error
+    return {
+        "index": result.index,
+        "item": _value_data(result.item),
+        "status": result.status.value,
+        "value": _value_data(result.value),
+        "error": None
+        if error is None
+        else replace(ErrorRecord.of(error), traceback=None).to_dict(),
+    }
+
+
+def _value_data(value: Any) -> Any:
+    """`value` tagged (`tagged`: a tuple stays a tuple), as JSON data if it is not plain
+    (a model); None if neither fits in `MAX_ATTRIBUTE` characters."""
+    for plain in (True, False):
+        with contextlib.suppress(Exception):
+            data = tagged(value if plain else to_json_data(value, what="a for_each item"))
+            if len(json.dumps(data, allow_nan=False)) <= MAX_ATTRIBUTE:
+                return data
+    return None
+
+
+def _summary_of(data: Any) -> ForEachSummary[Any, Any]:
+    """The summary `ForEachError._recorded_attributes` recorded; what does not read is
+    left out (an old or hand-made record)."""
+    results: list[ItemResult[Any, Any]] = []
+    for one in data.get("results", []) if isinstance(data, dict) else []:
+        with contextlib.suppress(Exception):
+            error = None if one["error"] is None else ErrorRecord.from_dict(one["error"])
+            results.append(
+                ItemResult(
+                    int(one["index"]),
+                    untagged(one["item"]),
+                    ItemStatus(one["status"]),
+                    value=untagged(one["value"]),
+                    error=None if error is None else _item_error(error),
+                )
+            )
+    return ForEachSummary(tuple(results))
+
+
+def _item_error(error: ErrorRecord) -> Exception:
+    return revived(error) or Exception(f"{error.type}: {error.message}")
