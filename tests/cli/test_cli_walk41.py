@@ -46,7 +46,10 @@ def test_retry_compensations_and_rerun_refusals_name_commands(tmp_path: Path, fl
     undo = run_tether(tmp_path, "runs", "retry-compensations", "g1", "--app", app)
     assert undo.returncode == 2, undo.stderr
     assert "run 'g1' is completed; only a compensation_failed run" in undo.stderr
-    assert "`tether runs rerun g1 --from STEP` retries a completed or failed run" in undo.stderr
+    assert (
+        "`tether runs rerun g1 --from STEP --app FILE.py:APP` retries a completed or failed run"
+        in undo.stderr
+    )
     assert run_tether(tmp_path, "submit", f"{flow}:waits", "--id", "w1").returncode == 0
     pending = run_tether(tmp_path, "runs", "retry-compensations", "w1", "--app", app)
     assert pending.returncode == 2 and "`tether runs watch w1` follows it" in pending.stderr

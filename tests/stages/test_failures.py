@@ -130,7 +130,7 @@ async def test_an_input_that_does_not_fit_says_what_gave_it_and_where_to_rerun(
         await app.arun(p, Doc(url="u"), workflow_id="m2")
     assert str(raised.value).endswith(
         "; it is what stage 'split' gave: fix that (or Counted), then rerun from it: "
-        "app.rerun_from('m2', 'split') or `tether runs rerun m2 --from split`"
+        "app.rerun_from('m2', 'split') or `tether runs rerun m2 --from split --app FILE.py:APP`"
     )
     # a model the pipeline's own input does not fit at run time: rerun from the stage
     first = tether.Pipeline("misfit-3", input=Words).pipe(count)

@@ -172,8 +172,8 @@ def _after_failure(workflow_id: str, status: RunStatus) -> str:
     if status is RunStatus.COMPENSATED:
         return "its compensations undid its steps: start a new run under another --id"
     return (
-        f"retry it after a fix with `tether runs rerun {rid} --from STEP`, or start a new "
-        "run under another --id"
+        f"retry it after a fix with `tether runs rerun {rid} --from STEP --app FILE.py:APP` "
+        "(the App that registers its workflow), or start a new run under another --id"
     )
 
 

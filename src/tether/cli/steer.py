@@ -314,7 +314,10 @@ def _retry_undo(a: App, workflow_id: str, progress: Progress) -> RunResult[Any]:
             f"its queue, or `tether runs resume {rid} --app FILE.py:APP`, runs them"
         )
     if status is not RunStatus.COMPENSATION_FAILED:
-        rerun = f"`tether runs rerun {rid} --from STEP` retries a completed or failed run"
+        rerun = (
+            f"`tether runs rerun {rid} --from STEP --app FILE.py:APP` retries a completed or "
+            "failed run"
+        )
         raise UsageError(
             f"run {wid} is {status.value}; only a compensation_failed run has "
             "compensations to retry" + ("" if status is RunStatus.CANCELLED else f" ({rerun})")

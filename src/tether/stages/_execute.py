@@ -459,7 +459,7 @@ class Execution:
         return StageError(
             f"stage {s.id!r} of run {run!r} recorded its output {where}, {why}; "
             f"{how + ' ' if how else ''}recompute it by rerunning from this stage: "
-            f"app.rerun_from({run!r}, {s.id!r}) or `tether runs rerun {run} --from {s.id}`"
+            f"app.rerun_from({run!r}, {s.id!r}) or `tether runs rerun {run} --from {s.id} --app FILE.py:APP`"
         )
 
     def _validate_output(self, s: AnyStage, out: Any) -> Any:
@@ -514,7 +514,7 @@ class Execution:
         return (
             f"it is what {gave} gave: fix that (or {name}), then rerun from it: "
             f"app.rerun_from({run!r}, {before[0]!r}) or `tether runs rerun {run} --from "
-            f"{before[0]}`"
+            f"{before[0]} --app FILE.py:APP`"
         )
 
     def _stage_config(self, s: AnyStage) -> Any:
@@ -607,7 +607,7 @@ class Execution:
                 f"batch stage {s.id!r}: its check #{k} raised {type(exc).__name__}: {exc}; its "
                 f"batch is still out (state {sus['state']!r}). Fix the cause, then check the "
                 f"same batch again by rerunning from that check: app.rerun_from({run!r}, "
-                f"{step!r}) or `tether runs rerun {run} --from {step}` (a rerun from the "
+                f"{step!r}) or `tether runs rerun {run} --from {step} --app FILE.py:APP` (a rerun from the "
                 f"stage submits a new batch); for an error worth waiting out, catch it in "
                 "the check and return tether.NotReady()"
             ) from exc
