@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 
 from ._control import HandBack, Suspend
 from ._durations import check_seconds
+from ._floors import at_least
 from ._mutex_guard import (
     check_not_held,
     deadlock,
@@ -67,6 +68,29 @@ CANCEL_CHECK_EVERY = 1.0  # seconds between looks, while a mutex is awaited, for
 _MAX_ANCESTORS = 64  # how far up a deadlocked wait for a mutex is looked for
 
 LEASE_SCOPE = "lease"  # leases are exclusive across runs and processes by default
+
+# the least each lock timing may be: (its floor in seconds, why not less, what to pass).
+# 1e-9 s passed the check for "above 0": a poll that small spun a CPU against the
+# database, and a claim that short lapsed between two writes of a live holder.
+MUTEX_POLL_FLOOR = (
+    0.005,
+    "a waiter asks the database again every poll (a release in this process wakes "
+    "its waiters at once anyway); a shorter poll only keeps a CPU and the database busy",
+    "poll=0.05 (the default)",
+)
+MUTEX_STALE_FLOOR = (
+    0.3,
+    "the holder renews its claim every third of stale_after, and another process may "
+    "take the mutex once a renewal is that late; a shorter one lapses within a database "
+    "round trip or a busy event loop, letting another holder in beside a live one",
+    f"stale_after={DEFAULT_MUTEX_TTL:g} (the default)",
+)
+LEASE_TTL_FLOOR = (
+    1.0,
+    "nothing renews a lease but the holder's next touch_lease, a recorded write; a "
+    "shorter one lapses between two writes of a live holder, and another takes it",
+    "ttl=30 (then touch the lease again well within it)",
+)
 
 log = logging.getLogger("tether")
 
@@ -118,10 +142,11 @@ def _check_mutex_args(key: str, timeout: float, poll: float, stale_after: float 
     """The mutex's ttl, once its arguments are checked."""
     check_name("mutex key", key)
     check_seconds("mutex timeout", timeout)
-    check_seconds("mutex poll", poll, positive=True)
+    at_least("mutex poll", check_seconds("mutex poll", poll, positive=True), *MUTEX_POLL_FLOOR)
     if stale_after is None:
         return DEFAULT_MUTEX_TTL
-    return check_seconds("stale_after", stale_after, positive=True)
+    stale = check_seconds("stale_after", stale_after, positive=True)
+    return at_least("stale_after", stale, *MUTEX_STALE_FLOOR)
 
 
 class Locks:
@@ -551,7 +576,9 @@ class Locks:
         where = _lease_scope(scope, self._run.workflow_id)
         check_name("lease key", key)
         check_name("lease holder", holder)
-        ttl = check_seconds("lease ttl", ttl, positive=True)
+        ttl = at_least(
+            "lease ttl", check_seconds("lease ttl", ttl, positive=True), *LEASE_TTL_FLOOR
+        )
         text = None if detail is None else dump_json(detail, what=f"lease {key!r} detail")
         who = dump_json({"holder": holder}, what="event")
         res = await self._rt.store.acquire_lock(

@@ -590,6 +590,12 @@ class Workflow:
 
         A block the run left in an earlier drive is not taken again when the run is
         replayed (nothing in it runs again): its exit is recorded (``mutex.left:key``).
+
+        Floors (`InvalidArgumentError` below them): `poll` at least 0.005 s (a waiter
+        asks the database every poll; a release in this process wakes it at once
+        anyway), `stale_after` at least 0.3 s (renewed every third of it: a shorter
+        claim lapses within a database round trip, letting another holder in beside
+        a live one). `timeout` may be 0 (one try).
         """
         check_depth("wf.mutex", self.workflow_id)
         durations = seconds_of(timeout), seconds_of(poll), seconds_of(stale_after)
@@ -614,7 +620,10 @@ class Workflow:
         poll: float | timedelta = 0.05,
         stale_after: float | timedelta | None = None,
     ) -> T:
-        """Call `fn` while holding mutex `key`; sync `fn` runs in a worker thread."""
+        """Call `fn` while holding mutex `key`; sync `fn` runs in a worker thread.
+
+        `timeout`, `poll` and `stale_after` are `mutex`'s, with its floors (`poll` at
+        least 0.005 s, `stale_after` at least 0.3 s)."""
         check_depth("wf.with_mutex", self.workflow_id)
         durations = seconds_of(timeout), seconds_of(poll), seconds_of(stale_after)
         return await self._locks.with_mutex(key, fn, *durations)
@@ -639,6 +648,10 @@ class Workflow:
         lease is exclusive across every run and process sharing the store;
         with ``scope="run"`` it is kept inside this run only (the seed's
         record), and other runs may hold a lease of the same key.
+
+        `ttl` is at least 1 second (`InvalidArgumentError` below): nothing renews a
+        lease but the holder's next `touch_lease`, so a shorter one lapses between
+        two writes of a live holder and another takes it.
         """
         check_depth("wf.touch_lease", self.workflow_id)
         return await self._locks.touch_lease(key, holder, seconds_of(ttl), detail, scope)

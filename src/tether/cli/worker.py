@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 import click
 
+from .._floors import WORKER_DEFAULTS, WORKER_FLOORS, worker_timing
 from ..app import App
 from ..errors import TetherError
-from ..worker._floors import DEFAULTS, FLOORS, at_least
 from ._common import EXIT_USAGE, CliState, app_option, db_state, fail, guard, text
 from ._db import Database, bind, choose, require_existing
 from ._load import load_target, not_an_app
@@ -73,10 +73,10 @@ def _timing_option(setting: str, what: str) -> Callable[[FC], FC]:
         "--" + setting.replace("_", "-"),
         setting,
         type=float,
-        default=DEFAULTS[setting],
+        default=WORKER_DEFAULTS[setting],
         show_default=True,
         metavar="SECONDS",
-        help=f"{what}; at least {FLOORS[setting][0]:g}.",
+        help=f"{what}; at least {WORKER_FLOORS[setting][0]:g}.",
     )
 
 
@@ -159,19 +159,19 @@ def _check_options(options: dict[str, Any]) -> None:
     (a worker id it does not store, a timing below its floor, NaN seconds)."""
     if options["worker_id"] is not None:
         text(options["worker_id"], "--worker-id", new=True)
-    for setting in ("grace", *FLOORS):
+    for setting in ("grace", *WORKER_FLOORS):
         flag, seconds = "--" + setting.replace("_", "-"), options[setting]
         if not math.isfinite(seconds) or seconds > _CENTURY:
-            low = FLOORS.get(setting, (0, ""))[0]
+            low = WORKER_FLOORS.get(setting, (0, ""))[0]
             fail(
                 EXIT_USAGE,
                 f"{flag} {seconds}: {flag[2:]} must be a number of seconds "
                 f"from {low:g} to {_CENTURY} (a century); pass e.g. "
-                f"{flag} {DEFAULTS.get(setting, 60):g}",
+                f"{flag} {WORKER_DEFAULTS.get(setting, 60):g}",
             )
-        if setting in FLOORS:
+        if setting in WORKER_FLOORS:
             try:
-                at_least(setting, seconds, flag=True)
+                worker_timing(setting, seconds, flag=True)
             except TetherError as exc:
                 fail(EXIT_USAGE, str(exc))
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._durations import check_seconds
+from .._floors import worker_timing
 from .._owners import owner_is_dead
 from .._runner import PROCESS_SCOPE
 from ..errors import InvalidArgumentError
@@ -39,7 +40,6 @@ from ..kernel import (
     publish_outbox,
 )
 from ..store import LockOutcome
-from ._floors import at_least
 
 if TYPE_CHECKING:
     from ..app import App
@@ -137,7 +137,9 @@ async def maintenance_tick(
     # error in the log ("NOT NULL constraint failed"), and the report said nothing was due
     # (kept as the seconds checked: a timedelta, which the check takes, failed later)
     chore_ttl = check_seconds("chore_ttl", chore_ttl, positive=True)
-    stuck_after = at_least("stuck_after", check_seconds("stuck_after", stuck_after, positive=True))
+    stuck_after = worker_timing(
+        "stuck_after", check_seconds("stuck_after", stuck_after, positive=True)
+    )
     orphan_grace = check_seconds("orphan_grace", orphan_grace)
     outbox_budget = check_seconds("outbox_budget", outbox_budget)
     forget_processes_after = check_seconds(

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._durations import MAX_SECONDS, check_seconds
+from .._floors import worker_timing
 from .._loop import await_on, home_loop
 from .._owners import forget_owner, new_owner
 from ..errors import (
@@ -40,7 +41,6 @@ from ..errors import (
 from ..kernel import JobExecuted, TimersFire
 from ..store import JobRow, RunStatus
 from ._claim import ForeignJobs, claim_jobs, host_id, queue_names, split_names
-from ._floors import at_least
 from ._maintenance import (
     FORGET_PROCESSES_AFTER,
     hold_worker_id,
@@ -644,7 +644,7 @@ class Worker:
 
 def _timing(setting: str, value: object) -> float:
     """`value` as seconds, not below `setting`'s floor."""
-    return at_least(setting, check_seconds(setting, value, positive=True))
+    return worker_timing(setting, check_seconds(setting, value, positive=True))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
