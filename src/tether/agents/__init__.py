@@ -10,6 +10,17 @@ person survive restarts. The parts are ports with adapters beside them:
 
 from __future__ import annotations
 
+try:  # the agents extra, said as such: a bare "No module named 'yaml'" named no fix
+    import httpx  # noqa: F401
+    import liquid  # noqa: F401
+    import yaml  # noqa: F401
+except ModuleNotFoundError as exc:
+    raise ModuleNotFoundError(
+        f"tether.agents needs the agents extra, which is not installed (no module "
+        f"{exc.name!r}): pip install 'tether[agents]'",
+        name=exc.name,
+    ) from exc
+
 from . import _scheduler, backends, trackers
 from ._config import (
     WorkflowConfig,
