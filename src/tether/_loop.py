@@ -18,7 +18,9 @@ sync steps in flight can still finish and be recorded.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
+import concurrent.futures
+import concurrent.futures.thread  # its exit hook must be registered before ours
+import contextlib
 import functools
 import logging
 import os
@@ -30,7 +32,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .errors import TetherError
 
-__all__ = ["LoopThread", "await_on", "check_not_forked", "home_loop", "homed"]
+__all__ = ["LoopThread", "await_on", "check_not_forked", "home_loop", "homed", "mark_used"]
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -39,6 +41,8 @@ log = logging.getLogger("tether")
 
 _OPEN: set[LoopThread] = set()  # loops running now (kept alive until stopped)
 _STARTED: weakref.WeakSet[LoopThread] = weakref.WeakSet()  # every one that started a loop
+# the process each owner (an App) was first used in: a forked child must not use it
+_USED_IN: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
 
 
 def _forget_in_child() -> None:
@@ -102,10 +106,45 @@ def _terminate(signum: int, frame: object) -> None:
 def check_not_forked(owner: object) -> None:
     """Refuse to use `owner` (an App) in a process forked from the one whose loop thread
     it opened: that thread is not in the child, and a call handed to its loop waited
-    for good; its database connections are the parent's too."""
+    for good; its database connections are the parent's too. So do they once it was
+    used at all (`mark_used`), through the async API too: the child's call waited for
+    good on the SQLite connection's thread, or on the parent's PostgreSQL pool."""
     for lt in list(_STARTED):
         if lt.serves(owner):
             lt.check_here()
+    _check_used_here(owner)
+
+
+def _check_used_here(owner: object) -> None:
+    used_in = None if owner is None else _USED_IN.get(owner)
+    if used_in is not None and used_in != os.getpid():
+        raise TetherError(_forked_message(used_in))
+
+
+def mark_used(owner: object) -> None:
+    """Note that `owner` is used (its store opened) in this process (`check_not_forked`)."""
+    with contextlib.suppress(TypeError):  # an owner without weak references: not tracked
+        _USED_IN.setdefault(owner, os.getpid())
+
+
+def _forked_message(pid: int) -> str:
+    return (
+        f"this App was opened in process {pid} (its event loop thread, its database "
+        "connections), and this process was forked from it (multiprocessing's default on "
+        "Linux, a pre-forking server such as gunicorn), where neither works: a call waited "
+        "for good. Create an App in the child process (in the function it runs, a Pool "
+        "initializer or a post-fork hook: app.with_database(app.database_url) builds one "
+        "with this App's workflows and settings), or start children with "
+        "multiprocessing.get_context('spawn')"
+    )
+
+
+def _coro_advice(coro: Coroutine[Any, Any, Any]) -> str:
+    """The async call to await instead of the sync one that was given `coro`."""
+    qualname = str(getattr(coro, "__qualname__", ""))
+    if qualname.startswith("App.a"):
+        return f"await the async method instead: `await app.{qualname[4:]}(...)`"
+    return "await the coroutine in that loop instead of handing it to app.run_sync"
 
 
 def home_loop(owner: object) -> asyncio.AbstractEventLoop | None:
@@ -154,6 +193,10 @@ def homed(
     @functools.wraps(amethod)
     async def hop(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
         check_not_forked(self)
+        refuse_closed = getattr(self, "refuse_closed", None)  # an App: not once closed
+        if refuse_closed is not None:
+            refuse_closed(amethod.__name__)
+        mark_used(self)
         home = home_loop(self)
         if home is None or home is asyncio.get_running_loop():
             return await amethod(self, *args, **kwargs)
@@ -213,18 +256,18 @@ class LoopThread:
         """Refuse to go on in a process forked after this loop started (see
         `check_not_forked`), saying how to do it instead."""
         if self.forked():
-            raise TetherError(
-                f"this App was opened in process {self._pid} (its event loop thread, its "
-                "database connections), and this process was forked from it "
-                "(multiprocessing's default on Linux), where neither works: a call waited "
-                "for good. Create an App in the child process (in the function it runs, "
-                "or a Pool initializer: app.with_database(app.database_url) builds one with "
-                "this App's workflows and settings), or start children with "
-                "multiprocessing.get_context('spawn')"
-            )
+            raise TetherError(_forked_message(self._pid))
+        _check_used_here(getattr(self._on_exit, "__self__", None))
 
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        self.check_here()
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Hand `coro` to the loop (started if need be), under the guard that `stop`
+        takes: a call racing a close is on the loop `stop` drains, never on one that
+        stopped with it queued (its caller waited for good)."""
+        try:
+            self.check_here()
+        except BaseException:
+            coro.close()
+            raise
         with self._guard:
             if self._loop is None or self._loop.is_closed():
                 _install_exit_hook()
@@ -242,7 +285,7 @@ class LoopThread:
                 self._loop, self._pid = loop, os.getpid()
                 _OPEN.add(self)
                 _STARTED.add(self)
-            return self._loop
+            return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the loop thread and wait for its result.
@@ -256,16 +299,25 @@ class LoopThread:
         except RuntimeError:
             running = None
         if running is not None:
+            advice = _coro_advice(coro)
             coro.close()
             raise TetherError(
-                "this is the sync facade and an event loop is already running here; "
-                "use the async method (`await app.arun(...)`, `await app.aget_record(...)`, ...)"
+                "this is the sync facade, and an event loop is already running in this thread "
+                "(an async function, a notebook, an async web handler), which waiting here "
+                f"would block; {advice}"
             )
-        loop = self._ensure()
-        fut = asyncio.run_coroutine_threadsafe(coro, loop)
+        fut = self._submit(coro)
         try:
             return fut.result()
         except (KeyboardInterrupt, SystemExit):
+            raise
+        except concurrent.futures.CancelledError:
+            if self._loop is None:  # `stop` cancelled it: the App closed under the call
+                raise TetherError(
+                    "the App was closed (app.close(), or the process exiting) while this "
+                    "call ran on it, and the call was cut short; make calls before closing "
+                    "the App, or use a new one"
+                ) from None
             raise
         except BaseException:
             fut.cancel()

@@ -33,7 +33,7 @@ from ._facade import facade
 from ._info import RunInfo, WaitInfo
 from ._interceptors import StepInterceptor, check_interceptors, check_on_event
 from ._listing import RunQuery, page_cursor, run_filter
-from ._loop import LoopThread, home_loop, homed
+from ._loop import LoopThread, check_not_forked, home_loop, homed
 from ._names import check_name, check_queue_name, check_text
 from ._owners import new_owner
 from ._raise_target import check_raise_target
@@ -209,7 +209,8 @@ class App:
         self.shutdown_grace = float(shutdown_grace)
         self._recover = bool(recover_orphans)
         self._recovered_at: datetime | None = None  # the last look for orphans
-        self._closed = False
+        self._closed = False  # began to close (`aclose`)
+        self._shut = False  # closed: refuses what it is asked after (`refuse_closed`)
         self._queues: dict[str, QueueLimit] = {}
         self._schedules: dict[str, Schedule] = {}
         self.kernel = Kernel(
@@ -1571,17 +1572,36 @@ class App:
             return
         self._runner.refuse_close_in_run()
         self._closed = True
-        await self._runner.shutdown(self.shutdown_grace)
-        await self.kernel.aclose()  # a sink's delivery in flight finishes, not cut off
-        if self.ai is not None:
-            await self.ai.aclose()
-        await self.store.close()
+        try:
+            await self._runner.shutdown(self.shutdown_grace)
+            await self.kernel.aclose()  # a sink's delivery in flight finishes, not cut off
+            if self.ai is not None:
+                await self.ai.aclose()
+            await self.store.close()
+        finally:
+            self._shut = True
+
+    def refuse_closed(self, method: str) -> None:
+        """Refuse `method` (an async one's name) that drives runs here once this App was
+        closed: a run made or resumed then was left pending with nothing to drive it."""
+        if self._shut and method in _DRIVES_RUNS:
+            sync = method.removeprefix("a")
+            raise TetherError(
+                f"app.{sync}() / app.{method}() was called after the App was closed "
+                "(app.close(), aclose(), or the end of a `with App(...)` block), which "
+                "drives no run any more. Make the call before closing it, or use a new "
+                "App (app.with_database(app.database_url) builds one with the same "
+                "workflows and settings)"
+            )
 
     def close(self) -> None:
         """Sync facade of `aclose`; also stops the App's loop thread."""
-        if self._loop.forked():  # its loop, threads and connections are the parent's
+        if self._loop.forked() or _forked_here(self):  # the parent's loop and connections
+            return
+        if self._shut and self._loop.loop is None:  # closed already: nothing to wait for
             return
         self._runner.refuse_close_in_run()  # before waiting on the loop it may run on
+        _refuse_sync_close_in_loop()
         if self._loop.loop is not None:
             self._loop.run(self.aclose())
             self._loop.stop()
@@ -1725,6 +1745,10 @@ class App:
     def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on this App's loop thread and wait for it: what every sync method
         does, for code of your own that uses the async API from sync code."""
+        name = str(getattr(coro, "__name__", ""))
+        if self._shut and name in _DRIVES_RUNS:
+            coro.close()
+            self.refuse_closed(name)
         return self._loop.run(coro)
 
     async def __aenter__(self) -> App:
@@ -1733,11 +1757,56 @@ class App:
     def __enter__(self) -> App:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        with _unless_raising(exc):
+            self.close()
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        with _unless_raising(exc):
+            await self.aclose()
+
+
+@contextlib.contextmanager
+def _unless_raising(exc: object) -> Iterator[None]:
+    """Close an App at the end of a `with` block; a block that raised has its exception
+    go on unchanged: a close that fails then is logged, not raised in its place."""
+    try:
+        yield
+    except Exception:
+        if exc is None:
+            raise
+        log.exception("closing the App at the end of a `with` block that raised failed")
+
+
+def _forked_here(app: App) -> bool:
+    """Whether `app` was used in the process this one was forked from."""
+    try:
+        check_not_forked(app)
+    except TetherError:
+        return True
+    return False
+
+
+def _refuse_sync_close_in_loop() -> None:
+    """`close` waits for the steps in flight: in a thread whose event loop runs (an async
+    function, a notebook) that would block the loop, and it failed with asyncio's error."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise TetherError(
+        "app.close() was called with an event loop running in this thread (an async "
+        "function, a notebook, an async web handler): closing waits for the steps in "
+        "flight, which would block that loop. Use `await app.aclose()` there (or "
+        "`async with App(...) as app:`)"
+    )
+
+
+# the methods that drive runs in this process: refused once the App closed (a read is not)
+_DRIVES_RUNS = frozenset(
+    {"arun", "astart", "aresume", "arerun_from", "aretry_compensations", "asettle",
+     "arecover_orphans", "ahost_chores", "aannounce", "afire_due_timers"}
+)  # fmt: skip
 
 
 def _terminal(statuses: Sequence[RunStatus | str] | None) -> list[RunStatus] | None:
