@@ -59,6 +59,27 @@ _ENCLOSING: ContextVar[tuple[tuple[str, float, asyncio.Timeout], ...]] = Context
 )
 
 
+def _being_stopped() -> bool:
+    """Whether the task driving the step is being cancelled (a stop, a grace run out, a
+    cancelled caller), as against a step function that raised CancelledError itself."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
+class StepCancelledItself(Exception):
+    """A step function raised `asyncio.CancelledError` of its own accord (nothing was
+    stopping the run): recorded as the attempt's failure. As a cancel it reached the
+    caller of `app.run` as a CancelledError, and handed the run back, to do the same at
+    every resume."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(
+            f"step {step!r} raised asyncio.CancelledError though nothing cancelled the run "
+            "(a library it calls re-raised one?); catch it there, or raise an ordinary "
+            "exception to fail the step (its retry policy applies)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class StepContext:
     """Handed to a step function that accepts one argument."""
@@ -113,10 +134,13 @@ class StepExecutor:
             row = await self._start(spec, prior + 1)
             with collecting() as rows:  # what the attempt attaches (its AI calls)
                 try:
-                    result = await self._attempt(spec, row.attempts, with_ctx, asynchronous)
-                except asyncio.CancelledError:
-                    await self._record_cut_short(spec, row, rows)
-                    raise
+                    try:
+                        result = await self._attempt(spec, row.attempts, with_ctx, asynchronous)
+                    except asyncio.CancelledError as exc:
+                        if _being_stopped():
+                            await self._record_cut_short(spec, row, rows)
+                            raise
+                        raise StepCancelledItself(spec.key) from exc
                 except Exception as exc:
                     retryable = spec.policy.retries(exc)
                     again = retryable and row.attempts < spec.policy.attempts
