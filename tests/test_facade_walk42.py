@@ -127,6 +127,9 @@ def in_child(how):
     try:
         if how == "sync":
             return str(app.run(double, 2, workflow_id="child-sync").value)
+        if how == "aclose":
+            asyncio.run(app.aclose())  # a no-op too, as close()
+            return "closed nothing"
         return str(asyncio.run(app.arun(double, 3, workflow_id="child-async")).value)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
@@ -138,6 +141,7 @@ async def parent():
     with multiprocessing.get_context("fork").Pool(1) as pool:
         print(pool.apply(in_child, ("sync",)), flush=True)
         print(pool.apply(in_child, ("async",)), flush=True)
+        print(pool.apply(in_child, ("aclose",)), flush=True)
     print((await app.arun(double, 4, workflow_id="parent-again")).value, flush=True)
     await app.aclose()
 
@@ -154,7 +158,7 @@ def test_a_child_forked_after_the_async_api_was_used_is_told_to_make_its_own(
     done = _in_a_process(tmp_path, _FORKED, database_url)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == "2" and lines[3] == "8", lines
+    assert lines[0] == "2" and lines[3] == "closed nothing" and lines[4] == "8", lines
     for said in lines[1:3]:
         assert said.startswith("TetherError: this App was opened in process"), said
         assert "app.with_database(app.database_url)" in said

@@ -1563,11 +1563,18 @@ class App:
         claiming, as each run it drove would only hand itself back."""
         return self._runtime.draining
 
-    @homed
     async def aclose(self) -> None:
         """Stop gracefully: no new steps; steps in flight finish (up to
         `shutdown_grace` seconds) and are recorded; runs are handed back; the sinks'
-        deliveries in flight finish (up to ten seconds)."""
+        deliveries in flight finish (up to ten seconds). In a process forked from the
+        one that used this App it does nothing, as `close` does: what it would close is
+        the parent's (it raised the error that refuses the App's use there)."""
+        if _forked_here(self):
+            return
+        await self._aclose()
+
+    @homed
+    async def _aclose(self) -> None:
         if self._closed:
             return
         self._runner.refuse_close_in_run()
