@@ -714,10 +714,10 @@ class Kernel:
 
 
 def _rerun_budget(text: str | None) -> str | None:
-    """A rerun's new budget (JSON of `tether.ai.Budget` fields) as the run records it,
-    checked as `App.rerun_from` checks its own: text that was no JSON, or a misspelt
-    limit, was stored as given, and the run's next AI call failed on it (or spent with
-    no cap)."""
+    """A rerun's new budget (JSON of `tether.ai.Budget` fields), checked as
+    `App.rerun_from` checks its own, then kept as given. Text that was no JSON, or a
+    misspelt limit, was stored unchecked, and the run's next AI call failed on it (or
+    spent with no cap)."""
     if text is None:
         return None
     try:
@@ -727,7 +727,8 @@ def _rerun_budget(text: str | None) -> str | None:
             f"run.rerun_from budget must be JSON of tether.ai.Budget fields, got {text!r} "
             f"({exc}); e.g. budget='{{\"max_usd\": 10}}'"
         ) from None
-    return Budget.stored(fields)
+    Budget.stored(fields)  # refused here if it is no budget
+    return text
 
 
 # what the kernel calls on each port (a few of each: enough to tell a wrong object)
