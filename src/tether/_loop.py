@@ -124,7 +124,8 @@ def _check_used_here(owner: object) -> None:
 def mark_used(owner: object) -> None:
     """Note that `owner` is used (its store opened) in this process (`check_not_forked`)."""
     with contextlib.suppress(TypeError):  # an owner without weak references: not tracked
-        _USED_IN.setdefault(owner, os.getpid())
+        if owner not in _USED_IN:  # once: every App call passes here
+            _USED_IN[owner] = os.getpid()
 
 
 def _forked_message(pid: int) -> str:

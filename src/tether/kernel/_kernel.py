@@ -727,7 +727,7 @@ def _rerun_budget(text: str | None) -> str | None:
             f"run.rerun_from budget must be JSON of tether.ai.Budget fields, got {text!r} "
             f"({exc}); e.g. budget='{{\"max_usd\": 10}}'"
         ) from None
-    Budget.stored(fields)  # refused here if it is no budget
+    Budget.of(fields)  # refused here if it is no budget
     return text
 
 
