@@ -53,12 +53,41 @@ def _reaching(base_url: str, body: Any = None) -> Iterator[None]:
     except (UnicodeEncodeError, httpx.LocalProtocolError) as exc:
         raise _unsendable(exc) from None
     except httpx.TransportError as exc:
-        raise ApiUnreachable(base_url, str(exc) or type(exc).__name__) from None
+        raise _unanswered(base_url, exc) from None
     except ValueError:
         refused = _unwritable(body)
         if refused is None:
             raise
         raise refused from None
+
+
+# the request was never sent: nothing can have been done
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+_TIMEOUTS: dict[type[httpx.TransportError], str] = {
+    httpx.ConnectTimeout: "connect",
+    httpx.ReadTimeout: "read",
+    httpx.WriteTimeout: "write",
+    httpx.PoolTimeout: "pool",
+}
+
+
+def _unanswered(base_url: str, exc: httpx.TransportError) -> ApiUnreachable:
+    """`exc` as `ApiUnreachable`. A request sent whose answer never came (a read timed
+    out, the connection cut) was said to be one that could not reach the server, though
+    the server may have acted on it (a POST started a run, and a retry started another)."""
+    reason = str(exc) or type(exc).__name__
+    try:
+        request: httpx.Request | None = exc.request
+    except RuntimeError:  # raised before any request was made
+        request = None
+    kind = _TIMEOUTS.get(type(exc))
+    if request is not None and kind is not None:
+        limit = request.extensions.get("timeout", {}).get(kind)
+        if limit is not None:
+            reason = f"{kind} timed out after {limit} s"
+    if request is None or isinstance(exc, _NOT_SENT):
+        return ApiUnreachable(base_url, reason)
+    return ApiUnreachable(base_url, reason, sent=f"{request.method} {request.url.path}")
 
 
 def _unwritable(body: Any) -> NotSerializableError | None:
@@ -104,7 +133,8 @@ def _read(base_url: str, call: Call[T], resp: httpx.Response) -> T:
 def _refused(resp: httpx.Response, text: str) -> Exception:
     """The error of an error answer (`text`: its body, decoded come what may: a proxy's
     page in Latin-1 raised a bare UnicodeDecodeError from a stream)."""
-    return error_of(resp.status_code, text, resp.headers.get("content-type"))
+    at = f"{resp.request.method} {resp.request.url}"
+    return error_of(resp.status_code, text, resp.headers.get("content-type"), at)
 
 
 def _foreign(base_url: str, resp: httpx.Response, text: str) -> Exception:

@@ -56,10 +56,29 @@ class ApiError(TetherError):
 
 
 class ApiUnreachable(ApiError):
-    """No answer from the tether server (refused, timed out, cut)."""
+    """No answer from the tether server (refused, timed out, cut).
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(0, "unreachable", f"cannot reach the tether server at {url}: {reason}")
+    Code ``unreachable``: the request never reached it (refused, no connection).
+    Code ``no_answer`` (`sent` is the request, e.g. ``"POST /api/v1/runs"``): it was
+    sent, and the answer never came (timed out, cut), so the server may have acted
+    on it; a POST sent again with the same ``idempotency_key`` acts once."""
+
+    def __init__(self, url: str, reason: str, *, sent: str | None = None) -> None:
+        if sent is None:
+            super().__init__(0, "unreachable", f"cannot reach the tether server at {url}: {reason}")
+            return
+        then = (
+            "it may have done it: send it again with the same idempotency_key to have it "
+            "done once (without one it may be done twice)"
+            if sent.startswith("POST")
+            else "send it again"
+        )
+        super().__init__(
+            0,
+            "no_answer",
+            f"the tether server at {url} was sent {sent} and gave no answer ({reason}); "
+            f"{then}, or give the client a longer timeout= if the server is slow",
+        )
 
 
 # most specific first: the first class that matches answers

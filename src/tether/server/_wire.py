@@ -97,19 +97,27 @@ def _idem(key: str | None) -> dict[str, str]:
     return {} if key is None else {"Idempotency-Key": key}
 
 
-def error_of(status: int, text: str, content_type: str | None = None) -> ApiError:
-    """The `ApiError` for an error answer: tether's JSON error, or `_foreign_error`."""
+def error_of(
+    status: int, text: str, content_type: str | None = None, at: str | None = None
+) -> ApiError:
+    """The `ApiError` for an error answer: tether's JSON error, or `_foreign_error`.
+    `at` is the request answered (``GET http://host:8000/api/v1/runs``): a failure of
+    the server (5xx) and an answer not tether's name it, so a user with several
+    servers knows whose log to read, or which address is wrong."""
     try:
         err = json.loads(text)["error"]
-        return ApiError(status, str(err["code"]), str(err["message"]), err.get("details"))
+        message = str(err["message"])
+        if at is not None and status >= 500:
+            message = f"{message} (answering {at})"
+        return ApiError(status, str(err["code"]), message, err.get("details"))
     except (ValueError, KeyError, TypeError):
-        return _foreign_error(status, text, content_type)
+        return _foreign_error(status, text, content_type, at)
 
 
-def _foreign_error(status: int, text: str, content_type: str | None) -> ApiError:
+def _foreign_error(status: int, text: str, content_type: str | None, at: str | None) -> ApiError:
     """An error answer that is not tether's (a proxy's 502/503 page, another program):
     its raw text was the whole message (``<html><head><title>503 ...``), which said
-    neither who answered nor whether to try again."""
+    neither who answered nor whether to try again, and then nor where it was sent."""
     try:
         reason = f" {HTTPStatus(status).phrase}"
     except ValueError:
@@ -124,7 +132,8 @@ def _foreign_error(status: int, text: str, content_type: str | None) -> ApiError
     return ApiError(
         status,
         "http_error",
-        f"HTTP {status}{reason}, not an error of tether's API ({sent}: {start!r}); {then}",
+        f"HTTP {status}{reason}, not an error of tether's API ({sent}: {start!r})"
+        f"{'' if at is None else ' answering ' + at}; {then}",
     )
 
 
