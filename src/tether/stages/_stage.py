@@ -217,17 +217,29 @@ def stage(
 
         def inferred(fn: Callable[..., Awaitable[Any]]) -> Stage[Any, Any, Any]:
             sid, out = _from_function(fn, id, output)
-            deps = _check_declaration(sid, out, input, config, dependencies)
-            return Stage(
-                fn, id=sid, output=out, input=input, config=config, name=name,
-                description=description, dependencies=deps,
-            )  # fmt: skip
+            return _declared(sid, out, input, config, name, description, dependencies)(fn)
 
         return inferred
-    deps = _check_declaration(id, output, input, config, dependencies)
+    return _declared(id, output, input, config, name, description, dependencies)
+
+
+def _declared(
+    sid: str | None,
+    output: Any,
+    input: Any,
+    config: Any,
+    name: str | None,
+    description: str | None,
+    dependencies: Any,
+    **batch: Any,
+) -> Callable[[Callable[..., Awaitable[Any]]], Stage[Any, Any, Any]]:
+    """The decorator making a stage of this declaration, which is checked here, where it
+    is written; `batch` holds a batch stage's mode, check and cancel."""
+    deps = _check_declaration(sid, output, input, config, dependencies)
+    assert sid is not None  # refused above when missing
     return functools.partial(
-        Stage, id=id, output=output, input=input, config=config, name=name,
-        description=description, dependencies=deps,
+        Stage, id=sid, output=output, input=input, config=config, name=name,
+        description=description, dependencies=deps, **batch,
     )  # fmt: skip
 
 
@@ -311,12 +323,9 @@ def batch_stage(
     """
     if fn is not None:
         _refuse_bare_batch(fn)
-    deps = _check_declaration(id, output, input, config, dependencies)
-    assert id is not None and output is not None  # both refused above when missing
-    return functools.partial(
-        Stage, id=id, output=output, input=input, config=config, name=name,
-        description=description, dependencies=deps, mode="batch", check=check,
-        cancel=cancel,
+    return _declared(
+        id, output, input, config, name, description, dependencies,
+        mode="batch", check=check, cancel=cancel,
     )  # fmt: skip
 
 
