@@ -999,7 +999,11 @@ class App:
 
     @homed
     async def asignal(self, workflow_id: str, name: str, payload: Any = None) -> bool:
-        """Send signal `name` to a run; True if it woke the run, False if kept for later.
+        """Send signal `name` to a run; True if it woke the run, False if not: kept for
+        a later wait of the name, or taken by a wait of a run that is not parked (one
+        `for_each` item waiting while another runs a step), which goes on with it. A
+        wait past its timeout does not take it (it times out, as if its timer had fired
+        first); the signal is kept.
 
         A run woken here whose workflow is registered on this App continues in
         the background of this process (`resume_woken`), and is handed back

@@ -54,6 +54,21 @@ def _refuse_unawaited(run: RunInfo, waits: list[WaitInfo], name: str) -> None:
     )
 
 
+def _answered(before: list[WaitInfo], after: list[WaitInfo], name: str) -> str | None:
+    """The key of a wait for signal `name` pending before the send and resolved after it:
+    the signal went to a run that was not parked (one item of a `for_each` waiting while
+    another ran a step), which `App.signal` answers False for, as for a signal kept. It
+    was said kept, "it gets it when it waits", of a run that had already taken it."""
+    pending = {
+        w.key
+        for w in before
+        if w.kind is WaitKind.SIGNAL and w.name == name and w.status is WaitStatus.PENDING
+    }
+    return next(
+        (w.key for w in after if w.key in pending and w.status is WaitStatus.RESOLVED), None
+    )
+
+
 def _who_drives(a: App, run: RunInfo) -> str:
     """Whether anything will move the woken run on now, said truthfully."""
     open_jobs = [j for j in a.jobs(run.workflow_id) if j.status in ("queued", "claimed")]
@@ -98,12 +113,15 @@ def signal(state: CliState, workflow_id: str, name: str, payload: str | None, ke
     data = guard(lambda: parse_json(payload, "payload"))
 
     def send(a: App) -> str:
-        run = a.get_run(workflow_id)
+        run, waits = a.get_run(workflow_id), a.list_waits(workflow_id)
         if not keep:
-            _refuse_unawaited(run, a.list_waits(workflow_id), name)
-        if not a.signal(workflow_id, name, data):
-            return f"signal {name!r} kept for {workflow_id}: it gets it when it waits for {name!r}"
-        return f"signal {name!r} woke {workflow_id}; " + _who_drives(a, a.get_run(workflow_id))
+            _refuse_unawaited(run, waits, name)
+        if a.signal(workflow_id, name, data):
+            return f"signal {name!r} woke {workflow_id}; " + _who_drives(a, a.get_run(workflow_id))
+        taken = _answered(waits, a.list_waits(workflow_id), name)
+        if taken is not None:  # a run not parked (a for_each sibling still working)
+            return f"signal {name!r} answered {workflow_id}'s wait {taken}; the run goes on with it"
+        return f"signal {name!r} kept for {workflow_id}: it gets it when it waits for {name!r}"
 
     # the note printed says it better than tether's own log lines; for this command only
     # (called in-process, by a test or a program, the level it set stayed for good)

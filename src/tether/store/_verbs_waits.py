@@ -97,6 +97,14 @@ async def _arrived(tx: Tx, w: WaitRow, at: datetime) -> tuple[str | None, int | 
     return None
 
 
+def _overdue(w: WaitRow, at: datetime) -> bool:
+    """Whether `w` waits for a signal or an event past its timeout: one sent since came
+    late (`send_signal` kept it for a later wait), and `fire_due` times `w` out. A child's
+    end is not sent late: it resolves the wait as the child ends, whenever."""
+    late = w.kind in (WaitKind.SIGNAL, WaitKind.EVENT)
+    return late and w.due_at is not None and w.due_at <= at
+
+
 class WaitVerbs(StoreBase):
     """Waitpoints, the inbox and cancellation."""
 
@@ -142,6 +150,8 @@ class WaitVerbs(StoreBase):
                 # a timeout given at the wait (a token made without one)
                 await tx.execute("wait_set_due", due=wait.due_at, id=existing.id)
                 existing = replace(existing, due_at=wait.due_at)
+            if _overdue(existing, at):
+                return existing  # past its timeout: what came since is not for it (`fire_due`)
             return await self._try_resolve(tx, existing, at)
         if wait.wait_id is not None:
             await _token_unclaimed(tx, wait.wait_id, fence.workflow_id)
@@ -196,7 +206,8 @@ class WaitVerbs(StoreBase):
     async def send_event(
         self, type: str, payload: str | None, *, at: datetime, expires_at: datetime
     ) -> list[str]:
-        """Resolve every pending event wait it matches; keep it in the inbox. Woken run ids."""
+        """Resolve every pending event wait it matches; keep it in the inbox. Woken run ids.
+        A wait whose timeout has passed is left to time out, as in `send_signal`."""
 
         async def body(tx: Tx) -> list[str]:
             # a wait for it registered meanwhile either finds it in the inbox or is found
@@ -207,7 +218,7 @@ class WaitVerbs(StoreBase):
             )
             resolved: list[tuple[str, str, str]] = []
             seen: set[str] = set()
-            for wid, run_id, key, match in await tx.all("waits_for_event", name=type):
+            for wid, run_id, key, match in await tx.all("waits_for_event", name=type, at=at):
                 if run_id in seen or not matches(match, payload):
                     continue  # one event resolves at most one wait per run
                 seen.add(run_id)
@@ -226,13 +237,18 @@ class WaitVerbs(StoreBase):
         at: datetime,
         expires_at: datetime,
     ) -> list[str]:
-        """Resolve the run's oldest pending wait for `name`, or keep it in the inbox."""
+        """Resolve the run's oldest pending wait for `name`, or keep it in the inbox.
+
+        A wait whose timeout has passed is not resolved, though `fire_due` has not timed
+        it out yet: the signal came late, and is kept (for a later wait of the name) as
+        it would have been had the timeout been fired first. A late signal was the
+        wait's answer or not by whether a worker's tick came between."""
 
         async def body(tx: Tx) -> list[str]:
             status = await _lock_run(tx, workflow_id)
             if RunStatus(status).terminal:
                 raise RunFinishedError(workflow_id, status, f"signal {name!r} to")
-            wait = await tx.one("wait_for_signal", wid=workflow_id, name=name)
+            wait = await tx.one("wait_for_signal", wid=workflow_id, name=name, at=at)
             if wait is None:
                 await tx.execute(
                     "inbox_add_signal",

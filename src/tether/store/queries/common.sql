@@ -40,8 +40,10 @@ SELECT min(due_at) FROM waitpoints WHERE status = 'pending' AND due_at IS NOT NU
 UPDATE runs SET status = 'waiting', owner_expires_at = NULL,
   compute_seconds = compute_seconds + :cs WHERE id = :wid
 -- name: wait_for_signal
+-- the run's oldest pending wait for the signal whose timeout has not passed: one past it
+-- (not yet timed out by `fire_due`) times out, as it would had the tick come first
 SELECT id, wait_key FROM waitpoints WHERE run_id = :wid AND kind = 'signal' AND name = :name
-  AND status = 'pending' ORDER BY {_wait_order} LIMIT 1
+  AND status = 'pending' AND (due_at IS NULL OR due_at > :at) ORDER BY {_wait_order} LIMIT 1
 -- name: jobs_cancel_queued
 UPDATE jobs SET status = 'cancelled', updated_at = :at WHERE run_id = :id AND status = 'queued'
 -- name: waits_cancel
@@ -247,14 +249,25 @@ count(*) AS n, sum(cost_micro_usd) AS usd,
 sum(CASE WHEN cost_micro_usd IS NULL THEN 1 ELSE 0 END) AS unknown,
 sum(input_tokens + output_tokens) AS tokens
 -- name: _family_kept
--- whether `delete_runs` skips run r whole: a run it started (at any depth) has not ended,
--- or (with :keep) one of the family has an event yet to deliver. A prune must not pick
--- it: the skipped filled its batch, and the finished runs after them were never deleted
-EXISTS (WITH RECURSIVE fam(id, status) AS (SELECT r.id, r.status
-  UNION SELECT c.id, c.status FROM runs c JOIN fam f ON c.parent_id = f.id)
-  SELECT 1 FROM fam WHERE fam.status IN {OPEN} OR (CAST(:keep AS boolean) AND EXISTS (
+-- whether a prune keeps run r: `delete_runs` skips it whole if a run it started (at any
+-- depth) has not ended, or (with :keep) one of the family has an event yet to deliver; a
+-- prune must not pick it (the skipped filled its batch, and the finished runs after them
+-- were never deleted). Nor one whose family has a run that ended at :before or later:
+-- `delete_runs` takes the children with the run, and a detached child that ended a day
+-- ago went with a parent that ended 60 days ago in a 30-day prune. Nor one below a run
+-- that has not ended, or ended at :before or later: a run's record (its children's runs,
+-- the spend its budget counts with theirs) stays whole while the run is kept
+(EXISTS (WITH RECURSIVE fam(id, status, finished_at) AS (SELECT r.id, r.status, r.finished_at
+  UNION SELECT c.id, c.status, c.finished_at FROM runs c JOIN fam f ON c.parent_id = f.id)
+  SELECT 1 FROM fam WHERE fam.status IN {OPEN} OR fam.finished_at IS NULL
+    OR fam.finished_at >= :before OR (CAST(:keep AS boolean) AND EXISTS (
     SELECT 1 FROM events e WHERE e.run_id = fam.id AND e.published_at IS NULL
     AND e.dead_at IS NULL)))
+  OR EXISTS (WITH RECURSIVE up(parent_id, status, finished_at) AS (
+    SELECT a.parent_id, a.status, a.finished_at FROM runs a WHERE a.id = r.parent_id
+    UNION SELECT a.parent_id, a.status, a.finished_at FROM runs a JOIN up u ON a.id = u.parent_id)
+  SELECT 1 FROM up WHERE up.status IN {OPEN} OR up.finished_at IS NULL
+    OR up.finished_at >= :before))
 -- name: _run_tree
 -- the run and every run it started (children, theirs, ...), by the runs_parent index
 WITH RECURSIVE tree(id) AS (SELECT CAST(:wid AS text)

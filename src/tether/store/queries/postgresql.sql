@@ -319,8 +319,9 @@ LIMIT 1
 INSERT INTO inbox (kind, name, payload, created_at, expires_at)
 VALUES ('event', :name, :payload::json, :at, :expires) RETURNING id
 -- name: waits_for_event
+-- (a wait whose timeout has passed is left to `fire_due`, as for a signal)
 SELECT id, run_id, wait_key, match::text FROM waitpoints WHERE kind = 'event' AND name = :name
-  AND status = 'pending' ORDER BY {_wait_order} FOR UPDATE
+  AND status = 'pending' AND (due_at IS NULL OR due_at > :at) ORDER BY {_wait_order} FOR UPDATE
 -- name: inbox_add_signal
 INSERT INTO inbox (kind, target, name, payload, created_at, expires_at)
 VALUES ('signal', :wid, :name, :payload::json, :at, :expires)
