@@ -359,15 +359,17 @@ class ApiBackend:
             max_tokens=self.max_tokens,
         )
         reply = await self.provider.generate(self.model_id, req)
-        priced = self.providers.price(
-            self.provider_name, self.model_id, reply.usage, at=datetime.now(UTC)
-        )
+        micro = None
+        if reply.usage_reported:  # counts left out (or contradicting): unknown, as wf.ai's
+            micro = self.providers.price(
+                self.provider_name, self.model_id, reply.usage, at=datetime.now(UTC)
+            ).micro_usd
         u = reply.usage
         usage = Usage(
             u.input_tokens,
             u.output_tokens,
             u.cached_input_tokens,
-            None if priced.micro_usd is None else priced.micro_usd / 1_000_000,
+            None if micro is None else micro / 1_000_000,
             cumulative=False,
         )
         await on_event(
