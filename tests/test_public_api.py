@@ -59,6 +59,7 @@ EXPECTED = {
     "Proceed",
     "RunCall",
     "StepFailedError",
+    "StepExited",
     "StepTimeoutError",
     "StepRecord",
     "StepStatus",

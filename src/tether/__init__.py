@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._control import StepExited
 from ._failure import ErrorRecord
 from ._fanout import ForEachError, ForEachSummary, ItemResult, ItemStatus
 from ._info import RunInfo, WaitInfo
@@ -141,6 +142,7 @@ __all__ = [
     "StaleOwnerError",
     "StepCall",
     "StepContext",
+    "StepExited",
     "StepFailedError",
     "StepInterceptor",
     "StepRecord",

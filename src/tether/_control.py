@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-__all__ = ["HandBack", "Suspend"]
+__all__ = ["HandBack", "StepExited", "Suspend"]
 
 
 class Suspend(BaseException):
@@ -32,3 +32,25 @@ class HandBack(Suspend):
     def __init__(self, not_before: datetime | None = None) -> None:
         self.not_before = not_before
         super().__init__("shutdown" if not_before is None else "retry back-off")
+
+
+class StepExited(BaseException):
+    """A step function raised KeyboardInterrupt or SystemExit (`exit`, also the
+    ``__cause__``): the process is being asked to stop, not the step to fail. Neither
+    retried nor recorded as a failure: the attempt is left interrupted, to run again
+    when the run is resumed (within `RetryPolicy.interrupted_reruns`), and this reaches
+    the caller of `app.arun` in its place; `app.run`, the sync facade, raises the exit
+    itself, so a script's ``sys.exit(3)`` in a step exits with 3. Raised as itself it
+    ended the event loop under the run (asyncio lets neither pass a task), and
+    `app.run` waited for good. A BaseException, so that a workflow's
+    ``except Exception`` does not swallow it."""
+
+    def __init__(self, step: str, exit: KeyboardInterrupt | SystemExit) -> None:
+        self.step = step
+        self.exit = exit
+        super().__init__(
+            f"step {step!r} raised {exit!r}: the run stopped there, its attempt left "
+            "interrupted (not failed, not retried); it runs again when the run is resumed "
+            "(app.resume or app.run with its workflow_id). To fail the step instead, "
+            "raise an ordinary exception"
+        )

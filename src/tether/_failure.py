@@ -58,6 +58,12 @@ __all__ = [
 
 MAX_CAUSES = 8  # causes kept below the outermost error
 MAX_ATTRIBUTE = 4096  # characters of JSON an attribute may take to be kept
+# characters of an error's message, and of its traceback, kept in its record (and its
+# events): an error carrying a whole response body or file (tens of megabytes) was
+# written whole into the message, the traceback and every retry's event, taking
+# seconds a write and the database's room; the head is kept and the cut is said
+MAX_MESSAGE = 16_384
+MAX_TRACEBACK = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +85,17 @@ class ErrorRecord:
 
     @classmethod
     def of(cls, exc: BaseException, *, retryable: bool | None = None) -> ErrorRecord:
-        """`exc` as a record, with its cause chain."""
-        tb = "".join(traceback.format_exception(exc))
-        return _record(exc, retryable, tb, MAX_CAUSES)
+        """`exc` as a record, with its cause chain. An exception that breaks as it is
+        read (a property or ``__getattr__`` that raises, an ``args`` that cannot be
+        read) still gives a record, of what could be read: before, the error raised
+        while recording it left the step (and its run) `running` for good."""
+        tb = _traceback_of(exc)
+        try:
+            return _record(exc, retryable, tb, MAX_CAUSES)
+        except Exception:
+            kind = type(exc)
+            message = error_text(exc)
+            return cls(kind.__name__, message, kind.__module__, kind.__qualname__, retryable, tb)
 
     @classmethod
     def cancelled(cls, reason: str | None) -> ErrorRecord:
@@ -147,17 +161,48 @@ def error_text(exc: BaseException) -> str:
     replace the step's failure with an error of tether's own; in text any store keeps
     (`storable`), as it goes into events too."""
     try:
-        return str(storable(str(exc)))
+        return _capped(str(storable(str(exc))), MAX_MESSAGE)
     except Exception:
         return "<exception str() failed>"
+
+
+def _traceback_of(exc: BaseException) -> str | None:
+    """The traceback text of `exc` (with its chain), capped; for one whose notes or
+    chain cannot be read, its frames and its line."""
+    try:
+        return _capped("".join(traceback.format_exception(exc)), MAX_TRACEBACK)
+    except Exception:
+        pass
+    try:
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+    except Exception:
+        frames = ""
+    text = f"Traceback (most recent call last):\n{frames}{type(exc).__qualname__}: "
+    return _capped(text + error_text(exc), MAX_TRACEBACK)
+
+
+def _capped(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and how many more were cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit:,} more characters cut]"
+
+
+def _said(exc: BaseException, name: str) -> Any:
+    """`exc.name`, or None when it has none or reading it raises."""
+    try:
+        return getattr(exc, name, None)
+    except Exception:
+        return None
 
 
 def _record(exc: BaseException, retryable: bool | None, tb: str | None, left: int) -> ErrorRecord:
     cls = type(exc)
     if retryable is None:
-        said = getattr(exc, "retryable", None)
+        said = _said(exc, "retryable")
         retryable = said if isinstance(said, bool) else None
-    cause = exc.__cause__
+    cause = _said(exc, "__cause__")
+    cause = cause if isinstance(cause, BaseException) else None
     return ErrorRecord(
         type=cls.__name__,
         message=error_text(exc),
@@ -173,6 +218,13 @@ def _record(exc: BaseException, retryable: bool | None, tb: str | None, left: in
 def _attributes(exc: BaseException) -> dict[str, Any] | None:
     """The public instance attributes of `exc` that come back from JSON (tagged, for a
     tuple or bytes: `tagged`) equal and of the same type, each small."""
+    try:
+        return _attributes_read(exc)
+    except Exception:  # its args or __dict__ cannot be read: the error still is recorded
+        return None
+
+
+def _attributes_read(exc: BaseException) -> dict[str, Any] | None:
     kept: dict[str, Any] = {}
     # its args too (as a list: setting them back makes a tuple again), so a replay's
     # exc.args and str(exc) are the first run's (a KeyError's str quotes its arg)
@@ -190,7 +242,7 @@ def _own_attributes(exc: BaseException) -> dict[str, Any]:
     ``_recorded_attributes()`` (of any size) and takes it back through ``setattr`` when
     revived. One that fails or gives no JSON object is left out: the error is still
     recorded."""
-    own = getattr(exc, "_recorded_attributes", None)
+    own = _said(exc, "_recorded_attributes")
     try:
         data = own() if callable(own) else None
         json.dumps(data, allow_nan=False)

@@ -30,6 +30,7 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from ._control import StepExited
 from .errors import TetherError
 
 __all__ = ["LoopThread", "await_on", "check_not_forked", "home_loop", "homed", "mark_used"]
@@ -312,6 +313,9 @@ class LoopThread:
             return fut.result()
         except (KeyboardInterrupt, SystemExit):
             raise
+        except StepExited as exc:  # a step's sys.exit(3) or KeyboardInterrupt: raised
+            log.warning("%s", exc)  # as itself, so the script exits as its step asked
+            raise exc.exit from None
         except concurrent.futures.CancelledError:
             if self._loop is None:  # `stop` cancelled it: the App closed under the call
                 raise TetherError(

@@ -843,9 +843,8 @@ class Runner:
         one that landed first wins (the run ends cancelled, compensated as asked)."""
         status = RunStatus.FAILED
         error, what = encode_error(exc), f"{type(exc).__name__}: {error_text(exc)}"
-        timed_out = getattr(exc, "workflow_id", None) == st.workflow_id and isinstance(
-            exc, WorkflowTimeoutError
-        )
+        # the type first: an exception whose attributes raise as read fails the run too
+        timed_out = isinstance(exc, WorkflowTimeoutError) and exc.workflow_id == st.workflow_id
         reason = EndReason.TIMED_OUT if timed_out else EndReason.FAILED
         await wf.stop_given_up_batches()
         if st.compensations:

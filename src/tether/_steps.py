@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._attach import collecting
-from ._control import HandBack
+from ._control import HandBack, StepExited
 from ._failure import decode_error, encode_error, error_text, revived
 from ._interceptors import StepCall, intercepted
 from ._iso_time import from_iso, iso_z
@@ -141,6 +141,9 @@ class StepExecutor:
                             await self._record_cut_short(spec, row, rows)
                             raise
                         raise StepCancelledItself(spec.key) from exc
+                    except (KeyboardInterrupt, SystemExit) as exc:
+                        run.in_flight.discard(spec.key)
+                        raise StepExited(spec.key, exc) from exc
                 except Exception as exc:
                     retryable = spec.policy.retries(exc)
                     again = retryable and row.attempts < spec.policy.attempts
@@ -243,13 +246,19 @@ class StepExecutor:
             async with cut:
                 token = _ENCLOSING.set((*_ENCLOSING.get(), (spec.key, spec.timeout, cut)))
                 try:
-                    return await _call_step(spec.fn, args, asynchronous, self._rt.threads)
+                    result = await _call_step(spec.fn, args, asynchronous, self._rt.threads)
                 finally:
                     _ENCLOSING.reset(token)
         except TimeoutError as exc:
             if not cut.expired():  # the function's own (a socket's, a client's): its error
                 raise
             raise StepTimeoutError(spec.key, spec.timeout) from exc
+        if cut.expired():
+            # an async function that caught its cancellation and returned anyway, late:
+            # timed out, as a sync one's late result is (before: recorded as completed,
+            # however late). One that never returns cannot be stopped: it is waited for
+            raise StepTimeoutError(spec.key, spec.timeout)
+        return result
 
     async def _record_cut_short(self, spec: StepSpec, row: StepRow, rows: list[Any]) -> None:
         """A step called from an enclosing step's function, cancelled because that step
@@ -394,7 +403,10 @@ def _backoff(policy: RetryPolicy, attempt: int, exc: BaseException) -> float:
     for it (a provider's ``retry-after``, carried as `retry_after` seconds, heeded up
     to `MAX_RETRY_AFTER`). Never shorter than the policy's: an ask above the cap made
     a policy waiting longer than it (``max_delay=7200``) retry after the cap instead."""
-    asked = getattr(exc, "retry_after", None)
+    try:
+        asked = getattr(exc, "retry_after", None)
+    except Exception:  # a property that raises: nothing asked (before: the step stayed
+        asked = None  # `running` and the run failed with the property's error)
     delay = policy.delay(attempt)
     if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > delay:
         return max(delay, float(min(asked, MAX_RETRY_AFTER)))

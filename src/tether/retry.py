@@ -19,12 +19,21 @@ log = logging.getLogger("tether")
 MAX_ATTEMPTS = 1_000_000  # "retry for ever" in practice; beyond it a typo, not a plan
 
 
+class _DefaultCap(float):
+    """The default `max_delay`, told apart from one given: a longer `backoff` raises it
+    (``RetryPolicy(backoff=3600)`` waited 30 s, the default cap, not the hour asked)."""
+
+
+DEFAULT_MAX_DELAY = _DefaultCap(30.0)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often a step is attempted and how long to wait between attempts.
 
     The delay before attempt n+1 is ``backoff * multiplier ** (n - 1)`` seconds,
-    capped at `max_delay`, then spread by up to ±`jitter` (a fraction) so
+    capped at `max_delay` (by default 30 s, or `backoff` if that is longer; one
+    given must be at least `backoff`), then spread by up to ±`jitter` (a fraction) so
     many failing callers do not retry in lock-step. `should_retry(error)`
     decides per error; by default every `Exception` is retried except those
     of the `non_retryable` types (a bad request, a validation error: trying
@@ -40,7 +49,7 @@ class RetryPolicy:
     attempts: int = 1
     backoff: float = 0.5
     multiplier: float = 2.0
-    max_delay: float = 30.0
+    max_delay: float = DEFAULT_MAX_DELAY
     jitter: float = 0.2
     should_retry: Callable[[BaseException], bool] | None = None
     interrupted_reruns: int = 3
@@ -54,6 +63,7 @@ class RetryPolicy:
             )
         for name in ("backoff", "max_delay"):  # a longer wait overflows a clock's datetime
             _check_number(name, getattr(self, name), low=0.0, high=MAX_SECONDS)
+        _check_cap(self)
         _check_number("multiplier", self.multiplier, low=1.0)
         _check_number("jitter", self.jitter, low=0.0, high=1.0)
         if not _is_int(self.interrupted_reruns) or self.interrupted_reruns < 0:
@@ -100,10 +110,11 @@ class RetryPolicy:
         try:
             return bool(self.should_retry(error))
         except Exception as exc:
-            error.add_note(
-                f"tether: not retried, as should_retry raised {exc!r} when asked about this "
-                "error; make should_retry return True or False for every error"
-            )
+            with contextlib.suppress(Exception):  # an error that refuses notes
+                error.add_note(
+                    f"tether: not retried, as should_retry raised {exc!r} when asked about "
+                    "this error; make should_retry return True or False for every error"
+                )
             log.warning("should_retry raised %r; the error is not retried", exc)
             return False
 
@@ -125,6 +136,21 @@ def _check_number(name: str, value: object, *, low: float, high: float = math.in
         raise InvalidArgumentError(
             f"retry {name} must be a finite number >= {low:g}{top}, got {value!r}; "
             f"pass e.g. RetryPolicy({name}={max(low, min(high, 1.0)):g})"
+        )
+
+
+def _check_cap(policy: RetryPolicy) -> None:
+    """The default cap raised to a longer `backoff`; a cap given shorter than the first
+    wait refused: every wait would be the cap, the backoff asked for never used."""
+    if type(policy.max_delay) is _DefaultCap:
+        object.__setattr__(policy, "max_delay", max(30.0, float(policy.backoff)))
+    elif policy.max_delay < policy.backoff:
+        raise InvalidArgumentError(
+            f"retry max_delay ({policy.max_delay:g} s) is shorter than backoff "
+            f"({policy.backoff:g} s), the first wait, so every wait would be max_delay; "
+            f"pass a max_delay of at least the backoff, e.g. RetryPolicy(backoff="
+            f"{policy.backoff:g}, max_delay={max(30.0, float(policy.backoff)):g}), or a "
+            "smaller backoff"
         )
 
 

@@ -257,6 +257,7 @@ def test_a_bad_retry_number_is_refused_naming_the_field(field: str, value: Any) 
 def test_any_valid_retry_policy_gives_a_bounded_delay(
     attempts: int, backoff: float, multiplier: float, max_delay: float, jitter: float, attempt: int
 ) -> None:
+    assume(max_delay >= backoff)  # a shorter cap is refused (its own test)
     policy = RetryPolicy(attempts, backoff, multiplier, max_delay, jitter)
     delay = policy.delay(attempt)
     assert 0 <= delay <= max_delay * (1 + jitter) + 1e-9
