@@ -34,7 +34,9 @@ T = TypeVar("T")
 _FINAL = click.Choice([s.value for s in RunStatus if s.terminal])
 _APP = app_option(
     "The App whose blob store holds the runs' files (stage outputs, artifacts), when "
-    "it is not the default one beside the database: they are deleted with the runs."
+    "it is not the default one beside the database: they are deleted with the runs. "
+    "With it, a run with an event its sinks have yet to get is kept until delivered "
+    "(without it, no sink counts)."
 )
 
 
@@ -75,7 +77,9 @@ def prune(
 ) -> None:
     """Delete finished runs older than AGE, with their steps, events, waits and AI calls.
 
-    Runs that have not ended (pending, running, waiting) are never deleted.
+    Runs that have not ended (pending, running, waiting) are never deleted. A run goes
+    with the runs it started, and only once every run above and below it ended more
+    than AGE ago.
     """
     try:
         age = parse_age(older_than)
@@ -138,7 +142,22 @@ def _count(the_app: App, cutoff: datetime, statuses: list[RunStatus] | None) -> 
     ids = the_app.run_sync(
         the_app.store.prunable_runs(cutoff, statuses, 2**62, keep_undelivered=keep)
     )
-    return len(ids)
+    if statuses is None:  # every run under one picked is picked too (`_family_kept`)
+        return len(ids)
+    return the_app.run_sync(_with_children(the_app, ids))
+
+
+async def _with_children(the_app: App, ids: list[str]) -> int:
+    """How many runs `ids` are with the runs below them, which go with them whatever
+    their status: `--status failed` counted a failed run, and deleted its completed
+    child with it ("1 would be deleted", then "deleted 2")."""
+    seen, below = set(ids), list(ids)
+    while below:
+        for child in await the_app.store.child_runs(below.pop()):
+            if child not in seen:
+                seen.add(child)
+                below.append(child)
+    return len(seen)
 
 
 @click.command("delete")

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..app import App
 from ..store import ApiTokenRow
 from ._common import (
     EXIT_NOT_FOUND,
@@ -77,14 +78,34 @@ def tokens_create(state: CliState, scope: str, name: str | None, app_ref: str | 
         token, tok = guard(
             lambda: the_app.run_sync(create_token(the_app.store, the_app.clock, scope, name))
         )
+        err.print(
+            f"token {tok.id} ({scope}) created; it is shown this once, keep it secret:",
+            highlight=False,
+            markup=False,
+        )
+        _show(the_app, token, tok.id)
     finally:
         the_app.close()
-    err.print(
-        f"token {tok.id} ({scope}) created; it is shown this once, keep it secret:",
-        highlight=False,
-        markup=False,
-    )
-    print(token)
+
+
+def _show(the_app: App, token: str, token_id: str) -> None:
+    """Print the token, or revoke it if stdout cannot take it: `> /dev/full` ended in a
+    traceback, leaving a live token whose secret nobody ever saw. A reader that has gone
+    (`| true`) is such a stdout too; the command then says so, not exit 141 quietly."""
+    try:
+        sys.stdout.write(token + "\n")
+        sys.stdout.flush()
+    except OSError as exc:
+        sys.stdout = None  # nothing more to flush at exit, where it would fail again
+        guard(lambda: the_app.run_sync(
+            the_app.store.revoke_api_token(token_id, at=the_app.clock.now(), by_name=False)
+        ))  # fmt: skip
+        fail(
+            EXIT_USAGE,
+            f"the token could not be written to stdout ({exc.strerror or exc}), so token "
+            f"{token_id} was revoked at once; create one again with stdout where it can "
+            "be written, e.g. > token.txt",
+        )
 
 
 @tokens.command("list")
