@@ -83,7 +83,13 @@ def parse_age(value: timedelta | str) -> timedelta:
     if isinstance(value, timedelta):
         age = value
     elif isinstance(value, str) and (found := _AGE.match(value.lower())):
-        age = timedelta(seconds=float(found[1]) * _UNITS[found[2]])
+        try:
+            age = timedelta(seconds=float(found[1]) * _UNITS[found[2]])
+        except OverflowError:  # before: a bare "int too large to convert to float"
+            raise InvalidArgumentError(
+                f"the age {value!r} is longer than any calendar holds; give one of at most "
+                f"{timedelta.max.days:,} days"
+            ) from None
     else:
         raise InvalidArgumentError(f"cannot read {value!r} as an age; {_EXAMPLES}")
     if age <= timedelta(0):

@@ -1324,6 +1324,11 @@ class App:
         for what, when in (("since", since), ("until", until)):
             if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
                 raise InvalidArgumentError(f"{what} must be a timezone-aware datetime")
+        if children and run is None:  # before: quietly the sum over every run
+            raise InvalidArgumentError(
+                "children=True counts one run's child runs with it: pass run= (the run's "
+                "workflow_id) too, or leave children out for every run's calls"
+            )
         ids = None if run is None else await self._family(run, children)
         return await self.store.ai_usage(
             workflow_ids=ids, workflow=workflow, tag=tag, since=since, until=until,
@@ -1659,7 +1664,13 @@ class App:
         wanted = _terminal(statuses)
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InvalidArgumentError(f"batch must be an integer >= 1, got {batch!r}")
-        cutoff = self.clock.now() - age
+        try:
+            cutoff = self.clock.now() - age
+        except OverflowError:  # before: a bare "date value out of range"
+            raise InvalidArgumentError(
+                f"older_than={older_than!r} reaches back before the year 1, so no run is "
+                "that old; give a shorter age (e.g. '3650d')"
+            ) from None
         total = 0
         while True:
             keep = bool(self.kernel.sinks)  # no sink ever takes them here otherwise
