@@ -13,7 +13,7 @@ from tether import App, InvalidArgumentError
 async def test_an_age_too_long_for_any_calendar_is_refused_clearly(app: App, age: object) -> None:
     """Before: a bare OverflowError ("int too large to convert to float", "date value
     out of range"), not an error of tether's saying what to pass."""
-    with pytest.raises(InvalidArgumentError, match="age|year 1"):
+    with pytest.raises(InvalidArgumentError, match=r"age|year 1"):
         await app.aprune(age)  # type: ignore[arg-type]
 
 
