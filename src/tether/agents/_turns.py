@@ -34,6 +34,7 @@ class _Live:
     last_event: str | None = None
     last_message: str | None = None
     events: int = 0
+    spoke: bool = False  # the agent wrote a line of its own protocol (not stray text)
 
 
 def _outcome(result: TurnResult, delta: Usage, live: _Live) -> dict[str, Any]:
@@ -83,6 +84,7 @@ async def run_turn(
         live.events += 1
         live.last_event = event.kind
         live.last_message = event.message or live.last_message
+        live.spoke = live.spoke or event.kind not in ("other_message", "malformed")
         if event.progress:
             live.last_progress = clock.now().timestamp()
         if event.usage is not None:
@@ -105,15 +107,51 @@ async def run_turn(
     _name_session(meter, result.session_id or request.session_id)
     if result.usage is not None:
         meter.feed(result.session_id or ANONYMOUS, result.usage)
-    delta = meter.delta
-    outcome = _outcome(result, delta, live)
+    outcome = _outcome(result, meter.delta, live)
     outcome["totals"] = {
         k: [u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cost_usd]
         for k, u in meter.last.items()
     }
-    if delta.total or delta.cost_usd:
-        attach(_call_row(backend.name, model, request, outcome, delta, budget_key))
+    outcome["cost_unknown"] = meter.unpriced_steps > 0 or _told_nothing(backend, meter, live)
+    _log_usage(backend.name, model, request, outcome, meter, budget_key)
     return outcome
+
+
+def _log_usage(
+    backend: str,
+    model: str,
+    request: TurnRequest,
+    outcome: TurnOutcome,
+    meter: UsageMeter,
+    key: str,
+) -> None:
+    """The turn's rows of the AI call log: its priced usage, and apart from it (never
+    summed in as free) what it was billed at a cost nobody told, as wf.ai logs such a
+    call: tokens and cost unknown, counted in `unknown_cost_calls`."""
+    priced = _priced_part(meter)
+    if priced.total or priced.cost_usd:
+        attach(_call_row(backend, model, request, outcome, priced, key))
+    if outcome["cost_unknown"]:
+        attach(_call_row(backend, model, request, outcome, meter.unpriced, key))
+
+
+def _told_nothing(backend: AgentBackend, meter: UsageMeter, live: _Live) -> bool:
+    """An agent that tells each turn's usage (`tells_usage`) worked in this turn but
+    told none of it (no result line, a failed or stalled turn): it may have been
+    billed, so the turn is a call of unknown cost, never an unseen one."""
+    return bool(getattr(backend, "tells_usage", False)) and live.spoke and not meter.reports
+
+
+def _priced_part(meter: UsageMeter) -> Usage:
+    """The turn's usage of known cost: everything but its unpriced steps."""
+    d, u = meter.delta, meter.unpriced
+    return Usage(
+        d.input_tokens - u.input_tokens,
+        d.output_tokens - u.output_tokens,
+        d.cached_input_tokens - u.cached_input_tokens,
+        d.cost_usd,
+        cumulative=False,
+    )
 
 
 def _name_session(meter: UsageMeter, named: str | None) -> None:
@@ -190,4 +228,5 @@ def _call_row(
         cost_micro_usd=None if cost is None else round(cost * 1_000_000),
         price_source=None if cost is None else "agent",
         budget_key=key,
+        billed=True,  # the agent's model calls were made: none is a refused call
     )

@@ -109,15 +109,32 @@ def parse_command_line(data: dict[str, Any]) -> Parsed:
     )
 
 
-def _claude_usage(data: dict[str, Any], cost: Any) -> Usage:
-    u = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    assert isinstance(u, dict)
-    cached = _int(u, "cache_read_input_tokens")
+def _told_counts(u: Any) -> dict[str, Any] | None:
+    """A usage object that tells its input and output counts, else None: a running
+    total missing one cannot be diffed against the last one."""
+    if not isinstance(u, dict):
+        return None
+    told = all(
+        isinstance(u.get(k), int) and not isinstance(u.get(k), bool)
+        for k in ("input_tokens", "output_tokens")
+    )
+    return u if told else None
+
+
+def _claude_usage(data: dict[str, Any], cost: Any) -> Usage | None:
+    """The result's usage; None when it told neither counts nor a cost (the turn's usage
+    is then unknown, never zero)."""
+    u = data.get("usage")
+    price = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+    if not isinstance(u, dict):
+        if price is None:
+            return None
+        u = {}
     return Usage(
         _int(u, "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"),
         _int(u, "output_tokens"),
-        cached,
-        float(cost) if isinstance(cost, int | float) else None,
+        _int(u, "cache_read_input_tokens"),
+        price,
         cumulative=False,
     )
 
@@ -172,15 +189,18 @@ def parse_codex_line(data: dict[str, Any]) -> Parsed:
     if kind == "thread.started":
         return Parsed(AgentEvent(kind, session_id=_text(data.get("thread_id")), raw=data))
     if kind == "turn.completed":
-        u = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        assert isinstance(u, dict)
-        usage = Usage(
-            _int(u, "input_tokens"),
-            _int(u, "output_tokens"),
-            _int(u, "cached_input_tokens"),
-            None,
-            cumulative=True,
-        )
+        # no counts: no usage told (not a total of zero, which would count the
+        # thread's whole total again on its next turn)
+        u = _told_counts(data.get("usage"))
+        usage = None
+        if u is not None:
+            usage = Usage(
+                _int(u, "input_tokens"),
+                _int(u, "output_tokens"),
+                _int(u, "cached_input_tokens"),
+                None,
+                cumulative=True,
+            )
         return Parsed(AgentEvent(kind, usage=usage, raw=data), TurnResult("completed"))
     if kind in ("turn.failed", "error"):
         err = data.get("error") if isinstance(data.get("error"), dict) else {}
@@ -208,6 +228,8 @@ class CommandBackend(ProcessBackend):
 class ClaudeBackend(ProcessBackend):
     """Claude Code in print mode; later turns ``--resume`` the session."""
 
+    tells_usage = True
+
     def __init__(self, command: str = "claude") -> None:
         super().__init__(command, parse_claude_line, name="claude")
 
@@ -221,6 +243,8 @@ class ClaudeBackend(ProcessBackend):
 
 class CodexBackend(ProcessBackend):
     """Codex CLI ``exec --json`` (the prompt on stdin); later turns resume the thread."""
+
+    tells_usage = True
 
     def __init__(self, command: str = "codex") -> None:
         super().__init__(command, parse_codex_line, name="codex")

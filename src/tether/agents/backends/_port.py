@@ -58,13 +58,23 @@ class Usage:
 class UsageMeter:
     """Deltas from whatever a backend reports, per session: a cumulative total is
     diffed against the last one seen for that session (a total that went down is a
-    new session: counted from zero); a delta is taken as it is."""
+    new session: counted from zero); a delta is taken as it is.
+
+    `delta` sums every step (its cost: of the priced ones). A step of unknown cost (a
+    model call that told no usage or has no price, an agent that tells tokens but no
+    cost) is also summed in `unpriced` and counted in `unpriced_steps`, so the turn
+    logs it as a call of unknown cost rather than folded into a known one as free.
+    `reports` counts what was fed: a turn with none told nothing of its usage."""
 
     def __init__(self) -> None:
         self.last: dict[str, Usage] = {}
         self.delta = Usage(cumulative=False)
+        self.unpriced = Usage(cumulative=False)
+        self.unpriced_steps = 0
+        self.reports = 0
 
     def feed(self, session: str, usage: Usage) -> Usage:
+        self.reports += 1
         if not usage.cumulative:
             step = usage
         else:
@@ -83,6 +93,10 @@ class UsageMeter:
                 cumulative=False,
             )
         self.delta = self.delta.plus(step)
+        # a running total told again with nothing new is no call; a delta is one call
+        if step.cost_usd is None and (step.total or not usage.cumulative):
+            self.unpriced = self.unpriced.plus(step)
+            self.unpriced_steps += 1
         return step
 
 

@@ -59,6 +59,10 @@ class ProcessBackend:
     """A CLI agent: `argv(request)` builds the command, `parse` reads its lines."""
 
     name = "process"
+    # the agent tells each turn's usage (Claude's result, Codex's turn.completed): a
+    # turn it worked in (it wrote its own lines) but told none of may have been billed,
+    # so it is logged as a call of unknown cost. A `command` program need not tell any
+    tells_usage = False
 
     def __init__(self, command: str, parse: LineParser, *, name: str | None = None) -> None:
         self.command = command
