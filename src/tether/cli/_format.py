@@ -28,6 +28,7 @@ __all__ = [
     "cost_text",
     "driven_by",
     "error_text",
+    "facts",
     "iso",
     "owner_gone",
     "process_ended",
@@ -85,6 +86,10 @@ def cell(value: str, style: str = "") -> Text:
 # values into scraps of a letter or two ("u" "p" "d" "a" "t" "e" "d"); at four a time
 # still reads "2026" "-12-" "07", and `usage`'s eight columns fit on 60
 _READABLE = 4
+# in a table of prose (`table(words=True)`), a word up to this long (a date,
+# "completed", "attempts") is not broken: where the columns cannot hold theirs, the
+# rows are blocks; a longer one (an id) folds
+_WORD = 10
 
 
 class _Fitted(Table):
@@ -96,8 +101,10 @@ class _Fitted(Table):
     value" lines instead: on 30 columns every column was two or three cells wide, a
     header of seven words one letter a line, and no value could be read."""
 
+    words = False  # whether its columns keep words whole (see `_floor`)
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        floors = [_floor(console, options, c) for c in self.columns]
+        floors = [_floor(console, options, c, self.words) for c in self.columns]
         if _too_narrow(floors, options):
             yield from console.render(_blocks(self), options)
             return
@@ -143,12 +150,16 @@ def _widest(segments: list[Any]) -> int:
     return max((Segment.get_line_length(line) for line in Segment.split_lines(rendered)), default=0)
 
 
-def _floor(console: Console, options: ConsoleOptions, column: Column) -> int:
-    """The narrowest a column reads at: `_READABLE` cells (all of it, where its header
-    and values are all shorter; all of a column that does not wrap)."""
-    cells = [column.header, *column.cells]
-    natural = max(Measurement.get(console, options, c).maximum for c in cells)
-    return natural if column.no_wrap else min(natural, _READABLE)
+def _floor(console: Console, options: ConsoleOptions, column: Column, words: bool) -> int:
+    """The narrowest a column reads at: `_READABLE` cells, or with `words` its longest
+    word up to `_WORD` cells if more (all of it, where its header and values are all
+    shorter; all of a column that does not wrap). At four cells a column, 40 columns
+    kept `runs show`'s tables: "comp" "lete" "d" for a status, an error message four
+    letters a line."""
+    sizes = [Measurement.get(console, options, c) for c in [column.header, *column.cells]]
+    natural = max(m.maximum for m in sizes)
+    word = min(max(m.minimum for m in sizes), _WORD) if words else 0
+    return natural if column.no_wrap else min(natural, max(word, _READABLE))
 
 
 def _blocks(t: Table) -> Group:
@@ -163,7 +174,7 @@ def _blocks(t: Table) -> Group:
     columns = [list(c.cells) for c in t.columns]
     for index in range(t.row_count):
         block = Table.grid(padding=(0, 1))
-        block.add_column(style="bold", overflow="fold")
+        block.add_column(style="bold", no_wrap=True)  # "completed (UTC):" on one line
         block.add_column(overflow="fold")
         for column, cells in zip(t.columns, columns, strict=True):
             value = cells[index]
@@ -173,26 +184,43 @@ def _blocks(t: Table) -> Group:
     return Group(*parts)
 
 
-def table(*columns: str) -> Table:
+def table(*columns: str, words: bool = False) -> Table:
     """Ids and names fold rather than lose their end to an ellipsis: they get copied.
     A status wraps between its words only (see `row`), unless the terminal is too
-    narrow for that (see `_Fitted`)."""
+    narrow for that (see `_Fitted`). With `words` (a table of statuses and messages,
+    as `runs show`'s), no word up to `_WORD` cells is broken: where the terminal cannot
+    hold them, the rows are blocks; `usage`'s numbers fold, its eight columns a table
+    on 60 columns."""
     t = _Fitted(header_style="bold", title_justify="left")
+    t.words = words
     for name in columns:
         t.add_column(name, overflow="fold", no_wrap=name in _NO_WRAP)
     return t
 
 
-def row(t: Table, *cells: str) -> None:
-    """Add a row as plain text: ids, step names and messages are not rich markup. A
-    status column is as wide as its longest word, a long status ("running (owner gone
-    since ...)") wrapping between words: kept on one line, it pushed the ids and
-    names out of a terminal's width."""
+def row(t: Table, *cells: str | RenderableType) -> None:
+    """Add a row, a string as plain text (ids, step names and messages are not rich
+    markup; a `Text` of `cell` for a styled one). A status column is as wide as its
+    longest word, a long status ("running (owner gone since ...)") wrapping between
+    words: kept on one line, it pushed the ids and names out of a terminal's width."""
     for column, value in zip(t.columns, cells, strict=False):
-        if column.header == "status":
-            longest = max((cell_len(word) for word in value.split()), default=0)
+        if column.header == "status" and isinstance(value, str | Text):
+            longest = max((cell_len(word) for word in str(value).split()), default=0)
             column.min_width = max(column.min_width or 0, longest)
-    t.add_row(*(cell(c) for c in cells))
+    t.add_row(*(cell(c) if isinstance(c, str) else c for c in cells))
+
+
+def facts(pairs: list[tuple[str, str]]) -> Table:
+    """A run's summary: a label and its value a line, those with a value. The labels
+    keep their line; a value wraps between words and folds a long id: rich's default,
+    an ellipsis, cut the run's id and workflow to "order-2026-12-01-…" on 30 columns."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in pairs:
+        if value:
+            grid.add_row(label, cell(value))  # an id or a message is not rich markup
+    return grid
 
 
 def cost_text(usage: AIUsageRow | None) -> str:

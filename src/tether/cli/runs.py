@@ -37,6 +37,7 @@ from ._format import (
     cost_text,
     driven_by,
     error_text,
+    facts,
     owner_gone,
     row,
     row_dict,
@@ -364,7 +365,7 @@ def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
     out.print(_summary(shown))
     if rec.stages:
         out.print(_stages_table(rec))
-    steps = table("step", "status", "attempts", zoned("completed"), "error")
+    steps = table("step", "status", "attempts", zoned("completed"), "error", words=True)
     steps.title = f"steps ({len(rec.steps)})"
     stopped = budget_stops(rec.events)
     for name, s in rec.steps.items():
@@ -379,7 +380,7 @@ def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
     out.print(steps)
     if children:
         out.print(_children_table(children, more_children))
-    events = table("seq", zoned("at"), "type", "message")
+    events = table("seq", zoned("at"), "type", "message", words=True)
     events.title = f"last {min(10, len(rec.events))} of {len(rec.events)} events"
     for e in rec.events[-10:]:
         row(events, str(e.seq), ts(e.at), e.type, e.message or "")
@@ -393,7 +394,7 @@ def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
 
 
 def _children_table(children: list[RunInfo], more: int) -> Table:
-    t = table("child run", "workflow", "status", zoned("finished"))
+    t = table("child run", "workflow", "status", zoned("finished"), words=True)
     shown = len(children)
     t.title = (
         f"child runs ({shown})" if not more else f"child runs (first {shown} of {shown + more})"
@@ -407,7 +408,7 @@ def _children_table(children: list[RunInfo], more: int) -> Table:
 def _stages_table(rec: RunRecord) -> Table:
     """A pipeline run's stages: status, attempt, time, progress, AI cost."""
     stages = table("group", "stage", "status", "attempt", "seconds", "progress", "AI cost",
-                   "error")  # fmt: skip
+                   "error", words=True)  # fmt: skip
     stages.title = f"stages ({len(rec.stages)}), attempt {rec.attempt}"
     for s in rec.stages:
         progress = "" if s.progress is None else f"{s.progress:.0%}"
@@ -449,11 +450,8 @@ def _ended(rec: RunRecord) -> str:
 
 def _summary(shown: _Shown) -> Table:
     rec = shown.rec
-    summary = Table.grid(padding=(0, 2))
-    summary.add_column(style="bold")
-    summary.add_column()
     version = f" (version {rec.workflow_version})" if rec.workflow_version else ""
-    facts = [
+    pairs = [
         ("run", rec.workflow_id),
         ("workflow", rec.workflow_name + version),
         ("parent", shown.parent or ""),
@@ -470,10 +468,7 @@ def _summary(shown: _Shown) -> Table:
         ("last error", error_text(rec.last_error)),  # kept after a resume succeeds
         ("AI usage", _usage_text(rec)),
     ]
-    for label, value in facts:
-        if value:
-            row(summary, label, value)
-    return summary
+    return facts(pairs)
 
 
 def _usage_text(rec: RunRecord) -> str:

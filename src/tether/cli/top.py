@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from rich.columns import Columns
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -26,18 +27,21 @@ __all__ = ["top"]
 _MAX_ROWS = 1000  # more than any screen holds, and well inside a database's integers
 
 
-def _counts(runs: list[tuple[str, str, int]]) -> Text:
+def _counts(runs: list[tuple[str, str, int]]) -> Columns:
+    """The runs by status, each status beside its count: wrapped as one line of text on
+    a narrow terminal, "failed" ended one line and its count began the next."""
     by_status: Counter[str] = Counter()
     for _, status, n in runs:
         by_status[status] += n
-    parts: list[Any] = [("runs  ", "bold")]
-    for status in RunStatus:
-        parts += [(f"{status.value} ", "dim"), f"{by_status.get(status.value, 0)}  "]
-    return Text.assemble(*parts)
+    counts = [
+        Text.assemble((f"{status.value} ", "dim"), str(by_status.get(status.value, 0)))
+        for status in RunStatus
+    ]
+    return Columns([Text("runs", "bold"), *counts], padding=(0, 2))
 
 
 def _queues(depths: list[Any], now: datetime, rows: int) -> Table:
-    t = table("queue", "waiting", "claimed", "oldest waiting")
+    t = table("queue", "waiting", "claimed", "oldest waiting", words=True)
     t.title, t.title_justify = "busiest queues", "left"
     for d in sorted(depths, key=lambda d: (-d.queued, -d.claimed, d.queue))[:rows]:
         age = (
@@ -48,7 +52,7 @@ def _queues(depths: list[Any], now: datetime, rows: int) -> Table:
 
 
 async def _costly(app: App, rows: int) -> Table:
-    t = table("run", "workflow", "status", "AI calls", "AI cost")
+    t = table("run", "workflow", "status", "AI calls", "AI cost", words=True)
     t.title, t.title_justify = "most expensive unfinished runs", "left"
     for workflow, status, u in await app.store.costliest_open_runs(rows):
         t.add_row(cell(u.group or ""), cell(workflow), status.value, str(u.calls), cost_text(u))

@@ -32,7 +32,19 @@ from ._common import (
     text,
 )
 from ._db import read_app
-from ._format import cell, clip, cost_text, short, status_text, step_status, ts
+from ._format import (
+    cell,
+    clip,
+    cost_text,
+    error_text,
+    facts,
+    row,
+    status_text,
+    step_status,
+    table,
+    ts,
+    zoned,
+)
 from ._live import LiveView
 
 __all__ = ["RunReader", "render_run", "watch"]
@@ -42,54 +54,52 @@ _STAGE_STYLE = {"completed": "green", "failed": "red", "cancelled": "red", "susp
 
 
 def _header(rec: RunRecord, now: datetime) -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
     started = rec.started_at or rec.created_at
     ended = rec.finished_at or now
     usage = rec.usage.total if rec.usage is not None else None
-    facts = [
-        ("run", f"{rec.workflow_id}  ({rec.workflow_name}, attempt {rec.attempt})"),
-        ("status", status_text(rec)),
-        ("elapsed", f"{(ended - started).total_seconds():.1f}s"),
-        ("AI cost", "" if usage is None else f"{cost_text(usage)} ({usage.calls} calls)"),
-        ("last error", short(rec.last_error.message) if rec.last_error else ""),
-    ]
-    for label, value in facts:
-        if value:
-            grid.add_row(label, cell(value))  # an id or a message is not rich markup
-    return grid
+    return facts(
+        [
+            ("run", rec.workflow_id),
+            ("workflow", f"{rec.workflow_name}, attempt {rec.attempt}"),
+            ("status", status_text(rec)),
+            ("elapsed", f"{(ended - started).total_seconds():.1f}s"),
+            ("AI cost", "" if usage is None else f"{cost_text(usage)} ({usage.calls} calls)"),
+            ("last error", _one_line(error_text(rec.last_error))),
+        ]
+    )
+
+
+def _one_line(message: str) -> str:
+    """`message` on one line of text, cut short: a traceback or an HTTP body of many
+    lines would fill the screen (`runs show` prints it whole)."""
+    return clip(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def _stages(rec: RunRecord) -> Table:
-    t = Table(title="stages", title_justify="left", expand=False)
-    for col in ("stage", "status", "progress", "", "seconds", "AI cost"):
-        t.add_column(col)
+    t = table("stage", "status", "progress", "note", "seconds", "AI cost", words=True)
+    t.title = "stages"
     for s in rec.stages:
-        fraction = s.progress or 0.0
-        cost = cost_text(s.usage)
-        t.add_row(
-            cell(f"{s.group}. {s.id}"),
+        row(
+            t,
+            f"{s.group}. {s.id}",
             cell(s.status, style=_STAGE_STYLE.get(s.status, "")),
-            ProgressBar(total=1.0, completed=fraction, width=20),
-            cell(s.progress_message or ""),
+            ProgressBar(total=1.0, completed=s.progress or 0.0, width=20),
+            s.progress_message or "",
             "" if s.seconds is None else f"{s.seconds:.2f}",
-            cost,
+            cost_text(s.usage),
         )
     return t
 
 
 def _steps(rec: RunRecord, last: int) -> Table:
-    t = Table(title=f"steps (last {min(last, len(rec.steps))} of {len(rec.steps)})",
-              title_justify="left")  # fmt: skip
-    for col in ("step", "status", "attempts", "completed"):
-        t.add_column(col)
+    t = table("step", "status", "attempts", zoned("completed"), words=True)
+    t.title = f"steps (last {min(last, len(rec.steps))} of {len(rec.steps)})"
     stopped = budget_stops(rec.events)
     for name, s in list(rec.steps.items())[-last:]:
         style = {StepStatus.COMPLETED: "green", StepStatus.FAILED: "red"}.get(s.status, "cyan")
         status = step_status(rec, s, stopped)
         style = "yellow" if status == "stopped" else style
-        t.add_row(cell(name), cell(status, style=style), str(s.attempts), ts(s.completed_at))
+        row(t, name, cell(status, style=style), str(s.attempts), ts(s.completed_at))
     return t
 
 
@@ -107,7 +117,7 @@ def _event_line(e: EventRecord) -> Text:
     """One screen line per event, as the header's last error is cut short: a failure's
     message of many lines (a traceback, an HTTP body) filled the screen, and on a live
     terminal pushed the frame past its height, where rich cuts it off."""
-    message = clip((e.message or "").replace("\r", "\\r").replace("\n", "\\n"))
+    message = _one_line(e.message or "")
     line = cell(f"  {e.seq} {e.type} {message}".rstrip(), style="dim")
     line.no_wrap, line.overflow = True, "ellipsis"
     return line
