@@ -28,7 +28,7 @@ from tether import (
 from ._env import child_pythonpath
 from ._killed import killed_once_marked
 
-MAX_MESSAGE, MAX_TRACEBACK = 16_384, 65_536  # as tether._failure keeps them
+MAX_MESSAGE, MAX_TRACEBACK = 8_000_000, 16_000_000  # as tether._failure keeps them
 
 # -- a step function raising KeyboardInterrupt / SystemExit -------------------------------
 
@@ -143,7 +143,7 @@ async def test_a_huge_error_message_is_capped_in_the_record_and_events(app: App)
     every retry's event."""
 
     def fails() -> None:
-        raise ValueError("x" * 2_000_000)
+        raise ValueError("x" * (MAX_MESSAGE + 1_000))
 
     @app.workflow(name="huge")
     async def flow(wf: Workflow) -> None:

@@ -62,8 +62,8 @@ MAX_ATTRIBUTE = 4096  # characters of JSON an attribute may take to be kept
 # events): an error carrying a whole response body or file (tens of megabytes) was
 # written whole into the message, the traceback and every retry's event, taking
 # seconds a write and the database's room; the head is kept and the cut is said
-MAX_MESSAGE = 16_384
-MAX_TRACEBACK = 65_536
+MAX_MESSAGE = 8_000_000
+MAX_TRACEBACK = 16_000_000
 
 
 @dataclass(frozen=True, slots=True)
