@@ -46,6 +46,7 @@ from .serde import dump_json
 __all__ = [
     "MAX_CAUSES",
     "ErrorRecord",
+    "attribute_of",
     "decode_error",
     "encode_error",
     "encode_record",
@@ -188,7 +189,7 @@ def _capped(text: str, limit: int) -> str:
     return f"{text[:limit]}... [{len(text) - limit:,} more characters cut]"
 
 
-def _said(exc: BaseException, name: str) -> Any:
+def attribute_of(exc: BaseException, name: str) -> Any:
     """`exc.name`, or None when it has none or reading it raises."""
     try:
         return getattr(exc, name, None)
@@ -199,9 +200,9 @@ def _said(exc: BaseException, name: str) -> Any:
 def _record(exc: BaseException, retryable: bool | None, tb: str | None, left: int) -> ErrorRecord:
     cls = type(exc)
     if retryable is None:
-        said = _said(exc, "retryable")
+        said = attribute_of(exc, "retryable")
         retryable = said if isinstance(said, bool) else None
-    cause = _said(exc, "__cause__")
+    cause = attribute_of(exc, "__cause__")
     cause = cause if isinstance(cause, BaseException) else None
     return ErrorRecord(
         type=cls.__name__,
@@ -242,7 +243,7 @@ def _own_attributes(exc: BaseException) -> dict[str, Any]:
     ``_recorded_attributes()`` (of any size) and takes it back through ``setattr`` when
     revived. One that fails or gives no JSON object is left out: the error is still
     recorded."""
-    own = _said(exc, "_recorded_attributes")
+    own = attribute_of(exc, "_recorded_attributes")
     try:
         data = own() if callable(own) else None
         json.dumps(data, allow_nan=False)

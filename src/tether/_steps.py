@@ -23,7 +23,7 @@ from typing import Any
 
 from ._attach import collecting
 from ._control import HandBack, StepExited
-from ._failure import decode_error, encode_error, error_text, revived
+from ._failure import attribute_of, decode_error, encode_error, error_text, revived
 from ._interceptors import StepCall, intercepted
 from ._iso_time import from_iso, iso_z
 from ._mutex_guard import holds_any_mutex
@@ -403,10 +403,9 @@ def _backoff(policy: RetryPolicy, attempt: int, exc: BaseException) -> float:
     for it (a provider's ``retry-after``, carried as `retry_after` seconds, heeded up
     to `MAX_RETRY_AFTER`). Never shorter than the policy's: an ask above the cap made
     a policy waiting longer than it (``max_delay=7200``) retry after the cap instead."""
-    try:
-        asked = getattr(exc, "retry_after", None)
-    except Exception:  # a property that raises: nothing asked (before: the step stayed
-        asked = None  # `running` and the run failed with the property's error)
+    # a property that raises is nothing asked (before: the step stayed `running` and
+    # the run failed with the property's error)
+    asked = attribute_of(exc, "retry_after")
     delay = policy.delay(attempt)
     if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > delay:
         return max(delay, float(min(asked, MAX_RETRY_AFTER)))
