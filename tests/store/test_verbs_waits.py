@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import pytest
 
 import tether
-from tether import App, FakeClock, WaitStatus, Workflow
+from tether import App, FakeClock, RunStatus, WaitStatus, Workflow
 from tether.store import NewRun
 
 # one process: `send` sends the event, `resume` drives the run `late` to its wait
@@ -176,3 +176,69 @@ async def test_a_wait_for_a_token_another_run_made_is_refused_saying_whose_it_is
         assert (await app.aresult("maker", timeout=10)).value == "yes"
     finally:
         await app.aclose()
+
+
+async def test_a_rerun_before_an_event_wait_waits_for_a_new_event(app: App) -> None:
+    """The event a forgotten wait took stays taken by its run: the rerun asks again.
+    Before, `rerun_from` deleted the wait that took it, so the replay's wait found it
+    in the inbox as if untaken and the run ended at once on the old answer."""
+    seen: list[str] = []
+
+    @app.workflow(name="hook")
+    async def hook(wf: Workflow) -> str:
+        await wf.step("before", lambda: "kept")
+        got = await wf.wait_for_event("paid", result_type=str)
+        seen.append(got)
+        return await wf.step("after", lambda: f"done {got}")
+
+    await app.arun(hook, workflow_id="h")
+    await app.asend_event("paid", "first")
+    assert (await app.aresult("h", timeout=10)).value == "done first"
+    for step, answer in (("before", "second"), ("event:paid#1", "third")):
+        parked = await app.arerun_from("h", step)
+        assert parked.status is RunStatus.WAITING, step
+        assert [w.status for w in await app.alist_waits("h")] == [WaitStatus.PENDING]
+        await app.asend_event("paid", answer)
+        assert (await app.aresult("h", timeout=10)).value == f"done {answer}"
+    assert seen == ["first", "second", "third"]
+
+
+async def test_a_rerun_wait_takes_an_event_no_wait_took_and_skips_the_taken_one(
+    app: App,
+) -> None:
+    """Events sent since the run began that no wait of it took stay its to take (the
+    README: not only events sent after the wait), the one its forgotten wait took
+    does not; a rerun from a step after the wait keeps its answer."""
+
+    @app.workflow(name="hook")
+    async def hook(wf: Workflow) -> str:
+        await wf.step("before", lambda: "kept")
+        got = await wf.wait_for_event("paid", result_type=str)
+        return await wf.step("after", lambda: f"done {got}")
+
+    await app.arun(hook, workflow_id="h")
+    await app.asend_event("paid", "first")
+    await app.asend_event("paid", "unclaimed")
+    assert (await app.aresult("h", timeout=10)).value == "done first"
+    assert (await app.arerun_from("h", "after")).value == "done first"
+    assert (await app.arerun_from("h", "before")).value == "done unclaimed"
+    assert (await app.arerun_from("h", "before")).status is RunStatus.WAITING
+
+
+async def test_a_rerun_before_a_signal_wait_does_not_take_its_kept_signal_again(
+    app: App,
+) -> None:
+    """A signal kept in the inbox and consumed by the wait a rerun forgot is spent:
+    the replay waits for a new one (as for one sent to the waiting run)."""
+
+    @app.workflow(name="gate")
+    async def gate(wf: Workflow) -> str:
+        await wf.step("before", lambda: "kept")
+        return str(await wf.wait_for_signal("go"))
+
+    await app.store.create_run(NewRun("g", "gate", state="null"), app.clock.now())
+    await app.asignal("g", "go", "early")  # kept: the run has not reached its wait
+    assert (await app.aresume("g")).value == "early"
+    assert (await app.arerun_from("g", "before")).status is RunStatus.WAITING
+    await app.asignal("g", "go", "again")
+    assert (await app.aresult("g", timeout=10)).value == "again"

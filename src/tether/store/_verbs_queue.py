@@ -603,6 +603,7 @@ class QueueVerbs(StoreBase):
         await tx.execute("rerun_steps", wid=workflow_id, first=first)
         await tx.execute("rerun_values", wid=workflow_id, first=first)
         await tx.execute("rerun_state", wid=workflow_id)
+        await tx.execute("rerun_events_taken", wid=workflow_id, first=first + keep_wait, at=at)
         await tx.execute("rerun_waits", wid=workflow_id, first=first + keep_wait)
         if keep_wait:
             await tx.execute("rerun_wait_pending", wid=workflow_id, key=step)

@@ -120,8 +120,9 @@ class WaitVerbs(StoreBase):
 
         A pending waitpoint is resolved at once if what it waits for is already
         there: an unconsumed signal in the inbox, an inbox event sent since the
-        run was created that no other wait of the run took, a child run that
-        ended. Returns the waitpoint as it stands.
+        run was created that no other wait of the run took (one a rerun forgot
+        included: the rerun asks again), a child run that ended. Returns the
+        waitpoint as it stands.
         """
 
         async def body(tx: Tx) -> WaitRow:

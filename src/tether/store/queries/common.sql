@@ -122,6 +122,15 @@ DELETE FROM steps WHERE run_id = :wid AND seq >= :first
 UPDATE runs SET state = COALESCE((SELECT s.result FROM steps s WHERE s.run_id = :wid
   AND s.seq IS NOT NULL AND s.step_key LIKE '%tether.state%' ORDER BY s.seq DESC LIMIT 1),
   initial_state, state) WHERE id = :wid
+-- name: rerun_events_taken
+-- the events its waits about to be forgotten took stay taken by the run: a marker
+-- each (consumed_by: the event's id), gone with the event or the run, which
+-- `inbox_events_for` skips; the replay's wait asks for a new event, as for a signal
+INSERT INTO inbox (kind, target, name, created_at, expires_at, consumed_by)
+SELECT 'event_taken', w.run_id, w.name, :at, i.expires_at, CAST(w.inbox_id AS text)
+FROM waitpoints w JOIN inbox i ON i.id = w.inbox_id WHERE w.run_id = :wid
+  AND w.kind = 'event' AND w.wait_key IN (SELECT message FROM events
+  WHERE run_id = :wid AND type = 'wait.registered' AND seq >= :first)
 -- name: rerun_waits
 -- and the waits the run's end closed (cancelled): the replay registers them anew
 DELETE FROM waitpoints WHERE run_id = :wid AND (status = 'cancelled' OR wait_key IN

@@ -306,9 +306,13 @@ UPDATE waitpoints SET status = 'resolved', payload = :payload::json, inbox_id = 
 SELECT id, payload::text FROM inbox WHERE kind = 'signal' AND name = :name AND target = :wid
   AND consumed_by IS NULL AND expires_at > :at ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
 -- name: inbox_events_for
+-- events sent since the run began that none of its waits took, nor one a rerun
+-- forgot (`rerun_events_taken`)
 SELECT i.id, i.payload::text FROM inbox i, runs r WHERE r.id = :wid AND i.kind = 'event'
   AND i.name = :name AND i.created_at >= r.created_at AND i.expires_at > :at
   AND i.id NOT IN (SELECT inbox_id FROM waitpoints WHERE run_id = :wid AND inbox_id IS NOT NULL)
+  AND i.id NOT IN (SELECT CAST(t.consumed_by AS bigint) FROM inbox t
+    WHERE t.kind = 'event_taken' AND t.name = :name AND t.target = :wid)
 ORDER BY i.id
 -- name: child_outcome
 SELECT status, output::text, error::text FROM runs WHERE id = :id

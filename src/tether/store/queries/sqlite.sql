@@ -201,9 +201,13 @@ UPDATE waitpoints SET status = 'resolved', payload = :payload, inbox_id = :inbox
 SELECT id, payload FROM inbox WHERE kind = 'signal' AND name = :name AND target = :wid
   AND consumed_by IS NULL AND expires_at > :at ORDER BY id LIMIT 1
 -- name: inbox_events_for
+-- events sent since the run began that none of its waits took, nor one a rerun
+-- forgot (`rerun_events_taken`)
 SELECT i.id, i.payload FROM inbox i, runs r WHERE r.id = :wid AND i.kind = 'event'
   AND i.name = :name AND i.created_at >= r.created_at AND i.expires_at > :at
   AND i.id NOT IN (SELECT inbox_id FROM waitpoints WHERE run_id = :wid AND inbox_id IS NOT NULL)
+  AND i.id NOT IN (SELECT CAST(t.consumed_by AS INTEGER) FROM inbox t
+    WHERE t.kind = 'event_taken' AND t.name = :name AND t.target = :wid)
 ORDER BY i.id
 -- name: child_outcome
 SELECT status, output, error FROM runs WHERE id = :id
