@@ -366,7 +366,10 @@ def test_a_store_closed_from_another_event_loop_closes_its_own_connections(
         await store.list_runs()
         await store.wait_for_change("run:nobody", 0.01)  # opens the listening connection
 
-    asyncio.run(use())  # that loop is gone now
+    # a loop left idle, not ended (`asyncio.run` ends its loop, and its end closes the
+    # store: tests/test_app_loop_end.py): the store stays open on it
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(use())
     mine = (
         f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN {store.config.channel}%'"  # type: ignore[attr-defined]
     )
@@ -377,6 +380,10 @@ def test_a_store_closed_from_another_event_loop_closes_its_own_connections(
         gc.collect()
     assert not [w for w in seen if issubclass(w.category, ResourceWarning)]
     eventually_sync(lambda: _psql(postgres, mine)[0][0] == 0)  # the server saw it go
+    for task in asyncio.all_tasks(loop):  # the pool's workers, left on the idle loop
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*asyncio.all_tasks(loop), return_exceptions=True))
+    loop.close()
 
 
 async def test_waits_begun_at_once_share_one_listening_connection(

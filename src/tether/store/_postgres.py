@@ -54,6 +54,7 @@ from ..errors import (
 )
 from ._base import Mode, Tx, event_params, fenced_params
 from ._deferred import RETRY_DELAYS, Deferred
+from ._loop_end import LoopEnd
 from ._migrations import failed, pending
 from ._port import Store
 from ._records import (
@@ -259,6 +260,8 @@ class PostgresStore(Store):
         self._hot: Conn | None = None  # a connection kept out of the pool for the hot path
         self._hot_busy = False
         self.deferred: Deferred = Deferred(self._flush_deferred)  # folded into the next start
+        # an App never closed (the async API under asyncio.run): closed as its loop ends
+        self._loop_end = LoopEnd(self._close_at_loop_end, "the PostgreSQL connections")
 
     async def _tx(
         self, mode: Mode, body: Callable[[Tx], Awaitable[T]], *, single: bool = False
@@ -519,6 +522,7 @@ class PostgresStore(Store):
                 await pool.close()
                 raise self._unavailable(exc) from None
             self._pool, self._loop, self._hot = pool, loop, hot
+            await self._loop_end.arm()
 
     async def _discard(self) -> None:
         pool, self._pool = self._pool, None
@@ -542,6 +546,7 @@ class PostgresStore(Store):
     async def close(self) -> None:
         if self._pool is None:
             return
+        self._loop_end.disarm()
         if self._loop is asyncio.get_running_loop():
             await self._write_held()
         else:
@@ -554,6 +559,23 @@ class PostgresStore(Store):
             self._pool = self._hot = self._listener = None
             return
         await self._discard()
+
+    async def _close_at_loop_end(self) -> None:
+        """`close` as ``asyncio.run`` ends (`LoopEnd`): it has cancelled the pool's worker
+        tasks with every other, and the pool's close, which waits for them, raised
+        CancelledError before it closed a connection; so the pool's idle connections
+        are closed first (`drain`: the new ones it asks for have no worker to make
+        them), once the held completions went out on them."""
+        pool = self._pool
+        if pool is None or self._loop is not asyncio.get_running_loop():
+            return
+        self._loop_end.disarm()
+        await self._write_held()
+        await pool.drain()
+        with contextlib.suppress(asyncio.CancelledError):  # the pool's, not this task's
+            await self._discard()
+        if (task := asyncio.current_task()) is not None and task.cancelling():
+            raise asyncio.CancelledError
 
     async def _migrate(self) -> None:
         try:
