@@ -16,7 +16,7 @@ from .._failure import ErrorRecord
 from .._info import WaitInfo
 from ..app import App, RunResult
 from ..errors import RunFailedError, TetherError
-from ..store import EndReason, RunStatus, WaitKind, WaitStatus
+from ..store import EndReason, RunStatus, WaitKind
 from ._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -30,6 +30,7 @@ from ._common import (
     print_json,
 )
 from ._db import db_flag
+from ._open_waits import open_waits, send_command
 from ._progress import Progress
 
 __all__ = ["FAILED_ENDS", "drive"]
@@ -117,13 +118,10 @@ def _undone(workflow_id: str, status: RunStatus, again: str) -> None:
 
 
 def _wake_text(w: WaitInfo, rid: str, db: str) -> str:
-    name = shlex.quote(w.name or "")
-    if w.kind is WaitKind.SIGNAL:
-        return f"signal {w.name!r} (`tether runs signal {rid} {name}{db}`)"
-    if w.kind is WaitKind.EVENT:
-        return f"event {w.name!r} (`tether runs event {name}{db}`)"
-    if w.kind is WaitKind.TOKEN:
-        return f"token {w.id} (`tether runs complete-token {w.id}{db}`)"
+    command = send_command(w, rid, db)
+    if command is not None:
+        what = f"token {w.id}" if w.kind is WaitKind.TOKEN else f"{w.kind.value} {w.name!r}"
+        return f"{what} (`{command}`)"
     if w.kind is WaitKind.TIMER:
         due = f" due {w.due_at:%Y-%m-%d %H:%M:%S} UTC" if w.due_at else ""
         return f"a timer{due} (a worker or `tether serve --app` wakes it)"
@@ -140,7 +138,7 @@ def _how_to_wake(the_app: App, result: RunResult[Any]) -> str | None:
     except TetherError:
         return None
     rid, db = shlex.quote(result.workflow_id), db_flag(the_app.database_url)
-    pending = [_wake_text(w, rid, db) for w in waits if w.status is WaitStatus.PENDING]
+    pending = [_wake_text(w, rid, db) for w in open_waits(waits)]
     return f"run {result.workflow_id} waits for " + "; ".join(pending) if pending else None
 
 

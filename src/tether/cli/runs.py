@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import click
 from rich.table import Table
 
-from .. import RunInfo
+from .. import RunInfo, WaitInfo
 from ..ai import budget_stops
 from ..app import App
 from ..record import RunRecord
@@ -49,6 +49,7 @@ from ._format import (
     ts,
     zoned,
 )
+from ._open_waits import open_waits, waits_dicts, waits_table
 
 __all__ = ["runs"]
 
@@ -69,8 +70,8 @@ _MAX_CHILDREN = 20  # child runs `runs show` lists; the rest it counts
 
 class _Shown(NamedTuple):
     """What `runs show` tells of a run beyond its record: which processes drive it and
-    its parent and first child runs, with how many more it has (the server says none
-    of these)."""
+    its parent and first child runs, with how many more it has, and its open waits (the
+    server says none of these; the commands that answer a wait do not reach it)."""
 
     rec: RunRecord
     drivers: list[str]
@@ -78,6 +79,7 @@ class _Shown(NamedTuple):
     parent: str | None
     children: list[RunInfo]
     more_children: int
+    waits: list[WaitInfo] | None  # its open waits (None: a server's run, not asked)
 
 
 async def _children(a: App, workflow_id: str) -> tuple[list[RunInfo], int]:
@@ -103,7 +105,7 @@ def _served_drivers(state: CliState, rec: RunRecord) -> list[str]:
 def _shown(state: CliState, workflow_id: str) -> _Shown:
     if state.server is not None:
         rec = _record(state, workflow_id)
-        return _Shown(rec, _served_drivers(state, rec), None, None, [], 0)
+        return _Shown(rec, _served_drivers(state, rec), None, None, [], 0, None)
     text(workflow_id, "run id")
 
     def read(a: App) -> _Shown:
@@ -111,7 +113,8 @@ def _shown(state: CliState, workflow_id: str) -> _Shown:
         info = a.get_run(workflow_id)
         drivers = a.drivers(rec.workflow_name, info.queue)  # a queued run: its queue's workers
         children, more = a.run_sync(_children(a, workflow_id))
-        return _Shown(rec, drivers, info.queue, info.parent_id, children, more)
+        waits = open_waits(a.list_waits(workflow_id))
+        return _Shown(rec, drivers, info.queue, info.parent_id, children, more, waits)
 
     return use_app(state, read)
 
@@ -356,13 +359,17 @@ def _one_run(
 
 @_one_run("show", json_help="Print the run's full record as JSON.")
 def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
-    """A run's summary, its steps and its last 10 events."""
+    """A run's summary, what it waits for, its steps and its last 10 events."""
     shown = _shown(state, workflow_id)
     rec, children, more_children = shown.rec, shown.children, shown.more_children
+    answering = shlex.quote(rec.workflow_id), given_db(state)  # the commands that answer
     if as_json:
-        print_json(_shown_record(rec))
+        opened = {} if shown.waits is None else {"openWaits": waits_dicts(shown.waits, *answering)}
+        print_json(_shown_record(rec) | opened)
         return
     out.print(_summary(shown))
+    if shown.waits:
+        out.print(waits_table(shown.waits, *answering))
     if rec.stages:
         out.print(_stages_table(rec))
     steps = table("step", "status", "attempts", zoned("completed"), "error", words=True)
