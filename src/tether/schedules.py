@@ -202,14 +202,19 @@ class Schedule:
 def _ticks(cron: str, start: datetime, *, reverse: bool = False) -> Iterator[datetime]:
     """The cron's ticks from `start`, ending where datetime's calendar ends: CronSim
     raised OverflowError there, which lost the ticks walked to (the last minute of the
-    year 9999 never fired) and failed every pass of the schedule after."""
+    year 9999 never fired) and failed every pass of the schedule after. Forward, only
+    ticks after `start`: a fixed-time cron walks the wall clock, and from the second copy
+    of an hour repeated when clocks go back it named the first copy's tick, already past
+    (a schedule saved then started a tick from before it was saved)."""
     walk = CronSim(cron, start, reverse=reverse)
+    after = start.astimezone(UTC)  # in UTC: a comparison within one zone ignores fold
     while True:
         try:
             tick = next(walk)
         except OverflowError:
             return
-        yield tick
+        if reverse or tick.astimezone(UTC) > after:
+            yield tick
 
 
 def _zone_not_a_name(zone: object) -> str:
