@@ -34,6 +34,16 @@ def test_each_builder_call_returns_a_new_pipeline() -> None:
     assert len(base.groups) == 1 and len(longer.groups) == 2
 
 
+def test_parallel_of_an_empty_generator_is_refused_when_built() -> None:
+    """`.parallel(s for s in stages if ...)` matching none was taken as a group of no
+    stages: the run then failed with "max_parallel must be an integer >= 1"."""
+    chosen = (s for s in (summarize, keywords) if s.id == "none")
+    with pytest.raises(PipelineError, match="parallel takes a non-empty list of stages"):
+        tether.Pipeline("p", input=Doc).pipe(extract).parallel(chosen)
+    built = tether.Pipeline("p", input=Doc).pipe(extract).parallel(iter([summarize, keywords]))
+    assert [s.id for s in built.groups[1]] == ["summarize", "keywords"]
+
+
 def test_duplicate_stage_ids_are_refused() -> None:
     with pytest.raises(PipelineError, match="'extract' appears twice"):
         tether.Pipeline("p", input=Doc).pipe(extract).pipe(extract)
@@ -281,7 +291,7 @@ def test_whether_a_field_type_can_take_another(target: Any, source: Any, fits: b
     assert accepts(target, source) is fits
 
 
-@pytest.mark.parametrize("suffix", [".start", ".suspended", ".check", ".cancel"])
+@pytest.mark.parametrize("suffix", [".start", ".suspended", ".check", ".cancel", ".unread"])
 def test_an_id_that_names_another_stages_own_step_is_refused(suffix: str) -> None:
     # "fetch.start" would record its output under the key of fetch's start marker
     with pytest.raises(PipelineError, match=rf"ends in '\{suffix}', which names a step of"):

@@ -123,13 +123,16 @@ class Pipeline(Generic[I, O]):
         return self._with((stage,))
 
     def parallel(self, stages: Sequence[Stage[Any, Any, Any]]) -> Pipeline[I, O]:
-        """A new pipeline running `stages` side by side after this one's groups."""
-        if isinstance(stages, Stage) or not stages:
+        """A new pipeline running `stages` side by side after this one's groups. An
+        empty generator (``s for s in stages if ...``) is refused as an empty list is:
+        taken, its group of none ran, and failed the run with "max_parallel must be >= 1"."""
+        group = () if isinstance(stages, Stage | str) else tuple(stages)
+        if not group:
             raise PipelineError(
                 f"pipeline {self.name!r}: parallel takes a non-empty list of stages, "
                 f"e.g. .parallel([summarize, keywords]); got {stages!r}"
             )
-        return self._with(tuple(stages))
+        return self._with(group)
 
     def _with(self, group: tuple[Stage[Any, Any, Any], ...]) -> Pipeline[I, O]:
         for s in group:

@@ -27,8 +27,9 @@ O = TypeVar("O")  # noqa: E741
 C = TypeVar("C")
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-# a stage's own steps are stage:<id>, stage:<id>.start, .suspended, .check and .cancel
-_RESERVED = (".start", ".suspended", ".check", ".cancel")
+# a stage's own steps are stage:<id>, stage:<id>.start, .suspended, .check, .cancel and
+# .unread (its recorded output could not be read back: where a rerun goes on from)
+_RESERVED = (".start", ".suspended", ".check", ".cancel", ".unread")
 
 
 def _check_id(stage_id: object) -> str:
@@ -41,7 +42,7 @@ def _check_id(stage_id: object) -> str:
         raise PipelineError(
             f"stage id {stage_id!r} ends in {stage_id[stage_id.rindex('.') :]!r}, which names "
             f"a step of the stage {stage_id[: stage_id.rindex('.')]!r} (its start, suspension, "
-            "checks or cancel); pick another id, e.g. with '-' for '.'"
+            "checks, cancel or unread output); pick another id, e.g. with '-' for '.'"
         )
     return stage_id
 
