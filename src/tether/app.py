@@ -1678,7 +1678,9 @@ class App:
             if not ids:
                 return total
             families = [f for wid in ids for f in await self._family(wid, True)]
-            deleted = await self.store.delete_runs(ids, keep_undelivered=keep)
+            deleted = await self.store.delete_runs(
+                ids, keep_undelivered=keep, finished_before=cutoff
+            )
             await self._forget_run_files(
                 [f for f in families if await self.store.get_run(f) is None]
             )

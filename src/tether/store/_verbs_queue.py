@@ -775,7 +775,13 @@ class QueueVerbs(StoreBase):
 
         return await self._tx("read", body)
 
-    async def delete_runs(self, run_ids: Sequence[str], *, keep_undelivered: bool = False) -> int:
+    async def delete_runs(
+        self,
+        run_ids: Sequence[str],
+        *,
+        keep_undelivered: bool = False,
+        finished_before: datetime | None = None,
+    ) -> int:
         """Delete finished runs with everything of theirs, in one transaction; how many
         runs went (children included).
 
@@ -785,12 +791,20 @@ class QueueVerbs(StoreBase):
         call names), and its child runs (recursively). A run that is not terminal,
         or has a child that is not, is skipped whole; so is one of which a run has
         an event yet to deliver, with `keep_undelivered`; unknown ids are ignored.
+
+        With `finished_before` (a prune's cutoff), the prune's family rule is checked
+        again here, where it deletes: every run above and below one picked must still
+        have ended before it. Between `prunable_runs` and this a `rerun_from` may have
+        opened a parent again (whose replay takes its children's outcomes from their
+        rows) or rerun a child to a later end; their rows are locked (PostgreSQL) top
+        down, as `rerun_from` locks them, so one that comes meanwhile waits, then finds
+        the run gone.
         """
 
         async def body(tx: Tx) -> int:
             deleted = 0
             for run_id in dict.fromkeys(run_ids):
-                family = await _finished_family(tx, run_id)
+                family = await _family_to_delete(tx, run_id, finished_before)
                 if family and keep_undelivered and await _undelivered(tx, family):
                     continue
                 for rid in family or ():
@@ -820,16 +834,37 @@ async def _undelivered(tx: Tx, run_ids: list[str]) -> bool:
     return False
 
 
-async def _finished_family(tx: Tx, run_id: str) -> list[str] | None:
-    """The run and its descendants, children first; None unless every one is terminal."""
-    row = await tx.one("run_status_locked", wid=run_id)
-    if row is None or row[0] not in TERMINAL:
+async def _family_to_delete(tx: Tx, run_id: str, before: datetime | None) -> list[str] | None:
+    """The run and its descendants, children first, if they may go: None unless each
+    ended (before `before`, if given, and so did every run above it then)."""
+    if before is not None:
+        above: list[str] = []
+        row = await tx.one("run_parent", wid=run_id)
+        while row is not None and row[0] is not None and row[0] not in above:
+            above.append(row[0])
+            row = await tx.one("run_parent", wid=row[0])
+        for rid in reversed(above):  # the topmost first, as `rerun_from` locks
+            if not await _ended(tx, rid, before):
+                return None
+    return await _finished_family(tx, run_id, before)
+
+
+async def _ended(tx: Tx, run_id: str, before: datetime | None) -> bool:
+    """Whether the run is terminal (and ended before `before`, if given); its row locked."""
+    row = await tx.one("run_ended_locked", wid=run_id, before=before)
+    return row is not None and row[0] in TERMINAL and (before is None or bool(row[1]))
+
+
+async def _finished_family(tx: Tx, run_id: str, before: datetime | None) -> list[str] | None:
+    """The run and its descendants, children first; None unless every one is terminal
+    (and ended before `before`, if given)."""
+    if not await _ended(tx, run_id, before):
         return None
     family: list[str] = []
     for child, status in await tx.all("run_children", id=run_id):
         if status not in TERMINAL:
             return None
-        below = await _finished_family(tx, child)
+        below = await _finished_family(tx, child, before)
         if below is None:
             return None
         family += below

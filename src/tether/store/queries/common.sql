@@ -167,6 +167,8 @@ WHERE command = :command AND key = :key
 DELETE FROM idempotency WHERE command = :command AND key = :key
 -- name: run_children
 SELECT id, status FROM runs WHERE parent_id = :id
+-- name: run_parent
+SELECT parent_id FROM runs WHERE id = :wid
 -- name: delete_steps
 DELETE FROM steps WHERE run_id = :id
 -- name: delete_events

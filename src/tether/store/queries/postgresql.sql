@@ -65,6 +65,9 @@ INSERT INTO events (run_id, seq, type, message, detail, at)
 VALUES (:wid, :seq, :type, :message, :detail::json, :at)
 -- name: run_status_locked
 SELECT status, end_reason FROM runs WHERE id = :wid FOR UPDATE
+-- name: run_ended_locked
+-- the run's status, and whether it ended before :before (NULL when :before is)
+SELECT status, finished_at < :before FROM runs WHERE id = :wid FOR UPDATE
 -- name: notify
 SELECT pg_notify(:chan, :what)
 

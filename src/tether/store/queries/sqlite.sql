@@ -55,6 +55,9 @@ INSERT INTO events (run_id, seq, type, message, detail, at)
 VALUES (:wid, :seq, :type, :message, :detail, :at)
 -- name: run_status_locked
 SELECT status, end_reason FROM runs WHERE id = :wid
+-- name: run_ended_locked
+-- the run's status, and whether it ended before :before (NULL when :before is)
+SELECT status, finished_at < :before FROM runs WHERE id = :wid
 -- name: newest_job
 -- a waiter's cheap look for new work another process queued (_sqlite_changes)
 SELECT max(id) FROM jobs
