@@ -30,8 +30,13 @@ from ._mutex_guard import holds_any_mutex
 from ._results import load_result, recorded_result
 from ._run_state import NAME_SCOPE, RunState
 from ._runtime import Runtime
-from ._step_threads import StepThreads
-from .errors import StaleOwnerError, StepFailedError, StepTimeoutError, StoreError
+from .errors import (
+    RunCancelledError,
+    StaleOwnerError,
+    StepFailedError,
+    StepTimeoutError,
+    StoreError,
+)
 from .retry import RetryPolicy
 from .serde import dump_json, load_json
 from .store import NewEvent, StepRow, StepStatus
@@ -136,6 +141,8 @@ class StepExecutor:
                 try:
                     try:
                         result = await self._attempt(spec, row.attempts, with_ctx, asynchronous)
+                    except RunCancelledError:
+                        raise  # stopped by its run's cancel: the drive closes the step
                     except asyncio.CancelledError as exc:
                         if _being_stopped():
                             await self._record_cut_short(spec, row, rows)
@@ -213,7 +220,7 @@ class StepExecutor:
         try:
             if not self._rt.interceptors:  # the common path: no chain, no extra frames
                 if spec.timeout is None:
-                    result = await _call_step(spec.fn, args, asynchronous, self._rt.threads)
+                    result = await self._call_step(spec, args, asynchronous)
                 else:
                     result = await self._timed(spec, args, asynchronous)
             else:
@@ -240,13 +247,13 @@ class StepExecutor:
 
     async def _timed(self, spec: StepSpec, args: tuple[Any, ...], asynchronous: bool) -> Any:
         if spec.timeout is None:
-            return await _call_step(spec.fn, args, asynchronous, self._rt.threads)
+            return await self._call_step(spec, args, asynchronous)
         cut = asyncio.timeout(spec.timeout)
         try:
             async with cut:
                 token = _ENCLOSING.set((*_ENCLOSING.get(), (spec.key, spec.timeout, cut)))
                 try:
-                    result = await _call_step(spec.fn, args, asynchronous, self._rt.threads)
+                    result = await self._call_step(spec, args, asynchronous)
                 finally:
                     _ENCLOSING.reset(token)
         except TimeoutError as exc:
@@ -256,8 +263,19 @@ class StepExecutor:
         if cut.expired():
             # an async function that caught its cancellation and returned anyway, late:
             # timed out, as a sync one's late result is (before: recorded as completed,
-            # however late). One that never returns cannot be stopped: it is waited for
+            # however late). One that never returns is abandoned (`StepTasks`)
             raise StepTimeoutError(spec.key, spec.timeout)
+        return result
+
+    async def _call_step(self, spec: StepSpec, args: tuple[Any, ...], asynchronous: bool) -> Any:
+        """Call the step function: an async one in a task of its own, which the drive
+        can stop waiting on (`StepTasks`), a sync one in a step thread."""
+        if asynchronous:
+            run = self._rt.step_tasks.run
+            return await run(self._run.workflow_id, spec.key, spec.fn(*args))
+        result = await self._rt.threads.run(spec.fn, *args)
+        if inspect.isawaitable(result):
+            result = await result
         return result
 
     async def _record_cut_short(self, spec: StepSpec, row: StepRow, rows: list[Any]) -> None:
@@ -468,17 +486,6 @@ def _ended(
         completed_at if completed_at is not None else row.completed_at,
         row.updated_at,
     )
-
-
-async def _call_step(
-    fn: Callable[..., Any], args: tuple[Any, ...], asynchronous: bool, threads: StepThreads
-) -> Any:
-    if asynchronous:
-        return await fn(*args)
-    result = await threads.run(fn, *args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 # Step functions are often made afresh per step (a lambda, a closure, a ``partial`` or a
