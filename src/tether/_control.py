@@ -35,22 +35,25 @@ class HandBack(Suspend):
 
 
 class StepExited(BaseException):
-    """A step function raised KeyboardInterrupt or SystemExit (`exit`, also the
-    ``__cause__``): the process is being asked to stop, not the step to fail. Neither
-    retried nor recorded as a failure: the attempt is left interrupted, to run again
-    when the run is resumed (within `RetryPolicy.interrupted_reruns`), and this reaches
-    the caller of `app.arun` in its place; `app.run`, the sync facade, raises the exit
-    itself, so a script's ``sys.exit(3)`` in a step exits with 3. Raised as itself it
-    ended the event loop under the run (asyncio lets neither pass a task), and
-    `app.run` waited for good. A BaseException, so that a workflow's
+    """A step function, or the workflow's own code between steps (`step` None), raised
+    KeyboardInterrupt or SystemExit (`exit`, also the ``__cause__``): the process is
+    being asked to stop, not the step to fail. Neither retried nor recorded as a
+    failure: a step's attempt is left interrupted, to run again when the run is resumed
+    (within `RetryPolicy.interrupted_reruns`), and this reaches the caller of
+    `app.arun` in its place; `app.run`, the sync facade, raises the exit itself, so a
+    script's ``sys.exit(3)`` in a step exits with 3. Raised as itself it ended the
+    event loop under the run (asyncio lets neither pass a task), and `app.run` waited
+    for good, deaf to SIGTERM. A BaseException, so that a workflow's
     ``except Exception`` does not swallow it."""
 
-    def __init__(self, step: str, exit: KeyboardInterrupt | SystemExit) -> None:
+    def __init__(self, step: str | None, exit: KeyboardInterrupt | SystemExit) -> None:
         self.step = step
         self.exit = exit
+        where = "the workflow's code" if step is None else f"step {step!r}"
+        left = "" if step is None else ", its attempt left interrupted (not failed, not retried)"
+        fail = "the run" if step is None else "the step"
         super().__init__(
-            f"step {step!r} raised {exit!r}: the run stopped there, its attempt left "
-            "interrupted (not failed, not retried); it runs again when the run is resumed "
-            "(app.resume or app.run with its workflow_id). To fail the step instead, "
-            "raise an ordinary exception"
+            f"{where} raised {exit!r}: the run stopped there{left}; it goes on from its "
+            "last recorded step when the run is resumed (app.resume or app.run with its "
+            f"workflow_id). To fail {fail} instead, raise an ordinary exception"
         )

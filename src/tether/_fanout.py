@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from ._control import Suspend
+from ._control import StepExited, Suspend
 from ._failure import MAX_ATTRIBUTE, ErrorRecord, error_text, revived, tagged, untagged
 from .errors import InvalidArgumentError, StoreError, TetherError
 from .serde import to_json_data
@@ -230,6 +230,8 @@ class _FanOut(Generic[T, R]):
             # the item's code raised it (a library's, re-raised): its failure, as any
             # other error; as a cancel, it escaped `for_each` and left the run running
             raise _RaisedCancel(exc) from exc
+        except (KeyboardInterrupt, SystemExit) as exc:  # the item's own code, not a step's:
+            raise StepExited(None, exc) from exc  # as itself it ended the loop under the run
 
     async def _call(self, i: int) -> R:
         out = self.fn(self.seq[i])

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from ._attach import in_step
 from ._compensation import compensate, completed_at_once, completion_ranks
-from ._control import HandBack, Suspend
+from ._control import HandBack, StepExited, Suspend
 from ._failure import decode_error, encode_error, error_text, revive_error
 from ._interceptors import RunCall, run_intercepted, with_listeners
 from ._iso_time import iso_z
@@ -778,6 +778,11 @@ class Runner:
         except RunCancelledError:
             await self._cancelled(wf, st)
             return _CANCELLED
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # the workflow's own code asked the process to stop: raised as itself it ended
+            # the event loop under every run (asyncio lets neither pass a task); carried
+            # out as a step's exit is, the run left to go on from its last step
+            raise StepExited(None, exc) from exc
         except asyncio.CancelledError:
             # the grace period ran out mid-step, or whoever drove the run stopped (Ctrl-C
             # in `asyncio.run`, which cancels its task; a task cancelled at the loop's
