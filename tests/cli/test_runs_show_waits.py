@@ -5,15 +5,18 @@ that waits for nothing shows no such section."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 import tether
 from tether import App
 from tether.cli._format import ts
 
+from ..server._serve import start
 from ._helpers import create
 from .test_narrow_show_watch import WIDTHS, _flat, _shown
 
@@ -22,11 +25,12 @@ EVENTED = "order-watcher-9"
 PARENT = "batch-parent-1"
 CHILD = "batch-child-1"
 DONE = "already-answered-3"
+TOKENED = "vendor-callback-5"
 
 
 def _runs(url: str) -> dict[str, tether.WaitInfo]:
-    """Runs parked on a signal (with a timeout), an event (with a match) and a child
-    run, and one whose signal came: the open wait of each parked run."""
+    """Runs parked on a signal (with a timeout), an event (with a match), a child run
+    and a token, and one whose signal came: the open wait of each parked run."""
     app = App(url)
 
     @app.workflow(name="approve")
@@ -42,13 +46,18 @@ def _runs(url: str) -> dict[str, tether.WaitInfo]:
     async def batch(wf: tether.Workflow) -> object:
         return await wf.child(approve, workflow_id=CHILD)
 
-    for fn, wid in ((approve, SIGNALLED), (watch, EVENTED), (batch, PARENT), (approve, DONE)):
+    @app.workflow(name="callback")
+    async def callback(wf: tether.Workflow) -> object:
+        return await wf.wait_for_token(await wf.create_token())
+
+    parked = ((approve, SIGNALLED), (watch, EVENTED), (batch, PARENT), (callback, TOKENED))
+    for fn, wid in (*parked, (approve, DONE)):
         app.run(fn, workflow_id=wid)
     app.signal(DONE, "go", {"ok": True})
     app.resume(DONE)
     try:
         assert app.get_run(DONE).status is tether.RunStatus.COMPLETED
-        return {wid: app.list_waits(wid)[0] for wid in (SIGNALLED, EVENTED, PARENT)}
+        return {wid: app.list_waits(wid)[0] for _, wid in parked}
     finally:
         app.close()
 
@@ -132,3 +141,69 @@ def test_a_run_with_no_open_wait_shows_no_section(
     assert "open waits" not in shown and "steps (1)" in shown, shown
     data = json.loads(_shown(tmp_path, url, 80, "runs", "show", DONE, "--json"))
     assert data["openWaits"] == [] and data["status"] == "completed"
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, made: tuple[str, dict[str, tether.WaitInfo]]
+) -> Iterator[tuple[str, str]]:
+    """The parked runs' database served by `tether serve` (no --app: nothing drives
+    them) and its URL."""
+    url, _ = made
+    server = start(tmp_path, url, flows=None)
+    try:
+        yield url, server.url
+    finally:
+        server.stop()
+
+
+def _requested(answer: str, payload: object) -> httpx.Response:
+    """`answer`, an HTTP request as `runs show --server --json` gives it ("POST URL
+    {...}"), sent with `payload` added to its body."""
+    method, url, body = answer.split(" ", 2)
+    return httpx.request(method, url, json=json.loads(body) | {"payload": payload}, timeout=30)
+
+
+def test_a_served_runs_json_has_its_open_waits_answered_by_requests_that_work(
+    tmp_path: Path, served: tuple[str, str], made: tuple[str, dict[str, tether.WaitInfo]]
+) -> None:
+    # before: no openWaits key at all from --server (the waits were not asked)
+    url, server = served
+    waits = made[1]
+    answers = {
+        SIGNALLED: f'POST {server}/api/v1/runs/{SIGNALLED}/signal {{"name": "go"}}',
+        EVENTED: f'POST {server}/api/v1/events {{"type": "order.paid"}}',
+        TOKENED: f"POST {server}/api/v1/wait-tokens/{waits[TOKENED].id}/complete {{}}",
+        PARENT: None,  # it ends with its child
+    }
+    for wid, answer in answers.items():
+        here = json.loads(_shown(tmp_path, url, 80, "runs", "show", wid, "--json"))
+        there = json.loads(
+            _shown(tmp_path, url, 80, "runs", "show", wid, "--json", "--server", server)
+        )
+        assert [w.pop("answer") for w in there["openWaits"]] == [answer], there
+        [command] = [w.pop("answer") for w in here["openWaits"]]
+        assert (command is None) is (answer is None), command  # the database's: a command
+        assert there["openWaits"] == here["openWaits"], (here, there)  # the match too
+        if answer is not None:
+            assert _requested(answer, {"order": 7}).status_code == 200  # the event matches
+            after = _shown(tmp_path, url, 80, "runs", "show", wid, "--json", "--server", server)
+            assert json.loads(after)["openWaits"] == [], after  # answered: it waits no more
+
+
+@pytest.mark.parametrize("columns", [40, 200])
+def test_a_served_runs_table_shows_the_requests_and_says_why_not_a_command(
+    tmp_path: Path, served: tuple[str, str], columns: int
+) -> None:
+    url, server = served
+    shown = _shown(tmp_path, url, columns, "runs", "show", EVENTED, "--server", server)
+    assert "open waits (1)" in shown, shown
+    section = _flat(shown.split("open waits (1)")[1].split("steps (0)")[0])
+    request = f'POST {server}/api/v1/events {{"type": "order.paid", "payload": JSON}}'
+    for value in ['event:order.paid#1 matching {"order":7}', request, "take --db, not --server"]:
+        assert _flat(value) in section, (value, shown)
+    assert "tether runs event" + "order.paid" not in section.replace("`", "")
+    parent = _shown(tmp_path, url, columns, "runs", "show", PARENT, "--server", server)
+    section = _flat(parent.split("open waits (1)")[1])
+    assert _flat(f"tether runs show {CHILD} --server {server}") in section, parent
+    assert "not--server" not in section  # no request to send: nothing to say of them

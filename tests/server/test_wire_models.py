@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import fields
 from datetime import UTC, datetime
 
-from tether.server import AICall, UsageRow
-from tether.store import AICallRow, AIUsageRow
+from tether import WaitInfo
+from tether.server import AICall, UsageRow, WaitSummary
+from tether.store import AICallRow, AIUsageRow, WaitKind, WaitStatus
 
 
 def test_a_usage_row_on_the_wire_carries_every_total_the_store_sums() -> None:
@@ -38,3 +39,18 @@ def test_an_ai_calls_tier_budget_and_batch_reach_the_wire_and_an_older_answer_st
     older = {k: v for k, v in wire.items() if k not in ("service_tier", "budget_key", "batch_id",
                                                          "custom_id")}  # fmt: skip
     assert AICall.model_validate(older).budget_key is None
+
+
+def test_a_wait_on_the_wire_carries_its_match_decoded_and_an_older_answer_still_reads() -> None:
+    """`runs show --server` says what an event must match, as `runs show --db` does: the
+    wire's wait had no `match`. The payload stays off it (`runs show` does not print it)."""
+    left_out = {f.name for f in fields(WaitInfo)} - set(WaitSummary.model_fields)
+    assert set(WaitSummary.model_fields) <= {f.name for f in fields(WaitInfo)}
+    assert left_out == {"workflow_id", "payload"}
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    wait = WaitInfo("w1", "run", "event:paid#1", WaitKind.EVENT, "paid", '{"order":7}',
+                    WaitStatus.PENDING, None, None, at, None)  # fmt: skip
+    wire = WaitSummary.of(wait).model_dump(mode="json")
+    assert wire["match"] == {"order": 7} and wire["kind"] == "event"
+    older = {k: v for k, v in wire.items() if k != "match"}
+    assert WaitSummary.model_validate(older).match is None

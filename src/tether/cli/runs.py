@@ -16,7 +16,8 @@ from .. import RunInfo, WaitInfo
 from ..ai import budget_stops
 from ..app import App
 from ..record import RunRecord
-from ..store import RunFilter, RunStatus
+from ..serde import dump_json
+from ..store import RunFilter, RunStatus, WaitKind, WaitStatus, redact
 from ._common import (
     EXIT_USAGE,
     CliState,
@@ -49,7 +50,7 @@ from ._format import (
     ts,
     zoned,
 )
-from ._open_waits import open_waits, waits_dicts, waits_table
+from ._open_waits import Answering, open_waits, waits_dicts, waits_table
 
 __all__ = ["runs"]
 
@@ -70,8 +71,8 @@ _MAX_CHILDREN = 20  # child runs `runs show` lists; the rest it counts
 
 class _Shown(NamedTuple):
     """What `runs show` tells of a run beyond its record: which processes drive it and
-    its parent and first child runs, with how many more it has, and its open waits (the
-    server says none of these; the commands that answer a wait do not reach it)."""
+    its parent and first child runs, with how many more it has (the server says none
+    of these), and its open waits."""
 
     rec: RunRecord
     drivers: list[str]
@@ -79,7 +80,7 @@ class _Shown(NamedTuple):
     parent: str | None
     children: list[RunInfo]
     more_children: int
-    waits: list[WaitInfo] | None  # its open waits (None: a server's run, not asked)
+    waits: list[WaitInfo]
 
 
 async def _children(a: App, workflow_id: str) -> tuple[list[RunInfo], int]:
@@ -102,10 +103,42 @@ def _served_drivers(state: CliState, rec: RunRecord) -> list[str]:
     return [w.id for w in workers if rec.workflow_name in w.workflows]
 
 
+def _served_waits(state: CliState, workflow_id: str) -> list[WaitInfo]:
+    """The run's waits as the server lists them, as `App.list_waits` gives them (no
+    payload: `runs show` does not print it)."""
+    from ._remote import ask
+
+    return [
+        WaitInfo(
+            s.id,
+            workflow_id,
+            s.key,
+            WaitKind(s.kind),
+            s.name,
+            None if s.match is None else dump_json(s.match, what="a wait's match"),
+            WaitStatus(s.status),
+            None,
+            s.due_at,
+            s.created_at,
+            s.resolved_at,
+        )
+        for s in ask(state, lambda c: c.waits(workflow_id))
+    ]
+
+
+def _answering(state: CliState, workflow_id: str) -> Answering:
+    """What answers the run's waits: commands on its database, or requests to the
+    server it was read through (`runs show` of a child on either)."""
+    if state.server is None:
+        return Answering(workflow_id, given_db(state))
+    return Answering(workflow_id, f" --server {shlex.quote(redact(state.server))}", state.server)
+
+
 def _shown(state: CliState, workflow_id: str) -> _Shown:
     if state.server is not None:
         rec = _record(state, workflow_id)
-        return _Shown(rec, _served_drivers(state, rec), None, None, [], 0, None)
+        waits = open_waits(_served_waits(state, workflow_id))
+        return _Shown(rec, _served_drivers(state, rec), None, None, [], 0, waits)
     text(workflow_id, "run id")
 
     def read(a: App) -> _Shown:
@@ -362,14 +395,13 @@ def runs_show(state: CliState, workflow_id: str, as_json: bool) -> None:
     """A run's summary, what it waits for, its steps and its last 10 events."""
     shown = _shown(state, workflow_id)
     rec, children, more_children = shown.rec, shown.children, shown.more_children
-    answering = shlex.quote(rec.workflow_id), given_db(state)  # the commands that answer
+    answering = _answering(state, rec.workflow_id)
     if as_json:
-        opened = {} if shown.waits is None else {"openWaits": waits_dicts(shown.waits, *answering)}
-        print_json(_shown_record(rec) | opened)
+        print_json(_shown_record(rec) | {"openWaits": waits_dicts(shown.waits, answering)})
         return
     out.print(_summary(shown))
     if shown.waits:
-        out.print(waits_table(shown.waits, *answering))
+        out.print(waits_table(shown.waits, answering))
     if rec.stages:
         out.print(_stages_table(rec))
     steps = table("step", "status", "attempts", zoned("completed"), "error", words=True)

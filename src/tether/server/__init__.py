@@ -25,6 +25,7 @@ from ._models import (
     WaitSummary,
     WorkerInfo,
 )
+from ._wire import Call, Calls
 
 __all__ = [
     "SCOPES",
@@ -34,6 +35,8 @@ __all__ = [
     "ApiTokenInfo",
     "ApiUnreachable",
     "AsyncClient",
+    "Call",
+    "Calls",
     "Client",
     "DispatcherView",
     "Event",

@@ -8,6 +8,7 @@ JSON `tether runs export` prints, and the clients turn it back into a `RunRecord
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -194,6 +195,9 @@ class WaitSummary(_Out):
     key: str
     kind: str
     name: str | None
+    match: dict[str, Any] | None = Field(
+        default=None, description="the payload fields an event must equal; null: any event"
+    )
     status: str
     due_at: datetime | None
     created_at: datetime
@@ -201,7 +205,10 @@ class WaitSummary(_Out):
 
     @classmethod
     def of(cls, w: WaitInfo) -> WaitSummary:
-        return cls.model_validate(w, from_attributes=True)  # kind, status: by value
+        """The wait's fields of the same names (kind, status by value); `match` decoded
+        (`WaitInfo` keeps its JSON), so `runs show --server` can say what an event must match."""
+        same = {n: getattr(w, n) for n in cls.model_fields.keys() - {"match"}}
+        return cls(**same, match=None if w.match is None else json.loads(w.match))
 
 
 class StartRun(_Body):
