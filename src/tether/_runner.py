@@ -367,23 +367,15 @@ class Runner:
                 self._rt.owner, driven, lease=self.owner_lease, now=self._clock.store_time()
             )
             # cancelled by another process (or taken over): a run resting before a retry
-            # learns it now, not when its back-off ends; a cancelled one's step stops
-            lost = [w for w in driven if held.get(w) is not RunStatus.RUNNING]
-            lost = [w for w in lost if w not in self._undoing]
-            self._rt.wake(lost)
-            await self._stop_cancelled(lost)
+            # learns it now, not when its back-off ends
+            self._rt.wake(
+                [
+                    w
+                    for w in driven
+                    if held.get(w) is not RunStatus.RUNNING and w not in self._undoing
+                ]
+            )
         self._announced = True
-
-    async def _stop_cancelled(self, lost: list[str]) -> None:
-        """Stop the step functions running here of those `lost` runs (no longer held
-        running by this process) that were cancelled, not taken over: the drive of
-        one whose step ignored the cancel waited on it for good."""
-        for wid in lost:
-            if not self._rt.step_tasks.running(wid):
-                continue
-            run = await self._store.get_run(wid)
-            if run is not None and run.status is RunStatus.CANCELLED:
-                self._rt.step_tasks.stop([wid])
 
     async def announce_now(self) -> None:
         """Say now which workflows (and queues) this process drives, not at the next

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._interceptors import StepInterceptor
 from ._owners import new_owner
-from ._step_tasks import StepTasks
 from ._step_threads import StepThreads
 from .clock import Clock
 from .store import Store
@@ -70,8 +69,6 @@ class Runtime:
     draining: bool = False  # the process is shutting down: start no more steps
     # sync step functions run here; `threads.shutdown(wait, timeout)` waits for them at exit
     threads: StepThreads = field(default_factory=StepThreads)
-    # async step functions run in tasks of their own: a run's cancel stops them here
-    step_tasks: StepTasks = field(default_factory=StepTasks)
     # wrap every executed step attempt, outermost first (empty: no cost at all)
     interceptors: tuple[StepInterceptor, ...] = ()
     # the model providers of `wf.ai` (a tether.ai.Providers), None: no AI configured

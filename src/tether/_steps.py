@@ -30,13 +30,8 @@ from ._mutex_guard import holds_any_mutex
 from ._results import load_result, recorded_result
 from ._run_state import NAME_SCOPE, RunState
 from ._runtime import Runtime
-from .errors import (
-    RunCancelledError,
-    StaleOwnerError,
-    StepFailedError,
-    StepTimeoutError,
-    StoreError,
-)
+from ._step_threads import StepThreads
+from .errors import StaleOwnerError, StepFailedError, StepTimeoutError, StoreError
 from .retry import RetryPolicy
 from .serde import dump_json, load_json
 from .store import NewEvent, StepRow, StepStatus
@@ -141,8 +136,6 @@ class StepExecutor:
                 try:
                     try:
                         result = await self._attempt(spec, row.attempts, with_ctx, asynchronous)
-                    except RunCancelledError:
-                        raise  # stopped by its run's cancel: the drive closes the step
                     except asyncio.CancelledError as exc:
                         if _being_stopped():
                             await self._record_cut_short(spec, row, rows)
@@ -220,7 +213,7 @@ class StepExecutor:
         try:
             if not self._rt.interceptors:  # the common path: no chain, no extra frames
                 if spec.timeout is None:
-                    result = await self._call_step(spec, args, asynchronous)
+                    result = await _call_step(spec.fn, args, asynchronous, self._rt.threads)
                 else:
                     result = await self._timed(spec, args, asynchronous)
             else:
@@ -247,13 +240,13 @@ class StepExecutor:
 
     async def _timed(self, spec: StepSpec, args: tuple[Any, ...], asynchronous: bool) -> Any:
         if spec.timeout is None:
-            return await self._call_step(spec, args, asynchronous)
+            return await _call_step(spec.fn, args, asynchronous, self._rt.threads)
         cut = asyncio.timeout(spec.timeout)
         try:
             async with cut:
                 token = _ENCLOSING.set((*_ENCLOSING.get(), (spec.key, spec.timeout, cut)))
                 try:
-                    result = await self._call_step(spec, args, asynchronous)
+                    result = await _call_step(spec.fn, args, asynchronous, self._rt.threads)
                 finally:
                     _ENCLOSING.reset(token)
         except TimeoutError as exc:
@@ -263,19 +256,8 @@ class StepExecutor:
         if cut.expired():
             # an async function that caught its cancellation and returned anyway, late:
             # timed out, as a sync one's late result is (before: recorded as completed,
-            # however late). One that never returns is abandoned (`StepTasks`)
+            # however late). One that never returns cannot be stopped: it is waited for
             raise StepTimeoutError(spec.key, spec.timeout)
-        return result
-
-    async def _call_step(self, spec: StepSpec, args: tuple[Any, ...], asynchronous: bool) -> Any:
-        """Call the step function: an async one in a task of its own, which the drive
-        can stop waiting on (`StepTasks`), a sync one in a step thread."""
-        if asynchronous:
-            run = self._rt.step_tasks.run
-            return await run(self._run.workflow_id, spec.key, spec.fn(*args))
-        result = await self._rt.threads.run(spec.fn, *args)
-        if inspect.isawaitable(result):
-            result = await result
         return result
 
     async def _record_cut_short(self, spec: StepSpec, row: StepRow, rows: list[Any]) -> None:
@@ -486,6 +468,17 @@ def _ended(
         completed_at if completed_at is not None else row.completed_at,
         row.updated_at,
     )
+
+
+async def _call_step(
+    fn: Callable[..., Any], args: tuple[Any, ...], asynchronous: bool, threads: StepThreads
+) -> Any:
+    if asynchronous:
+        return await fn(*args)
+    result = await threads.run(fn, *args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
 
 
 # Step functions are often made afresh per step (a lambda, a closure, a ``partial`` or a

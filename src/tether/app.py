@@ -1120,7 +1120,6 @@ class App:
         )
         assert isinstance(result, RunCancelled)
         self._runtime.wake(result.cancelled)  # a run of ours waiting to retry stops now
-        self._runtime.step_tasks.stop(result.cancelled)  # so does a step of one running here
         if self.ai is not None:  # provider batches the runs were waiting on stop too
             await cancel_open_batches(self.ai, self.store, result.cancelled, clock=self.clock)
         await self._cancel_batch_stages(result.cancelled)
