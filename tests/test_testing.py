@@ -127,6 +127,8 @@ SERVER = {
     "ApiTokenInfo",
     "ApiUnreachable",
     "AsyncClient",
+    "Call",
+    "Calls",
     "Client",
     "DispatcherView",
     "Event",
