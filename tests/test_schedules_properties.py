@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tether import TetherError
-from tether.schedules import MAX_CATCH_UP, Schedule
+from tether.schedules import MAX_CATCH_UP, Schedule, _ticks
 
 PROPS = settings(
     max_examples=200,
@@ -166,19 +167,11 @@ def _oracle_next(cron: Cron, zone: ZoneInfo, after: datetime) -> datetime | None
     return next(_walk(cron, zone, after, after + timedelta(days=366 * 41)), None)
 
 
-def _walkable(cron: Cron, zone: str) -> bool:
-    """Not a cron with '*' in minute or hour in Lord Howe: cronsim steps such a cron's
-    hours in UTC and skips half an hour past a 30-minute shift back (see
-    test_lord_howe_wall_times_after_the_half_hour_shift_back_tick, a known bug)."""
-    return cron.fixed or zone != "Australia/Lord_Howe"
-
-
 @PROPS
 @given(crons(), st.sampled_from(ZONES), instants)
 def test_next_tick_is_the_first_tick_the_oracle_walks_to(
     cron: Cron, zone: str, at: datetime
 ) -> None:
-    assume(_walkable(cron, zone))
     sched = Schedule("s", "w", cron.text, timezone=zone)
     expected = _oracle_next(cron, ZoneInfo(zone), at)
     assume(expected is not None)
@@ -196,7 +189,6 @@ def test_next_tick_is_the_first_tick_the_oracle_walks_to(
 def test_due_starts_what_the_missed_policy_says_of_the_oracle_ticks(
     cron: Cron, zone: str, fired_until: datetime, gap: int, missed: Any
 ) -> None:
-    assume(_walkable(cron, zone))
     sched = Schedule("s", "w", cron.text, timezone=zone, missed=missed)
     now = fired_until + timedelta(seconds=gap)
     walked = oracle(cron, ZoneInfo(zone), fired_until, now)
@@ -226,7 +218,6 @@ def test_passes_start_each_tick_once_and_none_before_the_schedule(
     """Passes at random moments with missed='all' start exactly the oracle's ticks
     since the schedule was saved (the latest 100 of a pass): none twice, none from
     before the schedule."""
-    assume(_walkable(cron, zone))
     sched = Schedule("s", "w", cron.text, timezone=zone, missed="all")
     fired_until, now = created, created
     started: list[datetime] = []
@@ -249,13 +240,50 @@ def test_a_fixed_time_schedule_saved_in_a_repeated_hour_starts_no_earlier_tick()
     assert sched.due(saved, datetime(2026, 10, 25, 1, 16, tzinfo=UTC)) == ([], saved)
 
 
-@pytest.mark.xfail(strict=True, reason="cronsim steps '*' hours in UTC: 30-minute shifts")
 def test_lord_howe_wall_times_after_the_half_hour_shift_back_tick() -> None:
     """Lord Howe, 2026-04-05: 02:00 (+11) goes back to 01:30 (+10:30); 02:00-02:29 then
     exist once and '* */2 * * *' should tick from 02:00 (15:30Z), not 02:30."""
     sched = Schedule("s", "w", "* */2 * * *", timezone="Australia/Lord_Howe")
     at = datetime(2026, 4, 4, 15, 0, tzinfo=UTC)
     assert sched.next_tick(at) == datetime(2026, 4, 4, 15, 30, tzinfo=UTC)
+
+
+def test_lord_howe_wall_times_after_the_half_hour_shift_forward_tick() -> None:
+    """Lord Howe, 2026-10-04: 02:00 (+10:30) jumps to 02:30 (+11); '* 3 * * *' ticked
+    from 03:30, cronsim's hour steps landing on the half hour after the jump."""
+    sched = Schedule("s", "w", "* 3 * * *", timezone="Australia/Lord_Howe")
+    assert sched.next_tick(datetime(2026, 10, 3, 14, tzinfo=UTC)) == datetime(
+        2026, 10, 3, 16, 0, tzinfo=UTC
+    )
+
+
+def test_a_shift_back_and_forward_between_two_ticks_is_walked() -> None:
+    """Lord Howe's offset is +11 at both of cronsim's ticks (2026-04-05 01:00 and
+    October 5 02:00), yet 02:00 on April 5, after the shift back between, was lost."""
+    sched = Schedule("s", "w", "*/60 2 4,5 4,10 *", timezone="Australia/Lord_Howe")
+    assert sched.next_tick(datetime(2026, 4, 4, 14, tzinfo=UTC)) == datetime(
+        2026, 4, 4, 15, 30, tzinfo=UTC
+    )
+
+
+def test_ticks_walked_back_over_the_half_hour_shift_back_are_the_wall_times() -> None:
+    """The reverse walk (due's bound for missed='latest'/'all') from Lord Howe 02:02
+    (+10:30) went from 02:00 to 00:29 (+11), losing 00:30-00:59."""
+    start = datetime(2026, 4, 4, 15, 32, tzinfo=UTC).astimezone(ZoneInfo("Australia/Lord_Howe"))
+    back = [t.astimezone(UTC) for t in islice(_ticks("* */2 * * *", start, reverse=True), 4)]
+    assert [f"{t:%H:%M}" for t in back] == ["15:31", "15:30", "13:59", "13:58"]
+
+
+@pytest.mark.timeout(30)
+def test_a_walk_from_the_second_copy_of_chathams_repeated_hour_goes_on() -> None:
+    """Chatham, 2010-04-04: 03:45 (+13:45) goes back to 02:45 (+12:45). From 02:48 (the
+    second copy) cronsim went back to 03:00 (the first) and round again for ever: a
+    schedule saved then never fired, its pass hung."""
+    sched = Schedule("s", "w", "* */3 * * *", timezone="Pacific/Chatham", missed="all")
+    saved = datetime(2010, 4, 3, 14, 3, 37, tzinfo=UTC)
+    assert sched.next_tick(saved) == datetime(2010, 4, 3, 14, 15, tzinfo=UTC)
+    ticks, _ = sched.due(saved, datetime(2010, 4, 3, 14, 17, tzinfo=UTC))
+    assert [f"{t:%H:%M}" for t in ticks] == ["14:15", "14:16", "14:17"]
 
 
 BAD_TOKENS = ["60", "-1", "5-3", "*/0", "1,,2", "", "x", "1-", "/5", "1/2/3", "?", "2#", "mon#9"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, get_args
@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
+from ._cron_walk import ticks as _ticks
 from ._names import check_name, check_queue_name
 from .clock import Clock
 from .definition import WorkflowDef
@@ -197,24 +198,6 @@ class Schedule:
             created_at=at,
             updated_at=at,
         )
-
-
-def _ticks(cron: str, start: datetime, *, reverse: bool = False) -> Iterator[datetime]:
-    """The cron's ticks from `start`, ending where datetime's calendar ends: CronSim
-    raised OverflowError there, which lost the ticks walked to (the last minute of the
-    year 9999 never fired) and failed every pass of the schedule after. Forward, only
-    ticks after `start`: a fixed-time cron walks the wall clock, and from the second copy
-    of an hour repeated when clocks go back it named the first copy's tick, already past
-    (a schedule saved then started a tick from before it was saved)."""
-    walk = CronSim(cron, start, reverse=reverse)
-    after = start.astimezone(UTC)  # in UTC: a comparison within one zone ignores fold
-    while True:
-        try:
-            tick = next(walk)
-        except OverflowError:
-            return
-        if reverse or tick.astimezone(UTC) > after:
-            yield tick
 
 
 def _zone_not_a_name(zone: object) -> str:
