@@ -377,3 +377,59 @@ async def test_each_calls_batch_is_named_when_a_cancel_cannot_reach_them(
             await app.acancel("far")
         assert sorted(refused.value.batches) == ["batch stage '[0]far'", "batch stage '[1]far'"]
         assert (await app.aget_run("far")).status is RunStatus.WAITING
+
+
+class Scored(BaseModel):  # Answers as a later release has it: a field added
+    answers: list[str]
+    scores: list[float]
+
+
+def _scoring(out: type[BaseModel], ready: dict[str, Any]) -> tether.Pipeline[Doc, Any]:
+    @tether.batch_stage(id="score", input=Doc, output=out)
+    async def score(ctx: tether.StageContext[Doc, None]) -> tether.Suspend:
+        def submit() -> str:
+            BATCHES[f"batch-{len(BATCHES) + 1}"] = {"url": ctx.input.url}
+            return f"batch-{len(BATCHES)}"
+
+        return tether.Suspend({"batch_id": await ctx.workflow.step("submit", submit)})
+
+    @score.check
+    async def check(state: dict[str, Any], ctx: tether.StageContext[Doc, None]) -> Any:
+        return tether.Ready(ready)
+
+    return tether.Pipeline("scoring", input=Doc).pipe(score)
+
+
+async def test_a_ready_check_read_back_under_a_changed_output_model_says_so_and_how_to_go_on(
+    database_url: str,
+) -> None:
+    """A drive that ended between a ready check and the stage's output step (a crash, a
+    deploy) reads the check's record again, here by a rerun from that output step. With
+    the output model changed since, it said the stage "returned a value that is not its
+    output Scored", as if its code had just given it, and named no way on."""
+    app, first = App(database_url), _scoring(Answers, {"answers": ["A"]})
+    app.register(first)
+    try:
+        await app.arun(first, Doc(url="u"), workflow_id="sc")
+    finally:
+        await app.aclose()
+    app = App(database_url)
+    app.register(_scoring(Scored, {"answers": ["A"], "scores": [0.5]}))
+    try:
+        expected = (
+            r"^batch stage 'score' of run 'sc' recorded its output in the record of its check "
+            r"'stage:score\.check', as \{answers: list\}, which its output model Scored no "
+            r"longer takes \(scores: Field required .*\): Scored changed since it was "
+            r"recorded; keep the old model, or make Scored accept it .*, or have the check "
+            r"build the new Scored; either way rerun from that check, which asks the same "
+            r"batch again: app\.rerun_from\('sc', 'stage:score\.check'\) .* \(a rerun from "
+            r"the stage submits a new batch: app\.rerun_from\('sc', 'score'\)"
+        )
+        with pytest.raises(tether.StageError, match=expected):
+            await app.arerun_from("sc", "stage:score")
+        # the way on it names: the same batch asked again, none submitted
+        done = await app.arerun_from("sc", "stage:score.check")
+        assert done.value == Scored(answers=["A"], scores=[0.5])
+        assert list(BATCHES) == ["batch-1"]
+    finally:
+        await app.aclose()

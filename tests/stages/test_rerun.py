@@ -257,10 +257,11 @@ async def test_a_rerun_from_a_later_stage_goes_on_once_the_changed_model_is_fixe
     app.register(_said(SaidAsNumber))
     try:
         expected = (
-            r"^stage 'one' of run 's1' recorded its output in the run's record, which no "
-            r"longer fits its output model SaidAsNumber \(text: .*\): change SaidAsNumber "
-            r"back, or make it accept what was recorded, and rerun as before .*; or "
-            r"recompute it by rerunning from this stage: app\.rerun_from\('s1', 'one'\)"
+            r"^stage 'one' of run 's1' recorded its output in the run's record, as "
+            r"\{text: str\}, which its output model SaidAsNumber no longer takes \(text: "
+            r".*\): SaidAsNumber changed since it was recorded; keep the old model, or make "
+            r"SaidAsNumber accept it .*, and rerun as before .*; or recompute it by "
+            r"rerunning from this stage: app\.rerun_from\('s1', 'one'\)"
         )
         with pytest.raises(tether.StageError, match=expected):
             await app.arerun_from("s1", "two")
@@ -282,3 +283,40 @@ async def test_a_rerun_from_a_later_stage_goes_on_once_the_changed_model_is_fixe
         assert again.value == Note(text="said!") and calls["one"] == 1
     finally:
         await app.aclose()
+
+
+@tether.stage(id="Summarise", input=Doc, output=Note)
+async def summarise(ctx: tether.StageContext[Doc, None]) -> Note:
+    return Note(text="short")
+
+
+@tether.stage(id="QA", input=Note, output=Note)
+async def qa(ctx: tether.StageContext[Note, None]) -> Note:
+    return Note(text=f"{ctx.input.text}, checked")
+
+
+async def test_a_rerun_from_a_stage_id_in_another_case_names_the_stage_meant(
+    database_url: str,
+) -> None:
+    """`rerun_from(run, "qa")` or "SUMMARISE" was refused with no guess: difflib scores
+    two names apart only by case as nothing alike. The stage config and `group_of`
+    refusals guess the same way."""
+    app, p = App(database_url), tether.Pipeline("cased", input=Doc).pipe(summarise).pipe(qa)
+    app.register(p)
+    try:
+        await app.arun(p, Doc(url="u"), workflow_id="c1")
+        for said, meant in [("qa", "QA"), ("SUMMARISE", "Summarise"), ("summarize", "Summarise")]:
+            with pytest.raises(
+                tether.InvalidArgumentError,
+                match=rf"no stage or step '{said}'; did you mean stage '{meant}'\? its "
+                r"pipeline's stages: 'Summarise', 'QA'",
+            ):
+                await app.arerun_from("c1", said)
+    finally:
+        await app.aclose()
+    with pytest.raises(
+        tether.PipelineError, match=r"did you mean 'QA'\? \(stages: Summarise, QA\)"
+    ):
+        p.bind(Doc(url="u"), {"qa": {}})
+    with pytest.raises(tether.PipelineError, match=r"no stage 'qa'; did you mean 'QA'\?"):
+        p.group_of("qa")

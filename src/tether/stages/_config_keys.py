@@ -8,7 +8,6 @@ is read under an alias (``max_len`` for ``Field(alias="maxLength")``).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
@@ -16,6 +15,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, RootModel
 
 from ._chain import _ARRAYS, _OBJECTS, _aliases, _bare, _is_model, _is_union, _item, _keys
+from ._errors import close_to
 
 __all__ = ["DroppedKey", "dropped_key"]
 
@@ -79,5 +79,5 @@ def _hint(model: type[BaseModel], key: str, keys: dict[str, str]) -> str:
     field = model.model_fields.get(key)
     if field is not None:  # its name, where only its alias is read
         return f"; the field {key!r} is read as {_aliases(field)[0]!r}"
-    close = difflib.get_close_matches(key, sorted(keys), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = close_to(key, sorted(keys))
+    return f"; did you mean {close!r}?" if close is not None else ""

@@ -9,7 +9,6 @@ code is written at once and numbered, so the code running again on resume
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,6 +22,7 @@ from ..blobs import check_key
 from ..errors import InvalidArgumentError, NotSerializableError
 from ..serde import dump_json, to_json_data
 from ..store import NewEvent
+from ._errors import did_you_mean
 from ._stage import Stage
 
 if TYPE_CHECKING:
@@ -264,8 +264,7 @@ class StageContext(Generic[I, C]):
         me = f"stage {self.stage_id!r} requires the output of {sid!r}"
         n = self._groups.get(sid)
         if n is None:
-            close = difflib.get_close_matches(sid, list(self._groups), n=1, cutoff=0.6)
-            guess = f"did you mean {close[0]!r}? " if close else ""
+            guess = did_you_mean(sid, self._groups)
             known = ", ".join(map(repr, self._groups))
             return (
                 f"{me}, which is no stage of this pipeline; {guess}check the spelling: "

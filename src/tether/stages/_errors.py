@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
@@ -9,7 +11,15 @@ from pydantic_core import to_jsonable_python
 
 from ..errors import InvalidArgumentError, TetherError
 
-__all__ = ["PipelineError", "StageError", "StageFailedError", "StageTimeoutError", "not_json"]
+__all__ = [
+    "PipelineError",
+    "StageError",
+    "StageFailedError",
+    "StageTimeoutError",
+    "close_to",
+    "did_you_mean",
+    "not_json",
+]
 
 
 class PipelineError(InvalidArgumentError):
@@ -26,6 +36,25 @@ class StageFailedError(StageError):
 
 class StageTimeoutError(StageError, TimeoutError):
     """A batch stage was still not ready after its `max_wait`."""
+
+
+def close_to(name: str, known: Iterable[str]) -> str | None:
+    """The one of `known` that `name` likely meant, or None. Case is ignored: difflib
+    scores 'qa' and 'QA', or 'SUMMARISE' and 'Summarise', as nothing alike, and a stage
+    id differing only in case was refused with no guess."""
+    by_folded = {k.casefold(): k for k in known}
+    folded = name.strip().casefold()
+    if folded in by_folded:
+        return by_folded[folded]
+    close = difflib.get_close_matches(folded, list(by_folded), n=1, cutoff=0.6)
+    return by_folded[close[0]] if close else None
+
+
+def did_you_mean(name: str, known: Iterable[str], what: str = "") -> str:
+    """``did you mean 'Summarise'? `` (a space after it; `what` before the name, as in
+    ``stage 'Summarise'``) for a misspelt name, else ""."""
+    meant = close_to(name, known)
+    return "" if meant is None else f"did you mean {what}{meant!r}? "
 
 
 def not_json(stage_id: str, model: str, out: Any, exc: Exception) -> str:

@@ -43,9 +43,17 @@ from ..errors import InvalidArgumentError, StoreError, explain_validation
 from ..serde import dump_json, to_json_data, validate
 from ..store import NewEvent
 from ._context import StageContext, place_folder, stage_prefix
-from ._errors import StageError, StageFailedError, StageTimeoutError, not_json
+from ._errors import StageError, StageFailedError, StageTimeoutError, did_you_mean, not_json
 from ._outcomes import Failed, NotReady, Ready, Suspend
-from ._records import Stopped, blob_damage, encoded, first_failure, own_scope, written_lines
+from ._records import (
+    Stopped,
+    blob_damage,
+    encoded,
+    first_failure,
+    own_scope,
+    shape_of,
+    written_lines,
+)
 from ._run_input import PipelineRun
 from ._stage import Stage
 
@@ -417,49 +425,77 @@ class Execution:
         self.outputs[s.id] = out
         return out
 
-    async def _read_output(self, s: AnyStage, done: dict[str, Any]) -> Any:
-        """A completed stage's recorded output, typed; when it cannot be read back (its
-        blob deleted or damaged, or its model changed since), a StageError that says
-        where it is, what is wrong and how to go on, not a bare decode error.
+    async def _read_output(
+        self, s: AnyStage, done: dict[str, Any], check: str | None = None
+    ) -> Any:
+        """A stage's recorded output, typed: the stage's own record, or the record of
+        the batch `check` (its step's key) that answered Ready; when it cannot be read
+        back (its blob deleted or damaged, or its model changed since), a StageError
+        that says where it is, what is wrong and how to go on, not a bare decode error.
         A blob is checked against the sha256 recorded when it was written (a record of
         an older tether has none: its blob is only decoded and validated)."""
         key = done.get("blob")
-        where = "in the run's record" if key is None else f"at blob {key!r}"
+        where = "in the run's record" if check is None else f"in the record of its check {check!r}"
+        where = where if key is None else f"at blob {key!r}"
         if key is None:
             data = done.get("output")
         else:
             body = await self.wf.blobs.get(key)
             if body is None:
-                raise self._unreadable(s, where, "which the blob store no longer has")
+                raise self._unreadable(s, where, "which the blob store no longer has", check)
             body = bytes(body)
             damage = blob_damage(body, done.get("sha256"), done.get("size"))
             if damage is not None:
-                raise self._unreadable(s, where, f"which is damaged: {damage}")
+                raise self._unreadable(s, where, f"which is damaged: {damage}", check)
             try:
                 data = json.loads(body.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 why = f"which is damaged: {len(body)} bytes that are not UTF-8 JSON ({exc})"
-                raise self._unreadable(s, where, why) from None
+                raise self._unreadable(s, where, why, check) from None
         try:
             return validate(s.output, data)
         except ValidationError as exc:
-            shown = explain_validation(exc)  # quotes the data: a large output is cut short
-            shown = shown if len(shown) <= 400 else f"{shown[:400]}..."
-            name = s.output.__name__
-            why = (
-                f"which no longer fits its output model {name} ({shown}): change {name} "
-                "back, or make it accept what was recorded, and rerun as before (a rerun "
-                "from a later stage keeps this output)"
-            )
-            raise self._unreadable(s, where, why, "or") from None
+            raise self._misfit(s, where, data, exc, check) from None
 
-    def _unreadable(self, s: AnyStage, where: str, why: str, how: str = "") -> StageError:
-        """Stage `s` completed; reading back its recorded output failed (`why`)."""
+    def _misfit(
+        self, s: AnyStage, where: str, data: Any, exc: ValidationError, check: str | None
+    ) -> StageError:
+        """The recorded output no longer fits the stage's output model, changed since it
+        was recorded: what was recorded against what the model now says of it, and the
+        ways on (keep a model that takes it, or compute the output anew)."""
+        shown = explain_validation(exc)  # quotes the data: a large output is cut short
+        shown = shown if len(shown) <= 400 else f"{shown[:400]}..."
+        name = s.output.__name__
+        why = (
+            f"as {shape_of(data)}, which its output model {name} no longer takes ({shown}): "
+            f"{name} changed since it was recorded"
+        )
+        keep = f"keep the old model, or make {name} accept it (a default for a new field), "
+        if check is None:
+            keep += "and rerun as before (a rerun from a later stage keeps this output); or "
+        else:  # the stage never completed: the check's answer is what goes on
+            keep += f"or have the check build the new {name}; either way "
+        return self._unreadable(s, where, why, check, keep)
+
+    def _unreadable(
+        self, s: AnyStage, where: str, why: str, check: str | None = None, keep: str = ""
+    ) -> StageError:
+        """Reading back the output stage `s` recorded (or its batch `check` did) failed
+        (`why`): how to go on. A rerun from a batch stage submits (and pays for) a new
+        batch, where one from its check asks the same batch again."""
         run = self.wf.workflow_id
+        kind = "stage" if s.mode != "batch" else "batch stage"
+        said = f"{kind} {s.id!r} of run {run!r} recorded its output {where}, {why}; {keep}"
+        stage = (
+            f"app.rerun_from({run!r}, {s.id!r}) or `tether runs rerun {run} --from {s.id} "
+            "--app FILE.py:APP`"
+        )
+        if check is None:
+            return StageError(f"{said}recompute it by rerunning from this stage: {stage}")
         return StageError(
-            f"stage {s.id!r} of run {run!r} recorded its output {where}, {why}; "
-            f"{how + ' ' if how else ''}recompute it by rerunning from this stage: "
-            f"app.rerun_from({run!r}, {s.id!r}) or `tether runs rerun {run} --from {s.id} --app FILE.py:APP`"
+            f"{said}rerun from that check, which asks the same batch again: app.rerun_from("
+            f"{run!r}, {check!r}) or `tether runs rerun {run} --from {check} --app "
+            f"FILE.py:APP` (a rerun from the stage submits a new batch: {stage})"
         )
 
     def _validate_output(self, s: AnyStage, out: Any) -> Any:
@@ -534,8 +570,9 @@ class Execution:
         if stage_id not in self.group_of:
             known = ", ".join(repr(s) for s in self.group_of)
             raise InvalidArgumentError(
-                f"no stage {stage_id!r} in this pipeline (its stages: {known}); name one "
-                "of them, or pass the Stage object"
+                f"no stage {stage_id!r} in this pipeline (its stages: {known}); "
+                f"{did_you_mean(stage_id, self.group_of)}name one of them, or pass the "
+                "Stage object"
             )
         if stage_id in self.attempts:
             return self.attempts[stage_id]
@@ -575,7 +612,7 @@ class Execution:
         for k in itertools.count(1):
             check = await self._checked(s, ctx, sus, k)
             if check.kind == "ready":
-                return await self._ready_output(s, check)
+                return await self._ready_output(s, check, self._check_key(s, k))
             if check.kind == "failed":
                 raise StageFailedError(f"batch stage {s.id!r} failed: {check.error}")
             if check.kind == "expired":
@@ -602,7 +639,7 @@ class Execution:
             raise
         except Exception as exc:
             run = self.wf.workflow_id
-            step = self._key(f"stage:{s.id}.check") + ("" if k == 1 else f"#{k}")
+            step = self._check_key(s, k)
             raise StageError(
                 f"batch stage {s.id!r}: its check #{k} raised {type(exc).__name__}: {exc}; its "
                 f"batch is still out (state {sus['state']!r}). Fix the cause, then check the "
@@ -612,6 +649,10 @@ class Execution:
                 "the check and return tether.NotReady()"
             ) from exc
         return check
+
+    def _check_key(self, s: AnyStage, k: int) -> str:
+        """The key in the run's record of check `k` of batch stage `s` (a rerun's point)."""
+        return self._key(f"stage:{s.id}.check") + ("" if k == 1 else f"#{k}")
 
     async def _suspended(self, s: AnyStage, attempt: int, asked: Suspend) -> dict[str, Any]:
         now = self._now()
@@ -670,12 +711,14 @@ class Execution:
         self.put[key] = sha
         return _Check(kind="ready", blob=key, sha256=sha, size=len(body))
 
-    async def _ready_output(self, s: AnyStage, check: _Check) -> Any:
-        if check.blob is None:
-            return check.output
-        return await self._read_output(
-            s, {"blob": check.blob, "sha256": check.sha256, "size": check.size}
-        )
+    async def _ready_output(self, s: AnyStage, check: _Check, key: str) -> Any:
+        """The output a ready check (step `key`) recorded, read back as a stage's is. A
+        replay (a drive that ended before the stage's output step) reads it with the
+        model of now: one changed since was said to be what the stage "returned", and
+        "not its output", as if the stage's code had just given it."""
+        done = {"output": check.output, "blob": check.blob, "sha256": check.sha256,
+                "size": check.size}  # fmt: skip
+        return await self._read_output(s, done, key)
 
     async def _cancel_batch(self, s: AnyStage, state: Any, reason: str) -> None:
         async def cancel() -> bool:

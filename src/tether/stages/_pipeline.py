@@ -24,7 +24,7 @@ from ..errors import explain_validation
 from ..serde import to_json_data
 from ._chain import mapping_misfit, misfit, type_name
 from ._config_keys import dropped_key
-from ._errors import PipelineError
+from ._errors import PipelineError, did_you_mean
 from ._execute import Execution
 from ._run_input import PipelineRun
 from ._stage import Stage
@@ -220,7 +220,10 @@ class Pipeline(Generic[I, O]):
             if any(s.id == stage_id for s in g):
                 return n
         known = ", ".join(self.stages) or "none"
-        raise PipelineError(f"pipeline {self.name!r} has no stage {stage_id!r} (stages: {known})")
+        meant = did_you_mean(stage_id, self.stages)
+        raise PipelineError(
+            f"pipeline {self.name!r} has no stage {stage_id!r}; {meant}(stages: {known})"
+        )
 
     # -- binding a run's input and config ---------------------------------------------------
 
@@ -242,8 +245,8 @@ class Pipeline(Generic[I, O]):
         unknown = sorted(set(by_stage) - set(stages))
         if unknown:
             raise PipelineError(
-                f"config names {unknown}, which are not stages of pipeline {self.name!r} "
-                f"(stages: {', '.join(stages)})"
+                f"config names {unknown}, which are not stages of pipeline {self.name!r}; "
+                f"{did_you_mean(unknown[0], stages)}(stages: {', '.join(stages)})"
             )
         if given:
             for sid, value in by_stage.items():

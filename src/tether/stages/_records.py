@@ -6,6 +6,7 @@ them, the log lines a stage attempt already wrote, the error a parallel group fa
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,15 @@ from ..store import EventRow
 if TYPE_CHECKING:
     from .._workflow import Workflow
 
-__all__ = ["Stopped", "blob_damage", "encoded", "first_failure", "own_scope", "written_lines"]
+__all__ = [
+    "Stopped",
+    "blob_damage",
+    "encoded",
+    "first_failure",
+    "own_scope",
+    "shape_of",
+    "written_lines",
+]
 
 
 # the pipelines each drive (one `Workflow`) has called, by the place they were called
@@ -49,6 +58,22 @@ def own_scope(
 def encoded(data: Any) -> bytes:
     """A stage output's JSON data as the bytes recorded (inline or in a blob)."""
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def shape_of(data: Any) -> str:
+    """Recorded JSON data in brief, for an error set beside what a model says of it: an
+    object's keys and the kind of each (``{answers: list, model: str}``), else its kind."""
+    if not isinstance(data, dict):
+        return _kind(data)
+    keys = [f"{k}: {_kind(v)}" for k, v in itertools.islice(data.items(), 8)]
+    return "{" + ", ".join(keys) + (", ..." if len(data) > 8 else "") + "}"
+
+
+def _kind(value: Any) -> str:
+    """The JSON kind of `value` (decoded JSON data)."""
+    kinds = [(bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list, "list"),
+             (dict, "object"), (type(None), "null")]  # fmt: skip
+    return next((name for tp, name in kinds if isinstance(value, tp)), type(value).__name__)
 
 
 class Stopped(Exception):

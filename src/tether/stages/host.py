@@ -9,7 +9,6 @@ attempt, so a rerun already under way on a worker never loses its own files.
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 from collections.abc import Collection, Sequence
@@ -21,7 +20,7 @@ from .._stage_record import placed_stages
 from ..errors import InvalidArgumentError
 from ..store import EventRow, Fence, NewEvent, RunRow, Store
 from ._context import place_folder, run_prefix, stage_prefix
-from ._errors import PipelineError
+from ._errors import PipelineError, did_you_mean
 from ._execute import start_key, unread_key
 from ._pipeline import Pipeline, built_stage
 from ._stage import Stage
@@ -59,8 +58,7 @@ async def rerun_point(
         events = await store.list_events(workflow_id)
         return rerun_step(pipeline, events, step, steps), forgotten_stages(pipeline, step)
     if ":" not in step and not await _recorded_key(store, workflow_id, step):
-        close = difflib.get_close_matches(step, list(pipeline.stages), n=1, cutoff=0.6)
-        meant = f"did you mean stage {close[0]!r}? " if close else ""
+        meant = did_you_mean(step, pipeline.stages, "stage ")
         raise InvalidArgumentError(
             f"run {workflow_id!r} has no stage or step {step!r}; {meant}its pipeline's "
             f"stages: {', '.join(map(repr, pipeline.stages))} (or a step's key from its record)"
