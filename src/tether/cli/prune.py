@@ -67,7 +67,8 @@ def with_app(state: CliState, app_ref: str | None, action: Callable[[App], T]) -
     type=_FINAL,
     metavar="STATUS",
     help="Only runs that ended so (completed, failed, cancelled, compensated, "
-    "compensation_failed); repeat for more.  [default: all of them]",
+    "compensation_failed), with the runs they started; a run started by another goes "
+    "only with it. Repeat for more.  [default: all of them]",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 @_APP
@@ -78,8 +79,8 @@ def prune(
     """Delete finished runs older than AGE, with their steps, events, waits and AI calls.
 
     Runs that have not ended (pending, running, waiting) are never deleted. A run goes
-    with the runs it started, and only once every run above and below it ended more
-    than AGE ago.
+    with the runs it started, and only once every one of them ended more than AGE ago;
+    a run started by another goes only with it, never on its own.
     """
     try:
         age = parse_age(older_than)
@@ -142,15 +143,15 @@ def _count(the_app: App, cutoff: datetime, statuses: list[RunStatus] | None) -> 
     ids = the_app.run_sync(
         the_app.store.prunable_runs(cutoff, statuses, 2**62, keep_undelivered=keep)
     )
-    if statuses is None:  # every run under one picked is picked too (`_family_kept`)
-        return len(ids)
+    # the tops of families only (`_family_kept`): the runs below go with them
     return the_app.run_sync(_with_children(the_app, ids))
 
 
 async def _with_children(the_app: App, ids: list[str]) -> int:
     """How many runs `ids` are with the runs below them, which go with them whatever
-    their status: `--status failed` counted a failed run, and deleted its completed
-    child with it ("1 would be deleted", then "deleted 2")."""
+    their status: a prune picks a family's top, and `--status failed` counted a failed
+    run, and deleted its completed child with it ("1 would be deleted", then
+    "deleted 2")."""
     seen, below = set(ids), list(ids)
     while below:
         for child in await the_app.store.child_runs(below.pop()):

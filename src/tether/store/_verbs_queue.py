@@ -765,7 +765,9 @@ class QueueVerbs(StoreBase):
         """Ids of terminal runs (of `statuses`, default every terminal one) that finished
         before `finished_before`, oldest first, at most `limit`. Non-terminal statuses
         in `statuses` are ignored. With `keep_undelivered`, not a run with an event the
-        outbox has yet to deliver (neither published nor dead-lettered).
+        outbox has yet to deliver (neither published nor dead-lettered). Only the top
+        of a family, each run of which ended before `finished_before`: `delete_runs`
+        takes the runs below it with it, so a batch never cuts a family.
         """
         wanted = sorted(TERMINAL if statuses is None else {s.value for s in statuses} & TERMINAL)
         p = {"before": finished_before, "limit": limit, "keep": keep_undelivered}
@@ -790,11 +792,14 @@ class QueueVerbs(StoreBase):
         result names it, its AI calls (and the stored prompts and responses no other
         call names), and its child runs (recursively). A run that is not terminal,
         or has a child that is not, is skipped whole; so is one of which a run has
-        an event yet to deliver, with `keep_undelivered`; unknown ids are ignored.
+        an event yet to deliver, with `keep_undelivered`; unknown ids are ignored. A
+        run below one that has not ended is refused (`InvalidArgumentError`, nothing
+        deleted): that run's replay needs it.
 
         With `finished_before` (a prune's cutoff), the prune's family rule is checked
-        again here, where it deletes: every run above and below one picked must still
-        have ended before it. Between `prunable_runs` and this a `rerun_from` may have
+        again here, where it deletes: a family goes whole, from its top (a run below
+        another is skipped), and every run of it must still have ended before the
+        cutoff. Between `prunable_runs` and this a `rerun_from` may have
         opened a parent again (whose replay takes its children's outcomes from their
         rows) or rerun a child to a later end; their rows are locked (PostgreSQL) top
         down, as `rerun_from` locks them, so one that comes meanwhile waits, then finds
@@ -836,17 +841,33 @@ async def _undelivered(tx: Tx, run_ids: list[str]) -> bool:
 
 async def _family_to_delete(tx: Tx, run_id: str, before: datetime | None) -> list[str] | None:
     """The run and its descendants, children first, if they may go: None unless each
-    ended (before `before`, if given, and so did every run above it then)."""
-    if before is not None:
-        above: list[str] = []
-        row = await tx.one("run_parent", wid=run_id)
-        while row is not None and row[0] is not None and row[0] not in above:
-            above.append(row[0])
-            row = await tx.one("run_parent", wid=row[0])
-        for rid in reversed(above):  # the topmost first, as `rerun_from` locks
-            if not await _ended(tx, rid, before):
-                return None
+    ended (before `before`, if given). A prune (`before`) takes a family whole, from
+    its top: a run below another goes only with it. A run below one that has not ended
+    is refused: that run's replay reads the runs it started (a detached child's again
+    started anew, and ran again) and its budget counts their spend."""
+    above: list[str] = []  # the runs above it whose rows are there
+    row = await tx.one("run_parent", wid=run_id)
+    while row is not None and row[0] is not None and row[0] not in above:
+        parent = row[0]
+        row = await tx.one("run_parent", wid=parent)
+        if row is not None:  # (None: its row is gone, as `prunable_runs` finds it)
+            above.append(parent)
+    if before is not None and above:
+        return None
+    for rid in reversed(above):  # the topmost first, as `rerun_from` locks
+        found = await tx.one("run_ended_locked", wid=rid, before=None)
+        if found is not None and found[0] not in TERMINAL:
+            raise InvalidArgumentError(_below_open_run(run_id, rid, found[0]))
     return await _finished_family(tx, run_id, before)
+
+
+def _below_open_run(run_id: str, live: str, status: str) -> str:
+    return (
+        f"run {run_id!r} was started by run {live!r} (or by a run it started), which has "
+        f"not ended ({status}): its replay reads the runs it started, so they stay while "
+        f"it lives. Delete or prune run {live!r} once it ends (the runs it started go "
+        "with it), or cancel it first"
+    )
 
 
 async def _ended(tx: Tx, run_id: str, before: datetime | None) -> bool:

@@ -265,20 +265,18 @@ sum(input_tokens + output_tokens) AS tokens
 -- prune must not pick it (the skipped filled its batch, and the finished runs after them
 -- were never deleted). Nor one whose family has a run that ended at :before or later:
 -- `delete_runs` takes the children with the run, and a detached child that ended a day
--- ago went with a parent that ended 60 days ago in a 30-day prune. Nor one below a run
--- that has not ended, or ended at :before or later: a run's record (its children's runs,
--- the spend its budget counts with theirs) stays whole while the run is kept
+-- ago went with a parent that ended 60 days ago in a 30-day prune. Nor one below another
+-- run: a family goes whole, from its top, so a run's record (its children's runs, the
+-- spend its budget counts with theirs) stays whole while the run is kept (a child picked
+-- on its own went in one batch and left its parent for the next, or for good when the
+-- prune stopped, its --status left the parent, or a sibling had not ended)
 (EXISTS (WITH RECURSIVE fam(id, status, finished_at) AS (SELECT r.id, r.status, r.finished_at
   UNION SELECT c.id, c.status, c.finished_at FROM runs c JOIN fam f ON c.parent_id = f.id)
   SELECT 1 FROM fam WHERE fam.status IN {OPEN} OR fam.finished_at IS NULL
     OR fam.finished_at >= :before OR (CAST(:keep AS boolean) AND EXISTS (
     SELECT 1 FROM events e WHERE e.run_id = fam.id AND e.published_at IS NULL
     AND e.dead_at IS NULL)))
-  OR EXISTS (WITH RECURSIVE up(parent_id, status, finished_at) AS (
-    SELECT a.parent_id, a.status, a.finished_at FROM runs a WHERE a.id = r.parent_id
-    UNION SELECT a.parent_id, a.status, a.finished_at FROM runs a JOIN up u ON a.id = u.parent_id)
-  SELECT 1 FROM up WHERE up.status IN {OPEN} OR up.finished_at IS NULL
-    OR up.finished_at >= :before))
+  OR EXISTS (SELECT 1 FROM runs a WHERE a.id = r.parent_id))
 -- name: _run_tree
 -- the run and every run it started (children, theirs, ...), by the runs_parent index
 WITH RECURSIVE tree(id) AS (SELECT CAST(:wid AS text)
