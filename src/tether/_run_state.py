@@ -99,7 +99,10 @@ class RunState:
     registering: dict[asyncio.Event, str] = field(default_factory=dict)
     parking: asyncio.Event | None = None  # the code suspended; set once the park is settled
     compensations: list[Compensation] = field(default_factory=list)
-    in_flight: set[str] = field(default_factory=set)  # steps whose function runs now
+    # the steps whose function runs now: each one's key, and the task that awaits it if
+    # it is async (`interrupt` cancels those when the run is cancelled meanwhile)
+    in_flight: dict[str, asyncio.Task[Any] | None] = field(default_factory=dict)
+    interrupting: set[asyncio.Task[Any]] = field(default_factory=set)  # (`interrupt`)
     step_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     driver: asyncio.Task[Any] | None = None  # the task that drives the run (see `unwind`)
     listener_failed: bool = False  # an `on_event` listener raised in this drive (logged)
@@ -316,6 +319,33 @@ class RunState:
         if lock is None:
             lock = self.step_locks[key] = asyncio.Lock()
         return lock
+
+    def interrupt(self) -> list[str]:
+        """Cancel the async step functions running now, as the run was cancelled: their
+        results would be refused at the step boundary anyway, and an agent's call may
+        run for minutes. A sync function's thread cannot be stopped: it runs on, and its
+        result is discarded. The keys of the steps interrupted."""
+        hit = []
+        for key, task in self.in_flight.items():
+            if task is None or task.done():
+                continue
+            hit.append(key)
+            if task not in self.interrupting:
+                self.interrupting.add(task)
+                task.cancel("tether: the run was cancelled")
+        return hit
+
+    def interrupted(self) -> bool:
+        """Whether `interrupt` stopped the step the current task runs, and nothing else
+        is stopping that task: the cancellation is taken back, for the step to end as
+        the run's cancel (`RunCancelledError`). Called once the step function ended
+        (raised, or returned after catching the cancellation)."""
+        task = asyncio.current_task()
+        if task is None or task not in self.interrupting:
+            return False
+        self.interrupting.discard(task)
+        task.uncancel()
+        return task.cancelling() == 0
 
     # -- what the driver reads back ---------------------------------------------------
 

@@ -117,6 +117,7 @@ class Runner:
         self.inline_wait = inline_wait
         self.resume_woken = resume_woken
         self._active: dict[str, asyncio.Event] = {}
+        self._states: dict[str, RunState] = {}  # the drives of `_active`, once opened
         self._undoing: set[str] = set()  # cancelled runs compensated here now
         # children created here for their parent to await, by id: the parent, until its
         # wait for the child is registered (a cancel landing before that misses them)
@@ -367,15 +368,42 @@ class Runner:
                 self._rt.owner, driven, lease=self.owner_lease, now=self._clock.store_time()
             )
             # cancelled by another process (or taken over): a run resting before a retry
-            # learns it now, not when its back-off ends
-            self._rt.wake(
-                [
-                    w
-                    for w in driven
-                    if held.get(w) is not RunStatus.RUNNING and w not in self._undoing
-                ]
-            )
+            # learns it now, not when its back-off ends, and its async steps are stopped
+            gone = [
+                w for w in driven if held.get(w) is not RunStatus.RUNNING and w not in self._undoing
+            ]
+            self._rt.wake(gone)
+            await self._interrupt_cancelled(gone)
         self._announced = True
+
+    async def _interrupt_cancelled(self, workflow_ids: list[str]) -> None:
+        """Stop the async step functions running here of those runs that another process
+        cancelled (not those taken over, or ended or parked meanwhile by their drive
+        here: the store says which)."""
+        for wid in workflow_ids:
+            st = self._states.get(wid)
+            if st is None or all(task is None for task in st.in_flight.values()):
+                continue
+            run = await self._store.get_run(wid)
+            if (
+                run is not None
+                and run.status is RunStatus.CANCELLED
+                and self._states.get(wid) is st
+            ):
+                self._interrupt(st)
+
+    def cancelled(self, run_ids: list[str]) -> None:
+        """Runs this process cancelled: stop their async step functions running here."""
+        for rid in run_ids:
+            st = self._states.get(rid)
+            if st is not None:
+                self._interrupt(st)
+
+    def _interrupt(self, st: RunState) -> None:
+        stopped = st.interrupt()
+        if stopped:
+            log.info("run %s was cancelled: stopping its step(s) %s", st.workflow_id,
+                     ", ".join(stopped))  # fmt: skip
 
     async def announce_now(self) -> None:
         """Say now which workflows (and queues) this process drives, not at the next
@@ -552,6 +580,7 @@ class Runner:
                 self._drives.discard(task)
                 self._cut.discard(task)
             del self._active[workflow_id]
+            self._states.pop(workflow_id, None)
             done.set()
             if workflow_id in self._rewake:
                 self._rewake.discard(workflow_id)
@@ -586,6 +615,7 @@ class Runner:
             the_def = defn or self._lookup(claimed.workflow_name, claimed.workflow_id)
             wf, st = await self._context(claimed, the_def, on_event, compensating=False)
             st.job_drive = for_job
+            self._states[workflow_id] = st
             try:
                 args = _args(wf, the_def, claimed, input)
             except ValidationError as exc:

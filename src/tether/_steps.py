@@ -31,7 +31,13 @@ from ._results import load_result, recorded_result
 from ._run_state import NAME_SCOPE, RunState
 from ._runtime import Runtime
 from ._step_threads import StepThreads
-from .errors import StaleOwnerError, StepFailedError, StepTimeoutError, StoreError
+from .errors import (
+    RunCancelledError,
+    StaleOwnerError,
+    StepFailedError,
+    StepTimeoutError,
+    StoreError,
+)
 from .retry import RetryPolicy
 from .serde import dump_json, load_json
 from .store import NewEvent, StepRow, StepStatus
@@ -136,15 +142,21 @@ class StepExecutor:
                 try:
                     try:
                         result = await self._attempt(spec, row.attempts, with_ctx, asynchronous)
+                    except RunCancelledError:  # a step of its own found the run cancelled
+                        raise
                     except asyncio.CancelledError as exc:
+                        if run.interrupting and run.interrupted():
+                            raise RunCancelledError(run.workflow_id) from exc
                         if _being_stopped():
                             await self._record_cut_short(spec, row, rows)
                             raise
                         raise StepCancelledItself(spec.key) from exc
                     except (KeyboardInterrupt, SystemExit) as exc:
-                        run.in_flight.discard(spec.key)
+                        run.in_flight.pop(spec.key, None)
                         raise StepExited(spec.key, exc) from exc
                 except Exception as exc:
+                    if run.interrupting and run.interrupted():  # it turned the cancel into
+                        raise RunCancelledError(run.workflow_id) from exc  # an error of its own
                     retryable = spec.policy.retries(exc)
                     again = retryable and row.attempts < spec.policy.attempts
                     due = self._due(_backoff(spec.policy, row.attempts, exc)) if again else None
@@ -154,6 +166,8 @@ class StepExecutor:
                     await self._back_off(due)
                     prior = row.attempts
                     continue
+                if run.interrupting and run.interrupted():  # it caught the cancel, returned
+                    raise RunCancelledError(run.workflow_id)
             return await self._record_result(spec, row, result, rows)
 
     def _due(self, pause: float) -> datetime:
@@ -205,7 +219,7 @@ class StepExecutor:
             if with_ctx
             else ()
         )
-        run.in_flight.add(spec.key)
+        run.in_flight[spec.key] = asyncio.current_task() if asynchronous else None
         # the steps (waits, values) the function calls are named under this one (its key
         # holds the scope it was called in): a replay that answers it from the record
         # calls none of them, and must not shift the numbers of later calls of their names
@@ -229,13 +243,13 @@ class StepExecutor:
                 inner = functools.partial(self._timed, spec, args, asynchronous)
                 result = await intercepted(self._rt.interceptors, call, inner)
         except Exception:
-            run.in_flight.discard(spec.key)
+            run.in_flight.pop(spec.key, None)
             raise
         finally:
             if scope is not None:
                 NAME_SCOPE.reset(scope)
         # not on cancellation: a step cut short at shutdown is reported as interrupted
-        run.in_flight.discard(spec.key)
+        run.in_flight.pop(spec.key, None)
         return result
 
     async def _timed(self, spec: StepSpec, args: tuple[Any, ...], asynchronous: bool) -> Any:
@@ -268,7 +282,7 @@ class StepExecutor:
         cut = next(((k, t) for k, t, cm in reversed(_ENCLOSING.get()) if cm.expired()), None)
         if cut is None:
             return
-        self._run.in_flight.discard(spec.key)
+        self._run.in_flight.pop(spec.key, None)
         exc = StepTimeoutError(*cut)
         try:
             await asyncio.shield(self._record_failure(spec, row, exc, True, None, rows))

@@ -180,7 +180,7 @@ class Workflow:
     @property
     def in_flight(self) -> set[str]:
         """The steps whose function is running now."""
-        return self._run.in_flight
+        return set(self._run.in_flight)
 
     # -- steps ---------------------------------------------------------------------
 

@@ -53,12 +53,16 @@ class _Host:
     def __init__(self) -> None:
         self.spawned: list[str] = []
         self.woken_ids: list[str] = []
+        self.cancelled_ids: list[str] = []
 
     def spawn(self, workflow_id: str) -> None:
         self.spawned.append(workflow_id)
 
     def woken(self, run_ids: list[str]) -> None:
         self.woken_ids.extend(run_ids)
+
+    def cancelled(self, run_ids: list[str]) -> None:
+        self.cancelled_ids.extend(run_ids)
 
     async def run_until_rest(self, workflow_id: str, **kwargs: Any) -> Any:
         raise AssertionError("no job is executed in these tests")

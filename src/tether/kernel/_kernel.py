@@ -332,6 +332,7 @@ class Kernel:
         run = await self.store.get_run(cmd.workflow_id)
         parent = run.parent_id if run is not None else None
         woken = [parent] if parent is not None and await self._pending(parent) else []
+        self.host.cancelled(cancelled)
         self.host.woken(woken + (cancelled if cmd.compensate else []))
         return RunCancelled(cancelled=cancelled)
 
@@ -736,7 +737,11 @@ _PORTS = (
     ("store", ("create_run", "cancel_run", "send_signal"), "tether.store.open_store(url)"),
     ("clock", ("now", "store_time"), "tether.SystemClock()"),
     ("registry", ("get_workflow",), "an object with get_workflow(name, workflow_id)"),
-    ("host", ("spawn", "woken", "run_until_rest", "run_claim"), "a tether.kernel.RunHost"),
+    (
+        "host",
+        ("spawn", "woken", "cancelled", "run_until_rest", "run_claim"),
+        "a tether.kernel.RunHost",
+    ),
 )
 
 

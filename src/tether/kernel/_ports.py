@@ -34,6 +34,10 @@ class RunHost(Protocol):
         """Runs that became runnable: drive those that are driven here."""
         ...
 
+    def cancelled(self, run_ids: list[str]) -> None:
+        """Runs cancelled here: stop their step functions running here (async ones)."""
+        ...
+
     async def run_until_rest(
         self,
         workflow_id: str,
