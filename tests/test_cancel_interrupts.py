@@ -1,7 +1,7 @@
 """A cancel stops the async step functions of its run that are running: an agent's
 call of many minutes is not waited for, only to have its result refused at the step
-boundary. From this App at once; from another App (process) at the driver's next
-keep-alive turn. A sync step's thread cannot be stopped: it runs on (see
+boundary. From this App at once; from another App (process) within about a second
+(`CANCEL_CHECK`). A sync step's thread cannot be stopped: it runs on (see
 `test_cancel_walk`). Gates hold the steps; a step never let go proves the stop."""
 
 from __future__ import annotations
@@ -114,9 +114,10 @@ async def test_a_cancel_from_this_app_stops_the_async_step_running(app: App) -> 
 async def test_a_cancel_from_another_app_stops_it_at_the_drivers_keep_alive(
     database_url: str, clock: FakeClock, other: App
 ) -> None:
-    """The driver learns of the cancel as it renews its claims (a third of its
-    owner lease), and stops the step then."""
-    driver = App(database_url, clock=clock, owner_lease=1.0)
+    """The driver learns of the cancel as it renews the claims of its runs with an
+    async step running, every second (before: only at its keep-alive turn, a third of
+    its owner lease, here 20 minutes), and stops the step then."""
+    driver = App(database_url, clock=clock, owner_lease=3600.0)
     try:
         held = Held()
         rec = await _cancelled_while_held(driver, other, held, _flow(held))

@@ -20,7 +20,7 @@ import asyncio, os
 from tether import App, Workflow
 
 LEDGER = os.environ["LEDGER"]
-app = App(os.environ["TETHER_URL"], owner_lease=1.0)
+app = App(os.environ["TETHER_URL"])
 
 
 def note(line: str) -> None:

@@ -320,6 +320,11 @@ class RunState:
             lock = self.step_locks[key] = asyncio.Lock()
         return lock
 
+    def running_async_steps(self) -> bool:
+        """Whether an async step function of the run is running now (`interrupt` would
+        stop it)."""
+        return any(task is not None for task in self.in_flight.values())
+
     def interrupt(self) -> list[str]:
         """Cancel the async step functions running now, as the run was cancelled: their
         results would be refused at the step boundary anyway, and an agent's call may

@@ -86,6 +86,9 @@ _DISCARDED = " (a result it returns since is discarded)"
 _BY_CANCEL = "by the cancel" + _DISCARDED
 _BY_ANOTHER = "by the process that drove it, which no longer does" + _DISCARDED
 _BY_DEAD = "by the process that drove it, which has ended"
+# how often the runs with an async step running here are checked for a cancel from
+# another process (their claims renewed), at the most
+CANCEL_CHECK = 1.0
 
 # the runners driving the run the code calling this belongs to (a child run driven inline
 # by another App's step nests): `App.close` tells a step of its own from another App's
@@ -345,7 +348,24 @@ class Runner:
                     await self._on_keep_alive()
                 except StoreError as exc:
                     log.warning("a keep-alive chore failed: %s", exc)
-            await asyncio.sleep(self.owner_lease / 3)
+            await self._until_next_turn()
+
+    async def _until_next_turn(self) -> None:
+        """Wait a third of the owner lease, renewing meanwhile, every `CANCEL_CHECK`
+        seconds, the claims of the runs with an async step running here: a renewal says
+        which were cancelled, and a cancel from another process reaches such a step
+        within that, not within a third of the lease (10 s by default)."""
+        left = self.owner_lease / 3
+        while left > 0:
+            pause = min(left, CANCEL_CHECK)
+            await asyncio.sleep(pause)
+            left -= pause
+            stepping = [w for w, st in self._states.items() if st.running_async_steps()]
+            if left > 0 and stepping:
+                try:
+                    await self._renew_runs(stepping)
+                except StoreError as exc:  # the turn's renewal tries again
+                    log.debug("checking runs for a cancel failed: %s", exc)
 
     async def _renew(self) -> None:
         names = self._workflows()
@@ -363,18 +383,20 @@ class Runner:
                 at=self._clock.now(),
             )
         if self._active:
-            driven = list(self._active)
-            held = await self._store.renew_owner(
-                self._rt.owner, driven, lease=self.owner_lease, now=self._clock.store_time()
-            )
-            # cancelled by another process (or taken over): a run resting before a retry
-            # learns it now, not when its back-off ends, and its async steps are stopped
-            gone = [
-                w for w in driven if held.get(w) is not RunStatus.RUNNING and w not in self._undoing
-            ]
-            self._rt.wake(gone)
-            await self._interrupt_cancelled(gone)
+            await self._renew_runs(list(self._active))
         self._announced = True
+
+    async def _renew_runs(self, driven: list[str]) -> None:
+        held = await self._store.renew_owner(
+            self._rt.owner, driven, lease=self.owner_lease, now=self._clock.store_time()
+        )
+        # cancelled by another process (or taken over): a run resting before a retry
+        # learns it now, not when its back-off ends, and its async steps are stopped
+        gone = [
+            w for w in driven if held.get(w) is not RunStatus.RUNNING and w not in self._undoing
+        ]
+        self._rt.wake(gone)
+        await self._interrupt_cancelled(gone)
 
     async def _interrupt_cancelled(self, workflow_ids: list[str]) -> None:
         """Stop the async step functions running here of those runs that another process
@@ -382,7 +404,7 @@ class Runner:
         here: the store says which)."""
         for wid in workflow_ids:
             st = self._states.get(wid)
-            if st is None or all(task is None for task in st.in_flight.values()):
+            if st is None or not st.running_async_steps():
                 continue
             run = await self._store.get_run(wid)
             if (
@@ -1162,10 +1184,16 @@ class Runner:
                 tp,
                 what=f"run {run.workflow_id!r}",
                 since="the run ended",
-                way_out=f"read it with the code that ran it, or declare on workflow "
-                f"{record.workflow_name!r} a return type the recorded value fits",
+                way_out=f"read it with the code that ran it, or {_refit(defn, record.workflow_name)}",
             )
         return RunResult(value, record)
+
+
+def _refit(defn: WorkflowDef | None, name: str) -> str:
+    """What to change so a recorded result fits the workflow's type again: a pipeline
+    says it in its own terms (its output=), having no return annotation to declare."""
+    said = getattr(defn.fn, "__tether_returns_said__", None) if defn is not None else None
+    return said or f"declare on workflow {name!r} a return type the recorded value fits"
 
 
 async def _stopped(task: asyncio.Task[None]) -> None:
