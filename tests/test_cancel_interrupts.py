@@ -165,7 +165,10 @@ async def test_a_compensating_cancel_stops_the_step_then_compensates(app: App) -
     assert rec.steps["held"].status.value == "failed"
 
 
-async def test_the_steps_of_a_for_each_and_a_step_inside_a_step_are_stopped(app: App) -> None:
+@pytest.mark.parametrize("stop_on_error", [True, False])
+async def test_the_steps_of_a_for_each_and_a_step_inside_a_step_are_stopped(
+    app: App, stop_on_error: bool
+) -> None:
     items = [Held() for _ in range(3)]
     inner = Held()
 
@@ -180,7 +183,10 @@ async def test_the_steps_of_a_for_each_and_a_step_inside_a_step_are_stopped(app:
         async def item(i: int) -> str:
             return await wf.step("item", items[i])
 
-        await asyncio.gather(wf.for_each(range(3), item, max_parallel=3), wf.step("outer", outer))
+        await asyncio.gather(
+            wf.for_each(range(3), item, max_parallel=3, stop_on_error=stop_on_error),
+            wf.step("outer", outer),
+        )
         return "done"
 
     drive = asyncio.create_task(app.arun(flow, workflow_id="w"))
@@ -196,3 +202,22 @@ async def test_the_steps_of_a_for_each_and_a_step_inside_a_step_are_stopped(app:
         ["item[0]", "item[1]", "item[2]", "outer", "outer/inner"],
         "failed",
     ), statuses
+
+
+async def test_a_cancel_of_a_parent_stops_the_step_of_the_child_it_awaits(app: App) -> None:
+    held = Held()
+
+    async def kid(wf: Workflow) -> str:
+        return await wf.step("held", held)
+
+    async def parent(wf: Workflow) -> str:
+        return await wf.child(kid, workflow_id="kid")
+
+    drive = asyncio.create_task(app.arun(parent, workflow_id="w"))
+    await asyncio.wait_for(held.started.wait(), HANG)
+    assert sorted(await app.acancel("w", "stop")) == ["kid", "w"]
+    result = await _ended(drive)
+    assert result.status is RunStatus.CANCELLED and held.ended == ["stopped"]
+    kid_rec = await app.aget_record("kid")
+    assert kid_rec.status is RunStatus.CANCELLED
+    assert kid_rec.steps["held"].status.value == "failed"
