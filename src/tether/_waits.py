@@ -303,8 +303,11 @@ class Waits:
             return_type_of(defn.fn),
             what=f"child run {cid!r} of run {self._run.workflow_id!r}",
             since="the child ran",
-            way_out=f"resume run {self._run.workflow_id!r} with the code that started it, "
-            f"or declare on workflow {defn.name!r} a return type the recorded value fits",
+            way_out=f"resume run {self._run.workflow_id!r} with the code that started it, or "
+            + (  # a pipeline says it in its own terms: it has no return annotation
+                getattr(defn.fn, "__tether_returns_said__", None)
+                or f"declare on workflow {defn.name!r} a return type the recorded value fits"
+            ),
         )
 
     async def start_child(

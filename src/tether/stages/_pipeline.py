@@ -312,6 +312,20 @@ class Pipeline(Generic[I, O]):
         last = self.groups[-1] if self.groups else ()
         return last[0].output if len(last) == 1 else None
 
+    @property
+    def __tether_returns_said__(self) -> str | None:
+        """How to make a recorded output fit again, said in the pipeline's terms: it has
+        no return annotation, and "declare a return type" sent the reader to find one
+        (None when its output has no type: a parallel last group, no output=)."""
+        if self.output is not None:
+            now = type_name(self.output)
+        elif self.groups and len(self.groups[-1]) == 1:
+            last = self.groups[-1][0]
+            now = f"its last stage {last.id!r}'s {last.output_from}, {type_name(last.output)}"
+        else:
+            return None
+        return f"give pipeline {self.name!r} an output= (now: {now}) that the recorded value fits"
+
     # -- running -------------------------------------------------------------------------
 
     async def __call__(self, wf: Any, run: Any = None) -> Any:

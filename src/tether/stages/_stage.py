@@ -116,6 +116,8 @@ class Stage(Generic[I, O, C]):
         self.id = id
         self.fn = fn
         self.output: type[O] = output
+        # where `output` was declared, said when a recorded output no longer fits it
+        self.output_from = "output="
         self.input: type[I] | None = input
         self.config: type[C] | None = config
         self.name = name or id
@@ -217,8 +219,10 @@ def stage(
     if id is None or output is None:
 
         def inferred(fn: Callable[..., Awaitable[Any]]) -> Stage[Any, Any, Any]:
-            sid, out = _from_function(fn, id, output)
-            return _declared(sid, out, input, config, name, description, dependencies)(fn)
+            sid, out, said = _from_function(fn, id, output)
+            made = _declared(sid, out, input, config, name, description, dependencies)(fn)
+            made.output_from = said
+            return made
 
         return inferred
     return _declared(id, output, input, config, name, description, dependencies)
@@ -247,13 +251,15 @@ def _declared(
 def _bare(fn: Any) -> Stage[Any, Any, Any]:
     """Bare ``@stage``: the id is the function's name and the output the model its
     return annotation names, so a stage needs no more than its function."""
-    sid, output = _from_function(fn, None, None)
-    return Stage(fn, id=sid, output=output)
+    sid, output, said = _from_function(fn, None, None)
+    made: Stage[Any, Any, Any] = Stage(fn, id=sid, output=output)
+    made.output_from = said
+    return made
 
 
-def _from_function(fn: Any, sid: str | None, output: Any) -> tuple[str, Any]:
-    """The stage's id (`sid`, else the function's name) and output model (`output`,
-    else the one its return annotation names)."""
+def _from_function(fn: Any, sid: str | None, output: Any) -> tuple[str, Any, str]:
+    """The stage's id (`sid`, else the function's name), output model (`output`, else
+    the one its return annotation names) and where that model was declared."""
     if not callable(fn):
         raise PipelineError(
             f"@stage got {fn!r}; use it bare on an `async def`, or as "
@@ -261,7 +267,7 @@ def _from_function(fn: Any, sid: str | None, output: Any) -> tuple[str, Any]:
         )
     sid = sid if sid is not None else getattr(fn, "__name__", repr(fn))
     if output is not None:
-        return sid, output
+        return sid, output, "output="
     try:
         output = typing.get_type_hints(fn).get("return")
     except Exception as exc:  # an annotation naming what its module cannot see
@@ -275,7 +281,7 @@ def _from_function(fn: Any, sid: str | None, output: Any) -> tuple[str, Any]:
             f"return annotation, and it has none; write `async def {sid}(ctx) -> Text`, or "
             f"@stage(id={sid!r}, output=Text)"
         )
-    return sid, output
+    return sid, output, "return annotation"
 
 
 @overload
