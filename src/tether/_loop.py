@@ -141,6 +141,17 @@ def _forked_message(pid: int) -> str:
     )
 
 
+_CUT_SHORT = (
+    "the App was closed (app.close(), or the process exiting) while this call ran on it, "
+    "and the call was cut short; make calls before closing the App, or use a new one"
+)
+_CLOSING = (
+    "the App is closing (app.close(), or the process exiting) and takes no more calls; "
+    "make calls before closing the App, or use a new one "
+    "(app.with_database(app.database_url) builds one with the same workflows and settings)"
+)
+
+
 def _coro_advice(coro: Coroutine[Any, Any, Any]) -> str:
     """The async call to await instead of the sync one that was given `coro`."""
     qualname = str(getattr(coro, "__qualname__", ""))
@@ -154,9 +165,15 @@ def home_loop(owner: object) -> asyncio.AbstractEventLoop | None:
     `on_exit` is `owner`'s method), or None. While it runs, `owner`'s store, runner
     and background runs live on it, and async work of `owner` belongs there too: run
     beside it on another loop, the two would take the store from each other."""
+    lt = _home_thread(owner)
+    return None if lt is None else lt.loop
+
+
+def _home_thread(owner: object) -> LoopThread | None:
+    """The loop thread running for `owner` (see `home_loop`), or None."""
     for lt in list(_OPEN):
         if lt.serves(owner):
-            return lt.loop
+            return lt
     return None
 
 
@@ -199,8 +216,9 @@ def homed(
         if refuse_closed is not None:
             refuse_closed(amethod.__name__)
         mark_used(self)
-        home = home_loop(self)
-        if home is None or home is asyncio.get_running_loop():
+        lt = _home_thread(self)
+        home = None if lt is None else lt.loop
+        if lt is None or home is None or home is asyncio.get_running_loop():
             return await amethod(self, *args, **kwargs)
         # the task there, and whether a cancel came (set on two threads: each writes its
         # own key before it reads the other's, so a cancel is never missed)
@@ -210,7 +228,7 @@ def homed(
             seen["task"] = asyncio.current_task()
             if seen.get("cancelled"):
                 raise asyncio.CancelledError
-            return await amethod(self, *args, **kwargs)
+            return await lt.call(amethod(self, *args, **kwargs))  # one of its calls there
 
         def cancel() -> None:
             seen["cancelled"] = True
@@ -239,6 +257,8 @@ class LoopThread:
         self._guard = threading.Lock()
         self._on_exit = on_exit
         self._pid = 0  # the process the loop was started in
+        self._calls: set[asyncio.Task[Any]] = set()  # the calls running on the loop now
+        self._sealed = False  # `end_calls` ran: no more calls until the loop stopped
         if on_exit is not None:
             _catch_sigterm()
 
@@ -261,10 +281,13 @@ class LoopThread:
             raise TetherError(_forked_message(self._pid))
         _check_used_here(getattr(self._on_exit, "__self__", None))
 
-    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    def _submit(
+        self, coro: Coroutine[Any, Any, T], closing: bool = False
+    ) -> concurrent.futures.Future[T]:
         """Hand `coro` to the loop (started if need be), under the guard that `stop`
         takes: a call racing a close is on the loop `stop` drains, never on one that
-        stopped with it queued (its caller waited for good)."""
+        stopped with it queued (its caller waited for good). Once the calls were ended
+        (`end_calls`) only the owner's close (`closing`) is taken."""
         try:
             self.check_here()
         except BaseException:
@@ -284,13 +307,51 @@ class LoopThread:
                 self._thread = threading.Thread(target=main, name=self._name, daemon=True)
                 self._thread.start()
                 ready.wait()
-                self._loop, self._pid = loop, os.getpid()
+                self._loop, self._pid, self._sealed = loop, os.getpid(), False
                 _OPEN.add(self)
                 _STARTED.add(self)
-            return asyncio.run_coroutine_threadsafe(coro, self._loop)
+            elif self._sealed and not closing:
+                coro.close()
+                raise TetherError(_CLOSING)
+            return asyncio.run_coroutine_threadsafe(self.call(coro, closing), self._loop)
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on the loop thread and wait for its result.
+    async def call(self, coro: Coroutine[Any, Any, T], closing: bool = False) -> T:
+        """Await `coro`, a call made on this loop, as one of the calls `end_calls` ends
+        (unless it is the owner's close, `closing`): ended there, it raises an error
+        saying the App closed under it, not a bare CancelledError."""
+        if self._sealed and not closing:  # queued before `end_calls`, started after it
+            coro.close()
+            raise TetherError(_CLOSING)
+        task = None if closing else asyncio.current_task()
+        if task is not None:
+            self._calls.add(task)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if self._sealed and task is not None:
+                raise TetherError(_CUT_SHORT) from None
+            raise
+        finally:
+            if task is not None:
+                self._calls.discard(task)
+
+    async def end_calls(self) -> None:
+        """Called by the owner's close on this loop before it closes its store: cut the
+        calls still running here short (a read, a `result` waiting, a signal) and take
+        no new ones. A call left to run touched the store as it closed, or opened it
+        anew (PostgreSQL: a pool whose workers `stop` then waited on for good)."""
+        if self._loop is None or self._loop is not asyncio.get_running_loop():
+            return  # closed on another loop (the async API alone): its calls are not ours
+        self._sealed = True
+        me = asyncio.current_task()
+        calls = [t for t in self._calls if t is not me]
+        for t in calls:
+            t.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+
+    def run(self, coro: Coroutine[Any, Any, T], closing: bool = False) -> T:
+        """Run `coro` on the loop thread and wait for its result (`closing`: it is the
+        owner's close, taken after `end_calls`, see `_submit`).
 
         Ctrl-C or SystemExit while waiting leaves `coro` running: the exit
         hook (or the App's close) then lets its step in flight finish and
@@ -308,7 +369,7 @@ class LoopThread:
                 "(an async function, a notebook, an async web handler), which waiting here "
                 f"would block; {advice}"
             )
-        fut = self._submit(coro)
+        fut = self._submit(coro, closing)
         try:
             return fut.result()
         except (KeyboardInterrupt, SystemExit):
@@ -318,11 +379,7 @@ class LoopThread:
             raise exc.exit from None
         except concurrent.futures.CancelledError:
             if self._loop is None:  # `stop` cancelled it: the App closed under the call
-                raise TetherError(
-                    "the App was closed (app.close(), or the process exiting) while this "
-                    "call ran on it, and the call was cut short; make calls before closing "
-                    "the App, or use a new one"
-                ) from None
+                raise TetherError(_CUT_SHORT) from None
             raise
         except BaseException:
             fut.cancel()

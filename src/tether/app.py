@@ -210,6 +210,7 @@ class App:
         self._recover = bool(recover_orphans)
         self._recovered_at: datetime | None = None  # the last look for orphans
         self._closed = False  # began to close (`aclose`)
+        self._close_done: asyncio.Future[None] | None = None  # set once closed
         self._shut = False  # closed: refuses what it is asked after (`refuse_closed`)
         self._queues: dict[str, QueueLimit] = {}
         self._schedules: dict[str, Schedule] = {}
@@ -1584,28 +1585,38 @@ class App:
 
     @homed
     async def _aclose(self) -> None:
-        if self._closed:
+        if self._closed:  # closing elsewhere: done when that close is
+            done = self._close_done
+            if done is not None and done.get_loop() is asyncio.get_running_loop():
+                await asyncio.shield(done)
             return
         self._runner.refuse_close_in_run()
-        self._closed = True
+        self._closed = True  # from now on no run is made or driven here (`refuse_closed`)
+        done = self._close_done = asyncio.get_running_loop().create_future()
         try:
             await self._runner.shutdown(self.shutdown_grace)
+            # the sync calls still running (a read, a `result` waiting) are cut short:
+            # left to run, one touched the store as it closed, or opened it anew
+            await self._loop.end_calls()
             await self.kernel.aclose()  # a sink's delivery in flight finishes, not cut off
             if self.ai is not None:
                 await self.ai.aclose()
             await self.store.close()
         finally:
             self._shut = True
+            done.set_result(None)
 
     def refuse_closed(self, method: str) -> None:
-        """Refuse `method` (an async one's name) that drives runs here once this App was
-        closed: a run made or resumed then was left pending with nothing to drive it."""
-        if self._shut and method in _DRIVES_RUNS:
+        """Refuse `method` (an async one's name) that drives runs here once this App
+        began to close: a run made or resumed then was left pending with nothing to
+        drive it (or met the store as it closed)."""
+        if self._closed and method in _DRIVES_RUNS:
             sync = method.removeprefix("a")
             raise TetherError(
-                f"app.{sync}() / app.{method}() was called after the App was closed "
-                "(app.close(), aclose(), or the end of a `with App(...)` block), which "
-                "drives no run any more. Make the call before closing it, or use a new "
+                f"app.{sync}() / app.{method}() was called after the App was closed or "
+                "as it closes (app.close(), aclose(), the process exiting, or the end of a "
+                "`with App(...)` block), when it drives no run any more. Make the call "
+                "before closing it, or use a new "
                 "App (app.with_database(app.database_url) builds one with the same "
                 "workflows and settings)"
             )
@@ -1619,7 +1630,7 @@ class App:
         self._runner.refuse_close_in_run()  # before waiting on the loop it may run on
         _refuse_sync_close_in_loop()
         if self._loop.loop is not None:
-            self._loop.run(self.aclose())
+            self._loop.run(self.aclose(), closing=True)
             self._loop.stop()
         elif not self._closed:
             asyncio.run(self.aclose())
@@ -1770,7 +1781,7 @@ class App:
         """Run `coro` on this App's loop thread and wait for it: what every sync method
         does, for code of your own that uses the async API from sync code."""
         name = str(getattr(coro, "__name__", ""))
-        if self._shut and name in _DRIVES_RUNS:
+        if self._closed and name in _DRIVES_RUNS:
             coro.close()
             self.refuse_closed(name)
         return self._loop.run(coro)
