@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import select
+import socket
 import struct
 import threading
 from collections import Counter, deque
@@ -33,7 +35,9 @@ class Failure:
     body: dict[str, Any] | bytes = field(default_factory=dict)
     # "reset": headers promise the body, half of it is sent, the connection dropped;
     # "stall": nothing is answered until `release` is set (a client timeout);
-    # "hold": answered as scripted once `held` is set (a slow refusal)
+    # "hold": answered as scripted once `held` is set (a slow refusal);
+    # "drip": the answer it would give, half its body sent, the rest once `held` is set
+    # (a slow answer, in flight until then; see `drip_next`)
     mode: str = ""
     method: str = "POST"  # the next request of this method fails
     path: str | None = None  # ... whose path this pattern is found in (`re.search`)
@@ -56,6 +60,8 @@ class State:
     # reads it stays "cancelling" ("canceling") before it ends with them
     cancel_completes: int = 0
     cancelling_reads: int = 0
+    dripping: int = 0  # answers half sent now (`drip_next`)
+    dropped: int = 0  # ... whose client closed the connection before the rest was sent
 
 
 # a chat completion from a server that reports no usage (some OpenAI-compatible ones)
@@ -198,6 +204,12 @@ class ProviderServer:
         """The next POST (GET) is answered with `body` as it is (bytes: not even JSON),
         or, with `mode`, is cut off mid-body ("reset") or left unanswered ("stall")."""
         self.state.failures.append(Failure(status, {}, body, mode, method))
+
+    def drip_next(self, path: str | None = None) -> None:
+        """The next POST (whose path `path` is found in) is answered as it would be, but
+        only half its body is sent until `held` is set: the call is in flight meanwhile.
+        A client that gives up closes the connection: counted in `state.dropped`."""
+        self.state.failures.append(Failure(200, mode="drip", path=path))
 
     def count(self, path_prefix: str) -> int:
         return sum(n for p, n in self.state.counts.items() if p.startswith(path_prefix))
@@ -395,16 +407,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if fail.mode == "reset":
-            data = json.dumps(fail.body).encode()
-            self.send_response(fail.status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
+            self._half(fail.status, fail.body)
             self.close_connection = True
             return
         self._send(fail.status, fail.body, fail.headers)
+
+    def _half(self, status: int, body: Any) -> bytes:
+        """Headers that promise `body` (as JSON), and the first half of it; the whole."""
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        return data
 
     def _read(self) -> bytes:
         n = int(self.headers.get("content-length") or 0)
@@ -429,10 +446,42 @@ class _Handler(BaseHTTPRequestHandler):
                     status, body = _dispatch(srv, method, path, raw, self.headers, parse_qs(query))
                 except KeyError as exc:
                     status, body = 404, {"error": {"message": f"not found: {exc}", "type": "x"}}
+        if fail is not None and fail.mode == "drip":
+            with srv.lock:
+                status, body = _dispatch(srv, method, path, raw, self.headers, parse_qs(query))
+            self._drip(status, body)
+            return
         if fail is not None:  # outside the lock: a stalled answer holds up no other
             self._fail(fail)
             return
         self._send(status, body)
+
+    def _drip(self, status: int, body: Any) -> None:
+        """Half of the answer, the rest once `held` is set, unless the client closes
+        the connection before (a peek that reads its end): then it is counted dropped."""
+        srv = self.server_state
+        data = self._half(status, body)
+        with srv.lock:
+            srv.state.dripping += 1
+        try:
+            while not srv.held.is_set():
+                readable, _, _ = select.select([self.connection], [], [], 0.02)
+                if readable and self._closed():
+                    with srv.lock:
+                        srv.state.dropped += 1
+                    self.close_connection = True
+                    return
+            self.wfile.write(data[len(data) // 2 :])
+        finally:
+            with srv.lock:
+                srv.state.dripping -= 1
+
+    def _closed(self) -> bool:
+        """Whether the client closed the connection (or reset it): its end is read."""
+        try:
+            return not self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return True
 
 
 def _fails(fail: Failure, method: str, path: str) -> bool:

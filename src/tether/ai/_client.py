@@ -461,6 +461,9 @@ class WorkflowAI:
             except ProviderError as exc:
                 self._record_failure("embed", pname, model_id, prompt, exc, sent.at)
                 raise
+            except asyncio.CancelledError as exc:
+                self._record_cut("embed", pname, model_id, prompt, sent, exc)
+                raise
             cost = self._record(
                 "embed",
                 pname,
@@ -1266,6 +1269,9 @@ class WorkflowAI:
         except ProviderError as exc:
             self._record_failure(call_type, pname, model_id, prompt, exc, sent.at)
             raise
+        except asyncio.CancelledError as exc:
+            self._record_cut(call_type, pname, model_id, prompt, sent, exc)
+            raise
         cost = self._record(
             call_type,
             pname,
@@ -1593,16 +1599,46 @@ class WorkflowAI:
             billed=exc.billed,
         )
 
+    def _record_cut(
+        self,
+        call_type: str,
+        pname: str,
+        model_id: str,
+        prompt: str,
+        sent: _Sent,
+        exc: asyncio.CancelledError,
+    ) -> None:
+        """Log a call cut short while its answer was awaited (its run cancelled, its step
+        past a timeout): the provider took the request and may bill it, for tokens no
+        answer told, so it is of unknown cost, as a request that timed out is (before:
+        not logged at all). None is logged for a call cut before it was sent (in a
+        cooldown), which cost nothing."""
+        if not sent.out:
+            return
+        why = f" ({exc.args[0]})" if exc.args and isinstance(exc.args[0], str) else ""
+        self._record(
+            call_type,
+            pname,
+            model_id,
+            prompt,
+            Usage(),
+            sent.at,
+            response=None,
+            error=f"cut short before {pname} answered: its step was cancelled{why}",
+            usage_known=False,
+        )
+
 
 class _Sent:
     """When a request left for its provider, on the App's clock: after any cooldown
     let it go and after the provider's client was built (its optional `ready`), so
     that a call's `latency_ms` is the provider's time, not the wait before it nor the
-    first call's SDK import."""
+    first call's SDK import. `out`: it left (so the provider may have taken it)."""
 
     def __init__(self, now: Callable[[], datetime]) -> None:
         self._now = now
         self.at = now()
+        self.out = False
 
     def timed(
         self, provider: Provider, call: Callable[[], Awaitable[R]]
@@ -1613,6 +1649,7 @@ class _Sent:
             if ready is not None:
                 ready()
             self.at = self._now()
+            self.out = True
             return await call()
 
         return send
