@@ -37,10 +37,11 @@ from .errors import (
     StepFailedError,
     StepTimeoutError,
     StoreError,
+    TetherError,
 )
 from .retry import RetryPolicy
 from .serde import dump_json, load_json
-from .store import NewEvent, StepRow, StepStatus
+from .store import Fence, NewEvent, StepRow, StepStatus
 
 __all__ = ["StepContext", "StepExecutor", "StepSpec", "check_depth", "is_async", "wants_context"]
 
@@ -146,7 +147,7 @@ class StepExecutor:
                         raise
                     except asyncio.CancelledError as exc:
                         if run.interrupting and run.interrupted():
-                            raise RunCancelledError(run.workflow_id) from exc
+                            raise await self._record_cancelled(spec, row, rows) from exc
                         if _being_stopped():
                             await self._record_cut_short(spec, row, rows)
                             raise
@@ -156,7 +157,7 @@ class StepExecutor:
                         raise StepExited(spec.key, exc) from exc
                 except Exception as exc:
                     if run.interrupting and run.interrupted():  # it turned the cancel into
-                        raise RunCancelledError(run.workflow_id) from exc  # an error of its own
+                        raise await self._record_cancelled(spec, row, rows) from exc  # its own
                     retryable = spec.policy.retries(exc)
                     again = retryable and row.attempts < spec.policy.attempts
                     due = self._due(_backoff(spec.policy, row.attempts, exc)) if again else None
@@ -167,8 +168,41 @@ class StepExecutor:
                     prior = row.attempts
                     continue
                 if run.interrupting and run.interrupted():  # it caught the cancel, returned
-                    raise RunCancelledError(run.workflow_id)
-            return await self._record_result(spec, row, result, rows)
+                    raise await self._record_cancelled(spec, row, rows)
+            try:
+                return await self._record_result(spec, row, result, rows)
+            except RunCancelledError as exc:  # the cancel landed as it ran: refused
+                raise await self._record_cancelled(spec, row, rows) from exc
+
+    async def _record_cancelled(
+        self, spec: StepSpec, row: StepRow, rows: list[Any]
+    ) -> RunCancelledError:
+        """Record the step the run's cancel cut short (stopped, or its result refused)
+        failed for good, with what its attempt attached: its AI calls, answered and
+        billed, went with the refused write, and the log, usage and budgets counted
+        less than was spent. Written under the cancel's fence (a cancelled run's writes
+        are refused otherwise). The error to raise: the run ends cancelled."""
+        run = self._run
+        run.in_flight.pop(spec.key, None)
+        exc = TetherError(f"step {spec.key!r} was cut short by the cancel of run "
+                          f"{run.workflow_id!r}; a result it returns since is discarded")  # fmt: skip
+        try:
+            await self._rt.store.fail_step(
+                Fence(run.workflow_id, run.fence.generation, compensating=True),
+                spec.key,
+                error=encode_error(exc, retryable=False),
+                final=True,
+                at=self._rt.clock.now(),
+                event=NewEvent("step.failed", spec.key, '{"cut_short":true}'),
+                rows=tuple(rows),
+            )
+        except (StoreError, RunCancelledError) as err:  # the run's end matters more
+            log.warning("could not record step %r of cancelled run %s as cut short: %s",
+                        spec.key, run.workflow_id, err)  # fmt: skip
+        else:
+            run.emit("step.failed", spec.key, {"attempt": row.attempts})
+            self._emit_attached(rows)
+        return RunCancelledError(run.workflow_id)
 
     def _due(self, pause: float) -> datetime:
         """When an attempt `pause` seconds from now is due (a pause past the calendar,

@@ -151,3 +151,41 @@ async def test_a_call_cut_by_a_step_timeout_is_logged_of_unknown_cost(
     spend = await app.store.ai_spend("w", "team")
     assert (spend.calls, spend.unknown_cost_calls, spend.micro_usd) == (2, 1, 1500)
     await _next_run_is_admitted(app, provider)
+
+
+@pytest.mark.parametrize("canceller", ["this", "other"])
+async def test_a_call_its_runs_cancel_cut_short_is_logged_of_unknown_cost(
+    app: App, server: ProviderServer, database_url: str, clock: FakeClock, canceller: str
+) -> None:
+    """The attempt's rows went with its refused write: the cut call was logged for a
+    step timeout, and left out for a cancel (as was every answered call of a step
+    attempt the cancel cut short)."""
+
+    @app.workflow(name="two", budget=TEAM)
+    async def two(wf: Workflow) -> str:
+        async def outer() -> str:
+            await wf.ai.generate_text("openai:m", prompt="first")  # answered, priced
+            server.drip_next()
+            await wf.ai.generate_text("openai:m", prompt="second")  # held: cut
+            return "not cut"
+
+        return await wf.step("outer", outer)
+
+    drive = asyncio.create_task(app.arun(two, workflow_id="w"))
+    await eventually(lambda: server.state.dripping == 1)
+    other = app if canceller == "this" else App(database_url, clock=clock)
+    try:
+        assert await other.acancel("w", "stop") == ["w"]
+    finally:
+        if other is not app:
+            await other.aclose()
+    done = await asyncio.wait_for(drive, HANG)
+    assert done.status is RunStatus.CANCELLED
+    answered, cut_short = await app.alist_ai_calls("w")
+    assert answered.error is None and answered.cost_micro_usd == 1500
+    assert cut_short.billed and cut_short.cost_unknown
+    assert "cut short before" in (cut_short.error or "")
+    spend = await app.store.ai_spend("w", "team")
+    assert (spend.calls, spend.unknown_cost_calls, spend.micro_usd) == (2, 1, 1500)
+    record = await app.aget_record("w")
+    assert all(s.status.value != "running" for s in record.steps.values()), record.steps
