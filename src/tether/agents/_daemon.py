@@ -4,8 +4,9 @@ Each tick: re-read WORKFLOW.md if it changed (an invalid change keeps the last
 good config); rebuild the scheduler's state from the database (the issue runs
 that have not ended, and their recorded phase); refresh the claimed issues
 and fetch the candidates; feed the reducer a `Tick`; execute its effects:
-`Dispatch` queues the issue's run, `Stop` cancels it (the agent is killed
-within a fraction of a second by the process driving it) and, for a terminal
+`Dispatch` queues the issue's run, `Stop` cancels it (the cancel stops the
+agent's step, its process group killed: at once when this process drives the run,
+within about a second when another does) and, for a terminal
 issue, removes its workspace once the agent has let go of it.
 
 Nothing lives only here: a restarted dispatcher finds its runs, their retry

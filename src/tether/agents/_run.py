@@ -60,7 +60,7 @@ from ._scheduler import (
     retry_delay,
     why_not,
 )
-from ._turns import TurnOutcome, run_turn, unless_cancelled
+from ._turns import TurnOutcome, run_turn
 from ._workspace import WorkspaceManager
 from .backends import AgentBackend, AgentEvent, TurnRequest
 from .trackers import Tracker
@@ -472,9 +472,7 @@ class IssueRunner:
         if not await self._take_slot(wf, issue, attempt):
             return {"status": NO_SLOT, "error": NO_SLOTS}
         try:
-            prepared: dict[str, Any] = await wf.step(
-                "workspace", partial(self._prepare, issue, wf.workflow_id)
-            )
+            prepared: dict[str, Any] = await wf.step("workspace", partial(self._ready, issue))
         except RunCancelledError:  # stopped during a hook (a long clone): tidy up as below
             await self._stopped(wf.workflow_id, self.workspaces().path_for(issue.identifier))
             raise
@@ -551,17 +549,10 @@ class IssueRunner:
         if error is not None and TERMINAL_STOP in error.message:
             await self.workspaces().discard(path)
 
-    async def _prepare(self, issue: Issue, run_id: str) -> dict[str, Any]:
-        """The workspace made ready (`_ready`), stopped with its hook when the run is
-        cancelled meanwhile (the step's write is then refused, and `_stopped` tidies)."""
-        ended, prepared = await unless_cancelled(
-            self._ready(issue), partial(self._is_cancelled, run_id)
-        )
-        if not ended or prepared is None:
-            return {"path": None, "error": "cancelled: the run was stopped during its hooks"}
-        return prepared
-
     async def _ready(self, issue: Issue) -> dict[str, Any]:
+        """The workspace made ready. A cancel of the run meanwhile cancels this step,
+        which kills the hook running with its process group (a long clone does not run
+        on), and `_attempt` tidies up (`_stopped`)."""
         manager = self.workspaces()
         try:
             ws = await manager.ensure(issue.identifier)
@@ -657,10 +648,6 @@ class IssueRunner:
         backend = self.backend()
         run_id = wf.workflow_id
 
-        async def cancelled() -> bool:
-            row = await self.app.store.get_run(run_id)
-            return row is None or row.status is RunStatus.CANCELLED
-
         async def seen(event: AgentEvent) -> None:
             if event.progress:
                 log.debug(
@@ -672,7 +659,6 @@ class IssueRunner:
                 backend,
                 request,
                 stall_timeout_ms=config.agent.stall_timeout_ms,
-                cancelled=cancelled,
                 on_event=seen,
                 model=config.agent.model or backend.name,
                 budget_key=issue_key(self.tracker().kind, issue.identifier),

@@ -1,5 +1,7 @@
 """One agent turn inside a step: stream the backend's events, meter usage, watch for
-a stall or a cancelled run, and attach the turn's usage to the step's record.
+a stall, and attach the turn's usage to the step's record. A cancelled run needs no
+watching: its cancel cancels the step (at once from the App driving it, within about
+a second from another process), and the turn's process group is killed with it.
 
 The usage row goes to tether's AI call log (call type ``agent``) in the same
 transaction as the step's completion, so tokens and cost are counted exactly
@@ -14,7 +16,7 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from .._attach import attach
 from ..clock import Clock
@@ -22,9 +24,9 @@ from ..store import NewAICall
 from ._scheduler import is_stalled
 from .backends import AgentBackend, AgentEvent, TurnRequest, TurnResult, Usage, UsageMeter
 
-__all__ = ["TurnOutcome", "run_turn", "unless_cancelled"]
+__all__ = ["TurnOutcome", "run_turn"]
 
-WATCH_EVERY = 0.2  # real seconds between checks for a stall or a cancelled run
+WATCH_EVERY = 0.2  # real seconds between checks for a stall
 
 
 @dataclass
@@ -63,7 +65,7 @@ async def run_turn(
     request: TurnRequest,
     *,
     stall_timeout_ms: int,
-    cancelled: Callable[[], Awaitable[bool]],
+    cancelled: Callable[[], Awaitable[bool]] | None = None,
     on_event: Callable[[AgentEvent], Awaitable[None]],
     model: str,
     budget_key: str,
@@ -74,7 +76,9 @@ async def run_turn(
     are the session totals earlier turns of the attempt saw (recorded with them), so
     a total a session reports again is not counted again. A stall is judged by
     `clock` (the App's), as every other time of the dispatcher is, so a FakeClock
-    drives it."""
+    drives it. `cancelled`: asked between looks, for a turn run outside a step (whose
+    cancel no run's cancel interrupts); a step's turn leaves it out (it read the run
+    five times a second, each agent, for what the step's cancel tells at once)."""
     meter = UsageMeter()
     for session, (i, o, c, cost) in (seen_totals or {}).items():
         meter.last[session] = Usage(int(i or 0), int(o or 0), int(c or 0), cost)
@@ -95,15 +99,32 @@ async def run_turn(
     try:
         why = await _watch(turn, live, stall_timeout_ms, cancelled, clock)
     except BaseException:
-        # the step itself was cancelled (a dispatcher shutting down): the agent must
-        # not outlive it, or it would go on editing a workspace handed to another
+        # the step itself was cancelled (its run's cancel, a dispatcher shutting down):
+        # the agent must not outlive it, or it would go on editing a workspace handed
+        # to another; what it told it spent is logged with the step cut short
         await _stop(turn)
+        stopped = TurnResult("failed", request.session_id, error="stopped: its step was cancelled")
+        with contextlib.suppress(Exception):
+            _settle(backend, model, request, stopped, meter, live, budget_key)
         raise
     if why is not None:
         await _stop(turn)
         result = TurnResult("failed", request.session_id, error=why)
     else:
         result = turn.result()
+    return _settle(backend, model, request, result, meter, live, budget_key)
+
+
+def _settle(
+    backend: AgentBackend,
+    model: str,
+    request: TurnRequest,
+    result: TurnResult,
+    meter: UsageMeter,
+    live: _Live,
+    budget_key: str,
+) -> TurnOutcome:
+    """The turn's outcome, its usage logged (attached to the step's record)."""
     _name_session(meter, result.session_id or request.session_id)
     if result.usage is not None:
         meter.feed(result.session_id or ANONYMOUS, result.usage)
@@ -162,31 +183,6 @@ def _name_session(meter: UsageMeter, named: str | None) -> None:
         meter.last[named] = meter.last.pop(ANONYMOUS)
 
 
-T = TypeVar("T")
-
-
-async def unless_cancelled(
-    work: Awaitable[T], cancelled: Callable[[], Awaitable[bool]]
-) -> tuple[bool, T | None]:
-    """(True, its result) once `work` ends; (False, None) as soon as `cancelled` says
-    the run was stopped, `work` then cancelled and waited for (a hook's process group
-    killed): a workspace hook, such as a long clone, ran on after its run was
-    cancelled, until it ended by itself."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=WATCH_EVERY)
-            if done:
-                return True, task.result()
-            if await cancelled():
-                break
-    except BaseException:
-        await _stop(task)
-        raise
-    await _stop(task)
-    return False, None
-
-
 async def _stop(turn: asyncio.Future[Any]) -> None:
     """Cancel the backend's turn and wait until it let go (its process group killed)."""
     turn.cancel()
@@ -198,7 +194,7 @@ async def _watch(
     turn: asyncio.Future[TurnResult],
     live: _Live,
     stall_timeout_ms: int,
-    cancelled: Callable[[], Awaitable[bool]],
+    cancelled: Callable[[], Awaitable[bool]] | None,
     clock: Clock,
 ) -> str | None:
     """Wait for the turn; the reason to stop it early, or None when it ended."""
@@ -208,7 +204,7 @@ async def _watch(
             return None
         if is_stalled(live.last_progress, live.started, clock.now().timestamp(), stall_timeout_ms):
             return f"stalled: no progress for {stall_timeout_ms} ms (last event: {live.last_event})"
-        if await cancelled():
+        if cancelled is not None and await cancelled():
             return "cancelled: the run was stopped"
 
 
