@@ -47,7 +47,10 @@ async def _turn(ws: Path, how: str) -> str:
     stopped run, a stall, or its step cancelled by a dispatcher shutting down do)."""
     (ws / "agent.py").write_text(AGENT)
     backend = CommandBackend(f"{sys.executable} agent.py {how}")
-    silence = 600 if how == "cancelled" else 1
+    # only the silent agent waits for its silence timeout; it starts with the turn, and
+    # a busy machine took more than a second to start the tool (256 MB), so a turn
+    # meant to end on its result or its exit failed silent first
+    silence = 5 if how == "silent" else 600
     request = TurnRequest("x", ws, 1, 1, None, {}, silence_timeout=silence)
     # bounded: a bound on a hang, not a timing the test depends on
     turn = asyncio.ensure_future(asyncio.wait_for(backend.run_turn(request, _ignore), 90))
