@@ -15,6 +15,7 @@ import pytest
 
 import tether
 from tether import App, FakeClock, RunStatus, Workflow
+from tether._runner import PROCESS_SCOPE
 from tether.app import run_on_loop
 from tether.store import NewEvent
 from tether.testing import eventually
@@ -265,7 +266,7 @@ def test_runs_show_and_list_say_when_the_owner_is_gone(tmp_path: object) -> None
 async def test_live_processes_announce_the_workflows_they_drive(
     database_url: str, clock: FakeClock
 ) -> None:
-    serving = App(database_url, clock=clock)
+    serving = App(database_url, clock=clock, recover_orphans=True)
     asking = App(database_url, clock=clock)
     try:
         _register(serving, [])
@@ -300,3 +301,29 @@ async def test_a_hosts_chores_take_up_orphans_without_recover_orphans_set(
     finally:
         chores.cancel()
         await asyncio.gather(chores, return_exceptions=True)
+
+
+async def test_a_plain_app_is_no_driver_of_runs_woken_elsewhere(
+    database_url: str, clock: FakeClock
+) -> None:
+    """A plain App drives the runs it runs, resumes or wakes itself, never one another
+    process woke: counted as a driver, `tether runs signal` said the run was driven,
+    and it waited for good with no warning."""
+    plain = App(database_url, clock=clock)
+    asking = App(database_url, clock=clock)
+    try:
+        _register(plain, [])
+        await plain.aannounce()
+        said = [r.holder for r in await asking.store.list_locks(PROCESS_SCOPE)]
+        assert said == [plain._runtime.owner]  # it announced itself...
+        assert await asking.adrivers("two-steps") == []  # ...as no driver of woken runs
+        chores = asyncio.ensure_future(plain.ahost_chores(every=0.01))
+        try:  # host chores take such runs up: now it drives them
+            await eventually(lambda: asking.adrivers("two-steps"))
+            assert await asking.adrivers("two-steps") == [plain._runtime.owner]
+        finally:
+            chores.cancel()
+            await asyncio.gather(chores, return_exceptions=True)
+    finally:
+        await plain.aclose()
+        await asking.aclose()

@@ -61,3 +61,20 @@ async def test_a_run_this_app_drives_on_waking_is_not_warned_about(
         await app.asettle(10)
         assert not [r for r in caplog.records if UNDRIVEN in r.getMessage()]
         assert (await app.aget_run("g1")).status.value == "waiting"  # at the signal now
+
+
+@pytest.mark.parametrize("recover", [False, True], ids=["plain", "recover_orphans"])
+async def test_a_run_parked_by_a_live_plain_app_and_woken_elsewhere_is_warned_about(
+    database_url: str, clock: FakeClock, caplog: pytest.LogCaptureFixture, recover: bool
+) -> None:
+    """The App that parked it lives on, but drives only what it runs, resumes or wakes
+    itself: counted as a driver, the warning was missed and the run waited unseen.
+    One with recover_orphans takes such runs up: no warning."""
+    async with App(database_url, clock=clock, recover_orphans=recover) as owner:
+        await owner.astart(_declare(owner), workflow_id="g1")
+        await owner.asettle(10)
+        caplog.set_level(logging.WARNING, logger="tether")
+        async with App(database_url, clock=clock) as other:  # the workflow is not here
+            await other.acomplete_token(await _token_of(other))
+        warned = [r.getMessage() for r in caplog.records if UNDRIVEN in r.getMessage()]
+        assert bool(warned) is not recover, warned

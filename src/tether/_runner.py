@@ -133,6 +133,9 @@ class Runner:
         self._renewer: asyncio.Task[None] | None = None
         self._announced = False  # whether this process has announced itself once
         self.queues: tuple[str, ...] = ()  # the job queues it serves (a worker), announced
+        # it takes up runs of its workflows that another process woke or left (orphans):
+        # an App with recover_orphans, or host chores (`tether serve`); a worker does too
+        self.adopts = False
 
     # -- the Host port used by workflows --------------------------------------------
 
@@ -376,15 +379,22 @@ class Runner:
                 self._rt.owner,
                 ttl=self.owner_lease,
                 now=self._clock.store_time(),
-                detail=dump_json(
-                    {"workflows": names, **({"queues": list(self.queues)} if self.queues else {})},
-                    what="process",
-                ),
+                detail=dump_json(self._announcement(names), what="process"),
                 at=self._clock.now(),
             )
         if self._active:
             await self._renew_runs(list(self._active))
         self._announced = True
+
+    def _announcement(self, names: list[str]) -> dict[str, Any]:
+        """What this process says of itself to others (`drivers`): the workflows it drives,
+        the queues it serves, and whether it takes up runs woken elsewhere."""
+        said: dict[str, Any] = {"workflows": names}
+        if self.queues:
+            said["queues"] = list(self.queues)
+        elif not self.adopts:  # it drives only what it runs, resumes or wakes itself
+            said["adopts"] = False
+        return said
 
     async def _renew_runs(self, driven: list[str]) -> None:
         held = await self._store.renew_owner(
@@ -444,9 +454,11 @@ class Runner:
             if row.released_at is not None or row.expires_at <= now:
                 continue
             said = load_json(row.detail) or {}
-            if workflow_name in said.get("workflows", []) and (
-                queue is None or queue in said.get("queues", [])
-            ):
+            if workflow_name not in said.get("workflows", []):
+                continue
+            # a plain App (no queue served, no orphans taken up) never drives a run that
+            # another process woke: `tether runs signal` said it would, and the run waited
+            if (queue is None and said.get("adopts", True)) or queue in said.get("queues", []):
                 found.append(row.holder)
         return found
 

@@ -230,7 +230,7 @@ class App:
     def _make_runner(
         self, inline_wait: float, resume_woken: bool, owner_lease: float, recover_orphans: bool
     ) -> Runner:
-        return Runner(
+        runner = Runner(
             self._runtime,
             self.get_workflow,
             inline_wait=inline_wait,
@@ -239,6 +239,8 @@ class App:
             workflows=lambda: sorted(self._registry),
             on_keep_alive=self._recover_if_due if recover_orphans else None,
         )
+        runner.adopts = recover_orphans  # it takes up runs woken elsewhere (`drivers`)
+        return runner
 
     # -- registry -------------------------------------------------------------------
 
@@ -1519,7 +1521,8 @@ class App:
         (`publish_outbox`). A database error is logged and the chores go on."""
         every = check_seconds("every", every, positive=True)  # a timedelta, as seconds
         holder = new_owner()
-        try:  # say at once that runs of these workflows are driven here (`adrivers`)
+        self._runner.adopts = True  # runs woken elsewhere are taken up here (`adrivers`)
+        try:  # say at once that runs of these workflows are driven here
             await self.store.open()
             self._runner.ensure_alive()
             await self._runner.announce_now()
@@ -1539,9 +1542,10 @@ class App:
 
     @homed
     async def adrivers(self, workflow_name: str, queue: str | None = None) -> list[str]:
-        """Live processes that drive runs of `workflow_name` (they announce the
-        workflows they registered while they live: workers, and Apps that run
-        or resume runs); empty when a woken run of it would wait for nobody. With
+        """Live processes that drive runs of `workflow_name` woken elsewhere (they
+        announce the workflows they registered while they live: workers, servers, and
+        Apps with `recover_orphans`; a plain App drives only the runs it runs, resumes
+        or wakes itself); empty when a woken run of it would wait for nobody. With
         `queue`, only the workers that serve that job queue (a queued run's drivers)."""
         return await self._runner.drivers(workflow_name, queue)
 

@@ -77,12 +77,12 @@ async def test_processes_silent_past_the_bound_are_forgotten_the_live_one_kept(
     app = _app(database_url, clock)
     try:
         clock.advance(DAY)
-        await app.aannounce()
+        await app.aannounce(["default"])  # as the worker it is would
         tick = await maintenance_tick(app, "w1")
         assert tick.processes_forgotten == 0  # silent a day, not longer: kept
         assert len(await _holders(app)) == 3
         clock.advance(60)
-        await app.aannounce()
+        await app.aannounce(["default"])
         tick = await maintenance_tick(app, "w1")
         assert tick.processes_forgotten == 2
         assert await _holders(app) == await app.adrivers("flow")  # the live one only
