@@ -2,7 +2,9 @@
 
 Run: ``.venv/bin/python bench/chaos.py --backend postgresql --runs 1000 --mode kill``
 (``--backend sqlite``; ``--mode graceful`` stops workers with SIGTERM only,
-``--mode drops`` stops none and only drops PostgreSQL connections; ``--url``
+``--mode drops`` stops none and only drops PostgreSQL connections, ``--mode cancel``
+kills workers as ``kill`` does while a canceller process cancels a share of the
+runs, ``--cancel-share``, half of them during a long async step; ``--url``
 picks the database, ``--seed`` replays a schedule). Without ``--url`` it works in a database of
 its own: a new PostgreSQL database on the test server, dropped afterwards
 unless an invariant failed (``$TETHER_TEST_POSTGRES_URL`` names another
@@ -11,7 +13,7 @@ server to create it on), or a SQLite file in a temporary folder.
 Prints progress, every broken invariant, and a final line with runs, kills,
 restarts, dropped connections and whether every invariant held; exits 0 if
 they all held, 1 if not. The harness is the one the chaos tests use
-(``tests/chaos/_harness.py``); its docstring lists the invariants.
+(``tests/chaos/_harness.py``); ``tests/chaos/_invariants.py`` lists the invariants.
 """
 
 from __future__ import annotations
@@ -61,9 +63,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, help="replay the schedule of an earlier run")
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4, help="jobs at once per worker")
+    parser.add_argument(
+        "--cancel-share", type=float, default=0.2, help="share of the runs cancelled (cancel mode)"
+    )
     parser.add_argument("--folder", type=Path, help="ledger and worker logs (default: temporary)")
     parser.add_argument("--keep", action="store_true", help="keep the folder even if all held")
     args = parser.parse_args()
+    if not 0 <= args.cancel_share <= 1:
+        parser.error(f"--cancel-share is a share of the runs, from 0 to 1: got {args.cancel_share}")
     if args.url and not args.url.startswith(
         ("postgresql:", "postgres:") if args.backend == "postgresql" else ("sqlite:",)
     ):
@@ -87,6 +94,7 @@ def main() -> int:
                 runs=args.runs,
                 workers=args.workers,
                 concurrency=args.concurrency,
+                cancel_share=args.cancel_share,
                 seed=args.seed,
                 progress=lambda line: print(line, flush=True),
             )

@@ -6,7 +6,11 @@ leaves the line. The ledger lives outside tether's database: it is the
 witness of how often each step really ran.
 
 A step returns the uuid of its own execution, so the recorded result of a
-step names the one execution whose completion tether kept.
+step names the one execution whose completion tether kept. In the cancel mode
+(a spec with ``"marks"``) an async step also writes how its function ended, a
+`Mark` naming the execution: ``done`` as it returns, ``stopped`` when it is
+cancelled; and a run may have a long async step (``"long"`` seconds) for a
+cancel to land in.
 
 Run as a worker: ``python -m tests.chaos._flows`` with the configuration in
 the environment (see `worker_main`).
@@ -49,15 +53,23 @@ def _ledger(folder: str) -> int:
         return _ledger_fd
 
 
-def record_effect(folder: str, run: str, step: str) -> str:
-    """The side effect: one fsynced ledger line; returns this execution's uuid."""
-    started = time.time()
-    call = uuid.uuid4().hex
-    line = json.dumps({"t": started, "run": run, "step": step, "pid": os.getpid(), "id": call})
+def _write(folder: str, fields: dict[str, Any]) -> None:
+    line = json.dumps({"t": time.time(), **fields, "pid": os.getpid()})
     fd = _ledger(folder)
     os.write(fd, (line + "\n").encode())
     os.fsync(fd)
+
+
+def record_effect(folder: str, run: str, step: str) -> str:
+    """The side effect: one fsynced ledger line; returns this execution's uuid."""
+    call = uuid.uuid4().hex
+    _write(folder, {"run": run, "step": step, "id": call})
     return call
+
+
+def record_mark(folder: str, run: str, step: str, call: str, mark: str) -> None:
+    """How execution `call` of an async step ended: "done" (it returns) or "stopped"."""
+    _write(folder, {"run": run, "step": step, "id": call, "mark": mark})
 
 
 @dataclass(frozen=True)
@@ -71,9 +83,21 @@ class Execution:
     id: str
 
 
-def read_ledger(folder: Path) -> tuple[list[Execution], int]:
-    """Every execution in the ledger files of `folder`, and the count of torn lines."""
+@dataclass(frozen=True)
+class Mark:
+    """One ledger line saying how an execution of an async step ended."""
+
+    at: float  # wall clock
+    id: str  # the execution's uuid
+    mark: str  # "done" (the function returns) or "stopped" (it was cancelled)
+    pid: int
+
+
+def read_ledger(folder: Path) -> tuple[list[Execution], dict[str, Mark], int]:
+    """Every execution in the ledger files of `folder`, the mark of each execution
+    that wrote one (by its uuid), and the count of torn lines."""
     executions: list[Execution] = []
+    marks: dict[str, Mark] = {}
     torn = 0
     for path in sorted(folder.glob("ledger-*.jsonl")):
         for line in path.read_text().splitlines(keepends=True):
@@ -81,56 +105,88 @@ def read_ledger(folder: Path) -> tuple[list[Execution], int]:
                 torn += 1  # a write cut short by SIGKILL: the effect did not complete
                 continue
             d = json.loads(line)
-            executions.append(Execution(d["t"], d["run"], d["step"], d["pid"], d["id"]))
-    return executions, torn
+            if "mark" in d:
+                marks[d["id"]] = Mark(d["t"], d["id"], d["mark"], d["pid"])
+            else:
+                executions.append(Execution(d["t"], d["run"], d["step"], d["pid"], d["id"]))
+    return executions, marks, torn
 
 
 def step_names(spec: dict[str, Any]) -> list[str]:
     """The steps a run with this input records, in order."""
     middle = [f"s3:{i}" for i in range(spec["fan"])] if spec["fan"] else ["s3"]
-    return ["s1", "s2", *middle, "s4", "s5"]
+    long = ["long"] if spec.get("long") else []
+    return ["s1", "s2", *long, *middle, "s4", "s5"]
 
 
-def build_app(url: str, *, ledger: str = "", job_visibility: float = 30.0) -> tether.App:
-    """An App with the chaos workflow registered; steps write to `ledger` (a folder)."""
-    app = tether.App(url, job_visibility=job_visibility)
+def is_async(step: str) -> bool:
+    """Whether the chaos workflow's step of this name runs an async function (a cancel
+    can stop it; a sync step's thread runs on)."""
+    if step.startswith("s3:"):
+        return int(step[3:]) % 2 == 0
+    return step in ("s2", "long", "s4")
 
-    def sync_step(run: str, name: str, pause: float) -> Any:
-        def fn() -> str:
-            call = record_effect(ledger, run, name)
-            time.sleep(pause)  # the window in which a kill leaves the effect unrecorded
-            return call
 
-        return fn
+def _sync_step(ledger: str, run: str, name: str, pause: float) -> Any:
+    def fn() -> str:
+        call = record_effect(ledger, run, name)
+        time.sleep(pause)  # the window in which a kill leaves the effect unrecorded
+        return call
 
-    def async_step(run: str, name: str, pause: float) -> Any:
-        async def fn() -> str:
-            call = record_effect(ledger, run, name)
+    return fn
+
+
+def _async_step(ledger: str, run: str, name: str, pause: float, marks: bool) -> Any:
+    async def fn() -> str:
+        call = record_effect(ledger, run, name)
+        try:
             await asyncio.sleep(pause)
-            return call
+        except asyncio.CancelledError:
+            if marks:
+                record_mark(ledger, run, name, call, "stopped")
+            raise
+        if marks:
+            record_mark(ledger, run, name, call, "done")
+        return call
 
-        return fn
+    return fn
+
+
+def build_app(
+    url: str, *, ledger: str = "", job_visibility: float = 30.0, owner_lease: float = 30.0
+) -> tether.App:
+    """An App with the chaos workflow registered; steps write to `ledger` (a folder)."""
+    app = tether.App(url, job_visibility=job_visibility, owner_lease=owner_lease)
 
     @app.workflow(name=WORKFLOW, version="1")
     async def chaos(wf: tether.Workflow, spec: dict[str, Any]) -> list[str]:
-        """Five steps (sync and async); the third fans out when `spec["fan"]` > 0."""
-        run, pause = wf.workflow_id, spec["pause"]
-        done = [await wf.step("s1", sync_step(run, "s1", pause))]
-        done.append(await wf.step("s2", async_step(run, "s2", pause)))
+        """Five steps (sync and async); the third fans out when `spec["fan"]` > 0; a
+        long async step after the second when `spec["long"]` > 0 (seconds)."""
+        run, marks = wf.workflow_id, bool(spec.get("marks"))
+
+        def fn(name: str, pause: float = spec["pause"]) -> Any:
+            if is_async(name):
+                return _async_step(ledger, run, name, pause, marks)
+            return _sync_step(ledger, run, name, pause)
+
+        done = [await wf.step("s1", fn("s1"))]
+        done.append(await wf.step("s2", fn("s2")))
+        if spec.get("long"):
+            # a long call is cut by many kills; a cancel's stop must not be retried
+            again = tether.RetryPolicy(attempts=3, backoff=0.05, interrupted_reruns=50)
+            done.append(await wf.step("long", fn("long", spec["long"]), retry=again))
         if spec["fan"]:
 
             async def item(i: int) -> str:
-                name = f"s3:{i}"
-                maker = sync_step if i % 2 else async_step
-                result: str = await wf.step(name, maker(run, name, pause))
+                result: str = await wf.step(f"s3:{i}", fn(f"s3:{i}"))
                 return result
 
             summary = await wf.for_each(list(range(spec["fan"])), item, max_parallel=2)
             done.extend(str(r.value) for r in summary.results)
         else:
-            done.append(await wf.step("s3", sync_step(run, "s3", pause)))
-        done.append(await wf.step("s4", async_step(run, "s4", pause)))
-        done.append(await wf.step("s5", sync_step(run, "s5", pause)))
+            done.append(await wf.step("s3", fn("s3")))
+        done.append(await wf.step("s4", fn("s4")))
+        done.append(await wf.step("s5", fn("s5")))
         return done
 
     return app
@@ -178,6 +234,7 @@ def worker_main() -> None:
         env["CHAOS_DB_URL"],
         ledger=env["CHAOS_LEDGER"],
         job_visibility=float(env["CHAOS_VISIBILITY"]),
+        owner_lease=float(env["CHAOS_OWNER_LEASE"]),
     )
     worker = Worker(
         app,

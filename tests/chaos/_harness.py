@@ -2,11 +2,13 @@
 
 `run_chaos(config)` submits runs of the chaos workflow (`_flows.py`) to a
 queue, starts worker processes, and until every run has ended keeps stopping
-a random worker (SIGKILL in ``kill`` mode, SIGTERM in ``graceful`` mode) and
-starting it again; on PostgreSQL it also terminates every backend of the
-database now and then. Then it lets the workers idle and checks the
-invariants (`check_invariants`) against tether's records, read through the
-public API, and the side-effect ledger the steps wrote outside the database.
+a random worker (SIGKILL in ``kill`` and ``cancel`` modes, SIGTERM in
+``graceful`` mode) and starting it again; on PostgreSQL it also terminates every
+backend of the database now and then. In ``cancel`` mode a canceller process
+cancels a share of the runs meanwhile (`_cancels.py`). Then it lets the workers
+idle and checks the invariants (`_invariants.check_invariants`) against tether's
+records, read through the public API, and the side-effect ledger the steps wrote
+outside the database.
 
 Every random choice comes from one `random.Random(seed)`; the seed is part
 of the result and of the first progress line, so a failure can be replayed
@@ -16,10 +18,8 @@ of the result and of the first progress line, so a failure can be replayed
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -34,10 +34,13 @@ from urllib.parse import urlsplit, urlunsplit
 import tether
 from tether import RunStatus
 
-from ._flows import WORKFLOW, Execution, build_app, read_ledger, step_names
+from ._canceller import Cancel, Planned, read_cancels, write_plan
+from ._cancels import HOLD_AFTER, Cancels, plan_cancels
+from ._flows import WORKFLOW, Execution, Mark, build_app, read_ledger
+from ._invariants import Stop, check_invariants, open_jobs
 
 REPO = Path(__file__).resolve().parents[2]
-MODES = ("kill", "graceful", "drops")
+MODES = ("kill", "graceful", "drops", "cancel")
 
 
 @dataclass
@@ -47,13 +50,16 @@ class ChaosConfig:
     url: str
     folder: Path  # ledger files and worker logs go here
     # "kill": workers SIGKILLed; "graceful": SIGTERM only; "drops": no worker is stopped,
-    # only connections are dropped (PostgreSQL), so no step may run twice either
+    # only connections are dropped (PostgreSQL), so no step may run twice either;
+    # "cancel": as "kill", and a canceller process cancels a share of the runs
     mode: str = "kill"
     runs: int = 200
     workers: int = 3
     concurrency: int = 4  # jobs at once per worker
     seed: int | None = None
-    stop_every: tuple[float, float] = (0.4, 1.5)  # between two stops of a worker
+    # between two stops of a worker (None: 0.4-1.5 s; 1-3 s in cancel mode, whose long
+    # steps each kill cuts short)
+    stop_every: tuple[float, float] | None = None
     restart_after: tuple[float, float] = (0.0, 0.5)  # a stopped worker comes back after
     terminate_every: tuple[float, float] = (0.5, 3.0)  # pg_terminate_backend (PostgreSQL)
     fan_share: float = 0.3  # share of runs whose third step fans out
@@ -66,22 +72,40 @@ class ChaosConfig:
     settle_for: float = 120.0  # then wait this long at most for runs and jobs to settle
     progress: Callable[[str], None] | None = None
     progress_every: float = 2.0
+    # cancel mode: the share of runs cancelled; of the others, the share with a long
+    # async step, lasting `long` (longer than `cancel_reach`, so a step the cancel did
+    # not stop is seen to run on); the workers' owner lease (None: 30 s, 1.5 s in
+    # cancel mode, so a cancel reaches a worker's step within half a second or so)
+    cancel_share: float = 0.2
+    long_share: float = 0.1
+    long: tuple[float, float] = (4.5, 6.0)
+    owner_lease: float | None = None
+
+    @property
+    def stop_gap(self) -> tuple[float, float]:
+        return self.stop_every or ((1.0, 3.0) if self.mode == "cancel" else (0.4, 1.5))
+
+    @property
+    def job_attempts(self) -> int:
+        """A run's job attempts: a kill during a long step costs one, and the cancel mode
+        has long steps."""
+        return 100 if self.mode == "cancel" else 10
+
+    @property
+    def lease(self) -> float:
+        return self.owner_lease or (1.5 if self.mode == "cancel" else 30.0)
+
+    @property
+    def cancel_reach(self) -> float:
+        """How long after its acknowledgement a cancel has surely reached the worker
+        driving its run: two claim renewals (one may be lost to a dropped connection)
+        and three seconds for a busy machine (a step was reached 1.96 s after its
+        cancel at a load of 15, with renewals every half second)."""
+        return 2 * self.lease / 3 + 3.0
 
     @property
     def backend(self) -> str:
         return "postgresql" if self.url.startswith(("postgresql:", "postgres:")) else "sqlite"
-
-
-@dataclass(frozen=True)
-class Stop:
-    """A signal the harness sent to a worker."""
-
-    pid: int
-    signal: int
-    at: float  # wall clock just before it was sent
-    # SIGKILL: wall clock once the process was seen dead. The kill lands somewhere in
-    # [at, dead]: the process may still write a ledger line in between
-    dead: float | None = None
 
 
 @dataclass
@@ -98,6 +122,8 @@ class ChaosResult:
     violations: list[str]
     elapsed: float
     chaos_elapsed: float
+    cancels: list[Cancel]
+    stopped: int  # executions of steps of cancelled runs stopped (ledger "stopped" marks)
 
     @property
     def kills(self) -> int:
@@ -114,10 +140,17 @@ class ChaosResult:
     def summary(self) -> str:
         c = self.config
         verdict = "all invariants held" if self.ok else f"{len(self.violations)} VIOLATIONS"
+        ended_first = sum(1 for x in self.cancels if x.outcome != "cancelled")
+        cancels = (
+            f"cancels={len(self.cancels)} (run ended first: {ended_first}) "
+            f"steps-stopped={self.stopped} "
+            if c.mode == "cancel"
+            else ""
+        )
         return (
             f"chaos {c.backend}/{c.mode} seed={self.seed}: runs={len(self.ids)} "
             f"completed={self.statuses.get('completed', 0)} steps-executed={self.executions} "
-            f"repeated={self.repeats} "
+            f"repeated={self.repeats} {cancels}"
             f"kills={self.kills} sigterms={self.terms} restarts={self.restarts} "
             f"dropped-connections={self.dropped} chaos={self.chaos_elapsed:.1f}s "
             f"total={self.elapsed:.1f}s: {verdict}"
@@ -148,6 +181,7 @@ class Fleet:
             "CHAOS_DB_URL": c.url,
             "CHAOS_LEDGER": str(c.folder),
             "CHAOS_VISIBILITY": str(c.job_visibility),
+            "CHAOS_OWNER_LEASE": str(c.lease),
             "CHAOS_QUEUE": "chaos",
             "CHAOS_CONCURRENCY": str(c.concurrency),
             "CHAOS_MAINTENANCE": str(c.maintenance),
@@ -157,17 +191,24 @@ class Fleet:
 
     def spawn(self, slot: int) -> None:
         self._started += 1
-        log = self.config.folder / f"worker-{slot}-{self._started}.log"
+        self.procs[slot] = self._start("_flows", f"worker-{slot}-{self._started}.log")
+
+    def spawn_canceller(self) -> subprocess.Popen[bytes]:
+        """The canceller process of the cancel mode (`_canceller.py`); never signalled."""
+        return self._start("_canceller", "canceller.log")
+
+    def _start(self, module: str, log_name: str) -> subprocess.Popen[bytes]:
+        log = self.config.folder / log_name
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.chaos._flows"],
+                [sys.executable, "-m", f"tests.chaos.{module}"],
                 env=self.env(),
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
         self.logs[proc.pid] = log
-        self.procs[slot] = proc
+        return proc
 
     def live(self) -> list[int]:
         """Slots whose process runs and was not told to stop."""
@@ -276,23 +317,13 @@ def _statuses(app: tether.App, limit: int) -> dict[str, int]:
 def _settled(app: tether.App, ids: list[str]) -> bool:
     counts = _statuses(app, len(ids) + 100)
     ended = sum(n for s, n in counts.items() if RunStatus(s).terminal)
-    return ended >= len(ids) and not _open_jobs(app)
-
-
-def _open_jobs(app: tether.App) -> list[Any]:
-    jobs = []
-    for status in ("queued", "claimed"):
-        jobs += app._loop.run(app.store.list_jobs(status=status, limit=100_000))
-    return jobs
+    return ended >= len(ids) and not open_jobs(app)
 
 
 def run_chaos(config: ChaosConfig) -> ChaosResult:
     """Submit, shake until every run has ended, let the workers idle, check."""
     c = config
-    if c.mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {c.mode!r}")
-    if c.mode == "drops" and c.backend != "postgresql":
-        raise ValueError("mode 'drops' drops PostgreSQL connections: it needs a PostgreSQL URL")
+    _check_config(c)
     seed = c.seed if c.seed is not None else random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
     say = c.progress or (lambda _line: None)
@@ -304,103 +335,36 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
     started = time.monotonic()
     app = build_app(c.url)
     fleet = Fleet(c)
-    dropped = 0
-    graceful = c.mode == "graceful"
-    sig = {"kill": signal.SIGKILL, "graceful": signal.SIGTERM}.get(c.mode)
-    pg = c.backend == "postgresql"
+    canceller = None
     try:
         app.list_runs(limit=1)  # creates the schema before the workers race to
-        specs = {
-            f"c{i:05d}": {
-                "fan": rng.choice((2, 3, 4)) if rng.random() < c.fan_share else 0,
-                "pause": round(rng.uniform(*c.pause), 4),
-            }
-            for i in range(c.runs)
-        }
+        specs, plan = _draw_runs(rng, c)
         for slot in range(c.workers):
             fleet.spawn(slot)
         flow = app.get_workflow(WORKFLOW).fn
         ids = [
-            app.submit(flow, spec, workflow_id=wid, queue="chaos") for wid, spec in specs.items()
+            app.submit(flow, spec, workflow_id=wid, queue="chaos", max_attempts=c.job_attempts)
+            for wid, spec in specs.items()
         ]
         say(f"submitted {len(ids)} runs in {time.monotonic() - started:.1f}s")
-
-        chaos_start = time.monotonic()
-        now = chaos_start
-        next_stop = now + rng.uniform(0.2, 0.6)
-        next_drop = now + rng.uniform(*c.terminate_every)
-        next_look, next_report = now + 0.5, now + c.progress_every
-        back_at: dict[int, float] = {}  # slot -> when to start it again
-        done = False
-        while not done and now - chaos_start < c.chaos_for:
-            for slot in fleet.reap(graceful):
-                back_at[slot] = now + rng.uniform(*c.restart_after)
-            for slot, at in list(back_at.items()):
-                if now >= at:
-                    del back_at[slot]
-                    fleet.spawn(slot)
-                    fleet.restarts += 1
-            if sig is not None and now >= next_stop:
-                live = fleet.live()
-                if live:
-                    fleet.send(rng.choice(live), sig)
-                next_stop = now + rng.uniform(*c.stop_every)
-            if pg and now >= next_drop:
-                try:
-                    dropped += terminate_backends(c.url)
-                except Exception as exc:  # the harness's own connection: try again later
-                    say(f"pg_terminate_backend failed: {exc!r}")
-                next_drop = now + rng.uniform(*c.terminate_every)
-            if now >= next_look:
-                next_look = now + 0.5
-                try:
-                    counts = _statuses(app, c.runs + 100)
-                except tether.StoreError as exc:
-                    say(f"progress read failed (dropped connection?): {exc}")
-                    counts = {}
-                ended = sum(n for s, n in counts.items() if RunStatus(s).terminal)
-                done = bool(counts) and ended >= c.runs
-                if counts and (done or now >= next_report):
-                    next_report = now + c.progress_every
-                    say(
-                        f"[{now - chaos_start:6.1f}s] ended {ended}/{c.runs} {counts} "
-                        f"kills={sum(1 for s in fleet.stops if s.signal == signal.SIGKILL)} "
-                        f"sigterms={sum(1 for s in fleet.stops if s.signal == signal.SIGTERM)} "
-                        f"restarts={fleet.restarts} dropped={dropped}"
-                    )
-            time.sleep(0.02)
-            now = time.monotonic()
-        chaos_elapsed = time.monotonic() - chaos_start
-        say(
-            f"chaos stopped after {chaos_elapsed:.1f}s "
-            f"({'every run ended' if done else 'time limit reached'}); workers idle"
+        canceller = fleet.spawn_canceller() if plan else None
+        shaken = _shake(c, rng, app, fleet, canceller)
+        _settle(c, app, fleet, ids)
+        executions, marks, torn = read_ledger(c.folder)
+        cancels = read_cancels(c.folder)
+        violations = check_invariants(
+            app,
+            specs,
+            executions,
+            fleet.stops,
+            graceful=c.mode == "graceful",
+            cancels=Cancels(plan, cancels, marks, c.cancel_reach),
         )
-
-        # no more signals: wait for the stopped workers to exit, fill every slot, and
-        # let the workers idle until runs and jobs settle
-        for p in fleet.procs:
-            if p is not None and p.pid in fleet.signalled:
-                try:
-                    p.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    fleet.surprises.append(f"worker pid {p.pid} ignored its signal for 60s")
-                    p.kill()
-                    p.wait()
-        fleet.reap(graceful)
-        for slot, p in enumerate(fleet.procs):
-            if p is None:
-                fleet.spawn(slot)
-                fleet.restarts += 1
-        deadline = time.monotonic() + c.settle_for
-        while time.monotonic() < deadline and not _settled(app, ids):
-            time.sleep(0.25)
-        if not _settled(app, ids):
-            say("runs or jobs did not settle: asking the workers for their task stacks (SIGUSR1)")
-            fleet.dump_tasks()
-        executions, torn = read_ledger(c.folder)
-        violations = check_invariants(app, specs, executions, fleet.stops, graceful=graceful)
         statuses = _statuses(app, c.runs + 100)
     finally:
+        if canceller is not None and canceller.poll() is None:  # the harness failed
+            canceller.kill()
+            canceller.wait()
         fleet.stop_all()
         app.close()
     violations += fleet.surprises
@@ -412,164 +376,180 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
         ids=ids,
         stops=fleet.stops,
         restarts=fleet.restarts,
-        dropped=dropped,
+        dropped=shaken.dropped,
         statuses=statuses,
         executions=len(executions),
         repeats=len(executions) - len({(e.run, e.step) for e in executions}),
         violations=violations,
         elapsed=time.monotonic() - started,
-        chaos_elapsed=chaos_elapsed,
+        chaos_elapsed=shaken.elapsed,
+        cancels=list(cancels.values()),
+        stopped=_stopped(executions, marks, cancels),
     )
 
 
-# -- invariants -----------------------------------------------------------------------------
+def _stopped(
+    executions: list[Execution], marks: dict[str, Mark], cancels: dict[str, Cancel]
+) -> int:
+    """How many executions of steps of cancelled runs were stopped."""
+    gone = {c.run for c in cancels.values() if c.outcome == "cancelled"}
+    stopped = {m.id for m in marks.values() if m.mark == "stopped"}
+    return sum(1 for e in executions if e.run in gone and e.id in stopped)
 
 
-def check_invariants(
+def _check_config(c: ChaosConfig) -> None:
+    if c.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {c.mode!r}")
+    if c.mode == "drops" and c.backend != "postgresql":
+        raise ValueError("mode 'drops' drops PostgreSQL connections: it needs a PostgreSQL URL")
+    if c.mode == "cancel" and c.long[0] < c.cancel_reach + HOLD_AFTER + 0.2:
+        raise ValueError(
+            f"long steps of {c.long[0]:g}s end before a cancel surely reaches them "
+            f"({c.cancel_reach:g}s after it, with an owner lease of {c.lease:g}s): a step the "
+            f"cancel failed to stop would pass; make them last at least "
+            f"{c.cancel_reach + HOLD_AFTER + 0.2:g}s or lower the owner lease"
+        )
+
+
+def _draw_runs(
+    rng: random.Random, c: ChaosConfig
+) -> tuple[dict[str, dict[str, Any]], list[Planned]]:
+    """The input of every run, and in cancel mode the cancels to make (written down
+    for the canceller process)."""
+    specs = {
+        f"c{i:05d}": {
+            "fan": rng.choice((2, 3, 4)) if rng.random() < c.fan_share else 0,
+            "pause": round(rng.uniform(*c.pause), 4),
+        }
+        for i in range(c.runs)
+    }
+    if c.mode != "cancel":
+        return specs, []
+    plan = plan_cancels(rng, specs, c.cancel_share, c.long_share, c.long)
+    write_plan(c.folder, plan)
+    return specs, plan
+
+
+@dataclass(frozen=True)
+class _Shaken:
+    elapsed: float
+    dropped: int  # PostgreSQL connections terminated
+
+
+def _shake(
+    c: ChaosConfig,
+    rng: random.Random,
     app: tether.App,
-    specs: dict[str, dict[str, Any]],
-    executions: list[Execution],
-    stops: list[Stop],
-    *,
-    graceful: bool,
-) -> list[str]:
-    """Every broken invariant, one line each (empty: all held).
-
-    1. no run lost: every submitted run exists and completed;
-    2. no step runs again once its completion is recorded; a step runs more
-       than once only when each earlier execution's process was SIGKILLed
-       while it was in flight, before the next execution began;
-    3. nothing stuck once the workers idle: no run pending/running, no job
-       queued/claimed;
-    4. graceful mode: every step ran exactly once.
-    """
-    out: list[str] = []
-    rows = {r.workflow_id: r for r in app.list_runs(limit=len(specs) + 100)}
-    for wid in specs:
-        row = rows.get(wid)
-        if row is None:
-            out.append(f"[1 lost] run {wid} was submitted but does not exist")
-        elif row.status is not RunStatus.COMPLETED:
-            out.append(f"[1 not completed] run {wid} is {row.status.value}: {row.error}")
-    for row in rows.values():
-        if row.status in (RunStatus.RUNNING, RunStatus.PENDING):
-            out.append(f"[3 stuck run] run {row.workflow_id} is still {row.status.value}")
-    for job in _open_jobs(app):
-        out.append(
-            f"[3 stuck job] job {job.id} of run {job.workflow_id} is still {job.status.value} "
-            f"(worker {job.worker}, attempt {job.attempt})"
-        )
-
-    by_step: dict[tuple[str, str], list[Execution]] = defaultdict(list)
-    for e in executions:
-        by_step[(e.run, e.step)].append(e)
-    for wid, spec in specs.items():
-        if wid not in rows:
-            continue
-        record = app.get_record(wid)
-        recorded = {_plain_name(key): s for key, s in record.steps.items()}
-        expected = step_names(spec)
-        found = len(out)
-        for name in expected:
-            runs = sorted(by_step.pop((wid, name), []), key=lambda e: e.started)
-            step = recorded.get(name)
-            out += _check_step(wid, name, step, runs, stops, graceful=graceful)
-        if len(out) > found:
-            out.append(f"[history] {wid}: {_history(record)}")
-    for (wid, name), runs in by_step.items():
-        out.append(f"[2 unknown step] {len(runs)} execution(s) of {wid}/{name}, not a step it has")
-    return out
-
-
-def _history(record: Any) -> str:
-    """A run's events and steps, to tell how a violation came about."""
-    events = "; ".join(
-        f"{e.seq} {e.at.timestamp():.6f} {e.type} {e.message or ''}".rstrip() for e in record.events
+    fleet: Fleet,
+    canceller: subprocess.Popen[bytes] | None,
+) -> _Shaken:
+    """Stop and restart workers, drop connections, until every run has ended and the
+    canceller (if any) has made all its cancels."""
+    say = c.progress or (lambda _line: None)
+    graceful = c.mode == "graceful"
+    sig = {"kill": signal.SIGKILL, "cancel": signal.SIGKILL, "graceful": signal.SIGTERM}.get(c.mode)
+    chaos_start = now = time.monotonic()
+    next_stop = now + rng.uniform(0.2, 0.6)
+    next_drop = now + rng.uniform(*c.terminate_every)
+    next_look, next_report = now + 0.5, now + c.progress_every
+    back_at: dict[int, float] = {}  # slot -> when to start it again
+    dropped, done = 0, False
+    while not done and now - chaos_start < c.chaos_for:
+        for slot in fleet.reap(graceful):
+            back_at[slot] = now + rng.uniform(*c.restart_after)
+        for slot, at in list(back_at.items()):
+            if now >= at:
+                del back_at[slot]
+                fleet.spawn(slot)
+                fleet.restarts += 1
+        if sig is not None and now >= next_stop:
+            live = fleet.live()
+            if live:
+                fleet.send(rng.choice(live), sig)
+            next_stop = now + rng.uniform(*c.stop_gap)
+        if c.backend == "postgresql" and now >= next_drop:
+            dropped += _drop(c, say)
+            next_drop = now + rng.uniform(*c.terminate_every)
+        if now >= next_look:
+            next_look = now + 0.5
+            ended = _report(c, app, fleet, dropped, now - chaos_start, now >= next_report)
+            if ended is not None and now >= next_report:
+                next_report = now + c.progress_every
+            done = ended == c.runs and (canceller is None or canceller.poll() is not None)
+        time.sleep(0.02)
+        now = time.monotonic()
+    elapsed = time.monotonic() - chaos_start
+    say(
+        f"chaos stopped after {elapsed:.1f}s ({'every run ended' if done else 'time limit reached'})"
     )
-    steps = "; ".join(
-        f"{k}={s.status.value} attempts={s.attempts}" for k, s in record.steps.items()
-    )
-    return f"events: {events} | steps: {steps} | generation {record.generation}"
+    if canceller is not None:
+        _end_canceller(fleet, canceller)
+    return _Shaken(elapsed, dropped)
 
 
-def _plain_name(key: str) -> str:
-    """The name the workflow gave a step, from its record key.
-
-    Newer tethers decorate the key with the step's identity (``name[i]`` for
-    item i of a for_each, ``name#2`` for a repeated name); the chaos workflow
-    gives every step a distinct name, so the plain name identifies it.
-    """
-    return re.sub(r"(\[\d+\]|#\d+)$", "", key)
+def _drop(c: ChaosConfig, say: Callable[[str], None]) -> int:
+    try:
+        return terminate_backends(c.url)
+    except Exception as exc:  # the harness's own connection: try again later
+        say(f"pg_terminate_backend failed: {exc!r}")
+        return 0
 
 
-def _check_step(
-    wid: str,
-    name: str,
-    step: Any,
-    runs: list[Execution],
-    stops: list[Stop],
-    *,
-    graceful: bool,
-) -> list[str]:
-    where = f"{wid}/{name}"
-    killed = {s.pid: s for s in stops if s.signal == signal.SIGKILL}
-
-    def _show(runs: list[Execution]) -> str:
-        return _describe(runs, stops)
-
-    if step is None or step.completed_at is None or step.status.value != "completed":
-        state = "missing" if step is None else step.status.value
-        return [f"[1 step not completed] {where} is {state}; executions: {_show(runs)}"]
-    done_at = step.completed_at.timestamp()
-    out: list[str] = []
-    winners = [i for i, e in enumerate(runs) if e.id == step.result]
-    if not winners:
-        out.append(
-            f"[2 unwitnessed result] {where} recorded result {step.result!r} which no ledger "
-            f"execution produced; executions: {_show(runs)}"
+def _report(
+    c: ChaosConfig, app: tether.App, fleet: Fleet, dropped: int, at: float, due: bool
+) -> int | None:
+    """How many runs have ended (None if the database cannot say now); said if `due`
+    or all have."""
+    say = c.progress or (lambda _line: None)
+    try:
+        counts = _statuses(app, c.runs + 100)
+    except tether.StoreError as exc:
+        say(f"progress read failed (dropped connection?): {exc}")
+        return None
+    ended = min(c.runs, sum(n for s, n in counts.items() if RunStatus(s).terminal))
+    if due or ended == c.runs:
+        say(
+            f"[{at:6.1f}s] ended {ended}/{c.runs} {counts} "
+            f"kills={sum(1 for s in fleet.stops if s.signal == signal.SIGKILL)} "
+            f"sigterms={sum(1 for s in fleet.stops if s.signal == signal.SIGTERM)} "
+            f"restarts={fleet.restarts} dropped={dropped}"
         )
-    for e in runs:
-        if e.started > done_at:
-            out.append(
-                f"[2 ran after completion] {where} completed at {done_at:.6f} but pid {e.pid} "
-                f"started it again at {e.started:.6f}; executions: {_show(runs)}"
-            )
-    if len({e.pid for e in runs}) < len(runs):
-        out.append(f"[2 same process twice] {where}: {_show(runs)}")
-    if graceful:
-        if len(runs) != 1:
-            out.append(f"[4 graceful repeat] {where} ran {len(runs)} times: {_show(runs)}")
-        return out
-    if winners and winners[0] != len(runs) - 1:
-        out.append(
-            f"[2 two owners] {where}: an execution began after the one whose result was "
-            f"recorded: {_show(runs)}"
+    return ended
+
+
+def _end_canceller(fleet: Fleet, canceller: subprocess.Popen[bytes]) -> None:
+    """The canceller has exited by itself, with 0; else that is a violation."""
+    if canceller.poll() is None:
+        canceller.kill()
+        canceller.wait()
+        fleet.surprises.append("the canceller had not made all its cancels: killed")
+    elif canceller.returncode != 0:
+        fleet.surprises.append(
+            f"the canceller exited with code {canceller.returncode}: {fleet.tail(canceller.pid)}"
         )
-    for e, after in itertools.pairwise(runs):
-        k = killed.get(e.pid)
-        if k is None:
-            out.append(
-                f"[2 repeat without a crash] {where}: pid {e.pid} was never SIGKILLed, yet the "
-                f"step ran again at {after.started:.6f} (pid {after.pid}): {_show(runs)}"
-            )
-        elif not (e.started <= (k.dead or k.at) and k.at <= after.started):
-            out.append(
-                f"[2 repeat not after the crash] {where}: pid {e.pid} was SIGKILLed at {k.at:.6f}, "
-                f"not between its execution ({e.started:.6f}) and the next one "
-                f"({after.started:.6f}, pid {after.pid}): {_show(runs)}"
-            )
-    return out
 
 
-def _describe(runs: list[Execution], stops: list[Stop]) -> str:
-    """Each execution: pid, start, uuid prefix, and the signal its process got, if any."""
-    sent = {s.pid: s for s in stops}
-    parts = []
-    for e in runs:
-        stop = sent.get(e.pid)
-        fate = ""
-        if stop is not None:
-            fate = f", {signal.Signals(stop.signal).name} at {stop.at:.6f}"
-            fate += "" if stop.dead is None else f", dead by {stop.dead:.6f}"
-        parts.append(f"pid {e.pid} at {e.started:.6f} ({e.id[:8]}{fate})")
-    return "; ".join(parts) or "none"
+def _settle(c: ChaosConfig, app: tether.App, fleet: Fleet, ids: list[str]) -> None:
+    """No more signals: wait for the stopped workers to exit, fill every slot, and let
+    the workers idle until runs and jobs settle."""
+    say = c.progress or (lambda _line: None)
+    for p in fleet.procs:
+        if p is not None and p.pid in fleet.signalled:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                fleet.surprises.append(f"worker pid {p.pid} ignored its signal for 60s")
+                p.kill()
+                p.wait()
+    fleet.reap(c.mode == "graceful")
+    for slot, p in enumerate(fleet.procs):
+        if p is None:
+            fleet.spawn(slot)
+            fleet.restarts += 1
+    say("workers idle")
+    deadline = time.monotonic() + c.settle_for
+    while time.monotonic() < deadline and not _settled(app, ids):
+        time.sleep(0.25)
+    if not _settled(app, ids):
+        say("runs or jobs did not settle: asking the workers for their task stacks (SIGUSR1)")
+        fleet.dump_tasks()
