@@ -43,6 +43,20 @@ async def app(database_url: str, clock: FakeClock, server: ProviderServer) -> As
     await the_app.aclose()
 
 
+async def _cancelled(
+    app: App, drive: asyncio.Task[Any], canceller: str, database_url: str, clock: FakeClock
+) -> None:
+    """Cancel run "w" from `app` ("this") or another App ("other"); its drive ends so."""
+    other = app if canceller == "this" else App(database_url, clock=clock)
+    try:
+        assert await other.acancel("w", "stop") == ["w"]
+    finally:
+        if other is not app:
+            await other.aclose()
+    done = await asyncio.wait_for(drive, HANG)
+    assert done.status is RunStatus.CANCELLED
+
+
 def _scope_users() -> list[int]:
     return [scope.users for scope in ADMISSIONS._scopes.values()]
 
@@ -79,20 +93,15 @@ async def test_a_cancel_gives_back_the_admissions_and_closes_the_request(
     server.drip_next()
     drive = asyncio.create_task(app.arun(fan, workflow_id="w"))
     await eventually(lambda: server.state.dripping == 1 and _scope_users() == [2])
-    other = app if canceller == "this" else App(database_url, clock=clock)
-    try:
-        assert await other.acancel("w", "stop") == ["w"]
-    finally:
-        if other is not app:
-            await other.aclose()
-    done = await asyncio.wait_for(drive, HANG)
-    assert done.status is RunStatus.CANCELLED
+    await _cancelled(app, drive, canceller, database_url, clock)
     await eventually(lambda: server.state.dropped == 1)  # the held request was closed
     assert len(ADMISSIONS) == 0
     assert server.count("POST") == 1  # the waiting branch sent nothing
     await _next_run_is_admitted(app, provider)
-    spend = await app.store.ai_spend("next", "team")
-    assert (spend.calls, spend.unknown_cost_calls) == (1, 0)
+    spend = await app.store.ai_spend("next", "team")  # every run under the key
+    assert (spend.calls, spend.unknown_cost_calls) == (2, 1)  # the next, and the cut one
+    [cut] = await app.alist_ai_calls("w")  # the cut call, of unknown cost
+    assert cut.billed and cut.cost_unknown and "cut short before" in (cut.error or "")
 
 
 def _text(provider: str) -> Callable[[Workflow], Any]:
@@ -173,14 +182,7 @@ async def test_a_call_its_runs_cancel_cut_short_is_logged_of_unknown_cost(
 
     drive = asyncio.create_task(app.arun(two, workflow_id="w"))
     await eventually(lambda: server.state.dripping == 1)
-    other = app if canceller == "this" else App(database_url, clock=clock)
-    try:
-        assert await other.acancel("w", "stop") == ["w"]
-    finally:
-        if other is not app:
-            await other.aclose()
-    done = await asyncio.wait_for(drive, HANG)
-    assert done.status is RunStatus.CANCELLED
+    await _cancelled(app, drive, canceller, database_url, clock)
     answered, cut_short = await app.alist_ai_calls("w")
     assert answered.error is None and answered.cost_micro_usd == 1500
     assert cut_short.billed and cut_short.cost_unknown
