@@ -16,8 +16,7 @@ from .. import RunInfo, WaitInfo
 from ..ai import budget_stops
 from ..app import App
 from ..record import RunRecord
-from ..serde import dump_json
-from ..store import RunFilter, RunStatus, WaitKind, WaitStatus, redact
+from ..store import RunFilter, RunStatus, redact
 from ._common import (
     EXIT_USAGE,
     CliState,
@@ -108,22 +107,7 @@ def _served_waits(state: CliState, workflow_id: str) -> list[WaitInfo]:
     payload: `runs show` does not print it)."""
     from ._remote import ask
 
-    return [
-        WaitInfo(
-            s.id,
-            workflow_id,
-            s.key,
-            WaitKind(s.kind),
-            s.name,
-            None if s.match is None else dump_json(s.match, what="a wait's match"),
-            WaitStatus(s.status),
-            None,
-            s.due_at,
-            s.created_at,
-            s.resolved_at,
-        )
-        for s in ask(state, lambda c: c.waits(workflow_id))
-    ]
+    return [s.info(workflow_id) for s in ask(state, lambda c: c.waits(workflow_id))]
 
 
 def _answering(state: CliState, workflow_id: str) -> Answering:

@@ -14,10 +14,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
-from .._info import RunInfo, WaitInfo
+from .._info import RunInfo, WaitInfo, mirror
 from .._names import unstorable
 from ..record import EventRecord, RunRecord
-from ..store import AICallRow, AIUsageRow, EndReason, RunRow, RunStatus
+from ..serde import dump_json
+from ..store import AICallRow, AIUsageRow, EndReason, RunRow, RunStatus, WaitKind, WaitStatus
 
 __all__ = [
     "ERRORS",
@@ -209,6 +210,14 @@ class WaitSummary(_Out):
         (`WaitInfo` keeps its JSON), so `runs show --server` can say what an event must match."""
         same = {n: getattr(w, n) for n in cls.model_fields.keys() - {"match"}}
         return cls(**same, match=None if w.match is None else json.loads(w.match))
+
+    def info(self, workflow_id: str) -> WaitInfo:
+        """The wait as `App.list_waits` gives it, back from the wire (`of` the other way):
+        `match` as JSON text again; no payload, which a summary does not carry."""
+        match = None if self.match is None else dump_json(self.match, what="a wait's match")
+        kind, status = WaitKind(self.kind), WaitStatus(self.status)
+        converted = {"kind": kind, "status": status, "match": match, "payload": None}
+        return mirror(WaitInfo, self, workflow_id=workflow_id, **converted)
 
 
 class StartRun(_Body):
